@@ -1,0 +1,346 @@
+"""The HTTP API (FastAPI): routes, request validation and error bodies.
+
+Resources (Redis clients, the hub) are created in the lifespan and live in
+``app.state``; nothing here reads the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from broadcaster import connection, keys, sse
+from broadcaster.events import InvalidEvent
+from broadcaster.hub import Hub, HubConfig
+from broadcaster.jobs import JobQueue
+from broadcaster.log import EventLog, StaleWriter, StreamEnded, StreamNotFound, WrongKind
+from broadcaster.settings import Settings
+from broadcaster.sse_response import SSEResponse
+
+log = logging.getLogger("broadcaster.app")
+
+SSE_HEADERS = {
+    "cache-control": "no-cache, no-transform",
+    "x-accel-buffering": "no",
+    "x-vercel-ai-ui-message-stream": "v1",
+}
+
+
+class ApiError(Exception):
+    """A client's mistake: becomes ``{"error": code, "message": text}`` with ``status``."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
+
+
+# --- request bodies ---
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["user", "assistant"]
+    content: str | list[dict[str, Any]]
+
+
+class GenerationRequest(BaseModel):
+    """``POST /v1/generations``: exactly one of ``prompt`` or ``messages``."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt: str | None = Field(None, min_length=1)
+    messages: list[Message] | None = Field(None, min_length=1)
+    model: str | None = Field(None, min_length=1, max_length=200)
+    max_tokens: int | None = Field(None, ge=1)
+    system: str | None = None
+    id: str | None = Field(None, pattern=keys.STREAM_ID_RE.pattern)
+    metadata: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_input(self) -> GenerationRequest:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of 'prompt' or 'messages'")
+        return self
+
+
+def new_stream_id() -> str:
+    """128 random bits, URL-safe: 22 characters of ``[A-Za-z0-9_-]``."""
+    return secrets.token_urlsafe(16)
+
+
+def _iso(ms: str | None) -> str | None:
+    if not ms:
+        return None
+    return datetime.fromtimestamp(int(ms) / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def _check_id(stream_id: str) -> None:
+    if not keys.STREAM_ID_RE.match(stream_id):
+        raise ApiError(404, "not_found", "no such stream: ids match ^[A-Za-z0-9_-]{1,64}$")
+
+
+async def _read_json(request: Request, limit: int) -> Any:
+    """The body as JSON, refusing more than ``limit`` bytes before reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "too_large", f"request body over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "too_large", f"request body over {limit} bytes")
+    if not body:
+        raise ApiError(422, "invalid_json", "the request body is empty; expected JSON")
+    try:
+        return json.loads(bytes(body))
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError and UnicodeDecodeError (invalid UTF-8).
+        raise ApiError(422, "invalid_json", f"the body is not valid JSON: {exc}"[:300]) from None
+
+
+def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(e["loc"]), "msg": e["msg"]}
+        for e in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def create_app(settings: Settings, redis_url: str) -> FastAPI:
+    """The front-end application, connected to the Redis at ``redis_url``."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = connection.command_client(redis_url, settings.redis_pool_size)
+        reader = connection.blocking_client(redis_url, settings.read_block_ms)
+        event_log = EventLog(
+            redis, ended_ttl=settings.ended_ttl_seconds, idle_ttl=settings.idle_ttl_seconds
+        )
+        config = HubConfig(
+            block_ms=settings.read_block_ms,
+            viewer_buffer=settings.viewer_buffer,
+            keepalive=settings.keepalive_seconds,
+        )
+        try:
+            async with Hub(reader, redis, event_log, config) as hub:
+                app.state.redis = redis
+                app.state.log = event_log
+                app.state.hub = hub
+                app.state.jobs = JobQueue(redis)
+                yield
+        finally:
+            await reader.aclose()
+            await redis.aclose()
+
+    app = FastAPI(
+        title="broadcaster",
+        version="0.1.0",
+        summary="Numbered events in Redis Streams, fanned out over SSE with resume.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"loc": list(e.get("loc", [])), "msg": e.get("msg", "")} for e in exc.errors()]
+        return error_response(422, "invalid_request", "the request is invalid", details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RedisError)
+    async def _redis_down(request: Request, exc: RedisError) -> JSONResponse:
+        log.warning("redis error on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(503, "unavailable", "the event store is unavailable; retry")
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", "internal error")
+
+    def state(request: Request) -> tuple[EventLog, Hub]:
+        return request.app.state.log, request.app.state.hub
+
+    @app.get("/", include_in_schema=False)
+    async def demo_page() -> HTMLResponse:
+        page = resources.files("broadcaster").joinpath("static/demo.html").read_text()
+        return HTMLResponse(page)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        hub: Hub = request.app.state.hub
+        if hub.closing:
+            return error_response(503, "draining", "shutting down")
+        try:
+            await request.app.state.redis.ping()
+        except (RedisError, OSError):
+            return error_response(503, "unavailable", "Redis does not answer")
+        return JSONResponse({"status": "ready"})
+
+    @app.post("/v1/generations", status_code=202)
+    async def create_generation(request: Request) -> JSONResponse:
+        event_log, _ = state(request)
+        body = await _read_json(request, settings.max_body_bytes)
+        try:
+            req = GenerationRequest.model_validate(body)
+        except ValidationError as exc:
+            raise ApiError(
+                422, "invalid_request", "invalid generation request", details=_validation_details(exc)
+            ) from None
+        if req.max_tokens is not None and req.max_tokens > settings.max_tokens_limit:
+            raise ApiError(
+                422, "invalid_request", f"max_tokens is limited to {settings.max_tokens_limit}"
+            )
+        stream_id = req.id or new_stream_id()
+        job = req.model_dump(exclude_none=True, exclude={"id"})
+        job.setdefault("model", settings.default_model)
+        job.setdefault("max_tokens", settings.default_max_tokens)
+        if not await event_log.create_generation(stream_id, job):
+            raise ApiError(409, "conflict", f"a stream with id {stream_id!r} already exists")
+        await request.app.state.jobs.enqueue(stream_id)
+        return JSONResponse(
+            {
+                "id": stream_id,
+                "status": "queued",
+                "events_url": f"/v1/streams/{stream_id}/events",
+                "status_url": f"/v1/generations/{stream_id}",
+            },
+            status_code=202,
+        )
+
+    @app.get("/v1/generations/{stream_id}")
+    async def get_generation(stream_id: str, request: Request) -> JSONResponse:
+        _check_id(stream_id)
+        event_log, _ = state(request)
+        meta = await event_log.meta(stream_id)
+        if meta is None or meta.get("kind") != "generation":
+            raise ApiError(404, "not_found", f"no generation {stream_id!r}")
+        return JSONResponse(
+            {
+                "id": stream_id,
+                "status": meta.get("status", "queued"),
+                "last_event_id": int(meta.get("seq", 0)),
+                "text": meta["text"],
+                "usage": json.loads(meta["usage"]) if meta.get("usage") else None,
+                "error": meta.get("error") or None,
+                "created_at": _iso(meta.get("created_at")),
+                "updated_at": _iso(meta.get("updated_at")),
+            }
+        )
+
+    @app.post("/v1/generations/{stream_id}/cancel", status_code=202)
+    async def cancel_generation(stream_id: str, request: Request) -> JSONResponse:
+        _check_id(stream_id)
+        event_log, _ = state(request)
+        info = await event_log.info(stream_id)
+        if info is None or info.kind != "generation":
+            raise ApiError(404, "not_found", f"no generation {stream_id!r}")
+        try:
+            # The abort is appended here, at once; the worker sees the stream ended and
+            # stops the model call (it polls, and its next append is refused anyway).
+            await event_log.append(
+                stream_id,
+                [{"type": "abort", "reason": "cancelled"}],
+                kind="generation",
+                meta={"error": ""},
+            )
+        except StreamEnded:
+            raise ApiError(409, "ended", f"generation {stream_id!r} has already ended") from None
+        except StreamNotFound:
+            raise ApiError(404, "not_found", f"no generation {stream_id!r}") from None
+        return JSONResponse({"id": stream_id, "status": "cancelled"}, status_code=202)
+
+    @app.post("/v1/streams/{stream_id}/events", status_code=201)
+    async def publish(
+        stream_id: str, request: Request, expected_last_event_id: int | None = None
+    ) -> JSONResponse:
+        """Append one event, or a list appended atomically. With
+        ``?expected_last_event_id=N`` the append only happens if the stream is at seq N."""
+        _check_id(stream_id)
+        event_log, _ = state(request)
+        body = await _read_json(request, settings.max_body_bytes)
+        events = body if isinstance(body, list) else [body]
+        try:
+            seq = await event_log.append(
+                stream_id, events, kind="feed", expect_seq=expected_last_event_id
+            )
+        except InvalidEvent as exc:
+            raise ApiError(422, "invalid_event", str(exc)) from None
+        except StreamEnded as exc:
+            raise ApiError(
+                409, "ended", str(exc), last_event_id=exc.last_seq
+            ) from None
+        except WrongKind as exc:
+            raise ApiError(409, "generation", str(exc)) from None
+        except StaleWriter as exc:
+            raise ApiError(
+                409, "conflict", str(exc), last_event_id=exc.last_seq
+            ) from None
+        return JSONResponse({"last_event_id": seq}, status_code=201)
+
+    @app.get(
+        "/v1/streams/{stream_id}/events",
+        response_class=Response,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def events(
+        stream_id: str, request: Request, last_event_id: str | None = None
+    ) -> Response:
+        """The SSE stream, resuming after ``Last-Event-ID`` (or ``?last_event_id``)."""
+        _check_id(stream_id)
+        event_log, hub = state(request)
+        raw = request.headers.get("last-event-id")
+        if raw is None:
+            raw = last_event_id
+        after = sse.parse_resume_point(raw)
+        if after is None:
+            raise ApiError(400, "bad_resume_point", "Last-Event-ID is not an id this server issued")
+        info = await event_log.info(stream_id)
+        if info is None:
+            raise ApiError(404, "not_found", f"no stream {stream_id!r} (unknown or expired)")
+        if after > info.last_seq:
+            raise ApiError(
+                409,
+                "resume_point_ahead",
+                f"resume point {after} is past the newest event {info.last_seq}: start over",
+                last_event_id=info.last_seq,
+            )
+        if info.ended and after == info.last_seq:
+            return Response(status_code=204)
+        return SSEResponse(
+            hub.follow(stream_id, after, info),
+            first=sse.retry(settings.retry_ms),
+            headers=SSE_HEADERS,
+            send_timeout=settings.slow_viewer_timeout,
+            stream_id=stream_id,
+        )
+
+    return app
+

@@ -1,0 +1,117 @@
+"""Command line: ``serve`` (a front-end) and ``demo`` (everything on the embedded Redis)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+from broadcaster.app import create_app
+from broadcaster.embedded import EmbeddedRedis, ServerNotFound
+from broadcaster.server import make_server
+from broadcaster.settings import RedisSettings, Settings
+
+log = logging.getLogger("broadcaster")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@contextlib.contextmanager
+def redis_url(settings: RedisSettings) -> Iterator[str]:
+    """``REDIS_URL`` if set, else the embedded Redis (started, or joined, for the duration)."""
+    if settings.redis_cluster or settings.redis_sentinels:
+        raise SystemExit(
+            "REDIS_CLUSTER and REDIS_SENTINELS are not supported by this version yet; "
+            "use REDIS_URL with a single Redis"
+        )
+    if settings.redis_url:
+        yield settings.redis_url
+        return
+    embedded = EmbeddedRedis(settings.data_dir)
+    try:
+        url = embedded.start()
+    except ServerNotFound as exc:
+        raise SystemExit(str(exc)) from None
+    owner = embedded.proc is not None
+    log.info(
+        "REDIS_URL is unset: %s embedded Redis at %s (data in %s)",
+        "started" if owner else "joined the",
+        url,
+        embedded.data_dir,
+    )
+    try:
+        yield url
+    finally:
+        embedded.stop()
+
+
+def _serve(args: argparse.Namespace) -> None:
+    overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
+    settings = Settings(**overrides)
+    setup_logging(settings.log_level)
+    with redis_url(settings) as url:
+        app = create_app(settings, url)
+        server = make_server(
+            app, settings.host, settings.port, settings.shutdown_seconds, settings.log_level
+        )
+        server.run()
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from worker.runner import Worker
+    from worker.settings import WorkerSettings
+
+    overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
+    settings = Settings(**overrides)
+    wsettings = WorkerSettings()
+    setup_logging(settings.log_level)
+    if wsettings.provider == "anthropic" and not os.environ.get("ANTHROPIC_API_KEY"):
+        wsettings = wsettings.model_copy(update={"provider": "fake"})
+    log.info(
+        "demo: the worker uses the %s provider%s",
+        wsettings.provider,
+        "" if wsettings.provider == "anthropic" else " (set ANTHROPIC_API_KEY for the real model)",
+    )
+    with redis_url(settings) as url:
+        app = create_app(settings, url)
+        server = make_server(
+            app, settings.host, settings.port, settings.shutdown_seconds, settings.log_level
+        )
+
+        async def main() -> None:
+            worker = Worker(wsettings, url)
+            async with asyncio.TaskGroup() as tg:
+                task = tg.create_task(worker.run())
+                log.info("demo: open http://%s:%d/", settings.host, settings.port)
+                try:
+                    await server.serve()
+                finally:
+                    worker.stop()
+                    await task
+
+        asyncio.run(main())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m broadcaster")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func, help_ in [
+        ("serve", _serve, "run a front-end: the HTTP API and the SSE streams"),
+        ("demo", _demo, "run Redis, a front-end and a worker, with the demo page at /"),
+    ]:
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--host", help="address to listen on (BROADCASTER_HOST, 127.0.0.1)")
+        p.add_argument("--port", type=int, help="port (BROADCASTER_PORT, 8000)")
+        p.set_defaults(func=func)
+    args = parser.parse_args(argv)
+    args.func(args)

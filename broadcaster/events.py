@@ -1,0 +1,73 @@
+"""The event vocabulary shared by producers and the front-end: what an event is, which
+types end a stream, and how an event object is turned into the one line of JSON that is
+stored in Redis and sent, byte for byte, as the SSE ``data`` field."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+TERMINAL_TYPES = frozenset({"finish", "error", "abort"})
+
+# Status of a generation once its stream ends with each terminal type.
+STATUS_BY_TERMINAL = {"finish": "completed", "error": "failed", "abort": "cancelled"}
+
+
+class InvalidEvent(ValueError):
+    """An event object that does not follow the contract (bad or missing type, not JSON)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One stored event: its seq, its type and its JSON object as compact UTF-8 bytes."""
+
+    seq: int
+    type: str
+    data: bytes
+
+    @property
+    def terminal(self) -> bool:
+        return self.type in TERMINAL_TYPES
+
+    def json(self) -> dict[str, Any]:
+        obj: dict[str, Any] = json.loads(self.data)
+        return obj
+
+
+def dump_event(obj: Any) -> tuple[str, bytes]:
+    """Validate one event object and return ``(type, compact JSON bytes)``.
+
+    The JSON is on one line by construction (``json.dumps`` escapes control characters),
+    so it can be the single ``data:`` line of an SSE frame. ``type`` is moved first, as
+    the AI SDK's own stream parts have it.
+    """
+    if not isinstance(obj, dict):
+        raise InvalidEvent("an event must be a JSON object")
+    etype = obj.get("type")
+    if not isinstance(etype, str) or not TYPE_RE.match(etype):
+        raise InvalidEvent(
+            "an event needs a string 'type' matching ^[a-z0-9][a-z0-9-]{0,63}$"
+            f", got {etype!r}"[:200]
+        )
+    ordered = {"type": etype, **{k: v for k, v in obj.items() if k != "type"}}
+    try:
+        data = json.dumps(
+            ordered, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidEvent(f"event is not valid JSON: {exc}") from None
+    return etype, data
+
+
+def dump_batch(objs: list[Any]) -> list[tuple[str, bytes]]:
+    """Validate a batch to be appended atomically: non-empty, terminal event only last."""
+    if not objs:
+        raise InvalidEvent("an event batch must not be empty")
+    dumped = [dump_event(o) for o in objs]
+    for etype, _ in dumped[:-1]:
+        if etype in TERMINAL_TYPES:
+            raise InvalidEvent(f"a terminal event ({etype!r}) may only be the last of a batch")
+    return dumped

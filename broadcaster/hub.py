@@ -1,0 +1,318 @@
+"""The per-process reader of Redis and the fan-out to viewers. Knows nothing of HTTP.
+
+One task per front-end process reads every open stream with one blocking ``XREAD``
+(Redis commands per event do not depend on the number of viewers). Each event is encoded
+to SSE bytes once and the same ``bytes`` object is pushed into every viewer's bounded
+buffer.
+
+Delivery follows one rule, *deliver by seq*: a viewer remembers the last seq it sent;
+an event whose seq is not greater is dropped; a seq more than one greater is a gap, which
+the viewer fills by reading the range from Redis. With that rule
+
+* the replay/live seam needs no lock: a viewer registers for live events *first*, then
+  replays from Redis, and the rule drops whatever both paths bring;
+* a slow viewer's full buffer simply drops live events (and notes it); the viewer later
+  catches up from Redis at its own pace, so nobody waits for it and nothing is lost;
+* after a Redis error the reader resumes from the last id it saw for each stream, never
+  from ``$``.
+
+A new stream must join the blocked ``XREAD``: the hub wakes the reader with
+``CLIENT UNBLOCK`` (which makes the blocked call return as if it had timed out) and
+repeats it until the reader has sent a read that includes the new stream, which closes
+the race where the unblock arrives just before the read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from broadcaster import keys, sse
+from broadcaster.log import EventLog, StreamInfo, entries_to_events
+
+log = logging.getLogger("broadcaster.hub")
+
+_Item = tuple[int, bytes, bool]  # seq, encoded frame, terminal
+
+
+class Subscription:
+    """One viewer's bounded buffer of live frames. Never blocks the reader: when full,
+    the newest frames are dropped and ``overflowed`` tells the viewer to refill from Redis."""
+
+    __slots__ = ("_buf", "_limit", "_waiter", "closed", "overflowed")
+
+    def __init__(self, limit: int) -> None:
+        self._buf: deque[_Item] = deque()
+        self._limit = limit
+        self._waiter: asyncio.Future[None] | None = None
+        self.overflowed = False
+        self.closed = False
+
+    def push(self, item: _Item) -> None:
+        if len(self._buf) >= self._limit:
+            self.overflowed = True
+        else:
+            self._buf.append(item)
+        self._wake()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def take(self) -> list[_Item]:
+        items = list(self._buf)
+        self._buf.clear()
+        return items
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait until something is buffered (or overflow, or close); False on timeout."""
+        if self._buf or self.overflowed or self.closed:
+            return True
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._waiter
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._waiter = None
+
+
+class _Topic:
+    """A stream this process reads, with the seq the reader has seen up to."""
+
+    __slots__ = ("cursor", "key", "subs")
+
+    def __init__(self, key: str, cursor: int) -> None:
+        self.key = key
+        self.cursor = cursor
+        self.subs: set[Subscription] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    block_ms: int = 5000
+    """How long one XREAD blocks; bounds how long a departed stream stays in the read."""
+    read_count: int = 1000
+    """Entries per stream per XREAD."""
+    viewer_buffer: int = 1024
+    """Live frames buffered per viewer before it falls back to reading Redis itself."""
+    keepalive: float = 15.0
+    """Seconds of silence before a ``: ping`` comment."""
+
+
+class Hub:
+    """Owns the reader task. Use ``async with Hub(...)`` from the app's lifespan."""
+
+    def __init__(
+        self, reader: Redis, control: Redis, log_: EventLog, config: HubConfig | None = None
+    ) -> None:
+        """``reader`` must be a single-connection client whose socket timeout exceeds
+        the block time; ``control`` is any client (used for ``CLIENT UNBLOCK``)."""
+        self._reader = reader
+        self._control = control
+        self.log = log_
+        self.config = config or HubConfig()
+        self._topics: dict[str, _Topic] = {}
+        self._by_key: dict[bytes, _Topic] = {}
+        self._version = 0
+        self._sent_version = 0
+        self._client_id: int | None = None
+        self._changed = asyncio.Event()
+        self._nonempty = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.closing = False
+        self.redis_ok = False
+        self.reads = 0
+
+    # --- lifecycle ---
+
+    async def __aenter__(self) -> Hub:
+        self._tasks = [
+            asyncio.create_task(self._read_loop(), name="hub-reader"),
+            asyncio.create_task(self._unblock_loop(), name="hub-unblocker"),
+        ]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.drain()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    def drain(self) -> None:
+        """End every open response cleanly (shutdown): viewers reconnect elsewhere."""
+        self.closing = True
+        for topic in self._topics.values():
+            for sub in topic.subs:
+                sub.close()
+
+    @property
+    def viewers(self) -> int:
+        return sum(len(t.subs) for t in self._topics.values())
+
+    @property
+    def streams(self) -> int:
+        return len(self._topics)
+
+    # --- subscriptions ---
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, stream_id: str, known_seq: int) -> AsyncIterator[Subscription]:
+        """Receive live frames of ``stream_id``. ``known_seq`` is a seq the stream is
+        known to have reached; the reader starts there if it is not reading it yet."""
+        sub = Subscription(self.config.viewer_buffer)
+        if self.closing:
+            sub.close()
+        topic = self._topics.get(stream_id)
+        if topic is None:
+            topic = _Topic(keys.log_key(stream_id), known_seq)
+            self._topics[stream_id] = topic
+            self._by_key[topic.key.encode()] = topic
+            self._version += 1
+            self._changed.set()
+            self._nonempty.set()
+        topic.subs.add(sub)
+        try:
+            yield sub
+        finally:
+            topic.subs.discard(sub)
+            if not topic.subs and self._topics.get(stream_id) is topic:
+                # Dropped from the next read; the current one ends within block_ms.
+                del self._topics[stream_id]
+                del self._by_key[topic.key.encode()]
+
+    async def follow(self, stream_id: str, after: int, info: StreamInfo) -> AsyncIterator[bytes]:
+        """SSE bytes for one viewer: every event with seq > ``after``, exactly once, in
+        order; ``: ping`` during silences; ends after the terminal event (with its
+        ``[DONE]``) or when the hub drains. Consecutive frames are joined into one chunk."""
+        if info.ended:
+            async for chunk, _, _ in self._replay(stream_id, after, None):
+                yield chunk
+            return
+        async with self.subscribe(stream_id, info.last_seq) as sub:
+            last = after
+            async for chunk, last, ended in self._replay(stream_id, last, None):
+                yield chunk
+                if ended:
+                    return
+            while True:
+                if not await sub.wait(self.config.keepalive):
+                    yield sse.PING
+                    continue
+                if sub.closed:
+                    return
+                if sub.overflowed:
+                    # Fell behind: drop the buffer and read from Redis at our own pace.
+                    sub.overflowed = False
+                    sub.take()
+                    async for chunk, last, ended in self._replay(stream_id, last, None):
+                        yield chunk
+                        if ended:
+                            return
+                    continue
+                out: list[bytes] = []
+                for seq, frame, terminal in sub.take():
+                    if seq <= last:
+                        continue
+                    if seq > last + 1:
+                        # A gap: fill it from Redis before going on.
+                        async for chunk, last, _ in self._replay(stream_id, last, seq - 1):
+                            out.append(chunk)
+                        if last != seq - 1:
+                            log.warning(
+                                "stream %s: events %d..%d missing from Redis; ending response",
+                                stream_id,
+                                last + 1,
+                                seq - 1,
+                            )
+                            if out:
+                                yield b"".join(out)
+                            return
+                    out.append(frame)
+                    last = seq
+                    if terminal:
+                        yield b"".join(out)
+                        return
+                if out:
+                    yield b"".join(out)
+
+    async def _replay(
+        self, stream_id: str, after: int, until: int | None
+    ) -> AsyncIterator[tuple[bytes, int, bool]]:
+        """Encoded pages read from Redis, each with its last seq and whether it ends."""
+        async for page in self.log.read_after(stream_id, after, until):
+            yield b"".join(sse.encode(e) for e in page), page[-1].seq, page[-1].terminal
+
+    # --- the reader ---
+
+    async def _read_loop(self) -> None:
+        backoff = 0.05
+        while True:
+            if not self._topics:
+                self._nonempty.clear()
+                await self._nonempty.wait()
+                continue
+            try:
+                if self._client_id is None:
+                    self._client_id = int(await self._reader.client_id())
+                self._sent_version = self._version
+                streams = {t.key: f"{t.cursor}-0" for t in self._topics.values()}
+                resp = await self._reader.xread(
+                    streams,  # type: ignore[arg-type]
+                    count=self.config.read_count,
+                    block=self.config.block_ms,
+                )
+                self.reads += 1
+                self.redis_ok = True
+                backoff = 0.05
+            except (RedisError, OSError) as exc:
+                # The connection is dropped and re-made on the next call, with a new id.
+                self._client_id = None
+                self.redis_ok = False
+                log.warning("reader: %s; retrying in %.2fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            if resp:
+                self._dispatch(resp)
+
+    def _dispatch(self, resp: Iterable[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]) -> None:
+        for key, entries in resp:
+            topic = self._by_key.get(key)
+            if topic is None:
+                continue  # nobody watches it any more
+            for event in entries_to_events(entries):
+                if event.seq <= topic.cursor:
+                    continue
+                topic.cursor = event.seq
+                item = (event.seq, sse.encode(event), event.terminal)
+                for sub in topic.subs:
+                    sub.push(item)
+
+    async def _unblock_loop(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            while self._sent_version < self._version and self._topics:
+                cid = self._client_id
+                if cid is not None:
+                    try:
+                        await self._control.client_unblock(cid)
+                    except (RedisError, OSError):
+                        pass  # the reader is failing too and will re-read on its own
+                await asyncio.sleep(0.005)

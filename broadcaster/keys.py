@@ -1,0 +1,56 @@
+"""Every Redis key name and every TTL the project uses, each with the reason for it.
+
+All keys of one stream share the hash tag ``{<stream id>}`` so that a Redis Cluster keeps
+them in one slot: the append script touches several of them at once, which Cluster only
+allows inside one slot. Stream ids are validated before they get here
+(``^[A-Za-z0-9_-]{1,64}$``), so an id can never contain ``{``, ``}`` or ``:`` and escape
+its tag.
+"""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "bc"
+"""Namespace for every key, so the project can share a Redis with other applications."""
+
+STREAM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""The contract's stream id grammar; nothing else is ever put into a key."""
+
+
+def log_key(stream_id: str) -> str:
+    """The Redis Stream holding the events; entry ids are ``<seq>-0``, so seq == entry id."""
+    return f"{PREFIX}:{{{stream_id}}}:log"
+
+
+def meta_key(stream_id: str) -> str:
+    """A hash: kind, last seq, terminal type, generation status, usage, error, timestamps."""
+    return f"{PREFIX}:{{{stream_id}}}:meta"
+
+
+def text_key(stream_id: str) -> str:
+    """A string: a generation's text so far, APPENDed by the same script as its events."""
+    return f"{PREFIX}:{{{stream_id}}}:text"
+
+
+def stream_keys(stream_id: str) -> list[str]:
+    """The keys of one stream in the order the Lua scripts expect them."""
+    return [log_key(stream_id), meta_key(stream_id), text_key(stream_id)]
+
+
+JOBS_KEY = f"{PREFIX}:{{jobs}}:queue"
+"""The generation job queue (a Redis Stream read by a consumer group). Its own hash tag:
+in a Cluster it lives on one node, which is fine for a queue of small entries."""
+
+JOBS_GROUP = "workers"
+"""The consumer group every worker joins, so each job is delivered to one worker."""
+
+# --- TTLs (seconds). Defaults; each is configurable through Settings. ---
+
+ENDED_TTL = 24 * 3600
+"""An ended stream is kept this long for late joiners and resumes, then expires whole."""
+
+IDLE_TTL = 7 * 24 * 3600
+"""A stream that is not ended expires after this long without an append. Running streams
+are never trimmed; this only reclaims streams whose producer vanished without ending them.
+Refreshed by every append."""

@@ -1,0 +1,301 @@
+"""The event log: the only code that knows how a stream is laid out in Redis.
+
+A stream is three keys sharing one hash tag (see ``keys.py``): a Redis Stream of events
+whose entry ids are ``<seq>-0``, a metadata hash, and (for generations) the text so far.
+
+Every write goes through one Lua script, ``APPEND``. A script rather than
+``WATCH``/``MULTI`` because it runs in one round trip, cannot livelock under contention
+between writers, and lets the checks and the writes see the same state: the stream is not
+ended; the writer's expected last seq (if given) is the current one; the writer still owns
+the stream (if it names an owner). Only then are the events added with explicit ids
+``seq+1``, ``seq+2``, … so seq numbers are assigned by Redis, gap-free, and a refused
+writer changes nothing. A terminal event marks the stream ended and starts its expiry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from broadcaster import keys
+from broadcaster.events import Event, dump_batch
+
+_APPEND = """
+local log, meta, text = KEYS[1], KEYS[2], KEYS[3]
+local kind, expected, owner = ARGV[1], ARGV[2], ARGV[3]
+local ended_ttl, idle_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local text_mode, text_arg = ARGV[6], ARGV[7]
+local n_meta = tonumber(ARGV[8])
+local t = redis.call('TIME')
+local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
+
+local m = redis.call('HMGET', meta, 'kind', 'seq', 'ended', 'owner')
+local seq
+if not m[1] then
+  if kind ~= 'feed' then return {'NOSTREAM', 0} end
+  seq = 0
+  redis.call('HSET', meta, 'kind', 'feed', 'seq', 0, 'created_at', now)
+else
+  seq = tonumber(m[2])
+  if kind ~= '' and kind ~= m[1] then return {'KIND', seq} end
+  if m[3] then return {'ENDED', seq} end
+end
+if expected ~= '' and tonumber(expected) ~= seq then return {'STALE', seq} end
+if owner ~= '' and owner ~= m[4] then return {'OWNER', seq} end
+
+local ended = false
+local i = 9 + 2 * n_meta
+while i < #ARGV do
+  local etype = ARGV[i]
+  seq = seq + 1
+  redis.call('XADD', log, seq .. '-0', 't', etype, 'd', ARGV[i + 1])
+  if etype == 'finish' or etype == 'error' or etype == 'abort' then
+    ended = etype
+  end
+  i = i + 2
+end
+
+local updates = {'seq', seq, 'updated_at', now}
+for j = 9, 8 + 2 * n_meta, 2 do
+  updates[#updates + 1] = ARGV[j]
+  updates[#updates + 1] = ARGV[j + 1]
+end
+if ended then
+  updates[#updates + 1] = 'ended'
+  updates[#updates + 1] = ended
+  if m[1] == 'generation' then
+    local status = {finish = 'completed', error = 'failed', abort = 'cancelled'}
+    updates[#updates + 1] = 'status'
+    updates[#updates + 1] = status[ended]
+  end
+end
+redis.call('HSET', meta, unpack(updates))
+if text_mode == 'append' and text_arg ~= '' then
+  redis.call('APPEND', text, text_arg)
+elseif text_mode == 'reset' then
+  redis.call('SET', text, text_arg)
+end
+local ttl = idle_ttl
+if ended then ttl = ended_ttl end
+redis.call('EXPIRE', log, ttl)
+redis.call('EXPIRE', meta, ttl)
+redis.call('EXPIRE', text, ttl)
+return {'OK', seq}
+"""
+
+_CREATE_GENERATION = """
+local meta = KEYS[1]
+if redis.call('EXISTS', meta) == 1 then return 0 end
+local t = redis.call('TIME')
+local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
+redis.call('HSET', meta, 'kind', 'generation', 'seq', 0, 'status', 'queued', 'attempt', 0,
+  'created_at', now, 'updated_at', now, 'request', ARGV[1])
+redis.call('EXPIRE', meta, tonumber(ARGV[2]))
+return 1
+"""
+
+_CLAIM = """
+local meta = KEYS[1]
+local m = redis.call('HMGET', meta, 'kind', 'seq', 'ended')
+if m[1] ~= 'generation' then return {'NOSTREAM', 0, 0} end
+if m[3] then return {'ENDED', tonumber(m[2]), 0} end
+local attempt = redis.call('HINCRBY', meta, 'attempt', 1)
+redis.call('HSET', meta, 'owner', ARGV[1], 'status', 'running')
+return {'OK', tonumber(m[2]), attempt}
+"""
+
+
+class AppendRefused(Exception):
+    """Base of the reasons an append changes nothing. ``last_seq`` is the stream's seq."""
+
+    def __init__(self, stream_id: str, last_seq: int, message: str) -> None:
+        super().__init__(message)
+        self.stream_id = stream_id
+        self.last_seq = last_seq
+
+
+class StreamEnded(AppendRefused):
+    """The stream already has its terminal event."""
+
+
+class StaleWriter(AppendRefused):
+    """The writer expected another last seq, or no longer owns the stream."""
+
+
+class WrongKind(AppendRefused):
+    """A publish to a generation (only its worker appends to it)."""
+
+
+class StreamNotFound(AppendRefused):
+    """The stream does not exist (or expired)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    kind: str
+    last_seq: int
+    ended: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a worker learns when it takes a generation: where the stream is, which try."""
+
+    last_seq: int
+    attempt: int
+
+
+def _entry_to_event(entry_id: bytes, fields: dict[bytes, bytes]) -> Event:
+    return Event(int(entry_id.split(b"-", 1)[0]), fields[b"t"].decode(), fields[b"d"])
+
+
+def entries_to_events(entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> list[Event]:
+    """Turn raw ``XRANGE``/``XREAD`` entries into events (the client returns bytes)."""
+    return [_entry_to_event(eid, fields) for eid, fields in entries]
+
+
+class EventLog:
+    """Appends and reads streams. Takes a ``redis.asyncio.Redis`` with ``decode_responses``
+    off: event bodies travel as bytes from Redis to the socket without being decoded."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        ended_ttl: int = keys.ENDED_TTL,
+        idle_ttl: int = keys.IDLE_TTL,
+        page_size: int = 500,
+    ) -> None:
+        self.redis = redis
+        self.ended_ttl = ended_ttl
+        self.idle_ttl = idle_ttl
+        self.page_size = page_size
+        self._append = redis.register_script(_APPEND)
+        self._create = redis.register_script(_CREATE_GENERATION)
+        self._claim = redis.register_script(_CLAIM)
+
+    # --- writes ---
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[dict[str, Any]],
+        *,
+        kind: str = "",
+        expect_seq: int | None = None,
+        owner: str | None = None,
+        meta: dict[str, str] | None = None,
+        text_append: str | None = None,
+        text_reset: str | None = None,
+    ) -> int:
+        """Append ``events`` atomically and return the seq of the last one.
+
+        ``kind="feed"`` creates a job-progress stream on first publish and refuses a
+        generation; ``kind="generation"`` requires an existing generation. ``expect_seq``
+        and ``owner`` make the append conditional. ``meta`` fields and the text change are
+        applied in the same step, so status and events can never disagree.
+        """
+        batch = dump_batch(list(events))
+        meta = meta or {}
+        if text_reset is not None:
+            text_mode, text_arg = "reset", text_reset
+        elif text_append:
+            text_mode, text_arg = "append", text_append
+        else:
+            text_mode, text_arg = "", ""
+        args: list[str | bytes | int] = [
+            kind,
+            "" if expect_seq is None else expect_seq,
+            owner or "",
+            self.ended_ttl,
+            self.idle_ttl,
+            text_mode,
+            text_arg,
+            len(meta),
+        ]
+        for k, v in meta.items():
+            args += [k, v]
+        for etype, data in batch:
+            args += [etype, data]
+        status, seq = await self._append(keys=keys.stream_keys(stream_id), args=args)
+        seq = int(seq)
+        match status:
+            case b"OK":
+                return seq
+            case b"ENDED":
+                raise StreamEnded(stream_id, seq, f"stream {stream_id} has ended")
+            case b"STALE":
+                raise StaleWriter(
+                    stream_id, seq, f"stream {stream_id} is at seq {seq}, not {expect_seq}"
+                )
+            case b"OWNER":
+                raise StaleWriter(stream_id, seq, f"stream {stream_id} has another owner")
+            case b"KIND":
+                raise WrongKind(
+                    stream_id, seq, f"stream {stream_id} is a generation: only its worker appends"
+                )
+            case _:
+                raise StreamNotFound(stream_id, seq, f"no stream {stream_id}")
+
+    async def create_generation(self, stream_id: str, request: dict[str, Any]) -> bool:
+        """Create a queued generation; False if the id is taken."""
+        created = await self._create(
+            keys=[keys.meta_key(stream_id)],
+            args=[json.dumps(request, separators=(",", ":")), self.idle_ttl],
+        )
+        return bool(created)
+
+    async def claim(self, stream_id: str, owner: str) -> Claim | None:
+        """Make ``owner`` the only writer of a generation and count the attempt.
+
+        Returns None when the generation is gone or already ended (nothing to run).
+        """
+        status, seq, attempt = await self._claim(keys=[keys.meta_key(stream_id)], args=[owner])
+        if status != b"OK":
+            return None
+        return Claim(int(seq), int(attempt))
+
+    # --- reads ---
+
+    async def info(self, stream_id: str) -> StreamInfo | None:
+        kind, seq, ended = await self.redis.hmget(keys.meta_key(stream_id), "kind", "seq", "ended")
+        if kind is None:
+            return None
+        return StreamInfo(kind.decode(), int(seq or 0), ended.decode() if ended else None)
+
+    async def meta(self, stream_id: str) -> dict[str, str] | None:
+        """The metadata hash and the text so far (under ``text``), or None."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(keys.meta_key(stream_id))
+            pipe.get(keys.text_key(stream_id))
+            raw, text = await pipe.execute()
+        if not raw:
+            return None
+        out = {k.decode(): v.decode() for k, v in raw.items()}
+        out["text"] = text.decode() if text else ""
+        return out
+
+    async def read_page(self, stream_id: str, after: int, count: int | None = None) -> list[Event]:
+        """Up to ``count`` events with seq > ``after``, in order."""
+        entries = await self.redis.xrange(
+            keys.log_key(stream_id), min=f"{after + 1}-0", count=count or self.page_size
+        )
+        return entries_to_events(entries)
+
+    async def read_after(
+        self, stream_id: str, after: int, until: int | None = None
+    ) -> AsyncIterator[list[Event]]:
+        """Pages of events with ``after`` < seq (<= ``until``), so a long stream is never
+        held in memory at once."""
+        while until is None or after < until:
+            page = await self.read_page(stream_id, after)
+            if until is not None:
+                page = [e for e in page if e.seq <= until]
+            if not page:
+                return
+            yield page
+            after = page[-1].seq

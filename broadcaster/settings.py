@@ -1,0 +1,61 @@
+"""Settings, read once at the entry point from the environment and passed down.
+
+Names fixed by the contract (``REDIS_URL``, ``WORKER_PROVIDER``, …) are used as they are;
+the front-end's own settings are ``BROADCASTER_*`` and the worker's ``WORKER_*``. A
+command-line flag overrides its variable.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from broadcaster import keys
+
+
+class RedisSettings(BaseSettings):
+    """Where Redis is. Shared by the front-end and the worker."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    redis_url: str | None = Field(None, validation_alias="REDIS_URL")
+    """``redis://``, ``rediss://`` or ``unix://``; unset starts the embedded Redis."""
+    redis_cluster: bool = Field(False, validation_alias="REDIS_CLUSTER")
+    redis_sentinels: str | None = Field(None, validation_alias="REDIS_SENTINELS")
+    redis_sentinel_service: str | None = Field(None, validation_alias="REDIS_SENTINEL_SERVICE")
+    data_dir: str = Field(".broadcaster", validation_alias="BROADCASTER_DATA_DIR")
+    """Folder of the embedded Redis (its data, log and port file)."""
+    redis_pool_size: int = Field(64, ge=2, validation_alias="BROADCASTER_REDIS_POOL_SIZE")
+    """Connections per process for short commands; more callers wait for a free one."""
+    ended_ttl_seconds: int = Field(keys.ENDED_TTL, ge=1, validation_alias="BROADCASTER_ENDED_TTL")
+    idle_ttl_seconds: int = Field(keys.IDLE_TTL, ge=1, validation_alias="BROADCASTER_IDLE_TTL")
+
+
+class Settings(RedisSettings):
+    """The front-end (``python -m broadcaster serve``)."""
+
+    model_config = SettingsConfigDict(env_prefix="BROADCASTER_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    keepalive_seconds: float = Field(15.0, gt=0)
+    """A ``: ping`` comment goes out after this much silence on an SSE response."""
+    retry_ms: int = Field(1000, ge=0)
+    """The ``retry:`` an EventSource waits before reconnecting."""
+    read_block_ms: int = Field(5000, ge=100)
+    """How long the shared reader's XREAD blocks."""
+    viewer_buffer: int = Field(1024, ge=1)
+    """Live events buffered per viewer; beyond, it catches up from Redis itself."""
+    slow_viewer_timeout: float = Field(30.0, gt=0)
+    """A viewer whose socket accepts nothing for this long is cut off (it resumes later)."""
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    """Largest request body (413 beyond)."""
+    max_tokens_limit: int = Field(64000, ge=1)
+    """Largest ``max_tokens`` a generation request may ask for."""
+    default_model: str = "claude-sonnet-4-5"
+    default_max_tokens: int = Field(1024, ge=1)
+    shutdown_seconds: float = Field(8.0, gt=0)
+    """On SIGTERM, open responses are ended at once; this bounds the whole shutdown."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
