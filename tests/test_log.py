@@ -1,0 +1,168 @@
+"""The write path on a real Redis: seq assignment, conditional appends, terminal events,
+expiry, hash tags."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+
+from broadcaster import connection, keys
+from broadcaster.events import InvalidEvent
+from broadcaster.log import EventLog, StaleWriter, StreamEnded, StreamNotFound, WrongKind
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def event_log(redis_url: str) -> AsyncIterator[EventLog]:
+    redis = connection.command_client(redis_url)
+    yield EventLog(redis, ended_ttl=60, idle_ttl=600, page_size=7)
+    await redis.aclose()
+
+
+def sid() -> str:
+    return "t-" + secrets.token_hex(6)
+
+
+async def test_seq_is_assigned_by_redis_from_one(event_log: EventLog) -> None:
+    s = sid()
+    assert await event_log.append(s, [{"type": "a"}], kind="feed") == 1
+    assert await event_log.append(s, [{"type": "b"}, {"type": "c"}], kind="feed") == 3
+    events = [e for page in [await event_log.read_page(s, 0)] for e in page]
+    assert [(e.seq, e.type) for e in events] == [(1, "a"), (2, "b"), (3, "c")]
+    assert events[1].json() == {"type": "b"}
+    raw = await event_log.redis.xrange(keys.log_key(s))
+    assert [eid for eid, _ in raw] == [b"1-0", b"2-0", b"3-0"]
+
+
+async def test_concurrent_producers_get_contiguous_seqs(event_log: EventLog) -> None:
+    s = sid()
+
+    async def produce(name: str) -> list[int]:
+        return [
+            await event_log.append(s, [{"type": "data-x", "p": name, "i": i}], kind="feed")
+            for i in range(100)
+        ]
+
+    a, b, c = await asyncio.gather(produce("a"), produce("b"), produce("c"))
+    assert sorted(a + b + c) == list(range(1, 301))
+    events = [e for page in [p async for p in event_log.read_after(s, 0)] for e in page]
+    assert [e.seq for e in events] == list(range(1, 301))
+    for name in "abc":
+        mine = [e.json()["i"] for e in events if e.json()["p"] == name]
+        assert mine == list(range(100)), "each producer's events stay in its order"
+
+
+async def test_conditional_append_refuses_a_stale_writer(event_log: EventLog) -> None:
+    s = sid()
+    await event_log.append(s, [{"type": "a"}, {"type": "b"}], kind="feed")
+    assert await event_log.append(s, [{"type": "c"}], expect_seq=2) == 3
+    with pytest.raises(StaleWriter) as err:
+        await event_log.append(s, [{"type": "late"}], expect_seq=2)
+    assert err.value.last_seq == 3
+    info = await event_log.info(s)
+    assert info is not None and info.last_seq == 3, "a refused append changes nothing"
+
+
+async def test_owner_fencing(event_log: EventLog) -> None:
+    s = sid()
+    assert await event_log.create_generation(s, {"prompt": "x"})
+    first = await event_log.claim(s, "worker-1")
+    assert first is not None and first.attempt == 1 and first.last_seq == 0
+    await event_log.append(s, [{"type": "start"}], kind="generation", owner="worker-1")
+    second = await event_log.claim(s, "worker-2")
+    assert second is not None and second.attempt == 2 and second.last_seq == 1
+    with pytest.raises(StaleWriter):
+        await event_log.append(s, [{"type": "text-delta"}], kind="generation", owner="worker-1")
+    await event_log.append(s, [{"type": "data-retry"}], kind="generation", owner="worker-2")
+
+
+async def test_nothing_after_a_terminal_event_and_the_stream_expires(event_log: EventLog) -> None:
+    s = sid()
+    await event_log.append(s, [{"type": "data-progress", "pct": 50}], kind="feed")
+    redis = event_log.redis
+    assert 590 <= await redis.ttl(keys.log_key(s)) <= 600, "running: the idle TTL"
+    await event_log.append(s, [{"type": "finish"}], kind="feed")
+    with pytest.raises(StreamEnded):
+        await event_log.append(s, [{"type": "data-progress"}], kind="feed")
+    info = await event_log.info(s)
+    assert info is not None and info.ended == "finish" and info.last_seq == 2
+    for key in (keys.log_key(s), keys.meta_key(s)):
+        assert 50 <= await redis.ttl(key) <= 60, "ended: the ended TTL"
+
+
+async def test_generation_status_follows_its_terminal_event(event_log: EventLog) -> None:
+    for terminal, status in [("finish", "completed"), ("error", "failed"), ("abort", "cancelled")]:
+        s = sid()
+        await event_log.create_generation(s, {"prompt": "x"})
+        await event_log.claim(s, "w")
+        await event_log.append(s, [{"type": terminal}], kind="generation", owner="w")
+        meta = await event_log.meta(s)
+        assert meta is not None and meta["status"] == status
+
+
+async def test_kinds_do_not_mix(event_log: EventLog) -> None:
+    s = sid()
+    await event_log.create_generation(s, {"prompt": "x"})
+    with pytest.raises(WrongKind):
+        await event_log.append(s, [{"type": "data-x"}], kind="feed")
+    with pytest.raises(StreamNotFound):
+        await event_log.append(sid(), [{"type": "text-delta"}], kind="generation")
+    assert not await event_log.create_generation(s, {"prompt": "again"})
+
+
+async def test_text_is_appended_with_the_events_and_reset_on_retry(event_log: EventLog) -> None:
+    s = sid()
+    await event_log.create_generation(s, {"prompt": "x"})
+    await event_log.append(s, [{"type": "text-delta"}], kind="generation", text_append="Hel")
+    await event_log.append(s, [{"type": "text-delta"}], kind="generation", text_append="lo")
+    meta = await event_log.meta(s)
+    assert meta is not None and meta["text"] == "Hello"
+    await event_log.append(s, [{"type": "data-retry"}], kind="generation", text_reset="")
+    meta = await event_log.meta(s)
+    assert meta is not None and meta["text"] == ""
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        [],
+        [{"no": "type"}],
+        [{"type": "Upper"}],
+        [{"type": "-x"}],
+        [{"type": "x" * 65}],
+        ["not an object"],
+        [{"type": "finish"}, {"type": "after-terminal"}],
+        [{"type": "ok", "v": float("nan")}],
+    ],
+)
+async def test_invalid_events_are_refused_before_redis(event_log: EventLog, batch: list) -> None:
+    s = sid()
+    with pytest.raises(InvalidEvent):
+        await event_log.append(s, batch, kind="feed")
+    assert await event_log.info(s) is None
+
+
+async def test_all_keys_of_a_stream_share_one_hash_tag() -> None:
+    from redis.crc import key_slot
+
+    s = "abc-123_X"
+    slots = {key_slot(k.encode()) for k in keys.stream_keys(s)}
+    assert len(slots) == 1
+    assert all(f"{{{s}}}" in k for k in keys.stream_keys(s))
+
+
+async def test_paged_reads_cover_a_long_stream(event_log: EventLog) -> None:
+    s = sid()
+    for start in range(0, 100, 25):
+        await event_log.append(
+            s, [{"type": "n", "i": i} for i in range(start, start + 25)], kind="feed"
+        )
+    pages = [p async for p in event_log.read_after(s, 10)]
+    assert all(len(p) <= 7 for p in pages), "page_size bounds each read"
+    assert [e.seq for p in pages for e in p] == list(range(11, 101))
+    bounded = [e.seq for p in [p async for p in event_log.read_after(s, 10, until=20)] for e in p]
+    assert bounded == list(range(11, 21))

@@ -1,0 +1,39 @@
+"""``python -m worker run [--concurrency N] [--provider anthropic|fake]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from broadcaster.cli import redis_url, setup_logging
+from worker.runner import Worker
+from worker.settings import WorkerSettings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m worker")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an LLM worker process")
+    run.add_argument("--concurrency", type=int, help="generations at once (WORKER_CONCURRENCY, 8)")
+    run.add_argument(
+        "--provider", choices=["anthropic", "fake"], help="model provider (WORKER_PROVIDER)"
+    )
+    args = parser.parse_args(argv)
+    overrides = {
+        k: v
+        for k, v in {"concurrency": args.concurrency, "provider": args.provider}.items()
+        if v is not None
+    }
+    settings = WorkerSettings(**overrides)
+    setup_logging(settings.log_level)
+    with redis_url(settings) as url:
+        asyncio.run(_run(settings, url))
+
+
+async def _run(settings: WorkerSettings, url: str) -> None:
+    worker = Worker(settings, url)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    await worker.run()

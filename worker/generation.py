@@ -1,0 +1,205 @@
+"""Running one generation: claim its stream, call the model, append contract events.
+
+Every append is conditional on the seq this writer last wrote and on owning the stream,
+so a worker that lost its job to another (or whose stream was cancelled) is refused and
+stops instead of interleaving. Provider errors before any output are retried with
+backoff; after output, the stream ends with ``error``. When an earlier attempt (a worker
+that died) had shown output, the new attempt starts with ``data-retry``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from broadcaster.log import AppendRefused, EventLog
+from worker.mapping import EventMapper, merge_deltas
+from worker.providers.base import Provider, ProviderError
+
+log = logging.getLogger("worker.generation")
+
+_END = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    merge_s: float = 0.02
+    max_attempts: int = 3
+    provider_retries: int = 4
+    retry_base_s: float = 0.5
+    retry_max_s: float = 20.0
+    queue_size: int = 256
+
+
+class StreamWriter:
+    """Appends a generation's events, merging deltas that arrive within ``merge_s``."""
+
+    def __init__(self, event_log: EventLog, stream_id: str, owner: str, seq: int) -> None:
+        self.log = event_log
+        self.stream_id = stream_id
+        self.owner = owner
+        self.seq = seq
+        self.pending: list[dict[str, Any]] = []
+        self.first_pending_at: float | None = None
+        self.wrote = False
+
+    def add(self, events: list[dict[str, Any]]) -> None:
+        if events and self.first_pending_at is None:
+            self.first_pending_at = time.monotonic()
+        self.pending.extend(events)
+
+    def deadline(self, merge_s: float) -> float | None:
+        return None if self.first_pending_at is None else self.first_pending_at + merge_s
+
+    async def flush(
+        self,
+        events: list[dict[str, Any]] | None = None,
+        *,
+        meta: dict[str, str] | None = None,
+        text_reset: str | None = None,
+    ) -> None:
+        batch = merge_deltas(self.pending + (events or []))
+        self.pending = []
+        self.first_pending_at = None
+        if not batch:
+            return
+        text = "".join(e["delta"] for e in batch if e["type"] == "text-delta")
+        self.seq = await self.log.append(
+            self.stream_id,
+            batch,
+            kind="generation",
+            expect_seq=self.seq,
+            owner=self.owner,
+            meta=meta,
+            text_append=text,
+            text_reset=text_reset,
+        )
+        self.wrote = True
+
+    def discard(self) -> None:
+        self.pending = []
+        self.first_pending_at = None
+
+
+async def run_generation(
+    event_log: EventLog, provider: Provider, stream_id: str, owner: str, policy: Policy
+) -> None:
+    """Run one generation to its terminal event. Raises ``AppendRefused`` if another
+    writer (or a cancel) took the stream; cancellation stops the model call."""
+    claim = await event_log.claim(stream_id, owner)
+    if claim is None:
+        log.info("generation %s: already ended or gone; nothing to do", stream_id)
+        return
+    meta = await event_log.meta(stream_id)
+    if meta is None:
+        return
+    request: dict[str, Any] = json.loads(meta["request"])
+    writer = StreamWriter(event_log, stream_id, owner, claim.last_seq)
+    if claim.attempt > policy.max_attempts:
+        await writer.flush(
+            [_error(f"gave up after {policy.max_attempts} attempts (workers were lost)")],
+            meta={"error": "worker lost too many times"},
+        )
+        return
+    if claim.last_seq > 0:
+        # An earlier attempt showed output and its worker was lost: tell viewers to discard.
+        reason = "the worker running this generation was lost"
+        retry = {"type": "data-retry", "data": {"attempt": claim.attempt, "reason": reason}}
+        await writer.flush([retry], text_reset="")
+    log.info("generation %s: attempt %d from seq %d", stream_id, claim.attempt, claim.last_seq)
+
+    for retry_no in range(policy.provider_retries + 1):
+        mapper = EventMapper(stream_id)
+        try:
+            await _stream_once(provider, request, mapper, writer, policy)
+            return
+        except ProviderError as exc:
+            if writer.wrote or not exc.retryable or retry_no == policy.provider_retries:
+                if not writer.wrote:
+                    writer.discard()  # nothing was shown: show only the error
+                log.warning("generation %s failed: %s", stream_id, exc.message)
+                await writer.flush(
+                    [_error(exc.message)], meta={"error": exc.message, **_usage_meta(mapper)}
+                )
+                return
+            delay = exc.retry_after
+            if delay is None:
+                delay = policy.retry_base_s * 2**retry_no
+            delay = min(delay, policy.retry_max_s)
+            log.info(
+                "generation %s: %s; retry %d in %.1fs", stream_id, exc.message, retry_no + 1, delay
+            )
+            writer.discard()
+            await asyncio.sleep(delay)
+
+
+def _error(text: str) -> dict[str, Any]:
+    return {"type": "error", "errorText": text}
+
+
+def _usage_meta(mapper: EventMapper) -> dict[str, str]:
+    usage = mapper.usage
+    return {"usage": json.dumps(usage)} if usage else {}
+
+
+async def _stream_once(
+    provider: Provider,
+    request: dict[str, Any],
+    mapper: EventMapper,
+    writer: StreamWriter,
+    policy: Policy,
+) -> None:
+    """One model call, its events merged and appended as they come."""
+    queue: asyncio.Queue[Any] = asyncio.Queue(policy.queue_size)
+
+    async def pump(events: AsyncIterator[dict[str, Any]]) -> None:
+        try:
+            async for raw in events:
+                await queue.put(raw)
+            await queue.put(_END)
+        except ProviderError as exc:
+            await queue.put(exc)
+        except Exception as exc:  # anything else from the SDK: report, do not vanish
+            from worker.providers.anthropic import classify
+
+            await queue.put(classify(exc))
+
+    async with provider.stream(request) as events:
+        task = asyncio.create_task(pump(events), name=f"model-{writer.stream_id}")
+        try:
+            while True:
+                deadline = writer.deadline(policy.merge_s)
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    async with asyncio.timeout(timeout):
+                        item = await queue.get()
+                except TimeoutError:
+                    await writer.flush()
+                    continue
+                if item is _END:
+                    break
+                if isinstance(item, ProviderError):
+                    raise item
+                out = mapper.feed(item)
+                if any(e["type"] == "finish" for e in out):
+                    writer.add(out)
+                    await writer.flush(meta=_usage_meta(mapper))
+                    return
+                writer.add(out)
+                if policy.merge_s <= 0:
+                    await writer.flush()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    # The model's stream ended without message_stop: never leave the stream open.
+    raise ProviderError("the model stream ended before message_stop", retryable=True)
+
+
+__all__ = ["AppendRefused", "Policy", "StreamWriter", "run_generation"]

@@ -1,0 +1,313 @@
+"""Anthropic's raw stream events -> the contract's event vocabulary (AI SDK UI stream parts).
+
+Pure: no I/O and no SDK import. The input is the wire JSON of each raw stream event, which
+is what ``event.model_dump()`` gives for the SDK's raw events (``message_start``,
+``content_block_start``, ``content_block_delta``, ``content_block_stop``,
+``message_delta``, ``message_stop``). The SDK's derived convenience events (``text``,
+``thinking``, ``input_json``, ``signature``, ``citation``), ``ping`` and unknown types map
+to nothing, so a caller may feed everything the SDK yields.
+
+One :class:`EventMapper` maps one model call (one Messages request)::
+
+    mapper = EventMapper(message_id)
+    for raw in raw_events:
+        for event in mapper.feed(raw):
+            publish(event)
+    mapper.text, mapper.usage, mapper.stop_reason, mapper.model
+
+Block ids are per call: ``t<index>`` for text, ``r<index>`` for thinking, and the tool
+call's own id for tool use.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+__all__ = ["FINISH_REASONS", "Event", "EventMapper", "finish_reason", "merge_deltas"]
+
+Event = dict[str, Any]
+
+FINISH_REASONS: Final[dict[str, str]] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool-calls",
+    "refusal": "content-filter",
+    "pause_turn": "other",
+}
+
+
+def finish_reason(stop_reason: str | None) -> str:
+    """The contract's ``finishReason`` for an Anthropic ``stop_reason``."""
+    if stop_reason is None:
+        return "other"
+    return FINISH_REASONS.get(stop_reason, "other")
+
+
+_Kind = Literal["text", "reasoning", "tool"]
+_TOOL_BLOCKS: Final = frozenset({"tool_use", "server_tool_use"})
+
+
+@dataclass
+class _Block:
+    kind: _Kind
+    id: str
+    tool_name: str = ""
+    provider_executed: bool = False
+    json_parts: list[str] = field(default_factory=list)
+
+
+def _int(value: Any) -> int | None:
+    """An int field of the wire JSON (absent and null are the same; bools are not ints)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+class EventMapper:
+    """Maps the raw events of one Messages stream to contract events; see the module doc."""
+
+    def __init__(self, message_id: str) -> None:
+        self.message_id = message_id
+        self._blocks: dict[int, _Block] = {}
+        self._text: list[str] = []
+        self._input_tokens = 0
+        self._output_tokens = 0
+        self._stop_reason: str | None = None
+        self._model: str | None = None
+        self._started = False
+        self._finished = False
+        self.notes: list[str] = []
+        """Anomalies met on the way (such as tool input that is not valid JSON)."""
+
+    # ---- results
+
+    @property
+    def text(self) -> str:
+        """The text of the text blocks so far, concatenated."""
+        return "".join(self._text)
+
+    @property
+    def usage(self) -> dict[str, int]:
+        """``{"input_tokens", "output_tokens"}`` as last reported by the stream."""
+        return {"input_tokens": self._input_tokens, "output_tokens": self._output_tokens}
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self._stop_reason
+
+    @property
+    def finish_reason(self) -> str:
+        return finish_reason(self._stop_reason)
+
+    @property
+    def model(self) -> str | None:
+        return self._model
+
+    @property
+    def started(self) -> bool:
+        """``message_start`` has been fed."""
+        return self._started
+
+    @property
+    def finished(self) -> bool:
+        """``message_stop`` has been fed (and the ``finish`` event emitted)."""
+        return self._finished
+
+    # ---- mapping
+
+    def feed(self, raw: dict[str, Any]) -> list[Event]:
+        """The contract events for one raw stream event (often none)."""
+        kind = raw.get("type")
+        if kind == "message_start":
+            return self._message_start(_dict(raw.get("message")))
+        if kind == "content_block_start":
+            return self._block_start(raw.get("index"), _dict(raw.get("content_block")))
+        if kind == "content_block_delta":
+            return self._block_delta(raw.get("index"), _dict(raw.get("delta")))
+        if kind == "content_block_stop":
+            return self._block_stop(raw.get("index"))
+        if kind == "message_delta":
+            self._message_delta(_dict(raw.get("delta")), _dict(raw.get("usage")))
+            return []
+        if kind == "message_stop":
+            return self._message_stop()
+        return []  # ping, error (the SDK raises on it), derived and unknown events
+
+    def _message_start(self, message: dict[str, Any]) -> list[Event]:
+        model = message.get("model")
+        if isinstance(model, str):
+            self._model = model
+        usage = _dict(message.get("usage"))
+        self._input_tokens = _int(usage.get("input_tokens")) or 0
+        self._output_tokens = _int(usage.get("output_tokens")) or 0
+        self._blocks.clear()
+        events: list[Event] = []
+        if not self._started:
+            self._started = True
+            events.append({"type": "start", "messageId": self.message_id})
+        events.append({"type": "start-step"})
+        return events
+
+    def _block_start(self, index: Any, block: dict[str, Any]) -> list[Event]:
+        if _int(index) is None:
+            return []
+        block_type = block.get("type")
+        if block_type == "text":
+            self._blocks[index] = _Block("text", f"t{index}")
+            initial = block.get("text")
+            events: list[Event] = [{"type": "text-start", "id": f"t{index}"}]
+            if isinstance(initial, str) and initial:  # the API starts blocks empty; be safe
+                events.extend(self._text_delta(f"t{index}", initial))
+            return events
+        if block_type == "thinking":
+            self._blocks[index] = _Block("reasoning", f"r{index}")
+            return [{"type": "reasoning-start", "id": f"r{index}"}]
+        if block_type in _TOOL_BLOCKS:
+            call_id = block.get("id")
+            name = block.get("name")
+            tool = _Block(
+                "tool",
+                call_id if isinstance(call_id, str) else f"call{index}",
+                tool_name=name if isinstance(name, str) else "",
+                provider_executed=block_type == "server_tool_use",
+            )
+            self._blocks[index] = tool
+            start: Event = {
+                "type": "tool-input-start",
+                "toolCallId": tool.id,
+                "toolName": tool.tool_name,
+            }
+            if tool.provider_executed:
+                start["providerExecuted"] = True
+            return [start]
+        return []  # redacted_thinking, tool results and any other block: nothing to show
+
+    def _text_delta(self, block_id: str, delta: str) -> list[Event]:
+        self._text.append(delta)
+        return [{"type": "text-delta", "id": block_id, "delta": delta}]
+
+    def _block_delta(self, index: Any, delta: dict[str, Any]) -> list[Event]:
+        block = self._blocks.get(index) if _int(index) is not None else None
+        if block is None:
+            return []
+        delta_type = delta.get("type")
+        if block.kind == "text" and delta_type == "text_delta":
+            piece = delta.get("text")
+            return self._text_delta(block.id, piece) if isinstance(piece, str) and piece else []
+        if block.kind == "reasoning" and delta_type == "thinking_delta":
+            piece = delta.get("thinking")
+            if isinstance(piece, str) and piece:
+                return [{"type": "reasoning-delta", "id": block.id, "delta": piece}]
+            return []
+        if block.kind == "tool" and delta_type == "input_json_delta":
+            piece = delta.get("partial_json")
+            if isinstance(piece, str) and piece:
+                block.json_parts.append(piece)
+                return [
+                    {"type": "tool-input-delta", "toolCallId": block.id, "inputTextDelta": piece}
+                ]
+            return []
+        return []  # signature_delta, citations_delta and anything new
+
+    def _block_stop(self, index: Any) -> list[Event]:
+        block = self._blocks.pop(index, None) if _int(index) is not None else None
+        if block is None:
+            return []
+        if block.kind == "text":
+            return [{"type": "text-end", "id": block.id}]
+        if block.kind == "reasoning":
+            return [{"type": "reasoning-end", "id": block.id}]
+        source = "".join(block.json_parts)
+        tool_input: Any
+        if not source.strip():
+            tool_input = {}
+        else:
+            try:
+                tool_input = json.loads(source)
+            except ValueError as exc:
+                tool_input = source
+                self.notes.append(
+                    f"tool call {block.id} ({block.tool_name}): input is not valid JSON "
+                    f"({exc}); passed on as the raw string"
+                )
+        available: Event = {
+            "type": "tool-input-available",
+            "toolCallId": block.id,
+            "toolName": block.tool_name,
+            "input": tool_input,
+        }
+        if block.provider_executed:
+            available["providerExecuted"] = True
+        return [available]
+
+    def _message_delta(self, delta: dict[str, Any], usage: dict[str, Any]) -> None:
+        stop_reason = delta.get("stop_reason")
+        if isinstance(stop_reason, str):
+            self._stop_reason = stop_reason
+        # Counts on message_delta are cumulative totals: they replace, never add; an absent
+        # (or null) count leaves message_start's value in place.
+        if (output_tokens := _int(usage.get("output_tokens"))) is not None:
+            self._output_tokens = output_tokens
+        if (input_tokens := _int(usage.get("input_tokens"))) is not None:
+            self._input_tokens = input_tokens
+
+    def _message_stop(self) -> list[Event]:
+        self._finished = True
+        return [
+            {"type": "finish-step"},
+            {
+                "type": "finish",
+                "finishReason": self.finish_reason,
+                "messageMetadata": {
+                    "model": self._model,
+                    "usage": {
+                        "inputTokens": self._input_tokens,
+                        "outputTokens": self._output_tokens,
+                    },
+                },
+            },
+        ]
+
+
+_MERGEABLE: Final[dict[str, tuple[str, str]]] = {
+    # type -> (the key that must match, the key whose strings are concatenated)
+    "text-delta": ("id", "delta"),
+    "reasoning-delta": ("id", "delta"),
+    "tool-input-delta": ("toolCallId", "inputTextDelta"),
+}
+
+
+def merge_deltas(events: list[Event]) -> list[Event]:
+    """Merge runs of adjacent deltas of the same block into one event each.
+
+    Adjacent ``text-delta`` (or ``reasoning-delta``) events with the same ``id``, and
+    adjacent ``tool-input-delta`` events with the same ``toolCallId``, become one event whose
+    text is their concatenation. Everything else, and the order, is kept. The input list and
+    its dicts are not modified: the result holds shallow copies.
+    """
+    merged: list[Event] = []
+    for event in events:
+        kind = event.get("type")
+        rule = _MERGEABLE.get(kind) if isinstance(kind, str) else None
+        if rule is not None and merged:
+            key, text_key = rule
+            last = merged[-1]
+            if (
+                last.get("type") == kind
+                and key in event
+                and last.get(key) == event[key]
+                and isinstance(last.get(text_key), str)
+                and isinstance(event.get(text_key), str)
+            ):
+                last[text_key] += event[text_key]
+                continue
+        merged.append(dict(event))
+    return merged

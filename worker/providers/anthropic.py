@@ -1,0 +1,103 @@
+"""The Anthropic provider: the official async SDK's ``messages.stream``.
+
+The SDK's own retries are off (``max_retries=0``): the worker retries pre-output errors
+itself, so that it can honour ``retry-after``, observe cancels while waiting, and tell
+"before output" from "after output" (only the former may be retried invisibly).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anthropic
+import httpx2
+
+from worker.providers.base import ProviderError
+
+# The raw events of Anthropic's wire format; the SDK also yields derived convenience
+# events (text, input_json, ...) which the mapping does not need.
+_RAW = {
+    "message_start",
+    "message_delta",
+    "message_stop",
+    "content_block_start",
+    "content_block_delta",
+    "content_block_stop",
+}
+
+
+def _retry_after(headers: httpx2.Headers) -> float | None:
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                continue
+    return None
+
+
+def classify(exc: BaseException) -> ProviderError:
+    """Turn what the SDK raises into a ProviderError with a message a person can act on."""
+    if isinstance(exc, anthropic.APIStatusError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        err = body.get("error") if isinstance(body.get("error"), dict) else body
+        etype = err.get("type", "") if isinstance(err, dict) else ""
+        emsg = err.get("message", "") if isinstance(err, dict) else ""
+        detail = f"{etype}: {emsg}" if etype else (emsg or exc.message)
+        if exc.status_code == 200:  # an `event: error` in the middle of the stream
+            return ProviderError(f"model provider error mid-stream: {detail}", retryable=True)
+        retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+        what = {429: "rate limited", 529: "overloaded"}.get(exc.status_code, "error")
+        return ProviderError(
+            f"model provider {what} ({exc.status_code}): {detail}",
+            retryable=retryable,
+            retry_after=_retry_after(exc.response.headers),
+        )
+    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
+        return ProviderError("model provider timed out (no data within the read timeout)", retryable=True)
+    if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
+        return ProviderError(f"cannot reach the model provider: {exc}", retryable=True)
+    return ProviderError(f"model call failed: {type(exc).__name__}: {exc}", retryable=False)
+
+
+def sdk_params(request: dict[str, Any]) -> dict[str, Any]:
+    """The ``messages.stream`` arguments for a stored generation request."""
+    messages = request.get("messages") or [{"role": "user", "content": request["prompt"]}]
+    params: dict[str, Any] = {
+        "model": request["model"],
+        "max_tokens": request["max_tokens"],
+        "messages": messages,
+    }
+    if request.get("system"):
+        params["system"] = request["system"]
+    return params
+
+
+class AnthropicProvider:
+    def __init__(self, read_timeout: float, client: anthropic.AsyncAnthropic | None = None) -> None:
+        # ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL are read by the SDK, as it always does.
+        self.client = client or anthropic.AsyncAnthropic(
+            max_retries=0, timeout=httpx2.Timeout(read_timeout, connect=10.0)
+        )
+
+    @asynccontextmanager
+    async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        try:
+            async with self.client.messages.stream(**sdk_params(request)) as stream:
+                yield _raw_events(stream)
+        except ProviderError:
+            raise
+        except (anthropic.APIError, httpx2.HTTPError) as exc:
+            raise classify(exc) from exc
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+async def _raw_events(stream: Any) -> AsyncIterator[dict[str, Any]]:
+    async for event in stream:
+        if event.type in _RAW:
+            yield event.model_dump(mode="json", exclude_none=False)
