@@ -202,7 +202,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             await request.app.state.redis.ping()
         except (RedisError, OSError):
             return error_response(503, "unavailable", "Redis does not answer")
-        return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "ready", "viewers": hub.viewers, "streams": hub.streams})
 
     @app.post("/v1/generations", status_code=202)
     async def create_generation(request: Request) -> JSONResponse:

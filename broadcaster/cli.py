@@ -25,7 +25,7 @@ def exit_on_sigterm() -> None:
     Redis would be left behind). Turn it into SystemExit instead."""
 
     def _exit(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
+        raise SystemExit(0)  # a drained shutdown is a clean exit
 
     signal.signal(signal.SIGTERM, _exit)
 

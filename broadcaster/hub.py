@@ -106,8 +106,8 @@ class _Topic:
 class HubConfig:
     block_ms: int = 5000
     """How long one XREAD blocks; bounds how long a departed stream stays in the read."""
-    read_count: int = 1000
-    """Entries per stream per XREAD."""
+    read_count: int = 200
+    """Entries per stream per XREAD: bounds the memory of one read of large events."""
     viewer_buffer: int = 1024
     """Live frames buffered per viewer before it falls back to reading Redis itself."""
     keepalive: float = 15.0
@@ -135,6 +135,7 @@ class Hub:
         self._nonempty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.closing = False
+        self._stopped = False
         self.redis_ok = False
         self.reads = 0
 
@@ -149,9 +150,14 @@ class Hub:
 
     async def __aexit__(self, *exc: object) -> None:
         self.drain()
+        # The loops also check ``_stopped``: a cancel that lands inside redis-py while it
+        # is reconnecting can be swallowed there, and shutdown must not depend on it.
+        self._stopped = True
+        self._nonempty.set()
+        self._changed.set()
         for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.wait(self._tasks)
         self._tasks = []
 
     def drain(self) -> None:
@@ -231,8 +237,11 @@ class Hub:
                         continue
                     if seq > last + 1:
                         # A gap: fill it from Redis before going on.
+                        if out:
+                            yield b"".join(out)
+                            out = []
                         async for chunk, last, _ in self._replay(stream_id, last, seq - 1):
-                            out.append(chunk)
+                            yield chunk
                         if last != seq - 1:
                             log.warning(
                                 "stream %s: events %d..%d missing from Redis; ending response",
@@ -240,8 +249,6 @@ class Hub:
                                 last + 1,
                                 seq - 1,
                             )
-                            if out:
-                                yield b"".join(out)
                             return
                     out.append(frame)
                     last = seq
@@ -262,7 +269,7 @@ class Hub:
 
     async def _read_loop(self) -> None:
         backoff = 0.05
-        while True:
+        while not self._stopped:
             if not self._topics:
                 self._nonempty.clear()
                 await self._nonempty.wait()
@@ -305,10 +312,10 @@ class Hub:
                     sub.push(item)
 
     async def _unblock_loop(self) -> None:
-        while True:
+        while not self._stopped:
             await self._changed.wait()
             self._changed.clear()
-            while self._sent_version < self._version and self._topics:
+            while self._sent_version < self._version and self._topics and not self._stopped:
                 cid = self._client_id
                 if cid is not None:
                     try:

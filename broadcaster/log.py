@@ -109,6 +109,10 @@ return {'OK', tonumber(m[2]), attempt}
 """
 
 
+PAGE_BYTES = 256 * 1024
+"""What one replay page aims to hold, whatever the size of its events."""
+
+
 class AppendRefused(Exception):
     """Base of the reasons an append changes nothing. ``last_seq`` is the stream's seq."""
 
@@ -290,12 +294,18 @@ class EventLog:
         self, stream_id: str, after: int, until: int | None = None
     ) -> AsyncIterator[list[Event]]:
         """Pages of events with ``after`` < seq (<= ``until``), so a long stream is never
-        held in memory at once."""
+        held in memory at once. A page holds up to ``page_size`` events and aims at
+        ``PAGE_BYTES``: pages of large events are shorter."""
+        count = min(self.page_size, 64)
         while until is None or after < until:
-            page = await self.read_page(stream_id, after)
+            if until is not None:
+                count = min(count, until - after)
+            page = await self.read_page(stream_id, after, count)
             if until is not None:
                 page = [e for e in page if e.seq <= until]
             if not page:
                 return
             yield page
             after = page[-1].seq
+            average = sum(len(e.data) for e in page) // len(page) + 64
+            count = max(1, min(self.page_size, PAGE_BYTES // average))

@@ -205,14 +205,18 @@ async def read_sse(
         if resp.status_code != 200:
             result.raw = await resp.aread()
             return result
+        buf = bytearray()
         async for chunk in resp.aiter_raw():
-            result.raw += chunk
-            if stop_after is not None:
-                complete = result.raw[: result.raw.rfind(b"\n\n") + 2]
+            buf += chunk
+            if stop_after is not None and buf.count(b"\nid: ") + buf.startswith(b"id: ") >= (
+                stop_after
+            ):
+                complete = bytes(buf[: buf.rfind(b"\n\n") + 2])
                 events, _, _ = parse_sse(complete)
                 if len([e for e in events if e.id]) >= stop_after:
-                    result.raw = complete
+                    buf = bytearray(complete)
                     break
+        result.raw = bytes(buf)
     result.events, result.retry, result.comments = parse_sse(result.raw)
     return result
 

@@ -144,8 +144,8 @@ def _error(text: str) -> dict[str, Any]:
 
 
 def _usage_meta(mapper: EventMapper) -> dict[str, str]:
-    usage = mapper.usage
-    return {"usage": json.dumps(usage)} if usage else {}
+    # Usage is known once message_start came; before it (the call failed), it stays null.
+    return {"usage": json.dumps(mapper.usage)} if mapper.started else {}
 
 
 async def _stream_once(

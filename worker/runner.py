@@ -116,7 +116,9 @@ class Worker:
     async def _drain(self) -> None:
         tasks = [t for _, t in self._running.values()]
         if tasks:
-            log.info("finishing %d generation(s), up to %.0fs", len(tasks), self.settings.grace_seconds)
+            log.info(
+                "finishing %d generation(s), up to %.0fs", len(tasks), self.settings.grace_seconds
+            )
             await asyncio.wait(tasks, timeout=self.settings.grace_seconds)
         self._handing_back = True
         rest = [t for _, t in self._running.values()]
@@ -147,10 +149,10 @@ class Worker:
                     next_sweep = time.monotonic() + sweep_every
                     lease_ms = int(self.settings.lease_seconds * 1000)
                     taken = await self.jobs.take_abandoned(self.consumer, lease_ms, free)
-                if len(taken) < free:
-                    taken += await self.jobs.take(
-                        reader, self.consumer, free - len(taken), _BLOCK_MS
-                    )
+                if not taken:
+                    # Abandoned jobs start at once: a blocking read first would hold them
+                    # back for up to _BLOCK_MS. New jobs are read on the next round.
+                    taken = await self.jobs.take(reader, self.consumer, free, _BLOCK_MS)
                 backoff = 0.1
             except (RedisError, OSError) as exc:
                 log.warning("taking jobs: %s; retrying in %.1fs", exc, backoff)

@@ -57,7 +57,9 @@ def classify(exc: BaseException) -> ProviderError:
             retry_after=_retry_after(exc.response.headers),
         )
     if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
-        return ProviderError("model provider timed out (no data within the read timeout)", retryable=True)
+        return ProviderError(
+            "model provider timed out (no data within the read timeout)", retryable=True
+        )
     if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
         return ProviderError(f"cannot reach the model provider: {exc}", retryable=True)
     return ProviderError(f"model call failed: {type(exc).__name__}: {exc}", retryable=False)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-_WORDS = (
+_WORDS = (  # noqa: SIM905 - a sentence reads better than a list of 29 words
     "the stream carries numbered events from one worker to many viewers who join late "
     "or reconnect and resume exactly where they left off without a gap or a repeat"
 ).split()
@@ -58,7 +58,11 @@ class FakeProvider:
                 "usage": {"input_tokens": len(_prompt_text(request).split()), "output_tokens": 1},
             },
         }
-        yield {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+        yield {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "text", "text": ""},
+        }
         for chunk in chunks:
             if self.delay:
                 await asyncio.sleep(self.delay)

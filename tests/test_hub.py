@@ -1,0 +1,188 @@
+"""The hub in-process on a real Redis: the replay/live seam, gaps, slow viewers that
+catch up, and viewers that leave being forgotten. Race windows are opened on purpose
+(appends injected *during* the replay) rather than hoped for."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from broadcaster import connection
+from broadcaster.events import Event
+from broadcaster.hub import Hub, HubConfig
+from broadcaster.log import EventLog, StreamInfo
+from tests.support import parse_sse
+
+pytestmark = pytest.mark.anyio
+
+
+class RacingLog(EventLog):
+    """An event log whose replay reads let a producer append in between: each page read
+    is preceded by ``burst`` appends, the worst case for the replay/live seam."""
+
+    def __init__(self, redis: Redis, stream_id: str, burst: int, rounds: int) -> None:
+        super().__init__(redis, page_size=5)
+        self.stream_id = stream_id
+        self.burst = burst
+        self.rounds = rounds
+        self.next_i = 0
+
+    async def read_page(self, stream_id: str, after: int, count: int | None = None) -> list[Event]:
+        if self.rounds > 0:
+            self.rounds -= 1
+            await self.append_burst()
+        return await super().read_page(stream_id, after, count)
+
+    async def append_burst(self) -> None:
+        batch = [{"type": "data-n", "i": self.next_i + k} for k in range(self.burst)]
+        self.next_i += self.burst
+        await self.append(self.stream_id, batch, kind="feed")
+
+
+@pytest.fixture
+async def clients(redis_url: str) -> AsyncIterator[tuple[Redis, Redis]]:
+    control = connection.command_client(redis_url)
+    reader = connection.blocking_client(redis_url, 1000)
+    yield reader, control
+    await reader.aclose()
+    await control.aclose()
+
+
+async def collect(chunks: AsyncIterator[bytes], timeout: float = 20) -> bytes:
+    out = b""
+    async with asyncio.timeout(timeout):
+        async for chunk in chunks:
+            out += chunk
+    return out
+
+
+def ids_of(raw: bytes) -> list[int]:
+    events, _, _ = parse_sse(raw)
+    return [int(e.id) for e in events if e.id]
+
+
+async def test_appends_during_the_replay_arrive_once(clients: tuple[Redis, Redis]) -> None:
+    reader, control = clients
+    sid = "seam-" + secrets.token_hex(4)
+    log = RacingLog(control, sid, burst=7, rounds=6)
+    await log.append_burst()  # the stream exists, 7 events
+    info = await log.info(sid)
+    assert info is not None
+    async with Hub(reader, control, log, HubConfig(block_ms=1000)) as hub:
+        follow = hub.follow(sid, 0, info)
+
+        async def finish_later() -> None:
+            await asyncio.sleep(0.3)
+            await log.append_burst()
+            await log.append(sid, [{"type": "finish"}], kind="feed")
+
+        finisher = asyncio.create_task(finish_later())
+        raw = await collect(follow)
+        await finisher
+    total = 7 * 8 + 1  # first burst, six during the replay, one live, then finish
+    assert ids_of(raw) == list(range(1, total + 1))
+    assert raw.endswith(b"data: [DONE]\n\n")
+    assert hub.viewers == 0 and hub.streams == 0
+
+
+async def test_a_slow_viewer_catches_up_from_redis(clients: tuple[Redis, Redis]) -> None:
+    reader, control = clients
+    log = EventLog(control, page_size=50)
+    sid = "slow-" + secrets.token_hex(4)
+    await log.append(sid, [{"type": "data-n", "i": 0}], kind="feed")
+    info = await log.info(sid)
+    assert info is not None
+    async with Hub(reader, control, log, HubConfig(block_ms=1000, viewer_buffer=4)) as hub:
+        slow = hub.follow(sid, 0, info)
+        fast = hub.follow(sid, 0, info)
+        first_slow = await anext(slow)  # subscribed and replayed; now it stops reading
+        fast_task = asyncio.create_task(collect(fast))
+        for i in range(1, 300):
+            await log.append(sid, [{"type": "data-n", "i": i}], kind="feed")
+        await log.append(sid, [{"type": "finish"}], kind="feed")
+        fast_raw = await fast_task  # the fast viewer finished while the slow one slept
+        assert ids_of(fast_raw) == list(range(1, 302))
+        # the slow viewer's buffer stayed bounded while it did not read
+        subs = [s for t in hub._topics.values() for s in t.subs]
+        assert subs and all(len(s._buf) <= 4 for s in subs)
+        assert any(s.overflowed for s in subs)
+        slow_raw = first_slow + await collect(slow)
+    assert ids_of(slow_raw) == list(range(1, 302)), "caught up from Redis, nothing lost"
+
+
+async def test_a_gap_in_live_events_is_filled_from_redis(clients: tuple[Redis, Redis]) -> None:
+    reader, control = clients
+    log = EventLog(control)
+    sid = "gap-" + secrets.token_hex(4)
+    await log.append(sid, [{"type": "a"}], kind="feed")
+    async with Hub(reader, control, log, HubConfig(block_ms=1000)) as hub:
+        # Subscribe as if the stream were at seq 1, but let the reader start at seq 3:
+        # live delivery then begins at 4 and 2..3 must come from Redis.
+        follow = hub.follow(sid, 1, StreamInfo("feed", 1, None))
+        task = asyncio.create_task(collect(follow))
+        await asyncio.sleep(0.2)
+        for t in ("b", "c", "d"):
+            await log.append(sid, [{"type": t}], kind="feed")
+        await log.append(sid, [{"type": "finish"}], kind="feed")
+        raw = await task
+    assert ids_of(raw) == [2, 3, 4, 5]
+
+
+async def test_leaving_viewers_are_forgotten(clients: tuple[Redis, Redis]) -> None:
+    reader, control = clients
+    log = EventLog(control)
+    sids = ["leave-" + secrets.token_hex(4) for _ in range(3)]
+    for sid in sids:
+        await log.append(sid, [{"type": "a"}], kind="feed")
+    async with Hub(reader, control, log, HubConfig(block_ms=1000, keepalive=0.05)) as hub:
+        gens = []
+        for sid in sids:
+            info = await log.info(sid)
+            assert info is not None
+            for _ in range(4):
+                g = hub.follow(sid, 0, info)
+                await anext(g)
+                gens.append(g)
+        assert hub.viewers == 12 and hub.streams == 3
+        assert await anext(gens[0]) == b": ping\n\n", "keepalive during silence"
+        for g in gens:
+            await g.aclose()
+        assert hub.viewers == 0 and hub.streams == 0
+
+
+async def test_drain_ends_open_viewers(clients: tuple[Redis, Redis]) -> None:
+    reader, control = clients
+    log = EventLog(control)
+    sid = "drain-" + secrets.token_hex(4)
+    await log.append(sid, [{"type": "a"}], kind="feed")
+    info = await log.info(sid)
+    assert info is not None
+    async with Hub(reader, control, log, HubConfig(block_ms=1000)) as hub:
+        tasks = [asyncio.create_task(collect(hub.follow(sid, 0, info))) for _ in range(5)]
+        await asyncio.sleep(0.1)
+        hub.drain()
+        raws = await asyncio.gather(*tasks)
+    assert all(ids_of(r) == [1] and b"[DONE]" not in r for r in raws)
+
+
+async def test_reader_survives_a_dropped_connection(clients: tuple[Redis, Redis]) -> None:
+    reader, control = clients
+    log = EventLog(control)
+    sid = "drop-" + secrets.token_hex(4)
+    await log.append(sid, [{"type": "a"}], kind="feed")
+    info = await log.info(sid)
+    assert info is not None
+    async with Hub(reader, control, log, HubConfig(block_ms=1000)) as hub:
+        task = asyncio.create_task(collect(hub.follow(sid, 0, info)))
+        await asyncio.sleep(0.2)
+        # Kill the reader's connection from the server side, as a failover would.
+        await control.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        for t in ("b", "c"):
+            await log.append(sid, [{"type": t}], kind="feed")
+        await log.append(sid, [{"type": "finish"}], kind="feed")
+        raw = await task
+    assert ids_of(raw) == [1, 2, 3, 4]
