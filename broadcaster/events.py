@@ -49,8 +49,9 @@ def dump_event(obj: Any) -> tuple[str, bytes]:
     etype = obj.get("type")
     if not isinstance(etype, str) or not TYPE_RE.match(etype):
         raise InvalidEvent(
-            "an event needs a string 'type' matching ^[a-z0-9][a-z0-9-]{0,63}$"
-            f", got {etype!r}"[:200]
+            f"an event needs a string 'type' matching ^[a-z0-9][a-z0-9-]{{0,63}}$, got {etype!r}"[
+                :200
+            ]
         )
     ordered = {"type": etype, **{k: v for k, v in obj.items() if k != "type"}}
     try:

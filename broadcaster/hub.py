@@ -28,8 +28,9 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -40,6 +41,7 @@ from broadcaster.log import EventLog, StreamInfo, entries_to_events
 log = logging.getLogger("broadcaster.hub")
 
 _Item = tuple[int, bytes, bool]  # seq, encoded frame, terminal
+_XReadReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
 
 
 class Subscription:
@@ -76,13 +78,14 @@ class Subscription:
         self._buf.clear()
         return items
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait until something is buffered (or overflow, or close); False on timeout."""
+    async def wait(self, seconds: float) -> bool:
+        """Wait until something is buffered (or overflow, or close); False after
+        ``seconds`` without."""
         if self._buf or self.overflowed or self.closed:
             return True
         self._waiter = asyncio.get_running_loop().create_future()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 await self._waiter
             return True
         except TimeoutError:
@@ -207,12 +210,13 @@ class Hub:
         order; ``: ping`` during silences; ends after the terminal event (with its
         ``[DONE]``) or when the hub drains. Consecutive frames are joined into one chunk."""
         if info.ended:
-            async for chunk, _, _ in self._replay(stream_id, after, None):
+            async for chunk, _seq, _end in self._replay(stream_id, after, None):
                 yield chunk
             return
         async with self.subscribe(stream_id, info.last_seq) as sub:
             last = after
-            async for chunk, last, ended in self._replay(stream_id, last, None):
+            async for chunk, seq_, ended in self._replay(stream_id, last, None):
+                last = seq_
                 yield chunk
                 if ended:
                     return
@@ -226,7 +230,8 @@ class Hub:
                     # Fell behind: drop the buffer and read from Redis at our own pace.
                     sub.overflowed = False
                     sub.take()
-                    async for chunk, last, ended in self._replay(stream_id, last, None):
+                    async for chunk, seq_, ended in self._replay(stream_id, last, None):
+                        last = seq_
                         yield chunk
                         if ended:
                             return
@@ -240,7 +245,8 @@ class Hub:
                         if out:
                             yield b"".join(out)
                             out = []
-                        async for chunk, last, _ in self._replay(stream_id, last, seq - 1):
+                        async for chunk, seq_, _end in self._replay(stream_id, last, seq - 1):
+                            last = seq_
                             yield chunk
                         if last != seq - 1:
                             log.warning(
@@ -296,9 +302,9 @@ class Hub:
                 backoff = min(backoff * 2, 2.0)
                 continue
             if resp:
-                self._dispatch(resp)
+                self._dispatch(cast(_XReadReply, resp))
 
-    def _dispatch(self, resp: Iterable[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]) -> None:
+    def _dispatch(self, resp: _XReadReply) -> None:
         for key, entries in resp:
             topic = self._by_key.get(key)
             if topic is None:
@@ -318,8 +324,7 @@ class Hub:
             while self._sent_version < self._version and self._topics and not self._stopped:
                 cid = self._client_id
                 if cid is not None:
-                    try:
+                    # On error the reader is failing too and will re-read on its own.
+                    with contextlib.suppress(RedisError, OSError):
                         await self._control.client_unblock(cid)
-                    except (RedisError, OSError):
-                        pass  # the reader is failing too and will re-read on its own
                 await asyncio.sleep(0.005)

@@ -15,6 +15,7 @@ is harmless.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -57,20 +58,26 @@ class JobQueue:
         resp = await reader.xreadgroup(
             self.group, consumer, {self.key: ">"}, count=count, block=block_ms
         )
-        return [job for _, entries in resp or [] for job in _jobs(entries)]
+        reply = cast(list[tuple[bytes, Any]], resp or [])
+        return [job for _, entries in reply for job in _jobs(entries)]
 
     async def take_abandoned(self, consumer: str, min_idle_ms: int, count: int) -> list[Job]:
         """Jobs whose holder has not refreshed them for ``min_idle_ms`` (it died)."""
         resp = await self.redis.xautoclaim(
             self.key, self.group, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count
         )
-        return _jobs(resp[1])
+        return _jobs(resp[1])  # [next start id, entries, deleted ids]
 
     async def refresh(self, consumer: str, entry_ids: list[bytes]) -> None:
         """Reset the idle time of jobs this consumer holds, so nobody takes them over."""
         if entry_ids:
             await self.redis.xclaim(
-                self.key, self.group, consumer, min_idle_time=0, message_ids=entry_ids, justid=True
+                self.key,
+                self.group,
+                consumer,
+                min_idle_time=0,
+                message_ids=list[int | bytes | str | memoryview](entry_ids),
+                justid=True,
             )
 
     async def done(self, job: Job) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -157,7 +157,10 @@ def _entry_to_event(entry_id: bytes, fields: dict[bytes, bytes]) -> Event:
     return Event(int(entry_id.split(b"-", 1)[0]), fields[b"t"].decode(), fields[b"d"])
 
 
-def entries_to_events(entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> list[Event]:
+_Entries = Sequence[tuple[bytes, dict[bytes, bytes]]]
+
+
+def entries_to_events(entries: _Entries) -> list[Event]:
     """Turn raw ``XRANGE``/``XREAD`` entries into events (the client returns bytes)."""
     return [_entry_to_event(eid, fields) for eid, fields in entries]
 
@@ -266,7 +269,8 @@ class EventLog:
     # --- reads ---
 
     async def info(self, stream_id: str) -> StreamInfo | None:
-        kind, seq, ended = await self.redis.hmget(keys.meta_key(stream_id), "kind", "seq", "ended")
+        reply = await self.redis.hmget(keys.meta_key(stream_id), "kind", "seq", "ended")
+        kind, seq, ended = cast(list[bytes | None], reply)
         if kind is None:
             return None
         return StreamInfo(kind.decode(), int(seq or 0), ended.decode() if ended else None)
@@ -288,7 +292,7 @@ class EventLog:
         entries = await self.redis.xrange(
             keys.log_key(stream_id), min=f"{after + 1}-0", count=count or self.page_size
         )
-        return entries_to_events(entries)
+        return entries_to_events(cast(_Entries, entries))
 
     async def read_after(
         self, stream_id: str, after: int, until: int | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from types import FrameType
 
@@ -26,9 +27,9 @@ class DrainingServer(uvicorn.Server):
         self._on_exit = on_exit
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def serve(self, sockets: list[object] | None = None) -> None:
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        await super().serve(sockets)  # type: ignore[arg-type]
+        await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Called from a signal handler: hand the drain to the loop, do not run it here.
@@ -38,7 +39,9 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def make_server(app: FastAPI, host: str, port: int, shutdown_seconds: float, log_level: str) -> DrainingServer:
+def make_server(
+    app: FastAPI, host: str, port: int, shutdown_seconds: float, log_level: str
+) -> DrainingServer:
     def drain() -> None:
         hub = getattr(app.state, "hub", None)
         if hub is not None:

@@ -119,7 +119,9 @@ async def test_a_stalled_viewer_neither_slows_others_nor_grows_memory(
             for r in results:
                 assert r.ids == list(range(1, total + 1)), "normal viewers got everything"
             growth_mb = (sampler.peak - baseline) / 1024
-            print(f"front-end RSS: baseline {baseline / 1024:.1f} MB, peak growth {growth_mb:.1f} MB")
+            print(
+                f"front-end RSS: baseline {baseline / 1024:.1f} MB, peak growth {growth_mb:.1f} MB"
+            )
             assert growth_mb < 16, "the stalled viewer's buffer is bounded (32 MB went through)"
 
             # The stalled viewer has not read for longer than the cut-off (6 s).

@@ -52,9 +52,9 @@ async def clients(redis_url: str) -> AsyncIterator[tuple[Redis, Redis]]:
     await control.aclose()
 
 
-async def collect(chunks: AsyncIterator[bytes], timeout: float = 20) -> bytes:
+async def collect(chunks: AsyncIterator[bytes], seconds: float = 20) -> bytes:
     out = b""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(seconds):
         async for chunk in chunks:
             out += chunk
     return out
