@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from broadcaster import connection
+from broadcaster.embedded import EmbeddedRedis
 from broadcaster.log import EventLog
 from tests.support import Proc, SSEResult, parse_sse, read_sse, start_frontend
 
@@ -205,6 +206,7 @@ async def test_sigterm_ends_open_streams_and_they_resume_elsewhere(
             elapsed = time.monotonic() - t0
             assert code == 0, doomed.log()
             assert elapsed < 10, "the contract: exit within 10 s"
+            print(f"SIGTERM with 200 open streams: exited in {elapsed:.2f} s")
             assert "Traceback" not in doomed.log()
             for r in results:
                 assert r.status == 200 and r.ids == [1] and not r.done
@@ -224,3 +226,47 @@ async def test_sigterm_ends_open_streams_and_they_resume_elsewhere(
         await redis.aclose()
         doomed.stop()
         other.stop()
+
+
+async def test_redis_commands_per_event_do_not_depend_on_viewers(tmp_path: Path) -> None:
+    """One shared reader per front-end: the XREADs Redis serves for a stream are the same
+    for 1 viewer or 300, counted by Redis itself (INFO commandstats)."""
+    server = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    url = server.start(reuse=False)
+    fe = start_frontend(url, tmp_path, "frontend-count")
+    redis = connection.command_client(url)
+    event_log = EventLog(redis)
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    calls: dict[int, dict[str, int]] = {}
+    try:
+        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+            for viewers in (1, 300):
+                sid = f"count-{viewers}"
+                await event_log.append(sid, [{"type": "a"}], kind="feed")
+                tasks = [
+                    asyncio.create_task(read_sse(client, fe.url + f"/v1/streams/{sid}/events"))
+                    for _ in range(viewers)
+                ]
+                deadline = time.monotonic() + 20
+                while (await client.get(fe.url + "/readyz")).json()["viewers"] < viewers:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.05)
+                await redis.config_resetstat()
+                for i in range(50):
+                    await event_log.append(sid, [{"type": "n", "i": i}], kind="feed")
+                    await asyncio.sleep(0.01)
+                await event_log.append(sid, [{"type": "finish"}], kind="feed")
+                results = await asyncio.gather(*tasks)
+                assert all(r.ids == list(range(1, 53)) for r in results)
+                stats = await redis.info("commandstats")
+                calls[viewers] = {
+                    name: int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+                    for name in ("xread", "xrange")
+                }
+    finally:
+        await redis.aclose()
+        fe.stop()
+        server.stop()
+    print(f"Redis calls for 52 events: 1 viewer {calls[1]}, 300 viewers {calls[300]}")
+    assert calls[1]["xread"] <= 60 and calls[300]["xread"] <= 60
+    assert calls[300]["xrange"] == 0, "no viewer fell back to reading Redis itself"

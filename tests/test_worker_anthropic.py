@@ -342,6 +342,7 @@ async def test_cancel_stops_the_model_call(srv: FakeAnthropicServer, stack: Stac
         await asyncio.wait_for(reading, 5)
         assert viewer.done_at is not None
         assert viewer.done_at - cancelled_at < 2.0  # the contract's bound
+        print(f"cancel -> [DONE] on the viewer: {(viewer.done_at - cancelled_at) * 1000:.0f} ms")
 
         result = SSEResult(200, httpx.Headers(), events=viewer.events)
         typed = assert_well_formed(result)
