@@ -3,6 +3,7 @@
 The names a producer needs; the front-end is ``python -m broadcaster serve``.
 """
 
+from broadcaster.auth import hash_key, mint_viewer_token, verify_viewer_token
 from broadcaster.events import TERMINAL_TYPES, Event, InvalidEvent
 from broadcaster.log import AppendRefused, StaleWriter, StreamEnded, StreamInfo, WrongKind
 from broadcaster.publisher import Publisher
@@ -17,4 +18,7 @@ __all__ = [
     "StreamEnded",
     "StreamInfo",
     "WrongKind",
+    "hash_key",
+    "mint_viewer_token",
+    "verify_viewer_token",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -17,16 +18,25 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from broadcaster import connection, keys, sse
+from broadcaster import auth, connection, keys, sse
 from broadcaster.events import InvalidEvent
 from broadcaster.hub import Hub, HubConfig
 from broadcaster.jobs import JobQueue
-from broadcaster.log import EventLog, StaleWriter, StreamEnded, StreamNotFound, WrongKind
+from broadcaster.log import (
+    EventLog,
+    EventTooLarge,
+    StaleWriter,
+    StreamEnded,
+    StreamFull,
+    StreamNotFound,
+    WrongKind,
+)
 from broadcaster.settings import Settings
 from broadcaster.sse_response import SSEResponse
 
@@ -132,7 +142,12 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
         redis = connection.command_client(redis_url, settings.redis_pool_size)
         reader = connection.blocking_client(redis_url, settings.read_block_ms)
         event_log = EventLog(
-            redis, ended_ttl=settings.ended_ttl_seconds, idle_ttl=settings.idle_ttl_seconds
+            redis,
+            ended_ttl=settings.ended_ttl_seconds,
+            idle_ttl=settings.idle_ttl_seconds,
+            max_event_bytes=settings.max_event_bytes,
+            max_stream_events=settings.max_stream_events,
+            max_stream_bytes=settings.max_stream_bytes,
         )
         config = HubConfig(
             block_ms=settings.read_block_ms,
@@ -156,10 +171,22 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
         summary="Numbered events in Redis Streams, fanned out over SSE with resume.",
         lifespan=lifespan,
     )
+    origins = [o.strip() for o in (settings.cors_origins or "").split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "last-event-id"],
+            max_age=600,
+        )
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, **exc.extra)
+        headers = exc.extra.pop("headers", None)
+        response = error_response(exc.status, exc.code, exc.message, **exc.extra)
+        response.headers.update(headers or {})
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -184,11 +211,67 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
     def state(request: Request) -> tuple[EventLog, Hub]:
         return request.app.state.log, request.app.state.hub
 
+    api_keys = auth.parse_api_keys(settings.api_keys)
+    secret = settings.token_secret.get_secret_value() if settings.token_secret else None
+
+    def bearer(request: Request) -> str | None:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+    async def require_key(request: Request, right: str) -> None:
+        """With API keys configured: 401 without a known key, 403 without the right,
+        429 past the per-key rate (counted in Redis, so shared by all front-ends)."""
+        if not api_keys:
+            return
+        presented = bearer(request)
+        key = auth.find_key(api_keys, presented) if presented else None
+        if key is None:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "an API key is required: Authorization: Bearer <key>",
+                headers={"www-authenticate": "Bearer"},
+            )
+        if right not in key.rights:
+            raise ApiError(403, "forbidden", f"this API key may not {right}")
+        if settings.rate_limit_per_minute:
+            minute = int(time.time() // 60)
+            counter = f"{keys.PREFIX}:{{ratelimit}}:{key.name}:{minute}"
+            async with request.app.state.redis.pipeline(transaction=True) as pipe:
+                pipe.incr(counter)
+                pipe.expire(counter, 120)
+                count, _ = await pipe.execute()
+            if count > settings.rate_limit_per_minute:
+                retry = 60 - int(time.time()) % 60
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    f"over {settings.rate_limit_per_minute} requests per minute for this key",
+                    headers={"retry-after": str(retry)},
+                )
+
+    def require_viewer(request: Request, stream_id: str) -> None:
+        """With a token secret configured: a valid viewer token for this very stream."""
+        if secret is None:
+            return
+        token = bearer(request) or request.query_params.get("token")
+        if not token or not auth.verify_viewer_token(secret, token, stream_id):
+            raise ApiError(
+                401,
+                "unauthorized",
+                "a valid viewer token for this stream is required (Bearer or ?token=)",
+                headers={"www-authenticate": "Bearer"},
+            )
+
     page = (Path(__file__).parent / "static" / "demo.html").read_text()
 
     @app.get("/", include_in_schema=False)
     async def demo_page() -> HTMLResponse:
         return HTMLResponse(page)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -208,6 +291,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
     @app.post("/v1/generations", status_code=202)
     async def create_generation(request: Request) -> JSONResponse:
         event_log, _ = state(request)
+        await require_key(request, "generate")
         body = await _read_json(request, settings.max_body_bytes)
         try:
             req = GenerationRequest.model_validate(body)
@@ -222,6 +306,13 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             raise ApiError(
                 422, "invalid_request", f"max_tokens is limited to {settings.max_tokens_limit}"
             )
+        if await request.app.state.jobs.depth() >= settings.max_generations_in_flight:
+            raise ApiError(
+                503,
+                "busy",
+                "too many generations in flight; retry later",
+                headers={"retry-after": "5"},
+            )
         stream_id = req.id or new_stream_id()
         job = req.model_dump(exclude_none=True, exclude={"id"})
         job.setdefault("model", settings.default_model)
@@ -229,19 +320,21 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
         if not await event_log.create_generation(stream_id, job):
             raise ApiError(409, "conflict", f"a stream with id {stream_id!r} already exists")
         await request.app.state.jobs.enqueue(stream_id)
-        return JSONResponse(
-            {
-                "id": stream_id,
-                "status": "queued",
-                "events_url": f"/v1/streams/{stream_id}/events",
-                "status_url": f"/v1/generations/{stream_id}",
-            },
-            status_code=202,
-        )
+        created: dict[str, Any] = {
+            "id": stream_id,
+            "status": "queued",
+            "events_url": f"/v1/streams/{stream_id}/events",
+            "status_url": f"/v1/generations/{stream_id}",
+        }
+        if secret is not None:
+            token, expires = auth.mint_viewer_token(secret, stream_id, settings.token_ttl_seconds)
+            created |= {"viewer_token": token, "token_expires_at": expires}
+        return JSONResponse(created, status_code=202)
 
     @app.get("/v1/generations/{stream_id}")
     async def get_generation(stream_id: str, request: Request) -> JSONResponse:
         _check_id(stream_id)
+        require_viewer(request, stream_id)
         event_log, _ = state(request)
         meta = await event_log.meta(stream_id)
         if meta is None or meta.get("kind") != "generation":
@@ -262,6 +355,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
     @app.post("/v1/generations/{stream_id}/cancel", status_code=202)
     async def cancel_generation(stream_id: str, request: Request) -> JSONResponse:
         _check_id(stream_id)
+        await require_key(request, "cancel")
         event_log, _ = state(request)
         info = await event_log.info(stream_id)
         if info is None or info.kind != "generation":
@@ -288,6 +382,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
         """Append one event, or a list appended atomically. With
         ``?expected_last_event_id=N`` the append only happens if the stream is at seq N."""
         _check_id(stream_id)
+        await require_key(request, "publish")
         event_log, _ = state(request)
         body = await _read_json(request, settings.max_body_bytes)
         events = body if isinstance(body, list) else [body]
@@ -295,8 +390,12 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             seq = await event_log.append(
                 stream_id, events, kind="feed", expect_seq=expected_last_event_id
             )
+        except EventTooLarge as exc:
+            raise ApiError(413, "too_large", str(exc)) from None
         except InvalidEvent as exc:
             raise ApiError(422, "invalid_event", str(exc)) from None
+        except StreamFull as exc:
+            raise ApiError(413, "stream_full", str(exc), last_event_id=exc.last_seq) from None
         except StreamEnded as exc:
             raise ApiError(409, "ended", str(exc), last_event_id=exc.last_seq) from None
         except WrongKind as exc:
@@ -304,6 +403,29 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
         except StaleWriter as exc:
             raise ApiError(409, "conflict", str(exc), last_event_id=exc.last_seq) from None
         return JSONResponse({"last_event_id": seq}, status_code=201)
+
+    @app.post("/v1/streams/{stream_id}/tokens")
+    async def mint_token(stream_id: str, request: Request) -> JSONResponse:
+        """A viewer token for any stream id, for a producer's backend to hand out."""
+        _check_id(stream_id)
+        await require_key(request, "tokens")
+        if secret is None:
+            raise ApiError(409, "tokens_disabled", "no BROADCASTER_TOKEN_SECRET is configured")
+        ttl = settings.token_ttl_seconds
+        if await request.body():
+            body = await _read_json(request, 4096)
+            value = body.get("ttl_seconds", ttl) if isinstance(body, dict) else None
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ApiError(422, "invalid_request", 'body: {"ttl_seconds": <integer>}')
+            if not 1 <= value <= settings.token_max_ttl_seconds:
+                raise ApiError(
+                    422,
+                    "invalid_request",
+                    f"ttl_seconds must be 1..{settings.token_max_ttl_seconds}",
+                )
+            ttl = value
+        token, expires = auth.mint_viewer_token(secret, stream_id, ttl)
+        return JSONResponse({"viewer_token": token, "token_expires_at": expires})
 
     @app.get(
         "/v1/streams/{stream_id}/events",
@@ -315,6 +437,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
     ) -> Response:
         """The SSE stream, resuming after ``Last-Event-ID`` (or ``?last_event_id``)."""
         _check_id(stream_id)
+        require_viewer(request, stream_id)
         event_log, hub = state(request)
         raw = request.headers.get("last-event-id")
         if raw is None:
@@ -334,6 +457,20 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             )
         if info.ended and after == info.last_seq:
             return Response(status_code=204)
+        if hub.viewers >= settings.max_connections:
+            raise ApiError(
+                503,
+                "busy",
+                "this front-end is at its connection limit; retry",
+                headers={"retry-after": "2"},
+            )
+        if hub.viewers_of(stream_id) >= settings.max_viewers_per_stream:
+            raise ApiError(
+                503,
+                "busy",
+                "this stream is at its viewer limit on this front-end; retry",
+                headers={"retry-after": "2"},
+            )
         return SSEResponse(
             hub.follow(stream_id, after, info),
             first=sse.retry(settings.retry_ms),

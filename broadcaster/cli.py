@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Iterator
 
 from broadcaster.app import create_app
+from broadcaster.auth import hash_key, parse_api_keys
 from broadcaster.embedded import EmbeddedRedis, ServerNotFound
 from broadcaster.server import make_server
 from broadcaster.settings import RedisSettings, Settings
@@ -67,10 +69,57 @@ def redis_url(settings: RedisSettings) -> Iterator[str]:
         embedded.stop()
 
 
-def _serve(args: argparse.Namespace) -> None:
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: Settings) -> None:
+    """The secure default: without API keys *and* a token secret, serve only on loopback,
+    unless ``--insecure`` says otherwise out loud."""
+    try:
+        keys = parse_api_keys(settings.api_keys)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    protected = bool(keys) and settings.token_secret is not None
+    if protected:
+        log.info("access control on: %d API key(s), viewer tokens required", len(keys))
+    elif is_loopback(settings.host):
+        log.warning(
+            "no BROADCASTER_API_KEYS and BROADCASTER_TOKEN_SECRET: serving on loopback "
+            "(%s) only; anyone on this machine can create, publish and read",
+            settings.host,
+        )
+    elif settings.insecure:
+        log.warning(
+            "INSECURE: serving on %s without %s; anyone who can reach this port can start "
+            "generations (spending your model budget), publish and read every stream",
+            settings.host,
+            "API keys" if not keys else "a token secret",
+        )
+    else:
+        raise SystemExit(
+            f"refusing to serve on {settings.host} without BROADCASTER_API_KEYS and "
+            "BROADCASTER_TOKEN_SECRET: set both (see docs/security.md), listen on "
+            "127.0.0.1, or pass --insecure (BROADCASTER_INSECURE=true)"
+        )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
-    settings = Settings(**overrides)
+    if args.insecure:
+        overrides["insecure"] = True
+    return Settings(**overrides)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    settings = _settings(args)
     setup_logging(settings.log_level)
+    check_exposure(settings)
     exit_on_sigterm()
     with redis_url(settings) as url:
         app = create_app(settings, url)
@@ -84,10 +133,10 @@ def _demo(args: argparse.Namespace) -> None:
     from worker.runner import Worker
     from worker.settings import WorkerSettings
 
-    overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
-    settings = Settings(**overrides)
+    settings = _settings(args)
     wsettings = WorkerSettings()
     setup_logging(settings.log_level)
+    check_exposure(settings)
     exit_on_sigterm()
     if wsettings.provider == "anthropic" and not os.environ.get("ANTHROPIC_API_KEY"):
         wsettings = wsettings.model_copy(update={"provider": "fake"})
@@ -116,6 +165,11 @@ def _demo(args: argparse.Namespace) -> None:
         asyncio.run(main())
 
 
+def _hash_key(args: argparse.Namespace) -> None:
+    key = sys.stdin.readline().strip() if args.key == "-" else args.key
+    print(hash_key(key))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m broadcaster")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +180,14 @@ def main(argv: list[str] | None = None) -> None:
         p = sub.add_parser(name, help=help_)
         p.add_argument("--host", help="address to listen on (BROADCASTER_HOST, 127.0.0.1)")
         p.add_argument("--port", type=int, help="port (BROADCASTER_PORT, 8000)")
+        p.add_argument(
+            "--insecure",
+            action="store_true",
+            help="serve beyond loopback without API keys and a token secret",
+        )
         p.set_defaults(func=func)
+    hk = sub.add_parser("hash-key", help="print the BROADCASTER_API_KEYS entry for a key")
+    hk.add_argument("key", help="the API key (read from stdin if '-')")
+    hk.set_defaults(func=_hash_key)
     args = parser.parse_args(argv)
     args.func(args)

@@ -178,6 +178,10 @@ class Hub:
     def streams(self) -> int:
         return len(self._topics)
 
+    def viewers_of(self, stream_id: str) -> int:
+        topic = self._topics.get(stream_id)
+        return len(topic.subs) if topic else 0
+
     # --- subscriptions ---
 
     @contextlib.asynccontextmanager

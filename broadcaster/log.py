@@ -22,23 +22,26 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from broadcaster import keys
-from broadcaster.events import Event, dump_batch
+from broadcaster.events import Event, InvalidEvent, dump_batch
 
 _APPEND = """
 local log, meta, text = KEYS[1], KEYS[2], KEYS[3]
 local kind, expected, owner = ARGV[1], ARGV[2], ARGV[3]
 local ended_ttl, idle_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local text_mode, text_arg = ARGV[6], ARGV[7]
-local n_meta = tonumber(ARGV[8])
+local max_events, max_bytes = tonumber(ARGV[8]), tonumber(ARGV[9])
+local n_meta = tonumber(ARGV[10])
+local first = 11 + 2 * n_meta
 local t = redis.call('TIME')
 local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
 
-local m = redis.call('HMGET', meta, 'kind', 'seq', 'ended', 'owner')
+local m = redis.call('HMGET', meta, 'kind', 'seq', 'ended', 'owner', 'bytes')
 local seq
+local create = false
 if not m[1] then
   if kind ~= 'feed' then return {'NOSTREAM', 0} end
   seq = 0
-  redis.call('HSET', meta, 'kind', 'feed', 'seq', 0, 'created_at', now)
+  create = true
 else
   seq = tonumber(m[2])
   if kind ~= '' and kind ~= m[1] then return {'KIND', seq} end
@@ -47,8 +50,20 @@ end
 if expected ~= '' and tonumber(expected) ~= seq then return {'STALE', seq} end
 if owner ~= '' and owner ~= m[4] then return {'OWNER', seq} end
 
+-- Size limits; a lone terminal event is always accepted, so any stream can be ended.
+local size = tonumber(m[5]) or 0
+local added = 0
+for i = first + 1, #ARGV, 2 do added = added + #ARGV[i] end
+local lone = ARGV[first]
+local lone_terminal = (#ARGV == first + 1) and
+  (lone == 'finish' or lone == 'error' or lone == 'abort')
+if not lone_terminal and
+   (seq + (#ARGV - first + 1) / 2 > max_events or size + added > max_bytes) then
+  return {'LIMIT', seq}
+end
+
 local ended = false
-local i = 9 + 2 * n_meta
+local i = first
 while i < #ARGV do
   local etype = ARGV[i]
   seq = seq + 1
@@ -59,8 +74,14 @@ while i < #ARGV do
   i = i + 2
 end
 
-local updates = {'seq', seq, 'updated_at', now}
-for j = 9, 8 + 2 * n_meta, 2 do
+local updates = {'seq', seq, 'updated_at', now, 'bytes', size + added}
+if create then
+  updates[#updates + 1] = 'kind'
+  updates[#updates + 1] = 'feed'
+  updates[#updates + 1] = 'created_at'
+  updates[#updates + 1] = now
+end
+for j = 11, 10 + 2 * n_meta, 2 do
   updates[#updates + 1] = ARGV[j]
   updates[#updates + 1] = ARGV[j + 1]
 end
@@ -138,6 +159,14 @@ class StreamNotFound(AppendRefused):
     """The stream does not exist (or expired)."""
 
 
+class StreamFull(AppendRefused):
+    """The stream reached its event or byte limit; only a terminal event is accepted."""
+
+
+class EventTooLarge(InvalidEvent):
+    """One event is over ``max_event_bytes``."""
+
+
 @dataclass(frozen=True, slots=True)
 class StreamInfo:
     kind: str
@@ -176,10 +205,16 @@ class EventLog:
         ended_ttl: int = keys.ENDED_TTL,
         idle_ttl: int = keys.IDLE_TTL,
         page_size: int = 500,
+        max_event_bytes: int = 64 * 1024,
+        max_stream_events: int = 100_000,
+        max_stream_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.redis = redis
         self.ended_ttl = ended_ttl
         self.idle_ttl = idle_ttl
+        self.max_event_bytes = max_event_bytes
+        self.max_stream_events = max_stream_events
+        self.max_stream_bytes = max_stream_bytes
         self.page_size = page_size
         self._append = redis.register_script(_APPEND)
         self._create = redis.register_script(_CREATE_GENERATION)
@@ -207,6 +242,12 @@ class EventLog:
         applied in the same step, so status and events can never disagree.
         """
         batch = dump_batch(list(events))
+        for etype, data in batch:
+            if len(data) > self.max_event_bytes:
+                raise EventTooLarge(
+                    f"a {etype!r} event of {len(data)} bytes is over the limit of "
+                    f"{self.max_event_bytes}"
+                )
         meta = meta or {}
         if text_reset is not None:
             text_mode, text_arg = "reset", text_reset
@@ -222,6 +263,8 @@ class EventLog:
             self.idle_ttl,
             text_mode,
             text_arg,
+            self.max_stream_events,
+            self.max_stream_bytes,
             len(meta),
         ]
         for k, v in meta.items():
@@ -241,6 +284,13 @@ class EventLog:
                 )
             case b"OWNER":
                 raise StaleWriter(stream_id, seq, f"stream {stream_id} has another owner")
+            case b"LIMIT":
+                raise StreamFull(
+                    stream_id,
+                    seq,
+                    f"stream {stream_id} is full (limits: {self.max_stream_events} events, "
+                    f"{self.max_stream_bytes} bytes); only a terminal event is accepted",
+                )
             case b"KIND":
                 raise WrongKind(
                     stream_id, seq, f"stream {stream_id} is a generation: only its worker appends"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broadcaster import keys
@@ -31,6 +31,14 @@ class RedisSettings(BaseSettings):
     """Connections per process for short commands; more callers wait for a free one."""
     ended_ttl_seconds: int = Field(keys.ENDED_TTL, ge=1, validation_alias="BROADCASTER_ENDED_TTL")
     idle_ttl_seconds: int = Field(keys.IDLE_TTL, ge=1, validation_alias="BROADCASTER_IDLE_TTL")
+    max_event_bytes: int = Field(64 * 1024, ge=256, validation_alias="BROADCASTER_MAX_EVENT_BYTES")
+    """Largest single event (its JSON); larger ones are refused (413)."""
+    max_stream_events: int = Field(100_000, ge=10, validation_alias="BROADCASTER_MAX_STREAM_EVENTS")
+    """Events one stream may hold; beyond, only its terminal event is accepted."""
+    max_stream_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, validation_alias="BROADCASTER_MAX_STREAM_BYTES"
+    )
+    """Bytes of event JSON one stream may hold; beyond, only its terminal event."""
 
 
 class Settings(RedisSettings):
@@ -59,3 +67,27 @@ class Settings(RedisSettings):
     shutdown_seconds: float = Field(8.0, gt=0)
     """On SIGTERM, open responses are ended at once; this bounds the whole shutdown."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # --- access control (see docs/security.md) ---
+    api_keys: str | None = None
+    """Comma-separated ``sha256:<hex>[:right+right]`` digests of the producers' API keys."""
+    token_secret: SecretStr | None = None
+    """Signs viewer tokens; with it, reading a stream needs a token for that stream."""
+    token_ttl_seconds: int = Field(3600, ge=1)
+    """Lifetime of the viewer token returned by ``POST /v1/generations``."""
+    token_max_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)
+    """Longest lifetime ``POST /v1/streams/{id}/tokens`` grants."""
+    insecure: bool = False
+    """Serve beyond loopback without API keys and a token secret (logged loudly)."""
+    cors_origins: str | None = None
+    """Comma-separated origins allowed to call the API from a browser; none by default."""
+
+    # --- limits, per front-end process unless said otherwise ---
+    max_connections: int = Field(10_000, ge=1)
+    """Open SSE responses; beyond, 503 with Retry-After."""
+    max_viewers_per_stream: int = Field(5_000, ge=1)
+    """Open SSE responses on one stream; beyond, 503 with Retry-After."""
+    max_generations_in_flight: int = Field(1_000, ge=1)
+    """Queued plus running generations, across the deployment; beyond, 503."""
+    rate_limit_per_minute: int = Field(600, ge=0)
+    """Requests per API key per minute, shared by all front-ends through Redis (0: off)."""

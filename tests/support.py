@@ -195,9 +195,10 @@ async def read_sse(
     *,
     last_event_id: str | None = None,
     stop_after: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> SSEResult:
     """Read an SSE response to its end (or until ``stop_after`` events arrived)."""
-    headers = {"accept": "text/event-stream"}
+    headers = {"accept": "text/event-stream", **(headers or {})}
     if last_event_id is not None:
         headers["last-event-id"] = last_event_id
     async with client.stream("GET", url, headers=headers) as resp:

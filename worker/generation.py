@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from broadcaster.log import AppendRefused, EventLog
+from broadcaster.log import AppendRefused, EventLog, StreamFull
 from worker.mapping import EventMapper, merge_deltas
 from worker.providers.base import Provider, ProviderError
 
@@ -114,6 +114,26 @@ async def run_generation(
         await writer.flush([retry], text_reset="")
     log.info("generation %s: attempt %d from seq %d", stream_id, claim.attempt, claim.last_seq)
 
+    try:
+        await _attempt(provider, request, writer, policy, stream_id)
+    except StreamFull as exc:
+        # Only a terminal event fits now; the model call is already closed.
+        log.warning("generation %s: %s", stream_id, exc)
+        writer.discard()
+        await writer.flush(
+            [_error("the generation reached the stream's size limit")],
+            meta={"error": "stream size limit reached"},
+        )
+
+
+async def _attempt(
+    provider: Provider,
+    request: dict[str, Any],
+    writer: StreamWriter,
+    policy: Policy,
+    stream_id: str,
+) -> None:
+    """One attempt, with retries of provider errors that happen before any output."""
     for retry_no in range(policy.provider_retries + 1):
         mapper = EventMapper(stream_id)
         try:

@@ -83,6 +83,11 @@ class Worker:
             redis,
             ended_ttl=self.settings.ended_ttl_seconds,
             idle_ttl=self.settings.idle_ttl_seconds,
+            # The worker is trusted: a whole tool input may be one large event. The
+            # stream's own limits still hold.
+            max_event_bytes=self.settings.max_stream_bytes,
+            max_stream_events=self.settings.max_stream_events,
+            max_stream_bytes=self.settings.max_stream_bytes,
         )
         self.jobs = JobQueue(redis)
         self.redis = redis
