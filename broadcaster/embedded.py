@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -71,10 +72,12 @@ def free_port() -> int:
 
 
 def _ping(port: int, timeout: float = 0.5) -> bool:
+    """Whether a server answers on ``port``. ``-NOAUTH`` counts: a server started with
+    ``--requirepass`` (or without a usable default user) answers that to a bare PING."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
             s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
+            return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
@@ -106,8 +109,11 @@ class EmbeddedRedis:
     def _port_file(self) -> Path:
         return self.data_dir / "redis.port"
 
-    def start(self, reuse: bool = True) -> str:
-        """Start the server (or reuse one already serving this folder); return its URL."""
+    def start(self, reuse: bool = True, probe: Callable[[], bool] | None = None) -> str:
+        """Start the server (or reuse one already serving this folder); return its URL.
+
+        ``probe`` replaces the readiness check (a PING on ``port``), for a server that
+        ``extra_args`` make listen elsewhere, say only on a ``--tls-port``."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if reuse and self._port_file.exists():
             with contextlib.suppress(ValueError):
@@ -146,8 +152,10 @@ class EmbeddedRedis:
             start_new_session=True,  # a terminal's ^C goes to us; we stop it in order
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl
         )
+        port = self.port
+        ready = probe or (lambda: _ping(port))
         deadline = time.monotonic() + 15
-        while not _ping(self.port):
+        while not ready():
             if self.proc.poll() is not None:
                 log = self.data_dir / "redis.log"
                 tail = log.read_text()[-2000:] if log.exists() else ""
