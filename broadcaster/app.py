@@ -6,6 +6,7 @@ Resources (Redis clients, the hub) are created in the lifespan and live in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -20,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -37,6 +39,8 @@ from broadcaster.log import (
     StreamNotFound,
     WrongKind,
 )
+from broadcaster.logs import current_stream
+from broadcaster.metrics import FrontendMetrics
 from broadcaster.settings import Settings
 from broadcaster.sse_response import SSEResponse
 
@@ -106,6 +110,7 @@ def _iso(ms: str | None) -> str | None:
 def _check_id(stream_id: str) -> None:
     if not keys.STREAM_ID_RE.match(stream_id):
         raise ApiError(404, "not_found", "no such stream: ids match ^[A-Za-z0-9_-]{1,64}$")
+    current_stream.set(stream_id)  # every log line of this request names the stream
 
 
 async def _read_json(request: Request, limit: int) -> Any:
@@ -155,7 +160,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             keepalive=settings.keepalive_seconds,
         )
         try:
-            async with Hub(reader, redis, event_log, config) as hub:
+            async with Hub(reader, redis, event_log, config, metrics) as hub:
                 app.state.redis = redis
                 app.state.log = event_log
                 app.state.hub = hub
@@ -211,6 +216,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
     def state(request: Request) -> tuple[EventLog, Hub]:
         return request.app.state.log, request.app.state.hub
 
+    metrics = FrontendMetrics()
     api_keys = auth.parse_api_keys(settings.api_keys)
     secret = settings.token_secret.get_secret_value() if settings.token_secret else None
 
@@ -273,6 +279,16 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
     async def favicon() -> Response:
         return Response(status_code=204)
 
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus(request: Request) -> Response:
+        hub: Hub = request.app.state.hub
+        metrics.connections.set(hub.viewers)
+        metrics.streams.set(hub.streams)
+        # On a Redis error keep the last value; /readyz reports Redis trouble.
+        with contextlib.suppress(RedisError, OSError):
+            metrics.generations_queued.set(await request.app.state.jobs.depth())
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -314,6 +330,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
                 headers={"retry-after": "5"},
             )
         stream_id = req.id or new_stream_id()
+        current_stream.set(stream_id)
         job = req.model_dump(exclude_none=True, exclude={"id"})
         job.setdefault("model", settings.default_model)
         job.setdefault("max_tokens", settings.default_max_tokens)
@@ -373,6 +390,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             raise ApiError(409, "ended", f"generation {stream_id!r} has already ended") from None
         except StreamNotFound:
             raise ApiError(404, "not_found", f"no generation {stream_id!r}") from None
+        metrics.appended.inc()
         return JSONResponse({"id": stream_id, "status": "cancelled"}, status_code=202)
 
     @app.post("/v1/streams/{stream_id}/events", status_code=201)
@@ -402,6 +420,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             raise ApiError(409, "generation", str(exc)) from None
         except StaleWriter as exc:
             raise ApiError(409, "conflict", str(exc), last_event_id=exc.last_seq) from None
+        metrics.appended.inc(len(events))
         return JSONResponse({"last_event_id": seq}, status_code=201)
 
     @app.post("/v1/streams/{stream_id}/tokens")
@@ -477,6 +496,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             headers=SSE_HEADERS,
             send_timeout=settings.slow_viewer_timeout,
             stream_id=stream_id,
+            on_cut_off=metrics.cut_off.inc,
         )
 
     return app

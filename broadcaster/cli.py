@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from broadcaster.app import create_app
 from broadcaster.auth import hash_key, parse_api_keys
 from broadcaster.embedded import EmbeddedRedis, ServerNotFound
+from broadcaster.logs import setup_logging
 from broadcaster.server import make_server
 from broadcaster.settings import RedisSettings, Settings
 
@@ -30,14 +31,6 @@ def exit_on_sigterm() -> None:
         raise SystemExit(0)  # a drained shutdown is a clean exit
 
     signal.signal(signal.SIGTERM, _exit)
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 @contextlib.contextmanager
@@ -118,7 +111,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _serve(args: argparse.Namespace) -> None:
     settings = _settings(args)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     check_exposure(settings)
     exit_on_sigterm()
     with redis_url(settings) as url:
@@ -135,7 +128,7 @@ def _demo(args: argparse.Namespace) -> None:
 
     settings = _settings(args)
     wsettings = WorkerSettings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     check_exposure(settings)
     exit_on_sigterm()
     if wsettings.provider == "anthropic" and not os.environ.get("ANTHROPIC_API_KEY"):
@@ -170,6 +163,12 @@ def _hash_key(args: argparse.Namespace) -> None:
     print(hash_key(key))
 
 
+def _tail(args: argparse.Namespace) -> None:
+    from broadcaster import tail
+
+    raise SystemExit(tail.main(args))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m broadcaster")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -189,5 +188,10 @@ def main(argv: list[str] | None = None) -> None:
     hk = sub.add_parser("hash-key", help="print the BROADCASTER_API_KEYS entry for a key")
     hk.add_argument("key", help="the API key (read from stdin if '-')")
     hk.set_defaults(func=_hash_key)
+    tl = sub.add_parser("tail", help="follow a stream live and print it as text")
+    from broadcaster.tail import add_arguments
+
+    add_arguments(tl)
+    tl.set_defaults(func=_tail)
     args = parser.parse_args(argv)
     args.func(args)

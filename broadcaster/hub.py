@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from redis.exceptions import RedisError
 
 from broadcaster import keys, sse
 from broadcaster.log import EventLog, StreamInfo, entries_to_events
+from broadcaster.metrics import FrontendMetrics
 
 log = logging.getLogger("broadcaster.hub")
 
@@ -121,7 +123,12 @@ class Hub:
     """Owns the reader task. Use ``async with Hub(...)`` from the app's lifespan."""
 
     def __init__(
-        self, reader: Redis, control: Redis, log_: EventLog, config: HubConfig | None = None
+        self,
+        reader: Redis,
+        control: Redis,
+        log_: EventLog,
+        config: HubConfig | None = None,
+        metrics: FrontendMetrics | None = None,
     ) -> None:
         """``reader`` must be a single-connection client whose socket timeout exceeds
         the block time; ``control`` is any client (used for ``CLIENT UNBLOCK``)."""
@@ -129,6 +136,7 @@ class Hub:
         self._control = control
         self.log = log_
         self.config = config or HubConfig()
+        self.metrics = metrics
         self._topics: dict[str, _Topic] = {}
         self._by_key: dict[bytes, _Topic] = {}
         self._version = 0
@@ -272,7 +280,16 @@ class Hub:
         self, stream_id: str, after: int, until: int | None
     ) -> AsyncIterator[tuple[bytes, int, bool]]:
         """Encoded pages read from Redis, each with its last seq and whether it ends."""
-        async for page in self.log.read_after(stream_id, after, until):
+        pages = self.log.read_after(stream_id, after, until)
+        m = self.metrics
+        while True:
+            started = time.perf_counter()
+            page = await anext(pages, None)
+            if page is None:
+                return
+            if m is not None:
+                m.redis_read.observe(time.perf_counter() - started)
+                m.replayed.inc(len(page))
             yield b"".join(sse.encode(e) for e in page), page[-1].seq, page[-1].terminal
 
     # --- the reader ---
@@ -320,6 +337,8 @@ class Hub:
                 item = (event.seq, sse.encode(event), event.terminal)
                 for sub in topic.subs:
                     sub.push(item)
+                if self.metrics is not None:
+                    self.metrics.delivered.inc(len(topic.subs))
 
     async def _unblock_loop(self) -> None:
         while not self._stopped:

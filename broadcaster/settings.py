@@ -67,6 +67,8 @@ class Settings(RedisSettings):
     shutdown_seconds: float = Field(8.0, gt=0)
     """On SIGTERM, open responses are ended at once; this bounds the whole shutdown."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one object per line with ``stream_id`` on lines about a stream."""
 
     # --- access control (see docs/security.md) ---
     api_keys: str | None = None

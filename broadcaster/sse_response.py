@@ -10,7 +10,7 @@ connection is closed and it resumes later with ``Last-Event-ID``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import anyio
 from starlette.responses import Response
@@ -34,6 +34,7 @@ class SSEResponse(Response):
         headers: Mapping[str, str],
         send_timeout: float,
         stream_id: str,
+        on_cut_off: Callable[[], None] | None = None,
     ) -> None:
         # Not Response.__init__: it would set a body and so a Content-Length.
         self.status_code = 200
@@ -43,6 +44,7 @@ class SSEResponse(Response):
         self._first = first
         self._send_timeout = send_timeout
         self._stream_id = stream_id
+        self._on_cut_off = on_cut_off
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with anyio.create_task_group() as tg:
@@ -59,10 +61,12 @@ class SSEResponse(Response):
                 await self._stream(send)
             except SlowViewer:
                 log.warning(
-                    "stream %s: viewer accepted nothing for %.0fs; cut off",
-                    self._stream_id,
+                    "viewer accepted nothing for %.0fs; cut off",
                     self._send_timeout,
+                    extra={"stream_id": self._stream_id},
                 )
+                if self._on_cut_off is not None:
+                    self._on_cut_off()
                 # Returning with the response unfinished makes the server close the
                 # connection, which is the point.
             finally:

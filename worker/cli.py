@@ -6,7 +6,8 @@ import argparse
 import asyncio
 import signal
 
-from broadcaster.cli import redis_url, setup_logging
+from broadcaster.cli import redis_url
+from broadcaster.logs import setup_logging
 from worker.runner import Worker
 from worker.settings import WorkerSettings
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
         if v is not None
     }
     settings = WorkerSettings(**overrides)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     with redis_url(settings) as url:
         asyncio.run(_run(settings, url))
 

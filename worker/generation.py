@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broadcaster.log import AppendRefused, EventLog, StreamFull
+from broadcaster.metrics import WorkerMetrics
 from worker.mapping import EventMapper, merge_deltas
 from worker.providers.base import Provider, ProviderError
 
@@ -40,7 +41,15 @@ class Policy:
 class StreamWriter:
     """Appends a generation's events, merging deltas that arrive within ``merge_s``."""
 
-    def __init__(self, event_log: EventLog, stream_id: str, owner: str, seq: int) -> None:
+    def __init__(
+        self,
+        event_log: EventLog,
+        stream_id: str,
+        owner: str,
+        seq: int,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        self.metrics = metrics
         self.log = event_log
         self.stream_id = stream_id
         self.owner = owner
@@ -81,6 +90,8 @@ class StreamWriter:
             text_reset=text_reset,
         )
         self.wrote = True
+        if self.metrics is not None:
+            self.metrics.appended.inc(len(batch))
 
     def discard(self) -> None:
         self.pending = []
@@ -88,7 +99,13 @@ class StreamWriter:
 
 
 async def run_generation(
-    event_log: EventLog, provider: Provider, stream_id: str, owner: str, policy: Policy
+    event_log: EventLog,
+    provider: Provider,
+    stream_id: str,
+    owner: str,
+    policy: Policy,
+    *,
+    metrics: WorkerMetrics | None = None,
 ) -> None:
     """Run one generation to its terminal event. Raises ``AppendRefused`` if another
     writer (or a cancel) took the stream; cancellation stops the model call."""
@@ -100,7 +117,7 @@ async def run_generation(
     if meta is None:
         return
     request: dict[str, Any] = json.loads(meta["request"])
-    writer = StreamWriter(event_log, stream_id, owner, claim.last_seq)
+    writer = StreamWriter(event_log, stream_id, owner, claim.last_seq, metrics)
     if claim.attempt > policy.max_attempts:
         await writer.flush(
             [_error(f"gave up after {policy.max_attempts} attempts (workers were lost)")],
@@ -138,8 +155,12 @@ async def _attempt(
         mapper = EventMapper(stream_id)
         try:
             await _stream_once(provider, request, mapper, writer, policy)
+            _count_tokens(writer.metrics, mapper)
             return
         except ProviderError as exc:
+            _count_tokens(writer.metrics, mapper)
+            if writer.metrics is not None:
+                writer.metrics.provider_errors.labels(exc.kind).inc()
             if writer.wrote or not exc.retryable or retry_no == policy.provider_retries:
                 if not writer.wrote:
                     writer.discard()  # nothing was shown: show only the error
@@ -157,6 +178,13 @@ async def _attempt(
             )
             writer.discard()
             await asyncio.sleep(delay)
+
+
+def _count_tokens(metrics: WorkerMetrics | None, mapper: EventMapper) -> None:
+    if metrics is not None and mapper.started:
+        usage = mapper.usage
+        metrics.tokens.labels("input").inc(usage.get("input_tokens", 0))
+        metrics.tokens.labels("output").inc(usage.get("output_tokens", 0))
 
 
 def _error(text: str) -> dict[str, Any]:
@@ -219,7 +247,9 @@ async def _stream_once(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     # The model's stream ended without message_stop: never leave the stream open.
-    raise ProviderError("the model stream ended before message_stop", retryable=True)
+    raise ProviderError(
+        "the model stream ended before message_stop", retryable=True, kind="incomplete"
+    )
 
 
 __all__ = ["AppendRefused", "Policy", "StreamWriter", "run_generation"]

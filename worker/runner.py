@@ -25,12 +25,15 @@ import secrets
 import socket
 import time
 
+from prometheus_client import start_http_server
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from broadcaster import connection, keys
 from broadcaster.jobs import Job, JobQueue
 from broadcaster.log import EventLog, StaleWriter, StreamEnded
+from broadcaster.logs import current_stream
+from broadcaster.metrics import WorkerMetrics
 from worker.generation import Policy, run_generation
 from worker.providers.base import Provider
 from worker.settings import WorkerSettings
@@ -70,6 +73,7 @@ class Worker:
         self._running: dict[str, tuple[Job, asyncio.Task[None]]] = {}
         self._cancelled: set[str] = set()
         self._handing_back = False
+        self.metrics = WorkerMetrics()
 
     def stop(self) -> None:
         """Stop taking jobs and shut down (safe to call twice, from a signal handler's
@@ -97,6 +101,13 @@ class Worker:
             self.settings.provider,
             self.settings.concurrency,
         )
+        metrics_server = None
+        if self.settings.metrics_port:
+            metrics_server = start_http_server(
+                self.settings.metrics_port,
+                addr=self.settings.metrics_host,
+                registry=self.metrics.registry,
+            )
         try:
             async with asyncio.TaskGroup() as gens:
                 self._gens = gens
@@ -113,6 +124,11 @@ class Worker:
                     with contextlib.suppress(asyncio.CancelledError):
                         await watcher
         finally:
+            if metrics_server is not None:
+                server, thread = metrics_server
+                server.shutdown()
+                server.server_close()
+                thread.join()
             await self.provider.aclose()
             await reader.aclose()
             await redis.aclose()
@@ -184,16 +200,29 @@ class Worker:
 
     async def _run_job(self, job: Job) -> None:
         gid = job.generation_id
+        current_stream.set(gid)  # this task's log lines name the generation
         try:
-            await run_generation(self.log, self.provider, gid, self.consumer, self.policy)
+            self.metrics.running.inc()
+            await run_generation(
+                self.log, self.provider, gid, self.consumer, self.policy, metrics=self.metrics
+            )
             await self.jobs.done(job)
+            info = await self.log.info(gid)
+            ended = info.ended if info else None
+            outcome = {"finish": "completed", "error": "failed", "abort": "cancelled"}
+            self.metrics.finished.labels(outcome.get(ended or "", "lost")).inc()
         except StreamEnded:
+            self.metrics.finished.labels("cancelled").inc()
             log.info("generation %s: ended elsewhere (cancelled); stopped", gid)
             await self._ack_quietly(job)
         except StaleWriter as exc:
             # Another worker owns the stream now; its queue entry is its own business.
+            self.metrics.finished.labels("lost").inc()
             log.warning("generation %s: %s; giving it up", gid, exc)
         except asyncio.CancelledError:
+            self.metrics.finished.labels(
+                "cancelled" if gid in self._cancelled else "handed_back"
+            ).inc()
             if gid in self._cancelled:
                 log.info("generation %s: cancelled; model call stopped", gid)
                 await asyncio.shield(self._ack_quietly(job))
@@ -203,9 +232,11 @@ class Worker:
                     await asyncio.shield(self.jobs.hand_back(job))
             raise
         except Exception:
+            self.metrics.finished.labels("lost").inc()
             # Left pending: after the lease another worker (or this one) takes it over.
             log.exception("generation %s: failed unexpectedly; it will be retried", gid)
         finally:
+            self.metrics.running.dec()
             self._running.pop(gid, None)
             self._cancelled.discard(gid)
             self._slot_free.set()

@@ -37,3 +37,7 @@ class WorkerSettings(RedisSettings):
     fake_delay_ms: float = Field(25.0, ge=0)
     """The fake provider's pause between tokens."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    metrics_port: int = Field(0, ge=0, le=65535)
+    """Serve Prometheus metrics on this port (0: off)."""
+    metrics_host: str = "127.0.0.1"

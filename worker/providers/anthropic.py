@@ -48,20 +48,30 @@ def classify(exc: BaseException) -> ProviderError:
         emsg = err.get("message", "") if isinstance(err, dict) else ""
         detail = f"{etype}: {emsg}" if etype else (emsg or exc.message)
         if exc.status_code == 200:  # an `event: error` in the middle of the stream
-            return ProviderError(f"model provider error mid-stream: {detail}", retryable=True)
+            return ProviderError(
+                f"model provider error mid-stream: {detail}", retryable=True, kind="mid_stream"
+            )
         retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
         what = {429: "rate limited", 529: "overloaded"}.get(exc.status_code, "error")
+        kind = {429: "rate_limited", 529: "overloaded"}.get(
+            exc.status_code, "server_error" if exc.status_code >= 500 else "client_error"
+        )
         return ProviderError(
             f"model provider {what} ({exc.status_code}): {detail}",
             retryable=retryable,
             retry_after=_retry_after(exc.response.headers),
+            kind=kind,
         )
     if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
         return ProviderError(
-            "model provider timed out (no data within the read timeout)", retryable=True
+            "model provider timed out (no data within the read timeout)",
+            retryable=True,
+            kind="timeout",
         )
     if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
-        return ProviderError(f"cannot reach the model provider: {exc}", retryable=True)
+        return ProviderError(
+            f"cannot reach the model provider: {exc}", retryable=True, kind="connection"
+        )
     return ProviderError(f"model call failed: {type(exc).__name__}: {exc}", retryable=False)
 
 

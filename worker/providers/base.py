@@ -11,11 +11,21 @@ from typing import Any, Protocol
 class ProviderError(Exception):
     """A failed model call. ``retryable`` errors are retried if no output was shown yet."""
 
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        kind: str = "other",
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.retry_after = retry_after
+        self.kind = kind
+        """For metrics: rate_limited, overloaded, server_error, client_error, mid_stream,
+        timeout, connection, incomplete or other."""
 
 
 class Provider(Protocol):

@@ -1,0 +1,74 @@
+"""Prometheus metrics of a front-end and of a worker, each in its own registry (so that
+several apps in one process, as in tests, do not collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class FrontendMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge(
+            "broadcaster_sse_connections", "Open SSE responses on this front-end", registry=r
+        )
+        self.streams = Gauge(
+            "broadcaster_streams_watched", "Streams with at least one viewer here", registry=r
+        )
+        self.appended = Counter(
+            "broadcaster_events_appended_total",
+            "Events appended through this front-end (publish and cancel)",
+            registry=r,
+        )
+        self.delivered = Counter(
+            "broadcaster_events_delivered_total",
+            "Live events handed to viewers (one per viewer per event)",
+            registry=r,
+        )
+        self.replayed = Counter(
+            "broadcaster_events_replayed_total",
+            "Events read from Redis for one viewer (late join, catch-up, gap)",
+            registry=r,
+        )
+        self.cut_off = Counter(
+            "broadcaster_slow_viewers_cut_off_total",
+            "Viewers disconnected because their socket accepted nothing",
+            registry=r,
+        )
+        self.redis_read = Histogram(
+            "broadcaster_redis_read_seconds",
+            "Latency of a replay page read (XRANGE)",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
+        self.generations_queued = Gauge(
+            "broadcaster_generations_queued",
+            "Generations in the job queue, queued or running (read at scrape)",
+            registry=r,
+        )
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.running = Gauge("worker_generations_running", "Generations running", registry=r)
+        self.finished = Counter(
+            "worker_generations_finished_total",
+            "Generations that left this worker, by outcome",
+            ["outcome"],  # completed, failed, cancelled, handed_back, lost
+            registry=r,
+        )
+        self.provider_errors = Counter(
+            "worker_provider_errors_total",
+            "Errors from the model provider, by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "worker_tokens_total", "Model tokens, by direction", ["direction"], registry=r
+        )
+        self.appended = Counter(
+            "worker_events_appended_total", "Events appended by this worker", registry=r
+        )
