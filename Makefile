@@ -53,6 +53,16 @@ test: $(BIN)/.installed lint
 			echo "tests/test_browser.py needs node >= 20 and npm, then: npm ci --prefix tests/browser"; \
 		fi; \
 	fi
+	@if [ ! -d tests/aisdk/node_modules/ai ] \
+		|| [ tests/aisdk/package-lock.json -nt tests/aisdk/node_modules/.package-lock.json ]; then \
+		if command -v npm >/dev/null; then \
+			echo "installing tests/aisdk's npm packages (npm ci)"; \
+			npm ci --prefix tests/aisdk --silent \
+			|| echo "npm ci --prefix tests/aisdk failed; tests/test_aisdk.py will fail"; \
+		else \
+			echo "tests/test_aisdk.py needs node >= 20 and npm, then: npm ci --prefix tests/aisdk"; \
+		fi; \
+	fi
 	$(BIN)/pytest
 
 clean:
