@@ -43,6 +43,15 @@ test: $(BIN)/.installed lint
 			echo "tests/test_browser.py needs /usr/bin/chromium: install it with apt-get install chromium"; \
 		fi; \
 	fi
+	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing nginx (Debian package) for tests/test_browser_failover.py"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null) \
+			|| echo "could not install nginx; tests/test_browser_failover.py will fail"; \
+		else \
+			echo "tests/test_browser_failover.py needs nginx: install it with apt-get install nginx"; \
+		fi; \
+	fi
 	@if [ ! -d tests/browser/node_modules/playwright-core ] \
 		|| [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then \
 		if command -v npm >/dev/null; then \
