@@ -18,8 +18,8 @@ demo: $(BIN)/.installed
 	$(BIN)/python -m broadcaster demo $(ARGS)
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check broadcaster worker tests
-	$(BIN)/ruff format --check broadcaster worker tests
+	$(BIN)/ruff check broadcaster worker tests examples
+	$(BIN)/ruff format --check broadcaster worker tests examples
 	$(BIN)/mypy broadcaster worker
 
 # The tests start their own Redis: redis-server or valkey-server from PATH, else the

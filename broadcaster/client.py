@@ -83,7 +83,7 @@ class PublishRefused(StreamClientError):
 
 
 class StreamUnavailable(Exception):
-    """``max_retries`` attempts in a row failed (connection errors, 5xx or 429)."""
+    """More than ``max_retries`` attempts in a row failed (no connection, 5xx, 429)."""
 
 
 class _Retry(Exception):
@@ -108,8 +108,9 @@ class StreamClient:
         """``base_url``: one front-end, or several of one deployment (tried in turn after
         failures). ``token``: a viewer token, sent as ``Authorization: Bearer`` when
         reading. ``api_key``: the producer key, sent when publishing. ``backoff_base``:
-        the first reconnect delay unless the server sent ``retry:``; delays double per
-        failed attempt up to ``backoff_max`` (plus up to 25 % jitter). ``max_retries``:
+        the first reconnect delay, or the server's ``retry:`` if that is longer; delays
+        double per failed attempt up to ``backoff_max`` (plus up to 25 % jitter), and a
+        ``Retry-After`` is waited out as given. ``max_retries``:
         failed attempts in a row before ``StreamUnavailable`` (None: never give up).
         ``read_timeout``: silence (no event, no keepalive) after which the connection
         counts as dropped; keep it above the server's keepalive interval (15 s)."""
@@ -127,7 +128,6 @@ class StreamClient:
             timeout=httpx2.Timeout(
                 read_timeout, connect=connect_timeout, write=10.0, pool=connect_timeout
             ),
-            trust_env=False,
         )
 
     async def aclose(self) -> None:
@@ -210,8 +210,12 @@ class StreamClient:
         expect_last_event_id: int | None = None,
     ) -> int:
         """``POST /v1/streams/{id}/events``: one event, or a list appended atomically and
-        in order. Returns the seq of the last one. Retried only when it cannot have been
-        applied (no connection, 429); raises ``PublishRefused`` on 409."""
+        in order. Returns the seq of the last one; raises ``PublishRefused`` on 409.
+
+        Retried after a failed connect, and after a 429 or 503 (the server asks for a
+        retry). Other failures are raised: the append may have happened. A 503 can, rarely,
+        follow an append whose reply Redis lost; with ``expect_last_event_id`` the retry
+        of such an append is refused (``PublishRefused``) instead of appending twice."""
         body = events if isinstance(events, dict) else list(events)
         headers = {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         params = (
@@ -224,8 +228,10 @@ class StreamClient:
             url = f"{self._base()}/v1/streams/{stream_id}/events"
             try:
                 resp = await self._http.post(url, json=body, headers=headers, params=params)
-                if resp.status_code == 429:
-                    raise _Retry("429 rate limited", _retry_after(resp))
+                if resp.status_code in (429, 503):
+                    raise _Retry(f"{resp.status_code} {_message(resp)}", _retry_after(resp))
+                if resp.status_code >= 500:
+                    raise StreamClientError(resp.status_code, _message(resp), _body(resp))
                 if resp.status_code != 201:
                     self._raise_for(resp, reading=False)
                 seq: int = resp.json()["last_event_id"]
@@ -249,7 +255,7 @@ class StreamClient:
             raise StreamUnavailable(f"giving up after {failures} attempts: {reason}") from exc
         failed = self._base()
         self._next += 1
-        base = server_retry if server_retry is not None else self._backoff_base
+        base = max(server_retry or 0.0, self._backoff_base)
         delay = min(self._backoff_max, base * 2 ** (failures - 1))
         delay += random.uniform(0, delay / 4)
         if after is not None:
@@ -258,16 +264,9 @@ class StreamClient:
         await asyncio.sleep(delay)
 
     def _raise_for(self, resp: httpx2.Response, *, reading: bool) -> None:
-        status = resp.status_code
-        try:
-            body = resp.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            body = {}
-        message = str(body.get("message") or resp.reason_phrase or "")
+        status, body, message = resp.status_code, _body(resp), _message(resp)
         if status >= 500:
-            raise _Retry(f"{status} {message}".strip(), _retry_after(resp))
+            raise _Retry(f"{status} {message}", _retry_after(resp))
         if status in (401, 403):
             raise Unauthorized(status, message, body)
         if status == 404:
@@ -275,6 +274,19 @@ class StreamClient:
         if status == 409:
             raise (ResumePointAhead if reading else PublishRefused)(status, message, body)
         raise StreamClientError(status, message, body)
+
+
+def _body(resp: httpx2.Response) -> dict[str, Any]:
+    try:
+        body = resp.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _message(resp: httpx2.Response) -> str:
+    """The server's error message (its JSON ``message``), else the reason phrase."""
+    return str(_body(resp).get("message") or resp.reason_phrase or "")
 
 
 def _seq(event_id: str) -> int:
