@@ -134,6 +134,16 @@ PAGE_BYTES = 256 * 1024
 """What one replay page aims to hold, whatever the size of its events."""
 
 
+_RELEASE = """
+local meta = KEYS[1]
+local m = redis.call('HMGET', meta, 'owner', 'ended')
+if m[1] ~= ARGV[1] or m[2] then return 0 end
+redis.call('HDEL', meta, 'owner')
+redis.call('HSET', meta, 'status', 'queued')
+return 1
+"""
+
+
 class AppendRefused(Exception):
     """Base of the reasons an append changes nothing. ``last_seq`` is the stream's seq."""
 
@@ -219,6 +229,7 @@ class EventLog:
         self._append = redis.register_script(_APPEND)
         self._create = redis.register_script(_CREATE_GENERATION)
         self._claim = redis.register_script(_CLAIM)
+        self._release = redis.register_script(_RELEASE)
 
     # --- writes ---
 
@@ -315,6 +326,11 @@ class EventLog:
         if status != b"OK":
             return None
         return Claim(int(seq), int(attempt))
+
+    async def release(self, stream_id: str, owner: str) -> bool:
+        """Give up ownership of a generation that is not ended (it goes back to
+        ``queued``); False if ``owner`` no longer owns it."""
+        return bool(await self._release(keys=[keys.meta_key(stream_id)], args=[owner]))
 
     # --- reads ---
 

@@ -431,6 +431,7 @@ async def test_stop_hands_back_running_generations(
     assert info.last_seq == (4 if shown else 0)
     meta = await event_log.meta(s)
     assert meta is not None and "error" not in meta
+    assert meta["status"] == "queued" and "owner" not in meta  # released, waiting again
     entries = await event_log.redis.xrange(keys.JOBS_KEY)
     assert [(f[b"id"].decode()) for _, f in entries] == [s]  # re-added at the tail
     assert entries[0][0] != original_entry

@@ -194,6 +194,10 @@ class Worker:
         task = self._gens.create_task(self._run_job(job), name=f"gen-{job.generation_id}")
         self._running[job.generation_id] = (job, task)
 
+    async def _hand_back(self, job: Job) -> None:
+        await self.log.release(job.generation_id, self.consumer)
+        await self.jobs.hand_back(job)
+
     async def _ack_quietly(self, job: Job) -> None:
         with contextlib.suppress(RedisError, OSError):
             await self.jobs.done(job)
@@ -229,7 +233,7 @@ class Worker:
             elif self._handing_back:
                 log.info("generation %s: handed back for another worker", gid)
                 with contextlib.suppress(RedisError, OSError):
-                    await asyncio.shield(self.jobs.hand_back(job))
+                    await asyncio.shield(self._hand_back(job))
             raise
         except Exception:
             self.metrics.finished.labels("lost").inc()
