@@ -169,6 +169,12 @@ def _tail(args: argparse.Namespace) -> None:
     raise SystemExit(tail.main(args))
 
 
+def _bench(args: argparse.Namespace) -> None:
+    from broadcaster import bench
+
+    raise SystemExit(bench.main(args))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m broadcaster")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -193,5 +199,10 @@ def main(argv: list[str] | None = None) -> None:
 
     add_arguments(tl)
     tl.set_defaults(func=_tail)
+    bn = sub.add_parser("bench", help="load-test a running deployment (viewers, latency, cost)")
+    from broadcaster.bench import add_arguments as add_bench_arguments
+
+    add_bench_arguments(bn)
+    bn.set_defaults(func=_bench)
     args = parser.parse_args(argv)
     args.func(args)
