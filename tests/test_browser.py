@@ -9,12 +9,8 @@ install. It never skips.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
 import signal
-import struct
 import subprocess
 import time
 from pathlib import Path
@@ -24,61 +20,15 @@ import httpx
 import pytest
 
 from broadcaster.embedded import EmbeddedRedis, ServerNotFound
-from tests.support import ROOT, Proc, start_frontend, start_worker
-
-CHROMIUM = Path("/usr/bin/chromium")
-BROWSER_DIR = ROOT / "tests" / "browser"
-SCRIPT = BROWSER_DIR / "demo.mjs"
-ARTIFACTS = ROOT / "tests" / "artifacts"
-PANES = ("a", "b", "late", "flaky")
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-NODE_HINT = (
-    "{}: install Node.js >= 20 with npm (playwright-core needs it; Debian 13's"
-    " nodejs and npm packages, or NodeSource's on Debian 12, whose own nodejs is 18)"
+from tests.browser_support import (
+    ARTIFACTS,
+    PANES,
+    SCRIPT,
+    missing_prerequisites,
+    png_size,
+    stop_browser_leftovers,
 )
-
-
-def _missing_prerequisites() -> list[str]:
-    missing = []
-    if not CHROMIUM.exists():
-        missing.append(f"{CHROMIUM} is missing: install it with apt-get install chromium")
-    node = shutil.which("node")
-    if node is None:
-        missing.append(NODE_HINT.format("node is missing"))
-    else:
-        run = subprocess.run([node, "--version"], check=False, capture_output=True, text=True)
-        version = run.stdout
-        major = version.strip().lstrip("v").split(".")[0]
-        if not major.isdigit() or int(major) < 20:
-            missing.append(NODE_HINT.format(f"node is {version.strip() or 'unusable'}"))
-    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
-        missing.append(
-            "tests/browser/node_modules is missing: run npm ci --prefix tests/browser"
-            " (make test does this)"
-        )
-    return missing
-
-
-def _pids_using(marker: str) -> list[int]:
-    """Processes whose command line mentions ``marker`` (our private profile folder)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            if marker.encode() in (entry / "cmdline").read_bytes():
-                pids.append(int(entry.name))
-    return pids
-
-
-def _stop_browser_leftovers(profile: Path) -> None:
-    """Chromium normally exits with the script; kill by pid whatever of ours is left."""
-    deadline = time.monotonic() + 5
-    while (pids := _pids_using(str(profile))) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+from tests.support import ROOT, Proc, start_frontend, start_worker
 
 
 def _run_demo_script(base_url: str, screenshot: Path, profile: Path) -> tuple[int, str, str]:
@@ -103,16 +53,8 @@ def _run_demo_script(base_url: str, screenshot: Path, profile: Path) -> tuple[in
     return node.returncode, out, err
 
 
-def _png_size(path: Path) -> tuple[int, int]:
-    data = path.read_bytes()
-    assert data[:8] == PNG_MAGIC, f"{path} is not a PNG"
-    assert data[12:16] == b"IHDR"
-    width, height = struct.unpack(">II", data[16:24])
-    return width, height
-
-
 def test_the_demo_page_in_headless_chromium(tmp_path: Path) -> None:
-    missing = _missing_prerequisites()
+    missing = missing_prerequisites()
     if missing:
         pytest.fail("the browser test needs:\n  " + "\n  ".join(missing), pytrace=False)
 
@@ -145,7 +87,7 @@ def test_the_demo_page_in_headless_chromium(tmp_path: Path) -> None:
         gid = result["generation_id"]
         api = httpx.get(f"{frontend.url}/v1/generations/{gid}", timeout=10).json()
     finally:
-        _stop_browser_leftovers(profile)
+        stop_browser_leftovers(profile)
         for p in procs:
             p.stop()
         redis.stop()
@@ -186,7 +128,7 @@ def test_the_demo_page_in_headless_chromium(tmp_path: Path) -> None:
     assert panes["flaky"]["notice"] == f"resumed after id {dropped['last_id']} (?last_event_id)"
     assert panes["late"]["notice"].startswith("joined late"), panes["late"]
 
-    width, height = _png_size(screenshot)
+    width, height = png_size(screenshot)
     assert screenshot.stat().st_size > 10_000 and width >= 1000 and height >= 600, (
         screenshot.stat().st_size,
         width,

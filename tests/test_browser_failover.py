@@ -33,13 +33,13 @@ import httpx
 import pytest
 
 from broadcaster.embedded import EmbeddedRedis, ServerNotFound, free_port
-from tests.support import ROOT, Proc, start_frontend, start_worker
-from tests.test_browser import (
-    _missing_prerequisites,
-    _pids_using,
-    _png_size,
-    _stop_browser_leftovers,
+from tests.browser_support import (
+    missing_prerequisites,
+    pids_using,
+    png_size,
+    stop_browser_leftovers,
 )
+from tests.support import ROOT, Proc, start_frontend, start_worker
 
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 SCRIPT = ROOT / "tests" / "browser" / "failover.mjs"
@@ -284,7 +284,7 @@ def _seq(event_id: str) -> int:
 
 
 def test_a_front_end_killed_under_the_demo_page_in_chromium(tmp_path: Path) -> None:
-    missing = _missing_prerequisites()
+    missing = missing_prerequisites()
     if missing:
         pytest.fail("the browser test needs:\n  " + "\n  ".join(missing), pytrace=False)
     nginx_binary = _find_nginx()
@@ -378,7 +378,7 @@ def test_a_front_end_killed_under_the_demo_page_in_chromium(tmp_path: Path) -> N
     finally:
         if script is not None:
             script.stop()
-        _stop_browser_leftovers(profile)
+        stop_browser_leftovers(profile)
         if nginx is not None:
             nginx.stop()
         for p in procs:
@@ -388,7 +388,7 @@ def test_a_front_end_killed_under_the_demo_page_in_chromium(tmp_path: Path) -> N
     # Nothing of ours is left running.
     assert nginx.popen is not None and nginx.popen.poll() is not None
     assert not [pid for pid in nginx.worker_pids if Path(f"/proc/{pid}").exists()]
-    assert _pids_using(str(profile)) == []
+    assert pids_using(str(profile)) == []
     assert all(not p.alive() for p in procs)
 
     # The kill landed inside the generation: nothing had ended, every live pane had text.
@@ -449,7 +449,7 @@ def test_a_front_end_killed_under_the_demo_page_in_chromium(tmp_path: Path) -> N
     http_errors = [e for e in result["http_errors"] if not e["url"].endswith("/favicon.ico")]
     assert http_errors == [], http_errors
 
-    width, height = _png_size(screenshot)
+    width, height = png_size(screenshot)
     assert screenshot.stat().st_size > 10_000 and width >= 1000 and height >= 600, (
         screenshot.stat().st_size,
         width,

@@ -19,9 +19,9 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { CHROMIUM, openDemoPage } from "./common.mjs";
 import { createInterface } from "node:readline";
 
-const CHROMIUM = "/usr/bin/chromium";
 const TIMEOUT_MS = 60_000;
 const PANES = ["a", "b", "late", "flaky"];
 const LIVE_PANES = ["a", "b", "flaky"]; // connected at once; "late" joins 3 s later
@@ -117,34 +117,12 @@ async function cleanup() {
 }
 
 async function run() {
-  step = "launching Chromium";
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-    viewport: { width: 1280, height: 900 },
-    timeout: remaining(),
-  });
-  page = context.pages()[0] || (await context.newPage());
-  page.on("pageerror", (err) => pageErrors.push(String(err.message || err)));
-  page.on("console", (msg) => {
-    if (msg.type() === "error") consoleErrors.push({ text: msg.text(), url: msg.location().url || "" });
-  });
-  page.on("response", (r) => {
-    if (r.status() >= 400) httpErrors.push({ url: r.url(), status: r.status() });
-  });
-
-  step = `opening ${base}/`;
-  const resp = await page.goto(`${base}/`, { waitUntil: "load", timeout: remaining() });
-  if (!resp || !resp.ok()) throw new Error(`GET ${base}/ answered ${resp ? resp.status() : "nothing"}`);
+  step = `launching Chromium and opening ${base}/`;
+  ({ context, page } = await openDemoPage(chromium, base, userDataDir, remaining, {
+    pageErrors,
+    consoleErrors,
+    httpErrors,
+  }));
 
   step = "recording the panes' state changes";
   await page.evaluate((names) => {
