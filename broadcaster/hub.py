@@ -146,6 +146,7 @@ class Hub:
         self._nonempty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.closing = False
+        self._viewers = 0  # kept by subscribe: read on every connect (the connection limit)
         self._stopped = False
         self.redis_ok = False
         self.reads = 0
@@ -180,7 +181,7 @@ class Hub:
 
     @property
     def viewers(self) -> int:
-        return sum(len(t.subs) for t in self._topics.values())
+        return self._viewers
 
     @property
     def streams(self) -> int:
@@ -208,9 +209,11 @@ class Hub:
             self._changed.set()
             self._nonempty.set()
         topic.subs.add(sub)
+        self._viewers += 1
         try:
             yield sub
         finally:
+            self._viewers -= 1
             topic.subs.discard(sub)
             if not topic.subs and self._topics.get(stream_id) is topic:
                 # Dropped from the next read; the current one ends within block_ms.

@@ -213,10 +213,9 @@ async def _stream_once(
             await queue.put(_END)
         except ProviderError as exc:
             await queue.put(exc)
-        except Exception as exc:  # anything else from the SDK: report, do not vanish
-            from worker.providers.anthropic import classify
-
-            await queue.put(classify(exc))
+        except Exception as exc:  # a provider bug: report it, do not vanish
+            message = f"model call failed: {type(exc).__name__}: {exc}"
+            await queue.put(ProviderError(message, retryable=False))
 
     async with provider.stream(request) as events:
         task = asyncio.create_task(pump(events), name=f"model-{writer.stream_id}")

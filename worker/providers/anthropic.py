@@ -110,6 +110,11 @@ class AnthropicProvider:
 
 
 async def _raw_events(stream: Any) -> AsyncIterator[dict[str, Any]]:
-    async for event in stream:
-        if event.type in _RAW:
-            yield event.model_dump(mode="json", exclude_none=False)
+    """The raw events as dicts; what the SDK raises mid-stream (an ``event: error``, a read
+    timeout, a dropped connection) becomes a ProviderError here, where it is understood."""
+    try:
+        async for event in stream:
+            if event.type in _RAW:
+                yield event.model_dump(mode="json", exclude_none=False)
+    except (anthropic.APIError, httpx2.HTTPError) as exc:
+        raise classify(exc) from exc
