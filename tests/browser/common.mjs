@@ -38,3 +38,46 @@ export async function openDemoPage(chromium, base, userDataDir, remaining, error
   }
   return { context, page };
 }
+
+// Run a browser script's `run()` under a deadline: print its result as one JSON line and
+// exit 0; on failure or timeout say where it was (and the panes' states), save a picture
+// of the page as it was next to the requested screenshot, and exit 1 (2 on timeout).
+export async function runToEnd(name, s) {
+  // Backstop: if something hangs where no Playwright timeout applies, still end.
+  setTimeout(
+    () => s.fail(`still running ${s.timeoutMs / 1000 + 20} s after the start (while ${s.step()}); killed`, 2),
+    s.timeoutMs + 20_000,
+  ).unref();
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error("timeout"), { name: "TimeoutError" })), s.timeoutMs);
+  });
+  try {
+    const out = await Promise.race([s.run(), timeout]);
+    clearTimeout(timer);
+    process.stdout.write(JSON.stringify(out) + "\n");
+    await s.cleanup();
+    process.exit(0);
+  } catch (err) {
+    clearTimeout(timer);
+    const states = await s.paneStates();
+    let message;
+    if (err && err.name === "TimeoutError") {
+      message = `timed out after ${s.timeoutMs / 1000} s while ${s.step()}; panes: ${states}`;
+    } else {
+      message = `failed while ${s.step()}: ${String((err && err.message) || err).split("\n")[0]}; panes: ${states}`;
+    }
+    if (s.pageErrors.length) message += `; page errors: ${JSON.stringify(s.pageErrors)}`;
+    const page = s.page();
+    if (page) {
+      const failed = s.screenshot.replace(/(\.png)?$/i, ".failed.png");
+      await page.screenshot({ path: failed, fullPage: true, timeout: 5000 }).then(
+        () => (message += `; screenshot of the failure: ${failed}`),
+        () => {},
+      );
+    }
+    process.stderr.write(`${name}: ${message}\n`);
+    await s.cleanup();
+    process.exit(err && err.name === "TimeoutError" ? 2 : 1);
+  }
+}

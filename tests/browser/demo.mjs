@@ -15,7 +15,7 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { CHROMIUM, openDemoPage } from "./common.mjs";
+import { CHROMIUM, openDemoPage, runToEnd } from "./common.mjs";
 
 const TIMEOUT_MS = 60_000;
 const PANES = ["a", "b", "late", "flaky"];
@@ -188,38 +188,14 @@ async function run() {
   };
 }
 
-// Backstop: if something hangs where no Playwright timeout applies, still end.
-setTimeout(() => fail(`still running ${TIMEOUT_MS / 1000 + 20} s after the start (while ${step}); killed`, 2), TIMEOUT_MS + 20_000).unref();
-
-let timer;
-const timeout = new Promise((_, reject) => {
-  timer = setTimeout(() => reject(Object.assign(new Error("timeout"), { name: "TimeoutError" })), TIMEOUT_MS);
+await runToEnd("demo.mjs", {
+  run,
+  cleanup,
+  paneStates,
+  pageErrors,
+  screenshot,
+  fail,
+  timeoutMs: TIMEOUT_MS,
+  step: () => step,
+  page: () => page,
 });
-try {
-  const out = await Promise.race([run(), timeout]);
-  clearTimeout(timer);
-  process.stdout.write(JSON.stringify(out) + "\n");
-  await cleanup();
-  process.exit(0);
-} catch (err) {
-  clearTimeout(timer);
-  const states = await paneStates();
-  let message;
-  if (err && err.name === "TimeoutError") {
-    message = `timed out after ${TIMEOUT_MS / 1000} s while ${step}; panes: ${states}`;
-  } else {
-    message = `failed while ${step}: ${String((err && err.message) || err).split("\n")[0]}; panes: ${states}`;
-  }
-  if (pageErrors.length) message += `; page errors: ${JSON.stringify(pageErrors)}`;
-  if (page) {
-    // A picture of the page as it was when things went wrong, next to the requested one.
-    const failed = screenshot.replace(/(\.png)?$/i, ".failed.png");
-    await page.screenshot({ path: failed, fullPage: true, timeout: 5000 }).then(
-      () => (message += `; screenshot of the failure: ${failed}`),
-      () => {},
-    );
-  }
-  process.stderr.write(`demo.mjs: ${message}\n`);
-  await cleanup();
-  process.exit(err && err.name === "TimeoutError" ? 2 : 1);
-}
