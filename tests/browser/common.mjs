@@ -81,3 +81,24 @@ export async function runToEnd(name, s) {
     process.exit(err && err.name === "TimeoutError" ? 2 : 1);
   }
 }
+
+// Pane states as the page shows them, for error messages.
+export async function paneStates(page, names) {
+  if (!page) return "(no page)";
+  try {
+    const states = await Promise.race([
+      page.evaluate(
+        (panes) =>
+          panes.map((n) => {
+            const s = document.querySelector(`section.pane[data-pane="${n}"]`);
+            return `${n}=${s ? s.getAttribute("data-state") : "missing"}`;
+          }),
+        names,
+      ),
+      new Promise((resolve) => setTimeout(() => resolve(["(page did not answer)"]), 3000)),
+    ]);
+    return states.join(" ");
+  } catch (err) {
+    return `(unavailable: ${err.message.split("\n")[0]})`;
+  }
+}

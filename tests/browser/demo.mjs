@@ -15,7 +15,7 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { CHROMIUM, openDemoPage, runToEnd } from "./common.mjs";
+import { CHROMIUM, openDemoPage, paneStates, runToEnd } from "./common.mjs";
 
 const TIMEOUT_MS = 60_000;
 const PANES = ["a", "b", "late", "flaky"];
@@ -52,26 +52,6 @@ const pageErrors = [];
 const consoleErrors = [];
 const httpErrors = [];
 
-// Pane states as the page shows them, for error messages.
-async function paneStates() {
-  if (!page) return "(no page)";
-  try {
-    const states = await Promise.race([
-      page.evaluate(
-        (names) =>
-          names.map((n) => {
-            const s = document.querySelector(`section.pane[data-pane="${n}"]`);
-            return `${n}=${s ? s.getAttribute("data-state") : "missing"}`;
-          }),
-        PANES,
-      ),
-      new Promise((resolve) => setTimeout(() => resolve(["(page did not answer)"]), 3000)),
-    ]);
-    return states.join(" ");
-  } catch (err) {
-    return `(unavailable: ${err.message.split("\n")[0]})`;
-  }
-}
 
 async function cleanup() {
   if (context) {
@@ -191,7 +171,7 @@ async function run() {
 await runToEnd("demo.mjs", {
   run,
   cleanup,
-  paneStates,
+  paneStates: () => paneStates(page, PANES),
   pageErrors,
   screenshot,
   fail,

@@ -19,7 +19,7 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { CHROMIUM, openDemoPage, runToEnd } from "./common.mjs";
+import { CHROMIUM, openDemoPage, paneStates, runToEnd } from "./common.mjs";
 import { createInterface } from "node:readline";
 
 const TIMEOUT_MS = 60_000;
@@ -71,25 +71,6 @@ const pageErrors = [];
 const consoleErrors = [];
 const httpErrors = [];
 
-async function paneStates() {
-  if (!page) return "(no page)";
-  try {
-    const states = await Promise.race([
-      page.evaluate(
-        (names) =>
-          names.map((n) => {
-            const s = document.querySelector(`section.pane[data-pane="${n}"]`);
-            return `${n}=${s ? s.getAttribute("data-state") : "missing"}`;
-          }),
-        PANES,
-      ),
-      new Promise((resolve) => setTimeout(() => resolve(["(page did not answer)"]), 3000)),
-    ]);
-    return states.join(" ");
-  } catch (err) {
-    return `(unavailable: ${err.message.split("\n")[0]})`;
-  }
-}
 
 // What every pane shows right now.
 const readPanes = (names) => {
@@ -225,7 +206,7 @@ async function run() {
 await runToEnd("failover.mjs", {
   run,
   cleanup,
-  paneStates,
+  paneStates: () => paneStates(page, PANES),
   pageErrors,
   screenshot,
   fail,
