@@ -461,10 +461,11 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
         raw = request.headers.get("last-event-id")
         if raw is None:
             raw = last_event_id
-        after = sse.parse_resume_point(raw)
-        if after is None:
+        resume = sse.parse_resume_point(raw)
+        if resume is None:
             raise ApiError(400, "bad_resume_point", "Last-Event-ID is not an id this server issued")
-        info = await event_log.info(stream_id)
+        after, tag = resume
+        info = await event_log.info(stream_id, at=after if tag else None)
         if info is None:
             raise ApiError(404, "not_found", f"no stream {stream_id!r} (unknown or expired)")
         if after > info.last_seq:
@@ -472,6 +473,16 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
                 409,
                 "resume_point_ahead",
                 f"resume point {after} is past the newest event {info.last_seq}: start over",
+                last_event_id=info.last_seq,
+            )
+        if tag is not None and info.tag_at != tag:
+            # The events this client saw up to ``after`` are not this stream's: Redis lost
+            # writes and the stream was written again differently. Never splice.
+            raise ApiError(
+                409,
+                "resume_point_unknown",
+                f"event {after} you saw is not in this stream's history (it was lost and "
+                "rewritten): start over",
                 last_event_id=info.last_seq,
             )
         if info.ended and after == info.last_seq:

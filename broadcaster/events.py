@@ -22,11 +22,13 @@ class InvalidEvent(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One stored event: its seq, its type and its JSON object as compact UTF-8 bytes."""
+    """One stored event: its seq, its type, its JSON object as compact UTF-8 bytes, and
+    its history tag (empty for events stored before tags existed)."""
 
     seq: int
     type: str
     data: bytes
+    tag: str = ""
 
     @property
     def terminal(self) -> bool:

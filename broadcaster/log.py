@@ -10,6 +10,17 @@ ended; the writer's expected last seq (if given) is the current one; the writer 
 the stream (if it names an owner). Only then are the events added with explicit ids
 ``seq+1``, ``seq+2``, … so seq numbers are assigned by Redis, gap-free, and a refused
 writer changes nothing. A terminal event marks the stream ended and starts its expiry.
+
+**History tags.** Each event also gets a tag: 8 hex digits of
+``sha1(previous tag, type, data)``, stored in its entry (``h``) and, for the newest, in the
+metadata. The SSE id is ``<seq>.<tag>``, so a resume point names not only a position but
+the whole history up to it. If Redis loses recent writes and the stream is then written
+again *differently* (a feed's producer goes on publishing), a viewer that saw the lost
+events resumes with a tag the stream does not hold at that seq and is told (409), instead
+of being shown a spliced stream. A worker that writes the lost events again byte for byte
+recreates the very same tags, so its viewers resume as if nothing happened. (Centrifugo's
+epoch serves the same end, but changes on any loss; a tag changes only when the history
+does.)
 """
 
 from __future__ import annotations
@@ -35,7 +46,7 @@ local first = 11 + 2 * n_meta
 local t = redis.call('TIME')
 local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
 
-local m = redis.call('HMGET', meta, 'kind', 'seq', 'ended', 'owner', 'bytes')
+local m = redis.call('HMGET', meta, 'kind', 'seq', 'ended', 'owner', 'bytes', 'tag')
 local seq
 local create = false
 if not m[1] then
@@ -63,18 +74,21 @@ if not lone_terminal and
 end
 
 local ended = false
+local tag = m[6] or ''
 local i = first
 while i < #ARGV do
   local etype = ARGV[i]
   seq = seq + 1
-  redis.call('XADD', log, seq .. '-0', 't', etype, 'd', ARGV[i + 1])
+  -- The history tag chains this event to every one before it (module docstring).
+  tag = string.sub(redis.sha1hex(tag .. etype .. ' ' .. ARGV[i + 1]), 1, 8)
+  redis.call('XADD', log, seq .. '-0', 't', etype, 'd', ARGV[i + 1], 'h', tag)
   if etype == 'finish' or etype == 'error' or etype == 'abort' then
     ended = etype
   end
   i = i + 2
 end
 
-local updates = {'seq', seq, 'updated_at', now, 'bytes', size + added}
+local updates = {'seq', seq, 'updated_at', now, 'bytes', size + added, 'tag', tag}
 if create then
   updates[#updates + 1] = 'kind'
   updates[#updates + 1] = 'feed'
@@ -182,6 +196,9 @@ class StreamInfo:
     kind: str
     last_seq: int
     ended: str | None
+    tag_at: str | None = None
+    """The history tag of the event asked about (``info(at=...)``); None if not asked,
+    or if the stream holds no such event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +210,8 @@ class Claim:
 
 
 def _entry_to_event(entry_id: bytes, fields: dict[bytes, bytes]) -> Event:
-    return Event(int(entry_id.split(b"-", 1)[0]), fields[b"t"].decode(), fields[b"d"])
+    tag = fields.get(b"h", b"").decode()
+    return Event(int(entry_id.split(b"-", 1)[0]), fields[b"t"].decode(), fields[b"d"], tag)
 
 
 _Entries = Sequence[tuple[bytes, dict[bytes, bytes]]]
@@ -334,12 +352,22 @@ class EventLog:
 
     # --- reads ---
 
-    async def info(self, stream_id: str) -> StreamInfo | None:
-        reply = await self.redis.hmget(keys.meta_key(stream_id), "kind", "seq", "ended")
+    async def info(self, stream_id: str, at: int | None = None) -> StreamInfo | None:
+        """Where the stream is; with ``at``, also the history tag of its event ``at``
+        (read in the same round trip), to check a resume point against."""
+        if at is None:
+            reply = await self.redis.hmget(keys.meta_key(stream_id), "kind", "seq", "ended")
+            entry: list[Any] = []
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hmget(keys.meta_key(stream_id), "kind", "seq", "ended")
+                pipe.xrange(keys.log_key(stream_id), min=f"{at}-0", max=f"{at}-0")
+                reply, entry = await pipe.execute()
         kind, seq, ended = cast(list[bytes | None], reply)
         if kind is None:
             return None
-        return StreamInfo(kind.decode(), int(seq or 0), ended.decode() if ended else None)
+        tag_at = entries_to_events(entry)[0].tag if entry else None
+        return StreamInfo(kind.decode(), int(seq or 0), ended.decode() if ended else None, tag_at)
 
     async def meta(self, stream_id: str) -> dict[str, str] | None:
         """The metadata hash and the text so far (under ``text``), or None."""

@@ -23,15 +23,25 @@ def retry(ms: int) -> bytes:
     return b"retry: %d\n\n" % ms
 
 
+_TAG_RE = re.compile(r"^\.([0-9a-f]{8})$")
+
+
 def encode(event: Event) -> bytes:
-    """One SSE frame. A terminal event carries the closing ``[DONE]`` frame with it."""
-    frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, event.type.encode(), event.data)
+    """One SSE frame, its id ``<seq>.<history tag>``. A terminal event carries the closing
+    ``[DONE]`` frame with it."""
+    eid = b"%d.%s" % (event.seq, event.tag.encode()) if event.tag else b"%d" % event.seq
+    frame = b"id: %s\nevent: %s\ndata: %s\n\n" % (eid, event.type.encode(), event.data)
     return frame + DONE if event.terminal else frame
 
 
-def parse_resume_point(value: str | None) -> int | None:
-    """The seq a client has seen up to; 0 when absent; None when malformed."""
+def parse_resume_point(value: str | None) -> tuple[int, str | None] | None:
+    """The seq a client has seen up to and the history tag it saw there: ``(0, None)``
+    when absent, ``(seq, None)`` for a plain seq (or a suffix this version did not issue),
+    None when malformed."""
     if value is None or value == "":
-        return 0
+        return 0, None
     m = _RESUME_RE.match(value.strip())
-    return int(m.group(1)) if m else None
+    if not m:
+        return None
+    tag = _TAG_RE.match(m.group(2) or "")
+    return int(m.group(1)), tag.group(1) if tag else None

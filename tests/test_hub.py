@@ -62,7 +62,7 @@ async def collect(chunks: AsyncIterator[bytes], seconds: float = 20) -> bytes:
 
 def ids_of(raw: bytes) -> list[int]:
     events, _, _ = parse_sse(raw)
-    return [int(e.id) for e in events if e.id]
+    return [int(e.id.split(".")[0]) for e in events if e.id]
 
 
 async def test_appends_during_the_replay_arrive_once(clients: tuple[Redis, Redis]) -> None:

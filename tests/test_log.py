@@ -166,3 +166,21 @@ async def test_paged_reads_cover_a_long_stream(event_log: EventLog) -> None:
     assert [e.seq for p in pages for e in p] == list(range(11, 101))
     bounded = [e.seq for p in [p async for p in event_log.read_after(s, 10, until=20)] for e in p]
     assert bounded == list(range(11, 21))
+
+
+async def test_history_tags_chain_each_event_to_those_before_it(event_log: EventLog) -> None:
+    one, two, three = sid(), sid(), sid()
+    for s in (one, two):
+        await event_log.append(s, [{"type": "a"}, {"type": "b", "x": 1}], kind="feed")
+    await event_log.append(three, [{"type": "a"}, {"type": "b", "x": 2}], kind="feed")
+    await event_log.append(one, [{"type": "c"}], kind="feed")
+    await event_log.append(two, [{"type": "c"}], kind="feed")
+    tags = {s: [e.tag for e in await event_log.read_page(s, 0)] for s in (one, two, three)}
+    assert tags[one] == tags[two], "the same history gives the same tags, batched or not"
+    assert all(len(t) == 8 and int(t, 16) >= 0 for t in tags[one])
+    assert len(set(tags[one])) == 3
+    assert tags[three][0] == tags[one][0] and tags[three][1] != tags[one][1]
+    info = await event_log.info(one, at=2)
+    assert info is not None and info.tag_at == tags[one][1] and info.last_seq == 3
+    info = await event_log.info(one, at=9)
+    assert info is not None and info.tag_at is None

@@ -83,7 +83,7 @@ async def test_resume_from_every_point(deployment: Deployment) -> None:
         n = live.ids[-1]
         late = await read_sse(client, b.url + url)  # a late joiner after the end
         assert strip_comments(late.raw) == strip_comments(live.raw)
-        by_id = {int(e.id): e for e in live.events if e.id}
+        by_id = {int(e.id.split(".")[0]): e for e in live.events if e.id}
         for k in range(n):
             fe = (a, b)[k % 2]
             if k % 3 == 0:  # the query parameter, as a new EventSource would send it
@@ -278,3 +278,47 @@ async def test_server_made_ids_are_url_safe_and_random(deployment: Deployment) -
     for i in ids:
         assert len(i) >= 16  # 22 chars of base64url: 128 bits
         assert all(c.isalnum() or c in "-_" for c in i)
+
+
+async def test_a_resume_point_from_a_lost_history_is_refused_not_spliced(
+    deployment: Deployment,
+) -> None:
+    """Redis lost a feed's newest events and its producer went on publishing other ones
+    at the same seqs. A viewer that saw the lost events must be told (409), never shown
+    the new events as if they followed what it saw."""
+    a, b = deployment.frontends
+    sid = "lost-" + secrets.token_hex(4)
+    url = f"/v1/streams/{sid}/events"
+    async with httpx.AsyncClient(timeout=30) as client:
+        for i in range(5):
+            r = await client.post(a.url + url, json={"type": "data-n", "i": i})
+            assert r.status_code == 201, r.text
+        seen = await read_sse(client, a.url + url, stop_after=5)
+        ids = [e.id for e in seen.events if e.id]
+        assert len(ids) == 5 and all(i and "." in i for i in ids)
+        # What a Redis that came back without its last two writes holds: the log and the
+        # metadata as they were after event 3 (the script writes both in one step).
+        redis = connection.command_client(deployment.redis_url)
+        try:
+            event_log = EventLog(redis)
+            third = (await event_log.read_page(sid, 2, 1))[0]
+            await redis.xdel(f"bc:{{{sid}}}:log", "4-0", "5-0")
+            await redis.execute_command("XSETID", f"bc:{{{sid}}}:log", "3-0")
+            await redis.hset(f"bc:{{{sid}}}:meta", mapping={"seq": 3, "tag": third.tag})
+        finally:
+            await redis.aclose()
+        for i in range(3):  # the producer goes on: other events take seqs 4, 5, 6
+            r = await client.post(a.url + url, json={"type": "data-m", "i": i})
+            assert r.status_code == 201, r.text
+
+        lost = await read_sse(client, b.url + url, last_event_id=ids[4])
+        assert lost.status == 409, lost.raw
+        assert lost.raw and b"resume_point_unknown" in lost.raw
+        # A resume point before the loss still holds: the rest follows it, no splice.
+        kept = await read_sse(client, b.url + url, last_event_id=ids[2], stop_after=3)
+        assert kept.ids == [4, 5, 6]
+        assert [e.json()["type"] for e in kept.typed()] == ["data-m"] * 3
+        assert kept.typed()[0].id != ids[3], "a new history has new tags"
+        # Tags are deterministic: the same events give the same ids on every front-end.
+        again = await read_sse(client, a.url + url, stop_after=3)
+        assert [e.id for e in again.events if e.id][:3] == ids[:3]
