@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from broadcaster import auth, connection, keys, sse
+from broadcaster import auth, connection, keys, readers, sse
 from broadcaster.events import InvalidEvent
 from broadcaster.hub import Hub, HubConfig
 from broadcaster.jobs import JobQueue
@@ -145,7 +145,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = connection.command_client(redis_url, settings.redis_pool_size)
-        reader = connection.blocking_client(redis_url, settings.read_block_ms)
+        route = readers.route_for(redis_url, redis, settings.read_block_ms)
         event_log = EventLog(
             redis,
             ended_ttl=settings.ended_ttl_seconds,
@@ -160,14 +160,14 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             keepalive=settings.keepalive_seconds,
         )
         try:
-            async with Hub(reader, redis, event_log, config, metrics) as hub:
+            async with Hub(route, None, event_log, config, metrics) as hub:
                 app.state.redis = redis
                 app.state.log = event_log
                 app.state.hub = hub
                 app.state.jobs = JobQueue(redis)
                 yield
         finally:
-            await reader.aclose()
+            await route.aclose()
             await redis.aclose()
 
     app = FastAPI(

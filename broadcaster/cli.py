@@ -35,14 +35,15 @@ def exit_on_sigterm() -> None:
 
 @contextlib.contextmanager
 def redis_url(settings: RedisSettings) -> Iterator[str]:
-    """``REDIS_URL`` if set, else the embedded Redis (started, or joined, for the duration)."""
-    if settings.redis_cluster or settings.redis_sentinels:
-        raise SystemExit(
-            "REDIS_CLUSTER and REDIS_SENTINELS are not supported by this version yet; "
-            "use REDIS_URL with a single Redis"
-        )
-    if settings.redis_url:
-        yield settings.redis_url
+    """``REDIS_URL`` if set (with ``REDIS_CLUSTER`` or ``REDIS_SENTINELS``: the
+    ``redis+cluster://`` or ``redis+sentinel://`` URL that ``connection`` reads), else the
+    embedded Redis (started, or joined, for the duration)."""
+    try:
+        url = settings.engine_url()
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    if url:
+        yield url
         return
     embedded = EmbeddedRedis(settings.data_dir)
     try:

@@ -10,16 +10,34 @@ Both take the URL as it is, so everything redis-py reads from a URL works: a pas
 (``redis://:pw@host``), an ACL user (``redis://user:pw@host``), TLS (``rediss://``) with
 ``ssl_ca_certs``, ``ssl_cert_reqs``, ``ssl_certfile``/``ssl_keyfile`` … as query
 parameters.
+
+Two more schemes name the distributed engines (``cli.redis_url`` builds them from
+``REDIS_CLUSTER`` and ``REDIS_SENTINELS``; they may also be given in ``REDIS_URL``):
+
+* ``redis+cluster://[user:pw@]host:port[,host:port…][?query]`` (``rediss+cluster`` for
+  TLS): a Redis Cluster, through redis-py's asyncio ``RedisCluster``, which follows
+  ``MOVED``/``ASK`` and refreshes its map of slots after a failover. Reads go to primaries
+  only, so a viewer never sees a replica lagging behind what it was already shown.
+* ``redis+sentinel://[user:pw@]sentinel:port[,sentinel:port…]/service[/db][?query]``
+  (``rediss+sentinel`` for TLS to Redis): the primary of ``service``, as the Sentinels
+  name it. Every new connection asks the Sentinels, so after a failover connections are
+  re-made to the new primary. The credentials and TLS options are the data nodes'; the
+  Sentinels are asked without them.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.connection import AbstractConnection, SSLConnection, parse_url
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import AuthenticationError
 
@@ -61,27 +79,166 @@ async def _handshake(conn: AbstractConnection) -> None:
         raise
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A parsed ``redis+cluster://`` or ``redis+sentinel://`` URL."""
+
+    kind: str  # "cluster" or "sentinel"
+    nodes: list[tuple[str, int]]
+    """Cluster startup nodes, or the Sentinels."""
+    options: dict[str, Any]
+    """What redis-py reads from a plain URL: credentials, TLS, db, query parameters."""
+    service: str = ""
+
+
+def parse_target(url: str) -> Target | None:
+    """The engine a URL names, or None for a plain ``redis://``/``rediss://``/``unix://``."""
+    scheme, sep, rest = url.partition("://")
+    base, plus, kind = scheme.partition("+")
+    if not sep or not plus:
+        return None
+    if kind not in ("cluster", "sentinel") or base not in ("redis", "rediss"):
+        raise ValueError(f"unknown Redis URL scheme {scheme!r}")
+    parts = urlsplit(f"{base}://{rest}")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    nodes = [_host_port(h) for h in hosts.split(",") if h.strip()]
+    if not nodes:
+        raise ValueError(f"{scheme}:// needs at least one host:port")
+    path = [unquote(p) for p in parts.path.split("/") if p]
+    service = ""
+    if kind == "sentinel":
+        if not path:
+            raise ValueError("redis+sentinel:// needs the service name: .../<service>[/<db>]")
+        service, path = path[0], path[1:]
+    db = f"/{path[0]}" if path else ""
+    auth = f"{userinfo}@" if userinfo else ""
+    query = f"?{parts.query}" if parts.query else ""
+    options: dict[str, Any] = dict(parse_url(f"{base}://{auth}localhost{db}{query}"))
+    for k in ("host", "port"):
+        options.pop(k, None)
+    if options.pop("connection_class", None) is SSLConnection:
+        options["ssl"] = True
+    if kind == "cluster" and options.pop("db", 0):
+        raise ValueError("a Redis Cluster has only database 0")
+    return Target(kind, nodes, options, service)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.strip().rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"expected host:port, got {text.strip()!r}")
+    return host.strip("[]"), int(port)
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's pool (connections to the current primary) that waits for a free
+    connection at its limit, as the plain pool does, and closes the Sentinel clients with
+    itself."""
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        await super().disconnect(inuse_connections)
+        await self.sentinel_manager.aclose()
+
+
+class _SentinelPool(SentinelConnectionPool):
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        await super().disconnect(inuse_connections)
+        await self.sentinel_manager.aclose()
+
+
+def _sentinel_client(
+    target: Target, pool_class: type[SentinelConnectionPool], **kwargs: Any
+) -> Redis:
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        target.nodes,
+        sentinel_kwargs={"socket_timeout": 2.0, "socket_connect_timeout": 2.0},
+        **target.options,
+    )
+    return cast(Redis, sentinel.master_for(target.service, Redis, pool_class, **kwargs))
+
+
 def command_client(url: str, pool_size: int = 64, timeout: float = 5.0) -> Redis:
-    pool = BlockingConnectionPool.from_url(
-        url,
+    """A client for short commands, on any of the URLs above.
+
+    On a Cluster it is a ``RedisCluster`` (typed as ``Redis``: it offers the same commands,
+    and every command the project sends touches one slot); its pool has ``pool_size``
+    connections *per node* and fails fast past it rather than waiting."""
+    kwargs: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": 30,
+    }
+    target = parse_target(url)
+    if target is not None and target.kind == "cluster":
+        cluster = RedisCluster(
+            startup_nodes=[ClusterNode(h, p) for h, p in target.nodes],
+            max_connections=pool_size,
+            # A few tries over about a second: enough to follow MOVED and a refreshed
+            # slot map; a failover in progress surfaces as an error (503) meanwhile.
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+            **target.options,
+            **kwargs,
+        )
+        return cast(Redis, cluster)
+    kwargs.update(
+        redis_connect_func=_handshake,
         max_connections=pool_size,
         timeout=timeout * 2,  # waiting for a free connection
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 2),
-        redis_connect_func=_handshake,
     )
+    if target is not None:
+        return _sentinel_client(target, _BlockingSentinelPool, **kwargs)
+    pool = BlockingConnectionPool.from_url(url, **kwargs)
     return Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
 
 
 def blocking_client(url: str, block_ms: int) -> Redis:
-    """A single-connection client for one blocking reader (XREAD / XREADGROUP BLOCK)."""
-    return Redis.from_url(
-        url,
-        single_connection_client=True,
-        socket_timeout=block_ms / 1000 + 5.0,
-        socket_connect_timeout=5.0,
-        retry=Retry(NoBackoff(), 0),
-        redis_connect_func=_handshake,
+    """A single-connection client for one blocking reader (XREAD / XREADGROUP BLOCK).
+
+    Through Sentinel, the connection is re-made to the new primary after a failover. On a
+    Cluster, a ``RedisCluster`` without retries, for a reader of one key."""
+    kwargs = blocking_options(block_ms)
+    target = parse_target(url)
+    if target is None:
+        return Redis.from_url(url, single_connection_client=True, **kwargs)
+    if target.kind == "sentinel":
+        pool = _sentinel_client(target, _SentinelPool, **kwargs).connection_pool
+        client = Redis(connection_pool=pool, single_connection_client=True)
+        client.auto_close_connection_pool = True
+        return client
+    # The worker's XREADGROUP on the job queue: one key, so redis-py routes it to that
+    # key's primary (following MOVED). The hub, which must know the id of its reading
+    # connection, uses ``node_client`` instead.
+    kwargs.pop("redis_connect_func")
+    cluster = RedisCluster(
+        startup_nodes=[ClusterNode(h, p) for h, p in target.nodes],
+        max_connections=2,
+        **target.options,
+        **kwargs,
     )
+    return cast(Redis, cluster)
+
+
+def blocking_options(block_ms: int) -> dict[str, Any]:
+    """Connection options of a blocking reader: a socket timeout above the block time and
+    no hidden retries (the reader handles errors and resumes from its own cursors)."""
+    return {
+        "socket_timeout": block_ms / 1000 + 5.0,
+        "socket_connect_timeout": 5.0,
+        "retry": Retry(NoBackoff(), 0),
+        "redis_connect_func": _handshake,
+    }
+
+
+def node_client(cluster: RedisCluster, host: str, port: int, block_ms: int) -> Redis:
+    """A single-connection blocking reader on one node of ``cluster`` (a client made by
+    ``command_client``), with the cluster's credentials and TLS options."""
+    # The options the cluster gives its own node connections, so credentials and TLS match.
+    options: dict[str, Any] = dict(cluster.get_connection_kwargs())
+    for k in ("max_connections", "response_callbacks"):
+        options.pop(k, None)
+    options.update(blocking_options(block_ms), host=host, port=port)
+    pool = ConnectionPool(max_connections=1, **options)
+    client = Redis(connection_pool=pool, single_connection_client=True)
+    client.auto_close_connection_pool = True
+    return client

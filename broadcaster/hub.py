@@ -20,6 +20,9 @@ A new stream must join the blocked ``XREAD``: the hub wakes the reader with
 ``CLIENT UNBLOCK`` (which makes the blocked call return as if it had timed out) and
 repeats it until the reader has sent a read that includes the new stream, which closes
 the race where the unblock arrives just before the read.
+
+On a Redis Cluster one ``XREAD`` may only cover streams of one slot, so there is one
+reader per *slot group* (see ``readers.py``); on a single Redis, one group holds all.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from redis.exceptions import RedisError
 from broadcaster import keys, sse
 from broadcaster.log import EventLog, StreamInfo, entries_to_events
 from broadcaster.metrics import FrontendMetrics
+from broadcaster.readers import ReadRoute, SingleRoute
 
 log = logging.getLogger("broadcaster.hub")
 
@@ -99,12 +103,27 @@ class Subscription:
 class _Topic:
     """A stream this process reads, with the seq the reader has seen up to."""
 
-    __slots__ = ("cursor", "key", "subs")
+    __slots__ = ("cursor", "group", "key", "subs")
 
-    def __init__(self, key: str, cursor: int) -> None:
+    def __init__(self, key: str, cursor: int, group: int) -> None:
         self.key = key
         self.cursor = cursor
+        self.group = group
         self.subs: set[Subscription] = set()
+
+
+class _Group:
+    """The streams one blocking ``XREAD`` covers, and that read's state."""
+
+    __slots__ = ("client_id", "id", "nonempty", "sent_version", "topics", "version")
+
+    def __init__(self, group_id: int) -> None:
+        self.id = group_id
+        self.topics: dict[str, _Topic] = {}
+        self.version = 0  # bumped when a stream joins; the read in flight has sent_version
+        self.sent_version = 0
+        self.client_id: int | None = None
+        self.nonempty = asyncio.Event()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,27 +143,28 @@ class Hub:
 
     def __init__(
         self,
-        reader: Redis,
-        control: Redis,
+        reader: Redis | ReadRoute,
+        control: Redis | None,
         log_: EventLog,
         config: HubConfig | None = None,
         metrics: FrontendMetrics | None = None,
     ) -> None:
-        """``reader`` must be a single-connection client whose socket timeout exceeds
-        the block time; ``control`` is any client (used for ``CLIENT UNBLOCK``)."""
-        self._reader = reader
-        self._control = control
+        """``reader`` is a route (``readers.route_for``), or a single-connection client
+        whose socket timeout exceeds the block time with ``control`` any client (used for
+        ``CLIENT UNBLOCK``). The caller closes them."""
+        if isinstance(reader, Redis):
+            assert control is not None, "a single reader needs a control client"
+            reader = SingleRoute(reader, control)
+        self._route = reader
         self.log = log_
         self.config = config or HubConfig()
         self.metrics = metrics
         self._topics: dict[str, _Topic] = {}
         self._by_key: dict[bytes, _Topic] = {}
-        self._version = 0
-        self._sent_version = 0
-        self._client_id: int | None = None
+        self._groups: dict[int, _Group] = {}
         self._changed = asyncio.Event()
-        self._nonempty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._entered = False
         self.closing = False
         self._viewers = 0  # kept by subscribe: read on every connect (the connection limit)
         self._stopped = False
@@ -154,18 +174,27 @@ class Hub:
     # --- lifecycle ---
 
     async def __aenter__(self) -> Hub:
-        self._tasks = [
-            asyncio.create_task(self._read_loop(), name="hub-reader"),
-            asyncio.create_task(self._unblock_loop(), name="hub-unblocker"),
-        ]
+        self._entered = True
+        self._tasks = [asyncio.create_task(self._unblock_loop(), name="hub-unblocker")]
+        for group in self._groups.values():
+            self._start_reader(group)
         return self
+
+    def _start_reader(self, group: _Group) -> None:
+        # One reader task per group, created with the group and awaited on exit (at most
+        # one per slot: 16384 on a Cluster, one on a single Redis).
+        if self._entered and not self._stopped:
+            self._tasks.append(
+                asyncio.create_task(self._read_loop(group), name=f"hub-reader-{group.id}")
+            )
 
     async def __aexit__(self, *exc: object) -> None:
         self.drain()
         # The loops also check ``_stopped``: a cancel that lands inside redis-py while it
         # is reconnecting can be swallowed there, and shutdown must not depend on it.
         self._stopped = True
-        self._nonempty.set()
+        for group in self._groups.values():
+            group.nonempty.set()
         self._changed.set()
         for t in self._tasks:
             t.cancel()
@@ -202,12 +231,18 @@ class Hub:
             sub.close()
         topic = self._topics.get(stream_id)
         if topic is None:
-            topic = _Topic(keys.log_key(stream_id), known_seq)
+            key = keys.log_key(stream_id)
+            topic = _Topic(key, known_seq, self._route.group_of(key))
             self._topics[stream_id] = topic
-            self._by_key[topic.key.encode()] = topic
-            self._version += 1
+            self._by_key[key.encode()] = topic
+            group = self._groups.get(topic.group)
+            if group is None:
+                group = self._groups[topic.group] = _Group(topic.group)
+                self._start_reader(group)
+            group.topics[stream_id] = topic
+            group.version += 1
             self._changed.set()
-            self._nonempty.set()
+            group.nonempty.set()
         topic.subs.add(sub)
         self._viewers += 1
         try:
@@ -219,6 +254,7 @@ class Hub:
                 # Dropped from the next read; the current one ends within block_ms.
                 del self._topics[stream_id]
                 del self._by_key[topic.key.encode()]
+                del self._groups[topic.group].topics[stream_id]
 
     async def follow(self, stream_id: str, after: int, info: StreamInfo) -> AsyncIterator[bytes]:
         """SSE bytes for one viewer: every event with seq > ``after``, exactly once, in
@@ -297,31 +333,36 @@ class Hub:
 
     # --- the reader ---
 
-    async def _read_loop(self) -> None:
+    async def _read_loop(self, group: _Group) -> None:
         backoff = 0.05
+        route = self._route
         while not self._stopped:
-            if not self._topics:
-                self._nonempty.clear()
-                await self._nonempty.wait()
+            if not group.topics:
+                group.client_id = None
+                with contextlib.suppress(RedisError, OSError):
+                    await route.idle(group.id)
+                group.nonempty.clear()
+                await group.nonempty.wait()
                 continue
             try:
-                if self._client_id is None:
-                    self._client_id = int(await self._reader.client_id())
-                self._sent_version = self._version
-                streams = {t.key: f"{t.cursor}-0" for t in self._topics.values()}
-                resp = await self._reader.xread(
-                    streams,  # type: ignore[arg-type]
-                    count=self.config.read_count,
-                    block=self.config.block_ms,
+                if group.client_id is None:
+                    group.client_id = await route.client_id(group.id)
+                group.sent_version = group.version
+                streams = {t.key: f"{t.cursor}-0" for t in group.topics.values()}
+                resp = await route.xread(
+                    group.id, streams, self.config.read_count, self.config.block_ms
                 )
                 self.reads += 1
                 self.redis_ok = True
                 backoff = 0.05
             except (RedisError, OSError) as exc:
-                # The connection is dropped and re-made on the next call, with a new id.
-                self._client_id = None
+                # The connection is dropped and re-made on the next call, with a new id
+                # (on a Cluster, to whichever node serves the slot by then).
+                group.client_id = None
                 self.redis_ok = False
                 log.warning("reader: %s; retrying in %.2fs", exc, backoff)
+                with contextlib.suppress(RedisError, OSError):
+                    await route.failed(group.id, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
@@ -347,10 +388,16 @@ class Hub:
         while not self._stopped:
             await self._changed.wait()
             self._changed.clear()
-            while self._sent_version < self._version and self._topics and not self._stopped:
-                cid = self._client_id
-                if cid is not None:
-                    # On error the reader is failing too and will re-read on its own.
-                    with contextlib.suppress(RedisError, OSError):
-                        await self._control.client_unblock(cid)
+            while not self._stopped:
+                behind = [
+                    g for g in self._groups.values() if g.sent_version < g.version and g.topics
+                ]
+                if not behind:
+                    break
+                for g in behind:
+                    cid = g.client_id
+                    if cid is not None:
+                        # On error the reader is failing too and will re-read on its own.
+                        with contextlib.suppress(RedisError, OSError):
+                            await self._route.unblock(g.id, cid)
                 await asyncio.sleep(0.005)

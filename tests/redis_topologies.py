@@ -1,0 +1,399 @@
+"""Real Redis topologies on 127.0.0.1 for the tests: a Redis Cluster and a Sentinel group.
+
+Started from the same server binary as the rest of the suite, stopped by pid. A cluster
+node's bus port is its port + 10000, so ports are picked at most 55535 (an OS-assigned
+free port often is not). ``cluster-replica-validity-factor 0`` lets a replica that has
+just synced fail over at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis as redis_sync
+from redis.cluster import ClusterNode
+
+from broadcaster import keys
+from broadcaster.embedded import _die_with_parent, find_server_binary
+from tests.support import parse_sse
+
+NODE_TIMEOUT_MS = 2000
+"""Cluster: how long a primary may be silent before its replica takes over."""
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_ports(n: int, bus: bool) -> list[int]:
+    """``n`` free ports in 20000..45535 (and port + 10000 free too when ``bus``)."""
+    ports: list[int] = []
+    while len(ports) < n:
+        p = random.randint(20000, 45535)
+        if p in ports or not _port_free(p) or (bus and not _port_free(p + 10000)):
+            continue
+        ports.append(p)
+    return ports
+
+
+@dataclass
+class Server:
+    port: int
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+    def client(self) -> redis_sync.Redis:
+        return redis_sync.Redis(port=self.port, socket_timeout=5)
+
+
+def _start(binary: str, folder: Path, port: int, *args: str) -> Server:
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "server.log"
+    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
+    cmd += ["--save", "", "--appendonly", "no", "--logfile", str(log), *args]
+    popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)  # noqa: PLW1509
+    server = Server(port, popen, log)
+    _wait(lambda: _pings(port), 10, f"redis on {port} did not start:\n{_read(log)}")
+    return server
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+
+def _pings(port: int) -> bool:
+    with (
+        contextlib.suppress(redis_sync.RedisError, OSError),
+        redis_sync.Redis(port=port, socket_timeout=0.5) as c,
+    ):
+        return bool(c.ping())
+    return False
+
+
+def _wait(cond: object, timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise RuntimeError(message)
+
+
+@dataclass
+class LocalCluster:
+    servers: list[Server]
+    primaries: int
+
+    @property
+    def url(self) -> str:
+        """The project's cluster URL naming every node."""
+        nodes = ",".join(f"127.0.0.1:{s.port}" for s in self.servers)
+        return f"redis+cluster://{nodes}"
+
+    @property
+    def seed(self) -> str:
+        """``REDIS_URL`` as the contract has it with ``REDIS_CLUSTER=true``: one node."""
+        return f"redis://127.0.0.1:{self.servers[0].port}"
+
+    def client(self) -> redis_sync.RedisCluster:
+        """A client of the test's own, seeded with every node still running."""
+        nodes = [ClusterNode("127.0.0.1", s.port) for s in self.servers if s.alive()]
+        return redis_sync.RedisCluster(startup_nodes=nodes)
+
+    def primary_of(self, key: str) -> Server:
+        """The server that holds ``key`` now (asked of the cluster, after any failover)."""
+        with self.client() as c:
+            node = c.get_node_from_key(key)
+        return next(s for s in self.servers if s.port == int(node.port))
+
+    def stop(self) -> None:
+        for s in self.servers:
+            s.stop(signal.SIGKILL)
+
+
+def start_cluster(folder: Path, primaries: int = 3, replicas: int = 1) -> LocalCluster:
+    binary = find_server_binary()
+    ports = pick_ports(primaries * (1 + replicas), bus=True)
+    servers: list[Server] = []
+    cluster = LocalCluster(servers, primaries)
+    try:
+        for port in ports:
+            servers.append(
+                _start(
+                    binary,
+                    folder / str(port),
+                    port,
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    str(NODE_TIMEOUT_MS),
+                    "--cluster-replica-validity-factor",
+                    "0",
+                )
+            )
+        cli = binary.replace("redis-server", "redis-cli").replace("valkey-server", "valkey-cli")
+        subprocess.run(
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in ports),
+                "--cluster-replicas",
+                str(replicas),
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        _wait(lambda: _cluster_ready(servers, replicas), 30, "the cluster did not come up")
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _cluster_ready(servers: list[Server], replicas: int) -> bool:
+    for s in servers:
+        with contextlib.suppress(redis_sync.RedisError), s.client() as c:
+            if c.cluster("info")["cluster_state"] != "ok":
+                return False
+            rep = c.info("replication")
+            if rep["role"] == "slave" and rep.get("master_link_status") != "up":
+                return False
+            continue
+        return False
+    return True
+
+
+@dataclass
+class SentinelGroup:
+    primary: Server
+    replica: Server
+    sentinels: list[Server] = field(default_factory=list)
+    service: str = "bcmain"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The contract's variables for this group."""
+        return {
+            "REDIS_URL": "redis://",
+            "REDIS_SENTINELS": ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels),
+            "REDIS_SENTINEL_SERVICE": self.service,
+        }
+
+    @property
+    def url(self) -> str:
+        nodes = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{nodes}/{self.service}"
+
+    def current_primary_port(self) -> int:
+        for s in self.sentinels:
+            with contextlib.suppress(redis_sync.RedisError):
+                _host, port = s.client().sentinel_get_master_addr_by_name(self.service)
+                return int(port)
+        raise RuntimeError("no Sentinel answers")
+
+    def client(self) -> redis_sync.Redis:
+        """A client of the primary the Sentinels name now."""
+        return redis_sync.Redis(port=self.current_primary_port(), socket_timeout=5)
+
+    def stop(self) -> None:
+        for s in [*self.sentinels, self.replica, self.primary]:
+            s.stop(signal.SIGKILL)
+
+
+def start_sentinel_group(folder: Path, down_after_ms: int = 1000) -> SentinelGroup:
+    binary = find_server_binary()
+    p, r, *sents = pick_ports(5, bus=False)
+    group: SentinelGroup | None = None
+    started: list[Server] = []
+    try:
+        primary = _start(binary, folder / "primary", p)
+        started.append(primary)
+        replica = _start(binary, folder / "replica", r, "--replicaof", "127.0.0.1", str(p))
+        started.append(replica)
+        group = SentinelGroup(primary, replica)
+        _wait(lambda: _synced(replica), 20, "the replica did not sync")
+        for port in sents:
+            conf = folder / f"sentinel-{port}" / "sentinel.conf"
+            conf.parent.mkdir(parents=True)
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {conf.parent}\n"
+                f"sentinel monitor {group.service} 127.0.0.1 {p} 2\n"
+                f"sentinel down-after-milliseconds {group.service} {down_after_ms}\n"
+                f"sentinel failover-timeout {group.service} 5000\n"
+                f"sentinel parallel-syncs {group.service} 1\n"
+            )
+            log = conf.parent / "sentinel.log"
+            popen = subprocess.Popen(
+                [binary, str(conf), "--sentinel", "--logfile", str(log)],
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509
+            )
+            s = Server(port, popen, log)
+            started.append(s)
+            group.sentinels.append(s)
+            _wait(lambda port=port: _pings(port), 10, f"sentinel {port} did not start")
+        _wait(lambda: _sentinels_agree(group), 20, "the Sentinels did not find each other")
+    except BaseException:
+        for s in started:
+            s.stop(signal.SIGKILL)
+        raise
+    return group
+
+
+def _synced(replica: Server) -> bool:
+    with replica.client() as c:
+        return c.info("replication").get("master_link_status") == "up"
+
+
+def _sentinels_agree(group: SentinelGroup) -> bool:
+    for s in group.sentinels:
+        with contextlib.suppress(redis_sync.RedisError), s.client() as c:
+            m = c.sentinel_master(group.service)
+            if (
+                int(m["num-other-sentinels"]) >= len(group.sentinels) - 1
+                and int(m["num-slaves"]) >= 1
+            ):
+                continue
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def stopped_at_end(*things: LocalCluster | SentinelGroup) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for t in things:
+            t.stop()
+
+
+# --- viewers that resume, and what they saw ---
+
+
+@dataclass
+class Watch:
+    """What one resuming viewer received, and how."""
+
+    stream_id: str
+    received: list[tuple[int, str]] = field(default_factory=list)
+    """(seq, data) in arrival order."""
+    arrivals: list[float] = field(default_factory=list)
+    """When each event arrived (monotonic)."""
+    reconnects: int = 0
+    told: str | None = None
+    """How the viewer was told that history was lost: ``409`` or ``error``."""
+    done: bool = False
+
+
+async def watch(
+    client: httpx.AsyncClient, frontends: list[str], stream_id: str, deadline: float
+) -> Watch:
+    """Read a stream to its end like an EventSource does: on any break, reconnect (to the
+    next front-end) with ``Last-Event-ID`` of the last event received."""
+    w = Watch(stream_id)
+    turn = 0
+    while time.monotonic() < deadline and not w.done and w.told is None:
+        base = frontends[turn % len(frontends)]
+        turn += 1
+        last = w.received[-1][0] if w.received else 0
+        headers = {"accept": "text/event-stream", "last-event-id": str(last)}
+        try:
+            url = f"{base}/v1/streams/{stream_id}/events"
+            async with client.stream("GET", url, headers=headers) as resp:
+                if resp.status_code == 409:
+                    w.told = "409"
+                elif resp.status_code == 204:
+                    w.done = True
+                elif resp.status_code == 200:
+                    await _consume(resp, w)
+        except httpx.HTTPError:
+            pass
+        if not w.done and w.told is None:
+            w.reconnects += 1
+            await asyncio.sleep(0.1)
+    return w
+
+
+async def _consume(resp: httpx.Response, w: Watch) -> None:
+    buf = b""
+    async for chunk in resp.aiter_raw():
+        buf += chunk
+        head, sep, buf = buf.rpartition(b"\n\n")
+        if not sep:
+            buf = head + buf
+            continue
+        events, _, _ = parse_sse(head + sep)
+        for e in events:
+            if e.data == "[DONE]":
+                w.done = True
+                return
+            if e.id is not None:
+                w.received.append((int(e.id.split(".")[0]), e.data))
+                w.arrivals.append(time.monotonic())
+                if e.event == "error":
+                    w.told = w.told or "error"
+
+
+@dataclass
+class Verdict:
+    lost: int
+    duplicated: int
+    told: bool
+
+
+def judge(w: Watch, stored: list[tuple[int, str]]) -> Verdict:
+    """Compare what a viewer received with the stream as Redis holds it (XRANGE)."""
+    seqs = [s for s, _ in w.received]
+    duplicated = len(seqs) - len(set(seqs))
+    have = dict(w.received)
+    lost = sum(1 for s, d in stored if have.get(s) != d)
+    return Verdict(lost, duplicated, w.told is not None)
+
+
+def stored_events(where: LocalCluster | SentinelGroup, stream_id: str) -> list[tuple[int, str]]:
+    """(seq, data) of a stream as its primary holds it now."""
+    with where.client() as c:
+        entries = c.xrange(keys.log_key(stream_id))
+    return [(int(eid.split(b"-")[0]), f[b"d"].decode()) for eid, f in entries]
+
+
+def resume_gaps(watches: list[Watch], killed_at: float) -> list[float]:
+    """Per viewer: seconds from the kill to the first event after it."""
+    gaps = []
+    for w in watches:
+        after = [t for t in w.arrivals if t > killed_at]
+        if after:
+            gaps.append(after[0] - killed_at)
+    return gaps
