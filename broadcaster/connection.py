@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
@@ -37,7 +38,12 @@ from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis, RedisCl
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection, SSLConnection, parse_url
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import (
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import AuthenticationError
 
@@ -130,20 +136,40 @@ def _host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
-    """Sentinel's pool (connections to the current primary) that waits for a free
-    connection at its limit, as the plain pool does, and closes the Sentinel clients with
-    itself."""
+class _SentinelConnection(SentinelManagedConnection):
+    """A connection to the primary that asks the Sentinels where it is whenever it
+    reconnects. redis-py's own reconnects a client's *dedicated* connection (a blocking
+    reader's) to the address it had, so after a failover it would knock on the dead
+    primary's door for ever."""
 
-    async def disconnect(self, inuse_connections: bool = True) -> None:
-        await super().disconnect(inuse_connections)
-        await self.sentinel_manager.aclose()
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        if not self.is_connected:
+            await self.connect()  # type: ignore[no-untyped-call]  # the Sentinel-aware one
+        await super().send_packed_command(command, check_health)
+
+
+class _SentinelSSLConnection(_SentinelConnection, SentinelManagedSSLConnection):
+    pass
 
 
 class _SentinelPool(SentinelConnectionPool):
-    async def disconnect(self, inuse_connections: bool = True) -> None:
-        await super().disconnect(inuse_connections)
+    """Sentinel's pool (connections to the current primary), closing the Sentinel clients
+    with itself."""
+
+    def __init__(self, service_name: str, sentinel_manager: Sentinel, **kwargs: Any) -> None:
+        ssl = kwargs.pop("ssl", False)
+        kwargs["connection_class"] = _SentinelSSLConnection if ssl else _SentinelConnection
+        super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
+
+    async def aclose(self) -> None:
+        await super().aclose()
         await self.sentinel_manager.aclose()
+
+
+class _BlockingSentinelPool(_SentinelPool, BlockingConnectionPool):
+    """The same, waiting for a free connection at its limit as the plain pool does."""
 
 
 def _sentinel_client(
