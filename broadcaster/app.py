@@ -242,10 +242,10 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             raise ApiError(403, "forbidden", f"this API key may not {right}")
         if settings.rate_limit_per_minute:
             minute = int(time.time() // 60)
-            counter = f"{keys.PREFIX}:{{ratelimit}}:{key.name}:{minute}"
+            counter = keys.ratelimit_key(key.name, minute)
             async with request.app.state.redis.pipeline(transaction=True) as pipe:
                 pipe.incr(counter)
-                pipe.expire(counter, 120)
+                pipe.expire(counter, keys.RATELIMIT_TTL)
                 count, _ = await pipe.execute()
             if count > settings.rate_limit_per_minute:
                 retry = 60 - int(time.time()) % 60

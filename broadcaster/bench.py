@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from broadcaster import connection
 from broadcaster.publisher import Publisher
@@ -170,12 +170,17 @@ def own_cpu_seconds() -> float:
 
 
 async def command_calls(redis: Redis) -> dict[str, int]:
-    stats: dict[str, Any] = await redis.info("commandstats")
+    if isinstance(redis, RedisCluster):  # a redis+cluster:// URL: summed over the primaries
+        per_node = await redis.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
+        nodes: list[dict[str, Any]] = list(per_node.values())
+    else:
+        nodes = [await redis.info("commandstats")]
     calls: dict[str, int] = {}
-    for key, value in stats.items():
-        name = str(key).removeprefix("cmdstat_")
-        if isinstance(value, dict):
-            calls[name] = int(value.get("calls", 0))
+    for stats in nodes:
+        for key, value in stats.items():
+            name = str(key).removeprefix("cmdstat_")
+            if isinstance(value, dict):
+                calls[name] = calls.get(name, 0) + int(value.get("calls", 0))
     return calls
 
 
@@ -408,7 +413,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="front-end base URL (default http://127.0.0.1:8000); repeat to spread viewers",
     )
-    parser.add_argument("--redis-url", help="Redis to publish to and read stats from ($REDIS_URL)")
+    parser.add_argument(
+        "--redis-url",
+        help="Redis to publish to and read stats from ($REDIS_URL); a Redis Cluster as "
+        "redis+cluster://host:port[,host:port...]",
+    )
     parser.add_argument("--viewers", type=int, default=100, help="SSE viewers (100)")
     parser.add_argument("--streams", type=int, default=1, help="streams, viewers spread (1)")
     parser.add_argument("--rate", type=float, default=100, help="events/s per stream (100)")

@@ -27,15 +27,17 @@ Two more schemes name the distributed engines (``cli.redis_url`` builds them fro
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis, RedisCluster
-from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline
 from redis.asyncio.connection import AbstractConnection, SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import (
@@ -46,6 +48,7 @@ from redis.asyncio.sentinel import (
 )
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import AuthenticationError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 log = logging.getLogger("broadcaster.redis")
 
@@ -136,6 +139,44 @@ def _host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+class _WaitingCluster(RedisCluster):
+    """``RedisCluster`` whose callers wait (up to ``wait`` seconds) for a free connection.
+
+    Its own pools hold ``max_connections`` per node and raise ``MaxConnectionsError`` at
+    once past that: a burst of viewers would get 503s. At most ``max_connections`` commands
+    (or pipelines, one connection per node each) run at once, so no node's pool runs dry."""
+
+    def __init__(self, *args: Any, wait: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._free = asyncio.Semaphore(kwargs["max_connections"])
+        self._wait = wait
+
+    @contextlib.asynccontextmanager
+    async def connection_slot(self) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self._wait):
+                await self._free.acquire()
+        except TimeoutError:
+            raise RedisConnectionError(f"no free Redis connection in {self._wait:g}s") from None
+        try:
+            yield
+        finally:
+            self._free.release()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.connection_slot():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        return _WaitingPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _WaitingPipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        async with cast(_WaitingCluster, self.cluster_client).connection_slot():
+            return await super().execute(raise_on_error, allow_redirections)
+
+
 class _SentinelConnection(SentinelManagedConnection):
     """A connection to the primary that asks the Sentinels where it is whenever it
     reconnects. redis-py's own reconnects a client's *dedicated* connection (a blocking
@@ -187,8 +228,8 @@ def command_client(url: str, pool_size: int = 64, timeout: float = 5.0) -> Redis
     """A client for short commands, on any of the URLs above.
 
     On a Cluster it is a ``RedisCluster`` (typed as ``Redis``: it offers the same commands,
-    and every command the project sends touches one slot); its pool has ``pool_size``
-    connections *per node* and fails fast past it rather than waiting."""
+    and every command the project sends touches one slot), with ``pool_size``
+    connections per node and callers that wait for a free one."""
     kwargs: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
@@ -196,9 +237,10 @@ def command_client(url: str, pool_size: int = 64, timeout: float = 5.0) -> Redis
     }
     target = parse_target(url)
     if target is not None and target.kind == "cluster":
-        cluster = RedisCluster(
+        cluster = _WaitingCluster(
             startup_nodes=[ClusterNode(h, p) for h, p in target.nodes],
             max_connections=pool_size,
+            wait=timeout * 2,
             # A few tries over about a second: enough to follow MOVED and a refreshed
             # slot map; a failover in progress surfaces as an error (503) meanwhile.
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),

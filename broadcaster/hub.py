@@ -349,6 +349,8 @@ class Hub:
                     group.client_id = await route.client_id(group.id)
                 group.sent_version = group.version
                 streams = {t.key: f"{t.cursor}-0" for t in group.topics.values()}
+                if not streams:
+                    continue  # its last viewer left while the connection was made
                 resp = await route.xread(
                     group.id, streams, self.config.read_count, self.config.block_ms
                 )

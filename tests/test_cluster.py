@@ -14,9 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis.crc import key_slot
 
 from broadcaster import keys
 from broadcaster.embedded import ServerNotFound
+from broadcaster.publisher import Publisher
 from tests.redis_topologies import (
     LocalCluster,
     judge,
@@ -54,7 +56,9 @@ def procs(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> It
     """Two front-ends and two workers; the front-ends know the cluster by one node."""
     logs: Path = tmp_path_factory.mktemp("cluster-logs")
     started: list[Proc] = []
-    env = {"REDIS_CLUSTER": "true"}
+    # A long block: a stream that joins a slot already being read must wake that read
+    # (CLIENT UNBLOCK on its node), or its viewers would wait this long.
+    env = {"REDIS_CLUSTER": "true", "BROADCASTER_READ_BLOCK_MS": "60000"}
     try:
         for name in ("a", "b"):
             started.append(start_frontend(cluster.seed, logs, f"cluster-frontend-{name}", env))
@@ -124,6 +128,66 @@ async def test_generations_on_every_node_arrive_complete_on_two_frontends(
     # One XREAD per slot group that has news: at most one per event per front-end, and
     # the blocking reads that time out (5 s) add little over a test this short.
     assert reads <= 2 * events + 4 * len(ids)
+
+
+async def test_publisher_feeds_on_every_node_reach_both_frontends(
+    cluster: LocalCluster, procs: list[Proc]
+) -> None:
+    """``Publisher.from_url`` with a ``redis+cluster://`` URL naming every node."""
+    a, b = procs[0].url, procs[1].url
+    ids = ids_on_every_primary(cluster, 2, "feed")
+    async with Publisher.from_url(cluster.url) as pub, httpx.AsyncClient(timeout=30) as client:
+        for sid in ids:
+            await pub.publish(sid, {"type": "data-progress", "pct": 0})
+        deadline = time.monotonic() + 30
+        watches = [
+            asyncio.create_task(watch(client, [fe], sid, deadline)) for sid in ids for fe in (a, b)
+        ]
+        for pct in range(10, 101, 10):
+            for sid in ids:
+                await pub.publish(sid, {"type": "data-progress", "pct": pct})
+        for sid in ids:
+            await pub.publish(sid, {"type": "finish"})
+        done = await asyncio.gather(*watches)
+    for w in done:
+        assert w.done
+        assert w.received == stored_events(cluster, w.stream_id)
+        assert len(w.received) == 12
+
+
+def two_ids_in_one_slot() -> tuple[str, str]:
+    seen: dict[int, str] = {}
+    i = 0
+    while True:
+        sid = f"same-slot-{i}"
+        i += 1
+        slot = key_slot(keys.log_key(sid).encode())
+        if slot in seen:
+            return seen[slot], sid
+        seen[slot] = sid
+
+
+async def test_a_stream_joins_a_slot_already_being_read(
+    cluster: LocalCluster, procs: list[Proc]
+) -> None:
+    """The front-end is blocked reading one stream of a slot when a viewer of another
+    stream of that slot arrives: the read must be woken on the right node and redone."""
+    a = procs[0].url
+    first, second = two_ids_in_one_slot()
+    async with Publisher.from_url(cluster.url) as pub, httpx.AsyncClient(timeout=30) as client:
+        for sid in (first, second):
+            await pub.publish(sid, {"type": "data-progress", "pct": 0})
+        deadline = time.monotonic() + 20  # well under the 60 s block
+        watching_first = asyncio.create_task(watch(client, [a], first, deadline))
+        await asyncio.sleep(1.0)  # the reader is now blocked on the first stream
+        watching_second = asyncio.create_task(watch(client, [a], second, deadline))
+        await asyncio.sleep(1.0)
+        await pub.publish(second, [{"type": "data-progress", "pct": 100}, {"type": "finish"}])
+        got = await watching_second
+        assert got.done, f"the second stream's viewer got {got.received} and no [DONE]"
+        await pub.publish(first, {"type": "finish"})
+        assert (await watching_first).done
+    assert got.received == stored_events(cluster, second)
 
 
 async def test_primary_killed_mid_stream_viewers_resume(
