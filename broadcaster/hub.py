@@ -33,6 +33,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from contextvars import Context
 from dataclasses import dataclass
 from typing import cast
 
@@ -182,11 +183,14 @@ class Hub:
 
     def _start_reader(self, group: _Group) -> None:
         # One reader task per group, created with the group and awaited on exit (at most
-        # one per slot: 16384 on a Cluster, one on a single Redis).
+        # one per slot: 16384 on a Cluster, one on a single Redis). A fresh context: the
+        # reader serves every stream of its group, not the one whose viewer created it
+        # (whose id the log lines of this task would otherwise carry).
         if self._entered and not self._stopped:
-            self._tasks.append(
-                asyncio.create_task(self._read_loop(group), name=f"hub-reader-{group.id}")
+            task = asyncio.create_task(
+                self._read_loop(group), name=f"hub-reader-{group.id}", context=Context()
             )
+            self._tasks.append(task)
 
     async def __aexit__(self, *exc: object) -> None:
         self.drain()
