@@ -23,9 +23,8 @@ import httpx
 import redis as redis_sync
 from redis.cluster import ClusterNode
 
-from broadcaster import keys
 from broadcaster.embedded import _die_with_parent, find_server_binary
-from tests.support import parse_sse
+from tests.fault_support import Received, Viewer, create_generation, stored_events, verdict
 
 NODE_TIMEOUT_MS = 2000
 """Cluster: how long a primary may be silent before its replica takes over."""
@@ -299,101 +298,64 @@ def stopped_at_end(*things: LocalCluster | SentinelGroup) -> Iterator[None]:
             t.stop()
 
 
-# --- viewers that resume, and what they saw ---
+# --- generations, viewers and what they saw (Viewer and verdict: tests/fault_support.py) ---
+
+WORKER_ENV = {
+    "REDIS_CLUSTER": "true",
+    "WORKER_FAKE_DELAY_MS": "40",  # a generation of ~67 events lasts ~3 s
+    "WORKER_MERGE_MS": "0",
+    "WORKER_LEASE_SECONDS": "2",  # a generation whose append failed is retried soon
+}
 
 
-@dataclass
-class Watch:
-    """What one resuming viewer received, and how."""
-
-    stream_id: str
-    received: list[tuple[int, str]] = field(default_factory=list)
-    """(seq, data) in arrival order."""
-    arrivals: list[float] = field(default_factory=list)
-    """When each event arrived (monotonic)."""
-    reconnects: int = 0
-    told: str | None = None
-    """How the viewer was told that history was lost: ``409`` or ``error``."""
-    done: bool = False
+async def create_all(client: httpx.AsyncClient, base: str, ids: list[str], tokens: int) -> None:
+    await asyncio.gather(
+        *(create_generation(client, base, f"tell {sid}", id=sid, max_tokens=tokens) for sid in ids)
+    )
 
 
-async def watch(
-    client: httpx.AsyncClient, frontends: list[str], stream_id: str, deadline: float
-) -> Watch:
-    """Read a stream to its end like an EventSource does: on any break, reconnect (to the
-    next front-end) with ``Last-Event-ID`` of the last event received."""
-    w = Watch(stream_id)
-    turn = 0
-    while time.monotonic() < deadline and not w.done and w.told is None:
-        base = frontends[turn % len(frontends)]
-        turn += 1
-        last = w.received[-1][0] if w.received else 0
-        headers = {"accept": "text/event-stream", "last-event-id": str(last)}
-        try:
-            url = f"{base}/v1/streams/{stream_id}/events"
-            async with client.stream("GET", url, headers=headers) as resp:
-                if resp.status_code == 409:
-                    w.told = "409"
-                elif resp.status_code == 204:
-                    w.done = True
-                elif resp.status_code == 200:
-                    await _consume(resp, w)
-        except httpx.HTTPError:
-            pass
-        if not w.done and w.told is None:
-            w.reconnects += 1
-            await asyncio.sleep(0.1)
-    return w
+def assert_exact(where: LocalCluster | SentinelGroup, viewers: list[Viewer]) -> None:
+    """Every viewer got its stream exactly as Redis holds it, then [DONE], in one go."""
+    for v in viewers:
+        result = verdict(v, stored(where, v.stream_id))
+        assert result.exact and v.outcome == "done", result
+        assert v.connects == 1, f"{v.stream_id}: {v.connects} connections"
 
 
-async def _consume(resp: httpx.Response, w: Watch) -> None:
-    buf = b""
-    async for chunk in resp.aiter_raw():
-        buf += chunk
-        head, sep, buf = buf.rpartition(b"\n\n")
-        if not sep:
-            buf = head + buf
-            continue
-        events, _, _ = parse_sse(head + sep)
-        for e in events:
-            if e.data == "[DONE]":
-                w.done = True
-                return
-            if e.id is not None:
-                w.received.append((int(e.id.split(".")[0]), e.data))
-                w.arrivals.append(time.monotonic())
-                if e.event == "error":
-                    w.told = w.told or "error"
+def judge_failover(
+    where: LocalCluster | SentinelGroup, viewers: list[Viewer]
+) -> tuple[int, int, int]:
+    """Each viewer either got its stream exactly, or was told (409, or an ``error``
+    event) that history was lost. Returns (lost, duplicated, told) over all viewers."""
+    lost = duplicated = told = 0
+    for v in viewers:
+        result = verdict(v, stored(where, v.stream_id))
+        was_told = v.outcome == "409" or any(r.type == "error" for r in v.received)
+        assert v.outcome in ("done", "409"), result
+        assert not result.duplicated, result
+        assert result.exact or was_told, f"lost silently: {result}"
+        lost += len(result.lost)
+        duplicated += len(result.duplicated)
+        told += was_told
+    return lost, duplicated, told
 
 
-@dataclass
-class Verdict:
-    lost: int
-    duplicated: int
-    told: bool
-
-
-def judge(w: Watch, stored: list[tuple[int, str]]) -> Verdict:
-    """Compare what a viewer received with the stream as Redis holds it (XRANGE)."""
-    seqs = [s for s, _ in w.received]
-    duplicated = len(seqs) - len(set(seqs))
-    have = dict(w.received)
-    lost = sum(1 for s, d in stored if have.get(s) != d)
-    return Verdict(lost, duplicated, w.told is not None)
-
-
-def stored_events(where: LocalCluster | SentinelGroup, stream_id: str) -> list[tuple[int, str]]:
-    """(seq, data) of a stream as its primary holds it now."""
+def stored(where: LocalCluster | SentinelGroup, stream_id: str) -> list[Received]:
+    """A stream as its primary holds it now."""
     with where.client() as c:
-        entries = c.xrange(keys.log_key(stream_id))
-    return [(int(eid.split(b"-")[0]), f[b"d"].decode()) for eid, f in entries]
+        return stored_events(c, stream_id)  # type: ignore[arg-type]
 
 
-def resume_gaps(watches: list[Watch], killed_at: float) -> list[float]:
-    """Per viewer: seconds from the kill to the first event after it."""
-    gaps = []
-    for w in watches:
-        after = [t for t in w.arrivals if t > killed_at]
-        if after:
-            gaps.append(after[0] - killed_at)
-    return gaps
+async def first_progress(viewers: list[Viewer], since: float, until: float) -> list[float]:
+    """For each viewer that received another event after ``since`` (a kill): the seconds
+    until it did. Polled every 20 ms while the viewers run."""
+    start = [len(v.received) for v in viewers]
+    gaps: dict[int, float] = {}
+    while time.monotonic() < until:
+        for i, v in enumerate(viewers):
+            if i not in gaps and len(v.received) > start[i]:
+                gaps[i] = time.monotonic() - since
+        if len(gaps) == len(viewers) or all(v.outcome for v in viewers):
+            break
+        await asyncio.sleep(0.02)
+    return list(gaps.values())

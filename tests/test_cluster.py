@@ -7,6 +7,7 @@ its replica's takeover and viewers resume with nothing lost or duplicated."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import statistics
 import time
 from collections.abc import Iterator
@@ -19,24 +20,19 @@ from redis.crc import key_slot
 from broadcaster import keys
 from broadcaster.embedded import ServerNotFound
 from broadcaster.publisher import Publisher
+from tests.fault_support import Viewer
 from tests.redis_topologies import (
+    WORKER_ENV,
     LocalCluster,
-    judge,
-    resume_gaps,
+    assert_exact,
+    create_all,
+    first_progress,
+    judge_failover,
     start_cluster,
-    stored_events,
-    watch,
 )
 from tests.support import Proc, start_frontend, start_worker
 
 pytestmark = pytest.mark.anyio
-
-WORKER_ENV = {
-    "REDIS_CLUSTER": "true",
-    "WORKER_FAKE_DELAY_MS": "40",  # a generation of ~67 events lasts ~3 s
-    "WORKER_MERGE_MS": "0",
-    "WORKER_LEASE_SECONDS": "2",  # a generation whose append failed is retried soon
-}
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +79,6 @@ def ids_on_every_primary(cluster: LocalCluster, per_primary: int, tag: str) -> l
     return [sid for ids in by_port.values() for sid in ids]
 
 
-async def create(client: httpx.AsyncClient, base: str, sid: str, tokens: int) -> None:
-    r = await client.post(
-        base + "/v1/generations", json={"id": sid, "prompt": f"tell {sid}", "max_tokens": tokens}
-    )
-    assert r.status_code == 202, r.text
-
-
 def xread_calls(cluster: LocalCluster) -> int:
     total = 0
     for s in cluster.servers:
@@ -107,27 +96,19 @@ async def test_generations_on_every_node_arrive_complete_on_two_frontends(
     ids = ids_on_every_primary(cluster, 6, "spread")
     reads_before = xread_calls(cluster)
     async with httpx.AsyncClient(timeout=30) as client:
-        await asyncio.gather(*(create(client, a, sid, 24) for sid in ids))
-        deadline = time.monotonic() + 60
-        done = await asyncio.gather(
-            *(watch(client, [fe], sid, deadline) for sid in ids for fe in (a, b))
-        )
-    events = 0
-    for w in done:
-        stored = stored_events(cluster, w.stream_id)
-        assert w.done, f"{w.stream_id}: no [DONE] ({len(w.received)} events)"
-        assert [s for s, _ in w.received] == list(range(1, len(stored) + 1))
-        assert w.received == stored, f"{w.stream_id}: what the viewer got differs from XRANGE"
-        assert w.reconnects == 0
-        events += len(stored) // 2  # each stream is counted once per front-end
+        await create_all(client, a, ids, 24)
+        viewers = [Viewer([fe], sid) for sid in ids for fe in (a, b)]
+        await asyncio.gather(*(v.run(client) for v in viewers))
+    assert_exact(cluster, viewers)
+    events = sum(len(v.received) for v in viewers)
     reads = xread_calls(cluster) - reads_before
     print(
-        f"\ncluster: {len(ids)} generations on 3 primaries, {events} events, "
-        f"{reads} XREADs by 2 front-ends = {reads / events:.2f} per event"
+        f"\ncluster: {len(ids)} generations on 3 primaries, {events // 2} events, "
+        f"{reads} XREADs by 2 front-ends = {reads / (events // 2):.2f} per event"
     )
-    # One XREAD per slot group that has news: at most one per event per front-end, and
-    # the blocking reads that time out (5 s) add little over a test this short.
-    assert reads <= 2 * events + 4 * len(ids)
+    # One XREAD per slot group that has news: at most one per event per front-end (the
+    # blocking reads that time out add nothing here: they block for 60 s).
+    assert reads <= events + 4 * len(ids)
 
 
 async def test_publisher_feeds_on_every_node_reach_both_frontends(
@@ -139,20 +120,16 @@ async def test_publisher_feeds_on_every_node_reach_both_frontends(
     async with Publisher.from_url(cluster.url) as pub, httpx.AsyncClient(timeout=30) as client:
         for sid in ids:
             await pub.publish(sid, {"type": "data-progress", "pct": 0})
-        deadline = time.monotonic() + 30
-        watches = [
-            asyncio.create_task(watch(client, [fe], sid, deadline)) for sid in ids for fe in (a, b)
-        ]
+        viewers = [Viewer([fe], sid) for sid in ids for fe in (a, b)]
+        running = [asyncio.create_task(v.run(client)) for v in viewers]
         for pct in range(10, 101, 10):
             for sid in ids:
                 await pub.publish(sid, {"type": "data-progress", "pct": pct})
         for sid in ids:
             await pub.publish(sid, {"type": "finish"})
-        done = await asyncio.gather(*watches)
-    for w in done:
-        assert w.done
-        assert w.received == stored_events(cluster, w.stream_id)
-        assert len(w.received) == 12
+        await asyncio.gather(*running)
+    assert_exact(cluster, viewers)
+    assert all(len(v.received) == 12 for v in viewers)
 
 
 def two_ids_in_one_slot() -> tuple[str, str]:
@@ -177,17 +154,17 @@ async def test_a_stream_joins_a_slot_already_being_read(
     async with Publisher.from_url(cluster.url) as pub, httpx.AsyncClient(timeout=30) as client:
         for sid in (first, second):
             await pub.publish(sid, {"type": "data-progress", "pct": 0})
-        deadline = time.monotonic() + 20  # well under the 60 s block
-        watching_first = asyncio.create_task(watch(client, [a], first, deadline))
+        one, two = Viewer([a], first, patience=20), Viewer([a], second, patience=20)
+        watching_first = asyncio.create_task(one.run(client))
         await asyncio.sleep(1.0)  # the reader is now blocked on the first stream
-        watching_second = asyncio.create_task(watch(client, [a], second, deadline))
+        watching_second = asyncio.create_task(two.run(client))
         await asyncio.sleep(1.0)
         await pub.publish(second, [{"type": "data-progress", "pct": 100}, {"type": "finish"}])
-        got = await watching_second
-        assert got.done, f"the second stream's viewer got {got.received} and no [DONE]"
+        # Well under the 60 s block: without the wake-up this would give up.
+        await asyncio.wait_for(watching_second, 20)
         await pub.publish(first, {"type": "finish"})
-        assert (await watching_first).done
-    assert got.received == stored_events(cluster, second)
+        await asyncio.wait_for(watching_first, 20)
+    assert_exact(cluster, [one, two])
 
 
 async def test_primary_killed_mid_stream_viewers_resume(
@@ -197,38 +174,26 @@ async def test_primary_killed_mid_stream_viewers_resume(
     ids = ids_on_every_primary(cluster, 3, "failover")
     key = keys.log_key(ids[0])
     victim = cluster.primary_of(key)
-    on_victim = [s for s in ids if cluster.primary_of(keys.log_key(s)) is victim]
+    on_victim = {s for s in ids if cluster.primary_of(keys.log_key(s)) is victim}
     async with httpx.AsyncClient(timeout=30) as client:
-        await asyncio.gather(*(create(client, a, sid, 64) for sid in ids))
-        deadline = time.monotonic() + 90
-        watches = [
-            asyncio.create_task(watch(client, [fe, other], sid, deadline))
-            for sid in ids
-            for fe, other in ((a, b), (b, a))
-        ]
+        await create_all(client, a, ids, 64)
+        viewers = [Viewer([fe, other], sid) for sid in ids for fe, other in ((a, b), (b, a))]
+        running = [asyncio.create_task(v.run(client)) for v in viewers]
         await asyncio.sleep(1.0)  # mid-stream
-        victim.stop(9)
+        victim.stop(signal.SIGKILL)
         killed_at = time.monotonic()
-        done = await asyncio.gather(*watches)
+        followed = [v for v in viewers if v.stream_id in on_victim]
+        gaps = await first_progress(followed, killed_at, killed_at + 60)
+        await asyncio.gather(*running)
         statuses = [(await client.get(f"{a}/v1/generations/{sid}")).json()["status"] for sid in ids]
     assert cluster.primary_of(key) is not victim, "the replica did not take over"
-    lost = duplicated = told = 0
-    for w in done:
-        verdict = judge(w, stored_events(cluster, w.stream_id))
-        assert w.done or verdict.told, f"{w.stream_id}: neither ended nor told"
-        duplicated += verdict.duplicated
-        told += verdict.told
-        if not verdict.told:
-            assert verdict.lost == 0, f"{w.stream_id}: {verdict.lost} events lost silently"
-        lost += verdict.lost
-    assert duplicated == 0
-    followed = [w for w in done if w.stream_id in on_victim]
-    gaps = resume_gaps(followed, killed_at)
-    assert gaps, "no viewer of the killed primary's streams received anything after the kill"
+    lost, duplicated, told = judge_failover(cluster, viewers)
+    assert len(gaps) == len(followed), "a viewer of the killed primary's streams got nothing more"
     print(
         f"\ncluster failover: {len(followed)} viewers on the killed primary's streams; "
         f"first event after the kill: median {statistics.median(gaps):.1f}s, "
         f"max {max(gaps):.1f}s; lost {lost}, duplicated {duplicated}, told {told}, "
-        f"reconnects {sum(w.reconnects for w in done)}; statuses {sorted(statuses)}"
+        f"connections {sum(v.connects for v in viewers)} for {len(viewers)} viewers; "
+        f"statuses {sorted(statuses)}"
     )
     assert all(s in ("completed", "failed") for s in statuses), statuses

@@ -17,16 +17,17 @@ import httpx
 import pytest
 
 from broadcaster.embedded import ServerNotFound
+from tests.fault_support import Viewer
 from tests.redis_topologies import (
+    WORKER_ENV,
     SentinelGroup,
-    judge,
-    resume_gaps,
+    assert_exact,
+    create_all,
+    first_progress,
+    judge_failover,
     start_sentinel_group,
-    stored_events,
-    watch,
 )
 from tests.support import Proc, start_frontend, start_worker
-from tests.test_cluster import WORKER_ENV, create
 
 pytestmark = pytest.mark.anyio
 
@@ -67,16 +68,10 @@ async def test_generations_arrive_complete_on_two_frontends(
     a, b = procs[0].url, procs[1].url
     ids = [f"sentinel-{i}" for i in range(8)]
     async with httpx.AsyncClient(timeout=30) as client:
-        await asyncio.gather(*(create(client, a, sid, 24) for sid in ids))
-        deadline = time.monotonic() + 60
-        done = await asyncio.gather(
-            *(watch(client, [fe], sid, deadline) for sid in ids for fe in (a, b))
-        )
-    for w in done:
-        stored = stored_events(group, w.stream_id)
-        assert w.done, f"{w.stream_id}: no [DONE] ({len(w.received)} events)"
-        assert w.received == stored, f"{w.stream_id}: what the viewer got differs from XRANGE"
-        assert [s for s, _ in w.received] == list(range(1, len(stored) + 1))
+        await create_all(client, a, ids, 24)
+        viewers = [Viewer([fe], sid) for sid in ids for fe in (a, b)]
+        await asyncio.gather(*(v.run(client) for v in viewers))
+    assert_exact(group, viewers)
 
 
 async def test_primary_killed_mid_stream_viewers_resume(
@@ -85,35 +80,23 @@ async def test_primary_killed_mid_stream_viewers_resume(
     a, b = procs[0].url, procs[1].url
     ids = [f"sentinel-failover-{i}" for i in range(4)]
     async with httpx.AsyncClient(timeout=30) as client:
-        await asyncio.gather(*(create(client, a, sid, 64) for sid in ids))
-        deadline = time.monotonic() + 90
-        watches = [
-            asyncio.create_task(watch(client, [fe, other], sid, deadline))
-            for sid in ids
-            for fe, other in ((a, b), (b, a))
-        ]
+        await create_all(client, a, ids, 64)
+        viewers = [Viewer([fe, other], sid) for sid in ids for fe, other in ((a, b), (b, a))]
+        running = [asyncio.create_task(v.run(client)) for v in viewers]
         await asyncio.sleep(1.0)  # mid-stream
         group.primary.stop(signal.SIGKILL)
         killed_at = time.monotonic()
-        done = await asyncio.gather(*watches)
+        gaps = await first_progress(viewers, killed_at, killed_at + 60)
+        await asyncio.gather(*running)
         statuses = [(await client.get(f"{b}/v1/generations/{sid}")).json()["status"] for sid in ids]
     assert group.current_primary_port() == group.replica.port, "the replica was not promoted"
-    lost = duplicated = told = 0
-    for w in done:
-        verdict = judge(w, stored_events(group, w.stream_id))
-        assert w.done or verdict.told, f"{w.stream_id}: neither ended nor told"
-        duplicated += verdict.duplicated
-        told += verdict.told
-        if not verdict.told:
-            assert verdict.lost == 0, f"{w.stream_id}: {verdict.lost} events lost silently"
-        lost += verdict.lost
-    assert duplicated == 0
-    gaps = resume_gaps(done, killed_at)
-    assert gaps, "no viewer received anything after the kill"
+    lost, duplicated, told = judge_failover(group, viewers)
+    assert len(gaps) == len(viewers), "a viewer got nothing after the kill"
     print(
-        f"\nsentinel failover: {len(done)} viewers; first event after the kill: "
+        f"\nsentinel failover: {len(viewers)} viewers; first event after the kill: "
         f"median {statistics.median(gaps):.1f}s, max {max(gaps):.1f}s; lost {lost}, "
-        f"duplicated {duplicated}, told {told}, reconnects {sum(w.reconnects for w in done)}; "
+        f"duplicated {duplicated}, told {told}, "
+        f"connections {sum(v.connects for v in viewers)} for {len(viewers)} viewers; "
         f"statuses {sorted(statuses)}"
     )
     assert all(s in ("completed", "failed") for s in statuses), statuses
