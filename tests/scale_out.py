@@ -6,8 +6,9 @@ one run. Not part of the CI suite (about a minute); run it with
 
 It prints one row per deployment: delivered events/s, latency, Redis commands and XREADs
 per published event, the front-ends' CPU per 100,000 deliveries and RSS per viewer, and
-the Redis primaries' CPU per 100,000 published events; then Redis memory per stream and
-per event, measured on the bench's streams (``MEMORY USAGE``). docs/scaling.md reads them.
+the Redis primaries' CPU per 100,000 published events (less their idle CPU); then Redis
+memory per stream and per event, measured on the bench's streams (``MEMORY USAGE``).
+docs/scaling.md reads them.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,13 @@ def cpu_seconds(pid: int) -> float:
 
 def redis_cpu(cluster: LocalCluster) -> float:
     return sum(cpu_seconds(s.popen.pid) for s in cluster.servers)
+
+
+def idle_redis_cpu(cluster: LocalCluster, seconds: float = 3.0) -> float:
+    """CPU seconds per second the nodes use with nothing to do."""
+    before = redis_cpu(cluster)
+    time.sleep(seconds)
+    return (redis_cpu(cluster) - before) / seconds
 
 
 def bench(cluster: LocalCluster, frontends: list[Proc], args: argparse.Namespace) -> dict[str, Any]:
@@ -77,6 +87,8 @@ def main() -> None:
     parser.add_argument("--event-bytes", type=int, default=200)
     args = parser.parse_args()
     counts = [int(n) for n in args.frontends.split(",")]
+    # SIGTERM runs the finally blocks too, so the processes started here are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rows: list[tuple[int, dict[str, Any], float]] = []
     with tempfile.TemporaryDirectory(prefix="scale-out-") as tmp:
         folder = Path(tmp)
@@ -91,16 +103,17 @@ def main() -> None:
                                 cluster.seed, folder, f"fe-{n}-{i}", {"REDIS_CLUSTER": "true"}
                             )
                         )
-                    cpu0 = redis_cpu(cluster)
+                    idle = idle_redis_cpu(cluster)
+                    cpu0, t0 = redis_cpu(cluster), time.monotonic()
                     try:
                         result = bench(cluster, frontends, args)
                     except RuntimeError:
                         for fe in frontends:
                             print(fe.log()[-3000:], file=sys.stderr)
                         raise
-                    redis_per_100k = (
-                        (redis_cpu(cluster) - cpu0) * 100_000 / result["events_published"]
-                    )
+                    # Less what the nodes burn anyway (cluster bus, cron) over the run.
+                    busy = redis_cpu(cluster) - cpu0 - idle * (time.monotonic() - t0)
+                    redis_per_100k = busy * 100_000 / result["events_published"]
                     rows.append((n, result, redis_per_100k))
                     print(f"{n} front-end(s): {json.dumps(result)}", file=sys.stderr)
                 finally:
