@@ -45,6 +45,7 @@ in a Cluster it lives on one node, which is fine for a queue of small entries.""
 JOBS_GROUP = "workers"
 """The consumer group every worker joins, so each job is delivered to one worker."""
 
+
 def ratelimit_key(key_name: str, minute: int) -> str:
     """A counter of one API key's requests in one minute (INCR + EXPIRE on this one key).
     The shared tag puts every counter on one Cluster node: two tiny commands per
