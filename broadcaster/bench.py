@@ -36,6 +36,7 @@ from redis.asyncio import Redis, RedisCluster
 
 from broadcaster import connection
 from broadcaster.publisher import Publisher
+from broadcaster.settings import RedisSettings
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Commands the bench itself sends for its measurements, not part of the fan-out cost.
@@ -228,7 +229,10 @@ async def _replay(
 
 
 async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
-    redis_url = args.redis_url or os.environ.get("REDIS_URL")
+    try:  # the same variables as the processes: REDIS_URL, REDIS_CLUSTER, REDIS_SENTINELS
+        redis_url = args.redis_url or RedisSettings().engine_url()
+    except ValueError as exc:
+        raise BenchError(str(exc)) from None
     if not redis_url:
         raise BenchError("--redis-url (or REDIS_URL) is required")
     endpoints = [_endpoint(u) for u in (args.url or ["http://127.0.0.1:8000"])]
