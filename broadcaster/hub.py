@@ -183,7 +183,7 @@ class Hub:
 
     def _start_reader(self, group: _Group) -> None:
         # One reader task per group, created with the group and awaited on exit (at most
-        # one per slot: 16384 on a Cluster, one on a single Redis). A fresh context: the
+        # keys.SLOT_GROUPS on a Cluster, one on a single Redis). A fresh context: the
         # reader serves every stream of its group, not the one whose viewer created it
         # (whose id the log lines of this task would otherwise carry).
         if self._entered and not self._stopped:

@@ -3,8 +3,9 @@
 A blocking ``XREAD`` over several streams is one command on one connection, and on a
 Redis Cluster a multi-key command must keep all its keys in one *slot*: Redis answers
 ``CROSSSLOT`` otherwise, even when the slots live on the same node. Every key of a stream
-shares the hash tag ``{<stream id>}``, so two streams share a slot only by chance. Hence
-the unit of reading is a *slot group*: the streams one ``XREAD`` may cover.
+carries the hash tag of one of ``keys.SLOT_GROUPS`` groups, so many streams share each
+slot by design. Hence the unit of reading is a *slot group*: the streams one ``XREAD``
+may cover.
 
 * ``SingleRoute`` (one Redis, or the primary behind Sentinel): one group, one connection,
   exactly the reader of a single Redis.

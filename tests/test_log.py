@@ -152,7 +152,20 @@ async def test_all_keys_of_a_stream_share_one_hash_tag() -> None:
     s = "abc-123_X"
     slots = {key_slot(k.encode()) for k in keys.stream_keys(s)}
     assert len(slots) == 1
-    assert all(f"{{{s}}}" in k for k in keys.stream_keys(s))
+    assert all(k.count("{") == 1 and f"}}:{s}:" in k for k in keys.stream_keys(s))
+
+
+async def test_streams_share_slot_groups_that_spread_over_the_cluster() -> None:
+    """On a Cluster a front-end reads one slot group per blocking XREAD: many streams
+    must share a group (bounding its reading connections), and the groups must still
+    cover the slots of every primary."""
+    from redis.crc import key_slot
+
+    ids = [f"gen-{i}" for i in range(20_000)]
+    slots = {key_slot(keys.log_key(i).encode()) for i in ids}
+    assert len(slots) == keys.SLOT_GROUPS
+    thirds = [sum(1 for s in slots if lo <= s < lo + 5462) for lo in (0, 5462, 10924)]
+    assert min(thirds) > keys.SLOT_GROUPS // 5, thirds  # a 3-primary cluster's ranges
 
 
 async def test_paged_reads_cover_a_long_stream(event_log: EventLog) -> None:

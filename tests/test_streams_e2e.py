@@ -9,7 +9,7 @@ import secrets
 import httpx
 import pytest
 
-from broadcaster import connection
+from broadcaster import connection, keys
 from broadcaster.log import EventLog
 from tests.conftest import Deployment
 from tests.support import SSEResult, read_sse
@@ -302,9 +302,9 @@ async def test_a_resume_point_from_a_lost_history_is_refused_not_spliced(
         try:
             event_log = EventLog(redis)
             third = (await event_log.read_page(sid, 2, 1))[0]
-            await redis.xdel(f"bc:{{{sid}}}:log", "4-0", "5-0")
-            await redis.execute_command("XSETID", f"bc:{{{sid}}}:log", "3-0")
-            await redis.hset(f"bc:{{{sid}}}:meta", mapping={"seq": 3, "tag": third.tag})
+            await redis.xdel(keys.log_key(sid), "4-0", "5-0")
+            await redis.execute_command("XSETID", keys.log_key(sid), "3-0")
+            await redis.hset(keys.meta_key(sid), mapping={"seq": 3, "tag": third.tag})
         finally:
             await redis.aclose()
         for i in range(3):  # the producer goes on: other events take seqs 4, 5, 6
