@@ -116,7 +116,7 @@ class _Topic:
 class _Group:
     """The streams one blocking ``XREAD`` covers, and that read's state."""
 
-    __slots__ = ("client_id", "id", "nonempty", "sent_version", "topics", "version")
+    __slots__ = ("client_id", "id", "nonempty", "recheck", "sent_version", "topics", "version")
 
     def __init__(self, group_id: int) -> None:
         self.id = group_id
@@ -124,6 +124,7 @@ class _Group:
         self.version = 0  # bumped when a stream joins; the read in flight has sent_version
         self.sent_version = 0
         self.client_id: int | None = None
+        self.recheck = False  # after a lost connection: did Redis lose writes?
         self.nonempty = asyncio.Event()
 
 
@@ -351,6 +352,9 @@ class Hub:
             try:
                 if group.client_id is None:
                     group.client_id = await route.client_id(group.id)
+                if group.recheck:
+                    await self._end_rewound_topics(group)
+                    group.recheck = False
                 group.sent_version = group.version
                 streams = {t.key: f"{t.cursor}-0" for t in group.topics.values()}
                 if not streams:
@@ -365,6 +369,7 @@ class Hub:
                 # The connection is dropped and re-made on the next call, with a new id
                 # (on a Cluster, to whichever node serves the slot by then).
                 group.client_id = None
+                group.recheck = True
                 self.redis_ok = False
                 log.warning("reader: %s; retrying in %.2fs", exc, backoff)
                 with contextlib.suppress(RedisError, OSError):
@@ -374,6 +379,34 @@ class Hub:
                 continue
             if resp:
                 self._dispatch(cast(_XReadReply, resp))
+
+    async def _end_rewound_topics(self, group: _Group) -> None:
+        """Redis may have come back without its newest writes (no persistence, an older
+        copy, a replica that was behind). A stream that now ends below the reader's
+        cursor would leave its viewers waiting for ids that may never come, or show them
+        a rewritten stream's new events after the old ones. End those responses instead:
+        each viewer reconnects with its ``Last-Event-ID`` and is told (409 past the newest
+        event, 404 if the stream is gone), or resumes if its producer wrote it again."""
+        topics = list(group.topics.values())
+        if not topics:
+            return
+        async with self.log.redis.pipeline(transaction=False) as pipe:
+            for t in topics:
+                pipe.xrevrange(t.key, count=1)
+            lasts = await pipe.execute()
+        for topic, last in zip(topics, lasts, strict=True):
+            seq = int(last[0][0].split(b"-", 1)[0]) if last else 0
+            if seq < topic.cursor:
+                log.warning(
+                    "%s went back from seq %d to %d (Redis lost writes); ending %d response(s)",
+                    topic.key,
+                    topic.cursor,
+                    seq,
+                    len(topic.subs),
+                )
+                topic.cursor = seq
+                for sub in topic.subs:
+                    sub.close()
 
     def _dispatch(self, resp: _XReadReply) -> None:
         for key, entries in resp:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from broadcaster import connection
+from broadcaster import connection, keys
 from broadcaster.events import Event
 from broadcaster.hub import Hub, HubConfig
 from broadcaster.log import EventLog, StreamInfo
@@ -186,3 +186,37 @@ async def test_reader_survives_a_dropped_connection(clients: tuple[Redis, Redis]
         await log.append(sid, [{"type": "finish"}], kind="feed")
         raw = await task
     assert ids_of(raw) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("loss", ["all", "newest"])
+async def test_viewers_of_a_stream_that_lost_events_are_ended_not_left_waiting(
+    clients: tuple[Redis, Redis], loss: str
+) -> None:
+    """Regression: after Redis came back without its newest writes, the reader's cursor
+    stayed above the stream's new end, so live viewers waited for ids that would never
+    come (or would be a different stream's). Now the reader checks its streams after a
+    reconnect and ends those responses, without [DONE]: each viewer reconnects and is
+    told (409 or 404)."""
+    reader, control = clients
+    log = EventLog(control)
+    sid = "lost-" + secrets.token_hex(4)
+    kept = await log.append(sid, [{"type": "a"}, {"type": "b"}], kind="feed")
+    await log.append(sid, [{"type": "c"}, {"type": "d"}], kind="feed")
+    info = await log.info(sid)
+    assert info is not None
+    async with Hub(reader, control, log, HubConfig(block_ms=1000, keepalive=0.2)) as hub:
+        task = asyncio.create_task(collect(hub.follow(sid, 0, info), seconds=10))
+        await asyncio.sleep(0.3)  # replayed 1..4; the reader's cursor is at 4
+        [group] = hub._groups.values()  # one reader on a single Redis
+        reader_id = group.client_id
+        assert reader_id is not None
+        # What Redis holds after the loss: nothing, or an older copy (events 1..2).
+        if loss == "all":
+            await control.delete(*keys.stream_keys(sid))
+        else:
+            await control.xdel(keys.log_key(sid), "3-0", "4-0")
+            await control.hset(keys.meta_key(sid), "seq", kept)
+        await control.execute_command("CLIENT", "KILL", "ID", reader_id)
+        raw = await task  # ended: before the fix this waited, sending pings, for ever
+    assert ids_of(raw) == [1, 2, 3, 4]
+    assert b"[DONE]" not in raw
