@@ -335,6 +335,16 @@ class EventLog:
         )
         return bool(created)
 
+    async def recreate_generation(self, stream_id: str, request: dict[str, Any]) -> bool:
+        """Create again a generation whose metadata Redis lost, dropping what is left of
+        its events and text, for the one worker that wrote all of them to write them
+        again (an event log without its hash could never be appended to: ids must grow).
+        False if the generation exists."""
+        if not await self.create_generation(stream_id, request):
+            return False
+        await self.redis.delete(keys.log_key(stream_id), keys.text_key(stream_id))
+        return True
+
     async def claim(self, stream_id: str, owner: str) -> Claim | None:
         """Make ``owner`` the only writer of a generation and count the attempt.
 
@@ -368,6 +378,15 @@ class EventLog:
             return None
         tag_at = entries_to_events(entry)[0].tag if entry else None
         return StreamInfo(kind.decode(), int(seq or 0), ended.decode() if ended else None, tag_at)
+
+    async def holds(self, stream_id: str, after: int, events: Sequence[dict[str, Any]]) -> bool:
+        """Whether the entries right after seq ``after`` are exactly ``events``, byte for
+        byte. A writer whose append's reply was lost (the connection dropped) asks this
+        when its conditional retry is refused: if they are its own events, the first try
+        did happen, and the retry must not write them twice."""
+        want = dump_batch(list(events))
+        page = await self.read_page(stream_id, after, len(want))
+        return [(e.type, e.data) for e in page] == want
 
     async def meta(self, stream_id: str) -> dict[str, str] | None:
         """The metadata hash and the text so far (under ``text``), or None."""

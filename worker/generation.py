@@ -11,14 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from broadcaster.log import AppendRefused, EventLog, StreamFull
+from redis import exceptions as redis_errors
+
+from broadcaster.log import (
+    AppendRefused,
+    Claim,
+    EventLog,
+    StaleWriter,
+    StreamEnded,
+    StreamFull,
+    StreamNotFound,
+)
 from broadcaster.metrics import WorkerMetrics
 from worker.mapping import EventMapper, merge_deltas
 from worker.providers.base import Provider, ProviderError
@@ -36,10 +47,48 @@ class Policy:
     retry_base_s: float = 0.5
     retry_max_s: float = 20.0
     queue_size: int = 256
+    redis_patience_s: float = 60.0
+    """How long an append is retried while Redis does not answer; then the attempt fails
+    and, after the lease, a worker takes the generation over."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """One atomic append, kept so it can be written again if Redis loses it."""
+
+    events: list[dict[str, Any]]
+    meta: dict[str, str] | None
+    text_append: str
+    text_reset: str | None
+
+
+class WritesLost(AppendRefused):
+    """Redis lost events this writer cannot write again (they predate its attempt)."""
+
+
+_REDIS_DOWN = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+"""Errors after which an append may or may not have happened: retried, conditionally.
+(redis-py's ConnectionError and TimeoutError, BusyLoadingError among them; a
+ResponseError is an answer, not an outage, and is not retried.)"""
 
 
 class StreamWriter:
-    """Appends a generation's events, merging deltas that arrive within ``merge_s``."""
+    """Appends a generation's events, merging deltas that arrive within ``merge_s``.
+
+    Every append is conditional on the seq this writer last wrote and on owning the
+    stream. That makes the two Redis faults below safe to handle here:
+
+    * Redis does not answer (restarting, a dropped connection): the append is retried
+      with backoff for up to ``patience_s``. A retry of an append that did happen (only
+      the reply was lost) is refused as stale at ``seq + n``; the writer recognises its
+      own events there and goes on.
+    * Redis comes back without the newest writes (no persistence, an older copy, a
+      replica that was behind): the stream's seq is *below* the writer's. Nobody else
+      removes events, so this can only be a loss: the writer takes the stream again and
+      writes the lost batches of its attempt again, byte for byte, so a viewer that saw
+      them sees nothing change. A loss that reaches back before this attempt cannot be
+      repaired: ``WritesLost``.
+    """
 
     def __init__(
         self,
@@ -48,12 +97,21 @@ class StreamWriter:
         owner: str,
         seq: int,
         metrics: WorkerMetrics | None = None,
+        *,
+        request: dict[str, Any] | None = None,
+        patience_s: float = 60.0,
+        retry_max_s: float = 2.0,
     ) -> None:
         self.metrics = metrics
         self.log = event_log
         self.stream_id = stream_id
         self.owner = owner
         self.seq = seq
+        self.start_seq = seq
+        self.request = request
+        self.patience_s = patience_s
+        self.retry_max_s = retry_max_s
+        self.history: list[_Batch] = []
         self.pending: list[dict[str, Any]] = []
         self.first_pending_at: float | None = None
         self.wrote = False
@@ -79,16 +137,7 @@ class StreamWriter:
         if not batch:
             return
         text = "".join(e["delta"] for e in batch if e["type"] == "text-delta")
-        self.seq = await self.log.append(
-            self.stream_id,
-            batch,
-            kind="generation",
-            expect_seq=self.seq,
-            owner=self.owner,
-            meta=meta,
-            text_append=text,
-            text_reset=text_reset,
-        )
+        await self._write(_Batch(batch, meta, text, text_reset))
         self.wrote = True
         if self.metrics is not None:
             self.metrics.appended.inc(len(batch))
@@ -96,6 +145,101 @@ class StreamWriter:
     def discard(self) -> None:
         self.pending = []
         self.first_pending_at = None
+
+    async def _append(self, b: _Batch) -> int:
+        return await self.log.append(
+            self.stream_id,
+            b.events,
+            kind="generation",
+            expect_seq=self.seq,
+            owner=self.owner,
+            meta=b.meta,
+            text_append=b.text_append,
+            text_reset=b.text_reset,
+        )
+
+    async def _write(self, b: _Batch) -> None:
+        delay = 0.05
+        give_up_at = time.monotonic() + self.patience_s
+        repair: Callable[[], Awaitable[None]] | None = None
+        while True:
+            try:
+                if repair is not None:
+                    await repair()
+                    repair = None
+                self.seq = await self._append(b)
+                break
+            except _REDIS_DOWN as exc:
+                if time.monotonic() + delay > give_up_at:
+                    raise
+                log.warning(
+                    "generation %s: append failed (%s); retrying in %.2fs",
+                    self.stream_id,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)
+            except StaleWriter as exc:
+                if exc.last_seq == self.seq + len(b.events) and await self.log.holds(
+                    self.stream_id, self.seq, b.events
+                ):
+                    log.info("generation %s: the append had happened (reply lost)", self.stream_id)
+                    self.seq = exc.last_seq
+                    break
+                if exc.last_seq >= self.seq:
+                    raise  # another writer moved on: fenced
+                repair = functools.partial(self._rewrite, exc.last_seq)
+            except StreamNotFound:
+                repair = self._recreate
+        self.history.append(b)
+
+    async def _rewrite(self, stream_seq: int) -> None:
+        """The stream went back to ``stream_seq``: write this attempt's lost batches again."""
+        seq, kept = self.start_seq, 0
+        while seq < stream_seq and kept < len(self.history):
+            seq += len(self.history[kept].events)
+            kept += 1
+        if seq != stream_seq:
+            raise WritesLost(
+                self.stream_id,
+                stream_seq,
+                f"stream {self.stream_id} went back to seq {stream_seq}, before this "
+                f"attempt's events (from seq {self.start_seq}): they cannot be written again",
+            )
+        # Below this attempt's newest event: only a loss can do that (nobody removes
+        # events), unless another worker took over after the loss and wrote its own. The
+        # stream must still be this attempt's events, exactly, up to where it now ends.
+        written = [e for b in self.history[:kept] for e in b.events]
+        if written and not await self.log.holds(self.stream_id, self.start_seq, written):
+            raise StaleWriter(self.stream_id, self.seq, "another writer took the stream")
+        log.warning(
+            "generation %s: Redis lost events %d..%d; writing them again",
+            self.stream_id,
+            stream_seq + 1,
+            self.seq,
+        )
+        # The hash went back too and may name an earlier owner: take the stream again.
+        claim = await self.log.claim(self.stream_id, self.owner)
+        if claim is None:
+            raise StreamEnded(self.stream_id, stream_seq, f"stream {self.stream_id} has ended")
+        if claim.last_seq != stream_seq:
+            # Someone wrote meanwhile: treat it as another writer (fenced), never loop.
+            raise StaleWriter(self.stream_id, self.seq, "the stream changed while repairing")
+        self.seq = stream_seq
+        for b in self.history[kept:]:
+            self.seq = await self._append(b)
+
+    async def _recreate(self) -> None:
+        """The stream's keys are gone (Redis lost everything): if this attempt wrote the
+        whole stream, create it again and write it all; else it cannot be repaired."""
+        if self.start_seq != 0 or self.request is None:
+            raise StreamNotFound(self.stream_id, 0, f"stream {self.stream_id} vanished")
+        log.warning(
+            "generation %s: its stream vanished from Redis; writing it again", self.stream_id
+        )
+        await self.log.recreate_generation(self.stream_id, self.request)
+        await self._rewrite(0)
 
 
 async def run_generation(
@@ -117,7 +261,42 @@ async def run_generation(
     if meta is None:
         return
     request: dict[str, Any] = json.loads(meta["request"])
-    writer = StreamWriter(event_log, stream_id, owner, claim.last_seq, metrics)
+    writer = StreamWriter(
+        event_log,
+        stream_id,
+        owner,
+        claim.last_seq,
+        metrics,
+        request=request,
+        patience_s=policy.redis_patience_s,
+    )
+    try:
+        await _run_attempt(provider, request, writer, policy, claim)
+    except WritesLost as exc:
+        # Viewers may have seen events Redis no longer holds: end the stream with an error
+        # right where it now is, so nobody is shown a spliced stream (a viewer whose
+        # resume point is past it gets 409).
+        log.error("generation %s: %s", stream_id, exc)
+        with contextlib.suppress(AppendRefused):
+            await event_log.append(
+                stream_id,
+                [_error("events of this generation were lost by the server; start over")],
+                kind="generation",
+                meta={"error": "events lost by Redis"},
+            )
+    except StreamNotFound:
+        # Its keys are gone and it could not be rebuilt: viewers are answered 404.
+        log.error("generation %s: its stream vanished from Redis and cannot be rebuilt", stream_id)
+
+
+async def _run_attempt(
+    provider: Provider,
+    request: dict[str, Any],
+    writer: StreamWriter,
+    policy: Policy,
+    claim: Claim,
+) -> None:
+    stream_id = writer.stream_id
     if claim.attempt > policy.max_attempts:
         await writer.flush(
             [_error(f"gave up after {policy.max_attempts} attempts (workers were lost)")],
