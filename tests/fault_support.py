@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
+import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import redis as redis_sync
@@ -55,6 +59,7 @@ class Cluster:
     frontends: list[Proc] = field(default_factory=list)
     workers: list[Proc] = field(default_factory=list)
     _spawned: int = 0
+    _paused: set[int] = field(default_factory=set)
 
     @property
     def redis_url(self) -> str:
@@ -99,26 +104,53 @@ class Cluster:
         self.workers.append(proc)
         return proc
 
-    def restart_redis(self, *, keep_data: bool = True, down_seconds: float = 0.0) -> None:
+    def restart_redis(
+        self, *, keep_data: bool = True, down_seconds: float = 0.0, restore: Path | None = None
+    ) -> None:
         """Kill Redis (SIGKILL) and start it again on the same port. With
         ``keep_data=False`` its data folder is emptied first: it comes back having lost
-        every write, as after a failover to a replica that was far behind."""
+        every write, as after a failover to a replica that was far behind. With
+        ``restore`` (a copy made by ``snapshot_redis``) it comes back from that older
+        copy: it lost only the writes made since."""
         assert self.redis is not None
         port = self.redis.port
         self.redis.kill()
-        if not keep_data:
+        if not keep_data or restore is not None:
             for path in self.redis.data_dir.rglob("*"):
                 if path.is_file() and path.name != "redis.log":
                     path.unlink()
+        if restore is not None:
+            shutil.copytree(restore, self.redis.data_dir, dirs_exist_ok=True)
         time.sleep(down_seconds)
         self.redis = EmbeddedRedis(self.redis.data_dir, port=port, persistent=self.persistent)
         self.redis.start(reuse=False)
+
+    def snapshot_redis(self, dest: Path) -> Path:
+        """Copy Redis's data files as they are on disk now (the AOF, fsync'd each second),
+        for ``restart_redis(restore=...)``: an older copy, as a replica that was behind or
+        a backup would be."""
+        assert self.redis is not None
+        shutil.copytree(
+            self.redis.data_dir, dest, ignore=shutil.ignore_patterns("redis.log", "redis.port")
+        )
+        return dest
+
+    def pause(self, proc: Proc) -> None:
+        """SIGSTOP: the process is alive but does nothing (a long GC pause, a frozen VM)."""
+        os.kill(proc.pid, signal.SIGSTOP)
+        self._paused.add(proc.pid)
+
+    def resume(self, proc: Proc) -> None:
+        os.kill(proc.pid, signal.SIGCONT)
+        self._paused.discard(proc.pid)
 
     def client(self) -> redis_sync.Redis:
         return redis_sync.Redis.from_url(self.redis_url)
 
     def stop(self) -> None:
         for proc in [*self.frontends, *self.workers]:
+            if proc.pid in self._paused:
+                self.resume(proc)
             proc.stop()
         if self.redis is not None:
             self.redis.stop()
@@ -142,6 +174,8 @@ class Received:
     seq: int
     type: str
     data: str
+    at: float = 0.0
+    """``time.monotonic()`` when it arrived."""
 
 
 class ViewerGaveUp(Exception):
@@ -215,7 +249,7 @@ class Viewer:
                             dropped_at = None
                         last_progress = now
                         seq = int(frame.id.split(".")[0])
-                        self.received.append(Received(seq, frame.event or "", frame.data))
+                        self.received.append(Received(seq, frame.event or "", frame.data, now))
                         if self.read_delay:
                             await asyncio.sleep(self.read_delay)
             except httpx.HTTPError:
@@ -237,6 +271,13 @@ class Verdict:
     out_of_order: bool
     bodies_match: bool
     outcome: str
+
+    @property
+    def consistent(self) -> bool:
+        """What it received is the stream itself: no repeat, in order, every body the
+        stored one. A viewer told to start over (409) or that the stream is gone (404) may
+        have received less, but never a spliced stream."""
+        return not self.duplicated and not self.out_of_order and self.bodies_match
 
     @property
     def exact(self) -> bool:
@@ -323,3 +364,39 @@ def report(title: str, verdicts: list[Verdict], **figures: object) -> str:
     )
     print(line)
     return line
+
+
+T = TypeVar("T")
+
+
+async def poll(probe: Callable[[], Awaitable[T]], what: str, within: float = 30) -> T:
+    """Call ``probe`` every 20 ms until it returns something truthy; fail after ``within``."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def stream_meta(client: redis_sync.Redis, stream_id: str) -> dict[str, str]:
+    """The stream's metadata hash (kind, seq, status, owner, attempt, ...), decoded."""
+    raw: dict[bytes, bytes] = client.hgetall(keys.meta_key(stream_id))  # type: ignore[assignment]
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def owner_pid(owner: str | None) -> int | None:
+    """The pid in a worker's consumer name (``<host>-<pid>-<hex>``)."""
+    if not owner:
+        return None
+    return int(owner.rsplit("-", 2)[1])
+
+
+async def readyz(client: httpx.AsyncClient, url: str) -> int:
+    """``GET /readyz``'s status, or 0 if the front-end does not answer."""
+    try:
+        return (await client.get(f"{url}/readyz", timeout=2)).status_code
+    except httpx.HTTPError:
+        return 0

@@ -10,22 +10,32 @@ figures each prints go into docs/reliability.md.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
 import pytest
 
+from tests.fake_anthropic import FakeAnthropicServer, stall, text_reply
 from tests.fault_support import (
+    FAST_WORKER_ENV,
     Cluster,
+    Received,
     Viewer,
     create_generation,
+    owner_pid,
+    poll,
+    readyz,
     report,
     stored_events,
+    stream_meta,
     verdict,
 )
+from tests.support import Proc
 
 pytestmark = pytest.mark.anyio
 
@@ -65,3 +75,198 @@ async def test_a_frontend_killed_mid_stream(tmp_path: Path) -> None:
     assert len(moved) >= 10, "the killed front-end's viewers should have reconnected"
     for v in verdicts:
         assert v.outcome == "done" and v.exact, v
+
+
+# --- 2. a worker killed mid-generation ---------------------------------------------------
+
+
+def model_env(model: FakeAnthropicServer) -> dict[str, str]:
+    """Workers calling the local stand-in for Anthropic (scripted per request)."""
+    return {
+        "WORKER_PROVIDER": "anthropic",
+        "ANTHROPIC_BASE_URL": model.base_url,
+        "ANTHROPIC_API_KEY": "test",
+    }
+
+
+def types_of(events: list[Received]) -> list[str]:
+    return [e.type for e in events]
+
+
+def one_reply(types: list[str]) -> bool:
+    """Exactly one model reply with one text block, start to finish, nothing else."""
+    n = types.count("text-delta")
+    return n > 0 and types == [
+        "start",
+        "start-step",
+        "text-start",
+        *["text-delta"] * n,
+        "text-end",
+        "finish-step",
+        "finish",
+    ]
+
+
+async def run_viewers(client: httpx.AsyncClient, viewers: list[Viewer], seconds: float) -> None:
+    with anyio.fail_after(seconds):
+        async with anyio.create_task_group() as tg:
+            for v in viewers:
+                tg.start_soon(v.run, client)
+
+
+async def test_a_worker_killed_mid_generation(tmp_path: Path) -> None:
+    """kill -9 a worker holding two generations: one before its first output (it simply
+    runs again), one after (``data-retry``, then a new attempt). Another worker takes both
+    over within the lease plus one sweep; every viewer ends with every event exactly once."""
+    with FakeAnthropicServer() as model, Cluster(tmp_path, workers_n=0) as cluster:
+        cluster.worker_env = model_env(model)
+        victim = cluster.add_worker()
+        fe = cluster.frontends[0].url
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as client:
+            model.enqueue([stall()])  # the model never answers: killed before any output
+            before = await create_generation(client, fe, "killed before output")
+            assert await asyncio.to_thread(model.wait_requests, 1, 10)
+            model.enqueue(text_reply([f"old{i} " for i in range(200)], chunk_delay=0.03))
+            after = await create_generation(client, fe, "killed after output")
+            assert await asyncio.to_thread(model.wait_requests, 2, 10)
+            model.set_default(text_reply([f"new{i} " for i in range(40)], chunk_delay=0.01))
+            rescuer = cluster.add_worker()
+            viewers = [Viewer(cluster.urls, g) for g in (before, after) for _ in range(5)]
+            r = cluster.client()
+            takeover: dict[str, float] = {}
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run_viewers, client, viewers, 60)
+                await poll(lambda: _at_seq(r, after, 10), "output before the kill")
+                killed_at = time.monotonic()
+                victim.stop(signal.SIGKILL)
+                for gid in (before, after):
+                    await poll(lambda g=gid: _owned_by(r, g, rescuer), "the takeover", 30)
+                    takeover[gid] = time.monotonic() - killed_at
+            stored = {g: stored_events(r, g) for g in (before, after)}
+            metas = {g: stream_meta(r, g) for g in (before, after)}
+            r.close()
+    verdicts = [verdict(v, stored[v.stream_id]) for v in viewers]
+    report(
+        "worker kill -9",
+        verdicts,
+        takeover_before_output_s=f"{takeover[before]:.2f}",
+        takeover_after_output_s=f"{takeover[after]:.2f}",
+        lease_s=FAST_WORKER_ENV["WORKER_LEASE_SECONDS"],
+    )
+    for v in verdicts:
+        assert v.outcome == "done" and v.exact, v
+    # Before output: it simply ran again, nothing to discard.
+    assert one_reply(types_of(stored[before]))
+    assert metas[before]["attempt"] == "2" and metas[before]["status"] == "completed"
+    # After output: the first attempt's events stay, data-retry, then a whole new attempt.
+    types = types_of(stored[after])
+    k = types.index("data-retry")
+    assert k >= 10 and "finish" not in types[:k]
+    assert json.loads(stored[after][k].data)["data"]["attempt"] == 2
+    assert one_reply(types[k + 1 :])
+    assert metas[after]["attempt"] == "2" and metas[after]["status"] == "completed"
+    # Bounded: the lease, then the rescuer's next sweep (at most one blocking read later).
+    bound = float(FAST_WORKER_ENV["WORKER_LEASE_SECONDS"]) + 2 + 5  # + slack for a busy CI
+    assert max(takeover.values()) < bound, takeover
+
+
+async def test_a_paused_worker_is_fenced_when_it_wakes(tmp_path: Path) -> None:
+    """SIGSTOP a worker mid-generation (alive, but frozen past its lease), let another
+    take the generation over, then SIGCONT it: its late appends are refused, nothing of
+    it interleaves with the new attempt, and it gives the generation up."""
+    with Cluster(tmp_path, workers_n=0, worker_env=SLOW_FAKE) as cluster:
+        sleeper = cluster.add_worker()
+        fe = cluster.frontends[0].url
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as client:
+            gid = await create_generation(client, fe, "a worker that froze")
+            r = cluster.client()
+            await poll(lambda: _at_seq(r, gid, 5), "output before the pause")
+            rescuer = cluster.add_worker()
+            viewers = [Viewer(cluster.urls, gid) for _ in range(6)]
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run_viewers, client, viewers, 60)
+                cluster.pause(sleeper)
+                paused_at = time.monotonic()
+                await poll(lambda: _owned_by(r, gid, rescuer), "the takeover")
+                takeover = time.monotonic() - paused_at
+                taken_at = int(stream_meta(r, gid)["seq"])
+                await poll(lambda: _at_seq(r, gid, taken_at + 5), "the new attempt's output")
+                cluster.resume(sleeper)  # wakes with a batch to append, and a stale seq
+            stored = stored_events(r, gid)
+            meta = stream_meta(r, gid)
+            r.close()
+            refused = await poll(
+                lambda: _logged(sleeper, "giving it up"), "the woken worker to give up", 10
+            )
+    verdicts = [verdict(v, stored) for v in viewers]
+    report("worker SIGSTOP/SIGCONT", verdicts, takeover_s=f"{takeover:.2f}")
+    for v in verdicts:
+        assert v.outcome == "done" and v.exact, v
+    types = types_of(stored)
+    k = types.index("data-retry")
+    assert "finish" not in types[:k] and one_reply(types[k + 1 :]), types
+    assert meta["owner"] != "" and owner_pid(meta["owner"]) == rescuer.pid
+    assert meta["status"] == "completed" and meta["attempt"] == "2"
+    assert "another owner" in refused or "is at seq" in refused
+
+
+# --- 3. Redis restarts mid-stream -------------------------------------------------------
+
+
+async def test_redis_restarts_mid_stream(tmp_path: Path) -> None:
+    """Redis is killed (SIGKILL) mid-stream and restarted 1.5 s later from its AOF
+    (appendfsync everysec, as deploy/redis.conf): /readyz says 503 meanwhile, the worker
+    retries its appends and the generations continue where they were (no takeover), and
+    every viewer, held open by its front-end, resumes with no gap."""
+    env = {**SLOW_FAKE, "WORKER_LEASE_SECONDS": "5"}  # a lease longer than the outage
+    with Cluster(tmp_path, worker_env=env) as cluster:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as client:
+            a, b = cluster.frontends
+            gids = [await create_generation(client, a.url, f"redis restart {i}") for i in range(4)]
+            viewers = [Viewer([fe.url], gid) for gid in gids for fe in (a, b) for _ in range(5)]
+            seen_ready: set[int] = set()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run_viewers, client, viewers, 60)
+                await asyncio.sleep(1.0)
+                down_at = time.monotonic()
+                restart = asyncio.create_task(
+                    asyncio.to_thread(cluster.restart_redis, down_seconds=1.5)
+                )
+                while not restart.done():
+                    seen_ready |= {await readyz(client, fe.url) for fe in (a, b)}
+                    await asyncio.sleep(0.1)
+                await restart
+                up_at = time.monotonic()
+            with cluster.client() as r:
+                stored = {g: stored_events(r, g) for g in gids}
+                metas = {g: stream_meta(r, g) for g in gids}
+            retried = sum(w.log().count("append failed") for w in cluster.workers)
+    verdicts = [verdict(v, stored[v.stream_id]) for v in viewers]
+    resumed = [min((e.at for e in v.received if e.at > up_at), default=up_at) for v in viewers]
+    report(
+        "redis restart (AOF everysec, SIGKILL)",
+        verdicts,
+        down_s=f"{up_at - down_at:.2f}",
+        first_event_after_restart_s=f"{max(resumed) - up_at:.2f}",
+        append_retries=retried,
+    )
+    assert 503 in seen_ready, f"/readyz while Redis was down: {seen_ready}"
+    for v in verdicts:
+        assert v.outcome == "done" and v.exact, v
+    for g in gids:
+        assert metas[g]["status"] == "completed" and metas[g]["attempt"] == "1", metas[g]
+        assert one_reply(types_of(stored[g])), "continued in place: no data-retry"
+    assert retried > 0, "the workers' appends met the outage and were retried"
+
+
+async def _logged(proc: Proc, text: str) -> str:
+    log = proc.log()
+    return log if text in log else ""
+
+
+async def _at_seq(r: Any, gid: str, seq: int) -> bool:
+    return int(stream_meta(r, gid).get("seq", 0)) >= seq
+
+
+async def _owned_by(r: Any, gid: str, worker: Proc) -> bool:
+    return owner_pid(stream_meta(r, gid).get("owner")) == worker.pid
