@@ -13,6 +13,7 @@ import asyncio
 import json
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from tests.fault_support import (
     FAST_WORKER_ENV,
     Cluster,
     Received,
+    Verdict,
     Viewer,
     create_generation,
     owner_pid,
@@ -34,6 +36,7 @@ from tests.fault_support import (
     stored_events,
     stream_meta,
     verdict,
+    wait_status,
 )
 from tests.support import Proc
 
@@ -257,6 +260,113 @@ async def test_redis_restarts_mid_stream(tmp_path: Path) -> None:
         assert metas[g]["status"] == "completed" and metas[g]["attempt"] == "1", metas[g]
         assert one_reply(types_of(stored[g])), "continued in place: no data-retry"
     assert retried > 0, "the workers' appends met the outage and were retried"
+
+
+# --- 4. Redis comes back having lost writes ---------------------------------------------
+
+
+async def publish(client: httpx.AsyncClient, base: str, sid: str, first: int, n: int) -> None:
+    batch = [{"type": "data-progress", "i": i} for i in range(first, first + n)]
+    resp = await client.post(f"{base}/v1/streams/{sid}/events", json=batch)
+    assert resp.status_code == 201, resp.text
+
+
+def told_or_exact(v: Verdict) -> bool:
+    """The promise under data loss: every event exactly once, or told (409/404), and
+    never a spliced stream either way."""
+    return v.consistent and (v.exact if v.outcome == "done" else v.outcome in ("404", "409"))
+
+
+async def lose_writes(
+    tmp_path: Path,
+    title: str,
+    restart: Callable[[Cluster, list[str], str], Awaitable[list[Received]]],
+) -> None:
+    """Two generations and a job-progress feed, watched on both front-ends, while
+    ``restart`` makes Redis lose writes. The generations' worker writes the lost events
+    again (no data-retry: the same events, byte for byte); the feed's viewers, whose
+    events nobody can write again, are told (409/404). Nobody sees a spliced stream."""
+    env = {**SLOW_FAKE, "WORKER_LEASE_SECONDS": "5"}
+    with Cluster(tmp_path, worker_env=env) as cluster:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as client:
+            a, b = cluster.frontends
+            gids = [await create_generation(client, a.url, f"{title} {i}") for i in range(2)]
+            feed = f"feed-{int(time.time() * 1000)}"
+            await publish(client, a.url, feed, 0, 10)
+            viewers = [
+                Viewer([fe.url, other.url], sid, patience=30)
+                for sid in (*gids, feed)
+                for fe, other in ((a, b), (b, a))
+                for _ in range(3)
+            ]
+            with cluster.client() as r:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(run_viewers, client, viewers, 60)
+                    await poll(lambda: _at_seq(r, gids[-1], 10), "output before the loss")
+                    feed_before = await restart(cluster, gids, feed)
+                    lost_at = time.monotonic()
+                    await publish(client, a.url, feed, 100, 3)  # a new, different feed
+                stored = {g: stored_events(r, g) for g in gids}
+                metas = {g: stream_meta(r, g) for g in gids}
+            # The workers go on serving (their job queue was lost or rolled back too).
+            later = await create_generation(client, a.url, "after the loss")
+            await wait_status(client, a.url, later, {"completed"}, within=30)
+        rewritten = sum(w.log().count("writing them again") for w in cluster.workers)
+    gen_viewers = [v for v in viewers if v.stream_id != feed]
+    feed_viewers = [v for v in viewers if v.stream_id == feed]
+    verdicts = [verdict(v, stored[v.stream_id]) for v in gen_viewers]
+    told = [v for v in verdicts if v.outcome != "done"]
+    recovered = max((e.at for v in gen_viewers for e in v.received), default=lost_at) - lost_at
+    report(
+        title,
+        verdicts,
+        viewers_resumed=len(verdicts) - len(told),
+        viewers_told=len(told) + len(feed_viewers),
+        streams_rewritten=rewritten,
+        last_event_after_loss_s=f"{recovered:.2f}",
+    )
+    for v in verdicts:
+        assert told_or_exact(v), v
+    for g in gids:
+        assert metas[g]["status"] == "completed", metas[g]
+        assert one_reply(types_of(stored[g])), "written again, not retried from scratch"
+    assert rewritten >= 1, "the worker wrote the lost events again"
+    # Nobody can write the feed's lost events again: its viewers are told, having been
+    # shown only the old feed, never the new one's events as if they followed.
+    for v in feed_viewers:
+        assert v.outcome in ("404", "409"), v.outcome
+        assert [(e.seq, e.data) for e in v.received] == [
+            (e.seq, e.data) for e in feed_before[: len(v.received)]
+        ]
+
+
+async def test_redis_comes_back_empty(tmp_path: Path) -> None:
+    async def restart(cluster: Cluster, gids: list[str], feed: str) -> list[Received]:
+        with cluster.client() as r:
+            before = stored_events(r, feed)
+        await asyncio.to_thread(cluster.restart_redis, keep_data=False)
+        return before
+
+    await lose_writes(tmp_path, "redis back empty", restart)
+
+
+async def test_redis_comes_back_from_an_older_copy(tmp_path: Path) -> None:
+    """The subtler loss: only the last second or so of writes is gone (a backup, a
+    replica that was behind, a host crash with appendfsync everysec)."""
+
+    async def restart(cluster: Cluster, gids: list[str], feed: str) -> list[Received]:
+        base = cluster.frontends[0].url
+        copy = cluster.snapshot_redis(cluster.root / "older-copy")
+        await asyncio.sleep(1.0)  # the generations go on; the copy falls behind
+        async with httpx.AsyncClient() as client:
+            await publish(client, base, feed, 10, 10)  # events 11..20 only in the live one
+        await asyncio.sleep(0.3)
+        with cluster.client() as r:
+            before = stored_events(r, feed)
+        await asyncio.to_thread(cluster.restart_redis, restore=copy)
+        return before
+
+    await lose_writes(tmp_path, "redis back from an older copy", restart)
 
 
 async def _logged(proc: Proc, text: str) -> str:
