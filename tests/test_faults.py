@@ -333,10 +333,10 @@ async def lose_writes(
     assert rewritten >= 1, "the worker wrote the lost events again"
     # Nobody can write the feed's lost events again: its viewers are told, having been
     # shown only the old feed, never the new one's events as if they followed.
-    for v in feed_viewers:
-        assert v.outcome in ("404", "409"), v.outcome
-        assert [(e.seq, e.data) for e in v.received] == [
-            (e.seq, e.data) for e in feed_before[: len(v.received)]
+    for fv in feed_viewers:
+        assert fv.outcome in ("404", "409"), fv.outcome
+        assert [(e.seq, e.data) for e in fv.received] == [
+            (e.seq, e.data) for e in feed_before[: len(fv.received)]
         ]
 
 
@@ -367,6 +367,137 @@ async def test_redis_comes_back_from_an_older_copy(tmp_path: Path) -> None:
         return before
 
     await lose_writes(tmp_path, "redis back from an older copy", restart)
+
+
+# --- 5. SIGTERM --------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(150)
+async def test_sigterm_to_a_frontend_with_300_open_streams(tmp_path: Path) -> None:
+    """SIGTERM to a front-end holding 300 viewers of 6 live feeds: it ends every response
+    (no [DONE]) and exits within 10 s; every viewer resumes on the other front-end with
+    every event exactly once. (Feeds published by the test rather than generations, so
+    the streams outlast the 300 connections however slow the machine is.)"""
+    with Cluster(tmp_path, workers_n=0) as cluster:
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        timeout = httpx.Timeout(30, connect=5)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+            doomed, other = cluster.frontends
+            feeds = [f"term-{i}-{int(time.time() * 1000)}" for i in range(6)]
+            for sid in feeds:
+                await publish(client, other.url, sid, 0, 1)
+            viewers = [Viewer([doomed.url, other.url], sid) for sid in feeds for _ in range(50)]
+            stop = asyncio.Event()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run_viewers, client, viewers, 120)
+                tg.start_soon(_keep_publishing, client, other.url, feeds, stop)
+                await poll(lambda: _viewers_on(client, doomed, 300), "300 open streams", 60)
+                t0 = time.monotonic()
+                doomed.popen.send_signal(signal.SIGTERM)
+                code, exited = await _exit_after(doomed, t0, 15)
+                await asyncio.sleep(1.0)  # events go on while the viewers move
+                stop.set()
+            with cluster.client() as r:
+                stored = {sid: stored_events(r, sid) for sid in feeds}
+    verdicts = [verdict(v, stored[v.stream_id]) for v in viewers]
+    moved = [v for v in viewers if v.reconnect_gaps]
+    report(
+        "frontend SIGTERM, 300 streams",
+        verdicts,
+        exited_s=f"{exited:.2f}",
+        viewers_moved=len(moved),
+        worst_resume_s=f"{max(max(v.reconnect_gaps) for v in moved):.2f}",
+    )
+    assert code == 0 and "Traceback" not in doomed.log(), doomed.log()[-3000:]
+    assert exited < 10, "the contract: a front-end exits within 10 s of SIGTERM"
+    assert len(moved) == 300, "every viewer was mid-stream when it stopped"
+    for v in verdicts:
+        assert v.outcome == "done" and v.exact, v
+
+
+async def _keep_publishing(
+    client: httpx.AsyncClient, base: str, feeds: list[str], stop: asyncio.Event
+) -> None:
+    """One event per feed every 20 ms until ``stop``, then ``finish`` on each."""
+    i = 1
+    while not stop.is_set():
+        for sid in feeds:
+            await publish(client, base, sid, i, 1)
+        i += 1
+        await asyncio.sleep(0.02)
+    for sid in feeds:
+        resp = await client.post(f"{base}/v1/streams/{sid}/events", json={"type": "finish"})
+        assert resp.status_code == 201, resp.text
+
+
+async def _viewers_on(client: httpx.AsyncClient, fe: Proc, n: int) -> bool:
+    resp = await client.get(f"{fe.url}/readyz")
+    return resp.status_code == 200 and resp.json()["viewers"] >= n
+
+
+async def test_sigterm_to_a_worker(tmp_path: Path) -> None:
+    """SIGTERM to a worker running a short generation and a long one, with a grace
+    period (3 s) between the two: it takes no new job, finishes the short one, and hands
+    the long one back; the other worker resumes it at once (data-retry: it had output)."""
+    grace = float(FAST_WORKER_ENV["WORKER_GRACE_SECONDS"])
+    with Cluster(tmp_path, workers_n=0, worker_env={"WORKER_MERGE_MS": "0"}) as cluster:
+        victim = cluster.add_worker({"WORKER_FAKE_DELAY_MS": "100"})
+        fe = cluster.frontends[0].url
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as client:
+            short = await create_generation(client, fe, "short", max_tokens=8)  # ~1.1 s
+            long = await create_generation(client, fe, "long", max_tokens=64)  # ~6.7 s
+            r = cluster.client()
+            for g in (short, long):
+                await poll(lambda g=g: _at_seq(r, g, 3), "both running on the victim")
+            viewers = [Viewer([fe], g) for g in (short, long) for _ in range(3)]
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run_viewers, client, viewers, 60)
+                t0 = time.monotonic()
+                victim.popen.send_signal(signal.SIGTERM)
+                exit_ = asyncio.create_task(_exit_after(victim, t0, grace + 10))
+                late = await create_generation(client, fe, "after the SIGTERM")
+                # The other worker starts while the victim drains; until then nobody
+                # else could take the late job, so the victim had every chance to.
+                rescuer = await asyncio.to_thread(
+                    cluster.add_worker, {"WORKER_FAKE_DELAY_MS": "10"}
+                )
+                rescuer_ready = time.monotonic() - t0
+                code, exited = await exit_
+                await poll(lambda: _owned_by(r, long, rescuer), "the hand-back")
+                handed_over = time.monotonic() - t0
+            await wait_status(client, fe, late, {"completed"}, within=30)
+            stored = {g: stored_events(r, g) for g in (short, long)}
+            metas = {g: stream_meta(r, g) for g in (short, long, late)}
+            r.close()
+    verdicts = [verdict(v, stored[v.stream_id]) for v in viewers]
+    report(
+        "worker SIGTERM",
+        verdicts,
+        grace_s=grace,
+        exited_s=f"{exited:.2f}",
+        other_worker_ready_s=f"{rescuer_ready:.2f}",
+        long_one_resumed_elsewhere_s=f"{handed_over:.2f}",
+    )
+    assert code == 0, victim.log()[-3000:]
+    assert exited < grace + 10
+    for v in verdicts:
+        assert v.outcome == "done" and v.exact, v
+    # Finished within the grace period, by the worker that was stopping.
+    assert owner_pid(metas[short]["owner"]) == victim.pid
+    assert metas[short]["attempt"] == "1" and one_reply(types_of(stored[short]))
+    # Handed back after the grace period, resumed elsewhere with data-retry.
+    assert owner_pid(metas[long]["owner"]) == rescuer.pid and metas[long]["attempt"] == "2"
+    types = types_of(stored[long])
+    k = types.index("data-retry")
+    assert "finish" not in types[:k] and one_reply(types[k + 1 :])
+    # Stopping, it took no new job.
+    assert owner_pid(metas[late]["owner"]) == rescuer.pid and metas[late]["attempt"] == "1"
+
+
+async def _exit_after(proc: Proc, t0: float, within: float) -> tuple[int, float]:
+    """The process's exit code, and the seconds from ``t0`` to its exit."""
+    code = await asyncio.to_thread(proc.popen.wait, within)
+    return code, time.monotonic() - t0
 
 
 async def _logged(proc: Proc, text: str) -> str:
