@@ -369,6 +369,19 @@ def report(title: str, verdicts: list[Verdict], **figures: object) -> str:
 T = TypeVar("T")
 
 
+def reply_types(n_chunks: int) -> list[str]:
+    """A generation's event types for one model reply of one text block."""
+    return [
+        "start",
+        "start-step",
+        "text-start",
+        *["text-delta"] * n_chunks,
+        "text-end",
+        "finish-step",
+        "finish",
+    ]
+
+
 async def poll(probe: Callable[[], Awaitable[T]], what: str, within: float = 30) -> T:
     """Call ``probe`` every 20 ms until it returns something truthy; fail after ``within``."""
     deadline = time.monotonic() + within

@@ -32,6 +32,7 @@ from tests.fault_support import (
     owner_pid,
     poll,
     readyz,
+    reply_types,
     report,
     stored_events,
     stream_meta,
@@ -99,15 +100,7 @@ def types_of(events: list[Received]) -> list[str]:
 def one_reply(types: list[str]) -> bool:
     """Exactly one model reply with one text block, start to finish, nothing else."""
     n = types.count("text-delta")
-    return n > 0 and types == [
-        "start",
-        "start-step",
-        "text-start",
-        *["text-delta"] * n,
-        "text-end",
-        "finish-step",
-        "finish",
-    ]
+    return n > 0 and types == reply_types(n)
 
 
 async def run_viewers(client: httpx.AsyncClient, viewers: list[Viewer], seconds: float) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -23,13 +23,14 @@ from broadcaster.embedded import EmbeddedRedis
 from broadcaster.events import Event
 from broadcaster.jobs import JobQueue
 from broadcaster.log import Claim, EventLog, StaleWriter, StreamEnded
+from tests.fault_support import poll as wait_until
+from tests.fault_support import reply_types
 from worker.generation import Policy, StreamWriter, run_generation
 from worker.runner import Worker
 from worker.settings import WorkerSettings
 
 pytestmark = pytest.mark.anyio
 
-T = TypeVar("T")
 
 REQUEST = {"prompt": "tell me", "model": "scripted-model", "max_tokens": 50}
 POLICY = Policy(merge_s=0, max_attempts=3, provider_retries=0, retry_base_s=0.01)
@@ -150,17 +151,6 @@ def settings(**overrides: Any) -> WorkerSettings:
     return WorkerSettings(**values)
 
 
-async def wait_until(probe: Callable[[], Awaitable[T | None]], what: str, within: float = 10) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def all_events(event_log: EventLog, stream_id: str) -> list[Event]:
     return [e async for page in event_log.read_after(stream_id, 0) for e in page]
 
@@ -196,18 +186,6 @@ async def wait_queue_empty(event_log: EventLog) -> None:
         return await queue_state(event_log) == (0, 0)
 
     await wait_until(probe, "the job queue to be empty")
-
-
-def reply_types(n_chunks: int) -> list[str]:
-    return [
-        "start",
-        "start-step",
-        "text-start",
-        *["text-delta"] * n_chunks,
-        "text-end",
-        "finish-step",
-        "finish",
-    ]
 
 
 OLD_ATTEMPT = [
