@@ -309,14 +309,17 @@ async def lose_writes(
     feed_viewers = [v for v in viewers if v.stream_id == feed]
     verdicts = [verdict(v, stored[v.stream_id]) for v in gen_viewers]
     told = [v for v in verdicts if v.outcome != "done"]
-    recovered = max((e.at for v in gen_viewers for e in v.received), default=lost_at) - lost_at
+    resumed = [
+        min((e.at for e in v.received if e.at > lost_at), default=lost_at) for v in gen_viewers
+    ]
     report(
         title,
         verdicts,
-        viewers_resumed=len(verdicts) - len(told),
-        viewers_told=len(told) + len(feed_viewers),
-        streams_rewritten=rewritten,
-        last_event_after_loss_s=f"{recovered:.2f}",
+        generation_viewers_resumed=len(verdicts) - len(told),
+        generation_viewers_told=len(told),
+        feed_viewers_told=len([v for v in feed_viewers if v.outcome in ("404", "409")]),
+        streams_written_again=rewritten,
+        first_event_after_restart_s=f"{max(resumed) - lost_at:.2f}",
     )
     for v in verdicts:
         assert told_or_exact(v), v
