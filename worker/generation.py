@@ -4,7 +4,9 @@ Every append is conditional on the seq this writer last wrote and on owning the 
 so a worker that lost its job to another (or whose stream was cancelled) is refused and
 stops instead of interleaving. Provider errors before any output are retried with
 backoff; after output, the stream ends with ``error``. When an earlier attempt (a worker
-that died) had shown output, the new attempt starts with ``data-retry``.
+that died) had shown output, the new attempt starts with ``data-retry``. Redis faults
+under a running attempt (an outage, a lost reply, lost writes) are handled by
+``StreamWriter``; see docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -88,6 +90,9 @@ class StreamWriter:
       writes the lost batches of its attempt again, byte for byte, so a viewer that saw
       them sees nothing change. A loss that reaches back before this attempt cannot be
       repaired: ``WritesLost``.
+
+    What it appended (``history``) is kept for that, for one attempt: as bounded as the
+    stream itself (``BROADCASTER_MAX_STREAM_BYTES``).
     """
 
     def __init__(
