@@ -165,8 +165,10 @@ class Cluster:
             self.stop()
             raise
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.stop()
+        if exc_type is not None:
+            print(self.logs())  # shown by pytest with the failure
 
 
 @dataclass
@@ -201,6 +203,11 @@ class Viewer:
     """Seconds from each dropped connection to the next event received."""
     _next: int = 0
 
+    @staticmethod
+    def _loop_time(monotonic: float) -> float:
+        """``time.monotonic()`` instant as the event loop's clock (for timeouts)."""
+        return asyncio.get_running_loop().time() + (monotonic - time.monotonic())
+
     @property
     def last_id(self) -> str | None:
         if self.received:
@@ -223,9 +230,14 @@ class Viewer:
             if self.last_id is not None:
                 headers["last-event-id"] = self.last_id
             try:
-                async with client.stream(
-                    "GET", f"{base}/v1/streams/{self.stream_id}/events", headers=headers
-                ) as resp:
+                # Patience holds inside a response too: one that sends only pings for
+                # longer is a hang, and fails the test naming the stream.
+                async with (
+                    asyncio.timeout_at(self._loop_time(last_progress + self.patience)) as limit,
+                    client.stream(
+                        "GET", f"{base}/v1/streams/{self.stream_id}/events", headers=headers
+                    ) as resp,
+                ):
                     self.connects += 1
                     if resp.status_code in (204, 404, 409):
                         await resp.aread()
@@ -248,12 +260,19 @@ class Viewer:
                             self.reconnect_gaps.append(now - dropped_at)
                             dropped_at = None
                         last_progress = now
+                        limit.reschedule(self._loop_time(now + self.patience))
                         seq = int(frame.id.split(".")[0])
                         self.received.append(Received(seq, frame.event or "", frame.data, now))
                         if self.read_delay:
                             await asyncio.sleep(self.read_delay)
             except httpx.HTTPError:
                 failures += 1
+            except TimeoutError:
+                raise ViewerGaveUp(
+                    f"viewer of {self.stream_id}: an open response (on {base}) gave no event "
+                    f"for {self.patience:.0f}s after seq {self.last_id} "
+                    f"({self.connects} connections)"
+                ) from None
             # Ended without [DONE] (a drain, a dropped connection): EventSource reconnects.
             if dropped_at is None:
                 dropped_at = time.monotonic()

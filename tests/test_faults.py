@@ -296,9 +296,14 @@ async def lose_writes(
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(run_viewers, client, viewers, 60)
                     await poll(lambda: _at_seq(r, gids[-1], 10), "output before the loss")
+                    await poll(lambda: _all_watching(viewers), "every viewer to be watching")
                     feed_before = await restart(cluster, gids, feed)
                     lost_at = time.monotonic()
                     await publish(client, a.url, feed, 100, 3)  # a new, different feed
+                    end = await client.post(
+                        f"{a.url}/v1/streams/{feed}/events", json={"type": "finish"}
+                    )
+                    assert end.status_code == 201, end.text
                 stored = {g: stored_events(r, g) for g in gids}
                 metas = {g: stream_meta(r, g) for g in gids}
             # The workers go on serving (their job queue was lost or rolled back too).
@@ -334,6 +339,10 @@ async def lose_writes(
         assert [(e.seq, e.data) for e in fv.received] == [
             (e.seq, e.data) for e in feed_before[: len(fv.received)]
         ]
+
+
+async def _all_watching(viewers: list[Viewer]) -> bool:
+    return all(v.received for v in viewers)
 
 
 async def test_redis_comes_back_empty(tmp_path: Path) -> None:

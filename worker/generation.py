@@ -68,6 +68,10 @@ class WritesLost(AppendRefused):
     """Redis lost events this writer cannot write again (they predate its attempt)."""
 
 
+class Fenced(StaleWriter):
+    """Found while repairing a loss: another writer has the stream now."""
+
+
 _REDIS_DOWN = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 """Errors after which an append may or may not have happened: retried, conditionally.
 (redis-py's ConnectionError and TimeoutError, BusyLoadingError among them; a
@@ -177,6 +181,7 @@ class StreamWriter:
             except _REDIS_DOWN as exc:
                 if time.monotonic() + delay > give_up_at:
                     raise
+                repair = None  # the next refusal says where the stream is now
                 log.warning(
                     "generation %s: append failed (%s); retrying in %.2fs",
                     self.stream_id,
@@ -185,6 +190,8 @@ class StreamWriter:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_s)
+            except Fenced:
+                raise
             except StaleWriter as exc:
                 if exc.last_seq == self.seq + len(b.events) and await self.log.holds(
                     self.stream_id, self.seq, b.events
@@ -192,12 +199,17 @@ class StreamWriter:
                     log.info("generation %s: the append had happened (reply lost)", self.stream_id)
                     self.seq = exc.last_seq
                     break
-                if exc.last_seq >= self.seq:
+                if exc.last_seq >= self._high_water():
                     raise  # another writer moved on: fenced
                 repair = functools.partial(self._rewrite, exc.last_seq)
             except StreamNotFound:
                 repair = self._recreate
         self.history.append(b)
+
+    def _high_water(self) -> int:
+        """The seq this attempt had reached: what the stream held before any loss (above
+        ``self.seq`` only while a repair is under way)."""
+        return self.start_seq + sum(len(b.events) for b in self.history)
 
     async def _rewrite(self, stream_seq: int) -> None:
         """The stream went back to ``stream_seq``: write this attempt's lost batches again."""
@@ -217,12 +229,12 @@ class StreamWriter:
         # stream must still be this attempt's events, exactly, up to where it now ends.
         written = [e for b in self.history[:kept] for e in b.events]
         if written and not await self.log.holds(self.stream_id, self.start_seq, written):
-            raise StaleWriter(self.stream_id, self.seq, "another writer took the stream")
+            raise Fenced(self.stream_id, self._high_water(), "another writer took the stream")
         log.warning(
             "generation %s: Redis lost events %d..%d; writing them again",
             self.stream_id,
             stream_seq + 1,
-            self.seq,
+            self._high_water(),
         )
         # The hash went back too and may name an earlier owner: take the stream again.
         claim = await self.log.claim(self.stream_id, self.owner)
@@ -230,7 +242,7 @@ class StreamWriter:
             raise StreamEnded(self.stream_id, stream_seq, f"stream {self.stream_id} has ended")
         if claim.last_seq != stream_seq:
             # Someone wrote meanwhile: treat it as another writer (fenced), never loop.
-            raise StaleWriter(self.stream_id, self.seq, "the stream changed while repairing")
+            raise Fenced(self.stream_id, self._high_water(), "the stream changed while repairing")
         self.seq = stream_seq
         for b in self.history[kept:]:
             self.seq = await self._append(b)
