@@ -115,14 +115,16 @@ async def test_a_worker_killed_mid_generation(tmp_path: Path) -> None:
     runs again), one after (``data-retry``, then a new attempt). Another worker takes both
     over within the lease plus one sweep; every viewer ends with every event exactly once."""
     with FakeAnthropicServer() as model, Cluster(tmp_path, workers_n=0) as cluster:
-        cluster.worker_env = model_env(model)
+        cluster.worker_env = {**model_env(model), "WORKER_MERGE_MS": "0"}
         victim = cluster.add_worker()
         fe = cluster.frontends[0].url
         async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as client:
             model.enqueue([stall()])  # the model never answers: killed before any output
             before = await create_generation(client, fe, "killed before output")
             assert await asyncio.to_thread(model.wait_requests, 1, 10)
-            model.enqueue(text_reply([f"old{i} " for i in range(200)], chunk_delay=0.03))
+            # Output, then the model goes silent: the kill, however late, is mid-generation.
+            shown = [f"old{i} " for i in range(20)]
+            model.enqueue([*text_reply(shown)[: 2 + len(shown)], stall()])
             after = await create_generation(client, fe, "killed after output")
             assert await asyncio.to_thread(model.wait_requests, 2, 10)
             model.set_default(text_reply([f"new{i} " for i in range(40)], chunk_delay=0.01))
@@ -177,12 +179,14 @@ async def test_a_paused_worker_is_fenced_when_it_wakes(tmp_path: Path) -> None:
             gid = await create_generation(client, fe, "a worker that froze")
             r = cluster.client()
             await poll(lambda: _at_seq(r, gid, 5), "output before the pause")
-            rescuer = cluster.add_worker()
+            cluster.pause(sleeper)
+            paused_at = time.monotonic()
+            # Started after the pause, so a slow start cannot let the generation finish
+            # first; the takeover time below includes it (at least the lease anyway).
+            rescuer = await asyncio.to_thread(cluster.add_worker)
             viewers = [Viewer(cluster.urls, gid) for _ in range(6)]
             async with anyio.create_task_group() as tg:
                 tg.start_soon(run_viewers, client, viewers, 60)
-                cluster.pause(sleeper)
-                paused_at = time.monotonic()
                 await poll(lambda: _owned_by(r, gid, rescuer), "the takeover")
                 takeover = time.monotonic() - paused_at
                 taken_at = int(stream_meta(r, gid)["seq"])
@@ -214,7 +218,8 @@ async def test_redis_restarts_mid_stream(tmp_path: Path) -> None:
     (appendfsync everysec, as deploy/redis.conf): /readyz says 503 meanwhile, the worker
     retries its appends and the generations continue where they were (no takeover), and
     every viewer, held open by its front-end, resumes with no gap."""
-    env = {**SLOW_FAKE, "WORKER_LEASE_SECONDS": "5"}  # a lease longer than the outage
+    # ~4 s generations, a lease longer than the outage
+    env = {**SLOW_FAKE, "WORKER_FAKE_DELAY_MS": "60", "WORKER_LEASE_SECONDS": "5"}
     with Cluster(tmp_path, worker_env=env) as cluster:
         async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as client:
             a, b = cluster.frontends
@@ -279,7 +284,9 @@ async def lose_writes(
     ``restart`` makes Redis lose writes. The generations' worker writes the lost events
     again (no data-retry: the same events, byte for byte); the feed's viewers, whose
     events nobody can write again, are told (409/404). Nobody sees a spliced stream."""
-    env = {**SLOW_FAKE, "WORKER_LEASE_SECONDS": "5"}
+    # ~6.7 s generations: still running when Redis loses their writes, however slowly
+    # the viewers connect
+    env = {**SLOW_FAKE, "WORKER_FAKE_DELAY_MS": "100", "WORKER_LEASE_SECONDS": "5"}
     with Cluster(tmp_path, worker_env=env) as cluster:
         async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as client:
             a, b = cluster.frontends
