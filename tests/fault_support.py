@@ -178,6 +178,8 @@ class Received:
     data: str
     at: float = 0.0
     """``time.monotonic()`` when it arrived."""
+    id: str = ""
+    """The SSE id as sent (``<seq>.<history tag>``): what goes back as ``Last-Event-ID``."""
 
 
 class ViewerGaveUp(Exception):
@@ -211,7 +213,8 @@ class Viewer:
     @property
     def last_id(self) -> str | None:
         if self.received:
-            return str(self.received[-1].seq)
+            last = self.received[-1]
+            return last.id or str(last.seq)
         return None if self.start_after is None else str(self.start_after)
 
     async def run(self, client: httpx.AsyncClient) -> Viewer:
@@ -262,7 +265,9 @@ class Viewer:
                         last_progress = now
                         limit.reschedule(self._loop_time(now + self.patience))
                         seq = int(frame.id.split(".")[0])
-                        self.received.append(Received(seq, frame.event or "", frame.data, now))
+                        self.received.append(
+                            Received(seq, frame.event or "", frame.data, now, frame.id)
+                        )
                         if self.read_delay:
                             await asyncio.sleep(self.read_delay)
             except httpx.HTTPError:

@@ -500,13 +500,14 @@ class ReplyLostLog(EventLog):
 
 async def roll_back(redis: Any, stream_id: str, to_seq: int, text: str) -> None:
     """Make Redis hold what an older copy would: the stream up to ``to_seq`` (its last
-    generated id too, as after a restore), the hash's seq and text to match."""
+    generated id too, as after a restore), the hash's seq, history tag and text to match."""
     log_key = keys.log_key(stream_id)
     entries = await redis.xrange(log_key, max=f"{to_seq}-0")
     await redis.delete(log_key)
     for eid, fields in entries:
         await redis.xadd(log_key, fields, id=eid)
-    await redis.hset(keys.meta_key(stream_id), "seq", to_seq)
+    tag = entries[-1][1].get(b"h", b"") if entries else b""
+    await redis.hset(keys.meta_key(stream_id), mapping={"seq": to_seq, "tag": tag})
     await redis.set(keys.text_key(stream_id), text)
 
 
