@@ -104,12 +104,13 @@ class Subscription:
 class _Topic:
     """A stream this process reads, with the seq the reader has seen up to."""
 
-    __slots__ = ("cursor", "group", "key", "subs")
+    __slots__ = ("cursor", "group", "key", "subs", "tag")
 
     def __init__(self, key: str, cursor: int, group: int) -> None:
         self.key = key
         self.cursor = cursor
         self.group = group
+        self.tag = ""  # the history tag of the event at ``cursor``, once the reader saw it
         self.subs: set[Subscription] = set()
 
 
@@ -228,9 +229,13 @@ class Hub:
     # --- subscriptions ---
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, stream_id: str, known_seq: int) -> AsyncIterator[Subscription]:
+    async def subscribe(
+        self, stream_id: str, known_seq: int, known_tag: str = ""
+    ) -> AsyncIterator[Subscription]:
         """Receive live frames of ``stream_id``. ``known_seq`` is a seq the stream is
-        known to have reached; the reader starts there if it is not reading it yet."""
+        known to have reached; the reader starts there if it is not reading it yet.
+        ``known_tag`` is the history tag there, to notice a history that was rewritten
+        after Redis lost writes (``_end_rewound_topics``)."""
         sub = Subscription(self.config.viewer_buffer)
         if self.closing:
             sub.close()
@@ -238,6 +243,7 @@ class Hub:
         if topic is None:
             key = keys.log_key(stream_id)
             topic = _Topic(key, known_seq, self._route.group_of(key))
+            topic.tag = known_tag
             self._topics[stream_id] = topic
             self._by_key[key.encode()] = topic
             group = self._groups.get(topic.group)
@@ -269,7 +275,7 @@ class Hub:
             async for chunk, _seq, _end in self._replay(stream_id, after, None):
                 yield chunk
             return
-        async with self.subscribe(stream_id, info.last_seq) as sub:
+        async with self.subscribe(stream_id, info.last_seq, info.tag) as sub:
             last = after
             async for chunk, seq_, ended in self._replay(stream_id, last, None):
                 last = seq_
@@ -383,30 +389,35 @@ class Hub:
     async def _end_rewound_topics(self, group: _Group) -> None:
         """Redis may have come back without its newest writes (no persistence, an older
         copy, a replica that was behind). A stream that now ends below the reader's
-        cursor would leave its viewers waiting for ids that may never come, or show them
-        a rewritten stream's new events after the old ones. End those responses instead:
-        each viewer reconnects with its ``Last-Event-ID`` and is told (409 past the newest
-        event, 404 if the stream is gone), or resumes if its producer wrote it again."""
+        cursor would leave its viewers waiting for ids that may never come; one written
+        again differently past it (its history tag at the cursor changed) would show them
+        a rewritten stream's events after the old ones. End those responses instead: each
+        viewer reconnects with its ``Last-Event-ID`` and is told (409, or 404 if the
+        stream is gone), or resumes if its producer wrote the same events again."""
         topics = list(group.topics.values())
         if not topics:
             return
         async with self.log.redis.pipeline(transaction=False) as pipe:
             for t in topics:
                 pipe.xrevrange(t.key, count=1)
-            lasts = await pipe.execute()
-        for topic, last in zip(topics, lasts, strict=True):
+                pipe.xrange(t.key, min=f"{t.cursor}-0", max=f"{t.cursor}-0")
+            replies = await pipe.execute()
+        for i, topic in enumerate(topics):
+            last, at_cursor = replies[2 * i], replies[2 * i + 1]
             seq = int(last[0][0].split(b"-", 1)[0]) if last else 0
-            if seq < topic.cursor:
-                log.warning(
-                    "%s went back from seq %d to %d (Redis lost writes); ending %d response(s)",
-                    topic.key,
-                    topic.cursor,
-                    seq,
-                    len(topic.subs),
-                )
-                topic.cursor = seq
-                for sub in topic.subs:
-                    sub.close()
+            tag = at_cursor[0][1].get(b"h", b"").decode() if at_cursor else ""
+            if seq >= topic.cursor and (not topic.tag or tag == topic.tag):
+                continue
+            log.warning(
+                "%s lost writes (at seq %d, it now ends at %d); ending %d response(s)",
+                topic.key,
+                topic.cursor,
+                seq,
+                len(topic.subs),
+            )
+            topic.cursor, topic.tag = seq, ""
+            for sub in topic.subs:
+                sub.close()
 
     def _dispatch(self, resp: _XReadReply) -> None:
         for key, entries in resp:
@@ -416,7 +427,7 @@ class Hub:
             for event in entries_to_events(entries):
                 if event.seq <= topic.cursor:
                     continue
-                topic.cursor = event.seq
+                topic.cursor, topic.tag = event.seq, event.tag
                 item = (event.seq, sse.encode(event), event.terminal)
                 for sub in topic.subs:
                     sub.push(item)

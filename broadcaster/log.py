@@ -144,6 +144,8 @@ return {'OK', tonumber(m[2]), attempt}
 """
 
 
+_INFO_FIELDS = ("kind", "seq", "ended", "tag")
+
 PAGE_BYTES = 256 * 1024
 """What one replay page aims to hold, whatever the size of its events."""
 
@@ -199,6 +201,8 @@ class StreamInfo:
     tag_at: str | None = None
     """The history tag of the event asked about (``info(at=...)``); None if not asked,
     or if the stream holds no such event."""
+    tag: str = ""
+    """The history tag of the newest event (``last_seq``); empty before the first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,18 +370,24 @@ class EventLog:
         """Where the stream is; with ``at``, also the history tag of its event ``at``
         (read in the same round trip), to check a resume point against."""
         if at is None:
-            reply = await self.redis.hmget(keys.meta_key(stream_id), "kind", "seq", "ended")
+            reply = await self.redis.hmget(keys.meta_key(stream_id), *_INFO_FIELDS)
             entry: list[Any] = []
         else:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hmget(keys.meta_key(stream_id), "kind", "seq", "ended")
+                pipe.hmget(keys.meta_key(stream_id), *_INFO_FIELDS)
                 pipe.xrange(keys.log_key(stream_id), min=f"{at}-0", max=f"{at}-0")
                 reply, entry = await pipe.execute()
-        kind, seq, ended = cast(list[bytes | None], reply)
+        kind, seq, ended, tag = cast(list[bytes | None], reply)
         if kind is None:
             return None
         tag_at = entries_to_events(entry)[0].tag if entry else None
-        return StreamInfo(kind.decode(), int(seq or 0), ended.decode() if ended else None, tag_at)
+        return StreamInfo(
+            kind.decode(),
+            int(seq or 0),
+            ended.decode() if ended else None,
+            tag_at,
+            tag.decode() if tag else "",
+        )
 
     async def holds(self, stream_id: str, after: int, events: Sequence[dict[str, Any]]) -> bool:
         """Whether the entries right after seq ``after`` are exactly ``events``, byte for

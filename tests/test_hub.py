@@ -188,7 +188,7 @@ async def test_reader_survives_a_dropped_connection(clients: tuple[Redis, Redis]
     assert ids_of(raw) == [1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("loss", ["all", "newest"])
+@pytest.mark.parametrize("loss", ["all", "newest", "rewritten"])
 async def test_viewers_of_a_stream_that_lost_events_are_ended_not_left_waiting(
     clients: tuple[Redis, Redis], loss: str
 ) -> None:
@@ -196,7 +196,8 @@ async def test_viewers_of_a_stream_that_lost_events_are_ended_not_left_waiting(
     stayed above the stream's new end, so live viewers waited for ids that would never
     come (or would be a different stream's). Now the reader checks its streams after a
     reconnect and ends those responses, without [DONE]: each viewer reconnects and is
-    told (409 or 404)."""
+    told (409 or 404). ``rewritten``: the stream was written again, differently, past
+    the cursor before the reader came back; its history tag at the cursor tells."""
     reader, control = clients
     log = EventLog(control)
     sid = "lost-" + secrets.token_hex(4)
@@ -213,10 +214,21 @@ async def test_viewers_of_a_stream_that_lost_events_are_ended_not_left_waiting(
         # What Redis holds after the loss: nothing, or an older copy (events 1..2).
         if loss == "all":
             await control.delete(*keys.stream_keys(sid))
+        elif loss == "rewritten":
+            # In one step, as the reader would find it on reconnecting: another history
+            # of 6 events (other tags), written while the reader was away.
+            async with control.pipeline(transaction=True) as pipe:
+                pipe.execute_command("CLIENT", "KILL", "ID", reader_id)
+                pipe.delete(keys.log_key(sid))
+                for i in range(1, 7):
+                    fields = {"t": "x", "d": f'{{"type":"x","i":{i}}}', "h": f"{i:08x}"}
+                    pipe.xadd(keys.log_key(sid), fields, id=f"{i}-0")  # type: ignore[arg-type]
+                await pipe.execute()
         else:
             await control.xdel(keys.log_key(sid), "3-0", "4-0")
             await control.hset(keys.meta_key(sid), "seq", kept)
-        await control.execute_command("CLIENT", "KILL", "ID", reader_id)
+        if loss != "rewritten":
+            await control.execute_command("CLIENT", "KILL", "ID", reader_id)
         raw = await task  # ended: before the fix this waited, sending pings, for ever
     assert ids_of(raw) == [1, 2, 3, 4]
     assert b"[DONE]" not in raw
