@@ -168,6 +168,49 @@ async def test_a_worker_killed_mid_generation(tmp_path: Path) -> None:
     assert max(takeover.values()) < bound, takeover
 
 
+async def test_attempts_are_bounded_when_workers_keep_dying(tmp_path: Path) -> None:
+    """Every worker that takes the generation dies after some output. With
+    ``WORKER_MAX_ATTEMPTS=2`` the third worker to claim it does not call the model again:
+    the stream ends with ``error`` saying so, and no generation stays ``running``."""
+    with FakeAnthropicServer() as model, Cluster(tmp_path, workers_n=0) as cluster:
+        cluster.worker_env = {
+            **model_env(model),
+            "WORKER_MERGE_MS": "0",
+            "WORKER_MAX_ATTEMPTS": "2",
+        }
+        shown = [f"w{i} " for i in range(10)]
+        model.set_default([*text_reply(shown)[: 2 + len(shown)], stall()])
+        fe = cluster.frontends[0].url
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as client:
+            gid = await create_generation(client, fe, "workers keep dying")
+            viewers = [Viewer(cluster.urls, gid) for _ in range(4)]
+            r = cluster.client()
+            started = time.monotonic()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run_viewers, client, viewers, 90)
+                for attempt in (1, 2):
+                    worker = await asyncio.to_thread(cluster.add_worker)
+                    await poll(lambda w=worker: _owned_by(r, gid, w), f"attempt {attempt}", 30)
+                    # Its output is in (the model then stalls): it dies mid-generation.
+                    at = (attempt - 1) * (len(shown) + 3) + len(shown)
+                    await poll(lambda n=at: _at_seq(r, gid, n), f"output of attempt {attempt}")
+                    worker.stop(signal.SIGKILL)
+                await asyncio.to_thread(cluster.add_worker)
+                status = await wait_status(client, fe, gid, {"failed", "completed"}, 60)
+            stored = stored_events(r, gid)
+            meta = stream_meta(r, gid)
+            r.close()
+    verdicts = [verdict(v, stored) for v in viewers]
+    report("attempts bounded", verdicts, ended_s=f"{time.monotonic() - started:.1f}")
+    for v in verdicts:
+        assert v.outcome == "done" and v.exact, v
+    types = types_of(stored)
+    assert types.count("data-retry") == 1 and types[-1] == "error", types
+    assert status["status"] == "failed" and meta["attempt"] == "3"
+    assert "gave up after 2 attempts" in json.loads(stored[-1].data)["errorText"]
+    assert model.request_count == 2, "the third claim must not call the model"
+
+
 async def test_a_paused_worker_is_fenced_when_it_wakes(tmp_path: Path) -> None:
     """SIGSTOP a worker mid-generation (alive, but frozen past its lease), let another
     take the generation over, then SIGCONT it: its late appends are refused, nothing of
