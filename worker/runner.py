@@ -67,6 +67,7 @@ class Worker:
             provider_retries=settings.provider_retries,
             retry_base_s=settings.retry_base_seconds,
             retry_max_s=settings.retry_max_seconds,
+            redis_patience_s=settings.redis_patience_seconds,
         )
         self._stopping = asyncio.Event()
         self._slot_free = asyncio.Event()

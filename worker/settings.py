@@ -28,6 +28,10 @@ class WorkerSettings(RedisSettings):
     """Retries of a provider error that happens before any output, with backoff."""
     retry_base_seconds: float = Field(0.5, ge=0)
     retry_max_seconds: float = Field(20.0, ge=0)
+    redis_patience_seconds: float = Field(60.0, gt=0)
+    """How long an append is retried while Redis does not answer (it is conditional, so a
+    retry never writes twice); then the attempt fails and, after the lease, a worker takes
+    the generation over."""
     read_timeout_seconds: float = Field(60.0, gt=0)
     """The model stream is given up after this long without a byte."""
     cancel_poll_seconds: float = Field(0.25, gt=0)
