@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from broadcaster import auth, connection, keys, readers, sse
+from broadcaster import auth, connection, keys, openapi, readers, sse
 from broadcaster.events import InvalidEvent
 from broadcaster.hub import Hub, HubConfig
 from broadcaster.jobs import JobQueue
@@ -84,7 +84,7 @@ class GenerationRequest(BaseModel):
     prompt: str | None = Field(None, min_length=1)
     messages: list[Message] | None = Field(None, min_length=1)
     model: str | None = Field(None, min_length=1, max_length=200)
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, strict=True)  # not true, 1.0 or "1"
     system: str | None = None
     id: str | None = Field(None, pattern=keys.STREAM_ID_RE.pattern)
     metadata: dict[str, Any] | None = None
@@ -126,10 +126,38 @@ async def _read_json(request: Request, limit: int) -> Any:
     if not body:
         raise ApiError(422, "invalid_json", "the request body is empty; expected JSON")
     try:
-        return json.loads(bytes(body))
+        parsed = json.loads(bytes(body))
     except (ValueError, RecursionError) as exc:
         # ValueError covers JSONDecodeError and UnicodeDecodeError (invalid UTF-8).
         raise ApiError(422, "invalid_json", f"the body is not valid JSON: {exc}"[:300]) from None
+    if _depth_over(parsed, keys.MAX_JSON_DEPTH):
+        raise ApiError(
+            422, "too_deep", f"the body nests arrays and objects deeper than {keys.MAX_JSON_DEPTH}"
+        )
+    return parsed
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and dicts deeper than ``limit`` (iterative: a deep
+    value must not exhaust the stack here either)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _strict_json(value: Any) -> None:
+    """Refuse what JSON cannot carry to the model provider: NaN and infinities (which
+    Python's parser accepts) and lone surrogates such as ``"\\ud800"`` (not UTF-8)."""
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
+    except ValueError as exc:  # UnicodeEncodeError is a ValueError
+        raise ApiError(422, "invalid_request", f"not valid JSON text: {exc}"[:300]) from None
 
 
 def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
@@ -176,6 +204,16 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
         summary="Numbered events in Redis Streams, fanned out over SSE with resume.",
         lifespan=lifespan,
     )
+    generated_schema = app.openapi
+
+    def openapi_schema() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi.describe_stream_ids(
+                generated_schema(), keys.STREAM_ID_RE.pattern
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi_schema  # type: ignore[method-assign]
     origins = [o.strip() for o in (settings.cors_origins or "").split(",") if o.strip()]
     if origins:
         app.add_middleware(
@@ -293,7 +331,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses=openapi.errors(503))
     async def readyz(request: Request) -> JSONResponse:
         hub: Hub = request.app.state.hub
         if hub.closing:
@@ -304,7 +342,12 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             return error_response(503, "unavailable", "Redis does not answer")
         return JSONResponse({"status": "ready", "viewers": hub.viewers, "streams": hub.streams})
 
-    @app.post("/v1/generations", status_code=202)
+    @app.post(
+        "/v1/generations",
+        status_code=202,
+        openapi_extra=openapi.model_body(GenerationRequest),
+        responses=openapi.errors(401, 403, 409, 413, 422, 429, 503),
+    )
     async def create_generation(request: Request) -> JSONResponse:
         event_log, _ = state(request)
         await require_key(request, "generate")
@@ -332,6 +375,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
         stream_id = req.id or new_stream_id()
         current_stream.set(stream_id)
         job = req.model_dump(exclude_none=True, exclude={"id"})
+        _strict_json(job)
         job.setdefault("model", settings.default_model)
         job.setdefault("max_tokens", settings.default_max_tokens)
         if not await event_log.create_generation(stream_id, job):
@@ -348,7 +392,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             created |= {"viewer_token": token, "token_expires_at": expires}
         return JSONResponse(created, status_code=202)
 
-    @app.get("/v1/generations/{stream_id}")
+    @app.get("/v1/generations/{stream_id}", responses=openapi.errors(401, 404))
     async def get_generation(stream_id: str, request: Request) -> JSONResponse:
         _check_id(stream_id)
         require_viewer(request, stream_id)
@@ -369,7 +413,11 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             }
         )
 
-    @app.post("/v1/generations/{stream_id}/cancel", status_code=202)
+    @app.post(
+        "/v1/generations/{stream_id}/cancel",
+        status_code=202,
+        responses=openapi.errors(401, 403, 404, 409, 429),
+    )
     async def cancel_generation(stream_id: str, request: Request) -> JSONResponse:
         _check_id(stream_id)
         await require_key(request, "cancel")
@@ -393,7 +441,12 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
         metrics.appended.inc()
         return JSONResponse({"id": stream_id, "status": "cancelled"}, status_code=202)
 
-    @app.post("/v1/streams/{stream_id}/events", status_code=201)
+    @app.post(
+        "/v1/streams/{stream_id}/events",
+        status_code=201,
+        openapi_extra=openapi.PUBLISH_BODY,
+        responses=openapi.errors(401, 403, 404, 409, 413, 422, 429),
+    )
     async def publish(
         stream_id: str, request: Request, expected_last_event_id: int | None = None
     ) -> JSONResponse:
@@ -423,7 +476,11 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
         metrics.appended.inc(len(events))
         return JSONResponse({"last_event_id": seq}, status_code=201)
 
-    @app.post("/v1/streams/{stream_id}/tokens")
+    @app.post(
+        "/v1/streams/{stream_id}/tokens",
+        openapi_extra=openapi.TOKEN_BODY,
+        responses=openapi.errors(401, 403, 404, 409, 413, 422, 429),
+    )
     async def mint_token(stream_id: str, request: Request) -> JSONResponse:
         """A viewer token for any stream id, for a producer's backend to hand out."""
         _check_id(stream_id)
@@ -449,7 +506,12 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
     @app.get(
         "/v1/streams/{stream_id}/events",
         response_class=Response,
-        responses={200: {"content": {"text/event-stream": {}}}},
+        responses={
+            200: {"content": {"text/event-stream": {}}},
+            204: {"description": "the resume point is the terminal event: nothing more"},
+            **openapi.errors(400, 401, 404, 409, 503),
+        },
+        openapi_extra=openapi.LAST_EVENT_ID,
     )
     async def events(
         stream_id: str, request: Request, last_event_id: str | None = None

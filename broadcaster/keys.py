@@ -80,3 +80,9 @@ IDLE_TTL = 7 * 24 * 3600
 """A stream that is not ended expires after this long without an append. Running streams
 are never trimmed; this only reclaims streams whose producer vanished without ending them.
 Refreshed by every append."""
+
+# --- limits that are not settings ---
+
+MAX_JSON_DEPTH = 128
+"""Deepest nesting of arrays and objects a request body may have (422 beyond). Python's
+JSON encoder recurses: without a bound, a body that parsed could fail to be stored."""
