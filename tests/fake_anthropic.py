@@ -475,14 +475,17 @@ class FakeAnthropicServer:
         *,
         api_key: str | None = None,
         default_script: Script | None = None,
+        port: int = 0,
     ) -> None:
         self.api_key = api_key
+        self._bind_port = port  # fixed: a server started again answers at the same address
         self.errors: list[BaseException] = []
         """Unexpected exceptions in connection handlers (a bug in the fake, if any)."""
         self._default: Script = _checked(
             default_script if default_script is not None else default_reply()
         )
         self._scripts: deque[Script] = deque()
+        self._routes: dict[str, deque[Script]] = {}
         self._exchanges: list[Exchange] = []
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -549,6 +552,23 @@ class FakeAnthropicServer:
         steps = _checked(script)
         with self._cond:
             self._scripts.append(steps)
+
+    def route(self, marker: str, *scripts: Script) -> None:
+        """Play ``scripts``, in order, for requests whose last message contains ``marker``,
+        before the FIFO queue: concurrent clients get their own scripts whatever the order
+        in which their requests arrive."""
+        steps = [_checked(script) for script in scripts]
+        with self._cond:
+            self._routes.setdefault(marker, deque()).extend(steps)
+
+    def _next_script(self, body: Any) -> Script:
+        """(Under ``_cond``.) The routed script for this request, else the queue's next,
+        else the default."""
+        last = str(body.get("messages", [""])[-1]) if isinstance(body, dict) else ""
+        for marker, queue in self._routes.items():
+            if queue and marker in last:
+                return queue.popleft()
+        return self._scripts.popleft() if self._scripts else list(self._default)
 
     def set_default(self, script: Script) -> None:
         """The script played when the queue is empty."""
@@ -639,7 +659,7 @@ class FakeAnthropicServer:
                     await writer.wait_closed()
 
         try:
-            server = await asyncio.start_server(handle, "127.0.0.1", 0)
+            server = await asyncio.start_server(handle, "127.0.0.1", self._bind_port)
         except BaseException as exc:
             self._start_error = exc
             self._started.set()
@@ -734,7 +754,7 @@ class FakeAnthropicServer:
         error = self._refusal(method, path, headers, body)
         if error is None:
             with self._cond:
-                script = self._scripts.popleft() if self._scripts else list(self._default)
+                script = self._next_script(body)
             if script and isinstance(script[0], HttpError):
                 error = script[0]
             else:

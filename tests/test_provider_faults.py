@@ -1,0 +1,191 @@
+"""Scenario 7 of issue 3, on real processes: the model provider misbehaves.
+
+A ``Cluster`` (one Redis, two front-ends, two workers running ``--provider anthropic`` with
+the real SDK) whose ``ANTHROPIC_BASE_URL`` is the local fake Anthropic server. While
+ordinary generations stream on the same workers, others meet a 429 with ``retry-after``
+(once, then always), a 529, an ``event: error`` mid-stream and a stall longer than the
+read timeout; then the provider goes away altogether (connection refused) and comes back.
+Each fault ends as ARCHITECTURE.md ("Provider errors") says, with a useful ``errorText``;
+every viewer (EventSource-like, on both front-ends) ends with every event exactly once;
+the workers go on serving.
+
+The unit-level behaviour of each error (exact event sequences, retry-after timing, the
+SDK request closed on a stall) is in tests/test_worker_anthropic.py; this is the same
+under concurrency, across processes and viewers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from broadcaster import keys
+from tests.fake_anthropic import (
+    FakeAnthropicServer,
+    http_error,
+    sse_error,
+    stall,
+    text_reply,
+)
+from tests.fault_support import (
+    Cluster,
+    Viewer,
+    create_generation,
+    report,
+    stored_events,
+    verdict,
+    wait_status,
+)
+
+pytestmark = pytest.mark.anyio
+
+RETRIES = 2
+READ_TIMEOUT_S = 1.5
+
+
+def provider_env(base_url: str) -> dict[str, str]:
+    return {
+        "WORKER_PROVIDER": "anthropic",
+        "ANTHROPIC_BASE_URL": base_url,
+        "ANTHROPIC_API_KEY": "test",
+        "WORKER_MERGE_MS": "0",
+        "WORKER_CONCURRENCY": "8",
+        "WORKER_PROVIDER_RETRIES": str(RETRIES),
+        "WORKER_RETRY_BASE_SECONDS": "0.05",
+        "WORKER_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT_S),
+    }
+
+
+def normal_reply(i: int) -> list[Any]:
+    """About 1.5 s of output: it overlaps the faults on the same workers."""
+    return text_reply([f"n{i}-{k} " for k in range(30)], chunk_delay=0.05)
+
+
+PARTIAL = text_reply(["Par", "tial ", "answer"])[:5]
+"""message_start, content_block_start and three deltas: output the viewers have seen."""
+
+FAULTS: dict[str, tuple[list[list[Any]], str, tuple[str, ...]]] = {
+    # marker: (scripts, final status, what errorText must say)
+    "rate-limited-once": (
+        [[http_error(429)], text_reply(["fine ", "after ", "all"])],
+        "completed",
+        (),
+    ),
+    "rate-limited-always": (
+        [[http_error(429)]] * (RETRIES + 1),
+        "failed",
+        ("rate limited (429)", "rate_limit_error"),
+    ),
+    "overloaded-always": (
+        [[http_error(529)]] * (RETRIES + 1),
+        "failed",
+        ("overloaded (529)", "overloaded_error"),
+    ),
+    "error-mid-stream": (
+        [[*PARTIAL, sse_error("overloaded_error", "Overloaded")]],
+        "failed",
+        ("mid-stream", "overloaded_error", "Overloaded"),
+    ),
+    "stall": ([[*PARTIAL, stall()]], "failed", ("timed out",)),
+}
+
+
+async def watch(
+    client: httpx.AsyncClient, cluster: Cluster, gids: list[str], within: float
+) -> list[Viewer]:
+    """Two EventSource-like viewers per stream, one starting on each front-end."""
+    a, b = cluster.urls
+    viewers = [Viewer(urls, gid, patience=30) for gid in gids for urls in ([a, b], [b, a])]
+    with anyio.fail_after(within):
+        async with anyio.create_task_group() as tg:
+            for v in viewers:
+                tg.start_soon(v.run, client)
+    return viewers
+
+
+def check_exact(cluster: Cluster, viewers: list[Viewer], title: str, **figures: object) -> None:
+    with cluster.client() as r:
+        verdicts = [verdict(v, stored_events(r, v.stream_id)) for v in viewers]
+    report(title, verdicts, **figures)
+    for v in verdicts:
+        assert v.outcome == "done" and v.exact, v
+
+
+async def test_provider_faults_end_as_documented_and_workers_go_on(tmp_path: Path) -> None:
+    srv = FakeAnthropicServer().start()
+    port = srv.port
+    try:
+        with Cluster(tmp_path, worker_env=provider_env(srv.base_url)) as cluster:
+            async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as client:
+                base = cluster.urls[0]
+                for marker, (scripts, _, _) in FAULTS.items():
+                    srv.route(marker, *scripts)
+                for i in range(10):
+                    srv.route(f"normal-{i}", normal_reply(i))
+
+                started = time.monotonic()
+                gids = {
+                    name: await create_generation(client, base, f"{name}: go")
+                    for name in [*FAULTS, *(f"normal-{i}" for i in range(10))]
+                }
+                viewers = await watch(client, cluster, list(gids.values()), within=60)
+                elapsed = time.monotonic() - started
+                check_exact(cluster, viewers, "provider faults", seconds=f"{elapsed:.1f}")
+
+                for name, gid in gids.items():
+                    status, says = FAULTS[name][1:] if name in FAULTS else ("completed", ())
+                    body = await wait_status(client, base, gid, {status}, within=5)
+                    for words in says:
+                        assert words in (body["error"] or ""), (name, body)
+                    received = next(v for v in viewers if v.stream_id == gid).received
+                    last = received[-1]
+                    if status == "failed":
+                        assert last.type == "error", (name, last)
+                        assert json.loads(last.data)["errorText"] == body["error"]
+                    else:
+                        assert last.type == "finish" and body["error"] is None, (name, body)
+                        # a 429 before any output stays invisible: no data-retry, no error
+                        assert {e.type for e in received}.isdisjoint({"data-retry", "error"})
+                text = (await wait_status(client, base, gids["error-mid-stream"], {"failed"}))[
+                    "text"
+                ]
+                assert text == "Partial answer"
+
+                # The provider goes away: connections are refused.
+                srv.stop()
+                gid = await create_generation(client, base, "refused: anyone there?")
+                viewers = await watch(client, cluster, [gid], within=30)
+                body = await wait_status(client, base, gid, {"failed"}, within=5)
+                assert body["error"].startswith("cannot reach the model provider"), body
+                check_exact(cluster, viewers, "provider refuses connections")
+
+                # It comes back at the same address: both workers serve again.
+                srv = FakeAnthropicServer(port=port).start()
+                for i in range(6):
+                    srv.route(f"back-{i}", normal_reply(i))
+                gids_back = [
+                    await create_generation(client, cluster.urls[i % 2], f"back-{i}: go")
+                    for i in range(6)
+                ]
+                viewers = await watch(client, cluster, gids_back, within=30)
+                for gid in gids_back:
+                    await wait_status(client, base, gid, {"completed"}, within=5)
+                check_exact(cluster, viewers, "provider back")
+
+            for worker in cluster.workers:
+                assert worker.alive(), worker.log()[-2000:]
+                assert "Traceback" not in worker.log(), worker.log()[-3000:]
+            # Faults and ordinary generations shared both workers (15 jobs, 8 per worker).
+            with cluster.client() as r:
+                owners = {r.hget(keys.meta_key(gid), "owner") for gid in gids.values()}
+            pids = {int(o.decode().split("-")[-2]) for o in owners if o}
+            assert pids == {w.pid for w in cluster.workers}, (pids, owners)
+    finally:
+        srv.stop()
+    assert srv.errors == []
