@@ -6,6 +6,7 @@ Resources (Redis clients, the hub) are created in the lifespan and live in
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -322,6 +323,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
         hub: Hub = request.app.state.hub
         metrics.connections.set(hub.viewers)
         metrics.streams.set(hub.streams)
+        metrics.tasks.set(len(asyncio.all_tasks()))
         # On a Redis error keep the last value; /readyz reports Redis trouble.
         with contextlib.suppress(RedisError, OSError):
             metrics.generations_queued.set(await request.app.state.jobs.depth())

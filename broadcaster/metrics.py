@@ -31,6 +31,11 @@ class FrontendMetrics:
             "Events read from Redis for one viewer (late join, catch-up, gap)",
             registry=r,
         )
+        self.tasks = Gauge(
+            "broadcaster_asyncio_tasks",
+            "asyncio tasks alive in this process, at scrape time (a leak shows as growth)",
+            registry=r,
+        )
         self.cut_off = Counter(
             "broadcaster_slow_viewers_cut_off_total",
             "Viewers disconnected because their socket accepted nothing",
