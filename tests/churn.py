@@ -36,9 +36,10 @@ WORKER_ENV = {
     "WORKER_MERGE_MS": "0",
 }
 REDIS_POOL = 16
-STREAM_ENV = {"BROADCASTER_ENDED_TTL": "120", "BROADCASTER_REDIS_POOL_SIZE": str(REDIS_POOL)}
-"""Ended streams expire after two minutes, so Redis's memory levels off in a soak; a
-small command pool per process, so its connections plateau early and a leak stands out."""
+STREAM_ENV = {"BROADCASTER_ENDED_TTL": "900", "BROADCASTER_REDIS_POOL_SIZE": str(REDIS_POOL)}
+"""Ended streams are kept 15 minutes (a viewing slowed down by a starved test process must
+still find its stream to be checked); a small command pool per process, so that its
+connections plateau early and a leak stands out."""
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Figures:
     lost: int = 0
     duplicated: int = 0
     not_exact: list[Verdict] = field(default_factory=list)
+    longest_viewing: float = 0.0
     before: dict[str, int] = field(default_factory=dict)
     after: dict[str, int] = field(default_factory=dict)
     rss: RssCurve | None = None
@@ -62,7 +64,8 @@ class Figures:
             f"[churn] seconds={self.seconds:.0f} generations={self.generations} "
             f"viewings={self.viewings} connections={self.connections} "
             f"events_checked={self.events_checked} lost={self.lost} "
-            f"duplicated={self.duplicated} not_exact={len(self.not_exact)}",
+            f"duplicated={self.duplicated} not_exact={len(self.not_exact)} "
+            f"longest_viewing_s={self.longest_viewing:.0f}",
             "before: " + " ".join(f"{k}={v}" for k, v in self.before.items()),
             "after:  " + " ".join(f"{k}={v}" for k, v in self.after.items()),
         ]
@@ -152,9 +155,17 @@ class Churn:
         gid = "churn-" + secrets.token_hex(8)
         base = self.cluster.urls[self.figures.generations % 2]
         self.figures.generations += 1
-        r = await client.post(f"{base}/v1/generations", json={"prompt": gid, "id": gid})
-        assert r.status_code == 202, r.text
-        return gid
+        for _ in range(3):
+            try:
+                r = await client.post(f"{base}/v1/generations", json={"prompt": gid, "id": gid})
+            except httpx.TransportError:
+                # A kept-alive connection the server closed as it was reused: try again
+                # (the id is ours, so a repeat of a request that did land answers 409).
+                await asyncio.sleep(0.1)
+                continue
+            assert r.status_code in (202, 409), r.text
+            return gid
+        raise AssertionError(f"could not create generation {gid}")
 
     async def _viewer(self, client: httpx.AsyncClient, redis: redis_sync.Redis, n: int) -> None:
         """Watches recent generations one after another, with random disconnects, until
@@ -164,6 +175,7 @@ class Churn:
         while time.monotonic() < self._stop:
             gid = rng.choice(list(self._recent)[-self.generations :])
             viewer = Viewer(self.cluster.urls, gid, patience=60)
+            began = time.monotonic()
             while not viewer.outcome:
                 viewer.urls = rng.sample(self.cluster.urls, len(self.cluster.urls))
                 if time.monotonic() < self._stop:
@@ -173,6 +185,8 @@ class Churn:
                         await asyncio.sleep(rng.uniform(0.0, 1.0))  # dropped: reconnect
                 else:
                     await viewer.run(client)  # the run is over: read to the end
+            elapsed = time.monotonic() - began
+            self.figures.longest_viewing = max(self.figures.longest_viewing, elapsed)
             await self._check(redis, viewer)
 
     async def _check(self, redis: redis_sync.Redis, viewer: Viewer) -> None:

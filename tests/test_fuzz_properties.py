@@ -30,19 +30,25 @@ json_values = st.recursive(
 @example("3.\n")
 @example("٣")  # a non-ASCII decimal digit
 def test_a_resume_point_is_a_seq_or_refused(value: str) -> None:
-    seq = sse.parse_resume_point(value)
-    assert seq is None or 0 <= seq < 10**18
-    if seq is not None and value.strip():
+    parsed = sse.parse_resume_point(value)
+    if parsed is None:
+        return
+    seq, tag = parsed
+    assert 0 <= seq < 10**18
+    if value.strip():
         assert value.strip().split(".")[0] == str(seq)
+    assert tag is None or (len(tag) == 8 and value.strip().endswith("." + tag))
 
 
 @given(
     st.integers(min_value=0, max_value=10**18 - 1),
     st.from_regex(r"[A-Za-z0-9_-]{0,64}", fullmatch=True),
+    st.from_regex(r"[0-9a-f]{8}", fullmatch=True),
 )
-def test_every_id_the_server_could_issue_is_accepted(seq: int, suffix: str) -> None:
-    assert sse.parse_resume_point(str(seq)) == seq
-    assert sse.parse_resume_point(f"{seq}.{suffix}") == seq
+def test_every_id_the_server_could_issue_is_accepted(seq: int, suffix: str, tag: str) -> None:
+    assert sse.parse_resume_point(str(seq)) == (seq, None)
+    assert sse.parse_resume_point(f"{seq}.{tag}") == (seq, tag)
+    assert sse.parse_resume_point(f"{seq}.{suffix}") in ((seq, None), (seq, suffix))
 
 
 @given(st.integers(max_value=-1) | st.integers(min_value=10**18))

@@ -141,6 +141,8 @@ async def test_provider_faults_end_as_documented_and_workers_go_on(tmp_path: Pat
                 for name, gid in gids.items():
                     status, says = FAULTS[name][1:] if name in FAULTS else ("completed", ())
                     body = await wait_status(client, base, gid, {status}, within=5)
+                    if name in FAULTS:
+                        print(f"  {name}: {body['status']}, errorText {body['error']!r}")
                     for words in says:
                         assert words in (body["error"] or ""), (name, body)
                     received = next(v for v in viewers if v.stream_id == gid).received
@@ -163,6 +165,7 @@ async def test_provider_faults_end_as_documented_and_workers_go_on(tmp_path: Pat
                 viewers = await watch(client, cluster, [gid], within=30)
                 body = await wait_status(client, base, gid, {"failed"}, within=5)
                 assert body["error"].startswith("cannot reach the model provider"), body
+                print(f"  refused: {body['status']}, errorText {body['error']!r}")
                 check_exact(cluster, viewers, "provider refuses connections")
 
                 # It comes back at the same address: both workers serve again.
