@@ -204,6 +204,9 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
         version="0.1.0",
         summary="Numbered events in Redis Streams, fanned out over SSE with resume.",
         lifespan=lifespan,
+        # A stream id of "/" (sent as %2F) would otherwise be redirected (307) to another
+        # route; the contract answers a bad id with 404.
+        redirect_slashes=False,
     )
     generated_schema = app.openapi
 

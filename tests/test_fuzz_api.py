@@ -221,7 +221,21 @@ def test_event_bodies_get_201_or_4xx(http: httpx.Client, event: Any) -> None:
     check_answer(r.status_code, r.content, event)
 
 
-ODD_IDS = ["a*", "{x}", "a:b", "../x", "..", "x" * 10_000, "x" * 65, "%00", " ", "é", "a/b"]
+ODD_IDS = [
+    "/",
+    "a/",
+    "a*",
+    "{x}",
+    "a:b",
+    "../x",
+    "..",
+    "x" * 10_000,
+    "x" * 65,
+    "%00",
+    " ",
+    "é",
+    "a/b",
+]
 
 
 @settings(max_examples=HTTP_EXAMPLES, deadline=None, database=None)
@@ -307,6 +321,14 @@ def test_deep_nesting_is_refused_not_a_500(http: httpx.Client) -> None:
     assert r.status_code == 422 and r.json()["error"] == "too_deep"
     at_limit = '{"type": "x", "a": ' + nested(keys.MAX_JSON_DEPTH - 1) + "}"
     assert http.post("/v1/streams/deep/events", content=at_limit).status_code == 201
+
+
+def test_a_slash_in_a_stream_id_is_404_not_a_redirect(http: httpx.Client) -> None:
+    """Regression: ``/v1/generations/%2F`` was answered 307 (FastAPI's trailing-slash
+    redirect) instead of the contract's 404 for a bad id."""
+    for path in ("/v1/generations/%2F", "/v1/streams/%2F/events", "/v1/generations/a%2F"):
+        r = http.get(path)
+        assert r.status_code == 404 and r.json()["error"] == "not_found", (path, r.text)
 
 
 def test_generation_requests_that_json_cannot_carry_are_422(http: httpx.Client) -> None:
