@@ -67,9 +67,10 @@ def test_a_stream_id_cannot_escape_its_key(stream_id: str) -> None:
     if keys.STREAM_ID_RE.match(stream_id):
         assert len(stream_id) <= 64
         key = keys.log_key(stream_id)
-        # One hash tag, holding exactly the id: nothing can break out of it.
+        # One hash tag, the project's own (a slot group): the id can neither add one nor
+        # be mistaken for another part of the key.
         assert key.count("{") == 1 and key.count("}") == 1
-        assert key.split("{", 1)[1].split("}", 1)[0] == stream_id
+        assert key.endswith(f"}}:{stream_id}:log") and ":" not in stream_id
 
 
 event_like = st.builds(
