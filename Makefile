@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean soak
+.PHONY: demo test lint clean soak compare
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,16 @@ test: $(BIN)/.installed lint
 			echo "tests/test_aisdk.py needs node >= 20 and npm, then: npm ci --prefix tests/aisdk"; \
 		fi; \
 	fi
+	@if [ ! -d tests/perf/node_modules/resumable-stream ] \
+		|| [ tests/perf/package-lock.json -nt tests/perf/node_modules/.package-lock.json ]; then \
+		if command -v npm >/dev/null; then \
+			echo "installing tests/perf's npm packages (npm ci)"; \
+			npm ci --prefix tests/perf --silent \
+			|| echo "npm ci --prefix tests/perf failed; tests/test_perf_compare_smoke.py will fail"; \
+		else \
+			echo "tests/test_perf_compare_smoke.py needs node >= 20 and npm, then: npm ci --prefix tests/perf"; \
+		fi; \
+	fi
 	$(BIN)/pytest
 
 # Scenario 8 of issue 3 for several minutes (the test suite runs 45 s of it); figures in
@@ -79,6 +89,11 @@ test: $(BIN)/.installed lint
 MINUTES ?= 5
 soak: $(BIN)/.installed
 	$(BIN)/python -m tests.soak --minutes $(MINUTES)
+
+# The side-by-side comparison (docs/performance.md): minutes, not part of `make test`.
+compare: $(BIN)/.installed
+	npm ci --prefix tests/perf --silent
+	$(BIN)/python -m tests.perf.compare $(ARGS)
 
 clean:
 	rm -rf $(VENV) .broadcaster .mypy_cache .ruff_cache *.egg-info

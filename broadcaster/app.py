@@ -569,7 +569,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
                 headers={"retry-after": "2"},
             )
         return SSEResponse(
-            hub.follow(stream_id, after, info),
+            lambda writer: hub.follow(stream_id, after, info, writer),
             first=sse.retry(settings.retry_ms),
             headers=SSE_HEADERS,
             send_timeout=settings.slow_viewer_timeout,

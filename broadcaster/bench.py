@@ -1,18 +1,20 @@
 """``python -m broadcaster bench``: load-test a running deployment.
 
 It does not start servers. It publishes to ``--redis-url`` with ``Publisher`` and opens
-``--viewers`` SSE viewers, spread over ``--streams`` streams and over the ``--url``
-front-ends, through real sockets with a lean asyncio HTTP/1.1 client (no httpx in the hot
-path). Each event carries its publish time (``"t": time.time_ns()``), so every delivery
-gives a publish-to-viewer latency. Each stream is created with one ``data-bench-start``
-event (seq 1) before the viewers connect, then gets ``--rate`` events/s for
-``--duration`` seconds, then ``finish``; every viewer must see ids 1..N once each.
+``--viewers`` SSE viewers, spread over ``--streams`` streams, over the ``--url``
+front-ends and over ``--procs`` viewer processes (see ``bench_viewers.py``: a viewer is
+a bare asyncio protocol, so the load generator costs less per event than the server it
+measures; the report says by how much). Each event carries its publish time
+(``"t": time.time_ns()``), so a delivery gives a publish-to-viewer latency. Each stream
+is created with one ``data-bench-start`` event (seq 1) before the viewers connect, then
+gets ``--rate`` events/s for ``--duration`` seconds (none with ``--idle``: keepalives
+only), then ``finish``; every viewer must see ids 1..N once each.
 
-Reported: deliveries/s, latency p50/p99/max, lost and duplicated events, the CPU of this
-process per 100,000 deliveries, and with ``--server-pid`` (front-ends on this machine)
+Reported: deliveries/s, latency p50/p99/max, lost and duplicated events, the CPU of the
+bench per 100,000 deliveries, and with ``--server-pid`` (front-ends on this machine)
 their CPU per 100,000 deliveries and RSS per open connection, Redis commands per
-published event (INFO commandstats deltas; the bench's own INFO/CONFIG excluded, its
-publishes included), and with ``--replay N`` the time a late joiner takes to read an
+published event (INFO commandstats deltas; the bench's own INFO excluded, its publishes
+included), and with ``--replay N`` the time ``--joiners`` late joiners take to read an
 N-event stream that has ended.
 """
 
@@ -20,22 +22,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
+import multiprocessing
 import os
-import resource
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis, RedisCluster
 
 from broadcaster import connection
+from broadcaster.bench_viewers import (
+    BenchError,
+    GroupSpec,
+    own_cpu_seconds,
+    run_group,
+)
 from broadcaster.publisher import Publisher
+from broadcaster.server import raise_nofile_limit
 from broadcaster.settings import RedisSettings
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -43,108 +52,18 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 OWN_COMMANDS = {"info"}
 # Commands that read a stream: what the front-ends cost Redis, apart from the publishing.
 READ_COMMANDS = ("xread", "xrange", "xrevrange", "xreadgroup")
+PUBLISHES_IN_FLIGHT = 16  # overlapping publish ticks (see _publish_on_schedule)
+LATENCY_SAMPLERS = 50  # viewers that record every latency; the others only check ids
 
 
-class BenchError(RuntimeError):
-    pass
+class EventSink(Protocol):
+    """Where the bench publishes: ``Publisher`` (Redis), or a comparison's own relay."""
 
+    async def publish(
+        self, stream_id: str, events: dict[str, Any] | Sequence[dict[str, Any]]
+    ) -> int: ...
 
-@dataclass
-class Viewer:
-    """One SSE connection: counts frames, checks ids, collects latencies."""
-
-    host: str
-    port: int
-    path: str
-    token: str | None
-    record_latency: bool = True
-    last_id: int = 0
-    frames: int = 0
-    lost: int = 0
-    duplicated: int = 0
-    done: bool = False
-    latencies_ns: list[int] = field(default_factory=list)
-    first_event: asyncio.Event = field(default_factory=asyncio.Event)
-    last_rx_ns: int = 0
-
-    def _frame(self, frame: bytes, now_ns: int) -> None:
-        if frame.startswith(b"id: "):
-            nl = frame.find(b"\n")
-            eid = int(frame[4:nl].split(b".", 1)[0])
-            self.frames += 1
-            self.last_rx_ns = now_ns
-            if eid == self.last_id + 1:
-                self.last_id = eid
-            elif eid <= self.last_id:
-                self.duplicated += 1
-            else:
-                self.lost += eid - self.last_id - 1
-                self.last_id = eid
-            if eid == 1:
-                self.first_event.set()
-            elif self.record_latency:
-                i = frame.find(b'"t":', nl)
-                if i >= 0:
-                    j = i + 4
-                    k = j
-                    while k < len(frame) and 48 <= frame[k] <= 57:
-                        k += 1
-                    if k > j:
-                        self.latencies_ns.append(now_ns - int(frame[j:k]))
-        elif frame.startswith(b"data: [DONE]"):
-            self.done = True
-
-    def _feed(self, buf: bytearray, data: bytes) -> None:
-        buf += data
-        now = time.time_ns()
-        start = 0
-        while True:
-            end = buf.find(b"\n\n", start)
-            if end < 0:
-                break
-            self._frame(bytes(buf[start:end]), now)
-            start = end + 2
-        if start:
-            del buf[:start]
-
-    async def run(self) -> None:
-        reader, writer = await asyncio.open_connection(self.host, self.port)
-        try:
-            auth = f"Authorization: Bearer {self.token}\r\n" if self.token else ""
-            writer.write(
-                (
-                    f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                    f"Accept: text/event-stream\r\n{auth}\r\n"
-                ).encode()
-            )
-            await writer.drain()
-            head = await reader.readuntil(b"\r\n\r\n")
-            status_line, *header_lines = head.decode("latin-1").split("\r\n")
-            status = int(status_line.split()[1])
-            if status != 200:
-                raise BenchError(f"GET {self.path}: HTTP {status}")
-            headers = {
-                k.strip().lower(): v.strip()
-                for k, _, v in (h.partition(":") for h in header_lines if h)
-            }
-            buf = bytearray()
-            if headers.get("transfer-encoding", "").lower() == "chunked":
-                while not self.done:
-                    size = int((await reader.readuntil(b"\r\n"))[:-2].split(b";")[0], 16)
-                    if size == 0:
-                        break
-                    chunk = await reader.readexactly(size + 2)
-                    self._feed(buf, chunk[:-2])
-            else:
-                while not self.done:
-                    data = await reader.read(65536)
-                    if not data:
-                        break
-                    self._feed(buf, data)
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+    async def aclose(self) -> None: ...
 
 
 # --- measurements of other processes ---
@@ -165,24 +84,30 @@ def proc_rss_kb(pid: int) -> int:
     raise BenchError(f"no VmRSS for pid {pid}")
 
 
-def own_cpu_seconds() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
+async def _info(redis: Redis, section: str) -> list[dict[str, Any]]:
+    """One INFO section per server: each primary of a Cluster (a redis+cluster:// URL)."""
+    if isinstance(redis, RedisCluster):
+        per_node = await redis.info(section, target_nodes=RedisCluster.PRIMARIES)
+        return list(per_node.values())
+    return [await redis.info(section)]
 
 
 async def command_calls(redis: Redis) -> dict[str, int]:
-    if isinstance(redis, RedisCluster):  # a redis+cluster:// URL: summed over the primaries
-        per_node = await redis.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
-        nodes: list[dict[str, Any]] = list(per_node.values())
-    else:
-        nodes = [await redis.info("commandstats")]
     calls: dict[str, int] = {}
-    for stats in nodes:
+    for stats in await _info(redis, "commandstats"):
         for key, value in stats.items():
             name = str(key).removeprefix("cmdstat_")
             if isinstance(value, dict):
                 calls[name] = calls.get(name, 0) + int(value.get("calls", 0))
     return calls
+
+
+async def redis_cpu_seconds(redis: Redis) -> float:
+    """Redis's own CPU (user + system): where a design that fans out through Redis pays."""
+    return sum(
+        float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+        for cpu in await _info(redis, "cpu")
+    )
 
 
 def percentile(sorted_values: list[int], q: float) -> float:
@@ -192,7 +117,63 @@ def percentile(sorted_values: list[int], q: float) -> float:
     return float(sorted_values[idx])
 
 
-# --- the run ---
+# --- viewer processes ---
+
+
+class Groups:
+    """The viewer processes of one phase: started together, awaited together."""
+
+    def __init__(self, specs: list[GroupSpec]) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conns: list[Connection] = []
+        self._procs: list[multiprocessing.process.BaseProcess] = []
+        for spec in specs:
+            parent, child = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=run_group, args=(spec, child), daemon=True)
+            proc.start()
+            child.close()
+            self._conns.append(parent)
+            self._procs.append(proc)
+
+    async def _recv(self, kind: str) -> list[Any]:
+        out = []
+        for conn in self._conns:
+            try:
+                msg = await asyncio.to_thread(conn.recv)
+            except EOFError as exc:
+                raise BenchError("a viewer process died") from exc
+            if msg[0] == "error":
+                raise BenchError(f"viewer process: {msg[1]}")
+            if msg[0] != kind:
+                raise BenchError(f"viewer process: expected {kind}, got {msg[0]}")
+            out.append(msg[1:])
+        return out
+
+    async def ready(self) -> list[Any]:
+        """Per process: (seconds to open, CPU seconds so far)."""
+        return await self._recv("ready")
+
+    async def done(self) -> list[dict[str, Any]]:
+        return [m[0] for m in await self._recv("done")]
+
+    def close(self) -> None:
+        for proc in self._procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        for conn in self._conns:
+            conn.close()
+
+
+def _split(targets: list[tuple[str, int, str]], procs: int, **kw: Any) -> list[GroupSpec]:
+    """Contiguous shares, so each process's source addresses continue the global index."""
+    procs = max(1, min(procs, len(targets)))
+    size = math.ceil(len(targets) / procs)
+    return [
+        GroupSpec(targets=targets[i : i + size], first_index=i, **kw)
+        for i in range(0, len(targets), size)
+    ]
 
 
 def _endpoint(url: str) -> tuple[str, int, str]:
@@ -202,33 +183,86 @@ def _endpoint(url: str) -> tuple[str, int, str]:
     return parts.hostname, parts.port or 80, parts.path.rstrip("/")
 
 
+# --- the run ---
+
+
+async def _publish_all(sink: EventSink, sids: list[str], event: dict[str, Any]) -> None:
+    await asyncio.gather(*(sink.publish(sid, event) for sid in sids))
+
+
+async def _publish_on_schedule(
+    sink: EventSink, sids: list[str], n: int, rate: float, t0: float, *, pad: str
+) -> None:
+    """Tick k publishes one event to every stream at t0 + k/rate. Ticks overlap (up to
+    ``PUBLISHES_IN_FLIGHT`` publishes in all) rather than wait for each other's round
+    trips, so the rate holds on a loaded machine; Redis still numbers each stream's
+    events in order."""
+    slots = asyncio.Semaphore(max(1, PUBLISHES_IN_FLIGHT // len(sids)))
+    ticks: set[asyncio.Task[None]] = set()
+
+    async def tick() -> None:
+        try:
+            await _publish_all(sink, sids, {"type": "data-bench", "t": time.time_ns(), "p": pad})
+        finally:
+            slots.release()
+
+    try:
+        for k in range(n):
+            delay = t0 + k / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await slots.acquire()
+            task = asyncio.create_task(tick())
+            ticks.add(task)
+            task.add_done_callback(ticks.discard)
+        await asyncio.gather(*ticks)
+    finally:
+        for task in ticks:
+            task.cancel()
+
+
 async def _replay(
-    pub: Publisher, endpoint: tuple[str, int, str], token: str | None, n: int, run: str
+    sink: EventSink, args: argparse.Namespace, endpoints: list[tuple[str, int, str]], run: str
 ) -> dict[str, Any]:
+    """``--joiners`` viewers join at once a stream of ``--replay`` events that has ended."""
     sid = f"bench-{run}-replay"
+    n = args.replay
     batch = 500
     for start in range(0, n, batch):
-        await pub.publish(
+        await sink.publish(
             sid, [{"type": "data-bench", "i": i} for i in range(start, min(n, start + batch))]
         )
-    await pub.publish(sid, {"type": "finish"})
-    host, port, prefix = endpoint
-    viewer = Viewer(host, port, f"{prefix}/v1/streams/{sid}/events", token, record_latency=False)
-    t0 = time.perf_counter()
-    await viewer.run()
-    seconds = time.perf_counter() - t0
-    if not viewer.done:
-        raise BenchError("replay: the late joiner did not reach [DONE]")
+    await sink.publish(sid, {"type": "finish"})
+    targets = [
+        (h, p, f"{pre}/v1/streams/{sid}/events")
+        for h, p, pre in (endpoints[i % len(endpoints)] for i in range(args.joiners))
+    ]
+    groups = Groups(
+        _split(
+            targets, args.procs, token=args.token, latency_every=0, wait_first=False, timeout=600
+        )
+    )
+    try:
+        readies = await groups.ready()
+        results = await groups.done()
+    finally:
+        groups.close()
+    views = [v for r in results for v in r["viewers"]]
+    started_ns = min(r[2] for r in readies)
+    seconds = (max(v[6] for v in views) - started_ns) / 1e9
+    total = n + 1
     return {
-        "events": n + 1,
+        "events": total,
+        "joiners": len(views),
         "seconds": seconds,
-        "events_per_s": (n + 1) / seconds if seconds > 0 else math.inf,
-        "lost": viewer.lost + (n + 1 - viewer.last_id),
-        "duplicated": viewer.duplicated,
+        "events_per_s": total * len(views) / seconds if seconds > 0 else math.inf,
+        "lost": sum(v[3] + (total - v[2]) for v in views),
+        "duplicated": sum(v[4] for v in views),
     }
 
 
-async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+async def run_bench(args: argparse.Namespace, sink: EventSink | None = None) -> dict[str, Any]:
+    """One bench run. ``sink`` replaces the Redis publisher (the comparison's ceiling)."""
     try:  # the same variables as the processes: REDIS_URL, REDIS_CLUSTER, REDIS_SENTINELS
         redis_url = args.redis_url or RedisSettings().engine_url()
     except ValueError as exc:
@@ -238,85 +272,75 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     endpoints = [_endpoint(u) for u in (args.url or ["http://127.0.0.1:8000"])]
     if args.viewers < 1 or args.streams < 1 or args.rate <= 0 or args.duration <= 0:
         raise BenchError("--viewers, --streams, --rate and --duration must be positive")
+    if args.procs < 1:
+        raise BenchError("--procs must be positive")
+    raise_nofile_limit()
     pids: list[int] = args.server_pid or []
     run = uuid.uuid4().hex[:10]
     sids = [f"bench-{run}-{i}" for i in range(args.streams)]
-    per_stream = max(1, round(args.rate * args.duration))  # data events per stream
+    per_stream = 0 if args.idle else max(1, round(args.rate * args.duration))
     pad = "x" * max(0, args.event_bytes - 60)  # ~60 bytes of JSON besides the padding
 
-    pub = Publisher.from_url(redis_url)
+    pub: EventSink = sink if sink is not None else Publisher.from_url(redis_url)
     stats_redis = connection.command_client(redis_url)
     try:
-        for sid in sids:
-            await pub.publish(sid, {"type": "data-bench-start", "t": time.time_ns()})
-
+        await _publish_all(pub, sids, {"type": "data-bench-start", "t": time.time_ns()})
         rss_before = {pid: proc_rss_kb(pid) for pid in pids}
-        viewers = []
+        targets = []
         for i in range(args.viewers):
             host, port, prefix = endpoints[i % len(endpoints)]
-            path = f"{prefix}/v1/streams/{sids[i % args.streams]}/events"
-            viewers.append(Viewer(host, port, path, args.token))
-        sem = asyncio.Semaphore(200)  # opening many sockets at once overflows backlogs
-
-        async def open_one(v: Viewer) -> None:
-            async with sem:
-                task = asyncio.create_task(v.run())
-                waiter = asyncio.create_task(v.first_event.wait())
-                finished, _ = await asyncio.wait(
-                    {task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED
-                )
-                if waiter not in finished:
-                    waiter.cancel()
-                    if task in finished:
-                        task.result()  # raises the connection error
-                    raise BenchError(f"viewer {v.path} got no first event in 30 s")
-                tasks.append(task)
-
-        tasks: list[asyncio.Task[None]] = []
+            targets.append((host, port, f"{prefix}/v1/streams/{sids[i % args.streams]}/events"))
+        every = max(1, args.viewers // LATENCY_SAMPLERS)
+        groups = Groups(
+            _split(
+                targets,
+                args.procs,
+                token=args.token,
+                latency_every=every,
+                timeout=args.duration + args.deadline,
+            )
+        )
         try:
-            await asyncio.gather(*(open_one(v) for v in viewers))
+            readies = await groups.ready()
+            open_seconds = max(r[0] for r in readies)
             rss_after = {pid: proc_rss_kb(pid) for pid in pids}
-
             calls_before = await command_calls(stats_redis)
+            redis_cpu0 = await redis_cpu_seconds(stats_redis)
             cpu0 = own_cpu_seconds()
             srv0 = {pid: proc_cpu_seconds(pid) for pid in pids}
             t_start_ns = time.time_ns()
             t0 = time.perf_counter()
-            for k in range(per_stream):
-                delay = t0 + k / args.rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                now = time.time_ns()
-                await asyncio.gather(
-                    *(pub.publish(sid, {"type": "data-bench", "t": now, "p": pad}) for sid in sids)
-                )
+            if args.idle:
+                await asyncio.sleep(args.duration)
+            await _publish_on_schedule(pub, sids, per_stream, args.rate, t0, pad=pad)
             publish_seconds = time.perf_counter() - t0
-            for sid in sids:
-                await pub.publish(sid, {"type": "finish", "t": time.time_ns()})
-            await asyncio.wait_for(asyncio.gather(*tasks), timeout=args.duration + 60)
+            srv_idle = {pid: proc_cpu_seconds(pid) for pid in pids}
+            await _publish_all(pub, sids, {"type": "finish", "t": time.time_ns()})
+            results = await groups.done()
         finally:
-            for t in tasks:
-                t.cancel()
+            groups.close()
         cpu1 = own_cpu_seconds()
         srv1 = {pid: proc_cpu_seconds(pid) for pid in pids}
         calls_after = await command_calls(stats_redis)
-
-        replay = None
-        if args.replay > 0:
-            replay = await _replay(pub, endpoints[0], args.token, args.replay, run)
+        redis_cpu = await redis_cpu_seconds(stats_redis) - redis_cpu0
+        replay = await _replay(pub, args, endpoints, run) if args.replay > 0 else None
     finally:
         await pub.aclose()
         await stats_redis.aclose()
 
+    views = [v for r in results for v in r["viewers"]]
     events_per_stream = per_stream + 2  # start + data + finish
     published = per_stream * len(sids) + len(sids)  # during the measured window
-    lost = sum(v.lost + (events_per_stream - v.last_id) for v in viewers)
-    duplicated = sum(v.duplicated for v in viewers)
-    deliveries = sum(v.frames for v in viewers)
-    measured = deliveries - len(viewers)  # all but the seq-1 replay each viewer got first
-    end_ns = max(v.last_rx_ns for v in viewers)
+    # A viewer the server ended early lost its tail; one still open at the deadline was
+    # merely slower than the offered load (its tail is "undelivered", not lost).
+    lost = sum(v[3] + (0 if v[7] else events_per_stream - v[2]) for v in views)
+    undelivered = sum(events_per_stream - v[2] for v in views if v[7])
+    duplicated = sum(v[4] for v in views)
+    deliveries = sum(v[1] for v in views)
+    measured = deliveries - len(views)  # all but the seq-1 replay each viewer got first
+    end_ns = max(v[6] for v in views)
     window = (end_ns - t_start_ns) / 1e9
-    latencies = sorted(lat for v in viewers for lat in v.latencies_ns)
+    latencies = sorted(lat for r in results for lat in r["latencies_ns"])
     delta = {
         name: calls_after.get(name, 0) - calls_before.get(name, 0)
         for name in set(calls_after) | set(calls_before)
@@ -324,17 +348,22 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     }
     delta = {k: v for k, v in sorted(delta.items()) if v}
     per_100k = 100_000 / measured if measured > 0 else math.nan
+    viewer_cpu = sum(r["cpu"] for r in results) - sum(r[1] for r in readies)
+    publisher_cpu = cpu1 - cpu0
+    server_cpu = sum(srv1[p] - srv0[p] for p in pids) if pids else None
     return {
         "urls": [f"http://{h}:{p}{pre}" for h, p, pre in endpoints],
         "viewers": args.viewers,
         "streams": args.streams,
-        "rate": args.rate,
+        "rate": 0 if args.idle else args.rate,
         "duration": args.duration,
         "event_bytes": args.event_bytes,
+        "procs": len(readies),
+        "open_seconds": open_seconds,
         "per_stream": [
             {
                 "stream": sid,
-                "viewers": sum(1 for v in viewers if v.path.endswith(f"/{sid}/events")),
+                "viewers": sum(1 for _, _, path in targets if path.endswith(f"/{sid}/events")),
                 "events": events_per_stream,
             }
             for sid in sids
@@ -343,19 +372,29 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "publish_rate": per_stream * len(sids) / publish_seconds,
         "deliveries": deliveries,
         "delivered_events_per_s": measured / window if window > 0 else math.nan,
+        "window_s": window,
         "latency_ms": {
             "p50": percentile(latencies, 0.50) / 1e6,
             "p99": percentile(latencies, 0.99) / 1e6,
             "max": percentile(latencies, 1.0) / 1e6,
         },
+        "latency_samples": len(latencies),
         "lost": lost,
         "duplicated": duplicated,
-        "client_cpu_s_per_100k": (cpu1 - cpu0) * per_100k,
-        "server_cpu_s_per_100k": (
-            sum(srv1[p] - srv0[p] for p in pids) * per_100k if pids else None
+        "timed_out_viewers": sum(1 for v in views if v[7]),
+        "undelivered_at_deadline": undelivered,
+        "client_cpu_s_per_100k": (viewer_cpu + publisher_cpu) * per_100k,
+        "viewer_cpu_s_per_100k": viewer_cpu * per_100k,
+        "publisher_cpu_s_per_100k": publisher_cpu * per_100k,
+        "server_cpu_s": server_cpu,
+        "server_idle_cpu_s": (
+            sum(srv_idle[p] - srv0[p] for p in pids) if pids and args.idle else None
         ),
+        "server_cpu_s_per_100k": server_cpu * per_100k if server_cpu is not None else None,
+        "redis_cpu_s_per_100k": redis_cpu * per_100k,
+        "server_rss_kb": sum(rss_after.values()) if pids else None,
         "server_rss_kb_per_connection": (
-            sum(rss_after[p] - rss_before[p] for p in pids) / len(viewers) if pids else None
+            sum(rss_after[p] - rss_before[p] for p in pids) / len(views) if pids else None
         ),
         "redis_commands_per_event": sum(delta.values()) / published,
         "redis_read_commands_per_event": sum(delta.get(c, 0) for c in READ_COMMANDS) / published,
@@ -369,29 +408,49 @@ def _fmt(value: Any, unit: str = "") -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
         return f"{value:,.3f}{unit}" if abs(value) < 100 else f"{value:,.0f}{unit}"
     return f"{value:,}{unit}"
 
 
 def render(r: dict[str, Any]) -> str:
     lat = r["latency_ms"]
+    srv, cli = r["server_cpu_s_per_100k"], r["client_cpu_s_per_100k"]
     rows = [
         ("front-ends", ", ".join(r["urls"])),
         (
             "load",
             f"{r['viewers']} viewers, {r['streams']} stream(s), {r['rate']} ev/s/stream, "
-            f"{r['duration']} s, {r['event_bytes']} B",
+            f"{r['duration']} s, {r['event_bytes']} B, {r['procs']} viewer process(es)",
         ),
         ("events published", f"{_fmt(r['events_published'])} ({_fmt(r['publish_rate'])} ev/s)"),
         ("deliveries", _fmt(r["deliveries"])),
         ("delivered events/s", _fmt(r["delivered_events_per_s"])),
         (
             "latency p50/p99/max",
-            f"{_fmt(lat['p50'])} / {_fmt(lat['p99'])} / {_fmt(lat['max'])} ms",
+            f"{_fmt(lat['p50'])} / {_fmt(lat['p99'])} / {_fmt(lat['max'])} ms "
+            f"({_fmt(r['latency_samples'])} samples)",
         ),
         ("lost / duplicated", f"{r['lost']} / {r['duplicated']}"),
-        ("bench CPU per 100k deliv.", _fmt(r["client_cpu_s_per_100k"], " s")),
-        ("server CPU per 100k deliv.", _fmt(r["server_cpu_s_per_100k"], " s")),
+        (
+            "at the deadline",
+            f"{r['timed_out_viewers']} viewers still behind, "
+            f"{_fmt(r['undelivered_at_deadline'])} deliveries undelivered",
+        ),
+        (
+            "bench CPU per 100k deliv.",
+            f"{_fmt(cli, ' s')} (viewers {_fmt(r['viewer_cpu_s_per_100k'], ' s')}, "
+            f"publisher {_fmt(r['publisher_cpu_s_per_100k'], ' s')})",
+        ),
+        ("server CPU per 100k deliv.", _fmt(srv, " s")),
+        (
+            "server CPU / bench CPU",
+            _fmt(srv / cli) if srv is not None and cli and math.isfinite(cli) else "n/a",
+        ),
+        ("server CPU in window", _fmt(r["server_cpu_s"], " s")),
+        ("Redis CPU per 100k deliv.", _fmt(r["redis_cpu_s_per_100k"], " s")),
+        ("server RSS", _fmt(r["server_rss_kb"], " KiB")),
         ("server RSS per connection", _fmt(r["server_rss_kb_per_connection"], " KiB")),
         ("Redis commands per event (all)", _fmt(r["redis_commands_per_event"])),
         ("Redis stream reads per event", _fmt(r["redis_read_commands_per_event"])),
@@ -403,7 +462,7 @@ def render(r: dict[str, Any]) -> str:
         rows.append(
             (
                 "late-joiner replay",
-                f"{rp['events']} events in {_fmt(rp['seconds'], ' s')} "
+                f"{rp['joiners']} x {rp['events']} events in {_fmt(rp['seconds'], ' s')} "
                 f"({_fmt(rp['events_per_s'])} ev/s), lost {rp['lost']}, dup {rp['duplicated']}",
             )
         )
@@ -426,9 +485,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--streams", type=int, default=1, help="streams, viewers spread (1)")
     parser.add_argument("--rate", type=float, default=100, help="events/s per stream (100)")
     parser.add_argument("--duration", type=float, default=10, help="seconds of publishing (10)")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=60,
+        help="seconds after publishing for viewers to finish, then counted as behind (60)",
+    )
+    parser.add_argument(
+        "--idle", action="store_true", help="publish nothing for --duration (keepalives only)"
+    )
     parser.add_argument("--event-bytes", type=int, default=100, help="event size (100)")
     parser.add_argument(
-        "--replay", type=int, default=0, metavar="N", help="also time a late joiner of N events"
+        "--procs",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) // 2),
+        help="viewer processes (half the CPUs): the bench must not be the bottleneck",
+    )
+    parser.add_argument(
+        "--replay", type=int, default=0, metavar="N", help="also time late joiners of N events"
+    )
+    parser.add_argument(
+        "--joiners", type=int, default=1, help="late joiners arriving at once, with --replay (1)"
     )
     parser.add_argument(
         "--server-pid",
@@ -453,4 +530,7 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(render(result))
-    return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
+    bad = result["lost"] or result["duplicated"]
+    if result["replay"] is not None:
+        bad = bad or result["replay"]["lost"] or result["replay"]["duplicated"]
+    return 1 if bad else 0

@@ -118,7 +118,12 @@ def _serve(args: argparse.Namespace) -> None:
     with redis_url(settings) as url:
         app = create_app(settings, url)
         server = make_server(
-            app, settings.host, settings.port, settings.shutdown_seconds, settings.log_level
+            app,
+            settings.host,
+            settings.port,
+            settings.shutdown_seconds,
+            settings.log_level,
+            reuse_port=settings.reuse_port,
         )
         server.run()
 

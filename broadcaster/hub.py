@@ -32,7 +32,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextvars import Context
 from dataclasses import dataclass
 from typing import cast
@@ -44,6 +44,7 @@ from broadcaster import keys, sse
 from broadcaster.log import EventLog, StreamInfo, entries_to_events
 from broadcaster.metrics import FrontendMetrics
 from broadcaster.readers import ReadRoute, SingleRoute
+from broadcaster.shared_replay import SharedHistory
 
 log = logging.getLogger("broadcaster.hub")
 
@@ -51,11 +52,30 @@ _Item = tuple[int, bytes, bool]  # seq, encoded frame, terminal
 _XReadReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
 
 
+Writer = Callable[[bytes], bool]
+"""Writes SSE bytes to one viewer's socket at once, after everything it was given before;
+returns False, having written nothing, when it cannot (the socket's buffer is full)."""
+
+
 class Subscription:
     """One viewer's bounded buffer of live frames. Never blocks the reader: when full,
-    the newest frames are dropped and ``overflowed`` tells the viewer to refill from Redis."""
+    the newest frames are dropped and ``overflowed`` tells the viewer to refill from Redis.
 
-    __slots__ = ("_buf", "_limit", "_waiter", "closed", "overflowed")
+    While its viewer is caught up and idle, ``direct`` is the viewer's ``Writer`` and the
+    reader writes new frames straight to the socket, with no task wakeup and no copy per
+    frame: the common case, where fan-out costs one ``write`` per viewer per read. The
+    viewer's task sets ``direct`` only while it waits, so the two never interleave."""
+
+    __slots__ = (
+        "_buf",
+        "_limit",
+        "_waiter",
+        "closed",
+        "direct",
+        "ended",
+        "last",
+        "overflowed",
+    )
 
     def __init__(self, limit: int) -> None:
         self._buf: deque[_Item] = deque()
@@ -63,6 +83,11 @@ class Subscription:
         self._waiter: asyncio.Future[None] | None = None
         self.overflowed = False
         self.closed = False
+        self.ended = False
+        """The terminal event went out through ``direct``: the response is to end."""
+        self.last = 0
+        """The seq of the last event this viewer was sent (or handed to send)."""
+        self.direct: Writer | None = None
 
     def push(self, item: _Item) -> None:
         if len(self._buf) >= self._limit:
@@ -71,8 +96,23 @@ class Subscription:
             self._buf.append(item)
         self._wake()
 
+    def deliver(self, items: list[_Item], payload: bytes) -> None:
+        """New frames of a read, in seq order; ``payload`` is their frames joined."""
+        w = self.direct
+        if w is not None and items[0][0] == self.last + 1 and w(payload):
+            self.last = items[-1][0]
+            if items[-1][2]:
+                self.direct = None
+                self.ended = True
+                self._wake()
+            return
+        self.direct = None
+        for item in items:
+            self.push(item)
+
     def close(self) -> None:
         self.closed = True
+        self.direct = None
         self._wake()
 
     def _wake(self) -> None:
@@ -85,10 +125,14 @@ class Subscription:
         self._buf.clear()
         return items
 
+    def idle(self) -> bool:
+        """Nothing for the viewer's task to do: it may hand the socket to the reader."""
+        return not (self._buf or self.overflowed or self.closed or self.ended)
+
     async def wait(self, seconds: float) -> bool:
-        """Wait until something is buffered (or overflow, or close); False after
+        """Wait until something is buffered (or overflow, close, end); False after
         ``seconds`` without."""
-        if self._buf or self.overflowed or self.closed:
+        if not self.idle():
             return True
         self._waiter = asyncio.get_running_loop().create_future()
         try:
@@ -165,6 +209,7 @@ class Hub:
         self._topics: dict[str, _Topic] = {}
         self._by_key: dict[bytes, _Topic] = {}
         self._groups: dict[int, _Group] = {}
+        self._histories: dict[tuple[str, int], SharedHistory] = {}
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._entered = False
@@ -267,64 +312,91 @@ class Hub:
                 del self._by_key[topic.key.encode()]
                 del self._groups[topic.group].topics[stream_id]
 
-    async def follow(self, stream_id: str, after: int, info: StreamInfo) -> AsyncIterator[bytes]:
+    async def follow(
+        self, stream_id: str, after: int, info: StreamInfo, writer: Writer | None = None
+    ) -> AsyncIterator[bytes]:
         """SSE bytes for one viewer: every event with seq > ``after``, exactly once, in
         order; ``: ping`` during silences; ends after the terminal event (with its
-        ``[DONE]``) or when the hub drains. Consecutive frames are joined into one chunk."""
+        ``[DONE]``) or when the hub drains. Consecutive frames are joined into one chunk.
+
+        With a ``writer`` (the viewer's socket), live frames that arrive while the viewer
+        is caught up go straight to it from the reader and are not yielded here."""
         if info.ended:
-            async for chunk, _seq, _end in self._replay(stream_id, after, None):
+            async for chunk in self._replay_ended(stream_id, after):
                 yield chunk
             return
         async with self.subscribe(stream_id, info.last_seq, info.tag) as sub:
-            last = after
-            async for chunk, seq_, ended in self._replay(stream_id, last, None):
-                last = seq_
+            sub.last = after
+            async for chunk, seq_, ended in self._replay(stream_id, sub.last, None):
+                sub.last = seq_
                 yield chunk
                 if ended:
                     return
             while True:
-                if not await sub.wait(self.config.keepalive):
+                if writer is not None and sub.idle():
+                    sub.direct = writer
+                woke = await sub.wait(self.config.keepalive)
+                sub.direct = None
+                if sub.closed or sub.ended:
+                    return
+                if not woke:
                     yield sse.PING
                     continue
-                if sub.closed:
-                    return
                 if sub.overflowed:
                     # Fell behind: drop the buffer and read from Redis at our own pace.
                     sub.overflowed = False
                     sub.take()
-                    async for chunk, seq_, ended in self._replay(stream_id, last, None):
-                        last = seq_
+                    async for chunk, seq_, ended in self._replay(stream_id, sub.last, None):
+                        sub.last = seq_
                         yield chunk
                         if ended:
                             return
                     continue
                 out: list[bytes] = []
                 for seq, frame, terminal in sub.take():
-                    if seq <= last:
+                    if seq <= sub.last:
                         continue
-                    if seq > last + 1:
+                    if seq > sub.last + 1:
                         # A gap: fill it from Redis before going on.
                         if out:
                             yield b"".join(out)
                             out = []
-                        async for chunk, seq_, _end in self._replay(stream_id, last, seq - 1):
-                            last = seq_
+                        async for chunk, seq_, _end in self._replay(stream_id, sub.last, seq - 1):
+                            sub.last = seq_
                             yield chunk
-                        if last != seq - 1:
+                        if sub.last != seq - 1:
                             log.warning(
                                 "stream %s: events %d..%d missing from Redis; ending response",
                                 stream_id,
-                                last + 1,
+                                sub.last + 1,
                                 seq - 1,
                             )
                             return
                     out.append(frame)
-                    last = seq
+                    sub.last = seq
                     if terminal:
                         yield b"".join(out)
                         return
                 if out:
                     yield b"".join(out)
+
+    async def _replay_ended(self, stream_id: str, after: int) -> AsyncIterator[bytes]:
+        """An ended stream's history, read once for all the viewers replaying it at once."""
+        key = (stream_id, after)
+        history = self._histories.get(key)
+        if history is None:
+            history = SharedHistory(self._replay(stream_id, after, None))
+            self._histories[key] = history
+        history.users += 1
+        try:
+            async for chunk, _seq, _end in history.pages():
+                yield chunk
+        finally:
+            history.users -= 1
+            if history.users == 0:
+                if self._histories.get(key) is history:
+                    del self._histories[key]
+                await history.aclose()
 
     async def _replay(
         self, stream_id: str, after: int, until: int | None
@@ -424,15 +496,19 @@ class Hub:
             topic = self._by_key.get(key)
             if topic is None:
                 continue  # nobody watches it any more
+            items: list[_Item] = []
             for event in entries_to_events(entries):
-                if event.seq <= topic.cursor:
-                    continue
-                topic.cursor, topic.tag = event.seq, event.tag
-                item = (event.seq, sse.encode(event), event.terminal)
-                for sub in topic.subs:
-                    sub.push(item)
-                if self.metrics is not None:
-                    self.metrics.delivered.inc(len(topic.subs))
+                if event.seq > topic.cursor:
+                    topic.cursor, topic.tag = event.seq, event.tag
+                    items.append((event.seq, sse.encode(event), event.terminal))
+            if not items:
+                continue
+            # Encoded once, joined once: every viewer gets the same bytes in one write.
+            payload = items[0][1] if len(items) == 1 else b"".join(i[1] for i in items)
+            for sub in topic.subs:
+                sub.deliver(items, payload)
+            if self.metrics is not None:
+                self.metrics.delivered.inc(len(topic.subs) * len(items))
 
     async def _unblock_loop(self) -> None:
         while not self._stopped:

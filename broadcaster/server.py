@@ -5,30 +5,49 @@ responses never finish by themselves: left alone, SIGTERM would hang until a tim
 then cut connections without running their cleanup. So the signal first *drains* the hub
 (every open SSE response ends cleanly; clients reconnect elsewhere with Last-Event-ID),
 then uvicorn's own shutdown proceeds, bounded by ``shutdown_seconds``.
+
+The event loop is uvloop and the HTTP parser httptools (both come with
+``uvicorn[standard]``), named explicitly so a missing one fails at start rather than
+silently falling back to the slower pure-Python pair. The HTTP protocol is uvicorn's
+httptools protocol plus one ASGI scope extension (``sse_response.DIRECT_WRITE``): a
+started, chunked response may write body chunks straight to its socket. That is what
+lets the hub's reader copy a live event to every caught-up viewer without waking one
+task per viewer (see ``hub.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import socket
 from collections.abc import Callable
 from types import FrameType
+from typing import Any, cast
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from broadcaster.hub import Writer
+from broadcaster.sse_response import DIRECT_WRITE, DIRECT_WRITE_LIMIT, ON_DISCONNECT
 
 log = logging.getLogger("broadcaster.server")
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+    def __init__(
+        self, config: uvicorn.Config, on_exit: Callable[[], None], reuse_port: bool = False
+    ) -> None:
         super().__init__(config)
         self._on_exit = on_exit
+        self._reuse_port = reuse_port
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
+        if sockets is None and self._reuse_port:
+            sockets = [_reuse_port_socket(self.config.host, self.config.port)]
         await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -39,9 +58,86 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def raise_nofile_limit() -> int:
+    """Raise the open-file soft limit to the hard limit (often 1,024 vs much more): each
+    viewer is a socket. Returns the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other processes may bind too (SO_REUSEPORT)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.set_inheritable(True)
+    return sock
+
+
+class DirectWriteProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, offering each request the direct-write and the
+    disconnect-callback extensions."""
+
+    _lost = False
+    _on_lost: Callable[[], None] | None = None
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        # ASGI types extensions as dict[str, dict]; ours are callables, by design.
+        self.scope["extensions"] = cast(
+            Any, {DIRECT_WRITE: self._direct_writer, ON_DISCONNECT: self._on_disconnect}
+        )
+
+    def _on_disconnect(self, callback: Callable[[], None]) -> None:
+        if self._lost:
+            callback()
+        else:
+            self._on_lost = callback
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._lost = True
+        callback, self._on_lost = self._on_lost, None
+        if callback is not None:
+            callback()
+
+    def _direct_writer(self) -> Writer | None:
+        cycle = getattr(self, "cycle", None)
+        if (
+            cycle is None
+            or not cycle.response_started
+            or cycle.response_complete
+            or not cycle.chunked_encoding
+            or cycle.disconnected
+        ):
+            return None
+        transport = self.transport
+
+        def write(data: bytes) -> bool:
+            if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
+                return False
+            transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+            return True
+
+        return write
+
+
 def make_server(
-    app: FastAPI, host: str, port: int, shutdown_seconds: float, log_level: str
+    app: FastAPI,
+    host: str,
+    port: int,
+    shutdown_seconds: float,
+    log_level: str,
+    *,
+    reuse_port: bool = False,
 ) -> DrainingServer:
+    raise_nofile_limit()
+
     def drain() -> None:
         hub = getattr(app.state, "hub", None)
         if hub is not None:
@@ -55,5 +151,7 @@ def make_server(
         timeout_graceful_shutdown=int(max(1, shutdown_seconds)),
         access_log=False,
         lifespan="on",
+        loop="uvloop",
+        http=DirectWriteProtocol,
     )
-    return DrainingServer(config, drain)
+    return DrainingServer(config, drain, reuse_port)

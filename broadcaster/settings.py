@@ -100,6 +100,9 @@ class Settings(RedisSettings):
     """Largest ``max_tokens`` a generation request may ask for."""
     default_model: str = "claude-sonnet-4-5"
     default_max_tokens: int = Field(1024, ge=1)
+    reuse_port: bool = False
+    """Bind with SO_REUSEPORT, so several ``serve`` processes share one port and the
+    kernel spreads connections over them: one process per core (docs/performance.md)."""
     shutdown_seconds: float = Field(8.0, gt=0)
     """On SIGTERM, open responses are ended at once; this bounds the whole shutdown."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"

