@@ -189,7 +189,7 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
             keepalive=settings.keepalive_seconds,
         )
         try:
-            async with Hub(route, None, event_log, config, metrics) as hub:
+            async with Hub(route, event_log, config, metrics) as hub:
                 app.state.redis = redis
                 app.state.log = event_log
                 app.state.hub = hub

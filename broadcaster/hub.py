@@ -37,13 +37,12 @@ from contextvars import Context
 from dataclasses import dataclass
 from typing import cast
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from broadcaster import keys, sse
 from broadcaster.log import EventLog, StreamInfo, entries_to_events
 from broadcaster.metrics import FrontendMetrics
-from broadcaster.readers import ReadRoute, SingleRoute
+from broadcaster.readers import ReadRoute
 from broadcaster.shared_replay import SharedHistory
 
 log = logging.getLogger("broadcaster.hub")
@@ -190,19 +189,14 @@ class Hub:
 
     def __init__(
         self,
-        reader: Redis | ReadRoute,
-        control: Redis | None,
+        route: ReadRoute,
         log_: EventLog,
         config: HubConfig | None = None,
         metrics: FrontendMetrics | None = None,
     ) -> None:
-        """``reader`` is a route (``readers.route_for``), or a single-connection client
-        whose socket timeout exceeds the block time with ``control`` any client (used for
-        ``CLIENT UNBLOCK``). The caller closes them."""
-        if isinstance(reader, Redis):
-            assert control is not None, "a single reader needs a control client"
-            reader = SingleRoute(reader, control)
-        self._route = reader
+        """``route`` says where the blocking reads go (``readers.route_for``: one
+        connection, or one per Cluster slot group). The caller closes it."""
+        self._route = route
         self.log = log_
         self.config = config or HubConfig()
         self.metrics = metrics

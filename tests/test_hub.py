@@ -16,6 +16,7 @@ from broadcaster import connection, keys
 from broadcaster.events import Event
 from broadcaster.hub import Hub, HubConfig
 from broadcaster.log import EventLog, StreamInfo
+from broadcaster.readers import SingleRoute
 from tests.support import parse_sse
 
 pytestmark = pytest.mark.anyio
@@ -44,12 +45,16 @@ class RacingLog(EventLog):
         await self.append(self.stream_id, batch, kind="feed")
 
 
+Clients = tuple[SingleRoute, Redis]
+"""The hub's route (one reader) and the command client it shares with the log."""
+
+
 @pytest.fixture
-async def clients(redis_url: str) -> AsyncIterator[tuple[Redis, Redis]]:
+async def clients(redis_url: str) -> AsyncIterator[Clients]:
     control = connection.command_client(redis_url)
-    reader = connection.blocking_client(redis_url, 1000)
-    yield reader, control
-    await reader.aclose()
+    route = SingleRoute(connection.blocking_client(redis_url, 1000), control)
+    yield route, control
+    await route.aclose()
     await control.aclose()
 
 
@@ -66,14 +71,14 @@ def ids_of(raw: bytes) -> list[int]:
     return [int(e.id.split(".")[0]) for e in events if e.id]
 
 
-async def test_appends_during_the_replay_arrive_once(clients: tuple[Redis, Redis]) -> None:
-    reader, control = clients
+async def test_appends_during_the_replay_arrive_once(clients: Clients) -> None:
+    route, control = clients
     sid = "seam-" + secrets.token_hex(4)
     log = RacingLog(control, sid, burst=7, rounds=6)
     await log.append_burst()  # the stream exists, 7 events
     info = await log.info(sid)
     assert info is not None
-    async with Hub(reader, control, log, HubConfig(block_ms=1000)) as hub:
+    async with Hub(route, log, HubConfig(block_ms=1000)) as hub:
         follow = hub.follow(sid, 0, info)
 
         async def finish_later() -> None:
@@ -90,14 +95,14 @@ async def test_appends_during_the_replay_arrive_once(clients: tuple[Redis, Redis
     assert hub.viewers == 0 and hub.streams == 0
 
 
-async def test_a_slow_viewer_catches_up_from_redis(clients: tuple[Redis, Redis]) -> None:
-    reader, control = clients
+async def test_a_slow_viewer_catches_up_from_redis(clients: Clients) -> None:
+    route, control = clients
     log = EventLog(control, page_size=50)
     sid = "slow-" + secrets.token_hex(4)
     await log.append(sid, [{"type": "data-n", "i": 0}], kind="feed")
     info = await log.info(sid)
     assert info is not None
-    async with Hub(reader, control, log, HubConfig(block_ms=1000, viewer_buffer=4)) as hub:
+    async with Hub(route, log, HubConfig(block_ms=1000, viewer_buffer=4)) as hub:
         slow = hub.follow(sid, 0, info)
         fast = hub.follow(sid, 0, info)
         first_slow = await anext(slow)  # subscribed and replayed; now it stops reading
@@ -115,12 +120,12 @@ async def test_a_slow_viewer_catches_up_from_redis(clients: tuple[Redis, Redis])
     assert ids_of(slow_raw) == list(range(1, 302)), "caught up from Redis, nothing lost"
 
 
-async def test_a_gap_in_live_events_is_filled_from_redis(clients: tuple[Redis, Redis]) -> None:
-    reader, control = clients
+async def test_a_gap_in_live_events_is_filled_from_redis(clients: Clients) -> None:
+    route, control = clients
     log = EventLog(control)
     sid = "gap-" + secrets.token_hex(4)
     await log.append(sid, [{"type": "a"}], kind="feed")
-    async with Hub(reader, control, log, HubConfig(block_ms=1000)) as hub:
+    async with Hub(route, log, HubConfig(block_ms=1000)) as hub:
         # Subscribe as if the stream were at seq 1, but let the reader start at seq 3:
         # live delivery then begins at 4 and 2..3 must come from Redis.
         follow = hub.follow(sid, 1, StreamInfo("feed", 1, None))
@@ -133,13 +138,13 @@ async def test_a_gap_in_live_events_is_filled_from_redis(clients: tuple[Redis, R
     assert ids_of(raw) == [2, 3, 4, 5]
 
 
-async def test_leaving_viewers_are_forgotten(clients: tuple[Redis, Redis]) -> None:
-    reader, control = clients
+async def test_leaving_viewers_are_forgotten(clients: Clients) -> None:
+    route, control = clients
     log = EventLog(control)
     sids = ["leave-" + secrets.token_hex(4) for _ in range(3)]
     for sid in sids:
         await log.append(sid, [{"type": "a"}], kind="feed")
-    async with Hub(reader, control, log, HubConfig(block_ms=1000, keepalive=0.05)) as hub:
+    async with Hub(route, log, HubConfig(block_ms=1000, keepalive=0.05)) as hub:
         gens = []
         for sid in sids:
             info = await log.info(sid)
@@ -155,14 +160,14 @@ async def test_leaving_viewers_are_forgotten(clients: tuple[Redis, Redis]) -> No
         assert hub.viewers == 0 and hub.streams == 0
 
 
-async def test_drain_ends_open_viewers(clients: tuple[Redis, Redis]) -> None:
-    reader, control = clients
+async def test_drain_ends_open_viewers(clients: Clients) -> None:
+    route, control = clients
     log = EventLog(control)
     sid = "drain-" + secrets.token_hex(4)
     await log.append(sid, [{"type": "a"}], kind="feed")
     info = await log.info(sid)
     assert info is not None
-    async with Hub(reader, control, log, HubConfig(block_ms=1000)) as hub:
+    async with Hub(route, log, HubConfig(block_ms=1000)) as hub:
         tasks = [asyncio.create_task(collect(hub.follow(sid, 0, info))) for _ in range(5)]
         await asyncio.sleep(0.1)
         hub.drain()
@@ -170,14 +175,14 @@ async def test_drain_ends_open_viewers(clients: tuple[Redis, Redis]) -> None:
     assert all(ids_of(r) == [1] and b"[DONE]" not in r for r in raws)
 
 
-async def test_reader_survives_a_dropped_connection(clients: tuple[Redis, Redis]) -> None:
-    reader, control = clients
+async def test_reader_survives_a_dropped_connection(clients: Clients) -> None:
+    route, control = clients
     log = EventLog(control)
     sid = "drop-" + secrets.token_hex(4)
     await log.append(sid, [{"type": "a"}], kind="feed")
     info = await log.info(sid)
     assert info is not None
-    async with Hub(reader, control, log, HubConfig(block_ms=1000)) as hub:
+    async with Hub(route, log, HubConfig(block_ms=1000)) as hub:
         task = asyncio.create_task(collect(hub.follow(sid, 0, info)))
         await asyncio.sleep(0.2)
         # Kill the reader's connection from the server side, as a failover would.
@@ -191,7 +196,7 @@ async def test_reader_survives_a_dropped_connection(clients: tuple[Redis, Redis]
 
 @pytest.mark.parametrize("loss", ["all", "newest", "rewritten"])
 async def test_viewers_of_a_stream_that_lost_events_are_ended_not_left_waiting(
-    clients: tuple[Redis, Redis], loss: str
+    clients: Clients, loss: str
 ) -> None:
     """Regression: after Redis came back without its newest writes, the reader's cursor
     stayed above the stream's new end, so live viewers waited for ids that would never
@@ -199,14 +204,14 @@ async def test_viewers_of_a_stream_that_lost_events_are_ended_not_left_waiting(
     reconnect and ends those responses, without [DONE]: each viewer reconnects and is
     told (409 or 404). ``rewritten``: the stream was written again, differently, past
     the cursor before the reader came back; its history tag at the cursor tells."""
-    reader, control = clients
+    route, control = clients
     log = EventLog(control)
     sid = "lost-" + secrets.token_hex(4)
     kept = await log.append(sid, [{"type": "a"}, {"type": "b"}], kind="feed")
     await log.append(sid, [{"type": "c"}, {"type": "d"}], kind="feed")
     info = await log.info(sid)
     assert info is not None
-    async with Hub(reader, control, log, HubConfig(block_ms=1000, keepalive=0.2)) as hub:
+    async with Hub(route, log, HubConfig(block_ms=1000, keepalive=0.2)) as hub:
         task = asyncio.create_task(collect(hub.follow(sid, 0, info), seconds=10))
         await asyncio.sleep(0.3)  # replayed 1..4; the reader's cursor is at 4
         [group] = hub._groups.values()  # one reader on a single Redis
@@ -281,16 +286,16 @@ async def _publish(log: EventLog, sid: str, n: int) -> None:
 
 @pytest.mark.parametrize("refuse_every", [0, 3])
 async def test_direct_and_yielded_frames_make_one_ordered_stream(
-    clients: tuple[Redis, Redis], refuse_every: int
+    clients: Clients, refuse_every: int
 ) -> None:
-    reader, control = clients
+    route, control = clients
     log = EventLog(control, page_size=20)
     sid = "direct-" + secrets.token_hex(4)
     await log.append(sid, [{"type": "data-n", "i": -1}], kind="feed")
     info = await log.info(sid)
     assert info is not None
     wires = [Wire(refuse_every) for _ in range(5)]
-    async with Hub(reader, control, log, HubConfig(block_ms=1000)) as hub:
+    async with Hub(route, log, HubConfig(block_ms=1000)) as hub:
         viewers = [asyncio.create_task(w.drain(hub.follow(sid, 0, info, w.write))) for w in wires]
         await asyncio.sleep(0.2)  # every viewer replayed seq 1 and is waiting: live now
         await _publish(log, sid, 300)
@@ -305,14 +310,14 @@ async def test_direct_and_yielded_frames_make_one_ordered_stream(
 
 
 async def test_a_viewer_joining_mid_stream_gets_replay_then_direct(
-    clients: tuple[Redis, Redis],
+    clients: Clients,
 ) -> None:
-    reader, control = clients
+    route, control = clients
     log = EventLog(control, page_size=10)
     sid = "late-" + secrets.token_hex(4)
     for i in range(50):
         await log.append(sid, [{"type": "data-n", "i": i}], kind="feed")
-    async with Hub(reader, control, log, HubConfig(block_ms=1000)) as hub:
+    async with Hub(route, log, HubConfig(block_ms=1000)) as hub:
         early = Wire()
         info = await log.info(sid)
         assert info is not None
@@ -341,9 +346,9 @@ class CountingLog(EventLog):
 
 
 async def test_late_joiners_of_an_ended_stream_share_one_read(
-    clients: tuple[Redis, Redis],
+    clients: Clients,
 ) -> None:
-    reader, control = clients
+    route, control = clients
     log = CountingLog(control, page_size=50)
     sid = "burst-" + secrets.token_hex(4)
     for start in range(0, 400, 100):
@@ -353,7 +358,7 @@ async def test_late_joiners_of_an_ended_stream_share_one_read(
     await log.append(sid, [{"type": "finish"}], kind="feed")
     info = await log.info(sid)
     assert info is not None and info.ended
-    async with Hub(reader, control, log, HubConfig(block_ms=1000)) as hub:
+    async with Hub(route, log, HubConfig(block_ms=1000)) as hub:
         wires = [Wire() for _ in range(30)]
         # One joiner leaves early, mid-read: the others must not lose the read it started.
         quitter = asyncio.create_task(Wire().drain(hub.follow(sid, 0, info)))
