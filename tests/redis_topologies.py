@@ -27,9 +27,34 @@ from redis.cluster import ClusterNode
 
 from broadcaster.embedded import _die_with_parent, find_server_binary
 from tests.fault_support import Received, Viewer, create_generation, stored_events, verdict
+from tests.support import Proc, start_frontend, start_worker
 
 NODE_TIMEOUT_MS = 2000
 """Cluster: how long a primary may be silent before its replica takes over."""
+
+
+@contextlib.contextmanager
+def two_by_two(
+    redis_url: str,
+    logs: Path,
+    prefix: str,
+    frontend_env: dict[str, str],
+    worker_env: dict[str, str],
+) -> Iterator[list[Proc]]:
+    """Front-ends ``a``, ``b`` and workers ``1``, ``2`` on ``redis_url``, stopped by pid
+    on exit."""
+    started: list[Proc] = []
+    try:
+        for name in ("a", "b"):
+            started.append(
+                start_frontend(redis_url, logs, f"{prefix}-frontend-{name}", frontend_env)
+            )
+        for name in ("1", "2"):
+            started.append(start_worker(redis_url, logs, f"{prefix}-worker-{name}", worker_env))
+        yield started
+    finally:
+        for p in started:
+            p.stop()
 
 
 def _port_free(port: int) -> bool:

@@ -29,8 +29,9 @@ from tests.redis_topologies import (
     first_progress,
     judge_failover,
     start_cluster,
+    two_by_two,
 )
-from tests.support import Proc, start_frontend, start_worker
+from tests.support import Proc
 
 pytestmark = pytest.mark.anyio
 
@@ -51,19 +52,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 def procs(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Proc]]:
     """Two front-ends and two workers; the front-ends know the cluster by one node."""
     logs: Path = tmp_path_factory.mktemp("cluster-logs")
-    started: list[Proc] = []
     # A long block: a stream that joins a slot already being read must wake that read
     # (CLIENT UNBLOCK on its node), or its viewers would wait this long.
     env = {"REDIS_CLUSTER": "true", "BROADCASTER_READ_BLOCK_MS": "60000"}
-    try:
-        for name in ("a", "b"):
-            started.append(start_frontend(cluster.seed, logs, f"cluster-frontend-{name}", env))
-        for name in ("1", "2"):
-            started.append(start_worker(cluster.seed, logs, f"cluster-worker-{name}", WORKER_ENV))
+    with two_by_two(cluster.seed, logs, "cluster", env, WORKER_ENV) as started:
         yield started
-    finally:
-        for p in started:
-            p.stop()
 
 
 def ids_on_every_primary(cluster: LocalCluster, per_primary: int, tag: str) -> list[str]:

@@ -26,8 +26,9 @@ from tests.redis_topologies import (
     first_progress,
     judge_failover,
     start_sentinel_group,
+    two_by_two,
 )
-from tests.support import Proc, start_frontend, start_worker
+from tests.support import Proc
 
 pytestmark = pytest.mark.anyio
 
@@ -50,16 +51,8 @@ def procs(group: SentinelGroup, tmp_path_factory: pytest.TempPathFactory) -> Ite
     env = {k: v for k, v in group.env.items() if k != "REDIS_URL"}
     worker_env = {**WORKER_ENV, **env}
     del worker_env["REDIS_CLUSTER"]
-    started: list[Proc] = []
-    try:
-        for name in ("a", "b"):
-            started.append(start_frontend("redis://", logs, f"sentinel-frontend-{name}", env))
-        for name in ("1", "2"):
-            started.append(start_worker("redis://", logs, f"sentinel-worker-{name}", worker_env))
+    with two_by_two("redis://", logs, "sentinel", env, worker_env) as started:
         yield started
-    finally:
-        for p in started:
-            p.stop()
 
 
 async def test_generations_arrive_complete_on_two_frontends(
