@@ -334,7 +334,9 @@ class Hub:
                 if sub.closed or sub.ended:
                     return
                 if not woke:
-                    yield sse.PING
+                    # Straight to the socket too when it takes it: no ASGI ``send``.
+                    if writer is None or not writer(sse.PING):
+                        yield sse.PING
                     continue
                 if sub.overflowed:
                     # Fell behind: drop the buffer and read from Redis at our own pace.

@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from broadcaster import connection, keys
+from broadcaster import connection, keys, sse
 from broadcaster.events import Event
 from broadcaster.hub import Hub, HubConfig
 from broadcaster.log import EventLog, StreamInfo
 from broadcaster.readers import SingleRoute
+from tests.fault_support import poll
 from tests.support import parse_sse
 
 pytestmark = pytest.mark.anyio
@@ -332,6 +333,32 @@ async def test_a_viewer_joining_mid_stream_gets_replay_then_direct(
         await asyncio.gather(first, second, publisher)
     assert early.ids() == list(range(1, 152))
     assert late.ids() == list(range(11, 152))
+
+
+async def test_keepalives_go_straight_to_a_socket_that_takes_them(clients: Clients) -> None:
+    route, control = clients
+    log = EventLog(control)
+    sid = "ping-" + secrets.token_hex(4)
+    await log.append(sid, [{"type": "a"}], kind="feed")
+    info = await log.info(sid)
+    assert info is not None
+    async with Hub(route, log, HubConfig(block_ms=1000, keepalive=0.05)) as hub:
+        takes, refuses = Wire(), Wire(refuse_every=1)
+        viewers = [
+            asyncio.create_task(w.drain(hub.follow(sid, 0, info, w.write)))
+            for w in (takes, refuses)
+        ]
+
+        async def three_pings_each() -> bool:
+            return min(w.data.count(sse.PING) for w in (takes, refuses)) >= 3
+
+        await poll(three_pings_each, "three keepalives on each viewer", within=10)
+        await log.append(sid, [{"type": "finish"}], kind="feed")
+        await asyncio.gather(*viewers)
+    assert takes.direct >= 3, "pings written directly"
+    assert refuses.direct == 0 and refuses.data.count(sse.PING) >= 3, "pings yielded instead"
+    for w in (takes, refuses):
+        assert w.ids() == [1, 2] and b"".join(w.data).endswith(b"data: [DONE]\n\n")
 
 
 class CountingLog(EventLog):
