@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import re
@@ -360,6 +361,7 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
         metrics.connections.set(hub.viewers)
         metrics.streams.set(hub.streams)
         metrics.tasks.set(len(asyncio.all_tasks()))
+        metrics.gc_frozen.set(gc.get_freeze_count())
         # On a Redis error keep the last value; /readyz reports Redis trouble.
         with contextlib.suppress(RedisError, OSError):
             metrics.generations_queued.set(await request.app.state.jobs.depth())

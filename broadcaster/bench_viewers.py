@@ -17,6 +17,7 @@ one ephemeral port range nor one Python interpreter.
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import resource
 import time
@@ -192,6 +193,10 @@ async def _group(spec: GroupSpec, conn: Connection) -> None:
     t_open = time.perf_counter()
     started_ns = time.time_ns()
     await asyncio.gather(*(open_one(i, v) for i, v in enumerate(viewers)))
+    # Modules and viewers live to the end: keep full collections (pauses that would show
+    # as latency the server did not cause) from scanning them.
+    gc.collect()
+    gc.freeze()
     conn.send(("ready", time.perf_counter() - t_open, own_cpu_seconds(), started_ns))
     # asyncio.wait, not a timeout around gather: that would cancel the futures it reads.
     await asyncio.wait([v.closed for v in viewers], timeout=spec.timeout)

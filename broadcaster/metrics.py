@@ -3,7 +3,7 @@ several apps in one process, as in tests, do not collide)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Histogram
 
 
 class FrontendMetrics:
@@ -36,6 +36,13 @@ class FrontendMetrics:
             "asyncio tasks alive in this process, at scrape time (a leak shows as growth)",
             registry=r,
         )
+        self.gc_frozen = Gauge(
+            "broadcaster_gc_frozen_objects",
+            "Objects of start-up that full garbage collections skip (gc.freeze once serving)",
+            registry=r,
+        )
+        # python_gc_*: collections per generation, so their pauses can be told from load.
+        GCCollector(registry=r)
         self.cut_off = Counter(
             "broadcaster_slow_viewers_cut_off_total",
             "Viewers disconnected because their socket accepted nothing",
