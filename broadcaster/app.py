@@ -75,16 +75,15 @@ class BroadcasterApp(FastAPI):
     sse_route: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            self.sse_route is not None
-            and scope["type"] == "http"
-            and scope["method"] == "GET"
-            and (match := EVENTS_PATH.fullmatch(scope["path"])) is not None
-        ):
-            scope["app"] = self
-            scope["path_params"] = {"stream_id": match[1]}
-            await self.sse_route(scope, receive, send)
-            return
+        route = self.sse_route
+        if route is not None and scope["type"] == "http" and scope["method"] == "GET":
+            match = EVENTS_PATH.fullmatch(scope["path"])
+            if match is not None:
+                scope["app"] = self
+                scope["path_params"] = {"stream_id": match[1]}
+                del match  # not held for the life of the stream
+                await route(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
