@@ -26,6 +26,7 @@ KEYS = {
     "deliveries",
     "delivered_events_per_s",
     "latency_ms",
+    "publish_ms",
     "lost",
     "duplicated",
     "client_cpu_s_per_100k",
@@ -77,10 +78,13 @@ def test_bench_reports_every_figure(tmp_path: Path) -> None:
     assert all(s["events"] == 50 * 2 + 2 for s in per_stream)
     assert result["deliveries"] == sum(s["viewers"] * s["events"] for s in per_stream)
     assert result["events_published"] == 2 * (50 * 2 + 1)
-    for key in KEYS - {"urls", "per_stream", "latency_ms", "redis_commands", "replay"}:
+    nested = {"urls", "per_stream", "latency_ms", "publish_ms", "redis_commands", "replay"}
+    for key in KEYS - nested:
         assert _finite(result[key]), (key, result[key])
     assert all(_finite(v) for v in result["latency_ms"].values())
     assert set(result["latency_ms"]) == {"p50", "p99", "max"}
+    publish = result["publish_ms"]
+    assert set(publish) == {"p50", "p99"} and 0 < publish["p50"] <= publish["p99"]
     assert all(isinstance(v, int) for v in result["redis_commands"].values())
     assert result["redis_commands"].get("xread", 0) > 0
     replay = result["replay"]
