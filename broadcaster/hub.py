@@ -73,7 +73,9 @@ class Subscription:
         "direct",
         "ended",
         "last",
+        "last_write",
         "overflowed",
+        "ping_due",
     )
 
     def __init__(self, limit: int) -> None:
@@ -87,6 +89,10 @@ class Subscription:
         self.last = 0
         """The seq of the last event this viewer was sent (or handed to send)."""
         self.direct: Writer | None = None
+        self.last_write = 0.0
+        """Loop time of the last write to the socket (kept while ``direct`` is set)."""
+        self.ping_due = False
+        """A keepalive the socket did not take directly: the viewer's task sends it."""
 
     def push(self, item: _Item) -> None:
         if len(self._buf) >= self._limit:
@@ -95,11 +101,12 @@ class Subscription:
             self._buf.append(item)
         self._wake()
 
-    def deliver(self, items: list[_Item], payload: bytes) -> None:
+    def deliver(self, items: list[_Item], payload: bytes, now: float) -> None:
         """New frames of a read, in seq order; ``payload`` is their frames joined."""
         w = self.direct
         if w is not None and items[0][0] == self.last + 1 and w(payload):
             self.last = items[-1][0]
+            self.last_write = now
             if items[-1][2]:
                 self.direct = None
                 self.ended = True
@@ -108,6 +115,16 @@ class Subscription:
         self.direct = None
         for item in items:
             self.push(item)
+
+    def ping(self, now: float) -> None:
+        """A keepalive, straight to the socket, or else through the viewer's task."""
+        w = self.direct
+        if w is not None and w(sse.PING):
+            self.last_write = now
+            return
+        self.direct = None
+        self.ping_due = True
+        self._wake()
 
     def close(self) -> None:
         self.closed = True
@@ -126,15 +143,18 @@ class Subscription:
 
     def idle(self) -> bool:
         """Nothing for the viewer's task to do: it may hand the socket to the reader."""
-        return not (self._buf or self.overflowed or self.closed or self.ended)
+        return not (self._buf or self.overflowed or self.closed or self.ended or self.ping_due)
 
-    async def wait(self, seconds: float) -> bool:
-        """Wait until something is buffered (or overflow, close, end); False after
-        ``seconds`` without."""
+    async def wait(self, seconds: float | None) -> bool:
+        """Wait until something is buffered (or overflow, close, end, a ping due); False
+        after ``seconds`` without (None: no time limit, and no timer)."""
         if not self.idle():
             return True
         self._waiter = asyncio.get_running_loop().create_future()
         try:
+            if seconds is None:
+                await self._waiter
+                return True
             async with asyncio.timeout(seconds):
                 await self._waiter
             return True
@@ -181,7 +201,8 @@ class HubConfig:
     viewer_buffer: int = 1024
     """Live frames buffered per viewer before it falls back to reading Redis itself."""
     keepalive: float = 15.0
-    """Seconds of silence before a ``: ping`` comment."""
+    """Most seconds of silence before a ``: ping`` comment (caught-up viewers get it
+    after 3/4 of this to all of it: one hub task checks them every quarter)."""
 
 
 class Hub:
@@ -217,7 +238,10 @@ class Hub:
 
     async def __aenter__(self) -> Hub:
         self._entered = True
-        self._tasks = [asyncio.create_task(self._unblock_loop(), name="hub-unblocker")]
+        self._tasks = [
+            asyncio.create_task(self._unblock_loop(), name="hub-unblocker"),
+            asyncio.create_task(self._keepalive_loop(), name="hub-keepalive"),
+        ]
         for group in self._groups.values():
             self._start_reader(group)
         return self
@@ -328,15 +352,19 @@ class Hub:
                     return
             while True:
                 if writer is not None and sub.idle():
+                    # Live frames and keepalives now go straight to the socket, from the
+                    # reader and from ``_keepalive_loop``: no timer, no wakeup, here.
                     sub.direct = writer
-                woke = await sub.wait(self.config.keepalive)
+                    sub.last_write = asyncio.get_running_loop().time()
+                    woke = await sub.wait(None)
+                else:
+                    woke = await sub.wait(self.config.keepalive)
                 sub.direct = None
                 if sub.closed or sub.ended:
                     return
-                if not woke:
-                    # Straight to the socket too when it takes it: no ASGI ``send``.
-                    if writer is None or not writer(sse.PING):
-                        yield sse.PING
+                if not woke or sub.ping_due:
+                    sub.ping_due = False
+                    yield sse.PING
                     continue
                 if sub.overflowed:
                     # Fell behind: drop the buffer and read from Redis at our own pace.
@@ -488,6 +516,7 @@ class Hub:
                 sub.close()
 
     def _dispatch(self, resp: _XReadReply) -> None:
+        now = asyncio.get_running_loop().time()
         for key, entries in resp:
             topic = self._by_key.get(key)
             if topic is None:
@@ -502,9 +531,24 @@ class Hub:
             # Encoded once, joined once: every viewer gets the same bytes in one write.
             payload = items[0][1] if len(items) == 1 else b"".join(i[1] for i in items)
             for sub in topic.subs:
-                sub.deliver(items, payload)
+                sub.deliver(items, payload, now)
             if self.metrics is not None:
                 self.metrics.delivered.inc(len(topic.subs) * len(items))
+
+    async def _keepalive_loop(self) -> None:
+        """``: ping`` to every caught-up viewer silent for 3/4 of ``keepalive`` or more,
+        checked every quarter of it: at most ``keepalive`` of silence, one write per
+        ping, and no timer or task wakeup per viewer."""
+        loop = asyncio.get_running_loop()
+        quarter = self.config.keepalive / 4
+        while not self._stopped:
+            await asyncio.sleep(quarter)
+            now = loop.time()
+            due = now - 3 * quarter
+            for topic in self._topics.values():
+                for sub in topic.subs:
+                    if sub.direct is not None and sub.last_write <= due:
+                        sub.ping(now)
 
     async def _unblock_loop(self) -> None:
         while not self._stopped:

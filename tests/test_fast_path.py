@@ -1,16 +1,17 @@
 """The front-end's fast path is really in use, on real processes: uvloop, httptools and
 hiredis are loaded (not silently replaced by the pure-Python fallbacks), start-up's
-objects are out of the garbage collector's scans, and
+objects are out of the garbage collector's scans, keepalives reach caught-up viewers, and
 BROADCASTER_REUSE_PORT lets several front-end processes serve one port."""
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import httpx
 
 from broadcaster.embedded import free_port
-from tests.support import spawn, start_frontend, wait_ready
+from tests.support import parse_sse, spawn, start_frontend, wait_ready
 
 
 def test_the_frontend_runs_on_uvloop_httptools_and_hiredis(redis_url: str, tmp_path: Path) -> None:
@@ -46,3 +47,30 @@ def test_two_frontends_share_a_port_with_reuse_port(redis_url: str, tmp_path: Pa
     finally:
         first.stop()
         second.stop()
+
+
+def test_keepalives_reach_a_caught_up_viewer_and_events_follow(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A caught-up viewer's pings come from the hub's one keepalive task, straight to its
+    socket; live events still arrive after them, and the response ends as it should."""
+    fe = start_frontend(redis_url, tmp_path, env={"BROADCASTER_KEEPALIVE_SECONDS": "0.4"})
+    sid = "keepalive-" + secrets.token_hex(4)
+    url = f"{fe.url}/v1/streams/{sid}/events"
+    try:
+        httpx.post(url, json={"type": "data-n", "data": 1}, timeout=5).raise_for_status()
+        raw = b""
+        with httpx.stream("GET", url, timeout=30) as resp:
+            assert resp.status_code == 200
+            chunks = resp.iter_raw()
+            while raw.count(b": ping\n\n") < 3:  # each within 0.4 s of silence
+                raw += next(chunks)
+            events = [{"type": "data-n", "data": 2}, {"type": "finish"}]
+            httpx.post(url, json=events, timeout=5).raise_for_status()
+            for chunk in chunks:
+                raw += chunk
+    finally:
+        fe.stop()
+    events, _, comments = parse_sse(raw)
+    assert [e.id.split(".")[0] for e in events if e.id] == ["1", "2", "3"]
+    assert comments >= 3 and raw.endswith(b"data: [DONE]\n\n")
