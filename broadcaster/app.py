@@ -26,7 +26,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -279,7 +279,8 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
         return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(RedisError)
-    async def _redis_down(request: Request, exc: RedisError) -> JSONResponse:
+    @app.exception_handler(RedisClusterException)  # not a RedisError: a failover, say
+    async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("redis error on %s %s: %s", request.method, request.url.path, exc)
         return error_response(503, "unavailable", "the event store is unavailable; retry")
 
@@ -362,7 +363,7 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
         metrics.tasks.set(len(asyncio.all_tasks()))
         metrics.gc_frozen.set(gc.get_freeze_count())
         # On a Redis error keep the last value; /readyz reports Redis trouble.
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*connection.REDIS_ERRORS):
             metrics.generations_queued.set(await request.app.state.jobs.depth())
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -377,7 +378,7 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
             return error_response(503, "draining", "shutting down")
         try:
             await request.app.state.redis.ping()
-        except (RedisError, OSError):
+        except connection.REDIS_ERRORS:
             return error_response(503, "unavailable", "Redis does not answer")
         return JSONResponse({"status": "ready", "viewers": hub.viewers, "streams": hub.streams})
 
@@ -619,7 +620,7 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
             response = await events(stream_id, request, request.query_params.get("last_event_id"))
         except ApiError as exc:
             response = await _api_error(request, exc)
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:
             response = await _redis_down(request, exc)
         except Exception as exc:
             response = await _internal(request, exc)

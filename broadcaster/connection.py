@@ -47,10 +47,16 @@ from redis.asyncio.sentinel import (
     SentinelManagedSSLConnection,
 )
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import AuthenticationError
+from redis.exceptions import AuthenticationError, RedisClusterException, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 log = logging.getLogger("broadcaster.redis")
+
+REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
+"""What Redis trouble raises: every loop that must outlive an outage catches these.
+redis-py's cluster client raises ``RedisClusterException``, which is not a
+``RedisError``, when it cannot map a slot or reach a node, as during a failover; a
+reader that caught only ``RedisError`` died there, and its viewers waited for ever."""
 
 AUTH_LOG_INTERVAL = 30.0
 """Seconds between two log lines about refused credentials for the same server and user:

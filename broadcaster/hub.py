@@ -37,9 +37,8 @@ from contextvars import Context
 from dataclasses import dataclass
 from typing import cast
 
-from redis.exceptions import RedisError
-
 from broadcaster import keys, sse
+from broadcaster.connection import REDIS_ERRORS
 from broadcaster.log import EventLog, StreamInfo, entries_to_events
 from broadcaster.metrics import FrontendMetrics
 from broadcaster.readers import ReadRoute
@@ -446,7 +445,7 @@ class Hub:
         while not self._stopped:
             if not group.topics:
                 group.client_id = None
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(*REDIS_ERRORS):
                     await route.idle(group.id)
                 group.nonempty.clear()
                 await group.nonempty.wait()
@@ -467,14 +466,19 @@ class Hub:
                 self.reads += 1
                 self.redis_ok = True
                 backoff = 0.05
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
                 # The connection is dropped and re-made on the next call, with a new id
-                # (on a Cluster, to whichever node serves the slot by then).
+                # (on a Cluster, to whichever node serves the slot by then). Whatever went
+                # wrong, the reader goes on: one that died would leave its viewers waiting
+                # for ever. Anything but Redis trouble is a bug, logged with its traceback.
                 group.client_id = None
                 group.recheck = True
                 self.redis_ok = False
-                log.warning("reader: %s; retrying in %.2fs", exc, backoff)
-                with contextlib.suppress(RedisError, OSError):
+                if isinstance(exc, REDIS_ERRORS):
+                    log.warning("reader: %s; retrying in %.2fs", exc, backoff)
+                else:
+                    log.exception("reader: unexpected error; retrying in %.2fs", backoff)
+                with contextlib.suppress(*REDIS_ERRORS):
                     await route.failed(group.id, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -564,6 +568,6 @@ class Hub:
                     cid = g.client_id
                     if cid is not None:
                         # On error the reader is failing too and will re-read on its own.
-                        with contextlib.suppress(RedisError, OSError):
+                        with contextlib.suppress(*REDIS_ERRORS):
                             await self._route.unblock(g.id, cid)
                 await asyncio.sleep(0.005)

@@ -25,7 +25,7 @@ import time
 from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import AskError, MovedError, RedisError, TryAgainError
+from redis.exceptions import AskError, MovedError, TryAgainError
 
 from broadcaster import connection
 
@@ -142,7 +142,7 @@ class ClusterRoute:
         async with self._refresh_lock:
             if time.monotonic() - self._refreshed < REFRESH_INTERVAL:
                 return
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*connection.REDIS_ERRORS):
                 await self._cluster.nodes_manager.initialize()
             self._refreshed = time.monotonic()
 
@@ -152,7 +152,7 @@ class ClusterRoute:
     async def _drop(self, group: int) -> None:
         held = self._conns.pop(group, None)
         if held is not None:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*connection.REDIS_ERRORS):
                 await held[1].aclose()
 
     async def aclose(self) -> None:

@@ -106,7 +106,11 @@ def _start(binary: str, folder: Path, port: int, *args: str) -> Server:
     cmd += ["--save", "", "--appendonly", "no", "--logfile", str(log), *args]
     popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)  # noqa: PLW1509
     server = Server(port, popen, log)
-    _wait(lambda: _pings(port), 10, f"redis on {port} did not start:\n{_read(log)}")
+    try:
+        _wait(lambda: _pings(port), 10, f"redis on {port} did not start")
+    except RuntimeError as exc:
+        server.stop(signal.SIGKILL)
+        raise RuntimeError(f"{exc} (exit code {popen.returncode}):\n{_read(log)}") from None
     return server
 
 

@@ -20,7 +20,7 @@ from redis.crc import key_slot
 from broadcaster import keys
 from broadcaster.embedded import ServerNotFound
 from broadcaster.publisher import Publisher
-from tests.fault_support import Viewer
+from tests.fault_support import Viewer, ViewerGaveUp
 from tests.redis_topologies import (
     WORKER_ENV,
     LocalCluster,
@@ -57,6 +57,16 @@ def procs(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> It
     env = {"REDIS_CLUSTER": "true", "BROADCASTER_READ_BLOCK_MS": "60000"}
     with two_by_two(cluster.seed, logs, "cluster", env, WORKER_ENV) as started:
         yield started
+
+
+def log_tails(procs: list[Proc], lines: int = 25) -> str:
+    """The last lines of each process's log, access lines left out: what a failure in CI
+    needs to be understood."""
+    out = []
+    for p in procs:
+        kept = [ln for ln in p.log().splitlines() if '" 200' not in ln and "HTTP/1.1" not in ln]
+        out.append(f"--- {p.name}\n" + "\n".join(kept[-lines:]))
+    return "\n".join(out)
 
 
 def ids_on_every_primary(cluster: LocalCluster, per_primary: int, tag: str) -> list[str]:
@@ -177,7 +187,10 @@ async def test_primary_killed_mid_stream_viewers_resume(
         killed_at = time.monotonic()
         followed = [v for v in viewers if v.stream_id in on_victim]
         gaps = await first_progress(followed, killed_at, killed_at + 60)
-        await asyncio.gather(*running)
+        try:
+            await asyncio.gather(*running)
+        except ViewerGaveUp as exc:
+            raise AssertionError(f"{exc}\n{log_tails(procs)}") from None
         statuses = [(await client.get(f"{a}/v1/generations/{sid}")).json()["status"] for sid in ids]
     assert cluster.primary_of(key) is not victim, "the replica did not take over"
     lost, duplicated, told = judge_failover(cluster, viewers)

@@ -8,9 +8,11 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import RedisClusterException, SlotNotCoveredError
 
 from broadcaster import connection, keys, sse
 from broadcaster.events import Event
@@ -359,6 +361,44 @@ async def test_keepalives_go_straight_to_a_socket_that_takes_them(clients: Clien
     assert refuses.direct == 0 and refuses.data.count(sse.PING) >= 3, "pings yielded instead"
     for w in (takes, refuses):
         assert w.ids() == [1, 2] and b"".join(w.data).endswith(b"data: [DONE]\n\n")
+
+
+class FailoverRoute(SingleRoute):
+    """Fails as redis-py's cluster client does while a failover is under way: with
+    ``RedisClusterException``, which is not a ``RedisError``, from the read and from the
+    recovery that follows (its slot-map refresh)."""
+
+    def __init__(self, route: SingleRoute, failures: int) -> None:
+        super().__init__(route._reader, route._control)
+        self.failures = failures
+
+    async def xread(self, group: int, streams: dict[str, str], count: int, block: int) -> Any:
+        if self.failures > 0:
+            self.failures -= 1
+            raise SlotNotCoveredError("slot 1234 is not covered by the cluster")
+        return await super().xread(group, streams, count, block)
+
+    async def failed(self, group: int, exc: BaseException) -> None:
+        raise RedisClusterException("All slots are not covered after query all startup_nodes")
+
+
+async def test_the_reader_outlives_errors_that_are_not_redis_errors(clients: Clients) -> None:
+    """A reader that died on such an error left its viewers waiting for ever (found in
+    the cluster failover test): it must log, back off and read again."""
+    route, control = clients
+    log = EventLog(control)
+    sid = "outlive-" + secrets.token_hex(4)
+    await log.append(sid, [{"type": "data-n", "i": 0}], kind="feed")
+    info = await log.info(sid)
+    assert info is not None
+    failing = FailoverRoute(route, failures=3)
+    async with Hub(failing, log, HubConfig(block_ms=1000)) as hub:
+        wire = Wire()
+        viewer = asyncio.create_task(wire.drain(hub.follow(sid, 0, info, wire.write)))
+        await _publish(log, sid, 20)
+        await asyncio.wait_for(viewer, 30)
+    assert failing.failures == 0, "the reads failed as planned"
+    assert wire.ids() == list(range(1, 23)), "every event once, in order, after the failures"
 
 
 class CountingLog(EventLog):

@@ -72,10 +72,19 @@ class Fenced(StaleWriter):
     """Found while repairing a loss: another writer has the stream now."""
 
 
-_REDIS_DOWN = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+_REDIS_DOWN = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.RedisClusterException,
+    OSError,
+)
 """Errors after which an append may or may not have happened: retried, conditionally.
-(redis-py's ConnectionError and TimeoutError, BusyLoadingError among them; a
-ResponseError is an answer, not an outage, and is not retried.)"""
+(redis-py's ConnectionError and TimeoutError, BusyLoadingError among them; on a Cluster,
+CLUSTERDOWN and TRYAGAIN, and redis-py's own error when no node serves the slot yet, all
+of them a failover in progress. Any other ResponseError is an answer, not an outage, and
+is not retried.)"""
 
 
 class StreamWriter:

@@ -27,7 +27,6 @@ import time
 
 from prometheus_client import start_http_server
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from broadcaster import connection, keys
 from broadcaster.jobs import Job, JobQueue
@@ -176,7 +175,7 @@ class Worker:
                     # back for up to _BLOCK_MS. New jobs are read on the next round.
                     taken = await self.jobs.take(reader, self.consumer, free, _BLOCK_MS)
                 backoff = 0.1
-            except (RedisError, OSError) as exc:
+            except connection.REDIS_ERRORS as exc:
                 log.warning("taking jobs: %s; retrying in %.1fs", exc, backoff)
                 group_ready = group_ready and "NOGROUP" not in str(exc)
                 await asyncio.sleep(backoff)
@@ -200,7 +199,7 @@ class Worker:
         await self.jobs.hand_back(job)
 
     async def _ack_quietly(self, job: Job) -> None:
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*connection.REDIS_ERRORS):
             await self.jobs.done(job)
 
     async def _run_job(self, job: Job) -> None:
@@ -233,7 +232,7 @@ class Worker:
                 await asyncio.shield(self._ack_quietly(job))
             elif self._handing_back:
                 log.info("generation %s: handed back for another worker", gid)
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(*connection.REDIS_ERRORS):
                     await asyncio.shield(self._hand_back(job))
             raise
         except Exception:
@@ -269,5 +268,5 @@ class Worker:
                     next_refresh = time.monotonic() + refresh_every
                     ids = [job.entry_id for job, _ in self._running.values()]
                     await self.jobs.refresh(self.consumer, ids)
-            except (RedisError, OSError) as exc:
+            except connection.REDIS_ERRORS as exc:
                 log.warning("watching generations: %s", exc)
