@@ -235,6 +235,12 @@ class Worker:
                 with contextlib.suppress(*connection.REDIS_ERRORS):
                     await asyncio.shield(self._hand_back(job))
             raise
+        except connection.REDIS_ERRORS as exc:
+            # Redis still down after the writer's own retries, or the ack failed after a
+            # finished generation (a failover): expected, so no traceback. Left pending,
+            # it is taken over after the lease, and found ended if it had ended.
+            self.metrics.finished.labels("lost").inc()
+            log.warning("generation %s: Redis unavailable (%s); it will be retried", gid, exc)
         except Exception:
             self.metrics.finished.labels("lost").inc()
             # Left pending: after the lease another worker (or this one) takes it over.
