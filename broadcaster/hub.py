@@ -72,9 +72,9 @@ class Subscription:
         "direct",
         "ended",
         "last",
-        "last_write",
         "overflowed",
         "ping_due",
+        "quiet_since",
     )
 
     def __init__(self, limit: int) -> None:
@@ -88,8 +88,9 @@ class Subscription:
         self.last = 0
         """The seq of the last event this viewer was sent (or handed to send)."""
         self.direct: Writer | None = None
-        self.last_write = 0.0
-        """Loop time of the last write to the socket (kept while ``direct`` is set)."""
+        self.quiet_since = 0.0
+        """Loop time it went direct, or of its last ping: with its topic's last read,
+        how long its socket has been silent."""
         self.ping_due = False
         """A keepalive the socket did not take directly: the viewer's task sends it."""
 
@@ -100,12 +101,11 @@ class Subscription:
             self._buf.append(item)
         self._wake()
 
-    def deliver(self, items: list[_Item], payload: bytes, now: float) -> None:
+    def deliver(self, items: list[_Item], payload: bytes) -> None:
         """New frames of a read, in seq order; ``payload`` is their frames joined."""
         w = self.direct
         if w is not None and items[0][0] == self.last + 1 and w(payload):
             self.last = items[-1][0]
-            self.last_write = now
             if items[-1][2]:
                 self.direct = None
                 self.ended = True
@@ -119,7 +119,7 @@ class Subscription:
         """A keepalive, straight to the socket, or else through the viewer's task."""
         w = self.direct
         if w is not None and w(sse.PING):
-            self.last_write = now
+            self.quiet_since = now
             return
         self.direct = None
         self.ping_due = True
@@ -166,13 +166,14 @@ class Subscription:
 class _Topic:
     """A stream this process reads, with the seq the reader has seen up to."""
 
-    __slots__ = ("cursor", "group", "key", "subs", "tag")
+    __slots__ = ("cursor", "group", "key", "read_at", "subs", "tag")
 
     def __init__(self, key: str, cursor: int, group: int) -> None:
         self.key = key
         self.cursor = cursor
         self.group = group
         self.tag = ""  # the history tag of the event at ``cursor``, once the reader saw it
+        self.read_at = 0.0  # loop time of the last read that brought it new events
         self.subs: set[Subscription] = set()
 
 
@@ -354,7 +355,7 @@ class Hub:
                     # Live frames and keepalives now go straight to the socket, from the
                     # reader and from ``_keepalive_loop``: no timer, no wakeup, here.
                     sub.direct = writer
-                    sub.last_write = asyncio.get_running_loop().time()
+                    sub.quiet_since = asyncio.get_running_loop().time()
                     woke = await sub.wait(None)
                 else:
                     woke = await sub.wait(self.config.keepalive)
@@ -494,18 +495,9 @@ class Hub:
         a rewritten stream's events after the old ones. End those responses instead: each
         viewer reconnects with its ``Last-Event-ID`` and is told (409, or 404 if the
         stream is gone), or resumes if its producer wrote the same events again."""
-        topics = list(group.topics.values())
-        if not topics:
-            return
-        async with self.log.redis.pipeline(transaction=False) as pipe:
-            for t in topics:
-                pipe.xrevrange(t.key, count=1)
-                pipe.xrange(t.key, min=f"{t.cursor}-0", max=f"{t.cursor}-0")
-            replies = await pipe.execute()
-        for i, topic in enumerate(topics):
-            last, at_cursor = replies[2 * i], replies[2 * i + 1]
-            seq = int(last[0][0].split(b"-", 1)[0]) if last else 0
-            tag = at_cursor[0][1].get(b"h", b"").decode() if at_cursor else ""
+        topics = list(group.topics.items())
+        found = await self.log.positions([(sid, t.cursor) for sid, t in topics])
+        for (_sid, topic), (seq, tag) in zip(topics, found, strict=True):
             if seq >= topic.cursor and (not topic.tag or tag == topic.tag):
                 continue
             log.warning(
@@ -534,8 +526,9 @@ class Hub:
                 continue
             # Encoded once, joined once: every viewer gets the same bytes in one write.
             payload = items[0][1] if len(items) == 1 else b"".join(i[1] for i in items)
+            topic.read_at = now  # every viewer still direct after this was just written to
             for sub in topic.subs:
-                sub.deliver(items, payload, now)
+                sub.deliver(items, payload)
             if self.metrics is not None:
                 self.metrics.delivered.inc(len(topic.subs) * len(items))
 
@@ -550,8 +543,10 @@ class Hub:
             now = loop.time()
             due = now - 3 * quarter
             for topic in self._topics.values():
+                if topic.read_at > due:
+                    continue  # its direct viewers got frames within the interval
                 for sub in topic.subs:
-                    if sub.direct is not None and sub.last_write <= due:
+                    if sub.direct is not None and sub.quiet_since <= due:
                         sub.ping(now)
 
     async def _unblock_loop(self) -> None:

@@ -389,6 +389,25 @@ class EventLog:
             tag.decode() if tag else "",
         )
 
+    async def positions(self, points: Sequence[tuple[str, int]]) -> list[tuple[int, str]]:
+        """For each ``(stream id, seq)``: the seq of the stream's newest event (0 if it has
+        none), and the history tag of its event ``seq`` ("" if it holds none), all in one
+        round trip. Tells a reader whether Redis lost or rewrote what it had read."""
+        if not points:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream_id, seq in points:
+                key = keys.log_key(stream_id)
+                pipe.xrevrange(key, count=1)
+                pipe.xrange(key, min=f"{seq}-0", max=f"{seq}-0")
+            replies = await pipe.execute()
+        out = []
+        for newest, at in zip(replies[::2], replies[1::2], strict=True):
+            last = entries_to_events(newest)
+            here = entries_to_events(at)
+            out.append((last[0].seq if last else 0, here[0].tag if here else ""))
+        return out
+
     async def holds(self, stream_id: str, after: int, events: Sequence[dict[str, Any]]) -> bool:
         """Whether the entries right after seq ``after`` are exactly ``events``, byte for
         byte. A writer whose append's reply was lost (the connection dropped) asks this

@@ -17,7 +17,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,14 @@ import redis as redis_sync
 from redis.cluster import ClusterNode
 
 from broadcaster.embedded import _die_with_parent, find_server_binary
-from tests.fault_support import Received, Viewer, create_generation, stored_events, verdict
+from tests.fault_support import (
+    Received,
+    Viewer,
+    ViewerGaveUp,
+    create_generation,
+    stored_events,
+    verdict,
+)
 from tests.support import Proc, start_frontend, start_worker
 
 NODE_TIMEOUT_MS = 2000
@@ -402,3 +409,51 @@ async def first_progress(viewers: list[Viewer], since: float, until: float) -> l
             break
         await asyncio.sleep(0.02)
     return list(gaps.values())
+
+
+@dataclass
+class FailoverRun:
+    viewers: list[Viewer]
+    followed: list[Viewer]
+    """The viewers whose first event after the kill was timed."""
+    gaps: list[float]
+    """Seconds from the kill to each followed viewer's next event (those that got one)."""
+    statuses: list[str]
+    """Each generation's status once every viewer was done."""
+
+
+async def kill_mid_stream(
+    procs: list[Proc],
+    ids: list[str],
+    kill: Callable[[], None],
+    followed: Callable[[Viewer], bool] = lambda v: True,
+) -> FailoverRun:
+    """Start a 64-token generation per id, watch each from both front-ends (each viewer
+    falls back to the other), ``kill`` a primary a second in, and wait for every viewer.
+    A viewer that gives up fails the test with every process's log tail."""
+    a, b = procs[0].url, procs[1].url
+    async with httpx.AsyncClient(timeout=30) as client:
+        await create_all(client, a, ids, 64)
+        viewers = [Viewer([fe, other], sid) for sid in ids for fe, other in ((a, b), (b, a))]
+        running = [asyncio.create_task(v.run(client)) for v in viewers]
+        await asyncio.sleep(1.0)  # mid-stream
+        kill()
+        killed_at = time.monotonic()
+        timed = [v for v in viewers if followed(v)]
+        gaps = await first_progress(timed, killed_at, killed_at + 60)
+        try:
+            await asyncio.gather(*running)
+        except ViewerGaveUp as exc:
+            raise AssertionError(f"{exc}\n{log_tails(procs)}") from None
+        statuses = [(await client.get(f"{b}/v1/generations/{sid}")).json()["status"] for sid in ids]
+    return FailoverRun(viewers, timed, gaps, statuses)
+
+
+def log_tails(procs: list[Proc], lines: int = 25) -> str:
+    """The last lines of each process's log, access lines left out: what a failure in CI
+    needs to be understood."""
+    out = []
+    for p in procs:
+        kept = [ln for ln in p.log().splitlines() if "HTTP/1.1" not in ln]
+        out.append(f"--- {p.name}\n" + "\n".join(kept[-lines:]))
+    return "\n".join(out)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import statistics
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,14 +19,14 @@ from redis.crc import key_slot
 from broadcaster import keys
 from broadcaster.embedded import ServerNotFound
 from broadcaster.publisher import Publisher
-from tests.fault_support import Viewer, ViewerGaveUp
+from tests.fault_support import Viewer
 from tests.redis_topologies import (
     WORKER_ENV,
     LocalCluster,
     assert_exact,
     create_all,
-    first_progress,
     judge_failover,
+    kill_mid_stream,
     start_cluster,
     two_by_two,
 )
@@ -57,16 +56,6 @@ def procs(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> It
     env = {"REDIS_CLUSTER": "true", "BROADCASTER_READ_BLOCK_MS": "60000"}
     with two_by_two(cluster.seed, logs, "cluster", env, WORKER_ENV) as started:
         yield started
-
-
-def log_tails(procs: list[Proc], lines: int = 25) -> str:
-    """The last lines of each process's log, access lines left out: what a failure in CI
-    needs to be understood."""
-    out = []
-    for p in procs:
-        kept = [ln for ln in p.log().splitlines() if '" 200' not in ln and "HTTP/1.1" not in ln]
-        out.append(f"--- {p.name}\n" + "\n".join(kept[-lines:]))
-    return "\n".join(out)
 
 
 def ids_on_every_primary(cluster: LocalCluster, per_primary: int, tag: str) -> list[str]:
@@ -173,25 +162,14 @@ async def test_a_stream_joins_a_slot_already_being_read(
 async def test_primary_killed_mid_stream_viewers_resume(
     cluster: LocalCluster, procs: list[Proc]
 ) -> None:
-    a, b = procs[0].url, procs[1].url
     ids = ids_on_every_primary(cluster, 3, "failover")
     key = keys.log_key(ids[0])
     victim = cluster.primary_of(key)
     on_victim = {s for s in ids if cluster.primary_of(keys.log_key(s)) is victim}
-    async with httpx.AsyncClient(timeout=30) as client:
-        await create_all(client, a, ids, 64)
-        viewers = [Viewer([fe, other], sid) for sid in ids for fe, other in ((a, b), (b, a))]
-        running = [asyncio.create_task(v.run(client)) for v in viewers]
-        await asyncio.sleep(1.0)  # mid-stream
-        victim.stop(signal.SIGKILL)
-        killed_at = time.monotonic()
-        followed = [v for v in viewers if v.stream_id in on_victim]
-        gaps = await first_progress(followed, killed_at, killed_at + 60)
-        try:
-            await asyncio.gather(*running)
-        except ViewerGaveUp as exc:
-            raise AssertionError(f"{exc}\n{log_tails(procs)}") from None
-        statuses = [(await client.get(f"{a}/v1/generations/{sid}")).json()["status"] for sid in ids]
+    run = await kill_mid_stream(
+        procs, ids, lambda: victim.stop(signal.SIGKILL), lambda v: v.stream_id in on_victim
+    )
+    viewers, followed, gaps, statuses = run.viewers, run.followed, run.gaps, run.statuses
     assert cluster.primary_of(key) is not victim, "the replica did not take over"
     lost, duplicated, told = judge_failover(cluster, viewers)
     assert len(gaps) == len(followed), "a viewer of the killed primary's streams got nothing more"

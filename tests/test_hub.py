@@ -48,6 +48,13 @@ class RacingLog(EventLog):
         await self.append(self.stream_id, batch, kind="feed")
 
 
+async def info_of(log: EventLog, sid: str) -> StreamInfo:
+    """A stream the test made: its info, which must exist."""
+    info = await log.info(sid)
+    assert info is not None, sid
+    return info
+
+
 Clients = tuple[SingleRoute, Redis]
 """The hub's route (one reader) and the command client it shares with the log."""
 
@@ -79,8 +86,7 @@ async def test_appends_during_the_replay_arrive_once(clients: Clients) -> None:
     sid = "seam-" + secrets.token_hex(4)
     log = RacingLog(control, sid, burst=7, rounds=6)
     await log.append_burst()  # the stream exists, 7 events
-    info = await log.info(sid)
-    assert info is not None
+    info = await info_of(log, sid)
     async with Hub(route, log, HubConfig(block_ms=1000)) as hub:
         follow = hub.follow(sid, 0, info)
 
@@ -103,8 +109,7 @@ async def test_a_slow_viewer_catches_up_from_redis(clients: Clients) -> None:
     log = EventLog(control, page_size=50)
     sid = "slow-" + secrets.token_hex(4)
     await log.append(sid, [{"type": "data-n", "i": 0}], kind="feed")
-    info = await log.info(sid)
-    assert info is not None
+    info = await info_of(log, sid)
     async with Hub(route, log, HubConfig(block_ms=1000, viewer_buffer=4)) as hub:
         slow = hub.follow(sid, 0, info)
         fast = hub.follow(sid, 0, info)
@@ -150,8 +155,7 @@ async def test_leaving_viewers_are_forgotten(clients: Clients) -> None:
     async with Hub(route, log, HubConfig(block_ms=1000, keepalive=0.05)) as hub:
         gens = []
         for sid in sids:
-            info = await log.info(sid)
-            assert info is not None
+            info = await info_of(log, sid)
             for _ in range(4):
                 g = hub.follow(sid, 0, info)
                 await anext(g)
@@ -168,8 +172,7 @@ async def test_drain_ends_open_viewers(clients: Clients) -> None:
     log = EventLog(control)
     sid = "drain-" + secrets.token_hex(4)
     await log.append(sid, [{"type": "a"}], kind="feed")
-    info = await log.info(sid)
-    assert info is not None
+    info = await info_of(log, sid)
     async with Hub(route, log, HubConfig(block_ms=1000)) as hub:
         tasks = [asyncio.create_task(collect(hub.follow(sid, 0, info))) for _ in range(5)]
         await asyncio.sleep(0.1)
@@ -183,8 +186,7 @@ async def test_reader_survives_a_dropped_connection(clients: Clients) -> None:
     log = EventLog(control)
     sid = "drop-" + secrets.token_hex(4)
     await log.append(sid, [{"type": "a"}], kind="feed")
-    info = await log.info(sid)
-    assert info is not None
+    info = await info_of(log, sid)
     async with Hub(route, log, HubConfig(block_ms=1000)) as hub:
         task = asyncio.create_task(collect(hub.follow(sid, 0, info)))
         await asyncio.sleep(0.2)
@@ -212,8 +214,7 @@ async def test_viewers_of_a_stream_that_lost_events_are_ended_not_left_waiting(
     sid = "lost-" + secrets.token_hex(4)
     kept = await log.append(sid, [{"type": "a"}, {"type": "b"}], kind="feed")
     await log.append(sid, [{"type": "c"}, {"type": "d"}], kind="feed")
-    info = await log.info(sid)
-    assert info is not None
+    info = await info_of(log, sid)
     async with Hub(route, log, HubConfig(block_ms=1000, keepalive=0.2)) as hub:
         task = asyncio.create_task(collect(hub.follow(sid, 0, info), seconds=10))
         await asyncio.sleep(0.3)  # replayed 1..4; the reader's cursor is at 4
@@ -295,8 +296,7 @@ async def test_direct_and_yielded_frames_make_one_ordered_stream(
     log = EventLog(control, page_size=20)
     sid = "direct-" + secrets.token_hex(4)
     await log.append(sid, [{"type": "data-n", "i": -1}], kind="feed")
-    info = await log.info(sid)
-    assert info is not None
+    info = await info_of(log, sid)
     wires = [Wire(refuse_every) for _ in range(5)]
     async with Hub(route, log, HubConfig(block_ms=1000)) as hub:
         viewers = [asyncio.create_task(w.drain(hub.follow(sid, 0, info, w.write))) for w in wires]
@@ -322,15 +322,13 @@ async def test_a_viewer_joining_mid_stream_gets_replay_then_direct(
         await log.append(sid, [{"type": "data-n", "i": i}], kind="feed")
     async with Hub(route, log, HubConfig(block_ms=1000)) as hub:
         early = Wire()
-        info = await log.info(sid)
-        assert info is not None
+        info = await info_of(log, sid)
         first = asyncio.create_task(early.drain(hub.follow(sid, 0, info, early.write)))
         await asyncio.sleep(0.1)
         publisher = asyncio.create_task(_publish(log, sid, 100))
         await asyncio.sleep(0.05)
         late = Wire()
-        info = await log.info(sid)
-        assert info is not None
+        info = await info_of(log, sid)
         second = asyncio.create_task(late.drain(hub.follow(sid, 10, info, late.write)))
         await asyncio.gather(first, second, publisher)
     assert early.ids() == list(range(1, 152))
@@ -342,8 +340,7 @@ async def test_keepalives_go_straight_to_a_socket_that_takes_them(clients: Clien
     log = EventLog(control)
     sid = "ping-" + secrets.token_hex(4)
     await log.append(sid, [{"type": "a"}], kind="feed")
-    info = await log.info(sid)
-    assert info is not None
+    info = await info_of(log, sid)
     async with Hub(route, log, HubConfig(block_ms=1000, keepalive=0.05)) as hub:
         takes, refuses = Wire(), Wire(refuse_every=1)
         viewers = [
@@ -389,8 +386,7 @@ async def test_the_reader_outlives_errors_that_are_not_redis_errors(clients: Cli
     log = EventLog(control)
     sid = "outlive-" + secrets.token_hex(4)
     await log.append(sid, [{"type": "data-n", "i": 0}], kind="feed")
-    info = await log.info(sid)
-    assert info is not None
+    info = await info_of(log, sid)
     failing = FailoverRoute(route, failures=3)
     async with Hub(failing, log, HubConfig(block_ms=1000)) as hub:
         wire = Wire()
@@ -423,8 +419,8 @@ async def test_late_joiners_of_an_ended_stream_share_one_read(
             sid, [{"type": "data-n", "i": i} for i in range(start, start + 100)], kind="feed"
         )
     await log.append(sid, [{"type": "finish"}], kind="feed")
-    info = await log.info(sid)
-    assert info is not None and info.ended
+    info = await info_of(log, sid)
+    assert info.ended
     async with Hub(route, log, HubConfig(block_ms=1000)) as hub:
         wires = [Wire() for _ in range(30)]
         # One joiner leaves early, mid-read: the others must not lose the read it started.

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import statistics
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +22,8 @@ from tests.redis_topologies import (
     SentinelGroup,
     assert_exact,
     create_all,
-    first_progress,
     judge_failover,
+    kill_mid_stream,
     start_sentinel_group,
     two_by_two,
 )
@@ -70,18 +69,9 @@ async def test_generations_arrive_complete_on_two_frontends(
 async def test_primary_killed_mid_stream_viewers_resume(
     group: SentinelGroup, procs: list[Proc]
 ) -> None:
-    a, b = procs[0].url, procs[1].url
     ids = [f"sentinel-failover-{i}" for i in range(4)]
-    async with httpx.AsyncClient(timeout=30) as client:
-        await create_all(client, a, ids, 64)
-        viewers = [Viewer([fe, other], sid) for sid in ids for fe, other in ((a, b), (b, a))]
-        running = [asyncio.create_task(v.run(client)) for v in viewers]
-        await asyncio.sleep(1.0)  # mid-stream
-        group.primary.stop(signal.SIGKILL)
-        killed_at = time.monotonic()
-        gaps = await first_progress(viewers, killed_at, killed_at + 60)
-        await asyncio.gather(*running)
-        statuses = [(await client.get(f"{b}/v1/generations/{sid}")).json()["status"] for sid in ids]
+    run = await kill_mid_stream(procs, ids, lambda: group.primary.stop(signal.SIGKILL))
+    viewers, gaps, statuses = run.viewers, run.gaps, run.statuses
     assert group.current_primary_port() == group.replica.port, "the replica was not promoted"
     lost, duplicated, told = judge_failover(group, viewers)
     assert len(gaps) == len(viewers), "a viewer got nothing after the kill"
