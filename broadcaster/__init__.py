@@ -3,8 +3,8 @@
 The names a producer needs; the front-end is ``python -m broadcaster serve``.
 """
 
-from broadcaster.auth import hash_key, mint_viewer_token, verify_viewer_token
-from broadcaster.client import (
+from broadcaster.clients.publisher import Publisher
+from broadcaster.clients.stream_client import (
     ClientEvent,
     PublishRefused,
     ResumePointAhead,
@@ -14,9 +14,9 @@ from broadcaster.client import (
     StreamUnavailable,
     Unauthorized,
 )
-from broadcaster.events import TERMINAL_TYPES, Event, InvalidEvent
-from broadcaster.log import AppendRefused, StaleWriter, StreamEnded, StreamInfo, WrongKind
-from broadcaster.publisher import Publisher
+from broadcaster.core.auth import hash_key, mint_viewer_token, verify_viewer_token
+from broadcaster.core.events import TERMINAL_TYPES, Event, InvalidEvent
+from broadcaster.core.log import AppendRefused, StaleWriter, StreamEnded, StreamInfo, WrongKind
 
 __all__ = [
     "TERMINAL_TYPES",

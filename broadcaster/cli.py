@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
 
-from broadcaster.app import create_app
-from broadcaster.auth import hash_key, parse_api_keys
-from broadcaster.embedded import EmbeddedRedis, ServerNotFound
-from broadcaster.logs import setup_logging
-from broadcaster.server import make_server
-from broadcaster.settings import RedisSettings, Settings
+from broadcaster.core.auth import hash_key, parse_api_keys
+from broadcaster.core.embedded import redis_url
+from broadcaster.core.logs import setup_logging
+from broadcaster.http.app import create_app
+from broadcaster.http.server import make_server
+from broadcaster.http.settings import Settings
 
 log = logging.getLogger("broadcaster")
 
@@ -31,36 +29,6 @@ def exit_on_sigterm() -> None:
         raise SystemExit(0)  # a drained shutdown is a clean exit
 
     signal.signal(signal.SIGTERM, _exit)
-
-
-@contextlib.contextmanager
-def redis_url(settings: RedisSettings) -> Iterator[str]:
-    """``REDIS_URL`` if set (with ``REDIS_CLUSTER`` or ``REDIS_SENTINELS``: the
-    ``redis+cluster://`` or ``redis+sentinel://`` URL that ``connection`` reads), else the
-    embedded Redis (started, or joined, for the duration)."""
-    try:
-        url = settings.engine_url()
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from None
-    if url:
-        yield url
-        return
-    embedded = EmbeddedRedis(settings.data_dir)
-    try:
-        url = embedded.start()
-    except ServerNotFound as exc:
-        raise SystemExit(str(exc)) from None
-    owner = embedded.proc is not None
-    log.info(
-        "REDIS_URL is unset: %s embedded Redis at %s (data in %s)",
-        "started" if owner else "joined the",
-        url,
-        embedded.data_dir,
-    )
-    try:
-        yield url
-    finally:
-        embedded.stop()
 
 
 def is_loopback(host: str) -> bool:
@@ -137,12 +105,13 @@ def _demo(args: argparse.Namespace) -> None:
     setup_logging(settings.log_level, settings.log_format)
     check_exposure(settings)
     exit_on_sigterm()
-    if wsettings.provider == "anthropic" and not os.environ.get("ANTHROPIC_API_KEY"):
-        wsettings = wsettings.model_copy(update={"provider": "fake"})
+    if wsettings.served() == ("anthropic",) and not os.environ.get("ANTHROPIC_API_KEY"):
+        wsettings = wsettings.model_copy(update={"provider": "fake", "providers": None})
+    served = ",".join(wsettings.served())
     log.info(
         "demo: the worker uses the %s provider%s",
-        wsettings.provider,
-        "" if wsettings.provider == "anthropic" else " (set ANTHROPIC_API_KEY for the real model)",
+        served,
+        " (set ANTHROPIC_API_KEY for the real model)" if served == "fake" else "",
     )
     with redis_url(settings) as url:
         app = create_app(settings, url)
@@ -170,13 +139,13 @@ def _hash_key(args: argparse.Namespace) -> None:
 
 
 def _tail(args: argparse.Namespace) -> None:
-    from broadcaster import tail
+    from broadcaster.clients import tail
 
     raise SystemExit(tail.main(args))
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from broadcaster import bench
+    from broadcaster.bench import run as bench
 
     raise SystemExit(bench.main(args))
 
@@ -201,12 +170,12 @@ def main(argv: list[str] | None = None) -> None:
     hk.add_argument("key", help="the API key (read from stdin if '-')")
     hk.set_defaults(func=_hash_key)
     tl = sub.add_parser("tail", help="follow a stream live and print it as text")
-    from broadcaster.tail import add_arguments
+    from broadcaster.clients.tail import add_arguments
 
     add_arguments(tl)
     tl.set_defaults(func=_tail)
     bn = sub.add_parser("bench", help="load-test a running deployment (viewers, latency, cost)")
-    from broadcaster.bench import add_arguments as add_bench_arguments
+    from broadcaster.bench.run import add_arguments as add_bench_arguments
 
     add_bench_arguments(bn)
     bn.set_defaults(func=_bench)

@@ -1,0 +1,853 @@
+"""``python -m broadcaster bench``: load-test a running deployment.
+
+It does not start servers. It publishes to ``--redis-url`` with ``Publisher`` and opens
+``--viewers`` SSE viewers, spread over ``--streams`` streams, over the ``--url``
+front-ends and over ``--procs`` viewer processes (see ``viewers.py``: a viewer is
+a bare asyncio protocol, so the load generator costs less per event than the server it
+measures; the report says by how much). Each event carries its publish time
+(``"t": time.time_ns()``), so a delivery gives a publish-to-viewer latency. Each stream
+is created with one ``data-bench-start`` event (seq 1) before the viewers connect, then
+gets ``--rate`` events/s for ``--duration`` seconds (none with ``--idle``: keepalives
+only), then ``finish``; every viewer must see ids 1..N once each.
+
+Reported: deliveries/s, latency p50/p99/max, lost and duplicated events, the CPU of the
+bench per 100,000 deliveries, and with ``--server-pid`` (front-ends on this machine)
+their CPU per 100,000 deliveries and RSS per open connection, Redis commands per
+published event (INFO commandstats deltas; the bench's own INFO excluded, its publishes
+included), and with ``--replay N`` the time ``--joiners`` late joiners take to read an
+N-event stream that has ended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import multiprocessing
+import os
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis, RedisCluster
+
+from broadcaster.bench.viewers import (
+    BenchError,
+    GroupSpec,
+    own_cpu_seconds,
+    run_group,
+)
+from broadcaster.clients.publisher import Publisher
+from broadcaster.core import connection
+from broadcaster.core.rlimit import raise_nofile_limit
+from broadcaster.core.settings import RedisSettings
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Commands the bench itself sends for its measurements, not part of the fan-out cost.
+OWN_COMMANDS = {"info"}
+# Commands that read a stream: what the front-ends cost Redis, apart from the publishing.
+READ_COMMANDS = ("xread", "xrange", "xrevrange", "xreadgroup")
+PUBLISHES_IN_FLIGHT = 16  # overlapping publish round trips (see _publish_on_schedule)
+PIPELINE = 1000  # appends per pipeline when publishing to many streams at once
+JOIN_AFTER = 1.0  # seconds into the window when --join-during viewers begin to connect
+LATENCY_SAMPLERS = 50  # viewers that record every latency; the others only check ids
+
+
+class EventSink(Protocol):
+    """Where the bench publishes: ``Publisher`` (Redis), or a comparison's own relay."""
+
+    async def publish(
+        self, stream_id: str, events: dict[str, Any] | Sequence[dict[str, Any]]
+    ) -> int: ...
+
+    async def aclose(self) -> None: ...
+
+
+# --- measurements of other processes ---
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # after the ")": state is field 3, utime 14, stime 15 (1-based) -> indexes 11, 12
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise BenchError(f"no VmRSS for pid {pid}")
+
+
+async def _info(redis: Redis, section: str) -> list[dict[str, Any]]:
+    """One INFO section per server: each primary of a Cluster (a redis+cluster:// URL)."""
+    if isinstance(redis, RedisCluster):
+        per_node = await redis.info(section, target_nodes=RedisCluster.PRIMARIES)
+        return list(per_node.values())
+    return [await redis.info(section)]
+
+
+async def command_calls(redis: Redis) -> dict[str, int]:
+    calls: dict[str, int] = {}
+    for stats in await _info(redis, "commandstats"):
+        for key, value in stats.items():
+            name = str(key).removeprefix("cmdstat_")
+            if isinstance(value, dict):
+                calls[name] = calls.get(name, 0) + int(value.get("calls", 0))
+    return calls
+
+
+async def redis_cpu_seconds(redis: Redis) -> float:
+    """Redis's own CPU (user + system): where a design that fans out through Redis pays."""
+    return sum(
+        float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+        for cpu in await _info(redis, "cpu")
+    )
+
+
+def percentile(sorted_values: list[int], q: float) -> float:
+    if not sorted_values:
+        return math.nan
+    idx = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
+    return float(sorted_values[idx])
+
+
+# --- viewer processes ---
+
+
+class Groups:
+    """The viewer processes of one phase: started together, awaited together."""
+
+    def __init__(self, specs: list[GroupSpec]) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conns: list[Connection] = []
+        self._procs: list[multiprocessing.process.BaseProcess] = []
+        for spec in specs:
+            parent, child = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=run_group, args=(spec, child), daemon=True)
+            proc.start()
+            child.close()
+            self._conns.append(parent)
+            self._procs.append(proc)
+
+    async def _recv(self, kind: str) -> list[Any]:
+        out = []
+        for conn in self._conns:
+            try:
+                msg = await asyncio.to_thread(conn.recv)
+            except EOFError as exc:
+                raise BenchError("a viewer process died") from exc
+            if msg[0] == "error":
+                raise BenchError(f"viewer process: {msg[1]}")
+            if msg[0] != kind:
+                raise BenchError(f"viewer process: expected {kind}, got {msg[0]}")
+            out.append(msg[1:])
+        return out
+
+    async def ready(self) -> list[Any]:
+        """Per process: (seconds to open, CPU seconds so far)."""
+        return await self._recv("ready")
+
+    async def done(self) -> list[dict[str, Any]]:
+        return [m[0] for m in await self._recv("done")]
+
+    def close(self) -> None:
+        for proc in self._procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        for conn in self._conns:
+            conn.close()
+
+
+def _split(targets: list[tuple[str, int, str]], procs: int, **kw: Any) -> list[GroupSpec]:
+    """Contiguous shares, so each process's source addresses continue the global index."""
+    procs = max(1, min(procs, len(targets)))
+    size = math.ceil(len(targets) / procs)
+    return [
+        GroupSpec(targets=targets[i : i + size], first_index=i, **kw)
+        for i in range(0, len(targets), size)
+    ]
+
+
+def _endpoint(url: str) -> tuple[str, int, str]:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise BenchError(f"--url must be http://host[:port], got {url!r}")
+    return parts.hostname, parts.port or 80, parts.path.rstrip("/")
+
+
+# --- the run ---
+
+
+async def _publish_all(sink: EventSink, sids: list[str], event: dict[str, Any]) -> list[int]:
+    """``event`` to every stream: in pipelines of up to ``PIPELINE`` appends when the sink
+    has ``publish_many`` (``Publisher`` has), so one process can offer thousands of
+    publishes a second. Returns each publish's own time, ns from its send to Redis's
+    reply (a pipeline's for each of its appends)."""
+    many = getattr(sink, "publish_many", None)
+    if many is None:
+        return list(await asyncio.gather(*(_timed(sink.publish(sid, event)) for sid in sids)))
+    took: list[int] = []
+    for i in range(0, len(sids), PIPELINE):
+        chunk = sids[i : i + PIPELINE]
+        took += [await _timed(many(dict.fromkeys(chunk, event)))] * len(chunk)
+    return took
+
+
+async def _timed(publish: Awaitable[Any]) -> int:
+    t = time.time_ns()
+    await publish
+    return time.time_ns() - t
+
+
+async def _publish_on_schedule(
+    sink: EventSink, sids: list[str], n: int, rate: float, t0: float, *, pad: str
+) -> list[int]:
+    """Tick k publishes one event to every stream at t0 + k/rate. Ticks overlap (up to
+    ``PUBLISHES_IN_FLIGHT`` round trips in all) rather than wait for each other, so the
+    rate holds on a loaded machine; Redis still numbers each stream's events in order.
+    Returns each publish's own time (ns, from its send to the reply): bounds the part of
+    the publish-to-viewer latency spent before Redis held the event, not the server's."""
+    took: list[int] = []
+    trips = math.ceil(len(sids) / PIPELINE) if hasattr(sink, "publish_many") else len(sids)
+    slots = asyncio.Semaphore(max(1, PUBLISHES_IN_FLIGHT // trips))
+    ticks: set[asyncio.Task[None]] = set()
+
+    async def tick() -> None:
+        try:
+            event = {"type": "data-bench", "t": time.time_ns(), "p": pad}
+            took.extend(await _publish_all(sink, sids, event))
+        finally:
+            slots.release()
+
+    try:
+        for k in range(n):
+            delay = t0 + k / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await slots.acquire()
+            task = asyncio.create_task(tick())
+            ticks.add(task)
+            task.add_done_callback(ticks.discard)
+        await asyncio.gather(*ticks)
+    finally:
+        for task in ticks:
+            task.cancel()
+    return sorted(took)
+
+
+async def _replay(
+    sink: EventSink, args: argparse.Namespace, endpoints: list[tuple[str, int, str]], run: str
+) -> dict[str, Any]:
+    """``--joiners`` viewers join at once a stream of ``--replay`` events that has ended."""
+    sid = f"bench-{run}-replay"
+    n = args.replay
+    batch = 500
+    for start in range(0, n, batch):
+        await sink.publish(
+            sid, [{"type": "data-bench", "i": i} for i in range(start, min(n, start + batch))]
+        )
+    await sink.publish(sid, {"type": "finish"})
+    targets = [
+        (h, p, f"{pre}/v1/streams/{sid}/events")
+        for h, p, pre in (endpoints[i % len(endpoints)] for i in range(args.joiners))
+    ]
+    groups = Groups(
+        _split(
+            targets, args.procs, token=args.token, latency_every=0, wait_first=False, timeout=600
+        )
+    )
+    try:
+        readies = await groups.ready()
+        results = await groups.done()
+    finally:
+        groups.close()
+    views = [v for r in results for v in r["viewers"]]
+    started_ns = min(r[2] for r in readies)
+    seconds = (max(v[6] for v in views) - started_ns) / 1e9
+    total = n + 1
+    return {
+        "events": total,
+        "joiners": len(views),
+        "seconds": seconds,
+        "events_per_s": total * len(views) / seconds if seconds > 0 else math.inf,
+        "lost": sum(v[3] + (total - v[2]) for v in views),
+        "duplicated": sum(v[4] for v in views),
+    }
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One run's streams and load, from the arguments."""
+
+    redis_url: str
+    endpoints: list[tuple[str, int, str]]
+    pids: list[int]
+    """Front-end processes on this machine, for their CPU and RSS."""
+    run: str
+    sids: list[str]
+    quiet_sids: list[str]
+    """Streams with one viewer each that get nothing in the window: a front-end's other
+    watched streams, whose number must not change the cost of the others' events."""
+    per_stream: int
+    """Events published to each stream in the measured window (0 with ``--idle``)."""
+    pad: str
+
+    @property
+    def events_per_stream(self) -> int:
+        return self.per_stream + 2  # start + data + finish
+
+    @property
+    def published(self) -> int:
+        return self.per_stream * len(self.sids) + len(self.sids)  # during the measured window
+
+
+@dataclass(frozen=True)
+class _Counters:
+    """The cost counters, read at the start and the end of the measured window."""
+
+    calls: dict[str, int]
+    redis_cpu: float
+    own_cpu: float
+    server_cpu: dict[int, float]
+
+
+async def _counters(stats_redis: Redis, pids: list[int]) -> _Counters:
+    calls = await command_calls(stats_redis)
+    redis_cpu = await redis_cpu_seconds(stats_redis)
+    # the bench's own CPU inside the Redis INFO reads
+    return _Counters(
+        calls, redis_cpu, own_cpu_seconds(), {pid: proc_cpu_seconds(pid) for pid in pids}
+    )
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The measured window: what the viewers saw, and the cost counters read around it."""
+
+    targets: list[tuple[str, int, str]]
+    readies: list[Any]
+    results: list[dict[str, Any]]
+    t_start_ns: int
+    publish_seconds: float
+    took: list[int]
+    before: _Counters
+    after: _Counters
+    server_cpu_idle: dict[int, float]
+    """The servers' CPU when publishing ended (``--idle``: what keepalives cost)."""
+    rss_before: dict[int, int]
+    rss_after: dict[int, int]
+    quiet: list[dict[str, Any]]
+    """What the quiet streams' viewers saw (and, joining during the window, how long
+    each took from connecting to its first event)."""
+
+    @property
+    def views(self) -> list[Any]:
+        return [v for r in self.results for v in r["viewers"]]
+
+    @property
+    def deliveries(self) -> int:
+        return sum(v[1] for v in self.views)
+
+    @property
+    def measured(self) -> int:
+        return self.deliveries - len(self.views)  # all but the seq-1 replay each viewer got first
+
+
+def _plan(args: argparse.Namespace) -> _Plan:
+    try:  # the same variables as the processes: REDIS_URL, REDIS_CLUSTER, REDIS_SENTINELS
+        redis_url = args.redis_url or RedisSettings().engine_url()
+    except ValueError as exc:
+        raise BenchError(str(exc)) from None
+    if not redis_url:
+        raise BenchError("--redis-url (or REDIS_URL) is required")
+    endpoints = [_endpoint(u) for u in (args.url or ["http://127.0.0.1:8000"])]
+    if args.viewers < 1 or args.streams < 1 or args.rate <= 0 or args.duration <= 0:
+        raise BenchError("--viewers, --streams, --rate and --duration must be positive")
+    if args.procs < 1:
+        raise BenchError("--procs must be positive")
+    if args.join_during and not args.quiet_streams:
+        raise BenchError("--join-during needs --quiet-streams")
+    run = uuid.uuid4().hex[:10]
+    return _Plan(
+        redis_url=redis_url,
+        endpoints=endpoints,
+        pids=args.server_pid or [],
+        run=run,
+        sids=[f"bench-{run}-{i}" for i in range(args.streams)],
+        quiet_sids=[f"bench-{run}-q{i}" for i in range(args.quiet_streams)],
+        per_stream=0 if args.idle else max(1, round(args.rate * args.duration)),
+        pad="x" * max(0, args.event_bytes - 60),  # ~60 bytes of JSON besides the padding
+    )
+
+
+async def run_bench(args: argparse.Namespace, sink: EventSink | None = None) -> dict[str, Any]:
+    """One bench run. ``sink`` replaces the Redis publisher (the comparison's ceiling)."""
+    plan = _plan(args)
+    raise_nofile_limit()
+    pub: EventSink = sink if sink is not None else Publisher.from_url(plan.redis_url)
+    stats_redis = connection.command_client(plan.redis_url)
+    try:
+        await _open_streams(pub, plan)
+        window = await _measure(args, plan, pub, stats_redis)
+        replay = await _replay(pub, args, plan.endpoints, plan.run) if args.replay > 0 else None
+    finally:
+        await pub.aclose()
+        await stats_redis.aclose()
+    return {
+        **_load_figures(args, plan, window),
+        **_delivery_figures(plan, window),
+        **_cost_figures(args, plan, window),
+        "replay": replay,
+    }
+
+
+async def _open_streams(pub: EventSink, plan: _Plan) -> None:
+    """Seq 1 of every stream, before the viewers connect: a viewer is ready once it has
+    it, so the measured window starts with every viewer caught up."""
+    start = {"type": "data-bench-start", "t": time.time_ns()}
+    await _publish_all(pub, [*plan.sids, *plan.quiet_sids], start)
+
+
+def _start_viewers(
+    args: argparse.Namespace, plan: _Plan
+) -> tuple[list[tuple[str, int, str]], Groups]:
+    """``--viewers`` viewers, spread over the streams and front-ends, in ``--procs``
+    processes; they report ready once each has seen its stream's first event."""
+    targets = []
+    for i in range(args.viewers):
+        host, port, prefix = plan.endpoints[i % len(plan.endpoints)]
+        targets.append((host, port, f"{prefix}/v1/streams/{plan.sids[i % args.streams]}/events"))
+    every = max(1, args.viewers // LATENCY_SAMPLERS)
+    groups = Groups(
+        _split(
+            targets,
+            args.procs,
+            token=args.token,
+            latency_every=every,
+            timeout=args.duration + args.deadline,
+            first_wait=args.first_wait,
+        )
+    )
+    return targets, groups
+
+
+async def _measure(
+    args: argparse.Namespace, plan: _Plan, pub: EventSink, stats_redis: Redis
+) -> _Window:
+    """Open the viewers, publish on schedule while they watch, then ``finish``, reading the
+    cost counters around that window. The quiet streams' viewers open before the window,
+    or during it (``--join-during``, ``JOIN_AFTER`` seconds in); their streams end after
+    the counters are read, so closing thousands of them is not counted as the cost of
+    the others' events."""
+    pids = plan.pids
+    rss_before = {pid: proc_rss_kb(pid) for pid in pids}
+    before_window = not args.join_during and plan.quiet_sids
+    _say(f"opening {args.viewers} viewer(s), {len(plan.quiet_sids) if before_window else 0} quiet")
+    targets, groups = _start_viewers(args, plan)
+    quiet: Groups | None = None
+    try:
+        readies = await groups.ready()
+        if before_window:
+            quiet = await _open_quiet(args, plan, 0.0)
+        rss_after = {pid: proc_rss_kb(pid) for pid in pids}
+        before = await _counters(stats_redis, pids)
+        t_start_ns = time.time_ns()
+        _say(f"publishing for {args.duration:g} s")
+        joining = None
+        if args.join_during:
+            joining = asyncio.create_task(_open_quiet(args, plan, JOIN_AFTER))
+        try:
+            took, publish_seconds = await _publish_window(args, plan, pub)
+            srv_idle = {pid: proc_cpu_seconds(pid) for pid in pids}
+            await _publish_all(pub, plan.sids, {"type": "finish", "t": time.time_ns()})
+            results = await groups.done()
+            after = await _counters(stats_redis, pids)
+        finally:
+            if joining is not None:
+                quiet = await joining
+        _say("window over; ending the streams")
+        quiet_results = await _finish_quiet(pub, plan, quiet)
+    finally:
+        groups.close()
+        if quiet is not None:
+            quiet.close()
+    return _Window(
+        targets=targets,
+        readies=readies,
+        results=results,
+        t_start_ns=t_start_ns,
+        publish_seconds=publish_seconds,
+        took=took,
+        before=before,
+        after=after,
+        server_cpu_idle=srv_idle,
+        rss_before=rss_before,
+        rss_after=rss_after,
+        quiet=quiet_results,
+    )
+
+
+def _say(what: str) -> None:
+    """Progress on stderr (the report goes to stdout), to time a profiler by."""
+    print(f"bench {time.strftime('%H:%M:%S')}: {what}", file=sys.stderr, flush=True)
+
+
+async def _open_quiet(args: argparse.Namespace, plan: _Plan, after: float) -> Groups:
+    """One viewer per quiet stream, ``after`` seconds from now; returns once every one has
+    its stream's first event (or fails, after ``--first-wait``)."""
+    await asyncio.sleep(after)
+    targets = []
+    for i, sid in enumerate(plan.quiet_sids):
+        host, port, prefix = plan.endpoints[i % len(plan.endpoints)]
+        targets.append((host, port, f"{prefix}/v1/streams/{sid}/events"))
+    specs = _split(
+        targets,
+        args.procs,
+        token=args.token,
+        latency_every=0,
+        timeout=args.duration + args.deadline,
+        first_wait=args.first_wait,
+    )
+    groups = Groups(specs)
+    try:
+        await groups.ready()
+    except BaseException:
+        groups.close()
+        raise
+    return groups
+
+
+async def _finish_quiet(pub: EventSink, plan: _Plan, quiet: Groups | None) -> list[dict[str, Any]]:
+    if quiet is None:
+        return []
+    await _publish_all(pub, plan.quiet_sids, {"type": "finish", "t": time.time_ns()})
+    return await quiet.done()
+
+
+async def _publish_window(
+    args: argparse.Namespace, plan: _Plan, pub: EventSink
+) -> tuple[list[int], float]:
+    """``--rate`` events/s to each stream for ``--duration`` (with ``--idle``, nothing for
+    as long). Returns each tick's publish time (sorted, ns) and the seconds it all took."""
+    t0 = time.perf_counter()
+    if args.idle:
+        await asyncio.sleep(args.duration)
+    took = await _publish_on_schedule(pub, plan.sids, plan.per_stream, args.rate, t0, pad=plan.pad)
+    return took, time.perf_counter() - t0
+
+
+def _load_figures(args: argparse.Namespace, plan: _Plan, w: _Window) -> dict[str, Any]:
+    return {
+        "urls": [f"http://{h}:{p}{pre}" for h, p, pre in plan.endpoints],
+        "viewers": args.viewers,
+        "streams": args.streams,
+        "rate": 0 if args.idle else args.rate,
+        "duration": args.duration,
+        "event_bytes": args.event_bytes,
+        "procs": len(w.readies),
+        "open_seconds": max(r[0] for r in w.readies),
+        "per_stream": [
+            {
+                "stream": sid,
+                "viewers": sum(1 for _, _, path in w.targets if path.endswith(f"/{sid}/events")),
+                "events": plan.events_per_stream,
+            }
+            for sid in plan.sids
+        ],
+    }
+
+
+def _delivery_figures(plan: _Plan, w: _Window) -> dict[str, Any]:
+    views = w.views
+    events_per_stream = plan.events_per_stream
+    # A viewer the server ended early lost its tail; one still open at the deadline was
+    # merely slower than the offered load (its tail is "undelivered", not lost).
+    lost = sum(v[3] + (0 if v[7] else events_per_stream - v[2]) for v in views)
+    undelivered = sum(events_per_stream - v[2] for v in views if v[7])
+    end_ns = max(v[6] for v in views)
+    window = (end_ns - w.t_start_ns) / 1e9
+    latencies = sorted(lat for r in w.results for lat in r["latencies_ns"])
+    return {
+        "events_published": plan.published,
+        "publish_rate": plan.per_stream * len(plan.sids) / w.publish_seconds,
+        "deliveries": w.deliveries,
+        "delivered_events_per_s": w.measured / window if window > 0 else math.nan,
+        "window_s": window,
+        "latency_ms": {
+            "p50": percentile(latencies, 0.50) / 1e6,
+            "p99": percentile(latencies, 0.99) / 1e6,
+            "max": percentile(latencies, 1.0) / 1e6,
+        },
+        "latency_samples": len(latencies),
+        "publish_ms": {
+            "p50": percentile(w.took, 0.50) / 1e6,
+            "p99": percentile(w.took, 0.99) / 1e6,
+        },
+        "lost": lost,
+        "duplicated": sum(v[4] for v in views),
+        "timed_out_viewers": sum(1 for v in views if v[7]),
+        "undelivered_at_deadline": undelivered,
+        **_quiet_figures(w.quiet),
+    }
+
+
+def _quiet_figures(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The quiet streams' viewers: each must see its start and finish, once; and how long
+    each took from connecting to its first event."""
+    views = [v for r in results for v in r["viewers"]]
+    firsts = sorted(t for r in results for t in r["first_event_ns"])
+    return {
+        "quiet_viewers": len(views),
+        "quiet_lost": sum(v[3] + (0 if v[7] else 2 - v[2]) for v in views),
+        "quiet_duplicated": sum(v[4] for v in views),
+        "first_event_ms": {
+            "p50": percentile(firsts, 0.50) / 1e6,
+            "p99": percentile(firsts, 0.99) / 1e6,
+            "max": percentile(firsts, 1.0) / 1e6,
+        },
+    }
+
+
+def _command_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Redis commands run in the window, by name, without the bench's own."""
+    delta = {
+        name: after.get(name, 0) - before.get(name, 0)
+        for name in set(after) | set(before)
+        if name not in OWN_COMMANDS
+    }
+    return {k: v for k, v in sorted(delta.items()) if v}
+
+
+def _cost_figures(args: argparse.Namespace, plan: _Plan, w: _Window) -> dict[str, Any]:
+    pids = plan.pids
+    published = plan.published
+    delta = _command_delta(w.before.calls, w.after.calls)
+    per_100k = 100_000 / w.measured if w.measured > 0 else math.nan
+    viewer_cpu = sum(r["cpu"] for r in w.results) - sum(r[1] for r in w.readies)
+    srv0, srv1 = w.before.server_cpu, w.after.server_cpu
+    publisher_cpu = w.after.own_cpu - w.before.own_cpu
+    redis_cpu = w.after.redis_cpu - w.before.redis_cpu
+    server_cpu = sum(srv1[p] - srv0[p] for p in pids) if pids else None
+    rss_growth = sum(w.rss_after[p] - w.rss_before[p] for p in pids)
+    return {
+        "client_cpu_s_per_100k": (viewer_cpu + publisher_cpu) * per_100k,
+        "viewer_cpu_s_per_100k": viewer_cpu * per_100k,
+        "publisher_cpu_s_per_100k": publisher_cpu * per_100k,
+        "server_cpu_s": server_cpu,
+        "server_idle_cpu_s": (
+            sum(w.server_cpu_idle[p] - srv0[p] for p in pids) if pids and args.idle else None
+        ),
+        "server_cpu_s_per_100k": server_cpu * per_100k if server_cpu is not None else None,
+        "redis_cpu_s_per_100k": redis_cpu * per_100k,
+        "redis_cpu_us_per_event": redis_cpu * 1e6 / published,
+        "server_rss_kb": sum(w.rss_after.values()) if pids else None,
+        "server_rss_kb_per_connection": rss_growth / len(w.views) if pids else None,
+        "redis_commands_per_event": sum(delta.values()) / published,
+        "redis_read_commands_per_event": sum(delta.get(c, 0) for c in READ_COMMANDS) / published,
+        "redis_xread_per_event": delta.get("xread", 0) / published,
+        "redis_commands": delta,
+    }
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:,.3f}{unit}" if abs(value) < 100 else f"{value:,.0f}{unit}"
+    return f"{value:,}{unit}"
+
+
+def _quiet_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    if not r["quiet_viewers"]:
+        return []
+    first = r["first_event_ms"]
+    return [
+        (
+            "quiet streams' viewers",
+            f"{_fmt(r['quiet_viewers'])}, lost / dup {r['quiet_lost']} / {r['quiet_duplicated']}",
+        ),
+        (
+            "connect to first event",
+            f"p50 {_fmt(first['p50'])} / p99 {_fmt(first['p99'])} / max {_fmt(first['max'])} ms",
+        ),
+    ]
+
+
+def render(r: dict[str, Any]) -> str:
+    lat = r["latency_ms"]
+    rows = [
+        ("front-ends", ", ".join(r["urls"])),
+        (
+            "load",
+            f"{r['viewers']} viewers, {r['streams']} stream(s), {r['rate']} ev/s/stream, "
+            f"{r['duration']} s, {r['event_bytes']} B, {r['procs']} viewer process(es)",
+        ),
+        ("events published", f"{_fmt(r['events_published'])} ({_fmt(r['publish_rate'])} ev/s)"),
+        ("deliveries", _fmt(r["deliveries"])),
+        ("delivered events/s", _fmt(r["delivered_events_per_s"])),
+        (
+            "latency p50/p99/max",
+            f"{_fmt(lat['p50'])} / {_fmt(lat['p99'])} / {_fmt(lat['max'])} ms "
+            f"({_fmt(r['latency_samples'])} samples)",
+        ),
+        (
+            "of which publishing p50/p99",
+            f"{_fmt(r['publish_ms']['p50'])} / {_fmt(r['publish_ms']['p99'])} ms "
+            "(the publisher's own wait for Redis's reply)",
+        ),
+        ("lost / duplicated", f"{r['lost']} / {r['duplicated']}"),
+        *_quiet_rows(r),
+        (
+            "at the deadline",
+            f"{r['timed_out_viewers']} viewers still behind, "
+            f"{_fmt(r['undelivered_at_deadline'])} deliveries undelivered",
+        ),
+        *_cost_rows(r),
+    ]
+    if r["replay"] is not None:
+        rp = r["replay"]
+        rows.append(
+            (
+                "late-joiner replay",
+                f"{rp['joiners']} x {rp['events']} events in {_fmt(rp['seconds'], ' s')} "
+                f"({_fmt(rp['events_per_s'])} ev/s), lost {rp['lost']}, dup {rp['duplicated']}",
+            )
+        )
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _cost_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    srv, cli = r["server_cpu_s_per_100k"], r["client_cpu_s_per_100k"]
+    return [
+        (
+            "bench CPU per 100k deliv.",
+            f"{_fmt(cli, ' s')} (viewers {_fmt(r['viewer_cpu_s_per_100k'], ' s')}, "
+            f"publisher {_fmt(r['publisher_cpu_s_per_100k'], ' s')})",
+        ),
+        ("server CPU per 100k deliv.", _fmt(srv, " s")),
+        (
+            "server CPU / bench CPU",
+            _fmt(srv / cli) if srv is not None and cli and math.isfinite(cli) else "n/a",
+        ),
+        ("server CPU in window", _fmt(r["server_cpu_s"], " s")),
+        ("Redis CPU per 100k deliv.", _fmt(r["redis_cpu_s_per_100k"], " s")),
+        ("Redis CPU per published event", _fmt(r["redis_cpu_us_per_event"], " us")),
+        ("server RSS", _fmt(r["server_rss_kb"], " KiB")),
+        ("server RSS per connection", _fmt(r["server_rss_kb_per_connection"], " KiB")),
+        ("Redis commands per event (all)", _fmt(r["redis_commands_per_event"])),
+        ("Redis stream reads per event", _fmt(r["redis_read_commands_per_event"])),
+        ("Redis XREAD per event", _fmt(r["redis_xread_per_event"])),
+        ("Redis commands", ", ".join(f"{k}={v}" for k, v in r["redis_commands"].items())),
+    ]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _load_arguments(parser)
+    _measure_arguments(parser)
+
+
+def _load_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where, and what load to offer."""
+    parser.add_argument(
+        "--url",
+        action="append",
+        help="front-end base URL (default http://127.0.0.1:8000); repeat to spread viewers",
+    )
+    parser.add_argument(
+        "--redis-url",
+        help="Redis to publish to and read stats from ($REDIS_URL); a Redis Cluster as "
+        "redis+cluster://host:port[,host:port...]",
+    )
+    parser.add_argument("--viewers", type=int, default=100, help="SSE viewers (100)")
+    parser.add_argument("--streams", type=int, default=1, help="streams, viewers spread (1)")
+    parser.add_argument("--rate", type=float, default=100, help="events/s per stream (100)")
+    parser.add_argument("--duration", type=float, default=10, help="seconds of publishing (10)")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=60,
+        help="seconds after publishing for viewers to finish, then counted as behind (60)",
+    )
+    parser.add_argument(
+        "--idle", action="store_true", help="publish nothing for --duration (keepalives only)"
+    )
+    parser.add_argument("--event-bytes", type=int, default=100, help="event size (100)")
+    parser.add_argument(
+        "--quiet-streams",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also N streams with one viewer each that get nothing while the others are "
+        "measured: what watching many streams costs the ones that flow (0)",
+    )
+    parser.add_argument(
+        "--join-during",
+        action="store_true",
+        help=f"the quiet streams' viewers connect {JOIN_AFTER:g} s into the window; reports "
+        "how long each took to get its first event",
+    )
+    parser.add_argument(
+        "--first-wait",
+        type=float,
+        default=30,
+        help="seconds a viewer may wait for its first event before the run fails (30)",
+    )
+
+
+def _measure_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the viewers are run, and what else is measured."""
+    parser.add_argument(
+        "--procs",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) // 2),
+        help="viewer processes (half the CPUs): the bench must not be the bottleneck",
+    )
+    parser.add_argument(
+        "--replay", type=int, default=0, metavar="N", help="also time late joiners of N events"
+    )
+    parser.add_argument(
+        "--joiners", type=int, default=1, help="late joiners arriving at once, with --replay (1)"
+    )
+    parser.add_argument(
+        "--server-pid",
+        type=int,
+        action="append",
+        metavar="PID",
+        help="a front-end process on this machine, for its CPU and RSS (repeatable)",
+    )
+    parser.add_argument("--token", help="viewer token (needed when the server has a secret)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        result = asyncio.run(run_bench(args))
+    except (BenchError, OSError, TimeoutError) as exc:
+        print(f"bench: {exc!r}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(render(result))
+    bad = (
+        result["lost"] or result["duplicated"] or result["quiet_lost"] or result["quiet_duplicated"]
+    )
+    if result["replay"] is not None:
+        bad = bad or result["replay"]["lost"] or result["replay"]["duplicated"]
+    return 1 if bad else 0

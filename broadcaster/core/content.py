@@ -1,0 +1,124 @@
+"""A generation's assistant turn as Anthropic content blocks, folded from its events.
+
+Pure: a fold over the contract's events (``fold(events)``, or ``ContentFold`` fed one
+event at a time). ``GET /v1/generations/{id}`` answers with it as ``content``, so a client
+can send the turn back in its next request's ``messages`` unchanged: thinking keeps its
+signature, redacted thinking its data, a tool call its id and parsed input.
+
+Only the latest attempt counts: ``data-retry`` (a worker was lost and another started
+over) and ``start`` begin the turn again. A tool the provider ran itself (Anthropic's
+server tools) is left out: its result is not in the stream, and Anthropic refuses a
+``server_tool_use`` sent back without it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+ContentBlock = dict[str, Any]
+
+
+def _anthropic(event: dict[str, Any]) -> dict[str, Any]:
+    meta = event.get("providerMetadata")
+    found = meta.get("anthropic") if isinstance(meta, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+@dataclass
+class ContentFold:
+    """The blocks of the turn so far, in the order they started."""
+
+    blocks: list[ContentBlock] = field(default_factory=list)
+    _by_id: dict[tuple[str, str], ContentBlock] = field(default_factory=dict)
+    _tool_json: dict[str, list[str]] = field(default_factory=dict)
+
+    def feed(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind in ("start", "data-retry"):
+            self.blocks.clear()
+            self._by_id.clear()
+            self._tool_json.clear()
+        elif isinstance(kind, str) and kind.startswith("reasoning-"):
+            self._reasoning(kind, event)
+        elif kind in ("text-start", "text-delta"):
+            self._text(kind, event)
+        elif isinstance(kind, str) and kind.startswith("tool-input-"):
+            self._tool(kind, event)
+
+    def _open(self, key: tuple[str, str], block: ContentBlock) -> None:
+        self._by_id[key] = block
+        self.blocks.append(block)
+
+    def _reasoning(self, kind: str, event: dict[str, Any]) -> None:
+        key = ("r", str(event.get("id")))
+        meta = _anthropic(event)
+        if kind == "reasoning-start":
+            if isinstance(meta.get("redactedData"), str):
+                self._open(key, {"type": "redacted_thinking", "data": meta["redactedData"]})
+            else:
+                self._open(key, {"type": "thinking", "thinking": "", "signature": ""})
+        block = self._by_id.get(key)
+        if block is None or block["type"] != "thinking":
+            return
+        delta = event.get("delta")
+        if kind == "reasoning-delta" and isinstance(delta, str):
+            block["thinking"] += delta
+        if isinstance(meta.get("signature"), str):
+            block["signature"] = meta["signature"]
+
+    def _text(self, kind: str, event: dict[str, Any]) -> None:
+        key = ("t", str(event.get("id")))
+        if kind == "text-start":
+            self._open(key, {"type": "text", "text": ""})
+            return
+        block = self._by_id.get(key)
+        delta = event.get("delta")
+        if block is not None and isinstance(delta, str):
+            block["text"] += delta
+
+    def _tool(self, kind: str, event: dict[str, Any]) -> None:
+        call_id = str(event.get("toolCallId"))
+        key = ("c", call_id)
+        if kind == "tool-input-start":
+            if event.get("providerExecuted"):
+                return
+            self._open(
+                key, {"type": "tool_use", "id": call_id, "name": event.get("toolName"), "input": {}}
+            )
+            self._tool_json[call_id] = []
+            return
+        block = self._by_id.get(key)
+        if block is None:
+            return
+        if kind == "tool-input-delta" and isinstance(event.get("inputTextDelta"), str):
+            self._tool_json[call_id].append(event["inputTextDelta"])
+        elif kind == "tool-input-available":
+            block["input"] = event.get("input")
+
+    def result(self) -> list[ContentBlock]:
+        """The blocks; a tool call whose input is not complete yet has what parses of it
+        (``{}`` until then)."""
+        out = [dict(block) for block in self.blocks]
+        for block in out:
+            if block["type"] == "tool_use" and block["input"] == {}:
+                block["input"] = _partial_input(self._tool_json.get(block["id"], []))
+        return out
+
+
+def _partial_input(parts: list[str]) -> Any:
+    try:
+        parsed = json.loads("".join(parts))
+    except ValueError:
+        return {}
+    return parsed
+
+
+def fold(events: Iterable[dict[str, Any]]) -> list[ContentBlock]:
+    """The assistant turn of these events (a generation's, in seq order)."""
+    folding = ContentFold()
+    for event in events:
+        folding.feed(event)
+    return folding.result()

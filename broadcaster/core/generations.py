@@ -1,0 +1,64 @@
+"""A generation's life around its events: created queued, claimed by one worker at a time
+(the owner every append of that worker names, so a worker that lost its job is refused),
+released when a worker hands it back. Its events and their expiry are the log's
+(``log.py``); these scripts touch only the stream's metadata, under the same hash tag.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from broadcaster.core import keys
+from broadcaster.core.log import EventLog, script
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a worker learns when it takes a generation: where the stream is, which try."""
+
+    last_seq: int
+    attempt: int
+
+
+class Generations:
+    def __init__(self, log_: EventLog) -> None:
+        self.log = log_
+        redis = log_.redis
+        self._create = redis.register_script(script("create_generation.lua"))
+        self._claim = redis.register_script(script("claim.lua"))
+        self._release = redis.register_script(script("release.lua"))
+
+    async def create(self, stream_id: str, request: dict[str, Any]) -> bool:
+        """Create a queued generation; False if the id is taken."""
+        created = await self._create(
+            keys=[keys.meta_key(stream_id)],
+            args=[json.dumps(request, separators=(",", ":")), self.log.idle_ttl],
+        )
+        return bool(created)
+
+    async def recreate(self, stream_id: str, request: dict[str, Any]) -> bool:
+        """Create again a generation whose metadata Redis lost, dropping what is left of
+        its events and text, for the one worker that wrote all of them to write them
+        again (an event log without its hash could never be appended to: ids must grow).
+        False if the generation exists."""
+        if not await self.create(stream_id, request):
+            return False
+        await self.log.redis.delete(keys.log_key(stream_id), keys.text_key(stream_id))
+        return True
+
+    async def claim(self, stream_id: str, owner: str) -> Claim | None:
+        """Make ``owner`` the only writer of a generation and count the attempt.
+
+        Returns None when the generation is gone or already ended (nothing to run).
+        """
+        status, seq, attempt = await self._claim(keys=[keys.meta_key(stream_id)], args=[owner])
+        if status != b"OK":
+            return None
+        return Claim(int(seq), int(attempt))
+
+    async def release(self, stream_id: str, owner: str) -> bool:
+        """Give up ownership of a generation that is not ended (it goes back to
+        ``queued``); False if ``owner`` no longer owns it."""
+        return bool(await self._release(keys=[keys.meta_key(stream_id)], args=[owner]))

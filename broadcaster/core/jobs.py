@@ -1,0 +1,161 @@
+"""The generation job queues: one Redis Stream per model provider, each read by the same
+consumer group.
+
+The front-end enqueues a generation id on its provider's queue; a worker reads every queue
+of the providers it serves with one ``XREADGROUP`` (so each job goes to one worker, and
+only to one that serves its provider) and holds it in its pending list while it runs. A
+running worker refreshes its hold on its jobs (``XCLAIM`` to itself resets the idle time);
+the jobs of a worker that died stop being refreshed, and after the lease time another
+worker takes them with ``XAUTOCLAIM``. A finished job is acknowledged and deleted. A job
+handed back on shutdown is re-added at the tail of its provider's queue, so another
+worker picks it up at once.
+
+Workers also advertise the providers they serve (``keys.provider_key``), so the front-end
+refuses a request no worker would take rather than queueing it forever.
+
+The queue only says *which* generation to run; whether it still needs running, and who
+owns its stream, is decided by the event log (``EventLog.claim``): a job delivered twice
+is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from broadcaster.core import keys
+from broadcaster.core.request import PROVIDERS
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    entry_id: bytes
+    generation_id: str
+    provider: str = "anthropic"
+    queue: str = keys.jobs_key("anthropic")
+    """The key it was read from: where it is acknowledged."""
+
+
+def _provider(queue: str) -> str:
+    return "anthropic" if queue == keys.LEGACY_JOBS_KEY else queue.rsplit(":", 1)[1]
+
+
+def _jobs(queue: str, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> list[Job]:
+    # XAUTOCLAIM reports entries deleted meanwhile with no fields; skip them.
+    provider = _provider(queue)
+    return [Job(eid, f[b"id"].decode(), provider, queue) for eid, f in entries if f and b"id" in f]
+
+
+def queues(providers: Sequence[str]) -> list[str]:
+    """The queue keys that carry jobs for ``providers``."""
+    found = [keys.jobs_key(p) for p in providers]
+    if "anthropic" in providers:
+        found.append(keys.LEGACY_JOBS_KEY)
+    return found
+
+
+class JobQueue:
+    """The queues of ``providers`` (all of them for a front-end; a worker's own)."""
+
+    def __init__(self, redis: Redis, providers: Sequence[str] = PROVIDERS) -> None:
+        self.redis = redis
+        self.providers = tuple(providers)
+        self.keys = queues(self.providers)
+        self.group = keys.JOBS_GROUP
+
+    async def enqueue(self, generation_id: str, provider: str = "anthropic") -> None:
+        await self.redis.xadd(keys.jobs_key(provider), {"id": generation_id})
+
+    async def depth(self) -> int:
+        """Jobs queued or running, over every queue."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in self.keys:
+                pipe.xlen(key)
+            return sum(int(n) for n in await pipe.execute())
+
+    async def admission(self, provider: str) -> tuple[int, bool]:
+        """(the depth over every queue, whether a worker serves ``provider``), in one
+        round trip: every key involved shares the ``{jobs}`` tag."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in self.keys:
+                pipe.xlen(key)
+            pipe.exists(keys.provider_key(provider))
+            *depths, served = await pipe.execute()
+        return sum(int(n) for n in depths), bool(served)
+
+    async def advertise(self, ttl_ms: int) -> None:
+        """Say, for ``ttl_ms``, that a worker serves each of ``providers``."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for provider in self.providers:
+                pipe.set(keys.provider_key(provider), "1", px=ttl_ms)
+            await pipe.execute()
+
+    async def ensure_group(self) -> None:
+        for key in self.keys:
+            try:
+                await self.redis.xgroup_create(key, self.group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def take(self, reader: Redis, consumer: str, count: int, block_ms: int) -> list[Job]:
+        """New jobs for ``consumer`` from every queue at once (blocking up to ``block_ms``
+        on ``reader``), the oldest first. ``COUNT`` applies per queue, so each queue is
+        asked for its share of ``count``: at most ``len(queues) - 1`` more come back."""
+        per_queue = max(1, count // len(self.keys))
+        resp = await reader.xreadgroup(
+            self.group, consumer, dict.fromkeys(self.keys, ">"), count=per_queue, block=block_ms
+        )
+        reply = cast(list[tuple[bytes, Any]], resp or [])
+        taken = [job for key, entries in reply for job in _jobs(key.decode(), entries)]
+        return sorted(taken, key=_age)
+
+    async def take_abandoned(self, consumer: str, min_idle_ms: int, count: int) -> list[Job]:
+        """Jobs whose holder has not refreshed them for ``min_idle_ms`` (it died)."""
+        taken: list[Job] = []
+        for key in self.keys:
+            if len(taken) >= count:
+                break
+            resp = await self.redis.xautoclaim(
+                key,
+                self.group,
+                consumer,
+                min_idle_time=min_idle_ms,
+                start_id="0-0",
+                count=count - len(taken),
+            )
+            taken += _jobs(key, resp[1])  # [next start id, entries, deleted ids]
+        return taken
+
+    async def refresh(self, consumer: str, jobs: Sequence[Job]) -> None:
+        """Reset the idle time of jobs this consumer holds, so nobody takes them over."""
+        by_queue: dict[str, list[int | bytes | str | memoryview]] = {}
+        for job in jobs:
+            by_queue.setdefault(job.queue, []).append(job.entry_id)
+        for key, entry_ids in by_queue.items():
+            await self.redis.xclaim(
+                key, self.group, consumer, min_idle_time=0, message_ids=entry_ids, justid=True
+            )
+
+    async def done(self, job: Job) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(job.queue, self.group, job.entry_id)
+            pipe.xdel(job.queue, job.entry_id)
+            await pipe.execute()
+
+    async def hand_back(self, job: Job) -> None:
+        """Give a job back for another worker to take at once (shutdown)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(keys.jobs_key(job.provider), {"id": job.generation_id})
+            pipe.xack(job.queue, self.group, job.entry_id)
+            pipe.xdel(job.queue, job.entry_id)
+            await pipe.execute()
+
+
+def _age(job: Job) -> tuple[int, int]:
+    ms, _, seq = job.entry_id.partition(b"-")
+    return int(ms), int(seq or 0)

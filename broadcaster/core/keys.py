@@ -1,0 +1,129 @@
+"""Every Redis key name and every TTL the project uses, each with the reason for it.
+
+All keys of one stream share one hash tag so that a Redis Cluster keeps them in one slot:
+the append script touches several of them at once, which Cluster only allows inside one
+slot. The tag is not the stream id but one of ``SLOT_GROUPS`` group tags chosen from it,
+so that many streams share each slot deliberately and one blocking ``XREAD`` per group
+serves them all (a multi-key ``XREAD`` must stay inside one slot). Stream ids are
+validated before they get here (``^[A-Za-z0-9_-]{1,64}$``), so an id can never contain
+``{``, ``}`` or ``:`` and add a tag of its own.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+PREFIX = "bc"
+"""Namespace for every key, so the project can share a Redis with other applications."""
+
+STREAM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""The contract's stream id grammar; nothing else is ever put into a key."""
+
+
+SLOT_GROUPS = 256
+"""Hash tags the streams are spread over. On a Cluster a front-end reads with one blocking
+``XREAD`` per group it watches, so this bounds its reading connections (256, not one per
+stream); and 256 groups, each on a pseudo-random slot, still spread streams evenly over
+any realistic number of primaries. Changing it renames every stream's keys."""
+
+
+def _group(stream_id: str) -> str:
+    # crc32, not hash(): every process, whatever its PYTHONHASHSEED, must agree.
+    return f"sg{zlib.crc32(stream_id.encode()) % SLOT_GROUPS}"
+
+
+def log_key(stream_id: str) -> str:
+    """The Redis Stream holding the events; entry ids are ``<seq>-0``, so seq == entry id."""
+    return f"{PREFIX}:{{{_group(stream_id)}}}:{stream_id}:log"
+
+
+def meta_key(stream_id: str) -> str:
+    """A hash: kind, last seq, terminal type, generation status, usage, error, timestamps."""
+    return f"{PREFIX}:{{{_group(stream_id)}}}:{stream_id}:meta"
+
+
+def text_key(stream_id: str) -> str:
+    """A string: a generation's text so far, APPENDed by the same script as its events."""
+    return f"{PREFIX}:{{{_group(stream_id)}}}:{stream_id}:text"
+
+
+def push_channel(stream_id: str, db: int = 0) -> str:
+    """The pub/sub channel the append script publishes a stream's events on. Same hash
+    tag as the stream's keys: on a Cluster the sharded channel lives on the stream's own
+    shard. Pub/sub ignores databases, so the database is part of the name: deployments
+    sharing a server in different databases never hear each other."""
+    return f"{PREFIX}:{{{_group(stream_id)}}}:{stream_id}:push:{db}"
+
+
+def stream_keys(stream_id: str) -> list[str]:
+    """The keys of one stream in the order the Lua scripts expect them."""
+    return [log_key(stream_id), meta_key(stream_id), text_key(stream_id)]
+
+
+JOBS_TAG = "{jobs}"
+"""The hash tag of the job queues and the providers' advertisements: in a Cluster they all
+live on one node, so one ``XREADGROUP`` reads every queue a worker serves, and the
+front-end learns a provider's queue depth and whether anyone serves it in one round trip.
+Fine for queues of small entries (they carry only ids)."""
+
+
+def jobs_key(provider: str) -> str:
+    """The job queue of one provider (a Redis Stream read by a consumer group): a job
+    reaches only a worker that serves its provider."""
+    return f"{PREFIX}:{JOBS_TAG}:queue:{provider}"
+
+
+LEGACY_JOBS_KEY = f"{PREFIX}:{JOBS_TAG}:queue"
+"""The single queue of versions that knew one provider. Front-ends of that version still
+enqueue there during a rolling upgrade, and jobs may be waiting in it: workers that serve
+``anthropic`` (the only provider then) read it too, as an Anthropic queue."""
+
+JOBS_GROUP = "workers"
+"""The consumer group every worker joins on every queue, so each job goes to one worker."""
+
+
+def provider_key(provider: str) -> str:
+    """Present while some worker serves ``provider``: each running worker sets it again
+    every third of its lease, with a TTL of ``PROVIDER_TTL_LEASES`` leases. The front-end
+    refuses (422) a request for a provider whose key is gone, instead of queueing a job
+    no worker would ever take."""
+    return f"{PREFIX}:{JOBS_TAG}:serves:{provider}"
+
+
+PROVIDER_TTL_LEASES = 3
+"""An advertisement outlives a few missed refreshes (a slow Redis, a paused process), and
+a provider whose last worker died is refused again after three leases (45 s by default).
+A worker that stops cleanly cannot delete it: others may serve the same provider."""
+
+
+def ratelimit_key(key_name: str, minute: int) -> str:
+    """A counter of one API key's requests in one minute (INCR + EXPIRE on this one key).
+    The shared tag puts every counter on one Cluster node: two tiny commands per
+    authenticated request, which one node serves easily."""
+    return f"{PREFIX}:{{ratelimit}}:{key_name}:{minute}"
+
+
+RATELIMIT_TTL = 120
+"""A minute's counter outlives its minute, so a request at its very end still counts."""
+
+# --- TTLs (seconds). Defaults; each is configurable through Settings. ---
+
+ENDED_TTL = 24 * 3600
+"""An ended stream is kept this long for late joiners and resumes, then expires whole."""
+
+IDLE_TTL = 7 * 24 * 3600
+"""A stream that is not ended expires after this long without an append. Running streams
+are never trimmed; this only reclaims streams whose producer vanished without ending them.
+Refreshed by every append."""
+
+# --- limits that are not settings ---
+
+PUSH_MAX_BYTES = 64 * 1024
+"""A published batch carries its encoded frames up to this size; a larger one carries only
+its seqs, and front-ends read it from the log (a reader's pub/sub buffer in Redis is
+bounded: ``client-output-buffer-limit pubsub``)."""
+
+MAX_JSON_DEPTH = 128
+"""Deepest nesting of arrays and objects a request body may have (422 beyond). Python's
+JSON encoder recurses: without a bound, a body that parsed could fail to be stored."""

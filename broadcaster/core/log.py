@@ -1,0 +1,380 @@
+"""The event log: the only code that knows how a stream is laid out in Redis.
+
+A stream is three keys sharing one hash tag (see ``keys.py``): a Redis Stream of events
+whose entry ids are ``<seq>-0``, a metadata hash, and (for generations) the text so far.
+
+Every write goes through one Lua script, ``APPEND``. A script rather than
+``WATCH``/``MULTI`` because it runs in one round trip, cannot livelock under contention
+between writers, and lets the checks and the writes see the same state: the stream is not
+ended; the writer's expected last seq (if given) is the current one; the writer still owns
+the stream (if it names an owner). Only then are the events added with explicit ids
+``seq+1``, ``seq+2``, … so seq numbers are assigned by Redis, gap-free, and a refused
+writer changes nothing. A terminal event marks the stream ended and starts its expiry.
+
+**History tags.** Each event also gets a tag: 8 hex digits of
+``sha1(previous tag, type, data)``, stored in its entry (``h``) and, for the newest, in the
+metadata. The SSE id is ``<seq>.<tag>``, so a resume point names not only a position but
+the whole history up to it. If Redis loses recent writes and the stream is then written
+again *differently* (a feed's producer goes on publishing), a viewer that saw the lost
+events resumes with a tag the stream does not hold at that seq and is told (409), instead
+of being shown a spliced stream. A worker that writes the lost events again byte for byte
+recreates the very same tags, so its viewers resume as if nothing happened. (Centrifugo's
+epoch serves the same end, but changes on any loss; a tag changes only when the history
+does.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from broadcaster.core import connection, keys
+from broadcaster.core.events import Event, InvalidEvent, dump_batch
+
+
+def script(name: str) -> str:
+    """A Lua script of ``scripts/`` (every write to a stream is one of them)."""
+    return resources.files("broadcaster.core").joinpath("scripts", name).read_text()
+
+
+_INFO_FIELDS = ("kind", "seq", "ended", "tag")
+
+PAGE_BYTES = 256 * 1024
+"""What one replay page aims to hold, whatever the size of its events."""
+
+
+class AppendRefused(Exception):
+    """Base of the reasons an append changes nothing. ``last_seq`` is the stream's seq."""
+
+    def __init__(self, stream_id: str, last_seq: int, message: str) -> None:
+        super().__init__(message)
+        self.stream_id = stream_id
+        self.last_seq = last_seq
+
+
+class StreamEnded(AppendRefused):
+    """The stream already has its terminal event."""
+
+
+class StaleWriter(AppendRefused):
+    """The writer expected another last seq, or no longer owns the stream."""
+
+
+class WrongKind(AppendRefused):
+    """A publish to a generation (only its worker appends to it)."""
+
+
+class StreamNotFound(AppendRefused):
+    """The stream does not exist (or expired)."""
+
+
+class StreamFull(AppendRefused):
+    """The stream reached its event or byte limit; only a terminal event is accepted."""
+
+
+class EventTooLarge(InvalidEvent):
+    """One event is over ``max_event_bytes``."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    kind: str
+    last_seq: int
+    ended: str | None
+    tag_at: str | None = None
+    """The history tag of the event asked about (``info(at=...)``); None if not asked,
+    or if the stream holds no such event."""
+    tag: str = ""
+    """The history tag of the newest event (``last_seq``); empty before the first."""
+
+
+def _entry_to_event(entry_id: bytes, fields: dict[bytes, bytes]) -> Event:
+    tag = fields.get(b"h", b"").decode()
+    return Event(int(entry_id.split(b"-", 1)[0]), fields[b"t"].decode(), fields[b"d"], tag)
+
+
+_Entries = Sequence[tuple[bytes, dict[bytes, bytes]]]
+
+
+def entries_to_events(entries: _Entries) -> list[Event]:
+    """Turn raw ``XRANGE``/``XREAD`` entries into events (the client returns bytes)."""
+    return [_entry_to_event(eid, fields) for eid, fields in entries]
+
+
+class EventLog:
+    """Appends and reads streams. Takes a ``redis.asyncio.Redis`` with ``decode_responses``
+    off: event bodies travel as bytes from Redis to the socket without being decoded."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        ended_ttl: int = keys.ENDED_TTL,
+        idle_ttl: int = keys.IDLE_TTL,
+        page_size: int = 500,
+        max_event_bytes: int = 64 * 1024,
+        max_stream_events: int = 100_000,
+        max_stream_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.redis = redis
+        self.ended_ttl = ended_ttl
+        self.idle_ttl = idle_ttl
+        self.max_event_bytes = max_event_bytes
+        self.max_stream_events = max_stream_events
+        self.max_stream_bytes = max_stream_bytes
+        self.page_size = page_size
+        self.publish, self.db = connection.publish_target(redis)
+        self._append = redis.register_script(script("append.lua"))
+
+    # --- writes ---
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[dict[str, Any]],
+        *,
+        kind: str = "",
+        expect_seq: int | None = None,
+        owner: str | None = None,
+        meta: dict[str, str] | None = None,
+        text_append: str | None = None,
+        text_reset: str | None = None,
+    ) -> int:
+        """Append ``events`` atomically and return the seq of the last one.
+
+        ``kind="feed"`` creates a job-progress stream on first publish and refuses a
+        generation; ``kind="generation"`` requires an existing generation. ``expect_seq``
+        and ``owner`` make the append conditional. ``meta`` fields and the text change are
+        applied in the same step, so status and events can never disagree.
+        """
+        args = self._args(
+            stream_id,
+            events,
+            kind=kind,
+            expect_seq=expect_seq,
+            owner=owner,
+            meta=meta,
+            text_append=text_append,
+            text_reset=text_reset,
+        )
+        status, seq = await self._append(keys=keys.stream_keys(stream_id), args=args)
+        if status != b"OK":
+            raise self._refusal(status, stream_id, int(seq), expect_seq)
+        return int(seq)
+
+    async def append_many(
+        self, batches: Sequence[tuple[str, Sequence[dict[str, Any]]]], *, kind: str = "feed"
+    ) -> list[int | AppendRefused]:
+        """Append to many streams in one round trip (a pipeline of the same script, each
+        append atomic on its own): the seq of each batch's last event, or why it was
+        refused."""
+        calls = [
+            (keys.stream_keys(sid), self._args(sid, events, kind=kind)) for sid, events in batches
+        ]
+        try:
+            replies = await self._pipelined(calls)
+        except NoScriptError:  # a Cluster node that never ran it (or a flushed cache)
+            await self.redis.script_load(self._append.script)
+            replies = await self._pipelined(calls)
+        return [
+            int(seq) if status == b"OK" else self._refusal(status, sid, int(seq), None)
+            for (sid, _), (status, seq) in zip(batches, replies, strict=True)
+        ]
+
+    async def _pipelined(self, calls: list[tuple[list[str], list[str | bytes | int]]]) -> Any:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for script_keys, args in calls:
+                await self._append(keys=script_keys, args=args, client=pipe)
+            return await pipe.execute()
+
+    def _args(
+        self,
+        stream_id: str,
+        events: Sequence[dict[str, Any]],
+        *,
+        kind: str,
+        expect_seq: int | None = None,
+        owner: str | None = None,
+        meta: dict[str, str] | None = None,
+        text_append: str | None = None,
+        text_reset: str | None = None,
+    ) -> list[str | bytes | int]:
+        """The append script's arguments (their order is the script's header)."""
+        batch = self._checked(events)
+        if text_reset is not None:
+            text = ("reset", text_reset)
+        else:
+            text = ("append", text_append) if text_append else ("", "")
+        args: list[str | bytes | int] = [
+            kind,
+            "" if expect_seq is None else expect_seq,
+            owner or "",
+            self.ended_ttl,
+            self.idle_ttl,
+            *text,
+            self.max_stream_events,
+            self.max_stream_bytes,
+            self.channel(stream_id),
+            self.publish,
+            keys.PUSH_MAX_BYTES,
+            len(meta or {}),
+        ]
+        for k, v in (meta or {}).items():
+            args += [k, v]
+        for etype, data in batch:
+            args += [etype, data]
+        return args
+
+    def channel(self, stream_id: str) -> bytes:
+        """The pub/sub channel every append to ``stream_id`` is published on."""
+        return keys.push_channel(stream_id, self.db).encode()
+
+    def _checked(self, events: Sequence[dict[str, Any]]) -> list[tuple[str, bytes]]:
+        """The batch as stored: valid events, each within ``max_event_bytes``."""
+        batch = dump_batch(list(events))
+        for etype, data in batch:
+            if len(data) > self.max_event_bytes:
+                raise EventTooLarge(
+                    f"a {etype!r} event of {len(data)} bytes is over the limit of "
+                    f"{self.max_event_bytes}"
+                )
+        return batch
+
+    def _refusal(
+        self, status: bytes, stream_id: str, seq: int, expect_seq: int | None
+    ) -> AppendRefused:
+        """Why the append script changed nothing, as the exception to raise."""
+        match status:
+            case b"ENDED":
+                return StreamEnded(stream_id, seq, f"stream {stream_id} has ended")
+            case b"STALE":
+                return StaleWriter(
+                    stream_id, seq, f"stream {stream_id} is at seq {seq}, not {expect_seq}"
+                )
+            case b"OWNER":
+                return StaleWriter(stream_id, seq, f"stream {stream_id} has another owner")
+            case b"LIMIT":
+                return StreamFull(
+                    stream_id,
+                    seq,
+                    f"stream {stream_id} is full (limits: {self.max_stream_events} events, "
+                    f"{self.max_stream_bytes} bytes); only a terminal event is accepted",
+                )
+            case b"KIND":
+                return WrongKind(
+                    stream_id, seq, f"stream {stream_id} is a generation: only its worker appends"
+                )
+            case _:
+                return StreamNotFound(stream_id, seq, f"no stream {stream_id}")
+
+    # --- reads ---
+
+    async def info(self, stream_id: str, at: int | None = None) -> StreamInfo | None:
+        """Where the stream is; with ``at``, also the history tag of its event ``at``
+        (read in the same round trip), to check a resume point against."""
+        if at is None:
+            reply = await self.redis.hmget(keys.meta_key(stream_id), *_INFO_FIELDS)
+            entry: list[Any] = []
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hmget(keys.meta_key(stream_id), *_INFO_FIELDS)
+                pipe.xrange(keys.log_key(stream_id), min=f"{at}-0", max=f"{at}-0")
+                reply, entry = await pipe.execute()
+        kind, seq, ended, tag = cast(list[bytes | None], reply)
+        if kind is None:
+            return None
+        tag_at = entries_to_events(entry)[0].tag if entry else None
+        return StreamInfo(
+            kind.decode(),
+            int(seq or 0),
+            ended.decode() if ended else None,
+            tag_at,
+            tag.decode() if tag else "",
+        )
+
+    async def positions(self, points: Sequence[tuple[str, int]]) -> list[tuple[int, str]]:
+        """For each ``(stream id, seq)``: the seq of the stream's newest event (0 if it has
+        none), and the history tag of its event ``seq`` ("" if it holds none), all in one
+        round trip. Tells a reader whether Redis lost or rewrote what it had read."""
+        if not points:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream_id, seq in points:
+                key = keys.log_key(stream_id)
+                pipe.xrevrange(key, count=1)
+                pipe.xrange(key, min=f"{seq}-0", max=f"{seq}-0")
+            replies = await pipe.execute()
+        out = []
+        for newest, at in zip(replies[::2], replies[1::2], strict=True):
+            last = entries_to_events(newest)
+            here = entries_to_events(at)
+            out.append((last[0].seq if last else 0, here[0].tag if here else ""))
+        return out
+
+    async def heads(self, stream_ids: Sequence[str]) -> list[tuple[int, str]]:
+        """For each stream: the seq of its newest event and that event's history tag
+        ((0, "") if the stream is gone), one command each, in one round trip. Cheaper than
+        ``positions``, which also checks the history at a seq a reader holds."""
+        if not stream_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream_id in stream_ids:
+                pipe.hmget(keys.meta_key(stream_id), "seq", "tag")
+            replies = await pipe.execute()
+        return [(int(seq or 0), tag.decode() if tag else "") for seq, tag in replies]
+
+    async def holds(self, stream_id: str, after: int, events: Sequence[dict[str, Any]]) -> bool:
+        """Whether the entries right after seq ``after`` are exactly ``events``, byte for
+        byte. A writer whose append's reply was lost (the connection dropped) asks this
+        when its conditional retry is refused: if they are its own events, the first try
+        did happen, and the retry must not write them twice."""
+        want = dump_batch(list(events))
+        page = await self.read_page(stream_id, after, len(want))
+        return [(e.type, e.data) for e in page] == want
+
+    async def meta(self, stream_id: str) -> dict[str, str] | None:
+        """The metadata hash and the text so far (under ``text``), or None."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(keys.meta_key(stream_id))
+            pipe.get(keys.text_key(stream_id))
+            raw, text = await pipe.execute()
+        if not raw:
+            return None
+        out = {k.decode(): v.decode() for k, v in raw.items()}
+        out["text"] = text.decode() if text else ""
+        return out
+
+    async def read_page(self, stream_id: str, after: int, count: int | None = None) -> list[Event]:
+        """Up to ``count`` events with seq > ``after``, in order."""
+        entries = await self.redis.xrange(
+            keys.log_key(stream_id), min=f"{after + 1}-0", count=count or self.page_size
+        )
+        return entries_to_events(cast(_Entries, entries))
+
+    async def read_after(
+        self, stream_id: str, after: int, until: int | None = None
+    ) -> AsyncIterator[list[Event]]:
+        """Pages of events with ``after`` < seq (<= ``until``), so a long stream is never
+        held in memory at once. A page holds up to ``page_size`` events and aims at
+        ``PAGE_BYTES``: pages of large events are shorter. A page shorter than asked for
+        was the last: no read is spent on learning that nothing follows."""
+        count = min(self.page_size, 64)
+        while until is None or after < until:
+            if until is not None:
+                count = min(count, until - after)
+            page = await self.read_page(stream_id, after, count)
+            if until is not None:
+                page = [e for e in page if e.seq <= until]
+            if not page:
+                return
+            yield page
+            if len(page) < count:
+                return
+            after = page[-1].seq
+            average = sum(len(e.data) for e in page) // len(page) + 64
+            count = max(1, min(self.page_size, PAGE_BYTES // average))

@@ -1,0 +1,545 @@
+"""The generation request (``POST /v1/generations``): Anthropic's Messages request, checked
+before anything is stored or queued, so that a mistake is a 422 naming the field rather
+than a generation that fails at the model.
+
+The front-end validates with :func:`validate_request`; the worker reads the stored request
+back and translates it for its provider. The stored request is the body *as sent* (minus
+``id`` and nulls), with the deployment's defaults filled in: the models below only check
+it, so a field Anthropic adds to a content block tomorrow passes through untouched.
+
+Known content block types are checked strictly; a block of any other type (Anthropic's
+server-tool results and whatever comes next) is passed through for Anthropic to judge.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+
+from broadcaster.core import keys
+
+PROVIDERS: tuple[str, ...] = ("anthropic", "openai")
+"""The model providers a request may name."""
+
+MIN_THINKING_BUDGET = 1024
+"""Anthropic's smallest ``thinking.budget_tokens``."""
+
+MAX_TEMPERATURE = {"anthropic": 1.0, "openai": 2.0}
+"""Each API's own range of ``temperature`` (from 0)."""
+
+SERVICE_TIERS = {
+    "anthropic": frozenset({"auto", "standard_only"}),
+    "openai": frozenset({"auto", "default", "flex", "scale", "priority", "standard_only"}),
+}
+"""Values of ``service_tier`` per provider (``standard_only`` is sent to OpenAI as
+``default``, its meaning there)."""
+
+MAX_USER_ID = 256
+"""Anthropic's longest ``metadata.user_id``."""
+
+_IMAGE_MAGIC = {
+    "image/png": (b"\x89PNG",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/webp": (b"RIFF",),
+}
+
+
+class RequestInvalid(ValueError):
+    """A request that is not the documented shape: ``details`` name each field."""
+
+    def __init__(self, message: str, details: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """What the deployment fills in, and its limits."""
+
+    provider: str = "anthropic"
+    models: tuple[tuple[str, str], ...] = (
+        ("anthropic", "claude-sonnet-4-5"),
+        ("openai", "gpt-4.1-mini"),
+    )
+    max_tokens: int = 1024
+    max_tokens_limit: int = 64000
+
+    def model(self, provider: str) -> str:
+        return dict(self.models)[provider]
+
+
+# ---- content blocks
+
+
+def _base64(data: str) -> str:
+    try:
+        base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not valid base64") from None
+    return data
+
+
+def _head(data: str) -> bytes:
+    """The first bytes of valid base64 data (enough for a file's magic number)."""
+    return base64.b64decode(data[:24])
+
+
+Base64Data = Annotated[str, AfterValidator(_base64)]
+
+
+class _Open(BaseModel):
+    """Fields beyond the checked ones pass through (cache_control, citations, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class TextBlock(_Open):
+    type: Literal["text"]
+    text: str
+
+
+class Base64Image(_Open):
+    type: Literal["base64"]
+    media_type: Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
+    data: Base64Data
+
+    @model_validator(mode="after")
+    def _image(self) -> Base64Image:
+        if not _head(self.data).startswith(_IMAGE_MAGIC[self.media_type]):
+            raise ValueError(f"data is not {self.media_type} data")
+        return self
+
+
+class UrlSource(_Open):
+    type: Literal["url"]
+    url: str = Field(pattern=r"^https?://", max_length=8192)
+
+
+class ImageBlock(_Open):
+    type: Literal["image"]
+    source: Annotated[Base64Image | UrlSource, Field(discriminator="type")]
+
+
+class Base64Pdf(_Open):
+    type: Literal["base64"]
+    media_type: Literal["application/pdf"]
+    data: Base64Data
+
+    @model_validator(mode="after")
+    def _pdf(self) -> Base64Pdf:
+        if not _head(self.data).startswith(b"%PDF"):
+            raise ValueError("data is not a PDF document")
+        return self
+
+
+class PlainText(_Open):
+    type: Literal["text"]
+    media_type: Literal["text/plain"]
+    data: str
+
+
+def _as_blocks(value: Any) -> Any:
+    # A string is shorthand for one text block (Anthropic's own rule).
+    return [{"type": "text", "text": value}] if isinstance(value, str) else value
+
+
+class ContentSource(_Open):
+    type: Literal["content"]
+    content: Annotated[
+        list[Annotated[TextBlock | ImageBlock, Field(discriminator="type")]],
+        BeforeValidator(_as_blocks, json_schema_input_type=str | list[TextBlock | ImageBlock]),
+    ]
+
+
+class DocumentBlock(_Open):
+    type: Literal["document"]
+    source: Annotated[
+        Base64Pdf | PlainText | UrlSource | ContentSource, Field(discriminator="type")
+    ]
+    title: str | None = None
+    context: str | None = None
+
+
+class ToolUseBlock(_Open):
+    type: Literal["tool_use"]
+    id: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,256}$")
+    name: str = Field(min_length=1, max_length=200)
+    input: dict[str, Any]
+
+
+_ResultPart = Annotated[TextBlock | ImageBlock | DocumentBlock, Field(discriminator="type")]
+
+
+class ToolResultBlock(_Open):
+    type: Literal["tool_result"]
+    tool_use_id: str = Field(min_length=1)
+    content: (
+        Annotated[
+            list[_ResultPart],
+            BeforeValidator(_as_blocks, json_schema_input_type=str | list[_ResultPart]),
+        ]
+        | None
+    ) = None
+    is_error: bool | None = None
+
+
+class ThinkingBlock(_Open):
+    type: Literal["thinking"]
+    thinking: str
+    signature: str
+    """Empty for thinking from a provider that does not sign it (OpenAI-compatible
+    servers): such a block is dropped on its way to Anthropic, which would refuse it."""
+
+
+class RedactedThinkingBlock(_Open):
+    type: Literal["redacted_thinking"]
+    data: str = Field(min_length=1)
+
+
+class OtherBlock(_Open):
+    """Any other block type: passed through as sent."""
+
+    type: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+
+
+_BLOCK_TYPES = frozenset(
+    {"text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking"}
+)
+
+
+def _block_tag(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if isinstance(kind, str) and kind in _BLOCK_TYPES else "other"
+
+
+Block = Annotated[
+    Annotated[TextBlock, Tag("text")]
+    | Annotated[ImageBlock, Tag("image")]
+    | Annotated[DocumentBlock, Tag("document")]
+    | Annotated[ToolUseBlock, Tag("tool_use")]
+    | Annotated[ToolResultBlock, Tag("tool_result")]
+    | Annotated[ThinkingBlock, Tag("thinking")]
+    | Annotated[RedactedThinkingBlock, Tag("redacted_thinking")]
+    | Annotated[OtherBlock, Tag("other")],
+    Discriminator(_block_tag),
+]
+
+
+class Message(_Open):
+    role: Literal["user", "assistant"]
+    content: Annotated[
+        list[Block], BeforeValidator(_as_blocks, json_schema_input_type=str | list[Block])
+    ]
+
+
+# ---- tools and options
+
+
+class InputSchema(_Open):
+    type: Literal["object"]
+    properties: dict[str, Any] | None = None
+    required: list[str] | None = None
+
+
+class CustomTool(_Open):
+    type: Literal["custom"] | None = None
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,128}$")
+    description: str | None = None
+    input_schema: InputSchema
+
+
+class ServerTool(_Open):
+    """One of Anthropic's own tools (``web_search_20250305``, ...): no input_schema."""
+
+    type: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    name: str = Field(min_length=1, max_length=128)
+
+
+def _tool_tag(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "custom" if kind in (None, "custom") else "server"
+
+
+Tool = Annotated[
+    Annotated[CustomTool, Tag("custom")] | Annotated[ServerTool, Tag("server")],
+    Discriminator(_tool_tag),
+]
+
+
+class ToolChoiceMode(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["auto", "any", "none"]
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolChoiceTool(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["tool"]
+    name: str = Field(min_length=1)
+    disable_parallel_tool_use: bool | None = None
+
+
+class ThinkingEnabled(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["enabled"]
+    budget_tokens: int = Field(ge=MIN_THINKING_BUDGET, strict=True)
+    display: Literal["summarized", "omitted"] | None = None
+
+
+class ThinkingAdaptive(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["adaptive"]
+    display: Literal["summarized", "omitted"] | None = None
+
+
+class ThinkingDisabled(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["disabled"]
+
+
+Thinking = ThinkingEnabled | ThinkingAdaptive | ThinkingDisabled
+
+
+class GenerationRequest(BaseModel):
+    """``POST /v1/generations``: exactly one of ``prompt`` or ``messages``; the rest is
+    Anthropic's Messages request, plus ``provider``, ``id`` and ``metadata``."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt: str | None = Field(None, min_length=1)
+    messages: list[Message] | None = Field(None, min_length=1)
+    model: str | None = Field(None, min_length=1, max_length=200)
+    max_tokens: int | None = Field(None, ge=1, strict=True)  # not true, 1.0 or "1"
+    system: (
+        Annotated[
+            list[TextBlock],
+            BeforeValidator(_as_blocks, json_schema_input_type=str | list[TextBlock]),
+        ]
+        | None
+    ) = None
+    id: str | None = Field(None, pattern=keys.STREAM_ID_RE.pattern)
+    metadata: dict[str, Any] | None = None
+    provider: Literal["anthropic", "openai"] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Annotated[ToolChoiceMode | ToolChoiceTool, Field(discriminator="type")] | None = (
+        None
+    )
+    thinking: Annotated[Thinking, Field(discriminator="type")] | None = None
+    temperature: float | None = Field(None, ge=0, le=2, strict=True)
+    top_p: float | None = Field(None, ge=0, le=1, strict=True)
+    top_k: int | None = Field(None, ge=1, strict=True)
+    stop_sequences: list[Annotated[str, Field(min_length=1)]] | None = None
+    service_tier: str | None = None
+
+    @model_validator(mode="after")
+    def _one_input(self) -> GenerationRequest:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of 'prompt' or 'messages'")
+        return self
+
+
+# ---- checks across fields
+
+
+_Problem = tuple[tuple[str | int, ...], str]
+
+
+def _settings_problems(req: GenerationRequest, provider: str, max_tokens: int) -> list[_Problem]:
+    problems: list[_Problem] = []
+    if isinstance(req.thinking, ThinkingEnabled) and req.thinking.budget_tokens >= max_tokens:
+        problems.append(
+            (("thinking", "budget_tokens"), f"must be less than max_tokens ({max_tokens})")
+        )
+    top = MAX_TEMPERATURE[provider]
+    if req.temperature is not None and req.temperature > top:
+        problems.append((("temperature",), f"must be between 0 and {top:g} for {provider}"))
+    tiers = SERVICE_TIERS[provider]
+    if req.service_tier is not None and req.service_tier not in tiers:
+        problems.append((("service_tier",), f"must be one of {sorted(tiers)} for {provider}"))
+    user_id = (req.metadata or {}).get("user_id")
+    if isinstance(user_id, str) and len(user_id) > MAX_USER_ID:
+        problems.append((("metadata", "user_id"), f"at most {MAX_USER_ID} characters"))
+    return problems
+
+
+def _thinking_problems(req: GenerationRequest, provider: str) -> list[_Problem]:
+    """Anthropic's limits on sampling while the model thinks: it refuses the request."""
+    if provider != "anthropic" or not isinstance(req.thinking, ThinkingEnabled | ThinkingAdaptive):
+        return []
+    problems: list[_Problem] = []
+    if req.temperature is not None and req.temperature != 1:
+        problems.append((("temperature",), "must be 1 (or unset) while thinking"))
+    if req.top_k is not None:
+        problems.append((("top_k",), "cannot be set while thinking"))
+    if req.top_p is not None and req.top_p < 0.95:
+        problems.append((("top_p",), "must be between 0.95 and 1 while thinking"))
+    if req.tool_choice is not None and req.tool_choice.type not in ("auto", "none"):
+        problems.append((("tool_choice", "type"), "must be auto or none while thinking"))
+    return problems
+
+
+def _tool_problems(req: GenerationRequest) -> list[_Problem]:
+    names = [t.name for t in req.tools or []]
+    problems: list[_Problem] = [
+        (("tools", i, "name"), f"tool name {name!r} is used twice")
+        for i, name in enumerate(names)
+        if name in names[:i]
+    ]
+    if isinstance(req.tool_choice, ToolChoiceTool) and req.tool_choice.name not in names:
+        problems.append((("tool_choice", "name"), f"no tool named {req.tool_choice.name!r}"))
+    return problems
+
+
+def _turn_problems(messages: list[Message]) -> list[_Problem]:
+    """Anthropic's rules for tool turns: a tool_result answers a tool_use of the assistant
+    turn just before it; every tool_use of a turn is answered by the next user turn, whose
+    content starts with the results; tool calls and thinking belong to the assistant."""
+    problems: list[_Problem] = []
+    seen_ids: set[str] = set()
+    asked: dict[str, int] = {}  # tool_use ids of the previous assistant turn
+    for m, msg in enumerate(messages):
+        if msg.role == "assistant":
+            problems += _assistant_problems(m, msg, seen_ids)
+            asked = {b.id: m for b in msg.content if isinstance(b, ToolUseBlock)}
+            continue
+        problems += _user_problems(m, msg, asked)
+        asked = {}
+    return problems
+
+
+def _assistant_problems(m: int, msg: Message, seen_ids: set[str]) -> list[_Problem]:
+    problems: list[_Problem] = []
+    for b, block in enumerate(msg.content):
+        if isinstance(block, ToolResultBlock):
+            problems.append((("messages", m, "content", b), "tool_result belongs in a user turn"))
+        elif isinstance(block, ToolUseBlock):
+            if block.id in seen_ids:
+                problems.append((("messages", m, "content", b, "id"), "tool_use id used twice"))
+            seen_ids.add(block.id)
+    return problems
+
+
+def _user_problems(m: int, msg: Message, asked: dict[str, int]) -> list[_Problem]:
+    problems: list[_Problem] = []
+    answered: set[str] = set()
+    results_over = False
+    for b, block in enumerate(msg.content):
+        where: tuple[str | int, ...] = ("messages", m, "content", b)
+        if isinstance(block, ToolResultBlock):
+            if block.tool_use_id not in asked:
+                problems.append(
+                    (
+                        (*where, "tool_use_id"),
+                        f"no tool_use with id {block.tool_use_id!r} in the assistant turn "
+                        "just before",
+                    )
+                )
+            elif results_over:
+                problems.append((where, "tool_result blocks must come first in the turn"))
+            answered.add(block.tool_use_id)
+        else:
+            results_over = True
+            if isinstance(block, ToolUseBlock | ThinkingBlock | RedactedThinkingBlock):
+                problems.append((where, f"{block.type} belongs in an assistant turn"))
+    problems += [
+        (("messages", m, "content"), f"tool_use {tool_id!r} has no tool_result here")
+        for tool_id in asked
+        if tool_id not in answered
+    ]
+    return problems
+
+
+# ---- the entry point
+
+
+_UNION_TAGS: dict[str, frozenset[str]] = {
+    "#": _BLOCK_TYPES | {"other", "custom", "server"},  # after a list index
+    "source": frozenset({"base64", "url", "text", "content"}),
+    "thinking": frozenset({"enabled", "adaptive", "disabled"}),
+    "tool_choice": frozenset({"auto", "any", "none", "tool"}),
+}
+
+
+def _clean_loc(loc: tuple[str | int, ...]) -> list[str | int]:
+    """pydantic's location without the union members it tried (``tool_use``, ``base64``,
+    ...), so that it names the field as the client wrote it."""
+    out: list[str | int] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and i:
+            before = "#" if isinstance(loc[i - 1], int) else str(loc[i - 1])
+            if part in _UNION_TAGS.get(before, ()):
+                continue
+        if isinstance(part, str) and "[" in part:  # str | list[...] members
+            continue
+        out.append(part)
+    return out
+
+
+def dotted(loc: list[str | int]) -> str:
+    """``["messages", 0, "content"]`` as ``messages[0].content``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or "body"
+
+
+def _invalid(problems: list[tuple[list[str | int], str]]) -> RequestInvalid:
+    details = [{"loc": loc, "msg": msg} for loc, msg in problems]
+    unknown = [str(loc[0]) for loc, msg in problems if len(loc) == 1 and msg == "unknown field"]
+    if unknown:
+        message = "unknown fields: " + ", ".join(unknown)
+    else:
+        shown = "; ".join(f"{dotted(loc)}: {msg}" for loc, msg in problems[:3])
+        message = f"invalid generation request: {shown}"
+    return RequestInvalid(message[:1000], details)
+
+
+def _parse(body: Any) -> GenerationRequest:
+    try:
+        return GenerationRequest.model_validate(body)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors(include_url=False, include_context=False, include_input=False):
+            msg = "unknown field" if e["type"] == "extra_forbidden" else e["msg"]
+            msg = msg.removeprefix("Value error, ")
+            problems.append((_clean_loc(e["loc"]), msg))
+        raise _invalid(problems) from None
+
+
+def validate_request(body: Any, defaults: Defaults) -> dict[str, Any]:
+    """The request to store for a body, with the deployment's defaults filled in; or
+    ``RequestInvalid`` naming what is wrong."""
+    req = _parse(body)
+    provider = req.provider or defaults.provider
+    max_tokens = req.max_tokens or defaults.max_tokens
+    # The limit is on what clients ask for; the deployment's own default is its choice.
+    if req.max_tokens is not None and max_tokens > defaults.max_tokens_limit:
+        raise RequestInvalid(
+            f"max_tokens is limited to {defaults.max_tokens_limit}",
+            [{"loc": ["max_tokens"], "msg": f"at most {defaults.max_tokens_limit}"}],
+        )
+    problems = _settings_problems(req, provider, max_tokens) + _tool_problems(req)
+    problems += _thinking_problems(req, provider)
+    problems += _turn_problems(req.messages or [])
+    if problems:
+        raise _invalid([(list(loc), msg) for loc, msg in problems])
+    stored = {k: v for k, v in body.items() if k != "id" and v is not None}
+    stored["provider"] = provider
+    stored.setdefault("model", defaults.model(provider))
+    stored["max_tokens"] = max_tokens
+    return stored

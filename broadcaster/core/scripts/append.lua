@@ -1,0 +1,108 @@
+-- Append a batch of events to one stream, atomically, if the writer's conditions hold,
+-- and publish it on the stream's channel for the front-ends watching it.
+-- KEYS: log, meta, text. ARGV: see EventLog.append (log.py). Returns {status, seq}.
+local log, meta, text = KEYS[1], KEYS[2], KEYS[3]
+local kind, expected, owner = ARGV[1], ARGV[2], ARGV[3]
+local ended_ttl, idle_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local text_mode, text_arg = ARGV[6], ARGV[7]
+local max_events, max_bytes = tonumber(ARGV[8]), tonumber(ARGV[9])
+local channel, publish, push_max = ARGV[10], ARGV[11], tonumber(ARGV[12])
+local n_meta = tonumber(ARGV[13])
+local first = 14 + 2 * n_meta
+local t = redis.call('TIME')
+local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
+
+local m = redis.call('HMGET', meta, 'kind', 'seq', 'ended', 'owner', 'bytes', 'tag')
+local seq
+local create = false
+if not m[1] then
+  if kind ~= 'feed' then return {'NOSTREAM', 0} end
+  seq = 0
+  create = true
+else
+  seq = tonumber(m[2])
+  if kind ~= '' and kind ~= m[1] then return {'KIND', seq} end
+  if m[3] then return {'ENDED', seq} end
+end
+if expected ~= '' and tonumber(expected) ~= seq then return {'STALE', seq} end
+if owner ~= '' and owner ~= m[4] then return {'OWNER', seq} end
+
+-- Size limits; a lone terminal event is always accepted, so any stream can be ended.
+local size = tonumber(m[5]) or 0
+local added = 0
+for i = first + 1, #ARGV, 2 do added = added + #ARGV[i] end
+local lone = ARGV[first]
+local lone_terminal = (#ARGV == first + 1) and
+  (lone == 'finish' or lone == 'error' or lone == 'abort')
+if not lone_terminal and
+   (seq + (#ARGV - first + 1) / 2 > max_events or size + added > max_bytes) then
+  return {'LIMIT', seq}
+end
+
+local ended = false
+local tag = m[6] or ''
+local first_seq = seq + 1
+-- The frames go in the message too, unless the batch is large: front-ends then read it.
+local frames = nil
+if added + 64 * (#ARGV - first + 1) / 2 <= push_max then frames = {} end
+local i = first
+while i < #ARGV do
+  local etype = ARGV[i]
+  seq = seq + 1
+  -- The history tag chains this event to every one before it (log.py's docstring).
+  tag = string.sub(redis.sha1hex(tag .. etype .. ' ' .. ARGV[i + 1]), 1, 8)
+  local id = string.format('%d', seq)
+  redis.call('XADD', log, id .. '-0', 't', etype, 'd', ARGV[i + 1], 'h', tag)
+  if frames then
+    -- Byte for byte what sse.encode makes of the stored event.
+    frames[#frames + 1] = 'id: ' .. id .. '.' .. tag .. '\nevent: ' .. etype ..
+      '\ndata: ' .. ARGV[i + 1] .. '\n\n'
+  end
+  if etype == 'finish' or etype == 'error' or etype == 'abort' then
+    ended = etype
+  end
+  i = i + 2
+end
+
+local updates = {'seq', seq, 'updated_at', now, 'bytes', size + added, 'tag', tag}
+if create then
+  updates[#updates + 1] = 'kind'
+  updates[#updates + 1] = 'feed'
+  updates[#updates + 1] = 'created_at'
+  updates[#updates + 1] = now
+end
+for j = 14, 13 + 2 * n_meta, 2 do
+  updates[#updates + 1] = ARGV[j]
+  updates[#updates + 1] = ARGV[j + 1]
+end
+if ended then
+  updates[#updates + 1] = 'ended'
+  updates[#updates + 1] = ended
+  if m[1] == 'generation' then
+    local status = {finish = 'completed', error = 'failed', abort = 'cancelled'}
+    updates[#updates + 1] = 'status'
+    updates[#updates + 1] = status[ended]
+  end
+end
+redis.call('HSET', meta, unpack(updates))
+if text_mode == 'append' and text_arg ~= '' then
+  redis.call('APPEND', text, text_arg)
+elseif text_mode == 'reset' then
+  redis.call('SET', text, text_arg)
+end
+local ttl = idle_ttl
+if ended then ttl = ended_ttl end
+redis.call('EXPIRE', log, ttl)
+redis.call('EXPIRE', meta, ttl)
+redis.call('EXPIRE', text, ttl)
+if channel ~= '' then
+  -- "<first seq> <last seq> <tag of the last> <T if it ends the stream, else ->\n<frames>"
+  local head = string.format('%d %d %s %s\n', first_seq, seq, tag, ended and 'T' or '-')
+  local body = ''
+  if frames then
+    if ended then frames[#frames + 1] = 'data: [DONE]\n\n' end
+    body = table.concat(frames)
+  end
+  redis.call(publish, channel, head .. body)
+end
+return {'OK', seq}

@@ -1,0 +1,9 @@
+-- Create a queued generation's metadata, unless the id is taken. Returns 1 or 0.
+local meta = KEYS[1]
+if redis.call('EXISTS', meta) == 1 then return 0 end
+local t = redis.call('TIME')
+local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
+redis.call('HSET', meta, 'kind', 'generation', 'seq', 0, 'status', 'queued', 'attempt', 0,
+  'created_at', now, 'updated_at', now, 'request', ARGV[1])
+redis.call('EXPIRE', meta, tonumber(ARGV[2]))
+return 1

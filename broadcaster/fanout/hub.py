@@ -1,0 +1,225 @@
+"""The fan-out of a front-end process: the streams it watches, their viewers, and the copy
+of each new event to every viewer. Knows nothing of HTTP.
+
+New events are *pushed*: the append script publishes each batch on its stream's channel,
+already encoded as SSE frames, and this process subscribes to the channel of every stream
+it has viewers for (``push.py``, ``pubsub.py``). A message whose first seq follows the
+topic's cursor goes to the viewers as it is: straight to the socket of each viewer that
+is caught up and idle (one write per viewer per message), or into the bounded buffer of
+one that is busy or behind. So the cost of an event does not depend on how many other
+streams the process watches, for the process or for Redis. The log is read only to fill
+a gap (``repair.py``): once per stream, not per viewer.
+
+A topic is subscribed *before* its first viewer reads the history from the log, so an
+event published in between is in the read or in a message, never in neither. How one
+viewer is served, from its resume point to the terminal event, is ``viewer.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from broadcaster.core.log import EventLog, StreamInfo
+from broadcaster.fanout import viewer
+from broadcaster.fanout.keepalive import Keepalive
+from broadcaster.fanout.push import PushSubscriber, Resolver
+from broadcaster.fanout.repair import Repairer
+from broadcaster.fanout.replay import FanoutMetrics, Replays
+from broadcaster.fanout.subscription import Run, Subscription, Topic, Writer
+
+log = logging.getLogger("broadcaster.hub")
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    viewer_buffer: int = 1024
+    """Live events buffered per viewer before it falls back to reading Redis itself."""
+    keepalive: float = 15.0
+    """Most seconds of silence before a ``: ping`` comment (``keepalive.py``)."""
+    quiet_check: float = 60.0
+    """A watched stream that is not ended and has heard nothing for this long is checked
+    against the log (a lost last message would otherwise go unnoticed)."""
+    probe: float = 5.0
+    """How often each pub/sub connection is pinged and its channels' homes checked."""
+
+
+class Hub:
+    """The watched streams and their viewers. Use ``async with Hub(...)`` from the app's
+    lifespan: it runs the subscriber, the repairer and the keepalive and check tasks, and
+    awaits them on exit."""
+
+    def __init__(
+        self,
+        resolver: Resolver,
+        log_: EventLog,
+        config: HubConfig | None = None,
+        metrics: FanoutMetrics | None = None,
+    ) -> None:
+        """``resolver`` says where the channels live (``push.resolver_for``)."""
+        self.log = log_
+        self.config = config or HubConfig()
+        self.metrics = metrics
+        self.push = PushSubscriber(
+            resolver, self._on_message, self._recovered, probe_seconds=self.config.probe
+        )
+        self.repairer = Repairer(log_, self._fan_out, self._watched)
+        self.replays = Replays(log_, metrics)
+        self.keepalive = Keepalive(self.config.keepalive)
+        self._topics: dict[str, Topic] = {}
+        self._by_channel: dict[bytes, Topic] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.closing = False
+        self._viewers = 0  # kept by subscribe: read on every connect (the connection limit)
+
+    async def __aenter__(self) -> Hub:
+        await self.push.__aenter__()
+        await self.repairer.__aenter__()
+        self._tasks = [
+            asyncio.create_task(self.keepalive.run(), name="hub-keepalive"),
+            asyncio.create_task(self._quiet_check_loop(), name="hub-quiet-check"),
+        ]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.drain()
+        for t in self._tasks:
+            t.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        await self.repairer.__aexit__(*exc)
+        await self.push.__aexit__(*exc)
+
+    def drain(self) -> None:
+        """End every open response cleanly (shutdown): viewers reconnect elsewhere."""
+        self.closing = True
+        for topic in self._topics.values():
+            for sub in topic.subs:
+                sub.close()
+            if topic.ready is not None and not topic.ready.done():
+                topic.ready.cancel()  # its viewers wait no longer for Redis
+
+    @property
+    def viewers(self) -> int:
+        return self._viewers
+
+    @property
+    def streams(self) -> int:
+        return len(self._topics)
+
+    def viewers_of(self, stream_id: str) -> int:
+        topic = self._topics.get(stream_id)
+        return len(topic.subs) if topic else 0
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, stream_id: str, known_seq: int, known_tag: str = ""
+    ) -> AsyncIterator[Subscription]:
+        """Receive live runs of ``stream_id``, once the subscription to its channel is
+        confirmed (then nothing published is missed). ``known_seq`` is a seq the stream
+        is known to have reached and ``known_tag`` its history tag there: a new topic's
+        cursor."""
+        topic = self._topics.get(stream_id)
+        if topic is None:
+            topic = self._watch(stream_id, known_seq, known_tag)
+        sub = Subscription(self.config.viewer_buffer, topic, self.keepalive)
+        if self.closing:
+            sub.close()
+        topic.subs.add(sub)
+        self._viewers += 1
+        try:
+            assert topic.ready is not None
+            try:
+                await asyncio.shield(topic.ready)
+            except asyncio.CancelledError:
+                if not sub.closed:
+                    raise  # this viewer left; otherwise the hub drained: sub is closed
+            yield sub
+        finally:
+            self._viewers -= 1
+            topic.subs.discard(sub)
+            if not topic.subs and self._topics.get(stream_id) is topic:
+                del self._topics[stream_id]
+                del self._by_channel[topic.channel]
+                self.push.unsubscribe(topic.channel)
+
+    def _watch(self, stream_id: str, cursor: int, tag: str) -> Topic:
+        topic = Topic(stream_id, self.log.channel(stream_id), cursor, tag)
+        topic.read_at = topic.checked_at = asyncio.get_running_loop().time()
+        self._topics[stream_id] = topic
+        self._by_channel[topic.channel] = topic
+        topic.ready = self.push.subscribe(topic.channel)
+        return topic
+
+    def _watched(self, topic: Topic) -> bool:
+        return self._topics.get(topic.stream_id) is topic
+
+    async def follow(
+        self, stream_id: str, after: int, info: StreamInfo, writer: Writer | None = None
+    ) -> AsyncIterator[bytes]:
+        """SSE bytes for one viewer: every event with seq > ``after``, exactly once, in
+        order; ``: ping`` during silences; ends after the terminal event (with its
+        ``[DONE]``) or when the hub drains. Consecutive frames are joined into one chunk.
+
+        With a ``writer`` (the viewer's socket), live frames that arrive while the viewer
+        is caught up go straight to it from the fan-out and are not yielded here."""
+        if info.ended:
+            async for chunk in self.replays.ended(stream_id, after):
+                yield chunk
+            return
+        async with self.subscribe(stream_id, info.last_seq, info.tag) as sub:
+            sub.last = after
+            frames = viewer.deliver(sub, self.replays, stream_id, writer, self.config.keepalive)
+            async for chunk in frames:
+                yield chunk
+
+    # --- new events ---
+
+    def _on_message(self, channel: bytes, payload: bytes) -> None:
+        """A message of a stream's channel: ``<first> <last> <tag> <T|->\\n<frames>``
+        (no frames when the batch was too large to publish whole)."""
+        topic = self._by_channel.get(channel)
+        if topic is None:
+            return  # nobody watches it any more
+        nl = payload.find(b"\n")
+        try:
+            first_b, last_b, tag, flag = payload[:nl].split(b" ")
+            first, last = int(first_b), int(last_b)
+        except ValueError:
+            log.warning("a message on %r that no append published; ignored", channel)
+            return
+        if last <= topic.cursor:
+            return
+        if topic.repairing or first != topic.cursor + 1 or nl == len(payload) - 1:
+            self.repairer.fill(topic, last)
+            return
+        topic.cursor, topic.tag = last, tag.decode()
+        self._fan_out(topic, (first, last, payload[nl + 1 :], flag == b"T"))
+
+    def _fan_out(self, topic: Topic, run: Run) -> None:
+        topic.read_at = asyncio.get_running_loop().time()
+        for sub in topic.subs:
+            sub.deliver(run)
+        if self.metrics is not None:
+            self.metrics.delivered.inc(len(topic.subs) * (run[1] - run[0] + 1))
+
+    def _recovered(self, channels: list[bytes]) -> None:
+        """Subscribed again after an interruption: ask the log what was missed."""
+        topics = [t for c in channels if (t := self._by_channel.get(c)) is not None]
+        self.repairer.recover(topics)
+
+    # --- background ---
+
+    async def _quiet_check_loop(self) -> None:
+        """Now and then, the log is asked about every stream quiet for ``quiet_check``."""
+        loop = asyncio.get_running_loop()
+        every = self.config.quiet_check
+        while True:
+            await asyncio.sleep(every / 8)
+            due = loop.time() - every
+            quiet = [t for t in self._topics.values() if t.read_at <= due and t.checked_at <= due]
+            if quiet:
+                self.repairer.check(quiet)

@@ -1,0 +1,209 @@
+"""What push did not bring, read from the log: once per stream, however many viewers it has.
+
+Three things send a watched stream here:
+
+* a gap: a message whose first seq does not follow the topic's cursor (the events between
+  were published while the subscription was being made, or the batch was too large to be
+  published whole): ``fill``;
+* a subscription that was interrupted (the connection dropped, Redis cut it off, a slot
+  moved, a failover): ``recover``, once it is subscribed again. Redis may have come back
+  without its newest writes, so this asks the log for its newest seq and for the
+  history tag at the topic's cursor (two commands a stream);
+* a stream that is not ended and has been quiet for ``quiet_check`` seconds: a lost last
+  message would otherwise go unnoticed until the next one: ``check``, which asks only
+  for the newest seq and its tag (one command a stream: the connection never dropped).
+
+Both ask about many streams per round trip. A stream ahead of its cursor is filled; one
+that went back below it, or whose history at the cursor changed (Redis lost writes and
+the stream was written again), has its responses ended, so each viewer reconnects with
+its ``Last-Event-ID`` and is told (409, or 404 if the stream is gone), or resumes if its
+producer wrote the same events again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from contextvars import Context
+
+from broadcaster.core import sse
+from broadcaster.core.connection import REDIS_ERRORS
+from broadcaster.core.log import EventLog
+from broadcaster.fanout.subscription import Run, Topic
+
+log = logging.getLogger("broadcaster.hub")
+
+CHECK_BATCH = 500
+"""Streams asked about in one pipelined round trip."""
+
+
+class Repairer:
+    """Owns ``workers`` tasks that fill gaps and one that runs checks; ``async with``."""
+
+    def __init__(
+        self,
+        log_: EventLog,
+        fan_out: Callable[[Topic, Run], None],
+        watched: Callable[[Topic], bool],
+        *,
+        workers: int = 4,
+    ) -> None:
+        self._log = log_
+        self._fan_out = fan_out
+        self._watched = watched
+        self._workers = workers
+        # Both hold each watched topic at most once (``Topic.repairing``, the set): bounded
+        # by the streams this process watches.
+        self._fills: asyncio.Queue[Topic | None] = asyncio.Queue()
+        self._checks: dict[bool, deque[Topic]] = {True: deque(), False: deque()}
+        self._queued_checks: dict[Topic, bool] = {}
+        self._check_wanted = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
+        self.fills = 0
+        self.checks = 0
+
+    async def __aenter__(self) -> Repairer:
+        self._tasks = [
+            asyncio.create_task(self._fill_loop(), name=f"repair-{i}", context=Context())
+            for i in range(self._workers)
+        ]
+        self._tasks.append(
+            asyncio.create_task(self._check_loop(), name="repair-check", context=Context())
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        # The loops also check ``_stopped``, and are woken: redis-py can swallow a
+        # cancel that lands inside one of its calls, and shutdown must not depend on it.
+        self._stopped = True
+        self._check_wanted.set()
+        for _ in range(self._workers):
+            self._fills.put_nowait(None)
+        for t in self._tasks:
+            t.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        self._tasks = []
+
+    def fill(self, topic: Topic, upto: int = 0) -> None:
+        """Read what follows the topic's cursor (at least up to ``upto``) and fan it out."""
+        topic.behind = max(topic.behind, upto)
+        if not topic.repairing:
+            topic.repairing = True
+            self._fills.put_nowait(topic)
+
+    def check(self, topics: list[Topic]) -> None:
+        """Ask the log where these quiet streams stand, and act on what it says."""
+        self._queue_checks(topics, thorough=False)
+
+    def recover(self, topics: list[Topic]) -> None:
+        """The same after an interruption, checking the history at each cursor too."""
+        self._queue_checks(topics, thorough=True)
+
+    def _queue_checks(self, topics: list[Topic], *, thorough: bool) -> None:
+        for topic in topics:
+            queued = self._queued_checks.get(topic)
+            if queued is None or (thorough and not queued):
+                self._queued_checks[topic] = thorough
+                self._checks[thorough].append(topic)
+        self._check_wanted.set()
+
+    # --- filling ---
+
+    async def _fill_loop(self) -> None:
+        while not self._stopped:
+            topic = await self._fills.get()
+            if topic is None:
+                return
+            backoff = 0.05
+            while self._watched(topic) and not self._stopped:
+                try:
+                    await self._fill(topic)
+                    break
+                except REDIS_ERRORS as exc:
+                    log.warning("filling %s: %s; retrying in %.2fs", topic.stream_id, exc, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+            topic.repairing = False
+
+    async def _fill(self, topic: Topic) -> None:
+        """Pages of the log after the cursor until it reaches what messages announced
+        meanwhile (they only raise ``behind`` while this runs: nothing is delivered
+        twice or out of order)."""
+        self.fills += 1
+        while True:
+            read = False
+            async for page in self._log.read_after(topic.stream_id, topic.cursor):
+                if not self._watched(topic):
+                    return
+                read = True
+                frames = b"".join(sse.encode(e) for e in page)
+                last = page[-1]
+                run = (page[0].seq, last.seq, frames, last.terminal)
+                topic.cursor, topic.tag = last.seq, last.tag
+                self._fan_out(topic, run)
+            if topic.behind <= topic.cursor or not read:
+                return
+
+    # --- checking ---
+
+    async def _check_loop(self) -> None:
+        while not self._stopped:
+            await self._check_wanted.wait()
+            self._check_wanted.clear()
+            while not self._stopped and (batch := self._next_checks()):
+                thorough, topics = batch
+                try:
+                    await self._check(topics, thorough=thorough)
+                except REDIS_ERRORS as exc:
+                    log.warning("checking %d stream(s): %s; retrying", len(topics), exc)
+                    self._queue_checks(topics, thorough=thorough)
+                    await asyncio.sleep(0.5)
+                    break
+
+    def _next_checks(self) -> tuple[bool, list[Topic]] | None:
+        """Up to ``CHECK_BATCH`` queued topics, those recovering first."""
+        for thorough in (True, False):
+            queue = self._checks[thorough]
+            if queue:
+                topics = [queue.popleft() for _ in range(min(CHECK_BATCH, len(queue)))]
+                for t in topics:
+                    if self._queued_checks.get(t) == thorough:
+                        del self._queued_checks[t]
+                return thorough, [t for t in topics if self._watched(t)]
+        return None
+
+    async def _check(self, topics: list[Topic], *, thorough: bool) -> None:
+        if not topics:
+            return
+        self.checks += len(topics)
+        now = asyncio.get_running_loop().time()
+        asked = [(t.cursor, t.tag) for t in topics]
+        if thorough:  # the tag at the cursor: was the history up to it rewritten?
+            found = await self._log.positions([(t.stream_id, t.cursor) for t in topics])
+        else:  # the tag of the newest event: compared only when it is the cursor's
+            found = await self._log.heads([t.stream_id for t in topics])
+        for topic, (cursor, tag_then), (seq, tag) in zip(topics, asked, found, strict=True):
+            topic.checked_at = now
+            if topic.cursor != cursor:
+                continue  # events came meanwhile: the answer is about a past position
+            rewritten = tag_then and tag != tag_then and (thorough or seq == cursor)
+            if seq < cursor or rewritten:
+                self._rewound(topic, seq)
+            elif seq > cursor:
+                self.fill(topic, seq)
+
+    def _rewound(self, topic: Topic, seq: int) -> None:
+        log.warning(
+            "stream %s lost writes (at seq %d, it now ends at %d); ending %d response(s)",
+            topic.stream_id,
+            topic.cursor,
+            seq,
+            len(topic.subs),
+        )
+        topic.cursor, topic.tag = seq, ""
+        for sub in list(topic.subs):
+            sub.close()

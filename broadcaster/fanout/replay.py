@@ -1,0 +1,61 @@
+"""Reading a stream's history from the log for viewers: encoded pages, one viewer's own,
+or shared by every late joiner of an ended stream (``shared_replay.SharedHistory``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from prometheus_client import Counter, Histogram
+
+from broadcaster.core import sse
+from broadcaster.core.log import EventLog
+from broadcaster.fanout.shared_replay import Page, SharedHistory
+
+
+class FanoutMetrics(Protocol):
+    """What the fan-out counts (the front-end's metrics object has these, among others)."""
+
+    delivered: Counter
+    replayed: Counter
+    redis_read: Histogram
+
+
+class Replays:
+    def __init__(self, log_: EventLog, metrics: FanoutMetrics | None) -> None:
+        self.log = log_
+        self.metrics = metrics
+        self._histories: dict[tuple[str, int], SharedHistory] = {}
+
+    async def pages(self, stream_id: str, after: int, until: int | None) -> AsyncIterator[Page]:
+        """Encoded pages read from Redis, each with its last seq and whether it ends."""
+        pages = self.log.read_after(stream_id, after, until)
+        m = self.metrics
+        while True:
+            started = time.perf_counter()
+            page = await anext(pages, None)
+            if page is None:
+                return
+            if m is not None:
+                m.redis_read.observe(time.perf_counter() - started)
+                m.replayed.inc(len(page))
+            yield b"".join(sse.encode(e) for e in page), page[-1].seq, page[-1].terminal
+
+    async def ended(self, stream_id: str, after: int) -> AsyncIterator[bytes]:
+        """An ended stream's history, read once for all the viewers replaying it at once."""
+        key = (stream_id, after)
+        history = self._histories.get(key)
+        if history is None:
+            history = SharedHistory(self.pages(stream_id, after, None))
+            self._histories[key] = history
+        history.users += 1
+        try:
+            async for chunk, _seq, _end in history.pages():
+                yield chunk
+        finally:
+            history.users -= 1
+            if history.users == 0:
+                if self._histories.get(key) is history:
+                    del self._histories[key]
+                await history.aclose()

@@ -1,0 +1,185 @@
+"""One viewer as the fan-out sees it: a bounded buffer of live frames, and while the
+viewer is caught up, a function that writes straight to its socket."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+from broadcaster.core import sse
+from broadcaster.fanout.keepalive import Keepalive
+
+Run = tuple[int, int, bytes, bool]
+"""Consecutive events of a stream as they go to viewers: the first seq, the last seq,
+their SSE frames joined (encoded once for every viewer), and whether they end it."""
+
+
+Writer = Callable[[bytes], bool]
+"""Writes SSE bytes to one viewer's socket at once, after everything it was given before;
+returns False, having written nothing, when it cannot (the socket's buffer is full)."""
+
+
+class Subscription:
+    """One viewer's bounded buffer of live runs. Never blocks the fan-out: when full, the
+    newest are dropped and ``overflowed`` tells the viewer to refill from Redis.
+
+    While its viewer is caught up and idle, ``direct`` is the viewer's ``Writer`` and the
+    fan-out writes new frames straight to the socket, with no task wakeup and no copy per
+    frame: the common case, where fan-out costs one ``write`` per viewer per message. The
+    viewer's task sets ``direct`` only while it waits, so the two never interleave."""
+
+    __slots__ = (
+        "_buf",
+        "_buffered",
+        "_limit",
+        "_waiter",
+        "closed",
+        "direct",
+        "ended",
+        "keepalive",
+        "last",
+        "overflowed",
+        "ping_at",
+        "ping_due",
+        "quiet_since",
+        "topic",
+    )
+
+    def __init__(
+        self, limit: int, topic: Topic | None = None, keepalive: Keepalive | None = None
+    ) -> None:
+        self._buf: deque[Run] = deque()
+        self._buffered = 0  # events in _buf
+        self._limit = limit
+        self._waiter: asyncio.Future[None] | None = None
+        self.overflowed = False
+        self.closed = False
+        self.ended = False
+        """The terminal event went out through ``direct``: the response is to end."""
+        self.last = 0
+        """The seq of the last event this viewer was sent (or handed to send)."""
+        self.direct: Writer | None = None
+        self.quiet_since = 0.0
+        """Loop time it went direct, or of its last ping: with its topic's last read,
+        how long its socket has been silent."""
+        self.ping_due = False
+        """A keepalive the socket did not take directly: the viewer's task sends it."""
+        self.topic = topic
+        self.keepalive = keepalive
+        self.ping_at: float | None = None
+        """When ``keepalive`` checks it next (None: not scheduled)."""
+
+    def deliver(self, run: Run) -> None:
+        """New events of the stream: straight to the socket when they follow what the
+        viewer was sent, else into the buffer for the viewer's task."""
+        w = self.direct
+        if w is not None and run[0] == self.last + 1 and w(run[2]):
+            self.last = run[1]
+            if run[3]:
+                self.direct = None
+                self.ended = True
+                self._wake()
+            return
+        self.direct = None
+        if self._buffered >= self._limit:
+            self.overflowed = True
+        else:
+            self._buf.append(run)
+            self._buffered += run[1] - run[0] + 1
+        self._wake()
+
+    def park(self, writer: Writer, now: float) -> None:
+        """The viewer is caught up and its task goes to sleep: from now on the fan-out
+        writes to ``writer``, and the keepalive task pings it when it falls silent."""
+        self.direct = writer
+        self.quiet_since = now
+        if self.keepalive is not None:
+            self.keepalive.schedule(self, now)
+
+    def topic_read_at(self) -> float:
+        return self.topic.read_at if self.topic is not None else 0.0
+
+    def ping(self, now: float) -> None:
+        """A keepalive, straight to the socket, or else through the viewer's task."""
+        w = self.direct
+        if w is not None and w(sse.PING):
+            self.quiet_since = now
+            return
+        self.direct = None
+        self.ping_due = True
+        self._wake()
+
+    def close(self) -> None:
+        self.closed = True
+        self.direct = None
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def take(self) -> list[Run]:
+        runs = list(self._buf)
+        self._buf.clear()
+        self._buffered = 0
+        return runs
+
+    def idle(self) -> bool:
+        """Nothing for the viewer's task to do: it may hand the socket to the reader."""
+        return not (self._buf or self.overflowed or self.closed or self.ended or self.ping_due)
+
+    async def wait(self, seconds: float | None) -> bool:
+        """Wait until something is buffered (or overflow, close, end, a ping due); False
+        after ``seconds`` without (None: no time limit, and no timer)."""
+        if not self.idle():
+            return True
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            if seconds is None:
+                await self._waiter
+                return True
+            async with asyncio.timeout(seconds):
+                await self._waiter
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._waiter = None
+
+
+class Topic:
+    """A stream this process watches: its channel, its viewers, and the seq up to which
+    every event has been handed to them (the *cursor*)."""
+
+    __slots__ = (
+        "behind",
+        "channel",
+        "checked_at",
+        "cursor",
+        "read_at",
+        "ready",
+        "repairing",
+        "stream_id",
+        "subs",
+        "tag",
+    )
+
+    def __init__(self, stream_id: str, channel: bytes, cursor: int, tag: str) -> None:
+        self.stream_id = stream_id
+        self.channel = channel
+        self.cursor = cursor
+        self.tag = tag
+        """The history tag of the event at ``cursor`` ("" when unknown)."""
+        self.subs: set[Subscription] = set()
+        self.ready: asyncio.Future[None] | None = None
+        """Done once Redis confirmed the subscription to ``channel``."""
+        self.read_at = 0.0
+        """Loop time events last went to the viewers (or the subscription began)."""
+        self.checked_at = 0.0
+        """Loop time the log was last asked where the stream is."""
+        self.repairing = False
+        """A read of the log is filling a gap: messages meanwhile only raise ``behind``."""
+        self.behind = 0
+        """The highest seq a message announced while the topic was repairing."""

@@ -1,0 +1,125 @@
+"""One viewer's delivery: every event after its resume point, exactly once, in order.
+
+The rule is *deliver by seq*: a viewer remembers the last seq it sent; an event whose seq
+is not greater is dropped; a seq more than one greater is a gap, filled by reading the
+range from Redis. With that rule
+
+* the replay/live seam needs no lock: a viewer subscribes for live events *first*, then
+  replays from Redis, and the rule drops whatever both paths bring;
+* a slow viewer's full buffer simply drops live events (and notes it); the viewer later
+  catches up from Redis at its own pace, so nobody waits for it and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from broadcaster.core import sse
+from broadcaster.fanout.replay import Replays
+from broadcaster.fanout.subscription import Run, Subscription, Writer
+
+log = logging.getLogger("broadcaster.hub")
+
+
+async def deliver(
+    sub: Subscription,
+    replays: Replays,
+    stream_id: str,
+    writer: Writer | None,
+    keepalive: float,
+) -> AsyncIterator[bytes]:
+    """SSE bytes for the viewer of ``sub`` (subscribed, at ``sub.last``), until the
+    terminal event went out or the subscription closed."""
+    async for chunk in _catch_up(sub, replays, stream_id, None):
+        yield chunk
+    while not (sub.ended or sub.closed):
+        woke = await _wait(sub, writer, keepalive)
+        if sub.closed or sub.ended:
+            return
+        if not woke or sub.ping_due:
+            sub.ping_due = False
+            yield sse.PING
+        elif sub.overflowed:
+            # Fell behind: drop the buffer and read from Redis at our own pace.
+            sub.overflowed = False
+            sub.take()
+            async for chunk in _catch_up(sub, replays, stream_id, None):
+                yield chunk
+        else:
+            async for chunk in _buffered(sub, replays, stream_id):
+                yield chunk
+
+
+async def _wait(sub: Subscription, writer: Writer | None, keepalive: float) -> bool:
+    """Wait for work. A caught-up viewer with a socket writer hands it to the fan-out
+    meanwhile (``park``): live frames and keepalives then go straight to the socket,
+    from the fan-out and from the hub's keepalive task, with no timer and no wakeup
+    here."""
+    if writer is not None and sub.idle():
+        sub.park(writer, asyncio.get_running_loop().time())
+        woke = await sub.wait(None)
+    else:
+        woke = await sub.wait(keepalive)
+    sub.direct = None
+    return woke
+
+
+async def _catch_up(
+    sub: Subscription, replays: Replays, stream_id: str, until: int | None
+) -> AsyncIterator[bytes]:
+    """Events after ``sub.last`` (up to ``until``) from Redis."""
+    async for chunk, seq, ended in replays.pages(stream_id, sub.last, until):
+        sub.last = seq
+        sub.ended = ended
+        yield chunk
+        if ended:
+            return
+
+
+async def _buffered(sub: Subscription, replays: Replays, stream_id: str) -> AsyncIterator[bytes]:
+    """The live runs buffered for the viewer. A run that overlaps what the viewer was
+    sent (at the seam with the replay) is cut; one after a gap waits for the gap to be
+    read from the log."""
+    out: list[bytes] = []
+    for run in sub.take():
+        if run[1] <= sub.last:
+            continue
+        first, last, frames, terminal = trim(run, sub.last)
+        if first == sub.last + 1:
+            out.append(frames)
+            sub.last = last
+            sub.ended = terminal
+        else:
+            if out:
+                yield b"".join(out)
+                out = []
+            async for chunk in _catch_up(sub, replays, stream_id, last):
+                yield chunk
+            if sub.last != last:
+                log.warning(
+                    "stream %s: events %d..%d missing from Redis; ending response",
+                    stream_id,
+                    sub.last + 1,
+                    last,
+                )
+                sub.close()
+                return
+        if sub.ended:
+            break
+    if out:
+        yield b"".join(out)
+
+
+def trim(run: Run, seq: int) -> Run:
+    """The run from the event after ``seq`` on (the run as it is if it starts later).
+    Frames hold one-line JSON, so ``\n\nid: `` occurs only where one frame ends and the
+    next begins."""
+    first, last, frames, terminal = run
+    if first > seq:
+        return run
+    at = frames.find(b"\n\nid: %d." % (seq + 1))
+    if at < 0:
+        raise ValueError(f"no event {seq + 1} in the run {first}..{last}")
+    return seq + 1, last, frames[at + 2 :], terminal

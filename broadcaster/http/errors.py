@@ -1,0 +1,88 @@
+"""Every error the API answers is ``{"error": code, "message": text}`` (plus fields such as
+``details`` or ``last_event_id``): the exception a route raises, and the handlers that
+turn exceptions into those bodies.
+
+The handlers are the app's (``install_error_handlers``); the SSE fast path, which runs
+below Starlette's exception middleware, looks them up in the same table
+(``handle_error``), so both ways of serving that route answer alike.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from redis.exceptions import RedisClusterException, RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+# The name the front-end's error lines have always carried (JSON logs show it).
+log = logging.getLogger("broadcaster.app")
+
+
+class ApiError(Exception):
+    """A client's mistake: becomes ``{"error": code, "message": text}`` with ``status``.
+    ``headers=`` in ``extra`` go into the response's headers, the rest into its body."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
+
+
+async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+    headers = exc.extra.pop("headers", None)
+    response = error_response(exc.status, exc.code, exc.message, **exc.extra)
+    response.headers.update(headers or {})
+    return response
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    details = [{"loc": list(e.get("loc", [])), "msg": e.get("msg", "")} for e in exc.errors()]
+    return error_response(422, "invalid_request", "the request is invalid", details=details)
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail))
+
+
+async def redis_down(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("redis error on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, "unavailable", "the event store is unavailable; retry")
+
+
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal", "internal error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.exception_handler(ApiError)(api_error)
+    app.exception_handler(RequestValidationError)(validation_error)
+    app.exception_handler(StarletteHTTPException)(http_error)
+    app.exception_handler(RedisError)(redis_down)
+    # Not a RedisError, yet Redis trouble all the same: a Cluster failover, say.
+    app.exception_handler(RedisClusterException)(redis_down)
+    app.exception_handler(Exception)(internal_error)
+
+
+async def handle_error(request: Request, exc: Exception) -> Response:
+    """The answer the app's own handler for ``exc`` gives (the nearest class in its MRO
+    with a handler), for code that runs where Starlette's middleware does not."""
+    handlers = request.app.exception_handlers
+    handler = next(handlers[cls] for cls in type(exc).__mro__ if cls in handlers)
+    response = handler(request, exc)
+    if inspect.isawaitable(response):
+        response = await response
+    answer: Response = response
+    return answer

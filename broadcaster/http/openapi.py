@@ -1,0 +1,135 @@
+"""What ``/openapi.json`` says about request bodies and errors.
+
+The routes read their bodies themselves (``bodies.read_json``: a byte limit before
+parsing, then the pydantic models or ``events.dump_batch``), so FastAPI cannot see them.
+These fragments describe the same shapes in the schema, so that clients and schema-driven
+fuzzers (schemathesis, in tests/integration/test_fuzz_api.py) know the real bodies. They
+change no behaviour.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict
+
+from broadcaster.core.events import TYPE_RE
+
+
+class ErrorBody(BaseModel):
+    """Every error: a machine-readable code and a message for humans (and, for some,
+    more fields such as ``last_event_id`` or ``details``)."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str
+    message: str
+
+
+_WHY = {
+    400: "the resume point is not an id this server issued",
+    401: "an API key or viewer token is required",
+    403: "the API key lacks the right",
+    404: "no such stream (unknown, expired, or an id outside ^[A-Za-z0-9_-]{1,64}$)",
+    409: "conflict: the id exists, the stream has ended, or the resume point is ahead",
+    413: "over a size limit (body, event or stream)",
+    422: "invalid: not JSON, too deeply nested, or not the documented shape (the message names"
+    " the field); for a new generation also: no running worker serves its provider",
+    429: "over the API key's rate",
+    503: "busy or Redis unavailable; retry after Retry-After",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entries for these error statuses."""
+    return {s: {"model": ErrorBody, "description": _WHY[s]} for s in statuses}
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON schema with its ``$defs`` substituted in place: a fragment in
+    ``openapi_extra`` cannot point at ``#/$defs/...``."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+def json_body(schema: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
+    """``openapi_extra`` declaring a JSON request body of this schema."""
+    return {
+        "requestBody": {
+            "required": required,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }
+
+
+def model_body(model: type[BaseModel]) -> dict[str, Any]:
+    return json_body(_inline(model.model_json_schema()))
+
+
+EVENT = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {"type": {"type": "string", "pattern": TYPE_RE.pattern}},
+    "additionalProperties": True,
+}
+"""One event object: a ``type`` and any other JSON fields."""
+
+PUBLISH_BODY = json_body({"oneOf": [EVENT, {"type": "array", "minItems": 1, "items": EVENT}]})
+"""One event, or a non-empty list appended atomically."""
+
+TOKEN_BODY = json_body(
+    {
+        "type": "object",
+        "properties": {"ttl_seconds": {"type": "integer", "minimum": 1}},
+        "additionalProperties": False,
+    },
+    required=False,
+)
+
+LAST_EVENT_ID = {
+    "parameters": [
+        {
+            "name": "Last-Event-ID",
+            "in": "header",
+            "required": False,
+            "description": "the resume point: an id this server issued, or a decimal seq",
+            "schema": {"type": "string"},
+        }
+    ]
+}
+
+
+def describe_stream_ids(schema: dict[str, Any], pattern: str) -> dict[str, Any]:
+    """Give every ``{stream_id}`` path parameter the contract's grammar. The routes check
+    it themselves (404, never reaching Redis), so FastAPI is not asked to."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for param in operation.get("parameters", []):
+                if param.get("in") == "path" and param.get("name") == "stream_id":
+                    param["schema"] = {"type": "string", "pattern": pattern}
+    return schema
+
+
+def with_stream_ids(app: FastAPI, pattern: str) -> None:
+    """Make ``app.openapi()`` describe stream ids by ``pattern`` (``describe_stream_ids``),
+    once, the first time it is asked for."""
+    generated = app.openapi
+
+    def schema() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = describe_stream_ids(generated(), pattern)
+        return app.openapi_schema
+
+    app.openapi = schema  # type: ignore[method-assign]

@@ -1,0 +1,105 @@
+"""What a front-end holds while it serves, and how the routes reach it.
+
+``create_app`` puts the settings, the access policy and the metrics in ``app.state``; the
+lifespan adds the Redis client, the event log, the hub and the job queue, and closes them
+at shutdown. Routes ask for them with the dependencies below, which only read
+``request.app.state``: nothing here is a module-level client.
+
+The getters are ``async`` on purpose: FastAPI runs a plain ``def`` dependency in a
+thread pool, a thread hop per request for an attribute read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from redis.asyncio import Redis
+
+from broadcaster.core import connection
+from broadcaster.core.generations import Generations
+from broadcaster.core.jobs import JobQueue
+from broadcaster.core.log import EventLog
+from broadcaster.fanout import push
+from broadcaster.fanout.hub import Hub, HubConfig
+from broadcaster.http.metrics import FrontendMetrics
+from broadcaster.http.settings import Settings
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
+    """Connect to ``redis_url`` and run the hub while the app serves (``create_app``
+    binds ``redis_url``)."""
+    settings: Settings = app.state.settings
+    redis = connection.command_client(redis_url, settings.redis_pool_size)
+    resolver = push.resolver_for(redis_url, redis)
+    event_log = EventLog(
+        redis,
+        ended_ttl=settings.ended_ttl_seconds,
+        idle_ttl=settings.idle_ttl_seconds,
+        max_event_bytes=settings.max_event_bytes,
+        max_stream_events=settings.max_stream_events,
+        max_stream_bytes=settings.max_stream_bytes,
+    )
+    config = HubConfig(
+        viewer_buffer=settings.viewer_buffer,
+        keepalive=settings.keepalive_seconds,
+        quiet_check=settings.quiet_check_seconds,
+        probe=settings.pubsub_probe_seconds,
+    )
+    try:
+        async with Hub(resolver, event_log, config, app.state.metrics) as hub:
+            app.state.redis = redis
+            app.state.log = event_log
+            app.state.generations = Generations(event_log)
+            app.state.hub = hub
+            app.state.jobs = JobQueue(redis)
+            yield
+    finally:
+        await redis.aclose()
+
+
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_metrics(request: Request) -> FrontendMetrics:
+    metrics: FrontendMetrics = request.app.state.metrics
+    return metrics
+
+
+async def get_redis(request: Request) -> Redis:
+    redis: Redis = request.app.state.redis
+    return redis
+
+
+async def get_event_log(request: Request) -> EventLog:
+    event_log: EventLog = request.app.state.log
+    return event_log
+
+
+async def get_generations(request: Request) -> Generations:
+    generations: Generations = request.app.state.generations
+    return generations
+
+
+async def get_hub(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+async def get_jobs(request: Request) -> JobQueue:
+    jobs: JobQueue = request.app.state.jobs
+    return jobs
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[FrontendMetrics, Depends(get_metrics)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+EventLogDep = Annotated[EventLog, Depends(get_event_log)]
+GenerationsDep = Annotated[Generations, Depends(get_generations)]
+HubDep = Annotated[Hub, Depends(get_hub)]
+JobsDep = Annotated[JobQueue, Depends(get_jobs)]

@@ -1,0 +1,165 @@
+"""``/v1/generations``: start a generation, read its status, cancel it."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from broadcaster.core import auth
+from broadcaster.core.content import ContentFold
+from broadcaster.core.log import StreamEnded, StreamNotFound
+from broadcaster.core.logs import current_stream
+from broadcaster.core.request import GenerationRequest, RequestInvalid, validate_request
+from broadcaster.http import openapi
+from broadcaster.http.access import AccessDep, producer, viewer_token
+from broadcaster.http.bodies import read_json, strict_json
+from broadcaster.http.errors import ApiError
+from broadcaster.http.resources import (
+    EventLogDep,
+    GenerationsDep,
+    JobsDep,
+    MetricsDep,
+    SettingsDep,
+)
+from broadcaster.http.settings import Settings
+from broadcaster.http.stream_ids import new_stream_id, valid_stream_id
+
+router = APIRouter()
+
+
+@router.post(
+    "/v1/generations",
+    status_code=202,
+    openapi_extra=openapi.model_body(GenerationRequest),
+    responses=openapi.errors(401, 403, 409, 413, 422, 429, 503),
+    dependencies=producer("generate"),
+)
+async def create_generation(
+    request: Request,
+    generations: GenerationsDep,
+    jobs: JobsDep,
+    settings: SettingsDep,
+    access: AccessDep,
+) -> JSONResponse:
+    body = await read_json(request, settings.max_body_bytes)
+    job = _generation_request(body, settings)
+    strict_json(job)
+    provider = job["provider"]
+    depth, served = await jobs.admission(provider)
+    if not served:
+        # Queued, it would wait for a worker that may never come: refuse it now.
+        raise ApiError(
+            422,
+            "provider_unavailable",
+            f"no running worker serves provider {provider!r}",
+            details=[{"loc": ["provider"], "msg": f"no worker serves {provider!r}"}],
+        )
+    if depth >= settings.max_generations_in_flight:
+        raise ApiError(
+            503,
+            "busy",
+            "too many generations in flight; retry later",
+            headers={"retry-after": "5"},
+        )
+    stream_id = body.get("id") or new_stream_id()
+    current_stream.set(stream_id)
+    if not await generations.create(stream_id, job):
+        raise ApiError(409, "conflict", f"a stream with id {stream_id!r} already exists")
+    await jobs.enqueue(stream_id, provider)
+    created: dict[str, Any] = {
+        "id": stream_id,
+        "status": "queued",
+        "events_url": f"/v1/streams/{stream_id}/events",
+        "status_url": f"/v1/generations/{stream_id}",
+    }
+    if access.token_secret is not None:
+        token, expires = auth.mint_viewer_token(
+            access.token_secret, stream_id, settings.token_ttl_seconds
+        )
+        created |= {"viewer_token": token, "token_expires_at": expires}
+    return JSONResponse(created, status_code=202)
+
+
+def _generation_request(body: Any, settings: Settings) -> dict[str, Any]:
+    """The request to store for the body, or 422 naming what is wrong."""
+    try:
+        return validate_request(body, settings.request_defaults())
+    except RequestInvalid as exc:
+        raise ApiError(422, "invalid_request", exc.message, details=exc.details) from None
+
+
+@router.get(
+    "/v1/generations/{stream_id}",
+    responses=openapi.errors(401, 404),
+    dependencies=[Depends(valid_stream_id), Depends(viewer_token)],
+)
+async def get_generation(stream_id: str, event_log: EventLogDep) -> JSONResponse:
+    meta = await event_log.meta(stream_id)
+    if meta is None or meta.get("kind") != "generation":
+        raise ApiError(404, "not_found", f"no generation {stream_id!r}")
+    request = json.loads(meta.get("request") or "{}")
+    folding = ContentFold()
+    model = None
+    # Events, not a stored copy: one fold serves every view of a generation, and the
+    # pages bound the memory a long one takes.
+    async for page in event_log.read_after(stream_id, 0, int(meta.get("seq", 0))):
+        for event in page:
+            data = event.json()
+            folding.feed(data)
+            if event.type == "finish":
+                model = (data.get("messageMetadata") or {}).get("model")
+    return JSONResponse(
+        {
+            "id": stream_id,
+            "status": meta.get("status", "queued"),
+            "last_event_id": int(meta.get("seq", 0)),
+            "text": meta["text"],
+            "usage": json.loads(meta["usage"]) if meta.get("usage") else None,
+            "error": meta.get("error") or None,
+            "created_at": _iso(meta.get("created_at")),
+            "updated_at": _iso(meta.get("updated_at")),
+            # Requests stored before providers were named were Anthropic's.
+            "provider": request.get("provider", "anthropic"),
+            "model": model or request.get("model"),
+            "content": folding.result(),
+        }
+    )
+
+
+def _iso(ms: str | None) -> str | None:
+    if not ms:
+        return None
+    return datetime.fromtimestamp(int(ms) / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+@router.post(
+    "/v1/generations/{stream_id}/cancel",
+    status_code=202,
+    responses=openapi.errors(401, 403, 404, 409, 429),
+    dependencies=[Depends(valid_stream_id), *producer("cancel")],
+)
+async def cancel_generation(
+    stream_id: str, event_log: EventLogDep, metrics: MetricsDep
+) -> JSONResponse:
+    info = await event_log.info(stream_id)
+    if info is None or info.kind != "generation":
+        raise ApiError(404, "not_found", f"no generation {stream_id!r}")
+    try:
+        # The abort is appended here, at once; the worker sees the stream ended and
+        # stops the model call (it polls, and its next append is refused anyway).
+        await event_log.append(
+            stream_id,
+            [{"type": "abort", "reason": "cancelled"}],
+            kind="generation",
+            meta={"error": ""},
+        )
+    except StreamEnded:
+        raise ApiError(409, "ended", f"generation {stream_id!r} has already ended") from None
+    except StreamNotFound:
+        raise ApiError(404, "not_found", f"no generation {stream_id!r}") from None
+    metrics.appended.inc()
+    return JSONResponse({"id": stream_id, "status": "cancelled"}, status_code=202)

@@ -1,0 +1,64 @@
+"""What operators and their tools ask a front-end: ``/healthz``, ``/readyz``, ``/metrics``;
+and the demo page at ``/``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+from functools import cache
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from broadcaster.core import connection
+from broadcaster.http import openapi
+from broadcaster.http.errors import error_response
+from broadcaster.http.resources import HubDep, JobsDep, MetricsDep, RedisDep
+
+router = APIRouter()
+
+
+@cache
+def _demo_page() -> str:
+    return (Path(__file__).parent.parent / "static" / "demo.html").read_text()
+
+
+@router.get("/", include_in_schema=False)
+async def demo_page() -> HTMLResponse:
+    return HTMLResponse(_demo_page())
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> Response:
+    return Response(status_code=204)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus(hub: HubDep, jobs: JobsDep, metrics: MetricsDep) -> Response:
+    metrics.connections.set(hub.viewers)
+    metrics.streams.set(hub.streams)
+    metrics.tasks.set(len(asyncio.all_tasks()))
+    metrics.gc_frozen.set(gc.get_freeze_count())
+    # On a Redis error keep the last value; /readyz reports Redis trouble.
+    with contextlib.suppress(*connection.REDIS_ERRORS):
+        metrics.generations_queued.set(await jobs.depth())
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses=openapi.errors(503))
+async def readyz(hub: HubDep, redis: RedisDep) -> JSONResponse:
+    if hub.closing:
+        return error_response(503, "draining", "shutting down")
+    try:
+        await redis.ping()
+    except connection.REDIS_ERRORS:
+        return error_response(503, "unavailable", "Redis does not answer")
+    return JSONResponse({"status": "ready", "viewers": hub.viewers, "streams": hub.streams})

@@ -1,0 +1,198 @@
+"""``/v1/streams/{id}/events``: publish to a stream, and watch it as Server-Sent Events.
+
+The SSE route's logic is ``open_events``, a plain function: the FastAPI route calls it,
+and so does ``events_fast_path``, which ``BroadcasterApp`` runs below FastAPI's
+middleware stack to keep an open viewer's memory down (see ``app.py``). Dependencies do
+not run on the fast path, so ``open_events`` checks the id and the viewer's token itself,
+with the same checkers the dependencies use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from broadcaster.core import sse
+from broadcaster.core.events import InvalidEvent
+from broadcaster.core.log import (
+    EventLog,
+    EventTooLarge,
+    StaleWriter,
+    StreamEnded,
+    StreamFull,
+    StreamInfo,
+    WrongKind,
+)
+from broadcaster.fanout.hub import Hub
+from broadcaster.http import openapi
+from broadcaster.http.access import check_viewer, producer
+from broadcaster.http.bodies import read_json
+from broadcaster.http.errors import ApiError, handle_error
+from broadcaster.http.resources import (
+    EventLogDep,
+    MetricsDep,
+    SettingsDep,
+    get_event_log,
+    get_hub,
+    get_metrics,
+    get_settings,
+)
+from broadcaster.http.settings import Settings
+from broadcaster.http.sse_response import SSEResponse
+from broadcaster.http.stream_ids import check_stream_id, valid_stream_id
+
+router = APIRouter()
+
+SSE_HEADERS = {
+    "cache-control": "no-cache, no-transform",
+    "x-accel-buffering": "no",
+    "x-vercel-ai-ui-message-stream": "v1",
+}
+
+
+@router.post(
+    "/v1/streams/{stream_id}/events",
+    status_code=201,
+    openapi_extra=openapi.PUBLISH_BODY,
+    responses=openapi.errors(401, 403, 404, 409, 413, 422, 429),
+    dependencies=[Depends(valid_stream_id), *producer("publish")],
+)
+async def publish(
+    stream_id: str,
+    request: Request,
+    *,
+    event_log: EventLogDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    expected_last_event_id: int | None = None,
+) -> JSONResponse:
+    """Append one event, or a list appended atomically. With
+    ``?expected_last_event_id=N`` the append only happens if the stream is at seq N."""
+    body = await read_json(request, settings.max_body_bytes)
+    events = body if isinstance(body, list) else [body]
+    seq = await _append(event_log, stream_id, events, expected_last_event_id)
+    metrics.appended.inc(len(events))
+    return JSONResponse({"last_event_id": seq}, status_code=201)
+
+
+async def _append(
+    event_log: EventLog, stream_id: str, events: list[Any], expect_seq: int | None
+) -> int:
+    """Append to a feed; each reason for refusing becomes its status and error code."""
+    try:
+        return await event_log.append(stream_id, events, kind="feed", expect_seq=expect_seq)
+    except EventTooLarge as exc:
+        raise ApiError(413, "too_large", str(exc)) from None
+    except InvalidEvent as exc:
+        raise ApiError(422, "invalid_event", str(exc)) from None
+    except StreamFull as exc:
+        raise ApiError(413, "stream_full", str(exc), last_event_id=exc.last_seq) from None
+    except StreamEnded as exc:
+        raise ApiError(409, "ended", str(exc), last_event_id=exc.last_seq) from None
+    except WrongKind as exc:
+        raise ApiError(409, "generation", str(exc)) from None
+    except StaleWriter as exc:
+        raise ApiError(409, "conflict", str(exc), last_event_id=exc.last_seq) from None
+
+
+@router.get(
+    "/v1/streams/{stream_id}/events",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        204: {"description": "the resume point is the terminal event: nothing more"},
+        **openapi.errors(400, 401, 404, 409, 503),
+    },
+    openapi_extra=openapi.LAST_EVENT_ID,
+)
+async def events(stream_id: str, request: Request, last_event_id: str | None = None) -> Response:
+    """The SSE stream, resuming after ``Last-Event-ID`` (or ``?last_event_id``)."""
+    return await open_events(request, stream_id, last_event_id)
+
+
+async def events_fast_path(scope: Scope, receive: Receive, send: Send) -> None:
+    """``events`` as a bare ASGI app, answering errors with the app's own handlers."""
+    request = Request(scope, receive)
+    try:
+        stream_id = scope["path_params"]["stream_id"]
+        response = await open_events(request, stream_id, request.query_params.get("last_event_id"))
+    except Exception as exc:
+        response = await handle_error(request, exc)
+    del request  # not kept for the life of the stream
+    await response(scope, receive, send)
+
+
+async def open_events(request: Request, stream_id: str, last_event_id: str | None) -> Response:
+    """The SSE response for ``stream_id`` after the resume point (the ``Last-Event-ID``
+    header, else ``last_event_id``), 204 when the client has seen the end, or ApiError."""
+    check_stream_id(stream_id)
+    check_viewer(request, stream_id)
+    event_log = await get_event_log(request)
+    raw = request.headers.get("last-event-id")
+    after, tag = _resume_point(last_event_id if raw is None else raw)
+    info = await event_log.info(stream_id, at=after if tag else None)
+    if info is None:
+        raise ApiError(404, "not_found", f"no stream {stream_id!r} (unknown or expired)")
+    _check_resume_point(info, after, tag)
+    if info.ended and after == info.last_seq:
+        return Response(status_code=204)
+    hub, settings = await get_hub(request), await get_settings(request)
+    _check_capacity(hub, settings, stream_id)
+    metrics = await get_metrics(request)
+    return SSEResponse(
+        lambda writer: hub.follow(stream_id, after, info, writer),
+        first=sse.retry(settings.retry_ms),
+        headers=SSE_HEADERS,
+        send_timeout=settings.slow_viewer_timeout,
+        stream_id=stream_id,
+        on_cut_off=metrics.cut_off.inc,
+    )
+
+
+def _resume_point(raw: str | None) -> tuple[int, str | None]:
+    resume = sse.parse_resume_point(raw)
+    if resume is None:
+        raise ApiError(400, "bad_resume_point", "Last-Event-ID is not an id this server issued")
+    return resume
+
+
+def _check_resume_point(info: StreamInfo, after: int, tag: str | None) -> None:
+    """409 unless the client's history is a prefix of the stream's."""
+    if after > info.last_seq:
+        raise ApiError(
+            409,
+            "resume_point_ahead",
+            f"resume point {after} is past the newest event {info.last_seq}: start over",
+            last_event_id=info.last_seq,
+        )
+    if tag is not None and info.tag_at != tag:
+        # The events this client saw up to ``after`` are not this stream's: Redis lost
+        # writes and the stream was written again differently. Never splice.
+        raise ApiError(
+            409,
+            "resume_point_unknown",
+            f"event {after} you saw is not in this stream's history (it was lost and "
+            "rewritten): start over",
+            last_event_id=info.last_seq,
+        )
+
+
+def _check_capacity(hub: Hub, settings: Settings, stream_id: str) -> None:
+    """503 with Retry-After at this front-end's connection or per-stream viewer limit."""
+    if hub.viewers >= settings.max_connections:
+        raise ApiError(
+            503,
+            "busy",
+            "this front-end is at its connection limit; retry",
+            headers={"retry-after": "2"},
+        )
+    if hub.viewers_of(stream_id) >= settings.max_viewers_per_stream:
+        raise ApiError(
+            503,
+            "busy",
+            "this stream is at its viewer limit on this front-end; retry",
+            headers={"retry-after": "2"},
+        )

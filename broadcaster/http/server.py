@@ -1,0 +1,178 @@
+"""Running the front-end under uvicorn, with a shutdown that does not hang.
+
+uvicorn waits for open responses to finish before it runs the lifespan shutdown, and SSE
+responses never finish by themselves: left alone, SIGTERM would hang until a timeout and
+then cut connections without running their cleanup. So the signal first *drains* the hub
+(every open SSE response ends cleanly; clients reconnect elsewhere with Last-Event-ID),
+then uvicorn's own shutdown proceeds, bounded by ``shutdown_seconds``.
+
+The event loop is uvloop and the HTTP parser httptools (both come with
+``uvicorn[standard]``), named explicitly so a missing one fails at start rather than
+silently falling back to the slower pure-Python pair. The HTTP protocol is uvicorn's
+httptools protocol plus one ASGI scope extension (``sse_response.DIRECT_WRITE``): a
+started, chunked response may write body chunks straight to its socket. That is what
+lets the hub's reader copy a live event to every caught-up viewer without waking one
+task per viewer (see ``hub.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import socket
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, cast
+
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from broadcaster.core.rlimit import raise_nofile_limit
+from broadcaster.fanout.subscription import Writer
+from broadcaster.http.sse_response import DIRECT_WRITE, DIRECT_WRITE_LIMIT, ON_DISCONNECT
+
+log = logging.getLogger("broadcaster.server")
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(
+        self, config: uvicorn.Config, on_exit: Callable[[], None], reuse_port: bool = False
+    ) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+        self._reuse_port = reuse_port
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        if sockets is None and self._reuse_port:
+            sockets = [_reuse_port_socket(self.config.host, self.config.port)]
+        await super().serve(sockets)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # What start-up built (modules, the app, its schema: ~75,000 objects) lives as
+        # long as the process. Frozen, it is out of the collector's sight: a full
+        # collection no longer stalls the event loop (every viewer's next frame) for
+        # the ~30 ms it took to scan it (docs/performance.md).
+        gc.collect()
+        gc.freeze()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Called from a signal handler: hand the drain to the loop, do not run it here.
+        if self._loop is not None and not self.should_exit:
+            log.info("signal %d: draining open streams", sig)
+            self._loop.call_soon_threadsafe(self._on_exit)
+        super().handle_exit(sig, frame)
+
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other processes may bind too (SO_REUSEPORT)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.set_inheritable(True)
+    return sock
+
+
+class LastChunk:
+    """SSE bytes as one HTTP/1.1 chunk. The fan-out writes the same ``bytes`` object to
+    every caught-up viewer of a stream in a row, so the last one is kept: one copy per
+    message, not one per viewer (and no copy at all when the socket takes it whole)."""
+
+    __slots__ = ("_chunk", "_data")
+
+    def __init__(self) -> None:
+        self._data = b""
+        self._chunk = b""
+
+    def of(self, data: bytes) -> bytes:
+        if data is not self._data:
+            self._data = data
+            self._chunk = b"%x\r\n%b\r\n" % (len(data), data)
+        return self._chunk
+
+
+class DirectWriteProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, offering each request the direct-write and the
+    disconnect-callback extensions."""
+
+    _lost = False
+    _on_lost: Callable[[], None] | None = None
+    _chunks = LastChunk()  # shared by the connections of the process (one event loop)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        # ASGI types extensions as dict[str, dict]; ours are callables, by design.
+        self.scope["extensions"] = cast(
+            Any, {DIRECT_WRITE: self._direct_writer, ON_DISCONNECT: self._on_disconnect}
+        )
+
+    def _on_disconnect(self, callback: Callable[[], None]) -> None:
+        if self._lost:
+            callback()
+        else:
+            self._on_lost = callback
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._lost = True
+        callback, self._on_lost = self._on_lost, None
+        if callback is not None:
+            callback()
+
+    def _direct_writer(self) -> Writer | None:
+        cycle = getattr(self, "cycle", None)
+        if (
+            cycle is None
+            or not cycle.response_started
+            or cycle.response_complete
+            or not cycle.chunked_encoding
+            or cycle.disconnected
+        ):
+            return None
+        transport = self.transport
+
+        def write(data: bytes) -> bool:
+            if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
+                return False
+            transport.write(chunks.of(data))
+            return True
+
+        chunks = self._chunks
+        return write
+
+
+def make_server(
+    app: FastAPI,
+    host: str,
+    port: int,
+    shutdown_seconds: float,
+    log_level: str,
+    *,
+    reuse_port: bool = False,
+) -> DrainingServer:
+    raise_nofile_limit()
+
+    def drain() -> None:
+        hub = getattr(app.state, "hub", None)
+        if hub is not None:
+            hub.drain()
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=int(max(1, shutdown_seconds)),
+        access_log=False,
+        lifespan="on",
+        loop="uvloop",
+        http=DirectWriteProtocol,
+    )
+    return DrainingServer(config, drain, reuse_port)

@@ -1,0 +1,88 @@
+"""The front-end's settings (``BROADCASTER_*``), read once at the entry point and passed
+down. A command-line flag overrides its variable."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from broadcaster.core.request import Defaults
+from broadcaster.core.settings import RedisSettings
+
+
+class Settings(RedisSettings):
+    """The front-end (``python -m broadcaster serve``)."""
+
+    model_config = SettingsConfigDict(env_prefix="BROADCASTER_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    keepalive_seconds: float = Field(15.0, gt=0)
+    """A ``: ping`` comment goes out after this much silence on an SSE response."""
+    retry_ms: int = Field(1000, ge=0)
+    """The ``retry:`` an EventSource waits before reconnecting."""
+    quiet_check_seconds: float = Field(60.0, gt=0)
+    """A watched stream that is not ended and heard nothing for this long is checked
+    against the log: a lost last message would otherwise go unnoticed."""
+    pubsub_probe_seconds: float = Field(5.0, gt=0)
+    """How often each pub/sub connection is pinged and its channels' homes checked (a
+    connection can stay attached to a dead or partitioned node)."""
+    viewer_buffer: int = Field(1024, ge=1)
+    """Live events buffered per viewer; beyond, it catches up from Redis itself."""
+    slow_viewer_timeout: float = Field(30.0, gt=0)
+    """A viewer whose socket accepts nothing for this long is cut off (it resumes later)."""
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    """Largest request body (413 beyond)."""
+    max_tokens_limit: int = Field(64000, ge=1)
+    """Largest ``max_tokens`` a generation request may ask for."""
+    default_provider: Literal["anthropic", "openai"] = "anthropic"
+    """The provider of a request that names none."""
+    default_model: str = "claude-sonnet-4-5"
+    """The model of an Anthropic request that names none."""
+    default_openai_model: str = "gpt-4.1-mini"
+    """The model of an OpenAI request that names none (set it to the model your
+    OpenAI-compatible server serves, such as ``llama3.2`` on Ollama)."""
+    default_max_tokens: int = Field(1024, ge=1)
+    reuse_port: bool = False
+    """Bind with SO_REUSEPORT, so several ``serve`` processes share one port and the
+    kernel spreads connections over them: one process per core (docs/performance.md)."""
+    shutdown_seconds: float = Field(8.0, gt=0)
+    """On SIGTERM, open responses are ended at once; this bounds the whole shutdown."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one object per line with ``stream_id`` on lines about a stream."""
+
+    # --- access control (see docs/security.md) ---
+    api_keys: str | None = None
+    """Comma-separated ``sha256:<hex>[:right+right]`` digests of the producers' API keys."""
+    token_secret: SecretStr | None = None
+    """Signs viewer tokens; with it, reading a stream needs a token for that stream."""
+    token_ttl_seconds: int = Field(3600, ge=1)
+    """Lifetime of the viewer token returned by ``POST /v1/generations``."""
+    token_max_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)
+    """Longest lifetime ``POST /v1/streams/{id}/tokens`` grants."""
+    insecure: bool = False
+    """Serve beyond loopback without API keys and a token secret (logged loudly)."""
+    cors_origins: str | None = None
+    """Comma-separated origins allowed to call the API from a browser; none by default."""
+
+    # --- limits, per front-end process unless said otherwise ---
+    max_connections: int = Field(10_000, ge=1)
+    """Open SSE responses; beyond, 503 with Retry-After."""
+    max_viewers_per_stream: int = Field(5_000, ge=1)
+    """Open SSE responses on one stream; beyond, 503 with Retry-After."""
+    max_generations_in_flight: int = Field(1_000, ge=1)
+    """Queued plus running generations, across the deployment; beyond, 503."""
+    rate_limit_per_minute: int = Field(600, ge=0)
+    """Requests per API key per minute, shared by all front-ends through Redis (0: off)."""
+
+    def request_defaults(self) -> Defaults:
+        """What a generation request that leaves them out gets, and its limits."""
+        return Defaults(
+            provider=self.default_provider,
+            models=(("anthropic", self.default_model), ("openai", self.default_openai_model)),
+            max_tokens=self.default_max_tokens,
+            max_tokens_limit=self.max_tokens_limit,
+        )

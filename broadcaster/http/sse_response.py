@@ -1,0 +1,138 @@
+"""The ASGI response that streams SSE bytes to one viewer.
+
+Two things race: the stream of chunks, and the client going away (``http.disconnect``
+from ``receive``). The first to finish cancels the other, so a departed viewer is
+forgotten at once (its subscription's ``finally`` runs) rather than at the next write.
+A viewer whose socket accepts nothing for ``send_timeout`` seconds is cut off: its
+connection is closed and it resumes later with ``Last-Event-ID``.
+
+When the server offers it (``server.py``'s protocol, under uvicorn with httptools), the
+body gets a direct writer once the response has started: live frames then go from the
+hub's reader straight to the socket, framed as HTTP chunks, with no task wakeup and no
+ASGI ``send`` per frame. Everything else (the replay, pings, the end, a viewer that fell
+behind) still goes through ``send``, which blocks on a full socket and so cuts off a
+slow viewer. The writer refuses (returns False) once the socket's unsent buffer passes
+``DIRECT_WRITE_LIMIT``: the frames then take the ``send`` path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import anyio
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from broadcaster.fanout.subscription import Writer
+
+log = logging.getLogger("broadcaster.sse")
+
+Body = Callable[[Writer | None], AsyncIterator[bytes]]
+
+DIRECT_WRITE = "broadcaster.direct_write"
+"""The ASGI scope extension: a callable that, once the response has started, returns a
+``Writer`` for its body, or None when the connection cannot take direct writes."""
+
+ON_DISCONNECT = "broadcaster.on_disconnect"
+"""The ASGI scope extension: a callable taking a callback that the server calls once
+the client has gone (at once if it already has)."""
+
+DIRECT_WRITE_LIMIT = 256 * 1024
+"""Unsent bytes a socket may hold before direct writes stop and ``send`` (which waits for
+the socket, and cuts a viewer off after ``send_timeout``) takes over."""
+
+
+class SlowViewer(Exception):
+    pass
+
+
+class SSEResponse(Response):
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        body: Body,
+        *,
+        first: bytes,
+        headers: Mapping[str, str],
+        send_timeout: float,
+        stream_id: str,
+        on_cut_off: Callable[[], None] | None = None,
+    ) -> None:
+        # Not Response.__init__: it would set a body and so a Content-Length.
+        self.status_code = 200
+        self.background = None
+        self.init_headers(headers)
+        self._body = body
+        self._chunks: AsyncIterator[bytes] | None = None
+        self._first = first
+        self._send_timeout = send_timeout
+        self._stream_id = stream_id
+        self._on_cut_off = on_cut_off
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        on_disconnect: Any = scope.get("extensions", {}).get(ON_DISCONNECT)
+        if on_disconnect is not None:
+            # The server calls us back when the client goes: no watcher task per viewer
+            # (a task and its frames are most of an idle viewer's memory).
+            with anyio.CancelScope() as cancel_scope:
+                on_disconnect(cancel_scope.cancel)
+                await self._run(scope, send)
+            return
+        async with anyio.create_task_group() as tg:
+
+            async def watch_disconnect() -> None:
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        tg.cancel_scope.cancel()
+                        return
+
+            tg.start_soon(watch_disconnect)
+            try:
+                await self._run(scope, send)
+            finally:
+                tg.cancel_scope.cancel()
+
+    async def _run(self, scope: Scope, send: Send) -> None:
+        try:
+            await self._stream(scope, send)
+        except SlowViewer:
+            log.warning(
+                "viewer accepted nothing for %.0fs; cut off",
+                self._send_timeout,
+                extra={"stream_id": self._stream_id},
+            )
+            if self._on_cut_off is not None:
+                self._on_cut_off()
+            # Returning with the response unfinished makes the server close the
+            # connection, which is the point.
+        finally:
+            if self._chunks is not None:
+                await _aclose(self._chunks)
+
+    async def _stream(self, scope: Scope, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        await self._send(send, self._first)
+        direct: Any = scope.get("extensions", {}).get(DIRECT_WRITE)
+        self._chunks = self._body(direct() if direct is not None else None)
+        async for chunk in self._chunks:
+            await self._send(send, chunk)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _send(self, send: Send, chunk: bytes) -> None:
+        with anyio.move_on_after(self._send_timeout) as scope:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if scope.cancelled_caught:
+            raise SlowViewer
+
+
+async def _aclose(it: AsyncIterator[bytes]) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        with anyio.CancelScope(shield=True):
+            await aclose()

@@ -1,0 +1,30 @@
+"""Stream ids in paths: checked before anything else (a bad id never reaches Redis), and
+made by the server when a client names none."""
+
+from __future__ import annotations
+
+import secrets
+
+from broadcaster.core import keys
+from broadcaster.core.logs import current_stream
+from broadcaster.http.errors import ApiError
+
+
+def new_stream_id() -> str:
+    """128 random bits, URL-safe: 22 characters of ``[A-Za-z0-9_-]``."""
+    return secrets.token_urlsafe(16)
+
+
+def check_stream_id(stream_id: str) -> None:
+    """404 unless ``stream_id`` is a stream id; then every log line of this request names
+    the stream."""
+    if not keys.STREAM_ID_RE.match(stream_id):
+        raise ApiError(404, "not_found", "no such stream: ids match ^[A-Za-z0-9_-]{1,64}$")
+    current_stream.set(stream_id)
+
+
+async def valid_stream_id(stream_id: str) -> None:
+    """The dependency form of ``check_stream_id``, first on every route with an id, so a
+    bad id is 404 before any access check. ``async``: a plain function would run in a
+    thread, and the log context it sets would not reach the route."""
+    check_stream_id(stream_id)
