@@ -1,2 +1,12 @@
-"""The LLM worker: takes generation jobs from Redis and streams the model's output into
-the event log (``python -m worker run``)."""
+"""The LLM worker (``python -m worker run``): takes generation jobs from Redis, runs each
+through a model provider (Anthropic, OpenAI-compatible, or the offline fake), and appends
+the contract's events to the generation's stream.
+
+Owns the process and its shutdown (``runner``), taking jobs from the queues of the
+providers it serves, their leases and the providers' advertisement (``taker``), running
+the taken generations with their cancels (``running``), running one generation with its
+retries and takeovers (``generation``, ``writer``), the mapping of the model's stream to
+events (``mapping``), and the provider seam (``providers``).
+
+May import: ``broadcaster.core``. Never the front-end's rooms.
+"""

@@ -1,13 +1,16 @@
-"""``python -m worker run [--concurrency N] [--provider anthropic|fake]``."""
+"""``python -m worker run [--concurrency N] [--provider anthropic,openai|fake]``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import signal
+import sys
 
-from broadcaster.cli import redis_url
-from broadcaster.logs import setup_logging
+from pydantic import ValidationError
+
+from broadcaster.core.embedded import redis_url
+from broadcaster.core.logs import setup_logging
 from worker.runner import Worker
 from worker.settings import WorkerSettings
 
@@ -18,15 +21,20 @@ def main(argv: list[str] | None = None) -> None:
     run = sub.add_parser("run", help="run an LLM worker process")
     run.add_argument("--concurrency", type=int, help="generations at once (WORKER_CONCURRENCY, 8)")
     run.add_argument(
-        "--provider", choices=["anthropic", "fake"], help="model provider (WORKER_PROVIDER)"
+        "--provider",
+        help="providers served, comma-separated: anthropic, openai, or fake alone "
+        "(WORKER_PROVIDERS, else WORKER_PROVIDER)",
     )
     args = parser.parse_args(argv)
     overrides = {
         k: v
-        for k, v in {"concurrency": args.concurrency, "provider": args.provider}.items()
+        for k, v in {"concurrency": args.concurrency, "providers": args.provider}.items()
         if v is not None
     }
-    settings = WorkerSettings(**overrides)
+    try:
+        settings = WorkerSettings(**overrides)
+    except ValidationError as exc:
+        sys.exit(f"worker: bad settings: {exc}")
     setup_logging(settings.log_level, settings.log_format)
     with redis_url(settings) as url:
         asyncio.run(_run(settings, url))

@@ -17,6 +17,12 @@ One :class:`EventMapper` maps one model call (one Messages request)::
 
 Block ids are per call: ``t<index>`` for text, ``r<index>`` for thinking, and the tool
 call's own id for tool use.
+
+Thinking carries what Anthropic needs to accept it back, as the AI SDK's Anthropic
+provider emits it: a ``signature_delta`` becomes a ``reasoning-delta`` with an empty
+``delta`` and ``providerMetadata: {"anthropic": {"signature"}}``; a ``redacted_thinking``
+block becomes ``reasoning-start`` with ``providerMetadata: {"anthropic":
+{"redactedData"}}`` and its ``reasoning-end``.
 """
 
 from __future__ import annotations
@@ -71,28 +77,165 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+class ContentBlocks:
+    """The content blocks of one model call, by index: text, thinking and tool use, from
+    their start through their deltas to their stop, as contract events."""
+
+    def __init__(self) -> None:
+        self._open: dict[int, _Block] = {}
+        self._text: list[str] = []
+        self.notes: list[str] = []
+        """Anomalies met on the way (such as tool input that is not valid JSON)."""
+
+    @property
+    def text(self) -> str:
+        """The text of the text blocks so far, concatenated."""
+        return "".join(self._text)
+
+    def new_message(self) -> None:
+        """A message starts: its blocks are numbered from 0 again."""
+        self._open.clear()
+
+    def start(self, index: Any, block: dict[str, Any]) -> list[Event]:
+        if _int(index) is None:
+            return []
+        block_type = block.get("type")
+        if block_type == "text":
+            self._open[index] = _Block("text", f"t{index}")
+            initial = block.get("text")
+            events: list[Event] = [{"type": "text-start", "id": f"t{index}"}]
+            if isinstance(initial, str) and initial:  # the API starts blocks empty; be safe
+                events.extend(self._text_delta(f"t{index}", initial))
+            return events
+        if block_type == "thinking":
+            self._open[index] = _Block("reasoning", f"r{index}")
+            return [{"type": "reasoning-start", "id": f"r{index}"}]
+        if block_type == "redacted_thinking":
+            self._open[index] = _Block("reasoning", f"r{index}")
+            data = block.get("data")
+            redacted = {"anthropic": {"redactedData": data if isinstance(data, str) else ""}}
+            return [{"type": "reasoning-start", "id": f"r{index}", "providerMetadata": redacted}]
+        if block_type in _TOOL_BLOCKS:
+            return self._tool_start(index, block)
+        return []  # tool results and any other block: nothing to show
+
+    def _tool_start(self, index: int, block: dict[str, Any]) -> list[Event]:
+        call_id = block.get("id")
+        name = block.get("name")
+        tool = _Block(
+            "tool",
+            call_id if isinstance(call_id, str) else f"call{index}",
+            tool_name=name if isinstance(name, str) else "",
+            provider_executed=block.get("type") == "server_tool_use",
+        )
+        self._open[index] = tool
+        start: Event = {
+            "type": "tool-input-start",
+            "toolCallId": tool.id,
+            "toolName": tool.tool_name,
+        }
+        if tool.provider_executed:
+            start["providerExecuted"] = True
+        return [start]
+
+    def _text_delta(self, block_id: str, delta: str) -> list[Event]:
+        self._text.append(delta)
+        return [{"type": "text-delta", "id": block_id, "delta": delta}]
+
+    def delta(self, index: Any, delta: dict[str, Any]) -> list[Event]:
+        block = self._open.get(index) if _int(index) is not None else None
+        if block is None:
+            return []
+        delta_type = delta.get("type")
+        if block.kind == "text" and delta_type == "text_delta":
+            piece = delta.get("text")
+            return self._text_delta(block.id, piece) if isinstance(piece, str) and piece else []
+        if block.kind == "reasoning" and delta_type == "thinking_delta":
+            piece = delta.get("thinking")
+            if isinstance(piece, str) and piece:
+                return [{"type": "reasoning-delta", "id": block.id, "delta": piece}]
+            return []
+        if block.kind == "reasoning" and delta_type == "signature_delta":
+            signature = delta.get("signature")
+            if not isinstance(signature, str) or not signature:
+                return []
+            return [
+                {
+                    "type": "reasoning-delta",
+                    "id": block.id,
+                    "delta": "",
+                    "providerMetadata": {"anthropic": {"signature": signature}},
+                }
+            ]
+        if block.kind == "tool" and delta_type == "input_json_delta":
+            piece = delta.get("partial_json")
+            if isinstance(piece, str) and piece:
+                block.json_parts.append(piece)
+                return [
+                    {"type": "tool-input-delta", "toolCallId": block.id, "inputTextDelta": piece}
+                ]
+            return []
+        return []  # citations_delta and anything new
+
+    def stop(self, index: Any) -> list[Event]:
+        block = self._open.pop(index, None) if _int(index) is not None else None
+        if block is None:
+            return []
+        if block.kind == "text":
+            return [{"type": "text-end", "id": block.id}]
+        if block.kind == "reasoning":
+            return [{"type": "reasoning-end", "id": block.id}]
+        available: Event = {
+            "type": "tool-input-available",
+            "toolCallId": block.id,
+            "toolName": block.tool_name,
+            "input": self._tool_input(block),
+        }
+        if block.provider_executed:
+            available["providerExecuted"] = True
+        return [available]
+
+    def _tool_input(self, block: _Block) -> Any:
+        source = "".join(block.json_parts)
+        if not source.strip():
+            return {}
+        try:
+            return json.loads(source)
+        except ValueError as exc:
+            self.notes.append(
+                f"tool call {block.id} ({block.tool_name}): input is not valid JSON "
+                f"({exc}); passed on as the raw string"
+            )
+            return source
+
+
 class EventMapper:
-    """Maps the raw events of one Messages stream to contract events; see the module doc."""
+    """Maps the raw events of one Messages stream to contract events; see the module doc.
+
+    It keeps the message: its start, usage, stop reason and finish. The content blocks
+    inside it are ``ContentBlocks``'s."""
 
     def __init__(self, message_id: str) -> None:
         self.message_id = message_id
-        self._blocks: dict[int, _Block] = {}
-        self._text: list[str] = []
+        self._blocks = ContentBlocks()
         self._input_tokens = 0
         self._output_tokens = 0
         self._stop_reason: str | None = None
         self._model: str | None = None
         self._started = False
         self._finished = False
-        self.notes: list[str] = []
-        """Anomalies met on the way (such as tool input that is not valid JSON)."""
 
     # ---- results
 
     @property
     def text(self) -> str:
         """The text of the text blocks so far, concatenated."""
-        return "".join(self._text)
+        return self._blocks.text
+
+    @property
+    def notes(self) -> list[str]:
+        """Anomalies met on the way (such as tool input that is not valid JSON)."""
+        return self._blocks.notes
 
     @property
     def usage(self) -> dict[str, int]:
@@ -129,11 +272,11 @@ class EventMapper:
         if kind == "message_start":
             return self._message_start(_dict(raw.get("message")))
         if kind == "content_block_start":
-            return self._block_start(raw.get("index"), _dict(raw.get("content_block")))
+            return self._blocks.start(raw.get("index"), _dict(raw.get("content_block")))
         if kind == "content_block_delta":
-            return self._block_delta(raw.get("index"), _dict(raw.get("delta")))
+            return self._blocks.delta(raw.get("index"), _dict(raw.get("delta")))
         if kind == "content_block_stop":
-            return self._block_stop(raw.get("index"))
+            return self._blocks.stop(raw.get("index"))
         if kind == "message_delta":
             self._message_delta(_dict(raw.get("delta")), _dict(raw.get("usage")))
             return []
@@ -148,105 +291,13 @@ class EventMapper:
         usage = _dict(message.get("usage"))
         self._input_tokens = _int(usage.get("input_tokens")) or 0
         self._output_tokens = _int(usage.get("output_tokens")) or 0
-        self._blocks.clear()
+        self._blocks.new_message()
         events: list[Event] = []
         if not self._started:
             self._started = True
             events.append({"type": "start", "messageId": self.message_id})
         events.append({"type": "start-step"})
         return events
-
-    def _block_start(self, index: Any, block: dict[str, Any]) -> list[Event]:
-        if _int(index) is None:
-            return []
-        block_type = block.get("type")
-        if block_type == "text":
-            self._blocks[index] = _Block("text", f"t{index}")
-            initial = block.get("text")
-            events: list[Event] = [{"type": "text-start", "id": f"t{index}"}]
-            if isinstance(initial, str) and initial:  # the API starts blocks empty; be safe
-                events.extend(self._text_delta(f"t{index}", initial))
-            return events
-        if block_type == "thinking":
-            self._blocks[index] = _Block("reasoning", f"r{index}")
-            return [{"type": "reasoning-start", "id": f"r{index}"}]
-        if block_type in _TOOL_BLOCKS:
-            call_id = block.get("id")
-            name = block.get("name")
-            tool = _Block(
-                "tool",
-                call_id if isinstance(call_id, str) else f"call{index}",
-                tool_name=name if isinstance(name, str) else "",
-                provider_executed=block_type == "server_tool_use",
-            )
-            self._blocks[index] = tool
-            start: Event = {
-                "type": "tool-input-start",
-                "toolCallId": tool.id,
-                "toolName": tool.tool_name,
-            }
-            if tool.provider_executed:
-                start["providerExecuted"] = True
-            return [start]
-        return []  # redacted_thinking, tool results and any other block: nothing to show
-
-    def _text_delta(self, block_id: str, delta: str) -> list[Event]:
-        self._text.append(delta)
-        return [{"type": "text-delta", "id": block_id, "delta": delta}]
-
-    def _block_delta(self, index: Any, delta: dict[str, Any]) -> list[Event]:
-        block = self._blocks.get(index) if _int(index) is not None else None
-        if block is None:
-            return []
-        delta_type = delta.get("type")
-        if block.kind == "text" and delta_type == "text_delta":
-            piece = delta.get("text")
-            return self._text_delta(block.id, piece) if isinstance(piece, str) and piece else []
-        if block.kind == "reasoning" and delta_type == "thinking_delta":
-            piece = delta.get("thinking")
-            if isinstance(piece, str) and piece:
-                return [{"type": "reasoning-delta", "id": block.id, "delta": piece}]
-            return []
-        if block.kind == "tool" and delta_type == "input_json_delta":
-            piece = delta.get("partial_json")
-            if isinstance(piece, str) and piece:
-                block.json_parts.append(piece)
-                return [
-                    {"type": "tool-input-delta", "toolCallId": block.id, "inputTextDelta": piece}
-                ]
-            return []
-        return []  # signature_delta, citations_delta and anything new
-
-    def _block_stop(self, index: Any) -> list[Event]:
-        block = self._blocks.pop(index, None) if _int(index) is not None else None
-        if block is None:
-            return []
-        if block.kind == "text":
-            return [{"type": "text-end", "id": block.id}]
-        if block.kind == "reasoning":
-            return [{"type": "reasoning-end", "id": block.id}]
-        source = "".join(block.json_parts)
-        tool_input: Any
-        if not source.strip():
-            tool_input = {}
-        else:
-            try:
-                tool_input = json.loads(source)
-            except ValueError as exc:
-                tool_input = source
-                self.notes.append(
-                    f"tool call {block.id} ({block.tool_name}): input is not valid JSON "
-                    f"({exc}); passed on as the raw string"
-                )
-        available: Event = {
-            "type": "tool-input-available",
-            "toolCallId": block.id,
-            "toolName": block.tool_name,
-            "input": tool_input,
-        }
-        if block.provider_executed:
-            available["providerExecuted"] = True
-        return [available]
 
     def _message_delta(self, delta: dict[str, Any], usage: dict[str, Any]) -> None:
         stop_reason = delta.get("stop_reason")
@@ -285,13 +336,22 @@ _MERGEABLE: Final[dict[str, tuple[str, str]]] = {
 }
 
 
+def _plain(event: Event, rule: tuple[str, str]) -> bool:
+    """A delta with nothing but its type, block and text: one with more (such as the
+    ``providerMetadata`` that carries a signature) is never merged, either way, so what it
+    carries stays on its own event, in its place."""
+    key, text_key = rule
+    return event.keys() == {"type", key, text_key} and isinstance(event[text_key], str)
+
+
 def merge_deltas(events: list[Event]) -> list[Event]:
     """Merge runs of adjacent deltas of the same block into one event each.
 
     Adjacent ``text-delta`` (or ``reasoning-delta``) events with the same ``id``, and
     adjacent ``tool-input-delta`` events with the same ``toolCallId``, become one event whose
-    text is their concatenation. Everything else, and the order, is kept. The input list and
-    its dicts are not modified: the result holds shallow copies.
+    text is their concatenation, as long as both carry nothing else. Everything else, and
+    the order, is kept. The input list and its dicts are not modified: the result holds
+    shallow copies.
     """
     merged: list[Event] = []
     for event in events:
@@ -302,10 +362,9 @@ def merge_deltas(events: list[Event]) -> list[Event]:
             last = merged[-1]
             if (
                 last.get("type") == kind
-                and key in event
-                and last.get(key) == event[key]
-                and isinstance(last.get(text_key), str)
-                and isinstance(event.get(text_key), str)
+                and _plain(last, rule)
+                and _plain(event, rule)
+                and last[key] == event[key]
             ):
                 last[text_key] += event[text_key]
                 continue

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from broadcaster.settings import RedisSettings
+from broadcaster.core.request import PROVIDERS
+from broadcaster.core.settings import RedisSettings
+
+PROVIDER_NAMES = (*PROVIDERS, "fake")
 
 
 class WorkerSettings(RedisSettings):
     model_config = SettingsConfigDict(env_prefix="WORKER_", extra="ignore")
 
-    provider: Literal["anthropic", "fake"] = "anthropic"
+    provider: Literal["anthropic", "openai", "fake"] = "anthropic"
+    """The provider served when ``providers`` is not set."""
+    providers: str | None = None
+    """Comma-separated providers this worker serves (``anthropic,openai``); ``fake``
+    alone stands in for every provider."""
+    openai_max_tokens_param: Literal["max_completion_tokens", "max_tokens"] = (
+        "max_completion_tokens"
+    )
+    """The field ``max_tokens`` is sent as to an OpenAI-compatible server: OpenAI's
+    reasoning models refuse the old ``max_tokens``; Ollama knows only it."""
     concurrency: int = Field(8, ge=1, le=1000)
     """Generations run at once by one process."""
     merge_ms: float = Field(20.0, ge=0)
@@ -45,3 +57,21 @@ class WorkerSettings(RedisSettings):
     metrics_port: int = Field(0, ge=0, le=65535)
     """Serve Prometheus metrics on this port (0: off)."""
     metrics_host: str = "127.0.0.1"
+
+    @model_validator(mode="after")
+    def _known_providers(self) -> WorkerSettings:
+        self.served()
+        return self
+
+    def served(self) -> tuple[str, ...]:
+        """The providers this worker serves, as named (``("fake",)`` for the fake)."""
+        names = tuple(n.strip() for n in (self.providers or self.provider).split(",") if n.strip())
+        unknown = [n for n in names if n not in PROVIDER_NAMES]
+        if not names or unknown:
+            raise ValueError(
+                f"WORKER_PROVIDERS: unknown provider(s) {unknown or names}; "
+                f"choose from {', '.join(PROVIDER_NAMES)}"
+            )
+        if "fake" in names and len(names) > 1:
+            raise ValueError("WORKER_PROVIDERS: fake stands in for every provider; list it alone")
+        return tuple(dict.fromkeys(names))

@@ -14,7 +14,7 @@ from typing import Any
 import anthropic
 import httpx2
 
-from worker.providers.base import ProviderError
+from worker.providers.base import ProviderError, retry_after
 
 # The raw events of Anthropic's wire format; the SDK also yields derived convenience
 # events (text, input_json, ...) which the mapping does not need.
@@ -26,17 +26,6 @@ _RAW = {
     "content_block_delta",
     "content_block_stop",
 }
-
-
-def _retry_after(headers: httpx2.Headers) -> float | None:
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                continue
-    return None
 
 
 def classify(exc: BaseException) -> ProviderError:
@@ -59,7 +48,7 @@ def classify(exc: BaseException) -> ProviderError:
         return ProviderError(
             f"model provider {what} ({exc.status_code}): {detail}",
             retryable=retryable,
-            retry_after=_retry_after(exc.response.headers),
+            retry_after=retry_after(exc.response.headers),
             kind=kind,
         )
     if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
@@ -75,17 +64,46 @@ def classify(exc: BaseException) -> ProviderError:
     return ProviderError(f"model call failed: {type(exc).__name__}: {exc}", retryable=False)
 
 
+_PASSED = ("system", "tools", "tool_choice", "thinking", "stop_sequences", "service_tier")
+"""Messages parameters passed through as the client sent them."""
+
+_BODY_ONLY = ("temperature", "top_p", "top_k")
+"""Messages parameters the SDK (2.x) has no arguments for: sent in the body as they are."""
+
+
 def sdk_params(request: dict[str, Any]) -> dict[str, Any]:
     """The ``messages.stream`` arguments for a stored generation request."""
     messages = request.get("messages") or [{"role": "user", "content": request["prompt"]}]
     params: dict[str, Any] = {
         "model": request["model"],
         "max_tokens": request["max_tokens"],
-        "messages": messages,
+        "messages": _verifiable(messages),
     }
-    if request.get("system"):
-        params["system"] = request["system"]
+    params |= {name: request[name] for name in _PASSED if request.get(name) is not None}
+    extra = {name: request[name] for name in _BODY_ONLY if request.get(name) is not None}
+    if extra:
+        params["extra_body"] = extra
+    # The request's ``metadata`` is the client's own; only Anthropic's user_id goes on.
+    user_id = (request.get("metadata") or {}).get("user_id")
+    if isinstance(user_id, str):
+        params["metadata"] = {"user_id": user_id}
     return params
+
+
+def _verifiable(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages without unsigned thinking blocks (from a provider that does not sign
+    its reasoning): Anthropic refuses thinking it cannot verify, so it is dropped, as the
+    AI SDK drops reasoning without a signature."""
+    out = []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, str):
+            out.append(message)
+            continue
+        kept = [b for b in content if not (b.get("type") == "thinking" and not b.get("signature"))]
+        if kept:
+            out.append({**message, "content": kept})
+    return out
 
 
 class AnthropicProvider:

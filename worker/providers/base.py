@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
+
+import httpx2
 
 
 class ProviderError(Exception):
@@ -36,3 +38,19 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+Providers = Mapping[str, Provider]
+"""The provider that runs each request provider's jobs (``anthropic``, ``openai``)."""
+
+
+def retry_after(headers: httpx2.Headers) -> float | None:
+    """The wait a 429 or 5xx asks for, in seconds (both SDKs answer on httpx2)."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                continue
+    return None

@@ -3,12 +3,19 @@
 It answers in Anthropic's raw event shapes, so everything after it (mapping, merging,
 appending) runs exactly as with the real model. The reply is a pure function of the
 request: the same prompt always gives the same text, in the same chunks.
+
+It stands in for every provider, and shows what they can: with ``thinking`` enabled it
+thinks first (a thinking block with a signature, ``fake-sig-…``); given ``tools`` (and a
+``tool_choice`` other than none) it ends its turn calling the first one, with an input
+made from its schema, unless the last turn already holds tool results, which it answers
+in text. So a demo or a test shows a whole tool round trip without a network.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,7 +30,22 @@ def _prompt_text(request: dict[str, Any]) -> str:
     if request.get("prompt"):
         return str(request["prompt"])
     last = request.get("messages", [{}])[-1].get("content", "")
-    return last if isinstance(last, str) else str(last)
+    return last if isinstance(last, str) else " ".join(_texts(last))
+
+
+def _texts(blocks: Any) -> list[str]:
+    """The words of a turn's blocks: text, and the text of tool results (what a demo
+    shows the fake "read")."""
+    found: list[str] = []
+    for block in blocks if isinstance(blocks, list) else []:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text" and isinstance(block.get("text"), str):
+            found.append(block["text"])
+        elif block.get("type") == "tool_result":
+            content = block.get("content")
+            found += [content] if isinstance(content, str) else _texts(content)
+    return found
 
 
 def fake_reply(request: dict[str, Any]) -> list[str]:
@@ -35,6 +57,54 @@ def fake_reply(request: dict[str, Any]) -> list[str]:
     return ["You said: ", prompt, "\n", *[f"{w} " for w in words[:-1]], words[-1] + "."]
 
 
+def _sample(schema: Any, prompt: str) -> Any:
+    """A value of a JSON schema's type (the prompt for strings)."""
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if kind == "object":
+        props = schema.get("properties") or {}
+        names = schema.get("required") or list(props)
+        return {name: _sample(props.get(name), prompt) for name in names}
+    samples = {"integer": 1, "number": 1, "boolean": True, "array": [], "null": None}
+    return samples.get(kind, prompt) if isinstance(kind, str) else prompt
+
+
+def fake_tool_call(request: dict[str, Any]) -> dict[str, Any] | None:
+    """The tool_use the fake ends its turn with, if any: the first custom tool."""
+    tools = [t for t in request.get("tools") or [] if t.get("type") in (None, "custom")]
+    if not tools or (request.get("tool_choice") or {}).get("type") == "none":
+        return None
+    last = (request.get("messages") or [{}])[-1].get("content")
+    if isinstance(last, list) and any(b.get("type") == "tool_result" for b in last):
+        return None
+    tool = tools[0]
+    digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+    prompt = _prompt_text(request)[:100]
+    return {
+        "id": f"toolu_fake_{digest[:16]}",
+        "name": tool["name"],
+        "input": _sample(tool["input_schema"], prompt),
+    }
+
+
+def fake_thinking(request: dict[str, Any]) -> list[str] | None:
+    """The thinking chunks, when the request enables thinking."""
+    if (request.get("thinking") or {}).get("type") != "enabled":
+        return None
+    return ["Thinking about: ", _prompt_text(request)[:200], "."]
+
+
+def fake_signature(thinking: str) -> str:
+    return "fake-sig-" + hashlib.sha256(thinking.encode()).hexdigest()[:32]
+
+
+def _block(index: int, block: dict[str, Any], deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"type": "content_block_start", "index": index, "content_block": block},
+        *({"type": "content_block_delta", "index": index, "delta": d} for d in deltas),
+        {"type": "content_block_stop", "index": index},
+    ]
+
+
 class FakeProvider:
     def __init__(self, delay_ms: float = 25.0) -> None:
         self.delay = delay_ms / 1000
@@ -44,40 +114,56 @@ class FakeProvider:
         yield self._events(request)
 
     async def _events(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        chunks = fake_reply(request)
-        yield {
-            "type": "message_start",
-            "message": {
-                "id": "msg_fake",
-                "type": "message",
-                "role": "assistant",
-                "content": [],
-                "model": "fake",
-                "stop_reason": None,
-                "stop_sequence": None,
-                "usage": {"input_tokens": len(_prompt_text(request).split()), "output_tokens": 1},
-            },
-        }
-        yield {
-            "type": "content_block_start",
-            "index": 0,
-            "content_block": {"type": "text", "text": ""},
-        }
-        for chunk in chunks:
-            if self.delay:
+        events = fake_events(request)
+        yield events[0]
+        for event in events[1:]:
+            if self.delay and event["type"] == "content_block_delta":
                 await asyncio.sleep(self.delay)
-            yield {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": chunk},
-            }
-        yield {"type": "content_block_stop", "index": 0}
-        yield {
-            "type": "message_delta",
-            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-            "usage": {"output_tokens": len(chunks)},
-        }
-        yield {"type": "message_stop"}
+            yield event
 
     async def aclose(self) -> None:
         return None
+
+
+def fake_events(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """The whole reply, as Anthropic's raw stream events."""
+    blocks: list[dict[str, Any]] = []
+    thought = fake_thinking(request)
+    if thought is not None:
+        signature = {"type": "signature_delta", "signature": fake_signature("".join(thought))}
+        deltas = [{"type": "thinking_delta", "thinking": t} for t in thought]
+        blocks += _block(
+            0, {"type": "thinking", "thinking": "", "signature": ""}, [*deltas, signature]
+        )
+    chunks = fake_reply(request)
+    index = 1 if thought is not None else 0
+    blocks += _block(
+        index, {"type": "text", "text": ""}, [{"type": "text_delta", "text": c} for c in chunks]
+    )
+    call = fake_tool_call(request)
+    if call is not None:
+        arguments = json.dumps(call["input"])
+        blocks += _block(
+            index + 1,
+            {"type": "tool_use", "id": call["id"], "name": call["name"], "input": {}},
+            [{"type": "input_json_delta", "partial_json": arguments}],
+        )
+    start = {
+        "type": "message_start",
+        "message": {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": "fake",
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": len(_prompt_text(request).split()), "output_tokens": 1},
+        },
+    }
+    end = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "tool_use" if call else "end_turn", "stop_sequence": None},
+        "usage": {"output_tokens": sum(1 for b in blocks if b["type"] == "content_block_delta")},
+    }
+    return [start, *blocks, end, {"type": "message_stop"}]

@@ -1,0 +1,31 @@
+"""Prometheus metrics of a worker, in a registry of its own (served on
+``WORKER_METRICS_PORT``)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.running = Gauge("worker_generations_running", "Generations running", registry=r)
+        self.finished = Counter(
+            "worker_generations_finished_total",
+            "Generations that left this worker, by outcome",
+            ["outcome"],  # completed, failed, cancelled, handed_back, lost
+            registry=r,
+        )
+        self.provider_errors = Counter(
+            "worker_provider_errors_total",
+            "Errors from the model provider, by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "worker_tokens_total", "Model tokens, by direction", ["direction"], registry=r
+        )
+        self.appended = Counter(
+            "worker_events_appended_total", "Events appended by this worker", registry=r
+        )

@@ -1,0 +1,219 @@
+"""A stored generation request (Anthropic's Messages shape) as Chat Completions parameters.
+
+Pure. What has no equivalent fails here, before the model is called, with
+``Untranslatable`` naming it: the generation then ends with that error and no output.
+
+* ``system`` becomes a system message; image blocks ``image_url`` parts (base64 as a data
+  URL); a base64 PDF a ``file`` part (OpenAI's own; servers without it refuse it with
+  their message), a plain-text document a text part. A document by URL has no
+  equivalent.
+* Tools become functions (``input_schema`` is their ``parameters``); ``tool_choice`` auto,
+  any, tool, none become auto, required, the function, none. Anthropic's server tools have
+  no equivalent.
+* An assistant turn's ``tool_use`` blocks become its ``tool_calls``; a user turn's
+  ``tool_result`` blocks become ``role: "tool"`` messages ahead of the rest of the turn.
+  Thinking blocks sent back are dropped: Chat Completions takes no reasoning input.
+* ``thinking`` becomes ``reasoning_effort``: a budget below 4096 tokens ``low``, below
+  16384 ``medium``, else ``high`` (the three values OpenAI, vLLM and Ollama all take);
+  disabled or adaptive thinking sends none (the model's default).
+* ``stop_sequences`` becomes ``stop``; ``top_k`` goes in the body as vLLM and llama.cpp
+  take it (OpenAI refuses it); ``metadata.user_id`` becomes ``user``; ``service_tier``
+  ``standard_only`` becomes ``default``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["Untranslatable", "chat_params", "reasoning_effort"]
+
+Params = dict[str, Any]
+
+
+class Untranslatable(ValueError):
+    """Part of the request has no Chat Completions equivalent."""
+
+
+def reasoning_effort(budget_tokens: int) -> str:
+    if budget_tokens < 4096:
+        return "low"
+    if budget_tokens < 16384:
+        return "medium"
+    return "high"
+
+
+def chat_params(request: dict[str, Any], max_tokens_param: str = "max_completion_tokens") -> Params:
+    """The ``chat.completions.create`` arguments for a stored generation request."""
+    params: Params = {
+        "model": request["model"],
+        "messages": _system(request.get("system")) + _messages(request),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        max_tokens_param: request["max_tokens"],
+    }
+    params |= _tools(request.get("tools"), request.get("tool_choice"))
+    params |= _options(request)
+    return params
+
+
+def _options(request: dict[str, Any]) -> Params:
+    params: Params = {}
+    for name in ("temperature", "top_p"):
+        if request.get(name) is not None:
+            params[name] = request[name]
+    if request.get("stop_sequences"):
+        params["stop"] = request["stop_sequences"]
+    if request.get("top_k") is not None:
+        params["extra_body"] = {"top_k": request["top_k"]}
+    thinking = request.get("thinking") or {}
+    if thinking.get("type") == "enabled":
+        params["reasoning_effort"] = reasoning_effort(thinking["budget_tokens"])
+    tier = request.get("service_tier")
+    if tier:
+        params["service_tier"] = "default" if tier == "standard_only" else tier
+    user_id = (request.get("metadata") or {}).get("user_id")
+    if isinstance(user_id, str):
+        params["user"] = user_id
+    return params
+
+
+def _system(system: Any) -> list[Params]:
+    if not system:
+        return []
+    if isinstance(system, str):
+        return [{"role": "system", "content": system}]
+    return [{"role": "system", "content": "\n\n".join(b["text"] for b in system)}]
+
+
+def _messages(request: dict[str, Any]) -> list[Params]:
+    if not request.get("messages"):
+        return [{"role": "user", "content": request["prompt"]}]
+    out: list[Params] = []
+    for message in request["messages"]:
+        content = message["content"]
+        if isinstance(content, str):
+            out.append({"role": message["role"], "content": content})
+        elif message["role"] == "assistant":
+            out.append(_assistant(content))
+        else:
+            out += _user(content)
+    return out
+
+
+def _assistant(blocks: list[dict[str, Any]]) -> Params:
+    texts: list[str] = []
+    calls: list[Params] = []
+    for block in blocks:
+        kind = block["type"]
+        if kind == "text":
+            texts.append(block["text"])
+        elif kind == "tool_use":
+            arguments = json.dumps(block["input"], ensure_ascii=False)
+            calls.append(
+                {
+                    "id": block["id"],
+                    "type": "function",
+                    "function": {"name": block["name"], "arguments": arguments},
+                }
+            )
+        elif kind not in ("thinking", "redacted_thinking"):
+            raise Untranslatable(f"an assistant {kind!r} block has no OpenAI equivalent")
+    # No text: null beside tool calls (as OpenAI sends it), else an empty string, which
+    # every server takes, unlike a message with neither.
+    message: Params = {"role": "assistant", "content": "".join(texts) or (None if calls else "")}
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def _user(blocks: list[dict[str, Any]]) -> list[Params]:
+    # Tool results answer the assistant turn just before: their messages come first.
+    results = [_tool_message(b) for b in blocks if b["type"] == "tool_result"]
+    parts = [_part(b) for b in blocks if b["type"] != "tool_result"]
+    if not parts:
+        return results
+    if len(parts) == 1 and parts[0]["type"] == "text":
+        return [*results, {"role": "user", "content": parts[0]["text"]}]
+    return [*results, {"role": "user", "content": parts}]
+
+
+def _tool_message(block: dict[str, Any]) -> Params:
+    content = block.get("content")
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if part["type"] != "text":
+                raise Untranslatable(
+                    f"a tool_result holding {part['type']!r} has no OpenAI equivalent "
+                    "(tool messages carry text)"
+                )
+            texts.append(part["text"])
+        content = "\n".join(texts)
+    return {"role": "tool", "tool_call_id": block["tool_use_id"], "content": content or ""}
+
+
+def _part(block: dict[str, Any]) -> Params:
+    kind = block["type"]
+    if kind == "text":
+        return {"type": "text", "text": block["text"]}
+    if kind == "image":
+        return {"type": "image_url", "image_url": {"url": _url(block["source"])}}
+    if kind == "document":
+        return _document(block)
+    raise Untranslatable(f"a user {kind!r} block has no OpenAI equivalent")
+
+
+def _url(source: dict[str, Any]) -> str:
+    if source["type"] == "url":
+        return str(source["url"])
+    return f"data:{source['media_type']};base64,{source['data']}"
+
+
+def _document(block: dict[str, Any]) -> Params:
+    source = block["source"]
+    kind = source["type"]
+    if kind == "base64":
+        file = {"filename": block.get("title") or "document.pdf", "file_data": _url(source)}
+        return {"type": "file", "file": file}
+    if kind == "text":
+        return {"type": "text", "text": source["data"]}
+    if kind == "content":
+        inner = source["content"]
+        if isinstance(inner, str):
+            return {"type": "text", "text": inner}
+        texts = [p["text"] for p in inner if p["type"] == "text"]
+        if len(texts) != len(inner):
+            raise Untranslatable("a document of images has no OpenAI equivalent")
+        return {"type": "text", "text": "\n".join(texts)}
+    raise Untranslatable(
+        f"a document with a {kind!r} source has no OpenAI equivalent; send it as base64"
+    )
+
+
+def _tools(tools: Any, choice: Any) -> Params:
+    if not tools:
+        return {}
+    functions = []
+    for tool in tools:
+        if tool.get("type") not in (None, "custom"):
+            raise Untranslatable(
+                f"Anthropic's server tool {tool.get('type')!r} has no OpenAI equivalent"
+            )
+        function: Params = {"name": tool["name"], "parameters": tool["input_schema"]}
+        if tool.get("description"):
+            function["description"] = tool["description"]
+        functions.append({"type": "function", "function": function})
+    params: Params = {"tools": functions}
+    if choice:
+        params["tool_choice"] = _tool_choice(choice)
+        if choice.get("disable_parallel_tool_use"):
+            params["parallel_tool_calls"] = False
+    return params
+
+
+def _tool_choice(choice: dict[str, Any]) -> Any:
+    kind = choice["type"]
+    if kind == "tool":
+        return {"type": "function", "function": {"name": choice["name"]}}
+    return {"auto": "auto", "any": "required", "none": "none"}[kind]

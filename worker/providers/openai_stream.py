@@ -1,0 +1,216 @@
+"""Chat Completions stream chunks -> Anthropic's raw stream events, so that one mapping
+(``worker.mapping``) turns every provider's stream into the contract's events.
+
+Pure: feed each chunk's JSON (``chunk.model_dump()``) to :meth:`ChunkTranslator.feed`, and
+call :meth:`ChunkTranslator.end` when the stream ends::
+
+    translator = ChunkTranslator()
+    for chunk in chunks:
+        yield from translator.feed(chunk)
+    yield from translator.end()   # or IncompleteStream
+
+* The first chunk opens the message (``message_start``).
+* ``reasoning_content`` or ``reasoning`` deltas (vLLM, DeepSeek, Ollama, OpenRouter) are a
+  thinking block, with no signature: nobody signs them.
+* ``content`` (and ``refusal``) deltas are a text block. Switching between thinking and
+  text stops one block and starts the next.
+* A tool call is buffered by its ``index`` until its name is known, then started as a
+  ``tool_use`` block whose ``input_json_delta``\\ s carry the argument fragments. Tool
+  blocks are stopped (their input parsed) only when the stream ends, as the AI SDK does:
+  partial JSON can parse by coincidence. Ollama's whole-call-in-one-chunk works the same.
+* ``finish_reason`` becomes the ``stop_reason`` (``stop`` -> end_turn, ``length`` ->
+  max_tokens, ``tool_calls``/``function_call`` -> tool_use, ``content_filter`` -> refusal;
+  anything else is passed on, and the mapping makes it ``other``). ``stop`` after tool
+  calls is ``tool_use``: the client owes their results whatever the server says.
+* The usage chunk (``stream_options.include_usage``) becomes ``message_delta``'s usage.
+* A stream that ends without ``finish_reason`` was cut short: ``IncompleteStream``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["STOP_REASONS", "ChunkTranslator", "IncompleteStream"]
+
+Raw = dict[str, Any]
+
+STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+
+
+class IncompleteStream(Exception):
+    """The stream ended without a ``finish_reason``, or with a tool call never named."""
+
+
+def _call_id() -> str:
+    return "call_" + secrets.token_hex(12)
+
+
+@dataclass
+class _Call:
+    id: str | None = None
+    name: str | None = None
+    buffered: list[str] = field(default_factory=list)
+    index: int | None = None  # the content block's, once started
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+class ChunkTranslator:
+    """One Chat Completions stream as Anthropic raw events; see the module doc."""
+
+    def __init__(self, new_call_id: Callable[[], str] = _call_id) -> None:
+        self._new_call_id = new_call_id
+        self._blocks = itertools.count()
+        self._started = False
+        self._open: tuple[str, int] | None = None  # the thinking or text block open
+        self._calls: dict[Any, _Call] = {}
+        self._finish: str | None = None
+        self._refused = False
+        self._usage: dict[str, int] = {"input_tokens": 0, "output_tokens": 0}
+
+    def feed(self, chunk: dict[str, Any]) -> list[Raw]:
+        out: list[Raw] = []
+        if not self._started:
+            self._started = True
+            out.append(_message_start(chunk))
+        usage = _dict(chunk.get("usage"))
+        if usage:
+            self._usage = {
+                "input_tokens": int(usage.get("prompt_tokens") or 0),
+                "output_tokens": int(usage.get("completion_tokens") or 0),
+            }
+        for raw_choice in chunk.get("choices") or []:
+            choice = _dict(raw_choice)
+            if choice.get("index", 0) != 0:
+                continue  # one answer is asked for (no ``n``)
+            out += self._delta(_dict(choice.get("delta")))
+            if _str(choice.get("finish_reason")):
+                self._finish = choice["finish_reason"]
+        return out
+
+    def _delta(self, delta: dict[str, Any]) -> list[Raw]:
+        out: list[Raw] = []
+        thought = _str(delta.get("reasoning_content")) or _str(delta.get("reasoning"))
+        if thought:
+            out += self._switch_to("thinking")
+            out.append(_delta(self._index(), {"type": "thinking_delta", "thinking": thought}))
+        for key in ("content", "refusal"):
+            if piece := _str(delta.get(key)):
+                self._refused = self._refused or key == "refusal"
+                out += self._switch_to("text")
+                out.append(_delta(self._index(), {"type": "text_delta", "text": piece}))
+        calls = delta.get("tool_calls")
+        if isinstance(calls, list) and calls:
+            out += self._switch_to(None)
+            for call in calls:
+                out += self._tool_call(_dict(call))
+        return out
+
+    def _index(self) -> int:
+        assert self._open is not None
+        return self._open[1]
+
+    def _switch_to(self, kind: str | None) -> list[Raw]:
+        if self._open is not None and self._open[0] == kind:
+            return []
+        out: list[Raw] = []
+        if self._open is not None:
+            out.append({"type": "content_block_stop", "index": self._open[1]})
+            self._open = None
+        if kind is not None:
+            index = next(self._blocks)
+            self._open = (kind, index)
+            block = (
+                {"type": "thinking", "thinking": "", "signature": ""}
+                if kind == "thinking"
+                else {"type": "text", "text": ""}
+            )
+            out.append({"type": "content_block_start", "index": index, "content_block": block})
+        return out
+
+    def _tool_call(self, delta: dict[str, Any]) -> list[Raw]:
+        key = delta.get("index")
+        if key is None:  # no index: its id, else the call in progress
+            key = _str(delta.get("id")) or next(reversed(self._calls), 0)
+        call = self._calls.setdefault(key, _Call())
+        function = _dict(delta.get("function"))
+        call.id = call.id or _str(delta.get("id"))
+        call.name = call.name or _str(function.get("name"))
+        if arguments := _str(function.get("arguments")):
+            call.buffered.append(arguments)
+        if call.name is None:
+            return []  # wait for the name
+        out: list[Raw] = []
+        if call.index is None:
+            call.index = next(self._blocks)
+            call.id = call.id or self._new_call_id()
+            block = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
+            out.append({"type": "content_block_start", "index": call.index, "content_block": block})
+        out += [
+            _delta(call.index, {"type": "input_json_delta", "partial_json": piece})
+            for piece in call.buffered
+        ]
+        call.buffered.clear()
+        return out
+
+    def end(self) -> list[Raw]:
+        """The events that close the message, once the stream has ended."""
+        if self._finish is None:
+            raise IncompleteStream("the model stream ended without a finish_reason")
+        if any(call.name is None for call in self._calls.values()):
+            raise IncompleteStream("the model stream had a tool call without a name")
+        out = self._switch_to(None)
+        out += [
+            {"type": "content_block_stop", "index": call.index}
+            for call in sorted(self._calls.values(), key=lambda c: c.index or 0)
+        ]
+        stop_reason = STOP_REASONS.get(self._finish, self._finish)
+        if stop_reason == "end_turn" and self._calls:
+            stop_reason = "tool_use"
+        elif stop_reason == "end_turn" and self._refused:
+            stop_reason = "refusal"
+        out.append(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": dict(self._usage),
+            }
+        )
+        out.append({"type": "message_stop"})
+        return out
+
+
+def _delta(index: int, delta: dict[str, Any]) -> Raw:
+    return {"type": "content_block_delta", "index": index, "delta": delta}
+
+
+def _message_start(chunk: dict[str, Any]) -> Raw:
+    return {
+        "type": "message_start",
+        "message": {
+            "id": chunk.get("id"),
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": chunk.get("model"),
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        },
+    }

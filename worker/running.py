@@ -1,0 +1,181 @@
+"""The generations one worker runs: up to ``concurrency`` at once, one task each.
+
+Each task runs ``run_generation`` and settles its job by how the generation left this
+worker: finished (acknowledged), cancelled (acknowledged), taken by another writer (its
+queue entry is that writer's business), handed back on shutdown (re-added at the queue's
+tail), or lost to Redis or a bug (left pending: after the lease a worker takes it over).
+
+A cancel appends ``abort`` from the API, which the running generation would only notice
+at its next append: every ``cancel_poll_seconds`` one pipelined read of the running
+generations' ``ended`` flags finds it, and cancelling the task stops the model call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from broadcaster.core import connection, keys
+from broadcaster.core.generations import Generations
+from broadcaster.core.jobs import Job, JobQueue
+from broadcaster.core.log import StaleWriter, StreamEnded
+from broadcaster.core.logs import current_stream
+from worker.generation import Policy, run_generation
+from worker.metrics import WorkerMetrics
+from worker.providers.base import Providers
+
+log = logging.getLogger("worker")
+
+_OUTCOMES = {"finish": "completed", "error": "failed", "abort": "cancelled"}
+"""The ``finished`` metric's outcome for each way a stream ends."""
+
+
+class RunningGenerations:
+    """Runs taken jobs' generations in ``tasks``, the task group that owns and awaits them."""
+
+    def __init__(
+        self,
+        tasks: asyncio.TaskGroup,
+        generations: Generations,
+        jobs: JobQueue,
+        *,
+        providers: Providers,
+        consumer: str,
+        policy: Policy,
+        metrics: WorkerMetrics,
+        concurrency: int,
+        cancel_poll_seconds: float,
+    ) -> None:
+        self.generations = generations
+        self.log = generations.log
+        self.jobs = jobs
+        self.providers = providers
+        self.consumer = consumer
+        self.policy = policy
+        self.metrics = metrics
+        self.concurrency = concurrency
+        self.cancel_poll_seconds = cancel_poll_seconds
+        self._tasks = tasks
+        self._running: dict[str, tuple[Job, asyncio.Task[None]]] = {}
+        self._cancelled: set[str] = set()
+        self._handing_back = False
+        self._slot_free = asyncio.Event()
+
+    async def free_slots(self) -> int:
+        while (free := self.concurrency - len(self._running)) <= 0:
+            self._slot_free.clear()
+            await self._slot_free.wait()
+        return free
+
+    def held_jobs(self) -> list[Job]:
+        """The jobs running here: the ones whose hold is refreshed."""
+        return [job for job, _ in self._running.values()]
+
+    def start(self, job: Job) -> None:
+        running = self._running.get(job.generation_id)
+        if running is not None:
+            if running[0].entry_id != job.entry_id:
+                # A second queue entry for a generation already running here.
+                self._tasks.create_task(self._ack_quietly(job))
+            return
+        task = self._tasks.create_task(self._run_job(job), name=f"gen-{job.generation_id}")
+        self._running[job.generation_id] = (job, task)
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Let the running generations finish for up to ``grace_seconds``, then stop the
+        rest and hand their jobs back to the queue, where another worker resumes them."""
+        tasks = [t for _, t in self._running.values()]
+        if tasks:
+            log.info("finishing %d generation(s), up to %.0fs", len(tasks), grace_seconds)
+            await asyncio.wait(tasks, timeout=grace_seconds)
+        self._handing_back = True
+        rest = [t for _, t in self._running.values()]
+        for t in rest:
+            t.cancel()
+        if rest:
+            await asyncio.wait(rest)
+
+    async def watch_cancels(self) -> None:
+        while True:
+            await asyncio.sleep(self.cancel_poll_seconds)
+            if not self._running:
+                continue
+            running = list(self._running.items())
+            try:
+                async with self.log.redis.pipeline(transaction=False) as pipe:
+                    for gid, _ in running:
+                        pipe.hget(keys.meta_key(gid), "ended")
+                    ended = await pipe.execute()
+            except connection.REDIS_ERRORS as exc:
+                log.warning("watching generations: %s", exc)
+                continue
+            for (gid, (_, task)), flag in zip(running, ended, strict=True):
+                if flag == b"abort" and not task.done():
+                    self._cancelled.add(gid)
+                    task.cancel()
+
+    async def _run_job(self, job: Job) -> None:
+        gid = job.generation_id
+        current_stream.set(gid)  # this task's log lines name the generation
+        try:
+            self.metrics.running.inc()
+            await run_generation(
+                self.generations,
+                self.providers[job.provider],
+                gid,
+                self.consumer,
+                self.policy,
+                metrics=self.metrics,
+            )
+            await self.jobs.done(job)
+            info = await self.log.info(gid)
+            ended = info.ended if info else None
+            self.metrics.finished.labels(_OUTCOMES.get(ended or "", "lost")).inc()
+        except StreamEnded:
+            self.metrics.finished.labels("cancelled").inc()
+            log.info("generation %s: ended elsewhere (cancelled); stopped", gid)
+            await self._ack_quietly(job)
+        except StaleWriter as exc:
+            # Another worker owns the stream now; its queue entry is its own business.
+            self.metrics.finished.labels("lost").inc()
+            log.warning("generation %s: %s; giving it up", gid, exc)
+        except asyncio.CancelledError:
+            await self._stopped(job)
+            raise
+        except connection.REDIS_ERRORS as exc:
+            # Redis still down after the writer's own retries, or the ack failed after a
+            # finished generation (a failover): expected, so no traceback. Left pending,
+            # it is taken over after the lease, and found ended if it had ended.
+            self.metrics.finished.labels("lost").inc()
+            log.warning("generation %s: Redis unavailable (%s); it will be retried", gid, exc)
+        except Exception:
+            self.metrics.finished.labels("lost").inc()
+            # Left pending: after the lease another worker (or this one) takes it over.
+            log.exception("generation %s: failed unexpectedly; it will be retried", gid)
+        finally:
+            self.metrics.running.dec()
+            self._running.pop(gid, None)
+            self._cancelled.discard(gid)
+            self._slot_free.set()
+
+    async def _stopped(self, job: Job) -> None:
+        """A generation's task was cancelled: by a cancel of its stream, or by the drain."""
+        gid = job.generation_id
+        cancelled = gid in self._cancelled
+        self.metrics.finished.labels("cancelled" if cancelled else "handed_back").inc()
+        if cancelled:
+            log.info("generation %s: cancelled; model call stopped", gid)
+            await asyncio.shield(self._ack_quietly(job))
+        elif self._handing_back:
+            log.info("generation %s: handed back for another worker", gid)
+            with contextlib.suppress(*connection.REDIS_ERRORS):
+                await asyncio.shield(self._hand_back(job))
+
+    async def _hand_back(self, job: Job) -> None:
+        await self.generations.release(job.generation_id, self.consumer)
+        await self.jobs.hand_back(job)
+
+    async def _ack_quietly(self, job: Job) -> None:
+        with contextlib.suppress(*connection.REDIS_ERRORS):
+            await self.jobs.done(job)

@@ -1,0 +1,126 @@
+"""Taking generation jobs from the queues of the providers this worker serves, and
+holding them while they run.
+
+Three loops, all owned by ``Worker.run``:
+
+* *take*: new jobs with one ``XREADGROUP`` over every queue served (blocking, on its own
+  connection) and, every half lease, jobs abandoned by dead workers with ``XAUTOCLAIM``,
+  never more than the free slots of the generations running here. A read over several
+  queues can bring a few jobs more than there are slots (``COUNT`` is per queue): those
+  wait here, held like running ones, and start as slots free up;
+* *hold*: every third of a lease a refresh of this worker's hold on the jobs it runs or
+  keeps waiting, so nobody takes them over (on shutdown too, while they finish);
+* *advertise*: every third of a lease, the providers served, for the front-ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+from broadcaster.core import connection, keys
+from broadcaster.core.jobs import Job, JobQueue
+
+log = logging.getLogger("worker")
+
+BLOCK_MS = 2000
+"""How long one ``XREADGROUP`` waits for new jobs (the reader's socket timeout allows it)."""
+
+
+class Slots(Protocol):
+    """Where taken jobs go: the generations running here."""
+
+    async def free_slots(self) -> int:
+        """Wait until at least one generation more may run; how many may."""
+        ...
+
+    def start(self, job: Job) -> None: ...
+
+
+class JobTaker:
+    """Takes jobs for one consumer of the queues' group, and refreshes its hold on them."""
+
+    def __init__(self, jobs: JobQueue, consumer: str, lease_seconds: float) -> None:
+        self.jobs = jobs
+        self.consumer = consumer
+        self.lease_seconds = lease_seconds
+        self._group_ready = False
+        self._next_sweep = 0.0
+        self._waiting: deque[Job] = deque()
+        """Taken beyond the free slots; bounded by the number of queues read."""
+
+    async def advertise(self) -> None:
+        """Tell the front-ends, for a few leases, which providers this worker serves."""
+        ttl_ms = int(self.lease_seconds * keys.PROVIDER_TTL_LEASES * 1000)
+        await self.jobs.advertise(ttl_ms)
+
+    async def advertise_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await self.advertise()
+            except connection.REDIS_ERRORS as exc:
+                log.warning("advertising the providers served: %s", exc)
+
+    async def take_loop(self, reader: Redis, slots: Slots) -> None:
+        backoff = 0.1
+        while True:
+            free = await slots.free_slots()
+            if self._waiting:
+                for _ in range(min(free, len(self._waiting))):
+                    slots.start(self._waiting.popleft())
+                continue
+            try:
+                taken = await self._take(reader, free)
+                backoff = 0.1
+            except connection.REDIS_ERRORS as exc:
+                log.warning("taking jobs: %s; retrying in %.1fs", exc, backoff)
+                self._group_ready = self._group_ready and "NOGROUP" not in str(exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for job in taken[:free]:
+                slots.start(job)
+            self._waiting.extend(taken[free:])
+
+    async def _take(self, reader: Redis, free: int) -> list[Job]:
+        if not self._group_ready:
+            await self.jobs.ensure_group()
+            self._group_ready = True
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + self.lease_seconds / 2
+            lease_ms = int(self.lease_seconds * 1000)
+            taken = await self.jobs.take_abandoned(self.consumer, lease_ms, free)
+            if taken:
+                # Abandoned jobs start at once: a blocking read first would hold them
+                # back for up to BLOCK_MS. New jobs are read on the next round.
+                return taken
+        return await self.jobs.take(reader, self.consumer, free, BLOCK_MS)
+
+    async def hold_loop(self, held: Callable[[], list[Job]]) -> None:
+        """Refresh the jobs ``held()`` names, and those waiting here, every third of a
+        lease."""
+        refresh_every = self.lease_seconds / 3
+        while True:
+            await asyncio.sleep(refresh_every)
+            jobs = [*held(), *self._waiting]
+            if not jobs:
+                continue
+            try:
+                await self.jobs.refresh(self.consumer, jobs)
+            except connection.REDIS_ERRORS as exc:
+                log.warning("refreshing the hold on running jobs: %s", exc)
+
+    async def hand_back_waiting(self) -> None:
+        """On shutdown: the jobs taken but never started go back for another worker."""
+        while self._waiting:
+            job = self._waiting.popleft()
+            with contextlib.suppress(*connection.REDIS_ERRORS):
+                await self.jobs.hand_back(job)

@@ -1,0 +1,245 @@
+"""Appending one attempt's events: merged, conditional, and safe across Redis faults.
+
+Every append is conditional on the seq this writer last wrote and on owning the stream.
+Redis faults under a running attempt (an outage, a lost reply, lost writes) are handled
+here, by ``StreamWriter``; see docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis import exceptions as redis_errors
+
+from broadcaster.core.generations import Generations
+from broadcaster.core.log import AppendRefused, StaleWriter, StreamEnded, StreamNotFound
+from worker.mapping import merge_deltas
+from worker.metrics import WorkerMetrics
+
+# The writer's lines tell a generation's story: they keep the logger name that operators
+# filter a generation's lines by.
+log = logging.getLogger("worker.generation")
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """One atomic append, kept so it can be written again if Redis loses it."""
+
+    events: list[dict[str, Any]]
+    meta: dict[str, str] | None
+    text_append: str
+    text_reset: str | None
+
+
+class WritesLost(AppendRefused):
+    """Redis lost events this writer cannot write again (they predate its attempt)."""
+
+
+class Fenced(StaleWriter):
+    """Found while repairing a loss: another writer has the stream now."""
+
+
+_REDIS_DOWN = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.RedisClusterException,
+    OSError,
+)
+"""Errors after which an append may or may not have happened: retried, conditionally.
+(redis-py's ConnectionError and TimeoutError, BusyLoadingError among them; on a Cluster,
+CLUSTERDOWN and TRYAGAIN, and redis-py's own error when no node serves the slot yet, all
+of them a failover in progress. Any other ResponseError is an answer, not an outage, and
+is not retried.)"""
+
+
+class StreamWriter:
+    """Appends a generation's events, merging deltas that arrive within ``merge_s``.
+
+    Every append is conditional on the seq this writer last wrote and on owning the
+    stream. That makes the two Redis faults below safe to handle here:
+
+    * Redis does not answer (restarting, a dropped connection): the append is retried
+      with backoff for up to ``patience_s``. A retry of an append that did happen (only
+      the reply was lost) is refused as stale at ``seq + n``; the writer recognises its
+      own events there and goes on.
+    * Redis comes back without the newest writes (no persistence, an older copy, a
+      replica that was behind): the stream's seq is *below* the writer's. Nobody else
+      removes events, so this can only be a loss: the writer takes the stream again and
+      writes the lost batches of its attempt again, byte for byte, so a viewer that saw
+      them sees nothing change. A loss that reaches back before this attempt cannot be
+      repaired: ``WritesLost``.
+
+    What it appended (``history``) is kept for that, for one attempt: as bounded as the
+    stream itself (``BROADCASTER_MAX_STREAM_BYTES``).
+    """
+
+    def __init__(
+        self,
+        generations: Generations,
+        stream_id: str,
+        owner: str,
+        seq: int,
+        metrics: WorkerMetrics | None = None,
+        *,
+        request: dict[str, Any] | None = None,
+        patience_s: float = 60.0,
+        retry_max_s: float = 2.0,
+    ) -> None:
+        self.metrics = metrics
+        self.generations = generations
+        self.log = generations.log
+        self.stream_id = stream_id
+        self.owner = owner
+        self.seq = seq
+        self.start_seq = seq
+        self.request = request
+        self.patience_s = patience_s
+        self.retry_max_s = retry_max_s
+        self.history: list[_Batch] = []
+        self.pending: list[dict[str, Any]] = []
+        self.first_pending_at: float | None = None
+        self.wrote = False
+
+    def add(self, events: list[dict[str, Any]]) -> None:
+        if events and self.first_pending_at is None:
+            self.first_pending_at = time.monotonic()
+        self.pending.extend(events)
+
+    def deadline(self, merge_s: float) -> float | None:
+        return None if self.first_pending_at is None else self.first_pending_at + merge_s
+
+    async def flush(
+        self,
+        events: list[dict[str, Any]] | None = None,
+        *,
+        meta: dict[str, str] | None = None,
+        text_reset: str | None = None,
+    ) -> None:
+        batch = merge_deltas(self.pending + (events or []))
+        self.pending = []
+        self.first_pending_at = None
+        if not batch:
+            return
+        text = "".join(e["delta"] for e in batch if e["type"] == "text-delta")
+        await self._write(_Batch(batch, meta, text, text_reset))
+        self.wrote = True
+        if self.metrics is not None:
+            self.metrics.appended.inc(len(batch))
+
+    def discard(self) -> None:
+        self.pending = []
+        self.first_pending_at = None
+
+    async def _append(self, b: _Batch) -> int:
+        return await self.log.append(
+            self.stream_id,
+            b.events,
+            kind="generation",
+            expect_seq=self.seq,
+            owner=self.owner,
+            meta=b.meta,
+            text_append=b.text_append,
+            text_reset=b.text_reset,
+        )
+
+    async def _write(self, b: _Batch) -> None:
+        delay = 0.05
+        give_up_at = time.monotonic() + self.patience_s
+        repair: Callable[[], Awaitable[None]] | None = None
+        while True:
+            try:
+                if repair is not None:
+                    await repair()
+                    repair = None
+                self.seq = await self._append(b)
+                break
+            except _REDIS_DOWN as exc:
+                if time.monotonic() + delay > give_up_at:
+                    raise
+                repair = None  # the next refusal says where the stream is now
+                log.warning(
+                    "generation %s: append failed (%s); retrying in %.2fs",
+                    self.stream_id,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)
+            except Fenced:
+                raise
+            except StaleWriter as exc:
+                if exc.last_seq == self.seq + len(b.events) and await self.log.holds(
+                    self.stream_id, self.seq, b.events
+                ):
+                    log.info("generation %s: the append had happened (reply lost)", self.stream_id)
+                    self.seq = exc.last_seq
+                    break
+                if exc.last_seq >= self._high_water():
+                    raise  # another writer moved on: fenced
+                repair = functools.partial(self._rewrite, exc.last_seq)
+            except StreamNotFound:
+                repair = self._recreate
+        self.history.append(b)
+
+    def _high_water(self) -> int:
+        """The seq this attempt had reached: what the stream held before any loss (above
+        ``self.seq`` only while a repair is under way)."""
+        return self.start_seq + sum(len(b.events) for b in self.history)
+
+    async def _rewrite(self, stream_seq: int) -> None:
+        """The stream went back to ``stream_seq``: write this attempt's lost batches again."""
+        seq, kept = self.start_seq, 0
+        while seq < stream_seq and kept < len(self.history):
+            seq += len(self.history[kept].events)
+            kept += 1
+        if seq != stream_seq:
+            raise WritesLost(
+                self.stream_id,
+                stream_seq,
+                f"stream {self.stream_id} went back to seq {stream_seq}, before this "
+                f"attempt's events (from seq {self.start_seq}): they cannot be written again",
+            )
+        # Below this attempt's newest event: only a loss can do that (nobody removes
+        # events), unless another worker took over after the loss and wrote its own. The
+        # stream must still be this attempt's events, exactly, up to where it now ends.
+        written = [e for b in self.history[:kept] for e in b.events]
+        if written and not await self.log.holds(self.stream_id, self.start_seq, written):
+            raise Fenced(self.stream_id, self._high_water(), "another writer took the stream")
+        log.warning(
+            "generation %s: Redis lost events %d..%d; writing them again",
+            self.stream_id,
+            stream_seq + 1,
+            self._high_water(),
+        )
+        # The hash went back too and may name an earlier owner: take the stream again.
+        claim = await self.generations.claim(self.stream_id, self.owner)
+        if claim is None:
+            raise StreamEnded(self.stream_id, stream_seq, f"stream {self.stream_id} has ended")
+        if claim.last_seq != stream_seq:
+            # Someone wrote meanwhile: treat it as another writer (fenced), never loop.
+            raise Fenced(self.stream_id, self._high_water(), "the stream changed while repairing")
+        self.seq = stream_seq
+        for b in self.history[kept:]:
+            self.seq = await self._append(b)
+
+    async def _recreate(self) -> None:
+        """The stream's keys are gone (Redis lost everything): if this attempt wrote the
+        whole stream, create it again and write it all; else it cannot be repaired."""
+        if self.start_seq != 0 or self.request is None:
+            raise StreamNotFound(self.stream_id, 0, f"stream {self.stream_id} vanished")
+        log.warning(
+            "generation %s: its stream vanished from Redis; writing it again", self.stream_id
+        )
+        await self.generations.recreate(self.stream_id, self.request)
+        await self._rewrite(0)
+
+
+__all__ = ["Fenced", "StreamWriter", "WritesLost"]
