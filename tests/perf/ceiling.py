@@ -17,8 +17,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from broadcaster import sse
-from broadcaster.events import Event, dump_batch
+from broadcaster.core import sse
+from broadcaster.core.events import Event, dump_batch
 
 HEAD = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"

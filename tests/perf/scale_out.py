@@ -1,0 +1,168 @@
+"""Scale-out, measured: 1, 2 and 4 front-end processes against one local Redis Cluster
+(3 primaries), under the same load from ``python -m broadcaster bench``, side by side in
+one run. Not part of the CI suite (about a minute); run it with
+
+    .venv/bin/python -m tests.perf.scale_out [--viewers 1000] [--streams 25] [--rate 20]
+
+It prints one row per deployment: delivered events/s, latency, Redis commands and XREADs
+per published event, the front-ends' CPU per 100,000 deliveries and RSS per viewer, and
+the Redis primaries' CPU per 100,000 published events (less their idle CPU); then Redis
+memory per stream and per event, measured on the bench's streams (``MEMORY USAGE``).
+docs/scaling.md reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from broadcaster.core import keys
+from tests.support.procs import ROOT, Proc, start_frontend
+from tests.support.topologies import LocalCluster, start_cluster
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def redis_cpu(cluster: LocalCluster) -> float:
+    return sum(cpu_seconds(s.popen.pid) for s in cluster.servers)
+
+
+def idle_redis_cpu(cluster: LocalCluster, seconds: float = 3.0) -> float:
+    """CPU seconds per second the nodes use with nothing to do."""
+    before = redis_cpu(cluster)
+    time.sleep(seconds)
+    return (redis_cpu(cluster) - before) / seconds
+
+
+def bench(cluster: LocalCluster, frontends: list[Proc], args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "broadcaster", "bench", "--redis-url", cluster.url, "--json"]
+    for fe in frontends:
+        cmd += ["--url", fe.url, "--server-pid", str(fe.pid)]
+    cmd += ["--viewers", str(args.viewers), "--streams", str(args.streams)]
+    cmd += ["--rate", str(args.rate), "--duration", str(args.duration)]
+    cmd += ["--event-bytes", str(args.event_bytes)]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    if out.returncode not in (0, 1):
+        raise RuntimeError(f"bench failed:\n{out.stderr}")
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def memory(cluster: LocalCluster, result: dict[str, Any]) -> tuple[float, float]:
+    """Bytes per stream (its three keys) and per event, averaged over the bench's streams."""
+    total = events = 0
+    with cluster.client() as c:
+        for s in result["per_stream"]:
+            sid = s["stream"]
+            for key in keys.stream_keys(sid):
+                total += int(c.memory_usage(key, samples=0) or 0)
+            events += int(c.xlen(keys.log_key(sid)))
+    streams = len(result["per_stream"])
+    return total / streams, total / events
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.perf.scale_out")
+    parser.add_argument("--frontends", default="1,2,4", help="front-end counts to compare")
+    parser.add_argument("--viewers", type=int, default=1000)
+    # The bench gives viewer i stream i % streams and front-end i % frontends: an odd
+    # number of streams spreads every stream's viewers over all front-ends, as a load
+    # balancer would (an even one would shard streams by front-end, an ideal case).
+    parser.add_argument("--streams", type=int, default=25)
+    parser.add_argument("--rate", type=float, default=20, help="events/s per stream")
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--event-bytes", type=int, default=200)
+    args = parser.parse_args()
+    counts = [int(n) for n in args.frontends.split(",")]
+    # SIGTERM runs the finally blocks too, so the processes started here are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    rows: list[tuple[int, dict[str, Any], float]] = []
+    with tempfile.TemporaryDirectory(prefix="scale-out-") as tmp:
+        folder = Path(tmp)
+        cluster = start_cluster(folder / "cluster", primaries=3, replicas=0)
+        try:
+            for n in counts:
+                frontends: list[Proc] = []
+                try:
+                    for i in range(n):
+                        frontends.append(
+                            start_frontend(
+                                cluster.seed, folder, f"fe-{n}-{i}", {"REDIS_CLUSTER": "true"}
+                            )
+                        )
+                    idle = idle_redis_cpu(cluster)
+                    cpu0, t0 = redis_cpu(cluster), time.monotonic()
+                    try:
+                        result = bench(cluster, frontends, args)
+                    except RuntimeError:
+                        for fe in frontends:
+                            print(fe.log()[-3000:], file=sys.stderr)
+                        raise
+                    # Less what the nodes burn anyway (cluster bus, cron) over the run.
+                    busy = redis_cpu(cluster) - cpu0 - idle * (time.monotonic() - t0)
+                    redis_per_100k = busy * 100_000 / result["events_published"]
+                    rows.append((n, result, redis_per_100k))
+                    print(f"{n} front-end(s): {json.dumps(result)}", file=sys.stderr)
+                finally:
+                    for fe in frontends:
+                        fe.stop()
+            per_stream, per_event = memory(cluster, rows[-1][1])
+        finally:
+            cluster.stop()
+    print(render(rows, args, per_stream, per_event))
+
+
+def render(
+    rows: list[tuple[int, dict[str, Any], float]],
+    args: argparse.Namespace,
+    per_stream: float,
+    per_event: float,
+) -> str:
+    lines = [
+        f"load: {args.viewers} viewers on {args.streams} streams, {args.rate:g} events/s per "
+        f"stream, {args.event_bytes}-byte events, {args.duration:g} s; Redis Cluster of 3 "
+        "primaries on this machine",
+        "",
+        "| front-ends | delivered events/s | p50 ms | p99 ms | lost | dup | Redis cmds/event "
+        "| XREAD/event | front-end CPU s/100k deliveries | RSS KB/viewer "
+        "| Redis CPU s/100k events |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for n, r, redis_cpu_100k in rows:
+        lat = r["latency_ms"]
+        lines.append(
+            f"| {n} | {r['delivered_events_per_s']:,.0f} | {lat['p50']:.1f} | {lat['p99']:.1f} "
+            f"| {r['lost']} | {r['duplicated']} | {r['redis_commands_per_event']:.2f} "
+            f"| {r['redis_xread_per_event']:.2f} | {r['server_cpu_s_per_100k']:.2f} "
+            f"| {r['server_rss_kb_per_connection']:.1f} | {redis_cpu_100k:.2f} |"
+        )
+    lines.append("")
+    for n, r, _ in rows:
+        commands = ", ".join(
+            f"{k} {v / r['events_published']:.2f}" for k, v in r["redis_commands"].items()
+        )
+        lines.append(f"Redis commands per published event, {n} front-end(s): {commands}")
+    lines += [
+        "",
+        f"Redis memory: {per_stream:,.0f} bytes per stream of "
+        f"{int(args.rate * args.duration) + 2} events, {per_event:,.0f} bytes per event "
+        f"(events of about {args.event_bytes} bytes)",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""A smoke run of the side-by-side comparison (tests/perf/compare.py --smoke): the
+project, the naive design, the Node peer (resumable-stream) and the ceiling each start,
+take the same small load, stop, and the output parses. No timing assertion: figures on
+a shared machine are for the full run (docs/performance.md), not for CI."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.procs import ROOT
+
+PERF = ROOT / "tests" / "perf"
+
+
+def test_compare_smoke_runs_every_target(tmp_path: Path) -> None:
+    assert (PERF / "node_modules" / "resumable-stream").is_dir(), (
+        "the peer's npm packages are missing: npm ci --prefix tests/perf (make test does it)"
+    )
+    out = tmp_path / "compare.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.perf.compare", "--smoke", "--json", str(out)],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "project / each" in proc.stdout, proc.stdout
+    (rnd,) = json.loads(out.read_text())["rounds"]
+    assert set(rnd) == {"smoke-live", "smoke-burst"}
+    live = {r["target"]: r for r in rnd["smoke-live"]}
+    assert set(live) == {"project", "naive", "peer", "ceiling"}, live
+    for target, row in live.items():
+        assert "error" not in row, (target, row)
+        assert row["lost"] == 0 and row["duplicated"] == 0, (target, row)
+        assert math.isfinite(row["delivered_events_per_s"]) and row["delivered_events_per_s"] > 0
+        assert math.isfinite(row["p99_ms"]) and math.isfinite(row["server_cpu_s_per_100k"])
+    # The project's events are pushed: its front-end reads no stream per event.
+    assert live["project"]["fanout_redis_commands"].get("xread", 0) == 0
+    burst = {r["target"]: r for r in rnd["smoke-burst"]}
+    for target in ("project", "naive", "ceiling"):
+        replay = burst[target]["replay"]
+        assert replay["joiners"] == 20 and replay["lost"] == 0, (target, replay)
+    # Not the peer: resumable-stream answers 204 to a joiner once its producer has
+    # finished (its issue #44), so how many of its joiners get the stream depends on timing.

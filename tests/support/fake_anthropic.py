@@ -1,0 +1,992 @@
+"""A local stand-in for Anthropic's Messages API, speaking its streaming wire format.
+
+Point the real ``anthropic`` SDK at it (``base_url=srv.base_url`` or ``ANTHROPIC_BASE_URL``)
+from this process or any other: it is a real TCP server on 127.0.0.1, run by a background
+thread with its own asyncio loop, and it speaks HTTP/1.1 (keep-alive, chunked responses)
+written by hand on asyncio streams.
+
+Each ``POST /v1/messages`` plays a *script*: a list of steps. ``srv.enqueue(script)`` queues
+one for the next request; with the queue empty the default script (a short text reply)
+plays. Build scripts with the helpers below::
+
+    with FakeAnthropicServer() as srv:
+        srv.enqueue(text_reply(["Hel", "lo"], input_tokens=5, output_tokens=2))
+        srv.enqueue(message(
+            [thinking(["hmm"]), text(["ok"]), tool_use("toolu_1", "f", ['{"a"', ":1}"])],
+            stop_reason="tool_use",
+        ))
+        srv.enqueue([http_error(429)])
+        srv.enqueue(text_reply(["slow"] * 10, chunk_delay=0.2))
+        srv.enqueue(text_reply(["a"])[:3] + [stall()])
+
+Every request is recorded (``srv.requests``: ``(headers, body)`` pairs, headers with
+lower-case names), and so is a client that goes away before its script has finished
+(``srv.wait_client_closed(i, timeout)``), which is how tests prove that cancelling a
+generation closes the request to the model.
+
+Like the real API, it refuses (400 ``invalid_request_error``) a request whose turns do not
+hold together: a thinking block whose signature it did not issue for that very thinking (or
+redacted thinking whose data it did not send), a ``tool_result`` that answers no
+``tool_use`` of the assistant turn just before, a ``tool_use`` left unanswered by the next
+turn, a ``thinking.budget_tokens`` under 1024 or not under ``max_tokens``, and a
+``temperature`` outside 0..1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, NamedTuple
+
+__all__ = [
+    "Block",
+    "Delay",
+    "Drop",
+    "Exchange",
+    "FakeAnthropicServer",
+    "Frame",
+    "HttpError",
+    "RecordedRequest",
+    "Script",
+    "Stall",
+    "Step",
+    "delay",
+    "drop",
+    "frame",
+    "http_error",
+    "message",
+    "ping",
+    "redacted_thinking",
+    "server_tool_use",
+    "sse_error",
+    "stall",
+    "text",
+    "text_block",
+    "text_reply",
+    "thinking",
+    "thinking_block",
+    "tool_use",
+    "tool_use_block",
+]
+
+DEFAULT_MODEL = "claude-fake-1"
+
+# --------------------------------------------------------------------------------------------
+# Script steps
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One SSE frame: ``event: <event>\\ndata: <json>\\n\\n``."""
+
+    event: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Delay:
+    """Sleep between frames (cut short when the client goes away)."""
+
+    seconds: float
+    send_headers: bool = True  # False: may hold back the response headers too
+
+
+@dataclass(frozen=True)
+class Stall:
+    """Send nothing further; hold the connection until the client leaves or the server stops."""
+
+    send_headers: bool = True  # False: stall before even the response headers
+
+
+@dataclass(frozen=True)
+class HttpError:
+    """A plain JSON error response instead of a stream (only as the first step)."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Close the connection abruptly, without ending the chunked body."""
+
+
+Step = Frame | Delay | Stall | HttpError | Drop
+Script = list[Step]
+
+
+@dataclass(frozen=True)
+class Block:
+    """A content block for :func:`message`: its ``content_block`` and its deltas."""
+
+    content_block: dict[str, Any]
+    deltas: tuple[dict[str, Any], ...] = ()
+    output_tokens: int = 0  # this block's share of the default output token count
+
+
+def frame(event: str, data: dict[str, Any]) -> Frame:
+    """Any SSE frame, verbatim."""
+    return Frame(event, data)
+
+
+def ping() -> Frame:
+    return Frame("ping", {"type": "ping"})
+
+
+def delay(seconds: float, *, send_headers: bool = True) -> Delay:
+    return Delay(seconds, send_headers)
+
+
+def stall(*, send_headers: bool = True) -> Stall:
+    return Stall(send_headers)
+
+
+def drop() -> Drop:
+    return Drop()
+
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+def error_body(error_type: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": error_type, "message": message}}
+
+
+def http_error(
+    status: int,
+    body_json: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> HttpError:
+    """A JSON error response before any stream; default body in Anthropic's error shape and,
+    for 429 and 529, a ``retry-after: 1`` header (pass ``headers={}`` for none)."""
+    if body_json is None:
+        error_type = _ERROR_TYPES.get(status, "api_error")
+        body_json = error_body(error_type, f"fake {error_type} ({status})")
+    if headers is None:
+        headers = {"retry-after": "1"} if status in (429, 529) else {}
+    return HttpError(status, body_json, dict(headers))
+
+
+def sse_error(error_type: str = "overloaded_error", message: str = "Overloaded") -> Frame:
+    """An ``event: error`` frame, as the API sends mid-stream."""
+    return Frame("error", error_body(error_type, message))
+
+
+def _as_chunks(chunks: Sequence[str] | str) -> list[str]:
+    return [chunks] if isinstance(chunks, str) else list(chunks)
+
+
+def text(chunks: Sequence[str] | str) -> Block:
+    """A text block; one ``text_delta`` per chunk."""
+    parts = _as_chunks(chunks)
+    return Block(
+        {"type": "text", "text": ""},
+        tuple({"type": "text_delta", "text": c} for c in parts),
+        len(parts),
+    )
+
+
+def thinking(chunks: Sequence[str] | str, signature: str | None = "sig_fake") -> Block:
+    """A thinking block: one ``thinking_delta`` per chunk, then a ``signature_delta``."""
+    parts = _as_chunks(chunks)
+    deltas: list[dict[str, Any]] = [{"type": "thinking_delta", "thinking": c} for c in parts]
+    if signature is not None:
+        deltas.append({"type": "signature_delta", "signature": signature})
+    return Block({"type": "thinking", "thinking": "", "signature": ""}, tuple(deltas), len(parts))
+
+
+def redacted_thinking(data: str = "EmwKAhgBEgy3redacted") -> Block:
+    return Block({"type": "redacted_thinking", "data": data})
+
+
+def tool_use(tool_id: str, name: str, json_fragments: Sequence[str] = ()) -> Block:
+    """A tool_use block; one ``input_json_delta`` per fragment (the API's first is often "")."""
+    return Block(
+        {"type": "tool_use", "id": tool_id, "name": name, "input": {}},
+        tuple({"type": "input_json_delta", "partial_json": f} for f in json_fragments),
+        len(json_fragments),
+    )
+
+
+def server_tool_use(tool_id: str, name: str, json_fragments: Sequence[str] = ()) -> Block:
+    block = tool_use(tool_id, name, json_fragments)
+    return Block(
+        {**block.content_block, "type": "server_tool_use"}, block.deltas, block.output_tokens
+    )
+
+
+text_block = text
+thinking_block = thinking
+tool_use_block = tool_use
+
+
+def message(
+    blocks: Sequence[Block],
+    *,
+    input_tokens: int = 12,
+    output_tokens: int | None = None,
+    stop_reason: str | None = "end_turn",
+    model: str | None = None,
+    message_id: str | None = None,
+    chunk_delay: float = 0.0,
+    delta_usage: dict[str, Any] | None = None,
+) -> Script:
+    """A whole streamed message: message_start, each block (start, deltas, stop),
+    message_delta (stop_reason and cumulative usage) and message_stop.
+
+    ``model=None`` echoes the request's model and ``message_id=None`` makes one up, when the
+    script plays. ``output_tokens=None`` counts one token per delta. ``chunk_delay`` sleeps
+    before every delta. ``delta_usage`` adds fields to message_delta's usage (for instance
+    ``{"input_tokens": 20}``).
+    """
+    if output_tokens is None:
+        output_tokens = max(1, sum(b.output_tokens for b in blocks))
+    steps: Script = [
+        Frame(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": message_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [],
+                    "model": model,
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+                },
+            },
+        )
+    ]
+    for index, block in enumerate(blocks):
+        steps.append(
+            Frame(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": block.content_block,
+                },
+            )
+        )
+        for d in block.deltas:
+            if chunk_delay:
+                steps.append(Delay(chunk_delay))
+            steps.append(
+                Frame(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": d},
+                )
+            )
+        steps.append(Frame("content_block_stop", {"type": "content_block_stop", "index": index}))
+    usage: dict[str, Any] = {"output_tokens": output_tokens, **(delta_usage or {})}
+    steps.append(
+        Frame(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": usage,
+            },
+        )
+    )
+    steps.append(Frame("message_stop", {"type": "message_stop"}))
+    return steps
+
+
+def text_reply(
+    chunks: Sequence[str] | str,
+    *,
+    input_tokens: int = 12,
+    output_tokens: int | None = None,
+    stop_reason: str | None = "end_turn",
+    model: str | None = None,
+    message_id: str | None = None,
+    chunk_delay: float = 0.0,
+) -> Script:
+    """A message with one text block."""
+    return message(
+        [text(chunks)],
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        stop_reason=stop_reason,
+        model=model,
+        message_id=message_id,
+        chunk_delay=chunk_delay,
+    )
+
+
+DEFAULT_CHUNKS = ("Hello", " from", " the fake", " model.")
+
+
+def default_reply() -> Script:
+    return text_reply(list(DEFAULT_CHUNKS))
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+
+
+class RecordedRequest(NamedTuple):
+    headers: dict[str, str]  # lower-case names
+    body: Any  # the parsed JSON body (None if there was none or it was not JSON)
+
+
+@dataclass
+class Exchange:
+    """One request and how its script went."""
+
+    index: int
+    connection: int  # which TCP connection carried it (1, 2, ...): shows keep-alive reuse
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    started_at: float = field(default_factory=time.monotonic)
+    completed_at: float | None = None  # the script played to its end
+    client_closed_at: float | None = None  # the client left before the script's end
+    frames_sent: int = 0
+
+    @property
+    def completed(self) -> bool:
+        return self.completed_at is not None
+
+    @property
+    def client_closed(self) -> bool:
+        return self.client_closed_at is not None
+
+
+class _ClientGone(Exception):
+    pass
+
+
+class _Conn:
+    """Buffered reads over a StreamReader, for the request parser and the EOF watcher."""
+
+    MAX_LINE = 65536
+
+    def __init__(
+        self, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.number = number
+        self.reader = reader
+        self.writer = writer
+        self.buf = bytearray()
+        self.eof = False
+
+    async def _fill(self) -> bool:
+        if self.eof:
+            return False
+        data = await self.reader.read(65536)
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    async def readline(self) -> bytes | None:
+        while True:
+            pos = self.buf.find(b"\n")
+            if pos >= 0:
+                line = bytes(self.buf[: pos + 1])
+                del self.buf[: pos + 1]
+                return line
+            if len(self.buf) > self.MAX_LINE:
+                raise ValueError("line too long")
+            if not await self._fill():
+                return None
+
+    async def readexactly(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            if not await self._fill():
+                raise ValueError("body cut short")
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        return data
+
+    async def write(self, data: bytes) -> None:
+        if self.writer.is_closing():
+            raise _ClientGone
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        except (ConnectionError, RuntimeError) as exc:
+            raise _ClientGone from exc
+
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    529: "Overloaded",
+}
+
+
+def _options_problem(body: dict[str, Any]) -> str | None:
+    """What the API says of ``thinking`` and ``temperature`` out of range."""
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or budget < 1024:
+            return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+        if budget >= body.get("max_tokens", 0):
+            return "`max_tokens` must be greater than `thinking.budget_tokens`"
+    temperature = body.get("temperature")
+    if temperature is not None and not 0 <= temperature <= 1:
+        return "temperature: Input should be less than or equal to 1"
+    return None
+
+
+def _checked(script: Script) -> Script:
+    steps = list(script)
+    for i, step in enumerate(steps):
+        if isinstance(step, HttpError) and i != 0:
+            raise ValueError("http_error() can only be a script's first step")
+        if not isinstance(step, Frame | Delay | Stall | HttpError | Drop):
+            raise TypeError(f"not a script step: {step!r}")
+    return steps
+
+
+def _sse(step: Frame) -> bytes:
+    return f"event: {step.event}\ndata: {json.dumps(step.data, separators=(',', ':'))}\n\n".encode()
+
+
+def _chunk(payload: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(payload), payload)
+
+
+# --------------------------------------------------------------------------------------------
+# The server
+
+
+class FakeAnthropicServer:
+    """``with FakeAnthropicServer() as srv:`` — see the module docstring.
+
+    ``api_key``: when given, requests must carry it (``x-api-key`` or ``authorization:
+    Bearer``), else 401; when None, any key is accepted but one must be present.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        default_script: Script | None = None,
+        port: int = 0,
+    ) -> None:
+        self.api_key = api_key
+        self._bind_port = port  # fixed: a server started again answers at the same address
+        self.errors: list[BaseException] = []
+        """Unexpected exceptions in connection handlers (a bug in the fake, if any)."""
+        self._default: Script = _checked(
+            default_script if default_script is not None else default_reply()
+        )
+        self._scripts: deque[Script] = deque()
+        self._routes: dict[str, deque[Script]] = {}
+        self._exchanges: list[Exchange] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self._port = 0
+        self._ids = itertools.count(1)
+        self._conns = itertools.count(1)
+        self.issued_signatures: dict[str, set[str]] = {}
+        """Each signature sent, with the thinking texts it was sent for."""
+        self.issued_redacted: set[str] = set()
+
+    # ---- lifecycle
+
+    def start(self) -> FakeAnthropicServer:
+        if self._thread is not None:
+            raise RuntimeError("already started")
+        self._thread = threading.Thread(target=self._run, name="fake-anthropic", daemon=True)
+        self._thread.start()
+        self._started.wait(10)
+        if self._start_error is not None:
+            self._thread.join(5)
+            raise RuntimeError("fake Anthropic server failed to start") from self._start_error
+        if not self._port:
+            raise RuntimeError("fake Anthropic server did not start in time")
+        return self
+
+    def stop(self) -> None:
+        thread, loop, stopping = self._thread, self._loop, self._stopping
+        if thread is None:
+            return
+        if loop is not None and stopping is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                loop.call_soon_threadsafe(stopping.set)
+        thread.join(10)
+        if thread.is_alive():
+            raise RuntimeError("fake Anthropic server thread did not stop")
+        self._thread = None
+        with self._cond:
+            self._cond.notify_all()
+
+    def __enter__(self) -> FakeAnthropicServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    # ---- scripting
+
+    def enqueue(self, script: Script) -> None:
+        """Play ``script`` for the next request that has no script yet (FIFO)."""
+        steps = _checked(script)
+        with self._cond:
+            self._scripts.append(steps)
+
+    def route(self, marker: str, *scripts: Script) -> None:
+        """Play ``scripts``, in order, for requests whose last message contains ``marker``,
+        before the FIFO queue: concurrent clients get their own scripts whatever the order
+        in which their requests arrive."""
+        steps = [_checked(script) for script in scripts]
+        with self._cond:
+            self._routes.setdefault(marker, deque()).extend(steps)
+
+    def _next_script(self, body: Any) -> Script:
+        """(Under ``_cond``.) The routed script for this request, else the queue's next,
+        else the default."""
+        last = str(body.get("messages", [""])[-1]) if isinstance(body, dict) else ""
+        for marker, queue in self._routes.items():
+            if queue and marker in last:
+                return queue.popleft()
+        return self._scripts.popleft() if self._scripts else list(self._default)
+
+    def set_default(self, script: Script) -> None:
+        """The script played when the queue is empty."""
+        steps = _checked(script)
+        with self._cond:
+            self._default = steps
+
+    @property
+    def pending_scripts(self) -> int:
+        with self._cond:
+            return len(self._scripts)
+
+    # ---- records
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request so far, as ``(headers, body)``."""
+        with self._cond:
+            return [RecordedRequest(e.headers, e.body) for e in self._exchanges]
+
+    @property
+    def exchanges(self) -> list[Exchange]:
+        """Every request so far, with method, path, timings and how its script ended."""
+        with self._cond:
+            return list(self._exchanges)
+
+    @property
+    def request_count(self) -> int:
+        with self._cond:
+            return len(self._exchanges)
+
+    def wait_requests(self, n: int, timeout: float = 5.0) -> bool:
+        """Wait until at least ``n`` requests have arrived."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self._exchanges) >= n, timeout)
+
+    def wait_client_closed(self, index: int, timeout: float = 5.0) -> bool:
+        """Wait until the client of request ``index`` has gone before its script ended."""
+
+        def closed() -> bool:
+            return index < len(self._exchanges) and self._exchanges[index].client_closed
+
+        with self._cond:
+            return self._cond.wait_for(closed, timeout)
+
+    def wait_completed(self, index: int, timeout: float = 5.0) -> bool:
+        """Wait until request ``index``'s script has played to its end."""
+
+        def done() -> bool:
+            return index < len(self._exchanges) and self._exchanges[index].completed
+
+        with self._cond:
+            return self._cond.wait_for(done, timeout)
+
+    def client_closed(self, index: int) -> bool:
+        with self._cond:
+            return self._exchanges[index].client_closed
+
+    # ---- the loop thread
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:
+            self._start_error = self._start_error or exc
+        finally:
+            self._started.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        tasks: set[asyncio.Task[Any]] = set()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            tasks.add(task)
+            try:
+                await self._serve_connection(_Conn(next(self._conns), reader, writer))
+            except (asyncio.CancelledError, _ClientGone, ConnectionError, ValueError):
+                pass  # stopping, or a client that left or spoke bad HTTP: drop the connection
+            except Exception as exc:  # a bug in the fake: keep it for the test to see
+                self.errors.append(exc)
+            finally:
+                tasks.discard(task)
+                writer.close()
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await writer.wait_closed()
+
+        try:
+            server = await asyncio.start_server(handle, "127.0.0.1", self._bind_port)
+        except BaseException as exc:
+            self._start_error = exc
+            self._started.set()
+            raise
+        async with server:
+            self._port = server.sockets[0].getsockname()[1]
+            self._started.set()
+            await self._stopping.wait()
+            server.close()
+            for task in list(tasks):
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _serve_connection(self, conn: _Conn) -> None:
+        while True:
+            request_line = await conn.readline()
+            if request_line is None:
+                return
+            if not request_line.strip():
+                continue  # tolerate stray CRLFs between requests
+            parts = request_line.decode("latin-1").split()
+            if len(parts) != 3:
+                raise ValueError("bad request line")
+            method, target, version = parts
+            headers: dict[str, str] = {}
+            while True:
+                line = await conn.readline()
+                if line is None:
+                    return
+                if line in (b"\r\n", b"\n"):
+                    break
+                name, sep, value = line.decode("latin-1").partition(":")
+                if not sep:
+                    raise ValueError("bad header line")
+                key = name.strip().lower()
+                value = value.strip()
+                headers[key] = f"{headers[key]}, {value}" if key in headers else value
+            raw_body = await self._read_body(conn, headers)
+            keep_alive = (
+                version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
+            )
+            await self._answer(
+                conn,
+                method=method,
+                target=target,
+                headers=headers,
+                raw_body=raw_body,
+                keep_alive=keep_alive,
+            )
+            if not keep_alive or conn.writer.is_closing():
+                return
+
+    @staticmethod
+    async def _read_body(conn: _Conn, headers: dict[str, str]) -> bytes:
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            body = bytearray()
+            while True:
+                size_line = await conn.readline()
+                if size_line is None:
+                    raise ValueError("body cut short")
+                size = int(size_line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while (trailer := await conn.readline()) not in (b"\r\n", b"\n"):
+                        if trailer is None:
+                            raise ValueError("body cut short")
+                    return bytes(body)
+                body += await conn.readexactly(size)
+                await conn.readexactly(2)
+        length = int(headers.get("content-length", "0") or "0")
+        return await conn.readexactly(length) if length else b""
+
+    async def _answer(
+        self,
+        conn: _Conn,
+        *,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        raw_body: bytes,
+        keep_alive: bool,
+    ) -> None:
+        try:
+            body: Any = json.loads(raw_body) if raw_body else None
+        except ValueError:
+            body = None
+        path = target.split("?", 1)[0]
+        with self._cond:
+            exchange = Exchange(len(self._exchanges), conn.number, method, path, headers, body)
+            self._exchanges.append(exchange)
+            self._cond.notify_all()
+
+        error = self._refusal(method, path, headers, body)
+        if error is None:
+            with self._cond:
+                script = self._next_script(body)
+            if script and isinstance(script[0], HttpError):
+                error = script[0]
+            else:
+                await self._play(conn, exchange, script, keep_alive)
+                return
+        await self._send_json(conn, error, keep_alive)
+        self._finish(exchange)
+
+    def _refusal(
+        self, method: str, path: str, headers: dict[str, str], body: Any
+    ) -> HttpError | None:
+        """The error answer a request gets before its script is consulted, if any."""
+
+        def simple(status: int, error_type: str, msg: str) -> HttpError:
+            return HttpError(status, error_body(error_type, msg), {})
+
+        if path.rstrip("/") != "/v1/messages":
+            return simple(404, "not_found_error", f"no route {path}")
+        if method != "POST":
+            return simple(405, "invalid_request_error", "use POST")
+        key = headers.get("x-api-key")
+        auth = headers.get("authorization", "")
+        if key is None and auth.lower().startswith("bearer "):
+            key = auth[7:].strip()
+        if not key or (self.api_key is not None and key != self.api_key):
+            return simple(401, "authentication_error", "invalid x-api-key")
+        if not isinstance(body, dict) or body.get("stream") is not True:
+            return simple(400, "invalid_request_error", "the fake only answers stream: true")
+        with self._cond:
+            problem = _options_problem(body) or self._turns_problem(body.get("messages"))
+        return None if problem is None else simple(400, "invalid_request_error", problem)
+
+    def _turns_problem(self, messages: Any) -> str | None:
+        """(Under ``_cond``.) What the API would say of these turns, if anything."""
+        if not isinstance(messages, list):
+            return "messages: Field required"
+        asked: list[str] = []
+        for m, msg in enumerate(messages):
+            content = msg.get("content") if isinstance(msg, dict) else None
+            blocks = content if isinstance(content, list) else []
+            if msg.get("role") == "assistant":
+                problem = self._signed_problem(m, blocks)
+                if problem:
+                    return problem
+                asked = [b.get("id") for b in blocks if b.get("type") == "tool_use"]
+                continue
+            answered = [b.get("tool_use_id") for b in blocks if b.get("type") == "tool_result"]
+            stray = [i for i in answered if i not in asked]
+            if stray:
+                return (
+                    f"messages.{m}.content: unexpected `tool_use_id` found in `tool_result` "
+                    f"blocks: {stray[0]}. Each `tool_result` block must have a corresponding "
+                    "`tool_use` block in the previous message."
+                )
+            missing = [i for i in asked if i not in answered]
+            if missing:
+                return (
+                    f"messages.{m - 1}: `tool_use` ids were found without `tool_result` "
+                    f"blocks immediately after: {missing[0]}"
+                )
+            asked = []
+        return None
+
+    def _signed_problem(self, m: int, blocks: list[Any]) -> str | None:
+        for b, block in enumerate(blocks):
+            kind = block.get("type")
+            if kind == "thinking":
+                texts = self.issued_signatures.get(block.get("signature"), set())
+                if block.get("thinking") not in texts:
+                    return f"messages.{m}.content.{b}: Invalid `signature` in `thinking` block"
+            if kind == "redacted_thinking" and block.get("data") not in self.issued_redacted:
+                return f"messages.{m}.content.{b}: Invalid `data` in `redacted_thinking` block"
+        return None
+
+    def _finish(self, exchange: Exchange) -> None:
+        with self._cond:
+            exchange.completed_at = time.monotonic()
+            self._cond.notify_all()
+
+    def _client_left(self, exchange: Exchange) -> None:
+        with self._cond:
+            if exchange.completed_at is None and exchange.client_closed_at is None:
+                exchange.client_closed_at = time.monotonic()
+            self._cond.notify_all()
+
+    @staticmethod
+    async def _send_json(conn: _Conn, error: HttpError, keep_alive: bool) -> None:
+        payload = json.dumps(error.body).encode()
+        head = [
+            f"HTTP/1.1 {error.status} {_REASONS.get(error.status, 'Error')}",
+            "content-type: application/json",
+            f"content-length: {len(payload)}",
+            f"connection: {'keep-alive' if keep_alive else 'close'}",
+            *(f"{k}: {v}" for k, v in error.headers.items()),
+        ]
+        await conn.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
+
+    async def _play(
+        self, conn: _Conn, exchange: Exchange, script: Script, keep_alive: bool
+    ) -> None:
+        # Watch for the client going away (EOF) while the script plays: httpx never pipelines,
+        # so anything it sends meanwhile belongs to the next request and stays in conn.buf.
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while await conn._fill():
+                    pass
+            gone.set()
+
+        watcher = asyncio.create_task(watch())
+        thinking: dict[Any, str] = {}  # each thinking block's text so far, by index
+        request_id = f"req_fake_{next(self._ids):04d}"
+        model = exchange.body.get("model") if isinstance(exchange.body, dict) else None
+        headers_sent = False
+
+        async def send_headers() -> None:
+            nonlocal headers_sent
+            if headers_sent:
+                return
+            headers_sent = True
+            head = [
+                "HTTP/1.1 200 OK",
+                "content-type: text/event-stream; charset=utf-8",
+                "cache-control: no-cache",
+                "transfer-encoding: chunked",
+                f"request-id: {request_id}",
+                f"connection: {'keep-alive' if keep_alive else 'close'}",
+            ]
+            await conn.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+
+        async def wait_gone(seconds: float | None) -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gone.wait(), seconds)
+            if gone.is_set():
+                raise _ClientGone
+
+        try:
+            for step in script:
+                if gone.is_set():
+                    raise _ClientGone
+                if isinstance(step, Frame):
+                    await send_headers()
+                    filled = self._fill_in(step, model, request_id)
+                    self._issue(filled, thinking)
+                    await conn.write(_chunk(self._frame_bytes(filled)))
+                    exchange.frames_sent += 1
+                elif isinstance(step, Delay):
+                    if step.send_headers:
+                        await send_headers()
+                    await wait_gone(step.seconds)
+                elif isinstance(step, Stall):
+                    if step.send_headers:
+                        await send_headers()
+                    await wait_gone(None)
+                elif isinstance(step, Drop):
+                    conn.writer.transport.abort()
+                    self._finish(exchange)
+                    return
+                else:
+                    raise ValueError(f"{step!r} cannot come after the stream began")
+            await send_headers()
+            await conn.write(b"0\r\n\r\n")
+            self._finish(exchange)
+        except _ClientGone:
+            self._client_left(exchange)
+            conn.writer.close()
+        finally:
+            if watcher.done():  # the client has gone: nothing more to serve on this connection
+                conn.writer.close()
+            else:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
+    def _issue(self, step: Frame, thinking: dict[Any, str]) -> None:
+        """Remember the signatures and redacted data sent, to accept them back."""
+        data = step.data
+        index = data.get("index")
+        if step.event == "content_block_start":
+            block = data.get("content_block") or {}
+            if block.get("type") == "thinking":
+                thinking[index] = ""
+            elif block.get("type") == "redacted_thinking":
+                with self._cond:
+                    self.issued_redacted.add(block.get("data"))
+        elif step.event == "content_block_delta" and index in thinking:
+            delta = data.get("delta") or {}
+            if delta.get("type") == "thinking_delta":
+                thinking[index] += delta.get("thinking", "")
+            elif delta.get("type") == "signature_delta":
+                with self._cond:
+                    self.issued_signatures.setdefault(delta["signature"], set()).add(
+                        thinking[index]
+                    )
+
+    @staticmethod
+    def _frame_bytes(step: Frame) -> bytes:
+        return _sse(step)
+
+    @staticmethod
+    def _fill_in(step: Frame, model: Any, request_id: str) -> Frame:
+        if step.event != "message_start":
+            return step
+        msg = dict(step.data.get("message") or {})
+        if msg.get("model") is None:
+            msg["model"] = model if isinstance(model, str) else DEFAULT_MODEL
+        if msg.get("id") is None:
+            msg["id"] = "msg_" + request_id.removeprefix("req_")
+        return Frame(step.event, {**step.data, "message": msg})

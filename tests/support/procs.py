@@ -1,0 +1,255 @@
+"""Test helpers: real processes on 127.0.0.1, started by the tests and stopped by pid,
+and a small SSE client that records exactly what came over the wire."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis as redis_sync
+
+from broadcaster.core import keys
+from broadcaster.core.embedded import free_port
+from broadcaster.core.request import PROVIDERS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Proc:
+    """A child process of the test, with its log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    port: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.popen.poll() is None:
+            os.kill(self.pid, sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.popen.wait()
+        return self.popen.returncode
+
+    def rss_kb(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+
+@dataclass
+class Deployment:
+    """Front-ends and a worker on one Redis (the ``deployment`` fixture)."""
+
+    redis_url: str
+    frontends: list[Proc]
+    worker: Proc
+
+
+def spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Proc:
+    log_path = log_dir / f"{name}.log"
+    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "wb") as out:
+        popen = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=str(log_dir),
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    return Proc(name, popen, log_path)
+
+
+def start_frontend(
+    redis_url: str, log_dir: Path, name: str = "frontend", env: dict[str, str] | None = None
+) -> Proc:
+    port = free_port()
+    proc = spawn(
+        name,
+        ["-m", "broadcaster", "serve", "--port", str(port)],
+        {"REDIS_URL": redis_url, "BROADCASTER_LOG_LEVEL": "info", **(env or {})},
+        log_dir,
+    )
+    proc.port = port
+    wait_ready(proc)
+    return proc
+
+
+def start_worker(
+    redis_url: str, log_dir: Path, name: str = "worker", env: dict[str, str] | None = None
+) -> Proc:
+    proc = spawn(
+        name,
+        ["-m", "worker", "run"],
+        {
+            "REDIS_URL": redis_url,
+            "WORKER_PROVIDER": "fake",
+            "WORKER_FAKE_DELAY_MS": "5",
+            **(env or {}),
+        },
+        log_dir,
+    )
+    deadline = time.monotonic() + 20
+    while "provider" not in proc.log():
+        if not proc.alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"worker did not start:\n{proc.log()}")
+        time.sleep(0.05)
+    return proc
+
+
+def advertise_providers(redis_url: str, providers: tuple[str, ...] = PROVIDERS) -> None:
+    """Say in Redis, for an hour, that a worker serves ``providers``: what a worker that
+    takes no job would say. For tests whose generations must stay queued (no worker
+    runs), which the front-end would otherwise refuse for want of one."""
+    client = redis_sync.Redis.from_url(redis_url)
+    try:
+        for provider in providers:
+            client.set(keys.provider_key(provider), "1", ex=3600)
+    finally:
+        client.close()
+
+
+def wait_ready(proc: Proc, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited:\n{proc.log()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(proc.url + "/readyz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{proc.name} not ready in {timeout}s:\n{proc.log()}")
+
+
+# --- SSE ---
+
+
+@dataclass
+class SSEEvent:
+    id: str | None
+    event: str | None
+    data: str
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+@dataclass
+class SSEResult:
+    status: int
+    headers: httpx.Headers
+    raw: bytes = b""
+    events: list[SSEEvent] = field(default_factory=list)
+    retry: int | None = None
+    comments: int = 0
+
+    @property
+    def ids(self) -> list[int]:
+        return [int(e.id.split(".")[0]) for e in self.events if e.id is not None]
+
+    @property
+    def done(self) -> bool:
+        return bool(self.events) and self.events[-1].data == "[DONE]"
+
+    def typed(self) -> list[SSEEvent]:
+        return [e for e in self.events if e.event is not None]
+
+
+def parse_sse(raw: bytes) -> tuple[list[SSEEvent], int | None, int]:
+    """Parse an SSE body the way a browser does (blank line dispatches)."""
+    events: list[SSEEvent] = []
+    retry = None
+    comments = 0
+    for block in raw.decode().split("\n\n"):
+        if not block:
+            continue
+        eid = etype = None
+        data: list[str] = []
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                comments += 1
+                continue
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "id":
+                eid = value
+            elif name == "event":
+                etype = value
+            elif name == "data":
+                data.append(value)
+            elif name == "retry":
+                retry = int(value)
+        if data:
+            events.append(SSEEvent(eid, etype, "\n".join(data)))
+    return events, retry, comments
+
+
+async def read_sse(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    last_event_id: str | None = None,
+    stop_after: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> SSEResult:
+    """Read an SSE response to its end (or until ``stop_after`` events arrived)."""
+    headers = {"accept": "text/event-stream", **(headers or {})}
+    if last_event_id is not None:
+        headers["last-event-id"] = last_event_id
+    async with client.stream("GET", url, headers=headers) as resp:
+        result = SSEResult(resp.status_code, resp.headers)
+        if resp.status_code != 200:
+            result.raw = await resp.aread()
+            return result
+        buf = bytearray()
+        async for chunk in resp.aiter_raw():
+            buf += chunk
+            if stop_after is not None and buf.count(b"\nid: ") + buf.startswith(b"id: ") >= (
+                stop_after
+            ):
+                complete = bytes(buf[: buf.rfind(b"\n\n") + 2])
+                events, _, _ = parse_sse(complete)
+                if len([e for e in events if e.id]) >= stop_after:
+                    buf = bytearray(complete)
+                    break
+        result.raw = bytes(buf)
+    result.events, result.retry, result.comments = parse_sse(result.raw)
+    return result
+
+
+@contextlib.contextmanager
+def processes(*procs: Proc) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.stop()

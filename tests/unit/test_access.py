@@ -1,0 +1,215 @@
+"""The access dependencies alone (broadcaster.http.access), each on a small FastAPI app
+built for the test: API keys and their rights, the per-key rate limit, viewer tokens.
+The rate limit counts in fakeredis here; against a real Redis and real front-ends it is
+tests/integration/test_security.py."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import fakeredis
+import httpx
+import pytest
+from fastapi import Depends, FastAPI, Request
+from starlette.requests import Request as StarletteRequest
+
+from broadcaster.core import auth, keys
+from broadcaster.http.access import (
+    AccessPolicy,
+    ApiKeyRight,
+    check_viewer,
+    producer,
+    viewer_token,
+)
+from broadcaster.http.errors import ApiError, install_error_handlers
+from broadcaster.http.settings import Settings
+from broadcaster.http.stream_ids import valid_stream_id
+
+pytestmark = pytest.mark.anyio
+
+SECRET = secrets.token_hex(16)
+PUBLISHER = "publisher-" + secrets.token_hex(8)  # may publish only
+ADMIN = "admin-" + secrets.token_hex(8)  # every right
+
+
+def settings(**overrides: Any) -> Settings:
+    keys_spec = f"{auth.hash_key(PUBLISHER)}:publish,{auth.hash_key(ADMIN)}"
+    values: dict[str, Any] = {"api_keys": keys_spec, "token_secret": SECRET, **overrides}
+    return Settings(**values)
+
+
+def build_app(config: Settings) -> FastAPI:
+    """Routes guarded by each dependency, and an app.state as create_app's."""
+    app = FastAPI()
+    app.state.settings = config
+    app.state.access = AccessPolicy.from_settings(config)
+    app.state.redis = fakeredis.FakeAsyncRedis()
+    install_error_handlers(app)
+
+    @app.post("/cancel", dependencies=[Depends(ApiKeyRight("cancel"))])
+    async def cancel() -> dict[str, str]:
+        return {"ok": "cancel"}
+
+    @app.post("/publish/{stream_id}", dependencies=[Depends(valid_stream_id), *producer("publish")])
+    async def publish(stream_id: str) -> dict[str, str]:
+        return {"ok": stream_id}
+
+    @app.get("/read/{stream_id}", dependencies=[Depends(viewer_token)])
+    async def read(stream_id: str) -> dict[str, str]:
+        return {"ok": stream_id}
+
+    return app
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(build_app(settings(rate_limit_per_minute=0))) as c:
+        yield c
+
+
+def _client(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+def bearer(credential: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {credential}"}
+
+
+async def test_a_missing_or_unknown_key_is_401_with_www_authenticate(
+    client: httpx.AsyncClient,
+) -> None:
+    for headers in ({}, bearer("not-a-key"), {"authorization": f"Basic {ADMIN}"}, bearer("")):
+        r = await client.post("/cancel", headers=headers)
+        assert r.status_code == 401, (headers, r.text)
+        assert r.headers["www-authenticate"] == "Bearer"
+        assert r.json()["error"] == "unauthorized"
+        assert ADMIN not in r.text
+
+
+async def test_a_key_without_the_right_is_403_and_with_it_passes(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.post("/cancel", headers=bearer(PUBLISHER))
+    assert r.status_code == 403 and r.json() == {
+        "error": "forbidden",
+        "message": "this API key may not cancel",
+    }
+    assert "www-authenticate" not in r.headers
+    assert (await client.post("/cancel", headers=bearer(ADMIN))).json() == {"ok": "cancel"}
+    r = await client.post("/publish/s1", headers=bearer(PUBLISHER))
+    assert r.status_code == 200 and r.json() == {"ok": "s1"}
+
+
+async def test_a_bad_stream_id_is_404_before_the_key_is_asked_for(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.post("/publish/" + "x" * 65)
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    assert (await client.post("/publish/ok")).status_code == 401
+
+
+async def test_no_keys_configured_means_anyone_may_produce() -> None:
+    async with _client(build_app(settings(api_keys=None))) as c:
+        assert (await c.post("/cancel")).status_code == 200
+        assert (await c.post("/publish/s1", headers=bearer("anything"))).status_code == 200
+
+
+def test_an_unknown_right_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="no such right"):
+        ApiKeyRight("delete")
+
+
+async def test_a_viewer_token_for_this_stream_passes_as_bearer_or_query(
+    client: httpx.AsyncClient,
+) -> None:
+    token, _ = auth.mint_viewer_token(SECRET, "s1", 60)
+    assert (await client.get("/read/s1", headers=bearer(token))).json() == {"ok": "s1"}
+    assert (await client.get("/read/s1", params={"token": token})).json() == {"ok": "s1"}
+
+
+async def test_a_missing_wrong_or_expired_viewer_token_is_401(
+    client: httpx.AsyncClient,
+) -> None:
+    other, _ = auth.mint_viewer_token(SECRET, "s2", 60)
+    expired, _ = auth.mint_viewer_token(SECRET, "s1", 60, now=1_000_000)
+    forged, _ = auth.mint_viewer_token("another secret", "s1", 60)
+    for headers in ({}, bearer(other), bearer(expired), bearer(forged), bearer(ADMIN)):
+        r = await client.get("/read/s1", headers=headers)
+        assert r.status_code == 401, headers
+        assert r.headers["www-authenticate"] == "Bearer"
+        assert r.json()["error"] == "unauthorized"
+    assert (await client.get("/read/s1", params={"token": other})).status_code == 401
+
+
+async def test_no_token_secret_means_anyone_may_read() -> None:
+    async with _client(build_app(settings(token_secret=None))) as c:
+        assert (await c.get("/read/s1")).json() == {"ok": "s1"}
+
+
+def test_the_viewer_checker_alone_on_a_bare_request() -> None:
+    """The SSE route calls ``check_viewer`` itself (its fast path runs no dependencies)."""
+    app = build_app(settings())
+    token, _ = auth.mint_viewer_token(SECRET, "s1", 60)
+
+    def request(query: bytes, headers: list[tuple[bytes, bytes]]) -> Request:
+        scope = {"type": "http", "app": app, "query_string": query, "headers": headers}
+        return StarletteRequest(scope)
+
+    check_viewer(request(b"token=" + token.encode(), []), "s1")
+    check_viewer(request(b"", [(b"authorization", b"Bearer " + token.encode())]), "s1")
+    with pytest.raises(ApiError) as refused:
+        check_viewer(request(b"token=" + token.encode(), []), "s2")
+    assert refused.value.status == 401
+    assert refused.value.extra["headers"] == {"www-authenticate": "Bearer"}
+
+
+def key_name(key: str) -> str:
+    """The non-secret name a key's counter goes by (``auth.ApiKey.name``)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def this_minute() -> int:
+    """The current minute, waiting first if it is about to end: counts start again at
+    each minute, and the tests below must not straddle two."""
+    if 60 - time.time() % 60 < 2:
+        time.sleep(2.1)
+    return int(time.time() // 60)
+
+
+async def test_the_rate_limit_is_429_with_retry_after_past_the_rate_per_key() -> None:
+    app = build_app(settings(rate_limit_per_minute=3))
+    minute = this_minute()
+    async with _client(app) as c:
+        for _ in range(3):
+            assert (await c.post("/publish/s1", headers=bearer(PUBLISHER))).status_code == 200
+        r = await c.post("/publish/s1", headers=bearer(PUBLISHER))
+        assert r.status_code == 429 and r.json()["error"] == "rate_limited"
+        assert r.json()["message"] == "over 3 requests per minute for this key"
+        assert 1 <= int(r.headers["retry-after"]) <= 60
+        # Each key has its own count, in Redis where every front-end shares it.
+        assert (await c.post("/publish/s1", headers=bearer(ADMIN))).status_code == 200
+    redis = app.state.redis
+    publisher = keys.ratelimit_key(key_name(PUBLISHER), minute)
+    admin = keys.ratelimit_key(key_name(ADMIN), minute)
+    assert sorted(k.decode() for k in await redis.keys("*")) == sorted([publisher, admin])
+    assert int(await redis.get(publisher)) == 4 and int(await redis.get(admin)) == 1
+    assert 0 < await redis.ttl(publisher) <= keys.RATELIMIT_TTL
+
+
+async def test_a_request_refused_before_the_rate_limit_is_not_counted() -> None:
+    app = build_app(settings(rate_limit_per_minute=1))
+    this_minute()
+    async with _client(app) as c:
+        assert (await c.post("/publish/s1", headers=bearer("not-a-key"))).status_code == 401
+        assert (await c.post("/publish/s1")).status_code == 401
+        assert (await c.post("/publish/s1", headers=bearer(PUBLISHER))).status_code == 200
+        assert (await c.post("/publish/s1", headers=bearer(PUBLISHER))).status_code == 429
+
+
+async def test_a_rate_of_zero_turns_the_limit_off(client: httpx.AsyncClient) -> None:
+    for _ in range(5):
+        assert (await client.post("/publish/s1", headers=bearer(PUBLISHER))).status_code == 200
