@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast test-deps lint clean soak compare
+.PHONY: demo test test-fast test-deps lint clean soak compare chat-bundle
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,10 +30,10 @@ lint: $(BIN)/.installed
 # package is required. As root, Debian's redis-server is installed if missing, so the
 # suite runs against the most common server. The browser tests need Debian's chromium and
 # nginx (installed here as root if missing; otherwise this says what to install), and
-# tests/clients/browser, tests/clients/aisdk and tests/perf have npm packages, installed by npm ci when
-# missing or out of date.
+# tests/clients/browser, tests/clients/aisdk, tests/perf and web/chat (the demo's chat
+# bundle, rebuilt by a test) have npm packages, installed by npm ci when missing or out of date.
 DEBIAN_FOR_TESTS := chromium nginx
-NPM_FOR_TESTS := tests/clients/browser tests/clients/aisdk tests/perf
+NPM_FOR_TESTS := tests/clients/browser tests/clients/aisdk tests/perf web/chat
 
 test-deps:
 	@if ! command -v redis-server >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -80,6 +80,14 @@ soak: $(BIN)/.installed
 compare: $(BIN)/.installed
 	npm ci --prefix tests/perf --silent
 	$(BIN)/python -m tests.perf.compare $(ARGS)
+
+# The demo page's chat tab: web/chat/src with the AI SDK, bundled by esbuild (both pinned
+# in web/chat/package-lock.json) into broadcaster/http/static/chat.js. The bundle is
+# committed so that the package serves it without node; tests/clients/test_chat_bundle.py
+# fails when it differs from a rebuild. Run this after changing web/chat.
+chat-bundle:
+	npm ci --prefix web/chat --silent
+	node web/chat/build.mjs
 
 clean:
 	rm -rf $(VENV) .broadcaster .mypy_cache .ruff_cache *.egg-info

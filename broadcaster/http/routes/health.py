@@ -1,5 +1,6 @@
 """What operators and their tools ask a front-end: ``/healthz``, ``/readyz``, ``/metrics``;
-and the demo page at ``/``."""
+and the demo page at ``/`` with its chat tab's script (built from web/chat by
+``make chat-bundle``, served from the package: no node at run time)."""
 
 from __future__ import annotations
 
@@ -21,14 +22,22 @@ from broadcaster.http.resources import HubDep, JobsDep, MetricsDep, RedisDep
 router = APIRouter()
 
 
+STATIC = Path(__file__).parent.parent / "static"
+
+
 @cache
-def _demo_page() -> str:
-    return (Path(__file__).parent.parent / "static" / "demo.html").read_text()
+def _static(name: str) -> bytes:
+    return (STATIC / name).read_bytes()
 
 
 @router.get("/", include_in_schema=False)
 async def demo_page() -> HTMLResponse:
-    return HTMLResponse(_demo_page())
+    return HTMLResponse(_static("demo.html"))
+
+
+@router.get("/static/chat.js", include_in_schema=False)
+async def chat_script() -> Response:
+    return Response(_static("chat.js"), media_type="text/javascript; charset=utf-8")
 
 
 @router.get("/favicon.ico", include_in_schema=False)

@@ -1,0 +1,64 @@
+// Bundles src/index.mjs (the demo page's chat tab, with the AI SDK's Chat and
+// DefaultChatTransport) into broadcaster/http/static/chat.js: one minified script that the
+// Python package serves with the page, so the page needs no CDN and the server no node.
+//
+//   npm ci && node build.mjs [OUTFILE]      (or, from the repository root: make chat-bundle)
+//
+// The output is a pure function of the sources and the versions pinned in
+// package-lock.json: tests/clients/test_chat_bundle.py rebuilds it and compares.
+
+import { build } from "esbuild";
+import { readFileSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+const here = fileURLToPath(new URL(".", import.meta.url));
+const outfile = process.argv[2] || fileURLToPath(new URL("../../broadcaster/http/static/chat.js", import.meta.url));
+
+// The SDK validates every chunk with zod, whose `z` object carries error messages in some
+// 40 languages (`z.locales`): over 250 kB that nothing here reads (zod's own English
+// messages come from another module and stay). They are left out.
+const withoutZodLocales = {
+  name: "without-zod-locales",
+  setup(b) {
+    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
+      /[\\/]zod[\\/]v4[\\/](classic|core)[\\/]/.test(args.importer)
+        ? { path: "zod-locales", namespace: "empty" }
+        : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: "empty" }, () => ({ contents: "export {};", loader: "js" }));
+  },
+};
+
+// The packages whose code went into the bundle, with their licenses, for its first line.
+function packagesIn(metafile) {
+  const names = new Set();
+  for (const [path, input] of Object.entries(Object.values(metafile.outputs)[0].inputs)) {
+    const m = input.bytesInOutput > 0 && /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(path);
+    if (m) names.add(m[1]);
+  }
+  return [...names].sort().map((name) => {
+    const manifest = JSON.parse(readFileSync(`${here}node_modules/${name}/package.json`, "utf8"));
+    return `${name}@${manifest.version} (${manifest.license})`;
+  });
+}
+
+const result = await build({
+  absWorkingDir: here,
+  entryPoints: ["src/index.mjs"],
+  outfile,
+  write: false,
+  bundle: true,
+  minify: true,
+  format: "iife",
+  platform: "browser",
+  target: ["es2022"],
+  charset: "utf8",
+  legalComments: "eof",
+  plugins: [withoutZodLocales],
+  metafile: true,
+  logLevel: "warning",
+});
+const banner = `/* The demo page's chat tab, built from web/chat by esbuild. Contains ${packagesIn(result.metafile).join(", ")}. */\n`;
+const code = Buffer.concat([Buffer.from(banner), result.outputFiles[0].contents]);
+writeFileSync(outfile, code);
+process.stdout.write(`${outfile}: ${code.length} bytes\n`);

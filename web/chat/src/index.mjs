@@ -1,0 +1,164 @@
+// The demo page's chat tab, built on the AI SDK's own client code (bundled into
+// broadcaster/http/static/chat.js by `make chat-bundle`).
+//
+// Two panes hold two Chat instances with the same chat id, as two browser tabs would.
+// The chat id lives in the address (#chat=<id>), so a reload finds the chat again: each
+// pane loads the messages from the server and resumes the running answer. Stop asks the
+// server to cancel (POST /v1/chat/{id}/stop); every pane then sees the answer end with
+// `abort`. Closing or reloading the page never cancels anything.
+
+import { ChatPane } from "./pane.mjs";
+
+const API = "/v1/chat";
+const LAST_CHAT = "broadcaster-demo-chat";
+
+function newChatId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16)); // 128 random bits
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+async function failure(res) {
+  const text = await res.text();
+  let message = text;
+  try {
+    const body = JSON.parse(text);
+    message = body.message || body.detail || body.error || text;
+  } catch {
+    // not JSON: the text as it came
+  }
+  return new Error(`HTTP ${res.status}: ${typeof message === "string" ? message : JSON.stringify(message)}`);
+}
+
+// The chat both panes show: its id, its requests (with a chat token when the page was
+// given an API key to mint one), and the panes themselves.
+class ChatSession {
+  constructor(root, chatId) {
+    this.chatId = chatId;
+    this.api = API;
+    this.root = root;
+    this.tokenKey = `broadcaster-chat-token:${chatId}`;
+    this.tokenPromise = null;
+    this.errorEl = root.querySelector("#chat-error");
+    this.panes = Array.from(root.querySelectorAll("section.chat-pane"), (section, i) => {
+      return new ChatPane(section, `Pane ${i + 1}`, this);
+    });
+  }
+
+  url(path) {
+    return `${this.api}/${encodeURIComponent(this.chatId)}${path}`;
+  }
+
+  async mintToken(key) {
+    const res = await fetch(this.url("/tokens"), {
+      method: "POST",
+      headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+      body: "{}",
+    });
+    if (!res.ok) throw await failure(res);
+    const body = await res.json();
+    const token = body.chat_token || body.token || body.viewer_token;
+    sessionStorage.setItem(this.tokenKey, token);
+    return token;
+  }
+
+  // Headers for every request of this chat: none on an open deployment; else a chat
+  // token minted once with the API key typed into the page (a real app's backend would
+  // mint it and never show the browser a key).
+  async headers() {
+    const stored = sessionStorage.getItem(this.tokenKey);
+    if (stored) return { Authorization: `Bearer ${stored}` };
+    const key = (document.querySelector("#chat-api-key") || {}).value || "";
+    if (!key.trim()) return {};
+    this.tokenPromise = this.tokenPromise || this.mintToken(key.trim());
+    try {
+      return { Authorization: `Bearer ${await this.tokenPromise}` };
+    } finally {
+      this.tokenPromise = null;
+    }
+  }
+
+  async messages() {
+    const res = await fetch(this.url("/messages"), { headers: await this.headers() });
+    if (!res.ok) throw await failure(res);
+    const body = await res.json();
+    return Array.isArray(body) ? body : body.messages;
+  }
+
+  async stop() {
+    this.errorEl.textContent = "";
+    try {
+      const res = await fetch(this.url("/stop"), { method: "POST", headers: await this.headers() });
+      if (!res.ok) throw await failure(res);
+    } catch (err) {
+      this.errorEl.textContent = `stop: ${err.message || err}`;
+    }
+  }
+
+  // A pane's own message has begun to stream: the other panes follow it.
+  started(sender) {
+    for (const pane of this.panes) if (pane !== sender) pane.follow();
+  }
+
+  changed() {
+    const busy = (this.panes || []).some((p) => p.busy());
+    for (const pane of this.panes || []) pane.stopBtn.disabled = !busy;
+  }
+
+  followAll() {
+    for (const pane of this.panes) pane.follow();
+  }
+
+  close() {
+    return Promise.all(this.panes.map((p) => p.close()));
+  }
+}
+
+function chatIdFromHash() {
+  const m = /^#chat(?:=([A-Za-z0-9_-]{1,64}))?$/.exec(location.hash);
+  if (!m) return undefined;
+  return m[1] || null; // null: the chat tab, with no chat chosen yet
+}
+
+function main() {
+  const root = document.querySelector("#chat-tab");
+  const viewers = document.querySelector("#viewers-tab");
+  if (!root || !viewers) return;
+  let session = null;
+
+  function show() {
+    let chatId = chatIdFromHash();
+    const onChat = chatId !== undefined;
+    root.hidden = !onChat;
+    viewers.hidden = onChat;
+    for (const a of document.querySelectorAll("nav.tabs a")) {
+      a.setAttribute("aria-current", String((a.dataset.tab === "chat") === onChat));
+    }
+    if (!onChat) return;
+    if (chatId === null) {
+      chatId = sessionStorage.getItem(LAST_CHAT) || newChatId();
+      history.replaceState(null, "", `#chat=${chatId}`);
+    }
+    if (session && session.chatId === chatId) return;
+    sessionStorage.setItem(LAST_CHAT, chatId);
+    if (session) session.close();
+    root.querySelector("#chat-id").textContent = chatId;
+    session = new ChatSession(root, chatId);
+    session.followAll(); // a reload, or a chat opened from its address: resume it
+  }
+
+  root.querySelector("#new-chat").addEventListener("click", () => {
+    location.hash = `chat=${newChatId()}`;
+  });
+  for (const btn of root.querySelectorAll("button[data-suggest]")) {
+    btn.addEventListener("click", () => {
+      if (!session) return;
+      const input = session.panes[0].input;
+      input.value = btn.dataset.suggest;
+      input.focus();
+    });
+  }
+  window.addEventListener("hashchange", show);
+  show();
+}
+
+main();

@@ -1,0 +1,130 @@
+// One pane of the chat tab: its own AI SDK Chat (same chat id as the other pane), the
+// messages as that Chat holds them, a composer, and how the last answer ended.
+
+import { BrowserChat } from "./chat.mjs";
+import { el, renderMessages } from "./render.mjs";
+
+const OUTCOMES = {
+  finish: (c) => `finished: ${c.finishReason || "?"}`,
+  abort: (c) => `aborted${c.reason ? `: ${c.reason}` : ""}`,
+  error: (c) => `error: ${c.errorText || "unknown error"}`,
+};
+
+export class ChatPane {
+  // `session`: the chat the panes share (its id, its endpoint, its headers, stop) and
+  // `session.started(pane)`, told when this pane's own submit has begun to stream.
+  constructor(section, title, session) {
+    this.section = section;
+    this.session = session;
+    this.sending = false;
+    this.frame = 0;
+    this.build(title);
+    this.chat = new BrowserChat({
+      id: session.chatId,
+      api: session.api,
+      headers: () => session.headers(),
+      onChange: () => this.schedule(),
+      onChunk: (chunk) => this.onChunk(chunk),
+    });
+    this.draw();
+  }
+
+  build(title) {
+    const header = el("header");
+    header.appendChild(el("h2", null, title));
+    this.statusEl = el("span", "state chat-status");
+    header.appendChild(this.statusEl);
+    this.messagesEl = el("div", "messages");
+    this.outcomeEl = el("div", "status outcome");
+    this.errorEl = el("div", "pane-error");
+    this.form = el("form", "composer");
+    this.form.autocomplete = "off";
+    this.input = el("input", "chat-input");
+    this.input.placeholder = "Message…";
+    this.sendBtn = el("button", "primary send", "Send");
+    this.sendBtn.type = "submit";
+    this.stopBtn = el("button", "stop", "Stop");
+    this.stopBtn.type = "button";
+    this.form.append(this.input, this.sendBtn, this.stopBtn);
+    this.section.replaceChildren(header, this.messagesEl, this.outcomeEl, this.errorEl, this.form);
+    this.form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const text = this.input.value.trim();
+      if (text) this.send(text);
+    });
+    this.stopBtn.addEventListener("click", () => this.session.stop());
+  }
+
+  busy() {
+    return this.chat.status === "submitted" || this.chat.status === "streaming";
+  }
+
+  onChunk(chunk) {
+    if (chunk.type === "start") {
+      this.setOutcome("streaming", "");
+      if (this.sending) {
+        this.sending = false;
+        this.session.started(this);
+      }
+    } else if (OUTCOMES[chunk.type]) {
+      this.setOutcome(chunk.type, OUTCOMES[chunk.type](chunk));
+    }
+  }
+
+  setOutcome(kind, text) {
+    this.outcomeEl.dataset.kind = kind;
+    this.outcomeEl.textContent = text;
+  }
+
+  schedule() {
+    if (!this.frame) {
+      this.frame = requestAnimationFrame(() => {
+        this.frame = 0;
+        this.draw();
+      });
+    }
+  }
+
+  draw() {
+    renderMessages(this.messagesEl, this.chat.messages);
+    this.statusEl.textContent = this.chat.status;
+    this.statusEl.dataset.state = this.chat.status;
+    this.section.dataset.status = this.chat.status;
+    this.errorEl.textContent = this.chat.error ? this.chat.error.message : "";
+    this.sendBtn.disabled = this.busy();
+    this.session.changed();
+  }
+
+  async send(text) {
+    this.input.value = "";
+    this.setOutcome("", "");
+    this.sending = true;
+    await this.chat.sendMessage({ text });
+    this.sending = false;
+  }
+
+  // What another tab does: load the chat's messages from the server, then resume the
+  // running answer if there is one (the server replays it from its first event).
+  async follow() {
+    this.setOutcome("", "");
+    this.section.dataset.following = "true";
+    try {
+      const messages = await this.session.messages();
+      if (!this.busy()) {
+        this.chat.messages = messages;
+        await this.chat.resumeStream();
+      }
+    } catch (err) {
+      this.errorEl.textContent = String(err.message || err);
+    } finally {
+      delete this.section.dataset.following;
+      this.schedule();
+    }
+  }
+
+  // The page leaves this chat: drop the connections, which never cancels the answer.
+  close() {
+    cancelAnimationFrame(this.frame);
+    return this.chat.stop();
+  }
+}

@@ -1,0 +1,68 @@
+// Draws a chat's UI messages. Every string from the model or the user goes in as text
+// (textContent), never as markup.
+
+export function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text != null) e.textContent = String(text);
+  return e;
+}
+
+function json(value) {
+  if (value === undefined) return "";
+  return typeof value === "string" ? value : JSON.stringify(value, null, 2);
+}
+
+function isTool(part) {
+  return part.type === "dynamic-tool" || part.type.startsWith("tool-");
+}
+
+function toolPart(part) {
+  const name = part.type === "dynamic-tool" ? part.toolName : part.type.slice("tool-".length);
+  const box = el("div", "tool");
+  box.dataset.toolName = name;
+  box.dataset.toolState = part.state;
+  box.dataset.toolCallId = part.toolCallId;
+  box.appendChild(el("div", "tool-name", `tool: ${name} · ${part.state}`));
+  if (part.input !== undefined) {
+    box.appendChild(el("div", "tool-label", "input"));
+    box.appendChild(el("pre", "tool-input", json(part.input)));
+  }
+  if (part.state === "output-available") {
+    box.appendChild(el("div", "tool-label", "output (run by the worker)"));
+    box.appendChild(el("pre", "tool-output", json(part.output)));
+  } else if (part.state === "output-error") {
+    box.appendChild(el("pre", "tool-error", part.errorText));
+  }
+  return box;
+}
+
+function partElement(part) {
+  if (part.type === "text") return el("span", "part-text", part.text);
+  if (part.type === "reasoning") {
+    const box = el("details", "part-reasoning");
+    box.appendChild(el("summary", null, "reasoning"));
+    box.appendChild(el("div", "reasoning-text", part.text));
+    return box;
+  }
+  if (isTool(part)) return toolPart(part);
+  return null; // step boundaries, data parts: nothing to show
+}
+
+export function renderMessages(container, messages) {
+  const nearBottom = container.scrollHeight - container.scrollTop - container.clientHeight < 40;
+  const fragment = document.createDocumentFragment();
+  for (const message of messages) {
+    const box = el("div", "msg");
+    box.dataset.role = message.role;
+    box.dataset.messageId = message.id;
+    box.appendChild(el("div", "msg-role", message.role === "user" ? "you" : message.role));
+    for (const part of message.parts) {
+      const node = partElement(part);
+      if (node) box.appendChild(node);
+    }
+    fragment.appendChild(box);
+  }
+  container.replaceChildren(fragment);
+  if (nearBottom) container.scrollTop = container.scrollHeight;
+}
