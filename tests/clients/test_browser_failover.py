@@ -15,13 +15,9 @@ tests/clients/browser; without them the test fails and says what to install. It 
 from __future__ import annotations
 
 import contextlib
-import grp
 import json
-import os
-import pwd
 import queue
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -39,176 +35,13 @@ from tests.support.browser import (
     png_size,
     stop_browser_leftovers,
 )
+from tests.support.nginx import Nginx, find_nginx
 from tests.support.procs import ROOT, Proc, start_frontend, start_worker
 
-NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 SCRIPT = ROOT / "tests" / "clients" / "browser" / "failover.mjs"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 PANES = ("a", "b", "late", "flaky")
 SSE_PATH = re.compile(r"^/v1/streams/[^/?]+/events(\?|$)")
-# One line per request, fields separated by tabs; "-" marks an empty value.
-SSE_LOG_FORMAT = (
-    "log_format failover_test '$request_method\\t$request_uri\\t$status\\t"
-    "$http_last_event_id\\t$upstream_addr\\t$upstream_status';"
-)
-
-
-def _find_nginx() -> str:
-    for candidate in (shutil.which("nginx"), "/usr/sbin/nginx"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    pytest.fail(
-        "this test needs nginx (it runs deploy/nginx.conf): install it with apt-get install nginx",
-        pytrace=False,
-    )
-
-
-def _replace_once(text: str, old: str, new: str) -> str:
-    """Replace ``old``, which must occur exactly once, so that a change in the structure of
-    deploy/nginx.conf makes this test fail loudly instead of testing something else."""
-    count = text.count(old)
-    if count != 1:
-        raise AssertionError(
-            f"deploy/nginx.conf: expected {old!r} exactly once, found it {count} times;"
-            f" update the substitutions in {Path(__file__).name}"
-        )
-    return text.replace(old, new)
-
-
-def nginx_conf_for_test(directory: Path, listen_port: int, frontend_ports: list[int]) -> str:
-    """deploy/nginx.conf with loopback upstreams, a loopback port and private paths."""
-    text = NGINX_CONF.read_text()
-    upstream_servers = re.findall(r"^\s*server\s+([^\s{;]+)[^{\n]*;", text, flags=re.MULTILINE)
-    if upstream_servers != ["frontend-1:8000", "frontend-2:8000"]:
-        raise AssertionError(
-            f"deploy/nginx.conf: expected the upstream servers frontend-1:8000 and"
-            f" frontend-2:8000, found {upstream_servers}; update {Path(__file__).name}"
-        )
-    for i, port in enumerate(frontend_ports, start=1):
-        text = _replace_once(text, f"server frontend-{i}:8000 ", f"server 127.0.0.1:{port} ")
-    text = _replace_once(text, "listen 80;", f"listen 127.0.0.1:{listen_port};")
-
-    # Run unprivileged (or as root without Debian lacking an `nginx` user).
-    if os.geteuid() == 0:
-        user = f"user {pwd.getpwuid(os.getuid()).pw_name} {grp.getgrgid(os.getgid()).gr_name};"
-    else:
-        user = "# user: not root, so nginx runs as the current user"
-    text = _replace_once(text, "user nginx;", user)
-    text = _replace_once(text, "pid /var/run/nginx.pid;", f"pid {directory / 'nginx.pid'};")
-    temp_paths = "".join(
-        f"    {kind}_temp_path {directory / 'temp' / kind};\n"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    text = _replace_once(text, "\nhttp {\n", f"\nhttp {{\n{temp_paths}")
-    text = _replace_once(
-        text,
-        "access_log /dev/stdout upstream;",
-        f"access_log {directory / 'access.log'} upstream;\n"
-        f"    {SSE_LOG_FORMAT}\n"
-        f"    access_log {directory / 'requests.log'} failover_test;",
-    )
-    return text
-
-
-class Nginx:
-    """A real nginx master process (and its workers), stopped by pid."""
-
-    def __init__(self, binary: str, directory: Path, port: int, frontend_ports: list[int]):
-        self.binary = binary
-        self.directory = directory
-        self.port = port
-        self.conf = directory / "nginx.conf"
-        (directory / "temp").mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(nginx_conf_for_test(directory, port, frontend_ports))
-        self.log_path = directory / "nginx.log"
-        self.popen: subprocess.Popen[bytes] | None = None
-        self.worker_pids: list[int] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _args(self, *extra: str) -> list[str]:
-        where = ["-p", str(self.directory), "-c", str(self.conf), "-e", "stderr"]
-        return [self.binary, *where, *extra]
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def start(self) -> None:
-        check = subprocess.run(self._args("-t"), capture_output=True, text=True, check=False)
-        if check.returncode != 0:
-            raise AssertionError(
-                f"nginx -t refused the config made from deploy/nginx.conf:\n{check.stderr}"
-                f"\n--- {self.conf}:\n{self.conf.read_text()}"
-            )
-        with open(self.log_path, "wb") as out:
-            self.popen = subprocess.Popen(
-                self._args("-g", "daemon off;"),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise AssertionError(f"nginx exited with {self.popen.returncode}:\n{self.log()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    self.worker_pids = self._children()
-                    return
-            time.sleep(0.05)
-        raise AssertionError(f"nginx did not answer on {self.url} within 10 s:\n{self.log()}")
-
-    def _children(self) -> list[int]:
-        assert self.popen is not None
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError, IndexError):
-                    stat = (entry / "stat").read_text()
-                    if int(stat.rsplit(")", 1)[1].split()[1]) == self.popen.pid:
-                        pids.append(int(entry.name))
-        return pids
-
-    def stop(self) -> None:
-        if self.popen is None:
-            return
-        if self.popen.poll() is None:
-            self.worker_pids = sorted(set(self.worker_pids) | set(self._children()))
-            self.popen.send_signal(signal.SIGQUIT)  # graceful: workers finish, then exit
-            try:
-                self.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                self.popen.send_signal(signal.SIGTERM)  # fast shutdown
-                try:
-                    self.popen.wait(5)
-                except subprocess.TimeoutExpired:
-                    self.popen.kill()
-                    self.popen.wait()
-        # Workers end with their master; any left over (a killed master) are ours to kill.
-        for pid in self.worker_pids:
-            with contextlib.suppress(OSError):
-                if (Path(f"/proc/{pid}/cmdline").read_bytes()).startswith(b"nginx: worker"):
-                    os.kill(pid, signal.SIGKILL)
-
-    def requests(self) -> list[dict[str, str]]:
-        """The requests nginx has finished, from the test's own access log."""
-        path = self.directory / "requests.log"
-        rows = []
-        for line in path.read_text().splitlines() if path.exists() else []:
-            method, uri, status, last_event_id, upstream, upstream_status = line.split("\t")
-            rows.append(
-                {
-                    "method": method,
-                    "uri": uri,
-                    "status": status,
-                    "last_event_id": "" if last_event_id == "-" else last_event_id,
-                    "upstream": upstream,
-                    "upstream_status": upstream_status,
-                }
-            )
-        return rows
 
 
 class Script:
@@ -287,7 +120,7 @@ def test_a_front_end_killed_under_the_demo_page_in_chromium(tmp_path: Path) -> N
     missing = missing_prerequisites()
     if missing:
         pytest.fail("the browser test needs:\n  " + "\n  ".join(missing), pytrace=False)
-    nginx_binary = _find_nginx()
+    nginx_binary = find_nginx()
 
     redis = EmbeddedRedis(tmp_path / "redis", persistent=False)
     try:

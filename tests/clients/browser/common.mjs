@@ -1,5 +1,10 @@
 // Shared by the browser tests: start Debian's Chromium with a fresh profile and open
-// the demo page, recording page errors, console errors and HTTP errors as they come.
+// the demo page (at `path`, "/" unless given), recording page errors, console errors and
+// HTTP errors as they come.
+
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 export const CHROMIUM = "/usr/bin/chromium";
 
@@ -13,7 +18,46 @@ const ARGS = [
   "--disable-sync",
 ];
 
-export async function openDemoPage(chromium, base, userDataDir, remaining, errors) {
+// What every browser script starts with: its arguments (BASE_URL SCREENSHOT.png
+// [USER_DATA_DIR]), Chromium and playwright-core checked (exit 3 if missing), its clock
+// (`remaining()` of `timeoutMs`), and the profile folder: USER_DATA_DIR if given (the
+// caller owns it), else a fresh temporary one that `cleanup` removes.
+export async function startScript(name, timeoutMs) {
+  const started = Date.now();
+  const fail = (message, code = 1) => {
+    process.stderr.write(`${name}: ${message}\n`);
+    process.exit(code);
+  };
+  const [baseArg, screenshot, userDataArg] = process.argv.slice(2);
+  if (!baseArg || !screenshot) fail(`usage: node ${name} BASE_URL SCREENSHOT.png [USER_DATA_DIR]`, 64);
+  if (!existsSync(CHROMIUM)) {
+    fail(`${CHROMIUM} not found: install Debian's chromium package (apt-get install chromium)`, 3);
+  }
+  let chromium;
+  try {
+    ({ chromium } = await import("playwright-core"));
+  } catch (err) {
+    fail(`playwright-core is not installed: run npm ci --prefix tests/clients/browser (${err.message})`, 3);
+  }
+  const userDataDir = userDataArg || mkdtempSync(join(tmpdir(), "broadcaster-chromium-"));
+  mkdirSync(userDataDir, { recursive: true });
+  return {
+    base: baseArg.replace(/\/+$/, ""),
+    screenshot,
+    userDataDir,
+    chromium,
+    fail,
+    started,
+    remaining: () => Math.max(1, timeoutMs - (Date.now() - started)),
+    // Close the browser (given at most 5 s) and remove a profile the script made.
+    async cleanup(context) {
+      if (context) await Promise.race([context.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
+      if (!userDataArg) rmSync(userDataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function openDemoPage(chromium, base, userDataDir, remaining, errors, path = "/") {
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: true,
@@ -31,10 +75,10 @@ export async function openDemoPage(chromium, base, userDataDir, remaining, error
   page.on("response", (r) => {
     if (r.status() >= 400) errors.httpErrors.push({ url: r.url(), status: r.status() });
   });
-  const resp = await page.goto(`${base}/`, { waitUntil: "load", timeout: remaining() });
+  const resp = await page.goto(`${base}${path}`, { waitUntil: "load", timeout: remaining() });
   if (!resp || !resp.ok()) {
     await context.close().catch(() => {});
-    throw new Error(`GET ${base}/ answered ${resp ? resp.status() : "nothing"}`);
+    throw new Error(`GET ${base}${path} answered ${resp ? resp.status() : "nothing"}`);
   }
   return { context, page };
 }

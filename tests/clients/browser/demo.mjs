@@ -12,40 +12,21 @@
 // that is removed at the end. Exits non-zero, with a message on stderr, on any failure or
 // when the whole run takes longer than 60 s.
 
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { CHROMIUM, openDemoPage, paneStates, runToEnd } from "./common.mjs";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { openDemoPage, paneStates, runToEnd, startScript } from "./common.mjs";
 
 const TIMEOUT_MS = 60_000;
 const PANES = ["a", "b", "late", "flaky"];
 const PROMPT =
   'Echo this: <script>window.__xss=1</script> and <img src=x onerror="window.__xss=2"> & "quotes" <b>bold?</b> ✓';
 
-const started = Date.now();
-const remaining = () => Math.max(1, TIMEOUT_MS - (Date.now() - started));
+const { base, screenshot, userDataDir, chromium, fail, started, remaining, ...script } = await startScript(
+  "demo.mjs",
+  TIMEOUT_MS,
+);
 let step = "starting";
 
-function fail(message, code = 1) {
-  process.stderr.write(`demo.mjs: ${message}\n`);
-  process.exit(code);
-}
-
-const [baseArg, screenshot, userDataArg] = process.argv.slice(2);
-if (!baseArg || !screenshot) fail("usage: node demo.mjs BASE_URL SCREENSHOT.png [USER_DATA_DIR]", 64);
-const base = baseArg.replace(/\/+$/, "");
-if (!existsSync(CHROMIUM)) {
-  fail(`${CHROMIUM} not found: install Debian's chromium package (apt-get install chromium)`, 3);
-}
-let chromium;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch (err) {
-  fail(`playwright-core is not installed: run npm ci --prefix tests/clients/browser (${err.message})`, 3);
-}
-
-const userDataDir = userDataArg || mkdtempSync(join(tmpdir(), "broadcaster-chromium-"));
-mkdirSync(userDataDir, { recursive: true });
 let context = null;
 let page = null;
 const pageErrors = [];
@@ -54,12 +35,9 @@ const httpErrors = [];
 
 
 async function cleanup() {
-  if (context) {
-    const ctx = context;
-    context = null;
-    await Promise.race([ctx.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
-  }
-  if (!userDataArg) rmSync(userDataDir, { recursive: true, force: true });
+  const ctx = context;
+  context = null;
+  await script.cleanup(ctx);
 }
 
 async function run() {

@@ -16,10 +16,9 @@
 // Uses playwright-core with Debian's /usr/bin/chromium (no browser download). Exits
 // non-zero, with a message on stderr, on any failure or when the run takes over 60 s.
 
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { CHROMIUM, openDemoPage, paneStates, runToEnd } from "./common.mjs";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { openDemoPage, paneStates, runToEnd, startScript } from "./common.mjs";
 import { createInterface } from "node:readline";
 
 const TIMEOUT_MS = 60_000;
@@ -30,27 +29,11 @@ const PROMPT = "Tell the story of a stream that survived the loss of its server.
 // a few words more, so that the kill lands well inside the generation.
 const TEXT_BEFORE_KILL = "You said: ".length + PROMPT.length + 1 + 20;
 
-const started = Date.now();
-const remaining = () => Math.max(1, TIMEOUT_MS - (Date.now() - started));
+const { base, screenshot, userDataDir, chromium, fail, started, remaining, ...script } = await startScript(
+  "failover.mjs",
+  TIMEOUT_MS,
+);
 let step = "starting";
-
-function fail(message, code = 1) {
-  process.stderr.write(`failover.mjs: ${message}\n`);
-  process.exit(code);
-}
-
-const [baseArg, screenshot, userDataArg] = process.argv.slice(2);
-if (!baseArg || !screenshot) fail("usage: node failover.mjs BASE_URL SCREENSHOT.png [USER_DATA_DIR]", 64);
-const base = baseArg.replace(/\/+$/, "");
-if (!existsSync(CHROMIUM)) {
-  fail(`${CHROMIUM} not found: install Debian's chromium package (apt-get install chromium)`, 3);
-}
-let chromium;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch (err) {
-  fail(`playwright-core is not installed: run npm ci --prefix tests/clients/browser (${err.message})`, 3);
-}
 
 // Lines from the caller, one promise per line.
 const stdinLines = [];
@@ -63,8 +46,6 @@ createInterface({ input: process.stdin }).on("line", (line) => {
 const nextLine = () =>
   stdinLines.length ? Promise.resolve(stdinLines.shift()) : new Promise((resolve) => stdinWaiters.push(resolve));
 
-const userDataDir = userDataArg || mkdtempSync(join(tmpdir(), "broadcaster-chromium-"));
-mkdirSync(userDataDir, { recursive: true });
 let context = null;
 let page = null;
 const pageErrors = [];
@@ -89,12 +70,9 @@ const readPanes = (names) => {
 };
 
 async function cleanup() {
-  if (context) {
-    const ctx = context;
-    context = null;
-    await Promise.race([ctx.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
-  }
-  if (!userDataArg) rmSync(userDataDir, { recursive: true, force: true });
+  const ctx = context;
+  context = null;
+  await script.cleanup(ctx);
 }
 
 async function run() {

@@ -1,0 +1,238 @@
+// Drives the demo page's chat tab in headless Chromium, the way a person would.
+//
+//   node tests/clients/browser/chat.mjs BASE_URL SCREENSHOT.png [USER_DATA_DIR]
+//
+// Opens BASE_URL/#chat and plays three turns on the one chat both panes show:
+//   1. pane 1 sends a message; once both panes show part of the answer, the page is
+//      reloaded, and both panes must resume the answer and finish it;
+//   2. pane 2 asks for the worker's tool (the page's own suggestion);
+//   3. pane 1 sends a message and, mid-answer, pane 2's Stop ends it.
+// After each turn it records what every pane shows. It prints ONE line of JSON and saves
+// a full-page screenshot (and one of the answer resumed after the reload, next to it).
+//
+// Uses playwright-core with Debian's /usr/bin/chromium. Exits non-zero, with a message on
+// stderr, on any failure or when the whole run takes longer than 90 s.
+
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { openDemoPage, runToEnd, startScript } from "./common.mjs";
+
+const TIMEOUT_MS = 90_000;
+const FIRST = "Tell me how a reload resumes this answer, <b>both</b> panes & all.";
+const THIRD = "Now a long answer, to be stopped halfway.";
+
+const { base, screenshot, userDataDir, chromium, fail, started, remaining, ...script } = await startScript(
+  "chat.mjs",
+  TIMEOUT_MS,
+);
+let step = "starting";
+
+let context = null;
+let page = null;
+const pageErrors = [];
+const consoleErrors = [];
+const httpErrors = [];
+const chatRequests = []; // every response of the chat API, in order, with the page's phase
+let phase = "load";
+
+async function cleanup() {
+  const ctx = context;
+  context = null;
+  await script.cleanup(ctx);
+}
+
+// What each pane shows: its Chat's status, how the last answer ended, its messages.
+function readPanes() {
+  return page.evaluate(() =>
+    Array.from(document.querySelectorAll("#chat-tab section.chat-pane"), (s) => ({
+      status: s.dataset.status || "",
+      following: s.dataset.following === "true",
+      outcome: s.querySelector(".outcome").dataset.kind || "",
+      outcome_text: s.querySelector(".outcome").textContent,
+      error: s.querySelector(".pane-error").textContent,
+      messages: Array.from(s.querySelectorAll(".msg"), (m) => ({
+        id: m.dataset.messageId,
+        role: m.dataset.role,
+        text: Array.from(m.querySelectorAll(".part-text"), (t) => t.textContent).join(""),
+        tools: Array.from(m.querySelectorAll(".tool"), (t) => ({
+          name: t.dataset.toolName,
+          state: t.dataset.toolState,
+          call_id: t.dataset.toolCallId,
+          input: t.querySelector(".tool-input")?.textContent ?? null,
+          output: t.querySelector(".tool-output")?.textContent ?? null,
+        })),
+      })),
+    })),
+  );
+}
+
+async function paneStates() {
+  if (!page) return "(no page)";
+  try {
+    const panes = await Promise.race([readPanes(), new Promise((r) => setTimeout(() => r(null), 3000))]);
+    if (!panes) return "(page did not answer)";
+    return panes
+      .map((p, i) => `pane ${i + 1}=${p.status}/${p.outcome || "-"} (${p.messages.length} messages${p.error ? `, error: ${p.error}` : ""})`)
+      .join(" ");
+  } catch (err) {
+    return `(unavailable: ${err.message.split("\n")[0]})`;
+  }
+}
+
+// Both panes idle, each with `count` messages and the last answer ended by `outcome`.
+async function waitForTurnEnd(count, outcome) {
+  await page.waitForFunction(
+    ({ count, outcome }) =>
+      Array.from(document.querySelectorAll("#chat-tab section.chat-pane")).every(
+        (s) =>
+          s.dataset.status === "ready" &&
+          s.dataset.following !== "true" &&
+          s.querySelectorAll(".msg").length === count &&
+          (s.querySelector(".outcome").dataset.kind || "") === outcome,
+      ),
+    { count, outcome },
+    { timeout: remaining(), polling: 100 },
+  );
+}
+
+// Both panes show some of answer number `count / 2`, still streaming.
+async function waitForPartialAnswers(count) {
+  await page.waitForFunction(
+    (count) =>
+      Array.from(document.querySelectorAll("#chat-tab section.chat-pane")).every((s) => {
+        const msgs = s.querySelectorAll(".msg");
+        const last = msgs[msgs.length - 1];
+        return (
+          msgs.length === count &&
+          last.dataset.role === "assistant" &&
+          last.querySelector(".part-text")?.textContent.length > 0 &&
+          s.dataset.status === "streaming"
+        );
+      }),
+    count,
+    { timeout: remaining(), polling: 50 },
+  );
+}
+
+async function send(paneIndex, text) {
+  const pane = page.locator("#chat-tab section.chat-pane").nth(paneIndex);
+  if (text !== null) await pane.locator("input.chat-input").fill(text, { timeout: remaining() });
+  await pane.locator("button.send").click({ timeout: remaining() });
+}
+
+async function run() {
+  step = `launching Chromium and opening ${base}/#chat`;
+  ({ context, page } = await openDemoPage(
+    chromium,
+    base,
+    userDataDir,
+    remaining,
+    { pageErrors, consoleErrors, httpErrors },
+    "/#chat",
+  ));
+  page.on("response", (r) => {
+    const path = new URL(r.url()).pathname;
+    if (path.startsWith("/v1/chat")) {
+      chatRequests.push({ phase, method: r.request().method(), path, status: r.status() });
+    }
+  });
+
+  step = "waiting for the chat tab (both panes ready)";
+  await page.waitForFunction(
+    () => {
+      const id = document.querySelector("#chat-id").textContent;
+      const panes = document.querySelectorAll("#chat-tab section.chat-pane");
+      return (
+        !document.querySelector("#chat-tab").hidden &&
+        id !== "—" &&
+        panes.length === 2 &&
+        Array.from(panes).every((s) => s.dataset.status === "ready" && s.dataset.following !== "true")
+      );
+    },
+    null,
+    { timeout: remaining() },
+  );
+  const chatId = (await page.textContent("#chat-id")).trim();
+  const address = page.url();
+
+  // 1. A message, a reload mid-answer, and the answer resumed in both panes.
+  step = "sending the first message from pane 1";
+  phase = "first";
+  await send(0, FIRST);
+  step = "waiting until both panes show part of the first answer";
+  await waitForPartialAnswers(2);
+  const beforeReload = await readPanes();
+  step = "reloading the page mid-answer";
+  phase = "reloaded";
+  await page.reload({ waitUntil: "load", timeout: remaining() });
+  step = "waiting until both panes resume the first answer";
+  await waitForPartialAnswers(2);
+  const resumed = await readPanes();
+  const resumedShot = screenshot.replace(/(\.png)?$/i, ".resumed.png");
+  await page.screenshot({ path: resumedShot, fullPage: true, timeout: remaining() });
+  step = "waiting until both panes finish the first answer";
+  await waitForTurnEnd(2, "finish");
+  const first = await readPanes();
+
+  // 2. The worker's tool, asked for from pane 2.
+  step = "asking for the worker's tool from pane 2";
+  phase = "tool";
+  const suggestion = await page.getAttribute("button[data-suggest]", "data-suggest");
+  await page.click("button[data-suggest]", { timeout: remaining() });
+  const suggested = await page.locator("#chat-tab section.chat-pane").nth(0).locator("input.chat-input").inputValue();
+  await send(1, suggested);
+  step = "waiting until both panes finish the tool turn";
+  await waitForTurnEnd(4, "finish");
+  const tool = await readPanes();
+
+  // 3. Stop mid-answer, from the other pane than the one that asked.
+  step = "sending the third message from pane 1";
+  phase = "stop";
+  await send(0, THIRD);
+  step = "waiting until both panes show part of the third answer";
+  await waitForPartialAnswers(6);
+  step = "clicking Stop in pane 2";
+  await page.locator("#chat-tab section.chat-pane").nth(1).locator("button.stop").click({ timeout: remaining() });
+  step = "waiting until both panes show the answer aborted";
+  await waitForTurnEnd(6, "abort");
+  const stopped = await readPanes();
+
+  step = "taking the screenshot";
+  mkdirSync(dirname(screenshot), { recursive: true });
+  await page.screenshot({ path: screenshot, fullPage: true, timeout: remaining() });
+
+  return {
+    ok: true,
+    base_url: base,
+    address,
+    chat_id: chatId,
+    first_prompt: FIRST,
+    third_prompt: THIRD,
+    suggestion,
+    suggested,
+    before_reload: beforeReload,
+    resumed,
+    first,
+    tool,
+    stopped,
+    chat_requests: chatRequests,
+    page_errors: pageErrors,
+    console_errors: consoleErrors,
+    http_errors: httpErrors,
+    screenshot,
+    resumed_screenshot: resumedShot,
+    elapsed_ms: Date.now() - started,
+  };
+}
+
+await runToEnd("chat.mjs", {
+  run,
+  cleanup,
+  paneStates,
+  pageErrors,
+  screenshot,
+  fail,
+  timeoutMs: TIMEOUT_MS,
+  step: () => step,
+  page: () => page,
+});
