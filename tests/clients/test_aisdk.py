@@ -31,6 +31,7 @@ import pytest
 
 from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound
 from tests.support import fake_openai as oai
+from tests.support.browser import run_node_script
 from tests.support.fake_anthropic import FakeAnthropicServer, message, text, thinking, tool_use
 from tests.support.procs import ROOT, Proc, parse_sse, start_frontend, start_worker
 
@@ -62,21 +63,7 @@ def _missing_prerequisites() -> list[str]:
 
 
 def _read_with_sdk(url: str, *args: str) -> tuple[int, str, str]:
-    node = subprocess.Popen(
-        ["node", str(SCRIPT), url, *args],
-        cwd=str(ROOT),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        out, err = node.communicate(timeout=90)
-    except subprocess.TimeoutExpired:
-        node.kill()
-        out, err = node.communicate()
-        err += "\n(test: read.mjs did not end within 90 s and was killed)"
-    return node.returncode, out, err
+    return run_node_script(SCRIPT, [url, *args], timeout=90)
 
 
 def _sdk_message(url: str, logs: list[Proc], *args: str) -> dict[str, Any]:

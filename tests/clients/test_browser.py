@@ -10,8 +10,6 @@ install. It never skips.
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -19,38 +17,16 @@ from typing import Any
 import httpx
 import pytest
 
-from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound
 from tests.support.browser import (
     ARTIFACTS,
     PANES,
     SCRIPT,
     missing_prerequisites,
     png_size,
+    run_node_script,
     stop_browser_leftovers,
 )
-from tests.support.procs import ROOT, Proc, start_frontend, start_worker
-
-
-def _run_demo_script(base_url: str, screenshot: Path, profile: Path) -> tuple[int, str, str]:
-    node = subprocess.Popen(
-        ["node", str(SCRIPT), base_url, str(screenshot), str(profile)],
-        cwd=str(ROOT),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        out, err = node.communicate(timeout=90)
-    except subprocess.TimeoutExpired:
-        node.send_signal(signal.SIGTERM)  # playwright closes its browser on SIGTERM
-        try:
-            out, err = node.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            out, err = node.communicate()
-        err += "\n(test: demo.mjs did not end within 90 s and was stopped)"
-    return node.returncode, out, err
+from tests.support.procs import Proc, own_redis, start_frontend, start_worker
 
 
 def test_the_demo_page_in_headless_chromium(tmp_path: Path) -> None:
@@ -58,11 +34,7 @@ def test_the_demo_page_in_headless_chromium(tmp_path: Path) -> None:
     if missing:
         pytest.fail("the browser test needs:\n  " + "\n  ".join(missing), pytrace=False)
 
-    redis = EmbeddedRedis(tmp_path / "redis", persistent=False)
-    try:
-        redis.start(reuse=False)
-    except ServerNotFound as exc:
-        pytest.fail(f"this test needs a Redis server: {exc}", pytrace=False)
+    redis = own_redis(tmp_path / "redis")
     procs: list[Proc] = []
     profile = tmp_path / "chromium-profile"
     ARTIFACTS.mkdir(exist_ok=True)
@@ -74,7 +46,9 @@ def test_the_demo_page_in_headless_chromium(tmp_path: Path) -> None:
         procs.append(frontend)
         procs.append(start_worker(redis.url, tmp_path, "worker", {"WORKER_FAKE_DELAY_MS": "40"}))
 
-        code, out, err = _run_demo_script(frontend.url, screenshot, profile)
+        code, out, err = run_node_script(
+            SCRIPT, [frontend.url, str(screenshot), str(profile)], timeout=90
+        )
         elapsed = time.monotonic() - started
         assert code == 0, (
             f"demo.mjs exited with {code}\nstderr:\n{err}\nstdout:\n{out}\n"

@@ -14,8 +14,6 @@ tests/clients/browser; without them the test fails and says what to install. It 
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -23,42 +21,21 @@ from typing import Any
 import httpx
 import pytest
 
-from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound, free_port
+from broadcaster.core.embedded import free_port
 from tests.support.browser import (
     ARTIFACTS,
     BROWSER_DIR,
     missing_prerequisites,
     png_size,
+    run_node_script,
     stop_browser_leftovers,
 )
 from tests.support.nginx import Nginx, find_nginx
-from tests.support.procs import ROOT, Proc, start_frontend, start_worker
+from tests.support.procs import Proc, own_redis, start_frontend, start_worker
 
 SCRIPT = BROWSER_DIR / "chat.mjs"
 DEMO_TOOLS = "examples.tools:tools"
 WORKER_ENV = {"WORKER_FAKE_DELAY_MS": "80", "WORKER_TOOLS": DEMO_TOOLS}
-
-
-def _run_chat_script(base_url: str, screenshot: Path, profile: Path) -> tuple[int, str, str]:
-    node = subprocess.Popen(
-        ["node", str(SCRIPT), base_url, str(screenshot), str(profile)],
-        cwd=str(ROOT),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        out, err = node.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        node.send_signal(signal.SIGTERM)  # playwright closes its browser on SIGTERM
-        try:
-            out, err = node.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            out, err = node.communicate()
-        err += "\n(test: chat.mjs did not end within 120 s and was stopped)"
-    return node.returncode, out, err
 
 
 def _texts(message: dict[str, Any]) -> str:
@@ -80,11 +57,7 @@ def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(tmp_path: Path) -> 
         pytest.fail("the browser test needs:\n  " + "\n  ".join(missing), pytrace=False)
     nginx_binary = find_nginx()
 
-    redis = EmbeddedRedis(tmp_path / "redis", persistent=False)
-    try:
-        redis.start(reuse=False)
-    except ServerNotFound as exc:
-        pytest.fail(f"this test needs a Redis server: {exc}", pytrace=False)
+    redis = own_redis(tmp_path / "redis")
     procs: list[Proc] = []
     nginx: Nginx | None = None
     profile = tmp_path / "chromium-profile"
@@ -100,7 +73,9 @@ def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(tmp_path: Path) -> 
         nginx = Nginx(nginx_binary, tmp_path / "nginx", free_port(), ports)
         nginx.start()
 
-        code, out, err = _run_chat_script(nginx.url, screenshot, profile)
+        code, out, err = run_node_script(
+            SCRIPT, [nginx.url, str(screenshot), str(profile)], timeout=120
+        )
         elapsed = time.monotonic() - started
         assert code == 0, (
             f"chat.mjs exited with {code}\nstderr:\n{err}\nstdout:\n{out}\n"

@@ -28,7 +28,7 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound, free_port
+from broadcaster.core.embedded import free_port
 from tests.support.browser import (
     missing_prerequisites,
     pids_using,
@@ -36,7 +36,7 @@ from tests.support.browser import (
     stop_browser_leftovers,
 )
 from tests.support.nginx import Nginx, find_nginx
-from tests.support.procs import ROOT, Proc, start_frontend, start_worker
+from tests.support.procs import ROOT, Proc, own_redis, start_frontend, start_worker
 
 SCRIPT = ROOT / "tests" / "clients" / "browser" / "failover.mjs"
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -122,11 +122,7 @@ def test_a_front_end_killed_under_the_demo_page_in_chromium(tmp_path: Path) -> N
         pytest.fail("the browser test needs:\n  " + "\n  ".join(missing), pytrace=False)
     nginx_binary = find_nginx()
 
-    redis = EmbeddedRedis(tmp_path / "redis", persistent=False)
-    try:
-        redis.start(reuse=False)
-    except ServerNotFound as exc:
-        pytest.fail(f"this test needs a Redis server: {exc}", pytrace=False)
+    redis = own_redis(tmp_path / "redis")
     procs: list[Proc] = []
     nginx: Nginx | None = None
     script: Script | None = None

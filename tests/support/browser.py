@@ -48,6 +48,30 @@ def missing_prerequisites() -> list[str]:
     return missing
 
 
+def run_node_script(script: Path, args: list[str], timeout: float) -> tuple[int, str, str]:
+    """Run a browser script to its end: (exit code, stdout, stderr). One that hangs gets
+    SIGTERM (playwright then closes its browser), then SIGKILL."""
+    node = subprocess.Popen(
+        ["node", str(script), *args],
+        cwd=str(ROOT),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        out, err = node.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        node.send_signal(signal.SIGTERM)
+        try:
+            out, err = node.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            node.kill()
+            out, err = node.communicate()
+        err += f"\n(test: {script.name} did not end within {timeout:.0f} s and was stopped)"
+    return node.returncode, out, err
+
+
 def pids_using(marker: str) -> list[int]:
     """Processes whose command line mentions ``marker`` (our private profile folder)."""
     pids = []

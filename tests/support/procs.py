@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis as redis_sync
 
 from broadcaster.core import keys
-from broadcaster.core.embedded import free_port
+from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound, free_port
 from broadcaster.core.request import PROVIDERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,6 +137,17 @@ def advertise_providers(redis_url: str, providers: tuple[str, ...] = PROVIDERS) 
             client.set(keys.provider_key(provider), "1", ex=3600)
     finally:
         client.close()
+
+
+def own_redis(directory: Path) -> EmbeddedRedis:
+    """A Redis server of the test's own (the caller stops it); fails, never skips, without
+    one."""
+    redis = EmbeddedRedis(directory, persistent=False)
+    try:
+        redis.start(reuse=False)
+    except ServerNotFound as exc:
+        pytest.fail(f"this test needs a Redis server: {exc}", pytrace=False)
+    return redis
 
 
 def wait_ready(proc: Proc, timeout: float = 20) -> None:
