@@ -65,6 +65,7 @@ async def run_generation(
     if meta is None:
         return
     request: dict[str, Any] = json.loads(meta["request"])
+    message_id = _message_id(request, meta, stream_id)
     writer = StreamWriter(
         generations,
         stream_id,
@@ -75,7 +76,7 @@ async def run_generation(
         patience_s=policy.redis_patience_s,
     )
     try:
-        await _run_attempt(provider, request, writer, policy, claim)
+        await _run_attempt(provider, request, writer, policy, claim, message_id=message_id)
     except WritesLost as exc:
         # Viewers may have seen events Redis no longer holds: end the stream with an error
         # right where it now is, so nobody is shown a spliced stream (a viewer whose
@@ -99,6 +100,8 @@ async def _run_attempt(
     writer: StreamWriter,
     policy: Policy,
     claim: Claim,
+    *,
+    message_id: str,
 ) -> None:
     stream_id = writer.stream_id
     if claim.attempt > policy.max_attempts:
@@ -115,7 +118,7 @@ async def _run_attempt(
     log.info("generation %s: attempt %d from seq %d", stream_id, claim.attempt, claim.last_seq)
 
     try:
-        await _attempt(provider, request, writer, policy, stream_id)
+        await _attempt(provider, request, writer, policy, message_id)
     except StreamFull as exc:
         # Only a terminal event fits now; the model call is already closed.
         log.warning("generation %s: %s", stream_id, exc)
@@ -131,11 +134,12 @@ async def _attempt(
     request: dict[str, Any],
     writer: StreamWriter,
     policy: Policy,
-    stream_id: str,
+    message_id: str,
 ) -> None:
     """One attempt, with retries of provider errors that happen before any output."""
+    stream_id = writer.stream_id
     for retry_no in range(policy.provider_retries + 1):
-        mapper = EventMapper(stream_id)
+        mapper = EventMapper(message_id)
         try:
             await _stream_once(provider, request, mapper, writer, policy)
             _count_tokens(writer.metrics, mapper)
@@ -161,6 +165,14 @@ async def _attempt(
             )
             writer.discard()
             await asyncio.sleep(delay)
+
+
+def _message_id(request: dict[str, Any], meta: dict[str, str], stream_id: str) -> str:
+    """The ``start`` event's ``messageId``: the UI message a chat continues (its endpoint
+    stores ``ui_message_id`` with the request, or in the stream's metadata), else the
+    generation's id."""
+    given = request.get("ui_message_id") or meta.get("ui_message_id")
+    return given if isinstance(given, str) and given else stream_id
 
 
 def _count_tokens(metrics: WorkerMetrics | None, mapper: EventMapper) -> None:
