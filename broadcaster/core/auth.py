@@ -10,6 +10,9 @@ compared with every configured digest in constant time.
 ``BROADCASTER_TOKEN_SECRET``, of the version, the stream id and the expiry (Unix
 seconds). The stream id is inside the signature, not the token, so a token for stream A
 does not verify for stream B. Comparison is constant time.
+
+**Chat tokens.** ``c1.<expiry>.<signature>``, the same HMAC over ``c1``, the chat id and
+the expiry: they open one chat's routes (``/v1/chat``), and nothing else.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from dataclasses import dataclass
 
 RIGHTS = frozenset({"generate", "cancel", "publish", "tokens"})
 _PREFIX = "v1"
+_CHAT_PREFIX = "c1"
+"""Chat tokens sign their own prefix: a viewer token never verifies as a chat token of
+the same id, nor the other way round."""
 
 
 def hash_key(key: str) -> str:
@@ -71,9 +77,27 @@ def find_key(keys: list[ApiKey], presented: str) -> ApiKey | None:
     return found
 
 
-def _sign(secret: bytes, stream_id: str, expires: int) -> str:
-    mac = hmac.new(secret, f"{_PREFIX}\n{stream_id}\n{expires}".encode(), hashlib.sha256)
+def _sign(secret: bytes, prefix: str, subject: str, expires: int) -> str:
+    mac = hmac.new(secret, f"{prefix}\n{subject}\n{expires}".encode(), hashlib.sha256)
     return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+
+def _mint(
+    prefix: str, secret: str | bytes, subject: str, ttl_seconds: int, now: float | None
+) -> tuple[str, int]:
+    key = secret.encode() if isinstance(secret, str) else secret
+    expires = int(now if now is not None else time.time()) + ttl_seconds
+    return f"{prefix}.{expires}.{_sign(key, prefix, subject, expires)}", expires
+
+
+def _verify(prefix: str, secret: str | bytes, token: str, subject: str, now: float | None) -> bool:
+    key = secret.encode() if isinstance(secret, str) else secret
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != prefix or not parts[1].isdigit() or len(parts[1]) > 12:
+        return False
+    expires = int(parts[1])
+    good = hmac.compare_digest(_sign(key, prefix, subject, expires).encode(), parts[2].encode())
+    return good and expires > (now if now is not None else time.time())
 
 
 def mint_viewer_token(
@@ -81,19 +105,26 @@ def mint_viewer_token(
 ) -> tuple[str, int]:
     """A token that lets its holder read ``stream_id`` for ``ttl_seconds``; returns
     ``(token, expires_at)``. For the operator's own backend to hand to its viewers."""
-    key = secret.encode() if isinstance(secret, str) else secret
-    expires = int(now if now is not None else time.time()) + ttl_seconds
-    return f"{_PREFIX}.{expires}.{_sign(key, stream_id, expires)}", expires
+    return _mint(_PREFIX, secret, stream_id, ttl_seconds, now)
 
 
 def verify_viewer_token(
     secret: str | bytes, token: str, stream_id: str, now: float | None = None
 ) -> bool:
     """True only for an unexpired, untampered token minted for ``stream_id``."""
-    key = secret.encode() if isinstance(secret, str) else secret
-    parts = token.split(".")
-    if len(parts) != 3 or parts[0] != _PREFIX or not parts[1].isdigit() or len(parts[1]) > 12:
-        return False
-    expires = int(parts[1])
-    good = hmac.compare_digest(_sign(key, stream_id, expires).encode(), parts[2].encode())
-    return good and expires > (now if now is not None else time.time())
+    return _verify(_PREFIX, secret, token, stream_id, now)
+
+
+def mint_chat_token(
+    secret: str | bytes, chat_id: str, ttl_seconds: int, now: float | None = None
+) -> tuple[str, int]:
+    """A token that lets its holder use chat ``chat_id`` (submit, resume, stop, read its
+    messages) for ``ttl_seconds``; returns ``(token, expires_at)``."""
+    return _mint(_CHAT_PREFIX, secret, chat_id, ttl_seconds, now)
+
+
+def verify_chat_token(
+    secret: str | bytes, token: str, chat_id: str, now: float | None = None
+) -> bool:
+    """True only for an unexpired, untampered chat token minted for ``chat_id``."""
+    return _verify(_CHAT_PREFIX, secret, token, chat_id, now)

@@ -61,6 +61,14 @@ def stream_keys(stream_id: str) -> list[str]:
     return [log_key(stream_id), meta_key(stream_id), text_key(stream_id)]
 
 
+def chat_key(chat_id: str) -> str:
+    """A hash: the chat's latest generation (``generation``), the id of the assistant
+    message it writes (``message_id``), and the UI messages submitted with it
+    (``messages``, JSON). One key, so the script that swaps the generation touches one
+    slot; the generation's own keys live under its own tag."""
+    return f"{PREFIX}:{{{_group(chat_id)}}}:{chat_id}:chat"
+
+
 JOBS_TAG = "{jobs}"
 """The hash tag of the job queues and the providers' advertisements: in a Cluster they all
 live on one node, so one ``XREADGROUP`` reads every queue a worker serves, and the

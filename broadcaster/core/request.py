@@ -48,6 +48,13 @@ SERVICE_TIERS = {
 """Values of ``service_tier`` per provider (``standard_only`` is sent to OpenAI as
 ``default``, its meaning there)."""
 
+MAX_STEPS = 100
+"""The most steps (model calls, with the worker's tools run between them) a request may
+ask for in ``max_steps``; each worker caps it further (``WORKER_MAX_STEPS``)."""
+
+DEFAULT_MAX_STEPS = 5
+"""The steps of a generation whose request does not say."""
+
 MAX_USER_ID = 256
 """Anthropic's longest ``metadata.user_id``."""
 
@@ -318,7 +325,9 @@ Thinking = ThinkingEnabled | ThinkingAdaptive | ThinkingDisabled
 
 class GenerationRequest(BaseModel):
     """``POST /v1/generations``: exactly one of ``prompt`` or ``messages``; the rest is
-    Anthropic's Messages request, plus ``provider``, ``id`` and ``metadata``."""
+    Anthropic's Messages request, plus ``provider``, ``id``, ``metadata`` and
+    ``max_steps`` (the model calls a generation may make, the worker's tools run between
+    them)."""
 
     model_config = ConfigDict(extra="forbid")
     prompt: str | None = Field(None, min_length=1)
@@ -345,6 +354,7 @@ class GenerationRequest(BaseModel):
     top_k: int | None = Field(None, ge=1, strict=True)
     stop_sequences: list[Annotated[str, Field(min_length=1)]] | None = None
     service_tier: str | None = None
+    max_steps: int | None = Field(None, ge=1, le=MAX_STEPS, strict=True)
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerationRequest:

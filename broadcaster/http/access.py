@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 
 from broadcaster.core import auth, keys
 from broadcaster.http.errors import ApiError
-from broadcaster.http.resources import RedisDep, SettingsDep
+from broadcaster.http.resources import RedisDep, SettingsDep, get_redis, get_settings
 from broadcaster.http.settings import Settings
 
 _BEARER = {"www-authenticate": "Bearer"}
@@ -132,3 +132,27 @@ def check_viewer(request: Request, stream_id: str) -> None:
 async def viewer_token(request: Request, stream_id: str) -> None:
     """The dependency form of ``check_viewer``."""
     check_viewer(request, stream_id)
+
+
+async def check_chat(request: Request, chat_id: str, right: str | None) -> None:
+    """A chat route's access. A chat token for this very chat opens it. Otherwise: with API
+    keys configured, a route that spends (``right``: submit, stop) needs a key with that
+    right, as the producers' routes do; with a token secret configured, any route needs a
+    chat token or a known key. Called by the routes once they know the chat id (a
+    submit's is in its body)."""
+    policy = await get_access(request)
+    token = bearer(request) or request.query_params.get("token")
+    secret = policy.token_secret
+    if secret is not None and token and auth.verify_chat_token(secret, token, chat_id):
+        return
+    key = await presented_key(request)
+    if right is not None and policy.api_keys:
+        await ApiKeyRight(right)(request, key)
+        await rate_limit(key, await get_redis(request), await get_settings(request))
+    elif secret is not None and key is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "a chat token for this chat (or an API key) is required: Authorization: Bearer",
+            headers=_BEARER,
+        )

@@ -22,7 +22,7 @@ from broadcaster.http.access import AccessPolicy
 from broadcaster.http.errors import install_error_handlers
 from broadcaster.http.metrics import FrontendMetrics
 from broadcaster.http.resources import lifespan
-from broadcaster.http.routes import generations, health, streams, tokens
+from broadcaster.http.routes import chat, generations, health, streams, tokens
 from broadcaster.http.settings import Settings
 
 EVENTS_PATH = re.compile(r"/v1/streams/([^/]+)/events")
@@ -70,7 +70,7 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
     app.state.access = AccessPolicy.from_settings(settings)
     app.state.metrics = FrontendMetrics()
     install_error_handlers(app)
-    for module in (health, generations, streams, tokens):
+    for module in (health, generations, streams, tokens, chat):
         app.include_router(module.router)
     openapi.with_stream_ids(app, keys.STREAM_ID_RE.pattern)
     app.sse_route = streams.events_fast_path
@@ -90,6 +90,7 @@ def cors_options(settings: Settings) -> dict[str, Any] | None:
     return {
         "allow_origins": origins,
         "allow_methods": ["GET", "POST"],
-        "allow_headers": ["authorization", "content-type", "last-event-id"],
+        # user-agent: some AI SDK versions set their own, which browsers preflight.
+        "allow_headers": ["authorization", "content-type", "last-event-id", "user-agent"],
         "max_age": 600,
     }

@@ -98,6 +98,40 @@ TOKEN_BODY = json_body(
     required=False,
 )
 
+CHAT_BODY = json_body(
+    {
+        "type": "object",
+        "required": ["id", "messages", "trigger"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+            "messages": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["id", "role", "parts"],
+                    "properties": {
+                        "id": {"type": "string", "minLength": 1},
+                        "role": {"enum": ["system", "user", "assistant"]},
+                        "parts": {
+                            "type": "array",
+                            "items": {"type": "object", "required": ["type"]},
+                        },
+                    },
+                },
+            },
+            "trigger": {"enum": ["submit-message", "regenerate-message"]},
+            "messageId": {"type": ["string", "null"]},
+        },
+        "additionalProperties": True,
+        "description": "the AI SDK's DefaultChatTransport body; beside id, messages, trigger "
+        "and messageId only the generation request's parameters (model, max_tokens, system, "
+        "provider, metadata, tools, tool_choice, thinking, temperature, top_p, top_k, "
+        "stop_sequences, service_tier)",
+    }
+)
+"""``POST /v1/chat``: the AI SDK's UI messages (``UIMessage[]``) and generation fields."""
+
 LAST_EVENT_ID = {
     "parameters": [
         {
@@ -112,12 +146,12 @@ LAST_EVENT_ID = {
 
 
 def describe_stream_ids(schema: dict[str, Any], pattern: str) -> dict[str, Any]:
-    """Give every ``{stream_id}`` path parameter the contract's grammar. The routes check
-    it themselves (404, never reaching Redis), so FastAPI is not asked to."""
+    """Give every ``{stream_id}`` and ``{chat_id}`` path parameter the contract's grammar.
+    The routes check it themselves (404, never reaching Redis), so FastAPI is not asked to."""
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             for param in operation.get("parameters", []):
-                if param.get("in") == "path" and param.get("name") == "stream_id":
+                if param.get("in") == "path" and param.get("name") in ("stream_id", "chat_id"):
                     param["schema"] = {"type": "string", "pattern": pattern}
     return schema
 

@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, Request
 from redis.asyncio import Redis
 
 from broadcaster.core import connection
+from broadcaster.core.chats import Chats
 from broadcaster.core.generations import Generations
 from broadcaster.core.jobs import JobQueue
 from broadcaster.core.log import EventLog
@@ -56,6 +57,8 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
             app.state.generations = Generations(event_log)
             app.state.hub = hub
             app.state.jobs = JobQueue(redis)
+            # A chat's record lasts as long as its latest generation can.
+            app.state.chats = Chats(redis, settings.idle_ttl_seconds + settings.ended_ttl_seconds)
             yield
     finally:
         await redis.aclose()
@@ -91,6 +94,11 @@ async def get_hub(request: Request) -> Hub:
     return hub
 
 
+async def get_chats(request: Request) -> Chats:
+    chats: Chats = request.app.state.chats
+    return chats
+
+
 async def get_jobs(request: Request) -> JobQueue:
     jobs: JobQueue = request.app.state.jobs
     return jobs
@@ -103,3 +111,4 @@ EventLogDep = Annotated[EventLog, Depends(get_event_log)]
 GenerationsDep = Annotated[Generations, Depends(get_generations)]
 HubDep = Annotated[Hub, Depends(get_hub)]
 JobsDep = Annotated[JobQueue, Depends(get_jobs)]
+ChatsDep = Annotated[Chats, Depends(get_chats)]

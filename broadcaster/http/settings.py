@@ -35,6 +35,9 @@ class Settings(RedisSettings):
     """A viewer whose socket accepts nothing for this long is cut off (it resumes later)."""
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     """Largest request body (413 beyond)."""
+    chat_max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    """Largest ``POST /v1/chat`` body (413 beyond): the AI SDK sends the whole chat each
+    time, its files as ``data:`` URLs."""
     max_tokens_limit: int = Field(64000, ge=1)
     """Largest ``max_tokens`` a generation request may ask for."""
     default_provider: Literal["anthropic", "openai"] = "anthropic"

@@ -297,6 +297,16 @@ async def test_takeover_before_output_just_runs(event_log: EventLog) -> None:
     assert meta["text"] == "only this"
 
 
+async def test_start_carries_the_ui_message_id_a_chat_continues(event_log: EventLog) -> None:
+    s = sid()
+    assert await Generations(event_log).create(s, {**REQUEST, "ui_message_id": "msg-ui-7"})
+    provider = ScriptedProvider(["more"])
+    await asyncio.wait_for(run_generation(Generations(event_log), provider, s, "w", POLICY), 5)
+    events = await all_events(event_log, s)
+    assert events[0].json() == {"type": "start", "messageId": "msg-ui-7"}
+    assert events[-1].type == "finish"
+
+
 async def test_attempts_are_bounded(event_log: EventLog) -> None:
     s = sid()
     assert await Generations(event_log).create(s, REQUEST)

@@ -53,6 +53,7 @@ __all__ = [
     "Exchange",
     "FakeAnthropicServer",
     "Frame",
+    "Gate",
     "HttpError",
     "RecordedRequest",
     "Script",
@@ -61,6 +62,7 @@ __all__ = [
     "delay",
     "drop",
     "frame",
+    "gate",
     "http_error",
     "message",
     "ping",
@@ -107,6 +109,14 @@ class Stall:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """Send nothing further until the test sets ``opened`` (or the client leaves): a
+    stream held at a known point for as long as the test needs, with no timing."""
+
+    opened: threading.Event
+
+
+@dataclass(frozen=True)
 class HttpError:
     """A plain JSON error response instead of a stream (only as the first step)."""
 
@@ -120,7 +130,7 @@ class Drop:
     """Close the connection abruptly, without ending the chunked body."""
 
 
-Step = Frame | Delay | Stall | HttpError | Drop
+Step = Frame | Delay | Stall | Gate | HttpError | Drop
 Script = list[Step]
 
 
@@ -148,6 +158,10 @@ def delay(seconds: float, *, send_headers: bool = True) -> Delay:
 
 def stall(*, send_headers: bool = True) -> Stall:
     return Stall(send_headers)
+
+
+def gate(opened: threading.Event) -> Gate:
+    return Gate(opened)
 
 
 def drop() -> Drop:
@@ -468,7 +482,7 @@ def _checked(script: Script) -> Script:
     for i, step in enumerate(steps):
         if isinstance(step, HttpError) and i != 0:
             raise ValueError("http_error() can only be a script's first step")
-        if not isinstance(step, Frame | Delay | Stall | HttpError | Drop):
+        if not isinstance(step, Frame | Delay | Stall | Gate | HttpError | Drop):
             raise TypeError(f"not a script step: {step!r}")
     return steps
 
@@ -935,6 +949,10 @@ class FakeAnthropicServer:
                     if step.send_headers:
                         await send_headers()
                     await wait_gone(None)
+                elif isinstance(step, Gate):
+                    await send_headers()
+                    while not step.opened.is_set():
+                        await wait_gone(0.02)
                 elif isinstance(step, Drop):
                     conn.writer.transport.abort()
                     self._finish(exchange)

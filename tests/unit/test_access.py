@@ -213,3 +213,18 @@ async def test_a_request_refused_before_the_rate_limit_is_not_counted() -> None:
 async def test_a_rate_of_zero_turns_the_limit_off(client: httpx.AsyncClient) -> None:
     for _ in range(5):
         assert (await client.post("/publish/s1", headers=bearer(PUBLISHER))).status_code == 200
+
+
+def test_chat_tokens_and_viewer_tokens_never_stand_in_for_each_other() -> None:
+    secret = secrets.token_hex(16)
+    chat, _ = auth.mint_chat_token(secret, "c1", 60)
+    viewer, _ = auth.mint_viewer_token(secret, "c1", 60)
+    assert auth.verify_chat_token(secret, chat, "c1")
+    assert not auth.verify_chat_token(secret, chat, "c2")
+    assert not auth.verify_viewer_token(secret, chat, "c1")
+    assert not auth.verify_chat_token(secret, viewer, "c1")
+    assert not auth.verify_chat_token("other-secret", chat, "c1")
+    expired, _ = auth.mint_chat_token(secret, "c1", 60, now=time.time() - 120)
+    assert not auth.verify_chat_token(secret, expired, "c1")
+    # A token whose prefix is swapped does not verify either way.
+    assert not auth.verify_viewer_token(secret, "v1" + chat[2:], "c1")

@@ -11,7 +11,9 @@ from fastapi.responses import JSONResponse
 
 from broadcaster.core import auth
 from broadcaster.core.content import ContentFold
-from broadcaster.core.log import StreamEnded, StreamNotFound
+from broadcaster.core.generations import Generations
+from broadcaster.core.jobs import JobQueue
+from broadcaster.core.log import EventLog, StreamEnded, StreamNotFound
 from broadcaster.core.logs import current_stream
 from broadcaster.core.request import GenerationRequest, RequestInvalid, validate_request
 from broadcaster.http import openapi
@@ -48,7 +50,26 @@ async def create_generation(
     body = await read_json(request, settings.max_body_bytes)
     job = _generation_request(body, settings)
     strict_json(job)
-    provider = job["provider"]
+    await admit(jobs, settings, job["provider"])
+    stream_id = body.get("id") or new_stream_id()
+    await launch(generations, jobs, stream_id, job)
+    created: dict[str, Any] = {
+        "id": stream_id,
+        "status": "queued",
+        "events_url": f"/v1/streams/{stream_id}/events",
+        "status_url": f"/v1/generations/{stream_id}",
+    }
+    if access.token_secret is not None:
+        token, expires = auth.mint_viewer_token(
+            access.token_secret, stream_id, settings.token_ttl_seconds
+        )
+        created |= {"viewer_token": token, "token_expires_at": expires}
+    return JSONResponse(created, status_code=202)
+
+
+async def admit(jobs: JobQueue, settings: Settings, provider: str) -> None:
+    """422 when no running worker serves ``provider``, 503 when too many generations are
+    in flight: what a new generation must pass before anything is stored."""
     depth, served = await jobs.admission(provider)
     if not served:
         # Queued, it would wait for a worker that may never come: refuse it now.
@@ -65,23 +86,17 @@ async def create_generation(
             "too many generations in flight; retry later",
             headers={"retry-after": "5"},
         )
-    stream_id = body.get("id") or new_stream_id()
+
+
+async def launch(
+    generations: Generations, jobs: JobQueue, stream_id: str, job: dict[str, Any]
+) -> None:
+    """Create generation ``stream_id`` running ``job`` (a checked, stored request) and
+    queue it for a worker; 409 when the id is taken."""
     current_stream.set(stream_id)
     if not await generations.create(stream_id, job):
         raise ApiError(409, "conflict", f"a stream with id {stream_id!r} already exists")
-    await jobs.enqueue(stream_id, provider)
-    created: dict[str, Any] = {
-        "id": stream_id,
-        "status": "queued",
-        "events_url": f"/v1/streams/{stream_id}/events",
-        "status_url": f"/v1/generations/{stream_id}",
-    }
-    if access.token_secret is not None:
-        token, expires = auth.mint_viewer_token(
-            access.token_secret, stream_id, settings.token_ttl_seconds
-        )
-        created |= {"viewer_token": token, "token_expires_at": expires}
-    return JSONResponse(created, status_code=202)
+    await jobs.enqueue(stream_id, job["provider"])
 
 
 def _generation_request(body: Any, settings: Settings) -> dict[str, Any]:
@@ -145,6 +160,14 @@ def _iso(ms: str | None) -> str | None:
 async def cancel_generation(
     stream_id: str, event_log: EventLogDep, metrics: MetricsDep
 ) -> JSONResponse:
+    await abort(event_log, stream_id)
+    metrics.appended.inc()
+    return JSONResponse({"id": stream_id, "status": "cancelled"}, status_code=202)
+
+
+async def abort(event_log: EventLog, stream_id: str) -> None:
+    """End generation ``stream_id`` with ``abort``: 404 when there is no such generation,
+    409 when it has already ended."""
     info = await event_log.info(stream_id)
     if info is None or info.kind != "generation":
         raise ApiError(404, "not_found", f"no generation {stream_id!r}")
@@ -161,5 +184,3 @@ async def cancel_generation(
         raise ApiError(409, "ended", f"generation {stream_id!r} has already ended") from None
     except StreamNotFound:
         raise ApiError(404, "not_found", f"no generation {stream_id!r}") from None
-    metrics.appended.inc()
-    return JSONResponse({"id": stream_id, "status": "cancelled"}, status_code=202)

@@ -130,9 +130,18 @@ async def open_events(request: Request, stream_id: str, last_event_id: str | Non
     header, else ``last_event_id``), 204 when the client has seen the end, or ApiError."""
     check_stream_id(stream_id)
     check_viewer(request, stream_id)
-    event_log = await get_event_log(request)
     raw = request.headers.get("last-event-id")
-    after, tag = _resume_point(last_event_id if raw is None else raw)
+    return await stream_response(request, stream_id, last_event_id if raw is None else raw)
+
+
+async def stream_response(
+    request: Request, stream_id: str, resume: str | None, headers: dict[str, str] | None = None
+) -> Response:
+    """The SSE response for ``stream_id`` after the resume point ``resume`` (None: from
+    the first event), 204 when the client has seen the end, or ApiError. Access is the
+    caller's to check: the SSE route checks viewer tokens, the chat routes chat tokens."""
+    event_log = await get_event_log(request)
+    after, tag = _resume_point(resume)
     info = await event_log.info(stream_id, at=after if tag else None)
     if info is None:
         raise ApiError(404, "not_found", f"no stream {stream_id!r} (unknown or expired)")
@@ -145,7 +154,7 @@ async def open_events(request: Request, stream_id: str, last_event_id: str | Non
     return SSEResponse(
         lambda writer: hub.follow(stream_id, after, info, writer),
         first=sse.retry(settings.retry_ms),
-        headers=SSE_HEADERS,
+        headers=SSE_HEADERS | (headers or {}),
         send_timeout=settings.slow_viewer_timeout,
         stream_id=stream_id,
         on_cut_off=metrics.cut_off.inc,

@@ -33,11 +33,16 @@ async def mint_token(
     """A viewer token for any stream id, for a producer's backend to hand out."""
     if access.token_secret is None:
         raise ApiError(409, "tokens_disabled", "no BROADCASTER_TOKEN_SECRET is configured")
-    ttl = settings.token_ttl_seconds
-    if await request.body():
-        ttl = await _ttl_from_body(request, settings)
+    ttl = await requested_ttl(request, settings)
     token, expires = auth.mint_viewer_token(access.token_secret, stream_id, ttl)
     return JSONResponse({"viewer_token": token, "token_expires_at": expires})
+
+
+async def requested_ttl(request: Request, settings: Settings) -> int:
+    """The lifetime a token request asks for in its optional body, or the default."""
+    if await request.body():
+        return await _ttl_from_body(request, settings)
+    return settings.token_ttl_seconds
 
 
 async def _ttl_from_body(request: Request, settings: Settings) -> int:

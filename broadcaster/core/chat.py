@@ -1,0 +1,369 @@
+"""The chat request (``POST /v1/chat``, the AI SDK's ``DefaultChatTransport``): its body
+checked, and its UI messages converted to a generation request. Pure: no I/O.
+
+The body is ``{id, messages, trigger, messageId?, ...}``: ``messages`` is the whole chat
+as the client holds it (``UIMessage[]``), and the other fields are the generation's own
+parameters (``model``, ``tools``, ``thinking``, ...), which an app sets with the
+transport's ``body`` option. The conversion follows the AI SDK's own
+(``convertToModelMessages``, then its Anthropic provider's prompt conversion):
+
+- ``system`` messages become ``system`` text blocks;
+- a user's ``text`` parts are text blocks, its ``file`` parts images (``image/*``) or
+  documents (``application/pdf``; ``text/plain`` as a text source);
+- an assistant message is split at each ``step-start``: each step is an assistant turn
+  (signed reasoning as ``thinking``, redacted reasoning as ``redacted_thinking``, text,
+  tool calls as ``tool_use``) followed by a user turn with the step's tool results;
+- ``data-*`` parts, sources, unsigned reasoning and calls still streaming are left out.
+
+Consecutive turns of one role are merged, as Anthropic's turns alternate. The result is
+then checked like any generation request (``request.validate_request``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from broadcaster.core import keys
+from broadcaster.core.request import Defaults, RequestInvalid, validate_request
+
+GENERATION_FIELDS = frozenset(
+    {
+        "model",
+        "max_tokens",
+        "system",
+        "provider",
+        "metadata",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "temperature",
+        "top_p",
+        "top_k",
+        "stop_sequences",
+        "service_tier",
+    }
+)
+"""Fields of a chat body passed on to the generation request (checked there)."""
+
+_TOOL_CALLED = frozenset(
+    {
+        "input-available",
+        "approval-requested",
+        "approval-responded",
+        "output-available",
+        "output-error",
+        "output-denied",
+    }
+)
+"""Tool part states whose call is complete: sent back as ``tool_use``."""
+
+_DENIED = "Tool call execution denied."
+
+
+class UIPart(BaseModel):
+    """One part of a UI message: a ``type``; the rest depends on it (fields a newer AI
+    SDK adds are let through)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(min_length=1, max_length=200)
+
+
+class UIMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(min_length=1, max_length=256)
+    role: Literal["system", "user", "assistant"]
+    parts: list[UIPart]
+
+
+class ChatBody(BaseModel):
+    """``POST /v1/chat``: what ``DefaultChatTransport`` sends, plus generation fields."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(pattern=keys.STREAM_ID_RE.pattern)
+    messages: list[UIMessage] = Field(min_length=1)
+    trigger: Literal["submit-message", "regenerate-message"]
+    messageId: str | None = Field(None, max_length=256)
+
+
+def parse_body(body: Any) -> ChatBody:
+    """The chat body, or ``RequestInvalid`` naming each wrong field."""
+    if not isinstance(body, dict):
+        raise RequestInvalid(
+            "the body must be a JSON object", [{"loc": [], "msg": "not an object"}]
+        )
+    unknown = sorted(set(body) - set(ChatBody.model_fields) - GENERATION_FIELDS)
+    if unknown:
+        raise RequestInvalid(
+            "unknown fields: " + ", ".join(unknown),
+            [{"loc": [name], "msg": "unknown field"} for name in unknown],
+        )
+    try:
+        return ChatBody.model_validate(body)
+    except ValidationError as exc:
+        details = [
+            {"loc": list(e["loc"]), "msg": e["msg"]}
+            for e in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
+        shown = "; ".join(f"{_dotted(d['loc'])}: {d['msg']}" for d in details[:3])
+        raise RequestInvalid(f"invalid chat request: {shown}"[:1000], details) from None
+
+
+def _dotted(loc: Sequence[Any]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "body"
+
+
+def response_message_id(messages: list[UIMessage], new_id: str) -> str:
+    """The id of the assistant message the generation writes: the last message's when it
+    is the assistant's (the client continues it, after its tool results), else new."""
+    last = messages[-1]
+    return last.id if last.role == "assistant" else new_id
+
+
+def generation_body(chat: ChatBody) -> dict[str, Any]:
+    """The generation request (``POST /v1/generations``'s body) for a chat body; not yet
+    checked (``to_request`` checks it)."""
+    extra = {k: v for k, v in (chat.model_extra or {}).items() if k in GENERATION_FIELDS}
+    system = [
+        {"type": "text", "text": text}
+        for m, message in enumerate(chat.messages)
+        if message.role == "system" and (text := _system_text(m, message))
+    ]
+    turns: list[tuple[str, list[dict[str, Any]]]] = []
+    for m, message in enumerate(chat.messages):
+        if message.role == "user":
+            turns.append(("user", _user_blocks(m, message)))
+        elif message.role == "assistant":
+            turns += _assistant_turns(m, message)
+    merged = _merged(turns)
+    if not merged:
+        raise RequestInvalid(
+            "the messages hold nothing to send to the model",
+            [{"loc": ["messages"], "msg": "no user or assistant content"}],
+        )
+    body: dict[str, Any] = {**extra, "messages": merged}
+    if system:
+        given = extra.get("system")
+        before = [{"type": "text", "text": given}] if isinstance(given, str) else given or []
+        body["system"] = [*before, *system] if isinstance(before, list) else before
+    return body
+
+
+def to_request(chat: ChatBody, defaults: Defaults) -> dict[str, Any]:
+    """The stored generation request for a chat body, or ``RequestInvalid``."""
+    body = generation_body(chat)
+    try:
+        return validate_request(body, defaults)
+    except RequestInvalid as exc:
+        raise RequestInvalid(
+            f"the messages convert to an invalid model request: {exc.message}"[:1000],
+            exc.details,
+        ) from None
+
+
+def _merged(turns: list[tuple[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """Anthropic's alternating turns: empty ones dropped, neighbours of a role joined."""
+    merged: list[dict[str, Any]] = []
+    for role, blocks in turns:
+        if not blocks:
+            continue
+        if merged and merged[-1]["role"] == role:
+            merged[-1]["content"] += blocks
+        else:
+            merged.append({"role": role, "content": list(blocks)})
+    return merged
+
+
+def _invalid(loc: list[str | int], msg: str) -> RequestInvalid:
+    return RequestInvalid(f"{_dotted(loc)}: {msg}"[:1000], [{"loc": loc, "msg": msg}])
+
+
+def _text(loc: list[str | int], part: UIPart) -> str:
+    text = (part.model_extra or {}).get("text")
+    if not isinstance(text, str):
+        raise _invalid([*loc, "text"], "a text part needs a string 'text'")
+    return text
+
+
+def _system_text(m: int, message: UIMessage) -> str:
+    texts = []
+    for p, part in enumerate(message.parts):
+        loc: list[str | int] = ["messages", m, "parts", p]
+        if part.type != "text":
+            raise _invalid([*loc, "type"], "a system message holds only text parts")
+        texts.append(_text(loc, part))
+    return "".join(texts)
+
+
+def _skipped(kind: str) -> bool:
+    """Parts the model never sees: app data, sources, step markers."""
+    return kind.startswith("data-") or kind in ("step-start", "source-url", "source-document")
+
+
+def _user_blocks(m: int, message: UIMessage) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for p, part in enumerate(message.parts):
+        loc: list[str | int] = ["messages", m, "parts", p]
+        if part.type == "text":
+            if text := _text(loc, part):
+                blocks.append({"type": "text", "text": text})
+        elif part.type == "file":
+            blocks.append(file_block(loc, part.model_extra or {}))
+        elif not _skipped(part.type):
+            raise _invalid([*loc, "type"], f"a user message cannot hold a {part.type!r} part")
+    return blocks
+
+
+def _data_url(url: str) -> tuple[str, bytes] | None:
+    """``(media type, bytes)`` of a ``data:`` URL; None for any other URL."""
+    if not url.startswith("data:"):
+        return None
+    header, sep, payload = url[5:].partition(",")
+    if not sep:
+        raise ValueError("a data URL needs a ','")
+    if header.endswith(";base64"):
+        try:
+            return header.removesuffix(";base64"), base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("the data URL's base64 is invalid") from None
+    return header, urllib.parse.unquote_to_bytes(payload)
+
+
+def file_block(loc: list[str | int], part: dict[str, Any]) -> dict[str, Any]:
+    """A ``file`` part as an image or document block (422 for any other media type)."""
+    media, url = part.get("mediaType"), part.get("url")
+    if not isinstance(media, str) or not isinstance(url, str):
+        raise _invalid(loc, "a file part needs string 'mediaType' and 'url'")
+    try:
+        data = _data_url(url)
+    except ValueError as exc:
+        raise _invalid([*loc, "url"], str(exc)) from None
+    if media == "text/plain":
+        if data is None:
+            raise _invalid([*loc, "url"], "a text/plain file must be a data: URL")
+        try:
+            text = data[1].decode()
+        except UnicodeDecodeError:
+            raise _invalid([*loc, "url"], "a text/plain file must be UTF-8") from None
+        source: dict[str, Any] = {"type": "text", "media_type": "text/plain", "data": text}
+        return _document(source, part)
+    if media.startswith("image/") or media == "application/pdf":
+        if data is None:
+            source = {"type": "url", "url": url}
+        else:
+            encoded = base64.b64encode(data[1]).decode()
+            source = {"type": "base64", "media_type": media, "data": encoded}
+        return (
+            _document(source, part)
+            if media == "application/pdf"
+            else {
+                "type": "image",
+                "source": source,
+            }
+        )
+    raise _invalid(
+        [*loc, "mediaType"],
+        f"files of type {media!r} cannot be sent (image/*, application/pdf, text/plain)",
+    )
+
+
+def _document(source: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "document", "source": source}
+    if isinstance(part.get("filename"), str):
+        block["title"] = part["filename"]
+    return block
+
+
+def _assistant_turns(m: int, message: UIMessage) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Each step of an assistant message: its turn, then a user turn of its results."""
+    turns: list[tuple[str, list[dict[str, Any]]]] = []
+    said: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    for p, part in enumerate(message.parts):
+        loc: list[str | int] = ["messages", m, "parts", p]
+        if part.type == "step-start" and (said or results):
+            turns += [("assistant", said), ("user", results)]
+            said, results = [], []
+        elif part.type == "text":
+            if text := _text(loc, part):
+                said.append({"type": "text", "text": text})
+        elif part.type == "reasoning":
+            said += _reasoning(loc, part)
+        elif part.type == "dynamic-tool" or part.type.startswith("tool-"):
+            call, result = tool_blocks(loc, part)
+            said += call
+            results += result
+        elif not _skipped(part.type):
+            raise _invalid([*loc, "type"], f"an assistant message cannot hold a {part.type!r} part")
+    return [*turns, ("assistant", said), ("user", results)]
+
+
+def _reasoning(loc: list[str | int], part: UIPart) -> list[dict[str, Any]]:
+    """Signed reasoning as ``thinking``, redacted as ``redacted_thinking``; reasoning
+    without Anthropic's metadata is dropped (Anthropic refuses unsigned thinking)."""
+    extra = part.model_extra or {}
+    meta = extra.get("providerMetadata")
+    anthropic = meta.get("anthropic") if isinstance(meta, dict) else None
+    if not isinstance(anthropic, dict):
+        return []
+    if isinstance(anthropic.get("redactedData"), str):
+        return [{"type": "redacted_thinking", "data": anthropic["redactedData"]}]
+    if isinstance(anthropic.get("signature"), str):
+        return [
+            {"type": "thinking", "thinking": _text(loc, part), "signature": anthropic["signature"]}
+        ]
+    return []
+
+
+def tool_blocks(
+    loc: list[str | int], part: UIPart
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A tool part as ``([tool_use], [tool_result])``, each empty when it has none."""
+    extra = part.model_extra or {}
+    state, call_id = extra.get("state"), extra.get("toolCallId")
+    if not isinstance(state, str) or not isinstance(call_id, str):
+        raise _invalid(loc, "a tool part needs string 'state' and 'toolCallId'")
+    name = extra.get("toolName") if part.type == "dynamic-tool" else part.type[5:]
+    if not isinstance(name, str) or not name:
+        raise _invalid([*loc, "toolName"], "a dynamic-tool part needs a 'toolName'")
+    # A call still streaming is not a call yet; one the provider ran itself has its
+    # result in the provider's own blocks, which a UI message does not keep.
+    if state not in _TOOL_CALLED or extra.get("providerExecuted"):
+        return [], []
+    given = extra.get("input")
+    call = {
+        "type": "tool_use",
+        "id": call_id,
+        "name": name,
+        "input": given if isinstance(given, dict) else {},
+    }
+    return [call], _tool_result(call_id, state, extra)
+
+
+def _tool_result(call_id: str, state: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
+    result: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id}
+    if state == "output-available":
+        output = extra.get("output")
+        result["content"] = (
+            output
+            if isinstance(output, str)
+            else json.dumps(output, ensure_ascii=False, separators=(",", ":"))
+        )
+    elif state == "output-error":
+        result |= {"content": str(extra.get("errorText") or "tool error"), "is_error": True}
+    elif state == "output-denied":
+        approval = extra.get("approval")
+        reason = approval.get("reason") if isinstance(approval, dict) else None
+        result["content"] = reason if isinstance(reason, str) and reason else _DENIED
+    else:
+        return []
+    return [result]

@@ -1,0 +1,62 @@
+"""Chats: which generation is a chat's latest, the assistant message it writes, and the
+UI messages it was started with (``keys.chat_key``).
+
+A chat expires with its latest generation: its record's TTL is set, at each submit, to
+the longest a generation can live (idle, then ended), and a record whose generation has
+expired counts as no chat at all (``chat_routes``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from broadcaster.core import keys
+from broadcaster.core.log import script
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRecord:
+    generation: str
+    message_id: str
+    messages: list[dict[str, Any]]
+
+
+class Chats:
+    def __init__(self, redis: Redis, ttl: int) -> None:
+        self.redis = redis
+        self.ttl = ttl
+        self._submit = redis.register_script(script("chat_submit.lua"))
+
+    async def get(self, chat_id: str) -> ChatRecord | None:
+        raw = await self.redis.hmget(keys.chat_key(chat_id), "generation", "message_id", "messages")
+        generation, message_id, messages = cast(list[bytes | None], raw)
+        if not generation:
+            return None
+        return ChatRecord(
+            generation.decode(),
+            (message_id or b"").decode(),
+            json.loads(messages) if messages else [],
+        )
+
+    async def submit(
+        self,
+        chat_id: str,
+        seen: str | None,
+        record: ChatRecord,
+    ) -> bool:
+        """Make ``record`` the chat's latest generation, if the chat's generation is still
+        ``seen`` (None: the chat had none); False if another submit came first."""
+        messages = json.dumps(record.messages, ensure_ascii=False, separators=(",", ":"))
+        done = await self._submit(
+            keys=[keys.chat_key(chat_id)],
+            args=[seen or "", record.generation, record.message_id, messages, self.ttl],
+        )
+        return bool(done)
+
+    async def forget(self, chat_id: str) -> None:
+        """Drop the record of a chat whose generation expired."""
+        await self.redis.delete(keys.chat_key(chat_id))

@@ -1,0 +1,201 @@
+// Drives the broadcaster's chat routes (/v1/chat) with the Vercel AI SDK's own client code,
+// as useChat does, and prints what the SDK made of them as one JSON line on stdout.
+//
+//   node tests/clients/aisdk/chat.mjs send|resume|chat < request.json
+//
+// The request (JSON on stdin) holds `api` (the broadcaster's {base}/v1/chat), `chatId`, and
+// `headers` (sent with every request, e.g. a chat token). Modes:
+//
+//   send    DefaultChatTransport.sendMessages({messages, trigger, messageId, body}), the
+//           answer assembled by readUIMessageStream: what useChat's sendMessage reads.
+//   resume  DefaultChatTransport.reconnectToStream(), what useChat({resume: true}) calls on
+//           load: prints {"status":204,...} when it returns null, else the message.
+//   chat    the SDK's own AbstractChat (the class under useChat) with
+//           sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithToolCalls, whose
+//           onToolCall answers every tool call with `toolOutput` (a client-side tool):
+//           sendMessage({text}) then runs until the chat is done; prints chat.messages.
+//
+// Every chunk goes through the SDK's uiMessageChunkSchema (a rejected chunk, or an error
+// while assembling, exits 1 with the reason on stderr). Exit status: 0 ok, 1 failure,
+// 2 bad usage.
+
+import {
+  AbstractChat,
+  DefaultChatTransport,
+  lastAssistantMessageIsCompleteWithToolCalls,
+  readUIMessageStream,
+} from "ai";
+
+function fail(msg, err) {
+  let detail = "";
+  if (err) {
+    detail = `\n${err.name ?? "Error"}: ${err.message ?? String(err)}`;
+    if (err.value !== undefined) detail += `\nrejected value: ${JSON.stringify(err.value)}`;
+    if (err.cause) detail += `\ncause: ${err.cause.message ?? String(err.cause)}`;
+  }
+  process.stderr.write(`chat.mjs: ${msg}${detail}\n`);
+  process.exit(1);
+}
+
+const mode = process.argv[2];
+if (!["send", "resume", "chat"].includes(mode)) {
+  process.stderr.write("usage: node chat.mjs send|resume|chat < request.json\n");
+  process.exit(2);
+}
+let input = "";
+for await (const bytes of process.stdin) input += bytes;
+const request = JSON.parse(input);
+
+// What came over the wire besides what the SDK makes of it: each response's status and
+// headers, and whether its body ended with data: [DONE].
+const responses = [];
+
+async function watchingFetch(url, init) {
+  const response = await fetch(url, init);
+  const seen = {
+    method: init?.method ?? "GET",
+    status: response.status,
+    ui_message_stream_header: response.headers.get("x-vercel-ai-ui-message-stream"),
+    generation: response.headers.get("x-generation-id"),
+    done: false,
+  };
+  responses.push(seen);
+  if (!response.ok || !response.body) return response;
+  const [forSdk, forUs] = response.body.tee();
+  seen.rawDone = (async () => {
+    const decoder = new TextDecoder();
+    let raw = "";
+    for await (const bytes of forUs) raw += decoder.decode(bytes, { stream: true });
+    seen.done = /(^|\n)data: \[DONE\]\n\n$/.test(raw);
+  })().catch(() => {});
+  return new Response(forSdk, { status: response.status, headers: response.headers });
+}
+
+const transport = new DefaultChatTransport({
+  api: request.api,
+  headers: request.headers ?? {},
+  body: request.body ?? {},
+  fetch: watchingFetch,
+});
+
+async function assemble(chunks) {
+  const chunkTypes = [];
+  const counted = chunks.pipeThrough(
+    new TransformStream({
+      transform(chunk, controller) {
+        chunkTypes.push(chunk.type);
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+  let message;
+  let problem;
+  try {
+    for await (const m of readUIMessageStream({
+      stream: counted,
+      terminateOnError: true,
+      onError: (err) => {
+        problem = err;
+      },
+    })) {
+      message = m;
+    }
+  } catch (err) {
+    fail("the AI SDK rejected the stream", err);
+  }
+  if (problem) fail("the AI SDK could not assemble the message", problem);
+  return { message: message ?? null, chunk_types: chunkTypes };
+}
+
+async function finished() {
+  await Promise.all(responses.map((r) => r.rawDone));
+  return responses.map(({ rawDone, ...rest }) => rest);
+}
+
+async function send() {
+  let chunks;
+  try {
+    chunks = await transport.sendMessages({
+      chatId: request.chatId,
+      messages: request.messages,
+      trigger: request.trigger ?? "submit-message",
+      messageId: request.messageId,
+      abortSignal: undefined,
+    });
+  } catch (err) {
+    fail(`POST ${request.api} failed`, err);
+  }
+  const out = await assemble(chunks);
+  return { ...out, responses: await finished() };
+}
+
+async function resume() {
+  let chunks;
+  try {
+    chunks = await transport.reconnectToStream({ chatId: request.chatId });
+  } catch (err) {
+    fail(`GET ${request.api}/${request.chatId}/stream failed`, err);
+  }
+  if (chunks === null) return { status: 204, message: null, responses: await finished() };
+  const out = await assemble(chunks);
+  return { status: 200, ...out, responses: await finished() };
+}
+
+class PlainState {
+  constructor() {
+    this.status = "ready";
+    this.error = undefined;
+    this.messages = [];
+  }
+  pushMessage(message) {
+    this.messages = [...this.messages, message];
+  }
+  popMessage() {
+    this.messages = this.messages.slice(0, -1);
+  }
+  replaceMessage(index, message) {
+    this.messages = this.messages.map((m, i) => (i === index ? message : m));
+  }
+  snapshot(thing) {
+    return structuredClone(thing);
+  }
+}
+
+class NodeChat extends AbstractChat {
+  constructor(options) {
+    super({ ...options, state: new PlainState() });
+  }
+}
+
+async function chat() {
+  const errors = [];
+  const finishes = [];
+  const session = new NodeChat({
+    id: request.chatId,
+    transport,
+    sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithToolCalls,
+    onError: (err) => errors.push(err.message ?? String(err)),
+    onFinish: ({ isAbort, isError, finishReason }) => finishes.push({ isAbort, isError, finishReason }),
+    onToolCall: ({ toolCall }) => {
+      // Not awaited: the SDK's own advice inside onToolCall.
+      session.addToolOutput({
+        tool: toolCall.toolName,
+        toolCallId: toolCall.toolCallId,
+        output: request.toolOutput,
+      });
+    },
+  });
+  await session.sendMessage({ text: request.text });
+  if (errors.length) fail(`the chat failed: ${errors.join("; ")}`);
+  return {
+    status: session.status,
+    messages: session.messages,
+    finishes,
+    responses: await finished(),
+  };
+}
+
+const timer = setTimeout(() => fail("no result within 60 s"), 60_000);
+const result = await { send, resume, chat }[mode]();
+clearTimeout(timer);
+process.stdout.write(`${JSON.stringify(result)}\n`);

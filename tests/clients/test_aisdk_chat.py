@@ -1,0 +1,307 @@
+"""The chat routes driven by the Vercel AI SDK's own client code (tests/clients/aisdk/chat.mjs):
+``DefaultChatTransport`` pointed at ``{base}/v1/chat``, and the SDK's ``AbstractChat`` (the
+class under ``useChat``) for a chat with a client-side tool.
+
+The stack is real processes: a Redis server of the test's own, a front-end, and a worker
+whose ``ANTHROPIC_BASE_URL`` is the local fake Anthropic server, scripted per test. Where a
+test needs a generation that is still running, the script holds the stream at a gate the
+test opens (or never opens), so nothing depends on timing: the test waits for the front-end
+to report its viewers (``/readyz``) before it goes on.
+
+Needs node >= 20 and the npm packages of tests/clients/aisdk; without them the test fails
+and says so. It never skips.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from broadcaster.core.embedded import EmbeddedRedis
+from tests.clients.test_aisdk import AISDK_DIR, _missing_prerequisites
+from tests.support.fake_anthropic import (
+    FakeAnthropicServer,
+    Script,
+    gate,
+    message,
+    text,
+    thinking,
+    tool_use,
+)
+from tests.support.procs import ROOT, Proc, start_frontend, start_worker
+
+SCRIPT = AISDK_DIR / "chat.mjs"
+CHUNKS = ["Stream", "ing ", "to every ", "tab."]
+TOOLS = [
+    {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "input_schema": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    }
+]
+
+
+@dataclass
+class Stack:
+    frontend: Proc
+    worker: Proc
+    anthropic: FakeAnthropicServer
+
+    @property
+    def api(self) -> str:
+        return f"{self.frontend.url}/v1/chat"
+
+    def logs(self) -> str:
+        return "\n".join(f"{p.name} log:\n{p.log()[-3000:]}" for p in (self.frontend, self.worker))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    missing = _missing_prerequisites()
+    if missing:
+        pytest.fail("the AI SDK chat test needs:\n  " + "\n  ".join(missing), pytrace=False)
+    tmp = tmp_path_factory.mktemp("aisdk-chat")
+    redis = EmbeddedRedis(tmp / "redis", persistent=False)
+    redis.start(reuse=False)
+    procs: list[Proc] = []
+    try:
+        with FakeAnthropicServer(api_key="test") as anthropic:
+            procs.append(start_frontend(redis.url, tmp, "frontend"))
+            env = {
+                "WORKER_PROVIDER": "anthropic",
+                "ANTHROPIC_BASE_URL": anthropic.base_url,
+                "ANTHROPIC_API_KEY": "test",
+            }
+            procs.append(start_worker(redis.url, tmp, "worker", env))
+            yield Stack(procs[0], procs[1], anthropic)
+            assert anthropic.errors == []
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        redis.stop()
+
+
+def node(mode: str, request: dict[str, Any]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        ["node", str(SCRIPT), mode],
+        cwd=str(ROOT),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(request))
+    proc.stdin.close()
+    proc.stdin = None  # written and closed: communicate() must not touch it
+    return proc
+
+
+def result(proc: subprocess.Popen[str], stack: Stack) -> dict[str, Any]:
+    try:
+        out, err = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        err += "\n(test: chat.mjs did not end within 90 s and was killed)"
+    assert proc.returncode == 0, f"chat.mjs: {proc.returncode}\n{err}\n{out}\n{stack.logs()}"
+    found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return found
+
+
+def run(mode: str, request: dict[str, Any], stack: Stack) -> dict[str, Any]:
+    return result(node(mode, request), stack)
+
+
+def user(words: str, mid: str = "u1") -> dict[str, Any]:
+    return {"id": mid, "role": "user", "parts": [{"type": "text", "text": words}]}
+
+
+def wait_for(what: str, check: Callable[[], bool], stack: Stack) -> None:
+    deadline = time.monotonic() + 30
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within 30 s\n{stack.logs()}"
+        time.sleep(0.05)
+
+
+def viewers(stack: Stack) -> int:
+    count: int = httpx.get(f"{stack.frontend.url}/readyz").json()["viewers"]
+    return count
+
+
+def held(opened: threading.Event, after_deltas: int = 2) -> Script:
+    """A reply with thinking and text, held at ``opened`` after a few text deltas."""
+    script = message(
+        [thinking(["Hm", "m."], signature="sig-chat"), text(CHUNKS)],
+        input_tokens=7,
+        output_tokens=11,
+    )
+    texts = [
+        i
+        for i, step in enumerate(script)
+        if getattr(step, "event", "") == "content_block_delta"
+        and step.data["delta"]["type"] == "text_delta"  # type: ignore[union-attr]
+    ]
+    script.insert(texts[after_deltas - 1] + 1, gate(opened))
+    return script
+
+
+def messages_of(stack: Stack, chat: str) -> dict[str, Any]:
+    found: dict[str, Any] = httpx.get(f"{stack.api}/{chat}/messages").json()
+    return found
+
+
+def test_send_streams_a_whole_message_and_resume_after_the_end_is_null(stack: Stack) -> None:
+    stack.anthropic.enqueue(message([text(CHUNKS)], input_tokens=5, output_tokens=4))
+    chat = "chat-send"
+    sent = run("send", {"api": stack.api, "chatId": chat, "messages": [user("Hi")]}, stack)
+    (post,) = sent["responses"]
+    assert post["status"] == 200 and post["ui_message_stream_header"] == "v1"
+    assert post["done"] is True
+    assert sent["chunk_types"][0] == "start" and sent["chunk_types"][-1] == "finish"
+    got = sent["message"]
+    assert got["id"] == post["generation"] and got["role"] == "assistant"
+    assert got["parts"] == [
+        {"type": "step-start"},
+        {"type": "text", "text": "".join(CHUNKS), "state": "done"},
+    ]
+    # The broadcaster's own fold of the chat is the message the SDK built.
+    listed = messages_of(stack, chat)
+    assert listed["status"] == "completed"
+    assert listed["messages"] == [user("Hi"), got]
+    resumed = run("resume", {"api": stack.api, "chatId": chat}, stack)
+    assert resumed["status"] == 204 and resumed["message"] is None
+
+
+def test_reconnect_during_the_generation_rebuilds_the_same_message(stack: Stack) -> None:
+    opened = threading.Event()
+    stack.anthropic.enqueue(held(opened))
+    chat = "chat-resume"
+    request = {"api": stack.api, "chatId": chat, "messages": [user("Hi again")]}
+    sender = node("send", {**request, "body": {"thinking": thinking_on(), "max_tokens": 4096}})
+    try:
+        wait_for("the first text", lambda: "text" in json.dumps(messages_of(stack, chat)), stack)
+        resumer = node("resume", request)
+        wait_for("the resuming tab", lambda: viewers(stack) == 2, stack)
+    finally:
+        opened.set()
+    sent, resumed = result(sender, stack), result(resumer, stack)
+    assert resumed["status"] == 200
+    assert resumed["responses"][0]["generation"] == sent["responses"][0]["generation"]
+    assert resumed["chunk_types"] == sent["chunk_types"]
+    assert resumed["message"] == sent["message"]
+    parts = sent["message"]["parts"]
+    assert [p["type"] for p in parts] == ["step-start", "reasoning", "text"]
+    assert parts[1]["providerMetadata"] == {"anthropic": {"signature": "sig-chat"}}
+    assert parts[2]["text"] == "".join(CHUNKS)
+    assert messages_of(stack, chat)["messages"][-1] == sent["message"]
+    assert run("resume", request, stack)["status"] == 204
+
+
+def thinking_on() -> dict[str, Any]:
+    return {"type": "enabled", "budget_tokens": 1024}
+
+
+def test_a_client_tool_result_continues_the_same_assistant_message(stack: Stack) -> None:
+    stack.anthropic.enqueue(
+        message(
+            [
+                thinking(["Need the weather."], signature="sig-tool"),
+                text(["Let me check."]),
+                tool_use("toolu_chat_1", "get_weather", ['{"city": ', '"Paris"}']),
+            ],
+            stop_reason="tool_use",
+        )
+    )
+    stack.anthropic.enqueue(message([text(["It is ", "sunny."])]))
+    chat = "chat-tools"
+    body = {"tools": TOOLS, "thinking": thinking_on(), "max_tokens": 4096}
+    request = {
+        "api": stack.api,
+        "chatId": chat,
+        "text": "Weather in Paris?",
+        "toolOutput": {"temperature": 22, "sky": "clear"},
+        "body": body,
+    }
+    done = run("chat", request, stack)
+    assert done["status"] == "ready", done
+    first, second = done["responses"]
+    assert first["status"] == second["status"] == 200
+    assert first["generation"] != second["generation"]
+    assert done["finishes"] == [
+        {"isAbort": False, "isError": False, "finishReason": "tool-calls"},
+        {"isAbort": False, "isError": False, "finishReason": "stop"},
+    ]
+    asked, answer = done["messages"]
+    assert asked["role"] == "user" and answer["role"] == "assistant"
+    # One assistant message over both generations: the second continued the first's id.
+    assert answer["id"] == first["generation"]
+    assert [p["type"] for p in answer["parts"]] == [
+        "step-start",
+        "reasoning",
+        "text",
+        "tool-get_weather",
+        "step-start",
+        "text",
+    ]
+    call = answer["parts"][3]
+    assert call["state"] == "output-available"
+    assert call["input"] == {"city": "Paris"}
+    assert call["output"] == {"temperature": 22, "sky": "clear"}
+    assert answer["parts"][-1]["text"] == "It is sunny."
+    # What the model was sent the second time: the signed thinking, the call, its result.
+    sent = stack.anthropic.requests[-1].body
+    assert sent["messages"][-2]["content"][0] == {
+        "type": "thinking",
+        "thinking": "Need the weather.",
+        "signature": "sig-tool",
+    }
+    assert sent["messages"][-1]["content"] == [
+        {
+            "type": "tool_result",
+            "tool_use_id": "toolu_chat_1",
+            "content": '{"temperature":22,"sky":"clear"}',
+        }
+    ]
+    assert messages_of(stack, chat)["messages"] == done["messages"]
+
+
+def test_stop_ends_the_message_with_abort_in_every_tab(stack: Stack) -> None:
+    never = threading.Event()
+    stack.anthropic.enqueue(held(never))
+    chat = "chat-stop"
+    request = {"api": stack.api, "chatId": chat, "messages": [user("Go on")]}
+    try:
+        tabs = [node("send", request)]
+        wait_for("the first text", lambda: "text" in json.dumps(messages_of(stack, chat)), stack)
+        tabs += [node("resume", request), node("resume", request)]
+        wait_for("three tabs", lambda: viewers(stack) == 3, stack)
+        stopped = httpx.post(f"{stack.api}/{chat}/stop")
+        assert stopped.status_code == 202, stopped.text
+        seen = [result(tab, stack) for tab in tabs]
+    finally:
+        never.set()
+    for tab in seen:
+        assert tab["chunk_types"][-1] == "abort", tab["chunk_types"]
+        assert tab["responses"][0]["done"] is True
+        assert tab["message"] == seen[0]["message"]
+    assert seen[0]["message"]["parts"][-1]["text"] == "".join(CHUNKS[:2])
+    assert messages_of(stack, chat)["status"] == "cancelled"
+    assert run("resume", request, stack)["status"] == 204
+
+
+def test_the_logs_hold_no_traceback(stack: Stack, tmp_path: Path) -> None:
+    assert "Traceback" not in stack.frontend.log() + stack.worker.log(), stack.logs()
