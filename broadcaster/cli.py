@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import ipaddress
 import logging
 import os
@@ -96,9 +97,28 @@ def _serve(args: argparse.Namespace) -> None:
         server.run()
 
 
+DEMO_TOOLS = "examples.tools:TOOLS"
+"""The tools the demo's worker runs unless ``WORKER_TOOLS`` names others: the examples,
+found from the repository's root (where ``make demo`` runs)."""
+
+
+def _demo_tools(tools: str | None) -> str | None:
+    if tools is not None:
+        return tools
+    try:
+        found = importlib.util.find_spec(DEMO_TOOLS.partition(":")[0]) is not None
+    except ImportError:
+        found = False
+    if not found:
+        log.warning("demo: no example tools (run it from the repository's root to have them)")
+        return None
+    return DEMO_TOOLS
+
+
 def _demo(args: argparse.Namespace) -> None:
     from worker.runner import Worker
     from worker.settings import WorkerSettings
+    from worker.tools import ToolSpecError, load_tools
 
     settings = _settings(args)
     wsettings = WorkerSettings()
@@ -107,11 +127,17 @@ def _demo(args: argparse.Namespace) -> None:
     exit_on_sigterm()
     if wsettings.served() == ("anthropic",) and not os.environ.get("ANTHROPIC_API_KEY"):
         wsettings = wsettings.model_copy(update={"provider": "fake", "providers": None})
+    wsettings = wsettings.model_copy(update={"tools": _demo_tools(wsettings.tools)})
+    try:
+        load_tools(wsettings.tools)  # a bad WORKER_TOOLS stops the demo before it starts
+    except ToolSpecError as exc:
+        raise SystemExit(f"demo: bad settings: {exc}") from None
     served = ",".join(wsettings.served())
     log.info(
-        "demo: the worker uses the %s provider%s",
+        "demo: the worker uses the %s provider%s, tools: %s",
         served,
         " (set ANTHROPIC_API_KEY for the real model)" if served == "fake" else "",
+        wsettings.tools or "none",
     )
     with redis_url(settings) as url:
         app = create_app(settings, url)

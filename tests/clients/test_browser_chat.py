@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from broadcaster.cli import DEMO_TOOLS
 from broadcaster.core.embedded import free_port
 from tests.support.browser import (
     ARTIFACTS,
@@ -31,11 +32,11 @@ from tests.support.browser import (
     stop_browser_leftovers,
 )
 from tests.support.nginx import Nginx, find_nginx
-from tests.support.procs import Proc, own_redis, start_frontend, start_worker
+from tests.support.procs import ROOT, Proc, own_redis, start_frontend, start_worker
 
 SCRIPT = BROWSER_DIR / "chat.mjs"
-DEMO_TOOLS = "examples.tools:tools"
-WORKER_ENV = {"WORKER_FAKE_DELAY_MS": "80", "WORKER_TOOLS": DEMO_TOOLS}
+# 80 ms a token: an answer streams for about 5 s, so a reload lands inside it.
+WORKER_ENV = {"WORKER_FAKE_DELAY_MS": "80", "WORKER_TOOLS": DEMO_TOOLS, "PYTHONPATH": str(ROOT)}
 
 
 def _texts(message: dict[str, Any]) -> str:
@@ -84,12 +85,14 @@ def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(tmp_path: Path) -> 
         )
         result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         chat = result["chat_id"]
+        requests = result["chat_requests"]
+        posts = [r for r in requests if r["method"] == "POST" and r["path"] == "/v1/chat"]
         with httpx.Client(base_url=nginx.url, timeout=10) as client:
             messages = client.get(f"/v1/chat/{chat}/messages").json()
             after_stop = client.get(f"/v1/chat/{chat}/stream")
-        (ARTIFACTS / "chat-browser.json").write_text(
-            json.dumps({"result": result, "messages": messages}, indent=2) + "\n"
-        )
+            generations = [client.get(f"/v1/generations/{r['generation']}").json() for r in posts]
+        found = {"result": result, "messages": messages, "generations": generations}
+        (ARTIFACTS / "chat-browser.json").write_text(json.dumps(found, indent=2) + "\n")
         print(f"\nbrowser chat run: {elapsed:.1f} s, screenshot: {screenshot}")
     finally:
         stop_browser_leftovers(profile)
@@ -100,8 +103,11 @@ def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(tmp_path: Path) -> 
         redis.stop()
 
     assert result["address"].endswith(f"#chat={chat}")
-    history = messages if isinstance(messages, list) else messages["messages"]
+    history = messages["messages"]
     assert [m["role"] for m in history] == ["user", "assistant"] * 3, history
+    # One generation a turn, each sent by one pane only (the other pane resumed it).
+    assert [r["phase"] for r in posts] == ["first", "tool", "stop"], result["chat_requests"]
+    assert [g["status"] for g in generations] == ["completed", "completed", "cancelled"]
 
     # 1. The reload came mid-answer, both panes resumed it (each with its own
     # GET /v1/chat/{id}/stream answered 200) and ended with the whole answer.
@@ -111,10 +117,10 @@ def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(tmp_path: Path) -> 
     user = {"id": history[0]["id"], "role": "user", "text": result["first_prompt"], "tools": []}
     assert first[0] == user
     assert first[1]["id"] == history[1]["id"] == before[1]["id"]
-    assert answer == _texts(history[1]) and answer.startswith("You said: " + result["first_prompt"])
+    assert answer == generations[0]["text"] == _texts(history[1])
+    assert answer.startswith("You said: " + result["first_prompt"])
     assert 0 < len(before[1]["text"]) < len(answer), (before[1], answer)
     assert answer.startswith(before[1]["text"])
-    requests = result["chat_requests"]
     resumes = [r for r in requests if r["phase"] == "reloaded" and r["path"].endswith("/stream")]
     assert [r["status"] for r in resumes] == [200, 200], requests
     assert [p["outcome_text"] for p in result["first"]] == ["finished: stop"] * 2
@@ -126,14 +132,17 @@ def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(tmp_path: Path) -> 
     assert tool["state"] == "output-available" and tool["output"], tool
     [stored] = [p for p in history[3]["parts"] if p.get("toolCallId") == tool["call_id"]]
     assert stored["state"] == "output-available"
-    assert json.loads(tool["output"]) == stored["output"] or tool["output"] == stored["output"]
-    assert tool_turn[3]["text"] == _texts(history[3]) and tool_turn[3]["text"]
+    assert json.loads(tool["output"]) == stored["output"]
+    assert tool["name"] == "roll_dice" and set(stored["output"]) == {"rolls", "total"}
+    assert tool_turn[3]["text"] == _texts(history[3]) == generations[1]["text"]
+    assert tool_turn[3]["text"]
 
     # 3. Stop: the answer ended with `abort` in both panes, shorter than a whole answer.
     stopped = _same_in_both_panes(result["stopped"], "after stop")
     assert [p["outcome"] for p in result["stopped"]] == ["abort", "abort"]
-    assert stopped[5]["text"] and stopped[5]["text"] == _texts(history[5])
-    assert stopped[5]["text"].startswith("You said: " + result["third_prompt"])
+    assert stopped[5]["text"] == _texts(history[5]) == generations[2]["text"]
+    echo, cut = "You said: " + result["third_prompt"] + "\n", stopped[5]["text"]
+    assert cut and (echo.startswith(cut) or cut.startswith(echo)), cut
     assert after_stop.status_code == 204  # nothing is running any more
 
     assert result["page_errors"] == []

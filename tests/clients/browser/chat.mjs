@@ -133,7 +133,8 @@ async function run() {
   page.on("response", (r) => {
     const path = new URL(r.url()).pathname;
     if (path.startsWith("/v1/chat")) {
-      chatRequests.push({ phase, method: r.request().method(), path, status: r.status() });
+      const generation = r.headers()["x-generation-id"] || null;
+      chatRequests.push({ phase, method: r.request().method(), path, status: r.status(), generation });
     }
   });
 

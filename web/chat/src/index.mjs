@@ -12,9 +12,13 @@ import { ChatPane } from "./pane.mjs";
 const API = "/v1/chat";
 const LAST_CHAT = "broadcaster-demo-chat";
 
+const created = new Set(); // chats this page made: the server knows nothing of them yet
+
 function newChatId() {
   const bytes = crypto.getRandomValues(new Uint8Array(16)); // 128 random bits
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  const id = btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  created.add(id);
+  return id;
 }
 
 async function failure(res) {
@@ -77,8 +81,11 @@ class ChatSession {
     }
   }
 
+  // The chat's messages as the server holds them; none for a chat it does not know (yet,
+  // or any more: chats expire).
   async messages() {
     const res = await fetch(this.url("/messages"), { headers: await this.headers() });
+    if (res.status === 404) return [];
     if (!res.ok) throw await failure(res);
     const body = await res.json();
     return Array.isArray(body) ? body : body.messages;
@@ -143,7 +150,8 @@ function main() {
     if (session) session.close();
     root.querySelector("#chat-id").textContent = chatId;
     session = new ChatSession(root, chatId);
-    session.followAll(); // a reload, or a chat opened from its address: resume it
+    // A reload, or a chat opened from its address: show it and resume its answer.
+    if (!created.has(chatId)) session.followAll();
   }
 
   root.querySelector("#new-chat").addEventListener("click", () => {
