@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from broadcaster.cli import DEMO_TOOLS
+from broadcaster.core.auth import hash_key
 from broadcaster.core.embedded import free_port
 from tests.support.browser import (
     ARTIFACTS,
@@ -37,6 +38,11 @@ from tests.support.procs import ROOT, Proc, own_redis, start_frontend, start_wor
 SCRIPT = BROWSER_DIR / "chat.mjs"
 # 80 ms a token: an answer streams for about 5 s, so a reload lands inside it.
 WORKER_ENV = {"WORKER_FAKE_DELAY_MS": "80", "WORKER_TOOLS": DEMO_TOOLS, "PYTHONPATH": str(ROOT)}
+API_KEY = "browser-chat-test-key"
+SECURED = {  # the front-ends' access control
+    "BROADCASTER_API_KEYS": hash_key(API_KEY),
+    "BROADCASTER_TOKEN_SECRET": "browser-chat-test-secret-0123456789",
+}
 
 
 def _texts(message: dict[str, Any]) -> str:
@@ -52,48 +58,66 @@ def _same_in_both_panes(panes: list[dict[str, Any]], when: str) -> list[dict[str
     return messages
 
 
-def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(tmp_path: Path) -> None:
-    missing = missing_prerequisites()
-    if missing:
-        pytest.fail("the browser test needs:\n  " + "\n  ".join(missing), pytrace=False)
-    nginx_binary = find_nginx()
+def _api_view(base_url: str, result: dict[str, Any], key: str | None) -> dict[str, Any]:
+    """What the API says of the chat and of the generation each turn started (with the
+    API key, and viewer tokens minted with it, when access control is on)."""
+    auth = {"authorization": f"Bearer {key}"} if key else {}
+    posts = [
+        r for r in result["chat_requests"] if r["method"] == "POST" and r["path"] == "/v1/chat"
+    ]
+    chat = result["chat_id"]
+    with httpx.Client(base_url=base_url, timeout=10, headers=auth) as client:
+        generations = []
+        for gid in (r["generation"] for r in posts):
+            viewer = {}
+            if key:
+                minted = client.post(f"/v1/streams/{gid}/tokens").json()
+                viewer = {"authorization": f"Bearer {minted['viewer_token']}"}
+            generations.append(client.get(f"/v1/generations/{gid}", headers=viewer).json())
+        return {
+            "posts": posts,
+            "messages": client.get(f"/v1/chat/{chat}/messages").json()["messages"],
+            "stream_after_stop": client.get(f"/v1/chat/{chat}/stream").status_code,
+            "generations": generations,
+        }
 
+
+def _run(
+    tmp_path: Path, key: str | None, screenshot: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The stack (with access control when there is a ``key``), chat.mjs against it
+    through nginx (typing the key into the page), and the API's view afterwards."""
+    env = SECURED if key else {}
+    nginx_binary = find_nginx()
     redis = own_redis(tmp_path / "redis")
     procs: list[Proc] = []
     nginx: Nginx | None = None
     profile = tmp_path / "chromium-profile"
-    ARTIFACTS.mkdir(exist_ok=True)
-    screenshot = ARTIFACTS / "chat-browser.png"
-    screenshot.unlink(missing_ok=True)
     started = time.monotonic()
     try:
-        frontends = [start_frontend(redis.url, tmp_path, f"frontend-{i}") for i in (1, 2)]
+        frontends = [start_frontend(redis.url, tmp_path, f"frontend-{i}", env) for i in (1, 2)]
         procs.extend(frontends)
         procs.append(start_worker(redis.url, tmp_path, "worker", WORKER_ENV))
-        ports = [f.port for f in frontends if f.port]
+        ports = [f.port or 0 for f in frontends]
         nginx = Nginx(nginx_binary, tmp_path / "nginx", free_port(), ports)
         nginx.start()
-
         code, out, err = run_node_script(
-            SCRIPT, [nginx.url, str(screenshot), str(profile)], timeout=120
+            SCRIPT,
+            [nginx.url, str(screenshot), str(profile)],
+            timeout=120,
+            env={"BROWSER_CHAT_API_KEY": key or ""},
         )
-        elapsed = time.monotonic() - started
         assert code == 0, (
             f"chat.mjs exited with {code}\nstderr:\n{err}\nstdout:\n{out}\n"
             + "".join(f"{p.name} log:\n{p.log()[-3000:]}\n" for p in procs)
             + f"nginx log:\n{nginx.log()[-2000:]}"
         )
         result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-        chat = result["chat_id"]
-        requests = result["chat_requests"]
-        posts = [r for r in requests if r["method"] == "POST" and r["path"] == "/v1/chat"]
-        with httpx.Client(base_url=nginx.url, timeout=10) as client:
-            messages = client.get(f"/v1/chat/{chat}/messages").json()
-            after_stop = client.get(f"/v1/chat/{chat}/stream")
-            generations = [client.get(f"/v1/generations/{r['generation']}").json() for r in posts]
-        found = {"result": result, "messages": messages, "generations": generations}
-        (ARTIFACTS / "chat-browser.json").write_text(json.dumps(found, indent=2) + "\n")
-        print(f"\nbrowser chat run: {elapsed:.1f} s, screenshot: {screenshot}")
+        api = _api_view(nginx.url, result, key)
+        found = {"result": result, "api": api}
+        screenshot.with_suffix(".json").write_text(json.dumps(found, indent=2) + "\n")
+        print(f"\nbrowser chat run: {time.monotonic() - started:.1f} s, screenshot: {screenshot}")
+        return result, api
     finally:
         stop_browser_leftovers(profile)
         if nginx is not None:
@@ -102,12 +126,29 @@ def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(tmp_path: Path) -> 
             p.stop()
         redis.stop()
 
+
+@pytest.mark.parametrize("access", ["open", "chat-tokens"])
+def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(tmp_path: Path, access: str) -> None:
+    missing = missing_prerequisites()
+    if missing:
+        pytest.fail("the browser test needs:\n  " + "\n  ".join(missing), pytrace=False)
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / f"chat-browser-{access}.png"
+    screenshot.unlink(missing_ok=True)
+    result, api = _run(tmp_path, API_KEY if access == "chat-tokens" else None, screenshot)
+
+    chat, requests, history = result["chat_id"], result["chat_requests"], api["messages"]
+    generations = api["generations"]
     assert result["address"].endswith(f"#chat={chat}")
-    history = messages["messages"]
     assert [m["role"] for m in history] == ["user", "assistant"] * 3, history
     # One generation a turn, each sent by one pane only (the other pane resumed it).
-    assert [r["phase"] for r in posts] == ["first", "tool", "stop"], result["chat_requests"]
+    assert [r["phase"] for r in api["posts"]] == ["first", "tool", "stop"], requests
     assert [g["status"] for g in generations] == ["completed", "completed", "cancelled"]
+    # With access control, the page minted one chat token (with the key typed into it)
+    # and used it for everything, the reload included; the browser never sent the key
+    # to the chat routes.
+    minted = [r["status"] for r in requests if r["path"].endswith("/tokens")]
+    assert minted == ([200] if access == "chat-tokens" else []), requests
 
     # 1. The reload came mid-answer, both panes resumed it (each with its own
     # GET /v1/chat/{id}/stream answered 200) and ended with the whole answer.
@@ -143,12 +184,11 @@ def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(tmp_path: Path) -> 
     assert stopped[5]["text"] == _texts(history[5]) == generations[2]["text"]
     echo, cut = "You said: " + result["third_prompt"] + "\n", stopped[5]["text"]
     assert cut and (echo.startswith(cut) or cut.startswith(echo)), cut
-    assert after_stop.status_code == 204  # nothing is running any more
+    assert api["stream_after_stop"] == 204  # nothing is running any more
 
     assert result["page_errors"] == []
     assert result["http_errors"] == []
     others = [e for e in result["console_errors"] if not e["url"].endswith("/favicon.ico")]
     assert others == [], others
-
     width, height = png_size(screenshot)
     assert width >= 1000 and height >= 600, (width, height)

@@ -48,12 +48,15 @@ def missing_prerequisites() -> list[str]:
     return missing
 
 
-def run_node_script(script: Path, args: list[str], timeout: float) -> tuple[int, str, str]:
+def run_node_script(
+    script: Path, args: list[str], timeout: float, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     """Run a browser script to its end: (exit code, stdout, stderr). One that hangs gets
     SIGTERM (playwright then closes its browser), then SIGKILL."""
     node = subprocess.Popen(
         ["node", str(script), *args],
         cwd=str(ROOT),
+        env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,

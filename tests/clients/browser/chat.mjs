@@ -7,7 +7,8 @@
 //      reloaded, and both panes must resume the answer and finish it;
 //   2. pane 2 asks for the worker's tool (the page's own suggestion);
 //   3. pane 1 sends a message and, mid-answer, pane 2's Stop ends it.
-// After each turn it records what every pane shows. It prints ONE line of JSON and saves
+// With BROWSER_CHAT_API_KEY set, it first types that key into the page (a deployment with
+// access control). After each turn it records what every pane shows. It prints ONE line of JSON and saves
 // a full-page screenshot (and one of the answer resumed after the reload, next to it).
 //
 // Uses playwright-core with Debian's /usr/bin/chromium. Exits non-zero, with a message on
@@ -18,6 +19,9 @@ import { dirname } from "node:path";
 import { openDemoPage, runToEnd, startScript } from "./common.mjs";
 
 const TIMEOUT_MS = 90_000;
+// On a deployment with access control: the API key typed into the page, which mints a
+// chat token with it.
+const API_KEY = process.env.BROWSER_CHAT_API_KEY || "";
 const FIRST = "Tell me how a reload resumes this answer, <b>both</b> panes & all.";
 const THIRD = "Now a long answer, to be stopped halfway.";
 
@@ -155,6 +159,7 @@ async function run() {
   );
   const chatId = (await page.textContent("#chat-id")).trim();
   const address = page.url();
+  if (API_KEY) await page.fill("#chat-api-key", API_KEY, { timeout: remaining() });
 
   // 1. A message, a reload mid-answer, and the answer resumed in both panes.
   step = "sending the first message from pane 1";

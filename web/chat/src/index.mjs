@@ -60,16 +60,26 @@ class ChatSession {
     });
     if (!res.ok) throw await failure(res);
     const body = await res.json();
-    const token = body.chat_token || body.token || body.viewer_token;
-    sessionStorage.setItem(this.tokenKey, token);
-    return token;
+    sessionStorage.setItem(this.tokenKey, JSON.stringify([body.chat_token, body.token_expires_at]));
+    return body.chat_token;
+  }
+
+  // A token minted earlier for this chat (it outlives a reload), unless it expires within
+  // the next minute.
+  storedToken() {
+    try {
+      const [token, expires] = JSON.parse(sessionStorage.getItem(this.tokenKey) || "[]");
+      return token && expires * 1000 > Date.now() + 60_000 ? token : null;
+    } catch {
+      return null;
+    }
   }
 
   // Headers for every request of this chat: none on an open deployment; else a chat
-  // token minted once with the API key typed into the page (a real app's backend would
-  // mint it and never show the browser a key).
+  // token minted with the API key typed into the page (a real app's backend would mint
+  // it and never show the browser a key).
   async headers() {
-    const stored = sessionStorage.getItem(this.tokenKey);
+    const stored = this.storedToken();
     if (stored) return { Authorization: `Bearer ${stored}` };
     const key = (document.querySelector("#chat-api-key") || {}).value || "";
     if (!key.trim()) return {};
