@@ -270,6 +270,23 @@ async def test_invalid_submits_are_422_naming_the_field(
     assert named in resp.text, (why, resp.text)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"id": "c1", "trigger": "submit-message", "messages": [{"id": "u", "role": "user",'
+        b' "parts": [{"type": "text", "text": "x", "extra": NaN}]}]}',
+        b'{"id": "c1", "trigger": "submit-message", "messages": [{"id": "\\udfff", "role":'
+        b' "user", "parts": [{"type": "text", "text": "x"}]}]}',
+    ],
+    ids=["NaN", "lone surrogate"],
+)
+async def test_what_json_cannot_store_is_422(idle: Proc, raw: bytes) -> None:
+    async with httpx.AsyncClient(base_url=idle.url, timeout=10) as client:
+        resp = await client.post("/v1/chat", content=raw)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"] == "invalid_request"
+
+
 async def test_a_body_over_the_chat_limit_is_413(idle: Proc) -> None:
     body = chat_body(new_chat(), user("x" * 5000))
     async with httpx.AsyncClient(base_url=idle.url, timeout=10) as client:

@@ -74,12 +74,14 @@ def _body_id(body: Any) -> str:
 def _job(body: Any, settings: Settings) -> tuple[ChatBody, dict[str, Any]]:
     """The checked chat body and the generation request it converts to; 422 naming what
     is wrong."""
+    # The body itself is stored (the chat's messages): NaN or a lone surrogate anywhere
+    # in it could not be.
+    strict_json(body)
     try:
         chat = parse_body(body)
         job = to_request(chat, settings.request_defaults())
     except RequestInvalid as exc:
         raise ApiError(422, "invalid_request", exc.message, details=exc.details) from None
-    strict_json(job)
     return chat, job
 
 
