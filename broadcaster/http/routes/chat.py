@@ -37,7 +37,7 @@ from broadcaster.http.resources import (
 )
 from broadcaster.http.routes.generations import abort, admit, launch
 from broadcaster.http.routes.streams import stream_response
-from broadcaster.http.routes.tokens import requested_ttl
+from broadcaster.http.routes.tokens import minted
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import new_stream_id
 
@@ -237,8 +237,4 @@ async def mint_chat_token(
     chat_id: str, request: Request, settings: SettingsDep, access: AccessDep
 ) -> JSONResponse:
     """A chat token for one chat, for an app's backend to hand to its browser."""
-    if access.token_secret is None:
-        raise ApiError(409, "tokens_disabled", "no BROADCASTER_TOKEN_SECRET is configured")
-    ttl = await requested_ttl(request, settings)
-    token, expires = auth.mint_chat_token(access.token_secret, chat_id, ttl)
-    return JSONResponse({"chat_token": token, "token_expires_at": expires})
+    return await minted(request, settings, access, auth.mint_chat_token, chat_id, name="chat_token")

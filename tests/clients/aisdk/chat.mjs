@@ -23,19 +23,10 @@ import {
   AbstractChat,
   DefaultChatTransport,
   lastAssistantMessageIsCompleteWithToolCalls,
-  readUIMessageStream,
 } from "ai";
+import { assemble, failer } from "./assemble.mjs";
 
-function fail(msg, err) {
-  let detail = "";
-  if (err) {
-    detail = `\n${err.name ?? "Error"}: ${err.message ?? String(err)}`;
-    if (err.value !== undefined) detail += `\nrejected value: ${JSON.stringify(err.value)}`;
-    if (err.cause) detail += `\ncause: ${err.cause.message ?? String(err.cause)}`;
-  }
-  process.stderr.write(`chat.mjs: ${msg}${detail}\n`);
-  process.exit(1);
-}
+const fail = failer("chat.mjs");
 
 const mode = process.argv[2];
 if (!["send", "resume", "chat"].includes(mode)) {
@@ -78,35 +69,6 @@ const transport = new DefaultChatTransport({
   fetch: watchingFetch,
 });
 
-async function assemble(chunks) {
-  const chunkTypes = [];
-  const counted = chunks.pipeThrough(
-    new TransformStream({
-      transform(chunk, controller) {
-        chunkTypes.push(chunk.type);
-        controller.enqueue(chunk);
-      },
-    }),
-  );
-  let message;
-  let problem;
-  try {
-    for await (const m of readUIMessageStream({
-      stream: counted,
-      terminateOnError: true,
-      onError: (err) => {
-        problem = err;
-      },
-    })) {
-      message = m;
-    }
-  } catch (err) {
-    fail("the AI SDK rejected the stream", err);
-  }
-  if (problem) fail("the AI SDK could not assemble the message", problem);
-  return { message: message ?? null, chunk_types: chunkTypes };
-}
-
 async function finished() {
   await Promise.all(responses.map((r) => r.rawDone));
   return responses.map(({ rawDone, ...rest }) => rest);
@@ -125,7 +87,7 @@ async function send() {
   } catch (err) {
     fail(`POST ${request.api} failed`, err);
   }
-  const out = await assemble(chunks);
+  const out = await assemble(chunks, fail);
   return { ...out, responses: await finished() };
 }
 
@@ -137,7 +99,7 @@ async function resume() {
     fail(`GET ${request.api}/${request.chatId}/stream failed`, err);
   }
   if (chunks === null) return { status: 204, message: null, responses: await finished() };
-  const out = await assemble(chunks);
+  const out = await assemble(chunks, fail);
   return { status: 200, ...out, responses: await finished() };
 }
 
