@@ -8,6 +8,7 @@ deployment, whose worker runs the fake provider.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -136,6 +137,22 @@ async def test_submit_answers_with_the_stream_and_a_second_submit_is_409(idle: P
         status = (await client.get(f"/v1/generations/{generation}")).json()
         assert status["status"] == "queued"
         assert status["id"] == generation
+
+
+async def test_of_submits_racing_on_one_chat_exactly_one_starts(idle: Proc) -> None:
+    chat = new_chat()
+
+    async def submit(client: httpx.AsyncClient) -> int:
+        async with opened(client, "POST", "/v1/chat", json=chat_body(chat)) as (resp, _):
+            return resp.status_code
+
+    async with httpx.AsyncClient(base_url=idle.url, timeout=10) as client:
+        statuses = await asyncio.gather(*(submit(client) for _ in range(8)))
+        assert sorted(statuses) == [200] + [409] * 7, statuses
+        listed = (await client.get(f"/v1/chat/{chat}/messages")).json()
+        # The one that started is the chat's generation, and it is queued once.
+        queued = (await client.get(f"/v1/generations/{listed['generation_id']}")).json()
+        assert queued["status"] == "queued"
 
 
 async def test_resume_streams_the_running_generation_then_204_once_stopped(idle: Proc) -> None:

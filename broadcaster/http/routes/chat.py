@@ -35,7 +35,7 @@ from broadcaster.http.resources import (
     MetricsDep,
     SettingsDep,
 )
-from broadcaster.http.routes.generations import abort, admit, launch
+from broadcaster.http.routes.generations import abort, admit, create
 from broadcaster.http.routes.streams import stream_response
 from broadcaster.http.routes.tokens import minted
 from broadcaster.http.settings import Settings
@@ -134,10 +134,14 @@ async def submit(
     await _make_way(event_log, chat, record)
     generation = new_stream_id()
     job["ui_message_id"] = response_message_id(chat.messages, generation)
+    # Created before the chat names it, queued after: a submit that reads the record
+    # meanwhile finds a generation that runs, never one that does not exist yet.
+    await create(generations, generation, job)
     new = ChatRecord(generation, job["ui_message_id"], body["messages"])
     if not await chats.submit(chat.id, record.generation if record else None, new):
+        await generations.discard(generation)
         raise ApiError(409, "chat_busy", f"another request started chat {chat.id!r} meanwhile")
-    await launch(generations, jobs, generation, job)
+    await jobs.enqueue(generation, job["provider"])
     return await stream_response(request, generation, None, {GENERATION_HEADER: generation})
 
 
