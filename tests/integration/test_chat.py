@@ -18,8 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
+import redis as redis_sync
 
-from broadcaster.core import auth
+from broadcaster.core import auth, keys
 from broadcaster.core.embedded import EmbeddedRedis
 from tests.support.procs import (
     Deployment,
@@ -198,6 +199,29 @@ async def test_regenerate_cancels_the_running_generation_and_replaces_it(idle: P
         assert [e.event for e in old_events.typed()] == ["abort"]
         listed = (await client.get(f"/v1/chat/{chat}/messages")).json()
         assert listed["generation_id"] == new and listed["status"] == "queued"
+
+
+async def test_a_chat_expires_with_its_latest_generation(
+    idle: Proc, idle_redis: EmbeddedRedis
+) -> None:
+    chat = new_chat()
+    store = redis_sync.Redis.from_url(idle_redis.url)
+    try:
+        async with httpx.AsyncClient(base_url=idle.url, timeout=10) as client:
+            async with opened(client, "POST", "/v1/chat", json=chat_body(chat)) as (resp, _):
+                generation = resp.headers["x-generation-id"]
+            ttl = store.ttl(keys.chat_key(chat))
+            assert 0 < ttl <= keys.chat_ttl(keys.IDLE_TTL, keys.ENDED_TTL)
+            assert store.ttl(keys.meta_key(generation)) <= ttl
+            # The generation expires (as Redis would expire its keys): so does the chat.
+            store.delete(*keys.stream_keys(generation))
+            assert (await client.get(f"/v1/chat/{chat}/stream")).status_code == 204
+            gone = await client.get(f"/v1/chat/{chat}/messages")
+            assert gone.status_code == 404 and "expired" in gone.json()["message"]
+            assert not store.exists(keys.chat_key(chat))
+            assert (await client.post(f"/v1/chat/{chat}/stop")).status_code == 404
+    finally:
+        store.close()
 
 
 async def test_unknown_chats_and_bad_ids(idle: Proc) -> None:
