@@ -1,7 +1,7 @@
 // Drives the broadcaster's chat routes (/v1/chat) with the Vercel AI SDK's own client code,
 // as useChat does, and prints what the SDK made of them as one JSON line on stdout.
 //
-//   node tests/clients/aisdk/chat.mjs send|resume|chat < request.json
+//   node tests/clients/aisdk/chat.mjs send|resume|reload|chat < request.json
 //
 // The request (JSON on stdin) holds `api` (the broadcaster's {base}/v1/chat), `chatId`, and
 // `headers` (sent with every request, e.g. a chat token). Modes:
@@ -10,6 +10,9 @@
 //           answer assembled by readUIMessageStream: what useChat's sendMessage reads.
 //   resume  DefaultChatTransport.reconnectToStream(), what useChat({resume: true}) calls on
 //           load: prints {"status":204,...} when it returns null, else the message.
+//   reload  a page that reloads: AbstractChat holding `messages` (what the page fetched
+//           from GET /v1/chat/{id}/messages) calls resumeStream(), as
+//           useChat({messages, resume: true}) does on mount; prints chat.messages.
 //   chat    the SDK's own AbstractChat (the class under useChat) with
 //           sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithToolCalls, whose
 //           onToolCall answers every tool call with `toolOutput` (a client-side tool):
@@ -29,8 +32,8 @@ import { assemble, failer } from "./assemble.mjs";
 const fail = failer("chat.mjs");
 
 const mode = process.argv[2];
-if (!["send", "resume", "chat"].includes(mode)) {
-  process.stderr.write("usage: node chat.mjs send|resume|chat < request.json\n");
+if (!["send", "resume", "reload", "chat"].includes(mode)) {
+  process.stderr.write("usage: node chat.mjs send|resume|reload|chat < request.json\n");
   process.exit(2);
 }
 let input = "";
@@ -104,10 +107,10 @@ async function resume() {
 }
 
 class PlainState {
-  constructor() {
+  constructor(messages = []) {
     this.status = "ready";
     this.error = undefined;
-    this.messages = [];
+    this.messages = messages;
   }
   pushMessage(message) {
     this.messages = [...this.messages, message];
@@ -124,9 +127,22 @@ class PlainState {
 }
 
 class NodeChat extends AbstractChat {
-  constructor(options) {
-    super({ ...options, state: new PlainState() });
+  constructor({ messages, ...options }) {
+    super({ ...options, state: new PlainState(messages) });
   }
+}
+
+async function reload() {
+  const errors = [];
+  const session = new NodeChat({
+    id: request.chatId,
+    messages: request.messages,
+    transport,
+    onError: (err) => errors.push(err.message ?? String(err)),
+  });
+  await session.resumeStream();
+  if (errors.length) fail(`the resumed chat failed: ${errors.join("; ")}`);
+  return { status: session.status, messages: session.messages, responses: await finished() };
 }
 
 async function chat() {
@@ -158,6 +174,6 @@ async function chat() {
 }
 
 const timer = setTimeout(() => fail("no result within 60 s"), 60_000);
-const result = await { send, resume, chat }[mode]();
+const result = await { send, resume, reload, chat }[mode]();
 clearTimeout(timer);
 process.stdout.write(`${JSON.stringify(result)}\n`);
