@@ -353,6 +353,13 @@ async def test_cors_preflight_for_the_transport(idle: Proc) -> None:
         resumed = await client.get(f"/v1/chat/{chat}/stream", headers={"origin": ORIGIN})
         assert resumed.status_code == 204
         assert resumed.headers["access-control-allow-origin"] == ORIGIN
+        assert resumed.headers["access-control-expose-headers"] == "x-generation-id"
+        posted = opened(
+            client, "POST", "/v1/chat", json=chat_body(chat), headers={"origin": ORIGIN}
+        )
+        async with posted as (resp, _):
+            assert resp.status_code == 200
+            assert resp.headers["access-control-allow-origin"] == ORIGIN
         other = await client.options("/v1/chat", headers={**headers, "origin": "https://evil"})
         assert other.status_code == 400
         assert "access-control-allow-origin" not in other.headers
