@@ -149,8 +149,10 @@ async def _chat(request: Request, chats: Chats, chat_id: str) -> ChatRecord | No
     """The chat's record, after its id and the caller's access are checked."""
     check_chat_id(chat_id)
     await check_chat(request, chat_id, None)
-    current_stream.set(chat_id)
-    return await chats.get(chat_id)
+    record = await chats.get(chat_id)
+    if record is not None:  # log lines of this request name the generation it serves
+        current_stream.set(record.generation)
+    return record
 
 
 @router.get(
