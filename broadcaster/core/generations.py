@@ -48,6 +48,10 @@ class Generations:
         await self.log.redis.delete(keys.log_key(stream_id), keys.text_key(stream_id))
         return True
 
+    async def discard(self, stream_id: str) -> None:
+        """Delete a generation that was created but never queued (nobody saw it)."""
+        await self.log.redis.delete(*keys.stream_keys(stream_id))
+
     async def claim(self, stream_id: str, owner: str) -> Claim | None:
         """Make ``owner`` the only writer of a generation and count the attempt.
 

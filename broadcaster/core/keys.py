@@ -69,6 +69,13 @@ def chat_key(chat_id: str) -> str:
     return f"{PREFIX}:{{{_group(chat_id)}}}:{chat_id}:chat"
 
 
+def chat_ttl(idle_ttl: int, ended_ttl: int) -> int:
+    """A chat's record lives as long as its latest generation can (idle while it runs,
+    then ended): set again at every submit. A record that outlives its generation anyway
+    counts as no chat (the routes check the generation)."""
+    return idle_ttl + ended_ttl
+
+
 JOBS_TAG = "{jobs}"
 """The hash tag of the job queues and the providers' advertisements: in a Cluster they all
 live on one node, so one ``XREADGROUP`` reads every queue a worker serves, and the

@@ -92,5 +92,7 @@ def cors_options(settings: Settings) -> dict[str, Any] | None:
         "allow_methods": ["GET", "POST"],
         # user-agent: some AI SDK versions set their own, which browsers preflight.
         "allow_headers": ["authorization", "content-type", "last-event-id", "user-agent"],
+        # The generation a chat's stream carries, for a page that wants its status.
+        "expose_headers": ["x-generation-id"],
         "max_age": 600,
     }

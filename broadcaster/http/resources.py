@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 from redis.asyncio import Redis
 
-from broadcaster.core import connection
+from broadcaster.core import connection, keys
 from broadcaster.core.chats import Chats
 from broadcaster.core.generations import Generations
 from broadcaster.core.jobs import JobQueue
@@ -57,8 +57,8 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
             app.state.generations = Generations(event_log)
             app.state.hub = hub
             app.state.jobs = JobQueue(redis)
-            # A chat's record lasts as long as its latest generation can.
-            app.state.chats = Chats(redis, settings.idle_ttl_seconds + settings.ended_ttl_seconds)
+            chat_ttl = keys.chat_ttl(settings.idle_ttl_seconds, settings.ended_ttl_seconds)
+            app.state.chats = Chats(redis, chat_ttl)
             yield
     finally:
         await redis.aclose()

@@ -211,6 +211,29 @@ def test_reconnect_during_the_generation_rebuilds_the_same_message(stack: Stack)
     assert run("resume", request, stack)["status"] == 204
 
 
+def test_a_page_reloaded_mid_answer_shows_the_history_then_the_rest(stack: Stack) -> None:
+    """``useChat({messages: <GET /messages>, resume: true})``: the assistant message the
+    page starts with is the partial one, and the replay replaces it (same id): no
+    duplicate, nothing lost."""
+    opened = threading.Event()
+    stack.anthropic.enqueue(held(opened))
+    chat = "chat-reload"
+    request = {"api": stack.api, "chatId": chat, "messages": [user("Reload me")]}
+    sender = node("send", request)
+    try:
+        wait_for("the first text", lambda: "text" in json.dumps(messages_of(stack, chat)), stack)
+        so_far = messages_of(stack, chat)["messages"]
+        assert so_far[-1]["parts"][-1]["state"] == "streaming"
+        page = node("reload", {**request, "messages": so_far})
+        wait_for("the reloaded page", lambda: viewers(stack) == 2, stack)
+    finally:
+        opened.set()
+    sent, reloaded = result(sender, stack), result(page, stack)
+    assert reloaded["status"] == "ready"
+    assert reloaded["messages"] == [user("Reload me"), sent["message"]]
+    assert messages_of(stack, chat)["messages"] == reloaded["messages"]
+
+
 def thinking_on() -> dict[str, Any]:
     return {"type": "enabled", "budget_tokens": 1024}
 

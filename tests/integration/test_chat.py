@@ -8,6 +8,7 @@ deployment, whose worker runs the fake provider.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -17,8 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
+import redis as redis_sync
 
-from broadcaster.core import auth
+from broadcaster.core import auth, keys
 from broadcaster.core.embedded import EmbeddedRedis
 from tests.support.procs import (
     Deployment,
@@ -138,6 +140,22 @@ async def test_submit_answers_with_the_stream_and_a_second_submit_is_409(idle: P
         assert status["id"] == generation
 
 
+async def test_of_submits_racing_on_one_chat_exactly_one_starts(idle: Proc) -> None:
+    chat = new_chat()
+
+    async def submit(client: httpx.AsyncClient) -> int:
+        async with opened(client, "POST", "/v1/chat", json=chat_body(chat)) as (resp, _):
+            return resp.status_code
+
+    async with httpx.AsyncClient(base_url=idle.url, timeout=10) as client:
+        statuses = await asyncio.gather(*(submit(client) for _ in range(8)))
+        assert sorted(statuses) == [200] + [409] * 7, statuses
+        listed = (await client.get(f"/v1/chat/{chat}/messages")).json()
+        # The one that started is the chat's generation, and it is queued once.
+        queued = (await client.get(f"/v1/generations/{listed['generation_id']}")).json()
+        assert queued["status"] == "queued"
+
+
 async def test_resume_streams_the_running_generation_then_204_once_stopped(idle: Proc) -> None:
     chat = new_chat()
     async with httpx.AsyncClient(base_url=idle.url, timeout=10) as client:
@@ -181,6 +199,29 @@ async def test_regenerate_cancels_the_running_generation_and_replaces_it(idle: P
         assert [e.event for e in old_events.typed()] == ["abort"]
         listed = (await client.get(f"/v1/chat/{chat}/messages")).json()
         assert listed["generation_id"] == new and listed["status"] == "queued"
+
+
+async def test_a_chat_expires_with_its_latest_generation(
+    idle: Proc, idle_redis: EmbeddedRedis
+) -> None:
+    chat = new_chat()
+    store = redis_sync.Redis.from_url(idle_redis.url)
+    try:
+        async with httpx.AsyncClient(base_url=idle.url, timeout=10) as client:
+            async with opened(client, "POST", "/v1/chat", json=chat_body(chat)) as (resp, _):
+                generation = resp.headers["x-generation-id"]
+            ttl = store.ttl(keys.chat_key(chat))
+            assert 0 < ttl <= keys.chat_ttl(keys.IDLE_TTL, keys.ENDED_TTL)
+            assert store.ttl(keys.meta_key(generation)) <= ttl
+            # The generation expires (as Redis would expire its keys): so does the chat.
+            store.delete(*keys.stream_keys(generation))
+            assert (await client.get(f"/v1/chat/{chat}/stream")).status_code == 204
+            gone = await client.get(f"/v1/chat/{chat}/messages")
+            assert gone.status_code == 404 and "expired" in gone.json()["message"]
+            assert not store.exists(keys.chat_key(chat))
+            assert (await client.post(f"/v1/chat/{chat}/stop")).status_code == 404
+    finally:
+        store.close()
 
 
 async def test_unknown_chats_and_bad_ids(idle: Proc) -> None:
@@ -270,6 +311,23 @@ async def test_invalid_submits_are_422_naming_the_field(
     assert named in resp.text, (why, resp.text)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"id": "c1", "trigger": "submit-message", "messages": [{"id": "u", "role": "user",'
+        b' "parts": [{"type": "text", "text": "x", "extra": NaN}]}]}',
+        b'{"id": "c1", "trigger": "submit-message", "messages": [{"id": "\\udfff", "role":'
+        b' "user", "parts": [{"type": "text", "text": "x"}]}]}',
+    ],
+    ids=["NaN", "lone surrogate"],
+)
+async def test_what_json_cannot_store_is_422(idle: Proc, raw: bytes) -> None:
+    async with httpx.AsyncClient(base_url=idle.url, timeout=10) as client:
+        resp = await client.post("/v1/chat", content=raw)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"] == "invalid_request"
+
+
 async def test_a_body_over_the_chat_limit_is_413(idle: Proc) -> None:
     body = chat_body(new_chat(), user("x" * 5000))
     async with httpx.AsyncClient(base_url=idle.url, timeout=10) as client:
@@ -295,6 +353,13 @@ async def test_cors_preflight_for_the_transport(idle: Proc) -> None:
         resumed = await client.get(f"/v1/chat/{chat}/stream", headers={"origin": ORIGIN})
         assert resumed.status_code == 204
         assert resumed.headers["access-control-allow-origin"] == ORIGIN
+        assert resumed.headers["access-control-expose-headers"] == "x-generation-id"
+        posted = opened(
+            client, "POST", "/v1/chat", json=chat_body(chat), headers={"origin": ORIGIN}
+        )
+        async with posted as (resp, _):
+            assert resp.status_code == 200
+            assert resp.headers["access-control-allow-origin"] == ORIGIN
         other = await client.options("/v1/chat", headers={**headers, "origin": "https://evil"})
         assert other.status_code == 400
         assert "access-control-allow-origin" not in other.headers

@@ -289,13 +289,17 @@ def nginx_problems(conf: str, frontends: list[str]) -> list[str]:
     )
     if sorted(servers) != sorted(frontends):
         problems.append(f"nginx upstream {servers} != compose front-ends {frontends}")
-    sse = re.search(r"location ~ \^/v1/streams/.*?/events\$ \{(.*?)\n        \}", conf, re.S)
-    block = sse.group(1) if sse else ""
-    if not re.search(r"^\s*proxy_buffering off;", block, re.M):
-        problems.append("SSE location does not switch proxy_buffering off")
-    timeout = re.search(r"^\s*proxy_read_timeout (\w+);", block, re.M)
-    if not timeout or parse_duration(timeout.group(1)) <= KEEPALIVE_SECONDS:
-        problems.append(f"SSE proxy_read_timeout not above {KEEPALIVE_SECONDS} s")
+    for name, pattern in (
+        ("SSE", r"location ~ \^/v1/streams/.*?/events\$ \{(.*?)\n        \}"),
+        ("chat SSE", r"location ~ \^/v1/chat\(.*?/stream\)\?\$ \{(.*?)\n        \}"),
+    ):
+        sse = re.search(pattern, conf, re.S)
+        block = sse.group(1) if sse else ""
+        if not re.search(r"^\s*proxy_buffering off;", block, re.M):
+            problems.append(f"{name} location does not switch proxy_buffering off")
+        timeout = re.search(r"^\s*proxy_read_timeout (\w+);", block, re.M)
+        if not timeout or parse_duration(timeout.group(1)) <= KEEPALIVE_SECONDS:
+            problems.append(f"{name} proxy_read_timeout not above {KEEPALIVE_SECONDS} s")
     return problems
 
 

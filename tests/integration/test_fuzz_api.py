@@ -189,7 +189,7 @@ BAD_BODIES = [
 @given(body=st.binary(max_size=300) | st.sampled_from(BAD_BODIES))
 @example(body=b"\xef\xbb\xbf{}")  # a UTF-8 byte order mark
 def test_raw_bodies_get_4xx(http: httpx.Client, body: bytes) -> None:
-    for path in ("/v1/streams/raw-body/events", "/v1/generations"):
+    for path in ("/v1/streams/raw-body/events", "/v1/generations", "/v1/chat"):
         r = http.post(path, content=body, headers={"content-type": "application/json"})
         check_answer(r.status_code, r.content, body[:100])
 

@@ -35,9 +35,9 @@ from broadcaster.http.resources import (
     MetricsDep,
     SettingsDep,
 )
-from broadcaster.http.routes.generations import abort, admit, launch
+from broadcaster.http.routes.generations import abort, admit, create
 from broadcaster.http.routes.streams import stream_response
-from broadcaster.http.routes.tokens import requested_ttl
+from broadcaster.http.routes.tokens import minted
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import new_stream_id
 
@@ -74,12 +74,14 @@ def _body_id(body: Any) -> str:
 def _job(body: Any, settings: Settings) -> tuple[ChatBody, dict[str, Any]]:
     """The checked chat body and the generation request it converts to; 422 naming what
     is wrong."""
+    # The body itself is stored (the chat's messages): NaN or a lone surrogate anywhere
+    # in it could not be.
+    strict_json(body)
     try:
         chat = parse_body(body)
         job = to_request(chat, settings.request_defaults())
     except RequestInvalid as exc:
         raise ApiError(422, "invalid_request", exc.message, details=exc.details) from None
-    strict_json(job)
     return chat, job
 
 
@@ -132,10 +134,14 @@ async def submit(
     await _make_way(event_log, chat, record)
     generation = new_stream_id()
     job["ui_message_id"] = response_message_id(chat.messages, generation)
+    # Created before the chat names it, queued after: a submit that reads the record
+    # meanwhile finds a generation that runs, never one that does not exist yet.
+    await create(generations, generation, job)
     new = ChatRecord(generation, job["ui_message_id"], body["messages"])
     if not await chats.submit(chat.id, record.generation if record else None, new):
+        await generations.discard(generation)
         raise ApiError(409, "chat_busy", f"another request started chat {chat.id!r} meanwhile")
-    await launch(generations, jobs, generation, job)
+    await jobs.enqueue(generation, job["provider"])
     return await stream_response(request, generation, None, {GENERATION_HEADER: generation})
 
 
@@ -143,8 +149,10 @@ async def _chat(request: Request, chats: Chats, chat_id: str) -> ChatRecord | No
     """The chat's record, after its id and the caller's access are checked."""
     check_chat_id(chat_id)
     await check_chat(request, chat_id, None)
-    current_stream.set(chat_id)
-    return await chats.get(chat_id)
+    record = await chats.get(chat_id)
+    if record is not None:  # log lines of this request name the generation it serves
+        current_stream.set(record.generation)
+    return record
 
 
 @router.get(
@@ -235,8 +243,4 @@ async def mint_chat_token(
     chat_id: str, request: Request, settings: SettingsDep, access: AccessDep
 ) -> JSONResponse:
     """A chat token for one chat, for an app's backend to hand to its browser."""
-    if access.token_secret is None:
-        raise ApiError(409, "tokens_disabled", "no BROADCASTER_TOKEN_SECRET is configured")
-    ttl = await requested_ttl(request, settings)
-    token, expires = auth.mint_chat_token(access.token_secret, chat_id, ttl)
-    return JSONResponse({"chat_token": token, "token_expires_at": expires})
+    return await minted(request, settings, access, auth.mint_chat_token, chat_id, name="chat_token")

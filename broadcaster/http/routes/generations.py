@@ -93,10 +93,16 @@ async def launch(
 ) -> None:
     """Create generation ``stream_id`` running ``job`` (a checked, stored request) and
     queue it for a worker; 409 when the id is taken."""
+    await create(generations, stream_id, job)
+    await jobs.enqueue(stream_id, job["provider"])
+
+
+async def create(generations: Generations, stream_id: str, job: dict[str, Any]) -> None:
+    """Create generation ``stream_id``, queued but not yet in a worker's queue; 409 when
+    the id is taken."""
     current_stream.set(stream_id)
     if not await generations.create(stream_id, job):
         raise ApiError(409, "conflict", f"a stream with id {stream_id!r} already exists")
-    await jobs.enqueue(stream_id, job["provider"])
 
 
 def _generation_request(body: Any, settings: Settings) -> dict[str, Any]:

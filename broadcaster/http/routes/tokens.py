@@ -3,12 +3,14 @@ to its viewers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from broadcaster.core import auth
 from broadcaster.http import openapi
-from broadcaster.http.access import AccessDep, producer
+from broadcaster.http.access import AccessDep, AccessPolicy, producer
 from broadcaster.http.bodies import read_json
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import SettingsDep
@@ -31,11 +33,30 @@ async def mint_token(
     stream_id: str, request: Request, settings: SettingsDep, access: AccessDep
 ) -> JSONResponse:
     """A viewer token for any stream id, for a producer's backend to hand out."""
+    return await minted(
+        request, settings, access, auth.mint_viewer_token, stream_id, name="viewer_token"
+    )
+
+
+Minter = Callable[[str, str, int], tuple[str, int]]
+
+
+async def minted(
+    request: Request,
+    settings: Settings,
+    access: AccessPolicy,
+    mint: Minter,
+    subject: str,
+    *,
+    name: str,
+) -> JSONResponse:
+    """The answer of a token route: ``mint``'s token for ``subject``, for the lifetime the
+    body asks for, under ``{name, "token_expires_at"}``; 409 without a secret."""
     if access.token_secret is None:
         raise ApiError(409, "tokens_disabled", "no BROADCASTER_TOKEN_SECRET is configured")
     ttl = await requested_ttl(request, settings)
-    token, expires = auth.mint_viewer_token(access.token_secret, stream_id, ttl)
-    return JSONResponse({"viewer_token": token, "token_expires_at": expires})
+    token, expires = mint(access.token_secret, subject, ttl)
+    return JSONResponse({name: token, "token_expires_at": expires})
 
 
 async def requested_ttl(request: Request, settings: Settings) -> int:

@@ -1,7 +1,7 @@
 // Drives the broadcaster's chat routes (/v1/chat) with the Vercel AI SDK's own client code,
 // as useChat does, and prints what the SDK made of them as one JSON line on stdout.
 //
-//   node tests/clients/aisdk/chat.mjs send|resume|chat < request.json
+//   node tests/clients/aisdk/chat.mjs send|resume|reload|chat < request.json
 //
 // The request (JSON on stdin) holds `api` (the broadcaster's {base}/v1/chat), `chatId`, and
 // `headers` (sent with every request, e.g. a chat token). Modes:
@@ -10,6 +10,9 @@
 //           answer assembled by readUIMessageStream: what useChat's sendMessage reads.
 //   resume  DefaultChatTransport.reconnectToStream(), what useChat({resume: true}) calls on
 //           load: prints {"status":204,...} when it returns null, else the message.
+//   reload  a page that reloads: AbstractChat holding `messages` (what the page fetched
+//           from GET /v1/chat/{id}/messages) calls resumeStream(), as
+//           useChat({messages, resume: true}) does on mount; prints chat.messages.
 //   chat    the SDK's own AbstractChat (the class under useChat) with
 //           sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithToolCalls, whose
 //           onToolCall answers every tool call with `toolOutput` (a client-side tool):
@@ -23,23 +26,14 @@ import {
   AbstractChat,
   DefaultChatTransport,
   lastAssistantMessageIsCompleteWithToolCalls,
-  readUIMessageStream,
 } from "ai";
+import { assemble, failer } from "./assemble.mjs";
 
-function fail(msg, err) {
-  let detail = "";
-  if (err) {
-    detail = `\n${err.name ?? "Error"}: ${err.message ?? String(err)}`;
-    if (err.value !== undefined) detail += `\nrejected value: ${JSON.stringify(err.value)}`;
-    if (err.cause) detail += `\ncause: ${err.cause.message ?? String(err.cause)}`;
-  }
-  process.stderr.write(`chat.mjs: ${msg}${detail}\n`);
-  process.exit(1);
-}
+const fail = failer("chat.mjs");
 
 const mode = process.argv[2];
-if (!["send", "resume", "chat"].includes(mode)) {
-  process.stderr.write("usage: node chat.mjs send|resume|chat < request.json\n");
+if (!["send", "resume", "reload", "chat"].includes(mode)) {
+  process.stderr.write("usage: node chat.mjs send|resume|reload|chat < request.json\n");
   process.exit(2);
 }
 let input = "";
@@ -78,35 +72,6 @@ const transport = new DefaultChatTransport({
   fetch: watchingFetch,
 });
 
-async function assemble(chunks) {
-  const chunkTypes = [];
-  const counted = chunks.pipeThrough(
-    new TransformStream({
-      transform(chunk, controller) {
-        chunkTypes.push(chunk.type);
-        controller.enqueue(chunk);
-      },
-    }),
-  );
-  let message;
-  let problem;
-  try {
-    for await (const m of readUIMessageStream({
-      stream: counted,
-      terminateOnError: true,
-      onError: (err) => {
-        problem = err;
-      },
-    })) {
-      message = m;
-    }
-  } catch (err) {
-    fail("the AI SDK rejected the stream", err);
-  }
-  if (problem) fail("the AI SDK could not assemble the message", problem);
-  return { message: message ?? null, chunk_types: chunkTypes };
-}
-
 async function finished() {
   await Promise.all(responses.map((r) => r.rawDone));
   return responses.map(({ rawDone, ...rest }) => rest);
@@ -125,7 +90,7 @@ async function send() {
   } catch (err) {
     fail(`POST ${request.api} failed`, err);
   }
-  const out = await assemble(chunks);
+  const out = await assemble(chunks, fail);
   return { ...out, responses: await finished() };
 }
 
@@ -137,15 +102,15 @@ async function resume() {
     fail(`GET ${request.api}/${request.chatId}/stream failed`, err);
   }
   if (chunks === null) return { status: 204, message: null, responses: await finished() };
-  const out = await assemble(chunks);
+  const out = await assemble(chunks, fail);
   return { status: 200, ...out, responses: await finished() };
 }
 
 class PlainState {
-  constructor() {
+  constructor(messages = []) {
     this.status = "ready";
     this.error = undefined;
-    this.messages = [];
+    this.messages = messages;
   }
   pushMessage(message) {
     this.messages = [...this.messages, message];
@@ -162,9 +127,22 @@ class PlainState {
 }
 
 class NodeChat extends AbstractChat {
-  constructor(options) {
-    super({ ...options, state: new PlainState() });
+  constructor({ messages, ...options }) {
+    super({ ...options, state: new PlainState(messages) });
   }
+}
+
+async function reload() {
+  const errors = [];
+  const session = new NodeChat({
+    id: request.chatId,
+    messages: request.messages,
+    transport,
+    onError: (err) => errors.push(err.message ?? String(err)),
+  });
+  await session.resumeStream();
+  if (errors.length) fail(`the resumed chat failed: ${errors.join("; ")}`);
+  return { status: session.status, messages: session.messages, responses: await finished() };
 }
 
 async function chat() {
@@ -196,6 +174,6 @@ async function chat() {
 }
 
 const timer = setTimeout(() => fail("no result within 60 s"), 60_000);
-const result = await { send, resume, chat }[mode]();
+const result = await { send, resume, reload, chat }[mode]();
 clearTimeout(timer);
 process.stdout.write(`${JSON.stringify(result)}\n`);

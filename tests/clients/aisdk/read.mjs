@@ -21,24 +21,15 @@ import {
   isReasoningUIPart,
   isTextUIPart,
   isToolUIPart,
-  readUIMessageStream,
 } from "ai";
+import { assemble, failer } from "./assemble.mjs";
 
 function usage(msg) {
   process.stderr.write(`read.mjs: ${msg}\nusage: node read.mjs <events-url> [--last-event-id ID] [--token T]\n`);
   process.exit(2);
 }
 
-function fail(msg, err) {
-  let detail = "";
-  if (err) {
-    detail = `\n${err.name ?? "Error"}: ${err.message ?? String(err)}`;
-    if (err.value !== undefined) detail += `\nrejected value: ${JSON.stringify(err.value)}`;
-    if (err.cause) detail += `\ncause: ${err.cause.message ?? String(err.cause)}`;
-  }
-  process.stderr.write(`read.mjs: ${msg}${detail}\n`);
-  process.exit(1);
-}
+const fail = failer("read.mjs");
 
 const args = process.argv.slice(2);
 let url;
@@ -103,33 +94,7 @@ if (chunks === null) {
   process.exit(0);
 }
 
-// Count the chunk types as the SDK parsed and validated them.
-const chunkTypes = [];
-const counted = chunks.pipeThrough(
-  new TransformStream({
-    transform(chunk, controller) {
-      chunkTypes.push(chunk.type);
-      controller.enqueue(chunk);
-    },
-  }),
-);
-
-let message;
-let assemblyError;
-try {
-  for await (const m of readUIMessageStream({
-    stream: counted,
-    terminateOnError: true,
-    onError: (err) => {
-      assemblyError = err;
-    },
-  })) {
-    message = m;
-  }
-} catch (err) {
-  fail("the AI SDK rejected the stream", err);
-}
-if (assemblyError) fail("the AI SDK could not assemble the message", assemblyError);
+const { message, chunk_types: chunkTypes } = await assemble(chunks, fail);
 if (!message) fail(`the stream held no UI message (chunks: ${JSON.stringify(chunkTypes)})`);
 await wire.rawDone;
 clearTimeout(timer);
