@@ -108,12 +108,7 @@ async def _after_model(run: StepRun, progress: Progress, step: Step, reason: str
         return True
     marker = {"steps_done": str(progress.stream_steps), "steps_model": progress.model or ""}
     await run.writer.flush(meta={**marker, **progress.usage_meta()})
-    done = step.outputs()
-    for call in calls:
-        if tools.runs(call.name) and call.id not in done:
-            output = await tools.call(call.id, call.name, call.input)
-            step.events.append(output)
-            await run.writer.flush([output])
+    await _run_tools(run, step)
     if any(not tools.runs(c.name) for c in calls):
         await _finish(run, progress, "tool-calls")  # the client runs the rest
         return True
@@ -124,6 +119,22 @@ async def _after_model(run: StepRun, progress: Progress, step: Step, reason: str
     step.events.append({"type": "finish-step"})
     await run.writer.flush([{"type": "finish-step"}])
     return False
+
+
+async def _run_tools(run: StepRun, step: Step) -> None:
+    """Run the step's calls of the worker's tools whose output is not in the stream yet,
+    one after the other, each output appended as soon as it is known."""
+    tools, metrics = run.policy.tools, run.writer.metrics
+    done = step.outputs()
+    for call in step.calls():
+        if not tools.runs(call.name) or call.id in done:
+            continue
+        output = await tools.call(call.id, call.name, call.input)
+        if metrics is not None:
+            outcome = "error" if output["type"] == "tool-output-error" else "output"
+            metrics.tool_calls.labels(call.name, outcome).inc()
+        step.events.append(output)
+        await run.writer.flush([output])
 
 
 async def _finish(run: StepRun, progress: Progress, reason: str) -> None:

@@ -30,6 +30,7 @@ from examples.tools import TOOLS as EXAMPLE_TOOLS
 from tests.support.faults import poll as wait_until
 from tests.support.faults import reply_types
 from worker.generation import Policy, run_generation
+from worker.metrics import WorkerMetrics
 from worker.providers.fake import FakeProvider
 from worker.runner import Worker
 from worker.settings import WorkerSettings
@@ -321,7 +322,14 @@ async def test_the_fake_calls_a_worker_tool_the_prompt_names_and_answers_with_it
     tools = ToolBox.of(EXAMPLE_TOOLS, timeout_s=5, max_output_bytes=1000)
     policy = dataclasses.replace(POLICY, tools=tools)
     fake = FakeProvider(delay_ms=0)
-    await asyncio.wait_for(run_generation(Generations(event_log), fake, s, "w", policy), 5)
+    metrics = WorkerMetrics()
+    await asyncio.wait_for(
+        run_generation(Generations(event_log), fake, s, "w", policy, metrics=metrics), 5
+    )
+    calls = metrics.registry.get_sample_value(
+        "worker_tool_calls_total", {"tool": "roll_dice", "outcome": "output"}
+    )
+    assert calls == 1
     events = [e.json() for e in await all_events(event_log, s)]
     expected = await EXAMPLE_TOOLS[0].run({"sides": 6, "count": 2, "seed": 1})
     outputs = [e for e in events if e["type"] == "tool-output-available"]
