@@ -16,7 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.fake_anthropic import FakeAnthropicServer, message, text, text_reply, tool_use
+from tests.support.fake_anthropic import (
+    FakeAnthropicServer,
+    message,
+    text,
+    text_reply,
+    thinking,
+    tool_use,
+)
 from tests.support.procs import ROOT, SSEEvent, read_sse
 from tests.support.stacks import (
     Stack,
@@ -99,7 +106,11 @@ async def test_a_registered_tool_runs_once_and_the_generation_goes_on(
 ) -> None:
     srv.enqueue(
         message(
-            [text("Let me add."), tool_use("toolu_add1", "add", ['{"a": 2,', ' "b": 3}'])],
+            [
+                thinking(["I should ", "add."]),
+                text("Let me add."),
+                tool_use("toolu_add1", "add", ['{"a": 2,', ' "b": 3}']),
+            ],
             stop_reason="tool_use",
             input_tokens=10,
             output_tokens=5,
@@ -111,6 +122,11 @@ async def test_a_registered_tool_runs_once_and_the_generation_goes_on(
     assert [e.event for e in typed] == [
         "start",
         "start-step",
+        "reasoning-start",
+        "reasoning-delta",
+        "reasoning-delta",
+        "reasoning-delta",
+        "reasoning-end",
         "text-start",
         "text-delta",
         "text-end",
@@ -139,7 +155,8 @@ async def test_a_registered_tool_runs_once_and_the_generation_goes_on(
     }
     assert runs(runs_file, "add") == before + 1
 
-    # The model was offered the worker's tools, then sent the turn and the tool's result.
+    # The model was offered the worker's tools, then sent the turn (its thinking signed, as
+    # the fake server checks) and the tool's result.
     one, two = step_bodies(srv, first)
     assert [t["name"] for t in one["tools"]] == WORKER_TOOL_NAMES
     assert "_worker_tools" not in one
@@ -148,6 +165,7 @@ async def test_a_registered_tool_runs_once_and_the_generation_goes_on(
         {
             "role": "assistant",
             "content": [
+                {"type": "thinking", "thinking": "I should add.", "signature": "sig_fake"},
                 {"type": "text", "text": "Let me add."},
                 {"type": "tool_use", "id": "toolu_add1", "name": "add", "input": {"a": 2, "b": 3}},
             ],
