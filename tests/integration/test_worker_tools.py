@@ -98,6 +98,7 @@ def _worker_log_is_clean(stack: Stack) -> Iterator[None]:
     yield
     assert stack.worker.alive(), stack.worker.log()
     assert "Traceback" not in stack.worker.log()
+    assert "no event to carry steps_done" not in stack.worker.log()
 
 
 async def run(stack: Stack, **body: Any) -> tuple[str, list[SSEEvent]]:
