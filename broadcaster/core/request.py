@@ -218,14 +218,15 @@ class OtherBlock(_Open):
     type: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
 
 
-_BLOCK_TYPES = frozenset(
+BLOCK_TYPES = frozenset(
     {"text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking"}
 )
+"""The content block types checked field by field; any other passes through as sent."""
 
 
 def _block_tag(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if isinstance(kind, str) and kind in _BLOCK_TYPES else "other"
+    return kind if isinstance(kind, str) and kind in BLOCK_TYPES else "other"
 
 
 Block = Annotated[
@@ -468,7 +469,7 @@ def _user_problems(m: int, msg: Message, asked: dict[str, int]) -> list[_Problem
 
 
 _UNION_TAGS: dict[str, frozenset[str]] = {
-    "#": _BLOCK_TYPES | {"other", "custom", "server"},  # after a list index
+    "#": BLOCK_TYPES | {"other", "custom", "server"},  # after a list index
     "source": frozenset({"base64", "url", "text", "content"}),
     "thinking": frozenset({"enabled", "adaptive", "disabled"}),
     "tool_choice": frozenset({"auto", "any", "none", "tool"}),
