@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -47,6 +48,9 @@ SERVICE_TIERS = {
 }
 """Values of ``service_tier`` per provider (``standard_only`` is sent to OpenAI as
 ``default``, its meaning there)."""
+
+SERVER_TOOL_RE = re.compile(r"[a-z][a-z0-9_]{0,54}_[0-9]{8}")
+"""The type of one of Anthropic's own tools: a name and its version's date."""
 
 MAX_USER_ID = 256
 """Anthropic's longest ``metadata.user_id``."""
@@ -258,6 +262,17 @@ class InputSchema(_Open):
     required: list[str] | None = None
 
 
+def _versioned_tool(kind: str) -> str:
+    # Anthropic's own tool types carry the date of their version; anything else (an
+    # OpenAI-style "function" tool, a typo) is refused here rather than by the model.
+    if not SERVER_TOOL_RE.fullmatch(kind):
+        raise ValueError(
+            "must be 'custom' (or absent) for a tool of yours, or one of Anthropic's tool "
+            "types such as 'web_search_20250305'"
+        )
+    return kind
+
+
 class CustomTool(_Open):
     type: Literal["custom"] | None = None
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,128}$")
@@ -268,7 +283,7 @@ class CustomTool(_Open):
 class ServerTool(_Open):
     """One of Anthropic's own tools (``web_search_20250305``, ...): no input_schema."""
 
-    type: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    type: Annotated[str, AfterValidator(_versioned_tool)]
     name: str = Field(min_length=1, max_length=128)
 
 
@@ -392,6 +407,59 @@ def _thinking_problems(req: GenerationRequest, provider: str) -> list[_Problem]:
     if req.tool_choice is not None and req.tool_choice.type not in ("auto", "none"):
         problems.append((("tool_choice", "type"), "must be auto or none while thinking"))
     return problems
+
+
+_OPENAI_BLOCKS = {
+    "user": (TextBlock, ImageBlock, DocumentBlock, ToolResultBlock),
+    "assistant": (TextBlock, ToolUseBlock, ThinkingBlock, RedactedThinkingBlock),
+}
+"""The blocks Chat Completions has an equivalent for, in each role's turns (thinking sent
+back is dropped on the way: it takes no reasoning input)."""
+
+_NO_EQUIVALENT = "has no OpenAI equivalent"
+
+
+def _openai_problems(req: GenerationRequest) -> list[_Problem]:
+    """What the ``openai`` provider could not send: refused now, not failed at the model."""
+    problems: list[_Problem] = [
+        (("tools", i, "type"), f"Anthropic's {tool.type!r} {_NO_EQUIVALENT}")
+        for i, tool in enumerate(req.tools or [])
+        if isinstance(tool, ServerTool)
+    ]
+    for m, msg in enumerate(req.messages or []):
+        for b, block in enumerate(msg.content):
+            where: tuple[str | int, ...] = ("messages", m, "content", b)
+            if not isinstance(block, _OPENAI_BLOCKS[msg.role]):
+                problems.append(
+                    (where, f"a {block.type} block in a {msg.role} turn {_NO_EQUIVALENT}")
+                )
+            elif isinstance(block, DocumentBlock):
+                problems += _openai_document(where, block)
+            elif isinstance(block, ToolResultBlock):
+                problems += [
+                    (
+                        (*where, "content", p),
+                        f"{part.type} in a tool_result {_NO_EQUIVALENT} (text only)",
+                    )
+                    for p, part in enumerate(block.content or [])
+                    if not isinstance(part, TextBlock)
+                ]
+    return problems
+
+
+def _openai_document(where: tuple[str | int, ...], block: DocumentBlock) -> list[_Problem]:
+    source = block.source
+    if isinstance(source, UrlSource):
+        return [
+            ((*where, "source", "type"), f"a document by URL {_NO_EQUIVALENT}: send it as base64")
+        ]
+    if isinstance(source, ContentSource):
+        return [
+            ((*where, "source", "content", p), f"an image in a document {_NO_EQUIVALENT}")
+            for p, part in enumerate(source.content)
+            if not isinstance(part, TextBlock)
+        ]
+    return []
 
 
 def _tool_problems(req: GenerationRequest) -> list[_Problem]:
@@ -536,6 +604,8 @@ def validate_request(body: Any, defaults: Defaults) -> dict[str, Any]:
         )
     problems = _settings_problems(req, provider, max_tokens) + _tool_problems(req)
     problems += _thinking_problems(req, provider)
+    if provider == "openai":
+        problems += _openai_problems(req)
     problems += _turn_problems(req.messages or [])
     if problems:
         raise _invalid([(list(loc), msg) for loc, msg in problems])

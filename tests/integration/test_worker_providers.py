@@ -957,24 +957,20 @@ async def test_openai_connection_refused_fails_with_a_clear_error(
         own.stop()
 
 
-async def test_openai_client_error_and_untranslatable_request_fail_at_once(
+async def test_an_openai_client_error_fails_at_once(
     oai_srv: oai.FakeOpenAIServer, stack: Stack
 ) -> None:
     oai_srv.enqueue(
         [oai.http_error(400, oai.error_body("model 'x' not found", "invalid_request_error"))]
     )
     first = oai_srv.request_count
-    url_doc = {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}
+    before = await stack.provider_errors()
     async with httpx.AsyncClient(timeout=30) as client:
         _, events = await run(client, stack.url, prompt="x", provider="openai")
         assert kinds(events) == ["error"]
         assert "model 'x' not found" in events[0].json()["errorText"]
-        _, events = await run(
-            client, stack.url, provider="openai", messages=[{"role": "user", "content": [url_doc]}]
-        )
-        assert kinds(events) == ["error"]
-        assert "'url' source has no OpenAI equivalent" in events[0].json()["errorText"]
-    assert oai_srv.request_count == first + 1  # the second never reached the server
+    assert oai_srv.request_count == first + 1
+    assert counted(before, await stack.provider_errors()) == {"client_error": 1}
 
 
 # --- refusals at creation --------------------------------------------------------------------
@@ -1032,10 +1028,44 @@ BAD_REQUESTS = [
         "messages[0].content[0].source.data",
     ),
     ({"prompt": "x", "promtp": "typo"}, "promtp"),
+    (
+        {"prompt": "x", "tools": [{"type": "function", "function": {"name": "f"}}]},
+        "tools[0].type",
+    ),
+    # What Chat Completions has no equivalent for, refused before it is queued.
+    (
+        {
+            "prompt": "x",
+            "provider": "openai",
+            "tools": [{"type": "web_search_20250305", "name": "w"}],
+        },
+        "tools[0].type",
+    ),
+    (
+        {
+            "provider": "openai",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "document",
+                            "source": {"type": "url", "url": "https://example.com/a.pdf"},
+                        }
+                    ],
+                }
+            ],
+        },
+        "messages[0].content[0].source.type",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("body", "field"), BAD_REQUESTS, ids=[f for _, f in BAD_REQUESTS])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    BAD_REQUESTS,
+    ids=[f"{b.get('provider', 'anthropic')}-{f}" for b, f in BAD_REQUESTS],
+)
 async def test_a_bad_request_is_422_naming_the_field_and_nothing_is_queued(
     stack: Stack, body: dict[str, Any], field: str
 ) -> None:

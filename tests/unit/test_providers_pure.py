@@ -312,6 +312,73 @@ def test_what_has_no_equivalent_is_refused_before_the_call(block: dict[str, Any]
         )
 
 
+def _user(*blocks: dict[str, Any]) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": list(blocks)}]}
+
+
+IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
+USE = {"type": "tool_use", "id": "t1", "name": "f", "input": {}}
+NO_EQUIVALENT = [
+    (
+        {"prompt": "x", "tools": [{"type": "web_search_20250305", "name": "w"}]},
+        ["tools", 0, "type"],
+    ),
+    (
+        _user({"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}),
+        ["messages", 0, "content", 0, "source", "type"],
+    ),
+    (
+        _user({"type": "document", "source": {"type": "content", "content": [IMAGE]}}),
+        ["messages", 0, "content", 0, "source", "content", 0],
+    ),
+    (_user({"type": "search_result", "source": "x"}), ["messages", 0, "content", 0]),
+    (
+        {
+            "messages": [
+                {"role": "assistant", "content": [{"type": "server_tool_use", "id": "s"}, USE]},
+                {
+                    "role": "user",
+                    "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [IMAGE]}],
+                },
+            ]
+        },
+        ["messages", 0, "content", 0],
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "where"), NO_EQUIVALENT)
+def test_what_openai_cannot_take_is_refused_at_creation(
+    body: dict[str, Any], where: list[Any]
+) -> None:
+    """Each request Anthropic takes and Chat Completions cannot: a 422 for ``openai`` at
+    the field, and the worker's translation would refuse it too (the check and the
+    translation agree)."""
+    stored = validate_request(body, DEFAULTS)
+    error = invalid({**body, "provider": "openai"})
+    assert where in [d["loc"] for d in error.details], error.details
+    assert "no OpenAI equivalent" in error.message
+    with pytest.raises(Untranslatable):
+        chat_params({**stored, "provider": "openai"})
+
+
+def test_a_tool_result_of_images_is_named_for_openai() -> None:
+    body = {
+        "provider": "openai",
+        "messages": [
+            {"role": "assistant", "content": [USE]},
+            _user({"type": "tool_result", "tool_use_id": "t1", "content": [IMAGE]})["messages"][0],
+        ],
+    }
+    assert ["messages", 1, "content", 0, "content", 0] in [d["loc"] for d in invalid(body).details]
+
+
+def test_a_tool_type_that_is_not_anthropics_is_refused() -> None:
+    error = invalid({"prompt": "x", "tools": [{"type": "function", "function": {"name": "f"}}]})
+    assert ["tools", 0, "type"] in [d["loc"] for d in error.details]
+    assert "web_search_20250305" in error.message
+
+
 # ---- chunks as events
 
 

@@ -1,7 +1,9 @@
 """A stored generation request (Anthropic's Messages shape) as Chat Completions parameters.
 
-Pure. What has no equivalent fails here, before the model is called, with
-``Untranslatable`` naming it: the generation then ends with that error and no output.
+Pure. The front-end refuses a request for ``openai`` holding what has no equivalent
+(``broadcaster.core.request``). One that reaches the worker all the same fails here,
+before the model is called, with ``Untranslatable`` naming it: the generation then ends
+with that error and no output.
 
 * ``system`` becomes a system message; image blocks ``image_url`` parts (base64 as a data
   URL); a base64 PDF a ``file`` part (OpenAI's own; servers without it refuse it with
