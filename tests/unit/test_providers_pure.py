@@ -425,6 +425,36 @@ def test_reasoning_text_reasoning_again_and_calls_without_id() -> None:
     assert events[-1]["messageMetadata"]["usage"] == {"inputTokens": 3, "outputTokens": 4}
 
 
+def test_both_reasoning_fields_at_once_are_one_delta() -> None:
+    """vLLM, while it renamed ``reasoning_content`` to ``reasoning``, sent both."""
+    events = events_of(
+        [chunk({"reasoning_content": "hm", "reasoning": "hm"}), chunk({"content": "x"}, "stop")]
+    )
+    assert [e["delta"] for e in events if e["type"] == "reasoning-delta"] == ["hm"]
+
+
+def test_parallel_calls_streamed_interleaved_are_two_tool_calls() -> None:
+    def call(index: int, **function: str) -> dict[str, Any]:
+        first = {"id": f"call_{index}", "type": "function"} if "name" in function else {}
+        return chunk({"tool_calls": [{"index": index, **first, "function": function}]})
+
+    events = events_of(
+        [
+            call(0, name="f", arguments='{"a":'),
+            call(1, name="g", arguments='{"b":'),
+            call(0, arguments=" 1}"),
+            call(1, arguments=" 2}"),
+            chunk({}, "tool_calls"),
+        ]
+    )
+    available = [e for e in events if e["type"] == "tool-input-available"]
+    assert [(e["toolCallId"], e["toolName"], e["input"]) for e in available] == [
+        ("call_0", "f", {"a": 1}),
+        ("call_1", "g", {"b": 2}),
+    ]
+    assert fold(events)[0] == {"type": "tool_use", "id": "call_0", "name": "f", "input": {"a": 1}}
+
+
 @pytest.mark.parametrize(
     ("finish", "reason"),
     [
