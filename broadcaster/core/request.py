@@ -372,7 +372,8 @@ class GenerationRequest(BaseModel):
 # ---- checks across fields
 
 
-_Problem = tuple[tuple[str | int, ...], str]
+_Where = tuple[str | int, ...]
+_Problem = tuple[_Where, str]
 
 
 def _settings_problems(req: GenerationRequest, provider: str, max_tokens: int) -> list[_Problem]:
@@ -428,7 +429,7 @@ def _openai_problems(req: GenerationRequest) -> list[_Problem]:
     ]
     for m, msg in enumerate(req.messages or []):
         for b, block in enumerate(msg.content):
-            where: tuple[str | int, ...] = ("messages", m, "content", b)
+            where: _Where = ("messages", m, "content", b)
             if not isinstance(block, _OPENAI_BLOCKS[msg.role]):
                 problems.append(
                     (where, f"a {block.type} block in a {msg.role} turn {_NO_EQUIVALENT}")
@@ -447,7 +448,7 @@ def _openai_problems(req: GenerationRequest) -> list[_Problem]:
     return problems
 
 
-def _openai_document(where: tuple[str | int, ...], block: DocumentBlock) -> list[_Problem]:
+def _openai_document(where: _Where, block: DocumentBlock) -> list[_Problem]:
     source = block.source
     if isinstance(source, UrlSource):
         return [
@@ -474,41 +475,62 @@ def _tool_problems(req: GenerationRequest) -> list[_Problem]:
     return problems
 
 
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    """Consecutive messages of one role, which Anthropic merges into one turn: their
+    blocks, each with its location as the client wrote it."""
+
+    role: str
+    first: int  # the index of its first message
+    blocks: list[tuple[_Where, Any]]
+
+
+def _turns(messages: list[Message]) -> list[_Turn]:
+    turns: list[_Turn] = []
+    for m, msg in enumerate(messages):
+        if not turns or turns[-1].role != msg.role:
+            turns.append(_Turn(msg.role, m, []))
+        turns[-1].blocks.extend(
+            (("messages", m, "content", b), blk) for b, blk in enumerate(msg.content)
+        )
+    return turns
+
+
 def _turn_problems(messages: list[Message]) -> list[_Problem]:
-    """Anthropic's rules for tool turns: a tool_result answers a tool_use of the assistant
-    turn just before it; every tool_use of a turn is answered by the next user turn, whose
-    content starts with the results; tool calls and thinking belong to the assistant."""
+    """Anthropic's rules for tool turns (consecutive messages of one role being one
+    turn): a tool_result answers a tool_use of the assistant turn just before it; every
+    tool_use of a turn is answered by the next user turn, whose content starts with the
+    results; tool calls and thinking belong to the assistant."""
     problems: list[_Problem] = []
     seen_ids: set[str] = set()
-    asked: dict[str, int] = {}  # tool_use ids of the previous assistant turn
-    for m, msg in enumerate(messages):
-        if msg.role == "assistant":
-            problems += _assistant_problems(m, msg, seen_ids)
-            asked = {b.id: m for b in msg.content if isinstance(b, ToolUseBlock)}
+    asked: set[str] = set()  # tool_use ids of the previous assistant turn
+    for turn in _turns(messages):
+        if turn.role == "assistant":
+            problems += _assistant_problems(turn, seen_ids)
+            asked = {b.id for _, b in turn.blocks if isinstance(b, ToolUseBlock)}
             continue
-        problems += _user_problems(m, msg, asked)
-        asked = {}
+        problems += _user_problems(turn, asked)
+        asked = set()
     return problems
 
 
-def _assistant_problems(m: int, msg: Message, seen_ids: set[str]) -> list[_Problem]:
+def _assistant_problems(turn: _Turn, seen_ids: set[str]) -> list[_Problem]:
     problems: list[_Problem] = []
-    for b, block in enumerate(msg.content):
+    for where, block in turn.blocks:
         if isinstance(block, ToolResultBlock):
-            problems.append((("messages", m, "content", b), "tool_result belongs in a user turn"))
+            problems.append((where, "tool_result belongs in a user turn"))
         elif isinstance(block, ToolUseBlock):
             if block.id in seen_ids:
-                problems.append((("messages", m, "content", b, "id"), "tool_use id used twice"))
+                problems.append(((*where, "id"), "tool_use id used twice"))
             seen_ids.add(block.id)
     return problems
 
 
-def _user_problems(m: int, msg: Message, asked: dict[str, int]) -> list[_Problem]:
+def _user_problems(turn: _Turn, asked: set[str]) -> list[_Problem]:
     problems: list[_Problem] = []
     answered: set[str] = set()
     results_over = False
-    for b, block in enumerate(msg.content):
-        where: tuple[str | int, ...] = ("messages", m, "content", b)
+    for where, block in turn.blocks:
         if isinstance(block, ToolResultBlock):
             if block.tool_use_id not in asked:
                 problems.append(
@@ -526,9 +548,8 @@ def _user_problems(m: int, msg: Message, asked: dict[str, int]) -> list[_Problem
             if isinstance(block, ToolUseBlock | ThinkingBlock | RedactedThinkingBlock):
                 problems.append((where, f"{block.type} belongs in an assistant turn"))
     problems += [
-        (("messages", m, "content"), f"tool_use {tool_id!r} has no tool_result here")
-        for tool_id in asked
-        if tool_id not in answered
+        (("messages", turn.first, "content"), f"tool_use {tool_id!r} has no tool_result here")
+        for tool_id in sorted(asked - answered)
     ]
     return problems
 

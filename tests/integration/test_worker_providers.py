@@ -517,6 +517,45 @@ async def test_parallel_tool_calls_and_their_results_reach_openai_translated(
 # --- two turns: thinking, a tool call, its result --------------------------------------------
 
 
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+async def test_a_turn_in_several_messages_is_one_turn(
+    anth: FakeAnthropicServer, oai_srv: oai.FakeOpenAIServer, stack: Stack, provider: str
+) -> None:
+    """An assistant turn in two messages (a tool call, then text), its result in the next:
+    accepted, and by each fake's check of tool ids (the Anthropic fake merges the turns as
+    the API does; Chat Completions gets them merged)."""
+    fake = anth if provider == "anthropic" else oai_srv
+    fake.enqueue(text_reply(["done"]) if provider == "anthropic" else oai.reply(text=["done"]))
+    first = fake.request_count
+    use = {
+        "type": "tool_use",
+        "id": "toolu_split",
+        "name": "get_weather",
+        "input": {"city": "Nice"},
+    }
+    messages = [
+        {"role": "user", "content": "Weather in Nice?"},
+        {"role": "assistant", "content": [use]},
+        {"role": "assistant", "content": "Looking it up."},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_split"}]},
+    ]
+    async with httpx.AsyncClient(timeout=30) as client:
+        gid, events = await run(
+            client, stack.url, provider=provider, messages=messages, tools=[WEATHER_TOOL]
+        )
+        assert events[-1].event == "finish", events[-1].data
+        assert (await status(client, stack.url, gid))["text"] == "done"
+    assert fake.request_count == first + 1
+    if provider == "anthropic":
+        assert anth.requests[first].body["messages"] == messages  # as sent: the API merges
+    else:
+        assert [m["role"] for m in oai_srv.requests[first].body["messages"]] == [
+            "user",
+            "assistant",
+            "tool",
+        ]
+
+
 async def test_a_tool_round_trip_with_thinking_on_anthropic(
     anth: FakeAnthropicServer, stack: Stack
 ) -> None:

@@ -215,6 +215,37 @@ def test_a_tool_result_must_answer_the_turn_just_before() -> None:
     ]
 
 
+SPLIT_TURNS = [
+    {"role": "user", "content": "q"},
+    {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
+    {"role": "assistant", "content": "and another:"},
+    {"role": "assistant", "content": [{"type": "tool_use", "id": "t2", "name": "f", "input": {}}]},
+    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "1"}]},
+    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t2", "content": "2"}]},
+]
+"""One assistant turn and one user turn, each in several messages, as Anthropic merges
+them."""
+
+
+def test_consecutive_messages_of_one_role_are_one_turn() -> None:
+    assert validate_request({"messages": SPLIT_TURNS}, DEFAULTS)["messages"] == SPLIT_TURNS
+    unanswered = SPLIT_TURNS[:-1]
+    assert invalid({"messages": unanswered}).details == [
+        {"loc": ["messages", 4, "content"], "msg": "tool_use 't2' has no tool_result here"}
+    ]
+    call = {"type": "function", "function": {"name": "f", "arguments": "{}"}}
+    assert chat_params({"model": "m", "max_tokens": 5, "messages": SPLIT_TURNS})["messages"] == [
+        {"role": "user", "content": "q"},
+        {
+            "role": "assistant",
+            "content": "and another:",
+            "tool_calls": [{"id": "t1", **call}, {"id": "t2", **call}],
+        },
+        {"role": "tool", "tool_call_id": "t1", "content": "1"},
+        {"role": "tool", "tool_call_id": "t2", "content": "2"},
+    ]
+
+
 # ---- the request as Chat Completions
 
 
