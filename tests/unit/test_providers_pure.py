@@ -555,6 +555,24 @@ def test_the_fold_rebuilds_the_turn_from_merged_events_and_only_the_last_attempt
     ]
 
 
+def test_a_tool_call_of_broken_json_can_still_be_sent_back() -> None:
+    """The event passes the model's text on; ``content`` has an empty object, which a
+    next request takes back with the call's result."""
+    call = {"index": 0, "id": "c9", "function": {"name": "f", "arguments": '{"a": 1,,'}}
+    events = events_of([chunk({"tool_calls": [call]}), chunk({}, "tool_calls")])
+    available = next(e for e in events if e["type"] == "tool-input-available")
+    assert available["input"] == '{"a": 1,,'
+    content = fold(events)
+    assert content == [{"type": "tool_use", "id": "c9", "name": "f", "input": {}}]
+    result = {"type": "tool_result", "tool_use_id": "c9", "content": "bad input", "is_error": True}
+    turns = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": content},
+        {"role": "user", "content": [result]},
+    ]
+    assert validate_request({"messages": turns, "tools": [TOOL]}, DEFAULTS)["messages"] == turns
+
+
 @pytest.mark.anyio
 async def test_the_fake_answers_tool_results_in_text() -> None:
     use = {"type": "tool_use", "id": "t", "name": "f", "input": {}}
