@@ -1118,6 +1118,35 @@ async def test_a_bad_request_is_422_naming_the_field_and_nothing_is_queued(
     assert queued(stack.redis.url) == before
 
 
+async def test_an_image_counts_against_the_body_limit(
+    anth: FakeAnthropicServer, stack: Stack
+) -> None:
+    """Base64 in the body: an image that fits reaches the model byte for byte; one that
+    takes the body over the limit (1 MiB by default) is 413, and nothing is queued."""
+
+    def with_png(size: int) -> dict[str, Any]:
+        data = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(size)).decode()
+        source = {"type": "base64", "media_type": "image/png", "data": data}
+        return {"messages": [{"role": "user", "content": [{"type": "image", "source": source}]}]}
+
+    anth.enqueue(text_reply(["a picture"]))
+    first = anth.request_count
+    fits = with_png(700_000)  # about 930 KB of base64
+    async with httpx.AsyncClient(timeout=30) as client:
+        _, events = await run(client, stack.url, **fits)
+        assert events[-1].event == "finish", events[-1].data
+        before = queued(stack.redis.url)
+        r = await client.post(
+            stack.url + "/v1/generations", json={**with_png(800_000), "id": "big"}
+        )
+        assert r.status_code == 413, r.text
+        assert r.json()["error"] == "too_large"
+        assert (await client.get(stack.url + "/v1/generations/big")).status_code == 404
+    assert queued(stack.redis.url) == before
+    assert anth.requests[first].body["messages"] == fits["messages"]
+    assert anth.request_count == first + 1
+
+
 async def test_a_provider_nobody_serves_is_refused_and_nothing_queued(
     anth: FakeAnthropicServer, base_dir: Path
 ) -> None:
