@@ -102,8 +102,8 @@ class ContentFold:
         """The blocks; a tool call whose input is not complete yet has what parses of it
         (``{}`` until then). An input that is not a JSON object (the model wrote broken
         JSON) is ``{}`` too: Anthropic takes only objects back, and the turn must go back
-        as it is."""
-        out = [dict(block) for block in self.blocks]
+        as it is. A text block that stayed empty is left out: Anthropic refuses one."""
+        out = [dict(block) for block in self.blocks if block != {"type": "text", "text": ""}]
         for block in out:
             if block["type"] == "tool_use" and not (
                 isinstance(block["input"], dict) and block["input"]

@@ -29,8 +29,8 @@ Like the real API, it refuses (400 ``invalid_request_error``) a request whose tu
 together: a thinking block whose signature it did not issue for that very thinking (or
 redacted thinking whose data it did not send), a ``tool_result`` that answers no
 ``tool_use`` of the assistant turn just before, a ``tool_use`` left unanswered by the next
-turn, a ``thinking.budget_tokens`` under 1024 or not under ``max_tokens``, and a
-``temperature`` outside 0..1.
+turn, an empty text block, a ``thinking.budget_tokens`` under 1024 or not under
+``max_tokens``, and a ``temperature`` outside 0..1.
 """
 
 from __future__ import annotations
@@ -834,6 +834,8 @@ class FakeAnthropicServer:
             return "messages: Field required"
         asked: list[str] = []
         for m, role, blocks in _merged_turns(messages):
+            if any(b.get("type") == "text" and not b.get("text") for b in blocks):
+                return "messages: text content blocks must be non-empty"
             if role == "assistant":
                 problem = self._signed_problem(m, blocks)
                 if problem:

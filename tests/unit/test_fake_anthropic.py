@@ -504,6 +504,7 @@ async def test_thinking_and_tool_turns_are_checked_as_the_api_checks_them(
         (turns(unsigned), "Invalid `signature`"),
         (turns(unsigned_key), "Invalid `signature`"),
         (turns(redacted), "Invalid `data`"),
+        (turns([{"type": "text", "text": ""}, *turn]), "must be non-empty"),
         (turns(turn, stray), "unexpected `tool_use_id`"),
         (turns(turn, {"role": "user", "content": "no result"}), "without `tool_result`"),
     ):

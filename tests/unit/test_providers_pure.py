@@ -555,6 +555,17 @@ def test_the_fold_rebuilds_the_turn_from_merged_events_and_only_the_last_attempt
     ]
 
 
+def test_an_empty_text_block_is_left_out_of_the_content() -> None:
+    events = [
+        {"type": "start", "messageId": "g"},
+        {"type": "text-start", "id": "t0"},
+        {"type": "text-end", "id": "t0"},
+        {"type": "tool-input-start", "toolCallId": "c", "toolName": "f"},
+        {"type": "tool-input-available", "toolCallId": "c", "toolName": "f", "input": {"a": 1}},
+    ]
+    assert fold(events) == [{"type": "tool_use", "id": "c", "name": "f", "input": {"a": 1}}]
+
+
 def test_a_tool_call_of_broken_json_can_still_be_sent_back() -> None:
     """The event passes the model's text on; ``content`` has an empty object, which a
     next request takes back with the call's result."""
