@@ -8,8 +8,9 @@ a two-turn conversation (thinking, a tool call, its result sent back with the ``
 of ``GET /v1/generations/{id}``) passes the fakes' checks of signatures and tool ids; the
 OpenAI-compatible servers' quirks (vLLM's ``reasoning_content`` and ``reasoning``,
 Ollama's whole tool call) as the very events and ``content`` Anthropic's answer gives;
-each OpenAI error kind ending as the contract says (retried unseen before any output,
-an ``error`` after it) and counted in the worker's ``worker_provider_errors_total``; a
+each error kind of either provider ending as the contract says (retried unseen before any
+output, an ``error`` after it) and counted in the worker's
+``worker_provider_errors_total``; a
 request for a provider nobody serves refused with nothing queued; bad requests refused
 with the field named and nothing queued; and a job left in the queue of the previous
 version still run.
@@ -39,8 +40,12 @@ from broadcaster.core.request import PROVIDERS
 from tests.support import fake_openai as oai
 from tests.support.fake_anthropic import (
     FakeAnthropicServer,
+    drop,
+    http_error,
     message,
     redacted_thinking,
+    sse_error,
+    stall,
     text,
     text_reply,
     thinking,
@@ -138,6 +143,14 @@ def oai_srv() -> Iterator[oai.FakeOpenAIServer]:
     with oai.FakeOpenAIServer(api_key="test") as server:
         yield server
     assert server.errors == []
+
+
+@pytest.fixture
+def fakes(
+    anth: FakeAnthropicServer, oai_srv: oai.FakeOpenAIServer
+) -> dict[str, FakeAnthropicServer]:
+    """The fake server of each provider."""
+    return {"anthropic": anth, "openai": oai_srv}
 
 
 @pytest.fixture(scope="module")
@@ -519,12 +532,12 @@ async def test_parallel_tool_calls_and_their_results_reach_openai_translated(
 
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
 async def test_a_turn_in_several_messages_is_one_turn(
-    anth: FakeAnthropicServer, oai_srv: oai.FakeOpenAIServer, stack: Stack, provider: str
+    fakes: dict[str, FakeAnthropicServer], stack: Stack, provider: str
 ) -> None:
     """An assistant turn in two messages (a tool call, then text), its result in the next:
     accepted, and by each fake's check of tool ids (the Anthropic fake merges the turns as
     the API does; Chat Completions gets them merged)."""
-    fake = anth if provider == "anthropic" else oai_srv
+    fake = fakes[provider]
     fake.enqueue(text_reply(["done"]) if provider == "anthropic" else oai.reply(text=["done"]))
     first = fake.request_count
     use = {
@@ -547,9 +560,9 @@ async def test_a_turn_in_several_messages_is_one_turn(
         assert (await status(client, stack.url, gid))["text"] == "done"
     assert fake.request_count == first + 1
     if provider == "anthropic":
-        assert anth.requests[first].body["messages"] == messages  # as sent: the API merges
+        assert fake.requests[first].body["messages"] == messages  # as sent: the API merges
     else:
-        assert [m["role"] for m in oai_srv.requests[first].body["messages"]] == [
+        assert [m["role"] for m in fake.requests[first].body["messages"]] == [
             "user",
             "assistant",
             "tool",
@@ -902,57 +915,71 @@ def counted(before: dict[str, float], after: dict[str, float]) -> dict[str, floa
     }
 
 
-EARLY_FAULTS = [
-    ([oai.http_error(503, headers={"retry-after-ms": "50"})], "server_error"),
-    ([oai.stall(send_headers=False)], "timeout"),  # no headers within the read timeout
-    ([oai.drop()], "connection"),  # the connection closed before any answer
-    ([oai.stream_error("model is loading")], "mid_stream"),  # an error object first
-    ([oai.done()], "incomplete"),  # [DONE] and nothing before it
+ANTHROPIC_PARTIAL = text_reply(["par", "tial"])[:4]
+OPENAI_PARTIAL = oai.reply(text=["par", "tial"])[:3]
+"""The start of a reply: two text deltas that viewers see (Anthropic's message_start,
+content_block_start and deltas; OpenAI's role chunk and deltas)."""
+
+EARLY_FAULTS: list[tuple[str, list[Any], str]] = [
+    ("anthropic", [http_error(529, headers={"retry-after-ms": "50"})], "overloaded"),
+    ("anthropic", [stall(send_headers=False)], "timeout"),  # no headers in the read timeout
+    ("anthropic", [drop()], "connection"),  # the connection closed before any answer
+    ("anthropic", [sse_error("overloaded_error", "Overloaded")], "mid_stream"),  # first thing
+    ("anthropic", [], "incomplete"),  # a 200 with an empty stream
+    ("openai", [oai.http_error(503, headers={"retry-after-ms": "50"})], "server_error"),
+    ("openai", [oai.stall(send_headers=False)], "timeout"),
+    ("openai", [oai.drop()], "connection"),
+    ("openai", [oai.stream_error("model is loading")], "mid_stream"),  # an error object first
+    ("openai", [oai.done()], "incomplete"),  # [DONE] and nothing before it
+]
+
+LATE_FAULTS: list[tuple[str, list[Any], str, str]] = [
+    ("anthropic", [*ANTHROPIC_PARTIAL, sse_error("api_error", "boom")], "mid_stream", "boom"),
+    ("anthropic", ANTHROPIC_PARTIAL, "incomplete", "before message_stop"),
+    ("anthropic", [*ANTHROPIC_PARTIAL, stall()], "timeout", "timed out"),
+    ("anthropic", [*ANTHROPIC_PARTIAL, drop()], "connection", "cannot reach"),
+    ("openai", [*OPENAI_PARTIAL, oai.stream_error("boom")], "mid_stream", "boom"),
+    ("openai", OPENAI_PARTIAL, "incomplete", "without a finish_reason"),
+    ("openai", [*OPENAI_PARTIAL, oai.stall()], "timeout", "timed out"),
+    ("openai", [*OPENAI_PARTIAL, oai.drop()], "connection", "cannot reach"),
 ]
 
 
-@pytest.mark.parametrize(("fault", "kind"), EARLY_FAULTS, ids=[kind for _, kind in EARLY_FAULTS])
-async def test_every_openai_fault_before_output_is_retried_invisibly(
-    oai_srv: oai.FakeOpenAIServer, stack: Stack, fault: Any, kind: str
+@pytest.mark.parametrize("case", EARLY_FAULTS, ids=[f"{p}-{k}" for p, _, k in EARLY_FAULTS])
+async def test_every_fault_before_output_is_retried_invisibly(
+    fakes: dict[str, FakeAnthropicServer], stack: Stack, case: tuple[str, list[Any], str]
 ) -> None:
-    oai_srv.enqueue(fault)
-    oai_srv.enqueue(oai.reply(text=["second ", "time"]))
-    first = oai_srv.request_count
+    """Either provider, the same rule: nothing was shown, so the call is made again and
+    viewers never see the failed one; the worker counts the error by its kind."""
+    provider, fault, kind = case
+    fake = fakes[provider]
+    fake.enqueue(fault)
+    second = ["second ", "time"]
+    fake.enqueue(text_reply(second) if provider == "anthropic" else oai.reply(text=second))
+    first = fake.request_count
     before = await stack.provider_errors()
     async with httpx.AsyncClient(timeout=30) as client:
-        gid, events = await run(client, stack.url, prompt="retry", provider="openai")
+        gid, events = await run(client, stack.url, prompt="retry", provider=provider)
         assert kinds(events) == CLEAN_RUN  # no data-retry, no error: nothing was shown
         st = await status(client, stack.url, gid)
         assert (st["status"], st["text"], st["error"]) == ("completed", "second time", None)
-    assert oai_srv.request_count == first + 2
+    assert fake.request_count == first + 2
     assert counted(before, await stack.provider_errors()) == {kind: 1}
 
 
-@pytest.mark.parametrize(
-    ("script", "expected"),
-    [
-        (
-            [*oai.reply(text=["par", "tial"])[:3], oai.stream_error("engine overloaded")],
-            "engine overloaded",
-        ),
-        (oai.reply(text=["par", "tial"])[:3], "without a finish_reason"),
-        ([*oai.reply(text=["par", "tial"])[:3], oai.stall()], "timed out"),
-        ([*oai.reply(text=["par", "tial"])[:3], oai.drop()], "cannot reach"),
-    ],
-    ids=["mid_stream", "incomplete", "timeout", "connection"],
-)
-async def test_openai_failures_after_output_end_with_error(
-    oai_srv: oai.FakeOpenAIServer,
-    stack: Stack,
-    script: Any,
-    expected: str,
-    request: pytest.FixtureRequest,
+@pytest.mark.parametrize("case", LATE_FAULTS, ids=[f"{p}-{k}" for p, _, k, _ in LATE_FAULTS])
+async def test_every_fault_after_output_ends_with_error(
+    fakes: dict[str, FakeAnthropicServer], stack: Stack, case: tuple[str, list[Any], str, str]
 ) -> None:
-    oai_srv.enqueue(script)
-    first = oai_srv.request_count
+    """Either provider, the same rule: output was shown, so the stream ends with an
+    ``error`` after it and the call is not made again."""
+    provider, script, kind, expected = case
+    fake = fakes[provider]
+    fake.enqueue(script)
+    first = fake.request_count
     before = await stack.provider_errors()
     async with httpx.AsyncClient(timeout=30) as client:
-        gid, events = await run(client, stack.url, prompt="fail late", provider="openai")
+        gid, events = await run(client, stack.url, prompt="fail late", provider=provider)
         assert kinds(events) == [
             "start",
             "start-step",
@@ -964,8 +991,7 @@ async def test_openai_failures_after_output_end_with_error(
         assert expected in events[-1].json()["errorText"]
         st = await status(client, stack.url, gid)
         assert (st["status"], st["text"]) == ("failed", "partial")
-    assert oai_srv.request_count == first + 1  # output was shown: never retried
-    kind = request.node.callspec.id
+    assert fake.request_count == first + 1  # output was shown: never retried
     assert counted(before, await stack.provider_errors()) == {kind: 1}
 
 
