@@ -70,7 +70,7 @@ async def run_steps(run: StepRun, progress: Progress) -> None:
     if (
         open_step
         and not open_step.finished
-        and await _after_model(run, progress, open_step, "tool-calls")
+        and await _after_model(run, progress, open_step, "tool-calls", resumed=True)
     ):
         return
     while True:
@@ -98,22 +98,20 @@ async def run_steps(run: StepRun, progress: Progress) -> None:
             return
 
 
-async def _after_model(run: StepRun, progress: Progress, step: Step, reason: str) -> bool:
+async def _after_model(
+    run: StepRun, progress: Progress, step: Step, reason: str, *, resumed: bool = False
+) -> bool:
     """The step's model output is whole: end the generation, or run the worker's tools it
-    called and end the step. True when the generation has ended."""
+    called and end the step (``resumed``: a takeover found it so, ``steps_done`` said).
+    True when the generation has ended."""
     calls = step.calls()
     tools = run.policy.tools
     if reason != "tool-calls" or not any(tools.runs(c.name) for c in calls):
         await _finish(run, progress, reason)
         return True
-    marker = {"steps_done": str(progress.stream_steps), "steps_model": progress.model or ""}
-    await run.writer.flush(meta={**marker, **progress.usage_meta()})
-    done = step.outputs()
-    for call in calls:
-        if tools.runs(call.name) and call.id not in done:
-            output = await tools.call(call.id, call.name, call.input)
-            step.events.append(output)
-            await run.writer.flush([output])
+    if not resumed:
+        await _mark_whole(run, progress)
+    await _run_tools(run, step)
     if any(not tools.runs(c.name) for c in calls):
         await _finish(run, progress, "tool-calls")  # the client runs the rest
         return True
@@ -124,6 +122,32 @@ async def _after_model(run: StepRun, progress: Progress, step: Step, reason: str
     step.events.append({"type": "finish-step"})
     await run.writer.flush([{"type": "finish-step"}])
     return False
+
+
+async def _mark_whole(run: StepRun, progress: Progress) -> None:
+    """Append the step's last model events with ``steps_done``: its output is whole."""
+    if not run.writer.pending:
+        # The call holds its last block's events back for this append; without them a
+        # takeover would see the output as cut off and make the call again.
+        log.warning("generation %s: no event to carry steps_done", run.writer.stream_id)
+    marker = {"steps_done": str(progress.stream_steps), "steps_model": progress.model or ""}
+    await run.writer.flush(meta={**marker, **progress.usage_meta()})
+
+
+async def _run_tools(run: StepRun, step: Step) -> None:
+    """Run the step's calls of the worker's tools whose output is not in the stream yet,
+    one after the other, each output appended as soon as it is known."""
+    tools, metrics = run.policy.tools, run.writer.metrics
+    done = step.outputs()
+    for call in step.calls():
+        if not tools.runs(call.name) or call.id in done:
+            continue
+        output = await tools.call(call.id, call.name, call.input)
+        if metrics is not None:
+            outcome = "error" if output["type"] == "tool-output-error" else "output"
+            metrics.tool_calls.labels(call.name, outcome).inc()
+        step.events.append(output)
+        await run.writer.flush([output])
 
 
 async def _finish(run: StepRun, progress: Progress, reason: str) -> None:

@@ -61,13 +61,9 @@ class Step:
 
     def turns(self) -> list[dict[str, Any]]:
         """The assistant turn and the user turn of tool results, as Anthropic messages."""
-        content = []
-        for block in fold(self.events):
-            if block["type"] == "text" and not block["text"]:
-                continue  # Anthropic refuses an empty text block
-            if block["type"] == "tool_use" and not isinstance(block["input"], dict):
-                block["input"] = {}  # input that was not JSON: the tool was told
-            content.append(block)
+        # The fold leaves out empty text blocks and makes input that is not a JSON object
+        # {} (the tool was told): Anthropic refuses either sent back.
+        content = fold(self.events)
         outputs = self.outputs()
         results = [tool_result(c.id, outputs.get(c.id)) for c in self.calls()]
         return [{"role": "assistant", "content": content}, {"role": "user", "content": results}]

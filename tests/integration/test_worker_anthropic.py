@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from broadcaster.core.embedded import free_port
+from broadcaster.http.openapi import GenerationStatus
 from tests.support.fake_anthropic import (
     FakeAnthropicServer,
     http_error,
@@ -194,6 +195,9 @@ async def test_thinking_text_and_tool_use_stream_in_order(
         }
 
         st = await status(client, stack.url, gid)
+        # The body is the one /openapi.json documents, field for field.
+        assert set(st) == set(GenerationStatus.model_fields), st
+        GenerationStatus.model_validate(st)
         assert st["status"] == "completed"
         assert st["text"] == "".join(chunks)
         assert st["usage"] == {"input_tokens": 31, "output_tokens": 57}
@@ -334,6 +338,9 @@ async def test_a_viewer_that_disconnects_never_cancels(
         assert typed[-1].json()["finishReason"] == "stop"
         assert deltas(early.typed() + typed) == chunks
         st = await status(client, stack.url, gid)
+        # The body is the one /openapi.json documents, field for field.
+        assert set(st) == set(GenerationStatus.model_fields), st
+        GenerationStatus.model_validate(st)
         assert st["status"] == "completed"
         assert st["text"] == "".join(chunks)
     assert srv.exchanges[index].completed

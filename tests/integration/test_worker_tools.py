@@ -1,6 +1,6 @@
 """Tools that run in the worker, end to end on real processes: a Redis server, a front-end
-and a worker (``WORKER_PROVIDER=anthropic``, the real SDK) against the local fake
-Anthropic server, with the tools of ``tests/support/worker_tools.py`` registered
+and a worker (``WORKER_PROVIDERS=anthropic,openai``, the real SDKs) against the local fake
+Anthropic and OpenAI servers, with the tools of ``tests/support/worker_tools.py`` registered
 (``WORKER_TOOLS``). Every tool run is recorded in a file, so the tests count them.
 
 The module runs its own Redis and fake server; scripts are queued in the order the model
@@ -16,7 +16,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.fake_anthropic import FakeAnthropicServer, message, text, text_reply, tool_use
+from tests.support import fake_openai as oai
+from tests.support.fake_anthropic import (
+    FakeAnthropicServer,
+    message,
+    text,
+    text_reply,
+    thinking,
+    tool_use,
+)
 from tests.support.procs import ROOT, SSEEvent, read_sse
 from tests.support.stacks import (
     Stack,
@@ -47,16 +55,29 @@ def srv() -> Iterator[FakeAnthropicServer]:
 
 
 @pytest.fixture(scope="module")
+def oai_srv() -> Iterator[oai.FakeOpenAIServer]:
+    with oai.FakeOpenAIServer(api_key="test") as server:
+        yield server
+    assert server.errors == []
+
+
+@pytest.fixture(scope="module")
 def runs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tool-runs") / "runs.jsonl"
 
 
 @pytest.fixture(scope="module")
 def stack(
-    srv: FakeAnthropicServer, tmp_path_factory: pytest.TempPathFactory, runs_file: Path
+    srv: FakeAnthropicServer,
+    oai_srv: oai.FakeOpenAIServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    runs_file: Path,
 ) -> Iterator[Stack]:
     env = anthropic_env(
         srv.base_url,
+        WORKER_PROVIDERS="anthropic,openai",
+        OPENAI_BASE_URL=oai_srv.base_url,
+        OPENAI_API_KEY="test",
         WORKER_TOOLS="tests.support.worker_tools:TOOLS",
         WORKER_TOOL_TIMEOUT_SECONDS="0.5",
         WORKER_TOOL_MAX_OUTPUT_BYTES="1000",
@@ -77,6 +98,7 @@ def _worker_log_is_clean(stack: Stack) -> Iterator[None]:
     yield
     assert stack.worker.alive(), stack.worker.log()
     assert "Traceback" not in stack.worker.log()
+    assert "no event to carry steps_done" not in stack.worker.log()
 
 
 async def run(stack: Stack, **body: Any) -> tuple[str, list[SSEEvent]]:
@@ -99,7 +121,11 @@ async def test_a_registered_tool_runs_once_and_the_generation_goes_on(
 ) -> None:
     srv.enqueue(
         message(
-            [text("Let me add."), tool_use("toolu_add1", "add", ['{"a": 2,', ' "b": 3}'])],
+            [
+                thinking(["I should ", "add."]),
+                text("Let me add."),
+                tool_use("toolu_add1", "add", ['{"a": 2,', ' "b": 3}']),
+            ],
             stop_reason="tool_use",
             input_tokens=10,
             output_tokens=5,
@@ -111,6 +137,11 @@ async def test_a_registered_tool_runs_once_and_the_generation_goes_on(
     assert [e.event for e in typed] == [
         "start",
         "start-step",
+        "reasoning-start",
+        "reasoning-delta",
+        "reasoning-delta",
+        "reasoning-delta",
+        "reasoning-end",
         "text-start",
         "text-delta",
         "text-end",
@@ -139,7 +170,8 @@ async def test_a_registered_tool_runs_once_and_the_generation_goes_on(
     }
     assert runs(runs_file, "add") == before + 1
 
-    # The model was offered the worker's tools, then sent the turn and the tool's result.
+    # The model was offered the worker's tools, then sent the turn (its thinking signed, as
+    # the fake server checks) and the tool's result.
     one, two = step_bodies(srv, first)
     assert [t["name"] for t in one["tools"]] == WORKER_TOOL_NAMES
     assert "_worker_tools" not in one
@@ -148,6 +180,7 @@ async def test_a_registered_tool_runs_once_and_the_generation_goes_on(
         {
             "role": "assistant",
             "content": [
+                {"type": "thinking", "thinking": "I should add.", "signature": "sig_fake"},
                 {"type": "text", "text": "Let me add."},
                 {"type": "tool_use", "id": "toolu_add1", "name": "add", "input": {"a": 2, "b": 3}},
             ],
@@ -296,3 +329,26 @@ async def test_max_steps_is_checked_by_the_front_end(stack: Stack) -> None:
             )
             assert r.status_code == 422, (bad, r.text)
             assert "max_steps" in r.text
+
+
+async def test_a_registered_tool_runs_on_the_openai_provider_too(
+    oai_srv: oai.FakeOpenAIServer, stack: Stack, runs_file: Path
+) -> None:
+    call = oai.streamed_call("call_add", "add", ['{"a": 4', ', "b": 5}'])
+    oai_srv.enqueue(oai.reply(text=["Adding."], tools=[call], prompt_tokens=7))
+    oai_srv.enqueue(oai.reply(text=["It is 9."], prompt_tokens=11))
+    first, before = oai_srv.request_count, runs(runs_file, "add")
+    _, typed = await run(stack, prompt="add 4 and 5", provider="openai")
+    assert of_type(typed, "tool-output-available") == [
+        {"type": "tool-output-available", "toolCallId": "call_add", "output": {"sum": 9}}
+    ]
+    assert typed[-1].json()["finishReason"] == "stop"
+    assert typed[-1].json()["messageMetadata"]["usage"]["inputTokens"] == 18
+    assert runs(runs_file, "add") == before + 1
+    one, two = (body for _, body in oai_srv.requests[first:])
+    assert [t["function"]["name"] for t in one["tools"]] == WORKER_TOOL_NAMES
+    assert two["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": "call_add",
+        "content": '{"sum": 9}',
+    }
