@@ -14,6 +14,8 @@ tests/clients/browser; without them the test fails and says what to install. It 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -27,9 +29,10 @@ from broadcaster.core.embedded import free_port
 from tests.support.browser import (
     ARTIFACTS,
     BROWSER_DIR,
+    finish_node_script,
     missing_prerequisites,
     png_size,
-    run_node_script,
+    start_node_script,
     stop_browser_leftovers,
 )
 from tests.support.nginx import Nginx, find_nginx
@@ -38,6 +41,9 @@ from tests.support.procs import ROOT, Proc, own_redis, start_frontend, start_wor
 SCRIPT = BROWSER_DIR / "chat.mjs"
 # 80 ms a token: an answer streams for about 5 s, so a reload lands inside it.
 WORKER_ENV = {"WORKER_FAKE_DELAY_MS": "80", "WORKER_TOOLS": DEMO_TOOLS, "PYTHONPATH": str(ROOT)}
+# The worker that takes the killed one's answer over claims it after 1 s of silence.
+TAKEOVER_ENV = {**WORKER_ENV, "WORKER_LEASE_SECONDS": "1"}
+CHAT_PATH = re.compile(r"^/v1/chat/([A-Za-z0-9_-]+)/")
 API_KEY = "browser-chat-test-key"
 SECURED = {  # the front-ends' access control
     "BROADCASTER_API_KEYS": hash_key(API_KEY),
@@ -77,9 +83,30 @@ def _api_view(base_url: str, result: dict[str, Any], key: str | None) -> dict[st
         return {
             "posts": posts,
             "messages": client.get(f"/v1/chat/{chat}/messages").json()["messages"],
-            "stream_after_stop": client.get(f"/v1/chat/{chat}/stream").status_code,
+            "stream_at_the_end": client.get(f"/v1/chat/{chat}/stream").status_code,
             "generations": generations,
         }
+
+
+def _kill_the_worker_mid_answer(
+    node: subprocess.Popen[str], nginx: Nginx, key: str | None, worker: Proc
+) -> dict[str, Any]:
+    """Wait until the fourth answer has begun (the chat's id is in nginx's log once a pane
+    read its messages), then SIGKILL the worker that writes it; what the chat held then."""
+    auth = {"authorization": f"Bearer {key}"} if key else {}
+    deadline = time.monotonic() + 90
+    with httpx.Client(base_url=nginx.url, timeout=5, headers=auth) as client:
+        while node.poll() is None and time.monotonic() < deadline:
+            chats = [CHAT_PATH.match(r["uri"]) for r in nginx.requests()]
+            chat = next((m.group(1) for m in chats if m), None)
+            body = client.get(f"/v1/chat/{chat}/messages").json() if chat else {}
+            messages = body.get("messages", [])
+            if len(messages) == 8 and body["status"] == "running" and _texts(messages[7]):
+                worker.popen.kill()
+                worker.popen.wait(5)
+                return {"status": body["status"], "text": _texts(messages[7])}
+            time.sleep(0.05)
+    raise AssertionError("the fourth answer never began (or chat.mjs ended first)")
 
 
 def _run(
@@ -101,19 +128,21 @@ def _run(
         ports = [f.port or 0 for f in frontends]
         nginx = Nginx(nginx_binary, tmp_path / "nginx", free_port(), ports)
         nginx.start()
-        code, out, err = run_node_script(
-            SCRIPT,
-            [nginx.url, str(screenshot), str(profile)],
-            timeout=120,
-            env={"BROWSER_CHAT_API_KEY": key or ""},
+        node = start_node_script(
+            SCRIPT, [nginx.url, str(screenshot), str(profile)], {"BROWSER_CHAT_API_KEY": key or ""}
         )
+        try:
+            at_kill = _kill_the_worker_mid_answer(node, nginx, key, procs[-1])
+            procs.append(start_worker(redis.url, tmp_path, "worker-2", TAKEOVER_ENV))
+        finally:
+            code, out, err = finish_node_script(node, timeout=120)
         assert code == 0, (
             f"chat.mjs exited with {code}\nstderr:\n{err}\nstdout:\n{out}\n"
             + "".join(f"{p.name} log:\n{p.log()[-3000:]}\n" for p in procs)
             + f"nginx log:\n{nginx.log()[-2000:]}"
         )
         result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-        api = _api_view(nginx.url, result, key)
+        api = {**_api_view(nginx.url, result, key), "at_kill": at_kill}
         found = {"result": result, "api": api}
         screenshot.with_suffix(".json").write_text(json.dumps(found, indent=2) + "\n")
         print(f"\nbrowser chat run: {time.monotonic() - started:.1f} s, screenshot: {screenshot}")
@@ -140,10 +169,12 @@ def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(tmp_path: Path, acc
     chat, requests, history = result["chat_id"], result["chat_requests"], api["messages"]
     generations = api["generations"]
     assert result["address"].endswith(f"#chat={chat}")
-    assert [m["role"] for m in history] == ["user", "assistant"] * 3, history
+    assert [m["role"] for m in history] == ["user", "assistant"] * 4, history
     # One generation a turn, each sent by one pane only (the other pane resumed it).
-    assert [r["phase"] for r in api["posts"]] == ["first", "tool", "stop"], requests
-    assert [g["status"] for g in generations] == ["completed", "completed", "cancelled"]
+    phases = ["first", "tool", "stop", "takeover"]
+    assert [r["phase"] for r in api["posts"]] == phases, requests
+    statuses = ["completed", "completed", "cancelled", "completed"]
+    assert [g["status"] for g in generations] == statuses
     # With access control, the page minted one chat token (with the key typed into it)
     # and used it for everything, the reload included; the browser never sent the key
     # to the chat routes.
@@ -155,8 +186,8 @@ def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(tmp_path: Path, acc
     before = _same_in_both_panes(result["before_reload"], "before the reload")
     first = _same_in_both_panes(result["first"], "after the first answer")
     answer = first[1]["text"]
-    user = {"id": history[0]["id"], "role": "user", "text": result["first_prompt"], "tools": []}
-    assert first[0] == user
+    user = {"id": history[0]["id"], "role": "user", "text": result["first_prompt"]}
+    assert first[0] == {**user, "tools": [], "retry": None}
     assert first[1]["id"] == history[1]["id"] == before[1]["id"]
     assert answer == generations[0]["text"] == _texts(history[1])
     assert answer.startswith("You said: " + result["first_prompt"])
@@ -184,7 +215,18 @@ def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(tmp_path: Path, acc
     assert stopped[5]["text"] == _texts(history[5]) == generations[2]["text"]
     echo, cut = "You said: " + result["third_prompt"] + "\n", stopped[5]["text"]
     assert cut and (echo.startswith(cut) or cut.startswith(echo)), cut
-    assert api["stream_after_stop"] == 204  # nothing is running any more
+    assert api["stream_at_the_end"] == 204  # nothing is running any more
+
+    # 4. The worker was killed mid-answer; another took the answer over and started it
+    # again: both panes show only the new attempt (after its `data-retry`), which is the
+    # generation's text and the chat's, and say that it started over.
+    takeover = _same_in_both_panes(result["takeover"], "after the takeover")
+    assert api["at_kill"]["status"] == "running"
+    assert takeover[7]["retry"] == "started over (attempt 2)", takeover[7]
+    assert takeover[7]["text"] == _texts(history[7]) == generations[3]["text"]
+    assert takeover[7]["text"].count("You said: ") == 1
+    assert takeover[7]["text"].startswith("You said: " + result["fourth_prompt"] + "\n")
+    assert len(takeover[7]["text"]) > len(api["at_kill"]["text"])
 
     assert result["page_errors"] == []
     assert result["http_errors"] == []

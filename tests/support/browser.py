@@ -48,12 +48,11 @@ def missing_prerequisites() -> list[str]:
     return missing
 
 
-def run_node_script(
-    script: Path, args: list[str], timeout: float, env: dict[str, str] | None = None
-) -> tuple[int, str, str]:
-    """Run a browser script to its end: (exit code, stdout, stderr). One that hangs gets
-    SIGTERM (playwright then closes its browser), then SIGKILL."""
-    node = subprocess.Popen(
+def start_node_script(
+    script: Path, args: list[str], env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """A browser script, started; ``finish_node_script`` waits for it."""
+    return subprocess.Popen(
         ["node", str(script), *args],
         cwd=str(ROOT),
         env={**os.environ, **(env or {})},
@@ -62,6 +61,11 @@ def run_node_script(
         stdin=subprocess.DEVNULL,
         text=True,
     )
+
+
+def finish_node_script(node: subprocess.Popen[str], timeout: float) -> tuple[int, str, str]:
+    """Wait for a browser script's end: (exit code, stdout, stderr). One that hangs gets
+    SIGTERM (playwright then closes its browser), then SIGKILL."""
     try:
         out, err = node.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -71,8 +75,15 @@ def run_node_script(
         except subprocess.TimeoutExpired:
             node.kill()
             out, err = node.communicate()
-        err += f"\n(test: {script.name} did not end within {timeout:.0f} s and was stopped)"
+        err += f"\n(test: the script did not end within {timeout:.0f} s and was stopped)"
     return node.returncode, out, err
+
+
+def run_node_script(
+    script: Path, args: list[str], timeout: float, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """Run a browser script to its end (``finish_node_script``)."""
+    return finish_node_script(start_node_script(script, args, env), timeout)
 
 
 def pids_using(marker: str) -> list[int]:

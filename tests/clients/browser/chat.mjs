@@ -6,24 +6,28 @@
 //   1. pane 1 sends a message; once both panes show part of the answer, the page is
 //      reloaded, and both panes must resume the answer and finish it;
 //   2. pane 2 asks for the worker's tool (the page's own suggestion);
-//   3. pane 1 sends a message and, mid-answer, pane 2's Stop ends it.
+//   3. pane 1 sends a message and, mid-answer, pane 2's Stop ends it;
+//   4. pane 1 sends a message and waits for the answer to end: meanwhile the caller kills
+//      the worker (it polls the chat's messages to see the answer begin) and starts
+//      another, which takes the answer over and starts it again (`data-retry`).
 // With BROWSER_CHAT_API_KEY set, it first types that key into the page (a deployment with
 // access control). After each turn it records what every pane shows. It prints ONE line of JSON and saves
 // a full-page screenshot (and one of the answer resumed after the reload, next to it).
 //
 // Uses playwright-core with Debian's /usr/bin/chromium. Exits non-zero, with a message on
-// stderr, on any failure or when the whole run takes longer than 90 s.
+// stderr, on any failure or when the whole run takes longer than 100 s.
 
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { openDemoPage, runToEnd, startScript } from "./common.mjs";
 
-const TIMEOUT_MS = 90_000;
+const TIMEOUT_MS = 100_000;
 // On a deployment with access control: the API key typed into the page, which mints a
 // chat token with it.
 const API_KEY = process.env.BROWSER_CHAT_API_KEY || "";
 const FIRST = "Tell me how a reload resumes this answer, <b>both</b> panes & all.";
 const THIRD = "Now a long answer, to be stopped halfway.";
+const FOURTH = "And one during which the worker dies.";
 
 const { base, screenshot, userDataDir, chromium, fail, started, remaining, ...script } = await startScript(
   "chat.mjs",
@@ -58,6 +62,7 @@ function readPanes() {
         id: m.dataset.messageId,
         role: m.dataset.role,
         text: Array.from(m.querySelectorAll(".part-text"), (t) => t.textContent).join(""),
+        retry: m.querySelector(".retry-note")?.textContent ?? null,
         tools: Array.from(m.querySelectorAll(".tool"), (t) => ({
           name: t.dataset.toolName,
           state: t.dataset.toolState,
@@ -203,6 +208,14 @@ async function run() {
   await waitForTurnEnd(6, "abort");
   const stopped = await readPanes();
 
+  // 4. The worker dies mid-answer (the caller kills it); another takes the answer over.
+  step = "sending the fourth message from pane 1";
+  phase = "takeover";
+  await send(0, FOURTH);
+  step = "waiting until both panes finish the fourth answer (the caller kills the worker)";
+  await waitForTurnEnd(8, "finish");
+  const takeover = await readPanes();
+
   step = "taking the screenshot";
   mkdirSync(dirname(screenshot), { recursive: true });
   await page.screenshot({ path: screenshot, fullPage: true, timeout: remaining() });
@@ -214,6 +227,7 @@ async function run() {
     chat_id: chatId,
     first_prompt: FIRST,
     third_prompt: THIRD,
+    fourth_prompt: FOURTH,
     suggestion,
     suggested,
     before_reload: beforeReload,
@@ -221,6 +235,7 @@ async function run() {
     first,
     tool,
     stopped,
+    takeover,
     chat_requests: chatRequests,
     page_errors: pageErrors,
     console_errors: consoleErrors,

@@ -41,6 +41,7 @@ export class ChatPane {
     this.form.autocomplete = "off";
     this.input = el("input", "chat-input");
     this.input.placeholder = "Message…";
+    this.input.setAttribute("aria-label", `${title}: message`);
     this.sendBtn = el("button", "primary send", "Send");
     this.sendBtn.type = "submit";
     this.stopBtn = el("button", "stop", "Stop");

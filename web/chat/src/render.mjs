@@ -49,6 +49,14 @@ function partElement(part) {
   return null; // step boundaries, data parts: nothing to show
 }
 
+// The parts of the answer's latest attempt. After `data-retry` a worker started the
+// answer over (replaying the steps it keeps), so what came before it is not shown: the
+// same message as the server's GET /v1/chat/{id}/messages.
+function latestAttempt(parts) {
+  const retry = parts.findLastIndex((p) => p.type === "data-retry");
+  return { retry: retry < 0 ? null : parts[retry], parts: parts.slice(retry + 1) };
+}
+
 export function renderMessages(container, messages) {
   const nearBottom = container.scrollHeight - container.scrollTop - container.clientHeight < 40;
   const fragment = document.createDocumentFragment();
@@ -57,7 +65,9 @@ export function renderMessages(container, messages) {
     box.dataset.role = message.role;
     box.dataset.messageId = message.id;
     box.appendChild(el("div", "msg-role", message.role === "user" ? "you" : message.role));
-    for (const part of message.parts) {
+    const { retry, parts } = latestAttempt(message.parts);
+    if (retry) box.appendChild(el("div", "retry-note", `started over (attempt ${retry.data?.attempt ?? "?"})`));
+    for (const part of parts) {
       const node = partElement(part);
       if (node) box.appendChild(node);
     }
