@@ -5,12 +5,14 @@ The stack is real processes: a Redis server of the test's own, two front-ends be
 answer takes seconds, and the example tools (``WORKER_TOOLS``), as ``python -m broadcaster
 demo`` starts it. tests/clients/browser/chat.mjs drives the page: the tab's two panes are
 two AI SDK Chat instances on one chat; a message is sent, the page is reloaded mid-answer
-and both panes must resume it; the worker's tool is asked for; an answer is stopped.
-What the panes show is checked against the chat's messages and the generations as the
-API reports them. Needs nginx, Debian's chromium, node and the npm packages of
+and both panes must resume it; the worker's tool is asked for; an answer is stopped; and
+during a fourth answer the test kills the worker (SIGKILL) and starts another, which
+takes the answer over and starts it again. What the panes show is checked against the
+chat's messages and the generations as the API reports them. It runs twice: on an open
+deployment, and on one with access control, where the page mints a chat token with the
+API key typed into it. Needs nginx, Debian's chromium, node and the npm packages of
 tests/clients/browser; without them the test fails and says what to install. It never skips.
 """
-
 from __future__ import annotations
 
 import json
