@@ -5,8 +5,9 @@ the contract's events to the generation's stream.
 Owns the process and its shutdown (``runner``), taking jobs from the queues of the
 providers it serves, their leases and the providers' advertisement (``taker``), running
 the taken generations with their cancels (``running``), running one generation with its
-retries and takeovers (``generation``, ``writer``), the mapping of the model's stream to
-events (``mapping``), and the provider seam (``providers``).
+retries and takeovers (``generation``, ``writer``), its steps and the tools the worker
+runs between them (``stepper``, ``model_call``, ``steps``, ``tools``), the mapping of the
+model's stream to events (``mapping``), and the provider seam (``providers``).
 
 May import: ``broadcaster.core``. Never the front-end's rooms.
 """

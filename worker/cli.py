@@ -13,6 +13,7 @@ from broadcaster.core.embedded import redis_url
 from broadcaster.core.logs import setup_logging
 from worker.runner import Worker
 from worker.settings import WorkerSettings
+from worker.tools import ToolSpecError, load_tools
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,6 +37,10 @@ def main(argv: list[str] | None = None) -> None:
     except ValidationError as exc:
         sys.exit(f"worker: bad settings: {exc}")
     setup_logging(settings.log_level, settings.log_format)
+    try:
+        load_tools(settings.tools)  # a bad spec stops the worker before anything starts
+    except ToolSpecError as exc:
+        sys.exit(f"worker: bad settings: {exc}")
     with redis_url(settings) as url:
         asyncio.run(_run(settings, url))
 

@@ -26,6 +26,12 @@ class WorkerMetrics:
         self.tokens = Counter(
             "worker_tokens_total", "Model tokens, by direction", ["direction"], registry=r
         )
+        self.tool_calls = Counter(
+            "worker_tool_calls_total",
+            "Calls of the tools this worker runs, by tool and outcome",
+            ["tool", "outcome"],  # output, error
+            registry=r,
+        )
         self.appended = Counter(
             "worker_events_appended_total", "Events appended by this worker", registry=r
         )

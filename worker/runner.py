@@ -35,6 +35,7 @@ from worker.providers.base import Provider, Providers
 from worker.running import RunningGenerations
 from worker.settings import WorkerSettings
 from worker.taker import BLOCK_MS, JobTaker
+from worker.tools import ToolBox, load_tools
 
 log = logging.getLogger("worker")
 
@@ -79,6 +80,12 @@ class Worker:
             retry_base_s=settings.retry_base_seconds,
             retry_max_s=settings.retry_max_seconds,
             redis_patience_s=settings.redis_patience_seconds,
+            tools=ToolBox.of(
+                load_tools(settings.tools),
+                settings.tool_timeout_seconds,
+                settings.tool_max_output_bytes,
+            ),
+            max_steps=settings.max_steps,
         )
         self._stopping = asyncio.Event()
         self.metrics = WorkerMetrics()
@@ -99,11 +106,12 @@ class Worker:
             # must not be refused for want of a worker. Redis down: the loop retries.
             await taker.advertise()
         log.info(
-            "worker %s: provider %s (serving %s), concurrency %d",
+            "worker %s: provider %s (serving %s), concurrency %d, tools: %s",
             self.consumer,
             ",".join(self.settings.served()),
             ", ".join(self.providers),
             self.settings.concurrency,
+            ", ".join(self.policy.tools.tools) or "none",
         )
         metrics_server = self._serve_metrics()
         try:

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from broadcaster.core.request import PROVIDERS
+from broadcaster.core.request import MAX_STEPS, PROVIDERS
 from broadcaster.core.settings import RedisSettings
 
 PROVIDER_NAMES = (*PROVIDERS, "fake")
@@ -50,6 +50,15 @@ class WorkerSettings(RedisSettings):
     """How often running generations are checked for a cancel."""
     grace_seconds: float = Field(20.0, ge=0)
     """On SIGTERM: time to finish running generations before handing them back."""
+    tools: str | None = None
+    """Python tools the worker runs: ``package.module:attr`` (comma-separated for several),
+    each attr a list of ``worker.tools.Tool``. Checked at start-up."""
+    tool_timeout_seconds: float = Field(30.0, gt=0)
+    """A tool call still running after this long ends with ``tool-output-error``."""
+    tool_max_output_bytes: int = Field(65536, ge=2)
+    """A tool's output larger than this (as JSON) ends with ``tool-output-error``."""
+    max_steps: int = Field(20, ge=1, le=MAX_STEPS)
+    """The most steps (model calls) a generation takes here, whatever its ``max_steps``."""
     fake_delay_ms: float = Field(25.0, ge=0)
     """The fake provider's pause between tokens."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"

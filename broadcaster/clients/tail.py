@@ -1,8 +1,8 @@
 """``python -m broadcaster tail ID``: follow a stream live and render it as text.
 
 Text deltas are printed as they arrive, reasoning dimmed (or prefixed with
-``[reasoning]`` when stdout is not a terminal), each tool call and each ``data-*`` event
-on one line, and the terminal event as a last line. A dropped connection is resumed by
+``[reasoning]`` when stdout is not a terminal), each tool call, tool output and ``data-*``
+event on one line, and the terminal event as a last line. A dropped connection is resumed by
 ``StreamClient``. Exit status: 0 after ``finish``, 1 after ``error`` or ``abort``, 2 when
 the stream cannot be read (404, 409, 401/403).
 """
@@ -79,6 +79,10 @@ class Renderer:
                 self._write("\n")
         elif kind == "tool-input-available":
             self._line(f"[tool] {data.get('toolName')}({_compact(data.get('input'))})")
+        elif kind == "tool-output-available":
+            self._line(f"[tool output] {_compact(data.get('output'))}")
+        elif kind == "tool-output-error":
+            self._line(f"[tool error] {data.get('errorText', '')}")
         elif kind == "finish":
             self._line("[finish] " + _finish_summary(data))
         elif kind == "error":

@@ -100,20 +100,24 @@ class ContentFold:
 
     def result(self) -> list[ContentBlock]:
         """The blocks; a tool call whose input is not complete yet has what parses of it
-        (``{}`` until then)."""
-        out = [dict(block) for block in self.blocks]
+        (``{}`` until then). An input that is not a JSON object (the model wrote broken
+        JSON) is ``{}`` too: Anthropic takes only objects back, and the turn must go back
+        as it is. A text block that stayed empty is left out: Anthropic refuses one."""
+        out = [dict(block) for block in self.blocks if block != {"type": "text", "text": ""}]
         for block in out:
-            if block["type"] == "tool_use" and block["input"] == {}:
-                block["input"] = _partial_input(self._tool_json.get(block["id"], []))
+            if block["type"] == "tool_use" and not (
+                isinstance(block["input"], dict) and block["input"]
+            ):
+                block["input"] = _object(self._tool_json.get(block["id"], []))
         return out
 
 
-def _partial_input(parts: list[str]) -> Any:
+def _object(parts: list[str]) -> dict[str, Any]:
     try:
         parsed = json.loads("".join(parts))
     except ValueError:
         return {}
-    return parsed
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def fold(events: Iterable[dict[str, Any]]) -> list[ContentBlock]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -47,6 +48,16 @@ SERVICE_TIERS = {
 }
 """Values of ``service_tier`` per provider (``standard_only`` is sent to OpenAI as
 ``default``, its meaning there)."""
+
+MAX_STEPS = 100
+"""The most steps (model calls, with the worker's tools run between them) a request may
+ask for in ``max_steps``; each worker caps it further (``WORKER_MAX_STEPS``)."""
+
+DEFAULT_MAX_STEPS = 5
+"""The steps of a generation whose request does not say."""
+
+SERVER_TOOL_RE = re.compile(r"[a-z][a-z0-9_]{0,54}_[0-9]{8}")
+"""The type of one of Anthropic's own tools: a name and its version's date."""
 
 MAX_USER_ID = 256
 """Anthropic's longest ``metadata.user_id``."""
@@ -218,14 +229,15 @@ class OtherBlock(_Open):
     type: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
 
 
-_BLOCK_TYPES = frozenset(
+BLOCK_TYPES = frozenset(
     {"text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking"}
 )
+"""The content block types checked field by field; any other passes through as sent."""
 
 
 def _block_tag(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if isinstance(kind, str) and kind in _BLOCK_TYPES else "other"
+    return kind if isinstance(kind, str) and kind in BLOCK_TYPES else "other"
 
 
 Block = Annotated[
@@ -257,6 +269,17 @@ class InputSchema(_Open):
     required: list[str] | None = None
 
 
+def _versioned_tool(kind: str) -> str:
+    # Anthropic's own tool types carry the date of their version; anything else (an
+    # OpenAI-style "function" tool, a typo) is refused here rather than by the model.
+    if not SERVER_TOOL_RE.fullmatch(kind):
+        raise ValueError(
+            "must be 'custom' (or absent) for a tool of yours, or one of Anthropic's tool "
+            "types such as 'web_search_20250305'"
+        )
+    return kind
+
+
 class CustomTool(_Open):
     type: Literal["custom"] | None = None
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,128}$")
@@ -267,7 +290,7 @@ class CustomTool(_Open):
 class ServerTool(_Open):
     """One of Anthropic's own tools (``web_search_20250305``, ...): no input_schema."""
 
-    type: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    type: Annotated[str, AfterValidator(_versioned_tool)]
     name: str = Field(min_length=1, max_length=128)
 
 
@@ -318,7 +341,9 @@ Thinking = ThinkingEnabled | ThinkingAdaptive | ThinkingDisabled
 
 class GenerationRequest(BaseModel):
     """``POST /v1/generations``: exactly one of ``prompt`` or ``messages``; the rest is
-    Anthropic's Messages request, plus ``provider``, ``id`` and ``metadata``."""
+    Anthropic's Messages request, plus ``provider``, ``id``, ``metadata`` and
+    ``max_steps`` (the model calls a generation may make, the worker's tools run between
+    them)."""
 
     model_config = ConfigDict(extra="forbid")
     prompt: str | None = Field(None, min_length=1)
@@ -345,6 +370,7 @@ class GenerationRequest(BaseModel):
     top_k: int | None = Field(None, ge=1, strict=True)
     stop_sequences: list[Annotated[str, Field(min_length=1)]] | None = None
     service_tier: str | None = None
+    max_steps: int | None = Field(None, ge=1, le=MAX_STEPS, strict=True)
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerationRequest:
@@ -356,7 +382,8 @@ class GenerationRequest(BaseModel):
 # ---- checks across fields
 
 
-_Problem = tuple[tuple[str | int, ...], str]
+_Where = tuple[str | int, ...]
+_Problem = tuple[_Where, str]
 
 
 def _settings_problems(req: GenerationRequest, provider: str, max_tokens: int) -> list[_Problem]:
@@ -393,6 +420,59 @@ def _thinking_problems(req: GenerationRequest, provider: str) -> list[_Problem]:
     return problems
 
 
+_OPENAI_BLOCKS = {
+    "user": (TextBlock, ImageBlock, DocumentBlock, ToolResultBlock),
+    "assistant": (TextBlock, ToolUseBlock, ThinkingBlock, RedactedThinkingBlock),
+}
+"""The blocks Chat Completions has an equivalent for, in each role's turns (thinking sent
+back is dropped on the way: it takes no reasoning input)."""
+
+_NO_EQUIVALENT = "has no OpenAI equivalent"
+
+
+def _openai_problems(req: GenerationRequest) -> list[_Problem]:
+    """What the ``openai`` provider could not send: refused now, not failed at the model."""
+    problems: list[_Problem] = [
+        (("tools", i, "type"), f"Anthropic's {tool.type!r} {_NO_EQUIVALENT}")
+        for i, tool in enumerate(req.tools or [])
+        if isinstance(tool, ServerTool)
+    ]
+    for m, msg in enumerate(req.messages or []):
+        for b, block in enumerate(msg.content):
+            where: _Where = ("messages", m, "content", b)
+            if not isinstance(block, _OPENAI_BLOCKS[msg.role]):
+                problems.append(
+                    (where, f"a {block.type} block in a {msg.role} turn {_NO_EQUIVALENT}")
+                )
+            elif isinstance(block, DocumentBlock):
+                problems += _openai_document(where, block)
+            elif isinstance(block, ToolResultBlock):
+                problems += [
+                    (
+                        (*where, "content", p),
+                        f"{part.type} in a tool_result {_NO_EQUIVALENT} (text only)",
+                    )
+                    for p, part in enumerate(block.content or [])
+                    if not isinstance(part, TextBlock)
+                ]
+    return problems
+
+
+def _openai_document(where: _Where, block: DocumentBlock) -> list[_Problem]:
+    source = block.source
+    if isinstance(source, UrlSource):
+        return [
+            ((*where, "source", "type"), f"a document by URL {_NO_EQUIVALENT}: send it as base64")
+        ]
+    if isinstance(source, ContentSource):
+        return [
+            ((*where, "source", "content", p), f"an image in a document {_NO_EQUIVALENT}")
+            for p, part in enumerate(source.content)
+            if not isinstance(part, TextBlock)
+        ]
+    return []
+
+
 def _tool_problems(req: GenerationRequest) -> list[_Problem]:
     names = [t.name for t in req.tools or []]
     problems: list[_Problem] = [
@@ -405,41 +485,62 @@ def _tool_problems(req: GenerationRequest) -> list[_Problem]:
     return problems
 
 
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    """Consecutive messages of one role, which Anthropic merges into one turn: their
+    blocks, each with its location as the client wrote it."""
+
+    role: str
+    first: int  # the index of its first message
+    blocks: list[tuple[_Where, Any]]
+
+
+def _turns(messages: list[Message]) -> list[_Turn]:
+    turns: list[_Turn] = []
+    for m, msg in enumerate(messages):
+        if not turns or turns[-1].role != msg.role:
+            turns.append(_Turn(msg.role, m, []))
+        turns[-1].blocks.extend(
+            (("messages", m, "content", b), blk) for b, blk in enumerate(msg.content)
+        )
+    return turns
+
+
 def _turn_problems(messages: list[Message]) -> list[_Problem]:
-    """Anthropic's rules for tool turns: a tool_result answers a tool_use of the assistant
-    turn just before it; every tool_use of a turn is answered by the next user turn, whose
-    content starts with the results; tool calls and thinking belong to the assistant."""
+    """Anthropic's rules for tool turns (consecutive messages of one role being one
+    turn): a tool_result answers a tool_use of the assistant turn just before it; every
+    tool_use of a turn is answered by the next user turn, whose content starts with the
+    results; tool calls and thinking belong to the assistant."""
     problems: list[_Problem] = []
     seen_ids: set[str] = set()
-    asked: dict[str, int] = {}  # tool_use ids of the previous assistant turn
-    for m, msg in enumerate(messages):
-        if msg.role == "assistant":
-            problems += _assistant_problems(m, msg, seen_ids)
-            asked = {b.id: m for b in msg.content if isinstance(b, ToolUseBlock)}
+    asked: set[str] = set()  # tool_use ids of the previous assistant turn
+    for turn in _turns(messages):
+        if turn.role == "assistant":
+            problems += _assistant_problems(turn, seen_ids)
+            asked = {b.id for _, b in turn.blocks if isinstance(b, ToolUseBlock)}
             continue
-        problems += _user_problems(m, msg, asked)
-        asked = {}
+        problems += _user_problems(turn, asked)
+        asked = set()
     return problems
 
 
-def _assistant_problems(m: int, msg: Message, seen_ids: set[str]) -> list[_Problem]:
+def _assistant_problems(turn: _Turn, seen_ids: set[str]) -> list[_Problem]:
     problems: list[_Problem] = []
-    for b, block in enumerate(msg.content):
+    for where, block in turn.blocks:
         if isinstance(block, ToolResultBlock):
-            problems.append((("messages", m, "content", b), "tool_result belongs in a user turn"))
+            problems.append((where, "tool_result belongs in a user turn"))
         elif isinstance(block, ToolUseBlock):
             if block.id in seen_ids:
-                problems.append((("messages", m, "content", b, "id"), "tool_use id used twice"))
+                problems.append(((*where, "id"), "tool_use id used twice"))
             seen_ids.add(block.id)
     return problems
 
 
-def _user_problems(m: int, msg: Message, asked: dict[str, int]) -> list[_Problem]:
+def _user_problems(turn: _Turn, asked: set[str]) -> list[_Problem]:
     problems: list[_Problem] = []
     answered: set[str] = set()
     results_over = False
-    for b, block in enumerate(msg.content):
-        where: tuple[str | int, ...] = ("messages", m, "content", b)
+    for where, block in turn.blocks:
         if isinstance(block, ToolResultBlock):
             if block.tool_use_id not in asked:
                 problems.append(
@@ -457,9 +558,8 @@ def _user_problems(m: int, msg: Message, asked: dict[str, int]) -> list[_Problem
             if isinstance(block, ToolUseBlock | ThinkingBlock | RedactedThinkingBlock):
                 problems.append((where, f"{block.type} belongs in an assistant turn"))
     problems += [
-        (("messages", m, "content"), f"tool_use {tool_id!r} has no tool_result here")
-        for tool_id in asked
-        if tool_id not in answered
+        (("messages", turn.first, "content"), f"tool_use {tool_id!r} has no tool_result here")
+        for tool_id in sorted(asked - answered)
     ]
     return problems
 
@@ -468,7 +568,7 @@ def _user_problems(m: int, msg: Message, asked: dict[str, int]) -> list[_Problem
 
 
 _UNION_TAGS: dict[str, frozenset[str]] = {
-    "#": _BLOCK_TYPES | {"other", "custom", "server"},  # after a list index
+    "#": BLOCK_TYPES | {"other", "custom", "server"},  # after a list index
     "source": frozenset({"base64", "url", "text", "content"}),
     "thinking": frozenset({"enabled", "adaptive", "disabled"}),
     "tool_choice": frozenset({"auto", "any", "none", "tool"}),
@@ -535,6 +635,8 @@ def validate_request(body: Any, defaults: Defaults) -> dict[str, Any]:
         )
     problems = _settings_problems(req, provider, max_tokens) + _tool_problems(req)
     problems += _thinking_problems(req, provider)
+    if provider == "openai":
+        problems += _openai_problems(req)
     problems += _turn_problems(req.messages or [])
     if problems:
         raise _invalid([(list(loc), msg) for loc, msg in problems])

@@ -26,6 +26,51 @@ class ErrorBody(BaseModel):
     message: str
 
 
+class Usage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+
+
+class GenerationCreated(BaseModel):
+    """``202`` of ``POST /v1/generations``; the token fields only with a token secret."""
+
+    id: str
+    status: str
+    events_url: str
+    status_url: str
+    viewer_token: str | None = None
+    token_expires_at: int | None = None
+
+
+class GenerationStatus(BaseModel):
+    """``200`` of ``GET /v1/generations/{id}``."""
+
+    id: str
+    status: str
+    """``queued``, ``running``, ``completed``, ``failed`` or ``cancelled``."""
+    last_event_id: int
+    """The seq of the newest event (0 before the first)."""
+    text: str
+    """The text so far; the final text once completed (of the last attempt if retried)."""
+    usage: Usage | None
+    error: str | None
+    created_at: str | None
+    updated_at: str | None
+    provider: str
+    """``anthropic`` or ``openai``: the provider the generation was queued for."""
+    model: str | None
+    """The model that answered (from ``finish``), else the one requested."""
+    content: list[dict[str, Any]]
+    """The assistant turn as Anthropic content blocks (thinking with its ``signature``,
+    ``redacted_thinking``, text, tool_use with its parsed ``input``), ready to be sent back
+    in the next request's ``messages``."""
+
+
+def ok(status: int, model: type[BaseModel], description: str) -> dict[int | str, Any]:
+    """The ``responses=`` entry for a route's success body."""
+    return {status: {"model": model, "description": description}}
+
+
 _WHY = {
     400: "the resume point is not an id this server issued",
     401: "an API key or viewer token is required",
@@ -127,7 +172,7 @@ CHAT_BODY = json_body(
         "description": "the AI SDK's DefaultChatTransport body; beside id, messages, trigger "
         "and messageId only the generation request's parameters (model, max_tokens, system, "
         "provider, metadata, tools, tool_choice, thinking, temperature, top_p, top_k, "
-        "stop_sequences, service_tier)",
+        "stop_sequences, service_tier, max_steps)",
     }
 )
 """``POST /v1/chat``: the AI SDK's UI messages (``UIMessage[]``) and generation fields."""

@@ -271,6 +271,8 @@ def test_tail_renders_reasoning_tools_and_data_parts_one_line_each() -> None:
         {"type": "tool-input-start", "toolCallId": "c1", "toolName": "get"},
         {"type": "tool-input-delta", "toolCallId": "c1", "inputTextDelta": '{"q":'},
         {"type": "tool-input-available", "toolCallId": "c1", "toolName": "get", "input": {"q": 1}},
+        {"type": "tool-output-available", "toolCallId": "c1", "output": {"n": 2}},
+        {"type": "tool-output-error", "toolCallId": "c2", "errorText": "tool get timed out"},
         {"type": "data-retry", "data": {"attempt": 2, "reason": "overloaded"}},
         {"type": "text-delta", "id": "t0", "delta": "again"},
         {"type": "abort", "reason": "cancelled"},
@@ -284,6 +286,8 @@ def test_tail_renders_reasoning_tools_and_data_parts_one_line_each() -> None:
         "[reasoning] think more\n"
         "Hi\n"
         '[tool] get({"q":1})\n'
+        '[tool output] {"n":2}\n'
+        "[tool error] tool get timed out\n"
         '[data-retry] {"attempt":2,"reason":"overloaded"}\n'
         "again\n"
         "[abort] cancelled\n"

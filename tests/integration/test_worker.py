@@ -9,6 +9,8 @@ The module runs its own Redis server, so no other worker (such as the session's
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -24,11 +26,15 @@ from broadcaster.core.events import Event
 from broadcaster.core.generations import Claim, Generations
 from broadcaster.core.jobs import JobQueue
 from broadcaster.core.log import EventLog, StaleWriter, StreamEnded
+from examples.tools import TOOLS as EXAMPLE_TOOLS
 from tests.support.faults import poll as wait_until
 from tests.support.faults import reply_types
 from worker.generation import Policy, run_generation
+from worker.metrics import WorkerMetrics
+from worker.providers.fake import FakeProvider
 from worker.runner import Worker
 from worker.settings import WorkerSettings
+from worker.tools import ToolBox
 from worker.writer import StreamWriter
 
 pytestmark = pytest.mark.anyio
@@ -305,6 +311,41 @@ async def test_start_carries_the_ui_message_id_a_chat_continues(event_log: Event
     events = await all_events(event_log, s)
     assert events[0].json() == {"type": "start", "messageId": "msg-ui-7"}
     assert events[-1].type == "finish"
+
+
+async def test_the_fake_calls_a_worker_tool_the_prompt_names_and_answers_with_its_result(
+    event_log: EventLog,
+) -> None:
+    s = sid()
+    request = {"prompt": "please roll_dice for me", "model": "fake", "max_tokens": 8}
+    assert await Generations(event_log).create(s, request)
+    tools = ToolBox.of(EXAMPLE_TOOLS, timeout_s=5, max_output_bytes=1000)
+    policy = dataclasses.replace(POLICY, tools=tools)
+    fake = FakeProvider(delay_ms=0)
+    metrics = WorkerMetrics()
+    await asyncio.wait_for(
+        run_generation(Generations(event_log), fake, s, "w", policy, metrics=metrics), 5
+    )
+    calls = metrics.registry.get_sample_value(
+        "worker_tool_calls_total", {"tool": "roll_dice", "outcome": "output"}
+    )
+    assert calls == 1
+    events = [e.json() for e in await all_events(event_log, s)]
+    expected = await EXAMPLE_TOOLS[0].run({"sides": 6, "count": 2, "seed": 1})
+    outputs = [e for e in events if e["type"] == "tool-output-available"]
+    assert [o["output"] for o in outputs] == [expected]
+    types = [e["type"] for e in events]
+    assert types.count("start-step") == 2 and types[-1] == "finish"
+    answer = "".join(
+        e["delta"] for e in events[types.index("finish-step") :] if e["type"] == "text-delta"
+    )
+    assert json.dumps(expected) in answer
+    # A prompt that names no tool: the worker's tools are offered, none is called.
+    quiet = sid()
+    assert await Generations(event_log).create(quiet, {**request, "prompt": "just talk"})
+    await asyncio.wait_for(run_generation(Generations(event_log), fake, quiet, "w", policy), 5)
+    quiet_types = [e.type for e in await all_events(event_log, quiet)]
+    assert quiet_types.count("start-step") == 1 and "tool-input-start" not in quiet_types
 
 
 async def test_attempts_are_bounded(event_log: EventLog) -> None:

@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from broadcaster.core.embedded import EmbeddedRedis, free_port
+from broadcaster.core.embedded import free_port
+from broadcaster.http.openapi import GenerationStatus
 from tests.support.fake_anthropic import (
     FakeAnthropicServer,
     http_error,
@@ -32,14 +31,14 @@ from tests.support.fake_anthropic import (
     thinking,
     tool_use,
 )
-from tests.support.procs import (
-    Proc,
-    SSEEvent,
-    SSEResult,
-    parse_sse,
-    read_sse,
-    start_frontend,
-    start_worker,
+from tests.support.procs import SSEEvent, SSEResult, parse_sse, read_sse
+from tests.support.stacks import (
+    Stack,
+    anthropic_env,
+    assert_well_formed,
+    create,
+    start_stack,
+    status,
 )
 
 pytestmark = pytest.mark.anyio
@@ -48,51 +47,6 @@ MODEL = "claude-test-model"
 
 
 # --- processes -------------------------------------------------------------------------------
-
-
-@dataclass
-class Stack:
-    """A Redis server of its own, a front-end and a worker."""
-
-    redis: EmbeddedRedis
-    frontend: Proc
-    worker: Proc
-
-    @property
-    def url(self) -> str:
-        return self.frontend.url
-
-    def stop(self) -> None:
-        self.worker.stop()
-        self.frontend.stop()
-        self.redis.stop()
-
-
-def start_stack(base: Path, name: str, worker_env: dict[str, str]) -> Stack:
-    redis = EmbeddedRedis(base / f"{name}-redis", persistent=False)
-    redis.start(reuse=False)
-    procs: list[Proc] = []
-    try:
-        procs.append(start_frontend(redis.url, base, f"{name}-frontend"))
-        procs.append(start_worker(redis.url, base, f"{name}-worker", env=worker_env))
-    except BaseException:
-        for p in procs:
-            p.stop()
-        redis.stop()
-        raise
-    return Stack(redis, procs[0], procs[1])
-
-
-def anthropic_env(base_url: str, **extra: str) -> dict[str, str]:
-    return {
-        "WORKER_PROVIDER": "anthropic",
-        "ANTHROPIC_BASE_URL": base_url,
-        "ANTHROPIC_API_KEY": "test",
-        "WORKER_MERGE_MS": "0",
-        "WORKER_RETRY_BASE_SECONDS": "0.05",
-        "WORKER_READ_TIMEOUT_SECONDS": "1",
-        **extra,
-    }
 
 
 @pytest.fixture(scope="module")
@@ -125,33 +79,6 @@ def _worker_log_is_clean(request: pytest.FixtureRequest) -> Iterator[None]:
         stack: Stack = request.getfixturevalue("stack")
         assert stack.worker.alive(), stack.worker.log()
         assert "Traceback" not in stack.worker.log()
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-async def create(client: httpx.AsyncClient, base: str, **body: Any) -> str:
-    r = await client.post(base + "/v1/generations", json=body)
-    assert r.status_code == 202, r.text
-    return str(r.json()["id"])
-
-
-async def status(client: httpx.AsyncClient, base: str, gid: str) -> dict[str, Any]:
-    r = await client.get(f"{base}/v1/generations/{gid}")
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    return body
-
-
-def assert_well_formed(result: SSEResult) -> list[SSEEvent]:
-    """Seq 1..N with no gap, one terminal event at the end, then [DONE]."""
-    assert result.status == 200
-    assert result.ids == list(range(1, len(result.ids) + 1))
-    typed = result.typed()
-    assert all(e.json()["type"] == e.event for e in typed)
-    assert [e.event for e in typed if e.event in ("finish", "error", "abort")] == [typed[-1].event]
-    assert result.done
-    return typed
 
 
 def deltas(typed: list[SSEEvent], kind: str = "text-delta", key: str = "delta") -> list[str]:
@@ -268,6 +195,9 @@ async def test_thinking_text_and_tool_use_stream_in_order(
         }
 
         st = await status(client, stack.url, gid)
+        # The body is the one /openapi.json documents, field for field.
+        assert set(st) == set(GenerationStatus.model_fields), st
+        GenerationStatus.model_validate(st)
         assert st["status"] == "completed"
         assert st["text"] == "".join(chunks)
         assert st["usage"] == {"input_tokens": 31, "output_tokens": 57}
@@ -408,6 +338,9 @@ async def test_a_viewer_that_disconnects_never_cancels(
         assert typed[-1].json()["finishReason"] == "stop"
         assert deltas(early.typed() + typed) == chunks
         st = await status(client, stack.url, gid)
+        # The body is the one /openapi.json documents, field for field.
+        assert set(st) == set(GenerationStatus.model_fields), st
+        GenerationStatus.model_validate(st)
         assert st["status"] == "completed"
         assert st["text"] == "".join(chunks)
     assert srv.exchanges[index].completed

@@ -24,12 +24,13 @@ lower-case names), and so is a client that goes away before its script has finis
 (``srv.wait_client_closed(i, timeout)``), which is how tests prove that cancelling a
 generation closes the request to the model.
 
-Like the real API, it refuses (400 ``invalid_request_error``) a request whose turns do not
-hold together: a thinking block whose signature it did not issue for that very thinking (or
+Like the real API, it refuses (400 ``invalid_request_error``) a request whose turns
+(consecutive messages of one role merged into one, as the API merges them) do not hold
+together: a thinking block whose signature it did not issue for that very thinking (or
 redacted thinking whose data it did not send), a ``tool_result`` that answers no
 ``tool_use`` of the assistant turn just before, a ``tool_use`` left unanswered by the next
-turn, a ``thinking.budget_tokens`` under 1024 or not under ``max_tokens``, and a
-``temperature`` outside 0..1.
+turn, an empty text block, a ``thinking.budget_tokens`` under 1024 or not under
+``max_tokens``, and a ``temperature`` outside 0..1.
 """
 
 from __future__ import annotations
@@ -477,6 +478,21 @@ def _options_problem(body: dict[str, Any]) -> str | None:
     return None
 
 
+def _merged_turns(messages: list[Any]) -> list[tuple[int, Any, list[Any]]]:
+    """``(first index, role, blocks)`` of each turn: the API merges consecutive messages
+    of one role into one turn before it checks them."""
+    turns: list[tuple[int, Any, list[Any]]] = []
+    for m, msg in enumerate(messages):
+        role = msg.get("role") if isinstance(msg, dict) else None
+        content = msg.get("content") if isinstance(msg, dict) else None
+        blocks = content if isinstance(content, list) else []
+        if turns and turns[-1][1] == role:
+            turns[-1][2].extend(blocks)
+        else:
+            turns.append((m, role, list(blocks)))
+    return turns
+
+
 def _checked(script: Script) -> Script:
     steps = list(script)
     for i, step in enumerate(steps):
@@ -831,10 +847,10 @@ class FakeAnthropicServer:
         if not isinstance(messages, list):
             return "messages: Field required"
         asked: list[str] = []
-        for m, msg in enumerate(messages):
-            content = msg.get("content") if isinstance(msg, dict) else None
-            blocks = content if isinstance(content, list) else []
-            if msg.get("role") == "assistant":
+        for m, role, blocks in _merged_turns(messages):
+            if any(b.get("type") == "text" and not b.get("text") for b in blocks):
+                return "messages: text content blocks must be non-empty"
+            if role == "assistant":
                 problem = self._signed_problem(m, blocks)
                 if problem:
                     return problem

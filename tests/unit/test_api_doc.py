@@ -1,11 +1,14 @@
 """docs/api.md's summary table and the app's own OpenAPI document name the same routes
-with the same statuses, both ways, so the two cannot drift apart. The app is only built,
-never started: its Redis connection is made in the lifespan, which this does not run."""
+with the same statuses, both ways, so the two cannot drift apart; and its tables of a
+generation request's fields and content blocks name what the request model takes. The
+app is only built, never started: its Redis connection is made in the lifespan, which
+this does not run."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from broadcaster.core.request import BLOCK_TYPES
 from broadcaster.http.app import create_app
 from broadcaster.http.settings import Settings
 from tests.support.procs import ROOT
@@ -83,3 +86,35 @@ def test_the_check_notices_a_status_or_a_route_removed_or_added() -> None:
     assert differences(summary_table(without_row), served) == [
         "POST /v1/generations: in /openapi.json, not in the table"
     ]
+
+
+FIELDS_HEADER = "| field | type | |"
+BLOCKS_HEADER = "| `type` | fields | |"
+
+
+def first_cells(text: str, header: str) -> set[str]:
+    """The back-quoted names in the first column of the table under ``header``."""
+    lines = text.splitlines()
+    assert lines.count(header) == 1, f"docs/api.md needs exactly one table headed {header}"
+    names = set()
+    for line in lines[lines.index(header) + 2 :]:
+        if not line.startswith("|"):
+            break
+        names.add(line.strip("|").split("|")[0].strip())
+    return names
+
+
+def test_every_field_of_a_generation_request_is_documented() -> None:
+    """The request table of docs/api.md names exactly the fields of the request body in
+    /openapi.json (which is the validating model's own schema)."""
+    app = create_app(Settings(), "redis://127.0.0.1:1")
+    body = app.openapi()["paths"]["/v1/generations"]["post"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    assert schema["additionalProperties"] is False  # unknown fields are refused
+    documented = first_cells(DOC.read_text(), FIELDS_HEADER)
+    assert documented == {f"`{name}`" for name in schema["properties"]}
+
+
+def test_every_content_block_type_is_documented() -> None:
+    documented = first_cells(DOC.read_text(), BLOCKS_HEADER)
+    assert documented == {f"`{kind}`" for kind in BLOCK_TYPES} | {"any other"}

@@ -495,9 +495,16 @@ async def test_thinking_and_tool_turns_are_checked_as_the_api_checks_them(
 
     await collect(client, messages=turns(turn))  # accepted: the default reply plays
     forged = [{**turn[0], "thinking": "another thought"}, turn[1]]
+    unsigned = [{**turn[0], "signature": ""}, turn[1]]
+    unsigned_key = [{k: v for k, v in turn[0].items() if k != "signature"}, turn[1]]
+    redacted = [{"type": "redacted_thinking", "data": "never-sent"}, *turn]
     stray = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_x"}]}
     for messages, problem in (
         (turns(forged), "Invalid `signature`"),
+        (turns(unsigned), "Invalid `signature`"),
+        (turns(unsigned_key), "Invalid `signature`"),
+        (turns(redacted), "Invalid `data`"),
+        (turns([{"type": "text", "text": ""}, *turn]), "must be non-empty"),
         (turns(turn, stray), "unexpected `tool_use_id`"),
         (turns(turn, {"role": "user", "content": "no result"}), "without `tool_result`"),
     ):

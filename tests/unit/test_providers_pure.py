@@ -215,6 +215,37 @@ def test_a_tool_result_must_answer_the_turn_just_before() -> None:
     ]
 
 
+SPLIT_TURNS = [
+    {"role": "user", "content": "q"},
+    {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
+    {"role": "assistant", "content": "and another:"},
+    {"role": "assistant", "content": [{"type": "tool_use", "id": "t2", "name": "f", "input": {}}]},
+    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "1"}]},
+    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t2", "content": "2"}]},
+]
+"""One assistant turn and one user turn, each in several messages, as Anthropic merges
+them."""
+
+
+def test_consecutive_messages_of_one_role_are_one_turn() -> None:
+    assert validate_request({"messages": SPLIT_TURNS}, DEFAULTS)["messages"] == SPLIT_TURNS
+    unanswered = SPLIT_TURNS[:-1]
+    assert invalid({"messages": unanswered}).details == [
+        {"loc": ["messages", 4, "content"], "msg": "tool_use 't2' has no tool_result here"}
+    ]
+    call = {"type": "function", "function": {"name": "f", "arguments": "{}"}}
+    assert chat_params({"model": "m", "max_tokens": 5, "messages": SPLIT_TURNS})["messages"] == [
+        {"role": "user", "content": "q"},
+        {
+            "role": "assistant",
+            "content": "and another:",
+            "tool_calls": [{"id": "t1", **call}, {"id": "t2", **call}],
+        },
+        {"role": "tool", "tool_call_id": "t1", "content": "1"},
+        {"role": "tool", "tool_call_id": "t2", "content": "2"},
+    ]
+
+
 # ---- the request as Chat Completions
 
 
@@ -312,6 +343,73 @@ def test_what_has_no_equivalent_is_refused_before_the_call(block: dict[str, Any]
         )
 
 
+def _user(*blocks: dict[str, Any]) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": list(blocks)}]}
+
+
+IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
+USE = {"type": "tool_use", "id": "t1", "name": "f", "input": {}}
+NO_EQUIVALENT = [
+    (
+        {"prompt": "x", "tools": [{"type": "web_search_20250305", "name": "w"}]},
+        ["tools", 0, "type"],
+    ),
+    (
+        _user({"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}),
+        ["messages", 0, "content", 0, "source", "type"],
+    ),
+    (
+        _user({"type": "document", "source": {"type": "content", "content": [IMAGE]}}),
+        ["messages", 0, "content", 0, "source", "content", 0],
+    ),
+    (_user({"type": "search_result", "source": "x"}), ["messages", 0, "content", 0]),
+    (
+        {
+            "messages": [
+                {"role": "assistant", "content": [{"type": "server_tool_use", "id": "s"}, USE]},
+                {
+                    "role": "user",
+                    "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [IMAGE]}],
+                },
+            ]
+        },
+        ["messages", 0, "content", 0],
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "where"), NO_EQUIVALENT)
+def test_what_openai_cannot_take_is_refused_at_creation(
+    body: dict[str, Any], where: list[Any]
+) -> None:
+    """Each request Anthropic takes and Chat Completions cannot: a 422 for ``openai`` at
+    the field, and the worker's translation would refuse it too (the check and the
+    translation agree)."""
+    stored = validate_request(body, DEFAULTS)
+    error = invalid({**body, "provider": "openai"})
+    assert where in [d["loc"] for d in error.details], error.details
+    assert "no OpenAI equivalent" in error.message
+    with pytest.raises(Untranslatable):
+        chat_params({**stored, "provider": "openai"})
+
+
+def test_a_tool_result_of_images_is_named_for_openai() -> None:
+    body = {
+        "provider": "openai",
+        "messages": [
+            {"role": "assistant", "content": [USE]},
+            _user({"type": "tool_result", "tool_use_id": "t1", "content": [IMAGE]})["messages"][0],
+        ],
+    }
+    assert ["messages", 1, "content", 0, "content", 0] in [d["loc"] for d in invalid(body).details]
+
+
+def test_a_tool_type_that_is_not_anthropics_is_refused() -> None:
+    error = invalid({"prompt": "x", "tools": [{"type": "function", "function": {"name": "f"}}]})
+    assert ["tools", 0, "type"] in [d["loc"] for d in error.details]
+    assert "web_search_20250305" in error.message
+
+
 # ---- chunks as events
 
 
@@ -356,6 +454,36 @@ def test_reasoning_text_reasoning_again_and_calls_without_id() -> None:
     assert events[14]["input"] == {"x": 1}
     assert events[-1]["finishReason"] == "tool-calls"
     assert events[-1]["messageMetadata"]["usage"] == {"inputTokens": 3, "outputTokens": 4}
+
+
+def test_both_reasoning_fields_at_once_are_one_delta() -> None:
+    """vLLM, while it renamed ``reasoning_content`` to ``reasoning``, sent both."""
+    events = events_of(
+        [chunk({"reasoning_content": "hm", "reasoning": "hm"}), chunk({"content": "x"}, "stop")]
+    )
+    assert [e["delta"] for e in events if e["type"] == "reasoning-delta"] == ["hm"]
+
+
+def test_parallel_calls_streamed_interleaved_are_two_tool_calls() -> None:
+    def call(index: int, **function: str) -> dict[str, Any]:
+        first = {"id": f"call_{index}", "type": "function"} if "name" in function else {}
+        return chunk({"tool_calls": [{"index": index, **first, "function": function}]})
+
+    events = events_of(
+        [
+            call(0, name="f", arguments='{"a":'),
+            call(1, name="g", arguments='{"b":'),
+            call(0, arguments=" 1}"),
+            call(1, arguments=" 2}"),
+            chunk({}, "tool_calls"),
+        ]
+    )
+    available = [e for e in events if e["type"] == "tool-input-available"]
+    assert [(e["toolCallId"], e["toolName"], e["input"]) for e in available] == [
+        ("call_0", "f", {"a": 1}),
+        ("call_1", "g", {"b": 2}),
+    ]
+    assert fold(events)[0] == {"type": "tool_use", "id": "call_0", "name": "f", "input": {"a": 1}}
 
 
 @pytest.mark.parametrize(
@@ -425,6 +553,35 @@ def test_the_fold_rebuilds_the_turn_from_merged_events_and_only_the_last_attempt
         {"type": "redacted_thinking", "data": "D"},
         {"type": "tool_use", "id": "c", "name": "f", "input": {"a": 2}},  # input so far
     ]
+
+
+def test_an_empty_text_block_is_left_out_of_the_content() -> None:
+    events = [
+        {"type": "start", "messageId": "g"},
+        {"type": "text-start", "id": "t0"},
+        {"type": "text-end", "id": "t0"},
+        {"type": "tool-input-start", "toolCallId": "c", "toolName": "f"},
+        {"type": "tool-input-available", "toolCallId": "c", "toolName": "f", "input": {"a": 1}},
+    ]
+    assert fold(events) == [{"type": "tool_use", "id": "c", "name": "f", "input": {"a": 1}}]
+
+
+def test_a_tool_call_of_broken_json_can_still_be_sent_back() -> None:
+    """The event passes the model's text on; ``content`` has an empty object, which a
+    next request takes back with the call's result."""
+    call = {"index": 0, "id": "c9", "function": {"name": "f", "arguments": '{"a": 1,,'}}
+    events = events_of([chunk({"tool_calls": [call]}), chunk({}, "tool_calls")])
+    available = next(e for e in events if e["type"] == "tool-input-available")
+    assert available["input"] == '{"a": 1,,'
+    content = fold(events)
+    assert content == [{"type": "tool_use", "id": "c9", "name": "f", "input": {}}]
+    result = {"type": "tool_result", "tool_use_id": "c9", "content": "bad input", "is_error": True}
+    turns = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": content},
+        {"role": "user", "content": [result]},
+    ]
+    assert validate_request({"messages": turns, "tools": [TOOL]}, DEFAULTS)["messages"] == turns
 
 
 @pytest.mark.anyio

@@ -6,9 +6,12 @@ request: the same prompt always gives the same text, in the same chunks.
 
 It stands in for every provider, and shows what they can: with ``thinking`` enabled it
 thinks first (a thinking block with a signature, ``fake-sig-…``); given ``tools`` (and a
-``tool_choice`` other than none) it ends its turn calling the first one, with an input
-made from its schema, unless the last turn already holds tool results, which it answers
-in text. So a demo or a test shows a whole tool round trip without a network.
+``tool_choice`` other than none) it ends its turn calling one, with an input made from
+its schema (each property's ``default``, else the prompt for strings): the tool the last
+user text names, else the first of the request's own tools (a tool the worker runs is
+called only when named). When the last turn holds tool results, it answers them in
+text that echoes them. So a demo or a test shows a whole tool round trip, in the worker
+or in the client, without a network.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -58,7 +62,10 @@ def fake_reply(request: dict[str, Any]) -> list[str]:
 
 
 def _sample(schema: Any, prompt: str) -> Any:
-    """A value of a JSON schema's type (the prompt for strings)."""
+    """A value of a JSON schema's type: its ``default`` if it has one, else the prompt for
+    strings and 1, true, [] or null for the others."""
+    if isinstance(schema, dict) and "default" in schema:
+        return schema["default"]
     kind = schema.get("type") if isinstance(schema, dict) else None
     if kind == "object":
         props = schema.get("properties") or {}
@@ -68,15 +75,34 @@ def _sample(schema: Any, prompt: str) -> Any:
     return samples.get(kind, prompt) if isinstance(kind, str) else prompt
 
 
+def _named(text: str, name: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text) is not None
+
+
+def _chosen_tool(request: dict[str, Any], prompt: str) -> dict[str, Any] | None:
+    """The tool the last user text names; else the first of the request's own tools (the
+    worker's own, ``_worker_tools``, are called only when named)."""
+    tools: list[dict[str, Any]] = [
+        t for t in request.get("tools") or [] if t.get("type") in (None, "custom")
+    ]
+    named = [t for t in tools if _named(prompt, t["name"])]
+    if named:
+        return named[0]
+    workers = set(request.get("_worker_tools") or ())
+    own = [t for t in tools if t["name"] not in workers]
+    return own[0] if own else None
+
+
 def fake_tool_call(request: dict[str, Any]) -> dict[str, Any] | None:
-    """The tool_use the fake ends its turn with, if any: the first custom tool."""
-    tools = [t for t in request.get("tools") or [] if t.get("type") in (None, "custom")]
-    if not tools or (request.get("tool_choice") or {}).get("type") == "none":
+    """The tool_use the fake ends its turn with, if any."""
+    if (request.get("tool_choice") or {}).get("type") == "none":
         return None
     last = (request.get("messages") or [{}])[-1].get("content")
     if isinstance(last, list) and any(b.get("type") == "tool_result" for b in last):
         return None
-    tool = tools[0]
+    tool = _chosen_tool(request, _prompt_text(request))
+    if tool is None:
+        return None
     digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
     prompt = _prompt_text(request)[:100]
     return {

@@ -11,7 +11,6 @@ the SDK's own retries off (``max_retries=0``) for the same reasons: the worker h
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -66,6 +65,16 @@ def classify(exc: BaseException) -> ProviderError:
     return ProviderError(f"model call failed: {type(exc).__name__}: {exc}", retryable=False)
 
 
+def _client(timeout: httpx2.Timeout) -> openai.AsyncOpenAI:
+    """The SDK's client; it reads ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL`` itself. A
+    local server (Ollama, vLLM) needs no key, but the SDK refuses to start without one:
+    then any key does."""
+    try:
+        return openai.AsyncOpenAI(max_retries=0, timeout=timeout)
+    except openai.OpenAIError:
+        return openai.AsyncOpenAI(api_key="unused", max_retries=0, timeout=timeout)
+
+
 class OpenAIProvider:
     def __init__(
         self,
@@ -74,13 +83,7 @@ class OpenAIProvider:
         client: openai.AsyncOpenAI | None = None,
     ) -> None:
         self.max_tokens_param = max_tokens_param
-        # OPENAI_BASE_URL is read by the SDK; a local server (Ollama, vLLM) needs no key,
-        # but the SDK refuses to start without one.
-        self.client = client or openai.AsyncOpenAI(
-            api_key=os.environ.get("OPENAI_API_KEY") or "unused",
-            max_retries=0,
-            timeout=httpx2.Timeout(read_timeout, connect=10.0),
-        )
+        self.client = client or _client(httpx2.Timeout(read_timeout, connect=10.0))
 
     @asynccontextmanager
     async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:

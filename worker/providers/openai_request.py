@@ -1,7 +1,9 @@
 """A stored generation request (Anthropic's Messages shape) as Chat Completions parameters.
 
-Pure. What has no equivalent fails here, before the model is called, with
-``Untranslatable`` naming it: the generation then ends with that error and no output.
+Pure. The front-end refuses a request for ``openai`` holding what has no equivalent
+(``broadcaster.core.request``). One that reaches the worker all the same fails here,
+before the model is called, with ``Untranslatable`` naming it: the generation then ends
+with that error and no output.
 
 * ``system`` becomes a system message; image blocks ``image_url`` parts (base64 as a data
   URL); a base64 PDF a ``file`` part (OpenAI's own; servers without it refuse it with
@@ -10,7 +12,8 @@ Pure. What has no equivalent fails here, before the model is called, with
 * Tools become functions (``input_schema`` is their ``parameters``); ``tool_choice`` auto,
   any, tool, none become auto, required, the function, none. Anthropic's server tools have
   no equivalent.
-* An assistant turn's ``tool_use`` blocks become its ``tool_calls``; a user turn's
+* Consecutive messages of one role are one turn, as for Anthropic. An assistant turn's
+  ``tool_use`` blocks become its ``tool_calls``; a user turn's
   ``tool_result`` blocks become ``role: "tool"`` messages ahead of the rest of the turn.
   Thinking blocks sent back are dropped: Chat Completions takes no reasoning input.
 * ``thinking`` becomes ``reasoning_effort``: a budget below 4096 tokens ``low``, below
@@ -90,15 +93,27 @@ def _messages(request: dict[str, Any]) -> list[Params]:
     if not request.get("messages"):
         return [{"role": "user", "content": request["prompt"]}]
     out: list[Params] = []
-    for message in request["messages"]:
-        content = message["content"]
-        if isinstance(content, str):
-            out.append({"role": message["role"], "content": content})
-        elif message["role"] == "assistant":
-            out.append(_assistant(content))
+    for role, blocks in _turns(request["messages"]):
+        if role == "assistant":
+            out.append(_assistant(blocks))
         else:
-            out += _user(content)
+            out += _user(blocks)
     return out
+
+
+def _turns(messages: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Consecutive messages of one role as one turn, as Anthropic takes them (a tool call
+    and its text may come in two assistant messages; Chat Completions wants the tool
+    messages right after the one assistant message that holds the calls)."""
+    turns: list[tuple[str, list[dict[str, Any]]]] = []
+    for message in messages:
+        content = message["content"]
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        if turns and turns[-1][0] == message["role"]:
+            turns[-1][1].extend(blocks)
+        else:
+            turns.append((message["role"], list(blocks)))
+    return turns
 
 
 def _assistant(blocks: list[dict[str, Any]]) -> Params:

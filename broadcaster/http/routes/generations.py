@@ -37,7 +37,8 @@ router = APIRouter()
     "/v1/generations",
     status_code=202,
     openapi_extra=openapi.model_body(GenerationRequest),
-    responses=openapi.errors(401, 403, 409, 413, 422, 429, 503),
+    responses=openapi.ok(202, openapi.GenerationCreated, "queued")
+    | openapi.errors(401, 403, 409, 413, 422, 429, 503),
     dependencies=producer("generate"),
 )
 async def create_generation(
@@ -115,7 +116,8 @@ def _generation_request(body: Any, settings: Settings) -> dict[str, Any]:
 
 @router.get(
     "/v1/generations/{stream_id}",
-    responses=openapi.errors(401, 404),
+    responses=openapi.ok(200, openapi.GenerationStatus, "the generation's status and turn")
+    | openapi.errors(401, 404),
     dependencies=[Depends(valid_stream_id), Depends(viewer_token)],
 )
 async def get_generation(stream_id: str, event_log: EventLogDep) -> JSONResponse:

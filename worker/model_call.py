@@ -1,0 +1,187 @@
+"""One model call of a step: its raw events mapped to contract events and appended as they
+come (merged within the merge window), with retries of provider errors that happen
+before the step showed anything.
+
+The call ends at the model's ``message_stop``; the step's ``finish-step`` and the
+generation's ``finish`` are left to the step loop (``worker.stepper``), which knows
+whether tools run and another step follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.mapping import EventMapper
+from worker.metrics import WorkerMetrics
+from worker.providers.base import Provider, ProviderError
+from worker.steps import Step
+from worker.tools import ToolBox
+from worker.writer import StreamWriter
+
+log = logging.getLogger("worker.generation")
+
+_END = object()
+_HELD_BACK = frozenset({"finish-step", "finish"})
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    merge_s: float = 0.02
+    max_attempts: int = 3
+    provider_retries: int = 4
+    retry_base_s: float = 0.5
+    retry_max_s: float = 20.0
+    queue_size: int = 256
+    redis_patience_s: float = 60.0
+    """How long an append is retried while Redis does not answer; then the attempt fails
+    and, after the lease, a worker takes the generation over."""
+    tools: ToolBox = field(default_factory=lambda: ToolBox({}))
+    """The tools the worker runs (none: every tool call is the client's)."""
+    max_steps: int = 20
+    """The most steps a generation may take here, whatever its request asks."""
+
+
+class CallFailed(Exception):
+    """The model call failed for good (after output, or past the retries)."""
+
+    def __init__(self, error: ProviderError, mapper: EventMapper) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.mapper = mapper
+
+
+async def call_model(
+    provider: Provider,
+    request: dict[str, Any],
+    writer: StreamWriter,
+    policy: Policy,
+    *,
+    message_id: str,
+    started: bool,
+) -> tuple[Step, EventMapper]:
+    """One step's model call, its events appended (pending in ``writer`` at the end: the
+    caller's next flush writes them, with the step's ending). ``started``: the attempt's
+    ``start`` is already in the stream. Raises ``CallFailed``."""
+    seq_before = writer.seq
+    for retry_no in range(policy.provider_retries + 1):
+        mapper = EventMapper(message_id)
+        call = _Call(writer, policy, mapper, started)
+        try:
+            await call.run(provider, request)
+            count_tokens(writer.metrics, mapper)
+            return call.step, mapper
+        except ProviderError as exc:
+            count_tokens(writer.metrics, mapper)
+            if writer.metrics is not None:
+                writer.metrics.provider_errors.labels(exc.kind).inc()
+            shown = writer.seq != seq_before
+            if shown or not exc.retryable or retry_no == policy.provider_retries:
+                if not shown:
+                    writer.discard()  # nothing of this step was shown: show only the error
+                raise CallFailed(exc, mapper) from exc
+            delay = exc.retry_after
+            if delay is None:
+                delay = policy.retry_base_s * 2**retry_no
+            delay = min(delay, policy.retry_max_s)
+            log.info(
+                "generation %s: %s; retry %d in %.1fs",
+                writer.stream_id,
+                exc.message,
+                retry_no + 1,
+                delay,
+            )
+            writer.discard()
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable: the last retry raises")
+
+
+def count_tokens(metrics: WorkerMetrics | None, mapper: EventMapper) -> None:
+    if metrics is not None and mapper.started:
+        usage = mapper.usage
+        metrics.tokens.labels("input").inc(usage.get("input_tokens", 0))
+        metrics.tokens.labels("output").inc(usage.get("output_tokens", 0))
+
+
+def _shown(events: list[dict[str, Any]], started: bool) -> list[dict[str, Any]]:
+    """The mapper's events this step shows: not the step's ending (the loop writes it), not
+    a second ``start``."""
+    return [
+        e for e in events if e["type"] not in _HELD_BACK and not (started and e["type"] == "start")
+    ]
+
+
+@dataclass
+class _Call:
+    """One model call, its events merged and appended as they come."""
+
+    writer: StreamWriter
+    policy: Policy
+    mapper: EventMapper
+    started: bool
+    step: Step = field(default_factory=Step)
+    held: list[dict[str, Any]] = field(default_factory=list)
+    """The events that end a content block wait for the next ones: the step's last are
+    then still pending at message_stop, for the append that says its output is whole."""
+
+    def take(self, raw: dict[str, Any]) -> None:
+        out = _shown(self.mapper.feed(raw), self.started)
+        self.step.events += [e for e in out if e["type"] not in ("start", "start-step")]
+        if out:
+            self.writer.add(self.held)
+            self.held = out if raw.get("type") == "content_block_stop" else []
+            self.writer.add([] if self.held else out)
+        if self.mapper.finished:
+            self.writer.add(self.held)
+
+    async def run(self, provider: Provider, request: dict[str, Any]) -> None:
+        queue: asyncio.Queue[Any] = asyncio.Queue(self.policy.queue_size)
+        async with provider.stream(request) as events:
+            task = asyncio.create_task(_pump(events, queue), name=f"model-{self.writer.stream_id}")
+            try:
+                while True:
+                    deadline = self.writer.deadline(self.policy.merge_s)
+                    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    try:
+                        async with asyncio.timeout(timeout):
+                            item = await queue.get()
+                    except TimeoutError:
+                        await self.writer.flush()
+                        continue
+                    if item is _END:
+                        break
+                    if isinstance(item, ProviderError):
+                        raise item
+                    self.take(item)
+                    if self.mapper.finished:
+                        return
+                    if self.policy.merge_s <= 0:
+                        await self.writer.flush()
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        # The model's stream ended without message_stop: never leave the stream open.
+        raise ProviderError(
+            "the model stream ended before message_stop", retryable=True, kind="incomplete"
+        )
+
+
+async def _pump(events: AsyncIterator[dict[str, Any]], queue: asyncio.Queue[Any]) -> None:
+    try:
+        async for raw in events:
+            await queue.put(raw)
+        await queue.put(_END)
+    except ProviderError as exc:
+        await queue.put(exc)
+    except Exception as exc:  # a provider bug: report it, do not vanish
+        message = f"model call failed: {type(exc).__name__}: {exc}"
+        await queue.put(ProviderError(message, retryable=False))
+
+
+__all__ = ["CallFailed", "Policy", "call_model", "count_tokens"]

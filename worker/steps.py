@@ -1,0 +1,170 @@
+"""A generation's steps, folded from its events: what the next model call is sent, and
+where a worker that takes a generation over resumes. Pure: no I/O.
+
+A step is one model call and the tools the worker ran for it: ``start-step``, the model's
+content (text, reasoning with its signature, tool calls), a ``tool-output-available`` or
+``tool-output-error`` per call the worker ran, ``finish-step``. The events are the durable
+record: a completed step's assistant turn is folded back from them
+(``broadcaster.core.content``) and its tool results are the output events, so the next
+step's messages are rebuilt from the stream alone, by the worker that wrote it or by one
+that takes it over.
+
+One thing the events cannot say: whether the model's output of the last step was complete
+when its worker died (more blocks may have been on their way). The worker says so in the
+stream's metadata, in the same atomic append as the step's last model events:
+``steps_done`` is the number of ``start-step`` events in the stream when that step's model
+output ended (see ``plan_resume``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from broadcaster.core.content import fold
+
+Event = dict[str, Any]
+
+_OUTPUTS = ("tool-output-available", "tool-output-error")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    input: Any
+
+
+@dataclass
+class Step:
+    """The events of one step, from its ``start-step`` (excluded) on."""
+
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return any(e.get("type") == "finish-step" for e in self.events)
+
+    def calls(self) -> list[ToolCall]:
+        """The tool calls the model made (not the ones its provider ran itself)."""
+        return [
+            ToolCall(str(e.get("toolCallId")), str(e.get("toolName")), e.get("input"))
+            for e in self.events
+            if e.get("type") == "tool-input-available" and not e.get("providerExecuted")
+        ]
+
+    def outputs(self) -> dict[str, Event]:
+        """The output events of the tools run so far, by call id."""
+        return {str(e.get("toolCallId")): e for e in self.events if e.get("type") in _OUTPUTS}
+
+    def turns(self) -> list[dict[str, Any]]:
+        """The assistant turn and the user turn of tool results, as Anthropic messages."""
+        # The fold leaves out empty text blocks and makes input that is not a JSON object
+        # {} (the tool was told): Anthropic refuses either sent back.
+        content = fold(self.events)
+        outputs = self.outputs()
+        results = [tool_result(c.id, outputs.get(c.id)) for c in self.calls()]
+        return [{"role": "assistant", "content": content}, {"role": "user", "content": results}]
+
+
+def tool_result(call_id: str, output: Event | None) -> dict[str, Any]:
+    """The ``tool_result`` block for a tool output event."""
+    if output is None or output.get("type") == "tool-output-error":
+        text = "the tool did not run" if output is None else str(output.get("errorText"))
+        return {"type": "tool_result", "tool_use_id": call_id, "content": text, "is_error": True}
+    return {"type": "tool_result", "tool_use_id": call_id, "content": json.dumps(output["output"])}
+
+
+def latest_attempt(events: Sequence[Event]) -> list[Event]:
+    """The events of the latest attempt: from its ``start`` on (an attempt after a lost
+    worker begins with ``data-retry`` and ``start``)."""
+    starts = [i for i, e in enumerate(events) if e.get("type") == "start"]
+    return list(events[starts[-1] :]) if starts else []
+
+
+def split_steps(attempt: Sequence[Event]) -> list[Step]:
+    """An attempt's events cut into steps at each ``start-step``."""
+    steps: list[Step] = []
+    for event in attempt:
+        if event.get("type") == "start-step":
+            steps.append(Step())
+        elif steps:
+            steps[-1].events.append(event)
+    return steps
+
+
+def step_messages(request: dict[str, Any], steps: Sequence[Step]) -> dict[str, Any]:
+    """The request for the model call after ``steps``: the request's messages (its prompt
+    as a user turn) followed by each step's assistant turn and tool results."""
+    if not steps:
+        return request
+    base = request.get("messages") or [{"role": "user", "content": request["prompt"]}]
+    turns = [turn for step in steps for turn in step.turns()]
+    rest = {k: v for k, v in request.items() if k != "prompt"}
+    return {**rest, "messages": [*base, *turns]}
+
+
+@dataclass
+class Resume:
+    """Where a new attempt starts, from what an earlier one left in the stream."""
+
+    steps: list[Step]
+    """The steps it keeps: each finished, but the last may be open (its model output is
+    whole, some of its tools' outputs are missing)."""
+    retry: bool
+    """The earlier attempt was cut off in the middle of a model call: the new attempt
+    appends ``data-retry``, then ``replay``, then makes that call again."""
+    replay: list[Event]
+    """The earlier attempt's ``start`` and finished steps, appended again after
+    ``data-retry``, so a viewer that discards what it was shown still has them (empty
+    when no step had finished)."""
+    stream_steps: int
+    """``start-step`` events in the stream, before the replay."""
+
+    @property
+    def started(self) -> bool:
+        """The attempt's ``start`` is in the stream (after the replay, if any)."""
+        return bool(self.replay) or (not self.retry and bool(self.steps))
+
+
+def plan_resume(events: Sequence[Event], steps_done: int) -> Resume:
+    """Where to resume a generation whose stream holds ``events`` and whose metadata says
+    ``steps_done``: after the last finished step, or in the last step if its model output
+    was whole (only its missing tool outputs are run); else the step's model call is made
+    again, after a ``data-retry`` and the replay of the finished steps."""
+    stream_steps = sum(1 for e in events if e.get("type") == "start-step")
+    attempt = latest_attempt(events)
+    steps = split_steps(attempt)
+    if steps and (steps[-1].finished or steps_done == stream_steps):
+        return Resume(steps, False, [], stream_steps)
+    if not any(e.get("type") != "data-retry" for e in events):
+        return Resume([], False, [], stream_steps)  # nothing shown but data-retry
+    kept = steps[:-1]
+    return Resume(kept, True, attempt[: _end_of_finished(attempt, len(kept))], stream_steps)
+
+
+def _end_of_finished(attempt: Sequence[Event], finished: int) -> int:
+    """The index just past the ``finish-step`` of the ``finished``-th step (0: none)."""
+    if finished == 0:
+        return 0
+    seen = 0
+    for i, event in enumerate(attempt):
+        if event.get("type") == "finish-step":
+            seen += 1
+            if seen == finished:
+                return i + 1
+    return 0
+
+
+__all__ = [
+    "Resume",
+    "Step",
+    "ToolCall",
+    "latest_attempt",
+    "plan_resume",
+    "split_steps",
+    "step_messages",
+    "tool_result",
+]

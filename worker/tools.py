@@ -1,0 +1,173 @@
+"""Tools that run in the worker: the registry a deployment names (``WORKER_TOOLS``) and
+running one call of a tool, bounded in time and in the size of its output.
+
+A deployment writes its tools in Python::
+
+    from worker.tools import Tool
+
+    async def roll(args: dict) -> dict:
+        return {"total": 7}
+
+    TOOLS = [Tool("roll_dice", "Roll dice.", {"type": "object", "properties": {}}, roll)]
+
+and names them with ``WORKER_TOOLS=mypackage.mytools:TOOLS`` (comma-separated for several
+lists). They are checked when the worker starts: a bad spec stops it with a message naming
+the problem. The worker offers them to the model with the request's own tools; when the
+model calls one, the worker runs it (``ToolBox.call``) and the generation goes on with the
+result as its next step (``worker.stepper``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Event = dict[str, Any]
+
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+"""Anthropic's rule for a custom tool's name (the request's own tools follow it too)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A tool the worker runs: ``run`` takes the parsed input (a JSON object) and returns a
+    JSON-serialisable result; an exception it raises is shown to the model as an error."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    run: Callable[[dict[str, Any]], Awaitable[Any]]
+
+    def definition(self) -> dict[str, Any]:
+        """The tool as the model is offered it (an Anthropic custom tool)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": self.input_schema,
+        }
+
+
+class ToolSpecError(ValueError):
+    """``WORKER_TOOLS`` names something that is not a valid list of tools."""
+
+
+class ToolClash(ValueError):
+    """A request brings a tool with the name of one of the worker's."""
+
+
+def _problem(tool: Any) -> str | None:
+    """What is wrong with a registered tool, if anything."""
+    if not isinstance(tool, Tool):
+        return f"{tool!r} is not a worker.tools.Tool"
+    if not isinstance(tool.name, str) or not TOOL_NAME.match(tool.name):
+        return f"tool name {tool.name!r} must match {TOOL_NAME.pattern}"
+    if not isinstance(tool.description, str):
+        return f"tool {tool.name}: description must be a string"
+    schema = tool.input_schema
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        return f'tool {tool.name}: input_schema must be a JSON schema with "type": "object"'
+    if not inspect.iscoroutinefunction(tool.run):
+        return f"tool {tool.name}: run must be an async function"
+    return None
+
+
+def _import(part: str) -> Any:
+    module_name, _, attr = part.partition(":")
+    if not module_name or not attr:
+        raise ToolSpecError(f"WORKER_TOOLS: {part!r} is not of the form package.module:attribute")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ToolSpecError(f"WORKER_TOOLS: cannot import {module_name!r}: {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ToolSpecError(f"WORKER_TOOLS: {module_name} has no attribute {attr!r}") from None
+
+
+def load_tools(spec: str | None) -> tuple[Tool, ...]:
+    """The tools ``spec`` names (``pkg.mod:attr[,pkg2.mod:attr]``, each attr a list of
+    ``Tool``), checked; ``ToolSpecError`` naming the first problem."""
+    tools: list[Tool] = []
+    for part in (p.strip() for p in (spec or "").split(",")):
+        if not part:
+            continue
+        found = _import(part)
+        if not isinstance(found, list | tuple):
+            raise ToolSpecError(f"WORKER_TOOLS: {part} is not a list of tools")
+        for tool in found:
+            if (problem := _problem(tool)) is not None:
+                raise ToolSpecError(f"WORKER_TOOLS: {part}: {problem}")
+            if any(t.name == tool.name for t in tools):
+                raise ToolSpecError(f"WORKER_TOOLS: tool name {tool.name!r} is registered twice")
+            tools.append(tool)
+    return tuple(tools)
+
+
+def _output_error(call_id: str, text: str) -> Event:
+    return {"type": "tool-output-error", "toolCallId": call_id, "errorText": text}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolBox:
+    """The worker's tools, and how long and how much each call may take."""
+
+    tools: Mapping[str, Tool]
+    timeout_s: float = 30.0
+    max_output_bytes: int = 65536
+
+    @classmethod
+    def of(cls, tools: Iterable[Tool], timeout_s: float, max_output_bytes: int) -> ToolBox:
+        return cls({t.name: t for t in tools}, timeout_s, max_output_bytes)
+
+    def runs(self, name: Any) -> bool:
+        return isinstance(name, str) and name in self.tools
+
+    def offer(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The request with the worker's tools after its own (unchanged without any);
+        ``ToolClash`` if the request brings a tool of the same name."""
+        if not self.tools:
+            return request
+        own = request.get("tools") or []
+        clash = sorted({t.get("name") for t in own} & set(self.tools))
+        if clash:
+            raise ToolClash(
+                f"the request's tool {clash[0]!r} has the name of a tool the worker runs; rename it"
+            )
+        mine = [t.definition() for t in self.tools.values()]
+        return {**request, "tools": [*own, *mine], "_worker_tools": list(self.tools)}
+
+    async def call(self, call_id: str, name: str, tool_input: Any) -> Event:
+        """Run one call: ``tool-output-available`` with its output, or
+        ``tool-output-error`` (an exception, a timeout, an output too large or not JSON)."""
+        tool = self.tools[name]
+        if not isinstance(tool_input, dict):
+            return _output_error(call_id, f"tool {name}: its input is not a JSON object")
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                output = await tool.run(tool_input)
+        except TimeoutError:
+            return _output_error(call_id, f"tool {name} timed out after {self.timeout_s:g} s")
+        except Exception as exc:
+            return _output_error(call_id, f"tool {name} failed: {type(exc).__name__}: {exc}")
+        try:
+            data = json.dumps(output, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            return _output_error(call_id, f"tool {name}: its output is not JSON ({exc})")
+        size = len(data.encode())
+        if size > self.max_output_bytes:
+            return _output_error(
+                call_id,
+                f"tool {name}: its output is {size} bytes, over the limit of "
+                f"{self.max_output_bytes}",
+            )
+        return {"type": "tool-output-available", "toolCallId": call_id, "output": json.loads(data)}
+
+
+__all__ = ["Tool", "ToolBox", "ToolClash", "ToolSpecError", "load_tools"]
