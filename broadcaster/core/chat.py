@@ -48,6 +48,7 @@ GENERATION_FIELDS = frozenset(
         "top_k",
         "stop_sequences",
         "service_tier",
+        "max_steps",
     }
 )
 """Fields of a chat body passed on to the generation request (checked there)."""

@@ -172,7 +172,7 @@ CHAT_BODY = json_body(
         "description": "the AI SDK's DefaultChatTransport body; beside id, messages, trigger "
         "and messageId only the generation request's parameters (model, max_tokens, system, "
         "provider, metadata, tools, tool_choice, thinking, temperature, top_p, top_k, "
-        "stop_sequences, service_tier)",
+        "stop_sequences, service_tier, max_steps)",
     }
 )
 """``POST /v1/chat``: the AI SDK's UI messages (``UIMessage[]``) and generation fields."""

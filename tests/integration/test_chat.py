@@ -112,12 +112,13 @@ async def opened(
     """A streaming answer, its first bytes read (an SSE answer begins with ``retry:``),
     closed on leaving."""
     async with client.stream(method, url, **kwargs) as resp:
-        first = b""
-        if resp.status_code == 200:
-            first = await anext(resp.aiter_raw())
-        else:
-            first = await resp.aread()
-        yield resp, first
+        if resp.status_code != 200:
+            yield resp, await resp.aread()
+            return
+        # Held until the end: an iterator dropped would close the response with it.
+        chunks = resp.aiter_raw()
+        yield resp, await anext(chunks)
+        del chunks
 
 
 async def test_submit_answers_with_the_stream_and_a_second_submit_is_409(idle: Proc) -> None:
@@ -222,6 +223,25 @@ async def test_a_chat_expires_with_its_latest_generation(
             assert (await client.post(f"/v1/chat/{chat}/stop")).status_code == 404
     finally:
         store.close()
+
+
+async def test_a_front_end_at_its_connection_limit_starts_nothing(
+    idle_redis: EmbeddedRedis, tmp_path: Path
+) -> None:
+    full = start_frontend(
+        idle_redis.url, tmp_path, "frontend-one", env={"BROADCASTER_MAX_CONNECTIONS": "1"}
+    )
+    first, second = new_chat(), new_chat()
+    try:
+        async with httpx.AsyncClient(base_url=full.url, timeout=10) as client:
+            async with opened(client, "POST", "/v1/chat", json=chat_body(first)) as (resp, _):
+                assert resp.status_code == 200
+                busy = await client.post("/v1/chat", json=chat_body(second))
+                assert busy.status_code == 503 and busy.headers["retry-after"] == "2"
+            # Nothing was started for the refused chat: it can be submitted again.
+            assert (await client.get(f"/v1/chat/{second}/messages")).status_code == 404
+    finally:
+        full.stop()
 
 
 async def test_unknown_chats_and_bad_ids(idle: Proc) -> None:

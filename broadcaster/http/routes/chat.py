@@ -31,12 +31,13 @@ from broadcaster.http.resources import (
     ChatsDep,
     EventLogDep,
     GenerationsDep,
+    HubDep,
     JobsDep,
     MetricsDep,
     SettingsDep,
 )
 from broadcaster.http.routes.generations import abort, admit, create
-from broadcaster.http.routes.streams import stream_response
+from broadcaster.http.routes.streams import check_capacity, stream_response
 from broadcaster.http.routes.tokens import minted
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import new_stream_id
@@ -124,15 +125,18 @@ async def submit(
     generations: GenerationsDep,
     jobs: JobsDep,
     settings: SettingsDep,
+    hub: HubDep,
 ) -> Response:
     """Start the chat's next generation and answer with its stream."""
     body = await read_json(request, settings.chat_max_body_bytes)
     await check_chat(request, _body_id(body), "generate")
     chat, job = _job(body, settings)
     await admit(jobs, settings, job["provider"])
+    generation = new_stream_id()
+    # A front-end at its connection limit says so before it starts anything.
+    check_capacity(hub, settings, generation)
     record = await chats.get(chat.id)
     await _make_way(event_log, chat, record)
-    generation = new_stream_id()
     job["ui_message_id"] = response_message_id(chat.messages, generation)
     # Created before the chat names it, queued after: a submit that reads the record
     # meanwhile finds a generation that runs, never one that does not exist yet.

@@ -149,7 +149,7 @@ async def stream_response(
     if info.ended and after == info.last_seq:
         return Response(status_code=204)
     hub, settings = await get_hub(request), await get_settings(request)
-    _check_capacity(hub, settings, stream_id)
+    check_capacity(hub, settings, stream_id)
     metrics = await get_metrics(request)
     return SSEResponse(
         lambda writer: hub.follow(stream_id, after, info, writer),
@@ -189,7 +189,7 @@ def _check_resume_point(info: StreamInfo, after: int, tag: str | None) -> None:
         )
 
 
-def _check_capacity(hub: Hub, settings: Settings, stream_id: str) -> None:
+def check_capacity(hub: Hub, settings: Settings, stream_id: str) -> None:
     """503 with Retry-After at this front-end's connection or per-stream viewer limit."""
     if hub.viewers >= settings.max_connections:
         raise ApiError(
