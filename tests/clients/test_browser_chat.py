@@ -13,6 +13,7 @@ deployment, and on one with access control, where the page mints a chat token wi
 API key typed into it. Needs nginx, Debian's chromium, node and the npm packages of
 tests/clients/browser; without them the test fails and says what to install. It never skips.
 """
+
 from __future__ import annotations
 
 import json
