@@ -164,6 +164,13 @@ def messages_of(stack: Stack, chat: str) -> dict[str, Any]:
     return found
 
 
+def answering(stack: Stack, chat: str) -> bool:
+    """Whether the chat's answer has a text part yet (the gate comes after its start)."""
+    messages = messages_of(stack, chat).get("messages", [])
+    parts = messages[-1]["parts"] if messages and messages[-1]["role"] == "assistant" else []
+    return any(part["type"] == "text" for part in parts)
+
+
 def test_send_streams_a_whole_message_and_resume_after_the_end_is_null(stack: Stack) -> None:
     stack.anthropic.enqueue(message([text(CHUNKS)], input_tokens=5, output_tokens=4))
     chat = "chat-send"
@@ -193,7 +200,7 @@ def test_reconnect_during_the_generation_rebuilds_the_same_message(stack: Stack)
     request = {"api": stack.api, "chatId": chat, "messages": [user("Hi again")]}
     sender = node("send", {**request, "body": {"thinking": thinking_on(), "max_tokens": 4096}})
     try:
-        wait_for("the first text", lambda: "text" in json.dumps(messages_of(stack, chat)), stack)
+        wait_for("the first text", lambda: answering(stack, chat), stack)
         resumer = node("resume", request)
         wait_for("the resuming tab", lambda: viewers(stack) == 2, stack)
     finally:
@@ -221,7 +228,7 @@ def test_a_page_reloaded_mid_answer_shows_the_history_then_the_rest(stack: Stack
     request = {"api": stack.api, "chatId": chat, "messages": [user("Reload me")]}
     sender = node("send", request)
     try:
-        wait_for("the first text", lambda: "text" in json.dumps(messages_of(stack, chat)), stack)
+        wait_for("the first text", lambda: answering(stack, chat), stack)
         so_far = messages_of(stack, chat)["messages"]
         assert so_far[-1]["parts"][-1]["state"] == "streaming"
         page = node("reload", {**request, "messages": so_far})
@@ -309,7 +316,7 @@ def test_stop_ends_the_message_with_abort_in_every_tab(stack: Stack) -> None:
     request = {"api": stack.api, "chatId": chat, "messages": [user("Go on")]}
     try:
         tabs = [node("send", request)]
-        wait_for("the first text", lambda: "text" in json.dumps(messages_of(stack, chat)), stack)
+        wait_for("the first text", lambda: answering(stack, chat), stack)
         tabs += [node("resume", request), node("resume", request)]
         wait_for("three tabs", lambda: viewers(stack) == 3, stack)
         stopped = httpx.post(f"{stack.api}/{chat}/stop")
