@@ -231,6 +231,12 @@ def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(tmp_path: Path, acc
     assert takeover[7]["text"].startswith("You said: " + result["fourth_prompt"] + "\n")
     assert len(takeover[7]["text"]) > len(api["at_kill"]["text"])
 
+    # 5. A new chat: a new id in the address, empty panes, no request of the chat API.
+    new = result["new_chat"]
+    assert new["chat_id"] != chat and new["address"].endswith(f"#chat={new['chat_id']}")
+    assert [p["messages"] for p in new["panes"]] == [[], []]
+    assert not [r for r in requests if r["phase"] == "new chat"], requests
+
     assert result["page_errors"] == []
     assert result["http_errors"] == []
     others = [e for e in result["console_errors"] if not e["url"].endswith("/favicon.ico")]

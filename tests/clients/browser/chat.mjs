@@ -9,7 +9,8 @@
 //   3. pane 1 sends a message and, mid-answer, pane 2's Stop ends it;
 //   4. pane 1 sends a message and waits for the answer to end: meanwhile the caller kills
 //      the worker (it polls the chat's messages to see the answer begin) and starts
-//      another, which takes the answer over and starts it again (`data-retry`).
+//      another, which takes the answer over and starts it again (`data-retry`);
+//   5. "New chat" gives both panes a new, empty chat.
 // With BROWSER_CHAT_API_KEY set, it first types that key into the page (a deployment with
 // access control). After each turn it records what every pane shows. It prints ONE line of JSON and saves
 // a full-page screenshot (and one of the answer resumed after the reload, next to it).
@@ -220,6 +221,21 @@ async function run() {
   mkdirSync(dirname(screenshot), { recursive: true });
   await page.screenshot({ path: screenshot, fullPage: true, timeout: remaining() });
 
+  // 5. New chat: a fresh id in the address, both panes empty, nothing asked of the server.
+  step = "clicking New chat";
+  phase = "new chat";
+  await page.click("#new-chat", { timeout: remaining() });
+  await page.waitForFunction(
+    (old) =>
+      document.querySelector("#chat-id").textContent !== old &&
+      Array.from(document.querySelectorAll("#chat-tab section.chat-pane")).every(
+        (s) => s.dataset.status === "ready" && s.querySelectorAll(".msg").length === 0,
+      ),
+    chatId,
+    { timeout: remaining() },
+  );
+  const newChat = { chat_id: (await page.textContent("#chat-id")).trim(), address: page.url(), panes: await readPanes() };
+
   return {
     ok: true,
     base_url: base,
@@ -236,6 +252,7 @@ async function run() {
     tool,
     stopped,
     takeover,
+    new_chat: newChat,
     chat_requests: chatRequests,
     page_errors: pageErrors,
     console_errors: consoleErrors,

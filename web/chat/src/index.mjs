@@ -97,8 +97,7 @@ class ChatSession {
     const res = await fetch(this.url("/messages"), { headers: await this.headers() });
     if (res.status === 404) return [];
     if (!res.ok) throw await failure(res);
-    const body = await res.json();
-    return Array.isArray(body) ? body : body.messages;
+    return (await res.json()).messages;
   }
 
   async stop() {

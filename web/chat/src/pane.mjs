@@ -17,6 +17,7 @@ export class ChatPane {
     this.section = section;
     this.session = session;
     this.sending = false;
+    this.closed = false;
     this.frame = 0;
     this.build(title);
     this.chat = new BrowserChat({
@@ -78,7 +79,7 @@ export class ChatPane {
   }
 
   schedule() {
-    if (!this.frame) {
+    if (!this.frame && !this.closed) {
       this.frame = requestAnimationFrame(() => {
         this.frame = 0;
         this.draw();
@@ -111,20 +112,22 @@ export class ChatPane {
     this.section.dataset.following = "true";
     try {
       const messages = await this.session.messages();
-      if (!this.busy()) {
+      if (!this.busy() && !this.closed) {
         this.chat.messages = messages;
         await this.chat.resumeStream();
       }
     } catch (err) {
       this.errorEl.textContent = String(err.message || err);
     } finally {
-      delete this.section.dataset.following;
+      if (!this.closed) delete this.section.dataset.following;
       this.schedule();
     }
   }
 
-  // The page leaves this chat: drop the connections, which never cancels the answer.
+  // The page leaves this chat: drop the connections, which never cancels the answer. The
+  // section is the next chat's from now on: this pane draws nothing more.
   close() {
+    this.closed = true;
     cancelAnimationFrame(this.frame);
     return this.chat.stop();
   }
