@@ -38,6 +38,7 @@ from tests.support.fake_anthropic import (
     tool_use,
 )
 from tests.support.procs import ROOT, Proc, start_frontend, start_worker
+from tests.support.worker_tools import runs
 
 SCRIPT = AISDK_DIR / "chat.mjs"
 CHUNKS = ["Stream", "ing ", "to every ", "tab."]
@@ -59,6 +60,7 @@ class Stack:
     frontend: Proc
     worker: Proc
     anthropic: FakeAnthropicServer
+    tool_runs: Path
 
     @property
     def api(self) -> str:
@@ -84,9 +86,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "WORKER_PROVIDER": "anthropic",
                 "ANTHROPIC_BASE_URL": anthropic.base_url,
                 "ANTHROPIC_API_KEY": "test",
+                "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
+                "TOOL_RUNS_FILE": str(tmp / "tool-runs.jsonl"),
+                "PYTHONPATH": str(ROOT),
             }
             procs.append(start_worker(redis.url, tmp, "worker", env))
-            yield Stack(procs[0], procs[1], anthropic)
+            yield Stack(procs[0], procs[1], anthropic, tmp / "tool-runs.jsonl")
             assert anthropic.errors == []
     finally:
         for p in reversed(procs):
@@ -307,6 +312,32 @@ def test_a_client_tool_result_continues_the_same_assistant_message(stack: Stack)
         }
     ]
     assert messages_of(stack, chat)["messages"] == done["messages"]
+
+
+def test_a_tool_the_worker_runs_is_in_the_message_once(stack: Stack) -> None:
+    stack.anthropic.enqueue(
+        message(
+            [text(["Adding."]), tool_use("toolu_w1", "add", ['{"a": 2, ', '"b": 3}'])],
+            stop_reason="tool_use",
+        )
+    )
+    stack.anthropic.enqueue(message([text(["It is ", "5."])]))
+    chat = "chat-worker-tool"
+    request = {"api": stack.api, "chatId": chat, "messages": [user("Add 2 and 3")]}
+    sent = run("send", request, stack)
+    assert sent["chunk_types"][-1] == "finish"
+    parts = sent["message"]["parts"]
+    assert [p["type"] for p in parts] == ["step-start", "text", "tool-add", "step-start", "text"]
+    assert parts[2] == {
+        "type": "tool-add",
+        "toolCallId": "toolu_w1",
+        "state": "output-available",
+        "input": {"a": 2, "b": 3},
+        "output": {"sum": 5},
+    }
+    assert parts[-1]["text"] == "It is 5."
+    assert runs(stack.tool_runs, "add") == 1
+    assert messages_of(stack, chat)["messages"] == [user("Add 2 and 3"), sent["message"]]
 
 
 def test_stop_ends_the_message_with_abort_in_every_tab(stack: Stack) -> None:
