@@ -37,6 +37,7 @@ from tests.support.topologies import (
     kill_mid_stream,
     log_tails,
     start_cluster,
+    stored,
     two_by_two,
 )
 
@@ -135,6 +136,24 @@ async def test_publisher_feeds_on_every_node_reach_both_frontends(
         await asyncio.gather(*running)
     assert_exact(cluster, viewers)
     assert all(len(v.received) == 12 for v in viewers)
+
+
+async def test_publish_many_reaches_every_node_once(cluster: LocalCluster) -> None:
+    """``Publisher.publish_many`` on a Cluster: one pipeline split by node. Each node's
+    script cache is flushed first, so every node answers ``NOSCRIPT``: the appends are
+    made again there, once, and every stream holds each event exactly once."""
+    ids = ids_on_every_primary(cluster, 4, f"many-{int(time.time())}")
+    for s in cluster.servers[: cluster.primaries]:
+        with s.client() as c:
+            c.script_flush()
+    async with Publisher.from_url(cluster.url) as pub:
+        first = await pub.publish_many({sid: {"type": "data-progress", "i": 1} for sid in ids})
+        second = await pub.publish_many(
+            {sid: [{"type": "data-progress", "i": 2}, {"type": "finish"}] for sid in ids}
+        )
+    assert first == dict.fromkeys(ids, 1) and second == dict.fromkeys(ids, 3)
+    for sid in ids:
+        assert [e.seq for e in stored(cluster, sid)] == [1, 2, 3], sid
 
 
 def two_ids_in_one_slot() -> tuple[str, str]:

@@ -56,8 +56,8 @@ def bench(cluster: LocalCluster, frontends: list[Proc], args: argparse.Namespace
     cmd += ["--rate", str(args.rate), "--duration", str(args.duration)]
     cmd += ["--event-bytes", str(args.event_bytes)]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
-    if out.returncode not in (0, 1):
-        raise RuntimeError(f"bench failed:\n{out.stderr}")
+    if out.returncode not in (0, 1) or not out.stdout.strip():
+        raise RuntimeError(f"bench failed ({out.returncode}):\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout)
     return result
 
