@@ -176,21 +176,30 @@ class EventLog:
         calls = [
             (keys.stream_keys(sid), self._args(sid, events, kind=kind)) for sid, events in batches
         ]
-        try:
-            replies = await self._pipelined(calls)
-        except NoScriptError:  # a Cluster node that never ran it (or a flushed cache)
+        replies = await self._pipelined(calls)
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missing:  # a node that never ran the script (or flushed it): only those again
             await self.redis.script_load(self._append.script)
-            replies = await self._pipelined(calls)
+            again = await self._pipelined([calls[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
         return [
             int(seq) if status == b"OK" else self._refusal(status, sid, int(seq), None)
             for (sid, _), (status, seq) in zip(batches, replies, strict=True)
         ]
 
-    async def _pipelined(self, calls: list[tuple[list[str], list[str | bytes | int]]]) -> Any:
+    async def _pipelined(self, calls: list[tuple[list[str], list[str | bytes | int]]]) -> list[Any]:
+        """Each call's reply, or its error. ``EVALSHA`` by name: redis-py's cluster
+        pipeline refuses its ``evalsha`` method (and so ``Script`` objects), but routes
+        the command by its keys like any other."""
+        sha = self._append.sha
         async with self.redis.pipeline(transaction=False) as pipe:
             for script_keys, args in calls:
-                await self._append(keys=script_keys, args=args, client=pipe)
-            return await pipe.execute()
+                pipe.execute_command("EVALSHA", sha, len(script_keys), *script_keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
 
     def _args(
         self,

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from broadcaster.fanout.subscription import Subscription
 
 
+CHUNK = 500
+"""Viewers pinged before the loop runs anything else: viewers that connected together fall
+due together, and 10,000 pings in one go would hold every live event back meanwhile."""
+
+
 class Keepalive:
     def __init__(self, interval: float) -> None:
         self.interval = interval
@@ -42,11 +47,21 @@ class Keepalive:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.interval / 16)
-            self.tick(loop.time())
+            now = loop.time()
+            more = self.tick(now, CHUNK)
+            while more:
+                await asyncio.sleep(0)  # live events go out between chunks
+                more = self.tick(now, CHUNK)
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float, limit: int | None = None) -> bool:
+        """Ping the viewers due at ``now``; True if ``limit`` entries were taken and more
+        are due."""
         heap = self._heap
+        taken = 0
         while heap and heap[0][0] <= now:
+            if limit is not None and taken >= limit:
+                return True
+            taken += 1
             at, _, sub = heapq.heappop(heap)
             if sub.ping_at != at:
                 continue  # a stale entry
@@ -60,3 +75,4 @@ class Keepalive:
                 sub.ping(now)
                 if sub.direct is not None:
                     self.schedule(sub, now)
+        return False

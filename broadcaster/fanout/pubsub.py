@@ -30,6 +30,10 @@ from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
 OnMessage = Callable[[bytes, bytes], None]
 """``(channel, payload)`` of a published message."""
 
+OnRead = Callable[[], None]
+"""Called after the messages of one read of the socket were handed over: what they brought
+for one stream can go to its viewers in one write each, however many messages it was."""
+
 
 @dataclass(frozen=True, slots=True)
 class Address:
@@ -98,10 +102,12 @@ class PubSubProtocol(asyncio.Protocol):
     def __init__(
         self,
         on_message: OnMessage,
+        on_read: OnRead,
         on_lost: Callable[[bytes], None],
         on_closed: Callable[[Exception | None], None],
     ) -> None:
         self._on_message = on_message
+        self._on_read = on_read
         self._on_lost = on_lost
         self._on_closed = on_closed
         self._reader = hiredis.Reader()
@@ -119,15 +125,20 @@ class PubSubProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
         on_message = self._on_message
+        messages = False
         try:
             while (reply := self._reader.gets()) is not False:
                 # The hot path first: a published message, straight to the hub.
                 if type(reply) is list and reply[0] in (b"message", b"smessage"):
                     on_message(reply[1], reply[2])
+                    messages = True
                 else:
                     self._reply(reply)
         except hiredis.ProtocolError as exc:
             self.abort(ConnectionError(f"Redis protocol error: {exc}"))
+        finally:
+            if messages:
+                self._on_read()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -241,15 +252,17 @@ def _pack(command: tuple[Any, ...]) -> bytes:
 async def connect(
     address: Address,
     on_message: OnMessage,
+    on_read: OnRead,
     on_lost: Callable[[bytes], None],
     on_closed: Callable[[Exception | None], None],
+    *,
     name: str = "broadcaster-push",
 ) -> PubSubProtocol:
     """A logged-in pub/sub connection to ``address`` (the caller bounds the time)."""
     loop = asyncio.get_running_loop()
 
     def factory() -> PubSubProtocol:
-        return PubSubProtocol(on_message, on_lost, on_closed)
+        return PubSubProtocol(on_message, on_read, on_lost, on_closed)
 
     if address.path is not None:
         _, proto = await loop.create_unix_connection(factory, address.path)

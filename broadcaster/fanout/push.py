@@ -33,7 +33,7 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 from broadcaster.core import connection
 from broadcaster.core.connection import REDIS_ERRORS
 from broadcaster.fanout import pubsub
-from broadcaster.fanout.pubsub import Address, OnMessage, PubSubProtocol
+from broadcaster.fanout.pubsub import Address, OnMessage, OnRead, PubSubProtocol
 
 log = logging.getLogger("broadcaster.push")
 
@@ -179,6 +179,7 @@ class PushSubscriber:
         self,
         resolver: Resolver,
         on_message: OnMessage,
+        on_read: OnRead,
         on_recovered: Callable[[list[bytes]], None],
         *,
         probe_seconds: float = 5.0,
@@ -186,6 +187,7 @@ class PushSubscriber:
     ) -> None:
         self.resolver = resolver
         self._on_message = on_message
+        self._on_read = on_read
         self._on_recovered = on_recovered
         self._probe_seconds = probe_seconds
         self._timeout = timeout
@@ -317,7 +319,11 @@ class PushSubscriber:
         address = await self.resolver.address(name)
         async with asyncio.timeout(self._timeout):
             node.conn = await pubsub.connect(
-                address, self._on_message, self._lost, lambda exc: node.closed.set()
+                address,
+                self._on_message,
+                self._on_read,
+                self._lost,
+                lambda exc: node.closed.set(),
             )
         node.address = address
         node.pending = set(node.channels)

@@ -158,6 +158,7 @@ class Topic:
         "channel",
         "checked_at",
         "cursor",
+        "pending",
         "read_at",
         "ready",
         "repairing",
@@ -183,3 +184,6 @@ class Topic:
         """A read of the log is filling a gap: messages meanwhile only raise ``behind``."""
         self.behind = 0
         """The highest seq a message announced while the topic was repairing."""
+        self.pending: list[Run] = []
+        """Runs that messages of the current read of the pub/sub socket brought, in order,
+        to go to the viewers together once the read is over."""

@@ -20,7 +20,9 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import redis as redis_sync
 
+from broadcaster.clients.publisher import Publisher
 from tests.support.fake_anthropic import FakeAnthropicServer, stall, text_reply
 from tests.support.faults import (
     FAST_WORKER_ENV,
@@ -425,6 +427,108 @@ async def test_redis_comes_back_from_an_older_copy(tmp_path: Path) -> None:
         return before
 
     await lose_writes(tmp_path, "redis back from an older copy", restart)
+
+
+# --- 4b. the front-end's pub/sub connection is cut -------------------------------------
+
+
+PUSH_FEEDS = 6
+
+
+async def _push_under_fault(
+    cluster: Cluster,
+    fault: Callable[[redis_sync.Redis], None],
+    *,
+    rounds: int = 150,
+    every: int = 30,
+    big_every: int = 0,
+) -> list[Viewer]:
+    """Feeds published by the test (one event per feed every 20 ms, in one pipeline),
+    each watched by three viewers on each front-end that never move: a viewer holds one
+    response from its first event to ``[DONE]``, so what it receives came through its
+    front-end's push and repair, not through reconnecting. ``fault`` runs every
+    ``every`` rounds; every ``big_every`` rounds a feed's batch is ~40 KB instead."""
+    a, b = cluster.frontends
+    tag = int(time.time() * 1000)
+    feeds = [f"push-{i}-{tag}" for i in range(PUSH_FEEDS)]
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2), limits=limits) as client,
+        Publisher.from_url(cluster.redis_url) as pub,
+    ):
+        await pub.publish_many({sid: {"type": "data-progress", "i": 0} for sid in feeds})
+        viewers = [Viewer([fe.url], sid) for sid in feeds for fe in (a, b) for _ in range(3)]
+        with cluster.client() as r, anyio.fail_after(120):
+            async with anyio.create_task_group() as tg:
+                for v in viewers:
+                    tg.start_soon(v.run, client)
+                await poll(lambda: _all_watching(viewers), "every viewer to be watching")
+                for i in range(1, rounds + 1):
+                    big = bool(big_every) and i % big_every == 0
+                    await pub.publish_many({sid: _round(i, big) for sid in feeds})
+                    if i % every == 0:
+                        await asyncio.to_thread(fault, r)
+                    await asyncio.sleep(0.02)
+                await pub.publish_many({sid: {"type": "finish"} for sid in feeds})
+    return viewers
+
+
+def _round(i: int, big: bool) -> list[dict[str, Any]]:
+    if not big:
+        return [{"type": "data-progress", "i": i}]
+    return [{"type": "data-blob", "i": i, "part": p, "pad": "x" * 20_000} for p in range(2)]
+
+
+def _judge_push(cluster: Cluster, viewers: list[Viewer], title: str, **figures: object) -> None:
+    with cluster.client() as r:
+        stored = {v.stream_id: stored_events(r, v.stream_id) for v in viewers}
+    verdicts = [verdict(v, stored[v.stream_id]) for v in viewers]
+    lost_conns = [fe.log().count("pub/sub") for fe in cluster.frontends]
+    report(title, verdicts, pubsub_log_lines=lost_conns, **figures)
+    for v, result in zip(viewers, verdicts, strict=True):
+        assert v.outcome == "done" and result.exact, result
+        assert v.connects == 1, f"{v.stream_id}: {v.connects} connections: the front-end let go"
+
+
+async def test_pubsub_connections_killed_while_streams_flow(tmp_path: Path) -> None:
+    """``CLIENT KILL TYPE pubsub`` every 0.6 s or so, five times: each front-end's
+    subscriber connection dies while events are published. It reconnects, subscribes
+    again, and reads from the log what was published while it was away, once per
+    stream; every viewer, held open throughout, gets every event once, in order."""
+    killed: list[int] = []
+
+    def kill(r: redis_sync.Redis) -> None:
+        killed.append(int(r.execute_command("CLIENT", "KILL", "TYPE", "pubsub")))
+
+    with Cluster(tmp_path, workers_n=0) as cluster:
+        viewers = await _push_under_fault(cluster, kill)
+        _judge_push(cluster, viewers, "pub/sub connections killed", killed=killed)
+        assert sum(killed) >= 2 * len(killed), f"each kill hit both front-ends: {killed}"
+        for fe in cluster.frontends:
+            assert fe.log().count("connection lost") >= len(killed) - 1, fe.log()[-3000:]
+
+
+async def test_pubsub_cut_off_by_its_output_buffer_limit(tmp_path: Path) -> None:
+    """``client-output-buffer-limit pubsub 8kb 0 0``: every batch of ~40 KB (pushed
+    whole: it is under the project's 64 KB cap) overflows the subscriber's buffer in
+    Redis (which counts what does not fit its reply buffer of up to 16 KB), and Redis
+    closes the connection, mid-stream, on both front-ends at once. They
+    reconnect and fill from the log; every viewer gets every event once, in order."""
+    with Cluster(tmp_path, workers_n=0) as cluster:
+        with cluster.client() as r:
+            r.config_set("client-output-buffer-limit", "pubsub 8kb 0 0")
+        viewers = await _push_under_fault(cluster, lambda r: None, big_every=25)
+        cut = _output_limit_cuts(cluster)
+        _judge_push(cluster, viewers, "pub/sub over its output-buffer limit", cut_off=cut)
+        assert cut >= 150 // 25, f"Redis cut the subscribers off {cut} times only"
+
+
+def _output_limit_cuts(cluster: Cluster) -> int:
+    """Clients Redis closed for their output buffer, as its log says (Redis 7.0's INFO
+    has no count of them)."""
+    assert cluster.redis is not None
+    log = cluster.redis.data_dir / "redis.log"
+    return log.read_text(errors="replace").count("output buffer limits")
 
 
 # --- 5. SIGTERM --------------------------------------------------------------------------

@@ -397,6 +397,29 @@ async def test_direct_and_yielded_frames_make_one_ordered_stream(
             assert w.refused > 0, "a full socket sent frames down the buffered path"
 
 
+async def test_messages_of_one_read_go_out_in_one_write_per_viewer(clients: Clients) -> None:
+    """200 appends in one pipeline: Redis runs them in one go and sends their 200
+    messages to the subscriber together, so the hub reads many at a time. Each caught-up
+    viewer gets what one read brought in one write, not one write per message."""
+    resolver, control = clients
+    log = EventLog(control)
+    sid = "coalesce-" + secrets.token_hex(4)
+    await log.append(sid, [{"type": "data-n", "i": -1}], kind="feed")
+    info = await info_of(log, sid)
+    wires = [Wire() for _ in range(5)]
+    async with Hub(resolver, log, HubConfig()) as hub:
+        viewers = [asyncio.create_task(w.drain(hub.follow(sid, 0, info, w.write))) for w in wires]
+        await until(lambda: hub.viewers == 5, "subscribed")
+        await asyncio.sleep(0.2)  # every viewer replayed seq 1 and is waiting: live now
+        batches = [(sid, [{"type": "data-n", "i": i}]) for i in range(200)]
+        await log.append_many(batches)
+        await log.append(sid, [{"type": "finish"}], kind="feed")
+        await asyncio.gather(*viewers)
+    for w in wires:
+        assert w.ids() == list(range(1, 203)), "every event once, in order"
+        assert w.direct < 100, f"{w.direct} writes for 200 messages read together"
+
+
 async def test_a_viewer_joining_mid_stream_gets_replay_then_direct(
     clients: Clients,
 ) -> None:

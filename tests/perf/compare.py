@@ -102,7 +102,7 @@ def scenarios(smoke: bool) -> list[Scenario]:
             "one-1000",
             "1 stream x 1,000 viewers, 1000 ev/s offered (1M deliveries/s)",
             ["--viewers", "1000", "--rate", "1000", "--duration", "5", "--deadline", "20"],
-            targets=MULTI,
+            targets=(*MULTI, BEFORE),
         ),
         Scenario(
             "one-1000-max",
@@ -126,6 +126,7 @@ def scenarios(smoke: bool) -> list[Scenario]:
             "streams-1000x2",
             "1,000 streams x 2 viewers, 2 ev/s each (2,000 publishes/s)",
             ["--viewers", "2000", "--streams", "1000", "--rate", "2", "--duration", "5"],
+            targets=(*TARGETS, BEFORE),
         ),
         *_many_stream_scenarios(),
         Scenario(
