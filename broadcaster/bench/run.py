@@ -10,12 +10,20 @@ is created with one ``data-bench-start`` event (seq 1) before the viewers connec
 gets ``--rate`` events/s for ``--duration`` seconds (none with ``--idle``: keepalives
 only), then ``finish``; every viewer must see ids 1..N once each.
 
+With several ``--url`` front-ends, ``--route`` says which one each viewer uses, as a
+load balancer would choose: ``rotate`` (viewer i on front-end i mod n, the default),
+``random`` (an L4 balancer: a stream's viewers land anywhere), or ``stream`` (every viewer
+of a stream on one front-end, as a balancer that hashes the stream id from the path).
+
 Reported: deliveries/s, latency p50/p99/max, lost and duplicated events, the CPU of the
 bench per 100,000 deliveries, and with ``--server-pid`` (front-ends on this machine)
 their CPU per 100,000 deliveries and RSS per open connection, Redis commands per
 published event (INFO commandstats deltas; the bench's own INFO excluded, its publishes
-included), and with ``--replay N`` the time ``--joiners`` late joiners take to read an
-N-event stream that has ended.
+included), Redis's CPU per published event (all of it, and less what it spends idle with
+the same connections open, measured for ``--idle-sample`` seconds before the window), the
+front-ends subscribed to each stream's channel (Redis sends each event once to each), and
+with ``--replay N`` the time ``--joiners`` late joiners take to read an N-event stream that
+has ended.
 """
 
 from __future__ import annotations
@@ -26,11 +34,12 @@ import json
 import math
 import multiprocessing
 import os
+import random
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -44,7 +53,7 @@ from broadcaster.bench.viewers import (
     run_group,
 )
 from broadcaster.clients.publisher import Publisher
-from broadcaster.core import connection
+from broadcaster.core import connection, keys
 from broadcaster.core.rlimit import raise_nofile_limit
 from broadcaster.core.settings import RedisSettings
 
@@ -57,6 +66,8 @@ PUBLISHES_IN_FLIGHT = 16  # overlapping publish round trips (see _publish_on_sch
 PIPELINE = 1000  # appends per pipeline when publishing to many streams at once
 JOIN_AFTER = 1.0  # seconds into the window when --join-during viewers begin to connect
 LATENCY_SAMPLERS = 50  # viewers that record every latency; the others only check ids
+ROUTES = ("rotate", "random", "stream")
+NUMSUB_BATCH = 500  # channels per PUBSUB NUMSUB
 
 
 class EventSink(Protocol):
@@ -111,6 +122,27 @@ async def redis_cpu_seconds(redis: Redis) -> float:
         float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
         for cpu in await _info(redis, "cpu")
     )
+
+
+async def subscribers_per_channel(redis: Redis, sids: list[str]) -> list[int]:
+    """How many connections are subscribed to each stream's push channel: with the
+    project's front-ends, how many front-ends Redis sends each of its events to.
+    ``PUBSUB SHARDNUMSUB`` on a Cluster, asked of the node serving each channel's slot."""
+    if isinstance(redis, RedisCluster):
+        await redis.initialize()  # the slot map, if no command has loaded it yet
+        counts = []
+        for sid in sids:
+            channel = keys.push_channel(sid)
+            node = redis.get_node_from_key(channel)
+            reply = await redis.pubsub_shardnumsub(channel, target_nodes=node)
+            counts.append(sum(int(n) for _, n in reply))
+        return counts
+    db = int(redis.connection_pool.connection_kwargs.get("db", 0) or 0)
+    counts = []
+    for i in range(0, len(sids), NUMSUB_BATCH):
+        channels = [keys.push_channel(sid, db) for sid in sids[i : i + NUMSUB_BATCH]]
+        counts += [int(n) for _, n in await redis.pubsub_numsub(*channels)]
+    return counts
 
 
 def percentile(sorted_values: list[int], q: float) -> float:
@@ -246,11 +278,9 @@ async def _publish_on_schedule(
     return sorted(took)
 
 
-async def _replay(
-    sink: EventSink, args: argparse.Namespace, endpoints: list[tuple[str, int, str]], run: str
-) -> dict[str, Any]:
+async def _replay(sink: EventSink, args: argparse.Namespace, plan: _Plan) -> dict[str, Any]:
     """``--joiners`` viewers join at once a stream of ``--replay`` events that has ended."""
-    sid = f"bench-{run}-replay"
+    sid = f"bench-{plan.run}-replay"
     n = args.replay
     batch = 500
     for start in range(0, n, batch):
@@ -258,10 +288,7 @@ async def _replay(
             sid, [{"type": "data-bench", "i": i} for i in range(start, min(n, start + batch))]
         )
     await sink.publish(sid, {"type": "finish"})
-    targets = [
-        (h, p, f"{pre}/v1/streams/{sid}/events")
-        for h, p, pre in (endpoints[i % len(endpoints)] for i in range(args.joiners))
-    ]
+    targets = [plan.target(sid, i, stream_index=0) for i in range(args.joiners)]
     groups = Groups(
         _split(
             targets, args.procs, token=args.token, latency_every=0, wait_first=False, timeout=600
@@ -302,6 +329,22 @@ class _Plan:
     per_stream: int
     """Events published to each stream in the measured window (0 with ``--idle``)."""
     pad: str
+    route: str
+    """Which front-end each viewer uses (``ROUTES``)."""
+    rng: random.Random = field(default_factory=lambda: random.Random(0), compare=False)
+    """For ``--route random``: the same spread on every run."""
+
+    def target(self, sid: str, viewer_index: int, stream_index: int) -> tuple[str, int, str]:
+        """Host, port and path of one viewer of ``sid``, on the front-end ``route`` picks."""
+        n = len(self.endpoints)
+        if self.route == "stream":
+            pick = stream_index % n
+        elif self.route == "random":
+            pick = self.rng.randrange(n)
+        else:
+            pick = viewer_index % n
+        host, port, prefix = self.endpoints[pick]
+        return host, port, f"{prefix}/v1/streams/{sid}/events"
 
     @property
     def events_per_stream(self) -> int:
@@ -320,15 +363,28 @@ class _Counters:
     redis_cpu: float
     own_cpu: float
     server_cpu: dict[int, float]
+    at: float
+    """``time.monotonic()`` when Redis's CPU was read."""
 
 
 async def _counters(stats_redis: Redis, pids: list[int]) -> _Counters:
     calls = await command_calls(stats_redis)
     redis_cpu = await redis_cpu_seconds(stats_redis)
+    at = time.monotonic()
     # the bench's own CPU inside the Redis INFO reads
     return _Counters(
-        calls, redis_cpu, own_cpu_seconds(), {pid: proc_cpu_seconds(pid) for pid in pids}
+        calls, redis_cpu, own_cpu_seconds(), {pid: proc_cpu_seconds(pid) for pid in pids}, at
     )
+
+
+async def _redis_idle_rate(stats_redis: Redis, seconds: float) -> float:
+    """Redis's CPU seconds per second with the viewers connected and nothing published:
+    its cron, expiry and client bookkeeping, which it spends whatever the events."""
+    if seconds <= 0:
+        return 0.0
+    cpu0, t0 = await redis_cpu_seconds(stats_redis), time.monotonic()
+    await asyncio.sleep(seconds)
+    return (await redis_cpu_seconds(stats_redis) - cpu0) / (time.monotonic() - t0)
 
 
 @dataclass(frozen=True)
@@ -343,6 +399,10 @@ class _Window:
     took: list[int]
     before: _Counters
     after: _Counters
+    redis_idle_rate: float
+    """Redis's CPU seconds per second before the window, idle (``_redis_idle_rate``)."""
+    subscribers: list[int]
+    """Per measured stream, the connections subscribed to its channel in the window."""
     server_cpu_idle: dict[int, float]
     """The servers' CPU when publishing ended (``--idle``: what keepalives cost)."""
     rss_before: dict[int, int]
@@ -378,6 +438,10 @@ def _plan(args: argparse.Namespace) -> _Plan:
         raise BenchError("--procs must be positive")
     if args.join_during and not args.quiet_streams:
         raise BenchError("--join-during needs --quiet-streams")
+    if args.route not in ROUTES:
+        raise BenchError(f"--route must be one of {', '.join(ROUTES)}")
+    if args.idle_sample < 0:
+        raise BenchError("--idle-sample must not be negative")
     run = uuid.uuid4().hex[:10]
     return _Plan(
         redis_url=redis_url,
@@ -388,6 +452,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         quiet_sids=[f"bench-{run}-q{i}" for i in range(args.quiet_streams)],
         per_stream=0 if args.idle else max(1, round(args.rate * args.duration)),
         pad="x" * max(0, args.event_bytes - 60),  # ~60 bytes of JSON besides the padding
+        route=args.route,
     )
 
 
@@ -400,7 +465,7 @@ async def run_bench(args: argparse.Namespace, sink: EventSink | None = None) -> 
     try:
         await _open_streams(pub, plan)
         window = await _measure(args, plan, pub, stats_redis)
-        replay = await _replay(pub, args, plan.endpoints, plan.run) if args.replay > 0 else None
+        replay = await _replay(pub, args, plan) if args.replay > 0 else None
     finally:
         await pub.aclose()
         await stats_redis.aclose()
@@ -424,10 +489,10 @@ def _start_viewers(
 ) -> tuple[list[tuple[str, int, str]], Groups]:
     """``--viewers`` viewers, spread over the streams and front-ends, in ``--procs``
     processes; they report ready once each has seen its stream's first event."""
-    targets = []
-    for i in range(args.viewers):
-        host, port, prefix = plan.endpoints[i % len(plan.endpoints)]
-        targets.append((host, port, f"{prefix}/v1/streams/{plan.sids[i % args.streams]}/events"))
+    targets = [
+        plan.target(plan.sids[i % args.streams], i, stream_index=i % args.streams)
+        for i in range(args.viewers)
+    ]
     every = max(1, args.viewers // LATENCY_SAMPLERS)
     groups = Groups(
         _split(
@@ -461,6 +526,8 @@ async def _measure(
         if before_window:
             quiet = await _open_quiet(args, plan, 0.0)
         rss_after = {pid: proc_rss_kb(pid) for pid in pids}
+        subscribers = await subscribers_per_channel(stats_redis, plan.sids)
+        idle_rate = await _redis_idle_rate(stats_redis, args.idle_sample)
         before = await _counters(stats_redis, pids)
         t_start_ns = time.time_ns()
         _say(f"publishing for {args.duration:g} s")
@@ -491,6 +558,8 @@ async def _measure(
         took=took,
         before=before,
         after=after,
+        redis_idle_rate=idle_rate,
+        subscribers=subscribers,
         server_cpu_idle=srv_idle,
         rss_before=rss_before,
         rss_after=rss_after,
@@ -507,10 +576,7 @@ async def _open_quiet(args: argparse.Namespace, plan: _Plan, after: float) -> Gr
     """One viewer per quiet stream, ``after`` seconds from now; returns once every one has
     its stream's first event (or fails, after ``--first-wait``)."""
     await asyncio.sleep(after)
-    targets = []
-    for i, sid in enumerate(plan.quiet_sids):
-        host, port, prefix = plan.endpoints[i % len(plan.endpoints)]
-        targets.append((host, port, f"{prefix}/v1/streams/{sid}/events"))
+    targets = [plan.target(sid, i, stream_index=i) for i, sid in enumerate(plan.quiet_sids)]
     specs = _split(
         targets,
         args.procs,
@@ -638,6 +704,7 @@ def _cost_figures(args: argparse.Namespace, plan: _Plan, w: _Window) -> dict[str
     srv0, srv1 = w.before.server_cpu, w.after.server_cpu
     publisher_cpu = w.after.own_cpu - w.before.own_cpu
     redis_cpu = w.after.redis_cpu - w.before.redis_cpu
+    redis_busy = redis_cpu - w.redis_idle_rate * (w.after.at - w.before.at)
     server_cpu = sum(srv1[p] - srv0[p] for p in pids) if pids else None
     rss_growth = sum(w.rss_after[p] - w.rss_before[p] for p in pids)
     return {
@@ -651,6 +718,11 @@ def _cost_figures(args: argparse.Namespace, plan: _Plan, w: _Window) -> dict[str
         "server_cpu_s_per_100k": server_cpu * per_100k if server_cpu is not None else None,
         "redis_cpu_s_per_100k": redis_cpu * per_100k,
         "redis_cpu_us_per_event": redis_cpu * 1e6 / published,
+        "redis_idle_cpu_per_s": w.redis_idle_rate,
+        "redis_busy_us_per_event": redis_busy * 1e6 / published,
+        "subscribers_per_stream": (
+            sum(w.subscribers) / len(w.subscribers) if w.subscribers else math.nan
+        ),
         "server_rss_kb": sum(w.rss_after.values()) if pids else None,
         "server_rss_kb_per_connection": rss_growth / len(w.views) if pids else None,
         "redis_commands_per_event": sum(delta.values()) / published,
@@ -746,6 +818,15 @@ def _cost_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("server CPU in window", _fmt(r["server_cpu_s"], " s")),
         ("Redis CPU per 100k deliv.", _fmt(r["redis_cpu_s_per_100k"], " s")),
         ("Redis CPU per published event", _fmt(r["redis_cpu_us_per_event"], " us")),
+        (
+            "... less Redis's idle CPU",
+            f"{_fmt(r['redis_busy_us_per_event'], ' us')} "
+            f"(idle: {_fmt(r['redis_idle_cpu_per_s'] * 1000, ' ms')} per s)",
+        ),
+        (
+            "subscribers per stream",
+            f"{_fmt(r['subscribers_per_stream'])} (front-ends Redis sends each event to)",
+        ),
         ("server RSS", _fmt(r["server_rss_kb"], " KiB")),
         ("server RSS per connection", _fmt(r["server_rss_kb_per_connection"], " KiB")),
         ("Redis commands per event (all)", _fmt(r["redis_commands_per_event"])),
@@ -801,6 +882,14 @@ def _load_arguments(parser: argparse.ArgumentParser) -> None:
         "how long each took to get its first event",
     )
     parser.add_argument(
+        "--route",
+        choices=ROUTES,
+        default="rotate",
+        help="with several --url: viewer i on front-end i mod n (rotate, the default), on a "
+        "random one (random: an L4 balancer), or every viewer of a stream on one (stream: "
+        "a balancer hashing the stream id from the path)",
+    )
+    parser.add_argument(
         "--first-wait",
         type=float,
         default=30,
@@ -821,6 +910,14 @@ def _measure_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--joiners", type=int, default=1, help="late joiners arriving at once, with --replay (1)"
+    )
+    parser.add_argument(
+        "--idle-sample",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds to measure Redis's idle CPU before the window, to report its CPU per "
+        "event less that (1; 0: none)",
     )
     parser.add_argument(
         "--server-pid",

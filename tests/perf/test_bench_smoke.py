@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from broadcaster.core.embedded import EmbeddedRedis
-from tests.support.procs import ROOT, start_frontend
+from tests.support.procs import ROOT, Proc, start_frontend
 
 KEYS = {
     "urls",
@@ -37,6 +37,9 @@ KEYS = {
     "redis_xread_per_event",
     "redis_commands",
     "redis_cpu_us_per_event",
+    "redis_busy_us_per_event",
+    "redis_idle_cpu_per_s",
+    "subscribers_per_stream",
     "quiet_viewers",
     "quiet_lost",
     "first_event_ms",
@@ -46,6 +49,20 @@ KEYS = {
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _bench(*args: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "broadcaster", "bench", *args, "--json"],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
 
 
 def test_bench_reports_every_figure(tmp_path: Path) -> None:
@@ -58,18 +75,9 @@ def test_bench_reports_every_figure(tmp_path: Path) -> None:
             *("--url", fe.url, "--redis-url", url),
             *("--viewers", "20", "--streams", "2", "--rate", "50", "--duration", "2"),
             *("--quiet-streams", "200", "--join-during"),
-            *("--replay", "500", "--json", "--server-pid", str(fe.pid)),
+            *("--replay", "500", "--server-pid", str(fe.pid)),
         ]
-        proc = subprocess.run(
-            [sys.executable, "-m", "broadcaster", "bench", *args],
-            check=False,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert proc.returncode == 0, proc.stderr
-        result = json.loads(proc.stdout)
+        result = _bench(*args)
     finally:
         if fe is not None:
             fe.stop()
@@ -109,3 +117,31 @@ def test_bench_reports_every_figure(tmp_path: Path) -> None:
     replay = result["replay"]
     assert replay["events"] == 501 and replay["lost"] == 0 and replay["duplicated"] == 0
     assert _finite(replay["seconds"]) and _finite(replay["events_per_s"])
+    # one front-end: Redis sends each event once, to it
+    assert result["subscribers_per_stream"] == 1.0
+
+
+def test_bench_routes_viewers_by_stream(tmp_path: Path) -> None:
+    """Over two front-ends, ``--route rotate`` puts each of 3 streams' viewers on both
+    (Redis sends each event to both), ``--route stream`` each stream's on one."""
+    server = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    url = server.start(reuse=False)
+    fes: list[Proc] = []
+    try:
+        fes = [start_frontend(url, tmp_path, f"fe-{i}") for i in (1, 2)]
+        common = ["--redis-url", url, "--viewers", "12", "--streams", "3", "--rate", "20"]
+        common += ["--duration", "1", "--idle-sample", "0.2"]
+        for fe in fes:
+            common += ["--url", fe.url, "--server-pid", str(fe.pid)]
+        rotated = _bench(*common, "--route", "rotate")
+        routed = _bench(*common, "--route", "stream")
+    finally:
+        for fe in fes:
+            fe.stop()
+        server.stop()
+    for result in (rotated, routed):
+        assert result["lost"] == 0 and result["duplicated"] == 0, result
+        assert [s["viewers"] for s in result["per_stream"]] == [4, 4, 4]
+        assert _finite(result["redis_busy_us_per_event"]), result
+    assert rotated["subscribers_per_stream"] == 2.0, rotated
+    assert routed["subscribers_per_stream"] == 1.0, routed
