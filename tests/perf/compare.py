@@ -78,7 +78,10 @@ def scenarios(smoke: bool) -> list[Scenario]:
             Scenario(
                 "smoke-live",
                 "20 viewers of one stream, 50 ev/s, 1 s",
-                ["--viewers", "20", "--rate", "50", "--duration", "1", "--procs", "1"],
+                [
+                    *("--viewers", "20", "--rate", "50", "--duration", "1", "--procs", "1"),
+                    *("--idle-sample", "0.5"),
+                ],
             ),
             Scenario(
                 "smoke-burst",
@@ -86,6 +89,7 @@ def scenarios(smoke: bool) -> list[Scenario]:
                 [
                     *("--viewers", "2", "--rate", "10", "--duration", "0.5"),
                     *("--replay", "200", "--joiners", "20", "--procs", "1"),
+                    *("--idle-sample", "0"),
                 ],
             ),
         ]
@@ -184,10 +188,39 @@ def _many_stream_scenarios() -> list[Scenario]:
             [*HOT, "--quiet-streams", "10000", "--join-during", "--procs", "2"],
             targets=("project", BEFORE),
         ),
+        *_frontend_scenarios(),
+    ]
+
+
+FRONTEND_LOAD = ["--viewers", "808", "--streams", "101", "--rate", "10", "--duration", "10"]
+CHAT_LOAD = ["--viewers", "2000", "--streams", "1000", "--rate", "2", "--duration", "10"]
+FRONTEND_SCENARIOS = ("frontends", "frontends-routed", "frontends-chat")
+
+
+def _frontend_scenarios() -> list[Scenario]:
+    """The same load over 1, 2 and 4 front-ends: what each front-end costs Redis. Redis
+    sends an event once to every front-end subscribed to its stream, so the three differ
+    only in how the viewers are routed to the front-ends."""
+    return [
         Scenario(
             "frontends",
-            "101 streams x 8 viewers, 10 ev/s, over 1, 2 and 4 front-ends",
-            ["--viewers", "808", "--streams", "101", "--rate", "10", "--duration", "10"],
+            "101 streams x 8 viewers, 10 ev/s, over 1, 2 and 4 front-ends, every stream's "
+            "viewers on every front-end (rotated)",
+            [*FRONTEND_LOAD, "--route", "rotate"],
+            targets=FRONTENDS,
+        ),
+        Scenario(
+            "frontends-routed",
+            "the same, each stream's viewers on one front-end (a balancer hashing the stream "
+            "id, as deploy/nginx.conf does)",
+            [*FRONTEND_LOAD, "--route", "stream"],
+            targets=FRONTENDS,
+        ),
+        Scenario(
+            "frontends-chat",
+            "1,000 streams x 2 viewers, 2 ev/s each, over 1, 2 and 4 front-ends, each viewer "
+            "on a random one (an L4 balancer, no routing)",
+            [*CHAT_LOAD, "--route", "random"],
             targets=FRONTENDS,
         ),
     ]
@@ -374,6 +407,9 @@ def _row(target: str, r: dict[str, Any], frontends: int) -> dict[str, Any]:
         / frontends,
         "fanout_redis_commands": fanout,
         "redis_cpu_us_per_event": r["redis_cpu_us_per_event"],
+        "redis_busy_us_per_event": r["redis_busy_us_per_event"],
+        "redis_idle_cpu_per_s": r["redis_idle_cpu_per_s"],
+        "subscribers_per_stream": r["subscribers_per_stream"],
         "first_event_ms": r["first_event_ms"] if r["quiet_viewers"] else None,
         "quiet_lost": r["quiet_lost"],
         "lost": r["lost"],
@@ -448,7 +484,8 @@ def ratios(rows: list[dict[str, Any]], measure: str = "live") -> dict[str, float
 def table(s: Scenario, rows: list[dict[str, Any]]) -> str:
     head = (
         f"{'target':11} {'deliv/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'pub99':>6} "
-        f"{'srvCPU/100k':>11} {'redisCPU':>8} {'redis us/ev':>11} {'benchCPU/100k':>13} "
+        f"{'srvCPU/100k':>11} {'redisCPU':>8} {'redis us/ev':>11} {'busy us/ev':>10} "
+        f"{'subs':>4} {'benchCPU/100k':>13} "
         f"{'KiB/conn':>8} {'cmd/ev/fe':>9} {'lost':>5} {'behind':>6}  replay / joiners"
     )
     lines = [f"== {s.name}: {s.about}", head]
@@ -462,6 +499,8 @@ def table(s: Scenario, rows: list[dict[str, Any]]) -> str:
             f"{_f(r['server_cpu_s_per_100k'], 3):>11} "
             f"{_f(r['redis_cpu_s_per_100k'], 3):>8} "
             f"{_f(r['redis_cpu_us_per_event'], 0):>11} "
+            f"{_f(r['redis_busy_us_per_event'], 0):>10} "
+            f"{_f(r['subscribers_per_stream']):>4} "
             f"{_f(r['bench_cpu_s_per_100k'], 3):>13} "
             f"{_f(r['server_rss_kb_per_connection']):>8} "
             f"{_f(r['fanout_redis_commands_per_event_per_frontend'], 2):>9} "
@@ -511,7 +550,8 @@ def _ratio_lines(s: Scenario, rows: list[dict[str, Any]]) -> list[str]:
 def cross(rnd: dict[str, list[dict[str, Any]]]) -> str:
     """What watching 10,000 other streams does to one stream's events, per target: the
     ratios of hot-among-10000 (and join-10000) to hot-alone; and Redis's cost per event
-    over 1, 2 and 4 front-ends."""
+    over 1, 2 and 4 front-ends. Redis CPU here is less its idle CPU (``busy``): at 50
+    events/s its cron and client bookkeeping would otherwise be most of each event's."""
     lines = []
     alone = {r["target"]: r for r in rnd.get("hot-alone", []) if "error" not in r}
     for name in ("hot-among-10000", "join-10000"):
@@ -523,15 +563,27 @@ def cross(rnd: dict[str, list[dict[str, Any]]]) -> str:
                 f"{name} / hot-alone, {r['target']}: front-end CPU per delivery "
                 f"{r['server_cpu_s_per_100k'] / base['server_cpu_s_per_100k']:.2f}x, "
                 f"Redis CPU per event "
-                f"{r['redis_cpu_us_per_event'] / base['redis_cpu_us_per_event']:.2f}x, "
+                f"{r['redis_busy_us_per_event'] / base['redis_busy_us_per_event']:.2f}x "
+                f"({r['redis_busy_us_per_event']:.0f} vs {base['redis_busy_us_per_event']:.0f} us;"
+                f" with idle {r['redis_cpu_us_per_event'] / base['redis_cpu_us_per_event']:.2f}x),"
+                " "
                 f"p99 {r['p99_ms']:.1f} ms vs {base['p99_ms']:.1f} ms "
                 f"({r['p99_ms'] / base['p99_ms']:.2f}x)"
             )
-    fes = [r for r in rnd.get("frontends", []) if "error" not in r]
-    if fes:
+    for name in FRONTEND_SCENARIOS:
+        fes = [r for r in rnd.get(name, []) if "error" not in r]
+        if not fes:
+            continue
+        one = fes[0]["redis_busy_us_per_event"]
         lines.append(
-            "Redis CPU per event by front-ends: "
-            + ", ".join(f"{r['frontends']}: {r['redis_cpu_us_per_event']:.0f} us" for r in fes)
+            f"{name}: Redis CPU per event (less idle) by front-ends: "
+            + ", ".join(
+                f"{r['frontends']}: {r['redis_busy_us_per_event']:.1f} us "
+                f"({r['redis_busy_us_per_event'] / one:.2f}x; "
+                f"{r['subscribers_per_stream']:.2f} subscribers per stream, "
+                f"{r['fanout_redis_commands_per_event_per_frontend']:.3f} cmd/ev/fe)"
+                for r in fes
+            )
         )
     return "\n".join(lines)
 
@@ -556,13 +608,35 @@ def summary(rounds: list[dict[str, list[dict[str, Any]]]], chosen: list[Scenario
 
 
 @contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
+def redis_server(workdir: Path, pin: bool = False) -> Iterator[str]:
+    """One Redis for the whole run; with ``pin``, on a core of its own (``pinned``)."""
     server = EmbeddedRedis(workdir / "redis", persistent=False)
-    url = server.start(reuse=False)
+    with pinned(pin):
+        url = server.start(reuse=False)
     try:
         yield url
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def pinned(pin: bool) -> Iterator[None]:
+    """With ``pin``: processes started inside run on CPU 0, everything started after on
+    the other CPUs (affinity is inherited). Redis then has a core of its own, as on a
+    machine of its own, and its CPU per event does not depend on how many front-end
+    processes share its core; without it, on 2 cores, more front-ends mean more
+    preemption and cache misses for Redis, which its CPU time shows."""
+    if not pin:
+        yield
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--pin-redis needs at least 2 CPUs")
+    os.sched_setaffinity(0, {cpus[0]})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, set(cpus[1:]))
 
 
 async def main_async(opts: argparse.Namespace) -> list[dict[str, list[dict[str, Any]]]]:
@@ -573,7 +647,10 @@ async def main_async(opts: argparse.Namespace) -> list[dict[str, list[dict[str, 
     if before is None:
         targets = [t for t in targets if t != BEFORE]
     rounds: list[dict[str, list[dict[str, Any]]]] = []
-    with tempfile.TemporaryDirectory(prefix="compare-") as tmp, redis_server(Path(tmp)) as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="compare-") as tmp,
+        redis_server(Path(tmp), opts.pin_redis) as url,
+    ):
         for i in range(opts.repeat):
             rnd: dict[str, list[dict[str, Any]]] = {}
             half: dict[str, float] = {}
@@ -604,6 +681,11 @@ def main() -> None:
         help="a checkout of another version: its front-end runs as target 'before'",
     )
     p.add_argument("--repeat", type=int, default=1, help="rounds (1)")
+    p.add_argument(
+        "--pin-redis",
+        action="store_true",
+        help="Redis on CPU 0, everything else (servers, bench) on the other CPUs",
+    )
     p.add_argument("--json", help="also write every row to this file")
     opts = p.parse_args()
     # SIGTERM ends the run like Ctrl-C, so every server it started is stopped by pid.

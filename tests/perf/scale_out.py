@@ -3,53 +3,43 @@
 one run. Not part of the CI suite (about a minute); run it with
 
     .venv/bin/python -m tests.perf.scale_out [--viewers 1000] [--streams 25] [--rate 20]
+        [--route rotate,stream]
 
-It prints one row per deployment: delivered events/s, latency, Redis commands and log
-reads (``XREAD``/``XRANGE``/``XREVRANGE``: a viewer's catch-up, a gap filled) per
-published event, the front-ends' CPU per 100,000 deliveries and RSS per viewer, and
-the Redis primaries' CPU per 100,000 published events (less their idle CPU); then Redis
-memory per stream and per event, measured on the bench's streams (``MEMORY USAGE``).
-docs/scaling.md reads them.
+For each ``--route`` (how the viewers are spread over the front-ends, as ``bench --route``:
+``rotate`` puts every stream's viewers on every front-end, ``stream`` each stream's on one,
+as a balancer hashing the stream id does) and each number of front-ends, it prints one
+row: delivered events/s, latency, the front-ends subscribed to each stream's channel,
+Redis commands and log reads (``XREAD``/``XRANGE``/``XREVRANGE``: a viewer's catch-up, a
+gap filled) per published event, the front-ends' CPU per 100,000 deliveries and RSS per
+viewer, and the Redis primaries' CPU per 100,000 published events (less their idle CPU);
+then Redis memory per stream and per event, measured on the bench's streams
+(``MEMORY USAGE``). docs/scaling.md reads them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from broadcaster.core import keys
+from tests.perf.compare import pinned
 from tests.support.procs import ROOT, Proc, start_frontend
 from tests.support.topologies import LocalCluster, start_cluster
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-
-def redis_cpu(cluster: LocalCluster) -> float:
-    return sum(cpu_seconds(s.popen.pid) for s in cluster.servers)
-
-
-def idle_redis_cpu(cluster: LocalCluster, seconds: float = 3.0) -> float:
-    """CPU seconds per second the nodes use with nothing to do."""
-    before = redis_cpu(cluster)
-    time.sleep(seconds)
-    return (redis_cpu(cluster) - before) / seconds
-
-
-def bench(cluster: LocalCluster, frontends: list[Proc], args: argparse.Namespace) -> dict[str, Any]:
+def bench(
+    cluster: LocalCluster, frontends: list[Proc], args: argparse.Namespace, route: str
+) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "broadcaster", "bench", "--redis-url", cluster.url, "--json"]
+    # The bench reads the primaries' CPU from INFO (microseconds, where /proc counts ticks
+    # of 10 ms) and subtracts what they spend idle (cluster bus, cron) over its window.
+    cmd += ["--route", route, "--idle-sample", "3"]
     for fe in frontends:
         cmd += ["--url", fe.url, "--server-pid", str(fe.pid)]
     cmd += ["--viewers", str(args.viewers), "--streams", str(args.streams)]
@@ -79,55 +69,71 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.perf.scale_out")
     parser.add_argument("--frontends", default="1,2,4", help="front-end counts to compare")
     parser.add_argument("--viewers", type=int, default=1000)
-    # The bench gives viewer i stream i % streams and front-end i % frontends: an odd
-    # number of streams spreads every stream's viewers over all front-ends, as a load
-    # balancer would (an even one would shard streams by front-end, an ideal case).
+    # With --route rotate the bench gives viewer i stream i % streams and front-end
+    # i % frontends: an odd number of streams spreads every stream's viewers over all
+    # front-ends (an even one would put each stream on fewer: --route stream says so).
     parser.add_argument("--streams", type=int, default=25)
+    parser.add_argument(
+        "--route",
+        default="rotate,stream",
+        help="how viewers are routed, comma-separated: rotate (every stream on every "
+        "front-end), stream (each stream on one), random",
+    )
     parser.add_argument("--rate", type=float, default=20, help="events/s per stream")
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--event-bytes", type=int, default=200)
+    parser.add_argument(
+        "--pin-redis",
+        action="store_true",
+        help="the Redis nodes on CPU 0, the front-ends and the bench on the other CPUs",
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.frontends.split(",")]
+    routes = args.route.split(",")
     # SIGTERM runs the finally blocks too, so the processes started here are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    rows: list[tuple[int, dict[str, Any], float]] = []
+    rows: list[tuple[str, int, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="scale-out-") as tmp:
         folder = Path(tmp)
-        cluster = start_cluster(folder / "cluster", primaries=3, replicas=0)
+        with pinned(args.pin_redis):
+            cluster = start_cluster(folder / "cluster", primaries=3, replicas=0)
         try:
-            for n in counts:
-                frontends: list[Proc] = []
-                try:
-                    for i in range(n):
-                        frontends.append(
-                            start_frontend(
-                                cluster.seed, folder, f"fe-{n}-{i}", {"REDIS_CLUSTER": "true"}
-                            )
-                        )
-                    idle = idle_redis_cpu(cluster)
-                    cpu0, t0 = redis_cpu(cluster), time.monotonic()
-                    try:
-                        result = bench(cluster, frontends, args)
-                    except RuntimeError:
-                        for fe in frontends:
-                            print(fe.log()[-3000:], file=sys.stderr)
-                        raise
-                    # Less what the nodes burn anyway (cluster bus, cron) over the run.
-                    busy = redis_cpu(cluster) - cpu0 - idle * (time.monotonic() - t0)
-                    redis_per_100k = busy * 100_000 / result["events_published"]
-                    rows.append((n, result, redis_per_100k))
-                    print(f"{n} front-end(s): {json.dumps(result)}", file=sys.stderr)
-                finally:
-                    for fe in frontends:
-                        fe.stop()
-            per_stream, per_event = memory(cluster, rows[-1][1])
+            for route in routes:
+                for n in counts:
+                    rows.append((route, n, one_deployment(cluster, folder, n, route, args)))
+            per_stream, per_event = memory(cluster, rows[-1][2])
         finally:
             cluster.stop()
     print(render(rows, args, per_stream, per_event))
 
 
+def one_deployment(
+    cluster: LocalCluster, folder: Path, n: int, route: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """``n`` front-ends, one bench run: the bench's result."""
+    frontends: list[Proc] = []
+    try:
+        for i in range(n):
+            frontends.append(
+                start_frontend(
+                    cluster.seed, folder, f"fe-{route}-{n}-{i}", {"REDIS_CLUSTER": "true"}
+                )
+            )
+        try:
+            result = bench(cluster, frontends, args, route)
+        except RuntimeError:
+            for fe in frontends:
+                print(fe.log()[-3000:], file=sys.stderr)
+            raise
+        print(f"{route}, {n} front-end(s): {json.dumps(result)}", file=sys.stderr)
+        return result
+    finally:
+        for fe in frontends:
+            fe.stop()
+
+
 def render(
-    rows: list[tuple[int, dict[str, Any], float]],
+    rows: list[tuple[str, int, dict[str, Any]]],
     args: argparse.Namespace,
     per_stream: float,
     per_event: float,
@@ -137,25 +143,28 @@ def render(
         f"stream, {args.event_bytes}-byte events, {args.duration:g} s; Redis Cluster of 3 "
         "primaries on this machine",
         "",
-        "| front-ends | delivered events/s | p50 ms | p99 ms | lost | dup | Redis cmds/event "
+        "| route | front-ends | delivered events/s | p50 ms | p99 ms | lost | dup "
+        "| subscribers/stream | Redis cmds/event "
         "| log reads/event | front-end CPU s/100k deliveries | RSS KB/viewer "
-        "| Redis CPU s/100k events |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| Redis CPU µs/event |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for n, r, redis_cpu_100k in rows:
+    for route, n, r in rows:
         lat = r["latency_ms"]
         lines.append(
-            f"| {n} | {r['delivered_events_per_s']:,.0f} | {lat['p50']:.1f} | {lat['p99']:.1f} "
-            f"| {r['lost']} | {r['duplicated']} | {r['redis_commands_per_event']:.2f} "
+            f"| {route} | {n} | {r['delivered_events_per_s']:,.0f} | {lat['p50']:.1f} "
+            f"| {lat['p99']:.1f} | {r['lost']} | {r['duplicated']} "
+            f"| {r['subscribers_per_stream']:.2f} "
+            f"| {r['redis_commands_per_event']:.2f} "
             f"| {r['redis_read_commands_per_event']:.3f} | {r['server_cpu_s_per_100k']:.2f} "
-            f"| {r['server_rss_kb_per_connection']:.1f} | {redis_cpu_100k:.2f} |"
+            f"| {r['server_rss_kb_per_connection']:.1f} | {r['redis_busy_us_per_event']:.1f} |"
         )
     lines.append("")
-    for n, r, _ in rows:
+    for route, n, r in rows:
         commands = ", ".join(
             f"{k} {v / r['events_published']:.2f}" for k, v in r["redis_commands"].items()
         )
-        lines.append(f"Redis commands per published event, {n} front-end(s): {commands}")
+        lines.append(f"Redis commands per published event, {route}, {n} front-end(s): {commands}")
     lines += [
         "",
         f"Redis memory: {per_stream:,.0f} bytes per stream of "

@@ -40,8 +40,12 @@ def test_compare_smoke_runs_every_target(tmp_path: Path) -> None:
         assert row["lost"] == 0 and row["duplicated"] == 0, (target, row)
         assert math.isfinite(row["delivered_events_per_s"]) and row["delivered_events_per_s"] > 0
         assert math.isfinite(row["p99_ms"]) and math.isfinite(row["server_cpu_s_per_100k"])
-    # The project's events are pushed: its front-end reads no stream per event.
+    # The project's events are pushed: its front-end reads no stream per event, and Redis
+    # sends each event once, to the one front-end subscribed to the stream.
     assert live["project"]["fanout_redis_commands"].get("xread", 0) == 0
+    assert live["project"]["subscribers_per_stream"] == 1.0, live["project"]
+    assert live["naive"]["subscribers_per_stream"] == 0.0, live["naive"]  # it reads, per viewer
+    assert math.isfinite(live["project"]["redis_busy_us_per_event"]), live["project"]
     burst = {r["target"]: r for r in rnd["smoke-burst"]}
     for target in ("project", "naive", "ceiling"):
         replay = burst[target]["replay"]
