@@ -122,8 +122,8 @@ async def numsub(redis: Redis, sids: list[str]) -> dict[str, int]:
     """Subscribers of each stream's push channel: one per front-end that watches it."""
     channels = [keys.push_channel(sid) for sid in sids]
     reply = await redis.pubsub_numsub(*channels)
-    counts = {channel.decode(): int(n) for channel, n in reply}
-    return {sid: counts[keys.push_channel(sid)] for sid in sids}
+    counts = {c.decode() if isinstance(c, bytes) else c: int(n) for c, n in reply}
+    return {sid: counts[channel] for sid, channel in zip(sids, channels, strict=True)}
 
 
 def token_for(sid: str) -> str:
