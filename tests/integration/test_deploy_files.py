@@ -1,12 +1,14 @@
 """The deployment files are valid and say what the processes need.
 
 Offline and fast: ``docker-compose.yml`` is validated against the Compose Specification
-schema that check-jsonschema vendors, every manifest under ``deploy/kubernetes`` against
-the Kubernetes schemas that kubernetes-validate ships (strict: unknown fields are
-errors). Then the settings that matter for this project are checked: probes on
+schema that check-jsonschema vendors, every manifest under ``deploy/kubernetes`` (and
+the Ingress example of its README) against the Kubernetes schemas that
+kubernetes-validate ships (strict: unknown fields are errors), ``deploy/nginx.conf`` with
+``nginx -t``. Then the settings that matter for this project are checked: probes on
 ``/healthz`` and ``/readyz``, grace periods that outlast the drains, the access-control
-secrets reaching the front-ends, and the compose front-ends gating nginx on ``/readyz``.
-Broken copies show that each check can fail.
+secrets reaching the front-ends, the compose front-ends gating nginx on ``/readyz``, and
+routing by stream (nginx's hash of the stream id from the path; the hashed Ingress on a
+Service of its own). Broken copies show that each check can fail.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pytest
 import yaml
 
 from broadcaster.core.auth import parse_api_keys
+from tests.support.nginx import find_nginx, nginx_conf_for_test
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -33,6 +36,7 @@ NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 K8S_DIR = ROOT / "deploy" / "kubernetes"
 KUSTOMIZATION = K8S_DIR / "kustomization.yaml"
 SECRET_EXAMPLE = K8S_DIR / "secret.example.yaml"
+K8S_README = K8S_DIR / "README.md"
 
 # The front-end exits within 10 s of SIGTERM (docs/api.md, "Lifecycle").
 FRONTEND_DRAIN_SECONDS = 10
@@ -300,6 +304,121 @@ def nginx_problems(conf: str, frontends: list[str]) -> list[str]:
         timeout = re.search(r"^\s*proxy_read_timeout (\w+);", block, re.M)
         if not timeout or parse_duration(timeout.group(1)) <= KEEPALIVE_SECONDS:
             problems.append(f"{name} proxy_read_timeout not above {KEEPALIVE_SECONDS} s")
+    return problems + routing_problems(conf, upstream.group(1) if upstream else "")
+
+
+# What the route key must be for each path: a stream's GETs and POSTs share one, each chat
+# resume has its own, everything else is random (spread evenly).
+ROUTES = {
+    "/v1/streams/job-42/events": "stream:job-42",
+    "/v1/chat/c_1/stream": "chat:c_1",
+    "/v1/streams/job-42/tokens": "$request_id",
+    "/v1/streams/a/b/events": "$request_id",
+    "/v1/chat": "$request_id",
+    "/v1/chat/c_1/messages": "$request_id",
+    "/v1/generations": "$request_id",
+    "/": "$request_id",
+}
+
+
+def map_value(entries: list[tuple[str, str]], value: str) -> str:
+    """What an nginx ``map`` of regular expressions and a default gives for ``value``:
+    the first matching ``~regex`` in order, its captures substituted."""
+    for pattern, result in entries:
+        if not pattern.startswith("~"):
+            continue
+        regex = re.sub(r"\(\?<(?=[A-Za-z_])", "(?P<", pattern.removeprefix("~"))
+        m = re.search(regex, value)
+        if m:
+            return m.expand(re.sub(r"\$(\w+)", r"\\g<\1>", result))
+    return dict(entries).get("default", "")
+
+
+def routing_problems(conf: str, upstream: str) -> list[str]:
+    """Stream-affine routing: the upstream hashes a key that the map takes from the path."""
+    problems = []
+    route_map = re.search(
+        r"^    map \$(\w+) \$broadcaster_route \{(.*?)\n    \}", conf, re.S | re.M
+    )
+    if route_map is None:
+        return ["no `map ... $broadcaster_route` in http{}"]
+    source, body = route_map.groups()
+    if source != "uri":
+        problems.append(f"the route is taken from ${source}, not $uri (without the query)")
+    entries = re.findall(r"^\s*(\S+)\s+(\S+);", body, re.M)
+    for path, expected in ROUTES.items():
+        if (got := map_value(entries, path)) != expected:
+            problems.append(f"the route of {path} is {got!r}, not {expected!r}")
+    hashed = re.search(r"^\s*hash \$broadcaster_route consistent;", upstream, re.M)
+    keepalive = re.search(r"^\s*keepalive \d+;", upstream, re.M)
+    if hashed is None:
+        problems.append("the upstream does not `hash $broadcaster_route consistent`")
+    elif keepalive is not None and keepalive.start() < hashed.start():
+        problems.append("`hash` comes after `keepalive` (nginx wants the method first)")
+    retry = re.search(r"^\s*proxy_next_upstream ([^;]*);", conf, re.M)
+    if retry is None or not {"error", "timeout", "http_503"} <= set(retry.group(1).split()):
+        problems.append("proxy_next_upstream does not move a request off a 503 or a dead server")
+    return problems
+
+
+HASH_BY = "nginx.ingress.kubernetes.io/upstream-hash-by"
+STREAM_PREFIXES = ("/v1/streams/", "/v1/chat/")
+
+
+def readme_ingresses() -> list[Doc]:
+    """The Ingresses of deploy/kubernetes/README.md's example (its ```yaml blocks)."""
+    blocks = re.findall(r"^```yaml\n(.*?)^```", K8S_README.read_text(), re.S | re.M)
+    docs = [doc for block in blocks for doc in yaml.safe_load_all(block) if doc]
+    return [doc for doc in docs if doc.get("kind") == "Ingress"]
+
+
+def ingress_routes(ingress: Doc) -> list[tuple[str, str, str, str]]:
+    """(host, path, pathType, Service) of each path of an Ingress."""
+    return [
+        (rule.get("host", ""), p["path"], p["pathType"], p["backend"]["service"]["name"])
+        for rule in ingress["spec"]["rules"]
+        for p in rule["http"]["paths"]
+    ]
+
+
+def ingress_problems(ingresses: list[Doc]) -> list[str]:
+    """Routing by stream with ingress-nginx: the stream paths hashed by $uri on a Service
+    of their own, everything else (POST /v1/chat included) round robin."""
+    hashed = [i for i in ingresses if HASH_BY in i["metadata"].get("annotations", {})]
+    plain = [i for i in ingresses if HASH_BY not in i["metadata"].get("annotations", {})]
+    if len(hashed) != 1 or len(plain) != 1:
+        return [f"{len(hashed)} hashed and {len(plain)} round-robin Ingresses, not 1 and 1"]
+    problems = []
+    key = hashed[0]["metadata"]["annotations"][HASH_BY]
+    if key != "$uri":
+        problems.append(f"upstream-hash-by is {key!r}, not '$uri' (the path without query)")
+    streams, others = ingress_routes(hashed[0]), ingress_routes(plain[0])
+    if sorted((path, kind) for _, path, kind, _ in streams) != [
+        (prefix, "Prefix") for prefix in sorted(STREAM_PREFIXES)
+    ]:
+        problems.append(f"the hashed paths are {streams}, not Prefix {STREAM_PREFIXES}")
+    shared = {s for *_, s in streams} & {s for *_, s in others}
+    if shared:
+        problems.append(f"Service {shared} behind both (ingress-nginx hashes per Service)")
+    for path, kind in (("/v1/chat", "Exact"), ("/", "Prefix")):
+        if (path, kind) not in {(p, k) for _, p, k, _ in others}:
+            problems.append(f"no round-robin {kind} path {path}")
+    if len({host for host, *_ in streams + others}) != 1:
+        problems.append("the two Ingresses are not for one host")
+    services = {d["metadata"]["name"]: d for _, d in k8s_documents() if d["kind"] == "Service"}
+    for ingress in ingresses:
+        name, annotations = ingress["metadata"]["name"], ingress["metadata"]["annotations"]
+        if annotations.get("nginx.ingress.kubernetes.io/proxy-buffering") != "off":
+            problems.append(f"{name}: proxy-buffering is not off")
+        timeout = annotations.get("nginx.ingress.kubernetes.io/proxy-read-timeout", "60")
+        if float(timeout) <= KEEPALIVE_SECONDS:
+            problems.append(f"{name}: proxy-read-timeout not above {KEEPALIVE_SECONDS} s")
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                ports = services.get(backend["name"], {}).get("spec", {}).get("ports", [])
+                if backend["port"].get("name") not in {p.get("name") for p in ports}:
+                    problems.append(f"{name}: no Service port {backend} in service.yaml")
     return problems
 
 
@@ -352,6 +471,44 @@ def test_a_broken_compose_file_fails(tmp_path: Path) -> None:
     assert nginx_problems(conf, ["frontend-1"]) != []
 
 
+def test_a_broken_nginx_route_fails() -> None:
+    conf = NGINX_CONF.read_text()
+    frontends = ["frontend-1", "frontend-2"]
+    assert nginx_problems(conf, frontends) == []
+    for old, new, problem in (
+        ("map $uri $broadcaster_route", "map $request_uri $broadcaster_route", "not $uri"),
+        ("(?<sid>[^/]+)/events$", "(?<sid>.+)/events$", "/v1/streams/a/b/events"),
+        ("chat:$1;", "chat;", "/v1/chat/c_1/stream"),
+        ("default                              $request_id;", "default x;", "of /v1/chat "),
+        ("hash $broadcaster_route consistent;", "", "does not `hash"),
+        ("http_502 http_503;", "http_502;", "proxy_next_upstream"),
+    ):
+        assert conf.count(old) == 1, old
+        problems = nginx_problems(conf.replace(old, new), frontends)
+        assert any(problem in p for p in problems), (old, problems)
+    moved = conf.replace("        hash $broadcaster_route consistent;\n", "").replace(
+        "keepalive 64;", "keepalive 64;\n        hash $broadcaster_route consistent;"
+    )
+    assert any("after `keepalive`" in p for p in nginx_problems(moved, frontends))
+
+
+def nginx_t(tmp_path: Path, conf: str) -> subprocess.CompletedProcess[str]:
+    """``nginx -t`` on deploy/nginx.conf as the tests run it (loopback, private paths)."""
+    (tmp_path / "temp").mkdir(exist_ok=True)
+    path = tmp_path / "nginx.conf"
+    path.write_text(nginx_conf_for_test(tmp_path, 8080, [8001, 8002], source=conf))
+    command = [find_nginx(), "-t", "-p", str(tmp_path), "-c", str(path), "-e", "stderr"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_nginx_accepts_the_config(tmp_path: Path) -> None:
+    result = nginx_t(tmp_path, NGINX_CONF.read_text())
+    assert result.returncode == 0, result.stderr
+    broken = NGINX_CONF.read_text().replace("hash $broadcaster_route", "hash $no_such_route")
+    result = nginx_t(tmp_path, broken)
+    assert result.returncode != 0 and "no_such_route" in result.stderr, result.stderr
+
+
 # --- deploy/kubernetes ------------------------------------------------------------------
 
 
@@ -402,14 +559,18 @@ def test_selectors_service_and_disruption_budgets_line_up() -> None:
             if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
         ]
 
-    service = find("Service", "frontend")
-    assert selected(service["spec"]["selector"]) == ["frontend"]
-    (port,) = service["spec"]["ports"]
-    assert port["port"] == 80
     _, container = pod_container(deployments["frontend"])
     (container_port,) = container["ports"]
-    assert port["targetPort"] in (container_port["name"], container_port["containerPort"])
     assert container_port["containerPort"] == 8000
+    # `frontend`, and `frontend-streams` for the Ingress that routes by stream: the same
+    # pods and port under two names (README.md, "Routing by stream").
+    for name in ("frontend", "frontend-streams"):
+        service = find("Service", name)
+        assert selected(service["spec"]["selector"]) == ["frontend"], name
+        (port,) = service["spec"]["ports"]
+        assert port["port"] == 80, name
+        assert port["name"] == "http", name
+        assert port["targetPort"] in (container_port["name"], container_port["containerPort"])
 
     budgets = [d for _, d in k8s_documents() if d["kind"] == "PodDisruptionBudget"]
     covered = sorted(n for b in budgets for n in selected(b["spec"]["selector"]["matchLabels"]))
@@ -473,3 +634,47 @@ def test_broken_kubernetes_manifests_fail() -> None:
     problems = worker_problems(worker)
     assert any("WORKER_GRACE_SECONDS" in p for p in problems), problems
     assert any("livenessProbe" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_the_readme_ingress_example_matches_the_schema(version: str) -> None:
+    ingresses = readme_ingresses()
+    assert len(ingresses) == 2
+    for ingress in ingresses:
+        assert k8s_schema_errors(ingress, version) == [], ingress["metadata"]["name"]
+
+
+def test_the_readme_ingress_example_routes_by_stream() -> None:
+    assert ingress_problems(readme_ingresses()) == []
+
+
+def test_a_broken_ingress_example_fails() -> None:
+    def broken(change: Any) -> list[str]:
+        ingresses = copy.deepcopy(readme_ingresses())
+        change(*sorted(ingresses, key=lambda i: HASH_BY not in i["metadata"]["annotations"]))
+        return ingress_problems(ingresses)
+
+    def request_uri(hashed: Doc, _: Doc) -> None:
+        hashed["metadata"]["annotations"][HASH_BY] = "$request_uri"
+
+    def one_service(hashed: Doc, _: Doc) -> None:
+        for path in hashed["spec"]["rules"][0]["http"]["paths"]:
+            path["backend"]["service"]["name"] = "frontend"
+
+    def chat_hashed(_: Doc, plain: Doc) -> None:
+        paths = plain["spec"]["rules"][0]["http"]["paths"]
+        paths[:] = [p for p in paths if p["pathType"] != "Exact"]
+
+    def unknown_port(hashed: Doc, _: Doc) -> None:
+        hashed["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] = {
+            "name": "web"
+        }
+
+    for change, problem in (
+        (request_uri, "not '$uri'"),
+        (one_service, "behind both"),
+        (chat_hashed, "Exact path /v1/chat"),
+        (unknown_port, "no Service port"),
+    ):
+        problems = broken(change)
+        assert any(problem in p for p in problems), (change.__name__, problems)

@@ -1,7 +1,8 @@
 """A real nginx in front of the test's front-ends, configured by deploy/nginx.conf itself:
 only the upstream servers, the listen address and the paths an unprivileged nginx in a
 temporary folder needs are substituted (and a second access log is added, which records
-each request's Last-Event-ID and upstream)."""
+each request's Last-Event-ID and upstream). A third front-end gets a copy of the second
+one's server line."""
 
 from __future__ import annotations
 
@@ -51,15 +52,28 @@ def _replace_once(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
-def nginx_conf_for_test(directory: Path, listen_port: int, frontend_ports: list[int]) -> str:
-    """deploy/nginx.conf with loopback upstreams, a loopback port and private paths."""
-    text = NGINX_CONF.read_text()
+def nginx_conf_for_test(
+    directory: Path, listen_port: int, frontend_ports: list[int], source: str | None = None
+) -> str:
+    """deploy/nginx.conf (or ``source``, a copy of it) with loopback upstreams, a loopback
+    port and private paths.
+
+    Two or three front-ends: the file's two server lines name the first two, and a third
+    gets a copy of the second line (same parameters)."""
+    if len(frontend_ports) not in (2, 3):
+        raise ValueError(f"two or three front-ends, not {len(frontend_ports)}")
+    text = NGINX_CONF.read_text() if source is None else source
     upstream_servers = re.findall(r"^\s*server\s+([^\s{;]+)[^{\n]*;", text, flags=re.MULTILINE)
     if upstream_servers != ["frontend-1:8000", "frontend-2:8000"]:
         raise AssertionError(
             f"deploy/nginx.conf: expected the upstream servers frontend-1:8000 and"
             f" frontend-2:8000, found {upstream_servers}; update tests/support/nginx.py"
         )
+    if len(frontend_ports) == 3:
+        second = re.search(r"^ *server frontend-2:8000 [^\n]*;$", text, flags=re.MULTILINE)
+        assert second is not None  # found by the check above
+        line = second.group(0)
+        text = _replace_once(text, line, f"{line}\n{line.replace('frontend-2', 'frontend-3')}")
     for i, port in enumerate(frontend_ports, start=1):
         text = _replace_once(text, f"server frontend-{i}:8000 ", f"server 127.0.0.1:{port} ")
     text = _replace_once(text, "listen 80;", f"listen 127.0.0.1:{listen_port};")
