@@ -63,7 +63,7 @@ OWN_COMMANDS = {"info"}
 # Commands that read a stream: what the front-ends cost Redis, apart from the publishing.
 READ_COMMANDS = ("xread", "xrange", "xrevrange", "xreadgroup")
 PUBLISHES_IN_FLIGHT = 16  # overlapping publish round trips (see _publish_on_schedule)
-PIPELINE = 1000  # appends per pipeline when publishing to many streams at once
+PIPELINE = 1000  # appends per pipeline when publishing to many streams at once (--pipeline)
 JOIN_AFTER = 1.0  # seconds into the window when --join-during viewers begin to connect
 LATENCY_SAMPLERS = 50  # viewers that record every latency; the others only check ids
 ROUTES = ("rotate", "random", "stream")
@@ -88,6 +88,20 @@ def proc_cpu_seconds(pid: int) -> float:
         fields = f.read().rsplit(")", 1)[1].split()
     # after the ")": state is field 3, utime 14, stime 15 (1-based) -> indexes 11, 12
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_io(pids: list[int]) -> dict[str, int]:
+    """Socket and file I/O of processes, from ``/proc/<pid>/io``: ``syscw`` write calls and
+    ``wchar`` bytes written (to sockets too), ``syscr`` and ``rchar`` likewise for reads.
+    For Redis, what it sends per event, counted exactly where its CPU time is noisy."""
+    total = {"syscr": 0, "syscw": 0, "rchar": 0, "wchar": 0}
+    for pid in pids:
+        with open(f"/proc/{pid}/io") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name in total:
+                    total[name] += int(value)
+    return total
 
 
 def proc_rss_kb(pid: int) -> int:
@@ -221,17 +235,20 @@ def _endpoint(url: str) -> tuple[str, int, str]:
 # --- the run ---
 
 
-async def _publish_all(sink: EventSink, sids: list[str], event: dict[str, Any]) -> list[int]:
-    """``event`` to every stream: in pipelines of up to ``PIPELINE`` appends when the sink
+async def _publish_all(
+    sink: EventSink, sids: list[str], event: dict[str, Any], pipeline: int = PIPELINE
+) -> list[int]:
+    """``event`` to every stream: in pipelines of up to ``pipeline`` appends when the sink
     has ``publish_many`` (``Publisher`` has), so one process can offer thousands of
-    publishes a second. Returns each publish's own time, ns from its send to Redis's
-    reply (a pipeline's for each of its appends)."""
-    many = getattr(sink, "publish_many", None)
+    publishes a second; with ``pipeline`` 1, each append on its own round trip, all at
+    once, as a worker's generations append. Returns each publish's own time, ns from its
+    send to Redis's reply (a pipeline's for each of its appends)."""
+    many = getattr(sink, "publish_many", None) if pipeline > 1 else None
     if many is None:
         return list(await asyncio.gather(*(_timed(sink.publish(sid, event)) for sid in sids)))
     took: list[int] = []
-    for i in range(0, len(sids), PIPELINE):
-        chunk = sids[i : i + PIPELINE]
+    for i in range(0, len(sids), pipeline):
+        chunk = sids[i : i + pipeline]
         took += [await _timed(many(dict.fromkeys(chunk, event)))] * len(chunk)
     return took
 
@@ -243,7 +260,7 @@ async def _timed(publish: Awaitable[Any]) -> int:
 
 
 async def _publish_on_schedule(
-    sink: EventSink, sids: list[str], n: int, rate: float, t0: float, *, pad: str
+    sink: EventSink, sids: list[str], n: int, rate: float, t0: float, *, pad: str, pipeline: int
 ) -> list[int]:
     """Tick k publishes one event to every stream at t0 + k/rate. Ticks overlap (up to
     ``PUBLISHES_IN_FLIGHT`` round trips in all) rather than wait for each other, so the
@@ -251,14 +268,15 @@ async def _publish_on_schedule(
     Returns each publish's own time (ns, from its send to the reply): bounds the part of
     the publish-to-viewer latency spent before Redis held the event, not the server's."""
     took: list[int] = []
-    trips = math.ceil(len(sids) / PIPELINE) if hasattr(sink, "publish_many") else len(sids)
+    pipelined = pipeline > 1 and hasattr(sink, "publish_many")
+    trips = math.ceil(len(sids) / pipeline) if pipelined else len(sids)
     slots = asyncio.Semaphore(max(1, PUBLISHES_IN_FLIGHT // trips))
     ticks: set[asyncio.Task[None]] = set()
 
     async def tick() -> None:
         try:
             event = {"type": "data-bench", "t": time.time_ns(), "p": pad}
-            took.extend(await _publish_all(sink, sids, event))
+            took.extend(await _publish_all(sink, sids, event, pipeline))
         finally:
             slots.release()
 
@@ -321,6 +339,8 @@ class _Plan:
     endpoints: list[tuple[str, int, str]]
     pids: list[int]
     """Front-end processes on this machine, for their CPU and RSS."""
+    redis_pids: list[int]
+    """Redis processes on this machine, for what they write per event."""
     run: str
     sids: list[str]
     quiet_sids: list[str]
@@ -365,16 +385,18 @@ class _Counters:
     server_cpu: dict[int, float]
     at: float
     """``time.monotonic()`` when Redis's CPU was read."""
+    redis_io: dict[str, int]
+    """``proc_io`` of the ``--redis-pid`` processes (empty without)."""
 
 
-async def _counters(stats_redis: Redis, pids: list[int]) -> _Counters:
+async def _counters(stats_redis: Redis, plan: _Plan) -> _Counters:
     calls = await command_calls(stats_redis)
     redis_cpu = await redis_cpu_seconds(stats_redis)
     at = time.monotonic()
+    redis_io = proc_io(plan.redis_pids) if plan.redis_pids else {}
     # the bench's own CPU inside the Redis INFO reads
-    return _Counters(
-        calls, redis_cpu, own_cpu_seconds(), {pid: proc_cpu_seconds(pid) for pid in pids}, at
-    )
+    server_cpu = {pid: proc_cpu_seconds(pid) for pid in plan.pids}
+    return _Counters(calls, redis_cpu, own_cpu_seconds(), server_cpu, at, redis_io)
 
 
 async def _redis_idle_rate(stats_redis: Redis, seconds: float) -> float:
@@ -438,6 +460,8 @@ def _plan(args: argparse.Namespace) -> _Plan:
         raise BenchError("--procs must be positive")
     if args.join_during and not args.quiet_streams:
         raise BenchError("--join-during needs --quiet-streams")
+    if args.pipeline < 1:
+        raise BenchError("--pipeline must be at least 1")
     if args.route not in ROUTES:
         raise BenchError(f"--route must be one of {', '.join(ROUTES)}")
     if args.idle_sample < 0:
@@ -447,6 +471,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         redis_url=redis_url,
         endpoints=endpoints,
         pids=args.server_pid or [],
+        redis_pids=args.redis_pid or [],
         run=run,
         sids=[f"bench-{run}-{i}" for i in range(args.streams)],
         quiet_sids=[f"bench-{run}-q{i}" for i in range(args.quiet_streams)],
@@ -528,7 +553,7 @@ async def _measure(
         rss_after = {pid: proc_rss_kb(pid) for pid in pids}
         subscribers = await subscribers_per_channel(stats_redis, plan.sids)
         idle_rate = await _redis_idle_rate(stats_redis, args.idle_sample)
-        before = await _counters(stats_redis, pids)
+        before = await _counters(stats_redis, plan)
         t_start_ns = time.time_ns()
         _say(f"publishing for {args.duration:g} s")
         joining = None
@@ -539,7 +564,7 @@ async def _measure(
             srv_idle = {pid: proc_cpu_seconds(pid) for pid in pids}
             await _publish_all(pub, plan.sids, {"type": "finish", "t": time.time_ns()})
             results = await groups.done()
-            after = await _counters(stats_redis, pids)
+            after = await _counters(stats_redis, plan)
         finally:
             if joining is not None:
                 quiet = await joining
@@ -609,7 +634,9 @@ async def _publish_window(
     t0 = time.perf_counter()
     if args.idle:
         await asyncio.sleep(args.duration)
-    took = await _publish_on_schedule(pub, plan.sids, plan.per_stream, args.rate, t0, pad=plan.pad)
+    took = await _publish_on_schedule(
+        pub, plan.sids, plan.per_stream, args.rate, t0, pad=plan.pad, pipeline=args.pipeline
+    )
     return took, time.perf_counter() - t0
 
 
@@ -720,6 +747,7 @@ def _cost_figures(args: argparse.Namespace, plan: _Plan, w: _Window) -> dict[str
         "redis_cpu_us_per_event": redis_cpu * 1e6 / published,
         "redis_idle_cpu_per_s": w.redis_idle_rate,
         "redis_busy_us_per_event": redis_busy * 1e6 / published,
+        **_redis_io_figures(w, published),
         "subscribers_per_stream": (
             sum(w.subscribers) / len(w.subscribers) if w.subscribers else math.nan
         ),
@@ -729,6 +757,21 @@ def _cost_figures(args: argparse.Namespace, plan: _Plan, w: _Window) -> dict[str
         "redis_read_commands_per_event": sum(delta.get(c, 0) for c in READ_COMMANDS) / published,
         "redis_xread_per_event": delta.get("xread", 0) / published,
         "redis_commands": delta,
+    }
+
+
+def _redis_io_figures(w: _Window, published: int) -> dict[str, float | None]:
+    """Per published event, Redis's write calls and bytes written (the replies to the
+    publisher, and the messages to front-ends) and its read calls, with ``--redis-pid``."""
+    if not w.before.redis_io:
+        return dict.fromkeys(
+            ("redis_writes_per_event", "redis_bytes_out_per_event", "redis_reads_per_event")
+        )
+    delta = {k: w.after.redis_io[k] - v for k, v in w.before.redis_io.items()}
+    return {
+        "redis_writes_per_event": delta["syscw"] / published,
+        "redis_bytes_out_per_event": delta["wchar"] / published,
+        "redis_reads_per_event": delta["syscr"] / published,
     }
 
 
@@ -824,6 +867,11 @@ def _cost_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
             f"(idle: {_fmt(r['redis_idle_cpu_per_s'] * 1000, ' ms')} per s)",
         ),
         (
+            "Redis writes per event",
+            f"{_fmt(r['redis_writes_per_event'])} calls, "
+            f"{_fmt(r['redis_bytes_out_per_event'], ' B')} (with --redis-pid)",
+        ),
+        (
             "subscribers per stream",
             f"{_fmt(r['subscribers_per_stream'])} (front-ends Redis sends each event to)",
         ),
@@ -882,6 +930,14 @@ def _load_arguments(parser: argparse.ArgumentParser) -> None:
         "how long each took to get its first event",
     )
     parser.add_argument(
+        "--pipeline",
+        type=int,
+        default=PIPELINE,
+        metavar="N",
+        help=f"appends per round trip to Redis in the window ({PIPELINE}); 1: each on its own, "
+        "all at once, as a worker's generations append",
+    )
+    parser.add_argument(
         "--route",
         choices=ROUTES,
         default="rotate",
@@ -925,6 +981,13 @@ def _measure_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="PID",
         help="a front-end process on this machine, for its CPU and RSS (repeatable)",
+    )
+    parser.add_argument(
+        "--redis-pid",
+        type=int,
+        action="append",
+        metavar="PID",
+        help="a Redis process on this machine, for its writes per event (repeatable)",
     )
     parser.add_argument("--token", help="viewer token (needed when the server has a secret)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -192,8 +192,18 @@ def _many_stream_scenarios() -> list[Scenario]:
     ]
 
 
-FRONTEND_LOAD = ["--viewers", "808", "--streams", "101", "--rate", "10", "--duration", "10"]
-CHAT_LOAD = ["--viewers", "2000", "--streams", "1000", "--rate", "2", "--duration", "10"]
+# Each append on its own round trip, as a worker's generations append (the other
+# scenarios pipeline them, so that one process can offer the load): then every message
+# Redis sends a front-end is a write of its own, the case where front-ends cost it most.
+AS_WORKERS = ["--pipeline", "1", "--idle-sample", "2"]
+FRONTEND_LOAD = [
+    *("--viewers", "808", "--streams", "101", "--rate", "10", "--duration", "10"),
+    *AS_WORKERS,
+]
+CHAT_LOAD = [
+    *("--viewers", "2000", "--streams", "1000", "--rate", "2", "--duration", "10"),
+    *AS_WORKERS,
+]
 FRONTEND_SCENARIOS = ("frontends", "frontends-routed", "frontends-chat")
 
 
@@ -373,7 +383,9 @@ def _start_frontends(
 # --- one round ---
 
 
-def _bench_args(s: Scenario, server: Server, redis_url: str, half_rate: float | None) -> Any:
+def _bench_args(
+    s: Scenario, server: Server, redis: tuple[str, int], half_rate: float | None
+) -> Any:
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
     args = [a if a != "HALF" else f"{half_rate or 100:.0f}" for a in s.bench_args]
@@ -381,7 +393,8 @@ def _bench_args(s: Scenario, server: Server, redis_url: str, half_rate: float | 
         args += ["--url", url]
     for pid in server.pids:
         args += ["--server-pid", str(pid)]
-    return parser.parse_args([*args, "--redis-url", redis_url])
+    redis_url, redis_pid = redis
+    return parser.parse_args([*args, "--redis-url", redis_url, "--redis-pid", str(redis_pid)])
 
 
 def _row(target: str, r: dict[str, Any], frontends: int) -> dict[str, Any]:
@@ -410,6 +423,8 @@ def _row(target: str, r: dict[str, Any], frontends: int) -> dict[str, Any]:
         "redis_busy_us_per_event": r["redis_busy_us_per_event"],
         "redis_idle_cpu_per_s": r["redis_idle_cpu_per_s"],
         "subscribers_per_stream": r["subscribers_per_stream"],
+        "redis_writes_per_event": r["redis_writes_per_event"],
+        "redis_bytes_out_per_event": r["redis_bytes_out_per_event"],
         "first_event_ms": r["first_event_ms"] if r["quiet_viewers"] else None,
         "quiet_lost": r["quiet_lost"],
         "lost": r["lost"],
@@ -422,17 +437,18 @@ def _row(target: str, r: dict[str, Any], frontends: int) -> dict[str, Any]:
 async def run_scenario(
     s: Scenario,
     targets: list[str],
-    redis_url: str,
+    redis: tuple[str, int],
     logdir: Path,
     half: dict[str, float],
     *,
     before: Path | None = None,
 ) -> list[dict[str, Any]]:
     rows = []
+    redis_url = redis[0]
     for target in [t for t in targets if t in s.targets]:
         server = start(target, redis_url, logdir, s.keepalive, before)
         try:
-            args = _bench_args(s, server, redis_url, half.get("rate"))
+            args = _bench_args(s, server, redis, half.get("rate"))
             try:
                 result = await bench.run_bench(args, server.sink)
             except (bench.BenchError, RedisError, OSError, TimeoutError) as exc:
@@ -581,6 +597,8 @@ def cross(rnd: dict[str, list[dict[str, Any]]]) -> str:
                 f"{r['frontends']}: {r['redis_busy_us_per_event']:.1f} us "
                 f"({r['redis_busy_us_per_event'] / one:.2f}x; "
                 f"{r['subscribers_per_stream']:.2f} subscribers per stream, "
+                f"{r['redis_writes_per_event']:.2f} writes and "
+                f"{r['redis_bytes_out_per_event']:.0f} bytes out per event, "
                 f"{r['fanout_redis_commands_per_event_per_frontend']:.3f} cmd/ev/fe)"
                 for r in fes
             )
@@ -608,13 +626,15 @@ def summary(rounds: list[dict[str, list[dict[str, Any]]]], chosen: list[Scenario
 
 
 @contextlib.contextmanager
-def redis_server(workdir: Path, pin: bool = False) -> Iterator[str]:
-    """One Redis for the whole run; with ``pin``, on a core of its own (``pinned``)."""
+def redis_server(workdir: Path, pin: bool = False) -> Iterator[tuple[str, int]]:
+    """One Redis for the whole run, its URL and pid; with ``pin``, on a core of its own
+    (``pinned``)."""
     server = EmbeddedRedis(workdir / "redis", persistent=False)
     with pinned(pin):
         url = server.start(reuse=False)
+    assert server.proc is not None
     try:
-        yield url
+        yield url, server.proc.pid
     finally:
         server.stop()
 
@@ -649,13 +669,15 @@ async def main_async(opts: argparse.Namespace) -> list[dict[str, list[dict[str, 
     rounds: list[dict[str, list[dict[str, Any]]]] = []
     with (
         tempfile.TemporaryDirectory(prefix="compare-") as tmp,
-        redis_server(Path(tmp), opts.pin_redis) as url,
+        redis_server(Path(tmp), opts.pin_redis) as (url, redis_pid),
     ):
         for i in range(opts.repeat):
             rnd: dict[str, list[dict[str, Any]]] = {}
             half: dict[str, float] = {}
             for s in chosen:
-                rows = await run_scenario(s, targets, url, Path(tmp), half, before=before)
+                rows = await run_scenario(
+                    s, targets, (url, redis_pid), Path(tmp), half, before=before
+                )
                 rnd[s.name] = rows
                 print(f"-- round {i + 1}/{opts.repeat}\n{table(s, rows)}\n", flush=True)
             if text := cross(rnd):

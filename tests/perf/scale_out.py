@@ -42,6 +42,8 @@ def bench(
     cmd += ["--route", route, "--idle-sample", "3"]
     for fe in frontends:
         cmd += ["--url", fe.url, "--server-pid", str(fe.pid)]
+    for node in cluster.servers:
+        cmd += ["--redis-pid", str(node.popen.pid)]
     cmd += ["--viewers", str(args.viewers), "--streams", str(args.streams)]
     cmd += ["--rate", str(args.rate), "--duration", str(args.duration)]
     cmd += ["--event-bytes", str(args.event_bytes)]
@@ -146,8 +148,9 @@ def render(
         "| route | front-ends | delivered events/s | p50 ms | p99 ms | lost | dup "
         "| subscribers/stream | Redis cmds/event "
         "| log reads/event | front-end CPU s/100k deliveries | RSS KB/viewer "
-        "| Redis CPU µs/event |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| Redis CPU µs/event | Redis writes/event | Redis bytes out/event |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+        "| --- |",
     ]
     for route, n, r in rows:
         lat = r["latency_ms"]
@@ -157,7 +160,8 @@ def render(
             f"| {r['subscribers_per_stream']:.2f} "
             f"| {r['redis_commands_per_event']:.2f} "
             f"| {r['redis_read_commands_per_event']:.3f} | {r['server_cpu_s_per_100k']:.2f} "
-            f"| {r['server_rss_kb_per_connection']:.1f} | {r['redis_busy_us_per_event']:.1f} |"
+            f"| {r['server_rss_kb_per_connection']:.1f} | {r['redis_busy_us_per_event']:.1f} "
+            f"| {r['redis_writes_per_event']:.2f} | {r['redis_bytes_out_per_event']:.0f} |"
         )
     lines.append("")
     for route, n, r in rows:

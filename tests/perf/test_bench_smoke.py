@@ -123,7 +123,8 @@ def test_bench_reports_every_figure(tmp_path: Path) -> None:
 
 def test_bench_routes_viewers_by_stream(tmp_path: Path) -> None:
     """Over two front-ends, ``--route rotate`` puts each of 3 streams' viewers on both
-    (Redis sends each event to both), ``--route stream`` each stream's on one."""
+    (Redis sends each event to both), ``--route stream`` each stream's on one: Redis then
+    writes one message per event fewer, which its own I/O counters show."""
     server = EmbeddedRedis(tmp_path / "redis", persistent=False)
     url = server.start(reuse=False)
     fes: list[Proc] = []
@@ -131,6 +132,8 @@ def test_bench_routes_viewers_by_stream(tmp_path: Path) -> None:
         fes = [start_frontend(url, tmp_path, f"fe-{i}") for i in (1, 2)]
         common = ["--redis-url", url, "--viewers", "12", "--streams", "3", "--rate", "20"]
         common += ["--duration", "1", "--idle-sample", "0.2"]
+        assert server.proc is not None
+        common += ["--redis-pid", str(server.proc.pid)]
         for fe in fes:
             common += ["--url", fe.url, "--server-pid", str(fe.pid)]
         rotated = _bench(*common, "--route", "rotate")
@@ -145,3 +148,5 @@ def test_bench_routes_viewers_by_stream(tmp_path: Path) -> None:
         assert _finite(result["redis_busy_us_per_event"]), result
     assert rotated["subscribers_per_stream"] == 2.0, rotated
     assert routed["subscribers_per_stream"] == 1.0, routed
+    # a message carries the event's SSE frame (over 100 bytes here): one fewer per event
+    assert rotated["redis_bytes_out_per_event"] > routed["redis_bytes_out_per_event"] + 100
