@@ -63,6 +63,7 @@ OWN_COMMANDS = {"info"}
 # Commands that read a stream: what the front-ends cost Redis, apart from the publishing.
 READ_COMMANDS = ("xread", "xrange", "xrevrange", "xreadgroup")
 PUBLISHES_IN_FLIGHT = 16  # overlapping publish round trips (see _publish_on_schedule)
+STAGGERED_IN_FLIGHT = 64  # overlapping appends with --pipeline 1 (see _publish_staggered)
 PIPELINE = 1000  # appends per pipeline when publishing to many streams at once (--pipeline)
 JOIN_AFTER = 1.0  # seconds into the window when --join-during viewers begin to connect
 LATENCY_SAMPLERS = 50  # viewers that record every latency; the others only check ids
@@ -292,6 +293,42 @@ async def _publish_on_schedule(
         await asyncio.gather(*ticks)
     finally:
         for task in ticks:
+            task.cancel()
+    return sorted(took)
+
+
+async def _publish_staggered(
+    sink: EventSink, sids: list[str], n: int, rate: float, t0: float, *, pad: str
+) -> list[int]:
+    """Each stream on its own schedule, as independent generations append: stream j's
+    k-th event at t0 + (k + j/len(sids))/rate, each append on its own round trip, so the
+    appends reach Redis one by one rather than in bursts of every stream at once. Up to
+    ``STAGGERED_IN_FLIGHT`` overlap. Returns each publish's own time (ns), sorted."""
+    took: list[int] = []
+    slots = asyncio.Semaphore(STAGGERED_IN_FLIGHT)
+    pending: set[asyncio.Task[None]] = set()
+
+    async def one(sid: str) -> None:
+        try:
+            event = {"type": "data-bench", "t": time.time_ns(), "p": pad}
+            took.append(await _timed(sink.publish(sid, event)))
+        finally:
+            slots.release()
+
+    streams = len(sids)
+    try:
+        for i in range(n * streams):
+            k, j = divmod(i, streams)
+            delay = t0 + (k + j / streams) / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await slots.acquire()
+            task = asyncio.create_task(one(sids[j]))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        await asyncio.gather(*pending)
+    finally:
+        for task in pending:
             task.cancel()
     return sorted(took)
 
@@ -634,9 +671,13 @@ async def _publish_window(
     t0 = time.perf_counter()
     if args.idle:
         await asyncio.sleep(args.duration)
-    took = await _publish_on_schedule(
-        pub, plan.sids, plan.per_stream, args.rate, t0, pad=plan.pad, pipeline=args.pipeline
-    )
+    n, rate, pad = plan.per_stream, args.rate, plan.pad
+    if args.pipeline == 1:
+        took = await _publish_staggered(pub, plan.sids, n, rate, t0, pad=pad)
+    else:
+        took = await _publish_on_schedule(
+            pub, plan.sids, n, rate, t0, pad=pad, pipeline=args.pipeline
+        )
     return took, time.perf_counter() - t0
 
 
@@ -935,7 +976,8 @@ def _load_arguments(parser: argparse.ArgumentParser) -> None:
         default=PIPELINE,
         metavar="N",
         help=f"appends per round trip to Redis in the window ({PIPELINE}); 1: each on its own, "
-        "all at once, as a worker's generations append",
+        "the streams' appends spread over each 1/rate interval, as independent generations "
+        "append",
     )
     parser.add_argument(
         "--route",

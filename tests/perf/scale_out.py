@@ -46,7 +46,7 @@ def bench(
         cmd += ["--redis-pid", str(node.popen.pid)]
     cmd += ["--viewers", str(args.viewers), "--streams", str(args.streams)]
     cmd += ["--rate", str(args.rate), "--duration", str(args.duration)]
-    cmd += ["--event-bytes", str(args.event_bytes)]
+    cmd += ["--event-bytes", str(args.event_bytes), "--pipeline", str(args.pipeline)]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
     if out.returncode not in (0, 1) or not out.stdout.strip():
         raise RuntimeError(f"bench failed ({out.returncode}):\n{out.stderr[-3000:]}")
@@ -84,6 +84,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20, help="events/s per stream")
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--event-bytes", type=int, default=200)
+    parser.add_argument(
+        "--pipeline",
+        type=int,
+        default=1,
+        help="appends per round trip (1: one by one, spread in time, as workers append)",
+    )
     parser.add_argument(
         "--pin-redis",
         action="store_true",
@@ -142,8 +148,8 @@ def render(
 ) -> str:
     lines = [
         f"load: {args.viewers} viewers on {args.streams} streams, {args.rate:g} events/s per "
-        f"stream, {args.event_bytes}-byte events, {args.duration:g} s; Redis Cluster of 3 "
-        "primaries on this machine",
+        f"stream, {args.event_bytes}-byte events, {args.duration:g} s, {args.pipeline} "
+        "append(s) per round trip; Redis Cluster of 3 primaries on this machine",
         "",
         "| route | front-ends | delivered events/s | p50 ms | p99 ms | lost | dup "
         "| subscribers/stream | Redis cmds/event "
