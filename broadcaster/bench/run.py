@@ -927,7 +927,29 @@ def _cost_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     _load_arguments(parser)
+    _spread_arguments(parser)
     _measure_arguments(parser)
+
+
+def _spread_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the load reaches Redis and the front-ends."""
+    parser.add_argument(
+        "--pipeline",
+        type=int,
+        default=PIPELINE,
+        metavar="N",
+        help=f"appends per round trip to Redis in the window ({PIPELINE}); 1: each on its own, "
+        "the streams' appends spread over each 1/rate interval, as independent generations "
+        "append",
+    )
+    parser.add_argument(
+        "--route",
+        choices=ROUTES,
+        default="rotate",
+        help="with several --url: viewer i on front-end i mod n (rotate, the default), on a "
+        "random one (random: an L4 balancer), or every viewer of a stream on one (stream: "
+        "a balancer hashing the stream id from the path)",
+    )
 
 
 def _load_arguments(parser: argparse.ArgumentParser) -> None:
@@ -969,23 +991,6 @@ def _load_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help=f"the quiet streams' viewers connect {JOIN_AFTER:g} s into the window; reports "
         "how long each took to get its first event",
-    )
-    parser.add_argument(
-        "--pipeline",
-        type=int,
-        default=PIPELINE,
-        metavar="N",
-        help=f"appends per round trip to Redis in the window ({PIPELINE}); 1: each on its own, "
-        "the streams' appends spread over each 1/rate interval, as independent generations "
-        "append",
-    )
-    parser.add_argument(
-        "--route",
-        choices=ROUTES,
-        default="rotate",
-        help="with several --url: viewer i on front-end i mod n (rotate, the default), on a "
-        "random one (random: an L4 balancer), or every viewer of a stream on one (stream: "
-        "a balancer hashing the stream id from the path)",
     )
     parser.add_argument(
         "--first-wait",

@@ -5,7 +5,9 @@ BROADCASTER_REUSE_PORT lets several front-end processes serve one port."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
 from pathlib import Path
 
 import httpx
@@ -30,6 +32,28 @@ def test_the_frontend_runs_on_uvloop_httptools_and_hiredis(redis_url: str, tmp_p
     assert "python_gc_collections_total{generation=" in exposition
 
 
+def _listening(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a socket listening on 127.0.0.1:``port`` (its fds'
+    socket inodes against /proc/net/tcp). /readyz cannot tell: with two processes on one
+    port, either may answer it."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.split(":")[1], 16) == port and inode in inodes:
+                return True
+    return False
+
+
 def test_two_frontends_share_a_port_with_reuse_port(redis_url: str, tmp_path: Path) -> None:
     port = free_port()
     env = {"REDIS_URL": redis_url, "BROADCASTER_REUSE_PORT": "true"}
@@ -40,6 +64,12 @@ def test_two_frontends_share_a_port_with_reuse_port(redis_url: str, tmp_path: Pa
     try:
         wait_ready(first)
         wait_ready(second)  # without SO_REUSEPORT the second exits: address in use
+        # Either may have answered /readyz: wait until each holds its own listening socket.
+        deadline = time.monotonic() + 20
+        while not all(_listening(p.pid, port) for p in (first, second)):
+            assert second.alive(), second.log()
+            assert time.monotonic() < deadline, "both processes never listened on the port"
+            time.sleep(0.05)
         first.stop()
         assert second.alive(), second.log()
         # the port still answers, from the process that is left
