@@ -38,7 +38,7 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
@@ -62,8 +62,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 OWN_COMMANDS = {"info"}
 # Commands that read a stream: what the front-ends cost Redis, apart from the publishing.
 READ_COMMANDS = ("xread", "xrange", "xrevrange", "xreadgroup")
-PUBLISHES_IN_FLIGHT = 16  # overlapping publish round trips (see _publish_on_schedule)
-STAGGERED_IN_FLIGHT = 64  # overlapping appends with --pipeline 1 (see _publish_staggered)
+PUBLISHES_IN_FLIGHT = 16  # overlapping publish round trips (see _ticks)
+STAGGERED_IN_FLIGHT = 64  # overlapping appends with --pipeline 1 (see _staggered)
 PIPELINE = 1000  # appends per pipeline when publishing to many streams at once (--pipeline)
 JOIN_AFTER = 1.0  # seconds into the window when --join-during viewers begin to connect
 LATENCY_SAMPLERS = 50  # viewers that record every latency; the others only check ids
@@ -241,10 +241,9 @@ async def _publish_all(
 ) -> list[int]:
     """``event`` to every stream: in pipelines of up to ``pipeline`` appends when the sink
     has ``publish_many`` (``Publisher`` has), so one process can offer thousands of
-    publishes a second; with ``pipeline`` 1, each append on its own round trip, all at
-    once, as a worker's generations append. Returns each publish's own time, ns from its
-    send to Redis's reply (a pipeline's for each of its appends)."""
-    many = getattr(sink, "publish_many", None) if pipeline > 1 else None
+    publishes a second. Returns each publish's own time, ns from its send to Redis's
+    reply (a pipeline's for each of its appends)."""
+    many = getattr(sink, "publish_many", None)
     if many is None:
         return list(await asyncio.gather(*(_timed(sink.publish(sid, event)) for sid in sids)))
     took: list[int] = []
@@ -260,77 +259,77 @@ async def _timed(publish: Awaitable[Any]) -> int:
     return time.time_ns() - t
 
 
-async def _publish_on_schedule(
-    sink: EventSink, sids: list[str], n: int, rate: float, t0: float, *, pad: str, pipeline: int
-) -> list[int]:
-    """Tick k publishes one event to every stream at t0 + k/rate. Ticks overlap (up to
-    ``PUBLISHES_IN_FLIGHT`` round trips in all) rather than wait for each other, so the
-    rate holds on a loaded machine; Redis still numbers each stream's events in order.
-    Returns each publish's own time (ns, from its send to the reply): bounds the part of
-    the publish-to-viewer latency spent before Redis held the event, not the server's."""
-    took: list[int] = []
-    pipelined = pipeline > 1 and hasattr(sink, "publish_many")
-    trips = math.ceil(len(sids) / pipeline) if pipelined else len(sids)
-    slots = asyncio.Semaphore(max(1, PUBLISHES_IN_FLIGHT // trips))
-    ticks: set[asyncio.Task[None]] = set()
+Job = Callable[[], Awaitable[list[int]]]
+"""Publishes, and returns each publish's own time (ns)."""
 
-    async def tick() -> None:
+
+async def _on_schedule(jobs: Iterable[tuple[float, Job]], in_flight: int) -> list[int]:
+    """Start each job at its ``time.perf_counter()`` time, without waiting for the ones
+    before it (up to ``in_flight`` at once), so the rate holds on a loaded machine; Redis
+    still numbers each stream's events in order. Returns every publish's own time,
+    sorted: it bounds the part of the publish-to-viewer latency spent before Redis held
+    the event, not the server's."""
+    took: list[int] = []
+    slots = asyncio.Semaphore(max(1, in_flight))
+    running: set[asyncio.Task[None]] = set()
+
+    async def run(job: Job) -> None:
         try:
-            event = {"type": "data-bench", "t": time.time_ns(), "p": pad}
-            took.extend(await _publish_all(sink, sids, event, pipeline))
+            took.extend(await job())
         finally:
             slots.release()
 
     try:
-        for k in range(n):
-            delay = t0 + k / rate - time.perf_counter()
+        for at, job in jobs:
+            delay = at - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             await slots.acquire()
-            task = asyncio.create_task(tick())
-            ticks.add(task)
-            task.add_done_callback(ticks.discard)
-        await asyncio.gather(*ticks)
+            task = asyncio.create_task(run(job))
+            running.add(task)
+            task.add_done_callback(running.discard)
+        await asyncio.gather(*running)
     finally:
-        for task in ticks:
+        for task in running:
             task.cancel()
     return sorted(took)
 
 
-async def _publish_staggered(
+def _ticks(
+    sink: EventSink, sids: list[str], n: int, rate: float, t0: float, *, pad: str, pipeline: int
+) -> tuple[Iterator[tuple[float, Job]], int]:
+    """Tick k publishes one event to every stream at t0 + k/rate, pipelined; ticks overlap
+    up to ``PUBLISHES_IN_FLIGHT`` round trips in all. The jobs, and how many at once."""
+    trips = math.ceil(len(sids) / pipeline) if hasattr(sink, "publish_many") else len(sids)
+
+    def tick() -> Awaitable[list[int]]:
+        event = {"type": "data-bench", "t": time.time_ns(), "p": pad}
+        return _publish_all(sink, sids, event, pipeline)
+
+    return ((t0 + k / rate, tick) for k in range(n)), PUBLISHES_IN_FLIGHT // trips
+
+
+def _staggered(
     sink: EventSink, sids: list[str], n: int, rate: float, t0: float, *, pad: str
-) -> list[int]:
+) -> tuple[Iterator[tuple[float, Job]], int]:
     """Each stream on its own schedule, as independent generations append: stream j's
     k-th event at t0 + (k + j/len(sids))/rate, each append on its own round trip, so the
-    appends reach Redis one by one rather than in bursts of every stream at once. Up to
-    ``STAGGERED_IN_FLIGHT`` overlap. Returns each publish's own time (ns), sorted."""
-    took: list[int] = []
-    slots = asyncio.Semaphore(STAGGERED_IN_FLIGHT)
-    pending: set[asyncio.Task[None]] = set()
+    appends reach Redis one by one rather than in bursts of every stream at once; up to
+    ``STAGGERED_IN_FLIGHT`` overlap. The jobs, and how many at once."""
 
-    async def one(sid: str) -> None:
-        try:
+    def one(sid: str) -> Job:
+        async def job() -> list[int]:
             event = {"type": "data-bench", "t": time.time_ns(), "p": pad}
-            took.append(await _timed(sink.publish(sid, event)))
-        finally:
-            slots.release()
+            return [await _timed(sink.publish(sid, event))]
+
+        return job
 
     streams = len(sids)
-    try:
-        for i in range(n * streams):
-            k, j = divmod(i, streams)
-            delay = t0 + (k + j / streams) / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await slots.acquire()
-            task = asyncio.create_task(one(sids[j]))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-        await asyncio.gather(*pending)
-    finally:
-        for task in pending:
-            task.cancel()
-    return sorted(took)
+    jobs = (
+        (t0 + (k + j / streams) / rate, one(sids[j]))
+        for k, j in (divmod(i, streams) for i in range(n * streams))
+    )
+    return jobs, STAGGERED_IN_FLIGHT
 
 
 async def _replay(sink: EventSink, args: argparse.Namespace, plan: _Plan) -> dict[str, Any]:
@@ -673,12 +672,10 @@ async def _publish_window(
         await asyncio.sleep(args.duration)
     n, rate, pad = plan.per_stream, args.rate, plan.pad
     if args.pipeline == 1:
-        took = await _publish_staggered(pub, plan.sids, n, rate, t0, pad=pad)
+        jobs, in_flight = _staggered(pub, plan.sids, n, rate, t0, pad=pad)
     else:
-        took = await _publish_on_schedule(
-            pub, plan.sids, n, rate, t0, pad=pad, pipeline=args.pipeline
-        )
-    return took, time.perf_counter() - t0
+        jobs, in_flight = _ticks(pub, plan.sids, n, rate, t0, pad=pad, pipeline=args.pipeline)
+    return await _on_schedule(jobs, in_flight), time.perf_counter() - t0
 
 
 def _load_figures(args: argparse.Namespace, plan: _Plan, w: _Window) -> dict[str, Any]:

@@ -218,6 +218,21 @@ class WireViewer:
 Viewer = ClientViewer | WireViewer
 
 
+def starter(
+    tasks: list[asyncio.Task[None]], base: str, http: httpx.AsyncClient, max_retries: int
+) -> Callable[[Viewer], None]:
+    """Starts a viewer as a task in ``tasks``: a StreamClient through ``base`` allowed
+    ``max_retries`` failures in a row, or a wire viewer on ``http``."""
+
+    def start(viewer: Viewer) -> None:
+        if isinstance(viewer, ClientViewer):
+            tasks.append(asyncio.create_task(viewer.run(base, max_retries=max_retries)))
+        else:
+            tasks.append(asyncio.create_task(viewer.run(http)))
+
+    return start
+
+
 def assert_every_event_once_in_order(viewer: Viewer, rounds: int) -> None:
     """Event 0 (which created the stream), 1..rounds, then the finish: seq 1..rounds + 2."""
     where = f"{type(viewer).__name__} of {viewer.sid}"
@@ -283,12 +298,7 @@ async def test_each_stream_is_watched_by_one_front_end(tmp_path: Path) -> None:
             Redis.from_url(s.redis.url) as redis,
         ):
             await create_streams(http, s, sids)
-
-            def start(viewer: Viewer) -> None:
-                if isinstance(viewer, ClientViewer):
-                    tasks.append(asyncio.create_task(viewer.run(s.nginx.url, max_retries=0)))
-                else:
-                    tasks.append(asyncio.create_task(viewer.run(http)))
+            start = starter(tasks, s.nginx.url, http, max_retries=0)
 
             for n, sid in enumerate(sids):
                 url = events_url(s.nginx.url, sid)
@@ -357,11 +367,8 @@ async def test_a_stream_over_the_viewer_limit_spills_to_the_next_front_end(
             Redis.from_url(s.redis.url) as redis,
         ):
             await create_streams(http, s, [sid])
-
-            def start(viewer: Viewer) -> None:
-                assert isinstance(viewer, ClientViewer)
-                # No retry allowed: a 503 reaching the client fails the test.
-                tasks.append(asyncio.create_task(viewer.run(s.nginx.url, max_retries=0)))
+            # No retry allowed: a 503 reaching the client fails the test.
+            start = starter(tasks, s.nginx.url, http, max_retries=0)
 
             first_two: list[Viewer] = [ClientViewer(sid), ClientViewer(sid)]
             holder = await open_viewers(
@@ -425,12 +432,7 @@ async def test_viewers_of_a_killed_front_end_resume_on_one_survivor(tmp_path: Pa
             Redis.from_url(s.redis.url) as redis,
         ):
             await create_streams(http, s, sids)
-
-            def start(viewer: Viewer) -> None:
-                if isinstance(viewer, ClientViewer):
-                    tasks.append(asyncio.create_task(viewer.run(s.nginx.url, max_retries=10)))
-                else:
-                    tasks.append(asyncio.create_task(viewer.run(http)))
+            start = starter(tasks, s.nginx.url, http, max_retries=10)
 
             for sid in sids:
                 url = f"{events_url(s.nginx.url, sid)}?token={token_for(sid)}"
