@@ -43,9 +43,11 @@ def is_loopback(host: str) -> bool:
 
 def check_exposure(settings: Settings) -> None:
     """The secure default: without API keys *and* a token secret, serve only on loopback,
-    unless ``--insecure`` says otherwise out loud."""
+    unless ``--insecure`` says otherwise out loud. (Also stops on other bad settings that
+    would otherwise fail only at the first request.)"""
     try:
         keys = parse_api_keys(settings.api_keys)
+        settings.served_providers()
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     protected = bool(keys) and settings.token_secret is not None
@@ -164,6 +166,37 @@ def _hash_key(args: argparse.Namespace) -> None:
     print(hash_key(key))
 
 
+def _providers(args: argparse.Namespace) -> None:
+    """List the providers the deployment has served, or forget one."""
+    from broadcaster.core import connection
+    from broadcaster.core.jobs import JobQueue
+
+    settings = Settings()
+
+    async def main() -> int:
+        with redis_url(settings) as url:
+            redis = connection.command_client(url, 2)
+            try:
+                jobs = JobQueue(redis)
+                if args.forget:
+                    if not await jobs.forget(args.forget):
+                        print(f"no worker has advertised {args.forget!r}; nothing to forget")
+                        return 1
+                    print(f"forgot {args.forget!r}: requests for it are refused (422) again")
+                    return 0
+                status = await jobs.provider_status()
+                for name, state in status.items():
+                    live = "live workers" if state["live_workers"] else "no live worker"
+                    print(f"{name}\t{live}\tlast advertised {state['last_seen']}")
+                if not status:
+                    print("no worker has advertised a provider yet")
+                return 0
+            finally:
+                await redis.aclose()
+
+    raise SystemExit(asyncio.run(main()))
+
+
 def _tail(args: argparse.Namespace) -> None:
     from broadcaster.clients import tail
 
@@ -195,6 +228,9 @@ def main(argv: list[str] | None = None) -> None:
     hk = sub.add_parser("hash-key", help="print the BROADCASTER_API_KEYS entry for a key")
     hk.add_argument("key", help="the API key (read from stdin if '-')")
     hk.set_defaults(func=_hash_key)
+    pv = sub.add_parser("providers", help="list the providers the deployment serves, or forget one")
+    pv.add_argument("--forget", metavar="NAME", help="forget a provider no worker serves any more")
+    pv.set_defaults(func=_providers)
     tl = sub.add_parser("tail", help="follow a stream live and print it as text")
     from broadcaster.clients.tail import add_arguments
 

@@ -10,8 +10,12 @@ worker takes them with ``XAUTOCLAIM``. A finished job is acknowledged and delete
 handed back on shutdown is re-added at the tail of its provider's queue, so another
 worker picks it up at once.
 
-Workers also advertise the providers they serve (``keys.provider_key``), so the front-end
-refuses a request no worker would take rather than queueing it forever.
+Workers also advertise the providers they serve: ``keys.provider_key`` while they live,
+and ``keys.PROVIDERS_SEEN_KEY`` for good, so a front-end queues a request for a provider
+the deployment serves even while no worker is alive (a cold start, a restart of every
+worker), and refuses only one for a provider nobody ever served. A job nobody takes
+within the queued timeout ends its generation with ``error`` (``overdue``, run by the
+front-ends), so a request never waits forever either.
 
 The queue only says *which* generation to run; whether it still needs running, and who
 owns its stream, is decided by the event log (``EventLog.claim``): a job delivered twice
@@ -20,8 +24,10 @@ is harmless.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -78,21 +84,81 @@ class JobQueue:
             return sum(int(n) for n in await pipe.execute())
 
     async def admission(self, provider: str) -> tuple[int, bool]:
-        """(the depth over every queue, whether a worker serves ``provider``), in one
-        round trip: every key involved shares the ``{jobs}`` tag."""
+        """(the depth over every queue, whether a worker has ever served ``provider``),
+        in one round trip: every key involved shares the ``{jobs}`` tag."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in self.keys:
                 pipe.xlen(key)
-            pipe.exists(keys.provider_key(provider))
-            *depths, served = await pipe.execute()
-        return sum(int(n) for n in depths), bool(served)
+            pipe.hexists(keys.PROVIDERS_SEEN_KEY, provider)
+            *depths, seen = await pipe.execute()
+        return sum(int(n) for n in depths), bool(seen)
 
     async def advertise(self, ttl_ms: int) -> None:
-        """Say, for ``ttl_ms``, that a worker serves each of ``providers``."""
+        """Say, for ``ttl_ms``, that a live worker serves each of ``providers``, and for
+        good that the deployment serves them."""
+        now_ms = int(time.time() * 1000)
         async with self.redis.pipeline(transaction=False) as pipe:
             for provider in self.providers:
                 pipe.set(keys.provider_key(provider), "1", px=ttl_ms)
+            pipe.hset(keys.PROVIDERS_SEEN_KEY, mapping=dict.fromkeys(self.providers, now_ms))
             await pipe.execute()
+
+    async def provider_status(self) -> dict[str, dict[str, Any]]:
+        """Every provider a worker ever advertised: whether a live worker serves it now,
+        and when one last advertised it (ISO 8601)."""
+        seen = cast(dict[bytes, bytes], await self.redis.hgetall(keys.PROVIDERS_SEEN_KEY))
+        names = sorted(k.decode() for k in seen)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.exists(keys.provider_key(name))
+            live = await pipe.execute()
+        return {
+            name: {
+                "live_workers": bool(up),
+                "last_seen": _iso(int(seen[name.encode()])),
+            }
+            for name, up in zip(names, live, strict=True)
+        }
+
+    async def forget(self, provider: str) -> bool:
+        """Forget that the deployment serves ``provider`` (it stopped serving it): new
+        requests for it are refused again until a worker advertises it. False if unknown."""
+        return bool(await self.redis.hdel(keys.PROVIDERS_SEEN_KEY, provider))
+
+    async def overdue(self, timeout_ms: int, count: int = 100) -> list[tuple[Job, str | None]]:
+        """Jobs no worker has worked on for ``timeout_ms``, each with the worker that last
+        held it: queued and never taken (None), or held by a worker that stopped
+        refreshing its hold (it died, and no other took the job over). At most ``count``
+        per queue."""
+        cutoff = int(time.time() * 1000) - timeout_ms
+        found: list[tuple[Job, str | None]] = []
+        for key in self.keys:
+            try:
+                groups = await self.redis.xinfo_groups(key)
+            except ResponseError:
+                continue  # no such queue yet
+            group = next((g for g in groups if _text(g.get("name")) == self.group), None)
+            delivered = _text(group.get("last-delivered-id")) if group else "0-0"
+            # Never delivered to any worker: after the group's last-delivered id.
+            fresh = cast(
+                list[tuple[bytes, dict[bytes, bytes]]],
+                await self.redis.xrange(key, min=f"({delivered}", max=str(cutoff), count=count),
+            )
+            found += [(job, None) for job in _jobs(key, list(fresh))]
+            if group is None:
+                continue
+            stale = await self.redis.xpending_range(
+                key, self.group, min="-", max="+", count=count, idle=timeout_ms
+            )
+            if not stale:
+                continue
+            owners = {_text(p["message_id"]): _text(p["consumer"]) for p in stale}
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for entry_id in owners:
+                    pipe.xrange(key, min=entry_id, max=entry_id)
+                entries = [e for reply in await pipe.execute() for e in reply]
+            found += [(job, owners[job.entry_id.decode()]) for job in _jobs(key, entries)]
+        return found
 
     async def ensure_group(self) -> None:
         for key in self.keys:
@@ -154,6 +220,14 @@ class JobQueue:
             pipe.xack(job.queue, self.group, job.entry_id)
             pipe.xdel(job.queue, job.entry_id)
             await pipe.execute()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
 
 
 def _age(job: Job) -> tuple[int, int]:

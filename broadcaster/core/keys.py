@@ -99,17 +99,28 @@ JOBS_GROUP = "workers"
 
 
 def provider_key(provider: str) -> str:
-    """Present while some worker serves ``provider``: each running worker sets it again
-    every third of its lease, with a TTL of ``PROVIDER_TTL_LEASES`` leases. The front-end
-    refuses (422) a request for a provider whose key is gone, instead of queueing a job
-    no worker would ever take."""
+    """Present while a live worker serves ``provider``: each running worker sets it again
+    every third of its lease, with a TTL of ``PROVIDER_TTL_LEASES`` leases. ``/readyz``
+    reports it; admission does not need it (``PROVIDERS_SEEN_KEY``)."""
     return f"{PREFIX}:{JOBS_TAG}:serves:{provider}"
 
 
+PROVIDERS_SEEN_KEY = f"{PREFIX}:{JOBS_TAG}:providers"
+"""A hash: every provider a worker has ever advertised -> when it last did (Unix ms). A
+front-end accepts and queues a request for a provider in it even while no worker is alive
+(a cold start, every worker restarting at once), rather than refusing work the deployment
+will do in a moment. Never expires: ``python -m broadcaster providers --forget NAME``
+removes a provider the deployment stopped serving."""
+
 PROVIDER_TTL_LEASES = 3
-"""An advertisement outlives a few missed refreshes (a slow Redis, a paused process), and
-a provider whose last worker died is refused again after three leases (45 s by default).
-A worker that stops cleanly cannot delete it: others may serve the same provider."""
+"""An advertisement outlives a few missed refreshes (a slow Redis, a paused process); a
+provider whose last worker died shows as without live workers (``/readyz``) after three
+leases (45 s by default). A worker that stops cleanly cannot delete it: others may serve
+the same provider."""
+
+QUEUE_SWEEP_LOCK = f"{PREFIX}:{JOBS_TAG}:sweep"
+"""Held (``SET NX PX``) by the front-end that looks for overdue jobs this round, so that
+one front-end, not every one, does the looking."""
 
 
 def ratelimit_key(key_name: str, minute: int) -> str:

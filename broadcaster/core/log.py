@@ -44,6 +44,9 @@ def script(name: str) -> str:
 
 _INFO_FIELDS = ("kind", "seq", "ended", "tag")
 
+UNCLAIMED = "-"
+"""The ``owner`` of an append that may happen only while nobody owns the stream."""
+
 PAGE_BYTES = 256 * 1024
 """What one replay page aims to hold, whatever the size of its events."""
 
@@ -149,7 +152,8 @@ class EventLog:
 
         ``kind="feed"`` creates a job-progress stream on first publish and refuses a
         generation; ``kind="generation"`` requires an existing generation. ``expect_seq``
-        and ``owner`` make the append conditional. ``meta`` fields and the text change are
+        and ``owner`` make the append conditional (``owner=UNCLAIMED``: only while no
+        worker has claimed the generation). ``meta`` fields and the text change are
         applied in the same step, so status and events can never disagree.
         """
         args = self._args(

@@ -11,6 +11,7 @@ thread pool, a thread hop per request for an attribute read.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -23,6 +24,7 @@ from broadcaster.core.chats import Chats
 from broadcaster.core.generations import Generations
 from broadcaster.core.jobs import JobQueue
 from broadcaster.core.log import EventLog
+from broadcaster.core.overdue import OverdueJobs
 from broadcaster.fanout import push
 from broadcaster.fanout.hub import Hub, HubConfig
 from broadcaster.http.metrics import FrontendMetrics
@@ -59,7 +61,13 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
             app.state.jobs = JobQueue(redis)
             chat_ttl = keys.chat_ttl(settings.idle_ttl_seconds, settings.ended_ttl_seconds)
             app.state.chats = Chats(redis, chat_ttl)
-            yield
+            overdue = OverdueJobs(app.state.jobs, event_log, settings.queued_timeout_seconds)
+            sweeping = asyncio.create_task(overdue.run(), name="overdue-jobs")
+            try:
+                yield
+            finally:
+                sweeping.cancel()
+                await asyncio.wait([sweeping])
     finally:
         await redis.aclose()
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from broadcaster.core.request import Defaults
+from broadcaster.core.request import PROVIDERS, Defaults
 from broadcaster.core.settings import RedisSettings
 
 
@@ -42,6 +42,13 @@ class Settings(RedisSettings):
     """Largest ``max_tokens`` a generation request may ask for."""
     default_provider: Literal["anthropic", "openai"] = "anthropic"
     """The provider of a request that names none."""
+    providers: str | None = None
+    """Comma-separated providers the deployment serves (``anthropic,openai``). A request
+    for one of them is queued even while no worker is alive; one for any other is refused
+    (422). Unset: the default provider, and every provider a worker has ever advertised."""
+    queued_timeout_seconds: float = Field(600.0, gt=0)
+    """A generation no worker has worked on for this long (queued and never taken, or its
+    worker died and none took it over) ends with ``error``."""
     default_model: str = "claude-sonnet-4-5"
     """The model of an Anthropic request that names none."""
     default_openai_model: str = "gpt-4.1-mini"
@@ -80,6 +87,20 @@ class Settings(RedisSettings):
     """Queued plus running generations, across the deployment; beyond, 503."""
     rate_limit_per_minute: int = Field(600, ge=0)
     """Requests per API key per minute, shared by all front-ends through Redis (0: off)."""
+
+    def served_providers(self) -> frozenset[str] | None:
+        """``BROADCASTER_PROVIDERS`` parsed (None when unset); ValueError names an unknown
+        provider."""
+        if self.providers is None:
+            return None
+        names = frozenset(n.strip() for n in self.providers.split(",") if n.strip())
+        unknown = names - set(PROVIDERS)
+        if unknown or not names:
+            raise ValueError(
+                f"BROADCASTER_PROVIDERS: unknown provider(s) {sorted(unknown) or '(none)'}; "
+                f"known: {', '.join(PROVIDERS)}"
+            )
+        return names
 
     def request_defaults(self) -> Defaults:
         """What a generation request that leaves them out gets, and its limits."""

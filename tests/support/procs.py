@@ -135,6 +135,7 @@ def advertise_providers(redis_url: str, providers: tuple[str, ...] = PROVIDERS) 
     try:
         for provider in providers:
             client.set(keys.provider_key(provider), "1", ex=3600)
+            client.hset(keys.PROVIDERS_SEEN_KEY, provider, int(time.time() * 1000))
     finally:
         client.close()
 

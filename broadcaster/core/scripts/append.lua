@@ -25,7 +25,10 @@ else
   if m[3] then return {'ENDED', seq} end
 end
 if expected ~= '' and tonumber(expected) ~= seq then return {'STALE', seq} end
-if owner ~= '' and owner ~= m[4] then return {'OWNER', seq} end
+-- '-' as the owner: only while nobody has claimed the stream (a queued generation).
+if owner == '-' then
+  if m[4] then return {'OWNER', seq} end
+elseif owner ~= '' and owner ~= m[4] then return {'OWNER', seq} end
 
 -- Size limits; a lone terminal event is always accepted, so any stream can be ended.
 local size = tonumber(m[5]) or 0

@@ -69,16 +69,25 @@ async def create_generation(
 
 
 async def admit(jobs: JobQueue, settings: Settings, provider: str) -> None:
-    """422 when no running worker serves ``provider``, 503 when too many generations are
-    in flight: what a new generation must pass before anything is stored."""
-    depth, served = await jobs.admission(provider)
+    """422 when the deployment does not serve ``provider``, 503 when too many generations
+    are in flight: what a new generation must pass before anything is stored.
+
+    Whether a worker is alive right now does not matter: a provider the deployment serves
+    (``BROADCASTER_PROVIDERS``, else the default provider and every provider a worker
+    has ever advertised) is queued and waits for a worker, up to the queued timeout. A
+    cold start or a restart of every worker is a server state, not the client's mistake."""
+    depth, seen = await jobs.admission(provider)
+    configured = settings.served_providers()
+    if configured is not None:
+        served = provider in configured
+    else:
+        served = seen or provider == settings.default_provider
     if not served:
-        # Queued, it would wait for a worker that may never come: refuse it now.
         raise ApiError(
             422,
             "provider_unavailable",
-            f"no running worker serves provider {provider!r}",
-            details=[{"loc": ["provider"], "msg": f"no worker serves {provider!r}"}],
+            f"this deployment does not serve provider {provider!r}",
+            details=[{"loc": ["provider"], "msg": f"{provider!r} is not served here"}],
         )
     if depth >= settings.max_generations_in_flight:
         raise ApiError(

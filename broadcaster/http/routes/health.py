@@ -63,11 +63,25 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses=openapi.errors(503))
-async def readyz(hub: HubDep, redis: RedisDep) -> JSONResponse:
+async def readyz(hub: HubDep, redis: RedisDep, jobs: JobsDep) -> JSONResponse:
+    """200 while Redis answers (503 while draining or without Redis), with the open
+    viewers and streams of this process and, per provider the deployment has served,
+    whether a live worker serves it now (a request for it is queued either way)."""
     if hub.closing:
         return error_response(503, "draining", "shutting down")
     try:
         await redis.ping()
     except connection.REDIS_ERRORS:
         return error_response(503, "unavailable", "Redis does not answer")
-    return JSONResponse({"status": "ready", "viewers": hub.viewers, "streams": hub.streams})
+    try:
+        providers = await jobs.provider_status()
+    except connection.REDIS_ERRORS:
+        return error_response(503, "unavailable", "Redis does not answer")
+    return JSONResponse(
+        {
+            "status": "ready",
+            "viewers": hub.viewers,
+            "streams": hub.streams,
+            "providers": providers,
+        }
+    )

@@ -1,0 +1,76 @@
+"""Generations that waited too long for a worker end with ``error``, so that nobody waits
+for them forever.
+
+A request for a provider the deployment serves is queued even while no worker is alive
+(a cold start, every worker restarting at once in a rolling deploy): it is taken as soon
+as a worker comes. If none comes within the queued timeout (``BROADCASTER_QUEUED_TIMEOUT_SECONDS``),
+or the worker that took it died and no other took it over within that time, its stream
+ends with an ``error`` that says so, and its viewers and status readers are told.
+
+The front-ends do the looking (a worker cannot: there may be none), one of them per round
+(``keys.QUEUE_SWEEP_LOCK``). The end is appended conditionally, so it never races a
+worker: only while nobody has claimed a queued generation, or while the dead worker is
+still its owner. A worker that takes the job a moment later finds the stream ended and
+does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+
+from broadcaster.core import keys
+from broadcaster.core.connection import REDIS_ERRORS
+from broadcaster.core.jobs import JobQueue
+from broadcaster.core.log import UNCLAIMED, AppendRefused, EventLog, StaleWriter
+
+log = logging.getLogger("broadcaster.overdue")
+
+
+class OverdueJobs:
+    """``run`` looks for overdue jobs every ``every`` seconds until cancelled."""
+
+    def __init__(self, jobs: JobQueue, event_log: EventLog, timeout_s: float) -> None:
+        self.jobs = jobs
+        self.log = event_log
+        self.timeout_s = timeout_s
+        self.every = min(10.0, max(0.5, timeout_s / 4))
+        self.ended = 0
+
+    async def run(self) -> None:
+        me = secrets.token_hex(4)
+        while True:
+            await asyncio.sleep(self.every)
+            try:
+                lock_ms = int(self.every * 1000)
+                if await self.jobs.redis.set(keys.QUEUE_SWEEP_LOCK, me, nx=True, px=lock_ms):
+                    await self.sweep()
+            except REDIS_ERRORS as exc:
+                log.warning("looking for overdue generations: %s", exc)
+
+    async def sweep(self) -> int:
+        """End every overdue generation; how many were ended."""
+        ended = 0
+        for job, owner in await self.jobs.overdue(int(self.timeout_s * 1000)):
+            if owner is None:
+                text = f"no worker took this generation within {self.timeout_s:g} s"
+            else:
+                text = f"its worker stopped and none took it over within {self.timeout_s:g} s"
+            try:
+                await self.log.append(
+                    job.generation_id,
+                    [{"type": "error", "errorText": text}],
+                    kind="generation",
+                    owner=owner or UNCLAIMED,
+                    meta={"error": text},
+                )
+                ended += 1
+                log.warning("generation %s: %s; ended", job.generation_id, text)
+            except StaleWriter:
+                continue  # a worker claimed it meanwhile: its job entry is its own now
+            except AppendRefused:
+                pass  # it ended meanwhile, or expired: nothing left to run
+            await self.jobs.done(job)
+        self.ended += ended
+        return ended
