@@ -11,6 +11,7 @@ validated before they get here (``^[A-Za-z0-9_-]{1,64}$``), so an id can never c
 
 from __future__ import annotations
 
+import base64
 import re
 import zlib
 
@@ -54,6 +55,37 @@ def push_channel(stream_id: str, db: int = 0) -> str:
     shard. Pub/sub ignores databases, so the database is part of the name: deployments
     sharing a server in different databases never hear each other."""
     return f"{PREFIX}:{{{_group(stream_id)}}}:{stream_id}:push:{db}"
+
+
+def producers_key(stream_id: str) -> str:
+    """A hash of a Durable Stream: producer id -> ``<epoch>:<last seq>``, written by the same
+    script as the data it deduplicates (so a failover keeps both or neither)."""
+    return f"{PREFIX}:{{{_group(stream_id)}}}:{stream_id}:producers"
+
+
+def forks_key(stream_id: str) -> str:
+    """A set of a Durable Stream: the names of the streams forked from it, while they live.
+    Deleting a stream with forks is soft (410) until the last of them goes."""
+    return f"{PREFIX}:{{{_group(stream_id)}}}:{stream_id}:forks"
+
+
+def ds_keys(stream_id: str) -> list[str]:
+    """The keys of a Durable Stream, in the order its Lua scripts expect them."""
+    return [log_key(stream_id), meta_key(stream_id), producers_key(stream_id), forks_key(stream_id)]
+
+
+DS_PATH_MAX = 1024
+"""Longest Durable Streams path (bytes of UTF-8) a stream may have."""
+
+
+def ds_name(path: str) -> str:
+    """The stream name of a Durable Streams path. A path that is a valid stream id *is* that
+    stream, so ``/v1/stream/{id}`` serves every stream of this project too; any other path
+    gets ``~`` and its base64url, which can never be a stream id (``~`` is not in the id
+    alphabet) nor add a hash tag of its own (base64url has no ``{}:``)."""
+    if STREAM_ID_RE.match(path):
+        return path
+    return "~" + base64.urlsafe_b64encode(path.encode()).rstrip(b"=").decode()
 
 
 def stream_keys(stream_id: str) -> list[str]:

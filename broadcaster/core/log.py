@@ -280,7 +280,10 @@ class EventLog:
                 )
             case b"KIND":
                 return WrongKind(
-                    stream_id, seq, f"stream {stream_id} is a generation: only its worker appends"
+                    stream_id,
+                    seq,
+                    f"stream {stream_id} is not a job feed (a generation, whose worker "
+                    "appends, or a Durable Stream, appended at /v1/stream/)",
                 )
             case _:
                 return StreamNotFound(stream_id, seq, f"no stream {stream_id}")

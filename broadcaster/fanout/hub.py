@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from broadcaster.core.log import EventLog, StreamInfo
@@ -29,7 +29,7 @@ from broadcaster.fanout.keepalive import Keepalive
 from broadcaster.fanout.push import PushSubscriber, Resolver
 from broadcaster.fanout.repair import Repairer
 from broadcaster.fanout.replay import FanoutMetrics, Replays
-from broadcaster.fanout.subscription import Run, Subscription, Topic, Writer
+from broadcaster.fanout.subscription import Form, Run, Subscription, Topic, Writer
 
 log = logging.getLogger("broadcaster.hub")
 
@@ -45,6 +45,10 @@ class HubConfig:
     against the log (a lost last message would otherwise go unnoticed)."""
     probe: float = 5.0
     """How often each pub/sub connection is pinged and its channels' homes checked."""
+    linger: float = 5.0
+    """Seconds a stream stays watched after its last viewer left: the next long-poll of a
+    Durable Streams reader, or a viewer reconnecting, then finds it subscribed and its
+    position known, instead of subscribing again and reading the log twice."""
 
 
 class Hub:
@@ -91,6 +95,9 @@ class Hub:
 
     async def __aexit__(self, *exc: object) -> None:
         self.drain()
+        for topic in self._topics.values():
+            if topic.linger is not None:
+                topic.linger.cancel()
         for t in self._tasks:
             t.cancel()
         if self._tasks:
@@ -121,16 +128,27 @@ class Hub:
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, stream_id: str, known_seq: int, known_tag: str = ""
+        self,
+        stream_id: str,
+        known_seq: int,
+        known_tag: str = "",
+        *,
+        form: Form = "sse",
+        make: Callable[[int, Topic, Keepalive], Subscription] = Subscription,
     ) -> AsyncIterator[Subscription]:
         """Receive live runs of ``stream_id``, once the subscription to its channel is
         confirmed (then nothing published is missed). ``known_seq`` is a seq the stream
         is known to have reached and ``known_tag`` its history tag there: a new topic's
-        cursor."""
+        cursor. ``form`` says what its messages carry (``subscription.Form``); ``make``
+        builds the viewer's subscription (a Durable Streams reader encodes runs its own
+        way)."""
         topic = self._topics.get(stream_id)
         if topic is None:
-            topic = self._watch(stream_id, known_seq, known_tag)
-        sub = Subscription(self.config.viewer_buffer, topic, self.keepalive)
+            topic = self._watch(stream_id, known_seq, known_tag, form)
+        elif topic.linger is not None:
+            topic.linger.cancel()
+            topic.linger = None
+        sub = make(self.config.viewer_buffer, topic, self.keepalive)
         if self.closing:
             sub.close()
         topic.subs.add(sub)
@@ -147,17 +165,36 @@ class Hub:
             self._viewers -= 1
             topic.subs.discard(sub)
             if not topic.subs and self._topics.get(stream_id) is topic:
-                del self._topics[stream_id]
-                del self._by_channel[topic.channel]
-                self.push.unsubscribe(topic.channel)
+                if self.config.linger > 0 and not self.closing:
+                    loop = asyncio.get_running_loop()
+                    topic.linger = loop.call_later(self.config.linger, self._unwatch, topic)
+                else:
+                    self._unwatch(topic)
 
-    def _watch(self, stream_id: str, cursor: int, tag: str) -> Topic:
-        topic = Topic(stream_id, self.log.channel(stream_id), cursor, tag)
+    def warm(self, stream_id: str) -> bool:
+        """Whether ``stream_id`` is watched here with its subscription confirmed: a reader
+        that joins it misses nothing published from now on without reading the log."""
+        topic = self._topics.get(stream_id)
+        return topic is not None and topic.ready is not None and topic.ready.done()
+
+    def _watch(self, stream_id: str, cursor: int, tag: str, form: Form) -> Topic:
+        topic = Topic(stream_id, self.log.channel(stream_id), cursor, tag, form)
         topic.read_at = topic.checked_at = asyncio.get_running_loop().time()
         self._topics[stream_id] = topic
         self._by_channel[topic.channel] = topic
         topic.ready = self.push.subscribe(topic.channel)
         return topic
+
+    def _unwatch(self, topic: Topic) -> None:
+        """Stop watching ``topic`` if nobody watches it any more (or it was deleted)."""
+        if topic.linger is not None:
+            topic.linger.cancel()
+            topic.linger = None
+        if topic.subs or self._topics.get(topic.stream_id) is not topic:
+            return
+        del self._topics[topic.stream_id]
+        del self._by_channel[topic.channel]
+        self.push.unsubscribe(topic.channel)
 
     def _watched(self, topic: Topic) -> bool:
         return self._topics.get(topic.stream_id) is topic
@@ -196,6 +233,9 @@ class Hub:
         except ValueError:
             log.warning("a message on %r that no append published; ignored", channel)
             return
+        if flag == b"X":
+            self._deleted(topic)
+            return
         if last <= topic.cursor:
             return
         if topic.repairing or first != topic.cursor + 1 or nl == len(payload) - 1:
@@ -227,6 +267,14 @@ class Hub:
             sub.deliver(run)
         if self.metrics is not None:
             self.metrics.delivered.inc(len(topic.subs) * (run[1] - run[0] + 1))
+
+    def _deleted(self, topic: Topic) -> None:
+        """The stream was deleted: its responses end (their readers learn 404 or 410 when
+        they come back), and a stream made again under its name starts a topic afresh."""
+        for sub in list(topic.subs):
+            sub.close()
+        topic.subs.clear()
+        self._unwatch(topic)
 
     def _recovered(self, channels: list[bytes]) -> None:
         """Subscribed again after an interruption: ask the log what was missed."""

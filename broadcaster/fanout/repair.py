@@ -28,10 +28,9 @@ from collections import deque
 from collections.abc import Callable
 from contextvars import Context
 
-from broadcaster.core import sse
 from broadcaster.core.connection import REDIS_ERRORS
 from broadcaster.core.log import EventLog
-from broadcaster.fanout.subscription import Run, Topic
+from broadcaster.fanout.subscription import Run, Topic, page_run
 
 log = logging.getLogger("broadcaster.hub")
 
@@ -140,9 +139,8 @@ class Repairer:
                 if not self._watched(topic):
                     return
                 read = True
-                frames = b"".join(sse.encode(e) for e in page)
+                run = page_run(topic.form, page)
                 last = page[-1]
-                run = (page[0].seq, last.seq, frames, last.terminal)
                 topic.cursor, topic.tag = last.seq, last.tag
                 self._fan_out(topic, run)
             if topic.behind <= topic.cursor or not read:

@@ -6,13 +6,31 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from typing import Any, Literal
 
 from broadcaster.core import sse
+from broadcaster.core.dslog import CLOSE
+from broadcaster.core.events import Event
 from broadcaster.fanout.keepalive import Keepalive
 
 Run = tuple[int, int, bytes, bool]
 """Consecutive events of a stream as they go to viewers: the first seq, the last seq,
-their SSE frames joined (encoded once for every viewer), and whether they end it."""
+their frames joined (encoded once for every viewer), and whether they end it."""
+
+Form = Literal["sse", "ds"]
+"""What a topic's runs carry. ``sse``: SSE frames of events, as the append script encodes
+them (``id: <seq>.<tag>``, ``event:``, one ``data:`` line; ``[DONE]`` after a terminal
+one). ``ds``: the entries of a Durable Stream, ``<tag> <length>\n<bytes>`` each, binary-safe;
+a run that ends the stream ends with the closure marker (no bytes)."""
+
+
+def page_run(form: Form, page: list[Event]) -> Run:
+    """A page read from the log as the run a message would have brought."""
+    last = page[-1]
+    if form == "ds":
+        frames = b"".join(b"%s %d\n%s" % (e.tag.encode(), len(e.data), e.data) for e in page)
+        return page[0].seq, last.seq, frames, last.type == CLOSE
+    return page[0].seq, last.seq, b"".join(sse.encode(e) for e in page), last.terminal
 
 
 Writer = Callable[[bytes], bool]
@@ -158,6 +176,9 @@ class Topic:
         "channel",
         "checked_at",
         "cursor",
+        "encoded",
+        "form",
+        "linger",
         "pending",
         "read_at",
         "ready",
@@ -167,11 +188,18 @@ class Topic:
         "tag",
     )
 
-    def __init__(self, stream_id: str, channel: bytes, cursor: int, tag: str) -> None:
+    def __init__(
+        self, stream_id: str, channel: bytes, cursor: int, tag: str, form: Form = "sse"
+    ) -> None:
         self.stream_id = stream_id
         self.channel = channel
         self.cursor = cursor
         self.tag = tag
+        self.form = form
+        self.linger: asyncio.TimerHandle | None = None
+        """Set while nobody watches it: when it stops being watched."""
+        self.encoded: tuple[Run | None, dict[Any, Any]] = (None, {})
+        """The last run as other encodings made it, once for all their viewers."""
         """The history tag of the event at ``cursor`` ("" when unknown)."""
         self.subs: set[Subscription] = set()
         self.ready: asyncio.Future[None] | None = None

@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from broadcaster.core import keys
 from broadcaster.http import openapi
@@ -22,7 +22,7 @@ from broadcaster.http.access import AccessPolicy
 from broadcaster.http.errors import install_error_handlers
 from broadcaster.http.metrics import FrontendMetrics
 from broadcaster.http.resources import lifespan
-from broadcaster.http.routes import chat, generations, health, streams, tokens
+from broadcaster.http.routes import chat, durable, generations, health, streams, tokens
 from broadcaster.http.settings import Settings
 
 EVENTS_PATH = re.compile(r"/v1/streams/([^/]+)/events")
@@ -70,7 +70,7 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
     app.state.access = AccessPolicy.from_settings(settings)
     app.state.metrics = FrontendMetrics()
     install_error_handlers(app)
-    for module in (health, generations, streams, tokens, chat):
+    for module in (health, generations, streams, tokens, chat, durable):
         app.include_router(module.router)
     openapi.with_stream_ids(app, keys.STREAM_ID_RE.pattern)
     app.sse_route = streams.events_fast_path
@@ -78,7 +78,37 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
     if cors is not None:
         app.add_middleware(CORSMiddleware, **cors)
         app.sse_route = CORSMiddleware(app.sse_route, **cors)
+    app.add_middleware(SecurityHeaders)
+    app.sse_route = SecurityHeaders(app.sse_route)
     return app
+
+
+class SecurityHeaders:
+    """``X-Content-Type-Options: nosniff`` and ``Cross-Origin-Resource-Policy:
+    cross-origin`` on every response, errors included: no browser sniffs a stream's bytes
+    into something it would run, and a page on another origin may still ``fetch`` what
+    its CORS rules allow (Durable Streams asks for both). A bare ASGI wrapper: no task and
+    no buffering, so SSE responses stream through it untouched."""
+
+    HEADERS = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"cross-origin-resource-policy", b"cross-origin"),
+    ]
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *self.HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def cors_options(settings: Settings) -> dict[str, Any] | None:
@@ -89,10 +119,43 @@ def cors_options(settings: Settings) -> dict[str, Any] | None:
         return None
     return {
         "allow_origins": origins,
-        "allow_methods": ["GET", "POST"],
-        # user-agent: some AI SDK versions set their own, which browsers preflight.
-        "allow_headers": ["authorization", "content-type", "last-event-id", "user-agent"],
-        # The generation a chat's stream carries, for a page that wants its status.
-        "expose_headers": ["x-generation-id"],
+        "allow_methods": ["GET", "POST", "PUT", "DELETE", "HEAD"],
+        # user-agent: some AI SDK versions set their own, which browsers preflight. The
+        # rest are the Durable Streams protocol's request headers.
+        "allow_headers": [
+            "authorization",
+            "content-type",
+            "last-event-id",
+            "user-agent",
+            "if-none-match",
+            "stream-seq",
+            "stream-ttl",
+            "stream-expires-at",
+            "stream-closed",
+            "stream-forked-from",
+            "stream-fork-offset",
+            "stream-fork-sub-offset",
+            "producer-id",
+            "producer-epoch",
+            "producer-seq",
+        ],
+        # The generation a chat's stream carries, for a page that wants its status; and
+        # what the Durable Streams protocol answers in headers.
+        "expose_headers": [
+            "x-generation-id",
+            "etag",
+            "location",
+            "stream-next-offset",
+            "stream-cursor",
+            "stream-up-to-date",
+            "stream-closed",
+            "stream-sse-data-encoding",
+            "stream-ttl",
+            "stream-expires-at",
+            "producer-epoch",
+            "producer-seq",
+            "producer-expected-seq",
+            "producer-received-seq",
+        ],
         "max_age": 600,
     }

@@ -14,8 +14,8 @@ from broadcaster.core import keys
 from broadcaster.http.errors import ApiError
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The body as JSON, refusing more than ``limit`` bytes before reading them all."""
+async def read_bytes(request: Request, limit: int) -> bytes:
+    """The body, refusing more than ``limit`` bytes before reading them all."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "too_large", f"request body over {limit} bytes")
@@ -24,10 +24,16 @@ async def read_json(request: Request, limit: int) -> Any:
         body += chunk
         if len(body) > limit:
             raise ApiError(413, "too_large", f"request body over {limit} bytes")
+    return bytes(body)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The body as JSON, refusing more than ``limit`` bytes before reading them all."""
+    body = await read_bytes(request, limit)
     if not body:
         raise ApiError(422, "invalid_json", "the request body is empty; expected JSON")
     try:
-        parsed = json.loads(bytes(body))
+        parsed = json.loads(body)
     except (ValueError, RecursionError) as exc:
         # ValueError covers JSONDecodeError and UnicodeDecodeError (invalid UTF-8).
         raise ApiError(422, "invalid_json", f"the body is not valid JSON: {exc}"[:300]) from None

@@ -72,11 +72,15 @@ def ok(status: int, model: type[BaseModel], description: str) -> dict[int | str,
 
 
 _WHY = {
-    400: "the resume point is not an id this server issued",
+    400: "malformed: the resume point or offset is not one this server issued, or a header"
+    " is invalid",
     401: "an API key or viewer token is required",
     403: "the API key lacks the right",
     404: "no such stream (unknown, expired, or an id outside ^[A-Za-z0-9_-]{1,64}$)",
+    405: "a stream of events is read-only as a Durable Stream (Allow: GET, HEAD)",
     409: "conflict: the id exists, the stream has ended, or the resume point is ahead",
+    410: "gone: the Durable Stream was deleted (streams forked from it live on), or the"
+    " offset is not in its history",
     413: "over a size limit (body, event or stream)",
     422: "invalid: not JSON, too deeply nested, or not the documented shape (the message names"
     " the field); for a new generation also: no running worker serves its provider",

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from broadcaster.core import connection, keys
 from broadcaster.core.chats import Chats
+from broadcaster.core.dslog import DurableLog
 from broadcaster.core.generations import Generations
 from broadcaster.core.jobs import JobQueue
 from broadcaster.core.log import EventLog
@@ -51,11 +52,18 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
         keepalive=settings.keepalive_seconds,
         quiet_check=settings.quiet_check_seconds,
         probe=settings.pubsub_probe_seconds,
+        linger=settings.topic_linger_seconds,
     )
     try:
         async with Hub(resolver, event_log, config, app.state.metrics) as hub:
             app.state.redis = redis
             app.state.log = event_log
+            app.state.durable = DurableLog(
+                redis,
+                idle_ttl=settings.idle_ttl_seconds,
+                max_entries=settings.max_stream_events,
+                max_bytes=settings.max_stream_bytes,
+            )
             app.state.generations = Generations(event_log)
             app.state.hub = hub
             app.state.jobs = JobQueue(redis)

@@ -29,6 +29,11 @@ class Settings(RedisSettings):
     pubsub_probe_seconds: float = Field(5.0, gt=0)
     """How often each pub/sub connection is pinged and its channels' homes checked (a
     connection can stay attached to a dead or partitioned node)."""
+    ds_long_poll_seconds: float = Field(20.0, gt=0, le=600)
+    """How long a Durable Streams ``live=long-poll`` read waits for data before 204."""
+    topic_linger_seconds: float = Field(5.0, ge=0)
+    """A stream stays watched this long after its last viewer left, so the next long-poll
+    or a reconnecting viewer finds it subscribed (0: stop watching at once)."""
     viewer_buffer: int = Field(1024, ge=1)
     """Live events buffered per viewer; beyond, it catches up from Redis itself."""
     slow_viewer_timeout: float = Field(30.0, gt=0)

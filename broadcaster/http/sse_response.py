@@ -117,7 +117,8 @@ class SSEResponse(Response):
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
-        await self._send(send, self._first)
+        if self._first:
+            await self._send(send, self._first)
         direct: Any = scope.get("extensions", {}).get(DIRECT_WRITE)
         self._chunks = self._body(direct() if direct is not None else None)
         async for chunk in self._chunks:

@@ -145,6 +145,12 @@ async def stream_response(
     info = await event_log.info(stream_id, at=after if tag else None)
     if info is None:
         raise ApiError(404, "not_found", f"no stream {stream_id!r} (unknown or expired)")
+    if info.kind == "ds":
+        raise ApiError(
+            409,
+            "durable_stream",
+            f"{stream_id!r} is a Durable Stream: read it at /v1/stream/{stream_id}",
+        )
     _check_resume_point(info, after, tag)
     if info.ended and after == info.last_seq:
         return Response(status_code=204)

@@ -1,0 +1,252 @@
+"""The Durable Streams protocol's rules that need no I/O: offsets, cursors, headers, content
+types, JSON batches, and how entries are encoded for each kind of read.
+
+**Offsets** are ``<seq>_<history tag>``, both 16 decimal digits: the seq of the last entry
+a reader has (the reference server's shape, ``%016d_%016d``, so the zero offset
+``0000000000000000_0000000000000000`` clients and the conformance suite use means "the
+start" here too), and the entry's 32-bit history tag in decimal. Fixed width makes them
+sort as the protocol requires; the tag makes an offset name a history, not only a
+position, as this project's SSE ids ``<seq>.<tag hex>`` do: the offset of event 7 is the
+SSE id ``7.<tag>`` written another way (``offset_of_event_id``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+OFFSET_RE = re.compile(r"^(\d{1,20})_(\d{1,20})$")
+TTL_RE = re.compile(r"^(0|[1-9][0-9]*)$")
+INT_RE = re.compile(r"^[0-9]+$")
+SUB_OFFSET_RE = re.compile(r"^(0|[1-9][0-9]*)$")
+MAX_SAFE_INTEGER = 2**53 - 1
+"""Producer epochs and seqs: the largest integer JavaScript clients can send exactly."""
+MAX_TTL = 100 * 365 * 24 * 3600
+"""Longest ``Stream-TTL`` accepted (seconds): a century, so that Redis's expiry, in ms,
+cannot overflow."""
+
+CURSOR_EPOCH = datetime(2024, 10, 9, tzinfo=UTC).timestamp()
+"""Cursors count 20 s intervals from the protocol's epoch, so every server agrees."""
+CURSOR_INTERVAL = 20
+
+Mode = Literal["json", "text", "binary"]
+
+
+class BadRequest(ValueError):
+    """A request the protocol calls malformed (400); the message says what."""
+
+
+# --- offsets ---
+
+
+@dataclass(frozen=True, slots=True)
+class Offset:
+    seq: int
+    tag: int
+    """The history tag of the entry at ``seq`` as a number (0 at seq 0)."""
+
+    def matches(self, tag: str) -> bool:
+        """Whether ``tag`` (hex, as stored) is this offset's."""
+        return self.tag == (int(tag, 16) if tag else 0)
+
+
+def format_offset(seq: int, tag: str) -> str:
+    return f"{seq:016d}_{int(tag, 16) if tag else 0:016d}"
+
+
+def offset_of_event_id(event_id: str) -> str:
+    """The offset of an SSE event id ``<seq>.<tag>`` of this project."""
+    seq, _, tag = event_id.partition(".")
+    return format_offset(int(seq), tag)
+
+
+def parse_offset(raw: str) -> Offset | Literal["-1", "now"]:
+    """An offset a client sent; BadRequest unless it is ``-1``, ``now`` or digits_digits
+    (spaces, commas, slashes, NUL and line breaks are all refused)."""
+    if raw in ("-1", "now"):
+        return raw  # type: ignore[return-value]
+    m = OFFSET_RE.match(raw)
+    if m is None:
+        raise BadRequest(f"malformed offset {raw[:80]!r}")
+    return Offset(int(m.group(1)), int(m.group(2)))
+
+
+# --- cursors ---
+
+
+def response_cursor(client: str | None, now: float | None = None) -> str:
+    """The cursor of a live response: the current 20 s interval, or, when the client's
+    cursor is not behind it, the client's plus 1 to 3,600 s of jitter (so cursors only
+    grow and a CDN never serves a cached empty answer in a loop)."""
+    current = int(((now if now is not None else time.time()) - CURSOR_EPOCH) // CURSOR_INTERVAL)
+    if client is None or not INT_RE.match(client) or len(client) > 18:
+        return str(current)
+    theirs = int(client)
+    if theirs < current:
+        return str(current)
+    jitter = random.randint(1, 3600)
+    return str(theirs + max(1, -(-jitter // CURSOR_INTERVAL)))
+
+
+# --- headers ---
+
+
+def is_true(value: str | None) -> bool:
+    """``Stream-Closed``: only ``true`` counts (any case); other values are ignored."""
+    return value is not None and value.strip().lower() == "true"
+
+
+def parse_ttl(value: str) -> int:
+    if not TTL_RE.match(value) or int(value) > MAX_TTL:
+        raise BadRequest(f"Stream-TTL must be a whole number of seconds, got {value[:40]!r}")
+    return int(value)
+
+
+def parse_expires_at(value: str) -> int:
+    """RFC 3339 to Unix ms (a time without a zone is UTC)."""
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise BadRequest(f"Stream-Expires-At is not an RFC 3339 time: {value[:60]!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+def format_expires_at(ms: int) -> str:
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def parse_sub_offset(value: str) -> int:
+    if not SUB_OFFSET_RE.match(value) or int(value) > MAX_SAFE_INTEGER:
+        raise BadRequest(f"Stream-Fork-Sub-Offset must be a whole number, got {value[:40]!r}")
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Producer:
+    id: str
+    epoch: int
+    seq: int
+
+
+def parse_producer(pid: str | None, epoch: str | None, seq: str | None) -> Producer | None:
+    """The idempotent producer's headers: all three or none."""
+    given = [v is not None for v in (pid, epoch, seq)]
+    if not any(given):
+        return None
+    if not all(given):
+        raise BadRequest("Producer-Id, Producer-Epoch and Producer-Seq go together")
+    assert pid is not None and epoch is not None and seq is not None
+    if not pid:
+        raise BadRequest("Producer-Id must not be empty")
+    if len(pid) > 256 or ":" in pid:
+        raise BadRequest("Producer-Id must be at most 256 characters, without ':'")
+    for name, value in (("Producer-Epoch", epoch), ("Producer-Seq", seq)):
+        if not INT_RE.match(value) or int(value) > MAX_SAFE_INTEGER:
+            raise BadRequest(f"{name} must be a non-negative integer below 2^53")
+    return Producer(pid, int(epoch), int(seq))
+
+
+# --- content types ---
+
+
+def normalize_content_type(value: str | None) -> str:
+    """The media type alone, lower case: ``Text/Plain; charset=utf-8`` is ``text/plain``."""
+    return (value or "").split(";", 1)[0].strip().lower()
+
+
+_MEDIA_TYPE_RE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
+
+
+def valid_content_type(value: str) -> bool:
+    return bool(_MEDIA_TYPE_RE.match(value))
+
+
+def mode_of(content_type: str) -> Mode:
+    if content_type == "application/json":
+        return "json"
+    if content_type.startswith("text/"):
+        return "text"
+    return "binary"
+
+
+# --- JSON batches ---
+
+
+def json_messages(body: bytes, *, allow_empty: bool) -> list[bytes]:
+    """A JSON body as the messages it appends: an array is flattened one level (``[]`` is
+    refused unless ``allow_empty``, as a PUT's initial body may be); each message is
+    stored compact, so that it fits one SSE ``data:`` line."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadRequest("the body is not valid JSON") from None
+    items = value if isinstance(value, list) else [value]
+    if not items and not allow_empty:
+        raise BadRequest("an empty JSON array appends nothing")
+    return [_compact(item) for item in items]
+
+
+def _compact(value: Any) -> bytes:
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:  # a lone surrogate: escaped instead
+        return json.dumps(value, separators=(",", ":")).encode()
+    except (ValueError, RecursionError):
+        raise BadRequest("the body is not valid JSON") from None
+
+
+# --- encodings ---
+
+
+def body_of(mode: Mode, payloads: list[bytes]) -> bytes:
+    """A catch-up or long-poll body: a JSON array of the messages, or the bytes."""
+    if mode == "json":
+        return b"[" + b",".join(payloads) + b"]"
+    return b"".join(payloads)
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def sse_data(mode: Mode, payloads: list[bytes]) -> bytes:
+    """One SSE ``data`` event carrying ``payloads``: a JSON array on one line, text split
+    into ``data:`` lines at every line break (so a payload can never end the event or
+    start another), or the bytes in base64."""
+    if mode == "json":
+        return b"event: data\ndata:[" + b",".join(payloads) + b"]\n\n"
+    if mode == "text":
+        text = b"".join(payloads).decode("utf-8", "replace")
+        lines = "\n".join("data:" + line for line in _LINE_BREAK.split(text))
+        return b"event: data\n" + lines.encode() + b"\n\n"
+    return b"event: data\ndata:" + base64.b64encode(b"".join(payloads)) + b"\n\n"
+
+
+def sse_control(next_offset: str, cursor: str | None, *, up_to_date: bool, closed: bool) -> bytes:
+    control: dict[str, Any] = {"streamNextOffset": next_offset}
+    if closed:
+        control["streamClosed"] = True
+        control["upToDate"] = True
+    else:
+        if cursor is not None:
+            control["streamCursor"] = cursor
+        if up_to_date:
+            control["upToDate"] = True
+    return b"event: control\ndata:" + json.dumps(control, separators=(",", ":")).encode() + b"\n\n"
+
+
+def etag(name: str, start: str, end: str, closed: bool) -> str:
+    """Changes with the range read and with closure (``:c``), as the protocol asks."""
+    named = base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+    return f'"{named}:{start}:{end}{":c" if closed else ""}"'
