@@ -45,7 +45,7 @@ class HubConfig:
     against the log (a lost last message would otherwise go unnoticed)."""
     probe: float = 5.0
     """How often each pub/sub connection is pinged and its channels' homes checked."""
-    linger: float = 5.0
+    linger: float = 0.0
     """Seconds a stream stays watched after its last viewer left: the next long-poll of a
     Durable Streams reader, or a viewer reconnecting, then finds it subscribed and its
     position known, instead of subscribing again and reading the log twice."""
@@ -120,7 +120,8 @@ class Hub:
 
     @property
     def streams(self) -> int:
-        return len(self._topics)
+        """Streams with viewers here (not those lingering after their last left)."""
+        return sum(1 for t in self._topics.values() if t.subs)
 
     def viewers_of(self, stream_id: str) -> int:
         topic = self._topics.get(stream_id)

@@ -165,7 +165,7 @@ def _created(request: Request, path: str, written: Written, ct: str) -> Response
         if written.closed:
             headers[CLOSED] = "true"
         if status == "CREATED":
-            headers["location"] = str(request.url.replace(query=""))
+            headers["location"] = _location(request)
         return Response(status_code=201 if status == "CREATED" else 200, headers=headers)
     reasons = {
         "DIFFERENT": "a stream exists at this path with another configuration",
@@ -174,6 +174,14 @@ def _created(request: Request, path: str, written: Written, ct: str) -> Response
         "OTHER": "this path is a stream of events (a generation, a chat or a job feed)",
     }
     raise ApiError(409, "conflict", f"/v1/stream/{path[:80]}: {reasons[status]}")
+
+
+def _location(request: Request) -> str:
+    """The stream's URL, its path as the client sent it (percent-encoded, so any path
+    fits in a header)."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    base = request.url.replace(path="", query="", fragment="")
+    return str(base).rstrip("/") + raw.decode("latin-1").split("?", 1)[0]
 
 
 def _entries(ct: str, body: bytes, *, create: bool) -> list[tuple[str, bytes]]:
