@@ -14,10 +14,10 @@ import { runConformanceTests } from "@durable-streams/server-conformance-tests"
 const baseUrl = process.env.DURABLE_STREAMS_URL
 const longPollTimeoutMs = Number(process.env.DURABLE_STREAMS_LONG_POLL_MS)
 
-if (!baseUrl || !/^https?:\/\/[^/]+$/.test(baseUrl)) {
+if (!baseUrl || !/^https?:\/\/\S+[^/]$/.test(baseUrl)) {
   throw new Error(
-    `DURABLE_STREAMS_URL must be a base URL without a path (http://127.0.0.1:PORT),` +
-      ` not ${JSON.stringify(baseUrl)}`
+    `DURABLE_STREAMS_URL must be a base URL without a trailing slash` +
+      ` (http://127.0.0.1:PORT), not ${JSON.stringify(baseUrl)}`
   )
 }
 if (!Number.isFinite(longPollTimeoutMs) || longPollTimeoutMs <= 0) {
