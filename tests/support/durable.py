@@ -128,17 +128,21 @@ class ConformanceResult:
             out.append(f"passed {self.passed} != total {self.total} - skipped {self.skipped}")
         return out
 
-    def format(self, error_lines: int = 6) -> str:
-        """The counts, then each failed test's name and the first lines of its error:
-        for a test's failure message, and for printing."""
+    def format(self, error_lines: int = 4, max_failures: int | None = 60) -> str:
+        """The counts, then each failed test's name and the first lines of its error (the
+        first ``max_failures`` of them; None: all): for a test's failure message, and for
+        printing."""
         out = [
             f"durable streams conformance against {self.base_url}: {self.counts()}"
             f" ({self.seconds:.0f} s)"
         ]
         out += [f"  file error: {e}" for e in self.file_errors]
-        for f in self.failures:
+        shown = self.failures if max_failures is None else self.failures[:max_failures]
+        for f in shown:
             out.append(f"FAIL {f.name}")
             out += [f"    {ln}" for ln in f.first_lines(error_lines)]
+        if len(shown) < len(self.failures):
+            out.append(f"... and {len(self.failures) - len(shown)} more failed tests")
         if self.log_path is not None:
             out.append(f"vitest's output: {self.log_path}")
         if self.report_path is not None:
@@ -386,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     except pytest.fail.Exception as exc:  # what require_node_packages and find_nginx raise
         print(exc, file=sys.stderr)
         return 2
-    print(result.format())
+    print(result.format(max_failures=None))
     print(f"durable streams conformance ({where}): {result.counts()}")
     return 0 if not result.problems() else 1
 
