@@ -24,6 +24,8 @@ preflight's allowed headers, and two SSE catch-up tests (every ``data`` event mu
 followed by its own ``control`` event, in JSON and in base64). The suite is newer than the
 server; our front-ends must pass those six too.
 
+``--nginx`` puts the tests' round-robin nginx (tests/support/nginx.py) in front, naming
+the one server twice: the same 326/6/6, so nginx as configured there costs no test.
 ``python -m tests.support.durable URL`` runs the suite against any base URL.
 """
 
