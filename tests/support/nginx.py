@@ -2,7 +2,12 @@
 only the upstream servers, the listen address and the paths an unprivileged nginx in a
 temporary folder needs are substituted (and a second access log is added, which records
 each request's Last-Event-ID and upstream). A third front-end gets a copy of the second
-one's server line."""
+one's server line.
+
+``round_robin=True`` makes the same file route by plain round robin instead of by stream
+(the ``hash ... consistent`` line removed, everything else kept), so that consecutive
+requests for one stream land on different front-ends: the Durable Streams conformance
+suite then checks read-your-writes across front-ends in each of its tests."""
 
 from __future__ import annotations
 
@@ -100,16 +105,80 @@ def nginx_conf_for_test(
     return text
 
 
-class Nginx:
-    """A real nginx master process (and its workers), stopped by pid."""
+ROUTE_BY_STREAM = "        hash $broadcaster_route consistent;\n"
+DURABLE_STREAMS_LOCATION = re.compile(r"^\s*location\b[^{\n]*/v1/stream/", flags=re.MULTILINE)
+# For the Durable Streams routes, while deploy/nginx.conf has no location of its own for
+# them: everything the SSE location has (the suite reads SSE and long-polls there), and
+# gzip off: nginx's gzip would turn the front-end's strong ETags weak (W/"...") and drop
+# Content-Length, which is the front-end's to decide, not the test's.
+DURABLE_STREAMS_TEST_LOCATION = """\
+        # --- Durable Streams: /v1/stream/{path} (PUT, POST, GET, HEAD, DELETE, OPTIONS).
+        # Added by tests/support/nginx.py: deploy/nginx.conf has no location for it yet.
+        # Bodies up to 17m (the suite posts 10 MB) are streamed to the front-end as they
+        # come; responses (SSE, long-polls) are passed on unbuffered,
+        # and a long-poll or SSE response may stay open for an hour.
+        location ^~ /v1/stream/ {
+            proxy_pass http://broadcaster;
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_cache off;
+            client_max_body_size 17m;
+            chunked_transfer_encoding on;
+            gzip off;
+            proxy_read_timeout 1h;
+            proxy_send_timeout 1h;
+            proxy_pass_header X-Accel-Buffering;
+        }
 
-    def __init__(self, binary: str, directory: Path, port: int, frontend_ports: list[int]):
+"""
+
+
+def round_robin_conf_for_test(
+    directory: Path, listen_port: int, frontend_ports: list[int], source: str | None = None
+) -> str:
+    """``nginx_conf_for_test`` routing by plain round robin: the upstream's
+    ``hash ... consistent`` line removed and nothing else changed, so that one stream's
+    requests alternate between front-ends. The Durable Streams paths (``/v1/stream/``)
+    go through deploy/nginx.conf's own location for them if it has one, else through
+    ``DURABLE_STREAMS_TEST_LOCATION``, added before the catch-all ``location /`` (whose
+    60 s read timeout and buffering suit neither SSE nor long-polls)."""
+    text = nginx_conf_for_test(directory, listen_port, frontend_ports, source)
+    text = _replace_once(
+        text, ROUTE_BY_STREAM, "        # (test: the hash by stream removed; round robin)\n"
+    )
+    if DURABLE_STREAMS_LOCATION.search(text) is None:
+        text = _replace_once(
+            text,
+            "        # --- Everything else: the JSON API",
+            DURABLE_STREAMS_TEST_LOCATION + "        # --- Everything else: the JSON API",
+        )
+    return text
+
+
+class Nginx:
+    """A real nginx master process (and its workers), stopped by pid. Routes by stream
+    as deploy/nginx.conf does, or with ``round_robin`` by plain round robin
+    (``round_robin_conf_for_test``). It is started once ``ready_path`` answers 200
+    through it."""
+
+    def __init__(
+        self,
+        binary: str,
+        directory: Path,
+        port: int,
+        frontend_ports: list[int],
+        *,
+        round_robin: bool = False,
+        ready_path: str = "/readyz",
+    ):
         self.binary = binary
+        self.ready_path = ready_path
         self.directory = directory
         self.port = port
         self.conf = directory / "nginx.conf"
         (directory / "temp").mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(nginx_conf_for_test(directory, port, frontend_ports))
+        make_conf = round_robin_conf_for_test if round_robin else nginx_conf_for_test
+        self.conf.write_text(make_conf(directory, port, frontend_ports))
         self.log_path = directory / "nginx.log"
         self.popen: subprocess.Popen[bytes] | None = None
         self.worker_pids: list[int] = []
@@ -144,7 +213,7 @@ class Nginx:
             if self.popen.poll() is not None:
                 raise AssertionError(f"nginx exited with {self.popen.returncode}:\n{self.log()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(self.url + self.ready_path, timeout=1).status_code == 200:
                     self.worker_pids = self._children()
                     return
             time.sleep(0.05)

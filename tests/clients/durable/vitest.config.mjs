@@ -1,0 +1,20 @@
+// vitest for the conformance suite only (conformance.test.mjs); follow.mjs and the
+// reference server are plain node scripts, not tests.
+import { defineConfig } from "vitest/config"
+
+export default defineConfig({
+  test: {
+    include: ["conformance.test.mjs"],
+    // One file, its tests in order, as the suite is written to run.
+    fileParallelism: false,
+    // vitest's default is 5 s a test. The suite's longest tests sleep 4 s (its TTL tests)
+    // and others make many requests, so a correct server on a busy two-core machine could
+    // fail for being slow. 15 s leaves room while a test that hangs (a client retrying a
+    // refused connection) still ends soon. The tests that wait on a long-poll set their
+    // own limit (the long-poll timeout + 1 s) and keep it.
+    testTimeout: 15_000,
+    hookTimeout: 15_000,
+    // No retries: a test that passes only on a second try is a finding, not a pass.
+    retry: 0,
+  },
+})
