@@ -27,6 +27,7 @@ from tests.support.webhooks import (
     Received,
     Receiver,
     clear_webhook_keys,
+    own_database,
     wait_until,
     webhook_env,
 )
@@ -41,10 +42,17 @@ PATIENT = {
 the event after the kill is the other process, taking over."""
 
 
+@pytest.fixture(scope="module")
+def db_url(redis_url: str) -> str:
+    return own_database(redis_url)
+
+
 @pytest.fixture
-def clean(redis_client: redis_sync.Redis) -> redis_sync.Redis:
-    clear_webhook_keys(redis_client)
-    return redis_client
+def clean(db_url: str) -> Iterator[redis_sync.Redis]:
+    client = redis_sync.Redis.from_url(db_url)
+    clear_webhook_keys(client)
+    yield client
+    client.close()
 
 
 @pytest.fixture
@@ -53,11 +61,9 @@ def receiver() -> Iterator[Receiver]:
         yield r
 
 
-def start_deliverer(redis_url: str, logs: Path, name: str, env: dict[str, str]) -> Proc:
+def start_deliverer(db_url: str, logs: Path, name: str, env: dict[str, str]) -> Proc:
     """``python -m broadcaster webhooks run``, once it says it delivers."""
-    proc = spawn(
-        name, ["-m", "broadcaster", "webhooks", "run"], {"REDIS_URL": redis_url, **env}, logs
-    )
+    proc = spawn(name, ["-m", "broadcaster", "webhooks", "run"], {"REDIS_URL": db_url, **env}, logs)
     wait_until(lambda: "delivering as" in proc.log() or not proc.alive(), 20, f"{name} silent")
     assert proc.alive(), proc.log()
     return proc
@@ -73,7 +79,7 @@ def pending(client: redis_sync.Redis) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("victim", ["frontend", "standalone"])
 async def test_a_deliverer_killed_during_the_backoff_is_taken_over(
     victim: str,
-    redis_url: str,
+    db_url: str,
     logs_dir: Path,
     clean: redis_sync.Redis,
     receiver: Receiver,
@@ -84,12 +90,12 @@ async def test_a_deliverer_killed_during_the_backoff_is_taken_over(
     receiver.answers["hooks"] = [500]
     url = receiver.url()
     if victim == "frontend":
-        frontend = start_frontend(redis_url, logs_dir, "wh-kill-fe", webhook_env(url, **PATIENT))
+        frontend = start_frontend(db_url, logs_dir, "wh-kill-fe", webhook_env(url, **PATIENT))
         killed = frontend
     else:
         off = webhook_env(url, BROADCASTER_WEBHOOK_DELIVERY="false")
-        frontend = start_frontend(redis_url, logs_dir, "wh-quiet-fe", off)
-        killed = start_deliverer(redis_url, logs_dir, "wh-kill-d", webhook_env(url, **PATIENT))
+        frontend = start_frontend(db_url, logs_dir, "wh-quiet-fe", off)
+        killed = start_deliverer(db_url, logs_dir, "wh-kill-d", webhook_env(url, **PATIENT))
     rescuer: Proc | None = None
     try:
         async with httpx.AsyncClient(timeout=30) as client:
@@ -102,9 +108,9 @@ async def test_a_deliverer_killed_during_the_backoff_is_taken_over(
         killed_at = time.monotonic()
         assert len(receiver.at()) == 1  # it was waiting for its retry
         if victim == "frontend":
-            rescuer = start_deliverer(redis_url, logs_dir, "wh-rescue-d", webhook_env(url))
+            rescuer = start_deliverer(db_url, logs_dir, "wh-rescue-d", webhook_env(url))
         else:
-            rescuer = start_frontend(redis_url, logs_dir, "wh-rescue-fe", webhook_env(url))
+            rescuer = start_frontend(db_url, logs_dir, "wh-rescue-fe", webhook_env(url))
         await asyncio.to_thread(wait_until, receiver.accepted, 60, "not taken over")
         taken = time.monotonic() - killed_at
     finally:
@@ -154,7 +160,7 @@ async def start_all(client: httpx.AsyncClient, bases: list[str]) -> dict[str, st
 
 @pytest.mark.timeout(600)
 async def test_a_thousand_generations_each_delivered(
-    redis_url: str, logs_dir: Path, clean: redis_sync.Redis, receiver: Receiver
+    db_url: str, logs_dir: Path, clean: redis_sync.Redis, receiver: Receiver
 ) -> None:
     seen_first: set[str] = set()
 
@@ -172,9 +178,9 @@ async def test_a_thousand_generations_each_delivered(
         "PYTHONPATH": str(ROOT),
     }
     procs = [
-        start_frontend(redis_url, logs_dir, "wh-load-a", env),
-        start_frontend(redis_url, logs_dir, "wh-load-b", env),
-        start_worker(redis_url, logs_dir, "wh-load-worker", worker_env),
+        start_frontend(db_url, logs_dir, "wh-load-a", env),
+        start_frontend(db_url, logs_dir, "wh-load-b", env),
+        start_worker(db_url, logs_dir, "wh-load-worker", worker_env),
     ]
     with processes(*procs):
         started = time.monotonic()

@@ -20,6 +20,8 @@ from standardwebhooks import Webhook
 from broadcaster.core import keys
 from broadcaster.core.log import EventLog
 from broadcaster.core.outbox import Outbox
+from broadcaster.webhooks.signing import Signer
+from examples.webhook_receiver import create_app
 from tests.support.procs import (
     ROOT,
     Proc,
@@ -32,7 +34,9 @@ from tests.support.webhooks import (
     SECRET,
     Received,
     Receiver,
+    Served,
     clear_webhook_keys,
+    own_database,
     wait_until,
     webhook_env,
 )
@@ -41,18 +45,32 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture(scope="module")
-def worker(redis_url: str, logs_dir: Path) -> Iterator[Proc]:
-    proc = start_worker(redis_url, logs_dir, "webhooks-worker", {"WORKER_FAKE_DELAY_MS": "2"})
+def worker(db_url: str, logs_dir: Path) -> Iterator[Proc]:
+    """A generation of 64 tokens runs about 1.3 s (time to cancel it); its tools include
+    ``add``, so a request bringing a tool of that name fails."""
+    env = {
+        "WORKER_FAKE_DELAY_MS": "20",
+        "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = start_worker(db_url, logs_dir, "webhooks-worker", env)
     try:
         yield proc
     finally:
         proc.stop()
 
 
+@pytest.fixture(scope="module")
+def db_url(redis_url: str) -> str:
+    return own_database(redis_url)
+
+
 @pytest.fixture
-def clean(redis_client: redis_sync.Redis) -> redis_sync.Redis:
-    clear_webhook_keys(redis_client)
-    return redis_client
+def clean(db_url: str) -> Iterator[redis_sync.Redis]:
+    client = redis_sync.Redis.from_url(db_url)
+    clear_webhook_keys(client)
+    yield client
+    client.close()
 
 
 @pytest.fixture
@@ -73,10 +91,10 @@ async def create(client: httpx.AsyncClient, base: str, **body: Any) -> str:
     return str(r.json()["id"])
 
 
-def dead_list(redis_url: str) -> list[dict[str, Any]]:
+def dead_list(db_url: str) -> list[dict[str, Any]]:
     out = subprocess.run(
         [sys.executable, "-m", "broadcaster", "webhooks", "dead", "--json"],
-        env={"REDIS_URL": redis_url, "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        env={"REDIS_URL": db_url, "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=60,
@@ -85,10 +103,10 @@ def dead_list(redis_url: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.stdout.splitlines()]
 
 
-def replay(redis_url: str, *args: str) -> str:
+def replay(db_url: str, *args: str) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "broadcaster", "webhooks", "replay", *args],
-        env={"REDIS_URL": redis_url, "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        env={"REDIS_URL": db_url, "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=60,
@@ -98,16 +116,22 @@ def replay(redis_url: str, *args: str) -> str:
 
 
 async def test_a_receiver_failing_twice_gets_the_event_signed_on_the_third_attempt(
-    redis_url: str, logs_dir: Path, worker: Proc, clean: redis_sync.Redis, receiver: Receiver
+    db_url: str, logs_dir: Path, worker: Proc, clean: redis_sync.Redis, receiver: Receiver
 ) -> None:
     receiver.answers["hooks"] = [500, 500]
-    fe = start_frontend(redis_url, logs_dir, "wh-retry", webhook_env(receiver.url()))
+    fe = start_frontend(db_url, logs_dir, "wh-retry", webhook_env(receiver.url()))
     with processes(fe):
         async with httpx.AsyncClient(timeout=30) as client:
             gid = await create(client, fe.url, max_tokens=8)
             await asyncio.to_thread(wait_until, receiver.accepted, 60, "no webhook accepted")
-            status = (await client.get(f"{fe.url}/v1/generations/{gid}")).json()
+
+            def counted() -> bool:  # once the delivery is settled
+                text = httpx.get(f"{fe.url}/metrics").text
+                return "broadcaster_webhook_deliveries_total 1.0" in text
+
+            await asyncio.to_thread(wait_until, counted, 30, "the delivery was not counted")
             metrics = (await client.get(f"{fe.url}/metrics")).text
+            status = (await client.get(f"{fe.url}/v1/generations/{gid}")).json()
     got = receiver.at()
     assert [r.answered for r in got] == [500, 500, 200]
     assert len({r.webhook_id for r in got}) == 1  # the same message, three times
@@ -123,14 +147,13 @@ async def test_a_receiver_failing_twice_gets_the_event_signed_on_the_third_attem
     assert body["timestamp"] == data["finished_at"]
     assert "broadcaster_webhook_attempts_total 3.0" in metrics
     assert 'broadcaster_webhook_failures_total{reason="http_5xx"} 2.0' in metrics
-    assert "broadcaster_webhook_deliveries_total 1.0" in metrics
-    assert clean.xlen(keys.WEBHOOK_DELIVERIES_KEY) == 0  # settled, nothing left
+    assert clean.xlen(keys.WEBHOOK_DELIVERIES_KEY) == 0  # settled: nothing left
 
 
 async def test_a_feed_ended_by_a_publish_sends_stream_ended(
-    redis_url: str, logs_dir: Path, clean: redis_sync.Redis, receiver: Receiver
+    db_url: str, logs_dir: Path, clean: redis_sync.Redis, receiver: Receiver
 ) -> None:
-    fe = start_frontend(redis_url, logs_dir, "wh-feed", webhook_env(receiver.url()))
+    fe = start_frontend(db_url, logs_dir, "wh-feed", webhook_env(receiver.url()))
     with processes(fe):
         async with httpx.AsyncClient(timeout=30) as client:
             events = f"{fe.url}/v1/streams/job-wh-1/events"
@@ -151,14 +174,14 @@ async def test_a_feed_ended_by_a_publish_sends_stream_ended(
 
 
 async def test_streams_that_asked_for_no_webhooks_queue_none(
-    redis_url: str, clean: redis_sync.Redis
+    db_url: str, clean: redis_sync.Redis
 ) -> None:
     """A feed created by a process without webhooks (here a ``Publisher``-like log) ends
     without writing to the outbox, and ``Outbox.add`` queues nothing for it; a feed
     created with them does both."""
     from redis.asyncio import Redis
 
-    redis = Redis.from_url(redis_url)
+    redis = Redis.from_url(db_url)
     try:
         plain, hooked = EventLog(redis), EventLog(redis, webhooks=True)
         await plain.append("wh-plain", [{"type": "finish"}], kind="feed")
@@ -175,12 +198,12 @@ async def test_streams_that_asked_for_no_webhooks_queue_none(
 
 
 async def test_an_event_added_through_the_outbox_is_delivered(
-    redis_url: str, logs_dir: Path, clean: redis_sync.Redis, receiver: Receiver
+    db_url: str, logs_dir: Path, clean: redis_sync.Redis, receiver: Receiver
 ) -> None:
     from redis.asyncio import Redis
 
-    fe = start_frontend(redis_url, logs_dir, "wh-add", webhook_env(receiver.url()))
-    redis = Redis.from_url(redis_url)
+    fe = start_frontend(db_url, logs_dir, "wh-add", webhook_env(receiver.url()))
+    redis = Redis.from_url(db_url)
     with processes(fe):
         async with httpx.AsyncClient(timeout=30) as client:
             r = await client.post(f"{fe.url}/v1/streams/wh-room/events", json={"type": "data-a"})
@@ -197,13 +220,13 @@ async def test_an_event_added_through_the_outbox_is_delivered(
 
 
 async def test_a_generations_own_webhook_url_is_checked_against_the_allow_list(
-    redis_url: str, logs_dir: Path, worker: Proc, clean: redis_sync.Redis, receiver: Receiver
+    db_url: str, logs_dir: Path, worker: Proc, clean: redis_sync.Redis, receiver: Receiver
 ) -> None:
     env = webhook_env(
         receiver.url("deployment"),
         BROADCASTER_WEBHOOK_ALLOWED_ORIGINS=f"https://hooks.example.com,http://127.0.0.1:{receiver.port}",
     )
-    fe = start_frontend(redis_url, logs_dir, "wh-own", env)
+    fe = start_frontend(db_url, logs_dir, "wh-own", env)
     with processes(fe):
         async with httpx.AsyncClient(timeout=30) as client:
             for url in ("http://127.0.0.2:9/x", "https://hooks.example.com.evil.net/x", "ftp://x"):
@@ -226,23 +249,13 @@ async def test_a_generations_own_webhook_url_is_checked_against_the_allow_list(
 
 
 async def test_cancelled_and_failed_generations_report_their_status(
-    redis_url: str, logs_dir: Path, clean: redis_sync.Redis, receiver: Receiver
+    db_url: str, logs_dir: Path, worker: Proc, clean: redis_sync.Redis, receiver: Receiver
 ) -> None:
     """A generation cancelled while it runs, and one the worker fails (a request tool
     named like one of the worker's own: refused before the model is called)."""
-    slow = start_worker(
-        redis_url,
-        logs_dir,
-        "wh-slow-worker",
-        {
-            "WORKER_FAKE_DELAY_MS": "50",
-            "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
-            "PYTHONPATH": str(ROOT),
-        },
-    )
-    fe = start_frontend(redis_url, logs_dir, "wh-status", webhook_env(receiver.url()))
+    fe = start_frontend(db_url, logs_dir, "wh-status", webhook_env(receiver.url()))
     clash = {"name": "add", "input_schema": {"type": "object"}}
-    with processes(fe, slow):
+    with processes(fe):
         async with httpx.AsyncClient(timeout=30) as client:
             cancelled = await create(client, fe.url, max_tokens=64)
             r = await client.post(f"{fe.url}/v1/generations/{cancelled}/cancel")
@@ -261,7 +274,7 @@ async def test_cancelled_and_failed_generations_report_their_status(
 
 
 async def test_the_dead_letter_list_and_replay(
-    redis_url: str, logs_dir: Path, clean: redis_sync.Redis, receiver: Receiver
+    db_url: str, logs_dir: Path, clean: redis_sync.Redis, receiver: Receiver
 ) -> None:
     """A receiver that always fails: after the (tiny) schedule the delivery is dead; an
     operator lists it, fixes the receiver and replays it: delivered under the same
@@ -273,7 +286,7 @@ async def test_the_dead_letter_list_and_replay(
         BROADCASTER_WEBHOOK_RETRY_TOTAL_SECONDS="1",
         BROADCASTER_WEBHOOK_ALLOWED_ORIGINS=f"http://127.0.0.1:{receiver.port}",
     )
-    fe = start_frontend(redis_url, logs_dir, "wh-dead", env)
+    fe = start_frontend(db_url, logs_dir, "wh-dead", env)
     with processes(fe):
         async with httpx.AsyncClient(timeout=30) as client:
             events = f"{fe.url}/v1/streams/wh-doomed/events"
@@ -281,7 +294,7 @@ async def test_the_dead_letter_list_and_replay(
             await asyncio.to_thread(
                 wait_until, lambda: clean.xlen(keys.WEBHOOK_DEAD_KEY) == 1, 30, "not dead"
             )
-            [dead] = await asyncio.to_thread(dead_list, redis_url)
+            [dead] = await asyncio.to_thread(dead_list, db_url)
             attempts = receiver.at("down")
             assert dead["attempts"] == len(attempts) >= 2
             assert dead["reason"] == "HTTP 503" and dead["type"] == "stream.ended"
@@ -289,14 +302,12 @@ async def test_the_dead_letter_list_and_replay(
             assert dead["body"] == verified(attempts[0])
 
             receiver.then["down"] = 200
-            assert "1 deliveries queued again" in await asyncio.to_thread(
-                replay, redis_url, "--all"
-            )
+            assert "1 deliveries queued again" in await asyncio.to_thread(replay, db_url, "--all")
             await asyncio.to_thread(wait_until, lambda: receiver.accepted("down"), 30, "no replay")
             assert receiver.accepted("down")[0].webhook_id == dead["webhook_id"]
-            assert await asyncio.to_thread(dead_list, redis_url) == []
+            assert await asyncio.to_thread(dead_list, db_url) == []
 
-            advertise_providers(redis_url)  # admitted; a worker, if one runs, may finish it
+            advertise_providers(db_url)  # admitted, though no worker may run in this test
             r = await client.post(
                 f"{fe.url}/v1/generations",
                 json={"prompt": "hi", "max_tokens": 2, "webhook_url": receiver.url("gone")},
@@ -310,5 +321,35 @@ async def test_the_dead_letter_list_and_replay(
             await asyncio.to_thread(
                 wait_until, lambda: clean.xlen(keys.WEBHOOK_DEAD_KEY) == 1, 30, "410 not dead"
             )
-            [gone] = await asyncio.to_thread(dead_list, redis_url)
+            [gone] = await asyncio.to_thread(dead_list, db_url)
             assert (gone["attempts"], gone["to"]) == (1, receiver.url("gone"))
+
+
+async def test_the_example_receiver_verifies_and_deduplicates(
+    db_url: str, logs_dir: Path, worker: Proc, clean: redis_sync.Redis
+) -> None:
+    """``examples/webhook_receiver.py`` (docs/webhooks.md's receiver) against real
+    deliveries: it handles each event once, refuses a forged one, and says yes to a
+    duplicate without handling it again."""
+    handled: list[dict[str, Any]] = []
+    with Served(create_app(SECRET, handled.append)) as example:
+        url = f"http://127.0.0.1:{example.port}/webhooks"
+        fe = start_frontend(db_url, logs_dir, "wh-example", webhook_env(url))
+        with processes(fe):
+            async with httpx.AsyncClient(timeout=30) as client:
+                gid = await create(client, fe.url, max_tokens=4)
+                events = f"{fe.url}/v1/streams/wh-example-job/events"
+                assert (await client.post(events, json={"type": "finish"})).status_code == 201
+                await asyncio.to_thread(wait_until, lambda: len(handled) == 2, 30, "not handled")
+                await asyncio.to_thread(  # both answered 2xx: settled
+                    wait_until, lambda: clean.xlen(keys.WEBHOOK_DELIVERIES_KEY) == 0, 30, "left"
+                )
+                body = json.dumps(handled[0]).encode()
+                signed = Signer(SECRET).headers("msg_test_1", body)
+                assert (await client.post(url, content=body, headers=signed)).status_code == 204
+                again = await client.post(url, content=body, headers=signed)
+                forged = signed | {"webhook-signature": "v1," + "A" * 44}
+                refused = await client.post(url, content=body, headers=forged)
+    assert {e["data"]["id"] for e in handled[:2]} == {gid, "wh-example-job"}
+    assert {e["type"] for e in handled[:2]} == {"generation.finished", "stream.ended"}
+    assert (again.status_code, refused.status_code, len(handled)) == (204, 401, 3)

@@ -17,12 +17,22 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from broadcaster.core import keys
 from broadcaster.core.embedded import free_port
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 """The deployments' signing secret in these tests (Standard Webhooks' own example)."""
+
+
+DATABASE = 7
+"""The webhook tests' own database on the suite's Redis: the session's deployment (in
+database 0) never takes their jobs, and their webhook keys are theirs alone."""
+
+
+def own_database(redis_url: str) -> str:
+    return f"{redis_url.rsplit('/', 1)[0]}/{DATABASE}"
 
 
 def webhook_env(url: str | None = None, **extra: str) -> dict[str, str]:
@@ -38,6 +48,27 @@ def webhook_env(url: str | None = None, **extra: str) -> dict[str, str]:
     if url is not None:
         env["BROADCASTER_WEBHOOK_URL"] = url
     return env | extra
+
+
+class Served:
+    """An ASGI app served by uvicorn on 127.0.0.1, in a thread, while inside."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", ws="none"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="receiver", daemon=True)
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        wait_until(lambda: self.server.started, 10, "the receiver did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
 
 
 @dataclass
@@ -67,13 +98,9 @@ class Receiver:
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
-        self.port = free_port()
         app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["POST"])])
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", ws="none"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="receiver", daemon=True)
+        self.served = Served(app)
+        self.port = self.served.port
 
     def url(self, path: str = "hooks") -> str:
         return f"http://127.0.0.1:{self.port}/{path}"
@@ -90,13 +117,11 @@ class Receiver:
         return Response(status_code=got.answered)
 
     def __enter__(self) -> Receiver:
-        self.thread.start()
-        wait_until(lambda: self.server.started, 10, "the receiver did not start")
+        self.served.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self.served.__exit__()
 
     def at(self, path: str = "hooks") -> list[Received]:
         with self.lock:
