@@ -116,7 +116,7 @@ class Deliverer:
         self._attempts: dict[str, asyncio.Task[None]] = {}
         self._slot_freed = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
-        self._readers: list[Redis] = []
+        self._readers: dict[str, Redis] = {}
         self._cursor = "-"
 
     async def __aenter__(self) -> Deliverer:
@@ -161,7 +161,7 @@ class Deliverer:
         with contextlib.suppress(*connection.REDIS_ERRORS):
             await forget_consumer(self.redis, [KEY, *self.mover.keys], self.consumer)
         await self.sender.aclose()
-        for reader in self._readers:
+        for reader in self._readers.values():
             await reader.aclose()
         log.info("webhooks: deliverer %s stopped", self.consumer)
 
@@ -169,7 +169,7 @@ class Deliverer:
 
     async def _move_loop(self) -> None:
         await self.mover.ensure_groups()
-        reader = None if self.cluster else self._reader()
+        reader = None if self.cluster else self._reader("outboxes")
         reclaimed_at = 0.0
         while True:
             if await self._backlog_full():
@@ -191,7 +191,7 @@ class Deliverer:
 
     async def _send_loop(self) -> None:
         await ensure_group(self.redis, KEY)
-        reader = self._reader()
+        reader = self._reader("deliveries")
         while True:
             free = await self._free_slots()
             reply = await reader.xreadgroup(
@@ -289,10 +289,12 @@ class Deliverer:
             wait,
         )
 
-    def _reader(self) -> Redis:
-        reader = connection.blocking_client(self.redis_url, BLOCK_MS)
-        self._readers.append(reader)
-        return reader
+    def _reader(self, name: str) -> Redis:
+        """The blocking client of one loop: made once, kept across the loop's restarts
+        (it reconnects by itself), closed by ``stop``."""
+        if name not in self._readers:
+            self._readers[name] = connection.blocking_client(self.redis_url, BLOCK_MS)
+        return self._readers[name]
 
 
 async def _forever(name: str, loop: Callable[[], Awaitable[None]]) -> None:

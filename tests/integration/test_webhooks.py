@@ -27,6 +27,7 @@ from tests.support.procs import (
     Proc,
     advertise_providers,
     processes,
+    read_sse,
     start_frontend,
     start_worker,
 )
@@ -353,3 +354,33 @@ async def test_the_example_receiver_verifies_and_deduplicates(
     assert {e["data"]["id"] for e in handled[:2]} == {gid, "wh-example-job"}
     assert {e["type"] for e in handled[:2]} == {"generation.finished", "stream.ended"}
     assert (again.status_code, refused.status_code, len(handled)) == (204, 401, 3)
+
+
+async def test_a_receiver_that_never_answers_delays_no_viewer(
+    db_url: str, logs_dir: Path, worker: Proc, clean: redis_sync.Redis, receiver: Receiver
+) -> None:
+    """Every attempt hangs (the receiver answers only when the test lets it), and the
+    deliverer has one slot: viewers of a front-end delivering into that still get their
+    generation whole, and the webhook arrives once the receiver answers."""
+    receiver.held.add("hooks")
+    env = webhook_env(receiver.url(), BROADCASTER_WEBHOOK_CONCURRENCY="1")
+    fe = start_frontend(db_url, logs_dir, "wh-hang", env)
+    with processes(fe):
+        async with httpx.AsyncClient(timeout=30) as client:
+            events = f"{fe.url}/v1/streams/wh-hang-job/events"
+            assert (await client.post(events, json={"type": "finish"})).status_code == 201
+            await asyncio.to_thread(wait_until, lambda: receiver.hanging, 30, "no attempt")
+            gid = await create(client, fe.url, max_tokens=16)
+            seen = await read_sse(client, f"{fe.url}/v1/streams/{gid}/events")
+            assert receiver.at() == []  # every attempt so far is still unanswered
+            receiver.release()
+
+            def settled() -> bool:  # both answered, and their deliveries settled
+                answered = {r.webhook_id for r in receiver.accepted()}
+                return len(answered) == 2 and clean.xlen(keys.WEBHOOK_DELIVERIES_KEY) == 0
+
+            await asyncio.to_thread(wait_until, settled, 30, "not delivered")
+    assert seen.done and seen.ids == list(range(1, len(seen.ids) + 1))
+    assert seen.typed()[-1].event == "finish"
+    types = {verified(r)["type"] for r in receiver.accepted()}
+    assert types == {"stream.ended", "generation.finished"}

@@ -4,6 +4,7 @@ and the helpers the webhook tests share (settings, clean keys, what was received
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -95,17 +96,33 @@ class Receiver:
     then: dict[str, int] = field(default_factory=dict)
     decide: Callable[[Received], int] | None = None
     requests: list[Received] = field(default_factory=list)
+    held: set[str] = field(default_factory=set)
+    """Paths whose requests get no answer until ``release()``."""
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
         app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["POST"])])
         self.served = Served(app)
         self.port = self.served.port
+        self.gate: asyncio.Event | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.hanging = 0
 
     def url(self, path: str = "hooks") -> str:
         return f"http://127.0.0.1:{self.port}/{path}"
 
+    def release(self) -> None:
+        """Answer the held requests (and let later ones through)."""
+        self.held = set()
+        if self.loop is not None and self.gate is not None:
+            self.loop.call_soon_threadsafe(self.gate.set)
+
     async def _handle(self, request: Request) -> Response:
+        if request.url.path.lstrip("/") in self.held:
+            if self.gate is None:
+                self.loop, self.gate = asyncio.get_running_loop(), asyncio.Event()
+            self.hanging += 1
+            await self.gate.wait()
         got = Received(request.url.path.lstrip("/"), dict(request.headers), await request.body(), 0)
         with self.lock:
             if self.decide is not None:
