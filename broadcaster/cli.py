@@ -1,4 +1,5 @@
-"""Command line: ``serve`` (a front-end) and ``demo`` (everything on the embedded Redis)."""
+"""Command line: ``serve`` (a front-end) and ``demo`` (everything on the embedded Redis);
+``webhooks`` (the deliverer, the dead-letter list), ``tail``, ``bench``, ``hash-key``."""
 
 from __future__ import annotations
 
@@ -209,6 +210,12 @@ def _bench(args: argparse.Namespace) -> None:
     raise SystemExit(bench.main(args))
 
 
+def _webhooks(args: argparse.Namespace) -> None:
+    from broadcaster.webhooks import cli as webhooks
+
+    raise SystemExit(webhooks.main(args))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m broadcaster")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -241,5 +248,10 @@ def main(argv: list[str] | None = None) -> None:
 
     add_bench_arguments(bn)
     bn.set_defaults(func=_bench)
+    wh = sub.add_parser("webhooks", help="deliver webhooks; list and replay the dead ones")
+    from broadcaster.webhooks.cli import add_arguments as add_webhooks_arguments
+
+    add_webhooks_arguments(wh)
+    wh.set_defaults(func=_webhooks)
     args = parser.parse_args(argv)
     args.func(args)

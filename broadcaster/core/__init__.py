@@ -2,7 +2,8 @@
 reach Redis.
 
 Owns the event vocabulary (``events``), SSE encoding (``sse``), every key and TTL
-(``keys``), the event log and its Lua scripts (``log``), the generation job queues, one
+(``keys``), the event log and its Lua scripts (``log``), the webhook outbox other rooms
+add events to (``outbox``), the generation job queues, one
 per model provider (``jobs``), the generation request and its checks (``request``), a
 generation's turn folded from its events (``content``), Redis clients for a single
 server, Cluster and Sentinel (``connection``), the embedded server (``embedded``), API

@@ -31,10 +31,14 @@ class Generations:
         self._release = redis.register_script(script("release.lua"))
 
     async def create(self, stream_id: str, request: dict[str, Any]) -> bool:
-        """Create a queued generation; False if the id is taken."""
+        """Create a queued generation; False if the id is taken. Whether its end sends
+        webhooks is decided here, once: to the deployment's receiver if this process's
+        log says so (``EventLog.webhooks``), and to the request's own ``webhook_url``."""
+        url = request.get("webhook_url") or ""
+        hook = ("d" if self.log.webhooks else "") + ("u" if url else "")
         created = await self._create(
             keys=[keys.meta_key(stream_id)],
-            args=[json.dumps(request, separators=(",", ":")), self.log.idle_ttl],
+            args=[json.dumps(request, separators=(",", ":")), self.log.idle_ttl, hook, url],
         )
         return bool(created)
 

@@ -165,6 +165,64 @@ def ratelimit_key(key_name: str, minute: int) -> str:
 RATELIMIT_TTL = 120
 """A minute's counter outlives its minute, so a request at its very end still counts."""
 
+# --- webhooks: the outbox the append script writes, and the deliverer's streams ---
+
+
+def outbox_key(stream_id: str) -> str:
+    """The outbox of a stream's slot group: a Redis Stream of webhook events waiting to be
+    delivered (a stream's end, written by the append script with its terminal event;
+    others by ``core/outbox.py``). One per group, under the stream's own hash tag,
+    because a script may only touch keys of one slot: the end of a stream and its
+    webhook are one atomic step, so a writer that dies right after cannot lose it."""
+    return f"{PREFIX}:{{{_group(stream_id)}}}:outbox"
+
+
+def outbox_keys() -> list[str]:
+    """Every group's outbox, in group order: what the deliverer reads."""
+    return [f"{PREFIX}:{{sg{g}}}:outbox" for g in range(SLOT_GROUPS)]
+
+
+OUTBOX_MAX_LEN = 100_000
+"""Entries an outbox keeps (``XADD MAXLEN ~``) when nothing delivers them (no deliverer
+running): 256 groups of 100,000, a bound on Redis memory. A running deliverer keeps each
+outbox near empty; beyond the bound the oldest events are dropped."""
+
+WEBHOOKS_TAG = "{webhooks}"
+"""The hash tag of the deliverer's own streams: on a Cluster they live on one node, so
+moving an event into the deliveries and settling one are single-slot scripts."""
+
+WEBHOOK_DELIVERIES_KEY = f"{PREFIX}:{WEBHOOKS_TAG}:deliveries"
+"""A Redis Stream with one entry per (event, receiver), read by a consumer group: an entry
+stays pending until its receiver answered 2xx, and its idle time and delivery count are
+its retry schedule, so a deliverer that dies mid-retry leaves nothing only it knew."""
+
+WEBHOOK_DEAD_KEY = f"{PREFIX}:{WEBHOOKS_TAG}:dead"
+"""A Redis Stream of deliveries that failed for the whole retry schedule, for an operator
+to list and replay (``python -m broadcaster webhooks dead|replay``)."""
+
+WEBHOOK_DEAD_MAX_LEN = 100_000
+"""Dead deliveries kept (``MAXLEN ~``): the newest, so a receiver down for weeks cannot
+fill Redis."""
+
+WEBHOOK_DELIVERIES_MAX_LEN = 1_000_000
+"""Deliveries waiting at most: beyond, the deliverer stops moving events out of the
+outboxes (which then fill up to ``OUTBOX_MAX_LEN``) instead of growing this stream."""
+
+WEBHOOK_GROUP = "webhooks"
+"""The consumer group of every deliverer, on the outboxes and on the deliveries: each
+event is moved, and each delivery attempted, by one deliverer at a time."""
+
+
+def webhook_moved_key(webhook_id: str) -> str:
+    """Set when an outbox entry was moved into the deliveries: a move done again (its
+    deliverer died between moving and acknowledging) adds nothing twice."""
+    return f"{PREFIX}:{WEBHOOKS_TAG}:moved:{webhook_id}"
+
+
+WEBHOOK_MOVED_TTL = 3600
+"""A move is done again only after its outbox entry was idle for
+``webhooks.mover.RECLAIM_IDLE_MS`` (seconds), so an hour covers it many times over."""
+
 # --- TTLs (seconds). Defaults; each is configurable through Settings. ---
 
 ENDED_TTL = 24 * 3600

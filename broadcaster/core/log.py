@@ -104,6 +104,11 @@ def _entry_to_event(entry_id: bytes, fields: dict[bytes, bytes]) -> Event:
 _Entries = Sequence[tuple[bytes, dict[bytes, bytes]]]
 
 
+def _append_keys(stream_id: str) -> list[str]:
+    """The append script's keys: the stream's, and its group's webhook outbox."""
+    return [*keys.stream_keys(stream_id), keys.outbox_key(stream_id)]
+
+
 def entries_to_events(entries: _Entries) -> list[Event]:
     """Turn raw ``XRANGE``/``XREAD`` entries into events (the client returns bytes)."""
     return [_entry_to_event(eid, fields) for eid, fields in entries]
@@ -123,8 +128,13 @@ class EventLog:
         max_event_bytes: int = 64 * 1024,
         max_stream_events: int = 100_000,
         max_stream_bytes: int = 64 * 1024 * 1024,
+        webhooks: bool = False,
     ) -> None:
         self.redis = redis
+        self.webhooks = webhooks
+        """Streams this process creates ask for the deployment's webhooks (its settings
+        name a receiver): set in their metadata at creation, so that any later writer's
+        terminal event goes to the outbox (``keys.outbox_key``) without knowing them."""
         self.ended_ttl = ended_ttl
         self.idle_ttl = idle_ttl
         self.max_event_bytes = max_event_bytes
@@ -166,7 +176,7 @@ class EventLog:
             text_append=text_append,
             text_reset=text_reset,
         )
-        status, seq = await self._append(keys=keys.stream_keys(stream_id), args=args)
+        status, seq = await self._append(keys=_append_keys(stream_id), args=args)
         if status != b"OK":
             raise self._refusal(status, stream_id, int(seq), expect_seq)
         return int(seq)
@@ -177,9 +187,7 @@ class EventLog:
         """Append to many streams in one round trip (a pipeline of the same script, each
         append atomic on its own): the seq of each batch's last event, or why it was
         refused."""
-        calls = [
-            (keys.stream_keys(sid), self._args(sid, events, kind=kind)) for sid, events in batches
-        ]
+        calls = [(_append_keys(sid), self._args(sid, events, kind=kind)) for sid, events in batches]
         replies = await self._pipelined(calls)
         missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
         if missing:  # a node that never ran the script (or flushed it): only those again
@@ -236,6 +244,8 @@ class EventLog:
             self.publish,
             keys.PUSH_MAX_BYTES,
             len(meta or {}),
+            "d" if self.webhooks else "",  # a feed this append creates: its webhook
+            keys.OUTBOX_MAX_LEN,
         ]
         for k, v in (meta or {}).items():
             args += [k, v]

@@ -18,6 +18,7 @@ import binascii
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -90,9 +91,36 @@ class Defaults:
     )
     max_tokens: int = 1024
     max_tokens_limit: int = 64000
+    webhook_origins: frozenset[str] = frozenset()
+    """Origins (``origin_of``) a request's ``webhook_url`` may name
+    (``BROADCASTER_WEBHOOK_ALLOWED_ORIGINS``); none: the field is refused."""
 
     def model(self, provider: str) -> str:
         return dict(self.models)[provider]
+
+
+MAX_WEBHOOK_URL = 2048
+"""Longest ``webhook_url`` a request may give."""
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URL, lower-case and without a default
+    port, so an allow-list entry and a URL compare equal however they are written; None
+    if ``url`` is not an absolute http(s) URL (or carries credentials, which a webhook
+    URL has no use for)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
 
 
 # ---- content blocks
@@ -371,6 +399,7 @@ class GenerationRequest(BaseModel):
     stop_sequences: list[Annotated[str, Field(min_length=1)]] | None = None
     service_tier: str | None = None
     max_steps: int | None = Field(None, ge=1, le=MAX_STEPS, strict=True)
+    webhook_url: str | None = Field(None, min_length=1, max_length=MAX_WEBHOOK_URL)
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerationRequest:
@@ -564,6 +593,24 @@ def _user_problems(turn: _Turn, asked: set[str]) -> list[_Problem]:
     return problems
 
 
+def _webhook_problems(req: GenerationRequest, defaults: Defaults) -> list[_Problem]:
+    """A ``webhook_url`` must be on an origin the deployment allows: the front-end would
+    otherwise make requests, signed with its secret, to any address a client names."""
+    if req.webhook_url is None:
+        return []
+    origin = origin_of(req.webhook_url)
+    if origin is None:
+        return [(("webhook_url",), "must be an absolute http or https URL")]
+    if origin not in defaults.webhook_origins:
+        return [
+            (
+                ("webhook_url",),
+                f"origin {origin} is not allowed (BROADCASTER_WEBHOOK_ALLOWED_ORIGINS)",
+            )
+        ]
+    return []
+
+
 # ---- the entry point
 
 
@@ -638,6 +685,7 @@ def validate_request(body: Any, defaults: Defaults) -> dict[str, Any]:
     if provider == "openai":
         problems += _openai_problems(req)
     problems += _turn_problems(req.messages or [])
+    problems += _webhook_problems(req, defaults)
     if problems:
         raise _invalid([(list(loc), msg) for loc, msg in problems])
     stored = {k: v for k, v in body.items() if k != "id" and v is not None}

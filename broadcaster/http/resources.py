@@ -30,6 +30,7 @@ from broadcaster.fanout import push
 from broadcaster.fanout.hub import Hub, HubConfig
 from broadcaster.http.metrics import FrontendMetrics
 from broadcaster.http.settings import Settings
+from broadcaster.webhooks.deliverer import delivering
 
 
 @asynccontextmanager
@@ -46,6 +47,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
         max_event_bytes=settings.max_event_bytes,
         max_stream_events=settings.max_stream_events,
         max_stream_bytes=settings.max_stream_bytes,
+        webhooks=settings.webhook_url is not None,
     )
     config = HubConfig(
         viewer_buffer=settings.viewer_buffer,
@@ -55,7 +57,10 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
         linger=settings.topic_linger_seconds,
     )
     try:
-        async with Hub(resolver, event_log, config, app.state.metrics) as hub:
+        async with (
+            Hub(resolver, event_log, config, app.state.metrics) as hub,
+            delivering(settings, redis, redis_url, app.state.metrics.registry),
+        ):
             app.state.redis = redis
             app.state.log = event_log
             app.state.durable = DurableLog(

@@ -10,10 +10,12 @@ from pydantic_settings import SettingsConfigDict
 
 from broadcaster.core.request import PROVIDERS, Defaults
 from broadcaster.core.settings import RedisSettings
+from broadcaster.webhooks.settings import WebhookSettings
 
 
-class Settings(RedisSettings):
-    """The front-end (``python -m broadcaster serve``)."""
+class Settings(RedisSettings, WebhookSettings):
+    """The front-end (``python -m broadcaster serve``); its ``BROADCASTER_WEBHOOK_*``
+    settings are ``WebhookSettings``'."""
 
     model_config = SettingsConfigDict(env_prefix="BROADCASTER_", extra="ignore")
 
@@ -114,4 +116,5 @@ class Settings(RedisSettings):
             models=(("anthropic", self.default_model), ("openai", self.default_openai_model)),
             max_tokens=self.default_max_tokens,
             max_tokens_limit=self.max_tokens_limit,
+            webhook_origins=self.webhook_origins(),
         )

@@ -18,6 +18,7 @@ ROOMS = [
     "broadcaster/http",
     "broadcaster/clients",
     "broadcaster/bench",
+    "broadcaster/webhooks",
     "worker",
     "worker/providers",
 ]

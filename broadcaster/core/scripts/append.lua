@@ -1,18 +1,21 @@
 -- Append a batch of events to one stream, atomically, if the writer's conditions hold,
 -- and publish it on the stream's channel for the front-ends watching it.
--- KEYS: log, meta, text. ARGV: see EventLog.append (log.py). Returns {status, seq}.
-local log, meta, text = KEYS[1], KEYS[2], KEYS[3]
+-- A stream that asked for webhooks also gets its end written to its group's outbox, in
+-- this same step (keys.outbox_key).
+-- KEYS: log, meta, text, outbox. ARGV: see EventLog.append (log.py). Returns {status, seq}.
+local log, meta, text, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local kind, expected, owner = ARGV[1], ARGV[2], ARGV[3]
 local ended_ttl, idle_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local text_mode, text_arg = ARGV[6], ARGV[7]
 local max_events, max_bytes = tonumber(ARGV[8]), tonumber(ARGV[9])
 local channel, publish, push_max = ARGV[10], ARGV[11], tonumber(ARGV[12])
 local n_meta = tonumber(ARGV[13])
-local first = 14 + 2 * n_meta
+local feed_webhook, outbox_max = ARGV[14], ARGV[15]
+local first = 16 + 2 * n_meta
 local t = redis.call('TIME')
 local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
 
-local m = redis.call('HMGET', meta, 'kind', 'seq', 'ended', 'owner', 'bytes', 'tag')
+local m = redis.call('HMGET', meta, 'kind', 'seq', 'ended', 'owner', 'bytes', 'tag', 'webhook')
 local seq
 local create = false
 if not m[1] then
@@ -43,6 +46,7 @@ if not lone_terminal and
 end
 
 local ended = false
+local ended_data = nil
 local tag = m[6] or ''
 local first_seq = seq + 1
 -- The frames go in the message too, unless the batch is large: front-ends then read it.
@@ -63,6 +67,7 @@ while i < #ARGV do
   end
   if etype == 'finish' or etype == 'error' or etype == 'abort' then
     ended = etype
+    ended_data = ARGV[i + 1]
   end
   i = i + 2
 end
@@ -73,8 +78,14 @@ if create then
   updates[#updates + 1] = 'feed'
   updates[#updates + 1] = 'created_at'
   updates[#updates + 1] = now
+  if feed_webhook ~= '' then
+    -- Decided by the creating front-end's settings: any later writer triggers the hook.
+    m[7] = feed_webhook
+    updates[#updates + 1] = 'webhook'
+    updates[#updates + 1] = feed_webhook
+  end
 end
-for j = 14, 13 + 2 * n_meta, 2 do
+for j = 16, 15 + 2 * n_meta, 2 do
   updates[#updates + 1] = ARGV[j]
   updates[#updates + 1] = ARGV[j + 1]
 end
@@ -98,6 +109,14 @@ if ended then ttl = ended_ttl end
 redis.call('EXPIRE', log, ttl)
 redis.call('EXPIRE', meta, ttl)
 redis.call('EXPIRE', text, ttl)
+if ended and m[7] then
+  -- The webhook of the stream's end: raw fields, the deliverer composes the body.
+  local f = redis.call('HMGET', meta, 'kind', 'created_at', 'usage', 'error', 'webhook_url')
+  redis.call('XADD', outbox, 'MAXLEN', '~', outbox_max, '*', 'k', 'end',
+    'stream', string.match(meta, '}:(.+):meta$'), 'hook', m[7], 'url', f[5] or '',
+    'kind', f[1], 'type', ended, 'event', ended_data, 'seq', seq, 'at', now,
+    'created_at', f[2] or '', 'usage', f[3] or '', 'error', f[4] or '')
+end
 if channel ~= '' then
   -- "<first seq> <last seq> <tag of the last> <T if it ends the stream, else ->\n<frames>"
   local head = string.format('%d %d %s %s\n', first_seq, seq, tag, ended and 'T' or '-')

@@ -1,0 +1,51 @@
+"""The webhook outbox: where other rooms add an event for the stream's receivers.
+
+A stream's end is queued by the append script itself (``scripts/append.lua``), in the
+same atomic step as its terminal event. Any other event about a stream (a viewer count
+crossing zero, an approval a chat waits for, ...) is queued here, with one round trip::
+
+    outbox = Outbox(redis)
+    await outbox.add(stream_id, "stream.occupied", {"id": stream_id, "viewers": 1})
+
+The event goes to the receivers the stream asked for when it was created (the
+deployment's ``BROADCASTER_WEBHOOK_URL`` and/or a generation's own ``webhook_url``);
+a stream that asked for none queues nothing. Delivery is the deliverer's
+(``broadcaster.webhooks``): signed, retried, at least once, in no guaranteed order.
+Nothing here waits for a receiver.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from redis.asyncio import Redis
+
+from broadcaster.core import keys
+from broadcaster.core.log import script
+
+EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+"""A webhook event type: dotted lower-case words (``stream.occupied``)."""
+
+
+class Outbox:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._add = redis.register_script(script("outbox_add.lua"))
+
+    async def add(self, stream_id: str, type: str, data: dict[str, Any]) -> bool:
+        """Queue webhook event ``type`` with ``data`` (a JSON object: the body's
+        ``data``) about ``stream_id``. True if queued; False if the stream asked for no
+        webhooks (or does not exist). One round trip; the deliverer adds the time, the
+        ``webhook-id`` and the signature."""
+        if not keys.STREAM_ID_RE.match(stream_id):
+            raise ValueError(f"not a stream id: {stream_id!r}")
+        if not EVENT_TYPE_RE.match(type):
+            raise ValueError(f"a webhook event type is dotted lower-case words, not {type!r}")
+        body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        queued = await self._add(
+            keys=[keys.meta_key(stream_id), keys.outbox_key(stream_id)],
+            args=[stream_id, type, body, keys.OUTBOX_MAX_LEN],
+        )
+        return bool(queued)

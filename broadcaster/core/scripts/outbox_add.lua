@@ -1,0 +1,10 @@
+-- Queue a webhook event about one stream, if the stream asked for webhooks when it was
+-- created, to the same receivers as its end. Returns 1 if queued, 0 if not.
+-- KEYS: meta, outbox. ARGV: stream id, type, data (JSON), outbox MAXLEN.
+local m = redis.call('HMGET', KEYS[1], 'webhook', 'webhook_url')
+if not m[1] then return 0 end
+local t = redis.call('TIME')
+local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'k', 'event', 'stream', ARGV[1],
+  'hook', m[1], 'url', m[2] or '', 'type', ARGV[2], 'data', ARGV[3], 'at', now)
+return 1

@@ -1,0 +1,129 @@
+"""``python -m broadcaster webhooks run | dead | replay``: the deliverer as a process of
+its own, and the dead-letter list for an operator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator
+
+from prometheus_client import CollectorRegistry, start_http_server
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
+from broadcaster.core import connection
+from broadcaster.core.embedded import redis_url
+from broadcaster.core.logs import setup_logging
+from broadcaster.webhooks.compose import iso
+from broadcaster.webhooks.deliverer import Deliverer, DeliveryConfig
+from broadcaster.webhooks.metrics import WebhookMetrics
+from broadcaster.webhooks.queue import DeliveryQueue
+from broadcaster.webhooks.settings import DelivererSettings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="webhooks_command", required=True)
+    sub.add_parser("run", help="deliver webhooks (instead of, or beside, the front-ends)")
+    dead = sub.add_parser("dead", help="list the dead-letter list, oldest first")
+    dead.add_argument("--json", action="store_true", help="one JSON object per line")
+    dead.add_argument("--limit", type=int, default=1000, help="at most this many (1000)")
+    replay = sub.add_parser("replay", help="deliver dead deliveries again")
+    replay.add_argument("--all", action="store_true", help="every dead delivery")
+    replay.add_argument("ids", nargs="*", help="dead-letter entry ids (from 'dead')")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        settings = DelivererSettings()
+    except ValidationError as exc:
+        raise SystemExit(f"webhooks: bad settings: {exc}") from None
+    setup_logging(settings.log_level, settings.log_format)
+    if args.webhooks_command == "replay" and bool(args.ids) == bool(args.all):
+        raise SystemExit("webhooks replay: give --all or entry ids, not both")
+    with redis_url(settings) as url:
+        if args.webhooks_command == "run":
+            asyncio.run(_run(settings, url))
+            return 0
+        if args.webhooks_command == "dead":
+            return asyncio.run(_dead(url, args.limit, args.json))
+        return asyncio.run(_replay(url, args.ids, args.all))
+
+
+@contextlib.asynccontextmanager
+async def _client(url: str) -> AsyncIterator[Redis]:
+    redis = connection.command_client(url, 8)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+async def _run(settings: DelivererSettings, url: str) -> None:
+    if not settings.webhooks_configured():
+        raise SystemExit(
+            "webhooks run: set BROADCASTER_WEBHOOK_URL (or BROADCASTER_WEBHOOK_ALLOWED_ORIGINS "
+            "for generations' own URLs) and BROADCASTER_WEBHOOK_SECRET"
+        )
+    registry = CollectorRegistry()
+    metrics_server = None
+    if settings.webhook_metrics_port:
+        metrics_server = start_http_server(
+            settings.webhook_metrics_port, settings.webhook_metrics_host, registry
+        )
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    config = DeliveryConfig.from_settings(settings)
+    try:
+        async with (
+            _client(url) as redis,
+            Deliverer(redis, url, config, WebhookMetrics(registry), grace=config.timeout),
+        ):
+            await stopping.wait()
+    finally:
+        if metrics_server is not None:
+            server, thread = metrics_server
+            server.shutdown()
+            server.server_close()
+            thread.join()
+
+
+async def _dead(url: str, limit: int, as_json: bool) -> int:
+    async with _client(url) as redis:
+        dead = await DeliveryQueue(redis).dead_list(limit)
+    for d in dead:
+        row = {
+            "entry": d.entry_id,
+            "webhook_id": d.delivery.webhook_id,
+            "type": d.delivery.type,
+            "stream": d.delivery.stream_id,
+            "to": d.delivery.to or "(deployment)",
+            "attempts": d.attempts,
+            "reason": d.reason,
+            "failed_at": iso(d.failed_at),
+        }
+        if as_json:
+            print(json.dumps(row | {"body": json.loads(d.delivery.body)}))
+        else:
+            print("  ".join(str(v) for v in row.values()))
+    if not as_json:
+        print(f"{len(dead)} dead deliveries", file=sys.stderr)
+    return 0
+
+
+async def _replay(url: str, ids: list[str], every: bool) -> int:
+    async with _client(url) as redis:
+        queue = DeliveryQueue(redis)
+        if every:
+            put = 0
+            while batch := [d.entry_id for d in await queue.dead_list(500)]:
+                put += await queue.replay(batch)
+        else:
+            put = await queue.replay(ids)
+    print(f"{put} deliveries queued again")
+    return 0 if every or put == len(ids) else 1

@@ -1,0 +1,346 @@
+"""The deliverer: moves events out of the outboxes, attempts each delivery, retries on
+the schedule, and takes over what a dead deliverer left.
+
+Three loops and the attempts they start, all owned here and ended by ``stop``:
+
+* ``_move_loop``: outbox entries into the deliveries (``mover``);
+* ``_send_loop``: new deliveries, read by the consumer group (``XREADGROUP``), at most
+  as many as there are free slots of ``concurrency``;
+* ``_retry_loop``: every ``poll`` seconds, the pending deliveries whose wait is over
+  (``XPENDING``), taken with ``XCLAIM`` (of deliverers racing for one, one wins). A
+  delivery this deliverer attempted is due after its wait; one another deliverer holds
+  only after ``takeover`` seconds too (longer than any attempt), so an attempt in
+  flight elsewhere is never doubled, while one whose deliverer died is taken over.
+
+Nothing here is on the append path: an event reaches its viewers whatever the
+receivers do. The deliverer's HTTP client is bounded (``sender``), and in a front-end
+its work shares the event loop only at its awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis, RedisCluster
+
+from broadcaster.core import connection, keys
+from broadcaster.webhooks.compose import Delivery
+from broadcaster.webhooks.metrics import WebhookMetrics
+from broadcaster.webhooks.mover import Mover, stream_reply
+from broadcaster.webhooks.queue import GROUP, KEY, DeliveryQueue, ensure_group
+from broadcaster.webhooks.schedule import RetrySchedule
+from broadcaster.webhooks.sender import Failure, Sender
+from broadcaster.webhooks.settings import WebhookSettings
+from broadcaster.webhooks.signing import Signer
+
+log = logging.getLogger("broadcaster.webhooks")
+
+BLOCK_MS = 5000
+"""A blocking read waits this long at most (then it is made again): bounds how long a
+stop waits for a loop, with nothing to do meanwhile."""
+
+PENDING_PAGE = 500
+"""Pending deliveries looked at per retry round: a long backlog is gone through a page
+per round."""
+
+RECLAIM_SECONDS = 10.0
+"""How often outbox entries left by a dead deliverer are looked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    url: str | None
+    """The deployment's receiver, for deliveries addressed to it."""
+    secret: str
+    schedule: RetrySchedule
+    timeout: float = 10.0
+    concurrency: int = 16
+    poll: float = 1.0
+
+    @classmethod
+    def from_settings(cls, s: WebhookSettings) -> DeliveryConfig:
+        if s.webhook_secret is None:
+            raise ValueError("a deliverer needs BROADCASTER_WEBHOOK_SECRET")
+        return cls(
+            s.webhook_url,
+            s.webhook_secret.get_secret_value(),
+            s.retry_schedule(),
+            s.webhook_timeout_seconds,
+            s.webhook_concurrency,
+            s.webhook_poll_seconds,
+        )
+
+    @property
+    def takeover(self) -> float:
+        """Seconds a delivery another deliverer holds stays idle before this one takes
+        it: longer than any attempt of that deliverer can last."""
+        return self.timeout + 2.0
+
+
+def consumer_name() -> str:
+    """Unique per process: the group tells apart what each deliverer holds."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Deliverer:
+    """``async with Deliverer(...)``: delivering while inside."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        redis_url: str,
+        config: DeliveryConfig,
+        metrics: WebhookMetrics,
+        *,
+        grace: float = 5.0,
+    ) -> None:
+        self.redis = redis
+        self.grace = grace
+        self.redis_url = redis_url
+        self.config = config
+        self.metrics = metrics
+        self.consumer = consumer_name()
+        self.queue = DeliveryQueue(redis)
+        self.mover = Mover(redis, self.queue, self.consumer)
+        self.sender = Sender(config.url, Signer(config.secret), config.timeout, config.concurrency)
+        self.cluster = isinstance(redis, RedisCluster)
+        self._attempts: dict[str, asyncio.Task[None]] = {}
+        self._slot_freed = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._readers: dict[str, Redis] = {}
+        self._cursor = "-"
+
+    async def __aenter__(self) -> Deliverer:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop(self.grace)
+
+    def start(self) -> None:
+        loops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("webhooks-move", self._move_loop),
+            ("webhooks-send", self._send_loop),
+            ("webhooks-retry", self._retry_loop),
+        ]
+        for name, loop in loops:
+            self._loops.append(asyncio.create_task(_forever(name, loop), name=name))
+        log.info(
+            "webhooks: delivering as %s (%s), to %s and generations' own URLs",
+            self.consumer,
+            "polling the outboxes: Cluster" if self.cluster else "one blocking read",
+            self.config.url or "no deployment receiver",
+        )
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop reading; give attempts in flight ``grace`` seconds (at most the attempt
+        timeout), then cancel them: a cancelled one stays pending and is attempted again
+        (the receiver may get it twice, under the same ``webhook-id``)."""
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._attempts:
+            await asyncio.wait(
+                list(self._attempts.values()), timeout=min(grace, self.config.timeout)
+            )
+        for task in list(self._attempts.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(*connection.REDIS_ERRORS):
+            await forget_consumer(self.redis, [KEY, *self.mover.keys], self.consumer)
+        await self.sender.aclose()
+        for reader in self._readers.values():
+            await reader.aclose()
+        log.info("webhooks: deliverer %s stopped", self.consumer)
+
+    # --- the loops ---
+
+    async def _move_loop(self) -> None:
+        await self.mover.ensure_groups()
+        reader = None if self.cluster else self._reader("outboxes")
+        reclaimed_at = 0.0
+        while True:
+            if await self._backlog_full():
+                await asyncio.sleep(self.config.poll)
+                continue
+            if reader is None:
+                entries = await self.mover.read_polled()
+                if not entries:
+                    await asyncio.sleep(self.config.poll)
+            else:
+                entries = await self.mover.read_blocking(reader, BLOCK_MS)
+            if time.monotonic() - reclaimed_at >= RECLAIM_SECONDS:
+                reclaimed_at = time.monotonic()
+                entries += await self.mover.reclaim()
+            self.metrics.moved.inc(await self.mover.move(entries))
+
+    async def _backlog_full(self) -> bool:
+        return int(await self.redis.xlen(KEY)) >= keys.WEBHOOK_DELIVERIES_MAX_LEN
+
+    async def _send_loop(self) -> None:
+        await ensure_group(self.redis, KEY)
+        reader = self._reader("deliveries")
+        while True:
+            free = await self._free_slots()
+            reply = await reader.xreadgroup(
+                GROUP, self.consumer, {KEY: ">"}, count=free, block=BLOCK_MS
+            )
+            for _key, entries in stream_reply(reply):
+                for entry_id, fields in entries:
+                    if fields:
+                        self._begin(entry_id.decode(), Delivery.from_fields(fields), 1)
+
+    async def _retry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.poll)
+            await self._retry_round()
+            count, oldest = await self.queue.backlog()
+            self.metrics.pending.set(count)
+            lag = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
+            self.metrics.lag.set(lag)
+
+    async def _retry_round(self) -> None:
+        """Attempt the pending deliveries that are due, from the cursor on, one page."""
+        page = await self.queue.pending(self._cursor, PENDING_PAGE)
+        self._cursor = "-" if len(page) < PENDING_PAGE else f"({page[-1].entry_id}"
+        for p in page:
+            if p.entry_id in self._attempts:
+                continue
+            wait = self.config.schedule.wait(p.attempts, p.entry_id)
+            if p.consumer != self.consumer:
+                wait = max(wait, self.config.takeover)
+            if p.idle_ms < wait * 1000:
+                continue
+            if self.free_slots() == 0:
+                self._cursor = p.entry_id  # this one first, next round
+                return
+            delivery = await self.queue.claim(self.consumer, p.entry_id, int(wait * 1000))
+            if delivery is not None:
+                if p.consumer != self.consumer:
+                    log.info("webhooks: took over %s from %s", delivery.webhook_id, p.consumer)
+                self._begin(p.entry_id, delivery, p.attempts + 1)
+
+    # --- attempts ---
+
+    def free_slots(self) -> int:
+        return self.config.concurrency - len(self._attempts)
+
+    async def _free_slots(self) -> int:
+        while self.free_slots() <= 0:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+        return self.free_slots()
+
+    def _begin(self, entry_id: str, delivery: Delivery, attempts: int) -> None:
+        task = asyncio.create_task(self._attempt(entry_id, delivery, attempts))
+        self._attempts[entry_id] = task
+
+    async def _attempt(self, entry_id: str, delivery: Delivery, attempts: int) -> None:
+        try:
+            self.metrics.attempts.inc()
+            failure = await self.sender.send(delivery)
+            if failure is None:
+                await self.queue.done(entry_id)
+                self.metrics.delivered.inc()
+            else:
+                await self._failed(entry_id, delivery, attempts, failure)
+        except connection.REDIS_ERRORS as exc:
+            # Still pending: attempted again on its schedule (perhaps delivered twice).
+            log.warning("webhooks: %s: Redis: %s", delivery.webhook_id, exc)
+        finally:
+            self._attempts.pop(entry_id, None)
+            self._slot_freed.set()
+
+    async def _failed(
+        self, entry_id: str, delivery: Delivery, attempts: int, failure: Failure
+    ) -> None:
+        self.metrics.failures.labels(failure.reason).inc()
+        age = time.time() - int(entry_id.split("-", maxsplit=1)[0]) / 1000
+        if failure.final or self.config.schedule.exhausted(age):
+            await self.queue.dead(entry_id, attempts, failure.detail)
+            self.metrics.dead.inc()
+            log.warning(
+                "webhooks: %s (%s) to the dead-letter list after %d attempts: %s",
+                delivery.webhook_id,
+                delivery.type,
+                attempts,
+                failure.detail,
+            )
+            return
+        await self.queue.touch(self.consumer, entry_id)
+        wait = self.config.schedule.wait(attempts, entry_id)
+        log.info(
+            "webhooks: %s attempt %d failed (%s); next in %.1f s",
+            delivery.webhook_id,
+            attempts,
+            failure.detail,
+            wait,
+        )
+
+    def _reader(self, name: str) -> Redis:
+        """The blocking client of one loop: made once, kept across the loop's restarts
+        (it reconnects by itself), closed by ``stop``."""
+        if name not in self._readers:
+            self._readers[name] = connection.blocking_client(self.redis_url, BLOCK_MS)
+        return self._readers[name]
+
+
+async def _forever(name: str, loop: Callable[[], Awaitable[None]]) -> None:
+    """Run ``loop`` until cancelled, again after a pause whenever it fails: Redis down,
+    or a bug, which is logged with its traceback."""
+    delay = 0.1
+    while True:
+        started = time.monotonic()
+        try:
+            await loop()
+        except connection.REDIS_ERRORS as exc:
+            log.warning("%s: Redis: %s; again in %.1f s", name, exc, delay)
+        except Exception:
+            log.exception("%s failed; again in %.1f s", name, delay)
+        await asyncio.sleep(delay)
+        delay = 0.1 if time.monotonic() - started > 60 else min(delay * 2, 5.0)
+
+
+async def forget_consumer(redis: Redis, stream_keys: list[str], consumer: str) -> None:
+    """Remove a stopping deliverer from the groups of ``stream_keys`` where it holds
+    nothing (a consumer that holds entries is kept: they stay its until taken over)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in stream_keys:
+            pipe.xpending_range(key, GROUP, min="-", max="+", count=1, consumername=consumer)
+        held = await pipe.execute(raise_on_error=False)
+    async with redis.pipeline(transaction=False) as pipe:
+        for key, rows in zip(stream_keys, held, strict=True):
+            if rows == []:
+                pipe.xgroup_delconsumer(key, GROUP, consumer)
+        await pipe.execute(raise_on_error=False)
+
+
+@contextlib.asynccontextmanager
+async def delivering(
+    settings: WebhookSettings,
+    redis: Redis,
+    redis_url: str,
+    registry: CollectorRegistry,
+    grace: float = 2.0,
+) -> AsyncIterator[Deliverer | None]:
+    """A front-end's deliverer while inside, if it runs one: webhooks are configured and
+    ``BROADCASTER_WEBHOOK_DELIVERY`` is not false (else None)."""
+    if not (settings.webhooks_configured() and settings.webhook_delivery):
+        yield None
+        return
+    config = DeliveryConfig.from_settings(settings)
+    metrics = WebhookMetrics(registry)
+    async with Deliverer(redis, redis_url, config, metrics, grace=grace) as deliverer:
+        yield deliverer
