@@ -12,7 +12,8 @@ in three deployments of real processes on 127.0.0.1:
 Each must pass every test of the suite but the six opt-in subscription tests, which the
 suite skips unless asked. The front-ends are started with
 ``BROADCASTER_DS_LONG_POLL_SECONDS=0.5`` and the suite is told 500 ms: it gives each of its
-long-poll tests that + 1 s. Each test prints the suite's own counts, e.g.
+long-poll tests that + 1 s; and with ``BROADCASTER_CORS_ORIGINS=*``, as a deployment that
+serves browsers is. Each test prints the suite's own counts, e.g.
 
     durable streams conformance (one front-end): 332 passed, 0 failed, 6 skipped of 338
 
@@ -38,7 +39,12 @@ from tests.support.procs import Proc, start_frontend
 from tests.support.topologies import log_tails, start_cluster, stopped_at_end
 
 LONG_POLL_MS = 500
-FRONTEND_ENV = {"BROADCASTER_DS_LONG_POLL_SECONDS": str(LONG_POLL_MS / 1000)}
+FRONTEND_ENV = {
+    "BROADCASTER_DS_LONG_POLL_SECONDS": str(LONG_POLL_MS / 1000),
+    # The suite checks CORS preflights (from https://example.com), as a deployment serving
+    # Durable Streams to browsers answers them.
+    "BROADCASTER_CORS_ORIGINS": "*",
+}
 
 
 @contextlib.contextmanager
