@@ -296,21 +296,27 @@ def nginx_problems(conf: str, frontends: list[str]) -> list[str]:
     for name, pattern in (
         ("SSE", r"location ~ \^/v1/streams/.*?/events\$ \{(.*?)\n        \}"),
         ("chat SSE", r"location ~ \^/v1/chat\(.*?/stream\)\?\$ \{(.*?)\n        \}"),
+        ("Durable Streams", r"location \^~ /v1/stream/ \{(.*?)\n        \}"),
     ):
         sse = re.search(pattern, conf, re.S)
         block = sse.group(1) if sse else ""
         if not re.search(r"^\s*proxy_buffering off;", block, re.M):
             problems.append(f"{name} location does not switch proxy_buffering off")
+        if not re.search(r"^\s*gzip off;", block, re.M):
+            problems.append(f"{name} location does not switch gzip off")
         timeout = re.search(r"^\s*proxy_read_timeout (\w+);", block, re.M)
         if not timeout or parse_duration(timeout.group(1)) <= KEEPALIVE_SECONDS:
             problems.append(f"{name} proxy_read_timeout not above {KEEPALIVE_SECONDS} s")
     return problems + routing_problems(conf, upstream.group(1) if upstream else "")
 
 
-# What the route key must be for each path: a stream's GETs and POSTs share one, each chat
-# resume has its own, everything else is random (spread evenly).
+# What the route key must be for each path: a stream's GETs and POSTs share one (and its
+# Durable Streams reads too), each chat resume has its own, everything else is random.
 ROUTES = {
     "/v1/streams/job-42/events": "stream:job-42",
+    # A Durable Stream by its path; a stream of events read there with its SSE viewers.
+    "/v1/stream/job-42": "stream:job-42",
+    "/v1/stream/tenants/a/feed": "stream:tenants/a/feed",
     "/v1/chat/c_1/stream": "chat:c_1",
     "/v1/streams/job-42/tokens": "$request_id",
     "/v1/streams/a/b/events": "$request_id",
@@ -362,7 +368,7 @@ def routing_problems(conf: str, upstream: str) -> list[str]:
 
 
 HASH_BY = "nginx.ingress.kubernetes.io/upstream-hash-by"
-STREAM_PREFIXES = ("/v1/streams/", "/v1/chat/")
+STREAM_PREFIXES = ("/v1/streams/", "/v1/chat/", "/v1/stream/")
 
 
 def readme_ingresses() -> list[Doc]:
