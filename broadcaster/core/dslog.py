@@ -23,11 +23,14 @@ then needs nothing of its source to be read, which on a Cluster lives on another
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis, RedisCluster
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, ResponseError
 
 from broadcaster.core import connection, keys
 from broadcaster.core.log import script
@@ -121,12 +124,36 @@ class Registered:
     tail_tag: str
 
 
+def _node_name(cluster: Redis, key: str) -> str:
+    node = cast(RedisCluster, cluster).get_node_from_key(key)
+    if node is None:
+        raise NotReplicated("no node serves the stream's slot yet (a failover?)")
+    return str(node.name)
+
+
+async def _refresh(cluster: Redis) -> None:
+    with contextlib.suppress(Exception):
+        await cast(RedisCluster, cluster).nodes_manager.initialize()
+
+
 def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v or "")
 
 
+class NotReplicated(Exception):
+    """The write happened on the primary, but fewer replicas than asked confirmed it in
+    time: acknowledging it could lose it in a failover. A producer that retries with the
+    same ``Producer-Seq`` is deduplicated, so the retry is safe."""
+
+
 class DurableLog:
-    """Reads and writes Durable Streams (``decode_responses`` off: data stays bytes)."""
+    """Reads and writes Durable Streams (``decode_responses`` off: data stays bytes).
+
+    With ``wait_replicas`` > 0 every write is followed, on the same connection, by
+    ``WAIT wait_replicas wait_ms``: the write is acknowledged only once that many replicas
+    have it, so a failover (Sentinel, a Cluster) cannot lose what was acknowledged.
+    Redis's replication is asynchronous; ``WAIT`` is its way to make one write
+    synchronous, and it can only follow a write on the connection that made it."""
 
     def __init__(
         self,
@@ -135,11 +162,16 @@ class DurableLog:
         idle_ttl: int = keys.IDLE_TTL,
         max_entries: int = 100_000,
         max_bytes: int = 64 * 1024 * 1024,
+        wait_replicas: int = 0,
+        wait_ms: int = 1000,
     ) -> None:
         self.redis = redis
         self.idle_ttl = idle_ttl
         self.max_entries = max_entries
         self.max_bytes = max_bytes
+        self.wait_replicas = wait_replicas
+        self.wait_ms = wait_ms
+        self._nodes: dict[str, Redis] = {}
         self.publish, self.db = connection.publish_target(redis)
         self._read = redis.register_script(_ds_script("ds_read.lua"))
         self._create = redis.register_script(_ds_script("ds_create.lua"))
@@ -151,6 +183,51 @@ class DurableLog:
 
     def channel(self, name: str) -> bytes:
         return keys.push_channel(name, self.db).encode()
+
+    async def aclose(self) -> None:
+        for client in self._nodes.values():
+            await client.aclose()
+        self._nodes.clear()
+
+    async def _write(self, script: AsyncScript, ks: list[str], args: list[Any]) -> Any:
+        """Run a write script; with ``wait_replicas``, only acknowledged once replicated."""
+        if not self.wait_replicas:
+            return await script(keys=ks, args=args)
+        for _ in range(3):
+            client = self._node_client(ks[0])
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.execute_command("EVALSHA", script.sha, len(ks), *ks, *args)
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)
+                reply, acked = await pipe.execute(raise_on_error=False)
+            if isinstance(reply, NoScriptError):
+                await client.script_load(script.script)
+                continue
+            if isinstance(reply, ResponseError) and str(reply).startswith(("MOVED", "ASK")):
+                await _refresh(self.redis)  # the slot moved (a failover): ask again
+                self._nodes.pop(_node_name(self.redis, ks[0]), None)
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            if isinstance(acked, Exception) or int(acked) < self.wait_replicas:
+                raise NotReplicated(
+                    f"{acked} of {self.wait_replicas} replica(s) confirmed in {self.wait_ms} ms"
+                )
+            return reply
+        raise NotReplicated("the stream's node kept moving")
+
+    def _node_client(self, key: str) -> Redis:
+        """The client whose connection the write and its ``WAIT`` share: the command
+        client itself, or on a Cluster a client of the node serving ``key``'s slot."""
+        if not isinstance(self.redis, RedisCluster):
+            return self.redis
+        name = _node_name(self.redis, key)
+        client = self._nodes.get(name)
+        if client is None:
+            host, _, port = name.rpartition(":")
+            kwargs = dict(self.redis.get_connection_kwargs())
+            kwargs.update(host=host, port=int(port))
+            client = self._nodes[name] = Redis(connection_pool=ConnectionPool(**kwargs))
+        return client
 
     # --- reads ---
 
@@ -259,7 +336,7 @@ class DurableLog:
         ]
         for etype, data in entries:
             args += [etype, data]
-        status, dseq, dtag, was_closed = await self._create(keys=keys.ds_keys(name), args=args)
+        status, dseq, dtag, was_closed = await self._write(self._create, keys.ds_keys(name), args)
         return Written(_text(status), int(dseq), _text(dtag), bool(_text(was_closed)))
 
     async def append(
@@ -295,8 +372,8 @@ class DurableLog:
         ]
         for etype, data in entries:
             args += [etype, data]
-        status, dseq, dtag, closed, a, b = await self._append(
-            keys=keys.ds_keys(name)[:3], args=args
+        status, dseq, dtag, closed, a, b = await self._write(
+            self._append, keys.ds_keys(name)[:3], args
         )
         return Written(
             _text(status), int(dseq), _text(dtag), bool(_text(closed)), _text(a), _text(b)
@@ -307,14 +384,14 @@ class DurableLog:
         args: list[str | bytes | int] = [self.idle_ttl]
         for e in entries:
             args += [e.type, e.data]
-        return _text(await self._copy(keys=keys.ds_keys(name)[:2], args=args)) == "OK"
+        return _text(await self._write(self._copy, keys.ds_keys(name)[:2], args)) == "OK"
 
     async def fork_register(self, source: str, fork: str, at: int, tag: str) -> Registered:
         """On the source's slot: may it be forked at ``at`` (whose history tag is
         ``tag``)? If so, the fork is counted among its forks."""
         src = keys.ds_keys(source)
-        status, kind, ct, ttl, exp, dseq, dtag = await self._register(
-            keys=[src[0], src[1], src[3]], args=[fork, at, tag, self.idle_ttl]
+        status, kind, ct, ttl, exp, dseq, dtag = await self._write(
+            self._register, [src[0], src[1], src[3]], [fork, at, tag, self.idle_ttl]
         )
         return Registered(
             _text(status), _text(kind), _text(ct), _text(ttl), _text(exp), int(dseq), _text(dtag)
@@ -326,8 +403,8 @@ class DurableLog:
         soft-deleted source whose last fork this was goes too, up the chain."""
         members = await self.forks(name)
         dead = [m for m, up in zip(members, await self.alive(members), strict=True) if not up]
-        status, source = await self._delete(
-            keys=keys.ds_keys(name), args=[self.channel(name), self.publish, *dead]
+        status, source = await self._write(
+            self._delete, keys.ds_keys(name), [self.channel(name), self.publish, *dead]
         )
         if _text(status) == "DELETED":
             await self.unfork(_text(source), name)
@@ -337,7 +414,7 @@ class DurableLog:
         """``fork`` is gone: its source forgets it, and goes too if it was soft-deleted
         and this was its last fork (and so on up the chain)."""
         while source:
-            up = await self._unfork(keys=keys.ds_keys(source), args=[fork])
+            up = await self._write(self._unfork, keys.ds_keys(source), [fork])
             fork, source = source, _text(up)
 
     async def collect(self, name: str) -> bool:
@@ -346,7 +423,7 @@ class DurableLog:
         members = await self.forks(name)
         if any(await self.alive(members)):
             return False
-        source = await self._unfork(keys=keys.ds_keys(name), args=members or [""])
+        source = await self._write(self._unfork, keys.ds_keys(name), members or [""])
         if source is None:
             return False
         await self.unfork(_text(source), name)

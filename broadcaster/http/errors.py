@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisClusterException, RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from broadcaster.core.dslog import NotReplicated
+
 # The name the front-end's error lines have always carried (JSON logs show it).
 log = logging.getLogger("broadcaster.app")
 
@@ -56,6 +58,18 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
     return error_response(exc.status_code, code, str(exc.detail))
 
 
+async def not_replicated(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("%s %s: not replicated: %s", request.method, request.url.path, exc)
+    response = error_response(
+        503,
+        "not_replicated",
+        f"written, but not yet on enough replicas ({exc}); retry (an idempotent producer's "
+        "retry is deduplicated)",
+    )
+    response.headers["retry-after"] = "1"
+    return response
+
+
 async def redis_down(request: Request, exc: Exception) -> JSONResponse:
     log.warning("redis error on %s %s: %s", request.method, request.url.path, exc)
     return error_response(503, "unavailable", "the event store is unavailable; retry")
@@ -70,6 +84,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.exception_handler(ApiError)(api_error)
     app.exception_handler(RequestValidationError)(validation_error)
     app.exception_handler(StarletteHTTPException)(http_error)
+    app.exception_handler(NotReplicated)(not_replicated)
     app.exception_handler(RedisError)(redis_down)
     # Not a RedisError, yet Redis trouble all the same: a Cluster failover, say.
     app.exception_handler(RedisClusterException)(redis_down)

@@ -68,6 +68,8 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
                 idle_ttl=settings.idle_ttl_seconds,
                 max_entries=settings.max_stream_events,
                 max_bytes=settings.max_stream_bytes,
+                wait_replicas=settings.ds_wait_replicas,
+                wait_ms=settings.ds_wait_ms,
             )
             app.state.generations = Generations(event_log)
             app.state.hub = hub
@@ -81,6 +83,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
             finally:
                 sweeping.cancel()
                 await asyncio.wait([sweeping])
+                await app.state.durable.aclose()
     finally:
         await redis.aclose()
 

@@ -33,6 +33,13 @@ class Settings(RedisSettings, WebhookSettings):
     connection can stay attached to a dead or partitioned node)."""
     ds_long_poll_seconds: float = Field(20.0, gt=0, le=600)
     """How long a Durable Streams ``live=long-poll`` read waits for data before 204."""
+    ds_wait_replicas: int = Field(0, ge=0, le=16)
+    """Durable Streams writes are acknowledged only once this many replicas have them
+    (``WAIT``): a failover then loses nothing acknowledged. 0: as soon as the primary has
+    them (Redis's replication is asynchronous)."""
+    ds_wait_ms: int = Field(1000, ge=1)
+    """How long a write waits for those replicas; then 503 (retry: producers are
+    deduplicated)."""
     topic_linger_seconds: float = Field(5.0, ge=0)
     """A stream stays watched this long after its last viewer left, so the next long-poll
     or a reconnecting viewer finds it subscribed (0: stop watching at once)."""
