@@ -16,7 +16,7 @@ generation read as an ``application/json`` Durable Stream).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from broadcaster.core.dslog import CLOSE, DATA, DurableLog, Entry, State
@@ -265,9 +265,11 @@ async def long_poll(
     name: str,
     after: int | None,
     wait_seconds: float,
+    known: Callable[[State], bool] = lambda state: True,
 ) -> Polled:
     """Wait up to ``wait_seconds`` for entries after seq ``after`` (None: the tail, for
-    ``offset=now``). A stream watched here already costs one read of Redis; otherwise the
+    ``offset=now``); at once when ``known`` says the stream's state does not hold the
+    reader's offset. A stream watched here already costs one read of Redis; otherwise the
     stream is read, subscribed, and read again (what was appended in between would be in
     no message), and stays watched a little while for the next poll (``HubConfig.linger``).
     """
@@ -276,11 +278,15 @@ async def long_poll(
             state, entries = await log.read(
                 name, after or 0, PAGE_ENTRIES if after is not None else 0, PAGE_BYTES, touch=True
             )
+            if state is not None and not known(state):
+                return _polled(state, [], after or 0)
             return await _settle_or_wait(log, sub, state, entries, after, wait_seconds)
     state, entries = await log.read(
         name, after or 0, PAGE_ENTRIES if after is not None else 0, PAGE_BYTES, touch=True
     )
     at = after if after is not None else (state.tail if state else 0)
+    if state is not None and not known(state):
+        return _polled(state, [], at)
     if state is None or state.deleted or state.pending or entries or state.closed:
         return _polled(state, entries, at)
     form: Form = "ds" if state.kind == "ds" else "sse"

@@ -82,10 +82,17 @@ async def _existing(durable: DurableLog, path: str, name: str, state: State | No
     return state
 
 
+def _holds(state: State, offset: Offset) -> bool:
+    """Whether the stream's history holds ``offset`` (``state`` read at its seq)."""
+    if offset.seq > state.tail:
+        return False
+    return offset.seq == 0 or offset.matches(state.tag_at)
+
+
 def _check_offset(state: State, offset: Offset) -> None:
     """410 for an offset this stream's history does not hold: beyond its tail, or of
     events Redis lost and that were written again differently (never a spliced read)."""
-    if offset.seq > state.tail or (offset.seq > 0 and not offset.matches(state.tag_at)):
+    if not _holds(state, offset):
         raise ApiError(
             410,
             "offset_gone",
@@ -530,11 +537,19 @@ async def _long_poll(target: Target, offset: Any, cursor: str | None) -> Respons
     settings = await get_settings(request)
     hub = await get_hub(request)
     after = None if offset == "now" else (offset.seq if isinstance(offset, Offset) else 0)
+    def known(state: State) -> bool:
+        return not isinstance(offset, Offset) or _holds(state, offset)
+
     polled = await live.long_poll(
-        hub, durable, name=name, after=after, wait_seconds=settings.ds_long_poll_seconds
+        hub,
+        durable,
+        name=name,
+        after=after,
+        wait_seconds=settings.ds_long_poll_seconds,
+        known=known,
     )
     state = await _existing(durable, path, name, polled.state)
-    if isinstance(offset, Offset) and offset.seq != state.tail:
+    if isinstance(offset, Offset) and not polled.entries:
         _check_offset(state, offset)
     headers_cursor = {CURSOR: protocol.response_cursor(cursor)}
     data = [e for e in polled.entries if e.is_data]
