@@ -45,7 +45,49 @@ CLOSED = "Stream-Closed"
 CURSOR = "Stream-Cursor"
 READ_ONLY = {"allow": "GET, HEAD"}
 
-WRITE_RESPONSES = openapi.errors(400, 401, 403, 404, 405, 409, 410, 413, 429)
+
+def _answers(ok: dict[int, str], *errors: int) -> dict[int | str, Any]:
+    return {code: {"description": why} for code, why in ok.items()} | openapi.errors(*errors)
+
+
+PUT_ANSWERS = _answers(
+    {201: "created", 200: "it exists with this configuration"},
+    400,
+    401,
+    403,
+    404,
+    409,
+    413,
+    429,
+    503,
+)
+POST_ANSWERS = _answers(
+    {204: "appended, or closed", 200: "an idempotent producer's new data"},
+    400,
+    401,
+    403,
+    404,
+    405,
+    409,
+    410,
+    413,
+    429,
+    503,
+)
+DELETE_ANSWERS = _answers({204: "deleted"}, 401, 403, 404, 405, 410, 429, 503)
+HEAD_ANSWERS = _answers({200: "the stream's metadata"}, 401, 404, 410)
+GET_ANSWERS = _answers(
+    {
+        200: "data (a JSON array, or bytes), or SSE with live=sse",
+        204: "live=long-poll: nothing new before the timeout, or the stream is closed",
+        304: "If-None-Match matched the ETag",
+    },
+    400,
+    401,
+    404,
+    410,
+    503,
+)
 
 
 async def get_durable(request: Request) -> DurableLog:
@@ -111,7 +153,7 @@ def _cache_control(request: Request) -> str:
 # --- create ---
 
 
-@router.put(PATH, status_code=201, responses=WRITE_RESPONSES, dependencies=producer("publish"))
+@router.put(PATH, status_code=201, responses=PUT_ANSWERS, dependencies=producer("publish"))
 async def create(path: str, request: Request, settings: SettingsDep) -> Response:
     """Create a stream (201), or confirm one with the same configuration (200)."""
     name = _name(path)
@@ -223,29 +265,7 @@ async def _fork(
 ) -> Response:
     """Copy-on-fork: the source's entries up to the fork point are copied into the fork's
     own slot, pending (404) until complete; the source counts it among its forks."""
-    src_path = source.split("://", 1)[-1]
-    if "://" in source:
-        src_path = "/" + src_path.split("/", 1)[-1]
-    if not src_path.startswith("/v1/stream/"):
-        raise ApiError(400, "bad_request", "Stream-Forked-From must be a /v1/stream/ path")
-    src_path = src_path.removeprefix("/v1/stream/")
-    src = _name(src_path)
-    check_viewer(request, src_path)
-    state, _ = await durable.read(src, anchor.seq if anchor else 0)
-    if state is None or state.pending:
-        raise ApiError(404, "not_found", f"no stream at {source[:80]} to fork")
-    if state.deleted:
-        raise ApiError(409, "conflict", f"{source[:80]} was deleted: it cannot be forked")
-    if anchor is None:
-        at_seq, at_tag = state.tail, state.tail_tag
-    else:
-        if anchor.seq > state.tail:
-            raise ApiError(400, "bad_request", "Stream-Fork-Offset is beyond the source's tail")
-        if (anchor.seq > 0 and not anchor.matches(state.tag_at)) or (
-            anchor.seq == 0 and anchor.tag
-        ):
-            raise ApiError(400, "bad_request", "Stream-Fork-Offset is not an offset of the source")
-        at_seq, at_tag = anchor.seq, state.tag_at
+    src, state, at_seq, at_tag = await _fork_point(request, durable, source, anchor)
     if ct and ct != state.content_type:
         raise ApiError(409, "conflict", "the fork's Content-Type differs from its source's")
     ct = state.content_type
@@ -266,25 +286,7 @@ async def _fork(
     if created.status != "CREATED":
         return _created(request, path, created, ct)
     try:
-        registered = await durable.fork_register(src, name, at_seq, at_tag)
-        if registered.status != "OK":
-            raise {
-                "NOSTREAM": ApiError(404, "not_found", f"no stream at {source[:80]} to fork"),
-                "DELETED": ApiError(409, "conflict", f"{source[:80]} was deleted"),
-            }.get(
-                registered.status,
-                ApiError(400, "bad_request", "Stream-Fork-Offset is not an offset of the source"),
-            )
-        after = 0
-        while after < at_seq:
-            page = await durable.entries(src, after, min(at_seq, after + live.PAGE_ENTRIES))
-            if not page:
-                raise ApiError(409, "conflict", f"{source[:80]} changed while it was forked")
-            if not await durable.copy(name, page):
-                raise ApiError(409, "conflict", "the fork was removed while it was made")
-            after = page[-1].seq
-        if partial and not await durable.copy(name, partial):
-            raise ApiError(409, "conflict", "the fork was removed while it was made")
+        await _inherit(durable, src, name, source=source, at=(at_seq, at_tag), partial=partial)
         written = await durable.append(name, ct, entries, close=closed, finalize=True)
         if written.status != "OK":
             raise ApiError(409, "conflict", f"the fork could not be finished ({written.status})")
@@ -294,6 +296,64 @@ async def _fork(
         raise
     done = Written("CREATED", written.tail, written.tail_tag, written.closed)
     return _created(request, path, done, ct)
+
+
+async def _fork_point(
+    request: Request, durable: DurableLog, source: str, anchor: Offset | None
+) -> tuple[str, State, int, str]:
+    """The source of a fork (its name and state) and the seq and tag it forks at: 404 for
+    no source, 409 for a deleted one, 400 for an offset it does not hold."""
+    src_path = source.split("://", 1)[-1]
+    if "://" in source:
+        src_path = "/" + src_path.split("/", 1)[-1]
+    if not src_path.startswith("/v1/stream/"):
+        raise ApiError(400, "bad_request", "Stream-Forked-From must be a /v1/stream/ path")
+    src_path = src_path.removeprefix("/v1/stream/")
+    src = _name(src_path)
+    check_viewer(request, src_path)
+    state, _ = await durable.read(src, anchor.seq if anchor else 0)
+    if state is None or state.pending:
+        raise ApiError(404, "not_found", f"no stream at {source[:80]} to fork")
+    if state.deleted:
+        raise ApiError(409, "conflict", f"{source[:80]} was deleted: it cannot be forked")
+    if anchor is None:
+        return src, state, state.tail, state.tail_tag
+    if anchor.seq > state.tail:
+        raise ApiError(400, "bad_request", "Stream-Fork-Offset is beyond the source's tail")
+    if not _holds(state, anchor) or (anchor.seq == 0 and anchor.tag):
+        raise ApiError(400, "bad_request", "Stream-Fork-Offset is not an offset of the source")
+    return src, state, anchor.seq, state.tag_at
+
+
+async def _inherit(
+    durable: DurableLog,
+    src: str,
+    name: str,
+    *,
+    source: str,
+    at: tuple[int, str],
+    partial: list[Entry],
+) -> None:
+    """Count the fork among its source's, then copy what it inherits, a page at a time."""
+    registered = await durable.fork_register(src, name, *at)
+    if registered.status != "OK":
+        raise {
+            "NOSTREAM": ApiError(404, "not_found", f"no stream at {source[:80]} to fork"),
+            "DELETED": ApiError(409, "conflict", f"{source[:80]} was deleted"),
+        }.get(
+            registered.status,
+            ApiError(400, "bad_request", "Stream-Fork-Offset is not an offset of the source"),
+        )
+    after = 0
+    while after < at[0]:
+        page = await durable.entries(src, after, min(at[0], after + live.PAGE_ENTRIES))
+        if not page:
+            raise ApiError(409, "conflict", f"{source[:80]} changed while it was forked")
+        if not await durable.copy(name, page):
+            raise ApiError(409, "conflict", "the fork was removed while it was made")
+        after = page[-1].seq
+    if partial and not await durable.copy(name, partial):
+        raise ApiError(409, "conflict", "the fork was removed while it was made")
 
 
 async def _sub_offset(durable: DurableLog, src: str, at: int, sub: int, mode: Mode) -> list[Entry]:
@@ -321,7 +381,7 @@ async def _sub_offset(durable: DurableLog, src: str, at: int, sub: int, mode: Mo
 # --- append, close, delete ---
 
 
-@router.post(PATH, responses=WRITE_RESPONSES, dependencies=producer("publish"))
+@router.post(PATH, status_code=204, responses=POST_ANSWERS, dependencies=producer("publish"))
 async def append(path: str, request: Request, settings: SettingsDep) -> Response:
     """Append (204; 200 for an idempotent producer's new data), close, or both."""
     name = _name(path)
@@ -404,7 +464,7 @@ def _refused(path: str, status: str, a: str, b: str, headers: dict[str, str]) ->
             return ApiError(404, "not_found", f"no stream at {where}")
 
 
-@router.delete(PATH, status_code=204, responses=WRITE_RESPONSES, dependencies=producer("publish"))
+@router.delete(PATH, status_code=204, responses=DELETE_ANSWERS, dependencies=producer("publish"))
 async def delete(path: str, request: Request) -> Response:
     name = _name(path)
     status = await (await get_durable(request)).delete(name)
@@ -416,7 +476,7 @@ async def delete(path: str, request: Request) -> Response:
 # --- read ---
 
 
-@router.head(PATH, responses=openapi.errors(401, 404, 410))
+@router.head(PATH, responses=HEAD_ANSWERS)
 async def head(path: str, request: Request) -> Response:
     """Where the stream is, without reading it (nor renewing its TTL)."""
     name = _name(path)
@@ -442,7 +502,7 @@ async def head(path: str, request: Request) -> Response:
     return Response(status_code=200, headers=headers)
 
 
-@router.get(PATH, responses=openapi.errors(400, 401, 404, 410, 503))
+@router.get(PATH, responses=GET_ANSWERS)
 async def read(path: str, request: Request) -> Response:
     """Catch-up (a page of what follows ``offset``), ``live=long-poll`` or ``live=sse``."""
     name = _name(path)
@@ -537,6 +597,7 @@ async def _long_poll(target: Target, offset: Any, cursor: str | None) -> Respons
     settings = await get_settings(request)
     hub = await get_hub(request)
     after = None if offset == "now" else (offset.seq if isinstance(offset, Offset) else 0)
+
     def known(state: State) -> bool:
         return not isinstance(offset, Offset) or _holds(state, offset)
 
