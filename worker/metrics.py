@@ -32,6 +32,11 @@ class WorkerMetrics:
             ["tool", "outcome"],  # output, error
             registry=r,
         )
+        self.abandoned = Counter(
+            "worker_generations_abandoned_total",
+            "Generations cancelled because nobody watched them (abandon_after_seconds)",
+            registry=r,
+        )
         self.appended = Counter(
             "worker_events_appended_total", "Events appended by this worker", registry=r
         )

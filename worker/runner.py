@@ -142,6 +142,7 @@ class Worker:
         take = asyncio.create_task(taker.take_loop(reader, running), name="worker-take")
         hold = asyncio.create_task(taker.hold_loop(running.held_jobs), name="worker-hold")
         watch = asyncio.create_task(running.watch_cancels(), name="worker-watch")
+        abandoned = asyncio.create_task(running.watch_abandoned(), name="worker-abandoned")
         advertise = asyncio.create_task(taker.advertise_loop(), name="worker-advertise")
         try:
             await self._stopping.wait()
@@ -153,6 +154,7 @@ class Worker:
             # cancel: those loops stop only after the drain.
             await running.drain(self.settings.grace_seconds)
             await _cancel_and_wait(watch)
+            await _cancel_and_wait(abandoned)
             await _cancel_and_wait(hold)
 
     def _event_log(self, redis: Redis) -> EventLog:

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 
 from broadcaster.core import connection, keys
 from broadcaster.core.generations import Generations
 from broadcaster.core.jobs import Job, JobQueue
-from broadcaster.core.log import StaleWriter, StreamEnded
+from broadcaster.core.log import AppendRefused, StaleWriter, StreamEnded
 from broadcaster.core.logs import current_stream
+from broadcaster.core.presence import PresenceStore
 from worker.generation import Policy, run_generation
 from worker.metrics import WorkerMetrics
 from worker.providers.base import Providers
@@ -57,6 +59,10 @@ class RunningGenerations:
         self.concurrency = concurrency
         self.cancel_poll_seconds = cancel_poll_seconds
         self._tasks = tasks
+        self.presence = PresenceStore(generations.log.redis)
+        self._unwatched: dict[str, tuple[float, float | None]] = {}
+        """Generations that end when nobody watches: seconds allowed, and since when
+        nobody has (None: watched at the last look)."""
         self._running: dict[str, tuple[Job, asyncio.Task[None]]] = {}
         self._cancelled: set[str] = set()
         self._handing_back = False
@@ -115,9 +121,66 @@ class RunningGenerations:
                     self._cancelled.add(gid)
                     task.cancel()
 
+    async def watch_abandoned(self, every: float = 1.0) -> None:
+        """End the generations that ask for it (``abandon_after_seconds``) once nobody
+        has watched them for that long: ``abort`` with reason ``abandoned``, which the
+        cancel watch then turns into a cancelled task, closing the model call. Viewer
+        counts are read once a second, two round trips for all of them, never per event."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(every)
+            gids = [g for g in self._unwatched if g in self._running]
+            for gone in set(self._unwatched) - set(gids):
+                del self._unwatched[gone]
+            if not gids:
+                continue
+            try:
+                found = await self.presence.viewers(gids)
+            except connection.REDIS_ERRORS as exc:
+                log.warning("reading viewer counts: %s", exc)
+                continue
+            now = loop.time()
+            for gid, viewers in zip(gids, found, strict=True):
+                allowed, since = self._unwatched[gid]
+                if viewers.count:
+                    self._unwatched[gid] = (allowed, None)
+                elif since is None:
+                    self._unwatched[gid] = (allowed, now)
+                elif now - since >= allowed:
+                    del self._unwatched[gid]
+                    await self._abandon(gid, now - since)
+
+    async def _abandon(self, gid: str, unwatched: float) -> None:
+        try:
+            await self.log.append(
+                gid,
+                [{"type": "abort", "reason": "abandoned"}],
+                kind="generation",
+                owner=self.consumer,
+                meta={"error": ""},
+            )
+        except AppendRefused:
+            return  # it ended, or is another worker's now
+        except connection.REDIS_ERRORS as exc:
+            log.warning("generation %s: could not end it as abandoned: %s", gid, exc)
+            return
+        self.metrics.abandoned.inc()
+        log.info("generation %s: nobody watched it for %.1fs; abandoned", gid, unwatched)
+
+    async def _abandon_after(self, gid: str) -> float | None:
+        raw = await self.log.redis.hget(keys.meta_key(gid), "request")
+        if not raw:
+            return None
+        seconds = json.loads(raw).get("abandon_after_seconds")
+        return float(seconds) if seconds else None
+
     async def _run_job(self, job: Job) -> None:
         gid = job.generation_id
         current_stream.set(gid)  # this task's log lines name the generation
+        with contextlib.suppress(*connection.REDIS_ERRORS, ValueError):
+            allowed = await self._abandon_after(gid)
+            if allowed:
+                self._unwatched[gid] = (allowed, asyncio.get_running_loop().time())
         try:
             self.metrics.running.inc()
             await run_generation(

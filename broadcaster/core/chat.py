@@ -49,6 +49,8 @@ GENERATION_FIELDS = frozenset(
         "stop_sequences",
         "service_tier",
         "max_steps",
+        "abandon_after_seconds",
+        "webhook_url",
     }
 )
 """Fields of a chat body passed on to the generation request (checked there)."""

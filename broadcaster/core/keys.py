@@ -165,6 +165,40 @@ def ratelimit_key(key_name: str, minute: int) -> str:
 RATELIMIT_TTL = 120
 """A minute's counter outlives its minute, so a request at its very end still counts."""
 
+# --- presence: who watches each stream, across front-ends ---
+
+
+def presence_key(stream_id: str) -> str:
+    """A hash of a stream's viewers: per front-end (its instance id) how many it serves,
+    and (``<instance>:s``) the subjects of those whose tokens name one; ``#total`` is the
+    count last published. Under the stream's tag, beside its meta and outbox, so one
+    script updates it, notices the first viewer and the last, and queues the webhook."""
+    return f"{PREFIX}:{{{_group(stream_id)}}}:{stream_id}:presence"
+
+
+PRESENCE_TTL = 24 * 3600
+"""A presence hash outlives its last write by a day: the counts in it are only read
+beside the front-ends' heartbeats, and a stream watched that long is written to again."""
+
+PRESENCE_TAG = "{presence}"
+"""The front-ends' heartbeats and what each of them counts, on one Cluster node."""
+
+FRONTENDS_KEY = f"{PREFIX}:{PRESENCE_TAG}:frontends"
+"""A sorted set: front-end instance -> when it is dead unless it beats again (Unix ms,
+two heartbeats after its last). A front-end past it is dead: its counts no longer count,
+and the first front-end to notice removes them (a ``kill -9`` leaves them behind)."""
+
+
+def frontend_streams_key(instance: str) -> str:
+    """A set of the streams a front-end counts viewers of: what to clean up if it dies."""
+    return f"{PREFIX}:{PRESENCE_TAG}:fe:{instance}:streams"
+
+
+def reap_lock_key(instance: str) -> str:
+    """Held (``SET NX PX``) by the one front-end removing a dead one's counts."""
+    return f"{PREFIX}:{PRESENCE_TAG}:reap:{instance}"
+
+
 # --- webhooks: the outbox the append script writes, and the deliverer's streams ---
 
 

@@ -91,6 +91,9 @@ class Defaults:
     )
     max_tokens: int = 1024
     max_tokens_limit: int = 64000
+    abandon_after_seconds: float | None = None
+    """A generation nobody watches for this long is cancelled (``abandoned``), unless its
+    request says otherwise (``BROADCASTER_ABANDON_AFTER_SECONDS``; None: never)."""
     webhook_origins: frozenset[str] = frozenset()
     """Origins (``origin_of``) a request's ``webhook_url`` may name
     (``BROADCASTER_WEBHOOK_ALLOWED_ORIGINS``); none: the field is refused."""
@@ -98,6 +101,9 @@ class Defaults:
     def model(self, provider: str) -> str:
         return dict(self.models)[provider]
 
+
+MAX_ABANDON_AFTER = 7 * 24 * 3600
+"""Longest ``abandon_after_seconds`` (a week: a generation runs no longer)."""
 
 MAX_WEBHOOK_URL = 2048
 """Longest ``webhook_url`` a request may give."""
@@ -400,6 +406,9 @@ class GenerationRequest(BaseModel):
     service_tier: str | None = None
     max_steps: int | None = Field(None, ge=1, le=MAX_STEPS, strict=True)
     webhook_url: str | None = Field(None, min_length=1, max_length=MAX_WEBHOOK_URL)
+    abandon_after_seconds: float | None = Field(None, ge=0, le=MAX_ABANDON_AFTER)
+    """Cancel the generation once it has had no viewer for this long (0: never, whatever
+    the deployment's default)."""
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerationRequest:
@@ -692,4 +701,11 @@ def validate_request(body: Any, defaults: Defaults) -> dict[str, Any]:
     stored["provider"] = provider
     stored.setdefault("model", defaults.model(provider))
     stored["max_tokens"] = max_tokens
+    abandon = req.abandon_after_seconds
+    if abandon is None:
+        abandon = defaults.abandon_after_seconds
+    if abandon:
+        stored["abandon_after_seconds"] = abandon
+    else:
+        stored.pop("abandon_after_seconds", None)
     return stored

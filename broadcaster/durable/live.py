@@ -274,7 +274,7 @@ async def long_poll(
     no message), and stays watched a little while for the next poll (``HubConfig.linger``).
     """
     if hub.warm(name):
-        async with hub.subscribe(name, 0) as sub:
+        async with hub.subscribe(name, 0, counted=False) as sub:
             state, entries = await log.read(
                 name, after or 0, PAGE_ENTRIES if after is not None else 0, PAGE_BYTES, touch=True
             )
@@ -290,7 +290,7 @@ async def long_poll(
     if state is None or state.deleted or state.pending or entries or state.closed:
         return _polled(state, entries, at)
     form: Form = "ds" if state.kind == "ds" else "sse"
-    async with hub.subscribe(name, state.seq, state.tag, form=form) as sub:
+    async with hub.subscribe(name, state.seq, state.tag, form=form, counted=False) as sub:
         again, entries = await log.read(name, at, PAGE_ENTRIES, PAGE_BYTES)
         return await _settle_or_wait(log, sub, again, entries, at, wait_seconds)
 

@@ -26,12 +26,25 @@ from dataclasses import dataclass
 from broadcaster.core.log import EventLog, StreamInfo
 from broadcaster.fanout import viewer
 from broadcaster.fanout.keepalive import Keepalive
+from broadcaster.fanout.presence import Presence
 from broadcaster.fanout.push import PushSubscriber, Resolver
 from broadcaster.fanout.repair import Repairer
 from broadcaster.fanout.replay import FanoutMetrics, Replays
 from broadcaster.fanout.subscription import Form, Run, Subscription, Topic, Writer
 
 log = logging.getLogger("broadcaster.hub")
+
+PRESENCE_EVERY = 1.0
+"""Seconds between two ``data-viewers`` notices of one stream: changes in between are
+coalesced into the latest count."""
+
+
+def viewers_frame(count: int) -> bytes:
+    """The ``data-viewers`` notice: an SSE frame without an id (it is no event of the
+    stream, so a reconnecting client's ``Last-Event-ID`` stays that of its last event),
+    transient for the AI SDK (not a part of the message)."""
+    data = b'{"type":"data-viewers","data":{"viewers":%d},"transient":true}' % count
+    return b"event: data-viewers\ndata: " + data + b"\n\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +75,12 @@ class Hub:
         log_: EventLog,
         config: HubConfig | None = None,
         metrics: FanoutMetrics | None = None,
+        presence: Presence | None = None,
     ) -> None:
-        """``resolver`` says where the channels live (``push.resolver_for``)."""
+        """``resolver`` says where the channels live (``push.resolver_for``); ``presence``
+        counts the viewers (none: nobody counts them)."""
         self.log = log_
+        self.presence = presence
         self.config = config or HubConfig()
         self.metrics = metrics
         self.push = PushSubscriber(
@@ -96,8 +112,9 @@ class Hub:
     async def __aexit__(self, *exc: object) -> None:
         self.drain()
         for topic in self._topics.values():
-            if topic.linger is not None:
-                topic.linger.cancel()
+            for handle in (topic.linger, topic.told):
+                if handle is not None:
+                    handle.cancel()
         for t in self._tasks:
             t.cancel()
         if self._tasks:
@@ -136,13 +153,18 @@ class Hub:
         *,
         form: Form = "sse",
         make: Callable[[int, Topic, Keepalive], Subscription] = Subscription,
+        counted: bool = True,
+        subject: str | None = None,
+        wants_presence: bool = False,
     ) -> AsyncIterator[Subscription]:
         """Receive live runs of ``stream_id``, once the subscription to its channel is
         confirmed (then nothing published is missed). ``known_seq`` is a seq the stream
         is known to have reached and ``known_tag`` its history tag there: a new topic's
         cursor. ``form`` says what its messages carry (``subscription.Form``); ``make``
         builds the viewer's subscription (a Durable Streams reader encodes runs its own
-        way)."""
+        way). A ``counted`` viewer counts among the stream's viewers (a long-poll does not:
+        it comes and goes), by its token's ``subject`` if any; one that ``wants_presence``
+        is told the count when it changes (``data-viewers``)."""
         topic = self._topics.get(stream_id)
         if topic is None:
             topic = self._watch(stream_id, known_seq, known_tag, form)
@@ -150,10 +172,14 @@ class Hub:
             topic.linger.cancel()
             topic.linger = None
         sub = make(self.config.viewer_buffer, topic, self.keepalive)
+        sub.presence = wants_presence
         if self.closing:
             sub.close()
         topic.subs.add(sub)
         self._viewers += 1
+        presence = self.presence if counted else None
+        if presence is not None:
+            presence.join(stream_id, subject)
         try:
             assert topic.ready is not None
             try:
@@ -165,6 +191,8 @@ class Hub:
         finally:
             self._viewers -= 1
             topic.subs.discard(sub)
+            if presence is not None:
+                presence.leave(stream_id, subject)
             if not topic.subs and self._topics.get(stream_id) is topic:
                 if self.config.linger > 0 and not self.closing:
                     loop = asyncio.get_running_loop()
@@ -193,6 +221,9 @@ class Hub:
             topic.linger = None
         if topic.subs or self._topics.get(topic.stream_id) is not topic:
             return
+        if topic.told is not None:
+            topic.told.cancel()
+            topic.told = None
         del self._topics[topic.stream_id]
         del self._by_channel[topic.channel]
         self.push.unsubscribe(topic.channel)
@@ -201,7 +232,14 @@ class Hub:
         return self._topics.get(topic.stream_id) is topic
 
     async def follow(
-        self, stream_id: str, after: int, info: StreamInfo, writer: Writer | None = None
+        self,
+        stream_id: str,
+        after: int,
+        info: StreamInfo,
+        writer: Writer | None = None,
+        *,
+        subject: str | None = None,
+        wants_presence: bool = False,
     ) -> AsyncIterator[bytes]:
         """SSE bytes for one viewer: every event with seq > ``after``, exactly once, in
         order; ``: ping`` during silences; ends after the terminal event (with its
@@ -213,7 +251,9 @@ class Hub:
             async for chunk in self.replays.ended(stream_id, after):
                 yield chunk
             return
-        async with self.subscribe(stream_id, info.last_seq, info.tag) as sub:
+        async with self.subscribe(
+            stream_id, info.last_seq, info.tag, subject=subject, wants_presence=wants_presence
+        ) as sub:
             sub.last = after
             frames = viewer.deliver(sub, self.replays, stream_id, writer, self.config.keepalive)
             async for chunk in frames:
@@ -236,6 +276,9 @@ class Hub:
             return
         if flag == b"X":
             self._deleted(topic)
+            return
+        if flag == b"P":
+            self._viewers_changed(topic, int(payload[nl + 1 :] or b"0"))
             return
         if last <= topic.cursor:
             return
@@ -268,6 +311,27 @@ class Hub:
             sub.deliver(run)
         if self.metrics is not None:
             self.metrics.delivered.inc(len(topic.subs) * (run[1] - run[0] + 1))
+
+    def _viewers_changed(self, topic: Topic, count: int) -> None:
+        """The stream's viewer count changed: tell the viewers that asked, at most once a
+        second (the latest count wins)."""
+        topic.viewers = count
+        if topic.told is not None:
+            return  # a notice is due already; it will carry this count
+        loop = asyncio.get_running_loop()
+        wait = topic.told_at + PRESENCE_EVERY - loop.time()
+        topic.told = loop.call_later(max(0.0, wait), self._tell, topic)
+
+    def _tell(self, topic: Topic) -> None:
+        topic.told = None
+        if topic.viewers == topic.told_count or not self._watched(topic):
+            return
+        topic.told_at = asyncio.get_running_loop().time()
+        topic.told_count = topic.viewers
+        frame = viewers_frame(topic.viewers)
+        for sub in topic.subs:
+            if sub.presence:
+                sub.tell(frame)
 
     def _deleted(self, topic: Topic) -> None:
         """The stream was deleted: its responses end (their readers learn 404 or 410 when

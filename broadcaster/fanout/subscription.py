@@ -57,9 +57,11 @@ class Subscription:
         "ended",
         "keepalive",
         "last",
+        "notice",
         "overflowed",
         "ping_at",
         "ping_due",
+        "presence",
         "quiet_since",
         "topic",
     )
@@ -87,6 +89,10 @@ class Subscription:
         self.keepalive = keepalive
         self.ping_at: float | None = None
         """When ``keepalive`` checks it next (None: not scheduled)."""
+        self.presence = False
+        """The viewer asked to be told the stream's viewer count (``data-viewers``)."""
+        self.notice: bytes | None = None
+        """A ``data-viewers`` frame the socket did not take directly: the task sends it."""
 
     def deliver(self, run: Run) -> None:
         """New events of the stream: straight to the socket when they follow what the
@@ -128,6 +134,16 @@ class Subscription:
         self.ping_due = True
         self._wake()
 
+    def tell(self, frame: bytes) -> None:
+        """A notice that is no event (the viewer count): straight to the socket between
+        two runs, or else through the viewer's task (only the latest is kept)."""
+        w = self.direct
+        if w is not None and w(frame):
+            return
+        self.direct = None
+        self.notice = frame
+        self._wake()
+
     def close(self) -> None:
         self.closed = True
         self.direct = None
@@ -146,7 +162,14 @@ class Subscription:
 
     def idle(self) -> bool:
         """Nothing for the viewer's task to do: it may hand the socket to the reader."""
-        return not (self._buf or self.overflowed or self.closed or self.ended or self.ping_due)
+        return not (
+            self._buf
+            or self.overflowed
+            or self.closed
+            or self.ended
+            or self.ping_due
+            or self.notice is not None
+        )
 
     async def wait(self, seconds: float | None) -> bool:
         """Wait until something is buffered (or overflow, close, end, a ping due); False
@@ -186,6 +209,10 @@ class Topic:
         "stream_id",
         "subs",
         "tag",
+        "told",
+        "told_at",
+        "told_count",
+        "viewers",
     )
 
     def __init__(
@@ -200,6 +227,12 @@ class Topic:
         """Set while nobody watches it: when it stops being watched."""
         self.encoded: tuple[Run | None, dict[Any, Any]] = (None, {})
         """The last run as other encodings made it, once for all their viewers."""
+        self.viewers = 0
+        """The stream's viewer count, as the last presence message said."""
+        self.told_count = -1
+        self.told_at = -1e9
+        self.told: asyncio.TimerHandle | None = None
+        """A ``data-viewers`` notice scheduled (at most one a second)."""
         """The history tag of the event at ``cursor`` ("" when unknown)."""
         self.subs: set[Subscription] = set()
         self.ready: asyncio.Future[None] | None = None

@@ -38,6 +38,10 @@ async def deliver(
         woke = await _wait(sub, writer, keepalive)
         if sub.closed or sub.ended:
             return
+        if sub.notice is not None:
+            frame, sub.notice = sub.notice, None
+            yield frame
+            continue
         if not woke or sub.ping_due:
             sub.ping_due = False
             yield sse.PING

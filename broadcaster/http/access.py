@@ -129,6 +129,13 @@ def check_viewer(request: Request, stream_id: str) -> None:
         )
 
 
+def viewer_subject(request: Request) -> str | None:
+    """Who the viewer is, if its token says (what viewer counts report); None for tokens
+    that name nobody."""
+    subject: str | None = getattr(request.state, "subject", None)
+    return subject
+
+
 async def viewer_token(request: Request, stream_id: str) -> None:
     """The dependency form of ``check_viewer``."""
     check_viewer(request, stream_id)

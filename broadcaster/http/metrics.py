@@ -7,6 +7,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Hi
 
 
 class FrontendMetrics:
+    def presence_changed(self, old: int, new: int) -> None:
+        """A stream's viewer total changed by this front-end's write."""
+        if old == 0 and new > 0:
+            self.occupied.inc()
+        elif old > 0 and new == 0:
+            self.vacated.inc()
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
@@ -43,6 +50,16 @@ class FrontendMetrics:
         )
         # python_gc_*: collections per generation, so their pauses can be told from load.
         GCCollector(registry=r)
+        self.occupied = Counter(
+            "broadcaster_streams_occupied_total",
+            "Streams that got their first viewer (on any front-end), seen by this one",
+            registry=r,
+        )
+        self.vacated = Counter(
+            "broadcaster_streams_vacated_total",
+            "Streams that lost their last viewer (on any front-end), seen by this one",
+            registry=r,
+        )
         self.cut_off = Counter(
             "broadcaster_slow_viewers_cut_off_total",
             "Viewers disconnected because their socket accepted nothing",

@@ -26,8 +26,10 @@ from broadcaster.core.generations import Generations
 from broadcaster.core.jobs import JobQueue
 from broadcaster.core.log import EventLog
 from broadcaster.core.overdue import OverdueJobs
+from broadcaster.core.presence import PresenceStore
 from broadcaster.fanout import push
 from broadcaster.fanout.hub import Hub, HubConfig
+from broadcaster.fanout.presence import Presence
 from broadcaster.http.metrics import FrontendMetrics
 from broadcaster.http.settings import Settings
 from broadcaster.webhooks.deliverer import delivering
@@ -56,12 +58,15 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
         probe=settings.pubsub_probe_seconds,
         linger=settings.topic_linger_seconds,
     )
+    presence_store = PresenceStore(redis, settings.presence_heartbeat_seconds)
     try:
         async with (
-            Hub(resolver, event_log, config, app.state.metrics) as hub,
+            Presence(presence_store, on_change=app.state.metrics.presence_changed) as presence,
+            Hub(resolver, event_log, config, app.state.metrics, presence) as hub,
             delivering(settings, redis, redis_url, app.state.metrics.registry),
         ):
             app.state.redis = redis
+            app.state.presence = presence
             app.state.log = event_log
             app.state.durable = DurableLog(
                 redis,

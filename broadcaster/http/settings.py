@@ -43,6 +43,9 @@ class Settings(RedisSettings, WebhookSettings):
     topic_linger_seconds: float = Field(5.0, ge=0)
     """A stream stays watched this long after its last viewer left, so the next long-poll
     or a reconnecting viewer finds it subscribed (0: stop watching at once)."""
+    presence_heartbeat_seconds: float = Field(10.0, gt=0)
+    """Each front-end says it is alive this often; one silent for two heartbeats (a
+    ``kill -9``) has its viewers dropped from the counts within three."""
     viewer_buffer: int = Field(1024, ge=1)
     """Live events buffered per viewer; beyond, it catches up from Redis itself."""
     slow_viewer_timeout: float = Field(30.0, gt=0)
@@ -69,6 +72,10 @@ class Settings(RedisSettings, WebhookSettings):
     """The model of an OpenAI request that names none (set it to the model your
     OpenAI-compatible server serves, such as ``llama3.2`` on Ollama)."""
     default_max_tokens: int = Field(1024, ge=1)
+    abandon_after_seconds: float | None = Field(None, gt=0)
+    """A generation that has had no viewer for this long is cancelled (its stream ends
+    with ``abort``, reason ``abandoned``), unless its request says otherwise. Unset: a
+    generation runs to its end whoever watches."""
     reuse_port: bool = False
     """Bind with SO_REUSEPORT, so several ``serve`` processes share one port and the
     kernel spreads connections over them: one process per core (docs/performance.md)."""
@@ -124,4 +131,5 @@ class Settings(RedisSettings, WebhookSettings):
             max_tokens=self.default_max_tokens,
             max_tokens_limit=self.max_tokens_limit,
             webhook_origins=self.webhook_origins(),
+            abandon_after_seconds=self.abandon_after_seconds,
         )

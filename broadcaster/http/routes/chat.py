@@ -37,7 +37,7 @@ from broadcaster.http.resources import (
     SettingsDep,
 )
 from broadcaster.http.routes.generations import abort, admit, create
-from broadcaster.http.routes.streams import check_capacity, stream_response
+from broadcaster.http.routes.streams import check_capacity, stream_response, viewers_response
 from broadcaster.http.routes.tokens import minted
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import new_stream_id
@@ -185,6 +185,18 @@ async def resume(
         return Response(status_code=204)
     headers = {GENERATION_HEADER: record.generation}
     return await stream_response(request, record.generation, resume_point, headers)
+
+
+@router.get(
+    "/v1/chat/{chat_id}/viewers",
+    responses=openapi.errors(401, 404),
+)
+async def viewers(chat_id: str, request: Request, chats: ChatsDep) -> JSONResponse:
+    """The viewers of the chat's latest generation, on every front-end."""
+    record = await _chat(request, chats, chat_id)
+    if record is None:
+        raise ApiError(404, "not_found", f"no chat {chat_id!r}")
+    return await viewers_response(request, record.generation)
 
 
 @router.post(

@@ -28,7 +28,7 @@ from broadcaster.core.log import (
 )
 from broadcaster.fanout.hub import Hub
 from broadcaster.http import openapi
-from broadcaster.http.access import check_viewer, producer
+from broadcaster.http.access import check_viewer, producer, viewer_subject, viewer_token
 from broadcaster.http.bodies import read_json
 from broadcaster.http.errors import ApiError, handle_error
 from broadcaster.http.resources import (
@@ -157,8 +157,12 @@ async def stream_response(
     hub, settings = await get_hub(request), await get_settings(request)
     check_capacity(hub, settings, stream_id)
     metrics = await get_metrics(request)
+    wants = request.query_params.get("presence", "").lower() in ("1", "true")
+    subject = viewer_subject(request)
     return SSEResponse(
-        lambda writer: hub.follow(stream_id, after, info, writer),
+        lambda writer: hub.follow(
+            stream_id, after, info, writer, subject=subject, wants_presence=wants
+        ),
         first=sse.retry(settings.retry_ms),
         headers=SSE_HEADERS | (headers or {}),
         send_timeout=settings.slow_viewer_timeout,
@@ -193,6 +197,25 @@ def _check_resume_point(info: StreamInfo, after: int, tag: str | None) -> None:
             "rewritten): start over",
             last_event_id=info.last_seq,
         )
+
+
+@router.get(
+    "/v1/streams/{stream_id}/viewers",
+    responses=openapi.errors(401, 404),
+    dependencies=[Depends(valid_stream_id), Depends(viewer_token)],
+)
+async def viewers(stream_id: str, request: Request, event_log: EventLogDep) -> JSONResponse:
+    """How many viewers the stream has on every front-end, and the subjects of those
+    whose tokens name one."""
+    if await event_log.info(stream_id) is None:
+        raise ApiError(404, "not_found", f"no stream {stream_id!r} (unknown or expired)")
+    return await viewers_response(request, stream_id)
+
+
+async def viewers_response(request: Request, stream_id: str) -> JSONResponse:
+    presence = request.app.state.presence.store
+    (found,) = await presence.viewers([stream_id])
+    return JSONResponse({"viewers": found.count, "subjects": found.subjects})
 
 
 def check_capacity(hub: Hub, settings: Settings, stream_id: str) -> None:

@@ -1,0 +1,158 @@
+"""Who watches a stream, across every front-end: the counts in Redis, the front-ends'
+heartbeats, and the reading of both. Shared by the front-ends (which count, and read the
+counts for ``GET .../viewers``) and the worker (which ends a generation nobody watches).
+
+Each front-end writes its own count of a stream's viewers into the stream's presence hash
+(``keys.presence_key``) when it changes, never per event; the sum over the front-ends
+that are alive is the stream's count. A front-end is alive while its heartbeat
+(``keys.FRONTENDS_KEY``, one ``ZADD`` per heartbeat) is younger than two heartbeats: the
+counts of one killed with ``kill -9`` stop counting then, and the first front-end to
+notice removes them (it knows which streams from the dead one's own set). Each heartbeat
+records the time its front-end is dead if it beats no more, so that a reader (a worker
+among them) needs no heartbeat setting of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from broadcaster.core import connection, keys
+from broadcaster.core.log import script
+
+MAX_SUBJECTS = 100
+"""The most subjects ``viewers`` names (the count counts them all)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Viewers:
+    count: int
+    subjects: list[str]
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class PresenceStore:
+    def __init__(self, redis: Redis, heartbeat: float = 10.0) -> None:
+        self.redis = redis
+        self.heartbeat = heartbeat
+        self.publish, self.db = connection.publish_target(redis)
+        self._set = redis.register_script(script("presence_set.lua"))
+
+    @property
+    def dead_after_ms(self) -> int:
+        """A front-end silent for two heartbeats is dead."""
+        return int(self.heartbeat * 2 * 1000)
+
+    async def set(
+        self,
+        stream_id: str,
+        instance: str,
+        count: int,
+        subjects: Sequence[str] = (),
+        dead: Sequence[str] = (),
+    ) -> tuple[int, int]:
+        """``instance`` now serves ``count`` viewers of ``stream_id`` (``dead`` front-ends'
+        counts are dropped): the stream's total before and after, published to the
+        front-ends watching it when it changed."""
+        old, new = await self._set(
+            keys=[
+                keys.presence_key(stream_id),
+                keys.meta_key(stream_id),
+                keys.outbox_key(stream_id),
+            ],
+            args=[
+                instance,
+                count,
+                json.dumps(list(subjects)[:MAX_SUBJECTS]) if subjects else "",
+                stream_id,
+                keys.push_channel(stream_id, self.db),
+                self.publish,
+                keys.OUTBOX_MAX_LEN,
+                keys.PRESENCE_TTL,
+                *dead,
+            ],
+        )
+        return int(old), int(new)
+
+    async def beat(self, instance: str) -> tuple[list[str], list[str]]:
+        """Say ``instance`` is alive; the front-ends alive and those dead (silent for two
+        heartbeats), in one round trip."""
+        now = int(time.time() * 1000)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.FRONTENDS_KEY, {instance: now + self.dead_after_ms})
+            pipe.zrange(keys.FRONTENDS_KEY, 0, -1, withscores=True)
+            _, members = await pipe.execute()
+        return self._split(members, now)
+
+    async def frontends(self) -> tuple[list[str], list[str]]:
+        """The front-ends alive and those dead."""
+        members = await self.redis.zrange(keys.FRONTENDS_KEY, 0, -1, withscores=True)
+        return self._split(members, int(time.time() * 1000))
+
+    def _split(self, members: Any, now: int) -> tuple[list[str], list[str]]:
+        alive: list[str] = []
+        dead: list[str] = []
+        for member, score in cast(list[tuple[bytes, float]], members):
+            (alive if score > now else dead).append(_text(member))
+        return alive, dead
+
+    async def viewers(self, stream_ids: Sequence[str]) -> list[Viewers]:
+        """Each stream's viewers on the front-ends alive, in two round trips."""
+        alive, _ = await self.frontends()
+        live = set(alive)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream_id in stream_ids:
+                pipe.hgetall(keys.presence_key(stream_id))
+            replies = await pipe.execute()
+        out = []
+        for raw in replies:
+            fields = {_text(k): _text(v) for k, v in cast(dict[Any, Any], raw).items()}
+            count, subjects = 0, set()
+            for field, value in fields.items():
+                if field in live:
+                    count += int(value)
+                    subjects.update(json.loads(fields.get(field + ":s", "[]")))
+            out.append(Viewers(count, sorted(subjects)[:MAX_SUBJECTS]))
+        return out
+
+    async def track(self, instance: str, stream_id: str, watching: bool) -> None:
+        """Remember (or forget) that ``instance`` counts viewers of ``stream_id``."""
+        key = keys.frontend_streams_key(instance)
+        if watching:
+            await self.redis.sadd(key, stream_id)
+        else:
+            await self.redis.srem(key, stream_id)
+
+    async def reap(self, instance: str, on_change: Callable[[int, int], None] | None = None) -> int:
+        """Remove a dead front-end's counts from every stream it counted (one front-end
+        does it: a lock); how many streams. Their totals are published and their crossings
+        to zero queued, as for any change."""
+        if not await self.redis.set(keys.reap_lock_key(instance), "1", nx=True, px=60_000):
+            return 0
+        key = keys.frontend_streams_key(instance)
+        streams = [_text(s) for s in await self.redis.smembers(key)]
+        for stream_id in streams:
+            old, new = await self.set(stream_id, "", 0, dead=[instance])
+            if old != new and on_change is not None:
+                on_change(old, new)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(key)
+            pipe.zrem(keys.FRONTENDS_KEY, instance)
+            await pipe.execute()
+        return len(streams)
+
+    async def leave(self, instance: str) -> None:
+        """A front-end that stops cleanly: its heartbeat goes (its counts went to zero as
+        its viewers left)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(keys.frontend_streams_key(instance))
+            pipe.zrem(keys.FRONTENDS_KEY, instance)
+            await pipe.execute()

@@ -1,0 +1,160 @@
+"""This front-end's part of the viewer counts: its own count of each stream's viewers,
+written to Redis when it changes (``core/presence.py``), its heartbeat, and the removal
+of the counts of front-ends that died.
+
+Joins and leaves only mark a stream; one task writes the marked streams' counts a moment
+later (``flush``), so a burst of viewers joining one stream costs one write, not one per
+viewer, and nothing about presence is done per event. The write publishes the stream's
+new total on its channel; every front-end watching the stream passes it on to the viewers
+that asked for it (``Hub``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections import Counter
+from collections.abc import Callable
+from contextvars import Context
+
+from broadcaster.core.connection import REDIS_ERRORS
+from broadcaster.core.presence import PresenceStore
+
+log = logging.getLogger("broadcaster.presence")
+
+BATCH = 100
+"""Streams whose counts are written concurrently in one round of the flush."""
+
+
+class Presence:
+    """Counts this front-end's viewers per stream; ``async with`` runs the writer and the
+    heartbeat."""
+
+    def __init__(
+        self,
+        store: PresenceStore,
+        *,
+        flush: float = 0.05,
+        on_change: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """``on_change(old, new)`` hears each change of a stream's total this front-end
+        made (the crossings of zero are the stream's occupied and vacated moments)."""
+        self.store = store
+        self.on_change = on_change
+        self.instance = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.flush_delay = flush
+        self._counts: Counter[str] = Counter()
+        self._subjects: dict[str, Counter[str]] = {}
+        self._dirty: set[str] = set()
+        self._tracked: set[str] = set()
+        self._dead: list[str] = []
+        self._wanted = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.writes = 0
+        self.reaped = 0
+
+    async def __aenter__(self) -> Presence:
+        with contextlib.suppress(*REDIS_ERRORS):
+            _, self._dead = await self.store.beat(self.instance)
+        self._tasks = [
+            asyncio.create_task(self._flush_loop(), name="presence-flush", context=Context()),
+            asyncio.create_task(self._beat_loop(), name="presence-beat", context=Context()),
+        ]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for t in self._tasks:
+            t.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        self._tasks = []
+        # What is left (responses ended by the drain have left already): go to zero.
+        for stream_id in list(self._counts):
+            self._counts[stream_id] = 0
+            self._dirty.add(stream_id)
+        with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
+            async with asyncio.timeout(2):
+                await self._flush()
+                await self.store.leave(self.instance)
+
+    def join(self, stream_id: str, subject: str | None) -> None:
+        self._counts[stream_id] += 1
+        if subject:
+            self._subjects.setdefault(stream_id, Counter())[subject] += 1
+        self._mark(stream_id)
+
+    def leave(self, stream_id: str, subject: str | None) -> None:
+        self._counts[stream_id] -= 1
+        if subject and stream_id in self._subjects:
+            subjects = self._subjects[stream_id]
+            subjects[subject] -= 1
+            if subjects[subject] <= 0:
+                del subjects[subject]
+        self._mark(stream_id)
+
+    def _mark(self, stream_id: str) -> None:
+        self._dirty.add(stream_id)
+        self._wanted.set()
+
+    async def _flush_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            await asyncio.sleep(self.flush_delay)  # joins of a burst, written together
+            try:
+                await self._flush()
+                backoff = 0.1
+            except REDIS_ERRORS as exc:
+                log.warning("writing viewer counts: %s; retrying in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                self._wanted.set()
+
+    async def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        streams = list(dirty)
+        try:
+            for i in range(0, len(streams), BATCH):
+                await asyncio.gather(*(self._write(s) for s in streams[i : i + BATCH]))
+        except BaseException:
+            self._dirty |= dirty  # written again on the next round (a write is absolute)
+            raise
+
+    async def _write(self, stream_id: str) -> None:
+        count = self._counts.get(stream_id, 0)
+        subjects = sorted(self._subjects.get(stream_id, ()))
+        if count > 0 and stream_id not in self._tracked:
+            await self.store.track(self.instance, stream_id, True)
+            self._tracked.add(stream_id)
+        old, new = await self.store.set(stream_id, self.instance, count, subjects, self._dead)
+        self.writes += 1
+        if old != new and self.on_change is not None:
+            self.on_change(old, new)
+        if count <= 0 and self._counts.get(stream_id, 0) <= 0:
+            self._counts.pop(stream_id, None)
+            self._subjects.pop(stream_id, None)
+            if stream_id in self._tracked:
+                self._tracked.discard(stream_id)
+                await self.store.track(self.instance, stream_id, False)
+
+    async def _beat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.store.heartbeat)
+            try:
+                _, self._dead = await self.store.beat(self.instance)
+                for instance in self._dead:
+                    streams = await self.store.reap(instance, self.on_change)
+                    if streams:
+                        self.reaped += 1
+                        log.warning(
+                            "front-end %s stopped beating: its viewers of %d stream(s) removed",
+                            instance,
+                            streams,
+                        )
+            except REDIS_ERRORS as exc:
+                log.warning("presence heartbeat: %s", exc)
