@@ -240,6 +240,7 @@ class Hub:
         *,
         subject: str | None = None,
         wants_presence: bool = False,
+        compact: bool = False,
     ) -> AsyncIterator[bytes]:
         """SSE bytes for one viewer: every event with seq > ``after``, exactly once, in
         order; ``: ping`` during silences; ends after the terminal event (with its
@@ -248,14 +249,16 @@ class Hub:
         With a ``writer`` (the viewer's socket), live frames that arrive while the viewer
         is caught up go straight to it from the fan-out and are not yielded here."""
         if info.ended:
-            async for chunk in self.replays.ended(stream_id, after):
+            async for chunk in self.replays.ended(stream_id, after, compact=compact):
                 yield chunk
             return
         async with self.subscribe(
             stream_id, info.last_seq, info.tag, subject=subject, wants_presence=wants_presence
         ) as sub:
             sub.last = after
-            frames = viewer.deliver(sub, self.replays, stream_id, writer, self.config.keepalive)
+            frames = viewer.deliver(
+                sub, self.replays, stream_id, writer, self.config.keepalive, compact=compact
+            )
             async for chunk in frames:
                 yield chunk
 

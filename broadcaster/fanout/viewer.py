@@ -29,10 +29,12 @@ async def deliver(
     stream_id: str,
     writer: Writer | None,
     keepalive: float,
+    *,
+    compact: bool = False,
 ) -> AsyncIterator[bytes]:
     """SSE bytes for the viewer of ``sub`` (subscribed, at ``sub.last``), until the
     terminal event went out or the subscription closed."""
-    async for chunk in _catch_up(sub, replays, stream_id, None):
+    async for chunk in _catch_up(sub, replays, stream_id, None, compact=compact):
         yield chunk
     while not (sub.ended or sub.closed):
         woke = await _wait(sub, writer, keepalive)
@@ -71,10 +73,15 @@ async def _wait(sub: Subscription, writer: Writer | None, keepalive: float) -> b
 
 
 async def _catch_up(
-    sub: Subscription, replays: Replays, stream_id: str, until: int | None
+    sub: Subscription,
+    replays: Replays,
+    stream_id: str,
+    until: int | None,
+    *,
+    compact: bool = False,
 ) -> AsyncIterator[bytes]:
-    """Events after ``sub.last`` (up to ``until``) from Redis."""
-    async for chunk, seq, ended in replays.pages(stream_id, sub.last, until):
+    """Events after ``sub.last`` (up to ``until``) from Redis (``compact``: folded)."""
+    async for chunk, seq, ended in replays.pages(stream_id, sub.last, until, compact=compact):
         sub.last = seq
         sub.ended = ended
         yield chunk

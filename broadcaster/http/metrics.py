@@ -38,6 +38,11 @@ class FrontendMetrics:
             "Events read from Redis for one viewer (late join, catch-up, gap)",
             registry=r,
         )
+        self.folded = Counter(
+            "broadcaster_events_folded_total",
+            "Delta events folded away by compact replays (?compact=1, the chat routes)",
+            registry=r,
+        )
         self.tasks = Gauge(
             "broadcaster_asyncio_tasks",
             "asyncio tasks alive in this process, at scrape time (a leak shows as growth)",

@@ -184,7 +184,11 @@ async def resume(
     if info is None or (info.ended and resume_point is None):
         return Response(status_code=204)
     headers = {GENERATION_HEADER: record.generation}
-    return await stream_response(request, record.generation, resume_point, headers)
+    # The AI SDK's resume replays the whole answer: folded, it is a few events, not one
+    # per token (compact replays), and the message it rebuilds is the same.
+    return await stream_response(
+        request, record.generation, resume_point, headers, compact=resume_point is None
+    )
 
 
 @router.get(

@@ -135,7 +135,12 @@ async def open_events(request: Request, stream_id: str, last_event_id: str | Non
 
 
 async def stream_response(
-    request: Request, stream_id: str, resume: str | None, headers: dict[str, str] | None = None
+    request: Request,
+    stream_id: str,
+    resume: str | None,
+    headers: dict[str, str] | None = None,
+    *,
+    compact: bool | None = None,
 ) -> Response:
     """The SSE response for ``stream_id`` after the resume point ``resume`` (None: from
     the first event), 204 when the client has seen the end, or ApiError. Access is the
@@ -157,11 +162,19 @@ async def stream_response(
     hub, settings = await get_hub(request), await get_settings(request)
     check_capacity(hub, settings, stream_id)
     metrics = await get_metrics(request)
-    wants = request.query_params.get("presence", "").lower() in ("1", "true")
+    wants = _flag(request, "presence")
+    if compact is None:
+        compact = _flag(request, "compact")
     subject = viewer_subject(request)
     return SSEResponse(
         lambda writer: hub.follow(
-            stream_id, after, info, writer, subject=subject, wants_presence=wants
+            stream_id,
+            after,
+            info,
+            writer,
+            subject=subject,
+            wants_presence=wants,
+            compact=compact,
         ),
         first=sse.retry(settings.retry_ms),
         headers=SSE_HEADERS | (headers or {}),
@@ -169,6 +182,10 @@ async def stream_response(
         stream_id=stream_id,
         on_cut_off=metrics.cut_off.inc,
     )
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "").lower() in ("1", "true")
 
 
 def _resume_point(raw: str | None) -> tuple[int, str | None]:
