@@ -336,7 +336,8 @@ class DurableLog:
         ]
         for etype, data in entries:
             args += [etype, data]
-        status, dseq, dtag, was_closed = await self._write(self._create, keys.ds_keys(name), args)
+        ks = [*keys.ds_keys(name), keys.names_key(name)]
+        status, dseq, dtag, was_closed = await self._write(self._create, ks, args)
         return Written(_text(status), int(dseq), _text(dtag), bool(_text(was_closed)))
 
     async def append(

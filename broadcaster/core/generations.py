@@ -37,8 +37,15 @@ class Generations:
         url = request.get("webhook_url") or ""
         hook = ("d" if self.log.webhooks else "") + ("u" if url else "")
         created = await self._create(
-            keys=[keys.meta_key(stream_id)],
-            args=[json.dumps(request, separators=(",", ":")), self.log.idle_ttl, hook, url],
+            keys=[keys.meta_key(stream_id), keys.names_key(stream_id)],
+            args=[
+                json.dumps(request, separators=(",", ":")),
+                self.log.idle_ttl,
+                hook,
+                url,
+                self.log.channel(stream_id),
+                self.log.publish,
+            ],
         )
         return bool(created)
 

@@ -88,6 +88,31 @@ def ds_name(path: str) -> str:
     return "~" + base64.urlsafe_b64encode(path.encode()).rstrip(b"=").decode()
 
 
+def names_key(stream_id: str) -> str:
+    """A sorted set of a slot group: the names of its streams (all scores 0, so it is
+    ordered by name and ``ZRANGEBYLEX`` lists a prefix's). Written by the script that
+    creates a stream, in its slot, so the listing of a prefix subscription misses none;
+    names of streams that expired are pruned when found."""
+    return f"{PREFIX}:{{{_group(stream_id)}}}:names"
+
+
+def names_keys() -> list[str]:
+    """Every group's names, in group order."""
+    return [f"{PREFIX}:{{sg{g}}}:names" for g in range(SLOT_GROUPS)]
+
+
+def created_channel(stream_id: str, db: int = 0) -> str:
+    """The channel a group's new streams are announced on (their name), by the script
+    that creates them: a front-end following a prefix learns of new streams from the 256
+    of these, one message per stream created, nothing per event. Sharded on a Cluster
+    like the streams' own channels."""
+    return f"{PREFIX}:{{{_group(stream_id)}}}:created:{db}"
+
+
+def created_channels(db: int = 0) -> list[str]:
+    return [f"{PREFIX}:{{sg{g}}}:created:{db}" for g in range(SLOT_GROUPS)]
+
+
 def stream_keys(stream_id: str) -> list[str]:
     """The keys of one stream in the order the Lua scripts expect them."""
     return [log_key(stream_id), meta_key(stream_id), text_key(stream_id)]

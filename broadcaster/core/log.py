@@ -105,8 +105,8 @@ _Entries = Sequence[tuple[bytes, dict[bytes, bytes]]]
 
 
 def _append_keys(stream_id: str) -> list[str]:
-    """The append script's keys: the stream's, and its group's webhook outbox."""
-    return [*keys.stream_keys(stream_id), keys.outbox_key(stream_id)]
+    """The append script's keys: the stream's, its group's webhook outbox and index."""
+    return [*keys.stream_keys(stream_id), keys.outbox_key(stream_id), keys.names_key(stream_id)]
 
 
 def entries_to_events(entries: _Entries) -> list[Event]:

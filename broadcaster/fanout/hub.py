@@ -23,6 +23,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from broadcaster.core import keys
 from broadcaster.core.log import EventLog, StreamInfo
 from broadcaster.fanout import viewer
 from broadcaster.fanout.keepalive import Keepalive
@@ -99,6 +100,10 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self.closing = False
         self._viewers = 0  # kept by subscribe: read on every connect (the connection limit)
+        self._creators: set[Callable[[str | None], None]] = set()
+        """Who wants to hear of new streams (a connection following prefixes): called
+        with each new stream's id, or None when announcements may have been missed."""
+        self._created: dict[bytes, asyncio.Future[None]] = {}
 
     async def __aenter__(self) -> Hub:
         await self.push.__aenter__()
@@ -121,6 +126,27 @@ class Hub:
             await asyncio.wait(self._tasks)
         await self.repairer.__aexit__(*exc)
         await self.push.__aexit__(*exc)
+
+    @contextlib.asynccontextmanager
+    async def new_streams(self, on_new: Callable[[str | None], None]) -> AsyncIterator[None]:
+        """Hear of every stream created from now on (``on_new(stream id)``; None after an
+        interruption: list again), once the 256 groups' announcement channels are
+        subscribed. They are subscribed while anyone listens: one message per stream
+        created, nothing per event."""
+        if not self._created:
+            for name in keys.created_channels(self.log.db):
+                channel = name.encode()
+                self._created[channel] = self.push.subscribe(channel)
+        self._creators.add(on_new)
+        try:
+            await asyncio.shield(asyncio.gather(*self._created.values()))
+            yield
+        finally:
+            self._creators.discard(on_new)
+            if not self._creators:
+                for channel in self._created:
+                    self.push.unsubscribe(channel)
+                self._created.clear()
 
     def drain(self) -> None:
         """End every open response cleanly (shutdown): viewers reconnect elsewhere."""
@@ -269,7 +295,11 @@ class Hub:
         (no frames when the batch was too large to publish whole)."""
         topic = self._by_channel.get(channel)
         if topic is None:
-            return  # nobody watches it any more
+            if channel in self._created:
+                stream_id = payload.decode(errors="replace")
+                for on_new in list(self._creators):
+                    on_new(stream_id)
+            return  # else nobody watches it any more
         nl = payload.find(b"\n")
         try:
             first_b, last_b, tag, flag = payload[:nl].split(b" ")
@@ -346,6 +376,9 @@ class Hub:
 
     def _recovered(self, channels: list[bytes]) -> None:
         """Subscribed again after an interruption: ask the log what was missed."""
+        if any(c in self._created for c in channels):
+            for on_new in list(self._creators):
+                on_new(None)  # announcements may be lost: list the prefixes again
         topics = [t for c in channels if (t := self._by_channel.get(c)) is not None]
         self.repairer.recover(topics)
 

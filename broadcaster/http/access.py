@@ -129,6 +129,22 @@ def check_viewer(request: Request, stream_id: str) -> None:
         )
 
 
+def authorize_read(request: Request, streams: list[str], prefixes: list[str]) -> None:
+    """May this request read every stream named and every stream under each prefix?
+    Refused whole: 401 without a valid token, 403 when it does not cover one of them. A
+    viewer token opens one stream: it covers a request for that stream alone."""
+    secret: str | None = request.app.state.access.token_secret
+    if secret is None:
+        return
+    token = bearer(request) or request.query_params.get("token")
+    if not token:
+        raise ApiError(
+            401, "unauthorized", "a token for these streams is required", headers=_BEARER
+        )
+    if prefixes or not all(auth.verify_viewer_token(secret, token, s) for s in streams):
+        raise ApiError(403, "forbidden", "this token does not open every stream asked for")
+
+
 def viewer_subject(request: Request) -> str | None:
     """Who the viewer is, if its token says (what viewer counts report); None for tokens
     that name nobody."""

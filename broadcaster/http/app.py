@@ -22,7 +22,7 @@ from broadcaster.http.access import AccessPolicy
 from broadcaster.http.errors import install_error_handlers
 from broadcaster.http.metrics import FrontendMetrics
 from broadcaster.http.resources import lifespan
-from broadcaster.http.routes import chat, durable, generations, health, streams, tokens
+from broadcaster.http.routes import chat, durable, events, generations, health, streams, tokens
 from broadcaster.http.settings import Settings
 
 EVENTS_PATH = re.compile(r"/v1/streams/([^/]+)/events")
@@ -70,7 +70,7 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
     app.state.access = AccessPolicy.from_settings(settings)
     app.state.metrics = FrontendMetrics()
     install_error_handlers(app)
-    for module in (health, generations, streams, tokens, chat, durable):
+    for module in (health, generations, streams, events, tokens, chat, durable):
         app.include_router(module.router)
     openapi.with_stream_ids(app, keys.STREAM_ID_RE.pattern)
     app.sse_route = streams.events_fast_path

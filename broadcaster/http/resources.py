@@ -25,6 +25,7 @@ from broadcaster.core.dslog import DurableLog
 from broadcaster.core.generations import Generations
 from broadcaster.core.jobs import JobQueue
 from broadcaster.core.log import EventLog
+from broadcaster.core.mux import Bases
 from broadcaster.core.overdue import OverdueJobs
 from broadcaster.core.presence import PresenceStore
 from broadcaster.fanout import push
@@ -67,6 +68,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
         ):
             app.state.redis = redis
             app.state.presence = presence
+            app.state.bases = Bases(redis, settings.ended_ttl_seconds)
             app.state.log = event_log
             app.state.durable = DurableLog(
                 redis,

@@ -46,6 +46,9 @@ class Settings(RedisSettings, WebhookSettings):
     presence_heartbeat_seconds: float = Field(10.0, gt=0)
     """Each front-end says it is alive this often; one silent for two heartbeats (a
     ``kill -9``) has its viewers dropped from the counts within three."""
+    events_max_streams: int = Field(1000, ge=1, le=100_000)
+    """Streams one ``GET /v1/events`` connection follows at most (named, and under its
+    prefixes); past it a prefix's further streams are not followed (``streams-limit``)."""
     viewer_buffer: int = Field(1024, ge=1)
     """Live events buffered per viewer; beyond, it catches up from Redis itself."""
     slow_viewer_timeout: float = Field(30.0, gt=0)

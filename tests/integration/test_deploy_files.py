@@ -297,6 +297,7 @@ def nginx_problems(conf: str, frontends: list[str]) -> list[str]:
         ("SSE", r"location ~ \^/v1/streams/.*?/events\$ \{(.*?)\n        \}"),
         ("chat SSE", r"location ~ \^/v1/chat\(.*?/stream\)\?\$ \{(.*?)\n        \}"),
         ("Durable Streams", r"location \^~ /v1/stream/ \{(.*?)\n        \}"),
+        ("many streams", r"location = /v1/events \{(.*?)\n        \}"),
     ):
         sse = re.search(pattern, conf, re.S)
         block = sse.group(1) if sse else ""
@@ -323,6 +324,7 @@ ROUTES = {
     "/v1/chat": "$request_id",
     "/v1/chat/c_1/messages": "$request_id",
     "/v1/generations": "$request_id",
+    "/v1/events": "$request_id",
     "/": "$request_id",
 }
 

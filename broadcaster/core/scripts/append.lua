@@ -2,8 +2,11 @@
 -- and publish it on the stream's channel for the front-ends watching it.
 -- A stream that asked for webhooks also gets its end written to its group's outbox, in
 -- this same step (keys.outbox_key).
--- KEYS: log, meta, text, outbox. ARGV: see EventLog.append (log.py). Returns {status, seq}.
-local log, meta, text, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- A stream this append creates (a job feed's first publish) is named in its group's index
+-- and announced on its group's channel (keys.names_key, keys.created_channel).
+-- KEYS: log, meta, text, outbox, names. ARGV: see EventLog.append (log.py).
+-- Returns {status, seq}.
+local log, meta, text, outbox, names = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local kind, expected, owner = ARGV[1], ARGV[2], ARGV[3]
 local ended_ttl, idle_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local text_mode, text_arg = ARGV[6], ARGV[7]
@@ -74,6 +77,12 @@ end
 
 local updates = {'seq', seq, 'updated_at', now, 'bytes', size + added, 'tag', tag}
 if create then
+  local id = string.match(meta, '}:(.+):meta$')
+  redis.call('ZADD', names, 0, id)
+  if channel ~= '' then
+    local group, db = string.match(channel, '^(.-}):.+:push:(%d+)$')
+    redis.call(publish, group .. ':created:' .. db, id)
+  end
   updates[#updates + 1] = 'kind'
   updates[#updates + 1] = 'feed'
   updates[#updates + 1] = 'created_at'

@@ -1,7 +1,9 @@
--- Create a queued generation's metadata, unless the id is taken. Returns 1 or 0.
--- ARGV: request, idle TTL, webhook flag ('d': the deployment's receiver, 'u': its own
--- webhook_url, or both; '' for none), webhook_url.
-local meta = KEYS[1]
+-- Create a queued generation's metadata, unless the id is taken; name it in its group's
+-- index and announce it on its group's channel. Returns 1 or 0.
+-- KEYS: meta, names. ARGV: request, idle TTL, webhook flag ('d': the deployment's
+-- receiver, 'u': its own webhook_url, or both; '' for none), webhook_url, the stream's
+-- push channel, the publish command.
+local meta, names = KEYS[1], KEYS[2]
 if redis.call('EXISTS', meta) == 1 then return 0 end
 local t = redis.call('TIME')
 local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
@@ -11,4 +13,10 @@ if ARGV[3] and ARGV[3] ~= '' then
   redis.call('HSET', meta, 'webhook', ARGV[3], 'webhook_url', ARGV[4])
 end
 redis.call('EXPIRE', meta, tonumber(ARGV[2]))
+local id = string.match(meta, '}:(.+):meta$')
+redis.call('ZADD', names, 0, id)
+if ARGV[5] and ARGV[5] ~= '' then
+  local group, db = string.match(ARGV[5], '^(.-}):.+:push:(%d+)$')
+  redis.call(ARGV[6], group .. ':created:' .. db, id)
+end
 return 1

@@ -1,5 +1,6 @@
 -- Create a Durable Stream, or say how an existing one compares (PUT is idempotent).
--- KEYS: log, meta, producers, forks.
+-- KEYS: log, meta, producers, forks, names (the group's index: a new stream is named there
+-- and announced on the group's channel, as every stream is).
 -- ARGV: ct, ttl, exp, closed ('1'/''), fork source, fork offset, fork sub-offset,
 --   pending ('1': a fork whose inherited entries are still to be copied), idle TTL,
 --   channel, publish command, push max, then initial entries as {type, data} pairs.
@@ -41,5 +42,11 @@ if pending == '' then
   if closed == '1' then put('ended', 'closed') end
 end
 redis.call('HSET', meta, unpack(fields))
-expire_all(KEYS, ttl, exp, idle)
+expire_all({KEYS[1], KEYS[2], KEYS[3], KEYS[4]}, ttl, exp, idle)
+local id = string.match(meta, '}:(.+):meta$')
+redis.call('ZADD', KEYS[5], 0, id)
+if channel ~= '' then
+  local group, db = string.match(channel, '^(.-}):.+:push:(%d+)$')
+  redis.call(cmd, group .. ':created:' .. db, id)
+end
 return {'CREATED', dseq, dtag, closed}

@@ -1,0 +1,189 @@
+"""Many streams on one connection: the names a prefix covers, and the connection's resume
+point, one ``Last-Event-ID`` carrying every stream's position.
+
+**The resume point** is ``<base>.<ref>=<seq>.<tag>,…``: a *base* (a snapshot of
+positions kept in Redis under a random token, or ``-`` for none) and the positions that
+moved since it, each naming its stream by its index in the base (sorted by name) or, for
+a stream the base does not hold, by ``~<stream id>``. An id thus stays short however many
+streams the connection follows: when the moved positions pass ``REBASE``, the connection
+writes a new base (one ``SET`` in the background) and starts again from it. Nothing is
+written per event. A position keeps its history tag, so a resume is checked as strictly
+as a single stream's: a stream that holds fewer events, or other ones, or none any more,
+is refused, never silently skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from broadcaster.core import keys
+
+REBASE = 16
+"""Moved positions an id carries before the connection writes a new base."""
+
+_DELTA = re.compile(r"^(?:(\d{1,6})|~([A-Za-z0-9_-]{1,64}))=(\d{1,18})(?:\.([0-9a-f]{8}))?$")
+_TOKEN = re.compile(r"^(-|[0-9a-f]{16})$")
+
+Position = tuple[int, str]
+"""(seq, history tag) of the last event of a stream a client was sent."""
+
+
+class BadResumePoint(ValueError):
+    """Not a resume point this server issued (400)."""
+
+
+class ResumePointGone(LookupError):
+    """A resume point whose base Redis no longer holds (its TTL passed): 409."""
+
+
+def base_key(token: str) -> str:
+    """The snapshot of positions a connection's ids refer to (its own hash tag: spread)."""
+    return f"{keys.PREFIX}:{{mux{token[:4]}}}:{token}"
+
+
+@dataclass
+class Cursor:
+    """One connection's positions, and the id that says them."""
+
+    token: str
+    base: list[str]
+    """The streams of the base, sorted: a delta names one by its index here."""
+    positions: dict[str, Position]
+    moved: dict[str, str] = field(default_factory=dict)
+    """Stream -> its delta, for the streams whose position moved since the base."""
+    _index: dict[str, int] = field(default_factory=dict, repr=False)
+    _id: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._index = {s: i for i, s in enumerate(self.base)}
+
+    @classmethod
+    def empty(cls) -> Cursor:
+        return cls("-", [], {})
+
+    def advance(self, stream_id: str, seq: int, tag: str) -> None:
+        self.positions[stream_id] = (seq, tag)
+        index = self._index.get(stream_id)
+        ref = str(index) if index is not None else "~" + stream_id
+        self.moved[stream_id] = f"{ref}={seq}.{tag}" if tag else f"{ref}={seq}"
+        self._id = None
+
+    @property
+    def id(self) -> str:
+        if self._id is None:
+            self._id = self.token + ("." + ",".join(self.moved.values()) if self.moved else "")
+        return self._id
+
+    def snapshot(self) -> tuple[str, dict[str, Position]]:
+        """A new base: its token and the positions it holds (to write, then ``rebased``)."""
+        return secrets.token_hex(8), dict(self.positions)
+
+    def rebased(self, token: str, snapshot: dict[str, Position]) -> None:
+        """The base ``token`` (holding ``snapshot``) is written: ids name it from now on,
+        with what moved since it was taken."""
+        self.token = token
+        self.base = sorted(snapshot)
+        self._index = {s: i for i, s in enumerate(self.base)}
+        self.moved = {}
+        for stream_id, (seq, tag) in list(self.positions.items()):
+            if snapshot.get(stream_id) != (seq, tag):
+                self.advance(stream_id, seq, tag)
+        self._id = None
+
+
+def parse(raw: str) -> tuple[str, list[tuple[int | str, Position]]]:
+    """An id's base token and its deltas (a base index or a stream id, and a position);
+    BadResumePoint unless this server could have issued it."""
+    token, _, rest = raw.strip().partition(".")
+    if not _TOKEN.match(token) or len(raw) > 65536:
+        raise BadResumePoint("not a resume point of /v1/events")
+    deltas: list[tuple[int | str, Position]] = []
+    for part in rest.split(",") if rest else []:
+        m = _DELTA.match(part)
+        if m is None:
+            raise BadResumePoint(f"malformed position {part[:80]!r}")
+        ref: int | str = int(m.group(1)) if m.group(1) is not None else m.group(2)
+        deltas.append((ref, (int(m.group(3)), m.group(4) or "")))
+    return token, deltas
+
+
+class Bases:
+    """Where connections keep their bases (one key each, expiring with ``ttl``)."""
+
+    def __init__(self, redis: Redis, ttl: int) -> None:
+        self.redis = redis
+        self.ttl = ttl
+
+    async def write(self, token: str, positions: dict[str, Position]) -> None:
+        rows = [[s, seq, tag] for s, (seq, tag) in sorted(positions.items())]
+        await self.redis.set(base_key(token), json.dumps(rows, separators=(",", ":")), ex=self.ttl)
+
+    async def resume(self, raw: str) -> Cursor:
+        """The cursor an id names (its base read from Redis). BadResumePoint for a
+        malformed id or a reference outside its base; ResumePointGone for a base Redis no
+        longer holds."""
+        token, deltas = parse(raw)
+        rows: list[list[object]] = []
+        if token != "-":
+            stored = await self.redis.get(base_key(token))
+            if stored is None:
+                raise ResumePointGone("this resume point expired: start over")
+            await self.redis.expire(base_key(token), self.ttl)
+            rows = json.loads(stored)
+        base = [str(r[0]) for r in rows]
+        positions: dict[str, Position] = {str(r[0]): (_int(r[1]), str(r[2])) for r in rows}
+        cursor = Cursor(token, base, positions)
+        for ref, (seq, tag) in deltas:
+            if isinstance(ref, int):
+                if ref >= len(base):
+                    raise BadResumePoint("a position refers to no stream of its base")
+                stream_id = base[ref]
+            else:
+                stream_id = ref
+            cursor.advance(stream_id, seq, tag)
+        return cursor
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, int):
+        raise BadResumePoint("a resume point's base is not one this server wrote")
+    return value
+
+
+async def list_prefix(redis: Redis, prefix: str, limit: int) -> list[str]:
+    """The streams whose id starts with ``prefix`` (at most ``limit`` + 1, so a caller
+    sees when there are more), from the 256 groups' indexes in one round trip; names of
+    streams that expired are pruned."""
+    lo, hi = f"[{prefix}".encode(), f"[{prefix}".encode() + b"\xff"
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys.names_keys():
+            pipe.zrangebylex(key, lo, hi, start=0, num=limit + 1)
+        replies = await pipe.execute()
+    found = sorted({n.decode() for reply in replies for n in reply})
+    alive = await _alive(redis, found)
+    dead = [n for n, up in zip(found, alive, strict=True) if not up]
+    if dead:
+        async with redis.pipeline(transaction=False) as pipe:
+            for name in dead:
+                pipe.zrem(keys.names_key(name), name)
+            await pipe.execute()
+    return [n for n, up in zip(found, alive, strict=True) if up][: limit + 1]
+
+
+async def _alive(redis: Redis, names: Sequence[str]) -> list[bool]:
+    if not names:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.exists(keys.meta_key(name))
+        return [bool(n) for n in await pipe.execute()]
+
+
+def covered(stream_id: str, prefixes: Iterable[str]) -> bool:
+    return any(stream_id.startswith(p) for p in prefixes)
