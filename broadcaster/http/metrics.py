@@ -17,58 +17,51 @@ class FrontendMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.connections = Gauge(
-            "broadcaster_sse_connections", "Open SSE responses on this front-end", registry=r
-        )
-        self.streams = Gauge(
-            "broadcaster_streams_watched", "Streams with at least one viewer here", registry=r
-        )
-        self.appended = Counter(
+
+        def c(name: str, doc: str) -> Counter:
+            return Counter(name, doc, registry=r)
+
+        def g(name: str, doc: str) -> Gauge:
+            return Gauge(name, doc, registry=r)
+
+        self.connections = g("broadcaster_sse_connections", "Open SSE responses on this front-end")
+        self.streams = g("broadcaster_streams_watched", "Streams with at least one viewer here")
+        self.appended = c(
             "broadcaster_events_appended_total",
             "Events appended through this front-end (publish and cancel)",
-            registry=r,
         )
-        self.delivered = Counter(
+        self.delivered = c(
             "broadcaster_events_delivered_total",
             "Live events handed to viewers (one per viewer per event)",
-            registry=r,
         )
-        self.replayed = Counter(
+        self.replayed = c(
             "broadcaster_events_replayed_total",
             "Events read from Redis for one viewer (late join, catch-up, gap)",
-            registry=r,
         )
-        self.folded = Counter(
+        self.folded = c(
             "broadcaster_events_folded_total",
             "Delta events folded away by compact replays (?compact=1, the chat routes)",
-            registry=r,
         )
-        self.tasks = Gauge(
+        self.tasks = g(
             "broadcaster_asyncio_tasks",
             "asyncio tasks alive in this process, at scrape time (a leak shows as growth)",
-            registry=r,
         )
-        self.gc_frozen = Gauge(
+        self.gc_frozen = g(
             "broadcaster_gc_frozen_objects",
             "Objects of start-up that full garbage collections skip (gc.freeze once serving)",
-            registry=r,
         )
-        # python_gc_*: collections per generation, so their pauses can be told from load.
-        GCCollector(registry=r)
-        self.occupied = Counter(
+        GCCollector(registry=r)  # python_gc_*: collections per generation (their pauses)
+        self.occupied = c(
             "broadcaster_streams_occupied_total",
             "Streams that got their first viewer (on any front-end), seen by this one",
-            registry=r,
         )
-        self.vacated = Counter(
+        self.vacated = c(
             "broadcaster_streams_vacated_total",
             "Streams that lost their last viewer (on any front-end), seen by this one",
-            registry=r,
         )
-        self.cut_off = Counter(
+        self.cut_off = c(
             "broadcaster_slow_viewers_cut_off_total",
             "Viewers disconnected because their socket accepted nothing",
-            registry=r,
         )
         self.redis_read = Histogram(
             "broadcaster_redis_read_seconds",
