@@ -1,0 +1,208 @@
+"""Many streams on one connection (``GET /v1/events``), on real front-ends behind the
+project's nginx: a dashboard following 200 job streams by prefix, 50 of them created
+after it connected, keeps every event of every stream once and in order, through the
+SIGKILL of the front-end serving it (it reconnects as EventSource does, with its
+``Last-Event-ID``, and lands on the other); and a resume point is checked strictly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import signal
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis as redis_sync
+
+from broadcaster.core import keys
+from broadcaster.core.embedded import free_port
+from tests.support.nginx import Nginx, find_nginx
+from tests.support.procs import Proc, own_redis, parse_sse, start_frontend
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def behind_nginx(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Nginx, list[Proc], str]]:
+    logs: Path = tmp_path_factory.mktemp("events")
+    redis = own_redis(logs / "redis")
+    procs = [start_frontend(redis.url, logs, f"events-{n}") for n in ("a", "b")]
+    nginx = Nginx(find_nginx(), logs / "nginx", free_port(), [p.port or 0 for p in procs])
+    try:
+        nginx.start()
+        yield nginx, procs, redis.url
+    finally:
+        nginx.stop()
+        for p in procs:
+            p.stop()
+        redis.stop()
+
+
+class Dashboard:
+    """An EventSource, as a browser runs one: reads ``/v1/events``, and reconnects with
+    the last id it saw whenever the response ends or breaks."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.last_id: str | None = None
+        self.got: dict[str, list[int]] = defaultdict(list)
+        self.connects = 0
+        self.ended = asyncio.Event()
+
+    async def run(self, client: httpx.AsyncClient) -> None:
+        while not self.ended.is_set():
+            headers = {"last-event-id": self.last_id} if self.last_id else {}
+            self.connects += 1
+            with contextlib.suppress(httpx.HTTPError):
+                async with client.stream("GET", self.url, headers=headers) as r:
+                    if r.status_code != 200:
+                        raise AssertionError(f"{r.status_code}: {(await r.aread())[:300]!r}")
+                    buf = b""
+                    async for chunk in r.aiter_raw():
+                        buf += chunk
+                        cut = buf.rfind(b"\n\n")
+                        if cut < 0:
+                            continue
+                        events, _, _ = parse_sse(buf[: cut + 2])
+                        buf = buf[cut + 2 :]
+                        for e in events:
+                            if e.event is None or e.id is None:
+                                continue
+                            data = json.loads(e.data)
+                            self.got[data["stream"]].append(data["seq"])
+                            self.last_id = e.id
+            await asyncio.sleep(0.2)  # EventSource's retry
+
+
+async def publish(client: httpx.AsyncClient, url: str, sid: str, n: int) -> None:
+    r = await client.post(f"{url}/v1/streams/{sid}/events", json={"type": "data-step", "n": n})
+    assert r.status_code == 201, r.text
+
+
+async def test_a_dashboard_of_200_streams_on_one_connection_survives_a_sigkill(
+    behind_nginx: tuple[Nginx, list[Proc], str],
+) -> None:
+    nginx, procs, _ = behind_nginx
+    prefix = f"dash{secrets.token_hex(3)}-"
+    before = [f"{prefix}{i:03d}" for i in range(150)]
+    after = [f"{prefix}{i:03d}" for i in range(150, 200)]
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=60)) as client:
+        for sid in before:
+            await publish(client, nginx.url, sid, 1)
+        board = Dashboard(f"{nginx.url}/v1/events?prefix={prefix}")
+        reading = asyncio.create_task(board.run(client))
+        await _until(lambda: len(board.got) == 150, 20, "the 150 existing streams replayed")
+        for sid in after:  # created while the connection is open
+            await publish(client, nginx.url, sid, 1)
+        for n in (2, 3):
+            for sid in before + after:
+                await publish(client, nginx.url, sid, n)
+        await _until(lambda: sum(map(len, board.got.values())) == 600, 20, "600 events")
+        serving = _serving(nginx, procs)
+        serving.stop(signal.SIGKILL)
+        killed = time.monotonic()
+        for sid in before + after:
+            await publish(client, nginx.url, sid, 4)
+        for sid in before + after:
+            r = await client.post(f"{nginx.url}/v1/streams/{sid}/events", json={"type": "finish"})
+            assert r.status_code == 201
+        await _until(lambda: sum(map(len, board.got.values())) == 1000, 30, "1000 events")
+        back = time.monotonic() - killed
+        board.ended.set()
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+    assert sorted(board.got) == sorted(before + after)
+    bad = {s: seqs for s, seqs in board.got.items() if seqs != [1, 2, 3, 4, 5]}
+    assert not bad, f"streams with a gap or a repeat: {list(bad.items())[:5]}"
+    assert board.connects >= 2
+    print(
+        f"dashboard: 200 streams (50 created after it connected), 1000 events, each once and "
+        f"in order; {board.connects} connections, all back {back:.1f} s after the SIGKILL"
+    )
+
+
+async def test_a_resume_point_is_checked_strictly(
+    behind_nginx: tuple[Nginx, list[Proc], str],
+) -> None:
+    nginx, _, redis_url = behind_nginx
+    a, b = (f"strict{secrets.token_hex(3)}-{n}" for n in ("a", "b"))
+    async with httpx.AsyncClient(timeout=30) as client:
+        for sid in (a, b):
+            await publish(client, nginx.url, sid, 1)
+        url = f"{nginx.url}/v1/events?stream={a}&stream={b}"
+        async with client.stream("GET", url) as r:
+            buf = b""
+            async for chunk in r.aiter_raw():
+                buf += chunk
+                if buf.count(b"\nevent:") >= 2:
+                    break
+        events, _, _ = parse_sse(buf[: buf.rfind(b"\n\n") + 2])
+        last = [e for e in events if e.id][-1].id
+        assert last is not None
+        for bad, code in (("x" + last, "bad_resume_point"), ("-.0=1", "bad_resume_point")):
+            r = await client.get(url, headers={"last-event-id": bad})
+            assert r.status_code == 400 and r.json()["error"] == code, r.text
+        ahead = last.replace(f"~{a}=1.", f"~{a}=9.")
+        r = await client.get(url, headers={"last-event-id": ahead})
+        assert r.status_code == 409 and r.json() | {"message": ""} == {
+            "error": "resume_point_ahead",
+            "stream": a,
+            "message": "",
+        }, r.text
+        admin = redis_sync.Redis.from_url(redis_url)
+        try:
+            admin.delete(*keys.stream_keys(b))  # its history is gone
+        finally:
+            admin.close()
+        r = await client.get(url, headers={"last-event-id": last})
+        assert r.status_code == 409 and r.json()["error"] == "stream_gone", r.text
+        assert r.json()["stream"] == b
+
+
+async def test_beyond_the_limit_a_connection_says_so(tmp_path: Path) -> None:
+    redis = own_redis(tmp_path / "redis")
+    fe = start_frontend(redis.url, tmp_path, "limit", {"BROADCASTER_EVENTS_MAX_STREAMS": "3"})
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            for i in range(5):
+                await publish(client, fe.url, f"lim-{i}", 1)
+            named = "&".join(f"stream=x{i}" for i in range(4))
+            r = await client.get(f"{fe.url}/v1/events?{named}")
+            assert r.status_code == 400 and r.json()["error"] == "too_many_streams"
+            async with client.stream("GET", f"{fe.url}/v1/events?prefix=lim-") as resp:
+                buf = b""
+                async for chunk in resp.aiter_raw():
+                    buf += chunk
+                    if b"streams-limit" in buf and buf.count(b"\nevent: data-step") >= 3:
+                        break
+        assert buf.count(b"event: data-step") == 3
+    finally:
+        fe.stop()
+        redis.stop()
+
+
+def _serving(nginx: Nginx, procs: list[Proc]) -> Proc:
+    """The front-end holding the dashboard's connection (its viewers, per /readyz: the
+    connection is a viewer of each stream it follows; publishing makes none)."""
+    del nginx
+    for p in procs:
+        if httpx.get(p.url + "/readyz").json()["viewers"] > 0:
+            return p
+    raise AssertionError("no front-end serves the dashboard")
+
+
+async def _until(cond: object, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {seconds} s")
+        await asyncio.sleep(0.05)
