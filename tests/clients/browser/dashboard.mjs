@@ -1,0 +1,77 @@
+// Drives the demo page's Dashboard tab in headless Chromium through nginx while the
+// front-end holding its one EventSource (GET /v1/events?prefix=) is killed.
+//
+//   node tests/clients/browser/dashboard.mjs BASE_URL SCREENSHOT.png [USER_DATA_DIR]
+//
+// Opens BASE_URL/#dashboard, clicks "Start 12 jobs", waits until every job has shown
+// some progress, prints ONE line {"phase": "streaming"} and waits for one line on stdin
+// ("killed"). Then it clicks "Start 4 more" (streams created after the connection, and
+// after the kill), waits until all 16 jobs are done, and prints ONE line
+// {"phase": "result", ...}: what the page's EventSource received per stream (seqs in
+// arrival order), how many times it opened, and which EventSources the page made.
+// Exits non-zero with a message on stderr on any failure or after 60 s.
+
+import { createInterface } from "node:readline";
+import { openDemoPage, runToEnd, startScript } from "./common.mjs";
+
+const TIMEOUT_MS = 60_000;
+const { base, screenshot, userDataDir, chromium, fail, remaining, ...script } = await startScript(
+  "dashboard.mjs",
+  TIMEOUT_MS,
+);
+let step = "starting";
+const lines = [];
+const waiters = [];
+createInterface({ input: process.stdin }).on("line", (line) => {
+  const w = waiters.shift();
+  if (w) w(line);
+  else lines.push(line);
+});
+const nextLine = () => (lines.length ? Promise.resolve(lines.shift()) : new Promise((r) => waiters.push(r)));
+
+let context = null;
+let page = null;
+const errors = { pageErrors: [], consoleErrors: [], httpErrors: [] };
+const dashboard = () => page.evaluate(() => window.__dashboard);
+
+async function run() {
+  step = `opening ${base}/#dashboard`;
+  ({ context, page } = await openDemoPage(chromium, base, userDataDir, remaining, errors, "/#dashboard"));
+  const sources = [];
+  page.on("request", (r) => {
+    if (r.url().includes("/v1/events")) sources.push(r.url().replace(base, ""));
+  });
+  step = "starting 12 jobs";
+  await page.click("#dash-start", { timeout: remaining() });
+  step = "waiting for every job's progress";
+  await page.waitForFunction(
+    () => {
+      const d = window.__dashboard;
+      return d.opens >= 1 && Object.keys(d.seqs).length === 12 && Object.values(d.seqs).every((s) => s.length >= 3);
+    },
+    null,
+    { timeout: remaining(), polling: 50 },
+  );
+  process.stdout.write(`${JSON.stringify({ phase: "streaming", prefix: (await dashboard()).prefix })}\n`);
+  step = "waiting to be told the front-end was killed";
+  await nextLine();
+  step = "starting 4 more jobs";
+  await page.click("#dash-more", { timeout: remaining() });
+  step = "waiting for all 16 jobs to finish";
+  await page.waitForFunction(() => window.__dashboard.finished === 16, null, { timeout: remaining(), polling: 100 });
+  await page.screenshot({ path: screenshot, fullPage: true, timeout: 5000 });
+  const d = await dashboard();
+  return { phase: "result", seqs: d.seqs, opens: d.opens, errors: d.errors, sources, page_errors: errors.pageErrors };
+}
+
+await runToEnd("dashboard.mjs", {
+  run,
+  fail,
+  timeoutMs: TIMEOUT_MS,
+  screenshot,
+  step: () => step,
+  page: () => page,
+  pageErrors: errors.pageErrors,
+  paneStates: async () => "(dashboard)",
+  cleanup: () => script.cleanup(context),
+});

@@ -1,0 +1,85 @@
+"""The demo page's Dashboard tab in headless Chromium, through the project's nginx: one
+EventSource (``GET /v1/events?prefix=``) follows 16 job streams, 4 of them created after
+the front-end holding it was killed with SIGKILL; the browser reconnects by itself, with
+its ``Last-Event-ID``, on the other front-end, and every job's events arrive once and in
+order. tests/clients/browser/dashboard.mjs drives the page."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from broadcaster.core.embedded import free_port
+from tests.clients.test_browser_failover import Script
+from tests.support.browser import missing_prerequisites
+from tests.support.nginx import Nginx, find_nginx
+from tests.support.procs import ROOT, Proc, own_redis, start_frontend
+
+SCRIPT = ROOT / "tests" / "clients" / "browser" / "dashboard.mjs"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+EVENTS_PER_JOB = 21  # 20 progress events, then finish
+
+
+def test_a_dashboard_of_jobs_on_one_connection_survives_a_sigkill(tmp_path: Path) -> None:
+    missing = missing_prerequisites()
+    if missing:
+        pytest.fail("the browser test needs:\n  " + "\n  ".join(missing), pytrace=False)
+    redis = own_redis(tmp_path / "redis")
+    frontends: list[Proc] = []
+    nginx: Nginx | None = None
+    script: Script | None = None
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        frontends = [start_frontend(redis.url, tmp_path, f"dash-fe-{i}") for i in (1, 2)]
+        nginx = Nginx(
+            find_nginx(), tmp_path / "nginx", free_port(), [f.port or 0 for f in frontends]
+        )
+        nginx.start()
+        script = Script(
+            [
+                "node",
+                str(SCRIPT),
+                nginx.url,
+                str(ARTIFACTS / "dashboard-browser.png"),
+                str(tmp_path / "profile"),
+            ],
+            tmp_path / "dashboard.stderr",
+        )
+        streaming = script.next_json(timeout=40)
+        assert streaming["phase"] == "streaming", streaming
+        # The EventSource is a viewer of every job stream: /readyz counts them.
+        viewers = {f.name: httpx.get(f.url + "/readyz").json()["viewers"] for f in frontends}
+        victim = max(frontends, key=lambda f: viewers[f.name])
+        assert viewers[victim.name] >= 12, viewers
+        victim.popen.kill()
+        victim.popen.wait(5)
+        killed = time.monotonic()
+        script.send("killed")
+        result = script.next_json(timeout=60)
+        back = time.monotonic() - killed
+        script.popen.wait(15)
+        assert script.popen.returncode == 0, script.report()
+    finally:
+        if script is not None:
+            script.stop()
+        if nginx is not None:
+            nginx.stop()
+        for f in frontends:
+            f.stop()
+        redis.stop()
+    seqs: dict[str, list[int]] = result["seqs"]
+    assert len(seqs) == 16, sorted(seqs)
+    wrong = {s: v for s, v in seqs.items() if v != list(range(1, EVENTS_PER_JOB + 1))}
+    assert not wrong, f"a gap or a repeat: {wrong}"
+    assert result["opens"] >= 2, result  # it did reconnect
+    sources = {u.split("?")[0] for u in result["sources"]}
+    assert sources == {"/v1/events"}, result["sources"]
+    assert not result["page_errors"], result["page_errors"]
+    print(
+        f"dashboard in Chromium: 16 jobs x {EVENTS_PER_JOB} events on one EventSource, "
+        f"{result['opens']} opens, each event once and in order; done {back:.1f} s after "
+        "the SIGKILL"
+    )
