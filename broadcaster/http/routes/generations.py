@@ -62,7 +62,7 @@ async def create_generation(
     }
     if access.token_secret is not None:
         token, expires = auth.mint_viewer_token(
-            access.token_secret, stream_id, settings.token_ttl_seconds
+            access.token_secret, stream_id, settings.token_ttl_seconds, audience=access.audience
         )
         created |= {"viewer_token": token, "token_expires_at": expires}
     return JSONResponse(created, status_code=202)

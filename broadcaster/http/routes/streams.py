@@ -129,7 +129,7 @@ async def open_events(request: Request, stream_id: str, last_event_id: str | Non
     """The SSE response for ``stream_id`` after the resume point (the ``Last-Event-ID``
     header, else ``last_event_id``), 204 when the client has seen the end, or ApiError."""
     check_stream_id(stream_id)
-    check_viewer(request, stream_id)
+    await check_viewer(request, stream_id)
     raw = request.headers.get("last-event-id")
     return await stream_response(request, stream_id, last_event_id if raw is None else raw)
 
