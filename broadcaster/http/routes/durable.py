@@ -76,7 +76,7 @@ POST_ANSWERS = _answers(
     503,
 )
 DELETE_ANSWERS = _answers({204: "deleted"}, 401, 403, 404, 405, 410, 429, 503)
-HEAD_ANSWERS = _answers({200: "the stream's metadata"}, 401, 404, 410)
+HEAD_ANSWERS = _answers({200: "the stream's metadata"}, 401, 403, 404, 410)
 GET_ANSWERS = _answers(
     {
         200: "data (a JSON array, or bytes), or SSE with live=sse",
@@ -85,6 +85,7 @@ GET_ANSWERS = _answers(
     },
     400,
     401,
+    403,
     404,
     410,
     503,

@@ -126,7 +126,7 @@ def _generation_request(body: Any, settings: Settings) -> dict[str, Any]:
 @router.get(
     "/v1/generations/{stream_id}",
     responses=openapi.ok(200, openapi.GenerationStatus, "the generation's status and turn")
-    | openapi.errors(401, 404),
+    | openapi.errors(401, 403, 404),
     dependencies=[Depends(valid_stream_id), Depends(viewer_token)],
 )
 async def get_generation(stream_id: str, event_log: EventLogDep) -> JSONResponse:

@@ -104,7 +104,7 @@ async def _append(
     responses={
         200: {"content": {"text/event-stream": {}}},
         204: {"description": "the resume point is the terminal event: nothing more"},
-        **openapi.errors(400, 401, 404, 409, 503),
+        **openapi.errors(400, 401, 403, 404, 409, 503),
     },
     openapi_extra=openapi.LAST_EVENT_ID,
 )
@@ -201,7 +201,7 @@ def _check_resume_point(info: StreamInfo, after: int, tag: str | None) -> None:
 
 @router.get(
     "/v1/streams/{stream_id}/viewers",
-    responses=openapi.errors(401, 404),
+    responses=openapi.errors(401, 403, 404),
     dependencies=[Depends(valid_stream_id), Depends(viewer_token)],
 )
 async def viewers(stream_id: str, request: Request, event_log: EventLogDep) -> JSONResponse:
