@@ -377,3 +377,21 @@ def test_chat_tokens_and_viewer_tokens_never_stand_in_for_each_other() -> None:
     legacy, _ = auth.mint_legacy_token("c1", secret, "c1", 60)
     assert auth.verify_chat_token(secret, legacy, "c1")
     assert not auth.verify_viewer_token(secret, "v1" + legacy[2:], "c1")
+
+
+def test_token_settings_are_checked_at_start() -> None:
+    rotating = AccessPolicy.from_settings(settings(token_secret=None, token_secrets="new1,old1"))
+    assert rotating.token_secret == "new1" and rotating.reads_guarded
+    assert rotating.verifier is not None and rotating.verifier.secrets == ["new1", "old1"]
+    with pytest.raises(ValueError, match="not both"):
+        AccessPolicy.from_settings(settings(token_secrets="a,b"))
+    with pytest.raises(ValueError, match="empty"):
+        AccessPolicy.from_settings(settings(token_secret=None, token_secrets="a,,b"))
+    with pytest.raises(ValueError, match="https"):
+        AccessPolicy.from_settings(settings(jwks_url="http://idp.example/jwks.json"))
+    with pytest.raises(ValueError, match="not both"):
+        AccessPolicy.from_settings(settings(jwks_url="https://idp.example/j", jwks_file="/j"))
+    for url in ("https://idp.example/jwks.json", "http://127.0.0.1:9/jwks.json"):
+        only_jwks = AccessPolicy.from_settings(settings(token_secret=None, jwks_url=url))
+        assert only_jwks.reads_guarded and only_jwks.token_secret is None, "verifies, mints none"
+    assert not AccessPolicy.from_settings(settings(token_secret=None)).reads_guarded
