@@ -31,10 +31,11 @@ lint: $(BIN)/.installed
 # suite runs against the most common server. The browser tests need Debian's chromium and
 # nginx (installed here as root if missing; otherwise this says what to install), and
 # tests/clients/browser, tests/clients/aisdk, tests/clients/durable (the Durable Streams
-# conformance suite and clients), tests/perf and web/chat (the demo's chat bundle, rebuilt
-# by a test) have npm packages, installed by npm ci when missing or out of date.
+# conformance suite and clients), tests/clients/jwt (jose, minting tokens as a Node
+# backend would), tests/perf and web/chat (the demo's chat bundle, rebuilt by a test) have
+# npm packages, installed by npm ci when missing or out of date.
 DEBIAN_FOR_TESTS := chromium nginx
-NPM_FOR_TESTS := tests/clients/browser tests/clients/aisdk tests/clients/durable tests/perf web/chat
+NPM_FOR_TESTS := tests/clients/browser tests/clients/aisdk tests/clients/durable tests/clients/jwt tests/perf web/chat
 
 test-deps:
 	@if ! command -v redis-server >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

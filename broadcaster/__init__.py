@@ -17,6 +17,7 @@ from broadcaster.clients.stream_client import (
 from broadcaster.core.auth import hash_key, mint_viewer_token, verify_viewer_token
 from broadcaster.core.events import TERMINAL_TYPES, Event, InvalidEvent
 from broadcaster.core.log import AppendRefused, StaleWriter, StreamEnded, StreamInfo, WrongKind
+from broadcaster.core.tokens import mint_token
 
 __all__ = [
     "TERMINAL_TYPES",
@@ -37,6 +38,7 @@ __all__ = [
     "Unauthorized",
     "WrongKind",
     "hash_key",
+    "mint_token",
     "mint_viewer_token",
     "verify_viewer_token",
 ]

@@ -12,9 +12,10 @@ import os
 import signal
 import sys
 
-from broadcaster.core.auth import hash_key, parse_api_keys
+from broadcaster.core.auth import LEGACY_TOKENS_UNTIL, hash_key, parse_api_keys
 from broadcaster.core.embedded import redis_url
 from broadcaster.core.logs import setup_logging
+from broadcaster.http.access import AccessPolicy
 from broadcaster.http.app import create_app
 from broadcaster.http.server import make_server
 from broadcaster.http.settings import Settings
@@ -43,15 +44,28 @@ def is_loopback(host: str) -> bool:
 
 
 def check_exposure(settings: Settings) -> None:
-    """The secure default: without API keys *and* a token secret, serve only on loopback,
-    unless ``--insecure`` says otherwise out loud. (Also stops on other bad settings that
-    would otherwise fail only at the first request.)"""
+    """The secure default: without API keys *and* tokens (a secret or a JWKS), serve only
+    on loopback, unless ``--insecure`` says otherwise out loud. (Also stops on other bad
+    settings that would otherwise fail only at the first request.)"""
     try:
         keys = parse_api_keys(settings.api_keys)
         settings.served_providers()
+        AccessPolicy.from_settings(settings)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    protected = bool(keys) and settings.token_secret is not None
+    short = [s for s in settings.token_secret_list() if len(s.encode()) < 32]
+    if short:
+        log.warning(
+            "a token secret is shorter than 32 bytes, the least HS256 should have (RFC 7518 "
+            "3.2): generate one with python -c 'import secrets; print(secrets.token_hex(32))'"
+        )
+    if settings.legacy_tokens and settings.reads_guarded():
+        log.info(
+            "legacy v1./c1. tokens are still accepted (deprecated; they stop in %s, or now "
+            "with BROADCASTER_LEGACY_TOKENS=false)",
+            LEGACY_TOKENS_UNTIL,
+        )
+    protected = bool(keys) and settings.reads_guarded()
     if protected:
         log.info("access control on: %d API key(s), viewer tokens required", len(keys))
     elif is_loopback(settings.host):
@@ -65,12 +79,13 @@ def check_exposure(settings: Settings) -> None:
             "INSECURE: serving on %s without %s; anyone who can reach this port can start "
             "generations (spending your model budget), publish and read every stream",
             settings.host,
-            "API keys" if not keys else "a token secret",
+            "API keys" if not keys else "a token secret or a JWKS",
         )
     else:
         raise SystemExit(
             f"refusing to serve on {settings.host} without BROADCASTER_API_KEYS and "
-            "BROADCASTER_TOKEN_SECRET: set both (see docs/security.md), listen on "
+            "BROADCASTER_TOKEN_SECRET (or BROADCASTER_JWKS_URL): set both (see "
+            "docs/security.md), listen on "
             "127.0.0.1, or pass --insecure (BROADCASTER_INSECURE=true)"
         )
 

@@ -1,4 +1,4 @@
-"""API keys for producers and signed, expiring viewer tokens. Pure: no I/O.
+"""API keys for producers, and the viewer and chat tokens the front-end mints. Pure: no I/O.
 
 **API keys.** ``BROADCASTER_API_KEYS`` holds SHA-256 digests of the keys, never the keys:
 ``sha256:<hex>`` grants every right, ``sha256:<hex>:publish+tokens`` only those named.
@@ -6,13 +6,15 @@ The rights are ``generate`` (start generations), ``cancel``, ``publish`` (append
 job-progress streams) and ``tokens`` (mint viewer tokens). A presented key is hashed and
 compared with every configured digest in constant time.
 
-**Viewer tokens.** ``v1.<expiry>.<signature>``: an HMAC-SHA256, under
-``BROADCASTER_TOKEN_SECRET``, of the version, the stream id and the expiry (Unix
-seconds). The stream id is inside the signature, not the token, so a token for stream A
-does not verify for stream B. Comparison is constant time.
+**Viewer and chat tokens** are HS256 JWTs (``core/tokens.py``) under
+``BROADCASTER_TOKEN_SECRET``: a viewer token's ``broadcaster`` claim is
+``{"read": [stream id]}``, a chat token's ``{"chat": [chat id]}``.
 
-**Chat tokens.** ``c1.<expiry>.<signature>``, the same HMAC over ``c1``, the chat id and
-the expiry: they open one chat's routes (``/v1/chat``), and nothing else.
+**Legacy tokens** (deprecated, accepted while ``BROADCASTER_LEGACY_TOKENS`` is on, until
+``LEGACY_TOKENS_UNTIL``): ``v1.<expiry>.<signature>``, an HMAC-SHA256 under the secret of
+the version, the stream id and the expiry (Unix seconds), and chat tokens ``c1.…``, the
+same over ``c1`` and the chat id. The id is inside the signature, not the token, so a
+token for stream A does not verify for stream B. Comparison is constant time.
 """
 
 from __future__ import annotations
@@ -23,11 +25,17 @@ import hmac
 import time
 from dataclasses import dataclass
 
+import jwt
+
+from broadcaster.core import tokens
+
 RIGHTS = frozenset({"generate", "cancel", "publish", "tokens"})
-_PREFIX = "v1"
-_CHAT_PREFIX = "c1"
-"""Chat tokens sign their own prefix: a viewer token never verifies as a chat token of
-the same id, nor the other way round."""
+VIEWER_PREFIX = "v1"
+CHAT_PREFIX = "c1"
+"""Legacy chat tokens sign their own prefix: a viewer token never verifies as a chat
+token of the same id, nor the other way round."""
+LEGACY_TOKENS_UNTIL = "0.3.0"
+"""The release that stops accepting legacy tokens (not before 2027-06-01)."""
 
 
 def hash_key(key: str) -> str:
@@ -82,15 +90,20 @@ def _sign(secret: bytes, prefix: str, subject: str, expires: int) -> str:
     return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
 
 
-def _mint(
-    prefix: str, secret: str | bytes, subject: str, ttl_seconds: int, now: float | None
+def mint_legacy_token(
+    prefix: str, secret: str | bytes, subject: str, ttl_seconds: int, now: float | None = None
 ) -> tuple[str, int]:
+    """A legacy ``v1``/``c1`` token, as backends that copied its signing code mint them
+    (kept for the tests of the deprecation period)."""
     key = secret.encode() if isinstance(secret, str) else secret
     expires = int(now if now is not None else time.time()) + ttl_seconds
     return f"{prefix}.{expires}.{_sign(key, prefix, subject, expires)}", expires
 
 
-def _verify(prefix: str, secret: str | bytes, token: str, subject: str, now: float | None) -> bool:
+def verify_legacy_token(
+    prefix: str, secret: str | bytes, token: str, subject: str, now: float | None = None
+) -> bool:
+    """True only for an unexpired, untampered legacy token of ``prefix`` for ``subject``."""
     key = secret.encode() if isinstance(secret, str) else secret
     parts = token.split(".")
     if len(parts) != 3 or parts[0] != prefix or not parts[1].isdigit() or len(parts[1]) > 12:
@@ -101,30 +114,86 @@ def _verify(prefix: str, secret: str | bytes, token: str, subject: str, now: flo
 
 
 def mint_viewer_token(
-    secret: str | bytes, stream_id: str, ttl_seconds: int, now: float | None = None
+    secret: str | bytes,
+    stream_id: str,
+    ttl_seconds: int,
+    now: float | None = None,
+    *,
+    sub: str | None = None,
+    audience: str | None = None,
 ) -> tuple[str, int]:
-    """A token that lets its holder read ``stream_id`` for ``ttl_seconds``; returns
-    ``(token, expires_at)``. For the operator's own backend to hand to its viewers."""
-    return _mint(_PREFIX, secret, stream_id, ttl_seconds, now)
-
-
-def verify_viewer_token(
-    secret: str | bytes, token: str, stream_id: str, now: float | None = None
-) -> bool:
-    """True only for an unexpired, untampered token minted for ``stream_id``."""
-    return _verify(_PREFIX, secret, token, stream_id, now)
+    """An HS256 JWT that lets its holder read ``stream_id`` (its events, status and
+    viewers, and the Durable Stream of that path) for ``ttl_seconds``; returns
+    ``(token, expires_at)``. For the operator's own backend to hand to its viewers;
+    ``tokens.mint_token`` mints one that opens more."""
+    issued = int(time.time() if now is None else now)
+    token = tokens.mint_token(
+        secret, read=[stream_id], sub=sub, ttl_seconds=ttl_seconds, audience=audience, now=issued
+    )
+    return token, issued + ttl_seconds
 
 
 def mint_chat_token(
-    secret: str | bytes, chat_id: str, ttl_seconds: int, now: float | None = None
+    secret: str | bytes,
+    chat_id: str,
+    ttl_seconds: int,
+    now: float | None = None,
+    *,
+    sub: str | None = None,
+    audience: str | None = None,
 ) -> tuple[str, int]:
-    """A token that lets its holder use chat ``chat_id`` (submit, resume, stop, read its
-    messages) for ``ttl_seconds``; returns ``(token, expires_at)``."""
-    return _mint(_CHAT_PREFIX, secret, chat_id, ttl_seconds, now)
+    """An HS256 JWT that lets its holder use chat ``chat_id`` (submit, resume, stop, read
+    its messages and viewers) for ``ttl_seconds``; returns ``(token, expires_at)``."""
+    issued = int(time.time() if now is None else now)
+    token = tokens.mint_token(
+        secret, chat=[chat_id], sub=sub, ttl_seconds=ttl_seconds, audience=audience, now=issued
+    )
+    return token, issued + ttl_seconds
+
+
+def _verify(
+    right: tokens.Right,
+    prefix: str,
+    secret: str | bytes,
+    token: str,
+    name: str,
+    *,
+    now: float | None,
+    audience: str | None,
+) -> bool:
+    if tokens.shape(token) == "legacy":
+        return verify_legacy_token(prefix, secret, token, name, now)
+    try:
+        alg, _ = tokens.header(token)
+        if alg != tokens.HMAC_ALGORITHM:
+            return False
+        grant = tokens.decode(token, secret, alg, audience=audience, now=now)
+    except (tokens.InvalidToken, jwt.PyJWTError):
+        return False
+    return grant.allows(right, name)
+
+
+def verify_viewer_token(
+    secret: str | bytes,
+    token: str,
+    stream_id: str,
+    now: float | None = None,
+    *,
+    audience: str | None = None,
+) -> bool:
+    """True only for an unexpired, untampered token under ``secret`` that may read
+    ``stream_id``: an HS256 JWT whose ``read`` covers it, or a legacy ``v1`` token."""
+    return _verify("read", VIEWER_PREFIX, secret, token, stream_id, now=now, audience=audience)
 
 
 def verify_chat_token(
-    secret: str | bytes, token: str, chat_id: str, now: float | None = None
+    secret: str | bytes,
+    token: str,
+    chat_id: str,
+    now: float | None = None,
+    *,
+    audience: str | None = None,
 ) -> bool:
-    """True only for an unexpired, untampered chat token minted for ``chat_id``."""
-    return _verify(_CHAT_PREFIX, secret, token, chat_id, now)
+    """True only for an unexpired, untampered token under ``secret`` for chat
+    ``chat_id``: an HS256 JWT whose ``chat`` covers it, or a legacy ``c1`` token."""
+    return _verify("chat", CHAT_PREFIX, secret, token, chat_id, now=now, audience=audience)

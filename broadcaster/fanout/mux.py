@@ -111,6 +111,8 @@ class Connection:
     prefixes: list[str]
     limit: int
     keepalive: float
+    subject: str | None = None
+    """Who the connection's token names: it counts among each stream's viewers as such."""
     direct: Writer | None = None
     follows: dict[str, tuple[Follow, AbstractAsyncContextManager[Subscription]]] = field(
         default_factory=dict
@@ -315,7 +317,7 @@ class Connection:
             follow.last = seq
             return follow
 
-        cm = self.hub.subscribe(stream_id, info.last_seq, info.tag, make=make)
+        cm = self.hub.subscribe(stream_id, info.last_seq, info.tag, make=make, subject=self.subject)
         follow = await cm.__aenter__()
         assert isinstance(follow, Follow)
         self.follows[stream_id] = (follow, cm)

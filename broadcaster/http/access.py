@@ -1,40 +1,101 @@
 """Who may do what (docs/security.md): producers' API keys with their rights, the rate per
-key, and viewer tokens, as FastAPI dependencies.
+key, and tokens (JWTs, and the deprecated legacy ones), as FastAPI dependencies and the
+checkers the routes call.
 
 Headers and the ``token`` query parameter are read from the ``Request``, not declared
 as parameters: the OpenAPI document describes the routes, not the credentials.
+
+**401 or 403.** No credential, or one that is not valid here (a JWT with a bad
+signature, expired, not yet valid, for another audience, of an algorithm or key we do
+not accept; a legacy token that does not verify; an API key on a reading route): 401
+``unauthorized`` with ``WWW-Authenticate: Bearer``. A valid JWT that does not cover the
+stream, chat or right asked for, or an API key without the route's right: 403
+``forbidden``. A JWT's ``sub`` becomes ``request.state.subject`` (``viewer_subject``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
-from broadcaster.core import auth, keys
+from broadcaster.core import auth, keys, tokens
+from broadcaster.core.jwks import FileKeys, KeySource, TokenVerifier, UrlKeys
+from broadcaster.core.tokens import Grant
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import RedisDep, SettingsDep, get_redis, get_settings
 from broadcaster.http.settings import Settings
 
+log = logging.getLogger("broadcaster.auth")
+
 _BEARER = {"www-authenticate": "Bearer"}
+_JWT_RIGHTS: dict[str, tokens.Right] = {"publish": "publish", "cancel": "cancel"}
+"""The API-key rights a token may hold too; ``generate`` and ``tokens`` need a key."""
 
 
 @dataclass(frozen=True, slots=True)
 class AccessPolicy:
     """What the settings say about access, parsed once: the producers' keys (none: anyone
-    may produce) and the secret of viewer tokens (None: anyone may read)."""
+    may produce) and the verifier of tokens (None, without a secret or a JWKS: anyone may
+    read)."""
 
     api_keys: list[auth.ApiKey]
-    token_secret: str | None
+    verifier: TokenVerifier | None = None
+
+    @property
+    def token_secret(self) -> str | None:
+        """The secret the front-end signs the tokens it mints with (None: it mints none)."""
+        return self.verifier.signing_secret if self.verifier else None
+
+    @property
+    def audience(self) -> str | None:
+        return self.verifier.audience if self.verifier else None
+
+    @property
+    def reads_guarded(self) -> bool:
+        """Whether reading needs a token."""
+        return self.verifier is not None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccessPolicy:
-        """Raises ValueError on a malformed ``BROADCASTER_API_KEYS``: a bad entry stops
-        the start, it is not ignored."""
-        secret = settings.token_secret.get_secret_value() if settings.token_secret else None
-        return cls(auth.parse_api_keys(settings.api_keys), secret)
+        """Raises ValueError on a malformed ``BROADCASTER_API_KEYS`` or token settings: a
+        bad entry stops the start, it is not ignored."""
+        secrets = settings.token_secret_list()
+        jwks = _key_source(settings)
+        verifier = None
+        if secrets or jwks:
+            verifier = TokenVerifier(
+                secrets,
+                jwks,
+                audience=settings.token_audience,
+                leeway=settings.token_leeway_seconds,
+                legacy=settings.legacy_tokens,
+            )
+        return cls(auth.parse_api_keys(settings.api_keys), verifier)
+
+
+def _key_source(settings: Settings) -> KeySource | None:
+    if settings.jwks_url and settings.jwks_file:
+        raise ValueError("set BROADCASTER_JWKS_URL or BROADCASTER_JWKS_FILE, not both")
+    interval = settings.jwks_min_interval_seconds
+    if settings.jwks_file:
+        return FileKeys(settings.jwks_file, min_interval=interval)
+    if not settings.jwks_url:
+        return None
+    url = urlsplit(settings.jwks_url)
+    loopback = url.hostname in ("127.0.0.1", "::1", "localhost")
+    if url.scheme != "https" and not (url.scheme == "http" and loopback):
+        raise ValueError(
+            "BROADCASTER_JWKS_URL must be https (http only on loopback): whoever can "
+            "change the keys in transit could sign tokens"
+        )
+    return UrlKeys(settings.jwks_url, max_age=settings.jwks_max_age_seconds, min_interval=interval)
 
 
 async def get_access(request: Request) -> AccessPolicy:
@@ -51,20 +112,59 @@ def bearer(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
+def presented_token(request: Request) -> str | None:
+    """A token, as ``Authorization: Bearer`` or, from an ``EventSource`` (which cannot set
+    headers), the ``token`` query parameter; the header wins."""
+    return bearer(request) or request.query_params.get("token") or None
+
+
 async def presented_key(request: Request) -> auth.ApiKey | None:
-    """The configured API key the request presents, or None (no key, an unknown one, or
-    no keys configured). Cached per request by FastAPI: hashed once for all its users."""
+    """The configured API key the request presents, or None (no key, an unknown one, a
+    JWT, or no keys configured). Cached per request by FastAPI: hashed once for all its
+    users."""
     policy = await get_access(request)
     presented = bearer(request)
-    return auth.find_key(policy.api_keys, presented) if presented and policy.api_keys else None
+    if not presented or not policy.api_keys or tokens.shape(presented) == "jwt":
+        return None
+    return auth.find_key(policy.api_keys, presented)
 
 
 KeyDep = Annotated[auth.ApiKey | None, Depends(presented_key)]
 
 
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers=_BEARER)
+
+
+async def token_grant(request: Request, verifier: TokenVerifier, token: str) -> Grant:
+    """What the JWT ``token`` opens, verified once per request; 401 if it is not valid
+    here (the reason is in the message: expired, bad signature, audience, key…)."""
+    cached: tuple[str, Grant] | None = getattr(request.state, "token_grant", None)
+    if cached is not None and cached[0] == token:
+        return cached[1]
+    try:
+        grant = await verifier.grant(token)
+    except tokens.InvalidToken as exc:
+        raise _unauthorized(f"the token is not valid here: {str(exc)[:200]}") from None
+    request.state.token_grant = (token, grant)
+    if grant.subject:
+        request.state.subject = grant.subject
+    return grant
+
+
+def _resource(request: Request) -> str | None:
+    """The stream or Durable Streams path a producing route acts on."""
+    params = request.path_params
+    name: str | None = params.get("stream_id") or params.get("path")
+    return name
+
+
 class ApiKeyRight:
     """``Depends(ApiKeyRight("publish"))``: with API keys configured, 401 without a known
-    key and 403 when the key lacks the right."""
+    key or a valid token and 403 when the key lacks the right. A JWT stands in for a key
+    on the stream or path the route names (``stream_id``, or ``path``) when it grants
+    that right there: ``publish`` and ``cancel`` only (``generate`` and ``tokens`` need
+    a key); 403 otherwise."""
 
     def __init__(self, right: str) -> None:
         if right not in auth.RIGHTS:
@@ -72,27 +172,35 @@ class ApiKeyRight:
         self.right = right
 
     async def __call__(self, request: Request, key: KeyDep) -> None:
-        if not (await get_access(request)).api_keys:
+        policy = await get_access(request)
+        if not policy.api_keys:
+            return
+        credential = bearer(request)
+        if credential and policy.verifier and tokens.shape(credential) == "jwt":
+            grant = await token_grant(request, policy.verifier, credential)
+            name, right = _resource(request), _JWT_RIGHTS.get(self.right)
+            if right is None or name is None or not grant.allows(right, name):
+                what = f"{self.right} {name[:80]!r}" if name and right else self.right
+                raise ApiError(403, "forbidden", f"this token may not {what}")
+            who = f"sub:{grant.subject}" if grant.subject else f"token:{credential}"
+            request.state.rate_name = "t" + hashlib.sha256(who.encode()).hexdigest()[:12]
             return
         if key is None:
-            raise ApiError(
-                401,
-                "unauthorized",
-                "an API key is required: Authorization: Bearer <key>",
-                headers=_BEARER,
-            )
+            raise _unauthorized("an API key is required: Authorization: Bearer <key>")
         if self.right not in key.rights:
             raise ApiError(403, "forbidden", f"this API key may not {self.right}")
 
 
-async def rate_limit(key: KeyDep, redis: RedisDep, settings: SettingsDep) -> None:
-    """429 past ``rate_limit_per_minute`` requests by this key in this minute. Counted in
-    Redis, so every front-end shares the count; without a key there is nothing to count
+async def rate_limit(request: Request, key: KeyDep, redis: RedisDep, settings: SettingsDep) -> None:
+    """429 past ``rate_limit_per_minute`` requests by this key (or this token's subject,
+    or this token when it names none) in this minute. Counted in Redis, so every
+    front-end shares the count; without either there is nothing to count
     (``ApiKeyRight`` has answered already)."""
-    if key is None or not settings.rate_limit_per_minute:
+    name = key.name if key is not None else getattr(request.state, "rate_name", None)
+    if name is None or not settings.rate_limit_per_minute:
         return
     minute = int(time.time() // 60)
-    counter = keys.ratelimit_key(key.name, minute)
+    counter = keys.ratelimit_key(name, minute)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.incr(counter)
         pipe.expire(counter, keys.RATELIMIT_TTL)
@@ -112,37 +220,42 @@ def producer(right: str) -> list[Any]:
     return [Depends(ApiKeyRight(right)), Depends(rate_limit)]
 
 
-def check_viewer(request: Request, stream_id: str) -> None:
-    """With a token secret configured, 401 without a valid viewer token for this very
-    stream, as Bearer or ``?token=``. Called by ``viewer_token`` and by the SSE route
-    itself, whose fast path runs no dependencies."""
-    secret: str | None = request.app.state.access.token_secret
-    if secret is None:
+async def authorize_read(
+    request: Request, streams: Sequence[str], prefixes: Sequence[str] = ()
+) -> None:
+    """May this request read every stream (or Durable Streams path) in ``streams`` and
+    every stream whose name starts with one of ``prefixes``? With tokens configured
+    (a secret or a JWKS): 401 without a valid token (Bearer or ``?token=``), 403 for a
+    valid JWT whose ``read`` does not cover them all (a prefix only by a prefix entry:
+    ``jobs-user42-*`` covers the prefix ``jobs-user42-``, an exact entry never covers a
+    prefix). The whole request is refused; nothing is read. A legacy ``v1`` token opens
+    its one stream, never a prefix. The JWT's ``sub`` becomes the viewer's subject."""
+    policy = await get_access(request)
+    verifier = policy.verifier
+    if verifier is None:
         return
-    token = bearer(request) or request.query_params.get("token")
-    if not token or not auth.verify_viewer_token(secret, token, stream_id):
-        raise ApiError(
-            401,
-            "unauthorized",
-            "a valid viewer token for this stream is required (Bearer or ?token=)",
-            headers=_BEARER,
-        )
+    token = presented_token(request)
+    kind = tokens.shape(token) if token else None
+    if kind == "jwt" and token:
+        grant = await token_grant(request, verifier, token)
+        uncovered = [s for s in streams if not grant.allows("read", s)]
+        uncovered += [p + "*" for p in prefixes if not grant.allows_prefix("read", p)]
+        if uncovered:
+            raise ApiError(403, "forbidden", f"this token may not read {uncovered[0][:80]!r}")
+        return
+    if kind == "legacy" and token:
+        opened = [verifier.legacy_grants(token, auth.VIEWER_PREFIX, s) for s in streams]
+        if opened and all(opened) and not prefixes:
+            return
+        if any(opened):
+            raise ApiError(403, "forbidden", "a legacy token opens one stream and no prefix")
+    raise _unauthorized("a valid viewer token for this stream is required (Bearer or ?token=)")
 
 
-def authorize_read(request: Request, streams: list[str], prefixes: list[str]) -> None:
-    """May this request read every stream named and every stream under each prefix?
-    Refused whole: 401 without a valid token, 403 when it does not cover one of them. A
-    viewer token opens one stream: it covers a request for that stream alone."""
-    secret: str | None = request.app.state.access.token_secret
-    if secret is None:
-        return
-    token = bearer(request) or request.query_params.get("token")
-    if not token:
-        raise ApiError(
-            401, "unauthorized", "a token for these streams is required", headers=_BEARER
-        )
-    if prefixes or not all(auth.verify_viewer_token(secret, token, s) for s in streams):
-        raise ApiError(403, "forbidden", "this token does not open every stream asked for")
+async def check_viewer(request: Request, stream_id: str) -> None:
+    """``authorize_read`` of one stream or Durable Streams path. Called by ``viewer_token``
+    and by the SSE route itself, whose fast path runs no dependencies."""
+    await authorize_read(request, [stream_id])
 
 
 def viewer_subject(request: Request) -> str | None:
@@ -154,28 +267,35 @@ def viewer_subject(request: Request) -> str | None:
 
 async def viewer_token(request: Request, stream_id: str) -> None:
     """The dependency form of ``check_viewer``."""
-    check_viewer(request, stream_id)
+    await check_viewer(request, stream_id)
 
 
 async def check_chat(request: Request, chat_id: str, right: str | None) -> None:
-    """A chat route's access. A chat token for this very chat opens it. Otherwise: with API
-    keys configured, a route that spends (``right``: submit, stop) needs a key with that
-    right, as the producers' routes do; with a token secret configured, any route needs a
-    chat token or a known key. Called by the routes once they know the chat id (a
-    submit's is in its body)."""
+    """A chat route's access. A JWT whose ``chat`` covers this chat opens it (and one
+    whose ``cancel`` covers it opens its stop, ``right == "cancel"``); any other valid
+    JWT is 403. A legacy chat token for this very chat opens it. Otherwise: with API keys
+    configured, a route that spends (``right``: submit, stop) needs a key with that
+    right, as the producers' routes do; with tokens configured, any route needs a chat
+    token or a known key. Called by the routes once they know the chat id (a submit's is
+    in its body)."""
     policy = await get_access(request)
-    token = bearer(request) or request.query_params.get("token")
-    secret = policy.token_secret
-    if secret is not None and token and auth.verify_chat_token(secret, token, chat_id):
-        return
+    token = presented_token(request)
+    kind = tokens.shape(token) if token else None
+    verifier = policy.verifier
+    if verifier is not None and token:
+        if kind == "jwt":
+            grant = await token_grant(request, verifier, token)
+            stop = right == "cancel" and grant.allows("cancel", chat_id)
+            if grant.allows("chat", chat_id) or stop:
+                return
+            raise ApiError(403, "forbidden", f"this token does not open chat {chat_id!r}")
+        if kind == "legacy" and verifier.legacy_grants(token, auth.CHAT_PREFIX, chat_id):
+            return
     key = await presented_key(request)
     if right is not None and policy.api_keys:
         await ApiKeyRight(right)(request, key)
-        await rate_limit(key, await get_redis(request), await get_settings(request))
-    elif secret is not None and key is None:
-        raise ApiError(
-            401,
-            "unauthorized",
-            "a chat token for this chat (or an API key) is required: Authorization: Bearer",
-            headers=_BEARER,
+        await rate_limit(request, key, await get_redis(request), await get_settings(request))
+    elif verifier is not None and key is None:
+        raise _unauthorized(
+            "a chat token for this chat (or an API key) is required: Authorization: Bearer"
         )

@@ -141,7 +141,10 @@ PUBLISH_BODY = json_body({"oneOf": [EVENT, {"type": "array", "minItems": 1, "ite
 TOKEN_BODY = json_body(
     {
         "type": "object",
-        "properties": {"ttl_seconds": {"type": "integer", "minimum": 1}},
+        "properties": {
+            "ttl_seconds": {"type": "integer", "minimum": 1},
+            "sub": {"type": "string", "minLength": 1, "maxLength": 256},
+        },
         "additionalProperties": False,
     },
     required=False,

@@ -92,7 +92,27 @@ class Settings(RedisSettings, WebhookSettings):
     api_keys: str | None = None
     """Comma-separated ``sha256:<hex>[:right+right]`` digests of the producers' API keys."""
     token_secret: SecretStr | None = None
-    """Signs viewer tokens; with it, reading a stream needs a token for that stream."""
+    """Signs (HS256) and verifies tokens; with it, reading a stream needs a token for it."""
+    # --- tokens: JWTs (docs/security.md, "Tokens") ---
+    token_secrets: SecretStr | None = None
+    """Comma-separated HS256 secrets instead of ``token_secret``: the first signs, all
+    verify (rotating the secret without invalidating the tokens out there)."""
+    token_audience: str | None = None
+    """With it, a token must carry this ``aud``; without it, a token carrying any is refused."""
+    token_leeway_seconds: float = Field(5.0, ge=0, le=300)
+    """Clock skew allowed on ``exp``, ``nbf`` and ``iat``."""
+    jwks_url: str | None = None
+    """A JWKS (https, or http on loopback) whose keys verify RS256, ES256 and EdDSA tokens."""
+    jwks_file: str | None = None
+    """A JWKS file instead of a URL, read again whenever it changes."""
+    jwks_max_age_seconds: float = Field(300.0, gt=0)
+    """A fetched JWKS is fetched again once this old."""
+    jwks_min_interval_seconds: float = Field(30.0, ge=0)
+    """The least time between two loads of the JWKS that tokens cause (an unknown
+    ``kid``): what a stranger's made-up ``kid``s can cost."""
+    legacy_tokens: bool = True
+    """Accept the deprecated ``v1.``/``c1.`` tokens (until 0.3.0)."""
+    # --- end of tokens ---
     token_ttl_seconds: int = Field(3600, ge=1)
     """Lifetime of the viewer token returned by ``POST /v1/generations``."""
     token_max_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)
@@ -111,6 +131,21 @@ class Settings(RedisSettings, WebhookSettings):
     """Queued plus running generations, across the deployment; beyond, 503."""
     rate_limit_per_minute: int = Field(600, ge=0)
     """Requests per API key per minute, shared by all front-ends through Redis (0: off)."""
+
+    def token_secret_list(self) -> list[str]:
+        """The HS256 secrets, the signing one first; ValueError when both forms are set."""
+        if self.token_secret is not None and self.token_secrets is not None:
+            raise ValueError("set BROADCASTER_TOKEN_SECRET or BROADCASTER_TOKEN_SECRETS, not both")
+        if self.token_secrets is not None:
+            found = [s.strip() for s in self.token_secrets.get_secret_value().split(",")]
+            if not all(found):
+                raise ValueError("BROADCASTER_TOKEN_SECRETS: an empty secret")
+            return found
+        return [self.token_secret.get_secret_value()] if self.token_secret else []
+
+    def reads_guarded(self) -> bool:
+        """Whether reading needs a token: a secret or a JWKS is configured."""
+        return bool(self.token_secret or self.token_secrets or self.jwks_url or self.jwks_file)
 
     def served_providers(self) -> frozenset[str] | None:
         """``BROADCASTER_PROVIDERS`` parsed (None when unset); ValueError names an unknown

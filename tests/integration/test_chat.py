@@ -402,14 +402,17 @@ async def test_chat_tokens_open_one_chat_and_nothing_else(secured: Proc) -> None
         ).status_code == 403
         viewer = auth.mint_viewer_token(SECRET, chat, 60)[0]
 
+        # No token: 401; a valid token that does not open this chat: 403.
         for creds in ({}, bearer(viewer), bearer(auth.mint_chat_token(SECRET, other, 60)[0])):
+            status = 403 if creds else 401
             refused = await client.post("/v1/chat", json=chat_body(chat), headers=creds)
-            assert refused.status_code == 401, refused.text
+            assert refused.status_code == status, refused.text
             for route in ("stream", "messages"):
                 assert (
                     await client.get(f"/v1/chat/{chat}/{route}", headers=creds)
-                ).status_code == 401
-            assert (await client.post(f"/v1/chat/{chat}/stop", headers=creds)).status_code == 401
+                ).status_code == status
+            stop = await client.post(f"/v1/chat/{chat}/stop", headers=creds)
+            assert stop.status_code == status
 
         async with opened(
             client, "POST", "/v1/chat", json=chat_body(chat), headers=bearer(token)
@@ -418,12 +421,12 @@ async def test_chat_tokens_open_one_chat_and_nothing_else(secured: Proc) -> None
             generation = resp.headers["x-generation-id"]
         # The chat token is no viewer token of the chat's generation ...
         events = await client.get(f"/v1/streams/{generation}/events", headers=bearer(token))
-        assert events.status_code == 401
+        assert events.status_code == 403
         # ... nor a token of another chat.
         other_body = chat_body(other)
         assert (
             await client.post("/v1/chat", json=other_body, headers=bearer(token))
-        ).status_code == 401
+        ).status_code == 403
         assert (
             await client.get(f"/v1/chat/{chat}/messages", params={"token": token})
         ).status_code == 200

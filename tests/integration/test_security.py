@@ -84,7 +84,14 @@ def test_api_key_entries_are_parsed_strictly() -> None:
 
 
 def test_viewer_tokens_are_bound_to_stream_and_time() -> None:
-    token, expires = auth.mint_viewer_token(SECRET, "stream-a", 60, now=1000)
+    jwt_token, expires = auth.mint_viewer_token(SECRET, "stream-a", 60, now=1000)
+    assert expires == 1060
+    assert auth.verify_viewer_token(SECRET, jwt_token, "stream-a", now=1059)
+    assert not auth.verify_viewer_token(SECRET, jwt_token, "stream-a", now=1060 + 10), "expired"
+    assert not auth.verify_viewer_token(SECRET, jwt_token, "stream-b", now=1001), "other stream"
+    assert not auth.verify_viewer_token(secrets.token_hex(32), jwt_token, "stream-a", now=1001)
+    # The legacy format, accepted during its deprecation, is bound the same way.
+    token, expires = auth.mint_legacy_token("v1", SECRET, "stream-a", 60, now=1000)
     assert expires == 1060
     assert auth.verify_viewer_token(SECRET, token, "stream-a", now=1059)
     assert not auth.verify_viewer_token(SECRET, token, "stream-a", now=1060), "expired"
@@ -165,12 +172,15 @@ async def test_readers_need_a_token_for_that_very_stream(secured: Proc) -> None:
         r = await c.get(url)
         assert r.status_code == 401 and r.json()["error"] == "unauthorized"
         assert (await c.get(url, headers=bearer("v1.1.x"))).status_code == 401
-        assert (await c.get(f"/v1/streams/{b}/events?token={token_a}")).status_code == 401
-        tampered = token_a[:-2] + ("AA" if not token_a.endswith("AA") else "BB")
+        # A valid token for another stream: 403 forbidden (not 401: the token is fine).
+        r = await c.get(f"/v1/streams/{b}/events?token={token_a}")
+        assert r.status_code == 403 and r.json()["error"] == "forbidden"
+        head, body, sig = token_a.split(".")
+        tampered = f"{head}.{body}.{'B' if sig[0] == 'A' else 'A'}{sig[1:]}"
         assert (await c.get(f"{url}?token={tampered}")).status_code == 401
         expired, _ = auth.mint_viewer_token(SECRET, a, 10, now=time.time() - 60)
         assert (await c.get(f"{url}?token={expired}")).status_code == 401
-        forged, _ = auth.mint_viewer_token("guessed-secret", a, 60)
+        forged, _ = auth.mint_viewer_token(secrets.token_hex(32), a, 60)
         assert (await c.get(f"{url}?token={forged}")).status_code == 401
         assert (await c.get("/readyz")).json()["viewers"] == 0, "no refused stream started"
 
@@ -196,7 +206,7 @@ async def test_generation_status_needs_a_token(secured: Proc) -> None:
         other = (
             await c.post("/v1/generations", json={"prompt": "y"}, headers=bearer(ADMIN))
         ).json()
-        assert (await c.get(f"/v1/generations/{other['id']}?token={token}")).status_code == 401
+        assert (await c.get(f"/v1/generations/{other['id']}?token={token}")).status_code == 403
         for g in (gid, other["id"]):  # do not hold in-flight slots for the other tests
             await c.post(f"/v1/generations/{g}/cancel", headers=bearer(ADMIN))
 

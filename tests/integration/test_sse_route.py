@@ -108,7 +108,8 @@ async def test_the_fast_sse_route_answers_as_fastapi_does(app: BroadcasterApp) -
         ({**ok, "last-event-id": "2.00000000"}, 409, "resume_point_unknown"),
         ({**ok, "last-event-id": "two"}, 400, "bad_resume_point"),
         ({"origin": ORIGIN}, 401, "unauthorized"),
-        ({"authorization": f"Bearer {other}"}, 401, "unauthorized"),
+        ({"authorization": f"Bearer {other}"}, 403, "forbidden"),
+        ({"authorization": f"Bearer {token}x"}, 401, "unauthorized"),
         ({"authorization": f"Bearer {token}", "origin": "https://evil.example"}, 200, "[DONE]"),
     ]
     for headers, status, text in cases:

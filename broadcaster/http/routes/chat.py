@@ -165,7 +165,7 @@ async def _chat(request: Request, chats: Chats, chat_id: str) -> ChatRecord | No
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "the running generation"},
         204: {"description": "the chat has no running generation"},
-        **openapi.errors(400, 401, 404, 409, 503),
+        **openapi.errors(400, 401, 403, 404, 409, 503),
     },
     openapi_extra=openapi.LAST_EVENT_ID,
 )
@@ -193,7 +193,7 @@ async def resume(
 
 @router.get(
     "/v1/chat/{chat_id}/viewers",
-    responses=openapi.errors(401, 404),
+    responses=openapi.errors(401, 403, 404),
 )
 async def viewers(chat_id: str, request: Request, chats: ChatsDep) -> JSONResponse:
     """The viewers of the chat's latest generation, on every front-end."""
@@ -228,7 +228,7 @@ async def stop(
     return JSONResponse(body, status_code=202)
 
 
-@router.get("/v1/chat/{chat_id}/messages", responses=openapi.errors(401, 404))
+@router.get("/v1/chat/{chat_id}/messages", responses=openapi.errors(401, 403, 404))
 async def messages(
     chat_id: str, request: Request, chats: ChatsDep, event_log: EventLogDep
 ) -> JSONResponse:

@@ -9,8 +9,9 @@ Durable Streams too, readable here as ``application/json`` streams of one messag
 event, closed at the terminal event; writes to them are 405.
 
 Access is as everywhere else: creating, appending and deleting need an API key with the
-``publish`` right (when keys are configured), reading needs a viewer token for the path
-(when a token secret is configured).
+``publish`` right or a token whose ``publish`` covers the path (when keys are
+configured), reading needs a token whose ``read`` covers the path (when tokens are
+configured).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ POST_ANSWERS = _answers(
     503,
 )
 DELETE_ANSWERS = _answers({204: "deleted"}, 401, 403, 404, 405, 410, 429, 503)
-HEAD_ANSWERS = _answers({200: "the stream's metadata"}, 401, 404, 410)
+HEAD_ANSWERS = _answers({200: "the stream's metadata"}, 401, 403, 404, 410)
 GET_ANSWERS = _answers(
     {
         200: "data (a JSON array, or bytes), or SSE with live=sse",
@@ -84,6 +85,7 @@ GET_ANSWERS = _answers(
     },
     400,
     401,
+    403,
     404,
     410,
     503,
@@ -146,7 +148,7 @@ def _check_offset(state: State, offset: Offset) -> None:
 
 
 def _cache_control(request: Request) -> str:
-    private = request.app.state.access.token_secret is not None
+    private = request.app.state.access.reads_guarded
     return f"{'private' if private else 'public'}, max-age=60, stale-while-revalidate=300"
 
 
@@ -310,7 +312,7 @@ async def _fork_point(
         raise ApiError(400, "bad_request", "Stream-Forked-From must be a /v1/stream/ path")
     src_path = src_path.removeprefix("/v1/stream/")
     src = _name(src_path)
-    check_viewer(request, src_path)
+    await check_viewer(request, src_path)
     state, _ = await durable.read(src, anchor.seq if anchor else 0)
     if state is None or state.pending:
         raise ApiError(404, "not_found", f"no stream at {source[:80]} to fork")
@@ -480,7 +482,7 @@ async def delete(path: str, request: Request) -> Response:
 async def head(path: str, request: Request) -> Response:
     """Where the stream is, without reading it (nor renewing its TTL)."""
     name = _name(path)
-    check_viewer(request, path)
+    await check_viewer(request, path)
     durable = await get_durable(request)
     state, _ = await durable.read(name, 0)
     state = await _existing(durable, path, name, state)
@@ -506,7 +508,7 @@ async def head(path: str, request: Request) -> Response:
 async def read(path: str, request: Request) -> Response:
     """Catch-up (a page of what follows ``offset``), ``live=long-poll`` or ``live=sse``."""
     name = _name(path)
-    check_viewer(request, path)
+    await check_viewer(request, path)
     q = request.query_params
     offsets = q.getlist("offset")
     mode_raw = q.get("live")

@@ -14,7 +14,7 @@ from broadcaster.core.log import EventLog
 from broadcaster.core.mux import BadResumePoint, Bases, Cursor, ResumePointGone
 from broadcaster.fanout.mux import Connection
 from broadcaster.http import openapi
-from broadcaster.http.access import authorize_read
+from broadcaster.http.access import authorize_read, viewer_subject
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import get_event_log, get_hub, get_metrics, get_settings
 from broadcaster.http.routes.streams import check_capacity
@@ -55,7 +55,8 @@ async def events(request: Request) -> Response:
     limit = settings.events_max_streams
     if len(streams) > limit:
         raise ApiError(400, "too_many_streams", f"at most {limit} streams per connection")
-    authorize_read(request, streams, prefixes)
+    await authorize_read(request, streams, prefixes)
+    subject = viewer_subject(request)
     raw = request.headers.get("last-event-id", q.get("last_event_id"))
     bases: Bases = request.app.state.bases
     event_log = await get_event_log(request)
@@ -81,6 +82,7 @@ async def events(request: Request) -> Response:
         prefixes=prefixes,
         limit=limit,
         keepalive=settings.keepalive_seconds,
+        subject=subject,
     )
     metrics = await get_metrics(request)
     return SSEResponse(

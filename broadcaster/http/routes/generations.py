@@ -62,7 +62,7 @@ async def create_generation(
     }
     if access.token_secret is not None:
         token, expires = auth.mint_viewer_token(
-            access.token_secret, stream_id, settings.token_ttl_seconds
+            access.token_secret, stream_id, settings.token_ttl_seconds, audience=access.audience
         )
         created |= {"viewer_token": token, "token_expires_at": expires}
     return JSONResponse(created, status_code=202)
@@ -126,7 +126,7 @@ def _generation_request(body: Any, settings: Settings) -> dict[str, Any]:
 @router.get(
     "/v1/generations/{stream_id}",
     responses=openapi.ok(200, openapi.GenerationStatus, "the generation's status and turn")
-    | openapi.errors(401, 404),
+    | openapi.errors(401, 403, 404),
     dependencies=[Depends(valid_stream_id), Depends(viewer_token)],
 )
 async def get_generation(stream_id: str, event_log: EventLogDep) -> JSONResponse:

@@ -104,7 +104,7 @@ async def _append(
     responses={
         200: {"content": {"text/event-stream": {}}},
         204: {"description": "the resume point is the terminal event: nothing more"},
-        **openapi.errors(400, 401, 404, 409, 503),
+        **openapi.errors(400, 401, 403, 404, 409, 503),
     },
     openapi_extra=openapi.LAST_EVENT_ID,
 )
@@ -129,7 +129,7 @@ async def open_events(request: Request, stream_id: str, last_event_id: str | Non
     """The SSE response for ``stream_id`` after the resume point (the ``Last-Event-ID``
     header, else ``last_event_id``), 204 when the client has seen the end, or ApiError."""
     check_stream_id(stream_id)
-    check_viewer(request, stream_id)
+    await check_viewer(request, stream_id)
     raw = request.headers.get("last-event-id")
     return await stream_response(request, stream_id, last_event_id if raw is None else raw)
 
@@ -218,7 +218,7 @@ def _check_resume_point(info: StreamInfo, after: int, tag: str | None) -> None:
 
 @router.get(
     "/v1/streams/{stream_id}/viewers",
-    responses=openapi.errors(401, 404),
+    responses=openapi.errors(401, 403, 404),
     dependencies=[Depends(valid_stream_id), Depends(viewer_token)],
 )
 async def viewers(stream_id: str, request: Request, event_log: EventLogDep) -> JSONResponse:

@@ -1,5 +1,5 @@
-"""``/v1/streams/{id}/tokens``: viewer tokens, minted for a producer's backend to hand
-to its viewers."""
+"""``/v1/streams/{id}/tokens``: viewer tokens (HS256 JWTs whose ``read`` names the
+stream), minted for a producer's backend to hand to its viewers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from broadcaster.core import auth
+from broadcaster.core import auth, tokens
 from broadcaster.http import openapi
 from broadcaster.http.access import AccessDep, AccessPolicy, producer
 from broadcaster.http.bodies import read_json
@@ -20,7 +20,7 @@ from broadcaster.http.stream_ids import valid_stream_id
 router = APIRouter()
 
 _TTL_BODY_LIMIT = 4096
-"""A body holds one small field: no need for the general body limit."""
+"""A body holds two small fields: no need for the general body limit."""
 
 
 @router.post(
@@ -38,7 +38,8 @@ async def mint_token(
     )
 
 
-Minter = Callable[[str, str, int], tuple[str, int]]
+Minter = Callable[..., tuple[str, int]]
+"""``auth.mint_viewer_token`` or ``auth.mint_chat_token``."""
 
 
 async def minted(
@@ -50,26 +51,26 @@ async def minted(
     *,
     name: str,
 ) -> JSONResponse:
-    """The answer of a token route: ``mint``'s token for ``subject``, for the lifetime the
-    body asks for, under ``{name, "token_expires_at"}``; 409 without a secret."""
+    """The answer of a token route: ``mint``'s token for ``subject`` (a stream or a chat),
+    for the lifetime and with the ``sub`` the body asks for, under
+    ``{name, "token_expires_at"}``; 409 without a secret."""
     if access.token_secret is None:
         raise ApiError(409, "tokens_disabled", "no BROADCASTER_TOKEN_SECRET is configured")
-    ttl = await requested_ttl(request, settings)
-    token, expires = mint(access.token_secret, subject, ttl)
+    ttl, sub = await requested(request, settings)
+    token, expires = mint(access.token_secret, subject, ttl, sub=sub, audience=access.audience)
     return JSONResponse({name: token, "token_expires_at": expires})
 
 
-async def requested_ttl(request: Request, settings: Settings) -> int:
-    """The lifetime a token request asks for in its optional body, or the default."""
-    if await request.body():
-        return await _ttl_from_body(request, settings)
-    return settings.token_ttl_seconds
-
-
-async def _ttl_from_body(request: Request, settings: Settings) -> int:
-    """``{"ttl_seconds": n}``, 1 ≤ n ≤ ``token_max_ttl_seconds``; absent: the default."""
+async def requested(request: Request, settings: Settings) -> tuple[int, str | None]:
+    """The lifetime (or the default) and the holder a token request's optional body asks
+    for: ``{"ttl_seconds": n, "sub": "user-42"}``, 1 ≤ n ≤ ``token_max_ttl_seconds``;
+    other fields are ignored."""
+    if not await request.body():
+        return settings.token_ttl_seconds, None
     body = await read_json(request, _TTL_BODY_LIMIT)
-    value = body.get("ttl_seconds", settings.token_ttl_seconds) if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_request", 'body: {"ttl_seconds": <integer>, "sub": <string>}')
+    value = body.get("ttl_seconds", settings.token_ttl_seconds)
     if not isinstance(value, int) or isinstance(value, bool):
         raise ApiError(422, "invalid_request", 'body: {"ttl_seconds": <integer>}')
     if not 1 <= value <= settings.token_max_ttl_seconds:
@@ -78,4 +79,8 @@ async def _ttl_from_body(request: Request, settings: Settings) -> int:
             "invalid_request",
             f"ttl_seconds must be 1..{settings.token_max_ttl_seconds}",
         )
-    return value
+    sub = body.get("sub")
+    most = tokens.MAX_SUBJECT_CHARS
+    if sub is not None and (not isinstance(sub, str) or not 1 <= len(sub) <= most):
+        raise ApiError(422, "invalid_request", f"sub: a string of 1 to {most} characters")
+    return value, sub

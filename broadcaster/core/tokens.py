@@ -1,0 +1,226 @@
+"""Access tokens: standard JSON Web Tokens (RFC 7519), signed and verified by PyJWT, never
+by code of ours. Pure: no I/O (the keys of a JWKS come from ``core/jwks.py``).
+
+**What a token says.** ``exp`` (required), ``nbf`` and ``iat`` (optional), ``aud`` (checked
+against ``BROADCASTER_TOKEN_AUDIENCE``), ``sub`` (who holds it: what viewer counts report),
+and the ``broadcaster`` claim, what it opens::
+
+    {"read": ["job-42", "jobs-user42-*"], "publish": [...], "chat": [...], "cancel": [...]}
+
+each a list of stream ids, chat ids or Durable Streams paths; an entry ending in ``*`` is
+a prefix (``"jobs-user42-*"`` covers every name that starts with ``jobs-user42-``, and a
+subscription to that prefix or a longer one). A right or a claim that is absent grants
+nothing; keys of the claim this version does not know are ignored.
+
+**Algorithms.** HS256 with the deployment's secrets; RS256, ES256 and EdDSA with the keys
+of a JWKS. Nothing else, never ``none``. Each key verifies only its own algorithm (an
+HS256 token is checked against the secrets only, a JWKS key is bound to the algorithm of
+its type): a public key can never be used as an HMAC secret (algorithm confusion).
+
+**Shapes.** A credential is told by its shape: a JWT is three base64url segments, the
+first a JSON header (``eyJ…``); a legacy token ``v1.<expiry>.<sig>`` or ``c1.…``
+(``core/auth.py``, deprecated); anything else is an API key.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jwt
+
+HMAC_ALGORITHM = "HS256"
+ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "ES256", "EdDSA"})
+ALGORITHMS = frozenset({HMAC_ALGORITHM}) | ASYMMETRIC_ALGORITHMS
+"""Every algorithm a token may be signed with; a token naming another is refused."""
+
+CLAIM = "broadcaster"
+RIGHTS = ("read", "publish", "chat", "cancel")
+Right = Literal["read", "publish", "chat", "cancel"]
+
+DEFAULT_LEEWAY = 5.0
+"""Seconds of clock skew allowed on ``exp``, ``nbf`` and ``iat`` (the issuer's clock and
+ours may differ by that much)."""
+MAX_TOKEN_CHARS = 16 * 1024
+"""A longer credential is refused before it is parsed."""
+MAX_SUBJECT_CHARS = 256
+"""A longer ``sub`` is refused: subjects are stored with the viewer counts."""
+
+_JWT_SHAPE = re.compile(r"^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$")
+_LEGACY_SHAPE = re.compile(r"^[vc]1\.[0-9]{1,12}\.[A-Za-z0-9_-]+$")
+
+
+class InvalidToken(Exception):
+    """Not a valid token for this deployment (bad signature, expired, not yet valid,
+    another audience, an algorithm or a key we do not accept, a malformed claim). The
+    message says which, for logs; the client is told only 401."""
+
+
+def shape(credential: str) -> Literal["jwt", "legacy", "other"]:
+    """What a presented credential is, by its shape alone."""
+    if _JWT_SHAPE.match(credential):
+        return "jwt"
+    if _LEGACY_SHAPE.match(credential):
+        return "legacy"
+    return "other"
+
+
+def covers(entry: str, name: str) -> bool:
+    """Whether one entry of a right names ``name``: equal, or a prefix of it (``x*``)."""
+    if entry.endswith("*"):
+        return name.startswith(entry[:-1])
+    return entry == name
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a verified token opens, and who holds it."""
+
+    subject: str | None = None
+    read: tuple[str, ...] = ()
+    publish: tuple[str, ...] = ()
+    chat: tuple[str, ...] = ()
+    cancel: tuple[str, ...] = ()
+
+    def entries(self, right: Right) -> tuple[str, ...]:
+        entries: tuple[str, ...] = getattr(self, right)
+        return entries
+
+    def allows(self, right: Right, name: str) -> bool:
+        """Whether the token may ``right`` the stream, chat or path ``name``."""
+        return any(covers(entry, name) for entry in self.entries(right))
+
+    def allows_prefix(self, right: Right, prefix: str) -> bool:
+        """Whether the token may ``right`` every name that starts with ``prefix``: only a
+        prefix entry can say so (``jobs-user42-*`` covers ``jobs-user42-`` and
+        ``jobs-user42-a``); an exact entry never covers a prefix."""
+        return any(
+            entry.endswith("*") and prefix.startswith(entry[:-1]) for entry in self.entries(right)
+        )
+
+
+def grant_of(payload: Mapping[str, Any]) -> Grant:
+    """The grant of a verified payload; InvalidToken for a malformed ``sub`` or claim."""
+    subject = payload.get("sub")
+    if subject is not None and (not isinstance(subject, str) or len(subject) > MAX_SUBJECT_CHARS):
+        raise InvalidToken(f"sub must be a string of at most {MAX_SUBJECT_CHARS} characters")
+    claim = payload.get(CLAIM, {})
+    if not isinstance(claim, dict):
+        raise InvalidToken(f"the {CLAIM} claim must be an object")
+    rights: dict[str, tuple[str, ...]] = {}
+    for right in RIGHTS:
+        entries = claim.get(right, [])
+        if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
+            raise InvalidToken(f"{CLAIM}.{right} must be a list of non-empty strings")
+        rights[right] = tuple(entries)
+    return Grant(subject or None, **rights)
+
+
+def header(token: str) -> tuple[str, str | None]:
+    """The algorithm and key id a token names (unverified: they only choose the key);
+    InvalidToken for a malformed header or an algorithm we do not accept."""
+    if len(token) > MAX_TOKEN_CHARS:
+        raise InvalidToken(f"longer than {MAX_TOKEN_CHARS} characters")
+    try:
+        head = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(f"malformed: {exc}") from None
+    alg, kid = head.get("alg"), head.get("kid")
+    if alg not in ALGORITHMS:
+        raise InvalidToken(f"algorithm {str(alg)[:20]!r} is not accepted")
+    if kid is not None and not isinstance(kid, str):
+        raise InvalidToken("kid must be a string")
+    return alg, kid
+
+
+def decode(
+    token: str,
+    key: str | bytes | jwt.PyJWK,
+    algorithm: str,
+    *,
+    audience: str | None = None,
+    leeway: float = DEFAULT_LEEWAY,
+    now: float | None = None,
+) -> Grant:
+    """The grant of ``token`` verified with ``key`` for ``algorithm`` alone (a JWKS key
+    is also bound to its own algorithm by PyJWT). Raises ``jwt.InvalidSignatureError``
+    when the signature is not ``key``'s (the caller may try its next key) and
+    InvalidToken for anything else wrong. ``now``: check the times at that instant
+    rather than the clock's (tests)."""
+    times = now is None
+    try:
+        payload = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            audience=audience,
+            leeway=leeway,
+            options={
+                "require": ["exp"],
+                "verify_exp": times,
+                "verify_nbf": times,
+                "verify_iat": times,
+            },
+        )
+    except jwt.InvalidSignatureError:
+        raise
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(str(exc)) from None
+    if now is not None:
+        _check_times(payload, now, leeway)
+    return grant_of(payload)
+
+
+def _check_times(payload: Mapping[str, Any], now: float, leeway: float) -> None:
+    """PyJWT's time checks, at ``now`` instead of the clock (``decode(now=…)``)."""
+    for name in ("exp", "nbf", "iat"):
+        if name in payload and not isinstance(payload[name], int | float):
+            raise InvalidToken(f"{name} must be a number")
+    if payload["exp"] <= now - leeway:
+        raise InvalidToken("Signature has expired")
+    if payload.get("nbf", 0) > now + leeway or payload.get("iat", 0) > now + leeway:
+        raise InvalidToken("The token is not yet valid")
+
+
+def mint_token(
+    secret: str | bytes,
+    *,
+    read: Iterable[str] = (),
+    publish: Iterable[str] = (),
+    chat: Iterable[str] = (),
+    cancel: Iterable[str] = (),
+    sub: str | None = None,
+    ttl_seconds: int,
+    audience: str | None = None,
+    now: float | None = None,
+) -> str:
+    """An HS256 JWT, signed with ``secret`` (``BROADCASTER_TOKEN_SECRET``), that opens
+    what it lists for ``ttl_seconds``: ``read``, ``publish``, ``chat`` and ``cancel`` each
+    name stream ids, chat ids or Durable Streams paths, an entry ending in ``*`` being a
+    prefix. ``sub`` names the holder (viewer counts report it); ``audience`` must be
+    ``BROADCASTER_TOKEN_AUDIENCE`` when the deployment sets one. Any JWT library mints
+    the same token (docs/security.md)."""
+    if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds < 1:
+        raise ValueError("ttl_seconds must be an integer >= 1")
+    claim: dict[str, list[str]] = {}
+    asked = {"read": read, "publish": publish, "chat": chat, "cancel": cancel}
+    for right, entries in asked.items():
+        if isinstance(entries, str):
+            raise TypeError(f"{right}: a list of names, not one string")
+        names = list(entries)
+        if not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"{right}: names are non-empty strings")
+        if names:
+            claim[right] = names
+    issued = int(time.time() if now is None else now)
+    payload: dict[str, Any] = {"iat": issued, "exp": issued + ttl_seconds, CLAIM: claim}
+    if sub is not None:
+        if not sub or len(sub) > MAX_SUBJECT_CHARS:
+            raise ValueError(f"sub: 1 to {MAX_SUBJECT_CHARS} characters")
+        payload["sub"] = sub
+    if audience is not None:
+        payload["aud"] = audience
+    return jwt.encode(payload, secret, algorithm=HMAC_ALGORITHM)

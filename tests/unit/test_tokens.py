@@ -1,0 +1,338 @@
+"""Tokens alone (broadcaster.core.tokens and broadcaster.core.jwks): what a claim grants,
+prefixes, every way a token is refused, the JWKS sources (a fake fetch and a fake clock
+for the URL's rate limit, a real file for the file's rotation), and legacy tokens.
+
+On real front-ends, with a JWKS served over HTTP and tokens from Node's ``jose``:
+tests/integration/test_jwt.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+
+from broadcaster import mint_token
+from broadcaster.core import auth, jwks, tokens
+from broadcaster.core.jwks import FileKeys, TokenVerifier, UrlKeys
+from broadcaster.core.tokens import Grant, InvalidToken
+from tests.support.jwt_keys import claims, hmac_with, new_key, unsigned
+from tests.support.jwt_keys import jwks as jwks_doc
+
+pytestmark = pytest.mark.anyio
+
+SECRET = secrets.token_hex(32)
+OLD_SECRET = secrets.token_hex(32)
+
+
+def verifier(**kw: object) -> TokenVerifier:
+    return TokenVerifier([SECRET], **kw)  # type: ignore[arg-type]
+
+
+# --- what a claim grants ---
+
+
+def test_exact_entries_and_prefix_entries() -> None:
+    grant = Grant(read=("job-42", "jobs-user42-*", "docs/abc*"))
+    assert grant.allows("read", "job-42")
+    assert not grant.allows("read", "job-4") and not grant.allows("read", "job-421")
+    assert grant.allows("read", "jobs-user42-a") and grant.allows("read", "jobs-user42-")
+    assert not grant.allows("read", "jobs-user43-a")
+    assert grant.allows("read", "docs/abc") and grant.allows("read", "docs/abc/fork-1")
+    assert not grant.allows("publish", "job-42"), "each right has its own entries"
+    # A prefix request is covered by a prefix entry that is as long or shorter, never
+    # by an exact entry.
+    assert grant.allows_prefix("read", "jobs-user42-")
+    assert grant.allows_prefix("read", "jobs-user42-x")
+    assert not grant.allows_prefix("read", "jobs-user4")
+    assert not grant.allows_prefix("read", "job-42"), "an exact entry covers no prefix"
+    assert Grant(read=("*",)).allows_prefix("read", "")
+    assert not Grant(read=("job-42",)).allows_prefix("read", "job-42")
+
+
+def test_claims_are_parsed_strictly() -> None:
+    grant = tokens.grant_of({"sub": "u1", "broadcaster": {"read": ["a"], "chat": ["c"], "x": 1}})
+    assert grant == Grant("u1", read=("a",), chat=("c",)), "unknown keys are ignored"
+    assert tokens.grant_of({}) == Grant(), "no claim: nothing granted"
+    for bad in (
+        {"broadcaster": ["a"]},
+        {"broadcaster": {"read": "a"}},
+        {"broadcaster": {"read": ["a", ""]}},
+        {"broadcaster": {"publish": [1]}},
+        {"sub": "x" * 257},
+        {"sub": 42},
+    ):
+        with pytest.raises(InvalidToken):
+            tokens.grant_of(bad)
+
+
+def test_shapes_tell_jwts_legacy_tokens_and_keys_apart() -> None:
+    token = mint_token(SECRET, read=["a"], ttl_seconds=60)
+    legacy, _ = auth.mint_legacy_token("v1", SECRET, "a", 60)
+    assert tokens.shape(token) == "jwt"
+    assert tokens.shape(legacy) == "legacy"
+    assert tokens.shape(auth.mint_legacy_token("c1", SECRET, "a", 60)[0]) == "legacy"
+    for key in ("admin-0123456789abcdef", "sk_live_abc.def", "v1.x.y", "eyJ", ""):
+        assert tokens.shape(key) == "other", key
+
+
+def test_mint_token_is_a_standard_hs256_jwt() -> None:
+    token = mint_token(
+        SECRET,
+        read=["job-42", "jobs-u-*"],
+        cancel=["job-42"],
+        sub="user-42",
+        ttl_seconds=120,
+        audience="https://broadcaster.example",
+        now=1_000_000,
+    )
+    assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT"}
+    payload = jwt.decode(
+        token,
+        SECRET,
+        algorithms=["HS256"],
+        audience="https://broadcaster.example",
+        options={"verify_exp": False, "verify_iat": False},
+    )
+    assert payload == {
+        "iat": 1_000_000,
+        "exp": 1_000_120,
+        "sub": "user-42",
+        "aud": "https://broadcaster.example",
+        "broadcaster": {"read": ["job-42", "jobs-u-*"], "cancel": ["job-42"]},
+    }
+    with pytest.raises(TypeError):
+        mint_token(SECRET, read="job-42", ttl_seconds=60)
+    for ttl in (0, -1, True):
+        with pytest.raises(ValueError):
+            mint_token(SECRET, read=["a"], ttl_seconds=ttl)
+
+
+def test_viewer_and_chat_tokens_are_jwts_of_one_right() -> None:
+    viewer, expires = auth.mint_viewer_token(SECRET, "s1", 60, sub="u")
+    assert expires - time.time() == pytest.approx(60, abs=2)
+    assert jwt.decode(viewer, SECRET, algorithms=["HS256"])["broadcaster"] == {"read": ["s1"]}
+    chat, _ = auth.mint_chat_token(SECRET, "c1", 60)
+    assert jwt.decode(chat, SECRET, algorithms=["HS256"])["broadcaster"] == {"chat": ["c1"]}
+    assert auth.verify_viewer_token(SECRET, viewer, "s1")
+    assert not auth.verify_viewer_token(SECRET, viewer, "s2")
+    assert not auth.verify_viewer_token(SECRET, chat, "c1")
+    assert auth.verify_chat_token(SECRET, chat, "c1")
+    assert not auth.verify_chat_token(SECRET, viewer, "s1")
+    assert not auth.verify_viewer_token(OLD_SECRET, viewer, "s1")
+    assert auth.verify_viewer_token(SECRET, viewer, "s1", now=time.time() + 50)
+    assert not auth.verify_viewer_token(SECRET, viewer, "s1", now=time.time() + 70)
+
+
+# --- refused tokens ---
+
+
+async def test_hs256_tokens_verify_under_every_secret_of_a_rotation() -> None:
+    both = TokenVerifier([SECRET, OLD_SECRET])
+    old = mint_token(OLD_SECRET, read=["a"], sub="u", ttl_seconds=60)
+    assert await both.grant(old) == Grant("u", read=("a",))
+    with pytest.raises(InvalidToken, match="signature"):
+        await verifier().grant(old)
+
+
+async def test_expired_not_yet_valid_and_future_iat_are_refused_with_leeway() -> None:
+    v = verifier(leeway=5)
+    now = time.time()
+    cases = {
+        "expired": {"exp": int(now - 10)},
+        "nbf": {"exp": int(now + 60), "nbf": int(now + 30)},
+        "iat": {"exp": int(now + 60), "iat": int(now + 30)},
+        "no exp": {},
+    }
+    for why, payload in cases.items():
+        with pytest.raises(InvalidToken):
+            await v.grant(jwt.encode(payload, SECRET, algorithm="HS256"))
+        assert why
+    # Within the leeway: a clock a little behind or ahead is forgiven.
+    skewed = {"exp": int(now - 2), "nbf": int(now + 2), "iat": int(now + 2)}
+    assert await v.grant(jwt.encode(skewed, SECRET, algorithm="HS256")) == Grant()
+
+
+async def test_audience_is_checked_when_configured_and_any_aud_refused_otherwise() -> None:
+    ours = "https://broadcaster.example"
+    with_aud = verifier(audience=ours)
+    good = mint_token(SECRET, read=["a"], ttl_seconds=60, audience=ours)
+    assert (await with_aud.grant(good)).read == ("a",)
+    for token in (
+        mint_token(SECRET, read=["a"], ttl_seconds=60, audience="https://other.example"),
+        mint_token(SECRET, read=["a"], ttl_seconds=60),  # no aud at all
+    ):
+        with pytest.raises(InvalidToken, match=r"(?i)aud"):
+            await with_aud.grant(token)
+    with pytest.raises(InvalidToken, match="audience"):
+        await verifier().grant(good)
+
+
+async def test_alg_none_tampering_and_other_algorithms_are_refused() -> None:
+    v = verifier()
+    payload = claims(read=["a"])
+    with pytest.raises(InvalidToken, match="not accepted"):
+        await v.grant(unsigned(payload))
+    good = mint_token(SECRET, read=["a"], ttl_seconds=60)
+    head, body, sig = good.split(".")
+    flipped = ("B" if sig[0] == "A" else "A") + sig[1:]
+    forged_body = jwt.utils.base64url_encode(json.dumps(claims(read=["*"])).encode()).decode()
+    for tampered in (
+        f"{head}.{forged_body}.{sig}",
+        f"{head}.{body}.{flipped}",
+        f"{head}.{body}.",
+    ):
+        with pytest.raises(InvalidToken):
+            await v.grant(tampered)
+    hs512 = jwt.encode(payload, SECRET, algorithm="HS512")
+    with pytest.raises(InvalidToken, match="not accepted"):
+        await v.grant(hs512)
+    with pytest.raises(InvalidToken):
+        await v.grant("eyJ" + "A" * 20_000 + ".x.y")
+
+
+class FakeFetch:
+    """The JWKS a ``UrlKeys`` fetches, and how often it did."""
+
+    def __init__(self, document: dict[str, object]) -> None:
+        self.document = document
+        self.count = 0
+        self.fail = False
+
+    async def __call__(self) -> bytes:
+        self.count += 1
+        if self.fail:
+            raise ConnectionError("down")
+        return json.dumps(self.document).encode()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_rs256_es256_and_eddsa_verify_against_the_jwks() -> None:
+    keys = [new_key("RS256", "r1"), new_key("ES256", "e1"), new_key("EdDSA", "d1")]
+    source = UrlKeys("https://idp.example/jwks", fetch=FakeFetch(jwks_doc(*keys)))
+    v = TokenVerifier([], source)
+    for key in keys:
+        token = key.sign(claims(read=["a"], sub="u-" + key.kid))
+        assert await v.grant(token) == Grant("u-" + key.kid, read=("a",))
+    # A token of one key's algorithm naming another key's kid is refused.
+    with pytest.raises(InvalidToken):
+        await v.grant(keys[1].sign(claims(read=["a"]), kid="r1"))
+    # HS256 tokens go to the secrets only, and there are none.
+    with pytest.raises(InvalidToken, match="no token secret"):
+        await v.grant(mint_token(SECRET, read=["a"], ttl_seconds=60))
+
+
+async def test_algorithm_confusion_a_public_key_is_never_an_hmac_secret() -> None:
+    rsa_key = new_key("RS256", "r1")
+    source = UrlKeys("https://idp.example/jwks", fetch=FakeFetch(jwks_doc(rsa_key)))
+    v = TokenVerifier([SECRET], source)
+    # The classic attack: HS256, signed with the public key's PEM (or its JWK) as secret.
+    for secret in (rsa_key.public_pem, json.dumps(rsa_key.jwk).encode()):
+        forged = hmac_with(secret, claims(read=["a"]), kid="r1")
+        with pytest.raises(InvalidToken, match="signature"):
+            await v.grant(forged)
+    # The other way: an RS256 header on an HMAC signature made with our own secret.
+    head = jwt.utils.base64url_encode(b'{"alg":"RS256","kid":"r1"}').decode()
+    _, body, sig = mint_token(SECRET, read=["a"], ttl_seconds=60).split(".")
+    with pytest.raises(InvalidToken):
+        await v.grant(f"{head}.{body}.{sig}")
+    # A JWKS that publishes a symmetric key: dropped, it would let anyone sign.
+    oct_jwk = {"kty": "oct", "kid": "o1", "k": jwt.utils.base64url_encode(b"k" * 32).decode()}
+    assert jwks.parse_jwks(json.dumps(jwks_doc(oct_jwk, rsa_key))) != []
+    assert [k.key_id for k in jwks.parse_jwks(json.dumps(jwks_doc(oct_jwk)))] == []
+
+
+async def test_an_unknown_kid_fetches_again_at_most_once_per_interval() -> None:
+    old, new = new_key("ES256", "old"), new_key("ES256", "new")
+    fetch, clock = FakeFetch(jwks_doc(old)), Clock()
+    source = UrlKeys("https://idp.example/jwks", fetch=fetch, clock=clock, min_interval=30)
+    v = TokenVerifier([], source)
+    assert (await v.grant(old.sign(claims(read=["a"])))).read == ("a",)
+    assert fetch.count == 1
+    # Made-up kids, many of them: one fetch for the lot within the interval.
+    for i in range(50):
+        with pytest.raises(InvalidToken, match="no ES256 key"):
+            await v.grant(new_key("ES256", f"made-up-{i}").sign(claims()))
+    assert fetch.count == 1, "the first fetch was just now: none within 30 s"
+    clock.now += 30
+    fetch.document = jwks_doc(old, new)  # the issuer rotates a key in
+    assert (await v.grant(new.sign(claims(read=["b"])))).read == ("b",)
+    assert fetch.count == 2
+    for _ in range(5):
+        with pytest.raises(InvalidToken):
+            await v.grant(new_key("ES256", "another").sign(claims()))
+    assert fetch.count == 2
+    # A known kid never fetches; a stale set is fetched again after max_age.
+    await v.grant(old.sign(claims()))
+    assert fetch.count == 2
+    clock.now += source.max_age
+    await v.grant(old.sign(claims()))
+    assert fetch.count == 3
+
+
+async def test_a_failed_fetch_keeps_the_keys_and_waits_the_interval() -> None:
+    key = new_key("EdDSA", "d1")
+    fetch, clock = FakeFetch(jwks_doc(key)), Clock()
+    source = UrlKeys("https://idp.example/jwks", fetch=fetch, clock=clock, min_interval=10)
+    v = TokenVerifier([], source)
+    await v.grant(key.sign(claims()))
+    fetch.fail = True
+    clock.now += source.max_age
+    assert await v.grant(key.sign(claims())) == Grant(), "stale keys still verify"
+    assert fetch.count == 2
+    with pytest.raises(InvalidToken):
+        await v.grant(new_key("EdDSA", "d2").sign(claims()))
+    assert fetch.count == 2, "the failed fetch was within the interval"
+
+
+async def test_a_jwks_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "jwks.json"
+    first, second = new_key("RS256", "k1"), new_key("RS256", "k2")
+    path.write_text(json.dumps(jwks_doc(first)))
+    v = TokenVerifier([], FileKeys(path, min_interval=3600))
+    assert (await v.grant(first.sign(claims(read=["a"])))).read == ("a",)
+    with pytest.raises(InvalidToken):
+        await v.grant(second.sign(claims()))
+    # Rotation: a new file renamed over the old one, as a mounted Secret changes.
+    staged = tmp_path / "jwks.json.new"
+    staged.write_text(json.dumps(jwks_doc(second)))
+    staged.replace(path)
+    assert (await v.grant(second.sign(claims(read=["b"])))).read == ("b",)
+    with pytest.raises(InvalidToken):
+        await v.grant(first.sign(claims()))
+    # A broken file keeps the keys held.
+    staged.write_text("{not json")
+    staged.replace(path)
+    assert (await v.grant(second.sign(claims(read=["c"])))).read == ("c",)
+
+
+# --- legacy tokens ---
+
+
+def test_legacy_tokens_verify_while_enabled_and_warn_once(caplog: pytest.LogCaptureFixture) -> None:
+    legacy, _ = auth.mint_legacy_token("v1", SECRET, "s1", 60)
+    chat, _ = auth.mint_legacy_token("c1", OLD_SECRET, "c1", 60)
+    v = TokenVerifier([SECRET, OLD_SECRET])
+    jwks._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="broadcaster.auth"):
+        assert v.legacy_grants(legacy, "v1", "s1")
+        assert v.legacy_grants(chat, "c1", "c1"), "under the second secret of a rotation"
+        assert not v.legacy_grants(legacy, "v1", "s2")
+        assert not v.legacy_grants(legacy, "c1", "s1"), "a viewer token is no chat token"
+    warnings = [r for r in caplog.records if "legacy" in r.getMessage()]
+    assert len(warnings) == 1 and auth.LEGACY_TOKENS_UNTIL in warnings[0].getMessage()
+    off = TokenVerifier([SECRET], legacy=False)
+    assert not off.legacy_grants(legacy, "v1", "s1")
+    expired, _ = auth.mint_legacy_token("v1", SECRET, "s1", 60, now=time.time() - 120)
+    assert not v.legacy_grants(expired, "v1", "s1")
