@@ -16,8 +16,8 @@ from broadcaster.core.auth import LEGACY_TOKENS_UNTIL, hash_key, parse_api_keys
 from broadcaster.core.embedded import redis_url
 from broadcaster.core.logs import setup_logging
 from broadcaster.http.access import AccessPolicy
-from broadcaster.http.app import create_app
-from broadcaster.http.server import make_server
+from broadcaster.http.app import BroadcasterApp, create_app
+from broadcaster.http.server import DrainingServer, make_server
 from broadcaster.http.settings import Settings
 
 log = logging.getLogger("broadcaster")
@@ -104,15 +104,20 @@ def _serve(args: argparse.Namespace) -> None:
     exit_on_sigterm()
     with redis_url(settings) as url:
         app = create_app(settings, url)
-        server = make_server(
-            app,
-            settings.host,
-            settings.port,
-            settings.shutdown_seconds,
-            settings.log_level,
-            reuse_port=settings.reuse_port,
-        )
-        server.run()
+        _server(app, settings, reuse_port=settings.reuse_port).run()
+
+
+def _server(app: BroadcasterApp, settings: Settings, *, reuse_port: bool = False) -> DrainingServer:
+    return make_server(
+        app,
+        settings.host,
+        settings.port,
+        settings.shutdown_seconds,
+        settings.log_level,
+        reuse_port=reuse_port,
+        notsent_lowat=settings.socket_notsent_lowat,
+        sndbuf=settings.socket_sndbuf,
+    )
 
 
 DEMO_TOOLS = "examples.tools:TOOLS"
@@ -159,9 +164,7 @@ def _demo(args: argparse.Namespace) -> None:
     )
     with redis_url(settings) as url:
         app = create_app(settings, url)
-        server = make_server(
-            app, settings.host, settings.port, settings.shutdown_seconds, settings.log_level
-        )
+        server = _server(app, settings)
 
         async def main() -> None:
             worker = Worker(wsettings, url)

@@ -34,6 +34,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from broadcaster.core import connection, keys
+from broadcaster.core.coalesce import Coalesce
 from broadcaster.core.events import Event, InvalidEvent, dump_batch
 
 
@@ -143,6 +144,9 @@ class EventLog:
         self.page_size = page_size
         self.publish, self.db = connection.publish_target(redis)
         self._append = redis.register_script(script("append.lua"))
+        self.shared: Coalesce | None = None
+        """Set (a front-end): concurrent identical reads of a stream's state and pages
+        are made once (``core/coalesce.py``)."""
 
     # --- writes ---
 
@@ -303,6 +307,14 @@ class EventLog:
     async def info(self, stream_id: str, at: int | None = None) -> StreamInfo | None:
         """Where the stream is; with ``at``, also the history tag of its event ``at``
         (read in the same round trip), to check a resume point against."""
+        if self.shared is not None:
+            result: StreamInfo | None = await self.shared.run(
+                ("info", stream_id, at), lambda: self._info(stream_id, at)
+            )
+            return result
+        return await self._info(stream_id, at)
+
+    async def _info(self, stream_id: str, at: int | None) -> StreamInfo | None:
         if at is None:
             reply = await self.redis.hmget(keys.meta_key(stream_id), *_INFO_FIELDS)
             entry: list[Any] = []
@@ -377,6 +389,14 @@ class EventLog:
 
     async def read_page(self, stream_id: str, after: int, count: int | None = None) -> list[Event]:
         """Up to ``count`` events with seq > ``after``, in order."""
+        if self.shared is not None:
+            page: list[Event] = await self.shared.run(
+                ("page", stream_id, after, count), lambda: self._read_page(stream_id, after, count)
+            )
+            return page
+        return await self._read_page(stream_id, after, count)
+
+    async def _read_page(self, stream_id: str, after: int, count: int | None) -> list[Event]:
         entries = await self.redis.xrange(
             keys.log_key(stream_id), min=f"{after + 1}-0", count=count or self.page_size
         )

@@ -59,6 +59,10 @@ class HubConfig:
     against the log (a lost last message would otherwise go unnoticed)."""
     probe: float = 5.0
     """How often each pub/sub connection is pinged and its channels' homes checked."""
+    admit_per_second: float = 0.0
+    """New viewers admitted per second (a burst of as many): ``admit``. 0: no limit."""
+    admit_wait: float = 0.0
+    """Most seconds a new viewer waits for its turn before it is refused (``admit``)."""
     linger: float = 0.0
     """Seconds a stream stays watched after its last viewer left: the next long-poll of a
     Durable Streams reader, or a viewer reconnecting, then finds it subscribed and its
@@ -100,6 +104,8 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self.closing = False
         self._viewers = 0  # kept by subscribe: read on every connect (the connection limit)
+        self._tokens = self.config.admit_per_second
+        self._filled = 0.0
         self._creators: set[Callable[[str | None], None]] = set()
         """Who wants to hear of new streams (a connection following prefixes): called
         with each new stream's id, or None when announcements may have been missed."""
@@ -156,6 +162,22 @@ class Hub:
                 sub.close()
             if topic.ready is not None and not topic.ready.done():
                 topic.ready.cancel()  # its viewers wait no longer for Redis
+
+    def admit(self) -> float | None:
+        """When a new viewer may start: in this many seconds (0: now), or None, refused.
+        A token bucket of ``admit_per_second`` (a burst of as many), whose debt may run to
+        ``admit_wait`` seconds: a herd reconnecting after a front-end died is spread over
+        seconds and waits its turn, and only past that is it turned away."""
+        rate = self.config.admit_per_second
+        if rate <= 0:
+            return 0.0
+        now = asyncio.get_running_loop().time()
+        self._tokens = min(rate, self._tokens + (now - self._filled) * rate)
+        self._filled = now
+        if self._tokens - 1 < -rate * self.config.admit_wait:
+            return None
+        self._tokens -= 1
+        return max(0.0, -self._tokens / rate)
 
     @property
     def viewers(self) -> int:

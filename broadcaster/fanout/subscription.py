@@ -33,6 +33,12 @@ def page_run(form: Form, page: list[Event]) -> Run:
     return page[0].seq, last.seq, b"".join(sse.encode(e) for e in page), last.terminal
 
 
+BUFFER_BYTES = 1 << 20
+"""Most bytes of live runs one viewer's buffer holds (besides ``HubConfig.viewer_buffer``
+events): a viewer that stopped reading would otherwise keep megabytes of large events
+alive that every other viewer has long been sent. Past it, the viewer reads from Redis
+once its socket drains."""
+
 Writer = Callable[[bytes], bool]
 """Writes SSE bytes to one viewer's socket at once, after everything it was given before;
 returns False, having written nothing, when it cannot (the socket's buffer is full)."""
@@ -50,6 +56,7 @@ class Subscription:
     __slots__ = (
         "_buf",
         "_buffered",
+        "_bytes",
         "_limit",
         "_waiter",
         "closed",
@@ -71,6 +78,7 @@ class Subscription:
     ) -> None:
         self._buf: deque[Run] = deque()
         self._buffered = 0  # events in _buf
+        self._bytes = 0  # their encoded size
         self._limit = limit
         self._waiter: asyncio.Future[None] | None = None
         self.overflowed = False
@@ -106,11 +114,12 @@ class Subscription:
                 self._wake()
             return
         self.direct = None
-        if self._buffered >= self._limit:
+        if self._buffered >= self._limit or self._bytes >= BUFFER_BYTES:
             self.overflowed = True
         else:
             self._buf.append(run)
             self._buffered += run[1] - run[0] + 1
+            self._bytes += len(run[2])
         self._wake()
 
     def park(self, writer: Writer, now: float) -> None:
@@ -158,6 +167,7 @@ class Subscription:
         runs = list(self._buf)
         self._buf.clear()
         self._buffered = 0
+        self._bytes = 0
         return runs
 
     def idle(self) -> bool:

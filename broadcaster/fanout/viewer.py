@@ -48,9 +48,12 @@ async def deliver(
             sub.ping_due = False
             yield sse.PING
         elif sub.overflowed:
-            # Fell behind: drop the buffer and read from Redis at our own pace.
+            # Fell behind: drop the buffer and read from Redis at our own pace. Nothing is
+            # read before the socket takes more (an empty chunk waits for it to drain): a
+            # viewer that stopped reading costs no reads of Redis, and is cut off in time.
             sub.overflowed = False
             sub.take()
+            yield b""
             async for chunk in _catch_up(sub, replays, stream_id, None):
                 yield chunk
         else:

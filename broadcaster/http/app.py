@@ -78,8 +78,9 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
     if cors is not None:
         app.add_middleware(CORSMiddleware, **cors)
         app.sse_route = CORSMiddleware(app.sse_route, **cors)
+    # The SSE fast path sets them itself (streams.SSE_HEADERS): a wrapper of ``send``
+    # there would cost a call per chunk for the life of every viewer.
     app.add_middleware(SecurityHeaders)
-    app.sse_route = SecurityHeaders(app.sse_route)
     return app
 
 

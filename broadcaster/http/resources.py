@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from broadcaster.core import connection, keys
 from broadcaster.core.chats import Chats
+from broadcaster.core.coalesce import Coalesce
 from broadcaster.core.dslog import DurableLog
 from broadcaster.core.generations import Generations
 from broadcaster.core.jobs import JobQueue
@@ -52,12 +53,15 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
         max_stream_bytes=settings.max_stream_bytes,
         webhooks=settings.webhook_url is not None,
     )
+    event_log.shared = Coalesce()
     config = HubConfig(
         viewer_buffer=settings.viewer_buffer,
         keepalive=settings.keepalive_seconds,
         quiet_check=settings.quiet_check_seconds,
         probe=settings.pubsub_probe_seconds,
         linger=settings.topic_linger_seconds,
+        admit_per_second=settings.admit_per_second,
+        admit_wait=settings.admit_wait_seconds,
     )
     presence_store = PresenceStore(redis, settings.presence_heartbeat_seconds)
     try:
@@ -91,6 +95,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
                 sweeping.cancel()
                 await asyncio.wait([sweeping])
                 await app.state.durable.aclose()
+                await event_log.shared.aclose()
     finally:
         await redis.aclose()
 

@@ -18,6 +18,7 @@ task per viewer (see ``hub.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import socket
@@ -105,6 +106,26 @@ class DirectWriteProtocol(HttpToolsProtocol):
     _lost = False
     _on_lost: Callable[[], None] | None = None
     _chunks = LastChunk()  # shared by the connections of the process (one event loop)
+    notsent_lowat = 0
+    """``TCP_NOTSENT_LOWAT`` for each connection (0: leave the kernel's); set per server."""
+    sndbuf = 0
+    """``SO_SNDBUF`` for each connection (0: leave the kernel's)."""
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return
+        # A viewer that stops reading holds what the kernel would buffer for it: without
+        # a bound, megabytes (the send buffer autotunes up to tcp_wmem's maximum). With
+        # it, the kernel holds at most this much unsent, the socket reports itself
+        # unwritable past it, and the rest stays in the process, where it is bounded and
+        # counted (sse_response's DIRECT_WRITE_LIMIT, then the slow-viewer cut-off).
+        with contextlib.suppress(OSError):
+            if self.notsent_lowat:
+                sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, self.notsent_lowat)
+            if self.sndbuf:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -148,6 +169,10 @@ class DirectWriteProtocol(HttpToolsProtocol):
         return write
 
 
+TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
+"""Linux's option number (Python names it from 3.12 on)."""
+
+
 def make_server(
     app: FastAPI,
     host: str,
@@ -156,8 +181,15 @@ def make_server(
     log_level: str,
     *,
     reuse_port: bool = False,
+    notsent_lowat: int = 0,
+    sndbuf: int = 0,
 ) -> DrainingServer:
     raise_nofile_limit()
+    protocol = type(
+        "DirectWriteProtocol",
+        (DirectWriteProtocol,),
+        {"notsent_lowat": notsent_lowat, "sndbuf": sndbuf},
+    )
 
     def drain() -> None:
         hub = getattr(app.state, "hub", None)
@@ -173,6 +205,6 @@ def make_server(
         access_log=False,
         lifespan="on",
         loop="uvloop",
-        http=DirectWriteProtocol,
+        http=protocol,
     )
     return DrainingServer(config, drain, reuse_port)

@@ -24,7 +24,23 @@ class Settings(RedisSettings, WebhookSettings):
     keepalive_seconds: float = Field(15.0, gt=0)
     """A ``: ping`` comment goes out after this much silence on an SSE response."""
     retry_ms: int = Field(1000, ge=0)
-    """The ``retry:`` an EventSource waits before reconnecting."""
+    """The ``retry:`` an EventSource waits before reconnecting, at least."""
+    retry_jitter_ms: int = Field(1000, ge=0)
+    """Each response's ``retry:`` is ``retry_ms`` plus a random share of this: the viewers
+    of a front-end that dies do not all come back in the same instant."""
+    admit_per_second: float = Field(2000.0, ge=0)
+    """New SSE responses a front-end process starts per second, at most (a burst of as
+    many): a reconnect storm is spread out rather than taken all at once (0: no limit).
+    Beyond, a viewer waits its turn, up to ``admit_wait_seconds``."""
+    admit_wait_seconds: float = Field(5.0, ge=0)
+    """Longest a new viewer waits for its turn at ``admit_per_second``; a viewer that
+    would wait longer is answered 503 with a jittered ``Retry-After`` (1-3 s)."""
+    socket_notsent_lowat: int = Field(65536, ge=0)
+    """``TCP_NOTSENT_LOWAT`` of every connection: the most bytes the kernel holds unsent
+    for a viewer, so one that stops reading costs bounded kernel memory (0: the kernel's
+    default, which lets a socket hold megabytes)."""
+    socket_sndbuf: int = Field(0, ge=0)
+    """``SO_SNDBUF`` of every connection (0: the kernel's own, autotuned)."""
     quiet_check_seconds: float = Field(60.0, gt=0)
     """A watched stream that is not ended and heard nothing for this long is checked
     against the log: a lost last message would otherwise go unnoticed."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from broadcaster.core import connection
+from broadcaster.core import connection, keys
 from broadcaster.core.embedded import EmbeddedRedis
 from broadcaster.core.log import EventLog
 from tests.support.procs import Proc, SSEResult, parse_sse, read_sse, start_frontend
@@ -122,7 +122,10 @@ async def test_a_stalled_viewer_neither_slows_others_nor_grows_memory(
             print(
                 f"front-end RSS: baseline {baseline / 1024:.1f} MB, peak growth {growth_mb:.1f} MB"
             )
-            assert growth_mb < 16, "the stalled viewer's buffer is bounded (32 MB went through)"
+            # Held without bound, the stalled viewer's share alone would be the 32 MB; the
+            # growth measured is 6-15 MB whatever is stalled (the readers' socket buffers,
+            # pages read, the allocator's arenas), hence the margin.
+            assert growth_mb < 24, "the stalled viewer's buffer is bounded (32 MB went through)"
 
             # The stalled viewer has not read for longer than the cut-off (6 s).
             await asyncio.sleep(7)
@@ -179,7 +182,8 @@ async def test_departed_viewers_are_forgotten(slow_frontend: Proc, redis_url: st
 async def test_redis_commands_per_event_do_not_depend_on_viewers(tmp_path: Path) -> None:
     """Events are pushed: once its viewers are subscribed, a stream's events cost Redis
     one PUBLISH each (inside the append) and no read at all, for 1 viewer or 300, counted
-    by Redis itself (INFO commandstats)."""
+    by Redis itself (INFO commandstats). Besides, the viewer count is published a few times
+    as they all leave: coalesced, not once per viewer."""
     server = EmbeddedRedis(tmp_path / "redis", persistent=False)
     url = server.start(reuse=False)
     fe = start_frontend(url, tmp_path, "frontend-count")
@@ -200,6 +204,10 @@ async def test_redis_commands_per_event_do_not_depend_on_viewers(tmp_path: Path)
                 while (await client.get(fe.url + "/readyz")).json()["viewers"] < viewers:
                     assert time.monotonic() < deadline
                     await asyncio.sleep(0.05)
+                # What the channel carries besides events: the viewer count, which the
+                # front-end publishes (coalesced) as viewers come and go.
+                listener = redis.pubsub()
+                await listener.subscribe(keys.push_channel(sid))
                 await redis.config_resetstat()
                 for i in range(50):
                     await event_log.append(sid, [{"type": "n", "i": i}], kind="feed")
@@ -207,17 +215,31 @@ async def test_redis_commands_per_event_do_not_depend_on_viewers(tmp_path: Path)
                 await event_log.append(sid, [{"type": "finish"}], kind="feed")
                 results = await asyncio.gather(*tasks)
                 assert all(r.ids == list(range(1, 53)) for r in results)
+                counts = {"events": 0, "viewer counts": 0}
+                while True:  # until the count published says every viewer left
+                    message = await listener.get_message(ignore_subscribe_messages=True, timeout=20)
+                    assert message is not None, "the viewers' leaving was never published"
+                    if not message["data"].startswith(b"0 0 - P\n"):
+                        counts["events"] += 1
+                        continue
+                    counts["viewer counts"] += 1
+                    if message["data"].endswith(b"\n0"):
+                        break
+                await listener.aclose()
                 stats = await redis.info("commandstats")
                 calls[viewers] = {
                     name: int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
                     for name in ("publish", "xread", "xrange", "xrevrange")
-                }
+                } | counts
     finally:
         await redis.aclose()
         fe.stop()
         server.stop()
     print(f"Redis calls for 52 events: 1 viewer {calls[1]}, 300 viewers {calls[300]}")
     for viewers in (1, 300):
-        assert calls[viewers]["publish"] == 51, "one message per append"
+        assert calls[viewers]["events"] == 51, "one message per append"
+        assert calls[viewers]["publish"] == 51 + calls[viewers]["viewer counts"]
+        # Viewers leaving together are counted in a few messages, not one each.
+        assert calls[viewers]["viewer counts"] <= 3, calls[viewers]
         reads = sum(calls[viewers][n] for n in ("xread", "xrange", "xrevrange"))
         assert reads == 0, f"{viewers} viewer(s): nothing read from the log"

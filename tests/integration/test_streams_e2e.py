@@ -17,8 +17,12 @@ pytestmark = pytest.mark.anyio
 
 
 def strip_comments(raw: bytes) -> bytes:
+    """The events of an SSE body: without comments, nor the ``retry:`` hint (jittered per
+    connection, so that reconnecting viewers spread out)."""
     return b"".join(
-        block + b"\n\n" for block in raw.split(b"\n\n") if block and not block.startswith(b":")
+        block + b"\n\n"
+        for block in raw.split(b"\n\n")
+        if block and not block.startswith((b":", b"retry: "))
     )
 
 
@@ -59,6 +63,8 @@ async def test_viewers_on_two_frontends_receive_identical_bytes(deployment: Depl
             assert r.headers["x-accel-buffering"] == "no"
             assert r.headers["x-vercel-ai-ui-message-stream"] == "v1"
             assert r.raw.startswith(b"retry: ")
+            retry = int(r.raw.split(b"\n", 1)[0].removeprefix(b"retry: "))
+            assert 1000 <= retry <= 2000, retry  # RETRY_MS plus up to RETRY_JITTER_MS
         reference = strip_comments(results[0].raw)
         assert all(strip_comments(r.raw) == reference for r in results)
         typed = results[0].typed()

@@ -37,7 +37,7 @@ from broadcaster.http.resources import (
     SettingsDep,
 )
 from broadcaster.http.routes.generations import abort, admit, create
-from broadcaster.http.routes.streams import check_capacity, stream_response, viewers_response
+from broadcaster.http.routes.streams import admit_viewer, stream_response, viewers_response
 from broadcaster.http.routes.tokens import minted
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import new_stream_id
@@ -134,7 +134,7 @@ async def submit(
     await admit(jobs, settings, job["provider"])
     generation = new_stream_id()
     # A front-end at its connection limit says so before it starts anything.
-    check_capacity(hub, settings, generation)
+    await admit_viewer(hub, settings, generation)
     record = await chats.get(chat.id)
     await _make_way(event_log, chat, record)
     job["ui_message_id"] = response_message_id(chat.messages, generation)

@@ -30,7 +30,7 @@ from broadcaster.http.access import check_viewer, producer
 from broadcaster.http.bodies import read_bytes
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import SettingsDep, get_hub, get_settings
-from broadcaster.http.routes.streams import check_capacity
+from broadcaster.http.routes.streams import admit_viewer
 from broadcaster.http.sse_response import SSEResponse
 
 router = APIRouter()
@@ -641,7 +641,7 @@ async def _sse(target: Target, offset: Any, cursor: str | None) -> Response:
     state = await _existing(durable, path, name, state)
     seq, tag = _after(offset, state)
     hub, settings = await get_hub(request), await get_settings(request)
-    check_capacity(hub, settings, name)
+    await admit_viewer(hub, settings, name)
     mode = protocol.mode_of(state.content_type)
     floor = int(protocol.response_cursor(cursor)) if cursor is not None else 0
     headers = {

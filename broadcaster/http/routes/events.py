@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from broadcaster.core import keys, sse
+from broadcaster.core import keys
 from broadcaster.core.log import EventLog
 from broadcaster.core.mux import BadResumePoint, Bases, Cursor, ResumePointGone
 from broadcaster.fanout.mux import Connection
@@ -17,7 +17,7 @@ from broadcaster.http import openapi
 from broadcaster.http.access import authorize_read, viewer_subject
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import get_event_log, get_hub, get_metrics, get_settings
-from broadcaster.http.routes.streams import check_capacity
+from broadcaster.http.routes.streams import admit_viewer, retry_field
 from broadcaster.http.sse_response import SSEResponse
 
 router = APIRouter()
@@ -72,7 +72,7 @@ async def events(request: Request) -> Response:
         if not prefixes and streams and all(s in ended for s in streams):
             return Response(status_code=204)
     hub = await get_hub(request)
-    check_capacity(hub, settings, "")
+    await admit_viewer(hub, settings, "")
     conn = Connection(
         hub=hub,
         log=event_log,
@@ -87,7 +87,7 @@ async def events(request: Request) -> Response:
     metrics = await get_metrics(request)
     return SSEResponse(
         conn.body,
-        first=sse.retry(settings.retry_ms),
+        first=retry_field(settings),
         headers=HEADERS,
         send_timeout=settings.slow_viewer_timeout,
         stream_id="",

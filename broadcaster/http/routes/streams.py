@@ -9,6 +9,8 @@ with the same checkers the dependencies use.
 
 from __future__ import annotations
 
+import asyncio
+import random
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -50,6 +52,9 @@ SSE_HEADERS = {
     "cache-control": "no-cache, no-transform",
     "x-accel-buffering": "no",
     "x-vercel-ai-ui-message-stream": "v1",
+    # What app.SecurityHeaders adds to every other answer (this route runs below it).
+    "x-content-type-options": "nosniff",
+    "cross-origin-resource-policy": "cross-origin",
 }
 
 
@@ -121,6 +126,9 @@ async def events_fast_path(scope: Scope, receive: Receive, send: Send) -> None:
         response = await open_events(request, stream_id, request.query_params.get("last_event_id"))
     except Exception as exc:
         response = await handle_error(request, exc)
+    for name in ("x-content-type-options", "cross-origin-resource-policy"):
+        if name not in response.headers:
+            response.headers[name] = SSE_HEADERS[name]
     del request  # not kept for the life of the stream
     await response(scope, receive, send)
 
@@ -147,6 +155,8 @@ async def stream_response(
     caller's to check: the SSE route checks viewer tokens, the chat routes chat tokens."""
     event_log = await get_event_log(request)
     after, tag = _resume_point(resume)
+    hub, settings = await get_hub(request), await get_settings(request)
+    await admit_viewer(hub, settings, stream_id)
     info = await event_log.info(stream_id, at=after if tag else None)
     if info is None:
         raise ApiError(404, "not_found", f"no stream {stream_id!r} (unknown or expired)")
@@ -159,8 +169,6 @@ async def stream_response(
     _check_resume_point(info, after, tag)
     if info.ended and after == info.last_seq:
         return Response(status_code=204)
-    hub, settings = await get_hub(request), await get_settings(request)
-    check_capacity(hub, settings, stream_id)
     metrics = await get_metrics(request)
     wants = _flag(request, "presence")
     if compact is None:
@@ -176,7 +184,7 @@ async def stream_response(
             wants_presence=wants,
             compact=compact,
         ),
-        first=sse.retry(settings.retry_ms),
+        first=retry_field(settings),
         headers=SSE_HEADERS | (headers or {}),
         send_timeout=settings.slow_viewer_timeout,
         stream_id=stream_id,
@@ -235,8 +243,25 @@ async def viewers_response(request: Request, stream_id: str) -> JSONResponse:
     return JSONResponse({"viewers": found.count, "subjects": found.subjects})
 
 
-def check_capacity(hub: Hub, settings: Settings, stream_id: str) -> None:
-    """503 with Retry-After at this front-end's connection or per-stream viewer limit."""
+def retry_field(settings: Settings) -> bytes:
+    """The ``retry:`` of one response, jittered (``BROADCASTER_RETRY_JITTER_MS``)."""
+    return sse.retry(settings.retry_ms + random.randint(0, settings.retry_jitter_ms))
+
+
+async def admit_viewer(hub: Hub, settings: Settings, stream_id: str) -> None:
+    """Wait for this viewer's turn at the front-end's admission rate, then check its
+    connection and per-stream viewer limits: past any, 503 with Retry-After (jittered
+    past the rate, to spread the herd out)."""
+    wait = hub.admit()
+    if wait is None:
+        raise ApiError(
+            503,
+            "busy",
+            "this front-end is admitting viewers as fast as it may; retry",
+            headers={"retry-after": str(random.randint(1, 3))},
+        )
+    if wait:
+        await asyncio.sleep(wait)
     if hub.viewers >= settings.max_connections:
         raise ApiError(
             503,

@@ -1,0 +1,182 @@
+"""1,000 viewers that stop reading while 20 MB are published: the kernel memory their
+sockets hold stays under the documented bound (``TCP_NOTSENT_LOWAT``), the front-end's
+memory stays flat, the viewers that do read keep their latency, and each stalled viewer,
+once it reads again, resumes (cut off, it reconnects with its ``Last-Event-ID``) with
+nothing lost. Real front-ends on 127.0.0.1, kernel memory read with ``ss -tm``; the same
+run without the bound, side by side, for the figure it saves."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.procs import Proc, own_redis, parse_sse, start_frontend
+
+pytestmark = pytest.mark.anyio
+
+STALLED = 1000
+READERS = 20
+EVENTS = 1000
+EVENT_BYTES = 20_000  # 20 MB in all, over 10 s (100 events a second)
+CLIENT_RCVBUF = 16_384
+"""The stalled viewers' own receive buffers, kept small: they are on this machine too,
+and what matters here is what the front-end holds."""
+BOUND = 256 * 1024
+"""The documented bound on what the kernel holds for one stalled viewer with the
+default ``BROADCASTER_SOCKET_NOTSENT_LOWAT`` (64 KiB unsent, plus what is in flight)."""
+
+
+def kernel_bytes(port: int) -> list[int]:
+    """``wmem_queued`` of each established socket of the front-end listening on ``port``
+    (``ss -tm``: the bytes its kernel holds to send, sent or not)."""
+    ss = shutil.which("ss") or "/usr/bin/ss"
+    out = subprocess.run(
+        [ss, "-tmnH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [int(m) for m in re.findall(r"skmem:\([^)]*?,w(\d+)", out)]
+
+
+class Stalled:
+    """A viewer that reads the response's head, then nothing, until told to read on."""
+
+    def __init__(self, port: int, path: str) -> None:
+        self.port, self.path = port, path
+        self.raw = b""
+        self.last_id: str | None = None
+
+    async def open(self) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CLIENT_RCVBUF)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", self.port))
+        self.reader, self.writer = await asyncio.open_connection(sock=sock)
+        self.writer.write(f"GET {self.path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await self.writer.drain()
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        assert b" 200 " in head.split(b"\r\n", 1)[0], head
+
+    async def drain_rest(self) -> None:
+        """Read on until the front-end ends the response or closes the connection."""
+        while chunk := await self.reader.read(65536):
+            self.raw += chunk
+        self.writer.close()
+
+
+def seqs(raw: bytes) -> list[int]:
+    """The seqs of the complete events in an SSE body sent with chunked encoding."""
+    text = re.sub(rb"\r\n[0-9a-f]+\r\n", b"", raw)  # drop the chunk framing
+    events, _, _ = parse_sse(text[: text.rfind(b"\n\n") + 2])
+    return [int(str(e.id).split(".")[0]) for e in events if e.id]
+
+
+async def read_latency(client: httpx.AsyncClient, url: str, out: list[float]) -> None:
+    """A viewer that reads: the delay of each event from its ``sent`` time."""
+    async with client.stream("GET", url) as r:
+        buf = b""
+        async for chunk in r.aiter_raw():
+            now = time.time()
+            buf += chunk
+            for line in buf.split(b"\n"):
+                m = re.match(rb'data: \{"type":"data-x","sent":([0-9.]+)', line)
+                if m:
+                    out.append(now - float(m.group(1)))
+            buf = buf[buf.rfind(b"\n") + 1 :]
+            if b'"finish"' in chunk:
+                return
+
+
+async def scenario(fe: Proc, tag: str, n_stalled: int = STALLED) -> dict[str, float]:
+    assert fe.port is not None
+    sid = f"stall-{tag}-{secrets.token_hex(3)}"
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=None)) as c:
+        r = await c.post(f"{fe.url}/v1/streams/{sid}/events", json={"type": "data-start"})
+        assert r.status_code == 201
+        stalled = [Stalled(fe.port, f"/v1/streams/{sid}/events") for _ in range(n_stalled)]
+        for i in range(0, n_stalled, 100):
+            await asyncio.gather(*(s.open() for s in stalled[i : i + 100]))
+        latencies: list[float] = []
+        readers = [
+            asyncio.create_task(read_latency(c, f"{fe.url}/v1/streams/{sid}/events", latencies))
+            for _ in range(READERS)
+        ]
+        await asyncio.sleep(1)
+        rss_before = fe.rss_kb()
+        pad = "x" * (EVENT_BYTES - 60)
+        started = time.monotonic()
+        for i in range(0, EVENTS, 5):  # 5 events every 50 ms
+            batch = [{"type": "data-x", "sent": time.time(), "pad": pad} for _ in range(5)]
+            r = await c.post(f"{fe.url}/v1/streams/{sid}/events", json=batch)
+            assert r.status_code == 201, r.text
+            await asyncio.sleep(max(0.0, started + (i + 5) / 100 - time.monotonic()))
+        await asyncio.sleep(2)
+        held = kernel_bytes(fe.port)
+        rss_after = fe.rss_kb()
+        await c.post(f"{fe.url}/v1/streams/{sid}/events", json={"type": "finish"})
+        await asyncio.wait_for(asyncio.gather(*readers), 60)
+        # The stalled viewers read again: whatever they got, then a resume for the rest.
+        await asyncio.gather(*(s.drain_rest() for s in stalled))
+        resumed = 0
+        for s in stalled[:50]:  # a sample resumes to the end (all of them would be slow)
+            got = seqs(s.raw)
+            last = got[-1] if got else 0
+            rest = await c.get(
+                f"{fe.url}/v1/streams/{sid}/events", headers={"last-event-id": str(last)}
+            )
+            more = [] if rest.status_code == 204 else seqs(rest.content)
+            assert got + more == list(range(1, EVENTS + 3)), (len(got), len(more))
+            resumed += 1
+    top = sorted(held)[-n_stalled:] if n_stalled else [0]
+    return {
+        "kernel_mb": sum(top) / 2**20,
+        "kernel_max_kb": max(top) / 1024,
+        "kernel_mean_kb": statistics.mean(top) / 1024,
+        "rss_delta_mb": (rss_after - rss_before) / 1024,
+        "p99_ms": sorted(latencies)[int(len(latencies) * 0.99)] * 1000,
+        "resumed": resumed,
+        "stalled": n_stalled,
+    }
+
+
+@pytest.mark.timeout(600)
+async def test_stalled_viewers_hold_bounded_kernel_memory(tmp_path: Path) -> None:
+    redis = own_redis(tmp_path / "redis")
+    env = {
+        "BROADCASTER_SLOW_VIEWER_TIMEOUT": "4",
+        "BROADCASTER_MAX_CONNECTIONS": "5000",
+        "BROADCASTER_MAX_VIEWERS_PER_STREAM": "5000",
+    }
+    bounded = start_frontend(redis.url, tmp_path, "stall-bounded", env)
+    unbounded = start_frontend(
+        redis.url, tmp_path, "stall-unbounded", {**env, "BROADCASTER_SOCKET_NOTSENT_LOWAT": "0"}
+    )
+    try:
+        alone = await scenario(bounded, "alone", n_stalled=0)
+        with_bound = await scenario(bounded, "bounded")
+        without = await scenario(unbounded, "unbounded")
+    finally:
+        bounded.stop()
+        unbounded.stop()
+        redis.stop()
+    print(f"no stalled viewer, 20 MB published: readers' p99 {alone['p99_ms']:.0f} ms")
+    for name, r in (("TCP_NOTSENT_LOWAT 64 KiB", with_bound), ("kernel default", without)):
+        print(
+            f"stalled viewers ({STALLED}, 20 MB published), {name}: kernel {r['kernel_mb']:.0f} "
+            f"MiB in all, {r['kernel_mean_kb']:.0f} KiB mean, {r['kernel_max_kb']:.0f} KiB max "
+            f"per socket; front-end RSS {r['rss_delta_mb']:+.0f} MiB; readers' p99 "
+            f"{r['p99_ms']:.0f} ms; {r['resumed']} of 50 resumed whole"
+        )
+    assert with_bound["kernel_max_kb"] * 1024 <= BOUND, with_bound
+    assert with_bound["resumed"] == 50

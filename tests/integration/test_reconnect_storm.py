@@ -1,0 +1,109 @@
+"""A herd of viewers arriving at once (the viewers of a front-end that died): each gets a
+jittered ``retry:``, their replays of one stream are read from Redis a few times rather
+than once each, and past the admission rate they wait their turn or are answered 503
+with a ``Retry-After``; every one of them gets every event."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from broadcaster.core import connection
+from broadcaster.core.log import EventLog
+from tests.support.procs import SSEResult, read_sse, start_frontend
+
+pytestmark = pytest.mark.anyio
+
+LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+
+
+async def ended_stream(redis_url: str, sid: str, n: int) -> None:
+    redis = connection.command_client(redis_url)
+    try:
+        log = EventLog(redis)
+        for start in range(0, n, 50):
+            await log.append(
+                sid, [{"type": "data-n", "i": i} for i in range(start, start + 50)], kind="feed"
+            )
+        await log.append(sid, [{"type": "finish"}], kind="feed")
+    finally:
+        await redis.aclose()
+
+
+async def test_a_herd_replaying_one_stream_shares_its_reads(redis_url: str, tmp_path: Path) -> None:
+    sid = "herd-replay"
+    await ended_stream(redis_url, sid, 1000)
+    fe = start_frontend(redis_url, tmp_path, "frontend-herd")
+    redis = connection.command_client(redis_url)
+    try:
+        await redis.config_resetstat()
+        async with httpx.AsyncClient(timeout=60, limits=LIMITS) as client:
+            url = fe.url + f"/v1/streams/{sid}/events"
+            results = await asyncio.gather(
+                *(read_sse(client, url, last_event_id="100") for _ in range(300))
+            )
+        stats = await redis.info("commandstats")
+    finally:
+        await redis.aclose()
+        fe.stop()
+    for r in results:
+        assert r.status == 200
+        assert r.ids == list(range(101, 1002)), "every viewer got every event after its id"
+    retries = {r.retry for r in results}
+    assert all(r is not None and 1000 <= r <= 2000 for r in retries)
+    assert len(retries) > 50, f"retry: is jittered per connection ({len(retries)} values)"
+    xrange = int(stats.get("cmdstat_xrange", {}).get("calls", 0))
+    hmget = int(stats.get("cmdstat_hmget", {}).get("calls", 0))
+    pages = 901 // 64 + 1  # the fewest reads of one replay (read_after's first page is 64)
+    print(f"300 viewers replaying 901 events: {xrange} XRANGE, {hmget} HMGET")
+    # Unshared, 300 viewers cost at least 300 x pages XRANGE and 300 HMGET.
+    assert xrange < 300 * pages / 4, xrange
+    assert hmget < 300 / 4, hmget
+
+
+async def test_past_the_admission_rate_viewers_wait_their_turn_or_are_told_to_retry(
+    redis_url: str, tmp_path: Path
+) -> None:
+    sid = "herd-admit"
+    await ended_stream(redis_url, sid, 50)
+    fe = start_frontend(
+        redis_url,
+        tmp_path,
+        "frontend-admit",
+        env={"BROADCASTER_ADMIT_PER_SECOND": "20", "BROADCASTER_ADMIT_WAIT_SECONDS": "1"},
+    )
+    url = fe.url + f"/v1/streams/{sid}/events"
+    refused: list[SSEResult] = []
+
+    async def viewer(client: httpx.AsyncClient) -> list[int]:
+        while True:
+            r = await read_sse(client, url)
+            if r.status == 200:
+                return r.ids
+            assert r.status == 503, r.status
+            refused.append(r)
+            await asyncio.sleep(float(r.headers["retry-after"]))
+
+    try:
+        async with httpx.AsyncClient(timeout=60, limits=LIMITS) as client:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            results = await asyncio.gather(*(viewer(client) for _ in range(120)))
+            took = loop.time() - started
+    finally:
+        fe.stop()
+    assert all(ids == list(range(1, 52)) for ids in results), "every viewer got every event"
+    print(
+        f"120 viewers at 20/s (wait up to 1 s): {len(refused)} refusals, all served in {took:.1f} s"
+    )
+    # 20 at once, about 20 more waiting up to a second: the others were refused, first.
+    assert len(refused) >= 50, len(refused)
+    for r in refused:
+        assert json.loads(r.raw)["error"] == "busy"
+        assert 1 <= int(r.headers["retry-after"]) <= 3
+    assert len({r.headers["retry-after"] for r in refused}) > 1, "Retry-After is jittered"
+    assert took >= (120 - 20) / 20 - 0.5, "admitted no faster than the rate (past its burst)"
