@@ -1,0 +1,406 @@
+"""Durable Streams writes under faults, on real processes: every append a producer was
+acknowledged (200, or 204 for a retry the server had already taken) is in the stream
+exactly once, in the producer's order, and nothing else is.
+
+Producers are idempotent producers of the protocol: an id, epoch 0, seqs 0, 1, 2, ...,
+one JSON message ``{"p": id, "s": seq}`` per POST. After a connection error, a timeout or
+a 5xx a producer sends the same (id, epoch, seq) again, with backoff, until it gets 200
+(new) or 204 (a duplicate the server dropped), and only then the next seq. A 409
+``Producer-Expected-Seq`` gap would mean the server lost an append it had acknowledged:
+it fails the test. At the end each stream is read back with catch-up GETs from
+``offset=-1`` (page by page, following ``Stream-Next-Offset`` until
+``Stream-Up-To-Date``) and checked against what each producer was told. Each test prints
+its figures: appends acknowledged, retries, duplicates dropped by the server (204s), and
+how long the fault blocked the producers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.faults import Cluster, poll
+from tests.support.procs import Proc, start_frontend
+
+pytestmark = pytest.mark.anyio
+
+CT = "application/json"
+NEXT = "stream-next-offset"
+PATIENCE = 60.0
+"""Seconds one append may go unacknowledged before its producer fails the test: a hang
+guard, far above any outage here."""
+
+
+class AckLost(AssertionError):
+    """A 409 ``Producer-Expected-Seq`` gap: the server lost an acknowledged append."""
+
+
+@dataclass(eq=False)
+class Producer:
+    """An idempotent producer appending ``{"p": id, "s": seq}`` to ``path`` through
+    ``urls``: the first one that answers (``alternate``: each seq on the next one). A
+    front-end that refuses connections is left for the rest of the run."""
+
+    id: str
+    path: str
+    urls: list[str]
+    alternate: bool = False
+    seq: int = 0
+    """The next seq: every seq below was acknowledged."""
+    new: int = 0
+    """200s: appended by this very request."""
+    dups: int = 0
+    """204s: a retry of an append the server already had (it dropped the copy)."""
+    retries: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    blocked: float = 0.0
+    """Seconds from the first try of each append that needed a retry to its
+    acknowledgment, summed."""
+    longest: float = 0.0
+    """The longest of those."""
+    acked_at: list[float] = field(default_factory=list)
+    """``time.monotonic()`` of each acknowledgment, by seq."""
+    gap: str = ""
+    """Set (instead of raising) when ``strict`` is off and a gap is met."""
+    strict: bool = True
+    inflight: str = ""
+    """The front-end a request is in flight to, or ""."""
+    down: set[str] = field(default_factory=set)
+
+    def _base(self, attempt: int) -> str:
+        up = [u for u in self.urls if u not in self.down] or self.urls
+        return up[((self.seq if self.alternate else 0) + attempt) % len(up)]
+
+    async def append(self, client: httpx.AsyncClient) -> None:
+        body = json.dumps({"p": self.id, "s": self.seq}).encode()
+        headers = {
+            "content-type": CT,
+            "producer-id": self.id,
+            "producer-epoch": "0",
+            "producer-seq": str(self.seq),
+        }
+        started = time.monotonic()
+        failed_at: float | None = None
+        attempt = 0
+        while True:
+            base = self._base(attempt)
+            self.inflight = base
+            try:
+                resp = await client.post(
+                    f"{base}/v1/stream/{self.path}", content=body, headers=headers
+                )
+            except httpx.TransportError as exc:  # refused, reset, timed out
+                if isinstance(exc, httpx.ConnectError):
+                    self.down.add(base)
+                why = type(exc).__name__
+            else:
+                if resp.status_code in (200, 204):
+                    # 204: the server's highest seq of this producer is this one.
+                    assert resp.headers["producer-seq"] == str(self.seq), resp.headers
+                    break
+                if resp.status_code == 409 and "producer-expected-seq" in resp.headers:
+                    self.gap = (
+                        f"{self.path} {self.id}: seq {self.seq} acknowledged up to "
+                        f"{self.seq - 1}, but the server expects "
+                        f"{resp.headers['producer-expected-seq']}"
+                    )
+                    if self.strict:
+                        raise AckLost(self.gap)
+                    return
+                if resp.status_code < 500:
+                    raise AssertionError(
+                        f"{self.id} seq {self.seq}: {resp.status_code} {resp.text}"
+                    )
+                why = f"{resp.status_code} {_error_code(resp)}"
+            finally:
+                self.inflight = ""
+            now = time.monotonic()
+            failed_at = failed_at or now
+            if now - failed_at > PATIENCE:
+                raise AssertionError(
+                    f"{self.path} {self.id}: seq {self.seq} unacknowledged for "
+                    f"{PATIENCE:.0f}s ({dict(self.failures)})"
+                )
+            self.failures[why] += 1
+            self.retries += 1
+            attempt += 1
+            await asyncio.sleep(min(0.02 * 2**attempt, 0.5))
+        now = time.monotonic()
+        if resp.status_code == 200:
+            self.new += 1
+        else:
+            self.dups += 1
+        if failed_at is not None:
+            self.blocked += now - started
+            self.longest = max(self.longest, now - started)
+        self.acked_at.append(now)
+        self.seq += 1
+
+
+def _error_code(resp: httpx.Response) -> str:
+    with contextlib.suppress(ValueError, AttributeError):
+        return str(resp.json().get("error", ""))
+    return ""
+
+
+async def write_until(
+    client: httpx.AsyncClient, producers: list[Producer], stop: asyncio.Event
+) -> None:
+    """One writer: its producers append in turn until ``stop`` (or a producer met a gap)."""
+    while not stop.is_set() and not any(p.gap for p in producers):
+        for p in producers:
+            await p.append(client)
+
+
+async def create(client: httpx.AsyncClient, base: str, path: str) -> None:
+    resp = await client.put(f"{base}/v1/stream/{path}", headers={"content-type": CT})
+    assert resp.status_code == 201, resp.text
+
+
+async def read_back(client: httpx.AsyncClient, base: str, path: str) -> tuple[list[Any], bool]:
+    """The whole stream by catch-up GETs from -1, page by page; and whether it is closed."""
+    offset, messages, pages = "-1", [], 0
+    while True:
+        resp = await client.get(f"{base}/v1/stream/{path}", params={"offset": offset})
+        assert resp.status_code == 200, resp.text
+        messages += resp.json()
+        offset, pages = resp.headers[NEXT], pages + 1
+        if resp.headers.get("stream-up-to-date") == "true":
+            return messages, resp.headers.get("stream-closed") == "true"
+        assert pages < 10_000, "no end to the stream"
+
+
+@dataclass
+class Check:
+    """A stream read back against what its producers were told."""
+
+    path: str
+    messages: int
+    lost: list[tuple[str, int]]
+    duplicated: list[tuple[str, int]]
+    out_of_order: list[str]
+    strangers: list[Any]
+
+    @property
+    def exact(self) -> bool:
+        return not (self.lost or self.duplicated or self.out_of_order or self.strangers)
+
+
+def check(path: str, messages: list[Any], producers: list[Producer]) -> Check:
+    mine = {p.id: p for p in producers if p.path == path}
+    by_producer: dict[str, list[int]] = {pid: [] for pid in mine}
+    strangers = []
+    for m in messages:
+        if isinstance(m, dict) and m.get("p") in mine:
+            by_producer[m["p"]].append(m["s"])
+        else:
+            strangers.append(m)
+    lost, duplicated, out_of_order = [], [], []
+    for pid, seqs in by_producer.items():
+        acked = range(mine[pid].seq)
+        counts = Counter(seqs)
+        lost += [(pid, s) for s in acked if counts[s] == 0]
+        duplicated += [(pid, s) for s, n in counts.items() if n > 1]
+        # Beyond what was acknowledged: an append whose last answer was a gap (strict off)
+        strangers += [{"p": pid, "s": s} for s in counts if s >= mine[pid].seq]
+        if seqs != sorted(seqs):
+            out_of_order.append(pid)
+    return Check(path, len(messages), lost, duplicated, out_of_order, strangers)
+
+
+async def check_all(
+    client: httpx.AsyncClient, base: str, paths: list[str], producers: list[Producer]
+) -> list[Check]:
+    checks = []
+    for path in paths:
+        messages, _ = await read_back(client, base, path)
+        checks.append(check(path, messages, producers))
+    return checks
+
+
+def figures(title: str, producers: list[Producer], checks: list[Check], **extra: object) -> str:
+    """One printed line per run."""
+    failures: Counter[str] = Counter()
+    for p in producers:
+        failures.update(p.failures)
+    line = (
+        f"[{title}] producers={len(producers)} streams={len(checks)} "
+        f"acked={sum(p.seq for p in producers)} new={sum(p.new for p in producers)} "
+        f"dups_dropped={sum(p.dups for p in producers)} "
+        f"retries={sum(p.retries for p in producers)} "
+        f"blocked_max_s={max(p.longest for p in producers):.2f} "
+        f"blocked_total_s={sum(p.blocked for p in producers):.2f} "
+        f"read_back={sum(c.messages for c in checks)} "
+        f"lost={sum(len(c.lost) for c in checks)} "
+        f"duplicated={sum(len(c.duplicated) for c in checks)} "
+        f"gaps={sum(bool(p.gap) for p in producers)} "
+        + " ".join(f"{k}={v}" for k, v in extra.items())
+        + f" failures={dict(failures)}"
+    )
+    print(line)
+    return line
+
+
+def assert_exactly_once(checks: list[Check], producers: list[Producer]) -> None:
+    assert not [p.gap for p in producers if p.gap]
+    for c in checks:
+        assert c.exact, c
+    assert all(p.seq > 0 for p in producers), "every producer got appends through"
+
+
+def stamp(name: str) -> str:
+    return f"{name}-{time.time_ns() // 1000}"
+
+
+async def kill_with_requests_in_flight(proc: Proc, producers: list[Producer], n: int) -> int:
+    """SIGKILL ``proc`` once at least ``n`` producers have a request in flight to it;
+    returns how many had."""
+
+    async def inflight() -> int:
+        return sum(p.inflight == proc.url for p in producers) >= n
+
+    await poll(inflight, f"{n} requests in flight to {proc.name}", within=30)
+    flying = sum(p.inflight == proc.url for p in producers)
+    proc.stop(signal.SIGKILL)
+    return flying
+
+
+class SlowReplies:
+    """A TCP proxy on 127.0.0.1 to ``port`` whose replies come back ``delay`` seconds
+    late (requests go through at once), in a thread of its own: a front-end in another
+    zone than its Redis. Such a front-end's requests spend most of their time with their
+    write made and its answer on the way: killed, it dies with writes made and never
+    acknowledged, which the producers' retries must not duplicate. (Killed while it runs
+    next to Redis, a front-end has answered nearly every write it made: the window between
+    Redis's answer and the HTTP response is a fraction of a millisecond.)"""
+
+    def __init__(self, port: int, delay: float) -> None:
+        self.target, self.delay = port, delay
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> SlowReplies:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(
+            self._pump(reader, up_writer, 0.0),
+            self._pump(up_reader, writer, self.delay),
+            return_exceptions=True,
+        )
+
+    async def _pump(
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, delay: float
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def feed() -> None:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    queue.put_nowait((loop.time() + delay, data))
+            queue.put_nowait((loop.time() + delay, b""))
+
+        feeding = asyncio.create_task(feed())
+        try:
+            while True:
+                due, data = await queue.get()
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                if not data:
+                    break
+                dst.write(data)
+                await dst.drain()
+        finally:
+            feeding.cancel()
+            dst.close()
+
+
+# --- 1. a producer's front-end killed mid-append ----------------------------------------
+
+
+def writers_on(a: Proc, b: Proc, shared: str, tag: str, n: int) -> list[list[Producer]]:
+    """``n`` writers, each a producer on its own stream and one on ``shared``; the even
+    ones alternate between the front-ends, the odd ones stick to ``a`` (and move to ``b``
+    when ``a`` fails them)."""
+    writers = []
+    for i in range(n):
+        alternate = i % 2 == 0
+        own = Producer(f"w{i}", f"{tag}/own-{i}", [a.url, b.url], alternate)
+        on_shared = Producer(f"w{i}", shared, [a.url, b.url], alternate)
+        writers.append([own, on_shared])
+    return writers
+
+
+@pytest.mark.timeout(120)
+async def test_a_producers_frontend_killed_mid_append(tmp_path: Path) -> None:
+    """Six writers append to their own streams and a shared one through two front-ends;
+    front-end A, whose Redis answers come back 20 ms late (``SlowReplies``), is killed
+    (SIGKILL) with requests in flight to it. Its producers retry on B with the same
+    ``Producer-Seq``: an append A had made before dying comes back 204, one it had not,
+    200. Every acknowledged append is in its stream exactly once."""
+    with (
+        Cluster(tmp_path, frontends_n=0, workers_n=0) as cluster,
+        SlowReplies(cluster.redis_port, 0.02) as far,
+    ):
+        a = start_frontend(f"redis://127.0.0.1:{far.port}/0", tmp_path, "frontend-a")
+        cluster.frontends.append(a)
+        b = cluster.add_frontend()
+        tag = stamp("ds-fe-kill")
+        shared = f"{tag}/shared"
+        writers = writers_on(a, b, shared, tag, 6)
+        producers = [p for w in writers for p in w]
+        paths = sorted({p.path for p in producers})
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10, connect=2)) as client:
+            for path in paths:
+                await create(client, b.url, path)
+            stop = asyncio.Event()
+            running = [asyncio.create_task(write_until(client, w, stop)) for w in writers]
+            await asyncio.sleep(1.0)
+            in_flight = await kill_with_requests_in_flight(a, producers, 4)
+            killed_at = time.monotonic()
+            before = {p: p.seq for p in producers}
+            await asyncio.sleep(2.0)
+            stop.set()
+            await asyncio.gather(*running)
+            checks = await check_all(client, b.url, paths, producers)
+    resumed = [p.acked_at[before[p]] - killed_at for p in producers if p.seq > before[p]]
+    figures(
+        "ds front-end kill -9",
+        producers,
+        checks,
+        in_flight_at_kill=in_flight,
+        first_ack_after_kill_max_s=f"{max(resumed):.2f}",
+    )
+    assert_exactly_once(checks, producers)
+    assert all(p.seq > before[p] for p in producers), "every producer went on after the kill"
