@@ -404,3 +404,130 @@ async def test_a_producers_frontend_killed_mid_append(tmp_path: Path) -> None:
     )
     assert_exactly_once(checks, producers)
     assert all(p.seq > before[p] for p in producers), "every producer went on after the kill"
+
+
+# --- 1b. live readers on the surviving front-end ----------------------------------------
+
+
+@dataclass
+class LiveReader:
+    """A live reader of ``path`` on ``base`` from -1: SSE (``event: data`` then its
+    ``event: control``) or long-poll, following ``streamNextOffset``; it reconnects
+    from its offset if a response ends before the stream is closed."""
+
+    base: str
+    path: str
+    messages: list[Any] = field(default_factory=list)
+    offset: str = "-1"
+    closed: bool = False
+    connects: int = 0
+    responses: int = 0
+
+    async def sse(self, client: httpx.AsyncClient) -> LiveReader:
+        url = f"{self.base}/v1/stream/{self.path}"
+        while not self.closed:
+            params = {"offset": self.offset, "live": "sse"}
+            async with client.stream("GET", url, params=params) as resp:
+                self.connects += 1
+                assert resp.status_code == 200, await resp.aread()
+                event, data, pending = "", [], []
+                async for line in resp.aiter_lines():
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data.append(line[5:])
+                    elif not line and data:
+                        payload = json.loads("\n".join(data))
+                        if event == "data":
+                            pending += payload  # kept once its control event arrives
+                        elif event == "control":
+                            self.messages += pending
+                            pending = []
+                            self.responses += 1
+                            self.offset = payload["streamNextOffset"]
+                            self.closed = bool(payload.get("streamClosed"))
+                        event, data = "", []
+        return self
+
+    async def long_poll(self, client: httpx.AsyncClient) -> LiveReader:
+        url = f"{self.base}/v1/stream/{self.path}"
+        while not self.closed:
+            params = {"offset": self.offset, "live": "long-poll"}
+            resp = await client.get(url, params=params, timeout=60)
+            self.connects += 1
+            assert resp.status_code in (200, 204), resp.text
+            if resp.status_code == 200:
+                self.messages += resp.json()
+                self.responses += 1
+            self.offset = resp.headers[NEXT]
+            self.closed = resp.headers.get("stream-closed") == "true"
+        return self
+
+
+async def close_stream(client: httpx.AsyncClient, base: str, path: str) -> None:
+    """``POST`` with ``Stream-Closed: true`` and no body (again after a failure: closing a
+    closed stream is 204 too)."""
+    for _ in range(100):
+        with contextlib.suppress(httpx.TransportError):
+            resp = await client.post(f"{base}/v1/stream/{path}", headers={"stream-closed": "true"})
+            if resp.status_code == 204:
+                assert resp.headers.get("stream-closed") == "true", resp.headers
+                return
+            assert resp.status_code >= 500, resp.text
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"could not close {path}")
+
+
+@pytest.mark.timeout(120)
+async def test_live_readers_on_the_surviving_frontend_during_a_kill(tmp_path: Path) -> None:
+    """An SSE reader and a long-poll reader of a shared stream, on front-end B from
+    ``offset=-1``, while four producers append to it through A and B and A is killed
+    mid-append (as in the test above). Both see every acknowledged append exactly once,
+    in order, over one connection (SSE), and end at ``streamClosed`` once the stream is
+    closed."""
+    with (
+        Cluster(tmp_path, frontends_n=0, workers_n=0) as cluster,
+        SlowReplies(cluster.redis_port, 0.02) as far,
+    ):
+        a = start_frontend(f"redis://127.0.0.1:{far.port}/0", tmp_path, "frontend-a")
+        cluster.frontends.append(a)
+        b = cluster.add_frontend()
+        path = f"{stamp('ds-live')}/shared"
+        producers = [
+            Producer(f"w{i}", path, [a.url, b.url], alternate=i % 2 == 0) for i in range(4)
+        ]
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10, connect=2)) as client:
+            await create(client, b.url, path)
+            sse, poller = LiveReader(b.url, path), LiveReader(b.url, path)
+            reading = [
+                asyncio.create_task(sse.sse(client)),
+                asyncio.create_task(poller.long_poll(client)),
+            ]
+            stop = asyncio.Event()
+            running = [asyncio.create_task(write_until(client, [p], stop)) for p in producers]
+            await asyncio.sleep(1.0)
+            in_flight = await kill_with_requests_in_flight(a, producers, 2)
+            await asyncio.sleep(1.5)
+            stop.set()
+            await asyncio.gather(*running)
+            await close_stream(client, b.url, path)
+            await asyncio.wait_for(asyncio.gather(*reading), 30)
+            stored, closed = await read_back(client, b.url, path)
+    checks = [check(path, stored, producers)]
+    figures(
+        "ds live readers, front-end kill -9",
+        producers,
+        checks,
+        in_flight_at_kill=in_flight,
+        sse_messages=len(sse.messages),
+        sse_connects=sse.connects,
+        sse_events=sse.responses,
+        long_poll_messages=len(poller.messages),
+        long_polls=poller.connects,
+    )
+    assert_exactly_once(checks, producers)
+    assert closed
+    for reader in (sse, poller):
+        assert reader.closed
+        assert reader.messages == stored, check(path, reader.messages, producers)
+    assert sse.connects == 1
