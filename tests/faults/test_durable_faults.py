@@ -531,3 +531,58 @@ async def test_live_readers_on_the_surviving_frontend_during_a_kill(tmp_path: Pa
         assert reader.closed
         assert reader.messages == stored, check(path, reader.messages, producers)
     assert sse.connects == 1
+
+
+# --- 2. Redis restarted from its AOF ----------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+async def test_redis_restarted_from_its_aof(tmp_path: Path, sig: signal.Signals) -> None:
+    """Redis with ``appendonly yes`` and ``appendfsync always`` (every write on disk before
+    it is answered) is stopped (SIGKILL, or a graceful SIGTERM) while four writers append
+    through a front-end, and started again 1 s later on its port from its folder. The
+    producers retry through the outage (503s, refused connections); the AOF gives back
+    every acknowledged append and every producer's state with it, so a write that was
+    made but not answered comes back 204, and none is lost or doubled."""
+    with Cluster(
+        tmp_path, frontends_n=1, workers_n=0, redis_args=["--appendfsync", "always"]
+    ) as cluster:
+        fe = cluster.frontends[0]
+        with cluster.client() as r:
+            config = r.config_get("append*")
+        assert config["appendonly"] == "yes" and config["appendfsync"] == "always", config
+        tag = stamp(f"ds-aof-{sig.name.lower()}")
+        shared = f"{tag}/shared"
+        writers = [
+            [Producer(f"w{i}", f"{tag}/own-{i}", [fe.url]), Producer(f"w{i}", shared, [fe.url])]
+            for i in range(4)
+        ]
+        producers = [p for w in writers for p in w]
+        paths = sorted({p.path for p in producers})
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10, connect=2)) as client:
+            for path in paths:
+                await create(client, fe.url, path)
+            stop = asyncio.Event()
+            running = [asyncio.create_task(write_until(client, w, stop)) for w in writers]
+            await asyncio.sleep(1.0)
+            before = {p: p.seq for p in producers}
+            down_at = time.monotonic()
+            await asyncio.to_thread(cluster.restart_redis, down_seconds=1.0, sig=sig)
+            up_at = time.monotonic()
+            await asyncio.sleep(1.5)
+            stop.set()
+            await asyncio.gather(*running)
+            checks = await check_all(client, fe.url, paths, producers)
+    after_up = [next((t for t in p.acked_at if t > up_at), up_at) - up_at for p in producers]
+    figures(
+        f"ds redis restart (AOF always, {sig.name})",
+        producers,
+        checks,
+        acked_before_stop=sum(before.values()),
+        down_s=f"{up_at - down_at:.2f}",
+        first_ack_after_restart_max_s=f"{max(after_up):.2f}",
+    )
+    assert_exactly_once(checks, producers)
+    assert all(any(p.retries for p in w) for w in writers), "every writer met the outage"
+    assert all(p.acked_at[-1] > up_at for p in producers), "every producer went on after it"
