@@ -29,9 +29,13 @@ from typing import Any
 
 import httpx
 import pytest
+import redis as redis_sync
 
+from broadcaster.core import keys
+from broadcaster.core.embedded import ServerNotFound
 from tests.support.faults import Cluster, poll
 from tests.support.procs import Proc, start_frontend
+from tests.support.topologies import LocalCluster, Server, log_tails, restart_node, start_cluster
 
 pytestmark = pytest.mark.anyio
 
@@ -64,6 +68,8 @@ class Producer:
     """204s: a retry of an append the server already had (it dropped the copy)."""
     retries: int = 0
     failures: Counter[str] = field(default_factory=Counter)
+    failed: list[tuple[float, str]] = field(default_factory=list)
+    """``time.monotonic()`` and reason of each failed try."""
     blocked: float = 0.0
     """Seconds from the first try of each append that needed a retry to its
     acknowledgment, summed."""
@@ -71,6 +77,8 @@ class Producer:
     """The longest of those."""
     acked_at: list[float] = field(default_factory=list)
     """``time.monotonic()`` of each acknowledgment, by seq."""
+    sent_at: list[float] = field(default_factory=list)
+    """``time.monotonic()`` of each acknowledged append's first try, by seq."""
     gap: str = ""
     """Set (instead of raising) when ``strict`` is off and a gap is met."""
     strict: bool = True
@@ -133,6 +141,7 @@ class Producer:
                     f"{PATIENCE:.0f}s ({dict(self.failures)})"
                 )
             self.failures[why] += 1
+            self.failed.append((now, why))
             self.retries += 1
             attempt += 1
             await asyncio.sleep(min(0.02 * 2**attempt, 0.5))
@@ -145,6 +154,7 @@ class Producer:
             self.blocked += now - started
             self.longest = max(self.longest, now - started)
         self.acked_at.append(now)
+        self.sent_at.append(started)
         self.seq += 1
 
 
@@ -586,3 +596,171 @@ async def test_redis_restarted_from_its_aof(tmp_path: Path, sig: signal.Signals)
     assert_exactly_once(checks, producers)
     assert all(any(p.retries for p in w) for w in writers), "every writer met the outage"
     assert all(p.acked_at[-1] > up_at for p in producers), "every producer went on after it"
+
+
+# --- 3. a Redis Cluster primary killed ---------------------------------------------------
+
+
+@dataclass
+class FailoverRun:
+    producers: list[Producer]
+    checks: list[Check]
+    on_victim: list[Producer]
+    """The producers of the streams whose primary was killed."""
+    unreplicated_acks: int
+    """Appends to those streams first sent after the kill and acknowledged before the
+    killed node's restart: while their new primary had no replica."""
+    line: str
+
+
+def paths_on_every_primary(cluster: LocalCluster, per_primary: int, tag: str) -> list[str]:
+    """Stream paths whose keys land on each primary ``per_primary`` times."""
+    by_port: dict[int, list[str]] = {}
+    i = 0
+    while len(by_port) < cluster.primaries or min(map(len, by_port.values())) < per_primary:
+        path = f"{tag}/s{i}"
+        i += 1
+        port = cluster.primary_of(keys.log_key(keys.ds_name(path))).port
+        if len(by_port.setdefault(port, [])) < per_primary:
+            by_port[port].append(path)
+    return [path for paths in by_port.values() for path in paths]
+
+
+def _replica_synced(server: Server) -> bool:
+    with contextlib.suppress(redis_sync.RedisError), server.client() as c:
+        rep = c.info("replication")
+        return rep["role"] == "slave" and rep.get("master_link_status") == "up"
+    return False
+
+
+async def producers_through_a_failover(
+    root: Path, wait_replicas: int, *, strict: bool = True
+) -> FailoverRun:
+    """A Redis Cluster of 3 primaries with a replica each, two front-ends on it
+    (``REDIS_CLUSTER=true``, ``BROADCASTER_DS_WAIT_REPLICAS``), and two producers on each
+    of six streams (two per primary), one alternating between the front-ends, one on A.
+    A second in, the primary of the first stream is killed (SIGKILL). Once its replica has
+    taken over and the front-ends have reached it, the killed node is started again and
+    rejoins as the new primary's replica (with ``WAIT 1`` the killed primary's streams can
+    be written only then: the new primary has no replica before, and answers 503
+    ``not_replicated``); the producers go on for 2 s more, then every stream is read back.
+
+    The hub's periodic probe, which refreshes the front-ends' map of slots too, is turned
+    off (``BROADCASTER_PUBSUB_PROBE_SECONDS``): the writes must find the new primary by
+    themselves."""
+    try:
+        cluster = start_cluster(root / "cluster", primaries=3, replicas=1)
+    except ServerNotFound as exc:
+        pytest.fail(f"this test needs a Redis server: {exc}", pytrace=False)
+    env = {
+        "REDIS_CLUSTER": "true",
+        "BROADCASTER_DS_WAIT_REPLICAS": str(wait_replicas),
+        "BROADCASTER_PUBSUB_PROBE_SECONDS": "3600",
+    }
+    started: list[Proc] = []
+    try:
+        for name in ("a", "b"):
+            started.append(start_frontend(cluster.seed, root, f"frontend-{name}", env))
+        a, b = started
+        paths = paths_on_every_primary(cluster, 2, stamp(f"ds-failover-w{wait_replicas}"))
+        producers = [
+            Producer(f"p{i}", path, [a.url, b.url], alternate=i == 0, strict=strict)
+            for path in paths
+            for i in range(2)
+        ]
+        key = keys.log_key(keys.ds_name(paths[0]))
+        victim = cluster.primary_of(key)
+        on_victim = [
+            p for p in producers if cluster.primary_of(keys.log_key(keys.ds_name(p.path))) is victim
+        ]
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10, connect=2)) as client:
+            for path in paths:
+                await create(client, a.url, path)
+            stop = asyncio.Event()
+            running = [asyncio.create_task(write_until(client, [p], stop)) for p in producers]
+            await asyncio.sleep(1.0)
+            before = {p: p.seq for p in producers}
+            victim.stop(signal.SIGKILL)
+            killed_at = time.monotonic()
+
+            async def taken_over() -> bool:
+                with contextlib.suppress(Exception):
+                    return await asyncio.to_thread(lambda: cluster.primary_of(key) is not victim)
+                return False
+
+            await poll(taken_over, "the replica to take over", within=30)
+            failover_s = time.monotonic() - killed_at
+            taken_at = time.monotonic()
+
+            async def new_primary_answers() -> bool:
+                """The front-ends found the new primary: it took an append of the
+                killed one's streams (WAIT 0), or refused to acknowledge one, having no
+                replica yet (WAIT 1: 503 not_replicated)."""
+                if wait_replicas:
+                    return any(
+                        t > taken_at and why == "503 not_replicated"
+                        for p in on_victim
+                        for t, why in p.failed
+                    )
+                return any(p.acked_at and p.acked_at[-1] > taken_at for p in on_victim)
+
+            await poll(new_primary_answers, "the front-ends to reach the new primary", 30)
+            reached_s = time.monotonic() - killed_at
+            restarted_at = time.monotonic()
+            rejoined = await asyncio.to_thread(restart_node, cluster, victim)
+            await poll(
+                lambda: asyncio.to_thread(_replica_synced, rejoined), "the rejoin", within=30
+            )
+            rejoined_s = time.monotonic() - killed_at
+            await asyncio.sleep(2.0)
+            stop.set()
+            results = await asyncio.gather(*running, return_exceptions=True)
+            checks = await check_all(client, b.url, paths, producers)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise AssertionError(f"{errors[0]}\n{log_tails(started)}") from errors[0]
+    finally:
+        for p in started:
+            p.stop()
+        cluster.stop()
+    unreplicated = sum(
+        sent > killed_at and acked < restarted_at
+        for p in on_victim
+        for sent, acked in zip(p.sent_at, p.acked_at, strict=True)
+    )
+    resumed = [
+        next((t for t in p.acked_at[before[p] :] if t > killed_at), killed_at) - killed_at
+        for p in on_victim
+    ]
+
+    def phase(t: float) -> str:
+        since = t - killed_at
+        return "failover" if since < failover_s else "rejoin" if since < rejoined_s else "after"
+
+    reasons: Counter[str] = Counter()
+    for p in on_victim:
+        reasons.update(f"{why} ({phase(t)})" for t, why in p.failed)
+    line = figures(
+        f"ds cluster primary kill -9, WAIT {wait_replicas}",
+        producers,
+        checks,
+        on_victim=len(on_victim),
+        failover_s=f"{failover_s:.2f}",
+        new_primary_reached_s=f"{reached_s:.2f}",
+        rejoined_s=f"{rejoined_s:.2f}",
+        victim_first_ack_after_kill_s=f"{max(resumed):.2f}",
+        acked_without_replica=unreplicated,
+        others_blocked_max_s=f"{max(p.longest for p in producers if p not in on_victim):.2f}",
+        victim_failures=dict(reasons),
+    )
+    return FailoverRun(producers, checks, on_victim, unreplicated, line)
+
+
+@pytest.mark.timeout(180)
+async def test_a_cluster_primary_killed_while_producers_append(tmp_path: Path) -> None:
+    """``producers_through_a_failover`` with ``BROADCASTER_DS_WAIT_REPLICAS=1``: nothing
+    acknowledged is lost, nothing is doubled; the front-ends follow the failover by
+    themselves, and no append is acknowledged while the new primary has no replica."""
+    run = await producers_through_a_failover(tmp_path, wait_replicas=1)
+    assert_exactly_once(run.checks, run.producers)
+    assert run.unreplicated_acks == 0, "acknowledged while the new primary had no replica"
