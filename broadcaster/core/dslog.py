@@ -30,7 +30,9 @@ from typing import Any, cast
 
 from redis.asyncio import ConnectionPool, Redis, RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import AskError, MovedError, NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broadcaster.core import connection, keys
 from broadcaster.core.log import script
@@ -194,17 +196,22 @@ class DurableLog:
         if not self.wait_replicas:
             return await script(keys=ks, args=args)
         for _ in range(3):
-            client = self._node_client(ks[0])
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.execute_command("EVALSHA", script.sha, len(ks), *ks, *args)
-                pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)
-                reply, acked = await pipe.execute(raise_on_error=False)
+            name, client = self._node_client(ks[0])
+            try:
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.execute_command("EVALSHA", script.sha, len(ks), *ks, *args)
+                    pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)
+                    reply, acked = await pipe.execute(raise_on_error=False)
+            except (RedisConnectionError, RedisTimeoutError):
+                # The node may be dead: the next write asks the cluster where the slot is
+                # now (the command client would do the same for its own commands).
+                await self._forget(name)
+                raise
             if isinstance(reply, NoScriptError):
                 await client.script_load(script.script)
                 continue
-            if isinstance(reply, ResponseError) and str(reply).startswith(("MOVED", "ASK")):
-                await _refresh(self.redis)  # the slot moved (a failover): ask again
-                self._nodes.pop(_node_name(self.redis, ks[0]), None)
+            if isinstance(reply, (MovedError, AskError)):  # the "MOVED" prefix is stripped
+                await self._forget(name)  # the slot moved (a failover): ask again
                 continue
             if isinstance(reply, Exception):
                 raise reply
@@ -215,19 +222,29 @@ class DurableLog:
             return reply
         raise NotReplicated("the stream's node kept moving")
 
-    def _node_client(self, key: str) -> Redis:
+    async def _forget(self, name: str) -> None:
+        """On a Cluster: refresh the slot map and drop the client of node ``name``."""
+        if name:
+            await _refresh(self.redis)
+            self._nodes.pop(name, None)
+
+    def _node_client(self, key: str) -> tuple[str, Redis]:
         """The client whose connection the write and its ``WAIT`` share: the command
-        client itself, or on a Cluster a client of the node serving ``key``'s slot."""
+        client itself (named ""), or on a Cluster a client of the node serving ``key``'s
+        slot, with the node's name."""
         if not isinstance(self.redis, RedisCluster):
-            return self.redis
+            return "", self.redis
         name = _node_name(self.redis, key)
         client = self._nodes.get(name)
         if client is None:
             host, _, port = name.rpartition(":")
             kwargs = dict(self.redis.get_connection_kwargs())
+            # The cluster client's own parsing table, which a connection does not take
+            # (TypeError: every write would fail): a plain client has its own.
+            kwargs.pop("response_callbacks", None)
             kwargs.update(host=host, port=int(port))
             client = self._nodes[name] = Redis(connection_pool=ConnectionPool(**kwargs))
-        return client
+        return name, client
 
     # --- reads ---
 

@@ -55,6 +55,8 @@ class Cluster:
     persistent: bool = True
     frontend_env: dict[str, str] = field(default_factory=dict)
     worker_env: dict[str, str] = field(default_factory=dict)
+    redis_args: list[str] = field(default_factory=list)
+    """More of Redis's configuration, as command-line options (``--appendfsync always``)."""
     redis: EmbeddedRedis | None = None
     frontends: list[Proc] = field(default_factory=list)
     workers: list[Proc] = field(default_factory=list)
@@ -67,13 +69,21 @@ class Cluster:
         return self.redis.url
 
     @property
+    def redis_port(self) -> int:
+        assert self.redis is not None and self.redis.port is not None
+        return self.redis.port
+
+    @property
     def urls(self) -> list[str]:
         return [p.url for p in self.frontends if p.alive()]
 
     def start(self) -> Cluster:
         self.root.mkdir(parents=True, exist_ok=True)
         self.redis = EmbeddedRedis(
-            self.root / "redis", port=free_port(), persistent=self.persistent
+            self.root / "redis",
+            port=free_port(),
+            persistent=self.persistent,
+            extra_args=self.redis_args,
         )
         self.redis.start(reuse=False)
         for _ in range(self.frontends_n):
@@ -105,16 +115,22 @@ class Cluster:
         return proc
 
     def restart_redis(
-        self, *, keep_data: bool = True, down_seconds: float = 0.0, restore: Path | None = None
+        self,
+        *,
+        keep_data: bool = True,
+        down_seconds: float = 0.0,
+        restore: Path | None = None,
+        sig: int = signal.SIGKILL,
     ) -> None:
-        """Kill Redis (SIGKILL) and start it again on the same port. With
+        """Kill Redis (SIGKILL; ``sig=SIGTERM`` stops it gracefully: it writes its AOF to
+        disk and exits) and start it again on the same port, with the same options. With
         ``keep_data=False`` its data folder is emptied first: it comes back having lost
         every write, as after a failover to a replica that was far behind. With
         ``restore`` (a copy made by ``snapshot_redis``) it comes back from that older
         copy: it lost only the writes made since."""
         assert self.redis is not None
         port = self.redis.port
-        self.redis.kill()
+        self.redis.stop(sig)
         if not keep_data or restore is not None:
             for path in self.redis.data_dir.rglob("*"):
                 if path.is_file() and path.name != "redis.log":
@@ -122,7 +138,9 @@ class Cluster:
         if restore is not None:
             shutil.copytree(restore, self.redis.data_dir, dirs_exist_ok=True)
         time.sleep(down_seconds)
-        self.redis = EmbeddedRedis(self.redis.data_dir, port=port, persistent=self.persistent)
+        self.redis = EmbeddedRedis(
+            self.redis.data_dir, port=port, persistent=self.persistent, extra_args=self.redis_args
+        )
         self.redis.start(reuse=False)
 
     def snapshot_redis(self, dest: Path) -> Path:

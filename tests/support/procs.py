@@ -101,7 +101,11 @@ def start_frontend(
         log_dir,
     )
     proc.port = port
-    wait_ready(proc)
+    try:
+        wait_ready(proc)
+    except BaseException:
+        proc.stop(signal.SIGKILL)  # not left behind by the test that gave up on it
+        raise
     return proc
 
 

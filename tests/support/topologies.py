@@ -175,6 +175,18 @@ class LocalCluster:
             s.stop(signal.SIGKILL)
 
 
+CLUSTER_NODE_ARGS = (
+    "--cluster-enabled",
+    "yes",
+    "--cluster-config-file",
+    "nodes.conf",
+    "--cluster-node-timeout",
+    str(NODE_TIMEOUT_MS),
+    "--cluster-replica-validity-factor",
+    "0",
+)
+
+
 def start_cluster(folder: Path, primaries: int = 3, replicas: int = 1) -> LocalCluster:
     binary = find_server_binary()
     ports = pick_ports(primaries * (1 + replicas), bus=True)
@@ -182,21 +194,7 @@ def start_cluster(folder: Path, primaries: int = 3, replicas: int = 1) -> LocalC
     cluster = LocalCluster(servers, primaries)
     try:
         for port in ports:
-            servers.append(
-                _start(
-                    binary,
-                    folder / str(port),
-                    port,
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    str(NODE_TIMEOUT_MS),
-                    "--cluster-replica-validity-factor",
-                    "0",
-                )
-            )
+            servers.append(_start(binary, folder / str(port), port, *CLUSTER_NODE_ARGS))
         _form_cluster(servers[:primaries], servers[primaries:])
         _wait(
             lambda: _cluster_ready(servers, primaries * replicas), 30, "the cluster did not come up"
@@ -205,6 +203,16 @@ def start_cluster(folder: Path, primaries: int = 3, replicas: int = 1) -> LocalC
         cluster.stop()
         raise
     return cluster
+
+
+def restart_node(cluster: LocalCluster, server: Server) -> Server:
+    """Start a node that was stopped again, on its port, from its folder. It has no data
+    (no persistence) but its ``nodes.conf``: it rejoins as what the cluster now says it
+    is, a replica of the node that took its slots over, and syncs from it."""
+    assert not server.alive(), "stop it first"
+    restarted = _start(find_server_binary(), server.log.parent, server.port, *CLUSTER_NODE_ARGS)
+    cluster.servers[cluster.servers.index(server)] = restarted
+    return restarted
 
 
 def _form_cluster(primaries: list[Server], replicas: list[Server]) -> None:

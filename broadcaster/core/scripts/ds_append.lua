@@ -23,8 +23,14 @@ if pid ~= '' then tuple = pid .. ':' .. epoch_s .. ':' .. pseq_s end
 
 -- 1. A closed stream takes nothing more; repeating what closed it is not an error.
 if m[7] then
-  if pid ~= '' and m[8] == tuple then return {'DUP', dseq, dtag, '1', epoch_s, pseq_s} end
-  if not has_body and pid == '' then return {'CLOSED_OK', dseq, dtag, '1', '', ''} end
+  if pid ~= '' and m[8] == tuple then
+    rewrite(meta, 'closed_by')
+    return {'DUP', dseq, dtag, '1', epoch_s, pseq_s}
+  end
+  if not has_body and pid == '' then
+    rewrite(meta, 'ended')
+    return {'CLOSED_OK', dseq, dtag, '1', '', ''}
+  end
   return {'CLOSED', dseq, dtag, '1', '', ''}
 end
 -- 2. The content type of what is appended.
@@ -49,6 +55,7 @@ if pid ~= '' then
       if pseq ~= 0 then return {'EPOCH_SEQ', dseq, dtag, '', '', ''} end
       new_state = epoch_s .. ':0'
     elseif pseq <= s_seq then
+      rewrite(producers, pid)
       return {'DUP', dseq, dtag, '', epoch_s, s_seq_s}
     elseif pseq == s_seq + 1 then
       new_state = epoch_s .. ':' .. pseq_s

@@ -21,6 +21,7 @@ if m[1] then
     and (m[10] or '') == fsub
   if not same then return {'DIFFERENT', 0, '', ''} end
   if m[7] then return {'PENDING', 0, '', ''} end
+  rewrite(meta, 'kind')
   return {'SAME', tonumber(m[11]), m[12] or '', m[5] and '1' or ''}
 end
 local now = now_ms()

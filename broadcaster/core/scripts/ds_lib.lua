@@ -75,3 +75,15 @@ local function bytes_gt(a, b)
   end
   return #a > #b
 end
+
+-- An answer that writes nothing yet acknowledges a write (a producer's duplicate, a close
+-- or a create repeated) writes one field again, as it is. With BROADCASTER_DS_WAIT_REPLICAS
+-- the WAIT that follows the script waits for its connection's last write: Valkey and Redis
+-- 7.2+ count only writes (Redis 7.0 counted any command), so without a write here WAIT
+-- would return at once on a connection that had not made the write answered for, and a
+-- retry would be acknowledged before any replica had it. This write comes after it in the
+-- replication stream: once a replica has this one, it has that one too.
+local function rewrite(key, field)
+  local value = redis.call('HGET', key, field)
+  if value then redis.call('HSET', key, field, value) end
+end
