@@ -86,13 +86,48 @@ class UIMessage(BaseModel):
 
 
 class ChatBody(BaseModel):
-    """``POST /v1/chat``: what ``DefaultChatTransport`` sends, plus generation fields."""
+    """``POST /v1/chat``: what ``DefaultChatTransport`` sends (``WorkflowChatTransport``
+    sends only ``messages`` and the app's ``body``), plus generation fields."""
 
     model_config = ConfigDict(extra="allow")
     id: str = Field(pattern=keys.STREAM_ID_RE.pattern)
     messages: list[UIMessage] = Field(min_length=1)
-    trigger: Literal["submit-message", "regenerate-message"]
+    trigger: Literal["submit-message", "regenerate-message"] = "submit-message"
     messageId: str | None = Field(None, max_length=256)
+    multitask: Literal["reject", "enqueue", "interrupt", "steer"] | None = None
+
+
+RUN_SEPARATOR = "~"
+"""Between the parts of a run id: not in the id alphabet ``[A-Za-z0-9_-]``, and left as
+is by ``encodeURIComponent``."""
+
+
+def run_id(chat_id: str, generation: str, base: int) -> str:
+    """The ``x-workflow-run-id`` of a chat answer: the chat, the generation the answer
+    streams, and how many of its events came before the answer's first chunk."""
+    return RUN_SEPARATOR.join((chat_id, generation, str(base)))
+
+
+def parse_run_id(raw: str) -> tuple[str, str, int] | None:
+    """``(chat, generation, base)`` of a run id; None if ``raw`` is not one."""
+    parts = raw.split(RUN_SEPARATOR)
+    if len(parts) != 3:
+        return None
+    chat_id, generation, base = parts
+    if not (keys.STREAM_ID_RE.match(chat_id) and keys.STREAM_ID_RE.match(generation)):
+        return None
+    if not base.isdigit() or len(base) > 12:
+        return None
+    return chat_id, generation, int(base)
+
+
+def chunk_window(base: int, last_seq: int, start_index: int) -> int:
+    """The seq after which a run's stream resumes for ``startIndex``: chunk ``i`` of the
+    run is event ``base + i + 1`` of its generation; a negative index counts from the
+    run's tail (``-k``: its last ``k`` chunks), never before the run's first chunk."""
+    if start_index >= 0:
+        return base + start_index
+    return max(base, last_seq + start_index)
 
 
 def parse_body(body: Any) -> ChatBody:

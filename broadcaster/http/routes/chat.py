@@ -11,13 +11,24 @@ themselves are ordinary ones, started and streamed by the same code as
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from broadcaster.core import auth, keys
-from broadcaster.core.chat import ChatBody, parse_body, response_message_id, to_request
+from broadcaster.core.chat import (
+    ChatBody,
+    chunk_window,
+    parse_body,
+    parse_run_id,
+    response_message_id,
+    run_id,
+    to_request,
+)
 from broadcaster.core.chats import ChatRecord, Chats
 from broadcaster.core.log import EventLog
 from broadcaster.core.logs import current_stream
@@ -35,9 +46,15 @@ from broadcaster.http.resources import (
     JobsDep,
     MetricsDep,
     SettingsDep,
+    get_event_log,
 )
 from broadcaster.http.routes.generations import abort, admit, create
-from broadcaster.http.routes.streams import check_capacity, stream_response, viewers_response
+from broadcaster.http.routes.streams import (
+    SSE_HEADERS,
+    check_capacity,
+    stream_response,
+    viewers_response,
+)
 from broadcaster.http.routes.tokens import minted
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import new_stream_id
@@ -46,6 +63,21 @@ router = APIRouter()
 
 GENERATION_HEADER = "x-generation-id"
 """The answer's header naming the generation, for ``GET /v1/generations/{id}``."""
+
+CHAT_HEADER = "x-chat-id"
+"""The submit's answer: the chat's id (the one the server assigned, if the body had none)."""
+
+RUN_HEADER = "x-workflow-run-id"
+"""The submit's answer: ``<chat>~<generation>~<base>``, where
+``GET /v1/chat/{runId}/stream?startIndex=N`` resumes this very answer at its chunk N
+(``WorkflowChatTransport``)."""
+
+TAIL_HEADER = "x-workflow-stream-tail-index"
+"""A run's stream: the index of the run's last chunk so far (-1: none yet)."""
+
+LONE_FINISH = b'data: {"type":"finish"}\n\ndata: [DONE]\n\n'
+"""What a run's reconnect gets once it holds the whole answer, if that ended with
+``abort`` or ``error``: ``WorkflowChatTransport`` reconnects until it sees a ``finish``."""
 
 
 def check_chat_id(chat_id: str) -> None:
@@ -59,17 +91,33 @@ async def valid_chat_id(chat_id: str) -> None:
     check_chat_id(chat_id)
 
 
-def _body_id(body: Any) -> str:
-    """The chat id of a submit, before the rest of the body is checked: access first."""
-    chat_id = body.get("id") if isinstance(body, dict) else None
+def _body_id(body: Any) -> dict[str, Any]:
+    """The submit's body with its chat id in ``id`` (``DefaultChatTransport`` sends
+    ``id``; ``WorkflowChatTransport`` sends none unless the app puts ``id`` or ``chatId``
+    in its ``body``: the server then assigns one), before the rest is checked: access
+    first."""
+    if not isinstance(body, dict):
+        raise ApiError(
+            422,
+            "invalid_request",
+            "the body must be a JSON object",
+            details=[{"loc": [], "msg": "not an object"}],
+        )
+    found: dict[str, Any] = dict(body)
+    if "chatId" in found:
+        given = found.pop("chatId")
+        found.setdefault("id", given)
+    if found.get("id") is None:
+        found["id"] = new_stream_id()
+    chat_id = found["id"]
     if not isinstance(chat_id, str) or not keys.STREAM_ID_RE.match(chat_id):
         raise ApiError(
             422,
             "invalid_request",
-            "id: the chat id, a string matching ^[A-Za-z0-9_-]{1,64}$, is required",
-            details=[{"loc": ["id"], "msg": "a chat id is required"}],
+            "id: the chat id must be a string matching ^[A-Za-z0-9_-]{1,64}$",
+            details=[{"loc": ["id"], "msg": "not a chat id"}],
         )
-    return chat_id
+    return found
 
 
 def _job(body: Any, settings: Settings) -> tuple[ChatBody, dict[str, Any]]:
@@ -128,8 +176,8 @@ async def submit(
     hub: HubDep,
 ) -> Response:
     """Start the chat's next generation and answer with its stream."""
-    body = await read_json(request, settings.chat_max_body_bytes)
-    await check_chat(request, _body_id(body), "generate")
+    body = _body_id(await read_json(request, settings.chat_max_body_bytes))
+    await check_chat(request, body["id"], "generate")
     chat, job = _job(body, settings)
     await admit(jobs, settings, job["provider"])
     generation = new_stream_id()
@@ -138,6 +186,7 @@ async def submit(
     record = await chats.get(chat.id)
     await _make_way(event_log, chat, record)
     job["ui_message_id"] = response_message_id(chat.messages, generation)
+    job["chat_id"] = chat.id  # a run id names it: its stream checks it is this chat's
     # Created before the chat names it, queued after: a submit that reads the record
     # meanwhile finds a generation that runs, never one that does not exist yet.
     await create(generations, generation, job)
@@ -146,7 +195,27 @@ async def submit(
         await generations.discard(generation)
         raise ApiError(409, "chat_busy", f"another request started chat {chat.id!r} meanwhile")
     await jobs.enqueue(generation, job["provider"])
-    return await stream_response(request, generation, None, {GENERATION_HEADER: generation})
+    return await answer(request, chat.id, generation, 0)
+
+
+def _answer_headers(chat_id: str, generation: str, base: int) -> dict[str, str]:
+    return {
+        GENERATION_HEADER: generation,
+        CHAT_HEADER: chat_id,
+        RUN_HEADER: run_id(chat_id, generation, base),
+    }
+
+
+async def answer(request: Request, chat_id: str, generation: str, base: int) -> Response:
+    """A submit's answer: ``generation``'s stream after its event ``base``, ending where
+    the generation suspends to wait for a person (``until_waiting``)."""
+    return await stream_response(
+        request,
+        generation,
+        str(base) if base else None,
+        _answer_headers(chat_id, generation, base),
+        body_filter=lambda chunks: until_waiting(request, generation, chunks),
+    )
 
 
 async def _chat(request: Request, chats: Chats, chat_id: str) -> ChatRecord | None:
@@ -170,10 +239,19 @@ async def _chat(request: Request, chats: Chats, chat_id: str) -> ChatRecord | No
     openapi_extra=openapi.LAST_EVENT_ID,
 )
 async def resume(
-    chat_id: str, request: Request, chats: ChatsDep, event_log: EventLogDep
+    chat_id: str,
+    request: Request,
+    chats: ChatsDep,
+    event_log: EventLogDep,
+    # WorkflowChatTransport's name for it.
+    startIndex: int | None = None,
 ) -> Response:
     """The running generation's stream from its first event (or after ``Last-Event-ID``),
-    then live; 204 when nothing runs."""
+    then live; 204 when nothing runs. With a run id for ``chat_id``
+    (``WorkflowChatTransport``): that answer's stream from its chunk ``startIndex``."""
+    found = parse_run_id(chat_id)
+    if found is not None:
+        return await _run_stream(request, event_log, found, startIndex or 0)
     record = await _chat(request, chats, chat_id)
     if record is None:
         return Response(status_code=204)
@@ -189,6 +267,82 @@ async def resume(
     return await stream_response(
         request, record.generation, resume_point, headers, compact=resume_point is None
     )
+
+
+async def _run_stream(
+    request: Request, event_log: EventLog, run: tuple[str, str, int], start: int
+) -> Response:
+    """One answer's stream (a run id's), from its chunk ``start``: exact, never compacted,
+    no presence notices, so that chunk ``i`` is always event ``base + i + 1``."""
+    chat_id, generation, base = run
+    await check_chat(request, chat_id, None)
+    current_stream.set(generation)
+    meta = await event_log.meta(generation)
+    request_json = json.loads(meta.get("request") or "{}") if meta else {}
+    if meta is None or request_json.get("chat_id") != chat_id:
+        raise ApiError(
+            404, "not_found", f"no run {chat_id}~{generation}~{base} (unknown or expired)"
+        )
+    last_seq = int(meta.get("seq") or 0)
+    after = chunk_window(base, last_seq, start)
+    headers = _answer_headers(chat_id, generation, base) | {TAIL_HEADER: str(last_seq - base - 1)}
+    if meta.get("ended") and after == last_seq:
+        # The client holds the whole answer; one that ended without ``finish`` gets one,
+        # so that the transport stops reconnecting.
+        lone = b"" if meta["ended"] == "finish" else LONE_FINISH
+        return Response(lone, media_type="text/event-stream", headers=SSE_HEADERS | headers)
+    return await stream_response(
+        request,
+        generation,
+        str(after),
+        headers,
+        compact=False,
+        presence=False,
+        body_filter=lambda chunks: until_waiting(request, generation, chunks, finish_ends=True),
+    )
+
+
+_APPROVAL_FRAME = b"\nevent: tool-approval-request\n"
+_LAST_ID = re.compile(rb"(?:^|\n)id: (\d+)\.[0-9a-f]*\n(?![\s\S]*\nid: )")
+SUSPENDED_FINISH = b'data: {"type":"finish","finishReason":"tool-calls"}\n\ndata: [DONE]\n\n'
+"""Where an answer ends when its generation waits for a person: the AI SDK's client is
+then ready, and its next request (``addToolApprovalResponse``) carries the decision."""
+_ENDED_FRAME = re.compile(rb"\nevent: (abort|error)\n")
+
+
+async def until_waiting(
+    request: Request, generation: str, chunks: AsyncIterator[bytes], *, finish_ends: bool = False
+) -> AsyncIterator[bytes]:
+    """A submit's answer (and a run's stream): the generation's chunks, ending with a
+    ``finish`` (``tool-calls``) once the generation is waiting for a person and this
+    answer has shown the requests it waits on. ``finish_ends``: an end by ``abort`` or
+    ``error`` gets a ``finish`` before its ``[DONE]`` (what ``WorkflowChatTransport``
+    waits for)."""
+    event_log = await get_event_log(request)
+    ended_badly = False
+    try:
+        async for chunk in chunks:
+            if finish_ends and not ended_badly and _ENDED_FRAME.search(chunk):
+                ended_badly = True
+            out = chunk
+            if ended_badly and chunk.endswith(b"data: [DONE]\n\n"):
+                out = chunk[: -len(b"data: [DONE]\n\n")] + LONE_FINISH
+            yield out
+            if _APPROVAL_FRAME in chunk:
+                last = _LAST_ID.search(chunk)
+                seen = int(last.group(1)) if last else 0
+                meta = await event_log.meta(generation)
+                if (
+                    meta
+                    and meta.get("status") == "waiting"
+                    and int(meta.get("wait_seq") or 0) <= seen
+                ):
+                    yield SUSPENDED_FINISH
+                    return
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 @router.get(
