@@ -248,13 +248,18 @@ async def resume(
 ) -> Response:
     """The running generation's stream from its first event (or after ``Last-Event-ID``),
     then live; 204 when nothing runs. With a run id for ``chat_id``
-    (``WorkflowChatTransport``): that answer's stream from its chunk ``startIndex``."""
+    (``WorkflowChatTransport``): that answer's stream from its chunk ``startIndex``; with
+    a chat id and ``startIndex``, the latest generation's, as one run."""
     found = parse_run_id(chat_id)
     if found is not None:
         return await _run_stream(request, event_log, found, startIndex or 0)
     record = await _chat(request, chats, chat_id)
     if record is None:
         return Response(status_code=204)
+    if startIndex is not None:
+        # WorkflowChatTransport resuming by chat id (useChat's resume: true): the chat's
+        # latest generation, as a run from its first event.
+        return await _run_stream(request, event_log, (chat_id, record.generation, 0), startIndex)
     resume_point = request.headers.get("last-event-id")
     info = await event_log.info(record.generation)
     # Without a resume point the client holds nothing of this generation: an ended
