@@ -160,6 +160,26 @@ def _dotted(loc: Sequence[Any]) -> str:
     return text or "body"
 
 
+def approval_responses(chat: ChatBody) -> list[tuple[str, bool, str | None]]:
+    """The decisions a submit carries: ``(approval id, approved, reason)`` of each tool
+    part of its last message, if that is the assistant's, in state ``approval-responded``
+    (``addToolApprovalResponse``)."""
+    last = chat.messages[-1]
+    if last.role != "assistant":
+        return []
+    found = []
+    for part in last.parts:
+        extra = part.model_extra or {}
+        approval = extra.get("approval")
+        if extra.get("state") != "approval-responded" or not isinstance(approval, dict):
+            continue
+        approval_id, approved = approval.get("id"), approval.get("approved")
+        if isinstance(approval_id, str) and isinstance(approved, bool):
+            reason = approval.get("reason")
+            found.append((approval_id, approved, reason if isinstance(reason, str) else None))
+    return found
+
+
 def response_message_id(messages: list[UIMessage], new_id: str) -> str:
     """The id of the assistant message the generation writes: the last message's when it
     is the assistant's (the client continues it, after its tool results), else new."""

@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI, Request
 from redis.asyncio import Redis
 
 from broadcaster.core import connection, keys
+from broadcaster.core.approvals import Approvals
 from broadcaster.core.chats import Chats
 from broadcaster.core.dslog import DurableLog
 from broadcaster.core.generations import Generations
@@ -82,12 +83,17 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
             chat_ttl = keys.chat_ttl(settings.idle_ttl_seconds, settings.ended_ttl_seconds)
             app.state.chats = Chats(redis, chat_ttl)
             overdue = OverdueJobs(app.state.jobs, event_log, settings.queued_timeout_seconds)
-            sweeping = asyncio.create_task(overdue.run(), name="overdue-jobs")
+            app.state.approvals = Approvals(event_log, app.state.jobs)
+            sweeping = [
+                asyncio.create_task(overdue.run(), name="overdue-jobs"),
+                asyncio.create_task(app.state.approvals.run(), name="expired-approvals"),
+            ]
             try:
                 yield
             finally:
-                sweeping.cancel()
-                await asyncio.wait([sweeping])
+                for task in sweeping:
+                    task.cancel()
+                await asyncio.wait(sweeping)
                 await app.state.durable.aclose()
     finally:
         await redis.aclose()
@@ -128,6 +134,11 @@ async def get_chats(request: Request) -> Chats:
     return chats
 
 
+async def get_approvals(request: Request) -> Approvals:
+    approvals: Approvals = request.app.state.approvals
+    return approvals
+
+
 async def get_jobs(request: Request) -> JobQueue:
     jobs: JobQueue = request.app.state.jobs
     return jobs
@@ -141,3 +152,4 @@ GenerationsDep = Annotated[Generations, Depends(get_generations)]
 HubDep = Annotated[Hub, Depends(get_hub)]
 JobsDep = Annotated[JobQueue, Depends(get_jobs)]
 ChatsDep = Annotated[Chats, Depends(get_chats)]
+ApprovalsDep = Annotated[Approvals, Depends(get_approvals)]

@@ -2,7 +2,12 @@
 -- and publish it on the stream's channel for the front-ends watching it.
 -- A stream that asked for webhooks also gets its end written to its group's outbox, in
 -- this same step (keys.outbox_key).
--- KEYS: log, meta, text, outbox. ARGV: see EventLog.append (log.py). Returns {status, seq}.
+-- Extras (ARGV[16], JSON, or ''), for a generation that waits for a person or is steered:
+-- "outbox": [type, data] queues that webhook event too; "zadd": a deadline (ms) puts the
+-- stream in its group's waiting set, "zrem": takes it out; "ltrim": n drops the first n
+-- steering messages (the ones this batch records). All under the stream's own hash tag.
+-- KEYS: log, meta, text, outbox, waiting set, steering list. ARGV: see EventLog.append
+-- (log.py). Returns {status, seq}.
 local log, meta, text, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local kind, expected, owner = ARGV[1], ARGV[2], ARGV[3]
 local ended_ttl, idle_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -11,7 +16,8 @@ local max_events, max_bytes = tonumber(ARGV[8]), tonumber(ARGV[9])
 local channel, publish, push_max = ARGV[10], ARGV[11], tonumber(ARGV[12])
 local n_meta = tonumber(ARGV[13])
 local feed_webhook, outbox_max = ARGV[14], ARGV[15]
-local first = 16 + 2 * n_meta
+local extras = ARGV[16]
+local first = 17 + 2 * n_meta
 local t = redis.call('TIME')
 local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
 
@@ -85,7 +91,7 @@ if create then
     updates[#updates + 1] = feed_webhook
   end
 end
-for j = 16, 15 + 2 * n_meta, 2 do
+for j = 17, 16 + 2 * n_meta, 2 do
   updates[#updates + 1] = ARGV[j]
   updates[#updates + 1] = ARGV[j + 1]
 end
@@ -116,6 +122,19 @@ if ended and m[7] then
     'stream', string.match(meta, '}:(.+):meta$'), 'hook', m[7], 'url', f[5] or '',
     'kind', f[1], 'type', ended, 'event', ended_data, 'seq', seq, 'at', now,
     'created_at', f[2] or '', 'usage', f[3] or '', 'error', f[4] or '')
+end
+local sid = string.match(meta, '}:(.+):meta$')
+if ended and KEYS[5] then redis.call('ZREM', KEYS[5], sid) end
+if extras ~= '' then
+  local x = cjson.decode(extras)
+  if x['outbox'] and m[7] then
+    local url = redis.call('HGET', meta, 'webhook_url') or ''
+    redis.call('XADD', outbox, 'MAXLEN', '~', outbox_max, '*', 'k', 'event', 'stream', sid,
+      'hook', m[7], 'url', url, 'type', x['outbox'][1], 'data', x['outbox'][2], 'at', now)
+  end
+  if x['zadd'] then redis.call('ZADD', KEYS[5], x['zadd'], sid) end
+  if x['zrem'] then redis.call('ZREM', KEYS[5], sid) end
+  if x['ltrim'] then redis.call('LTRIM', KEYS[6], x['ltrim'], -1) end
 end
 if channel ~= '' then
   -- "<first seq> <last seq> <tag of the last> <T if it ends the stream, else ->\n<frames>"

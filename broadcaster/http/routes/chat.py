@@ -18,10 +18,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from broadcaster.core import auth, keys
+from broadcaster.core.approvals import Approvals, Decision, NoSuchApproval, WaitEnded
 from broadcaster.core.chat import (
     ChatBody,
+    approval_responses,
     chunk_window,
     parse_body,
     parse_run_id,
@@ -39,6 +42,7 @@ from broadcaster.http.access import AccessDep, check_chat, producer
 from broadcaster.http.bodies import read_json, strict_json
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import (
+    ApprovalsDep,
     ChatsDep,
     EventLogDep,
     GenerationsDep,
@@ -57,7 +61,7 @@ from broadcaster.http.routes.streams import (
 )
 from broadcaster.http.routes.tokens import minted
 from broadcaster.http.settings import Settings
-from broadcaster.http.stream_ids import new_stream_id
+from broadcaster.http.stream_ids import new_stream_id, valid_stream_id
 
 router = APIRouter()
 
@@ -120,18 +124,52 @@ def _body_id(body: Any) -> dict[str, Any]:
     return found
 
 
-def _job(body: Any, settings: Settings) -> tuple[ChatBody, dict[str, Any]]:
-    """The checked chat body and the generation request it converts to; 422 naming what
-    is wrong."""
-    # The body itself is stored (the chat's messages): NaN or a lone surrogate anywhere
-    # in it could not be.
-    strict_json(body)
+def _parsed(body: dict[str, Any]) -> ChatBody:
+    """The checked chat body; 422 naming what is wrong."""
     try:
-        chat = parse_body(body)
-        job = to_request(chat, settings.request_defaults())
+        return parse_body(body)
     except RequestInvalid as exc:
         raise ApiError(422, "invalid_request", exc.message, details=exc.details) from None
-    return chat, job
+
+
+def _converted(chat: ChatBody, settings: Settings) -> dict[str, Any]:
+    """The generation request a chat body converts to; 422 naming what is wrong."""
+    try:
+        return to_request(chat, settings.request_defaults())
+    except RequestInvalid as exc:
+        raise ApiError(422, "invalid_request", exc.message, details=exc.details) from None
+
+
+async def _decided(
+    request: Request,
+    chats: Chats,
+    approvals: Approvals,
+    chat_id: str,
+    responses: list[tuple[str, bool, str | None]],
+) -> Response:
+    """Record the decisions a submit carries (``approval-responded`` tool parts) and answer
+    with the chat's answer from where it waited: the first decision on an approval wins
+    (a tab that lost sees what the winner decided)."""
+    record = await chats.get(chat_id)
+    generation = record.generation if record else ""
+    decided = []
+    for approval_id, approved, reason in responses if record else []:
+        try:
+            decided.append(await approvals.decide(generation, approval_id, approved, reason))
+        except NoSuchApproval:
+            continue
+        except WaitEnded:
+            raise ApiError(
+                409, "ended", f"chat {chat_id!r}: the answer waiting for this decision has ended"
+            ) from None
+    if record is None or not decided:
+        raise ApiError(
+            409,
+            "approval_unknown",
+            f"chat {chat_id!r}: its answer waits on none of the approvals this request decides",
+        )
+    current_stream.set(generation)
+    return await answer(request, chat_id, generation, max(d.wait_seq for d in decided))
 
 
 async def _make_way(event_log: EventLog, chat: ChatBody, record: ChatRecord | None) -> None:
@@ -174,11 +212,21 @@ async def submit(
     jobs: JobsDep,
     settings: SettingsDep,
     hub: HubDep,
+    approvals: ApprovalsDep,
 ) -> Response:
-    """Start the chat's next generation and answer with its stream."""
+    """Start the chat's next generation and answer with its stream; or, for a request
+    that carries decisions on the tool calls the answer waits on, record them and answer
+    with the rest of that answer."""
     body = _body_id(await read_json(request, settings.chat_max_body_bytes))
     await check_chat(request, body["id"], "generate")
-    chat, job = _job(body, settings)
+    strict_json(body)
+    chat = _parsed(body)
+    responses = approval_responses(chat)
+    if responses:
+        # addToolApprovalResponse's request: a decision for the waiting answer, which
+        # goes on; this request's answer continues the same message from the wait.
+        return await _decided(request, chats, approvals, chat.id, responses)
+    job = _converted(chat, settings)
     await admit(jobs, settings, job["provider"])
     generation = new_stream_id()
     # A front-end at its connection limit says so before it starts anything.
@@ -259,7 +307,9 @@ async def resume(
     if startIndex is not None:
         # WorkflowChatTransport resuming by chat id (useChat's resume: true): the chat's
         # latest generation, as a run from its first event.
-        return await _run_stream(request, event_log, (chat_id, record.generation, 0), startIndex)
+        return await _run_stream(
+            request, event_log, (chat_id, record.generation, 0), startIndex, follow=True
+        )
     resume_point = request.headers.get("last-event-id")
     info = await event_log.info(record.generation)
     # Without a resume point the client holds nothing of this generation: an ended
@@ -275,10 +325,17 @@ async def resume(
 
 
 async def _run_stream(
-    request: Request, event_log: EventLog, run: tuple[str, str, int], start: int
+    request: Request,
+    event_log: EventLog,
+    run: tuple[str, str, int],
+    start: int,
+    *,
+    follow: bool = False,
 ) -> Response:
     """One answer's stream (a run id's), from its chunk ``start``: exact, never compacted,
-    no presence notices, so that chunk ``i`` is always event ``base + i + 1``."""
+    no presence notices, so that chunk ``i`` is always event ``base + i + 1``. A run's
+    reconnect ends where its POST's answer would, at a wait for a person; one that
+    ``follow``s the chat (a tab's resume) stays through it, as the chat's resume does."""
     chat_id, generation, base = run
     await check_chat(request, chat_id, None)
     current_stream.set(generation)
@@ -303,7 +360,9 @@ async def _run_stream(
         headers,
         compact=False,
         presence=False,
-        body_filter=lambda chunks: until_waiting(request, generation, chunks, finish_ends=True),
+        body_filter=lambda chunks: until_waiting(
+            request, generation, chunks, finish_ends=True, stop_at_wait=not follow
+        ),
     )
 
 
@@ -316,7 +375,12 @@ _ENDED_FRAME = re.compile(rb"\nevent: (abort|error)\n")
 
 
 async def until_waiting(
-    request: Request, generation: str, chunks: AsyncIterator[bytes], *, finish_ends: bool = False
+    request: Request,
+    generation: str,
+    chunks: AsyncIterator[bytes],
+    *,
+    finish_ends: bool = False,
+    stop_at_wait: bool = True,
 ) -> AsyncIterator[bytes]:
     """A submit's answer (and a run's stream): the generation's chunks, ending with a
     ``finish`` (``tool-calls``) once the generation is waiting for a person and this
@@ -333,7 +397,7 @@ async def until_waiting(
             if ended_badly and chunk.endswith(b"data: [DONE]\n\n"):
                 out = chunk[: -len(b"data: [DONE]\n\n")] + LONE_FINISH
             yield out
-            if _APPROVAL_FRAME in chunk:
+            if stop_at_wait and _APPROVAL_FRAME in chunk:
                 last = _LAST_ID.search(chunk)
                 seen = int(last.group(1)) if last else 0
                 meta = await event_log.meta(generation)
@@ -385,6 +449,84 @@ async def stop(
     metrics.appended.inc()
     body = {"id": chat_id, "generation_id": record.generation, "status": "cancelled"}
     return JSONResponse(body, status_code=202)
+
+
+class ApprovalBody(BaseModel):
+    """A decision on a tool call a generation waits on."""
+
+    model_config = ConfigDict(extra="forbid")
+    approvalId: str = Field(min_length=1, max_length=256)
+    approved: bool
+    reason: str | None = Field(None, max_length=4096)
+
+
+def _approval_body(body: Any) -> ApprovalBody:
+    try:
+        return ApprovalBody.model_validate(body)
+    except ValidationError as exc:
+        details = [
+            {"loc": list(e["loc"]), "msg": e["msg"]}
+            for e in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
+        raise ApiError(422, "invalid_request", "invalid decision", details=details) from None
+
+
+async def _decision_response(
+    approvals: Approvals, generation: str, body: ApprovalBody
+) -> JSONResponse:
+    try:
+        decision: Decision = await approvals.decide(
+            generation, body.approvalId, body.approved, body.reason
+        )
+    except NoSuchApproval:
+        raise ApiError(
+            404, "not_found", f"generation {generation!r} asks for no approval {body.approvalId!r}"
+        ) from None
+    except WaitEnded:
+        raise ApiError(409, "ended", f"generation {generation!r} has ended") from None
+    return JSONResponse(
+        {
+            "generation_id": generation,
+            "approvalId": decision.approval_id,
+            "approved": decision.approved,
+            "decided": decision.won,
+            "resumed": decision.resumed,
+        }
+    )
+
+
+@router.post(
+    "/v1/chat/{chat_id}/approvals",
+    openapi_extra=openapi.APPROVAL_BODY,
+    responses=openapi.errors(401, 403, 404, 409, 413, 422, 429),
+)
+async def decide_in_chat(
+    chat_id: str, request: Request, chats: ChatsDep, approvals: ApprovalsDep, settings: SettingsDep
+) -> JSONResponse:
+    """Decide on a tool call the chat's answer waits on; the first decision wins."""
+    check_chat_id(chat_id)
+    await check_chat(request, chat_id, "generate")
+    body = _approval_body(await read_json(request, settings.max_body_bytes))
+    record = await chats.get(chat_id)
+    if record is None:
+        raise ApiError(404, "not_found", f"no chat {chat_id!r} (unknown or expired)")
+    current_stream.set(record.generation)
+    return await _decision_response(approvals, record.generation, body)
+
+
+@router.post(
+    "/v1/generations/{stream_id}/approvals",
+    openapi_extra=openapi.APPROVAL_BODY,
+    responses=openapi.errors(401, 403, 404, 409, 413, 422, 429),
+    dependencies=[Depends(valid_stream_id), *producer("generate")],
+)
+async def decide_in_generation(
+    stream_id: str, request: Request, approvals: ApprovalsDep, settings: SettingsDep
+) -> JSONResponse:
+    """Decide on a tool call a generation waits on; the first decision wins."""
+    body = _approval_body(await read_json(request, settings.max_body_bytes))
+    current_stream.set(stream_id)
+    return await _decision_response(approvals, stream_id, body)
 
 
 @router.get("/v1/chat/{chat_id}/messages", responses=openapi.errors(401, 404))
