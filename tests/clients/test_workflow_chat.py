@@ -28,9 +28,17 @@ import httpx
 import pytest
 
 from broadcaster.core.embedded import EmbeddedRedis, free_port
-from tests.support.fake_anthropic import FakeAnthropicServer, Script, gate, message, text
+from tests.support.fake_anthropic import (
+    FakeAnthropicServer,
+    Script,
+    gate,
+    message,
+    text,
+    tool_use,
+)
 from tests.support.nginx import Nginx, find_nginx
 from tests.support.procs import ROOT, Proc, start_frontend, start_worker
+from tests.support.worker_tools import runs
 
 WORKFLOW_DIR = ROOT / "tests" / "clients" / "workflow"
 SCRIPT = WORKFLOW_DIR / "chat.mjs"
@@ -251,3 +259,53 @@ def test_start_index_positive_and_negative_through_the_transport(stack: Stack) -
 
 def test_the_logs_hold_no_traceback(stack: Stack) -> None:
     assert "Traceback" not in stack.logs(), stack.logs()
+
+
+def test_two_tabs_one_approves_both_see_the_output_and_the_continuation(stack: Stack) -> None:
+    """Two AI SDK 7 Chats on one chat; the tool the model calls needs approval. The first
+    tab's answer ends at the wait (``finish``), the second (resumed by chat id) stays on
+    the generation; the first answers with ``addToolApprovalResponse`` and its
+    ``sendAutomaticallyWhen`` request carries the decision: the tool runs once and both
+    tabs show its output and the model's next step, in the same assistant message."""
+    calls = message(
+        [text(["Adding."]), tool_use("toolu_tabs", "approved_add", ['{"a": 4, "b": 5}'])],
+        stop_reason="tool_use",
+    )
+    stack.anthropic.route("tabs-approve", calls)
+    # The next call's last message is the tool's result: it takes the queue's script.
+    stack.anthropic.enqueue(message([text(["The sum ", "is 9."])]))
+    chat = "chat-tabs"
+    request = {
+        "api": stack.api,
+        "chatId": chat,
+        "text": "tabs-approve: add 4 and 5",
+        "body": {"id": chat},
+        "decide": {"approved": True},
+        "expectText": "is 9.",
+        "tabs": 2,
+    }
+    got = result(node("approve", request), stack)
+    assert got["asked"]["state"] == "approval-requested"
+    first, second = got["tabs"]
+    answer_1, answer_2 = first[-1], second[-1]
+    assert answer_1["id"] == answer_2["id"]  # one assistant message, continued
+
+    def without_approval(message_: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in p.items() if k != "approval"} for p in message_["parts"]]
+
+    assert without_approval(answer_1) == without_approval(answer_2)
+    kinds = [p["type"] for p in answer_1["parts"]]
+    assert kinds == ["step-start", "text", "tool-approved_add", "step-start", "text"], kinds
+    tool = answer_1["parts"][2]
+    assert tool["state"] == "output-available" and tool["output"] == {"sum": 9}
+    assert tool["approval"]["approved"] is True  # the deciding tab's own record
+    assert answer_1["parts"][-1]["text"] == "The sum is 9."
+    assert runs(stack.root / "tool-runs.jsonl", "approved_add") == 1
+    posts = [r for r in got["requests"] if r["method"] == "POST"]
+    assert [r["tab"] for r in posts] == [0, 0] and all(r["status"] == 200 for r in posts)
+    # The decision's answer started where the generation waited: its run id's base.
+    base = int(posts[1]["runId"].rsplit("~", 1)[1])
+    assert base > 0 and posts[1]["runId"].split("~")[1] == posts[0]["runId"].split("~")[1]
+    listed = messages_of(stack, chat)
+    assert listed["status"] == "completed"
+    assert without_approval(listed["messages"][-1]) == without_approval(answer_1)

@@ -118,7 +118,7 @@ def tool_results(stack: Stack, marker: str) -> list[dict[str, Any]]:
 
 def test_a_call_waits_holding_nothing_and_an_approval_resumes_it(stack: Stack) -> None:
     stack.anthropic.route("approve-1", calls("approved_add", "toolu_a1", '{"a": 2, "b": 5}'))
-    stack.anthropic.route("approve-1", message([text(["It is ", "7."])]))
+    stack.anthropic.enqueue(message([text(["It is ", "7."])]))
     posted = submit(stack, "chat-approve-1", "approve-1 please add")
     assert posted.status_code == 200
     generation = posted.headers["x-generation-id"]
@@ -196,7 +196,7 @@ def _hooks(stack: Stack, kind: str) -> list[dict[str, Any]]:
 
 def test_a_denial_reaches_the_model_and_the_tool_never_runs(stack: Stack) -> None:
     stack.anthropic.route("deny-1", calls("approved_add", "toolu_d1", '{"a": 1, "b": 1}'))
-    stack.anthropic.route("deny-1", message([text(["Fine, ", "I won't."])]))
+    stack.anthropic.enqueue(message([text(["Fine, ", "I won't."])]))
     posted = submit(stack, "chat-deny-1", "deny-1 add")
     generation = posted.headers["x-generation-id"]
     asked = events(posted.content)[-2]
@@ -221,7 +221,7 @@ def test_a_denial_reaches_the_model_and_the_tool_never_runs(stack: Stack) -> Non
 def test_a_timeout_denies_and_the_model_is_told(stack: Stack) -> None:
     """``transfer`` over 100 needs approval and waits 1 s: the front-ends' sweep denies."""
     stack.anthropic.route("timeout-1", calls("transfer", "toolu_t1", '{"amount": 500}'))
-    stack.anthropic.route("timeout-1", message([text(["Nobody ", "answered."])]))
+    stack.anthropic.enqueue(message([text(["Nobody ", "answered."])]))
     posted = submit(stack, "chat-timeout-1", "timeout-1 send 500")
     generation = posted.headers["x-generation-id"]
     assert events(posted.content)[-2]["type"] == "tool-approval-request"
@@ -235,7 +235,7 @@ def test_a_timeout_denies_and_the_model_is_told(stack: Stack) -> None:
 
 def test_a_predicate_that_says_no_runs_the_tool_at_once(stack: Stack) -> None:
     stack.anthropic.route("small-1", calls("transfer", "toolu_s1", '{"amount": 5}'))
-    stack.anthropic.route("small-1", message([text(["Sent."])]))
+    stack.anthropic.enqueue(message([text(["Sent."])]))
     posted = submit(stack, "chat-small-1", "small-1 send 5")
     kinds = [e["type"] for e in events(posted.content)]
     assert "tool-approval-request" not in kinds and kinds[-1] == "finish"

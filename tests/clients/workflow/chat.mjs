@@ -190,6 +190,7 @@ async function approve() {
   const asked = structuredClone(pendingApproval(first));
   await until(() => others.every((t) => pendingApproval(t)), "the approval request in every tab");
   await first.addToolApprovalResponse({ id: asked.approval.id, ...request.decide });
+  const state = () => JSON.stringify({ statuses: tabs.map((t) => t.status), last: tabs.map((t) => t.messages.at(-1)), requests });
   await until(
     () =>
       errors.length > 0 ||
@@ -201,7 +202,7 @@ async function approve() {
           t.messages.at(-1).parts.at(-1).type === "text",
       ),
     "every tab's continuation",
-  );
+  ).catch((err) => fail(`${err.message}\n${state()}`));
   if (errors.length) fail(`after the decision: ${errors.join("; ")}`);
   return { asked, tabs: tabs.map((t) => t.messages), statuses: tabs.map((t) => t.status), finishes, requests };
 }
