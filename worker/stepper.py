@@ -157,7 +157,8 @@ async def _steering(run: StepRun) -> tuple[list[dict[str, Any]], dict[str, Any] 
     events = []
     for item in raw:
         message = json.loads(item)
-        events.append({"type": "data-steer", "id": str(message.get("id")), "data": message})
+        data = {"id": str(message.get("id")), "text": str(message.get("text") or "")}
+        events.append({"type": "data-steer", "id": data["id"], "data": data})
     log.info(
         "generation %s: %d steering message(s) for the next step", run.writer.stream_id, len(raw)
     )

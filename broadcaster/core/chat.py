@@ -13,7 +13,10 @@ transport's ``body`` option. The conversion follows the AI SDK's own
 - an assistant message is split at each ``step-start``: each step is an assistant turn
   (signed reasoning as ``thinking``, redacted reasoning as ``redacted_thinking``, text,
   tool calls as ``tool_use``) followed by a user turn with the step's tool results;
-- ``data-*`` parts, sources, unsigned reasoning and calls still streaming are left out.
+- ``data-*`` parts, sources, unsigned reasoning and calls still streaming are left out,
+  but for ``data-steer`` (a message that steered the answer at that step): its text goes
+  with the step's tool results, as the worker sent it, and the user message of the same
+  id is not sent again.
 
 Consecutive turns of one role are merged, as Anthropic's turns alternate. The result is
 then checked like any generation request (``request.validate_request``).
@@ -197,8 +200,9 @@ def generation_body(chat: ChatBody) -> dict[str, Any]:
         if message.role == "system" and (text := _system_text(m, message))
     ]
     turns: list[tuple[str, list[dict[str, Any]]]] = []
+    steered = _steered(chat.messages)
     for m, message in enumerate(chat.messages):
-        if message.role == "user":
+        if message.role == "user" and message.id not in steered:
             turns.append(("user", _user_blocks(m, message)))
         elif message.role == "assistant":
             turns += _assistant_turns(m, message)
@@ -226,6 +230,19 @@ def to_request(chat: ChatBody, defaults: Defaults) -> dict[str, Any]:
             f"the messages convert to an invalid model request: {exc.message}"[:1000],
             exc.details,
         ) from None
+
+
+def _steered(messages: list[UIMessage]) -> set[str]:
+    """The ids of user messages that steered an answer: the answer holds them (its
+    ``data-steer`` parts, sent with that step's tool results), so they are not sent again
+    where the tab put them."""
+    return {
+        str((part.model_extra or {}).get("id"))
+        for message in messages
+        if message.role == "assistant"
+        for part in message.parts
+        if part.type == "data-steer"
+    }
 
 
 def _merged(turns: list[tuple[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
@@ -360,6 +377,10 @@ def _assistant_turns(m: int, message: UIMessage) -> list[tuple[str, list[dict[st
             call, result = tool_blocks(loc, part)
             said += call
             results += result
+        elif part.type == "data-steer":
+            data = (part.model_extra or {}).get("data")
+            if isinstance(data, dict) and isinstance(data.get("text"), str) and data["text"]:
+                results.append({"type": "text", "text": data["text"]})
         elif not _skipped(part.type):
             raise _invalid([*loc, "type"], f"an assistant message cannot hold a {part.type!r} part")
     return [*turns, ("assistant", said), ("user", results)]

@@ -121,6 +121,18 @@ def chat_key(chat_id: str) -> str:
     return f"{PREFIX}:{{{_group(chat_id)}}}:{chat_id}:chat"
 
 
+def chat_queue_key(chat_id: str) -> str:
+    """A list: the chat's messages waiting for their turn (``multitask`` ``enqueue``),
+    JSON each (the generation made for it, the message, the body's generation fields),
+    oldest first; started one by one as each answer ends (``core.chatpump``)."""
+    return f"{PREFIX}:{{{_group(chat_id)}}}:{chat_id}:queue"
+
+
+CHATS_PENDING_KEY = f"{PREFIX}:{{chats}}:pending"
+"""A sorted set: the chats with messages waiting (queued, or steering left over when an
+answer ended without a next step), by when one was added: what the pump looks at."""
+
+
 def chat_ttl(idle_ttl: int, ended_ttl: int) -> int:
     """A chat's record lives as long as its latest generation can (idle while it runs,
     then ended): set again at every submit. A record that outlives its generation anyway

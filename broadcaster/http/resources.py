@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from broadcaster.core import connection, keys
 from broadcaster.core.approvals import Approvals
+from broadcaster.core.chatpump import ChatPump
 from broadcaster.core.chats import Chats
 from broadcaster.core.dslog import DurableLog
 from broadcaster.core.generations import Generations
@@ -33,6 +34,7 @@ from broadcaster.fanout.hub import Hub, HubConfig
 from broadcaster.fanout.presence import Presence
 from broadcaster.http.metrics import FrontendMetrics
 from broadcaster.http.settings import Settings
+from broadcaster.http.stream_ids import new_stream_id
 from broadcaster.webhooks.deliverer import delivering
 
 
@@ -84,9 +86,17 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
             app.state.chats = Chats(redis, chat_ttl)
             overdue = OverdueJobs(app.state.jobs, event_log, settings.queued_timeout_seconds)
             app.state.approvals = Approvals(event_log, app.state.jobs)
+            pump = ChatPump(
+                app.state.chats,
+                app.state.generations,
+                app.state.jobs,
+                settings.request_defaults(),
+                new_stream_id,
+            )
             sweeping = [
                 asyncio.create_task(overdue.run(), name="overdue-jobs"),
                 asyncio.create_task(app.state.approvals.run(), name="expired-approvals"),
+                asyncio.create_task(pump.run(), name="chat-pump"),
             ]
             try:
                 yield

@@ -11,6 +11,7 @@ themselves are ordinary ones, started and streamed by the same code as
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from broadcaster.core import auth, keys
 from broadcaster.core.approvals import Approvals, Decision, NoSuchApproval, WaitEnded
 from broadcaster.core.chat import (
+    GENERATION_FIELDS,
     ChatBody,
     approval_responses,
     chunk_window,
@@ -33,7 +35,8 @@ from broadcaster.core.chat import (
     to_request,
 )
 from broadcaster.core.chats import ChatRecord, Chats
-from broadcaster.core.log import EventLog
+from broadcaster.core.generations import Generations
+from broadcaster.core.log import UNCLAIMED, AppendRefused, EventLog
 from broadcaster.core.logs import current_stream
 from broadcaster.core.request import RequestInvalid
 from broadcaster.core.ui_message import ChatMessages
@@ -172,26 +175,102 @@ async def _decided(
     return await answer(request, chat_id, generation, max(d.wait_seq for d in decided))
 
 
-async def _make_way(event_log: EventLog, chat: ChatBody, record: ChatRecord | None) -> None:
-    """A chat runs one generation at a time: 409 while one runs, unless the request
-    regenerates, which cancels the running one (it ends with ``abort``)."""
+async def _make_way(
+    event_log: EventLog, chat: ChatBody, record: ChatRecord | None, default: str
+) -> str | None:
+    """A chat runs one generation at a time. While one runs (or waits for a person), the
+    submit's ``multitask`` (else the deployment's) decides: ``reject`` (409), ``interrupt``
+    (the running one ends with ``abort``, reason ``interrupted``; a regenerate always
+    does this, reason ``cancelled``), or ``enqueue``/``steer``, returned for the caller.
+    None: go ahead."""
     if record is None:
-        return
+        return None
     info = await event_log.info(record.generation)
     if info is None or info.ended:
-        return
-    if chat.trigger != "regenerate-message":
+        return None
+    regenerate = chat.trigger == "regenerate-message"
+    strategy = "interrupt" if regenerate else (chat.multitask or default)
+    if strategy in ("enqueue", "steer") and chat.messages[-1].role == "user":
+        return strategy
+    if strategy != "interrupt":
         raise ApiError(
             409,
             "chat_busy",
-            f"chat {chat.id!r} is generating; stop it (POST /v1/chat/{chat.id}/stop) or regenerate",
+            f"chat {chat.id!r} is generating; stop it (POST /v1/chat/{chat.id}/stop), "
+            "regenerate, or send with multitask",
             generation_id=record.generation,
         )
-    try:
-        await abort(event_log, record.generation)
-    except ApiError as exc:
-        if exc.status != 409:  # ended meanwhile: nothing left to cancel
-            raise
+    reason = "cancelled" if regenerate else "interrupted"
+    with contextlib.suppress(AppendRefused):  # ended meanwhile: nothing left to cancel
+        await event_log.append(
+            record.generation,
+            [{"type": "abort", "reason": reason}],
+            kind="generation",
+            meta={"error": ""},
+        )
+    return None
+
+
+async def _enqueue(
+    request: Request,
+    *,
+    chats: Chats,
+    generations: Generations,
+    settings: Settings,
+    chat: ChatBody,
+    job: dict[str, Any],
+) -> Response:
+    """``enqueue``: the message's generation is made now, and its stream is the answer
+    (a transient ``data-queued`` first, then nothing until the pump starts it)."""
+    generation = new_stream_id()
+    job["ui_message_id"] = generation
+    job["chat_id"] = chat.id
+    await create(generations, generation, job)
+    entry = {
+        "generation": generation,
+        "message": chat.messages[-1].model_dump(),
+        "fields": _fields(chat),
+    }
+    position = await chats.enqueue(chat.id, entry, settings.chat_queue_max)
+    if not position:
+        await generations.discard(generation)
+        raise ApiError(
+            409,
+            "chat_queue_full",
+            f"chat {chat.id!r} already has {settings.chat_queue_max} messages waiting",
+        )
+    notice = {"type": "data-queued", "data": {"position": position}, "transient": True}
+    await generations.log.append(generation, [notice], kind="generation", owner=UNCLAIMED)
+    return await answer(request, chat.id, generation, 0)
+
+
+def _fields(chat: ChatBody) -> dict[str, Any]:
+    """The body's generation fields, for a message that starts later."""
+    return {k: v for k, v in (chat.model_extra or {}).items() if k in GENERATION_FIELDS}
+
+
+STEERED = "data-steered"
+
+
+async def _steer(chats: Chats, event_log: EventLog, chat: ChatBody, record: ChatRecord) -> Response:
+    """``steer``: the message goes to the running generation's next step. The answer is
+    short: a transient ``data-steered`` and a ``finish`` (no assistant message of its
+    own: the running answer, which every tab follows, shows the message as a
+    ``data-steer`` part where it entered, and goes on)."""
+    last = chat.messages[-1]
+    text = "".join(
+        str((p.model_extra or {}).get("text", "")) for p in last.parts if p.type == "text"
+    )
+    message = {"id": last.id, "text": text, "message": last.model_dump(), "fields": _fields(chat)}
+    await chats.steer(chat.id, record.generation, message)
+    info = await event_log.info(record.generation)
+    notice = {"generationId": record.generation, "messageId": last.id}
+    body = (
+        f"data: {json.dumps({'type': STEERED, 'data': notice, 'transient': True})}\n\n"
+        'data: {"type":"finish"}\n\ndata: [DONE]\n\n'
+    )
+    headers = _answer_headers(chat.id, record.generation, info.last_seq if info else 0)
+    return Response(body, media_type="text/event-stream", headers=SSE_HEADERS | headers)
 
 
 @router.post(
@@ -232,7 +311,13 @@ async def submit(
     # A front-end at its connection limit says so before it starts anything.
     check_capacity(hub, settings, generation)
     record = await chats.get(chat.id)
-    await _make_way(event_log, chat, record)
+    way = await _make_way(event_log, chat, record, settings.chat_multitask)
+    if way == "enqueue":
+        return await _enqueue(
+            request, chats=chats, generations=generations, settings=settings, chat=chat, job=job
+        )
+    if way == "steer" and record is not None:
+        return await _steer(chats, event_log, chat, record)
     job["ui_message_id"] = response_message_id(chat.messages, generation)
     job["chat_id"] = chat.id  # a run id names it: its stream checks it is this chat's
     # Created before the chat names it, queued after: a submit that reads the record
@@ -544,12 +629,17 @@ async def messages(
     async for page in event_log.read_after(record.generation, 0, int(meta.get("seq", 0))):
         for event in page:
             folding.feed(event.json())
+    queued = [
+        {"generation_id": e["generation"], "message": e["message"]}
+        for e in await chats.queued(chat_id)
+    ]
     return JSONResponse(
         {
             "id": chat_id,
             "generation_id": record.generation,
             "status": meta.get("status", "queued"),
             "messages": folding.result(),
+            "queued": queued,
         }
     )
 
