@@ -73,6 +73,11 @@ class Progress:
     usage: dict[str, int] | None = None
     """Summed over the model calls so far (None before the first one reported any)."""
     model: str | None = None
+    id_prefix: str = ""
+    """Before the ids of this attempt's text and reasoning parts: set after a
+    ``data-retry``, so that no part of the call made again reuses the id of a part the
+    cut-off call left open (the AI SDK would append to it, or, with
+    ``WorkflowChatTransport``'s framing repair, drop the new start)."""
 
     def add_usage(self, mapper: EventMapper) -> None:
         if not mapper.started:
@@ -105,6 +110,7 @@ async def run_steps(run: StepRun, progress: Progress) -> None:
                 run.policy,
                 message_id=run.message_id,
                 started=progress.started,
+                id_prefix=progress.id_prefix,
             )
         except CallFailed as exc:
             progress.add_usage(exc.mapper)
