@@ -169,11 +169,6 @@ def messages_of(stack: Stack, chat: str) -> dict[str, Any]:
     return found
 
 
-def has_text(stack: Stack, chat: str) -> bool:
-    messages = messages_of(stack, chat).get("messages", [])
-    return bool(messages) and any(p["type"] == "text" for p in messages[-1]["parts"])
-
-
 def viewers(proc: Proc) -> int:
     try:
         count: int = httpx.get(f"{proc.url}/readyz", timeout=2).json()["viewers"]
@@ -189,11 +184,12 @@ def test_a_dropped_answer_is_finished_by_the_transport(stack: Stack) -> None:
     opened = threading.Event()
     stack.anthropic.route("drop-me", held(opened))
     chat = "chat-dropped"
-    sender = node(
-        "send", {"api": stack.api, "chatId": chat, "text": "drop-me", "body": {"id": chat}}
-    )
+    shown = stack.root / "shown"
+    request = {"api": stack.api, "chatId": chat, "text": "drop-me", "body": {"id": chat}}
+    sender = node("send", {**request, "textFile": str(shown)})
     try:
-        wait_for("the answer's first words", lambda: has_text(stack, chat), stack)
+        # The Chat itself shows the first words: it holds some chunks of the POST.
+        wait_for("the answer's first words in the Chat", shown.exists, stack)
         serving = [f for f in stack.frontends if viewers(f) == 1]
         assert len(serving) == 1, [viewers(f) for f in stack.frontends]
         serving[0].stop(signal.SIGKILL)

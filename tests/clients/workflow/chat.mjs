@@ -7,9 +7,11 @@
 // The request (JSON on stdin) holds `api` (the broadcaster's {base}/v1/chat) and, per
 // mode:
 //
-//   send       {text, chatId?, body?}: a Chat sends one message and runs until it is
-//              ready (the transport reconnects by itself if the answer's connection
-//              drops); prints its messages and every request the transport made.
+//   send       {text, chatId?, body?, textFile?}: a Chat sends one message and runs until
+//              it is ready (the transport reconnects by itself if the answer's
+//              connection drops); prints its messages and every request the transport
+//              made. With `textFile`, that file is created once the Chat shows some
+//              text of the answer (the caller waits for it before it cuts the answer).
 //   reconnect  {chatId, startIndex}: transport.reconnectToStream({chatId, startIndex})
 //              (chatId may be a run id), read with readUIMessageStream; prints the chunks.
 //   approve    {chatId, text, body?, decide: {approved, reason?}, tabs: 2}: `tabs` Chats
@@ -28,6 +30,7 @@ import {
   readUIMessageStream,
 } from "ai";
 import { WorkflowChatTransport } from "@ai-sdk/workflow/client";
+import { writeFileSync } from "node:fs";
 
 function fail(msg, err) {
   const detail = err ? `\n${err.name ?? "Error"}: ${err.message ?? String(err)}` : "";
@@ -110,7 +113,16 @@ async function send() {
     onError: (err) => errors.push(err.message ?? String(err)),
     onFinish: ({ isAbort, isError, finishReason }) => finishes.push({ isAbort, isError, finishReason }),
   });
+  let told = false;
+  const watch = setInterval(() => {
+    const answer = chat.messages.at(-1);
+    if (!told && request.textFile && answer?.role === "assistant" && answer.parts.some((p) => p.type === "text" && p.text)) {
+      told = true;
+      writeFileSync(request.textFile, "text\n");
+    }
+  }, 10);
   await chat.sendMessage({ text: request.text });
+  clearInterval(watch);
   if (errors.length) fail(`the chat failed: ${errors.join("; ")}`);
   return { status: chat.status, messages: chat.messages, finishes, requests };
 }
