@@ -84,20 +84,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
             app.state.jobs = JobQueue(redis)
             chat_ttl = keys.chat_ttl(settings.idle_ttl_seconds, settings.ended_ttl_seconds)
             app.state.chats = Chats(redis, chat_ttl)
-            overdue = OverdueJobs(app.state.jobs, event_log, settings.queued_timeout_seconds)
-            app.state.approvals = Approvals(event_log, app.state.jobs)
-            pump = ChatPump(
-                app.state.chats,
-                app.state.generations,
-                app.state.jobs,
-                settings.request_defaults(),
-                new_stream_id,
-            )
-            sweeping = [
-                asyncio.create_task(overdue.run(), name="overdue-jobs"),
-                asyncio.create_task(app.state.approvals.run(), name="expired-approvals"),
-                asyncio.create_task(pump.run(), name="chat-pump"),
-            ]
+            sweeping = _sweepers(app, settings, event_log)
             try:
                 yield
             finally:
@@ -107,6 +94,26 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
                 await app.state.durable.aclose()
     finally:
         await redis.aclose()
+
+
+def _sweepers(app: FastAPI, settings: Settings, event_log: EventLog) -> list[asyncio.Task[None]]:
+    """The loops every front-end runs, each doing its round under a lock of its own:
+    overdue generations ended, expired approvals denied, chats' waiting messages
+    started."""
+    overdue = OverdueJobs(app.state.jobs, event_log, settings.queued_timeout_seconds)
+    app.state.approvals = Approvals(event_log, app.state.jobs)
+    pump = ChatPump(
+        app.state.chats,
+        app.state.generations,
+        app.state.jobs,
+        settings.request_defaults(),
+        new_stream_id,
+    )
+    return [
+        asyncio.create_task(overdue.run(), name="overdue-jobs"),
+        asyncio.create_task(app.state.approvals.run(), name="expired-approvals"),
+        asyncio.create_task(pump.run(), name="chat-pump"),
+    ]
 
 
 async def get_settings(request: Request) -> Settings:
