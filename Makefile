@@ -30,12 +30,13 @@ lint: $(BIN)/.installed
 # package is required. As root, Debian's redis-server is installed if missing, so the
 # suite runs against the most common server. The browser tests need Debian's chromium and
 # nginx (installed here as root if missing; otherwise this says what to install), and
-# tests/clients/browser, tests/clients/aisdk, tests/clients/durable (the Durable Streams
-# conformance suite and clients), tests/clients/jwt (jose, minting tokens as a Node
-# backend would), tests/perf and web/chat (the demo's chat bundle, rebuilt by a test) have
-# npm packages, installed by npm ci when missing or out of date.
+# tests/clients/browser, tests/clients/aisdk, tests/clients/workflow (@ai-sdk/workflow
+# and the AI SDK 7), tests/clients/durable (the Durable Streams conformance suite and
+# clients), tests/clients/jwt (jose, minting tokens as a Node backend would), tests/perf
+# and web/chat (the demo's chat bundle, rebuilt by a test) have npm packages, installed by
+# npm ci when missing or out of date.
 DEBIAN_FOR_TESTS := chromium nginx
-NPM_FOR_TESTS := tests/clients/browser tests/clients/aisdk tests/clients/durable tests/clients/jwt tests/perf web/chat
+NPM_FOR_TESTS := tests/clients/browser tests/clients/aisdk tests/clients/workflow tests/clients/durable tests/clients/jwt tests/perf web/chat
 
 test-deps:
 	@if ! command -v redis-server >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -9,6 +9,10 @@ tool, appends ``tool-output-available`` to the stream, and calls the model again
 the result. With the offline fake provider (``WORKER_PROVIDER=fake``), a prompt that
 names a tool ("roll_dice please") makes the fake call it.
 
+``count_words`` waits for a person's approval (``needs_approval=True``): the generation
+asks (``tool-approval-request``) and waits, holding no worker, until someone approves or
+denies it (the demo's chat tab has the buttons), or the approval times out.
+
 A tool is a ``worker.tools.Tool``: a name, a description, a JSON schema of its input, and
 an async function from the parsed input to a JSON-serialisable result. An exception it
 raises is shown to the model (and the viewers) as ``tool-output-error``.
@@ -60,5 +64,7 @@ TOOLS = [
             "required": ["text"],
         },
         run=count_words,
+        # A person approves each call first: the demo's chat tab shows Approve and Deny.
+        needs_approval=True,
     ),
 ]

@@ -146,6 +146,7 @@ async def _resume(writer: StreamWriter, claim: Claim) -> Progress:
         started=plan.started,
         usage=usage,
         model=meta.get("steps_model") or None,
+        id_prefix=f"a{claim.attempt}-" if plan.retry else "",
     )
 
 

@@ -81,7 +81,10 @@ class ContentBlocks:
     """The content blocks of one model call, by index: text, thinking and tool use, from
     their start through their deltas to their stop, as contract events."""
 
-    def __init__(self) -> None:
+    def __init__(self, id_prefix: str = "") -> None:
+        self.id_prefix = id_prefix
+        """Before each text and reasoning part's id: a retried call's parts must not
+        reuse the ids of the cut-off call's, which a viewer may still hold open."""
         self._open: dict[int, _Block] = {}
         self._text: list[str] = []
         self.notes: list[str] = []
@@ -101,20 +104,22 @@ class ContentBlocks:
             return []
         block_type = block.get("type")
         if block_type == "text":
-            self._open[index] = _Block("text", f"t{index}")
+            part_id = f"{self.id_prefix}t{index}"
+            self._open[index] = _Block("text", part_id)
             initial = block.get("text")
-            events: list[Event] = [{"type": "text-start", "id": f"t{index}"}]
+            events: list[Event] = [{"type": "text-start", "id": part_id}]
             if isinstance(initial, str) and initial:  # the API starts blocks empty; be safe
-                events.extend(self._text_delta(f"t{index}", initial))
+                events.extend(self._text_delta(part_id, initial))
             return events
         if block_type == "thinking":
-            self._open[index] = _Block("reasoning", f"r{index}")
-            return [{"type": "reasoning-start", "id": f"r{index}"}]
+            self._open[index] = _Block("reasoning", f"{self.id_prefix}r{index}")
+            return [{"type": "reasoning-start", "id": f"{self.id_prefix}r{index}"}]
         if block_type == "redacted_thinking":
-            self._open[index] = _Block("reasoning", f"r{index}")
+            part_id = f"{self.id_prefix}r{index}"
+            self._open[index] = _Block("reasoning", part_id)
             data = block.get("data")
             redacted = {"anthropic": {"redactedData": data if isinstance(data, str) else ""}}
-            return [{"type": "reasoning-start", "id": f"r{index}", "providerMetadata": redacted}]
+            return [{"type": "reasoning-start", "id": part_id, "providerMetadata": redacted}]
         if block_type in _TOOL_BLOCKS:
             return self._tool_start(index, block)
         return []  # tool results and any other block: nothing to show
@@ -215,9 +220,9 @@ class EventMapper:
     It keeps the message: its start, usage, stop reason and finish. The content blocks
     inside it are ``ContentBlocks``'s."""
 
-    def __init__(self, message_id: str) -> None:
+    def __init__(self, message_id: str, id_prefix: str = "") -> None:
         self.message_id = message_id
-        self._blocks = ContentBlocks()
+        self._blocks = ContentBlocks(id_prefix)
         self._input_tokens = 0
         self._output_tokens = 0
         self._stop_reason: str | None = None

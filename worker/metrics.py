@@ -14,7 +14,7 @@ class WorkerMetrics:
         self.finished = Counter(
             "worker_generations_finished_total",
             "Generations that left this worker, by outcome",
-            ["outcome"],  # completed, failed, cancelled, handed_back, lost
+            ["outcome"],  # completed, failed, cancelled, handed_back, lost, waiting
             registry=r,
         )
         self.provider_errors = Counter(

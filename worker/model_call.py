@@ -64,13 +64,14 @@ async def call_model(
     *,
     message_id: str,
     started: bool,
+    id_prefix: str = "",
 ) -> tuple[Step, EventMapper]:
     """One step's model call, its events appended (pending in ``writer`` at the end: the
     caller's next flush writes them, with the step's ending). ``started``: the attempt's
     ``start`` is already in the stream. Raises ``CallFailed``."""
     seq_before = writer.seq
     for retry_no in range(policy.provider_retries + 1):
-        mapper = EventMapper(message_id)
+        mapper = EventMapper(message_id, id_prefix)
         call = _Call(writer, policy, mapper, started)
         try:
             await call.run(provider, request)

@@ -84,6 +84,7 @@ class Worker:
                 load_tools(settings.tools),
                 settings.tool_timeout_seconds,
                 settings.tool_max_output_bytes,
+                settings.tool_approval_timeout_seconds,
             ),
             max_steps=settings.max_steps,
         )

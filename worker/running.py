@@ -1,7 +1,8 @@
 """The generations one worker runs: up to ``concurrency`` at once, one task each.
 
 Each task runs ``run_generation`` and settles its job by how the generation left this
-worker: finished (acknowledged), cancelled (acknowledged), taken by another writer (its
+worker: finished (acknowledged), waiting for a person (acknowledged: the decision queues
+it again, and nothing is held meanwhile), cancelled (acknowledged), taken by another writer (its
 queue entry is that writer's business), handed back on shutdown (re-added at the queue's
 tail), or lost to Redis or a bug (left pending: after the lease a worker takes it over).
 
@@ -194,7 +195,11 @@ class RunningGenerations:
             await self.jobs.done(job)
             info = await self.log.info(gid)
             ended = info.ended if info else None
-            self.metrics.finished.labels(_OUTCOMES.get(ended or "", "lost")).inc()
+            outcome = _OUTCOMES.get(ended or "")
+            if outcome is None:
+                status = await self.log.redis.hget(keys.meta_key(gid), "status")
+                outcome = "waiting" if status == b"waiting" else "lost"
+            self.metrics.finished.labels(outcome).inc()
         except StreamEnded:
             self.metrics.finished.labels("cancelled").inc()
             log.info("generation %s: ended elsewhere (cancelled); stopped", gid)

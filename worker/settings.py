@@ -57,6 +57,9 @@ class WorkerSettings(RedisSettings):
     """A tool call still running after this long ends with ``tool-output-error``."""
     tool_max_output_bytes: int = Field(65536, ge=2)
     """A tool's output larger than this (as JSON) ends with ``tool-output-error``."""
+    tool_approval_timeout_seconds: float = Field(300.0, gt=0)
+    """How long a call of a tool that needs approval waits for a person's decision before
+    it is denied (a tool may set its own, ``Tool.approval_timeout_s``)."""
     max_steps: int = Field(20, ge=1, le=MAX_STEPS)
     """The most steps (model calls) a generation takes here, whatever its ``max_steps``."""
     fake_delay_ms: float = Field(25.0, ge=0)

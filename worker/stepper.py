@@ -8,19 +8,41 @@ appended together with ``steps_done`` in the stream's metadata (``worker.steps``
 each tool's output as soon as it has run, each in its own append: a worker that takes the
 generation over finds every tool that has run in the stream and runs only the others.
 Tools run one after the other, in the order the model called them.
+
+**Waiting for a person.** A call of a tool registered as needing approval
+(``Tool.needs_approval``) runs only once a person has decided. Without a decision in the
+stream the step's other tools run, then one append adds a ``tool-approval-request`` per
+undecided call and *suspends* the generation: its status becomes ``waiting``, its owner a
+wait token (so no worker's append passes), its wait (the approvals, the deadline) goes
+into its metadata, it joins its group's waiting set (``keys.waiting_key``) and an
+``approval.requested`` webhook event is queued, all in that one step. The attempt then
+ends like a finished one: the job is acknowledged, the model call is long closed, no slot
+or lease is held. The decision (a front-end's append of ``data-approval``) queues the job
+again; the next worker resumes here, from the stream: approved calls run (once: their
+output is in the stream from then on), denied ones get ``tool-output-denied``, and the
+model is sent the denial as the call's result.
+
+**Steering.** Before the next step's model call, the chat messages waiting in the
+generation's steering list (``keys.steer_key``) are recorded as ``data-steer`` events in
+the same append as the step's ``finish-step``, which drops exactly those from the list:
+the next call's user turn carries them after the tool results, and a takeover folds them
+from the stream the same way.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from broadcaster.core import keys
 from worker.mapping import EventMapper
 from worker.model_call import CallFailed, Policy, call_model
 from worker.providers.base import Provider
-from worker.steps import Step, step_messages
+from worker.steps import Step, ToolCall, step_messages
 from worker.writer import StreamWriter
 
 log = logging.getLogger("worker.generation")
@@ -51,6 +73,11 @@ class Progress:
     usage: dict[str, int] | None = None
     """Summed over the model calls so far (None before the first one reported any)."""
     model: str | None = None
+    id_prefix: str = ""
+    """Before the ids of this attempt's text and reasoning parts: set after a
+    ``data-retry``, so that no part of the call made again reuses the id of a part the
+    cut-off call left open (the AI SDK would append to it, or, with
+    ``WorkflowChatTransport``'s framing repair, drop the new start)."""
 
     def add_usage(self, mapper: EventMapper) -> None:
         if not mapper.started:
@@ -83,6 +110,7 @@ async def run_steps(run: StepRun, progress: Progress) -> None:
                 run.policy,
                 message_id=run.message_id,
                 started=progress.started,
+                id_prefix=progress.id_prefix,
             )
         except CallFailed as exc:
             progress.add_usage(exc.mapper)
@@ -103,7 +131,7 @@ async def _after_model(
 ) -> bool:
     """The step's model output is whole: end the generation, or run the worker's tools it
     called and end the step (``resumed``: a takeover found it so, ``steps_done`` said).
-    True when the generation has ended."""
+    True when the generation has ended, or waits for a person."""
     calls = step.calls()
     tools = run.policy.tools
     if reason != "tool-calls" or not any(tools.runs(c.name) for c in calls):
@@ -111,7 +139,8 @@ async def _after_model(
         return True
     if not resumed:
         await _mark_whole(run, progress)
-    await _run_tools(run, step)
+    if await _run_tools(run, step):
+        return True  # suspended: the decision queues the generation again
     if any(not tools.runs(c.name) for c in calls):
         await _finish(run, progress, "tool-calls")  # the client runs the rest
         return True
@@ -119,9 +148,27 @@ async def _after_model(
         log.info("generation %s: max_steps (%d) reached", run.writer.stream_id, run.max_steps)
         await _finish(run, progress, "tool-calls")
         return True
-    step.events.append({"type": "finish-step"})
-    await run.writer.flush([{"type": "finish-step"}])
+    steering, extras = await _steering(run)
+    step.events += [{"type": "finish-step"}, *steering]
+    await run.writer.flush([{"type": "finish-step"}, *steering], extras=extras)
     return False
+
+
+async def _steering(run: StepRun) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The steering messages waiting for the next step, as ``data-steer`` events, and the
+    append's extras that drop exactly those from the list."""
+    raw = await run.writer.log.redis.lrange(keys.steer_key(run.writer.stream_id), 0, -1)
+    if not raw:
+        return [], None
+    events = []
+    for item in raw:
+        message = json.loads(item)
+        data = {"id": str(message.get("id")), "text": str(message.get("text") or "")}
+        events.append({"type": "data-steer", "id": data["id"], "data": data})
+    log.info(
+        "generation %s: %d steering message(s) for the next step", run.writer.stream_id, len(raw)
+    )
+    return events, {"ltrim": len(raw)}
 
 
 async def _mark_whole(run: StepRun, progress: Progress) -> None:
@@ -134,20 +181,87 @@ async def _mark_whole(run: StepRun, progress: Progress) -> None:
     await run.writer.flush(meta={**marker, **progress.usage_meta()})
 
 
-async def _run_tools(run: StepRun, step: Step) -> None:
+async def _run_tools(run: StepRun, step: Step) -> bool:
     """Run the step's calls of the worker's tools whose output is not in the stream yet,
-    one after the other, each output appended as soon as it is known."""
+    one after the other, each output appended as soon as it is known; a call that needs
+    approval runs once approved, is denied once denied, and without a decision suspends
+    the generation after the others. True when it suspended."""
     tools, metrics = run.policy.tools, run.writer.metrics
     done = step.outputs()
+    decisions = step.decisions()
+    undecided: list[ToolCall] = []
     for call in step.calls():
         if not tools.runs(call.name) or call.id in done:
             continue
+        if tools.needs_approval(call.name, call.input):
+            decision = decisions.get(call.id)
+            if decision is None:
+                undecided.append(call)
+                continue
+            if not decision.get("approved"):
+                denied = {"type": "tool-output-denied", "toolCallId": call.id}
+                step.events.append(denied)
+                await run.writer.flush([denied])
+                if metrics is not None:
+                    metrics.tool_calls.labels(call.name, "denied").inc()
+                continue
         output = await tools.call(call.id, call.name, call.input)
         if metrics is not None:
             outcome = "error" if output["type"] == "tool-output-error" else "output"
             metrics.tool_calls.labels(call.name, outcome).inc()
         step.events.append(output)
         await run.writer.flush([output])
+    if undecided:
+        await _suspend(run, step, undecided)
+        return True
+    return False
+
+
+async def _suspend(run: StepRun, step: Step, calls: list[ToolCall]) -> None:
+    """Ask a person about ``calls`` and leave the generation waiting, in one append."""
+    tools = run.policy.tools
+    asked = step.requested()
+    requests = [
+        {
+            "type": "tool-approval-request",
+            "approvalId": asked.get(c.id) or f"apr_{secrets.token_urlsafe(12)}",
+            "toolCallId": c.id,
+        }
+        for c in calls
+    ]
+    wait_s = min(tools.approval_timeout(c.name) for c in calls)
+    deadline_ms = int((time.time() + wait_s) * 1000)
+    approvals = [
+        {"approvalId": r["approvalId"], "toolCallId": c.id, "toolName": c.name, "input": c.input}
+        for r, c in zip(requests, calls, strict=True)
+    ]
+    await run.writer.flush()  # anything pending first: the requests' seqs are then known
+    last_seq = run.writer.seq + len(requests)
+    wait = {"approvals": approvals, "deadline_ms": deadline_ms, "seq": last_seq}
+    meta = {
+        "status": "waiting",
+        "owner": f"wait:{secrets.token_hex(6)}",
+        "wait": json.dumps(wait, separators=(",", ":")),
+        "wait_seq": str(last_seq),
+        "decided": "{}",
+    }
+    hook = {
+        "id": run.writer.stream_id,
+        "approvals": approvals,
+        "deadline_ms": deadline_ms,
+    }
+    extras = {
+        "outbox": ["approval.requested", json.dumps(hook, separators=(",", ":"))],
+        "zadd": deadline_ms,
+    }
+    step.events += requests
+    await run.writer.flush(requests, meta=meta, extras=extras)
+    log.info(
+        "generation %s: waiting up to %.0fs for a decision on %s",
+        run.writer.stream_id,
+        wait_s,
+        ", ".join(c.name for c in calls),
+    )
 
 
 async def _finish(run: StepRun, progress: Progress, reason: str) -> None:

@@ -27,7 +27,10 @@ from broadcaster.core.content import fold
 
 Event = dict[str, Any]
 
-_OUTPUTS = ("tool-output-available", "tool-output-error")
+_OUTPUTS = ("tool-output-available", "tool-output-error", "tool-output-denied")
+
+DENIED = "The user denied this tool call."
+"""A denied call's result for the model, before the person's reason if they gave one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,21 +59,59 @@ class Step:
         ]
 
     def outputs(self) -> dict[str, Event]:
-        """The output events of the tools run so far, by call id."""
+        """The output events of the tools run so far (a denial is one), by call id."""
         return {str(e.get("toolCallId")): e for e in self.events if e.get("type") in _OUTPUTS}
 
+    def requested(self) -> dict[str, str]:
+        """The calls that asked a person for a decision: call id -> approval id."""
+        return {
+            str(e.get("toolCallId")): str(e.get("approvalId"))
+            for e in self.events
+            if e.get("type") == "tool-approval-request"
+        }
+
+    def decisions(self) -> dict[str, dict[str, Any]]:
+        """The decisions recorded in the stream (``data-approval``), by call id:
+        ``{approvalId, toolCallId, approved, reason?}``."""
+        found: dict[str, dict[str, Any]] = {}
+        for e in self.events:
+            data = e.get("data")
+            if e.get("type") == "data-approval" and isinstance(data, dict):
+                found.setdefault(str(data.get("toolCallId")), data)
+        return found
+
+    def steering(self) -> list[dict[str, Any]]:
+        """The messages that steered the generation after this step (``data-steer``), as
+        text blocks for the next call's user turn."""
+        blocks = []
+        for e in self.events:
+            data = e.get("data")
+            if e.get("type") == "data-steer" and isinstance(data, dict) and data.get("text"):
+                blocks.append({"type": "text", "text": str(data["text"])})
+        return blocks
+
     def turns(self) -> list[dict[str, Any]]:
-        """The assistant turn and the user turn of tool results, as Anthropic messages."""
+        """The assistant turn and the user turn of tool results (then any steering
+        messages), as Anthropic messages."""
         # The fold leaves out empty text blocks and makes input that is not a JSON object
         # {} (the tool was told): Anthropic refuses either sent back.
         content = fold(self.events)
         outputs = self.outputs()
-        results = [tool_result(c.id, outputs.get(c.id)) for c in self.calls()]
-        return [{"role": "assistant", "content": content}, {"role": "user", "content": results}]
+        decisions = self.decisions()
+        results = [tool_result(c.id, outputs.get(c.id), decisions.get(c.id)) for c in self.calls()]
+        user = [*results, *self.steering()]
+        return [{"role": "assistant", "content": content}, {"role": "user", "content": user}]
 
 
-def tool_result(call_id: str, output: Event | None) -> dict[str, Any]:
-    """The ``tool_result`` block for a tool output event."""
+def tool_result(
+    call_id: str, output: Event | None, decision: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``tool_result`` block for a tool output event (a denial: the person's reason,
+    as an error)."""
+    if output is not None and output.get("type") == "tool-output-denied":
+        reason = (decision or {}).get("reason")
+        text = f"{DENIED} {reason}" if isinstance(reason, str) and reason else DENIED
+        return {"type": "tool_result", "tool_use_id": call_id, "content": text, "is_error": True}
     if output is None or output.get("type") == "tool-output-error":
         text = "the tool did not run" if output is None else str(output.get("errorText"))
         return {"type": "tool_result", "tool_use_id": call_id, "content": text, "is_error": True}
@@ -139,10 +180,15 @@ def plan_resume(events: Sequence[Event], steps_done: int) -> Resume:
     steps = split_steps(attempt)
     if steps and (steps[-1].finished or steps_done == stream_steps):
         return Resume(steps, False, [], stream_steps)
-    if not any(e.get("type") != "data-retry" for e in events):
-        return Resume([], False, [], stream_steps)  # nothing shown but data-retry
+    if not any(e.get("type") not in _NOT_SHOWN for e in events):
+        return Resume([], False, [], stream_steps)  # nothing shown but notices
     kept = steps[:-1]
     return Resume(kept, True, attempt[: _end_of_finished(attempt, len(kept))], stream_steps)
+
+
+_NOT_SHOWN = ("data-retry", "data-queued")
+"""Events before an attempt's ``start`` that are no output of it: a retry's notice, and
+the notice of a chat message that waited for its turn."""
 
 
 def _end_of_finished(attempt: Sequence[Event], finished: int) -> int:

@@ -11,7 +11,17 @@ A deployment writes its tools in Python::
     TOOLS = [Tool("roll_dice", "Roll dice.", {"type": "object", "properties": {}}, roll)]
 
 and names them with ``WORKER_TOOLS=mypackage.mytools:TOOLS`` (comma-separated for several
-lists). They are checked when the worker starts: a bad spec stops it with a message naming
+lists). A tool that must wait for a person says so::
+
+    Tool("delete_file", "Delete a file.", schema, delete, needs_approval=True)
+    Tool("pay", "Pay someone.", schema, pay, needs_approval=lambda args: args["amount"] > 100,
+         approval_timeout_s=600)
+
+The generation then asks for a decision (``tool-approval-request``) and waits, holding no
+worker, until a person decides or the timeout (else ``WORKER_TOOL_APPROVAL_TIMEOUT_SECONDS``)
+denies it (``worker.stepper``).
+
+They are checked when the worker starts: a bad spec stops it with a message naming
 the problem. The worker offers them to the model with the request's own tools; when the
 model calls one, the worker runs it (``ToolBox.call``) and the generation goes on with the
 result as its next step (``worker.stepper``).
@@ -43,6 +53,12 @@ class Tool:
     description: str
     input_schema: dict[str, Any]
     run: Callable[[dict[str, Any]], Awaitable[Any]]
+    needs_approval: bool | Callable[[dict[str, Any]], bool] = False
+    """Whether a call waits for a person's decision first: always, or when this predicate
+    of its input says so."""
+    approval_timeout_s: float | None = None
+    """How long a call waits for that decision before it is denied (None: the worker's
+    default, ``WORKER_TOOL_APPROVAL_TIMEOUT_SECONDS``)."""
 
     def definition(self) -> dict[str, Any]:
         """The tool as the model is offered it (an Anthropic custom tool)."""
@@ -74,6 +90,11 @@ def _problem(tool: Any) -> str | None:
         return f'tool {tool.name}: input_schema must be a JSON schema with "type": "object"'
     if not inspect.iscoroutinefunction(tool.run):
         return f"tool {tool.name}: run must be an async function"
+    if not isinstance(tool.needs_approval, bool) and not callable(tool.needs_approval):
+        return f"tool {tool.name}: needs_approval must be a bool or a function of the input"
+    timeout = tool.approval_timeout_s
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        return f"tool {tool.name}: approval_timeout_s must be a positive number of seconds"
     return None
 
 
@@ -121,13 +142,35 @@ class ToolBox:
     tools: Mapping[str, Tool]
     timeout_s: float = 30.0
     max_output_bytes: int = 65536
+    approval_timeout_s: float = 300.0
 
     @classmethod
-    def of(cls, tools: Iterable[Tool], timeout_s: float, max_output_bytes: int) -> ToolBox:
-        return cls({t.name: t for t in tools}, timeout_s, max_output_bytes)
+    def of(
+        cls,
+        tools: Iterable[Tool],
+        timeout_s: float,
+        max_output_bytes: int,
+        approval_timeout_s: float = 300.0,
+    ) -> ToolBox:
+        return cls({t.name: t for t in tools}, timeout_s, max_output_bytes, approval_timeout_s)
 
     def runs(self, name: Any) -> bool:
         return isinstance(name, str) and name in self.tools
+
+    def needs_approval(self, name: str, tool_input: Any) -> bool:
+        """Whether this call of the worker's tool ``name`` waits for a person first. A
+        predicate that fails asks for approval: the safe side."""
+        wants = self.tools[name].needs_approval
+        if isinstance(wants, bool):
+            return wants
+        try:
+            return bool(wants(tool_input if isinstance(tool_input, dict) else {}))
+        except Exception:
+            return True
+
+    def approval_timeout(self, name: str) -> float:
+        """How long a call of ``name`` waits for its decision."""
+        return self.tools[name].approval_timeout_s or self.approval_timeout_s
 
     def offer(self, request: dict[str, Any]) -> dict[str, Any]:
         """The request with the worker's tools after its own (unchanged without any);

@@ -35,6 +35,7 @@ class _Batch:
     meta: dict[str, str] | None
     text_append: str
     text_reset: str | None
+    extras: dict[str, Any] | None = None
 
 
 class WritesLost(AppendRefused):
@@ -122,14 +123,17 @@ class StreamWriter:
         *,
         meta: dict[str, str] | None = None,
         text_reset: str | None = None,
+        extras: dict[str, Any] | None = None,
     ) -> None:
+        """Append what is pending and ``events`` in one atomic step, with ``meta`` and
+        ``extras`` (``EventLog.append``)."""
         batch = merge_deltas(self.pending + (events or []))
         self.pending = []
         self.first_pending_at = None
         if not batch:
             return
         text = "".join(e["delta"] for e in batch if e["type"] == "text-delta")
-        await self._write(_Batch(batch, meta, text, text_reset))
+        await self._write(_Batch(batch, meta, text, text_reset, extras))
         self.wrote = True
         if self.metrics is not None:
             self.metrics.appended.inc(len(batch))
@@ -148,6 +152,7 @@ class StreamWriter:
             meta=b.meta,
             text_append=b.text_append,
             text_reset=b.text_reset,
+            extras=b.extras,
         )
 
     async def _write(self, b: _Batch) -> None:

@@ -13,7 +13,10 @@ transport's ``body`` option. The conversion follows the AI SDK's own
 - an assistant message is split at each ``step-start``: each step is an assistant turn
   (signed reasoning as ``thinking``, redacted reasoning as ``redacted_thinking``, text,
   tool calls as ``tool_use``) followed by a user turn with the step's tool results;
-- ``data-*`` parts, sources, unsigned reasoning and calls still streaming are left out.
+- ``data-*`` parts, sources, unsigned reasoning and calls still streaming are left out,
+  but for ``data-steer`` (a message that steered the answer at that step): its text goes
+  with the step's tool results, as the worker sent it, and the user message of the same
+  id is not sent again.
 
 Consecutive turns of one role are merged, as Anthropic's turns alternate. The result is
 then checked like any generation request (``request.validate_request``).
@@ -86,13 +89,48 @@ class UIMessage(BaseModel):
 
 
 class ChatBody(BaseModel):
-    """``POST /v1/chat``: what ``DefaultChatTransport`` sends, plus generation fields."""
+    """``POST /v1/chat``: what ``DefaultChatTransport`` sends (``WorkflowChatTransport``
+    sends only ``messages`` and the app's ``body``), plus generation fields."""
 
     model_config = ConfigDict(extra="allow")
     id: str = Field(pattern=keys.STREAM_ID_RE.pattern)
     messages: list[UIMessage] = Field(min_length=1)
-    trigger: Literal["submit-message", "regenerate-message"]
+    trigger: Literal["submit-message", "regenerate-message"] = "submit-message"
     messageId: str | None = Field(None, max_length=256)
+    multitask: Literal["reject", "enqueue", "interrupt", "steer"] | None = None
+
+
+RUN_SEPARATOR = "~"
+"""Between the parts of a run id: not in the id alphabet ``[A-Za-z0-9_-]``, and left as
+is by ``encodeURIComponent``."""
+
+
+def run_id(chat_id: str, generation: str, base: int) -> str:
+    """The ``x-workflow-run-id`` of a chat answer: the chat, the generation the answer
+    streams, and how many of its events came before the answer's first chunk."""
+    return RUN_SEPARATOR.join((chat_id, generation, str(base)))
+
+
+def parse_run_id(raw: str) -> tuple[str, str, int] | None:
+    """``(chat, generation, base)`` of a run id; None if ``raw`` is not one."""
+    parts = raw.split(RUN_SEPARATOR)
+    if len(parts) != 3:
+        return None
+    chat_id, generation, base = parts
+    if not (keys.STREAM_ID_RE.match(chat_id) and keys.STREAM_ID_RE.match(generation)):
+        return None
+    if not base.isdigit() or len(base) > 12:
+        return None
+    return chat_id, generation, int(base)
+
+
+def chunk_window(base: int, last_seq: int, start_index: int) -> int:
+    """The seq after which a run's stream resumes for ``startIndex``: chunk ``i`` of the
+    run is event ``base + i + 1`` of its generation; a negative index counts from the
+    run's tail (``-k``: its last ``k`` chunks), never before the run's first chunk."""
+    if start_index >= 0:
+        return base + start_index
+    return max(base, last_seq + start_index)
 
 
 def parse_body(body: Any) -> ChatBody:
@@ -125,6 +163,26 @@ def _dotted(loc: Sequence[Any]) -> str:
     return text or "body"
 
 
+def approval_responses(chat: ChatBody) -> list[tuple[str, bool, str | None]]:
+    """The decisions a submit carries: ``(approval id, approved, reason)`` of each tool
+    part of its last message, if that is the assistant's, in state ``approval-responded``
+    (``addToolApprovalResponse``)."""
+    last = chat.messages[-1]
+    if last.role != "assistant":
+        return []
+    found = []
+    for part in last.parts:
+        extra = part.model_extra or {}
+        approval = extra.get("approval")
+        if extra.get("state") != "approval-responded" or not isinstance(approval, dict):
+            continue
+        approval_id, approved = approval.get("id"), approval.get("approved")
+        if isinstance(approval_id, str) and isinstance(approved, bool):
+            reason = approval.get("reason")
+            found.append((approval_id, approved, reason if isinstance(reason, str) else None))
+    return found
+
+
 def response_message_id(messages: list[UIMessage], new_id: str) -> str:
     """The id of the assistant message the generation writes: the last message's when it
     is the assistant's (the client continues it, after its tool results), else new."""
@@ -142,8 +200,9 @@ def generation_body(chat: ChatBody) -> dict[str, Any]:
         if message.role == "system" and (text := _system_text(m, message))
     ]
     turns: list[tuple[str, list[dict[str, Any]]]] = []
+    steered = _steered(chat.messages)
     for m, message in enumerate(chat.messages):
-        if message.role == "user":
+        if message.role == "user" and message.id not in steered:
             turns.append(("user", _user_blocks(m, message)))
         elif message.role == "assistant":
             turns += _assistant_turns(m, message)
@@ -171,6 +230,19 @@ def to_request(chat: ChatBody, defaults: Defaults) -> dict[str, Any]:
             f"the messages convert to an invalid model request: {exc.message}"[:1000],
             exc.details,
         ) from None
+
+
+def _steered(messages: list[UIMessage]) -> set[str]:
+    """The ids of user messages that steered an answer: the answer holds them (its
+    ``data-steer`` parts, sent with that step's tool results), so they are not sent again
+    where the tab put them."""
+    return {
+        str((part.model_extra or {}).get("id"))
+        for message in messages
+        if message.role == "assistant"
+        for part in message.parts
+        if part.type == "data-steer"
+    }
 
 
 def _merged(turns: list[tuple[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
@@ -305,6 +377,10 @@ def _assistant_turns(m: int, message: UIMessage) -> list[tuple[str, list[dict[st
             call, result = tool_blocks(loc, part)
             said += call
             results += result
+        elif part.type == "data-steer":
+            data = (part.model_extra or {}).get("data")
+            if isinstance(data, dict) and isinstance(data.get("text"), str) and data["text"]:
+                results.append({"type": "text", "text": data["text"]})
         elif not _skipped(part.type):
             raise _invalid([*loc, "type"], f"an assistant message cannot hold a {part.type!r} part")
     return [*turns, ("assistant", said), ("user", results)]

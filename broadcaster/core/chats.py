@@ -9,6 +9,7 @@ expired counts as no chat at all (``chat_routes``).
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -30,6 +31,35 @@ class Chats:
         self.redis = redis
         self.ttl = ttl
         self._submit = redis.register_script(script("chat_submit.lua"))
+        self._enqueue = redis.register_script(script("chat_enqueue.lua"))
+
+    async def enqueue(self, chat_id: str, entry: dict[str, Any], limit: int) -> int:
+        """Add a message to the chat's queue; its position (1: next), or 0 when the queue
+        already holds ``limit``."""
+        raw = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+        position = int(
+            await self._enqueue(keys=[keys.chat_queue_key(chat_id)], args=[raw, limit, self.ttl])
+        )
+        if position:
+            await self.pending(chat_id)
+        return position
+
+    async def pending(self, chat_id: str) -> None:
+        """Tell the pump the chat has something waiting."""
+        await self.redis.zadd(keys.CHATS_PENDING_KEY, {chat_id: time.time()})
+
+    async def queued(self, chat_id: str) -> list[dict[str, Any]]:
+        raw = await self.redis.lrange(keys.chat_queue_key(chat_id), 0, -1)
+        return [json.loads(item) for item in raw]
+
+    async def steer(self, chat_id: str, generation: str, message: dict[str, Any]) -> None:
+        """Hand a message to the running ``generation`` for its next step."""
+        raw = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(keys.steer_key(generation), raw)
+            pipe.expire(keys.steer_key(generation), self.ttl)
+            await pipe.execute()
+        await self.pending(chat_id)
 
     async def get(self, chat_id: str) -> ChatRecord | None:
         raw = await self.redis.hmget(keys.chat_key(chat_id), "generation", "message_id", "messages")

@@ -57,6 +57,26 @@ def push_channel(stream_id: str, db: int = 0) -> str:
     return f"{PREFIX}:{{{_group(stream_id)}}}:{stream_id}:push:{db}"
 
 
+def waiting_key(stream_id: str) -> str:
+    """A sorted set per slot group: the generations of the group that wait for a person
+    (a tool's approval), scored by their deadline in ms. Under the stream's own tag, so
+    that the append that suspends a generation, and the one that decides, move it in and
+    out in the same atomic step; the front-ends' sweep reads the 256 sets."""
+    return f"{PREFIX}:{{{_group(stream_id)}}}:waiting"
+
+
+def waiting_keys() -> list[str]:
+    """Every group's waiting set, for the sweep of expired waits."""
+    return [f"{PREFIX}:{{sg{g}}}:waiting" for g in range(SLOT_GROUPS)]
+
+
+def steer_key(stream_id: str) -> str:
+    """A list: the chat messages sent to a running generation to steer it (``multitask``
+    ``steer``), JSON each, oldest first. The worker records them in the stream and drops
+    them from here in one append, before its next model call."""
+    return f"{PREFIX}:{{{_group(stream_id)}}}:{stream_id}:steer"
+
+
 def producers_key(stream_id: str) -> str:
     """A hash of a Durable Stream: producer id -> ``<epoch>:<last seq>``, written by the same
     script as the data it deduplicates (so a failover keeps both or neither)."""
@@ -126,6 +146,18 @@ def chat_key(chat_id: str) -> str:
     return f"{PREFIX}:{{{_group(chat_id)}}}:{chat_id}:chat"
 
 
+def chat_queue_key(chat_id: str) -> str:
+    """A list: the chat's messages waiting for their turn (``multitask`` ``enqueue``),
+    JSON each (the generation made for it, the message, the body's generation fields),
+    oldest first; started one by one as each answer ends (``core.chatpump``)."""
+    return f"{PREFIX}:{{{_group(chat_id)}}}:{chat_id}:queue"
+
+
+CHATS_PENDING_KEY = f"{PREFIX}:{{chats}}:pending"
+"""A sorted set: the chats with messages waiting (queued, or steering left over when an
+answer ended without a next step), by when one was added: what the pump looks at."""
+
+
 def chat_ttl(idle_ttl: int, ended_ttl: int) -> int:
     """A chat's record lives as long as its latest generation can (idle while it runs,
     then ended): set again at every submit. A record that outlives its generation anyway
@@ -176,6 +208,12 @@ leases (45 s by default). A worker that stops cleanly cannot delete it: others m
 the same provider."""
 
 QUEUE_SWEEP_LOCK = f"{PREFIX}:{JOBS_TAG}:sweep"
+
+WAIT_SWEEP_LOCK = f"{PREFIX}:{JOBS_TAG}:waitsweep"
+"""Held for a round by the front-end that sweeps the waiting sets (expired approvals)."""
+
+CHAT_PUMP_LOCK = f"{PREFIX}:{JOBS_TAG}:chatpump"
+"""Held for a round by the front-end that starts chats' queued messages."""
 """Held (``SET NX PX``) by the front-end that looks for overdue jobs this round, so that
 one front-end, not every one, does the looking."""
 

@@ -25,6 +25,7 @@ does.)
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -106,8 +107,15 @@ _Entries = Sequence[tuple[bytes, dict[bytes, bytes]]]
 
 
 def _append_keys(stream_id: str) -> list[str]:
-    """The append script's keys: the stream's, its group's webhook outbox and index."""
-    return [*keys.stream_keys(stream_id), keys.outbox_key(stream_id), keys.names_key(stream_id)]
+    """The append script's keys: the stream's, its group's webhook outbox, index and
+    waiting set, and its steering list."""
+    return [
+        *keys.stream_keys(stream_id),
+        keys.outbox_key(stream_id),
+        keys.names_key(stream_id),
+        keys.waiting_key(stream_id),
+        keys.steer_key(stream_id),
+    ]
 
 
 def entries_to_events(entries: _Entries) -> list[Event]:
@@ -161,6 +169,7 @@ class EventLog:
         meta: dict[str, str] | None = None,
         text_append: str | None = None,
         text_reset: str | None = None,
+        extras: dict[str, Any] | None = None,
     ) -> int:
         """Append ``events`` atomically and return the seq of the last one.
 
@@ -168,7 +177,9 @@ class EventLog:
         generation; ``kind="generation"`` requires an existing generation. ``expect_seq``
         and ``owner`` make the append conditional (``owner=UNCLAIMED``: only while no
         worker has claimed the generation). ``meta`` fields and the text change are
-        applied in the same step, so status and events can never disagree.
+        applied in the same step, so status and events can never disagree, and so are
+        ``extras`` (append.lua's header: a webhook event, the waiting set, the steering
+        list).
         """
         args = self._args(
             stream_id,
@@ -179,6 +190,7 @@ class EventLog:
             meta=meta,
             text_append=text_append,
             text_reset=text_reset,
+            extras=extras,
         )
         status, seq = await self._append(keys=_append_keys(stream_id), args=args)
         if status != b"OK":
@@ -228,6 +240,7 @@ class EventLog:
         meta: dict[str, str] | None = None,
         text_append: str | None = None,
         text_reset: str | None = None,
+        extras: dict[str, Any] | None = None,
     ) -> list[str | bytes | int]:
         """The append script's arguments (their order is the script's header)."""
         batch = self._checked(events)
@@ -250,6 +263,7 @@ class EventLog:
             len(meta or {}),
             "d" if self.webhooks else "",  # a feed this append creates: its webhook
             keys.OUTBOX_MAX_LEN,
+            json.dumps(extras, separators=(",", ":")) if extras else "",
         ]
         for k, v in (meta or {}).items():
             args += [k, v]

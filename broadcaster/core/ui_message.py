@@ -4,7 +4,11 @@ their state and ``providerMetadata``, tool parts (``tool-<name>``) with their st
 and output, ``data-*`` parts, and the message's ``metadata``. Pure.
 
 ``GET /v1/chat/{id}/messages`` answers with it, so a page that reloads shows the chat
-without a database of its own. Two choices differ from a client that read the stream:
+without a database of its own. A tool call that waits for a person is in state
+``approval-requested``; a decision (``data-approval``, transient for the SDK) is kept in
+its ``approval``, as the deciding tab holds it.
+
+Two choices differ from a client that read the stream:
 ``data-retry`` (a worker was lost and another started over) goes back to the message as
 it was before the generation, as the contract asks, rather than keeping both attempts; and
 the input of a tool call still streaming is what parses of it so far (``{}`` until then).
@@ -71,6 +75,8 @@ class UIMessageFold:
             self._span(kind, event)
         elif kind.startswith("tool-"):
             self._tool(kind, event)
+        elif kind == "data-approval":
+            self._decision(event.get("data"))
         elif kind.startswith("data-") and not event.get("transient"):
             self._data(event)
 
@@ -151,6 +157,25 @@ class UIMessageFold:
             _put(found, "rawInput", raw)
         elif kind == "tool-output-denied":
             found["state"] = "output-denied"
+        elif kind == "tool-approval-request":
+            found["state"] = "approval-requested"
+            found["approval"] = {"id": event.get("approvalId")}
+
+    def _decision(self, data: Any) -> None:
+        """A decision on an approval (transient for the AI SDK, which learns of it from
+        the output that follows): the tool part's ``approval`` as the deciding tab's
+        ``addToolApprovalResponse`` leaves it, so the history says who decided what."""
+        if not isinstance(data, dict):
+            return
+        found = self._find_tool(str(data.get("toolCallId")))
+        if found is None:
+            return
+        approval = {"id": data.get("approvalId"), "approved": bool(data.get("approved"))}
+        if isinstance(data.get("reason"), str):
+            approval["reason"] = data["reason"]
+        found["approval"] = approval
+        if found.get("state") == "approval-requested":
+            found["state"] = "approval-responded"
 
     def _state(self, part: Part, state: str, event: dict[str, Any], **fields: Any) -> None:
         # The AI SDK rebuilds the part from the fields of its new state: the others go.

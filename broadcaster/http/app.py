@@ -144,6 +144,9 @@ def cors_options(settings: Settings) -> dict[str, Any] | None:
         # what the Durable Streams protocol answers in headers.
         "expose_headers": [
             "x-generation-id",
+            "x-chat-id",
+            "x-workflow-run-id",
+            "x-workflow-stream-tail-index",
             "etag",
             "location",
             "stream-next-offset",

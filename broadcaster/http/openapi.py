@@ -150,10 +150,23 @@ TOKEN_BODY = json_body(
     required=False,
 )
 
+APPROVAL_BODY = json_body(
+    {
+        "type": "object",
+        "required": ["approvalId", "approved"],
+        "properties": {
+            "approvalId": {"type": "string", "minLength": 1},
+            "approved": {"type": "boolean"},
+            "reason": {"type": ["string", "null"]},
+        },
+        "additionalProperties": False,
+    }
+)
+
 CHAT_BODY = json_body(
     {
         "type": "object",
-        "required": ["id", "messages", "trigger"],
+        "required": ["messages"],
         "properties": {
             "id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
             "messages": {
@@ -174,10 +187,14 @@ CHAT_BODY = json_body(
             },
             "trigger": {"enum": ["submit-message", "regenerate-message"]},
             "messageId": {"type": ["string", "null"]},
+            "chatId": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+            "multitask": {"enum": ["reject", "enqueue", "interrupt", "steer"]},
         },
         "additionalProperties": True,
-        "description": "the AI SDK's DefaultChatTransport body; beside id, messages, trigger "
-        "and messageId only the generation request's parameters (model, max_tokens, system, "
+        "description": "the AI SDK's DefaultChatTransport body (WorkflowChatTransport's: "
+        "messages and the app's body; without id or chatId the server assigns one); beside "
+        "id, messages, trigger, messageId and multitask only the generation request's "
+        "parameters (model, max_tokens, system, "
         "provider, metadata, tools, tool_choice, thinking, temperature, top_p, top_k, "
         "stop_sequences, service_tier, max_steps)",
     }

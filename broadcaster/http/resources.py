@@ -20,6 +20,8 @@ from fastapi import Depends, FastAPI, Request
 from redis.asyncio import Redis
 
 from broadcaster.core import connection, keys
+from broadcaster.core.approvals import Approvals
+from broadcaster.core.chatpump import ChatPump
 from broadcaster.core.chats import Chats
 from broadcaster.core.coalesce import Coalesce
 from broadcaster.core.dslog import DurableLog
@@ -34,6 +36,7 @@ from broadcaster.fanout.hub import Hub, HubConfig
 from broadcaster.fanout.presence import Presence
 from broadcaster.http.metrics import FrontendMetrics
 from broadcaster.http.settings import Settings
+from broadcaster.http.stream_ids import new_stream_id
 from broadcaster.webhooks.deliverer import delivering
 
 
@@ -87,17 +90,37 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
             app.state.jobs = JobQueue(redis)
             chat_ttl = keys.chat_ttl(settings.idle_ttl_seconds, settings.ended_ttl_seconds)
             app.state.chats = Chats(redis, chat_ttl)
-            overdue = OverdueJobs(app.state.jobs, event_log, settings.queued_timeout_seconds)
-            sweeping = asyncio.create_task(overdue.run(), name="overdue-jobs")
+            sweeping = _sweepers(app, settings, event_log)
             try:
                 yield
             finally:
-                sweeping.cancel()
-                await asyncio.wait([sweeping])
+                for task in sweeping:
+                    task.cancel()
+                await asyncio.wait(sweeping)
                 await app.state.durable.aclose()
                 await event_log.shared.aclose()
     finally:
         await redis.aclose()
+
+
+def _sweepers(app: FastAPI, settings: Settings, event_log: EventLog) -> list[asyncio.Task[None]]:
+    """The loops every front-end runs, each doing its round under a lock of its own:
+    overdue generations ended, expired approvals denied, chats' waiting messages
+    started."""
+    overdue = OverdueJobs(app.state.jobs, event_log, settings.queued_timeout_seconds)
+    app.state.approvals = Approvals(event_log, app.state.jobs)
+    pump = ChatPump(
+        app.state.chats,
+        app.state.generations,
+        app.state.jobs,
+        settings.request_defaults(),
+        new_stream_id,
+    )
+    return [
+        asyncio.create_task(overdue.run(), name="overdue-jobs"),
+        asyncio.create_task(app.state.approvals.run(), name="expired-approvals"),
+        asyncio.create_task(pump.run(), name="chat-pump"),
+    ]
 
 
 async def get_settings(request: Request) -> Settings:
@@ -135,6 +158,11 @@ async def get_chats(request: Request) -> Chats:
     return chats
 
 
+async def get_approvals(request: Request) -> Approvals:
+    approvals: Approvals = request.app.state.approvals
+    return approvals
+
+
 async def get_jobs(request: Request) -> JobQueue:
     jobs: JobQueue = request.app.state.jobs
     return jobs
@@ -148,3 +176,4 @@ GenerationsDep = Annotated[Generations, Depends(get_generations)]
 HubDep = Annotated[Hub, Depends(get_hub)]
 JobsDep = Annotated[JobQueue, Depends(get_jobs)]
 ChatsDep = Annotated[Chats, Depends(get_chats)]
+ApprovalsDep = Annotated[Approvals, Depends(get_approvals)]

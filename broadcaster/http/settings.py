@@ -82,6 +82,13 @@ class Settings(RedisSettings, WebhookSettings):
     """Comma-separated providers the deployment serves (``anthropic,openai``). A request
     for one of them is queued even while no worker is alive; one for any other is refused
     (422). Unset: the default provider, and every provider a worker has ever advertised."""
+    chat_multitask: Literal["reject", "enqueue", "interrupt", "steer"] = "reject"
+    """What a chat submit does while the chat's answer runs, unless its body says
+    (``multitask``): refuse (409 ``chat_busy``), wait for its turn, cancel the running
+    answer, or steer it at its next step."""
+    chat_queue_max: int = Field(4, ge=1, le=100)
+    """Messages a chat may hold waiting for their turn (``enqueue``); beyond, 409
+    ``chat_queue_full``."""
     queued_timeout_seconds: float = Field(600.0, gt=0)
     """A generation no worker has worked on for this long (queued and never taken, or its
     worker died and none took it over) ends with ``error``."""

@@ -55,7 +55,14 @@ SECURED = {  # the front-ends' access control
 
 
 def _texts(message: dict[str, Any]) -> str:
-    return "".join(p["text"] for p in message["parts"] if p["type"] == "text")
+    """The text of a message's latest attempt: after its last ``data-retry``, if any (a
+    message the chat holds as a page sent it back keeps the parts before one, which the
+    page does not show)."""
+    parts = message["parts"]
+    retries = [i for i, p in enumerate(parts) if p["type"] == "data-retry"]
+    return "".join(
+        p["text"] for p in parts[retries[-1] + 1 if retries else 0 :] if p["type"] == "text"
+    )
 
 
 def _same_in_both_panes(panes: list[dict[str, Any]], when: str) -> list[dict[str, Any]]:
@@ -186,12 +193,14 @@ def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(tmp_path: Path, acc
     chat, requests, history = result["chat_id"], result["chat_requests"], api["messages"]
     generations = api["generations"]
     assert result["address"].endswith(f"#chat={chat}")
-    assert [m["role"] for m in history] == ["user", "assistant"] * 4, history
-    # One generation a turn, each sent by one pane only (the other pane resumed it).
-    phases = ["first", "tool", "stop", "takeover"]
+    assert [m["role"] for m in history] == ["user", "assistant"] * 5, history
+    # One generation a turn, each sent by one pane only (the other pane resumed it); the
+    # approval's decision is a second POST of the same generation.
+    phases = ["first", "tool", "stop", "takeover", "approval", "approval"]
     assert [r["phase"] for r in api["posts"]] == phases, requests
-    statuses = ["completed", "completed", "cancelled", "completed"]
+    statuses = ["completed", "completed", "cancelled", "completed", "completed", "completed"]
     assert [g["status"] for g in generations] == statuses
+    assert generations[4]["id"] == generations[5]["id"]
     # With access control, the page minted one chat token (with the key typed into it)
     # and used it for everything, the reload included; the browser never sent the key
     # to the chat routes.
@@ -246,7 +255,21 @@ def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(tmp_path: Path, acc
     assert takeover[7]["text"].startswith("You said: " + result["fourth_prompt"] + "\n")
     assert len(takeover[7]["text"]) > len(api["at_kill"]["text"])
 
-    # 5. A new chat: a new id in the address, empty panes, no request of the chat API.
+    # 5. The tool that waits for a person: both panes offered the decision; after pane 2
+    # approved, both show its output and the rest of the answer, as the chat holds it.
+    for pane in result["asked"]:
+        [waiting] = pane["messages"][9]["tools"]
+        assert waiting["name"] == "count_words" and waiting["state"] == "approval-requested"
+    approved = _same_in_both_panes(result["approved"], "after the approval")
+    [ran] = approved[9]["tools"]
+    assert ran["state"] == "output-available", ran
+    [kept] = [p for p in history[9]["parts"] if p.get("toolCallId") == ran["call_id"]]
+    assert kept["state"] == "output-available" and json.loads(ran["output"]) == kept["output"]
+    assert set(kept["output"]) == {"words", "characters"}
+    assert approved[9]["text"] == _texts(history[9]) == generations[4]["text"]
+    assert [p["outcome_text"] for p in result["approved"]] == ["finished: stop"] * 2
+
+    # 6. A new chat: a new id in the address, empty panes, no request of the chat API.
     new = result["new_chat"]
     assert new["chat_id"] != chat and new["address"].endswith(f"#chat={new['chat_id']}")
     assert [p["messages"] for p in new["panes"]] == [[], []]

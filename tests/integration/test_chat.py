@@ -258,7 +258,7 @@ async def test_unknown_chats_and_bad_ids(idle: Proc) -> None:
 
 
 INVALID: list[tuple[str, Any, str]] = [
-    ("no id", {"messages": [user("x")], "trigger": "submit-message"}, "id"),
+    ("id not a string", {**chat_body("c1"), "id": 5}, "id"),
     ("bad id", chat_body("a/b"), "id"),
     ("not an object", [1, 2], "id"),
     ("bad trigger", {**chat_body("c1"), "trigger": "resume-stream"}, "trigger"),

@@ -319,6 +319,8 @@ ROUTES = {
     "/v1/stream/job-42": "stream:job-42",
     "/v1/stream/tenants/a/feed": "stream:tenants/a/feed",
     "/v1/chat/c_1/stream": "chat:c_1",
+    # A run's reconnect (WorkflowChatTransport) lands where its chat's resumes do.
+    "/v1/chat/c_1~Gen-1_x~42/stream": "chat:c_1",
     "/v1/streams/job-42/tokens": "$request_id",
     "/v1/streams/a/b/events": "$request_id",
     "/v1/chat": "$request_id",

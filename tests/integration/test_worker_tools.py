@@ -39,7 +39,16 @@ from tests.support.worker_tools import runs
 pytestmark = pytest.mark.anyio
 
 MODEL = "claude-test-model"
-WORKER_TOOL_NAMES = ["add", "fail", "slow", "big", "gate"]
+WORKER_TOOL_NAMES = [
+    "add",
+    "fail",
+    "slow",
+    "big",
+    "gate",
+    "approved_add",
+    "transfer",
+    "gated_approval",
+]
 CLIENT_TOOL = {
     "name": "get_weather",
     "description": "The client runs this one.",

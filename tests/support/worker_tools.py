@@ -71,6 +71,29 @@ async def gate(args: dict[str, Any]) -> Any:
     return {"opened": True}
 
 
+async def approved_add(args: dict[str, Any]) -> dict[str, Any]:
+    record("approved_add", "start", args)
+    result = {"sum": int(args.get("a", 0)) + int(args.get("b", 0))}
+    record("approved_add", "end", args)
+    return result
+
+
+async def transfer(args: dict[str, Any]) -> dict[str, Any]:
+    record("transfer", "start", args)
+    record("transfer", "end", args)
+    return {"sent": args.get("amount")}
+
+
+async def gated_approval(args: dict[str, Any]) -> Any:
+    """``gate``, but only once a person approved it: a worker can be killed in it."""
+    record("gated_approval", "start", args)
+    path = Path(os.environ.get("TOOL_GATE_FILE", "/nonexistent/gate"))
+    while not path.exists():  # noqa: ASYNC110, ASYNC240
+        await asyncio.sleep(0.02)
+    record("gated_approval", "end", args)
+    return {"opened": True}
+
+
 TOOLS = [
     Tool(
         "add",
@@ -82,6 +105,28 @@ TOOLS = [
     Tool("slow", "Never answers in time.", OBJECT, slow),
     Tool("big", "Answers with n bytes.", OBJECT, big),
     Tool("gate", "Waits for the test's gate file.", OBJECT, gate),
+    Tool(
+        "approved_add",
+        "Add two integers, once a person approves.",
+        {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}},
+        approved_add,
+        needs_approval=True,
+    ),
+    Tool(
+        "transfer",
+        "Send an amount; over 100 needs a person's approval, which times out after 1 s.",
+        {"type": "object", "properties": {"amount": {"type": "integer"}}},
+        transfer,
+        needs_approval=lambda args: int(args.get("amount", 0)) > 100,
+        approval_timeout_s=1.0,
+    ),
+    Tool(
+        "gated_approval",
+        "Waits for the test's gate file, once a person approves.",
+        OBJECT,
+        gated_approval,
+        needs_approval=True,
+    ),
 ]
 
 

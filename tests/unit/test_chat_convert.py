@@ -208,7 +208,7 @@ def test_provider_executed_tools_and_sources_are_left_out() -> None:
 BAD: list[tuple[str, Any, str]] = [
     ("not an object", [], "not an object"),
     ("unknown field", {**body(msg("user", text("x"))), "userId": 1}, "userId"),
-    ("missing trigger", {"id": "c", "messages": [msg("user", text("x"))]}, "trigger"),
+    ("bad trigger", {**body(msg("user", text("x"))), "trigger": "resume-stream"}, "trigger"),
     ("bad chat id", {**body(msg("user", text("x"))), "id": "a b"}, "id"),
     ("empty messages", body(), "messages"),
     ("part without type", body(msg("user", {"text": "x"})), "type"),

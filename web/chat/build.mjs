@@ -1,5 +1,5 @@
 // Bundles src/index.mjs (the demo page's chat tab, with the AI SDK's Chat and
-// DefaultChatTransport) into broadcaster/http/static/chat.js: one minified script that the
+// @ai-sdk/workflow's WorkflowChatTransport) into broadcaster/http/static/chat.js: one minified script that the
 // Python package serves with the page, so the page needs no CDN and the server no node.
 //
 //   npm ci && node build.mjs [OUTFILE]      (or, from the repository root: make chat-bundle)

@@ -4,9 +4,14 @@
 -- this same step (keys.outbox_key).
 -- A stream this append creates (a job feed's first publish) is named in its group's index
 -- and announced on its group's channel (keys.names_key, keys.created_channel).
--- KEYS: log, meta, text, outbox, names. ARGV: see EventLog.append (log.py).
--- Returns {status, seq}.
+-- Extras (ARGV[16], JSON, or ''), for a generation that waits for a person or is steered:
+-- "outbox": [type, data] queues that webhook event too; "zadd": a deadline (ms) puts the
+-- stream in its group's waiting set, "zrem": takes it out; "ltrim": n drops the first n
+-- steering messages (the ones this batch records). All under the stream's own hash tag.
+-- KEYS: log, meta, text, outbox, names, waiting set, steering list. ARGV: see
+-- EventLog.append (log.py). Returns {status, seq}.
 local log, meta, text, outbox, names = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local waiting, steering = KEYS[6], KEYS[7]
 local kind, expected, owner = ARGV[1], ARGV[2], ARGV[3]
 local ended_ttl, idle_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local text_mode, text_arg = ARGV[6], ARGV[7]
@@ -14,7 +19,8 @@ local max_events, max_bytes = tonumber(ARGV[8]), tonumber(ARGV[9])
 local channel, publish, push_max = ARGV[10], ARGV[11], tonumber(ARGV[12])
 local n_meta = tonumber(ARGV[13])
 local feed_webhook, outbox_max = ARGV[14], ARGV[15]
-local first = 16 + 2 * n_meta
+local extras = ARGV[16]
+local first = 17 + 2 * n_meta
 local t = redis.call('TIME')
 local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
 
@@ -94,7 +100,7 @@ if create then
     updates[#updates + 1] = feed_webhook
   end
 end
-for j = 16, 15 + 2 * n_meta, 2 do
+for j = 17, 16 + 2 * n_meta, 2 do
   updates[#updates + 1] = ARGV[j]
   updates[#updates + 1] = ARGV[j + 1]
 end
@@ -125,6 +131,19 @@ if ended and m[7] then
     'stream', string.match(meta, '}:(.+):meta$'), 'hook', m[7], 'url', f[5] or '',
     'kind', f[1], 'type', ended, 'event', ended_data, 'seq', seq, 'at', now,
     'created_at', f[2] or '', 'usage', f[3] or '', 'error', f[4] or '')
+end
+local sid = string.match(meta, '}:(.+):meta$')
+if ended then redis.call('ZREM', waiting, sid) end
+if extras ~= '' then
+  local x = cjson.decode(extras)
+  if x['outbox'] and m[7] then
+    local url = redis.call('HGET', meta, 'webhook_url') or ''
+    redis.call('XADD', outbox, 'MAXLEN', '~', outbox_max, '*', 'k', 'event', 'stream', sid,
+      'hook', m[7], 'url', url, 'type', x['outbox'][1], 'data', x['outbox'][2], 'at', now)
+  end
+  if x['zadd'] then redis.call('ZADD', waiting, x['zadd'], sid) end
+  if x['zrem'] then redis.call('ZREM', waiting, sid) end
+  if x['ltrim'] then redis.call('LTRIM', steering, x['ltrim'], -1) end
 end
 if channel ~= '' then
   -- "<first seq> <last seq> <tag of the last> <T if it ends the stream, else ->\n<frames>"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -29,6 +30,7 @@ from broadcaster.core.log import (
     WrongKind,
 )
 from broadcaster.fanout.hub import Hub
+from broadcaster.fanout.subscription import Writer
 from broadcaster.http import openapi
 from broadcaster.http.access import check_viewer, producer, viewer_subject, viewer_token
 from broadcaster.http.bodies import read_json
@@ -149,10 +151,15 @@ async def stream_response(
     headers: dict[str, str] | None = None,
     *,
     compact: bool | None = None,
+    presence: bool | None = None,
+    body_filter: Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]] | None = None,
 ) -> Response:
     """The SSE response for ``stream_id`` after the resume point ``resume`` (None: from
     the first event), 204 when the client has seen the end, or ApiError. Access is the
-    caller's to check: the SSE route checks viewer tokens, the chat routes chat tokens."""
+    caller's to check: the SSE route checks viewer tokens, the chat routes chat tokens.
+
+    ``compact`` and ``presence`` default to the query's flags. ``body_filter`` (the chat
+    routes') sees every chunk of the body: the response then takes no direct writes."""
     event_log = await get_event_log(request)
     after, tag = _resume_point(resume)
     hub, settings = await get_hub(request), await get_settings(request)
@@ -170,20 +177,25 @@ async def stream_response(
     if info.ended and after == info.last_seq:
         return Response(status_code=204)
     metrics = await get_metrics(request)
-    wants = _flag(request, "presence")
+    wants = _flag(request, "presence") if presence is None else presence
     if compact is None:
         compact = _flag(request, "compact")
     subject = viewer_subject(request)
-    return SSEResponse(
-        lambda writer: hub.follow(
+
+    def body(writer: Writer | None) -> AsyncIterator[bytes]:
+        chunks = hub.follow(
             stream_id,
             after,
             info,
-            writer,
+            None if body_filter else writer,
             subject=subject,
             wants_presence=wants,
-            compact=compact,
-        ),
+            compact=bool(compact),
+        )
+        return body_filter(chunks) if body_filter else chunks
+
+    return SSEResponse(
+        body,
         first=retry_field(settings),
         headers=SSE_HEADERS | (headers or {}),
         send_timeout=settings.slow_viewer_timeout,

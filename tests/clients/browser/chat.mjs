@@ -10,7 +10,10 @@
 //   4. pane 1 sends a message and waits for the answer to end: meanwhile the caller kills
 //      the worker (it polls the chat's messages to see the answer begin) and starts
 //      another, which takes the answer over and starts it again (`data-retry`);
-//   5. "New chat" gives both panes a new, empty chat.
+//   5. pane 2 asks for count_words, a tool that waits for a person: both panes show
+//      Approve and Deny; pane 2 (whose answer ended at the wait) approves, and both panes
+//      show the tool's output and the rest of the answer;
+//   6. "New chat" gives both panes a new, empty chat.
 // With BROWSER_CHAT_API_KEY set, it first types that key into the page (a deployment with
 // access control). After each turn it records what every pane shows. It prints ONE line of JSON and saves
 // a full-page screenshot (and one of the answer resumed after the reload, next to it).
@@ -29,6 +32,7 @@ const API_KEY = process.env.BROWSER_CHAT_API_KEY || "";
 const FIRST = "Tell me how a reload resumes this answer, <b>both</b> panes & all.";
 const THIRD = "Now a long answer, to be stopped halfway.";
 const FOURTH = "And one during which the worker dies.";
+const FIFTH = "count_words: a person approves this first";
 
 const { base, screenshot, userDataDir, chromium, fail, started, remaining, ...script } = await startScript(
   "chat.mjs",
@@ -217,6 +221,26 @@ async function run() {
   await waitForTurnEnd(8, "finish");
   const takeover = await readPanes();
 
+  // 5. A tool that waits for a person: both panes offer the decision, pane 2 approves.
+  step = "asking for count_words (it needs approval) from pane 2";
+  phase = "approval";
+  await send(1, FIFTH);
+  step = "waiting until both panes show Approve";
+  await page.waitForFunction(
+    () =>
+      Array.from(document.querySelectorAll("#chat-tab section.chat-pane")).every(
+        (s) => s.querySelectorAll(".msg").length === 10 && s.querySelector(".tool-approval button.approve"),
+      ),
+    null,
+    { timeout: remaining(), polling: 100 },
+  );
+  const asked = await readPanes();
+  step = "clicking Approve in pane 2";
+  await page.locator("#chat-tab section.chat-pane").nth(1).locator("button.approve").click({ timeout: remaining() });
+  step = "waiting until both panes finish the approved turn";
+  await waitForTurnEnd(10, "finish");
+  const approved = await readPanes();
+
   step = "taking the screenshot";
   mkdirSync(dirname(screenshot), { recursive: true });
   await page.screenshot({ path: screenshot, fullPage: true, timeout: remaining() });
@@ -252,6 +276,9 @@ async function run() {
     tool,
     stopped,
     takeover,
+    fifth_prompt: FIFTH,
+    asked,
+    approved,
     new_chat: newChat,
     chat_requests: chatRequests,
     page_errors: pageErrors,

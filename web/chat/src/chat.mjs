@@ -1,8 +1,11 @@
 // One chat as the AI SDK holds it in a browser: the SDK's own AbstractChat (what useChat
-// wraps in React) over a tiny observable state, and its DefaultChatTransport pointed at
-// the broadcaster's chat API. Nothing here speaks the protocol itself.
+// wraps in React) over a tiny observable state, and @ai-sdk/workflow's
+// WorkflowChatTransport pointed at the broadcaster's chat API: an answer whose connection
+// drops is finished by the transport itself (it reconnects with the answer's run id and
+// the chunks it has). Nothing here speaks the protocol itself.
 
-import { AbstractChat, DefaultChatTransport } from "ai";
+import { AbstractChat, lastAssistantMessageIsCompleteWithApprovalResponses } from "ai";
+import { WorkflowChatTransport } from "@ai-sdk/workflow/client";
 
 // The ChatState the SDK asks for: plain fields whose every change calls `onChange`.
 class ObservedState {
@@ -28,32 +31,58 @@ class ObservedState {
   snapshot(thing) { return structuredClone(thing); }
 }
 
-// DefaultChatTransport as is, plus a look at each chunk it has validated: the SDK's
+// WorkflowChatTransport as is, plus a look at each chunk it has validated: the SDK's
 // message has no place for how a stream ended (`finish`, `abort` or `error`), the pane
 // shows it.
-class WatchedTransport extends DefaultChatTransport {
+function watched(stream, onChunk) {
+  return stream.pipeThrough(
+    new TransformStream({
+      transform(chunk, controller) {
+        onChunk(chunk);
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+}
+
+class WatchedTransport extends WorkflowChatTransport {
   constructor(options, onChunk) {
     super(options);
     this.onChunk = onChunk;
   }
-  processResponseStream(stream) {
-    const onChunk = this.onChunk;
-    return super.processResponseStream(stream).pipeThrough(
-      new TransformStream({
-        transform(chunk, controller) {
-          onChunk(chunk);
-          controller.enqueue(chunk);
-        },
-      }),
-    );
+  async sendMessages(options) {
+    return watched(await super.sendMessages(options), this.onChunk);
+  }
+  async reconnectToStream(options) {
+    const stream = await super.reconnectToStream(options);
+    return stream && watched(stream, this.onChunk);
   }
 }
 
 export class BrowserChat extends AbstractChat {
   // `api`: the chat endpoint (`/v1/chat`); `headers`: a function giving the request's
-  // headers (a chat token, when the deployment wants one).
+  // headers (a chat token, when the deployment wants one). A tool call that waits for a
+  // person is answered with addToolApprovalResponse: a Chat that is not streaming then
+  // sends the decision by itself (sendAutomaticallyWhen).
   constructor({ id, api, headers, onChange, onChunk }) {
     const state = new ObservedState(onChange);
-    super({ id, state, transport: new WatchedTransport({ api, headers }, onChunk) });
+    const transport = new WatchedTransport(
+      {
+        api,
+        // The transport sends {messages, ...body}: the chat's id goes in the body.
+        prepareSendMessagesRequest: async ({ messages, body }) => ({
+          body: { ...body, id, messages },
+          headers: await headers(),
+        }),
+        prepareReconnectToStreamRequest: async ({ api: url }) => ({ api: url, headers: await headers() }),
+      },
+      onChunk,
+    );
+    super({
+      id,
+      state,
+      transport,
+      sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
+    });
   }
 }

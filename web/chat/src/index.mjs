@@ -1,5 +1,6 @@
-// The demo page's chat tab, built on the AI SDK's own client code (bundled into
-// broadcaster/http/static/chat.js by `make chat-bundle`).
+// The demo page's chat tab, built on the AI SDK's own client code and @ai-sdk/workflow's
+// WorkflowChatTransport (bundled into broadcaster/http/static/chat.js by
+// `make chat-bundle`).
 //
 // Two panes hold two Chat instances with the same chat id, as two browser tabs would.
 // The chat id lives in the address (#chat=<id>), so a reload finds the chat again: each
@@ -95,9 +96,28 @@ class ChatSession {
   // or any more: chats expire).
   async messages() {
     const res = await fetch(this.url("/messages"), { headers: await this.headers() });
-    if (res.status === 404) return [];
+    if (res.status === 404) return { messages: [], status: null };
     if (!res.ok) throw await failure(res);
-    return (await res.json()).messages;
+    const body = await res.json();
+    return { messages: body.messages, status: body.status };
+  }
+
+  // A decision taken in a pane that follows the answer: the server records it (the
+  // first one wins); the panes whose answer ended at the wait follow it again.
+  async approve(approvalId, approved, reason) {
+    this.errorEl.textContent = "";
+    try {
+      const res = await fetch(this.url("/approvals"), {
+        method: "POST",
+        headers: { ...(await this.headers()), "Content-Type": "application/json" },
+        body: JSON.stringify({ approvalId, approved, ...(reason ? { reason } : {}) }),
+      });
+      if (!res.ok) throw await failure(res);
+    } catch (err) {
+      this.errorEl.textContent = `approval: ${err.message || err}`;
+      return;
+    }
+    for (const pane of this.panes) if (!pane.busy()) pane.follow();
   }
 
   async stop() {

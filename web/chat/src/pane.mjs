@@ -68,6 +68,9 @@ export class ChatPane {
         this.sending = false;
         this.session.started(this);
       }
+    } else if (chunk.type === "finish" && !chunk.finishReason && ["abort", "error"].includes(this.outcomeEl.dataset.kind)) {
+      // The finish the server adds after an abort or an error, for the transport (which
+      // reconnects until it sees one): the answer ended as the chunk before says.
     } else if (OUTCOMES[chunk.type]) {
       this.setOutcome(chunk.type, OUTCOMES[chunk.type](chunk));
     }
@@ -88,7 +91,7 @@ export class ChatPane {
   }
 
   draw() {
-    renderMessages(this.messagesEl, this.chat.messages);
+    renderMessages(this.messagesEl, this.chat.messages, (id, approved) => this.decide(id, approved));
     this.statusEl.textContent = this.chat.status;
     this.statusEl.dataset.state = this.chat.status;
     this.section.dataset.status = this.chat.status;
@@ -105,16 +108,28 @@ export class ChatPane {
     this.sending = false;
   }
 
+  // A decision on a tool call the answer waits on. A pane whose answer ended at the wait
+  // (its Chat is ready) lets the SDK send it: addToolApprovalResponse, then the Chat's
+  // automatic request, whose answer continues the message. A pane that still follows
+  // the generation records it locally and tells the server (POST /v1/chat/{id}/approvals);
+  // it sees the rest on the stream it reads.
+  async decide(id, approved) {
+    const following = this.busy();
+    const reason = approved ? undefined : "denied in the demo";
+    await this.chat.addToolApprovalResponse({ id, approved, reason });
+    if (following) await this.session.approve(id, approved, reason);
+  }
+
   // What another tab does: load the chat's messages from the server, then resume the
-  // running answer if there is one (the server replays it from its first event).
+  // answer if one runs, waits or is queued (the server replays it from its first event).
   async follow() {
     this.setOutcome("", "");
     this.section.dataset.following = "true";
     try {
-      const messages = await this.session.messages();
+      const { messages, status } = await this.session.messages();
       if (!this.busy() && !this.closed) {
         this.chat.messages = messages;
-        await this.chat.resumeStream();
+        if (["running", "waiting", "queued"].includes(status)) await this.chat.resumeStream();
       }
     } catch (err) {
       this.errorEl.textContent = String(err.message || err);

@@ -17,7 +17,7 @@ function isTool(part) {
   return part.type === "dynamic-tool" || part.type.startsWith("tool-");
 }
 
-function toolPart(part) {
+function toolPart(part, onDecide) {
   const name = part.type === "dynamic-tool" ? part.toolName : part.type.slice("tool-".length);
   const box = el("div", "tool");
   box.dataset.toolName = name;
@@ -33,11 +33,23 @@ function toolPart(part) {
     box.appendChild(el("pre", "tool-output", json(part.output)));
   } else if (part.state === "output-error") {
     box.appendChild(el("pre", "tool-error", part.errorText));
+  } else if (part.state === "output-denied") {
+    box.appendChild(el("div", "tool-denied", "denied"));
+  } else if (part.state === "approval-requested" && onDecide) {
+    // The worker waits for a person before it runs this call: any pane may decide.
+    const row = el("div", "tool-approval");
+    const approve = el("button", "approve", "Approve");
+    const deny = el("button", "deny", "Deny");
+    for (const btn of [approve, deny]) btn.type = "button";
+    approve.addEventListener("click", () => onDecide(part.approval.id, true));
+    deny.addEventListener("click", () => onDecide(part.approval.id, false));
+    row.append(el("span", "tool-label", "waiting for your decision"), approve, deny);
+    box.appendChild(row);
   }
   return box;
 }
 
-function partElement(part) {
+function partElement(part, onDecide) {
   if (part.type === "text") return el("span", "part-text", part.text);
   if (part.type === "reasoning") {
     const box = el("details", "part-reasoning");
@@ -45,7 +57,7 @@ function partElement(part) {
     box.appendChild(el("div", "reasoning-text", part.text));
     return box;
   }
-  if (isTool(part)) return toolPart(part);
+  if (isTool(part)) return toolPart(part, onDecide);
   return null; // step boundaries, data parts: nothing to show
 }
 
@@ -57,7 +69,7 @@ function latestAttempt(parts) {
   return { retry: retry < 0 ? null : parts[retry], parts: parts.slice(retry + 1) };
 }
 
-export function renderMessages(container, messages) {
+export function renderMessages(container, messages, onDecide) {
   const nearBottom = container.scrollHeight - container.scrollTop - container.clientHeight < 40;
   const fragment = document.createDocumentFragment();
   for (const message of messages) {
@@ -68,7 +80,7 @@ export function renderMessages(container, messages) {
     const { retry, parts } = latestAttempt(message.parts);
     if (retry) box.appendChild(el("div", "retry-note", `started over (attempt ${retry.data?.attempt ?? "?"})`));
     for (const part of parts) {
-      const node = partElement(part);
+      const node = partElement(part, onDecide);
       if (node) box.appendChild(node);
     }
     fragment.appendChild(box);

@@ -1,0 +1,161 @@
+"""The chat pump: a chat's messages that waited for their turn start as soon as its
+answer ends.
+
+Two kinds of message wait (``multitask``): a queued one (``enqueue``: its generation was
+created when it was sent, and its sender already streams it, empty until it starts), and
+steering that the running answer never took because it had no next step (``steer``: the
+worker takes steering only before a step's model call). A chat with either is in
+``keys.CHATS_PENDING_KEY``. Every ``every`` seconds one front-end (``keys.CHAT_PUMP_LOCK``)
+looks at those chats: once the chat's latest generation has ended, the leftover steering
+(all of it, one user turn) or else the queue's next message becomes the chat's next
+generation, with the chat so far (its messages, and the answer folded from the stream) as
+its history, queued for a worker as any submit is. A chat with nothing left leaves the
+set. So a queued message starts within ``every`` (0.25 s) of the end of the answer
+before it, whoever ended it (the worker, a stop, an error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from typing import Any, cast
+
+from broadcaster.core import keys
+from broadcaster.core.chat import parse_body, response_message_id, to_request
+from broadcaster.core.chats import ChatRecord, Chats
+from broadcaster.core.connection import REDIS_ERRORS
+from broadcaster.core.generations import Generations
+from broadcaster.core.jobs import JobQueue
+from broadcaster.core.log import AppendRefused, EventLog
+from broadcaster.core.request import Defaults, RequestInvalid
+from broadcaster.core.ui_message import ChatMessages
+
+log = logging.getLogger("broadcaster.chatpump")
+
+
+class ChatPump:
+    def __init__(
+        self,
+        chats: Chats,
+        generations: Generations,
+        jobs: JobQueue,
+        defaults: Defaults,
+        new_id: Any,
+    ) -> None:
+        self.chats = chats
+        self.generations = generations
+        self.log: EventLog = generations.log
+        self.jobs = jobs
+        self.defaults = defaults
+        self.new_id = new_id
+        self.started = 0
+
+    async def run(self, every: float = 0.25) -> None:
+        me = secrets.token_hex(4)
+        redis = self.log.redis
+        while True:
+            await asyncio.sleep(every)
+            try:
+                lock_ms = max(1000, int(every * 4000))
+                if await redis.set(keys.CHAT_PUMP_LOCK, me, nx=True, px=lock_ms):
+                    try:
+                        await self.sweep()
+                    finally:
+                        if await redis.get(keys.CHAT_PUMP_LOCK) == me.encode():
+                            await redis.delete(keys.CHAT_PUMP_LOCK)
+            except REDIS_ERRORS as exc:
+                log.warning("starting chats' waiting messages: %s", exc)
+
+    async def sweep(self) -> int:
+        """Start what waits in every chat whose answer has ended; how many started."""
+        raw = cast(list[bytes], await self.log.redis.zrange(keys.CHATS_PENDING_KEY, 0, 199))
+        started = 0
+        for chat_id in (r.decode() for r in raw):
+            try:
+                started += await self.pump(chat_id)
+            except RequestInvalid as exc:
+                log.warning("chat %s: a waiting message cannot be sent: %s", chat_id, exc)
+        self.started += started
+        return started
+
+    async def pump(self, chat_id: str) -> int:
+        redis = self.log.redis
+        record = await self.chats.get(chat_id)
+        if record is None:
+            await redis.zrem(keys.CHATS_PENDING_KEY, chat_id)
+            return 0
+        info = await self.log.info(record.generation)
+        if info is not None and not info.ended:
+            return 0  # its answer runs (or waits for a person): later
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.lrange(keys.steer_key(record.generation), 0, -1)
+            pipe.delete(keys.steer_key(record.generation))
+            steering, _ = await pipe.execute()
+        if steering:
+            entries = [json.loads(item) for item in steering]
+            messages = [e["message"] for e in entries]
+            return await self._start(chat_id, record, messages, None, entries[0].get("fields"))
+        raw = await redis.lpop(keys.chat_queue_key(chat_id))
+        if raw is None:
+            await redis.zrem(keys.CHATS_PENDING_KEY, chat_id)
+            return 0
+        entry = json.loads(cast(bytes, raw))
+        try:
+            return await self._start(
+                chat_id, record, [entry["message"]], entry["generation"], entry.get("fields")
+            )
+        except RequestInvalid as exc:
+            await self._refused(entry["generation"], str(exc))
+            raise
+
+    async def _history(self, record: ChatRecord) -> list[dict[str, Any]]:
+        """The chat so far: its messages, and the answer as its stream left it."""
+        folding = ChatMessages(record.messages, record.message_id)
+        async for page in self.log.read_after(record.generation, 0):
+            for event in page:
+                folding.feed(event.json())
+        return folding.result()
+
+    async def _start(
+        self,
+        chat_id: str,
+        record: ChatRecord,
+        new: list[dict[str, Any]],
+        generation: str | None,
+        fields: dict[str, Any] | None,
+    ) -> int:
+        messages = [*await self._history(record), *new]
+        body = {"id": chat_id, "messages": messages, "trigger": "submit-message", **(fields or {})}
+        job = to_request(parse_body(body), self.defaults)
+        gid = generation or self.new_id()
+        job["ui_message_id"] = response_message_id(parse_body(body).messages, gid)
+        job["chat_id"] = chat_id
+        request = json.dumps(job, separators=(",", ":"))
+        if generation is None:
+            await self.generations.create(gid, job)
+        else:
+            await self.log.redis.hset(keys.meta_key(gid), "request", request)
+        if not await self.chats.submit(
+            chat_id, record.generation, ChatRecord(gid, job["ui_message_id"], messages)
+        ):
+            # Another submit started the chat's next answer first: this waits again.
+            if generation is not None:
+                entry = {"generation": generation, "message": new[0], "fields": fields}
+                await self.log.redis.lpush(keys.chat_queue_key(chat_id), json.dumps(entry))
+            return 0
+        await self.jobs.enqueue(gid, job["provider"])
+        log.info("chat %s: a waiting message starts as generation %s", chat_id, gid)
+        return 1
+
+    async def _refused(self, generation: str, why: str) -> None:
+        """A queued message whose chat no longer converts: its stream says so."""
+        with contextlib.suppress(AppendRefused):
+            await self.log.append(
+                generation,
+                [{"type": "error", "errorText": f"this message could not be sent: {why}"}],
+                kind="generation",
+                meta={"error": why[:500]},
+            )

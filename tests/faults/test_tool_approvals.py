@@ -1,0 +1,241 @@
+"""A worker killed (``kill -9``) at each moment around a tool call that waits for a
+person: before the request is written, while the generation waits, right after the
+decision, during the approved tool. In every case the tool runs exactly once (its runs are
+recorded in a file by the worker that runs it, so the count survives the kill), the
+decision is kept, and the generation ends with the model's next step.
+
+Real processes on 127.0.0.1: a Redis of the test's own, a front-end, workers on the real
+``anthropic`` SDK against the local fake Anthropic API (``WORKER_LEASE_SECONDS=1``, so a
+killed worker's job is taken over within about a second).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from broadcaster.core.embedded import EmbeddedRedis
+from tests.support.fake_anthropic import (
+    FakeAnthropicServer,
+    message,
+    stall,
+    text,
+    text_reply,
+    tool_use,
+)
+from tests.support.procs import ROOT, Proc, parse_sse, start_frontend, start_worker
+from tests.support.worker_tools import runs
+
+
+@dataclass
+class Stack:
+    root: Path
+    redis: EmbeddedRedis
+    anthropic: FakeAnthropicServer
+    frontend: Proc
+    workers: list[Proc] = field(default_factory=list)
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs.jsonl"
+
+    def worker(self) -> Proc:
+        env = {
+            "WORKER_PROVIDER": "anthropic",
+            "ANTHROPIC_BASE_URL": self.anthropic.base_url,
+            "ANTHROPIC_API_KEY": "test",
+            "WORKER_MERGE_MS": "0",
+            "WORKER_LEASE_SECONDS": "1",
+            "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
+            "TOOL_RUNS_FILE": str(self.runs),
+            "TOOL_GATE_FILE": str(self.root / "gate"),
+            "PYTHONPATH": str(ROOT),
+        }
+        proc = start_worker(self.redis.url, self.root, f"worker-{len(self.workers) + 1}", env)
+        self.workers.append(proc)
+        return proc
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"{p.name} log:\n{p.log()[-3000:]}" for p in [self.frontend, *self.workers]
+        )
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    redis = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    redis.start(reuse=False)
+    try:
+        with FakeAnthropicServer(api_key="test") as anthropic:
+            frontend = start_frontend(redis.url, tmp_path, "frontend")
+            built = Stack(tmp_path, redis, anthropic, frontend)
+            try:
+                yield built
+                assert anthropic.errors == []
+            finally:
+                for proc in [*built.workers, frontend]:
+                    proc.stop()
+    finally:
+        redis.stop()
+
+
+def wait_for(what: str, check: Callable[[], bool], stack: Stack, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {seconds} s\n{stack.logs()}"
+        time.sleep(0.05)
+
+
+def events(raw: bytes) -> list[dict[str, Any]]:
+    found, _, _ = parse_sse(raw)
+    return [json.loads(e.data) for e in found if e.data and e.data != "[DONE]"]
+
+
+def generation_of(stack: Stack, body: dict[str, Any]) -> str:
+    """A generation started as POST /v1/generations starts one (no chat: nothing here
+    depends on a chat's answer)."""
+    resp = httpx.post(f"{stack.frontend.url}/v1/generations", json=body, timeout=10)
+    assert resp.status_code == 202, resp.text
+    gid: str = resp.json()["id"]
+    return gid
+
+
+def meta(stack: Stack, gid: str) -> dict[str, Any]:
+    found: dict[str, Any] = httpx.get(f"{stack.frontend.url}/v1/generations/{gid}").json()
+    return found
+
+
+def stored(stack: Stack, gid: str) -> list[dict[str, Any]]:
+    return events(httpx.get(f"{stack.frontend.url}/v1/streams/{gid}/events", timeout=30).content)
+
+
+def pending_approval(stack: Stack, gid: str) -> str | None:
+    if meta(stack, gid)["status"] != "waiting":
+        return None
+    asked = [e for e in stored_now(stack, gid) if e["type"] == "tool-approval-request"]
+    return str(asked[-1]["approvalId"]) if asked else None
+
+
+def stored_now(stack: Stack, gid: str) -> list[dict[str, Any]]:
+    """The events so far, without waiting for the end: a catch-up read of the generation
+    as a (read-only, JSON) Durable Stream."""
+    resp = httpx.get(f"{stack.frontend.url}/v1/stream/{gid}", params={"offset": "-1"})
+    if resp.status_code != 200:
+        return []
+    found: list[dict[str, Any]] = resp.json()
+    return found
+
+
+def approve(stack: Stack, gid: str, approval: str) -> None:
+    resp = httpx.post(
+        f"{stack.frontend.url}/v1/generations/{gid}/approvals",
+        json={"approvalId": approval, "approved": True},
+    )
+    assert resp.status_code == 200 and resp.json()["decided"], resp.text
+
+
+def request(words: str) -> dict[str, Any]:
+    return {"prompt": words, "max_tokens": 256}
+
+
+CALL = [text(["On it."]), tool_use("toolu_k", "approved_add", ['{"a": 20, "b": 22}'])]
+
+
+def ended_well(stack: Stack, gid: str) -> list[dict[str, Any]]:
+    wait_for("the end", lambda: meta(stack, gid)["status"] in ("completed", "failed"), stack)
+    assert meta(stack, gid)["status"] == "completed", stack.logs()
+    found = stored(stack, gid)
+    kinds = [e["type"] for e in found]
+    assert kinds.count("finish") == 1 and kinds.count("data-approval") == 1, kinds
+    outputs = [e for e in found if e["type"] == "tool-output-available"]
+    assert [o["output"] for o in outputs] == [{"sum": 42}], outputs
+    return found
+
+
+def test_killed_before_the_request_is_written(stack: Stack) -> None:
+    """Killed while the model's call (the tool_use) streams: the next worker makes the
+    call again, then asks; nothing ran before the decision, the tool once after."""
+    victim = stack.worker()
+    stack.anthropic.enqueue([*message(CALL, stop_reason="tool_use")[:4], stall()])
+    stack.anthropic.enqueue(message(CALL, stop_reason="tool_use"))
+    stack.anthropic.enqueue(text_reply(["Forty-", "two."]))
+    gid = generation_of(stack, request("add 20 and 22"))
+    wait_for(
+        "the call streaming",
+        lambda: stack.anthropic.request_count == 1 and bool(stored_now(stack, gid)),
+        stack,
+    )
+    victim.stop(signal.SIGKILL)
+    stack.worker()
+    wait_for("the request", lambda: pending_approval(stack, gid) is not None, stack)
+    assert runs(stack.runs, "approved_add", "start") == 0
+    approve(stack, gid, str(pending_approval(stack, gid)))
+    kinds = [e["type"] for e in ended_well(stack, gid)]
+    assert kinds.count("data-retry") == 1 and kinds.count("tool-approval-request") == 1
+    assert runs(stack.runs, "approved_add", "start") == runs(stack.runs, "approved_add") == 1
+
+
+def test_killed_while_it_waits(stack: Stack) -> None:
+    """The generation waits holding nothing: killing its worker changes nothing; the
+    decision queues it for whichever worker is alive, which counts no new attempt."""
+    victim = stack.worker()
+    stack.anthropic.enqueue(message(CALL, stop_reason="tool_use"))
+    stack.anthropic.enqueue(text_reply(["Forty-", "two."]))
+    gid = generation_of(stack, request("add 20 and 22"))
+    wait_for("the request", lambda: pending_approval(stack, gid) is not None, stack)
+    victim.stop(signal.SIGKILL)
+    stack.worker()
+    approve(stack, gid, str(pending_approval(stack, gid)))
+    kinds = [e["type"] for e in ended_well(stack, gid)]
+    assert "data-retry" not in kinds
+    assert runs(stack.runs, "approved_add", "start") == runs(stack.runs, "approved_add") == 1
+
+
+def test_killed_right_after_the_decision(stack: Stack) -> None:
+    """Decided while no worker is alive (the last one was killed): the job waits in the
+    queue, the next worker to start resumes it and runs the tool once."""
+    victim = stack.worker()
+    stack.anthropic.enqueue(message(CALL, stop_reason="tool_use"))
+    stack.anthropic.enqueue(text_reply(["Forty-", "two."]))
+    gid = generation_of(stack, request("add 20 and 22"))
+    wait_for("the request", lambda: pending_approval(stack, gid) is not None, stack)
+    approval = str(pending_approval(stack, gid))
+    victim.stop(signal.SIGKILL)
+    approve(stack, gid, approval)
+    assert meta(stack, gid)["status"] == "queued"
+    stack.worker()
+    ended_well(stack, gid)
+    assert runs(stack.runs, "approved_add", "start") == runs(stack.runs, "approved_add") == 1
+
+
+def test_killed_during_the_approved_tool(stack: Stack) -> None:
+    """Killed while the approved tool runs: as for any tool, the next worker runs it
+    again (its output was not in the stream); it ends once, and is never asked about
+    again."""
+    victim = stack.worker()
+    call = [text(["Waiting."]), tool_use("toolu_g", "gated_approval", ["{}"])]
+    stack.anthropic.enqueue(message(call, stop_reason="tool_use"))
+    stack.anthropic.enqueue(text_reply(["Opened."]))
+    gid = generation_of(stack, request("open the gate"))
+    wait_for("the request", lambda: pending_approval(stack, gid) is not None, stack)
+    approve(stack, gid, str(pending_approval(stack, gid)))
+    wait_for("the tool", lambda: runs(stack.runs, "gated_approval", "start") == 1, stack)
+    victim.stop(signal.SIGKILL)
+    (stack.root / "gate").touch()
+    stack.worker()
+    wait_for("the end", lambda: meta(stack, gid)["status"] == "completed", stack)
+    found = stored(stack, gid)
+    kinds = [e["type"] for e in found]
+    assert kinds.count("tool-approval-request") == 1 and kinds.count("data-approval") == 1
+    assert kinds.count("tool-output-available") == 1 and kinds.count("finish") == 1
+    assert runs(stack.runs, "gated_approval", "start") == 2  # the killed run, the rescuer's
+    assert runs(stack.runs, "gated_approval", "end") == 1
+    assert "Traceback" not in stack.frontend.log()
