@@ -32,7 +32,9 @@ PAGE_BYTES = 256 * 1024
 
 
 def entries_of(form: Form, run: Run) -> list[Entry]:
-    """The entries a run carries, the closure marker included."""
+    """The entries a run carries, the closure marker included: a stream of events closes
+    with its terminal event, which is data, so a run that ends one gets a marker after it
+    (``closing``)."""
     first, _, body, terminal = run
     out: list[Entry] = []
     if form == "ds":
@@ -54,7 +56,17 @@ def entries_of(form: Form, run: Run) -> list[Entry]:
         event_seq, _, tag = id_line[4:].partition(b".")
         data = rest[rest.index(b"data: ") + 6 :]
         out.append(Entry(int(event_seq), DATA, data, tag.decode()))
-    return out
+    return closing(out) if terminal else out
+
+
+def closing(entries: list[Entry]) -> list[Entry]:
+    """``entries`` of a stream of events that end with its terminal event, closed: the
+    closure marker, at the terminal event's seq (such a stream has no seq of its own for
+    it), so that readers say ``streamClosed`` / ``Stream-Closed`` there and then."""
+    if not entries or not entries[-1].is_data:
+        return entries
+    last = entries[-1]
+    return [*entries, Entry(last.seq, CLOSE, b"", last.tag)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +218,8 @@ async def _history(
             return
         first = False
         up_to_date = entries[-1].seq >= state.seq
+        if up_to_date and state.closed:
+            entries = closing(entries)  # an ended stream of events: its terminal is data
         frames, sub.at, closed = encode(
             sub.mode, entries, sub.at, sub.cursor(), up_to_date=up_to_date
         )
