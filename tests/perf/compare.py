@@ -68,6 +68,8 @@ BEFORE = "before"
 DS = "project-ds"
 """The project's front-end, its viewers reading each stream as a Durable Stream
 (``GET /v1/stream/{id}?offset=-1&live=sse``) instead of its SSE route."""
+BEFORE_DS = "before-ds"
+"""``before``'s front-end, read as ``project-ds`` is."""
 LINGER0 = "project-linger0"
 """The project's front-end with ``BROADCASTER_TOPIC_LINGER_SECONDS=0``: a stream is
 unwatched as soon as its last reader leaves."""
@@ -224,14 +226,14 @@ def _durable_scenarios(smoke: bool) -> list[Scenario]:
             "1 stream x 1,000 viewers, 1000 ev/s: the SSE route (project) and Durable "
             "Streams live=sse (project-ds)",
             ["--viewers", "1000", "--rate", "1000", "--duration", "5", "--deadline", "20"],
-            targets=("project", DS),
+            targets=("project", DS, BEFORE_DS),
         ),
         Scenario(
             "ds-sse-1000-100",
             "the same at 100 ev/s: one event per read of the pub/sub socket, so one run per "
             "event for each viewer",
             ["--viewers", "1000", "--rate", "100", "--duration", "10", "--deadline", "20"],
-            targets=("project", DS),
+            targets=("project", DS, BEFORE_DS),
         ),
         Scenario(
             "ds-long-poll",
@@ -416,7 +418,7 @@ def start(  # noqa: PLR0917
     extra_env: dict[str, str] | None = None,
 ) -> Server:
     """``target``'s server(s), with ``extra_env`` for a front-end (the scenario's)."""
-    if target.startswith("project-fe") or target == BEFORE:
+    if target.startswith("project-fe") or target in (BEFORE, BEFORE_DS):
         return _start_frontends(target, redis_url, logdir, keepalive, before)
     port = free_port()
     sink = None
@@ -480,7 +482,7 @@ def _start_frontends(
     env = _frontend_env(redis_url, keepalive)
     cwd = ROOT
     count = 1
-    if target == BEFORE:
+    if target in (BEFORE, BEFORE_DS):
         if before is None:
             raise RuntimeError("the 'before' target needs --before PATH (a checkout)")
         cwd = before.resolve()
@@ -519,7 +521,7 @@ def _bench_args(
         args += ["--url", url]
     for pid in server.pids:
         args += ["--server-pid", str(pid)]
-    if server.name == DS:
+    if server.name in (DS, BEFORE_DS):
         args += ["--read", "ds-sse"]
     redis_url, redis_pid = redis
     return parser.parse_args([*args, "--redis-url", redis_url, "--redis-pid", str(redis_pid)])
@@ -697,10 +699,15 @@ def _ratio_lines(s: Scenario, rows: list[dict[str, Any]]) -> list[str]:
         by = {r["target"]: r for r in rows if "error" not in r}
         ds, sse = by[DS], by["project"]
         lines.append(
-            f"Durable Streams / SSE route: deliveries per server CPU second {cpu[DS]:.2f}x, "
-            f"deliveries/s {rat[DS]:.2f}x, p50 {ds['p50_ms']:.1f} vs {sse['p50_ms']:.1f} ms, "
+            f"Durable Streams / SSE route: deliveries per server CPU second {1 / cpu[DS]:.2f}x, "
+            f"deliveries/s {1 / rat[DS]:.2f}x, p50 {ds['p50_ms']:.1f} vs {sse['p50_ms']:.1f} ms, "
             f"p99 {ds['p99_ms']:.1f} vs {sse['p99_ms']:.1f} ms"
         )
+        if BEFORE_DS in cpu:
+            lines.append(
+                "Durable Streams, project-ds / before-ds: deliveries per server CPU second "
+                f"{cpu[BEFORE_DS] / cpu[DS]:.2f}x"
+            )
     return lines
 
 
@@ -756,10 +763,17 @@ def summary(rounds: list[dict[str, list[dict[str, Any]]]], chosen: list[Scenario
             continue
         ds = [cpu_ratios(rnd.get(name, [])).get(DS) for rnd in rounds]
         if DS in s.targets and all(ds):
-            ds_cpu = [v for v in ds if v is not None]
+            ds_cpu = [1 / v for v in ds if v is not None]
             lines.append(
                 f"{name:16} Durable Streams / SSE route, deliveries per server CPU second: "
                 f"{statistics.median(ds_cpu):.2f}x ({', '.join(f'{x:.2f}' for x in ds_cpu)})"
+            )
+        old = [cpu_ratios(rnd.get(name, [])) for rnd in rounds]
+        if all(DS in c and BEFORE_DS in c for c in old):
+            vs = [c[BEFORE_DS] / c[DS] for c in old]
+            lines.append(
+                f"{name:16} Durable Streams, project-ds / before-ds, deliveries per server CPU "
+                f"second: {statistics.median(vs):.2f}x ({', '.join(f'{x:.2f}' for x in vs)})"
             )
         per_target: dict[str, list[float]] = {}
         for rnd in rounds:
@@ -816,7 +830,7 @@ async def main_async(opts: argparse.Namespace) -> list[dict[str, list[dict[str, 
     targets = opts.targets.split(",")
     before = Path(opts.before) if opts.before else None
     if before is None:
-        targets = [t for t in targets if t != BEFORE]
+        targets = [t for t in targets if t not in (BEFORE, BEFORE_DS)]
     rounds: list[dict[str, list[dict[str, Any]]]] = []
     with (
         tempfile.TemporaryDirectory(prefix="compare-") as tmp,
@@ -845,7 +859,7 @@ def main() -> None:
     p.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
     p.add_argument(
         "--targets",
-        default=",".join(dict.fromkeys([*MULTI, *FRONTENDS, BEFORE, DS, LINGER0])),
+        default=",".join(dict.fromkeys([*MULTI, *FRONTENDS, BEFORE, DS, LINGER0, BEFORE_DS])),
         help="comma-separated targets (each scenario runs the ones it lists)",
     )
     p.add_argument(
