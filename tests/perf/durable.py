@@ -10,7 +10,8 @@ bench's viewers read with ``--read ds-sse``.)
 **Long-poll** (``long_poll``): N readers, each on its own Durable Stream, each in a loop of
 ``GET ?offset=<o>&live=long-poll&cursor=<c>`` that follows ``Stream-Next-Offset`` and
 ``Stream-Cursor``, one connection each, while a publisher appends to every reader's stream
-at a fixed rate with the same Lua script a POST runs. Three cases:
+at a fixed rate with the same Lua script a POST runs, each stream's appends at its own
+moment of the interval (independent producers), one at a time. Three cases:
 
 - ``woken``: each poll waits at the tail and an append wakes it; the reader's next poll
   finds its stream still watched (the common live case), as long as the front-end keeps
@@ -238,13 +239,11 @@ def _message(size: int) -> bytes:
     return head + b"x" * max(0, size - len(head) - 2) + b'"}'
 
 
-async def _append_each(durable: DurableLog, names: list[str], size: int) -> None:
-    async def one(name: str) -> None:
-        written = await durable.append(name, "application/json", [(DATA, _message(size))])
-        if written.status != "OK":
-            raise RuntimeError(f"appending to {name}: {written.status}")
-
-    await _each(one, names)
+async def _append(durable: DurableLog, name: str, size: int) -> None:
+    """One message, as one POST appends it."""
+    written = await durable.append(name, "application/json", [(DATA, _message(size))])
+    if written.status != "OK":
+        raise RuntimeError(f"appending to {name}: {written.status}")
 
 
 @dataclass(frozen=True)
@@ -258,15 +257,17 @@ class _AppendCost:
 async def _append_cost(
     durable: DurableLog, stats: Redis, load: LongPollLoad, run: str
 ) -> _AppendCost:
-    """What an append costs Redis, measured on streams nobody reads: ticks of one append
-    to each of ``load.readers`` streams, as the window's publisher makes them."""
+    """What an append costs Redis, measured on streams nobody reads: rounds of one append
+    to each of ``load.readers`` streams, one after the other, as the window's publisher
+    makes them."""
     names = [f"lp-{run}-cal{i}" for i in range(load.readers)]
     await _create(durable, names)
-    await _append_each(durable, names, load.message_bytes)  # scripts loaded, keys made
+    await _append(durable, names[0], load.message_bytes)  # the script loaded
     before = await snapshot(stats, [])
     ticks = 10
     for _ in range(ticks):
-        await _append_each(durable, names, load.message_bytes)
+        for name in names:
+            await _append(durable, name, load.message_bytes)
     after = await snapshot(stats, [])
     n = ticks * len(names)
     delta = bench._command_delta(before.calls, after.calls)
@@ -311,28 +312,33 @@ async def _long_poll_case(  # noqa: PLR0917
         stop.set()
         for task in readers:
             task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
+        for out in await asyncio.gather(*readers, return_exceptions=True):
+            if isinstance(out, Exception):  # the server went away, or answered nonsense
+                polls.errors.append(repr(out))
     return _long_poll_row(case, target.name, polls, start, end, appends, cost)
 
 
 async def _ticks(
     durable: DurableLog, stats: Redis, target: Target, load: LongPollLoad, current: list[str]
 ) -> tuple[Snapshot, Snapshot]:
-    """Tick k appends one message to every reader's current stream at t0 + k/rate; the
-    counters are read between ticks (no append in flight), at the window's ends."""
+    """Round k appends one message to every reader's current stream, reader i's at
+    t0 + (k + i/readers)/rate: spread over the interval, as independent producers append,
+    one at a time. The counters are read between rounds (no append in flight), at the
+    window's ends."""
     t0 = time.monotonic()
     first = round(load.warmup * load.rate)
     last = first + round(load.duration * load.rate)
     start: Snapshot | None = None
     for k in range(last + 1):
-        delay = t0 + k / load.rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
         if k == first:
             start = await snapshot(stats, target.pids)
         if k == last:
             break
-        await _append_each(durable, list(current), load.message_bytes)
+        for i in range(len(current)):
+            delay = t0 + (k + i / len(current)) / load.rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await _append(durable, current[i], load.message_bytes)
     assert start is not None
     return start, await snapshot(stats, target.pids)
 
