@@ -249,7 +249,7 @@ def _durable_scenarios(smoke: bool) -> list[Scenario]:
             "10 MB from offset -1 by 1 and 20 readers: 10,000 x 1 KiB JSON, 160 x 64 KiB "
             "binary, and a feed of 10,000 x 1 KiB events also read through the SSE route",
             [],
-            targets=("project",),
+            targets=("project", BEFORE),
             custom=_catch_up(durable.CatchUpLoad()),
         ),
     ]

@@ -639,18 +639,22 @@ async def catch_up(
 
 def catch_up_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
-        f"{'stream':7} {'read':10} {'readers':>7} {'seconds':>8} {'MB/s':>7} {'pages':>6} "
-        f"{'feCPU s':>7} {'feCPU ms/MB':>11} {'redis ms/MB':>11}  problems"
+        f"{'target':10} {'stream':7} {'read':10} {'readers':>7} {'seconds':>8} {'MB/s':>7} "
+        f"{'pages':>6} {'feCPU s':>7} {'feCPU ms/MB':>11} {'redis ms/MB':>11}  problems"
     ]
     for r in rows:
         if "error" in r:
-            lines.append(f"{r['stream']:7} {r['read']:10} {r['readers']:>7} ERROR {r['error']}")
+            lines.append(
+                f"{r['target']:10} {r['stream']:7} {r['read']:10} {r['readers']:>7} "
+                f"ERROR {r['error']}"
+            )
             continue
         pages = r["pages_per_reader"]
         lines.append(
-            f"{r['stream']:7} {r['read']:10} {r['readers']:>7} {r['seconds']:>8.2f} "
-            f"{r['mb_per_s']:>7.1f} {'-' if pages is None else f'{pages:.0f}':>6} "
-            f"{r['frontend_cpu_s']:>7.2f} {r['frontend_cpu_ms_per_mb']:>11.1f} "
+            f"{r['target']:10} {r['stream']:7} {r['read']:10} {r['readers']:>7} "
+            f"{r['seconds']:>8.2f} {r['mb_per_s']:>7.1f} "
+            f"{'-' if pages is None else f'{pages:.0f}':>6} {r['frontend_cpu_s']:>7.2f} "
+            f"{r['frontend_cpu_ms_per_mb']:>11.1f} "
             f"{r['redis_cpu_ms_per_mb']:>11.1f}  {'; '.join(r['problems']) or '-'}"
         )
     lines += _catch_up_ratios(rows)
@@ -658,18 +662,21 @@ def catch_up_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _catch_up_ratios(rows: list[dict[str, Any]]) -> list[str]:
-    """The feed read as Durable Streams pages and ``live=sse``, against the SSE route."""
+    """The feed read as Durable Streams pages and ``live=sse``, against the SSE route, on
+    the same server."""
     feed = {
-        (r["read"], r["readers"]): r for r in rows if "error" not in r and r["stream"] == "feed"
+        (r["target"], r["read"], r["readers"]): r
+        for r in rows
+        if "error" not in r and r["stream"] == "feed"
     }
     lines = []
-    for (read, readers), r in sorted(feed.items()):
-        base = feed.get(("sse-replay", readers))
+    for (target, read, readers), r in feed.items():
+        base = feed.get((target, "sse-replay", readers))
         if read == "sse-replay" or base is None:
             continue
         cpu, base_cpu = r["frontend_cpu_ms_per_mb"], base["frontend_cpu_ms_per_mb"]
         lines.append(
-            f"feed, {readers} reader(s), {read} / sse-replay: time "
+            f"{target}: feed, {readers} reader(s), {read} / sse-replay: time "
             f"{r['seconds'] / base['seconds']:.2f}x, front-end CPU per MB "
             + (f"{cpu / base_cpu:.2f}x" if base_cpu else "n/a (too little to measure)")
         )
@@ -677,19 +684,22 @@ def _catch_up_ratios(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def catch_up_summary(rounds: list[list[dict[str, Any]]]) -> list[str]:
-    by: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    by: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
     for rows in rounds:
         for r in rows:
             if "error" not in r:
-                by.setdefault((r["stream"], r["read"], r["readers"]), []).append(r)
+                key = (r["target"], r["stream"], r["read"], r["readers"])
+                by.setdefault(key, []).append(r)
     lines = []
-    for (stream, read, readers), rs in by.items():
+    for (target, stream, read, readers), rs in by.items():
         secs = [r["seconds"] for r in rs]
         cpu = [r["frontend_cpu_ms_per_mb"] for r in rs]
         mbs = [r["mb_per_s"] for r in rs]
+        redis = [r["redis_cpu_ms_per_mb"] for r in rs]
         lines.append(
-            f"{stream:7} {read:10} x{readers:<3} {statistics.median(secs):.2f} s "
+            f"{target:10} {stream:7} {read:10} x{readers:<3} {statistics.median(secs):.2f} s "
             f"({', '.join(f'{x:.2f}' for x in secs)}), {statistics.median(mbs):.1f} MB/s, "
-            f"front-end {statistics.median(cpu):.1f} ms CPU per MB"
+            f"CPU per MB: front-end {statistics.median(cpu):.1f} ms, Redis "
+            f"{statistics.median(redis):.1f} ms"
         )
     return lines
