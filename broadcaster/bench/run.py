@@ -14,6 +14,9 @@ With several ``--url`` front-ends, ``--route`` says which one each viewer uses, 
 load balancer would choose: ``rotate`` (viewer i on front-end i mod n, the default),
 ``random`` (an L4 balancer: a stream's viewers land anywhere), or ``stream`` (every viewer
 of a stream on one front-end, as a balancer that hashes the stream id from the path).
+``--read ds-sse`` has the viewers read each stream as a Durable Stream instead
+(``GET /v1/stream/{id}?offset=-1&live=sse``: JSON arrays of the events' data, each message
+a delivery), the same stream and the same events, so that only the read path differs.
 
 Reported: deliveries/s, latency p50/p99/max, lost and duplicated events, the CPU of the
 bench per 100,000 deliveries, and with ``--server-pid`` (front-ends on this machine)
@@ -47,6 +50,7 @@ from urllib.parse import urlsplit
 from redis.asyncio import Redis, RedisCluster
 
 from broadcaster.bench.viewers import (
+    READS,
     BenchError,
     GroupSpec,
     own_cpu_seconds,
@@ -216,12 +220,14 @@ class Groups:
             conn.close()
 
 
-def _split(targets: list[tuple[str, int, str]], procs: int, **kw: Any) -> list[GroupSpec]:
+def _split(
+    targets: list[tuple[str, int, str]], procs: int, read: str = "sse", **kw: Any
+) -> list[GroupSpec]:
     """Contiguous shares, so each process's source addresses continue the global index."""
     procs = max(1, min(procs, len(targets)))
     size = math.ceil(len(targets) / procs)
     return [
-        GroupSpec(targets=targets[i : i + size], first_index=i, **kw)
+        GroupSpec(targets=targets[i : i + size], first_index=i, read=read, **kw)
         for i in range(0, len(targets), size)
     ]
 
@@ -345,7 +351,13 @@ async def _replay(sink: EventSink, args: argparse.Namespace, plan: _Plan) -> dic
     targets = [plan.target(sid, i, stream_index=0) for i in range(args.joiners)]
     groups = Groups(
         _split(
-            targets, args.procs, token=args.token, latency_every=0, wait_first=False, timeout=600
+            targets,
+            args.procs,
+            plan.read,
+            token=args.token,
+            latency_every=0,
+            wait_first=False,
+            timeout=600,
         )
     )
     try:
@@ -387,6 +399,8 @@ class _Plan:
     pad: str
     route: str
     """Which front-end each viewer uses (``ROUTES``)."""
+    read: str = "sse"
+    """How the viewers read (``READS``): the SSE route, or Durable Streams ``live=sse``."""
     rng: random.Random = field(default_factory=lambda: random.Random(0), compare=False)
     """For ``--route random``: the same spread on every run."""
 
@@ -400,7 +414,16 @@ class _Plan:
         else:
             pick = viewer_index % n
         host, port, prefix = self.endpoints[pick]
+        if self.read == "ds-sse":
+            return host, port, f"{prefix}/v1/stream/{sid}?offset=-1&live=sse"
         return host, port, f"{prefix}/v1/streams/{sid}/events"
+
+    @staticmethod
+    def reads(path: str, sid: str) -> bool:
+        """Whether a viewer's path reads stream ``sid`` (either way)."""
+        return path.endswith(f"/{sid}/events") or path.split("?", 1)[0].endswith(
+            f"/v1/stream/{sid}"
+        )
 
     @property
     def events_per_stream(self) -> int:
@@ -502,6 +525,8 @@ def _plan(args: argparse.Namespace) -> _Plan:
         raise BenchError(f"--route must be one of {', '.join(ROUTES)}")
     if args.idle_sample < 0:
         raise BenchError("--idle-sample must not be negative")
+    if args.read not in READS:
+        raise BenchError(f"--read must be one of {', '.join(READS)}")
     run = uuid.uuid4().hex[:10]
     return _Plan(
         redis_url=redis_url,
@@ -514,6 +539,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         per_stream=0 if args.idle else max(1, round(args.rate * args.duration)),
         pad="x" * max(0, args.event_bytes - 60),  # ~60 bytes of JSON besides the padding
         route=args.route,
+        read=args.read,
     )
 
 
@@ -559,6 +585,7 @@ def _start_viewers(
         _split(
             targets,
             args.procs,
+            plan.read,
             token=args.token,
             latency_every=every,
             timeout=args.duration + args.deadline,
@@ -641,6 +668,7 @@ async def _open_quiet(args: argparse.Namespace, plan: _Plan, after: float) -> Gr
     specs = _split(
         targets,
         args.procs,
+        plan.read,
         token=args.token,
         latency_every=0,
         timeout=args.duration + args.deadline,
@@ -686,12 +714,13 @@ def _load_figures(args: argparse.Namespace, plan: _Plan, w: _Window) -> dict[str
         "rate": 0 if args.idle else args.rate,
         "duration": args.duration,
         "event_bytes": args.event_bytes,
+        "read": plan.read,
         "procs": len(w.readies),
         "open_seconds": max(r[0] for r in w.readies),
         "per_stream": [
             {
                 "stream": sid,
-                "viewers": sum(1 for _, _, path in w.targets if path.endswith(f"/{sid}/events")),
+                "viewers": sum(1 for _, _, path in w.targets if plan.reads(path, sid)),
                 "events": plan.events_per_stream,
             }
             for sid in plan.sids
@@ -846,7 +875,8 @@ def render(r: dict[str, Any]) -> str:
         (
             "load",
             f"{r['viewers']} viewers, {r['streams']} stream(s), {r['rate']} ev/s/stream, "
-            f"{r['duration']} s, {r['event_bytes']} B, {r['procs']} viewer process(es)",
+            f"{r['duration']} s, {r['event_bytes']} B, {r['procs']} viewer process(es), "
+            f"read {r['read']}",
         ),
         ("events published", f"{_fmt(r['events_published'])} ({_fmt(r['publish_rate'])} ev/s)"),
         ("deliveries", _fmt(r["deliveries"])),
@@ -1032,6 +1062,13 @@ def _measure_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="PID",
         help="a Redis process on this machine, for its writes per event (repeatable)",
+    )
+    parser.add_argument(
+        "--read",
+        choices=READS,
+        default="sse",
+        help="how viewers read: the SSE route (sse, the default), or each stream as a Durable "
+        "Stream, GET /v1/stream/{id}?offset=-1&live=sse (ds-sse: each message one delivery)",
     )
     parser.add_argument("--token", help="viewer token (needed when the server has a secret)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -32,6 +32,12 @@ _ID = re.compile(rb"^id: (\d+)", re.MULTILINE)
 _T = re.compile(rb'"t":(\d+)')
 _DONE = b"data: [DONE]"
 LOOPBACK_SOURCES = 8
+READS = ("sse", "ds-sse")
+"""How a viewer reads its stream: the project's SSE route, or the stream as a Durable
+Stream with ``live=sse`` (``DsViewer``)."""
+_NEXT = b'"streamNextOffset":"'
+_MESSAGE = b'{"type":"'
+_CLOSED = b'"streamClosed":true'
 
 
 class BenchError(RuntimeError):
@@ -135,6 +141,48 @@ class Viewer(asyncio.Protocol):
             self.transport.close()
 
 
+class DsViewer(Viewer):
+    """A Durable Streams reader over ``live=sse`` of a stream of events (read as an
+    ``application/json`` Durable Stream): ``event: data`` events carry JSON arrays of the
+    events' data, each followed by an ``event: control`` whose ``streamNextOffset`` is
+    ``<seq>_<tag>``. Each message is one delivery; they are counted in C (each event's
+    JSON starts ``{"type":"``) and checked, per control event, against how far its offset
+    moved: more messages than that are duplicates, fewer were lost."""
+
+    def __init__(self, request: bytes, record_latency: bool) -> None:
+        super().__init__(request, record_latency)
+        self._unchecked = 0
+        """Messages received since the last control event."""
+
+    def _block(self, block: bytes) -> None:
+        n = block.count(_MESSAGE)
+        if n:
+            self.frames += n
+            self._unchecked += n
+            self.last_rx_ns = time.time_ns()
+            if self.record_latency and self.last_id:
+                now = self.last_rx_ns
+                self.latencies_ns.extend(now - int(t) for t in _T.findall(block))
+        at = block.rfind(_NEXT)
+        if at >= 0:
+            start = at + len(_NEXT)
+            seq = int(block[start : block.index(b"_", start)])
+            moved, got = seq - self.last_id, self._unchecked
+            if got > moved:
+                self.duplicated += got - max(moved, 0)
+            elif got < moved:
+                self.lost += moved - got
+            self._unchecked = 0
+            if seq > self.last_id:
+                if not self.last_id:
+                    self.first_ns = self.last_rx_ns or time.time_ns()
+                    self.first_event.set()
+                self.last_id = seq
+        if _CLOSED in block:
+            self.done = True
+            self._close()
+
+
 def request_bytes(host: str, port: int, path: str, token: str | None) -> bytes:
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
     return (
@@ -159,6 +207,8 @@ class GroupSpec:
     """The global index of the first viewer (spreads source addresses across groups)."""
     first_wait: float = 30.0
     """Seconds a viewer may take to get its first event before the run fails."""
+    read: str = "sse"
+    """How the viewers read (``READS``): ``ds-sse`` makes them ``DsViewer``s."""
 
 
 async def _open(
@@ -172,8 +222,9 @@ async def _open(
 
 async def _group(spec: GroupSpec, conn: Connection) -> None:
     loop = asyncio.get_running_loop()
+    kind = DsViewer if spec.read == "ds-sse" else Viewer
     viewers = [
-        Viewer(
+        kind(
             request_bytes(h, p, path, spec.token),
             spec.latency_every > 0 and (spec.first_index + i) % spec.latency_every == 0,
         )

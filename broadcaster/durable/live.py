@@ -26,13 +26,19 @@ from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.keepalive import Keepalive
 from broadcaster.fanout.subscription import Form, Run, Subscription, Topic, Writer
 
+_NOW = "now"
+"""In a run's cache (``Topic.encoded``), the cursor interval of the protocol's clock when
+the run came: one for all the readers of the run (its other keys are tuples)."""
+
 PAGE_ENTRIES = 500
 PAGE_BYTES = 256 * 1024
 """A catch-up page (a GET, or an SSE reader's history) aims at this size."""
 
 
 def entries_of(form: Form, run: Run) -> list[Entry]:
-    """The entries a run carries, the closure marker included."""
+    """The entries a run carries, the closure marker included: a stream of events closes
+    with its terminal event, which is data, so a run that ends one gets a marker after it
+    (``closing``)."""
     first, _, body, terminal = run
     out: list[Entry] = []
     if form == "ds":
@@ -54,7 +60,17 @@ def entries_of(form: Form, run: Run) -> list[Entry]:
         event_seq, _, tag = id_line[4:].partition(b".")
         data = rest[rest.index(b"data: ") + 6 :]
         out.append(Entry(int(event_seq), DATA, data, tag.decode()))
-    return out
+    return closing(out) if terminal else out
+
+
+def closing(entries: list[Entry]) -> list[Entry]:
+    """``entries`` of a stream of events that end with its terminal event, closed: the
+    closure marker, at the terminal event's seq (such a stream has no seq of its own for
+    it), so that readers say ``streamClosed`` / ``Stream-Closed`` there and then."""
+    if not entries or not entries[-1].is_data:
+        return entries
+    last = entries[-1]
+    return [*entries, Entry(last.seq, CLOSE, b"", last.tag)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,26 +114,33 @@ class Reader(Subscription):
         back ahead of the current interval: cursors only grow)."""
 
     def cursor(self) -> str:
-        current = int(protocol.response_cursor(None))
+        current = protocol.current_cursor()
         return str(current if current >= self.floor else self.floor)
 
     def deliver(self, run: Run) -> None:
         """As ``Subscription.deliver``, with the run encoded for this reader: once for
         every reader of the topic at the same position, in the same mode, with the same
-        cursor (``Topic.encoded``)."""
+        cursor (``Topic.encoded``).
+
+        This runs once per reader per run, and besides the write it is most of what a
+        live reader costs (the SSE route's viewers do none of it): the clock's cursor is
+        therefore read once per run, not per reader, and the cache's key is made of
+        strings and ints, whose hashes are C (a ``Position``'s is a Python function)."""
         w = self.direct
         topic = self.topic
         if w is not None and topic is not None and run[0] == self.last + 1:
-            cursor = self.cursor()
             cached_run, cache = topic.encoded
             if cached_run is not run:
-                cache = {}
+                cache = {_NOW: protocol.current_cursor()}
                 topic.encoded = (run, cache)
-            key = (self.mode, cursor, self.at)
+            current: int = cache[_NOW]
+            cursor = current if current >= self.floor else self.floor
+            at = self.at
+            key = (self.mode, cursor, at.seq, at.tag)
             hit = cache.get(key)
             if hit is None:
                 entries = entries_of(topic.form, run)
-                hit = cache[key] = encode(self.mode, entries, self.at, cursor, up_to_date=True)
+                hit = cache[key] = encode(self.mode, entries, at, str(cursor), up_to_date=True)
             frames, at, closed = hit
             if w(frames):
                 self.last = run[1]
@@ -206,6 +229,8 @@ async def _history(
             return
         first = False
         up_to_date = entries[-1].seq >= state.seq
+        if up_to_date and state.closed:
+            entries = closing(entries)  # an ended stream of events: its terminal is data
         frames, sub.at, closed = encode(
             sub.mode, entries, sub.at, sub.cursor(), up_to_date=up_to_date
         )

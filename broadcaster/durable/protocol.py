@@ -80,11 +80,16 @@ def parse_offset(raw: str) -> Offset | Literal["-1", "now"]:
 # --- cursors ---
 
 
+def current_cursor(now: float | None = None) -> int:
+    """The current 20 s interval since the protocol's epoch."""
+    return int(((now if now is not None else time.time()) - CURSOR_EPOCH) // CURSOR_INTERVAL)
+
+
 def response_cursor(client: str | None, now: float | None = None) -> str:
     """The cursor of a live response: the current 20 s interval, or, when the client's
     cursor is not behind it, the client's plus 1 to 3,600 s of jitter (so cursors only
     grow and a CDN never serves a cached empty answer in a loop)."""
-    current = int(((now if now is not None else time.time()) - CURSOR_EPOCH) // CURSOR_INTERVAL)
+    current = current_cursor(now)
     if client is None or not INT_RE.match(client) or len(client) > 18:
         return str(current)
     theirs = int(client)

