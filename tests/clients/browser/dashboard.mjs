@@ -4,17 +4,20 @@
 //   node tests/clients/browser/dashboard.mjs BASE_URL SCREENSHOT.png [USER_DATA_DIR]
 //
 // Opens BASE_URL/#dashboard, clicks "Start 12 jobs", waits until every job has shown
-// some progress, prints ONE line {"phase": "streaming"} and waits for one line on stdin
-// ("killed"). Then it clicks "Start 4 more" (streams created after the connection, and
-// after the kill), waits until all 16 jobs are done, and prints ONE line
-// {"phase": "result", ...}: what the page's EventSource received per stream (seqs in
-// arrival order), how many times it opened, and which EventSources the page made.
-// Exits non-zero with a message on stderr on any failure or after 60 s.
+// some progress, prints ONE line {"phase": "streaming", "prefix": ...} and then obeys
+// lines on stdin (the test publishes more job streams under the prefix meanwhile):
+//   "wait N"     waits until N streams have shown an event; prints {"phase": "seen"}
+//   "killed N"   clicks "Start 4 more" (streams created after the connection, and after
+//                the kill), waits until N jobs are done, and prints ONE line
+//                {"phase": "result", ...}: what the page's EventSource received per
+//                stream (seqs in arrival order), how many times it opened, and which
+//                EventSources the page made; then exits.
+// Exits non-zero with a message on stderr on any failure or after 90 s.
 
 import { createInterface } from "node:readline";
 import { openDemoPage, runToEnd, startScript } from "./common.mjs";
 
-const TIMEOUT_MS = 60_000;
+const TIMEOUT_MS = 90_000;
 const { base, screenshot, userDataDir, chromium, fail, remaining, ...script } = await startScript(
   "dashboard.mjs",
   TIMEOUT_MS,
@@ -53,12 +56,26 @@ async function run() {
     { timeout: remaining(), polling: 50 },
   );
   process.stdout.write(`${JSON.stringify({ phase: "streaming", prefix: (await dashboard()).prefix })}\n`);
-  step = "waiting to be told the front-end was killed";
-  await nextLine();
-  step = "starting 4 more jobs";
-  await page.click("#dash-more", { timeout: remaining() });
-  step = "waiting for all 16 jobs to finish";
-  await page.waitForFunction(() => window.__dashboard.finished === 16, null, { timeout: remaining(), polling: 100 });
+  for (;;) {
+    step = "waiting for the test's next line";
+    const [command, arg] = (await nextLine()).split(" ");
+    const n = Number(arg);
+    if (command === "wait") {
+      step = `waiting until ${n} streams have shown an event`;
+      await page.waitForFunction((n) => Object.keys(window.__dashboard.seqs).length >= n, n, {
+        timeout: remaining(),
+        polling: 100,
+      });
+      process.stdout.write(`${JSON.stringify({ phase: "seen", streams: n })}\n`);
+      continue;
+    }
+    if (command !== "killed") throw new Error(`unknown command ${command}`);
+    step = "starting 4 more jobs";
+    await page.click("#dash-more", { timeout: remaining() });
+    step = `waiting for all ${n} jobs to finish`;
+    await page.waitForFunction((n) => window.__dashboard.finished === n, n, { timeout: remaining(), polling: 100 });
+    break;
+  }
   await page.screenshot({ path: screenshot, fullPage: true, timeout: 5000 });
   const d = await dashboard();
   return { phase: "result", seqs: d.seqs, opens: d.opens, errors: d.errors, sources, page_errors: errors.pageErrors };
