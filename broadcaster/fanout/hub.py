@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 from broadcaster.core import keys
@@ -103,7 +103,8 @@ class Hub:
         self._pending: list[Topic] = []  # topics with runs of the current read, in order
         self._tasks: list[asyncio.Task[None]] = []
         self.closing = False
-        self._viewers = 0  # kept by subscribe: read on every connect (the connection limit)
+        self._viewers = 0  # kept by subscribe: each viewer of each stream
+        self._connections = 0  # responses with subscriptions: read on every connect (the limit)
         self._tokens = self.config.admit_per_second
         self._filled = 0.0
         self._creators: set[Callable[[str | None], None]] = set()
@@ -181,7 +182,22 @@ class Hub:
 
     @property
     def viewers(self) -> int:
+        """Subscriptions: a connection following 50 streams is 50 viewers."""
         return self._viewers
+
+    @property
+    def connections(self) -> int:
+        """Responses holding subscriptions (the connection limit counts these)."""
+        return self._connections
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[None]:
+        """A response that holds several subscriptions (each made with ``own=False``)."""
+        self._connections += 1
+        try:
+            yield
+        finally:
+            self._connections -= 1
 
     @property
     def streams(self) -> int:
@@ -204,6 +220,7 @@ class Hub:
         counted: bool = True,
         subject: str | None = None,
         wants_presence: bool = False,
+        own: bool = True,
     ) -> AsyncIterator[Subscription]:
         """Receive live runs of ``stream_id``, once the subscription to its channel is
         confirmed (then nothing published is missed). ``known_seq`` is a seq the stream
@@ -212,7 +229,9 @@ class Hub:
         builds the viewer's subscription (a Durable Streams reader encodes runs its own
         way). A ``counted`` viewer counts among the stream's viewers (a long-poll does not:
         it comes and goes), by its token's ``subject`` if any; one that ``wants_presence``
-        is told the count when it changes (``data-viewers``)."""
+        is told the count when it changes (``data-viewers``). An ``own`` subscription is
+        its response's only one, and counts as a connection; a response following many
+        streams counts itself (``connection``)."""
         topic = self._topics.get(stream_id)
         if topic is None:
             topic = self._watch(stream_id, known_seq, known_tag, form)
@@ -225,6 +244,7 @@ class Hub:
             sub.close()
         topic.subs.add(sub)
         self._viewers += 1
+        self._connections += own
         presence = self.presence if counted else None
         if presence is not None:
             presence.join(stream_id, subject)
@@ -238,6 +258,7 @@ class Hub:
             yield sub
         finally:
             self._viewers -= 1
+            self._connections -= own
             topic.subs.discard(sub)
             if presence is not None:
                 presence.leave(stream_id, subject)

@@ -168,10 +168,20 @@ async def test_a_resume_point_is_checked_strictly(
         assert r.json()["stream"] == b
 
 
-async def test_beyond_the_limit_a_connection_says_so(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def lone_frontend(tmp_path: Path, name: str, env: dict[str, str]) -> Iterator[Proc]:
+    """A front-end of its own settings, on a Redis of its own."""
     redis = own_redis(tmp_path / "redis")
-    fe = start_frontend(redis.url, tmp_path, "limit", {"BROADCASTER_EVENTS_MAX_STREAMS": "3"})
+    fe = start_frontend(redis.url, tmp_path, name, env)
     try:
+        yield fe
+    finally:
+        fe.stop()
+        redis.stop()
+
+
+async def test_beyond_the_limit_a_connection_says_so(tmp_path: Path) -> None:
+    with lone_frontend(tmp_path, "limit", {"BROADCASTER_EVENTS_MAX_STREAMS": "3"}) as fe:
         async with httpx.AsyncClient(timeout=30) as client:
             for i in range(5):
                 await publish(client, fe.url, f"lim-{i}", 1)
@@ -185,9 +195,32 @@ async def test_beyond_the_limit_a_connection_says_so(tmp_path: Path) -> None:
                     if b"streams-limit" in buf and buf.count(b"\nevent: data-step") >= 3:
                         break
         assert buf.count(b"event: data-step") == 3
-    finally:
-        fe.stop()
-        redis.stop()
+
+
+async def test_a_connection_following_many_streams_is_one_connection(tmp_path: Path) -> None:
+    """``BROADCASTER_MAX_CONNECTIONS`` counts responses: a connection following 3 streams
+    is 1 connection and 3 viewers; at the limit the next connection is refused, and one
+    closing makes room again."""
+    with lone_frontend(tmp_path, "conns", {"BROADCASTER_MAX_CONNECTIONS": "1"}) as fe:
+        async with httpx.AsyncClient(timeout=30) as client:
+            for i in range(3):
+                await publish(client, fe.url, f"conn-{i}", 1)
+            url = f"{fe.url}/v1/events?prefix=conn-"
+            async with client.stream("GET", url) as resp:
+                assert resp.status_code == 200
+                chunks = resp.aiter_raw()  # read, not left: leaving it would close it
+                buf = b""
+                while buf.count(b"\nevent: data-step") < 3:
+                    buf += await anext(chunks)
+                ready = (await client.get(fe.url + "/readyz")).json()
+                assert (ready["connections"], ready["viewers"]) == (1, 3), ready
+                refused = await client.get(f"{fe.url}/v1/streams/conn-0/events")
+                assert refused.status_code == 503 and refused.json()["error"] == "busy"
+            await _until(
+                lambda: httpx.get(fe.url + "/readyz").json()["connections"] == 0, 10, "closed"
+            )
+            async with client.stream("GET", f"{fe.url}/v1/streams/conn-0/events") as again:
+                assert again.status_code == 200
 
 
 def _serving(nginx: Nginx, procs: list[Proc]) -> Proc:

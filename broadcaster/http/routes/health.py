@@ -47,7 +47,7 @@ async def favicon() -> Response:
 
 @router.get("/metrics", include_in_schema=False)
 async def prometheus(hub: HubDep, jobs: JobsDep, metrics: MetricsDep) -> Response:
-    metrics.connections.set(hub.viewers)
+    metrics.connections.set(hub.connections)
     metrics.streams.set(hub.streams)
     metrics.tasks.set(len(asyncio.all_tasks()))
     metrics.gc_frozen.set(gc.get_freeze_count())
@@ -80,6 +80,7 @@ async def readyz(hub: HubDep, redis: RedisDep, jobs: JobsDep) -> JSONResponse:
     return JSONResponse(
         {
             "status": "ready",
+            "connections": hub.connections,
             "viewers": hub.viewers,
             "streams": hub.streams,
             "providers": providers,

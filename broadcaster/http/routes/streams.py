@@ -274,7 +274,7 @@ async def admit_viewer(hub: Hub, settings: Settings, stream_id: str) -> None:
         )
     if wait:
         await asyncio.sleep(wait)
-    if hub.viewers >= settings.max_connections:
+    if hub.connections >= settings.max_connections:
         raise ApiError(
             503,
             "busy",
