@@ -50,6 +50,8 @@ UNCLAIMED = "-"
 """The ``owner`` of an append that may happen only while nobody owns the stream."""
 
 PAGE_BYTES = 256 * 1024
+FIRST_PAGE = 64
+"""Events in a reader's first page (``read_after``): most replays are short."""
 """What one replay page aims to hold, whatever the size of its events."""
 
 
@@ -116,6 +118,20 @@ def _append_keys(stream_id: str) -> list[str]:
         keys.waiting_key(stream_id),
         keys.steer_key(stream_id),
     ]
+
+
+def _stream_info(reply: Any, entry: list[Any]) -> StreamInfo | None:
+    kind, seq, ended, tag = cast(list[bytes | None], reply)
+    if kind is None:
+        return None
+    tag_at = entries_to_events(entry)[0].tag if entry else None
+    return StreamInfo(
+        kind.decode(),
+        int(seq or 0),
+        ended.decode() if ended else None,
+        tag_at,
+        tag.decode() if tag else "",
+    )
 
 
 def entries_to_events(entries: _Entries) -> list[Event]:
@@ -337,17 +353,28 @@ class EventLog:
                 pipe.hmget(keys.meta_key(stream_id), *_INFO_FIELDS)
                 pipe.xrange(keys.log_key(stream_id), min=f"{at}-0", max=f"{at}-0")
                 reply, entry = await pipe.execute()
-        kind, seq, ended, tag = cast(list[bytes | None], reply)
-        if kind is None:
-            return None
-        tag_at = entries_to_events(entry)[0].tag if entry else None
-        return StreamInfo(
-            kind.decode(),
-            int(seq or 0),
-            ended.decode() if ended else None,
-            tag_at,
-            tag.decode() if tag else "",
-        )
+        return _stream_info(reply, entry)
+
+    async def infos(self, stream_ids: Sequence[str]) -> list[StreamInfo | None]:
+        """``info`` of each stream, all in one round trip (a connection following many)."""
+        if not stream_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream_id in stream_ids:
+                pipe.hmget(keys.meta_key(stream_id), *_INFO_FIELDS)
+            replies = await pipe.execute()
+        return [_stream_info(reply, []) for reply in replies]
+
+    async def read_pages(self, points: Sequence[tuple[str, int]], count: int) -> list[list[Event]]:
+        """For each ``(stream id, after)``, up to ``count`` events with seq > ``after``:
+        the first page of each, all in one round trip."""
+        if not points:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream_id, after in points:
+                pipe.xrange(keys.log_key(stream_id), min=f"{after + 1}-0", count=count)
+            replies = await pipe.execute()
+        return [entries_to_events(cast(_Entries, entries)) for entries in replies]
 
     async def positions(self, points: Sequence[tuple[str, int]]) -> list[tuple[int, str]]:
         """For each ``(stream id, seq)``: the seq of the stream's newest event (0 if it has
@@ -423,7 +450,7 @@ class EventLog:
         held in memory at once. A page holds up to ``page_size`` events and aims at
         ``PAGE_BYTES``: pages of large events are shorter. A page shorter than asked for
         was the last: no read is spent on learning that nothing follows."""
-        count = min(self.page_size, 64)
+        count = min(self.page_size, FIRST_PAGE)
         while until is None or after < until:
             if until is not None:
                 count = min(count, until - after)

@@ -22,12 +22,11 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
 
 from broadcaster.core.compact import Folder
 from broadcaster.core.events import Event
-from broadcaster.core.log import EventLog
-from broadcaster.core.mux import Bases, Cursor, covered, list_prefix
+from broadcaster.core.log import FIRST_PAGE, EventLog, StreamInfo
+from broadcaster.core.mux import Bases, Cursor, Position, covered, list_prefix
 from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.keepalive import Keepalive
 from broadcaster.fanout.subscription import Run, Subscription, Topic, Writer
@@ -35,6 +34,8 @@ from broadcaster.fanout.subscription import Run, Subscription, Topic, Writer
 log = logging.getLogger("broadcaster.mux")
 
 PING = b": ping\n\n"
+ADD_AT_ONCE = 100
+"""Streams whose states, subscriptions and first pages a connection reads together."""
 
 
 def frame(stream_id: str, event: Event) -> bytes:
@@ -59,16 +60,42 @@ def run_events(run: Run) -> list[Event]:
     return out
 
 
-def shared_frames(stream_id: str, topic: Topic, run: Run) -> list[tuple[Event, bytes]]:
-    """A run's events and their frames, made once for every connection of the topic."""
+Framed = tuple[int, str, bytes]
+"""An event of a live run as connections send it: its seq, its history tag, and its frame
+without the id (the part every connection following the stream shares)."""
+
+
+def shared_frames(stream_id: str, topic: Topic, run: Run) -> list[Framed]:
+    """A run's events as frames without ids, made once for every connection of the
+    topic."""
     cached_run, cache = topic.encoded
     if cached_run is not run:
         cache = {}
         topic.encoded = (run, cache)
-    made: list[tuple[Event, bytes]] | None = cache.get("mux")
+    made: list[Framed] | None = cache.get("mux")
     if made is None:
-        made = cache["mux"] = [(e, frame(stream_id, e)) for e in run_events(run)]
+        made = cache["mux"] = _framed(stream_id, run[2])
     return made
+
+
+def _framed(stream_id: str, frames: bytes) -> list[Framed]:
+    """``frame`` of each event of SSE ``frames`` (as the append script makes them), by
+    slicing bytes: no event is decoded on the way."""
+    sid = json.dumps(stream_id).encode()
+    out = []
+    for block in frames.split(b"\n\n"):
+        if not block.startswith(b"id: "):
+            continue
+        id_line, event_line, data_line = block.split(b"\n", 2)
+        seq, _, tag = id_line[4:].partition(b".")
+        body = b'%s\ndata: {"stream":%s,"seq":%s,"event":%s}\n\n' % (
+            event_line,
+            sid,
+            seq,
+            data_line[6:],
+        )
+        out.append((int(seq), tag.decode(), body))
+    return out
 
 
 class Follow(Subscription):
@@ -83,16 +110,16 @@ class Follow(Subscription):
         topic = self.topic
         caught_up = run[0] == self.last + 1 and not (self._buf or self.overflowed)
         if conn.direct is not None and topic is not None and caught_up:
-            events = shared_frames(topic.stream_id, topic, run)
-            data, undo = conn.encode(topic.stream_id, events)
-            if conn.direct(data):
+            stream_id = topic.stream_id
+            before = conn.cursor.positions.get(stream_id)
+            if conn.direct(conn.encode(stream_id, shared_frames(stream_id, topic, run))):
                 conn.wrote()
                 self.last = run[1]
                 if run[3]:
                     self.ended = True
                     conn.wake()
                 return
-            undo()
+            conn.restore(stream_id, before)
         Subscription.deliver(self, run)
 
     def _wake(self) -> None:
@@ -133,24 +160,28 @@ class Connection:
 
     # --- for the fan-out ---
 
-    def encode(self, stream_id: str, events: list[tuple[Event, bytes]]) -> tuple[bytes, Any]:
-        """The frames of ``events`` with this connection's ids, and how to take the
-        advance of its resume point back (the socket did not take them)."""
-        before = self.cursor.positions.get(stream_id)
+    def encode(self, stream_id: str, framed: list[Framed]) -> bytes:
+        """The frames with this connection's ids (its resume point advanced by each)."""
+        cursor = self.cursor
+        if len(framed) == 1:  # the usual run: one event
+            seq, tag, body = framed[0]
+            cursor.advance(stream_id, seq, tag)
+            return b"id: %s\n%s" % (cursor.id.encode(), body)
         out = []
-        for event, body in events:
-            self.cursor.advance(stream_id, event.seq, event.tag)
-            out.append(b"id: %s\n%s" % (self.cursor.id.encode(), body))
+        for seq, tag, body in framed:
+            cursor.advance(stream_id, seq, tag)
+            out.append(b"id: %s\n%s" % (cursor.id.encode(), body))
+        return b"".join(out)
 
-        def undo() -> None:
-            if before is None:
-                self.cursor.positions.pop(stream_id, None)
-                self.cursor.moved.pop(stream_id, None)
-                self.cursor._id = None
-            else:
-                self.cursor.advance(stream_id, *before)
-
-        return b"".join(out), undo
+    def restore(self, stream_id: str, before: Position | None) -> None:
+        """Take an ``encode`` back (the socket did not take its frames): the stream's
+        position as it was, ``before``."""
+        if before is None:
+            self.cursor.positions.pop(stream_id, None)
+            self.cursor.moved.pop(stream_id, None)
+            self.cursor._id = None
+        else:
+            self.cursor.advance(stream_id, *before)
 
     def wrote(self) -> None:
         self._last_write = asyncio.get_running_loop().time()
@@ -198,25 +229,30 @@ class Connection:
         loop = asyncio.get_running_loop()
         self._last_write = loop.time()
         try:
-            if self.prefixes or self.streams:
-                async with self.hub.new_streams(self.on_new):
-                    async for chunk in self._run(writer, listing=bool(self.prefixes)):
-                        self._last_write = loop.time()
-                        yield chunk
-            else:
-                async for chunk in self._run(writer, listing=False):
-                    self._last_write = loop.time()
+            with self.hub.connection():
+                async for chunk in self._body(writer):
                     yield chunk
         finally:
             await self._close()
+
+    async def _body(self, writer: Writer | None) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        if self.prefixes or self.streams:
+            async with self.hub.new_streams(self.on_new):
+                async for chunk in self._run(writer, listing=bool(self.prefixes)):
+                    self._last_write = loop.time()
+                    yield chunk
+        else:
+            async for chunk in self._run(writer, listing=False):
+                self._last_write = loop.time()
+                yield chunk
 
     async def _run(self, writer: Writer | None, *, listing: bool) -> AsyncIterator[bytes]:
         targets = list(self.streams)
         if listing:
             targets += await self._listed()
-        for stream_id in dict.fromkeys(targets):
-            async for chunk in self._add(stream_id):
-                yield chunk
+        async for chunk in self._add(list(dict.fromkeys(targets))):
+            yield chunk
         while not self.closed and not self.hub.closing:
             if not self.follows and not self.prefixes and not self.waiting and not self.new:
                 return  # every stream ended
@@ -261,13 +297,13 @@ class Connection:
         new, self.new = self.new, []
         for stream_id in new:
             if stream_id is None:
-                for listed in await self._listed():
-                    if listed not in self.follows and listed not in self.done:
-                        async for chunk in self._add(listed):
-                            yield chunk
+                listed = await self._listed()
+                fresh = [s for s in listed if s not in self.follows and s not in self.done]
+                async for chunk in self._add(fresh):
+                    yield chunk
             elif stream_id not in self.follows and stream_id not in self.done:
                 self.waiting.discard(stream_id)
-                async for chunk in self._add(stream_id):
+                async for chunk in self._add([stream_id]):
                     yield chunk
         for stream_id, (follow, _) in list(self.follows.items()):
             if follow.closed:
@@ -286,29 +322,55 @@ class Connection:
 
     # --- one stream ---
 
-    async def _add(self, stream_id: str) -> AsyncIterator[bytes]:
-        if len(self.follows) + len(self.done) >= self.limit:
-            if not self.over_limit_told:
-                self.over_limit_told = True
-                yield _limit_frame(self.limit)
-            return
-        info = await self.log.info(stream_id)
-        if info is None:
-            if stream_id in self.streams:
-                self.waiting.add(stream_id)  # named, not created yet: followed once it is
-            return
-        if info.kind == "ds":
-            self.done.add(stream_id)  # a Durable Stream holds no events
-            return
-        seq = self.cursor.positions.get(stream_id, (0, ""))[0]
-        if info.ended and seq >= info.last_seq:
-            self.done.add(stream_id)
-            return
-        if info.ended:
-            async for chunk in self._replay(stream_id, seq, None):
+    async def _add(self, stream_ids: list[str]) -> AsyncIterator[bytes]:
+        """Follow ``stream_ids``: up to ``ADD_AT_ONCE`` at a time, their states, their
+        subscriptions and the first page of each one's history are read together, so a
+        dashboard of 50 streams opens in three round trips to Redis, not 150."""
+        for i in range(0, len(stream_ids), ADD_AT_ONCE):
+            joining: list[tuple[str, StreamInfo, int]] = []
+            batch = stream_ids[i : i + ADD_AT_ONCE]
+            for stream_id, info in zip(batch, await self.log.infos(batch), strict=True):
+                if len(self.follows) + len(self.done) + len(joining) >= self.limit:
+                    if not self.over_limit_told:
+                        self.over_limit_told = True
+                        yield _limit_frame(self.limit)
+                    break
+                if info is None:
+                    if stream_id in self.streams:  # named, not created yet: followed once it is
+                        self.waiting.add(stream_id)
+                    continue
+                if info.kind == "ds":
+                    self.done.add(stream_id)  # a Durable Stream holds no events
+                    continue
+                seq = self.cursor.positions.get(stream_id, (0, ""))[0]
+                if info.ended and seq < info.last_seq:
+                    async for chunk in self._replay(stream_id, seq, None):
+                        yield chunk
+                if info.ended:
+                    self.done.add(stream_id)
+                    continue
+                joining.append((stream_id, info, seq))
+            async for chunk in self._join(joining):
                 yield chunk
-            self.done.add(stream_id)
-            return
+
+    async def _join(self, joining: list[tuple[str, StreamInfo, int]]) -> AsyncIterator[bytes]:
+        """Subscribe to each (the subscriptions confirmed together), then send each one's
+        history after its position, its first page read for all at once."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for stream_id, info, seq in joining:
+                    tg.create_task(self._subscribe(stream_id, info, seq))
+        except* Exception as group:
+            raise group.exceptions[0] from None
+        follows = [(sid, self.follows[sid][0]) for sid, _, _ in joining]
+        firsts = await self.log.read_pages([(sid, f.last) for sid, f in follows], FIRST_PAGE)
+        for (stream_id, follow), first in zip(follows, firsts, strict=True):
+            async for chunk in self._history(stream_id, follow, None, compact=True, first=first):
+                yield chunk
+            if follow.ended:
+                await self._drop(stream_id)
+
+    async def _subscribe(self, stream_id: str, info: StreamInfo, seq: int) -> None:
         conn = self
 
         def make(limit: int, topic: Topic, keepalive: Keepalive) -> Subscription:
@@ -317,14 +379,12 @@ class Connection:
             follow.last = seq
             return follow
 
-        cm = self.hub.subscribe(stream_id, info.last_seq, info.tag, make=make, subject=self.subject)
+        cm = self.hub.subscribe(
+            stream_id, info.last_seq, info.tag, make=make, subject=self.subject, own=False
+        )
         follow = await cm.__aenter__()
         assert isinstance(follow, Follow)
         self.follows[stream_id] = (follow, cm)
-        async for chunk in self._history(stream_id, follow, None, compact=True):
-            yield chunk
-        if follow.ended:
-            await self._drop(stream_id)
 
     async def _drop(self, stream_id: str) -> None:
         follow, cm = self.follows.pop(stream_id)
@@ -333,19 +393,33 @@ class Connection:
         del follow
 
     async def _history(
-        self, stream_id: str, follow: Follow, until: int | None, *, compact: bool = False
+        self,
+        stream_id: str,
+        follow: Follow,
+        until: int | None,
+        *,
+        compact: bool = False,
+        first: list[Event] | None = None,
     ) -> AsyncIterator[bytes]:
-        async for chunk in self._replay(stream_id, follow.last, until, compact=compact):
+        replay = self._replay(stream_id, follow.last, until, compact=compact, first=first)
+        async for chunk in replay:
             follow.last = self.cursor.positions[stream_id][0]
             follow.ended = stream_id in self._terminal
             yield chunk
 
     async def _replay(
-        self, stream_id: str, after: int, until: int | None, *, compact: bool = True
+        self,
+        stream_id: str,
+        after: int,
+        until: int | None,
+        *,
+        compact: bool = True,
+        first: list[Event] | None = None,
     ) -> AsyncIterator[bytes]:
-        """The stream's events after ``after`` from the log, in pages, as frames."""
+        """The stream's events after ``after`` from the log, in pages, as frames; the
+        first page already read when ``first`` is given (``FIRST_PAGE`` events at most)."""
         folder = Folder() if compact else None
-        async for page in self.log.read_after(stream_id, after, until):
+        async for page in self._pages(stream_id, after, until, first):
             events = folder.feed(page) if folder is not None else page
             if events:
                 yield self._frames(stream_id, events)
@@ -353,6 +427,18 @@ class Connection:
             rest = folder.flush()
             if rest:
                 yield self._frames(stream_id, rest)
+
+    async def _pages(
+        self, stream_id: str, after: int, until: int | None, first: list[Event] | None
+    ) -> AsyncIterator[list[Event]]:
+        if first is not None:
+            if first:
+                yield first
+            if len(first) < FIRST_PAGE:
+                return
+            after = first[-1].seq
+        async for page in self.log.read_after(stream_id, after, until):
+            yield page
 
     def _frames(self, stream_id: str, events: Iterable[Event]) -> bytes:
         out = []

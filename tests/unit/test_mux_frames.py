@@ -1,0 +1,42 @@
+"""The frames of a connection following many streams, made from a live run's bytes
+(``fanout/mux.py``): the same bytes as those made from the events (what a replay sends),
+and ids that advance the connection's resume point, taken back when the socket refuses."""
+
+from __future__ import annotations
+
+from broadcaster.core import sse
+from broadcaster.core.events import Event
+from broadcaster.core.mux import Cursor
+from broadcaster.fanout.mux import Connection, _framed, frame
+
+
+def events() -> list[Event]:
+    return [
+        Event(7, "text-delta", b'{"type":"text-delta","id":"t0","delta":"a\\n\\"b"}', "0abf6c08"),
+        Event(8, "data-x", b'{"type":"data-x","data":{"s":"id: 3\\n\\n"}}', "1bcd2e3f"),
+        Event(9, "finish", b'{"type":"finish"}', "2cde3f40"),
+        Event(10, "data-old", b'{"type":"data-old"}', ""),  # stored before history tags
+    ]
+
+
+def test_frames_sliced_from_a_run_are_the_frames_made_from_its_events() -> None:
+    run = b"".join(sse.encode(e) for e in events())  # as the append script publishes
+    stream = 'jobs-"42"'
+    assert _framed(stream, run) == [(e.seq, e.tag, frame(stream, e)) for e in events()]
+
+
+def test_encode_advances_the_resume_point_and_restore_takes_it_back() -> None:
+    conn = Connection.__new__(Connection)
+    conn.cursor = Cursor.empty()
+    framed = _framed("s", b"".join(sse.encode(e) for e in events()[:2]))
+    data = conn.encode("s", framed)
+    assert data == (
+        b"id: -.~s=7.0abf6c08\n" + framed[0][2] + b"id: -.~s=8.1bcd2e3f\n" + framed[1][2]
+    )
+    assert conn.cursor.positions["s"] == (8, "1bcd2e3f")
+    conn.restore("s", (7, "0abf6c08"))
+    assert conn.cursor.id == "-.~s=7.0abf6c08"
+    conn.restore("s", None)
+    assert conn.cursor.id == "-" and "s" not in conn.cursor.positions
+    one = conn.encode("s", framed[:1])
+    assert one == b"id: -.~s=7.0abf6c08\n" + framed[0][2]
