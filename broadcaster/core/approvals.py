@@ -10,9 +10,11 @@ token changed, reads again and sees it decided. The append that decides the last
 also makes the generation ``queued`` again (with ``resume``, so that its claim counts no
 attempt) and the front-end queues its job: any worker resumes it from the stream.
 
-The front-ends sweep the waiting sets (``keys.waiting_key``) once a second, one of them
-per round (``keys.WAIT_SWEEP_LOCK``): an expired wait is denied (``reason`` says so), and
-a decided one whose job no worker has claimed after ``REQUEUE_AFTER_S`` (its front-end
+The front-ends sweep the waiting sets (``keys.waiting_key``) every ``SWEEP_EVERY``
+seconds (one command per slot group, 256 in all: sweeping often would cost every
+deployment that much all the time, for timeouts counted in minutes), one of them per
+round (``keys.WAIT_SWEEP_LOCK``): an expired wait is denied (``reason`` says so), and a
+decided one whose job no worker has claimed after ``REQUEUE_AFTER_S`` (its front-end
 died between the decision and the queuing) is queued again.
 """
 
@@ -35,6 +37,8 @@ log = logging.getLogger("broadcaster.approvals")
 
 REQUEUE_AFTER_S = 30.0
 """A decided generation no worker claimed within this long is queued again."""
+SWEEP_EVERY = 5.0
+"""Seconds between sweeps: an expired wait is denied within this much of its deadline."""
 
 
 class NoSuchApproval(LookupError):
@@ -182,9 +186,10 @@ class Approvals:
             log.info("generation %s: %d approval(s) timed out; denied", generation, denied)
         return denied
 
-    async def run(self, every: float = 1.0) -> None:
+    async def run(self, every: float | None = None) -> None:
         """Sweep every ``every`` seconds, one front-end per round, until cancelled."""
         me = secrets.token_hex(4)
+        every = SWEEP_EVERY if every is None else every
         while True:
             await asyncio.sleep(every)
             try:

@@ -123,13 +123,16 @@ class PresenceStore:
             out.append(Viewers(count, sorted(subjects)[:MAX_SUBJECTS]))
         return out
 
-    async def track(self, instance: str, stream_id: str, watching: bool) -> None:
-        """Remember (or forget) that ``instance`` counts viewers of ``stream_id``."""
+    async def track(self, instance: str, stream_ids: Sequence[str], watching: bool) -> None:
+        """Remember (or forget) that ``instance`` counts viewers of ``stream_ids`` (one
+        command for them all)."""
+        if not stream_ids:
+            return
         key = keys.frontend_streams_key(instance)
         if watching:
-            await self.redis.sadd(key, stream_id)
+            await self.redis.sadd(key, *stream_ids)
         else:
-            await self.redis.srem(key, stream_id)
+            await self.redis.srem(key, *stream_ids)
 
     async def reap(self, instance: str, on_change: Callable[[int, int], None] | None = None) -> int:
         """Remove a dead front-end's counts from every stream it counted (one front-end

@@ -120,17 +120,27 @@ class Presence:
         streams = list(dirty)
         try:
             for i in range(0, len(streams), BATCH):
-                await asyncio.gather(*(self._write(s) for s in streams[i : i + BATCH]))
+                await self._write(streams[i : i + BATCH])
         except BaseException:
             self._dirty |= dirty  # written again on the next round (a write is absolute)
             raise
 
-    async def _write(self, stream_id: str) -> None:
+    async def _write(self, streams: list[str]) -> None:
+        """The counts of ``streams``, written concurrently; the streams this front-end
+        starts or stops counting are recorded (for a reaper, should it die) in one
+        command before and one after."""
+        new = [s for s in streams if self._counts.get(s, 0) > 0 and s not in self._tracked]
+        await self.store.track(self.instance, new, True)
+        self._tracked.update(new)
+        gone = await asyncio.gather(*(self._write_one(s) for s in streams))
+        untracked = [s for s, g in zip(streams, gone, strict=True) if g and s in self._tracked]
+        self._tracked.difference_update(untracked)
+        await self.store.track(self.instance, untracked, False)
+
+    async def _write_one(self, stream_id: str) -> bool:
+        """Write one stream's count; whether this front-end counts it no more."""
         count = self._counts.get(stream_id, 0)
         subjects = sorted(self._subjects.get(stream_id, ()))
-        if count > 0 and stream_id not in self._tracked:
-            await self.store.track(self.instance, stream_id, True)
-            self._tracked.add(stream_id)
         old, new = await self.store.set(stream_id, self.instance, count, subjects, self._dead)
         self.writes += 1
         if old != new and self.on_change is not None:
@@ -138,9 +148,8 @@ class Presence:
         if count <= 0 and self._counts.get(stream_id, 0) <= 0:
             self._counts.pop(stream_id, None)
             self._subjects.pop(stream_id, None)
-            if stream_id in self._tracked:
-                self._tracked.discard(stream_id)
-                await self.store.track(self.instance, stream_id, False)
+            return True
+        return False
 
     async def _beat_loop(self) -> None:
         while True:
