@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import multiprocessing
@@ -73,6 +74,8 @@ JOIN_AFTER = 1.0  # seconds into the window when --join-during viewers begin to 
 LATENCY_SAMPLERS = 50  # viewers that record every latency; the others only check ids
 ROUTES = ("rotate", "random", "stream")
 NUMSUB_BATCH = 500  # channels per PUBSUB NUMSUB
+SETTLED = 1000  # commands/s below which Redis is quiet before a window (_settle)
+SETTLE_MAX = 120.0
 
 
 class EventSink(Protocol):
@@ -182,7 +185,7 @@ class Groups:
         self._conns: list[Connection] = []
         self._procs: list[multiprocessing.process.BaseProcess] = []
         for spec in specs:
-            parent, child = ctx.Pipe(duplex=False)
+            parent, child = ctx.Pipe()  # "close" goes back (viewers.run_group)
             proc = ctx.Process(target=run_group, args=(spec, child), daemon=True)
             proc.start()
             child.close()
@@ -211,6 +214,9 @@ class Groups:
         return [m[0] for m in await self._recv("done")]
 
     def close(self) -> None:
+        for conn in self._conns:
+            with contextlib.suppress(OSError):
+                conn.send("close")
         for proc in self._procs:
             proc.join(timeout=5)
             if proc.is_alive():
@@ -400,7 +406,12 @@ class _Plan:
     route: str
     """Which front-end each viewer uses (``ROUTES``)."""
     read: str = "sse"
-    """How the viewers read (``READS``): the SSE route, or Durable Streams ``live=sse``."""
+    """How the viewers read (``READS``): the SSE route, Durable Streams ``live=sse``, or
+    ``mux``: with ``--follow``, each on a connection that follows several streams."""
+    viewers: int = 0
+    follow: int = 1
+    """Streams each viewer's connection follows (``--follow``): its measured stream and
+    ``follow - 1`` quiet ones of its own (``dashboard_sids``)."""
     rng: random.Random = field(default_factory=lambda: random.Random(0), compare=False)
     """For ``--route random``: the same spread on every run."""
 
@@ -414,15 +425,29 @@ class _Plan:
         else:
             pick = viewer_index % n
         host, port, prefix = self.endpoints[pick]
+        if self.read == "mux":
+            query = "&".join(f"stream={s}" for s in [sid, *self.dashboard(viewer_index)])
+            return host, port, f"{prefix}/v1/events?{query}"
         if self.read == "ds-sse":
             return host, port, f"{prefix}/v1/stream/{sid}?offset=-1&live=sse"
         return host, port, f"{prefix}/v1/streams/{sid}/events"
 
+    def dashboard(self, viewer_index: int) -> list[str]:
+        """The quiet streams viewer ``viewer_index``'s connection also follows."""
+        return [f"bench-{self.run}-d{viewer_index}-{k}" for k in range(1, self.follow)]
+
+    @property
+    def dashboard_sids(self) -> list[str]:
+        return [sid for i in range(self.viewers) for sid in self.dashboard(i)]
+
     @staticmethod
     def reads(path: str, sid: str) -> bool:
-        """Whether a viewer's path reads stream ``sid`` (either way)."""
-        return path.endswith(f"/{sid}/events") or path.split("?", 1)[0].endswith(
-            f"/v1/stream/{sid}"
+        """Whether a viewer's path reads stream ``sid`` (any way; a connection following
+        several streams is measured on the first it names)."""
+        return (
+            path.endswith(f"/{sid}/events")
+            or path.split("?", 1)[0].endswith(f"/v1/stream/{sid}")
+            or f"?stream={sid}&" in path
         )
 
     @property
@@ -458,14 +483,18 @@ async def _counters(stats_redis: Redis, plan: _Plan) -> _Counters:
     return _Counters(calls, redis_cpu, own_cpu_seconds(), server_cpu, at, redis_io)
 
 
-async def _redis_idle_rate(stats_redis: Redis, seconds: float) -> float:
-    """Redis's CPU seconds per second with the viewers connected and nothing published:
-    its cron, expiry and client bookkeeping, which it spends whatever the events."""
+async def _idle_rates(stats_redis: Redis, pids: list[int], seconds: float) -> tuple[float, float]:
+    """Redis's and the servers' CPU seconds per second with the viewers connected and
+    nothing published: Redis's cron, expiry and client bookkeeping, the servers'
+    keepalives, timers and sweeps, which they spend whatever the events."""
     if seconds <= 0:
-        return 0.0
+        return 0.0, 0.0
     cpu0, t0 = await redis_cpu_seconds(stats_redis), time.monotonic()
+    srv0 = sum(proc_cpu_seconds(p) for p in pids)
     await asyncio.sleep(seconds)
-    return (await redis_cpu_seconds(stats_redis) - cpu0) / (time.monotonic() - t0)
+    took = time.monotonic() - t0
+    srv = (sum(proc_cpu_seconds(p) for p in pids) - srv0) / took
+    return (await redis_cpu_seconds(stats_redis) - cpu0) / took, srv
 
 
 @dataclass(frozen=True)
@@ -481,7 +510,9 @@ class _Window:
     before: _Counters
     after: _Counters
     redis_idle_rate: float
-    """Redis's CPU seconds per second before the window, idle (``_redis_idle_rate``)."""
+    """Redis's CPU seconds per second before the window, idle (``_idle_rates``)."""
+    server_idle_rate: float
+    """The servers' CPU seconds per second before the window, idle (``_idle_rates``)."""
     subscribers: list[int]
     """Per measured stream, the connections subscribed to its channel in the window."""
     server_cpu_idle: dict[int, float]
@@ -527,6 +558,8 @@ def _plan(args: argparse.Namespace) -> _Plan:
         raise BenchError("--idle-sample must not be negative")
     if args.read not in READS:
         raise BenchError(f"--read must be one of {', '.join(READS)}")
+    if args.follow < 1 or (args.follow > 1 and args.read != "sse"):
+        raise BenchError("--follow must be positive, and reads with the SSE route only")
     run = uuid.uuid4().hex[:10]
     return _Plan(
         redis_url=redis_url,
@@ -539,7 +572,9 @@ def _plan(args: argparse.Namespace) -> _Plan:
         per_stream=0 if args.idle else max(1, round(args.rate * args.duration)),
         pad="x" * max(0, args.event_bytes - 60),  # ~60 bytes of JSON besides the padding
         route=args.route,
-        read=args.read,
+        read="mux" if args.follow > 1 else args.read,
+        viewers=args.viewers,
+        follow=args.follow,
     )
 
 
@@ -552,6 +587,8 @@ async def run_bench(args: argparse.Namespace, sink: EventSink | None = None) -> 
     try:
         await _open_streams(pub, plan)
         window = await _measure(args, plan, pub, stats_redis)
+        # Not counted: the window is over. A deployment's bench leaves no stream open.
+        await _publish_all(pub, plan.dashboard_sids, {"type": "finish"})
         replay = await _replay(pub, args, plan) if args.replay > 0 else None
     finally:
         await pub.aclose()
@@ -569,6 +606,7 @@ async def _open_streams(pub: EventSink, plan: _Plan) -> None:
     it, so the measured window starts with every viewer caught up."""
     start = {"type": "data-bench-start", "t": time.time_ns()}
     await _publish_all(pub, [*plan.sids, *plan.quiet_sids], start)
+    await _publish_all(pub, plan.dashboard_sids, start)
 
 
 def _start_viewers(
@@ -613,9 +651,10 @@ async def _measure(
         readies = await groups.ready()
         if before_window:
             quiet = await _open_quiet(args, plan, 0.0)
+        await _settle(stats_redis)
         rss_after = {pid: proc_rss_kb(pid) for pid in pids}
         subscribers = await subscribers_per_channel(stats_redis, plan.sids)
-        idle_rate = await _redis_idle_rate(stats_redis, args.idle_sample)
+        idle_rate, server_idle = await _idle_rates(stats_redis, pids, args.idle_sample)
         before = await _counters(stats_redis, plan)
         t_start_ns = time.time_ns()
         _say(f"publishing for {args.duration:g} s")
@@ -647,12 +686,32 @@ async def _measure(
         before=before,
         after=after,
         redis_idle_rate=idle_rate,
+        server_idle_rate=server_idle,
         subscribers=subscribers,
         server_cpu_idle=srv_idle,
         rss_before=rss_before,
         rss_after=rss_after,
         quiet=quiet_results,
     )
+
+
+async def _settle(stats_redis: Redis) -> None:
+    """Wait until Redis is quiet (fewer than ``SETTLED`` commands a second for two
+    seconds running, at most ``SETTLE_MAX`` seconds): what the front-ends do after viewers
+    connect (their viewer counts, written a moment after the joins) is the cost of
+    connecting, not of the events the window measures. Two seconds, not one: a
+    front-end's garbage collection can stop it for a second."""
+    t0 = time.monotonic()
+    calls = sum((await command_calls(stats_redis)).values())
+    quiet = 0
+    while time.monotonic() - t0 < SETTLE_MAX:
+        await asyncio.sleep(1.0)
+        now = sum((await command_calls(stats_redis)).values())
+        quiet = quiet + 1 if now - calls < SETTLED else 0
+        if quiet == 2:
+            return
+        calls = now
+    _say(f"Redis still busy after {SETTLE_MAX:g} s; measuring anyway")
 
 
 def _say(what: str) -> None:
@@ -715,6 +774,7 @@ def _load_figures(args: argparse.Namespace, plan: _Plan, w: _Window) -> dict[str
         "duration": args.duration,
         "event_bytes": args.event_bytes,
         "read": plan.read,
+        "follow": plan.follow,
         "procs": len(w.readies),
         "open_seconds": max(r[0] for r in w.readies),
         "per_stream": [
@@ -810,6 +870,12 @@ def _cost_figures(args: argparse.Namespace, plan: _Plan, w: _Window) -> dict[str
             sum(w.server_cpu_idle[p] - srv0[p] for p in pids) if pids and args.idle else None
         ),
         "server_cpu_s_per_100k": server_cpu * per_100k if server_cpu is not None else None,
+        "server_busy_cpu_s_per_100k": (
+            (server_cpu - w.server_idle_rate * (w.after.at - w.before.at)) * per_100k
+            if server_cpu is not None
+            else None
+        ),
+        "server_idle_cpu_per_s": w.server_idle_rate,
         "redis_cpu_s_per_100k": redis_cpu * per_100k,
         "redis_cpu_us_per_event": redis_cpu * 1e6 / published,
         "redis_idle_cpu_per_s": w.redis_idle_rate,
@@ -923,6 +989,11 @@ def _cost_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         ("server CPU per 100k deliv.", _fmt(srv, " s")),
         (
+            "... less the servers' idle CPU",
+            f"{_fmt(r['server_busy_cpu_s_per_100k'], ' s')} "
+            f"(idle: {_fmt(r['server_idle_cpu_per_s'] * 1000, ' ms')} per s)",
+        ),
+        (
             "server CPU / bench CPU",
             _fmt(srv / cli) if srv is not None and cli and math.isfinite(cli) else "n/a",
         ),
@@ -1012,6 +1083,14 @@ def _load_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="also N streams with one viewer each that get nothing while the others are "
         "measured: what watching many streams costs the ones that flow (0)",
+    )
+    parser.add_argument(
+        "--follow",
+        type=int,
+        default=1,
+        metavar="K",
+        help="each viewer follows K streams on one connection (GET /v1/events): its own "
+        "stream and K-1 quiet ones, a dashboard's; measured on its own stream (1)",
     )
     parser.add_argument(
         "--join-during",

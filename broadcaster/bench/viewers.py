@@ -17,6 +17,7 @@ one ephemeral port range nor one Python interpreter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import re
 import resource
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import cast
+from urllib.parse import parse_qs, urlsplit
 
 from broadcaster.core.rlimit import raise_nofile_limit
 
@@ -32,9 +34,10 @@ _ID = re.compile(rb"^id: (\d+)", re.MULTILINE)
 _T = re.compile(rb'"t":(\d+)')
 _DONE = b"data: [DONE]"
 LOOPBACK_SOURCES = 8
-READS = ("sse", "ds-sse")
-"""How a viewer reads its stream: the project's SSE route, or the stream as a Durable
-Stream with ``live=sse`` (``DsViewer``)."""
+READS = ("sse", "ds-sse", "mux")
+"""How a viewer reads its stream: the project's SSE route, the stream as a Durable Stream
+with ``live=sse`` (``DsViewer``), or on a connection following many streams
+(``GET /v1/events``, ``MuxViewer``)."""
 _NEXT = b'"streamNextOffset":"'
 _MESSAGE = b'{"type":"'
 _CLOSED = b'"streamClosed":true'
@@ -183,6 +186,46 @@ class DsViewer(Viewer):
             self._close()
 
 
+class MuxViewer(Viewer):
+    """A connection following several streams (``GET /v1/events?stream=…``), measured on
+    the first it names: the others are a dashboard's quiet streams, whose only frames are
+    their first events, replayed at connect. A frame's ``data:`` is ``{"stream": …,
+    "seq": …, "event": …}``; the measured stream's seqs are checked as ``Viewer`` checks
+    ids, and only its frames count as deliveries."""
+
+    def __init__(self, request: bytes, record_latency: bool, sid: str, follow: int) -> None:
+        super().__init__(request, record_latency)
+        self._mine = re.compile(b'"stream":"' + re.escape(sid.encode()) + rb'","seq":(\d+)')
+        self._finish = b'event: finish\ndata: {"stream":"' + sid.encode() + b'"'
+        self._starting = follow
+        """First events still to come: the viewer is ready once every stream it follows
+        has shown its own (the dashboard is whole)."""
+
+    def _block(self, block: bytes) -> None:
+        if self._starting:
+            self._starting -= block.count(b'","seq":1,"event":')
+            if self._starting <= 0:
+                self._starting = 0
+                self.first_ns = time.time_ns()
+                self.first_event.set()
+        seqs = self._mine.findall(block)
+        if seqs:
+            now = time.time_ns()
+            first, last, n = int(seqs[0]), int(seqs[-1]), len(seqs)
+            self.frames += n
+            self.last_rx_ns = now
+            if first == self.last_id + 1 and last - first + 1 == n:
+                self.last_id = last
+            else:
+                self._check_each(seqs)
+            if first > 1 and self.record_latency:
+                self.latencies_ns.extend(now - int(t) for t in _T.findall(block))
+        if self._finish in block:  # the connection stays open: it follows other streams
+            self.done = True
+            if not self.closed.done():
+                self.closed.set_result(None)
+
+
 def request_bytes(host: str, port: int, path: str, token: str | None) -> bytes:
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
     return (
@@ -220,13 +263,23 @@ async def _open(
     await loop.create_connection(lambda: v, host, port, local_addr=local)
 
 
+def _viewer(read: str, request: bytes, record_latency: bool, path: str) -> Viewer:
+    if read == "ds-sse":
+        return DsViewer(request, record_latency)
+    if read == "mux":  # measured on the first stream the path names
+        streams = parse_qs(urlsplit(path).query)["stream"]
+        return MuxViewer(request, record_latency, streams[0], len(streams))
+    return Viewer(request, record_latency)
+
+
 async def _group(spec: GroupSpec, conn: Connection) -> None:
     loop = asyncio.get_running_loop()
-    kind = DsViewer if spec.read == "ds-sse" else Viewer
     viewers = [
-        kind(
+        _viewer(
+            spec.read,
             request_bytes(h, p, path, spec.token),
             spec.latency_every > 0 and (spec.first_index + i) % spec.latency_every == 0,
+            path,
         )
         for i, (h, p, path) in enumerate(spec.targets)
     ]
@@ -263,23 +316,27 @@ async def _group(spec: GroupSpec, conn: Connection) -> None:
     # asyncio.wait, not a timeout around gather: that would cancel the futures it reads.
     await asyncio.wait([v.closed for v in viewers], timeout=spec.timeout)
     timed_out = [not v.closed.done() for v in viewers]
+    conn.send(("done", _report(viewers, timed_out)))
+    # Connections still open (a dashboard's: its other streams go on) close once the
+    # parent has read its counters: closing them is no cost of the window's events.
+    with contextlib.suppress(EOFError, OSError):
+        await asyncio.to_thread(conn.recv)
     for v in viewers:
         v._close()
-    conn.send(
-        (
-            "done",
-            {
-                "cpu": own_cpu_seconds(),
-                "viewers": [
-                    (v.status, v.frames, v.last_id, v.lost, v.duplicated, v.done, v.last_rx_ns, t)
-                    for v, t in zip(viewers, timed_out, strict=True)
-                ],
-                "latencies_ns": [x for v in viewers for x in v.latencies_ns],
-                "first_event_ns": [v.first_ns - v.connect_ns for v in viewers if v.first_ns],
-                "finished_ns": time.time_ns(),
-            },
-        )
-    )
+
+
+def _report(viewers: list[Viewer], timed_out: list[bool]) -> dict[str, object]:
+    """What a group's viewers saw, for the parent."""
+    return {
+        "cpu": own_cpu_seconds(),
+        "viewers": [
+            (v.status, v.frames, v.last_id, v.lost, v.duplicated, v.done, v.last_rx_ns, t)
+            for v, t in zip(viewers, timed_out, strict=True)
+        ],
+        "latencies_ns": [x for v in viewers for x in v.latencies_ns],
+        "first_event_ns": [v.first_ns - v.connect_ns for v in viewers if v.first_ns],
+        "finished_ns": time.time_ns(),
+    }
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

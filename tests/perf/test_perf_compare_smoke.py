@@ -37,6 +37,7 @@ def test_compare_smoke_runs_every_target(tmp_path: Path) -> None:
     assert set(rnd) == {
         *("smoke-live", "smoke-burst"),
         *("smoke-ds-sse", "smoke-ds-long-poll", "smoke-ds-catch-up"),
+        "smoke-dashboard",
     }
     live = {r["target"]: r for r in rnd["smoke-live"]}
     assert set(live) == {"project", "naive", "peer", "ceiling"}, live
@@ -79,3 +80,13 @@ def test_compare_smoke_runs_every_target(tmp_path: Path) -> None:
     }
     for row in reads:
         assert "error" not in row and not row["problems"], row
+    # Many streams on one connection: the same events, delivered whole to connections
+    # that each follow 5 streams, beside single-stream connections.
+    dash = {r["target"]: r for r in rnd["smoke-dashboard"]}
+    assert set(dash) == {"project", "project-mux"}, dash
+    for target, row in dash.items():
+        assert "error" not in row, (target, row)
+        assert row["lost"] == 0 and row["duplicated"] == 0, (target, row)
+        assert row["behind_at_deadline"] == 0, (target, row)
+    assert dash["project-mux"]["subscribers_per_stream"] == 1.0, dash["project-mux"]
+    assert "dashboard / single-stream connections" in proc.stdout
