@@ -214,6 +214,40 @@ LAST_EVENT_ID = {
 }
 
 
+_ID_LIST = {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}
+EVENTS_QUERY = {
+    "parameters": [
+        *LAST_EVENT_ID["parameters"],
+        {
+            "name": "stream",
+            "in": "query",
+            "required": False,
+            "description": "a stream to follow (repeatable; with prefix, at least one)",
+            "schema": _ID_LIST,
+            "style": "form",
+            "explode": True,
+        },
+        {
+            "name": "prefix",
+            "in": "query",
+            "required": False,
+            "description": "every stream whose id starts with it, now and later (repeatable)",
+            "schema": _ID_LIST,
+            "style": "form",
+            "explode": True,
+        },
+        {
+            "name": "last_event_id",
+            "in": "query",
+            "required": False,
+            "description": "the resume point, for an EventSource that cannot send the header",
+            "schema": {"type": "string"},
+        },
+    ]
+}
+"""``GET /v1/events``: the streams and prefixes it follows, and its resume point."""
+
+
 def describe_stream_ids(schema: dict[str, Any], pattern: str) -> dict[str, Any]:
     """Give every ``{stream_id}`` and ``{chat_id}`` path parameter the contract's grammar.
     The routes check it themselves (404, never reaching Redis), so FastAPI is not asked to."""

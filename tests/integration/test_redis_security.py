@@ -41,37 +41,24 @@ NARROW_ACL = [
     "-@all",
     "+@connection",
     "-@dangerous",
-    # pipelines (MULTI/EXEC) and the Lua scripts, with every command the scripts call
-    "+multi",
-    "+exec",
-    "+discard",
-    "+evalsha",
-    "+script|load",
-    "+xadd",
-    "+xreadgroup",
-    "+xrevrange",
-    "+publish",  # called by the append script: every batch goes to the stream's channel
-    "+subscribe",  # front-ends listen on the channels of the streams they serve
-    "+unsubscribe",
-    "+xrange",
-    "+xlen",
-    "+xgroup|create",
-    "+xautoclaim",
-    "+xclaim",
-    "+xack",
-    "+xdel",
-    "+hset",
-    "+hget",
-    "+hmget",
-    "+hgetall",
-    "+hincrby",
-    "+get",
-    "+set",
-    "+append",
-    "+incr",  # the per-API-key rate limit
-    "+exists",
-    "+expire",
-    "+time",
+    # pipelines (MULTI/EXEC) and the Lua scripts, with every command the scripts call;
+    # the same list as docs/security.md's "An ACL user for the project"
+    *("+multi", "+exec", "+discard", "+evalsha", "+script|load"),
+    # the logs, the job queue and the webhook outbox (streams)
+    *("+xadd", "+xrange", "+xrevrange", "+xreadgroup", "+xack", "+xclaim", "+xautoclaim"),
+    *("+xpending", "+xgroup|create", "+xinfo|groups", "+xlen", "+xdel"),
+    # streams' metadata, locks, rate limits, resume points' bases
+    *("+hset", "+hget", "+hmget", "+hgetall", "+hdel", "+hexists", "+hincrby"),
+    *("+get", "+set", "+del", "+append", "+incr", "+exists"),
+    *("+expire", "+pexpire", "+pexpireat", "+time"),
+    # viewer counts (sets), stream indexes, waits and heartbeats (sorted sets), chats'
+    # queued and steering messages (lists)
+    *("+sadd", "+srem", "+smembers", "+scard"),
+    *("+zadd", "+zrange", "+zrangebyscore", "+zrangebylex", "+zrem"),
+    *("+rpush", "+lpush", "+lpop", "+lrange", "+ltrim", "+llen"),
+    # pub/sub: every batch goes to its stream's channel (SPUBLISH and SSUBSCRIBE on a
+    # Cluster); WAIT for Durable Streams with BROADCASTER_DS_WAIT_REPLICAS
+    *("+publish", "+subscribe", "+unsubscribe", "+wait"),
 ]
 """The commands the project uses; with ``~bc:*`` (its keys only) and ``&bc:*`` (its
 channels only)."""

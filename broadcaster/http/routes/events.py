@@ -33,7 +33,7 @@ HEADERS = {"cache-control": "no-cache, no-transform", "x-accel-buffering": "no"}
         204: {"description": "every named stream has ended and the resume point is its end"},
         **openapi.errors(400, 401, 403, 409, 503),
     },
-    openapi_extra=openapi.LAST_EVENT_ID,
+    openapi_extra=openapi.EVENTS_QUERY,
 )
 async def events(request: Request) -> Response:
     """The events of every stream named (``stream``, repeatable) or under a prefix
