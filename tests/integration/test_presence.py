@@ -229,15 +229,19 @@ async def test_redis_commands_per_join_and_per_heartbeat(tmp_path: Path) -> None
                     await asyncio.sleep(0.12)  # and one for the leave
                 after = _calls(admin)
             churn = after - mid
-        beat = sum(idle.values()) / 5
+        # A heartbeat is one ZADD and one ZRANGE; the front-end's other loops (the chats'
+        # queue, expired approvals, their locks) make the rest of what an idle one sends.
+        beats = idle["zadd"]
+        others = (sum(idle.values()) - 2 * beats) / (HEARTBEAT * 5)
         scripts = churn["evalsha"] / 100
         sets = (churn["sadd"] + churn["srem"]) / 100
         print(
-            f"presence cost: {beat:.1f} Redis commands per heartbeat "
+            f"presence cost: {beats} heartbeats in {HEARTBEAT * 5:g} s, each 1 ZADD + 1 "
+            f"ZRANGE; the front-end's other background commands {others:.1f}/s "
             f"({dict(idle)}); per join or leave {scripts:.2f} script call(s) and "
             f"{sets:.2f} set update(s); the first viewer's join: {dict(mid - before)}"
         )
-        assert scripts >= 0.9 and beat >= 1
+        assert scripts >= 0.9 and 4 <= beats <= 6
     finally:
         admin.close()
         fe.stop()
