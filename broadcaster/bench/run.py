@@ -33,12 +33,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
+import contextlib
 import json
 import math
 import multiprocessing
 import os
 import random
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -55,6 +59,7 @@ from broadcaster.bench.viewers import (
     GroupSpec,
     own_cpu_seconds,
     run_group,
+    sources_for,
 )
 from broadcaster.clients.publisher import Publisher
 from broadcaster.core import connection, keys
@@ -73,6 +78,10 @@ JOIN_AFTER = 1.0  # seconds into the window when --join-during viewers begin to 
 LATENCY_SAMPLERS = 50  # viewers that record every latency; the others only check ids
 ROUTES = ("rotate", "random", "stream")
 NUMSUB_BATCH = 500  # channels per PUBSUB NUMSUB
+FD_MARGIN = 1_000
+"""Open files a viewer process keeps spare under its limit (Python, pipes, uvloop)."""
+SAMPLE_EVERY = 0.5
+"""Seconds between two samples of the timeline (``--plot``, and progress on stderr)."""
 
 
 class EventSink(Protocol):
@@ -88,11 +97,22 @@ class EventSink(Protocol):
 # --- measurements of other processes ---
 
 
+_LAST_CPU: dict[int, float] = {}
+"""Each process's CPU when last read: what a process killed since (``--kill-pid``) used."""
+
+
 def proc_cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # after the ")": state is field 3, utime 14, stime 15 (1-based) -> indexes 11, 12
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return _LAST_CPU.get(pid, 0.0)
+    # after the ")": state is field 3, utime 14, stime 15 (1-based) -> indexes 11, 12.
+    # A zombie (killed, not yet reaped) reads 0: it keeps the last value read.
+    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    cpu = max(cpu, _LAST_CPU.get(pid, 0.0))
+    _LAST_CPU[pid] = cpu
+    return cpu
 
 
 def proc_io(pids: list[int]) -> dict[str, int]:
@@ -110,11 +130,15 @@ def proc_io(pids: list[int]) -> dict[str, int]:
 
 
 def proc_rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise BenchError(f"no VmRSS for pid {pid}")
+    """Resident memory; 0 once the process has died (``--kill-pid``)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return 0  # a zombie has no VmRSS
 
 
 async def _info(redis: Redis, section: str) -> list[dict[str, Any]]:
@@ -175,27 +199,53 @@ def percentile(sorted_values: list[int], q: float) -> float:
 
 
 class Groups:
-    """The viewer processes of one phase: started together, awaited together."""
+    """The viewer processes of one phase: started together, awaited together. Each sends
+    its progress twice a second (``progress``: the latest of each process) and takes
+    marks (``mark``)."""
 
     def __init__(self, specs: list[GroupSpec]) -> None:
         ctx = multiprocessing.get_context("spawn")
+        self._loop = asyncio.get_running_loop()
         self._conns: list[Connection] = []
+        self._ctrls: list[Connection] = []
         self._procs: list[multiprocessing.process.BaseProcess] = []
-        for spec in specs:
+        self._inbox: list[asyncio.Queue[Any]] = []
+        self.progress: list[tuple[int, int, int, int]] = []
+        """Per process: (ns, viewers connected, frames received, viewers away)."""
+        for i, spec in enumerate(specs):
             parent, child = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=run_group, args=(spec, child), daemon=True)
+            ctrl_in, ctrl_out = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=run_group, args=(spec, child, ctrl_in), daemon=True)
             proc.start()
             child.close()
+            ctrl_in.close()
             self._conns.append(parent)
+            self._ctrls.append(ctrl_out)
             self._procs.append(proc)
+            self._inbox.append(asyncio.Queue())
+            self.progress.append((0, 0, 0, 0))
+            threading.Thread(target=self._read, args=(i, parent), daemon=True).start()
+
+    def _read(self, i: int, conn: Connection) -> None:
+        """A thread per process: its progress kept, anything else queued for the loop."""
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                msg = ("eof",)
+            if msg[0] == "progress":
+                self.progress[i] = msg[1:]
+                continue
+            self._loop.call_soon_threadsafe(self._inbox[i].put_nowait, msg)
+            if msg[0] in ("eof", "done", "error"):
+                return
 
     async def _recv(self, kind: str) -> list[Any]:
         out = []
-        for conn in self._conns:
-            try:
-                msg = await asyncio.to_thread(conn.recv)
-            except EOFError as exc:
-                raise BenchError("a viewer process died") from exc
+        for inbox in self._inbox:
+            msg = await inbox.get()
+            if msg[0] == "eof":
+                raise BenchError("a viewer process died")
             if msg[0] == "error":
                 raise BenchError(f"viewer process: {msg[1]}")
             if msg[0] != kind:
@@ -204,11 +254,25 @@ class Groups:
         return out
 
     async def ready(self) -> list[Any]:
-        """Per process: (seconds to open, CPU seconds so far)."""
+        """Per process: (seconds to open, CPU seconds so far, when it began, ns)."""
         return await self._recv("ready")
 
     async def done(self) -> list[dict[str, Any]]:
         return [m[0] for m in await self._recv("done")]
+
+    def mark(self, seq: int) -> None:
+        """Every viewer records when it first has ``seq``."""
+        for ctrl in self._ctrls:
+            with contextlib.suppress(OSError):
+                ctrl.send(("mark", seq))
+
+    def totals(self) -> tuple[int, int, int]:
+        """Viewers connected, frames received and viewers away, over the processes."""
+        return (
+            sum(p[1] for p in self.progress),
+            sum(p[2] for p in self.progress),
+            sum(p[3] for p in self.progress),
+        )
 
     def close(self) -> None:
         for proc in self._procs:
@@ -216,16 +280,27 @@ class Groups:
             if proc.is_alive():
                 proc.kill()
                 proc.join()
-        for conn in self._conns:
+        for conn in [*self._conns, *self._ctrls]:
             conn.close()
+
+
+def viewer_procs(viewers: int, procs: int) -> int:
+    """``procs``, or more: each viewer process keeps under its open-file limit (the hard
+    one, which ``raise_nofile_limit`` raises the soft one to), with ``FD_MARGIN`` to
+    spare."""
+    budget = max(1, raise_nofile_limit() - FD_MARGIN)
+    return max(1, procs, math.ceil(viewers / budget))
 
 
 def _split(
     targets: list[tuple[str, int, str]], procs: int, read: str = "sse", **kw: Any
 ) -> list[GroupSpec]:
-    """Contiguous shares, so each process's source addresses continue the global index."""
-    procs = max(1, min(procs, len(targets)))
+    """Contiguous shares, so each process's source addresses continue the global index;
+    as many processes as the open-file limit needs (``viewer_procs``), and loopback
+    source addresses for all (``sources_for``)."""
+    procs = max(1, min(viewer_procs(len(targets), procs), len(targets)))
     size = math.ceil(len(targets) / procs)
+    kw.setdefault("sources", sources_for(len(targets)))
     return [
         GroupSpec(targets=targets[i : i + size], first_index=i, read=read, **kw)
         for i in range(0, len(targets), size)
@@ -491,6 +566,8 @@ class _Window:
     quiet: list[dict[str, Any]]
     """What the quiet streams' viewers saw (and, joining during the window, how long
     each took from connecting to its first event)."""
+    sampler: _Sampler
+    kill: _Kill | None
 
     @property
     def views(self) -> list[Any]:
@@ -527,6 +604,12 @@ def _plan(args: argparse.Namespace) -> _Plan:
         raise BenchError("--idle-sample must not be negative")
     if args.read not in READS:
         raise BenchError(f"--read must be one of {', '.join(READS)}")
+    if args.kill_pid and args.idle:
+        raise BenchError("--kill-pid needs events to follow (not --idle)")
+    if args.kill_after is None:
+        args.kill_after = args.duration / 3
+    if args.latency_samplers < 1:
+        raise BenchError("--latency-samplers must be positive")
     run = uuid.uuid4().hex[:10]
     return _Plan(
         redis_url=redis_url,
@@ -560,6 +643,7 @@ async def run_bench(args: argparse.Namespace, sink: EventSink | None = None) -> 
         **_load_figures(args, plan, window),
         **_delivery_figures(plan, window),
         **_cost_figures(args, plan, window),
+        **_time_figures(window),
         "replay": replay,
     }
 
@@ -580,7 +664,7 @@ def _start_viewers(
         plan.target(plan.sids[i % args.streams], i, stream_index=i % args.streams)
         for i in range(args.viewers)
     ]
-    every = max(1, args.viewers // LATENCY_SAMPLERS)
+    every = max(1, args.viewers // max(1, args.latency_samplers))
     groups = Groups(
         _split(
             targets,
@@ -602,29 +686,39 @@ async def _measure(
     cost counters around that window. The quiet streams' viewers open before the window,
     or during it (``--join-during``, ``JOIN_AFTER`` seconds in); their streams end after
     the counters are read, so closing thousands of them is not counted as the cost of
-    the others' events."""
+    the others' events. Meanwhile the timeline is sampled (``_Sampler``), and with
+    ``--kill-pid`` that front-end is killed ``--kill-after`` seconds into the window."""
     pids = plan.pids
     rss_before = {pid: proc_rss_kb(pid) for pid in pids}
     before_window = not args.join_during and plan.quiet_sids
     _say(f"opening {args.viewers} viewer(s), {len(plan.quiet_sids) if before_window else 0} quiet")
+    sampler = _Sampler(args, plan)
     targets, groups = _start_viewers(args, plan)
+    sampler.phases.append(groups)
+    sampling = asyncio.create_task(sampler.run())
     quiet: Groups | None = None
+    kill: asyncio.Task[_Kill] | None = None
     try:
         readies = await groups.ready()
         if before_window:
-            quiet = await _open_quiet(args, plan, 0.0)
+            quiet = await _open_quiet(args, plan, 0.0, sampler)
         rss_after = {pid: proc_rss_kb(pid) for pid in pids}
         subscribers = await subscribers_per_channel(stats_redis, plan.sids)
         idle_rate = await _redis_idle_rate(stats_redis, args.idle_sample)
         before = await _counters(stats_redis, plan)
         t_start_ns = time.time_ns()
+        sampler.at("window", t_start_ns)
         _say(f"publishing for {args.duration:g} s")
         joining = None
         if args.join_during:
-            joining = asyncio.create_task(_open_quiet(args, plan, JOIN_AFTER))
+            joining = asyncio.create_task(_open_quiet(args, plan, JOIN_AFTER, sampler))
+        t0 = time.perf_counter()
+        if args.kill_pid:
+            kill = asyncio.create_task(_kill_later(args, groups, t0, sampler))
         try:
-            took, publish_seconds = await _publish_window(args, plan, pub)
+            took, publish_seconds = await _publish_window(args, plan, pub, t0)
             srv_idle = {pid: proc_cpu_seconds(pid) for pid in pids}
+            sampler.at("published", time.time_ns())
             await _publish_all(pub, plan.sids, {"type": "finish", "t": time.time_ns()})
             results = await groups.done()
             after = await _counters(stats_redis, plan)
@@ -633,7 +727,11 @@ async def _measure(
                 quiet = await joining
         _say("window over; ending the streams")
         quiet_results = await _finish_quiet(pub, plan, quiet)
+        killed = await kill if kill is not None else None
     finally:
+        sampling.cancel()
+        if kill is not None:
+            kill.cancel()
         groups.close()
         if quiet is not None:
             quiet.close()
@@ -652,7 +750,101 @@ async def _measure(
         rss_before=rss_before,
         rss_after=rss_after,
         quiet=quiet_results,
+        sampler=sampler,
+        kill=killed,
     )
+
+
+@dataclass
+class _Kill:
+    """A front-end killed in the window (``--kill-pid``)."""
+
+    pid: int
+    at_ns: int
+    """When (``time.time_ns()``)."""
+    at_s: float
+    """Seconds into the window."""
+    mark: int
+    """The first seq published after it: each viewer records when it had that."""
+
+
+async def _kill_later(
+    args: argparse.Namespace, groups: Groups, t0: float, sampler: _Sampler
+) -> _Kill:
+    """``kill -9`` the front-end ``--kill-pid``, ``--kill-after`` seconds into the window,
+    and mark the first seq published after that (tick k, seq k + 2, is published no
+    earlier than ``t0 + k / rate``: every stream's, staggered or not)."""
+    await asyncio.sleep(max(0.0, t0 + args.kill_after - time.perf_counter()))
+    at_ns = time.time_ns()
+    os.kill(args.kill_pid, signal.SIGKILL)
+    at_s = time.perf_counter() - t0
+    mark = math.floor(at_s * args.rate) + 3
+    groups.mark(mark)
+    sampler.at("kill", at_ns)
+    _say(f"killed front-end {args.kill_pid} (kill -9), {at_s:.1f} s into the window")
+    return _Kill(args.kill_pid, at_ns, at_s, mark)
+
+
+class _Sampler:
+    """The run's timeline, every ``SAMPLE_EVERY`` s from the first viewer's start: viewers
+    connected and away, frames received (the viewer processes' latest progress), each
+    front-end's RSS; a progress line on stderr every ``--progress`` seconds."""
+
+    def __init__(self, args: argparse.Namespace, plan: _Plan) -> None:
+        self.phases: list[Groups] = []
+        self._pids = plan.pids
+        self._target = args.viewers + len(plan.quiet_sids)
+        self._every = args.progress
+        self.origin_ns = time.time_ns()
+        self.t: list[float] = []
+        self.connected: list[int] = []
+        self.frames: list[int] = []
+        self.away: list[int] = []
+        self.rss_kb: dict[int, list[int]] = {pid: [] for pid in plan.pids}
+        self.marks: dict[str, float] = {}
+        """Moments of the run, seconds from the origin: window, published, kill."""
+
+    def at(self, what: str, ns: int) -> None:
+        self.marks[what] = (ns - self.origin_ns) / 1e9
+
+    def sample(self) -> None:
+        totals = [g.totals() for g in self.phases]
+        self.t.append((time.time_ns() - self.origin_ns) / 1e9)
+        self.connected.append(sum(c for c, _, _ in totals))
+        self.frames.append(sum(f for _, f, _ in totals))
+        self.away.append(sum(a for _, _, a in totals))
+        for pid, series in self.rss_kb.items():
+            series.append(proc_rss_kb(pid))
+
+    async def run(self) -> None:
+        said = 0.0
+        while True:
+            await asyncio.sleep(SAMPLE_EVERY)
+            self.sample()
+            if self._every > 0 and self.t[-1] - said >= self._every:
+                said = self.t[-1]
+                self._say()
+
+    def _say(self) -> None:
+        back = max(0, len(self.t) - 1 - round(self._every / SAMPLE_EVERY))
+        rate = (self.frames[-1] - self.frames[back]) / max(1e-9, self.t[-1] - self.t[back])
+        away = f", {self.away[-1]:,} reconnecting" if self.away[-1] else ""
+        rss = sum(s[-1] for s in self.rss_kb.values())
+        memory = f", front-ends {rss / 1024**2:.2f} GiB" if self.rss_kb else ""
+        _say(
+            f"{self.t[-1]:5.0f} s: {self.connected[-1]:,} of {self._target:,} viewers "
+            f"connected{away}, {self.frames[-1]:,} events delivered ({rate:,.0f}/s){memory}"
+        )
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "t": self.t,
+            "connected": self.connected,
+            "deliveries": self.frames,
+            "away": self.away,
+            "rss_kb": {str(pid): s for pid, s in self.rss_kb.items()},
+            "marks": self.marks,
+        }
 
 
 def _say(what: str) -> None:
@@ -660,7 +852,9 @@ def _say(what: str) -> None:
     print(f"bench {time.strftime('%H:%M:%S')}: {what}", file=sys.stderr, flush=True)
 
 
-async def _open_quiet(args: argparse.Namespace, plan: _Plan, after: float) -> Groups:
+async def _open_quiet(
+    args: argparse.Namespace, plan: _Plan, after: float, sampler: _Sampler
+) -> Groups:
     """One viewer per quiet stream, ``after`` seconds from now; returns once every one has
     its stream's first event (or fails, after ``--first-wait``)."""
     await asyncio.sleep(after)
@@ -675,6 +869,7 @@ async def _open_quiet(args: argparse.Namespace, plan: _Plan, after: float) -> Gr
         first_wait=args.first_wait,
     )
     groups = Groups(specs)
+    sampler.phases.append(groups)
     try:
         await groups.ready()
     except BaseException:
@@ -691,11 +886,11 @@ async def _finish_quiet(pub: EventSink, plan: _Plan, quiet: Groups | None) -> li
 
 
 async def _publish_window(
-    args: argparse.Namespace, plan: _Plan, pub: EventSink
+    args: argparse.Namespace, plan: _Plan, pub: EventSink, t0: float
 ) -> tuple[list[int], float]:
-    """``--rate`` events/s to each stream for ``--duration`` (with ``--idle``, nothing for
-    as long). Returns each tick's publish time (sorted, ns) and the seconds it all took."""
-    t0 = time.perf_counter()
+    """``--rate`` events/s to each stream for ``--duration`` from ``t0`` (with ``--idle``,
+    nothing for as long). Returns each tick's publish time (sorted, ns) and the seconds it
+    all took."""
     if args.idle:
         await asyncio.sleep(args.duration)
     n, rate, pad = plan.per_stream, args.rate, plan.pad
@@ -759,6 +954,69 @@ def _delivery_figures(plan: _Plan, w: _Window) -> dict[str, Any]:
         "timed_out_viewers": sum(1 for v in views if v[7]),
         "undelivered_at_deadline": undelivered,
         **_quiet_figures(w.quiet),
+    }
+
+
+def _time_figures(w: _Window) -> dict[str, Any]:
+    """Over time: the timeline (``_Sampler``), the latency per second of the run and its
+    distribution, the front-ends' peak memory, the kill and how the viewers came back."""
+    origin = w.sampler.origin_ns
+    at = [x for r in w.results for x in r["latency_at_ns"]]
+    lat = [x for r in w.results for x in r["latencies_ns"]]
+    per_second: dict[int, list[int]] = {}
+    for t, x in zip(at, lat, strict=True):
+        per_second.setdefault(int((t - origin) // 1_000_000_000), []).append(x)
+    seconds = sorted(per_second)
+    buckets = [sorted(per_second[k]) for k in seconds]
+    edges = [10 ** (e / 10) for e in range(-10, 51)]  # 0.1 ms .. 100 s, ten per decade
+    counts = [0] * (len(edges) - 1)
+    for x in lat:
+        i = bisect.bisect_right(edges, x / 1e6) - 1
+        counts[min(max(i, 0), len(counts) - 1)] += 1
+    rss = w.sampler.rss_kb
+    peak = max((sum(s[i] for s in rss.values()) for i in range(len(w.sampler.t))), default=0)
+    starts = [r[2] for r in w.readies]
+    return {
+        "connect_seconds": (max(r[2] + r[0] * 1e9 for r in w.readies) - min(starts)) / 1e9,
+        "server_rss_peak_kb": max(peak, sum(w.rss_after.values())) if rss else None,
+        "timeline": w.sampler.figures(),
+        "latency_timeline": {
+            "t": [k + 0.5 for k in seconds],
+            "p50": [percentile(b, 0.50) / 1e6 for b in buckets],
+            "p99": [percentile(b, 0.99) / 1e6 for b in buckets],
+            "max": [b[-1] / 1e6 for b in buckets],
+            "n": [len(b) for b in buckets],
+        },
+        "latency_histogram": {"edges_ms": edges, "counts": counts},
+        "kill": _kill_figures(w) if w.kill is not None else None,
+    }
+
+
+def _kill_figures(w: _Window) -> dict[str, Any]:
+    """What a front-end's ``kill -9`` did: the viewers it cut, how soon each was back (its
+    first frame after reconnecting), and how soon every viewer had the first event
+    published after the kill (``mark``)."""
+    assert w.kill is not None
+    kill = w.kill
+    views = w.views
+    cut = [v for v in views if v[8]]
+    resumed = sorted(v[11] - kill.at_ns for v in cut if v[11])
+    nexts = sorted(v[12] - kill.at_ns for v in views if v[12])
+
+    def spread(xs: list[int]) -> dict[str, float]:
+        return {q: percentile(xs, f) / 1e9 for q, f in (("p50", 0.5), ("p99", 0.99), ("max", 1))}
+
+    return {
+        "pid": kill.pid,
+        "at_s": kill.at_s,
+        "mark_seq": kill.mark,
+        "viewers_cut": len(cut),
+        "not_resumed": sum(1 for v in cut if not v[11]),
+        "retries": sum(v[9] for v in views),
+        "refused_503": sum(v[10] for v in views),
+        "resumed_s": spread(resumed),
+        "without_next_event": len(views) - len(nexts),
+        "next_event_s": spread(nexts),
     }
 
 
@@ -852,6 +1110,30 @@ def _fmt(value: Any, unit: str = "") -> str:
     return f"{value:,}{unit}"
 
 
+def _kill_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    k = r["kill"]
+    if k is None:
+        return []
+    back, nxt = k["resumed_s"], k["next_event_s"]
+    return [
+        (
+            "front-end killed",
+            f"pid {k['pid']} {k['at_s']:.1f} s into the window; {k['viewers_cut']:,} viewers "
+            f"cut, {k['retries']:,} reconnections ({k['refused_503']:,} answered 503)",
+        ),
+        (
+            "cut viewers back",
+            f"p50 {_fmt(back['p50'])} / p99 {_fmt(back['p99'])} / max {_fmt(back['max'])} s "
+            f"after the kill; {k['not_resumed']} never",
+        ),
+        (
+            "every viewer's next event",
+            f"p50 {_fmt(nxt['p50'])} / p99 {_fmt(nxt['p99'])} / max {_fmt(nxt['max'])} s after "
+            f"the kill (seq {k['mark_seq']}); {k['without_next_event']} without",
+        ),
+    ]
+
+
 def _quiet_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     if not r["quiet_viewers"]:
         return []
@@ -892,6 +1174,8 @@ def render(r: dict[str, Any]) -> str:
             "(the publisher's own wait for Redis's reply)",
         ),
         ("lost / duplicated", f"{r['lost']} / {r['duplicated']}"),
+        ("all connected in", f"{_fmt(r['connect_seconds'], ' s')} (each with its first event)"),
+        *_kill_rows(r),
         *_quiet_rows(r),
         (
             "at the deadline",
@@ -944,6 +1228,7 @@ def _cost_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
             f"{_fmt(r['subscribers_per_stream'])} (front-ends Redis sends each event to)",
         ),
         ("server RSS", _fmt(r["server_rss_kb"], " KiB")),
+        ("server RSS at its peak", _fmt(r["server_rss_peak_kb"], " KiB")),
         ("server RSS per connection", _fmt(r["server_rss_kb_per_connection"], " KiB")),
         ("Redis commands per event (all)", _fmt(r["redis_commands_per_event"])),
         ("Redis stream reads per event", _fmt(r["redis_read_commands_per_event"])),
@@ -1071,6 +1356,41 @@ def _measure_arguments(parser: argparse.ArgumentParser) -> None:
         "Stream, GET /v1/stream/{id}?offset=-1&live=sse (ds-sse: each message one delivery)",
     )
     parser.add_argument("--token", help="viewer token (needed when the server has a secret)")
+    parser.add_argument(
+        "--latency-samplers",
+        type=int,
+        default=LATENCY_SAMPLERS,
+        metavar="N",
+        help=f"viewers that record every latency, spread evenly ({LATENCY_SAMPLERS})",
+    )
+    parser.add_argument(
+        "--kill-pid",
+        type=int,
+        metavar="PID",
+        help="kill -9 this front-end in the window (--kill-after): its viewers reconnect with "
+        "Last-Event-ID; reports how soon each was back, and every viewer had the next event",
+    )
+    parser.add_argument(
+        "--kill-after",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds into the window for --kill-pid (a third of --duration)",
+    )
+    parser.add_argument(
+        "--progress",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="a progress line on stderr every S seconds: viewers connected, events "
+        "delivered, the front-ends' memory (5; 0: none)",
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="draw the run into this PNG (matplotlib, a dev extra): deliveries/s and latency "
+        "over time, the latency distribution, each front-end's memory",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -1086,9 +1406,16 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(render(result))
+    if args.plot:
+        from broadcaster.bench.plot import draw
+
+        draw(result, args.plot)
+        _say(f"drawn into {args.plot}")
     bad = (
         result["lost"] or result["duplicated"] or result["quiet_lost"] or result["quiet_duplicated"]
     )
+    if result["kill"] is not None:
+        bad = bad or result["kill"]["not_resumed"] or result["kill"]["without_next_event"]
     if result["replay"] is not None:
         bad = bad or result["replay"]["lost"] or result["replay"]["duplicated"]
     return 1 if bad else 0

@@ -1,0 +1,123 @@
+"""``bench --plot FILE``: one bench run drawn into a PNG, so a person can see what it did.
+
+Four panels, time in seconds from the first viewer's start, with the window (publishing)
+shaded and a front-end's kill (``--kill-pid``) as a red line:
+
+- deliveries per second (frames the viewers received) and viewers connected;
+- publish-to-viewer latency per second of the run: p50, p99 and max of the samplers;
+- the latency distribution over the whole run;
+- each front-end's resident memory, and their sum.
+
+matplotlib is a dev extra (``pip install -e '.[dev]'``), imported only here, and drawn
+with the Agg backend (no display needed). Small on purpose: 880 x 620 pixels, tens of KB.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from broadcaster.bench.viewers import BenchError
+
+
+def draw(result: dict[str, Any], path: str | Path, title: str | None = None) -> None:
+    """Draw ``result`` (``run_bench``'s, or a comparison row carrying the same timeline)
+    into the PNG ``path``."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise BenchError("--plot needs matplotlib: pip install -e '.[dev]'") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tl = result["timeline"]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.75), dpi=80)
+    (ax_rate, ax_lat), (ax_hist, ax_mem) = axes
+    fig.suptitle(title or _title(result), fontsize=11)
+
+    t = tl["t"]
+    rates = [
+        (tl["deliveries"][i] - tl["deliveries"][i - 1]) / max(1e-9, t[i] - t[i - 1])
+        for i in range(1, len(t))
+    ]
+    ax_rate.plot(t[1:], rates, color="tab:blue", lw=1.2, label="deliveries/s")
+    ax_rate.set_ylabel("deliveries per second")
+    ax_rate.set_xlabel("s")
+    ax_rate.set_title("deliveries/s and viewers connected", fontsize=10)
+    twin = ax_rate.twinx()
+    twin.plot(t, tl["connected"], color="tab:green", lw=1.2, label="viewers connected")
+    if any(tl["away"]):
+        twin.plot(t, tl["away"], color="tab:orange", lw=1.0, label="viewers reconnecting")
+    twin.set_ylabel("viewers")
+    twin.set_ylim(bottom=0)
+    _legend(ax_rate, twin)
+
+    lt = result["latency_timeline"]
+    for key, color in (("p50", "tab:blue"), ("p99", "tab:red"), ("max", "tab:gray")):
+        ax_lat.plot(lt["t"], lt[key], color=color, lw=1.2, label=key, marker=".", ms=3)
+    ax_lat.set_yscale("log")
+    ax_lat.set_ylabel("ms")
+    ax_lat.set_xlabel("s")
+    ax_lat.set_title("publish-to-viewer latency, per second", fontsize=10)
+    ax_lat.legend(fontsize=8, loc="upper left")
+
+    hist = result["latency_histogram"]
+    edges, counts = hist["edges_ms"], hist["counts"]
+    total = sum(counts) or 1
+    ax_hist.stairs([c / total for c in counts], edges, fill=True, color="tab:blue", alpha=0.7)
+    ax_hist.set_xscale("log")
+    ax_hist.set_xlabel("ms")
+    ax_hist.set_ylabel("share of samples")
+    lat = result["latency_ms"]
+    ax_hist.set_title(
+        f"latency distribution: p50 {lat['p50']:.1f}, p99 {lat['p99']:.1f} ms "
+        f"({result.get('latency_samples', total):,} samples)",
+        fontsize=10,
+    )
+    for q, style in (("p50", ":"), ("p99", "--")):
+        ax_hist.axvline(lat[q], color="tab:red", ls=style, lw=1)
+
+    rss = tl["rss_kb"]
+    if rss:
+        gib = 1024**2
+        for pid, series in rss.items():
+            ax_mem.plot(t, [x / 1024 for x in series], lw=1, label=f"pid {pid}")
+        ax_mem.set_ylabel("MiB per front-end")
+        total_rss = [sum(s[i] for s in rss.values()) / gib for i in range(len(t))]
+        twin_mem = ax_mem.twinx()
+        twin_mem.plot(t, total_rss, color="black", lw=1.5, ls="--", label="all front-ends")
+        twin_mem.set_ylabel("GiB, all front-ends")
+        twin_mem.set_ylim(bottom=0)
+        if len(rss) <= 8:
+            _legend(ax_mem, twin_mem)
+    ax_mem.set_xlabel("s")
+    ax_mem.set_title("front-ends' resident memory", fontsize=10)
+
+    for ax in (ax_rate, ax_lat, ax_mem):
+        _marks(ax, tl["marks"], t[-1] if t else 0.0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _title(r: dict[str, Any]) -> str:
+    kill = r.get("kill")
+    what = f"{r['viewers']:,} viewers, {r['streams']:,} stream(s), {r['rate']:g} ev/s each"
+    fes = len(r.get("timeline", {}).get("rss_kb", {})) or len(r["urls"])
+    what += f", {fes} front-end process(es)"
+    if kill:
+        what += f", one killed at {kill['at_s']:.0f} s into the window"
+    return what
+
+
+def _marks(ax: Any, marks: dict[str, float], end: float) -> None:
+    if "window" in marks:
+        ax.axvspan(marks["window"], marks.get("published", end), color="tab:gray", alpha=0.08, lw=0)
+    if "kill" in marks:
+        ax.axvline(marks["kill"], color="tab:red", lw=1.2, ls="--")
+
+
+def _legend(ax: Any, twin: Any) -> None:
+    lines, labels = ax.get_legend_handles_labels()
+    more, more_labels = twin.get_legend_handles_labels()
+    ax.legend(lines + more, labels + more_labels, fontsize=8, loc="lower right")
