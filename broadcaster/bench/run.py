@@ -260,6 +260,12 @@ class Groups:
     async def done(self) -> list[dict[str, Any]]:
         return [m[0] for m in await self._recv("done")]
 
+    def window(self) -> None:
+        """The window began: the processes' deadline (``GroupSpec.timeout``) runs from now."""
+        for ctrl in self._ctrls:
+            with contextlib.suppress(OSError):
+                ctrl.send(("window",))
+
     def mark(self, seq: int) -> None:
         """Every viewer records when it first has ``seq``."""
         for ctrl in self._ctrls:
@@ -568,6 +574,8 @@ class _Window:
     each took from connecting to its first event)."""
     sampler: _Sampler
     kill: _Kill | None
+    connect_cpu: float
+    """The servers' CPU seconds while the viewers connected (each to its first event)."""
 
     @property
     def views(self) -> list[Any]:
@@ -674,6 +682,7 @@ def _start_viewers(
             latency_every=every,
             timeout=args.duration + args.deadline,
             first_wait=args.first_wait,
+            wait_window=True,
         )
     )
     return targets, groups
@@ -693,6 +702,7 @@ async def _measure(
     before_window = not args.join_during and plan.quiet_sids
     _say(f"opening {args.viewers} viewer(s), {len(plan.quiet_sids) if before_window else 0} quiet")
     sampler = _Sampler(args, plan)
+    cpu_start = sum(proc_cpu_seconds(pid) for pid in pids)
     targets, groups = _start_viewers(args, plan)
     sampler.phases.append(groups)
     sampling = asyncio.create_task(sampler.run())
@@ -700,6 +710,7 @@ async def _measure(
     kill: asyncio.Task[_Kill] | None = None
     try:
         readies = await groups.ready()
+        connect_cpu = sum(proc_cpu_seconds(pid) for pid in pids) - cpu_start
         if before_window:
             quiet = await _open_quiet(args, plan, 0.0, sampler)
         rss_after = {pid: proc_rss_kb(pid) for pid in pids}
@@ -707,6 +718,7 @@ async def _measure(
         idle_rate = await _redis_idle_rate(stats_redis, args.idle_sample)
         before = await _counters(stats_redis, plan)
         t_start_ns = time.time_ns()
+        groups.window()
         sampler.at("window", t_start_ns)
         _say(f"publishing for {args.duration:g} s")
         joining = None
@@ -752,6 +764,7 @@ async def _measure(
         quiet=quiet_results,
         sampler=sampler,
         kill=killed,
+        connect_cpu=connect_cpu,
     )
 
 
@@ -978,6 +991,7 @@ def _time_figures(w: _Window) -> dict[str, Any]:
     starts = [r[2] for r in w.readies]
     return {
         "connect_seconds": (max(r[2] + r[0] * 1e9 for r in w.readies) - min(starts)) / 1e9,
+        "server_cpu_ms_per_connect": w.connect_cpu * 1000 / len(w.views) if w.views else None,
         "server_rss_peak_kb": max(peak, sum(w.rss_after.values())) if rss else None,
         "timeline": w.sampler.figures(),
         "latency_timeline": {
@@ -1174,7 +1188,11 @@ def render(r: dict[str, Any]) -> str:
             "(the publisher's own wait for Redis's reply)",
         ),
         ("lost / duplicated", f"{r['lost']} / {r['duplicated']}"),
-        ("all connected in", f"{_fmt(r['connect_seconds'], ' s')} (each with its first event)"),
+        (
+            "all connected in",
+            f"{_fmt(r['connect_seconds'], ' s')} (each with its first event), server CPU "
+            f"{_fmt(r['server_cpu_ms_per_connect'], ' ms')} per connection",
+        ),
         *_kill_rows(r),
         *_quiet_rows(r),
         (

@@ -91,8 +91,8 @@ class Viewer(asyncio.Protocol):
         self._buf = b""
         self.status = 0
         self.last_id = 0
-        self.last_tag = b""
-        """The history tag of ``last_id`` (its SSE id is ``<seq>.<tag>``)."""
+        self._last_m: re.Match[bytes] | None = None
+        """The last ``id:`` line received: ``<seq>.<tag>``, the tag naming the history."""
         self.frames = 0
         self.lost = 0
         self.duplicated = 0
@@ -127,14 +127,17 @@ class Viewer(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         if self.last_id:
-            resume = (
-                b"%d.%b" % (self.last_id, self.last_tag)
-                if self.last_tag
-                else b"%d" % (self.last_id)
-            )
-            self.transport.write(self._request[:-2] + b"Last-Event-ID: " + resume + b"\r\n\r\n")
+            resume = b"Last-Event-ID: %b\r\n\r\n" % self.resume()
+            self.transport.write(self._request[:-2] + resume)
         else:
             self.transport.write(self._request)
+
+    def resume(self) -> bytes:
+        """The ``Last-Event-ID`` to resume from: the last id received, whole."""
+        m = self._last_m
+        if m is not None and int(m.group(1)) == self.last_id and m.group(2):
+            return b"%d.%b" % (self.last_id, m.group(2))
+        return b"%d" % self.last_id
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.connected:
@@ -213,8 +216,7 @@ class Viewer(asyncio.Protocol):
                 self.last_id = last
             else:
                 self._check_each(_IDS.findall(block))
-            if last_m is not None and self._reconnect is not None:
-                self.last_tag = last_m.group(2) or b""
+            self._last_m = last_m  # its id's tag is read only to reconnect (``resume``)
             if self.last_id >= Viewer.mark > 0 and not self.mark_ns:
                 self.mark_ns = now
             if self.cuts and not self.resumed_ns:
@@ -351,6 +353,9 @@ class GroupSpec:
     """Loopback source addresses to spread over (``sources_for``)."""
     reconnect: bool = True
     """A viewer dropped before ``[DONE]`` comes back with ``Last-Event-ID`` (SSE only)."""
+    wait_window: bool = False
+    """``timeout`` runs from ``run.py``'s ``("window",)`` (when it starts publishing),
+    not from ready: the processes of 100,000 viewers are ready minutes apart."""
 
 
 def sources_for(viewers: int) -> int:
@@ -398,8 +403,9 @@ async def _report_progress(conn: Connection, viewers: list[Viewer], back: Reconn
         await asyncio.sleep(PROGRESS_EVERY)
 
 
-def _listen(ctrl: Connection | None, viewers: list[Viewer]) -> None:
-    """Take ``("mark", seq)`` from ``run.py``: each viewer records when it has ``seq``."""
+def _listen(ctrl: Connection | None, viewers: list[Viewer], window: Callable[[], None]) -> None:
+    """Take ``("window",)`` from ``run.py`` (the window began: ``window()``) and
+    ``("mark", seq)`` (each viewer records when it has ``seq``)."""
     if ctrl is None:
         return
     loop = asyncio.get_running_loop()
@@ -409,8 +415,11 @@ def _listen(ctrl: Connection | None, viewers: list[Viewer]) -> None:
             msg = ctrl.recv()
         except (EOFError, OSError):
             loop.remove_reader(ctrl.fileno())
+            window()  # nobody will say: the deadline runs from now
             return
-        if msg[0] == "mark":
+        if msg[0] == "window":
+            window()
+        elif msg[0] == "mark":
             Viewer.mark = int(msg[1])
             now = time.time_ns()
             for v in viewers:  # it came before the mark did
@@ -421,6 +430,7 @@ def _listen(ctrl: Connection | None, viewers: list[Viewer]) -> None:
 
 
 async def _group(spec: GroupSpec, conn: Connection, ctrl: Connection | None = None) -> None:
+    loop = asyncio.get_running_loop()
     sem = asyncio.Semaphore(200)  # opening many sockets at once overflows listen backlogs
 
     async def connect(i: int, v: Viewer) -> None:
@@ -434,10 +444,34 @@ async def _group(spec: GroupSpec, conn: Connection, ctrl: Connection | None = No
 
     back = None
     if spec.reconnect and spec.read == "sse":
-        back = Reconnect(again, deadline=time.monotonic() + spec.first_wait + spec.timeout)
+        back = Reconnect(again, deadline=math.inf)
     viewers = _viewers(spec, back)
     index.update((id(v), i) for i, v in enumerate(viewers))
-    _listen(ctrl, viewers)
+    stop = loop.create_future()
+    """Done ``spec.timeout`` seconds after the window began (or after ready, without
+    ``spec.wait_window``): viewers still open then are behind."""
+
+    def window() -> None:
+        if began:
+            return
+        began.append(time.monotonic())
+        if back is not None:
+            back.deadline = began[0] + spec.timeout
+        loop.call_later(spec.timeout, _settle, stop)
+
+    began: list[float] = []
+
+    _listen(ctrl, viewers, window)
+    left = [len(viewers)]
+    all_closed = loop.create_future()
+
+    def one_closed(_: object) -> None:
+        left[0] -= 1
+        if not left[0] and not all_closed.done():
+            all_closed.set_result(None)
+
+    for v in viewers:
+        v.closed.add_done_callback(one_closed)
     progress = asyncio.ensure_future(_report_progress(conn, viewers, back))
 
     async def open_one(i: int, v: Viewer) -> None:
@@ -469,10 +503,9 @@ async def _group(spec: GroupSpec, conn: Connection, ctrl: Connection | None = No
         gc.collect()
         gc.freeze()
         conn.send(("ready", time.perf_counter() - t_open, own_cpu_seconds(), started_ns))
-        if back is not None:
-            back.deadline = time.monotonic() + spec.timeout
-        # asyncio.wait, not a timeout around gather: that would cancel the futures it reads.
-        await asyncio.wait([v.closed for v in viewers], timeout=spec.timeout)
+        if not spec.wait_window:
+            window()
+        await asyncio.wait([all_closed, stop], return_when=asyncio.FIRST_COMPLETED)
     finally:
         progress.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -500,6 +533,11 @@ async def _group(spec: GroupSpec, conn: Connection, ctrl: Connection | None = No
             },
         )
     )
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
