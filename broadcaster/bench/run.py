@@ -266,11 +266,12 @@ class Groups:
             with contextlib.suppress(OSError):
                 ctrl.send(("window",))
 
-    def mark(self, seq: int) -> None:
-        """Every viewer records when it first has ``seq``."""
+    def mark(self, ns: int) -> None:
+        """Every viewer records when it first gets an event published after ``ns``
+        (``time.time_ns()``)."""
         for ctrl in self._ctrls:
             with contextlib.suppress(OSError):
-                ctrl.send(("mark", seq))
+                ctrl.send(("mark", ns))
 
     def totals(self) -> tuple[int, int, int]:
         """Viewers connected, frames received and viewers away, over the processes."""
@@ -500,11 +501,13 @@ class _Plan:
         return host, port, f"{prefix}/v1/streams/{sid}/events"
 
     @staticmethod
-    def reads(path: str, sid: str) -> bool:
-        """Whether a viewer's path reads stream ``sid`` (either way)."""
-        return path.endswith(f"/{sid}/events") or path.split("?", 1)[0].endswith(
-            f"/v1/stream/{sid}"
-        )
+    def stream_of(path: str) -> str:
+        """The stream a viewer's path reads (either way: ``.../v1/streams/{id}/events``
+        or ``.../v1/stream/{id}?...``)."""
+        path = path.split("?", 1)[0]
+        if path.endswith("/events"):
+            return path.rsplit("/", 2)[-2]
+        return path.rsplit("/", 1)[-1]
 
     @property
     def events_per_stream(self) -> int:
@@ -777,25 +780,21 @@ class _Kill:
     """When (``time.time_ns()``)."""
     at_s: float
     """Seconds into the window."""
-    mark: int
-    """The first seq published after it: each viewer records when it had that."""
 
 
 async def _kill_later(
     args: argparse.Namespace, groups: Groups, t0: float, sampler: _Sampler
 ) -> _Kill:
-    """``kill -9`` the front-end ``--kill-pid``, ``--kill-after`` seconds into the window,
-    and mark the first seq published after that (tick k, seq k + 2, is published no
-    earlier than ``t0 + k / rate``: every stream's, staggered or not)."""
+    """``kill -9`` the front-end ``--kill-pid``, ``--kill-after`` seconds into the window;
+    every viewer then records when it first gets an event published after that."""
     await asyncio.sleep(max(0.0, t0 + args.kill_after - time.perf_counter()))
     at_ns = time.time_ns()
     os.kill(args.kill_pid, signal.SIGKILL)
     at_s = time.perf_counter() - t0
-    mark = math.floor(at_s * args.rate) + 3
-    groups.mark(mark)
+    groups.mark(at_ns)
     sampler.at("kill", at_ns)
     _say(f"killed front-end {args.kill_pid} (kill -9), {at_s:.1f} s into the window")
-    return _Kill(args.kill_pid, at_ns, at_s, mark)
+    return _Kill(args.kill_pid, at_ns, at_s)
 
 
 class _Sampler:
@@ -915,6 +914,10 @@ async def _publish_window(
 
 
 def _load_figures(args: argparse.Namespace, plan: _Plan, w: _Window) -> dict[str, Any]:
+    watching: dict[str, int] = {}
+    for _, _, path in w.targets:
+        sid = plan.stream_of(path)
+        watching[sid] = watching.get(sid, 0) + 1
     return {
         "urls": [f"http://{h}:{p}{pre}" for h, p, pre in plan.endpoints],
         "viewers": args.viewers,
@@ -926,11 +929,7 @@ def _load_figures(args: argparse.Namespace, plan: _Plan, w: _Window) -> dict[str
         "procs": len(w.readies),
         "open_seconds": max(r[0] for r in w.readies),
         "per_stream": [
-            {
-                "stream": sid,
-                "viewers": sum(1 for _, _, path in w.targets if plan.reads(path, sid)),
-                "events": plan.events_per_stream,
-            }
+            {"stream": sid, "viewers": watching.get(sid, 0), "events": plan.events_per_stream}
             for sid in plan.sids
         ],
     }
@@ -1008,8 +1007,8 @@ def _time_figures(w: _Window) -> dict[str, Any]:
 
 def _kill_figures(w: _Window) -> dict[str, Any]:
     """What a front-end's ``kill -9`` did: the viewers it cut, how soon each was back (its
-    first frame after reconnecting), and how soon every viewer had the first event
-    published after the kill (``mark``)."""
+    request with ``Last-Event-ID`` answered 200), and how soon every viewer had an event
+    published after the kill."""
     assert w.kill is not None
     kill = w.kill
     views = w.views
@@ -1023,7 +1022,6 @@ def _kill_figures(w: _Window) -> dict[str, Any]:
     return {
         "pid": kill.pid,
         "at_s": kill.at_s,
-        "mark_seq": kill.mark,
         "viewers_cut": len(cut),
         "not_resumed": sum(1 for v in cut if not v[11]),
         "retries": sum(v[9] for v in views),
@@ -1143,7 +1141,7 @@ def _kill_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         (
             "every viewer's next event",
             f"p50 {_fmt(nxt['p50'])} / p99 {_fmt(nxt['p99'])} / max {_fmt(nxt['max'])} s after "
-            f"the kill (seq {k['mark_seq']}); {k['without_next_event']} without",
+            f"the kill (the first published after it); {k['without_next_event']} without",
         ),
     ]
 

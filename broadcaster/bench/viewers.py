@@ -18,8 +18,9 @@ A viewer whose connection drops before ``[DONE]`` (its front-end died), or that 
 answered 503, comes back as an ``EventSource`` does: after the response's ``retry:`` (or
 the 503's ``Retry-After``), with ``Last-Event-ID`` set to the last id it got, and must
 then get every later event once. Each process reports its progress to ``run.py`` twice
-a second (viewers connected, frames received), and takes a mark from it (the first seq
-published after a front-end was killed): each viewer records when it got that far.
+a second (viewers connected, frames received), and takes a mark from it (the moment a
+front-end was killed): each viewer records when it first got an event published after
+it (events carry their publish time).
 """
 
 from __future__ import annotations
@@ -76,8 +77,9 @@ class Viewer(asyncio.Protocol):
     """One SSE connection: counts frames, checks ids, optionally collects latencies."""
 
     mark = 0
-    """The first seq published after a front-end was killed (0: none yet): each viewer
-    records when it got that far (``mark_ns``). Set for the process by ``_control``."""
+    """When a front-end was killed (``time.time_ns()``; 0: none yet): each viewer records
+    when it first gets an event published after that (``mark_ns``). Set for the process
+    by ``_listen``."""
 
     def __init__(
         self, request: bytes, record_latency: bool, reconnect: Reconnect | None = None
@@ -117,9 +119,9 @@ class Viewer(asyncio.Protocol):
         self.away = False
         """Dropped, and not back with a response of 200 yet."""
         self.resumed_ns = 0
-        """When the first frame came after the last cut."""
+        """When its resumed request was answered 200, after the last cut."""
         self.mark_ns = 0
-        """When it first had ``Viewer.mark``."""
+        """When it first got an event published after ``Viewer.mark``."""
         self._retry = 0.0
         """The latest ``retry:`` (seconds), or a 503's ``Retry-After``."""
         self._ending = False
@@ -184,6 +186,8 @@ class Viewer(asyncio.Protocol):
                 self._close()
                 return
             self.connected = True
+            if self.cuts and not self.resumed_ns:
+                self.resumed_ns = time.time_ns()
             if self.away and self._reconnect is not None:
                 self.away = False
                 self._reconnect.away -= 1
@@ -217,10 +221,8 @@ class Viewer(asyncio.Protocol):
             else:
                 self._check_each(_IDS.findall(block))
             self._last_m = last_m  # its id's tag is read only to reconnect (``resume``)
-            if self.last_id >= Viewer.mark > 0 and not self.mark_ns:
+            if Viewer.mark and not self.mark_ns and self._after_mark(block):
                 self.mark_ns = now
-            if self.cuts and not self.resumed_ns:
-                self.resumed_ns = now
             if first == 1:
                 self.first_ns = now
                 self.first_event.set()
@@ -228,9 +230,15 @@ class Viewer(asyncio.Protocol):
                 ts = _T.findall(block)
                 self.latencies_ns.extend(now - int(t) for t in ts)
                 self.latency_at_ns.extend([now] * len(ts))
-        if _DONE in block:
+        if block.find(_DONE, len(block) - 64) >= 0:  # the last frame, or near it
             self.done = True
             self._close()
+
+    @staticmethod
+    def _after_mark(block: bytes) -> bool:
+        """Whether ``block`` has an event published after ``Viewer.mark`` (read only until
+        a viewer has one: then ``mark_ns`` is set)."""
+        return any(int(t) > Viewer.mark for t in _T.findall(block))
 
     def _check_each(self, ids: list[bytes]) -> None:
         for raw in ids:
@@ -405,7 +413,8 @@ async def _report_progress(conn: Connection, viewers: list[Viewer], back: Reconn
 
 def _listen(ctrl: Connection | None, viewers: list[Viewer], window: Callable[[], None]) -> None:
     """Take ``("window",)`` from ``run.py`` (the window began: ``window()``) and
-    ``("mark", seq)`` (each viewer records when it has ``seq``)."""
+    ``("mark", ns)`` (each viewer records when it first gets an event published after
+    ``ns``)."""
     if ctrl is None:
         return
     loop = asyncio.get_running_loop()
@@ -421,10 +430,6 @@ def _listen(ctrl: Connection | None, viewers: list[Viewer], window: Callable[[],
             window()
         elif msg[0] == "mark":
             Viewer.mark = int(msg[1])
-            now = time.time_ns()
-            for v in viewers:  # it came before the mark did
-                if v.last_id >= Viewer.mark and not v.mark_ns:
-                    v.mark_ns = now
 
     loop.add_reader(ctrl.fileno(), read)
 

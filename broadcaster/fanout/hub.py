@@ -104,6 +104,8 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self.closing = False
         self._viewers = 0  # kept by subscribe: read on every connect (the connection limit)
+        self.left = 0
+        """Viewers that have left since start (the gc freezer thaws by it)."""
         self._tokens = self.config.admit_per_second
         self._filled = 0.0
         self._creators: set[Callable[[str | None], None]] = set()
@@ -238,6 +240,7 @@ class Hub:
             yield sub
         finally:
             self._viewers -= 1
+            self.left += 1
             topic.subs.discard(sub)
             if presence is not None:
                 presence.leave(stream_id, subject)

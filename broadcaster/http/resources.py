@@ -34,7 +34,7 @@ from broadcaster.core.presence import PresenceStore
 from broadcaster.fanout import push
 from broadcaster.fanout.hub import Hub, HubConfig
 from broadcaster.fanout.presence import Presence
-from broadcaster.http.metrics import FrontendMetrics
+from broadcaster.http.metrics import FrontendMetrics, GcPauses
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import new_stream_id
 from broadcaster.webhooks.deliverer import delivering
@@ -69,6 +69,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
     presence_store = PresenceStore(redis, settings.presence_heartbeat_seconds)
     try:
         async with (
+            GcPauses(app.state.metrics),
             Presence(presence_store, on_change=app.state.metrics.presence_changed) as presence,
             Hub(resolver, event_log, config, app.state.metrics, presence) as hub,
             delivering(settings, redis, redis_url, app.state.metrics.registry),

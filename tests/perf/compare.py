@@ -303,6 +303,13 @@ BEFORE_FLEET = "before-x8"
 FLEET_SIZES = {"10k": 10_000, "100k": 100_000}
 FLEET_STREAMS = 10
 """Viewers per stream in the many-stream fleet scenarios (10,000 streams at 100,000)."""
+FLEET_STREAM_RATE = 0.2
+"""Events/s per stream there: 2,000 appends/s over 10,000 streams, 20,000 deliveries/s.
+At 1 event/s per stream (10,000 appends/s, each sent to the 6-7 of 8 front-ends that
+watch the stream) this machine delivered 13,000 of the 100,000 deliveries/s offered:
+the publisher, Redis and 65,000 messages/s to the front-ends do not fit in 2 cores."""
+FLEET_KILL_AFTER = 15
+"""Seconds into the window of ``-kill``."""
 
 
 FLEET_NAMES = {f"{n}-{what}" for n in FLEET_SIZES for what in ("1ev", "10ev", "streams", "kill")}
@@ -311,9 +318,10 @@ FLEET_NAMES = {f"{n}-{what}" for n in FLEET_SIZES for what in ("1ev", "10ev", "s
 def fleet_scenarios() -> list[Scenario]:
     """100,000 viewers on this machine, and each scenario the same at 10,000 beside it:
     one stream at 1 and at 10 events/s, 10 viewers per stream (10,000 streams at
-    100,000), and that with one front-end process killed (``kill -9``) a third of the way
-    in. The viewer processes are as many as their open-file limit needs (``bench
-    viewer_procs``), on loopback source addresses 5,000 viewers each."""
+    100,000) at ``FLEET_STREAM_RATE``, and that with one front-end process killed
+    (``kill -9``) ``FLEET_KILL_AFTER`` s in. The viewer processes are as many as their
+    open-file limit needs (``bench viewer_procs``), on loopback source addresses 5,000
+    viewers each."""
     out = []
     for size, n in FLEET_SIZES.items():
         procs = str(max(2, n // 12_500))
@@ -322,7 +330,12 @@ def fleet_scenarios() -> list[Scenario]:
             *("--first-wait", "300", "--latency-samplers", str(max(200, n // 100))),
             *("--idle-sample", "1", "--progress", "10"),
         ]
-        streams = ["--streams", str(n // FLEET_STREAMS), "--rate", "1", "--duration", "30"]
+        # each stream on its own schedule, one append per round trip, as generations
+        # append: not every stream's event in one burst (``bench --pipeline 1``)
+        streams = [
+            *("--streams", str(n // FLEET_STREAMS), "--rate", str(FLEET_STREAM_RATE)),
+            *("--duration", "40", "--pipeline", "1"),
+        ]
         out += [
             Scenario(
                 f"{size}-1ev",
@@ -340,17 +353,17 @@ def fleet_scenarios() -> list[Scenario]:
             ),
             Scenario(
                 f"{size}-streams",
-                f"{n:,} viewers over {n // FLEET_STREAMS:,} streams, 1 ev/s each, over 8 "
-                "front-end processes",
+                f"{n:,} viewers over {n // FLEET_STREAMS:,} streams, {FLEET_STREAM_RATE:g} ev/s "
+                "each, over 8 front-end processes",
                 [*common, *streams],
                 targets=(FLEET, BEFORE_FLEET),
                 by_name=True,
             ),
             Scenario(
                 f"{size}-kill",
-                "the same, one front-end process killed (kill -9) 10 s into the window: "
-                "every viewer must come back and miss nothing",
-                [*common, *streams, "--kill-after", "10"],
+                f"the same, one front-end process killed (kill -9) {FLEET_KILL_AFTER:g} s into "
+                "the window: every viewer must come back and miss nothing",
+                [*common, *streams, "--kill-after", str(FLEET_KILL_AFTER)],
                 targets=(FLEET, BEFORE_FLEET),
                 kill=True,
                 by_name=True,
