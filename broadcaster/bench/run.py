@@ -46,6 +46,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
@@ -212,19 +213,26 @@ class Groups:
         self._inbox: list[asyncio.Queue[Any]] = []
         self.progress: list[tuple[int, int, int, int]] = []
         """Per process: (ns, viewers connected, frames received, viewers away)."""
-        for i, spec in enumerate(specs):
+        ends = []
+        for spec in specs:
             parent, child = ctx.Pipe(duplex=False)
             ctrl_in, ctrl_out = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=run_group, args=(spec, child, ctrl_in), daemon=True)
-            proc.start()
-            child.close()
-            ctrl_in.close()
+            ends.append((child, ctrl_in))
             self._conns.append(parent)
             self._ctrls.append(ctrl_out)
             self._procs.append(proc)
             self._inbox.append(asyncio.Queue())
             self.progress.append((0, 0, 0, 0))
-            threading.Thread(target=self._read, args=(i, parent), daemon=True).start()
+        # Started together: each start waits until its child has read its share of the
+        # viewers, which it does only after importing the bench (seconds on a loaded
+        # machine); one after the other, eight processes took 30 s to start.
+        with ThreadPoolExecutor(len(self._procs) or 1) as pool:
+            list(pool.map(lambda proc: proc.start(), self._procs))
+        for i, (child, ctrl_in) in enumerate(ends):
+            child.close()
+            ctrl_in.close()
+            threading.Thread(target=self._read, args=(i, self._conns[i]), daemon=True).start()
 
     def _read(self, i: int, conn: Connection) -> None:
         """A thread per process: its progress kept, anything else queued for the loop."""

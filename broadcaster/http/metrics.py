@@ -100,7 +100,7 @@ class GcPauses:
     every tracked object, about 80 per open viewer, while no viewer gets a frame."""
 
     def __init__(self, metrics: FrontendMetrics) -> None:
-        self._metrics = metrics
+        self._pauses = [metrics.gc_pause.labels(str(g)) for g in range(3)]
         self._started = 0.0
 
     def __enter__(self) -> GcPauses:
@@ -122,8 +122,8 @@ class GcPauses:
             self._started = time.perf_counter()
             return
         took = time.perf_counter() - self._started
-        generation = int(info.get("generation", 0))
-        self._metrics.gc_pause.labels(str(generation)).observe(took)
+        generation = info["generation"]
+        self._pauses[generation].observe(took)
         if took >= GC_PAUSE_LOGGED:
             log.warning(
                 "a generation-%d garbage collection stalled the event loop for %.0f ms "

@@ -866,6 +866,20 @@ def _extra(r: dict[str, Any]) -> str:
     return ""
 
 
+P99_SCENARIOS = ("one-1000-50", "hot-alone")
+"""Scenarios whose point is latency: each round and the summary give the project's p99
+over each other target's."""
+
+
+def p99_ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The project's p99 publish-to-viewer latency over each other target's."""
+    by = {r["target"]: r for r in rows if "error" not in r and r["p99_ms"] > 0}
+    if "project" not in by:
+        return {}
+    mine = by["project"]["p99_ms"]
+    return {t: mine / r["p99_ms"] for t, r in by.items() if t != "project"}
+
+
 def cpu_ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Each other target's server CPU per delivery divided by the project's: how many
     events the project delivers per CPU second, relative to each."""
@@ -883,6 +897,11 @@ def _ratio_lines(s: Scenario, rows: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"project / each ({s.measure} events/s): "
             + ", ".join(f"{t} {v:.2f}x" for t, v in rat.items())
+        )
+    p99 = p99_ratios(rows)
+    if p99 and s.name in P99_SCENARIOS:
+        lines.append(
+            "p99 latency, project / each: " + ", ".join(f"{t} {v:.2f}x" for t, v in p99.items())
         )
     cpu = cpu_ratios(rows)
     if cpu and s.measure == "live":
@@ -994,6 +1013,18 @@ def summary(rounds: list[dict[str, list[dict[str, Any]]]], chosen: list[Scenario
             lines.append(
                 f"{name:16} Durable Streams, project-ds / before-ds, deliveries per server CPU "
                 f"second: {statistics.median(vs):.2f}x ({', '.join(f'{x:.2f}' for x in vs)})"
+            )
+        if name in P99_SCENARIOS:
+            lat: dict[str, list[float]] = {}
+            for rnd in rounds:
+                for t, v in p99_ratios(rnd.get(name, [])).items():
+                    lat.setdefault(t, []).append(v)
+            lines.append(
+                f"{name:16} p99, project / each: "
+                + ", ".join(
+                    f"{t} {statistics.median(v):.2f}x ({', '.join(f'{x:.2f}' for x in v)})"
+                    for t, v in lat.items()
+                )
             )
         per_target: dict[str, list[float]] = {}
         for rnd in rounds:
