@@ -117,6 +117,7 @@ def _server(app: BroadcasterApp, settings: Settings, *, reuse_port: bool = False
         reuse_port=reuse_port,
         notsent_lowat=settings.socket_notsent_lowat,
         sndbuf=settings.socket_sndbuf,
+        gc_freeze=settings.gc_freeze,
     )
 
 

@@ -33,16 +33,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import json
 import math
 import multiprocessing
 import os
 import random
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
@@ -56,6 +60,7 @@ from broadcaster.bench.viewers import (
     GroupSpec,
     own_cpu_seconds,
     run_group,
+    sources_for,
 )
 from broadcaster.clients.publisher import Publisher
 from broadcaster.core import connection, keys
@@ -76,6 +81,10 @@ ROUTES = ("rotate", "random", "stream")
 NUMSUB_BATCH = 500  # channels per PUBSUB NUMSUB
 SETTLED = 1000  # commands/s below which Redis is quiet before a window (_settle)
 SETTLE_MAX = 120.0
+FD_MARGIN = 1_000
+"""Open files a viewer process keeps spare under its limit (Python, pipes, uvloop)."""
+SAMPLE_EVERY = 0.5
+"""Seconds between two samples of the timeline (``--plot``, and progress on stderr)."""
 
 
 class EventSink(Protocol):
@@ -91,11 +100,22 @@ class EventSink(Protocol):
 # --- measurements of other processes ---
 
 
+_LAST_CPU: dict[int, float] = {}
+"""Each process's CPU when last read: what a process killed since (``--kill-pid``) used."""
+
+
 def proc_cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # after the ")": state is field 3, utime 14, stime 15 (1-based) -> indexes 11, 12
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return _LAST_CPU.get(pid, 0.0)
+    # after the ")": state is field 3, utime 14, stime 15 (1-based) -> indexes 11, 12.
+    # A zombie (killed, not yet reaped) reads 0: it keeps the last value read.
+    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    cpu = max(cpu, _LAST_CPU.get(pid, 0.0))
+    _LAST_CPU[pid] = cpu
+    return cpu
 
 
 def proc_io(pids: list[int]) -> dict[str, int]:
@@ -113,11 +133,15 @@ def proc_io(pids: list[int]) -> dict[str, int]:
 
 
 def proc_rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise BenchError(f"no VmRSS for pid {pid}")
+    """Resident memory; 0 once the process has died (``--kill-pid``)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return 0  # a zombie has no VmRSS
 
 
 async def _info(redis: Redis, section: str) -> list[dict[str, Any]]:
@@ -178,27 +202,60 @@ def percentile(sorted_values: list[int], q: float) -> float:
 
 
 class Groups:
-    """The viewer processes of one phase: started together, awaited together."""
+    """The viewer processes of one phase: started together, awaited together. Each sends
+    its progress twice a second (``progress``: the latest of each process) and takes
+    marks (``mark``)."""
 
     def __init__(self, specs: list[GroupSpec]) -> None:
         ctx = multiprocessing.get_context("spawn")
+        self._loop = asyncio.get_running_loop()
         self._conns: list[Connection] = []
+        self._ctrls: list[Connection] = []
         self._procs: list[multiprocessing.process.BaseProcess] = []
+        self._inbox: list[asyncio.Queue[Any]] = []
+        self.progress: list[tuple[int, int, int, int]] = []
+        """Per process: (ns, viewers connected, frames received, viewers away)."""
+        ends = []
         for spec in specs:
-            parent, child = ctx.Pipe()  # "close" goes back (viewers.run_group)
-            proc = ctx.Process(target=run_group, args=(spec, child), daemon=True)
-            proc.start()
-            child.close()
+            parent, child = ctx.Pipe(duplex=False)
+            ctrl_in, ctrl_out = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=run_group, args=(spec, child, ctrl_in), daemon=True)
+            ends.append((child, ctrl_in))
             self._conns.append(parent)
+            self._ctrls.append(ctrl_out)
             self._procs.append(proc)
+            self._inbox.append(asyncio.Queue())
+            self.progress.append((0, 0, 0, 0))
+        # Started together: each start waits until its child has read its share of the
+        # viewers, which it does only after importing the bench (seconds on a loaded
+        # machine); one after the other, eight processes took 30 s to start.
+        with ThreadPoolExecutor(len(self._procs) or 1) as pool:
+            list(pool.map(lambda proc: proc.start(), self._procs))
+        for i, (child, ctrl_in) in enumerate(ends):
+            child.close()
+            ctrl_in.close()
+            threading.Thread(target=self._read, args=(i, self._conns[i]), daemon=True).start()
+
+    def _read(self, i: int, conn: Connection) -> None:
+        """A thread per process: its progress kept, anything else queued for the loop."""
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                msg = ("eof",)
+            if msg[0] == "progress":
+                self.progress[i] = msg[1:]
+                continue
+            self._loop.call_soon_threadsafe(self._inbox[i].put_nowait, msg)
+            if msg[0] in ("eof", "done", "error"):
+                return
 
     async def _recv(self, kind: str) -> list[Any]:
         out = []
-        for conn in self._conns:
-            try:
-                msg = await asyncio.to_thread(conn.recv)
-            except EOFError as exc:
-                raise BenchError("a viewer process died") from exc
+        for inbox in self._inbox:
+            msg = await inbox.get()
+            if msg[0] == "eof":
+                raise BenchError("a viewer process died")
             if msg[0] == "error":
                 raise BenchError(f"viewer process: {msg[1]}")
             if msg[0] != kind:
@@ -207,31 +264,63 @@ class Groups:
         return out
 
     async def ready(self) -> list[Any]:
-        """Per process: (seconds to open, CPU seconds so far)."""
+        """Per process: (seconds to open, CPU seconds so far, when it began, ns)."""
         return await self._recv("ready")
 
     async def done(self) -> list[dict[str, Any]]:
         return [m[0] for m in await self._recv("done")]
 
-    def close(self) -> None:
-        for conn in self._conns:
+    def window(self) -> None:
+        """The window began: the processes' deadline (``GroupSpec.timeout``) runs from now."""
+        for ctrl in self._ctrls:
             with contextlib.suppress(OSError):
-                conn.send("close")
+                ctrl.send(("window",))
+
+    def mark(self, ns: int) -> None:
+        """Every viewer records when it first gets an event published after ``ns``
+        (``time.time_ns()``)."""
+        for ctrl in self._ctrls:
+            with contextlib.suppress(OSError):
+                ctrl.send(("mark", ns))
+
+    def totals(self) -> tuple[int, int, int]:
+        """Viewers connected, frames received and viewers away, over the processes."""
+        return (
+            sum(p[1] for p in self.progress),
+            sum(p[2] for p in self.progress),
+            sum(p[3] for p in self.progress),
+        )
+
+    def close(self) -> None:
+        for ctrl in self._ctrls:  # viewers close once their counters are read
+            with contextlib.suppress(OSError):
+                ctrl.send(("close",))
         for proc in self._procs:
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.kill()
                 proc.join()
-        for conn in self._conns:
+        for conn in [*self._conns, *self._ctrls]:
             conn.close()
+
+
+def viewer_procs(viewers: int, procs: int) -> int:
+    """``procs``, or more: each viewer process keeps under its open-file limit (the hard
+    one, which ``raise_nofile_limit`` raises the soft one to), with ``FD_MARGIN`` to
+    spare."""
+    budget = max(1, raise_nofile_limit() - FD_MARGIN)
+    return max(1, procs, math.ceil(viewers / budget))
 
 
 def _split(
     targets: list[tuple[str, int, str]], procs: int, read: str = "sse", **kw: Any
 ) -> list[GroupSpec]:
-    """Contiguous shares, so each process's source addresses continue the global index."""
-    procs = max(1, min(procs, len(targets)))
+    """Contiguous shares, so each process's source addresses continue the global index;
+    as many processes as the open-file limit needs (``viewer_procs``), and loopback
+    source addresses for all (``sources_for``)."""
+    procs = max(1, min(viewer_procs(len(targets), procs), len(targets)))
     size = math.ceil(len(targets) / procs)
+    kw.setdefault("sources", sources_for(len(targets)))
     return [
         GroupSpec(targets=targets[i : i + size], first_index=i, read=read, **kw)
         for i in range(0, len(targets), size)
@@ -441,14 +530,16 @@ class _Plan:
         return [sid for i in range(self.viewers) for sid in self.dashboard(i)]
 
     @staticmethod
-    def reads(path: str, sid: str) -> bool:
-        """Whether a viewer's path reads stream ``sid`` (any way; a connection following
-        several streams is measured on the first it names)."""
-        return (
-            path.endswith(f"/{sid}/events")
-            or path.split("?", 1)[0].endswith(f"/v1/stream/{sid}")
-            or f"?stream={sid}&" in path
-        )
+    def stream_of(path: str) -> str:
+        """The stream a viewer's path reads (any way: ``.../v1/streams/{id}/events``,
+        ``.../v1/stream/{id}?...``, or ``.../v1/events?stream={id}&...``, a connection
+        following several streams being measured on the first it names)."""
+        path, _, query = path.partition("?")
+        if path.endswith("/v1/events"):
+            return query.split("&", 1)[0].removeprefix("stream=")
+        if path.endswith("/events"):
+            return path.rsplit("/", 2)[-2]
+        return path.rsplit("/", 1)[-1]
 
     @property
     def events_per_stream(self) -> int:
@@ -522,6 +613,10 @@ class _Window:
     quiet: list[dict[str, Any]]
     """What the quiet streams' viewers saw (and, joining during the window, how long
     each took from connecting to its first event)."""
+    sampler: _Sampler
+    kill: _Kill | None
+    connect_cpu: float
+    """The servers' CPU seconds while the viewers connected (each to its first event)."""
 
     @property
     def views(self) -> list[Any]:
@@ -560,6 +655,12 @@ def _plan(args: argparse.Namespace) -> _Plan:
         raise BenchError(f"--read must be one of {', '.join(READS)}")
     if args.follow < 1 or (args.follow > 1 and args.read != "sse"):
         raise BenchError("--follow must be positive, and reads with the SSE route only")
+    if args.kill_pid and args.idle:
+        raise BenchError("--kill-pid needs events to follow (not --idle)")
+    if args.kill_after is None:
+        args.kill_after = args.duration / 3
+    if args.latency_samplers < 1:
+        raise BenchError("--latency-samplers must be positive")
     run = uuid.uuid4().hex[:10]
     return _Plan(
         redis_url=redis_url,
@@ -597,6 +698,7 @@ async def run_bench(args: argparse.Namespace, sink: EventSink | None = None) -> 
         **_load_figures(args, plan, window),
         **_delivery_figures(plan, window),
         **_cost_figures(args, plan, window),
+        **_time_figures(window),
         "replay": replay,
     }
 
@@ -618,7 +720,7 @@ def _start_viewers(
         plan.target(plan.sids[i % args.streams], i, stream_index=i % args.streams)
         for i in range(args.viewers)
     ]
-    every = max(1, args.viewers // LATENCY_SAMPLERS)
+    every = max(1, args.viewers // max(1, args.latency_samplers))
     groups = Groups(
         _split(
             targets,
@@ -628,6 +730,7 @@ def _start_viewers(
             latency_every=every,
             timeout=args.duration + args.deadline,
             first_wait=args.first_wait,
+            wait_window=True,
         )
     )
     return targets, groups
@@ -640,30 +743,75 @@ async def _measure(
     cost counters around that window. The quiet streams' viewers open before the window,
     or during it (``--join-during``, ``JOIN_AFTER`` seconds in); their streams end after
     the counters are read, so closing thousands of them is not counted as the cost of
-    the others' events."""
+    the others' events. Meanwhile the timeline is sampled (``_Sampler``), and with
+    ``--kill-pid`` that front-end is killed ``--kill-after`` seconds into the window."""
     pids = plan.pids
     rss_before = {pid: proc_rss_kb(pid) for pid in pids}
     before_window = not args.join_during and plan.quiet_sids
     _say(f"opening {args.viewers} viewer(s), {len(plan.quiet_sids) if before_window else 0} quiet")
+    sampler = _Sampler(args, plan)
+    cpu_start = sum(proc_cpu_seconds(pid) for pid in pids)
     targets, groups = _start_viewers(args, plan)
-    quiet: Groups | None = None
+    sampler.phases.append(groups)
+    sampling = asyncio.create_task(sampler.run())
     try:
         readies = await groups.ready()
-        if before_window:
-            quiet = await _open_quiet(args, plan, 0.0)
+        connect_cpu = sum(proc_cpu_seconds(pid) for pid in pids) - cpu_start
+        quiet = await _open_quiet(args, plan, 0.0, sampler) if before_window else None
         await _settle(stats_redis)
         rss_after = {pid: proc_rss_kb(pid) for pid in pids}
         subscribers = await subscribers_per_channel(stats_redis, plan.sids)
         idle_rate, server_idle = await _idle_rates(stats_redis, pids, args.idle_sample)
         before = await _counters(stats_redis, plan)
         t_start_ns = time.time_ns()
-        _say(f"publishing for {args.duration:g} s")
-        joining = None
-        if args.join_during:
-            joining = asyncio.create_task(_open_quiet(args, plan, JOIN_AFTER))
+        window = await _window(
+            args, plan, pub, stats_redis=stats_redis, groups=groups, sampler=sampler, quiet=quiet
+        )
+    finally:
+        sampling.cancel()
+        for phase in sampler.phases:  # the viewers, and the quiet streams' (_open_quiet)
+            phase.close()
+    return _Window(
+        targets=targets,
+        readies=readies,
+        t_start_ns=t_start_ns,
+        before=before,
+        redis_idle_rate=idle_rate,
+        server_idle_rate=server_idle,
+        subscribers=subscribers,
+        rss_before=rss_before,
+        rss_after=rss_after,
+        sampler=sampler,
+        connect_cpu=connect_cpu,
+        **window,
+    )
+
+
+async def _window(
+    args: argparse.Namespace,
+    plan: _Plan,
+    pub: EventSink,
+    *,
+    stats_redis: Redis,
+    groups: Groups,
+    sampler: _Sampler,
+    quiet: Groups | None,
+) -> dict[str, Any]:
+    """The window itself: publish on schedule, then ``finish``; read the counters once
+    every viewer is done, then end the quiet streams. ``_Window``'s fields it measures."""
+    groups.window()
+    sampler.at("window", time.time_ns())
+    _say(f"publishing for {args.duration:g} s")
+    joining = None
+    if args.join_during:
+        joining = asyncio.create_task(_open_quiet(args, plan, JOIN_AFTER, sampler))
+    t0 = time.perf_counter()
+    kill = asyncio.create_task(_kill_later(args, groups, t0, sampler)) if args.kill_pid else None
+    try:
         try:
-            took, publish_seconds = await _publish_window(args, plan, pub)
-            srv_idle = {pid: proc_cpu_seconds(pid) for pid in pids}
+            took, publish_seconds = await _publish_window(args, plan, pub, t0)
+            srv_idle = {pid: proc_cpu_seconds(pid) for pid in plan.pids}
+            sampler.at("published", time.time_ns())
             await _publish_all(pub, plan.sids, {"type": "finish", "t": time.time_ns()})
             results = await groups.done()
             after = await _counters(stats_redis, plan)
@@ -672,27 +820,19 @@ async def _measure(
                 quiet = await joining
         _say("window over; ending the streams")
         quiet_results = await _finish_quiet(pub, plan, quiet)
+        killed = await kill if kill is not None else None
     finally:
-        groups.close()
-        if quiet is not None:
-            quiet.close()
-    return _Window(
-        targets=targets,
-        readies=readies,
-        results=results,
-        t_start_ns=t_start_ns,
-        publish_seconds=publish_seconds,
-        took=took,
-        before=before,
-        after=after,
-        redis_idle_rate=idle_rate,
-        server_idle_rate=server_idle,
-        subscribers=subscribers,
-        server_cpu_idle=srv_idle,
-        rss_before=rss_before,
-        rss_after=rss_after,
-        quiet=quiet_results,
-    )
+        if kill is not None:
+            kill.cancel()
+    return {
+        "results": results,
+        "publish_seconds": publish_seconds,
+        "took": took,
+        "after": after,
+        "server_cpu_idle": srv_idle,
+        "quiet": quiet_results,
+        "kill": killed,
+    }
 
 
 async def _settle(stats_redis: Redis) -> None:
@@ -714,12 +854,102 @@ async def _settle(stats_redis: Redis) -> None:
     _say(f"Redis still busy after {SETTLE_MAX:g} s; measuring anyway")
 
 
+@dataclass
+class _Kill:
+    """A front-end killed in the window (``--kill-pid``)."""
+
+    pid: int
+    at_ns: int
+    """When (``time.time_ns()``)."""
+    at_s: float
+    """Seconds into the window."""
+
+
+async def _kill_later(
+    args: argparse.Namespace, groups: Groups, t0: float, sampler: _Sampler
+) -> _Kill:
+    """``kill -9`` the front-end ``--kill-pid``, ``--kill-after`` seconds into the window;
+    every viewer then records when it first gets an event published after that."""
+    await asyncio.sleep(max(0.0, t0 + args.kill_after - time.perf_counter()))
+    at_ns = time.time_ns()
+    os.kill(args.kill_pid, signal.SIGKILL)
+    at_s = time.perf_counter() - t0
+    groups.mark(at_ns)
+    sampler.at("kill", at_ns)
+    _say(f"killed front-end {args.kill_pid} (kill -9), {at_s:.1f} s into the window")
+    return _Kill(args.kill_pid, at_ns, at_s)
+
+
+class _Sampler:
+    """The run's timeline, every ``SAMPLE_EVERY`` s from the first viewer's start: viewers
+    connected and away, frames received (the viewer processes' latest progress), each
+    front-end's RSS; a progress line on stderr every ``--progress`` seconds."""
+
+    def __init__(self, args: argparse.Namespace, plan: _Plan) -> None:
+        self.phases: list[Groups] = []
+        self._pids = plan.pids
+        self._target = args.viewers + len(plan.quiet_sids)
+        self._every = args.progress
+        self.origin_ns = time.time_ns()
+        self.t: list[float] = []
+        self.connected: list[int] = []
+        self.frames: list[int] = []
+        self.away: list[int] = []
+        self.rss_kb: dict[int, list[int]] = {pid: [] for pid in plan.pids}
+        self.marks: dict[str, float] = {}
+        """Moments of the run, seconds from the origin: window, published, kill."""
+
+    def at(self, what: str, ns: int) -> None:
+        self.marks[what] = (ns - self.origin_ns) / 1e9
+
+    def sample(self) -> None:
+        totals = [g.totals() for g in self.phases]
+        self.t.append((time.time_ns() - self.origin_ns) / 1e9)
+        self.connected.append(sum(c for c, _, _ in totals))
+        self.frames.append(sum(f for _, f, _ in totals))
+        self.away.append(sum(a for _, _, a in totals))
+        for pid, series in self.rss_kb.items():
+            series.append(proc_rss_kb(pid))
+
+    async def run(self) -> None:
+        said = 0.0
+        while True:
+            await asyncio.sleep(SAMPLE_EVERY)
+            self.sample()
+            if self._every > 0 and self.t[-1] - said >= self._every:
+                said = self.t[-1]
+                self._say()
+
+    def _say(self) -> None:
+        back = max(0, len(self.t) - 1 - round(self._every / SAMPLE_EVERY))
+        rate = (self.frames[-1] - self.frames[back]) / max(1e-9, self.t[-1] - self.t[back])
+        away = f", {self.away[-1]:,} reconnecting" if self.away[-1] else ""
+        rss = sum(s[-1] for s in self.rss_kb.values())
+        memory = f", front-ends {rss / 1024**2:.2f} GiB" if self.rss_kb else ""
+        _say(
+            f"{self.t[-1]:5.0f} s: {self.connected[-1]:,} of {self._target:,} viewers "
+            f"connected{away}, {self.frames[-1]:,} events delivered ({rate:,.0f}/s){memory}"
+        )
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "t": self.t,
+            "connected": self.connected,
+            "deliveries": self.frames,
+            "away": self.away,
+            "rss_kb": {str(pid): s for pid, s in self.rss_kb.items()},
+            "marks": self.marks,
+        }
+
+
 def _say(what: str) -> None:
     """Progress on stderr (the report goes to stdout), to time a profiler by."""
     print(f"bench {time.strftime('%H:%M:%S')}: {what}", file=sys.stderr, flush=True)
 
 
-async def _open_quiet(args: argparse.Namespace, plan: _Plan, after: float) -> Groups:
+async def _open_quiet(
+    args: argparse.Namespace, plan: _Plan, after: float, sampler: _Sampler
+) -> Groups:
     """One viewer per quiet stream, ``after`` seconds from now; returns once every one has
     its stream's first event (or fails, after ``--first-wait``)."""
     await asyncio.sleep(after)
@@ -734,6 +964,7 @@ async def _open_quiet(args: argparse.Namespace, plan: _Plan, after: float) -> Gr
         first_wait=args.first_wait,
     )
     groups = Groups(specs)
+    sampler.phases.append(groups)
     try:
         await groups.ready()
     except BaseException:
@@ -750,11 +981,11 @@ async def _finish_quiet(pub: EventSink, plan: _Plan, quiet: Groups | None) -> li
 
 
 async def _publish_window(
-    args: argparse.Namespace, plan: _Plan, pub: EventSink
+    args: argparse.Namespace, plan: _Plan, pub: EventSink, t0: float
 ) -> tuple[list[int], float]:
-    """``--rate`` events/s to each stream for ``--duration`` (with ``--idle``, nothing for
-    as long). Returns each tick's publish time (sorted, ns) and the seconds it all took."""
-    t0 = time.perf_counter()
+    """``--rate`` events/s to each stream for ``--duration`` from ``t0`` (with ``--idle``,
+    nothing for as long). Returns each tick's publish time (sorted, ns) and the seconds it
+    all took."""
     if args.idle:
         await asyncio.sleep(args.duration)
     n, rate, pad = plan.per_stream, args.rate, plan.pad
@@ -766,6 +997,10 @@ async def _publish_window(
 
 
 def _load_figures(args: argparse.Namespace, plan: _Plan, w: _Window) -> dict[str, Any]:
+    watching: dict[str, int] = {}
+    for _, _, path in w.targets:
+        sid = plan.stream_of(path)
+        watching[sid] = watching.get(sid, 0) + 1
     return {
         "urls": [f"http://{h}:{p}{pre}" for h, p, pre in plan.endpoints],
         "viewers": args.viewers,
@@ -778,11 +1013,7 @@ def _load_figures(args: argparse.Namespace, plan: _Plan, w: _Window) -> dict[str
         "procs": len(w.readies),
         "open_seconds": max(r[0] for r in w.readies),
         "per_stream": [
-            {
-                "stream": sid,
-                "viewers": sum(1 for _, _, path in w.targets if plan.reads(path, sid)),
-                "events": plan.events_per_stream,
-            }
+            {"stream": sid, "viewers": watching.get(sid, 0), "events": plan.events_per_stream}
             for sid in plan.sids
         ],
     }
@@ -819,6 +1050,69 @@ def _delivery_figures(plan: _Plan, w: _Window) -> dict[str, Any]:
         "timed_out_viewers": sum(1 for v in views if v[7]),
         "undelivered_at_deadline": undelivered,
         **_quiet_figures(w.quiet),
+    }
+
+
+def _time_figures(w: _Window) -> dict[str, Any]:
+    """Over time: the timeline (``_Sampler``), the latency per second of the run and its
+    distribution, the front-ends' peak memory, the kill and how the viewers came back."""
+    origin = w.sampler.origin_ns
+    at = [x for r in w.results for x in r["latency_at_ns"]]
+    lat = [x for r in w.results for x in r["latencies_ns"]]
+    per_second: dict[int, list[int]] = {}
+    for t, x in zip(at, lat, strict=True):
+        per_second.setdefault(int((t - origin) // 1_000_000_000), []).append(x)
+    seconds = sorted(per_second)
+    buckets = [sorted(per_second[k]) for k in seconds]
+    edges = [10 ** (e / 10) for e in range(-10, 51)]  # 0.1 ms .. 100 s, ten per decade
+    counts = [0] * (len(edges) - 1)
+    for x in lat:
+        i = bisect.bisect_right(edges, x / 1e6) - 1
+        counts[min(max(i, 0), len(counts) - 1)] += 1
+    rss = w.sampler.rss_kb
+    peak = max((sum(s[i] for s in rss.values()) for i in range(len(w.sampler.t))), default=0)
+    starts = [r[2] for r in w.readies]
+    return {
+        "connect_seconds": (max(r[2] + r[0] * 1e9 for r in w.readies) - min(starts)) / 1e9,
+        "server_cpu_ms_per_connect": w.connect_cpu * 1000 / len(w.views) if w.views else None,
+        "server_rss_peak_kb": max(peak, sum(w.rss_after.values())) if rss else None,
+        "timeline": w.sampler.figures(),
+        "latency_timeline": {
+            "t": [k + 0.5 for k in seconds],
+            "p50": [percentile(b, 0.50) / 1e6 for b in buckets],
+            "p99": [percentile(b, 0.99) / 1e6 for b in buckets],
+            "max": [b[-1] / 1e6 for b in buckets],
+            "n": [len(b) for b in buckets],
+        },
+        "latency_histogram": {"edges_ms": edges, "counts": counts},
+        "kill": _kill_figures(w) if w.kill is not None else None,
+    }
+
+
+def _kill_figures(w: _Window) -> dict[str, Any]:
+    """What a front-end's ``kill -9`` did: the viewers it cut, how soon each was back (its
+    request with ``Last-Event-ID`` answered 200), and how soon every viewer had an event
+    published after the kill."""
+    assert w.kill is not None
+    kill = w.kill
+    views = w.views
+    cut = [v for v in views if v[8]]
+    resumed = sorted(v[11] - kill.at_ns for v in cut if v[11])
+    nexts = sorted(v[12] - kill.at_ns for v in views if v[12])
+
+    def spread(xs: list[int]) -> dict[str, float]:
+        return {q: percentile(xs, f) / 1e9 for q, f in (("p50", 0.5), ("p99", 0.99), ("max", 1))}
+
+    return {
+        "pid": kill.pid,
+        "at_s": kill.at_s,
+        "viewers_cut": len(cut),
+        "not_resumed": sum(1 for v in cut if not v[11]),
+        "retries": sum(v[9] for v in views),
+        "refused_503": sum(v[10] for v in views),
+        "resumed_s": spread(resumed),
+        "without_next_event": len(views) - len(nexts),
+        "next_event_s": spread(nexts),
     }
 
 
@@ -918,6 +1212,30 @@ def _fmt(value: Any, unit: str = "") -> str:
     return f"{value:,}{unit}"
 
 
+def _kill_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    k = r["kill"]
+    if k is None:
+        return []
+    back, nxt = k["resumed_s"], k["next_event_s"]
+    return [
+        (
+            "front-end killed",
+            f"pid {k['pid']} {k['at_s']:.1f} s into the window; {k['viewers_cut']:,} viewers "
+            f"cut, {k['retries']:,} reconnections ({k['refused_503']:,} answered 503)",
+        ),
+        (
+            "cut viewers back",
+            f"p50 {_fmt(back['p50'])} / p99 {_fmt(back['p99'])} / max {_fmt(back['max'])} s "
+            f"after the kill; {k['not_resumed']} never",
+        ),
+        (
+            "every viewer's next event",
+            f"p50 {_fmt(nxt['p50'])} / p99 {_fmt(nxt['p99'])} / max {_fmt(nxt['max'])} s after "
+            f"the kill (the first published after it); {k['without_next_event']} without",
+        ),
+    ]
+
+
 def _quiet_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     if not r["quiet_viewers"]:
         return []
@@ -958,6 +1276,12 @@ def render(r: dict[str, Any]) -> str:
             "(the publisher's own wait for Redis's reply)",
         ),
         ("lost / duplicated", f"{r['lost']} / {r['duplicated']}"),
+        (
+            "all connected in",
+            f"{_fmt(r['connect_seconds'], ' s')} (each with its first event), server CPU "
+            f"{_fmt(r['server_cpu_ms_per_connect'], ' ms')} per connection",
+        ),
+        *_kill_rows(r),
         *_quiet_rows(r),
         (
             "at the deadline",
@@ -1015,6 +1339,7 @@ def _cost_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
             f"{_fmt(r['subscribers_per_stream'])} (front-ends Redis sends each event to)",
         ),
         ("server RSS", _fmt(r["server_rss_kb"], " KiB")),
+        ("server RSS at its peak", _fmt(r["server_rss_peak_kb"], " KiB")),
         ("server RSS per connection", _fmt(r["server_rss_kb_per_connection"], " KiB")),
         ("Redis commands per event (all)", _fmt(r["redis_commands_per_event"])),
         ("Redis stream reads per event", _fmt(r["redis_read_commands_per_event"])),
@@ -1150,6 +1475,46 @@ def _measure_arguments(parser: argparse.ArgumentParser) -> None:
         "Stream, GET /v1/stream/{id}?offset=-1&live=sse (ds-sse: each message one delivery)",
     )
     parser.add_argument("--token", help="viewer token (needed when the server has a secret)")
+    _watch_arguments(parser)
+
+
+def _watch_arguments(parser: argparse.ArgumentParser) -> None:
+    """What a run measures besides its figures, and how a person follows it."""
+    parser.add_argument(
+        "--latency-samplers",
+        type=int,
+        default=LATENCY_SAMPLERS,
+        metavar="N",
+        help=f"viewers that record every latency, spread evenly ({LATENCY_SAMPLERS})",
+    )
+    parser.add_argument(
+        "--kill-pid",
+        type=int,
+        metavar="PID",
+        help="kill -9 this front-end in the window (--kill-after): its viewers reconnect with "
+        "Last-Event-ID; reports how soon each was back, and every viewer had the next event",
+    )
+    parser.add_argument(
+        "--kill-after",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds into the window for --kill-pid (a third of --duration)",
+    )
+    parser.add_argument(
+        "--progress",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="a progress line on stderr every S seconds: viewers connected, events "
+        "delivered, the front-ends' memory (5; 0: none)",
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="draw the run into this PNG (matplotlib, a dev extra): deliveries/s and latency "
+        "over time, the latency distribution, each front-end's memory",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -1165,9 +1530,16 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(render(result))
+    if args.plot:
+        from broadcaster.bench.plot import draw
+
+        draw(result, args.plot)
+        _say(f"drawn into {args.plot}")
     bad = (
         result["lost"] or result["duplicated"] or result["quiet_lost"] or result["quiet_duplicated"]
     )
+    if result["kill"] is not None:
+        bad = bad or result["kill"]["not_resumed"] or result["kill"]["without_next_event"]
     if result["replay"] is not None:
         bad = bad or result["replay"]["lost"] or result["replay"]["duplicated"]
     return 1 if bad else 0

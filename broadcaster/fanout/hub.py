@@ -105,6 +105,8 @@ class Hub:
         self.closing = False
         self._viewers = 0  # kept by subscribe: each viewer of each stream
         self._connections = 0  # responses with subscriptions: read on every connect (the limit)
+        self.left = 0
+        """Viewers that have left since start (the gc freezer thaws by it)."""
         self._tokens = self.config.admit_per_second
         self._filled = 0.0
         self._creators: set[Callable[[str | None], None]] = set()
@@ -259,6 +261,7 @@ class Hub:
         finally:
             self._viewers -= 1
             self._connections -= own
+            self.left += 1
             topic.subs.discard(sub)
             if presence is not None:
                 presence.leave(stream_id, subject)

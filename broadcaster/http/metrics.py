@@ -3,7 +3,18 @@ process, as in tests, do not collide). The fan-out engine counts into the same o
 
 from __future__ import annotations
 
+import gc
+import logging
+import time
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Histogram
+
+log = logging.getLogger("broadcaster.gc")
+
+GC_PAUSE_LOGGED = 0.05
+"""A collection at least this long (seconds) is logged: every viewer of the process
+waited that long for its next frame."""
 
 
 class FrontendMetrics:
@@ -42,15 +53,7 @@ class FrontendMetrics:
             "broadcaster_events_folded_total",
             "Delta events folded away by compact replays (?compact=1, the chat routes)",
         )
-        self.tasks = g(
-            "broadcaster_asyncio_tasks",
-            "asyncio tasks alive in this process, at scrape time (a leak shows as growth)",
-        )
-        self.gc_frozen = g(
-            "broadcaster_gc_frozen_objects",
-            "Objects of start-up that full garbage collections skip (gc.freeze once serving)",
-        )
-        GCCollector(registry=r)  # python_gc_*: collections per generation (their pauses)
+        self._process(r)
         self.occupied = c(
             "broadcaster_streams_occupied_total",
             "Streams that got their first viewer (on any front-end), seen by this one",
@@ -74,3 +77,65 @@ class FrontendMetrics:
             "Generations in the job queue, queued or running (read at scrape)",
             registry=r,
         )
+
+    def _process(self, r: CollectorRegistry) -> None:
+        """The process's own: its tasks, and its garbage collections."""
+        self.tasks = Gauge(
+            "broadcaster_asyncio_tasks",
+            "asyncio tasks alive in this process, at scrape time (a leak shows as growth)",
+            registry=r,
+        )
+        self.gc_frozen = Gauge(
+            "broadcaster_gc_frozen_objects",
+            "Objects of start-up that full garbage collections skip (gc.freeze once serving)",
+            registry=r,
+        )
+        GCCollector(registry=r)  # python_gc_*: collections per generation
+        self.gc_pause = Histogram(
+            "broadcaster_gc_pause_seconds",
+            "Garbage collections, by generation, and how long each stalled the event loop",
+            ["generation"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+
+
+class GcPauses:
+    """Times every garbage collection of the process (``gc.callbacks``) into
+    ``broadcaster_gc_pause_seconds``, and logs the long ones: a full collection scans
+    every tracked object, about 80 per open viewer, while no viewer gets a frame."""
+
+    def __init__(self, metrics: FrontendMetrics) -> None:
+        self._pauses = [metrics.gc_pause.labels(str(g)) for g in range(3)]
+        self._started = 0.0
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    async def __aenter__(self) -> GcPauses:  # among the lifespan's async resources
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__(*exc)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        generation = info["generation"]
+        self._pauses[generation].observe(took)
+        if took >= GC_PAUSE_LOGGED:
+            log.warning(
+                "a generation-%d garbage collection stalled the event loop for %.0f ms "
+                "(%d objects collected; %d frozen)",
+                generation,
+                took * 1000,
+                int(info.get("collected", 0)),
+                gc.get_freeze_count(),
+            )

@@ -34,7 +34,7 @@ from broadcaster.core.presence import PresenceStore
 from broadcaster.fanout import push
 from broadcaster.fanout.hub import Hub, HubConfig
 from broadcaster.fanout.presence import Presence
-from broadcaster.http.metrics import FrontendMetrics
+from broadcaster.http.metrics import FrontendMetrics, GcPauses
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import new_stream_id
 from broadcaster.webhooks.deliverer import delivering
@@ -57,20 +57,12 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
         webhooks=settings.webhook_url is not None,
     )
     event_log.shared = Coalesce()
-    config = HubConfig(
-        viewer_buffer=settings.viewer_buffer,
-        keepalive=settings.keepalive_seconds,
-        quiet_check=settings.quiet_check_seconds,
-        probe=settings.pubsub_probe_seconds,
-        linger=settings.topic_linger_seconds,
-        admit_per_second=settings.admit_per_second,
-        admit_wait=settings.admit_wait_seconds,
-    )
     presence_store = PresenceStore(redis, settings.presence_heartbeat_seconds)
     try:
         async with (
+            GcPauses(app.state.metrics),
             Presence(presence_store, on_change=app.state.metrics.presence_changed) as presence,
-            Hub(resolver, event_log, config, app.state.metrics, presence) as hub,
+            Hub(resolver, event_log, _hub_config(settings), app.state.metrics, presence) as hub,
             delivering(settings, redis, redis_url, app.state.metrics.registry),
         ):
             app.state.redis = redis
@@ -101,6 +93,18 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
                 await event_log.shared.aclose()
     finally:
         await redis.aclose()
+
+
+def _hub_config(settings: Settings) -> HubConfig:
+    return HubConfig(
+        viewer_buffer=settings.viewer_buffer,
+        keepalive=settings.keepalive_seconds,
+        quiet_check=settings.quiet_check_seconds,
+        probe=settings.pubsub_probe_seconds,
+        linger=settings.topic_linger_seconds,
+        admit_per_second=settings.admit_per_second,
+        admit_wait=settings.admit_wait_seconds,
+    )
 
 
 def _sweepers(app: FastAPI, settings: Settings, event_log: EventLog) -> list[asyncio.Task[None]]:

@@ -32,6 +32,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from broadcaster.core.rlimit import raise_nofile_limit
 from broadcaster.fanout.subscription import Writer
+from broadcaster.http.gcfreeze import Freezer
 from broadcaster.http.sse_response import DIRECT_WRITE, DIRECT_WRITE_LIMIT, ON_DISCONNECT
 
 log = logging.getLogger("broadcaster.server")
@@ -39,12 +40,19 @@ log = logging.getLogger("broadcaster.server")
 
 class DrainingServer(uvicorn.Server):
     def __init__(
-        self, config: uvicorn.Config, on_exit: Callable[[], None], reuse_port: bool = False
+        self,
+        config: uvicorn.Config,
+        on_exit: Callable[[], None],
+        reuse_port: bool = False,
+        freezer: Callable[[], Freezer] | None = None,
     ) -> None:
         super().__init__(config)
         self._on_exit = on_exit
         self._reuse_port = reuse_port
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._make_freezer = freezer
+        self._freezer: Freezer | None = None
+        self._thawing: asyncio.Task[None] | None = None
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -57,9 +65,23 @@ class DrainingServer(uvicorn.Server):
         # What start-up built (modules, the app, its schema: ~75,000 objects) lives as
         # long as the process. Frozen, it is out of the collector's sight: a full
         # collection no longer stalls the event loop (every viewer's next frame) for
-        # the ~30 ms it took to scan it (docs/performance.md).
+        # the ~30 ms it took to scan it (docs/performance.md). With the freezer, so are
+        # the open viewers' objects, frozen after each full collection (gcfreeze.py).
         gc.collect()
-        gc.freeze()
+        if self._make_freezer is None:
+            gc.freeze()
+            return
+        self._freezer = self._make_freezer().__enter__()
+        self._thawing = asyncio.create_task(self._freezer.run(), name="gc-thaw")
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._thawing is not None:
+            self._thawing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._thawing
+        if self._freezer is not None:
+            self._freezer.__exit__()
+        await super().shutdown(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Called from a signal handler: hand the drain to the loop, do not run it here.
@@ -183,6 +205,7 @@ def make_server(
     reuse_port: bool = False,
     notsent_lowat: int = 0,
     sndbuf: int = 0,
+    gc_freeze: bool = True,
 ) -> DrainingServer:
     raise_nofile_limit()
     protocol = type(
@@ -207,4 +230,9 @@ def make_server(
         loop="uvloop",
         http=protocol,
     )
-    return DrainingServer(config, drain, reuse_port)
+
+    def freezer() -> Freezer:
+        hub = app.state.hub
+        return Freezer(lambda: (hub.viewers, hub.left))
+
+    return DrainingServer(config, drain, reuse_port, freezer if gc_freeze else None)

@@ -41,6 +41,11 @@ class Settings(RedisSettings, WebhookSettings):
     default, which lets a socket hold megabytes)."""
     socket_sndbuf: int = Field(0, ge=0)
     """``SO_SNDBUF`` of every connection (0: the kernel's own, autotuned)."""
+    gc_freeze: bool = True
+    """Freeze what each full garbage collection leaves, so the next scans only what is new
+    (an open viewer is about 80 objects, none garbage while it watches); thawed once a
+    quarter of those viewers have left (``http/gcfreeze.py``). False: only start-up's
+    objects are frozen."""
     quiet_check_seconds: float = Field(60.0, gt=0)
     """A watched stream that is not ended and heard nothing for this long is checked
     against the log: a lost last message would otherwise go unnoticed."""

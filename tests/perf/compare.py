@@ -107,6 +107,10 @@ class Scenario:
     """Not a bench run: a driver of its own (the Durable Streams long-poll, catch-up)."""
     follow: int = 50
     """Streams per connection for the ``project-mux`` target (``bench --follow``)."""
+    kill: bool = False
+    """``kill -9`` one of the target's front-end processes in the window (``--kill-pid``)."""
+    by_name: bool = False
+    """Run only when named (``--scenario``, or ``fleet`` for all of them): minutes each."""
 
 
 def scenarios(smoke: bool) -> list[Scenario]:
@@ -128,6 +132,17 @@ def scenarios(smoke: bool) -> list[Scenario]:
                     *("--replay", "200", "--joiners", "20", "--procs", "1"),
                     *("--idle-sample", "0"),
                 ],
+            ),
+            Scenario(
+                "smoke-kill",
+                "2 front-end processes sharing a port, 2,000 viewers of 20 streams, 5 ev/s; "
+                "one front-end killed (kill -9) 1 s in: every viewer back, nothing lost",
+                [
+                    *("--viewers", "2000", "--streams", "20", "--rate", "5", "--duration", "3"),
+                    *("--kill-after", "1", "--procs", "2", "--idle-sample", "0"),
+                ],
+                targets=("project-x2",),
+                kill=True,
             ),
             *_durable_scenarios(smoke=True),
             Scenario(
@@ -181,6 +196,13 @@ def scenarios(smoke: bool) -> list[Scenario]:
             targets=(*TARGETS, BEFORE),
         ),
         *_many_stream_scenarios(),
+        *fleet_scenarios(),
+        Scenario(
+            "one-1000-50",
+            "1 stream x 1,000 viewers, 50 ev/s: p99 latency beside the ceiling's",
+            ["--viewers", "1000", "--rate", "50", "--duration", "10", "--latency-samplers", "200"],
+            targets=("project", "ceiling", BEFORE),
+        ),
         Scenario(
             "burst-1000",
             "1,000 late joiners at once replaying a 2,000-event stream that ended",
@@ -301,6 +323,84 @@ def _catch_up(load: durable.CatchUpLoad) -> Custom:
     return Custom(run, durable.catch_up_table, durable.catch_up_summary)
 
 
+FLEET = "project-x8"
+"""Eight front-end processes sharing one port (``BROADCASTER_REUSE_PORT``): 100,000 viewers
+are 12,500 connections each, and 14,300 each once one is killed, under the 20,000 open
+files a process may have here."""
+BEFORE_FLEET = "before-x8"
+"""The same eight, of the ``--before`` checkout."""
+FLEET_SIZES = {"10k": 10_000, "100k": 100_000}
+FLEET_STREAMS = 10
+"""Viewers per stream in the many-stream fleet scenarios (10,000 streams at 100,000)."""
+FLEET_STREAM_RATE = 0.2
+"""Events/s per stream there: 2,000 appends/s over 10,000 streams, 20,000 deliveries/s.
+At 1 event/s per stream (10,000 appends/s, each sent to the 6-7 of 8 front-ends that
+watch the stream) this machine delivered 13,000 of the 100,000 deliveries/s offered:
+the publisher, Redis and 65,000 messages/s to the front-ends do not fit in 2 cores."""
+FLEET_KILL_AFTER = 15
+"""Seconds into the window of ``-kill``."""
+
+
+FLEET_NAMES = {f"{n}-{what}" for n in FLEET_SIZES for what in ("1ev", "10ev", "streams", "kill")}
+
+
+def fleet_scenarios() -> list[Scenario]:
+    """100,000 viewers on this machine, and each scenario the same at 10,000 beside it:
+    one stream at 1 and at 10 events/s, 10 viewers per stream (10,000 streams at
+    100,000) at ``FLEET_STREAM_RATE``, and that with one front-end process killed
+    (``kill -9``) ``FLEET_KILL_AFTER`` s in. The viewer processes are as many as their
+    open-file limit needs (``bench viewer_procs``), on loopback source addresses 5,000
+    viewers each."""
+    out = []
+    for size, n in FLEET_SIZES.items():
+        procs = str(max(2, n // 12_500))
+        common = [
+            *("--viewers", str(n), "--procs", procs, "--deadline", "120"),
+            *("--first-wait", "300", "--latency-samplers", str(max(200, n // 100))),
+            *("--idle-sample", "1", "--progress", "10"),
+        ]
+        # each stream on its own schedule, one append per round trip, as generations
+        # append: not every stream's event in one burst (``bench --pipeline 1``)
+        streams = [
+            *("--streams", str(n // FLEET_STREAMS), "--rate", str(FLEET_STREAM_RATE)),
+            *("--duration", "40", "--pipeline", "1"),
+        ]
+        out += [
+            Scenario(
+                f"{size}-1ev",
+                f"{n:,} viewers of one stream, 1 ev/s, over 8 front-end processes on one port",
+                [*common, "--rate", "1", "--duration", "30"],
+                targets=(FLEET, BEFORE_FLEET),
+                by_name=True,
+            ),
+            Scenario(
+                f"{size}-10ev",
+                f"{n:,} viewers of one stream, 10 ev/s, over 8 front-end processes",
+                [*common, "--rate", "10", "--duration", "30"],
+                targets=(FLEET, BEFORE_FLEET),
+                by_name=True,
+            ),
+            Scenario(
+                f"{size}-streams",
+                f"{n:,} viewers over {n // FLEET_STREAMS:,} streams, {FLEET_STREAM_RATE:g} ev/s "
+                "each, over 8 front-end processes",
+                [*common, *streams],
+                targets=(FLEET, BEFORE_FLEET),
+                by_name=True,
+            ),
+            Scenario(
+                f"{size}-kill",
+                f"the same, one front-end process killed (kill -9) {FLEET_KILL_AFTER:g} s into "
+                "the window: every viewer must come back and miss nothing",
+                [*common, *streams, "--kill-after", str(FLEET_KILL_AFTER)],
+                targets=(FLEET, BEFORE_FLEET),
+                kill=True,
+                by_name=True,
+            ),
+        ]
+    return out
+
+
 HOT = ["--viewers", "100", "--rate", "50", "--duration", "10"]
 """One stream, 100 viewers, 50 events/s: a generation many people watch."""
 
@@ -401,10 +501,13 @@ class Server:
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs]
 
-    def died(self) -> str:
-        """'' while every process runs; else their exit codes and the end of their logs."""
+    def died(self, spared: int | None = None) -> str:
+        """'' while every process runs (but ``spared``, killed on purpose); else their exit
+        codes and the end of their logs."""
         gone = [
-            (p, log) for p, log in zip(self.procs, self.logs, strict=False) if p.poll() is not None
+            (p, log)
+            for p, log in zip(self.procs, self.logs, strict=False)
+            if p.poll() is not None and p.pid != spared
         ]
         return "; ".join(
             f"exit {p.returncode}: {log.read_text(errors='replace')[-1500:]!r}" for p, log in gone
@@ -447,6 +550,37 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     raise RuntimeError(f"{log.name}: port {port} not open after {timeout} s")
 
 
+def listening(port: int) -> int:
+    """Sockets listening on ``port`` (IPv4): one per process of a ``reuse_port`` group."""
+    count = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+def _wait_listening(
+    port: int,
+    copies: int,
+    procs: list[subprocess.Popen[bytes]],
+    logs: list[Path],
+    timeout: float = 60,
+) -> None:
+    """Until all ``copies`` processes listen on ``port``: the first to answer says nothing
+    of the others, which the kernel would not give connections to yet."""
+    deadline = time.monotonic() + timeout
+    while listening(port) < copies:
+        for proc, log in zip(procs, logs, strict=True):
+            if proc.poll() is not None:
+                tail = log.read_text()[-2000:]
+                raise RuntimeError(f"{log.name} exited {proc.returncode}:\n{tail}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{listening(port)} of {copies} front-ends listen on {port}")
+        time.sleep(0.1)
+
+
 def start(  # noqa: PLR0917
     target: str,
     redis_url: str,
@@ -461,13 +595,19 @@ def start(  # noqa: PLR0917
     port = free_port()
     sink = None
     copies = 1
-    if target.startswith("project"):
+    cwd = ROOT
+    if target.startswith(("project", "before-x")):
         env = {**_frontend_env(redis_url, keepalive), **(extra_env or {})}
         env |= TARGET_ENV.get(target, {})
         cmd = [sys.executable, "-m", "broadcaster", "serve", "--port", str(port)]
-        if target == "project-x2":
-            copies = 2
+        if target.startswith(("project-x", "before-x")):
+            copies = int(target.split("-x", 1)[1])
             env["BROADCASTER_REUSE_PORT"] = "true"
+        if target.startswith("before-x"):  # the --before checkout's front-ends
+            if before is None:
+                raise RuntimeError(f"the {target!r} target needs --before PATH (a checkout)")
+            cwd = before.resolve()
+            env["PYTHONPATH"] = str(cwd)
     elif target == "naive":
         env = {}
         cmd = [sys.executable, "-m", "tests.perf.naive", str(port), redis_url]
@@ -490,10 +630,11 @@ def start(  # noqa: PLR0917
     logs = [logdir / f"{target}-{port}-{i}.log" for i in range(copies)]
     try:
         for log in logs:
-            procs.append(_spawn(cmd, env, log))
-            _wait_port(port, procs[-1], log)
+            procs.append(_spawn(cmd, env, log, cwd))
+        for proc, log in zip(procs, logs, strict=True):
+            _wait_port(port, proc, log)
         if copies > 1:
-            time.sleep(1)  # the first answered the port; give the others time to listen
+            _wait_listening(port, copies, procs, logs)
     except Exception:
         for proc in procs:
             proc.kill()
@@ -563,6 +704,8 @@ def _bench_args(
         args += ["--read", "ds-sse"]
     if server.name == MUX:
         args += ["--follow", str(s.follow)]
+    if s.kill:
+        args += ["--kill-pid", str(server.pids[-1])]
     redis_url, redis_pid = redis
     return parser.parse_args([*args, "--redis-url", redis_url, "--redis-pid", str(redis_pid)])
 
@@ -602,6 +745,21 @@ def _row(target: str, r: dict[str, Any], frontends: int) -> dict[str, Any]:
         "duplicated": r["duplicated"],
         "behind_at_deadline": r["timed_out_viewers"],
         "replay": r["replay"],
+        "viewers": r["viewers"],
+        "streams": r["streams"],
+        "rate": r["rate"],
+        "urls": r["urls"],
+        "events_published": published,
+        "deliveries": r["deliveries"],
+        "latency_ms": r["latency_ms"],
+        "latency_samples": r["latency_samples"],
+        "connect_seconds": r["connect_seconds"],
+        "server_cpu_ms_per_connect": r["server_cpu_ms_per_connect"],
+        "server_rss_peak_kb": r["server_rss_peak_kb"],
+        "kill": r["kill"],
+        "timeline": r["timeline"],
+        "latency_timeline": r["latency_timeline"],
+        "latency_histogram": r["latency_histogram"],
     }
 
 
@@ -633,7 +791,7 @@ async def run_scenario(
                 half["rate"] = row["delivered_events_per_s"] / 1000 / 2
             rows.append(row)
         finally:
-            died = server.died()
+            died = server.died(spared=server.pids[-1] if s.kill else None)
             server.stop()
         if died:  # whatever it measured after that is not the server's
             rows.append({"target": target, "error": f"the server exited during the run: {died}"})
@@ -702,7 +860,32 @@ def table(s: Scenario, rows: list[dict[str, Any]]) -> str:
             f"{r['lost'] + r['quiet_lost']:>5} {r['behind_at_deadline']:>6}  {_extra(r)}"
         )
     lines += _ratio_lines(s, rows)
+    if s.by_name or s.kill:
+        lines += [_fleet_line(r) for r in rows if "error" not in r]
     return "\n".join(lines)
+
+
+def _fleet_line(r: dict[str, Any]) -> str:
+    """What the fleet scenarios are about: connecting, memory, CPU per delivery, the kill."""
+    peak = r["server_rss_peak_kb"] or 0
+    line = (
+        f"{r['target']}: {r['viewers']:,} viewers connected in {r['connect_seconds']:.1f} s "
+        f"({r['server_cpu_ms_per_connect']:.2f} ms of front-end CPU each); front-ends "
+        f"{peak / 1024**2:.2f} GiB at the peak ({_f(r['server_rss_kb_per_connection'])} KiB per "
+        f"connection); {_f(r['server_cpu_s_per_100k'], 3)} CPU s per 100,000 deliveries; "
+        f"p50/p99 {_f(r['p50_ms'])}/{_f(r['p99_ms'])} ms; lost {r['lost']}, "
+        f"duplicated {r['duplicated']}, behind {r['behind_at_deadline']}"
+    )
+    k = r["kill"]
+    if k:
+        line += (
+            f"\n  kill -9 of pid {k['pid']} {k['at_s']:.1f} s in: {k['viewers_cut']:,} viewers "
+            f"cut, back within {k['resumed_s']['max']:.2f} s (p50 {k['resumed_s']['p50']:.2f}), "
+            f"{k['refused_503']:,} answered 503 on the way; every viewer had the next event "
+            f"within {k['next_event_s']['max']:.2f} s (p99 {k['next_event_s']['p99']:.2f}); "
+            f"{k['not_resumed']} never back, {k['without_next_event']} without it"
+        )
+    return line
 
 
 def _extra(r: dict[str, Any]) -> str:
@@ -713,6 +896,20 @@ def _extra(r: dict[str, Any]) -> str:
         p50, p99, top = first["p50"], first["p99"], first["max"]
         return f"first event p50 {p50:.0f} / p99 {p99:.0f} / max {top:.0f} ms"
     return ""
+
+
+P99_SCENARIOS = ("one-1000-50", "hot-alone")
+"""Scenarios whose point is latency: each round and the summary give the project's p99
+over each other target's."""
+
+
+def p99_ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The project's p99 publish-to-viewer latency over each other target's."""
+    by = {r["target"]: r for r in rows if "error" not in r and r["p99_ms"] > 0}
+    if "project" not in by:
+        return {}
+    mine = by["project"]["p99_ms"]
+    return {t: mine / r["p99_ms"] for t, r in by.items() if t != "project"}
 
 
 def cpu_ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -732,6 +929,11 @@ def _ratio_lines(s: Scenario, rows: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"project / each ({s.measure} events/s): "
             + ", ".join(f"{t} {v:.2f}x" for t, v in rat.items())
+        )
+    p99 = p99_ratios(rows)
+    if p99 and s.name in P99_SCENARIOS:
+        lines.append(
+            "p99 latency, project / each: " + ", ".join(f"{t} {v:.2f}x" for t, v in p99.items())
         )
     cpu = cpu_ratios(rows)
     if cpu and s.measure == "live":
@@ -771,12 +973,37 @@ def _busy(row: dict[str, Any]) -> float:
     return max(1.0, float(row["redis_busy_us_per_event"]))
 
 
+def fleet_cross(rnd: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Each fleet scenario at 100,000 viewers beside the same at 10,000: ratios."""
+    lines = []
+    for name, rows in rnd.items():
+        if not name.startswith("100k-"):
+            continue
+        small = {r["target"]: r for r in rnd.get("10k-" + name[5:], []) if "error" not in r}
+        for r in rows:
+            base = small.get(r["target"])
+            if "error" in r or base is None:
+                continue
+
+            def ratio(key: str, r: dict[str, Any] = r, base: dict[str, Any] = base) -> str:
+                a, b = r[key], base[key]
+                return f"{a / b:.2f}x" if a and b else "n/a"
+
+            lines.append(
+                f"{name} / 10k-{name[5:]}, {r['target']}: connect time {ratio('connect_seconds')},"
+                f" KiB per connection {ratio('server_rss_kb_per_connection')}, CPU per delivery "
+                f"{ratio('server_cpu_s_per_100k')}, p99 {ratio('p99_ms')} "
+                f"({_f(r['p99_ms'])} vs {_f(base['p99_ms'])} ms)"
+            )
+    return lines
+
+
 def cross(rnd: dict[str, list[dict[str, Any]]]) -> str:
     """What watching 10,000 other streams does to one stream's events, per target: the
     ratios of hot-among-10000 (and join-10000) to hot-alone; and Redis's cost per event
     over 1, 2 and 4 front-ends. Redis CPU here is less its idle CPU (``busy``): at 50
     events/s its cron and client bookkeeping would otherwise be most of each event's."""
-    lines = []
+    lines = fleet_cross(rnd)
     alone = {r["target"]: r for r in rnd.get("hot-alone", []) if "error" not in r}
     for name in ("hot-among-10000", "join-10000"):
         for r in rnd.get(name, []):
@@ -835,6 +1062,18 @@ def summary(rounds: list[dict[str, list[dict[str, Any]]]], chosen: list[Scenario
                 f"{name:16} Durable Streams, project-ds / before-ds, deliveries per server CPU "
                 f"second: {statistics.median(vs):.2f}x ({', '.join(f'{x:.2f}' for x in vs)})"
             )
+        if name in P99_SCENARIOS:
+            lat: dict[str, list[float]] = {}
+            for rnd in rounds:
+                for t, v in p99_ratios(rnd.get(name, [])).items():
+                    lat.setdefault(t, []).append(v)
+            lines.append(
+                f"{name:16} p99, project / each: "
+                + ", ".join(
+                    f"{t} {statistics.median(v):.2f}x ({', '.join(f'{x:.2f}' for x in v)})"
+                    for t, v in lat.items()
+                )
+            )
         per_target: dict[str, list[float]] = {}
         for rnd in rounds:
             for t, v in ratios(rnd.get(name, []), s.measure).items():
@@ -886,11 +1125,14 @@ def pinned(pin: bool) -> Iterator[None]:
 
 async def main_async(opts: argparse.Namespace) -> list[dict[str, list[dict[str, Any]]]]:
     all_scenarios = scenarios(opts.smoke)
-    chosen = [s for s in all_scenarios if not opts.scenario or s.name in opts.scenario]
+    named = set(opts.scenario or [])
+    if "fleet" in named:
+        named |= {s.name for s in fleet_scenarios()}
+    chosen = [s for s in all_scenarios if s.name in named or (not named and not s.by_name)]
     targets = opts.targets.split(",")
     before = Path(opts.before) if opts.before else None
     if before is None:
-        targets = [t for t in targets if t not in (BEFORE, BEFORE_DS)]
+        targets = [t for t in targets if t not in (BEFORE, BEFORE_DS, BEFORE_FLEET)]
     rounds: list[dict[str, list[dict[str, Any]]]] = []
     with (
         tempfile.TemporaryDirectory(prefix="compare-") as tmp,
@@ -919,7 +1161,11 @@ def main() -> None:
     p.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
     p.add_argument(
         "--targets",
-        default=",".join(dict.fromkeys([*MULTI, *FRONTENDS, BEFORE, DS, LINGER0, BEFORE_DS, MUX])),
+        default=",".join(
+            dict.fromkeys(
+                [*MULTI, *FRONTENDS, BEFORE, DS, LINGER0, BEFORE_DS, MUX, FLEET, BEFORE_FLEET]
+            )
+        ),
         help="comma-separated targets (each scenario runs the ones it lists)",
     )
     p.add_argument(
@@ -934,6 +1180,12 @@ def main() -> None:
         help="Redis on CPU 0, everything else (servers, bench) on the other CPUs",
     )
     p.add_argument("--json", help="also write every row to this file")
+    p.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="draw each run that has a timeline (the fleet and kill scenarios) into a PNG: "
+        "FILE itself when there is one, else FILE's name with -<scenario>-<target>[-r<round>]",
+    )
     opts = p.parse_args()
     # SIGTERM ends the run like Ctrl-C, so every server it started is stopped by pid.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -941,6 +1193,31 @@ def main() -> None:
     rounds = asyncio.run(main_async(opts))
     if opts.json:
         Path(opts.json).write_text(json.dumps({"rounds": rounds}, indent=1))
+    if opts.plot:
+        for path in plot(rounds, Path(opts.plot)):
+            print(f"drawn into {path}")
+
+
+def plot(rounds: list[dict[str, list[dict[str, Any]]]], path: Path) -> list[Path]:
+    """Each row that has a timeline (the fleet and kill scenarios) drawn into a PNG."""
+    from broadcaster.bench.plot import draw
+
+    rows = [
+        (i, name, r)
+        for i, rnd in enumerate(rounds)
+        for name, rs in rnd.items()
+        for r in rs
+        if "timeline" in r and (name in FLEET_NAMES or name == "smoke-kill")
+    ]
+    out = []
+    for i, name, r in rows:
+        target = path
+        if len(rows) > 1:
+            suffix = f"-r{i + 1}" if len(rounds) > 1 else ""
+            target = path.with_name(f"{path.stem}-{name}-{r['target']}{suffix}{path.suffix}")
+        draw(r, target)
+        out.append(target)
+    return out
 
 
 if __name__ == "__main__":

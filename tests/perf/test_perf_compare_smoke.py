@@ -1,9 +1,12 @@
 """A smoke run of the side-by-side comparison (tests/perf/compare.py --smoke): the
 project, the naive design, the Node peer (resumable-stream) and the ceiling each start,
-take the same small load, stop, and the output parses; and the Durable Streams reads
-(the bench's viewers over ``live=sse``, the long-poll and catch-up drivers of
-tests/perf/durable.py) run and see every message once. No timing assertion: figures on
-a shared machine are for the full run (docs/performance.md), not for CI."""
+take the same small load, stop, and the output parses; the Durable Streams reads (the
+bench's viewers over ``live=sse``, the long-poll and catch-up drivers of
+tests/perf/durable.py) run and see every message once; and the 100,000-viewer scenarios
+scaled down (``smoke-kill``: 2 front-end processes sharing a port, 2,000 viewers, one
+process killed with ``kill -9``): every viewer comes back and misses nothing, and
+``--plot`` draws the run into a PNG. No timing assertion: figures on a shared machine
+are for the full run (docs/performance.md), not for CI."""
 
 from __future__ import annotations
 
@@ -23,8 +26,12 @@ def test_compare_smoke_runs_every_target(tmp_path: Path) -> None:
         "the peer's npm packages are missing: npm ci --prefix tests/perf (make test does it)"
     )
     out = tmp_path / "compare.json"
+    png = tmp_path / "kill.png"
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.perf.compare", "--smoke", "--json", str(out)],
+        [
+            *(sys.executable, "-m", "tests.perf.compare", "--smoke"),
+            *("--json", str(out), "--plot", str(png)),
+        ],
         check=False,
         cwd=ROOT,
         capture_output=True,
@@ -35,7 +42,7 @@ def test_compare_smoke_runs_every_target(tmp_path: Path) -> None:
     assert "project / each" in proc.stdout, proc.stdout
     (rnd,) = json.loads(out.read_text())["rounds"]
     assert set(rnd) == {
-        *("smoke-live", "smoke-burst"),
+        *("smoke-live", "smoke-burst", "smoke-kill"),
         *("smoke-ds-sse", "smoke-ds-long-poll", "smoke-ds-catch-up"),
         "smoke-dashboard",
     }
@@ -90,3 +97,23 @@ def test_compare_smoke_runs_every_target(tmp_path: Path) -> None:
         assert row["behind_at_deadline"] == 0, (target, row)
     assert dash["project-mux"]["subscribers_per_stream"] == 1.0, dash["project-mux"]
     assert "dashboard / single-stream connections" in proc.stdout
+    (killed,) = rnd["smoke-kill"]
+    assert "error" not in killed, killed
+    assert killed["target"] == "project-x2" and killed["frontends"] == 1, killed
+    assert killed["lost"] == 0 and killed["duplicated"] == 0, killed
+    assert killed["behind_at_deadline"] == 0, killed
+    # 2 events before seq 1's replay ... every viewer saw 1..N once: N = 5 x 3 + 2
+    assert killed["deliveries"] == 2000 * (5 * 3 + 2), killed["deliveries"]
+    kill = killed["kill"]
+    assert kill["viewers_cut"] > 0 and kill["not_resumed"] == 0, kill
+    assert kill["without_next_event"] == 0, kill
+    assert all(math.isfinite(v) for v in kill["resumed_s"].values()), kill
+    assert all(math.isfinite(v) for v in kill["next_event_s"].values()), kill
+    timeline = killed["timeline"]
+    assert max(timeline["connected"]) == 2000, timeline["connected"]
+    assert set(timeline["marks"]) >= {"window", "published", "kill"}, timeline["marks"]
+    assert len(timeline["rss_kb"]) == 2, timeline["rss_kb"].keys()
+    assert sum(killed["latency_histogram"]["counts"]) == killed["latency_samples"] > 0
+    assert "kill -9 of pid" in proc.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", "--plot wrote a PNG"
+    assert f"drawn into {png}" in proc.stdout

@@ -1,0 +1,96 @@
+"""The front-end's garbage-collection freezer: what a full collection leaves is frozen
+(the next one scans only what is new), and thawed once enough viewers have left."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from broadcaster.http import gcfreeze
+from broadcaster.http.gcfreeze import Freezer
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def _unfrozen() -> Iterator[None]:
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+class Viewers:
+    def __init__(self) -> None:
+        self.open = 0
+        self.left = 0
+
+    def __call__(self) -> tuple[int, int]:
+        return self.open, self.left
+
+    def join(self, n: int) -> None:
+        self.open += n
+
+    def leave(self, n: int) -> None:
+        self.open -= n
+        self.left += n
+
+
+async def test_a_full_collection_freezes_what_it_leaves() -> None:
+    viewers = Viewers()
+    with Freezer(viewers) as freezer:
+        assert freezer.freezes == 1 and gc.get_freeze_count() > 0  # start-up's objects
+        kept = [[object()] for _ in range(5000)]  # like viewers' objects: tracked, alive
+        frozen = gc.get_freeze_count()
+        gc.collect(1)  # not a full collection: nothing frozen
+        await asyncio.sleep(0)
+        assert freezer.freezes == 1
+        gc.collect()
+        await asyncio.sleep(0)  # the freeze runs from the loop, after the callback
+        assert freezer.freezes == 2
+        assert gc.get_freeze_count() - frozen > 0.9 * len(kept)  # kept, now frozen
+    assert freezer._callback not in gc.callbacks
+    gc.collect()
+    await asyncio.sleep(0)
+    assert freezer.freezes == 2  # left: no longer called
+
+
+async def test_thawed_once_a_quarter_of_the_viewers_frozen_have_left() -> None:
+    viewers = Viewers()
+    viewers.join(20_000)
+    with Freezer(viewers) as freezer:
+        assert freezer.freezes == 1
+        viewers.leave(4_999)  # a quarter is 5,000
+        assert not freezer.check() and gc.get_freeze_count() > 0
+        viewers.leave(1)
+        assert freezer.check() and freezer.thaws == 1
+        assert gc.get_freeze_count() == 0
+        assert not freezer.check()  # counted from the thaw on
+
+
+async def test_a_small_process_thaws_only_once_many_have_left() -> None:
+    viewers = Viewers()
+    viewers.join(2 * gcfreeze.THAW_LEAST)
+    with Freezer(viewers) as freezer:
+        viewers.leave(gcfreeze.THAW_LEAST - 1)  # well over a quarter, under THAW_LEAST
+        assert not freezer.check() and freezer.thaws == 0
+        viewers.leave(1)
+        assert freezer.check() and freezer.thaws == 1
+
+
+async def test_the_thaw_loop_checks_on_its_own() -> None:
+    viewers = Viewers()
+    viewers.join(4000)
+    with Freezer(viewers) as freezer:
+        task = asyncio.create_task(freezer.run(every=0.01))
+        viewers.leave(1000)
+        for _ in range(200):
+            if freezer.thaws:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert freezer.thaws == 1
