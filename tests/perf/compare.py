@@ -359,11 +359,12 @@ def fleet_scenarios() -> list[Scenario]:
             *("--first-wait", "300", "--latency-samplers", str(max(200, n // 100))),
             *("--idle-sample", "1", "--progress", "10"),
         ]
-        # each stream on its own schedule, one append per round trip, as generations
-        # append: not every stream's event in one burst (``bench --pipeline 1``)
+        # each stream on its own schedule, as generations append: not every stream's
+        # event in one burst (``bench --pipeline 1``); the appends due in the same 5 ms
+        # share a round trip (a quarter of a core of the bench's at 100,000 viewers)
         streams = [
             *("--streams", str(n // FLEET_STREAMS), "--rate", str(FLEET_STREAM_RATE)),
-            *("--duration", "40", "--pipeline", "1"),
+            *("--duration", "40", "--pipeline", "1", "--slot-ms", "5"),
         ]
         out += [
             Scenario(
