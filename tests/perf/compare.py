@@ -232,6 +232,16 @@ def scenarios(smoke: bool) -> list[Scenario]:
             ],
             targets=("project", MUX),
         ),
+        Scenario(
+            "dashboard-busy",
+            "the same at 20 ev/s per active stream: deliveries, not the idle cost of "
+            "49,500 followed streams, make most of the front-end's CPU",
+            [
+                *("--viewers", "1000", "--streams", "500", "--rate", "20", "--duration", "10"),
+                *("--procs", "2", "--idle-sample", "2"),
+            ],
+            targets=("project", MUX),
+        ),
     ]
 
 
