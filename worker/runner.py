@@ -181,7 +181,16 @@ class Worker:
 
 
 async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel one of the worker's loops and wait for it to end, cancelling it again each
+    second it goes on: a cancel that lands in the same instant as a timeout inside it
+    (asyncio.timeout, a Redis read's socket timeout) can be taken for that timeout on
+    Python 3.11, and the loop would go round again while stop() waited forever."""
     task.cancel()
+    while not task.done():
+        await asyncio.wait({task}, timeout=1.0)
+        if not task.done():
+            log.warning("%s went on after it was cancelled; cancelling it again", task.get_name())
+            task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
