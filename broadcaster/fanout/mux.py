@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from broadcaster.core.compact import Folder
 from broadcaster.core.events import Event
 from broadcaster.core.log import FIRST_PAGE, EventLog, StreamInfo
-from broadcaster.core.mux import Bases, Cursor, Position, covered, list_prefix
+from broadcaster.core.mux import REBASE, Bases, Cursor, Position, covered, list_prefix
 from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.keepalive import Keepalive
 from broadcaster.fanout.subscription import Run, Subscription, Topic, Writer
@@ -208,7 +208,7 @@ class Connection:
     def _maybe_rebase(self) -> None:
         """Past ``REBASE`` moved positions, write a new base in the background; ids name
         it once it is written (a failed write just leaves the ids longer)."""
-        if len(self.cursor.moved) <= 16 or self._rebasing is not None:
+        if len(self.cursor.moved) <= REBASE or self._rebasing is not None:
             return
         token, snapshot = self.cursor.snapshot()
 
