@@ -49,35 +49,66 @@ def base_key(token: str) -> str:
 
 @dataclass
 class Cursor:
-    """One connection's positions, and the id that says them."""
+    """One connection's positions, and the id that says them (bytes, as sent)."""
 
     token: str
     base: list[str]
     """The streams of the base, sorted: a delta names one by its index here."""
     positions: dict[str, Position]
-    moved: dict[str, str] = field(default_factory=dict)
-    """Stream -> its delta, for the streams whose position moved since the base."""
+    moved: dict[str, bytes] = field(default_factory=dict)
+    """Stream -> its delta (``<ref>=<seq>.<tag>``), for the streams whose position moved
+    since the base."""
+    _refs: dict[str, bytes] = field(default_factory=dict, repr=False)
+    """Stream -> how a delta names it (``<index>=`` or ``~<stream id>=``), made once."""
     _index: dict[str, int] = field(default_factory=dict, repr=False)
-    _id: str | None = field(default=None, repr=False)
+    _id: bytes | None = field(default=None, repr=False)
+    _token: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         self._index = {s: i for i, s in enumerate(self.base)}
+        self._token = self.token.encode()
 
     @classmethod
     def empty(cls) -> Cursor:
         return cls("-", [], {})
 
     def advance(self, stream_id: str, seq: int, tag: str) -> None:
-        self.positions[stream_id] = (seq, tag)
-        index = self._index.get(stream_id)
-        ref = str(index) if index is not None else "~" + stream_id
-        self.moved[stream_id] = f"{ref}={seq}.{tag}" if tag else f"{ref}={seq}"
+        self._set(stream_id, (seq, tag), position_suffix(seq, tag))
+        self._id = None
+
+    def move(self, stream_id: str, position: Position, suffix: bytes) -> bytes:
+        """``advance`` with the position's ``position_suffix`` already made (a live
+        event's, made once for every connection following its stream); the new id."""
+        delta = self._set(stream_id, position, suffix)
+        moved = self.moved
+        # The usual dashboard: one of its streams is busy, and only it moved since the base.
+        joined = delta if len(moved) == 1 else b",".join(moved.values())
+        self._id = ident = b"%s.%s" % (self._token, joined)
+        return ident
+
+    def _set(self, stream_id: str, position: Position, suffix: bytes) -> bytes:
+        self.positions[stream_id] = position
+        ref = self._refs.get(stream_id)
+        if ref is None:
+            index = self._index.get(stream_id)
+            ref = self._refs[stream_id] = (
+                b"%d=" % index if index is not None else b"~%s=" % stream_id.encode()
+            )
+        self.moved[stream_id] = delta = ref + suffix
+        return delta
+
+    def forget(self, stream_id: str) -> None:
+        """The stream has no position (one it was given is taken back)."""
+        self.positions.pop(stream_id, None)
+        self.moved.pop(stream_id, None)
         self._id = None
 
     @property
-    def id(self) -> str:
+    def id(self) -> bytes:
         if self._id is None:
-            self._id = self.token + ("." + ",".join(self.moved.values()) if self.moved else "")
+            moved = self.moved
+            token = self._token
+            self._id = b"%s.%s" % (token, b",".join(moved.values())) if moved else token
         return self._id
 
     def snapshot(self) -> tuple[str, dict[str, Position]]:
@@ -88,13 +119,20 @@ class Cursor:
         """The base ``token`` (holding ``snapshot``) is written: ids name it from now on,
         with what moved since it was taken."""
         self.token = token
+        self._token = token.encode()
         self.base = sorted(snapshot)
         self._index = {s: i for i, s in enumerate(self.base)}
+        self._refs = {}
         self.moved = {}
         for stream_id, (seq, tag) in list(self.positions.items()):
             if snapshot.get(stream_id) != (seq, tag):
                 self.advance(stream_id, seq, tag)
         self._id = None
+
+
+def position_suffix(seq: int, tag: str) -> bytes:
+    """A position as a delta ends: ``<seq>.<tag>`` (``<seq>`` for an untagged event)."""
+    return b"%d.%s" % (seq, tag.encode()) if tag else b"%d" % seq
 
 
 def parse(raw: str) -> tuple[str, list[tuple[int | str, Position]]]:

@@ -26,7 +26,15 @@ from dataclasses import dataclass, field
 from broadcaster.core.compact import Folder
 from broadcaster.core.events import Event
 from broadcaster.core.log import FIRST_PAGE, EventLog, StreamInfo
-from broadcaster.core.mux import REBASE, Bases, Cursor, Position, covered, list_prefix
+from broadcaster.core.mux import (
+    REBASE,
+    Bases,
+    Cursor,
+    Position,
+    covered,
+    list_prefix,
+    position_suffix,
+)
 from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.keepalive import Keepalive
 from broadcaster.fanout.subscription import Run, Subscription, Topic, Writer
@@ -60,9 +68,10 @@ def run_events(run: Run) -> list[Event]:
     return out
 
 
-Framed = tuple[int, str, bytes]
-"""An event of a live run as connections send it: its seq, its history tag, and its frame
-without the id (the part every connection following the stream shares)."""
+Framed = tuple[Position, bytes, bytes]
+"""An event of a live run as connections send it: its position, the position as a delta
+of an id ends (``position_suffix``), and its frame without the id: what every connection
+following the stream shares."""
 
 
 def shared_frames(stream_id: str, topic: Topic, run: Run) -> list[Framed]:
@@ -94,7 +103,8 @@ def _framed(stream_id: str, frames: bytes) -> list[Framed]:
             seq,
             data_line[6:],
         )
-        out.append((int(seq), tag.decode(), body))
+        position = (int(seq), tag.decode())
+        out.append((position, position_suffix(*position), body))
     return out
 
 
@@ -108,12 +118,20 @@ class Follow(Subscription):
     def deliver(self, run: Run) -> None:
         conn = self.conn
         topic = self.topic
-        caught_up = run[0] == self.last + 1 and not (self._buf or self.overflowed)
-        if conn.direct is not None and topic is not None and caught_up:
+        write = conn.direct
+        if (
+            write is not None
+            and topic is not None
+            and run[0] == self.last + 1
+            and not (self._buf or self.overflowed)
+        ):
             stream_id = topic.stream_id
-            before = conn.cursor.positions.get(stream_id)
-            if conn.direct(conn.encode(stream_id, shared_frames(stream_id, topic, run))):
-                conn.wrote()
+            cursor = conn.cursor
+            before = cursor.positions.get(stream_id)
+            if write(conn.encode(stream_id, shared_frames(stream_id, topic, run))):
+                conn._last_write = topic.read_at  # the loop time of this fan-out
+                if len(cursor.moved) > REBASE:
+                    conn._maybe_rebase()
                 self.last = run[1]
                 if run[3]:
                     self.ended = True
@@ -164,28 +182,20 @@ class Connection:
         """The frames with this connection's ids (its resume point advanced by each)."""
         cursor = self.cursor
         if len(framed) == 1:  # the usual run: one event
-            seq, tag, body = framed[0]
-            cursor.advance(stream_id, seq, tag)
-            return b"id: %s\n%s" % (cursor.id.encode(), body)
-        out = []
-        for seq, tag, body in framed:
-            cursor.advance(stream_id, seq, tag)
-            out.append(b"id: %s\n%s" % (cursor.id.encode(), body))
-        return b"".join(out)
+            position, suffix, body = framed[0]
+            return b"id: %s\n%s" % (cursor.move(stream_id, position, suffix), body)
+        return b"".join(
+            b"id: %s\n%s" % (cursor.move(stream_id, position, suffix), body)
+            for position, suffix, body in framed
+        )
 
     def restore(self, stream_id: str, before: Position | None) -> None:
         """Take an ``encode`` back (the socket did not take its frames): the stream's
         position as it was, ``before``."""
         if before is None:
-            self.cursor.positions.pop(stream_id, None)
-            self.cursor.moved.pop(stream_id, None)
-            self.cursor._id = None
+            self.cursor.forget(stream_id)
         else:
             self.cursor.advance(stream_id, *before)
-
-    def wrote(self) -> None:
-        self._last_write = asyncio.get_running_loop().time()
-        self._maybe_rebase()
 
     def wake(self) -> None:
         self.direct = None
@@ -444,7 +454,7 @@ class Connection:
         out = []
         for event in events:
             self.cursor.advance(stream_id, event.seq, event.tag)
-            out.append(b"id: %s\n%s" % (self.cursor.id.encode(), frame(stream_id, event)))
+            out.append(b"id: %s\n%s" % (self.cursor.id, frame(stream_id, event)))
             if event.terminal:
                 self._terminal.add(stream_id)
         self._maybe_rebase()

@@ -22,7 +22,15 @@ def events() -> list[Event]:
 def test_frames_sliced_from_a_run_are_the_frames_made_from_its_events() -> None:
     run = b"".join(sse.encode(e) for e in events())  # as the append script publishes
     stream = 'jobs-"42"'
-    assert _framed(stream, run) == [(e.seq, e.tag, frame(stream, e)) for e in events()]
+    assert [(pos, body) for pos, _, body in _framed(stream, run)] == [
+        ((e.seq, e.tag), frame(stream, e)) for e in events()
+    ]
+    assert [suffix for _, suffix, _ in _framed(stream, run)] == [
+        b"7.0abf6c08",
+        b"8.1bcd2e3f",
+        b"9.2cde3f40",
+        b"10",
+    ]
 
 
 def test_encode_advances_the_resume_point_and_restore_takes_it_back() -> None:
@@ -35,8 +43,8 @@ def test_encode_advances_the_resume_point_and_restore_takes_it_back() -> None:
     )
     assert conn.cursor.positions["s"] == (8, "1bcd2e3f")
     conn.restore("s", (7, "0abf6c08"))
-    assert conn.cursor.id == "-.~s=7.0abf6c08"
+    assert conn.cursor.id == b"-.~s=7.0abf6c08"
     conn.restore("s", None)
-    assert conn.cursor.id == "-" and "s" not in conn.cursor.positions
+    assert conn.cursor.id == b"-" and "s" not in conn.cursor.positions
     one = conn.encode("s", framed[:1])
     assert one == b"id: -.~s=7.0abf6c08\n" + framed[0][2]
