@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from broadcaster.core import keys
+from broadcaster.core import keys, sse
 
 REBASE = 16
 """Moved positions an id carries before the connection writes a new base."""
@@ -65,20 +65,28 @@ class Cursor:
     _token: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
-        self._index = {s: i for i, s in enumerate(self.base)}
-        self._token = self.token.encode()
+        self._start(self.token, self.base)
+
+    def _start(self, token: str, base: list[str]) -> None:
+        """Name the base ``token`` (holding ``base``): nothing moved since it yet."""
+        self.token, self._token = token, token.encode()
+        self.base = base
+        self._index = {s: i for i, s in enumerate(base)}
+        self._refs = {}
+        self.moved = {}
+        self._id = None
 
     @classmethod
     def empty(cls) -> Cursor:
         return cls("-", [], {})
 
     def advance(self, stream_id: str, seq: int, tag: str) -> None:
-        self._set(stream_id, (seq, tag), position_suffix(seq, tag))
+        self._set(stream_id, (seq, tag), sse.event_id(seq, tag))
         self._id = None
 
     def move(self, stream_id: str, position: Position, suffix: bytes) -> bytes:
-        """``advance`` with the position's ``position_suffix`` already made (a live
-        event's, made once for every connection following its stream); the new id."""
+        """``advance`` with the position's event id already made (a live event's, made
+        once for every connection following its stream); the new id."""
         delta = self._set(stream_id, position, suffix)
         moved = self.moved
         # The usual dashboard: one of its streams is busy, and only it moved since the base.
@@ -118,21 +126,10 @@ class Cursor:
     def rebased(self, token: str, snapshot: dict[str, Position]) -> None:
         """The base ``token`` (holding ``snapshot``) is written: ids name it from now on,
         with what moved since it was taken."""
-        self.token = token
-        self._token = token.encode()
-        self.base = sorted(snapshot)
-        self._index = {s: i for i, s in enumerate(self.base)}
-        self._refs = {}
-        self.moved = {}
+        self._start(token, sorted(snapshot))
         for stream_id, (seq, tag) in list(self.positions.items()):
             if snapshot.get(stream_id) != (seq, tag):
                 self.advance(stream_id, seq, tag)
-        self._id = None
-
-
-def position_suffix(seq: int, tag: str) -> bytes:
-    """A position as a delta ends: ``<seq>.<tag>`` (``<seq>`` for an untagged event)."""
-    return b"%d.%s" % (seq, tag.encode()) if tag else b"%d" % seq
 
 
 def parse(raw: str) -> tuple[str, list[tuple[int | str, Position]]]:

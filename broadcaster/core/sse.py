@@ -29,9 +29,14 @@ _TAG_RE = re.compile(r"^\.([0-9a-f]{8})$")
 def encode(event: Event) -> bytes:
     """One SSE frame, its id ``<seq>.<history tag>``. A terminal event carries the closing
     ``[DONE]`` frame with it."""
-    eid = b"%d.%s" % (event.seq, event.tag.encode()) if event.tag else b"%d" % event.seq
+    eid = event_id(event.seq, event.tag)
     frame = b"id: %s\nevent: %s\ndata: %s\n\n" % (eid, event.type.encode(), event.data)
     return frame + DONE if event.terminal else frame
+
+
+def event_id(seq: int, tag: str) -> bytes:
+    """An event's ``id:``: ``<seq>.<history tag>`` (``<seq>`` for an untagged event)."""
+    return b"%d.%s" % (seq, tag.encode()) if tag else b"%d" % seq
 
 
 def parse_resume_point(value: str | None) -> tuple[int, str | None] | None:

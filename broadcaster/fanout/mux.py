@@ -33,7 +33,6 @@ from broadcaster.core.mux import (
     Position,
     covered,
     list_prefix,
-    position_suffix,
 )
 from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.keepalive import Keepalive
@@ -69,8 +68,8 @@ def run_events(run: Run) -> list[Event]:
 
 
 Framed = tuple[Position, bytes, bytes]
-"""An event of a live run as connections send it: its position, the position as a delta
-of an id ends (``position_suffix``), and its frame without the id: what every connection
+"""An event of a live run as connections send it: its position, its own id (how a delta
+of the connection's id ends), and its frame without the id: what every connection
 following the stream shares."""
 
 
@@ -96,15 +95,15 @@ def _framed(stream_id: str, frames: bytes) -> list[Framed]:
         if not block.startswith(b"id: "):
             continue
         id_line, event_line, data_line = block.split(b"\n", 2)
-        seq, _, tag = id_line[4:].partition(b".")
+        eid = id_line[4:]
+        seq, _, tag = eid.partition(b".")
         body = b'%s\ndata: {"stream":%s,"seq":%s,"event":%s}\n\n' % (
             event_line,
             sid,
             seq,
             data_line[6:],
         )
-        position = (int(seq), tag.decode())
-        out.append((position, position_suffix(*position), body))
+        out.append(((int(seq), tag.decode()), eid, body))
     return out
 
 
@@ -129,9 +128,8 @@ class Follow(Subscription):
             cursor = conn.cursor
             before = cursor.positions.get(stream_id)
             if write(conn.encode(stream_id, shared_frames(stream_id, topic, run))):
-                conn._last_write = topic.read_at  # the loop time of this fan-out
-                if len(cursor.moved) > REBASE:
-                    conn._maybe_rebase()
+                conn.last_write = topic.read_at  # the loop time of this fan-out
+                conn._maybe_rebase()
                 self.last = run[1]
                 if run[3]:
                     self.ended = True
@@ -172,7 +170,7 @@ class Connection:
     closed: bool = False
     _waker: asyncio.Future[None] | None = None
     _rebasing: asyncio.Task[None] | None = None
-    _last_write: float = 0.0
+    last_write: float = 0.0
     _terminal: set[str] = field(default_factory=set)
     """Streams whose terminal event this connection was sent."""
 
@@ -237,7 +235,7 @@ class Connection:
 
     async def body(self, writer: Writer | None) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
-        self._last_write = loop.time()
+        self.last_write = loop.time()
         try:
             with self.hub.connection():
                 async for chunk in self._body(writer):
@@ -250,11 +248,11 @@ class Connection:
         if self.prefixes or self.streams:
             async with self.hub.new_streams(self.on_new):
                 async for chunk in self._run(writer, listing=bool(self.prefixes)):
-                    self._last_write = loop.time()
+                    self.last_write = loop.time()
                     yield chunk
         else:
             async for chunk in self._run(writer, listing=False):
-                self._last_write = loop.time()
+                self.last_write = loop.time()
                 yield chunk
 
     async def _run(self, writer: Writer | None, *, listing: bool) -> AsyncIterator[bytes]:
@@ -287,12 +285,12 @@ class Connection:
         self._waker = loop.create_future()
         self.direct = writer
         try:
-            silent = self.keepalive - (loop.time() - self._last_write)
+            silent = self.keepalive - (loop.time() - self.last_write)
             async with asyncio.timeout(max(0.0, silent)):
                 await self._waker
             return True
         except TimeoutError:
-            self._last_write = loop.time()
+            self.last_write = loop.time()
             return self._pending()
         finally:
             self.direct = None
