@@ -278,6 +278,23 @@ class Hub:
         topic = self._topics.get(stream_id)
         return topic is not None and topic.ready is not None and topic.ready.done()
 
+    def head(self, stream_id: str) -> tuple[int, str] | None:
+        """Where an SSE stream watched here stands, seq and history tag, when this process
+        knows it without asking the log (``Topic.settled``), it is not ended, and no gap is
+        being filled; else None. A viewer resuming at exactly that point needs no read of
+        the log: the reconnecting viewers of a front-end that went away mostly do."""
+        topic = self._topics.get(stream_id)
+        if (
+            topic is None
+            or not topic.settled
+            or topic.ended
+            or topic.repairing
+            or topic.form != "sse"
+            or not self.warm(stream_id)
+        ):
+            return None
+        return topic.cursor, topic.tag
+
     def _watch(self, stream_id: str, cursor: int, tag: str, form: Form) -> Topic:
         topic = Topic(stream_id, self.log.channel(stream_id), cursor, tag, form)
         topic.read_at = topic.checked_at = asyncio.get_running_loop().time()
@@ -386,6 +403,9 @@ class Hub:
 
     def _fan_out(self, topic: Topic, run: Run) -> None:
         topic.read_at = asyncio.get_running_loop().time()
+        topic.settled = True
+        if run[3]:
+            topic.ended = True
         for sub in topic.subs:
             sub.deliver(run)
         if self.metrics is not None:
@@ -426,6 +446,8 @@ class Hub:
             for on_new in list(self._creators):
                 on_new(None)  # announcements may be lost: list the prefixes again
         topics = [t for c in channels if (t := self._by_channel.get(c)) is not None]
+        for topic in topics:
+            topic.settled = False  # messages were missed: the cursor is the log's to confirm
         self.repairer.recover(topics)
 
     # --- background ---

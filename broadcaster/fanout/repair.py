@@ -203,5 +203,6 @@ class Repairer:
             len(topic.subs),
         )
         topic.cursor, topic.tag = seq, ""
+        topic.settled = False
         for sub in list(topic.subs):
             sub.close()

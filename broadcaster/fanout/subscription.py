@@ -210,12 +210,14 @@ class Topic:
         "checked_at",
         "cursor",
         "encoded",
+        "ended",
         "form",
         "linger",
         "pending",
         "read_at",
         "ready",
         "repairing",
+        "settled",
         "stream_id",
         "subs",
         "tag",
@@ -253,6 +255,13 @@ class Topic:
         """Loop time the log was last asked where the stream is."""
         self.repairing = False
         """A read of the log is filling a gap: messages meanwhile only raise ``behind``."""
+        self.settled = False
+        """Events went to the viewers since the subscription was confirmed: the cursor is
+        where the stream stood then, and every later event comes by message (or a fill).
+        Until then, events appended between the read that set the cursor and the
+        confirmation may be unknown here."""
+        self.ended = False
+        """The terminal event went to the viewers."""
         self.behind = 0
         """The highest seq a message announced while the topic was repairing."""
         self.pending: list[Run] = []

@@ -33,9 +33,12 @@ async def deliver(
     compact: bool = False,
 ) -> AsyncIterator[bytes]:
     """SSE bytes for the viewer of ``sub`` (subscribed, at ``sub.last``), until the
-    terminal event went out or the subscription closed."""
-    async for chunk in _catch_up(sub, replays, stream_id, None, compact=compact):
-        yield chunk
+    terminal event went out or the subscription closed. A viewer at its stream's settled
+    cursor (``Topic.settled``) has nothing to read from the log: what follows comes live."""
+    topic = sub.topic
+    if topic is None or not topic.settled or sub.last < topic.cursor:
+        async for chunk in _catch_up(sub, replays, stream_id, None, compact=compact):
+            yield chunk
     while not (sub.ended or sub.closed):
         woke = await _wait(sub, writer, keepalive)
         if sub.closed or sub.ended:

@@ -578,3 +578,62 @@ async def test_shutdown_does_not_depend_on_a_cancel_being_obeyed(clients: Client
             await until(lambda: log.checking, "a check under way")
         raw = await viewer
     assert ids_of(raw) == [1] and b"[DONE]" not in raw, "drained, not ended"
+
+
+async def test_a_viewer_resuming_at_a_settled_head_reads_nothing_from_the_log(
+    clients: Clients,
+) -> None:
+    """The reconnect of a viewer whose front-end went away: the stream is watched here
+    and its cursor settled, so the resume point is where the stream stands and what
+    follows comes live, with no read of the log."""
+    resolver, control = clients
+    log = CountingLog(control)
+    sid = "warm-" + secrets.token_hex(4)
+    await log.append(sid, [{"type": "data-n", "i": 0}], kind="feed")
+    async with Hub(resolver, log, HubConfig()) as hub:
+        first = Wire()
+        watching = asyncio.create_task(first.drain(hub.follow(sid, 0, await info_of(log, sid))))
+        await until(lambda: hub.viewers == 1, "the first viewer subscribed")
+        assert hub.head(sid) is None  # no event went through the topic yet: not settled
+        await log.append(sid, [{"type": "data-n", "i": 1}], kind="feed")
+        await until(lambda: hub.head(sid) is not None, "the topic settled")
+        seq, tag = hub.head(sid) or (0, "")
+        assert seq == 2 and tag == (await info_of(log, sid)).tag
+        reads = log.reads
+        resumed = Wire()
+        stub = StreamInfo("", seq, None, tag, tag)  # what the SSE route makes of it
+        second = asyncio.create_task(resumed.drain(hub.follow(sid, seq, stub, resumed.write)))
+        await until(lambda: hub.viewers == 2, "the resumed viewer subscribed")
+        await _publish(log, sid, 20)
+        await asyncio.gather(watching, second)
+        assert hub.head(sid) is None  # ended: a resume asks the log (204, or the rest)
+    assert first.ids() == list(range(1, 24))
+    assert resumed.ids() == list(range(3, 24))
+    assert log.reads == reads, "the resumed viewer read the log"
+
+
+async def test_an_unsettled_topic_is_not_trusted_for_a_resume(clients: Clients) -> None:
+    """A topic's first cursor is what the log said before its subscription was
+    confirmed; an event appended in between is unknown to it until a message shows the
+    gap. A viewer resuming at that stale cursor still reads the log, and gets it."""
+    resolver, control = clients
+    log = EventLog(control)
+    silent = SilentLog(control)  # the event appended "between": no message for it
+    sid = "stale-" + secrets.token_hex(4)
+    await log.append(sid, [{"type": "data-n", "i": 0}], kind="feed")
+    stale = await info_of(log, sid)
+    await silent.append(sid, [{"type": "data-n", "i": 1}], kind="feed")
+    async with Hub(resolver, log, HubConfig()) as hub:
+        first, second = Wire(), Wire()
+        a = asyncio.create_task(first.drain(hub.follow(sid, 1, stale)))
+        await until(lambda: hub.viewers == 1, "the first viewer subscribed")
+        assert hub.head(sid) is None
+        b = asyncio.create_task(second.drain(hub.follow(sid, 1, stale, second.write)))
+        await until(lambda: hub.viewers == 2, "the second viewer subscribed")
+        await until(lambda: second.ids() == [2], "the second viewer caught up from the log")
+        await log.append(sid, [{"type": "data-n", "i": 2}], kind="feed")  # shows the gap
+        await until(lambda: hub.head(sid) is not None, "the topic settled (gap filled)")
+        assert (hub.head(sid) or (0, ""))[0] == 3
+        await log.append(sid, [{"type": "finish"}], kind="feed")
+        await asyncio.gather(a, b)
+    assert first.ids() == [2, 3, 4] and second.ids() == [2, 3, 4]

@@ -14,6 +14,8 @@ import pytest
 
 from broadcaster.core import connection
 from broadcaster.core.log import EventLog
+from tests.support.faults import poll
+from tests.support.load import metric
 from tests.support.procs import SSEResult, read_sse, start_frontend
 
 pytestmark = pytest.mark.anyio
@@ -107,3 +109,54 @@ async def test_past_the_admission_rate_viewers_wait_their_turn_or_are_told_to_re
         assert 1 <= int(r.headers["retry-after"]) <= 3
     assert len({r.headers["retry-after"] for r in refused}) > 1, "Retry-After is jittered"
     assert took >= (120 - 20) / 20 - 0.5, "admitted no faster than the rate (past its burst)"
+
+
+async def test_a_herd_resuming_where_the_stream_stands_reads_nothing_from_redis(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """The viewers of a front-end that died come back to one that watches their stream:
+    each resumes at the event it saw last, which is where the stream stands. The
+    front-end knows that (its topic settled when those events went through it), so no
+    viewer costs a read of the stream's state or history, and each gets what follows."""
+    sid = "herd-warm"
+    fe = start_frontend(redis_url, tmp_path, "frontend-warm")
+    redis = connection.command_client(redis_url)
+    log = EventLog(redis)
+    try:
+        await log.append(sid, [{"type": "data-n", "i": 0}], kind="feed")
+        async with httpx.AsyncClient(timeout=60, limits=LIMITS) as client:
+            url = fe.url + f"/v1/streams/{sid}/events"
+            watcher = asyncio.create_task(read_sse(client, url))
+            await poll_metric(fe.url, "broadcaster_sse_connections", 1)
+            await log.append(sid, [{"type": "data-n", "i": 1}], kind="feed")
+            head = f"2.{(await log.info(sid)).tag}"  # type: ignore[union-attr]
+            await asyncio.sleep(0.3)  # the message reaches the front-end: its topic settles
+            await redis.config_resetstat()
+            herd = [
+                asyncio.create_task(read_sse(client, url, last_event_id=head)) for _ in range(100)
+            ]
+            await poll_metric(fe.url, "broadcaster_sse_connections", 101)
+            await asyncio.sleep(0.5)  # each subscribed right after its response began
+            stats = await redis.info("commandstats")
+            forged = await read_sse(client, url, last_event_id="2.0badc0de")
+            await log.append(sid, [{"type": "finish"}], kind="feed")
+            results = await asyncio.gather(*herd)
+            first = await watcher
+            end = await read_sse(client, url, last_event_id=first.events[-2].id)  # finish
+    finally:
+        await redis.aclose()
+        fe.stop()
+    assert first.ids == [1, 2, 3]
+    for r in results:
+        assert r.status == 200 and r.ids == [3], (r.status, r.ids)
+    calls = {k: v["calls"] for k, v in stats.items() if k.startswith("cmdstat_")}
+    assert "cmdstat_xrange" not in calls and "cmdstat_hmget" not in calls, calls
+    assert forged.status == 409, "a resume point the hub does not hold is the log's to judge"
+    assert end.status == 204, "at the terminal event: nothing more"
+
+
+async def poll_metric(base_url: str, name: str, want: float) -> None:
+    async def reached() -> bool:
+        return await asyncio.to_thread(metric, base_url, name) >= want
+
+    await poll(reached, f"{name} >= {want}", 20)
