@@ -278,11 +278,13 @@ class Hub:
         topic = self._topics.get(stream_id)
         return topic is not None and topic.ready is not None and topic.ready.done()
 
-    def head(self, stream_id: str) -> tuple[int, str] | None:
-        """Where an SSE stream watched here stands, seq and history tag, when this process
-        knows it without asking the log (``Topic.settled``), it is not ended, and no gap is
-        being filled; else None. A viewer resuming at exactly that point needs no read of
-        the log: the reconnecting viewers of a front-end that went away mostly do."""
+    def known(self, stream_id: str, seq: int, tag: str) -> StreamInfo | None:
+        """Where an SSE stream watched here stands, when this process can vouch for the
+        resume point ``seq`` (with history tag ``tag``) without asking the log: its topic
+        is settled (``Topic.settled``), not ended, not filling a gap, and holds that
+        point at its cursor or in its tail. The viewers of a front-end that went away
+        mostly reconnect so. (The kind is not known here: only a Durable Stream's
+        matters, and none is watched as SSE frames.)"""
         topic = self._topics.get(stream_id)
         if (
             topic is None
@@ -291,9 +293,10 @@ class Hub:
             or topic.repairing
             or topic.form != "sse"
             or not self.warm(stream_id)
+            or not topic.holds(seq, tag)
         ):
             return None
-        return topic.cursor, topic.tag
+        return StreamInfo("", topic.cursor, None, tag, topic.tag)
 
     def _watch(self, stream_id: str, cursor: int, tag: str, form: Form) -> Topic:
         topic = Topic(stream_id, self.log.channel(stream_id), cursor, tag, form)
@@ -345,8 +348,20 @@ class Hub:
             stream_id, info.last_seq, info.tag, subject=subject, wants_presence=wants_presence
         ) as sub:
             sub.last = after
+            topic = sub.topic
+            # What the topic holds after the resume point, instead of reading the log
+            # (a compact replay of more than nothing is the log's to fold).
+            held = topic.since(after) if topic is not None and topic.settled else None
+            if held and compact:
+                held = None
             frames = viewer.deliver(
-                sub, self.replays, stream_id, writer, self.config.keepalive, compact=compact
+                sub,
+                self.replays,
+                stream_id,
+                writer,
+                self.config.keepalive,
+                compact=compact,
+                held=held,
             )
             async for chunk in frames:
                 yield chunk
@@ -404,6 +419,7 @@ class Hub:
     def _fan_out(self, topic: Topic, run: Run) -> None:
         topic.read_at = asyncio.get_running_loop().time()
         topic.settled = True
+        topic.remember(run)
         if run[3]:
             topic.ended = True
         for sub in topic.subs:
@@ -448,6 +464,7 @@ class Hub:
         topics = [t for c in channels if (t := self._by_channel.get(c)) is not None]
         for topic in topics:
             topic.settled = False  # messages were missed: the cursor is the log's to confirm
+            topic.forget()
         self.repairer.recover(topics)
 
     # --- background ---

@@ -204,5 +204,6 @@ class Repairer:
         )
         topic.cursor, topic.tag = seq, ""
         topic.settled = False
+        topic.forget()
         for sub in list(topic.subs):
             sub.close()

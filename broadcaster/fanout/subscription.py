@@ -200,6 +200,10 @@ class Subscription:
             self._waiter = None
 
 
+TAIL_BYTES = 16384
+"""Frames of its newest events a topic keeps for viewers that reconnect a little behind."""
+
+
 class Topic:
     """A stream this process watches: its channel, its viewers, and the seq up to which
     every event has been handed to them (the *cursor*)."""
@@ -221,6 +225,8 @@ class Topic:
         "stream_id",
         "subs",
         "tag",
+        "tail",
+        "tail_bytes",
         "told",
         "told_at",
         "told_count",
@@ -262,8 +268,51 @@ class Topic:
         confirmation may be unknown here."""
         self.ended = False
         """The terminal event went to the viewers."""
+        self.tail: deque[Run] = deque()
+        """The newest runs that went to the viewers, one after the other up to the cursor
+        (at most ``TAIL_BYTES`` of frames): a viewer that reconnects a little behind
+        gets them from here, not from the log."""
+        self.tail_bytes = 0
         self.behind = 0
         """The highest seq a message announced while the topic was repairing."""
         self.pending: list[Run] = []
         """Runs that messages of the current read of the pub/sub socket brought, in order,
         to go to the viewers together once the read is over."""
+
+    def remember(self, run: Run) -> None:
+        """``run`` went to the viewers: keep it in the tail, the oldest making room."""
+        if self.form != "sse" or len(run[2]) > TAIL_BYTES:
+            self.forget()
+            return
+        self.tail.append(run)
+        self.tail_bytes += len(run[2])
+        while self.tail_bytes > TAIL_BYTES:
+            self.tail_bytes -= len(self.tail.popleft()[2])
+
+    def forget(self) -> None:
+        self.tail.clear()
+        self.tail_bytes = 0
+
+    def holds(self, seq: int, tag: str) -> bool:
+        """Whether the event ``seq`` with history tag ``tag`` is the cursor's or in the
+        tail: a resume point this topic can serve, and vouch for, without the log."""
+        if seq == self.cursor:
+            return tag == self.tag
+        mark = b"id: %d.%s\n" % (seq, tag.encode())
+        for first, last, frames, _ in self.tail:
+            if first <= seq <= last:
+                return frames.startswith(mark) or b"\n" + mark in frames
+        return False
+
+    def since(self, seq: int) -> list[Run] | None:
+        """The tail's runs after ``seq`` (the first may begin before it: the caller trims
+        by seq); None unless the tail reaches back to ``seq`` (``[]`` at the cursor)."""
+        if seq >= self.cursor:
+            return []
+        for i, run in enumerate(self.tail):
+            if run[0] <= seq + 1:
+                if run[1] >= seq + 1:
+                    return list(self.tail)[i:]
+            else:
+                return None
+        return None

@@ -31,14 +31,19 @@ async def deliver(
     keepalive: float,
     *,
     compact: bool = False,
+    held: list[Run] | None = None,
 ) -> AsyncIterator[bytes]:
     """SSE bytes for the viewer of ``sub`` (subscribed, at ``sub.last``), until the
-    terminal event went out or the subscription closed. A viewer at its stream's settled
-    cursor (``Topic.settled``) has nothing to read from the log: what follows comes live."""
-    topic = sub.topic
-    if topic is None or not topic.settled or sub.last < topic.cursor:
+    terminal event went out or the subscription closed. ``held``: what its topic holds
+    after ``sub.last`` up to its settled cursor (``Topic.since``), sent instead of a read
+    of the log; what follows comes live."""
+    if held is None:
         async for chunk in _catch_up(sub, replays, stream_id, None, compact=compact):
             yield chunk
+    elif held:
+        frames = [trim(held[0], sub.last)[2], *(run[2] for run in held[1:])]
+        sub.last, sub.ended = held[-1][1], held[-1][3]
+        yield b"".join(frames)
     while not (sub.ended or sub.closed):
         woke = await _wait(sub, writer, keepalive)
         if sub.closed or sub.ended:

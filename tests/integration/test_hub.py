@@ -580,12 +580,13 @@ async def test_shutdown_does_not_depend_on_a_cancel_being_obeyed(clients: Client
     assert ids_of(raw) == [1] and b"[DONE]" not in raw, "drained, not ended"
 
 
-async def test_a_viewer_resuming_at_a_settled_head_reads_nothing_from_the_log(
+async def test_a_viewer_resuming_where_its_topic_stands_reads_nothing_from_the_log(
     clients: Clients,
 ) -> None:
     """The reconnect of a viewer whose front-end went away: the stream is watched here
-    and its cursor settled, so the resume point is where the stream stands and what
-    follows comes live, with no read of the log."""
+    and its topic settled, so the hub vouches for the resume point (at the cursor, or a
+    few events behind it, in the topic's tail) and sends what follows it with no read
+    of the log."""
     resolver, control = clients
     log = CountingLog(control)
     sid = "warm-" + secrets.token_hex(4)
@@ -594,22 +595,30 @@ async def test_a_viewer_resuming_at_a_settled_head_reads_nothing_from_the_log(
         first = Wire()
         watching = asyncio.create_task(first.drain(hub.follow(sid, 0, await info_of(log, sid))))
         await until(lambda: hub.viewers == 1, "the first viewer subscribed")
-        assert hub.head(sid) is None  # no event went through the topic yet: not settled
-        await log.append(sid, [{"type": "data-n", "i": 1}], kind="feed")
-        await until(lambda: hub.head(sid) is not None, "the topic settled")
-        seq, tag = hub.head(sid) or (0, "")
-        assert seq == 2 and tag == (await info_of(log, sid)).tag
+        one = (await info_of(log, sid)).tag
+        assert hub.known(sid, 1, one) is None  # nothing went through the topic: unsettled
+        for i in range(1, 5):
+            await log.append(sid, [{"type": "data-n", "i": i}], kind="feed")
+        head = await info_of(log, sid)
+        await until(lambda: hub.known(sid, 5, head.tag) is not None, "the topic settled")
+        tags = {e.seq: e.tag for e in await log.read_page(sid, 0)}
+        assert hub.known(sid, 3, tags[3]) == StreamInfo("", 5, None, tags[3], head.tag)
+        assert hub.known(sid, 3, tags[4]) is None, "a tag the stream has not at 3"
+        assert hub.known(sid, 1, one) is None, "before the tail: the log's to judge"
         reads = log.reads
-        resumed = Wire()
-        stub = StreamInfo("", seq, None, tag, tag)  # what the SSE route makes of it
-        second = asyncio.create_task(resumed.drain(hub.follow(sid, seq, stub, resumed.write)))
-        await until(lambda: hub.viewers == 2, "the resumed viewer subscribed")
+        at_head, behind = Wire(), Wire()
+        resumed = [
+            asyncio.create_task(at_head.drain(hub.follow(sid, 5, head, at_head.write))),
+            asyncio.create_task(behind.drain(hub.follow(sid, 2, head, behind.write))),
+        ]
+        await until(lambda: hub.viewers == 3, "the resumed viewers subscribed")
         await _publish(log, sid, 20)
-        await asyncio.gather(watching, second)
-        assert hub.head(sid) is None  # ended: a resume asks the log (204, or the rest)
-    assert first.ids() == list(range(1, 24))
-    assert resumed.ids() == list(range(3, 24))
-    assert log.reads == reads, "the resumed viewer read the log"
+        await asyncio.gather(watching, *resumed)
+        assert hub.known(sid, 26, head.tag) is None  # ended: a resume asks the log
+    assert first.ids() == list(range(1, 27))
+    assert at_head.ids() == list(range(6, 27))
+    assert behind.ids() == list(range(3, 27))
+    assert log.reads == reads, "a resumed viewer read the log"
 
 
 async def test_an_unsettled_topic_is_not_trusted_for_a_resume(clients: Clients) -> None:
@@ -627,13 +636,13 @@ async def test_an_unsettled_topic_is_not_trusted_for_a_resume(clients: Clients) 
         first, second = Wire(), Wire()
         a = asyncio.create_task(first.drain(hub.follow(sid, 1, stale)))
         await until(lambda: hub.viewers == 1, "the first viewer subscribed")
-        assert hub.head(sid) is None
+        assert hub.known(sid, 1, stale.tag) is None
         b = asyncio.create_task(second.drain(hub.follow(sid, 1, stale, second.write)))
         await until(lambda: hub.viewers == 2, "the second viewer subscribed")
         await until(lambda: second.ids() == [2], "the second viewer caught up from the log")
         await log.append(sid, [{"type": "data-n", "i": 2}], kind="feed")  # shows the gap
-        await until(lambda: hub.head(sid) is not None, "the topic settled (gap filled)")
-        assert (hub.head(sid) or (0, ""))[0] == 3
+        head = await info_of(log, sid)
+        await until(lambda: hub.known(sid, 3, head.tag) is not None, "settled (gap filled)")
         await log.append(sid, [{"type": "finish"}], kind="feed")
         await asyncio.gather(a, b)
     assert first.ids() == [2, 3, 4] and second.ids() == [2, 3, 4]

@@ -164,12 +164,10 @@ async def stream_response(
     after, tag = _resume_point(resume)
     hub, settings = await get_hub(request), await get_settings(request)
     await admit_viewer(hub, settings, stream_id)
-    if tag is not None and hub.head(stream_id) == (after, tag):
-        # Watched here, and the client saw exactly its newest event (a reconnect): the
-        # hub knows the stream exists, is not ended, and holds that point. (Its kind is
-        # not known: only a Durable Stream's matters, and none is watched as SSE frames.)
-        info: StreamInfo | None = StreamInfo("", after, None, tag, tag)
-    else:
+    # A reconnect to a front-end that watches the stream and holds the resume point
+    # (``Hub.known``) needs no read of the stream's state.
+    info = hub.known(stream_id, after, tag) if tag is not None else None
+    if info is None:
         info = await event_log.info(stream_id, at=after if tag else None)
     if info is None:
         raise ApiError(404, "not_found", f"no stream {stream_id!r} (unknown or expired)")
