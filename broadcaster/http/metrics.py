@@ -49,6 +49,10 @@ class FrontendMetrics:
             "broadcaster_events_replayed_total",
             "Events read from Redis for one viewer (late join, catch-up, gap)",
         )
+        self.resumed_from_memory = c(
+            "broadcaster_resumes_from_memory_total",
+            "Resumes (Last-Event-ID) of a stream watched here, served with no read of Redis",
+        )
         self.folded = c(
             "broadcaster_events_folded_total",
             "Delta events folded away by compact replays (?compact=1, the chat routes)",

@@ -141,6 +141,9 @@ async def test_a_herd_resuming_where_the_stream_stands_reads_nothing_from_redis(
             await poll_metric(fe.url, "broadcaster_sse_connections", 101)
             await asyncio.sleep(0.5)  # each subscribed right after its response began
             stats = await redis.info("commandstats")
+            vouched = await asyncio.to_thread(
+                metric, fe.url, "broadcaster_resumes_from_memory_total"
+            )
             forged = await read_sse(client, url, last_event_id="3.0badc0de")
             await log.append(sid, [{"type": "finish"}], kind="feed")
             results = await asyncio.gather(*herd)
@@ -154,6 +157,7 @@ async def test_a_herd_resuming_where_the_stream_stands_reads_nothing_from_redis(
         assert r.status == 200 and r.ids == list(range(seq + 1, 5)), (r.status, r.ids)
     calls = {k: v["calls"] for k, v in stats.items() if k.startswith("cmdstat_")}
     assert "cmdstat_xrange" not in calls and "cmdstat_hmget" not in calls, calls
+    assert vouched == 100
     assert forged.status == 409, "a resume point the hub does not hold is the log's to judge"
     assert end.status == 204, "at the terminal event: nothing more"
 

@@ -166,8 +166,11 @@ async def stream_response(
     await admit_viewer(hub, settings, stream_id)
     # A reconnect to a front-end that watches the stream and holds the resume point
     # (``Hub.known``) needs no read of the stream's state.
+    metrics = await get_metrics(request)
     info = hub.known(stream_id, after, tag) if tag is not None else None
-    if info is None:
+    if info is not None:
+        metrics.resumed_from_memory.inc()
+    else:
         info = await event_log.info(stream_id, at=after if tag else None)
     if info is None:
         raise ApiError(404, "not_found", f"no stream {stream_id!r} (unknown or expired)")
@@ -180,7 +183,6 @@ async def stream_response(
     _check_resume_point(info, after, tag)
     if info.ended and after == info.last_seq:
         return Response(status_code=204)
-    metrics = await get_metrics(request)
     wants = _flag(request, "presence") if presence is None else presence
     if compact is None:
         compact = _flag(request, "compact")
