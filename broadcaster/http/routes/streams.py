@@ -160,20 +160,11 @@ async def stream_response(
 
     ``compact`` and ``presence`` default to the query's flags. ``body_filter`` (the chat
     routes') sees every chunk of the body: the response then takes no direct writes."""
-    event_log = await get_event_log(request)
     after, tag = _resume_point(resume)
     hub, settings = await get_hub(request), await get_settings(request)
     await admit_viewer(hub, settings, stream_id)
-    # A reconnect to a front-end that watches the stream and holds the resume point
-    # (``Hub.known``) needs no read of the stream's state.
     metrics = await get_metrics(request)
-    info = hub.known(stream_id, after, tag) if tag is not None else None
-    if info is not None:
-        metrics.resumed_from_memory.inc()
-    else:
-        info = await event_log.info(stream_id, at=after if tag else None)
-    if info is None:
-        raise ApiError(404, "not_found", f"no stream {stream_id!r} (unknown or expired)")
+    info = await _stream_state(request, hub, stream_id, after, tag)
     if info.kind == "ds":
         raise ApiError(
             409,
@@ -208,6 +199,22 @@ async def stream_response(
         stream_id=stream_id,
         on_cut_off=metrics.cut_off.inc,
     )
+
+
+async def _stream_state(
+    request: Request, hub: Hub, stream_id: str, after: int, tag: str | None
+) -> StreamInfo:
+    """The stream's state as of the resume point, or 404. A reconnect to a front-end that
+    watches the stream and holds the resume point (``Hub.known``) reads nothing from Redis."""
+    info = hub.known(stream_id, after, tag) if tag is not None else None
+    if info is not None:
+        (await get_metrics(request)).resumed_from_memory.inc()
+    else:
+        event_log = await get_event_log(request)
+        info = await event_log.info(stream_id, at=after if tag else None)
+    if info is None:
+        raise ApiError(404, "not_found", f"no stream {stream_id!r} (unknown or expired)")
+    return info
 
 
 def _flag(request: Request, name: str) -> bool:
