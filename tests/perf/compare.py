@@ -947,36 +947,45 @@ def _ratio_lines(s: Scenario, rows: list[dict[str, Any]]) -> list[str]:
             "p99 latency, project / each: " + ", ".join(f"{t} {v:.2f}x" for t, v in p99.items())
         )
     cpu = cpu_ratios(rows)
+    by = {r["target"]: r for r in rows if "error" not in r}
     if cpu and s.measure == "live":
         lines.append(
             "events per server CPU second, project / each: "
             + ", ".join(f"{t} {v:.2f}x" for t, v in cpu.items())
         )
-    if MUX in cpu:
-        by = {r["target"]: r for r in rows if "error" not in r}
+    # Each comparison is printed whenever both targets ran: a short run's CPU can read as
+    # zero ticks, and a ratio of it is then unknown rather than the line missing.
+    if MUX in by and "project" in by:
         mux, one = by[MUX], by["project"]
-        busy = mux["server_busy_cpu_s_per_100k"] / one["server_busy_cpu_s_per_100k"]
-        all_redis = mux["redis_cpu_us_per_event"] / one["redis_cpu_us_per_event"]
+        busy = _over(mux["server_busy_cpu_s_per_100k"], one["server_busy_cpu_s_per_100k"])
+        all_redis = _over(mux["redis_cpu_us_per_event"], one["redis_cpu_us_per_event"])
         lines.append(
             "dashboard / single-stream connections: front-end CPU per delivery "
-            f"{busy:.2f}x (less idle; all of it {cpu[MUX]:.2f}x), Redis CPU per event "
-            f"{_busy(mux) / _busy(one):.2f}x (less idle; all of it {all_redis:.2f}x), "
+            f"{busy} (less idle; all of it {_over(cpu.get(MUX), 1)}), Redis CPU per event "
+            f"{_over(_busy(mux), _busy(one))} (less idle; all of it {all_redis}), "
             f"p99 {mux['p99_ms']:.1f} vs {one['p99_ms']:.1f} ms"
         )
-    if DS in cpu:
-        by = {r["target"]: r for r in rows if "error" not in r}
+    if DS in by and "project" in by:
         ds, sse = by[DS], by["project"]
         lines.append(
-            f"Durable Streams / SSE route: deliveries per server CPU second {1 / cpu[DS]:.2f}x, "
-            f"deliveries/s {1 / rat[DS]:.2f}x, p50 {ds['p50_ms']:.1f} vs {sse['p50_ms']:.1f} ms, "
+            "Durable Streams / SSE route: deliveries per server CPU second "
+            f"{_over(1, cpu.get(DS))}, deliveries/s {_over(1, rat.get(DS))}, "
+            f"p50 {ds['p50_ms']:.1f} vs {sse['p50_ms']:.1f} ms, "
             f"p99 {ds['p99_ms']:.1f} vs {sse['p99_ms']:.1f} ms"
         )
-        if BEFORE_DS in cpu:
+        if BEFORE_DS in cpu and DS in cpu:
             lines.append(
                 "Durable Streams, project-ds / before-ds: deliveries per server CPU second "
                 f"{cpu[BEFORE_DS] / cpu[DS]:.2f}x"
             )
     return lines
+
+
+def _over(a: float | None, b: float | None) -> str:
+    """``a / b`` as a ratio, or why there is none (too little measured to tell)."""
+    if a is None or not b or not math.isfinite(a / b) or a / b <= 0:
+        return "unknown (too little measured)"
+    return f"{a / b:.2f}x"
 
 
 def _busy(row: dict[str, Any]) -> float:
