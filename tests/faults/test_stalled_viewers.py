@@ -50,7 +50,11 @@ def kernel_bytes(port: int) -> list[int]:
 
 
 class Stalled:
-    """A viewer that reads the response's head, then nothing, until told to read on."""
+    """A viewer that reads the response's head, then nothing, until told to read on.
+
+    A bare non-blocking socket that nobody reads: an asyncio stream would go on reading
+    into its own buffer (128 KiB before it pauses), in the process that also runs the
+    readers whose latency is measured, and so measure the test rather than the server."""
 
     def __init__(self, port: int, path: str) -> None:
         self.port, self.path = port, path
@@ -58,21 +62,29 @@ class Stalled:
         self.last_id: str | None = None
 
     async def open(self) -> None:
-        sock = socket.socket()
+        loop = asyncio.get_running_loop()
+        self.sock = sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CLIENT_RCVBUF)
         sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", self.port))
-        self.reader, self.writer = await asyncio.open_connection(sock=sock)
-        self.writer.write(f"GET {self.path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        await self.writer.drain()
-        head = await self.reader.readuntil(b"\r\n\r\n")
+        await loop.sock_connect(sock, ("127.0.0.1", self.port))
+        await loop.sock_sendall(sock, f"GET {self.path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = await loop.sock_recv(sock, 1)  # the head only: the body stays unread
+            assert chunk, "closed before the response's head"
+            head += chunk
         assert b" 200 " in head.split(b"\r\n", 1)[0], head
 
     async def drain_rest(self) -> None:
         """Read on until the front-end ends the response or closes the connection."""
-        while chunk := await self.reader.read(65536):
-            self.raw += chunk
-        self.writer.close()
+        loop = asyncio.get_running_loop()
+        try:
+            while chunk := await loop.sock_recv(self.sock, 65536):
+                self.raw += chunk
+        except ConnectionResetError:
+            pass  # cut off with unsent bytes: what arrived before is kept
+        finally:
+            self.sock.close()
 
 
 def seqs(raw: bytes) -> list[int]:
@@ -82,8 +94,8 @@ def seqs(raw: bytes) -> list[int]:
     return [int(str(e.id).split(".")[0]) for e in events if e.id]
 
 
-async def read_latency(client: httpx.AsyncClient, url: str, out: list[float]) -> None:
-    """A viewer that reads: the delay of each event from its ``sent`` time."""
+async def read_latency(client: httpx.AsyncClient, url: str, out: list[tuple[float, float]]) -> None:
+    """A viewer that reads: each event's ``sent`` time and its delay since."""
     async with client.stream("GET", url) as r:
         buf = b""
         async for chunk in r.aiter_raw():
@@ -92,10 +104,15 @@ async def read_latency(client: httpx.AsyncClient, url: str, out: list[float]) ->
             for line in buf.split(b"\n"):
                 m = re.match(rb'data: \{"type":"data-x","sent":([0-9.]+)', line)
                 if m:
-                    out.append(now - float(m.group(1)))
+                    sent = float(m.group(1))
+                    out.append((sent, now - sent))
             buf = buf[buf.rfind(b"\n") + 1 :]
             if b'"finish"' in chunk:
                 return
+
+
+def p99_ms(delays: list[float]) -> float:
+    return sorted(delays)[int(len(delays) * 0.99)] * 1000
 
 
 async def scenario(fe: Proc, tag: str, n_stalled: int = STALLED) -> dict[str, float]:
@@ -107,7 +124,7 @@ async def scenario(fe: Proc, tag: str, n_stalled: int = STALLED) -> dict[str, fl
         stalled = [Stalled(fe.port, f"/v1/streams/{sid}/events") for _ in range(n_stalled)]
         for i in range(0, n_stalled, 100):
             await asyncio.gather(*(s.open() for s in stalled[i : i + 100]))
-        latencies: list[float] = []
+        latencies: list[tuple[float, float]] = []
         readers = [
             asyncio.create_task(read_latency(c, f"{fe.url}/v1/streams/{sid}/events", latencies))
             for _ in range(READERS)
@@ -115,7 +132,7 @@ async def scenario(fe: Proc, tag: str, n_stalled: int = STALLED) -> dict[str, fl
         await asyncio.sleep(1)
         rss_before = fe.rss_kb()
         pad = "x" * (EVENT_BYTES - 60)
-        started = time.monotonic()
+        started, started_at = time.monotonic(), time.time()
         for i in range(0, EVENTS, 5):  # 5 events every 50 ms
             batch = [{"type": "data-x", "sent": time.time(), "pad": pad} for _ in range(5)]
             r = await c.post(f"{fe.url}/v1/streams/{sid}/events", json=batch)
@@ -144,7 +161,10 @@ async def scenario(fe: Proc, tag: str, n_stalled: int = STALLED) -> dict[str, fl
         "kernel_max_kb": max(top) / 1024,
         "kernel_mean_kb": statistics.mean(top) / 1024,
         "rss_delta_mb": (rss_after - rss_before) / 1024,
-        "p99_ms": sorted(latencies)[int(len(latencies) * 0.99)] * 1000,
+        "p99_ms": p99_ms([delay for _, delay in latencies]),
+        # Past the first second: the stalled viewers then cost what stalling costs, not
+        # what their first 64 KiB cost (taken by every new viewer, reading or not).
+        "p99_after_1s_ms": p99_ms([d for sent, d in latencies if sent >= started_at + 1]),
         "resumed": resumed,
         "stalled": n_stalled,
     }
@@ -170,13 +190,17 @@ async def test_stalled_viewers_hold_bounded_kernel_memory(tmp_path: Path) -> Non
         bounded.stop()
         unbounded.stop()
         redis.stop()
-    print(f"no stalled viewer, 20 MB published: readers' p99 {alone['p99_ms']:.0f} ms")
+    print(
+        f"no stalled viewer, 20 MB published: readers' p99 {alone['p99_ms']:.0f} ms "
+        f"({alone['p99_after_1s_ms']:.0f} ms after the first second)"
+    )
     for name, r in (("TCP_NOTSENT_LOWAT 64 KiB", with_bound), ("kernel default", without)):
         print(
             f"stalled viewers ({STALLED}, 20 MB published), {name}: kernel {r['kernel_mb']:.0f} "
             f"MiB in all, {r['kernel_mean_kb']:.0f} KiB mean, {r['kernel_max_kb']:.0f} KiB max "
             f"per socket; front-end RSS {r['rss_delta_mb']:+.0f} MiB; readers' p99 "
-            f"{r['p99_ms']:.0f} ms; {r['resumed']} of 50 resumed whole"
+            f"{r['p99_ms']:.0f} ms ({r['p99_after_1s_ms']:.0f} ms after the first second); "
+            f"{r['resumed']} of 50 resumed whole"
         )
     assert with_bound["kernel_max_kb"] * 1024 <= BOUND, with_bound
     assert with_bound["resumed"] == 50
