@@ -47,7 +47,7 @@ def base_key(token: str) -> str:
     return f"{keys.PREFIX}:{{mux{token[:4]}}}:{token}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Cursor:
     """One connection's positions, and the id that says them (bytes, as sent)."""
 
@@ -63,6 +63,8 @@ class Cursor:
     _index: dict[str, int] = field(default_factory=dict, repr=False)
     _id: bytes | None = field(default=None, repr=False)
     _token: bytes = field(default=b"", repr=False)
+    _dot: bytes = field(default=b"", repr=False)
+    """``<token>.``: how an id that names moved positions begins."""
 
     def __post_init__(self) -> None:
         self._start(self.token, self.base)
@@ -70,6 +72,7 @@ class Cursor:
     def _start(self, token: str, base: list[str]) -> None:
         """Name the base ``token`` (holding ``base``): nothing moved since it yet."""
         self.token, self._token = token, token.encode()
+        self._dot = self._token + b"."
         self.base = base
         self._index = {s: i for i, s in enumerate(base)}
         self._refs = {}
@@ -86,24 +89,26 @@ class Cursor:
 
     def move(self, stream_id: str, position: Position, suffix: bytes) -> bytes:
         """``advance`` with the position's event id already made (a live event's, made
-        once for every connection following its stream); the new id."""
-        delta = self._set(stream_id, position, suffix)
+        once for every connection following its stream); the new id. It runs for every
+        live delivery: one call, no other."""
+        self.positions[stream_id] = position
         moved = self.moved
+        moved[stream_id] = delta = (self._refs.get(stream_id) or self._ref(stream_id)) + suffix
         # The usual dashboard: one of its streams is busy, and only it moved since the base.
-        joined = delta if len(moved) == 1 else b",".join(moved.values())
-        self._id = ident = b"%s.%s" % (self._token, joined)
+        self._id = ident = self._dot + (delta if len(moved) == 1 else b",".join(moved.values()))
         return ident
 
     def _set(self, stream_id: str, position: Position, suffix: bytes) -> bytes:
         self.positions[stream_id] = position
-        ref = self._refs.get(stream_id)
-        if ref is None:
-            index = self._index.get(stream_id)
-            ref = self._refs[stream_id] = (
-                b"%d=" % index if index is not None else b"~%s=" % stream_id.encode()
-            )
-        self.moved[stream_id] = delta = ref + suffix
+        self.moved[stream_id] = delta = (self._refs.get(stream_id) or self._ref(stream_id)) + suffix
         return delta
+
+    def _ref(self, stream_id: str) -> bytes:
+        """How a delta names ``stream_id`` (``<index in the base>=`` or ``~<id>=``)."""
+        index = self._index.get(stream_id)
+        ref = b"%d=" % index if index is not None else b"~%s=" % stream_id.encode()
+        self._refs[stream_id] = ref
+        return ref
 
     def forget(self, stream_id: str) -> None:
         """The stream has no position (one it was given is taken back)."""

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
+from broadcaster.core import sse
 from broadcaster.core.compact import Folder
 from broadcaster.core.events import Event
 from broadcaster.core.log import FIRST_PAGE, EventLog, StreamInfo
@@ -73,23 +74,47 @@ of the connection's id ends), and its frame without the id: what every connectio
 following the stream shares."""
 
 
-def shared_frames(stream_id: str, topic: Topic, run: Run) -> list[Framed]:
+MUX = "mux"
+"""A run's frames for connections, in its topic's cache of encodings (``Topic.encoded``)."""
+TERMINAL_TAIL = 2 + len(sse.DONE)
+"""What follows the ``data:`` line of a terminal event in its run: its blank line, then
+``[DONE]``."""
+
+
+def shared_frames(topic: Topic, run: Run, sid: bytes) -> list[Framed]:
     """A run's events as frames without ids, made once for every connection of the
-    topic."""
+    topic (``sid``: the stream's id as JSON)."""
     cached_run, cache = topic.encoded
     if cached_run is not run:
         cache = {}
         topic.encoded = (run, cache)
-    made: list[Framed] | None = cache.get("mux")
+    made: list[Framed] | None = cache.get(MUX)
     if made is None:
-        made = cache["mux"] = _framed(stream_id, run[2])
+        made = cache[MUX] = _framed(sid, run)
     return made
 
 
-def _framed(stream_id: str, frames: bytes) -> list[Framed]:
-    """``frame`` of each event of SSE ``frames`` (as the append script makes them), by
-    slicing bytes: no event is decoded on the way."""
-    sid = json.dumps(stream_id).encode()
+def _framed(sid: bytes, run: Run) -> list[Framed]:
+    """``frame`` of each event of the run's SSE frames (as the append script makes them:
+    ``id: <seq>[.<tag>]``, ``event:``, one ``data:`` line, and ``[DONE]`` after a terminal
+    event), by slicing bytes: no event is decoded on the way. ``sid``: the stream's id
+    as JSON."""
+    frames = run[2]
+    if run[0] == run[1]:  # the usual run: one event, its lines found with two searches
+        eol = frames.find(b"\n")
+        data = frames.find(b"\n", eol + 1)  # the end of its ``event:`` line
+        end = len(frames) - (TERMINAL_TAIL if run[3] else 2)
+        eid = frames[4:eol]
+        body = (
+            b'%s{"stream":%s,"seq":%d,"event":%s}\n\n'
+            % (
+                frames[eol + 1 : data + 7],  # "event: <type>\ndata: "
+                sid,
+                run[0],
+                frames[data + 7 : end],
+            )
+        )
+        return [((run[0], eid.partition(b".")[2].decode()), eid, body)]
     out = []
     for block in frames.split(b"\n\n"):
         if not block.startswith(b"id: "):
@@ -110,26 +135,36 @@ def _framed(stream_id: str, frames: bytes) -> list[Framed]:
 class Follow(Subscription):
     """The connection's subscription to one of its streams."""
 
-    __slots__ = ("conn",)
+    __slots__ = ("conn", "sid")
 
     conn: Connection
+    sid: bytes
+    """The stream's id as JSON, as frames carry it."""
 
     def deliver(self, run: Run) -> None:
+        # Every live event to every connection runs this: few lookups, one call to the
+        # cursor, one write (the frame of a one-event run needs no join).
         conn = self.conn
-        topic = self.topic
         write = conn.direct
-        if (
-            write is not None
-            and topic is not None
-            and run[0] == self.last + 1
-            and not (self._buf or self.overflowed)
-        ):
+        if write is not None and run[0] == self.last + 1 and not (self._buf or self.overflowed):
+            topic = self.topic
+            assert topic is not None
+            cached_run, cache = topic.encoded
+            framed = cache.get(MUX) if cached_run is run else None
+            if framed is None:
+                framed = shared_frames(topic, run, self.sid)
             stream_id = topic.stream_id
             cursor = conn.cursor
             before = cursor.positions.get(stream_id)
-            if write(conn.encode(stream_id, shared_frames(stream_id, topic, run))):
+            if len(framed) == 1:
+                position, suffix, body = framed[0]
+                data = b"id: %s\n%s" % (cursor.move(stream_id, position, suffix), body)
+            else:
+                data = conn.encode(stream_id, framed)
+            if write(data):
                 conn.last_write = topic.read_at  # the loop time of this fan-out
-                conn._maybe_rebase()
+                if len(cursor.moved) > REBASE:
+                    conn.rebase()
                 self.last = run[1]
                 if run[3]:
                     self.ended = True
@@ -142,7 +177,7 @@ class Follow(Subscription):
         self.conn.wake()
 
 
-@dataclass
+@dataclass(slots=True)
 class Connection:
     """One ``/v1/events`` response: the streams it follows and its resume point."""
 
@@ -214,9 +249,14 @@ class Connection:
     # --- the resume point ---
 
     def _maybe_rebase(self) -> None:
-        """Past ``REBASE`` moved positions, write a new base in the background; ids name
-        it once it is written (a failed write just leaves the ids longer)."""
-        if len(self.cursor.moved) <= REBASE or self._rebasing is not None:
+        if len(self.cursor.moved) > REBASE:
+            self.rebase()
+
+    def rebase(self) -> None:
+        """Write a new base in the background (``REBASE`` positions moved since the one
+        its ids name); ids name it once it is written (a failed write just leaves the ids
+        longer)."""
+        if self._rebasing is not None:
             return
         token, snapshot = self.cursor.snapshot()
 
@@ -381,9 +421,12 @@ class Connection:
     async def _subscribe(self, stream_id: str, info: StreamInfo, seq: int) -> None:
         conn = self
 
+        sid = json.dumps(stream_id).encode()
+
         def make(limit: int, topic: Topic, keepalive: Keepalive) -> Subscription:
             follow = Follow(limit, topic, keepalive)
             follow.conn = conn
+            follow.sid = sid
             follow.last = seq
             return follow
 

@@ -4,6 +4,10 @@ and ids that advance the connection's resume point, taken back when the socket r
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from broadcaster.core import sse
 from broadcaster.core.events import Event
 from broadcaster.core.mux import Cursor
@@ -19,13 +23,22 @@ def events() -> list[Event]:
     ]
 
 
+def run_of(evs: list[Event]) -> tuple[int, int, bytes, bool]:
+    """A live run as the append script publishes it."""
+    return evs[0].seq, evs[-1].seq, b"".join(sse.encode(e) for e in evs), evs[-1].terminal
+
+
+def sid(stream: str) -> bytes:
+    return json.dumps(stream).encode()
+
+
 def test_frames_sliced_from_a_run_are_the_frames_made_from_its_events() -> None:
-    run = b"".join(sse.encode(e) for e in events())  # as the append script publishes
+    run = run_of(events())
     stream = 'jobs-"42"'
-    assert [(pos, body) for pos, _, body in _framed(stream, run)] == [
+    assert [(pos, body) for pos, _, body in _framed(sid(stream), run)] == [
         ((e.seq, e.tag), frame(stream, e)) for e in events()
     ]
-    assert [suffix for _, suffix, _ in _framed(stream, run)] == [
+    assert [suffix for _, suffix, _ in _framed(sid(stream), run)] == [
         b"7.0abf6c08",
         b"8.1bcd2e3f",
         b"9.2cde3f40",
@@ -36,7 +49,7 @@ def test_frames_sliced_from_a_run_are_the_frames_made_from_its_events() -> None:
 def test_encode_advances_the_resume_point_and_restore_takes_it_back() -> None:
     conn = Connection.__new__(Connection)
     conn.cursor = Cursor.empty()
-    framed = _framed("s", b"".join(sse.encode(e) for e in events()[:2]))
+    framed = _framed(sid("s"), run_of(events()[:2]))
     data = conn.encode("s", framed)
     assert data == (
         b"id: -.~s=7.0abf6c08\n" + framed[0][2] + b"id: -.~s=8.1bcd2e3f\n" + framed[1][2]
@@ -48,3 +61,13 @@ def test_encode_advances_the_resume_point_and_restore_takes_it_back() -> None:
     assert conn.cursor.id == b"-" and "s" not in conn.cursor.positions
     one = conn.encode("s", framed[:1])
     assert one == b"id: -.~s=7.0abf6c08\n" + framed[0][2]
+
+
+@pytest.mark.parametrize("event", events(), ids=lambda e: f"{e.type}-{e.tag or 'untagged'}")
+def test_a_one_event_run_is_sliced_as_a_longer_run_is(event: Event) -> None:
+    """A run of one event (the usual one) takes a shorter way: the same frame, the
+    terminal event's ``[DONE]`` left out as in a longer run, an untagged id without tag."""
+    stream = "jobs-42"
+    assert _framed(sid(stream), run_of([event])) == [
+        ((event.seq, event.tag), sse.event_id(event.seq, event.tag), frame(stream, event))
+    ]
