@@ -204,6 +204,10 @@ TAIL_BYTES = 16384
 """Frames of its newest events a topic keeps for viewers that reconnect a little behind."""
 
 
+NO_ENCODINGS: tuple[None, dict[Any, Any]] = (None, {})
+"""``Topic.encoded`` between runs (never written: it names no run)."""
+
+
 class Topic:
     """A stream this process watches: its channel, its viewers, and the seq up to which
     every event has been handed to them (the *cursor*)."""
@@ -243,8 +247,10 @@ class Topic:
         self.form = form
         self.linger: asyncio.TimerHandle | None = None
         """Set while nobody watches it: when it stops being watched."""
-        self.encoded: tuple[Run | None, dict[Any, Any]] = (None, {})
-        """The last run as other encodings made it, once for all their viewers."""
+        self.encoded: tuple[Run | None, dict[Any, Any]] = NO_ENCODINGS
+        """The run being fanned out as other encodings made it, once for all their
+        viewers (each checks the run is its own before using the cache, and starts a new
+        one otherwise); let go once the run is out (``NO_ENCODINGS``)."""
         self.viewers = 0
         """The stream's viewer count, as the last presence message said."""
         self.told_count = -1
