@@ -204,6 +204,9 @@ TAIL_BYTES = 16384
 """Frames of its newest events a topic keeps for viewers that reconnect a little behind."""
 
 
+NO_TAIL = ()
+"""``Topic.tail`` while it holds nothing."""
+
 NO_ENCODINGS: tuple[None, dict[Any, Any]] = (None, {})
 """``Topic.encoded`` between runs (never written: it names no run)."""
 
@@ -274,10 +277,12 @@ class Topic:
         confirmation may be unknown here."""
         self.ended = False
         """The terminal event went to the viewers."""
-        self.tail: deque[Run] = deque()
+        self.tail: deque[Run] | tuple[()] = NO_TAIL
         """The newest runs that went to the viewers, one after the other up to the cursor
         (at most ``TAIL_BYTES`` of frames): a viewer that reconnects a little behind
-        gets them from here, not from the log."""
+        gets them from here, not from the log. ``NO_TAIL`` until a run goes out live: an
+        empty deque is 760 bytes, and a dashboard's front-end holds tens of thousands of
+        quiet topics."""
         self.tail_bytes = 0
         self.behind = 0
         """The highest seq a message announced while the topic was repairing."""
@@ -290,13 +295,16 @@ class Topic:
         if self.form != "sse" or len(run[2]) > TAIL_BYTES:
             self.forget()
             return
-        self.tail.append(run)
+        tail = self.tail
+        if not isinstance(tail, deque):
+            tail = self.tail = deque()
+        tail.append(run)
         self.tail_bytes += len(run[2])
         while self.tail_bytes > TAIL_BYTES:
-            self.tail_bytes -= len(self.tail.popleft()[2])
+            self.tail_bytes -= len(tail.popleft()[2])
 
     def forget(self) -> None:
-        self.tail.clear()
+        self.tail = NO_TAIL
         self.tail_bytes = 0
 
     def holds(self, seq: int, tag: str) -> bool:
