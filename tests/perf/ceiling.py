@@ -6,7 +6,11 @@ connection: ``<stream id> <length>\\n<pre-encoded frames>``; the server keeps ea
 stream's frames (for the viewer that joins late, as the project's replay) and writes what
 one read brought to every viewer of the stream in one ``write``.
 
-usage: python -m tests.perf.ceiling HTTP_PORT RELAY_PORT [KEEPALIVE_SECONDS]
+usage: python -m tests.perf.ceiling HTTP_PORT RELAY_PORT [KEEPALIVE_SECONDS] [--reuse-port]
+
+With ``--reuse-port``, several of these processes share ``HTTP_PORT`` (the kernel spreads
+the viewers over them, as over the project's front-ends with ``BROADCASTER_REUSE_PORT``),
+each with a relay port of its own; ``RelaySink`` sends every append to all of them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 from broadcaster.core import sse
 from broadcaster.core.events import Event, dump_batch
+from broadcaster.core.rlimit import raise_nofile_limit
 
 HEAD = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
@@ -92,19 +97,22 @@ class Relay(asyncio.Protocol):
 
 class RelaySink:
     """The bench's publisher for the ceiling: frames encoded as the project encodes them,
-    history tags included (log.py's chain: sha1 of the previous tag, type and data)."""
+    history tags included (log.py's chain: sha1 of the previous tag, type and data), sent
+    to every ceiling process's relay port (``ports``)."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
+    def __init__(self, host: str, *ports: int) -> None:
+        self.host, self.ports = host, ports
         self.seq: dict[str, int] = {}
         self.tag: dict[str, str] = {}
-        self.writer: asyncio.StreamWriter | None = None
+        self.writers: list[asyncio.StreamWriter] = []
 
     async def publish(
         self, stream_id: str, events: dict[str, Any] | Sequence[dict[str, Any]]
     ) -> int:
-        if self.writer is None:
-            _, self.writer = await asyncio.open_connection(self.host, self.port)
+        if not self.writers:
+            for port in self.ports:
+                _, writer = await asyncio.open_connection(self.host, port)
+                self.writers.append(writer)
         batch = [events] if isinstance(events, dict) else list(events)
         seq = self.seq.get(stream_id, 0)
         tag = self.tag.get(stream_id, "")
@@ -116,20 +124,27 @@ class RelaySink:
         self.seq[stream_id] = seq
         self.tag[stream_id] = tag
         body = b"".join(frames)
-        self.writer.write(b"%s %d\n%s" % (stream_id.encode(), len(body), body))
-        await self.writer.drain()
+        message = b"%s %d\n%s" % (stream_id.encode(), len(body), body)
+        for writer in self.writers:
+            writer.write(message)
+        for writer in self.writers:
+            await writer.drain()
         return seq
 
     async def aclose(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            await self.writer.wait_closed()
+        for writer in self.writers:
+            writer.close()
+        for writer in self.writers:
+            await writer.wait_closed()
+        self.writers = []
 
 
-async def serve(http_port: int, relay_port: int, keepalive: float) -> None:
+async def serve(http_port: int, relay_port: int, keepalive: float, reuse_port: bool) -> None:
     loop = asyncio.get_running_loop()
     streams = Streams()
-    http = await loop.create_server(lambda: Viewer(streams), "127.0.0.1", http_port, backlog=4096)
+    http = await loop.create_server(
+        lambda: Viewer(streams), "127.0.0.1", http_port, backlog=4096, reuse_port=reuse_port
+    )
     relay = await loop.create_server(lambda: Relay(streams), "127.0.0.1", relay_port)
     async with http, relay:
         while True:
@@ -140,8 +155,10 @@ async def serve(http_port: int, relay_port: int, keepalive: float) -> None:
 def main() -> None:
     import uvloop
 
-    keepalive = float(sys.argv[3]) if len(sys.argv) > 3 else 15.0
-    uvloop.run(serve(int(sys.argv[1]), int(sys.argv[2]), keepalive))
+    args = [a for a in sys.argv[1:] if a != "--reuse-port"]
+    keepalive = float(args[2]) if len(args) > 2 else 15.0
+    raise_nofile_limit()
+    uvloop.run(serve(int(args[0]), int(args[1]), keepalive, "--reuse-port" in sys.argv))
 
 
 if __name__ == "__main__":

@@ -339,6 +339,9 @@ are 12,500 connections each, and 14,300 each once one is killed, under the 20,00
 files a process may have here."""
 BEFORE_FLEET = "before-x8"
 """The same eight, of the ``--before`` checkout."""
+CEILING_FLEET = "ceiling-x8"
+"""Eight of the ceiling's processes on one port: the least any server could spend on the
+same writes to the same 100,000 viewers, beside the same bench on the same two cores."""
 FLEET_SIZES = {"10k": 10_000, "100k": 100_000}
 FLEET_STREAMS = 10
 """Viewers per stream in the many-stream fleet scenarios (10,000 streams at 100,000)."""
@@ -381,14 +384,14 @@ def fleet_scenarios() -> list[Scenario]:
                 f"{size}-1ev",
                 f"{n:,} viewers of one stream, 1 ev/s, over 8 front-end processes on one port",
                 [*common, "--rate", "1", "--duration", "30"],
-                targets=(FLEET, BEFORE_FLEET),
+                targets=(FLEET, BEFORE_FLEET, CEILING_FLEET),
                 by_name=True,
             ),
             Scenario(
                 f"{size}-10ev",
                 f"{n:,} viewers of one stream, 10 ev/s, over 8 front-end processes",
                 [*common, "--rate", "10", "--duration", "30"],
-                targets=(FLEET, BEFORE_FLEET),
+                targets=(FLEET, BEFORE_FLEET, CEILING_FLEET),
                 by_name=True,
             ),
             Scenario(
@@ -630,17 +633,24 @@ def start(  # noqa: PLR0917
             raise RuntimeError("the peer needs node >= 20 on PATH")
         env = {}
         cmd = [node, str(PERF / "peer.mjs"), str(port), redis_url]
-    elif target == "ceiling":
-        relay = free_port()
+    elif target.startswith("ceiling"):  # ``ceiling-xN``: N processes on one port
+        copies = int(target.split("-x", 1)[1]) if "-x" in target else 1
+        relays = [free_port() for _ in range(copies)]
         env = {}
-        cmd = [sys.executable, "-m", "tests.perf.ceiling", str(port), str(relay), str(keepalive)]
-        sink = RelaySink("127.0.0.1", relay)
+        cmds = [
+            [sys.executable, "-m", "tests.perf.ceiling", str(port), str(relay), str(keepalive)]
+            + (["--reuse-port"] if copies > 1 else [])
+            for relay in relays
+        ]
+        sink = RelaySink("127.0.0.1", *relays)
     else:
         raise ValueError(target)
+    if not target.startswith("ceiling"):
+        cmds = [cmd] * copies
     procs: list[subprocess.Popen[bytes]] = []
     logs = [logdir / f"{target}-{port}-{i}.log" for i in range(copies)]
     try:
-        for log in logs:
+        for cmd, log in zip(cmds, logs, strict=True):
             procs.append(_spawn(cmd, env, log, cwd))
         for proc, log in zip(procs, logs, strict=True):
             _wait_port(port, proc, log)
@@ -1183,7 +1193,18 @@ def main() -> None:
         "--targets",
         default=",".join(
             dict.fromkeys(
-                [*MULTI, *FRONTENDS, BEFORE, DS, LINGER0, BEFORE_DS, MUX, FLEET, BEFORE_FLEET]
+                [
+                    *MULTI,
+                    *FRONTENDS,
+                    BEFORE,
+                    DS,
+                    LINGER0,
+                    BEFORE_DS,
+                    MUX,
+                    FLEET,
+                    BEFORE_FLEET,
+                    CEILING_FLEET,
+                ]
             )
         ),
         help="comma-separated targets (each scenario runs the ones it lists)",
