@@ -402,3 +402,41 @@ async def test_occupied_and_vacated_are_webhooks_and_metrics(tmp_path: Path) -> 
             a.stop()
             b.stop()
             redis.stop()
+
+
+async def test_a_dead_frontends_counts_of_many_streams_are_reaped_whole(tmp_path: Path) -> None:
+    """A front-end that counted viewers of 1,050 streams (a dashboard's, in rounds of
+    ``REAP_BATCH``) dies: one reap removes its counts from every stream and leaves the
+    living front-end's; each total's change is heard once; a second reap finds nothing."""
+    from redis.asyncio import Redis
+
+    from broadcaster.core.presence import REAP_BATCH, PresenceStore
+
+    redis = own_redis(tmp_path / "redis")
+    client = Redis.from_url(redis.url)
+    try:
+        store = PresenceStore(client)
+        streams = [f"reap-{i}" for i in range(1_050)]
+        assert len(streams) > 10 * REAP_BATCH
+        await store.beat("alive")
+        await store.beat("dead")
+        await store.track("dead", streams, True)
+        for sid in streams:
+            await store.set(sid, "dead", 2)
+        for sid in streams[::2]:
+            await store.set(sid, "alive", 1)
+        before = await store.viewers(streams)
+        assert [v.count for v in before] == [3 if i % 2 == 0 else 2 for i in range(len(streams))]
+
+        changes: list[tuple[int, int]] = []
+        reaped = await store.reap("dead", lambda old, new: changes.append((old, new)))
+        assert reaped == len(streams)
+        after = await store.viewers(streams)
+        assert [v.count for v in after] == [1 if i % 2 == 0 else 0 for i in range(len(streams))]
+        assert Counter(changes) == Counter({(3, 1): 525, (2, 0): 525})
+        assert await store.reap("dead") == 0
+        alive, _ = await store.frontends()
+        assert alive == ["alive"]
+    finally:
+        await client.aclose()
+        redis.stop()
