@@ -89,11 +89,9 @@ class Cursor:
 
     def move(self, stream_id: str, position: Position, suffix: bytes) -> bytes:
         """``advance`` with the position's event id already made (a live event's, made
-        once for every connection following its stream); the new id. It runs for every
-        live delivery: one call, no other."""
-        self.positions[stream_id] = position
+        once for every connection following its stream); the new id."""
+        delta = self._set(stream_id, position, suffix)
         moved = self.moved
-        moved[stream_id] = delta = (self._refs.get(stream_id) or self._ref(stream_id)) + suffix
         # The usual dashboard: one of its streams is busy, and only it moved since the base.
         self._id = ident = self._dot + (delta if len(moved) == 1 else b",".join(moved.values()))
         return ident

@@ -28,8 +28,9 @@ from broadcaster.core.log import script
 
 MAX_SUBJECTS = 100
 """The most subjects ``viewers`` names (the count counts them all)."""
-REAP_BATCH = 100
-"""Streams whose counts a reap removes concurrently (a dead front-end's, in rounds)."""
+BATCH = 100
+"""Streams whose counts are written concurrently in one round: of a front-end's flush,
+or of the reap of a dead front-end's counts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +146,10 @@ class PresenceStore:
             return 0
         key = keys.frontend_streams_key(instance)
         streams = [_text(s) for s in await self.redis.smembers(key)]
-        # REAP_BATCH at a time: one at a time, a dashboard's front-end (50,000 streams)
-        # took 50,000 round trips to reap, long enough to skew the counts for a minute
-        for i in range(0, len(streams), REAP_BATCH):
-            batch = streams[i : i + REAP_BATCH]
+        # in rounds, as a flush writes: one at a time, a dashboard front-end's 50,000
+        # streams took 50,000 round trips to reap
+        for i in range(0, len(streams), BATCH):
+            batch = streams[i : i + BATCH]
             changes = await asyncio.gather(*(self.set(s, "", 0, dead=[instance]) for s in batch))
             for old, new in changes:
                 if old != new and on_change is not None:

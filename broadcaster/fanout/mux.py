@@ -142,29 +142,16 @@ class Follow(Subscription):
     """The stream's id as JSON, as frames carry it."""
 
     def deliver(self, run: Run) -> None:
-        # Every live event to every connection runs this: few lookups, one call to the
-        # cursor, one write (the frame of a one-event run needs no join).
         conn = self.conn
         write = conn.direct
         if write is not None and run[0] == self.last + 1 and not (self._buf or self.overflowed):
             topic = self.topic
             assert topic is not None
-            cached_run, cache = topic.encoded
-            framed = cache.get(MUX) if cached_run is run else None
-            if framed is None:
-                framed = shared_frames(topic, run, self.sid)
             stream_id = topic.stream_id
-            cursor = conn.cursor
-            before = cursor.positions.get(stream_id)
-            if len(framed) == 1:
-                position, suffix, body = framed[0]
-                data = b"id: %s\n%s" % (cursor.move(stream_id, position, suffix), body)
-            else:
-                data = conn.encode(stream_id, framed)
-            if write(data):
+            before = conn.cursor.positions.get(stream_id)
+            if write(conn.encode(stream_id, shared_frames(topic, run, self.sid))):
                 conn.last_write = topic.read_at  # the loop time of this fan-out
-                if len(cursor.moved) > REBASE:
-                    conn.rebase()
+                conn._maybe_rebase()
                 self.last = run[1]
                 if run[3]:
                     self.ended = True
@@ -249,14 +236,9 @@ class Connection:
     # --- the resume point ---
 
     def _maybe_rebase(self) -> None:
-        if len(self.cursor.moved) > REBASE:
-            self.rebase()
-
-    def rebase(self) -> None:
-        """Write a new base in the background (``REBASE`` positions moved since the one
-        its ids name); ids name it once it is written (a failed write just leaves the ids
-        longer)."""
-        if self._rebasing is not None:
+        """Past ``REBASE`` moved positions, write a new base in the background; ids name
+        it once it is written (a failed write just leaves the ids longer)."""
+        if len(self.cursor.moved) <= REBASE or self._rebasing is not None:
             return
         token, snapshot = self.cursor.snapshot()
 

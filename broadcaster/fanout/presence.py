@@ -22,12 +22,9 @@ from collections.abc import Callable
 from contextvars import Context
 
 from broadcaster.core.connection import REDIS_ERRORS
-from broadcaster.core.presence import PresenceStore
+from broadcaster.core.presence import BATCH, PresenceStore
 
 log = logging.getLogger("broadcaster.presence")
-
-BATCH = 100
-"""Streams whose counts are written concurrently in one round of the flush."""
 
 
 class Presence:

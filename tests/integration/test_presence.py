@@ -19,7 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 import redis as redis_sync
+from redis.asyncio import Redis
 
+from broadcaster.core.presence import BATCH, PresenceStore
 from tests.support.fake_anthropic import FakeAnthropicServer, text_reply
 from tests.support.procs import (
     Proc,
@@ -406,18 +408,14 @@ async def test_occupied_and_vacated_are_webhooks_and_metrics(tmp_path: Path) -> 
 
 async def test_a_dead_frontends_counts_of_many_streams_are_reaped_whole(tmp_path: Path) -> None:
     """A front-end that counted viewers of 1,050 streams (a dashboard's, in rounds of
-    ``REAP_BATCH``) dies: one reap removes its counts from every stream and leaves the
+    ``BATCH``) dies: one reap removes its counts from every stream and leaves the
     living front-end's; each total's change is heard once; a second reap finds nothing."""
-    from redis.asyncio import Redis
-
-    from broadcaster.core.presence import REAP_BATCH, PresenceStore
-
     redis = own_redis(tmp_path / "redis")
     client = Redis.from_url(redis.url)
     try:
         store = PresenceStore(client)
         streams = [f"reap-{i}" for i in range(1_050)]
-        assert len(streams) > 10 * REAP_BATCH
+        assert len(streams) > 10 * BATCH
         await store.beat("alive")
         await store.beat("dead")
         await store.track("dead", streams, True)
