@@ -31,6 +31,7 @@ from broadcaster.core.mux import (
     REBASE,
     Bases,
     Cursor,
+    Mark,
     Position,
     covered,
     list_prefix,
@@ -135,9 +136,11 @@ def _framed(sid: bytes, run: Run) -> list[Framed]:
 class Follow(Subscription):
     """The connection's subscription to one of its streams."""
 
-    __slots__ = ("conn", "sid")
+    __slots__ = ("conn", "mark", "sid")
 
     conn: Connection
+    mark: Mark
+    """The stream's place in the connection's resume point."""
     sid: bytes
     """The stream's id as JSON, as frames carry it."""
 
@@ -147,17 +150,18 @@ class Follow(Subscription):
         if write is not None and run[0] == self.last + 1 and not (self._buf or self.overflowed):
             topic = self.topic
             assert topic is not None
-            stream_id = topic.stream_id
-            before = conn.cursor.positions.get(stream_id)
-            if write(conn.encode(stream_id, shared_frames(topic, run, self.sid))):
+            mark = self.mark
+            before = mark.position, mark.suffix, mark.moved
+            if write(conn.chunk(mark, shared_frames(topic, run, self.sid))):
                 conn.last_write = topic.read_at  # the loop time of this fan-out
-                conn._maybe_rebase()
+                if len(conn.cursor.moved) > REBASE:
+                    conn.rebase()
                 self.last = run[1]
                 if run[3]:
                     self.ended = True
                     conn.wake()
                 return
-            conn.restore(stream_id, before)
+            conn.cursor.undo(mark, *before)
         Subscription.deliver(self, run)
 
     def _wake(self) -> None:
@@ -179,6 +183,7 @@ class Connection:
     subject: str | None = None
     """Who the connection's token names: it counts among each stream's viewers as such."""
     direct: Writer | None = None
+    """While the connection's task waits: its socket, taking whole HTTP/1.1 chunks."""
     follows: dict[str, tuple[Follow, AbstractAsyncContextManager[Subscription]]] = field(
         default_factory=dict
     )
@@ -198,24 +203,28 @@ class Connection:
 
     # --- for the fan-out ---
 
-    def encode(self, stream_id: str, framed: list[Framed]) -> bytes:
+    def encode(self, mark: Mark, framed: list[Framed]) -> bytes:
         """The frames with this connection's ids (its resume point advanced by each)."""
         cursor = self.cursor
-        if len(framed) == 1:  # the usual run: one event
-            position, suffix, body = framed[0]
-            return b"id: %s\n%s" % (cursor.move(stream_id, position, suffix), body)
-        return b"".join(
-            b"id: %s\n%s" % (cursor.move(stream_id, position, suffix), body)
-            for position, suffix, body in framed
-        )
+        out = []
+        for position, suffix, body in framed:
+            cursor.move(mark, position, suffix)
+            out.append(b"id: %s\n%s" % (cursor.id, body))
+        return b"".join(out)
 
-    def restore(self, stream_id: str, before: Position | None) -> None:
-        """Take an ``encode`` back (the socket did not take its frames): the stream's
-        position as it was, ``before``."""
-        if before is None:
-            self.cursor.forget(stream_id)
-        else:
-            self.cursor.advance(stream_id, *before)
+    def chunk(self, mark: Mark, framed: list[Framed]) -> bytes:
+        """``encode`` as one HTTP/1.1 chunk (what ``direct`` takes), made in one step for
+        the usual run (one event)."""
+        if len(framed) == 1:
+            position, suffix, body = framed[0]
+            if self.cursor.move(mark, position, suffix):
+                head = mark.head
+                size = len(head) + len(suffix) + len(body) + 5
+                return b"%x\r\nid: %s%s\n%s\r\n" % (size, head, suffix, body)
+            ident = self.cursor.id
+            return b"%x\r\nid: %s\n%s\r\n" % (len(ident) + len(body) + 5, ident, body)
+        data = self.encode(mark, framed)
+        return b"%x\r\n%s\r\n" % (len(data), data)
 
     def wake(self) -> None:
         self.direct = None
@@ -236,9 +245,13 @@ class Connection:
     # --- the resume point ---
 
     def _maybe_rebase(self) -> None:
+        if len(self.cursor.moved) > REBASE:
+            self.rebase()
+
+    def rebase(self) -> None:
         """Past ``REBASE`` moved positions, write a new base in the background; ids name
         it once it is written (a failed write just leaves the ids longer)."""
-        if len(self.cursor.moved) <= REBASE or self._rebasing is not None:
+        if self._rebasing is not None:
             return
         token, snapshot = self.cursor.snapshot()
 
@@ -372,7 +385,8 @@ class Connection:
                 if info.kind == "ds":
                     self.done.add(stream_id)  # a Durable Stream holds no events
                     continue
-                seq = self.cursor.positions.get(stream_id, (0, ""))[0]
+                at = self.cursor.position(stream_id)
+                seq = at[0] if at is not None else 0
                 if info.ended and seq < info.last_seq:
                     async for chunk in self._replay(stream_id, seq, None):
                         yield chunk
@@ -409,6 +423,7 @@ class Connection:
             follow = Follow(limit, topic, keepalive)
             follow.conn = conn
             follow.sid = sid
+            follow.mark = conn.cursor.mark(stream_id)
             follow.last = seq
             return follow
 
@@ -436,7 +451,8 @@ class Connection:
     ) -> AsyncIterator[bytes]:
         replay = self._replay(stream_id, follow.last, until, compact=compact, first=first)
         async for chunk in replay:
-            follow.last = self.cursor.positions[stream_id][0]
+            assert follow.mark.position is not None
+            follow.last = follow.mark.position[0]
             follow.ended = stream_id in self._terminal
             yield chunk
 

@@ -169,7 +169,7 @@ class DirectWriteProtocol(HttpToolsProtocol):
         if callback is not None:
             callback()
 
-    def _direct_writer(self) -> Writer | None:
+    def _direct_writer(self, chunks: bool = False) -> Writer | None:
         cycle = getattr(self, "cycle", None)
         if (
             cycle is None
@@ -184,11 +184,17 @@ class DirectWriteProtocol(HttpToolsProtocol):
         def write(data: bytes) -> bool:
             if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
                 return False
-            transport.write(chunks.of(data))
+            transport.write(last.of(data))
             return True
 
-        chunks = self._chunks
-        return write
+        def write_chunk(chunk: bytes) -> bool:
+            if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
+                return False
+            transport.write(chunk)
+            return True
+
+        last = self._chunks
+        return write_chunk if chunks else write
 
 
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)

@@ -33,7 +33,9 @@ Body = Callable[[Writer | None], AsyncIterator[bytes]]
 
 DIRECT_WRITE = "broadcaster.direct_write"
 """The ASGI scope extension: a callable that, once the response has started, returns a
-``Writer`` for its body, or None when the connection cannot take direct writes."""
+``Writer`` for its body, or None when the connection cannot take direct writes. Called
+with ``chunks=True``, the writer takes whole HTTP/1.1 chunks instead of SSE bytes (a body
+that makes each write for one connection alone frames it in the same step)."""
 
 ON_DISCONNECT = "broadcaster.on_disconnect"
 """The ASGI scope extension: a callable taking a callback that the server calls once
@@ -60,6 +62,7 @@ class SSEResponse(Response):
         send_timeout: float,
         stream_id: str,
         on_cut_off: Callable[[], None] | None = None,
+        chunks: bool = False,
     ) -> None:
         # Not Response.__init__: it would set a body and so a Content-Length.
         self.status_code = 200
@@ -71,6 +74,8 @@ class SSEResponse(Response):
         self._send_timeout = send_timeout
         self._stream_id = stream_id
         self._on_cut_off = on_cut_off
+        self._direct_chunks = chunks
+        """The body's writer takes HTTP/1.1 chunks (``DIRECT_WRITE``)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         on_disconnect: Any = scope.get("extensions", {}).get(ON_DISCONNECT)
@@ -120,7 +125,10 @@ class SSEResponse(Response):
         if self._first:
             await self._send(send, self._first)
         direct: Any = scope.get("extensions", {}).get(DIRECT_WRITE)
-        self._chunks = self._body(direct() if direct is not None else None)
+        writer = None
+        if direct is not None:
+            writer = direct(chunks=True) if self._direct_chunks else direct()
+        self._chunks = self._body(writer)
         async for chunk in self._chunks:
             await self._send(send, chunk)
         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -46,21 +46,43 @@ def test_frames_sliced_from_a_run_are_the_frames_made_from_its_events() -> None:
     ]
 
 
-def test_encode_advances_the_resume_point_and_restore_takes_it_back() -> None:
+def test_encode_advances_the_resume_point_and_undo_takes_it_back() -> None:
     conn = Connection.__new__(Connection)
     conn.cursor = Cursor.empty()
+    mark = conn.cursor.mark("s")
     framed = _framed(sid("s"), run_of(events()[:2]))
-    data = conn.encode("s", framed)
+    data = conn.encode(mark, framed)
     assert data == (
         b"id: -.~s=7.0abf6c08\n" + framed[0][2] + b"id: -.~s=8.1bcd2e3f\n" + framed[1][2]
     )
     assert conn.cursor.positions["s"] == (8, "1bcd2e3f")
-    conn.restore("s", (7, "0abf6c08"))
+    conn.cursor.undo(mark, (7, "0abf6c08"), b"7.0abf6c08", True)
     assert conn.cursor.id == b"-.~s=7.0abf6c08"
-    conn.restore("s", None)
+    conn.cursor.undo(mark, None, b"", False)
     assert conn.cursor.id == b"-" and "s" not in conn.cursor.positions
-    one = conn.encode("s", framed[:1])
+    one = conn.encode(mark, framed[:1])
     assert one == b"id: -.~s=7.0abf6c08\n" + framed[0][2]
+
+
+def test_a_chunk_is_the_encoded_frames_as_one_http_chunk() -> None:
+    """What the fan-out writes to a caught-up connection: ``encode``'s bytes as an
+    HTTP/1.1 chunk, whether its stream alone moved since the base or others did too."""
+    conn = Connection.__new__(Connection)
+    conn.cursor = Cursor.empty()
+    a, b = conn.cursor.mark("a"), conn.cursor.mark("b")
+    evs = events()
+    cases = [
+        (a, evs[:1], [b"-.~a=7.0abf6c08"]),  # alone: its head and the event id
+        (b, evs[1:2], [b"-.~a=7.0abf6c08,~b=8.1bcd2e3f"]),  # two moved: the whole id
+        (a, evs[1:3], [b"-.~a=8.1bcd2e3f,~b=8.1bcd2e3f", b"-.~a=9.2cde3f40,~b=8.1bcd2e3f"]),
+    ]
+    for mark, run_events, ids in cases:
+        framed = _framed(sid("x"), run_of(run_events))
+        sse_bytes = b"".join(
+            b"id: %s\n%s" % (ident, body) for ident, (_, _, body) in zip(ids, framed, strict=True)
+        )
+        assert conn.chunk(mark, framed) == b"%x\r\n%s\r\n" % (len(sse_bytes), sse_bytes)
+        assert conn.cursor.id == ids[-1]
 
 
 @pytest.mark.parametrize("event", events(), ids=lambda e: f"{e.type}-{e.tag or 'untagged'}")

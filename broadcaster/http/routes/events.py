@@ -92,6 +92,7 @@ async def events(request: Request) -> Response:
         send_timeout=settings.slow_viewer_timeout,
         stream_id="",
         on_cut_off=metrics.cut_off.inc,
+        chunks=True,
     )
 
 
