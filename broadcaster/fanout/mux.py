@@ -208,8 +208,10 @@ class Connection:
         cursor = self.cursor
         out = []
         for position, suffix, body in framed:
-            cursor.move(mark, position, suffix)
-            out.append(b"id: %s\n%s" % (cursor.id, body))
+            if cursor.move(mark, position, suffix):  # alone moved: no id to join
+                out.append(b"id: %s%s\n%s" % (mark.head, suffix, body))
+            else:
+                out.append(b"id: %s\n%s" % (cursor.id, body))
         return b"".join(out)
 
     def chunk(self, mark: Mark, framed: list[Framed]) -> bytes:
