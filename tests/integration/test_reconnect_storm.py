@@ -132,7 +132,11 @@ async def test_a_herd_resuming_where_the_stream_stands_reads_nothing_from_redis(
             for i in (1, 2):
                 await log.append(sid, [{"type": "data-n", "i": i}], kind="feed")
             tags = {e.seq: e.tag for e in await log.read_page(sid, 0)}
-            await asyncio.sleep(0.3)  # the messages reach the front-end: its topic settles
+            # the watcher's replay is read, and the messages reach the front-end (its topic
+            # settles): waited for, not slept for (a loaded machine takes longer)
+            await poll_metric(fe.url, "broadcaster_events_replayed_total", 1)
+            await poll_metric(fe.url, "broadcaster_events_delivered_total", 2)
+            await asyncio.sleep(0.3)
             await redis.config_resetstat()
             herd = [
                 asyncio.create_task(read_sse(client, url, last_event_id=f"{seq}.{tags[seq]}"))
