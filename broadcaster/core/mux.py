@@ -52,16 +52,16 @@ class Mark:
     moves it with no lookup (per-connection dicts touched for each delivery cost a
     dashboard's fan-out about a sixth of its CPU)."""
 
-    __slots__ = ("head", "moved", "position", "ref", "suffix")
+    __slots__ = ("head", "moved", "position", "suffix")
 
     def __init__(self) -> None:
         self.position: Position | None = None
         self.suffix = b""
         """The position's event id (``<seq>.<tag>``): how the stream's delta ends."""
-        self.ref = b""
-        """How a delta names the stream: ``<index in the base>=`` or ``~<stream id>=``."""
         self.head = b""
-        """``<token>.<ref>``: the id, less ``suffix``, while this stream alone moved."""
+        """``<token>.<ref>``, where ``<ref>`` is how a delta names the stream (``<index in
+        the base>=`` or ``~<stream id>=``): the id, less ``suffix``, while this stream
+        alone moved."""
         self.moved = False
         """Its position moved since the base (it is in ``Cursor.moved``)."""
 
@@ -94,8 +94,8 @@ class Cursor:
 
     def _name(self, stream_id: str, mark: Mark) -> None:
         index = self._index.get(stream_id)
-        mark.ref = b"%d=" % index if index is not None else b"~%s=" % stream_id.encode()
-        mark.head = self._dot + mark.ref
+        ref = b"%d=" % index if index is not None else b"~%s=" % stream_id.encode()
+        mark.head = self._dot + ref
 
     @classmethod
     def empty(cls) -> Cursor:
@@ -141,18 +141,15 @@ class Cursor:
             mark.moved = False
             self.moved.remove(mark)
 
-    def forget(self, stream_id: str) -> None:
-        """The stream has no position (one it was given is taken back)."""
-        mark = self.marks.get(stream_id)
-        if mark is not None:
-            self.undo(mark, None, b"", False)
-
     @property
     def id(self) -> bytes:
         if self._id is None:
             moved = self.moved
+            dot = len(self._dot)  # a delta is a mark's head less the dot, and its suffix
             self._id = (
-                self._dot + b",".join(m.ref + m.suffix for m in moved) if moved else self._token
+                self._dot + b",".join(m.head[dot:] + m.suffix for m in moved)
+                if moved
+                else self._token
             )
         return self._id
 

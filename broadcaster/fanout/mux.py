@@ -151,7 +151,7 @@ class Follow(Subscription):
             topic = self.topic
             assert topic is not None
             mark = self.mark
-            before = mark.position, mark.suffix, mark.moved
+            position, suffix, moved = mark.position, mark.suffix, mark.moved
             if write(conn.chunk(mark, shared_frames(topic, run, self.sid))):
                 conn.last_write = topic.read_at  # the loop time of this fan-out
                 if len(conn.cursor.moved) > REBASE:
@@ -161,7 +161,7 @@ class Follow(Subscription):
                     self.ended = True
                     conn.wake()
                 return
-            conn.cursor.undo(mark, *before)
+            conn.cursor.undo(mark, position, suffix, moved)
         Subscription.deliver(self, run)
 
     def _wake(self) -> None:
