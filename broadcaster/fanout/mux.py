@@ -252,7 +252,11 @@ class Connection:
 
     def rebase(self) -> None:
         """Past ``REBASE`` moved positions, write a new base in the background; ids name
-        it once it is written (a failed write just leaves the ids longer)."""
+        it once it is written (a failed write just leaves the ids longer). Positions that
+        moved past ``REBASE`` again while it was written (a dashboard's first replays:
+        the write starts at the 17th of its 50 streams) get the next base at once, not
+        at the next live event: else each of a thousand dashboards' first live events
+        carried an id of dozens of positions, and their bases were written then."""
         if self._rebasing is not None:
             return
         token, snapshot = self.cursor.snapshot()
@@ -263,8 +267,11 @@ class Connection:
                 self.cursor.rebased(token, snapshot)
             except Exception as exc:
                 log.warning("writing a resume point's base: %s", exc)
+                return
             finally:
                 self._rebasing = None
+            if not self.closed:
+                self._maybe_rebase()
 
         self._rebasing = asyncio.create_task(write(), name="mux-rebase")
 
@@ -520,6 +527,7 @@ class Connection:
                 return
 
     async def _close(self) -> None:
+        self.closed = True  # no base is written from now on
         for stream_id in list(self.follows):
             with contextlib.suppress(Exception):
                 await self._drop(stream_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import secrets
 import signal
 import time
@@ -239,3 +240,42 @@ async def _until(cond: object, seconds: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {seconds} s")
         await asyncio.sleep(0.05)
+
+
+async def test_a_dashboards_ids_are_compact_once_its_replays_are_sent(tmp_path: Path) -> None:
+    """A connection following 50 streams replays 50 positions; past ``REBASE`` of them
+    it writes a base in the background, and the positions that moved while that was
+    written get the next base at once: its first live event's id names the base and
+    that one stream, not every stream the replays moved."""
+    redis = own_redis(tmp_path / "redis")
+    fe = start_frontend(redis.url, tmp_path, "compact")
+    admin = redis_sync.Redis.from_url(redis.url)
+    try:
+        sids = [f"cmp-{i:02d}" for i in range(50)]
+        async with httpx.AsyncClient(timeout=30) as client:
+            for sid in sids:
+                await publish(client, fe.url, sid, 1)
+            url = f"{fe.url}/v1/events?" + "&".join(f"stream={s}" for s in sids)
+            async with client.stream("GET", url) as resp:
+                chunks = resp.aiter_raw()
+                buf = b""
+                while buf.count(b"\nevent: data-step") < 50:
+                    buf += await anext(chunks)
+
+                def bases() -> int:
+                    return len(list(admin.scan_iter(match=f"{keys.PREFIX}:{{mux*", count=1000)))
+
+                await _until(lambda: bases() >= 2, 10, "a base holding all 50 replays")
+                await publish(client, fe.url, "cmp-07", 2)
+                buf = b""
+                while b"\n\n" not in buf.partition(b'"seq":2')[2]:
+                    buf += await anext(chunks)
+        events, _, _ = parse_sse(buf[: buf.rfind(b"\n\n") + 2])
+        live = [e for e in events if e.event == "data-step" and json.loads(e.data)["seq"] == 2]
+        assert len(live) == 1 and live[0].id is not None
+        # <base token>.<the stream's index in the base>=<seq>.<tag>, and nothing else
+        assert re.fullmatch(r"[0-9a-f]{16}\.\d+=2\.[0-9a-f]+", live[0].id), live[0].id
+    finally:
+        admin.close()
+        fe.stop()
+        redis.stop()
