@@ -321,21 +321,28 @@ class Connection:
         return found
 
     async def _wait(self, writer: Writer | None) -> bool:
-        """Wait for work, handing the socket to the fan-out meanwhile; False after a
-        keepalive's worth of silence."""
+        """Wait for work, handing the socket to the fan-out meanwhile; False once the
+        socket has been silent a keepalive's worth. What the fan-out wrote meanwhile
+        counts: a connection whose streams are busy is never pinged (its timer, set when
+        it began to wait, is set again for the silence left)."""
         if self._pending():
             return True
         loop = asyncio.get_running_loop()
-        self._waker = loop.create_future()
         self.direct = writer
         try:
-            silent = self.keepalive - (loop.time() - self.last_write)
-            async with asyncio.timeout(max(0.0, silent)):
-                await self._waker
-            return True
-        except TimeoutError:
-            self.last_write = loop.time()
-            return self._pending()
+            while True:
+                silent = self.keepalive - (loop.time() - self.last_write)
+                if silent <= 0:
+                    self.last_write = loop.time()
+                    return self._pending()
+                self._waker = loop.create_future()
+                try:
+                    async with asyncio.timeout(silent):
+                        await self._waker
+                    return True
+                except TimeoutError:
+                    if self.direct is None or self._pending():
+                        return True  # woken as the timer fired
         finally:
             self.direct = None
             self._waker = None

@@ -279,3 +279,31 @@ async def test_a_dashboards_ids_are_compact_once_its_replays_are_sent(tmp_path: 
         admin.close()
         fe.stop()
         redis.stop()
+
+
+async def test_a_connection_is_pinged_only_when_silent(tmp_path: Path) -> None:
+    """Keepalives (here every 0.5 s) go to a connection whose streams are quiet, never to
+    one that the fan-out writes to meanwhile: the events count as traffic, as they do
+    for a single-stream viewer."""
+    env = {"BROADCASTER_KEEPALIVE_SECONDS": "0.5"}
+    with lone_frontend(tmp_path, "pings", env) as fe:
+        async with httpx.AsyncClient(timeout=30) as client:
+            for sid in ("busy", "quiet"):
+                await publish(client, fe.url, sid, 1)
+            got: dict[str, bytes] = {"busy": b"", "quiet": b""}
+
+            async def read(sid: str, seconds: float) -> None:
+                async with client.stream("GET", f"{fe.url}/v1/events?stream={sid}") as resp:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(seconds):
+                            async for chunk in resp.aiter_raw():
+                                got[sid] += chunk
+
+            readers = [asyncio.create_task(read(sid, 2.5)) for sid in got]
+            for n in range(2, 22):  # an event every 0.1 s for 2 s
+                await asyncio.sleep(0.1)
+                await publish(client, fe.url, "busy", n)
+            await asyncio.gather(*readers)
+    assert got["busy"].count(b"event: data-step") >= 20
+    assert b": ping" not in got["busy"], got["busy"][-300:]
+    assert got["quiet"].count(b": ping") >= 3, got["quiet"]
