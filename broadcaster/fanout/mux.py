@@ -305,6 +305,7 @@ class Connection:
             targets += await self._listed()
         async for chunk in self._add(list(dict.fromkeys(targets))):
             yield chunk
+        await self._compact()
         while not self.closed and not self.hub.closing:
             if not self.follows and not self.prefixes and not self.waiting and not self.new:
                 return  # every stream ended
@@ -360,10 +361,12 @@ class Connection:
                 fresh = [s for s in listed if s not in self.follows and s not in self.done]
                 async for chunk in self._add(fresh):
                     yield chunk
+                await self._compact()
             elif stream_id not in self.follows and stream_id not in self.done:
                 self.waiting.discard(stream_id)
                 async for chunk in self._add([stream_id]):
                     yield chunk
+                await self._compact()
         for stream_id, (follow, _) in list(self.follows.items()):
             if follow.closed:
                 self.closed = True  # the hub drained, or the stream went back: reconnect
@@ -488,10 +491,29 @@ class Connection:
             events = folder.feed(page) if folder is not None else page
             if events:
                 yield self._frames(stream_id, events)
+                await self._based()
         if folder is not None:
             rest = folder.flush()
             if rest:
                 yield self._frames(stream_id, rest)
+                await self._based()
+
+    async def _compact(self) -> None:
+        """Caught up with its replays: past one moved position, the connection writes a
+        base before its live events, so that each names the base and its stream alone
+        (else up to ``REBASE`` positions joined in every live id, until a 17th moved)."""
+        if len(self.cursor.moved) > 1 and not self.closed:
+            self.rebase()
+            if self._rebasing is not None:
+                await asyncio.shield(self._rebasing)
+
+    async def _based(self) -> None:
+        """Between replays, while more than ``REBASE`` positions moved since the base: wait
+        for the base being written (and the next), so that the next stream's frames name
+        it. Else a dashboard's replays each joined every position moved so far: 871 KB of
+        ids for 1,000 streams, 171 KB now (a base write per 16 streams, ~1 ms apiece)."""
+        while len(self.cursor.moved) > REBASE and self._rebasing is not None and not self.closed:
+            await asyncio.shield(self._rebasing)
 
     async def _pages(
         self, stream_id: str, after: int, until: int | None, first: list[Event] | None

@@ -23,6 +23,7 @@ import redis as redis_sync
 
 from broadcaster.core import keys
 from broadcaster.core.embedded import free_port
+from broadcaster.core.mux import REBASE
 from tests.support.nginx import Nginx, find_nginx
 from tests.support.procs import Proc, own_redis, parse_sse, start_frontend
 
@@ -243,10 +244,10 @@ async def _until(cond: object, seconds: float, what: str) -> None:
 
 
 async def test_a_dashboards_ids_are_compact_once_its_replays_are_sent(tmp_path: Path) -> None:
-    """A connection following 50 streams replays 50 positions; past ``REBASE`` of them
-    it writes a base in the background, and the positions that moved while that was
-    written get the next base at once: its first live event's id names the base and
-    that one stream, not every stream the replays moved."""
+    """A connection following 50 streams replays 50 positions: past ``REBASE`` of them
+    it writes a base before the next stream's replay, so no replay's id joins more than
+    ``REBASE`` + 1 positions, and once caught up it writes one more: its first live
+    event's id names the base and that one stream, not the streams the replays moved."""
     redis = own_redis(tmp_path / "redis")
     fe = start_frontend(redis.url, tmp_path, "compact")
     admin = redis_sync.Redis.from_url(redis.url)
@@ -261,6 +262,9 @@ async def test_a_dashboards_ids_are_compact_once_its_replays_are_sent(tmp_path: 
                 buf = b""
                 while buf.count(b"\nevent: data-step") < 50:
                     buf += await anext(chunks)
+                replayed, _, _ = parse_sse(buf[: buf.rfind(b"\n\n") + 2])
+                deltas = [len(e.id.split(",")) for e in replayed if e.id]
+                assert len(deltas) == 50 and max(deltas) <= REBASE + 1, deltas
 
                 def bases() -> int:
                     return len(list(admin.scan_iter(match=f"{keys.PREFIX}:{{mux*", count=1000)))
