@@ -252,11 +252,7 @@ class Connection:
 
     def rebase(self) -> None:
         """Past ``REBASE`` moved positions, write a new base in the background; ids name
-        it once it is written (a failed write just leaves the ids longer). Positions that
-        moved past ``REBASE`` again while it was written (a dashboard's first replays:
-        the write starts at the 17th of its 50 streams) get the next base at once, not
-        at the next live event: else each of a thousand dashboards' first live events
-        carried an id of dozens of positions, and their bases were written then."""
+        it once it is written (a failed write just leaves the ids longer)."""
         if self._rebasing is not None:
             return
         token, snapshot = self.cursor.snapshot()
@@ -267,11 +263,8 @@ class Connection:
                 self.cursor.rebased(token, snapshot)
             except Exception as exc:
                 log.warning("writing a resume point's base: %s", exc)
-                return
             finally:
                 self._rebasing = None
-            if not self.closed:
-                self._maybe_rebase()
 
         self._rebasing = asyncio.create_task(write(), name="mux-rebase")
 
@@ -305,7 +298,7 @@ class Connection:
             targets += await self._listed()
         async for chunk in self._add(list(dict.fromkeys(targets))):
             yield chunk
-        await self._compact()
+        await self._based(1)  # caught up: live ids name a base and their stream alone
         while not self.closed and not self.hub.closing:
             if not self.follows and not self.prefixes and not self.waiting and not self.new:
                 return  # every stream ended
@@ -361,12 +354,10 @@ class Connection:
                 fresh = [s for s in listed if s not in self.follows and s not in self.done]
                 async for chunk in self._add(fresh):
                     yield chunk
-                await self._compact()
             elif stream_id not in self.follows and stream_id not in self.done:
                 self.waiting.discard(stream_id)
                 async for chunk in self._add([stream_id]):
                     yield chunk
-                await self._compact()
         for stream_id, (follow, _) in list(self.follows.items()):
             if follow.closed:
                 self.closed = True  # the hub drained, or the stream went back: reconnect
@@ -491,29 +482,27 @@ class Connection:
             events = folder.feed(page) if folder is not None else page
             if events:
                 yield self._frames(stream_id, events)
-                await self._based()
+                await self._based(REBASE)
         if folder is not None:
             rest = folder.flush()
             if rest:
                 yield self._frames(stream_id, rest)
-                await self._based()
+                await self._based(REBASE)
 
-    async def _compact(self) -> None:
-        """Caught up with its replays: past one moved position, the connection writes a
-        base before its live events, so that each names the base and its stream alone
-        (else up to ``REBASE`` positions joined in every live id, until a 17th moved)."""
-        if len(self.cursor.moved) > 1 and not self.closed:
+    async def _based(self, past: int) -> None:
+        """While more than ``past`` positions moved since the base, write one (or wait for
+        the one being written), so that the frames after it name it. Between replays
+        (``REBASE``): else each replay's id joined every position moved so far, 871 KB of
+        ids for a dashboard of 1,000 streams (171 KB so, a base per 16 streams, ~1 ms
+        apiece). Once caught up (1): else up to ``REBASE`` positions were joined in every
+        live id until a 17th moved. A failed write leaves the ids longer."""
+        while len(self.cursor.moved) > past:
+            token = self.cursor.token
             self.rebase()
-            if self._rebasing is not None:
-                await asyncio.shield(self._rebasing)
-
-    async def _based(self) -> None:
-        """Between replays, while more than ``REBASE`` positions moved since the base: wait
-        for the base being written (and the next), so that the next stream's frames name
-        it. Else a dashboard's replays each joined every position moved so far: 871 KB of
-        ids for 1,000 streams, 171 KB now (a base write per 16 streams, ~1 ms apiece)."""
-        while len(self.cursor.moved) > REBASE and self._rebasing is not None and not self.closed:
+            assert self._rebasing is not None
             await asyncio.shield(self._rebasing)
+            if self.cursor.token == token:
+                return  # not written (logged): the ids stay longer
 
     async def _pages(
         self, stream_id: str, after: int, until: int | None, first: list[Event] | None
@@ -556,7 +545,6 @@ class Connection:
                 return
 
     async def _close(self) -> None:
-        self.closed = True  # no base is written from now on
         for stream_id in list(self.follows):
             with contextlib.suppress(Exception):
                 await self._drop(stream_id)
