@@ -1,7 +1,8 @@
 """Keepalives for viewers that are caught up, from one task for the whole process.
 
-A caught-up viewer's task sleeps with no timer (``viewer.py``): its socket is written to
-by the fan-out, and by this task when it has been silent for 15/16 of the interval. Each
+A caught-up viewer's task sleeps with no timer (``viewer.py``), and so does an idle
+connection that follows many streams (``mux.py``): its socket is written to by the
+fan-out, and by this task when it has been silent for 15/16 of the interval. Each
 such viewer has one entry in a heap, keyed by when it is next due; every 16th of the
 interval the task pops the entries that are due. A viewer whose stream brought frames
 meanwhile is put back for later, one that was silent gets ``: ping``. So a tick costs
@@ -14,10 +15,26 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from broadcaster.fanout.subscription import Subscription
+
+class Pinged(Protocol):
+    """What this task pings: a viewer (``Subscription``), or a connection that follows
+    many streams (``mux.Connection``)."""
+
+    ping_at: float | None
+    """When this task checks it next (None: not scheduled)."""
+    direct: Callable[[bytes], bool] | None
+    """Its socket while its task sleeps; None while the task is awake (it pings itself)."""
+
+    def silent_since(self) -> float:
+        """Loop time its socket last got frames or a ping."""
+        ...
+
+    def ping(self, now: float) -> None:
+        """``: ping``, straight to the socket, or else through its task."""
+        ...
 
 
 CHUNK = 500
@@ -30,13 +47,13 @@ class Keepalive:
         self.interval = interval
         self.due_after = interval * 15 / 16
         """Silence after which a viewer is pinged; at most ``interval`` with the tick."""
-        self._heap: list[tuple[float, int, Subscription]] = []
+        self._heap: list[tuple[float, int, Pinged]] = []
         self._order = itertools.count()  # ties: never compare two subscriptions
 
     def __len__(self) -> int:
         return len(self._heap)
 
-    def schedule(self, sub: Subscription, since: float) -> None:
+    def schedule(self, sub: Pinged, since: float) -> None:
         """Check ``sub`` once it has been silent ``due_after`` seconds from ``since``
         (one entry per viewer: a later call while one is pending changes nothing)."""
         if sub.ping_at is None:
@@ -68,7 +85,7 @@ class Keepalive:
             sub.ping_at = None
             if sub.direct is None:
                 continue  # its task is awake, or it left: it keeps its own time
-            last = max(sub.quiet_since, sub.topic_read_at())
+            last = sub.silent_since()
             if last > at - self.due_after:
                 self.schedule(sub, last)  # frames went out meanwhile
             else:

@@ -43,6 +43,8 @@ from broadcaster.fanout.subscription import Run, Subscription, Topic, Writer
 log = logging.getLogger("broadcaster.mux")
 
 PING = b": ping\n\n"
+PING_CHUNK = b"%x\r\n%s\r\n" % (len(PING), PING)
+"""``PING`` as the HTTP/1.1 chunk the keepalive task writes to a sleeping connection."""
 ADD_AT_ONCE = 100
 """Streams whose states, subscriptions and first pages a connection reads together."""
 
@@ -240,6 +242,11 @@ class Connection:
     new: list[str | None] = field(default_factory=list)
     over_limit_told: bool = False
     closed: bool = False
+    ping_at: float | None = None
+    """When the hub's keepalive task checks the sleeping connection next (None: not
+    scheduled)."""
+    ping_due: bool = False
+    """A keepalive the socket did not take directly: the connection's task sends it."""
     _waker: asyncio.Future[None] | None = None
     _rebasing: asyncio.Task[None] | None = None
     last_write: float = 0.0
@@ -272,6 +279,20 @@ class Connection:
             return b"%x\r\nid: %s\n%s\r\n" % (len(ident) + len(body) + 5, ident, body)
         data = self.encode(mark, framed)
         return b"%x\r\n%s\r\n" % (len(data), data)
+
+    def silent_since(self) -> float:
+        """For the keepalive task: when the socket last got frames or a ping."""
+        return self.last_write
+
+    def ping(self, now: float) -> None:
+        """From the keepalive task, while the connection sleeps and its socket has been
+        silent: ``: ping`` straight to the socket, or else through the task."""
+        w = self.direct
+        if w is not None and w(PING_CHUNK):
+            self.last_write = now
+            return
+        self.ping_due = True
+        self.wake()
 
     def wake(self) -> None:
         self.direct = None
@@ -347,7 +368,8 @@ class Connection:
         while not self.closed and not self.hub.closing:
             if not self.follows and not self.prefixes and not self.waiting and not self.new:
                 return  # every stream ended
-            if not await self._wait(writer):
+            if not await self._wait(writer) or self.ping_due:
+                self.ping_due = False
                 yield PING
                 continue
             async for chunk in self._work():
@@ -360,28 +382,31 @@ class Connection:
         return found
 
     async def _wait(self, writer: Writer | None) -> bool:
-        """Wait for work, handing the socket to the fan-out meanwhile; False once the
-        socket has been silent a keepalive's worth. What the fan-out wrote meanwhile
-        counts: a connection whose streams are busy is never pinged (its timer, set when
-        it began to wait, is set again for the silence left)."""
+        """Wait for work; False once the socket has been silent a keepalive's worth.
+        With a writer, the socket is the fan-out's meanwhile and the hub's keepalive task
+        pings it when it falls silent (``keepalive.py``), as it does a single-stream
+        viewer's: a sleeping connection has no timer, and its task is not woken to send
+        a ping. What the fan-out writes counts as traffic: a connection whose streams are
+        busy is never pinged."""
         if self._pending():
             return True
         loop = asyncio.get_running_loop()
-        self.direct = writer
+        self._waker = loop.create_future()
         try:
-            while True:
-                silent = self.keepalive - (loop.time() - self.last_write)
-                if silent <= 0:
-                    self.last_write = loop.time()
-                    return self._pending()
-                self._waker = loop.create_future()
-                try:
-                    async with asyncio.timeout(silent):
-                        await self._waker
-                    return True
-                except TimeoutError:
-                    if self.direct is None or self._pending():
-                        return True  # woken as the timer fired
+            if writer is not None:
+                self.direct = writer
+                self.hub.keepalive.schedule(self, self.last_write)
+                await self._waker
+                return True
+            silent = self.keepalive - (loop.time() - self.last_write)
+            if silent <= 0:
+                return False
+            try:
+                async with asyncio.timeout(silent):
+                    await self._waker
+                return True
+            except TimeoutError:
+                return self._pending()
         finally:
             self.direct = None
             self._waker = None

@@ -130,8 +130,10 @@ class Subscription:
         if self.keepalive is not None:
             self.keepalive.schedule(self, now)
 
-    def topic_read_at(self) -> float:
-        return self.topic.read_at if self.topic is not None else 0.0
+    def silent_since(self) -> float:
+        """Loop time its socket last got frames (its topic's last run) or a ping."""
+        topic = self.topic
+        return self.quiet_since if topic is None else max(self.quiet_since, topic.read_at)
 
     def ping(self, now: float) -> None:
         """A keepalive, straight to the socket, or else through the viewer's task."""
