@@ -7,10 +7,11 @@ Each frame is the event as the single-stream route sends it, its ``data`` wrappe
 ``{"stream", "seq", "event"}`` (made once per run for every connection following the
 stream, ``Topic.encoded``), and its ``id`` the connection's resume point
 (``core/mux.py``): the only part made per connection. While the connection's task waits
-with nothing to do, live runs go straight to its socket from the fan-out, as for a
-single-stream viewer; otherwise they wait in each stream's bounded buffer for the task.
-A late joiner or a resume gets each stream's history (compacted: consecutive deltas of a
-part folded), then the live events of all, in the order they arrive.
+with nothing to do, live runs go straight to its socket from the fan-out, and keepalives
+from the hub's keepalive task, as for a single-stream viewer; otherwise they wait in
+each stream's bounded buffer for the task. A late joiner or a resume gets each stream's
+history (compacted: consecutive deltas of a part folded), then the live events of all, in
+the order they arrive.
 """
 
 from __future__ import annotations
