@@ -133,12 +133,6 @@ class Cursor:
             self.moved.append(mark)
         return len(self.moved) == 1
 
-    def moved_alone(self, mark: Mark, position: Position, suffix: bytes) -> None:
-        """``move`` for the mark that alone moved since the base (the fan-out's usual
-        case, which it checked): the id is ``mark.head + suffix``."""
-        mark.position, mark.suffix = position, suffix
-        self._id = None
-
     def undo(self, mark: Mark, position: Position | None, suffix: bytes, moved: bool) -> None:
         """Take a ``move`` back: the mark as it was (``position``, ``suffix``, ``moved``)."""
         mark.position, mark.suffix = position, suffix

@@ -101,15 +101,15 @@ def opening(stream_id: str) -> bytes:
     return b'{"stream":%s,"seq":' % json.dumps(stream_id).encode()
 
 
-def shared(topic: Topic, run: Run, opening: bytes) -> Shared:
-    """The run's ``Shared`` form, made once for every connection of the topic."""
+def share(topic: Topic, run: Run, opening: bytes) -> Shared:
+    """Make the run's ``Shared`` form and keep it in the topic's cache of encodings, for
+    the other connections of the topic (each looks it up there first)."""
     cached_run, cache = topic.encoded
     if cached_run is not run:
         cache = {}
         topic.encoded = (run, cache)
-    made: Shared | None = cache.get(MUX)
-    if made is None:
-        made = cache[MUX] = _shared(opening, run)
+    made: Shared = _shared(opening, run)
+    cache[MUX] = made
     return made
 
 
@@ -183,7 +183,7 @@ class Follow(Subscription):
             cached_run, cache = topic.encoded
             made = cache.get(MUX) if cached_run is run else None
             if made is None:
-                made = shared(topic, run, self.opening)
+                made = share(topic, run, self.opening)
             mark = self.mark
             cursor = conn.cursor
             moved = cursor.moved
@@ -195,15 +195,14 @@ class Follow(Subscription):
                 if not write(b"%x\r\nid: %s%s" % (len(head) + alone[3], head, alone[2])):
                     Subscription.deliver(self, run)
                     return
-                cursor.moved_alone(mark, alone[0], alone[1])
+                cursor.move(mark, alone[0], alone[1])
             else:
                 position, suffix, was_moved = mark.position, mark.suffix, mark.moved
                 if not write(conn.chunk(mark, framed(made))):
                     cursor.undo(mark, position, suffix, was_moved)
                     Subscription.deliver(self, run)
                     return
-                if len(cursor.moved) > REBASE:
-                    conn.rebase()
+                conn._maybe_rebase()
             conn.last_write = topic.read_at  # the loop time of this fan-out
             self.last = run[1]
             if run[3]:
