@@ -50,20 +50,33 @@ class Mark:
     """One stream's place in a connection's resume point: its position, and how an id
     says it. The connection's subscription to the stream holds its mark, so a live event
     moves it with no lookup (per-connection dicts touched for each delivery cost a
-    dashboard's fan-out about a sixth of its CPU)."""
+    dashboard's fan-out about a sixth of its CPU).
 
-    __slots__ = ("head", "moved", "position", "suffix")
+    While a mark is ``alone`` (its stream alone moved since the base), the id is its
+    ``head`` and ``suffix``: the fan-out moves it by setting ``suffix``, touching neither
+    the cursor nor its list of moved marks."""
+
+    __slots__ = ("alone", "head", "moved", "suffix")
 
     def __init__(self) -> None:
-        self.position: Position | None = None
         self.suffix = b""
-        """The position's event id (``<seq>.<tag>``): how the stream's delta ends."""
+        """The position's event id (``<seq>.<tag>``, b"" for none): how the stream's delta
+        ends."""
         self.head = b""
         """``<token>.<ref>``, where ``<ref>`` is how a delta names the stream (``<index in
-        the base>=`` or ``~<stream id>=``): the id, less ``suffix``, while this stream
-        alone moved."""
+        the base>=`` or ``~<stream id>=``): the id, less ``suffix``, while ``alone``."""
         self.moved = False
         """Its position moved since the base (it is in ``Cursor.moved``)."""
+        self.alone = False
+        """It alone moved since the base."""
+
+    @property
+    def position(self) -> Position | None:
+        """(seq, history tag), read from ``suffix`` (not for a delivery's path)."""
+        if not self.suffix:
+            return None
+        seq, _, tag = self.suffix.partition(b".")
+        return int(seq), tag.decode()
 
 
 class Cursor:
@@ -75,8 +88,7 @@ class Cursor:
         self.marks: dict[str, Mark] = {}
         self._start(token, base)
         for stream_id, position in positions.items():  # where the base puts them
-            mark = self.mark(stream_id)
-            mark.position, mark.suffix = position, sse.event_id(*position)
+            self.mark(stream_id).suffix = sse.event_id(*position)
 
     def _start(self, token: str, base: list[str]) -> None:
         """Name the base ``token`` (holding ``base``): nothing moved since it yet."""
@@ -89,8 +101,9 @@ class Cursor:
         """The marks whose position moved since the base, in the order they first moved."""
         for stream_id, mark in self.marks.items():
             self._name(stream_id, mark)
-            mark.moved = False
+            mark.moved = mark.alone = False
         self._id: bytes | None = None
+        """The id, while more than one position moved (made when first asked for)."""
 
     def _name(self, stream_id: str, mark: Mark) -> None:
         index = self._index.get(stream_id)
@@ -116,35 +129,44 @@ class Cursor:
     @property
     def positions(self) -> dict[str, Position]:
         """Every stream's position (made on each call: not for a delivery's path)."""
-        return {s: m.position for s, m in self.marks.items() if m.position is not None}
+        return {s: p for s, m in self.marks.items() if (p := m.position) is not None}
 
     def advance(self, stream_id: str, seq: int, tag: str) -> None:
-        self.move(self.mark(stream_id), (seq, tag), sse.event_id(seq, tag))
+        self.move(self.mark(stream_id), sse.event_id(seq, tag))
 
-    def move(self, mark: Mark, position: Position, suffix: bytes) -> bool:
-        """The mark's stream is at ``position`` (``suffix``: its event id, made once for
-        every connection following the stream). True when it alone moved since the
-        base: the id is then ``mark.head + suffix`` (the usual dashboard: one of its
-        streams is busy)."""
-        mark.position, mark.suffix = position, suffix
+    def move(self, mark: Mark, suffix: bytes) -> bool:
+        """The mark's stream is at the event ``suffix`` (its id, made once for every
+        connection following the stream). True when it alone moved since the base: the
+        id is then ``mark.head + suffix`` (the usual dashboard: one of its streams is
+        busy)."""
+        mark.suffix = suffix
         self._id = None
         if not mark.moved:
             mark.moved = True
-            self.moved.append(mark)
-        return len(self.moved) == 1
+            moved = self.moved
+            moved.append(mark)
+            if len(moved) == 1:
+                mark.alone = True
+            elif len(moved) == 2:
+                moved[0].alone = False
+        return mark.alone
 
-    def undo(self, mark: Mark, position: Position | None, suffix: bytes, moved: bool) -> None:
-        """Take a ``move`` back: the mark as it was (``position``, ``suffix``, ``moved``)."""
-        mark.position, mark.suffix = position, suffix
+    def undo(self, mark: Mark, suffix: bytes, moved: bool) -> None:
+        """Take a ``move`` back: the mark as it was (``suffix``, ``moved``)."""
+        mark.suffix = suffix
         self._id = None
         if mark.moved and not moved:
-            mark.moved = False
+            mark.moved = mark.alone = False
             self.moved.remove(mark)
+            if len(self.moved) == 1:
+                self.moved[0].alone = True
 
     @property
     def id(self) -> bytes:
+        moved = self.moved
+        if len(moved) == 1:
+            return moved[0].head + moved[0].suffix
         if self._id is None:
-            moved = self.moved
             dot = len(self._dot)  # a delta is a mark's head less the dot, and its suffix
             self._id = (
                 self._dot + b",".join(m.head[dot:] + m.suffix for m in moved)
@@ -162,9 +184,12 @@ class Cursor:
         with what moved since it was taken."""
         self._start(token, sorted(snapshot))
         for stream_id, mark in self.marks.items():
-            if mark.position is not None and snapshot.get(stream_id) != mark.position:
+            position = mark.position
+            if position is not None and snapshot.get(stream_id) != position:
                 mark.moved = True
                 self.moved.append(mark)
+        if len(self.moved) == 1:
+            self.moved[0].alone = True
 
 
 def parse(raw: str) -> tuple[str, list[tuple[int | str, Position]]]:

@@ -31,7 +31,15 @@ from broadcaster.fanout.presence import Presence
 from broadcaster.fanout.push import PushSubscriber, Resolver
 from broadcaster.fanout.repair import Repairer
 from broadcaster.fanout.replay import FanoutMetrics, Replays
-from broadcaster.fanout.subscription import NO_ENCODINGS, Form, Run, Subscription, Topic, Writer
+from broadcaster.fanout.subscription import (
+    NO_ENCODINGS,
+    NOT_SHARED,
+    Form,
+    Run,
+    Subscription,
+    Topic,
+    Writer,
+)
 
 log = logging.getLogger("broadcaster.hub")
 
@@ -427,7 +435,7 @@ class Hub:
         # The run's shared encodings go now, while still in the cache (a viewer that
         # writes it later, from its buffer, encodes it again): at the next run they were
         # cold, and freeing them there cost a dashboard's fan-out 4-12% of its CPU.
-        topic.encoded = NO_ENCODINGS
+        topic.encoded, topic.shared = NO_ENCODINGS, NOT_SHARED
         if self.metrics is not None:
             self.metrics.delivered.inc(len(topic.subs) * (run[1] - run[0] + 1))
 

@@ -5,7 +5,7 @@ per stream created).
 
 Each frame is the event as the single-stream route sends it, its ``data`` wrapped as
 ``{"stream", "seq", "event"}`` (made once per run for every connection following the
-stream, ``Topic.encoded``), and its ``id`` the connection's resume point
+stream, ``Topic.shared``), and its ``id`` the connection's resume point
 (``core/mux.py``): the only part made per connection. While the connection's task waits
 with nothing to do, live runs go straight to its socket from the fan-out, and keepalives
 from the hub's keepalive task, as for a single-stream viewer; otherwise they wait in
@@ -33,7 +33,6 @@ from broadcaster.core.mux import (
     Bases,
     Cursor,
     Mark,
-    Position,
     covered,
     list_prefix,
 )
@@ -72,15 +71,15 @@ def run_events(run: Run) -> list[Event]:
     return out
 
 
-Framed = tuple[Position, bytes, bytes]
-"""An event of a live run as connections send it: its position, its own id (how a delta
-of the connection's id ends), and its frame without the id: what every connection
-following the stream shares."""
+Framed = tuple[bytes, bytes]
+"""An event of a live run as connections send it: its own id (how a delta of the
+connection's id ends), and its frame without the id: what every connection following the
+stream shares."""
 
-Alone = tuple[Position, bytes, bytes, int]
-"""A run of one event (the usual one) as a connection's chunk ends: the event's position,
-its own id, what follows ``id: <mark.head>`` in the chunk (that id, the frame, the chunk's
-end) and the chunk's size less ``len(mark.head)``. For a connection whose id is its
+Alone = tuple[bytes, bytes, int]
+"""A run of one event (the usual one) as a connection's chunk ends: the event's own id,
+what follows ``id: <mark.head>`` in the chunk (that id, the frame, the chunk's end) and
+the chunk's size less ``len(mark.head)``. For a connection whose id is its
 mark's head and the event's id (its stream alone moved since the base), the chunk is
 ``%x\r\nid: <head><rest>``: one step per connection."""
 
@@ -89,8 +88,6 @@ Shared = tuple[list[Framed], None] | tuple[None, Alone]
 events ``Framed``, or a one-event run ``Alone``."""
 
 
-MUX = "mux"
-"""A run's ``Shared`` form, in its topic's cache of encodings (``Topic.encoded``)."""
 TERMINAL_TAIL = 2 + len(sse.DONE)
 """What follows the ``data:`` line of a terminal event in its run: its blank line, then
 ``[DONE]``."""
@@ -101,50 +98,37 @@ def opening(stream_id: str) -> bytes:
     return b'{"stream":%s,"seq":' % json.dumps(stream_id).encode()
 
 
-def share(topic: Topic, run: Run, opening: bytes) -> Shared:
-    """Make the run's ``Shared`` form and keep it in the topic's cache of encodings, for
-    the other connections of the topic (each looks it up there first)."""
-    cached_run, cache = topic.encoded
-    if cached_run is not run:
-        cache = {}
-        topic.encoded = (run, cache)
-    made: Shared = _shared(opening, run)
-    cache[MUX] = made
-    return made
-
-
 def _shared(opening: bytes, run: Run) -> Shared:
-    """A run of one event is sliced with two searches into its ``Alone`` form (by
-    ``bytes.join``: %-formatting took a tenth more); a longer one by ``_framed``."""
+    """The run's ``Shared`` form, made by the first connection of its stream to get it
+    (and kept in ``Topic.shared`` for the others): a run of one event sliced with two
+    searches into its ``Alone`` form (by ``bytes.join``: %-formatting took a tenth
+    more), a longer one ``_framed``."""
     if run[0] != run[1]:
         return _framed(opening, run), None
     frames = run[2]
     eol = frames.find(b"\n")
-    data = frames.find(b"\n", eol + 1)  # the end of its ``event:`` line
+    data = frames.find(b"\n", eol + 1) + 7  # past "\ndata: ", after its ``event:`` line
     end = len(frames) - (TERMINAL_TAIL if run[3] else 2)
-    eid = frames[4:eol]
-    seq, _, tag = eid.partition(b".")
     rest = b"".join(
         (
-            eid,
-            b"\n",
-            frames[eol + 1 : data + 7],  # "event: <type>\ndata: "
+            frames[4:data],  # "<id>\nevent: <type>\ndata: "
             opening,
-            seq,
+            b"%d" % run[0],
             b',"event":',
-            frames[data + 7 : end],
+            frames[data:end],
             b"}\n\n\r\n",
         )
     )
-    return None, ((run[0], tag.decode()), eid, rest, len(rest) + 2)  # + "id: " - "\r\n"
+    eid = frames[4:eol]
+    return None, (eid, rest, len(rest) + 2)  # + "id: " - "\r\n"
 
 
 def framed(made: Shared) -> list[Framed]:
     """A run's events ``Framed``, whatever form it was shared in."""
     if made[0] is not None:
         return made[0]
-    position, eid, rest, _ = made[1]
-    return [(position, eid, rest[len(eid) + 1 : -2])]
+    eid, rest, _ = made[1]
+    return [(eid, rest[len(eid) + 1 : -2])]
 
 
 def _framed(opening: bytes, run: Run) -> list[Framed]:
@@ -157,9 +141,9 @@ def _framed(opening: bytes, run: Run) -> list[Framed]:
             continue
         id_line, event_line, data_line = block.split(b"\n", 2)
         eid = id_line[4:]
-        seq, _, tag = eid.partition(b".")
+        seq = eid.partition(b".")[0]
         body = b'%s\ndata: %s%s,"event":%s}\n\n' % (event_line, opening, seq, data_line[6:])
-        out.append(((int(seq), tag.decode()), eid, body))
+        out.append((eid, body))
     return out
 
 
@@ -177,29 +161,29 @@ class Follow(Subscription):
     def deliver(self, run: Run) -> None:
         conn = self.conn
         write = conn.direct
-        if write is not None and run[0] == self.last + 1 and not (self._buf or self.overflowed):
-            topic = self.topic
-            assert topic is not None
-            cached_run, cache = topic.encoded
-            made = cache.get(MUX) if cached_run is run else None
-            if made is None:
-                made = share(topic, run, self.opening)
+        # While ``direct`` is set no follow of the connection holds a run (the task checked
+        # before sleeping, and a run buffered wakes it): this one is caught up.
+        if write is not None and run[0] == self.last + 1:
+            topic: Topic = self.topic  # type: ignore[assignment]
+            shared_run, made = topic.shared
+            if shared_run is not run:
+                made = _shared(self.opening, run)
+                topic.shared = (run, made)
             mark = self.mark
-            cursor = conn.cursor
-            moved = cursor.moved
             alone = made[1]
-            if alone is not None and len(moved) == 1 and moved[0] is mark:
+            if alone is not None and mark.alone:
                 # The usual delivery: one event of the stream that alone moved since the
-                # base. Nothing to take back if the socket refuses it.
+                # base; its id is the mark's head and the event's. Nothing to take back
+                # if the socket refuses it.
                 head = mark.head
-                if not write(b"%x\r\nid: %s%s" % (len(head) + alone[3], head, alone[2])):
+                if not write(b"%x\r\nid: %s%s" % (len(head) + alone[2], head, alone[1])):
                     Subscription.deliver(self, run)
                     return
-                cursor.move(mark, alone[0], alone[1])
+                mark.suffix = alone[0]
             else:
-                position, suffix, was_moved = mark.position, mark.suffix, mark.moved
+                suffix, was_moved = mark.suffix, mark.moved
                 if not write(conn.chunk(mark, framed(made))):
-                    cursor.undo(mark, position, suffix, was_moved)
+                    conn.cursor.undo(mark, suffix, was_moved)
                     Subscription.deliver(self, run)
                     return
                 conn._maybe_rebase()
@@ -259,8 +243,8 @@ class Connection:
         """The frames with this connection's ids (its resume point advanced by each)."""
         cursor = self.cursor
         out = []
-        for position, suffix, body in framed:
-            if cursor.move(mark, position, suffix):  # alone moved: no id to join
+        for suffix, body in framed:
+            if cursor.move(mark, suffix):  # alone moved: no id to join
                 out.append(b"id: %s%s\n%s" % (mark.head, suffix, body))
             else:
                 out.append(b"id: %s\n%s" % (cursor.id, body))
@@ -270,8 +254,8 @@ class Connection:
         """``encode`` as one HTTP/1.1 chunk (what ``direct`` takes), made in one step for
         the usual run (one event)."""
         if len(framed) == 1:
-            position, suffix, body = framed[0]
-            if self.cursor.move(mark, position, suffix):
+            suffix, body = framed[0]
+            if self.cursor.move(mark, suffix):
                 head = mark.head
                 size = len(head) + len(suffix) + len(body) + 5
                 return b"%x\r\nid: %s%s\n%s\r\n" % (size, head, suffix, body)
@@ -531,8 +515,9 @@ class Connection:
     ) -> AsyncIterator[bytes]:
         replay = self._replay(stream_id, follow.last, until, compact=compact, first=first)
         async for chunk in replay:
-            assert follow.mark.position is not None
-            follow.last = follow.mark.position[0]
+            position = follow.mark.position
+            assert position is not None
+            follow.last = position[0]
             follow.ended = stream_id in self._terminal
             yield chunk
 

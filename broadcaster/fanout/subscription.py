@@ -212,6 +212,9 @@ NO_TAIL = ()
 NO_ENCODINGS: tuple[None, dict[Any, Any]] = (None, {})
 """``Topic.encoded`` between runs (never written: it names no run)."""
 
+NOT_SHARED: tuple[None, None] = (None, None)
+"""``Topic.shared`` between runs."""
+
 
 class Topic:
     """A stream this process watches: its channel, its viewers, and the seq up to which
@@ -231,6 +234,7 @@ class Topic:
         "ready",
         "repairing",
         "settled",
+        "shared",
         "stream_id",
         "subs",
         "tag",
@@ -256,6 +260,9 @@ class Topic:
         """The run being fanned out as other encodings made it, once for all their
         viewers (each checks the run is its own before using the cache, and starts a new
         one otherwise); let go once the run is out (``NO_ENCODINGS``)."""
+        self.shared: tuple[Run | None, Any] = NOT_SHARED
+        """The run being fanned out and its form shared by the connections following many
+        streams (``fanout/mux.py``): made by the first of them, let go with ``encoded``."""
         self.viewers = 0
         """The stream's viewer count, as the last presence message said."""
         self.told_count = -1

@@ -30,10 +30,10 @@ def run_of(evs: list[Event]) -> tuple[int, int, bytes, bool]:
 def test_frames_sliced_from_a_run_are_the_frames_made_from_its_events() -> None:
     run = run_of(events())
     stream = 'jobs-"42"'
-    assert [(pos, body) for pos, _, body in _framed(opening(stream), run)] == [
-        ((e.seq, e.tag), frame(stream, e)) for e in events()
+    assert [body for _, body in _framed(opening(stream), run)] == [
+        frame(stream, e) for e in events()
     ]
-    assert [suffix for _, suffix, _ in _framed(opening(stream), run)] == [
+    assert [suffix for suffix, _ in _framed(opening(stream), run)] == [
         b"7.0abf6c08",
         b"8.1bcd2e3f",
         b"9.2cde3f40",
@@ -48,15 +48,15 @@ def test_encode_advances_the_resume_point_and_undo_takes_it_back() -> None:
     framed = _framed(opening("s"), run_of(events()[:2]))
     data = conn.encode(mark, framed)
     assert data == (
-        b"id: -.~s=7.0abf6c08\n" + framed[0][2] + b"id: -.~s=8.1bcd2e3f\n" + framed[1][2]
+        b"id: -.~s=7.0abf6c08\n" + framed[0][1] + b"id: -.~s=8.1bcd2e3f\n" + framed[1][1]
     )
     assert conn.cursor.positions["s"] == (8, "1bcd2e3f")
-    conn.cursor.undo(mark, (7, "0abf6c08"), b"7.0abf6c08", True)
-    assert conn.cursor.id == b"-.~s=7.0abf6c08"
-    conn.cursor.undo(mark, None, b"", False)
-    assert conn.cursor.id == b"-" and "s" not in conn.cursor.positions
+    conn.cursor.undo(mark, b"7.0abf6c08", True)
+    assert conn.cursor.id == b"-.~s=7.0abf6c08" and mark.alone
+    conn.cursor.undo(mark, b"", False)
+    assert conn.cursor.id == b"-" and "s" not in conn.cursor.positions and not mark.alone
     one = conn.encode(mark, framed[:1])
-    assert one == b"id: -.~s=7.0abf6c08\n" + framed[0][2]
+    assert one == b"id: -.~s=7.0abf6c08\n" + framed[0][1]
 
 
 def test_a_chunk_is_the_encoded_frames_as_one_http_chunk() -> None:
@@ -74,7 +74,7 @@ def test_a_chunk_is_the_encoded_frames_as_one_http_chunk() -> None:
     for mark, run_events, ids in cases:
         framed = _framed(opening("x"), run_of(run_events))
         sse_bytes = b"".join(
-            b"id: %s\n%s" % (ident, body) for ident, (_, _, body) in zip(ids, framed, strict=True)
+            b"id: %s\n%s" % (ident, body) for ident, (_, body) in zip(ids, framed, strict=True)
         )
         assert conn.chunk(mark, framed) == b"%x\r\n%s\r\n" % (len(sse_bytes), sse_bytes)
         assert conn.cursor.id == ids[-1]
@@ -89,13 +89,13 @@ def test_a_one_event_run_is_shared_alone_and_frames_as_a_longer_run_does(event: 
     run = run_of([event])
     made = _shared(opening(stream), run)
     assert made[0] is None and made[1] is not None
-    position, eid, rest, size = made[1]
+    eid, rest, size = made[1]
     assert (
         framed(made)
         == _framed(opening(stream), run)
-        == [((event.seq, event.tag), sse.event_id(event.seq, event.tag), frame(stream, event))]
+        == [(sse.event_id(event.seq, event.tag), frame(stream, event))]
     )
-    assert (position, eid) == ((event.seq, event.tag), sse.event_id(event.seq, event.tag))
+    assert eid == sse.event_id(event.seq, event.tag)
     assert rest == b"%s\n%s\r\n" % (eid, frame(stream, event))
     head = b"0123456789abcdef.3="
     chunk = b"%x\r\nid: %s%s" % (len(head) + size, head, rest)
@@ -164,7 +164,7 @@ def test_the_fan_outs_deliveries_are_the_chunks_of_the_connections_ids() -> None
     assert len(written) == 2 and conn.cursor.id == b"-.~a=8.1bcd2e3f" and follow.last == 8
     assert conn.direct is None and follow.take() == [run_of(evs[2:3])]
     conn.direct = lambda chunk: written.append(chunk) is None
-    conn.cursor.move(other, (3, "0abf6c08"), b"3.0abf6c08")  # another stream moved too
+    conn.cursor.move(other, b"3.0abf6c08")  # another stream moved too
     follow.deliver(run_of(evs[2:3]))
     assert written[-1] == expected([b"-.~a=9.2cde3f40,~b=3.0abf6c08"], evs[2:3])
     assert follow.ended and conn.cursor.positions == {"a": (9, "2cde3f40"), "b": (3, "0abf6c08")}
