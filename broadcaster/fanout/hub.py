@@ -273,7 +273,7 @@ class Hub:
             topic.subs.discard(sub)
             if presence is not None:
                 presence.leave(stream_id, subject)
-            if not topic.subs and self._topics.get(stream_id) is topic:
+            if not topic.subs and topic.watched:
                 if self.config.linger > 0 and not self.closing:
                     loop = asyncio.get_running_loop()
                     topic.linger = loop.call_later(self.config.linger, self._unwatch, topic)
@@ -311,6 +311,7 @@ class Hub:
         topic.read_at = topic.checked_at = asyncio.get_running_loop().time()
         self._topics[stream_id] = topic
         self._by_channel[topic.channel] = topic
+        topic.watched = True
         topic.ready = self.push.subscribe(topic.channel)
         return topic
 
@@ -319,17 +320,18 @@ class Hub:
         if topic.linger is not None:
             topic.linger.cancel()
             topic.linger = None
-        if topic.subs or self._topics.get(topic.stream_id) is not topic:
+        if topic.subs or not topic.watched:
             return
         if topic.told is not None:
             topic.told.cancel()
             topic.told = None
         del self._topics[topic.stream_id]
         del self._by_channel[topic.channel]
+        topic.watched = False
         self.push.unsubscribe(topic.channel)
 
     def _watched(self, topic: Topic) -> bool:
-        return self._topics.get(topic.stream_id) is topic
+        return topic.watched
 
     async def follow(
         self,
@@ -416,7 +418,7 @@ class Hub:
         pending, self._pending = self._pending, []
         for topic in pending:
             runs, topic.pending = topic.pending, []
-            if not self._watched(topic):
+            if not topic.watched:
                 continue
             if len(runs) == 1:
                 self._fan_out(topic, runs[0])

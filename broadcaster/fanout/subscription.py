@@ -244,6 +244,7 @@ class Topic:
         "told_at",
         "told_count",
         "viewers",
+        "watched",
     )
 
     def __init__(
@@ -271,6 +272,8 @@ class Topic:
         """A ``data-viewers`` notice scheduled (at most one a second)."""
         """The history tag of the event at ``cursor`` ("" when unknown)."""
         self.subs: set[Subscription] = set()
+        self.watched = False
+        """It is the hub's topic of its stream (from ``Hub._watch`` until ``_unwatch``)."""
         self.ready: asyncio.Future[None] | None = None
         """Done once Redis confirmed the subscription to ``channel``."""
         self.read_at = 0.0

@@ -186,10 +186,13 @@ async def test_leaving_viewers_are_forgotten(clients: Clients) -> None:
                 await anext(g)
                 gens.append(g)
         assert hub.viewers == 12 and hub.streams == 3
+        topics = list(hub._topics.values())
+        assert len(topics) == 3 and all(t.watched for t in topics)
         assert await anext(gens[0]) == b": ping\n\n", "keepalive during silence"
         for g in gens:
             await g.aclose()
         assert hub.viewers == 0 and hub.streams == 0
+        assert not hub._topics and not any(t.watched for t in topics)  # no longer fanned out
 
 
 async def test_drain_ends_open_viewers(clients: Clients) -> None:
