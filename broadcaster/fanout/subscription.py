@@ -76,7 +76,9 @@ class Subscription:
     def __init__(
         self, limit: int, topic: Topic | None = None, keepalive: Keepalive | None = None
     ) -> None:
-        self._buf: deque[Run] = deque()
+        self._buf: list[Run] = []
+        """Runs for the viewer's task, taken whole (a list: 56 bytes empty, where a deque
+        is 760, and every viewer of every stream has one)."""
         self._buffered = 0  # events in _buf
         self._bytes = 0  # their encoded size
         self._limit = limit
@@ -166,8 +168,7 @@ class Subscription:
             w.set_result(None)
 
     def take(self) -> list[Run]:
-        runs = list(self._buf)
-        self._buf.clear()
+        runs, self._buf = self._buf, []
         self._buffered = 0
         self._bytes = 0
         return runs
