@@ -18,6 +18,7 @@ import json
 import re
 import secrets
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from redis.asyncio import Redis
 
@@ -46,37 +47,46 @@ def base_key(token: str) -> str:
     return f"{keys.PREFIX}:{{mux{token[:4]}}}:{token}"
 
 
-class Mark:
+class Place(Protocol):
     """One stream's place in a connection's resume point: its position, and how an id
-    says it. The connection's subscription to the stream holds its mark, so a live event
-    moves it with no lookup (per-connection dicts touched for each delivery cost a
-    dashboard's fan-out about a sixth of its CPU).
+    says it. A ``Mark``, or the connection's subscription to the stream itself (it takes
+    over the mark, ``Cursor.adopt``), so a live event moves it with no lookup and no
+    object between (per-connection dicts touched for each delivery cost a dashboard's
+    fan-out about a sixth of its CPU).
 
-    While a mark is ``alone`` (its stream alone moved since the base), the id is its
+    While a place is ``alone`` (its stream alone moved since the base), the id is its
     ``head`` and ``suffix``: the fan-out moves it by setting ``suffix``, touching neither
-    the cursor nor its list of moved marks."""
+    the cursor nor its list of moved places."""
+
+    suffix: bytes
+    """The position's event id (``<seq>.<tag>``, b"" for none): how the stream's delta
+    ends."""
+    head: bytes
+    """``<token>.<ref>``, where ``<ref>`` is how a delta names the stream (``<index in the
+    base>=`` or ``~<stream id>=``): the id, less ``suffix``, while ``alone``."""
+    moved: bool
+    """Its position moved since the base (it is in ``Cursor.moved``)."""
+    alone: bool
+    """It alone moved since the base."""
+
+
+class Mark:
+    """The place of a stream the connection does not follow (yet, or any more)."""
 
     __slots__ = ("alone", "head", "moved", "suffix")
 
     def __init__(self) -> None:
         self.suffix = b""
-        """The position's event id (``<seq>.<tag>``, b"" for none): how the stream's delta
-        ends."""
         self.head = b""
-        """``<token>.<ref>``, where ``<ref>`` is how a delta names the stream (``<index in
-        the base>=`` or ``~<stream id>=``): the id, less ``suffix``, while ``alone``."""
-        self.moved = False
-        """Its position moved since the base (it is in ``Cursor.moved``)."""
-        self.alone = False
-        """It alone moved since the base."""
+        self.moved = self.alone = False
 
-    @property
-    def position(self) -> Position | None:
-        """(seq, history tag), read from ``suffix`` (not for a delivery's path)."""
-        if not self.suffix:
-            return None
-        seq, _, tag = self.suffix.partition(b".")
-        return int(seq), tag.decode()
+
+def position_of(place: Place) -> Position | None:
+    """(seq, history tag), read from the place's ``suffix`` (not for a delivery's path)."""
+    if not place.suffix:
+        return None
+    seq, _, tag = place.suffix.partition(b".")
+    return int(seq), tag.decode()
 
 
 class Cursor:
@@ -85,7 +95,7 @@ class Cursor:
     __slots__ = ("_dot", "_id", "_index", "_token", "base", "marks", "moved", "token")
 
     def __init__(self, token: str, base: list[str], positions: dict[str, Position]) -> None:
-        self.marks: dict[str, Mark] = {}
+        self.marks: dict[str, Place] = {}
         self._start(token, base)
         for stream_id, position in positions.items():  # where the base puts them
             self.mark(stream_id).suffix = sse.event_id(*position)
@@ -97,15 +107,15 @@ class Cursor:
         self.base = base
         """The streams of the base, sorted: a delta names one by its index here."""
         self._index = {s: i for i, s in enumerate(base)}
-        self.moved: list[Mark] = []
-        """The marks whose position moved since the base, in the order they first moved."""
+        self.moved: list[Place] = []
+        """The places whose position moved since the base, in the order they first moved."""
         for stream_id, mark in self.marks.items():
             self._name(stream_id, mark)
             mark.moved = mark.alone = False
         self._id: bytes | None = None
         """The id, while more than one position moved (made when first asked for)."""
 
-    def _name(self, stream_id: str, mark: Mark) -> None:
+    def _name(self, stream_id: str, mark: Place) -> None:
         index = self._index.get(stream_id)
         ref = b"%d=" % index if index is not None else b"~%s=" % stream_id.encode()
         mark.head = self._dot + ref
@@ -114,27 +124,41 @@ class Cursor:
     def empty(cls) -> Cursor:
         return cls("-", [], {})
 
-    def mark(self, stream_id: str) -> Mark:
-        """The stream's mark (made, with no position, the first time it is asked for)."""
+    def mark(self, stream_id: str) -> Place:
+        """The stream's place (a ``Mark`` with no position, the first time it is asked
+        for)."""
         mark = self.marks.get(stream_id)
         if mark is None:
             mark = self.marks[stream_id] = Mark()
             self._name(stream_id, mark)
         return mark
 
+    def adopt(self, stream_id: str, place: Place) -> None:
+        """From now on ``place`` is the stream's place, as the one before it was."""
+        old = self.mark(stream_id)
+        place.suffix, place.head, place.moved, place.alone = (
+            old.suffix,
+            old.head,
+            old.moved,
+            old.alone,
+        )
+        self.marks[stream_id] = place
+        if old.moved:
+            self.moved[self.moved.index(old)] = place
+
     def position(self, stream_id: str) -> Position | None:
         mark = self.marks.get(stream_id)
-        return None if mark is None else mark.position
+        return None if mark is None else position_of(mark)
 
     @property
     def positions(self) -> dict[str, Position]:
         """Every stream's position (made on each call: not for a delivery's path)."""
-        return {s: p for s, m in self.marks.items() if (p := m.position) is not None}
+        return {s: p for s, m in self.marks.items() if (p := position_of(m)) is not None}
 
     def advance(self, stream_id: str, seq: int, tag: str) -> None:
         self.move(self.mark(stream_id), sse.event_id(seq, tag))
 
-    def move(self, mark: Mark, suffix: bytes) -> bool:
+    def move(self, mark: Place, suffix: bytes) -> bool:
         """The mark's stream is at the event ``suffix`` (its id, made once for every
         connection following the stream). True when it alone moved since the base: the
         id is then ``mark.head + suffix`` (the usual dashboard: one of its streams is
@@ -151,7 +175,7 @@ class Cursor:
                 moved[0].alone = False
         return mark.alone
 
-    def undo(self, mark: Mark, suffix: bytes, moved: bool) -> None:
+    def undo(self, mark: Place, suffix: bytes, moved: bool) -> None:
         """Take a ``move`` back: the mark as it was (``suffix``, ``moved``)."""
         mark.suffix = suffix
         self._id = None
@@ -184,7 +208,7 @@ class Cursor:
         with what moved since it was taken."""
         self._start(token, sorted(snapshot))
         for stream_id, mark in self.marks.items():
-            position = mark.position
+            position = position_of(mark)
             if position is not None and snapshot.get(stream_id) != position:
                 mark.moved = True
                 self.moved.append(mark)

@@ -33,8 +33,10 @@ from broadcaster.core.mux import (
     Bases,
     Cursor,
     Mark,
+    Place,
     covered,
     list_prefix,
+    position_of,
 )
 from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.keepalive import Keepalive
@@ -78,9 +80,9 @@ stream shares."""
 
 Alone = tuple[bytes, bytes, int]
 """A run of one event (the usual one) as a connection's chunk ends: the event's own id,
-what follows ``id: <mark.head>`` in the chunk (that id, the frame, the chunk's end) and
-the chunk's size less ``len(mark.head)``. For a connection whose id is its
-mark's head and the event's id (its stream alone moved since the base), the chunk is
+what follows ``id: <head>`` in the chunk (that id, the frame, the chunk's end) and the
+chunk's size less ``len(head)``. For a connection whose id is its place's head and the
+event's id (its stream alone moved since the base), the chunk is
 ``%x\r\nid: <head><rest>``: one step per connection."""
 
 Shared = tuple[list[Framed], None] | tuple[None, Alone]
@@ -148,15 +150,19 @@ def _framed(opening: bytes, run: Run) -> list[Framed]:
 
 
 class Follow(Subscription):
-    """The connection's subscription to one of its streams."""
+    """The connection's subscription to one of its streams, and the stream's place in the
+    connection's resume point (``Cursor.adopt``)."""
 
-    __slots__ = ("conn", "mark", "opening")
+    __slots__ = ("alone", "conn", "head", "moved", "opening", "suffix")
 
     conn: Connection
-    mark: Mark
-    """The stream's place in the connection's resume point."""
     opening: bytes
     """How the ``data`` of the stream's frames begins (``opening``)."""
+    suffix: bytes
+    head: bytes
+    moved: bool
+    alone: bool
+    """Its stream's place in the connection's resume point (``core.mux.Place``)."""
 
     def deliver(self, run: Run) -> None:
         conn = self.conn
@@ -169,21 +175,20 @@ class Follow(Subscription):
             if shared_run is not run:
                 made = _shared(self.opening, run)
                 topic.shared = (run, made)
-            mark = self.mark
             alone = made[1]
-            if alone is not None and mark.alone:
+            if alone is not None and self.alone:
                 # The usual delivery: one event of the stream that alone moved since the
-                # base; its id is the mark's head and the event's. Nothing to take back
+                # base; its id is the place's head and the event's. Nothing to take back
                 # if the socket refuses it.
-                head = mark.head
+                head = self.head
                 if not write(b"%x\r\nid: %s%s" % (len(head) + alone[2], head, alone[1])):
                     Subscription.deliver(self, run)
                     return
-                mark.suffix = alone[0]
+                self.suffix = alone[0]
             else:
-                suffix, was_moved = mark.suffix, mark.moved
-                if not write(conn.chunk(mark, framed(made))):
-                    conn.cursor.undo(mark, suffix, was_moved)
+                suffix, was_moved = self.suffix, self.moved
+                if not write(conn.chunk(self, framed(made))):
+                    conn.cursor.undo(self, suffix, was_moved)
                     Subscription.deliver(self, run)
                     return
                 conn._maybe_rebase()
@@ -239,29 +244,29 @@ class Connection:
 
     # --- for the fan-out ---
 
-    def encode(self, mark: Mark, framed: list[Framed]) -> bytes:
+    def encode(self, place: Place, framed: list[Framed]) -> bytes:
         """The frames with this connection's ids (its resume point advanced by each)."""
         cursor = self.cursor
         out = []
         for suffix, body in framed:
-            if cursor.move(mark, suffix):  # alone moved: no id to join
-                out.append(b"id: %s%s\n%s" % (mark.head, suffix, body))
+            if cursor.move(place, suffix):  # alone moved: no id to join
+                out.append(b"id: %s%s\n%s" % (place.head, suffix, body))
             else:
                 out.append(b"id: %s\n%s" % (cursor.id, body))
         return b"".join(out)
 
-    def chunk(self, mark: Mark, framed: list[Framed]) -> bytes:
+    def chunk(self, place: Place, framed: list[Framed]) -> bytes:
         """``encode`` as one HTTP/1.1 chunk (what ``direct`` takes), made in one step for
         the usual run (one event)."""
         if len(framed) == 1:
             suffix, body = framed[0]
-            if self.cursor.move(mark, suffix):
-                head = mark.head
+            if self.cursor.move(place, suffix):
+                head = place.head
                 size = len(head) + len(suffix) + len(body) + 5
                 return b"%x\r\nid: %s%s\n%s\r\n" % (size, head, suffix, body)
             ident = self.cursor.id
             return b"%x\r\nid: %s\n%s\r\n" % (len(ident) + len(body) + 5, ident, body)
-        data = self.encode(mark, framed)
+        data = self.encode(place, framed)
         return b"%x\r\n%s\r\n" % (len(data), data)
 
     def silent_since(self) -> float:
@@ -487,7 +492,7 @@ class Connection:
             follow = Follow(limit, topic, keepalive)
             follow.conn = conn
             follow.opening = begins
-            follow.mark = conn.cursor.mark(stream_id)
+            conn.cursor.adopt(stream_id, follow)
             follow.last = seq
             return follow
 
@@ -499,10 +504,10 @@ class Connection:
         self.follows[stream_id] = (follow, cm)
 
     async def _drop(self, stream_id: str) -> None:
-        follow, cm = self.follows.pop(stream_id)
+        _, cm = self.follows.pop(stream_id)
         self.done.add(stream_id)
+        self.cursor.adopt(stream_id, Mark())  # the place outlives the subscription
         await cm.__aexit__(None, None, None)
-        del follow
 
     async def _history(
         self,
@@ -515,7 +520,7 @@ class Connection:
     ) -> AsyncIterator[bytes]:
         replay = self._replay(stream_id, follow.last, until, compact=compact, first=first)
         async for chunk in replay:
-            position = follow.mark.position
+            position = position_of(follow)
             assert position is not None
             follow.last = position[0]
             follow.ended = stream_id in self._terminal

@@ -1,7 +1,8 @@
 """A connection's resume point (``core/mux.py``) against a model of it: after any sequence
-of moves, taken-back moves, the fan-out's own moves of a mark that alone moved, and
+of moves, taken-back moves, the fan-out's own moves of a place that alone moved, places
+taken over (a subscription to the stream adopting its mark, a mark again after it), and
 rebases, the id says every position that moved since the base, in the order they first
-moved, and a mark is ``alone`` exactly when its stream is the only one that moved."""
+moved, and a place is ``alone`` exactly when its stream is the only one that moved."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import random
 import pytest
 
 from broadcaster.core import sse
-from broadcaster.core.mux import Cursor, Mark, Position
+from broadcaster.core.mux import Cursor, Mark, Place, Position, position_of
 
 STREAMS = ["a", "b", "c", "d-1", "e_2"]
 
@@ -47,6 +48,12 @@ class Model:
         return self.token.encode() + b"." + b",".join(deltas)
 
 
+class Taker:
+    """A place of another class (as the connection's subscription to a stream is)."""
+
+    __slots__ = ("alone", "head", "moved", "other", "suffix")
+
+
 def eid(position: Position) -> bytes:
     return sse.event_id(*position)
 
@@ -66,7 +73,7 @@ def test_the_id_and_the_alone_mark_follow_every_way_a_position_moves(seed: int) 
     seqs = dict.fromkeys(STREAMS, 0)
     pending: tuple[str, dict[str, Position]] | None = None
 
-    def mark(stream_id: str) -> Mark:
+    def mark(stream_id: str) -> Place:
         if stream_id not in cursor.marks:
             model.made.append(stream_id)
         return cursor.mark(stream_id)
@@ -92,7 +99,11 @@ def test_the_id_and_the_alone_mark_follow_every_way_a_position_moves(seed: int) 
             cursor.move(m, eid(position))
             cursor.undo(m, suffix, moved)
             assert (cursor.id, cursor.positions, m.alone) == before
-        elif op < 0.85 and pending is None:  # a base taken, written later
+        elif op < 0.78:  # a subscription adopts the place, or a mark takes it back
+            old, new = mark(stream_id), rnd.choice([Mark, Taker])()
+            cursor.adopt(stream_id, new)
+            assert cursor.marks[stream_id] is new and all(m is not old for m in cursor.moved)
+        elif op < 0.88 and pending is None:  # a base taken, written later
             pending = cursor.snapshot()
         elif pending is not None:
             cursor.rebased(*pending)
@@ -104,7 +115,7 @@ def test_the_id_and_the_alone_mark_follow_every_way_a_position_moves(seed: int) 
 def test_a_marks_position_is_read_from_its_event_id() -> None:
     cursor = Cursor("0123456789abcdef", ["a", "b"], {"a": (7, "0abf6c08"), "b": (10, "")})
     assert cursor.position("a") == (7, "0abf6c08") and cursor.position("b") == (10, "")
-    assert cursor.mark("c").position is None and cursor.position("d") is None
+    assert position_of(cursor.mark("c")) is None and cursor.position("d") is None
     assert cursor.id == b"0123456789abcdef" and not any(m.alone for m in cursor.marks.values())
     cursor.advance("b", 11, "")
     assert cursor.id == b"0123456789abcdef.1=11" and cursor.marks["b"].alone

@@ -117,12 +117,8 @@ def _following(stream: str, written: list[bytes], takes: list[bool]) -> tuple[Co
     conn._waker = None
     topic = Topic(stream, b"c", 0, "")
     follow = Follow(100, topic)
-    follow.conn, follow.opening, follow.mark, follow.last = (
-        conn,
-        opening(stream),
-        conn.cursor.mark(stream),
-        6,
-    )
+    follow.conn, follow.opening, follow.last = conn, opening(stream), 6
+    conn.cursor.adopt(stream, follow)
     topic.subs.add(follow)
 
     def write(chunk: bytes) -> bool:
