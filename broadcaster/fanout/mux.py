@@ -158,11 +158,12 @@ class Follow(Subscription):
     conn: Connection
     opening: bytes
     """How the ``data`` of the stream's frames begins (``opening``)."""
+    # Its stream's place in the connection's resume point (``core.mux.Place``), set by
+    # ``Cursor.adopt`` before the fan-out can reach it:
     suffix: bytes
     head: bytes
     moved: bool
     alone: bool
-    """Its stream's place in the connection's resume point (``core.mux.Place``)."""
 
     def deliver(self, run: Run) -> None:
         conn = self.conn
