@@ -67,15 +67,7 @@ def procs(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> It
 
 def ids_on_every_primary(cluster: LocalCluster, per_primary: int, tag: str) -> list[str]:
     """Stream ids whose keys land on each primary ``per_primary`` times."""
-    by_port: dict[int, list[str]] = {}
-    i = 0
-    while len(by_port) < cluster.primaries or min(map(len, by_port.values())) < per_primary:
-        sid = f"{tag}-{i}"
-        i += 1
-        port = cluster.primary_of(keys.log_key(sid)).port
-        if len(by_port.setdefault(port, [])) < per_primary:
-            by_port[port].append(sid)
-    return [sid for ids in by_port.values() for sid in ids]
+    return cluster.on_every_primary(per_primary, lambda i: f"{tag}-{i}", keys.log_key)
 
 
 def command_calls(cluster: LocalCluster, *names: str) -> int:

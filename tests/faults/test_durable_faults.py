@@ -658,15 +658,9 @@ class FailoverRun:
 
 def paths_on_every_primary(cluster: LocalCluster, per_primary: int, tag: str) -> list[str]:
     """Stream paths whose keys land on each primary ``per_primary`` times."""
-    by_port: dict[int, list[str]] = {}
-    i = 0
-    while len(by_port) < cluster.primaries or min(map(len, by_port.values())) < per_primary:
-        path = f"{tag}/s{i}"
-        i += 1
-        port = cluster.primary_of(keys.log_key(keys.ds_name(path))).port
-        if len(by_port.setdefault(port, [])) < per_primary:
-            by_port[port].append(path)
-    return [path for paths in by_port.values() for path in paths]
+    return cluster.on_every_primary(
+        per_primary, lambda i: f"{tag}/s{i}", lambda path: keys.log_key(keys.ds_name(path))
+    )
 
 
 def _replica_synced(server: Server) -> bool:

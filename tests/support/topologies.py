@@ -170,6 +170,23 @@ class LocalCluster:
             node = c.get_node_from_key(key)
         return next(s for s in self.servers if s.port == int(node.port))
 
+    def on_every_primary(
+        self, per_primary: int, name: Callable[[int], str], key: Callable[[str], str]
+    ) -> list[str]:
+        """``per_primary`` names (``name(0)``, ``name(1)``, …) whose ``key`` lands on each
+        primary now (after any failover), in turns of one per primary: random ids would
+        leave a primary without any once in a while."""
+        with self.client() as c:
+            by_port: dict[int, list[str]] = {int(n.port): [] for n in c.get_primaries()}
+            i = 0
+            while min(map(len, by_port.values())) < per_primary:
+                found = name(i)
+                i += 1
+                here = by_port[int(c.get_node_from_key(key(found)).port)]
+                if len(here) < per_primary:
+                    here.append(found)
+        return [n for turn in zip(*by_port.values(), strict=True) for n in turn]
+
     def stop(self) -> None:
         for s in self.servers:
             s.stop(signal.SIGKILL)
