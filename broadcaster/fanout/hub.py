@@ -103,7 +103,7 @@ class Hub:
             self._recovered,
             probe_seconds=self.config.probe,
         )
-        self.repairer = Repairer(log_, self._fan_out, self._watched)
+        self.repairer = Repairer(log_, self._fan_out)
         self.replays = Replays(log_, metrics)
         self.keepalive = Keepalive(self.config.keepalive)
         self._topics: dict[str, Topic] = {}
@@ -330,9 +330,6 @@ class Hub:
         topic.watched = False
         self.push.unsubscribe(topic.channel)
 
-    def _watched(self, topic: Topic) -> bool:
-        return topic.watched
-
     async def follow(
         self,
         stream_id: str,
@@ -453,7 +450,7 @@ class Hub:
 
     def _tell(self, topic: Topic) -> None:
         topic.told = None
-        if topic.viewers == topic.told_count or not self._watched(topic):
+        if topic.viewers == topic.told_count or not topic.watched:
             return
         topic.told_at = asyncio.get_running_loop().time()
         topic.told_count = topic.viewers

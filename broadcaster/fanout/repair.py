@@ -45,13 +45,11 @@ class Repairer:
         self,
         log_: EventLog,
         fan_out: Callable[[Topic, Run], None],
-        watched: Callable[[Topic], bool],
         *,
         workers: int = 4,
     ) -> None:
         self._log = log_
         self._fan_out = fan_out
-        self._watched = watched
         self._workers = workers
         # Both hold each watched topic at most once (``Topic.repairing``, the set): bounded
         # by the streams this process watches.
@@ -118,7 +116,7 @@ class Repairer:
             if topic is None:
                 return
             backoff = 0.05
-            while self._watched(topic) and not self._stopped:
+            while topic.watched and not self._stopped:
                 try:
                     await self._fill(topic)
                     break
@@ -136,7 +134,7 @@ class Repairer:
         while True:
             read = False
             async for page in self._log.read_after(topic.stream_id, topic.cursor):
-                if not self._watched(topic):
+                if not topic.watched:
                     return
                 read = True
                 run = page_run(topic.form, page)
@@ -171,7 +169,7 @@ class Repairer:
                 for t in topics:
                     if self._queued_checks.get(t) == thorough:
                         del self._queued_checks[t]
-                return thorough, [t for t in topics if self._watched(t)]
+                return thorough, [t for t in topics if t.watched]
         return None
 
     async def _check(self, topics: list[Topic], *, thorough: bool) -> None:

@@ -255,6 +255,7 @@ class Topic:
         self.channel = channel
         self.cursor = cursor
         self.tag = tag
+        """The history tag of the event at ``cursor`` ("" when unknown)."""
         self.form = form
         self.linger: asyncio.TimerHandle | None = None
         """Set while nobody watches it: when it stops being watched."""
@@ -271,7 +272,6 @@ class Topic:
         self.told_at = -1e9
         self.told: asyncio.TimerHandle | None = None
         """A ``data-viewers`` notice scheduled (at most one a second)."""
-        """The history tag of the event at ``cursor`` ("" when unknown)."""
         self.subs: set[Subscription] = set()
         self.watched = False
         """It is the hub's topic of its stream (from ``Hub._watch`` until ``_unwatch``)."""
