@@ -33,15 +33,17 @@ import asyncio
 import importlib
 import inspect
 import json
-import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from broadcaster.core import names
+
 Event = dict[str, Any]
 
-TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
-"""Anthropic's rule for a custom tool's name (the request's own tools follow it too)."""
+TOOL_NAME = names.TOOL_NAME_RE
+"""Anthropic's rule for a custom tool's name (the request's own tools follow it too):
+``names.is_tool_name``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +83,8 @@ def _problem(tool: Any) -> str | None:
     """What is wrong with a registered tool, if anything."""
     if not isinstance(tool, Tool):
         return f"{tool!r} is not a worker.tools.Tool"
-    if not isinstance(tool.name, str) or not TOOL_NAME.match(tool.name):
-        return f"tool name {tool.name!r} must match {TOOL_NAME.pattern}"
+    if not names.is_tool_name(tool.name):
+        return f"tool name {tool.name!r} must match {names.TOOL_NAME_PATTERN}"
     if not isinstance(tool.description, str):
         return f"tool {tool.name}: description must be a string"
     schema = tool.input_schema

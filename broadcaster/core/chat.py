@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from broadcaster.core import keys
+from broadcaster.core import names
 from broadcaster.core.request import Defaults, RequestInvalid, validate_request
 
 GENERATION_FIELDS = frozenset(
@@ -93,14 +93,14 @@ class ChatBody(BaseModel):
     sends only ``messages`` and the app's ``body``), plus generation fields."""
 
     model_config = ConfigDict(extra="allow")
-    id: str = Field(pattern=keys.STREAM_ID_RE.pattern)
+    id: str = Field(pattern=names.STREAM_ID_PATTERN)
     messages: list[UIMessage] = Field(min_length=1)
     trigger: Literal["submit-message", "regenerate-message"] = "submit-message"
     messageId: str | None = Field(None, max_length=256)
     multitask: Literal["reject", "enqueue", "interrupt", "steer"] | None = None
 
 
-RUN_SEPARATOR = "~"
+RUN_SEPARATOR = names.RUN_SEPARATOR
 """Between the parts of a run id: not in the id alphabet ``[A-Za-z0-9_-]``, and left as
 is by ``encodeURIComponent``."""
 
@@ -111,17 +111,8 @@ def run_id(chat_id: str, generation: str, base: int) -> str:
     return RUN_SEPARATOR.join((chat_id, generation, str(base)))
 
 
-def parse_run_id(raw: str) -> tuple[str, str, int] | None:
-    """``(chat, generation, base)`` of a run id; None if ``raw`` is not one."""
-    parts = raw.split(RUN_SEPARATOR)
-    if len(parts) != 3:
-        return None
-    chat_id, generation, base = parts
-    if not (keys.STREAM_ID_RE.match(chat_id) and keys.STREAM_ID_RE.match(generation)):
-        return None
-    if not base.isdigit() or len(base) > 12:
-        return None
-    return chat_id, generation, int(base)
+parse_run_id = names.parse_run_id
+"""``(chat, generation, base)`` of a run id; None if it is not one."""
 
 
 def chunk_window(base: int, last_seq: int, start_index: int) -> int:

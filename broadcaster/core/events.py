@@ -5,11 +5,14 @@ stored in Redis and sent, byte for byte, as the SSE ``data`` field."""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
-TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+from broadcaster.core import names
+
+TYPE_RE = names.EVENT_TYPE_RE
+"""The event type grammar (``names.EVENT_TYPE_RE``, whole strings only); check types with
+``names.is_event_type``."""
 TERMINAL_TYPES = frozenset({"finish", "error", "abort"})
 
 # Status of a generation once its stream ends with each terminal type.
@@ -49,9 +52,9 @@ def dump_event(obj: Any) -> tuple[str, bytes]:
     if not isinstance(obj, dict):
         raise InvalidEvent("an event must be a JSON object")
     etype = obj.get("type")
-    if not isinstance(etype, str) or not TYPE_RE.match(etype):
+    if not names.is_event_type(etype):
         raise InvalidEvent(
-            f"an event needs a string 'type' matching ^[a-z0-9][a-z0-9-]{{0,63}}$, got {etype!r}"[
+            f"an event needs a string 'type' matching {names.EVENT_TYPE_PATTERN}, got {etype!r}"[
                 :200
             ]
         )

@@ -5,21 +5,23 @@ the append script touches several of them at once, which Cluster only allows ins
 slot. The tag is not the stream id but one of ``SLOT_GROUPS`` group tags chosen from it,
 so that many streams share each slot deliberately and one blocking ``XREAD`` per group
 serves them all (a multi-key ``XREAD`` must stay inside one slot). Stream ids are
-validated before they get here (``^[A-Za-z0-9_-]{1,64}$``), so an id can never contain
-``{``, ``}`` or ``:`` and add a tag of its own.
+validated before they get here (``names.is_stream_id``: ``[A-Za-z0-9_-]{1,64}``, the whole
+string), so an id can never contain ``{``, ``}`` or ``:`` and add a tag of its own.
 """
 
 from __future__ import annotations
 
 import base64
-import re
 import zlib
+
+from broadcaster.core import names
 
 PREFIX = "bc"
 """Namespace for every key, so the project can share a Redis with other applications."""
 
-STREAM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-"""The contract's stream id grammar; nothing else is ever put into a key."""
+STREAM_ID_RE = names.STREAM_ID_RE
+"""The contract's stream id grammar (``names.STREAM_ID_RE``, whole strings only); nothing
+else is ever put into a key. Check ids with ``names.is_stream_id``."""
 
 
 SLOT_GROUPS = 256
@@ -94,7 +96,7 @@ def ds_keys(stream_id: str) -> list[str]:
     return [log_key(stream_id), meta_key(stream_id), producers_key(stream_id), forks_key(stream_id)]
 
 
-DS_PATH_MAX = 1024
+DS_PATH_MAX = names.DS_PATH_MAX
 """Longest Durable Streams path (bytes of UTF-8) a stream may have."""
 
 
@@ -102,8 +104,9 @@ def ds_name(path: str) -> str:
     """The stream name of a Durable Streams path. A path that is a valid stream id *is* that
     stream, so ``/v1/stream/{id}`` serves every stream of this project too; any other path
     gets ``~`` and its base64url, which can never be a stream id (``~`` is not in the id
-    alphabet) nor add a hash tag of its own (base64url has no ``{}:``)."""
-    if STREAM_ID_RE.match(path):
+    alphabet) nor add a hash tag of its own (base64url has no ``{}:``). ``path`` is
+    checked first (``names.is_ds_path``)."""
+    if names.is_stream_id(path):
         return path
     return "~" + base64.urlsafe_b64encode(path.encode()).rstrip(b"=").decode()
 

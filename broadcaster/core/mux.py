@@ -15,20 +15,16 @@ is refused, never silently skipped.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from redis.asyncio import Redis
 
-from broadcaster.core import keys, sse
+from broadcaster.core import keys, names, sse
 
 REBASE = 16
 """Moved positions an id carries before the connection writes a new base."""
-
-_DELTA = re.compile(r"^(?:(\d{1,6})|~([A-Za-z0-9_-]{1,64}))=(\d{1,18})(?:\.([0-9a-f]{8}))?$")
-_TOKEN = re.compile(r"^(-|[0-9a-f]{16})$")
 
 Position = tuple[int, str]
 """(seq, history tag) of the last event of a stream a client was sent."""
@@ -219,16 +215,17 @@ class Cursor:
 def parse(raw: str) -> tuple[str, list[tuple[int | str, Position]]]:
     """An id's base token and its deltas (a base index or a stream id, and a position);
     BadResumePoint unless this server could have issued it."""
-    token, _, rest = raw.strip().partition(".")
-    if not _TOKEN.match(token) or len(raw) > 65536:
+    split = names.mux_resume_point(raw)
+    if split is None:
         raise BadResumePoint("not a resume point of /v1/events")
+    token, rest = split
     deltas: list[tuple[int | str, Position]] = []
     for part in rest.split(",") if rest else []:
-        m = _DELTA.match(part)
-        if m is None:
+        delta = names.mux_delta(part)
+        if delta is None:
             raise BadResumePoint(f"malformed position {part[:80]!r}")
-        ref: int | str = int(m.group(1)) if m.group(1) is not None else m.group(2)
-        deltas.append((ref, (int(m.group(3)), m.group(4) or "")))
+        ref, seq, tag = delta
+        deltas.append((ref, (seq, tag)))
     return token, deltas
 
 

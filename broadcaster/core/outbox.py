@@ -17,16 +17,16 @@ Nothing here waits for a receiver.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from redis.asyncio import Redis
 
-from broadcaster.core import keys
+from broadcaster.core import keys, names
 from broadcaster.core.log import script
 
-EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
-"""A webhook event type: dotted lower-case words (``stream.occupied``)."""
+EVENT_TYPE_RE = names.WEBHOOK_EVENT_TYPE_RE
+"""A webhook event type: dotted lower-case words (``stream.occupied``); checked by
+``names.is_webhook_event_type``."""
 
 
 class Outbox:
@@ -39,9 +39,9 @@ class Outbox:
         ``data``) about ``stream_id``. True if queued; False if the stream asked for no
         webhooks (or does not exist). One round trip; the deliverer adds the time, the
         ``webhook-id`` and the signature."""
-        if not keys.STREAM_ID_RE.match(stream_id):
+        if not names.is_stream_id(stream_id):
             raise ValueError(f"not a stream id: {stream_id!r}")
-        if not EVENT_TYPE_RE.match(type):
+        if not names.is_webhook_event_type(type):
             raise ValueError(f"a webhook event type is dotted lower-case words, not {type!r}")
         body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         queued = await self._add(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -32,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from broadcaster.core import keys
+from broadcaster.core import names
 
 PROVIDERS: tuple[str, ...] = ("anthropic", "openai")
 """The model providers a request may name."""
@@ -57,8 +56,6 @@ ask for in ``max_steps``; each worker caps it further (``WORKER_MAX_STEPS``)."""
 DEFAULT_MAX_STEPS = 5
 """The steps of a generation whose request does not say."""
 
-SERVER_TOOL_RE = re.compile(r"[a-z][a-z0-9_]{0,54}_[0-9]{8}")
-"""The type of one of Anthropic's own tools: a name and its version's date."""
 
 MAX_USER_ID = 256
 """Anthropic's longest ``metadata.user_id``."""
@@ -223,7 +220,7 @@ class DocumentBlock(_Open):
 
 class ToolUseBlock(_Open):
     type: Literal["tool_use"]
-    id: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,256}$")
+    id: str = Field(pattern=names.TOOL_USE_ID_PATTERN)
     name: str = Field(min_length=1, max_length=200)
     input: dict[str, Any]
 
@@ -260,7 +257,7 @@ class RedactedThinkingBlock(_Open):
 class OtherBlock(_Open):
     """Any other block type: passed through as sent."""
 
-    type: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    type: str = Field(pattern=names.BLOCK_TYPE_PATTERN)
 
 
 BLOCK_TYPES = frozenset(
@@ -306,7 +303,7 @@ class InputSchema(_Open):
 def _versioned_tool(kind: str) -> str:
     # Anthropic's own tool types carry the date of their version; anything else (an
     # OpenAI-style "function" tool, a typo) is refused here rather than by the model.
-    if not SERVER_TOOL_RE.fullmatch(kind):
+    if not names.is_server_tool_type(kind):
         raise ValueError(
             "must be 'custom' (or absent) for a tool of yours, or one of Anthropic's tool "
             "types such as 'web_search_20250305'"
@@ -316,7 +313,7 @@ def _versioned_tool(kind: str) -> str:
 
 class CustomTool(_Open):
     type: Literal["custom"] | None = None
-    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,128}$")
+    name: str = Field(pattern=names.TOOL_NAME_PATTERN)
     description: str | None = None
     input_schema: InputSchema
 
@@ -391,7 +388,7 @@ class GenerationRequest(BaseModel):
         ]
         | None
     ) = None
-    id: str | None = Field(None, pattern=keys.STREAM_ID_RE.pattern)
+    id: str | None = Field(None, pattern=names.STREAM_ID_PATTERN)
     metadata: dict[str, Any] | None = None
     provider: Literal["anthropic", "openai"] | None = None
     tools: list[Tool] | None = None

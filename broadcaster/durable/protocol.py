@@ -21,10 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-OFFSET_RE = re.compile(r"^(\d{1,20})_(\d{1,20})$")
-TTL_RE = re.compile(r"^(0|[1-9][0-9]*)$")
-INT_RE = re.compile(r"^[0-9]+$")
-SUB_OFFSET_RE = re.compile(r"^(0|[1-9][0-9]*)$")
+from broadcaster.core import names
+
 MAX_SAFE_INTEGER = 2**53 - 1
 """Producer epochs and seqs: the largest integer JavaScript clients can send exactly."""
 MAX_TTL = 100 * 365 * 24 * 3600
@@ -68,13 +66,14 @@ def offset_of_event_id(event_id: str) -> str:
 
 def parse_offset(raw: str) -> Offset | Literal["-1", "now"]:
     """An offset a client sent; BadRequest unless it is ``-1``, ``now`` or digits_digits
-    (spaces, commas, slashes, NUL and line breaks are all refused)."""
-    if raw in ("-1", "now"):
-        return raw  # type: ignore[return-value]
-    m = OFFSET_RE.match(raw)
-    if m is None:
+    (``names.ds_offset``: ASCII digits only; spaces, commas, slashes, NUL and line breaks
+    are all refused)."""
+    parsed = names.ds_offset(raw)
+    if parsed is None:
         raise BadRequest(f"malformed offset {raw[:80]!r}")
-    return Offset(int(m.group(1)), int(m.group(2)))
+    if isinstance(parsed, tuple):
+        return Offset(*parsed)
+    return parsed
 
 
 # --- cursors ---
@@ -90,7 +89,7 @@ def response_cursor(client: str | None, now: float | None = None) -> str:
     cursor is not behind it, the client's plus 1 to 3,600 s of jitter (so cursors only
     grow and a CDN never serves a cached empty answer in a loop)."""
     current = current_cursor(now)
-    if client is None or not INT_RE.match(client) or len(client) > 18:
+    if not names.is_decimal(client) or len(client) > 18:
         return str(current)
     theirs = int(client)
     if theirs < current:
@@ -108,7 +107,7 @@ def is_true(value: str | None) -> bool:
 
 
 def parse_ttl(value: str) -> int:
-    if not TTL_RE.match(value) or int(value) > MAX_TTL:
+    if not names.is_canonical_decimal(value) or int(value) > MAX_TTL:
         raise BadRequest(f"Stream-TTL must be a whole number of seconds, got {value[:40]!r}")
     return int(value)
 
@@ -133,7 +132,7 @@ def format_expires_at(ms: int) -> str:
 
 
 def parse_sub_offset(value: str) -> int:
-    if not SUB_OFFSET_RE.match(value) or int(value) > MAX_SAFE_INTEGER:
+    if not names.is_canonical_decimal(value) or int(value) > MAX_SAFE_INTEGER:
         raise BadRequest(f"Stream-Fork-Sub-Offset must be a whole number, got {value[:40]!r}")
     return int(value)
 
@@ -155,10 +154,12 @@ def parse_producer(pid: str | None, epoch: str | None, seq: str | None) -> Produ
     assert pid is not None and epoch is not None and seq is not None
     if not pid:
         raise BadRequest("Producer-Id must not be empty")
-    if len(pid) > 256 or ":" in pid:
-        raise BadRequest("Producer-Id must be at most 256 characters, without ':'")
+    if not names.is_producer_id(pid):
+        raise BadRequest(
+            "Producer-Id must be at most 256 printable ASCII characters (space to ~), without ':'"
+        )
     for name, value in (("Producer-Epoch", epoch), ("Producer-Seq", seq)):
-        if not INT_RE.match(value) or int(value) > MAX_SAFE_INTEGER:
+        if not names.is_decimal(value) or int(value) > MAX_SAFE_INTEGER:
             raise BadRequest(f"{name} must be a non-negative integer below 2^53")
     return Producer(pid, int(epoch), int(seq))
 
@@ -171,11 +172,8 @@ def normalize_content_type(value: str | None) -> str:
     return (value or "").split(";", 1)[0].strip().lower()
 
 
-_MEDIA_TYPE_RE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
-
-
 def valid_content_type(value: str) -> bool:
-    return bool(_MEDIA_TYPE_RE.match(value))
+    return names.is_media_type(value)
 
 
 def mode_of(content_type: str) -> Mode:

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from broadcaster.core import keys
+from broadcaster.core import names
 from broadcaster.http import openapi
 from broadcaster.http.access import AccessPolicy
 from broadcaster.http.errors import install_error_handlers
@@ -72,7 +72,7 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
     install_error_handlers(app)
     for module in (health, generations, streams, events, tokens, chat, durable):
         app.include_router(module.router)
-    openapi.with_stream_ids(app, keys.STREAM_ID_RE.pattern)
+    openapi.with_stream_ids(app, names.STREAM_ID_PATTERN)
     app.sse_route = streams.events_fast_path
     cors = cors_options(settings)
     if cors is not None:

@@ -4,7 +4,8 @@ The routes read their bodies themselves (``bodies.read_json``: a byte limit befo
 parsing, then the pydantic models or ``events.dump_batch``), so FastAPI cannot see them.
 These fragments describe the same shapes in the schema, so that clients and schema-driven
 fuzzers (schemathesis, in tests/integration/test_fuzz_api.py) know the real bodies. They
-change no behaviour.
+change no behaviour. Their patterns are ``names``' published ones (``^...$``: JSON
+Schema's ``$`` is the end of the string, never before a final newline).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
 
-from broadcaster.core.events import TYPE_RE
+from broadcaster.core import names
 
 
 class ErrorBody(BaseModel):
@@ -76,7 +77,7 @@ _WHY = {
     " is invalid",
     401: "an API key or viewer token is required",
     403: "the API key lacks the right",
-    404: "no such stream (unknown, expired, or an id outside ^[A-Za-z0-9_-]{1,64}$)",
+    404: f"no such stream (unknown, expired, or an id outside {names.STREAM_ID_PATTERN})",
     405: "a stream of events is read-only as a Durable Stream (Allow: GET, HEAD)",
     409: "conflict: the id exists, the stream has ended, or the resume point is ahead",
     410: "gone: the Durable Stream was deleted (streams forked from it live on), or the"
@@ -130,7 +131,7 @@ def model_body(model: type[BaseModel]) -> dict[str, Any]:
 EVENT = {
     "type": "object",
     "required": ["type"],
-    "properties": {"type": {"type": "string", "pattern": TYPE_RE.pattern}},
+    "properties": {"type": {"type": "string", "pattern": names.EVENT_TYPE_PATTERN}},
     "additionalProperties": True,
 }
 """One event object: a ``type`` and any other JSON fields."""
@@ -168,7 +169,7 @@ CHAT_BODY = json_body(
         "type": "object",
         "required": ["messages"],
         "properties": {
-            "id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+            "id": {"type": "string", "pattern": names.STREAM_ID_PATTERN},
             "messages": {
                 "type": "array",
                 "minItems": 1,
@@ -187,7 +188,7 @@ CHAT_BODY = json_body(
             },
             "trigger": {"enum": ["submit-message", "regenerate-message"]},
             "messageId": {"type": ["string", "null"]},
-            "chatId": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+            "chatId": {"type": "string", "pattern": names.STREAM_ID_PATTERN},
             "multitask": {"enum": ["reject", "enqueue", "interrupt", "steer"]},
         },
         "additionalProperties": True,
@@ -214,7 +215,7 @@ LAST_EVENT_ID = {
 }
 
 
-_ID_LIST = {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}
+_ID_LIST = {"type": "array", "items": {"type": "string", "pattern": names.STREAM_ID_PATTERN}}
 EVENTS_QUERY = {
     "parameters": [
         *LAST_EVENT_ID["parameters"],
