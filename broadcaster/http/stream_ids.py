@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 
-from broadcaster.core import keys
+from broadcaster.core import names
 from broadcaster.core.logs import current_stream
 from broadcaster.http.errors import ApiError
 
@@ -18,8 +18,8 @@ def new_stream_id() -> str:
 def check_stream_id(stream_id: str) -> None:
     """404 unless ``stream_id`` is a stream id; then every log line of this request names
     the stream."""
-    if not keys.STREAM_ID_RE.match(stream_id):
-        raise ApiError(404, "not_found", "no such stream: ids match ^[A-Za-z0-9_-]{1,64}$")
+    if not names.is_stream_id(stream_id):
+        raise ApiError(404, "not_found", f"no such stream: ids match {names.STREAM_ID_PATTERN}")
     current_stream.set(stream_id)
 
 

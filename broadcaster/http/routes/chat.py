@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from broadcaster.core import auth, keys
+from broadcaster.core import auth, names
 from broadcaster.core.approvals import Approvals, Decision, NoSuchApproval, WaitEnded
 from broadcaster.core.chat import (
     GENERATION_FIELDS,
@@ -89,8 +89,8 @@ LONE_FINISH = b'data: {"type":"finish"}\n\ndata: [DONE]\n\n'
 
 def check_chat_id(chat_id: str) -> None:
     """404 unless ``chat_id`` is a chat id (the grammar of stream ids)."""
-    if not keys.STREAM_ID_RE.match(chat_id):
-        raise ApiError(404, "not_found", "no such chat: ids match ^[A-Za-z0-9_-]{1,64}$")
+    if not names.is_chat_id(chat_id):
+        raise ApiError(404, "not_found", f"no such chat: ids match {names.STREAM_ID_PATTERN}")
 
 
 async def valid_chat_id(chat_id: str) -> None:
@@ -117,11 +117,11 @@ def _body_id(body: Any) -> dict[str, Any]:
     if found.get("id") is None:
         found["id"] = new_stream_id()
     chat_id = found["id"]
-    if not isinstance(chat_id, str) or not keys.STREAM_ID_RE.match(chat_id):
+    if not names.is_chat_id(chat_id):
         raise ApiError(
             422,
             "invalid_request",
-            "id: the chat id must be a string matching ^[A-Za-z0-9_-]{1,64}$",
+            f"id: the chat id must be a string matching {names.STREAM_ID_PATTERN}",
             details=[{"loc": ["id"], "msg": "not a chat id"}],
         )
     return found

@@ -17,11 +17,12 @@ configured).
 from __future__ import annotations
 
 from typing import Any, NamedTuple
+from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from broadcaster.core import keys
+from broadcaster.core import keys, names
 from broadcaster.core.dslog import DATA, MORE, DurableLog, Entry, State, Written
 from broadcaster.durable import live, protocol
 from broadcaster.durable.protocol import BadRequest, Mode, Offset
@@ -97,13 +98,31 @@ async def get_durable(request: Request) -> DurableLog:
     return durable
 
 
-def _name(path: str) -> str:
-    """The stream a path names; 404 for the reserved prefix, an empty or a too long path."""
+def _name(path: str, request: Request | None = None) -> str:
+    """The stream a path names (``request``: the one whose URL holds it); 404 for the
+    reserved prefix, and for what is no path (``names.is_ds_path``: empty, too long, a
+    control character; in a URL, bytes that are not UTF-8)."""
     if not path or path.split("/", 1)[0] == RESERVED:
         raise ApiError(404, "not_found", f"no stream at /v1/stream/{path[:80]}")
-    if len(path.encode()) > keys.DS_PATH_MAX:
-        raise ApiError(404, "not_found", f"stream paths are at most {keys.DS_PATH_MAX} bytes")
+    if not names.is_ds_path(path) or (request is not None and not _utf8_url(request, path)):
+        raise ApiError(
+            404,
+            "not_found",
+            f"stream paths are 1 to {keys.DS_PATH_MAX} bytes of UTF-8 without control characters",
+        )
     return keys.ds_name(path)
+
+
+def _utf8_url(request: Request, path: str) -> bool:
+    """Whether the URL's percent-decoded path is UTF-8. The server decodes it with
+    U+FFFD for each invalid byte, so a path holding one may name another path."""
+    if "\ufffd" not in path:
+        return True
+    try:
+        unquote_to_bytes(request.scope.get("raw_path") or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _bad(exc: BadRequest) -> ApiError:
@@ -158,7 +177,7 @@ def _cache_control(request: Request) -> str:
 @router.put(PATH, status_code=201, responses=PUT_ANSWERS, dependencies=producer("publish"))
 async def create(path: str, request: Request, settings: SettingsDep) -> Response:
     """Create a stream (201), or confirm one with the same configuration (200)."""
-    name = _name(path)
+    name = _name(path, request)
     durable = await get_durable(request)
     h = request.headers
     try:
@@ -386,7 +405,7 @@ async def _sub_offset(durable: DurableLog, src: str, at: int, sub: int, mode: Mo
 @router.post(PATH, status_code=204, responses=POST_ANSWERS, dependencies=producer("publish"))
 async def append(path: str, request: Request, settings: SettingsDep) -> Response:
     """Append (204; 200 for an idempotent producer's new data), close, or both."""
-    name = _name(path)
+    name = _name(path, request)
     durable = await get_durable(request)
     h = request.headers
     try:
@@ -468,7 +487,7 @@ def _refused(path: str, status: str, a: str, b: str, headers: dict[str, str]) ->
 
 @router.delete(PATH, status_code=204, responses=DELETE_ANSWERS, dependencies=producer("publish"))
 async def delete(path: str, request: Request) -> Response:
-    name = _name(path)
+    name = _name(path, request)
     status = await (await get_durable(request)).delete(name)
     if status in ("DELETED", "SOFT"):
         return Response(status_code=204)
@@ -481,7 +500,7 @@ async def delete(path: str, request: Request) -> Response:
 @router.head(PATH, responses=HEAD_ANSWERS)
 async def head(path: str, request: Request) -> Response:
     """Where the stream is, without reading it (nor renewing its TTL)."""
-    name = _name(path)
+    name = _name(path, request)
     await check_viewer(request, path)
     durable = await get_durable(request)
     state, _ = await durable.read(name, 0)
@@ -507,7 +526,7 @@ async def head(path: str, request: Request) -> Response:
 @router.get(PATH, responses=GET_ANSWERS)
 async def read(path: str, request: Request) -> Response:
     """Catch-up (a page of what follows ``offset``), ``live=long-poll`` or ``live=sse``."""
-    name = _name(path)
+    name = _name(path, request)
     await check_viewer(request, path)
     q = request.query_params
     offsets = q.getlist("offset")
