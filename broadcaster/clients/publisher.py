@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from broadcaster.core import connection, keys
+from broadcaster.core import connection, keys, names
 from broadcaster.core.log import AppendRefused, EventLog, StreamInfo
 
 
@@ -47,8 +47,7 @@ class Publisher:
         event, ``WrongKind`` for a generation, and ``StaleWriter`` when
         ``expect_last_event_id`` is given and the stream is elsewhere.
         """
-        if not keys.STREAM_ID_RE.match(stream_id):
-            raise ValueError(f"invalid stream id {stream_id!r}: use ^[A-Za-z0-9_-]{{1,64}}$")
+        _check_stream_id(stream_id)
         batch = [events] if isinstance(events, dict) else list(events)
         return await self._log.append(
             stream_id, batch, kind="feed", expect_seq=expect_last_event_id
@@ -62,8 +61,7 @@ class Publisher:
         each stream's last seq; raises the first refusal (the other appends happened)."""
         items = []
         for stream_id, events in batches.items():
-            if not keys.STREAM_ID_RE.match(stream_id):
-                raise ValueError(f"invalid stream id {stream_id!r}: use ^[A-Za-z0-9_-]{{1,64}}$")
+            _check_stream_id(stream_id)
             items.append((stream_id, [events] if isinstance(events, dict) else list(events)))
         seqs = {}
         for (sid, _), result in zip(items, await self._log.append_many(items), strict=True):
@@ -85,3 +83,8 @@ class Publisher:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _check_stream_id(stream_id: str) -> None:
+    if not names.is_stream_id(stream_id):
+        raise ValueError(f"invalid stream id {stream_id!r}: use {names.STREAM_ID_PATTERN}")

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx2
 
+from broadcaster.core import names
 from broadcaster.core.events import TERMINAL_TYPES
 
 log = logging.getLogger("broadcaster.client")
@@ -147,6 +148,7 @@ class StreamClient:
         """Every event after ``last_event_id`` (default: from the first), each once and
         in order, until the terminal event. Ends without one on 204, when the resume
         point already was the terminal event."""
+        _check_stream_id(stream_id)
         resume = None if last_event_id is None else str(last_event_id)
         last_seq = _seq(resume) if resume is not None else 0
         server_retry: float | None = None
@@ -216,6 +218,7 @@ class StreamClient:
         retry). Other failures are raised: the append may have happened. A 503 can, rarely,
         follow an append whose reply Redis lost; with ``expect_last_event_id`` the retry
         of such an append is refused (``PublishRefused``) instead of appending twice."""
+        _check_stream_id(stream_id)
         body = events if isinstance(events, dict) else list(events)
         headers = {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         params = (
@@ -289,12 +292,18 @@ def _message(resp: httpx2.Response) -> str:
     return str(_body(resp).get("message") or resp.reason_phrase or "")
 
 
+def _check_stream_id(stream_id: str) -> None:
+    """A stream id goes into the URL's path: anything else is refused before a request."""
+    if not names.is_stream_id(stream_id):
+        raise ValueError(f"invalid stream id {stream_id!r}: use {names.STREAM_ID_PATTERN}")
+
+
 def _seq(event_id: str) -> int:
     """The seq an event id begins with (a later server version may add ``.suffix``)."""
-    head = event_id.split(".", 1)[0]
-    if not head.isdigit():
+    point = names.resume_point(event_id) if event_id else None
+    if point is None:
         raise ValueError(f"not an event id: {event_id!r}")
-    return int(head)
+    return point[0]
 
 
 def _retry_after(resp: httpx2.Response) -> float | None:
@@ -341,5 +350,5 @@ async def _sse(lines: AsyncIterator[str]) -> AsyncIterator[_Frame | int]:
             eid = value
         elif name == "event":
             etype = value
-        elif name == "retry" and value.isdigit():
+        elif name == "retry" and names.is_decimal(value):
             yield int(value)

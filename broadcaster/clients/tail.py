@@ -22,6 +22,7 @@ from broadcaster.clients.stream_client import (
     StreamClientError,
     StreamUnavailable,
 )
+from broadcaster.core import names
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
 
@@ -120,6 +121,11 @@ async def tail(
     out: TextIO = sys.stdout,
     color: bool = False,
 ) -> int:
+    if not names.is_stream_id(stream_id):
+        print(
+            f"tail: {stream_id!r} is not a stream id ({names.STREAM_ID_PATTERN})", file=sys.stderr
+        )
+        return 2
     renderer = Renderer(out, color=color)
     async with StreamClient(urls, token=token) as client:
         try:
