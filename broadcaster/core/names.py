@@ -104,8 +104,9 @@ def is_webhook_event_type(value: object) -> TypeGuard[str]:
 
 _RESUME_POINT_RE = _whole(r"(0|[1-9][0-9]{0,17})(?:\.([A-Za-z0-9_-]{0,64}))?")
 _HISTORY_TAG_RE = _whole(r"[0-9a-f]{8}")
-_HTTP_SPACE = " \t"
-"""What HTTP lets a header value carry around it (and ``?last_event_id=`` may too)."""
+_SPACE = " "
+"""Spaces around a resume point are let through (HTTP strips them from a header, not from
+``?last_event_id=``); no other whitespace, which is control characters."""
 
 
 def resume_point(value: str | None) -> tuple[int, str | None] | None:
@@ -116,7 +117,7 @@ def resume_point(value: str | None) -> tuple[int, str | None] | None:
     none or another suffix, ``(0, None)`` when absent; None when malformed."""
     if value is None or value == "":
         return 0, None
-    m = _RESUME_POINT_RE.fullmatch(value.strip(_HTTP_SPACE))
+    m = _RESUME_POINT_RE.fullmatch(value.strip(_SPACE))
     if m is None:
         return None
     tag = m[2] if m[2] is not None and _HISTORY_TAG_RE.fullmatch(m[2]) else None
@@ -135,7 +136,7 @@ def mux_resume_point(value: str) -> tuple[str, str] | None:
     """``GET /v1/events``'s resume point ``<base token>.<deltas>`` split into its token
     (``-`` or 16 hex digits) and its comma-separated deltas (``mux_delta``); None unless
     the token is one and the whole is at most ``MUX_RESUME_POINT_MAX`` characters."""
-    token, _, rest = value.strip(_HTTP_SPACE).partition(".")
+    token, _, rest = value.strip(_SPACE).partition(".")
     if len(value) > MUX_RESUME_POINT_MAX or not _MUX_TOKEN_RE.fullmatch(token):
         return None
     return token, rest
