@@ -161,13 +161,18 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 """A control character anywhere: C0, DEL or C1 (searched for, not a grammar)."""
 
 
+def has_control(value: str) -> bool:
+    """Whether ``value`` holds a control character (C0, DEL or C1) anywhere."""
+    return _CONTROL_RE.search(value) is not None
+
+
 def is_ds_path(value: object) -> TypeGuard[str]:
     """A Durable Streams path: 1 to ``DS_PATH_MAX`` bytes of UTF-8, any characters but
     control characters (C0, DEL, C1); a lone surrogate (text that is no UTF-8) is not
     one. Wider than a stream id (``/``, ``.``, any letter); a path that is a stream id is
     that stream. A path that reached the server as invalid UTF-8 is the caller's to
     refuse: decoding replaced its bytes."""
-    if not isinstance(value, str) or not value or _CONTROL_RE.search(value):
+    if not isinstance(value, str) or not value or has_control(value):
         return False
     try:
         return len(value.encode("utf-8")) <= DS_PATH_MAX

@@ -12,7 +12,7 @@ import re
 from functools import partial
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,6 +24,7 @@ from broadcaster.http.metrics import FrontendMetrics
 from broadcaster.http.resources import lifespan
 from broadcaster.http.routes import chat, durable, events, generations, health, streams, tokens
 from broadcaster.http.settings import Settings
+from broadcaster.http.stream_ids import no_control_in_path
 
 EVENTS_PATH = re.compile(r"/v1/streams/([^/]+)/events")
 """The SSE route's path, as Starlette's ``{stream_id}`` matches it."""
@@ -65,6 +66,7 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
         # A stream id of "/" (sent as %2F) would otherwise be redirected (307) to another
         # route; the contract answers a bad id with 404.
         redirect_slashes=False,
+        dependencies=[Depends(no_control_in_path)],
     )
     app.state.settings = settings
     app.state.access = AccessPolicy.from_settings(settings)

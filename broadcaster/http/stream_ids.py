@@ -1,9 +1,11 @@
 """Stream ids in paths: checked before anything else (a bad id never reaches Redis), and
-made by the server when a client names none."""
+made by the server when a client names none; and no path with a control character."""
 
 from __future__ import annotations
 
 import secrets
+
+from fastapi import Request
 
 from broadcaster.core import names
 from broadcaster.core.logs import current_stream
@@ -28,3 +30,13 @@ async def valid_stream_id(stream_id: str) -> None:
     bad id is 404 before any access check. ``async``: a plain function would run in a
     thread, and the log context it sets would not reach the route."""
     check_stream_id(stream_id)
+
+
+async def no_control_in_path(request: Request) -> None:
+    """404 for a URL whose (percent-decoded) path holds a control character: no name of
+    this API has one. Every route's first dependency (``create_app``): Starlette matches
+    routes with patterns ending in ``$``, which also matches before a final newline, so
+    ``/v1/stream/a%0A`` would otherwise reach the route as the path ``a``, and
+    ``/v1/generations%0A`` as ``/v1/generations``."""
+    if names.has_control(request.scope["path"]):
+        raise ApiError(404, "not_found", "no path of this API holds a control character")
