@@ -134,6 +134,18 @@ def _stream_info(reply: Any, entry: list[Any]) -> StreamInfo | None:
     )
 
 
+def _invalid(status: bytes, stream_id: str) -> InvalidEvent | None:
+    """The append script's own refusal of what it must never store (``INVALID``: a name
+    that is not a stream id, an event type outside the grammar, data with a line break),
+    which the checks here refuse first; None for any other status."""
+    if status != b"INVALID":
+        return None
+    return InvalidEvent(
+        f"the append script refused a batch for {stream_id[:80]!r}: its stream name, an "
+        "event type or an event's data is not one it stores"
+    )
+
+
 def entries_to_events(entries: _Entries) -> list[Event]:
     """Turn raw ``XRANGE``/``XREAD`` entries into events (the client returns bytes)."""
     return [_entry_to_event(eid, fields) for eid, fields in entries]
@@ -210,6 +222,9 @@ class EventLog:
         )
         status, seq = await self._append(keys=_append_keys(stream_id), args=args)
         if status != b"OK":
+            invalid = _invalid(status, stream_id)
+            if invalid is not None:
+                raise invalid
             raise self._refusal(status, stream_id, int(seq), expect_seq)
         return int(seq)
 
@@ -227,9 +242,12 @@ class EventLog:
             again = await self._pipelined([calls[i] for i in missing])
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
-        for reply in replies:
+        for (sid, _), reply in zip(batches, replies, strict=True):
             if isinstance(reply, Exception):
                 raise reply
+            invalid = _invalid(reply[0], sid)
+            if invalid is not None:
+                raise invalid
         return [
             int(seq) if status == b"OK" else self._refusal(status, sid, int(seq), None)
             for (sid, _), (status, seq) in zip(batches, replies, strict=True)

@@ -10,6 +10,10 @@
 -- steering messages (the ones this batch records). All under the stream's own hash tag.
 -- KEYS: log, meta, text, outbox, names, waiting set, steering list. ARGV: see
 -- EventLog.append (log.py). Returns {status, seq}.
+-- First of all, as log.py would (names.py): INVALID, with nothing read or written, for a
+-- stream name that is not a stream id ([A-Za-z0-9_-]{1,64}), an event type outside
+-- [a-z0-9][a-z0-9-]{0,63}, or data holding a line break. The type and the data become the
+-- "event:" and "data:" lines of the frames published below: no caller may split one.
 local log, meta, text, outbox, names = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local waiting, steering = KEYS[6], KEYS[7]
 local kind, expected, owner = ARGV[1], ARGV[2], ARGV[3]
@@ -21,6 +25,17 @@ local n_meta = tonumber(ARGV[13])
 local feed_webhook, outbox_max = ARGV[14], ARGV[15]
 local extras = ARGV[16]
 local first = 17 + 2 * n_meta
+local sid = string.match(meta, '}:(.+):meta$')
+if not sid or #sid > 64 or not string.find(sid, '^[A-Za-z0-9_%-]+$') then
+  return {'INVALID', 0}
+end
+for i = first, #ARGV, 2 do
+  local etype, data = ARGV[i], ARGV[i + 1]
+  if #etype > 64 or not string.find(etype, '^[a-z0-9][a-z0-9%-]*$') or not data
+     or string.find(data, '\n', 1, true) or string.find(data, '\r', 1, true) then
+    return {'INVALID', 0}
+  end
+end
 local t = redis.call('TIME')
 local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
 
@@ -83,11 +98,10 @@ end
 
 local updates = {'seq', seq, 'updated_at', now, 'bytes', size + added, 'tag', tag}
 if create then
-  local id = string.match(meta, '}:(.+):meta$')
-  redis.call('ZADD', names, 0, id)
+  redis.call('ZADD', names, 0, sid)
   if channel ~= '' then
     local group, db = string.match(channel, '^(.-}):.+:push:(%d+)$')
-    redis.call(publish, group .. ':created:' .. db, id)
+    redis.call(publish, group .. ':created:' .. db, sid)
   end
   updates[#updates + 1] = 'kind'
   updates[#updates + 1] = 'feed'
@@ -128,11 +142,10 @@ if ended and m[7] then
   -- The webhook of the stream's end: raw fields, the deliverer composes the body.
   local f = redis.call('HMGET', meta, 'kind', 'created_at', 'usage', 'error', 'webhook_url')
   redis.call('XADD', outbox, 'MAXLEN', '~', outbox_max, '*', 'k', 'end',
-    'stream', string.match(meta, '}:(.+):meta$'), 'hook', m[7], 'url', f[5] or '',
+    'stream', sid, 'hook', m[7], 'url', f[5] or '',
     'kind', f[1], 'type', ended, 'event', ended_data, 'seq', seq, 'at', now,
     'created_at', f[2] or '', 'usage', f[3] or '', 'error', f[4] or '')
 end
-local sid = string.match(meta, '}:(.+):meta$')
 if ended then redis.call('ZREM', waiting, sid) end
 if extras ~= '' then
   local x = cjson.decode(extras)

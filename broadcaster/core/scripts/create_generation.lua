@@ -2,8 +2,13 @@
 -- index and announce it on its group's channel. Returns 1 or 0.
 -- KEYS: meta, names. ARGV: request, idle TTL, webhook flag ('d': the deployment's
 -- receiver, 'u': its own webhook_url, or both; '' for none), webhook_url, the stream's
--- push channel, the publish command.
+-- push channel, the publish command. An error, with nothing written, for a name that is
+-- not a stream id (names.py): it would be announced to every /v1/events connection.
 local meta, names = KEYS[1], KEYS[2]
+local id = string.match(meta, '}:(.+):meta$')
+if not id or #id > 64 or not string.find(id, '^[A-Za-z0-9_%-]+$') then
+  return redis.error_reply('INVALID not a stream id')
+end
 if redis.call('EXISTS', meta) == 1 then return 0 end
 local t = redis.call('TIME')
 local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
@@ -13,7 +18,6 @@ if ARGV[3] and ARGV[3] ~= '' then
   redis.call('HSET', meta, 'webhook', ARGV[3], 'webhook_url', ARGV[4])
 end
 redis.call('EXPIRE', meta, tonumber(ARGV[2]))
-local id = string.match(meta, '}:(.+):meta$')
 redis.call('ZADD', names, 0, id)
 if ARGV[5] and ARGV[5] ~= '' then
   local group, db = string.match(ARGV[5], '^(.-}):.+:push:(%d+)$')

@@ -6,8 +6,15 @@
 --   channel, publish command, push max, then initial entries as {type, data} pairs.
 -- Returns {status, dseq, dtag, closed}: CREATED, SAME (identical configuration),
 -- PENDING (a fork being made with this configuration), DIFFERENT, DELETED (a
--- soft-deleted stream's name), OTHER (a stream of this project's events).
+-- soft-deleted stream's name), OTHER (a stream of this project's events). An error, with
+-- nothing written, for a name keys.ds_name never makes (a stream id, or ~ and base64url):
+-- it would be announced to every /v1/events connection.
 local log, meta = KEYS[1], KEYS[2]
+local id = string.match(meta, '}:(.+):meta$')
+if not id or not string.find(id, '^~?[A-Za-z0-9_%-]+$')
+   or (#id > 64 and string.sub(id, 1, 1) ~= '~') then
+  return redis.error_reply('INVALID not a Durable Stream name')
+end
 local ct, ttl, exp, closed = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local fsrc, foff, fsub, pending = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local idle, channel, cmd, push_max = tonumber(ARGV[9]), ARGV[10], ARGV[11], tonumber(ARGV[12])
@@ -44,7 +51,6 @@ if pending == '' then
 end
 redis.call('HSET', meta, unpack(fields))
 expire_all({KEYS[1], KEYS[2], KEYS[3], KEYS[4]}, ttl, exp, idle)
-local id = string.match(meta, '}:(.+):meta$')
 redis.call('ZADD', KEYS[5], 0, id)
 if channel ~= '' then
   local group, db = string.match(channel, '^(.-}):.+:push:(%d+)$')
