@@ -16,7 +16,10 @@ header or a key. So every check here is:
 The ``*_PATTERN`` strings are the same grammars for JSON Schema (the OpenAPI document)
 and pydantic's ``Field(pattern=...)``: ``^...$``, whose ``$`` is the end of the string in
 ECMAScript (without the ``m`` flag) and in pydantic-core's Rust engine (which has no
-``\Z``). Python code never matches with them: it calls the functions here.
+``\Z``). A model configured with ``regex_engine="python-re"`` or
+``str_strip_whitespace`` would take a final newline again: tests/unit/test_names.py
+validates every field with a pattern as its model does. Python code never matches with
+these strings: it calls the functions here.
 
 Pure: no I/O, and nothing else of the project is imported.
 """
