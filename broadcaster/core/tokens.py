@@ -48,6 +48,8 @@ MAX_TOKEN_CHARS = 16 * 1024
 """A longer credential is refused before it is parsed."""
 MAX_SUBJECT_CHARS = 256
 """A longer ``sub`` is refused: subjects are stored with the viewer counts."""
+MAX_KID_CHARS = 256
+"""A longer ``kid`` is refused: no key set names its keys at such length."""
 
 _JWT_SHAPE = re.compile(r"^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$")
 _LEGACY_SHAPE = re.compile(r"^[vc]1\.[0-9]{1,12}\.[A-Za-z0-9_-]+$")
@@ -121,18 +123,26 @@ def grant_of(payload: Mapping[str, Any]) -> Grant:
 
 def header(token: str) -> tuple[str, str | None]:
     """The algorithm and key id a token names (unverified: they only choose the key);
-    InvalidToken for a malformed header or an algorithm we do not accept."""
+    InvalidToken for a malformed header (not base64url JSON, not an object, an ``alg``
+    or a ``kid`` that is not a string, a ``kid`` too long) or an algorithm we do not
+    accept. Nothing else is raised, whatever the token holds."""
     if len(token) > MAX_TOKEN_CHARS:
         raise InvalidToken(f"longer than {MAX_TOKEN_CHARS} characters")
     try:
         head = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
-        raise InvalidToken(f"malformed: {exc}") from None
+        raise InvalidToken(f"malformed header: {str(exc)[:120]}") from None
+    except (ValueError, TypeError, RecursionError):  # PyJWT's own checks missed it
+        raise InvalidToken("malformed header") from None
     alg, kid = head.get("alg"), head.get("kid")
+    if not isinstance(alg, str):
+        raise InvalidToken("malformed header: alg must be a string")
     if alg not in ALGORITHMS:
-        raise InvalidToken(f"algorithm {str(alg)[:20]!r} is not accepted")
-    if kid is not None and not isinstance(kid, str):
-        raise InvalidToken("kid must be a string")
+        raise InvalidToken(f"algorithm {alg[:20]!r} is not accepted")
+    if "kid" in head and not isinstance(kid, str):
+        raise InvalidToken("malformed header: kid must be a string")
+    if kid is not None and len(kid) > MAX_KID_CHARS:
+        raise InvalidToken(f"malformed header: kid longer than {MAX_KID_CHARS} characters")
     return alg, kid
 
 

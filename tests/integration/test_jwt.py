@@ -284,6 +284,56 @@ async def test_bad_tokens_are_401_and_tokens_for_something_else_403(frontend: Pr
         ]
 
 
+def _b64json(value: object) -> str:
+    return jwt.utils.base64url_encode(json.dumps(value).encode()).decode()
+
+
+MALFORMED = {
+    # The token a review found answered 500 with a traceback: {"alg":["HS256"]}.
+    "alg a list": ("eyJhbGciOlsiSFMyNTYiXX0.e30.AA", "alg must be a string"),
+    "alg an object": (f"{_b64json({'alg': {'HS256': 1}})}.e30.AA", "alg must be a string"),
+    "alg missing": (f"{_b64json({'typ': 'JWT'})}.e30.AA", "alg must be a string"),
+    "kid a number": (f"{_b64json({'alg': 'RS256', 'kid': 7})}.e30.AA", "Key ID"),
+    "kid huge": (f"{_b64json({'alg': 'RS256', 'kid': 'k' * 5000})}.e30.AA", "kid"),
+    "header with junk after it": (
+        jwt.utils.base64url_encode(b'{"alg":"HS256"}]').decode() + ".e30.AA",
+        "malformed header",
+    ),
+    "header not JSON": ("eyJub3QganNvbg.e30.AA", "malformed header"),
+    "header bad base64": ("eyJhbGciOiJIUzI1NiJ9x.e30.AA", "malformed header"),
+    "huge": ("eyJ" + "A" * 20_000 + ".e30.AA", "longer than"),
+}
+
+
+async def test_malformed_headers_are_401_with_a_clear_message_never_500(frontend: Proc) -> None:
+    """Whatever the header holds, before anything is authenticated: 401 `unauthorized`
+    with WWW-Authenticate and a message saying what is wrong, on every kind of route
+    that reads a token (SSE, Durable Streams, a producing route, a chat route), and
+    the front-end logs no traceback."""
+    sid = "malformed-" + secrets.token_hex(4)
+    async with httpx.AsyncClient(base_url=frontend.url, timeout=10) as c:
+        r = await c.post(f"/v1/streams/{sid}/events", json={"type": "x"}, headers=bearer(ADMIN))
+        assert r.status_code == 201
+        for why, (token, says) in MALFORMED.items():
+            for method, url, kw in (
+                ("GET", f"/v1/streams/{sid}/events", {"params": {"token": token}}),
+                ("GET", f"/v1/streams/{sid}/events", {"headers": bearer(token)}),
+                ("GET", f"/v1/stream/{sid}", {"headers": bearer(token)}),
+                ("GET", f"/v1/generations/{sid}", {"params": {"token": token}}),
+                ("POST", f"/v1/streams/{sid}/events", {"headers": bearer(token), "json": {}}),
+                ("GET", f"/v1/chat/{sid}/messages", {"headers": bearer(token)}),
+            ):
+                r = await c.request(method, url, **kw)
+                assert r.status_code == 401, (why, method, url, r.status_code, r.text)
+                assert r.headers["www-authenticate"] == "Bearer"
+                body = r.json()
+                assert set(body) == {"error", "message"} and body["error"] == "unauthorized"
+                assert says in body["message"], (why, body)
+                assert token not in r.text and "Traceback" not in r.text
+    assert frontend.alive()
+    assert "Traceback" not in frontend.log()
+
+
 # --- rotation without a restart ---
 
 
