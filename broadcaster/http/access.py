@@ -68,6 +68,16 @@ class AccessPolicy:
         bad entry stops the start, it is not ignored."""
         secrets = settings.token_secret_list()
         jwks = _key_source(settings)
+        if settings.token_audience is not None and not settings.token_audience.strip():
+            raise ValueError(
+                "BROADCASTER_TOKEN_AUDIENCE is empty: set the aud tokens must carry, or unset it"
+            )
+        if settings.token_ttl_seconds > settings.token_max_lifetime_seconds:
+            raise ValueError(
+                f"BROADCASTER_TOKEN_TTL_SECONDS ({settings.token_ttl_seconds}) is above "
+                f"BROADCASTER_TOKEN_MAX_LIFETIME_SECONDS ({settings.token_max_lifetime_seconds}):"
+                " the tokens the front-end mints would be refused"
+            )
         verifier = None
         if secrets or jwks:
             verifier = TokenVerifier(
@@ -75,6 +85,7 @@ class AccessPolicy:
                 jwks,
                 audience=settings.token_audience,
                 leeway=settings.token_leeway_seconds,
+                max_lifetime=settings.token_max_lifetime_seconds,
                 legacy=settings.legacy_tokens,
             )
         return cls(auth.parse_api_keys(settings.api_keys), verifier)

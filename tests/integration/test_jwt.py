@@ -334,6 +334,45 @@ async def test_malformed_headers_are_401_with_a_clear_message_never_500(frontend
     assert "Traceback" not in frontend.log()
 
 
+async def test_tokens_living_too_long_or_naming_an_empty_aud_are_401(frontend: Proc) -> None:
+    """BROADCASTER_TOKEN_MAX_LIFETIME_SECONDS (86400 by default) bounds every token,
+    whoever signed it: ``exp`` too far ahead, or ``exp - iat`` too long, is 401 with a
+    message that says so. An empty ``aud`` (alone or beside ours) is 401 too. The token
+    routes mint at most that long (422 beyond), and what they mint is accepted."""
+    sid = "lifetime-" + secrets.token_hex(4)
+    rsa, day, now = KEYS["RS256"], 86400, int(time.time())
+    refused = {
+        "exp two days ahead": (signed(rsa, ttl=2 * day, read=[sid]), "too far ahead"),
+        "exp - iat three days": (signed(rsa, read=[sid], iat=now - 3 * day), "exp - iat"),
+        "HS256, a year": (
+            mint_token(SECRET, read=[sid], ttl_seconds=365 * day, audience=AUDIENCE),
+            "too far ahead",
+        ),
+        "aud empty": (rsa.sign(claims(read=[sid], aud="")), "aud"),
+        "aud an empty list": (rsa.sign(claims(read=[sid], aud=[])), "aud"),
+        "aud ours and empty": (rsa.sign(claims(read=[sid], aud=[AUDIENCE, ""])), "aud"),
+        "exp a string": (rsa.sign({**claims(read=[sid], aud=AUDIENCE), "exp": "9"}), "exp"),
+    }
+    async with httpx.AsyncClient(base_url=frontend.url, timeout=10) as c:
+        r = await c.post(f"/v1/streams/{sid}/events", json={"type": "x"}, headers=bearer(ADMIN))
+        assert r.status_code == 201
+        url = f"/v1/streams/{sid}/viewers"  # a reading route that answers at once
+        for why, (token, says) in refused.items():
+            r = await c.get(url, params={"token": token})
+            assert r.status_code == 401, (why, r.text)
+            assert r.json()["error"] == "unauthorized" and says in r.json()["message"], why
+        assert (await c.get(url, params={"token": signed(rsa, ttl=day, read=[sid])})).is_success
+        for route in (f"/v1/streams/{sid}/tokens", f"/v1/chat/{sid}/tokens"):
+            r = await c.post(route, json={"ttl_seconds": day + 1}, headers=bearer(ADMIN))
+            assert r.status_code == 422 and "1..86400" in r.json()["message"], r.text
+        r = await c.post(
+            f"/v1/streams/{sid}/tokens", json={"ttl_seconds": day}, headers=bearer(ADMIN)
+        )
+        assert r.status_code == 200
+        minted = r.json()["viewer_token"]
+        assert (await c.get(url, params={"token": minted})).status_code == 200
+
+
 # --- rotation without a restart ---
 
 

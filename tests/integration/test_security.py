@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 
 from broadcaster.core import auth
@@ -351,6 +352,24 @@ async def test_cors_only_for_allowed_origins(secured: Proc, redis_url: str, tmp_
         plain.stop()
 
 
+async def test_an_empty_aud_is_401_without_an_audience_configured(secured: Proc) -> None:
+    """Without BROADCASTER_TOKEN_AUDIENCE a token carrying any ``aud`` is refused, and an
+    empty one (which PyJWT takes for none) too."""
+    sid = "aud-" + secrets.token_hex(4)
+    async with httpx.AsyncClient(base_url=secured.url, timeout=10) as c:
+        r = await c.post(f"/v1/streams/{sid}/events", json={"type": "x"}, headers=bearer(ADMIN))
+        assert r.status_code == 201
+        url = f"/v1/streams/{sid}/viewers"
+        exp = int(time.time()) + 60
+        for aud in ("", [], [""], None, "https://other.example"):
+            payload = {"exp": exp, "aud": aud, "broadcaster": {"read": [sid]}}
+            token = jwt.encode(payload, SECRET, algorithm="HS256")
+            r = await c.get(url, params={"token": token})
+            assert r.status_code == 401 and "aud" in r.json()["message"], (aud, r.text)
+        fine = jwt.encode({"exp": exp, "broadcaster": {"read": [sid]}}, SECRET, algorithm="HS256")
+        assert (await c.get(url, params={"token": fine})).status_code == 200
+
+
 # --- the secure default ---
 
 
@@ -415,6 +434,19 @@ def test_secure_default(redis_url: str, tmp_path: Path) -> None:
     )
     out, _ = bad_keys.communicate(timeout=20)
     assert bad_keys.returncode != 0 and "BROADCASTER_API_KEYS entry 1" in out
+
+    guarded = {**base, "BROADCASTER_API_KEYS": KEYS, "BROADCASTER_TOKEN_SECRET": SECRET}
+    for bad, needle in (
+        ({"BROADCASTER_TOKEN_AUDIENCE": ""}, "BROADCASTER_TOKEN_AUDIENCE is empty"),
+        ({"BROADCASTER_TOKEN_AUDIENCE": "  "}, "BROADCASTER_TOKEN_AUDIENCE is empty"),
+        (
+            {"BROADCASTER_TOKEN_TTL_SECONDS": "90000"},
+            "BROADCASTER_TOKEN_TTL_SECONDS (90000) is above",
+        ),
+    ):
+        stopped = serve(["--port", str(free_port())], {**guarded, **bad}, tmp_path)
+        out, _ = stopped.communicate(timeout=20)
+        assert stopped.returncode != 0 and needle in out, out
 
 
 # --- errors ---

@@ -395,3 +395,20 @@ def test_token_settings_are_checked_at_start() -> None:
         only_jwks = AccessPolicy.from_settings(settings(token_secret=None, jwks_url=url))
         assert only_jwks.reads_guarded and only_jwks.token_secret is None, "verifies, mints none"
     assert not AccessPolicy.from_settings(settings(token_secret=None)).reads_guarded
+    for empty in ("", " "):
+        with pytest.raises(ValueError, match="BROADCASTER_TOKEN_AUDIENCE is empty"):
+            AccessPolicy.from_settings(settings(token_audience=empty))
+    with pytest.raises(ValueError, match=r"TOKEN_TTL_SECONDS .* is above"):
+        AccessPolicy.from_settings(
+            settings(token_ttl_seconds=7200, token_max_lifetime_seconds=3600)
+        )
+
+
+def test_the_token_routes_mint_no_longer_than_the_max_lifetime() -> None:
+    """A token the front-end mints must stay acceptable: the routes' cap is the max TTL,
+    but never beyond the max lifetime."""
+    assert settings().mint_ttl_cap() == 86400, "a week's max TTL, a day's lifetime"
+    assert settings(token_max_ttl_seconds=600).mint_ttl_cap() == 600
+    assert settings(token_max_lifetime_seconds=7 * 86400).mint_ttl_cap() == 7 * 86400
+    policy = AccessPolicy.from_settings(settings(token_max_lifetime_seconds=3700))
+    assert policy.verifier is not None and policy.verifier.max_lifetime == 3700

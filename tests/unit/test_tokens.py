@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import secrets
 import time
 from pathlib import Path
@@ -178,6 +179,67 @@ async def test_audience_is_checked_when_configured_and_any_aud_refused_otherwise
         await verifier().grant(good)
 
 
+def test_an_empty_aud_is_refused_with_or_without_an_audience() -> None:
+    """PyJWT takes ``""``, ``[]`` and ``null`` for no audience at all, and an empty
+    string beside ours in a list for ours: each is refused here, whether or not an
+    audience is configured."""
+    ours = "https://broadcaster.example"
+    now = time.time()
+    for aud in ("", [], [""], [ours, ""], ["", ours], None, 0, False, {}, [ours, 1]):
+        token = jwt.encode({"exp": int(now + 60), "aud": aud}, SECRET, algorithm="HS256")
+        for audience in (None, ours):
+            with pytest.raises(InvalidToken, match=r"(?i)aud"):
+                tokens.decode(token, SECRET, "HS256", audience=audience)
+    for aud in (ours, [ours], [ours, "https://other.example"]):
+        token = jwt.encode({"exp": int(now + 60), "aud": aud}, SECRET, algorithm="HS256")
+        assert tokens.decode(token, SECRET, "HS256", audience=ours) == Grant()
+    with pytest.raises(ValueError, match="audience"):
+        mint_token(SECRET, read=["a"], ttl_seconds=60, audience="")
+
+
+def test_times_are_finite_numbers() -> None:
+    """PyJWT reads ``int(exp)``, so it takes ``"9999999999"`` or ``true``; RFC 7519 says
+    a NumericDate is a JSON number. Checked at the clock's time and at a given one."""
+    now = time.time()
+    exp = int(now + 60)
+    for bad in ({"exp": str(exp)}, {"exp": exp, "iat": "1"}, {"exp": exp, "nbf": False}):
+        token = jwt.encode(bad, SECRET, algorithm="HS256")
+        with pytest.raises(InvalidToken, match="number"):
+            tokens.decode(token, SECRET, "HS256")
+    for special in (math.nan, math.inf):  # json writes NaN and Infinity, and reads them
+        token = jwt.encode({"exp": special}, SECRET, algorithm="HS256")
+        with pytest.raises(InvalidToken):
+            tokens.decode(token, SECRET, "HS256")
+        with pytest.raises(InvalidToken, match="finite"):
+            tokens.decode(token, SECRET, "HS256", now=now)
+
+
+def test_a_max_lifetime_refuses_tokens_that_live_longer() -> None:
+    """``max_lifetime``: ``exp`` at most that far from now (plus the leeway), and
+    ``exp - iat`` at most that long; a token minted for exactly that long passes."""
+    now, day = time.time(), 86400
+
+    def decode(payload: dict[str, Any], **kw: Any) -> Grant:
+        token = jwt.encode(payload, SECRET, algorithm="HS256")
+        return tokens.decode(token, SECRET, "HS256", max_lifetime=day, **kw)
+
+    issued = int(now)
+    assert decode({"iat": issued, "exp": issued + day}) == Grant()
+    assert decode({"exp": int(now + day + 4)}) == Grant(), "within the leeway"
+    with pytest.raises(InvalidToken, match=r"too far ahead: .* at most 86400 s"):
+        decode({"exp": int(now + day + 10)})
+    with pytest.raises(InvalidToken, match=r"too far ahead"):
+        decode({"exp": 2**62})
+    with pytest.raises(InvalidToken, match=r"exp - iat is too long"):
+        decode({"iat": issued - 3 * day, "exp": issued + 60})
+    with pytest.raises(InvalidToken, match=r"too far ahead"):
+        decode({"exp": int(now + 30 * day)}, now=now)
+    minted = mint_token(SECRET, read=["a"], ttl_seconds=day)
+    assert tokens.decode(minted, SECRET, "HS256", max_lifetime=day).read == ("a",)
+    # No cap unless asked for (broadcaster.verify_viewer_token, a backend's own check).
+    assert tokens.decode(jwt.encode({"exp": 2**62}, SECRET), SECRET, "HS256") == Grant()
+
+
 async def test_alg_none_tampering_and_other_algorithms_are_refused() -> None:
     v = verifier()
     payload = claims(read=["a"])
@@ -342,6 +404,10 @@ def test_legacy_tokens_verify_while_enabled_and_warn_once(caplog: pytest.LogCapt
     assert not off.legacy_grants(legacy, "v1", "s1")
     expired, _ = auth.mint_legacy_token("v1", SECRET, "s1", 60, now=time.time() - 120)
     assert not v.legacy_grants(expired, "v1", "s1")
+    # The max lifetime holds for them too: a legacy token good for a year is refused.
+    year, _ = auth.mint_legacy_token("v1", SECRET, "s1", 365 * 86400)
+    assert not v.legacy_grants(year, "v1", "s1")
+    assert TokenVerifier([SECRET], legacy=True, max_lifetime=None).legacy_grants(year, "v1", "s1")
 
 
 # --- whatever a token holds: a Grant or InvalidToken, never another exception ---
