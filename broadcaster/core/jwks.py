@@ -227,7 +227,7 @@ class TokenVerifier:
         audience: str | None = None,
         leeway: float = tokens.DEFAULT_LEEWAY,
         max_lifetime: float | None = tokens.DEFAULT_MAX_LIFETIME,
-        legacy: bool = True,
+        legacy: bool = False,
     ) -> None:
         self.secrets = list(secrets)
         self.jwks = jwks
@@ -294,6 +294,7 @@ def _warn_legacy() -> None:
         _warned.append(True)
         log.warning(
             "a legacy v1./c1. token was accepted: these are deprecated and stop working in "
-            "%s (or with BROADCASTER_LEGACY_TOKENS=false); mint JWTs instead (docs/security.md)",
+            "%s (or now, without BROADCASTER_LEGACY_TOKENS=true); mint JWTs instead "
+            "(docs/security.md)",
             auth.LEGACY_TOKENS_UNTIL,
         )

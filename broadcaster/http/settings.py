@@ -139,8 +139,9 @@ class Settings(RedisSettings, WebhookSettings):
     jwks_min_interval_seconds: float = Field(30.0, ge=0)
     """The least time between two loads of the JWKS that tokens cause (an unknown
     ``kid``): what a stranger's made-up ``kid``s can cost."""
-    legacy_tokens: bool = True
-    """Accept the deprecated ``v1.``/``c1.`` tokens (until 0.3.0)."""
+    legacy_tokens: bool = False
+    """Accept the deprecated ``v1.``/``c1.`` tokens (until 0.3.0), which carry no audience.
+    Off unless turned on."""
     # --- end of tokens ---
     token_ttl_seconds: int = Field(3600, ge=1)
     """Lifetime of the viewer token returned by ``POST /v1/generations``."""

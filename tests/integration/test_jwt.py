@@ -75,7 +75,7 @@ def frontend(
     redis: EmbeddedRedis, idp: JwksServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Proc]:
     """API keys, the HS256 secret, the JWKS by URL (fetched again for every unknown kid:
-    the rotation test must not wait), and an audience."""
+    the rotation test must not wait), an audience, and legacy tokens turned on."""
     proc = start_frontend(
         redis.url,
         tmp_path_factory.mktemp("jwt"),
@@ -87,6 +87,7 @@ def frontend(
             "BROADCASTER_JWKS_MIN_INTERVAL_SECONDS": "0",
             "BROADCASTER_TOKEN_AUDIENCE": AUDIENCE,
             "BROADCASTER_RATE_LIMIT_PER_MINUTE": "0",
+            "BROADCASTER_LEGACY_TOKENS": "true",
         },
     )
     yield proc
@@ -394,7 +395,7 @@ async def test_a_key_rotated_into_the_jwks_url_works_without_a_restart(
         assert frontend.alive()
 
 
-async def test_a_rewritten_jwks_file_works_without_a_restart_and_legacy_tokens_can_be_off(
+async def test_a_rewritten_jwks_file_works_without_a_restart_and_legacy_tokens_are_off_by_default(
     redis: EmbeddedRedis, frontend: Proc, tmp_path: Path
 ) -> None:
     path = tmp_path / "jwks.json"
@@ -407,7 +408,6 @@ async def test_a_rewritten_jwks_file_works_without_a_restart_and_legacy_tokens_c
         env={
             "BROADCASTER_API_KEYS": auth.hash_key(ADMIN),
             "BROADCASTER_JWKS_FILE": str(path),
-            "BROADCASTER_LEGACY_TOKENS": "false",
         },
     )
     try:
@@ -435,7 +435,8 @@ async def test_a_rewritten_jwks_file_works_without_a_restart_and_legacy_tokens_c
         assert proc.alive()
     finally:
         proc.stop()
-    # The front-end of the module accepts legacy tokens (deprecated), and says so once.
+    # The front-end of the module accepts legacy tokens (turned on; deprecated), and says
+    # so at its start and at the first one.
     async with httpx.AsyncClient(base_url=frontend.url, timeout=10) as c:
         sid = "legacy-" + secrets.token_hex(4)
         await c.post(f"/v1/streams/{sid}/events", json={"type": "x"}, headers=bearer(ADMIN))
@@ -444,6 +445,7 @@ async def test_a_rewritten_jwks_file_works_without_a_restart_and_legacy_tokens_c
             r = await c.get(f"/v1/generations/{sid}", params={"token": legacy})
             assert r.status_code == 404, "past access: the feed is no generation"
     assert frontend.log().count("a legacy v1./c1. token was accepted") == 1
+    assert "BROADCASTER_LEGACY_TOKENS=true: legacy v1./c1. tokens are accepted" in frontend.log()
 
 
 async def test_unknown_kids_fetch_the_jwks_at_most_once_per_interval(

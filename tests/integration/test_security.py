@@ -183,6 +183,11 @@ async def test_readers_need_a_token_for_that_very_stream(secured: Proc) -> None:
         assert (await c.get(f"{url}?token={expired}")).status_code == 401
         forged, _ = auth.mint_viewer_token(secrets.token_hex(32), a, 60)
         assert (await c.get(f"{url}?token={forged}")).status_code == 401
+        # Legacy tokens are off unless BROADCASTER_LEGACY_TOKENS=true: no audience binds
+        # them to this deployment.
+        legacy, _ = auth.mint_legacy_token("v1", SECRET, a, 60)
+        r = await c.get(f"{url}?token={legacy}")
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized"
         assert (await c.get("/readyz")).json()["viewers"] == 0, "no refused stream started"
 
         ok = await read_sse(c, url, stop_after=1, headers=bearer(token_a))

@@ -236,11 +236,12 @@ async def test_authorize_read_refuses_the_whole_request_unless_all_are_covered(
         assert r.status_code == 403 and r.json()["error"] == "forbidden", refused
     assert (await client.get("/multi", params={"stream": "a"})).status_code == 401
     legacy, _ = auth.mint_legacy_token("v1", SECRET, "a", 60)
-    assert (await client.get("/multi", params={"token": legacy, "stream": "a"})).status_code == 200
-    r = await client.get("/multi", params={"token": legacy, "stream": ["a", "b"]})
-    assert r.status_code == 403
-    r = await client.get("/multi", params={"token": legacy, "prefix": "a"})
-    assert r.status_code == 401
+    async with _client(build_app(settings(rate_limit_per_minute=0, legacy_tokens=True))) as c:
+        assert (await c.get("/multi", params={"token": legacy, "stream": "a"})).status_code == 200
+        r = await c.get("/multi", params={"token": legacy, "stream": ["a", "b"]})
+        assert r.status_code == 403
+        r = await c.get("/multi", params={"token": legacy, "prefix": "a"})
+        assert r.status_code == 401
 
 
 async def test_a_jwt_stands_in_for_an_api_key_on_the_streams_it_grants(
@@ -300,17 +301,22 @@ async def test_chat_routes_with_jwts(client: httpx.AsyncClient) -> None:
     assert (await client.post("/chat/c1/submit", headers=bearer(ADMIN))).status_code == 200
 
 
-async def test_legacy_tokens_until_they_are_turned_off() -> None:
+async def test_legacy_tokens_only_when_turned_on() -> None:
+    """Off by default: a legacy token carries no audience, so it would open a stream of
+    any deployment that shares the secret. With BROADCASTER_LEGACY_TOKENS=true they work
+    as they did."""
     viewer, _ = auth.mint_legacy_token("v1", SECRET, "s1", 60)
     chat, _ = auth.mint_legacy_token("c1", SECRET, "c1", 60)
-    async with _client(build_app(settings(rate_limit_per_minute=0))) as c:
+    assert Settings().legacy_tokens is False
+    on = settings(rate_limit_per_minute=0, legacy_tokens=True)
+    async with _client(build_app(on)) as c:
         assert (await c.get("/read/s1", params={"token": viewer})).status_code == 200
         assert (await c.get("/read/s2", params={"token": viewer})).status_code == 401
         assert (await c.post("/chat/c1/read", headers=bearer(chat))).status_code == 200
         assert (await c.post("/chat/c1/read", headers=bearer(viewer))).status_code == 401
-    off = settings(rate_limit_per_minute=0, legacy_tokens=False)
-    async with _client(build_app(off)) as c:
-        assert (await c.get("/read/s1", params={"token": viewer})).status_code == 401
+    async with _client(build_app(settings(rate_limit_per_minute=0))) as c:
+        r = await c.get("/read/s1", params={"token": viewer})
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized"
         assert (await c.post("/chat/c1/read", headers=bearer(chat))).status_code == 401
 
 

@@ -391,7 +391,8 @@ async def test_a_jwks_file_is_read_again_when_it_changes(tmp_path: Path) -> None
 def test_legacy_tokens_verify_while_enabled_and_warn_once(caplog: pytest.LogCaptureFixture) -> None:
     legacy, _ = auth.mint_legacy_token("v1", SECRET, "s1", 60)
     chat, _ = auth.mint_legacy_token("c1", OLD_SECRET, "c1", 60)
-    v = TokenVerifier([SECRET, OLD_SECRET])
+    assert not TokenVerifier([SECRET]).legacy_grants(legacy, "v1", "s1"), "off by default"
+    v = TokenVerifier([SECRET, OLD_SECRET], legacy=True)
     jwks._warned.clear()
     with caplog.at_level(logging.WARNING, logger="broadcaster.auth"):
         assert v.legacy_grants(legacy, "v1", "s1")
@@ -407,7 +408,8 @@ def test_legacy_tokens_verify_while_enabled_and_warn_once(caplog: pytest.LogCapt
     # The max lifetime holds for them too: a legacy token good for a year is refused.
     year, _ = auth.mint_legacy_token("v1", SECRET, "s1", 365 * 86400)
     assert not v.legacy_grants(year, "v1", "s1")
-    assert TokenVerifier([SECRET], legacy=True, max_lifetime=None).legacy_grants(year, "v1", "s1")
+    unbounded = TokenVerifier([SECRET], legacy=True, max_lifetime=None)
+    assert unbounded.legacy_grants(year, "v1", "s1")
 
 
 # --- whatever a token holds: a Grant or InvalidToken, never another exception ---
