@@ -154,6 +154,10 @@ class Settings(RedisSettings, WebhookSettings):
     ``token_ttl_seconds`` above it stops the start."""
     insecure: bool = False
     """Serve beyond loopback without API keys and a token secret (logged loudly)."""
+    metrics_key: SecretStr | None = None
+    """With it, ``GET /metrics`` needs ``Authorization: Bearer <this key>`` (401 without);
+    without it, ``/metrics`` is open to whoever reaches the front-end. Set but empty: the
+    start stops."""
     cors_origins: str | None = None
     """Comma-separated origins allowed to call the API from a browser; none by default."""
 

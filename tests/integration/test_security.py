@@ -375,6 +375,58 @@ async def test_an_empty_aud_is_401_without_an_audience_configured(secured: Proc)
         assert (await c.get(url, params={"token": fine})).status_code == 200
 
 
+async def test_metrics_need_the_metrics_key_when_one_is_set(
+    secured: Proc, own_redis: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """Without BROADCASTER_METRICS_KEY, /metrics is open (scrapers on the deployment's
+    network; deploy/nginx.conf does not pass it on). With it, only
+    ``Authorization: Bearer <key>`` opens it: no key, another key, an API key, a token
+    or the key as ``?token=`` is 401 in the API's error shape, and nothing leaks."""
+    async with httpx.AsyncClient(base_url=secured.url, timeout=10) as c:
+        r = await c.get("/metrics")
+        assert r.status_code == 200 and "broadcaster_sse_connections" in r.text
+    key = "metrics-" + secrets.token_hex(16)
+    proc = start_frontend(
+        own_redis.url,
+        tmp_path,
+        "frontend-metrics-key",
+        env={
+            "BROADCASTER_API_KEYS": KEYS,
+            "BROADCASTER_TOKEN_SECRET": SECRET,
+            "BROADCASTER_METRICS_KEY": key,
+        },
+    )
+    try:
+        async with httpx.AsyncClient(base_url=proc.url, timeout=10) as c:
+            viewer, _ = auth.mint_viewer_token(SECRET, "s", 60)
+            for refused in (
+                {},
+                {"headers": bearer(key + "x")},
+                {"headers": bearer(key[:-1])},
+                {"headers": bearer(ADMIN)},
+                {"headers": bearer(viewer)},
+                {"headers": {"authorization": key}},
+                {"params": {"token": key}},
+            ):
+                r = await c.get("/metrics", **refused)
+                assert r.status_code == 401, (refused, r.text)
+                assert r.headers["www-authenticate"] == "Bearer"
+                assert r.json() == {
+                    "error": "unauthorized",
+                    "message": "/metrics needs the metrics key: Authorization: Bearer <key>",
+                }
+                assert "broadcaster_" not in r.text and key not in r.text
+            r = await c.get("/metrics", headers=bearer(key))
+            assert r.status_code == 200 and "broadcaster_sse_connections" in r.text
+            assert r.headers["content-type"].startswith("text/plain")
+            # Only /metrics: the probes stay open to the orchestrator.
+            assert (await c.get("/healthz")).status_code == 200
+            assert (await c.get("/readyz")).status_code == 200
+        assert key not in proc.log()
+    finally:
+        proc.stop()
+
+
 # --- the secure default ---
 
 
@@ -444,6 +496,7 @@ def test_secure_default(redis_url: str, tmp_path: Path) -> None:
     for bad, needle in (
         ({"BROADCASTER_TOKEN_AUDIENCE": ""}, "BROADCASTER_TOKEN_AUDIENCE is empty"),
         ({"BROADCASTER_TOKEN_AUDIENCE": "  "}, "BROADCASTER_TOKEN_AUDIENCE is empty"),
+        ({"BROADCASTER_METRICS_KEY": ""}, "BROADCASTER_METRICS_KEY is empty"),
         (
             {"BROADCASTER_TOKEN_TTL_SECONDS": "90000"},
             "BROADCASTER_TOKEN_TTL_SECONDS (90000) is above",
