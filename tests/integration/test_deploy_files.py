@@ -17,18 +17,24 @@ import copy
 import importlib.resources
 import json
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
+from broadcaster import mint_token
+from broadcaster.core import auth
 from broadcaster.core.auth import parse_api_keys
-from tests.support.nginx import find_nginx, nginx_conf_for_test
+from broadcaster.core.embedded import free_port
+from tests.support.nginx import Nginx, find_nginx, nginx_conf_for_test
+from tests.support.procs import start_frontend
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -308,7 +314,40 @@ def nginx_problems(conf: str, frontends: list[str]) -> list[str]:
         timeout = re.search(r"^\s*proxy_read_timeout (\w+);", block, re.M)
         if not timeout or parse_duration(timeout.group(1)) <= KEEPALIVE_SECONDS:
             problems.append(f"{name} proxy_read_timeout not above {KEEPALIVE_SECONDS} s")
+    problems += exposure_problems(conf)
     return problems + routing_problems(conf, upstream.group(1) if upstream else "")
+
+
+# Variables that hold the query string as the client sent it, ?token= included.
+RAW_QUERY_VARIABLES = ("$request", "$request_uri", "$args", "$query_string", "$arg_token")
+
+
+def exposure_problems(conf: str) -> list[str]:
+    """What nginx must not give away: tokens in its access log (its log formats use the
+    redacted request line, never a variable holding the raw query) and /metrics (a
+    location of its own that answers 404 and proxies nothing)."""
+    problems = []
+    formats = re.findall(r"^\s*log_format\s+(\w+)\s+((?:'[^']*'\s*)+);", conf, re.M)
+    if not formats:
+        problems.append("no log_format: nginx's default one logs $request, tokens included")
+    for name, body in formats:
+        used = set(re.findall(r"\$\w+", body))
+        raw = sorted(v for v in RAW_QUERY_VARIABLES if v in used)
+        if raw:
+            problems.append(f"log_format {name} logs {raw}, which hold ?token=")
+        if "$broadcaster_logged_uri" not in used:
+            problems.append(f"log_format {name} does not log $broadcaster_logged_uri")
+    for target, fmt in re.findall(r"^\s*access_log\s+(\S+)(?:\s+(\w+))?\s*;", conf, re.M):
+        if target != "off" and fmt not in {name for name, _ in formats}:
+            problems.append(f"access_log {target} uses {fmt or 'the default format'}")
+    metrics = re.search(r"^\s*location = /metrics \{(.*?)\n        \}", conf, re.S | re.M)
+    if metrics is None:
+        problems.append("no `location = /metrics`: /metrics would be proxied to a front-end")
+    elif "proxy_pass" in metrics.group(1) or not re.search(
+        r"^\s*return 404 ", metrics.group(1), re.M
+    ):
+        problems.append("location = /metrics does not answer 404 without proxying")
+    return problems
 
 
 # What the route key must be for each path: a stream's GETs and POSTs share one (and its
@@ -502,6 +541,25 @@ def test_a_broken_nginx_route_fails() -> None:
     assert any("after `keepalive`" in p for p in nginx_problems(moved, frontends))
 
 
+def test_a_leaky_nginx_config_fails() -> None:
+    conf = NGINX_CONF.read_text()
+    assert exposure_problems(conf) == []
+    for old, new, problem in (
+        ('"$request_method $broadcaster_logged_uri $server_protocol"', '"$request"', "$request"),
+        ("$request_method $broadcaster_logged_uri", "$request_method $request_uri", "$request_uri"),
+        ("access_log /dev/stdout upstream;", "access_log /dev/stdout;", "default format"),
+        ("location = /metrics {", "location = /metricz {", "no `location = /metrics`"),
+        (
+            'return 404 \'{"error":"not_found","message":"/metrics',
+            "proxy_pass http://broadcaster; #",
+            "does not answer 404",
+        ),
+    ):
+        assert conf.count(old) >= 1, old
+        problems = exposure_problems(conf.replace(old, new, 1))
+        assert any(problem in p for p in problems), (old, problems)
+
+
 def nginx_t(tmp_path: Path, conf: str) -> subprocess.CompletedProcess[str]:
     """``nginx -t`` on deploy/nginx.conf as the tests run it (loopback, private paths)."""
     (tmp_path / "temp").mkdir(exist_ok=True)
@@ -688,3 +746,66 @@ def test_a_broken_ingress_example_fails() -> None:
     ):
         problems = broken(change)
         assert any(problem in p for p in problems), (change.__name__, problems)
+
+
+# --- deploy/nginx.conf, run: tokens out of its log, /metrics not passed on ------------
+
+
+def test_nginx_logs_no_token_and_does_not_pass_metrics_on(redis_url: str, tmp_path: Path) -> None:
+    """A real nginx from deploy/nginx.conf in front of two real front-ends (a token
+    secret, API keys, a metrics key): tokens in the query reach the front-ends and work,
+    but nginx's access log holds none of them, only ``token=REDACTED`` (the name in any
+    case or percent-encoded, one or several); /metrics through nginx is 404 in the API's
+    error shape, however its path is written, and never reaches a front-end, which still
+    answers it directly to its key."""
+    admin, metrics_key = "admin-" + secrets.token_hex(8), "metrics-" + secrets.token_hex(8)
+    secret = secrets.token_hex(32)
+    env = {
+        "BROADCASTER_API_KEYS": auth.hash_key(admin),
+        "BROADCASTER_TOKEN_SECRET": secret,
+        "BROADCASTER_METRICS_KEY": metrics_key,
+    }
+    frontends = [start_frontend(redis_url, tmp_path, f"frontend-{i}", env) for i in (1, 2)]
+    nginx = Nginx(find_nginx(), tmp_path / "nginx", free_port(), [fe.port or 0 for fe in frontends])
+    sid = "logged-" + secrets.token_hex(4)
+    viewer = mint_token(secret, read=[sid], ttl_seconds=600)
+    other = mint_token(secret, read=[sid], sub="second", ttl_seconds=600)
+    try:
+        nginx.start()
+        with httpx.Client(base_url=nginx.url, timeout=10) as c:
+            bearer = {"authorization": f"Bearer {admin}"}
+            assert c.post(
+                f"/v1/streams/{sid}/events", json={"type": "x"}, headers=bearer
+            ).is_success
+            with c.stream("GET", f"/v1/streams/{sid}/events", params={"token": viewer}) as r:
+                assert r.status_code == 200, "the token reached the front-end"
+            for query, status in (
+                (f"offset=-1&token={viewer}", 200),
+                (f"offset=-1&token={viewer}&token={other}", 200),
+                # The front-end decodes %74oken to token: nginx redacts it as well.
+                (f"Token={other}&offset=-1&%74oken={viewer}&TOKEN={other}", 200),
+                (f"offset=-1&token={viewer}x", 401),
+            ):
+                assert c.get(f"/v1/stream/{sid}?{query}").status_code == status, query
+            for path in ("/metrics", "//metrics", "/%6Detrics", "/v1/../metrics"):
+                for headers in ({}, {"authorization": f"Bearer {metrics_key}"}):
+                    r = c.get(nginx.url + path, headers=headers)  # the path as it is
+                    assert r.status_code == 404, (path, r.text)
+                    assert r.json()["error"] == "not_found" and "broadcaster_" not in r.text
+        for fe in frontends:
+            r = httpx.get(f"{fe.url}/metrics", headers={"authorization": f"Bearer {metrics_key}"})
+            assert r.status_code == 200 and "broadcaster_sse_connections" in r.text
+    finally:
+        nginx.stop()
+        for fe in frontends:
+            fe.stop()
+    log = (tmp_path / "nginx" / "access.log").read_text()
+    lines = [line for line in log.splitlines() if "/v1/stream" in line]
+    assert len(lines) >= 6, log
+    for token in (viewer, other):
+        assert token not in log and token.split(".")[2] not in log, log
+    assert log.count("token=REDACTED") >= 4, log
+    assert "?REDACTED " in log, "three tokens in one query: the whole query goes"
+    assert "offset=-1&token=REDACTED&token=REDACTED" in log, log
+    metrics = [row for row in nginx.requests() if "etrics" in row["uri"]]
+    assert len(metrics) == 8 and all(row["upstream"] == "-" for row in metrics), metrics
