@@ -288,6 +288,52 @@ def compose_problems(compose: Doc) -> list[str]:
             "service_healthy"
         ):
             problems.append(f"nginx does not wait for {name} to be healthy")
+    return problems + compose_exposure_problems(services, frontends, workers)
+
+
+LOOPBACK = {"127.0.0.1", "::1", "[::1]", "localhost"}
+
+
+def published_addresses(port: str | int | Doc) -> list[str]:
+    """The host address a ``ports`` entry publishes on when no variable is set (``""``:
+    every interface). Short syntax ``[ip:]host:container``, or the long one."""
+    if isinstance(port, dict):
+        return [compose_default(port.get("host_ip", ""))]
+    text = str(port)
+    variable = re.match(r"^(\$\{[^}]*\}):(.*)$", text)
+    if variable:
+        return [compose_default(variable.group(1))]
+    parts = text.rsplit(":", 2)
+    return [parts[0] if len(parts) == 3 else ""]
+
+
+def compose_exposure_problems(services: Doc, frontends: list[str], workers: list[str]) -> list[str]:
+    """Secure unless told otherwise: only nginx publishes a port, on loopback when no
+    variable says another address; the front-ends get the access-control secrets from
+    the host and are not insecure unless BROADCASTER_INSECURE says so."""
+    problems = []
+    for name, s in services.items():
+        ports = s.get("ports", [])
+        if ports and name != "nginx":
+            problems.append(f"{name} publishes {ports}: only nginx should")
+        for port in ports:
+            for address in published_addresses(port):
+                if address not in LOOPBACK:
+                    where = address or "every interface"
+                    problems.append(f"{name} publishes {port!r} on {where} by default")
+    for name in frontends:
+        env, command = services[name].get("environment", {}), services[name]["command"]
+        insecure = compose_default(env.get("BROADCASTER_INSECURE", "false")).lower()
+        if insecure not in ("false", "0", ""):
+            problems.append(f"{name}: BROADCASTER_INSECURE is {insecure!r} unless told otherwise")
+        if "--insecure" in command:
+            problems.append(f"{name}: --insecure on the command line")
+        for var in sorted(ACCESS_CONTROL_ENV):
+            if var not in env:
+                problems.append(f"{name}: {var} is not passed to the front-end")
+    for name in workers:
+        if ACCESS_CONTROL_ENV & set(services[name].get("environment", {})):
+            problems.append(f"{name}: the worker is given the front-end's access-control secrets")
     return problems
 
 
@@ -515,6 +561,24 @@ def test_a_broken_compose_file_fails(tmp_path: Path) -> None:
     assert any("frontend-2: healthcheck" in p for p in problems), problems
     assert any("nginx does not wait" in p for p in problems), problems
     assert any("worker-1: stop_grace_period" in p for p in problems), problems
+
+    exposed = copy.deepcopy(compose)
+    exposed["services"]["frontend-1"]["environment"]["BROADCASTER_INSECURE"] = (
+        "${BROADCASTER_INSECURE:-true}"
+    )
+    del exposed["services"]["frontend-2"]["environment"]["BROADCASTER_TOKEN_SECRET"]
+    exposed["services"]["redis"]["ports"] = ["127.0.0.1:6379:6379"]
+    for ports, where in (
+        (["8080:80"], "every interface"),
+        (["${BROADCASTER_PUBLISH_ADDRESS:-0.0.0.0}:8080:80"], "0.0.0.0"),
+        ([{"target": 80, "published": 8080}], "every interface"),
+    ):
+        exposed["services"]["nginx"]["ports"] = ports
+        problems = compose_problems(exposed)
+        assert any("nginx publishes" in p and where in p for p in problems), (ports, problems)
+    assert any("frontend-1: BROADCASTER_INSECURE is 'true'" in p for p in problems), problems
+    assert any("frontend-2: BROADCASTER_TOKEN_SECRET is not passed" in p for p in problems)
+    assert any("redis publishes" in p for p in problems), problems
 
     conf = NGINX_CONF.read_text().replace("proxy_read_timeout 1h;", "proxy_read_timeout 10s;")
     assert nginx_problems(conf, ["frontend-1"]) != []
