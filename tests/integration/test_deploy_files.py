@@ -51,7 +51,7 @@ FRONTEND_DRAIN_SECONDS = 10
 WORKER_HANDBACK_SECONDS = 10
 # The `: ping` keep-alive interval: a proxy's read timeout must be above it.
 KEEPALIVE_SECONDS = 15
-ACCESS_CONTROL_ENV = {"BROADCASTER_API_KEYS", "BROADCASTER_TOKEN_SECRET"}
+ACCESS_CONTROL_ENV = {"BROADCASTER_API_KEYS", "BROADCASTER_TOKEN_SECRET", "BROADCASTER_METRICS_KEY"}
 
 Doc = dict[str, Any]
 
@@ -750,13 +750,18 @@ def test_broken_kubernetes_manifests_fail() -> None:
     pod, container = pod_container(unsafe)
     pod["terminationGracePeriodSeconds"] = 10
     container["readinessProbe"]["httpGet"]["path"] = "/healthz"
-    container["env"] = [e for e in container["env"] if e["name"] != "BROADCASTER_TOKEN_SECRET"]
+    container["env"] = [
+        e
+        for e in container["env"]
+        if e["name"] not in ("BROADCASTER_TOKEN_SECRET", "BROADCASTER_METRICS_KEY")
+    ]
     container["securityContext"]["readOnlyRootFilesystem"] = False
     assert k8s_schema_errors(unsafe, version) == []  # valid Kubernetes, wrong for us
     problems = frontend_problems(unsafe)
     assert any("terminationGracePeriodSeconds" in p for p in problems), problems
     assert any("readinessProbe" in p for p in problems), problems
     assert any("BROADCASTER_TOKEN_SECRET" in p for p in problems), problems
+    assert any("BROADCASTER_METRICS_KEY is not taken from a Secret" in p for p in problems)
     assert any("readOnlyRootFilesystem" in p for p in problems), problems
 
     worker = copy.deepcopy(find("Deployment", "worker"))
