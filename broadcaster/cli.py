@@ -60,9 +60,9 @@ def check_exposure(settings: Settings) -> None:
             "3.2): generate one with python -c 'import secrets; print(secrets.token_hex(32))'"
         )
     if settings.legacy_tokens and settings.reads_guarded():
-        log.info(
-            "legacy v1./c1. tokens are still accepted (deprecated; they stop in %s, or now "
-            "with BROADCASTER_LEGACY_TOKENS=false)",
+        log.warning(
+            "BROADCASTER_LEGACY_TOKENS=true: legacy v1./c1. tokens are accepted (deprecated, "
+            "and unbound to any audience; they stop in %s): mint JWTs and turn this off",
             LEGACY_TOKENS_UNTIL,
         )
     protected = bool(keys) and settings.reads_guarded()

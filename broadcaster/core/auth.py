@@ -10,11 +10,12 @@ compared with every configured digest in constant time.
 ``BROADCASTER_TOKEN_SECRET``: a viewer token's ``broadcaster`` claim is
 ``{"read": [stream id]}``, a chat token's ``{"chat": [chat id]}``.
 
-**Legacy tokens** (deprecated, accepted while ``BROADCASTER_LEGACY_TOKENS`` is on, until
-``LEGACY_TOKENS_UNTIL``): ``v1.<expiry>.<signature>``, an HMAC-SHA256 under the secret of
-the version, the stream id and the expiry (Unix seconds), and chat tokens ``c1.…``, the
-same over ``c1`` and the chat id. The id is inside the signature, not the token, so a
-token for stream A does not verify for stream B. Comparison is constant time.
+**Legacy tokens** (deprecated, accepted by a front-end only with
+``BROADCASTER_LEGACY_TOKENS=true``, until ``LEGACY_TOKENS_UNTIL``):
+``v1.<expiry>.<signature>``, an HMAC-SHA256 under the secret of the version, the stream id
+and the expiry (Unix seconds), and chat tokens ``c1.…``, the same over ``c1`` and the chat
+id. The id is inside the signature, not the token, so a token for stream A does not verify
+for stream B. Comparison is constant time.
 """
 
 from __future__ import annotations

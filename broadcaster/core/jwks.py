@@ -216,7 +216,8 @@ class FileKeys(KeySource):
 class TokenVerifier:
     """Every way this deployment accepts a token: HS256 JWTs under ``secrets`` (the first
     signs what the front-end mints; all verify: a rotation), JWTs signed by a key of
-    ``jwks``, and, while ``legacy`` is on, the deprecated ``v1``/``c1`` tokens."""
+    ``jwks``, and, while ``legacy`` is on, the deprecated ``v1``/``c1`` tokens. None lives
+    longer than ``max_lifetime`` (None: no limit)."""
 
     def __init__(
         self,
@@ -225,12 +226,14 @@ class TokenVerifier:
         *,
         audience: str | None = None,
         leeway: float = tokens.DEFAULT_LEEWAY,
-        legacy: bool = True,
+        max_lifetime: float | None = tokens.DEFAULT_MAX_LIFETIME,
+        legacy: bool = False,
     ) -> None:
         self.secrets = list(secrets)
         self.jwks = jwks
         self.audience = audience
         self.leeway = leeway
+        self.max_lifetime = max_lifetime
         self.legacy = legacy
 
     @property
@@ -251,7 +254,14 @@ class TokenVerifier:
             keys = await self.jwks.keys(kid, alg)
         for key in keys:
             try:
-                return tokens.decode(token, key, alg, audience=self.audience, leeway=self.leeway)
+                return tokens.decode(
+                    token,
+                    key,
+                    alg,
+                    audience=self.audience,
+                    leeway=self.leeway,
+                    max_lifetime=self.max_lifetime,
+                )
             except jwt.InvalidSignatureError:
                 continue
         if alg != tokens.HMAC_ALGORITHM and not keys:
@@ -259,10 +269,17 @@ class TokenVerifier:
         raise InvalidToken("signature verification failed")
 
     def legacy_grants(self, token: str, prefix: str, name: str) -> bool:
-        """Whether a legacy token of ``prefix`` (``v1``, ``c1``) opens ``name``."""
+        """Whether a legacy token of ``prefix`` (``v1``, ``c1``) opens ``name``: one that
+        expires further than ``max_lifetime`` from now does not."""
         if not self.legacy:
             return False
         if not any(auth.verify_legacy_token(prefix, s, token, name) for s in self.secrets):
+            return False
+        expires = int(token.split(".")[1])  # verified: digits
+        if (
+            self.max_lifetime is not None
+            and expires > time.time() + self.max_lifetime + self.leeway
+        ):
             return False
         _warn_legacy()
         return True
@@ -277,6 +294,7 @@ def _warn_legacy() -> None:
         _warned.append(True)
         log.warning(
             "a legacy v1./c1. token was accepted: these are deprecated and stop working in "
-            "%s (or with BROADCASTER_LEGACY_TOKENS=false); mint JWTs instead (docs/security.md)",
+            "%s (or now, without BROADCASTER_LEGACY_TOKENS=true); mint JWTs instead "
+            "(docs/security.md)",
             auth.LEGACY_TOKENS_UNTIL,
         )

@@ -24,6 +24,7 @@ first a JSON header (``eyJ…``); a legacy token ``v1.<expiry>.<sig>`` or ``c1.�
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -44,10 +45,15 @@ Right = Literal["read", "publish", "chat", "cancel"]
 DEFAULT_LEEWAY = 5.0
 """Seconds of clock skew allowed on ``exp``, ``nbf`` and ``iat`` (the issuer's clock and
 ours may differ by that much)."""
+DEFAULT_MAX_LIFETIME = 86400.0
+"""The longest a token may live (``BROADCASTER_TOKEN_MAX_LIFETIME_SECONDS``): its ``exp``
+at most that far from now, its ``exp - iat`` at most that long."""
 MAX_TOKEN_CHARS = 16 * 1024
 """A longer credential is refused before it is parsed."""
 MAX_SUBJECT_CHARS = 256
 """A longer ``sub`` is refused: subjects are stored with the viewer counts."""
+MAX_KID_CHARS = 256
+"""A longer ``kid`` is refused: no key set names its keys at such length."""
 
 _JWT_SHAPE = re.compile(r"^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$")
 _LEGACY_SHAPE = re.compile(r"^[vc]1\.[0-9]{1,12}\.[A-Za-z0-9_-]+$")
@@ -121,18 +127,26 @@ def grant_of(payload: Mapping[str, Any]) -> Grant:
 
 def header(token: str) -> tuple[str, str | None]:
     """The algorithm and key id a token names (unverified: they only choose the key);
-    InvalidToken for a malformed header or an algorithm we do not accept."""
+    InvalidToken for a malformed header (not base64url JSON, not an object, an ``alg``
+    or a ``kid`` that is not a string, a ``kid`` too long) or an algorithm we do not
+    accept. Nothing else is raised, whatever the token holds."""
     if len(token) > MAX_TOKEN_CHARS:
         raise InvalidToken(f"longer than {MAX_TOKEN_CHARS} characters")
     try:
         head = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
-        raise InvalidToken(f"malformed: {exc}") from None
+        raise InvalidToken(f"malformed header: {str(exc)[:120]}") from None
+    except (ValueError, TypeError, RecursionError):  # PyJWT's own checks missed it
+        raise InvalidToken("malformed header") from None
     alg, kid = head.get("alg"), head.get("kid")
+    if not isinstance(alg, str):
+        raise InvalidToken("malformed header: alg must be a string")
     if alg not in ALGORITHMS:
-        raise InvalidToken(f"algorithm {str(alg)[:20]!r} is not accepted")
-    if kid is not None and not isinstance(kid, str):
-        raise InvalidToken("kid must be a string")
+        raise InvalidToken(f"algorithm {alg[:20]!r} is not accepted")
+    if "kid" in head and not isinstance(kid, str):
+        raise InvalidToken("malformed header: kid must be a string")
+    if kid is not None and len(kid) > MAX_KID_CHARS:
+        raise InvalidToken(f"malformed header: kid longer than {MAX_KID_CHARS} characters")
     return alg, kid
 
 
@@ -143,13 +157,15 @@ def decode(
     *,
     audience: str | None = None,
     leeway: float = DEFAULT_LEEWAY,
+    max_lifetime: float | None = None,
     now: float | None = None,
 ) -> Grant:
     """The grant of ``token`` verified with ``key`` for ``algorithm`` alone (a JWKS key
     is also bound to its own algorithm by PyJWT). Raises ``jwt.InvalidSignatureError``
     when the signature is not ``key``'s (the caller may try its next key) and
-    InvalidToken for anything else wrong. ``now``: check the times at that instant
-    rather than the clock's (tests)."""
+    InvalidToken for anything else wrong. ``max_lifetime``: refuse a token that expires
+    more than that many seconds from now (plus the leeway), or whose ``exp - iat`` is
+    longer. ``now``: check the times at that instant rather than the clock's (tests)."""
     times = now is None
     try:
         payload = jwt.decode(
@@ -167,22 +183,52 @@ def decode(
         )
     except jwt.InvalidSignatureError:
         raise
+    except jwt.InvalidAudienceError as exc:
+        raise InvalidToken(f"aud: {exc}") from None
     except jwt.PyJWTError as exc:
-        raise InvalidToken(str(exc)) from None
-    if now is not None:
-        _check_times(payload, now, leeway)
+        raise InvalidToken(str(exc)[:200]) from None
+    _check_audience(payload)
+    _check_times(payload, time.time() if now is None else now, leeway, max_lifetime)
     return grant_of(payload)
 
 
-def _check_times(payload: Mapping[str, Any], now: float, leeway: float) -> None:
-    """PyJWT's time checks, at ``now`` instead of the clock (``decode(now=…)``)."""
+def _check_audience(payload: Mapping[str, Any]) -> None:
+    """An ``aud`` that is there names someone: a non-empty string or a non-empty list of
+    them. PyJWT takes an empty one (``""``, ``[]``, ``null``) for no audience, and does
+    not mind an empty string beside ours in a list."""
+    if "aud" not in payload:
+        return
+    aud = payload["aud"]
+    names = aud if isinstance(aud, list) else [aud]
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise InvalidToken("aud must be a non-empty string or a list of them")
+
+
+def _check_times(
+    payload: Mapping[str, Any], now: float, leeway: float, max_lifetime: float | None
+) -> None:
+    """``exp``, ``nbf`` and ``iat`` are finite numbers (PyJWT also takes strings and
+    booleans, and ``decode(now=…)`` skips its checks), the token is valid at ``now``, and
+    it lives at most ``max_lifetime``."""
     for name in ("exp", "nbf", "iat"):
-        if name in payload and not isinstance(payload[name], int | float):
+        value = payload.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidToken(f"{name} must be a number")
-    if payload["exp"] <= now - leeway:
+        if not math.isfinite(value):
+            raise InvalidToken(f"{name} must be a finite number")
+    exp = payload["exp"]
+    if exp <= now - leeway:
         raise InvalidToken("Signature has expired")
     if payload.get("nbf", 0) > now + leeway or payload.get("iat", 0) > now + leeway:
         raise InvalidToken("The token is not yet valid")
+    if max_lifetime is None:
+        return
+    if exp > now + max_lifetime + leeway:
+        raise InvalidToken(
+            f"exp is too far ahead: tokens here live at most {max_lifetime:.0f} s from now"
+        )
+    if "iat" in payload and exp - payload["iat"] > max_lifetime:
+        raise InvalidToken(f"exp - iat is too long: tokens here live at most {max_lifetime:.0f} s")
 
 
 def mint_token(
@@ -222,5 +268,7 @@ def mint_token(
             raise ValueError(f"sub: 1 to {MAX_SUBJECT_CHARS} characters")
         payload["sub"] = sub
     if audience is not None:
+        if not audience:
+            raise ValueError("audience: a non-empty string (or None)")
         payload["aud"] = audience
     return jwt.encode(payload, secret, algorithm=HMAC_ALGORITHM)

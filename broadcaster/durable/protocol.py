@@ -176,6 +176,29 @@ def valid_content_type(value: str) -> bool:
     return names.is_media_type(value)
 
 
+INERT_CONTENT_TYPES = frozenset({"application/json", "text/plain", "application/octet-stream"})
+"""The types a browser never runs as a page: JSON and plain text are shown as text (with
+``nosniff``, which every response carries), octet-stream is saved."""
+SANDBOX = "sandbox; default-src 'none'"
+"""A Durable Stream of any other type is served with this CSP: a browser that opens it
+(``text/html``, ``image/svg+xml``, XML…) renders it in a unique opaque origin with no
+script, no forms, no plugins and nothing loaded, so it cannot reach the API's origin
+(where the demo page keeps its keys)."""
+
+
+def stored_bytes_headers(content_type: str) -> dict[str, str]:
+    """What a response carrying a stream's bytes with the stream's own ``content_type``
+    adds: nothing for the inert types; for any other, ``Content-Security-Policy:
+    sandbox`` and ``Content-Disposition: attachment`` (a browser that navigates there
+    saves the bytes instead of showing them; ``fetch``, ``EventSource`` and ``<img>``
+    ignore it). Any type, not a list of dangerous ones: the API is no file host, and the
+    list of what a browser renders as a document (HTML, XHTML, SVG, XML with XSLT, PDF,
+    MHTML…) is longer than anyone remembers."""
+    if content_type in INERT_CONTENT_TYPES:
+        return {}
+    return {"content-security-policy": SANDBOX, "content-disposition": "attachment"}
+
+
 def mode_of(content_type: str) -> Mode:
     if content_type == "application/json":
         return "json"

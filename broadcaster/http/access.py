@@ -16,6 +16,7 @@ stream, chat or right asked for, or an API key without the route's right: 403
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import time
 from collections.abc import Sequence
@@ -68,6 +69,18 @@ class AccessPolicy:
         bad entry stops the start, it is not ignored."""
         secrets = settings.token_secret_list()
         jwks = _key_source(settings)
+        if settings.metrics_key is not None and not settings.metrics_key.get_secret_value().strip():
+            raise ValueError("BROADCASTER_METRICS_KEY is empty: set a key, or unset it")
+        if settings.token_audience is not None and not settings.token_audience.strip():
+            raise ValueError(
+                "BROADCASTER_TOKEN_AUDIENCE is empty: set the aud tokens must carry, or unset it"
+            )
+        if settings.token_ttl_seconds > settings.token_max_lifetime_seconds:
+            raise ValueError(
+                f"BROADCASTER_TOKEN_TTL_SECONDS ({settings.token_ttl_seconds}) is above "
+                f"BROADCASTER_TOKEN_MAX_LIFETIME_SECONDS ({settings.token_max_lifetime_seconds}):"
+                " the tokens the front-end mints would be refused"
+            )
         verifier = None
         if secrets or jwks:
             verifier = TokenVerifier(
@@ -75,6 +88,7 @@ class AccessPolicy:
                 jwks,
                 audience=settings.token_audience,
                 leeway=settings.token_leeway_seconds,
+                max_lifetime=settings.token_max_lifetime_seconds,
                 legacy=settings.legacy_tokens,
             )
         return cls(auth.parse_api_keys(settings.api_keys), verifier)
@@ -189,6 +203,19 @@ class ApiKeyRight:
             raise _unauthorized("an API key is required: Authorization: Bearer <key>")
         if self.right not in key.rights:
             raise ApiError(403, "forbidden", f"this API key may not {self.right}")
+
+
+async def metrics_key(request: Request) -> None:
+    """``Depends(metrics_key)``: with ``BROADCASTER_METRICS_KEY`` set, 401 unless the
+    request presents it as ``Authorization: Bearer``. Compared as SHA-256 digests in
+    constant time, so the timing tells nothing about the key."""
+    settings = await get_settings(request)
+    if settings.metrics_key is None:
+        return
+    expected = hashlib.sha256(settings.metrics_key.get_secret_value().encode()).digest()
+    presented = hashlib.sha256((bearer(request) or "").encode()).digest()
+    if not hmac.compare_digest(presented, expected):
+        raise _unauthorized("/metrics needs the metrics key: Authorization: Bearer <key>")
 
 
 async def rate_limit(request: Request, key: KeyDep, redis: RedisDep, settings: SettingsDep) -> None:

@@ -126,7 +126,8 @@ class Settings(RedisSettings, WebhookSettings):
     """Comma-separated HS256 secrets instead of ``token_secret``: the first signs, all
     verify (rotating the secret without invalidating the tokens out there)."""
     token_audience: str | None = None
-    """With it, a token must carry this ``aud``; without it, a token carrying any is refused."""
+    """With it, a token must carry this ``aud``; without it, a token carrying any is refused.
+    Set but empty: the start stops (an empty ``aud`` names no one)."""
     token_leeway_seconds: float = Field(5.0, ge=0, le=300)
     """Clock skew allowed on ``exp``, ``nbf`` and ``iat``."""
     jwks_url: str | None = None
@@ -138,15 +139,25 @@ class Settings(RedisSettings, WebhookSettings):
     jwks_min_interval_seconds: float = Field(30.0, ge=0)
     """The least time between two loads of the JWKS that tokens cause (an unknown
     ``kid``): what a stranger's made-up ``kid``s can cost."""
-    legacy_tokens: bool = True
-    """Accept the deprecated ``v1.``/``c1.`` tokens (until 0.3.0)."""
+    legacy_tokens: bool = False
+    """Accept the deprecated ``v1.``/``c1.`` tokens (until 0.3.0), which carry no audience.
+    Off unless turned on."""
     # --- end of tokens ---
     token_ttl_seconds: int = Field(3600, ge=1)
     """Lifetime of the viewer token returned by ``POST /v1/generations``."""
     token_max_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)
-    """Longest lifetime ``POST /v1/streams/{id}/tokens`` grants."""
+    """Longest lifetime ``POST /v1/streams/{id}/tokens`` grants, and no more than
+    ``token_max_lifetime_seconds`` (``mint_ttl_cap``)."""
+    token_max_lifetime_seconds: int = Field(86400, ge=1)
+    """The longest a token may live, whoever minted it: one whose ``exp`` is further than
+    this from now (plus the leeway), or whose ``exp - iat`` is longer, is refused (401).
+    ``token_ttl_seconds`` above it stops the start."""
     insecure: bool = False
     """Serve beyond loopback without API keys and a token secret (logged loudly)."""
+    metrics_key: SecretStr | None = None
+    """With it, ``GET /metrics`` needs ``Authorization: Bearer <this key>`` (401 without);
+    without it, ``/metrics`` is open to whoever reaches the front-end. Set but empty: the
+    start stops."""
     cors_origins: str | None = None
     """Comma-separated origins allowed to call the API from a browser; none by default."""
 
@@ -170,6 +181,11 @@ class Settings(RedisSettings, WebhookSettings):
                 raise ValueError("BROADCASTER_TOKEN_SECRETS: an empty secret")
             return found
         return [self.token_secret.get_secret_value()] if self.token_secret else []
+
+    def mint_ttl_cap(self) -> int:
+        """The longest lifetime the token routes grant: ``token_max_ttl_seconds``, but
+        never beyond ``token_max_lifetime_seconds`` (a longer token would be refused)."""
+        return min(self.token_max_ttl_seconds, self.token_max_lifetime_seconds)
 
     def reads_guarded(self) -> bool:
         """Whether reading needs a token: a secret or a JWKS is configured."""

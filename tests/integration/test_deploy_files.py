@@ -17,18 +17,24 @@ import copy
 import importlib.resources
 import json
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
+from broadcaster import mint_token
+from broadcaster.core import auth
 from broadcaster.core.auth import parse_api_keys
-from tests.support.nginx import find_nginx, nginx_conf_for_test
+from broadcaster.core.embedded import free_port
+from tests.support.nginx import Nginx, find_nginx, nginx_conf_for_test
+from tests.support.procs import start_frontend
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -45,7 +51,7 @@ FRONTEND_DRAIN_SECONDS = 10
 WORKER_HANDBACK_SECONDS = 10
 # The `: ping` keep-alive interval: a proxy's read timeout must be above it.
 KEEPALIVE_SECONDS = 15
-ACCESS_CONTROL_ENV = {"BROADCASTER_API_KEYS", "BROADCASTER_TOKEN_SECRET"}
+ACCESS_CONTROL_ENV = {"BROADCASTER_API_KEYS", "BROADCASTER_TOKEN_SECRET", "BROADCASTER_METRICS_KEY"}
 
 Doc = dict[str, Any]
 
@@ -282,6 +288,52 @@ def compose_problems(compose: Doc) -> list[str]:
             "service_healthy"
         ):
             problems.append(f"nginx does not wait for {name} to be healthy")
+    return problems + compose_exposure_problems(services, frontends, workers)
+
+
+LOOPBACK = {"127.0.0.1", "::1", "[::1]", "localhost"}
+
+
+def published_addresses(port: str | int | Doc) -> list[str]:
+    """The host address a ``ports`` entry publishes on when no variable is set (``""``:
+    every interface). Short syntax ``[ip:]host:container``, or the long one."""
+    if isinstance(port, dict):
+        return [compose_default(port.get("host_ip", ""))]
+    text = str(port)
+    variable = re.match(r"^(\$\{[^}]*\}):(.*)$", text)
+    if variable:
+        return [compose_default(variable.group(1))]
+    parts = text.rsplit(":", 2)
+    return [parts[0] if len(parts) == 3 else ""]
+
+
+def compose_exposure_problems(services: Doc, frontends: list[str], workers: list[str]) -> list[str]:
+    """Secure unless told otherwise: only nginx publishes a port, on loopback when no
+    variable says another address; the front-ends get the access-control secrets from
+    the host and are not insecure unless BROADCASTER_INSECURE says so."""
+    problems = []
+    for name, s in services.items():
+        ports = s.get("ports", [])
+        if ports and name != "nginx":
+            problems.append(f"{name} publishes {ports}: only nginx should")
+        for port in ports:
+            for address in published_addresses(port):
+                if address not in LOOPBACK:
+                    where = address or "every interface"
+                    problems.append(f"{name} publishes {port!r} on {where} by default")
+    for name in frontends:
+        env, command = services[name].get("environment", {}), services[name]["command"]
+        insecure = compose_default(env.get("BROADCASTER_INSECURE", "false")).lower()
+        if insecure not in ("false", "0", ""):
+            problems.append(f"{name}: BROADCASTER_INSECURE is {insecure!r} unless told otherwise")
+        if "--insecure" in command:
+            problems.append(f"{name}: --insecure on the command line")
+        for var in sorted(ACCESS_CONTROL_ENV):
+            if var not in env:
+                problems.append(f"{name}: {var} is not passed to the front-end")
+    for name in workers:
+        if ACCESS_CONTROL_ENV & set(services[name].get("environment", {})):
+            problems.append(f"{name}: the worker is given the front-end's access-control secrets")
     return problems
 
 
@@ -308,7 +360,40 @@ def nginx_problems(conf: str, frontends: list[str]) -> list[str]:
         timeout = re.search(r"^\s*proxy_read_timeout (\w+);", block, re.M)
         if not timeout or parse_duration(timeout.group(1)) <= KEEPALIVE_SECONDS:
             problems.append(f"{name} proxy_read_timeout not above {KEEPALIVE_SECONDS} s")
+    problems += exposure_problems(conf)
     return problems + routing_problems(conf, upstream.group(1) if upstream else "")
+
+
+# Variables that hold the query string as the client sent it, ?token= included.
+RAW_QUERY_VARIABLES = ("$request", "$request_uri", "$args", "$query_string", "$arg_token")
+
+
+def exposure_problems(conf: str) -> list[str]:
+    """What nginx must not give away: tokens in its access log (its log formats use the
+    redacted request line, never a variable holding the raw query) and /metrics (a
+    location of its own that answers 404 and proxies nothing)."""
+    problems = []
+    formats = re.findall(r"^\s*log_format\s+(\w+)\s+((?:'[^']*'\s*)+);", conf, re.M)
+    if not formats:
+        problems.append("no log_format: nginx's default one logs $request, tokens included")
+    for name, body in formats:
+        used = set(re.findall(r"\$\w+", body))
+        raw = sorted(v for v in RAW_QUERY_VARIABLES if v in used)
+        if raw:
+            problems.append(f"log_format {name} logs {raw}, which hold ?token=")
+        if "$broadcaster_logged_uri" not in used:
+            problems.append(f"log_format {name} does not log $broadcaster_logged_uri")
+    for target, fmt in re.findall(r"^\s*access_log\s+(\S+)(?:\s+(\w+))?\s*;", conf, re.M):
+        if target != "off" and fmt not in {name for name, _ in formats}:
+            problems.append(f"access_log {target} uses {fmt or 'the default format'}")
+    metrics = re.search(r"^\s*location = /metrics \{(.*?)\n        \}", conf, re.S | re.M)
+    if metrics is None:
+        problems.append("no `location = /metrics`: /metrics would be proxied to a front-end")
+    elif "proxy_pass" in metrics.group(1) or not re.search(
+        r"^\s*return 404 ", metrics.group(1), re.M
+    ):
+        problems.append("location = /metrics does not answer 404 without proxying")
+    return problems
 
 
 # What the route key must be for each path: a stream's GETs and POSTs share one (and its
@@ -477,6 +562,24 @@ def test_a_broken_compose_file_fails(tmp_path: Path) -> None:
     assert any("nginx does not wait" in p for p in problems), problems
     assert any("worker-1: stop_grace_period" in p for p in problems), problems
 
+    exposed = copy.deepcopy(compose)
+    exposed["services"]["frontend-1"]["environment"]["BROADCASTER_INSECURE"] = (
+        "${BROADCASTER_INSECURE:-true}"
+    )
+    del exposed["services"]["frontend-2"]["environment"]["BROADCASTER_TOKEN_SECRET"]
+    exposed["services"]["redis"]["ports"] = ["127.0.0.1:6379:6379"]
+    for ports, where in (
+        (["8080:80"], "every interface"),
+        (["${BROADCASTER_PUBLISH_ADDRESS:-0.0.0.0}:8080:80"], "0.0.0.0"),
+        ([{"target": 80, "published": 8080}], "every interface"),
+    ):
+        exposed["services"]["nginx"]["ports"] = ports
+        problems = compose_problems(exposed)
+        assert any("nginx publishes" in p and where in p for p in problems), (ports, problems)
+    assert any("frontend-1: BROADCASTER_INSECURE is 'true'" in p for p in problems), problems
+    assert any("frontend-2: BROADCASTER_TOKEN_SECRET is not passed" in p for p in problems)
+    assert any("redis publishes" in p for p in problems), problems
+
     conf = NGINX_CONF.read_text().replace("proxy_read_timeout 1h;", "proxy_read_timeout 10s;")
     assert nginx_problems(conf, ["frontend-1"]) != []
 
@@ -500,6 +603,25 @@ def test_a_broken_nginx_route_fails() -> None:
         "keepalive 64;", "keepalive 64;\n        hash $broadcaster_route consistent;"
     )
     assert any("after `keepalive`" in p for p in nginx_problems(moved, frontends))
+
+
+def test_a_leaky_nginx_config_fails() -> None:
+    conf = NGINX_CONF.read_text()
+    assert exposure_problems(conf) == []
+    for old, new, problem in (
+        ('"$request_method $broadcaster_logged_uri $server_protocol"', '"$request"', "$request"),
+        ("$request_method $broadcaster_logged_uri", "$request_method $request_uri", "$request_uri"),
+        ("access_log /dev/stdout upstream;", "access_log /dev/stdout;", "default format"),
+        ("location = /metrics {", "location = /metricz {", "no `location = /metrics`"),
+        (
+            'return 404 \'{"error":"not_found","message":"/metrics',
+            "proxy_pass http://broadcaster; #",
+            "does not answer 404",
+        ),
+    ):
+        assert conf.count(old) >= 1, old
+        problems = exposure_problems(conf.replace(old, new, 1))
+        assert any(problem in p for p in problems), (old, problems)
 
 
 def nginx_t(tmp_path: Path, conf: str) -> subprocess.CompletedProcess[str]:
@@ -628,13 +750,18 @@ def test_broken_kubernetes_manifests_fail() -> None:
     pod, container = pod_container(unsafe)
     pod["terminationGracePeriodSeconds"] = 10
     container["readinessProbe"]["httpGet"]["path"] = "/healthz"
-    container["env"] = [e for e in container["env"] if e["name"] != "BROADCASTER_TOKEN_SECRET"]
+    container["env"] = [
+        e
+        for e in container["env"]
+        if e["name"] not in ("BROADCASTER_TOKEN_SECRET", "BROADCASTER_METRICS_KEY")
+    ]
     container["securityContext"]["readOnlyRootFilesystem"] = False
     assert k8s_schema_errors(unsafe, version) == []  # valid Kubernetes, wrong for us
     problems = frontend_problems(unsafe)
     assert any("terminationGracePeriodSeconds" in p for p in problems), problems
     assert any("readinessProbe" in p for p in problems), problems
     assert any("BROADCASTER_TOKEN_SECRET" in p for p in problems), problems
+    assert any("BROADCASTER_METRICS_KEY is not taken from a Secret" in p for p in problems)
     assert any("readOnlyRootFilesystem" in p for p in problems), problems
 
     worker = copy.deepcopy(find("Deployment", "worker"))
@@ -688,3 +815,66 @@ def test_a_broken_ingress_example_fails() -> None:
     ):
         problems = broken(change)
         assert any(problem in p for p in problems), (change.__name__, problems)
+
+
+# --- deploy/nginx.conf, run: tokens out of its log, /metrics not passed on ------------
+
+
+def test_nginx_logs_no_token_and_does_not_pass_metrics_on(redis_url: str, tmp_path: Path) -> None:
+    """A real nginx from deploy/nginx.conf in front of two real front-ends (a token
+    secret, API keys, a metrics key): tokens in the query reach the front-ends and work,
+    but nginx's access log holds none of them, only ``token=REDACTED`` (the name in any
+    case or percent-encoded, one or several); /metrics through nginx is 404 in the API's
+    error shape, however its path is written, and never reaches a front-end, which still
+    answers it directly to its key."""
+    admin, metrics_key = "admin-" + secrets.token_hex(8), "metrics-" + secrets.token_hex(8)
+    secret = secrets.token_hex(32)
+    env = {
+        "BROADCASTER_API_KEYS": auth.hash_key(admin),
+        "BROADCASTER_TOKEN_SECRET": secret,
+        "BROADCASTER_METRICS_KEY": metrics_key,
+    }
+    frontends = [start_frontend(redis_url, tmp_path, f"frontend-{i}", env) for i in (1, 2)]
+    nginx = Nginx(find_nginx(), tmp_path / "nginx", free_port(), [fe.port or 0 for fe in frontends])
+    sid = "logged-" + secrets.token_hex(4)
+    viewer = mint_token(secret, read=[sid], ttl_seconds=600)
+    other = mint_token(secret, read=[sid], sub="second", ttl_seconds=600)
+    try:
+        nginx.start()
+        with httpx.Client(base_url=nginx.url, timeout=10) as c:
+            bearer = {"authorization": f"Bearer {admin}"}
+            assert c.post(
+                f"/v1/streams/{sid}/events", json={"type": "x"}, headers=bearer
+            ).is_success
+            with c.stream("GET", f"/v1/streams/{sid}/events", params={"token": viewer}) as r:
+                assert r.status_code == 200, "the token reached the front-end"
+            for query, status in (
+                (f"offset=-1&token={viewer}", 200),
+                (f"offset=-1&token={viewer}&token={other}", 200),
+                # The front-end decodes %74oken to token: nginx redacts it as well.
+                (f"Token={other}&offset=-1&%74oken={viewer}&TOKEN={other}", 200),
+                (f"offset=-1&token={viewer}x", 401),
+            ):
+                assert c.get(f"/v1/stream/{sid}?{query}").status_code == status, query
+            for path in ("/metrics", "//metrics", "/%6Detrics", "/v1/../metrics"):
+                for headers in ({}, {"authorization": f"Bearer {metrics_key}"}):
+                    r = c.get(nginx.url + path, headers=headers)  # the path as it is
+                    assert r.status_code == 404, (path, r.text)
+                    assert r.json()["error"] == "not_found" and "broadcaster_" not in r.text
+        for fe in frontends:
+            r = httpx.get(f"{fe.url}/metrics", headers={"authorization": f"Bearer {metrics_key}"})
+            assert r.status_code == 200 and "broadcaster_sse_connections" in r.text
+    finally:
+        nginx.stop()
+        for fe in frontends:
+            fe.stop()
+    log = (tmp_path / "nginx" / "access.log").read_text()
+    lines = [line for line in log.splitlines() if "/v1/stream" in line]
+    assert len(lines) >= 6, log
+    for token in (viewer, other):
+        assert token not in log and token.split(".")[2] not in log, log
+    assert log.count("token=REDACTED") >= 4, log
+    assert "?REDACTED " in log, "three tokens in one query: the whole query goes"
+    assert "offset=-1&token=REDACTED&token=REDACTED" in log, log
+    metrics = [row for row in nginx.requests() if "etrics" in row["uri"]]
+    assert len(metrics) == 8 and all(row["upstream"] == "-" for row in metrics), metrics

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import redis as redis_sync
 
+from broadcaster import mint_token
 from broadcaster.core import auth, keys
 from broadcaster.durable.protocol import offset_of_event_id
 from tests.support.procs import Proc, own_redis, read_sse, start_frontend, start_worker
@@ -255,3 +256,73 @@ async def test_a_live_reader_is_ended_when_its_stream_is_deleted(
 
 def _seq(event_id: str | None) -> int:
     return int(str(event_id).split(".")[0])
+
+
+ACTIVE = b"<script>fetch('/v1/generations',{method:'POST'})</script><svg onload=alert(1)/>"
+RENDERED_TYPES = (
+    "text/html",
+    "application/xhtml+xml",
+    "image/svg+xml",
+    "text/xml",
+    "application/xml",
+    "application/pdf",
+    "text/csv",
+    "image/png",
+)
+INERT_TYPES = ("application/json", "text/plain", "application/octet-stream")
+
+
+async def test_stored_bytes_never_run_on_the_apis_origin(stack: tuple[Proc, Proc, str]) -> None:
+    """A Durable Stream created as ``text/html`` (or SVG, XML, anything but JSON, plain
+    text and octet-stream) is served back in its type, byte for byte, but sandboxed
+    (``Content-Security-Policy: sandbox``: no script, no access to the origin where the
+    demo page keeps its keys) and as an attachment; every read carries ``nosniff``:
+    catch-up, ``offset=now``, long-poll, HEAD, the PUT's answer, 304, 204 and SSE."""
+    fe = stack[0]
+    prefix = f"active-{secrets.token_hex(4)}-"
+    # Its own rate count (a token's), apart from the module's key.
+    writer = bearer(mint_token(SECRET, publish=[prefix + "*"], ttl_seconds=600))
+    viewer = bearer(mint_token(SECRET, read=[prefix + "*"], ttl_seconds=600))
+    async with httpx.AsyncClient(timeout=10) as c:
+        for i, ct in enumerate(RENDERED_TYPES + INERT_TYPES + ("Text/HTML; charset=utf-8",)):
+            url = f"{fe.url}/v1/stream/{prefix}{i}"
+            body = b'{"a":1}' if ct == "application/json" else ACTIVE
+            put = await c.put(url, headers=writer | {"content-type": ct}, content=body)
+            assert put.status_code == 201, (ct, put.text)
+            stored = ct.split(";")[0].lower()
+            answers = {
+                "put": put,
+                "catch-up": await c.get(url, params={"offset": "-1"}, headers=viewer),
+                "now": await c.get(url, params={"offset": "now"}, headers=viewer),
+                "long-poll": await c.get(
+                    url, params={"offset": "-1", "live": "long-poll"}, headers=viewer
+                ),
+                "head": await c.head(url, headers=viewer),
+            }
+            assert answers["catch-up"].content == (b"[" + body + b"]" if "json" in ct else body)
+            assert answers["long-poll"].content == answers["catch-up"].content
+            for what, r in answers.items():
+                assert r.status_code in (200, 201), (ct, what, r.text)
+                assert r.headers["content-type"] == stored, (ct, what)
+                assert r.headers["x-content-type-options"] == "nosniff", (ct, what)
+                csp = r.headers.get("content-security-policy")
+                disposition = r.headers.get("content-disposition")
+                if stored in INERT_TYPES:
+                    assert csp is None and disposition is None, (ct, what, r.headers)
+                else:
+                    assert csp is not None and "sandbox" in csp.split(";")[0], (ct, what)
+                    assert "default-src 'none'" in csp, (ct, what)
+                    assert disposition == "attachment", (ct, what)
+            if stored not in ("text/html", "text/plain"):
+                continue  # the answers with no body of their own: once is enough
+            etag = answers["catch-up"].headers["etag"]
+            r = await c.get(url, params={"offset": "-1"}, headers=viewer | {"if-none-match": etag})
+            assert r.status_code == 304 and r.headers["x-content-type-options"] == "nosniff"
+            tail = answers["catch-up"].headers["stream-next-offset"]
+            r = await c.get(url, params={"offset": tail, "live": "long-poll"}, headers=viewer)
+            assert r.status_code == 204 and r.headers["x-content-type-options"] == "nosniff"
+            params = {"offset": "-1", "live": "sse"}
+            async with c.stream("GET", url, params=params, headers=viewer) as r:
+                assert r.headers["content-type"].startswith("text/event-stream")
+                assert r.headers["x-content-type-options"] == "nosniff"
+                assert "content-disposition" not in r.headers

@@ -75,7 +75,7 @@ def frontend(
     redis: EmbeddedRedis, idp: JwksServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Proc]:
     """API keys, the HS256 secret, the JWKS by URL (fetched again for every unknown kid:
-    the rotation test must not wait), and an audience."""
+    the rotation test must not wait), an audience, and legacy tokens turned on."""
     proc = start_frontend(
         redis.url,
         tmp_path_factory.mktemp("jwt"),
@@ -87,6 +87,7 @@ def frontend(
             "BROADCASTER_JWKS_MIN_INTERVAL_SECONDS": "0",
             "BROADCASTER_TOKEN_AUDIENCE": AUDIENCE,
             "BROADCASTER_RATE_LIMIT_PER_MINUTE": "0",
+            "BROADCASTER_LEGACY_TOKENS": "true",
         },
     )
     yield proc
@@ -284,6 +285,95 @@ async def test_bad_tokens_are_401_and_tokens_for_something_else_403(frontend: Pr
         ]
 
 
+def _b64json(value: object) -> str:
+    return jwt.utils.base64url_encode(json.dumps(value).encode()).decode()
+
+
+MALFORMED = {
+    # The token a review found answered 500 with a traceback: {"alg":["HS256"]}.
+    "alg a list": ("eyJhbGciOlsiSFMyNTYiXX0.e30.AA", "alg must be a string"),
+    "alg an object": (f"{_b64json({'alg': {'HS256': 1}})}.e30.AA", "alg must be a string"),
+    "alg missing": (f"{_b64json({'typ': 'JWT'})}.e30.AA", "alg must be a string"),
+    "kid a number": (f"{_b64json({'alg': 'RS256', 'kid': 7})}.e30.AA", "Key ID"),
+    "kid huge": (f"{_b64json({'alg': 'RS256', 'kid': 'k' * 5000})}.e30.AA", "kid"),
+    "header with junk after it": (
+        jwt.utils.base64url_encode(b'{"alg":"HS256"}]').decode() + ".e30.AA",
+        "malformed header",
+    ),
+    "header not JSON": ("eyJub3QganNvbg.e30.AA", "malformed header"),
+    "header bad base64": ("eyJhbGciOiJIUzI1NiJ9x.e30.AA", "malformed header"),
+    "huge": ("eyJ" + "A" * 20_000 + ".e30.AA", "longer than"),
+}
+
+
+async def test_malformed_headers_are_401_with_a_clear_message_never_500(frontend: Proc) -> None:
+    """Whatever the header holds, before anything is authenticated: 401 `unauthorized`
+    with WWW-Authenticate and a message saying what is wrong, on every kind of route
+    that reads a token (SSE, Durable Streams, a producing route, a chat route), and
+    the front-end logs no traceback."""
+    sid = "malformed-" + secrets.token_hex(4)
+    async with httpx.AsyncClient(base_url=frontend.url, timeout=10) as c:
+        r = await c.post(f"/v1/streams/{sid}/events", json={"type": "x"}, headers=bearer(ADMIN))
+        assert r.status_code == 201
+        for why, (token, says) in MALFORMED.items():
+            for method, url, kw in (
+                ("GET", f"/v1/streams/{sid}/events", {"params": {"token": token}}),
+                ("GET", f"/v1/streams/{sid}/events", {"headers": bearer(token)}),
+                ("GET", f"/v1/stream/{sid}", {"headers": bearer(token)}),
+                ("GET", f"/v1/generations/{sid}", {"params": {"token": token}}),
+                ("POST", f"/v1/streams/{sid}/events", {"headers": bearer(token), "json": {}}),
+                ("GET", f"/v1/chat/{sid}/messages", {"headers": bearer(token)}),
+            ):
+                r = await c.request(method, url, **kw)
+                assert r.status_code == 401, (why, method, url, r.status_code, r.text)
+                assert r.headers["www-authenticate"] == "Bearer"
+                body = r.json()
+                assert set(body) == {"error", "message"} and body["error"] == "unauthorized"
+                assert says in body["message"], (why, body)
+                assert token not in r.text and "Traceback" not in r.text
+    assert frontend.alive()
+    assert "Traceback" not in frontend.log()
+
+
+async def test_tokens_living_too_long_or_naming_an_empty_aud_are_401(frontend: Proc) -> None:
+    """BROADCASTER_TOKEN_MAX_LIFETIME_SECONDS (86400 by default) bounds every token,
+    whoever signed it: ``exp`` too far ahead, or ``exp - iat`` too long, is 401 with a
+    message that says so. An empty ``aud`` (alone or beside ours) is 401 too. The token
+    routes mint at most that long (422 beyond), and what they mint is accepted."""
+    sid = "lifetime-" + secrets.token_hex(4)
+    rsa, day, now = KEYS["RS256"], 86400, int(time.time())
+    refused = {
+        "exp two days ahead": (signed(rsa, ttl=2 * day, read=[sid]), "too far ahead"),
+        "exp - iat three days": (signed(rsa, read=[sid], iat=now - 3 * day), "exp - iat"),
+        "HS256, a year": (
+            mint_token(SECRET, read=[sid], ttl_seconds=365 * day, audience=AUDIENCE),
+            "too far ahead",
+        ),
+        "aud empty": (rsa.sign(claims(read=[sid], aud="")), "aud"),
+        "aud an empty list": (rsa.sign(claims(read=[sid], aud=[])), "aud"),
+        "aud ours and empty": (rsa.sign(claims(read=[sid], aud=[AUDIENCE, ""])), "aud"),
+        "exp a string": (rsa.sign({**claims(read=[sid], aud=AUDIENCE), "exp": "9"}), "exp"),
+    }
+    async with httpx.AsyncClient(base_url=frontend.url, timeout=10) as c:
+        r = await c.post(f"/v1/streams/{sid}/events", json={"type": "x"}, headers=bearer(ADMIN))
+        assert r.status_code == 201
+        url = f"/v1/streams/{sid}/viewers"  # a reading route that answers at once
+        for why, (token, says) in refused.items():
+            r = await c.get(url, params={"token": token})
+            assert r.status_code == 401, (why, r.text)
+            assert r.json()["error"] == "unauthorized" and says in r.json()["message"], why
+        assert (await c.get(url, params={"token": signed(rsa, ttl=day, read=[sid])})).is_success
+        for route in (f"/v1/streams/{sid}/tokens", f"/v1/chat/{sid}/tokens"):
+            r = await c.post(route, json={"ttl_seconds": day + 1}, headers=bearer(ADMIN))
+            assert r.status_code == 422 and "1..86400" in r.json()["message"], r.text
+        r = await c.post(
+            f"/v1/streams/{sid}/tokens", json={"ttl_seconds": day}, headers=bearer(ADMIN)
+        )
+        assert r.status_code == 200
+        minted = r.json()["viewer_token"]
+        assert (await c.get(url, params={"token": minted})).status_code == 200
+
+
 # --- rotation without a restart ---
 
 
@@ -305,7 +395,7 @@ async def test_a_key_rotated_into_the_jwks_url_works_without_a_restart(
         assert frontend.alive()
 
 
-async def test_a_rewritten_jwks_file_works_without_a_restart_and_legacy_tokens_can_be_off(
+async def test_a_rewritten_jwks_file_works_without_a_restart_and_legacy_tokens_are_off_by_default(
     redis: EmbeddedRedis, frontend: Proc, tmp_path: Path
 ) -> None:
     path = tmp_path / "jwks.json"
@@ -318,7 +408,6 @@ async def test_a_rewritten_jwks_file_works_without_a_restart_and_legacy_tokens_c
         env={
             "BROADCASTER_API_KEYS": auth.hash_key(ADMIN),
             "BROADCASTER_JWKS_FILE": str(path),
-            "BROADCASTER_LEGACY_TOKENS": "false",
         },
     )
     try:
@@ -346,7 +435,8 @@ async def test_a_rewritten_jwks_file_works_without_a_restart_and_legacy_tokens_c
         assert proc.alive()
     finally:
         proc.stop()
-    # The front-end of the module accepts legacy tokens (deprecated), and says so once.
+    # The front-end of the module accepts legacy tokens (turned on; deprecated), and says
+    # so at its start and at the first one.
     async with httpx.AsyncClient(base_url=frontend.url, timeout=10) as c:
         sid = "legacy-" + secrets.token_hex(4)
         await c.post(f"/v1/streams/{sid}/events", json={"type": "x"}, headers=bearer(ADMIN))
@@ -355,6 +445,7 @@ async def test_a_rewritten_jwks_file_works_without_a_restart_and_legacy_tokens_c
             r = await c.get(f"/v1/generations/{sid}", params={"token": legacy})
             assert r.status_code == 404, "past access: the feed is no generation"
     assert frontend.log().count("a legacy v1./c1. token was accepted") == 1
+    assert "BROADCASTER_LEGACY_TOKENS=true: legacy v1./c1. tokens are accepted" in frontend.log()
 
 
 async def test_unknown_kids_fetch_the_jwks_at_most_once_per_interval(

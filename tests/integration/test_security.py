@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 
 from broadcaster.core import auth
@@ -182,6 +183,11 @@ async def test_readers_need_a_token_for_that_very_stream(secured: Proc) -> None:
         assert (await c.get(f"{url}?token={expired}")).status_code == 401
         forged, _ = auth.mint_viewer_token(secrets.token_hex(32), a, 60)
         assert (await c.get(f"{url}?token={forged}")).status_code == 401
+        # Legacy tokens are off unless BROADCASTER_LEGACY_TOKENS=true: no audience binds
+        # them to this deployment.
+        legacy, _ = auth.mint_legacy_token("v1", SECRET, a, 60)
+        r = await c.get(f"{url}?token={legacy}")
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized"
         assert (await c.get("/readyz")).json()["viewers"] == 0, "no refused stream started"
 
         ok = await read_sse(c, url, stop_after=1, headers=bearer(token_a))
@@ -351,6 +357,76 @@ async def test_cors_only_for_allowed_origins(secured: Proc, redis_url: str, tmp_
         plain.stop()
 
 
+async def test_an_empty_aud_is_401_without_an_audience_configured(secured: Proc) -> None:
+    """Without BROADCASTER_TOKEN_AUDIENCE a token carrying any ``aud`` is refused, and an
+    empty one (which PyJWT takes for none) too."""
+    sid = "aud-" + secrets.token_hex(4)
+    async with httpx.AsyncClient(base_url=secured.url, timeout=10) as c:
+        r = await c.post(f"/v1/streams/{sid}/events", json={"type": "x"}, headers=bearer(ADMIN))
+        assert r.status_code == 201
+        url = f"/v1/streams/{sid}/viewers"
+        exp = int(time.time()) + 60
+        for aud in ("", [], [""], None, "https://other.example"):
+            payload = {"exp": exp, "aud": aud, "broadcaster": {"read": [sid]}}
+            token = jwt.encode(payload, SECRET, algorithm="HS256")
+            r = await c.get(url, params={"token": token})
+            assert r.status_code == 401 and "aud" in r.json()["message"], (aud, r.text)
+        fine = jwt.encode({"exp": exp, "broadcaster": {"read": [sid]}}, SECRET, algorithm="HS256")
+        assert (await c.get(url, params={"token": fine})).status_code == 200
+
+
+async def test_metrics_need_the_metrics_key_when_one_is_set(
+    secured: Proc, own_redis: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """Without BROADCASTER_METRICS_KEY, /metrics is open (scrapers on the deployment's
+    network; deploy/nginx.conf does not pass it on). With it, only
+    ``Authorization: Bearer <key>`` opens it: no key, another key, an API key, a token
+    or the key as ``?token=`` is 401 in the API's error shape, and nothing leaks."""
+    async with httpx.AsyncClient(base_url=secured.url, timeout=10) as c:
+        r = await c.get("/metrics")
+        assert r.status_code == 200 and "broadcaster_sse_connections" in r.text
+    key = "metrics-" + secrets.token_hex(16)
+    proc = start_frontend(
+        own_redis.url,
+        tmp_path,
+        "frontend-metrics-key",
+        env={
+            "BROADCASTER_API_KEYS": KEYS,
+            "BROADCASTER_TOKEN_SECRET": SECRET,
+            "BROADCASTER_METRICS_KEY": key,
+        },
+    )
+    try:
+        async with httpx.AsyncClient(base_url=proc.url, timeout=10) as c:
+            viewer, _ = auth.mint_viewer_token(SECRET, "s", 60)
+            for refused in (
+                {},
+                {"headers": bearer(key + "x")},
+                {"headers": bearer(key[:-1])},
+                {"headers": bearer(ADMIN)},
+                {"headers": bearer(viewer)},
+                {"headers": {"authorization": key}},
+                {"params": {"token": key}},
+            ):
+                r = await c.get("/metrics", **refused)
+                assert r.status_code == 401, (refused, r.text)
+                assert r.headers["www-authenticate"] == "Bearer"
+                assert r.json() == {
+                    "error": "unauthorized",
+                    "message": "/metrics needs the metrics key: Authorization: Bearer <key>",
+                }
+                assert "broadcaster_" not in r.text and key not in r.text
+            r = await c.get("/metrics", headers=bearer(key))
+            assert r.status_code == 200 and "broadcaster_sse_connections" in r.text
+            assert r.headers["content-type"].startswith("text/plain")
+            # Only /metrics: the probes stay open to the orchestrator.
+            assert (await c.get("/healthz")).status_code == 200
+            assert (await c.get("/readyz")).status_code == 200
+        assert key not in proc.log()
+    finally:
+        proc.stop()
+
+
 # --- the secure default ---
 
 
@@ -415,6 +491,20 @@ def test_secure_default(redis_url: str, tmp_path: Path) -> None:
     )
     out, _ = bad_keys.communicate(timeout=20)
     assert bad_keys.returncode != 0 and "BROADCASTER_API_KEYS entry 1" in out
+
+    guarded = {**base, "BROADCASTER_API_KEYS": KEYS, "BROADCASTER_TOKEN_SECRET": SECRET}
+    for bad, needle in (
+        ({"BROADCASTER_TOKEN_AUDIENCE": ""}, "BROADCASTER_TOKEN_AUDIENCE is empty"),
+        ({"BROADCASTER_TOKEN_AUDIENCE": "  "}, "BROADCASTER_TOKEN_AUDIENCE is empty"),
+        ({"BROADCASTER_METRICS_KEY": ""}, "BROADCASTER_METRICS_KEY is empty"),
+        (
+            {"BROADCASTER_TOKEN_TTL_SECONDS": "90000"},
+            "BROADCASTER_TOKEN_TTL_SECONDS (90000) is above",
+        ),
+    ):
+        stopped = serve(["--port", str(free_port())], {**guarded, **bad}, tmp_path)
+        out, _ = stopped.communicate(timeout=20)
+        assert stopped.returncode != 0 and needle in out, out
 
 
 # --- errors ---

@@ -236,11 +236,12 @@ async def test_authorize_read_refuses_the_whole_request_unless_all_are_covered(
         assert r.status_code == 403 and r.json()["error"] == "forbidden", refused
     assert (await client.get("/multi", params={"stream": "a"})).status_code == 401
     legacy, _ = auth.mint_legacy_token("v1", SECRET, "a", 60)
-    assert (await client.get("/multi", params={"token": legacy, "stream": "a"})).status_code == 200
-    r = await client.get("/multi", params={"token": legacy, "stream": ["a", "b"]})
-    assert r.status_code == 403
-    r = await client.get("/multi", params={"token": legacy, "prefix": "a"})
-    assert r.status_code == 401
+    async with _client(build_app(settings(rate_limit_per_minute=0, legacy_tokens=True))) as c:
+        assert (await c.get("/multi", params={"token": legacy, "stream": "a"})).status_code == 200
+        r = await c.get("/multi", params={"token": legacy, "stream": ["a", "b"]})
+        assert r.status_code == 403
+        r = await c.get("/multi", params={"token": legacy, "prefix": "a"})
+        assert r.status_code == 401
 
 
 async def test_a_jwt_stands_in_for_an_api_key_on_the_streams_it_grants(
@@ -300,17 +301,22 @@ async def test_chat_routes_with_jwts(client: httpx.AsyncClient) -> None:
     assert (await client.post("/chat/c1/submit", headers=bearer(ADMIN))).status_code == 200
 
 
-async def test_legacy_tokens_until_they_are_turned_off() -> None:
+async def test_legacy_tokens_only_when_turned_on() -> None:
+    """Off by default: a legacy token carries no audience, so it would open a stream of
+    any deployment that shares the secret. With BROADCASTER_LEGACY_TOKENS=true they work
+    as they did."""
     viewer, _ = auth.mint_legacy_token("v1", SECRET, "s1", 60)
     chat, _ = auth.mint_legacy_token("c1", SECRET, "c1", 60)
-    async with _client(build_app(settings(rate_limit_per_minute=0))) as c:
+    assert Settings().legacy_tokens is False
+    on = settings(rate_limit_per_minute=0, legacy_tokens=True)
+    async with _client(build_app(on)) as c:
         assert (await c.get("/read/s1", params={"token": viewer})).status_code == 200
         assert (await c.get("/read/s2", params={"token": viewer})).status_code == 401
         assert (await c.post("/chat/c1/read", headers=bearer(chat))).status_code == 200
         assert (await c.post("/chat/c1/read", headers=bearer(viewer))).status_code == 401
-    off = settings(rate_limit_per_minute=0, legacy_tokens=False)
-    async with _client(build_app(off)) as c:
-        assert (await c.get("/read/s1", params={"token": viewer})).status_code == 401
+    async with _client(build_app(settings(rate_limit_per_minute=0))) as c:
+        r = await c.get("/read/s1", params={"token": viewer})
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized"
         assert (await c.post("/chat/c1/read", headers=bearer(chat))).status_code == 401
 
 
@@ -395,3 +401,20 @@ def test_token_settings_are_checked_at_start() -> None:
         only_jwks = AccessPolicy.from_settings(settings(token_secret=None, jwks_url=url))
         assert only_jwks.reads_guarded and only_jwks.token_secret is None, "verifies, mints none"
     assert not AccessPolicy.from_settings(settings(token_secret=None)).reads_guarded
+    for empty in ("", " "):
+        with pytest.raises(ValueError, match="BROADCASTER_TOKEN_AUDIENCE is empty"):
+            AccessPolicy.from_settings(settings(token_audience=empty))
+    with pytest.raises(ValueError, match=r"TOKEN_TTL_SECONDS .* is above"):
+        AccessPolicy.from_settings(
+            settings(token_ttl_seconds=7200, token_max_lifetime_seconds=3600)
+        )
+
+
+def test_the_token_routes_mint_no_longer_than_the_max_lifetime() -> None:
+    """A token the front-end mints must stay acceptable: the routes' cap is the max TTL,
+    but never beyond the max lifetime."""
+    assert settings().mint_ttl_cap() == 86400, "a week's max TTL, a day's lifetime"
+    assert settings(token_max_ttl_seconds=600).mint_ttl_cap() == 600
+    assert settings(token_max_lifetime_seconds=7 * 86400).mint_ttl_cap() == 7 * 86400
+    policy = AccessPolicy.from_settings(settings(token_max_lifetime_seconds=3700))
+    assert policy.verifier is not None and policy.verifier.max_lifetime == 3700

@@ -7,14 +7,21 @@ tests/integration/test_jwt.py."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
 import json
 import logging
+import math
 import secrets
 import time
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from broadcaster import mint_token
 from broadcaster.core import auth, jwks, tokens
@@ -172,6 +179,67 @@ async def test_audience_is_checked_when_configured_and_any_aud_refused_otherwise
         await verifier().grant(good)
 
 
+def test_an_empty_aud_is_refused_with_or_without_an_audience() -> None:
+    """PyJWT takes ``""``, ``[]`` and ``null`` for no audience at all, and an empty
+    string beside ours in a list for ours: each is refused here, whether or not an
+    audience is configured."""
+    ours = "https://broadcaster.example"
+    now = time.time()
+    for aud in ("", [], [""], [ours, ""], ["", ours], None, 0, False, {}, [ours, 1]):
+        token = jwt.encode({"exp": int(now + 60), "aud": aud}, SECRET, algorithm="HS256")
+        for audience in (None, ours):
+            with pytest.raises(InvalidToken, match=r"(?i)aud"):
+                tokens.decode(token, SECRET, "HS256", audience=audience)
+    for aud in (ours, [ours], [ours, "https://other.example"]):
+        token = jwt.encode({"exp": int(now + 60), "aud": aud}, SECRET, algorithm="HS256")
+        assert tokens.decode(token, SECRET, "HS256", audience=ours) == Grant()
+    with pytest.raises(ValueError, match="audience"):
+        mint_token(SECRET, read=["a"], ttl_seconds=60, audience="")
+
+
+def test_times_are_finite_numbers() -> None:
+    """PyJWT reads ``int(exp)``, so it takes ``"9999999999"`` or ``true``; RFC 7519 says
+    a NumericDate is a JSON number. Checked at the clock's time and at a given one."""
+    now = time.time()
+    exp = int(now + 60)
+    for bad in ({"exp": str(exp)}, {"exp": exp, "iat": "1"}, {"exp": exp, "nbf": False}):
+        token = jwt.encode(bad, SECRET, algorithm="HS256")
+        with pytest.raises(InvalidToken, match="number"):
+            tokens.decode(token, SECRET, "HS256")
+    for special in (math.nan, math.inf):  # json writes NaN and Infinity, and reads them
+        token = jwt.encode({"exp": special}, SECRET, algorithm="HS256")
+        with pytest.raises(InvalidToken):
+            tokens.decode(token, SECRET, "HS256")
+        with pytest.raises(InvalidToken, match="finite"):
+            tokens.decode(token, SECRET, "HS256", now=now)
+
+
+def test_a_max_lifetime_refuses_tokens_that_live_longer() -> None:
+    """``max_lifetime``: ``exp`` at most that far from now (plus the leeway), and
+    ``exp - iat`` at most that long; a token minted for exactly that long passes."""
+    now, day = time.time(), 86400
+
+    def decode(payload: dict[str, Any], **kw: Any) -> Grant:
+        token = jwt.encode(payload, SECRET, algorithm="HS256")
+        return tokens.decode(token, SECRET, "HS256", max_lifetime=day, **kw)
+
+    issued = int(now)
+    assert decode({"iat": issued, "exp": issued + day}) == Grant()
+    assert decode({"exp": int(now + day + 4)}) == Grant(), "within the leeway"
+    with pytest.raises(InvalidToken, match=r"too far ahead: .* at most 86400 s"):
+        decode({"exp": int(now + day + 10)})
+    with pytest.raises(InvalidToken, match=r"too far ahead"):
+        decode({"exp": 2**62})
+    with pytest.raises(InvalidToken, match=r"exp - iat is too long"):
+        decode({"iat": issued - 3 * day, "exp": issued + 60})
+    with pytest.raises(InvalidToken, match=r"too far ahead"):
+        decode({"exp": int(now + 30 * day)}, now=now)
+    minted = mint_token(SECRET, read=["a"], ttl_seconds=day)
+    assert tokens.decode(minted, SECRET, "HS256", max_lifetime=day).read == ("a",)
+    # No cap unless asked for (broadcaster.verify_viewer_token, a backend's own check).
+    assert tokens.decode(jwt.encode({"exp": 2**62}, SECRET), SECRET, "HS256") == Grant()
+
+
 async def test_alg_none_tampering_and_other_algorithms_are_refused() -> None:
     v = verifier()
     payload = claims(read=["a"])
@@ -323,7 +391,8 @@ async def test_a_jwks_file_is_read_again_when_it_changes(tmp_path: Path) -> None
 def test_legacy_tokens_verify_while_enabled_and_warn_once(caplog: pytest.LogCaptureFixture) -> None:
     legacy, _ = auth.mint_legacy_token("v1", SECRET, "s1", 60)
     chat, _ = auth.mint_legacy_token("c1", OLD_SECRET, "c1", 60)
-    v = TokenVerifier([SECRET, OLD_SECRET])
+    assert not TokenVerifier([SECRET]).legacy_grants(legacy, "v1", "s1"), "off by default"
+    v = TokenVerifier([SECRET, OLD_SECRET], legacy=True)
     jwks._warned.clear()
     with caplog.at_level(logging.WARNING, logger="broadcaster.auth"):
         assert v.legacy_grants(legacy, "v1", "s1")
@@ -336,3 +405,106 @@ def test_legacy_tokens_verify_while_enabled_and_warn_once(caplog: pytest.LogCapt
     assert not off.legacy_grants(legacy, "v1", "s1")
     expired, _ = auth.mint_legacy_token("v1", SECRET, "s1", 60, now=time.time() - 120)
     assert not v.legacy_grants(expired, "v1", "s1")
+    # The max lifetime holds for them too: a legacy token good for a year is refused.
+    year, _ = auth.mint_legacy_token("v1", SECRET, "s1", 365 * 86400)
+    assert not v.legacy_grants(year, "v1", "s1")
+    unbounded = TokenVerifier([SECRET], legacy=True, max_lifetime=None)
+    assert unbounded.legacy_grants(year, "v1", "s1")
+
+
+# --- whatever a token holds: a Grant or InvalidToken, never another exception ---
+
+
+def _segment(value: Any) -> str:
+    """A JSON value as a base64url segment. Python's json writes NaN and Infinity, and
+    PyJWT reads them back, so a stranger's token may hold them too."""
+    return jwt.utils.base64url_encode(json.dumps(value).encode()).decode()
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_raw_segments = st.binary(max_size=40).map(lambda b: jwt.utils.base64url_encode(b).decode())
+_well_formed_headers = st.sampled_from(
+    [{"alg": "HS256"}, {"alg": "HS256", "typ": "JWT"}, {"alg": "HS256", "kid": "k1"}]
+).map(_segment)
+_any_headers = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "alg": st.sampled_from(["HS256", "RS256", "ES256", "EdDSA", "none", "HS512"])
+            | _json_values,
+            "kid": st.sampled_from(["k1", "", "x" * 300]) | _json_values,
+            "typ": _json_values,
+            "crit": _json_values,
+            "b64": _json_values,
+        },
+    )
+    | _json_values
+).map(_segment) | _raw_segments
+_NOW = int(time.time())
+_times = st.integers(-(2**70), 2**70) | st.floats() | _json_values
+_near = st.integers(_NOW - 100, _NOW + 10 * 86400)
+_payloads = (
+    st.fixed_dictionaries(
+        {"exp": _near | _times},
+        optional={
+            "iat": _near | _times,
+            "nbf": _near | _times,
+            "aud": st.sampled_from(["", [], [""], ["x", ""], "https://b.example"]) | _json_values,
+            "sub": st.sampled_from(["u1", "", "x" * 300]) | _json_values,
+            "broadcaster": st.sampled_from([{}, {"read": ["s1"]}, {"read": ["*", ""]}])
+            | _json_values,
+        },
+    )
+    | _json_values
+).map(_segment) | _raw_segments
+
+
+@st.composite
+def _fuzzed_tokens(draw: st.DrawFn) -> str:
+    """Tokens of every kind: headers and payloads of any JSON shape or random bytes, most
+    signed with the verifier's own secret so that their claims are checked too. Half the
+    headers are well formed, so that the payloads behind them are reached."""
+    head = draw(_well_formed_headers if draw(st.booleans()) else _any_headers)
+    body = draw(_payloads)
+    how = draw(st.sampled_from(["ours", "ours", "random", "empty"]))
+    if how == "ours":
+        mac = hmac.new(SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+        sig = jwt.utils.base64url_encode(mac).decode()
+    else:
+        sig = draw(_raw_segments) if how == "random" else ""
+    return f"{head}.{body}.{sig}"
+
+
+_FUZZ_KEY = new_key("ES256", "k1")
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_fuzzed_tokens())
+@example("eyJhbGciOlsiSFMyNTYiXX0.e30.AA")  # {"alg":["HS256"]}: a 500 a review found
+@example(f"{_segment({'alg': {'HS256': 1}})}.e30.AA")
+@example(f"{_segment({'alg': 'HS256', 'kid': ['k1']})}.e30.AA")
+@example(f"{_segment(['HS256'])}.e30.AA")
+@example(f"{_segment({'alg': 'HS256', 'b64': False})}..AA")
+@example("eyJ" + "A" * 20_000 + ".e30.AA")
+@example("eyJ!!!.e30.AA")
+def test_any_token_is_a_grant_or_invalid_token_never_another_error(token: str) -> None:
+    """The parser meets tokens before anything is authenticated: every header (``alg`` a
+    list, ``kid`` a number, no object at all, bad base64, huge) and every payload
+    (times of every type, empty audiences, bad claims), signed with the secret or not,
+    gives a Grant or InvalidToken, under a secret, an audience or a JWKS; and
+    ``verify_viewer_token`` a bool."""
+    source = UrlKeys("https://idp.example/jwks", fetch=FakeFetch(jwks_doc(_FUZZ_KEY)))
+    for v in (verifier(), verifier(audience="https://b.example"), TokenVerifier([], source)):
+        try:
+            result = asyncio.run(v.grant(token))
+        except InvalidToken:
+            pass
+        else:
+            assert isinstance(result, Grant)
+    assert auth.verify_viewer_token(SECRET, token, "s1") in (True, False)

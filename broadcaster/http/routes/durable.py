@@ -12,6 +12,9 @@ Access is as everywhere else: creating, appending and deleting need an API key w
 ``publish`` right or a token whose ``publish`` covers the path (when keys are
 configured), reading needs a token whose ``read`` covers the path (when tokens are
 configured).
+
+Stored bytes never run as a page of the API's origin: an answer in a stream's own type,
+unless JSON, plain text or octet-stream, is sandboxed and an attachment (``_typed``).
 """
 
 from __future__ import annotations
@@ -166,6 +169,14 @@ def _check_offset(state: State, offset: Offset) -> None:
         raise ApiError(400, "bad_request", "malformed offset")
 
 
+def _typed(content_type: str) -> dict[str, str]:
+    """The headers of a response in the stream's own type: the type, and for any type a
+    browser might render as a page, the sandbox and attachment that stop it
+    (``protocol.stored_bytes_headers``). ``nosniff`` is on every response
+    (``app.SecurityHeaders``)."""
+    return {"content-type": content_type, **protocol.stored_bytes_headers(content_type)}
+
+
 def _cache_control(request: Request) -> str:
     private = request.app.state.access.reads_guarded
     return f"{'private' if private else 'public'}, max-age=60, stale-while-revalidate=300"
@@ -231,7 +242,7 @@ async def create(path: str, request: Request, settings: SettingsDep) -> Response
 def _created(request: Request, path: str, written: Written, ct: str) -> Response:
     status = written.status
     if status in ("CREATED", "SAME"):
-        headers = {"content-type": ct, NEXT: protocol.format_offset(written.tail, written.tail_tag)}
+        headers = {**_typed(ct), NEXT: protocol.format_offset(written.tail, written.tail_tag)}
         if written.closed:
             headers[CLOSED] = "true"
         if status == "CREATED":
@@ -507,7 +518,7 @@ async def head(path: str, request: Request) -> Response:
     state = await _existing(durable, path, name, state)
     next_offset = protocol.format_offset(state.tail, state.tail_tag)
     headers = {
-        "content-type": state.content_type,
+        **_typed(state.content_type),
         NEXT: next_offset,
         "cache-control": "no-store",
         "etag": protocol.etag(name, "-1", next_offset, state.closed),
@@ -578,7 +589,7 @@ def _data_response(
     seq, tag = (data[-1].seq, data[-1].tag) if data else after
     next_offset = protocol.format_offset(seq, tag)
     mode = protocol.mode_of(state.content_type)
-    headers = {"content-type": state.content_type, NEXT: next_offset}
+    headers = {**_typed(state.content_type), NEXT: next_offset}
     if up_to_date:
         headers[UP_TO_DATE] = "true"
         if state.closed or (entries and not entries[-1].is_data):
@@ -596,7 +607,7 @@ async def _catch_up(target: Target, offset: Any, raw: str) -> Response:
     if offset == "now":
         mode = protocol.mode_of(state.content_type)
         headers = {
-            "content-type": state.content_type,
+            **_typed(state.content_type),
             NEXT: protocol.format_offset(*after),
             UP_TO_DATE: "true",
             "cache-control": "no-store",

@@ -1,4 +1,5 @@
-"""What operators and their tools ask a front-end: ``/healthz``, ``/readyz``, ``/metrics``;
+"""What operators and their tools ask a front-end: ``/healthz``, ``/readyz``, ``/metrics``
+(with ``BROADCASTER_METRICS_KEY``, only for a request that presents it);
 and the demo page at ``/`` with its chat tab's script (built from web/chat by
 ``make chat-bundle``, served from the package: no node at run time)."""
 
@@ -10,12 +11,13 @@ import gc
 from functools import cache
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from broadcaster.core import connection
 from broadcaster.http import openapi
+from broadcaster.http.access import metrics_key
 from broadcaster.http.errors import error_response
 from broadcaster.http.resources import HubDep, JobsDep, MetricsDep, RedisDep
 
@@ -45,7 +47,7 @@ async def favicon() -> Response:
     return Response(status_code=204)
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(metrics_key)])
 async def prometheus(hub: HubDep, jobs: JobsDep, metrics: MetricsDep) -> Response:
     metrics.connections.set(hub.connections)
     metrics.streams.set(hub.streams)

@@ -63,8 +63,8 @@ async def minted(
 
 async def requested(request: Request, settings: Settings) -> tuple[int, str | None]:
     """The lifetime (or the default) and the holder a token request's optional body asks
-    for: ``{"ttl_seconds": n, "sub": "user-42"}``, 1 ≤ n ≤ ``token_max_ttl_seconds``;
-    other fields are ignored."""
+    for: ``{"ttl_seconds": n, "sub": "user-42"}``, 1 ≤ n ≤ ``Settings.mint_ttl_cap()`` (the
+    max TTL, never beyond the max lifetime); other fields are ignored."""
     if not await request.body():
         return settings.token_ttl_seconds, None
     body = await read_json(request, _TTL_BODY_LIMIT)
@@ -73,12 +73,9 @@ async def requested(request: Request, settings: Settings) -> tuple[int, str | No
     value = body.get("ttl_seconds", settings.token_ttl_seconds)
     if not isinstance(value, int) or isinstance(value, bool):
         raise ApiError(422, "invalid_request", 'body: {"ttl_seconds": <integer>}')
-    if not 1 <= value <= settings.token_max_ttl_seconds:
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"ttl_seconds must be 1..{settings.token_max_ttl_seconds}",
-        )
+    most_ttl = settings.mint_ttl_cap()
+    if not 1 <= value <= most_ttl:
+        raise ApiError(422, "invalid_request", f"ttl_seconds must be 1..{most_ttl}")
     sub = body.get("sub")
     most = tokens.MAX_SUBJECT_CHARS
     if sub is not None and (not isinstance(sub, str) or not 1 <= len(sub) <= most):
