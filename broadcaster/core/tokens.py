@@ -55,8 +55,8 @@ MAX_SUBJECT_CHARS = 256
 MAX_KID_CHARS = 256
 """A longer ``kid`` is refused: no key set names its keys at such length."""
 
-_JWT_SHAPE = re.compile(r"^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$")
-_LEGACY_SHAPE = re.compile(r"^[vc]1\.[0-9]{1,12}\.[A-Za-z0-9_-]+$")
+_JWT_SHAPE = re.compile(r"\AeyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\Z", re.ASCII)
+_LEGACY_SHAPE = re.compile(r"\A[vc]1\.[0-9]{1,12}\.[A-Za-z0-9_-]+\Z", re.ASCII)
 
 
 class InvalidToken(Exception):
@@ -67,9 +67,9 @@ class InvalidToken(Exception):
 
 def shape(credential: str) -> Literal["jwt", "legacy", "other"]:
     """What a presented credential is, by its shape alone."""
-    if _JWT_SHAPE.match(credential):
+    if _JWT_SHAPE.fullmatch(credential):
         return "jwt"
-    if _LEGACY_SHAPE.match(credential):
+    if _LEGACY_SHAPE.fullmatch(credential):
         return "legacy"
     return "other"
 

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 import broadcaster
 import worker
 from broadcaster.bench import viewers
-from broadcaster.core import keys, mux, names, sse, tokens
+from broadcaster.core import keys, mux, names, sse
 from broadcaster.core.events import TYPE_RE
 from broadcaster.durable import protocol
 from broadcaster.http import app
@@ -167,10 +167,10 @@ NOT_NAMES: dict[tuple[str, str], str] = {
     "frames this server made",
     ("broadcaster/durable/protocol.py", "_LINE_BREAK"): "splits a text stream's payload at "
     "its line breaks, so that no line of it ends an SSE event",
-    ("broadcaster/core/tokens.py", "_JWT_SHAPE"): "a credential's shape: it routes the "
-    "credential to PyJWT, which checks the whole of it (tokens.py is the tokens' own)",
-    ("broadcaster/core/tokens.py", "_LEGACY_SHAPE"): "a credential's shape: it routes the "
-    "credential to the legacy verifier, which checks its HMAC (tokens.py is the tokens' own)",
+    ("broadcaster/core/tokens.py", "_JWT_SHAPE"): "a credential's shape, which routes it to "
+    "PyJWT (whole-string, and checked for line breaks below like a name)",
+    ("broadcaster/core/tokens.py", "_LEGACY_SHAPE"): "a credential's shape, which routes it to "
+    "the legacy verifier (whole-string, and checked for line breaks below like a name)",
     ("broadcaster/bench/viewers.py", "_ID"): "the load generator reading the server's SSE",
     ("broadcaster/bench/viewers.py", "_IDS"): "the load generator reading the server's SSE",
     ("broadcaster/bench/viewers.py", "_T"): "the load generator reading its own events",
@@ -267,8 +267,6 @@ NOT_NAME_OBJECTS = [
     chat._LAST_ID,
     chat._ENDED_FRAME,
     protocol._LINE_BREAK,
-    tokens._JWT_SHAPE,
-    tokens._LEGACY_SHAPE,
     viewers._ID,
     viewers._IDS,
     viewers._T,
