@@ -159,6 +159,16 @@ class Settings(RedisSettings, WebhookSettings):
     """Queued plus running generations, across the deployment; beyond, 503."""
     rate_limit_per_minute: int = Field(600, ge=0)
     """Requests per API key per minute, shared by all front-ends through Redis (0: off)."""
+    trusted_proxies: str | None = None
+    """Comma-separated addresses or networks (``10.0.0.0/8``) of the proxies whose
+    ``X-Forwarded-For`` names the client (its last hop not among them; uvicorn's
+    ``forwarded_allow_ips``); ``*`` trusts any peer (only when the front-end is not
+    reachable but through the proxy). Unset: uvicorn's own default, the
+    ``FORWARDED_ALLOW_IPS`` variable or else loopback only."""
+    max_header_bytes: int = Field(64 * 1024, ge=4096)
+    """Largest request head (request line and headers), at most 256 headers; beyond, 431
+    ``headers_too_large`` and the connection is closed (uvicorn's httptools parser keeps
+    no limit of its own)."""
 
     def token_secret_list(self) -> list[str]:
         """The HS256 secrets, the signing one first; ValueError when both forms are set."""

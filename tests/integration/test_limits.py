@@ -1,0 +1,156 @@
+"""Every dimension a client can spend has a limit, on real front-end processes: the
+prefixes and the positions of a ``GET /v1/events`` (and no oracle in its answers), the
+connections of a token subject and of a client address (SSE on every route, Durable
+Streams long-polls), the bytes forks copy per minute, the size of a request's head, and
+a Redis at its ``maxmemory``. Past a connection limit a browser's ``EventSource`` gets a
+``retry:`` it follows; other clients the status and ``Retry-After``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from broadcaster.core import auth, tokens
+from tests.support.procs import (
+    Proc,
+    own_redis,
+    start_frontend,
+)
+
+pytestmark = pytest.mark.anyio
+
+PUBLISHER = "pub-" + secrets.token_hex(8)
+SECRET = secrets.token_hex(16)
+KEYS = auth.hash_key(PUBLISHER) + ":publish"
+FORK_BUDGET = 300_000
+LIMITED = {
+    "BROADCASTER_API_KEYS": KEYS,
+    "BROADCASTER_TOKEN_SECRET": SECRET,
+    "BROADCASTER_RATE_LIMIT_PER_MINUTE": "0",
+    "BROADCASTER_MAX_CONNECTIONS_PER_SUBJECT": "2",
+    "BROADCASTER_MAX_CONNECTIONS_PER_ADDRESS": "3",
+    "BROADCASTER_MAX_VIEWERS_PER_STREAM": "3",
+    "BROADCASTER_EVENTS_MAX_PREFIXES": "4",
+    "BROADCASTER_EVENTS_MAX_STREAMS": "20",
+    "BROADCASTER_FORK_BYTES_PER_MINUTE": str(FORK_BUDGET),
+    "BROADCASTER_DS_LONG_POLL_SECONDS": "20",
+}
+BROWSER = {
+    "accept": "text/event-stream",
+    "cache-control": "no-cache",
+    "sec-fetch-dest": "empty",
+    "sec-fetch-mode": "cors",
+}
+"""What Chromium's EventSource sends (tests/clients/test_browser_busy.py shows it in a
+real one)."""
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {value}"}
+
+
+def token(sub: str | None, read: list[str] | None = None, publish: tuple[str, ...] = ()) -> str:
+    return tokens.mint_token(SECRET, read=read or ["*"], publish=publish, sub=sub, ttl_seconds=600)
+
+
+def address() -> dict[str, str]:
+    """A client address of the test's own: front-end A trusts loopback's
+    ``X-Forwarded-For`` (uvicorn's default), so each test is its own client there."""
+    return {"x-forwarded-for": f"198.51.100.{secrets.randbelow(250) + 1}"}
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, Proc, str]]:
+    """Two front-ends on one Redis: A trusts loopback's ``X-Forwarded-For`` (uvicorn's
+    default), B names another proxy (``BROADCASTER_TRUSTED_PROXIES``) and so counts the
+    socket's peer."""
+    logs = tmp_path_factory.mktemp("limits")
+    redis = own_redis(logs / "redis")
+    a = start_frontend(redis.url, logs, "limits-a", LIMITED)
+    b = start_frontend(
+        redis.url, logs, "limits-b", LIMITED | {"BROADCASTER_TRUSTED_PROXIES": "192.0.2.1"}
+    )
+    try:
+        yield a, b, redis.url
+    finally:
+        a.stop()
+        b.stop()
+        redis.stop()
+
+
+async def publish(client: httpx.AsyncClient, url: str, sid: str, event: dict[str, object]) -> None:
+    r = await client.post(f"{url}/v1/streams/{sid}/events", json=event, headers=bearer(PUBLISHER))
+    assert r.status_code == 201, r.text
+
+
+@contextlib.asynccontextmanager
+async def held(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str]
+) -> AsyncIterator[httpx.Response]:
+    """An SSE response held open (its status read) for the block."""
+    async with client.stream("GET", url, headers=headers) as r:
+        yield r
+
+
+async def status(client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> int:
+    """The status of a GET whose answer may be an SSE response that never ends: read,
+    then the response closed."""
+    async with client.stream("GET", url, headers=headers) as r:
+        return r.status_code
+
+
+async def until(cond: object, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not await cond():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {seconds} s")
+        await asyncio.sleep(0.05)
+
+
+# --- the request's head ---
+
+
+def raw_request(port: int, head: bytes, wait: float = 10) -> tuple[bytes, float]:
+    """Send ``head`` on a socket of its own; what came back before the connection
+    closed, and how long that took."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as s:
+        got = b""
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            s.sendall(head)
+            while chunk := s.recv(65536):
+                got += chunk
+    return got, time.monotonic() - started
+
+
+async def test_a_request_head_over_the_limit_is_431(limited: tuple[Proc, Proc, str]) -> None:
+    """64 KiB of request line and headers, 256 headers: a 100 KB header, a 100 KB URL or
+    300 headers are answered 431 at once and the connection closed; one of 20 MB is cut
+    off as soon as it passes the limit (the answer may be lost in the reset, never
+    waited for). The front-end serves on."""
+    a, _, _ = limited
+    port = a.port or 0
+    big = b"x-big: " + b"a" * 100_000 + b"\r\n"
+    many = b"".join(b"x-h%d: v\r\n" % i for i in range(300))
+    for head in (
+        b"GET /readyz HTTP/1.1\r\nhost: x\r\n" + big + b"\r\n",
+        b"GET /readyz?" + b"a" * 100_000 + b" HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"GET /readyz HTTP/1.1\r\nhost: x\r\n" + many + b"\r\n",
+    ):
+        got, took = raw_request(port, head)
+        assert got.startswith(b"HTTP/1.1 431 "), got[:200]
+        assert b'"error":"headers_too_large"' in got and took < 5
+    huge = b"GET /readyz HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 20_000_000 + b"\r\n\r\n"
+    got, took = raw_request(port, huge)
+    assert got in (b"",) or got.startswith(b"HTTP/1.1 431 "), got[:200]
+    assert took < 5
+    fine = b"GET /readyz HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 60_000 + b"\r\n\r\n"
+    got, _ = raw_request(port, fine.replace(b"host: x", b"host: x\r\nconnection: close"))
+    assert got.startswith(b"HTTP/1.1 200 "), got[:200]
