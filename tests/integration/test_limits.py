@@ -13,14 +13,19 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+import redis as redis_sync
 
 from broadcaster.core import auth, tokens
+from broadcaster.core.embedded import EmbeddedRedis
 from tests.support.procs import (
     Proc,
+    advertise_providers,
     own_redis,
+    read_sse,
     start_frontend,
 )
 
@@ -154,3 +159,72 @@ async def test_a_request_head_over_the_limit_is_431(limited: tuple[Proc, Proc, s
     fine = b"GET /readyz HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 60_000 + b"\r\n\r\n"
     got, _ = raw_request(port, fine.replace(b"host: x", b"host: x\r\nconnection: close"))
     assert got.startswith(b"HTTP/1.1 200 "), got[:200]
+
+
+# --- Redis at its maxmemory ---
+
+
+async def test_a_full_redis_answers_507_on_every_write_and_keeps_what_it_holds(
+    tmp_path: Path,
+) -> None:
+    """Redis at ``maxmemory`` with ``noeviction`` (deploy/redis.conf): every write route
+    answers 507 ``insufficient_storage`` with Retry-After, reads go on, and every event
+    stored before is still there, in order."""
+    redis = EmbeddedRedis(
+        tmp_path / "redis",
+        persistent=False,
+        extra_args=["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"],
+    )
+    redis.start(reuse=False)
+    advertise_providers(redis.url)
+    fe = start_frontend(redis.url, tmp_path, "full")
+    admin = redis_sync.Redis.from_url(redis.url)
+    try:
+        async with httpx.AsyncClient(base_url=fe.url, timeout=30) as c:
+            kept = [{"type": "data-step", "n": i} for i in range(50)]
+            assert (await c.post("/v1/streams/kept/events", json=kept)).status_code == 201
+            r = await c.put("/v1/stream/kept-ds", content=b"[1,2,3]", headers=JSON)
+            assert r.status_code == 201
+            fill(admin)
+            fork = {"stream-forked-from": "/v1/stream/kept-ds"}
+            writes = [
+                ("POST", "/v1/streams/kept/events", {"json": {"type": "data-step"}}),
+                ("POST", "/v1/streams/new/events", {"json": {"type": "data-step"}}),
+                ("POST", "/v1/generations", {"json": {"prompt": "hi"}}),
+                ("PUT", "/v1/stream/other-ds", {"content": b"[1]", "headers": JSON}),
+                ("POST", "/v1/stream/kept-ds", {"content": b"[4]", "headers": JSON}),
+                ("PUT", "/v1/stream/kept-fork", {"headers": fork}),
+                ("POST", "/v1/chat", {"json": CHAT}),
+            ]
+            for method, url, kwargs in writes:
+                r = await c.request(method, url, **kwargs)  # type: ignore[arg-type]
+                assert r.status_code == 507, (method, url, r.text)
+                assert r.json()["error"] == "insufficient_storage"
+                assert int(r.headers["retry-after"]) > 0
+            read = await read_sse(c, f"{fe.url}/v1/streams/kept/events", stop_after=50)
+            assert read.status == 200
+            assert [e.json()["n"] for e in read.events if e.id] == list(range(50))
+            r = await c.get("/v1/stream/kept-ds?offset=-1")
+            assert r.status_code == 200 and r.json() == [1, 2, 3]
+    finally:
+        admin.close()
+        fe.stop()
+        redis.stop()
+
+
+def fill(client: redis_sync.Redis) -> None:
+    """Fill Redis to its ``maxmemory``: writes of 100 KB, then smaller and smaller ones,
+    each until Redis refuses it, so that even the smallest write is refused after."""
+    n = 0
+    for size in (100_000, 1000, 10):
+        with contextlib.suppress(redis_sync.exceptions.OutOfMemoryError):
+            while True:
+                n += 1
+                client.set(f"filler:{n}", b"f" * size)
+
+
+JSON = {"content-type": "application/json"}
+CHAT = {
+    "id": "full-chat",
+    "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
+}
