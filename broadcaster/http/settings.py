@@ -69,7 +69,13 @@ class Settings(RedisSettings, WebhookSettings):
     ``kill -9``) has its viewers dropped from the counts within three."""
     events_max_streams: int = Field(1000, ge=1, le=100_000)
     """Streams one ``GET /v1/events`` connection follows at most (named, and under its
-    prefixes); past it a prefix's further streams are not followed (``streams-limit``)."""
+    prefixes); past it a prefix's further streams are not followed (``streams-limit``).
+    Also the most positions of a resume point (``Last-Event-ID``) that are read."""
+    events_max_prefixes: int = Field(16, ge=1, le=1000)
+    """``prefix`` parameters one ``GET /v1/events`` connection names at most (400
+    ``too_many_prefixes`` beyond): each is listed from the 256 groups' indexes (256
+    range reads) when the connection opens and again after every interruption of the
+    pub/sub connection."""
     viewer_buffer: int = Field(1024, ge=1)
     """Live events buffered per viewer; beyond, it catches up from Redis itself."""
     slow_viewer_timeout: float = Field(30.0, gt=0)

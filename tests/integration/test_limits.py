@@ -25,6 +25,7 @@ from tests.support.procs import (
     Proc,
     advertise_providers,
     own_redis,
+    parse_sse,
     read_sse,
     start_frontend,
 )
@@ -228,3 +229,104 @@ CHAT = {
     "id": "full-chat",
     "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
 }
+
+
+# --- /v1/events: prefixes and resume points ---
+
+
+def commands(client: redis_sync.Redis, *names: str) -> int:
+    """How many of these commands Redis has run since its stats were reset."""
+    stats = client.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{n}", {}).get("calls", 0)) for n in names)
+
+
+async def test_the_prefixes_of_a_connection_are_limited(
+    limited: tuple[Proc, Proc, str],
+) -> None:
+    a, _, redis_url = limited
+    admin = redis_sync.Redis.from_url(redis_url)
+    try:
+        async with httpx.AsyncClient(base_url=a.url, timeout=30) as c:
+            viewer = bearer(token(None))
+            four = "&".join(f"prefix=p{i}-" for i in range(4))
+            async with held(c, f"/v1/events?{four}", viewer | address()) as r:
+                assert r.status_code == 200
+            admin.config_resetstat()
+            many = "&".join(f"prefix=p{i}-" for i in range(2000))
+            r = await c.get(f"/v1/events?{many}", headers=viewer)
+            assert r.status_code == 400 and r.json()["error"] == "too_many_prefixes", r.text
+            r = await c.get(f"/v1/events?{four}&prefix=p4-", headers=viewer)
+            assert r.status_code == 400 and r.json()["error"] == "too_many_prefixes"
+            assert commands(admin, "zrangebylex") == 0, "refused before any listing"
+    finally:
+        admin.close()
+
+
+async def test_a_resume_point_reveals_nothing_of_streams_the_request_does_not_cover(
+    limited: tuple[Proc, Proc, str],
+) -> None:
+    """A resume point naming a stream the request does not cover (one the token cannot
+    read) gets the very answer, byte for byte, whether that stream exists or not; the
+    refusals it can get name only the streams it covers."""
+    a, _, _ = limited
+    mine, victim = "mine-" + secrets.token_hex(4), "victim-" + secrets.token_hex(4)
+    ghost = "ghost-" + secrets.token_hex(4)
+    viewer = bearer(token("oracle", read=["mine-*"]))
+    async with httpx.AsyncClient(base_url=a.url, timeout=30) as c:
+        for _ in range(11):
+            await publish(c, a.url, victim, {"type": "data-step"})
+        await publish(c, a.url, mine, {"type": "data-step"})
+        await publish(c, a.url, mine, {"type": "finish"})
+        r = await c.get(f"/v1/streams/{mine}/events", headers=viewer)
+        events, _, _ = parse_sse(r.content)
+        end = [e.id for e in events if e.id][-1]
+        assert end is not None and end.startswith("2.")
+        url = f"/v1/events?stream={mine}"
+
+        async def answer(other: str, at: str) -> tuple[int, bytes]:
+            resume = f"-.~{mine}={at},~{other}=12.00000000,~{other}x=5"
+            r = await c.get(url, headers=viewer | address() | {"last-event-id": resume})
+            return r.status_code, r.content
+
+        for at, status in ((end, 204), ("9." + end.split(".")[1], 409)):
+            of_victim, of_ghost = await answer(victim, at), await answer(ghost, at)
+            assert of_victim == of_ghost, (of_victim, of_ghost)
+            assert of_victim[0] == status and victim.encode() not in of_victim[1]
+        assert b"resume_point_ahead" in of_victim[1] and mine.encode() in of_victim[1]
+
+
+async def test_thousands_of_positions_cost_no_reads(tmp_path: Path) -> None:
+    """A resume point names at most as many positions as a connection follows (1,000 by
+    default): beyond, 400 before anything is read. Within it, the positions of streams
+    the request does not cover are dropped unread: 900 of them cost Redis nothing, and
+    the one it covers is checked in one round trip."""
+    redis = own_redis(tmp_path / "redis")
+    fe = start_frontend(redis.url, tmp_path, "positions")
+    admin = redis_sync.Redis.from_url(redis.url)
+    try:
+        async with httpx.AsyncClient(base_url=fe.url, timeout=30) as c:
+            for i in range(5):
+                r = await c.post(f"/v1/streams/o{i}/events", json={"type": "data-step"})
+                assert r.status_code == 201
+            r = await c.post("/v1/streams/mine/events", json=[{"type": "x"}, {"type": "finish"}])
+            assert r.status_code == 201
+            r = await c.get("/v1/streams/mine/events")
+            end = [e.id for e in parse_sse(r.content)[0] if e.id][-1]
+            reads = ("hmget", "xrange", "xrevrange", "exists")
+            for count, expected in ((5000, 400), (999, 204)):
+                resume = f"-.~mine={end}," + ",".join(f"~o{i}=1" for i in range(count))
+                admin.config_resetstat()
+                r = await c.get("/v1/events?stream=mine", headers={"last-event-id": resume})
+                assert r.status_code == expected, r.text
+                spent = commands(admin, *reads)
+                assert spent <= (0 if expected == 400 else 4), (count, spent)
+            # The same resume point where the request covers the five (a prefix): read.
+            resume = f"-.~mine={end}," + ",".join(f"~o{i}=1" for i in range(5))
+            admin.config_resetstat()
+            url = "/v1/events?stream=mine&prefix=o"
+            assert await status(c, url, {"last-event-id": resume}) == 200
+            assert commands(admin, "xrange") >= 6
+    finally:
+        admin.close()
+        fe.stop()
+        redis.stop()
