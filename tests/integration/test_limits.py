@@ -330,3 +330,170 @@ async def test_thousands_of_positions_cost_no_reads(tmp_path: Path) -> None:
         admin.close()
         fe.stop()
         redis.stop()
+
+
+# --- connections per subject and per address ---
+
+
+async def test_connections_per_subject_count_every_route_and_come_back(
+    limited: tuple[Proc, Proc, str],
+) -> None:
+    """Two responses per subject: an SSE of a stream, of ``/v1/events``, of a Durable
+    Stream, a chat's stream, or a long-poll, each counts; the third is 429
+    ``too_many_connections`` with Retry-After, and the slot comes back when a response
+    ends, however it ends (the client leaves, the stream ends, the long-poll answers)."""
+    a, _, _ = limited
+    sid, path = "sub-" + secrets.token_hex(4), "subds-" + secrets.token_hex(4)
+    alice, bob = token("alice-" + sid), token("bob-" + sid)
+    async with httpx.AsyncClient(base_url=a.url, timeout=30) as c:
+        await publish(c, a.url, sid, {"type": "data-step"})
+        octets = {"content-type": "application/octet-stream"}
+        r = await c.put(f"/v1/stream/{path}", headers=bearer(PUBLISHER) | octets, content=b"x")
+        assert r.status_code == 201, r.text
+        routes = [
+            f"/v1/streams/{sid}/events",
+            f"/v1/events?stream={sid}",
+            f"/v1/stream/{path}?offset=-1&live=sse",
+        ]
+        for first in routes:
+            for second in routes:
+                async with (
+                    held(c, first, bearer(alice) | address()) as one,
+                    held(c, second, bearer(alice) | address()) as two,
+                ):
+                    assert (one.status_code, two.status_code) == (200, 200)
+                    for third in routes:
+                        r = await c.get(third, headers=bearer(alice) | address())
+                        assert r.status_code == 429, (first, second, third, r.text)
+                        assert r.json()["error"] == "too_many_connections"
+                        assert int(r.headers["retry-after"]) > 0
+                    async with held(c, routes[0], bearer(bob) | address()) as other:
+                        assert other.status_code == 200, "another subject has room"
+
+        async def room() -> bool:
+            return await status(c, routes[0], bearer(alice) | address()) == 200
+
+        await until(room, 10, "the slots of the responses the client left")
+        # A long-poll holds a slot while it waits, and gives it back when it answers.
+        tail = (await c.head(f"/v1/stream/{path}", headers=bearer(alice))).headers
+        poll_url = f"/v1/stream/{path}?offset={tail['stream-next-offset']}&live=long-poll"
+        polls = [
+            asyncio.create_task(c.get(poll_url, headers=bearer(alice) | address()))
+            for _ in range(2)
+        ]
+        await asyncio.sleep(1)
+        assert not [p.result().text for p in polls if p.done()], "the long-polls wait"
+        assert await status(c, routes[0], bearer(alice) | address()) == 429
+        r = await c.post(f"/v1/stream/{path}", content=b"y", headers=bearer(PUBLISHER) | octets)
+        assert r.status_code == 204, r.text
+        assert [(await p).status_code for p in polls] == [200, 200]
+        async with held(c, routes[0], bearer(alice) | address()) as again:
+            assert again.status_code == 200, "the answered long-polls gave their slots back"
+        # A stream that ends ends its responses: their slots come back.
+        async with (
+            held(c, routes[0], bearer(alice) | address()) as one,
+            held(c, routes[1], bearer(alice) | address()) as two,
+        ):
+            await publish(c, a.url, sid, {"type": "finish"})
+            await one.aread()
+            await two.aread()
+
+        await until(room, 10, "the slots of the responses the end of the stream ended")
+
+
+async def test_connections_per_address_and_trusted_proxies(
+    limited: tuple[Proc, Proc, str],
+) -> None:
+    """Three responses per address. Front-end A takes the client's address from
+    ``X-Forwarded-For`` (its peer, loopback, is a trusted proxy by default); B trusts only
+    another proxy, so there every client on loopback is loopback, whatever it claims."""
+    a, b, _ = limited
+    sids = [f"addr{n}-" + secrets.token_hex(4) for n in range(5)]
+    async with httpx.AsyncClient(timeout=30) as c:
+        for sid in sids:
+            await publish(c, a.url, sid, {"type": "data-step"})
+
+        def url(base: str, n: int) -> str:
+            return f"{base}/v1/streams/{sids[n]}/events"
+
+        here = address()
+        async with contextlib.AsyncExitStack() as stack:
+            for n in range(3):
+                r = await stack.enter_async_context(
+                    held(c, url(a.url, n), bearer(token(f"a{n}-{sids[0]}")) | here)
+                )
+                assert r.status_code == 200
+            r = await c.get(url(a.url, 3), headers=bearer(token(f"a9-{sids[0]}")) | here)
+            assert r.status_code == 429 and r.json()["error"] == "too_many_connections"
+            assert "address" in r.json()["message"]
+            r = await stack.enter_async_context(
+                held(c, url(a.url, 4), bearer(token(f"a8-{sids[0]}")) | address())
+            )
+            assert r.status_code == 200, "another address has room"
+        async with contextlib.AsyncExitStack() as stack:
+            for n in range(3):  # each claims another address: B does not believe it
+                r = await stack.enter_async_context(
+                    held(c, url(b.url, n), bearer(token(f"b{n}-{sids[0]}")) | address())
+                )
+                assert r.status_code == 200
+            r = await c.get(url(b.url, 3), headers=bearer(token(f"b9-{sids[0]}")) | address())
+            assert r.status_code == 429, r.text
+
+
+async def test_events_counts_as_a_connection_and_its_named_streams_as_viewers(
+    limited: tuple[Proc, Proc, str],
+) -> None:
+    """``/v1/events`` holds a connection slot of its subject and address, and a stream
+    it names that is at its viewer limit on this front-end refuses it (503 ``busy``)."""
+    a, _, _ = limited
+    sid = "evv-" + secrets.token_hex(4)
+    async with httpx.AsyncClient(base_url=a.url, timeout=30) as c:
+        await publish(c, a.url, sid, {"type": "data-step"})
+        async with contextlib.AsyncExitStack() as stack:
+            for n in range(3):  # the stream's three viewers
+                r = await stack.enter_async_context(
+                    held(c, f"/v1/streams/{sid}/events", bearer(token(f"v{n}")) | address())
+                )
+                assert r.status_code == 200
+            r = await c.get(f"/v1/events?stream={sid}", headers=bearer(token("v9")) | address())
+            assert r.status_code == 503 and r.json()["error"] == "busy", r.text
+            assert r.headers["retry-after"]
+
+
+# --- an EventSource is told to come back ---
+
+
+async def test_a_refused_eventsource_is_told_to_retry_and_others_get_the_status(
+    limited: tuple[Proc, Proc, str],
+) -> None:
+    """Past a limit, a request that looks like a browser's EventSource gets a 200
+    ``text/event-stream`` with only a jittered ``retry:`` (1-3 s) and a comment, no
+    ``id:`` (its Last-Event-ID stays as it was), and ends; the same request without the
+    browser's headers gets 429 (or 503) with Retry-After."""
+    a, _, _ = limited
+    sid = "es-" + secrets.token_hex(4)
+    alice = token("es-" + sid)
+    async with httpx.AsyncClient(base_url=a.url, timeout=30) as c:
+        await publish(c, a.url, sid, {"type": "data-step"})
+        url = f"/v1/streams/{sid}/events"
+        async with (
+            held(c, url, bearer(alice) | address()) as one,
+            held(c, url, bearer(alice) | address()) as two,
+        ):
+            assert (one.status_code, two.status_code) == (200, 200)
+            retries = set()
+            for route in (url, f"/v1/events?stream={sid}"):
+                for resume in ({}, {"last-event-id": "1"}):
+                    r = await c.get(route, headers=BROWSER | bearer(alice) | resume)
+                    assert r.status_code == 200, r.text
+                    assert r.headers["content-type"].startswith("text/event-stream")
+                    events, retry, comments = parse_sse(r.content)
+                    assert events == [] and comments == 1 and b"id:" not in r.content
+                    assert retry is not None and 1000 <= retry <= 3000, r.content
+                    retries.add(retry)
+            for missing in ("sec-fetch-dest", "cache-control", "accept"):
+                headers = {k: v for k, v in BROWSER.items() if k != missing}
+                r = await c.get(url, headers=headers | bearer(alice))
+                assert r.status_code == 429, (missing, r.text)
+                assert r.headers["retry-after"] and r.json()["error"] == "too_many_connections"
+        assert len(retries) > 1, "the retry is jittered"

@@ -30,7 +30,7 @@ from broadcaster.http.access import check_viewer, producer
 from broadcaster.http.bodies import read_bytes
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import SettingsDep, get_hub, get_settings
-from broadcaster.http.routes.streams import admit_viewer
+from broadcaster.http.routes.streams import admit_long_poll, admit_viewer
 from broadcaster.http.sse_response import SSEResponse
 
 router = APIRouter()
@@ -88,6 +88,7 @@ GET_ANSWERS = _answers(
     403,
     404,
     410,
+    429,
     503,
 )
 
@@ -603,14 +604,18 @@ async def _long_poll(target: Target, offset: Any, cursor: str | None) -> Respons
     def known(state: State) -> bool:
         return not isinstance(offset, Offset) or _holds(state, offset)
 
-    polled = await live.long_poll(
-        hub,
-        durable,
-        name=name,
-        after=after,
-        wait_seconds=settings.ds_long_poll_seconds,
-        known=known,
-    )
+    slot = await admit_long_poll(request)
+    try:
+        polled = await live.long_poll(
+            hub,
+            durable,
+            name=name,
+            after=after,
+            wait_seconds=settings.ds_long_poll_seconds,
+            known=known,
+        )
+    finally:
+        slot.release()
     state = await _existing(durable, path, name, polled.state)
     if isinstance(offset, Offset) and not polled.entries:
         _check_offset(state, offset)
@@ -641,7 +646,6 @@ async def _sse(target: Target, offset: Any, cursor: str | None) -> Response:
     state = await _existing(durable, path, name, state)
     seq, tag = _after(offset, state)
     hub, settings = await get_hub(request), await get_settings(request)
-    await admit_viewer(hub, settings, name)
     mode = protocol.mode_of(state.content_type)
     floor = int(protocol.response_cursor(cursor)) if cursor is not None else 0
     headers = {
@@ -652,6 +656,7 @@ async def _sse(target: Target, offset: Any, cursor: str | None) -> Response:
     if mode == "binary":
         headers["stream-sse-data-encoding"] = "base64"
     metrics = request.app.state.metrics
+    slot = await admit_viewer(request, [name])
     return SSEResponse(
         lambda writer: live.sse(
             hub,
@@ -668,4 +673,5 @@ async def _sse(target: Target, offset: Any, cursor: str | None) -> Response:
         send_timeout=settings.slow_viewer_timeout,
         stream_id=name,
         on_cut_off=metrics.cut_off.inc,
+        on_end=slot.release,
     )

@@ -31,7 +31,7 @@ HEADERS = {"cache-control": "no-cache, no-transform", "x-accel-buffering": "no"}
     responses={
         200: {"content": {"text/event-stream": {}}},
         204: {"description": "every named stream has ended and the resume point is its end"},
-        **openapi.errors(400, 401, 403, 409, 503),
+        **openapi.errors(400, 401, 403, 409, 429, 503),
     },
     openapi_extra=openapi.EVENTS_QUERY,
 )
@@ -62,12 +62,14 @@ async def events(request: Request) -> Response:
     raw = request.headers.get("last-event-id", q.get("last_event_id"))
     bases: Bases = request.app.state.bases
     cursor = Cursor.empty()
+    slot = await admit_viewer(request, streams)
     if raw:
-        cursor = await _resumed(bases, raw, streams, prefixes, limit)
-        ended = await _check(await get_event_log(request), cursor)
+        with slot.guard():
+            cursor = await _resumed(bases, raw, streams, prefixes, limit)
+            ended = await _check(await get_event_log(request), cursor)
         if not prefixes and streams and all(s in ended for s in streams):
+            slot.release()
             return Response(status_code=204)
-    await admit_viewer(await get_hub(request), settings, "")
     conn = Connection(
         hub=await get_hub(request),
         log=await get_event_log(request),
@@ -88,6 +90,7 @@ async def events(request: Request) -> Response:
         stream_id="",
         on_cut_off=metrics.cut_off.inc,
         chunks=True,
+        on_end=slot.release,
     )
 
 
