@@ -10,6 +10,7 @@
   ``retry:`` and a comment, and no ``id:``: it reconnects by itself, later, with the
   ``Last-Event-ID`` it had. Every other client gets the status (503 ``busy`` or 429
   ``too_many_connections``) with ``Retry-After``.
+- **Fork bytes per minute**, counted in Redis like the rate limit (``charge_fork``).
 
 (Redis out of memory, a write refused at its ``maxmemory``, is ``errors.py``'s: 507.)
 """
@@ -19,12 +20,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Iterator
 
 from fastapi import Request
 from fastapi.responses import Response
+from redis.asyncio import Redis
 
+from broadcaster.core import keys
 from broadcaster.http.errors import ApiError, error_response
 
 log = logging.getLogger("broadcaster.limits")
@@ -154,3 +158,72 @@ class Slots:
 
 def _too_many(what: str) -> Refused:
     return Refused(429, "too_many_connections", f"at most {what} on this front-end; retry", 2)
+
+
+# --- forks ---
+
+
+def fork_payer(request: Request, key_name: str | None) -> str:
+    """Whom a fork's bytes are counted against: the API key (``key_name``), or the token
+    (its subject), as the rate limit counts them; without keys configured, the client's
+    address."""
+    name = key_name or getattr(request.state, "rate_name", None)
+    if name:
+        return str(name)
+    return "a:" + (client_address(request) or "-")
+
+
+def _fork_counter(payer: str) -> str:
+    return keys.ratelimit_key("fork-bytes:" + payer, int(time.time() // 60))
+
+
+def _fork_refused(limit: int) -> ApiError:
+    return ApiError(
+        429,
+        "rate_limited",
+        f"over {limit} bytes of forks per minute; nothing was forked",
+        headers={"retry-after": str(60 - int(time.time()) % 60)},
+    )
+
+
+async def fork_room(redis: Redis, payer: str, limit: int) -> None:
+    """429 before anything is made when ``payer`` has spent this minute's budget."""
+    if limit and int(await redis.get(_fork_counter(payer)) or 0) >= limit:
+        raise _fork_refused(limit)
+
+
+class ForkBudget:
+    """What one fork has copied, charged a page at a time (``charge_fork``)."""
+
+    def __init__(self, redis: Redis, payer: str, limit: int) -> None:
+        self.redis, self.payer, self.limit = redis, payer, limit
+        self.charged = 0
+
+    async def charge(self, n: int) -> None:
+        await charge_fork(self.redis, self.payer, n, self.limit, self.charged)
+        self.charged += n
+
+
+async def charge_fork(redis: Redis, payer: str, n: int, limit: int, charged: int) -> None:
+    """Count ``n`` more bytes copied by a fork against ``payer``'s budget of ``limit``
+    per clock minute (``charged``: what this fork was charged before). Past the budget
+    the bytes are given back and the fork is refused: 413 ``fork_too_large`` if it alone
+    is larger than a minute's budget, else 429 with ``Retry-After``."""
+    if not limit or not n:
+        return
+    counter = _fork_counter(payer)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.incrby(counter, n)
+        pipe.expire(counter, keys.RATELIMIT_TTL)
+        total, _ = await pipe.execute()
+    if total <= limit:
+        return
+    await redis.decrby(counter, n)
+    if charged + n > limit:
+        raise ApiError(
+            413,
+            "fork_too_large",
+            f"the fork copies more than BROADCASTER_FORK_BYTES_PER_MINUTE ({limit} bytes); "
+            "nothing was forked",
+        )
+    raise _fork_refused(limit)

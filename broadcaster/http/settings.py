@@ -187,6 +187,11 @@ class Settings(RedisSettings, WebhookSettings):
     empty``) gets a 200 holding only a jittered ``retry:`` (1-3 s), which it follows,
     where a 503 or 429 would make it give up for good. False: the status, as for every
     other client (a proxy that passes a 503 on to another front-end then can)."""
+    fork_bytes_per_minute: int = Field(64 * 1024 * 1024, ge=0)
+    """Bytes a Durable Streams fork may copy from its source, per API key (or token
+    subject, or client address without keys) per clock minute, shared by all front-ends
+    through Redis; beyond, 429 ``rate_limited`` with Retry-After and no fork is made (0:
+    off). One fork of more than this is 413 ``fork_too_large``."""
     max_header_bytes: int = Field(64 * 1024, ge=4096)
     """Largest request head (request line and headers), at most 256 headers; beyond, 431
     ``headers_too_large`` and the connection is closed (uvicorn's httptools parser keeps

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import redis as redis_sync
 
-from broadcaster.core import auth, tokens
+from broadcaster.core import auth, keys, tokens
 from broadcaster.core.embedded import EmbeddedRedis
 from tests.support.procs import (
     Proc,
@@ -497,3 +497,59 @@ async def test_a_refused_eventsource_is_told_to_retry_and_others_get_the_status(
                 assert r.status_code == 429, (missing, r.text)
                 assert r.headers["retry-after"] and r.json()["error"] == "too_many_connections"
         assert len(retries) > 1, "the retry is jittered"
+
+
+# --- forks ---
+
+
+async def test_forks_copy_at_most_their_budget_per_minute(
+    limited: tuple[Proc, Proc, str],
+) -> None:
+    """``BROADCASTER_FORK_BYTES_PER_MINUTE`` (here 300,000) per payer (a token's
+    subject, as here, or an API key), shared by the front-ends: a fork of 120 KB twice,
+    then 429 with Retry-After on the other front-end, with nothing made at its path; a
+    fork alone larger than the budget is 413; another subject has its own budget."""
+    a, b, redis_url = limited
+    src = "fsrc-" + secrets.token_hex(4)
+
+    def payer(sub: str) -> dict[str, str]:
+        return bearer(token(f"{sub}-{src}", read=[f"{src}*"], publish=(f"{src}*",)))
+
+    def made(path: str) -> bool:
+        admin = redis_sync.Redis.from_url(redis_url)
+        try:
+            return bool(admin.exists(*keys.ds_keys(keys.ds_name(path))))
+        finally:
+            admin.close()
+
+    async with httpx.AsyncClient(timeout=30) as c:
+        octets = {"content-type": "application/octet-stream"}
+
+        async def write(path: str, n: int) -> None:
+            for i in range(n):
+                method = "PUT" if i == 0 else "POST"
+                url = f"{a.url}/v1/stream/{path}"
+                r = await c.request(method, url, headers=payer("w") | octets, content=b"a" * 60_000)
+                assert r.status_code in (201, 204), r.text
+
+        async def fork(base: str, source: str, name: str, who: dict[str, str]) -> httpx.Response:
+            headers = who | {"stream-forked-from": f"/v1/stream/{source}"}
+            return await c.put(f"{base}/v1/stream/{source}/{name}", headers=headers)
+
+        await write(src, 2)
+        if time.time() % 60 > 45:
+            await asyncio.sleep(60 - time.time() % 60 + 0.5)  # all in one clock minute
+        assert (await fork(a.url, src, "f1", payer("one"))).status_code == 201
+        assert (await fork(b.url, src, "f2", payer("one"))).status_code == 201
+        r = await fork(b.url, src, "f3", payer("one"))
+        assert r.status_code == 429 and r.json()["error"] == "rate_limited", r.text
+        assert 0 < int(r.headers["retry-after"]) <= 60
+        assert not made(f"{src}/f3"), "nothing half-made"
+        r = await c.get(f"{a.url}/v1/stream/{src}/f3?offset=-1", headers=payer("one"))
+        assert r.status_code == 404
+        assert (await fork(a.url, src, "f4", payer("two"))).status_code == 201
+        big = src + "big"
+        await write(big, 6)  # 360,000 bytes
+        r = await fork(a.url, big, "f", payer("three"))
+        assert r.status_code == 413 and r.json()["error"] == "fork_too_large", r.text
+        assert not made(f"{big}/f")
