@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -16,7 +17,8 @@ from starlette.requests import Request
 
 from broadcaster.core.mux import BadResumePoint, Bases, parse
 from broadcaster.fanout.subscription import Writer
-from broadcaster.http.limits import Refused, Slots, is_eventsource, retry_body
+from broadcaster.http.limits import Refused, Slots, is_eventsource, refused_answer, retry_body
+from broadcaster.http.settings import Settings
 from broadcaster.http.sse_response import SSEResponse
 from tests.support.procs import parse_sse
 
@@ -82,6 +84,33 @@ def test_what_looks_like_an_eventsource() -> None:
     for other in (stream_client, fetch_reader, CHROMIUM | {"accept": "*/*"}):
         assert not is_eventsource(request(other)), other
     assert not is_eventsource(request(CHROMIUM, method="POST"))
+
+
+class App:
+    """What ``refused_answer`` reads of the app: its settings."""
+
+    def __init__(self, retry: bool) -> None:
+        self.state = SimpleNamespace(settings=Settings(busy_eventsource_retry=retry))
+
+
+@pytest.mark.anyio
+async def test_a_refusal_is_a_retry_for_an_eventsource_unless_turned_off() -> None:
+    refused = Refused(503, "busy", "full", 2)
+    for headers, retry, expected in (
+        (CHROMIUM, True, 200),
+        (CHROMIUM, False, 503),
+        ({"accept": "text/event-stream"}, True, 503),
+    ):
+        req = request(headers)
+        req.scope["app"] = App(retry)
+        answer = await refused_answer(req, refused)
+        assert answer.status_code == expected, (headers, retry)
+        if expected == 503:
+            assert answer.headers["retry-after"] == "2"
+            assert json.loads(bytes(answer.body)) == {"error": "busy", "message": "full"}
+        else:
+            assert answer.media_type == "text/event-stream"
+            assert parse_sse(bytes(answer.body))[1] is not None
 
 
 def test_the_retry_is_jittered_and_names_no_event() -> None:
