@@ -90,7 +90,30 @@ def client_address(request: Request) -> str | None:
     hop of ``X-Forwarded-For`` that is not one (uvicorn's proxy headers middleware has
     put it in the scope: ``Settings.trusted_proxies``)."""
     client = request.scope.get("client")
-    return str(client[0]) if client else None
+    address = str(client[0]) if client else None
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded is not None and address is not None:
+        _untrusted_proxy(address, forwarded)
+    return address
+
+
+_warned: set[str] = set()
+
+
+def _untrusted_proxy(address: str, forwarded: str) -> None:
+    """Say once per peer when one that is not a trusted proxy forwards requests: all the
+    clients behind it then count as one address (``max_connections_per_address``).
+    A trusted proxy's client is one of the header's hops; an untrusted peer is not."""
+    if address in _warned or address in (h.strip() for h in forwarded.split(",")):
+        return
+    if len(_warned) < 16:
+        _warned.add(address)
+        log.warning(
+            "%s forwards requests (X-Forwarded-For) but is not a trusted proxy: every "
+            "client behind it counts as that one address (BROADCASTER_MAX_CONNECTIONS_"
+            "PER_ADDRESS); set BROADCASTER_TRUSTED_PROXIES to it, or the limit to 0",
+            address,
+        )
 
 
 class Slot:

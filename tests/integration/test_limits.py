@@ -438,6 +438,8 @@ async def test_connections_per_address_and_trusted_proxies(
                 assert r.status_code == 200
             r = await c.get(url(b.url, 3), headers=bearer(token(f"b9-{sids[0]}")) | address())
             assert r.status_code == 429, r.text
+        assert b.log().count("127.0.0.1 forwards requests (X-Forwarded-For) but is not") == 1
+        assert "forwards requests" not in a.log()
 
 
 async def test_events_counts_as_a_connection_and_its_named_streams_as_viewers(
