@@ -118,6 +118,8 @@ def _server(app: BroadcasterApp, settings: Settings, *, reuse_port: bool = False
         notsent_lowat=settings.socket_notsent_lowat,
         sndbuf=settings.socket_sndbuf,
         gc_freeze=settings.gc_freeze,
+        max_header_bytes=settings.max_header_bytes,
+        trusted_proxies=settings.trusted_proxies,
     )
 
 

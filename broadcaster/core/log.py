@@ -383,6 +383,18 @@ class EventLog:
             replies = await pipe.execute()
         return [_stream_info(reply, []) for reply in replies]
 
+    async def infos_at(self, points: Sequence[tuple[str, int]]) -> list[StreamInfo | None]:
+        """``info(stream, at=seq)`` of each ``(stream id, seq)``, all in one round trip
+        (a resume point naming many streams)."""
+        if not points:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream_id, at in points:
+                pipe.hmget(keys.meta_key(stream_id), *_INFO_FIELDS)
+                pipe.xrange(keys.log_key(stream_id), min=f"{at}-0", max=f"{at}-0")
+            replies = await pipe.execute()
+        return [_stream_info(r, e) for r, e in zip(replies[::2], replies[1::2], strict=True)]
+
     async def read_pages(self, points: Sequence[tuple[str, int]], count: int) -> list[list[Event]]:
         """For each ``(stream id, after)``, up to ``count`` events with seq > ``after``:
         the first page of each, all in one round trip."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -212,15 +212,20 @@ class Cursor:
             self.moved[0].alone = True
 
 
-def parse(raw: str) -> tuple[str, list[tuple[int | str, Position]]]:
+def parse(raw: str, most: int | None = None) -> tuple[str, list[tuple[int | str, Position]]]:
     """An id's base token and its deltas (a base index or a stream id, and a position);
-    BadResumePoint unless this server could have issued it."""
+    BadResumePoint unless this server could have issued it: at most
+    ``names.MUX_RESUME_POINT_MAX`` characters, and at most ``most`` deltas (a connection
+    follows no more streams)."""
     split = names.mux_resume_point(raw)
     if split is None:
         raise BadResumePoint("not a resume point of /v1/events")
     token, rest = split
+    parts = rest.split(",", -1 if most is None else most) if rest else []
+    if most is not None and len(parts) > most:
+        raise BadResumePoint(f"a resume point names at most {most} positions")
     deltas: list[tuple[int | str, Position]] = []
-    for part in rest.split(",") if rest else []:
+    for part in parts:
         delta = names.mux_delta(part)
         if delta is None:
             raise BadResumePoint(f"malformed position {part[:80]!r}")
@@ -240,11 +245,15 @@ class Bases:
         rows = [[s, seq, tag] for s, (seq, tag) in sorted(positions.items())]
         await self.redis.set(base_key(token), json.dumps(rows, separators=(",", ":")), ex=self.ttl)
 
-    async def resume(self, raw: str) -> Cursor:
-        """The cursor an id names (its base read from Redis). BadResumePoint for a
-        malformed id or a reference outside its base; ResumePointGone for a base Redis no
-        longer holds."""
-        token, deltas = parse(raw)
+    async def resume(
+        self, raw: str, keep: Callable[[str], bool] = lambda _: True, most: int | None = None
+    ) -> Cursor:
+        """The cursor an id names (its base read from Redis), holding only the positions
+        of the streams ``keep`` accepts, and at most ``most`` of them (those of the
+        lowest names): the rest are dropped unseen, never looked up. BadResumePoint for a
+        malformed id, one of more than ``most`` deltas, or a reference outside its base;
+        ResumePointGone for a base Redis no longer holds."""
+        token, deltas = parse(raw, most)
         rows: list[list[object]] = []
         if token != "-":
             stored = await self.redis.get(base_key(token))
@@ -253,15 +262,22 @@ class Bases:
             await self.redis.expire(base_key(token), self.ttl)
             rows = json.loads(stored)
         base = [str(r[0]) for r in rows]
-        positions: dict[str, Position] = {str(r[0]): (_int(r[1]), str(r[2])) for r in rows}
-        cursor = Cursor(token, base, positions)
-        for ref, (seq, tag) in deltas:
-            if isinstance(ref, int):
-                if ref >= len(base):
-                    raise BadResumePoint("a position refers to no stream of its base")
-                stream_id = base[ref]
-            else:
-                stream_id = ref
+        based: dict[str, Position] = {
+            str(r[0]): (_int(r[1]), str(r[2])) for r in rows if keep(str(r[0]))
+        }
+        moved: dict[str, Position] = {}  # since the base, in the order they first moved
+        for ref, position in deltas:
+            if isinstance(ref, int) and ref >= len(base):
+                raise BadResumePoint("a position refers to no stream of its base")
+            stream_id = base[ref] if isinstance(ref, int) else ref
+            if keep(stream_id):
+                moved[stream_id] = position
+        if most is not None and len(named := based.keys() | moved.keys()) > most:
+            kept = set(sorted(named)[:most])
+            based = {s: p for s, p in based.items() if s in kept}
+            moved = {s: p for s, p in moved.items() if s in kept}
+        cursor = Cursor(token, base, based)
+        for stream_id, (seq, tag) in moved.items():
             cursor.advance(stream_id, seq, tag)
         return cursor
 

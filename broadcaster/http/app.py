@@ -20,6 +20,7 @@ from broadcaster.core import names
 from broadcaster.http import openapi
 from broadcaster.http.access import AccessPolicy
 from broadcaster.http.errors import install_error_handlers
+from broadcaster.http.limits import Refused, Slots, refused_answer
 from broadcaster.http.metrics import FrontendMetrics
 from broadcaster.http.resources import lifespan
 from broadcaster.http.routes import chat, durable, events, generations, health, streams, tokens
@@ -71,7 +72,11 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
     app.state.settings = settings
     app.state.access = AccessPolicy.from_settings(settings)
     app.state.metrics = FrontendMetrics()
+    app.state.slots = Slots(
+        settings.max_connections_per_subject, settings.max_connections_per_address
+    )
     install_error_handlers(app)
+    app.exception_handler(Refused)(refused_answer)
     for module in (health, generations, streams, events, tokens, chat, durable):
         app.include_router(module.router)
     openapi.with_stream_ids(app, names.STREAM_ID_PATTERN)

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import OutOfMemoryError, RedisClusterException, RedisError, ResponseError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broadcaster.core.dslog import NotReplicated
@@ -71,8 +71,30 @@ async def not_replicated(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def redis_down(request: Request, exc: Exception) -> JSONResponse:
+    if out_of_memory(exc):
+        log.warning("redis is full: %s %s refused: %s", request.method, request.url.path, exc)
+        response = error_response(
+            507,
+            "insufficient_storage",
+            "the event store is full (Redis is at its maxmemory); retry later",
+        )
+        response.headers["retry-after"] = str(FULL_RETRY_AFTER)
+        return response
     log.warning("redis error on %s %s: %s", request.method, request.url.path, exc)
     return error_response(503, "unavailable", "the event store is unavailable; retry")
+
+
+FULL_RETRY_AFTER = 30
+"""Seconds a write refused by a full Redis is asked to wait: space comes back as streams
+expire, or when an operator adds it, not in a moment."""
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Redis refused a write at its ``maxmemory`` (``noeviction``: it never evicts a
+    stream to make room): ``OOM command not allowed…``, from a command or a script."""
+    return isinstance(exc, OutOfMemoryError) or (
+        isinstance(exc, ResponseError) and "command not allowed when used memory" in str(exc)
+    )
 
 
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:

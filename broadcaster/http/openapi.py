@@ -85,7 +85,8 @@ _WHY = {
     413: "over a size limit (body, event or stream)",
     422: "invalid: not JSON, too deeply nested, or not the documented shape (the message names"
     " the field); for a new generation also: no running worker serves its provider",
-    429: "over the API key's rate",
+    429: "over the API key's rate (or its fork bytes), or over the client's open connections;"
+    " retry after Retry-After",
     503: "busy or Redis unavailable; retry after Retry-After",
 }
 

@@ -132,6 +132,13 @@ class DirectWriteProtocol(HttpToolsProtocol):
     """``TCP_NOTSENT_LOWAT`` for each connection (0: leave the kernel's); set per server."""
     sndbuf = 0
     """``SO_SNDBUF`` for each connection (0: leave the kernel's)."""
+    max_head = 64 * 1024
+    """The most bytes of a request's head (request line and headers); set per server."""
+    _head = 0
+    """Bytes received of the request head being parsed; -1 once its headers are complete."""
+    _parsed = 0
+    _headers = 0
+    _refused = False
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -148,6 +155,55 @@ class DirectWriteProtocol(HttpToolsProtocol):
                 sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, self.notsent_lowat)
             if self.sndbuf:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
+
+    # --- the request head's limits: httptools (llhttp) keeps none of its own ---
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the parser, counting the bytes of a head still incomplete: past
+        ``max_head`` the request is refused (431) and the connection closed, so a header
+        of megabytes costs at most ``max_head`` and one read of memory."""
+        if self._refused:
+            return
+        if self._head >= 0:
+            self._head += len(data)
+        super().data_received(data)
+        if self._refused or self._head > self.max_head:
+            self._refuse_head()
+
+    def on_url(self, url: bytes) -> None:
+        self._parsed += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._parsed += len(name) + len(value) + 4
+        self._headers += 1
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self._parsed > self.max_head or self._headers > MAX_HEADERS:
+            self._refused = True  # the whole head came in one read: never started
+            return
+        self._head = -1
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        super().on_message_complete()
+        self._head = self._parsed = self._headers = 0
+
+    def _refuse_head(self) -> None:
+        self._refused = True
+        if self.transport.is_closing():
+            return
+        cycle = getattr(self, "cycle", None)
+        if cycle is None or cycle.response_complete:  # else a response is under way
+            self.transport.write(_head_refusal(self.max_head))
+        self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -197,6 +253,21 @@ class DirectWriteProtocol(HttpToolsProtocol):
         return write_chunk if chunks else write
 
 
+MAX_HEADERS = 256
+"""The most header lines a request may carry (431 beyond)."""
+
+
+def _head_refusal(limit: int) -> bytes:
+    body = (
+        b'{"error":"headers_too_large","message":"the request line and headers are over '
+        b'%d bytes, or over %d headers"}' % (limit, MAX_HEADERS)
+    )
+    return (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%b" % (len(body), body)
+    )
+
+
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
 """Linux's option number (Python names it from 3.12 on)."""
 
@@ -212,12 +283,16 @@ def make_server(
     notsent_lowat: int = 0,
     sndbuf: int = 0,
     gc_freeze: bool = True,
+    max_header_bytes: int = 64 * 1024,
+    trusted_proxies: str | None = None,
 ) -> DrainingServer:
+    """``trusted_proxies``: uvicorn's ``forwarded_allow_ips`` (None: its default, the
+    ``FORWARDED_ALLOW_IPS`` variable or else loopback)."""
     raise_nofile_limit()
     protocol = type(
         "DirectWriteProtocol",
         (DirectWriteProtocol,),
-        {"notsent_lowat": notsent_lowat, "sndbuf": sndbuf},
+        {"notsent_lowat": notsent_lowat, "sndbuf": sndbuf, "max_head": max_header_bytes},
     )
 
     def drain() -> None:
@@ -235,6 +310,7 @@ def make_server(
         lifespan="on",
         loop="uvloop",
         http=protocol,
+        forwarded_allow_ips=trusted_proxies,
     )
 
     def freezer() -> Freezer:

@@ -69,7 +69,13 @@ class Settings(RedisSettings, WebhookSettings):
     ``kill -9``) has its viewers dropped from the counts within three."""
     events_max_streams: int = Field(1000, ge=1, le=100_000)
     """Streams one ``GET /v1/events`` connection follows at most (named, and under its
-    prefixes); past it a prefix's further streams are not followed (``streams-limit``)."""
+    prefixes); past it a prefix's further streams are not followed (``streams-limit``).
+    Also the most positions of a resume point (``Last-Event-ID``) that are read."""
+    events_max_prefixes: int = Field(16, ge=1, le=1000)
+    """``prefix`` parameters one ``GET /v1/events`` connection names at most (400
+    ``too_many_prefixes`` beyond): each is listed from the 256 groups' indexes (256
+    range reads) when the connection opens and again after every interruption of the
+    pub/sub connection."""
     viewer_buffer: int = Field(1024, ge=1)
     """Live events buffered per viewer; beyond, it catches up from Redis itself."""
     slow_viewer_timeout: float = Field(30.0, gt=0)
@@ -170,6 +176,37 @@ class Settings(RedisSettings, WebhookSettings):
     """Queued plus running generations, across the deployment; beyond, 503."""
     rate_limit_per_minute: int = Field(600, ge=0)
     """Requests per API key per minute, shared by all front-ends through Redis (0: off)."""
+    max_connections_per_subject: int = Field(100, ge=0)
+    """Open SSE responses and Durable Streams long-polls of one token subject (a JWT's
+    ``sub``); beyond, 429 ``too_many_connections`` with Retry-After (0: no limit). Tokens
+    naming no subject are not counted here (a stream's viewer token is often handed to
+    all its viewers): mint them with ``sub`` to have them limited."""
+    max_connections_per_address: int = Field(1000, ge=0)
+    """Open SSE responses and Durable Streams long-polls of one client address; beyond,
+    429 ``too_many_connections`` with Retry-After (0: no limit). Generous: a whole office
+    behind one NAT address is one client here. Behind a proxy, set ``trusted_proxies``,
+    or every client is the proxy's address."""
+    trusted_proxies: str | None = None
+    """Comma-separated addresses or networks (``10.0.0.0/8``) of the proxies whose
+    ``X-Forwarded-For`` names the client (its last hop not among them; uvicorn's
+    ``forwarded_allow_ips``); ``*`` trusts any peer (only when the front-end is not
+    reachable but through the proxy). Unset: uvicorn's own default, the
+    ``FORWARDED_ALLOW_IPS`` variable or else loopback only."""
+    busy_eventsource_retry: bool = True
+    """Past the admission rate or a connection limit, a browser's ``EventSource``
+    (``Accept: text/event-stream``, ``Cache-Control: no-cache`` and ``Sec-Fetch-Dest:
+    empty``) gets a 200 holding only a jittered ``retry:`` (1-3 s), which it follows,
+    where a 503 or 429 would make it give up for good. False: the status, as for every
+    other client (a proxy that passes a 503 on to another front-end then can)."""
+    fork_bytes_per_minute: int = Field(64 * 1024 * 1024, ge=0)
+    """Bytes a Durable Streams fork may copy from its source, per API key (or token
+    subject, or client address without keys) per clock minute, shared by all front-ends
+    through Redis; beyond, 429 ``rate_limited`` with Retry-After and no fork is made (0:
+    off). One fork of more than this is 413 ``fork_too_large``."""
+    max_header_bytes: int = Field(64 * 1024, ge=4096)
+    """Largest request head (request line and headers), at most 256 headers; beyond, 431
+    ``headers_too_large`` and the connection is closed (uvicorn's httptools parser keeps
+    no limit of its own)."""
 
     def token_secret_list(self) -> list[str]:
         """The HS256 secrets, the signing one first; ValueError when both forms are set."""

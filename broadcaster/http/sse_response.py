@@ -63,7 +63,10 @@ class SSEResponse(Response):
         stream_id: str,
         on_cut_off: Callable[[], None] | None = None,
         chunks: bool = False,
+        on_end: Callable[[], None] | None = None,
     ) -> None:
+        """``on_end`` is called once the response is over, however it ends (its slot in
+        the connection counts, ``limits.Slot.release``)."""
         # Not Response.__init__: it would set a body and so a Content-Length.
         self.status_code = 200
         self.background = None
@@ -76,8 +79,16 @@ class SSEResponse(Response):
         self._on_cut_off = on_cut_off
         self._direct_chunks = chunks
         """The body's writer takes HTTP/1.1 chunks (``DIRECT_WRITE``)."""
+        self._on_end = on_end
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._serve(scope, receive, send)
+        finally:
+            if self._on_end is not None:
+                self._on_end()
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         on_disconnect: Any = scope.get("extensions", {}).get(ON_DISCONNECT)
         if on_disconnect is not None:
             # The server calls us back when the client goes: no watcher task per viewer

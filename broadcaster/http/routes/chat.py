@@ -58,7 +58,7 @@ from broadcaster.http.resources import (
 from broadcaster.http.routes.generations import abort, admit, create
 from broadcaster.http.routes.streams import (
     SSE_HEADERS,
-    admit_viewer,
+    check_room,
     stream_response,
     viewers_response,
 )
@@ -309,7 +309,7 @@ async def submit(
     await admit(jobs, settings, job["provider"])
     generation = new_stream_id()
     # A front-end at its connection limit says so before it starts anything.
-    await admit_viewer(hub, settings, generation)
+    check_room(request, hub, settings, ())
     record = await chats.get(chat.id)
     way = await _make_way(event_log, chat, record, settings.chat_multitask)
     if way == "enqueue":
@@ -367,7 +367,7 @@ async def _chat(request: Request, chats: Chats, chat_id: str) -> ChatRecord | No
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "the running generation"},
         204: {"description": "the chat has no running generation"},
-        **openapi.errors(400, 401, 403, 404, 409, 503),
+        **openapi.errors(400, 401, 403, 404, 409, 429, 503),
     },
     openapi_extra=openapi.LAST_EVENT_ID,
 )

@@ -30,11 +30,12 @@ from broadcaster.core.dslog import DATA, MORE, DurableLog, Entry, State, Written
 from broadcaster.durable import live, protocol
 from broadcaster.durable.protocol import BadRequest, Mode, Offset
 from broadcaster.http import openapi
-from broadcaster.http.access import check_viewer, producer
+from broadcaster.http.access import check_viewer, presented_key, producer
 from broadcaster.http.bodies import read_bytes
 from broadcaster.http.errors import ApiError
+from broadcaster.http.limits import ForkBudget, fork_payer, fork_room
 from broadcaster.http.resources import SettingsDep, get_hub, get_settings
-from broadcaster.http.routes.streams import admit_viewer
+from broadcaster.http.routes.streams import admit_long_poll, admit_viewer
 from broadcaster.http.sse_response import SSEResponse
 
 router = APIRouter()
@@ -92,6 +93,7 @@ GET_ANSWERS = _answers(
     403,
     404,
     410,
+    429,
     503,
 )
 
@@ -305,6 +307,7 @@ async def _fork(
         ttl, exp = state.ttl, state.expires_at
     partial = await _sub_offset(durable, src, at_seq, sub, protocol.mode_of(ct))
     entries = _entries(ct, body, create=True)
+    budget = await _fork_budget(request)
     created = await durable.create(
         name, ct, ttl=ttl, expires_at=exp, closed=closed, fork=(src, anchor_raw, sub)
     )
@@ -318,7 +321,9 @@ async def _fork(
     if created.status != "CREATED":
         return _created(request, path, created, ct)
     try:
-        await _inherit(durable, src, name, source=source, at=(at_seq, at_tag), partial=partial)
+        await _inherit(
+            durable, src, name, source=source, at=(at_seq, at_tag), partial=partial, budget=budget
+        )
         written = await durable.append(name, ct, entries, close=closed, finalize=True)
         if written.status != "OK":
             raise ApiError(409, "conflict", f"the fork could not be finished ({written.status})")
@@ -328,6 +333,17 @@ async def _fork(
         raise
     done = Written("CREATED", written.tail, written.tail_tag, written.closed)
     return _created(request, path, done, ct)
+
+
+async def _fork_budget(request: Request) -> ForkBudget:
+    """The budget the fork's copy is charged to (``BROADCASTER_FORK_BYTES_PER_MINUTE``,
+    per API key or token subject); 429 at once if it is spent for this minute."""
+    settings = await get_settings(request)
+    key = await presented_key(request)
+    payer = fork_payer(request, key.name if key is not None else None)
+    redis = request.app.state.redis
+    await fork_room(redis, payer, settings.fork_bytes_per_minute)
+    return ForkBudget(redis, payer, settings.fork_bytes_per_minute)
 
 
 async def _fork_point(
@@ -365,8 +381,10 @@ async def _inherit(
     source: str,
     at: tuple[int, str],
     partial: list[Entry],
+    budget: ForkBudget,
 ) -> None:
-    """Count the fork among its source's, then copy what it inherits, a page at a time."""
+    """Count the fork among its source's, then copy what it inherits, a page at a time,
+    each charged to ``budget`` before it is copied."""
     registered = await durable.fork_register(src, name, *at)
     if registered.status != "OK":
         raise {
@@ -381,9 +399,11 @@ async def _inherit(
         page = await durable.entries(src, after, min(at[0], after + live.PAGE_ENTRIES))
         if not page:
             raise ApiError(409, "conflict", f"{source[:80]} changed while it was forked")
+        await budget.charge(sum(len(e.data) for e in page))
         if not await durable.copy(name, page):
             raise ApiError(409, "conflict", "the fork was removed while it was made")
         after = page[-1].seq
+    await budget.charge(sum(len(e.data) for e in partial))
     if partial and not await durable.copy(name, partial):
         raise ApiError(409, "conflict", "the fork was removed while it was made")
 
@@ -633,14 +653,18 @@ async def _long_poll(target: Target, offset: Any, cursor: str | None) -> Respons
     def known(state: State) -> bool:
         return not isinstance(offset, Offset) or _holds(state, offset)
 
-    polled = await live.long_poll(
-        hub,
-        durable,
-        name=name,
-        after=after,
-        wait_seconds=settings.ds_long_poll_seconds,
-        known=known,
-    )
+    slot = await admit_long_poll(request)
+    try:
+        polled = await live.long_poll(
+            hub,
+            durable,
+            name=name,
+            after=after,
+            wait_seconds=settings.ds_long_poll_seconds,
+            known=known,
+        )
+    finally:
+        slot.release()
     state = await _existing(durable, path, name, polled.state)
     if isinstance(offset, Offset) and not polled.entries:
         _check_offset(state, offset)
@@ -671,7 +695,6 @@ async def _sse(target: Target, offset: Any, cursor: str | None) -> Response:
     state = await _existing(durable, path, name, state)
     seq, tag = _after(offset, state)
     hub, settings = await get_hub(request), await get_settings(request)
-    await admit_viewer(hub, settings, name)
     mode = protocol.mode_of(state.content_type)
     floor = int(protocol.response_cursor(cursor)) if cursor is not None else 0
     headers = {
@@ -682,6 +705,7 @@ async def _sse(target: Target, offset: Any, cursor: str | None) -> Response:
     if mode == "binary":
         headers["stream-sse-data-encoding"] = "base64"
     metrics = request.app.state.metrics
+    slot = await admit_viewer(request, [name])
     return SSEResponse(
         lambda writer: live.sse(
             hub,
@@ -698,4 +722,5 @@ async def _sse(target: Target, offset: Any, cursor: str | None) -> Response:
         send_timeout=settings.slow_viewer_timeout,
         stream_id=name,
         on_cut_off=metrics.cut_off.inc,
+        on_end=slot.release,
     )

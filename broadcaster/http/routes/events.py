@@ -10,8 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from broadcaster.core import names
-from broadcaster.core.log import EventLog
-from broadcaster.core.mux import BadResumePoint, Bases, Cursor, ResumePointGone
+from broadcaster.core.log import EventLog, StreamInfo
+from broadcaster.core.mux import BadResumePoint, Bases, Cursor, ResumePointGone, covered
 from broadcaster.fanout.mux import Connection
 from broadcaster.http import openapi
 from broadcaster.http.access import authorize_read, viewer_subject
@@ -31,7 +31,7 @@ HEADERS = {"cache-control": "no-cache, no-transform", "x-accel-buffering": "no"}
     responses={
         200: {"content": {"text/event-stream": {}}},
         204: {"description": "every named stream has ended and the resume point is its end"},
-        **openapi.errors(400, 401, 403, 409, 503),
+        **openapi.errors(400, 401, 403, 409, 429, 503),
     },
     openapi_extra=openapi.EVENTS_QUERY,
 )
@@ -49,34 +49,31 @@ async def events(request: Request) -> Response:
     limit = settings.events_max_streams
     if len(streams) > limit:
         raise ApiError(400, "too_many_streams", f"at most {limit} streams per connection")
+    if len(prefixes) > settings.events_max_prefixes:
+        most = settings.events_max_prefixes
+        raise ApiError(400, "too_many_prefixes", f"at most {most} prefixes per connection")
     await authorize_read(request, streams, prefixes)
-    subject = viewer_subject(request)
     raw = request.headers.get("last-event-id", q.get("last_event_id"))
     bases: Bases = request.app.state.bases
-    event_log = await get_event_log(request)
     cursor = Cursor.empty()
+    slot = await admit_viewer(request, streams)
     if raw:
-        try:
-            cursor = await bases.resume(raw)
-        except BadResumePoint as exc:
-            raise ApiError(400, "bad_resume_point", str(exc)) from None
-        except ResumePointGone as exc:
-            raise ApiError(409, "resume_point_unknown", str(exc)) from None
-        ended = await _check(event_log, cursor)
+        with slot.guard():
+            cursor = await _resumed(bases, raw, streams, prefixes, limit)
+            ended = await _check(await get_event_log(request), cursor)
         if not prefixes and streams and all(s in ended for s in streams):
+            slot.release()
             return Response(status_code=204)
-    hub = await get_hub(request)
-    await admit_viewer(hub, settings, "")
     conn = Connection(
-        hub=hub,
-        log=event_log,
+        hub=await get_hub(request),
+        log=await get_event_log(request),
         bases=bases,
         cursor=cursor,
         streams=streams,
         prefixes=prefixes,
         limit=limit,
         keepalive=settings.keepalive_seconds,
-        subject=subject,
+        subject=viewer_subject(request),
     )
     metrics = await get_metrics(request)
     return SSEResponse(
@@ -87,6 +84,7 @@ async def events(request: Request) -> Response:
         stream_id="",
         on_cut_off=metrics.cut_off.inc,
         chunks=True,
+        on_end=slot.release,
     )
 
 
@@ -104,37 +102,71 @@ def _check_names(streams: list[str], prefixes: list[str]) -> None:
                 )
 
 
+async def _resumed(
+    bases: Bases, raw: str, streams: list[str], prefixes: list[str], limit: int
+) -> Cursor:
+    """The cursor of the resume point ``raw``, holding the positions of the streams this
+    request covers (named, or under its prefixes) and at most ``limit`` of them: the
+    positions of other streams are dropped unread, so a resume point reveals nothing of
+    streams the request does not cover (nor whether they exist), and costs nothing for
+    them."""
+    named = set(streams)
+
+    def covers(stream_id: str) -> bool:
+        return stream_id in named or covered(stream_id, prefixes)
+
+    try:
+        return await bases.resume(raw, covers, limit)
+    except BadResumePoint as exc:
+        raise ApiError(400, "bad_resume_point", str(exc)) from None
+    except ResumePointGone as exc:
+        raise ApiError(409, "resume_point_unknown", str(exc)) from None
+
+
+CHECK_AT_ONCE = 100
+"""Positions of a resume point checked in one round trip to Redis."""
+
+
 async def _check(event_log: EventLog, cursor: Cursor) -> set[str]:
-    """Each position of a resume point, checked as the single-stream route checks its
-    own; the streams whose end the client has seen."""
+    """Each position of a resume point (the streams the request covers: ``_resumed``),
+    checked as the single-stream route checks its own, ``CHECK_AT_ONCE`` to a round
+    trip; the streams whose end the client has seen."""
     ended: set[str] = set()
-    for stream_id, (seq, tag) in cursor.positions.items():
-        info = await event_log.info(stream_id, at=seq if tag else None)
-        if info is None:
-            if seq > 0:
-                raise ApiError(
-                    409,
-                    "stream_gone",
-                    f"stream {stream_id!r} of the resume point is gone "
-                    "(expired or deleted): start over",
-                    stream=stream_id,
-                )
-            continue
-        if seq > info.last_seq:
-            raise ApiError(
-                409,
-                "resume_point_ahead",
-                f"stream {stream_id!r}: the resume point is past its newest event {info.last_seq}",
-                stream=stream_id,
-            )
-        if tag and info.tag_at != tag:
-            raise ApiError(
-                409,
-                "resume_point_unknown",
-                f"stream {stream_id!r}: the event the client saw "
-                "is not in its history (lost and rewritten): start over",
-                stream=stream_id,
-            )
-        if info.ended and seq == info.last_seq:
-            ended.add(stream_id)
+    points = list(cursor.positions.items())
+    for i in range(0, len(points), CHECK_AT_ONCE):
+        batch = points[i : i + CHECK_AT_ONCE]
+        infos = await event_log.infos_at([(s, seq) for s, (seq, _) in batch])
+        for (stream_id, (seq, tag)), info in zip(batch, infos, strict=True):
+            if _checked(stream_id, seq, tag, info):
+                ended.add(stream_id)
     return ended
+
+
+def _checked(stream_id: str, seq: int, tag: str, info: StreamInfo | None) -> bool:
+    """409 unless the stream holds the position (seq, tag); whether it ended there."""
+    if info is None:
+        if seq > 0:
+            raise ApiError(
+                409,
+                "stream_gone",
+                f"stream {stream_id!r} of the resume point is gone "
+                "(expired or deleted): start over",
+                stream=stream_id,
+            )
+        return False
+    if seq > info.last_seq:
+        raise ApiError(
+            409,
+            "resume_point_ahead",
+            f"stream {stream_id!r}: the resume point is past its newest event {info.last_seq}",
+            stream=stream_id,
+        )
+    if tag and info.tag_at != tag:
+        raise ApiError(
+            409,
+            "resume_point_unknown",
+            f"stream {stream_id!r}: the event the client saw "
+            "is not in its history (lost and rewritten): start over",
+            stream=stream_id,
+        )
+    return bool(info.ended) and seq == info.last_seq

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -35,6 +35,7 @@ from broadcaster.http import openapi
 from broadcaster.http.access import check_viewer, producer, viewer_subject, viewer_token
 from broadcaster.http.bodies import read_json
 from broadcaster.http.errors import ApiError, handle_error
+from broadcaster.http.limits import Refused, Slot, Slots, client_address
 from broadcaster.http.resources import (
     EventLogDep,
     MetricsDep,
@@ -111,7 +112,7 @@ async def _append(
     responses={
         200: {"content": {"text/event-stream": {}}},
         204: {"description": "the resume point is the terminal event: nothing more"},
-        **openapi.errors(400, 401, 403, 404, 409, 503),
+        **openapi.errors(400, 401, 403, 404, 409, 429, 503),
     },
     openapi_extra=openapi.LAST_EVENT_ID,
 )
@@ -162,18 +163,20 @@ async def stream_response(
     routes') sees every chunk of the body: the response then takes no direct writes."""
     after, tag = _resume_point(resume)
     hub, settings = await get_hub(request), await get_settings(request)
-    await admit_viewer(hub, settings, stream_id)
-    metrics = await get_metrics(request)
-    info = await _stream_state(request, hub, stream_id, after, tag)
-    if info.kind == "ds":
-        raise ApiError(
-            409,
-            "durable_stream",
-            f"{stream_id!r} is a Durable Stream: read it at /v1/stream/{stream_id}",
-        )
-    _check_resume_point(info, after, tag)
-    if info.ended and after == info.last_seq:
-        return Response(status_code=204)
+    slot = await admit_viewer(request, [stream_id])
+    with slot.guard():
+        metrics = await get_metrics(request)
+        info = await _stream_state(request, hub, stream_id, after, tag)
+        if info.kind == "ds":
+            raise ApiError(
+                409,
+                "durable_stream",
+                f"{stream_id!r} is a Durable Stream: read it at /v1/stream/{stream_id}",
+            )
+        _check_resume_point(info, after, tag)
+        if info.ended and after == info.last_seq:
+            slot.release()
+            return Response(status_code=204)
     wants = _flag(request, "presence") if presence is None else presence
     if compact is None:
         compact = _flag(request, "compact")
@@ -198,6 +201,7 @@ async def stream_response(
         send_timeout=settings.slow_viewer_timeout,
         stream_id=stream_id,
         on_cut_off=metrics.cut_off.inc,
+        on_end=slot.release,
     )
 
 
@@ -273,31 +277,50 @@ def retry_field(settings: Settings) -> bytes:
     return sse.retry(settings.retry_ms + random.randint(0, settings.retry_jitter_ms))
 
 
-async def admit_viewer(hub: Hub, settings: Settings, stream_id: str) -> None:
-    """Wait for this viewer's turn at the front-end's admission rate, then check its
-    connection and per-stream viewer limits: past any, 503 with Retry-After (jittered
-    past the rate, to spread the herd out)."""
+async def admit_viewer(request: Request, stream_ids: Sequence[str] = ()) -> Slot:
+    """Room for one more SSE response here, reading ``stream_ids`` (those named), held
+    until it ends: past the client's connection limits 429, then this viewer's turn at
+    the front-end's admission rate, then the front-end's connection and per-stream viewer
+    limits; past any, ``Refused`` with Retry-After (jittered past the rate, to spread the
+    herd out), which an EventSource gets as a ``retry:`` (``limits.refused_answer``)."""
+    hub, settings = await get_hub(request), await get_settings(request)
+    slots: Slots = request.app.state.slots
+    subject, address = viewer_subject(request), client_address(request)
+    slots.check(subject, address)
     wait = hub.admit()
     if wait is None:
-        raise ApiError(
+        raise Refused(
             503,
             "busy",
             "this front-end is admitting viewers as fast as it may; retry",
-            headers={"retry-after": str(random.randint(1, 3))},
+            random.randint(1, 3),
         )
     if wait:
         await asyncio.sleep(wait)
-    if hub.connections >= settings.max_connections:
-        raise ApiError(
-            503,
-            "busy",
-            "this front-end is at its connection limit; retry",
-            headers={"retry-after": "2"},
-        )
-    if hub.viewers_of(stream_id) >= settings.max_viewers_per_stream:
-        raise ApiError(
-            503,
-            "busy",
-            "this stream is at its viewer limit on this front-end; retry",
-            headers={"retry-after": "2"},
-        )
+    check_room(request, hub, settings, stream_ids)
+    return slots.take(subject, address)
+
+
+def check_room(request: Request, hub: Hub, settings: Settings, stream_ids: Sequence[str]) -> None:
+    """``Refused`` (503) at the front-end's connection limit (its open responses, and
+    long-polls), or when a stream of ``stream_ids`` is at its viewer limit; and (429) at
+    the client's own limits (its token's subject, its address)."""
+    slots: Slots = request.app.state.slots
+    if max(hub.connections, slots.open) >= settings.max_connections:
+        raise Refused(503, "busy", "this front-end is at its connection limit; retry", 2)
+    for stream_id in stream_ids:
+        if hub.viewers_of(stream_id) >= settings.max_viewers_per_stream:
+            raise Refused(
+                503, "busy", "this stream is at its viewer limit on this front-end; retry", 2
+            )
+    slots.check(viewer_subject(request), client_address(request))
+
+
+async def admit_long_poll(request: Request) -> Slot:
+    """Room for one more Durable Streams long-poll, held until it answers: the
+    front-end's connection limit and the client's, not the admission rate (a long-poll
+    comes back after every answer: it is one reader, not a herd)."""
+    hub, settings = await get_hub(request), await get_settings(request)
+    check_room(request, hub, settings, ())
+    slots: Slots = request.app.state.slots
+    return slots.take(viewer_subject(request), client_address(request))
