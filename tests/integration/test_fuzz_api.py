@@ -20,7 +20,7 @@ import itertools
 import json
 import secrets
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -601,7 +601,9 @@ def test_generation_requests_that_json_cannot_carry_are_422(http: httpx.Client) 
 
 
 @pytest.mark.anyio
-async def test_the_server_still_serves_after_the_fuzzing(frontend: Proc) -> None:
+async def test_the_server_still_serves_after_the_fuzzing(
+    frontend: Proc, record_property: Callable[[str, object], None]
+) -> None:
     async with httpx.AsyncClient(timeout=10) as client:
         assert (await client.get(frontend.url + "/healthz")).status_code == 200
         assert (await client.get(frontend.url + "/readyz")).status_code == 200
@@ -616,6 +618,8 @@ async def test_the_server_still_serves_after_the_fuzzing(frontend: Proc) -> None
     assert frontend.alive()
     log = frontend.log()
     assert "Traceback" not in log and "unhandled error" not in log, log[-3000:]
-    print(
+    summary = (
         f"[bad input] requests={sum(v for k, v in TALLY.items() if k.endswith('xx'))} {dict(TALLY)}"
     )
+    print(summary)
+    record_property("summary", summary)

@@ -1229,6 +1229,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, Proc
 LOG_ALARMS = ("Traceback", "Fatal error", "connection lost", "unhandled error", "Exception in")
 
 
+@pytest.mark.timeout(300)  # about a minute alone; more on two cores shared with other runs
 def test_hostile_publishers_beside_healthy_ones(
     stack: tuple[Proc, Proc, EmbeddedRedis], record_property: Callable[[str, object], None]
 ) -> None:
