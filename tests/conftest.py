@@ -75,3 +75,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         group = item.path.parent.name
         if group in GROUPS:
             item.add_marker(group)
+
+
+SUMMARY = "summary"
+"""A test's ``record_property("summary", text)``: printed at the end of every run (what a
+fuzzing test sent and saw), not only with ``-s``."""
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = [
+        f"{report.nodeid}: {value}"
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", ())
+        if name == SUMMARY
+    ]
+    if lines:
+        terminalreporter.write_sep("-", "summaries")
+        for line in lines:
+            terminalreporter.write_line(line)

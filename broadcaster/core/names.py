@@ -73,6 +73,11 @@ RUN_SEPARATOR = "~"
 _RUN_ID_RE = _whole(rf"({STREAM_ID_GRAMMAR})~({STREAM_ID_GRAMMAR})~([0-9]{{1,12}})")
 
 
+CHAT_STREAM_GRAMMAR = rf"{STREAM_ID_GRAMMAR}(~{STREAM_ID_GRAMMAR}~[0-9]{{1,12}})?"
+"""What ``GET /v1/chat/{id}/stream`` takes: a chat id, or a run id."""
+CHAT_STREAM_PATTERN = _published(CHAT_STREAM_GRAMMAR)
+
+
 def parse_run_id(value: object) -> tuple[str, str, int] | None:
     """A chat answer's run id ``<chat id>~<generation id>~<base>`` (base: 1 to 12 decimal
     digits) as ``(chat, generation, base)``; None if ``value`` is not one."""
@@ -106,6 +111,10 @@ def is_webhook_event_type(value: object) -> TypeGuard[str]:
 # --- resume points ---
 
 _RESUME_POINT_RE = _whole(r"(0|[1-9][0-9]{0,17})(?:\.([A-Za-z0-9_-]{0,64}))?")
+RESUME_POINT_GRAMMAR = r"( *(0|[1-9][0-9]{0,17})(\.[A-Za-z0-9_-]{0,64})? *)?"
+"""A resume point as sent (``resume_point``): empty, or a seq and a suffix, with spaces
+around it."""
+RESUME_POINT_PATTERN = _published(RESUME_POINT_GRAMMAR)
 _HISTORY_TAG_RE = _whole(r"[0-9a-f]{8}")
 _SPACE = " "
 """Spaces around a resume point are let through (HTTP strips them from a header, not from
@@ -133,6 +142,19 @@ _MUX_TOKEN_RE = _whole(r"-|[0-9a-f]{16}")
 _MUX_DELTA_RE = _whole(
     rf"(?:([0-9]{{1,6}})|~({STREAM_ID_GRAMMAR}))=([0-9]{{1,18}})(?:\.([0-9a-f]{{8}}))?"
 )
+
+
+_POSITION = r"=[0-9]{1,18}(\.[0-9a-f]{8})?"
+_NAMED = rf"~{STREAM_ID_GRAMMAR}"
+_REF = rf"([0-9]{{1,6}}|{_NAMED})"
+MUX_RESUME_POINT_GRAMMAR = (
+    rf"( *(-(\.{_NAMED}{_POSITION}(,{_NAMED}{_POSITION})*)?"
+    rf"|[0-9a-f]{{16}}(\.{_REF}{_POSITION}(,{_REF}{_POSITION})*)?) *)?"
+)
+"""``GET /v1/events``' resume point as sent (``mux_resume_point``, ``mux_delta``): empty,
+or a base (``-``: none) and the positions moved since, each stream by its index in the
+base or as ``~<id>``."""
+MUX_RESUME_POINT_PATTERN = _published(MUX_RESUME_POINT_GRAMMAR)
 
 
 def mux_resume_point(value: str) -> tuple[str, str] | None:
@@ -184,6 +206,12 @@ def is_ds_path(value: object) -> TypeGuard[str]:
 
 
 _DS_OFFSET_RE = _whole(r"([0-9]{1,20})_([0-9]{1,20})")
+DS_OFFSET_GRAMMAR = r"[0-9]{1,20}_[0-9]{1,20}"
+"""An offset this server gave (``<seq>_<tag>``)."""
+DS_OFFSET_PATTERN = _published(DS_OFFSET_GRAMMAR)
+DS_READ_OFFSET_GRAMMAR = rf"(-1|now|{DS_OFFSET_GRAMMAR})"
+"""What a read may start from (``ds_offset``)."""
+DS_READ_OFFSET_PATTERN = _published(DS_READ_OFFSET_GRAMMAR)
 
 
 def ds_offset(value: str) -> tuple[int, int] | Literal["-1", "now"] | None:
@@ -214,7 +242,9 @@ def is_canonical_decimal(value: object) -> TypeGuard[str]:
 
 
 PRODUCER_ID_MAX = 256
-_PRODUCER_ID_RE = _whole(rf"[ -9;-~]{{1,{PRODUCER_ID_MAX}}}")
+PRODUCER_ID_GRAMMAR = rf"[ -9;-~]{{1,{PRODUCER_ID_MAX}}}"
+PRODUCER_ID_PATTERN = _published(PRODUCER_ID_GRAMMAR)
+_PRODUCER_ID_RE = _whole(PRODUCER_ID_GRAMMAR)
 
 
 def is_producer_id(value: object) -> TypeGuard[str]:

@@ -185,6 +185,14 @@ NOT_NAMES: dict[tuple[str, str], str] = {
 NOT_NAME_PATTERNS = {
     "^https?://": "a URL's scheme, a prefix: a URL is passed on, never made a key, a "
     "header or an SSE line",
+    "^(https?://[^/]+)?/v1/stream/.+$": "Stream-Forked-From: a URL or path, whose path is "
+    "then checked by names.is_ds_path",
+    "^[0-9]+$": "a number of seconds (Retry-After) or a producer's epoch or seq",
+    "^0*[0-9]{1,15}$": "a producer's epoch or seq, below 2^53",
+    "^-?[0-9]+$": "an index the server sends (x-workflow-stream-tail-index)",
+    "^(0|[1-9][0-9]{0,8})$": "Stream-TTL in seconds",
+    "^(0|[1-9][0-9]{0,14})$": "Stream-Fork-Sub-Offset",
+    "^[0-9]{16,20}_[0-9]{16}$": "an offset the server sends (Stream-Next-Offset)",
 }
 """``pattern=`` strings that are no name's grammar, and why."""
 
@@ -374,6 +382,12 @@ PUBLISHED = {
     names.TOOL_NAME_PATTERN: names.TOOL_NAME_GRAMMAR,
     names.TOOL_USE_ID_PATTERN: names.TOOL_USE_ID_GRAMMAR,
     names.BLOCK_TYPE_PATTERN: names.BLOCK_TYPE_GRAMMAR,
+    names.CHAT_STREAM_PATTERN: names.CHAT_STREAM_GRAMMAR,
+    names.RESUME_POINT_PATTERN: names.RESUME_POINT_GRAMMAR,
+    names.MUX_RESUME_POINT_PATTERN: names.MUX_RESUME_POINT_GRAMMAR,
+    names.DS_OFFSET_PATTERN: names.DS_OFFSET_GRAMMAR,
+    names.DS_READ_OFFSET_PATTERN: names.DS_READ_OFFSET_GRAMMAR,
+    names.PRODUCER_ID_PATTERN: names.PRODUCER_ID_GRAMMAR,
 }
 
 

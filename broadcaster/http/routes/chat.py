@@ -278,7 +278,7 @@ async def _steer(chats: Chats, event_log: EventLog, chat: ChatBody, record: Chat
     response_class=Response,
     openapi_extra=openapi.CHAT_BODY,
     responses={
-        200: {"content": {"text/event-stream": {}}, "description": "the generation's stream"},
+        **openapi.sse("the generation's stream", openapi.SUBMIT_HEADERS),
         **openapi.errors(401, 403, 409, 413, 422, 429, 503),
     },
 )
@@ -365,11 +365,11 @@ async def _chat(request: Request, chats: Chats, chat_id: str) -> ChatRecord | No
     "/v1/chat/{chat_id}/stream",
     response_class=Response,
     responses={
-        200: {"content": {"text/event-stream": {}}, "description": "the running generation"},
+        **openapi.sse("the running generation", openapi.RESUME_HEADERS),
         204: {"description": "the chat has no running generation"},
         **openapi.errors(400, 401, 403, 404, 409, 429, 503),
     },
-    openapi_extra=openapi.LAST_EVENT_ID,
+    openapi_extra=openapi.CHAT_LAST_EVENT_ID,
 )
 async def resume(
     chat_id: str,
@@ -501,7 +501,8 @@ async def until_waiting(
 
 @router.get(
     "/v1/chat/{chat_id}/viewers",
-    responses=openapi.errors(401, 403, 404),
+    responses=openapi.ok(200, openapi.ViewerCount, "the viewers of its latest generation")
+    | openapi.errors(401, 403, 404),
 )
 async def viewers(chat_id: str, request: Request, chats: ChatsDep) -> JSONResponse:
     """The viewers of the chat's latest generation, on every front-end."""
@@ -514,7 +515,8 @@ async def viewers(chat_id: str, request: Request, chats: ChatsDep) -> JSONRespon
 @router.post(
     "/v1/chat/{chat_id}/stop",
     status_code=202,
-    responses=openapi.errors(401, 403, 404, 409, 429),
+    responses=openapi.ok(202, openapi.ChatStopped, "its running generation was cancelled")
+    | openapi.errors(401, 403, 404, 409, 429),
 )
 async def stop(
     chat_id: str, request: Request, chats: ChatsDep, event_log: EventLogDep, metrics: MetricsDep
@@ -583,7 +585,8 @@ async def _decision_response(
 @router.post(
     "/v1/chat/{chat_id}/approvals",
     openapi_extra=openapi.APPROVAL_BODY,
-    responses=openapi.errors(401, 403, 404, 409, 413, 422, 429),
+    responses=openapi.ok(200, openapi.Decided, "the decision in force")
+    | openapi.errors(401, 403, 404, 409, 413, 422, 429),
 )
 async def decide_in_chat(
     chat_id: str, request: Request, chats: ChatsDep, approvals: ApprovalsDep, settings: SettingsDep
@@ -602,7 +605,8 @@ async def decide_in_chat(
 @router.post(
     "/v1/generations/{stream_id}/approvals",
     openapi_extra=openapi.APPROVAL_BODY,
-    responses=openapi.errors(401, 403, 404, 409, 413, 422, 429),
+    responses=openapi.ok(200, openapi.Decided, "the decision in force")
+    | openapi.errors(401, 403, 404, 409, 413, 422, 429),
     dependencies=[Depends(valid_stream_id), *producer("generate")],
 )
 async def decide_in_generation(
@@ -614,7 +618,11 @@ async def decide_in_generation(
     return await _decision_response(approvals, stream_id, body)
 
 
-@router.get("/v1/chat/{chat_id}/messages", responses=openapi.errors(401, 403, 404))
+@router.get(
+    "/v1/chat/{chat_id}/messages",
+    responses=openapi.ok(200, openapi.ChatMessages, "the chat's UI messages so far")
+    | openapi.errors(401, 403, 404),
+)
 async def messages(
     chat_id: str, request: Request, chats: ChatsDep, event_log: EventLogDep
 ) -> JSONResponse:
@@ -647,7 +655,8 @@ async def messages(
 @router.post(
     "/v1/chat/{chat_id}/tokens",
     openapi_extra=openapi.TOKEN_BODY,
-    responses=openapi.errors(401, 403, 404, 409, 413, 422, 429),
+    responses=openapi.ok(200, openapi.ChatToken, "a chat token")
+    | openapi.errors(401, 403, 404, 409, 413, 422, 429),
     dependencies=[Depends(valid_chat_id), *producer("tokens")],
 )
 async def mint_chat_token(

@@ -52,52 +52,6 @@ CURSOR = "Stream-Cursor"
 READ_ONLY = {"allow": "GET, HEAD"}
 
 
-def _answers(ok: dict[int, str], *errors: int) -> dict[int | str, Any]:
-    return {code: {"description": why} for code, why in ok.items()} | openapi.errors(*errors)
-
-
-PUT_ANSWERS = _answers(
-    {201: "created", 200: "it exists with this configuration"},
-    400,
-    401,
-    403,
-    404,
-    409,
-    413,
-    429,
-    503,
-)
-POST_ANSWERS = _answers(
-    {204: "appended, or closed", 200: "an idempotent producer's new data"},
-    400,
-    401,
-    403,
-    404,
-    405,
-    409,
-    410,
-    413,
-    429,
-    503,
-)
-DELETE_ANSWERS = _answers({204: "deleted"}, 401, 403, 404, 405, 410, 429, 503)
-HEAD_ANSWERS = _answers({200: "the stream's metadata"}, 401, 403, 404, 410)
-GET_ANSWERS = _answers(
-    {
-        200: "data (a JSON array, or bytes), or SSE with live=sse",
-        204: "live=long-poll: nothing new before the timeout, or the stream is closed",
-        304: "If-None-Match matched the ETag",
-    },
-    400,
-    401,
-    403,
-    404,
-    410,
-    429,
-    503,
-)
-
-
 async def get_durable(request: Request) -> DurableLog:
     durable: DurableLog = request.app.state.durable
     return durable
@@ -187,7 +141,14 @@ def _cache_control(request: Request) -> str:
 # --- create ---
 
 
-@router.put(PATH, status_code=201, responses=PUT_ANSWERS, dependencies=producer("publish"))
+@router.put(
+    PATH,
+    status_code=201,
+    response_class=Response,
+    responses=openapi.DS_PUT_ANSWERS,
+    openapi_extra=openapi.DS_PUT,
+    dependencies=producer("publish"),
+)
 async def create(path: str, request: Request, settings: SettingsDep) -> Response:
     """Create a stream (201), or confirm one with the same configuration (200)."""
     name = _name(path, request)
@@ -433,7 +394,14 @@ async def _sub_offset(durable: DurableLog, src: str, at: int, sub: int, mode: Mo
 # --- append, close, delete ---
 
 
-@router.post(PATH, status_code=204, responses=POST_ANSWERS, dependencies=producer("publish"))
+@router.post(
+    PATH,
+    status_code=204,
+    response_class=Response,
+    responses=openapi.DS_POST_ANSWERS,
+    openapi_extra=openapi.DS_POST,
+    dependencies=producer("publish"),
+)
 async def append(path: str, request: Request, settings: SettingsDep) -> Response:
     """Append (204; 200 for an idempotent producer's new data), close, or both."""
     name = _name(path, request)
@@ -516,7 +484,13 @@ def _refused(path: str, status: str, a: str, b: str, headers: dict[str, str]) ->
             return ApiError(404, "not_found", f"no stream at {where}")
 
 
-@router.delete(PATH, status_code=204, responses=DELETE_ANSWERS, dependencies=producer("publish"))
+@router.delete(
+    PATH,
+    status_code=204,
+    response_class=Response,
+    responses=openapi.DS_DELETE_ANSWERS,
+    dependencies=producer("publish"),
+)
 async def delete(path: str, request: Request) -> Response:
     name = _name(path, request)
     status = await (await get_durable(request)).delete(name)
@@ -528,7 +502,7 @@ async def delete(path: str, request: Request) -> Response:
 # --- read ---
 
 
-@router.head(PATH, responses=HEAD_ANSWERS)
+@router.head(PATH, response_class=Response, responses=openapi.DS_HEAD_ANSWERS)
 async def head(path: str, request: Request) -> Response:
     """Where the stream is, without reading it (nor renewing its TTL)."""
     name = _name(path, request)
@@ -554,7 +528,9 @@ async def head(path: str, request: Request) -> Response:
     return Response(status_code=200, headers=headers)
 
 
-@router.get(PATH, responses=GET_ANSWERS)
+@router.get(
+    PATH, response_class=Response, responses=openapi.DS_GET_ANSWERS, openapi_extra=openapi.DS_GET
+)
 async def read(path: str, request: Request) -> Response:
     """Catch-up (a page of what follows ``offset``), ``live=long-poll`` or ``live=sse``."""
     name = _name(path, request)

@@ -29,7 +29,7 @@ HEADERS = {"cache-control": "no-cache, no-transform", "x-accel-buffering": "no"}
     "/v1/events",
     response_class=Response,
     responses={
-        200: {"content": {"text/event-stream": {}}},
+        **openapi.sse("the events of every stream followed"),
         204: {"description": "every named stream has ended and the resume point is its end"},
         **openapi.errors(400, 401, 403, 409, 429, 503),
     },

@@ -171,7 +171,8 @@ def _iso(ms: str | None) -> str | None:
 @router.post(
     "/v1/generations/{stream_id}/cancel",
     status_code=202,
-    responses=openapi.errors(401, 403, 404, 409, 429),
+    responses=openapi.ok(202, openapi.Cancelled, "cancelled: its stream ended with abort")
+    | openapi.errors(401, 403, 404, 409, 429),
     dependencies=[Depends(valid_stream_id), *producer("cancel")],
 )
 async def cancel_generation(

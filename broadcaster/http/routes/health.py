@@ -64,7 +64,10 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses=openapi.errors(503))
+@router.get(
+    "/readyz",
+    responses=openapi.ok(200, openapi.Ready, "Redis answers") | openapi.errors(503),
+)
 async def readyz(hub: HubDep, redis: RedisDep, jobs: JobsDep) -> JSONResponse:
     """200 while Redis answers (503 while draining or without Redis), with the open
     viewers and streams of this process and, per provider the deployment has served,

@@ -65,7 +65,8 @@ SSE_HEADERS = {
     "/v1/streams/{stream_id}/events",
     status_code=201,
     openapi_extra=openapi.PUBLISH_BODY,
-    responses=openapi.errors(401, 403, 404, 409, 413, 422, 429),
+    responses=openapi.ok(201, openapi.Published, "appended")
+    | openapi.errors(401, 403, 404, 409, 413, 422, 429),
     dependencies=[Depends(valid_stream_id), *producer("publish")],
 )
 async def publish(
@@ -110,7 +111,7 @@ async def _append(
     "/v1/streams/{stream_id}/events",
     response_class=Response,
     responses={
-        200: {"content": {"text/event-stream": {}}},
+        **openapi.sse("the stream after the resume point", openapi.UI_MESSAGE_STREAM),
         204: {"description": "the resume point is the terminal event: nothing more"},
         **openapi.errors(400, 401, 403, 404, 409, 429, 503),
     },
@@ -255,7 +256,8 @@ def _check_resume_point(info: StreamInfo, after: int, tag: str | None) -> None:
 
 @router.get(
     "/v1/streams/{stream_id}/viewers",
-    responses=openapi.errors(401, 403, 404),
+    responses=openapi.ok(200, openapi.ViewerCount, "its viewers on every front-end")
+    | openapi.errors(401, 403, 404),
     dependencies=[Depends(valid_stream_id), Depends(viewer_token)],
 )
 async def viewers(stream_id: str, request: Request, event_log: EventLogDep) -> JSONResponse:

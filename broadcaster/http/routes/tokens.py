@@ -26,7 +26,8 @@ _TTL_BODY_LIMIT = 4096
 @router.post(
     "/v1/streams/{stream_id}/tokens",
     openapi_extra=openapi.TOKEN_BODY,
-    responses=openapi.errors(401, 403, 404, 409, 413, 422, 429),
+    responses=openapi.ok(200, openapi.ViewerToken, "a viewer token")
+    | openapi.errors(401, 403, 404, 409, 413, 422, 429),
     dependencies=[Depends(valid_stream_id), *producer("tokens")],
 )
 async def mint_token(
