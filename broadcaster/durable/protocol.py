@@ -213,9 +213,10 @@ def mode_of(content_type: str) -> Mode:
 def json_messages(body: bytes, *, allow_empty: bool) -> list[bytes]:
     """A JSON body as the messages it appends: an array is flattened one level (``[]`` is
     refused unless ``allow_empty``, as a PUT's initial body may be); each message is
-    stored compact, so that it fits one SSE ``data:`` line."""
+    stored compact, so that it fits one SSE ``data:`` line. UTF-8 only (Python's parser
+    alone would also take UTF-16 and UTF-32)."""
     try:
-        value = json.loads(body)
+        value = json.loads(body.decode("utf-8"))
     except (ValueError, RecursionError):
         raise BadRequest("the body is not valid JSON") from None
     items = value if isinstance(value, list) else [value]

@@ -29,13 +29,18 @@ async def read_bytes(request: Request, limit: int) -> bytes:
 
 async def read_json(request: Request, limit: int) -> Any:
     """The body as JSON, refusing more than ``limit`` bytes before reading them all."""
-    body = await read_bytes(request, limit)
+    return parse_json(await read_bytes(request, limit))
+
+
+def parse_json(body: bytes) -> Any:
+    """``body`` as JSON: UTF-8 only (RFC 8259; Python's parser alone would also take
+    UTF-16 and UTF-32), nested at most ``keys.MAX_JSON_DEPTH`` deep; else 422."""
     if not body:
         raise ApiError(422, "invalid_json", "the request body is empty; expected JSON")
     try:
-        parsed = json.loads(body)
+        parsed = json.loads(body.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
-        # ValueError covers JSONDecodeError and UnicodeDecodeError (invalid UTF-8).
+        # ValueError covers JSONDecodeError and UnicodeDecodeError (not UTF-8).
         raise ApiError(422, "invalid_json", f"the body is not valid JSON: {exc}"[:300]) from None
     if depth_over(parsed, keys.MAX_JSON_DEPTH):
         raise ApiError(

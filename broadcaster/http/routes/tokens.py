@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from broadcaster.core import auth, tokens
 from broadcaster.http import openapi
 from broadcaster.http.access import AccessDep, AccessPolicy, producer
-from broadcaster.http.bodies import read_json
+from broadcaster.http.bodies import parse_json, read_bytes
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import SettingsDep
 from broadcaster.http.settings import Settings
@@ -66,9 +66,10 @@ async def requested(request: Request, settings: Settings) -> tuple[int, str | No
     """The lifetime (or the default) and the holder a token request's optional body asks
     for: ``{"ttl_seconds": n, "sub": "user-42"}``, 1 ≤ n ≤ ``Settings.mint_ttl_cap()`` (the
     max TTL, never beyond the max lifetime); other fields are ignored."""
-    if not await request.body():
+    raw = await read_bytes(request, _TTL_BODY_LIMIT)
+    if not raw:
         return settings.token_ttl_seconds, None
-    body = await read_json(request, _TTL_BODY_LIMIT)
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise ApiError(422, "invalid_request", 'body: {"ttl_seconds": <integer>, "sub": <string>}')
     value = body.get("ttl_seconds", settings.token_ttl_seconds)

@@ -1,0 +1,34 @@
+"""Request bodies are JSON in UTF-8 only: Python's parser alone also takes UTF-16 and
+UTF-32 (it detects them), which RFC 8259 does not allow between systems."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from broadcaster.durable import protocol
+from broadcaster.http.bodies import parse_json
+from broadcaster.http.errors import ApiError
+
+EVENT = {"type": "data-odd", "text": "é"}
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "latin-1"])
+def test_a_body_not_in_utf8_is_422_invalid_json(encoding: str) -> None:
+    body = json.dumps(EVENT, ensure_ascii=False).encode(encoding)
+    if encoding.startswith("utf"):
+        assert json.loads(body) == EVENT  # what Python's parser alone does
+    with pytest.raises(ApiError) as refused:
+        parse_json(body)
+    assert (refused.value.status, refused.value.code) == (422, "invalid_json")
+    with pytest.raises(protocol.BadRequest):
+        protocol.json_messages(body, allow_empty=False)
+
+
+def test_a_utf8_body_is_parsed() -> None:
+    body = json.dumps(EVENT, ensure_ascii=False).encode()
+    assert parse_json(body) == EVENT
+    assert protocol.json_messages(body, allow_empty=False) == [
+        json.dumps(EVENT, ensure_ascii=False, separators=(",", ":")).encode()
+    ]
