@@ -7,8 +7,9 @@ add events to (``outbox``), the generation job queues, one
 per model provider (``jobs``), the generation request and its checks (``request``), a
 generation's turn folded from its events (``content``), Redis clients for a single
 server, Cluster and Sentinel (``connection``), the embedded server (``embedded``), API
-keys and viewer tokens (``auth``), the shared settings (``settings``) and logging
-(``logs``).
+keys and viewer tokens (``auth``), the shared settings (``settings``), logging
+(``logs``), and failures kept where they happen, logged once a minute and counted
+(``contain``).
 
 May import: nothing else of the project. Everything else imports from here.
 """
