@@ -33,7 +33,7 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 from broadcaster.core import connection
 from broadcaster.core.connection import REDIS_ERRORS
 from broadcaster.fanout import pubsub
-from broadcaster.fanout.pubsub import Address, OnMessage, OnRead, PubSubProtocol
+from broadcaster.fanout.pubsub import Address, OnError, OnMessage, OnRead, PubSubProtocol
 
 log = logging.getLogger("broadcaster.push")
 
@@ -184,11 +184,13 @@ class PushSubscriber:
         *,
         probe_seconds: float = 5.0,
         timeout: float = 5.0,
+        on_error: OnError | None = None,
     ) -> None:
         self.resolver = resolver
         self._on_message = on_message
         self._on_read = on_read
         self._on_recovered = on_recovered
+        self._on_error = on_error
         self._probe_seconds = probe_seconds
         self._timeout = timeout
         self._wants: dict[bytes, _Want] = {}
@@ -324,6 +326,7 @@ class PushSubscriber:
                 self._on_read,
                 self._lost,
                 lambda exc: node.closed.set(),
+                on_error=self._on_error,
             )
         node.address = address
         node.pending = set(node.channels)
