@@ -39,6 +39,7 @@ from broadcaster.fanout.subscription import (
     Subscription,
     Topic,
     Writer,
+    ds_frames_ok,
 )
 
 log = logging.getLogger("broadcaster.hub")
@@ -404,6 +405,18 @@ class Hub:
         if topic.repairing or first != topic.cursor + 1 or nl == len(payload) - 1:
             self.repairer.fill(topic, last)
             return
+        # Frames as the append script makes them, or the log is read instead: its SSE
+        # frames have four lines each (two more for [DONE]) and no CR, whatever an event
+        # held, so one count over the bytes tells a frame split by a line break in an
+        # event's type or data (stored by another program) from the rest.
+        if not (
+            payload.count(b"\n", nl + 1) == 4 * (last - first + 1) + (2 if flag == b"T" else 0)
+            and b"\r" not in payload
+            if topic.form == "sse"
+            else ds_frames_ok(payload, nl + 1, last - first + 1)
+        ):
+            self._unreadable(topic, first, last)
+            return
         topic.cursor, topic.tag = last, tag.decode()
         if not topic.pending:
             self._pending.append(topic)
@@ -508,6 +521,24 @@ class Hub:
                 contain.held_back(count),
                 exc_info=exc,
             )
+
+    def _unreadable(self, topic: Topic, first: int, last: int) -> None:
+        """A message whose frames no append made (seqs ``first``..``last``): what the log
+        holds there goes to the viewers instead, as for a message too large to carry
+        frames (a malformed stored event is read as an ``error``)."""
+        self._count("message")
+        count = self._errors.due(("unreadable", topic.stream_id))
+        if count is not None:
+            log.error(
+                "stream %s: a message of events %d..%d whose frames no append made; read "
+                "from the log instead%s",
+                topic.stream_id,
+                first,
+                last,
+                contain.held_back(count),
+                extra={"stream_id": topic.stream_id},
+            )
+        self.repairer.fill(topic, last)
 
     def _count(self, reason: str) -> None:
         if self.metrics is not None:
