@@ -603,7 +603,12 @@ class Hub:
         every = self.config.quiet_check
         while True:
             await asyncio.sleep(every / 8)
-            due = loop.time() - every
-            quiet = [t for t in self._topics.values() if t.read_at <= due and t.checked_at <= due]
-            if quiet:
-                self.repairer.check(quiet)
+            try:
+                due = loop.time() - every
+                quiet = [
+                    t for t in self._topics.values() if t.read_at <= due and t.checked_at <= due
+                ]
+                if quiet:
+                    self.repairer.check(quiet)
+            except Exception:
+                contain.loop_failed("hub-quiet-check", log)
