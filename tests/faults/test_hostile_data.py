@@ -310,7 +310,7 @@ async def test_the_repairer_outlives_runs_too_large_to_push_that_end_malformed(
         after = asyncio.ensure_future(sse_route(client, base, later))
         await viewers_at_least(base, 2 * len(victims) + 1)
         for sid in victims:  # > 64 KiB: published without frames, read by the repairer
-            await raw.append(sid, [("data-big", big)] * 3 + [("x\r", b"{}")], kind="feed")
+            await raw.append(sid, [("data-big", big)] * 3 + [("x\n", b"{}")], kind="feed")
         await asyncio.sleep(0.5)
         batch = [{"type": "data-big", "data": {"pad": "y" * 30000}}] * 3
         await pub.publish(later, [*batch, {"type": "finish"}])  # a gap only the log fills
