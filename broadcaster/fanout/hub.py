@@ -503,12 +503,14 @@ class Hub:
     def message_failed(self, channel: bytes | None, exc: Exception) -> None:
         """Handling a pub/sub message (of ``channel``; None: the end of a read) raised:
         the pub/sub connection and every other stream go on. The stream's topic stops
-        vouching for resume points until events go through it again, and its viewers
-        fill what they missed from the log by their seqs."""
+        vouching for resume points until events go through it again, and the log is
+        asked where the stream stands (what the message would have brought is filled,
+        once for the topic; a viewer that missed a run fills it by its seqs)."""
         topic = self._by_channel.get(channel) if channel is not None else None
         if topic is not None:
             topic.settled = False
             topic.forget()
+            self.repairer.recover([topic])
         self._count("message")
         name = topic.stream_id if topic is not None else repr(channel)
         count = self._errors.due(("message", name))

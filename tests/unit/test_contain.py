@@ -140,6 +140,7 @@ async def test_one_streams_run_that_raises_costs_no_other_stream_its_run() -> No
     assert socket.got == [run_of(1, 2)[2]]
     assert raising.closed and count(hub, "viewer") == 1
     assert count(hub, "message") == 1 and not broken.settled, "it vouches for nothing now"
+    assert broken in hub.repairer._queued_checks, "the log is asked where it stands"
 
 
 async def test_a_message_whose_frames_no_append_made_is_read_from_the_log() -> None:
