@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from broadcaster.core import contain
+
 
 class WorkerMetrics:
     def __init__(self) -> None:
@@ -40,3 +42,4 @@ class WorkerMetrics:
         self.appended = Counter(
             "worker_events_appended_total", "Events appended by this worker", registry=r
         )
+        r.register(contain.Counts("worker"))  # loops that raised, malformed entries read

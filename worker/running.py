@@ -18,7 +18,7 @@ import contextlib
 import json
 import logging
 
-from broadcaster.core import connection, keys
+from broadcaster.core import connection, contain, keys
 from broadcaster.core.generations import Generations
 from broadcaster.core.jobs import Job, JobQueue
 from broadcaster.core.log import AppendRefused, StaleWriter, StreamEnded
@@ -108,48 +108,55 @@ class RunningGenerations:
             await asyncio.sleep(self.cancel_poll_seconds)
             if not self._running:
                 continue
-            running = list(self._running.items())
             try:
-                async with self.log.redis.pipeline(transaction=False) as pipe:
-                    for gid, _ in running:
-                        pipe.hget(keys.meta_key(gid), "ended")
-                    ended = await pipe.execute()
+                await self._cancel_round()
             except connection.REDIS_ERRORS as exc:
                 log.warning("watching generations: %s", exc)
-                continue
-            for (gid, (_, task)), flag in zip(running, ended, strict=True):
-                if flag == b"abort" and not task.done():
-                    self._cancelled.add(gid)
-                    task.cancel()
+            except Exception:
+                contain.loop_failed("worker-watch", log)
+
+    async def _cancel_round(self) -> None:
+        running = list(self._running.items())
+        async with self.log.redis.pipeline(transaction=False) as pipe:
+            for gid, _ in running:
+                pipe.hget(keys.meta_key(gid), "ended")
+            ended = await pipe.execute()
+        for (gid, (_, task)), flag in zip(running, ended, strict=True):
+            if flag == b"abort" and not task.done():
+                self._cancelled.add(gid)
+                task.cancel()
 
     async def watch_abandoned(self, every: float = 1.0) -> None:
         """End the generations that ask for it (``abandon_after_seconds``) once nobody
         has watched them for that long: ``abort`` with reason ``abandoned``, which the
         cancel watch then turns into a cancelled task, closing the model call. Viewer
         counts are read once a second, two round trips for all of them, never per event."""
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(every)
-            gids = [g for g in self._unwatched if g in self._running]
-            for gone in set(self._unwatched) - set(gids):
-                del self._unwatched[gone]
-            if not gids:
-                continue
             try:
-                found = await self.presence.viewers(gids)
+                await self._abandon_round()
             except connection.REDIS_ERRORS as exc:
                 log.warning("reading viewer counts: %s", exc)
-                continue
-            now = loop.time()
-            for gid, viewers in zip(gids, found, strict=True):
-                allowed, since = self._unwatched[gid]
-                if viewers.count:
-                    self._unwatched[gid] = (allowed, None)
-                elif since is None:
-                    self._unwatched[gid] = (allowed, now)
-                elif now - since >= allowed:
-                    del self._unwatched[gid]
-                    await self._abandon(gid, now - since)
+            except Exception:
+                contain.loop_failed("worker-abandoned", log)
+
+    async def _abandon_round(self) -> None:
+        gids = [g for g in self._unwatched if g in self._running]
+        for gone in set(self._unwatched) - set(gids):
+            del self._unwatched[gone]
+        if not gids:
+            return
+        found = await self.presence.viewers(gids)
+        now = asyncio.get_running_loop().time()
+        for gid, viewers in zip(gids, found, strict=True):
+            allowed, since = self._unwatched[gid]
+            if viewers.count:
+                self._unwatched[gid] = (allowed, None)
+            elif since is None:
+                self._unwatched[gid] = (allowed, now)
+            elif now - since >= allowed:
+                del self._unwatched[gid]
+                await self._abandon(gid, now - since)
 
     async def _abandon(self, gid: str, unwatched: float) -> None:
         try:
@@ -245,5 +252,11 @@ class RunningGenerations:
         await self.jobs.hand_back(job)
 
     async def _ack_quietly(self, job: Job) -> None:
-        with contextlib.suppress(*connection.REDIS_ERRORS):
+        """Ack ``job``; whatever fails is logged, never raised: this runs in the task
+        group of every generation, which one raising task would cancel whole."""
+        try:
             await self.jobs.done(job)
+        except connection.REDIS_ERRORS:
+            pass  # still pending: found done, or taken over, after its lease
+        except Exception:
+            contain.loop_failed("worker-ack", log, f"generation {job.generation_id}")

@@ -25,7 +25,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from broadcaster.core import connection, keys
+from broadcaster.core import connection, contain, keys
 from broadcaster.core.jobs import Job, JobQueue
 
 log = logging.getLogger("worker")
@@ -68,6 +68,8 @@ class JobTaker:
                 await self.advertise()
             except connection.REDIS_ERRORS as exc:
                 log.warning("advertising the providers served: %s", exc)
+            except Exception:
+                contain.loop_failed("worker-advertise", log)
 
     async def take_loop(self, reader: Redis, slots: Slots) -> None:
         backoff = 0.1
@@ -84,6 +86,11 @@ class JobTaker:
                 log.warning("taking jobs: %s; retrying in %.1fs", exc, backoff)
                 self._group_ready = self._group_ready and "NOGROUP" not in str(exc)
                 await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            except Exception:
+                contain.loop_failed("worker-take", log)
+                await asyncio.sleep(max(backoff, contain.BACKOFF))
                 backoff = min(backoff * 2, 5.0)
                 continue
             for job in taken[:free]:
@@ -117,6 +124,8 @@ class JobTaker:
                 await self.jobs.refresh(self.consumer, jobs)
             except connection.REDIS_ERRORS as exc:
                 log.warning("refreshing the hold on running jobs: %s", exc)
+            except Exception:
+                contain.loop_failed("worker-hold", log)
 
     async def hand_back_waiting(self) -> None:
         """On shutdown: the jobs taken but never started go back for another worker."""

@@ -8,7 +8,8 @@ log and its Lua scripts (``log``), the webhook outbox other rooms add events to
 generation request and its checks (``request``), a generation's turn folded from its
 events (``content``), Redis clients for a single server, Cluster and Sentinel
 (``connection``), the embedded server (``embedded``), API keys and viewer tokens
-(``auth``), the shared settings (``settings``) and logging (``logs``).
+(``auth``), the shared settings (``settings``), logging (``logs``), and failures kept
+where they happen, logged once a minute and counted (``contain``).
 
 May import: nothing else of the project. Everything else imports from here.
 """

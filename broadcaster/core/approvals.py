@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from broadcaster.core import keys
+from broadcaster.core import contain, keys
 from broadcaster.core.connection import REDIS_ERRORS
 from broadcaster.core.jobs import JobQueue
 from broadcaster.core.log import EventLog, StaleWriter, StreamEnded, StreamNotFound
@@ -154,8 +154,13 @@ class Approvals:
         denied = 0
         for key, members in zip(keys.waiting_keys(), found, strict=True):
             for raw in members:
-                generation = raw.decode()
-                denied += await self._expired(key, generation)
+                generation = raw.decode(errors="replace")
+                try:
+                    denied += await self._expired(key, generation)
+                except REDIS_ERRORS:
+                    raise
+                except Exception:  # this generation's alone: the others' waits go on
+                    contain.loop_failed("expired-approvals", log, f"generation {generation}")
         return denied
 
     async def _expired(self, key: str, generation: str) -> int:
@@ -198,3 +203,5 @@ class Approvals:
                     await self.sweep()
             except REDIS_ERRORS as exc:
                 log.warning("looking for expired approvals: %s", exc)
+            except Exception:
+                contain.loop_failed("expired-approvals", log)

@@ -23,7 +23,7 @@ import logging
 import secrets
 from typing import Any, cast
 
-from broadcaster.core import keys
+from broadcaster.core import contain, keys
 from broadcaster.core.chat import parse_body, response_message_id, to_request
 from broadcaster.core.chats import ChatRecord, Chats
 from broadcaster.core.connection import REDIS_ERRORS
@@ -68,16 +68,22 @@ class ChatPump:
                             await redis.delete(keys.CHAT_PUMP_LOCK)
             except REDIS_ERRORS as exc:
                 log.warning("starting chats' waiting messages: %s", exc)
+            except Exception:
+                contain.loop_failed("chat-pump", log)
 
     async def sweep(self) -> int:
         """Start what waits in every chat whose answer has ended; how many started."""
         raw = cast(list[bytes], await self.log.redis.zrange(keys.CHATS_PENDING_KEY, 0, 199))
         started = 0
-        for chat_id in (r.decode() for r in raw):
+        for chat_id in (r.decode(errors="replace") for r in raw):
             try:
                 started += await self.pump(chat_id)
             except RequestInvalid as exc:
                 log.warning("chat %s: a waiting message cannot be sent: %s", chat_id, exc)
+            except REDIS_ERRORS:
+                raise
+            except Exception:  # this chat's alone: the others' messages still start
+                contain.loop_failed("chat-pump", log, f"chat {chat_id}")
         self.started += started
         return started
 

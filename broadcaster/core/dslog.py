@@ -34,7 +34,8 @@ from redis.exceptions import AskError, MovedError, NoScriptError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from broadcaster.core import connection, keys
+from broadcaster.core import connection, contain, keys
+from broadcaster.core.events import malformed
 from broadcaster.core.log import script
 
 DATA = ".p"
@@ -139,7 +140,39 @@ async def _refresh(cluster: Redis) -> None:
 
 
 def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v or "")
+    return v.decode(errors="replace") if isinstance(v, bytes) else str(v or "")
+
+
+_HEX = "0123456789abcdef"
+_TYPES = frozenset((DATA, MORE, CLOSE))
+
+
+def _entries(name: str, state: State, rest: list[Any]) -> list[Entry]:
+    """The entries ``ds_read.lua`` returned (seq, type, data, tag each). One that cannot
+    be served as it is ends them: in its place, an ``error`` message (the one readers of
+    the stream as SSE get, ``events.malformed``) and the closure marker, so every reader
+    ends there, as at the terminal event of a stream of events."""
+    out = []
+    one_line = state.kind != "ds" or state.content_type == "application/json"
+    for i in range(0, len(rest), 4):
+        seq, etype, data, tag = int(rest[i]), _text(rest[i + 1]), rest[i + 2], _text(rest[i + 3])
+        flawed = (
+            (etype not in _TYPES if state.kind == "ds" else etype in ("", CLOSE) or _breaks(etype))
+            or (one_line and isinstance(data, bytes) and (b"\n" in data or b"\r" in data))
+            or (tag != "" and (len(tag) != 8 or bool(tag.strip(_HEX))))
+        )
+        if flawed:
+            contain.malformed("durable", name, seq, f"type {etype!r}, {len(data)} bytes")
+            tag = tag if len(tag) == 8 and not tag.strip(_HEX) else ""
+            out += [Entry(seq, DATA, malformed(seq).data, tag), Entry(seq, CLOSE, b"", tag)]
+            break
+        out.append(Entry(seq, etype, data, tag))
+    return out
+
+
+def _breaks(text: str) -> bool:
+    """Whether ``text`` would split an SSE line."""
+    return "\n" in text or "\r" in text
 
 
 class NotReplicated(Exception):
@@ -280,12 +313,7 @@ class DurableLog:
             expires_at=int(exp) if exp else None,
             tag_at=_text(reply[11]) if len(reply) > 11 else "",
         )
-        rest = reply[12:]
-        entries = [
-            Entry(int(rest[i]), _text(rest[i + 1]), rest[i + 2], _text(rest[i + 3]))
-            for i in range(0, len(rest), 4)
-        ]
-        return state, entries
+        return state, _entries(name, state, reply[12:])
 
     async def entries(self, name: str, after: int, until: int) -> list[Entry]:
         """Entries ``after`` < seq <= ``until`` (a fork's inheritance, read in pages by the
@@ -294,12 +322,14 @@ class DurableLog:
         raw = await self.redis.xrange(keys.log_key(name), min=f"{after + 1}-0", max=f"{until}-0")
         out = []
         for entry_id, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], raw):
+            # As stored, whatever it holds: the fork's readers are told of a malformed
+            # entry as the source's are (``read``).
             out.append(
                 Entry(
                     int(entry_id.split(b"-", 1)[0]),
-                    fields[b"t"].decode(),
-                    fields[b"d"],
-                    fields.get(b"h", b"").decode(),
+                    fields.get(b"t", b"").decode(errors="replace"),
+                    fields.get(b"d", b""),
+                    fields.get(b"h", b"").decode(errors="replace"),
                 )
             )
         return out

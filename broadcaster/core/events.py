@@ -42,6 +42,21 @@ class Event:
         return obj
 
 
+MALFORMED_TEXT = "stored event %d of this stream is malformed"
+"""The ``errorText`` a reader gets in place of a stored event that cannot be served as it
+is (``malformed``)."""
+
+
+def malformed(seq: int, tag: str = "") -> Event:
+    """What a reader gets in place of the stored event ``seq`` when that event cannot be
+    served as it is (a type or data that would split its SSE frame, a missing field,
+    written by some program other than the append script): a terminal ``error``, the AI
+    SDK's error part, with the event's id. Reading through it ends there, as at any
+    terminal event; a reader that resumes after its id goes on with the next event."""
+    text = (MALFORMED_TEXT % seq).encode()
+    return Event(seq, "error", b'{"type":"error","errorText":"%s"}' % text, tag)
+
+
 def dump_event(obj: Any) -> tuple[str, bytes]:
     """Validate one event object and return ``(type, compact JSON bytes)``.
 

@@ -34,9 +34,9 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from broadcaster.core import connection, keys
+from broadcaster.core import connection, contain, keys
 from broadcaster.core.coalesce import Coalesce
-from broadcaster.core.events import Event, InvalidEvent, dump_batch
+from broadcaster.core.events import Event, InvalidEvent, dump_batch, malformed
 
 
 def script(name: str) -> str:
@@ -100,9 +100,43 @@ class StreamInfo:
     """The history tag of the newest event (``last_seq``); empty before the first."""
 
 
-def _entry_to_event(entry_id: bytes, fields: dict[bytes, bytes]) -> Event:
-    tag = fields.get(b"h", b"").decode()
-    return Event(int(entry_id.split(b"-", 1)[0]), fields[b"t"].decode(), fields[b"d"], tag)
+_HEX = b"0123456789abcdef"
+
+
+def _entry_to_event(entry_id: bytes, fields: dict[bytes, bytes]) -> Event | None:
+    """The event an entry holds; None if it cannot be served as it is: an SSE frame of
+    its own (a type and data of one line each, a history tag of 8 hex digits or none),
+    at an id ``<seq>-0``. The append script writes nothing else; another program
+    writing to Redis might."""
+    etype = fields.get(b"t")
+    data = fields.get(b"d")
+    tag = fields.get(b"h", b"")
+    if (
+        not etype
+        or data is None
+        or b"\n" in etype
+        or b"\r" in etype
+        or b"\n" in data
+        or b"\r" in data
+        or (tag and (len(tag) != 8 or tag.strip(_HEX)))
+        or not entry_id.endswith(b"-0")
+    ):
+        return None
+    try:
+        return Event(int(entry_id[:-2]), etype.decode(), data, tag.decode())
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def _malformed(entry_id: bytes, fields: dict[bytes, bytes], stream_id: str) -> Event:
+    """The ``error`` served in place of a malformed entry (``events.malformed``), with
+    the entry's history tag when it has a valid one; counted and logged."""
+    seq = int(entry_id.split(b"-", 1)[0])
+    tag = fields.get(b"h", b"")
+    valid = len(tag) == 8 and not tag.strip(_HEX)
+    what = sorted(k.decode(errors="replace") for k in fields)
+    contain.malformed("events", stream_id, seq, f"entry {entry_id!r} with fields {what}")
+    return malformed(seq, tag.decode() if valid else "")
 
 
 _Entries = Sequence[tuple[bytes, dict[bytes, bytes]]]
@@ -120,11 +154,11 @@ def _append_keys(stream_id: str) -> list[str]:
     ]
 
 
-def _stream_info(reply: Any, entry: list[Any]) -> StreamInfo | None:
+def _stream_info(reply: Any, entry: list[Any], stream_id: str = "") -> StreamInfo | None:
     kind, seq, ended, tag = cast(list[bytes | None], reply)
     if kind is None:
         return None
-    tag_at = entries_to_events(entry)[0].tag if entry else None
+    tag_at = entries_to_events(entry, stream_id)[0].tag if entry else None
     return StreamInfo(
         kind.decode(),
         int(seq or 0),
@@ -146,9 +180,18 @@ def _invalid(status: bytes, stream_id: str) -> InvalidEvent | None:
     )
 
 
-def entries_to_events(entries: _Entries) -> list[Event]:
-    """Turn raw ``XRANGE``/``XREAD`` entries into events (the client returns bytes)."""
-    return [_entry_to_event(eid, fields) for eid, fields in entries]
+def entries_to_events(entries: _Entries, stream_id: str = "") -> list[Event]:
+    """Turn raw ``XRANGE``/``XREAD`` entries into events (the client returns bytes). A
+    malformed entry is read as a terminal ``error`` (``events.malformed``), and the
+    events end there, as a reader's do at any terminal event."""
+    out = []
+    for eid, fields in entries:
+        event = _entry_to_event(eid, fields)
+        if event is None:
+            out.append(_malformed(eid, fields, stream_id))
+            break
+        out.append(event)
+    return out
 
 
 class EventLog:
@@ -371,7 +414,7 @@ class EventLog:
                 pipe.hmget(keys.meta_key(stream_id), *_INFO_FIELDS)
                 pipe.xrange(keys.log_key(stream_id), min=f"{at}-0", max=f"{at}-0")
                 reply, entry = await pipe.execute()
-        return _stream_info(reply, entry)
+        return _stream_info(reply, entry, stream_id)
 
     async def infos(self, stream_ids: Sequence[str]) -> list[StreamInfo | None]:
         """``info`` of each stream, all in one round trip (a connection following many)."""
@@ -404,7 +447,10 @@ class EventLog:
             for stream_id, after in points:
                 pipe.xrange(keys.log_key(stream_id), min=f"{after + 1}-0", count=count)
             replies = await pipe.execute()
-        return [entries_to_events(cast(_Entries, entries)) for entries in replies]
+        return [
+            entries_to_events(cast(_Entries, entries), sid)
+            for (sid, _), entries in zip(points, replies, strict=True)
+        ]
 
     async def positions(self, points: Sequence[tuple[str, int]]) -> list[tuple[int, str]]:
         """For each ``(stream id, seq)``: the seq of the stream's newest event (0 if it has
@@ -419,9 +465,9 @@ class EventLog:
                 pipe.xrange(key, min=f"{seq}-0", max=f"{seq}-0")
             replies = await pipe.execute()
         out = []
-        for newest, at in zip(replies[::2], replies[1::2], strict=True):
-            last = entries_to_events(newest)
-            here = entries_to_events(at)
+        for (sid, _), newest, at in zip(points, replies[::2], replies[1::2], strict=True):
+            last = entries_to_events(newest, sid)
+            here = entries_to_events(at, sid)
             out.append((last[0].seq if last else 0, here[0].tag if here else ""))
         return out
 
@@ -471,7 +517,7 @@ class EventLog:
         entries = await self.redis.xrange(
             keys.log_key(stream_id), min=f"{after + 1}-0", count=count or self.page_size
         )
-        return entries_to_events(cast(_Entries, entries))
+        return entries_to_events(cast(_Entries, entries), stream_id)
 
     async def read_after(
         self, stream_id: str, after: int, until: int | None = None

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import secrets
 
-from broadcaster.core import keys
+from broadcaster.core import contain, keys
 from broadcaster.core.connection import REDIS_ERRORS
 from broadcaster.core.jobs import JobQueue
 from broadcaster.core.log import UNCLAIMED, AppendRefused, EventLog, StaleWriter
@@ -48,6 +48,8 @@ class OverdueJobs:
                     await self.sweep()
             except REDIS_ERRORS as exc:
                 log.warning("looking for overdue generations: %s", exc)
+            except Exception:
+                contain.loop_failed("overdue-jobs", log)
 
     async def sweep(self) -> int:
         """End every overdue generation; how many were ended."""

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from broadcaster.core.dslog import CLOSE, DATA, DurableLog, Entry, State
+from broadcaster.core.events import malformed
 from broadcaster.durable import protocol
 from broadcaster.durable.protocol import Mode
 from broadcaster.fanout.hub import Hub
@@ -38,29 +39,48 @@ PAGE_BYTES = 256 * 1024
 def entries_of(form: Form, run: Run) -> list[Entry]:
     """The entries a run carries, the closure marker included: a stream of events closes
     with its terminal event, which is data, so a run that ends one gets a marker after it
-    (``closing``)."""
+    (``closing``). What cannot be read as the append script writes it (the hub lets no
+    such message through: this is for whatever else might) ends the entries with an
+    ``error`` message in its place and the marker (``unreadable``), as a malformed
+    stored entry is read (``dslog.read``)."""
     first, _, body, terminal = run
     out: list[Entry] = []
     if form == "ds":
         at, seq = 0, first
         while at < len(body):
-            nl = body.index(b"\n", at)
+            nl = body.find(b"\n", at)
             tag, _, size = body[at:nl].partition(b" ")
+            if nl < 0 or not size.isdigit():
+                return out + unreadable(seq)
             end = nl + 1 + int(size)
-            out.append(Entry(seq, DATA, body[nl + 1 : end], tag.decode()))
+            out.append(Entry(seq, DATA, body[nl + 1 : end], tag.decode(errors="replace")))
             at, seq = end, seq + 1
         if terminal and out:
             marker = out.pop()
             out.append(Entry(marker.seq, CLOSE, b"", marker.tag))
         return out
+    seq = first
     for frame in body.split(b"\n\n"):
         if not frame.startswith(b"id: "):
             continue  # [DONE], or nothing
         id_line, _, rest = frame.partition(b"\n")
         event_seq, _, tag = id_line[4:].partition(b".")
-        data = rest[rest.index(b"data: ") + 6 :]
-        out.append(Entry(int(event_seq), DATA, data, tag.decode()))
+        event_line, _, data_line = rest.partition(b"\n")
+        if not (
+            event_seq.isdigit()
+            and event_line.startswith(b"event: ")
+            and data_line.startswith(b"data: ")
+        ):
+            return out + unreadable(int(event_seq) if event_seq.isdigit() else seq)
+        seq = int(event_seq) + 1
+        out.append(Entry(seq - 1, DATA, data_line[6:], tag.decode(errors="replace")))
     return closing(out) if terminal else out
+
+
+def unreadable(seq: int) -> list[Entry]:
+    """In place of entry ``seq``, which cannot be read: the ``error`` message and the
+    closure marker a malformed stored entry is read as."""
+    return [Entry(seq, DATA, malformed(seq).data, ""), Entry(seq, CLOSE, b"", "")]
 
 
 def closing(entries: list[Entry]) -> list[Entry]:

@@ -23,7 +23,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
-from broadcaster.core import keys
+from broadcaster.core import contain, keys
 from broadcaster.core.log import EventLog, StreamInfo
 from broadcaster.fanout import viewer
 from broadcaster.fanout.keepalive import Keepalive
@@ -39,6 +39,7 @@ from broadcaster.fanout.subscription import (
     Subscription,
     Topic,
     Writer,
+    ds_frames_ok,
 )
 
 log = logging.getLogger("broadcaster.hub")
@@ -102,6 +103,7 @@ class Hub:
             self._on_read,
             self._recovered,
             probe_seconds=self.config.probe,
+            on_error=self.message_failed,
         )
         self.repairer = Repairer(log_, self._fan_out)
         self.replays = Replays(log_, metrics)
@@ -121,6 +123,8 @@ class Hub:
         """Who wants to hear of new streams (a connection following prefixes): called
         with each new stream's id, or None when announcements may have been missed."""
         self._created: dict[bytes, asyncio.Future[None]] = {}
+        self._errors = contain.Throttle()
+        """What raised is logged once a minute per stream (and kind), not per event."""
 
     async def __aenter__(self) -> Hub:
         await self.push.__aenter__()
@@ -381,9 +385,7 @@ class Hub:
         topic = self._by_channel.get(channel)
         if topic is None:
             if channel in self._created:
-                stream_id = payload.decode(errors="replace")
-                for on_new in list(self._creators):
-                    on_new(stream_id)
+                self._announce(payload.decode(errors="replace"))
             return  # else nobody watches it any more
         nl = payload.find(b"\n")
         try:
@@ -403,6 +405,18 @@ class Hub:
         if topic.repairing or first != topic.cursor + 1 or nl == len(payload) - 1:
             self.repairer.fill(topic, last)
             return
+        # Frames as the append script makes them, or the log is read instead: its SSE
+        # frames have four lines each (two more for [DONE]) and no CR, whatever an event
+        # held, so one count over the bytes tells a frame split by a line break in an
+        # event's type or data (stored by another program) from the rest.
+        if not (
+            payload.count(b"\n", nl + 1) == 4 * (last - first + 1) + (2 if flag == b"T" else 0)
+            and b"\r" not in payload
+            if topic.form == "sse"
+            else ds_frames_ok(payload, nl + 1, last - first + 1)
+        ):
+            self._unreadable(topic, first, last)
+            return
         topic.cursor, topic.tag = last, tag.decode()
         if not topic.pending:
             self._pending.append(topic)
@@ -417,11 +431,14 @@ class Hub:
             runs, topic.pending = topic.pending, []
             if not topic.watched:
                 continue
-            if len(runs) == 1:
-                self._fan_out(topic, runs[0])
-            else:
-                frames = b"".join(r[2] for r in runs)
-                self._fan_out(topic, (runs[0][0], runs[-1][1], frames, runs[-1][3]))
+            try:  # free until something raises: then only this stream's run is lost
+                if len(runs) == 1:
+                    self._fan_out(topic, runs[0])
+                else:
+                    frames = b"".join(r[2] for r in runs)
+                    self._fan_out(topic, (runs[0][0], runs[-1][1], frames, runs[-1][3]))
+            except Exception as exc:
+                self.message_failed(topic.channel, exc)
 
     def _fan_out(self, topic: Topic, run: Run) -> None:
         topic.read_at = asyncio.get_running_loop().time()
@@ -429,14 +446,114 @@ class Hub:
         topic.remember(run)
         if run[3]:
             topic.ended = True
-        for sub in topic.subs:
-            sub.deliver(run)
+        sub: Subscription | None = None
+        try:  # costs nothing until a delivery raises (``_delivery_failed``)
+            for sub in topic.subs:
+                sub.deliver(run)
+        except Exception as exc:
+            self._delivery_failed(topic, run, sub, exc)
         # The run's shared encodings go now, while still in the cache (a viewer that
         # writes it later, from its buffer, encodes it again): at the next run they were
         # cold, and freeing them there cost a dashboard's fan-out 4-12% of its CPU.
         topic.encoded, topic.shared = NO_ENCODINGS, NOT_SHARED
         if self.metrics is not None:
             self.metrics.delivered.inc(len(topic.subs) * (run[1] - run[0] + 1))
+
+    # --- what raised, kept to where it did ---
+
+    def _delivery_failed(
+        self, topic: Topic, run: Run, failed: Subscription | None, exc: Exception
+    ) -> None:
+        """``failed``'s delivery of ``run`` raised (None: the loop itself did): that viewer
+        is cut, and the viewers after it in the loop get the run, each on its own. A set
+        is iterated in the same order while it does not change (nothing in a delivery
+        changes it); whoever got the run already drops it again by its seq."""
+        subs = list(topic.subs)
+        rest = subs
+        if failed is not None:
+            self._cut(topic, failed, exc)
+            rest = subs[subs.index(failed) + 1 :] if failed in subs else subs
+        for sub in rest:
+            if sub is failed:
+                continue
+            try:
+                sub.deliver(run)
+            except Exception as again:
+                self._cut(topic, sub, again)
+
+    def _cut(self, topic: Topic, sub: Subscription, exc: Exception) -> None:
+        """A viewer whose delivery raised: its response ends (it resumes from its
+        ``Last-Event-ID``, with what it was sent), counted, and logged once a minute per
+        stream, with the traceback."""
+        with contextlib.suppress(Exception):
+            sub.close()
+        self._count("viewer")
+        count = self._errors.due(("viewer", topic.stream_id))
+        if count is not None:
+            log.error(
+                "stream %s: a viewer's delivery raised %r; that viewer was cut, the stream's "
+                "other viewers go on%s",
+                topic.stream_id,
+                exc,
+                contain.held_back(count),
+                exc_info=exc,
+                extra={"stream_id": topic.stream_id},
+            )
+
+    def message_failed(self, channel: bytes | None, exc: Exception) -> None:
+        """Handling a pub/sub message (of ``channel``; None: the end of a read) raised:
+        the pub/sub connection and every other stream go on. The stream's topic stops
+        vouching for resume points until events go through it again, and the log is
+        asked where the stream stands (what the message would have brought is filled,
+        once for the topic; a viewer that missed a run fills it by its seqs)."""
+        topic = self._by_channel.get(channel) if channel is not None else None
+        if topic is not None:
+            topic.settled = False
+            topic.forget()
+            self.repairer.recover([topic])
+        self._count("message")
+        name = topic.stream_id if topic is not None else repr(channel)
+        count = self._errors.due(("message", name))
+        if count is not None:
+            log.error(
+                "pub/sub: handling a message of %s raised %r; the connection and the other "
+                "streams go on%s",
+                name,
+                exc,
+                contain.held_back(count),
+                exc_info=exc,
+            )
+
+    def _unreadable(self, topic: Topic, first: int, last: int) -> None:
+        """A message whose frames no append made (seqs ``first``..``last``): what the log
+        holds there goes to the viewers instead, as for a message too large to carry
+        frames (a malformed stored event is read as an ``error``)."""
+        self._count("message")
+        count = self._errors.due(("unreadable", topic.stream_id))
+        if count is not None:
+            log.error(
+                "stream %s: a message of events %d..%d whose frames no append made; read "
+                "from the log instead%s",
+                topic.stream_id,
+                first,
+                last,
+                contain.held_back(count),
+                extra={"stream_id": topic.stream_id},
+            )
+        self.repairer.fill(topic, last)
+
+    def _count(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.delivery_errors.labels(reason).inc()
+
+    def _announce(self, stream_id: str | None) -> None:
+        """A stream was created (None: some may have been, unheard): to every connection
+        following prefixes, each on its own."""
+        for on_new in list(self._creators):
+            try:
+                on_new(stream_id)
+            except Exception as exc:
+                self.message_failed(None, exc)
 
     def _viewers_changed(self, topic: Topic, count: int) -> None:
         """The stream's viewer count changed: tell the viewers that asked, at most once a
@@ -455,9 +572,12 @@ class Hub:
         topic.told_at = asyncio.get_running_loop().time()
         topic.told_count = topic.viewers
         frame = viewers_frame(topic.viewers)
-        for sub in topic.subs:
+        for sub in list(topic.subs):
             if sub.presence:
-                sub.tell(frame)
+                try:
+                    sub.tell(frame)
+                except Exception as exc:
+                    self._cut(topic, sub, exc)
 
     def _deleted(self, topic: Topic) -> None:
         """The stream was deleted: its responses end (their readers learn 404 or 410 when
@@ -470,8 +590,7 @@ class Hub:
     def _recovered(self, channels: list[bytes]) -> None:
         """Subscribed again after an interruption: ask the log what was missed."""
         if any(c in self._created for c in channels):
-            for on_new in list(self._creators):
-                on_new(None)  # announcements may be lost: list the prefixes again
+            self._announce(None)  # announcements may be lost: list the prefixes again
         topics = [t for c in channels if (t := self._by_channel.get(c)) is not None]
         for topic in topics:
             topic.settled = False  # messages were missed: the cursor is the log's to confirm
@@ -486,7 +605,12 @@ class Hub:
         every = self.config.quiet_check
         while True:
             await asyncio.sleep(every / 8)
-            due = loop.time() - every
-            quiet = [t for t in self._topics.values() if t.read_at <= due and t.checked_at <= due]
-            if quiet:
-                self.repairer.check(quiet)
+            try:
+                due = loop.time() - every
+                quiet = [
+                    t for t in self._topics.values() if t.read_at <= due and t.checked_at <= due
+                ]
+                if quiet:
+                    self.repairer.check(quiet)
+            except Exception:
+                contain.loop_failed("hub-quiet-check", log)

@@ -15,8 +15,13 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 from collections.abc import Callable
 from typing import Protocol
+
+from broadcaster.core import contain
+
+log = logging.getLogger("broadcaster.hub")
 
 
 class Pinged(Protocol):
@@ -61,14 +66,20 @@ class Keepalive:
             heapq.heappush(self._heap, (sub.ping_at, next(self._order), sub))
 
     async def run(self) -> None:
+        """Tick every 16th of the interval until cancelled. A tick that raises (a viewer's
+        ping did: it is not scheduled again) is logged, and the next tick goes on with
+        the viewers still due."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.interval / 16)
             now = loop.time()
-            more = self.tick(now, CHUNK)
-            while more:
-                await asyncio.sleep(0)  # live events go out between chunks
+            try:
                 more = self.tick(now, CHUNK)
+                while more:
+                    await asyncio.sleep(0)  # live events go out between chunks
+                    more = self.tick(now, CHUNK)
+            except Exception:
+                contain.loop_failed("hub-keepalive", log)
 
     def tick(self, now: float, limit: int | None = None) -> bool:
         """Ping the viewers due at ``now``; True if ``limit`` entries were taken and more

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from broadcaster.core import sse
 from broadcaster.core.compact import Folder
-from broadcaster.core.events import Event
+from broadcaster.core.events import Event, malformed
 from broadcaster.core.log import FIRST_PAGE, EventLog, StreamInfo
 from broadcaster.core.mux import (
     REBASE,
@@ -62,15 +62,40 @@ def frame(stream_id: str, event: Event) -> bytes:
 
 
 def run_events(run: Run) -> list[Event]:
-    """The events of a run of SSE frames (``id: <seq>.<tag>``, ``event:``, ``data:``)."""
+    """The events of a run of SSE frames (``id: <seq>.<tag>``, ``event:``, ``data:``). A
+    frame that cannot be read so (the hub lets no such message through: this is for
+    whatever else might) ends them, with an ``error`` in its place (``events.malformed``),
+    as a malformed stored event is read."""
     out = []
+    seq = run[0]
     for block in run[2].split(b"\n\n"):
         if not block.startswith(b"id: "):
             continue
-        id_line, event_line, data_line = block.split(b"\n", 2)
-        seq, _, tag = id_line[4:].partition(b".")
-        out.append(Event(int(seq), event_line[7:].decode(), data_line[6:], tag.decode()))
+        parts = _lines(block)
+        if parts is None:
+            out.append(malformed(seq))
+            break
+        eid, event_line, data_line = parts
+        number, _, tag = eid.partition(b".")
+        seq = int(number) + 1
+        event = event_line[7:].decode(errors="replace")
+        out.append(Event(seq - 1, event, data_line[6:], tag.decode(errors="replace")))
     return out
+
+
+def _lines(block: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """A frame's id (without ``id: ``), ``event:`` line and ``data:`` line; None unless
+    it is the three lines the append script writes."""
+    parts = block.split(b"\n", 2)
+    if (
+        len(parts) != 3
+        or not parts[1].startswith(b"event: ")
+        or not parts[2].startswith(b"data: ")
+        or b"\n" in parts[2]
+        or not parts[0][4:].partition(b".")[0].isdigit()
+    ):
+        return None
+    return parts[0][4:], parts[1], parts[2]
 
 
 Framed = tuple[bytes, bytes]
@@ -110,6 +135,8 @@ def _shared(opening: bytes, run: Run) -> Shared:
     frames = run[2]
     eol = frames.find(b"\n")
     data = frames.find(b"\n", eol + 1) + 7  # past "\ndata: ", after its ``event:`` line
+    if not (frames.startswith(b"event: ", eol + 1) and frames.startswith(b"\ndata: ", data - 7)):
+        return _framed(opening, run), None  # unreadable: ``_framed`` says so
     end = len(frames) - (TERMINAL_TAIL if run[3] else 2)
     rest = b"".join(
         (
@@ -137,14 +164,20 @@ def _framed(opening: bytes, run: Run) -> list[Framed]:
     """``frame`` of each event of the run's SSE frames (as the append script makes them:
     ``id: <seq>[.<tag>]``, ``event:``, one ``data:`` line, and ``[DONE]`` after a terminal
     event), by slicing bytes: no event is decoded on the way."""
-    out = []
+    out: list[Framed] = []
     for block in run[2].split(b"\n\n"):
         if not block.startswith(b"id: "):
             continue
-        id_line, event_line, data_line = block.split(b"\n", 2)
-        eid = id_line[4:]
-        seq = eid.partition(b".")[0]
-        body = b'%s\ndata: %s%s,"event":%s}\n\n' % (event_line, opening, seq, data_line[6:])
+        parts = _lines(block)
+        if parts is None:  # unreadable (``run_events``): an error in its place, and no more
+            seq = int(out[-1][0].partition(b".")[0]) + 1 if out else run[0]
+            error = malformed(seq)
+            data = b'%s%d,"event":%s}' % (opening, seq, error.data)
+            out.append((b"%d" % seq, b"event: error\ndata: %s\n\n" % data))
+            break
+        eid, event_line, data_line = parts
+        seq_b = eid.partition(b".")[0]
+        body = b'%s\ndata: %s%s,"event":%s}\n\n' % (event_line, opening, seq_b, data_line[6:])
         out.append((eid, body))
     return out
 
@@ -594,14 +627,14 @@ class Connection:
             if run[0] > follow.last + 1:  # a gap: what the log holds up to the run's end
                 async for chunk in self._history(stream_id, follow, run[1]):
                     yield chunk
-                if follow.last < run[1]:
+                if follow.last < run[1] and not follow.ended:  # (a malformed event ends it)
                     self.closed = True  # the log no longer holds what was announced
                     return
             else:
                 events = [e for e in run_events(run) if e.seq > follow.last]
                 yield self._frames(stream_id, events)
                 follow.last = run[1]
-                follow.ended = run[3]
+                follow.ended = run[3] or stream_id in self._terminal
             if follow.ended:
                 return
 

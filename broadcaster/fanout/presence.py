@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextvars import Context
 
+from broadcaster.core import contain
 from broadcaster.core.connection import REDIS_ERRORS
 from broadcaster.core.presence import BATCH, PresenceStore
 
@@ -111,6 +112,12 @@ class Presence:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 self._wanted.set()
+            except Exception:
+                # Kept dirty by _flush: written again on the next round.
+                contain.loop_failed("presence-flush", log)
+                await asyncio.sleep(max(backoff, contain.BACKOFF))
+                backoff = min(backoff * 2, 5.0)
+                self._wanted.set()
 
     async def _flush(self) -> None:
         dirty, self._dirty = self._dirty, set()
@@ -164,3 +171,5 @@ class Presence:
                         )
             except REDIS_ERRORS as exc:
                 log.warning("presence heartbeat: %s", exc)
+            except Exception:
+                contain.loop_failed("presence-beat", log)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -27,12 +28,34 @@ import hiredis
 from redis.asyncio.connection import RedisSSLContext, SSLConnection
 from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
 
+from broadcaster.core import contain
+
 OnMessage = Callable[[bytes, bytes], None]
 """``(channel, payload)`` of a published message."""
 
 OnRead = Callable[[], None]
 """Called after the messages of one read of the socket were handed over: what they brought
 for one stream can go to its viewers in one write each, however many messages it was."""
+
+OnError = Callable[[bytes | None, Exception], None]
+"""Handling a reply raised: ``(channel of the message, or None, the exception)``. The
+connection goes on with the next reply: one stream's message never costs the others
+theirs (the default logs it, once a minute)."""
+
+log = logging.getLogger("broadcaster.push")
+_throttle = contain.Throttle()
+
+
+def _log_error(channel: bytes | None, exc: Exception) -> None:
+    count = _throttle.due(channel)
+    if count is not None:
+        log.error(
+            "pub/sub: handling a reply (channel %r) raised %r; going on%s",
+            channel,
+            exc,
+            contain.held_back(count),
+            exc_info=exc,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +128,13 @@ class PubSubProtocol(asyncio.Protocol):
         on_read: OnRead,
         on_lost: Callable[[bytes], None],
         on_closed: Callable[[Exception | None], None],
+        on_error: OnError | None = None,
     ) -> None:
         self._on_message = on_message
         self._on_read = on_read
         self._on_lost = on_lost
         self._on_closed = on_closed
+        self._on_error = on_error or _log_error
         self._reader = hiredis.Reader()
         self._transport: asyncio.Transport | None = None
         self._inflight: deque[_Command] = deque()
@@ -123,22 +148,42 @@ class PubSubProtocol(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        """Each reply of ``data``, in order. Whatever handing one over raises is that
+        reply's alone (``on_error``): the loop goes on with the next, and the connection
+        with every channel it carries (the ``try`` costs nothing until something raises).
+        Only a protocol error, where the bytes themselves cannot be read, drops it."""
         self._reader.feed(data)
         on_message = self._on_message
         messages = False
-        try:
-            while (reply := self._reader.gets()) is not False:
-                # The hot path first: a published message, straight to the hub.
-                if type(reply) is list and reply[0] in (b"message", b"smessage"):
-                    on_message(reply[1], reply[2])
-                    messages = True
-                else:
-                    self._reply(reply)
-        except hiredis.ProtocolError as exc:
-            self.abort(ConnectionError(f"Redis protocol error: {exc}"))
-        finally:
-            if messages:
+        reply: Any = None
+        while True:
+            try:
+                while (reply := self._reader.gets()) is not False:
+                    # The hot path first: a published message, straight to the hub.
+                    if type(reply) is list and reply[0] in (b"message", b"smessage"):
+                        messages = True
+                        on_message(reply[1], reply[2])
+                    else:
+                        self._reply(reply)
+                break
+            except hiredis.ProtocolError as exc:
+                self.abort(ConnectionError(f"Redis protocol error: {exc}"))
+                break
+            except Exception as exc:
+                self._failed(reply, exc)
+        if messages:
+            try:
                 self._on_read()
+            except Exception as exc:
+                self._failed(None, exc)
+
+    def _failed(self, reply: Any, exc: Exception) -> None:
+        about = type(reply) is list and len(reply) >= 2 and isinstance(reply[1], bytes)
+        channel = reply[1] if about else None  # the channel a message or confirmation names
+        try:
+            self._on_error(channel, exc)
+        except Exception:
+            _log_error(channel, exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -214,13 +259,13 @@ class PubSubProtocol(asyncio.Protocol):
                 fut.set_result(reply)
             return
         if isinstance(reply, hiredis.ReplyError):
-            self._failed(reply)
+            self._refused(reply)
         elif type(reply) is list and len(reply) >= 2:
             self._confirmed(reply[0], reply[1])
         elif self._inflight and self._inflight[0].kind == "ping":
             self._confirmed(b"pong", b"")  # +PONG: a PING while subscribed to nothing
 
-    def _failed(self, error: hiredis.ReplyError) -> None:
+    def _refused(self, error: hiredis.ReplyError) -> None:
         if not self._inflight:
             return
         cmd = self._inflight.popleft()
@@ -257,12 +302,13 @@ async def connect(
     on_closed: Callable[[Exception | None], None],
     *,
     name: str = "broadcaster-push",
+    on_error: OnError | None = None,
 ) -> PubSubProtocol:
     """A logged-in pub/sub connection to ``address`` (the caller bounds the time)."""
     loop = asyncio.get_running_loop()
 
     def factory() -> PubSubProtocol:
-        return PubSubProtocol(on_message, on_read, on_lost, on_closed)
+        return PubSubProtocol(on_message, on_read, on_lost, on_closed, on_error)
 
     if address.path is not None:
         _, proto = await loop.create_unix_connection(factory, address.path)

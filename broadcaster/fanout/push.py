@@ -30,10 +30,10 @@ from typing import Any, Protocol, cast
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.sentinel import SentinelConnectionPool
 
-from broadcaster.core import connection
+from broadcaster.core import connection, contain
 from broadcaster.core.connection import REDIS_ERRORS
 from broadcaster.fanout import pubsub
-from broadcaster.fanout.pubsub import Address, OnMessage, OnRead, PubSubProtocol
+from broadcaster.fanout.pubsub import Address, OnError, OnMessage, OnRead, PubSubProtocol
 
 log = logging.getLogger("broadcaster.push")
 
@@ -184,11 +184,13 @@ class PushSubscriber:
         *,
         probe_seconds: float = 5.0,
         timeout: float = 5.0,
+        on_error: OnError | None = None,
     ) -> None:
         self.resolver = resolver
         self._on_message = on_message
         self._on_read = on_read
         self._on_recovered = on_recovered
+        self._on_error = on_error
         self._probe_seconds = probe_seconds
         self._timeout = timeout
         self._wants: dict[bytes, _Want] = {}
@@ -324,6 +326,7 @@ class PushSubscriber:
                 self._on_read,
                 self._lost,
                 lambda exc: node.closed.set(),
+                on_error=self._on_error,
             )
         node.address = address
         node.pending = set(node.channels)
@@ -351,18 +354,23 @@ class PushSubscriber:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Send what is pending, per node and slot, in commands of up to ``BATCH``."""
+        """Send what is pending, per node and slot, in commands of up to ``BATCH``. A node
+        whose sending raised is reconnected, which subscribes all its channels again."""
         self._flush_scheduled = False
-        for node in self._nodes.values():
+        for node in list(self._nodes.values()):
             if node.conn is None or node.conn.closed or not node.pending:
                 continue
-            by_slot: dict[int, list[bytes]] = {}
-            for channel in node.pending:
-                by_slot.setdefault(self.resolver.slot_of(channel), []).append(channel)
-            node.pending.clear()
-            for channels in by_slot.values():
-                for i in range(0, len(channels), BATCH):
-                    self._send(node, channels[i : i + BATCH])
+            try:
+                by_slot: dict[int, list[bytes]] = {}
+                for channel in node.pending:
+                    by_slot.setdefault(self.resolver.slot_of(channel), []).append(channel)
+                node.pending.clear()
+                for channels in by_slot.values():
+                    for i in range(0, len(channels), BATCH):
+                        self._send(node, channels[i : i + BATCH])
+            except Exception:
+                contain.loop_failed("push-subscribe", log)
+                node.conn.abort()
 
     def _send(self, node: _Node, channels: list[bytes]) -> None:
         assert node.conn is not None
@@ -429,30 +437,47 @@ class PushSubscriber:
         while not self._stopped:
             await self._rehome.wait()
             self._rehome.clear()
-            await self._refresh()
-            homeless, self._homeless = self._homeless, set()
-            for channel in homeless:
-                want = self._wants.get(channel)
-                if want is None:
-                    continue
-                try:
-                    want.node = self.resolver.node_of(channel)
-                except Exception:
-                    self._homeless.add(channel)  # no slot map yet: try again shortly
-                    continue
-                self._home(channel, want.node)
+            try:
+                await self._rehome_round()
+            except Exception:
+                contain.loop_failed("push-rehome", log)
+                self._rehome.set()  # what is still homeless, again after a pause
+                await asyncio.sleep(contain.BACKOFF)
+                continue
             if self._homeless:
                 await asyncio.sleep(0.2)
                 self._rehome.set()
+
+    async def _rehome_round(self) -> None:
+        await self._refresh()
+        homeless, self._homeless = list(self._homeless), set()
+        for i, channel in enumerate(homeless):
+            want = self._wants.get(channel)
+            if want is None:
+                continue
+            try:
+                want.node = self.resolver.node_of(channel)
+            except Exception:
+                self._homeless.add(channel)  # no slot map yet: try again shortly
+                continue
+            try:
+                self._home(channel, want.node)
+            except Exception:
+                self._homeless.update(homeless[i:])  # homeless still, after a pause
+                raise
 
     # --- probes ---
 
     async def _probe_loop(self) -> None:
         while not self._stopped:
             await asyncio.sleep(self._probe_seconds)
-            await self._refresh()
-            self._rehome_moved()
-            await asyncio.gather(*(self._probe(n, node) for n, node in list(self._nodes.items())))
+            try:
+                await self._refresh()
+                self._rehome_moved()
+                probes = (self._probe(n, node) for n, node in list(self._nodes.items()))
+                await asyncio.gather(*probes)
+            except Exception:
+                contain.loop_failed("push-probe", log)
 
     async def _probe(self, name: str, node: _Node) -> None:
         conn = node.conn

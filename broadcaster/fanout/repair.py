@@ -23,11 +23,13 @@ producer wrote the same events again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
 from contextvars import Context
 
+from broadcaster.core import contain
 from broadcaster.core.connection import REDIS_ERRORS
 from broadcaster.core.log import EventLog
 from broadcaster.fanout.subscription import Run, Topic, page_run
@@ -124,7 +126,24 @@ class Repairer:
                     log.warning("filling %s: %s; retrying in %.2fs", topic.stream_id, exc, backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 2.0)
+                except Exception:
+                    # Not Redis: trying again would raise again. The stream's viewers
+                    # are cut and resume from the log themselves; this worker goes on.
+                    contain.loop_failed("repair-fill", log, f"stream {topic.stream_id}")
+                    self._given_up(topic)
+                    await asyncio.sleep(contain.BACKOFF)
+                    break
             topic.repairing = False
+
+    def _given_up(self, topic: Topic) -> None:
+        """A fill of ``topic`` failed for good: its responses end (each viewer resumes from
+        its ``Last-Event-ID`` and reads what it lacks from the log), and the topic vouches
+        for nothing until events go through it again."""
+        topic.settled = False
+        topic.forget()
+        for sub in list(topic.subs):
+            with contextlib.suppress(Exception):
+                sub.close()
 
     async def _fill(self, topic: Topic) -> None:
         """Pages of the log after the cursor until it reaches what messages announced
@@ -159,6 +178,11 @@ class Repairer:
                     self._queue_checks(topics, thorough=thorough)
                     await asyncio.sleep(0.5)
                     break
+                except Exception:
+                    # Not Redis: this batch is dropped (asked again, it would raise
+                    # again); the next check of each stream asks afresh.
+                    contain.loop_failed("repair-check", log, f"{len(topics)} stream(s)")
+                    await asyncio.sleep(contain.BACKOFF)
 
     def _next_checks(self) -> tuple[bool, list[Topic]] | None:
         """Up to ``CHECK_BATCH`` queued topics, those recovering first."""

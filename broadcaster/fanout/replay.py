@@ -19,6 +19,9 @@ class FanoutMetrics(Protocol):
     """What the fan-out counts (the front-end's metrics object has these, among others)."""
 
     delivered: Counter
+    delivery_errors: Counter
+    """Labelled by reason: ``viewer`` (a viewer's delivery raised: it was cut),
+    ``message`` (a pub/sub message that could not be used as it came)."""
     replayed: Counter
     folded: Counter
     redis_read: Histogram

@@ -25,12 +25,32 @@ a run that ends the stream ends with the closure marker (no bytes)."""
 
 
 def page_run(form: Form, page: list[Event]) -> Run:
-    """A page read from the log as the run a message would have brought."""
+    """A page read from the log as the run a message would have brought. A page ends at
+    a malformed entry, read as an ``error`` (``events.malformed``), and so does the run:
+    an ``error`` is terminal in a stream of events; a Durable Stream's entry, read so,
+    is followed by the closure marker (its types are never ``error`` otherwise)."""
     last = page[-1]
     if form == "ds":
         frames = b"".join(b"%s %d\n%s" % (e.tag.encode(), len(e.data), e.data) for e in page)
+        if last.type == "error":
+            return page[0].seq, last.seq, frames + b"%s 0\n" % last.tag.encode(), True
         return page[0].seq, last.seq, frames, last.type == CLOSE
     return page[0].seq, last.seq, b"".join(sse.encode(e) for e in page), last.terminal
+
+
+def ds_frames_ok(payload: bytes, at: int, count: int) -> bool:
+    """Whether ``payload[at:]`` is ``count`` Durable Streams entries as the append script
+    publishes them (``<tag> <length>\\n<bytes>`` each, filling it exactly): a message
+    whose frames can be read. Anything else is no append's, and the log is read instead."""
+    end = len(payload)
+    while at < end:
+        nl = payload.find(b"\n", at)
+        tag, space, size = payload[at:nl].partition(b" ")
+        if nl < 0 or not space or len(tag) != 8 or not size.isdigit():
+            return False
+        at = nl + 1 + int(size)
+        count -= 1
+    return at == end and count == 0
 
 
 BUFFER_BYTES = 1 << 20

@@ -142,6 +142,8 @@ def trim(run: Run, seq: int) -> Run:
     if first > seq:
         return run
     at = frames.find(b"\n\nid: %d." % (seq + 1))
+    if at < 0:  # an id without a history tag (an event stored before tags, an error)
+        at = frames.find(b"\n\nid: %d\n" % (seq + 1))
     if at < 0:
         raise ValueError(f"no event {seq + 1} in the run {first}..{last}")
     return seq + 1, last, frames[at + 2 :], terminal

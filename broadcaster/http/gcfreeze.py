@@ -24,6 +24,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from broadcaster.core import contain
+
 log = logging.getLogger("broadcaster.gc")
 
 THAW_SHARE = 0.25
@@ -83,4 +85,7 @@ class Freezer:
     async def run(self, every: float = 5.0) -> None:
         while True:
             await asyncio.sleep(every)
-            self.check()
+            try:
+                self.check()
+            except Exception:
+                contain.loop_failed("gc-thaw", log)

@@ -10,6 +10,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Histogram
 
+from broadcaster.core import contain
+
 log = logging.getLogger("broadcaster.gc")
 
 GC_PAUSE_LOGGED = 0.05
@@ -45,6 +47,7 @@ class FrontendMetrics:
             "broadcaster_events_delivered_total",
             "Live events handed to viewers (one per viewer per event)",
         )
+        self._errors(r)
         self.replayed = c(
             "broadcaster_events_replayed_total",
             "Events read from Redis for one viewer (late join, catch-up, gap)",
@@ -81,6 +84,22 @@ class FrontendMetrics:
             "Generations in the job queue, queued or running (read at scrape)",
             registry=r,
         )
+
+    def _errors(self, r: CollectorRegistry) -> None:
+        """Failures contained (``core/contain.py``): the fan-out's, here; the loops' and
+        the malformed entries read, the process's (``contain.Counts``)."""
+        self.delivery_errors = Counter(
+            "broadcaster_delivery_errors_total",
+            "Failures kept from the rest of the fan-out, by reason: viewer (a viewer's "
+            "delivery raised; it was cut and resumes from its Last-Event-ID), message (a "
+            "pub/sub message that could not be used as it came: its frames were no "
+            "append's, and the log was read instead, or handling it raised)",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("viewer", "message"):
+            self.delivery_errors.labels(reason)
+        r.register(contain.Counts("broadcaster"))
 
     def _process(self, r: CollectorRegistry) -> None:
         """The process's own: its tasks, and its garbage collections."""

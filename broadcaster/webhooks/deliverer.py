@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis, RedisCluster
 
-from broadcaster.core import connection, keys
+from broadcaster.core import connection, contain, keys
 from broadcaster.webhooks.compose import Delivery
 from broadcaster.webhooks.metrics import WebhookMetrics
 from broadcaster.webhooks.mover import Mover, stream_reply
@@ -259,6 +259,9 @@ class Deliverer:
         except connection.REDIS_ERRORS as exc:
             # Still pending: attempted again on its schedule (perhaps delivered twice).
             log.warning("webhooks: %s: Redis: %s", delivery.webhook_id, exc)
+        except Exception:
+            # Still pending, likewise; the other attempts and the loops go on.
+            contain.loop_failed("webhooks-attempt", log, delivery.webhook_id)
         finally:
             self._attempts.pop(entry_id, None)
             self._slot_freed.set()
@@ -308,7 +311,7 @@ async def _forever(name: str, loop: Callable[[], Awaitable[None]]) -> None:
         except connection.REDIS_ERRORS as exc:
             log.warning("%s: Redis: %s; again in %.1f s", name, exc, delay)
         except Exception:
-            log.exception("%s failed; again in %.1f s", name, delay)
+            contain.loop_failed(name, log, f"again in {delay:.1f} s")
         await asyncio.sleep(delay)
         delay = 0.1 if time.monotonic() - started > 60 else min(delay * 2, 5.0)
 

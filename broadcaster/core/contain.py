@@ -1,0 +1,126 @@
+"""Failures kept where they happen: what one viewer's delivery, one stream's data or one
+round of a background loop raises is logged (a line per stream or loop and minute, not
+one per event or viewer), counted, and everything else goes on.
+
+A background loop wraps each round in ``try`` and calls ``loop_failed`` from its
+``except Exception`` (never ``BaseException``: a cancel must still stop it), then
+backs off briefly (``BACKOFF``) and goes on. The loops' counts are the process's
+(``LOOP_ERRORS``): the front-end and the worker publish them as
+``broadcaster_loop_errors_total`` / ``worker_loop_errors_total``.
+
+A stored event that cannot be served as it is (``core/log.py``) is counted in
+``MALFORMED``, per process, and logged once a minute per stream (``malformed``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Hashable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, Metric
+
+BACKOFF = 0.5
+"""Seconds a loop waits after a round that raised, before the next (a bug that raises
+every round then costs two log-free rounds a second, not a busy loop)."""
+
+LOG_EVERY = 60.0
+"""Seconds between two log lines about the same failure (the stream, the loop)."""
+
+
+class Throttle:
+    """At most one log line per key every ``every`` seconds, and how many were held back
+    in between. Remembers the ``most`` keys seen last (older ones are forgotten, and
+    would be logged again)."""
+
+    def __init__(self, every: float = LOG_EVERY, most: int = 4096) -> None:
+        self.every = every
+        self.most = most
+        self._seen: OrderedDict[Hashable, tuple[float, int]] = OrderedDict()
+
+    def due(self, key: Hashable) -> int | None:
+        """None: ``key`` was logged less than ``every`` seconds ago (this one is held back
+        and counted); else log now, saying how many were held back since the last line."""
+        now = time.monotonic()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self.every:
+            self._seen[key] = (seen[0], seen[1] + 1)
+            return None
+        self._seen[key] = (now, 0)
+        self._seen.move_to_end(key)
+        while len(self._seen) > self.most:
+            self._seen.popitem(last=False)
+        return 0 if seen is None else seen[1]
+
+
+LOOP_ERRORS: Counter[str] = Counter()
+"""Rounds of each background loop of this process that raised, by the loop's name."""
+
+MALFORMED: Counter[str] = Counter()
+"""Stored entries read by this process that were malformed (served as an error), by
+where they were read: ``events`` (the event log), ``durable`` (Durable Streams reads)."""
+
+_loops = Throttle()
+_streams = Throttle()
+
+
+def held_back(count: int) -> str:
+    return f" ({count} more like it since the last line)" if count else ""
+
+
+def loop_failed(name: str, logger: logging.Logger, what: str = "") -> None:
+    """From the ``except Exception`` of a background loop's round: counted, and logged
+    with its traceback (once a minute per loop). ``what``: the round's context."""
+    LOOP_ERRORS[name] += 1
+    count = _loops.due(name)
+    if count is not None:
+        about = f" ({what})" if what else ""
+        logger.error(
+            "%s: a round failed%s; going on%s", name, about, held_back(count), exc_info=True
+        )
+
+
+def malformed(where: str, stream_id: str, seq: int, why: str) -> None:
+    """A stored entry of ``stream_id`` at ``seq`` that cannot be served as it is: counted,
+    and logged once a minute per stream (its readers get an ``error`` in its place)."""
+    MALFORMED[where] += 1
+    count = _streams.due((where, stream_id))
+    if count is not None:
+        logging.getLogger("broadcaster.log").error(
+            "stream %s: stored entry %d is malformed (%s); its readers get an error in its place%s",
+            stream_id,
+            seq,
+            why,
+            held_back(count),
+            extra={"stream_id": stream_id},
+        )
+
+
+class Counts:
+    """A Prometheus collector of this module's counts, for a process's registry:
+    ``<prefix>_loop_errors_total{loop}`` and ``<prefix>_malformed_entries_total{read}``."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def collect(self) -> Iterator[Metric]:
+        loops = CounterMetricFamily(
+            f"{self.prefix}_loop_errors",
+            "Rounds of a background loop of this process that raised (logged, then the "
+            "loop went on), by loop",
+            labels=["loop"],
+        )
+        for name, count in sorted(LOOP_ERRORS.items()):
+            loops.add_metric([name], count)
+        yield loops
+        entries = CounterMetricFamily(
+            f"{self.prefix}_malformed_entries",
+            "Stored entries read by this process that were malformed (another program "
+            "wrote them) and were served as an error in their place, by read: events "
+            "(the event log), durable (Durable Streams reads)",
+            labels=["read"],
+        )
+        for read in ("events", "durable"):
+            entries.add_metric([read], MALFORMED[read])
+        yield entries
