@@ -14,23 +14,14 @@
 // Uses playwright-core with Debian's /usr/bin/chromium. Exits non-zero, with a message on
 // stderr, on any failure or when the run takes over 60 s.
 
-import { createInterface } from "node:readline";
-import { openDemoPage, runToEnd, startScript } from "./common.mjs";
+import { openDemoPage, runToEnd, startScript, stdinLines } from "./common.mjs";
 
 const TIMEOUT_MS = 60_000;
 const script = await startScript("busy.mjs", TIMEOUT_MS);
 const stream = process.argv[5];
 if (!stream) script.fail("usage: node busy.mjs BASE_URL SCREENSHOT.png USER_DATA_DIR STREAM_ID", 64);
 
-const stdinLines = [];
-const stdinWaiters = [];
-createInterface({ input: process.stdin }).on("line", (line) => {
-  const waiter = stdinWaiters.shift();
-  if (waiter) waiter(line);
-  else stdinLines.push(line);
-});
-const nextLine = () =>
-  stdinLines.length ? Promise.resolve(stdinLines.shift()) : new Promise((resolve) => stdinWaiters.push(resolve));
+const nextLine = stdinLines();
 
 let context = null;
 let page = null;

@@ -5,6 +5,7 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 
 export const CHROMIUM = "/usr/bin/chromium";
 
@@ -145,4 +146,17 @@ export async function paneStates(page, names) {
   } catch (err) {
     return `(unavailable: ${err.message.split("\n")[0]})`;
   }
+}
+
+// Lines from the caller (the test, on stdin): a function that returns a promise of the
+// next line, in order, whether it came before or after the call.
+export function stdinLines() {
+  const lines = [];
+  const waiters = [];
+  createInterface({ input: process.stdin }).on("line", (line) => {
+    const waiter = waiters.shift();
+    if (waiter) waiter(line);
+    else lines.push(line);
+  });
+  return () => (lines.length ? Promise.resolve(lines.shift()) : new Promise((resolve) => waiters.push(resolve)));
 }

@@ -18,8 +18,7 @@
 
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { openDemoPage, paneStates, runToEnd, startScript } from "./common.mjs";
-import { createInterface } from "node:readline";
+import { openDemoPage, paneStates, runToEnd, startScript, stdinLines } from "./common.mjs";
 
 const TIMEOUT_MS = 60_000;
 const PANES = ["a", "b", "late", "flaky"];
@@ -35,16 +34,7 @@ const { base, screenshot, userDataDir, chromium, fail, started, remaining, ...sc
 );
 let step = "starting";
 
-// Lines from the caller, one promise per line.
-const stdinLines = [];
-const stdinWaiters = [];
-createInterface({ input: process.stdin }).on("line", (line) => {
-  const waiter = stdinWaiters.shift();
-  if (waiter) waiter(line);
-  else stdinLines.push(line);
-});
-const nextLine = () =>
-  stdinLines.length ? Promise.resolve(stdinLines.shift()) : new Promise((resolve) => stdinWaiters.push(resolve));
+const nextLine = stdinLines();
 
 let context = null;
 let page = null;
