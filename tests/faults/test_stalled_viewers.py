@@ -177,6 +177,7 @@ async def test_stalled_viewers_hold_bounded_kernel_memory(tmp_path: Path) -> Non
         "BROADCASTER_SLOW_VIEWER_TIMEOUT": "4",
         "BROADCASTER_MAX_CONNECTIONS": "5000",
         "BROADCASTER_MAX_VIEWERS_PER_STREAM": "5000",
+        "BROADCASTER_MAX_CONNECTIONS_PER_ADDRESS": "0",  # thousands of viewers, one address
     }
     bounded = start_frontend(redis.url, tmp_path, "stall-bounded", env)
     unbounded = start_frontend(

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from broadcaster.core import connection
+from broadcaster.core import connection, keys
 from broadcaster.core.log import EventLog
 from tests.support.faults import poll
 from tests.support.load import metric
@@ -137,6 +137,9 @@ async def test_a_herd_resuming_where_the_stream_stands_reads_nothing_from_redis(
             await poll_metric(fe.url, "broadcaster_events_replayed_total", 1)
             await poll_metric(fe.url, "broadcaster_events_delivered_total", 2)
             await asyncio.sleep(0.3)
+            # The sweep for overdue generations (every 10 s, under a lock) reads the job
+            # queues with XRANGE: held off for the window, which counts the herd's reads.
+            await redis.set(keys.QUEUE_SWEEP_LOCK, "test", px=60_000)
             await redis.config_resetstat()
             herd = [
                 asyncio.create_task(read_sse(client, url, last_event_id=f"{seq}.{tags[seq]}"))

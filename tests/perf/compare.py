@@ -672,6 +672,8 @@ def _frontend_env(redis_url: str, keepalive: float) -> dict[str, str]:
         "BROADCASTER_LOG_LEVEL": "warning",
         "BROADCASTER_MAX_CONNECTIONS": "20000",
         "BROADCASTER_MAX_VIEWERS_PER_STREAM": "20000",
+        # the bench's viewers come from a handful of loopback addresses, not from people
+        "BROADCASTER_MAX_CONNECTIONS_PER_ADDRESS": "0",
         "BROADCASTER_KEEPALIVE_SECONDS": str(keepalive),
     }
 

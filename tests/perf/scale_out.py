@@ -124,7 +124,10 @@ def one_deployment(
         for i in range(n):
             frontends.append(
                 start_frontend(
-                    cluster.seed, folder, f"fe-{route}-{n}-{i}", {"REDIS_CLUSTER": "true"}
+                    cluster.seed,
+                    folder,
+                    f"fe-{route}-{n}-{i}",
+                    {"REDIS_CLUSTER": "true", "BROADCASTER_MAX_CONNECTIONS_PER_ADDRESS": "0"},
                 )
             )
         try:

@@ -37,7 +37,11 @@ WORKER_ENV = {
     "WORKER_MERGE_MS": "0",
 }
 REDIS_POOL = 16
-STREAM_ENV = {"BROADCASTER_ENDED_TTL": "900", "BROADCASTER_REDIS_POOL_SIZE": str(REDIS_POOL)}
+STREAM_ENV = {
+    "BROADCASTER_ENDED_TTL": "900",
+    "BROADCASTER_REDIS_POOL_SIZE": str(REDIS_POOL),
+    "BROADCASTER_MAX_CONNECTIONS_PER_ADDRESS": "0",  # every viewer comes from 127.0.0.1
+}
 """Ended streams are kept 15 minutes (a viewing slowed down by a starved test process must
 still find its stream to be checked); a small command pool per process, so that its
 connections plateau early and a leak stands out."""
