@@ -878,3 +878,48 @@ def test_nginx_logs_no_token_and_does_not_pass_metrics_on(redis_url: str, tmp_pa
     assert "offset=-1&token=REDACTED&token=REDACTED" in log, log
     metrics = [row for row in nginx.requests() if "etrics" in row["uri"]]
     assert len(metrics) == 8 and all(row["upstream"] == "-" for row in metrics), metrics
+
+
+# --- deploy/redis.conf: a memory limit that never evicts a stream ---
+
+REDIS_CONF = ROOT / "deploy" / "redis.conf"
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1024,
+    "m": 1000**2,
+    "mb": 1024**2,
+    "g": 1000**3,
+    "gb": 1024**3,
+}
+
+
+def memory_problems(text: str) -> list[str]:
+    """What is wrong with a redis.conf's memory settings for this project: it needs a
+    ``maxmemory`` (else Redis grows until the kernel kills it) and ``noeviction`` (any
+    other policy drops keys, streams among them, without a word)."""
+    directives: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.strip().partition(" ")
+            directives[name.lower()] = value.strip()
+    problems = []
+    m = re.fullmatch(r"([0-9]+)([a-z]*)", directives.get("maxmemory", "").lower())
+    if m is None or m[2] not in _UNITS or int(m[1]) * _UNITS[m[2]] == 0:
+        problems.append(f"maxmemory must be set, got {directives.get('maxmemory')!r}")
+    if directives.get("maxmemory-policy") != "noeviction":
+        problems.append(
+            f"maxmemory-policy must be noeviction, got {directives.get('maxmemory-policy')!r}"
+        )
+    return problems
+
+
+def test_redis_conf_bounds_memory_and_never_evicts() -> None:
+    text = REDIS_CONF.read_text()
+    assert memory_problems(text) == []
+    # the check can fail: without the limit, or with a policy that evicts
+    assert memory_problems(text.replace("\nmaxmemory 1gb", "\n# maxmemory 1gb"))
+    assert memory_problems(
+        text.replace("maxmemory-policy noeviction", "maxmemory-policy allkeys-lru")
+    )
