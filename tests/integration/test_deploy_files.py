@@ -328,6 +328,11 @@ def compose_exposure_problems(services: Doc, frontends: list[str], workers: list
             problems.append(f"{name}: BROADCASTER_INSECURE is {insecure!r} unless told otherwise")
         if "--insecure" in command:
             problems.append(f"{name}: --insecure on the command line")
+        if str(env.get("BROADCASTER_BUSY_EVENTSOURCE_RETRY", "true")).lower() != "false":
+            problems.append(
+                f"{name}: a refused viewer gets a 200 retry: that nginx cannot move to the next"
+                " front-end (BROADCASTER_BUSY_EVENTSOURCE_RETRY should be false behind it)"
+            )
         for var in sorted(ACCESS_CONTROL_ENV):
             if var not in env:
                 problems.append(f"{name}: {var} is not passed to the front-end")
@@ -567,6 +572,7 @@ def test_a_broken_compose_file_fails(tmp_path: Path) -> None:
         "${BROADCASTER_INSECURE:-true}"
     )
     del exposed["services"]["frontend-2"]["environment"]["BROADCASTER_TOKEN_SECRET"]
+    del exposed["services"]["frontend-2"]["environment"]["BROADCASTER_BUSY_EVENTSOURCE_RETRY"]
     exposed["services"]["redis"]["ports"] = ["127.0.0.1:6379:6379"]
     for ports, where in (
         (["8080:80"], "every interface"),
@@ -578,6 +584,7 @@ def test_a_broken_compose_file_fails(tmp_path: Path) -> None:
         assert any("nginx publishes" in p and where in p for p in problems), (ports, problems)
     assert any("frontend-1: BROADCASTER_INSECURE is 'true'" in p for p in problems), problems
     assert any("frontend-2: BROADCASTER_TOKEN_SECRET is not passed" in p for p in problems)
+    assert any("frontend-2: a refused viewer gets a 200 retry:" in p for p in problems)
     assert any("redis publishes" in p for p in problems), problems
 
     conf = NGINX_CONF.read_text().replace("proxy_read_timeout 1h;", "proxy_read_timeout 10s;")
