@@ -103,6 +103,11 @@ class StreamInfo:
 _HEX = b"0123456789abcdef"
 
 
+def _valid_tag(tag: bytes) -> bool:
+    """A history tag as the append script writes it: 8 hex digits (or none)."""
+    return not tag or (len(tag) == 8 and not tag.strip(_HEX))
+
+
 def _entry_to_event(entry_id: bytes, fields: dict[bytes, bytes]) -> Event | None:
     """The event an entry holds; None if it cannot be served as it is: an SSE frame of
     its own (a type and data of one line each, a history tag of 8 hex digits or none),
@@ -118,7 +123,7 @@ def _entry_to_event(entry_id: bytes, fields: dict[bytes, bytes]) -> Event | None
         or b"\r" in etype
         or b"\n" in data
         or b"\r" in data
-        or (tag and (len(tag) != 8 or tag.strip(_HEX)))
+        or not _valid_tag(tag)
         or not entry_id.endswith(b"-0")
     ):
         return None
@@ -133,10 +138,9 @@ def _malformed(entry_id: bytes, fields: dict[bytes, bytes], stream_id: str) -> E
     the entry's history tag when it has a valid one; counted and logged."""
     seq = int(entry_id.split(b"-", 1)[0])
     tag = fields.get(b"h", b"")
-    valid = len(tag) == 8 and not tag.strip(_HEX)
     what = sorted(k.decode(errors="replace") for k in fields)
     contain.malformed("events", stream_id, seq, f"entry {entry_id!r} with fields {what}")
-    return malformed(seq, tag.decode() if valid else "")
+    return malformed(seq, tag.decode() if _valid_tag(tag) else "")
 
 
 _Entries = Sequence[tuple[bytes, dict[bytes, bytes]]]
@@ -436,7 +440,10 @@ class EventLog:
                 pipe.hmget(keys.meta_key(stream_id), *_INFO_FIELDS)
                 pipe.xrange(keys.log_key(stream_id), min=f"{at}-0", max=f"{at}-0")
             replies = await pipe.execute()
-        return [_stream_info(r, e) for r, e in zip(replies[::2], replies[1::2], strict=True)]
+        return [
+            _stream_info(r, e, sid)
+            for (sid, _), r, e in zip(points, replies[::2], replies[1::2], strict=True)
+        ]
 
     async def read_pages(self, points: Sequence[tuple[str, int]], count: int) -> list[list[Event]]:
         """For each ``(stream id, after)``, up to ``count`` events with seq > ``after``:

@@ -487,18 +487,15 @@ class Hub:
         stream, with the traceback."""
         with contextlib.suppress(Exception):
             sub.close()
-        self._count("viewer")
-        count = self._errors.due(("viewer", topic.stream_id))
-        if count is not None:
-            log.error(
-                "stream %s: a viewer's delivery raised %r; that viewer was cut, the stream's "
-                "other viewers go on%s",
-                topic.stream_id,
-                exc,
-                contain.held_back(count),
-                exc_info=exc,
-                extra={"stream_id": topic.stream_id},
-            )
+        self._report(
+            "viewer",
+            topic.stream_id,
+            "stream %s: a viewer's delivery raised %r; that viewer was cut, the stream's "
+            "other viewers go on",
+            topic.stream_id,
+            exc,
+            exc_info=exc,
+        )
 
     def message_failed(self, channel: bytes | None, exc: Exception) -> None:
         """Handling a pub/sub message (of ``channel``; None: the end of a read) raised:
@@ -511,40 +508,56 @@ class Hub:
             topic.settled = False
             topic.forget()
             self.repairer.recover([topic])
-        self._count("message")
         name = topic.stream_id if topic is not None else repr(channel)
-        count = self._errors.due(("message", name))
-        if count is not None:
-            log.error(
-                "pub/sub: handling a message of %s raised %r; the connection and the other "
-                "streams go on%s",
-                name,
-                exc,
-                contain.held_back(count),
-                exc_info=exc,
-            )
+        self._report(
+            "message",
+            name,
+            "pub/sub: handling a message of %s raised %r; the connection and the other "
+            "streams go on",
+            name,
+            exc,
+            exc_info=exc,
+        )
 
     def _unreadable(self, topic: Topic, first: int, last: int) -> None:
         """A message whose frames no append made (seqs ``first``..``last``): what the log
         holds there goes to the viewers instead, as for a message too large to carry
         frames (a malformed stored event is read as an ``error``)."""
-        self._count("message")
-        count = self._errors.due(("unreadable", topic.stream_id))
-        if count is not None:
-            log.error(
-                "stream %s: a message of events %d..%d whose frames no append made; read "
-                "from the log instead%s",
-                topic.stream_id,
-                first,
-                last,
-                contain.held_back(count),
-                extra={"stream_id": topic.stream_id},
-            )
+        self._report(
+            "message",
+            topic.stream_id,
+            "stream %s: a message of events %d..%d whose frames no append made; read from "
+            "the log instead",
+            topic.stream_id,
+            first,
+            last,
+            kind="unreadable",
+        )
         self.repairer.fill(topic, last)
 
-    def _count(self, reason: str) -> None:
+    def _report(
+        self,
+        reason: str,
+        name: str,
+        message: str,
+        *args: object,
+        exc_info: Exception | None = None,
+        kind: str | None = None,
+    ) -> None:
+        """One failure of ``reason`` (the metric's label) about ``name`` (a stream):
+        counted, and logged at most once a minute per ``kind`` (the reason, unless said)
+        and stream, with how many were held back since the last line."""
         if self.metrics is not None:
             self.metrics.delivery_errors.labels(reason).inc()
+        count = self._errors.due((kind or reason, name))
+        if count is not None:
+            log.error(
+                message + "%s",
+                *args,
+                contain.held_back(count),
+                exc_info=exc_info,
+                extra={"stream_id": name},
+            )
 
     def _announce(self, stream_id: str | None) -> None:
         """A stream was created (None: some may have been, unheard): to every connection
