@@ -174,7 +174,7 @@ async def test_a_full_redis_answers_507_on_every_write_and_keeps_what_it_holds(
     redis = EmbeddedRedis(
         tmp_path / "redis",
         persistent=False,
-        extra_args=["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"],
+        extra_args=["--maxmemory-policy", "noeviction"],
     )
     redis.start(reuse=False)
     advertise_providers(redis.url)
@@ -214,14 +214,15 @@ async def test_a_full_redis_answers_507_on_every_write_and_keeps_what_it_holds(
 
 
 def fill(client: redis_sync.Redis) -> None:
-    """Fill Redis to its ``maxmemory``: writes of 100 KB, then smaller and smaller ones,
-    each until Redis refuses it, so that even the smallest write is refused after."""
-    n = 0
-    for size in (100_000, 1000, 10):
-        with contextlib.suppress(redis_sync.exceptions.OutOfMemoryError):
-            while True:
-                n += 1
-                client.set(f"filler:{n}", b"f" * size)
+    """Put Redis well over its ``maxmemory``: 8 MB of filler, then a limit of half of what
+    it holds. Filling up to a limit would leave it a few bytes under whenever a buffer is
+    freed (a client's query buffer, say), and a write would then pass."""
+    for n in range(80):
+        client.set(f"filler:{n}", b"f" * 100_000)
+    used = int(client.info("memory")["used_memory"])
+    client.config_set("maxmemory", used // 2)
+    with pytest.raises(redis_sync.exceptions.OutOfMemoryError):
+        client.set("filler:refused", b"f")
 
 
 JSON = {"content-type": "application/json"}
