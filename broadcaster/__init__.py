@@ -1,23 +1,62 @@
 """Numbered events in Redis Streams, fanned out over SSE with Last-Event-ID resume.
 
-The names a producer needs; the front-end is ``python -m broadcaster serve``.
+The names a producer needs, each loaded on first use: importing a module of the package
+(the worker imports the core) loads no client or HTTP library it does not use. The
+front-end is ``python -m broadcaster serve``.
 """
 
-from broadcaster.clients.publisher import Publisher
-from broadcaster.clients.stream_client import (
-    ClientEvent,
-    PublishRefused,
-    ResumePointAhead,
-    StreamClient,
-    StreamClientError,
-    StreamNotFound,
-    StreamUnavailable,
-    Unauthorized,
-)
-from broadcaster.core.auth import hash_key, mint_viewer_token, verify_viewer_token
-from broadcaster.core.events import TERMINAL_TYPES, Event, InvalidEvent
-from broadcaster.core.log import AppendRefused, StaleWriter, StreamEnded, StreamInfo, WrongKind
-from broadcaster.core.tokens import mint_token
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from broadcaster.auth.credentials import hash_key, mint_viewer_token, verify_viewer_token
+    from broadcaster.auth.tokens import mint_token
+    from broadcaster.clients.publisher import Publisher
+    from broadcaster.clients.stream_client import (
+        ClientEvent,
+        PublishRefused,
+        ResumePointAhead,
+        StreamClient,
+        StreamClientError,
+        StreamNotFound,
+        StreamUnavailable,
+        Unauthorized,
+    )
+    from broadcaster.core.eventlog import (
+        AppendRefused,
+        StaleWriter,
+        StreamEnded,
+        StreamInfo,
+        WrongKind,
+    )
+    from broadcaster.core.events import TERMINAL_TYPES, Event, InvalidEvent
+
+_WHERE = {
+    "broadcaster.clients.publisher": ["Publisher"],
+    "broadcaster.clients.stream_client": [
+        "ClientEvent",
+        "PublishRefused",
+        "ResumePointAhead",
+        "StreamClient",
+        "StreamClientError",
+        "StreamNotFound",
+        "StreamUnavailable",
+        "Unauthorized",
+    ],
+    "broadcaster.auth.credentials": ["hash_key", "mint_viewer_token", "verify_viewer_token"],
+    "broadcaster.auth.tokens": ["mint_token"],
+    "broadcaster.core.events": ["TERMINAL_TYPES", "Event", "InvalidEvent"],
+    "broadcaster.core.eventlog": [
+        "AppendRefused",
+        "StaleWriter",
+        "StreamEnded",
+        "StreamInfo",
+        "WrongKind",
+    ],
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
 __all__ = [
     "TERMINAL_TYPES",
@@ -42,3 +81,16 @@ __all__ = [
     "mint_viewer_token",
     "verify_viewer_token",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'broadcaster' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -12,9 +12,9 @@ import os
 import signal
 import sys
 
-from broadcaster.core.auth import LEGACY_TOKENS_UNTIL, hash_key, parse_api_keys
+from broadcaster.auth.credentials import LEGACY_TOKENS_UNTIL, hash_key, parse_api_keys
 from broadcaster.core.embedded import redis_url
-from broadcaster.core.logs import setup_logging
+from broadcaster.core.logconfig import setup_logging
 from broadcaster.http.access import AccessPolicy
 from broadcaster.http.app import BroadcasterApp, create_app
 from broadcaster.http.server import DrainingServer, make_server
@@ -191,7 +191,7 @@ def _hash_key(args: argparse.Namespace) -> None:
 def _providers(args: argparse.Namespace) -> None:
     """List the providers the deployment has served, or forget one."""
     from broadcaster.core import connection
-    from broadcaster.core.jobs import JobQueue
+    from broadcaster.generations.jobs import JobQueue
 
     settings = Settings()
 

@@ -7,7 +7,9 @@ providers it serves, their leases and the providers' advertisement (``taker``), 
 the taken generations with their cancels (``running``), running one generation with its
 retries and takeovers (``generation``, ``writer``), its steps and the tools the worker
 runs between them (``stepper``, ``model_call``, ``steps``, ``tools``), the mapping of the
-model's stream to events (``mapping``), and the provider seam (``providers``).
+model's stream to events (``mapping``), the provider seam (``providers``), its settings
+(``settings``), metrics (``metrics``) and command line (``cli``).
 
-May import: ``broadcaster.core``. Never the front-end's rooms.
+May import: ``broadcaster.core``, ``broadcaster.generations`` (the jobs it takes) and
+``broadcaster.presence`` (whether anyone still watches). Never the front-end's rooms.
 """

@@ -10,7 +10,7 @@ import sys
 from pydantic import ValidationError
 
 from broadcaster.core.embedded import redis_url
-from broadcaster.core.logs import setup_logging
+from broadcaster.core.logconfig import setup_logging
 from worker.runner import Worker
 from worker.settings import WorkerSettings
 from worker.tools import ToolSpecError, load_tools

@@ -21,9 +21,9 @@ import json
 import logging
 from typing import Any
 
-from broadcaster.core.generations import Claim, Generations
-from broadcaster.core.log import AppendRefused, StreamFull, StreamNotFound
-from broadcaster.core.request import DEFAULT_MAX_STEPS
+from broadcaster.core.eventlog import AppendRefused, StreamFull, StreamNotFound
+from broadcaster.generations.lifecycle import Claim, Generations
+from broadcaster.generations.request import DEFAULT_MAX_STEPS
 from worker.metrics import WorkerMetrics
 from worker.model_call import Policy
 from worker.providers.base import Provider

@@ -25,10 +25,10 @@ from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
 from broadcaster.core import connection
-from broadcaster.core.generations import Generations
-from broadcaster.core.jobs import JobQueue
-from broadcaster.core.log import EventLog
-from broadcaster.core.request import PROVIDERS
+from broadcaster.core.eventlog import EventLog
+from broadcaster.generations.jobs import JobQueue
+from broadcaster.generations.lifecycle import Generations
+from broadcaster.generations.request import PROVIDERS
 from worker.generation import Policy
 from worker.metrics import WorkerMetrics
 from worker.providers.base import Provider, Providers

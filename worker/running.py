@@ -19,11 +19,11 @@ import json
 import logging
 
 from broadcaster.core import connection, contain, keys
-from broadcaster.core.generations import Generations
-from broadcaster.core.jobs import Job, JobQueue
-from broadcaster.core.log import AppendRefused, StaleWriter, StreamEnded
-from broadcaster.core.logs import current_stream
-from broadcaster.core.presence import PresenceStore
+from broadcaster.core.eventlog import AppendRefused, StaleWriter, StreamEnded
+from broadcaster.core.logconfig import current_stream
+from broadcaster.generations.jobs import Job, JobQueue
+from broadcaster.generations.lifecycle import Generations
+from broadcaster.presence.counts import PresenceStore
 from worker.generation import Policy, run_generation
 from worker.metrics import WorkerMetrics
 from worker.providers.base import Providers

@@ -7,8 +7,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from broadcaster.core.request import MAX_STEPS, PROVIDERS
 from broadcaster.core.settings import RedisSettings
+from broadcaster.generations.request import MAX_STEPS, PROVIDERS
 
 PROVIDER_NAMES = (*PROVIDERS, "fake")
 

@@ -5,7 +5,7 @@ A step is one model call and the tools the worker ran for it: ``start-step``, th
 content (text, reasoning with its signature, tool calls), a ``tool-output-available`` or
 ``tool-output-error`` per call the worker ran, ``finish-step``. The events are the durable
 record: a completed step's assistant turn is folded back from them
-(``broadcaster.core.content``) and its tool results are the output events, so the next
+(``broadcaster.generations.content``) and its tool results are the output events, so the next
 step's messages are rebuilt from the stream alone, by the worker that wrote it or by one
 that takes it over.
 
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from broadcaster.core.content import fold
+from broadcaster.generations.content import fold
 
 Event = dict[str, Any]
 

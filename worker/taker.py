@@ -26,7 +26,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 from broadcaster.core import connection, contain, keys
-from broadcaster.core.jobs import Job, JobQueue
+from broadcaster.generations.jobs import Job, JobQueue
 
 log = logging.getLogger("worker")
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 
-from broadcaster.core.generations import Generations
-from broadcaster.core.log import AppendRefused, StaleWriter, StreamEnded, StreamNotFound
+from broadcaster.core.eventlog import AppendRefused, StaleWriter, StreamEnded, StreamNotFound
+from broadcaster.generations.lifecycle import Generations
 from worker.mapping import merge_deltas
 from worker.metrics import WorkerMetrics
 

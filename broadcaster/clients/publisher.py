@@ -15,7 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from broadcaster.core import connection, keys, names
-from broadcaster.core.log import AppendRefused, EventLog, StreamInfo
+from broadcaster.core.eventlog import AppendRefused, EventLog, StreamInfo
 
 
 class Publisher:

@@ -1,15 +1,20 @@
-"""The core every process uses: what an event is, where it lives in Redis, and how to
-reach Redis.
+"""The ground floor every process stands on: what an event is, where it lives in Redis,
+and how to reach Redis. Nothing here knows a capability.
 
-Owns every name accepted from outside and its one check (``names``), the event
-vocabulary (``events``), SSE encoding (``sse``), every key and TTL (``keys``), the event
-log and its Lua scripts (``log``), the webhook outbox other rooms add events to
-(``outbox``), the generation job queues, one per model provider (``jobs``), the
-generation request and its checks (``request``), a generation's turn folded from its
-events (``content``), Redis clients for a single server, Cluster and Sentinel
-(``connection``), the embedded server (``embedded``), API keys and viewer tokens
-(``auth``), the shared settings (``settings``), logging (``logs``), and failures kept
-where they happen, logged once a minute and counted (``contain``).
+- ``names``: every name accepted from outside (stream ids, event types, resume points,
+  origins...), each with its grammar and its one check.
+- ``events``: the event vocabulary, and an event as the JSON a viewer reads.
+- ``sse``: Server-Sent Events framing, bytes in and bytes out.
+- ``keys``: every Redis key, field and TTL, each with its reason.
+- ``eventlog``: the event log, the only code that appends to a stream, with its script
+  (``scripts/append.lua``) and the loader every package's scripts go through.
+- ``coalesce``: one Redis read shared by the callers that ask for the same thing at once.
+- ``connection``: Redis clients for a single server, Cluster and Sentinel.
+- ``embedded``: the Redis server the project starts itself when none is configured.
+- ``settings``: the settings every process shares.
+- ``logconfig``: logging setup; every line about a stream carries its id.
+- ``contain``: failures kept where they happen, logged once a minute and counted.
+- ``rlimit``: the open-file limit raised for processes that hold many sockets.
 
-May import: nothing else of the project. Everything else imports from here.
+May import: nothing else of the project.
 """

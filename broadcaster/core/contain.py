@@ -8,7 +8,7 @@ backs off briefly (``BACKOFF``) and goes on. The loops' counts are the process's
 (``LOOP_ERRORS``): the front-end and the worker publish them as
 ``broadcaster_loop_errors_total`` / ``worker_loop_errors_total``.
 
-A stored event that cannot be served as it is (``core/log.py``) is counted in
+A stored event that cannot be served as it is (``core/eventlog.py``) is counted in
 ``MALFORMED``, per process, and logged once a minute per stream (``malformed``).
 """
 

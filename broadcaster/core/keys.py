@@ -231,6 +231,17 @@ def ratelimit_key(key_name: str, minute: int) -> str:
 RATELIMIT_TTL = 120
 """A minute's counter outlives its minute, so a request at its very end still counts."""
 
+# --- Durable Streams: the type of each entry of a stream's log (the fan-out ends a
+# reader's run at a closure, so it knows this too) ---
+
+DATA = ".p"
+"""An entry that ends what one POST appended: a chunk of bytes, or a batch's last message."""
+MORE = ".d"
+"""A JSON message followed by more of the same POST's batch."""
+CLOSE = ".c"
+"""The closure marker: no data; what a closed stream ends with."""
+
+
 # --- presence: who watches each stream, across front-ends ---
 
 
@@ -271,7 +282,7 @@ def reap_lock_key(instance: str) -> str:
 def outbox_key(stream_id: str) -> str:
     """The outbox of a stream's slot group: a Redis Stream of webhook events waiting to be
     delivered (a stream's end, written by the append script with its terminal event;
-    others by ``core/outbox.py``). One per group, under the stream's own hash tag,
+    others by ``webhooks/outbox.py``). One per group, under the stream's own hash tag,
     because a script may only touch keys of one slot: the end of a stream and its
     webhook are one atomic step, so a writer that dies right after cannot lose it."""
     return f"{PREFIX}:{{{_group(stream_id)}}}:outbox"

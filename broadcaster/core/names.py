@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 from typing import Literal, TypeGuard
+from urllib.parse import urlsplit
 
 
 def _whole(grammar: str) -> re.Pattern[str]:
@@ -290,3 +291,23 @@ def is_server_tool_type(value: object) -> TypeGuard[str]:
     """The type of one of Anthropic's own tools: a name and its version's date
     (``web_search_20250305``)."""
     return isinstance(value, str) and _SERVER_TOOL_TYPE_RE.fullmatch(value) is not None
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URL, lower-case and without a default
+    port, so an allow-list entry and a URL compare equal however they are written; None
+    if ``url`` is not an absolute http(s) URL (or carries credentials, which a webhook
+    URL has no use for)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" + (f":{port}" if port not in (None, default) else "")

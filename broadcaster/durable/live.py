@@ -19,10 +19,11 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from broadcaster.core.dslog import CLOSE, DATA, DurableLog, Entry, State
 from broadcaster.core.events import malformed
+from broadcaster.core.keys import CLOSE, DATA
 from broadcaster.durable import protocol
 from broadcaster.durable.protocol import Mode
+from broadcaster.durable.storage import DurableLog, Entry, State
 from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.keepalive import Keepalive
 from broadcaster.fanout.subscription import Form, Run, Subscription, Topic, Writer

@@ -2,5 +2,16 @@
 each event to every viewer. Knows nothing of HTTP: a viewer is a ``Subscription`` and,
 while it is caught up, a function that writes bytes to its socket.
 
-May import: ``broadcaster.core``.
+- ``hub``: the streams this front-end watches, their viewers, and the copy of each event.
+- ``subscription``: one viewer as the fan-out sees it: a bounded buffer of live frames.
+- ``viewer``: one viewer's delivery, every event after its resume point exactly once.
+- ``pubsub``: one Redis pub/sub connection, parsed in the event loop's data callback.
+- ``push``: the front-end's channel subscriptions, kept whole through reconnects.
+- ``repair``: what push did not bring, read from the log once per stream.
+- ``replay``: a stream's history read for viewers, as encoded pages.
+- ``shared_replay``: one read of an ended stream's history shared by its viewers.
+- ``compact``: replays with consecutive deltas of one part folded into one event; pure.
+- ``keepalive``: keepalives for caught-up viewers, from one task for the process.
+
+May import: ``broadcaster.core`` and ``broadcaster.presence`` (the hub counts viewers).
 """

@@ -24,10 +24,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 from broadcaster.core import contain, keys
-from broadcaster.core.log import EventLog, StreamInfo
+from broadcaster.core.eventlog import EventLog, StreamInfo
 from broadcaster.fanout import viewer
 from broadcaster.fanout.keepalive import Keepalive
-from broadcaster.fanout.presence import Presence
 from broadcaster.fanout.push import PushSubscriber, Resolver
 from broadcaster.fanout.repair import Repairer
 from broadcaster.fanout.replay import FanoutMetrics, Replays
@@ -41,6 +40,7 @@ from broadcaster.fanout.subscription import (
     Writer,
     ds_frames_ok,
 )
+from broadcaster.presence.tracker import Presence
 
 log = logging.getLogger("broadcaster.hub")
 

@@ -1,6 +1,6 @@
 """One Redis pub/sub connection, parsed by hiredis in the event loop's data callback.
 
-The append script publishes every batch of events on its stream's channel (``core/log.py``);
+The append script publishes every batch of events on its stream's channel (``core/eventlog.py``);
 this is where a front-end receives them. A message is handed to ``on_message`` from
 ``data_received`` itself: no task, no future and no coroutine step per message. That is
 why this is not redis-py's ``PubSub``, whose ``get_message`` costs 20-27 us a message

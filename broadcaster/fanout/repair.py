@@ -31,7 +31,7 @@ from contextvars import Context
 
 from broadcaster.core import contain
 from broadcaster.core.connection import REDIS_ERRORS
-from broadcaster.core.log import EventLog
+from broadcaster.core.eventlog import EventLog
 from broadcaster.fanout.subscription import Run, Topic, page_run
 
 log = logging.getLogger("broadcaster.hub")

@@ -10,8 +10,8 @@ from typing import Protocol
 from prometheus_client import Counter, Histogram
 
 from broadcaster.core import sse
-from broadcaster.core.compact import Folder
-from broadcaster.core.log import EventLog
+from broadcaster.core.eventlog import EventLog
+from broadcaster.fanout.compact import Folder
 from broadcaster.fanout.shared_replay import Page, SharedHistory
 
 
@@ -37,7 +37,7 @@ class Replays:
         self, stream_id: str, after: int, until: int | None, *, compact: bool = False
     ) -> AsyncIterator[Page]:
         """Encoded pages read from Redis, each with its last seq and whether it ends;
-        ``compact``: consecutive deltas of one part folded (``core/compact.py``), the
+        ``compact``: consecutive deltas of one part folded (``fanout/compact.py``), the
         last run of a page held back until the next shows where it ends."""
         pages = self.log.read_after(stream_id, after, until)
         folder = Folder() if compact else None

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from broadcaster.core import sse
-from broadcaster.core.dslog import CLOSE
 from broadcaster.core.events import Event
+from broadcaster.core.keys import CLOSE
 from broadcaster.fanout.keepalive import Keepalive
 
 Run = tuple[int, int, bytes, bool]
@@ -285,7 +285,7 @@ class Topic:
         one otherwise); let go once the run is out (``NO_ENCODINGS``)."""
         self.shared: tuple[Run | None, Any] = NOT_SHARED
         """The run being fanned out and its form shared by the connections following many
-        streams (``fanout/mux.py``): made by the first of them, let go with ``encoded``."""
+        streams (``dashboard/feed.py``): made by the first of them, let go with ``encoded``."""
         self.viewers = 0
         """The stream's viewer count, as the last presence message said."""
         self.told_count = -1

@@ -1,6 +1,24 @@
 """The HTTP front-end (``python -m broadcaster serve``): the FastAPI app with its routers
 per resource, access control and limits as dependencies, the SSE response and the
-uvicorn server with its direct-write fast path.
+uvicorn server with its direct-write fast path. A route parses, authorizes, calls its
+capability and answers.
 
-May import: ``broadcaster.core`` and ``broadcaster.fanout``.
+- ``app``: ``create_app``: the routers, the error handlers and the lifespan.
+- ``routes``: one router per resource (a module per resource; none imports another).
+- ``resources``: what a front-end holds while it serves, and how the routes reach it.
+- ``access``: who may do what, as route dependencies (keys, tokens, rates).
+- ``limits``: what one client may hold or cost, and the answers past it.
+- ``stream_ids``: stream ids in paths, checked before anything else.
+- ``bodies``: reading request bodies, bounded, JSON in UTF-8 only.
+- ``errors``: every error answer, ``{"error": code, "message": text}``.
+- ``sse_response``: the ASGI response that streams SSE bytes to one viewer.
+- ``server``: uvicorn with a shutdown that does not hang.
+- ``openapi``: what ``/openapi.json`` says beyond what FastAPI infers.
+- ``metrics``: the front-end's Prometheus metrics.
+- ``gcfreeze``: full garbage collections that scan only what is new.
+- ``settings``: the front-end's settings (``BROADCASTER_*``).
+
+May import: ``broadcaster.core``, ``broadcaster.auth``, ``broadcaster.generations``,
+``broadcaster.presence``, ``broadcaster.chat``, ``broadcaster.durable``,
+``broadcaster.dashboard``, ``broadcaster.fanout`` and ``broadcaster.webhooks``.
 """

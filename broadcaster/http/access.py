@@ -26,9 +26,10 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
-from broadcaster.core import auth, keys, tokens
-from broadcaster.core.jwks import FileKeys, KeySource, TokenVerifier, UrlKeys
-from broadcaster.core.tokens import Grant
+from broadcaster.auth import credentials, tokens
+from broadcaster.auth.jwks import FileKeys, KeySource, TokenVerifier, UrlKeys
+from broadcaster.auth.tokens import Grant
+from broadcaster.core import keys
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import RedisDep, SettingsDep, get_redis, get_settings
 from broadcaster.http.settings import Settings
@@ -46,7 +47,7 @@ class AccessPolicy:
     may produce) and the verifier of tokens (None, without a secret or a JWKS: anyone may
     read)."""
 
-    api_keys: list[auth.ApiKey]
+    api_keys: list[credentials.ApiKey]
     verifier: TokenVerifier | None = None
 
     @property
@@ -91,7 +92,7 @@ class AccessPolicy:
                 max_lifetime=settings.token_max_lifetime_seconds,
                 legacy=settings.legacy_tokens,
             )
-        return cls(auth.parse_api_keys(settings.api_keys), verifier)
+        return cls(credentials.parse_api_keys(settings.api_keys), verifier)
 
 
 def _key_source(settings: Settings) -> KeySource | None:
@@ -132,7 +133,7 @@ def presented_token(request: Request) -> str | None:
     return bearer(request) or request.query_params.get("token") or None
 
 
-async def presented_key(request: Request) -> auth.ApiKey | None:
+async def presented_key(request: Request) -> credentials.ApiKey | None:
     """The configured API key the request presents, or None (no key, an unknown one, a
     JWT, or no keys configured). Cached per request by FastAPI: hashed once for all its
     users."""
@@ -140,10 +141,10 @@ async def presented_key(request: Request) -> auth.ApiKey | None:
     presented = bearer(request)
     if not presented or not policy.api_keys or tokens.shape(presented) == "jwt":
         return None
-    return auth.find_key(policy.api_keys, presented)
+    return credentials.find_key(policy.api_keys, presented)
 
 
-KeyDep = Annotated[auth.ApiKey | None, Depends(presented_key)]
+KeyDep = Annotated[credentials.ApiKey | None, Depends(presented_key)]
 
 
 def _unauthorized(message: str) -> ApiError:
@@ -181,7 +182,7 @@ class ApiKeyRight:
     a key); 403 otherwise."""
 
     def __init__(self, right: str) -> None:
-        if right not in auth.RIGHTS:
+        if right not in credentials.RIGHTS:
             raise ValueError(f"no such right: {right!r}")
         self.right = right
 
@@ -271,7 +272,7 @@ async def authorize_read(
             raise ApiError(403, "forbidden", f"this token may not read {uncovered[0][:80]!r}")
         return
     if kind == "legacy" and token:
-        opened = [verifier.legacy_grants(token, auth.VIEWER_PREFIX, s) for s in streams]
+        opened = [verifier.legacy_grants(token, credentials.VIEWER_PREFIX, s) for s in streams]
         if opened and all(opened) and not prefixes:
             return
         if any(opened):
@@ -316,7 +317,7 @@ async def check_chat(request: Request, chat_id: str, right: str | None) -> None:
             if grant.allows("chat", chat_id) or stop:
                 return
             raise ApiError(403, "forbidden", f"this token does not open chat {chat_id!r}")
-        if kind == "legacy" and verifier.legacy_grants(token, auth.CHAT_PREFIX, chat_id):
+        if kind == "legacy" and verifier.legacy_grants(token, credentials.CHAT_PREFIX, chat_id):
             return
     key = await presented_key(request)
     if right is not None and policy.api_keys:

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from redis.exceptions import OutOfMemoryError, RedisClusterException, RedisError, ResponseError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from broadcaster.core.dslog import NotReplicated
+from broadcaster.durable.storage import NotReplicated
 
 # The name the front-end's error lines have always carried (JSON logs show it).
 log = logging.getLogger("broadcaster.app")

@@ -341,7 +341,7 @@ RESUME_POINT = names.RESUME_POINT_PATTERN
 
 MUX_RESUME_POINT = names.MUX_RESUME_POINT_PATTERN
 """A ``/v1/events`` resume point: a base (``-``: none) and the positions moved since, a
-stream named by its index in the base or as ``~<id>`` (core/mux.py); empty: none."""
+stream named by its index in the base or as ``~<id>`` (dashboard/cursor.py); empty: none."""
 
 LAST_EVENT_ID = {
     "parameters": [

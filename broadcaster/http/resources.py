@@ -19,24 +19,24 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 from redis.asyncio import Redis
 
+from broadcaster.chat.approvals import Approvals
+from broadcaster.chat.pump import ChatPump
+from broadcaster.chat.records import Chats
 from broadcaster.core import connection, keys
-from broadcaster.core.approvals import Approvals
-from broadcaster.core.chatpump import ChatPump
-from broadcaster.core.chats import Chats
 from broadcaster.core.coalesce import Coalesce
-from broadcaster.core.dslog import DurableLog
-from broadcaster.core.generations import Generations
-from broadcaster.core.jobs import JobQueue
-from broadcaster.core.log import EventLog
-from broadcaster.core.mux import Bases
-from broadcaster.core.overdue import OverdueJobs
-from broadcaster.core.presence import PresenceStore
+from broadcaster.core.eventlog import EventLog
+from broadcaster.dashboard.cursor import Bases
+from broadcaster.durable.storage import DurableLog
 from broadcaster.fanout import push
 from broadcaster.fanout.hub import Hub, HubConfig
-from broadcaster.fanout.presence import Presence
+from broadcaster.generations.jobs import JobQueue
+from broadcaster.generations.lifecycle import Generations
+from broadcaster.generations.overdue import OverdueJobs
 from broadcaster.http.metrics import FrontendMetrics, GcPauses
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import new_stream_id
+from broadcaster.presence.counts import PresenceStore
+from broadcaster.presence.tracker import Presence
 from broadcaster.webhooks.deliverer import delivering
 
 

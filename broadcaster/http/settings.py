@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from broadcaster.core.request import PROVIDERS, Defaults
 from broadcaster.core.settings import RedisSettings
+from broadcaster.generations.request import PROVIDERS, Defaults
 from broadcaster.webhooks.settings import WebhookSettings
 
 

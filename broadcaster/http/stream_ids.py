@@ -8,7 +8,7 @@ import secrets
 from fastapi import Request
 
 from broadcaster.core import names
-from broadcaster.core.logs import current_stream
+from broadcaster.core.logconfig import current_stream
 from broadcaster.http.errors import ApiError
 
 

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from broadcaster.core import connection
 from broadcaster.core.embedded import redis_url
-from broadcaster.core.logs import setup_logging
+from broadcaster.core.logconfig import setup_logging
 from broadcaster.webhooks.compose import iso
 from broadcaster.webhooks.deliverer import Deliverer, DeliveryConfig
 from broadcaster.webhooks.metrics import WebhookMetrics

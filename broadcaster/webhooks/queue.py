@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -20,14 +19,11 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
 from broadcaster.core import keys
+from broadcaster.core.eventlog import script
 from broadcaster.webhooks.compose import Delivery
 
 KEY = keys.WEBHOOK_DELIVERIES_KEY
 GROUP = keys.WEBHOOK_GROUP
-
-
-def script(name: str) -> str:
-    return resources.files("broadcaster.webhooks").joinpath("scripts", name).read_text()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +80,9 @@ async def evalsha_many(
 class DeliveryQueue:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._enqueue = redis.register_script(script("enqueue.lua"))
-        self._settle = redis.register_script(script("settle.lua"))
-        self._replay = redis.register_script(script("replay.lua"))
+        self._enqueue = redis.register_script(script("enqueue.lua", "broadcaster.webhooks"))
+        self._settle = redis.register_script(script("settle.lua", "broadcaster.webhooks"))
+        self._replay = redis.register_script(script("replay.lua", "broadcaster.webhooks"))
 
     async def enqueue(self, batches: Sequence[list[Delivery]]) -> int:
         """Add each batch (one outbox entry's deliveries) unless it was added before;

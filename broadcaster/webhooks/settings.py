@@ -11,7 +11,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from standardwebhooks import Webhook
 
-from broadcaster.core.request import origin_of
+from broadcaster.core.names import origin_of
 from broadcaster.core.settings import RedisSettings
 from broadcaster.webhooks.schedule import RetrySchedule
 

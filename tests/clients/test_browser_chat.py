@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
+from broadcaster.auth.credentials import hash_key
 from broadcaster.cli import DEMO_TOOLS
-from broadcaster.core.auth import hash_key
 from broadcaster.core.embedded import free_port
 from tests.support.browser import (
     ARTIFACTS,

@@ -23,7 +23,7 @@ import httpx
 import jwt
 import pytest
 
-from broadcaster.core import auth
+from broadcaster.auth import credentials
 from tests.support.jwt_keys import SigningKey, new_key
 from tests.support.jwt_keys import jwks as jwks_doc
 from tests.support.procs import ROOT, Proc, own_redis, read_sse, start_frontend
@@ -85,7 +85,7 @@ def frontend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
         logs,
         "frontend-jose",
         env={
-            "BROADCASTER_API_KEYS": auth.hash_key(ADMIN),
+            "BROADCASTER_API_KEYS": credentials.hash_key(ADMIN),
             "BROADCASTER_TOKEN_SECRET": SECRET,
             "BROADCASTER_JWKS_FILE": str(logs / "jwks.json"),
             "BROADCASTER_TOKEN_AUDIENCE": AUDIENCE,

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from broadcaster.clients.publisher import Publisher
 from broadcaster.core import keys
 from broadcaster.core.embedded import ServerNotFound
-from broadcaster.core.log import StaleWriter
+from broadcaster.core.eventlog import StaleWriter
 from tests.support.faults import Viewer, ViewerGaveUp
 from tests.support.procs import Proc
 from tests.support.topologies import (

@@ -28,8 +28,8 @@ from redis.asyncio import Redis
 
 from broadcaster.clients.publisher import Publisher
 from broadcaster.core import connection, keys
+from broadcaster.core.eventlog import EventLog, script
 from broadcaster.core.events import MALFORMED_TEXT
-from broadcaster.core.log import EventLog, script
 from tests.support.faults import poll
 from tests.support.procs import Proc, SSEResult, own_redis, read_sse, start_frontend
 

@@ -21,7 +21,7 @@ import anyio
 import httpx
 import pytest
 
-from broadcaster.core.content import fold
+from broadcaster.generations.content import fold
 from tests.support.fake_anthropic import (
     FakeAnthropicServer,
     message,

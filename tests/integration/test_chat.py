@@ -20,7 +20,8 @@ import httpx
 import pytest
 import redis as redis_sync
 
-from broadcaster.core import auth, keys
+from broadcaster.auth import credentials
+from broadcaster.core import keys
 from broadcaster.core.embedded import EmbeddedRedis
 from tests.support.procs import (
     Deployment,
@@ -39,7 +40,11 @@ MINTER = "mint-" + secrets.token_hex(8)
 STARTER = "gen-" + secrets.token_hex(8)
 SECRET = secrets.token_hex(16)
 KEYS = ",".join(
-    [auth.hash_key(ADMIN), auth.hash_key(MINTER) + ":tokens", auth.hash_key(STARTER) + ":generate"]
+    [
+        credentials.hash_key(ADMIN),
+        credentials.hash_key(MINTER) + ":tokens",
+        credentials.hash_key(STARTER) + ":generate",
+    ]
 )
 
 
@@ -400,10 +405,14 @@ async def test_chat_tokens_open_one_chat_and_nothing_else(secured: Proc) -> None
         assert (
             await client.post(f"/v1/chat/{chat}/tokens", headers=bearer(STARTER))
         ).status_code == 403
-        viewer = auth.mint_viewer_token(SECRET, chat, 60)[0]
+        viewer = credentials.mint_viewer_token(SECRET, chat, 60)[0]
 
         # No token: 401; a valid token that does not open this chat: 403.
-        for creds in ({}, bearer(viewer), bearer(auth.mint_chat_token(SECRET, other, 60)[0])):
+        for creds in (
+            {},
+            bearer(viewer),
+            bearer(credentials.mint_chat_token(SECRET, other, 60)[0]),
+        ):
             status = 403 if creds else 401
             refused = await client.post("/v1/chat", json=chat_body(chat), headers=creds)
             assert refused.status_code == status, refused.text

@@ -19,7 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from broadcaster.core.embedded import EmbeddedRedis
-from broadcaster.core.log import EventLog
+from broadcaster.core.eventlog import EventLog
 from tests.support.procs import Proc, advertise_providers, parse_sse, start_frontend
 
 pytestmark = pytest.mark.anyio

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from broadcaster.core.compact import fold
 from broadcaster.core.events import Event
+from broadcaster.fanout.compact import fold
 from tests.support.browser import run_node_script
 from tests.support.procs import ROOT, Proc, own_redis, read_sse, start_frontend
 

@@ -30,8 +30,8 @@ import pytest
 import yaml
 
 from broadcaster import mint_token
-from broadcaster.core import auth
-from broadcaster.core.auth import parse_api_keys
+from broadcaster.auth import credentials
+from broadcaster.auth.credentials import parse_api_keys
 from broadcaster.core.embedded import free_port
 from tests.support.nginx import Nginx, find_nginx, nginx_conf_for_test
 from tests.support.procs import start_frontend
@@ -837,7 +837,7 @@ def test_nginx_logs_no_token_and_does_not_pass_metrics_on(redis_url: str, tmp_pa
     admin, metrics_key = "admin-" + secrets.token_hex(8), "metrics-" + secrets.token_hex(8)
     secret = secrets.token_hex(32)
     env = {
-        "BROADCASTER_API_KEYS": auth.hash_key(admin),
+        "BROADCASTER_API_KEYS": credentials.hash_key(admin),
         "BROADCASTER_TOKEN_SECRET": secret,
         "BROADCASTER_METRICS_KEY": metrics_key,
     }

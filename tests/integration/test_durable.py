@@ -16,7 +16,8 @@ import pytest
 import redis as redis_sync
 
 from broadcaster import mint_token
-from broadcaster.core import auth, keys
+from broadcaster.auth import credentials
+from broadcaster.core import keys
 from broadcaster.durable.protocol import offset_of_event_id
 from tests.support.procs import Proc, own_redis, read_sse, start_frontend, start_worker
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.anyio
 ADMIN = "admin-" + secrets.token_hex(8)
 GENERATOR = "gen-" + secrets.token_hex(8)
 SECRET = secrets.token_hex(16)
-KEYS = ",".join([auth.hash_key(ADMIN), auth.hash_key(GENERATOR) + ":generate"])
+KEYS = ",".join([credentials.hash_key(ADMIN), credentials.hash_key(GENERATOR) + ":generate"])
 JSON = {"content-type": "application/json"}
 
 
@@ -62,7 +63,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, Proc
 
 
 def token(path: str) -> str:
-    return auth.mint_viewer_token(SECRET, path, 600)[0]
+    return credentials.mint_viewer_token(SECRET, path, 600)[0]
 
 
 async def test_writes_need_a_key_with_the_publish_right(stack: tuple[Proc, Proc, str]) -> None:

@@ -23,7 +23,7 @@ import redis as redis_sync
 
 from broadcaster.core import keys
 from broadcaster.core.embedded import free_port
-from broadcaster.core.mux import REBASE
+from broadcaster.dashboard.cursor import REBASE
 from tests.support.nginx import Nginx, find_nginx
 from tests.support.procs import Proc, own_redis, parse_sse, start_frontend
 

@@ -16,7 +16,7 @@ import pytest
 
 from broadcaster.core import connection, keys
 from broadcaster.core.embedded import EmbeddedRedis
-from broadcaster.core.log import EventLog
+from broadcaster.core.eventlog import EventLog
 from tests.support.procs import Proc, SSEResult, parse_sse, read_sse, start_frontend
 
 pytestmark = pytest.mark.anyio

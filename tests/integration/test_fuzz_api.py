@@ -49,7 +49,8 @@ from schemathesis.checks import (
 from schemathesis.core.failures import AcceptedNegativeData, Failure, FailureGroup
 from schemathesis.openapi.checks import RejectedPositiveData
 
-from broadcaster.core import auth, keys, tokens
+from broadcaster.auth import credentials, tokens
+from broadcaster.core import keys
 from broadcaster.core.embedded import EmbeddedRedis
 from tests.support.procs import Proc, advertise_providers, read_sse, start_frontend
 
@@ -106,7 +107,7 @@ def secured(fuzz_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory)
         tmp_path_factory.mktemp("fuzz-secured"),
         "frontend-fuzz-secured",
         env={
-            "BROADCASTER_API_KEYS": auth.hash_key(ADMIN),
+            "BROADCASTER_API_KEYS": credentials.hash_key(ADMIN),
             "BROADCASTER_TOKEN_SECRET": SECRET,
             "BROADCASTER_RATE_LIMIT_PER_MINUTE": "0",
             "BROADCASTER_DS_LONG_POLL_SECONDS": "1",

@@ -68,7 +68,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from broadcaster.core import auth, keys, tokens
+from broadcaster.auth import credentials, tokens
+from broadcaster.core import keys
 from broadcaster.core.embedded import EmbeddedRedis
 from tests.support import rawhttp
 from tests.support.procs import Proc, own_redis, parse_sse, start_frontend, start_worker
@@ -1206,7 +1207,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, Proc
                 logs,
                 "hostile-frontend",
                 env={
-                    "BROADCASTER_API_KEYS": auth.hash_key(ADMIN),
+                    "BROADCASTER_API_KEYS": credentials.hash_key(ADMIN),
                     "BROADCASTER_TOKEN_SECRET": SECRET,
                     "BROADCASTER_RATE_LIMIT_PER_MINUTE": "0",
                     "BROADCASTER_MAX_BODY_BYTES": str(MAX_BODY),

@@ -23,9 +23,9 @@ import redis as redis_sync
 from redis.exceptions import ResponseError
 
 from broadcaster.core import connection, keys
+from broadcaster.core.eventlog import EventLog, script
 from broadcaster.core.events import InvalidEvent
-from broadcaster.core.log import EventLog, script
-from broadcaster.core.outbox import Outbox
+from broadcaster.webhooks.outbox import Outbox
 from tests.support.procs import Proc, advertise_providers, own_redis, read_sse, start_frontend
 
 pytestmark = pytest.mark.anyio

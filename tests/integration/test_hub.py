@@ -15,8 +15,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisClusterException, SlotNotCoveredError
 
 from broadcaster.core import connection, keys, sse
+from broadcaster.core.eventlog import EventLog, StreamInfo
 from broadcaster.core.events import Event
-from broadcaster.core.log import EventLog, StreamInfo
 from broadcaster.fanout.hub import Hub, HubConfig
 from broadcaster.fanout.pubsub import Address
 from broadcaster.fanout.push import SingleResolver

@@ -22,7 +22,7 @@ import jwt
 import pytest
 
 from broadcaster import mint_token
-from broadcaster.core import auth
+from broadcaster.auth import credentials
 from broadcaster.core.embedded import EmbeddedRedis
 from tests.support.jwt_keys import (
     JwksServer,
@@ -81,7 +81,7 @@ def frontend(
         tmp_path_factory.mktemp("jwt"),
         "frontend-jwt",
         env={
-            "BROADCASTER_API_KEYS": auth.hash_key(ADMIN),
+            "BROADCASTER_API_KEYS": credentials.hash_key(ADMIN),
             "BROADCASTER_TOKEN_SECRET": SECRET,
             "BROADCASTER_JWKS_URL": idp.url,
             "BROADCASTER_JWKS_MIN_INTERVAL_SECONDS": "0",
@@ -406,7 +406,7 @@ async def test_a_rewritten_jwks_file_works_without_a_restart_and_legacy_tokens_a
         tmp_path,
         "frontend-jwks-file",
         env={
-            "BROADCASTER_API_KEYS": auth.hash_key(ADMIN),
+            "BROADCASTER_API_KEYS": credentials.hash_key(ADMIN),
             "BROADCASTER_JWKS_FILE": str(path),
         },
     )
@@ -426,7 +426,7 @@ async def test_a_rewritten_jwks_file_works_without_a_restart_and_legacy_tokens_a
             assert (await c.get(url, params={"token": new})).status_code == 200
             assert (await c.get(url, params={"token": old})).status_code == 401, "key retired"
             # No secret here: HS256 tokens, the front-end's own or legacy ones, are refused.
-            legacy, _ = auth.mint_legacy_token("v1", SECRET, sid, 60)
+            legacy, _ = credentials.mint_legacy_token("v1", SECRET, sid, 60)
             assert (await c.get(url, params={"token": legacy})).status_code == 401
             hs = mint_token(SECRET, read=[sid], ttl_seconds=60)
             assert (await c.get(url, params={"token": hs})).status_code == 401
@@ -441,7 +441,7 @@ async def test_a_rewritten_jwks_file_works_without_a_restart_and_legacy_tokens_a
         sid = "legacy-" + secrets.token_hex(4)
         await c.post(f"/v1/streams/{sid}/events", json={"type": "x"}, headers=bearer(ADMIN))
         for _ in range(2):
-            legacy, _ = auth.mint_legacy_token("v1", SECRET, sid, 60)
+            legacy, _ = credentials.mint_legacy_token("v1", SECRET, sid, 60)
             r = await c.get(f"/v1/generations/{sid}", params={"token": legacy})
             assert r.status_code == 404, "past access: the feed is no generation"
     assert frontend.log().count("a legacy v1./c1. token was accepted") == 1
@@ -458,7 +458,7 @@ async def test_unknown_kids_fetch_the_jwks_at_most_once_per_interval(
             tmp_path,
             "frontend-jwks-rate",
             env={
-                "BROADCASTER_API_KEYS": auth.hash_key(ADMIN),
+                "BROADCASTER_API_KEYS": credentials.hash_key(ADMIN),
                 "BROADCASTER_JWKS_URL": server.url,
                 "BROADCASTER_JWKS_MIN_INTERVAL_SECONDS": "3600",
             },

@@ -19,7 +19,8 @@ import httpx
 import pytest
 import redis as redis_sync
 
-from broadcaster.core import auth, keys, tokens
+from broadcaster.auth import credentials, tokens
+from broadcaster.core import keys
 from broadcaster.core.embedded import EmbeddedRedis
 from tests.support.procs import (
     Proc,
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.anyio
 
 PUBLISHER = "pub-" + secrets.token_hex(8)
 SECRET = secrets.token_hex(16)
-KEYS = auth.hash_key(PUBLISHER) + ":publish"
+KEYS = credentials.hash_key(PUBLISHER) + ":publish"
 FORK_BUDGET = 300_000
 LIMITED = {
     "BROADCASTER_API_KEYS": KEYS,

@@ -11,9 +11,9 @@ import pytest
 
 from broadcaster.clients.publisher import Publisher
 from broadcaster.core import connection, keys, sse
+from broadcaster.core.eventlog import EventLog, StaleWriter, StreamEnded, StreamNotFound, WrongKind
 from broadcaster.core.events import InvalidEvent
-from broadcaster.core.generations import Generations
-from broadcaster.core.log import EventLog, StaleWriter, StreamEnded, StreamNotFound, WrongKind
+from broadcaster.generations.lifecycle import Generations
 
 pytestmark = pytest.mark.anyio
 

@@ -21,7 +21,7 @@ import pytest
 import redis as redis_sync
 from redis.asyncio import Redis
 
-from broadcaster.core.presence import BATCH, PresenceStore
+from broadcaster.presence.counts import BATCH, PresenceStore
 from tests.support.fake_anthropic import FakeAnthropicServer, text_reply
 from tests.support.procs import (
     Proc,

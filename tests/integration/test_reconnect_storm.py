@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from broadcaster.core import connection, keys
-from broadcaster.core.log import EventLog
+from broadcaster.core.eventlog import EventLog
 from tests.support.faults import poll
 from tests.support.load import metric
 from tests.support.procs import SSEResult, read_sse, start_frontend

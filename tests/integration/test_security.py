@@ -16,7 +16,7 @@ import httpx
 import jwt
 import pytest
 
-from broadcaster.core import auth
+from broadcaster.auth import credentials
 from broadcaster.core.embedded import EmbeddedRedis, free_port
 from tests.support.procs import Proc, advertise_providers, read_sse, start_frontend
 
@@ -27,7 +27,11 @@ PUBLISHER = "pub-" + secrets.token_hex(8)
 MINTER = "mint-" + secrets.token_hex(8)
 SECRET = secrets.token_hex(16)
 KEYS = ",".join(
-    [auth.hash_key(ADMIN), auth.hash_key(PUBLISHER) + ":publish", auth.hash_key(MINTER) + ":tokens"]
+    [
+        credentials.hash_key(ADMIN),
+        credentials.hash_key(PUBLISHER) + ":publish",
+        credentials.hash_key(MINTER) + ":tokens",
+    ]
 )
 
 
@@ -74,30 +78,36 @@ def secured(own_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def test_api_key_entries_are_parsed_strictly() -> None:
-    keys = auth.parse_api_keys(KEYS)
-    assert [k.rights for k in keys] == [auth.RIGHTS, {"publish"}, {"tokens"}]
-    assert auth.find_key(keys, ADMIN) is keys[0]
-    assert auth.find_key(keys, "wrong") is None
+    keys = credentials.parse_api_keys(KEYS)
+    assert [k.rights for k in keys] == [credentials.RIGHTS, {"publish"}, {"tokens"}]
+    assert credentials.find_key(keys, ADMIN) is keys[0]
+    assert credentials.find_key(keys, "wrong") is None
     for bad in ("md5:abc", "sha256:zz", "sha256:" + "0" * 64 + ":fly"):
         with pytest.raises(ValueError):
-            auth.parse_api_keys(bad)
-    assert auth.parse_api_keys("") == []
+            credentials.parse_api_keys(bad)
+    assert credentials.parse_api_keys("") == []
 
 
 def test_viewer_tokens_are_bound_to_stream_and_time() -> None:
-    jwt_token, expires = auth.mint_viewer_token(SECRET, "stream-a", 60, now=1000)
+    jwt_token, expires = credentials.mint_viewer_token(SECRET, "stream-a", 60, now=1000)
     assert expires == 1060
-    assert auth.verify_viewer_token(SECRET, jwt_token, "stream-a", now=1059)
-    assert not auth.verify_viewer_token(SECRET, jwt_token, "stream-a", now=1060 + 10), "expired"
-    assert not auth.verify_viewer_token(SECRET, jwt_token, "stream-b", now=1001), "other stream"
-    assert not auth.verify_viewer_token(secrets.token_hex(32), jwt_token, "stream-a", now=1001)
+    assert credentials.verify_viewer_token(SECRET, jwt_token, "stream-a", now=1059)
+    assert not credentials.verify_viewer_token(SECRET, jwt_token, "stream-a", now=1060 + 10), (
+        "expired"
+    )
+    assert not credentials.verify_viewer_token(SECRET, jwt_token, "stream-b", now=1001), (
+        "other stream"
+    )
+    assert not credentials.verify_viewer_token(
+        secrets.token_hex(32), jwt_token, "stream-a", now=1001
+    )
     # The legacy format, accepted during its deprecation, is bound the same way.
-    token, expires = auth.mint_legacy_token("v1", SECRET, "stream-a", 60, now=1000)
+    token, expires = credentials.mint_legacy_token("v1", SECRET, "stream-a", 60, now=1000)
     assert expires == 1060
-    assert auth.verify_viewer_token(SECRET, token, "stream-a", now=1059)
-    assert not auth.verify_viewer_token(SECRET, token, "stream-a", now=1060), "expired"
-    assert not auth.verify_viewer_token(SECRET, token, "stream-b", now=1001), "other stream"
-    assert not auth.verify_viewer_token("other-secret", token, "stream-a", now=1001)
+    assert credentials.verify_viewer_token(SECRET, token, "stream-a", now=1059)
+    assert not credentials.verify_viewer_token(SECRET, token, "stream-a", now=1060), "expired"
+    assert not credentials.verify_viewer_token(SECRET, token, "stream-b", now=1001), "other stream"
+    assert not credentials.verify_viewer_token("other-secret", token, "stream-a", now=1001)
     version, exp, sig = token.split(".")
     for tampered in (
         f"{version}.{int(exp) + 100}.{sig}",  # a longer life
@@ -106,7 +116,7 @@ def test_viewer_tokens_are_bound_to_stream_and_time() -> None:
         "garbage",
         "",
     ):
-        assert not auth.verify_viewer_token(SECRET, tampered, "stream-a", now=1001)
+        assert not credentials.verify_viewer_token(SECRET, tampered, "stream-a", now=1001)
 
 
 # --- API keys ---
@@ -125,7 +135,7 @@ async def test_producers_need_an_api_key_with_the_right(secured: Proc) -> None:
         r = await c.post("/v1/generations", json=body, headers=bearer(ADMIN))
         assert r.status_code == 202, r.text
         gid = r.json()["id"]
-        assert auth.verify_viewer_token(SECRET, r.json()["viewer_token"], gid)
+        assert credentials.verify_viewer_token(SECRET, r.json()["viewer_token"], gid)
         assert r.json()["token_expires_at"] > time.time()
 
         assert (await c.post(f"/v1/generations/{gid}/cancel")).status_code == 401
@@ -179,13 +189,13 @@ async def test_readers_need_a_token_for_that_very_stream(secured: Proc) -> None:
         head, body, sig = token_a.split(".")
         tampered = f"{head}.{body}.{'B' if sig[0] == 'A' else 'A'}{sig[1:]}"
         assert (await c.get(f"{url}?token={tampered}")).status_code == 401
-        expired, _ = auth.mint_viewer_token(SECRET, a, 10, now=time.time() - 60)
+        expired, _ = credentials.mint_viewer_token(SECRET, a, 10, now=time.time() - 60)
         assert (await c.get(f"{url}?token={expired}")).status_code == 401
-        forged, _ = auth.mint_viewer_token(secrets.token_hex(32), a, 60)
+        forged, _ = credentials.mint_viewer_token(secrets.token_hex(32), a, 60)
         assert (await c.get(f"{url}?token={forged}")).status_code == 401
         # Legacy tokens are off unless BROADCASTER_LEGACY_TOKENS=true: no audience binds
         # them to this deployment.
-        legacy, _ = auth.mint_legacy_token("v1", SECRET, a, 60)
+        legacy, _ = credentials.mint_legacy_token("v1", SECRET, a, 60)
         r = await c.get(f"{url}?token={legacy}")
         assert r.status_code == 401 and r.json()["error"] == "unauthorized"
         assert (await c.get("/readyz")).json()["viewers"] == 0, "no refused stream started"
@@ -398,7 +408,7 @@ async def test_metrics_need_the_metrics_key_when_one_is_set(
     )
     try:
         async with httpx.AsyncClient(base_url=proc.url, timeout=10) as c:
-            viewer, _ = auth.mint_viewer_token(SECRET, "s", 60)
+            viewer, _ = credentials.mint_viewer_token(SECRET, "s", 60)
             for refused in (
                 {},
                 {"headers": bearer(key + "x")},
@@ -521,7 +531,7 @@ async def test_errors_leak_nothing(tmp_path: Path) -> None:
     try:
         server.stop()
         async with httpx.AsyncClient(base_url=fe.url, timeout=20) as c:
-            token, _ = auth.mint_viewer_token(SECRET, "gone", 60)
+            token, _ = credentials.mint_viewer_token(SECRET, "gone", 60)
             responses = [
                 await c.post("/v1/streams/gone/events", json={"type": "x"}),
                 await c.get(f"/v1/streams/gone/events?token={token}"),

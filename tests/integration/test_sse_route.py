@@ -13,9 +13,9 @@ import httpx
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from broadcaster.core import auth
+from broadcaster.auth import credentials
 from broadcaster.core.embedded import free_port
-from broadcaster.core.log import EventLog
+from broadcaster.core.eventlog import EventLog
 from broadcaster.http.app import BroadcasterApp, create_app
 from broadcaster.http.settings import Settings
 
@@ -83,8 +83,8 @@ async def test_the_fast_sse_route_answers_as_fastapi_does(app: BroadcasterApp) -
     sid = "route-" + secrets.token_hex(4)
     await log.append(sid, [{"type": "progress", "data": {"n": i}} for i in range(3)], kind="feed")
     await log.append(sid, [{"type": "finish", "data": {}}], kind="feed")
-    token, _ = auth.mint_viewer_token(SECRET, sid, 60)
-    other, _ = auth.mint_viewer_token(SECRET, "not-" + sid, 60)
+    token, _ = credentials.mint_viewer_token(SECRET, sid, 60)
+    other, _ = credentials.mint_viewer_token(SECRET, "not-" + sid, 60)
     ok = {"authorization": f"Bearer {token}", "origin": ORIGIN}
     info = await log.info(sid, at=2)
     assert info is not None
@@ -119,7 +119,7 @@ async def test_the_fast_sse_route_answers_as_fastapi_does(app: BroadcasterApp) -
         allowed = headers.get("origin") == ORIGIN
         assert (got["access-control-allow-origin"] == ORIGIN) is allowed, (headers, got)
     unknown = "gone-" + secrets.token_hex(4)
-    token_unknown, _ = auth.mint_viewer_token(SECRET, unknown, 60)
+    token_unknown, _ = credentials.mint_viewer_token(SECRET, unknown, 60)
     got = await both_ways(
         app, f"/v1/streams/{unknown}/events", {"authorization": f"Bearer {token_unknown}"}
     )

@@ -39,8 +39,9 @@ import pytest
 from redis.asyncio import Redis
 
 from broadcaster import Publisher
+from broadcaster.auth import credentials
 from broadcaster.clients.stream_client import ClientEvent, StreamClient
-from broadcaster.core import auth, keys
+from broadcaster.core import keys
 from broadcaster.core.embedded import EmbeddedRedis, free_port
 from tests.support.nginx import Nginx, find_nginx
 from tests.support.procs import Proc, SSEEvent, own_redis, parse_sse, start_frontend
@@ -127,7 +128,7 @@ async def numsub(redis: Redis, sids: list[str]) -> dict[str, int]:
 
 
 def token_for(sid: str) -> str:
-    token, _ = auth.mint_viewer_token(SECRET, sid, 600)
+    token, _ = credentials.mint_viewer_token(SECRET, sid, 600)
     return token
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from broadcaster.core import connection, keys
-from broadcaster.core.log import EventLog
+from broadcaster.core.eventlog import EventLog
 from tests.support.procs import Deployment, SSEResult, read_sse
 
 pytestmark = pytest.mark.anyio

@@ -18,8 +18,8 @@ import redis as redis_sync
 from standardwebhooks import Webhook
 
 from broadcaster.core import keys
-from broadcaster.core.log import EventLog
-from broadcaster.core.outbox import Outbox
+from broadcaster.core.eventlog import EventLog
+from broadcaster.webhooks.outbox import Outbox
 from broadcaster.webhooks.signing import Signer
 from examples.webhook_receiver import create_app
 from tests.support.procs import (

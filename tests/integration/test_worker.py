@@ -22,10 +22,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from broadcaster.core import connection, keys
 from broadcaster.core.embedded import EmbeddedRedis
+from broadcaster.core.eventlog import EventLog, StaleWriter, StreamEnded
 from broadcaster.core.events import Event
-from broadcaster.core.generations import Claim, Generations
-from broadcaster.core.jobs import JobQueue
-from broadcaster.core.log import EventLog, StaleWriter, StreamEnded
+from broadcaster.generations.jobs import JobQueue
+from broadcaster.generations.lifecycle import Claim, Generations
 from examples.tools import TOOLS as EXAMPLE_TOOLS
 from tests.support.faults import poll as wait_until
 from tests.support.faults import reply_types

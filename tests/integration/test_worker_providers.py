@@ -35,8 +35,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from broadcaster.core import keys
 from broadcaster.core.embedded import EmbeddedRedis, free_port
-from broadcaster.core.jobs import queues
-from broadcaster.core.request import PROVIDERS
+from broadcaster.generations.jobs import queues
+from broadcaster.generations.request import PROVIDERS
 from tests.support import fake_openai as oai
 from tests.support.fake_anthropic import (
     FakeAnthropicServer,

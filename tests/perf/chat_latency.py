@@ -21,10 +21,10 @@ from typing import Any
 
 import httpx
 
-from broadcaster.core.chat import parse_body, to_request
+from broadcaster.chat.convert import parse_body, to_request
+from broadcaster.chat.ui_message import chat_messages
 from broadcaster.core.embedded import EmbeddedRedis
-from broadcaster.core.request import Defaults
-from broadcaster.core.ui_message import chat_messages
+from broadcaster.generations.request import Defaults
 from tests.support.procs import start_frontend, start_worker
 
 

@@ -49,8 +49,8 @@ from redis.exceptions import RedisError
 
 from broadcaster.bench import run as bench
 from broadcaster.core.embedded import EmbeddedRedis, free_port
-from broadcaster.core.presence import PresenceStore
 from broadcaster.core.rlimit import raise_nofile_limit
+from broadcaster.presence.counts import PresenceStore
 from tests.perf import durable
 from tests.perf.ceiling import RelaySink
 

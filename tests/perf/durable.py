@@ -58,8 +58,9 @@ from broadcaster.bench import run as bench
 from broadcaster.bench.viewers import DsViewer, Viewer, request_bytes
 from broadcaster.clients.publisher import Publisher
 from broadcaster.core import connection
-from broadcaster.core.dslog import DATA, MORE, DurableLog
+from broadcaster.core.keys import DATA, MORE
 from broadcaster.durable import protocol
+from broadcaster.durable.storage import DurableLog
 
 ZERO = protocol.format_offset(0, "")
 """The offset of an empty stream's tail."""

@@ -21,7 +21,7 @@ import redis as redis_sync
 
 from broadcaster.core import keys
 from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound, free_port
-from broadcaster.core.request import PROVIDERS
+from broadcaster.generations.request import PROVIDERS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,8 @@ from fastapi import Depends, FastAPI, Request
 from starlette.requests import Request as StarletteRequest
 
 from broadcaster import mint_token
-from broadcaster.core import auth, keys
+from broadcaster.auth import credentials
+from broadcaster.core import keys
 from broadcaster.http.access import (
     AccessPolicy,
     ApiKeyRight,
@@ -42,7 +43,7 @@ ADMIN = "admin-" + secrets.token_hex(8)  # every right
 
 
 def settings(**overrides: Any) -> Settings:
-    keys_spec = f"{auth.hash_key(PUBLISHER)}:publish,{auth.hash_key(ADMIN)}"
+    keys_spec = f"{credentials.hash_key(PUBLISHER)}:publish,{credentials.hash_key(ADMIN)}"
     values: dict[str, Any] = {"api_keys": keys_spec, "token_secret": SECRET, **overrides}
     return Settings(**values)
 
@@ -154,7 +155,7 @@ def test_an_unknown_right_is_a_programming_error() -> None:
 async def test_a_viewer_token_for_this_stream_passes_as_bearer_or_query(
     client: httpx.AsyncClient,
 ) -> None:
-    token, _ = auth.mint_viewer_token(SECRET, "s1", 60)
+    token, _ = credentials.mint_viewer_token(SECRET, "s1", 60)
     ok = {"ok": "s1", "subject": None}
     assert (await client.get("/read/s1", headers=bearer(token))).json() == ok
     assert (await client.get("/read/s1", params={"token": token})).json() == ok
@@ -163,9 +164,9 @@ async def test_a_viewer_token_for_this_stream_passes_as_bearer_or_query(
 async def test_a_missing_invalid_or_expired_token_is_401_and_another_streams_is_403(
     client: httpx.AsyncClient,
 ) -> None:
-    other, _ = auth.mint_viewer_token(SECRET, "s2", 60)
-    expired, _ = auth.mint_viewer_token(SECRET, "s1", 60, now=1_000_000)
-    forged, _ = auth.mint_viewer_token(secrets.token_hex(32), "s1", 60)
+    other, _ = credentials.mint_viewer_token(SECRET, "s2", 60)
+    expired, _ = credentials.mint_viewer_token(SECRET, "s1", 60, now=1_000_000)
+    forged, _ = credentials.mint_viewer_token(secrets.token_hex(32), "s1", 60)
     for headers in ({}, bearer(expired), bearer(forged), bearer(ADMIN)):
         r = await client.get("/read/s1", headers=headers)
         assert r.status_code == 401, headers
@@ -188,7 +189,7 @@ async def test_no_token_secret_means_anyone_may_read() -> None:
 async def test_the_viewer_checker_alone_on_a_bare_request() -> None:
     """The SSE route calls ``check_viewer`` itself (its fast path runs no dependencies)."""
     app = build_app(settings())
-    token, _ = auth.mint_viewer_token(SECRET, "s1", 60, sub="user-1")
+    token, _ = credentials.mint_viewer_token(SECRET, "s1", 60, sub="user-1")
 
     def request(query: bytes, headers: list[tuple[bytes, bytes]]) -> Request:
         scope = {"type": "http", "app": app, "query_string": query, "headers": headers}
@@ -235,7 +236,7 @@ async def test_authorize_read_refuses_the_whole_request_unless_all_are_covered(
         r = await get(**refused)
         assert r.status_code == 403 and r.json()["error"] == "forbidden", refused
     assert (await client.get("/multi", params={"stream": "a"})).status_code == 401
-    legacy, _ = auth.mint_legacy_token("v1", SECRET, "a", 60)
+    legacy, _ = credentials.mint_legacy_token("v1", SECRET, "a", 60)
     async with _client(build_app(settings(rate_limit_per_minute=0, legacy_tokens=True))) as c:
         assert (await c.get("/multi", params={"token": legacy, "stream": "a"})).status_code == 200
         r = await c.get("/multi", params={"token": legacy, "stream": ["a", "b"]})
@@ -295,7 +296,7 @@ async def test_chat_routes_with_jwts(client: httpx.AsyncClient) -> None:
         assert r.status_code == 403, what
     assert (await client.post("/chat/c1/stop", headers=bearer(stopper))).status_code == 200
     assert (await client.post("/chat/c1/submit", headers=bearer(stopper))).status_code == 403
-    viewer, _ = auth.mint_viewer_token(SECRET, "c1", 60)
+    viewer, _ = credentials.mint_viewer_token(SECRET, "c1", 60)
     assert (await client.post("/chat/c1/read", headers=bearer(viewer))).status_code == 403
     assert (await client.post("/chat/c1/read")).status_code == 401
     assert (await client.post("/chat/c1/submit", headers=bearer(ADMIN))).status_code == 200
@@ -305,8 +306,8 @@ async def test_legacy_tokens_only_when_turned_on() -> None:
     """Off by default: a legacy token carries no audience, so it would open a stream of
     any deployment that shares the secret. With BROADCASTER_LEGACY_TOKENS=true they work
     as they did."""
-    viewer, _ = auth.mint_legacy_token("v1", SECRET, "s1", 60)
-    chat, _ = auth.mint_legacy_token("c1", SECRET, "c1", 60)
+    viewer, _ = credentials.mint_legacy_token("v1", SECRET, "s1", 60)
+    chat, _ = credentials.mint_legacy_token("c1", SECRET, "c1", 60)
     assert Settings().legacy_tokens is False
     on = settings(rate_limit_per_minute=0, legacy_tokens=True)
     async with _client(build_app(on)) as c:
@@ -321,7 +322,7 @@ async def test_legacy_tokens_only_when_turned_on() -> None:
 
 
 def key_name(key: str) -> str:
-    """The non-secret name a key's counter goes by (``auth.ApiKey.name``)."""
+    """The non-secret name a key's counter goes by (``credentials.ApiKey.name``)."""
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
@@ -370,19 +371,19 @@ async def test_a_rate_of_zero_turns_the_limit_off(client: httpx.AsyncClient) -> 
 
 def test_chat_tokens_and_viewer_tokens_never_stand_in_for_each_other() -> None:
     secret = secrets.token_hex(32)
-    chat, _ = auth.mint_chat_token(secret, "c1", 60)
-    viewer, _ = auth.mint_viewer_token(secret, "c1", 60)
-    assert auth.verify_chat_token(secret, chat, "c1")
-    assert not auth.verify_chat_token(secret, chat, "c2")
-    assert not auth.verify_viewer_token(secret, chat, "c1")
-    assert not auth.verify_chat_token(secret, viewer, "c1")
-    assert not auth.verify_chat_token(secrets.token_hex(32), chat, "c1")
-    expired, _ = auth.mint_chat_token(secret, "c1", 60, now=time.time() - 120)
-    assert not auth.verify_chat_token(secret, expired, "c1")
+    chat, _ = credentials.mint_chat_token(secret, "c1", 60)
+    viewer, _ = credentials.mint_viewer_token(secret, "c1", 60)
+    assert credentials.verify_chat_token(secret, chat, "c1")
+    assert not credentials.verify_chat_token(secret, chat, "c2")
+    assert not credentials.verify_viewer_token(secret, chat, "c1")
+    assert not credentials.verify_chat_token(secret, viewer, "c1")
+    assert not credentials.verify_chat_token(secrets.token_hex(32), chat, "c1")
+    expired, _ = credentials.mint_chat_token(secret, "c1", 60, now=time.time() - 120)
+    assert not credentials.verify_chat_token(secret, expired, "c1")
     # A legacy token whose prefix is swapped does not verify either way.
-    legacy, _ = auth.mint_legacy_token("c1", secret, "c1", 60)
-    assert auth.verify_chat_token(secret, legacy, "c1")
-    assert not auth.verify_viewer_token(secret, "v1" + legacy[2:], "c1")
+    legacy, _ = credentials.mint_legacy_token("c1", secret, "c1", 60)
+    assert credentials.verify_chat_token(secret, legacy, "c1")
+    assert not credentials.verify_viewer_token(secret, "v1" + legacy[2:], "c1")
 
 
 def test_token_settings_are_checked_at_start() -> None:

@@ -1,5 +1,5 @@
 """UI messages (the AI SDK's ``UIMessage``) converted to a generation request: each rule of
-``broadcaster/core/chat.py``, and the 422s."""
+``broadcaster/chat/convert.py``, and the 422s."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from broadcaster.core.chat import generation_body, parse_body, response_message_id, to_request
-from broadcaster.core.request import Defaults, RequestInvalid
+from broadcaster.chat.convert import generation_body, parse_body, response_message_id, to_request
+from broadcaster.generations.request import Defaults, RequestInvalid
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 PDF = b"%PDF-1.4 tiny"

@@ -1,4 +1,4 @@
-"""A generation's events folded into the assistant UI message (``core/ui_message.py``), as
+"""A generation's events folded into the assistant UI message (``chat/ui_message.py``), as
 the AI SDK's client holds it. The same fold is checked against the AI SDK itself in
 tests/clients/test_aisdk_chat.py."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from broadcaster.core.ui_message import UIMessageFold, chat_messages, merge
+from broadcaster.chat.ui_message import UIMessageFold, chat_messages, merge
 
 SIGNED = {"anthropic": {"signature": "sig"}}
 USER = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Weather?"}]}

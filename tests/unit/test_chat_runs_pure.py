@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from broadcaster.core.chat import (
+from broadcaster.chat.convert import (
     approval_responses,
     chunk_window,
     generation_body,
@@ -16,7 +16,7 @@ from broadcaster.core.chat import (
     parse_run_id,
     run_id,
 )
-from broadcaster.core.ui_message import chat_messages
+from broadcaster.chat.ui_message import chat_messages
 from worker.steps import Step, tool_result
 from worker.tools import Tool, ToolBox, _problem
 

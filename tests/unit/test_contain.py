@@ -17,13 +17,14 @@ import pytest
 from redis.asyncio import Redis
 
 from broadcaster.core import contain, sse
-from broadcaster.core.dslog import CLOSE, DATA, Entry, State, _entries
+from broadcaster.core.eventlog import EventLog, entries_to_events
 from broadcaster.core.events import Event, malformed
-from broadcaster.core.log import EventLog, entries_to_events
+from broadcaster.core.keys import CLOSE, DATA
+from broadcaster.dashboard.feed import _framed, _shared, opening, run_events
 from broadcaster.durable.live import entries_of
+from broadcaster.durable.storage import Entry, State, _entries
 from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.keepalive import Keepalive
-from broadcaster.fanout.mux import _framed, _shared, opening, run_events
 from broadcaster.fanout.pubsub import PubSubProtocol
 from broadcaster.fanout.push import SingleResolver
 from broadcaster.fanout.repair import Repairer

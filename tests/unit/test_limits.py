@@ -1,4 +1,4 @@
-"""The limits' pure parts (``http/limits.py``, ``core/mux.py``'s resume points): slots per
+"""The limits' pure parts (``http/limits.py``, ``dashboard/cursor.py``'s resume points): slots per
 subject and per address, given back once and only once; what looks like a browser's
 EventSource, and the retry it is told; a resume point's positions cut to the streams a
 request covers and to the most a connection follows; and an SSE response that gives its
@@ -15,7 +15,7 @@ import anyio
 import pytest
 from starlette.requests import Request
 
-from broadcaster.core.mux import BadResumePoint, Bases, parse
+from broadcaster.dashboard.cursor import BadResumePoint, Bases, parse
 from broadcaster.fanout.subscription import Writer
 from broadcaster.http.limits import Refused, Slots, is_eventsource, refused_answer, retry_body
 from broadcaster.http.settings import Settings

@@ -1,4 +1,4 @@
-"""A connection's resume point (``core/mux.py``) against a model of it: after any sequence
+"""A connection's resume point (``dashboard/cursor.py``) against a model of it: after any sequence
 of moves, taken-back moves, the fan-out's own moves of a place that alone moved, places
 taken over (a subscription to the stream adopting its mark, a mark again after it), and
 rebases, the id says every position that moved since the base, in the order they first
@@ -11,7 +11,7 @@ import random
 import pytest
 
 from broadcaster.core import sse
-from broadcaster.core.mux import Cursor, Mark, Place, Position, position_of
+from broadcaster.dashboard.cursor import Cursor, Mark, Place, Position, position_of
 
 STREAMS = ["a", "b", "c", "d-1", "e_2"]
 

@@ -1,5 +1,5 @@
 """The frames of a connection following many streams, made from a live run's bytes
-(``fanout/mux.py``): the same bytes as those made from the events (what a replay sends),
+(``dashboard/feed.py``): the same bytes as those made from the events (what a replay sends),
 and ids that advance the connection's resume point, taken back when the socket refuses."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 
 from broadcaster.core import sse
 from broadcaster.core.events import Event
-from broadcaster.core.mux import Cursor
-from broadcaster.fanout.mux import Connection, Follow, _framed, _shared, frame, framed, opening
+from broadcaster.dashboard.cursor import Cursor
+from broadcaster.dashboard.feed import Connection, Follow, _framed, _shared, frame, framed, opening
 from broadcaster.fanout.subscription import Topic
 
 

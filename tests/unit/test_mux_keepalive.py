@@ -1,4 +1,4 @@
-"""Keepalives of a connection that follows many streams (``fanout/mux.py``): while it
+"""Keepalives of a connection that follows many streams (``dashboard/feed.py``): while it
 sleeps, the hub's keepalive task pings its socket directly, as it does a single-stream
 viewer's, and its task is woken only when the socket does not take the ping."""
 
@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from broadcaster.core.mux import Cursor
+from broadcaster.dashboard.cursor import Cursor
+from broadcaster.dashboard.feed import PING_CHUNK, Connection
 from broadcaster.fanout.keepalive import Keepalive
-from broadcaster.fanout.mux import PING_CHUNK, Connection
 
 pytestmark = pytest.mark.anyio
 

@@ -37,8 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 import broadcaster
 import worker
 from broadcaster.bench import viewers
-from broadcaster.core import keys, mux, names, sse
+from broadcaster.core import keys, names, sse
 from broadcaster.core.events import TYPE_RE
+from broadcaster.dashboard import cursor
 from broadcaster.durable import protocol
 from broadcaster.http import app
 from broadcaster.http.app import create_app
@@ -50,10 +51,10 @@ from tests.support.procs import ROOT
 
 
 def _mux(value: str) -> object:
-    """A whole resume point of ``GET /v1/events``, as ``mux.parse`` reads it."""
+    """A whole resume point of ``GET /v1/events``, as ``cursor.parse`` reads it."""
     try:
-        return mux.parse(value)
-    except mux.BadResumePoint:
+        return cursor.parse(value)
+    except cursor.BadResumePoint:
         return None
 
 
@@ -167,9 +168,9 @@ NOT_NAMES: dict[tuple[str, str], str] = {
     "frames this server made",
     ("broadcaster/durable/protocol.py", "_LINE_BREAK"): "splits a text stream's payload at "
     "its line breaks, so that no line of it ends an SSE event",
-    ("broadcaster/core/tokens.py", "_JWT_SHAPE"): "a credential's shape, which routes it to "
+    ("broadcaster/auth/tokens.py", "_JWT_SHAPE"): "a credential's shape, which routes it to "
     "PyJWT (whole-string, and checked for line breaks below like a name)",
-    ("broadcaster/core/tokens.py", "_LEGACY_SHAPE"): "a credential's shape, which routes it to "
+    ("broadcaster/auth/tokens.py", "_LEGACY_SHAPE"): "a credential's shape, which routes it to "
     "the legacy verifier (whole-string, and checked for line breaks below like a name)",
     ("broadcaster/bench/viewers.py", "_ID"): "the load generator reading the server's SSE",
     ("broadcaster/bench/viewers.py", "_IDS"): "the load generator reading the server's SSE",
@@ -356,9 +357,9 @@ def field_adapter(model: type[BaseModel], field: str) -> TypeAdapter[Any]:
 
 
 def test_the_pydantic_fields_with_patterns_were_found() -> None:
-    assert "broadcaster.core.chat.ChatBody.id" in FIELDS
-    assert "broadcaster.core.request.GenerationRequest.id" in FIELDS
-    assert "broadcaster.core.request.CustomTool.name" in FIELDS
+    assert "broadcaster.chat.convert.ChatBody.id" in FIELDS
+    assert "broadcaster.generations.request.GenerationRequest.id" in FIELDS
+    assert "broadcaster.generations.request.CustomTool.name" in FIELDS
 
 
 @pytest.mark.parametrize("where", sorted(FIELDS))

@@ -13,8 +13,8 @@ import httpx2
 import openai
 import pytest
 
-from broadcaster.core.content import fold
-from broadcaster.core.request import Defaults, RequestInvalid, validate_request
+from broadcaster.generations.content import fold
+from broadcaster.generations.request import Defaults, RequestInvalid, validate_request
 from worker.mapping import EventMapper, merge_deltas
 from worker.providers.fake import FakeProvider, fake_events
 from worker.providers.openai import classify

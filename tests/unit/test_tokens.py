@@ -1,4 +1,4 @@
-"""Tokens alone (broadcaster.core.tokens and broadcaster.core.jwks): what a claim grants,
+"""Tokens alone (broadcaster.auth.tokens and broadcaster.auth.jwks): what a claim grants,
 prefixes, every way a token is refused, the JWKS sources (a fake fetch and a fake clock
 for the URL's rate limit, a real file for the file's rotation), and legacy tokens.
 
@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from broadcaster import mint_token
-from broadcaster.core import auth, jwks, tokens
-from broadcaster.core.jwks import FileKeys, TokenVerifier, UrlKeys
-from broadcaster.core.tokens import Grant, InvalidToken
+from broadcaster.auth import credentials, jwks, tokens
+from broadcaster.auth.jwks import FileKeys, TokenVerifier, UrlKeys
+from broadcaster.auth.tokens import Grant, InvalidToken
 from tests.support.jwt_keys import claims, hmac_with, new_key, unsigned
 from tests.support.jwt_keys import jwks as jwks_doc
 
@@ -79,10 +79,10 @@ def test_claims_are_parsed_strictly() -> None:
 
 def test_shapes_tell_jwts_legacy_tokens_and_keys_apart() -> None:
     token = mint_token(SECRET, read=["a"], ttl_seconds=60)
-    legacy, _ = auth.mint_legacy_token("v1", SECRET, "a", 60)
+    legacy, _ = credentials.mint_legacy_token("v1", SECRET, "a", 60)
     assert tokens.shape(token) == "jwt"
     assert tokens.shape(legacy) == "legacy"
-    assert tokens.shape(auth.mint_legacy_token("c1", SECRET, "a", 60)[0]) == "legacy"
+    assert tokens.shape(credentials.mint_legacy_token("c1", SECRET, "a", 60)[0]) == "legacy"
     for key in ("admin-0123456789abcdef", "sk_live_abc.def", "v1.x.y", "eyJ", ""):
         assert tokens.shape(key) == "other", key
 
@@ -120,19 +120,19 @@ def test_mint_token_is_a_standard_hs256_jwt() -> None:
 
 
 def test_viewer_and_chat_tokens_are_jwts_of_one_right() -> None:
-    viewer, expires = auth.mint_viewer_token(SECRET, "s1", 60, sub="u")
+    viewer, expires = credentials.mint_viewer_token(SECRET, "s1", 60, sub="u")
     assert expires - time.time() == pytest.approx(60, abs=2)
     assert jwt.decode(viewer, SECRET, algorithms=["HS256"])["broadcaster"] == {"read": ["s1"]}
-    chat, _ = auth.mint_chat_token(SECRET, "c1", 60)
+    chat, _ = credentials.mint_chat_token(SECRET, "c1", 60)
     assert jwt.decode(chat, SECRET, algorithms=["HS256"])["broadcaster"] == {"chat": ["c1"]}
-    assert auth.verify_viewer_token(SECRET, viewer, "s1")
-    assert not auth.verify_viewer_token(SECRET, viewer, "s2")
-    assert not auth.verify_viewer_token(SECRET, chat, "c1")
-    assert auth.verify_chat_token(SECRET, chat, "c1")
-    assert not auth.verify_chat_token(SECRET, viewer, "s1")
-    assert not auth.verify_viewer_token(OLD_SECRET, viewer, "s1")
-    assert auth.verify_viewer_token(SECRET, viewer, "s1", now=time.time() + 50)
-    assert not auth.verify_viewer_token(SECRET, viewer, "s1", now=time.time() + 70)
+    assert credentials.verify_viewer_token(SECRET, viewer, "s1")
+    assert not credentials.verify_viewer_token(SECRET, viewer, "s2")
+    assert not credentials.verify_viewer_token(SECRET, chat, "c1")
+    assert credentials.verify_chat_token(SECRET, chat, "c1")
+    assert not credentials.verify_chat_token(SECRET, viewer, "s1")
+    assert not credentials.verify_viewer_token(OLD_SECRET, viewer, "s1")
+    assert credentials.verify_viewer_token(SECRET, viewer, "s1", now=time.time() + 50)
+    assert not credentials.verify_viewer_token(SECRET, viewer, "s1", now=time.time() + 70)
 
 
 # --- refused tokens ---
@@ -389,8 +389,8 @@ async def test_a_jwks_file_is_read_again_when_it_changes(tmp_path: Path) -> None
 
 
 def test_legacy_tokens_verify_while_enabled_and_warn_once(caplog: pytest.LogCaptureFixture) -> None:
-    legacy, _ = auth.mint_legacy_token("v1", SECRET, "s1", 60)
-    chat, _ = auth.mint_legacy_token("c1", OLD_SECRET, "c1", 60)
+    legacy, _ = credentials.mint_legacy_token("v1", SECRET, "s1", 60)
+    chat, _ = credentials.mint_legacy_token("c1", OLD_SECRET, "c1", 60)
     assert not TokenVerifier([SECRET]).legacy_grants(legacy, "v1", "s1"), "off by default"
     v = TokenVerifier([SECRET, OLD_SECRET], legacy=True)
     jwks._warned.clear()
@@ -400,13 +400,13 @@ def test_legacy_tokens_verify_while_enabled_and_warn_once(caplog: pytest.LogCapt
         assert not v.legacy_grants(legacy, "v1", "s2")
         assert not v.legacy_grants(legacy, "c1", "s1"), "a viewer token is no chat token"
     warnings = [r for r in caplog.records if "legacy" in r.getMessage()]
-    assert len(warnings) == 1 and auth.LEGACY_TOKENS_UNTIL in warnings[0].getMessage()
+    assert len(warnings) == 1 and credentials.LEGACY_TOKENS_UNTIL in warnings[0].getMessage()
     off = TokenVerifier([SECRET], legacy=False)
     assert not off.legacy_grants(legacy, "v1", "s1")
-    expired, _ = auth.mint_legacy_token("v1", SECRET, "s1", 60, now=time.time() - 120)
+    expired, _ = credentials.mint_legacy_token("v1", SECRET, "s1", 60, now=time.time() - 120)
     assert not v.legacy_grants(expired, "v1", "s1")
     # The max lifetime holds for them too: a legacy token good for a year is refused.
-    year, _ = auth.mint_legacy_token("v1", SECRET, "s1", 365 * 86400)
+    year, _ = credentials.mint_legacy_token("v1", SECRET, "s1", 365 * 86400)
     assert not v.legacy_grants(year, "v1", "s1")
     unbounded = TokenVerifier([SECRET], legacy=True, max_lifetime=None)
     assert unbounded.legacy_grants(year, "v1", "s1")
@@ -507,4 +507,4 @@ def test_any_token_is_a_grant_or_invalid_token_never_another_error(token: str) -
             pass
         else:
             assert isinstance(result, Grant)
-    assert auth.verify_viewer_token(SECRET, token, "s1") in (True, False)
+    assert credentials.verify_viewer_token(SECRET, token, "s1") in (True, False)

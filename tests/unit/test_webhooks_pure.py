@@ -11,7 +11,8 @@ import pytest
 from pydantic import ValidationError
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from broadcaster.core.request import Defaults, RequestInvalid, origin_of, validate_request
+from broadcaster.core.names import origin_of
+from broadcaster.generations.request import Defaults, RequestInvalid, validate_request
 from broadcaster.webhooks.compose import DEPLOYMENT, deliveries, webhook_id
 from broadcaster.webhooks.schedule import RetrySchedule
 from broadcaster.webhooks.settings import WebhookSettings

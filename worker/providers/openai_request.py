@@ -1,7 +1,7 @@
 """A stored generation request (Anthropic's Messages shape) as Chat Completions parameters.
 
 Pure. The front-end refuses a request for ``openai`` holding what has no equivalent
-(``broadcaster.core.request``). One that reaches the worker all the same fails here,
+(``broadcaster.generations.request``). One that reaches the worker all the same fails here,
 before the model is called, with ``Untranslatable`` naming it: the generation then ends
 with that error and no output.
 

@@ -1,3 +1,13 @@
-"""The API's routes, one router per resource, as ``create_app`` includes them: ``health``
-(probes, metrics and the demo page), ``generations``, ``streams`` (publish, and the SSE
-stream) and ``tokens``."""
+"""The API's routes, one router per resource, as ``create_app`` includes them:
+
+- ``health``: probes, metrics and the demo page.
+- ``generations``: start, read and cancel generations.
+- ``streams``: publish, and the SSE stream of one stream.
+- ``events``: many streams on one connection.
+- ``chat``: the AI SDK's chat transport.
+- ``durable``: the Durable Streams protocol.
+- ``tokens``: minting viewer tokens.
+
+No route module imports another: what two share lives in ``broadcaster.http`` or in a
+capability. May import: what ``broadcaster.http`` may.
+"""

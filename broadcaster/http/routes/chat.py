@@ -4,7 +4,7 @@ stream, a resume streams the running one again, a stop cancels it, and the messa
 gives the chat so far. A chat token (``POST /v1/chat/{id}/tokens``) opens these routes
 for one chat and nothing else.
 
-A chat is a record (``core/chats.py``) naming its latest generation; the generations
+A chat is a record (``chat/records.py``) naming its latest generation; the generations
 themselves are ordinary ones, started and streamed by the same code as
 ``POST /v1/generations`` and ``GET /v1/streams/{id}/events``.
 """
@@ -21,9 +21,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from broadcaster.core import auth, names
-from broadcaster.core.approvals import Approvals, Decision, NoSuchApproval, WaitEnded
-from broadcaster.core.chat import (
+from broadcaster.auth import credentials
+from broadcaster.chat.approvals import Approvals, Decision, NoSuchApproval, WaitEnded
+from broadcaster.chat.convert import (
     GENERATION_FIELDS,
     ChatBody,
     approval_responses,
@@ -34,12 +34,13 @@ from broadcaster.core.chat import (
     run_id,
     to_request,
 )
-from broadcaster.core.chats import ChatRecord, Chats
-from broadcaster.core.generations import Generations
-from broadcaster.core.log import UNCLAIMED, AppendRefused, EventLog
-from broadcaster.core.logs import current_stream
-from broadcaster.core.request import RequestInvalid
-from broadcaster.core.ui_message import ChatMessages
+from broadcaster.chat.records import ChatRecord, Chats
+from broadcaster.chat.ui_message import ChatMessages
+from broadcaster.core import names
+from broadcaster.core.eventlog import UNCLAIMED, AppendRefused, EventLog
+from broadcaster.core.logconfig import current_stream
+from broadcaster.generations.lifecycle import Generations
+from broadcaster.generations.request import RequestInvalid
 from broadcaster.http import openapi
 from broadcaster.http.access import AccessDep, check_chat, producer
 from broadcaster.http.bodies import read_json, strict_json
@@ -663,4 +664,6 @@ async def mint_chat_token(
     chat_id: str, request: Request, settings: SettingsDep, access: AccessDep
 ) -> JSONResponse:
     """A chat token for one chat, for an app's backend to hand to its browser."""
-    return await minted(request, settings, access, auth.mint_chat_token, chat_id, name="chat_token")
+    return await minted(
+        request, settings, access, credentials.mint_chat_token, chat_id, name="chat_token"
+    )

@@ -26,9 +26,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from broadcaster.core import keys, names
-from broadcaster.core.dslog import DATA, MORE, DurableLog, Entry, State, Written
+from broadcaster.core.keys import DATA, MORE
 from broadcaster.durable import live, protocol
 from broadcaster.durable.protocol import BadRequest, Mode, Offset
+from broadcaster.durable.storage import DurableLog, Entry, State, Written
 from broadcaster.http import openapi
 from broadcaster.http.access import check_viewer, presented_key, producer
 from broadcaster.http.bodies import read_bytes

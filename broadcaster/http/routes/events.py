@@ -1,8 +1,8 @@
 """``GET /v1/events``: many streams on one SSE connection, named (``stream=``) or by the
 prefix of their ids (``prefix=``: those that exist and those created while it is open),
 so that a dashboard of jobs holds one connection, not one per job (a browser holds six
-per origin over HTTP/1.1). How a connection follows its streams is ``fanout/mux.py``;
-its resume point, ``core/mux.py``."""
+per origin over HTTP/1.1). How a connection follows its streams is ``dashboard/feed.py``;
+its resume point, ``dashboard/cursor.py``."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from broadcaster.core import names
-from broadcaster.core.log import EventLog, StreamInfo
-from broadcaster.core.mux import BadResumePoint, Bases, Cursor, ResumePointGone, covered
-from broadcaster.fanout.mux import Connection
+from broadcaster.core.eventlog import EventLog, StreamInfo
+from broadcaster.dashboard.cursor import BadResumePoint, Bases, Cursor, ResumePointGone, covered
+from broadcaster.dashboard.feed import Connection
 from broadcaster.http import openapi
 from broadcaster.http.access import authorize_read, viewer_subject
 from broadcaster.http.errors import ApiError

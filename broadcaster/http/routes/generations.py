@@ -9,13 +9,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from broadcaster.core import auth
-from broadcaster.core.content import ContentFold
-from broadcaster.core.generations import Generations
-from broadcaster.core.jobs import JobQueue
-from broadcaster.core.log import EventLog, StreamEnded, StreamNotFound
-from broadcaster.core.logs import current_stream
-from broadcaster.core.request import GenerationRequest, RequestInvalid, validate_request
+from broadcaster.auth import credentials
+from broadcaster.core.eventlog import EventLog, StreamEnded, StreamNotFound
+from broadcaster.core.logconfig import current_stream
+from broadcaster.generations.content import ContentFold
+from broadcaster.generations.jobs import JobQueue
+from broadcaster.generations.lifecycle import Generations
+from broadcaster.generations.request import GenerationRequest, RequestInvalid, validate_request
 from broadcaster.http import openapi
 from broadcaster.http.access import AccessDep, producer, viewer_token
 from broadcaster.http.bodies import read_json, strict_json
@@ -61,7 +61,7 @@ async def create_generation(
         "status_url": f"/v1/generations/{stream_id}",
     }
     if access.token_secret is not None:
-        token, expires = auth.mint_viewer_token(
+        token, expires = credentials.mint_viewer_token(
             access.token_secret, stream_id, settings.token_ttl_seconds, audience=access.audience
         )
         created |= {"viewer_token": token, "token_expires_at": expires}

@@ -19,8 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from broadcaster.core import sse
-from broadcaster.core.events import InvalidEvent
-from broadcaster.core.log import (
+from broadcaster.core.eventlog import (
     EventLog,
     EventTooLarge,
     StaleWriter,
@@ -29,6 +28,7 @@ from broadcaster.core.log import (
     StreamInfo,
     WrongKind,
 )
+from broadcaster.core.events import InvalidEvent
 from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.subscription import Writer
 from broadcaster.http import openapi

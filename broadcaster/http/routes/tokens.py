@@ -8,7 +8,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from broadcaster.core import auth, tokens
+from broadcaster.auth import credentials, tokens
 from broadcaster.http import openapi
 from broadcaster.http.access import AccessDep, AccessPolicy, producer
 from broadcaster.http.bodies import parse_json, read_bytes
@@ -35,12 +35,12 @@ async def mint_token(
 ) -> JSONResponse:
     """A viewer token for any stream id, for a producer's backend to hand out."""
     return await minted(
-        request, settings, access, auth.mint_viewer_token, stream_id, name="viewer_token"
+        request, settings, access, credentials.mint_viewer_token, stream_id, name="viewer_token"
     )
 
 
 Minter = Callable[..., tuple[str, int]]
-"""``auth.mint_viewer_token`` or ``auth.mint_chat_token``."""
+"""``credentials.mint_viewer_token`` or ``credentials.mint_chat_token``."""
 
 
 async def minted(

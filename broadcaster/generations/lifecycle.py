@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broadcaster.core import keys
-from broadcaster.core.log import EventLog, script
+from broadcaster.core.eventlog import EventLog, script
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +26,11 @@ class Generations:
     def __init__(self, log_: EventLog) -> None:
         self.log = log_
         redis = log_.redis
-        self._create = redis.register_script(script("create_generation.lua"))
-        self._claim = redis.register_script(script("claim.lua"))
-        self._release = redis.register_script(script("release.lua"))
+        self._create = redis.register_script(
+            script("create_generation.lua", "broadcaster.generations")
+        )
+        self._claim = redis.register_script(script("claim.lua", "broadcaster.generations"))
+        self._release = redis.register_script(script("release.lua", "broadcaster.generations"))
 
     async def create(self, stream_id: str, request: dict[str, Any]) -> bool:
         """Create a queued generation; False if the id is taken. Whether its end sends

@@ -1,5 +1,5 @@
 """Verifying tokens: the keys (HS256 secrets, a JWKS by URL or file) and the verifier
-every access check asks (``core/tokens.py`` has the pure rules).
+every access check asks (``auth/tokens.py`` has the pure rules).
 
 **A JWKS by URL** (``BROADCASTER_JWKS_URL``) is fetched with httpx2 (never on the event
 loop's thread, never blocking it), at the first token that needs it, and again once it is
@@ -31,8 +31,8 @@ from typing import Any
 import httpx2
 import jwt
 
-from broadcaster.core import auth, tokens
-from broadcaster.core.tokens import Grant, InvalidToken
+from broadcaster.auth import credentials, tokens
+from broadcaster.auth.tokens import Grant, InvalidToken
 
 log = logging.getLogger("broadcaster.auth")
 
@@ -273,7 +273,7 @@ class TokenVerifier:
         expires further than ``max_lifetime`` from now does not."""
         if not self.legacy:
             return False
-        if not any(auth.verify_legacy_token(prefix, s, token, name) for s in self.secrets):
+        if not any(credentials.verify_legacy_token(prefix, s, token, name) for s in self.secrets):
             return False
         expires = int(token.split(".")[1])  # verified: digits
         if (
@@ -296,5 +296,5 @@ def _warn_legacy() -> None:
             "a legacy v1./c1. token was accepted: these are deprecated and stop working in "
             "%s (or now, without BROADCASTER_LEGACY_TOKENS=true); mint JWTs instead "
             "(docs/security.md)",
-            auth.LEGACY_TOKENS_UNTIL,
+            credentials.LEGACY_TOKENS_UNTIL,
         )

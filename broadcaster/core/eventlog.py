@@ -39,9 +39,10 @@ from broadcaster.core.coalesce import Coalesce
 from broadcaster.core.events import Event, InvalidEvent, dump_batch, malformed
 
 
-def script(name: str) -> str:
-    """A Lua script of ``scripts/`` (every write to a stream is one of them)."""
-    return resources.files("broadcaster.core").joinpath("scripts", name).read_text()
+def script(name: str, package: str = "broadcaster.core") -> str:
+    """A Lua script of a package's ``scripts/`` folder: every write to a stream is one of
+    ``broadcaster.core``'s, and each capability keeps its own beside its storage."""
+    return resources.files(package).joinpath("scripts", name).read_text()
 
 
 _INFO_FIELDS = ("kind", "seq", "ended", "tag")

@@ -6,7 +6,7 @@ per stream created).
 Each frame is the event as the single-stream route sends it, its ``data`` wrapped as
 ``{"stream", "seq", "event"}`` (made once per run for every connection following the
 stream, ``Topic.shared``), and its ``id`` the connection's resume point
-(``core/mux.py``): the only part made per connection. While the connection's task waits
+(``dashboard/cursor.py``): the only part made per connection. While the connection's task waits
 with nothing to do, live runs go straight to its socket from the fan-out, and keepalives
 from the hub's keepalive task, as for a single-stream viewer; otherwise they wait in
 each stream's bounded buffer for the task. A late joiner or a resume gets each stream's
@@ -25,10 +25,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 from broadcaster.core import sse
-from broadcaster.core.compact import Folder
+from broadcaster.core.eventlog import FIRST_PAGE, EventLog, StreamInfo
 from broadcaster.core.events import Event, malformed
-from broadcaster.core.log import FIRST_PAGE, EventLog, StreamInfo
-from broadcaster.core.mux import (
+from broadcaster.dashboard.cursor import (
     REBASE,
     Bases,
     Cursor,
@@ -38,6 +37,7 @@ from broadcaster.core.mux import (
     list_prefix,
     position_of,
 )
+from broadcaster.fanout.compact import Folder
 from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.keepalive import Keepalive
 from broadcaster.fanout.subscription import Run, Subscription, Topic, Writer

@@ -6,7 +6,7 @@ The rights are ``generate`` (start generations), ``cancel``, ``publish`` (append
 job-progress streams) and ``tokens`` (mint viewer tokens). A presented key is hashed and
 compared with every configured digest in constant time.
 
-**Viewer and chat tokens** are HS256 JWTs (``core/tokens.py``) under
+**Viewer and chat tokens** are HS256 JWTs (``auth/tokens.py``) under
 ``BROADCASTER_TOKEN_SECRET``: a viewer token's ``broadcaster`` claim is
 ``{"read": [stream id]}``, a chat token's ``{"chat": [chat id]}``.
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from broadcaster.core import tokens
+from broadcaster.auth import tokens
 
 RIGHTS = frozenset({"generate", "cancel", "publish", "tokens"})
 VIEWER_PREFIX = "v1"

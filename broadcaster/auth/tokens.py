@@ -1,5 +1,5 @@
 """Access tokens: standard JSON Web Tokens (RFC 7519), signed and verified by PyJWT, never
-by code of ours. Pure: no I/O (the keys of a JWKS come from ``core/jwks.py``).
+by code of ours. Pure: no I/O (the keys of a JWKS come from ``auth/jwks.py``).
 
 **What a token says.** ``exp`` (required), ``nbf`` and ``iat`` (optional), ``aud`` (checked
 against ``BROADCASTER_TOKEN_AUDIENCE``), ``sub`` (who holds it: what viewer counts report),
@@ -19,7 +19,7 @@ its type): a public key can never be used as an HMAC secret (algorithm confusion
 
 **Shapes.** A credential is told by its shape: a JWT is three base64url segments, the
 first a JSON header (``eyJ…``); a legacy token ``v1.<expiry>.<sig>`` or ``c1.…``
-(``core/auth.py``, deprecated); anything else is an API key.
+(``auth/credentials.py``, deprecated); anything else is an API key.
 """
 
 from __future__ import annotations

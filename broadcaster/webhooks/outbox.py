@@ -22,7 +22,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from broadcaster.core import keys, names
-from broadcaster.core.log import script
+from broadcaster.core.eventlog import script
 
 EVENT_TYPE_RE = names.WEBHOOK_EVENT_TYPE_RE
 """A webhook event type: dotted lower-case words (``stream.occupied``); checked by
@@ -32,7 +32,7 @@ EVENT_TYPE_RE = names.WEBHOOK_EVENT_TYPE_RE
 class Outbox:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._add = redis.register_script(script("outbox_add.lua"))
+        self._add = redis.register_script(script("outbox_add.lua", "broadcaster.webhooks"))
 
     async def add(self, stream_id: str, type: str, data: dict[str, Any]) -> bool:
         """Queue webhook event ``type`` with ``data`` (a JSON object: the body's

@@ -35,16 +35,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broadcaster.core import connection, contain, keys
+from broadcaster.core.eventlog import script
 from broadcaster.core.events import malformed
-from broadcaster.core.log import script
-
-DATA = ".p"
-"""An entry that ends what one POST appended: a chunk of bytes, or a batch's last message."""
-MORE = ".d"
-"""A JSON message followed by more of the same POST's batch."""
-CLOSE = ".c"
-"""The closure marker: no data; what a closed stream ends with."""
-
+from broadcaster.core.keys import CLOSE, DATA, MORE
 
 MAX_SEQ = 10**13
 """No stream comes near it; an offset beyond is read as if at it (and is then unknown).
@@ -52,7 +45,7 @@ Lua prints numbers with ``%.14g``: below 10^14 they print as the integers they a
 
 
 def _ds_script(name: str) -> str:
-    return script("ds_lib.lua") + "\n" + script(name)
+    return script("ds_lib.lua", "broadcaster.durable") + "\n" + script(name, "broadcaster.durable")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from broadcaster.core import connection, keys
-from broadcaster.core.log import script
+from broadcaster.core.eventlog import script
 
 MAX_SUBJECTS = 100
 """The most subjects ``viewers`` names (the count counts them all)."""
@@ -48,7 +48,7 @@ class PresenceStore:
         self.redis = redis
         self.heartbeat = heartbeat
         self.publish, self.db = connection.publish_target(redis)
-        self._set = redis.register_script(script("presence_set.lua"))
+        self._set = redis.register_script(script("presence_set.lua", "broadcaster.presence"))
 
     @property
     def dead_after_ms(self) -> int:

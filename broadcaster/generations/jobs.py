@@ -34,7 +34,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from broadcaster.core import keys
-from broadcaster.core.request import PROVIDERS
+from broadcaster.generations.request import PROVIDERS
 
 
 @dataclass(frozen=True, slots=True)

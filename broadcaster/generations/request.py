@@ -17,7 +17,6 @@ import base64
 import binascii
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -104,26 +103,6 @@ MAX_ABANDON_AFTER = 7 * 24 * 3600
 
 MAX_WEBHOOK_URL = 2048
 """Longest ``webhook_url`` a request may give."""
-
-
-def origin_of(url: str) -> str | None:
-    """``scheme://host[:port]`` of an http(s) URL, lower-case and without a default
-    port, so an allow-list entry and a URL compare equal however they are written; None
-    if ``url`` is not an absolute http(s) URL (or carries credentials, which a webhook
-    URL has no use for)."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
-        return None
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    default = 443 if scheme == "https" else 80
-    return f"{scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
 
 
 # ---- content blocks
@@ -604,7 +583,7 @@ def _webhook_problems(req: GenerationRequest, defaults: Defaults) -> list[_Probl
     otherwise make requests, signed with its secret, to any address a client names."""
     if req.webhook_url is None:
         return []
-    origin = origin_of(req.webhook_url)
+    origin = names.origin_of(req.webhook_url)
     if origin is None:
         return [(("webhook_url",), "must be an absolute http or https URL")]
     if origin not in defaults.webhook_origins:

@@ -22,8 +22,8 @@ import secrets
 
 from broadcaster.core import contain, keys
 from broadcaster.core.connection import REDIS_ERRORS
-from broadcaster.core.jobs import JobQueue
-from broadcaster.core.log import UNCLAIMED, AppendRefused, EventLog, StaleWriter
+from broadcaster.core.eventlog import UNCLAIMED, AppendRefused, EventLog, StaleWriter
+from broadcaster.generations.jobs import JobQueue
 
 log = logging.getLogger("broadcaster.overdue")
 

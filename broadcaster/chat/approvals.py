@@ -30,8 +30,8 @@ from typing import Any
 
 from broadcaster.core import contain, keys
 from broadcaster.core.connection import REDIS_ERRORS
-from broadcaster.core.jobs import JobQueue
-from broadcaster.core.log import EventLog, StaleWriter, StreamEnded, StreamNotFound
+from broadcaster.core.eventlog import EventLog, StaleWriter, StreamEnded, StreamNotFound
+from broadcaster.generations.jobs import JobQueue
 
 log = logging.getLogger("broadcaster.approvals")
 

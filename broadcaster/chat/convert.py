@@ -34,7 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from broadcaster.core import names
-from broadcaster.core.request import Defaults, RequestInvalid, validate_request
+from broadcaster.generations.request import Defaults, RequestInvalid, validate_request
 
 GENERATION_FIELDS = frozenset(
     {

@@ -16,7 +16,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from broadcaster.core import keys
-from broadcaster.core.log import script
+from broadcaster.core.eventlog import script
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +30,8 @@ class Chats:
     def __init__(self, redis: Redis, ttl: int) -> None:
         self.redis = redis
         self.ttl = ttl
-        self._submit = redis.register_script(script("chat_submit.lua"))
-        self._enqueue = redis.register_script(script("chat_enqueue.lua"))
+        self._submit = redis.register_script(script("chat_submit.lua", "broadcaster.chat"))
+        self._enqueue = redis.register_script(script("chat_enqueue.lua", "broadcaster.chat"))
 
     async def enqueue(self, chat_id: str, entry: dict[str, Any], limit: int) -> int:
         """Add a message to the chat's queue; its position (1: next), or 0 when the queue

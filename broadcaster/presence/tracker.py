@@ -1,5 +1,5 @@
 """This front-end's part of the viewer counts: its own count of each stream's viewers,
-written to Redis when it changes (``core/presence.py``), its heartbeat, and the removal
+written to Redis when it changes (``presence/counts.py``), its heartbeat, and the removal
 of the counts of front-ends that died.
 
 Joins and leaves only mark a stream; one task writes the marked streams' counts a moment
@@ -23,7 +23,7 @@ from contextvars import Context
 
 from broadcaster.core import contain
 from broadcaster.core.connection import REDIS_ERRORS
-from broadcaster.core.presence import BATCH, PresenceStore
+from broadcaster.presence.counts import BATCH, PresenceStore
 
 log = logging.getLogger("broadcaster.presence")
 

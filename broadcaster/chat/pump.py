@@ -23,15 +23,15 @@ import logging
 import secrets
 from typing import Any, cast
 
+from broadcaster.chat.convert import parse_body, response_message_id, to_request
+from broadcaster.chat.records import ChatRecord, Chats
+from broadcaster.chat.ui_message import ChatMessages
 from broadcaster.core import contain, keys
-from broadcaster.core.chat import parse_body, response_message_id, to_request
-from broadcaster.core.chats import ChatRecord, Chats
 from broadcaster.core.connection import REDIS_ERRORS
-from broadcaster.core.generations import Generations
-from broadcaster.core.jobs import JobQueue
-from broadcaster.core.log import AppendRefused, EventLog
-from broadcaster.core.request import Defaults, RequestInvalid
-from broadcaster.core.ui_message import ChatMessages
+from broadcaster.core.eventlog import AppendRefused, EventLog
+from broadcaster.generations.jobs import JobQueue
+from broadcaster.generations.lifecycle import Generations
+from broadcaster.generations.request import Defaults, RequestInvalid
 
 log = logging.getLogger("broadcaster.chatpump")
 

@@ -1,0 +1,16 @@
+"""Chats (the AI SDK's chat transport at ``/v1/chat``): a chat's record, the messages
+that wait for their turn, and the tool approvals a generation waits on.
+
+- ``convert``: the chat request checked, and its UI messages turned into a generation
+  request; pure.
+- ``records``: a chat's record in Redis (its latest generation, its queue, steering),
+  with its scripts.
+- ``ui_message``: a chat's assistant message folded from its generation's events.
+- ``pump``: the front-ends' loop that starts a chat's waiting message once its answer
+  ends.
+- ``approvals``: decisions on the tool calls a generation waits on, and the sweep that
+  denies the ones nobody decided in time.
+
+May import: ``broadcaster.core`` and ``broadcaster.generations`` (a chat's answer is a
+generation).
+"""

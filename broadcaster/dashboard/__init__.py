@@ -1,0 +1,10 @@
+"""Dashboards: many streams on one SSE connection (``GET /v1/events``).
+
+- ``cursor``: the names a prefix covers, and the connection's resume point, one
+  ``Last-Event-ID`` carrying every stream's position; pure.
+- ``feed``: the connection, one viewer of each stream it follows on the hub's topics,
+  and its catch-up.
+
+May import: ``broadcaster.core`` and ``broadcaster.fanout`` (a dashboard is a viewer of
+the hub).
+"""
