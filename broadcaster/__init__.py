@@ -1,8 +1,25 @@
 """Numbered events in Redis Streams, fanned out over SSE with Last-Event-ID resume.
 
-The names a producer needs, each loaded on first use: importing a module of the package
-(the worker imports the core) loads no client or HTTP library it does not use. The
-front-end is ``python -m broadcaster serve``.
+The ground floor and one package per capability (ARCHITECTURE.md):
+
+- ``core``: what every process needs: names, events, keys, the event log, Redis.
+- ``auth``: API keys, access tokens and the keys that verify them.
+- ``generations``: the generation request, its queue and its life.
+- ``presence``: who watches each stream, across front-ends.
+- ``chat``: the AI SDK's chat transport on top of generations.
+- ``durable``: the Durable Streams protocol on the same log and fan-out.
+- ``dashboard``: many streams on one connection.
+- ``webhooks``: signed webhooks from the outbox.
+- ``fanout``: a front-end's copy of each event to every viewer.
+- ``http``: the front-end: routes, access, limits, the server.
+- ``clients``: the Python client, publisher and terminal viewer.
+- ``bench``: load from outside, over real sockets.
+- ``cli``: ``python -m broadcaster serve | demo | bench | tail | webhooks``.
+
+Here are the names a producer needs, each loaded on first use: importing a module of the
+package (the worker imports the core) loads no client or HTTP library it does not use.
+
+May import: everything, lazily.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Signed webhooks, delivered at least once from the outbox in Redis.
 
 The append script writes a stream's end into its group's outbox in the same step as the
-terminal event (``core/scripts/append.lua``), and other rooms add events with
-``outbox.Outbox``. This room delivers them: it moves outbox entries into one
+terminal event (``core/scripts/append.lua``), and other packages add events with
+``Outbox`` (``outbox``). This room delivers them: it moves outbox entries into one
 deliveries stream (``mover``), attempts each with a signed POST (``sender``,
 ``signing``, the body composed by ``compose``), and keeps the retry schedule in the
 consumer group's pending entries (``schedule``, ``queue``), so that any deliverer takes

@@ -1,27 +1,26 @@
-"""The layout the project promises (ARCHITECTURE.md): rooms whose imports go one way,
-each saying what it owns and what it may import, and functions short enough to read."""
+"""The layout the project promises (ARCHITECTURE.md): packages whose imports go the way
+their docstrings say and the build enforces, each naming its modules; a small ground floor,
+thin routes, and files and functions short enough to read."""
 
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from tests.support.procs import ROOT
 
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
-ROOMS = [
-    "broadcaster/core",
-    "broadcaster/fanout",
-    "broadcaster/http",
-    "broadcaster/clients",
-    "broadcaster/bench",
-    "broadcaster/webhooks",
-    "worker",
-    "worker/providers",
-]
+PACKAGES = sorted(
+    path.parent.relative_to(ROOT).as_posix()
+    for folder in ("broadcaster", "worker")
+    for path in (ROOT / folder).rglob("__init__.py")
+)
+"""Every package of the project (a folder with an ``__init__.py``)."""
 
 
 def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -55,11 +54,137 @@ def test_a_lower_room_importing_a_higher_one_is_caught(tmp_path: Path) -> None:
     assert "broadcaster.core.keys -> broadcaster.http.app" in run.stdout
 
 
-def test_every_room_says_what_it_owns_and_may_import() -> None:
-    for room in ROOMS:
-        doc = ast.get_docstring(ast.parse((ROOT / room / "__init__.py").read_text()))
-        assert doc, f"{room}/__init__.py has no docstring"
-        assert "May import" in doc, f"{room}/__init__.py does not say what it may import"
+def _docstring(package: str) -> str:
+    doc = ast.get_docstring(ast.parse((ROOT / package / "__init__.py").read_text()))
+    assert doc, f"{package}/__init__.py has no docstring"
+    return doc
+
+
+def test_every_package_names_each_of_its_modules() -> None:
+    """A package's docstring is its table of contents: each module and subpackage is named
+    (````name````), so a newcomer reading it finds every file."""
+    missing = []
+    for package in PACKAGES:
+        doc = _docstring(package)
+        folder = ROOT / package
+        parts = [p.stem for p in folder.glob("*.py") if p.stem not in ("__init__", "__main__")]
+        parts += [p.parent.name for p in folder.glob("*/__init__.py")]
+        missing += [f"{package}: {name}" for name in sorted(parts) if f"``{name}``" not in doc]
+    assert not missing, "modules a package's docstring does not name:\n" + "\n".join(missing)
+
+
+def _contracts() -> dict[str, set[str]]:
+    """What each package may import, as the import contracts in pyproject.toml say: every
+    package of the project but the ones its contract forbids."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    contracts = config["contracts"]
+    sources = {c["source_modules"][0] for c in contracts}
+    everyone = {*sources, *(m for c in contracts for m in c["forbidden_modules"])}
+    allowed = {}
+    for contract in contracts:
+        assert contract["type"] == "forbidden" and len(contract["source_modules"]) == 1
+        source = contract["source_modules"][0]
+        allowed[source] = everyone - {source} - set(contract["forbidden_modules"])
+    return allowed
+
+
+def _may_import(doc: str) -> set[str]:
+    line = doc[doc.index("May import:") :].split("\n\n", maxsplit=1)[0]
+    if "nothing else of the project" in line or "nothing of the project" in line:
+        return set()
+    return set(re.findall(r"``((?:broadcaster|worker)[\w.]*)``", line))
+
+
+def test_every_package_says_what_it_may_import_and_the_build_holds_it() -> None:
+    """Each top-level package's "May import:" line is its import contract, word for word:
+    a package added without a contract, or a line that drifts from it, fails here."""
+    contracts = _contracts()
+    for package in PACKAGES:
+        assert "May import:" in _docstring(package), f"{package} has no 'May import:' line"
+    top = [
+        p for p in PACKAGES if p == "worker" or (p.startswith("broadcaster/") and p.count("/") == 1)
+    ]
+    for package in top:
+        name = package.replace("/", ".")
+        assert name in contracts, f"{name} has no import contract in pyproject.toml"
+        assert _may_import(_docstring(package)) == contracts[name], (
+            f"{package}/__init__.py's 'May import:' line says "
+            f"{sorted(_may_import(_docstring(package)))}; its contract allows "
+            f"{sorted(contracts[name])}"
+        )
+
+
+def test_the_may_import_check_can_fail() -> None:
+    doc = "Owns things.\n\nMay import: ``broadcaster.core`` and\n``broadcaster.fanout``.\n"
+    assert _may_import(doc) == {"broadcaster.core", "broadcaster.fanout"}
+    assert _may_import("May import: nothing else of the project.") == set()
+    assert _contracts()["broadcaster.core"] == set()
+    assert "broadcaster.fanout" in _contracts()["broadcaster.durable"]
+
+
+MAX_CORE_MODULES = 15
+MAX_FILE_LINES = 700
+MAX_ROUTE_LINES = 400
+ROUTES = ROOT / "broadcaster" / "http" / "routes"
+
+
+def test_the_ground_floor_stays_small_and_files_stay_readable() -> None:
+    core = [p for p in (ROOT / "broadcaster" / "core").glob("*.py") if p.stem != "__init__"]
+    assert len(core) <= MAX_CORE_MODULES, sorted(p.stem for p in core)
+    too_long = [
+        f"{path.relative_to(ROOT)}: {n} lines"
+        for folder in ("broadcaster", "worker")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if (n := len(path.read_text().splitlines()))
+        > (MAX_ROUTE_LINES if path.parent == ROUTES else MAX_FILE_LINES)
+    ]
+    assert not too_long, "files over their limit:\n" + "\n".join(too_long)
+
+
+def test_no_route_module_imports_another() -> None:
+    """What two routes share lives in ``broadcaster.http`` or in a capability."""
+    crossing = []
+    for path in sorted(ROUTES.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "broadcaster.http.routes"
+            ):
+                crossing.append(f"{path.name} imports {node.module}")
+    assert not crossing, crossing
+
+
+PER_PROCESS = {"settings", "metrics", "cli"}
+"""Names each process or room has its own of, for the same job in each: its settings, its
+Prometheus metrics, its command line. Route modules are named by their resource."""
+
+
+def test_no_two_modules_share_a_name() -> None:
+    seen: dict[str, list[str]] = {}
+    for folder in ("broadcaster", "worker"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if path.stem in ("__init__", "__main__") or path.parent == ROUTES:
+                continue
+            seen.setdefault(path.stem, []).append(path.relative_to(ROOT).as_posix())
+    shared = {n: p for n, p in seen.items() if len(p) > 1 and n not in PER_PROCESS}
+    assert not shared, shared
+
+
+def test_the_core_loads_no_client_and_no_web_framework() -> None:
+    """The worker imports the core: importing any core module (or the top-level package,
+    whose names load on first use) loads neither the Python client, nor an HTTP client,
+    nor FastAPI."""
+    modules = [f"broadcaster.core.{p.stem}" for p in (ROOT / "broadcaster/core").glob("*.py")]
+    code = (
+        "import sys, importlib\n"
+        f"for m in {modules!r} + ['broadcaster']: importlib.import_module(m)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('httpx', 'httpx2', 'fastapi', 'starlette', 'anthropic', 'openai')"
+        " or m.startswith(('broadcaster.clients', 'broadcaster.http'))))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert run.stdout.strip() == "[]", run.stdout
 
 
 MAX_FUNCTION_LINES = 60
@@ -77,3 +202,23 @@ def test_no_function_is_longer_than_a_screen() -> None:
                         where = f"{path.relative_to(ROOT)}:{node.lineno}"
                         too_long.append(f"{where} {node.name}: {lines} lines")
     assert not too_long, f"longer than {MAX_FUNCTION_LINES} lines:\n" + "\n".join(too_long)
+
+
+DOCS = ["README.md", "ARCHITECTURE.md", *sorted(p.name for p in (ROOT / "docs").glob("*.md"))]
+YOUR_APP = {"app/api/chat/route.ts", "lib/broadcaster.ts"}
+"""Paths of the reader's own application, in docs/ai-sdk.md's examples."""
+PATH = re.compile(r"(?<![\w./-])((?:[\w-]+/)+[\w-]+\.(?:py|lua|md|json|yml|yaml|conf|mjs|ts))\b")
+
+
+def test_every_file_the_docs_name_exists() -> None:
+    """A file moved or renamed without its docs fails here: every path the README,
+    ARCHITECTURE.md and docs/ name is a file of the repository (from its root, or from
+    the package or folder it is written relative to)."""
+    bases = [ROOT, *(ROOT / b for b in ("broadcaster", "worker", "tests", "deploy", "docs"))]
+    stale = []
+    for doc in DOCS:
+        path = ROOT / doc if (ROOT / doc).exists() else ROOT / "docs" / doc
+        for named in PATH.findall(path.read_text()):
+            if named not in YOUR_APP and not any((base / named).exists() for base in bases):
+                stale.append(f"{doc}: {named}")
+    assert not stale, "files the docs name that do not exist:\n" + "\n".join(stale)

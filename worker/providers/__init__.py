@@ -1,5 +1,5 @@
 """The provider seam: each provider opens one model call and yields Anthropic's raw stream
-events as dicts, so one pure mapping serves them all (``base.Provider``).
+events as dicts, so one pure mapping serves them all (``Provider``, in ``base``).
 
 ``anthropic`` passes the request through to the Anthropic SDK; ``openai`` translates it for
 Chat Completions (``openai_request``) and the chunks back (``openai_stream``), both pure;
