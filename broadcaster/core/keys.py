@@ -152,7 +152,7 @@ def chat_key(chat_id: str) -> str:
 def chat_queue_key(chat_id: str) -> str:
     """A list: the chat's messages waiting for their turn (``multitask`` ``enqueue``),
     JSON each (the generation made for it, the message, the body's generation fields),
-    oldest first; started one by one as each answer ends (``core.chatpump``)."""
+    oldest first; started one by one as each answer ends (``chat.pump``)."""
     return f"{PREFIX}:{{{_group(chat_id)}}}:{chat_id}:queue"
 
 

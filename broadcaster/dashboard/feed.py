@@ -191,7 +191,7 @@ class Follow(Subscription):
     conn: Connection
     opening: bytes
     """How the ``data`` of the stream's frames begins (``opening``)."""
-    # Its stream's place in the connection's resume point (``core.mux.Place``), set by
+    # Its stream's place in the connection's resume point (``dashboard.cursor.Place``), set by
     # ``Cursor.adopt`` before the fan-out can reach it:
     suffix: bytes
     head: bytes

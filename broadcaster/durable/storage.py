@@ -1,4 +1,4 @@
-"""Durable Streams in Redis: the only code that knows their layout, as ``log.py`` is for
+"""Durable Streams in Redis: the only code that knows their layout, as ``core/eventlog.py`` is for
 streams of events.
 
 A Durable Stream is a stream of this project like any other: a Redis Stream of entries

@@ -1,7 +1,7 @@
 """Keepalives for viewers that are caught up, from one task for the whole process.
 
 A caught-up viewer's task sleeps with no timer (``viewer.py``), and so does an idle
-connection that follows many streams (``mux.py``): its socket is written to by the
+connection that follows many streams (``dashboard/feed.py``): its socket is written to by the
 fan-out, and by this task when it has been silent for 15/16 of the interval. Each
 such viewer has one entry in a heap, keyed by when it is next due; every 16th of the
 interval the task pops the entries that are due. A viewer whose stream brought frames

@@ -1,7 +1,7 @@
 """A generation's life around its events: created queued, claimed by one worker at a time
 (the owner every append of that worker names, so a worker that lost its job is refused),
 released when a worker hands it back. Its events and their expiry are the log's
-(``log.py``); these scripts touch only the stream's metadata, under the same hash tag.
+(``core/eventlog.py``); these scripts touch only the stream's metadata, under the same hash tag.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ class Relay(asyncio.Protocol):
 
 class RelaySink:
     """The bench's publisher for the ceiling: frames encoded as the project encodes them,
-    history tags included (log.py's chain: sha1 of the previous tag, type and data), sent
+    history tags included (core/eventlog.py's chain: sha1 of the previous tag, type and data), sent
     to every ceiling process's relay port (``ports``)."""
 
     def __init__(self, host: str, *ports: int) -> None:

@@ -222,3 +222,39 @@ def test_every_file_the_docs_name_exists() -> None:
             if named not in YOUR_APP and not any((base / named).exists() for base in bases):
                 stale.append(f"{doc}: {named}")
     assert not stale, "files the docs name that do not exist:\n" + "\n".join(stale)
+
+
+def _tree() -> dict[str, set[str]]:
+    """ARCHITECTURE.md's tree: each package (by its indentation) and the modules listed on
+    its ``·`` line."""
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    block = text[text.index("## The tree") :].split("```")[1]
+    tree: dict[str, set[str]] = {}
+    path: list[str] = []
+    for line in block.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        depth = (len(line) - len(line.lstrip())) // 2
+        if stripped.startswith("·"):
+            tree["/".join(path)] |= set(stripped[1:].split())
+        else:
+            path = [*path[:depth], stripped.split()[0].rstrip("/")]
+            tree["/".join(path)] = set()
+    return tree
+
+
+def test_the_architecture_tree_is_the_tree() -> None:
+    """Every package of the code is in ARCHITECTURE.md's tree with exactly its modules."""
+    tree = _tree()
+    assert set(tree) == set(PACKAGES), (
+        f"in the tree only: {sorted(set(tree) - set(PACKAGES))}; "
+        f"in the code only: {sorted(set(PACKAGES) - set(tree))}"
+    )
+    for package, listed in tree.items():
+        folder = ROOT / package
+        modules = {p.stem for p in folder.glob("*.py")} - {"__init__", "__main__"}
+        assert listed == modules, (
+            f"{package}: the tree lists {sorted(listed - modules)} that do not exist and "
+            f"misses {sorted(modules - listed)}"
+        )

@@ -1,7 +1,7 @@
-"""The pure parts behind the providers: request validation (``core.request``), the
+"""The pure parts behind the providers: request validation (``generations.request``), the
 request's translation to Chat Completions (``openai_request``), Chat Completions chunks
 as Anthropic raw events (``openai_stream``, then the shared mapping), and the content fold
-(``core.content``) that turns a generation's events back into the assistant turn."""
+(``generations.content``) that turns a generation's events back into the assistant turn."""
 
 from __future__ import annotations
 
