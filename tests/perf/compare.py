@@ -2,7 +2,7 @@
 on the same machine, the same Redis, the same events and the same viewers.
 
 For each scenario, each server is started (by pid), driven by the same bench
-(``broadcaster.bench.run_bench``: same viewer processes, same publisher) and stopped;
+(``broadcaster.bench.driver.run_bench``: same viewer processes, same publisher) and stopped;
 then a table with the ratios project / each. Figures are noisy on a shared machine:
 ``--repeat`` runs every round again, and the summary gives the median of each ratio.
 
@@ -47,7 +47,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from broadcaster.bench import run as bench
+from broadcaster.bench.driver import run_bench
+from broadcaster.bench.plan import BenchConfig
+from broadcaster.bench.run import parse_config
+from broadcaster.bench.viewers import BenchError
 from broadcaster.core.embedded import EmbeddedRedis, free_port
 from broadcaster.core.presence import PresenceStore
 from broadcaster.core.rlimit import raise_nofile_limit
@@ -715,11 +718,11 @@ def _start_frontends(
 # --- one round ---
 
 
-def _bench_args(
+def _bench_config(
     s: Scenario, server: Server, redis: tuple[str, int], half_rate: float | None
-) -> Any:
-    parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
+) -> BenchConfig:
+    """The bench's options for ``s`` on ``server``: the scenario's arguments, and the
+    server's URLs and pids, as its command line would take them."""
     args = [a if a != "HALF" else f"{half_rate or 100:.0f}" for a in s.bench_args]
     for url in server.urls:
         args += ["--url", url]
@@ -732,7 +735,7 @@ def _bench_args(
     if s.kill:
         args += ["--kill-pid", str(server.pids[-1])]
     redis_url, redis_pid = redis
-    return parser.parse_args([*args, "--redis-url", redis_url, "--redis-pid", str(redis_pid)])
+    return parse_config([*args, "--redis-url", redis_url, "--redis-pid", str(redis_pid)])
 
 
 def _row(target: str, r: dict[str, Any], frontends: int) -> dict[str, Any]:
@@ -805,10 +808,10 @@ async def run_scenario(
             if s.custom is not None:
                 rows += await s.custom.run(server, redis)
                 continue
-            args = _bench_args(s, server, redis, half.get("rate"))
+            cfg = _bench_config(s, server, redis, half.get("rate"))
             try:
-                result = await bench.run_bench(args, server.sink)
-            except (bench.BenchError, RedisError, OSError, TimeoutError) as exc:
+                result = await run_bench(cfg, server.sink)
+            except (BenchError, RedisError, OSError, TimeoutError) as exc:
                 rows.append({"target": target, "error": repr(exc)})
                 continue
             row = _row(target, result, len(server.urls))
