@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from broadcaster.core import keys
-from tests.perf.compare import pinned
-from tests.support.procs import ROOT, Proc, start_frontend
+from tests.support.procs import ROOT, Proc, pinned, start_frontend
 from tests.support.topologies import LocalCluster, start_cluster
 
 
