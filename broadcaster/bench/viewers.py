@@ -9,15 +9,15 @@ chunked framing is not decoded: the servers write whole SSE frames per chunk, so
 size lines fall between frames, where the ``^id:`` scan ignores them.
 
 The viewers of a bench run are spread over several processes (``run_group``, started by
-``run.py`` with ``multiprocessing``), each under its open-file limit, and over the
+``groups.py`` with ``multiprocessing``), each under its open-file limit, and over the
 loopback source addresses 127.0.0.1-127.0.0.N when the target is 127.0.0.1 (N as
-``run.py`` sizes it: at most ``PER_SOURCE`` viewers each), so 100,000 connections share
+``groups.py`` sizes it: at most ``PER_SOURCE`` viewers each), so 100,000 connections share
 neither one ephemeral port range (28,232 ports here) nor one Python interpreter.
 
 A viewer whose connection drops before ``[DONE]`` (its front-end died), or that is
 answered 503, comes back as an ``EventSource`` does: after the response's ``retry:`` (or
 the 503's ``Retry-After``), with ``Last-Event-ID`` set to the last id it got, and must
-then get every later event once. Each process reports its progress to ``run.py`` twice
+then get every later event once. Each process reports its progress to ``groups.py`` twice
 a second (viewers connected, frames received), and takes a mark from it (the moment a
 front-end was killed): each viewer records when it first got an event published after
 it (events carry their publish time).
@@ -408,7 +408,7 @@ class GroupSpec:
     reconnect: bool = True
     """A viewer dropped before ``[DONE]`` comes back with ``Last-Event-ID`` (SSE only)."""
     wait_window: bool = False
-    """``timeout`` runs from ``run.py``'s ``("window",)`` (when it starts publishing),
+    """``timeout`` runs from ``groups.py``'s ``("window",)`` (when it starts publishing),
     not from ready: the processes of 100,000 viewers are ready minutes apart."""
 
 
@@ -444,7 +444,7 @@ def _viewers(spec: GroupSpec, reconnect: Reconnect | None) -> list[Viewer]:
 
 async def _report_progress(conn: Connection, viewers: list[Viewer], back: Reconnect | None) -> None:
     """``("progress", now ns, viewers with a response open, frames received, viewers
-    away)`` to ``run.py``, every ``PROGRESS_EVERY`` seconds."""
+    away)`` to ``groups.py``, every ``PROGRESS_EVERY`` seconds."""
     while True:
         conn.send(
             (
@@ -461,7 +461,7 @@ async def _report_progress(conn: Connection, viewers: list[Viewer], back: Reconn
 def _listen(
     ctrl: Connection | None, window: Callable[[], None], release: asyncio.Future[None]
 ) -> None:
-    """Take ``("window",)`` from ``run.py`` (the window began: ``window()``), ``("mark",
+    """Take ``("window",)`` from ``groups.py`` (the window began: ``window()``), ``("mark",
     ns)`` (each viewer records when it first gets an event published after ``ns``) and
     ``("close",)`` (the counters are read: ``release``)."""
     if ctrl is None:

@@ -23,9 +23,8 @@ import httpx
 
 from broadcaster.chat.convert import parse_body, to_request
 from broadcaster.chat.ui_message import chat_messages
-from broadcaster.core.embedded import EmbeddedRedis
 from broadcaster.generations.request import Defaults
-from tests.support.procs import start_frontend, start_worker
+from tests.support.procs import redis_server, start_frontend, start_worker, stop_all
 
 
 def _user(i: int) -> dict[str, Any]:
@@ -110,9 +109,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--history", type=int, default=100)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        redis = EmbeddedRedis(Path(tmp) / "redis", persistent=False)
-        redis.start(reuse=False)
+    with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp) / "redis") as redis:
         procs = []
         try:
             procs.append(start_frontend(redis.url, Path(tmp)))
@@ -131,9 +128,7 @@ def main() -> None:
             _report("POST /v1/chat", chat)
             _report("POST /v1/generations + GET events", generations)
         finally:
-            for proc in procs:
-                proc.stop()
-            redis.stop()
+            stop_all(procs)
     _pure(args.history)
 
 

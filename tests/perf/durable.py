@@ -54,7 +54,8 @@ from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 
-from broadcaster.bench import run as bench
+from broadcaster.bench import probes
+from broadcaster.bench.figures import percentile
 from broadcaster.bench.viewers import DsViewer, Viewer, request_bytes
 from broadcaster.clients.publisher import Publisher
 from broadcaster.core import connection
@@ -132,9 +133,9 @@ class Snapshot:
 
 
 async def snapshot(stats: Redis, pids: Sequence[int]) -> Snapshot:
-    calls = await bench.command_calls(stats)
-    redis_cpu = await bench.redis_cpu_seconds(stats)
-    cpu = sum(bench.proc_cpu_seconds(p) for p in pids)
+    calls = await probes.command_calls(stats)
+    redis_cpu = await probes.redis_cpu_seconds(stats)
+    cpu = sum(probes.proc_cpu_seconds(p) for p in pids)
     return Snapshot(time.monotonic(), cpu, redis_cpu, calls)
 
 
@@ -144,7 +145,7 @@ are the pub/sub connection's probes)."""
 
 
 def _pct(values: list[int], q: float) -> float:
-    return bench.percentile(sorted(values), q) / 1e6 if values else math.nan
+    return percentile(sorted(values), q) / 1e6 if values else math.nan
 
 
 def _json_message(i: int, size: int, *, event: bool = False) -> bytes:
@@ -271,7 +272,7 @@ async def _append_cost(
             await _append(durable, name, load.message_bytes)
     after = await snapshot(stats, [])
     n = ticks * len(names)
-    delta = bench._command_delta(before.calls, after.calls)
+    delta = probes.command_delta(before.calls, after.calls)
     return _AppendCost(
         {k: v / n for k, v in delta.items()}, (after.redis_cpu - before.redis_cpu) / n
     )
@@ -355,7 +356,7 @@ def _long_poll_row(  # noqa: PLR0917
 ) -> dict[str, Any]:
     answers = [(t, n) for t, n in polls.done if start.at <= t <= end.at]
     requests = len(answers)
-    delta = bench._command_delta(start.calls, end.calls)
+    delta = probes.command_delta(start.calls, end.calls)
     readers_calls = {
         name: n - appends * cost.calls.get(name, 0.0) for name, n in sorted(delta.items())
     }

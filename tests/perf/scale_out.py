@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from broadcaster.core import keys
-from tests.perf.compare import pinned
-from tests.support.procs import ROOT, Proc, start_frontend
+from tests.support.procs import ROOT, Proc, pinned, start_frontend, stop_all
 from tests.support.topologies import LocalCluster, start_cluster
 
 
@@ -139,8 +138,7 @@ def one_deployment(
         print(f"{route}, {n} front-end(s): {json.dumps(result)}", file=sys.stderr)
         return result
     finally:
-        for fe in frontends:
-            fe.stop()
+        stop_all(frontends)
 
 
 def render(

@@ -1,5 +1,6 @@
-"""Test helpers: real processes on 127.0.0.1, started by the tests and stopped by pid,
-and a small SSE client that records exactly what came over the wire."""
+"""Test helpers: real processes on 127.0.0.1, started by the tests (and by the performance
+runs of tests/perf) and stopped by pid, and a small SSE client that records exactly what
+came over the wire."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,13 +52,7 @@ class Proc:
         return self.popen.poll() is None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.popen.poll() is None:
-            os.kill(self.pid, sig)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
-                self.popen.wait()
+        stop_all([self], sig, timeout)
         return self.popen.returncode
 
     def rss_kb(self) -> int:
@@ -75,19 +71,86 @@ class Deployment:
     worker: Proc
 
 
-def spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Proc:
+def spawn(
+    name: str,
+    args: list[str],
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    cwd: Path | None = None,
+    program: str = sys.executable,
+) -> Proc:
+    """``program`` (this Python) with ``args``, in ``cwd`` (``log_dir``), its output in
+    ``log_dir``/``name``.log."""
     log_path = log_dir / f"{name}.log"
     full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as out:
         popen = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=str(log_dir),
+            [program, *args],
+            cwd=str(cwd or log_dir),
             env=full_env,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
     return Proc(name, popen, log_path)
+
+
+def stop_all(procs: list[Proc], sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    """``sig`` to every process still running, all at once (several stop in the time of
+    one), then each waited for ``timeout`` s and killed if still there."""
+    running = [p for p in procs if p.popen.poll() is None]
+    for p in running:
+        os.kill(p.pid, sig)
+    for p in running:
+        try:
+            p.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(p.pid, signal.SIGKILL)
+            p.popen.wait()
+
+
+def wait_port(proc: Proc, timeout: float = 30) -> None:
+    """Until ``proc.port`` takes a TCP connection: any server, whether or not it has
+    ``/readyz``; ``RuntimeError`` with the end of its log if it exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(
+                f"{proc.log_path.name} exited {proc.popen.returncode}:\n{proc.log()[-2000:]}"
+            )
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", proc.port or 0), 0.5),
+        ):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.log_path.name}: port {proc.port} not open after {timeout} s")
+
+
+def listening(port: int) -> int:
+    """Sockets listening on ``port`` (IPv4): one per process of a ``reuse_port`` group."""
+    count = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+def wait_listening(port: int, procs: list[Proc], timeout: float = 60) -> None:
+    """Until every one of ``procs`` listens on ``port`` (sharing it): the first to answer
+    says nothing of the others, which the kernel would not give connections to yet."""
+    deadline = time.monotonic() + timeout
+    while listening(port) < len(procs):
+        for proc in procs:
+            if not proc.alive():
+                tail = proc.log()[-2000:]
+                raise RuntimeError(f"{proc.log_path.name} exited {proc.popen.returncode}:\n{tail}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{listening(port)} of {len(procs)} front-ends listen on {port}")
+        time.sleep(0.1)
 
 
 def start_frontend(
@@ -153,6 +216,40 @@ def own_redis(directory: Path) -> EmbeddedRedis:
     except ServerNotFound as exc:
         pytest.fail(f"this test needs a Redis server: {exc}", pytrace=False)
     return redis
+
+
+@contextlib.contextmanager
+def redis_server(directory: Path, pin: bool = False) -> Iterator[EmbeddedRedis]:
+    """A Redis of the caller's own in ``directory``, stopped on the way out; with ``pin``
+    on a core of its own (``pinned``). For the performance runs: without a Redis server
+    it raises ``ServerNotFound`` (``own_redis`` fails the test)."""
+    server = EmbeddedRedis(directory, persistent=False)
+    with pinned(pin):
+        server.start(reuse=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def pinned(pin: bool) -> Iterator[None]:
+    """With ``pin``: processes started inside run on CPU 0, everything started after on
+    the other CPUs (affinity is inherited). Redis then has a core of its own, as on a
+    machine of its own, and its CPU per event does not depend on how many front-end
+    processes share its core; without it, on 2 cores, more front-ends mean more
+    preemption and cache misses for Redis, which its CPU time shows."""
+    if not pin:
+        yield
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--pin-redis needs at least 2 CPUs")
+    os.sched_setaffinity(0, {cpus[0]})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, set(cpus[1:]))
 
 
 def wait_ready(proc: Proc, timeout: float = 20) -> None:

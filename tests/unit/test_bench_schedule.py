@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from broadcaster.bench.run import _on_schedule, _staggered
+from broadcaster.bench.publishing import on_schedule, staggered
 
 pytestmark = pytest.mark.anyio
 
@@ -29,10 +29,10 @@ class Sink:
 async def test_each_append_on_its_own_round_trip_by_default() -> None:
     sink, sids = Sink(), [f"s{i}" for i in range(20)]
     t0 = time.perf_counter()
-    jobs, in_flight = _staggered(sink, sids, 2, 100.0, t0, pad="x")
+    jobs, in_flight = staggered(sink, sids, 2, 100.0, t0, pad="x")
     schedule = list(jobs)
     assert [round((at - t0) * 1e4) for at, _ in schedule[:3]] == [0, 5, 10]  # 1/(100*20) s
-    took = await _on_schedule(schedule, in_flight)
+    took = await on_schedule(schedule, in_flight)
     assert len(took) == 40 and len(sink.trips) == 40
     assert all(len(trip) == 1 for trip in sink.trips)
     firsts = [trip[0][0] for trip in sink.trips[:20]]
@@ -43,8 +43,8 @@ async def test_each_append_on_its_own_round_trip_by_default() -> None:
 async def test_appends_due_in_one_slot_share_a_round_trip() -> None:
     sink, sids = Sink(), [f"s{i}" for i in range(20)]
     # 2,000 appends a second, slots of 5 ms: ten appends a round trip
-    jobs, in_flight = _staggered(sink, sids, 2, 100.0, time.perf_counter(), pad="", slot=0.005)
-    took = await _on_schedule(jobs, in_flight)
+    jobs, in_flight = staggered(sink, sids, 2, 100.0, time.perf_counter(), pad="", slot=0.005)
+    took = await on_schedule(jobs, in_flight)
     assert len(took) == 40
     assert sum(len(trip) for trip in sink.trips) == 40
     assert len(sink.trips) == 4 and all(len(trip) == 10 for trip in sink.trips)
@@ -54,7 +54,7 @@ async def test_appends_due_in_one_slot_share_a_round_trip() -> None:
 
 async def test_a_finish_for_every_stream_on_the_schedule() -> None:
     sink, sids = Sink(), [f"s{i}" for i in range(5)]
-    jobs, in_flight = _staggered(sink, sids, 1, 50.0, time.perf_counter(), pad="", kind="finish")
-    await _on_schedule(jobs, in_flight)
+    jobs, in_flight = staggered(sink, sids, 1, 50.0, time.perf_counter(), pad="", kind="finish")
+    await on_schedule(jobs, in_flight)
     events = [e for trip in sink.trips for _, e in trip]
     assert [e["type"] for e in events] == ["finish"] * 5 and all("p" not in e for e in events)
