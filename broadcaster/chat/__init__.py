@@ -8,8 +8,13 @@ that wait for their turn, and the tool approvals a generation waits on.
 - ``ui_message``: a chat's assistant message folded from its generation's events.
 - ``pump``: the front-ends' loop that starts a chat's waiting message once its answer
   ends.
-- ``approvals``: decisions on the tool calls a generation waits on, and the sweep that
-  denies the ones nobody decided in time.
+- ``approvals``: decisions on the tool calls a generation waits on (and a decision's
+  body checked), and the sweep that denies the ones nobody decided in time.
+- ``conversation``: a submit's turn: the chat's next answer started, or the message
+  queued, steering the running answer, or interrupting it; decisions a submit carries;
+  the chat so far, and whether a run id names one of its answers.
+- ``framing``: a chat answer's SSE frames: where an answer ends at a wait for a person,
+  and the ``finish`` that ``WorkflowChatTransport`` waits for.
 
 May import: ``broadcaster.core`` and ``broadcaster.generations`` (a chat's answer is a
 generation).

@@ -28,10 +28,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from broadcaster.core import contain, keys
 from broadcaster.core.connection import REDIS_ERRORS
 from broadcaster.core.eventlog import EventLog, StaleWriter, StreamEnded, StreamNotFound
 from broadcaster.generations.jobs import JobQueue
+from broadcaster.generations.request import RequestInvalid
 
 log = logging.getLogger("broadcaster.approvals")
 
@@ -39,6 +42,27 @@ REQUEUE_AFTER_S = 30.0
 """A decided generation no worker claimed within this long is queued again."""
 SWEEP_EVERY = 5.0
 """Seconds between sweeps: an expired wait is denied within this much of its deadline."""
+
+
+class ApprovalBody(BaseModel):
+    """A decision on a tool call a generation waits on."""
+
+    model_config = ConfigDict(extra="forbid")
+    approvalId: str = Field(min_length=1, max_length=256)
+    approved: bool
+    reason: str | None = Field(None, max_length=4096)
+
+
+def parse_decision(body: Any) -> ApprovalBody:
+    """The decision a request's body makes, or ``RequestInvalid``."""
+    try:
+        return ApprovalBody.model_validate(body)
+    except ValidationError as exc:
+        details = [
+            {"loc": list(e["loc"]), "msg": e["msg"]}
+            for e in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
+        raise RequestInvalid("invalid decision", details) from None
 
 
 class NoSuchApproval(LookupError):

@@ -28,7 +28,7 @@ import base64
 import binascii
 import json
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -122,6 +122,30 @@ def chunk_window(base: int, last_seq: int, start_index: int) -> int:
     if start_index >= 0:
         return base + start_index
     return max(base, last_seq + start_index)
+
+
+def with_chat_id(body: Any, new_id: Callable[[], str]) -> dict[str, Any]:
+    """The submit's body with its chat id in ``id`` (``DefaultChatTransport`` sends
+    ``id``; ``WorkflowChatTransport`` sends none unless the app puts ``id`` or ``chatId``
+    in its ``body``: then ``new_id()``), before the rest is checked (access first); or
+    ``RequestInvalid``."""
+    if not isinstance(body, dict):
+        raise RequestInvalid(
+            "the body must be a JSON object", [{"loc": [], "msg": "not an object"}]
+        )
+    found: dict[str, Any] = dict(body)
+    if "chatId" in found:
+        given = found.pop("chatId")
+        found.setdefault("id", given)
+    if found.get("id") is None:
+        found["id"] = new_id()
+    chat_id = found["id"]
+    if not names.is_chat_id(chat_id):
+        raise RequestInvalid(
+            f"id: the chat id must be a string matching {names.STREAM_ID_PATTERN}",
+            [{"loc": ["id"], "msg": "not a chat id"}],
+        )
+    return found
 
 
 def parse_body(body: Any) -> ChatBody:

@@ -12,6 +12,9 @@ generation, with the chat so far (its messages, and the answer folded from the s
 its history, queued for a worker as any submit is. A chat with nothing left leaves the
 set. So a queued message starts within ``every`` (0.25 s) of the end of the answer
 before it, whoever ended it (the worker, a stop, an error).
+
+A waiting message starts as every generation does (``generations.start.start``), admitted
+first. When admission refuses, the message is not dropped: see ``ChatPump._start``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import contextlib
 import json
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, cast
 
 from broadcaster.chat.convert import parse_body, response_message_id, to_request
@@ -29,11 +34,17 @@ from broadcaster.chat.ui_message import ChatMessages
 from broadcaster.core import contain, keys
 from broadcaster.core.connection import REDIS_ERRORS
 from broadcaster.core.eventlog import AppendRefused, EventLog
+from broadcaster.core.logconfig import current_stream
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Generations
 from broadcaster.generations.request import Defaults, RequestInvalid
+from broadcaster.generations.start import Admission, Busy, ProviderUnavailable, start
 
 log = logging.getLogger("broadcaster.chatpump")
+
+BUSY_RETRY_SECONDS = 1.0
+"""How long a chat whose waiting message admission refused as busy waits before the pump
+tries it again."""
 
 
 class ChatPump:
@@ -44,6 +55,8 @@ class ChatPump:
         jobs: JobQueue,
         defaults: Defaults,
         new_id: Any,
+        *,
+        admission: Callable[[], Admission],
     ) -> None:
         self.chats = chats
         self.generations = generations
@@ -51,7 +64,10 @@ class ChatPump:
         self.jobs = jobs
         self.defaults = defaults
         self.new_id = new_id
+        self.admission = admission
         self.started = 0
+        self._busy_until: dict[str, float] = {}
+        """Chats whose waiting message admission refused as busy, until when."""
 
     async def run(self, every: float = 0.25) -> None:
         me = secrets.token_hex(4)
@@ -75,15 +91,25 @@ class ChatPump:
         """Start what waits in every chat whose answer has ended; how many started."""
         raw = cast(list[bytes], await self.log.redis.zrange(keys.CHATS_PENDING_KEY, 0, 199))
         started = 0
+        now = asyncio.get_running_loop().time()
+        self._busy_until = {c: t for c, t in self._busy_until.items() if t > now}
         for chat_id in (r.decode(errors="replace") for r in raw):
+            if chat_id in self._busy_until:
+                continue
+            context = current_stream.set(None)
             try:
                 started += await self.pump(chat_id)
-            except RequestInvalid as exc:
+            except Busy:
+                self._busy_until[chat_id] = now + BUSY_RETRY_SECONDS
+                log.info("chat %s: a waiting message waits: %s", chat_id, Busy())
+            except (RequestInvalid, ProviderUnavailable) as exc:
                 log.warning("chat %s: a waiting message cannot be sent: %s", chat_id, exc)
             except REDIS_ERRORS:
                 raise
             except Exception:  # this chat's alone: the others' messages still start
                 contain.loop_failed("chat-pump", log, f"chat {chat_id}")
+            finally:
+                current_stream.reset(context)
         self.started += started
         return started
 
@@ -103,7 +129,14 @@ class ChatPump:
         if steering:
             entries = [json.loads(item) for item in steering]
             messages = [e["message"] for e in entries]
-            return await self._start(chat_id, record, messages, None, entries[0].get("fields"))
+            try:
+                return await self._start(chat_id, record, messages, None, entries[0].get("fields"))
+            except Busy:  # the steering waits for the chat's next answer, as it did
+                async with redis.pipeline(transaction=True) as pipe:
+                    pipe.lpush(keys.steer_key(record.generation), *reversed(steering))
+                    pipe.expire(keys.steer_key(record.generation), self.chats.ttl)
+                    await pipe.execute()
+                raise
         raw = await redis.lpop(keys.chat_queue_key(chat_id))
         if raw is None:
             await redis.zrem(keys.CHATS_PENDING_KEY, chat_id)
@@ -113,7 +146,10 @@ class ChatPump:
             return await self._start(
                 chat_id, record, [entry["message"]], entry["generation"], entry.get("fields")
             )
-        except RequestInvalid as exc:
+        except Busy:  # it stays first in the chat's queue
+            await redis.lpush(keys.chat_queue_key(chat_id), cast(bytes, raw))
+            raise
+        except (RequestInvalid, ProviderUnavailable) as exc:
             await self._refused(entry["generation"], str(exc))
             raise
 
@@ -133,28 +169,64 @@ class ChatPump:
         generation: str | None,
         fields: dict[str, Any] | None,
     ) -> int:
+        """Start ``new`` (a queued message, whose ``generation`` exists, or the leftover
+        steering, which gets a new one) as the chat's next answer, admitted like any
+        generation (``generations.start.start``). When admission refuses:
+
+        - ``Busy`` (too many generations in flight, which the routes answer 503 "retry
+          later"): the message keeps waiting where it was (first in the chat's queue, or
+          the steering for the chat's next answer), and the pump tries that chat again
+          after ``BUSY_RETRY_SECONDS``. Its sender's stream stays open, as for any queued
+          message: the answer starts once there is room. The queued timeout does not
+          apply: the generation is in no job queue yet.
+        - ``ProviderUnavailable`` (the deployment no longer serves the message's
+          provider, which the routes answer 422): a queued message's stream ends with an
+          ``error`` saying so, as for a message that no longer converts (``_refused``);
+          leftover steering becomes the chat's next answer, ended the same way, so
+          that the chat shows the message and why it got no answer.
+        """
         messages = [*await self._history(record), *new]
         body = {"id": chat_id, "messages": messages, "trigger": "submit-message", **(fields or {})}
         job = to_request(parse_body(body), self.defaults)
         gid = generation or self.new_id()
         job["ui_message_id"] = response_message_id(parse_body(body).messages, gid)
         job["chat_id"] = chat_id
-        request = json.dumps(job, separators=(",", ":"))
-        if generation is None:
-            await self.generations.create(gid, job)
-        else:
-            await self.log.redis.hset(keys.meta_key(gid), "request", request)
-        if not await self.chats.submit(
-            chat_id, record.generation, ChatRecord(gid, job["ui_message_id"], messages)
-        ):
+        new_record = ChatRecord(gid, job["ui_message_id"], messages)
+        swap = partial(self.chats.submit, chat_id, record.generation, new_record)
+        try:
+            started = await start(
+                self.generations,
+                self.jobs,
+                self.admission(),
+                gid,
+                job,
+                created=generation is not None,
+                swap=swap,
+            )
+        except ProviderUnavailable as exc:
+            if generation is None and await self._unanswered(gid, job, swap):
+                await self._refused(gid, str(exc))
+            raise
+        if not started:
             # Another submit started the chat's next answer first: this waits again.
             if generation is not None:
                 entry = {"generation": generation, "message": new[0], "fields": fields}
                 await self.log.redis.lpush(keys.chat_queue_key(chat_id), json.dumps(entry))
             return 0
-        await self.jobs.enqueue(gid, job["provider"])
         log.info("chat %s: a waiting message starts as generation %s", chat_id, gid)
         return 1
+
+    async def _unanswered(
+        self, generation: str, job: dict[str, Any], swap: Callable[[], Awaitable[bool]]
+    ) -> bool:
+        """Leftover steering that cannot start: created as the chat's next answer, never
+        queued (its end is the caller's); False if another submit came first."""
+        if not await self.generations.create(generation, job):
+            return False
+        if await swap():
+            return True
+        await self.generations.discard(generation)
+        return False
 
     async def _refused(self, generation: str, why: str) -> None:
         """A queued message whose chat no longer converts: its stream says so."""

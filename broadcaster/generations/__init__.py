@@ -5,7 +5,9 @@ events it writes.
   anything is stored.
 - ``jobs``: the job queues, one Redis Stream per model provider.
 - ``lifecycle``: a generation created, claimed by one worker at a time and released,
-  with its scripts (``scripts/``).
+  cancelled, with its scripts (``scripts/``).
+- ``start``: the one way a generation starts: admitted (its provider served, room in
+  flight), created, and queued for a worker (a chat's, once the chat names it).
 - ``content``: a generation's assistant turn folded from its events.
 - ``overdue``: generations nobody took in time end with ``error``.
 

@@ -1,6 +1,7 @@
 """A generation's life around its events: created queued, claimed by one worker at a time
 (the owner every append of that worker names, so a worker that lost its job is refused),
-released when a worker hands it back. Its events and their expiry are the log's
+released when a worker hands it back; cancelled (``cancel``: its stream ends with
+``abort``). Its events and their expiry are the log's
 (``core/eventlog.py``); these scripts touch only the stream's metadata, under the same hash tag.
 """
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broadcaster.core import keys
-from broadcaster.core.eventlog import EventLog, script
+from broadcaster.core.eventlog import EventLog, StreamNotFound, script
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +80,27 @@ class Generations:
         """Give up ownership of a generation that is not ended (it goes back to
         ``queued``); False if ``owner`` no longer owns it."""
         return bool(await self._release(keys=[keys.meta_key(stream_id)], args=[owner]))
+
+
+class NoSuchGeneration(Exception):
+    """No generation has this id (never, expired, or the stream is not a generation)."""
+
+
+async def cancel(log_: EventLog, stream_id: str) -> None:
+    """End generation ``stream_id`` with ``abort`` (reason ``cancelled``):
+    ``NoSuchGeneration`` when there is no such generation, ``StreamEnded`` when it has
+    already ended."""
+    info = await log_.info(stream_id)
+    if info is None or info.kind != "generation":
+        raise NoSuchGeneration(stream_id)
+    try:
+        # The abort is appended here, at once; the worker sees the stream ended and
+        # stops the model call (it polls, and its next append is refused anyway).
+        await log_.append(
+            stream_id,
+            [{"type": "abort", "reason": "cancelled"}],
+            kind="generation",
+            meta={"error": ""},
+        )
+    except StreamNotFound:
+        raise NoSuchGeneration(stream_id) from None

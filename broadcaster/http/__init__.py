@@ -6,6 +6,12 @@ capability and answers.
 - ``app``: ``create_app``: the routers, the error handlers and the lifespan.
 - ``routes``: one router per resource (a module per resource; none imports another).
 - ``resources``: what a front-end holds while it serves, and how the routes reach it.
+- ``viewing``: room for one more SSE viewer (limits, admission rate), and the SSE
+  response of one stream after a resume point, which the stream and chat routes share.
+- ``chat_answers``: a chat's answers as SSE responses (a submit's, a steer's, a run's)
+  and the headers that name them.
+- ``minting``: the answer of a token route: a token for a stream or a chat, with the
+  lifetime and holder its body asks for.
 - ``access``: who may do what, as route dependencies (keys, tokens, rates).
 - ``limits``: what one client may hold or cost, and the answers past it.
 - ``stream_ids``: stream ids in paths, checked before anything else.

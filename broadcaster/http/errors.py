@@ -20,6 +20,7 @@ from redis.exceptions import OutOfMemoryError, RedisClusterException, RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broadcaster.durable.storage import NotReplicated
+from broadcaster.generations.start import Busy, IdTaken, NotStarted, ProviderUnavailable
 
 # The name the front-end's error lines have always carried (JSON logs show it).
 log = logging.getLogger("broadcaster.app")
@@ -56,6 +57,22 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return error_response(exc.status_code, code, str(exc.detail))
+
+
+async def not_started(request: Request, exc: NotStarted) -> JSONResponse:
+    """A generation the routes did not start (``generations/start.py``): 422 for a
+    provider the deployment does not serve, 503 with Retry-After when too many are in
+    flight, 409 when its id is taken."""
+    if isinstance(exc, ProviderUnavailable):
+        details = [{"loc": ["provider"], "msg": f"{exc.provider!r} is not served here"}]
+        return error_response(422, "provider_unavailable", str(exc), details=details)
+    if isinstance(exc, Busy):
+        response = error_response(503, "busy", str(exc))
+        response.headers["retry-after"] = "5"
+        return response
+    if isinstance(exc, IdTaken):
+        return error_response(409, "conflict", str(exc))
+    raise exc
 
 
 async def not_replicated(request: Request, exc: Exception) -> JSONResponse:
@@ -106,6 +123,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.exception_handler(ApiError)(api_error)
     app.exception_handler(RequestValidationError)(validation_error)
     app.exception_handler(StarletteHTTPException)(http_error)
+    app.exception_handler(NotStarted)(not_started)
     app.exception_handler(NotReplicated)(not_replicated)
     app.exception_handler(RedisError)(redis_down)
     # Not a RedisError, yet Redis trouble all the same: a Cluster failover, say.

@@ -119,6 +119,7 @@ def _sweepers(app: FastAPI, settings: Settings, event_log: EventLog) -> list[asy
         app.state.jobs,
         settings.request_defaults(),
         new_stream_id,
+        admission=settings.admission,
     )
     return [
         asyncio.create_task(overdue.run(), name="overdue-jobs"),

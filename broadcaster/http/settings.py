@@ -10,6 +10,7 @@ from pydantic_settings import SettingsConfigDict
 
 from broadcaster.core.settings import RedisSettings
 from broadcaster.generations.request import PROVIDERS, Defaults
+from broadcaster.generations.start import Admission
 from broadcaster.webhooks.settings import WebhookSettings
 
 
@@ -241,6 +242,12 @@ class Settings(RedisSettings, WebhookSettings):
                 f"known: {', '.join(PROVIDERS)}"
             )
         return names
+
+    def admission(self) -> Admission:
+        """What admits a new generation (``generations/start.py``)."""
+        return Admission(
+            self.served_providers(), self.default_provider, self.max_generations_in_flight
+        )
 
     def request_defaults(self) -> Defaults:
         """What a generation request that leaves them out gets, and its limits."""

@@ -225,8 +225,8 @@ def test_every_file_the_docs_name_exists() -> None:
 
 
 def _tree() -> dict[str, set[str]]:
-    """ARCHITECTURE.md's tree: each package (by its indentation) and the modules listed on
-    its ``·`` line."""
+    """ARCHITECTURE.md's tree: each package (``name/``, nested by indentation) and the
+    modules listed on its ``·`` line and the lines that continue it."""
     text = (ROOT / "ARCHITECTURE.md").read_text()
     block = text[text.index("## The tree") :].split("```")[1]
     tree: dict[str, set[str]] = {}
@@ -238,6 +238,8 @@ def _tree() -> dict[str, set[str]]:
         depth = (len(line) - len(line.lstrip())) // 2
         if stripped.startswith("·"):
             tree["/".join(path)] |= set(stripped[1:].split())
+        elif not stripped.split()[0].endswith("/"):  # the modules' line, continued
+            tree["/".join(path)] |= set(stripped.split())
         else:
             path = [*path[:depth], stripped.split()[0].rstrip("/")]
             tree["/".join(path)] = set()

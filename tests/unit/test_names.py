@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 import broadcaster
 import worker
 from broadcaster.bench import viewers
+from broadcaster.chat import framing
 from broadcaster.core import keys, names, sse
 from broadcaster.core.events import TYPE_RE
 from broadcaster.dashboard import cursor
@@ -162,9 +163,9 @@ def test_a_durable_streams_path_is_bounded_in_bytes() -> None:
 NOT_NAMES: dict[tuple[str, str], str] = {
     ("broadcaster/http/app.py", "EVENTS_PATH"): "routes a path to the SSE route below "
     "FastAPI; the stream id it captures is checked by check_stream_id",
-    ("broadcaster/http/routes/chat.py", "_LAST_ID"): "finds the last id: line in frames "
+    ("broadcaster/chat/framing.py", "_LAST_ID"): "finds the last id: line in frames "
     "this server made",
-    ("broadcaster/http/routes/chat.py", "_ENDED_FRAME"): "finds an abort or error frame in "
+    ("broadcaster/chat/framing.py", "_ENDED_FRAME"): "finds an abort or error frame in "
     "frames this server made",
     ("broadcaster/durable/protocol.py", "_LINE_BREAK"): "splits a text stream's payload at "
     "its line breaks, so that no line of it ends an SSE event",
@@ -273,8 +274,8 @@ def project_modules() -> list[Any]:
 
 NOT_NAME_OBJECTS = [
     app.EVENTS_PATH,
-    chat._LAST_ID,
-    chat._ENDED_FRAME,
+    framing._LAST_ID,
+    framing._ENDED_FRAME,
     protocol._LINE_BREAK,
     viewers._ID,
     viewers._IDS,

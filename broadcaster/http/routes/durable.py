@@ -36,8 +36,8 @@ from broadcaster.http.bodies import read_bytes
 from broadcaster.http.errors import ApiError
 from broadcaster.http.limits import ForkBudget, fork_payer, fork_room
 from broadcaster.http.resources import SettingsDep, get_hub, get_settings
-from broadcaster.http.routes.streams import admit_long_poll, admit_viewer
 from broadcaster.http.sse_response import SSEResponse
+from broadcaster.http.viewing import admit_long_poll, admit_viewer
 
 router = APIRouter()
 

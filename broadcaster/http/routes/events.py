@@ -17,8 +17,8 @@ from broadcaster.http import openapi
 from broadcaster.http.access import authorize_read, viewer_subject
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import get_event_log, get_hub, get_metrics, get_settings
-from broadcaster.http.routes.streams import admit_viewer, retry_field
 from broadcaster.http.sse_response import SSEResponse
+from broadcaster.http.viewing import admit_viewer, retry_field
 
 router = APIRouter()
 

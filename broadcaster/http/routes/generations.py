@@ -10,12 +10,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from broadcaster.auth import credentials
-from broadcaster.core.eventlog import EventLog, StreamEnded, StreamNotFound
-from broadcaster.core.logconfig import current_stream
+from broadcaster.core.eventlog import StreamEnded
 from broadcaster.generations.content import ContentFold
-from broadcaster.generations.jobs import JobQueue
-from broadcaster.generations.lifecycle import Generations
+from broadcaster.generations.lifecycle import NoSuchGeneration, cancel
 from broadcaster.generations.request import GenerationRequest, RequestInvalid, validate_request
+from broadcaster.generations.start import start
 from broadcaster.http import openapi
 from broadcaster.http.access import AccessDep, producer, viewer_token
 from broadcaster.http.bodies import read_json, strict_json
@@ -51,9 +50,8 @@ async def create_generation(
     body = await read_json(request, settings.max_body_bytes)
     job = _generation_request(body, settings)
     strict_json(job)
-    await admit(jobs, settings, job["provider"])
     stream_id = body.get("id") or new_stream_id()
-    await launch(generations, jobs, stream_id, job)
+    await start(generations, jobs, settings.admission(), stream_id, job)
     created: dict[str, Any] = {
         "id": stream_id,
         "status": "queued",
@@ -66,53 +64,6 @@ async def create_generation(
         )
         created |= {"viewer_token": token, "token_expires_at": expires}
     return JSONResponse(created, status_code=202)
-
-
-async def admit(jobs: JobQueue, settings: Settings, provider: str) -> None:
-    """422 when the deployment does not serve ``provider``, 503 when too many generations
-    are in flight: what a new generation must pass before anything is stored.
-
-    Whether a worker is alive right now does not matter: a provider the deployment serves
-    (``BROADCASTER_PROVIDERS``, else the default provider and every provider a worker
-    has ever advertised) is queued and waits for a worker, up to the queued timeout. A
-    cold start or a restart of every worker is a server state, not the client's mistake."""
-    depth, seen = await jobs.admission(provider)
-    configured = settings.served_providers()
-    if configured is not None:
-        served = provider in configured
-    else:
-        served = seen or provider == settings.default_provider
-    if not served:
-        raise ApiError(
-            422,
-            "provider_unavailable",
-            f"this deployment does not serve provider {provider!r}",
-            details=[{"loc": ["provider"], "msg": f"{provider!r} is not served here"}],
-        )
-    if depth >= settings.max_generations_in_flight:
-        raise ApiError(
-            503,
-            "busy",
-            "too many generations in flight; retry later",
-            headers={"retry-after": "5"},
-        )
-
-
-async def launch(
-    generations: Generations, jobs: JobQueue, stream_id: str, job: dict[str, Any]
-) -> None:
-    """Create generation ``stream_id`` running ``job`` (a checked, stored request) and
-    queue it for a worker; 409 when the id is taken."""
-    await create(generations, stream_id, job)
-    await jobs.enqueue(stream_id, job["provider"])
-
-
-async def create(generations: Generations, stream_id: str, job: dict[str, Any]) -> None:
-    """Create generation ``stream_id``, queued but not yet in a worker's queue; 409 when
-    the id is taken."""
-    current_stream.set(stream_id)
-    if not await generations.create(stream_id, job):
-        raise ApiError(409, "conflict", f"a stream with id {stream_id!r} already exists")
 
 
 def _generation_request(body: Any, settings: Settings) -> dict[str, Any]:
@@ -178,27 +129,11 @@ def _iso(ms: str | None) -> str | None:
 async def cancel_generation(
     stream_id: str, event_log: EventLogDep, metrics: MetricsDep
 ) -> JSONResponse:
-    await abort(event_log, stream_id)
-    metrics.appended.inc()
-    return JSONResponse({"id": stream_id, "status": "cancelled"}, status_code=202)
-
-
-async def abort(event_log: EventLog, stream_id: str) -> None:
-    """End generation ``stream_id`` with ``abort``: 404 when there is no such generation,
-    409 when it has already ended."""
-    info = await event_log.info(stream_id)
-    if info is None or info.kind != "generation":
-        raise ApiError(404, "not_found", f"no generation {stream_id!r}")
     try:
-        # The abort is appended here, at once; the worker sees the stream ended and
-        # stops the model call (it polls, and its next append is refused anyway).
-        await event_log.append(
-            stream_id,
-            [{"type": "abort", "reason": "cancelled"}],
-            kind="generation",
-            meta={"error": ""},
-        )
+        await cancel(event_log, stream_id)
     except StreamEnded:
         raise ApiError(409, "ended", f"generation {stream_id!r} has already ended") from None
-    except StreamNotFound:
+    except NoSuchGeneration:
         raise ApiError(404, "not_found", f"no generation {stream_id!r}") from None
+    metrics.appended.inc()
+    return JSONResponse({"id": stream_id, "status": "cancelled"}, status_code=202)

@@ -4,61 +4,36 @@ The SSE route's logic is ``open_events``, a plain function: the FastAPI route ca
 and so does ``events_fast_path``, which ``BroadcasterApp`` runs below FastAPI's
 middleware stack to keep an open viewer's memory down (see ``app.py``). Dependencies do
 not run on the fast path, so ``open_events`` checks the id and the viewer's token itself,
-with the same checkers the dependencies use.
+with the same checkers the dependencies use. The SSE response itself, and the room for
+one more viewer, are ``http/viewing.py``'s (the chat routes answer with it too).
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
-from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from broadcaster.core import sse
 from broadcaster.core.eventlog import (
     EventLog,
     EventTooLarge,
     StaleWriter,
     StreamEnded,
     StreamFull,
-    StreamInfo,
     WrongKind,
 )
 from broadcaster.core.events import InvalidEvent
-from broadcaster.fanout.hub import Hub
-from broadcaster.fanout.subscription import Writer
 from broadcaster.http import openapi
-from broadcaster.http.access import check_viewer, producer, viewer_subject, viewer_token
+from broadcaster.http.access import check_viewer, producer, viewer_token
 from broadcaster.http.bodies import read_json
 from broadcaster.http.errors import ApiError, handle_error
-from broadcaster.http.limits import Refused, Slot, Slots, client_address
-from broadcaster.http.resources import (
-    EventLogDep,
-    MetricsDep,
-    SettingsDep,
-    get_event_log,
-    get_hub,
-    get_metrics,
-    get_settings,
-)
-from broadcaster.http.settings import Settings
-from broadcaster.http.sse_response import SSEResponse
+from broadcaster.http.resources import EventLogDep, MetricsDep, SettingsDep
 from broadcaster.http.stream_ids import check_stream_id, valid_stream_id
+from broadcaster.http.viewing import SSE_HEADERS, stream_response, viewers_response
 
 router = APIRouter()
-
-SSE_HEADERS = {
-    "cache-control": "no-cache, no-transform",
-    "x-accel-buffering": "no",
-    "x-vercel-ai-ui-message-stream": "v1",
-    # What app.SecurityHeaders adds to every other answer (this route runs below it).
-    "x-content-type-options": "nosniff",
-    "cross-origin-resource-policy": "cross-origin",
-}
 
 
 @router.post(
@@ -146,114 +121,6 @@ async def open_events(request: Request, stream_id: str, last_event_id: str | Non
     return await stream_response(request, stream_id, last_event_id if raw is None else raw)
 
 
-async def stream_response(
-    request: Request,
-    stream_id: str,
-    resume: str | None,
-    headers: dict[str, str] | None = None,
-    *,
-    compact: bool | None = None,
-    presence: bool | None = None,
-    body_filter: Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]] | None = None,
-) -> Response:
-    """The SSE response for ``stream_id`` after the resume point ``resume`` (None: from
-    the first event), 204 when the client has seen the end, or ApiError. Access is the
-    caller's to check: the SSE route checks viewer tokens, the chat routes chat tokens.
-
-    ``compact`` and ``presence`` default to the query's flags. ``body_filter`` (the chat
-    routes') sees every chunk of the body: the response then takes no direct writes."""
-    after, tag = _resume_point(resume)
-    hub, settings = await get_hub(request), await get_settings(request)
-    slot = await admit_viewer(request, [stream_id])
-    with slot.guard():
-        metrics = await get_metrics(request)
-        info = await _stream_state(request, hub, stream_id, after, tag)
-        if info.kind == "ds":
-            raise ApiError(
-                409,
-                "durable_stream",
-                f"{stream_id!r} is a Durable Stream: read it at /v1/stream/{stream_id}",
-            )
-        _check_resume_point(info, after, tag)
-        if info.ended and after == info.last_seq:
-            slot.release()
-            return Response(status_code=204)
-    wants = _flag(request, "presence") if presence is None else presence
-    if compact is None:
-        compact = _flag(request, "compact")
-    subject = viewer_subject(request)
-
-    def body(writer: Writer | None) -> AsyncIterator[bytes]:
-        chunks = hub.follow(
-            stream_id,
-            after,
-            info,
-            None if body_filter else writer,
-            subject=subject,
-            wants_presence=wants,
-            compact=bool(compact),
-        )
-        return body_filter(chunks) if body_filter else chunks
-
-    return SSEResponse(
-        body,
-        first=retry_field(settings),
-        headers=SSE_HEADERS | (headers or {}),
-        send_timeout=settings.slow_viewer_timeout,
-        stream_id=stream_id,
-        on_cut_off=metrics.cut_off.inc,
-        on_end=slot.release,
-    )
-
-
-async def _stream_state(
-    request: Request, hub: Hub, stream_id: str, after: int, tag: str | None
-) -> StreamInfo:
-    """The stream's state as of the resume point, or 404. A reconnect to a front-end that
-    watches the stream and holds the resume point (``Hub.known``) reads nothing from Redis."""
-    info = hub.known(stream_id, after, tag) if tag is not None else None
-    if info is not None:
-        (await get_metrics(request)).resumed_from_memory.inc()
-    else:
-        event_log = await get_event_log(request)
-        info = await event_log.info(stream_id, at=after if tag else None)
-    if info is None:
-        raise ApiError(404, "not_found", f"no stream {stream_id!r} (unknown or expired)")
-    return info
-
-
-def _flag(request: Request, name: str) -> bool:
-    return request.query_params.get(name, "").lower() in ("1", "true")
-
-
-def _resume_point(raw: str | None) -> tuple[int, str | None]:
-    resume = sse.parse_resume_point(raw)
-    if resume is None:
-        raise ApiError(400, "bad_resume_point", "Last-Event-ID is not an id this server issued")
-    return resume
-
-
-def _check_resume_point(info: StreamInfo, after: int, tag: str | None) -> None:
-    """409 unless the client's history is a prefix of the stream's."""
-    if after > info.last_seq:
-        raise ApiError(
-            409,
-            "resume_point_ahead",
-            f"resume point {after} is past the newest event {info.last_seq}: start over",
-            last_event_id=info.last_seq,
-        )
-    if tag is not None and info.tag_at != tag:
-        # The events this client saw up to ``after`` are not this stream's: Redis lost
-        # writes and the stream was written again differently. Never splice.
-        raise ApiError(
-            409,
-            "resume_point_unknown",
-            f"event {after} you saw is not in this stream's history (it was lost and "
-            "rewritten): start over",
-            last_event_id=info.last_seq,
-        )
-
-
 @router.get(
     "/v1/streams/{stream_id}/viewers",
     responses=openapi.ok(200, openapi.ViewerCount, "its viewers on every front-end")
@@ -266,63 +133,3 @@ async def viewers(stream_id: str, request: Request, event_log: EventLogDep) -> J
     if await event_log.info(stream_id) is None:
         raise ApiError(404, "not_found", f"no stream {stream_id!r} (unknown or expired)")
     return await viewers_response(request, stream_id)
-
-
-async def viewers_response(request: Request, stream_id: str) -> JSONResponse:
-    presence = request.app.state.presence.store
-    (found,) = await presence.viewers([stream_id])
-    return JSONResponse({"viewers": found.count, "subjects": found.subjects})
-
-
-def retry_field(settings: Settings) -> bytes:
-    """The ``retry:`` of one response, jittered (``BROADCASTER_RETRY_JITTER_MS``)."""
-    return sse.retry(settings.retry_ms + random.randint(0, settings.retry_jitter_ms))
-
-
-async def admit_viewer(request: Request, stream_ids: Sequence[str] = ()) -> Slot:
-    """Room for one more SSE response here, reading ``stream_ids`` (those named), held
-    until it ends: past the client's connection limits 429, then this viewer's turn at
-    the front-end's admission rate, then the front-end's connection and per-stream viewer
-    limits; past any, ``Refused`` with Retry-After (jittered past the rate, to spread the
-    herd out), which an EventSource gets as a ``retry:`` (``limits.refused_answer``)."""
-    hub, settings = await get_hub(request), await get_settings(request)
-    slots: Slots = request.app.state.slots
-    subject, address = viewer_subject(request), client_address(request)
-    slots.check(subject, address)
-    wait = hub.admit()
-    if wait is None:
-        raise Refused(
-            503,
-            "busy",
-            "this front-end is admitting viewers as fast as it may; retry",
-            random.randint(1, 3),
-        )
-    if wait:
-        await asyncio.sleep(wait)
-    check_room(request, hub, settings, stream_ids)
-    return slots.take(subject, address)
-
-
-def check_room(request: Request, hub: Hub, settings: Settings, stream_ids: Sequence[str]) -> None:
-    """``Refused`` (503) at the front-end's connection limit (its open responses, and
-    long-polls), or when a stream of ``stream_ids`` is at its viewer limit; and (429) at
-    the client's own limits (its token's subject, its address)."""
-    slots: Slots = request.app.state.slots
-    if max(hub.connections, slots.open) >= settings.max_connections:
-        raise Refused(503, "busy", "this front-end is at its connection limit; retry", 2)
-    for stream_id in stream_ids:
-        if hub.viewers_of(stream_id) >= settings.max_viewers_per_stream:
-            raise Refused(
-                503, "busy", "this stream is at its viewer limit on this front-end; retry", 2
-            )
-    slots.check(viewer_subject(request), client_address(request))
-
-
-async def admit_long_poll(request: Request) -> Slot:
-    """Room for one more Durable Streams long-poll, held until it answers: the
-    front-end's connection limit and the client's, not the admission rate (a long-poll
-    comes back after every answer: it is one reader, not a herd)."""
-    hub, settings = await get_hub(request), await get_settings(request)
-    check_room(request, hub, settings, ())
-    slots: Slots = request.app.state.slots
-    return slots.take(viewer_subject(request), client_address(request))

@@ -1,0 +1,228 @@
+"""A chat's turns, as ``POST /v1/chat`` takes them: a submit starts the chat's next answer,
+or, while an answer runs, waits for its turn (``enqueue``), steers the running answer
+(``steer``) or interrupts it; a submit that carries decisions on the tool calls the answer
+waits on records them. Also the chat so far, for ``GET /v1/chat/{id}/messages``, and the
+check that a run id names one of the chat's answers.
+
+What a caller may not do raises ``Refusal`` (the routes answer it 409); what a generation's
+start refuses raises ``generations.start.NotStarted``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from functools import partial
+from typing import Any
+
+from broadcaster.chat.approvals import Approvals, NoSuchApproval, WaitEnded
+from broadcaster.chat.convert import GENERATION_FIELDS, ChatBody, response_message_id
+from broadcaster.chat.records import ChatRecord, Chats
+from broadcaster.chat.ui_message import ChatMessages
+from broadcaster.core.eventlog import UNCLAIMED, AppendRefused, EventLog
+from broadcaster.generations.jobs import JobQueue
+from broadcaster.generations.lifecycle import Generations
+from broadcaster.generations.start import Admission, Admitted, create, start
+
+STEERED = "data-steered"
+
+
+class Refusal(Exception):
+    """A submit the chat refuses as it stands; ``message`` says why."""
+
+    def __init__(self, message: str, generation: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.generation = generation
+        """The generation in the way, when the answer names it."""
+
+
+class ChatBusy(Refusal):
+    """The chat's answer runs (or another submit started one meanwhile)."""
+
+
+class QueueFull(Refusal):
+    """The chat's queue of waiting messages is full."""
+
+
+class DecisionTooLate(Refusal):
+    """The answer waiting for a decision has ended."""
+
+
+class NothingToDecide(Refusal):
+    """The chat's answer waits on none of the approvals a submit decides."""
+
+
+async def decide(
+    chats: Chats,
+    approvals: Approvals,
+    chat_id: str,
+    responses: list[tuple[str, bool, str | None]],
+) -> tuple[str, int]:
+    """Record the decisions a submit carries (``approval-responded`` tool parts): the
+    first decision on an approval wins (a tab that lost sees what the winner decided).
+    The generation that waited, and the seq its answer goes on after."""
+    record = await chats.get(chat_id)
+    generation = record.generation if record else ""
+    decided = []
+    for approval_id, approved, reason in responses if record else []:
+        try:
+            decided.append(await approvals.decide(generation, approval_id, approved, reason))
+        except NoSuchApproval:
+            continue
+        except WaitEnded:
+            raise DecisionTooLate(
+                f"chat {chat_id!r}: the answer waiting for this decision has ended"
+            ) from None
+    if record is None or not decided:
+        raise NothingToDecide(
+            f"chat {chat_id!r}: its answer waits on none of the approvals this request decides"
+        )
+    return generation, max(d.wait_seq for d in decided)
+
+
+async def make_way(
+    event_log: EventLog, chat: ChatBody, record: ChatRecord | None, default: str
+) -> str | None:
+    """A chat runs one generation at a time. While one runs (or waits for a person), the
+    submit's ``multitask`` (else the deployment's) decides: ``reject`` (``ChatBusy``),
+    ``interrupt`` (the running one ends with ``abort``, reason ``interrupted``; a
+    regenerate always does this, reason ``cancelled``), or ``enqueue``/``steer``,
+    returned for the caller. None: go ahead."""
+    if record is None:
+        return None
+    info = await event_log.info(record.generation)
+    if info is None or info.ended:
+        return None
+    regenerate = chat.trigger == "regenerate-message"
+    strategy = "interrupt" if regenerate else (chat.multitask or default)
+    if strategy in ("enqueue", "steer") and chat.messages[-1].role == "user":
+        return strategy
+    if strategy != "interrupt":
+        raise ChatBusy(
+            f"chat {chat.id!r} is generating; stop it (POST /v1/chat/{chat.id}/stop), "
+            "regenerate, or send with multitask",
+            record.generation,
+        )
+    reason = "cancelled" if regenerate else "interrupted"
+    with contextlib.suppress(AppendRefused):  # ended meanwhile: nothing left to cancel
+        await event_log.append(
+            record.generation,
+            [{"type": "abort", "reason": reason}],
+            kind="generation",
+            meta={"error": ""},
+        )
+    return None
+
+
+async def enqueue(
+    chats: Chats,
+    generations: Generations,
+    chat: ChatBody,
+    job: dict[str, Any],
+    *,
+    generation: str,
+    limit: int,
+) -> None:
+    """``enqueue``: the message's generation ``generation`` is made now (its stream is the
+    answer: a transient ``data-queued`` first, then nothing until the pump starts it);
+    ``QueueFull`` when ``limit`` messages already wait."""
+    job["ui_message_id"] = generation
+    job["chat_id"] = chat.id
+    await create(generations, generation, job)
+    entry = {
+        "generation": generation,
+        "message": chat.messages[-1].model_dump(),
+        "fields": fields(chat),
+    }
+    position = await chats.enqueue(chat.id, entry, limit)
+    if not position:
+        await generations.discard(generation)
+        raise QueueFull(f"chat {chat.id!r} already has {limit} messages waiting")
+    notice = {"type": "data-queued", "data": {"position": position}, "transient": True}
+    await generations.log.append(generation, [notice], kind="generation", owner=UNCLAIMED)
+
+
+def fields(chat: ChatBody) -> dict[str, Any]:
+    """The body's generation fields, for a message that starts later."""
+    return {k: v for k, v in (chat.model_extra or {}).items() if k in GENERATION_FIELDS}
+
+
+async def steer(
+    chats: Chats, event_log: EventLog, chat: ChatBody, record: ChatRecord
+) -> tuple[dict[str, Any], int]:
+    """``steer``: the message goes to the running generation's next step (the running
+    answer, which every tab follows, shows it as a ``data-steer`` part where it entered,
+    and goes on). The transient ``data-steered`` event that answers the submit, and the
+    running generation's last seq."""
+    last = chat.messages[-1]
+    text = "".join(
+        str((p.model_extra or {}).get("text", "")) for p in last.parts if p.type == "text"
+    )
+    message = {"id": last.id, "text": text, "message": last.model_dump(), "fields": fields(chat)}
+    await chats.steer(chat.id, record.generation, message)
+    info = await event_log.info(record.generation)
+    notice = {"generationId": record.generation, "messageId": last.id}
+    event = {"type": STEERED, "data": notice, "transient": True}
+    return event, info.last_seq if info else 0
+
+
+async def start_answer(
+    chats: Chats,
+    generations: Generations,
+    jobs: JobQueue,
+    admission: Admission,
+    admitted: Admitted,
+    *,
+    chat: ChatBody,
+    messages: list[dict[str, Any]],
+    record: ChatRecord | None,
+    job: dict[str, Any],
+    generation: str,
+) -> None:
+    """Start ``generation`` as the chat's next answer (its UI ``messages`` as sent), if the
+    chat's latest is still ``record``'s; ``ChatBusy`` when another submit came first."""
+    job["ui_message_id"] = response_message_id(chat.messages, generation)
+    job["chat_id"] = chat.id  # a run id names it: its stream checks it is this chat's
+    new = ChatRecord(generation, job["ui_message_id"], messages)
+    swap = partial(chats.submit, chat.id, record.generation if record else None, new)
+    if not await start(generations, jobs, admission, generation, job, admitted=admitted, swap=swap):
+        raise ChatBusy(f"another request started chat {chat.id!r} meanwhile")
+
+
+async def run_meta(event_log: EventLog, chat_id: str, generation: str) -> dict[str, str] | None:
+    """The metadata of ``generation`` if it is one of chat ``chat_id``'s answers (a run
+    id names both), else None."""
+    meta = await event_log.meta(generation)
+    request_json = json.loads(meta.get("request") or "{}") if meta else {}
+    if meta is None or request_json.get("chat_id") != chat_id:
+        return None
+    return meta
+
+
+async def transcript(
+    chats: Chats, event_log: EventLog, chat_id: str, record: ChatRecord | None
+) -> dict[str, Any] | None:
+    """The chat so far: its UI messages, the assistant's folded from its events, and the
+    messages waiting for their turn; None when there is no chat (one whose generation
+    expired is forgotten: it expires with it)."""
+    meta = await event_log.meta(record.generation) if record else None
+    if record is None or meta is None:
+        if record is not None:  # its generation expired: so does the chat
+            await chats.forget(chat_id)
+        return None
+    folding = ChatMessages(record.messages, record.message_id)
+    async for page in event_log.read_after(record.generation, 0, int(meta.get("seq", 0))):
+        for event in page:
+            folding.feed(event.json())
+    queued = [
+        {"generation_id": e["generation"], "message": e["message"]}
+        for e in await chats.queued(chat_id)
+    ]
+    return {
+        "id": chat_id,
+        "generation_id": record.generation,
+        "status": meta.get("status", "queued"),
+        "messages": folding.result(),
+        "queued": queued,
+    }

@@ -1,0 +1,132 @@
+"""The one way a generation starts: admitted (the deployment serves its provider, and
+there is room in flight), created queued, and put in its provider's job queue. The
+generations route, the chat's submit and the chat pump all start generations here, so
+that none skips the admission check.
+
+A chat's generation takes one more step between its creation and its queueing: the chat
+is made to name it (``swap``), and it is queued only if that succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from broadcaster.core import keys
+from broadcaster.core.logconfig import current_stream
+from broadcaster.generations.jobs import JobQueue
+from broadcaster.generations.lifecycle import Generations
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What admits a new generation: the providers the deployment serves
+    (``BROADCASTER_PROVIDERS``; None: the default provider and every provider a worker
+    has ever advertised), and how many generations may be queued or running."""
+
+    served: frozenset[str] | None
+    default_provider: str
+    max_in_flight: int
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """Proof that a generation for ``provider`` passed ``admit``: only ``admit`` makes one."""
+
+    provider: str
+
+
+class NotStarted(Exception):
+    """A generation that was not started; nothing of it was stored."""
+
+
+class ProviderUnavailable(NotStarted):
+    """The deployment does not serve the request's provider."""
+
+    def __init__(self, provider: str) -> None:
+        super().__init__(f"this deployment does not serve provider {provider!r}")
+        self.provider = provider
+
+
+class Busy(NotStarted):
+    """Too many generations are in flight (queued or running): retry later."""
+
+    def __init__(self) -> None:
+        super().__init__("too many generations in flight; retry later")
+
+
+class IdTaken(NotStarted):
+    """A stream with the generation's id already exists."""
+
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(f"a stream with id {stream_id!r} already exists")
+        self.stream_id = stream_id
+
+
+async def admit(jobs: JobQueue, admission: Admission, provider: str) -> Admitted:
+    """What a new generation must pass before anything is stored: ``ProviderUnavailable``
+    when the deployment does not serve ``provider``, ``Busy`` when too many generations
+    are in flight.
+
+    Whether a worker is alive right now does not matter: a provider the deployment serves
+    (``BROADCASTER_PROVIDERS``, else the default provider and every provider a worker
+    has ever advertised) is queued and waits for a worker, up to the queued timeout. A
+    cold start or a restart of every worker is a server state, not the client's mistake."""
+    depth, seen = await jobs.admission(provider)
+    if admission.served is not None:
+        served = provider in admission.served
+    else:
+        served = seen or provider == admission.default_provider
+    if not served:
+        raise ProviderUnavailable(provider)
+    if depth >= admission.max_in_flight:
+        raise Busy()
+    return Admitted(provider)
+
+
+async def create(generations: Generations, stream_id: str, job: dict[str, Any]) -> None:
+    """Create generation ``stream_id``, queued but not yet in a worker's queue (a chat's
+    message that waits for its turn, until ``start`` queues it); ``IdTaken`` when the id
+    is taken."""
+    current_stream.set(stream_id)
+    if not await generations.create(stream_id, job):
+        raise IdTaken(stream_id)
+
+
+async def start(
+    generations: Generations,
+    jobs: JobQueue,
+    admission: Admission,
+    stream_id: str,
+    job: dict[str, Any],
+    *,
+    admitted: Admitted | None = None,
+    created: bool = False,
+    swap: Callable[[], Awaitable[bool]] | None = None,
+) -> bool:
+    """Start generation ``stream_id`` running ``job`` (a checked request): admit it
+    (``admit``; or ``admitted``, the proof of a check the caller made first, before it
+    changed anything), create it (``IdTaken`` when the id is taken; ``created``: it
+    exists already, a chat's message that waited for its turn, and its request is
+    ``job`` now), then ``swap`` (a chat's record made to name it) and queue it for a
+    worker. False when ``swap`` says another start came first: the generation is not
+    queued, and one this call created is deleted (nobody saw it).
+
+    Created before the chat names it, queued after: whoever reads the chat's record
+    meanwhile finds a generation that exists, and a worker never runs one the chat does
+    not name."""
+    if admitted is None or admitted.provider != job["provider"]:
+        admitted = await admit(jobs, admission, job["provider"])
+    if created:
+        request = json.dumps(job, separators=(",", ":"))
+        await generations.log.redis.hset(keys.meta_key(stream_id), "request", request)
+    else:
+        await create(generations, stream_id, job)
+    if swap is not None and not await swap():
+        if not created:
+            await generations.discard(stream_id)
+        return False
+    await jobs.enqueue(stream_id, admitted.provider)
+    return True

@@ -1,0 +1,108 @@
+"""A chat's answers as SSE responses: a submit's (the generation's stream, ending where
+it waits for a person), a steer's (short), and a run's (``WorkflowChatTransport``: one
+answer's chunks, exact, from an index), each with the headers that name the chat, the
+generation and the run."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from broadcaster.chat.conversation import run_meta
+from broadcaster.chat.convert import chunk_window, run_id
+from broadcaster.chat.framing import LONE_FINISH, until_waiting
+from broadcaster.core.eventlog import EventLog
+from broadcaster.core.logconfig import current_stream
+from broadcaster.http.access import check_chat
+from broadcaster.http.errors import ApiError
+from broadcaster.http.resources import get_event_log
+from broadcaster.http.viewing import SSE_HEADERS, stream_response
+
+GENERATION_HEADER = "x-generation-id"
+"""The answer's header naming the generation, for ``GET /v1/generations/{id}``."""
+
+CHAT_HEADER = "x-chat-id"
+"""The submit's answer: the chat's id (the one the server assigned, if the body had none)."""
+
+RUN_HEADER = "x-workflow-run-id"
+"""The submit's answer: ``<chat>~<generation>~<base>``, where
+``GET /v1/chat/{runId}/stream?startIndex=N`` resumes this very answer at its chunk N
+(``WorkflowChatTransport``)."""
+
+TAIL_HEADER = "x-workflow-stream-tail-index"
+"""A run's stream: the index of the run's last chunk so far (-1: none yet)."""
+
+
+def steered(chat_id: str, generation: str, event: dict[str, Any], base: int) -> Response:
+    """``steer``'s answer is short: its transient ``event`` (``data-steered``) and a
+    ``finish`` (no assistant message of its own: the running answer, which every tab
+    follows, shows the message where it entered, and goes on)."""
+    body = f'data: {json.dumps(event)}\n\ndata: {{"type":"finish"}}\n\ndata: [DONE]\n\n'
+    headers = answer_headers(chat_id, generation, base)
+    return Response(body, media_type="text/event-stream", headers=SSE_HEADERS | headers)
+
+
+def answer_headers(chat_id: str, generation: str, base: int) -> dict[str, str]:
+    """What names an answer: its generation, its chat and its run."""
+    return {
+        GENERATION_HEADER: generation,
+        CHAT_HEADER: chat_id,
+        RUN_HEADER: run_id(chat_id, generation, base),
+    }
+
+
+async def answer(request: Request, chat_id: str, generation: str, base: int) -> Response:
+    """A submit's answer: ``generation``'s stream after its event ``base``, ending where
+    the generation suspends to wait for a person (``until_waiting``)."""
+    event_log = await get_event_log(request)
+    return await stream_response(
+        request,
+        generation,
+        str(base) if base else None,
+        answer_headers(chat_id, generation, base),
+        body_filter=lambda chunks: until_waiting(event_log, generation, chunks),
+    )
+
+
+async def run_answer(
+    request: Request,
+    event_log: EventLog,
+    run: tuple[str, str, int],
+    start: int,
+    *,
+    follow: bool = False,
+) -> Response:
+    """One answer's stream (a run id's), from its chunk ``start``: exact, never compacted,
+    no presence notices, so that chunk ``i`` is always event ``base + i + 1``. A run's
+    reconnect ends where its POST's answer would, at a wait for a person; one that
+    ``follow``s the chat (a tab's resume) stays through it, as the chat's resume does."""
+    chat_id, generation, base = run
+    await check_chat(request, chat_id, None)
+    current_stream.set(generation)
+    meta = await run_meta(event_log, chat_id, generation)
+    if meta is None:
+        raise ApiError(
+            404, "not_found", f"no run {chat_id}~{generation}~{base} (unknown or expired)"
+        )
+    last_seq = int(meta.get("seq") or 0)
+    after = chunk_window(base, last_seq, start)
+    headers = answer_headers(chat_id, generation, base) | {TAIL_HEADER: str(last_seq - base - 1)}
+    if meta.get("ended") and after == last_seq:
+        # The client holds the whole answer; one that ended without ``finish`` gets one,
+        # so that the transport stops reconnecting.
+        lone = b"" if meta["ended"] == "finish" else LONE_FINISH
+        return Response(lone, media_type="text/event-stream", headers=SSE_HEADERS | headers)
+    return await stream_response(
+        request,
+        generation,
+        str(after),
+        headers,
+        compact=False,
+        presence=False,
+        body_filter=lambda chunks: until_waiting(
+            event_log, generation, chunks, finish_ends=True, stop_at_wait=not follow
+        ),
+    )
