@@ -30,7 +30,7 @@ from broadcaster.core.keys import DATA, MORE
 from broadcaster.durable import live, protocol
 from broadcaster.durable.protocol import BadRequest, Mode, Offset
 from broadcaster.durable.storage import DurableLog, Entry, State, Written
-from broadcaster.http import openapi
+from broadcaster.http import openapi_durable as api_doc
 from broadcaster.http.access import check_viewer, presented_key, producer
 from broadcaster.http.bodies import read_bytes
 from broadcaster.http.errors import ApiError
@@ -146,8 +146,8 @@ def _cache_control(request: Request) -> str:
     PATH,
     status_code=201,
     response_class=Response,
-    responses=openapi.DS_PUT_ANSWERS,
-    openapi_extra=openapi.DS_PUT,
+    responses=api_doc.DS_PUT_ANSWERS,
+    openapi_extra=api_doc.DS_PUT,
     dependencies=producer("publish"),
 )
 async def create(path: str, request: Request, settings: SettingsDep) -> Response:
@@ -399,8 +399,8 @@ async def _sub_offset(durable: DurableLog, src: str, at: int, sub: int, mode: Mo
     PATH,
     status_code=204,
     response_class=Response,
-    responses=openapi.DS_POST_ANSWERS,
-    openapi_extra=openapi.DS_POST,
+    responses=api_doc.DS_POST_ANSWERS,
+    openapi_extra=api_doc.DS_POST,
     dependencies=producer("publish"),
 )
 async def append(path: str, request: Request, settings: SettingsDep) -> Response:
@@ -489,7 +489,7 @@ def _refused(path: str, status: str, a: str, b: str, headers: dict[str, str]) ->
     PATH,
     status_code=204,
     response_class=Response,
-    responses=openapi.DS_DELETE_ANSWERS,
+    responses=api_doc.DS_DELETE_ANSWERS,
     dependencies=producer("publish"),
 )
 async def delete(path: str, request: Request) -> Response:
@@ -503,7 +503,7 @@ async def delete(path: str, request: Request) -> Response:
 # --- read ---
 
 
-@router.head(PATH, response_class=Response, responses=openapi.DS_HEAD_ANSWERS)
+@router.head(PATH, response_class=Response, responses=api_doc.DS_HEAD_ANSWERS)
 async def head(path: str, request: Request) -> Response:
     """Where the stream is, without reading it (nor renewing its TTL)."""
     name = _name(path, request)
@@ -530,7 +530,7 @@ async def head(path: str, request: Request) -> Response:
 
 
 @router.get(
-    PATH, response_class=Response, responses=openapi.DS_GET_ANSWERS, openapi_extra=openapi.DS_GET
+    PATH, response_class=Response, responses=api_doc.DS_GET_ANSWERS, openapi_extra=api_doc.DS_GET
 )
 async def read(path: str, request: Request) -> Response:
     """Catch-up (a page of what follows ``offset``), ``live=long-poll`` or ``live=sse``."""
