@@ -8,7 +8,8 @@ capability and answers.
 - ``resources``: what a front-end holds while it serves, and how the routes reach it.
 - ``access``: who may do what, as route dependencies (keys, tokens, rates).
 - ``limits``: what one client may hold or cost, and the answers past it.
-- ``stream_ids``: stream ids in paths, checked before anything else.
+- ``stream_ids``: stream ids (and Durable Streams paths) in paths, checked before
+  anything else.
 - ``bodies``: reading request bodies, bounded, JSON in UTF-8 only.
 - ``errors``: every error answer, ``{"error": code, "message": text}``.
 - ``sse_response``: the ASGI response that streams SSE bytes to one viewer.
