@@ -2,8 +2,10 @@
 
 - ``cursor``: the names a prefix covers, and the connection's resume point, one
   ``Last-Event-ID`` carrying every stream's position; pure.
-- ``feed``: the connection, one viewer of each stream it follows on the hub's topics,
-  and its catch-up.
+- ``feed``: the connection, one viewer of each stream it follows on the hub's topics:
+  the fan-out's hooks (its delivery path) and the connection's task.
+- ``catchup``: the connection's catch-up: the streams it starts to follow, read
+  together, and each one's history, compacted, as frames.
 
 May import: ``broadcaster.core`` and ``broadcaster.fanout`` (a dashboard is a viewer of
 the hub).

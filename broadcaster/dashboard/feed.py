@@ -25,8 +25,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 from broadcaster.core import sse
-from broadcaster.core.eventlog import FIRST_PAGE, EventLog, StreamInfo
+from broadcaster.core.eventlog import EventLog, StreamInfo
 from broadcaster.core.events import Event, malformed
+from broadcaster.dashboard.catchup import CatchUp
 from broadcaster.dashboard.cursor import (
     REBASE,
     Bases,
@@ -35,9 +36,7 @@ from broadcaster.dashboard.cursor import (
     Place,
     covered,
     list_prefix,
-    position_of,
 )
-from broadcaster.fanout.compact import Folder
 from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.keepalive import Keepalive
 from broadcaster.fanout.subscription import Run, Subscription, Topic, Writer
@@ -47,8 +46,6 @@ log = logging.getLogger("broadcaster.mux")
 PING = b": ping\n\n"
 PING_CHUNK = b"%x\r\n%s\r\n" % (len(PING), PING)
 """``PING`` as the HTTP/1.1 chunk the keepalive task writes to a sleeping connection."""
-ADD_AT_ONCE = 100
-"""Streams whose states, subscriptions and first pages a connection reads together."""
 
 
 def frame(stream_id: str, event: Event) -> bytes:
@@ -239,7 +236,7 @@ class Follow(Subscription):
 
 
 @dataclass(slots=True)
-class Connection:
+class Connection(CatchUp):
     """One ``/v1/events`` response: the streams it follows and its resume point."""
 
     hub: Hub
@@ -468,55 +465,6 @@ class Connection:
 
     # --- one stream ---
 
-    async def _add(self, stream_ids: list[str]) -> AsyncIterator[bytes]:
-        """Follow ``stream_ids``: up to ``ADD_AT_ONCE`` at a time, their states, their
-        subscriptions and the first page of each one's history are read together, so a
-        dashboard of 50 streams opens in three round trips to Redis, not 150."""
-        for i in range(0, len(stream_ids), ADD_AT_ONCE):
-            joining: list[tuple[str, StreamInfo, int]] = []
-            batch = stream_ids[i : i + ADD_AT_ONCE]
-            for stream_id, info in zip(batch, await self.log.infos(batch), strict=True):
-                if len(self.follows) + len(self.done) + len(joining) >= self.limit:
-                    if not self.over_limit_told:
-                        self.over_limit_told = True
-                        yield _limit_frame(self.limit)
-                    break
-                if info is None:
-                    if stream_id in self.streams:  # named, not created yet: followed once it is
-                        self.waiting.add(stream_id)
-                    continue
-                if info.kind == "ds":
-                    self.done.add(stream_id)  # a Durable Stream holds no events
-                    continue
-                at = self.cursor.position(stream_id)
-                seq = at[0] if at is not None else 0
-                if info.ended and seq < info.last_seq:
-                    async for chunk in self._replay(stream_id, seq, None):
-                        yield chunk
-                if info.ended:
-                    self.done.add(stream_id)
-                    continue
-                joining.append((stream_id, info, seq))
-            async for chunk in self._join(joining):
-                yield chunk
-
-    async def _join(self, joining: list[tuple[str, StreamInfo, int]]) -> AsyncIterator[bytes]:
-        """Subscribe to each (the subscriptions confirmed together), then send each one's
-        history after its position, its first page read for all at once."""
-        try:
-            async with asyncio.TaskGroup() as tg:
-                for stream_id, info, seq in joining:
-                    tg.create_task(self._subscribe(stream_id, info, seq))
-        except* Exception as group:
-            raise group.exceptions[0] from None
-        follows = [(sid, self.follows[sid][0]) for sid, _, _ in joining]
-        firsts = await self.log.read_pages([(sid, f.last) for sid, f in follows], FIRST_PAGE)
-        for (stream_id, follow), first in zip(follows, firsts, strict=True):
-            async for chunk in self._history(stream_id, follow, None, compact=True, first=first):
-                yield chunk
-            if follow.ended:
-                await self._drop(stream_id)
-
     async def _subscribe(self, stream_id: str, info: StreamInfo, seq: int) -> None:
         conn = self
 
@@ -542,73 +490,6 @@ class Connection:
         self.done.add(stream_id)
         self.cursor.adopt(stream_id, Mark())  # the place outlives the subscription
         await cm.__aexit__(None, None, None)
-
-    async def _history(
-        self,
-        stream_id: str,
-        follow: Follow,
-        until: int | None,
-        *,
-        compact: bool = False,
-        first: list[Event] | None = None,
-    ) -> AsyncIterator[bytes]:
-        replay = self._replay(stream_id, follow.last, until, compact=compact, first=first)
-        async for chunk in replay:
-            position = position_of(follow)
-            assert position is not None
-            follow.last = position[0]
-            follow.ended = stream_id in self._terminal
-            yield chunk
-
-    async def _replay(
-        self,
-        stream_id: str,
-        after: int,
-        until: int | None,
-        *,
-        compact: bool = True,
-        first: list[Event] | None = None,
-    ) -> AsyncIterator[bytes]:
-        """The stream's events after ``after`` from the log, in pages, as frames; the
-        first page already read when ``first`` is given (``FIRST_PAGE`` events at most)."""
-        folder = Folder() if compact else None
-        async for page in self._pages(stream_id, after, until, first):
-            events = folder.feed(page) if folder is not None else page
-            if events:
-                yield self._frames(stream_id, events)
-                await self._based(REBASE)
-        if folder is not None:
-            rest = folder.flush()
-            if rest:
-                yield self._frames(stream_id, rest)
-                await self._based(REBASE)
-
-    async def _based(self, past: int) -> None:
-        """While more than ``past`` positions moved since the base, write one (or wait for
-        the one being written), so that the frames after it name it. Between replays
-        (``REBASE``): else each replay's id joined every position moved so far, 871 KB of
-        ids for a dashboard of 1,000 streams (171 KB so, a base per 16 streams, ~1 ms
-        apiece). Once caught up (1): else up to ``REBASE`` positions were joined in every
-        live id until a 17th moved. A failed write leaves the ids longer."""
-        while len(self.cursor.moved) > past:
-            token = self.cursor.token
-            self.rebase()
-            assert self._rebasing is not None
-            await asyncio.shield(self._rebasing)
-            if self.cursor.token == token:
-                return  # not written (logged): the ids stay longer
-
-    async def _pages(
-        self, stream_id: str, after: int, until: int | None, first: list[Event] | None
-    ) -> AsyncIterator[list[Event]]:
-        if first is not None:
-            if first:
-                yield first
-            if len(first) < FIRST_PAGE:
-                return
-            after = first[-1].seq
-        async for page in self.log.read_after(stream_id, after, until):
-            yield page
 
     def _frames(self, stream_id: str, events: Iterable[Event]) -> bytes:
         out = []
@@ -646,8 +527,3 @@ class Connection:
             self._rebasing.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._rebasing
-
-
-def _limit_frame(limit: int) -> bytes:
-    data = json.dumps({"type": "streams-limit", "data": {"limit": limit}})
-    return b"event: streams-limit\ndata: %s\n\n" % data.encode()

@@ -17,11 +17,13 @@ import json
 import random
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from broadcaster.core import names
+from broadcaster.core.keys import DATA, MORE
 
 MAX_SAFE_INTEGER = 2**53 - 1
 """Producer epochs and seqs: the largest integer JavaScript clients can send exactly."""
@@ -52,6 +54,19 @@ class Offset:
     def matches(self, tag: str) -> bool:
         """Whether ``tag`` (hex, as stored) is this offset's."""
         return self.tag == (int(tag, 16) if tag else 0)
+
+
+RESERVED = "__ds"
+"""The protocol reserves paths under ``__ds/`` for its subscription APIs, which this server
+does not offer (docs/durable-streams.md says why): no stream is there."""
+
+
+def is_reserved(path: str) -> bool:
+    return path.split("/", 1)[0] == RESERVED
+
+
+ReadOffset = Offset | Literal["-1", "now"]
+"""Where a read starts: an ``Offset``, ``"-1"`` (the start) or ``"now"`` (the tail)."""
 
 
 def format_offset(seq: int, tag: str) -> str:
@@ -164,6 +179,70 @@ def parse_producer(pid: str | None, epoch: str | None, seq: str | None) -> Produ
     return Producer(pid, int(epoch), int(seq))
 
 
+@dataclass(frozen=True, slots=True)
+class Creation:
+    """What a ``PUT``'s headers ask for."""
+
+    ttl: int | None
+    expires_at: int | None
+    closed: bool
+    forked_from: str | None
+    """``Stream-Forked-From``: the source of a fork (None: no fork)."""
+    fork_offset: str | None
+    """``Stream-Fork-Offset`` as sent (None: the source's tail), and as parsed:"""
+    anchor: Offset | None
+    sub: int
+    """``Stream-Fork-Sub-Offset`` (0: none)."""
+
+
+def parse_creation(headers: Mapping[str, str]) -> Creation:
+    """A ``PUT``'s headers (lowercase names)."""
+    h = headers
+    ttl_raw, exp_raw = h.get("stream-ttl"), h.get("stream-expires-at")
+    if ttl_raw is not None and exp_raw is not None:
+        raise BadRequest("give Stream-TTL or Stream-Expires-At, not both")
+    ttl = parse_ttl(ttl_raw) if ttl_raw is not None else None
+    exp = parse_expires_at(exp_raw) if exp_raw is not None else None
+    closed = is_true(h.get("stream-closed"))
+    source = h.get("stream-forked-from")
+    fork_offset = h.get("stream-fork-offset")
+    sub_raw = h.get("stream-fork-sub-offset")
+    if source is None and (fork_offset is not None or sub_raw is not None):
+        raise BadRequest("Stream-Fork-Offset and -Sub-Offset need Stream-Forked-From")
+    sub = parse_sub_offset(sub_raw) if sub_raw is not None else 0
+    anchor = None
+    if fork_offset is not None:
+        parsed = parse_offset(fork_offset)
+        if not isinstance(parsed, Offset):
+            raise BadRequest("Stream-Fork-Offset must be an offset this server gave")
+        anchor = parsed
+    return Creation(ttl, exp, closed, source, fork_offset, anchor, sub)
+
+
+def parse_read(offsets: list[str], live: str | None) -> ReadOffset:
+    """A ``GET``'s ``offset`` (every one given) and ``live`` (``long-poll``, ``sse`` or
+    none): where the read starts."""
+    if len(offsets) > 1:
+        raise BadRequest("one offset, please")
+    if offsets and offsets[0] == "":
+        raise BadRequest("an empty offset")
+    offset = parse_offset(offsets[0]) if offsets else "-1"
+    if live not in (None, "long-poll", "sse"):
+        raise BadRequest("live is long-poll or sse")
+    if live is not None and not offsets:
+        raise BadRequest(f"live={live} needs an offset")
+    return offset
+
+
+def parse_append(headers: Mapping[str, str]) -> tuple[bool, Producer | None]:
+    """A ``POST``'s headers (lowercase names): whether it closes the stream, and its
+    idempotent producer."""
+    h = headers
+    close = is_true(h.get("stream-closed"))
+    producer = parse_producer(h.get("producer-id"), h.get("producer-epoch"), h.get("producer-seq"))
+    return close, producer
+
+
 # --- content types ---
 
 
@@ -199,6 +278,53 @@ def stored_bytes_headers(content_type: str) -> dict[str, str]:
     return {"content-security-policy": SANDBOX, "content-disposition": "attachment"}
 
 
+NEXT = "Stream-Next-Offset"
+UP_TO_DATE = "Stream-Up-To-Date"
+CLOSED = "Stream-Closed"
+CURSOR = "Stream-Cursor"
+
+
+def typed_headers(content_type: str) -> dict[str, str]:
+    """The headers of a response in the stream's own type: the type, and for any type a
+    browser might render as a page, the sandbox and attachment that stop it
+    (``stored_bytes_headers``)."""
+    return {"content-type": content_type, **stored_bytes_headers(content_type)}
+
+
+def sse_headers(mode: Mode) -> dict[str, str]:
+    """The headers of a ``live=sse`` read of a stream whose messages are ``mode``."""
+    headers = {
+        "content-type": "text/event-stream",
+        "cache-control": "no-cache",
+        "x-accel-buffering": "no",
+    }
+    if mode == "binary":
+        headers["stream-sse-data-encoding"] = "base64"
+    return headers
+
+
+def offset_headers(
+    next_offset: str,
+    content_type: str | None = None,
+    *,
+    up_to_date: bool = False,
+    cache: str | None = None,
+    closed: bool = False,
+) -> dict[str, str]:
+    """The headers that say where a stream is: its type (``typed_headers``, if given),
+    the next offset, whether the reader is up to date, ``cache-control`` (if given), and
+    whether the stream is closed."""
+    headers = typed_headers(content_type) if content_type is not None else {}
+    headers[NEXT] = next_offset
+    if up_to_date:
+        headers[UP_TO_DATE] = "true"
+    if cache is not None:
+        headers["cache-control"] = cache
+    if closed:
+        headers[CLOSED] = "true"
+    return headers
+
+
 def mode_of(content_type: str) -> Mode:
     if content_type == "application/json":
         return "json"
@@ -223,6 +349,18 @@ def json_messages(body: bytes, *, allow_empty: bool) -> list[bytes]:
     if not items and not allow_empty:
         raise BadRequest("an empty JSON array appends nothing")
     return [_compact(item) for item in items]
+
+
+def body_entries(content_type: str, body: bytes, *, create: bool) -> list[tuple[str, bytes]]:
+    """The entries a body appends: one per JSON message (flattened one level) for
+    ``application/json``, else the bytes as one. ``create``: a PUT's initial body, which
+    may be ``[]``."""
+    if not body:
+        return []
+    if mode_of(content_type) == "json":
+        messages = json_messages(body, allow_empty=create)
+        return [(MORE, m) for m in messages[:-1]] + [(DATA, m) for m in messages[-1:]]
+    return [(DATA, body)]
 
 
 def _compact(value: Any) -> bytes:

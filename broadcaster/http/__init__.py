@@ -14,12 +14,18 @@ capability and answers.
   lifetime and holder its body asks for.
 - ``access``: who may do what, as route dependencies (keys, tokens, rates).
 - ``limits``: what one client may hold or cost, and the answers past it.
-- ``stream_ids``: stream ids in paths, checked before anything else.
+- ``stream_ids``: stream ids (and Durable Streams paths) in paths, checked before
+  anything else.
 - ``bodies``: reading request bodies, bounded, JSON in UTF-8 only.
 - ``errors``: every error answer, ``{"error": code, "message": text}``.
 - ``sse_response``: the ASGI response that streams SSE bytes to one viewer.
 - ``server``: uvicorn with a shutdown that does not hang.
-- ``openapi``: what ``/openapi.json`` says beyond what FastAPI infers.
+- ``openapi``: what ``/openapi.json`` says beyond what FastAPI infers: the routes'
+  request bodies and parameters, and their answers (models, errors, SSE).
+- ``openapi_durable``: the same for the Durable Streams routes: the protocol's headers,
+  bodies and answers.
+- ``openapi_finish``: the document's finishing: what FastAPI generates by itself,
+  amended (stream ids, 422, credentials).
 - ``metrics``: the front-end's Prometheus metrics.
 - ``gcfreeze``: full garbage collections that scan only what is new.
 - ``settings``: the front-end's settings (``BROADCASTER_*``).

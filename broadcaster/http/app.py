@@ -17,7 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from broadcaster.core import names
-from broadcaster.http import openapi
+from broadcaster.http import openapi_finish
 from broadcaster.http.access import AccessPolicy
 from broadcaster.http.errors import install_error_handlers
 from broadcaster.http.limits import Refused, Slots, refused_answer
@@ -79,7 +79,7 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
     app.exception_handler(Refused)(refused_answer)
     for module in (health, generations, streams, events, tokens, chat, durable):
         app.include_router(module.router)
-    openapi.with_stream_ids(app, names.STREAM_ID_PATTERN)
+    openapi_finish.with_stream_ids(app, names.STREAM_ID_PATTERN)
     app.sse_route = streams.events_fast_path
     cors = cors_options(settings)
     if cors is not None:

@@ -158,6 +158,11 @@ async def get_hub(request: Request) -> Hub:
     return hub
 
 
+async def get_durable(request: Request) -> DurableLog:
+    durable: DurableLog = request.app.state.durable
+    return durable
+
+
 async def get_chats(request: Request) -> Chats:
     chats: Chats = request.app.state.chats
     return chats

@@ -4,6 +4,7 @@ made by the server when a client names none; and no path with a control characte
 from __future__ import annotations
 
 import secrets
+from urllib.parse import unquote_to_bytes
 
 from fastapi import Request
 
@@ -30,6 +31,19 @@ async def valid_stream_id(stream_id: str) -> None:
     bad id is 404 before any access check. ``async``: a plain function would run in a
     thread, and the log context it sets would not reach the route."""
     check_stream_id(stream_id)
+
+
+def utf8_url_path(request: Request, path: str) -> bool:
+    """Whether the URL's percent-decoded path (``path``: a part of it, as decoded) is
+    UTF-8. The server decodes it with U+FFFD for each invalid byte, so a path holding one
+    may name another path."""
+    if "\ufffd" not in path:
+        return True
+    try:
+        unquote_to_bytes(request.scope.get("raw_path") or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 async def no_control_in_path(request: Request) -> None:

@@ -415,9 +415,12 @@ async def test_the_scripts_that_name_a_stream_refuse_a_name_that_is_none(
     sends: an error, nothing written."""
     redis = connection.command_client(stack[1])
     try:
-        create = redis.register_script(script("create_generation.lua"))
-        ds_create = redis.register_script(script("ds_lib.lua") + "\n" + script("ds_create.lua"))
-        outbox_add = redis.register_script(script("outbox_add.lua"))
+        create = redis.register_script(script("create_generation.lua", "broadcaster.generations"))
+        durable = "broadcaster.durable"
+        ds_create = redis.register_script(
+            script("ds_lib.lua", durable) + "\n" + script("ds_create.lua", durable)
+        )
+        outbox_add = redis.register_script(script("outbox_add.lua", "broadcaster.webhooks"))
         for name in ("gen\n", "gen\r", "g\x85", "g٣", "x" * 65):
             with pytest.raises(ResponseError, match="INVALID"):
                 await create(keys=[keys.meta_key(name), keys.names_key(name)], args=["{}", 60])
