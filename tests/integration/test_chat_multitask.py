@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,9 @@ import httpx
 import pytest
 
 from broadcaster.core.embedded import EmbeddedRedis
+from tests.support.chat_tabs import Tab, events, wait_for
 from tests.support.fake_anthropic import FakeAnthropicServer, gate, message, text, tool_use
-from tests.support.procs import ROOT, Proc, parse_sse, start_frontend, start_worker
+from tests.support.procs import ROOT, Proc, start_frontend, start_worker
 
 
 @dataclass
@@ -70,37 +70,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 def user(words: str, mid: str) -> dict[str, Any]:
     return {"id": mid, "role": "user", "parts": [{"type": "text", "text": words}]}
-
-
-def events(raw: bytes) -> list[dict[str, Any]]:
-    found, _, _ = parse_sse(raw)
-    return [json.loads(e.data) for e in found if e.data and e.data != "[DONE]"]
-
-
-def wait_for(what: str, check: Callable[[], bool], stack: Stack, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s\n{stack.logs()}"
-        time.sleep(0.02)
-
-
-class Tab:
-    """One client's submit, read to its end in a thread."""
-
-    def __init__(self, stack: Stack, body: dict[str, Any]) -> None:
-        self.response: httpx.Response | None = None
-        self.ended_at = 0.0
-        self.thread = threading.Thread(target=self._run, args=(stack, body))
-        self.thread.start()
-
-    def _run(self, stack: Stack, body: dict[str, Any]) -> None:
-        self.response = httpx.post(stack.api, json=body, timeout=60)
-        self.ended_at = time.monotonic()
-
-    def result(self) -> httpx.Response:
-        self.thread.join(60)
-        assert self.response is not None
-        return self.response
 
 
 def body(chat: str, *messages: dict[str, Any], **extra: Any) -> dict[str, Any]:

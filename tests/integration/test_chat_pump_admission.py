@@ -24,8 +24,9 @@ import redis as redis_py
 
 from broadcaster.core import keys
 from broadcaster.core.embedded import EmbeddedRedis
+from tests.support.chat_tabs import Tab, events, wait_for
 from tests.support.fake_anthropic import FakeAnthropicServer, gate, message, text
-from tests.support.procs import Proc, parse_sse, start_frontend, start_worker
+from tests.support.procs import Proc, start_frontend, start_worker
 
 
 class Stack:
@@ -75,40 +76,9 @@ def body(chat: str, *messages: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"id": chat, "messages": list(messages), "trigger": "submit-message", **extra}
 
 
-def events(raw: bytes) -> list[dict[str, Any]]:
-    found, _, _ = parse_sse(raw)
-    return [json.loads(e.data) for e in found if e.data and e.data != "[DONE]"]
-
-
 def listed(stack: Stack, chat: str) -> dict[str, Any]:
     found: dict[str, Any] = httpx.get(f"{stack.api}/{chat}/messages").json()
     return found
-
-
-def wait_for(what: str, check: Any, stack: Stack, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s\n{stack.logs()}"
-        time.sleep(0.02)
-
-
-class Tab:
-    """One client's submit, read to its end in a thread."""
-
-    def __init__(self, stack: Stack, sent: dict[str, Any]) -> None:
-        self.response: httpx.Response | None = None
-        self.ended_at = 0.0
-        self.thread = threading.Thread(target=self._run, args=(stack, sent))
-        self.thread.start()
-
-    def _run(self, stack: Stack, sent: dict[str, Any]) -> None:
-        self.response = httpx.post(stack.api, json=sent, timeout=60)
-        self.ended_at = time.monotonic()
-
-    def result(self) -> httpx.Response:
-        self.thread.join(60)
-        assert self.response is not None
-        return self.response
 
 
 def test_a_queued_message_refused_as_busy_waits_and_starts_when_there_is_room(

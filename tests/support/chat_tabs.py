@@ -1,0 +1,54 @@
+"""What the chat tests share: a submit read to its end in a thread (``Tab``, one
+client's tab), its events, and a wait that shows the deployment's logs when it fails."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import httpx
+
+from tests.support.procs import parse_sse
+
+
+class ChatStack(Protocol):
+    """A deployment with its chat API at ``api`` and its processes' logs."""
+
+    @property
+    def api(self) -> str: ...
+
+    def logs(self) -> str: ...
+
+
+def events(raw: bytes) -> list[dict[str, Any]]:
+    found, _, _ = parse_sse(raw)
+    return [json.loads(e.data) for e in found if e.data and e.data != "[DONE]"]
+
+
+def wait_for(what: str, check: Callable[[], bool], stack: ChatStack, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {seconds} s\n{stack.logs()}"
+        time.sleep(0.02)
+
+
+class Tab:
+    """One client's submit, read to its end in a thread."""
+
+    def __init__(self, stack: ChatStack, body: dict[str, Any]) -> None:
+        self.response: httpx.Response | None = None
+        self.ended_at = 0.0
+        self.thread = threading.Thread(target=self._run, args=(stack, body))
+        self.thread.start()
+
+    def _run(self, stack: ChatStack, body: dict[str, Any]) -> None:
+        self.response = httpx.post(stack.api, json=body, timeout=60)
+        self.ended_at = time.monotonic()
+
+    def result(self) -> httpx.Response:
+        self.thread.join(60)
+        assert self.response is not None
+        return self.response
