@@ -14,8 +14,17 @@ from pathlib import Path
 import pytest
 import redis as redis_sync
 
+from broadcaster.core import embedded
 from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound
+from tests.support import ports, procs
 from tests.support.procs import Deployment, Proc, start_frontend, start_worker
+
+# Every port the suite picks (``free_port``, in the tests, tests/support and EmbeddedRedis)
+# is one no other test process on the machine was handed in the last minutes: with the
+# suite split over several processes, two of them could otherwise be handed the same free
+# port in the second before a server binds it. Set before the test modules import it.
+embedded.free_port = ports.free_port
+procs.free_port = ports.free_port
 
 
 @pytest.fixture(scope="session")
