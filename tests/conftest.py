@@ -8,14 +8,27 @@ tests fail with a message saying how to get one; they never skip.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis as redis_sync
 
+from broadcaster.core import embedded
 from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound
+from tests.support import ports, procs
 from tests.support.procs import Deployment, Proc, start_frontend, start_worker
+
+# Every port the suite picks (``free_port``, in the tests, tests/support and EmbeddedRedis)
+# is one no other test process on the machine was handed in the last minutes: with the
+# suite split over several processes, two of them could otherwise be handed the same free
+# port in the second before a server binds it. Set before the test modules import it.
+embedded.free_port = ports.free_port
+procs.free_port = ports.free_port
 
 
 @pytest.fixture(scope="session")
@@ -70,11 +83,13 @@ GROUPS = ("unit", "integration", "faults", "clients", "perf")
 pure-logic tests in seconds; ``pytest`` runs everything."""
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         group = item.path.parent.name
         if group in GROUPS:
             item.add_marker(group)
+    if hasattr(config, "workerinput"):  # one of several processes (pytest-xdist)
+        _add_xdist_groups(items)
 
 
 SUMMARY = "summary"
@@ -95,3 +110,126 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep("-", "summaries")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+# --- several processes (pytest-xdist) ---
+#
+# ``pytest`` runs the suite over several processes (``-n`` in pyproject.toml's addopts):
+# the tests mostly wait on servers, so more processes than cores finish sooner. Each
+# process has its own session fixtures (Redis, deployment) in its own temporary folder,
+# and every port comes from tests.support.ports. A module's tests stay together in one
+# process (``--dist loadgroup`` with a group per module), so a module's fixtures start
+# once; GROUPED puts modules that must not run at the same time in one group.
+#
+# A test in ALONE runs with no other test of the run beside it: it measures what a
+# process or the whole machine did, or must keep up with a load it makes itself, which
+# other tests' work on the same two cores would change. The others wait for it, and it
+# waits for those running to finish (a readers-writer lock between the processes).
+
+ALONE = {
+    # A state machine sending some 20,000 hostile requests, on the CPU all along: about a
+    # minute alone, over its 300 s with three other processes' tests beside it.
+    "tests/integration/test_hostile_input.py",
+    # Eight deployments side by side under load, in a subprocess given 110 s.
+    "tests/perf/test_perf_compare_smoke.py",
+}
+"""Modules, or ``module::test`` (every parametrization), that run with nothing beside.
+They are handed out first, so that the others wait for them at the start rather than
+each time one comes (when a test waits alone, the others finish theirs and idle)."""
+
+GROUPED = {
+    **dict.fromkeys(ALONE, "alone"),
+    # Load made by the test itself, measured or to be kept up with: one at a time.
+    "tests/faults/test_churn.py": "load",
+    "tests/faults/test_stalled_viewers.py": "load",
+    "tests/faults/test_slow_viewer.py": "load",
+    "tests/perf/test_bench_smoke.py": "load",
+    # A headless Chromium each (the slowest with a 90 s budget for its script): one at a time.
+    "tests/clients/test_browser.py": "chromium",
+    "tests/clients/test_browser_busy.py": "chromium",
+    "tests/clients/test_browser_chat.py": "chromium",
+    "tests/clients/test_browser_dashboard.py": "chromium",
+    "tests/clients/test_browser_failover.py": "chromium",
+}
+"""Module -> the group it shares with others (one process runs a group, a test at a time)."""
+
+SPLIT = {"tests/clients/test_durable_conformance.py"}
+"""Modules whose tests share no fixture but the session's, each its own group: minutes."""
+
+FIRST = [
+    "alone",
+    "load",
+    "clients/test_durable_conformance.py::test_two_frontends_on_a_redis_cluster",
+    "chromium",
+    "clients/test_durable_conformance.py::test_two_frontends_behind_round_robin_nginx",
+    "clients/test_durable_conformance.py::test_one_frontend",
+    "integration/test_fuzz_api",
+]
+"""The longest groups, handed out first (in this order) so that none starts near the end."""
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+def _alone(item: pytest.Item) -> bool:
+    module = _module(item)
+    return module in ALONE or f"{module}::{getattr(item, 'originalname', item.name)}" in ALONE
+
+
+def _group(item: pytest.Item) -> str:
+    module = _module(item)
+    if module in SPLIT:
+        return item.nodeid.removeprefix("tests/")
+    return GROUPED.get(module, module.removeprefix("tests/").removesuffix(".py"))
+
+
+def _add_xdist_groups(items: list[pytest.Item]) -> None:
+    """Each module its own group (named by its path, short: the group ends every test id
+    in the report, ``test_x@faults/test_x``) unless GROUPED or SPLIT say otherwise; the
+    groups in FIRST first."""
+    rank = {name: i for i, name in enumerate(FIRST)}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+    items.sort(key=lambda item: rank.get(_group(item), len(FIRST)))  # stable: modules stay whole
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    """(The controller, for each process it starts.) Where the processes' locks are."""
+    workerinput = node.workerinput  # type: ignore[attr-defined]
+    config = node.config  # type: ignore[attr-defined]
+    if not hasattr(config, "_broadcaster_locks"):
+        config._broadcaster_locks = tempfile.mkdtemp(prefix="broadcaster-test-locks-")
+    workerinput["broadcaster_locks"] = config._broadcaster_locks
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    locks = getattr(config, "_broadcaster_locks", None)
+    if locks is not None:  # the controller, once its processes have ended
+        for name in ("turn", "room"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(locks, name))
+        os.rmdir(locks)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outside pytest-timeout's clock
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    locks = getattr(item.config, "workerinput", {}).get("broadcaster_locks")
+    if locks is None:  # one process: nothing runs beside the test anyway
+        return (yield)
+    alone = _alone(item)
+    with (
+        open(os.path.join(locks, "turn"), "a") as turn,
+        open(os.path.join(locks, "room"), "a") as room,
+    ):
+        # The turnstile: a test waiting to run alone holds it, so none starts meanwhile.
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        fcntl.flock(room, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(turn, fcntl.LOCK_UN)
+        try:
+            return (yield)
+        finally:
+            fcntl.flock(room, fcntl.LOCK_UN)
+            fcntl.flock(turn, fcntl.LOCK_UN)

@@ -189,6 +189,7 @@ def start_worker(
     deadline = time.monotonic() + 20
     while "provider" not in proc.log():
         if not proc.alive() or time.monotonic() > deadline:
+            proc.stop(signal.SIGKILL)  # not left behind by the test that gave up on it
             raise RuntimeError(f"worker did not start:\n{proc.log()}")
         time.sleep(0.05)
     return proc

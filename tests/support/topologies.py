@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +32,7 @@ from tests.support.faults import (
     stored_events,
     verdict,
 )
+from tests.support.ports import free_ports_in
 from tests.support.procs import Proc, start_frontend, start_worker
 
 NODE_TIMEOUT_MS = 2000
@@ -64,24 +63,10 @@ def two_by_two(
             p.stop()
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def pick_ports(n: int, bus: bool) -> list[int]:
-    """``n`` free ports in 20000..45535 (and port + 10000 free too when ``bus``)."""
-    ports: list[int] = []
-    while len(ports) < n:
-        p = random.randint(20000, 45535)
-        if p in ports or not _port_free(p) or (bus and not _port_free(p + 10000)):
-            continue
-        ports.append(p)
-    return ports
+    """``n`` free ports in 20000..45535 (and port + 10000 free too when ``bus``), which no
+    other test process takes meanwhile (``tests.support.ports``)."""
+    return free_ports_in(20000, 45535, n, also=10000 if bus else None)
 
 
 @dataclass
