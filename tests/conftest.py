@@ -83,6 +83,7 @@ GROUPS = ("unit", "integration", "faults", "clients", "perf")
 pure-logic tests in seconds; ``pytest`` runs everything."""
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         group = item.path.parent.name
@@ -97,9 +98,14 @@ SUMMARY = "summary"
 fuzzing test sent and saw), not only with ``-s``."""
 
 
+def _without_group(nodeid: str) -> str:
+    """The test's id without the ``@group`` xdist's loadgroup appends to it."""
+    return nodeid[: nodeid.rfind("@")] if nodeid.rfind("@") > nodeid.rfind("]") else nodeid
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     lines = [
-        f"{report.nodeid}: {value}"
+        f"{_without_group(report.nodeid)}: {value}"
         for reports in terminalreporter.stats.values()
         for report in reports
         if getattr(report, "when", None) == "call"
