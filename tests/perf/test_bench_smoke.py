@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from broadcaster.core.embedded import EmbeddedRedis
-from tests.support.procs import ROOT, Proc, start_frontend
+from tests.support.procs import ROOT, Proc, run_in_group, start_frontend
 
 KEYS = {
     "urls",
@@ -52,13 +51,10 @@ def _finite(value: Any) -> bool:
 
 
 def _bench(*args: str) -> dict[str, Any]:
-    proc = subprocess.run(
+    proc = run_in_group(
         [sys.executable, "-m", "broadcaster", "bench", *args, "--json"],
-        check=False,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
         timeout=120,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
     result: dict[str, Any] = json.loads(proc.stdout)

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.procs import ROOT
+from tests.support.procs import ROOT, run_in_group
 
 PERF = ROOT / "tests" / "perf"
 
@@ -27,16 +26,13 @@ def test_compare_smoke_runs_every_target(tmp_path: Path) -> None:
     )
     out = tmp_path / "compare.json"
     png = tmp_path / "kill.png"
-    proc = subprocess.run(
+    proc = run_in_group(
         [
             *(sys.executable, "-m", "tests.perf.compare", "--smoke"),
             *("--json", str(out), "--plot", str(png)),
         ],
-        check=False,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
         timeout=110,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "project / each" in proc.stdout, proc.stdout

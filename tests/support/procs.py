@@ -71,6 +71,29 @@ class Deployment:
     worker: Proc
 
 
+def run_in_group(
+    args: list[str], timeout: float, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run(args, capture_output=True, text=True)`` in a process group of its
+    own: past ``timeout`` the whole group is killed (the servers a bench or a comparison
+    started too, not only the command itself), then ``TimeoutExpired`` is raised."""
+    with subprocess.Popen(
+        args,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    ) as popen:
+        try:
+            out, err = popen.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(popen.pid, signal.SIGKILL)
+            popen.communicate()
+            raise
+    return subprocess.CompletedProcess(args, popen.returncode, out, err)
+
+
 def spawn(
     name: str,
     args: list[str],
