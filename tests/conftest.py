@@ -83,7 +83,6 @@ GROUPS = ("unit", "integration", "faults", "clients", "perf")
 pure-logic tests in seconds; ``pytest`` runs everything."""
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         group = item.path.parent.name
@@ -124,8 +123,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 # the tests mostly wait on servers, so more processes than cores finish sooner. Each
 # process has its own session fixtures (Redis, deployment) in its own temporary folder,
 # and every port comes from tests.support.ports. A module's tests stay together in one
-# process (``--dist loadgroup`` with a group per module), so a module's fixtures start
-# once; GROUPED puts modules that must not run at the same time in one group.
+# process (``--dist loadfile``), so a module's fixtures start once; GROUPED and FIRST say
+# which modules are handed out first (the longest, so that none starts near the end).
 #
 # A test in ALONE runs with no other test of the run beside it: it measures what a
 # process or the whole machine did, or must keep up with a load it makes itself, which
@@ -186,17 +185,16 @@ def _alone(item: pytest.Item) -> bool:
 def _group(item: pytest.Item) -> str:
     module = _module(item)
     if module in SPLIT:
-        return item.nodeid.removeprefix("tests/")
+        return _without_group(item.nodeid).removeprefix("tests/")
     return GROUPED.get(module, module.removeprefix("tests/").removesuffix(".py"))
 
 
 def _add_xdist_groups(items: list[pytest.Item]) -> None:
-    """Each module its own group (named by its path, short: the group ends every test id
-    in the report, ``test_x@faults/test_x``) unless GROUPED or SPLIT say otherwise; the
-    groups in FIRST first."""
+    """The modules in FIRST first (``--dist loadfile`` keeps each module in one process and,
+    with ``--no-loadscope-reorder``, hands them out in this order). xdist's groups by marker
+    (``--dist loadgroup``) are not used: with this pytest they were not applied, and a
+    module's tests were handed out one by one."""
     rank = {name: i for i, name in enumerate(FIRST)}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
     items.sort(key=lambda item: rank.get(_group(item), len(FIRST)))  # stable: modules stay whole
 
 
