@@ -156,10 +156,11 @@ GROUPED = {
     "tests/clients/test_browser_dashboard.py": "chromium",
     "tests/clients/test_browser_failover.py": "chromium",
 }
-"""Module -> the group it shares with others (one process runs a group, a test at a time)."""
+"""Module -> the name FIRST ranks it by: these are handed out first. (Each module runs in one
+process; two modules of one name here may run at once in two, as they did in every run.)"""
 
 SPLIT = {"tests/clients/test_durable_conformance.py"}
-"""Modules whose tests share no fixture but the session's, each its own group: minutes."""
+"""Modules whose tests share no fixture but the session's: FIRST ranks each test of them."""
 
 FIRST = [
     "alone",
