@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from broadcaster.core.embedded import EmbeddedRedis
-from tests.support.chat_tabs import Tab, events, wait_for
+from tests.support.chat_tabs import Tab, body, events, user, wait_for
 from tests.support.fake_anthropic import FakeAnthropicServer, gate, message, text, tool_use
 from tests.support.procs import ROOT, Proc, start_frontend, start_worker
 
@@ -66,14 +66,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         for p in reversed(procs):
             p.stop()
         redis.stop()
-
-
-def user(words: str, mid: str) -> dict[str, Any]:
-    return {"id": mid, "role": "user", "parts": [{"type": "text", "text": words}]}
-
-
-def body(chat: str, *messages: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"id": chat, "messages": list(messages), "trigger": "submit-message", **extra}
 
 
 def held(words: list[str], opened: threading.Event) -> list[Any]:

@@ -1,5 +1,6 @@
-"""What the chat tests share: a submit read to its end in a thread (``Tab``, one
-client's tab), its events, and a wait that shows the deployment's logs when it fails."""
+"""What the chat tests share: a user message and a submit's body, a submit read to its
+end in a thread (``Tab``, one client's tab), its events, and a wait that shows the
+deployment's logs when it fails."""
 
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ class ChatStack(Protocol):
     def api(self) -> str: ...
 
     def logs(self) -> str: ...
+
+
+def user(words: str, mid: str) -> dict[str, Any]:
+    return {"id": mid, "role": "user", "parts": [{"type": "text", "text": words}]}
+
+
+def body(chat: str, *messages: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"id": chat, "messages": list(messages), "trigger": "submit-message", **extra}
 
 
 def events(raw: bytes) -> list[dict[str, Any]]:
