@@ -119,6 +119,7 @@ def _server(app: BroadcasterApp, settings: Settings, *, reuse_port: bool = False
         sndbuf=settings.socket_sndbuf,
         gc_freeze=settings.gc_freeze,
         max_header_bytes=settings.max_header_bytes,
+        keep_alive_seconds=settings.keep_alive_seconds,
         trusted_proxies=settings.trusted_proxies,
     )
 

@@ -284,6 +284,7 @@ def make_server(
     sndbuf: int = 0,
     gc_freeze: bool = True,
     max_header_bytes: int = 64 * 1024,
+    keep_alive_seconds: float = 75.0,
     trusted_proxies: str | None = None,
 ) -> DrainingServer:
     """``trusted_proxies``: uvicorn's ``forwarded_allow_ips`` (None: its default, the
@@ -306,6 +307,7 @@ def make_server(
         port=port,
         log_level=log_level,
         timeout_graceful_shutdown=int(max(1, shutdown_seconds)),
+        timeout_keep_alive=max(1, round(keep_alive_seconds)),
         access_log=False,
         lifespan="on",
         loop="uvloop",

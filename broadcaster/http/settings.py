@@ -204,6 +204,12 @@ class Settings(RedisSettings, WebhookSettings):
     subject, or client address without keys) per clock minute, shared by all front-ends
     through Redis; beyond, 429 ``rate_limited`` with Retry-After and no fork is made (0:
     off). One fork of more than this is 413 ``fork_too_large``."""
+    keep_alive_seconds: float = Field(75.0, gt=0, le=3600)
+    """How long an idle keep-alive connection stays open. Longer than the clients' own
+    idle timeouts (Node's fetch 4 s, Python's httpx 5 s, Go 90 s with a proxy's own) and
+    than a load balancer's (AWS ALB 60 s), so that the client, not the server, closes an
+    idle connection: a server closing first races the client's next request on it, which
+    then fails as if the server were down (uvicorn's own default is 5 s)."""
     max_header_bytes: int = Field(64 * 1024, ge=4096)
     """Largest request head (request line and headers), at most 256 headers; beyond, 431
     ``headers_too_large`` and the connection is closed (uvicorn's httptools parser keeps

@@ -77,12 +77,17 @@ def address() -> dict[str, str]:
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, Proc, str]]:
     """Two front-ends on one Redis: A trusts loopback's ``X-Forwarded-For`` (uvicorn's
     default), B names another proxy (``BROADCASTER_TRUSTED_PROXIES``) and so counts the
-    socket's peer."""
+    socket's peer; B also closes idle keep-alive connections after 2 s, A after the
+    default 75 s."""
     logs = tmp_path_factory.mktemp("limits")
     redis = own_redis(logs / "redis")
     a = start_frontend(redis.url, logs, "limits-a", LIMITED)
     b = start_frontend(
-        redis.url, logs, "limits-b", LIMITED | {"BROADCASTER_TRUSTED_PROXIES": "192.0.2.1"}
+        redis.url,
+        logs,
+        "limits-b",
+        LIMITED
+        | {"BROADCASTER_TRUSTED_PROXIES": "192.0.2.1", "BROADCASTER_KEEP_ALIVE_SECONDS": "2"},
     )
     try:
         yield a, b, redis.url
@@ -161,6 +166,48 @@ async def test_a_request_head_over_the_limit_is_431(limited: tuple[Proc, Proc, s
     fine = b"GET /readyz HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 60_000 + b"\r\n\r\n"
     got, _ = raw_request(port, fine.replace(b"host: x", b"host: x\r\nconnection: close"))
     assert got.startswith(b"HTTP/1.1 200 "), got[:200]
+
+
+def whole_response(s: socket.socket) -> bytes:
+    """One response with a ``content-length`` read whole from ``s``."""
+    got = b""
+    while b"\r\n\r\n" not in got:
+        chunk = s.recv(65536)
+        assert chunk, f"closed after {got!r}"
+        got += chunk
+    head, _, body = got.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        chunk = s.recv(65536)
+        assert chunk, f"closed after {got!r}"
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def test_an_idle_keep_alive_connection_outlives_the_clients_idle_timeout(
+    limited: tuple[Proc, Proc, str],
+) -> None:
+    """A connection idle for 6 s (longer than uvicorn's own 5 s and Node's fetch's 4 s)
+    still takes the next request on A: the client, whose idle timeout is shorter, closes
+    it first, so its next request never races the server's close. B, told 2 s, has
+    closed its idle connection by then."""
+    a, b, _ = limited
+    request = b"GET /readyz HTTP/1.1\r\nhost: x\r\n\r\n"
+    socks = [socket.create_connection(("127.0.0.1", p.port or 0), timeout=10) for p in (a, b)]
+    try:
+        for s in socks:
+            s.sendall(request)
+            assert whole_response(s).startswith(b"HTTP/1.1 200 ")
+        time.sleep(6)
+        on_a, on_b = socks
+        on_a.sendall(request)
+        assert whole_response(on_a).startswith(b"HTTP/1.1 200 ")
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            on_b.sendall(request)
+            assert on_b.recv(65536) == b"", "B kept an idle connection past its 2 s"
+    finally:
+        for s in socks:
+            s.close()
 
 
 # --- Redis at its maxmemory ---
