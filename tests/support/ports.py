@@ -8,6 +8,11 @@ out is written, under a file lock, into a list shared by all the test processes 
 machine, and not handed out again for ``HOLD_SECONDS``. ``tests/conftest.py`` makes this
 the suite's ``free_port`` (``broadcaster.core.embedded.free_port``, which the tests and
 ``EmbeddedRedis`` use).
+
+The ports are picked outside the kernel's ephemeral range
+(``/proc/sys/net/ipv4/ip_local_port_range``), from which every outgoing connection on the
+machine takes its local port: a port in it that was free when picked may be some client
+socket's by the time the server binds it ("Address already in use").
 """
 
 from __future__ import annotations
@@ -51,11 +56,36 @@ def _registry() -> Iterator[dict[str, float]]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _os_free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+LOWEST = 10000
+"""The lowest port handed out (below: well-known and registered services)."""
+
+
+def _ephemeral() -> tuple[int, int]:
+    """The kernel's range of local ports for outgoing connections (Linux's default
+    when it cannot be read)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _spans(also: int = 0) -> list[range]:
+    """Where a port (and port + ``also``) may be picked: outside the ephemeral range."""
+    low, high = _ephemeral()
+    spans = [range(LOWEST, low - also), range(max(LOWEST, high + 1), 65536 - also)]
+    spans = [s for s in spans if len(s) > 1000]
+    if not spans:
+        raise RuntimeError(
+            f"the ephemeral port range {low}-{high} leaves no room for test servers' ports"
+        )
+    return spans
+
+
+def _candidate(also: int = 0) -> int:
+    spans = _spans(also)
+    span = random.choices(spans, weights=[len(s) for s in spans])[0]
+    return random.choice(span)
 
 
 def _bindable(port: int) -> bool:
@@ -68,21 +98,18 @@ def _bindable(port: int) -> bool:
 
 
 def free_port() -> int:
-    """A port the OS says is free and no test process took in the last ``HOLD_SECONDS``."""
-    with _registry() as taken:
-        while str(port := _os_free_port()) in taken:
-            pass
-        taken[str(port)] = time.time()
-    return port
+    """A port that is free, outside the ephemeral range, and that no test process took in
+    the last ``HOLD_SECONDS``."""
+    return free_ports(1)[0]
 
 
-def free_ports_in(low: int, high: int, n: int, also: int | None = None) -> list[int]:
-    """``n`` free ports in ``low..high``, taken as ``free_port`` takes one; with ``also``,
-    port + ``also`` is free and taken too (a Redis Cluster node's bus port)."""
+def free_ports(n: int, also: int | None = None) -> list[int]:
+    """``n`` ports taken as ``free_port`` takes one; with ``also``, port + ``also`` is free
+    and taken too (a Redis Cluster node's bus port)."""
     with _registry() as taken:
         ports: list[int] = []
         while len(ports) < n:
-            p = random.randint(low, high)
+            p = _candidate(also or 0)
             pair = [p] if also is None else [p, p + also]
             if any(str(q) in taken or q in ports or not _bindable(q) for q in pair):
                 continue

@@ -32,7 +32,7 @@ from tests.support.faults import (
     stored_events,
     verdict,
 )
-from tests.support.ports import free_ports_in
+from tests.support.ports import free_ports
 from tests.support.procs import Proc, start_frontend, start_worker
 
 NODE_TIMEOUT_MS = 2000
@@ -64,9 +64,9 @@ def two_by_two(
 
 
 def pick_ports(n: int, bus: bool) -> list[int]:
-    """``n`` free ports in 20000..45535 (and port + 10000 free too when ``bus``), which no
-    other test process takes meanwhile (``tests.support.ports``)."""
-    return free_ports_in(20000, 45535, n, also=10000 if bus else None)
+    """``n`` free ports (and port + 10000 free too when ``bus``), which no other test
+    process takes meanwhile (``tests.support.ports``)."""
+    return free_ports(n, also=10000 if bus else None)
 
 
 @dataclass
