@@ -135,8 +135,6 @@ ALONE = {
     # A state machine sending some 20,000 hostile requests, on the CPU all along: about a
     # minute alone, over its 300 s with three other processes' tests beside it.
     "tests/integration/test_hostile_input.py",
-    # Eight deployments side by side under load, in a subprocess given 110 s.
-    "tests/perf/test_perf_compare_smoke.py",
 }
 """Modules, or ``module::test`` (every parametrization), that run with nothing beside.
 They are handed out first, so that the others wait for them at the start rather than
@@ -149,6 +147,9 @@ GROUPED = {
     "tests/faults/test_stalled_viewers.py": "load",
     "tests/faults/test_slow_viewer.py": "load",
     "tests/perf/test_bench_smoke.py": "load",
+    # Eight deployments side by side under a small load, in a subprocess: mostly waiting
+    # (a third of a core), so it runs beside the others.
+    "tests/perf/test_perf_compare_smoke.py": "load",
     # A headless Chromium each (the slowest with a 90 s budget for its script): one at a time.
     "tests/clients/test_browser.py": "chromium",
     "tests/clients/test_browser_busy.py": "chromium",
