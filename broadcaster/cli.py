@@ -8,13 +8,13 @@ import asyncio
 import importlib.util
 import ipaddress
 import logging
-import os
 import signal
 import sys
 
 from broadcaster.auth.credentials import LEGACY_TOKENS_UNTIL, hash_key, parse_api_keys
 from broadcaster.core.embedded import redis_url
 from broadcaster.core.logconfig import setup_logging
+from broadcaster.core.settings import bad_settings, load_settings
 from broadcaster.http.access import AccessPolicy
 from broadcaster.http.app import BroadcasterApp, create_app
 from broadcaster.http.server import DrainingServer, make_server
@@ -52,7 +52,7 @@ def check_exposure(settings: Settings) -> None:
         settings.served_providers()
         AccessPolicy.from_settings(settings)
     except ValueError as exc:
-        raise SystemExit(str(exc)) from None
+        bad_settings("broadcaster", str(exc))
     short = [s for s in settings.token_secret_list() if len(s.encode()) < 32]
     if short:
         log.warning(
@@ -94,7 +94,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     if args.insecure:
         overrides["insecure"] = True
-    return Settings(**overrides)
+    return load_settings(Settings, f"broadcaster {args.command}", **overrides)
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -143,22 +143,25 @@ def _demo_tools(tools: str | None) -> str | None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from worker.runner import Worker
+    from worker.runner import Worker, unusable_provider
     from worker.settings import WorkerSettings
     from worker.tools import ToolSpecError, load_tools
 
     settings = _settings(args)
-    wsettings = WorkerSettings()
+    wsettings = load_settings(WorkerSettings, "broadcaster demo")
     setup_logging(settings.log_level, settings.log_format)
     check_exposure(settings)
     exit_on_sigterm()
-    if wsettings.served() == ("anthropic",) and not os.environ.get("ANTHROPIC_API_KEY"):
+    if wsettings.served() == ("anthropic",) and unusable_provider(wsettings):
         wsettings = wsettings.model_copy(update={"provider": "fake", "providers": None})
+    unusable = unusable_provider(wsettings)
+    if unusable:
+        bad_settings("broadcaster demo", f"{unusable}: set it, or leave WORKER_PROVIDERS unset")
     wsettings = wsettings.model_copy(update={"tools": _demo_tools(wsettings.tools)})
     try:
         load_tools(wsettings.tools)  # a bad WORKER_TOOLS stops the demo before it starts
     except ToolSpecError as exc:
-        raise SystemExit(f"demo: bad settings: {exc}") from None
+        bad_settings("broadcaster demo", str(exc))
     served = ",".join(wsettings.served())
     log.info(
         "demo: the worker uses the %s provider%s, tools: %s",
@@ -194,7 +197,7 @@ def _providers(args: argparse.Namespace) -> None:
     from broadcaster.core import connection
     from broadcaster.generations.jobs import JobQueue
 
-    settings = Settings()
+    settings = load_settings(Settings, "broadcaster providers")
 
     async def main() -> int:
         with redis_url(settings) as url:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from broadcaster.core.settings import RedisSettings
+from broadcaster.core.settings import RedisSettings, bad_settings
 
 log = logging.getLogger("broadcaster")
 
@@ -201,14 +201,14 @@ class EmbeddedRedis:
 
 
 @contextlib.contextmanager
-def redis_url(settings: RedisSettings) -> Iterator[str]:
+def redis_url(settings: RedisSettings, prog: str = "broadcaster") -> Iterator[str]:
     """``REDIS_URL`` if set (with ``REDIS_CLUSTER`` or ``REDIS_SENTINELS``: the
     ``redis+cluster://`` or ``redis+sentinel://`` URL that ``connection`` reads), else the
     embedded Redis (started, or joined, for the duration)."""
     try:
         url = settings.engine_url()
     except ValueError as exc:
-        raise SystemExit(str(exc)) from None
+        bad_settings(prog, str(exc))
     if url:
         yield url
         return

@@ -12,12 +12,12 @@ import sys
 from collections.abc import AsyncIterator
 
 from prometheus_client import CollectorRegistry, start_http_server
-from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from broadcaster.core import connection
 from broadcaster.core.embedded import redis_url
 from broadcaster.core.logconfig import setup_logging
+from broadcaster.core.settings import load_settings
 from broadcaster.webhooks.compose import iso
 from broadcaster.webhooks.deliverer import Deliverer, DeliveryConfig
 from broadcaster.webhooks.metrics import WebhookMetrics
@@ -37,10 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        settings = DelivererSettings()
-    except ValidationError as exc:
-        raise SystemExit(f"webhooks: bad settings: {exc}") from None
+    settings = load_settings(DelivererSettings, f"broadcaster webhooks {args.webhooks_command}")
     setup_logging(settings.log_level, settings.log_format)
     if args.webhooks_command == "replay" and bool(args.ids) == bool(args.all):
         raise SystemExit("webhooks replay: give --all or entry ids, not both")
