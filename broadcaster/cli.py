@@ -12,7 +12,7 @@ import signal
 import sys
 
 from broadcaster.auth.credentials import LEGACY_TOKENS_UNTIL, hash_key, parse_api_keys
-from broadcaster.core.embedded import redis_url
+from broadcaster.core.embedded import deployment_url, redis_url
 from broadcaster.core.logconfig import setup_logging
 from broadcaster.core.settings import bad_settings, load_settings
 from broadcaster.http.access import AccessPolicy
@@ -199,26 +199,29 @@ def _providers(args: argparse.Namespace) -> None:
 
     settings = load_settings(Settings, "broadcaster providers")
 
+    url = deployment_url(
+        settings, "broadcaster providers"
+    )  # the deployment's Redis, never a new one
+
     async def main() -> int:
-        with redis_url(settings) as url:
-            redis = connection.command_client(url, 2)
-            try:
-                jobs = JobQueue(redis)
-                if args.forget:
-                    if not await jobs.forget(args.forget):
-                        print(f"no worker has advertised {args.forget!r}; nothing to forget")
-                        return 1
-                    print(f"forgot {args.forget!r}: requests for it are refused (422) again")
-                    return 0
-                status = await jobs.provider_status()
-                for name, state in status.items():
-                    live = "live workers" if state["live_workers"] else "no live worker"
-                    print(f"{name}\t{live}\tlast advertised {state['last_seen']}")
-                if not status:
-                    print("no worker has advertised a provider yet")
+        redis = connection.command_client(url, 2)
+        try:
+            jobs = JobQueue(redis)
+            if args.forget:
+                if not await jobs.forget(args.forget):
+                    print(f"no worker has advertised {args.forget!r}; nothing to forget")
+                    return 1
+                print(f"forgot {args.forget!r}: requests for it are refused (422) again")
                 return 0
-            finally:
-                await redis.aclose()
+            status = await jobs.provider_status()
+            for name, state in status.items():
+                live = "live workers" if state["live_workers"] else "no live worker"
+                print(f"{name}\t{live}\tlast advertised {state['last_seen']}")
+            if not status:
+                print("no worker has advertised a provider yet")
+            return 0
+        finally:
+            await redis.aclose()
 
     raise SystemExit(asyncio.run(main()))
 

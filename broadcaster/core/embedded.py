@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -114,18 +115,28 @@ class EmbeddedRedis:
     def _port_file(self) -> Path:
         return self.data_dir / "redis.port"
 
+    def running_url(self) -> str | None:
+        """The URL of a server already serving this folder (its port file names a port
+        that answers), or None. Starts nothing."""
+        try:
+            port = int(self._port_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if not _ping(port):
+            return None
+        self.port = port
+        return self.url
+
     def start(self, reuse: bool = True, probe: Callable[[], bool] | None = None) -> str:
         """Start the server (or reuse one already serving this folder); return its URL.
 
         ``probe`` replaces the readiness check (a PING on ``port``), for a server that
         ``extra_args`` make listen elsewhere, say only on a ``--tls-port``."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if reuse and self._port_file.exists():
-            with contextlib.suppress(ValueError):
-                port = int(self._port_file.read_text().strip())
-                if _ping(port):
-                    self.port = port
-                    return self.url
+        if reuse:
+            running = self.running_url()
+            if running:
+                return running
         binary = self.binary or find_server_binary()
         self.port = self.port or free_port()
         args = [
@@ -228,3 +239,34 @@ def redis_url(settings: RedisSettings, prog: str = "broadcaster") -> Iterator[st
         yield url
     finally:
         embedded.stop()
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password left out, for a message."""
+    return re.sub(r"://([^:@/]*):[^@/]*@", r"://\1:***@", url)
+
+
+def deployment_url(settings: RedisSettings, prog: str) -> str:
+    """The Redis an operator's command inspects (``webhooks dead``, ``providers``, …):
+    ``REDIS_URL`` (with ``REDIS_CLUSTER`` or ``REDIS_SENTINELS``), else an embedded Redis
+    already running for ``BROADCASTER_DATA_DIR`` (a demo's). Never starts one: a new,
+    empty Redis would answer that the deployment has nothing. Says on stderr which Redis
+    it reads; with none, says so and exits 1."""
+    try:
+        url = settings.engine_url()
+    except ValueError as exc:
+        bad_settings(prog, str(exc))
+    where = "REDIS_URL"
+    if not url:
+        embedded = EmbeddedRedis(settings.data_dir)
+        url = embedded.running_url()
+        if url is None:
+            print(
+                f"{prog}: REDIS_URL is unset and no embedded Redis runs for {embedded.data_dir}: "
+                "set REDIS_URL to the deployment's Redis (this command never starts one)",
+                file=sys.stderr,
+            )
+            raise SystemExit(1)
+        where = f"the embedded Redis of {embedded.data_dir}"
+    print(f"{prog}: reading {shown_url(url)} ({where})", file=sys.stderr)
+    return url

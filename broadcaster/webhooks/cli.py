@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from redis.asyncio import Redis
 
 from broadcaster.core import connection
-from broadcaster.core.embedded import redis_url
+from broadcaster.core.embedded import deployment_url, redis_url
 from broadcaster.core.logconfig import setup_logging
 from broadcaster.core.settings import load_settings
 from broadcaster.webhooks.compose import iso
@@ -23,6 +24,9 @@ from broadcaster.webhooks.deliverer import Deliverer, DeliveryConfig
 from broadcaster.webhooks.metrics import WebhookMetrics
 from broadcaster.webhooks.queue import DeliveryQueue
 from broadcaster.webhooks.settings import DelivererSettings
+
+ENTRY_ID = re.compile(r"\d+(-\d+)?")
+"""A dead-letter entry id (a Redis stream entry id)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,13 +45,21 @@ def main(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level, settings.log_format)
     if args.webhooks_command == "replay" and bool(args.ids) == bool(args.all):
         raise SystemExit("webhooks replay: give --all or entry ids, not both")
-    with redis_url(settings) as url:
-        if args.webhooks_command == "run":
+    malformed = [i for i in getattr(args, "ids", []) if not ENTRY_ID.fullmatch(i)]
+    if malformed:
+        raise SystemExit(
+            f"webhooks replay: not a dead-letter entry id: {', '.join(malformed)} "
+            "(ids look like 1795371633000-0: see 'webhooks dead')"
+        )
+    if args.webhooks_command == "run":
+        with redis_url(settings) as url:
             asyncio.run(_run(settings, url))
-            return 0
-        if args.webhooks_command == "dead":
-            return asyncio.run(_dead(url, args.limit, args.json))
-        return asyncio.run(_replay(url, args.ids, args.all))
+        return 0
+    # Inspecting a deployment: its Redis, never a new embedded one.
+    url = deployment_url(settings, f"broadcaster webhooks {args.webhooks_command}")
+    if args.webhooks_command == "dead":
+        return asyncio.run(_dead(url, args.limit, args.json))
+    return asyncio.run(_replay(url, args.ids, args.all))
 
 
 @contextlib.asynccontextmanager
@@ -114,13 +126,19 @@ async def _dead(url: str, limit: int, as_json: bool) -> int:
 
 
 async def _replay(url: str, ids: list[str], every: bool) -> int:
+    unknown: list[str] = []
     async with _client(url) as redis:
         queue = DeliveryQueue(redis)
         if every:
             put = 0
             while batch := [d.entry_id for d in await queue.dead_list(500)]:
-                put += await queue.replay(batch)
+                put += len(await queue.replay(batch))
         else:
-            put = await queue.replay(ids)
+            found = await queue.replay(ids)
+            put = len(found)
+            unknown = [i for i in dict.fromkeys(ids) if i not in found]
     print(f"{put} deliveries queued again")
-    return 0 if every or put == len(ids) else 1
+    if every or not unknown:
+        return 0
+    print(f"broadcaster webhooks replay: no dead delivery {', '.join(unknown)}", file=sys.stderr)
+    return 1

@@ -1,5 +1,6 @@
 """An operator's first day, tried on real processes: a malformed setting is one line and
-exit 2 in every process."""
+exit 2 in every process; the admin commands read the deployment's Redis, say which, and
+never start an embedded one."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis as redis_sync
 
-from tests.support.procs import ROOT, run_in_group
+from broadcaster.core import keys
+from tests.support.procs import ROOT, own_redis, run_in_group
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -57,3 +60,57 @@ def test_a_malformed_setting_is_one_line_and_exit_2(
     assert f"bad settings: {variable}={value!r}: " in line
     assert expects in line
     assert not (tmp_path / ".broadcaster").exists(), "stopped before starting a Redis"
+
+
+# --- the admin commands read the deployment's Redis and never start one ----------------------
+
+
+@pytest.mark.parametrize(
+    "args", [["webhooks", "dead"], ["webhooks", "replay", "123-0"], ["providers"]]
+)
+def test_an_admin_command_without_redis_url_starts_no_redis(
+    tmp_path: Path, args: list[str]
+) -> None:
+    code, lines = _run(["-m", "broadcaster", *args], tmp_path)
+    assert code == 1, lines
+    assert lines == [
+        f"broadcaster {' '.join(args[:2] if args[0] == 'webhooks' else args)}: REDIS_URL is "
+        f"unset and no embedded Redis runs for {tmp_path / '.broadcaster'}: set REDIS_URL to "
+        "the deployment's Redis (this command never starts one)"
+    ]
+    assert not (tmp_path / ".broadcaster").exists()
+
+
+def test_the_admin_commands_say_which_redis_they_read(tmp_path: Path) -> None:
+    redis = own_redis(tmp_path / "redis")
+    demo = own_redis(tmp_path / ".broadcaster")  # as a running demo's embedded Redis
+    try:
+        client = redis_sync.Redis.from_url(redis.url)
+        dead = {"id": "msg_1", "type": "stream.ended", "stream": "s", "to": "", "body": "{}"}
+        entry = client.xadd(keys.WEBHOOK_DEAD_KEY, dead).decode()  # type: ignore[union-attr]
+        client.close()
+
+        code, lines = _run(["-m", "broadcaster", "webhooks", "dead"], tmp_path, REDIS_URL=redis.url)
+        assert code == 0, lines
+        assert f"broadcaster webhooks dead: reading {redis.url} (REDIS_URL)" in lines
+        assert "1 dead deliveries" in lines
+
+        args = ["-m", "broadcaster", "webhooks", "replay", entry, "1-0"]
+        code, lines = _run(args, tmp_path, REDIS_URL=redis.url)
+        assert code == 1, lines
+        assert "1 deliveries queued again" in lines
+        assert "broadcaster webhooks replay: no dead delivery 1-0" in lines
+
+        code, lines = _run(["-m", "broadcaster", "webhooks", "replay", "abc"], tmp_path)
+        assert code == 1, lines
+        assert "not a dead-letter entry id: abc" in lines[-1]
+
+        # Without REDIS_URL, the embedded Redis already running for the folder is read.
+        code, lines = _run(["-m", "broadcaster", "providers"], tmp_path)
+        assert code == 0, lines
+        where = f"the embedded Redis of {tmp_path / '.broadcaster'}"
+        assert f"broadcaster providers: reading {demo.url} ({where})" in lines
+        assert "no worker has advertised a provider yet" in lines
+    finally:
+        demo.stop()
+        redis.stop()
