@@ -17,7 +17,6 @@ import contextlib
 import ctypes
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -243,7 +242,11 @@ def redis_url(settings: RedisSettings, prog: str = "broadcaster") -> Iterator[st
 
 def shown_url(url: str) -> str:
     """``url`` with its password left out, for a message."""
-    return re.sub(r"://([^:@/]*):[^@/]*@", r"://\1:***@", url)
+    scheme, sep, rest = url.partition("://")
+    auth, at, tail = rest.rpartition("@")
+    if not at or ":" not in auth:
+        return url
+    return f"{scheme}{sep}{auth.partition(':')[0]}:***@{tail}"
 
 
 def deployment_url(settings: RedisSettings, prog: str) -> str:

@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -18,15 +17,13 @@ from redis.asyncio import Redis
 from broadcaster.core import connection
 from broadcaster.core.embedded import deployment_url, redis_url
 from broadcaster.core.logconfig import setup_logging
+from broadcaster.core.names import is_entry_id
 from broadcaster.core.settings import load_settings
 from broadcaster.webhooks.compose import iso
 from broadcaster.webhooks.deliverer import Deliverer, DeliveryConfig
 from broadcaster.webhooks.metrics import WebhookMetrics
 from broadcaster.webhooks.queue import DeliveryQueue
 from broadcaster.webhooks.settings import DelivererSettings
-
-ENTRY_ID = re.compile(r"\d+(-\d+)?")
-"""A dead-letter entry id (a Redis stream entry id)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level, settings.log_format)
     if args.webhooks_command == "replay" and bool(args.ids) == bool(args.all):
         raise SystemExit("webhooks replay: give --all or entry ids, not both")
-    malformed = [i for i in getattr(args, "ids", []) if not ENTRY_ID.fullmatch(i)]
+    malformed = [i for i in getattr(args, "ids", []) if not is_entry_id(i)]
     if malformed:
         raise SystemExit(
             f"webhooks replay: not a dead-letter entry id: {', '.join(malformed)} "
