@@ -296,20 +296,20 @@ class PushSubscriber:
     async def _keep(self, name: str, node: _Node) -> None:
         """Keep a connection to ``name`` while it has channels: connect, subscribe all of
         them again, wait until it closes, and again, with backoff."""
-        backoff = 0.05
+        outage = contain.Outage(f"pub/sub {name}", log)
         while not self._stopped and (node.channels or node.conn is not None):
             try:
                 await self._connect(name, node)
-                backoff = 0.05
+                outage.ok()
             except Exception as exc:
                 if isinstance(exc, (*REDIS_ERRORS, TimeoutError)):
-                    log.warning("pub/sub %s: %s; retrying in %.2fs", name, exc, backoff)
+                    delay = outage.failed(exc)
                 else:
-                    log.exception("pub/sub %s: unexpected error; retrying", name)
+                    contain.loop_failed("pubsub-connect", log, name)
+                    delay = contain.BACKOFF
                 await self._refresh()
                 self._rehome_moved()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                await asyncio.sleep(delay)
                 continue
             await node.closed.wait()
             self._disconnected(name, node)

@@ -1,18 +1,34 @@
 """An operator's first day, tried on real processes: a malformed setting is one line and
 exit 2 in every process; the admin commands read the deployment's Redis, say which, and
-never start an embedded one."""
+never start an embedded one; while Redis is down, each background loop backs off and
+says so once, and once when it is back."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import redis as redis_sync
 
 from broadcaster.core import keys
-from tests.support.procs import ROOT, own_redis, run_in_group
+from broadcaster.core.embedded import EmbeddedRedis
+from tests.support.procs import (
+    ROOT,
+    Proc,
+    own_redis,
+    read_sse,
+    run_in_group,
+    start_frontend,
+    start_worker,
+    stop_all,
+)
+
+pytestmark = pytest.mark.anyio
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -23,6 +39,15 @@ def _env(**extra: str) -> dict[str, str]:
         if not k.startswith(("BROADCASTER_", "WORKER_", "REDIS_", "ANTHROPIC_", "OPENAI_"))
     }
     return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+def wait_for(proc: Proc, text: str, timeout: float = 30) -> None:
+    """Until ``proc``'s log holds ``text``."""
+    deadline = time.monotonic() + timeout
+    while text not in proc.log():
+        assert proc.alive(), proc.log()
+        assert time.monotonic() < deadline, f"no {text!r} in {proc.name}'s log:\n{proc.log()}"
+        time.sleep(0.05)
 
 
 def _run(args: list[str], cwd: Path, **env: str) -> tuple[int, list[str]]:
@@ -113,4 +138,43 @@ def test_the_admin_commands_say_which_redis_they_read(tmp_path: Path) -> None:
         assert "no worker has advertised a provider yet" in lines
     finally:
         demo.stop()
+        redis.stop()
+
+
+# --- Redis down: each loop backs off and says so once ----------------------------------------
+
+
+async def test_while_redis_is_down_each_loop_says_so_once(tmp_path: Path) -> None:
+    redis = own_redis(tmp_path / "redis")
+    port = redis.port
+    frontend = start_frontend(redis.url, tmp_path, "outage-frontend")
+    worker = start_worker(redis.url, tmp_path, "outage-worker")
+    try:
+        redis.kill()
+        wait_for(frontend, "starting chats' waiting messages: Redis is unreachable")
+        wait_for(worker, "taking jobs: Redis is unreachable")
+        # The chat pump runs every 0.25 s: without backoff and state, a line each round.
+        await asyncio.sleep(2)
+        for proc in (frontend, worker):
+            down = [line for line in proc.log().splitlines() if "Redis is unreachable" in line]
+            loops = [line.split(": Redis is unreachable")[0] for line in down]
+            assert len(loops) == len(set(loops)), f"a loop said it twice:\n{proc.log()}"
+            assert "Redis still unreachable" not in proc.log()
+        assert frontend.log().count("Redis is unreachable") <= 4, frontend.log()
+
+        redis = EmbeddedRedis(tmp_path / "redis", port=port, persistent=False)
+        redis.start(reuse=False)
+        wait_for(frontend, "starting chats' waiting messages: Redis answers again")
+        wait_for(worker, "taking jobs: Redis answers again")
+        for proc in (frontend, worker):
+            back = [line for line in proc.log().splitlines() if "Redis answers again" in line]
+            loops = [line.split(": Redis answers again")[0] for line in back]
+            assert len(loops) == len(set(loops)), proc.log()
+        async with httpx.AsyncClient(timeout=30) as client:
+            r = await client.post(f"{frontend.url}/v1/generations", json={"prompt": "back"})
+            assert r.status_code == 202, r.text
+            result = await read_sse(client, f"{frontend.url}/v1/streams/{r.json()['id']}/events")
+            assert result.typed()[-1].event == "finish"
+    finally:
+        stop_all([frontend, worker])
         redis.stop()
