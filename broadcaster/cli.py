@@ -12,7 +12,7 @@ import signal
 import sys
 
 from broadcaster.auth.credentials import LEGACY_TOKENS_UNTIL, hash_key, parse_api_keys
-from broadcaster.core.embedded import deployment_url, redis_url
+from broadcaster.core.embedded import deployment_url, port_free, redis_url
 from broadcaster.core.logconfig import setup_logging
 from broadcaster.core.settings import bad_settings, load_settings
 from broadcaster.http.access import AccessPolicy
@@ -97,10 +97,23 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(Settings, f"broadcaster {args.command}", **overrides)
 
 
+def check_port(settings: Settings, prog: str) -> None:
+    """Stop at once, saying so, when the HTTP port is taken: before Redis is started or
+    joined and a worker started, not after."""
+    if not port_free(settings.port, settings.host):
+        raise SystemExit(
+            f"{prog}: port {settings.port} on {settings.host} is taken (another demo or "
+            "server?): choose another with --port or BROADCASTER_PORT "
+            "(make demo ARGS='--port 8001')"
+        )
+
+
 def _serve(args: argparse.Namespace) -> None:
     settings = _settings(args)
     setup_logging(settings.log_level, settings.log_format)
     check_exposure(settings)
+    if not settings.reuse_port:  # with it, several processes share the port on purpose
+        check_port(settings, "broadcaster serve")
     exit_on_sigterm()
     with redis_url(settings) as url:
         app = create_app(settings, url)
@@ -151,6 +164,7 @@ def _demo(args: argparse.Namespace) -> None:
     wsettings = load_settings(WorkerSettings, "broadcaster demo")
     setup_logging(settings.log_level, settings.log_format)
     check_exposure(settings)
+    check_port(settings, "broadcaster demo")
     exit_on_sigterm()
     if wsettings.served() == ("anthropic",) and unusable_provider(wsettings):
         wsettings = wsettings.model_copy(update={"provider": "fake", "providers": None})

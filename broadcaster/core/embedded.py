@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import shutil
@@ -69,6 +70,19 @@ def find_server_binary() -> str:
     )
 
 
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether ``host``:``port`` is free of a listening server (connections of an earlier
+    server in TIME_WAIT do not count, as servers set SO_REUSEADDR). Another failure to
+    bind (a privileged port, an address not here) is left for the server to report."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as exc:
+        return exc.errno != errno.EADDRINUSE
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -113,6 +127,11 @@ class EmbeddedRedis:
     @property
     def _port_file(self) -> Path:
         return self.data_dir / "redis.port"
+
+    @property
+    def url_file(self) -> Path:
+        """The server's URL, for a client that looks for it (``redis.url``)."""
+        return self.data_dir / "redis.url"
 
     def running_url(self) -> str | None:
         """The URL of a server already serving this folder (its port file names a port
@@ -180,6 +199,7 @@ class EmbeddedRedis:
                 raise RuntimeError(f"{binary} did not answer PING on port {self.port} in 15 s")
             time.sleep(0.02)
         self._port_file.write_text(str(self.port))
+        self.url_file.write_text(self.url + "\n")
         return self.url
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -197,6 +217,7 @@ class EmbeddedRedis:
         with contextlib.suppress(FileNotFoundError):
             if self._port_file.read_text().strip() == str(self.port):
                 self._port_file.unlink()
+                self.url_file.unlink(missing_ok=True)
 
     def kill(self) -> None:
         """SIGKILL, for fault tests."""
@@ -222,12 +243,28 @@ def redis_url(settings: RedisSettings, prog: str = "broadcaster") -> Iterator[st
     if url:
         yield url
         return
-    embedded = EmbeddedRedis(settings.data_dir)
+    wanted = settings.embedded_redis_port
+    embedded = EmbeddedRedis(settings.data_dir, port=wanted if port_free(wanted) else None)
     try:
-        url = embedded.start()
+        try:
+            url = embedded.start()
+        except RuntimeError:
+            if embedded.port != wanted:
+                raise
+            # Taken between the check and the server's start: any free port, then.
+            embedded = EmbeddedRedis(settings.data_dir)
+            url = embedded.start()
     except ServerNotFound as exc:
         raise SystemExit(str(exc)) from None
     owner = embedded.proc is not None
+    if owner and wanted and embedded.port != wanted:
+        log.warning(
+            "port %d is taken (another Redis?): the embedded Redis listens on %s instead "
+            "(also written to %s); clients must use that URL",
+            wanted,
+            url,
+            embedded.url_file,
+        )
     log.info(
         "REDIS_URL is unset: %s embedded Redis at %s (data in %s)",
         "started" if owner else "joined the",

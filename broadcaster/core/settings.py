@@ -80,7 +80,13 @@ class RedisSettings(BaseSettings):
     credentials, database and TLS options of the data nodes."""
     redis_sentinel_service: str | None = Field(None, validation_alias="REDIS_SENTINEL_SERVICE")
     data_dir: str = Field(".broadcaster", validation_alias="BROADCASTER_DATA_DIR")
-    """Folder of the embedded Redis (its data, log and port file)."""
+    """Folder of the embedded Redis (its data, log, port file and URL file)."""
+    embedded_redis_port: int = Field(
+        6379, ge=0, le=65535, validation_alias="BROADCASTER_EMBEDDED_REDIS_PORT"
+    )
+    """The port the embedded Redis listens on (on 127.0.0.1), so that a client's
+    ``redis://localhost:6379/0`` reaches a demo; taken (another Redis), a free port,
+    said in the log and written to ``redis.url`` in the data folder. 0: any free port."""
     redis_pool_size: int = Field(64, ge=2, validation_alias="BROADCASTER_REDIS_POOL_SIZE")
     """Connections per process for short commands; more callers wait for a free one."""
     ended_ttl_seconds: int = Field(keys.ENDED_TTL, ge=1, validation_alias="BROADCASTER_ENDED_TTL")
