@@ -191,7 +191,7 @@ def _demo(args: argparse.Namespace) -> None:
             worker = Worker(wsettings, url)
             async with asyncio.TaskGroup() as tg:
                 task = tg.create_task(worker.run())
-                log.info("demo: open http://%s:%d/", settings.host, settings.port)
+                log.info("demo: open %s", _page_url(settings))
                 try:
                     await server.serve()
                 finally:
@@ -199,6 +199,19 @@ def _demo(args: argparse.Namespace) -> None:
                     await task
 
         asyncio.run(main())
+
+
+def _page_url(settings: Settings) -> str:
+    """Where a browser on this machine opens the demo: a wildcard address (``0.0.0.0``
+    in a container) is not one to open."""
+    host = settings.host
+    try:
+        wildcard = ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        wildcard = False
+    if wildcard:
+        return f"http://127.0.0.1:{settings.port}/ (listening on {host})"
+    return f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/"
 
 
 def _hash_key(args: argparse.Namespace) -> None:

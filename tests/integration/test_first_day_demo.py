@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import sys
@@ -125,3 +126,34 @@ def test_a_taken_redis_port_is_said_and_its_url_written(tmp_path: Path) -> None:
 
 
 pytestmark = pytest.mark.anyio
+
+
+def _listening_on_every_interface(port: int) -> bool:
+    """Whether a socket listens on 0.0.0.0:``port`` (IPv4)."""
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return any(r[3] == "0A" and r[1] == f"00000000:{port:04X}" for r in rows)
+
+
+def test_the_demo_listens_on_the_host_it_is_told_as_in_the_image(tmp_path: Path) -> None:
+    """As the Dockerfile documents it: ``--host 0.0.0.0`` (a container's loopback is not
+    the host's), said insecure without keys, refused without ``--insecure``; the example
+    tools found in the working directory, where the image copies them."""
+    app = tmp_path / "app"
+    shutil.copytree(ROOT / "examples", app / "examples")
+    port = free_port()
+    args = [sys.executable, "-m", "broadcaster", "demo", "--host", "0.0.0.0", "--port", str(port)]
+    env = {k: v for k, v in _env().items() if k != "PYTHONPATH"}
+    refused = run_in_group(args, 60, env=env, cwd=app)
+    assert refused.returncode != 0
+    assert "refusing to serve on 0.0.0.0" in refused.stderr and "--insecure" in refused.stderr
+    proc = spawn("demo-image", [*args[1:], "--insecure"], env, app, cwd=app)
+    proc.port = port
+    try:
+        wait_ready(proc, 30)
+        assert _listening_on_every_interface(port)
+        assert "INSECURE: serving on 0.0.0.0" in proc.log()
+        assert "tools: examples.tools:TOOLS" in proc.log()
+        assert f"demo: open http://127.0.0.1:{port}/ (listening on 0.0.0.0)" in proc.log()
+    finally:
+        assert proc.stop() == 0, proc.log()
