@@ -14,7 +14,7 @@ import sys
 from broadcaster.auth.credentials import LEGACY_TOKENS_UNTIL, hash_key, parse_api_keys
 from broadcaster.core.embedded import deployment_url, port_free, redis_url
 from broadcaster.core.logconfig import setup_logging
-from broadcaster.core.settings import bad_settings, load_settings
+from broadcaster.core.settings import bad_settings, load_settings, version
 from broadcaster.http.access import AccessPolicy
 from broadcaster.http.app import BroadcasterApp, create_app
 from broadcaster.http.server import DrainingServer, make_server
@@ -273,6 +273,7 @@ def _webhooks(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m broadcaster")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, help_ in [
         ("serve", _serve, "run a front-end: the HTTP API and the SSE streams"),

@@ -8,7 +8,7 @@ import signal
 
 from broadcaster.core.embedded import redis_url
 from broadcaster.core.logconfig import setup_logging
-from broadcaster.core.settings import bad_settings, load_settings
+from broadcaster.core.settings import bad_settings, load_settings, version
 from worker.runner import Worker, unusable_provider
 from worker.settings import WorkerSettings
 from worker.tools import ToolSpecError, load_tools
@@ -16,6 +16,7 @@ from worker.tools import ToolSpecError, load_tools
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m worker")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run an LLM worker process")
     run.add_argument("--concurrency", type=int, help="generations at once (WORKER_CONCURRENCY, 8)")

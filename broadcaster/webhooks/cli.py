@@ -1,12 +1,14 @@
-"""``python -m broadcaster webhooks run | dead | replay``: the deliverer as a process of
-its own, and the dead-letter list for an operator."""
+"""``python -m broadcaster webhooks run | dead | replay | secret``: the deliverer as a
+process of its own, the dead-letter list for an operator, and a new signing secret."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
+import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -32,12 +34,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dead = sub.add_parser("dead", help="list the dead-letter list, oldest first")
     dead.add_argument("--json", action="store_true", help="one JSON object per line")
     dead.add_argument("--limit", type=int, default=1000, help="at most this many (1000)")
+    sub.add_parser(
+        "secret",
+        help="print a new signing secret (whsec_…) for BROADCASTER_WEBHOOK_SECRET and your "
+        "receiver",
+    )
     replay = sub.add_parser("replay", help="deliver dead deliveries again")
     replay.add_argument("--all", action="store_true", help="every dead delivery")
     replay.add_argument("ids", nargs="*", help="dead-letter entry ids (from 'dead')")
 
 
+def new_secret() -> str:
+    """A Standard Webhooks signing secret: ``whsec_`` and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.webhooks_command == "secret":  # needs no setting and no Redis
+        print(new_secret())
+        return 0
     settings = load_settings(DelivererSettings, f"broadcaster webhooks {args.webhooks_command}")
     setup_logging(settings.log_level, settings.log_format)
     if args.webhooks_command == "replay" and bool(args.ids) == bool(args.all):

@@ -1,11 +1,14 @@
 """An operator's first day, tried on real processes: a malformed setting is one line and
 exit 2 in every process; the admin commands read the deployment's Redis, say which, and
 never start an embedded one; while Redis is down, each background loop backs off and
-says so once, and once when it is back."""
+says so once, and once when it is back; both command lines say their version, and one
+makes a webhook signing secret."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import importlib.metadata
 import os
 import sys
 import time
@@ -14,9 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 import redis as redis_sync
+from standardwebhooks import Webhook
 
 from broadcaster.core import keys
 from broadcaster.core.embedded import EmbeddedRedis
+from broadcaster.core.settings import DISTRIBUTION
+from broadcaster.webhooks.settings import DelivererSettings
+from broadcaster.webhooks.signing import Signer
 from tests.support.procs import (
     ROOT,
     Proc,
@@ -178,3 +185,27 @@ async def test_while_redis_is_down_each_loop_says_so_once(tmp_path: Path) -> Non
     finally:
         stop_all([frontend, worker])
         redis.stop()
+
+
+# --- --version, and a webhook secret ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("package", ["broadcaster", "worker"])
+def test_both_command_lines_say_their_version(tmp_path: Path, package: str) -> None:
+    code, lines = _run(["-m", package, "--version"], tmp_path)
+    assert code == 0
+    assert lines == [f"python -m {package} {importlib.metadata.version(DISTRIBUTION)}"]
+
+
+def test_webhooks_secret_makes_a_secret_that_signs_and_verifies(tmp_path: Path) -> None:
+    made = [_run(["-m", "broadcaster", "webhooks", "secret"], tmp_path) for _ in range(2)]
+    assert [code for code, _ in made] == [0, 0]
+    [[first], [second]] = [lines for _, lines in made]
+    assert first != second and first.startswith("whsec_")
+    assert len(base64.b64decode(first.removeprefix("whsec_"), validate=True)) == 32
+    # What the deliverer accepts and signs with is what a receiver verifies.
+    settings = DelivererSettings(webhook_url="http://127.0.0.1:9/hook", webhook_secret=first)
+    assert settings.webhooks_configured()
+    body = b'{"type":"stream.ended"}'
+    headers = Signer(first).headers("msg_1", body)
+    assert Webhook(first).verify(body, headers) == {"type": "stream.ended"}
