@@ -41,6 +41,10 @@ BATCH = 500
 """Channels per ``SUBSCRIBE`` command when many streams join at once."""
 
 
+_refresh_failures = contain.Throttle()
+"""Failures to learn where channels live, logged once a minute."""
+
+
 class Resolver(Protocol):
     """Where the channels live: one server, Sentinel's primary, or a Cluster's shards."""
 
@@ -234,7 +238,13 @@ class PushSubscriber:
         try:
             await self.resolver.refresh()
         except Exception as exc:
-            log.warning("pub/sub: cannot learn where channels live yet: %s", exc)
+            held = _refresh_failures.due("refresh")  # once a minute while it lasts
+            if held is not None:
+                log.warning(
+                    "pub/sub: cannot learn where channels live yet: %s%s",
+                    exc,
+                    contain.held_back(held),
+                )
 
     @property
     def connected(self) -> bool:
