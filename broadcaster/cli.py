@@ -1,5 +1,6 @@
 """Command line: ``serve`` (a front-end) and ``demo`` (everything on the embedded Redis);
-``webhooks`` (the deliverer, the dead-letter list), ``tail``, ``bench``, ``hash-key``."""
+``webhooks`` (the deliverer, the dead-letter list, a signing secret), ``providers``,
+``tail``, ``bench``, ``hash-key``; ``--version``."""
 
 from __future__ import annotations
 
