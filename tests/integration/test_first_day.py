@@ -45,7 +45,7 @@ def _env(**extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("BROADCASTER_", "WORKER_", "REDIS_", "ANTHROPIC_", "OPENAI_"))
     }
-    return {**env, "PYTHONPATH": str(ROOT), **extra}
+    return {**env, "PYTHONPATH": str(ROOT), "BROADCASTER_EMBEDDED_REDIS_PORT": "0", **extra}
 
 
 def wait_for(proc: Proc, text: str, timeout: float = 30) -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.core.embedded import free_port
 from broadcaster.core.settings import RedisSettings
+from tests.support.ports import free_port
 from tests.support.procs import ROOT, Proc, run_in_group, spawn, wait_ready
 
 README = (ROOT / "README.md").read_text()
@@ -31,7 +31,14 @@ def _env(**extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("BROADCASTER_", "WORKER_", "REDIS_", "ANTHROPIC_", "OPENAI_"))
     }
-    return {**env, "PYTHONPATH": str(ROOT), "WORKER_FAKE_DELAY_MS": "1", **extra}
+    # Any free port for the embedded Redis unless a test names one (conftest's rule).
+    return {
+        **env,
+        "PYTHONPATH": str(ROOT),
+        "WORKER_FAKE_DELAY_MS": "1",
+        "BROADCASTER_EMBEDDED_REDIS_PORT": "0",
+        **extra,
+    }
 
 
 @contextmanager
