@@ -73,10 +73,22 @@ class Outage:
     an outage. Each change of state is one log line: down, still down (every ``remind``
     seconds), back."""
 
-    def __init__(self, what: str, logger: logging.Logger, *, remind: float = LOG_EVERY) -> None:
+    def __init__(
+        self,
+        what: str,
+        logger: logging.Logger,
+        *,
+        first: float = OUTAGE_FIRST,
+        cap: float = OUTAGE_CAP,
+        remind: float = LOG_EVERY,
+    ) -> None:
         self.what = what
         """What the loop does, for its lines: ``"starting chats' waiting messages"``."""
         self.logger = logger
+        self.first = first
+        self.cap = cap
+        """A loop on the delivery path (pub/sub, fills) waits less: it is what viewers
+        wait for once Redis is back."""
         self.remind = remind
         self.since: float | None = None
         self.delay = 0.0
@@ -91,15 +103,15 @@ class Outage:
         now = time.monotonic()
         if self.since is None:
             self.since = self._said = now
-            self.delay = OUTAGE_FIRST
+            self.delay = self.first
             self.logger.warning(
                 "%s: Redis is unreachable (%s); retrying with backoff, at most every %g s",
                 self.what,
                 exc,
-                OUTAGE_CAP,
+                self.cap,
             )
         else:
-            self.delay = min(self.delay * 2, OUTAGE_CAP)
+            self.delay = min(self.delay * 2, self.cap)
             if now - self._said >= self.remind:
                 self._said = now
                 self.logger.warning(

@@ -306,7 +306,7 @@ class PushSubscriber:
     async def _keep(self, name: str, node: _Node) -> None:
         """Keep a connection to ``name`` while it has channels: connect, subscribe all of
         them again, wait until it closes, and again, with backoff."""
-        outage = contain.Outage(f"pub/sub {name}", log)
+        outage = contain.Outage(f"pub/sub {name}", log, first=0.05, cap=2.0)
         while not self._stopped and (node.channels or node.conn is not None):
             try:
                 await self._connect(name, node)

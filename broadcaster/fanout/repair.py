@@ -113,7 +113,7 @@ class Repairer:
     # --- filling ---
 
     async def _fill_loop(self) -> None:
-        outage = contain.Outage("filling streams from the log", log)
+        outage = contain.Outage("filling streams from the log", log, first=0.05, cap=2.0)
         while not self._stopped:
             topic = await self._fills.get()
             if topic is None:
@@ -165,7 +165,7 @@ class Repairer:
     # --- checking ---
 
     async def _check_loop(self) -> None:
-        outage = contain.Outage("checking streams against the log", log)
+        outage = contain.Outage("checking streams against the log", log, first=0.5)
         while not self._stopped:
             await self._check_wanted.wait()
             self._check_wanted.clear()
