@@ -1,5 +1,6 @@
 """Command line: ``serve`` (a front-end) and ``demo`` (everything on the embedded Redis);
-``webhooks`` (the deliverer, the dead-letter list), ``tail``, ``bench``, ``hash-key``."""
+``webhooks`` (the deliverer, the dead-letter list, a signing secret), ``providers``,
+``tail``, ``bench``, ``hash-key``; ``--version``."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import asyncio
 import importlib.util
 import ipaddress
 import logging
-import os
 import signal
 import sys
 
 from broadcaster.auth.credentials import LEGACY_TOKENS_UNTIL, hash_key, parse_api_keys
-from broadcaster.core.embedded import redis_url
+from broadcaster.core.embedded import deployment_url, port_free, redis_url
 from broadcaster.core.logconfig import setup_logging
+from broadcaster.core.settings import bad_settings, load_settings, version
 from broadcaster.http.access import AccessPolicy
 from broadcaster.http.app import BroadcasterApp, create_app
 from broadcaster.http.server import DrainingServer, make_server
@@ -52,7 +53,7 @@ def check_exposure(settings: Settings) -> None:
         settings.served_providers()
         AccessPolicy.from_settings(settings)
     except ValueError as exc:
-        raise SystemExit(str(exc)) from None
+        bad_settings("broadcaster", str(exc))
     short = [s for s in settings.token_secret_list() if len(s.encode()) < 32]
     if short:
         log.warning(
@@ -94,13 +95,26 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     if args.insecure:
         overrides["insecure"] = True
-    return Settings(**overrides)
+    return load_settings(Settings, f"broadcaster {args.command}", **overrides)
+
+
+def check_port(settings: Settings, prog: str) -> None:
+    """Stop at once, saying so, when the HTTP port is taken: before Redis is started or
+    joined and a worker started, not after."""
+    if not port_free(settings.port, settings.host):
+        raise SystemExit(
+            f"{prog}: port {settings.port} on {settings.host} is taken (another demo or "
+            "server?): choose another with --port or BROADCASTER_PORT "
+            "(make demo ARGS='--port 8001')"
+        )
 
 
 def _serve(args: argparse.Namespace) -> None:
     settings = _settings(args)
     setup_logging(settings.log_level, settings.log_format)
     check_exposure(settings)
+    if not settings.reuse_port:  # with it, several processes share the port on purpose
+        check_port(settings, "broadcaster serve")
     exit_on_sigterm()
     with redis_url(settings) as url:
         app = create_app(settings, url)
@@ -143,22 +157,26 @@ def _demo_tools(tools: str | None) -> str | None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from worker.runner import Worker
+    from worker.runner import Worker, unusable_provider
     from worker.settings import WorkerSettings
     from worker.tools import ToolSpecError, load_tools
 
     settings = _settings(args)
-    wsettings = WorkerSettings()
+    wsettings = load_settings(WorkerSettings, "broadcaster demo")
     setup_logging(settings.log_level, settings.log_format)
     check_exposure(settings)
+    check_port(settings, "broadcaster demo")
     exit_on_sigterm()
-    if wsettings.served() == ("anthropic",) and not os.environ.get("ANTHROPIC_API_KEY"):
+    if wsettings.served() == ("anthropic",) and unusable_provider(wsettings):
         wsettings = wsettings.model_copy(update={"provider": "fake", "providers": None})
+    unusable = unusable_provider(wsettings)
+    if unusable:
+        bad_settings("broadcaster demo", f"{unusable}: set it, or leave WORKER_PROVIDERS unset")
     wsettings = wsettings.model_copy(update={"tools": _demo_tools(wsettings.tools)})
     try:
         load_tools(wsettings.tools)  # a bad WORKER_TOOLS stops the demo before it starts
     except ToolSpecError as exc:
-        raise SystemExit(f"demo: bad settings: {exc}") from None
+        bad_settings("broadcaster demo", str(exc))
     served = ",".join(wsettings.served())
     log.info(
         "demo: the worker uses the %s provider%s, tools: %s",
@@ -174,7 +192,7 @@ def _demo(args: argparse.Namespace) -> None:
             worker = Worker(wsettings, url)
             async with asyncio.TaskGroup() as tg:
                 task = tg.create_task(worker.run())
-                log.info("demo: open http://%s:%d/", settings.host, settings.port)
+                log.info("demo: open %s", _page_url(settings))
                 try:
                     await server.serve()
                 finally:
@@ -182,6 +200,19 @@ def _demo(args: argparse.Namespace) -> None:
                     await task
 
         asyncio.run(main())
+
+
+def _page_url(settings: Settings) -> str:
+    """Where a browser on this machine opens the demo: a wildcard address (``0.0.0.0``
+    in a container) is not one to open."""
+    host = settings.host
+    try:
+        wildcard = ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        wildcard = False
+    if wildcard:
+        return f"http://127.0.0.1:{settings.port}/ (listening on {host})"
+    return f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/"
 
 
 def _hash_key(args: argparse.Namespace) -> None:
@@ -194,28 +225,31 @@ def _providers(args: argparse.Namespace) -> None:
     from broadcaster.core import connection
     from broadcaster.generations.jobs import JobQueue
 
-    settings = Settings()
+    settings = load_settings(Settings, "broadcaster providers")
+
+    url = deployment_url(
+        settings, "broadcaster providers"
+    )  # the deployment's Redis, never a new one
 
     async def main() -> int:
-        with redis_url(settings) as url:
-            redis = connection.command_client(url, 2)
-            try:
-                jobs = JobQueue(redis)
-                if args.forget:
-                    if not await jobs.forget(args.forget):
-                        print(f"no worker has advertised {args.forget!r}; nothing to forget")
-                        return 1
-                    print(f"forgot {args.forget!r}: requests for it are refused (422) again")
-                    return 0
-                status = await jobs.provider_status()
-                for name, state in status.items():
-                    live = "live workers" if state["live_workers"] else "no live worker"
-                    print(f"{name}\t{live}\tlast advertised {state['last_seen']}")
-                if not status:
-                    print("no worker has advertised a provider yet")
+        redis = connection.command_client(url, 2)
+        try:
+            jobs = JobQueue(redis)
+            if args.forget:
+                if not await jobs.forget(args.forget):
+                    print(f"no worker has advertised {args.forget!r}; nothing to forget")
+                    return 1
+                print(f"forgot {args.forget!r}: requests for it are refused (422) again")
                 return 0
-            finally:
-                await redis.aclose()
+            status = await jobs.provider_status()
+            for name, state in status.items():
+                live = "live workers" if state["live_workers"] else "no live worker"
+                print(f"{name}\t{live}\tlast advertised {state['last_seen']}")
+            if not status:
+                print("no worker has advertised a provider yet")
+            return 0
+        finally:
+            await redis.aclose()
 
     raise SystemExit(asyncio.run(main()))
 
@@ -240,6 +274,7 @@ def _webhooks(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m broadcaster")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, help_ in [
         ("serve", _serve, "run a front-end: the HTTP API and the SSE streams"),

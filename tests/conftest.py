@@ -29,6 +29,10 @@ from tests.support.procs import Deployment, Proc, start_frontend, start_worker
 # port in the second before a server binds it. Set before the test modules import it.
 embedded.free_port = ports.free_port
 procs.free_port = ports.free_port
+# Likewise the embedded Redis of the processes the tests start (a demo, a front-end
+# without REDIS_URL): a port from the list, not the fixed 6379 of a user's demo, which
+# several test processes would race for. A test of the fixed port sets its own.
+os.environ["BROADCASTER_EMBEDDED_REDIS_PORT"] = "0"
 
 
 @pytest.fixture(scope="session")

@@ -5,19 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import sys
-
-from pydantic import ValidationError
 
 from broadcaster.core.embedded import redis_url
 from broadcaster.core.logconfig import setup_logging
-from worker.runner import Worker
+from broadcaster.core.settings import bad_settings, load_settings, version
+from worker.runner import Worker, unusable_provider
 from worker.settings import WorkerSettings
 from worker.tools import ToolSpecError, load_tools
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m worker")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run an LLM worker process")
     run.add_argument("--concurrency", type=int, help="generations at once (WORKER_CONCURRENCY, 8)")
@@ -32,16 +31,16 @@ def main(argv: list[str] | None = None) -> None:
         for k, v in {"concurrency": args.concurrency, "providers": args.provider}.items()
         if v is not None
     }
-    try:
-        settings = WorkerSettings(**overrides)
-    except ValidationError as exc:
-        sys.exit(f"worker: bad settings: {exc}")
+    settings = load_settings(WorkerSettings, "worker", **overrides)
     setup_logging(settings.log_level, settings.log_format)
     try:
         load_tools(settings.tools)  # a bad spec stops the worker before anything starts
     except ToolSpecError as exc:
-        sys.exit(f"worker: bad settings: {exc}")
-    with redis_url(settings) as url:
+        bad_settings("worker", str(exc))
+    unusable = unusable_provider(settings)
+    if unusable:  # refused now, not found out by each generation's viewers
+        bad_settings("worker", f"{unusable}: set it, or serve another provider (--provider)")
+    with redis_url(settings, "worker") as url:
         asyncio.run(_run(settings, url))
 
 

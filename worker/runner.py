@@ -54,6 +54,17 @@ def make_provider(settings: WorkerSettings, name: str) -> Provider:
     return AnthropicProvider(settings.read_timeout_seconds)
 
 
+def unusable_provider(settings: WorkerSettings) -> str | None:
+    """Why a provider this worker would serve cannot authenticate a single call, or None:
+    such a worker is refused at start, rather than advertising a provider whose every
+    generation would fail."""
+    if "anthropic" in settings.served():
+        from worker.providers.anthropic import missing_credentials
+
+        return missing_credentials()
+    return None  # an OpenAI-compatible server may need no key (Ollama, vLLM)
+
+
 def make_providers(settings: WorkerSettings, provider: Provider | None = None) -> Providers:
     """The provider to run each request provider's jobs with. The fake stands in for
     every provider, so a demo or a test needs no network whatever the requests name;

@@ -104,14 +104,16 @@ class RunningGenerations:
             await asyncio.wait(rest)
 
     async def watch_cancels(self) -> None:
+        outage = contain.Outage("watching generations for a cancel", log)
         while True:
-            await asyncio.sleep(self.cancel_poll_seconds)
+            await asyncio.sleep(outage.pause(self.cancel_poll_seconds))
             if not self._running:
                 continue
             try:
                 await self._cancel_round()
+                outage.ok()
             except connection.REDIS_ERRORS as exc:
-                log.warning("watching generations: %s", exc)
+                outage.failed(exc)
             except Exception:
                 contain.loop_failed("worker-watch", log)
 
@@ -131,12 +133,14 @@ class RunningGenerations:
         has watched them for that long: ``abort`` with reason ``abandoned``, which the
         cancel watch then turns into a cancelled task, closing the model call. Viewer
         counts are read once a second, two round trips for all of them, never per event."""
+        outage = contain.Outage("reading viewer counts", log)
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(outage.pause(every))
             try:
                 await self._abandon_round()
+                outage.ok()
             except connection.REDIS_ERRORS as exc:
-                log.warning("reading viewer counts: %s", exc)
+                outage.failed(exc)
             except Exception:
                 contain.loop_failed("worker-abandoned", log)
 

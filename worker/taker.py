@@ -62,17 +62,20 @@ class JobTaker:
         await self.jobs.advertise(ttl_ms)
 
     async def advertise_loop(self) -> None:
+        outage = contain.Outage("advertising the providers served", log)
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+            await asyncio.sleep(outage.pause(self.lease_seconds / 3))
             try:
                 await self.advertise()
+                outage.ok()
             except connection.REDIS_ERRORS as exc:
-                log.warning("advertising the providers served: %s", exc)
+                outage.failed(exc)
             except Exception:
                 contain.loop_failed("worker-advertise", log)
 
     async def take_loop(self, reader: Redis, slots: Slots) -> None:
         backoff = 0.1
+        outage = contain.Outage("taking jobs", log)
         while True:
             free = await slots.free_slots()
             if self._waiting:
@@ -82,11 +85,15 @@ class JobTaker:
             try:
                 taken = await self._take(reader, free)
                 backoff = 0.1
+                outage.ok()
             except connection.REDIS_ERRORS as exc:
-                log.warning("taking jobs: %s; retrying in %.1fs", exc, backoff)
-                self._group_ready = self._group_ready and "NOGROUP" not in str(exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                if "NOGROUP" in str(exc):
+                    # Redis answers, but lost the queue's group (restarted empty, or
+                    # flushed): made again on the next round, which comes at once.
+                    self._group_ready = False
+                    await asyncio.sleep(0.1)
+                    continue
+                await asyncio.sleep(outage.failed(exc))
                 continue
             except Exception:
                 contain.loop_failed("worker-take", log)
@@ -115,15 +122,17 @@ class JobTaker:
         """Refresh the jobs ``held()`` names, and those waiting here, every third of a
         lease."""
         refresh_every = self.lease_seconds / 3
+        outage = contain.Outage("refreshing the hold on running jobs", log)
         while True:
-            await asyncio.sleep(refresh_every)
+            await asyncio.sleep(outage.pause(refresh_every))
             jobs = [*held(), *self._waiting]
             if not jobs:
                 continue
             try:
                 await self.jobs.refresh(self.consumer, jobs)
+                outage.ok()
             except connection.REDIS_ERRORS as exc:
-                log.warning("refreshing the hold on running jobs: %s", exc)
+                outage.failed(exc)
             except Exception:
                 contain.loop_failed("worker-hold", log)
 

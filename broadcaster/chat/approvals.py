@@ -219,13 +219,15 @@ class Approvals:
         """Sweep every ``every`` seconds, one front-end per round, until cancelled."""
         me = secrets.token_hex(4)
         every = SWEEP_EVERY if every is None else every
+        outage = contain.Outage("looking for expired approvals", log)
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(outage.pause(every))
             try:
                 lock_ms = int(every * 1000)
                 if await self.log.redis.set(keys.WAIT_SWEEP_LOCK, me, nx=True, px=lock_ms):
                     await self.sweep()
+                outage.ok()
             except REDIS_ERRORS as exc:
-                log.warning("looking for expired approvals: %s", exc)
+                outage.failed(exc)
             except Exception:
                 contain.loop_failed("expired-approvals", log)

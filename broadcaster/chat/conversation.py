@@ -99,8 +99,14 @@ async def make_way(
     if strategy in ("enqueue", "steer") and chat.messages[-1].role == "user":
         return strategy
     if strategy != "interrupt":
+        meta = await event_log.meta(record.generation) or {}
+        doing = (
+            "waits for a tool approval (POST /v1/chat/{id}/approvals)"
+            if meta.get("status") == "waiting"
+            else "is generating"
+        ).format(id=chat.id)
         raise ChatBusy(
-            f"chat {chat.id!r} is generating; stop it (POST /v1/chat/{chat.id}/stop), "
+            f"chat {chat.id!r} {doing}; stop it (POST /v1/chat/{chat.id}/stop), "
             "regenerate, or send with multitask",
             record.generation,
         )

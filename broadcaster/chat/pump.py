@@ -72,8 +72,9 @@ class ChatPump:
     async def run(self, every: float = 0.25) -> None:
         me = secrets.token_hex(4)
         redis = self.log.redis
+        outage = contain.Outage("starting chats' waiting messages", log)
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(outage.pause(every))
             try:
                 lock_ms = max(1000, int(every * 4000))
                 if await redis.set(keys.CHAT_PUMP_LOCK, me, nx=True, px=lock_ms):
@@ -82,8 +83,9 @@ class ChatPump:
                     finally:
                         if await redis.get(keys.CHAT_PUMP_LOCK) == me.encode():
                             await redis.delete(keys.CHAT_PUMP_LOCK)
+                outage.ok()
             except REDIS_ERRORS as exc:
-                log.warning("starting chats' waiting messages: %s", exc)
+                outage.failed(exc)
             except Exception:
                 contain.loop_failed("chat-pump", log)
 

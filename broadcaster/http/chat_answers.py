@@ -5,7 +5,6 @@ generation and the run."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import Request
@@ -15,6 +14,7 @@ from broadcaster.chat.conversation import run_meta
 from broadcaster.chat.convert import chunk_window, run_id
 from broadcaster.chat.framing import LONE_FINISH, until_waiting
 from broadcaster.core.eventlog import EventLog
+from broadcaster.core.events import dump_event
 from broadcaster.core.logconfig import current_stream
 from broadcaster.http.access import check_chat
 from broadcaster.http.errors import ApiError
@@ -40,7 +40,8 @@ def steered(chat_id: str, generation: str, event: dict[str, Any], base: int) -> 
     """``steer``'s answer is short: its transient ``event`` (``data-steered``) and a
     ``finish`` (no assistant message of its own: the running answer, which every tab
     follows, shows the message where it entered, and goes on)."""
-    body = f'data: {json.dumps(event)}\n\ndata: {{"type":"finish"}}\n\ndata: [DONE]\n\n'
+    _, data = dump_event(event)  # compact JSON, as every other event is written
+    body = f'data: {data.decode()}\n\ndata: {{"type":"finish"}}\n\ndata: [DONE]\n\n'
     headers = answer_headers(chat_id, generation, base)
     return Response(body, media_type="text/event-stream", headers=SSE_HEADERS | headers)
 

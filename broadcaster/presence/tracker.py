@@ -99,24 +99,21 @@ class Presence:
         self._wanted.set()
 
     async def _flush_loop(self) -> None:
-        backoff = 0.1
+        outage = contain.Outage("writing viewer counts", log)
         while True:
             await self._wanted.wait()
             self._wanted.clear()
             await asyncio.sleep(self.flush_delay)  # joins of a burst, written together
             try:
                 await self._flush()
-                backoff = 0.1
+                outage.ok()
             except REDIS_ERRORS as exc:
-                log.warning("writing viewer counts: %s; retrying in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await asyncio.sleep(outage.failed(exc))
                 self._wanted.set()
             except Exception:
                 # Kept dirty by _flush: written again on the next round.
                 contain.loop_failed("presence-flush", log)
-                await asyncio.sleep(max(backoff, contain.BACKOFF))
-                backoff = min(backoff * 2, 5.0)
+                await asyncio.sleep(contain.BACKOFF)
                 self._wanted.set()
 
     async def _flush(self) -> None:
@@ -156,8 +153,9 @@ class Presence:
         return False
 
     async def _beat_loop(self) -> None:
+        outage = contain.Outage("presence heartbeat", log)
         while True:
-            await asyncio.sleep(self.store.heartbeat)
+            await asyncio.sleep(outage.pause(self.store.heartbeat))
             try:
                 _, self._dead = await self.store.beat(self.instance)
                 for instance in self._dead:
@@ -169,7 +167,8 @@ class Presence:
                             instance,
                             streams,
                         )
+                outage.ok()
             except REDIS_ERRORS as exc:
-                log.warning("presence heartbeat: %s", exc)
+                outage.failed(exc)
             except Exception:
                 contain.loop_failed("presence-beat", log)

@@ -1,23 +1,26 @@
-"""``python -m broadcaster webhooks run | dead | replay``: the deliverer as a process of
-its own, and the dead-letter list for an operator."""
+"""``python -m broadcaster webhooks run | dead | replay | secret``: the deliverer as a
+process of its own, the dead-letter list for an operator, and a new signing secret."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
+import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator
 
 from prometheus_client import CollectorRegistry, start_http_server
-from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from broadcaster.core import connection
-from broadcaster.core.embedded import redis_url
+from broadcaster.core.embedded import deployment_url, redis_url
 from broadcaster.core.logconfig import setup_logging
+from broadcaster.core.names import is_entry_id
+from broadcaster.core.settings import load_settings
 from broadcaster.webhooks.compose import iso
 from broadcaster.webhooks.deliverer import Deliverer, DeliveryConfig
 from broadcaster.webhooks.metrics import WebhookMetrics
@@ -31,26 +34,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dead = sub.add_parser("dead", help="list the dead-letter list, oldest first")
     dead.add_argument("--json", action="store_true", help="one JSON object per line")
     dead.add_argument("--limit", type=int, default=1000, help="at most this many (1000)")
+    sub.add_parser(
+        "secret",
+        help="print a new signing secret (whsec_…) for BROADCASTER_WEBHOOK_SECRET and your "
+        "receiver",
+    )
     replay = sub.add_parser("replay", help="deliver dead deliveries again")
     replay.add_argument("--all", action="store_true", help="every dead delivery")
     replay.add_argument("ids", nargs="*", help="dead-letter entry ids (from 'dead')")
 
 
+def new_secret() -> str:
+    """A Standard Webhooks signing secret: ``whsec_`` and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
 def main(args: argparse.Namespace) -> int:
-    try:
-        settings = DelivererSettings()
-    except ValidationError as exc:
-        raise SystemExit(f"webhooks: bad settings: {exc}") from None
+    if args.webhooks_command == "secret":  # needs no setting and no Redis
+        print(new_secret())
+        return 0
+    settings = load_settings(DelivererSettings, f"broadcaster webhooks {args.webhooks_command}")
     setup_logging(settings.log_level, settings.log_format)
     if args.webhooks_command == "replay" and bool(args.ids) == bool(args.all):
         raise SystemExit("webhooks replay: give --all or entry ids, not both")
-    with redis_url(settings) as url:
-        if args.webhooks_command == "run":
+    malformed = [i for i in getattr(args, "ids", []) if not is_entry_id(i)]
+    if malformed:
+        raise SystemExit(
+            f"webhooks replay: not a dead-letter entry id: {', '.join(malformed)} "
+            "(ids look like 1795371633000-0: see 'webhooks dead')"
+        )
+    if args.webhooks_command == "run":
+        with redis_url(settings) as url:
             asyncio.run(_run(settings, url))
-            return 0
-        if args.webhooks_command == "dead":
-            return asyncio.run(_dead(url, args.limit, args.json))
-        return asyncio.run(_replay(url, args.ids, args.all))
+        return 0
+    # Inspecting a deployment: its Redis, never a new embedded one.
+    url = deployment_url(settings, f"broadcaster webhooks {args.webhooks_command}")
+    if args.webhooks_command == "dead":
+        return asyncio.run(_dead(url, args.limit, args.json))
+    return asyncio.run(_replay(url, args.ids, args.all))
 
 
 @contextlib.asynccontextmanager
@@ -117,13 +138,19 @@ async def _dead(url: str, limit: int, as_json: bool) -> int:
 
 
 async def _replay(url: str, ids: list[str], every: bool) -> int:
+    unknown: list[str] = []
     async with _client(url) as redis:
         queue = DeliveryQueue(redis)
         if every:
             put = 0
             while batch := [d.entry_id for d in await queue.dead_list(500)]:
-                put += await queue.replay(batch)
+                put += len(await queue.replay(batch))
         else:
-            put = await queue.replay(ids)
+            found = await queue.replay(ids)
+            put = len(found)
+            unknown = [i for i in dict.fromkeys(ids) if i not in found]
     print(f"{put} deliveries queued again")
-    return 0 if every or put == len(ids) else 1
+    if every or not unknown:
+        return 0
+    print(f"broadcaster webhooks replay: no dead delivery {', '.join(unknown)}", file=sys.stderr)
+    return 1

@@ -116,6 +116,7 @@ class Deliverer:
         self._attempts: dict[str, asyncio.Task[None]] = {}
         self._slot_freed = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self._outages: dict[str, contain.Outage] = {}
         self._readers: dict[str, Redis] = {}
         self._cursor = "-"
 
@@ -133,7 +134,9 @@ class Deliverer:
             ("webhooks-retry", self._retry_loop),
         ]
         for name, loop in loops:
-            self._loops.append(asyncio.create_task(_forever(name, loop), name=name))
+            outage = contain.Outage(name, log)
+            self._outages[name] = outage
+            self._loops.append(asyncio.create_task(_forever(outage, loop), name=name))
         log.info(
             "webhooks: delivering as %s (%s), to %s and generations' own URLs",
             self.consumer,
@@ -185,6 +188,7 @@ class Deliverer:
                 reclaimed_at = time.monotonic()
                 entries += await self.mover.reclaim()
             self.metrics.moved.inc(await self.mover.move(entries))
+            self._outages["webhooks-move"].ok()
 
     async def _backlog_full(self) -> bool:
         return int(await self.redis.xlen(KEY)) >= keys.WEBHOOK_DELIVERIES_MAX_LEN
@@ -201,6 +205,7 @@ class Deliverer:
                 for entry_id, fields in entries:
                     if fields:
                         self._begin(entry_id.decode(), Delivery.from_fields(fields), 1)
+            self._outages["webhooks-send"].ok()
 
     async def _retry_loop(self) -> None:
         while True:
@@ -210,6 +215,7 @@ class Deliverer:
             self.metrics.pending.set(count)
             lag = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
             self.metrics.lag.set(lag)
+            self._outages["webhooks-retry"].ok()
 
     async def _retry_round(self) -> None:
         """Attempt the pending deliveries that are due, from the cursor on, one page."""
@@ -300,16 +306,17 @@ class Deliverer:
         return self._readers[name]
 
 
-async def _forever(name: str, loop: Callable[[], Awaitable[None]]) -> None:
+async def _forever(outage: contain.Outage, loop: Callable[[], Awaitable[None]]) -> None:
     """Run ``loop`` until cancelled, again after a pause whenever it fails: Redis down,
     or a bug, which is logged with its traceback."""
-    delay = 0.1
+    name, delay = outage.what, 0.1
     while True:
         started = time.monotonic()
         try:
             await loop()
         except connection.REDIS_ERRORS as exc:
-            log.warning("%s: Redis: %s; again in %.1f s", name, exc, delay)
+            await asyncio.sleep(outage.failed(exc))
+            continue
         except Exception:
             contain.loop_failed(name, log, f"again in {delay:.1f} s")
         await asyncio.sleep(delay)

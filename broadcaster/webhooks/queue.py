@@ -163,12 +163,12 @@ class DeliveryQueue:
             )
         return out
 
-    async def replay(self, entry_ids: Sequence[str]) -> int:
-        """Put dead deliveries back with a fresh schedule; how many were found."""
+    async def replay(self, entry_ids: Sequence[str]) -> list[str]:
+        """Put dead deliveries back with a fresh schedule; the ids found (and put back)."""
         if not entry_ids:
-            return 0
+            return []
         put = await self._replay(keys=[keys.WEBHOOK_DEAD_KEY, KEY], args=[*entry_ids])
-        return int(put)
+        return [_text(entry) for entry in put]
 
 
 def _text(value: Any) -> str:

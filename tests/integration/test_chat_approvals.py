@@ -242,6 +242,23 @@ def test_a_predicate_that_says_no_runs_the_tool_at_once(stack: Stack) -> None:
     assert runs(stack.runs, "transfer") == 1
 
 
+def test_a_chat_waiting_for_an_approval_is_busy_saying_so(stack: Stack) -> None:
+    """A second message while the answer waits for a person: 409 ``chat_busy`` that says
+    it waits for an approval (not that it is generating). Its SSE answers carry each
+    security header once."""
+    stack.anthropic.route("busy-1", calls("approved_add", "toolu_b1", '{"a": 1, "b": 1}'))
+    posted = submit(stack, "chat-busy-1", "busy-1 add")
+    assert posted.status_code == 200
+    assert posted.headers.get_list("x-content-type-options") == ["nosniff"]
+    assert posted.headers.get_list("cross-origin-resource-policy") == ["cross-origin"]
+    assert status(stack, posted.headers["x-generation-id"]) == "waiting"
+    second = submit(stack, "chat-busy-1", "busy-1 and another thing")
+    assert second.status_code == 409 and second.json()["error"] == "chat_busy"
+    message = second.json()["message"]
+    assert "waits for a tool approval" in message and "is generating" not in message, message
+    assert httpx.post(f"{stack.url}/v1/chat/chat-busy-1/stop").status_code == 202
+
+
 def test_stop_while_waiting_ends_the_answer(stack: Stack) -> None:
     stack.anthropic.route("stop-1", calls("approved_add", "toolu_x1", '{"a": 0, "b": 0}'))
     posted = submit(stack, "chat-stop-1", "stop-1 add")

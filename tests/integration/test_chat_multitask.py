@@ -186,6 +186,11 @@ def test_steer_reaches_the_next_model_call_of_a_tool_loop(stack: Stack) -> None:
     assert steered.status_code == 200
     ack = events(steered.content)
     assert ack[0]["type"] == "data-steered" and ack[0]["transient"] is True
+    # Compact JSON, as every other event is written; the security headers once each.
+    line = steered.content.split(b"\n")[0].decode()
+    assert line == "data: " + json.dumps(ack[0], ensure_ascii=False, separators=(",", ":"))
+    assert steered.headers.get_list("x-content-type-options") == ["nosniff"]
+    assert steered.headers.get_list("cross-origin-resource-policy") == ["cross-origin"]
     assert ack[-1] == {"type": "finish"}
     (stack.root / "gate").touch()
     got = events(first.result().content)

@@ -33,6 +33,8 @@ from broadcaster import mint_token
 from broadcaster.auth import credentials
 from broadcaster.auth.credentials import parse_api_keys
 from broadcaster.core.embedded import free_port
+from broadcaster.core.settings import variable_of
+from broadcaster.http.settings import Settings
 from tests.support.nginx import Nginx, find_nginx, nginx_conf_for_test
 from tests.support.procs import start_frontend
 
@@ -542,6 +544,49 @@ def test_nginx_upstream_and_sse_settings_match_compose() -> None:
     services = load_compose()["services"]
     frontends = [n for n, s in services.items() if "serve" in s.get("command", [])]
     assert nginx_problems(NGINX_CONF.read_text(), frontends) == []
+
+
+def passed_through_problems(compose: Doc) -> list[str]:
+    """The front-ends get every webhook and CORS setting of the front-end (derived from
+    its settings, so a new one is not forgotten), the workers WORKER_TOOLS."""
+    wanted = [
+        variable_of(Settings, name)
+        for name in Settings.model_fields
+        if name.startswith("webhook_") or name == "cors_origins"
+    ]
+    problems = []
+    for name, service in compose["services"].items():
+        command, env = service.get("command", []), service.get("environment", {})
+        if command[2:4] == ["broadcaster", "serve"]:
+            problems += [f"{name}: {v} is not passed through" for v in wanted if v not in env]
+        if command[2:4] == ["worker", "run"] and "WORKER_TOOLS" not in env:
+            problems.append(f"{name}: WORKER_TOOLS is not passed through")
+    return problems
+
+
+def test_compose_passes_through_webhooks_cors_and_tools() -> None:
+    compose = load_compose()
+    assert passed_through_problems(compose) == []
+    broken = copy.deepcopy(compose)
+    del broken["services"]["frontend-1"]["environment"]["BROADCASTER_WEBHOOK_SECRET"]
+    assert "frontend-1: BROADCASTER_WEBHOOK_SECRET is not passed through" in (
+        passed_through_problems(broken)
+    )
+
+
+def test_the_image_has_the_examples_and_documents_a_reachable_demo() -> None:
+    """The image's documented demo listens on the container's every interface (its
+    loopback is not the host's), insecure out loud, published on the host's loopback;
+    and the image holds the example tools the demo's worker runs."""
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    documented = re.search(r"docker run (.*?)\\\n#\s+(python -m broadcaster demo.*)", dockerfile)
+    assert documented, "the Dockerfile documents how to run the demo"
+    run = f"{documented[1]} {documented[2]}".split()
+    assert run[:2] == ["-p", "127.0.0.1:8000:8000"]
+    assert run[run.index("--host") + 1] == "0.0.0.0" and "--insecure" in run
+    assert "COPY examples/ /app/examples/" in dockerfile
+    allowed = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "*" in allowed and "!examples/" in allowed
 
 
 def test_a_broken_compose_file_fails(tmp_path: Path) -> None:

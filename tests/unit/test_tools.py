@@ -67,7 +67,7 @@ def test_the_worker_refuses_to_start_with_a_bad_spec() -> None:
         timeout=60,
         check=False,
     )
-    assert run.returncode == 1
+    assert run.returncode == 2
     assert "worker: bad settings: WORKER_TOOLS" in run.stderr
     assert "run must be an async function" in run.stderr
 

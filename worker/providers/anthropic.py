@@ -7,6 +7,7 @@ itself, so that it can honour ``retry-after``, observe cancels while waiting, an
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import anthropic
 import httpx2
 
-from worker.providers.base import ProviderError, retry_after
+from worker.providers.base import AUTH_STATUSES, ProviderError, auth_error, retry_after
 
 # The raw events of Anthropic's wire format; the SDK also yields derived convenience
 # events (text, input_json, ...) which the mapping does not need.
@@ -40,6 +41,8 @@ def classify(exc: BaseException) -> ProviderError:
             return ProviderError(
                 f"model provider error mid-stream: {detail}", retryable=True, kind="mid_stream"
             )
+        if exc.status_code in AUTH_STATUSES:
+            return auth_error(exc.status_code, detail, "ANTHROPIC_API_KEY")
         retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
         what = {429: "rate limited", 529: "overloaded"}.get(exc.status_code, "error")
         kind = {429: "rate_limited", 529: "overloaded"}.get(
@@ -61,7 +64,22 @@ def classify(exc: BaseException) -> ProviderError:
         return ProviderError(
             f"cannot reach the model provider: {exc}", retryable=True, kind="connection"
         )
+    if isinstance(exc, TypeError) and "authentication" in str(exc):
+        # The SDK found no key (nor token) to send: nothing else can make this call work.
+        return ProviderError(
+            "the model provider has no credentials: set ANTHROPIC_API_KEY",
+            retryable=False,
+            kind="authentication",
+        )
     return ProviderError(f"model call failed: {type(exc).__name__}: {exc}", retryable=False)
+
+
+def missing_credentials() -> str | None:
+    """Why the SDK could not authenticate a call, or None: it sends ``ANTHROPIC_API_KEY``
+    (``x-api-key``) or ``ANTHROPIC_AUTH_TOKEN`` (a bearer token)."""
+    if os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN"):
+        return None
+    return "the anthropic provider needs ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN), unset here"
 
 
 _PASSED = ("system", "tools", "tool_choice", "thinking", "stop_sequences", "service_tier")
@@ -121,6 +139,11 @@ class AnthropicProvider:
         except ProviderError:
             raise
         except (anthropic.APIError, httpx2.HTTPError) as exc:
+            raise classify(exc) from exc
+        except TypeError as exc:
+            # What the SDK raises when it has no key to send; any other is a bug, raised.
+            if "authentication" not in str(exc):
+                raise
             raise classify(exc) from exc
 
     async def aclose(self) -> None:

@@ -26,8 +26,24 @@ class ProviderError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.kind = kind
-        """For metrics: rate_limited, overloaded, server_error, client_error, mid_stream,
-        timeout, connection, incomplete or other."""
+        """For metrics: rate_limited, overloaded, server_error, client_error,
+        authentication, mid_stream, timeout, connection, incomplete or other."""
+
+
+AUTH_STATUSES = (401, 403)
+"""What a model API answers to a missing, wrong or unauthorised key: never retried, and
+never taken for a lost worker."""
+
+
+def auth_error(status: int, detail: str, variable: str) -> ProviderError:
+    """The model API refused the worker's credentials: the generation fails at once with
+    an error saying so and which variable holds them."""
+    what = "refused the API key" if status == 401 else "does not allow this API key"
+    return ProviderError(
+        f"model provider {what} ({status}): {detail}; check {variable}",
+        retryable=False,
+        kind="authentication",
+    )
 
 
 class Provider(Protocol):

@@ -20,7 +20,7 @@ import openai
 from openai import AsyncStream
 from openai.types.chat import ChatCompletionChunk
 
-from worker.providers.base import ProviderError, retry_after
+from worker.providers.base import AUTH_STATUSES, ProviderError, auth_error, retry_after
 from worker.providers.openai_request import Untranslatable, chat_params
 from worker.providers.openai_stream import ChunkTranslator, IncompleteStream
 
@@ -39,6 +39,8 @@ def classify(exc: BaseException) -> ProviderError:
     """Turn what the SDK raises into a ProviderError with a message a person can act on."""
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
+        if status in AUTH_STATUSES:
+            return auth_error(status, _detail(exc), "OPENAI_API_KEY")
         retryable = status in (408, 409, 429) or status >= 500
         kind = "rate_limited" if status == 429 else "server_error" if status >= 500 else None
         what = {429: "rate limited", 503: "overloaded"}.get(status, "error")

@@ -1,7 +1,7 @@
 -- Put dead deliveries back into the deliveries stream: the same webhook-id and body, and
 -- a fresh retry schedule (it starts at the new entry's time).
--- KEYS: dead, deliveries. ARGV: dead-letter entry ids. Returns how many were put back.
-local n = 0
+-- KEYS: dead, deliveries. ARGV: dead-letter entry ids. Returns the ids put back.
+local put = {}
 local kept = {id = true, type = true, stream = true, to = true, body = true}
 for i = 1, #ARGV do
   local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
@@ -15,7 +15,7 @@ for i = 1, #ARGV do
     end
     redis.call('XADD', KEYS[2], '*', unpack(out))
     redis.call('XDEL', KEYS[1], ARGV[i])
-    n = n + 1
+    put[#put + 1] = ARGV[i]
   end
 end
-return n
+return put
