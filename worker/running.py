@@ -97,11 +97,18 @@ class RunningGenerations:
             log.info("finishing %d generation(s), up to %.0fs", len(tasks), grace_seconds)
             await asyncio.wait(tasks, timeout=grace_seconds)
         self._handing_back = True
-        rest = [t for _, t in self._running.values()]
+        rest = {t for _, t in self._running.values()}
         for t in rest:
             t.cancel()
-        if rest:
-            await asyncio.wait(rest)
+        # Cancelled again each second one goes on: on Python 3.11 a cancel that lands in
+        # the instant a timeout inside the generation fires (asyncio.timeout, a Redis
+        # read's socket timeout) can be taken for that timeout, and the generation would
+        # run to its end here instead of being handed back.
+        while rest:
+            _, rest = await asyncio.wait(rest, timeout=1.0)
+            for t in rest:
+                log.warning("%s went on after it was cancelled; cancelling it again", t.get_name())
+                t.cancel()
 
     async def watch_cancels(self) -> None:
         outage = contain.Outage("watching generations for a cancel", log)

@@ -1,14 +1,19 @@
-"""The worker's stop: a loop that takes its cancel for a timeout of its own (as
-asyncio.timeout can on Python 3.11 when both land in one instant) is cancelled again,
-so stop() never waits forever."""
+"""The worker's stop: a loop, or a generation past the grace period, that takes its
+cancel for a timeout of its own (as asyncio.timeout can on Python 3.11 when both land in
+one instant) is cancelled again, so stop() never waits forever and a generation is
+handed back instead of run to its end."""
 
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
+from typing import Any, cast
 
+import fakeredis
 import pytest
 
 from worker.runner import _cancel_and_wait
+from worker.running import RunningGenerations
 
 pytestmark = pytest.mark.anyio
 
@@ -57,3 +62,41 @@ async def test_an_error_of_the_loop_is_not_hidden() -> None:
     await asyncio.sleep(0)
     with pytest.raises(RuntimeError, match="broke while stopping"):
         await _cancel_and_wait(task)
+
+
+async def test_the_drain_cancels_again_a_generation_that_swallowed_its_cancel(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past the grace period the drain cancels what still runs, to hand it back; one that
+    took that cancel for a timeout of its own is cancelled again a second later instead
+    of running to its end on a worker that is stopping."""
+    swallowed = []
+
+    async def generation() -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed.append(1)  # taken for a timeout: on it goes
+
+    async with asyncio.TaskGroup() as tasks:
+        gens = cast(Any, SimpleNamespace(log=SimpleNamespace(redis=fakeredis.FakeAsyncRedis())))
+        running = RunningGenerations(
+            tasks,
+            gens,
+            cast(Any, None),
+            providers={},
+            consumer="w",
+            policy=cast(Any, None),
+            metrics=cast(Any, None),
+            concurrency=1,
+            cancel_poll_seconds=1,
+        )
+        task = tasks.create_task(generation(), name="gen-g1")
+        running._running["g1"] = (cast(Any, None), task)
+        await asyncio.sleep(0)
+        await asyncio.wait_for(running.drain(0.05), 5)
+        assert task.cancelled() and swallowed == [1]
+    assert "gen-g1 went on after it was cancelled; cancelling it again" in caplog.text
