@@ -241,7 +241,9 @@ async def test_redis_commands_per_event_do_not_depend_on_viewers(tmp_path: Path)
     print(f"Redis calls for 52 events: 1 viewer {calls[1]}, 300 viewers {calls[300]}")
     for viewers in (1, 300):
         assert calls[viewers]["events"] == 51, "one message per append"
-        assert calls[viewers]["publish"] == 51 + calls[viewers]["viewer counts"]
+        # Every PUBLISH is an event or a viewer count the listener saw. (A count of the
+        # joins may be published just before the statistics were reset, and still seen.)
+        assert 51 <= calls[viewers]["publish"] <= 51 + calls[viewers]["viewer counts"]
         # Viewers leaving together are counted in a few messages, not one each.
         assert calls[viewers]["viewer counts"] <= 3, calls[viewers]
         reads = sum(calls[viewers][n] for n in ("xread", "xrange", "xrevrange"))
