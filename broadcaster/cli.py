@@ -9,7 +9,6 @@ import asyncio
 import importlib.util
 import ipaddress
 import logging
-import signal
 import sys
 
 from broadcaster.auth.credentials import LEGACY_TOKENS_UNTIL, hash_key, parse_api_keys
@@ -18,21 +17,10 @@ from broadcaster.core.logconfig import setup_logging
 from broadcaster.core.settings import bad_settings, load_settings, version
 from broadcaster.http.access import AccessPolicy
 from broadcaster.http.app import BroadcasterApp, create_app
-from broadcaster.http.server import DrainingServer, make_server
+from broadcaster.http.server import DrainingServer, exit_on_sigterm, make_server
 from broadcaster.http.settings import Settings
 
 log = logging.getLogger("broadcaster")
-
-
-def exit_on_sigterm() -> None:
-    """uvicorn re-raises a captured SIGTERM once it has shut down; with Python's default
-    disposition that kills the process before ``finally`` blocks run (and the embedded
-    Redis would be left behind). Turn it into SystemExit instead."""
-
-    def _exit(signum: int, frame: object) -> None:
-        raise SystemExit(0)  # a drained shutdown is a clean exit
-
-    signal.signal(signal.SIGTERM, _exit)
 
 
 def is_loopback(host: str) -> bool:

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import signal
 import socket
 from collections.abc import Callable
 from types import FrameType
@@ -36,6 +37,27 @@ from broadcaster.http.gcfreeze import Freezer
 from broadcaster.http.sse_response import DIRECT_WRITE, DIRECT_WRITE_LIMIT, ON_DISCONNECT
 
 log = logging.getLogger("broadcaster.server")
+
+
+_ended_early: list[int] = []
+"""SIGTERMs received before uvicorn took over the signals (``exit_on_sigterm``)."""
+
+
+def exit_on_sigterm() -> None:
+    """uvicorn re-raises a captured SIGTERM once it has shut down; with Python's default
+    disposition that kills the process before ``finally`` blocks run (and the embedded
+    Redis would be left behind). Turn it into SystemExit instead.
+
+    A SIGTERM during start-up raises that SystemExit wherever the process is; inside a
+    weakref callback or a ``__del__`` Python only prints it ("Exception ignored in") and
+    goes on. So the signal is also written down, and a server that starts after one
+    stops at once (``DrainingServer.startup``) instead of serving until a SIGKILL."""
+
+    def _exit(signum: int, frame: object) -> None:
+        _ended_early.append(signum)
+        raise SystemExit(0)  # a drained shutdown is a clean exit
+
+    signal.signal(signal.SIGTERM, _exit)
 
 
 class DrainingServer(uvicorn.Server):
@@ -62,6 +84,8 @@ class DrainingServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        if _ended_early:  # a SIGTERM came before uvicorn's handlers, and was swallowed
+            self.handle_exit(signal.SIGTERM, None)
         # What start-up built (modules, the app, its schema: ~75,000 objects) lives as
         # long as the process. Frozen, it is out of the collector's sight: a full
         # collection no longer stalls the event loop (every viewer's next frame) for
