@@ -310,13 +310,14 @@ def published_addresses(port: str | int | Doc) -> list[str]:
 
 
 def compose_exposure_problems(services: Doc, frontends: list[str], workers: list[str]) -> list[str]:
-    """Secure unless told otherwise: only nginx publishes a port, on loopback when no
-    variable says another address; the front-ends get the access-control secrets from
-    the host and are not insecure unless BROADCASTER_INSECURE says so."""
+    """Secure unless told otherwise: only nginx (and the observability profile's UIs)
+    publishes a port, on loopback when no variable says another address; the front-ends
+    get the access-control secrets from the host and are not insecure unless
+    BROADCASTER_INSECURE says so."""
     problems = []
     for name, s in services.items():
         ports = s.get("ports", [])
-        if ports and name != "nginx":
+        if ports and name != "nginx" and s.get("profiles") != ["observability"]:
             problems.append(f"{name} publishes {ports}: only nginx should")
         for port in ports:
             for address in published_addresses(port):
