@@ -141,7 +141,7 @@ class FrontendMetrics:
             "broadcaster_provider_live_workers",
             "1 while a live worker advertises the provider, 0 once none does, for every "
             "provider a worker ever served (read at scrape; forget one with "
-            "`python -m broadcaster providers forget`)",
+            "`python -m broadcaster providers --forget`)",
             ["provider"],
             registry=r,
         )

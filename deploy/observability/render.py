@@ -28,7 +28,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after the backend is chosen
 
 DASHBOARD = Path(__file__).resolve().parent / "dashboard.json"
-UNITS = {"s": "seconds", "ops": "per second", "short": ""}
+UNITS = {"s": "seconds", "ops": "per second", "percentunit": "share of 1", "short": ""}
 COLUMNS = 3
 
 

@@ -41,11 +41,11 @@ from tests.support.fake_anthropic import (
     tool_use,
 )
 from tests.support.ports import free_port
-from tests.support.procs import ROOT, Proc, read_sse, start_frontend, start_worker
+from tests.support.procs import ROOT, Proc, read_sse, spawn, start_worker, wait_ready
 from tests.support.prometheus import OBSERVABILITY, Prometheus, alert_rules, dashboard_queries
 from tests.support.webhooks import Received, Receiver, webhook_env
 
-TRAFFIC_SECONDS = float(os.environ.get("OBSERVABILITY_TRAFFIC_SECONDS", "8"))
+TRAFFIC_SECONDS = float(os.environ.get("OBSERVABILITY_TRAFFIC_SECONDS", "6"))
 PICTURE = os.environ.get("OBSERVABILITY_PICTURE")
 
 NO_DATA_EXPECTED: dict[str, str] = {}
@@ -71,6 +71,18 @@ def calls_approved_add() -> list[Any]:
     )
 
 
+def _frontend(redis_url: str, tmp: Path, name: str, port: int, env: dict[str, str]) -> Proc:
+    """A front-end started on ``port`` (the caller waits for it: several start at once)."""
+    proc = spawn(
+        name,
+        ["-m", "broadcaster", "serve", "--port", str(port)],
+        {"REDIS_URL": redis_url, "BROADCASTER_LOG_LEVEL": "info", **env},
+        tmp,
+    )
+    proc.port = port
+    return proc
+
+
 def _answer(got: Received) -> int:
     """410 Gone (dead-lettered at once) for the generations named dead-…, else 204."""
     return 410 if b'"id":"dead-' in got.body else 204
@@ -89,30 +101,37 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
             anthropic.route("retry-please", [http_error(500)])  # then the default: retried
             anthropic.route("fail-please", [http_error(400)])  # not retried: failed
             anthropic.route("approved_add", calls_approved_add())
-            env = webhook_env(receiver.url())
-            frontends = [start_frontend(redis.url, tmp, f"frontend-{n}", env) for n in (1, 2)]
+            # Prometheus first, the processes all at once: it takes up its targets (every
+            # 5 s) while they start.
+            ports = [free_port() for _ in range(3)]
+            prometheus = Prometheus(
+                tmp,
+                {
+                    "broadcaster-frontend": [f"127.0.0.1:{port}" for port in ports[:2]],
+                    "broadcaster-worker": [f"127.0.0.1:{ports[2]}"],
+                },
+            ).start()
+            frontends = [
+                _frontend(redis.url, tmp, f"frontend-{n}", port, webhook_env(receiver.url()))
+                for n, port in enumerate(ports[:2], 1)
+            ]
             procs += frontends
-            port = free_port()
             worker_env = {
                 "WORKER_PROVIDER": "anthropic",
                 "ANTHROPIC_BASE_URL": anthropic.base_url,
                 "ANTHROPIC_API_KEY": "test",
                 "WORKER_RETRY_BASE_SECONDS": "0.05",
-                "WORKER_METRICS_PORT": str(port),
+                "WORKER_METRICS_PORT": str(ports[2]),
                 "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
                 "TOOL_RUNS_FILE": str(tmp / "runs.jsonl"),
                 "PYTHONPATH": str(ROOT),
             }
             worker = start_worker(redis.url, tmp, "worker", worker_env)
             procs.append(worker)
-            prometheus = Prometheus(
-                tmp,
-                {
-                    "broadcaster-frontend": [f"127.0.0.1:{p.port}" for p in frontends],
-                    "broadcaster-worker": [f"127.0.0.1:{port}"],
-                },
-            ).start()
-            prometheus.wait_scraping(3)  # targets are taken up every 5 s: before any traffic
+            for frontend in frontends:
+                wait_ready(frontend)
+            prometheus.wait_scraping(3)  # before any traffic: a count before the first
+            # scrape of a series is no increase
             started = time.time()
             asyncio.run(_traffic([p.url for p in frontends], receiver))
             yield Observed(prometheus, frontends, worker, receiver, started, time.time())

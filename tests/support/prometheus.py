@@ -126,6 +126,7 @@ class Prometheus:
             if len(health) == targets and set(health.values()) == {"up"}:
                 return
             assert time.monotonic() < deadline, f"targets not all up: {health}"
+            assert self.proc is not None and self.proc.alive(), "prometheus exited"
             time.sleep(0.2)
 
     def targets_up(self) -> dict[str, str]:
