@@ -32,24 +32,6 @@ RATE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0, 75.0, 100.0, 150.0, 200.0
 """Output tokens per second of a model call."""
 
 
-OUTCOMES = ("completed", "failed", "cancelled", "handed_back", "lost", "waiting")
-"""``worker_generations_finished_total``'s outcomes."""
-
-PROVIDER_ERROR_KINDS = (
-    "rate_limited",
-    "overloaded",
-    "server_error",
-    "client_error",
-    "authentication",
-    "mid_stream",
-    "timeout",
-    "connection",
-    "incomplete",
-    "other",
-)
-"""``ProviderError.kind``: ``worker_provider_errors_total``'s kinds."""
-
-
 def provider_label(provider: object) -> str:
     """A bounded label value: a known provider's name, else ``other``."""
     return provider if isinstance(provider, str) and provider in PROVIDERS else "other"
@@ -90,12 +72,6 @@ class WorkerMetrics:
             "worker_events_appended_total", "Events appended by this worker", registry=r
         )
         r.register(contain.Counts("worker"))  # loops that raised, malformed entries read
-        # Every series from the start at 0: a counter whose first scrape already shows its
-        # first count is no increase to rate() and increase().
-        for outcome in OUTCOMES:
-            self.finished.labels(outcome)
-        for kind in PROVIDER_ERROR_KINDS:
-            self.provider_errors.labels(kind)
         self._latencies(r)
 
     def _latencies(self, r: CollectorRegistry) -> None:

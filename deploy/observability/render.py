@@ -102,7 +102,7 @@ def render(
     fig.suptitle(
         f"{board['title']} (rendered from Prometheus; Grafana shows the same queries)", fontsize=10
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))  # room for the title
     fig.savefig(out, dpi=60)
     plt.close(fig)
     return empty

@@ -98,8 +98,6 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
     try:
         with FakeAnthropicServer(api_key="test") as anthropic, Receiver(decide=_answer) as receiver:
             anthropic.set_default(text_reply([f"word{i} " for i in range(30)], chunk_delay=0.02))
-            anthropic.route("retry-please", [http_error(500)])  # then the default: retried
-            anthropic.route("fail-please", [http_error(400)])  # not retried: failed
             anthropic.route("approved_add", calls_approved_add())
             # Prometheus first, the processes all at once: it takes up its targets (every
             # 5 s) while they start.
@@ -133,7 +131,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
             prometheus.wait_scraping(3)  # before any traffic: a count before the first
             # scrape of a series is no increase
             started = time.time()
-            asyncio.run(_traffic([p.url for p in frontends], receiver))
+            asyncio.run(_traffic([p.url for p in frontends], receiver, anthropic))
             yield Observed(prometheus, frontends, worker, receiver, started, time.time())
     finally:
         if prometheus is not None:
@@ -180,29 +178,34 @@ async def _approval(client: httpx.AsyncClient, url: str) -> None:
     assert [e.event for e in done.typed()][-1] == "finish", done.raw[-500:]
 
 
-async def _traffic(urls: list[str], receiver: Receiver) -> None:
+async def _traffic(urls: list[str], receiver: Receiver, anthropic: FakeAnthropicServer) -> None:
     async with httpx.AsyncClient(timeout=60) as client:
         r = await client.post(f"{urls[1]}/v1/streams/feed-1/events", json={"type": "note", "n": 1})
         assert r.status_code == 201, r.text
         await _approval(client, urls[0])
-        failed = await client.post(f"{urls[0]}/v1/generations", json={"prompt": "fail-please"})
-        assert failed.status_code == 202, failed.text
-        await _generation(client, urls, {"prompt": "retry-please"})
         await _generation(client, urls, {"prompt": "hello there", "id": "dead-1"})
         deadline = time.monotonic() + TRAFFIC_SECONDS
         n = 0
-        while True:
+        while True:  # each round: 3 generations, one retried after an error, one failing
             n += 1
-            await asyncio.gather(
-                *(_generation(client, urls, {"prompt": f"hello there {n} {i}"}) for i in range(3))
+            anthropic.route(f"retry-{n}-end", [http_error(500)])  # then the default: retried
+            anthropic.route(f"fail-{n}-end", [http_error(400)])  # not retried: failed
+            failed = await client.post(
+                f"{urls[0]}/v1/generations", json={"prompt": f"fail-{n}-end"}
             )
+            assert failed.status_code == 202, failed.text
+            prompts = [f"hello there {n} 1", f"hello there {n} 2", f"retry-{n}-end"]
+            await asyncio.gather(*(_generation(client, urls, {"prompt": p}) for p in prompts))
             if time.monotonic() > deadline:
                 break
         while len([g for g in receiver.requests if g.answered == 410]) < 1:
             assert time.monotonic() < deadline + 30, "the dead-1 webhook never came"
             await asyncio.sleep(0.1)
-        r = await client.get(f"{urls[0]}/v1/generations/{failed.json()['id']}")
-        assert r.json()["status"] == "failed", r.text
+        while (r := await client.get(f"{urls[0]}/v1/generations/{failed.json()['id']}")).json()[
+            "status"
+        ] != "failed":
+            assert time.monotonic() < deadline + 30, r.text
+            await asyncio.sleep(0.1)
 
 
 def _empty(prometheus: Prometheus) -> dict[str, str]:
