@@ -154,7 +154,8 @@ class FrontendMetrics:
             self.connection_limit.set(max_connections)
 
     async def read_queues(self, jobs: JobQueue) -> None:
-        """The queue's age and the providers' workers, from Redis (four round trips, each a pipeline or one command)."""
+        """The queue's age and the providers' workers, from Redis (four round trips, each
+        a pipeline or one command)."""
         self.queue_age.set(await oldest_untaken_age(jobs))
         for provider, status in (await jobs.provider_status()).items():
             self.provider_live.labels(provider).set(1 if status["live_workers"] else 0)
