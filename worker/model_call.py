@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.mapping import EventMapper
-from worker.metrics import WorkerMetrics
+from worker.metrics import CallTiming, WorkerMetrics
 from worker.providers.base import Provider, ProviderError
 from worker.steps import Step
 from worker.tools import ToolBox
@@ -72,9 +72,11 @@ async def call_model(
     seq_before = writer.seq
     for retry_no in range(policy.provider_retries + 1):
         mapper = EventMapper(message_id, id_prefix)
-        call = _Call(writer, policy, mapper, started)
+        timing = CallTiming(writer.metrics, str(request.get("provider")))
+        call = _Call(writer, policy, mapper, started, timing)
         try:
             await call.run(provider, request)
+            call.timing.done(int(mapper.usage.get("output_tokens") or 0))
             count_tokens(writer.metrics, mapper)
             return call.step, mapper
         except ProviderError as exc:
@@ -125,6 +127,7 @@ class _Call:
     policy: Policy
     mapper: EventMapper
     started: bool
+    timing: CallTiming
     step: Step = field(default_factory=Step)
     held: list[dict[str, Any]] = field(default_factory=list)
     """The events that end a content block wait for the next ones: the step's last are
@@ -133,6 +136,8 @@ class _Call:
     def take(self, raw: dict[str, Any]) -> None:
         out = _shown(self.mapper.feed(raw), self.started)
         self.step.events += [e for e in out if e["type"] not in ("start", "start-step")]
+        if self.step.events:
+            self.timing.output()
         if out:
             self.writer.add(self.held)
             self.held = out if raw.get("type") == "content_block_stop" else []

@@ -195,6 +195,7 @@ class RunningGenerations:
 
     async def _run_job(self, job: Job) -> None:
         gid = job.generation_id
+        ran = self.metrics.generation_clock(job.provider)
         current_stream.set(gid)  # this task's log lines name the generation
         with contextlib.suppress(*connection.REDIS_ERRORS, ValueError):
             allowed = await self._abandon_after(gid)
@@ -240,6 +241,7 @@ class RunningGenerations:
             # Left pending: after the lease another worker (or this one) takes it over.
             log.exception("generation %s: failed unexpectedly; it will be retried", gid)
         finally:
+            ran()
             self.metrics.running.dec()
             self._running.pop(gid, None)
             self._cancelled.discard(gid)

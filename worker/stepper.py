@@ -238,6 +238,7 @@ async def _suspend(run: StepRun, step: Step, calls: list[ToolCall]) -> None:
     await run.writer.flush()  # anything pending first: the requests' seqs are then known
     last_seq = run.writer.seq + len(requests)
     wait = {"approvals": approvals, "deadline_ms": deadline_ms, "seq": last_seq}
+    wait["asked_ms"] = int(time.time() * 1000)  # for the front-end's approval wait metric
     meta = {
         "status": "waiting",
         "owner": f"wait:{secrets.token_hex(6)}",

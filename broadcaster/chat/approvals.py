@@ -25,6 +25,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,14 @@ REQUEUE_AFTER_S = 30.0
 """A decided generation no worker claimed within this long is queued again."""
 SWEEP_EVERY = 5.0
 """Seconds between sweeps: an expired wait is denied within this much of its deadline."""
+
+
+EXPIRED = "No decision was made in time: the call was denied."
+"""The reason of the sweep's denials."""
+
+
+def _decision(approved: bool, reason: str | None) -> str:
+    return "approved" if approved else "expired" if reason == EXPIRED else "denied"
 
 
 class ApprovalBody(BaseModel):
@@ -95,6 +104,8 @@ class Approvals:
     def __init__(self, event_log: EventLog, jobs: JobQueue) -> None:
         self.log = event_log
         self.jobs = jobs
+        self.on_decided: Callable[[object, str], None] = lambda asked_ms, decision: None
+        """Told of each decision that won: the wait's ``asked_ms`` and how it ended."""
 
     async def pending(self, generation: str) -> list[dict[str, Any]]:
         """The approvals ``generation`` waits on now (empty unless it is waiting)."""
@@ -159,6 +170,7 @@ class Approvals:
             if done:
                 await self.jobs.enqueue(generation, self._provider(meta))
                 log.info("generation %s: every decision made; queued again", generation)
+            self.on_decided(wait.get("asked_ms"), _decision(approved, reason))
             return Decision(approval_id, approved, True, done, wait_seq)
         raise WaitEnded(generation)  # pragma: no cover: 20 decisions racing one
 
@@ -203,7 +215,7 @@ class Approvals:
             else:
                 await self.log.redis.zrem(key, generation)
             return 0
-        reason = "No decision was made in time: the call was denied."
+        reason = EXPIRED
         denied = 0
         for approval in await self.pending(generation):
             try:

@@ -380,8 +380,8 @@ class Hub:
     # --- new events ---
 
     def _on_message(self, channel: bytes, payload: bytes) -> None:
-        """A message of a stream's channel: ``<first> <last> <tag> <T|->\\n<frames>``
-        (no frames when the batch was too large to publish whole)."""
+        """A message of a stream's channel: ``<first> <last> <tag> <T|-> [<ms>]\\n<frames>``
+        (no frames when the batch was too large to publish whole; ms: the append's time)."""
         topic = self._by_channel.get(channel)
         if topic is None:
             if channel in self._created:
@@ -389,7 +389,7 @@ class Hub:
             return  # else nobody watches it any more
         nl = payload.find(b"\n")
         try:
-            first_b, last_b, tag, flag = payload[:nl].split(b" ")
+            first_b, last_b, tag, flag, *at = payload[:nl].split(b" ")  # at: append ms
             first, last = int(first_b), int(last_b)
         except ValueError:
             log.warning("a message on %r that no append published; ignored", channel)
@@ -420,6 +420,7 @@ class Hub:
         topic.cursor, topic.tag = last, tag.decode()
         if not topic.pending:
             self._pending.append(topic)
+            topic.appended_at = at[0] if at else b""  # the run's oldest append
         topic.pending.append((first, last, payload[nl + 1 :], flag == b"T"))
 
     def _on_read(self) -> None:
@@ -437,6 +438,8 @@ class Hub:
                 else:
                     frames = b"".join(r[2] for r in runs)
                     self._fan_out(topic, (runs[0][0], runs[-1][1], frames, runs[-1][3]))
+                if self.metrics is not None and topic.appended_at:
+                    self.metrics.appended_at(topic.appended_at)  # once per run, not per viewer
             except Exception as exc:
                 self.message_failed(topic.channel, exc)
 

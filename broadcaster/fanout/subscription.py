@@ -242,6 +242,7 @@ class Topic:
     every event has been handed to them (the *cursor*)."""
 
     __slots__ = (
+        "appended_at",
         "behind",
         "channel",
         "checked_at",
@@ -273,6 +274,8 @@ class Topic:
     ) -> None:
         self.stream_id = stream_id
         self.channel = channel
+        self.appended_at = b""
+        """When the first pending message's events were appended (ms, Redis's clock)."""
         self.cursor = cursor
         self.tag = tag
         """The history tag of the event at ``cursor`` ("" when unknown)."""

@@ -71,7 +71,7 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
     )
     app.state.settings = settings
     app.state.access = AccessPolicy.from_settings(settings)
-    app.state.metrics = FrontendMetrics()
+    app.state.metrics = FrontendMetrics(settings.max_connections)
     app.state.slots = Slots(
         settings.max_connections_per_subject, settings.max_connections_per_address
     )

@@ -113,6 +113,7 @@ def _sweepers(app: FastAPI, settings: Settings, event_log: EventLog) -> list[asy
     started."""
     overdue = OverdueJobs(app.state.jobs, event_log, settings.queued_timeout_seconds)
     app.state.approvals = Approvals(event_log, app.state.jobs)
+    app.state.approvals.on_decided = app.state.metrics.approval_decided
     pump = ChatPump(
         app.state.chats,
         app.state.generations,

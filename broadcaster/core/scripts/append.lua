@@ -159,8 +159,10 @@ if extras ~= '' then
   if x['ltrim'] then redis.call('LTRIM', steering, x['ltrim'], -1) end
 end
 if channel ~= '' then
-  -- "<first seq> <last seq> <tag of the last> <T if it ends the stream, else ->\n<frames>"
-  local head = string.format('%d %d %s %s\n', first_seq, seq, tag, ended and 'T' or '-')
+  -- "<first seq> <last seq> <tag of the last> <T if it ends the stream, else -> <now>
+  -- \n<frames>", now: the append's time (ms, this server's clock), for the front-end's
+  -- append-to-write latency
+  local head = string.format('%d %d %s %s %s\n', first_seq, seq, tag, ended and 'T' or '-', now)
   local body = ''
   if frames then
     if ended then frames[#frames + 1] = 'data: [DONE]\n\n' end
