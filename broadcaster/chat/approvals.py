@@ -17,15 +17,16 @@ claimed after ``REQUEUE_AFTER_S`` (its front-end died between the decision and t
 queuing) is queued again. Nothing polls: each front-end keeps the earliest deadline of
 each set it knows of, and one timer to the earliest of them. It learns them from pushes
 (``woken``: the append that puts a generation in a waiting set publishes ``wait <ms>
-<id>`` on the wake channels, ``keys.wake_channel``) and from its own sweeps (a sweep
+<id>`` on the wake channels, ``keys.wake_channel``) and from its own reads (a sweep
 reads a set's next deadline with its expired waits, in the same command). Every
 front-end hears every push, so each sweeps the set when the deadline comes (the first
 does the denying; the others, a moment later, find nothing due and learn the next
 deadline). Besides: every set at start-up and after the wake channels were lost a while
-(``missed``), and ``SAFETY_GROUPS`` of them every ``SAFETY_EVERY`` seconds, in turn, so
-that a deadline whose push was lost is found all the same (at most 256 / 8 rounds of a
-minute: half an hour; the timeouts are counted in minutes, and pushes are lost only with
-the connection, after which every set is swept).
+(``missed``), and ``SAFETY_GROUPS`` of them every ``SAFETY_EVERY`` seconds, in turn
+(read without the lock; one found expired is then swept under it), so that a deadline
+whose push was lost is found all the same (every set within 256 / 8 minutes, half an
+hour: the timeouts are counted in minutes, and pushes are lost only with the
+connection, after which every set is swept).
 """
 
 from __future__ import annotations
@@ -218,22 +219,10 @@ class Approvals:
         again the decided generations nobody claimed, and learn each set's next deadline;
         how many waits were denied."""
         which = keys.waiting_keys() if which is None else which
-        now = int(time.time() * 1000)
-        before = dict(self._deadlines)
-        async with self.log.redis.pipeline(transaction=False) as pipe:
-            for key in which:
-                pipe.zrangebyscore(key, "-inf", "+inf", start=0, num=SWEEP_READ, withscores=True)
-            found = await pipe.execute()
+        found, now = await self._read(which)
         self.sweeps += 1
         denied = 0
         for key, members in zip(which, found, strict=True):
-            if self._deadlines.get(key) == before.get(key):
-                self._deadlines.pop(key, None)  # (not one a push brought meanwhile)
-            later = [int(score) for _, score in members if score > now]
-            if later:
-                self._learn(key, min(later))
-            elif len(members) >= SWEEP_READ:
-                self._learn(key, now)  # more expired than one read: again at once
             for raw, score in members:
                 if score > now:
                     continue
@@ -245,6 +234,34 @@ class Approvals:
                 except Exception:  # this generation's alone: the others' waits go on
                     contain.loop_failed("expired-approvals", log, f"generation {generation}")
         return denied
+
+    async def _look(self, which: list[str]) -> None:
+        """Learn the next deadline of the sets ``which`` (an expired one: at once, for a
+        sweep under the lock); one command each, no lock."""
+        found, now = await self._read(which)
+        for key, members in zip(which, found, strict=True):
+            expired = [score for _, score in members if score <= now]
+            if expired:
+                self._learn(key, int(min(expired)))
+
+    async def _read(self, which: list[str]) -> tuple[list[list[tuple[bytes, float]]], int]:
+        """The first waits of each set of ``which``, with their deadlines, and now (ms);
+        each set's next deadline (after now) learnt."""
+        now = int(time.time() * 1000)
+        before = dict(self._deadlines)
+        async with self.log.redis.pipeline(transaction=False) as pipe:
+            for key in which:
+                pipe.zrangebyscore(key, "-inf", "+inf", start=0, num=SWEEP_READ, withscores=True)
+            found: list[list[tuple[bytes, float]]] = await pipe.execute()
+        for key, members in zip(which, found, strict=True):
+            if self._deadlines.get(key) == before.get(key):
+                self._deadlines.pop(key, None)  # (not one a push brought meanwhile)
+            later = [int(score) for _, score in members if score > now]
+            if later:
+                self._learn(key, min(later))
+            elif len(members) >= SWEEP_READ:
+                self._learn(key, now)  # more expired than one read: again at once
+        return found, now
 
     async def _expired(self, key: str, generation: str) -> int:
         meta = await self.log.meta(generation)
@@ -306,17 +323,16 @@ class Approvals:
                         await self._changed.wait()
                 continue
             try:
-                if await self.log.redis.set(keys.WAIT_SWEEP_LOCK, me, nx=True, px=LOCK_MS):
+                if safety and not (due or self._full):
+                    # A few sets, read without the lock: a deadline found due is swept next.
+                    await self._look(self._safety_slice())
+                    next_safety = loop.time() + safety_every
+                elif await self.log.redis.set(keys.WAIT_SWEEP_LOCK, me, nx=True, px=LOCK_MS):
                     full, self._full = self._full, False
-                    if full:
-                        which = keys.waiting_keys()
-                    elif safety:
-                        which = due + [k for k in self._safety_slice() if k not in due]
-                    else:
-                        which = due
+                    which = keys.waiting_keys() if full else due
                     try:
                         await self.sweep(which)
-                        if full or safety:
+                        if full:
                             next_safety = loop.time() + safety_every
                     except BaseException:
                         self._full = self._full or full

@@ -21,7 +21,8 @@ answer before it ends, whoever ended it (the worker, a stop, an error). Every fr
 hears every push; the one that holds the lock runs the round, and runs one again after
 it if a push came meanwhile. Besides, a round at start-up, after the wake channels were
 lost a while (pushes may have been missed: ``missed``), and every ``SAFETY_EVERY``
-seconds: nothing waits for ever if a push is lost.
+seconds if any chat waits (one ``EXISTS`` tells): nothing waits for ever if a push is
+lost.
 
 A waiting message starts as every generation does (``generations.start.start``), admitted
 first. When admission refuses, the message is not dropped: see ``ChatPump._start``.
@@ -123,13 +124,20 @@ class ChatPump:
         outage = contain.Outage("starting chats' waiting messages", log)
         self._wake.set()  # the first round at once: whatever waits already
         while True:
-            with contextlib.suppress(TimeoutError):
+            woken = True
+            try:
                 async with asyncio.timeout(outage.pause(self._wait(every))):
                     await self._wake.wait()
                     if outage.down:  # woken in an outage: still its backoff first
                         await asyncio.sleep(outage.delay)
+            except TimeoutError:
+                woken = False
             self._wake.clear()
             try:
+                # Unwoken (the safety round), a look first: a round only if a chat waits.
+                if not (woken or self._busy_until or await redis.exists(keys.CHATS_PENDING_KEY)):
+                    outage.ok()
+                    continue
                 if await redis.set(keys.CHAT_PUMP_LOCK, me, nx=True, px=LOCK_MS):
                     # Another front-end holding it heard the same push: it runs again.
                     self._in_round = True
