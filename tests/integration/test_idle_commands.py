@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import socket
 import time
 from collections import Counter
@@ -24,8 +25,11 @@ from pathlib import Path
 
 import pytest
 
+from broadcaster.chat.records import Chats
 from broadcaster.core import connection, keys
+from broadcaster.core.eventlog import EventLog
 from broadcaster.generations.jobs import JobQueue
+from broadcaster.generations.lifecycle import Generations
 from tests.support.procs import Proc, own_redis, start_frontend, stop_all
 
 pytestmark = pytest.mark.anyio
@@ -115,3 +119,43 @@ async def test_an_idle_front_end_sends_at_most_one_command_a_second(tmp_path: Pa
         # Its wake channels' connection is probed every 5 s: seen, so counted here.
         assert commands["PING"] >= 1, f"{name}: none of its commands was put down to it"
         assert total <= WINDOW_S, f"{name}: {total} commands in {WINDOW_S:g} s idle"
+
+
+async def test_the_wake_channels_carry_ends_waits_and_chats(redis_url: str) -> None:
+    """What wakes the pump and the approvals is published: a generation's end and a new
+    deadline in a waiting set by the append itself, a chat with something waiting by
+    ``Chats``; a feed's end and its events wake nothing."""
+    redis = connection.command_client(redis_url)
+    event_log = EventLog(redis)
+    generations = Generations(event_log)
+    gid, feed, chat = (f"wake-{what}-{secrets.token_hex(4)}" for what in ("gen", "feed", "chat"))
+    listener = redis.pubsub()
+    try:
+        await listener.subscribe(*keys.wake_channels())
+        for _ in keys.wake_channels():  # the confirmations
+            assert await listener.get_message(timeout=5) is not None
+        await event_log.append(feed, [{"type": "a"}, {"type": "finish"}], kind="feed")
+        assert await generations.create(gid, {"prompt": "x"})
+        assert await generations.claim(gid, "w") is not None
+        await event_log.append(gid, [{"type": "start"}], kind="generation", owner="w")
+        deadline = int(time.time() * 1000) + 60_000
+        await event_log.append(
+            gid, [{"type": "data-n"}], kind="generation", owner="w", extras={"zadd": deadline}
+        )
+        await Chats(redis, 60).pending(chat)
+        await event_log.append(gid, [{"type": "finish"}], kind="generation", owner="w")
+        heard: list[tuple[str, str]] = []
+        while len(heard) < 3:
+            message = await listener.get_message(timeout=5)
+            assert message is not None, f"only {heard} published"
+            heard.append((message["channel"].decode(), message["data"].decode()))
+        assert await listener.get_message(timeout=0.2) is None, "nothing more"
+    finally:
+        await listener.aclose()
+        await redis.zrem(keys.CHATS_PENDING_KEY, chat)
+        await redis.aclose()
+    assert heard == [
+        (keys.wake_channel(gid), f"wait {deadline} {gid}"),
+        (keys.wake_channel(chat), f"chat {chat}"),
+        (keys.wake_channel(gid), f"end {gid}"),
+    ]
