@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from broadcaster.core import tracing
+from broadcaster.core.logconfig import current_trace
 from broadcaster.core.eventlog import AppendRefused, StreamFull, StreamNotFound
 from broadcaster.generations.lifecycle import Claim, Generations
 from broadcaster.generations.request import DEFAULT_MAX_STEPS
@@ -160,7 +161,7 @@ def _trace_claim(stream_id: str, meta: dict[str, str], claim: Claim) -> None:
     from its last append to now; or a person's decision: the approval wait, then the
     queue."""
     now = time.time_ns()
-    parent = tracing.current()  # the request's span: the waits came before this run
+    parent = current_trace.get()  # the request's span: the waits came before this run
     attributes: dict[str, Any] = {
         "broadcaster.generation.id": stream_id,
         "broadcaster.attempt": claim.attempt,

@@ -99,6 +99,8 @@ async def close() -> None:
         await asyncio.gather(*_tasks, return_exceptions=True)
     if traces.on:
         traces.on = False
+        # A collector that is down holds this up to the flush's 3 s, not its retries'.
+        await asyncio.to_thread(traces.provider.force_flush, 3000)
         await asyncio.to_thread(traces.provider.shutdown)
 
 

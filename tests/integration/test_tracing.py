@@ -99,7 +99,7 @@ async def test_one_trace_across_nginx_the_front_end_a_killed_worker_and_its_succ
                     tg.start_soon(viewer.run, client)
                     # The victim's tool run is exported before it is killed mid-text.
                     await otlp.wait_for(
-                        lambda s: bool(named(s, "execute_tool add", "worker-1")), "tool span"
+                        lambda s: bool(named(s, "execute_tool add", "worker-1")), "tool span", 30
                     )
                     await poll(lambda: _seen(r, gid, "cut off"), "the second step's text", 30)
                     victim.stop(signal.SIGKILL)
@@ -108,7 +108,7 @@ async def test_one_trace_across_nginx_the_front_end_a_killed_worker_and_its_succ
                     await poll(lambda: _owned_by(r, gid, rescuer.pid), "the takeover", 30)
                 meta = stream_meta(r, gid)
                 r.close()
-            spans = await otlp.wait_for(_complete, "the rescuer's whole run", 15)
+            spans = await otlp.wait_for(_complete, "the rescuer's whole run", 30)
         finally:
             nginx.stop()
         worker_logs = victim.log() + rescuer.log()
