@@ -23,8 +23,8 @@ import time
 from typing import Any
 
 from broadcaster.core import tracing
-from broadcaster.core.logconfig import current_trace
 from broadcaster.core.eventlog import AppendRefused, StreamFull, StreamNotFound
+from broadcaster.core.logconfig import current_trace
 from broadcaster.generations.lifecycle import Claim, Generations
 from broadcaster.generations.request import DEFAULT_MAX_STEPS
 from worker.metrics import WorkerMetrics
