@@ -24,7 +24,7 @@ from tests.support.faults import Cluster, Viewer, owner_pid, poll, stored_events
 from tests.support.nginx import Nginx, find_nginx
 from tests.support.otlp import OtlpReceiver, Span
 from tests.support.ports import free_port
-from tests.support.procs import ROOT
+from tests.support.procs import ROOT, Deployment
 
 pytestmark = pytest.mark.anyio
 
@@ -192,3 +192,43 @@ async def _seen(r: object, gid: str, text: str) -> bool:
 
 async def _owned_by(r: object, gid: str, pid: int) -> bool:
     return owner_pid(stream_meta(r, gid).get("owner")) == pid  # type: ignore[arg-type]
+
+
+async def test_without_an_exporter_the_trace_id_still_ties_the_response_to_the_logs(
+    deployment: Deployment,
+) -> None:
+    """No ``OTEL_*`` set (the session's deployment): no span is exported, but a traced
+    request still continues the client's trace id (or starts one, for a missing or bad
+    header, never refusing it), names it in its response and keeps it with the job, so the
+    worker's log lines of the generation carry it."""
+    base = deployment.frontends[0].url
+    async with httpx.AsyncClient(timeout=10) as client:
+        resp = await client.post(
+            f"{base}/v1/generations",
+            json={"prompt": "hello"},
+            headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"},
+        )
+        assert resp.status_code == 202, resp.text
+        gid = resp.json()["id"]
+        assert resp.headers["x-trace-id"] == CLIENT_TRACE
+        given = resp.headers["traceparent"]
+        assert given.startswith(f"00-{CLIENT_TRACE}-") and given.endswith("-01")
+        assert given[36:52] != CLIENT_SPAN  # the request's own span id
+        bad = await client.post(
+            f"{base}/v1/streams/trace-{gid}/events",
+            json={"type": "data-x", "data": {}},
+            headers={"traceparent": f"00-{'0' * 32}-{CLIENT_SPAN}-01"},
+        )
+        assert bad.status_code == 201, bad.text
+        fresh = bad.headers["traceparent"]
+        assert fresh[3:35] == bad.headers["x-trace-id"] != "0" * 32
+        status = await client.get(f"{base}/v1/generations/{gid}")
+        assert "traceparent" not in status.headers and "x-trace-id" not in status.headers
+
+        async def finished() -> bool:
+            got = await client.get(f"{base}/v1/generations/{gid}")
+            return bool(got.json()["status"] == "completed")
+
+        await poll(finished, "the generation to complete", 30)
+    lines = [x for x in deployment.worker.log().splitlines() if f"[stream {gid}]" in x]
+    assert lines and all(f"[trace {CLIENT_TRACE}]" in x for x in lines), lines
