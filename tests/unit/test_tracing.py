@@ -20,8 +20,6 @@ from broadcaster.core import tracing
 from broadcaster.core.logconfig import JsonFormatter, TextFormatter, _StreamId, current_trace
 from tests.support.procs import ROOT
 
-pytestmark = pytest.mark.unit
-
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = f"00-{TRACE}-00f067aa0ba902b7-01"
 
