@@ -18,7 +18,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from broadcaster.core import tracing
 from broadcaster.core.logconfig import JsonFormatter, TextFormatter, _StreamId, current_trace
+from broadcaster.generations.lifecycle import Claim
 from tests.support.procs import ROOT
+from worker.generation import _trace_claim
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = f"00-{TRACE}-00f067aa0ba902b7-01"
@@ -222,3 +224,38 @@ def test_the_text_log_of_a_line_without_trace_is_unchanged() -> None:
     finally:
         logger.removeHandler(handler)
     assert out.getvalue().splitlines() == ["plain None", f"traced {TRACE}"]
+
+
+def _claimed(meta: dict[str, str], attempt: int, seq: int) -> None:
+    token = current_trace.set(PARENT)
+    try:
+        _trace_claim("g1", meta, Claim(seq, attempt))
+    finally:
+        current_trace.reset(token)
+
+
+def test_the_waits_before_a_claim_are_spans_with_their_real_times(
+    exported: InMemorySpanExporter,
+) -> None:
+    """First claim: the queue wait since creation. After a person's decision: the
+    approval wait (asked to decided), then the queue. A later attempt: a takeover since
+    the lost worker's last append, under the new run's span."""
+    ms = 1_700_000_000_000
+    _claimed({"created_at": str(ms), "updated_at": str(ms)}, 1, 0)
+    wait = json.dumps({"asked_ms": ms + 10, "approvals": [{"toolName": "delete"}]})
+    _claimed({"created_at": str(ms), "updated_at": str(ms + 500), "wait": wait}, 1, 7)
+    with tracing.span("generation", parent=PARENT):
+        _claimed({"created_at": str(ms), "updated_at": str(ms + 900)}, 2, 9)
+    spans = exported.get_finished_spans()
+    names = [s.name for s in spans]
+    assert names == ["queue.wait", "approval.wait", "queue.wait", "takeover", "generation"]
+    first, approval, second, takeover, generation = spans
+    assert first.start_time == ms * 1_000_000 and first.parent.span_id == int(PARENT[36:52], 16)
+    assert first.attributes["broadcaster.attempt"] == 1
+    assert (approval.start_time, approval.end_time) == ((ms + 10) * 10**6, (ms + 500) * 10**6)
+    assert approval.attributes["gen_ai.tool.name"] == "delete"
+    assert second.start_time == (ms + 500) * 1_000_000
+    assert takeover.start_time == (ms + 900) * 1_000_000
+    assert takeover.parent.span_id == generation.context.span_id
+    assert takeover.attributes["broadcaster.resumed_from_seq"] == 9
+    assert [e.name for e in takeover.events] == ["taken_over"]
