@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import statistics
 import tempfile
@@ -145,13 +146,17 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="runs of each configuration (3)")
     p.add_argument("--procs", type=int, default=2, help="the bench's viewer processes (2)")
     p.add_argument("--smoke", action="store_true", help="20 viewers, 1 s, 1 round")
+    p.add_argument("--json", help="also write every run's row to this file")
     opts = p.parse_args()
     if opts.smoke:
         opts.viewers, opts.rate, opts.duration, opts.rounds, opts.procs = 20, 50, 1.0, 1, 1
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     raise_nofile_limit()
     args = _args(opts.viewers, opts.rate, opts.duration, opts.procs)
-    print(summary(asyncio.run(compare(args, opts.rounds))))
+    found = asyncio.run(compare(args, opts.rounds))
+    print(summary(found))
+    if opts.json:
+        Path(opts.json).write_text(json.dumps(found, indent=1, default=str))
 
 
 if __name__ == "__main__":
