@@ -23,7 +23,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
-from broadcaster.core import contain, keys
+from broadcaster.core import contain, keys, tracing
 from broadcaster.core.eventlog import EventLog, StreamInfo
 from broadcaster.fanout import viewer
 from broadcaster.fanout.keepalive import Keepalive
@@ -440,11 +440,13 @@ class Hub:
                     self._fan_out(topic, (runs[0][0], runs[-1][1], frames, runs[-1][3]))
                 if self.metrics is not None and topic.appended_at:
                     self.metrics.appended_at(topic.appended_at)  # once per run, not per viewer
+                topic.appended_at = b""  # a later repair's run is not timed by this one
             except Exception as exc:
                 self.message_failed(topic.channel, exc)
 
     def _fan_out(self, topic: Topic, run: Run) -> None:
         topic.read_at = asyncio.get_running_loop().time()
+        first = not topic.settled
         topic.settled = True
         topic.remember(run)
         if run[3]:
@@ -455,6 +457,8 @@ class Hub:
                 sub.deliver(run)
         except Exception as exc:
             self._delivery_failed(topic, run, sub, exc)
+        if first and tracing.traces.on and topic.subs:  # the stream's first live write, traced only
+            tracing.first_write(self.log.redis, topic.stream_id, run, topic.appended_at)
         # The run's shared encodings go now, while still in the cache (a viewer that
         # writes it later, from its buffer, encodes it again): at the next run they were
         # cold, and freeing them there cost a dashboard's fan-out 4-12% of its CPU.
