@@ -30,7 +30,7 @@ from broadcaster.core.logconfig import current_trace
 log = logging.getLogger("broadcaster.tracing")
 
 INSTALL_HINT = "pip install 'llm-stream-broadcaster[otel]'"
-_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_TRACEPARENT = re.compile(r"\A([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})\Z")
 
 
 class _Traces:

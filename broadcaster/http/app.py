@@ -111,7 +111,7 @@ def _traced(redis_url: str) -> Any:
     return run
 
 
-TRACED_PATHS = re.compile(r"/v1/(generations|chat|streams/[^/]+/events|stream/.+)")
+TRACED_PATHS = re.compile(r"\A/v1/(generations|chat|streams/[^/\s]+/events|stream/[^\s]+)\Z")
 """The requests that start or feed a stream (POST): each is a span of the caller's trace."""
 
 
