@@ -42,7 +42,7 @@ from typing import Any, cast
 from broadcaster.chat.convert import parse_body, response_message_id, to_request
 from broadcaster.chat.records import ChatRecord, Chats
 from broadcaster.chat.ui_message import ChatMessages
-from broadcaster.core import contain, keys
+from broadcaster.core import contain, keys, tracing
 from broadcaster.core.connection import REDIS_ERRORS
 from broadcaster.core.eventlog import AppendRefused, EventLog
 from broadcaster.core.logconfig import current_stream
@@ -213,7 +213,12 @@ class ChatPump:
         entry = json.loads(cast(bytes, raw))
         try:
             return await self._start(
-                chat_id, record, [entry["message"]], entry["generation"], entry.get("fields")
+                chat_id,
+                record,
+                [entry["message"]],
+                entry["generation"],
+                entry.get("fields"),
+                trace=tracing.parse(entry.get("traceparent")),
             )
         except Busy:  # it stays first in the chat's queue
             await redis.lpush(keys.chat_queue_key(chat_id), cast(bytes, raw))
@@ -237,6 +242,8 @@ class ChatPump:
         new: list[dict[str, Any]],
         generation: str | None,
         fields: dict[str, Any] | None,
+        *,
+        trace: str | None = None,
     ) -> int:
         """Start ``new`` (a queued message, whose ``generation`` exists, or the leftover
         steering, which gets a new one) as the chat's next answer, admitted like any
@@ -260,6 +267,8 @@ class ChatPump:
         gid = generation or self.new_id()
         job["ui_message_id"] = response_message_id(parse_body(body).messages, gid)
         job["chat_id"] = chat_id
+        if trace is not None:  # the trace of the request that queued the message
+            job["traceparent"] = trace
         new_record = ChatRecord(gid, job["ui_message_id"], messages)
         swap = partial(self.chats.submit, chat_id, record.generation, new_record)
         try:
