@@ -72,9 +72,43 @@ def table(s: Scenario, rows: list[dict[str, Any]]) -> str:
             f"{r['lost'] + r['quiet_lost']:>5} {r['behind_at_deadline']:>6}  {_extra(r)}"
         )
     lines += _ratio_lines(s, rows)
+    if s.idle_commands > 0 or s.name in FLEET_NAMES:
+        lines += cost_lines(rows)
     if s.by_name or s.kill:
         lines += [_fleet_line(r) for r in rows if "error" not in r]
     return "\n".join(lines)
+
+
+COSTS = (
+    ("connect_seconds", "all connected in", "s", 1),
+    ("server_cpu_ms_per_connect", "front-end CPU per connect", "ms", 3),
+    ("server_rss_kb_per_connection", "memory per connection", "KiB", 1),
+    ("idle_redis_commands_per_s", "idle Redis commands per front-end", "/s", 1),
+)
+"""What a viewer costs around its deliveries, and what an idle front-end asks of Redis:
+each target's figure beside the ceiling's of the same run (``cost_lines``)."""
+
+
+def cost_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """A viewer's cost, per target, and its ratio to the ceiling's (``ceiling`` or
+    ``ceiling-xN``) in the same run."""
+    ok = [r for r in rows if "error" not in r]
+    ceiling = next((r for r in ok if r["target"].startswith("ceiling")), None)
+    lines = ["viewer cost (target / ceiling):"]
+    for key, label, unit, digits in COSTS:
+        parts = []
+        for r in ok:
+            v = r.get(key)
+            if v is None:
+                continue
+            part = f"{r['target']} {v:,.{digits}f} {unit}"
+            base = ceiling.get(key) if ceiling is not None and r is not ceiling else None
+            if base:
+                part += f" ({v / base:.1f}x)"
+            parts.append(part)
+        if parts:
+            lines.append(f"  {label}: " + ", ".join(parts))
+    return lines
 
 
 def _fleet_line(r: dict[str, Any]) -> str:
