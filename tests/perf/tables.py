@@ -341,7 +341,32 @@ def summary(rounds: list[dict[str, list[dict[str, Any]]]], chosen: list[Scenario
                     for t, v in per_target.items()
                 )
             )
+        if s.idle_commands > 0 or name in FLEET_NAMES:
+            lines += _cost_summary(name, [rnd.get(name, []) for rnd in rounds])
     return "\n".join(lines)
+
+
+def _cost_summary(name: str, rounds: list[list[dict[str, Any]]]) -> list[str]:
+    """The median over rounds of each target's viewer cost over the ceiling's."""
+    lines = []
+    for key, label, _, _ in COSTS:
+        per: dict[str, list[float]] = {}
+        for rows in rounds:
+            ok = [r for r in rows if "error" not in r]
+            ceiling = next((r for r in ok if r["target"].startswith("ceiling")), None)
+            base = ceiling.get(key) if ceiling is not None else None
+            for r in ok:
+                if r is not ceiling and base and r.get(key) is not None:
+                    per.setdefault(r["target"], []).append(r[key] / base)
+        if per:
+            lines.append(
+                f"{name:16} {label} / ceiling: "
+                + ", ".join(
+                    f"{t} {statistics.median(v):.1f}x ({', '.join(f'{x:.1f}' for x in v)})"
+                    for t, v in per.items()
+                )
+            )
+    return lines
 
 
 def plot(rounds: list[dict[str, list[dict[str, Any]]]], path: Path) -> list[Path]:
