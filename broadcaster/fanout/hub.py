@@ -290,12 +290,14 @@ class Hub:
         topic = self._topics.get(stream_id)
         return topic is not None and topic.ready is not None and topic.ready.done()
 
-    def known(self, stream_id: str, seq: int, tag: str) -> StreamInfo | None:
+    def known(self, stream_id: str, seq: int, tag: str | None) -> StreamInfo | None:
         """Where an SSE stream watched here stands, when this process can vouch for the
         resume point ``seq`` (with history tag ``tag``) without asking the log: its topic
         is settled (``Topic.settled``), not ended, not filling a gap, and holds that
-        point at its cursor or in its tail. The viewers of a front-end that went away
-        mostly reconnect so. (The kind is not known here: only a Durable Stream's
+        point at its cursor or in its tail (``tag`` None: the start, ``seq`` 0, which the
+        tail holds when it reaches back to the first event). The viewers of a front-end
+        that went away mostly reconnect so, and new viewers of a stream watched here
+        mostly start so. (The kind is not known here: only a Durable Stream's
         matters, and none is watched as SSE frames.)"""
         topic = self._topics.get(stream_id)
         if (
@@ -305,8 +307,12 @@ class Hub:
             or topic.repairing
             or topic.form != "sse"
             or not self.warm(stream_id)
-            or not topic.holds(seq, tag)
         ):
+            return None
+        if tag is None:  # from the start: vouched for when the tail reaches back to it
+            if seq != 0 or topic.since(0) is None:
+                return None
+        elif not topic.holds(seq, tag):
             return None
         return StreamInfo("", topic.cursor, None, tag, topic.tag)
 
@@ -317,7 +323,19 @@ class Hub:
         self._by_channel[topic.channel] = topic
         topic.watched = True
         topic.ready = self.push.subscribe(topic.channel)
+        topic.ready.add_done_callback(lambda ready: self._confirmed(topic, ready))
         return topic
+
+    def _confirmed(self, topic: Topic, ready: asyncio.Future[None]) -> None:
+        """Redis confirmed ``topic``'s subscription: the log is asked once where the stream
+        stands (one command, batched with other streams'), and a topic whose cursor is
+        that is settled at once (``Repairer.check``). Its next viewers then read neither
+        the stream's state nor, once the tail holds it, its history: one command per
+        stream a front-end starts watching, not two reads per viewer."""
+        if ready.cancelled() or ready.exception() is not None or not topic.watched:
+            return
+        if topic.form == "sse" and not topic.settled:
+            self.repairer.check([topic])
 
     def _unwatch(self, topic: Topic) -> None:
         """Stop watching ``topic`` if nobody watches it any more (or it was deleted)."""

@@ -339,6 +339,25 @@ class Topic:
         while self.tail_bytes > TAIL_BYTES:
             self.tail_bytes -= len(tail.popleft()[2])
 
+    def seed(self, run: Run) -> None:
+        """``run`` was read from the log by a viewer, up to the cursor: the tail starts with
+        it when it holds nothing yet (the topic settled with no event since), so that the
+        stream's next viewers get its history from here, not each from the log. Only
+        while the cursor is the run's last event, with its history tag."""
+        if (
+            self.tail
+            or not self.settled
+            or self.repairing
+            or self.ended
+            or run[3]
+            or run[1] != self.cursor
+            or self.pending
+            or not run[2].startswith(b"id: %d." % run[0])
+            or b"id: %d.%s\n" % (self.cursor, self.tag.encode()) not in run[2]
+        ):
+            return
+        self.remember(run)
+
     def forget(self) -> None:
         self.tail = NO_TAIL
         self.tail_bytes = 0
