@@ -464,7 +464,6 @@ class Hub:
 
     def _fan_out(self, topic: Topic, run: Run) -> None:
         topic.read_at = asyncio.get_running_loop().time()
-        first = not topic.settled
         topic.settled = True
         topic.remember(run)
         if run[3]:
@@ -475,7 +474,8 @@ class Hub:
                 sub.deliver(run)
         except Exception as exc:
             self._delivery_failed(topic, run, sub, exc)
-        if first and tracing.traces.on and topic.subs:  # the stream's first live write, traced only
+        if tracing.traces.on and not topic.written and topic.subs:  # traced only: once a stream
+            topic.written = True
             tracing.first_write(self.log.redis, topic.stream_id, run, topic.appended_at)
         # The run's shared encodings go now, while still in the cache (a viewer that
         # writes it later, from its buffer, encodes it again): at the next run they were

@@ -267,6 +267,7 @@ class Topic:
         "told_count",
         "viewers",
         "watched",
+        "written",
     )
 
     def __init__(
@@ -306,6 +307,9 @@ class Topic:
         """Loop time the log was last asked where the stream is."""
         self.repairing = False
         """A read of the log is filling a gap: messages meanwhile only raise ``behind``."""
+        self.written = False
+        """A run of live events went to its viewers (traces only: its first write is
+        recorded once)."""
         self.settled = False
         """Events went to the viewers since the subscription was confirmed: the cursor is
         where the stream stood then, and every later event comes by message (or a fill).
