@@ -215,12 +215,18 @@ async def oldest_untaken_age(jobs: JobQueue) -> float:
         groups = await pipe.execute(raise_on_error=False)
     async with jobs.redis.pipeline(transaction=False) as pipe:
         for key, found in zip(jobs.keys, groups, strict=True):
+            if not isinstance(found, list):
+                continue  # no such queue: no job in it
             start = "-"  # no group yet: every entry is untaken
-            for group in found if isinstance(found, list) else ():
+            for group in found:
                 if _text(group.get("name", "")) == jobs.group:
-                    start = "(" + _text(group.get("last-delivered-id", "0-0"))
-            pipe.xrange(key, min=start, max="+", count=1)
-        firsts = await pipe.execute(raise_on_error=False)
+                    if group.get("lag") == 0:
+                        start = ""  # every job delivered: none waits (no read)
+                    else:
+                        start = "(" + _text(group.get("last-delivered-id", "0-0"))
+            if start:
+                pipe.xrange(key, min=start, max="+", count=1)
+        firsts = await pipe.execute(raise_on_error=False) if len(pipe) else []
     oldest = [int(_text(f[0][0]).partition("-")[0]) for f in firsts if isinstance(f, list) and f]
     if not oldest:
         return 0.0
