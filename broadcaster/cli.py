@@ -107,6 +107,9 @@ def _serve(args: argparse.Namespace) -> None:
     with redis_url(settings) as url:
         app = create_app(settings, url)
         _server(app, settings, reuse_port=settings.reuse_port).run()
+        refused = getattr(app.state, "refused", None)  # BROADCASTER_DURABILITY it cannot keep
+        if refused:
+            bad_settings("broadcaster serve", refused)
 
 
 def _server(app: BroadcasterApp, settings: Settings, *, reuse_port: bool = False) -> DrainingServer:

@@ -24,6 +24,7 @@ from broadcaster.chat.pump import ChatPump
 from broadcaster.chat.records import Chats
 from broadcaster.core import connection, keys
 from broadcaster.core.coalesce import Coalesce
+from broadcaster.core.durability import Durability, DurabilityUnsupported
 from broadcaster.core.eventlog import EventLog
 from broadcaster.dashboard.cursor import Bases
 from broadcaster.durable.storage import DurableLog
@@ -47,6 +48,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     redis = connection.command_client(redis_url, settings.redis_pool_size)
     resolver = push.resolver_for(redis_url, redis)
+    durability = await _durability(app, redis, settings)
     event_log = EventLog(
         redis,
         ended_ttl=settings.ended_ttl_seconds,
@@ -55,6 +57,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
         max_stream_events=settings.max_stream_events,
         max_stream_bytes=settings.max_stream_bytes,
         webhooks=settings.webhook_url is not None,
+        durability=durability,
     )
     event_log.shared = Coalesce()
     presence_store = PresenceStore(redis, settings.presence_heartbeat_seconds)
@@ -74,14 +77,13 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
                 idle_ttl=settings.idle_ttl_seconds,
                 max_entries=settings.max_stream_events,
                 max_bytes=settings.max_stream_bytes,
-                wait_replicas=settings.ds_wait_replicas,
-                wait_ms=settings.ds_wait_ms,
+                durability=durability,
             )
             app.state.generations = Generations(event_log)
             app.state.hub = hub
             app.state.jobs = JobQueue(redis)
             chat_ttl = keys.chat_ttl(settings.idle_ttl_seconds, settings.ended_ttl_seconds)
-            app.state.chats = Chats(redis, chat_ttl)
+            app.state.chats = Chats(redis, chat_ttl, durability)
             sweeping = _sweepers(app, settings, event_log)
             try:
                 yield
@@ -92,7 +94,21 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
                 await app.state.durable.aclose()
                 await event_log.shared.aclose()
     finally:
+        await durability.aclose()
         await redis.aclose()
+
+
+async def _durability(app: FastAPI, redis: Redis, settings: Settings) -> Durability:
+    """The process's ``BROADCASTER_DURABILITY``, checked against the server: one it cannot
+    keep is refused at start, in one line (the command line exits 2, ``cli._serve``)."""
+    durability = Durability(redis, settings.durability_policy())
+    try:
+        await durability.check()
+    except DurabilityUnsupported as exc:
+        app.state.refused = str(exc)
+        await redis.aclose()
+        raise
+    return durability
 
 
 def _hub_config(settings: Settings) -> HubConfig:
