@@ -115,7 +115,7 @@ class Worker:
         reader = connection.blocking_client(self.redis_url, BLOCK_MS)
         durability = Durability(redis, DurabilityPolicy.of(self.settings))
         try:
-            await durability.check()
+            await durability.check_at_start()
         except DurabilityUnsupported as exc:
             await reader.aclose()
             await redis.aclose()

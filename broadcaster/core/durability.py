@@ -51,7 +51,7 @@ from redis.exceptions import AskError, MovedError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from broadcaster.core import keys
+from broadcaster.core import connection, keys
 
 log = logging.getLogger("broadcaster.durability")
 
@@ -433,6 +433,16 @@ class Durability:
                     have,
                     self.policy.replicas,
                 )
+
+    async def check_at_start(self) -> None:
+        """``check``, at a process's start: Redis not reachable yet is no reason to stop
+        (the process waits for it, as it always has); only ``DurabilityUnsupported`` is."""
+        try:
+            await self.check()
+        except connection.REDIS_ERRORS as exc:
+            log.warning(
+                "durability %s: not checked, Redis did not answer (%s)", self.policy.mode, exc
+            )
 
     async def _primaries(self) -> list[tuple[str, Any]]:
         if not isinstance(self.redis, RedisCluster):

@@ -25,6 +25,7 @@ from broadcaster.chat.records import Chats
 from broadcaster.core import connection, keys
 from broadcaster.core.coalesce import Coalesce
 from broadcaster.core.durability import Durability, DurabilityUnsupported
+from broadcaster.core.settings import bad_settings
 from broadcaster.core.eventlog import EventLog
 from broadcaster.dashboard.cursor import Bases
 from broadcaster.durable.storage import DurableLog
@@ -100,15 +101,35 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
 
 async def _durability(app: FastAPI, redis: Redis, settings: Settings) -> Durability:
     """The process's ``BROADCASTER_DURABILITY``, checked against the server: one it cannot
-    keep is refused at start, in one line (the command line exits 2, ``cli._serve``)."""
+    keep stops the start (``serve`` checks before, ``refuse_unkept_durability``)."""
     durability = Durability(redis, settings.durability_policy())
     try:
-        await durability.check()
-    except DurabilityUnsupported as exc:
-        app.state.refused = str(exc)
+        await durability.check_at_start()
+    except DurabilityUnsupported:
         await redis.aclose()
         raise
     return durability
+
+
+def refuse_unkept_durability(settings: Settings, redis_url: str, prog: str) -> None:
+    """Before the server starts: a ``BROADCASTER_DURABILITY`` the server cannot keep
+    (``fsync`` without ``WAITAOF`` or ``appendonly``) stops the process with one line
+    (exit 2), as a malformed setting does."""
+    policy = settings.durability_policy()
+    if not policy.waits:
+        return
+
+    async def probe() -> None:
+        redis = connection.command_client(redis_url, 2)
+        try:
+            await Durability(redis, policy).check_at_start()
+        finally:
+            await redis.aclose()
+
+    try:
+        asyncio.run(probe())
+    except DurabilityUnsupported as exc:
+        bad_settings(prog, str(exc))
 
 
 def _hub_config(settings: Settings) -> HubConfig:
