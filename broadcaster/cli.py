@@ -17,8 +17,8 @@ from broadcaster.core.logconfig import setup_logging
 from broadcaster.core.settings import bad_settings, load_settings, version
 from broadcaster.http.access import AccessPolicy
 from broadcaster.http.app import BroadcasterApp, create_app
-from broadcaster.http.server import DrainingServer, exit_on_sigterm, make_server
 from broadcaster.http.resources import refuse_unkept_durability
+from broadcaster.http.server import DrainingServer, exit_on_sigterm, make_server
 from broadcaster.http.settings import Settings
 
 log = logging.getLogger("broadcaster")

@@ -25,8 +25,8 @@ from broadcaster.chat.records import Chats
 from broadcaster.core import connection, keys
 from broadcaster.core.coalesce import Coalesce
 from broadcaster.core.durability import Durability, DurabilityUnsupported
-from broadcaster.core.settings import bad_settings
 from broadcaster.core.eventlog import EventLog
+from broadcaster.core.settings import bad_settings
 from broadcaster.dashboard.cursor import Bases
 from broadcaster.durable.storage import DurableLog
 from broadcaster.fanout import push
