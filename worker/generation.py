@@ -19,9 +19,12 @@ import contextlib
 import dataclasses
 import json
 import logging
+import time
 from typing import Any
 
+from broadcaster.core import tracing
 from broadcaster.core.eventlog import AppendRefused, StreamFull, StreamNotFound
+from broadcaster.core.logconfig import current_trace
 from broadcaster.generations.lifecycle import Claim, Generations
 from broadcaster.generations.request import DEFAULT_MAX_STEPS
 from worker.metrics import WorkerMetrics
@@ -55,6 +58,8 @@ async def run_generation(
     if meta is None:
         return
     request: dict[str, Any] = json.loads(meta["request"])
+    if tracing.traces.on:
+        _trace_claim(stream_id, meta, claim)
     writer = StreamWriter(
         generations,
         stream_id,
@@ -148,6 +153,35 @@ async def _resume(writer: StreamWriter, claim: Claim) -> Progress:
         model=meta.get("steps_model") or None,
         id_prefix=f"a{claim.attempt}-" if plan.retry else "",
     )
+
+
+def _trace_claim(stream_id: str, meta: dict[str, str], claim: Claim) -> None:
+    """What came before this claim, as spans of the generation's trace measured after the
+    fact: the wait in the queue; a takeover (another worker was lost, or handed it back):
+    from its last append to now; or a person's decision: the approval wait, then the
+    queue."""
+    now = time.time_ns()
+    parent = current_trace.get()  # the request's span: the waits came before this run
+    attributes: dict[str, Any] = {
+        "broadcaster.generation.id": stream_id,
+        "broadcaster.attempt": claim.attempt,
+        "broadcaster.resumed_from_seq": claim.last_seq,
+    }
+    updated_ns = int(meta.get("updated_at") or 0) * 1_000_000 or now
+    if claim.attempt > 1:
+        # A child of this worker's run: who took it over, after how long.
+        tracing.mark("takeover", updated_ns, attributes, event="taken_over")
+        return
+    wait = json.loads(meta.get("wait") or "{}") if claim.last_seq else {}
+    if wait.get("asked_ms"):
+        asked_ns = int(wait["asked_ms"]) * 1_000_000
+        tools = sorted({str(a.get("toolName")) for a in wait.get("approvals", [])})
+        attributes["gen_ai.tool.name"] = ",".join(tools)
+        tracing.mark("approval.wait", asked_ns, attributes, parent=parent, end_ns=updated_ns)
+        tracing.mark("queue.wait", updated_ns, attributes, parent=parent)
+        return
+    created_ns = int(meta.get("created_at") or 0) * 1_000_000 or now
+    tracing.mark("queue.wait", min(created_ns, now), attributes, parent=parent)
 
 
 def _message_id(request: dict[str, Any], meta: dict[str, str], stream_id: str) -> str:

@@ -17,8 +17,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from broadcaster.core import tracing
 from worker.mapping import EventMapper
-from worker.metrics import WorkerMetrics
+from worker.metrics import CallTiming, WorkerMetrics
 from worker.providers.base import Provider, ProviderError
 from worker.steps import Step
 from worker.tools import ToolBox
@@ -72,9 +73,17 @@ async def call_model(
     seq_before = writer.seq
     for retry_no in range(policy.provider_retries + 1):
         mapper = EventMapper(message_id, id_prefix)
-        call = _Call(writer, policy, mapper, started)
+        timing = CallTiming(writer.metrics, str(request.get("provider")))
+        call = _Call(writer, policy, mapper, started, timing)
+        model = str(request.get("model") or "")
+        span = tracing.span(f"chat {model}".strip(), _call_attributes(request), kind="CLIENT")
         try:
-            await call.run(provider, request)
+            with span as traced:
+                try:
+                    await call.run(provider, request)
+                finally:
+                    _traced_call(traced, call)
+            call.timing.done(int(mapper.usage.get("output_tokens") or 0))
             count_tokens(writer.metrics, mapper)
             return call.step, mapper
         except ProviderError as exc:
@@ -102,6 +111,36 @@ async def call_model(
     raise AssertionError("unreachable: the last retry raises")
 
 
+def _call_attributes(request: dict[str, Any]) -> dict[str, Any]:
+    """A model call's span attributes known before it (OpenTelemetry GenAI semantic
+    conventions)."""
+    provider = str(request.get("provider") or "anthropic")
+    return {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": provider,
+        "gen_ai.system": provider,
+        "gen_ai.request.model": str(request.get("model") or ""),
+    }
+
+
+def _traced_call(span: Any, call: _Call) -> None:
+    """What a model call's span learns at its end: the model that answered, the tokens
+    in and out, why it stopped, and when its first token came."""
+    if not tracing.traces.on:
+        return
+    mapper = call.mapper
+    usage = mapper.usage
+    if mapper.model:
+        span.set_attribute("gen_ai.response.model", mapper.model)
+    span.set_attribute("gen_ai.usage.input_tokens", usage.get("input_tokens", 0))
+    span.set_attribute("gen_ai.usage.output_tokens", usage.get("output_tokens", 0))
+    if mapper.stop_reason:
+        span.set_attribute("gen_ai.response.finish_reasons", [mapper.stop_reason])
+    if call.first_ns is not None:
+        span.set_attribute("gen_ai.server.time_to_first_token", (call.first_ns - call.at_ns) / 1e9)
+        span.add_event("gen_ai.first_token", timestamp=call.first_ns)
+
+
 def count_tokens(metrics: WorkerMetrics | None, mapper: EventMapper) -> None:
     if metrics is not None and mapper.started:
         usage = mapper.usage
@@ -125,14 +164,21 @@ class _Call:
     policy: Policy
     mapper: EventMapper
     started: bool
+    timing: CallTiming
     step: Step = field(default_factory=Step)
     held: list[dict[str, Any]] = field(default_factory=list)
     """The events that end a content block wait for the next ones: the step's last are
     then still pending at message_stop, for the append that says its output is whole."""
+    at_ns: int = field(default_factory=time.time_ns)
+    first_ns: int | None = None
+    """When the call's first output (a token, a tool call) came: its time to first token."""
 
     def take(self, raw: dict[str, Any]) -> None:
         out = _shown(self.mapper.feed(raw), self.started)
         self.step.events += [e for e in out if e["type"] not in ("start", "start-step")]
+        if self.first_ns is None and self.step.events:
+            self.first_ns = time.time_ns()
+            self.timing.output()
         if out:
             self.writer.add(self.held)
             self.held = out if raw.get("type") == "content_block_stop" else []

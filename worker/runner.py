@@ -123,7 +123,7 @@ class Worker:
         event_log = self._event_log(redis)
         event_log.durability = durability
         jobs = JobQueue(redis, list(self.providers))
-        taker = JobTaker(jobs, self.consumer, self.settings.lease_seconds)
+        taker = JobTaker(jobs, self.consumer, self.settings.lease_seconds, self.metrics)
         with contextlib.suppress(*connection.REDIS_ERRORS):
             # Before the line below, which says the worker is up: a request made at once
             # must not be refused for want of a worker. Redis down: the loop retries.

@@ -17,10 +17,11 @@ import asyncio
 import contextlib
 import json
 import logging
+from typing import Any
 
-from broadcaster.core import connection, contain, keys
+from broadcaster.core import connection, contain, keys, tracing
 from broadcaster.core.eventlog import AppendRefused, StaleWriter, StreamEnded
-from broadcaster.core.logconfig import current_stream
+from broadcaster.core.logconfig import current_stream, current_trace
 from broadcaster.generations.jobs import Job, JobQueue
 from broadcaster.generations.lifecycle import Generations
 from broadcaster.presence.counts import PresenceStore
@@ -186,20 +187,31 @@ class RunningGenerations:
         self.metrics.abandoned.inc()
         log.info("generation %s: nobody watched it for %.1fs; abandoned", gid, unwatched)
 
-    async def _abandon_after(self, gid: str) -> float | None:
+    async def _stored_request(self, gid: str) -> tuple[float | None, str | None]:
+        """What the stored request says before the run: seconds unwatched before it is
+        abandoned, and the trace it continues (``core/tracing.py``)."""
         raw = await self.log.redis.hget(keys.meta_key(gid), "request")
         if not raw:
-            return None
+            return None, None
         seconds = json.loads(raw).get("abandon_after_seconds")
-        return float(seconds) if seconds else None
+        return (float(seconds) if seconds else None), tracing.of_request(raw)
 
     async def _run_job(self, job: Job) -> None:
         gid = job.generation_id
         current_stream.set(gid)  # this task's log lines name the generation
+        parent = None
         with contextlib.suppress(*connection.REDIS_ERRORS, ValueError):
-            allowed = await self._abandon_after(gid)
+            allowed, parent = await self._stored_request(gid)
             if allowed:
                 self._unwatched[gid] = (allowed, asyncio.get_running_loop().time())
+        current_trace.set(parent)  # and its trace
+        attributes = {"broadcaster.generation.id": gid, "broadcaster.worker": self.consumer}
+        with tracing.span("generation", attributes, parent=parent) as span:
+            await self._run_traced(job, span)
+
+    async def _run_traced(self, job: Job, span: Any) -> None:
+        gid = job.generation_id
+        ran = self.metrics.generation_clock(job.provider)
         try:
             self.metrics.running.inc()
             await run_generation(
@@ -218,6 +230,10 @@ class RunningGenerations:
                 status = await self.log.redis.hget(keys.meta_key(gid), "status")
                 outcome = "waiting" if status == b"waiting" else "lost"
             self.metrics.finished.labels(outcome).inc()
+            span.add_event(
+                "end", {"broadcaster.outcome": outcome, "broadcaster.ended": ended or ""}
+            )
+            span.set_attribute("broadcaster.outcome", outcome)
         except StreamEnded:
             self.metrics.finished.labels("cancelled").inc()
             log.info("generation %s: ended elsewhere (cancelled); stopped", gid)
@@ -240,6 +256,7 @@ class RunningGenerations:
             # Left pending: after the lease another worker (or this one) takes it over.
             log.exception("generation %s: failed unexpectedly; it will be retried", gid)
         finally:
+            ran()
             self.metrics.running.dec()
             self._running.pop(gid, None)
             self._cancelled.discard(gid)

@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from broadcaster.core import keys
+from broadcaster.core import keys, tracing
 from worker.mapping import EventMapper
 from worker.model_call import CallFailed, Policy, call_model
 from worker.providers.base import Provider
@@ -205,7 +205,10 @@ async def _run_tools(run: StepRun, step: Step) -> bool:
                 if metrics is not None:
                     metrics.tool_calls.labels(call.name, "denied").inc()
                 continue
-        output = await tools.call(call.id, call.name, call.input)
+        with tracing.span(f"execute_tool {call.name}", _tool_attributes(call)) as span:
+            output = await tools.call(call.id, call.name, call.input)
+            if output["type"] == "tool-output-error":
+                span.set_attribute("error.type", "tool_error")
         if metrics is not None:
             outcome = "error" if output["type"] == "tool-output-error" else "output"
             metrics.tool_calls.labels(call.name, outcome).inc()
@@ -215,6 +218,16 @@ async def _run_tools(run: StepRun, step: Step) -> bool:
         await _suspend(run, step, undecided)
         return True
     return False
+
+
+def _tool_attributes(call: ToolCall) -> dict[str, Any]:
+    """A tool run's span attributes (OpenTelemetry GenAI semantic conventions)."""
+    return {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": call.name,
+        "gen_ai.tool.call.id": call.id,
+        "gen_ai.tool.type": "function",
+    }
 
 
 async def _suspend(run: StepRun, step: Step, calls: list[ToolCall]) -> None:
@@ -237,7 +250,13 @@ async def _suspend(run: StepRun, step: Step, calls: list[ToolCall]) -> None:
     ]
     await run.writer.flush()  # anything pending first: the requests' seqs are then known
     last_seq = run.writer.seq + len(requests)
-    wait = {"approvals": approvals, "deadline_ms": deadline_ms, "seq": last_seq}
+    asked_ms = int(time.time() * 1000)  # the wait's start: its trace span and its metric
+    wait = {
+        "approvals": approvals,
+        "deadline_ms": deadline_ms,
+        "seq": last_seq,
+        "asked_ms": asked_ms,
+    }
     meta = {
         "status": "waiting",
         "owner": f"wait:{secrets.token_hex(6)}",

@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 
 from broadcaster.core import connection, contain, keys
 from broadcaster.generations.jobs import Job, JobQueue
+from worker.metrics import WorkerMetrics
 
 log = logging.getLogger("worker")
 
@@ -47,8 +48,15 @@ class Slots(Protocol):
 class JobTaker:
     """Takes jobs for one consumer of the queues' group, and refreshes its hold on them."""
 
-    def __init__(self, jobs: JobQueue, consumer: str, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        jobs: JobQueue,
+        consumer: str,
+        lease_seconds: float,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
         self.jobs = jobs
+        self.metrics = metrics
         self.consumer = consumer
         self.lease_seconds = lease_seconds
         self._group_ready = False
@@ -116,7 +124,10 @@ class JobTaker:
                 # Abandoned jobs start at once: a blocking read first would hold them
                 # back for up to BLOCK_MS. New jobs are read on the next round.
                 return taken
-        return await self.jobs.take(reader, self.consumer, free, BLOCK_MS)
+        taken = await self.jobs.take(reader, self.consumer, free, BLOCK_MS)
+        if self.metrics is not None:
+            self.metrics.taken(taken)  # new jobs only: a takeover's wait was not in a queue
+        return taken
 
     async def hold_loop(self, held: Callable[[], list[Job]]) -> None:
         """Refresh the jobs ``held()`` names, and those waiting here, every third of a

@@ -10,21 +10,34 @@ token changed, reads again and sees it decided. The append that decides the last
 also makes the generation ``queued`` again (with ``resume``, so that its claim counts no
 attempt) and the front-end queues its job: any worker resumes it from the stream.
 
-The front-ends sweep the waiting sets (``keys.waiting_key``) every ``SWEEP_EVERY``
-seconds (one command per slot group, 256 in all: sweeping often would cost every
-deployment that much all the time, for timeouts counted in minutes), one of them per
-round (``keys.WAIT_SWEEP_LOCK``): an expired wait is denied (``reason`` says so), and a
-decided one whose job no worker has claimed after ``REQUEUE_AFTER_S`` (its front-end
-died between the decision and the queuing) is queued again.
+A front-end sweeps a waiting set (``keys.waiting_key``, one per slot group, 256 in all)
+when its earliest deadline comes, one front-end at a time (``keys.WAIT_SWEEP_LOCK``): an
+expired wait is denied (``reason`` says so), and a decided one whose job no worker has
+claimed after ``REQUEUE_AFTER_S`` (its front-end died between the decision and the
+queuing) is queued again. Nothing polls: each front-end keeps the earliest deadline of
+each set it knows of, and one timer to the earliest of them. It learns them from pushes
+(``woken``: the append that puts a generation in a waiting set publishes ``wait <ms>
+<id>`` on the wake channels, ``keys.wake_channel``) and from its own reads (a sweep
+reads a set's next deadline with its expired waits, in the same command). Every
+front-end hears every push, so each sweeps the set when the deadline comes (the first
+does the denying; the others, a moment later, find nothing due and learn the next
+deadline). Besides: every set at start-up and after the wake channels were lost a while
+(``missed``), and ``SAFETY_GROUPS`` of them every ``SAFETY_EVERY`` seconds, in turn
+(read without the lock; one found expired is then swept under it), so that a deadline
+whose push was lost is found all the same (every set within 256 / 8 minutes, half an
+hour: the timeouts are counted in minutes, and pushes are lost only with the
+connection, after which every set is swept).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +53,24 @@ log = logging.getLogger("broadcaster.approvals")
 
 REQUEUE_AFTER_S = 30.0
 """A decided generation no worker claimed within this long is queued again."""
-SWEEP_EVERY = 5.0
-"""Seconds between sweeps: an expired wait is denied within this much of its deadline."""
+SAFETY_EVERY = 60.0
+"""Seconds between the sweeps no deadline asked for (``SAFETY_GROUPS`` sets each)."""
+SAFETY_GROUPS = 8
+"""Waiting sets swept in each safety round: one command each."""
+SWEEP_READ = 100
+"""Waits read per set and sweep; a set with more expired sweeps again at once."""
+LOCK_MS = 5000
+"""How long the sweep's lock outlives a front-end that died in the middle of a sweep."""
+LOCK_RETRY_S = 0.5
+"""A front-end that finds another sweeping looks again this much later."""
+
+
+EXPIRED = "No decision was made in time: the call was denied."
+"""The reason of the sweep's denials."""
+
+
+def _decision(approved: bool, reason: str | None) -> str:
+    return "approved" if approved else "expired" if reason == EXPIRED else "denied"
 
 
 class ApprovalBody(BaseModel):
@@ -95,6 +124,35 @@ class Approvals:
     def __init__(self, event_log: EventLog, jobs: JobQueue) -> None:
         self.log = event_log
         self.jobs = jobs
+        self.on_decided: Callable[[object, str], None] = lambda asked_ms, decision: None
+        """Told of each decision that won: the wait's ``asked_ms`` and how it ended."""
+        self.sweeps = 0
+        self._deadlines: dict[str, int] = {}
+        """Each waiting set's earliest deadline this front-end knows of (ms; at most 256)."""
+        self._full = True
+        """The next sweep reads every set (at start-up, after pushes may have been lost)."""
+        self._turn = 0
+        self._changed = asyncio.Event()
+
+    def woken(self, kind: str, arg: str) -> None:
+        """A push on the wake channels: ``wait <deadline ms> <generation>``."""
+        if kind != "wait":
+            return
+        deadline, _, generation = arg.partition(" ")
+        try:
+            self._learn(keys.waiting_key(generation), int(deadline))
+        except ValueError:
+            log.warning("a wake message that says no deadline: %r", arg)
+
+    def missed(self) -> None:
+        """Pushes may have been missed (the wake channels were lost): every set."""
+        self._full = True
+        self._changed.set()
+
+    def _learn(self, key: str, deadline: int) -> None:
+        if deadline < self._deadlines.get(key, deadline + 1):
+            self._deadlines[key] = deadline
+            self._changed.set()
 
     async def pending(self, generation: str) -> list[dict[str, Any]]:
         """The approvals ``generation`` waits on now (empty unless it is waiting)."""
@@ -159,6 +217,7 @@ class Approvals:
             if done:
                 await self.jobs.enqueue(generation, self._provider(meta))
                 log.info("generation %s: every decision made; queued again", generation)
+            self.on_decided(wait.get("asked_ms"), _decision(approved, reason))
             return Decision(approval_id, approved, True, done, wait_seq)
         raise WaitEnded(generation)  # pragma: no cover: 20 decisions racing one
 
@@ -167,17 +226,18 @@ class Approvals:
         provider = _json(meta.get("request"), {}).get("provider")
         return provider if isinstance(provider, str) and provider else "anthropic"
 
-    async def sweep(self) -> int:
-        """Deny the expired waits, queue again the decided generations nobody claimed;
+    async def sweep(self, which: list[str] | None = None) -> int:
+        """Deny the expired waits of the sets ``which`` (every set by default), queue
+        again the decided generations nobody claimed, and learn each set's next deadline;
         how many waits were denied."""
-        now = int(time.time() * 1000)
-        async with self.log.redis.pipeline(transaction=False) as pipe:
-            for key in keys.waiting_keys():
-                pipe.zrangebyscore(key, "-inf", now, start=0, num=100)
-            found = await pipe.execute()
+        which = keys.waiting_keys() if which is None else which
+        found, now = await self._read(which)
+        self.sweeps += 1
         denied = 0
-        for key, members in zip(keys.waiting_keys(), found, strict=True):
-            for raw in members:
+        for key, members in zip(which, found, strict=True):
+            for raw, score in members:
+                if score > now:
+                    continue
                 generation = raw.decode(errors="replace")
                 try:
                     denied += await self._expired(key, generation)
@@ -186,6 +246,34 @@ class Approvals:
                 except Exception:  # this generation's alone: the others' waits go on
                     contain.loop_failed("expired-approvals", log, f"generation {generation}")
         return denied
+
+    async def _look(self, which: list[str]) -> None:
+        """Learn the next deadline of the sets ``which`` (an expired one: at once, for a
+        sweep under the lock); one command each, no lock."""
+        found, now = await self._read(which)
+        for key, members in zip(which, found, strict=True):
+            expired = [score for _, score in members if score <= now]
+            if expired:
+                self._learn(key, int(min(expired)))
+
+    async def _read(self, which: list[str]) -> tuple[list[list[tuple[bytes, float]]], int]:
+        """The first waits of each set of ``which``, with their deadlines, and now (ms);
+        each set's next deadline (after now) learnt."""
+        now = int(time.time() * 1000)
+        before = dict(self._deadlines)
+        async with self.log.redis.pipeline(transaction=False) as pipe:
+            for key in which:
+                pipe.zrangebyscore(key, "-inf", "+inf", start=0, num=SWEEP_READ, withscores=True)
+            found: list[list[tuple[bytes, float]]] = await pipe.execute()
+        for key, members in zip(which, found, strict=True):
+            if self._deadlines.get(key) == before.get(key):
+                self._deadlines.pop(key, None)  # (not one a push brought meanwhile)
+            later = [int(score) for _, score in members if score > now]
+            if later:
+                self._learn(key, min(later))
+            elif len(members) >= SWEEP_READ:
+                self._learn(key, now)  # more expired than one read: again at once
+        return found, now
 
     async def _expired(self, key: str, generation: str) -> int:
         meta = await self.log.meta(generation)
@@ -196,14 +284,14 @@ class Approvals:
         if status == "queued":
             if meta.get("resume"):
                 log.warning("generation %s: decided but not claimed; queued again", generation)
-                await self.log.redis.zadd(
-                    key, {generation: int((time.time() + REQUEUE_AFTER_S) * 1000)}
-                )
+                again = int((time.time() + REQUEUE_AFTER_S) * 1000)
+                await self.log.redis.zadd(key, {generation: again})
+                self._learn(key, again)
                 await self.jobs.enqueue(generation, self._provider(meta))
             else:
                 await self.log.redis.zrem(key, generation)
             return 0
-        reason = "No decision was made in time: the call was denied."
+        reason = EXPIRED
         denied = 0
         for approval in await self.pending(generation):
             try:
@@ -215,19 +303,60 @@ class Approvals:
             log.info("generation %s: %d approval(s) timed out; denied", generation, denied)
         return denied
 
+    def _due(self) -> list[str]:
+        now = int(time.time() * 1000)
+        return [key for key, deadline in self._deadlines.items() if deadline <= now]
+
+    def _safety_slice(self) -> list[str]:
+        every = keys.waiting_keys()
+        first = self._turn % len(every)
+        self._turn += SAFETY_GROUPS
+        return every[first : first + SAFETY_GROUPS]
+
     async def run(self, every: float | None = None) -> None:
-        """Sweep every ``every`` seconds, one front-end per round, until cancelled."""
+        """Sweep the sets whose deadlines came (and the safety rounds: ``SAFETY_EVERY``
+        by default, or ``every``), one front-end at a time, until cancelled."""
         me = secrets.token_hex(4)
-        every = SWEEP_EVERY if every is None else every
+        safety_every = SAFETY_EVERY if every is None else every
+        loop = asyncio.get_running_loop()
+        next_safety = loop.time() + safety_every
         outage = contain.Outage("looking for expired approvals", log)
         while True:
-            await asyncio.sleep(outage.pause(every))
+            due = self._due()
+            safety = loop.time() >= next_safety
+            if not (due or safety or self._full):
+                wait = next_safety - loop.time()
+                if self._deadlines:
+                    soonest = min(self._deadlines.values()) - time.time() * 1000
+                    wait = min(wait, max(0.0, soonest / 1000))
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._changed.wait()
+                continue
             try:
-                lock_ms = int(every * 1000)
-                if await self.log.redis.set(keys.WAIT_SWEEP_LOCK, me, nx=True, px=lock_ms):
-                    await self.sweep()
+                if safety and not (due or self._full):
+                    # A few sets, read without the lock: a deadline found due is swept next.
+                    await self._look(self._safety_slice())
+                    next_safety = loop.time() + safety_every
+                elif await self.log.redis.set(keys.WAIT_SWEEP_LOCK, me, nx=True, px=LOCK_MS):
+                    full, self._full = self._full, False
+                    which = keys.waiting_keys() if full else due
+                    try:
+                        await self.sweep(which)
+                        if full:
+                            next_safety = loop.time() + safety_every
+                    except BaseException:
+                        self._full = self._full or full
+                        raise
+                    finally:
+                        if await self.log.redis.get(keys.WAIT_SWEEP_LOCK) == me.encode():
+                            await self.log.redis.delete(keys.WAIT_SWEEP_LOCK)
+                else:
+                    await asyncio.sleep(LOCK_RETRY_S)  # another sweeps: then this one
                 outage.ok()
             except REDIS_ERRORS as exc:
-                outage.failed(exc)
+                await asyncio.sleep(outage.failed(exc))
             except Exception:
                 contain.loop_failed("expired-approvals", log)
+                await asyncio.sleep(contain.BACKOFF)

@@ -19,6 +19,7 @@ from broadcaster.chat.approvals import Approvals, NoSuchApproval, WaitEnded
 from broadcaster.chat.convert import GENERATION_FIELDS, ChatBody, response_message_id
 from broadcaster.chat.records import ChatRecord, Chats
 from broadcaster.chat.ui_message import ChatMessages
+from broadcaster.core import tracing
 from broadcaster.core.eventlog import UNCLAIMED, AppendRefused, EventLog
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Generations
@@ -140,6 +141,7 @@ async def enqueue(
         "generation": generation,
         "message": chat.messages[-1].model_dump(),
         "fields": fields(chat),
+        "traceparent": tracing.current(),  # its answer, started later, continues this trace
     }
     position = await chats.enqueue(chat.id, entry, limit)
     if not position:

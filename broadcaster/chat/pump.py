@@ -5,13 +5,24 @@ Two kinds of message wait (``multitask``): a queued one (``enqueue``: its genera
 created when it was sent, and its sender already streams it, empty until it starts), and
 steering that the running answer never took because it had no next step (``steer``: the
 worker takes steering only before a step's model call). A chat with either is in
-``keys.CHATS_PENDING_KEY``. Every ``every`` seconds one front-end (``keys.CHAT_PUMP_LOCK``)
+``keys.CHATS_PENDING_KEY``. In a round, one front-end at a time (``keys.CHAT_PUMP_LOCK``)
 looks at those chats: once the chat's latest generation has ended, the leftover steering
 (all of it, one user turn) or else the queue's next message becomes the chat's next
 generation, with the chat so far (its messages, and the answer folded from the stream) as
 its history, queued for a worker as any submit is. A chat with nothing left leaves the
-set. So a queued message starts within ``every`` (0.25 s) of the end of the answer
-before it, whoever ended it (the worker, a stop, an error).
+set.
+
+Nothing polls. A round runs when a push wakes it (``woken``, from the wake channels,
+``keys.wake_channel``): ``chat <id>`` when a chat gets something waiting, ``end <id>``
+when a generation ends that a pending chat waits on (the append script publishes every
+generation's end; the pump remembers which generations its rounds saw pending chats wait
+on, and the ones it started). So a queued message starts a few milliseconds after the
+answer before it ends, whoever ended it (the worker, a stop, an error). Every front-end
+hears every push; the one that holds the lock runs the round, and runs one again after
+it if a push came meanwhile. Besides, a round at start-up, after the wake channels were
+lost a while (pushes may have been missed: ``missed``), and every ``SAFETY_EVERY``
+seconds if any chat waits (one ``EXISTS`` tells): nothing waits for ever if a push is
+lost.
 
 A waiting message starts as every generation does (``generations.start.start``), admitted
 first. When admission refuses, the message is not dropped: see ``ChatPump._start``.
@@ -31,7 +42,7 @@ from typing import Any, cast
 from broadcaster.chat.convert import parse_body, response_message_id, to_request
 from broadcaster.chat.records import ChatRecord, Chats
 from broadcaster.chat.ui_message import ChatMessages
-from broadcaster.core import contain, keys
+from broadcaster.core import contain, keys, tracing
 from broadcaster.core.connection import REDIS_ERRORS
 from broadcaster.core.eventlog import AppendRefused, EventLog
 from broadcaster.core.logconfig import current_stream
@@ -45,6 +56,13 @@ log = logging.getLogger("broadcaster.chatpump")
 BUSY_RETRY_SECONDS = 1.0
 """How long a chat whose waiting message admission refused as busy waits before the pump
 tries it again."""
+SAFETY_EVERY = 60.0
+"""Seconds between the rounds nothing woke: what a lost push can cost, at most."""
+LOCK_MS = 2000
+"""How long the round's lock outlives a front-end that died in the middle of a round."""
+REMEMBERED = 10_000
+"""At most this many generations that pending chats wait on are remembered (the oldest
+go first: their chats are found again by the next round that was not woken)."""
 
 
 class ChatPump:
@@ -66,26 +84,73 @@ class ChatPump:
         self.new_id = new_id
         self.admission = admission
         self.started = 0
+        self.rounds = 0
         self._busy_until: dict[str, float] = {}
         """Chats whose waiting message admission refused as busy, until when."""
+        self._waiting_on: dict[str, str] = {}
+        """Generations that pending chats wait on -> the chat (bounded: ``REMEMBERED``)."""
+        self._wake = asyncio.Event()
+        self._in_round = False
 
-    async def run(self, every: float = 0.25) -> None:
+    def woken(self, kind: str, arg: str) -> None:
+        """A push on the wake channels: ``chat <id>`` (a chat has something waiting) or
+        ``end <generation>``; a round follows when it may start something."""
+        if kind == "chat" or (kind == "end" and (arg in self._waiting_on or self._in_round)):
+            # An end that came during a round may be one that round read too early.
+            self._waiting_on.pop(arg, None)
+            self._wake.set()
+
+    def missed(self) -> None:
+        """Pushes may have been missed (the wake channels were lost): a round."""
+        self._wake.set()
+
+    def _remember(self, generation: str, chat_id: str) -> None:
+        self._waiting_on.pop(generation, None)
+        self._waiting_on[generation] = chat_id
+        while len(self._waiting_on) > REMEMBERED:
+            del self._waiting_on[next(iter(self._waiting_on))]
+
+    def _wait(self, every: float) -> float:
+        """Until the next round nothing wakes: the safety round, or a busy chat's retry."""
+        if not self._busy_until:
+            return every
+        now = asyncio.get_running_loop().time()
+        return max(0.0, min(every, min(self._busy_until.values()) - now))
+
+    async def run(self, every: float = SAFETY_EVERY) -> None:
+        """Rounds, woken by pushes (and one at once), until cancelled."""
         me = secrets.token_hex(4)
         redis = self.log.redis
         outage = contain.Outage("starting chats' waiting messages", log)
+        self._wake.set()  # the first round at once: whatever waits already
         while True:
-            await asyncio.sleep(outage.pause(every))
+            woken = True
             try:
-                lock_ms = max(1000, int(every * 4000))
-                if await redis.set(keys.CHAT_PUMP_LOCK, me, nx=True, px=lock_ms):
+                async with asyncio.timeout(outage.pause(self._wait(every))):
+                    await self._wake.wait()
+                    if outage.down:  # woken in an outage: still its backoff first
+                        await asyncio.sleep(outage.delay)
+            except TimeoutError:
+                woken = False
+            self._wake.clear()
+            try:
+                # Unwoken (the safety round), a look first: a round only if a chat waits.
+                if not (woken or self._busy_until or await redis.exists(keys.CHATS_PENDING_KEY)):
+                    outage.ok()
+                    continue
+                if await redis.set(keys.CHAT_PUMP_LOCK, me, nx=True, px=LOCK_MS):
+                    # Another front-end holding it heard the same push: it runs again.
+                    self._in_round = True
                     try:
                         await self.sweep()
                     finally:
+                        self._in_round = False
                         if await redis.get(keys.CHAT_PUMP_LOCK) == me.encode():
                             await redis.delete(keys.CHAT_PUMP_LOCK)
                 outage.ok()
             except REDIS_ERRORS as exc:
                 outage.failed(exc)
+                self._wake.set()  # once Redis answers: what was pushed meanwhile is lost
             except Exception:
                 contain.loop_failed("chat-pump", log)
 
@@ -95,6 +160,7 @@ class ChatPump:
         started = 0
         now = asyncio.get_running_loop().time()
         self._busy_until = {c: t for c, t in self._busy_until.items() if t > now}
+        self.rounds += 1
         for chat_id in (r.decode(errors="replace") for r in raw):
             if chat_id in self._busy_until:
                 continue
@@ -123,6 +189,7 @@ class ChatPump:
             return 0
         info = await self.log.info(record.generation)
         if info is not None and not info.ended:
+            self._remember(record.generation, chat_id)  # its end wakes the pump
             return 0  # its answer runs (or waits for a person): later
         async with redis.pipeline(transaction=True) as pipe:
             pipe.lrange(keys.steer_key(record.generation), 0, -1)
@@ -146,7 +213,12 @@ class ChatPump:
         entry = json.loads(cast(bytes, raw))
         try:
             return await self._start(
-                chat_id, record, [entry["message"]], entry["generation"], entry.get("fields")
+                chat_id,
+                record,
+                [entry["message"]],
+                entry["generation"],
+                entry.get("fields"),
+                trace=tracing.parse(entry.get("traceparent")),
             )
         except Busy:  # it stays first in the chat's queue
             await redis.lpush(keys.chat_queue_key(chat_id), cast(bytes, raw))
@@ -170,6 +242,8 @@ class ChatPump:
         new: list[dict[str, Any]],
         generation: str | None,
         fields: dict[str, Any] | None,
+        *,
+        trace: str | None = None,
     ) -> int:
         """Start ``new`` (a queued message, whose ``generation`` exists, or the leftover
         steering, which gets a new one) as the chat's next answer, admitted like any
@@ -193,6 +267,8 @@ class ChatPump:
         gid = generation or self.new_id()
         job["ui_message_id"] = response_message_id(parse_body(body).messages, gid)
         job["chat_id"] = chat_id
+        if trace is not None:  # the trace of the request that queued the message
+            job["traceparent"] = trace
         new_record = ChatRecord(gid, job["ui_message_id"], messages)
         swap = partial(self.chats.submit, chat_id, record.generation, new_record)
         try:
@@ -215,6 +291,7 @@ class ChatPump:
                 entry = {"generation": generation, "message": new[0], "fields": fields}
                 await self.log.redis.lpush(keys.chat_queue_key(chat_id), json.dumps(entry))
             return 0
+        self._remember(gid, chat_id)  # what waits after it starts when it ends
         log.info("chat %s: a waiting message starts as generation %s", chat_id, gid)
         return 1
 

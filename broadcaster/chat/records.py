@@ -16,6 +16,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from broadcaster.core import keys
+from broadcaster.core.connection import publish_target
 from broadcaster.core.durability import Durability
 from broadcaster.core.eventlog import script
 
@@ -50,10 +51,16 @@ class Chats:
         return position
 
     async def pending(self, chat_id: str) -> None:
-        """Tell the pump the chat has something waiting."""
+        """Tell the pump the chat has something waiting (and wake it: ``chat.pump``)."""
         await self.durability.command(
             keys.CHATS_PENDING_KEY, "ZADD", keys.CHATS_PENDING_KEY, time.time(), chat_id
         )
+        publish, db = publish_target(self.redis)
+        channel, message = keys.wake_channel(chat_id, db), f"chat {chat_id}"
+        if publish == "SPUBLISH":
+            await self.redis.spublish(channel, message)
+        else:
+            await self.redis.publish(channel, message)
 
     async def queued(self, chat_id: str) -> list[dict[str, Any]]:
         raw = await self.redis.lrange(keys.chat_queue_key(chat_id), 0, -1)

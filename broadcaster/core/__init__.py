@@ -15,6 +15,7 @@ and how to reach Redis. Nothing here knows a capability.
 - ``embedded``: the Redis server the project starts itself when none is configured.
 - ``settings``: the settings every process shares.
 - ``logconfig``: logging setup; every line about a stream carries its id.
+- ``tracing``: one trace per generation across processes (OpenTelemetry, when set up).
 - ``contain``: failures kept where they happen, logged once a minute and counted.
 - ``rlimit``: the open-file limit raised for processes that hold many sockets.
 

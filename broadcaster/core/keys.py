@@ -136,6 +136,20 @@ def created_channels(db: int = 0) -> list[str]:
     return [f"{PREFIX}:{{sg{g}}}:created:{db}" for g in range(SLOT_GROUPS)]
 
 
+def wake_channel(stream_id: str, db: int = 0) -> str:
+    """The channel that wakes the front-ends' timed work instead of their polling it
+    (``http/wakes.py``): the append script publishes ``end <id>`` when a generation ends
+    and ``wait <ms> <id>`` when one joins its group's waiting set (``waiting_key``), and a
+    chat with something waiting publishes ``chat <id>``. One per slot group, sharded on a
+    Cluster like the streams' own channels; a few messages per generation, none per
+    event."""
+    return f"{PREFIX}:{{{_group(stream_id)}}}:wake:{db}"
+
+
+def wake_channels(db: int = 0) -> list[str]:
+    return [f"{PREFIX}:{{sg{g}}}:wake:{db}" for g in range(SLOT_GROUPS)]
+
+
 def stream_keys(stream_id: str) -> list[str]:
     """The keys of one stream in the order the Lua scripts expect them."""
     return [log_key(stream_id), meta_key(stream_id), text_key(stream_id)]

@@ -1,8 +1,9 @@
-"""Logging: every line about a stream carries its id, as text or as JSON.
+"""Logging: every line about a stream carries its id, and every line of a traced request
+or generation its trace id, as text or as JSON.
 
-The stream id travels in a context variable, set where a request or a job about a stream
-begins; a filter copies it onto every record logged in that context (including records
-from libraries), so no call site has to remember it.
+The stream id and the ``traceparent`` travel in context variables, set where a request or
+a job about a stream begins; a filter copies them onto every record logged in that
+context (including records from libraries), so no call site has to remember them.
 """
 
 from __future__ import annotations
@@ -16,12 +17,20 @@ import time
 current_stream: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "current_stream", default=None
 )
+current_trace: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "current_trace", default=None
+)
+"""The W3C ``traceparent`` of the request or generation running in this context
+(``tracing``); its trace id goes on every log line."""
 
 
 class _StreamId(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "stream_id", None) is None:
             record.stream_id = current_stream.get()
+        if getattr(record, "trace_id", None) is None:
+            parent = current_trace.get()
+            record.trace_id = parent[3:35] if parent else None
         return True
 
 
@@ -31,12 +40,14 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         sid = getattr(record, "stream_id", None)
-        record.stream = f" [stream {sid}]" if sid else ""
+        tid = getattr(record, "trace_id", None)
+        record.stream = (f" [stream {sid}]" if sid else "") + (f" [trace {tid}]" if tid else "")
         return super().format(record)
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg, stream_id (when about a stream)."""
+    """One JSON object per line: ts, level, logger, msg, stream_id (when about a stream),
+    trace_id (when in a traced request or generation)."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, object] = {
@@ -49,6 +60,9 @@ class JsonFormatter(logging.Formatter):
         sid = getattr(record, "stream_id", None)
         if sid:
             out["stream_id"] = sid
+        tid = getattr(record, "trace_id", None)
+        if tid:
+            out["trace_id"] = tid
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False)

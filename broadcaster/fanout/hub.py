@@ -23,7 +23,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
-from broadcaster.core import contain, keys
+from broadcaster.core import contain, keys, tracing
 from broadcaster.core.eventlog import EventLog, StreamInfo
 from broadcaster.fanout import viewer
 from broadcaster.fanout.keepalive import Keepalive
@@ -290,12 +290,14 @@ class Hub:
         topic = self._topics.get(stream_id)
         return topic is not None and topic.ready is not None and topic.ready.done()
 
-    def known(self, stream_id: str, seq: int, tag: str) -> StreamInfo | None:
+    def known(self, stream_id: str, seq: int, tag: str | None) -> StreamInfo | None:
         """Where an SSE stream watched here stands, when this process can vouch for the
         resume point ``seq`` (with history tag ``tag``) without asking the log: its topic
         is settled (``Topic.settled``), not ended, not filling a gap, and holds that
-        point at its cursor or in its tail. The viewers of a front-end that went away
-        mostly reconnect so. (The kind is not known here: only a Durable Stream's
+        point at its cursor or in its tail (``tag`` None: the start, ``seq`` 0, which the
+        tail holds when it reaches back to the first event). The viewers of a front-end
+        that went away mostly reconnect so, and new viewers of a stream watched here
+        mostly start so. (The kind is not known here: only a Durable Stream's
         matters, and none is watched as SSE frames.)"""
         topic = self._topics.get(stream_id)
         if (
@@ -305,8 +307,12 @@ class Hub:
             or topic.repairing
             or topic.form != "sse"
             or not self.warm(stream_id)
-            or not topic.holds(seq, tag)
         ):
+            return None
+        if tag is None:  # from the start: vouched for when the tail reaches back to it
+            if seq != 0 or topic.since(0) is None:
+                return None
+        elif not topic.holds(seq, tag):
             return None
         return StreamInfo("", topic.cursor, None, tag, topic.tag)
 
@@ -317,7 +323,19 @@ class Hub:
         self._by_channel[topic.channel] = topic
         topic.watched = True
         topic.ready = self.push.subscribe(topic.channel)
+        topic.ready.add_done_callback(lambda ready: self._confirmed(topic, ready))
         return topic
+
+    def _confirmed(self, topic: Topic, ready: asyncio.Future[None]) -> None:
+        """Redis confirmed ``topic``'s subscription: the log is asked once where the stream
+        stands (one command, batched with other streams'), and a topic whose cursor is
+        that is settled at once (``Repairer.check``). Its next viewers then read neither
+        the stream's state nor, once the tail holds it, its history: one command per
+        stream a front-end starts watching, not two reads per viewer."""
+        if ready.cancelled() or ready.exception() is not None or not topic.watched:
+            return
+        if topic.form == "sse" and not topic.settled:
+            self.repairer.check([topic])
 
     def _unwatch(self, topic: Topic) -> None:
         """Stop watching ``topic`` if nobody watches it any more (or it was deleted)."""
@@ -380,8 +398,8 @@ class Hub:
     # --- new events ---
 
     def _on_message(self, channel: bytes, payload: bytes) -> None:
-        """A message of a stream's channel: ``<first> <last> <tag> <T|->\\n<frames>``
-        (no frames when the batch was too large to publish whole)."""
+        """A message of a stream's channel: ``<first> <last> <tag> <T|-> [<ms>]\\n<frames>``
+        (no frames when the batch was too large to publish whole; ms: the append's time)."""
         topic = self._by_channel.get(channel)
         if topic is None:
             if channel in self._created:
@@ -389,7 +407,7 @@ class Hub:
             return  # else nobody watches it any more
         nl = payload.find(b"\n")
         try:
-            first_b, last_b, tag, flag = payload[:nl].split(b" ")
+            first_b, last_b, tag, flag, *at = payload[:nl].split(b" ")  # at: append ms
             first, last = int(first_b), int(last_b)
         except ValueError:
             log.warning("a message on %r that no append published; ignored", channel)
@@ -420,6 +438,7 @@ class Hub:
         topic.cursor, topic.tag = last, tag.decode()
         if not topic.pending:
             self._pending.append(topic)
+            topic.appended_at = at[0] if at else b""  # the run's oldest append
         topic.pending.append((first, last, payload[nl + 1 :], flag == b"T"))
 
     def _on_read(self) -> None:
@@ -437,6 +456,9 @@ class Hub:
                 else:
                     frames = b"".join(r[2] for r in runs)
                     self._fan_out(topic, (runs[0][0], runs[-1][1], frames, runs[-1][3]))
+                if self.metrics is not None and topic.appended_at:
+                    self.metrics.appended_at(topic.appended_at)  # once per run, not per viewer
+                topic.appended_at = b""  # a later repair's run is not timed by this one
             except Exception as exc:
                 self.message_failed(topic.channel, exc)
 
@@ -452,6 +474,9 @@ class Hub:
                 sub.deliver(run)
         except Exception as exc:
             self._delivery_failed(topic, run, sub, exc)
+        if tracing.traces.on and not topic.written and topic.subs:  # traced only: once a stream
+            topic.written = True
+            tracing.first_write(self.log.redis, topic.stream_id, run, topic.appended_at)
         # The run's shared encodings go now, while still in the cache (a viewer that
         # writes it later, from its buffer, encodes it again): at the next run they were
         # cold, and freeing them there cost a dashboard's fan-out 4-12% of its CPU.

@@ -215,6 +215,10 @@ class Repairer:
                 self._rewound(topic, seq)
             elif seq > cursor:
                 self.fill(topic, seq)
+            elif tag == tag_then and not topic.repairing and _confirmed(topic):
+                # Asked after its subscription was confirmed, and nothing came since: the
+                # cursor is where the stream stands, and what follows comes by message.
+                topic.settled = True
 
     def _rewound(self, topic: Topic, seq: int) -> None:
         log.warning(
@@ -229,3 +233,9 @@ class Repairer:
         topic.forget()
         for sub in list(topic.subs):
             sub.close()
+
+
+def _confirmed(topic: Topic) -> bool:
+    """Whether ``topic``'s subscription was confirmed (before the check that asks this was
+    sent: checks are queued after it, ``Hub._confirmed``, or long after)."""
+    return topic.ready is not None and topic.ready.done() and not topic.ready.cancelled()

@@ -26,6 +26,9 @@ class FanoutMetrics(Protocol):
     folded: Counter
     redis_read: Histogram
 
+    def appended_at(self, ms: bytes) -> None:
+        """A run of live events appended at ``ms`` (Redis's clock) went to its viewers."""
+
 
 class Replays:
     def __init__(self, log_: EventLog, metrics: FanoutMetrics | None) -> None:

@@ -242,6 +242,7 @@ class Topic:
     every event has been handed to them (the *cursor*)."""
 
     __slots__ = (
+        "appended_at",
         "behind",
         "channel",
         "checked_at",
@@ -266,6 +267,7 @@ class Topic:
         "told_count",
         "viewers",
         "watched",
+        "written",
     )
 
     def __init__(
@@ -273,6 +275,8 @@ class Topic:
     ) -> None:
         self.stream_id = stream_id
         self.channel = channel
+        self.appended_at = b""
+        """When the first pending message's events were appended (ms, Redis's clock)."""
         self.cursor = cursor
         self.tag = tag
         """The history tag of the event at ``cursor`` ("" when unknown)."""
@@ -303,6 +307,9 @@ class Topic:
         """Loop time the log was last asked where the stream is."""
         self.repairing = False
         """A read of the log is filling a gap: messages meanwhile only raise ``behind``."""
+        self.written = False
+        """A run of live events went to its viewers (traces only: its first write is
+        recorded once)."""
         self.settled = False
         """Events went to the viewers since the subscription was confirmed: the cursor is
         where the stream stood then, and every later event comes by message (or a fill).
@@ -335,6 +342,25 @@ class Topic:
         self.tail_bytes += len(run[2])
         while self.tail_bytes > TAIL_BYTES:
             self.tail_bytes -= len(tail.popleft()[2])
+
+    def seed(self, run: Run) -> None:
+        """``run`` was read from the log by a viewer, up to the cursor: the tail starts with
+        it when it holds nothing yet (the topic settled with no event since), so that the
+        stream's next viewers get its history from here, not each from the log. Only
+        while the cursor is the run's last event, with its history tag."""
+        if (
+            self.tail
+            or not self.settled
+            or self.repairing
+            or self.ended
+            or run[3]
+            or run[1] != self.cursor
+            or self.pending
+            or not run[2].startswith(b"id: %d." % run[0])
+            or b"id: %d.%s\n" % (self.cursor, self.tag.encode()) not in run[2]
+        ):
+            return
+        self.remember(run)
 
     def forget(self) -> None:
         self.tail = NO_TAIL

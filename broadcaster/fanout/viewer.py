@@ -91,10 +91,13 @@ async def _catch_up(
     *,
     compact: bool = False,
 ) -> AsyncIterator[bytes]:
-    """Events after ``sub.last`` (up to ``until``) from Redis (``compact``: folded)."""
+    """Events after ``sub.last`` (up to ``until``) from Redis (``compact``: folded). A page
+    that reaches the topic's cursor may start its tail (``Topic.seed``)."""
     async for chunk, seq, ended in replays.pages(stream_id, sub.last, until, compact=compact):
-        sub.last = seq
-        sub.ended = ended
+        first, sub.last, sub.ended = sub.last + 1, seq, ended
+        topic = sub.topic
+        if not compact and topic is not None and not topic.tail:
+            topic.seed((first, seq, chunk, ended))
         yield chunk
         if ended:
             return

@@ -138,6 +138,8 @@ class JobQueue:
             except ResponseError:
                 continue  # no such queue yet
             group = next((g for g in groups if _text(g.get("name")) == self.group), None)
+            if group is not None and not group.get("pending") and group.get("lag") == 0:
+                continue  # every job delivered, none held: none overdue (one command)
             delivered = _text(group.get("last-delivered-id")) if group else "0-0"
             # Never delivered to any worker: after the group's last-delivered id.
             fresh = cast(

@@ -8,10 +8,12 @@ or the worker that took it died and no other took it over within that time, its 
 ends with an ``error`` that says so, and its viewers and status readers are told.
 
 The front-ends do the looking (a worker cannot: there may be none), one of them per round
-(``keys.QUEUE_SWEEP_LOCK``). The end is appended conditionally, so it never races a
-worker: only while nobody has claimed a queued generation, or while the dead worker is
-still its owner. A worker that takes the job a moment later finds the stream ended and
-does nothing.
+(``keys.QUEUE_SWEEP_LOCK``), every quarter of the timeout and at most every minute
+(``MAX_EVERY``): a few commands a minute however long the front-end sits idle, and an
+overdue generation ends within a quarter of its timeout (a minute at most) after it. The
+end is appended conditionally, so it never races a worker: only while nobody has claimed
+a queued generation, or while the dead worker is still its owner. A worker that takes the
+job a moment later finds the stream ended and does nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from broadcaster.generations.jobs import JobQueue
 
 log = logging.getLogger("broadcaster.overdue")
 
+MAX_EVERY = 60.0
+"""The longest between two rounds (the default timeout, 600 s, gives this): the
+front-end that looks sends a few commands per provider queue each round."""
+
 
 class OverdueJobs:
     """``run`` looks for overdue jobs every ``every`` seconds until cancelled."""
@@ -35,7 +41,7 @@ class OverdueJobs:
         self.jobs = jobs
         self.log = event_log
         self.timeout_s = timeout_s
-        self.every = min(10.0, max(0.5, timeout_s / 4))
+        self.every = min(MAX_EVERY, max(0.5, timeout_s / 4))
         self.ended = 0
 
     async def run(self) -> None:

@@ -5,6 +5,10 @@ that none skips the admission check.
 
 A chat's generation takes one more step between its creation and its queueing: the chat
 is made to name it (``swap``), and it is queued only if that succeeded.
+
+The request stored (the job) keeps the ``traceparent`` of the request that started it
+(``core/tracing.py``; a new trace when none came), so the worker that runs it, and any
+that takes it over, continue the same trace.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from broadcaster.core import keys
+from broadcaster.core import keys, tracing
 from broadcaster.core.logconfig import current_stream
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Generations
@@ -119,6 +123,8 @@ async def start(
     not name."""
     if admitted is None or admitted.provider != job["provider"]:
         admitted = await admit(jobs, admission, job["provider"])
+    if "traceparent" not in job:
+        job = {**job, "traceparent": tracing.current()}
     if created:
         request = json.dumps(job, separators=(",", ":"))
         await generations.log.redis.hset(keys.meta_key(stream_id), "request", request)

@@ -3,20 +3,24 @@ CORS and the lifespan, and ``BroadcasterApp`` serves the SSE route below FastAPI
 middleware stack.
 
 Nothing here reads the environment: the settings come in as an argument, and the
-resources (Redis clients, the hub) are made by the lifespan (``resources.py``).
+resources (Redis clients, the hub) are made by the lifespan (``resources.py``). (The
+standard ``OTEL_*`` variables are the OpenTelemetry SDK's, read by ``core/tracing.py``
+when the lifespan starts.)
 """
 
 from __future__ import annotations
 
 import re
-from functools import partial
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from broadcaster.core import names
+from broadcaster.core import names, tracing
+from broadcaster.core.logconfig import current_trace
 from broadcaster.http import openapi_finish
 from broadcaster.http.access import AccessPolicy
 from broadcaster.http.errors import install_error_handlers
@@ -63,7 +67,7 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
         title="broadcaster",
         version="0.1.0",
         summary="Numbered events in Redis Streams, fanned out over SSE with resume.",
-        lifespan=partial(lifespan, redis_url=redis_url),
+        lifespan=_traced(redis_url),
         # A stream id of "/" (sent as %2F) would otherwise be redirected (307) to another
         # route; the contract answers a bad id with 404.
         redirect_slashes=False,
@@ -71,7 +75,7 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
     )
     app.state.settings = settings
     app.state.access = AccessPolicy.from_settings(settings)
-    app.state.metrics = FrontendMetrics()
+    app.state.metrics = FrontendMetrics(settings.max_connections)
     app.state.slots = Slots(
         settings.max_connections_per_subject, settings.max_connections_per_address
     )
@@ -88,7 +92,84 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
     # The SSE fast path sets them itself (streams.SSE_HEADERS): a wrapper of ``send``
     # there would cost a call per chunk for the life of every viewer.
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(TraceRequests)
     return app
+
+
+def _traced(redis_url: str) -> Any:
+    """The lifespan (``resources.lifespan``), with traces set up first and flushed last."""
+
+    @asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[None]:
+        tracing.setup("broadcaster")
+        try:
+            async with lifespan(app, redis_url=redis_url):
+                yield
+        finally:
+            await tracing.close()
+
+    return run
+
+
+TRACED_PATHS = re.compile(r"\A/v1/(generations|chat|streams/[^/\s]+/events|stream/[^\s]+)\Z")
+"""The requests that start or feed a stream (POST): each is a span of the caller's trace."""
+
+
+def _route(path: str) -> str:
+    if path.startswith("/v1/streams/"):
+        return "/v1/streams/{stream_id}/events"
+    return "/v1/stream/{path}" if path.startswith("/v1/stream/") else path
+
+
+class TraceRequests:
+    """A request that starts or feeds a stream (``TRACED_PATHS``) continues the caller's
+    W3C ``traceparent`` (a bad or missing one starts a new trace): its span, with the
+    job it queues keeping its traceparent (``generations/start.py``), its log lines
+    carrying the trace id, and its response naming it (``traceparent``, ``x-trace-id``,
+    added by ``SecurityHeaders``). Every other request passes through untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not TRACED_PATHS.fullmatch(scope["path"])
+        ):
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for name, value in scope["headers"]:
+            if name == b"traceparent":
+                incoming = tracing.parse(value.decode("latin-1"))
+                break
+        route = _route(scope["path"])
+        attributes = {"http.request.method": "POST", "http.route": route}
+        with tracing.server_span(f"POST {route}", incoming, attributes) as parent:
+            scope["traceparent"] = parent
+            token = current_trace.set(parent)
+            try:
+                await self.app(scope, receive, _status_to(send) if tracing.traces.on else send)
+            finally:
+                current_trace.reset(token)
+
+
+def _status_to(send: Send) -> Send:
+    """``send``, noting the response's status on the request's span (traces on only)."""
+    from opentelemetry import trace
+
+    span = trace.get_current_span()
+
+    async def noting(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            status = int(message["status"])
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(trace.StatusCode.ERROR)
+        await send(message)
+
+    return noting
 
 
 class SecurityHeaders:
@@ -117,6 +198,13 @@ class SecurityHeaders:
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
                 message["headers"] = headers + [h for h in self.HEADERS if h[0] not in present]
+                parent = scope.get("traceparent")  # TraceRequests' request
+                if parent:
+                    trace = tracing.trace_id(parent).encode()
+                    message["headers"] += [
+                        (b"traceparent", parent.encode()),
+                        (b"x-trace-id", trace),
+                    ]
             await send(message)
 
         await self.app(scope, receive, with_headers)
@@ -149,10 +237,13 @@ def cors_options(settings: Settings) -> dict[str, Any] | None:
             "producer-id",
             "producer-epoch",
             "producer-seq",
+            "traceparent",
         ],
         # The generation a chat's stream carries, for a page that wants its status; and
         # what the Durable Streams protocol answers in headers.
         "expose_headers": [
+            "traceparent",
+            "x-trace-id",
             "x-generation-id",
             "x-chat-id",
             "x-workflow-run-id",

@@ -1,5 +1,12 @@
 """Prometheus metrics of a front-end, in a registry of its own (several apps in one
-process, as in tests, do not collide). The fan-out engine counts into the same object."""
+process, as in tests, do not collide). The fan-out engine counts into the same object.
+
+The latency histograms share ``LATENCY_BUCKETS`` (a few milliseconds to ten minutes) with
+the worker's and the deliverer's, so their percentiles compare. Those that subtract a
+time another host took (an append's, by the Redis server's clock) from this host's clock
+carry the skew between the two clocks: keep the hosts on NTP (a skew of a few
+milliseconds is the lowest bucket); a negative difference is counted as 0.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Histogram
 
 from broadcaster.core import contain
+from broadcaster.generations.jobs import JobQueue
+from broadcaster.webhooks.metrics import LATENCY_BUCKETS
 
 log = logging.getLogger("broadcaster.gc")
 
@@ -27,7 +36,7 @@ class FrontendMetrics:
         elif old > 0 and new == 0:
             self.vacated.inc()
 
-    def __init__(self) -> None:
+    def __init__(self, max_connections: int | None = None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
 
@@ -84,6 +93,72 @@ class FrontendMetrics:
             "Generations in the job queue, queued or running (read at scrape)",
             registry=r,
         )
+        self._latencies(r)
+        self._deployment(r, max_connections)
+
+    def _latencies(self, r: CollectorRegistry) -> None:
+        self.append_to_write = Histogram(
+            "broadcaster_append_to_write_seconds",
+            "From an append (the Redis server's clock, published with its events) to the "
+            "write of its events to this front-end's viewers' sockets (this host's clock): "
+            "once per run of live events handed to the viewers of a stream, not per viewer",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.approval_wait = Histogram(
+            "broadcaster_approval_wait_seconds",
+            "From a tool approval's request to its decision, by decision: approved, denied "
+            "(by a person), expired (denied by the sweep at its deadline)",
+            ["decision"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        for decision in APPROVAL_DECISIONS:
+            self.approval_wait.labels(decision)
+
+    def appended_at(self, ms: bytes | int) -> None:
+        """A run of events appended at ``ms`` (the Redis server's clock) was just written
+        to its viewers."""
+        if isinstance(ms, int) or ms.isdigit():  # else not an append's: not counted
+            self.append_to_write.observe(max(0.0, time.time() - int(ms) / 1000))
+
+    def approval_decided(self, asked_ms: object, decision: str) -> None:
+        """A decision on an approval asked at ``asked_ms`` (the worker's clock; nothing
+        is observed without it: a wait asked by an older worker)."""
+        if isinstance(asked_ms, int) and decision in APPROVAL_DECISIONS:
+            wait = max(0.0, time.time() - asked_ms / 1000)
+            self.approval_wait.labels(decision).observe(wait)
+
+    def _deployment(self, r: CollectorRegistry, max_connections: int | None) -> None:
+        """What the alerts need that only Redis knows (read at scrape), and the limit."""
+        self.queue_age = Gauge(
+            "broadcaster_generations_queue_age_seconds",
+            "Age of the oldest job no worker has taken yet, over every queue (0 when none; "
+            "read at scrape)",
+            registry=r,
+        )
+        self.provider_live = Gauge(
+            "broadcaster_provider_live_workers",
+            "1 while a live worker advertises the provider, 0 once none does, for every "
+            "provider a worker ever served (read at scrape; forget one with "
+            "`python -m broadcaster providers --forget`)",
+            ["provider"],
+            registry=r,
+        )
+        self.connection_limit = Gauge(
+            "broadcaster_sse_connections_limit",
+            "BROADCASTER_MAX_CONNECTIONS: open SSE responses beyond it are refused",
+            registry=r,
+        )
+        if max_connections is not None:
+            self.connection_limit.set(max_connections)
+
+    async def read_queues(self, jobs: JobQueue) -> None:
+        """The queue's age and the providers' workers, from Redis (four round trips, each
+        a pipeline or one command)."""
+        self.queue_age.set(await oldest_untaken_age(jobs))
+        for provider, status in (await jobs.provider_status()).items():
+            self.provider_live.labels(provider).set(1 if status["live_workers"] else 0)
 
     def _errors(self, r: CollectorRegistry) -> None:
         """Failures contained (``core/contain.py``): the fan-out's, here; the loops' and
@@ -121,6 +196,35 @@ class FrontendMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=r,
         )
+
+
+APPROVAL_DECISIONS = ("approved", "denied", "expired")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def oldest_untaken_age(jobs: JobQueue) -> float:
+    """Seconds since the oldest job of any queue that no worker has read yet was queued
+    (its entry id is the Redis server's time): the entries after the group's last
+    delivered one. 0 when every job is taken."""
+    async with jobs.redis.pipeline(transaction=False) as pipe:
+        for key in jobs.keys:
+            pipe.xinfo_groups(key)
+        groups = await pipe.execute(raise_on_error=False)
+    async with jobs.redis.pipeline(transaction=False) as pipe:
+        for key, found in zip(jobs.keys, groups, strict=True):
+            start = "-"  # no group yet: every entry is untaken
+            for group in found if isinstance(found, list) else ():
+                if _text(group.get("name", "")) == jobs.group:
+                    start = "(" + _text(group.get("last-delivered-id", "0-0"))
+            pipe.xrange(key, min=start, max="+", count=1)
+        firsts = await pipe.execute(raise_on_error=False)
+    oldest = [int(_text(f[0][0]).partition("-")[0]) for f in firsts if isinstance(f, list) and f]
+    if not oldest:
+        return 0.0
+    return max(0.0, time.time() - min(oldest) / 1000)
 
 
 class GcPauses:

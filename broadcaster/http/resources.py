@@ -37,6 +37,7 @@ from broadcaster.generations.overdue import OverdueJobs
 from broadcaster.http.metrics import FrontendMetrics, GcPauses
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import new_stream_id
+from broadcaster.http.wakes import Wakes
 from broadcaster.presence.counts import PresenceStore
 from broadcaster.presence.tracker import Presence
 from broadcaster.webhooks.deliverer import delivering
@@ -85,7 +86,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
             app.state.jobs = JobQueue(redis)
             chat_ttl = keys.chat_ttl(settings.idle_ttl_seconds, settings.ended_ttl_seconds)
             app.state.chats = Chats(redis, chat_ttl, durability)
-            sweeping = _sweepers(app, settings, event_log)
+            sweeping = _sweepers(app, settings, event_log, resolver)
             try:
                 yield
             finally:
@@ -144,12 +145,15 @@ def _hub_config(settings: Settings) -> HubConfig:
     )
 
 
-def _sweepers(app: FastAPI, settings: Settings, event_log: EventLog) -> list[asyncio.Task[None]]:
+def _sweepers(
+    app: FastAPI, settings: Settings, event_log: EventLog, resolver: push.Resolver
+) -> list[asyncio.Task[None]]:
     """The loops every front-end runs, each doing its round under a lock of its own:
     overdue generations ended, expired approvals denied, chats' waiting messages
-    started."""
+    started; the last two woken by the wake channels (``wakes.py``), not polling."""
     overdue = OverdueJobs(app.state.jobs, event_log, settings.queued_timeout_seconds)
     app.state.approvals = Approvals(event_log, app.state.jobs)
+    app.state.approvals.on_decided = app.state.metrics.approval_decided
     pump = ChatPump(
         app.state.chats,
         app.state.generations,
@@ -158,7 +162,14 @@ def _sweepers(app: FastAPI, settings: Settings, event_log: EventLog) -> list[asy
         new_stream_id,
         admission=settings.admission,
     )
+    wakes = Wakes(
+        resolver,
+        event_log.db,
+        [pump, app.state.approvals],
+        probe_seconds=settings.pubsub_probe_seconds,
+    )
     return [
+        asyncio.create_task(wakes.run(), name="wakes"),
         asyncio.create_task(overdue.run(), name="overdue-jobs"),
         asyncio.create_task(app.state.approvals.run(), name="expired-approvals"),
         asyncio.create_task(pump.run(), name="chat-pump"),

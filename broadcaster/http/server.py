@@ -34,7 +34,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from broadcaster.core.rlimit import raise_nofile_limit
 from broadcaster.fanout.subscription import Writer
 from broadcaster.http.gcfreeze import Freezer
-from broadcaster.http.sse_response import DIRECT_WRITE, DIRECT_WRITE_LIMIT, ON_DISCONNECT
+from broadcaster.http.sse_response import (
+    DIRECT_WRITE,
+    DIRECT_WRITE_LIMIT,
+    HOLD_WRITES,
+    ON_DISCONNECT,
+)
 
 log = logging.getLogger("broadcaster.server")
 
@@ -151,6 +156,7 @@ class DirectWriteProtocol(HttpToolsProtocol):
 
     _lost = False
     _on_lost: Callable[[], None] | None = None
+    _held: HeldWrites | None = None
     _chunks = LastChunk()  # shared by the connections of the process (one event loop)
     notsent_lowat = 0
     """``TCP_NOTSENT_LOWAT`` for each connection (0: leave the kernel's); set per server."""
@@ -233,8 +239,31 @@ class DirectWriteProtocol(HttpToolsProtocol):
         super().on_message_begin()
         # ASGI types extensions as dict[str, dict]; ours are callables, by design.
         self.scope["extensions"] = cast(
-            Any, {DIRECT_WRITE: self._direct_writer, ON_DISCONNECT: self._on_disconnect}
+            Any,
+            {
+                DIRECT_WRITE: self._direct_writer,
+                ON_DISCONNECT: self._on_disconnect,
+                HOLD_WRITES: self._hold_writes,
+            },
         )
+
+    def _hold_writes(self) -> Callable[[], None] | None:
+        """Keep what the response writes (its head included) in memory until the
+        returned function is called: a response's first writes then reach the socket as
+        one ``send``. None once the response has started."""
+        cycle = getattr(self, "cycle", None)
+        if cycle is None or cycle.response_started or self._held is not None:
+            return None
+        held = self._held = HeldWrites(cycle.transport)
+        cycle.transport = held
+
+        def release() -> None:
+            if self._held is held:
+                self._held = None
+                cycle.transport = held.real
+            held.release()
+
+        return release
 
     def _on_disconnect(self, callback: Callable[[], None]) -> None:
         if self._lost:
@@ -264,17 +293,46 @@ class DirectWriteProtocol(HttpToolsProtocol):
         def write(data: bytes) -> bool:
             if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
                 return False
-            transport.write(last.of(data))
+            (self._held or transport).write(last.of(data))
             return True
 
         def write_chunk(chunk: bytes) -> bool:
             if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
                 return False
-            transport.write(chunk)
+            (self._held or transport).write(chunk)
             return True
 
         last = self._chunks
         return write_chunk if chunks else write
+
+
+class HeldWrites:
+    """A transport whose writes wait in memory until ``release`` (or ``close``), then go
+    out as one (``DirectWriteProtocol._hold_writes``); anything else is the real one's."""
+
+    __slots__ = ("_held", "real")
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self._held: list[bytes] | None = []
+
+    def write(self, data: bytes) -> None:
+        if self._held is None:
+            self.real.write(data)
+        else:
+            self._held.append(data)
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if held and not self.real.is_closing():
+            self.real.write(b"".join(held))
+
+    def close(self) -> None:
+        self.release()
+        self.real.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
 
 
 MAX_HEADERS = 256

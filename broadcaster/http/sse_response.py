@@ -17,6 +17,8 @@ slow viewer. The writer refuses (returns False) once the socket's unsent buffer 
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
@@ -40,6 +42,12 @@ that makes each write for one connection alone frames it in the same step)."""
 ON_DISCONNECT = "broadcaster.on_disconnect"
 """The ASGI scope extension: a callable taking a callback that the server calls once
 the client has gone (at once if it already has)."""
+
+HOLD_WRITES = "broadcaster.hold_writes"
+"""The ASGI scope extension: a callable that, before the response starts, makes the
+connection keep what the response writes in memory until the function it returns is
+called (None: it cannot). A viewer's head, ``retry:`` and first events, written in one
+turn of the event loop, then reach its socket in one ``send`` instead of three."""
 
 DIRECT_WRITE_LIMIT = 256 * 1024
 """Unsent bytes a socket may hold before direct writes stop and ``send`` (which waits for
@@ -70,7 +78,7 @@ class SSEResponse(Response):
         # Not Response.__init__: it would set a body and so a Content-Length.
         self.status_code = 200
         self.background = None
-        self.init_headers(headers)
+        self.raw_headers = list(_raw_headers(tuple(headers.items())))
         self._body = body
         self._chunks: AsyncIterator[bytes] | None = None
         self._first = first
@@ -80,6 +88,7 @@ class SSEResponse(Response):
         self._direct_chunks = chunks
         """The body's writer takes HTTP/1.1 chunks (``DIRECT_WRITE``)."""
         self._on_end = on_end
+        self._release: Callable[[], None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -126,29 +135,55 @@ class SSEResponse(Response):
             # Returning with the response unfinished makes the server close the
             # connection, which is the point.
         finally:
+            if self._release is not None:
+                self._release()
             if self._chunks is not None:
                 await _aclose(self._chunks)
 
     async def _stream(self, scope: Scope, send: Send) -> None:
+        hold: Any = scope.get("extensions", {}).get(HOLD_WRITES)
+        release = hold() if hold is not None else None
+        if release is not None:
+            # Released once this turn of the event loop is over (or the response ends):
+            # whatever the response wrote by then goes out in one write.
+            self._release = release
+            asyncio.get_running_loop().call_soon(release)
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
-        if self._first:
-            await self._send(send, self._first)
         direct: Any = scope.get("extensions", {}).get(DIRECT_WRITE)
         writer = None
         if direct is not None:
             writer = direct(chunks=True) if self._direct_chunks else direct()
+        # What the body yields goes straight to the socket too while it takes it (no
+        # ASGI message and no cancel scope per chunk); only a socket that holds more than
+        # DIRECT_WRITE_LIMIT unsent, and an empty chunk (which waits for it to drain),
+        # take ``send``, which waits and cuts a slow viewer off.
+        plain = None if self._direct_chunks else writer
+        if self._first:
+            await self._send(send, self._first, plain)
         self._chunks = self._body(writer)
         async for chunk in self._chunks:
-            await self._send(send, chunk)
+            await self._send(send, chunk, plain)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _send(self, send: Send, chunk: bytes) -> None:
+    async def _send(self, send: Send, chunk: bytes, writer: Writer | None = None) -> None:
+        if chunk and writer is not None and writer(chunk):
+            return
         with anyio.move_on_after(self._send_timeout) as scope:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         if scope.cancelled_caught:
             raise SlowViewer
+
+
+@functools.lru_cache(maxsize=64)
+def _raw_headers(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
+    """The response head's headers as Starlette's ``init_headers`` makes them (with the
+    content type), made once per set of headers rather than once per viewer."""
+    made = SSEResponse.__new__(SSEResponse)
+    made.status_code = 200
+    made.init_headers(dict(headers))
+    return tuple(made.raw_headers)
 
 
 async def _aclose(it: AsyncIterator[bytes]) -> None:

@@ -98,10 +98,12 @@ async def _stream_state(
     request: Request, hub: Hub, stream_id: str, after: int, tag: str | None
 ) -> StreamInfo:
     """The stream's state as of the resume point, or 404. A reconnect to a front-end that
-    watches the stream and holds the resume point (``Hub.known``) reads nothing from Redis."""
-    info = hub.known(stream_id, after, tag) if tag is not None else None
+    watches the stream and holds the resume point, or a viewer from the start of a stream
+    whose whole history its topic holds (``Hub.known``), reads nothing from Redis."""
+    info = hub.known(stream_id, after, tag) if tag is not None or after == 0 else None
     if info is not None:
-        (await get_metrics(request)).resumed_from_memory.inc()
+        if tag is not None:  # a resume (Last-Event-ID), not a start
+            (await get_metrics(request)).resumed_from_memory.inc()
     else:
         event_log = await get_event_log(request)
         info = await event_log.info(stream_id, at=after if tag else None)

@@ -29,8 +29,11 @@ from broadcaster.core.eventlog import script
 MAX_SUBJECTS = 100
 """The most subjects ``viewers`` names (the count counts them all)."""
 BATCH = 100
-"""Streams whose counts are written concurrently in one round: of a front-end's flush,
-or of the reap of a dead front-end's counts."""
+"""Streams whose counts are written in one round (one script call per slot group among
+them, concurrently; sorted by group first, so a round's streams share few): of a
+front-end's flush, or of the reap of a dead front-end's counts."""
+PER_CALL = 100
+"""The most streams one script call writes (it holds Redis meanwhile)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,25 +69,58 @@ class PresenceStore:
         """``instance`` now serves ``count`` viewers of ``stream_id`` (``dead`` front-ends'
         counts are dropped): the stream's total before and after, published to the
         front-ends watching it when it changed."""
-        old, new = await self._set(
-            keys=[
-                keys.presence_key(stream_id),
-                keys.meta_key(stream_id),
-                keys.outbox_key(stream_id),
-            ],
-            args=[
-                instance,
+        (change,) = await self.set_many(instance, [(stream_id, count, subjects)], dead)
+        return change
+
+    async def set_many(
+        self,
+        instance: str,
+        counts: Sequence[tuple[str, int, Sequence[str]]],
+        dead: Sequence[str] = (),
+    ) -> list[tuple[int, int]]:
+        """``set`` of each ``(stream id, count, subjects)``: one script call per slot group
+        for all of its streams, the groups' calls concurrent; each stream's totals before
+        and after, in order."""
+        by_group: dict[str, list[int]] = {}
+        for i, (stream_id, _, _) in enumerate(counts):
+            by_group.setdefault(keys.outbox_key(stream_id), []).append(i)
+        calls = [
+            (outbox, at[n : n + PER_CALL])
+            for outbox, at in by_group.items()
+            for n in range(0, len(at), PER_CALL)
+        ]
+        replies = await asyncio.gather(
+            *(
+                self._set_group(instance, outbox, [counts[i] for i in at], dead)
+                for outbox, at in calls
+            )
+        )
+        out: list[tuple[int, int]] = [(0, 0)] * len(counts)
+        for (_, at), changes in zip(calls, replies, strict=True):
+            for i, change in zip(at, changes, strict=True):
+                out[i] = change
+        return out
+
+    async def _set_group(
+        self,
+        instance: str,
+        outbox: str,
+        counts: Sequence[tuple[str, int, Sequence[str]]],
+        dead: Sequence[str],
+    ) -> list[tuple[int, int]]:
+        script_keys = [outbox]
+        args: list[Any] = [instance, self.publish, keys.OUTBOX_MAX_LEN, keys.PRESENCE_TTL]
+        args += [len(dead), *dead]
+        for stream_id, count, subjects in counts:
+            script_keys += [keys.presence_key(stream_id), keys.meta_key(stream_id)]
+            args += [
                 count,
                 json.dumps(list(subjects)[:MAX_SUBJECTS]) if subjects else "",
                 stream_id,
                 keys.push_channel(stream_id, self.db),
-                self.publish,
-                keys.OUTBOX_MAX_LEN,
-                keys.PRESENCE_TTL,
-                *dead,
-            ],
-        )
-        return int(old), int(new)
+            ]
+        reply = await self._set(keys=script_keys, args=args)
+        return [(int(reply[i]), int(reply[i + 1])) for i in range(0, len(reply), 2)]
 
     async def beat(self, instance: str) -> tuple[list[str], list[str]]:
         """Say ``instance`` is alive; the front-ends alive and those dead (silent for two
@@ -145,12 +181,12 @@ class PresenceStore:
         if not await self.redis.set(keys.reap_lock_key(instance), "1", nx=True, px=60_000):
             return 0
         key = keys.frontend_streams_key(instance)
-        streams = [_text(s) for s in await self.redis.smembers(key)]
+        streams = sorted((_text(s) for s in await self.redis.smembers(key)), key=keys.outbox_key)
         # in rounds, as a flush writes: one at a time, a dashboard front-end's 50,000
         # streams took 50,000 round trips to reap
         for i in range(0, len(streams), BATCH):
             batch = streams[i : i + BATCH]
-            changes = await asyncio.gather(*(self.set(s, "", 0, dead=[instance]) for s in batch))
+            changes = await self.set_many("", [(s, 0, ()) for s in batch], dead=[instance])
             for old, new in changes:
                 if old != new and on_change is not None:
                     on_change(old, new)

@@ -23,6 +23,7 @@ from contextvars import Context
 
 from broadcaster.core import contain
 from broadcaster.core.connection import REDIS_ERRORS
+from broadcaster.core.keys import outbox_key
 from broadcaster.presence.counts import BATCH, PresenceStore
 
 log = logging.getLogger("broadcaster.presence")
@@ -118,7 +119,7 @@ class Presence:
 
     async def _flush(self) -> None:
         dirty, self._dirty = self._dirty, set()
-        streams = list(dirty)
+        streams = sorted(dirty, key=outbox_key)  # a round's streams share few groups
         try:
             for i in range(0, len(streams), BATCH):
                 await self._write(streams[i : i + BATCH])
@@ -127,30 +128,27 @@ class Presence:
             raise
 
     async def _write(self, streams: list[str]) -> None:
-        """The counts of ``streams``, written concurrently; the streams this front-end
-        starts or stops counting are recorded (for a reaper, should it die) in one
-        command before and one after."""
+        """The counts of ``streams``, one script call per slot group (``set_many``); the
+        streams this front-end starts or stops counting are recorded (for a reaper,
+        should it die) in one command before and one after."""
         new = [s for s in streams if self._counts.get(s, 0) > 0 and s not in self._tracked]
         await self.store.track(self.instance, new, True)
         self._tracked.update(new)
-        gone = await asyncio.gather(*(self._write_one(s) for s in streams))
-        untracked = [s for s, g in zip(streams, gone, strict=True) if g and s in self._tracked]
+        written = [(s, self._counts.get(s, 0), sorted(self._subjects.get(s, ()))) for s in streams]
+        changes = await self.store.set_many(self.instance, written, self._dead)
+        self.writes += len(written)
+        untracked = []
+        for (stream_id, count, _), (old, now) in zip(written, changes, strict=True):
+            if old != now and self.on_change is not None:
+                self.on_change(old, now)
+            if count <= 0 and self._counts.get(stream_id, 0) <= 0:
+                # this front-end counts it no more
+                self._counts.pop(stream_id, None)
+                self._subjects.pop(stream_id, None)
+                if stream_id in self._tracked:
+                    untracked.append(stream_id)
         self._tracked.difference_update(untracked)
         await self.store.track(self.instance, untracked, False)
-
-    async def _write_one(self, stream_id: str) -> bool:
-        """Write one stream's count; whether this front-end counts it no more."""
-        count = self._counts.get(stream_id, 0)
-        subjects = sorted(self._subjects.get(stream_id, ()))
-        old, new = await self.store.set(stream_id, self.instance, count, subjects, self._dead)
-        self.writes += 1
-        if old != new and self.on_change is not None:
-            self.on_change(old, new)
-        if count <= 0 and self._counts.get(stream_id, 0) <= 0:
-            self._counts.pop(stream_id, None)
-            self._subjects.pop(stream_id, None)
-            return True
-        return False
 
     async def _beat_loop(self) -> None:
         outage = contain.Outage("presence heartbeat", log)

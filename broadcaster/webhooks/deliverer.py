@@ -259,7 +259,7 @@ class Deliverer:
             failure = await self.sender.send(delivery)
             if failure is None:
                 await self.queue.done(entry_id)
-                self.metrics.delivered.inc()
+                self.metrics.delivered_now(delivery.webhook_id)
             else:
                 await self._failed(entry_id, delivery, attempts, failure)
         except connection.REDIS_ERRORS as exc:

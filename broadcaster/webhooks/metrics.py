@@ -3,7 +3,16 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+)  # fmt: skip
+"""Seconds, a few milliseconds to ten minutes, about three to a decade: every latency
+histogram's (the front-end's imports these; the worker's are the same numbers)."""
 
 FAILURE_REASONS = (
     "timeout",
@@ -54,5 +63,21 @@ class WebhookMetrics:
             "Age of the oldest delivery not yet settled (0 when there is none)",
             registry=r,
         )
+        self.delay = Histogram(
+            "broadcaster_webhook_delivery_delay_seconds",
+            "From the event's entry in its outbox (the Redis server's clock, in the "
+            "webhook-id) to the receiver's 2xx (this host's clock), retries included; a "
+            "replayed dead letter counts from its first outbox time",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         for reason in FAILURE_REASONS:
             self.failures.labels(reason)
+
+    def delivered_now(self, webhook_id: str) -> None:
+        """A receiver accepted the delivery of ``webhook_id`` (``msg_<group>_<entry id>``,
+        the outbox entry's id: the time it was written there)."""
+        self.delivered.inc()
+        entry_ms = webhook_id.rpartition("_")[2].partition("-")[0]
+        if entry_ms.isdigit():
+            self.delay.observe(max(0.0, time.time() - int(entry_ms) / 1000))

@@ -133,7 +133,7 @@ def test_enqueue_runs_the_message_when_the_answer_ends(stack: Stack) -> None:
     assert got[1]["type"] == "start" and got[-1]["type"] == "finish"
     text_b = "".join(e["delta"] for e in got if e["type"] == "text-delta")
     assert text_b == "The queued one."
-    # It started within a second of the first answer's end (the pump runs every 0.25 s).
+    # It started within a second of the first answer's end (the pump is woken by it).
     sent = [r for r in stack.anthropic.exchanges if "enqueue-b" in json.dumps(r.body)]
     after = sent[0].started_at - first.ended_at
     print(f"enqueue: the queued message's model call {after:.3f} s after the first answer ended")
@@ -146,6 +146,11 @@ def test_enqueue_runs_the_message_when_the_answer_ends(stack: Stack) -> None:
     final = listed(stack, chat)
     assert final["queued"] == [] and final["status"] == "completed"
     assert [m["id"] for m in final["messages"] if m["role"] == "user"] == ["u1", "u2", "u3"]
+    # The queued answer, started later by the pump, continued its request's trace: the
+    # worker's log lines about it carry the trace id its response named.
+    trace = answer.headers["x-trace-id"]
+    about = [line for line in stack.worker.log().splitlines() if entry["generation_id"] in line]
+    assert about and any(trace in line for line in about), (trace, about)
 
 
 def test_interrupt_cancels_the_answer_and_starts_the_new_message(stack: Stack) -> None:

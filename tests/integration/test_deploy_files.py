@@ -310,13 +310,14 @@ def published_addresses(port: str | int | Doc) -> list[str]:
 
 
 def compose_exposure_problems(services: Doc, frontends: list[str], workers: list[str]) -> list[str]:
-    """Secure unless told otherwise: only nginx publishes a port, on loopback when no
-    variable says another address; the front-ends get the access-control secrets from
-    the host and are not insecure unless BROADCASTER_INSECURE says so."""
+    """Secure unless told otherwise: only nginx (and the observability profile's UIs)
+    publishes a port, on loopback when no variable says another address; the front-ends
+    get the access-control secrets from the host and are not insecure unless
+    BROADCASTER_INSECURE says so."""
     problems = []
     for name, s in services.items():
         ports = s.get("ports", [])
-        if ports and name != "nginx":
+        if ports and name != "nginx" and s.get("profiles") != ["observability"]:
             problems.append(f"{name} publishes {ports}: only nginx should")
         for port in ports:
             for address in published_addresses(port):
@@ -975,3 +976,78 @@ def test_redis_conf_bounds_memory_and_never_evicts() -> None:
     assert memory_problems(
         text.replace("maxmemory-policy noeviction", "maxmemory-policy allkeys-lru")
     )
+
+
+# --- the observability profile (deploy/observability/) ---------------------------------
+
+OBSERVABILITY_DIR = ROOT / "deploy" / "observability"
+
+
+def observability_problems(compose: Doc) -> list[str]:
+    """The profile's files exist and fit together: every file mounted from the project
+    exists; Grafana's dashboard provider reads the folder dashboard.json is mounted in,
+    its datasource has the uid the panels name; Prometheus's rule file is mounted where
+    its config names it; it scrapes every front-end on its port and every worker on its
+    WORKER_METRICS_PORT, which the workers bind beyond loopback."""
+    problems = []
+    services = compose["services"]
+    profile = {n: s for n, s in services.items() if "observability" in s.get("profiles", [])}
+    if set(profile) != {"prometheus", "grafana", "jaeger"}:
+        problems.append(f"observability profile: {sorted(profile)}")
+    mounts: dict[str, dict[str, str]] = {}
+    for name, s in profile.items():
+        for volume in s.get("volumes", []):
+            source, _, rest = str(volume).partition(":")
+            target = rest.partition(":")[0]
+            mounts.setdefault(name, {})[target] = source
+            if source.startswith("./") and not (ROOT / source).exists():
+                problems.append(f"{name}: {source} does not exist")
+    grafana = mounts.get("grafana", {})
+    provider = yaml.safe_load(
+        (OBSERVABILITY_DIR / "grafana/provisioning/dashboards/broadcaster.yml").read_text()
+    )
+    folder = provider["providers"][0]["options"]["path"]
+    if not any(t.startswith(folder + "/") and s.endswith(".json") for t, s in grafana.items()):
+        problems.append(f"grafana: no dashboard mounted in {folder}")
+    datasource = yaml.safe_load(
+        (OBSERVABILITY_DIR / "grafana/provisioning/datasources/prometheus.yml").read_text()
+    )["datasources"][0]
+    board = json.loads((OBSERVABILITY_DIR / "dashboard.json").read_text())
+    for panel in board["panels"]:
+        uids = {panel["datasource"]["uid"]} | {t["datasource"]["uid"] for t in panel["targets"]}
+        if uids != {datasource["uid"]} or not all(t.get("expr") for t in panel["targets"]):
+            problems.append(f"panel {panel['title']!r}: datasource {uids} or an empty query")
+    prometheus = mounts.get("prometheus", {})
+    config_path = next((t for t in prometheus if t.endswith("prometheus.yml")), "")
+    config = yaml.safe_load((ROOT / prometheus.get(config_path, "missing")).read_text())
+    for rule_file in config["rule_files"]:
+        if str(Path(config_path).parent / rule_file) not in prometheus:
+            problems.append(f"prometheus: rule file {rule_file} is not mounted")
+    scraped = {
+        t for job in config["scrape_configs"] for c in job["static_configs"] for t in c["targets"]
+    }
+    for name, s in services.items():
+        command, env = s.get("command", []), s.get("environment", {})
+        if command[2:4] == ["broadcaster", "serve"] and f"{name}:8000" not in scraped:
+            problems.append(f"prometheus does not scrape {name}:8000")
+        if command[2:4] == ["worker", "run"]:
+            port = compose_default(env.get("WORKER_METRICS_PORT", "0"))
+            if f"{name}:{port}" not in scraped or env.get("WORKER_METRICS_HOST") != "0.0.0.0":
+                problems.append(f"prometheus cannot scrape {name} (port {port})")
+    return problems
+
+
+def test_the_observability_profile_fits_together() -> None:
+    assert observability_problems(load_compose()) == []
+
+
+def test_a_broken_observability_profile_fails() -> None:
+    broken = copy.deepcopy(load_compose())
+    broken["services"]["grafana"]["volumes"][1] = "./deploy/observability/nope.json:/x.json:ro"
+    broken["services"]["prometheus"]["volumes"].pop(1)  # the rules
+    broken["services"]["worker-2"]["environment"]["WORKER_METRICS_PORT"] = "9200"
+    problems = observability_problems(broken)
+    assert any("nope.json does not exist" in p for p in problems), problems
+    assert any("no dashboard mounted" in p for p in problems), problems
+    assert any("rule file alerts.yml is not mounted" in p for p in problems), problems
+    assert any("cannot scrape worker-2" in p for p in problems), problems

@@ -3,7 +3,9 @@ bench (``broadcaster.bench.driver.run_bench``) and stopped, each run made a row.
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from redis.exceptions import RedisError
 
 from broadcaster.bench.driver import run_bench
 from broadcaster.bench.plan import BenchConfig
+from broadcaster.bench.probes import command_calls
 from broadcaster.bench.run import parse_config
 from broadcaster.bench.viewers import BenchError
 from broadcaster.presence.counts import PresenceStore
@@ -120,11 +123,13 @@ async def run_scenario(
                 continue
             cfg = _bench_config(s, server, redis, half.get("rate"))
             try:
+                idle = await idle_commands(redis_url, s.idle_commands, len(server.pids))
                 result = await run_bench(cfg, server.sink)
             except (BenchError, RedisError, OSError, TimeoutError) as exc:
                 rows.append({"target": target, "error": repr(exc)})
                 continue
             row = _row(target, result, len(server.urls))
+            row["idle_redis_commands_per_s"] = idle
             if s.name == "one-1000-max" and target == "project":
                 half["rate"] = row["delivered_events_per_s"] / 1000 / 2
             rows.append(row)
@@ -135,6 +140,29 @@ async def run_scenario(
         if died:  # whatever it measured after that is not the server's
             rows.append({"target": target, "error": f"the server exited during the run: {died}"})
     return rows
+
+
+IDLE_SETTLE = 0.5
+"""Seconds after a server starts before its idle commands are counted: what start-up asks
+(scripts loaded, the first heartbeat) is not what it asks while idle."""
+
+
+async def idle_commands(redis_url: str, seconds: float, processes: int) -> float | None:
+    """Redis commands per second per server process over ``seconds``, with the server
+    started and nobody connected (None when not measured): what an idle front-end asks of
+    Redis (its heartbeats, and whatever it polls). The counting's own ``INFO`` is left out."""
+    if seconds <= 0:
+        return None
+    client = Redis.from_url(redis_url)
+    try:
+        await asyncio.sleep(IDLE_SETTLE)
+        before, t0 = await command_calls(client), time.monotonic()
+        await asyncio.sleep(seconds)
+        after, took = await command_calls(client), time.monotonic() - t0
+    finally:
+        await client.aclose()
+    count = sum(v - before.get(k, 0) for k, v in after.items() if k != "info")
+    return count / took / max(1, processes)
 
 
 async def _reap_stopped(redis_url: str) -> None:

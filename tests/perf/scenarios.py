@@ -53,6 +53,9 @@ class Scenario:
     """``kill -9`` one of the target's front-end processes in the window (``--kill-pid``)."""
     by_name: bool = False
     """Run only when named (``--scenario``, or ``fleet`` for all of them): minutes each."""
+    idle_commands: float = 0.0
+    """Seconds over which Redis's commands are counted with the server started and no
+    viewer yet (``rounds.idle_commands``): what an idle front-end asks of Redis. 0: not."""
 
 
 def scenarios(smoke: bool) -> list[Scenario]:
@@ -65,6 +68,7 @@ def scenarios(smoke: bool) -> list[Scenario]:
                     *("--viewers", "20", "--rate", "50", "--duration", "1", "--procs", "1"),
                     *("--idle-sample", "0.5"),
                 ],
+                idle_commands=0.5,
             ),
             Scenario(
                 "smoke-burst",
@@ -99,6 +103,17 @@ def scenarios(smoke: bool) -> list[Scenario]:
             ),
         ]
     return [
+        Scenario(
+            "connect-10k",
+            "10,000 idle viewers of one stream connecting at once to one process: connect "
+            "time, front-end CPU per connect, memory per connection, idle Redis commands",
+            [
+                *("--viewers", "10000", "--rate", "1", "--duration", "2", "--procs", "2"),
+                *("--deadline", "60", "--first-wait", "120", "--idle-sample", "1"),
+            ],
+            targets=("project", BEFORE, "ceiling"),
+            idle_commands=12.0,
+        ),
         Scenario(
             "one-100",
             "1 stream x 100 viewers, 1000 ev/s, then one late joiner of 10,000 events",

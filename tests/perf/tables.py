@@ -72,9 +72,43 @@ def table(s: Scenario, rows: list[dict[str, Any]]) -> str:
             f"{r['lost'] + r['quiet_lost']:>5} {r['behind_at_deadline']:>6}  {_extra(r)}"
         )
     lines += _ratio_lines(s, rows)
+    if s.idle_commands > 0 or s.name in FLEET_NAMES:
+        lines += cost_lines(rows)
     if s.by_name or s.kill:
         lines += [_fleet_line(r) for r in rows if "error" not in r]
     return "\n".join(lines)
+
+
+COSTS = (
+    ("connect_seconds", "all connected in", "s", 1),
+    ("server_cpu_ms_per_connect", "front-end CPU per connect", "ms", 3),
+    ("server_rss_kb_per_connection", "memory per connection", "KiB", 1),
+    ("idle_redis_commands_per_s", "idle Redis commands per front-end", "/s", 1),
+)
+"""What a viewer costs around its deliveries, and what an idle front-end asks of Redis:
+each target's figure beside the ceiling's of the same run (``cost_lines``)."""
+
+
+def cost_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """A viewer's cost, per target, and its ratio to the ceiling's (``ceiling`` or
+    ``ceiling-xN``) in the same run."""
+    ok = [r for r in rows if "error" not in r]
+    ceiling = next((r for r in ok if r["target"].startswith("ceiling")), None)
+    lines = ["viewer cost (target / ceiling):"]
+    for key, label, unit, digits in COSTS:
+        parts = []
+        for r in ok:
+            v = r.get(key)
+            if v is None:
+                continue
+            part = f"{r['target']} {v:,.{digits}f} {unit}"
+            base = ceiling.get(key) if ceiling is not None and r is not ceiling else None
+            if base:
+                part += f" ({v / base:.1f}x)"
+            parts.append(part)
+        if parts:
+            lines.append(f"  {label}: " + ", ".join(parts))
+    return lines
 
 
 def _fleet_line(r: dict[str, Any]) -> str:
@@ -307,7 +341,32 @@ def summary(rounds: list[dict[str, list[dict[str, Any]]]], chosen: list[Scenario
                     for t, v in per_target.items()
                 )
             )
+        if s.idle_commands > 0 or name in FLEET_NAMES:
+            lines += _cost_summary(name, [rnd.get(name, []) for rnd in rounds])
     return "\n".join(lines)
+
+
+def _cost_summary(name: str, rounds: list[list[dict[str, Any]]]) -> list[str]:
+    """The median over rounds of each target's viewer cost over the ceiling's."""
+    lines = []
+    for key, label, _, _ in COSTS:
+        per: dict[str, list[float]] = {}
+        for rows in rounds:
+            ok = [r for r in rows if "error" not in r]
+            ceiling = next((r for r in ok if r["target"].startswith("ceiling")), None)
+            base = ceiling.get(key) if ceiling is not None else None
+            for r in ok:
+                if r is not ceiling and base and r.get(key) is not None:
+                    per.setdefault(r["target"], []).append(r[key] / base)
+        if per:
+            lines.append(
+                f"{name:16} {label} / ceiling: "
+                + ", ".join(
+                    f"{t} {statistics.median(v):.1f}x ({', '.join(f'{x:.1f}' for x in v)})"
+                    for t, v in per.items()
+                )
+            )
+    return lines
 
 
 def plot(rounds: list[dict[str, list[dict[str, Any]]]], path: Path) -> list[Path]:

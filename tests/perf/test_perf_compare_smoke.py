@@ -58,6 +58,13 @@ def test_compare_smoke_runs_every_target(tmp_path: Path) -> None:
     assert live["project"]["subscribers_per_stream"] == 1.0, live["project"]
     assert live["naive"]["subscribers_per_stream"] == 0.0, live["naive"]  # it reads, per viewer
     assert math.isfinite(live["project"]["redis_busy_us_per_event"]), live["project"]
+    # What a viewer costs around its deliveries, beside the ceiling's, and what an idle
+    # front-end asks of Redis (the ceiling asks nothing).
+    assert "viewer cost (target / ceiling):" in proc.stdout, proc.stdout
+    assert "front-end CPU per connect" in proc.stdout, proc.stdout
+    assert live["ceiling"]["idle_redis_commands_per_s"] == 0, live["ceiling"]
+    assert math.isfinite(live["project"]["idle_redis_commands_per_s"]), live["project"]
+    assert math.isfinite(live["project"]["server_cpu_ms_per_connect"]), live["project"]
     burst = {r["target"]: r for r in rnd["smoke-burst"]}
     for target in ("project", "naive", "ceiling"):
         replay = burst[target]["replay"]

@@ -147,6 +147,14 @@ if ended and m[7] then
     'created_at', f[2] or '', 'usage', f[3] or '', 'error', f[4] or '')
 end
 if ended then redis.call('ZREM', waiting, sid) end
+-- The front-ends' timed work is woken, not polled (keys.wake_channel): a generation's end
+-- (a chat's waiting message may start) and a new deadline in the waiting set.
+local wake = nil
+if channel ~= '' then
+  local group, db = string.match(channel, '^(.-}):.+:push:(%d+)$')
+  wake = group .. ':wake:' .. db
+end
+if wake and ended and m[1] == 'generation' then redis.call(publish, wake, 'end ' .. sid) end
 if extras ~= '' then
   local x = cjson.decode(extras)
   if x['outbox'] and m[7] then
@@ -154,13 +162,18 @@ if extras ~= '' then
     redis.call('XADD', outbox, 'MAXLEN', '~', outbox_max, '*', 'k', 'event', 'stream', sid,
       'hook', m[7], 'url', url, 'type', x['outbox'][1], 'data', x['outbox'][2], 'at', now)
   end
-  if x['zadd'] then redis.call('ZADD', waiting, x['zadd'], sid) end
+  if x['zadd'] then
+    redis.call('ZADD', waiting, x['zadd'], sid)
+    if wake then redis.call(publish, wake, string.format('wait %d %s', x['zadd'], sid)) end
+  end
   if x['zrem'] then redis.call('ZREM', waiting, sid) end
   if x['ltrim'] then redis.call('LTRIM', steering, x['ltrim'], -1) end
 end
 if channel ~= '' then
-  -- "<first seq> <last seq> <tag of the last> <T if it ends the stream, else ->\n<frames>"
-  local head = string.format('%d %d %s %s\n', first_seq, seq, tag, ended and 'T' or '-')
+  -- "<first seq> <last seq> <tag of the last> <T if it ends the stream, else -> <now>
+  -- \n<frames>", now: the append's time (ms, this server's clock), for the front-end's
+  -- append-to-write latency
+  local head = string.format('%d %d %s %s %s\n', first_seq, seq, tag, ended and 'T' or '-', now)
   local body = ''
   if frames then
     if ended then frames[#frames + 1] = 'data: [DONE]\n\n' end

@@ -53,7 +53,8 @@ async def events(request: Request) -> Response:
         most = settings.events_max_prefixes
         raise ApiError(400, "too_many_prefixes", f"at most {most} prefixes per connection")
     await authorize_read(request, streams, prefixes)
-    raw = request.headers.get("last-event-id", q.get("last_event_id"))
+    # An empty header names no resume point (as EventSource sends none): the query may.
+    raw = request.headers.get("last-event-id") or q.get("last_event_id")
     bases: Bases = request.app.state.bases
     cursor = Cursor.empty()
     slot = await admit_viewer(request, streams)

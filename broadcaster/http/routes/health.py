@@ -56,6 +56,7 @@ async def prometheus(hub: HubDep, jobs: JobsDep, metrics: MetricsDep) -> Respons
     # On a Redis error keep the last value; /readyz reports Redis trouble.
     with contextlib.suppress(*connection.REDIS_ERRORS):
         metrics.generations_queued.set(await jobs.depth())
+        await metrics.read_queues(jobs)  # the oldest job's age, the live workers
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

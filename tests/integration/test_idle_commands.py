@@ -1,0 +1,161 @@
+"""An idle front-end sends Redis at most one command a second: nothing polls.
+
+Two front-ends on a Redis of the test's own, with the job queues made (so that the
+overdue round reads what a deployment's does), nothing happening. Every command Redis
+receives is seen with ``MONITOR``, and each is put down to the process whose socket sent
+it (the client's port, found among each process's sockets in ``/proc``). What remains of
+an idle front-end: its viewer-count heartbeat (every 10 s: a ``ZADD`` and a ``ZRANGE``),
+the probe of its wake channels' connection (a ``PING`` every 5 s), and rounds of a minute
+that a 10 s window may or may not hold: the chats' queue (an ``EXISTS``), 8 of the 256
+waiting sets (a ``ZRANGEBYSCORE`` each), the overdue generations (a ``SET`` and an
+``XINFO GROUPS`` per job queue). Over two minutes that is about 0.6 commands a second
+(docs/performance.md, "An idle front-end").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import socket
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from broadcaster.chat.records import Chats
+from broadcaster.core import connection, keys
+from broadcaster.core.eventlog import EventLog
+from broadcaster.generations.jobs import JobQueue
+from broadcaster.generations.lifecycle import Generations
+from tests.support.procs import Proc, own_redis, start_frontend, stop_all
+
+pytestmark = pytest.mark.anyio
+
+SETTLE_S = 2.0
+"""After the front-ends listen on the wake channels: their first rounds done."""
+WINDOW_S = 10.0
+MONITOR_LINE = re.compile(rb'^\+\d+\.\d+ \[\d+ [^\]]*:(\d+)\] "([^"]+)"')
+
+
+def _ports_of(pid: int) -> set[int]:
+    """The local ports of ``pid``'s TCP sockets."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[9] in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _monitor(port: int, seconds: float) -> list[tuple[int, str]]:
+    """(client port, command) of every command Redis ran for ``seconds``."""
+    seen: list[tuple[int, str]] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        sock.sendall(b"MONITOR\r\n")
+        buffer = b""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                continue
+            assert chunk, "Redis closed the MONITOR connection"
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\r\n")
+            for line in lines:
+                match = MONITOR_LINE.match(line)
+                if match:
+                    seen.append((int(match[1]), match[2].decode().upper()))
+    return seen
+
+
+async def test_an_idle_front_end_sends_at_most_one_command_a_second(tmp_path: Path) -> None:
+    server = own_redis(tmp_path / "redis")
+    redis = connection.command_client(server.url)
+    frontends: list[Proc] = []
+    try:
+        await JobQueue(redis).ensure_group()
+        frontends = [start_frontend(server.url, tmp_path, f"idle-{i}") for i in range(2)]
+        # Start-up is over once both listen on the wake channels (then each looks at what
+        # it may have missed: a round of the chats' queue, every waiting set).
+        deadline = time.monotonic() + 30
+        channel = keys.wake_channels()[0]
+        while (await redis.pubsub_numsub(channel))[0][1] < len(frontends):
+            assert time.monotonic() < deadline, "the front-ends never listened on the wakes"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(SETTLE_S)
+        assert server.port is not None
+        seen = await asyncio.to_thread(_monitor, server.port, WINDOW_S)
+        owners = {port: fe.name for fe in frontends for port in _ports_of(fe.pid)}
+    finally:
+        await redis.aclose()
+        stop_all(frontends)
+        server.stop()
+    per_frontend: dict[str, Counter[str]] = {fe.name: Counter() for fe in frontends}
+    for port, command in seen:
+        if port in owners:
+            per_frontend[owners[port]][command] += 1
+    for name, commands in per_frontend.items():
+        total = sum(commands.values())
+        print(
+            f"{name}: {total} commands in {WINDOW_S:g} s idle "
+            f"({total / WINDOW_S:.2f}/s): {dict(commands)}"
+        )
+    for name, commands in per_frontend.items():
+        total = sum(commands.values())
+        # Its wake channels' connection is probed every 5 s: seen, so counted here.
+        assert commands["PING"] >= 1, f"{name}: none of its commands was put down to it"
+        assert total <= WINDOW_S, f"{name}: {total} commands in {WINDOW_S:g} s idle"
+
+
+async def test_the_wake_channels_carry_ends_waits_and_chats(redis_url: str) -> None:
+    """What wakes the pump and the approvals is published: a generation's end and a new
+    deadline in a waiting set by the append itself, a chat with something waiting by
+    ``Chats``; a feed's end and its events wake nothing."""
+    redis = connection.command_client(redis_url)
+    event_log = EventLog(redis)
+    generations = Generations(event_log)
+    gid, feed, chat = (f"wake-{what}-{secrets.token_hex(4)}" for what in ("gen", "feed", "chat"))
+    listener = redis.pubsub()
+    try:
+        await listener.subscribe(*keys.wake_channels())
+        for _ in keys.wake_channels():  # the confirmations
+            assert await listener.get_message(timeout=5) is not None
+        await event_log.append(feed, [{"type": "a"}, {"type": "finish"}], kind="feed")
+        assert await generations.create(gid, {"prompt": "x"})
+        assert await generations.claim(gid, "w") is not None
+        await event_log.append(gid, [{"type": "start"}], kind="generation", owner="w")
+        deadline = int(time.time() * 1000) + 60_000
+        await event_log.append(
+            gid, [{"type": "data-n"}], kind="generation", owner="w", extras={"zadd": deadline}
+        )
+        await Chats(redis, 60).pending(chat)
+        await event_log.append(gid, [{"type": "finish"}], kind="generation", owner="w")
+        heard: list[tuple[str, str]] = []
+        while len(heard) < 3:
+            message = await listener.get_message(timeout=5)
+            assert message is not None, f"only {heard} published"
+            heard.append((message["channel"].decode(), message["data"].decode()))
+        assert await listener.get_message(timeout=0.2) is None, "nothing more"
+    finally:
+        await listener.aclose()
+        await redis.zrem(keys.CHATS_PENDING_KEY, chat)
+        await redis.aclose()
+    assert heard == [
+        (keys.wake_channel(gid), f"wait {deadline} {gid}"),
+        (keys.wake_channel(chat), f"chat {chat}"),
+        (keys.wake_channel(gid), f"end {gid}"),
+    ]

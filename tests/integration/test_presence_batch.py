@@ -1,0 +1,80 @@
+"""Viewer counts of many streams written together: one script call per slot group for
+the streams a front-end's joins and leaves of one moment touched, not one per stream
+(``PresenceStore.set_many``, ``Presence``'s flush), each stream's count, total and
+notice as if written alone. A real Redis, the script calls counted by ``INFO``."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from broadcaster.core import connection, keys
+from broadcaster.presence.counts import PresenceStore
+from broadcaster.presence.tracker import Presence
+from tests.support.faults import poll
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[Redis]:
+    redis = connection.command_client(redis_url)
+    yield redis
+    await redis.aclose()
+
+
+async def _script_calls(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval"))
+
+
+def _same_group(n: int, prefix: str) -> list[str]:
+    """``n`` stream ids of one slot group."""
+    first = f"{prefix}-{secrets.token_hex(4)}"
+    group = keys.outbox_key(first)
+    found = [first]
+    while len(found) < n:
+        sid = f"{prefix}-{secrets.token_hex(4)}"
+        if keys.outbox_key(sid) == group:
+            found.append(sid)
+    return found
+
+
+async def _counted(store: PresenceStore, streams: list[str], want: list[int]) -> None:
+    """Wait until the counts of ``streams`` are ``want`` (the flush is a moment later)."""
+
+    async def probe() -> bool:
+        return [v.count for v in await store.viewers(streams)] == want
+
+    await poll(probe, "the counts written", within=10)
+
+
+async def test_a_flush_writes_each_group_of_streams_in_one_call(client: Redis) -> None:
+    one, other = _same_group(30, "pa"), _same_group(12, "pb")
+    if keys.outbox_key(one[0]) == keys.outbox_key(other[0]):
+        other = _same_group(12, "pc")  # two groups, whatever the draw
+    assert keys.outbox_key(one[0]) != keys.outbox_key(other[0])
+    store = PresenceStore(client)
+    changes: list[tuple[int, int]] = []
+    async with Presence(store, on_change=lambda old, new: changes.append((old, new))) as presence:
+        await store.set(f"warm-{secrets.token_hex(4)}", "", 0)  # the script is loaded
+        before = await _script_calls(client)
+        for n, sid in enumerate(one + other):
+            for _ in range(n % 3 + 1):
+                presence.join(sid, "ann" if n % 2 else None)
+        want = [n % 3 + 1 for n in range(len(one + other))]
+        await _counted(store, one + other, want)
+        calls = await _script_calls(client) - before
+        found = await store.viewers(one + other)
+        assert [v.count for v in found] == [n % 3 + 1 for n in range(len(one + other))]
+        assert found[1].subjects == ["ann"] and found[0].subjects == []
+        assert calls == 2, f"{calls} script calls for 42 streams of two slot groups"
+        assert sorted(changes) == sorted((0, n % 3 + 1) for n in range(len(one + other)))
+        for sid in one:
+            presence.leave(sid, None if one.index(sid) % 2 == 0 else "ann")
+        before = await _script_calls(client)
+        await _counted(store, one, [n % 3 for n in range(len(one))])
+        assert await _script_calls(client) - before == 1

@@ -1,0 +1,99 @@
+"""What the wake channels' messages make the chat pump and the approvals do (fakeredis:
+the scheduling alone; tests/integration/test_idle_commands.py has the real channels).
+
+A deadline pushed is swept when it comes, and nothing is read before; a deadline whose
+push was lost is not found by any polling, but by the sweep that follows ``missed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import fakeredis
+import pytest
+
+from broadcaster.chat.approvals import Approvals
+from broadcaster.chat.pump import ChatPump
+from broadcaster.core import keys
+from broadcaster.core.eventlog import EventLog
+from broadcaster.generations.jobs import JobQueue
+
+pytestmark = pytest.mark.anyio
+
+
+@contextlib.asynccontextmanager
+async def running(approvals: Approvals) -> AsyncIterator[None]:
+    task = asyncio.create_task(approvals.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def until(check: object, seconds: float = 3.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "not within the time"
+        await asyncio.sleep(0.01)
+
+
+async def emptied(redis: fakeredis.FakeAsyncRedis, key: str, seconds: float = 3.0) -> None:
+    deadline = time.monotonic() + seconds
+    while await redis.zcard(key):
+        assert time.monotonic() < deadline, f"{key} still holds a wait"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_pushed_deadline_is_swept_when_it_comes_and_not_before() -> None:
+    redis = fakeredis.FakeAsyncRedis()
+    approvals = Approvals(EventLog(redis), JobQueue(redis))
+    async with running(approvals):
+        await until(lambda: approvals.sweeps == 1)  # start-up: every set, once
+        deadline = int(time.time() * 1000) + 300
+        await redis.zadd(keys.waiting_key("gen-a"), {"gen-a": deadline})
+        approvals.woken("wait", f"{deadline} gen-a")
+        await asyncio.sleep(0.15)
+        assert approvals.sweeps == 1, "nothing read before the deadline"
+        # The generation is gone (no metadata): the sweep takes it out of the set.
+        await until(lambda: approvals.sweeps == 2)
+        await emptied(redis, keys.waiting_key("gen-a"))
+        assert not approvals._deadlines
+        await asyncio.sleep(0.2)
+        assert approvals.sweeps == 2, "and nothing more once it is done"
+
+
+async def test_a_lost_push_is_found_by_the_sweep_after_missed() -> None:
+    redis = fakeredis.FakeAsyncRedis()
+    approvals = Approvals(EventLog(redis), JobQueue(redis))
+    async with running(approvals):
+        await until(lambda: approvals.sweeps == 1)
+        past = int(time.time() * 1000) - 1
+        await redis.zadd(keys.waiting_key("gen-b"), {"gen-b": past})  # and no push
+        await asyncio.sleep(0.3)
+        assert await redis.zcard(keys.waiting_key("gen-b")) == 1, "no polling found it"
+        approvals.missed()
+        await until(lambda: approvals.sweeps == 2)
+        await emptied(redis, keys.waiting_key("gen-b"))
+
+
+def test_the_pump_wakes_for_a_chat_and_for_an_end_it_waits_on_only() -> None:
+    pump = ChatPump(None, _Generations(), None, None, None, admission=lambda: None)  # type: ignore[arg-type]
+    pump.woken("end", "gen-unknown")
+    assert not pump._wake.is_set(), "an end no pending chat waits on wakes nothing"
+    pump.woken("wait", "123 gen-x")
+    assert not pump._wake.is_set()
+    pump.woken("chat", "chat-1")
+    assert pump._wake.is_set()
+    pump._wake.clear()
+    pump._remember("gen-1", "chat-1")
+    pump.woken("end", "gen-1")
+    assert pump._wake.is_set() and "gen-1" not in pump._waiting_on
+
+
+class _Generations:
+    log = None
