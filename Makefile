@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast test-deps lint clean soak compare chat-bundle
+.PHONY: demo test test-fast test-deps lint clean soak compare chat-bundle failover
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -98,3 +98,14 @@ chat-bundle:
 
 clean:
 	rm -rf $(VENV) .broadcaster .mypy_cache .ruff_cache *.egg-info
+
+# Acknowledged means it survives a failover, the long form: 10 primaries killed (SIGKILL)
+# per topology (a Sentinel group, a Cluster) under writers, in replicas mode (0 lost,
+# asserted) and in primary mode (what it lost, printed); then the figures of each mode
+# (appends per second, acknowledgement latency), and the Durable Streams conformance
+# suite in replicas mode. `make test` runs the short form (2 failovers, replicas mode).
+failover: $(BIN)/.installed
+	FAILOVER_ACKS_FAILOVERS=10 FAILOVER_ACKS_MODES=replicas,primary \
+		$(BIN)/pytest -n 0 -s -o timeout=900 tests/faults/test_failover_acks.py -k survive
+	$(BIN)/python -m tests.perf.durability
+	$(BIN)/python -m tests.perf.durability_conformance

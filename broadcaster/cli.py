@@ -17,6 +17,7 @@ from broadcaster.core.logconfig import setup_logging
 from broadcaster.core.settings import bad_settings, load_settings, version
 from broadcaster.http.access import AccessPolicy
 from broadcaster.http.app import BroadcasterApp, create_app
+from broadcaster.http.resources import refuse_unkept_durability
 from broadcaster.http.server import DrainingServer, exit_on_sigterm, make_server
 from broadcaster.http.settings import Settings
 
@@ -105,6 +106,7 @@ def _serve(args: argparse.Namespace) -> None:
         check_port(settings, "broadcaster serve")
     exit_on_sigterm()
     with redis_url(settings) as url:
+        refuse_unkept_durability(settings, url, "broadcaster serve")
         app = create_app(settings, url)
         _server(app, settings, reuse_port=settings.reuse_port).run()
 

@@ -154,6 +154,9 @@ GROUPED = {
     # Eight deployments side by side under a small load, in a subprocess: mostly waiting
     # (a third of a core), so it runs beside the others.
     "tests/perf/test_perf_compare_smoke.py": "load",
+    # Primaries killed again and again under writers (a Sentinel group and a Cluster, about
+    # a minute): started early, beside the others (mostly waiting for failovers).
+    "tests/faults/test_failover_acks.py": "failover-acks",
     # A headless Chromium each (the slowest with a 90 s budget for its script): one at a time.
     "tests/clients/test_browser.py": "chromium",
     "tests/clients/test_browser_busy.py": "chromium",
@@ -171,6 +174,7 @@ FIRST = [
     "alone",
     "load",
     "clients/test_durable_conformance.py::test_two_frontends_on_a_redis_cluster",
+    "failover-acks",
     "chromium",
     "clients/test_durable_conformance.py::test_two_frontends_behind_round_robin_nginx",
     "clients/test_durable_conformance.py::test_one_frontend",

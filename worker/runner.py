@@ -25,7 +25,10 @@ from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
 from broadcaster.core import connection
+from broadcaster.core.durability import Durability, DurabilityUnsupported
+from broadcaster.core.durability import Policy as DurabilityPolicy
 from broadcaster.core.eventlog import EventLog
+from broadcaster.core.settings import bad_settings
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Generations
 from broadcaster.generations.request import PROVIDERS
@@ -110,7 +113,15 @@ class Worker:
     async def run(self) -> None:
         redis = connection.command_client(self.redis_url, self.settings.redis_pool_size)
         reader = connection.blocking_client(self.redis_url, BLOCK_MS)
+        durability = Durability(redis, DurabilityPolicy.of(self.settings))
+        try:
+            await durability.check_at_start()
+        except DurabilityUnsupported as exc:
+            await reader.aclose()
+            await redis.aclose()
+            bad_settings("worker", str(exc))
         event_log = self._event_log(redis)
+        event_log.durability = durability
         jobs = JobQueue(redis, list(self.providers))
         taker = JobTaker(jobs, self.consumer, self.settings.lease_seconds, self.metrics)
         with contextlib.suppress(*connection.REDIS_ERRORS):
@@ -146,6 +157,7 @@ class Worker:
             for provider in {id(p): p for p in self.providers.values()}.values():
                 await provider.aclose()
             await reader.aclose()
+            await durability.aclose()
             await redis.aclose()
             log.info("worker %s: stopped", self.consumer)
 

@@ -7,13 +7,16 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from broadcaster.core.durability import DurabilitySettings
 from broadcaster.core.settings import RedisSettings
 from broadcaster.generations.request import MAX_STEPS, PROVIDERS
 
 PROVIDER_NAMES = (*PROVIDERS, "fake")
 
 
-class WorkerSettings(RedisSettings):
+class WorkerSettings(RedisSettings, DurabilitySettings):
+    """The worker's settings; ``BROADCASTER_DURABILITY*`` are the front-end's names too."""
+
     model_config = SettingsConfigDict(env_prefix="WORKER_", extra="ignore")
 
     provider: Literal["anthropic", "openai", "fake"] = "anthropic"

@@ -191,6 +191,8 @@ class StreamWriter:
                     raise  # another writer moved on: fenced
                 repair = functools.partial(self._rewrite, exc.last_seq)
             except StreamNotFound:
+                if repair == self._recreate:
+                    raise  # it cannot be recreated: trying again would loop for ever
                 repair = self._recreate
         self.history.append(b)
 

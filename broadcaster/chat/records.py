@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from broadcaster.core import keys
 from broadcaster.core.connection import publish_target
+from broadcaster.core.durability import Durability
 from broadcaster.core.eventlog import script
 
 
@@ -28,9 +29,11 @@ class ChatRecord:
 
 
 class Chats:
-    def __init__(self, redis: Redis, ttl: int) -> None:
+    def __init__(self, redis: Redis, ttl: int, durability: Durability | None = None) -> None:
         self.redis = redis
         self.ttl = ttl
+        self.durability = durability or Durability(redis)
+        """When a chat's writes are acknowledged (``core/durability.py``)."""
         self._submit = redis.register_script(script("chat_submit.lua", "broadcaster.chat"))
         self._enqueue = redis.register_script(script("chat_enqueue.lua", "broadcaster.chat"))
 
@@ -39,7 +42,9 @@ class Chats:
         already holds ``limit``."""
         raw = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
         position = int(
-            await self._enqueue(keys=[keys.chat_queue_key(chat_id)], args=[raw, limit, self.ttl])
+            await self.durability.script(
+                self._enqueue, [keys.chat_queue_key(chat_id)], [raw, limit, self.ttl]
+            )
         )
         if position:
             await self.pending(chat_id)
@@ -47,7 +52,9 @@ class Chats:
 
     async def pending(self, chat_id: str) -> None:
         """Tell the pump the chat has something waiting (and wake it: ``chat.pump``)."""
-        await self.redis.zadd(keys.CHATS_PENDING_KEY, {chat_id: time.time()})
+        await self.durability.command(
+            keys.CHATS_PENDING_KEY, "ZADD", keys.CHATS_PENDING_KEY, time.time(), chat_id
+        )
         publish, db = publish_target(self.redis)
         channel, message = keys.wake_channel(chat_id, db), f"chat {chat_id}"
         if publish == "SPUBLISH":
@@ -62,10 +69,16 @@ class Chats:
     async def steer(self, chat_id: str, generation: str, message: dict[str, Any]) -> None:
         """Hand a message to the running ``generation`` for its next step."""
         raw = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(keys.steer_key(generation), raw)
-            pipe.expire(keys.steer_key(generation), self.ttl)
-            await pipe.execute()
+        key = keys.steer_key(generation)
+        if self.durability.waits:  # MULTI on the committer's connection, its WAIT after
+            await self.durability.run(
+                key, [("MULTI",), ("RPUSH", key, raw), ("EXPIRE", key, self.ttl), ("EXEC",)]
+            )
+        else:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.rpush(key, raw)
+                pipe.expire(key, self.ttl)
+                await pipe.execute()
         await self.pending(chat_id)
 
     async def get(self, chat_id: str) -> ChatRecord | None:
@@ -88,9 +101,10 @@ class Chats:
         """Make ``record`` the chat's latest generation, if the chat's generation is still
         ``seen`` (None: the chat had none); False if another submit came first."""
         messages = json.dumps(record.messages, ensure_ascii=False, separators=(",", ":"))
-        done = await self._submit(
-            keys=[keys.chat_key(chat_id)],
-            args=[seen or "", record.generation, record.message_id, messages, self.ttl],
+        done = await self.durability.script(
+            self._submit,
+            [keys.chat_key(chat_id)],
+            [seen or "", record.generation, record.message_id, messages, self.ttl],
         )
         return bool(done)
 

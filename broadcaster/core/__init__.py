@@ -8,6 +8,8 @@ and how to reach Redis. Nothing here knows a capability.
 - ``keys``: every Redis key, field and TTL, each with its reason.
 - ``eventlog``: the event log, the only code that appends to a stream, with its script
   (``scripts/append.lua``) and the loader every package's scripts go through.
+- ``durability``: when a write is acknowledged (the primary, replicas: ``WAIT``, or their
+  disks: ``WAITAOF``), every write path's waits shared by one ``WAIT`` per round.
 - ``coalesce``: one Redis read shared by the callers that ask for the same thing at once.
 - ``connection``: Redis clients for a single server, Cluster and Sentinel.
 - ``embedded``: the Redis server the project starts itself when none is configured.

@@ -25,6 +25,7 @@ does.)
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from redis.exceptions import NoScriptError
 
 from broadcaster.core import connection, contain, keys
 from broadcaster.core.coalesce import Coalesce
+from broadcaster.core.durability import Durability
 from broadcaster.core.events import Event, InvalidEvent, dump_batch, malformed
 
 
@@ -214,8 +216,12 @@ class EventLog:
         max_stream_events: int = 100_000,
         max_stream_bytes: int = 64 * 1024 * 1024,
         webhooks: bool = False,
+        durability: Durability | None = None,
     ) -> None:
         self.redis = redis
+        self.durability = durability or Durability(redis)
+        """When an append is acknowledged (``core/durability.py``): the process's one
+        policy, which the other write paths reach through the log."""
         self.webhooks = webhooks
         """Streams this process creates ask for the deployment's webhooks (its settings
         name a receiver): set in their metadata at creation, so that any later writer's
@@ -268,7 +274,7 @@ class EventLog:
             text_reset=text_reset,
             extras=extras,
         )
-        status, seq = await self._append(keys=_append_keys(stream_id), args=args)
+        status, seq = await self.durability.script(self._append, _append_keys(stream_id), args)
         if status != b"OK":
             invalid = _invalid(status, stream_id)
             if invalid is not None:
@@ -283,7 +289,16 @@ class EventLog:
         append atomic on its own): the seq of each batch's last event, or why it was
         refused."""
         calls = [(_append_keys(sid), self._args(sid, events, kind=kind)) for sid, events in batches]
-        replies = await self._pipelined(calls)
+        replies: list[Any]
+        if self.durability.waits:  # one round of the committer (group commit) for all
+            replies = list(
+                await asyncio.gather(
+                    *(self.durability.script(self._append, k, a) for k, a in calls),
+                    return_exceptions=True,
+                )
+            )
+        else:
+            replies = await self._pipelined(calls)
         missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
         if missing:  # a node that never ran the script (or flushed it): only those again
             await self.redis.script_load(self._append.script)
@@ -291,7 +306,7 @@ class EventLog:
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
         for (sid, _), reply in zip(batches, replies, strict=True):
-            if isinstance(reply, Exception):
+            if isinstance(reply, BaseException):
                 raise reply
             invalid = _invalid(reply[0], sid)
             if invalid is not None:
@@ -497,7 +512,18 @@ class EventLog:
         when its conditional retry is refused: if they are its own events, the first try
         did happen, and the retry must not write them twice."""
         want = dump_batch(list(events))
-        page = await self.read_page(stream_id, after, len(want))
+        if self.durability.waits:
+            # Read on the committer's connection, then its barrier and WAIT: the events
+            # found are acknowledged only once replicas have them too (the lost reply's
+            # write may never have reached one).
+            key = keys.log_key(stream_id)
+            (raw,) = await self.durability.run(
+                key, [("XRANGE", key, f"{after + 1}-0", "+", "COUNT", len(want))]
+            )
+            entries = [(eid, dict(zip(f[::2], f[1::2], strict=True))) for eid, f in raw]
+            page = entries_to_events(entries, stream_id)
+        else:
+            page = await self.read_page(stream_id, after, len(want))
         return [(e.type, e.data) for e in page] == want
 
     async def meta(self, stream_id: str) -> dict[str, str] | None:

@@ -23,18 +23,15 @@ then needs nothing of its source to be read, which on a Cluster lives on another
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from redis.asyncio import ConnectionPool, Redis, RedisCluster
+from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import AskError, MovedError, NoScriptError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broadcaster.core import connection, contain, keys
+from broadcaster.core.durability import Durability, NotConfirmed, Policy
 from broadcaster.core.eventlog import script
 from broadcaster.core.events import malformed
 from broadcaster.core.keys import CLOSE, DATA, MORE
@@ -120,18 +117,6 @@ class Registered:
     tail_tag: str
 
 
-def _node_name(cluster: Redis, key: str) -> str:
-    node = cast(RedisCluster, cluster).get_node_from_key(key)
-    if node is None:
-        raise NotReplicated("no node serves the stream's slot yet (a failover?)")
-    return str(node.name)
-
-
-async def _refresh(cluster: Redis) -> None:
-    with contextlib.suppress(Exception):
-        await cast(RedisCluster, cluster).nodes_manager.initialize()
-
-
 def _text(v: Any) -> str:
     return v.decode(errors="replace") if isinstance(v, bytes) else str(v or "")
 
@@ -168,20 +153,19 @@ def _breaks(text: str) -> bool:
     return "\n" in text or "\r" in text
 
 
-class NotReplicated(Exception):
-    """The write happened on the primary, but fewer replicas than asked confirmed it in
-    time: acknowledging it could lose it in a failover. A producer that retries with the
-    same ``Producer-Seq`` is deduplicated, so the retry is safe."""
+NotReplicated = NotConfirmed
+"""The write happened on the primary, but fewer replicas than asked confirmed it in
+time: acknowledging it could lose it in a failover. A producer that retries with the
+same ``Producer-Seq`` is deduplicated, so the retry is safe (``core/durability.py``)."""
 
 
 class DurableLog:
     """Reads and writes Durable Streams (``decode_responses`` off: data stays bytes).
 
-    With ``wait_replicas`` > 0 every write is followed, on the same connection, by
-    ``WAIT wait_replicas wait_ms``: the write is acknowledged only once that many replicas
-    have it, so a failover (Sentinel, a Cluster) cannot lose what was acknowledged.
-    Redis's replication is asynchronous; ``WAIT`` is its way to make one write
-    synchronous, and it can only follow a write on the connection that made it."""
+    Every write goes through ``durability`` (``core/durability.py``): with
+    ``BROADCASTER_DURABILITY=replicas`` (or the older ``wait_replicas`` > 0, which maps
+    onto it) a write is acknowledged only once that many replicas have it, so a failover
+    (Sentinel, a Cluster) cannot lose what was acknowledged."""
 
     def __init__(
         self,
@@ -192,14 +176,19 @@ class DurableLog:
         max_bytes: int = 64 * 1024 * 1024,
         wait_replicas: int = 0,
         wait_ms: int = 1000,
+        durability: Durability | None = None,
     ) -> None:
         self.redis = redis
         self.idle_ttl = idle_ttl
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self.wait_replicas = wait_replicas
-        self.wait_ms = wait_ms
-        self._nodes: dict[str, Redis] = {}
+        if durability is None:
+            policy = Policy("replicas", wait_replicas, wait_ms) if wait_replicas else Policy()
+            durability = Durability(redis, policy)
+            self._owns_durability = True
+        else:
+            self._owns_durability = False
+        self.durability = durability
         self.publish, self.db = connection.publish_target(redis)
         self._read = redis.register_script(_ds_script("ds_read.lua"))
         self._create = redis.register_script(_ds_script("ds_create.lua"))
@@ -213,64 +202,12 @@ class DurableLog:
         return keys.push_channel(name, self.db).encode()
 
     async def aclose(self) -> None:
-        for client in self._nodes.values():
-            await client.aclose()
-        self._nodes.clear()
+        if self._owns_durability:
+            await self.durability.aclose()
 
     async def _write(self, script: AsyncScript, ks: list[str], args: list[Any]) -> Any:
-        """Run a write script; with ``wait_replicas``, only acknowledged once replicated."""
-        if not self.wait_replicas:
-            return await script(keys=ks, args=args)
-        for _ in range(3):
-            name, client = self._node_client(ks[0])
-            try:
-                async with client.pipeline(transaction=False) as pipe:
-                    pipe.execute_command("EVALSHA", script.sha, len(ks), *ks, *args)
-                    pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)
-                    reply, acked = await pipe.execute(raise_on_error=False)
-            except (RedisConnectionError, RedisTimeoutError):
-                # The node may be dead: the next write asks the cluster where the slot is
-                # now (the command client would do the same for its own commands).
-                await self._forget(name)
-                raise
-            if isinstance(reply, NoScriptError):
-                await client.script_load(script.script)
-                continue
-            if isinstance(reply, (MovedError, AskError)):  # the "MOVED" prefix is stripped
-                await self._forget(name)  # the slot moved (a failover): ask again
-                continue
-            if isinstance(reply, Exception):
-                raise reply
-            if isinstance(acked, Exception) or int(acked) < self.wait_replicas:
-                raise NotReplicated(
-                    f"{acked} of {self.wait_replicas} replica(s) confirmed in {self.wait_ms} ms"
-                )
-            return reply
-        raise NotReplicated("the stream's node kept moving")
-
-    async def _forget(self, name: str) -> None:
-        """On a Cluster: refresh the slot map and drop the client of node ``name``."""
-        if name:
-            await _refresh(self.redis)
-            self._nodes.pop(name, None)
-
-    def _node_client(self, key: str) -> tuple[str, Redis]:
-        """The client whose connection the write and its ``WAIT`` share: the command
-        client itself (named ""), or on a Cluster a client of the node serving ``key``'s
-        slot, with the node's name."""
-        if not isinstance(self.redis, RedisCluster):
-            return "", self.redis
-        name = _node_name(self.redis, key)
-        client = self._nodes.get(name)
-        if client is None:
-            host, _, port = name.rpartition(":")
-            kwargs = dict(self.redis.get_connection_kwargs())
-            # The cluster client's own parsing table, which a connection does not take
-            # (TypeError: every write would fail): a plain client has its own.
-            kwargs.pop("response_callbacks", None)
-            kwargs.update(host=host, port=int(port))
-            client = self._nodes[name] = Redis(connection_pool=ConnectionPool(**kwargs))
-        return name, client
+        """Run a write script, acknowledged as ``durability`` says."""
+        return await self.durability.script(script, ks, args)
 
     # --- reads ---
 

@@ -135,4 +135,9 @@ async def start(
             await generations.discard(stream_id)
         return False
     await jobs.enqueue(stream_id, admitted.provider)
+    # Acknowledged (BROADCASTER_DURABILITY) once the generation and its job are on the
+    # replicas: on a Cluster they may live on two nodes.
+    durability = generations.log.durability
+    await durability.confirm(keys.meta_key(stream_id), "EXISTS", keys.meta_key(stream_id))
+    await durability.confirm(keys.jobs_key(admitted.provider))
     return True

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from redis.exceptions import OutOfMemoryError, RedisClusterException, RedisError, ResponseError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from broadcaster.durable.storage import NotReplicated
+from broadcaster.core.durability import NotConfirmed
 from broadcaster.generations.start import Busy, IdTaken, NotStarted, ProviderUnavailable
 
 # The name the front-end's error lines have always carried (JSON logs show it).
@@ -76,6 +76,9 @@ async def not_started(request: Request, exc: NotStarted) -> JSONResponse:
 
 
 async def not_replicated(request: Request, exc: Exception) -> JSONResponse:
+    """A write that ``BROADCASTER_DURABILITY`` asks replicas (or disks) to confirm, and
+    they did not in time (``core/durability.py``): not acknowledged. Retrying is safe:
+    every write path is idempotent on retry (appends by seq, producers by their seq)."""
     log.warning("%s %s: not replicated: %s", request.method, request.url.path, exc)
     response = error_response(
         503,
@@ -124,7 +127,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.exception_handler(RequestValidationError)(validation_error)
     app.exception_handler(StarletteHTTPException)(http_error)
     app.exception_handler(NotStarted)(not_started)
-    app.exception_handler(NotReplicated)(not_replicated)
+    app.exception_handler(NotConfirmed)(not_replicated)
     app.exception_handler(RedisError)(redis_down)
     # Not a RedisError, yet Redis trouble all the same: a Cluster failover, say.
     app.exception_handler(RedisClusterException)(redis_down)

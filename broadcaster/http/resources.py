@@ -24,7 +24,9 @@ from broadcaster.chat.pump import ChatPump
 from broadcaster.chat.records import Chats
 from broadcaster.core import connection, keys
 from broadcaster.core.coalesce import Coalesce
+from broadcaster.core.durability import Durability, DurabilityUnsupported
 from broadcaster.core.eventlog import EventLog
+from broadcaster.core.settings import bad_settings
 from broadcaster.dashboard.cursor import Bases
 from broadcaster.durable.storage import DurableLog
 from broadcaster.fanout import push
@@ -48,6 +50,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     redis = connection.command_client(redis_url, settings.redis_pool_size)
     resolver = push.resolver_for(redis_url, redis)
+    durability = await _durability(app, redis, settings)
     event_log = EventLog(
         redis,
         ended_ttl=settings.ended_ttl_seconds,
@@ -56,6 +59,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
         max_stream_events=settings.max_stream_events,
         max_stream_bytes=settings.max_stream_bytes,
         webhooks=settings.webhook_url is not None,
+        durability=durability,
     )
     event_log.shared = Coalesce()
     presence_store = PresenceStore(redis, settings.presence_heartbeat_seconds)
@@ -75,14 +79,13 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
                 idle_ttl=settings.idle_ttl_seconds,
                 max_entries=settings.max_stream_events,
                 max_bytes=settings.max_stream_bytes,
-                wait_replicas=settings.ds_wait_replicas,
-                wait_ms=settings.ds_wait_ms,
+                durability=durability,
             )
             app.state.generations = Generations(event_log)
             app.state.hub = hub
             app.state.jobs = JobQueue(redis)
             chat_ttl = keys.chat_ttl(settings.idle_ttl_seconds, settings.ended_ttl_seconds)
-            app.state.chats = Chats(redis, chat_ttl)
+            app.state.chats = Chats(redis, chat_ttl, durability)
             sweeping = _sweepers(app, settings, event_log, resolver)
             try:
                 yield
@@ -93,7 +96,41 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
                 await app.state.durable.aclose()
                 await event_log.shared.aclose()
     finally:
+        await durability.aclose()
         await redis.aclose()
+
+
+async def _durability(app: FastAPI, redis: Redis, settings: Settings) -> Durability:
+    """The process's ``BROADCASTER_DURABILITY``, checked against the server: one it cannot
+    keep stops the start (``serve`` checks before, ``refuse_unkept_durability``)."""
+    durability = Durability(redis, settings.durability_policy())
+    try:
+        await durability.check_at_start()
+    except DurabilityUnsupported:
+        await redis.aclose()
+        raise
+    return durability
+
+
+def refuse_unkept_durability(settings: Settings, redis_url: str, prog: str) -> None:
+    """Before the server starts: a ``BROADCASTER_DURABILITY`` the server cannot keep
+    (``fsync`` without ``WAITAOF`` or ``appendonly``) stops the process with one line
+    (exit 2), as a malformed setting does."""
+    policy = settings.durability_policy()
+    if not policy.waits:
+        return
+
+    async def probe() -> None:
+        redis = connection.command_client(redis_url, 2)
+        try:
+            await Durability(redis, policy).check_at_start()
+        finally:
+            await redis.aclose()
+
+    try:
+        asyncio.run(probe())
+    except DurabilityUnsupported as exc:
+        bad_settings(prog, str(exc))
 
 
 def _hub_config(settings: Settings) -> HubConfig:

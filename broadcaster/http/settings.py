@@ -8,15 +8,17 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from broadcaster.core.durability import DurabilitySettings, Policy
 from broadcaster.core.settings import RedisSettings
 from broadcaster.generations.request import PROVIDERS, Defaults
 from broadcaster.generations.start import Admission
 from broadcaster.webhooks.settings import WebhookSettings
 
 
-class Settings(RedisSettings, WebhookSettings):
+class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     """The front-end (``python -m broadcaster serve``); its ``BROADCASTER_WEBHOOK_*``
-    settings are ``WebhookSettings``'."""
+    settings are ``WebhookSettings``', its ``BROADCASTER_DURABILITY*`` the ones it shares
+    with the worker (``DurabilitySettings``)."""
 
     model_config = SettingsConfigDict(env_prefix="BROADCASTER_", extra="ignore")
 
@@ -56,12 +58,12 @@ class Settings(RedisSettings, WebhookSettings):
     ds_long_poll_seconds: float = Field(20.0, gt=0, le=600)
     """How long a Durable Streams ``live=long-poll`` read waits for data before 204."""
     ds_wait_replicas: int = Field(0, ge=0, le=16)
-    """Durable Streams writes are acknowledged only once this many replicas have them
-    (``WAIT``): a failover then loses nothing acknowledged. 0: as soon as the primary has
-    them (Redis's replication is asynchronous)."""
-    ds_wait_ms: int = Field(1000, ge=1)
-    """How long a write waits for those replicas; then 503 (retry: producers are
-    deduplicated)."""
+    """The older name of ``BROADCASTER_DURABILITY=replicas``: above 0, and with
+    ``BROADCASTER_DURABILITY`` unset, every write (Durable Streams' and all others) is
+    acknowledged only once this many replicas have it (``durability_policy``)."""
+    ds_wait_ms: int = Field(1000, ge=1, le=60_000)
+    """The older name of ``BROADCASTER_DURABILITY_TIMEOUT_MS``, with
+    ``BROADCASTER_DS_WAIT_REPLICAS``."""
     topic_linger_seconds: float = Field(5.0, ge=0)
     """A stream stays watched this long after its last viewer left, so the next long-poll
     or a reconnecting viewer finds it subscribed (0: stop watching at once)."""
@@ -214,6 +216,13 @@ class Settings(RedisSettings, WebhookSettings):
     """Largest request head (request line and headers), at most 256 headers; beyond, 431
     ``headers_too_large`` and the connection is closed (uvicorn's httptools parser keeps
     no limit of its own)."""
+
+    def durability_policy(self) -> Policy:
+        """``BROADCASTER_DURABILITY*``; or, when that is unset, the older
+        ``BROADCASTER_DS_WAIT_REPLICAS``/``_MS`` mapped onto it (``replicas`` mode)."""
+        if "durability" not in self.model_fields_set and self.ds_wait_replicas:
+            return Policy("replicas", self.ds_wait_replicas, self.ds_wait_ms)
+        return Policy.of(self)
 
     def token_secret_list(self) -> list[str]:
         """The HS256 secrets, the signing one first; ValueError when both forms are set."""

@@ -22,6 +22,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from broadcaster.core import keys, names
+from broadcaster.core.durability import Durability
 from broadcaster.core.eventlog import script
 
 EVENT_TYPE_RE = names.WEBHOOK_EVENT_TYPE_RE
@@ -30,8 +31,10 @@ EVENT_TYPE_RE = names.WEBHOOK_EVENT_TYPE_RE
 
 
 class Outbox:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, durability: Durability | None = None) -> None:
         self.redis = redis
+        self.durability = durability or Durability(redis)
+        """When an entry is acknowledged (``core/durability.py``)."""
         self._add = redis.register_script(script("outbox_add.lua", "broadcaster.webhooks"))
 
     async def add(self, stream_id: str, type: str, data: dict[str, Any]) -> bool:
@@ -44,8 +47,9 @@ class Outbox:
         if not names.is_webhook_event_type(type):
             raise ValueError(f"a webhook event type is dotted lower-case words, not {type!r}")
         body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        queued = await self._add(
-            keys=[keys.meta_key(stream_id), keys.outbox_key(stream_id)],
-            args=[stream_id, type, body, keys.OUTBOX_MAX_LEN],
+        queued = await self.durability.script(
+            self._add,
+            [keys.meta_key(stream_id), keys.outbox_key(stream_id)],
+            [stream_id, type, body, keys.OUTBOX_MAX_LEN],
         )
         return bool(queued)

