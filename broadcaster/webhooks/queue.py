@@ -119,6 +119,13 @@ class DeliveryQueue:
             for r in rows
         ]
 
+    async def idle_consumers(self, idle_ms: int) -> list[str]:
+        """The deliverers (consumers of the deliveries) that have not read them, nor
+        claimed any, for ``idle_ms``: gone, since a live one reads them at least every
+        blocking period."""
+        rows = await self.redis.xinfo_consumers(KEY, GROUP)
+        return [_text(r["name"]) for r in rows if int(r["idle"]) >= idle_ms]
+
     async def claim(self, consumer: str, entry_id: str, min_idle_ms: int) -> Delivery | None:
         """Take a pending delivery for an attempt (its delivery count goes up by one),
         if it has been idle ``min_idle_ms``: of deliverers racing for it, one wins."""
