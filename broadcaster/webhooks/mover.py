@@ -10,9 +10,9 @@ looks (``deliverer``: one seen gone, at start, at least hourly); the marker make
 second move add nothing.
 
 Reading them: on one Redis (or Sentinel) a single blocking ``XREADGROUP`` names all 256
-outboxes, and costs one command per blocking period while idle. On a Cluster a command may only touch one slot,
-so each outbox is read without blocking, every ``BROADCASTER_WEBHOOK_POLL_SECONDS``, in
-one pipeline (one round trip per node).
+outboxes, and costs one command per blocking period while idle. On a Cluster a command
+may only touch one slot, so each outbox is read without blocking, every
+``BROADCASTER_WEBHOOK_POLL_SECONDS``, in one pipeline (one round trip per node).
 """
 
 from __future__ import annotations
