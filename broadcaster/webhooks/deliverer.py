@@ -149,6 +149,8 @@ class Deliverer:
         """Monotonic: when the outboxes are reclaimed next (at once on start)."""
         self._gone_seen: set[str] = set()
         self._looked = False
+        self._backlog_seen = keys.WEBHOOK_DELIVERIES_MAX_LEN
+        """Deliveries in the stream when last counted (unknown: as if full)."""
 
     async def __aenter__(self) -> Deliverer:
         self.start()
@@ -228,9 +230,14 @@ class Deliverer:
         self._gauges_stale = True
 
     async def _room(self) -> None:
-        """Return once the deliveries hold fewer than their bound (a look per ``poll``)."""
+        """Return once the deliveries hold fewer than their bound (a look per ``poll``).
+        Nothing is asked while the count the gauges last read is under half the bound:
+        a fresh event's move waits for no extra round trip."""
+        if self._backlog_seen < keys.WEBHOOK_DELIVERIES_MAX_LEN // 2:
+            return
         while True:
-            if int(await self.redis.xlen(KEY)) < keys.WEBHOOK_DELIVERIES_MAX_LEN:
+            self._backlog_seen = int(await self.redis.xlen(KEY))
+            if self._backlog_seen < keys.WEBHOOK_DELIVERIES_MAX_LEN:
                 return
             await asyncio.sleep(self.config.poll)
 
@@ -283,6 +290,7 @@ class Deliverer:
                 self._gauges_stale = False
                 gauges_at = time.monotonic() + self.config.poll
                 count, oldest = await self.queue.backlog()
+                self._backlog_seen = count
                 self.metrics.pending.set(count)
                 lag = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
                 self.metrics.lag.set(lag)
