@@ -14,10 +14,10 @@ Three loops and the attempts they start, all owned here and ended by ``stop``:
   deliverer holds only after ``takeover`` seconds too (longer than any attempt), so an
   attempt in flight elsewhere is never doubled, while one whose deliverer died is taken
   over. Every ``sweep`` seconds, whatever it knows, it reads the pending deliveries again
-  (what another deliverer scheduled), refreshes the backlog gauges, and looks for
-  deliverers gone (``XINFO CONSUMERS``): the outboxes are reclaimed (``mover.reclaim``)
-  at start, once for each deliverer seen gone, after a move of its own failed, and at
-  least every ``RECLAIM_SECONDS``.
+  (what another deliverer scheduled), refreshes the backlog gauges, says it is alive and
+  looks for deliverers gone (``keys.WEBHOOK_DELIVERERS_KEY``): the outboxes are
+  reclaimed (``mover.reclaim``) at start, when a deliverer is seen gone, after a move of
+  its own failed, and at least every ``RECLAIM_SECONDS``.
 
 Nothing here is on the append path: an event reaches its viewers whatever the
 receivers do. The deliverer's HTTP client is bounded (``sender``), and in a front-end
@@ -56,9 +56,8 @@ log = logging.getLogger("broadcaster.webhooks")
 
 BLOCK_MS = 30_000
 """A blocking read waits this long at most (then it is made again): what an idle
-deliverer costs (a read of the outboxes and one of the deliveries per period), and how
-long a live deliverer's consumer may look idle (``GONE_SECONDS``). A stop cancels the
-read: it does not wait for it."""
+deliverer costs (a read of the outboxes and one of the deliveries per period). A stop
+cancels the read: it does not wait for it."""
 
 PENDING_PAGE = 500
 """Pending deliveries looked at per retry round: a long backlog is gone through a page
@@ -68,9 +67,9 @@ RECLAIM_SECONDS = 3600.0
 """The outboxes are reclaimed at least this often (256 ``XAUTOCLAIM``), whatever was
 seen: a floor under the reclaims made when a deliverer is seen gone."""
 
-GONE_SECONDS = 2 * BLOCK_MS / 1000 + 15.0
-"""A consumer of the deliveries idle this long is a deliverer gone: a live one reads
-them at least every ``BLOCK_MS`` (and after each attempt, at most the timeout)."""
+ALIVE_SWEEPS = 2.5
+"""A deliverer says, at every sweep, that it runs for this many sweeps more
+(``keys.WEBHOOK_DELIVERERS_KEY``); one silent past that is gone."""
 
 SCHEDULE_MAX = 10_000
 """Due times of its own failed attempts a deliverer keeps (the sweep finds the rest)."""
@@ -147,8 +146,8 @@ class Deliverer:
         self._gauges_stale = True
         self._reclaim_at = 0.0
         """Monotonic: when the outboxes are reclaimed next (at once on start)."""
-        self._gone_seen: set[str] = set()
-        self._looked = False
+        self._gone: list[str] = []
+        """Deliverers seen gone, forgotten once the outboxes were reclaimed."""
         self._backlog_seen = keys.WEBHOOK_DELIVERIES_MAX_LEN
         """Deliveries in the stream when last counted (unknown: as if full)."""
 
@@ -284,8 +283,11 @@ class Deliverer:
                 next_sweep = time.monotonic() + self.config.sweep
                 await self._look_for_gone()
             if time.monotonic() >= self._reclaim_at:
-                self._reclaim_at = time.monotonic() + RECLAIM_SECONDS
+                gone = self._gone
                 await self._move(await self.mover.reclaim())
+                await self.queue.forget_deliverers(gone)
+                self._gone = [name for name in self._gone if name not in gone]
+                self._reclaim_at = time.monotonic() + RECLAIM_SECONDS
             if sweep or (self._gauges_stale and now >= gauges_at):
                 self._gauges_stale = False
                 gauges_at = time.monotonic() + self.config.poll
@@ -304,18 +306,17 @@ class Deliverer:
         self._poke.set()
 
     async def _look_for_gone(self) -> None:
-        """Reclaim the outboxes once for each deliverer seen gone: a consumer of the
-        deliveries idle for ``GONE_SECONDS`` (what it read of an outbox and never moved
-        is then idle long enough to be taken)."""
-        gone = set(await self.queue.idle_consumers(int(GONE_SECONDS * 1000)))
-        new = gone - self._gone_seen - {self.consumer}
-        if new and self._looked:  # the first look is covered by the reclaim on start
-            log.info("webhooks: deliverers gone: %s", ", ".join(sorted(new)))
+        """Say this deliverer runs for ``ALIVE_SWEEPS`` sweeps more, and reclaim the
+        outboxes if another's such time has passed: it died, and what it read of an
+        outbox and never moved has been idle long enough to be taken."""
+        now = time.time()
+        until = now + ALIVE_SWEEPS * self.config.sweep
+        gone = await self.queue.alive(self.consumer, int(until * 1000), int(now * 1000))
+        gone = [name for name in gone if name != self.consumer]
+        if gone:
+            log.info("webhooks: deliverers gone: %s", ", ".join(sorted(gone)))
+            self._gone = sorted(set(self._gone) | set(gone))
             self._reclaim_at = time.monotonic()
-        self._looked = True
-        if len(self._gone_seen) + len(new) > 10_000:
-            self._gone_seen.clear()
-        self._gone_seen |= new
 
     async def _retry_round(self) -> None:
         """Attempt the pending deliveries that are due, from the cursor on, one page;
@@ -445,10 +446,11 @@ async def forget_consumer(redis: Redis, stream_keys: list[str], consumer: str) -
             pipe.xpending_range(key, GROUP, min="-", max="+", count=1, consumername=consumer)
         held = await pipe.execute(raise_on_error=False)
     if any(rows != [] for rows in held):
-        return
+        return  # its time runs out: the others see it gone
     async with redis.pipeline(transaction=False) as pipe:
         for key in stream_keys:
             pipe.xgroup_delconsumer(key, GROUP, consumer)
+        pipe.zrem(keys.WEBHOOK_DELIVERERS_KEY, consumer)
         await pipe.execute(raise_on_error=False)
 
 

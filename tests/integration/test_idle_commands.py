@@ -13,7 +13,8 @@ waiting sets (a ``ZRANGEBYSCORE`` each), the overdue generations (a ``SET`` and 
 
 The same with webhooks configured (each front-end runs a deliverer): its two blocking
 reads (the outboxes, the deliveries: one ``XREADGROUP`` each per 30 s) and its sweep (a
-minute: ``XPENDING``, ``XINFO CONSUMERS``, ``XLEN``, ``XRANGE``) add about 0.1 a second
+minute: ``XPENDING``, ``ZADD``, ``ZRANGEBYSCORE``, ``XLEN``, ``XRANGE``) add about 0.1 a
+second
 (docs/webhooks.md, "Cost").
 """
 
