@@ -333,6 +333,11 @@ WEBHOOK_DELIVERIES_MAX_LEN = 1_000_000
 """Deliveries waiting at most: beyond, the deliverer stops moving events out of the
 outboxes (which then fill up to ``OUTBOX_MAX_LEN``) instead of growing this stream."""
 
+WEBHOOK_DELIVERERS_KEY = f"{PREFIX}:{WEBHOOKS_TAG}:deliverers"
+"""A sorted set of the running deliverers (consumer names), each scored with the time (ms)
+until which it says it is alive, renewed every sweep: one whose time has passed is gone,
+and what it had taken from the outboxes is reclaimed by another."""
+
 WEBHOOK_GROUP = "webhooks"
 """The consumer group of every deliverer, on the outboxes and on the deliveries: each
 event is moved, and each delivery attempted, by one deliverer at a time."""

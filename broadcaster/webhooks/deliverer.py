@@ -3,25 +3,35 @@ the schedule, and takes over what a dead deliverer left.
 
 Three loops and the attempts they start, all owned here and ended by ``stop``:
 
-* ``_move_loop``: outbox entries into the deliveries (``mover``);
+* ``_move_loop``: outbox entries into the deliveries (``mover``), woken by a blocking
+  read (on a Cluster, read every ``poll`` seconds);
 * ``_send_loop``: new deliveries, read by the consumer group (``XREADGROUP``), at most
   as many as there are free slots of ``concurrency``;
-* ``_retry_loop``: every ``poll`` seconds, the pending deliveries whose wait is over
-  (``XPENDING``), taken with ``XCLAIM`` (of deliverers racing for one, one wins). A
-  delivery this deliverer attempted is due after its wait; one another deliverer holds
-  only after ``takeover`` seconds too (longer than any attempt), so an attempt in
-  flight elsewhere is never doubled, while one whose deliverer died is taken over.
+* ``_retry_loop``: a timer to the earliest due retry this deliverer knows (learned from
+  its own failed attempts, and from each ``XPENDING`` page it reads), then the pending
+  deliveries whose wait is over, taken with ``XCLAIM`` (of deliverers racing for one,
+  one wins). A delivery this deliverer attempted is due after its wait; one another
+  deliverer holds only after ``takeover`` seconds too (longer than any attempt), so an
+  attempt in flight elsewhere is never doubled, while one whose deliverer died is taken
+  over. Every ``sweep`` seconds, whatever it knows, it reads the pending deliveries again
+  (what another deliverer scheduled), refreshes the backlog gauges, says it is alive and
+  looks for deliverers gone (``keys.WEBHOOK_DELIVERERS_KEY``): the outboxes are
+  reclaimed (``mover.reclaim``) at start, when a deliverer is seen gone, after a move of
+  its own failed, and at least every ``RECLAIM_SECONDS``.
 
 Nothing here is on the append path: an event reaches its viewers whatever the
 receivers do. The deliverer's HTTP client is bounded (``sender``), and in a front-end
-its work shares the event loop only at its awaits.
+its work shares the event loop only at its awaits. Idle, it sends Redis two blocking
+reads per ``BLOCK_MS`` and four commands per sweep.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
+import math
 import os
 import secrets
 import socket
@@ -35,7 +45,7 @@ from redis.asyncio import Redis, RedisCluster
 from broadcaster.core import connection, contain, keys
 from broadcaster.webhooks.compose import Delivery
 from broadcaster.webhooks.metrics import WebhookMetrics
-from broadcaster.webhooks.mover import Mover, stream_reply
+from broadcaster.webhooks.mover import RECLAIM_IDLE_MS, Mover, stream_reply
 from broadcaster.webhooks.queue import GROUP, KEY, DeliveryQueue, ensure_group
 from broadcaster.webhooks.schedule import RetrySchedule
 from broadcaster.webhooks.sender import Failure, Sender
@@ -44,16 +54,25 @@ from broadcaster.webhooks.signing import Signer
 
 log = logging.getLogger("broadcaster.webhooks")
 
-BLOCK_MS = 5000
-"""A blocking read waits this long at most (then it is made again): bounds how long a
-stop waits for a loop, with nothing to do meanwhile."""
+BLOCK_MS = 30_000
+"""A blocking read waits this long at most (then it is made again): what an idle
+deliverer costs (a read of the outboxes and one of the deliveries per period). A stop
+cancels the read: it does not wait for it."""
 
 PENDING_PAGE = 500
 """Pending deliveries looked at per retry round: a long backlog is gone through a page
 per round."""
 
-RECLAIM_SECONDS = 10.0
-"""How often outbox entries left by a dead deliverer are looked for."""
+RECLAIM_SECONDS = 3600.0
+"""The outboxes are reclaimed at least this often (256 ``XAUTOCLAIM``), whatever was
+seen: a floor under the reclaims made when a deliverer is seen gone."""
+
+ALIVE_SWEEPS = 2.5
+"""A deliverer says, at every sweep, that it runs for this many sweeps more
+(``keys.WEBHOOK_DELIVERERS_KEY``); one silent past that is gone."""
+
+SCHEDULE_MAX = 10_000
+"""Due times of its own failed attempts a deliverer keeps (the sweep finds the rest)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +84,7 @@ class DeliveryConfig:
     timeout: float = 10.0
     concurrency: int = 16
     poll: float = 1.0
+    sweep: float = 60.0
 
     @classmethod
     def from_settings(cls, s: WebhookSettings) -> DeliveryConfig:
@@ -77,6 +97,7 @@ class DeliveryConfig:
             s.webhook_timeout_seconds,
             s.webhook_concurrency,
             s.webhook_poll_seconds,
+            s.webhook_sweep_seconds,
         )
 
     @property
@@ -119,6 +140,16 @@ class Deliverer:
         self._outages: dict[str, contain.Outage] = {}
         self._readers: dict[str, Redis] = {}
         self._cursor = "-"
+        self._due: list[float] = []
+        """Monotonic times at which a retry this deliverer knows of is due (a heap)."""
+        self._poke = asyncio.Event()
+        self._gauges_stale = True
+        self._reclaim_at = 0.0
+        """Monotonic: when the outboxes are reclaimed next (at once on start)."""
+        self._gone: list[str] = []
+        """Deliverers seen gone, forgotten once the outboxes were reclaimed."""
+        self._backlog_seen = keys.WEBHOOK_DELIVERIES_MAX_LEN
+        """Deliveries in the stream when last counted (unknown: as if full)."""
 
     async def __aenter__(self) -> Deliverer:
         self.start()
@@ -173,25 +204,46 @@ class Deliverer:
     async def _move_loop(self) -> None:
         await self.mover.ensure_groups()
         reader = None if self.cluster else self._reader("outboxes")
-        reclaimed_at = 0.0
         while True:
-            if await self._backlog_full():
-                await asyncio.sleep(self.config.poll)
-                continue
             if reader is None:
                 entries = await self.mover.read_polled()
                 if not entries:
                     await asyncio.sleep(self.config.poll)
             else:
                 entries = await self.mover.read_blocking(reader, BLOCK_MS)
-            if time.monotonic() - reclaimed_at >= RECLAIM_SECONDS:
-                reclaimed_at = time.monotonic()
-                entries += await self.mover.reclaim()
-            self.metrics.moved.inc(await self.mover.move(entries))
+            await self._move(entries)
             self._outages["webhooks-move"].ok()
 
-    async def _backlog_full(self) -> bool:
-        return int(await self.redis.xlen(KEY)) >= keys.WEBHOOK_DELIVERIES_MAX_LEN
+    async def _move(self, entries: list[tuple[str, str, dict[str, str]]]) -> None:
+        """Move ``entries`` (already read, so pending for this deliverer) once the
+        deliveries have room; a move that fails leaves them pending, and the outboxes
+        are reclaimed once they can be taken."""
+        if not entries:
+            return
+        try:
+            await self._room()
+            self.metrics.moved.inc(await self.mover.move(entries))
+        except Exception:
+            self._reclaim_soon()
+            raise
+        self._gauges_stale = True
+
+    async def _room(self) -> None:
+        """Return once the deliveries hold fewer than their bound (a look per ``poll``).
+        Nothing is asked while the count the gauges last read is under half the bound:
+        a fresh event's move waits for no extra round trip."""
+        if self._backlog_seen < keys.WEBHOOK_DELIVERIES_MAX_LEN // 2:
+            return
+        while True:
+            self._backlog_seen = int(await self.redis.xlen(KEY))
+            if self._backlog_seen < keys.WEBHOOK_DELIVERIES_MAX_LEN:
+                return
+            await asyncio.sleep(self.config.poll)
+
+    def _reclaim_soon(self) -> None:
+        at = time.monotonic() + RECLAIM_IDLE_MS / 1000 + 1.0
+        self._reclaim_at = min(self._reclaim_at, at)
+        self._poke.set()
 
     async def _send_loop(self) -> None:
         await ensure_group(self.redis, KEY)
@@ -208,19 +260,72 @@ class Deliverer:
             self._outages["webhooks-send"].ok()
 
     async def _retry_loop(self) -> None:
+        """Sleep until the earliest of: a known retry due, the next sweep, a reclaim,
+        stale gauges (at most every ``poll``); then do what is due."""
+        next_sweep = 0.0
+        gauges_at = 0.0
         while True:
-            await asyncio.sleep(self.config.poll)
-            await self._retry_round()
-            count, oldest = await self.queue.backlog()
-            self.metrics.pending.set(count)
-            lag = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
-            self.metrics.lag.set(lag)
+            now = time.monotonic()
+            wake = min(next_sweep, self._reclaim_at, self._due[0] if self._due else math.inf)
+            if self._gauges_stale:
+                wake = min(wake, gauges_at)
+            if wake > now:
+                self._poke.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._poke.wait(), min(wake - now, 3600.0))
+                continue
+            sweep = now >= next_sweep
+            if sweep or (self._due and self._due[0] <= now):
+                while self._due and self._due[0] <= now:
+                    heapq.heappop(self._due)
+                await self._retry_round()
+            if sweep:
+                next_sweep = time.monotonic() + self.config.sweep
+                await self._look_for_gone()
+            if time.monotonic() >= self._reclaim_at:
+                gone = self._gone
+                await self._move(await self.mover.reclaim())
+                await self.queue.forget_deliverers(gone)
+                self._gone = [name for name in self._gone if name not in gone]
+                self._reclaim_at = time.monotonic() + RECLAIM_SECONDS
+            if sweep or (self._gauges_stale and now >= gauges_at):
+                self._gauges_stale = False
+                gauges_at = time.monotonic() + self.config.poll
+                count, oldest = await self.queue.backlog()
+                self._backlog_seen = count
+                self.metrics.pending.set(count)
+                lag = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
+                self.metrics.lag.set(lag)
             self._outages["webhooks-retry"].ok()
 
+    def _schedule(self, delay: float) -> None:
+        """A retry this deliverer knows of is due in ``delay`` seconds."""
+        if len(self._due) >= SCHEDULE_MAX:
+            return  # the sweep finds it
+        heapq.heappush(self._due, time.monotonic() + max(0.0, delay))
+        self._poke.set()
+
+    async def _look_for_gone(self) -> None:
+        """Say this deliverer runs for ``ALIVE_SWEEPS`` sweeps more, and reclaim the
+        outboxes if another's such time has passed: it died, and what it read of an
+        outbox and never moved has been idle long enough to be taken."""
+        now = time.time()
+        until = now + ALIVE_SWEEPS * self.config.sweep
+        gone = await self.queue.alive(self.consumer, int(until * 1000), int(now * 1000))
+        gone = [name for name in gone if name != self.consumer]
+        if gone:
+            log.info("webhooks: deliverers gone: %s", ", ".join(sorted(gone)))
+            self._gone = sorted(set(self._gone) | set(gone))
+            self._reclaim_at = time.monotonic()
+
     async def _retry_round(self) -> None:
-        """Attempt the pending deliveries that are due, from the cursor on, one page."""
+        """Attempt the pending deliveries that are due, from the cursor on, one page;
+        remember when the earliest of the others is due."""
         page = await self.queue.pending(self._cursor, PENDING_PAGE)
         self._cursor = "-" if len(page) < PENDING_PAGE else f"({page[-1].entry_id}"
+        if len(page) == PENDING_PAGE:
+            self._schedule(self.config.poll)  # the next page soon
+        earliest = math.inf
         for p in page:
             if p.entry_id in self._attempts:
                 continue
@@ -228,15 +333,19 @@ class Deliverer:
             if p.consumer != self.consumer:
                 wait = max(wait, self.config.takeover)
             if p.idle_ms < wait * 1000:
+                earliest = min(earliest, wait - p.idle_ms / 1000)
                 continue
             if self.free_slots() == 0:
                 self._cursor = p.entry_id  # this one first, next round
+                self._schedule(self.config.poll)
                 return
             delivery = await self.queue.claim(self.consumer, p.entry_id, int(wait * 1000))
             if delivery is not None:
                 if p.consumer != self.consumer:
                     log.info("webhooks: took over %s from %s", delivery.webhook_id, p.consumer)
                 self._begin(p.entry_id, delivery, p.attempts + 1)
+        if earliest < math.inf:
+            self._schedule(earliest)
 
     # --- attempts ---
 
@@ -265,12 +374,16 @@ class Deliverer:
         except connection.REDIS_ERRORS as exc:
             # Still pending: attempted again on its schedule (perhaps delivered twice).
             log.warning("webhooks: %s: Redis: %s", delivery.webhook_id, exc)
+            self._schedule(self.config.takeover)
         except Exception:
             # Still pending, likewise; the other attempts and the loops go on.
             contain.loop_failed("webhooks-attempt", log, delivery.webhook_id)
+            self._schedule(self.config.takeover)
         finally:
             self._attempts.pop(entry_id, None)
             self._slot_freed.set()
+            self._gauges_stale = True
+            self._poke.set()
 
     async def _failed(
         self, entry_id: str, delivery: Delivery, attempts: int, failure: Failure
@@ -290,6 +403,7 @@ class Deliverer:
             return
         await self.queue.touch(self.consumer, entry_id)
         wait = self.config.schedule.wait(attempts, entry_id)
+        self._schedule(wait)
         log.info(
             "webhooks: %s attempt %d failed (%s); next in %.1f s",
             delivery.webhook_id,
@@ -324,16 +438,19 @@ async def _forever(outage: contain.Outage, loop: Callable[[], Awaitable[None]]) 
 
 
 async def forget_consumer(redis: Redis, stream_keys: list[str], consumer: str) -> None:
-    """Remove a stopping deliverer from the groups of ``stream_keys`` where it holds
-    nothing (a consumer that holds entries is kept: they stay its until taken over)."""
+    """Remove a stopping deliverer from the groups of ``stream_keys`` if it holds
+    nothing in any of them. One that holds entries is kept in every group: they stay its
+    until taken over, and the others see it gone (idle) among the deliveries' consumers."""
     async with redis.pipeline(transaction=False) as pipe:
         for key in stream_keys:
             pipe.xpending_range(key, GROUP, min="-", max="+", count=1, consumername=consumer)
         held = await pipe.execute(raise_on_error=False)
+    if any(rows != [] for rows in held):
+        return  # its time runs out: the others see it gone
     async with redis.pipeline(transaction=False) as pipe:
-        for key, rows in zip(stream_keys, held, strict=True):
-            if rows == []:
-                pipe.xgroup_delconsumer(key, GROUP, consumer)
+        for key in stream_keys:
+            pipe.xgroup_delconsumer(key, GROUP, consumer)
+        pipe.zrem(keys.WEBHOOK_DELIVERERS_KEY, consumer)
         await pipe.execute(raise_on_error=False)
 
 

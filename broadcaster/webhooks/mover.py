@@ -5,13 +5,14 @@ The 256 outboxes (one per slot group, ``keys.outbox_key``) are read by the consu
 every deliverer joins, so each entry is moved by one deliverer. A move adds the
 deliveries (once: ``enqueue.lua``), then acknowledges and deletes the outbox entry. A
 deliverer that dies in between leaves its entries pending in the outbox, and another
-moves them again after ``RECLAIM_IDLE_MS``; the marker makes that second move add
-nothing.
+moves them again (``reclaim``: pending for ``RECLAIM_IDLE_MS``) when its deliverer
+looks (``deliverer``: one seen gone, at start, at least hourly); the marker makes that
+second move add nothing.
 
 Reading them: on one Redis (or Sentinel) a single blocking ``XREADGROUP`` names all 256
-outboxes, and costs nothing while idle. On a Cluster a command may only touch one slot,
-so each outbox is read without blocking, every ``BROADCASTER_WEBHOOK_POLL_SECONDS``, in
-one pipeline (one round trip per node).
+outboxes, and costs one command per blocking period while idle. On a Cluster a command
+may only touch one slot, so each outbox is read without blocking, every
+``BROADCASTER_WEBHOOK_POLL_SECONDS``, in one pipeline (one round trip per node).
 """
 
 from __future__ import annotations

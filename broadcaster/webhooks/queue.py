@@ -119,6 +119,19 @@ class DeliveryQueue:
             for r in rows
         ]
 
+    async def alive(self, consumer: str, until_ms: int, now_ms: int) -> list[str]:
+        """Say ``consumer`` runs until ``until_ms``; returns the deliverers whose own
+        such time is before ``now_ms``: gone (at most 100 at a time). One round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.WEBHOOK_DELIVERERS_KEY, {consumer: until_ms})
+            pipe.zrangebyscore(keys.WEBHOOK_DELIVERERS_KEY, "-inf", f"({now_ms}", 0, 100)
+            _, gone = await pipe.execute()
+        return [_text(name) for name in gone]
+
+    async def forget_deliverers(self, names: Sequence[str]) -> None:
+        if names:
+            await self.redis.zrem(keys.WEBHOOK_DELIVERERS_KEY, *names)
+
     async def claim(self, consumer: str, entry_id: str, min_idle_ms: int) -> Delivery | None:
         """Take a pending delivery for an attempt (its delivery count goes up by one),
         if it has been idle ``min_idle_ms``: of deliverers racing for it, one wins."""

@@ -41,7 +41,13 @@ class WebhookSettings(BaseSettings):
     webhook_concurrency: int = Field(16, ge=1, le=1000)
     """Attempts in flight per deliverer (and its HTTP connections)."""
     webhook_poll_seconds: float = Field(1.0, gt=0)
-    """How often pending retries are looked for (and, on a Cluster, the outboxes read)."""
+    """On a Cluster, how often the outboxes are read; everywhere, the pause before the
+    next page of a long retry backlog and between two refreshes of the backlog gauges
+    while deliveries settle. Retries themselves are timed to when each is due."""
+    webhook_sweep_seconds: float = Field(60.0, gt=0)
+    """How often every pending delivery is looked at again whatever the deliverer knows
+    (retries another deliverer scheduled, takeovers), the backlog gauges refreshed, and
+    deliverers gone looked for."""
 
     @model_validator(mode="after")
     def _consistent(self) -> WebhookSettings:

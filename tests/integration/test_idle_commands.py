@@ -10,6 +10,12 @@ that a 10 s window may or may not hold: the chats' queue (an ``EXISTS``), 8 of t
 waiting sets (a ``ZRANGEBYSCORE`` each), the overdue generations (a ``SET`` and an
 ``XINFO GROUPS`` per job queue). Over two minutes that is about 0.6 commands a second
 (docs/performance.md, "An idle front-end").
+
+The same with webhooks configured (each front-end runs a deliverer): its two blocking
+reads (the outboxes, the deliveries: one ``XREADGROUP`` each per 30 s) and its sweep (a
+minute: ``XPENDING``, ``ZADD``, ``ZRANGEBYSCORE``, ``XLEN``, ``XRANGE``) add about 0.1 a
+second
+(docs/webhooks.md, "Cost").
 """
 
 from __future__ import annotations
@@ -31,12 +37,15 @@ from broadcaster.core.eventlog import EventLog
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Generations
 from tests.support.procs import Proc, own_redis, start_frontend, stop_all
+from tests.support.webhooks import webhook_env
 
 pytestmark = pytest.mark.anyio
 
 SETTLE_S = 2.0
 """After the front-ends listen on the wake channels: their first rounds done."""
 WINDOW_S = 10.0
+WEBHOOKS_WINDOW_S = 65.0
+"""With webhooks: long enough to hold a sweep (a minute) and two of each blocking read."""
 MONITOR_LINE = re.compile(rb'^\+\d+\.\d+ \[\d+ [^\]]*:(\d+)\] "([^"]+)"')
 
 
@@ -82,13 +91,27 @@ def _monitor(port: int, seconds: float) -> list[tuple[int, str]]:
     return seen
 
 
-async def test_an_idle_front_end_sends_at_most_one_command_a_second(tmp_path: Path) -> None:
+WEBHOOKS = webhook_env(
+    "http://127.0.0.1:9/hooks",
+    BROADCASTER_WEBHOOK_POLL_SECONDS="1",
+    BROADCASTER_WEBHOOK_RETRY_BASE_SECONDS="1",
+    BROADCASTER_WEBHOOK_RETRY_MAX_SECONDS="3600",
+)
+"""A deployment's webhook settings (the receiver is never called: nothing happens)."""
+
+
+@pytest.mark.parametrize("webhooks", [False, True], ids=["plain", "webhooks"])
+async def test_an_idle_front_end_sends_at_most_one_command_a_second(
+    tmp_path: Path, webhooks: bool
+) -> None:
     server = own_redis(tmp_path / "redis")
     redis = connection.command_client(server.url)
     frontends: list[Proc] = []
+    env = WEBHOOKS if webhooks else None
+    window = WEBHOOKS_WINDOW_S if webhooks else WINDOW_S
     try:
         await JobQueue(redis).ensure_group()
-        frontends = [start_frontend(server.url, tmp_path, f"idle-{i}") for i in range(2)]
+        frontends = [start_frontend(server.url, tmp_path, f"idle-{i}", env) for i in range(2)]
         # Start-up is over once both listen on the wake channels (then each looks at what
         # it may have missed: a round of the chats' queue, every waiting set).
         deadline = time.monotonic() + 30
@@ -98,7 +121,7 @@ async def test_an_idle_front_end_sends_at_most_one_command_a_second(tmp_path: Pa
             await asyncio.sleep(0.1)
         await asyncio.sleep(SETTLE_S)
         assert server.port is not None
-        seen = await asyncio.to_thread(_monitor, server.port, WINDOW_S)
+        seen = await asyncio.to_thread(_monitor, server.port, window)
         owners = {port: fe.name for fe in frontends for port in _ports_of(fe.pid)}
     finally:
         await redis.aclose()
@@ -111,14 +134,16 @@ async def test_an_idle_front_end_sends_at_most_one_command_a_second(tmp_path: Pa
     for name, commands in per_frontend.items():
         total = sum(commands.values())
         print(
-            f"{name}: {total} commands in {WINDOW_S:g} s idle "
-            f"({total / WINDOW_S:.2f}/s): {dict(commands)}"
+            f"{name}: {total} commands in {window:g} s idle "
+            f"({total / window:.2f}/s): {dict(commands)}"
         )
     for name, commands in per_frontend.items():
         total = sum(commands.values())
         # Its wake channels' connection is probed every 5 s: seen, so counted here.
         assert commands["PING"] >= 1, f"{name}: none of its commands was put down to it"
-        assert total <= WINDOW_S, f"{name}: {total} commands in {WINDOW_S:g} s idle"
+        assert total <= window, f"{name}: {total} commands in {window:g} s idle"
+        if webhooks:  # its deliverer is there, reading
+            assert commands["XREADGROUP"] >= 2, f"{name}: no deliverer's reads"
 
 
 async def test_the_wake_channels_carry_ends_waits_and_chats(redis_url: str) -> None:

@@ -162,6 +162,7 @@ def clear_webhook_keys(client: redis_sync.Redis) -> None:
     """Forget every webhook key (outboxes, deliveries and their groups, the dead-letter
     list, move markers): each test starts from none, on the session's Redis."""
     doomed = [*keys.outbox_keys(), keys.WEBHOOK_DELIVERIES_KEY, keys.WEBHOOK_DEAD_KEY]
+    doomed.append(keys.WEBHOOK_DELIVERERS_KEY)
     doomed += list(client.scan_iter(match=keys.webhook_moved_key("*"), count=1000))
     for i in range(0, len(doomed), 500):
         client.delete(*doomed[i : i + 500])
