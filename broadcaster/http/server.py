@@ -12,7 +12,8 @@ silently falling back to the slower pure-Python pair. The HTTP protocol is uvico
 httptools protocol plus one ASGI scope extension (``sse_response.DIRECT_WRITE``): a
 started, chunked response may write body chunks straight to its socket. That is what
 lets the hub's reader copy a live event to every caught-up viewer without waking one
-task per viewer (see ``hub.py``).
+task per viewer (see ``hub.py``); and ``sse_response.DETACH``: a response may go on after
+its task has ended, so that a caught-up viewer holds no task at all.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ from typing import Any, cast
 
 import uvicorn
 from fastapi import FastAPI
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from broadcaster.core.rlimit import raise_nofile_limit
 from broadcaster.fanout.subscription import Writer
 from broadcaster.http.gcfreeze import Freezer
 from broadcaster.http.sse_response import (
+    DETACH,
     DIRECT_WRITE,
     DIRECT_WRITE_LIMIT,
     HOLD_WRITES,
@@ -244,8 +246,39 @@ class DirectWriteProtocol(HttpToolsProtocol):
                 DIRECT_WRITE: self._direct_writer,
                 ON_DISCONNECT: self._on_disconnect,
                 HOLD_WRITES: self._hold_writes,
+                DETACH: self._detach,
             },
         )
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        cycle.__class__ = DetachableCycle  # the same object, which may outlive its task
+        super()._start_asgi_task(cycle, app)
+
+    def _detach(
+        self, on_lost: Callable[[], None]
+    ) -> tuple[Callable[[Any], asyncio.Task[None]], Callable[[], None]] | None:
+        """Let the response go on without its task (``sse_response.DETACH``)."""
+        cycle = getattr(self, "cycle", None)
+        if (
+            not isinstance(cycle, DetachableCycle)
+            or self._lost
+            or not cycle.response_started
+            or cycle.response_complete
+            or cycle.disconnected
+        ):
+            return None
+        cycle.detached = True
+        self._on_lost = on_lost
+        return self._spawn, self.transport.close
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        """A task of a detached response: the server's, awaited at its shutdown as the
+        requests' own are."""
+        task: asyncio.Task[None] = self.loop.create_task(coro)
+        tasks = self.tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
 
     def _hold_writes(self) -> Callable[[], None] | None:
         """Keep what the response writes (its head included) in memory until the
@@ -304,6 +337,39 @@ class DirectWriteProtocol(HttpToolsProtocol):
 
         last = self._chunks
         return write_chunk if chunks else write
+
+
+class DetachableCycle(RequestResponseCycle):
+    """uvicorn's request cycle, whose response may outlive the app's call
+    (``sse_response.DETACH``): once detached, the app returning with the response
+    unfinished leaves the connection open, and the response's end still starts the
+    connection's next request (or its keep-alive timeout)."""
+
+    detached = False
+
+    async def run_asgi(self, app: Any) -> None:
+        """uvicorn's, except for a detached response (its ``else`` and ``finally``)."""
+        try:
+            result = await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            if not self.response_started:
+                await self.send_500_response()
+            else:
+                self.transport.close()
+        else:
+            if result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+                self.transport.close()
+            elif not self.response_started and not self.disconnected:
+                self.logger.error("ASGI callable returned without starting response.")
+                await self.send_500_response()
+            elif not self.response_complete and not self.disconnected and not self.detached:
+                self.logger.error("ASGI callable returned without completing response.")
+                self.transport.close()
+        finally:
+            if not self.detached:
+                self.on_response = lambda: None
 
 
 class HeldWrites:
