@@ -19,6 +19,7 @@ its task has ended, so that a caught-up viewer holds no task at all.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import logging
@@ -174,6 +175,12 @@ class DirectWriteProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
+        # Each asyncio.Event, and the pipeline, is a deque of 760 bytes made with the
+        # connection, and an open viewer's connection never waits on them.
+        self.pipeline = Pipeline()  # type: ignore[assignment]
+        writable = LazyEvent()
+        writable.set()
+        self.flow._is_writable_event = writable
         sock = transport.get_extra_info("socket")
         if sock is None:
             return
@@ -217,6 +224,9 @@ class DirectWriteProtocol(HttpToolsProtocol):
             return
         self._head = -1
         super().on_headers_complete()
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None and not cycle.message_event.is_set():
+            cycle.message_event = LazyEvent()
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
@@ -322,6 +332,16 @@ class DirectWriteProtocol(HttpToolsProtocol):
         ):
             return None
         transport = self.transport
+        if chunks:  # one closure made, of the two: every open viewer holds its writer
+
+            def write_chunk(chunk: bytes) -> bool:
+                if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
+                    return False
+                (self._held or transport).write(chunk)
+                return True
+
+            return write_chunk
+        last = self._chunks
 
         def write(data: bytes) -> bool:
             if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
@@ -329,14 +349,41 @@ class DirectWriteProtocol(HttpToolsProtocol):
             (self._held or transport).write(last.of(data))
             return True
 
-        def write_chunk(chunk: bytes) -> bool:
-            if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
-                return False
-            (self._held or transport).write(chunk)
-            return True
+        return write
 
-        last = self._chunks
-        return write_chunk if chunks else write
+
+class LazyEvent(asyncio.Event):
+    """An ``asyncio.Event`` whose waiters' deque (760 bytes) is made when someone first
+    waits: uvicorn makes two for every connection, and an SSE viewer's waits on neither."""
+
+    _w: collections.deque[asyncio.Future[bool]] | None = None
+
+    def __init__(self) -> None:  # no deque: ``_waiters`` makes it
+        self._value = False
+
+    @property
+    def _waiters(self) -> collections.deque[asyncio.Future[bool]]:  # type: ignore[override]
+        w = self._w
+        if w is None:
+            w = self._w = collections.deque()
+        return w
+
+    def set(self) -> None:
+        if not self._value:
+            self._value = True
+            for fut in self._w or ():
+                if not fut.done():
+                    fut.set_result(True)
+
+
+class Pipeline(list[Any]):
+    """uvicorn's queue of pipelined requests, as a list (56 bytes empty, where its deque
+    is 760): it only ever holds a request or two."""
+
+    __slots__ = ()
+
+    def appendleft(self, item: Any) -> None:
+        self.insert(0, item)
 
 
 class DetachableCycle(RequestResponseCycle):

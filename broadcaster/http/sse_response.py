@@ -373,6 +373,8 @@ def _raw_headers(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, byt
 
 
 async def _aclose(it: AsyncIterator[bytes]) -> None:
+    if getattr(it, "ag_frame", True) is None:
+        return  # an async generator that has ended: nothing to close, no scope to enter
     aclose = getattr(it, "aclose", None)
     if aclose is not None:
         with anyio.CancelScope(shield=True):
