@@ -279,6 +279,11 @@ class DirectWriteProtocol(HttpToolsProtocol):
             return None
         cycle.detached = True
         self._on_lost = on_lost
+        # The request is done with: what the response still uses of its scope is the
+        # method (``RequestResponseCycle.send``). Its headers, query, addresses and these
+        # extensions (a kilobyte and more) need not live as long as the viewer watches.
+        cycle.scope = self.scope = cast(Any, {"type": "http", "method": cycle.scope["method"]})
+        self.headers = []
         return self._spawn, self.transport.close
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
