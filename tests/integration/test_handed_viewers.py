@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -42,9 +43,12 @@ class Front:
 async def front(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Front]:
     monkeypatch.setenv("BROADCASTER_KEEPALIVE_SECONDS", "1")
     monkeypatch.setenv("BROADCASTER_MAX_CONNECTIONS_PER_ADDRESS", "0")
+    monkeypatch.setenv("BROADCASTER_SLOW_VIEWER_TIMEOUT", "1")
     app = create_app(Settings(), redis_url)
     port = free_port()
-    server = make_server(app, "127.0.0.1", port, 2.0, "warning", gc_freeze=False)
+    server = make_server(
+        app, "127.0.0.1", port, 2.0, "warning", gc_freeze=False, notsent_lowat=16384, sndbuf=8192
+    )
     serving = asyncio.create_task(server.serve())
     client = connection.command_client(redis_url)
     try:
@@ -69,8 +73,13 @@ class Viewer:
         self.got = b""
 
     @classmethod
-    async def open(cls, port: int, stream_id: str) -> Viewer:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async def open(cls, port: int, stream_id: str, rcvbuf: int = 0) -> Viewer:
+        sock = socket.socket()
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock)
         writer.write(
             b"GET /v1/streams/%s/events HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\n\r\n"
             % stream_id.encode()
@@ -153,3 +162,29 @@ async def test_a_drain_ends_handed_viewers_cleanly(front: Front) -> None:
     for v in viewers:
         with contextlib.suppress(Exception):
             v.close()
+
+
+async def test_a_handed_viewer_that_stops_reading_is_cut_off(front: Front) -> None:
+    """A caught-up viewer that stops reading: its socket fills, the fan-out's direct
+    writes stop, a task takes it over, and after the slow-viewer timeout it is cut off
+    (counted) and leaves; the stream's other viewer gets everything."""
+    sid = "handed-" + secrets.token_hex(4)
+    await front.log.append(sid, [{"type": "data-n", "i": 0}], kind="feed")
+    stalled = await Viewer.open(front.port, sid, rcvbuf=4096)
+    reader = await Viewer.open(front.port, sid)
+    for v in (stalled, reader):
+        await v.until(b"id: 1.")
+    await until(lambda: front.hub.viewers == 2, "both subscribed")
+    metrics = front.app.state.metrics
+    before = metrics.cut_off._value.get()
+    big = "x" * 30_000
+    for i in range(1, 41):  # 1.2 MB: past the socket's buffers and the direct-write limit
+        await front.log.append(sid, [{"type": "data-n", "i": i, "pad": big}], kind="feed")
+        await reader.until(b"id: %d." % (i + 1))
+    await until(lambda: front.hub.viewers == 1, "the stalled viewer was cut off", 20)
+    assert metrics.cut_off._value.get() == before + 1
+    lines = reader.got.split(b"\n")
+    ids = [int(line[4:].split(b".")[0]) for line in lines if line.startswith(b"id: ")]
+    assert ids == list(range(1, 42))
+    for v in (stalled, reader):
+        v.close()
