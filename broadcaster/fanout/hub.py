@@ -254,14 +254,15 @@ class Hub:
             topic.linger = None
         sub = make(self.config.viewer_buffer, topic, self.keepalive)
         sub.presence = wants_presence
+        sub.own = own
         if self.closing:
             sub.close()
         topic.subs.add(sub)
         self._viewers += 1
         self._connections += own
-        presence = self.presence if counted else None
-        if presence is not None:
-            presence.join(stream_id, subject)
+        if counted and self.presence is not None:
+            sub.counted, sub.subject = True, subject
+            self.presence.join(stream_id, subject)
         try:
             assert topic.ready is not None
             try:
@@ -271,18 +272,32 @@ class Hub:
                     raise  # this viewer left; otherwise the hub drained: sub is closed
             yield sub
         finally:
-            self._viewers -= 1
-            self._connections -= own
-            self.left += 1
-            topic.subs.discard(sub)
-            if presence is not None:
-                presence.leave(stream_id, subject)
-            if not topic.subs and topic.watched:
-                if self.config.linger > 0 and not self.closing:
-                    loop = asyncio.get_running_loop()
-                    topic.linger = loop.call_later(self.config.linger, self._unwatch, topic)
-                else:
-                    self._unwatch(topic)
+            if not sub.handed:  # else whoever it was handed to leaves (``leave``)
+                self.leave(sub)
+
+    def leave(self, sub: Subscription) -> None:
+        """``sub``'s viewer is gone: it stops counting, and its stream is unwatched once
+        nobody watches it (after ``linger``). Once per subscription; a viewer that was
+        handed over (``viewer.deliver``'s ``detach``) is left by whoever holds it."""
+        topic = sub.topic
+        if sub.gone or topic is None:
+            return
+        sub.gone = True
+        sub.handed = False
+        sub.resume = None
+        sub.direct = None
+        self._viewers -= 1
+        self._connections -= sub.own
+        self.left += 1
+        topic.subs.discard(sub)
+        if sub.counted and self.presence is not None:
+            self.presence.leave(topic.stream_id, sub.subject)
+        if not topic.subs and topic.watched:
+            if self.config.linger > 0 and not self.closing:
+                loop = asyncio.get_running_loop()
+                topic.linger = loop.call_later(self.config.linger, self._unwatch, topic)
+            else:
+                self._unwatch(topic)
 
     def warm(self, stream_id: str) -> bool:
         """Whether ``stream_id`` is watched here with its subscription confirmed: a reader
@@ -362,13 +377,17 @@ class Hub:
         subject: str | None = None,
         wants_presence: bool = False,
         compact: bool = False,
+        detach: viewer.Detach | None = None,
     ) -> AsyncIterator[bytes]:
         """SSE bytes for one viewer: every event with seq > ``after``, exactly once, in
         order; ``: ping`` during silences; ends after the terminal event (with its
         ``[DONE]``) or when the hub drains. Consecutive frames are joined into one chunk.
 
         With a ``writer`` (the viewer's socket), live frames that arrive while the viewer
-        is caught up go straight to it from the fan-out and are not yielded here."""
+        is caught up go straight to it from the fan-out and are not yielded here. With
+        ``detach`` too, a caught-up viewer may be handed over instead of waiting
+        (``viewer.deliver``): the iteration then ends with the subscription still open,
+        and its holder goes on with ``resume`` when it wakes, or ``leave``s."""
         if info.ended:
             async for chunk in self.replays.ended(stream_id, after, compact=compact):
                 yield chunk
@@ -391,9 +410,34 @@ class Hub:
                 self.config.keepalive,
                 compact=compact,
                 held=held,
+                detach=detach,
             )
             async for chunk in frames:
                 yield chunk
+
+    async def resume(
+        self, sub: Subscription, writer: Writer, detach: viewer.Detach | None
+    ) -> AsyncIterator[bytes]:
+        """``follow`` again for a viewer that was handed over and woke (its subscription
+        is taken back from its holder): what it was not sent, and so on as ``follow``."""
+        sub.handed = False
+        topic = sub.topic
+        assert topic is not None
+        try:
+            frames = viewer.deliver(
+                sub,
+                self.replays,
+                topic.stream_id,
+                writer,
+                self.config.keepalive,
+                held=[],
+                detach=detach,
+            )
+            async for chunk in frames:
+                yield chunk
+        finally:
+            if not sub.handed:
+                self.leave(sub)
 
     # --- new events ---
 

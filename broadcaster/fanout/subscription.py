@@ -80,16 +80,22 @@ class Subscription:
         "_limit",
         "_waiter",
         "closed",
+        "counted",
         "direct",
         "ended",
+        "gone",
+        "handed",
         "keepalive",
         "last",
         "notice",
         "overflowed",
+        "own",
         "ping_at",
         "ping_due",
         "presence",
         "quiet_since",
+        "resume",
+        "subject",
         "topic",
     )
 
@@ -123,6 +129,19 @@ class Subscription:
         """The viewer asked to be told the stream's viewer count (``data-viewers``)."""
         self.notice: bytes | None = None
         """A ``data-viewers`` frame the socket did not take directly: the task sends it."""
+        self.own = True
+        """It is its response's only subscription (it counts as a connection)."""
+        self.counted = False
+        """It counts among its stream's viewers (presence), as ``subject``."""
+        self.subject: str | None = None
+        self.handed = False
+        """Its viewer's task handed it over while caught up (``viewer.deliver``'s
+        ``detach``) and ended: no task waits on it; ``resume`` is called when it has
+        work, and its holder leaves the hub for it (``Hub.leave``)."""
+        self.resume: Callable[[], None] | None = None
+        """Called (once) instead of waking a task, while it is handed over."""
+        self.gone = False
+        """It left the hub (``Hub.leave``)."""
 
     def deliver(self, run: Run) -> None:
         """New events of the stream: straight to the socket when they follow what the
@@ -184,8 +203,12 @@ class Subscription:
 
     def _wake(self) -> None:
         w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
+        if w is not None:
+            if not w.done():
+                w.set_result(None)
+        elif self.resume is not None:
+            resume, self.resume = self.resume, None
+            resume()
 
     def take(self) -> list[Run]:
         runs, self._buf = self._buf, []

@@ -14,13 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from broadcaster.core import sse
 from broadcaster.fanout.replay import Replays
 from broadcaster.fanout.subscription import Run, Subscription, Writer
 
 log = logging.getLogger("broadcaster.hub")
+
+Detach = Callable[[Subscription], bool]
+"""Offered the subscription of a viewer that is caught up and parked (its socket is the
+fan-out's and the keepalive's to write): True when its holder took it over, and the
+viewer's task may end (``Subscription.handed``); its holder then calls
+``Subscription.resume``'s target when it wakes, and ``Hub.leave`` when it is gone."""
 
 
 async def deliver(
@@ -32,11 +38,14 @@ async def deliver(
     *,
     compact: bool = False,
     held: list[Run] | None = None,
+    detach: Detach | None = None,
 ) -> AsyncIterator[bytes]:
     """SSE bytes for the viewer of ``sub`` (subscribed, at ``sub.last``), until the
     terminal event went out or the subscription closed. ``held``: what its topic holds
     after ``sub.last`` up to its settled cursor (``Topic.since``), sent instead of a read
-    of the log; what follows comes live."""
+    of the log; what follows comes live. ``detach``: offered the subscription each time
+    the viewer is caught up and parked; once taken, this ends (``sub.handed``) with the
+    subscription still open."""
     if held is None:
         async for chunk in _catch_up(sub, replays, stream_id, None, compact=compact):
             yield chunk
@@ -45,6 +54,12 @@ async def deliver(
         sub.last, sub.ended = held[-1][1], held[-1][3]
         yield b"".join(frames)
     while not (sub.ended or sub.closed):
+        if detach is not None and writer is not None and sub.idle():
+            sub.park(writer, asyncio.get_running_loop().time())
+            if detach(sub):
+                sub.handed = True
+                return
+            sub.direct = None
         woke = await _wait(sub, writer, keepalive)
         if sub.closed or sub.ended:
             return

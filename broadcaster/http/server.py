@@ -12,12 +12,14 @@ silently falling back to the slower pure-Python pair. The HTTP protocol is uvico
 httptools protocol plus one ASGI scope extension (``sse_response.DIRECT_WRITE``): a
 started, chunked response may write body chunks straight to its socket. That is what
 lets the hub's reader copy a live event to every caught-up viewer without waking one
-task per viewer (see ``hub.py``).
+task per viewer (see ``hub.py``); and ``sse_response.DETACH``: a response may go on after
+its task has ended, so that a caught-up viewer holds no task at all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import logging
@@ -29,12 +31,13 @@ from typing import Any, cast
 
 import uvicorn
 from fastapi import FastAPI
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from broadcaster.core.rlimit import raise_nofile_limit
 from broadcaster.fanout.subscription import Writer
 from broadcaster.http.gcfreeze import Freezer
 from broadcaster.http.sse_response import (
+    DETACH,
     DIRECT_WRITE,
     DIRECT_WRITE_LIMIT,
     HOLD_WRITES,
@@ -172,6 +175,12 @@ class DirectWriteProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
+        # Each asyncio.Event, and the pipeline, is a deque of 760 bytes made with the
+        # connection, and an open viewer's connection never waits on them.
+        self.pipeline = Pipeline()  # type: ignore[assignment]
+        writable = LazyEvent()
+        writable.set()
+        self.flow._is_writable_event = writable
         sock = transport.get_extra_info("socket")
         if sock is None:
             return
@@ -215,6 +224,9 @@ class DirectWriteProtocol(HttpToolsProtocol):
             return
         self._head = -1
         super().on_headers_complete()
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None and not cycle.message_event.is_set():
+            cycle.message_event = LazyEvent()
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
@@ -244,8 +256,44 @@ class DirectWriteProtocol(HttpToolsProtocol):
                 DIRECT_WRITE: self._direct_writer,
                 ON_DISCONNECT: self._on_disconnect,
                 HOLD_WRITES: self._hold_writes,
+                DETACH: self._detach,
             },
         )
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        cycle.__class__ = DetachableCycle  # the same object, which may outlive its task
+        super()._start_asgi_task(cycle, app)
+
+    def _detach(
+        self, on_lost: Callable[[], None]
+    ) -> tuple[Callable[[Any], asyncio.Task[None]], Callable[[], None]] | None:
+        """Let the response go on without its task (``sse_response.DETACH``)."""
+        cycle = getattr(self, "cycle", None)
+        if (
+            not isinstance(cycle, DetachableCycle)
+            or self._lost
+            or not cycle.response_started
+            or cycle.response_complete
+            or cycle.disconnected
+        ):
+            return None
+        cycle.detached = True
+        self._on_lost = on_lost
+        # The request is done with: what the response still uses of its scope is the
+        # method (``RequestResponseCycle.send``). Its headers, query, addresses and these
+        # extensions (a kilobyte and more) need not live as long as the viewer watches.
+        cycle.scope = self.scope = cast(Any, {"type": "http", "method": cycle.scope["method"]})
+        self.headers = []
+        return self._spawn, self.transport.close
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        """A task of a detached response: the server's, awaited at its shutdown as the
+        requests' own are."""
+        task: asyncio.Task[None] = self.loop.create_task(coro)
+        tasks = self.tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
 
     def _hold_writes(self) -> Callable[[], None] | None:
         """Keep what the response writes (its head included) in memory until the
@@ -289,6 +337,16 @@ class DirectWriteProtocol(HttpToolsProtocol):
         ):
             return None
         transport = self.transport
+        if chunks:  # one closure made, of the two: every open viewer holds its writer
+
+            def write_chunk(chunk: bytes) -> bool:
+                if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
+                    return False
+                (self._held or transport).write(chunk)
+                return True
+
+            return write_chunk
+        last = self._chunks
 
         def write(data: bytes) -> bool:
             if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
@@ -296,14 +354,74 @@ class DirectWriteProtocol(HttpToolsProtocol):
             (self._held or transport).write(last.of(data))
             return True
 
-        def write_chunk(chunk: bytes) -> bool:
-            if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
-                return False
-            (self._held or transport).write(chunk)
-            return True
+        return write
 
-        last = self._chunks
-        return write_chunk if chunks else write
+
+class LazyEvent(asyncio.Event):
+    """An ``asyncio.Event`` whose waiters' deque (760 bytes) is made when someone first
+    waits: uvicorn makes two for every connection, and an SSE viewer's waits on neither."""
+
+    _w: collections.deque[asyncio.Future[bool]] | None = None
+
+    def __init__(self) -> None:  # no deque: ``_waiters`` makes it
+        self._value = False
+
+    @property
+    def _waiters(self) -> collections.deque[asyncio.Future[bool]]:  # type: ignore[override]
+        w = self._w
+        if w is None:
+            w = self._w = collections.deque()
+        return w
+
+    def set(self) -> None:
+        if not self._value:
+            self._value = True
+            for fut in self._w or ():
+                if not fut.done():
+                    fut.set_result(True)
+
+
+class Pipeline(list[Any]):
+    """uvicorn's queue of pipelined requests, as a list (56 bytes empty, where its deque
+    is 760): it only ever holds a request or two."""
+
+    __slots__ = ()
+
+    def appendleft(self, item: Any) -> None:
+        self.insert(0, item)
+
+
+class DetachableCycle(RequestResponseCycle):
+    """uvicorn's request cycle, whose response may outlive the app's call
+    (``sse_response.DETACH``): once detached, the app returning with the response
+    unfinished leaves the connection open, and the response's end still starts the
+    connection's next request (or its keep-alive timeout)."""
+
+    detached = False
+
+    async def run_asgi(self, app: Any) -> None:
+        """uvicorn's, except for a detached response (its ``else`` and ``finally``)."""
+        try:
+            result = await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            if not self.response_started:
+                await self.send_500_response()
+            else:
+                self.transport.close()
+        else:
+            if result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+                self.transport.close()
+            elif not self.response_started and not self.disconnected:
+                self.logger.error("ASGI callable returned without starting response.")
+                await self.send_500_response()
+            elif not self.response_complete and not self.disconnected and not self.detached:
+                self.logger.error("ASGI callable returned without completing response.")
+                self.transport.close()
+        finally:
+            if not self.detached:
+                self.on_response = lambda: None
 
 
 class HeldWrites:

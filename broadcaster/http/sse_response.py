@@ -13,6 +13,11 @@ ASGI ``send`` per frame. Everything else (the replay, pings, the end, a viewer t
 behind) still goes through ``send``, which blocks on a full socket and so cuts off a
 slow viewer. The writer refuses (returns False) once the socket's unsent buffer passes
 ``DIRECT_WRITE_LIMIT``: the frames then take the ``send`` path.
+
+With ``resume`` (a viewer of one stream), a body that is caught up hands its viewer over
+(``detach``, the server's ``DETACH`` extension) and the response's task ends: a
+``Handed`` holds the subscription, and starts a task only when the viewer has work the
+fan-out's direct writes cannot do.
 """
 
 from __future__ import annotations
@@ -27,11 +32,15 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from broadcaster.fanout.subscription import Writer
+from broadcaster.fanout.subscription import Subscription, Writer
+from broadcaster.fanout.viewer import Detach
 
 log = logging.getLogger("broadcaster.sse")
 
 Body = Callable[[Writer | None], AsyncIterator[bytes]]
+
+Resume = Callable[[Subscription, Writer, Detach | None], AsyncIterator[bytes]]
+"""The body again, for a viewer that was handed over and woke (``Hub.resume``)."""
 
 DIRECT_WRITE = "broadcaster.direct_write"
 """The ASGI scope extension: a callable that, once the response has started, returns a
@@ -48,6 +57,14 @@ HOLD_WRITES = "broadcaster.hold_writes"
 connection keep what the response writes in memory until the function it returns is
 called (None: it cannot). A viewer's head, ``retry:`` and first events, written in one
 turn of the event loop, then reach its socket in one ``send`` instead of three."""
+
+DETACH = "broadcaster.detach"
+"""The ASGI scope extension: a callable that, once the response has started, lets it go
+on without its task. Called with the function to call when the client goes (instead of
+``ON_DISCONNECT``'s), it returns ``(spawn, close)``, or None when it cannot: the app may
+then return with the response unfinished and the connection stays open; ``spawn(coro)``
+runs a task the server owns (and awaits at shutdown), which may go on with the
+response's ``send``; ``close()`` closes the connection."""
 
 DIRECT_WRITE_LIMIT = 256 * 1024
 """Unsent bytes a socket may hold before direct writes stop and ``send`` (which waits for
@@ -72,9 +89,14 @@ class SSEResponse(Response):
         on_cut_off: Callable[[], None] | None = None,
         chunks: bool = False,
         on_end: Callable[[], None] | None = None,
+        resume: Resume | None = None,
+        leave: Callable[[Subscription], None] | None = None,
     ) -> None:
         """``on_end`` is called once the response is over, however it ends (its slot in
-        the connection counts, ``limits.Slot.release``)."""
+        the connection counts, ``limits.Slot.release``). With ``resume`` and ``leave``
+        (``Hub.resume``, ``Hub.leave``), a body that offers its caught-up viewer to
+        ``detach`` hands it to a ``Handed`` and the response's task ends: the viewer then
+        costs its subscription and a ``Handed``, not a task and its frames."""
         # Not Response.__init__: it would set a body and so a Content-Length.
         self.status_code = 200
         self.background = None
@@ -89,12 +111,18 @@ class SSEResponse(Response):
         """The body's writer takes HTTP/1.1 chunks (``DIRECT_WRITE``)."""
         self._on_end = on_end
         self._release: Callable[[], None] | None = None
+        self._resume = resume
+        self._leave = leave
+        self._handed = False
+        self._detach_ext: Any = None
+        self._send_fn: Send | None = None
+        self._writer: Writer | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self._serve(scope, receive, send)
         finally:
-            if self._on_end is not None:
+            if self._on_end is not None and not self._handed:
                 self._on_end()
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -160,20 +188,178 @@ class SSEResponse(Response):
         # DIRECT_WRITE_LIMIT unsent, and an empty chunk (which waits for it to drain),
         # take ``send``, which waits and cuts a slow viewer off.
         plain = None if self._direct_chunks else writer
+        if plain is not None and self._resume is not None:
+            self._detach_ext = scope.get("extensions", {}).get(DETACH)
+            self._send_fn, self._writer = send, plain
         if self._first:
             await self._send(send, self._first, plain)
         self._chunks = self._body(writer)
         async for chunk in self._chunks:
             await self._send(send, chunk, plain)
+        if self._handed:
+            return  # the response goes on without this task (``detach``)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _send(self, send: Send, chunk: bytes, writer: Writer | None = None) -> None:
-        if chunk and writer is not None and writer(chunk):
+        await send_chunk(send, chunk, writer, self._send_timeout)
+
+    def detach(self, sub: Subscription) -> bool:
+        """The body's ``Detach``: ``sub``'s viewer is caught up and parked; when the server
+        lets the response go on without its task, a ``Handed`` holds it from now on."""
+        ext, send, writer = self._detach_ext, self._send_fn, self._writer
+        if ext is None or send is None or writer is None or self._handed:
+            return False
+        assert self._resume is not None and self._leave is not None
+        handed = Handed(
+            sub,
+            send,
+            writer,
+            self._resume,
+            self._leave,
+            self._send_timeout,
+            self._stream_id,
+            self._on_cut_off,
+            self._on_end,
+        )
+        made = ext(handed.lost)
+        if made is None:
+            return False
+        handed.spawn, handed.close = made
+        sub.resume = handed.wake
+        self._handed = True
+        return True
+
+
+async def send_chunk(send: Send, chunk: bytes, writer: Writer | None, wait: float) -> None:
+    """``chunk`` to the viewer: straight to its socket while it takes it, else by ``send``,
+    which waits for the socket; ``SlowViewer`` after ``wait`` seconds of waiting."""
+    if chunk and writer is not None and writer(chunk):
+        return
+    with anyio.move_on_after(wait) as scope:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    if scope.cancelled_caught:
+        raise SlowViewer
+
+
+class Handed:
+    """An SSE response whose task ended while its viewer was caught up (``detach``): a
+    subscription the fan-out and the keepalive write to directly, and this. When the
+    viewer has work no direct write can do (a buffered or overflowed run, a ping or a
+    notice the socket did not take, the end, a drain), ``wake`` starts a task for it
+    (owned by the server) that goes on as the response's task did, until the viewer is
+    caught up again (handed back here), or its response ends. A client that goes away
+    while none runs leaves at once."""
+
+    __slots__ = (
+        "_leave",
+        "_on_cut_off",
+        "_on_end",
+        "_resume",
+        "_send",
+        "_stream_id",
+        "_timeout",
+        "_writer",
+        "close",
+        "done",
+        "spawn",
+        "sub",
+        "task",
+    )
+
+    def __init__(  # noqa: PLR0917
+        self,
+        sub: Subscription,
+        send: Send,
+        writer: Writer,
+        resume: Resume,
+        leave: Callable[[Subscription], None],
+        timeout: float,
+        stream_id: str,
+        on_cut_off: Callable[[], None] | None,
+        on_end: Callable[[], None] | None,
+    ) -> None:
+        self.sub = sub
+        self._send = send
+        self._writer = writer
+        self._resume = resume
+        self._leave = leave
+        self._timeout = timeout
+        self._stream_id = stream_id
+        self._on_cut_off = on_cut_off
+        self._on_end = on_end
+        self.spawn: Callable[[Any], asyncio.Task[None]] | None = None
+        self.close: Callable[[], None] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.done = False
+
+    def detach(self, sub: Subscription) -> bool:
+        """Caught up again: held here again, and the task ends."""
+        if self.done:
+            return False
+        sub.resume = self.wake
+        return True
+
+    def wake(self) -> None:
+        """The viewer has work: a task for it (called by its subscription, once)."""
+        if self.done or self.spawn is None:
             return
-        with anyio.move_on_after(self._send_timeout) as scope:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        if scope.cancelled_caught:
-            raise SlowViewer
+        self.task = self.spawn(self._run())
+        self.task.add_done_callback(self._ran)
+
+    def lost(self) -> None:
+        """The client went away."""
+        if self.done:
+            return
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()  # ``_ran`` ends it
+        else:
+            self._end()
+
+    async def _run(self) -> None:
+        sub = self.sub
+        chunks = self._resume(sub, self._writer, self.detach)
+        try:
+            try:
+                async for chunk in chunks:
+                    await send_chunk(self._send, chunk, self._writer, self._timeout)
+            finally:
+                await _aclose(chunks)
+            if sub.handed:
+                return
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+        except SlowViewer:
+            log.warning(
+                "viewer accepted nothing for %.0fs; cut off",
+                self._timeout,
+                extra={"stream_id": self._stream_id},
+            )
+            if self._on_cut_off is not None:
+                self._on_cut_off()
+            if self.close is not None:
+                self.close()
+
+    def _ran(self, task: asyncio.Task[None]) -> None:
+        self.task = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "an SSE response raised",
+                exc_info=task.exception(),
+                extra={"stream_id": self._stream_id},
+            )
+            if self.close is not None:
+                self.close()
+        if task.cancelled() or not self.sub.handed:
+            self._end()
+
+    def _end(self) -> None:
+        """The response is over: its viewer leaves the hub, and its slot is free."""
+        if self.done:
+            return
+        self.done = True
+        self._leave(self.sub)
+        if self._on_end is not None:
+            self._on_end()
 
 
 @functools.lru_cache(maxsize=64)
@@ -187,6 +373,8 @@ def _raw_headers(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, byt
 
 
 async def _aclose(it: AsyncIterator[bytes]) -> None:
+    if getattr(it, "ag_frame", True) is None:
+        return  # an async generator that has ended: nothing to close, no scope to enter
     aclose = getattr(it, "aclose", None)
     if aclose is not None:
         with anyio.CancelScope(shield=True):

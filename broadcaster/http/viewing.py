@@ -49,26 +49,20 @@ async def stream_response(
     caller's to check: the SSE route checks viewer tokens, the chat routes chat tokens.
 
     ``compact`` and ``presence`` default to the query's flags. ``body_filter`` (the chat
-    routes') sees every chunk of the body: the response then takes no direct writes."""
+    routes') sees every chunk of the body: the response then takes no direct writes, and
+    is never handed over (``SSEResponse.detach``)."""
     after, tag = _resume_point(resume)
     hub, settings = await get_hub(request), await get_settings(request)
     slot = await admit_viewer(request, [stream_id])
     with slot.guard():
         metrics = await get_metrics(request)
         info = await _stream_state(request, hub, stream_id, after, tag)
-        if info.kind == "ds":
-            raise ApiError(
-                409,
-                "durable_stream",
-                f"{stream_id!r} is a Durable Stream: read it at /v1/stream/{stream_id}",
-            )
         _check_resume_point(info, after, tag)
         if info.ended and after == info.last_seq:
             slot.release()
             return Response(status_code=204)
     wants = _flag(request, "presence") if presence is None else presence
-    if compact is None:
-        compact = _flag(request, "compact")
+    compact = _flag(request, "compact") if compact is None else compact
     subject = viewer_subject(request)
 
     def body(writer: Writer | None) -> AsyncIterator[bytes]:
@@ -79,11 +73,12 @@ async def stream_response(
             None if body_filter else writer,
             subject=subject,
             wants_presence=wants,
-            compact=bool(compact),
+            compact=compact,
+            detach=None if body_filter else response.detach,
         )
         return body_filter(chunks) if body_filter else chunks
 
-    return SSEResponse(
+    response = SSEResponse(
         body,
         first=retry_field(settings),
         headers=SSE_HEADERS | (headers or {}),
@@ -91,15 +86,19 @@ async def stream_response(
         stream_id=stream_id,
         on_cut_off=metrics.cut_off.inc,
         on_end=slot.release,
+        resume=None if body_filter else hub.resume,
+        leave=hub.leave,
     )
+    return response
 
 
 async def _stream_state(
     request: Request, hub: Hub, stream_id: str, after: int, tag: str | None
 ) -> StreamInfo:
-    """The stream's state as of the resume point, or 404. A reconnect to a front-end that
-    watches the stream and holds the resume point, or a viewer from the start of a stream
-    whose whole history its topic holds (``Hub.known``), reads nothing from Redis."""
+    """The stream's state as of the resume point, or 404 (409: a Durable Stream). A
+    reconnect to a front-end that watches the stream and holds the resume point, or a
+    viewer from the start of a stream whose whole history its topic holds
+    (``Hub.known``), reads nothing from Redis."""
     info = hub.known(stream_id, after, tag) if tag is not None or after == 0 else None
     if info is not None:
         if tag is not None:  # a resume (Last-Event-ID), not a start
@@ -109,6 +108,12 @@ async def _stream_state(
         info = await event_log.info(stream_id, at=after if tag else None)
     if info is None:
         raise ApiError(404, "not_found", f"no stream {stream_id!r} (unknown or expired)")
+    if info.kind == "ds":
+        raise ApiError(
+            409,
+            "durable_stream",
+            f"{stream_id!r} is a Durable Stream: read it at /v1/stream/{stream_id}",
+        )
     return info
 
 
