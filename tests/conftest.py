@@ -181,6 +181,8 @@ FIRST = [
     "integration/test_fuzz_api",
     # Four processes and a Prometheus under traffic, about 50 s (mostly waiting).
     "integration/test_dashboards",
+    # Mostly waiting: an idle front-end counted for 10 s, one with webhooks for 65 s.
+    "integration/test_idle_commands",
 ]
 """The longest groups, handed out first (in this order) so that none starts near the end."""
 
