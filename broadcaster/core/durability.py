@@ -213,6 +213,11 @@ class _Committer:
                 raise
             except Exception as exc:
                 await self._drop()
+                if not isinstance(exc, (RedisConnectionError, RedisTimeoutError, ResponseError)):
+                    # The connection broke under the round in a way the client does not
+                    # name (seen: a reader or writer gone mid-send): nothing is confirmed,
+                    # and the writer retries it as a lost connection.
+                    exc = NotConfirmed(f"not confirmed: the round failed ({exc!r})")
                 for r in batch:
                     if not r.future.done():
                         r.future.set_exception(exc)

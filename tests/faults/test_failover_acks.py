@@ -173,8 +173,16 @@ async def worker_writer(
     """A generation's writer as the worker runs it: one ``text-delta`` per append, each
     acknowledged once ``flush`` returns (it retries what Redis did not confirm)."""
     ledger.acked[sid], ledger.kind[sid] = [], "worker"
-    await generations.create(sid, {"provider": "fake", "messages": []})
-    claim = await generations.claim(sid, "failover-test")
+    claim = None
+    for attempt in range(60):  # as a worker would: a failover may land on the claim
+        try:
+            await generations.create(sid, {"provider": "fake", "messages": []})
+            claim = await generations.claim(sid, "failover-test")
+            break
+        except connection.REDIS_ERRORS:
+            if attempt == 59:
+                raise
+            await asyncio.sleep(0.5)
     assert claim is not None
     writer = StreamWriter(generations, sid, "failover-test", claim.last_seq, patience_s=60)
     n = 0
