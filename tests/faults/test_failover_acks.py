@@ -42,7 +42,6 @@ import redis as redis_sync
 
 from broadcaster.core import connection, keys
 from broadcaster.core.durability import Durability, Policy
-from broadcaster.core.embedded import ServerNotFound, find_server_binary
 from broadcaster.core.eventlog import EventLog
 from broadcaster.generations.lifecycle import Generations
 from tests.support.procs import Proc, start_frontend
@@ -55,6 +54,7 @@ from tests.support.topologies import (
     _wait,
     pick_ports,
     restart_node,
+    server_binary,
     start_cluster,
 )
 from worker.writer import StreamWriter
@@ -69,13 +69,6 @@ TIMEOUT_MS = "1000"
 DOWN_AFTER_MS = 1500
 """A Sentinel's down-after: shorter ones, on two busy cores, saw live primaries as down."""
 FAILOVER_TIMEOUT_MS = 2500
-
-
-def _binary() -> str:
-    try:
-        return find_server_binary()
-    except ServerNotFound as exc:
-        pytest.fail(f"these tests need a Redis server: {exc}", pytrace=False)
 
 
 # --- what the writers were told, and what the streams hold ---
@@ -283,7 +276,7 @@ class Group:
 
 
 def start_group(folder: Path) -> Group:
-    binary = _binary()
+    binary = server_binary()
     p, r1, r2, *sents = pick_ports(6, bus=False)
     group = Group([], [])
     try:
@@ -514,7 +507,7 @@ def group(tmp_path_factory: pytest.TempPathFactory, killer: ThreadPoolExecutor) 
 def cluster(
     tmp_path_factory: pytest.TempPathFactory, killer: ThreadPoolExecutor
 ) -> Iterator[LocalCluster]:
-    _binary()
+    server_binary()
     c = start_cluster(tmp_path_factory.mktemp("acks-cluster"), primaries=3, replicas=1)
     try:
         yield c
@@ -526,7 +519,7 @@ def cluster(
 async def test_acknowledged_events_survive_sentinel_failovers(
     group: Group, mode: str, tmp_path: Path, killer: ThreadPoolExecutor
 ) -> None:
-    binary = _binary()
+    binary = server_binary()
     # Both replicas: WAIT 1 would be satisfied by either, and the Sentinels may promote
     # the other one (they pick by a replication offset up to a second old): a run with
     # 1 lost thousands of acknowledged events that way. N must be every replica that

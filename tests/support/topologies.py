@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 import redis as redis_sync
 from redis.cluster import ClusterNode
 
-from broadcaster.core.embedded import _die_with_parent, find_server_binary
+from broadcaster.core.embedded import ServerNotFound, _die_with_parent, find_server_binary
 from tests.support.faults import (
     Received,
     Viewer,
@@ -61,6 +62,15 @@ def two_by_two(
     finally:
         for p in started:
             p.stop()
+
+
+def server_binary() -> str:
+    """The Redis server the tests start (``find_server_binary``), or the test fails saying
+    what is missing."""
+    try:
+        return find_server_binary()
+    except ServerNotFound as exc:
+        pytest.fail(f"these tests need a Redis server: {exc}", pytrace=False)
 
 
 def pick_ports(n: int, bus: bool) -> list[int]:
