@@ -29,7 +29,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +55,7 @@ from tests.support.topologies import (
     restart_node,
     server_binary,
     start_cluster,
+    start_sentinel,
 )
 from worker.writer import StreamWriter
 
@@ -288,21 +288,18 @@ def start_group(folder: Path) -> Group:
         for replica in group.servers[1:]:
             _wait(lambda replica=replica: _synced(replica), 20, "a replica did not sync")
         for port in sents:
-            conf = folder / f"sentinel-{port}" / "sentinel.conf"
-            conf.parent.mkdir(parents=True)
-            conf.write_text(
-                f"port {port}\nbind 127.0.0.1\ndir {conf.parent}\n"
-                f"sentinel monitor {group.service} 127.0.0.1 {p} 2\n"
-                f"sentinel down-after-milliseconds {group.service} {DOWN_AFTER_MS}\n"
-                f"sentinel failover-timeout {group.service} {FAILOVER_TIMEOUT_MS}\n"
-                f"sentinel parallel-syncs {group.service} 2\n"
+            group.sentinels.append(
+                start_sentinel(
+                    binary,
+                    folder,
+                    port,
+                    group.service,
+                    p,
+                    down_after_ms=DOWN_AFTER_MS,
+                    failover_timeout_ms=FAILOVER_TIMEOUT_MS,
+                    parallel_syncs=2,
+                )
             )
-            log = conf.parent / "sentinel.log"
-            popen = subprocess.Popen(
-                [binary, str(conf), "--sentinel", "--logfile", str(log)],
-                stdin=subprocess.DEVNULL,
-            )
-            group.sentinels.append(Server(port, popen, log))
         _wait(lambda: _replicas_known(group, 2), 20, "the Sentinels did not find the replicas")
     except BaseException:
         group.stop()

@@ -42,24 +42,11 @@ from tests.support.faults import (
     stream_meta,
     verdict,
 )
-from tests.support.procs import ROOT, Proc
+from tests.support.procs import Proc, tool_worker_env
 from tests.support.worker_tools import runs
 from worker.steps import latest_attempt
 
 pytestmark = pytest.mark.anyio
-
-
-def tool_env(model: FakeAnthropicServer, root: Path) -> dict[str, str]:
-    return {
-        "WORKER_PROVIDER": "anthropic",
-        "ANTHROPIC_BASE_URL": model.base_url,
-        "ANTHROPIC_API_KEY": "test",
-        "WORKER_MERGE_MS": "0",
-        "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
-        "TOOL_RUNS_FILE": str(root / "runs.jsonl"),
-        "TOOL_GATE_FILE": str(root / "gate"),
-        "PYTHONPATH": str(ROOT),
-    }
 
 
 def data(events: list[Received]) -> list[dict[str, Any]]:
@@ -91,7 +78,7 @@ async def test_a_worker_killed_while_a_tool_runs_reruns_only_that_tool(tmp_path:
     no ``data-retry`` (nothing shown is discarded), one ``start``, one ``finish``."""
     runs_file = tmp_path / "runs.jsonl"
     with FakeAnthropicServer() as model, Cluster(tmp_path, workers_n=0) as cluster:
-        cluster.worker_env = tool_env(model, tmp_path)
+        cluster.worker_env = tool_worker_env(model.base_url, tmp_path)
         victim = cluster.add_worker()
         model.enqueue(
             message(
@@ -171,7 +158,7 @@ async def test_a_worker_killed_mid_model_output_does_not_run_the_tool_again(
     the tool not run), and makes step 2's model call again with the same messages."""
     runs_file = tmp_path / "runs.jsonl"
     with FakeAnthropicServer() as model, Cluster(tmp_path, workers_n=0) as cluster:
-        cluster.worker_env = tool_env(model, tmp_path)
+        cluster.worker_env = tool_worker_env(model.base_url, tmp_path)
         victim = cluster.add_worker()
         call = message([tool_use("toolu_add", "add", ['{"a": 2, "b": 2}'])], stop_reason="tool_use")
         model.enqueue(call)

@@ -24,7 +24,7 @@ from tests.support.faults import Cluster, Viewer, owner_pid, poll, stored_events
 from tests.support.nginx import Nginx, find_nginx
 from tests.support.otlp import OtlpReceiver, Span
 from tests.support.ports import free_port
-from tests.support.procs import ROOT, Deployment
+from tests.support.procs import Deployment, tool_worker_env
 
 pytestmark = pytest.mark.anyio
 
@@ -32,19 +32,6 @@ CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
 SERVER = 2
 CLIENT = 3
-
-
-def tool_env(model: FakeAnthropicServer, root: Path) -> dict[str, str]:
-    return {
-        "WORKER_PROVIDER": "anthropic",
-        "ANTHROPIC_BASE_URL": model.base_url,
-        "ANTHROPIC_API_KEY": "test",
-        "WORKER_MERGE_MS": "0",
-        "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
-        "TOOL_RUNS_FILE": str(root / "runs.jsonl"),
-        "PYTHONPATH": str(ROOT),
-        "WORKER_LOG_FORMAT": "json",
-    }
 
 
 def named(spans: list[Span], name: str, service: str | None = None) -> list[Span]:
@@ -72,7 +59,7 @@ async def test_one_trace_across_nginx_the_front_end_a_killed_worker_and_its_succ
         )
         nginx.start()
         try:
-            worker_env = tool_env(model, tmp_path)
+            worker_env = {**tool_worker_env(model.base_url, tmp_path), "WORKER_LOG_FORMAT": "json"}
             cluster.worker_env = {**worker_env, **otlp.env("worker-1")}
             victim = cluster.add_worker()
             model.enqueue(

@@ -218,6 +218,22 @@ def start_worker(
     return proc
 
 
+def tool_worker_env(anthropic_url: str, root: Path) -> dict[str, str]:
+    """A worker on a fake Anthropic API at ``anthropic_url`` that runs the test tools
+    (``tests/support/worker_tools.py``), its runs and gate in ``root``, appending each
+    event on its own (no merge window)."""
+    return {
+        "WORKER_PROVIDER": "anthropic",
+        "ANTHROPIC_BASE_URL": anthropic_url,
+        "ANTHROPIC_API_KEY": "test",
+        "WORKER_MERGE_MS": "0",
+        "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
+        "TOOL_RUNS_FILE": str(root / "runs.jsonl"),
+        "TOOL_GATE_FILE": str(root / "gate"),
+        "PYTHONPATH": str(ROOT),
+    }
+
+
 def advertise_providers(redis_url: str, providers: tuple[str, ...] = PROVIDERS) -> None:
     """Say in Redis, for an hour, that a worker serves ``providers``: what a worker that
     takes no job would say. For tests whose generations must stay queued (no worker

@@ -314,22 +314,16 @@ def start_sentinel_group(folder: Path, down_after_ms: int = 1000) -> SentinelGro
         group = SentinelGroup(primary, replica)
         _wait(lambda: _synced(replica), 20, "the replica did not sync")
         for port in sents:
-            conf = folder / f"sentinel-{port}" / "sentinel.conf"
-            conf.parent.mkdir(parents=True)
-            conf.write_text(
-                f"port {port}\nbind 127.0.0.1\ndir {conf.parent}\n"
-                f"sentinel monitor {group.service} 127.0.0.1 {p} 2\n"
-                f"sentinel down-after-milliseconds {group.service} {down_after_ms}\n"
-                f"sentinel failover-timeout {group.service} 5000\n"
-                f"sentinel parallel-syncs {group.service} 1\n"
+            s = start_sentinel(
+                binary,
+                folder,
+                port,
+                group.service,
+                p,
+                down_after_ms=down_after_ms,
+                failover_timeout_ms=5000,
+                parallel_syncs=1,
             )
-            log = conf.parent / "sentinel.log"
-            popen = subprocess.Popen(
-                [binary, str(conf), "--sentinel", "--logfile", str(log)],
-                stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
-            )
-            s = Server(port, popen, log)
             started.append(s)
             group.sentinels.append(s)
             _wait(lambda port=port: _pings(port), 10, f"sentinel {port} did not start")
@@ -339,6 +333,36 @@ def start_sentinel_group(folder: Path, down_after_ms: int = 1000) -> SentinelGro
             s.stop(signal.SIGKILL)
         raise
     return group
+
+
+def start_sentinel(
+    binary: str,
+    folder: Path,
+    port: int,
+    service: str,
+    primary_port: int,
+    *,
+    down_after_ms: int,
+    failover_timeout_ms: int,
+    parallel_syncs: int,
+) -> Server:
+    """A Sentinel on ``port`` watching the primary on ``primary_port`` as ``service``."""
+    conf = folder / f"sentinel-{port}" / "sentinel.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {conf.parent}\n"
+        f"sentinel monitor {service} 127.0.0.1 {primary_port} 2\n"
+        f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
+        f"sentinel failover-timeout {service} {failover_timeout_ms}\n"
+        f"sentinel parallel-syncs {service} {parallel_syncs}\n"
+    )
+    log = conf.parent / "sentinel.log"
+    popen = subprocess.Popen(
+        [binary, str(conf), "--sentinel", "--logfile", str(log)],
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509
+    )
+    return Server(port, popen, log)
 
 
 def _synced(replica: Server) -> bool:
