@@ -252,6 +252,20 @@ class TokenVerifier:
             raise InvalidToken(f"an {alg} token, but no JWKS is configured")
         else:
             keys = await self.jwks.keys(kid, alg)
+        return self._decode(token, alg, kid, keys)
+
+    def grant_now(self, token: str) -> Grant | None:
+        """``grant`` without waiting: what an HS256 JWT opens, else None (a key of the
+        JWKS may need fetching; an invalid token is None too, for ``grant`` to tell)."""
+        try:
+            alg, kid = tokens.header(token)
+            if alg != tokens.HMAC_ALGORITHM or not self.secrets:
+                return None
+            return self._decode(token, alg, kid, self.secrets)
+        except InvalidToken:
+            return None
+
+    def _decode(self, token: str, alg: str, kid: Any, keys: list[Any]) -> Grant:
         for key in keys:
             try:
                 return tokens.decode(

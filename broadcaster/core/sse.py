@@ -35,3 +35,11 @@ parse_resume_point = names.resume_point
 """The seq a client has seen up to and the history tag it saw there: ``(0, None)`` when
 absent, ``(seq, None)`` for a plain seq (or a suffix this version did not issue), None
 when malformed (the grammar is ``names.resume_point``'s)."""
+
+
+def viewers_frame(count: int) -> bytes:
+    """The ``data-viewers`` notice: an SSE frame without an id (it is no event of the
+    stream, so a reconnecting client's ``Last-Event-ID`` stays that of its last event),
+    transient for the AI SDK (not a part of the message)."""
+    data = b'{"type":"data-viewers","data":{"viewers":%d},"transient":true}' % count
+    return b"event: data-viewers\ndata: " + data + b"\n\n"

@@ -11,6 +11,7 @@ while it is caught up, a function that writes bytes to its socket.
 - ``replay``: a stream's history read for viewers, as encoded pages.
 - ``shared_replay``: one read of an ended stream's history shared by its viewers.
 - ``compact``: replays with consecutive deltas of one part folded into one event; pure.
+- ``config``: what a hub is told (``HubConfig``): buffers, keepalives, admission.
 - ``keepalive``: keepalives for caught-up viewers, from one task for the process.
 
 May import: ``broadcaster.core`` and ``broadcaster.presence`` (the hub counts viewers).

@@ -21,11 +21,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 
-from broadcaster.core import contain, keys, tracing
+from broadcaster.core import contain, keys, sse, tracing
 from broadcaster.core.eventlog import EventLog, StreamInfo
 from broadcaster.fanout import viewer
+from broadcaster.fanout.config import Admission, HubConfig
 from broadcaster.fanout.keepalive import Keepalive
 from broadcaster.fanout.push import PushSubscriber, Resolver
 from broadcaster.fanout.repair import Repairer
@@ -47,35 +47,6 @@ log = logging.getLogger("broadcaster.hub")
 PRESENCE_EVERY = 1.0
 """Seconds between two ``data-viewers`` notices of one stream: changes in between are
 coalesced into the latest count."""
-
-
-def viewers_frame(count: int) -> bytes:
-    """The ``data-viewers`` notice: an SSE frame without an id (it is no event of the
-    stream, so a reconnecting client's ``Last-Event-ID`` stays that of its last event),
-    transient for the AI SDK (not a part of the message)."""
-    data = b'{"type":"data-viewers","data":{"viewers":%d},"transient":true}' % count
-    return b"event: data-viewers\ndata: " + data + b"\n\n"
-
-
-@dataclass(frozen=True, slots=True)
-class HubConfig:
-    viewer_buffer: int = 1024
-    """Live events buffered per viewer before it falls back to reading Redis itself."""
-    keepalive: float = 15.0
-    """Most seconds of silence before a ``: ping`` comment (``keepalive.py``)."""
-    quiet_check: float = 60.0
-    """A watched stream that is not ended and has heard nothing for this long is checked
-    against the log (a lost last message would otherwise go unnoticed)."""
-    probe: float = 5.0
-    """How often each pub/sub connection is pinged and its channels' homes checked."""
-    admit_per_second: float = 0.0
-    """New viewers admitted per second (a burst of as many): ``admit``. 0: no limit."""
-    admit_wait: float = 0.0
-    """Most seconds a new viewer waits for its turn before it is refused (``admit``)."""
-    linger: float = 0.0
-    """Seconds a stream stays watched after its last viewer left: the next long-poll of a
-    Durable Streams reader, or a viewer reconnecting, then finds it subscribed and its
-    position known, instead of subscribing again and reading the log twice."""
 
 
 class Hub:
@@ -117,8 +88,7 @@ class Hub:
         self._connections = 0  # responses with subscriptions: read on every connect (the limit)
         self.left = 0
         """Viewers that have left since start (the gc freezer thaws by it)."""
-        self._tokens = self.config.admit_per_second
-        self._filled = 0.0
+        self.admission = Admission(self.config.admit_per_second, self.config.admit_wait)
         self._creators: set[Callable[[str | None], None]] = set()
         """Who wants to hear of new streams (a connection following prefixes): called
         with each new stream's id, or None when announcements may have been missed."""
@@ -179,20 +149,9 @@ class Hub:
                 topic.ready.cancel()  # its viewers wait no longer for Redis
 
     def admit(self) -> float | None:
-        """When a new viewer may start: in this many seconds (0: now), or None, refused.
-        A token bucket of ``admit_per_second`` (a burst of as many), whose debt may run to
-        ``admit_wait`` seconds: a herd reconnecting after a front-end died is spread over
-        seconds and waits its turn, and only past that is it turned away."""
-        rate = self.config.admit_per_second
-        if rate <= 0:
-            return 0.0
-        now = asyncio.get_running_loop().time()
-        self._tokens = min(rate, self._tokens + (now - self._filled) * rate)
-        self._filled = now
-        if self._tokens - 1 < -rate * self.config.admit_wait:
-            return None
-        self._tokens -= 1
-        return max(0.0, -self._tokens / rate)
+        """When a new viewer may start: in this many seconds (0: now), or None, refused
+        (``Admission``)."""
+        return self.admission.take(asyncio.get_running_loop().time())
 
     @property
     def viewers(self) -> int:
@@ -249,20 +208,9 @@ class Hub:
         topic = self._topics.get(stream_id)
         if topic is None:
             topic = self._watch(stream_id, known_seq, known_tag, form)
-        elif topic.linger is not None:
-            topic.linger.cancel()
-            topic.linger = None
         sub = make(self.config.viewer_buffer, topic, self.keepalive)
-        sub.presence = wants_presence
-        sub.own = own
-        if self.closing:
-            sub.close()
-        topic.subs.add(sub)
-        self._viewers += 1
-        self._connections += own
-        if counted and self.presence is not None:
-            sub.counted, sub.subject = True, subject
-            self.presence.join(stream_id, subject)
+        sub.presence, sub.own = wants_presence, own
+        self._enter(topic, sub, counted, subject)
         try:
             assert topic.ready is not None
             try:
@@ -274,6 +222,51 @@ class Hub:
         finally:
             if not sub.handed:  # else whoever it was handed to leaves (``leave``)
                 self.leave(sub)
+
+    def _enter(self, topic: Topic, sub: Subscription, counted: bool, subject: str | None) -> None:
+        """``sub`` is one of ``topic``'s viewers from now on (``subscribe``, ``join``)."""
+        if topic.linger is not None:
+            topic.linger.cancel()
+            topic.linger = None
+        if self.closing:
+            sub.close()
+        topic.subs.add(sub)
+        self._viewers += 1
+        self._connections += sub.own
+        if counted and self.presence is not None:
+            sub.counted, sub.subject = True, subject
+            self.presence.join(topic.stream_id, subject)
+
+    def join(
+        self,
+        stream_id: str,
+        after: int,
+        tag: str | None,
+        writer: Writer,
+        *,
+        subject: str | None = None,
+        wants_presence: bool = False,
+    ) -> tuple[Subscription, bytes] | None:
+        """A viewer joins caught up, with no task: its subscription, parked on ``writer``
+        and handed over (its holder ``resume``s it when it wakes, and ``leave``s), and
+        what the topic holds after ``after``, to write before the loop runs again. None
+        unless ``known`` vouches for the resume point."""
+        topic = self._topics.get(stream_id)
+        if topic is None or self.closing or self.known(stream_id, after, tag) is None:
+            return None
+        held = topic.since(after)
+        if held is None:
+            return None
+        sub = Subscription(self.config.viewer_buffer, topic, self.keepalive)
+        sub.presence = wants_presence
+        self._enter(topic, sub, True, subject)
+        sub.last = after
+        if held:
+            held[0] = viewer.trim(held[0], after)
+            sub.last = held[-1][1]
+        sub.park(writer, asyncio.get_running_loop().time())
+        sub.handed = True
+        return sub, b"".join(run[2] for run in held)
 
     def leave(self, sub: Subscription) -> None:
         """``sub``'s viewer is gone: it stops counting, and its stream is unwatched once
@@ -653,7 +646,7 @@ class Hub:
             return
         topic.told_at = asyncio.get_running_loop().time()
         topic.told_count = topic.viewers
-        frame = viewers_frame(topic.viewers)
+        frame = sse.viewers_frame(topic.viewers)
         for sub in list(topic.subs):
             if sub.presence:
                 try:

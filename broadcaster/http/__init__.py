@@ -21,6 +21,10 @@ capability and answers.
 - ``bodies``: reading request bodies, bounded, JSON in UTF-8 only.
 - ``errors``: every error answer, ``{"error": code, "message": text}``.
 - ``sse_response``: the ASGI response that streams SSE bytes to one viewer.
+- ``fast_viewer``: a viewer of one stream answered from the parser's callback, with no
+  ASGI scope and no task, when everything it needs is known in the process.
+- ``wire``: what goes over each connection: uvicorn's protocol with the extensions the
+  SSE responses use, the fast viewers' answer, and limits on the request head.
 - ``server``: uvicorn with a shutdown that does not hang.
 - ``openapi``: what ``/openapi.json`` says beyond what FastAPI infers: the routes'
   request bodies and parameters, and their answers (models, errors, SSE).

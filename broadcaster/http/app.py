@@ -86,6 +86,7 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
     openapi_finish.with_stream_ids(app, names.STREAM_ID_PATTERN)
     app.sse_route = streams.events_fast_path
     cors = cors_options(settings)
+    app.state.cors = cors is not None  # the fast path leaves a CORS request to the app
     if cors is not None:
         app.add_middleware(CORSMiddleware, **cors)
         app.sse_route = CORSMiddleware(app.sse_route, **cors)

@@ -97,6 +97,15 @@ def client_address(request: Request) -> str | None:
     return address
 
 
+def peer_address(peer: str, forwarded: str, behind: str | None) -> str:
+    """``client_address`` of a request from ``peer`` with ``X-Forwarded-For: forwarded``:
+    ``behind`` when the peer is a trusted proxy (its client), else the peer itself."""
+    if behind:
+        return behind
+    _untrusted_proxy(peer, forwarded)
+    return peer
+
+
 _warned: set[str] = set()
 
 

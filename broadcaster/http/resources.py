@@ -30,7 +30,8 @@ from broadcaster.core.settings import bad_settings
 from broadcaster.dashboard.cursor import Bases
 from broadcaster.durable.storage import DurableLog
 from broadcaster.fanout import push
-from broadcaster.fanout.hub import Hub, HubConfig
+from broadcaster.fanout.config import HubConfig
+from broadcaster.fanout.hub import Hub
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Generations
 from broadcaster.generations.overdue import OverdueJobs

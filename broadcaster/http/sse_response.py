@@ -100,7 +100,7 @@ class SSEResponse(Response):
         # Not Response.__init__: it would set a body and so a Content-Length.
         self.status_code = 200
         self.background = None
-        self.raw_headers = list(_raw_headers(tuple(headers.items())))
+        self.raw_headers = list(raw_headers(tuple(headers.items())))
         self._body = body
         self._chunks: AsyncIterator[bytes] | None = None
         self._first = first
@@ -363,7 +363,7 @@ class Handed:
 
 
 @functools.lru_cache(maxsize=64)
-def _raw_headers(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
+def raw_headers(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
     """The response head's headers as Starlette's ``init_headers`` makes them (with the
     content type), made once per set of headers rather than once per viewer."""
     made = SSEResponse.__new__(SSEResponse)

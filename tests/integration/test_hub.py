@@ -17,7 +17,8 @@ from redis.exceptions import RedisClusterException, SlotNotCoveredError
 from broadcaster.core import connection, keys, sse
 from broadcaster.core.eventlog import EventLog, StreamInfo
 from broadcaster.core.events import Event
-from broadcaster.fanout.hub import Hub, HubConfig
+from broadcaster.fanout.config import HubConfig
+from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.pubsub import Address
 from broadcaster.fanout.push import SingleResolver
 from tests.support.faults import poll

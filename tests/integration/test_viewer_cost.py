@@ -15,7 +15,8 @@ from redis.asyncio import Redis
 from broadcaster.core import connection
 from broadcaster.core.eventlog import EventLog
 from broadcaster.core.events import Event
-from broadcaster.fanout.hub import Hub, HubConfig
+from broadcaster.fanout.config import HubConfig
+from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.push import SingleResolver
 from tests.integration.test_hub import Wire, info_of, until
 

@@ -1,0 +1,564 @@
+"""What goes over each connection: uvicorn's httptools protocol, with what the front-end
+adds to it.
+
+- ASGI scope extensions (``sse_response``'s): a started, chunked response may write body
+  chunks straight to its socket (``DIRECT_WRITE``), which lets the hub's reader copy a
+  live event to every caught-up viewer without waking one task per viewer; the client's
+  going is a callback, not a task (``ON_DISCONNECT``); a response's first writes go out
+  as one (``HOLD_WRITES``); and a response may go on after its task has ended
+  (``DETACH``), so that a caught-up viewer holds no task at all.
+- An SSE viewer that ``fast_viewer.py`` can answer from the parser's callback is answered
+  there, with no scope and no task at all; one waiting for its turn at the admission
+  rate waits in ``Turns`` (one timer for all of them).
+- Limits on the request head (httptools keeps none), and ``TCP_NOTSENT_LOWAT``.
+- Less per connection than uvicorn's own: what is the same for every connection of a
+  server (its loggers, its config) is made once, and each connection's addresses are
+  read with one socket object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any, cast
+
+import httptools
+from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+from uvicorn.protocols.utils import get_local_addr, get_remote_addr
+
+from broadcaster.fanout.subscription import Writer
+from broadcaster.http.fast_viewer import FastViewers, Opening
+from broadcaster.http.sse_response import (
+    DETACH,
+    DIRECT_WRITE,
+    DIRECT_WRITE_LIMIT,
+    HOLD_WRITES,
+    ON_DISCONNECT,
+)
+
+log = logging.getLogger("broadcaster.server")
+
+
+class LastChunk:
+    """SSE bytes as one HTTP/1.1 chunk. The fan-out writes the same ``bytes`` object to
+    every caught-up viewer of a stream in a row, so the last one is kept: one copy per
+    message, not one per viewer (and no copy at all when the socket takes it whole)."""
+
+    __slots__ = ("_chunk", "_data")
+
+    def __init__(self) -> None:
+        self._data = b""
+        self._chunk = b""
+
+    def of(self, data: bytes) -> bytes:
+        if data is not self._data:
+            self._data = data
+            self._chunk = b"%x\r\n%b\r\n" % (len(data), data)
+        return self._chunk
+
+
+class DirectWriteProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, offering each request the direct-write and the
+    disconnect-callback extensions."""
+
+    _lost = False
+    _on_lost: Callable[[], None] | None = None
+    _held: HeldWrites | None = None
+    _chunks = LastChunk()  # shared by the connections of the process (one event loop)
+    notsent_lowat = 0
+    """``TCP_NOTSENT_LOWAT`` for each connection (0: leave the kernel's); set per server."""
+    sndbuf = 0
+    """``SO_SNDBUF`` for each connection (0: leave the kernel's)."""
+    max_head = 64 * 1024
+    """The most bytes of a request's head (request line and headers); set per server."""
+    _head = 0
+    """Bytes received of the request head being parsed; -1 once its headers are complete."""
+    _parsed = 0
+    _headers = 0
+    _refused = False
+    fast: FastViewers | None = None
+    """Asked first about each request, once its head is parsed (``fast_viewer.py``)."""
+    _waiting: Opening | None = None
+    """A fast viewer waiting for its turn at the admission rate (``Turns``)."""
+    _turns: Turns | None = None
+    _made_for: Any = None
+    """The config whose server this class has made a connection for (``__init__``)."""
+
+    def __init__(
+        self,
+        config: Any,
+        server_state: Any,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        """uvicorn's, with what every connection of the server shares (its config, app,
+        loop, loggers, limits) made once, as class attributes (each class is one
+        server's: ``make_server``): uvicorn's takes two loggers' lock, walks the logger
+        tree, and asks for the event loop, per connection."""
+        cls = type(self)
+        if cls._made_for is not config:
+            super().__init__(config, server_state, app_state, _loop)
+            for name in _SHARED:
+                setattr(cls, name, getattr(self, name))
+            cls._turns = Turns(self.loop)
+            cls._made_for = config
+            return
+        self.parser = httptools.HttpRequestParser(self)
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self.app_state = app_state
+        self.server_state = server_state
+        self.connections = server_state.connections
+        self.tasks = server_state.tasks
+        self.timeout_keep_alive_task = None
+        self.transport = cast(Any, None)
+        self.flow = cast(Any, None)
+        self.server = self.client = self.scheme = None
+        self.pipeline = Pipeline()  # type: ignore[assignment]
+        self.scope = cast(Any, None)
+        self.headers = cast(Any, None)
+        self.expect_100_continue = False
+        self.cycle = cast(Any, None)
+
+    def connection_made(self, transport: Any) -> None:
+        """uvicorn's, reading both addresses from one socket object, with no
+        ``asyncio.Event`` (a deque of 760 bytes that an open viewer never waits on)."""
+        self.connections.add(self)
+        self.transport = transport
+        flow = self.flow = FlowControl.__new__(FlowControl)
+        flow._transport, flow.read_paused, flow.write_paused = transport, False, False
+        writable = LazyEvent()
+        writable._value = True
+        flow._is_writable_event = writable
+        self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            self.server, self.client = get_local_addr(transport), get_remote_addr(transport)
+            return
+        self.server, self.client = _address(sock.getsockname), _address(sock.getpeername)
+        # A viewer that stops reading holds what the kernel would buffer for it: without
+        # a bound, megabytes (the send buffer autotunes up to tcp_wmem's maximum). With
+        # it, the kernel holds at most this much unsent, the socket reports itself
+        # unwritable past it, and the rest stays in the process, where it is bounded and
+        # counted (sse_response's DIRECT_WRITE_LIMIT, then the slow-viewer cut-off).
+        with contextlib.suppress(OSError):
+            if self.notsent_lowat:
+                sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, self.notsent_lowat)
+            if self.sndbuf:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
+
+    # --- the request head's limits: httptools (llhttp) keeps none of its own ---
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the parser, counting the bytes of a head still incomplete: past
+        ``max_head`` the request is refused (431) and the connection closed, so a header
+        of megabytes costs at most ``max_head`` and one read of memory."""
+        if self._refused:
+            return
+        if self._head >= 0:
+            self._head += len(data)
+        super().data_received(data)
+        if self._refused or self._head > self.max_head:
+            self._refuse_head()
+
+    def on_url(self, url: bytes) -> None:
+        self._parsed += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._parsed += len(name) + len(value) + 4
+        self._headers += 1
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self._parsed > self.max_head or self._headers > MAX_HEADERS:
+            self._refused = True  # the whole head came in one read: never started
+            return
+        self._head = -1
+        if self.fast is not None and self._open_fast(self.fast):
+            return
+        super().on_headers_complete()
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None and not cycle.message_event.is_set():
+            cycle.message_event = LazyEvent()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        if self._waiting is None:  # else no cycle yet: ``_answer_later`` makes it
+            super().on_message_complete()
+        self._head = self._parsed = self._headers = 0
+
+    def _refuse_head(self) -> None:
+        self._refused = True
+        if self.transport.is_closing():
+            return
+        cycle = getattr(self, "cycle", None)
+        if cycle is None or cycle.response_complete:  # else a response is under way
+            self.transport.write(_head_refusal(self.max_head))
+        self.transport.close()
+
+    def on_message_begin(self) -> None:
+        if self._waiting is not None:
+            # A request sent behind an SSE request still waiting for its turn: nothing
+            # ever answers one behind an event stream; the client is no SSE client.
+            self._waiting = None
+            self._refused = True
+            self.transport.close()
+            return
+        super().on_message_begin()
+        # ASGI types extensions as dict[str, dict]; ours are callables, by design.
+        self.scope["extensions"] = cast(
+            Any,
+            {
+                DIRECT_WRITE: self._direct_writer,
+                ON_DISCONNECT: self._on_disconnect,
+                HOLD_WRITES: self._hold_writes,
+                DETACH: self._detach,
+            },
+        )
+
+    def _open_fast(self, fast: FastViewers) -> bool:
+        """An SSE viewer answered now, with no scope and no task (``fast_viewer.py``):
+        its cycle is made started and detached, as a handed-over response's is."""
+        parser = self.parser
+        if (
+            parser.get_method() != b"GET"
+            or parser.get_http_version() != "1.1"
+            or not parser.should_keep_alive()
+            or parser.should_upgrade()
+            or self.expect_100_continue
+            or (self.cycle is not None and not self.cycle.response_complete)  # pipelined
+        ):
+            return False
+        url = httptools.parse_url(self.url)
+        opening = fast.open(url.path, url.query, self.headers, self.client)
+        if opening is None:
+            return False
+        if opening.wait:  # its turn at the admission rate: no task waits for it either
+            self._waiting = opening
+            assert self._turns is not None
+            self._turns.add(self, opening)
+            return True
+        return self._answer(opening)
+
+    def _answer(self, opening: Opening) -> bool:
+        defaults = self.server_state.default_headers
+        cycle = DetachableCycle(
+            cast(Any, {"type": "http", "method": "GET"}), self.transport, self.flow,
+            self.logger, self.access_logger, False, defaults, LazyEvent(), False, True,
+            self.on_response_complete,
+        )  # fmt: skip
+        cycle.response_started = cycle.chunked_encoding = cycle.detached = True
+        previous, self.cycle = self.cycle, cycle
+        writer = self._direct_writer()
+        assert writer is not None
+        answer = opening.start(cast(Any, cycle.send), writer, self._spawn, self.transport.close)
+        if answer is None:
+            self.cycle = previous
+            return False
+        first, self._on_lost = answer
+        self.scope, self.headers = cycle.scope, []
+        self.transport.write(
+            b"%s%s%stransfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n"
+            % (STATUS_LINE[200], _head_lines(defaults), opening.head, len(first), first)
+        )
+        return True
+
+    def answer_later(self, opening: Opening) -> None:
+        """A fast viewer's turn came (``Turns``): answered now, else by the app as any
+        request (from the start: its checks and its own turn)."""
+        if self._waiting is not opening:
+            return  # gone, or refused meanwhile
+        self._waiting = None
+        if not self._answer(opening):
+            HttpToolsProtocol.on_headers_complete(self)
+            if self.cycle is not None:
+                self.cycle.more_body = False  # its head was its whole request
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        cycle.__class__ = DetachableCycle  # the same object, which may outlive its task
+        super()._start_asgi_task(cycle, app)
+
+    def _detach(
+        self, on_lost: Callable[[], None]
+    ) -> tuple[Callable[[Any], asyncio.Task[None]], Callable[[], None]] | None:
+        """Let the response go on without its task (``sse_response.DETACH``)."""
+        cycle = getattr(self, "cycle", None)
+        if (
+            not isinstance(cycle, DetachableCycle)
+            or self._lost
+            or not cycle.response_started
+            or cycle.response_complete
+            or cycle.disconnected
+        ):
+            return None
+        cycle.detached = True
+        self._on_lost = on_lost
+        # The request is done with: what the response still uses of its scope is the
+        # method (``RequestResponseCycle.send``). Its headers, query, addresses and these
+        # extensions (a kilobyte and more) need not live as long as the viewer watches.
+        cycle.scope = self.scope = cast(Any, {"type": "http", "method": cycle.scope["method"]})
+        self.headers = []
+        return self._spawn, self.transport.close
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        """A task of a detached response: the server's, awaited at its shutdown as the
+        requests' own are."""
+        task: asyncio.Task[None] = self.loop.create_task(coro)
+        tasks = self.tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
+
+    def _hold_writes(self) -> Callable[[], None] | None:
+        """Keep what the response writes (its head included) in memory until the
+        returned function is called: a response's first writes then reach the socket as
+        one ``send``. None once the response has started."""
+        cycle = getattr(self, "cycle", None)
+        if cycle is None or cycle.response_started or self._held is not None:
+            return None
+        held = self._held = HeldWrites(cycle.transport)
+        cycle.transport = held
+
+        def release() -> None:
+            if self._held is held:
+                self._held = None
+                cycle.transport = held.real
+            held.release()
+
+        return release
+
+    def _on_disconnect(self, callback: Callable[[], None]) -> None:
+        if self._lost:
+            callback()
+        else:
+            self._on_lost = callback
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._waiting = None
+        super().connection_lost(exc)
+        self._lost = True
+        callback, self._on_lost = self._on_lost, None
+        if callback is not None:
+            callback()
+
+    def _direct_writer(self, chunks: bool = False) -> Writer | None:
+        cycle = getattr(self, "cycle", None)
+        if (
+            cycle is None
+            or not cycle.response_started
+            or cycle.response_complete
+            or not cycle.chunked_encoding
+            or cycle.disconnected
+        ):
+            return None
+        transport = self.transport
+        if chunks:  # one closure made, of the two: every open viewer holds its writer
+
+            def write_chunk(chunk: bytes) -> bool:
+                if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
+                    return False
+                (self._held or transport).write(chunk)
+                return True
+
+            return write_chunk
+        last = self._chunks
+
+        def write(data: bytes) -> bool:
+            if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
+                return False
+            (self._held or transport).write(last.of(data))
+            return True
+
+        return write
+
+
+_heads: list[Any] = [None, b""]
+
+
+def _head_lines(defaults: list[tuple[bytes, bytes]]) -> bytes:
+    """uvicorn's default headers (``server``, ``date``) as a response head's lines: made
+    again only when uvicorn makes a new list of them (once a second, for the date)."""
+    if _heads[0] is not defaults:
+        _heads[:] = [defaults, b"".join(b"%s: %s\r\n" % pair for pair in defaults)]
+    return cast(bytes, _heads[1])
+
+
+_SHARED = (
+    "config", "app", "loop", "logger", "access_logger", "access_log", "ws_protocol_class",
+    "root_path", "asgi_version", "limit_concurrency", "timeout_keep_alive",
+)  # fmt: skip
+"""What uvicorn's protocol sets per connection that is the same for all of a server's."""
+
+
+def _address(read: Callable[[], Any]) -> tuple[str, int] | None:
+    """A socket's address as uvicorn's ``get_local_addr``/``get_remote_addr`` give it."""
+    try:
+        info = read()
+    except OSError:
+        return None
+    return (str(info[0]), int(info[1])) if isinstance(info, tuple) else None
+
+
+class Turns:
+    """SSE viewers answered from the parser (``fast_viewer.py``) that wait for their turn
+    at the admission rate, in the order the turns were given (so each is due no earlier
+    than the one before it), answered by one timer for them all: no task, and no timer,
+    per waiting viewer. A viewer that goes meanwhile is skipped (``_waiting``). As many
+    wait as the rate's debt allows (``BROADCASTER_ADMIT_WAIT_SECONDS`` of turns)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: collections.deque[tuple[float, DirectWriteProtocol, Opening]] = (
+            collections.deque()
+        )
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, conn: DirectWriteProtocol, opening: Opening) -> None:
+        due = self._loop.time() + opening.wait
+        self._queue.append((due, conn, opening))
+        if self._timer is None:
+            self._timer = self._loop.call_at(due, self._run)
+
+    def _run(self) -> None:
+        self._timer = None
+        # uvloop's timers count whole milliseconds: what is due within one is due now
+        # (else the timer, set for a moment ago, fires again and again until it is).
+        queue, now = self._queue, self._loop.time() + 0.001
+        while queue and queue[0][0] <= now:
+            _, conn, opening = queue.popleft()
+            try:
+                conn.answer_later(opening)
+            except Exception:
+                log.exception("answering a viewer after its turn failed")
+                conn.transport.close()
+        if queue:
+            self._timer = self._loop.call_at(queue[0][0], self._run)
+
+
+class LazyEvent(asyncio.Event):
+    """An ``asyncio.Event`` whose waiters' deque (760 bytes) is made when someone first
+    waits: uvicorn makes two for every connection, and an SSE viewer's waits on neither."""
+
+    _w: collections.deque[asyncio.Future[bool]] | None = None
+
+    def __init__(self) -> None:  # no deque: ``_waiters`` makes it
+        self._value = False
+
+    @property
+    def _waiters(self) -> collections.deque[asyncio.Future[bool]]:  # type: ignore[override]
+        w = self._w
+        if w is None:
+            w = self._w = collections.deque()
+        return w
+
+    def set(self) -> None:
+        if not self._value:
+            self._value = True
+            for fut in self._w or ():
+                if not fut.done():
+                    fut.set_result(True)
+
+
+class Pipeline(list[Any]):
+    """uvicorn's queue of pipelined requests, as a list (56 bytes empty, where its deque
+    is 760): it only ever holds a request or two."""
+
+    __slots__ = ()
+
+    def appendleft(self, item: Any) -> None:
+        self.insert(0, item)
+
+
+class DetachableCycle(RequestResponseCycle):
+    """uvicorn's request cycle, whose response may outlive the app's call
+    (``sse_response.DETACH``): once detached, the app returning with the response
+    unfinished leaves the connection open, and the response's end still starts the
+    connection's next request (or its keep-alive timeout)."""
+
+    detached = False
+
+    async def run_asgi(self, app: Any) -> None:
+        """uvicorn's, except for a detached response (its ``else`` and ``finally``)."""
+        try:
+            result = await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            if not self.response_started:
+                await self.send_500_response()
+            else:
+                self.transport.close()
+        else:
+            if result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+                self.transport.close()
+            elif not self.response_started and not self.disconnected:
+                self.logger.error("ASGI callable returned without starting response.")
+                await self.send_500_response()
+            elif not self.response_complete and not self.disconnected and not self.detached:
+                self.logger.error("ASGI callable returned without completing response.")
+                self.transport.close()
+        finally:
+            if not self.detached:
+                self.on_response = lambda: None
+
+
+class HeldWrites:
+    """A transport whose writes wait in memory until ``release`` (or ``close``), then go
+    out as one (``DirectWriteProtocol._hold_writes``); anything else is the real one's."""
+
+    __slots__ = ("_held", "real")
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self._held: list[bytes] | None = []
+
+    def write(self, data: bytes) -> None:
+        if self._held is None:
+            self.real.write(data)
+        else:
+            self._held.append(data)
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if held and not self.real.is_closing():
+            self.real.write(b"".join(held))
+
+    def close(self) -> None:
+        self.release()
+        self.real.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+MAX_HEADERS = 256
+"""The most header lines a request may carry (431 beyond)."""
+
+
+def _head_refusal(limit: int) -> bytes:
+    body = (
+        b'{"error":"headers_too_large","message":"the request line and headers are over '
+        b'%d bytes, or over %d headers"}' % (limit, MAX_HEADERS)
+    )
+    return (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%b" % (len(body), body)
+    )
+
+
+TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
+"""Linux's option number (Python names it from 3.12 on)."""

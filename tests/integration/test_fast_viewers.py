@@ -1,0 +1,383 @@
+"""A viewer of a stream the front-end watches is answered from the parser's callback, with
+no ASGI scope and no task (``http/fast_viewer.py``, ``http/wire.py``): what it is sent,
+and every rule of the route, must be the app's. The front-end runs in-process (a real
+uvicorn with the project's protocol on 127.0.0.1, a real Redis), its viewers are bare
+sockets, and ``FastViewers.answered`` tells which way each request went."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from broadcaster.auth import tokens
+from broadcaster.core import connection
+from broadcaster.core.embedded import free_port
+from broadcaster.core.eventlog import EventLog
+from broadcaster.fanout.hub import Hub
+from broadcaster.http.app import BroadcasterApp, create_app
+from broadcaster.http.fast_viewer import FastViewers
+from broadcaster.http.server import DrainingServer, make_server
+from broadcaster.http.settings import Settings
+from tests.integration.test_hub import until
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "fast-viewers-test-secret-0123456789abcdef"
+
+
+@dataclass
+class Front:
+    app: BroadcasterApp
+    server: DrainingServer
+    port: int
+    log: EventLog
+
+    @property
+    def hub(self) -> Hub:
+        hub: Hub = self.app.state.hub
+        return hub
+
+    @property
+    def fast(self) -> FastViewers:
+        fast = self.server.config.http_protocol_class.fast  # type: ignore[attr-defined]
+        assert isinstance(fast, FastViewers)
+        return fast
+
+
+@contextlib.asynccontextmanager
+async def serving(redis_url: str, **env: str) -> AsyncIterator[Front]:
+    with _env({"BROADCASTER_KEEPALIVE_SECONDS": "1", **env}):
+        app = create_app(Settings(), redis_url)
+    port = free_port()
+    trusted = app.state.settings.trusted_proxies
+    server = make_server(
+        app, "127.0.0.1", port, 2.0, "warning", gc_freeze=False, trusted_proxies=trusted
+    )
+    task = asyncio.create_task(server.serve())
+    client = connection.command_client(redis_url)
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            await asyncio.sleep(0.05)
+        assert server.started, "the front-end did not start"
+        yield Front(app, server, port, EventLog(client))
+    finally:
+        for conn in OPEN:
+            conn.close()
+        OPEN.clear()
+        await asyncio.sleep(0)
+        app.state.hub.drain()
+        server.should_exit = True
+        await asyncio.wait_for(task, 20)
+        await client.aclose()
+
+
+@contextlib.contextmanager
+def _env(values: dict[str, str]) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in values.items():
+            mp.setenv(name, value)
+        yield
+
+
+OPEN: list[Conn] = []
+
+
+class Conn:
+    """One connection on a bare socket: what it was sent, as it came."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.got = b""
+
+    @classmethod
+    async def get(cls, port: int, target: str, *headers: str, version: str = "1.1") -> Conn:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        conn = cls(reader, writer)
+        OPEN.append(conn)  # closed when its front-end stops (``serving``)
+        conn.send(target, *headers, version=version)
+        return conn
+
+    def send(self, target: str, *headers: str, version: str = "1.1") -> None:
+        head = f"GET {target} HTTP/{version}\r\nhost: t\r\naccept: text/event-stream\r\n"
+        self.writer.write((head + "".join(h + "\r\n" for h in headers) + "\r\n").encode())
+
+    async def until(self, marker: bytes, seconds: float = 10.0) -> None:
+        async with asyncio.timeout(seconds):
+            while marker not in self.got:
+                data = await self.reader.read(65536)
+                assert data, f"closed before {marker!r}: {self.got[-400:]!r}"
+                self.got += data
+
+    async def closed(self, seconds: float = 10.0) -> None:
+        async with asyncio.timeout(seconds):
+            while data := await self.reader.read(65536):
+                self.got += data
+
+    def head(self) -> tuple[bytes, dict[bytes, bytes]]:
+        status, _, rest = self.got.partition(b"\r\n")
+        lines = rest.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        return status, dict(line.lower().split(b": ", 1) for line in lines)
+
+    def ids(self) -> list[int]:
+        lines = self.got.split(b"\n")
+        return [int(line[4:].split(b".")[0]) for line in lines if line.startswith(b"id: ")]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+def path(sid: str, query: str = "") -> str:
+    return f"/v1/streams/{sid}/events" + (f"?{query}" if query else "")
+
+
+async def stream(front: Front, events: int = 3) -> str:
+    """A stream of ``events`` events that the front-end watches (a first viewer, which
+    the app answers, is kept open), with its whole history in the topic's tail."""
+    sid = "fast-" + secrets.token_hex(4)
+    await front.log.append(sid, [{"type": "data-n", "i": 0}], kind="feed")
+    first = await Conn.get(front.port, path(sid))
+    await first.until(b"id: 1.")
+    await until(lambda: front.hub.warm(sid), "the stream is watched")
+    for i in range(1, events):  # live: the tail holds them from here on
+        await front.log.append(sid, [{"type": "data-n", "i": i}], kind="feed")
+        await first.until(b"id: %d." % (i + 1))
+    return sid
+
+
+async def test_a_watched_stream_is_answered_without_the_app_and_alike(redis_url: str) -> None:
+    async with serving(redis_url) as front:
+        sid = await stream(front)
+        answered = front.fast.answered
+        via_app = await Conn.get(front.port, path(sid), "last-event-id: 1")  # no tag: app
+        await via_app.until(b"id: 3.")
+        assert front.fast.answered == answered
+        last = via_app.got.split(b"id: 3.")[1].split(b"\n")[0].decode()
+        fast = await Conn.get(front.port, path(sid), f"last-event-id: 2.{_tag(via_app, 2)}")
+        await fast.until(b"id: 3.")
+        assert front.fast.answered == answered + 1
+        status, fast_head = fast.head()
+        _, app_head = via_app.head()
+        assert status == b"HTTP/1.1 200 OK"
+        for h in (fast_head, app_head):
+            h.pop(b"date")
+        assert fast_head == app_head  # the same headers, chunked, as the app sends
+        assert fast_head[b"transfer-encoding"] == b"chunked"
+        assert b"retry: " in fast.got and fast.ids() == [3]
+
+        # Live events, the keepalive, the end: as any handed-over viewer's.
+        await front.log.append(sid, [{"type": "data-n", "i": 3}], kind="feed")
+        await fast.until(b"id: 4.")
+        await fast.until(b": ping", seconds=5)
+        await front.log.append(sid, [{"type": "finish"}], kind="feed")
+        await fast.until(b"0\r\n\r\n")
+        assert fast.ids() == [3, 4, 5] and b"[DONE]" in fast.got
+        # The connection serves its next request (keep-alive) as after any response.
+        fast.got = b""
+        fast.writer.write(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
+        await fast.until(b"HTTP/1.1 200")
+        await until(lambda: front.hub.viewers == 0, "every viewer left")
+        assert front.app.state.slots.open == 0
+        for c in (fast, via_app):
+            c.close()
+        assert last
+
+
+def _tag(conn: Conn, seq: int) -> str:
+    return conn.got.split(b"id: %d." % seq)[1].split(b"\n")[0].decode()
+
+
+async def test_from_the_start_and_from_memory(redis_url: str) -> None:
+    """A viewer from the start of a stream whose whole history the topic holds, and one
+    resuming from the newest event, are answered without the app, with what they lack."""
+    async with serving(redis_url) as front:
+        sid = await stream(front, events=4)
+        before = front.fast.answered
+        resumed = front.app.state.metrics.resumed_from_memory._value.get()
+        start = await Conn.get(front.port, path(sid))
+        await start.until(b"id: 4.")
+        probe = await Conn.get(front.port, path(sid), "last-event-id: 3")  # app: tag-less
+        await probe.until(b"id: 4.")
+        tag = _tag(probe, 4)
+        newest = await Conn.get(front.port, path(sid, f"last_event_id=4.{tag}"))
+        await newest.until(b"retry: ")
+        assert front.fast.answered == before + 2
+        assert start.ids() == [1, 2, 3, 4]
+        await front.log.append(sid, [{"type": "data-n", "i": 9}], kind="feed")
+        await newest.until(b"id: 5.")
+        assert newest.ids() == [5]
+        assert front.app.state.metrics.resumed_from_memory._value.get() == resumed + 1
+        for c in (start, probe, newest):
+            c.close()
+
+
+async def test_what_it_cannot_answer_goes_to_the_app(redis_url: str) -> None:
+    """Errors, a stream not watched here, a compact replay, HTTP/1.0 and a resume point
+    the topic does not hold are the app's to answer, as before."""
+    async with serving(redis_url) as front:
+        sid = await stream(front)
+        before = front.fast.answered
+        cases = [
+            (path("no/such"), (), b"404"),
+            (path("x" * 65), (), b"404"),
+            (path("never-written-" + secrets.token_hex(3)), (), b"404"),
+            (path(sid), ("last-event-id: abc",), b"400"),
+            (path(sid), ("last-event-id: 99",), b"409"),
+            (path(sid), ("last-event-id: 2.00000000",), b"409"),
+            (path(sid, "compact=1"), (), b"200"),
+        ]
+        for target, headers, status in cases:
+            conn = await Conn.get(front.port, target, *headers)
+            await conn.until(b"\r\n\r\n")
+            assert conn.got.startswith(b"HTTP/1.1 " + status), (target, conn.got[:200])
+            conn.close()
+        old = await Conn.get(front.port, path(sid), version="1.0")
+        await old.until(b"id: 3.")
+        assert old.got.startswith(b"HTTP/1.1 200")
+        old.close()
+        assert front.fast.answered == before
+
+
+async def test_tokens_are_checked_as_the_route_checks_them(redis_url: str) -> None:
+    async with serving(redis_url, BROADCASTER_TOKEN_SECRET=SECRET) as front:
+        sid = await stream_with_token(front)
+        before = front.fast.answered
+        mine = _token([sid], subject="ada")
+        other = _token(["elsewhere"])
+        bearer = await Conn.get(front.port, path(sid), f"authorization: Bearer {mine}")
+        query = await Conn.get(front.port, path(sid, f"token={mine}&presence=1"))
+        for c in (bearer, query):
+            await c.until(b"id: 1.")
+        assert front.fast.answered == before + 2
+        refused = [
+            (await Conn.get(front.port, path(sid)), b"401"),
+            (await Conn.get(front.port, path(sid), "authorization: Bearer nonsense"), b"401"),
+            (await Conn.get(front.port, path(sid), f"authorization: Bearer {other}"), b"403"),
+        ]
+        for conn, status in refused:
+            await conn.until(b"\r\n\r\n")
+            assert conn.got.startswith(b"HTTP/1.1 " + status), conn.got[:200]
+        assert front.fast.answered == before + 2
+        # The viewer that asked is told the stream's viewer count.
+        await query.until(b"data-viewers")
+        for c in (bearer, query, *(c for c, _ in refused)):
+            c.close()
+
+
+def _token(read: list[str], subject: str | None = None) -> str:
+    return tokens.mint_token(SECRET, read=read, sub=subject, ttl_seconds=600)
+
+
+async def stream_with_token(front: Front) -> str:
+    sid = "fast-" + secrets.token_hex(4)
+    await front.log.append(sid, [{"type": "data-n", "i": 0}], kind="feed")
+    first = await Conn.get(front.port, path(sid), f"authorization: Bearer {_token([sid])}")
+    await first.until(b"id: 1.")
+    await until(lambda: front.hub.warm(sid), "the stream is watched")
+    await front.log.append(sid, [{"type": "data-n", "i": 1}], kind="feed")
+    await first.until(b"id: 2.")
+    return sid
+
+
+async def test_a_cross_origin_request_gets_the_apps_cors_headers(redis_url: str) -> None:
+    async with serving(redis_url, BROADCASTER_CORS_ORIGINS="https://app.example") as front:
+        sid = await stream(front)
+        before = front.fast.answered
+        browser = await Conn.get(front.port, path(sid), "origin: https://app.example")
+        plain = await Conn.get(front.port, path(sid))
+        for c in (browser, plain):
+            await c.until(b"id: 3.")
+        assert front.fast.answered == before + 1  # the plain one
+        _, head = browser.head()
+        assert head[b"access-control-allow-origin"] == b"https://app.example"
+        for c in (browser, plain):
+            c.close()
+
+
+async def test_viewers_past_the_admission_rate_wait_their_turn_without_a_task(
+    redis_url: str,
+) -> None:
+    """At 20 viewers a second, 60 viewers arriving at once: each waits for its turn (one
+    timer for all), and gets everything; one that leaves while waiting takes no slot."""
+    env = {"BROADCASTER_ADMIT_PER_SECOND": "20", "BROADCASTER_ADMIT_WAIT_SECONDS": "10"}
+    async with serving(redis_url, **env) as front:
+        sid = await stream(front)
+        await asyncio.sleep(1.1)  # the bucket fills again
+        before = front.fast.answered
+        tasks = len(asyncio.all_tasks())
+        started = time.monotonic()
+        conns = [await Conn.get(front.port, path(sid)) for _ in range(60)]
+        leaver = conns.pop()
+        await asyncio.sleep(0.3)
+        assert len(asyncio.all_tasks()) - tasks < 5  # nobody waits in a task of its own
+        leaver.close()
+        for c in conns:
+            await c.until(b"id: 3.", seconds=20)
+        took = time.monotonic() - started
+        assert took > 1.5, took  # 20 at once, then 20 a second
+        assert front.fast.answered == before + 59
+        await until(lambda: front.hub.connections == 60, "59 and the first viewer")
+        assert front.app.state.slots.open == 60
+        for c in conns:
+            c.close()
+        await until(lambda: front.hub.connections == 1, "they left")
+
+
+async def test_a_request_sent_behind_a_waiting_viewer_closes_the_connection(
+    redis_url: str,
+) -> None:
+    env = {"BROADCASTER_ADMIT_PER_SECOND": "1", "BROADCASTER_ADMIT_WAIT_SECONDS": "10"}
+    async with serving(redis_url, **env) as front:
+        sid = await stream(front)
+        first = await Conn.get(front.port, path(sid))  # takes the bucket's one turn
+        conn = await Conn.get(front.port, path(sid))  # waits its turn
+        conn.send("/healthz")
+        await conn.closed()
+        assert conn.got == b""
+        await first.until(b"id: 3.")
+        for c in (first, conn):
+            c.close()
+
+
+async def test_a_drain_ends_fast_viewers_and_those_waiting(redis_url: str) -> None:
+    """A drain ends the fast viewers' responses cleanly (the chunked body's end: an
+    EventSource reconnects elsewhere), and those still waiting for their turn are ended
+    so when it comes; the server's shutdown closes their connections before that."""
+    env = {"BROADCASTER_ADMIT_PER_SECOND": "2", "BROADCASTER_ADMIT_WAIT_SECONDS": "10"}
+    async with serving(redis_url, **env) as front:
+        sid = await stream(front)
+        await asyncio.sleep(1.1)
+        conns = [await Conn.get(front.port, path(sid)) for _ in range(5)]
+        await conns[0].until(b"id: 3.")
+        front.hub.drain()
+        for c in conns:
+            await c.until(b"0\r\n\r\n")
+        assert b"[DONE]" not in b"".join(c.got for c in conns)
+        await until(lambda: front.hub.connections == 0, "all left")
+
+
+async def test_a_trusted_proxys_clients_are_counted_by_address(redis_url: str) -> None:
+    """Behind a trusted proxy, the per-address limit counts the client the proxy names,
+    as the app's proxy-headers middleware finds it; past it, the app refuses (429)."""
+    env = {"BROADCASTER_MAX_CONNECTIONS_PER_ADDRESS": "2", "BROADCASTER_TRUSTED_PROXIES": "*"}
+    async with serving(redis_url, **env) as front:
+        sid = await stream(front)
+        before = front.fast.answered
+        a = [await Conn.get(front.port, path(sid), "x-forwarded-for: 203.0.113.7") for _ in "ab"]
+        b = await Conn.get(front.port, path(sid), "x-forwarded-for: 203.0.113.8")
+        for c in (*a, b):
+            await c.until(b"id: 3.")
+        assert front.fast.answered == before + 3
+        third = await Conn.get(front.port, path(sid), "x-forwarded-for: 203.0.113.7")
+        await third.until(b"\r\n\r\n")
+        assert third.got.startswith(b"HTTP/1.1 429"), third.got[:200]
+        for c in (*a, b, third):
+            c.close()
