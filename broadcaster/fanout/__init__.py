@@ -7,6 +7,7 @@ while it is caught up, a function that writes bytes to its socket.
 - ``viewer``: one viewer's delivery, every event after its resume point exactly once.
 - ``pubsub``: one Redis pub/sub connection, parsed in the event loop's data callback.
 - ``push``: the front-end's channel subscriptions, kept whole through reconnects.
+- ``arrivals``: viewers that arrive while their stream's topic is being set up wait.
 - ``repair``: what push did not bring, read from the log once per stream.
 - ``replay``: a stream's history read for viewers, as encoded pages.
 - ``shared_replay``: one read of an ended stream's history shared by its viewers.

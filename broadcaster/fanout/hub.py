@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from broadcaster.core import contain, keys, sse, tracing
 from broadcaster.core.eventlog import EventLog, StreamInfo
 from broadcaster.fanout import viewer
+from broadcaster.fanout.arrivals import Arrivals
 from broadcaster.fanout.config import Admission, HubConfig
 from broadcaster.fanout.keepalive import Keepalive
 from broadcaster.fanout.push import PushSubscriber, Resolver
@@ -77,6 +78,7 @@ class Hub:
             on_error=self.message_failed,
         )
         self.repairer = Repairer(log_, self._fan_out)
+        self.arrivals = Arrivals(self.repairer)
         self.replays = Replays(log_, metrics)
         self.keepalive = Keepalive(self.config.keepalive)
         self._topics: dict[str, Topic] = {}
@@ -247,10 +249,9 @@ class Hub:
         subject: str | None = None,
         wants_presence: bool = False,
     ) -> tuple[Subscription, bytes] | None:
-        """A viewer joins caught up, with no task: its subscription, parked on ``writer``
-        and handed over (its holder ``resume``s it when it wakes, and ``leave``s), and
-        what the topic holds after ``after``, to write before the loop runs again. None
-        unless ``known`` vouches for the resume point."""
+        """A viewer joins caught up with no task: its subscription, parked on ``writer``
+        and handed over, and what the topic holds after ``after``, to write before the
+        loop runs again; None unless ``known`` vouches for the resume point."""
         topic = self._topics.get(stream_id)
         if topic is None or self.closing or self.known(stream_id, after, tag) is None:
             return None
@@ -324,6 +325,11 @@ class Hub:
             return None
         return StreamInfo("", topic.cursor, None, tag, topic.tag)
 
+    def when_settled(self, stream_id: str, then: Callable[[], None]) -> bool:
+        """``then()`` once the topic of ``stream_id`` may vouch for more (``arrivals``);
+        False when nothing would help."""
+        return self.arrivals.wait(stream_id, self._topics.get(stream_id), then)
+
     def _watch(self, stream_id: str, cursor: int, tag: str, form: Form) -> Topic:
         topic = Topic(stream_id, self.log.channel(stream_id), cursor, tag, form)
         topic.read_at = topic.checked_at = asyncio.get_running_loop().time()
@@ -332,6 +338,7 @@ class Hub:
         topic.watched = True
         topic.ready = self.push.subscribe(topic.channel)
         topic.ready.add_done_callback(lambda ready: self._confirmed(topic, ready))
+        self.arrivals.watched(topic)
         return topic
 
     def _confirmed(self, topic: Topic, ready: asyncio.Future[None]) -> None:
@@ -501,7 +508,9 @@ class Hub:
 
     def _fan_out(self, topic: Topic, run: Run) -> None:
         topic.read_at = asyncio.get_running_loop().time()
-        topic.settled = True
+        if not topic.settled:
+            topic.settled = True
+            self.repairer.settled(topic)
         topic.remember(run)
         if run[3]:
             topic.ended = True

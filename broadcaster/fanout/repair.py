@@ -39,6 +39,14 @@ log = logging.getLogger("broadcaster.hub")
 CHECK_BATCH = 500
 """Streams asked about in one pipelined round trip."""
 
+SETTLE_WAIT = 2.0
+"""Most seconds a viewer waits for a new topic to settle (``when_settled``)."""
+
+SEED_EVENTS = 64
+"""A topic settling with viewers waiting for it, and no more events than this, reads its
+whole history once (``_seed``): they, and the stream's next viewers from its start, are
+then served from the topic's tail, not each from the log."""
+
 
 class Repairer:
     """Owns ``workers`` tasks that fill gaps and one that runs checks; ``async with``."""
@@ -60,6 +68,10 @@ class Repairer:
         self._queued_checks: dict[Topic, bool] = {}
         self._check_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._waiting: dict[Topic, tuple[list[Callable[[], None]], asyncio.TimerHandle]] = {}
+        self._seeds: list[Topic] = []  # topics whose history to read (``_seed``): bounded
+        """Who waits for each topic to settle (``when_settled``): viewers, each holding
+        a connection (the connection limit bounds them), for at most ``SETTLE_WAIT``."""
         self._stopped = False
         self.fills = 0
         self.checks = 0
@@ -78,6 +90,8 @@ class Repairer:
         # The loops also check ``_stopped``, and are woken: redis-py can swallow a
         # cancel that lands inside one of its calls, and shutdown must not depend on it.
         self._stopped = True
+        for topic in list(self._waiting):
+            self.settled(topic)
         self._check_wanted.set()
         for _ in range(self._workers):
             self._fills.put_nowait(None)
@@ -109,6 +123,36 @@ class Repairer:
                 self._queued_checks[topic] = thorough
                 self._checks[thorough].append(topic)
         self._check_wanted.set()
+
+    def wait_for(self, topic: Topic, then: Callable[[], None]) -> bool:
+        """Call ``then`` once ``topic`` settles and, if its history is short and its
+        tail holds none of it, once that history was read (once per topic: ``_seed``);
+        at the latest after ``SETTLE_WAIT`` seconds (then its caller finds out the usual
+        way). A herd of viewers arriving at a stream a front-end has just started to
+        watch waits for this, instead of each reading the log. False, and nothing
+        called, when nothing that would help is coming."""
+        seed = not topic.tail and not topic.seeded and 0 < topic.cursor <= SEED_EVENTS
+        if topic.settled and not seed:
+            return False
+        waiting = self._waiting.get(topic)
+        if waiting is None:
+            loop = asyncio.get_running_loop()
+            waiting = self._waiting[topic] = ([], loop.call_later(SETTLE_WAIT, self.settled, topic))
+            if topic.settled:
+                self._seeds.append(topic)
+                self._check_wanted.set()
+        waiting[0].append(then)
+        return True
+
+    def settled(self, topic: Topic) -> None:
+        """``topic`` settled (or stopped waiting): whoever waited for it goes on, once
+        what settled it (a run going to the viewers) is over."""
+        waiting = self._waiting.pop(topic, None)
+        if waiting is not None:
+            waiting[1].cancel()
+            loop = asyncio.get_running_loop()
+            for then in waiting[0]:  # once what settled it (a run to its viewers) is over
+                loop.call_soon(then)
 
     # --- filling ---
 
@@ -169,6 +213,7 @@ class Repairer:
         while not self._stopped:
             await self._check_wanted.wait()
             self._check_wanted.clear()
+            await self._seed()
             while not self._stopped and (batch := self._next_checks()):
                 thorough, topics = batch
                 try:
@@ -183,6 +228,7 @@ class Repairer:
                     # again); the next check of each stream asks afresh.
                     contain.loop_failed("repair-check", log, f"{len(topics)} stream(s)")
                     await asyncio.sleep(contain.BACKOFF)
+                await self._seed()  # those the check settled, for viewers waiting
 
     def _next_checks(self) -> tuple[bool, list[Topic]] | None:
         """Up to ``CHECK_BATCH`` queued topics, those recovering first."""
@@ -219,6 +265,35 @@ class Repairer:
                 # Asked after its subscription was confirmed, and nothing came since: the
                 # cursor is where the stream stands, and what follows comes by message.
                 topic.settled = True
+                wanted = topic in self._waiting and not topic.tail and not topic.seeded
+                if wanted and 0 < topic.cursor <= SEED_EVENTS:
+                    self._seeds.append(topic)
+                else:
+                    self.settled(topic)
+
+    async def _seed(self) -> None:
+        """The whole (short) history of each topic queued (``wait_for``), read in one
+        round trip, starts its tail (``Topic.seed`` checks it still may); then those
+        waiting for it go on. Once per topic: a stream whose history does not fit is
+        read by its viewers, as before."""
+        topics = [t for t in self._seeds if t.watched and not t.seeded]
+        self._seeds.clear()
+        if not topics:
+            return
+        for topic in topics:
+            topic.seeded = True
+        try:
+            pages = await self._log.read_pages([(t.stream_id, 0) for t in topics], SEED_EVENTS)
+            for topic, page in zip(topics, pages, strict=True):
+                if page and page[0].seq == 1 and page[-1].seq == topic.cursor:
+                    topic.seed(page_run(topic.form, page))
+        except REDIS_ERRORS:
+            pass  # they go on without: each reads the log itself, as the slow way does
+        except Exception:
+            contain.loop_failed("repair-seed", log, f"{len(topics)} stream(s)")
+        finally:
+            for topic in topics:
+                self.settled(topic)
 
     def _rewound(self, topic: Topic, seq: int) -> None:
         log.warning(

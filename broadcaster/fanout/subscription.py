@@ -278,6 +278,7 @@ class Topic:
         "read_at",
         "ready",
         "repairing",
+        "seeded",
         "settled",
         "shared",
         "stream_id",
@@ -333,6 +334,7 @@ class Topic:
         self.written = False
         """A run of live events went to its viewers (traces only: its first write is
         recorded once)."""
+        self.seeded = False  # its history was read once to start its tail (``Repairer``)
         self.settled = False
         """Events went to the viewers since the subscription was confirmed: the cursor is
         where the stream stood then, and every later event comes by message (or a fill).

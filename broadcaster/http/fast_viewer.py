@@ -18,6 +18,7 @@ usual way through the app, which answers it as before. Nothing is taken on that 
 from __future__ import annotations
 
 import asyncio
+import functools
 import urllib.parse
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -38,7 +39,9 @@ Start = Callable[[Send, Writer, Spawn, Callable[[], None]], tuple[bytes, Callabl
 
 class Opening(NamedTuple):
     """A viewer to answer without the app: the SSE response's header lines, and, once
-    ``wait`` seconds are over (its turn at the admission rate: 0, now), ``start``."""
+    ``wait`` seconds are over (its turn at the admission rate: 0, now), ``start``; or,
+    with ``until``, the request is to be asked about again once its stream's topic has
+    settled (``until(then)`` calls ``then`` then, or returns False: not settling)."""
 
     head: bytes
     wait: float
@@ -49,6 +52,11 @@ class Opening(NamedTuple):
     (``retry:`` and what the topic holds) comes back with the function to call when the
     client goes. None after a wait when the request may no longer be answered so (an
     ended stream, a limit reached, a drain): the app answers it then, from the start."""
+    until: Callable[[Callable[[], None]], bool] | None = None
+
+
+def _later(*_: Any) -> None:
+    """The ``start`` of an ``Opening`` that is asked about again instead."""
 
 
 PREFIX, SUFFIX = b"/v1/streams/", b"/events"
@@ -76,8 +84,12 @@ class FastViewers:
         query: bytes | None,
         headers: list[tuple[bytes, bytes]],
         client: tuple[str, int] | None,
+        *,
+        settle: bool = True,
     ) -> Opening | None:
-        """How to answer the request without the app, or None: the usual way."""
+        """How to answer the request without the app, or None: the usual way. With
+        ``settle``, a viewer of a stream whose topic is settling (its first viewers have
+        just arrived) may wait for it (``Opening.until``), then ask again without."""
         if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
             return None
         state = self.app.state
@@ -85,8 +97,14 @@ class FastViewers:
         if hub is None or hub.closing:
             return None
         ask = self._ask(state, path[len(PREFIX) : -len(SUFFIX)], query, headers, client)
-        if ask is None or not self._room(state, ask):
+        if ask is None:
             return None
+        if not self._room(state, ask):
+            if not settle:
+                return None
+            return Opening(
+                self.head, 0.0, _later, functools.partial(hub.when_settled, ask.stream_id)
+            )
         wait = hub.admit()
         if wait is None:
             return None

@@ -105,7 +105,12 @@ async def _stream_state(
             (await get_metrics(request)).resumed_from_memory.inc()
     else:
         event_log = await get_event_log(request)
-        info = await event_log.info(stream_id, at=after if tag else None)
+        hub.arrivals.opening(stream_id)  # a herd behind this viewer waits for its topic
+        try:
+            info = await event_log.info(stream_id, at=after if tag else None)
+        finally:
+            if info is None or info.kind == "ds" or info.ended or hub.closing:
+                hub.arrivals.release(stream_id)  # no topic comes of it: they go on
     if info is None:
         raise ApiError(404, "not_found", f"no stream {stream_id!r} (unknown or expired)")
     if info.kind == "ds":

@@ -21,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import socket
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -129,8 +131,9 @@ class DirectWriteProtocol(HttpToolsProtocol):
         self.cycle = cast(Any, None)
 
     def connection_made(self, transport: Any) -> None:
-        """uvicorn's, reading both addresses from one socket object, with no
-        ``asyncio.Event`` (a deque of 760 bytes that an open viewer never waits on)."""
+        """uvicorn's, reading the client's address only (the server's is read for the
+        requests that need a scope), with no ``asyncio.Event`` (a deque of 760 bytes
+        that an open viewer never waits on)."""
         self.connections.add(self)
         self.transport = transport
         flow = self.flow = FlowControl.__new__(FlowControl)
@@ -143,7 +146,7 @@ class DirectWriteProtocol(HttpToolsProtocol):
         if sock is None:
             self.server, self.client = get_local_addr(transport), get_remote_addr(transport)
             return
-        self.server, self.client = _address(sock.getsockname), _address(sock.getpeername)
+        self.client = _address(sock.getpeername)  # the server's: ``_make_scope``
         # A viewer that stops reading holds what the kernel would buffer for it: without
         # a bound, megabytes (the send buffer autotunes up to tcp_wmem's maximum). With
         # it, the kernel holds at most this much unsent, the socket reports itself
@@ -185,6 +188,7 @@ class DirectWriteProtocol(HttpToolsProtocol):
         self._head = -1
         if self.fast is not None and self._open_fast(self.fast):
             return
+        self._make_scope()
         super().on_headers_complete()
         cycle = getattr(self, "cycle", None)
         if cycle is not None and not cycle.message_event.is_set():
@@ -218,15 +222,37 @@ class DirectWriteProtocol(HttpToolsProtocol):
             self._refused = True
             self.transport.close()
             return
-        super().on_message_begin()
-        # ASGI types extensions as dict[str, dict]; ours are callables, by design.
-        self.scope["extensions"] = cast(
+        # uvicorn's, less the scope: a viewer answered from the parser needs none
+        # (``_make_scope`` makes it for the app).
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = cast(Any, None)
+
+    def _make_scope(self) -> None:
+        """The request's ASGI scope, as uvicorn's ``on_message_begin`` makes it, with the
+        extensions (ASGI types them as dict[str, dict]; ours are callables, by design).
+        The server's address is read here, for the requests that go to the app."""
+        if self.server is None:
+            self.server = get_local_addr(self.transport)
+        self.scope = cast(
             Any,
             {
-                DIRECT_WRITE: self._direct_writer,
-                ON_DISCONNECT: self._on_disconnect,
-                HOLD_WRITES: self._hold_writes,
-                DETACH: self._detach,
+                "type": "http",
+                "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+                "http_version": "1.1",
+                "server": self.server,
+                "client": self.client,
+                "scheme": self.scheme,
+                "root_path": self.root_path,
+                "headers": self.headers,
+                "state": self.app_state.copy(),
+                "extensions": {
+                    DIRECT_WRITE: self._direct_writer,
+                    ON_DISCONNECT: self._on_disconnect,
+                    HOLD_WRITES: self._hold_writes,
+                    DETACH: self._detach,
+                },
             },
         )
 
@@ -243,9 +269,20 @@ class DirectWriteProtocol(HttpToolsProtocol):
             or (self.cycle is not None and not self.cycle.response_complete)  # pipelined
         ):
             return False
+        return self._ask(fast, settle=True)
+
+    def _ask(self, fast: FastViewers, *, settle: bool) -> bool:
+        """``fast``'s answer: now, after the viewer's turn (``Turns``), or once its
+        stream's topic settled (asked again then: ``_settled``); False: the app's."""
         url = httptools.parse_url(self.url)
-        opening = fast.open(url.path, url.query, self.headers, self.client)
+        opening = fast.open(url.path, url.query, self.headers, self.client, settle=settle)
         if opening is None:
+            return False
+        if opening.until is not None:
+            self._waiting = opening
+            if opening.until(functools.partial(self._settled, opening)):
+                return True
+            self._waiting = None
             return False
         if opening.wait:  # its turn at the admission rate: no task waits for it either
             self._waiting = opening
@@ -253,6 +290,37 @@ class DirectWriteProtocol(HttpToolsProtocol):
             self._turns.add(self, opening)
             return True
         return self._answer(opening)
+
+    def _settled(self, opening: Opening) -> None:
+        """The topic a viewer waited for settled (or the wait is over): asked again."""
+        if self._waiting is not opening:
+            return  # gone meanwhile
+        self._waiting = None
+        try:
+            if self.fast is None or not self._ask(self.fast, settle=False):
+                self._to_app()
+        except Exception:
+            log.exception("answering a viewer that waited for its stream failed")
+            self.transport.close()
+
+    def _to_app(self) -> None:
+        """A request that waited (``_waiting``) goes to the app after all, as uvicorn's
+        ``on_headers_complete`` would have sent it (which reads the parser, and the
+        parser has moved on): a keep-alive HTTP/1.1 GET, its head its whole request."""
+        url = httptools.parse_url(self.url)
+        path = url.path.decode("ascii")
+        self._make_scope()
+        self.scope["method"] = "GET"
+        self.scope["path"] = self.root_path + (urllib.parse.unquote(path) if "%" in path else path)
+        self.scope["raw_path"] = self.root_path.encode("ascii") + url.path
+        self.scope["query_string"] = url.query or b""
+        self.cycle = RequestResponseCycle(
+            self.scope, self.transport, self.flow, self.logger, self.access_logger,
+            self.access_log, self.server_state.default_headers, LazyEvent(), False, True,
+            self.on_response_complete,
+        )  # fmt: skip
+        self.cycle.more_body = False
+        self._start_asgi_task(self.cycle, self.app)
 
     def _answer(self, opening: Opening) -> bool:
         defaults = self.server_state.default_headers
@@ -284,9 +352,7 @@ class DirectWriteProtocol(HttpToolsProtocol):
             return  # gone, or refused meanwhile
         self._waiting = None
         if not self._answer(opening):
-            HttpToolsProtocol.on_headers_complete(self)
-            if self.cycle is not None:
-                self.cycle.more_body = False  # its head was its whole request
+            self._to_app()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         cycle.__class__ = DetachableCycle  # the same object, which may outlive its task

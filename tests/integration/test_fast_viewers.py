@@ -219,6 +219,25 @@ async def test_from_the_start_and_from_memory(redis_url: str) -> None:
             c.close()
 
 
+async def test_a_herd_at_a_stream_not_watched_yet_waits_for_its_topic(redis_url: str) -> None:
+    """50 viewers from the start of a short stream the front-end does not watch, their
+    requests sent at once: the first goes to the app, which reads where the stream
+    stands and makes its topic; the others wait for it (and for its history, read once
+    into the tail), instead of each reading the log, and are answered without the app."""
+    async with serving(redis_url) as front:
+        sid = "herd-" + secrets.token_hex(4)
+        await front.log.append(sid, [{"type": "data-n", "i": i} for i in range(3)], kind="feed")
+        conns = await asyncio.gather(*(Conn.get(front.port, path(sid)) for _ in range(50)))
+        for c in conns:
+            await c.until(b"id: 3.")
+            assert c.ids() == [1, 2, 3]
+        assert front.fast.answered >= 45, front.fast.answered
+        await front.log.append(sid, [{"type": "finish"}], kind="feed")
+        for c in conns:
+            await c.until(b"[DONE]")
+            assert c.ids() == [1, 2, 3, 4]
+
+
 async def test_what_it_cannot_answer_goes_to_the_app(redis_url: str) -> None:
     """Errors, a stream not watched here, a compact replay, HTTP/1.0 and a resume point
     the topic does not hold are the app's to answer, as before."""
