@@ -151,8 +151,7 @@ class Hub:
                 topic.ready.cancel()  # its viewers wait no longer for Redis
 
     def admit(self) -> float | None:
-        """When a new viewer may start: in this many seconds (0: now), or None, refused
-        (``Admission``)."""
+        """When a new viewer may start: in so many seconds, or None: refused."""
         return self.admission.take(asyncio.get_running_loop().time())
 
     @property
@@ -198,15 +197,13 @@ class Hub:
         own: bool = True,
     ) -> AsyncIterator[Subscription]:
         """Receive live runs of ``stream_id``, once the subscription to its channel is
-        confirmed (then nothing published is missed). ``known_seq`` is a seq the stream
-        is known to have reached and ``known_tag`` its history tag there: a new topic's
-        cursor. ``form`` says what its messages carry (``subscription.Form``); ``make``
-        builds the viewer's subscription (a Durable Streams reader encodes runs its own
-        way). A ``counted`` viewer counts among the stream's viewers (a long-poll does not:
-        it comes and goes), by its token's ``subject`` if any; one that ``wants_presence``
-        is told the count when it changes (``data-viewers``). An ``own`` subscription is
-        its response's only one, and counts as a connection; a response following many
-        streams counts itself (``connection``)."""
+        confirmed (then nothing published is missed). ``known_seq``/``known_tag``: where
+        the stream is known to be, a new topic's cursor. ``form``: what its messages
+        carry; ``make`` builds the subscription (a Durable Streams reader's encodes runs
+        its own way). A ``counted`` viewer counts among the stream's viewers (a long-poll
+        does not), as ``subject``; one that ``wants_presence`` is told the count when it
+        changes. An ``own`` subscription is its response's only one, and counts as a
+        connection (a response following many streams counts itself: ``connection``)."""
         topic = self._topics.get(stream_id)
         if topic is None:
             topic = self._watch(stream_id, known_seq, known_tag, form)
@@ -398,8 +395,11 @@ class Hub:
             sub.last = after
             topic = sub.topic
             # What the topic holds after the resume point, instead of reading the log
-            # (a compact replay of more than nothing is the log's to fold).
-            held = topic.since(after) if topic is not None and topic.settled else None
+            # (a compact replay of more than nothing is the log's to fold); nothing if
+            # unsettled at or before it: its first check fills in what came meanwhile.
+            held = None
+            if topic is not None and (topic.settled or topic.cursor <= after):
+                held = topic.since(after) if topic.settled else []
             if held and compact:
                 held = None
             frames = viewer.deliver(

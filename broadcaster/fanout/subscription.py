@@ -216,6 +216,12 @@ class Subscription:
         self._bytes = 0
         return runs
 
+    def only_ended(self) -> bool:
+        """Its terminal event went out, and nothing else is to be sent."""
+        return self.ended and not (
+            self._buf or self.overflowed or self.closed or self.ping_due or self.notice
+        )
+
     def idle(self) -> bool:
         """Nothing for the viewer's task to do: it may hand the socket to the reader."""
         return not (

@@ -32,9 +32,11 @@ from broadcaster.http.limits import Refused, peer_address
 from broadcaster.http.sse_response import Handed, raw_headers
 from broadcaster.http.viewing import SSE_HEADERS, retry_field
 
-Spawn = Callable[[Any], asyncio.Task[None]]
+Ends = tuple[Callable[[Any], asyncio.Task[None]], Callable[[], None], Callable[[], bool]]
+"""What the connection offers a response that goes on without a task: ``spawn``,
+``close`` and ``finish`` (``sse_response.DETACH``'s)."""
 
-Start = Callable[[Send, Writer, Spawn, Callable[[], None]], tuple[bytes, Callable[[], None]] | None]
+Start = Callable[[Send, Writer, Ends], tuple[bytes, Callable[[], None]] | None]
 
 
 class Opening(NamedTuple):
@@ -47,11 +49,11 @@ class Opening(NamedTuple):
     wait: float
     start: Start
     """Called by the protocol once it made the response's cycle, with the cycle's
-    ``send``, the connection's direct writer, its ``spawn`` and ``close``
-    (``sse_response.DETACH``'s): the viewer takes its slot and joins, and its first chunk
-    (``retry:`` and what the topic holds) comes back with the function to call when the
-    client goes. None after a wait when the request may no longer be answered so (an
-    ended stream, a limit reached, a drain): the app answers it then, from the start."""
+    ``send``, the connection's direct writer and its ``Ends``: the viewer takes its slot
+    and joins, and its first chunk (``retry:`` and what the topic holds) comes back with
+    the function to call when the client goes. None after a wait when the request may no
+    longer be answered so (an ended stream, a limit reached, a drain): the app answers it
+    then, from the start."""
     until: Callable[[Callable[[], None]], bool] | None = None
 
 
@@ -110,11 +112,11 @@ class FastViewers:
             return None
 
         def start(
-            send: Send, writer: Writer, spawn: Spawn, close: Callable[[], None]
+            send: Send, writer: Writer, ends: Ends
         ) -> tuple[bytes, Callable[[], None]] | None:
             if wait and not self._room(state, ask):  # things may change while it waits
                 return None
-            return self._join(state, ask, send, writer, spawn, close)
+            return self._join(state, ask, send, writer, ends)
 
         return Opening(self.head, wait, start)
 
@@ -174,14 +176,8 @@ class FastViewers:
             return False
         return True
 
-    def _join(  # noqa: PLR0917 (the protocol's four, and what was asked)
-        self,
-        state: Any,
-        ask: Ask,
-        send: Send,
-        writer: Writer,
-        spawn: Spawn,
-        close: Callable[[], None],
+    def _join(
+        self, state: Any, ask: Ask, send: Send, writer: Writer, ends: Ends
     ) -> tuple[bytes, Callable[[], None]] | None:
         """The viewer joins its topic caught up, handed over (``sse_response.Handed``)."""
         hub, settings, metrics = state.hub, state.settings, state.metrics
@@ -207,7 +203,7 @@ class FastViewers:
             metrics.cut_off.inc,
             state.slots.take(ask.subject, ask.address).release,
         )
-        handed.spawn, handed.close = spawn, close
+        handed.spawn, handed.close, handed.finish = ends
         sub.resume = handed.wake
         if ask.tag is not None:
             metrics.resumed_from_memory.inc()

@@ -61,10 +61,11 @@ turn of the event loop, then reach its socket in one ``send`` instead of three."
 DETACH = "broadcaster.detach"
 """The ASGI scope extension: a callable that, once the response has started, lets it go
 on without its task. Called with the function to call when the client goes (instead of
-``ON_DISCONNECT``'s), it returns ``(spawn, close)``, or None when it cannot: the app may
+``ON_DISCONNECT``'s), it returns ``(spawn, close, finish)``, or None when it cannot: the app may
 then return with the response unfinished and the connection stays open; ``spawn(coro)``
 runs a task the server owns (and awaits at shutdown), which may go on with the
-response's ``send``; ``close()`` closes the connection."""
+response's ``send``; ``close()`` closes the connection; ``finish()`` ends the response
+now (the chunked body's end) and returns True, unless the socket holds too much unsent."""
 
 DIRECT_WRITE_LIMIT = 256 * 1024
 """Unsent bytes a socket may hold before direct writes stop and ``send`` (which waits for
@@ -224,7 +225,7 @@ class SSEResponse(Response):
         made = ext(handed.lost)
         if made is None:
             return False
-        handed.spawn, handed.close = made
+        handed.spawn, handed.close, handed.finish = made
         sub.resume = handed.wake
         self._handed = True
         return True
@@ -261,6 +262,7 @@ class Handed:
         "_writer",
         "close",
         "done",
+        "finish",
         "spawn",
         "sub",
         "task",
@@ -289,6 +291,8 @@ class Handed:
         self._on_end = on_end
         self.spawn: Callable[[Any], asyncio.Task[None]] | None = None
         self.close: Callable[[], None] | None = None
+        self.finish: Callable[[], bool] | None = None
+        """Ends the response now, if its socket takes it (the chunked body's end)."""
         self.task: asyncio.Task[None] | None = None
         self.done = False
 
@@ -300,8 +304,13 @@ class Handed:
         return True
 
     def wake(self) -> None:
-        """The viewer has work: a task for it (called by its subscription, once)."""
+        """The viewer has work: a task for it (called by its subscription, once); or,
+        when all that is left is the end of a response whose terminal event went out
+        (every viewer of a stream, at once, at its end), the end, with no task."""
         if self.done or self.spawn is None:
+            return
+        if self.sub.only_ended() and self.finish is not None and self.finish():
+            self._end()
             return
         self.task = self.spawn(self._run())
         self.task.add_done_callback(self._ran)

@@ -38,7 +38,7 @@ from uvicorn.protocols.http.httptools_impl import (
 from uvicorn.protocols.utils import get_local_addr, get_remote_addr
 
 from broadcaster.fanout.subscription import Writer
-from broadcaster.http.fast_viewer import FastViewers, Opening
+from broadcaster.http.fast_viewer import Ends, FastViewers, Opening
 from broadcaster.http.sse_response import (
     DETACH,
     DIRECT_WRITE,
@@ -333,7 +333,8 @@ class DirectWriteProtocol(HttpToolsProtocol):
         previous, self.cycle = self.cycle, cycle
         writer = self._direct_writer()
         assert writer is not None
-        answer = opening.start(cast(Any, cycle.send), writer, self._spawn, self.transport.close)
+        ends = (self._spawn, self.transport.close, self._finish)
+        answer = opening.start(cast(Any, cycle.send), writer, ends)
         if answer is None:
             self.cycle = previous
             return False
@@ -358,9 +359,7 @@ class DirectWriteProtocol(HttpToolsProtocol):
         cycle.__class__ = DetachableCycle  # the same object, which may outlive its task
         super()._start_asgi_task(cycle, app)
 
-    def _detach(
-        self, on_lost: Callable[[], None]
-    ) -> tuple[Callable[[Any], asyncio.Task[None]], Callable[[], None]] | None:
+    def _detach(self, on_lost: Callable[[], None]) -> Ends | None:
         """Let the response go on without its task (``sse_response.DETACH``)."""
         cycle = getattr(self, "cycle", None)
         if (
@@ -378,7 +377,28 @@ class DirectWriteProtocol(HttpToolsProtocol):
         # extensions (a kilobyte and more) need not live as long as the viewer watches.
         cycle.scope = self.scope = cast(Any, {"type": "http", "method": cycle.scope["method"]})
         self.headers = []
-        return self._spawn, self.transport.close
+        return self._spawn, self.transport.close, self._finish
+
+    def _finish(self) -> bool:
+        """The detached response's end, as its ``send`` of the last, empty body would
+        write it (``RequestResponseCycle.send``), now; False when the socket holds more
+        than ``DIRECT_WRITE_LIMIT`` unsent (then ``send`` waits for it)."""
+        cycle, transport = self.cycle, self.transport
+        if (
+            cycle is None
+            or cycle.response_complete
+            or cycle.disconnected
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
+        ):
+            return False
+        (self._held or transport).write(b"0\r\n\r\n")
+        cycle.response_complete = True
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            transport.close()
+        cycle.on_response()
+        return True
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
         """A task of a detached response: the server's, awaited at its shutdown as the

@@ -196,20 +196,21 @@ def _tag(conn: Conn, seq: int) -> str:
 
 
 async def test_from_the_start_and_from_memory(redis_url: str) -> None:
-    """A viewer from the start of a stream whose whole history the topic holds, and one
-    resuming from the newest event, are answered without the app, with what they lack."""
+    """A viewer from the start of a stream (answered without the app when the topic's
+    tail holds its whole history: the herd test), and one resuming from the newest
+    event, answered without the app, each with what it lacks."""
     async with serving(redis_url) as front:
         sid = await stream(front, events=4)
-        before = front.fast.answered
         resumed = front.app.state.metrics.resumed_from_memory._value.get()
         start = await Conn.get(front.port, path(sid))
         await start.until(b"id: 4.")
         probe = await Conn.get(front.port, path(sid), "last-event-id: 3")  # app: tag-less
         await probe.until(b"id: 4.")
         tag = _tag(probe, 4)
+        before = front.fast.answered
         newest = await Conn.get(front.port, path(sid, f"last_event_id=4.{tag}"))
         await newest.until(b"retry: ")
-        assert front.fast.answered == before + 2
+        assert front.fast.answered == before + 1
         assert start.ids() == [1, 2, 3, 4]
         await front.log.append(sid, [{"type": "data-n", "i": 9}], kind="feed")
         await newest.until(b"id: 5.")
@@ -356,14 +357,12 @@ async def test_a_request_sent_behind_a_waiting_viewer_closes_the_connection(
     env = {"BROADCASTER_ADMIT_PER_SECOND": "1", "BROADCASTER_ADMIT_WAIT_SECONDS": "10"}
     async with serving(redis_url, **env) as front:
         sid = await stream(front)
-        first = await Conn.get(front.port, path(sid))  # takes the bucket's one turn
+        first = await Conn.get(front.port, path(sid))
+        await first.until(b"id: 3.")  # took the turn there was (at most one a second)
         conn = await Conn.get(front.port, path(sid))  # waits its turn
         conn.send("/healthz")
         await conn.closed()
         assert conn.got == b""
-        await first.until(b"id: 3.")
-        for c in (first, conn):
-            c.close()
 
 
 async def test_a_drain_ends_fast_viewers_and_those_waiting(redis_url: str) -> None:
@@ -400,3 +399,36 @@ async def test_a_trusted_proxys_clients_are_counted_by_address(redis_url: str) -
         assert third.got.startswith(b"HTTP/1.1 429"), third.got[:200]
         for c in (*a, b, third):
             c.close()
+
+
+async def test_the_end_of_a_stream_ends_every_handed_response_with_no_task(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The terminal event goes to every caught-up viewer from the fan-out; the end of
+    each response (the chunked body's end) follows at once, with no task per viewer,
+    and each connection serves its next request."""
+    async with serving(redis_url) as front:
+        sid = await stream(front)
+        conns = [await Conn.get(front.port, path(sid)) for _ in range(30)]
+        for c in conns:
+            await c.until(b"id: 3.")
+        protocol = front.server.config.http_protocol_class
+        spawned: list[object] = []
+        real = protocol._spawn  # type: ignore[attr-defined]
+
+        def spawn(self: object, coro: object) -> object:
+            spawned.append(coro)
+            return real(self, coro)
+
+        monkeypatch.setattr(protocol, "_spawn", spawn)
+        await front.log.append(sid, [{"type": "finish"}], kind="feed")
+        for c in conns:
+            await c.until(b"[DONE]")
+            await c.until(b"0\r\n\r\n")
+        assert len(spawned) <= 1, len(spawned)  # the first viewer's, which the app answered
+        await until(lambda: front.hub.viewers == 0, "every viewer left")
+        assert front.app.state.slots.open == 0
+        for c in conns:
+            c.got = b""
+            c.writer.write(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
+            await c.until(b"HTTP/1.1 200")

@@ -125,6 +125,33 @@ async def test_appends_during_the_replay_arrive_once(clients: Clients) -> None:
     assert hub.viewers == 0 and hub.streams == 0
 
 
+async def test_a_new_topic_at_the_resume_point_gets_what_came_before_it_subscribed(
+    clients: Clients,
+) -> None:
+    """A viewer at the newest event of a stream nobody watches here reads nothing more
+    of the log itself: the events appended after its read of the stream's state and
+    before its subscription (their messages went to nobody) reach it through the new
+    topic's first check, in order and once; then live events follow."""
+    resolver, control = clients
+    sid = "at-" + secrets.token_hex(4)
+    log = EventLog(control)
+    await log.append(sid, [{"type": "data-n", "i": i} for i in range(3)], kind="feed")
+    info = await info_of(log, sid)  # the viewer read where the stream stood: 3
+    await log.append(sid, [{"type": "data-n", "i": 3}, {"type": "data-n", "i": 4}], kind="feed")
+    async with Hub(resolver, log, HubConfig()) as hub:
+        follow = hub.follow(sid, 3, info)
+
+        async def finish_later() -> None:
+            await until(lambda: hub.viewers == 1, "subscribed")
+            await asyncio.sleep(0.3)
+            await log.append(sid, [{"type": "finish"}], kind="feed")
+
+        finisher = asyncio.create_task(finish_later())
+        raw = await collect(follow)
+        await finisher
+    assert ids_of(raw) == [4, 5, 6]
+
+
 async def test_a_slow_viewer_catches_up_from_redis(clients: Clients) -> None:
     resolver, control = clients
     log = EventLog(control, page_size=50)
