@@ -146,7 +146,9 @@ class DirectWriteProtocol(HttpToolsProtocol):
         if sock is None:
             self.server, self.client = get_local_addr(transport), get_remote_addr(transport)
             return
-        self.client = _address(sock.getpeername)  # the server's: ``_make_scope``
+        # uvloop keeps the peer's address from the accept: no system call, where the
+        # socket object's ``getpeername`` makes two. The server's: ``_make_scope``.
+        self.client = _address(lambda: transport.get_extra_info("peername"))
         # A viewer that stops reading holds what the kernel would buffer for it: without
         # a bound, megabytes (the send buffer autotunes up to tcp_wmem's maximum). With
         # it, the kernel holds at most this much unsent, the socket reports itself
