@@ -101,9 +101,11 @@ class FastViewers:
         ask = self._ask(state, path[len(PREFIX) : -len(SUFFIX)], query, headers, client)
         if ask is None:
             return None
-        if not self._room(state, ask):
-            if not settle:
+        room = self._room(state, ask)
+        if room is not True:
+            if not settle or room is False:  # a refusal, or asked again: the app's
                 return None
+            # Only its stream's topic is missing: wait for it (``Hub.when_settled``).
             return Opening(
                 self.head, 0.0, _later, functools.partial(hub.when_settled, ask.stream_id)
             )
@@ -114,7 +116,7 @@ class FastViewers:
         def start(
             send: Send, writer: Writer, ends: Ends
         ) -> tuple[bytes, Callable[[], None]] | None:
-            if wait and not self._room(state, ask):  # things may change while it waits
+            if wait and self._room(state, ask) is not True:  # things change while it waits
                 return None
             return self._join(state, ask, send, writer, ends)
 
@@ -160,12 +162,13 @@ class FastViewers:
         return Ask(stream_id, point[0], point[1], subject, address, wants)
 
     @staticmethod
-    def _room(state: Any, ask: Ask) -> bool:
-        """What ``check_room`` and ``_stream_state`` would let through now."""
+    def _room(state: Any, ask: Ask) -> bool | None:
+        """Whether ``check_room`` and ``_stream_state`` would let it through now: True;
+        False, refused (by a limit, or a drain); None, its resume point is not one the
+        stream's topic here vouches for (there may be no topic yet)."""
         hub, slots, settings = state.hub, state.slots, state.settings
         if (
             hub.closing
-            or hub.known(ask.stream_id, ask.after, ask.tag) is None
             or max(hub.connections, slots.open) >= settings.max_connections
             or hub.viewers_of(ask.stream_id) >= settings.max_viewers_per_stream
         ):
@@ -174,7 +177,7 @@ class FastViewers:
             slots.check(ask.subject, ask.address)
         except Refused:
             return False
-        return True
+        return True if hub.known(ask.stream_id, ask.after, ask.tag) is not None else None
 
     def _join(
         self, state: Any, ask: Ask, send: Send, writer: Writer, ends: Ends

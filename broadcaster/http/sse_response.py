@@ -309,9 +309,22 @@ class Handed:
         (every viewer of a stream, at once, at its end), the end, with no task."""
         if self.done or self.spawn is None:
             return
+        if self.sub.only_ended() and self.finish is not None:
+            # Once the fan-out that woke it is over: leaving changes its stream's viewers.
+            asyncio.get_running_loop().call_soon(self._ending)
+            return
+        self._start()
+
+    def _ending(self) -> None:
+        if self.done:
+            return
         if self.sub.only_ended() and self.finish is not None and self.finish():
             self._end()
-            return
+        else:
+            self._start()
+
+    def _start(self) -> None:
+        assert self.spawn is not None
         self.task = self.spawn(self._run())
         self.task.add_done_callback(self._ran)
 

@@ -53,14 +53,18 @@ async def stream_response(
     is never handed over (``SSEResponse.detach``)."""
     after, tag = _resume_point(resume)
     hub, settings = await get_hub(request), await get_settings(request)
-    slot = await admit_viewer(request, [stream_id])
-    with slot.guard():
-        metrics = await get_metrics(request)
-        info = await _stream_state(request, hub, stream_id, after, tag)
-        _check_resume_point(info, after, tag)
-        if info.ended and after == info.last_seq:
-            slot.release()
-            return Response(status_code=204)
+    try:
+        slot = await admit_viewer(request, [stream_id])
+        with slot.guard():
+            metrics = await get_metrics(request)
+            info = await _stream_state(request, hub, stream_id, after, tag)
+            _check_resume_point(info, after, tag)
+    except (Refused, ApiError):
+        hub.arrivals.release(stream_id)  # no topic comes of this viewer: those waiting go on
+        raise
+    if info.ended and after == info.last_seq:
+        slot.release()
+        return Response(status_code=204)
     wants = _flag(request, "presence") if presence is None else presence
     compact = _flag(request, "compact") if compact is None else compact
     subject = viewer_subject(request)

@@ -10,92 +10,37 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
 import pytest
 
 from broadcaster.auth import tokens
-from broadcaster.core import connection
-from broadcaster.core.embedded import free_port
-from broadcaster.core.eventlog import EventLog
-from broadcaster.fanout.hub import Hub
-from broadcaster.http.app import BroadcasterApp, create_app
-from broadcaster.http.fast_viewer import FastViewers
-from broadcaster.http.server import DrainingServer, make_server
-from broadcaster.http.settings import Settings
 from tests.integration.test_hub import until
+from tests.support import inprocess
+from tests.support.inprocess import Bare, Front
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "fast-viewers-test-secret-0123456789abcdef"
 
 
-@dataclass
-class Front:
-    app: BroadcasterApp
-    server: DrainingServer
-    port: int
-    log: EventLog
-
-    @property
-    def hub(self) -> Hub:
-        hub: Hub = self.app.state.hub
-        return hub
-
-    @property
-    def fast(self) -> FastViewers:
-        fast = self.server.config.http_protocol_class.fast  # type: ignore[attr-defined]
-        assert isinstance(fast, FastViewers)
-        return fast
-
-
 @contextlib.asynccontextmanager
 async def serving(redis_url: str, **env: str) -> AsyncIterator[Front]:
-    with _env({"BROADCASTER_KEEPALIVE_SECONDS": "1", **env}):
-        app = create_app(Settings(), redis_url)
-    port = free_port()
-    trusted = app.state.settings.trusted_proxies
-    server = make_server(
-        app, "127.0.0.1", port, 2.0, "warning", gc_freeze=False, trusted_proxies=trusted
-    )
-    task = asyncio.create_task(server.serve())
-    client = connection.command_client(redis_url)
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            await asyncio.sleep(0.05)
-        assert server.started, "the front-end did not start"
-        yield Front(app, server, port, EventLog(client))
-    finally:
-        for conn in OPEN:
-            conn.close()
-        OPEN.clear()
-        await asyncio.sleep(0)
-        app.state.hub.drain()
-        server.should_exit = True
-        await asyncio.wait_for(task, 20)
-        await client.aclose()
-
-
-@contextlib.contextmanager
-def _env(values: dict[str, str]) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in values.items():
-            mp.setenv(name, value)
-        yield
+    async with inprocess.serving(redis_url, {"BROADCASTER_KEEPALIVE_SECONDS": "1", **env}) as f:
+        try:
+            yield f
+        finally:
+            for conn in OPEN:
+                conn.close()
+            OPEN.clear()
+            await asyncio.sleep(0)
 
 
 OPEN: list[Conn] = []
 
 
-class Conn:
-    """One connection on a bare socket: what it was sent, as it came."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.got = b""
+class Conn(Bare):
+    """A connection that sends requests for SSE."""
 
     @classmethod
     async def get(cls, port: int, target: str, *headers: str, version: str = "1.1") -> Conn:
@@ -109,18 +54,6 @@ class Conn:
         head = f"GET {target} HTTP/{version}\r\nhost: t\r\naccept: text/event-stream\r\n"
         self.writer.write((head + "".join(h + "\r\n" for h in headers) + "\r\n").encode())
 
-    async def until(self, marker: bytes, seconds: float = 10.0) -> None:
-        async with asyncio.timeout(seconds):
-            while marker not in self.got:
-                data = await self.reader.read(65536)
-                assert data, f"closed before {marker!r}: {self.got[-400:]!r}"
-                self.got += data
-
-    async def closed(self, seconds: float = 10.0) -> None:
-        async with asyncio.timeout(seconds):
-            while data := await self.reader.read(65536):
-                self.got += data
-
     def head(self) -> tuple[bytes, dict[bytes, bytes]]:
         status, _, rest = self.got.partition(b"\r\n")
         lines = rest.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
@@ -130,27 +63,35 @@ class Conn:
         lines = self.got.split(b"\n")
         return [int(line[4:].split(b".")[0]) for line in lines if line.startswith(b"id: ")]
 
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
-
 
 def path(sid: str, query: str = "") -> str:
     return f"/v1/streams/{sid}/events" + (f"?{query}" if query else "")
 
 
-async def stream(front: Front, events: int = 3) -> str:
+NEWEST: dict[str, str] = {}
+"""Each stream's newest event id, as ``stream`` left it."""
+
+
+async def stream(front: Front, events: int = 3, *headers: str, sid: str = "") -> str:
     """A stream of ``events`` events that the front-end watches (a first viewer, which
-    the app answers, is kept open), with its whole history in the topic's tail."""
-    sid = "fast-" + secrets.token_hex(4)
+    the app answers, is kept open): its events after the first went through the topic,
+    which holds them. (Whether it also holds the first depends on which came first, the
+    first viewer's read of it or the topic's settling: a viewer from the start may be
+    the app's, one at the newest event, ``at_newest``, never is.)"""
+    sid = sid or "fast-" + secrets.token_hex(4)
     await front.log.append(sid, [{"type": "data-n", "i": 0}], kind="feed")
-    first = await Conn.get(front.port, path(sid))
+    first = await Conn.get(front.port, path(sid), *headers)
     await first.until(b"id: 1.")
     await until(lambda: front.hub.warm(sid), "the stream is watched")
     for i in range(1, events):  # live: the tail holds them from here on
         await front.log.append(sid, [{"type": "data-n", "i": i}], kind="feed")
         await first.until(b"id: %d." % (i + 1))
+    NEWEST[sid] = f"{events}.{_tag(first, events)}"
     return sid
+
+
+def at_newest(sid: str) -> str:
+    return f"last-event-id: {NEWEST[sid]}"
 
 
 async def test_a_watched_stream_is_answered_without_the_app_and_alike(redis_url: str) -> None:
@@ -268,14 +209,19 @@ async def test_what_it_cannot_answer_goes_to_the_app(redis_url: str) -> None:
 
 async def test_tokens_are_checked_as_the_route_checks_them(redis_url: str) -> None:
     async with serving(redis_url, BROADCASTER_TOKEN_SECRET=SECRET) as front:
-        sid = await stream_with_token(front)
-        before = front.fast.answered
+        sid = "fast-" + secrets.token_hex(4)
         mine = _token([sid], subject="ada")
+        await stream(front, 2, f"authorization: Bearer {mine}", sid=sid)
+        before = front.fast.answered
         other = _token(["elsewhere"])
-        bearer = await Conn.get(front.port, path(sid), f"authorization: Bearer {mine}")
-        query = await Conn.get(front.port, path(sid, f"token={mine}&presence=1"))
+        bearer = await Conn.get(
+            front.port, path(sid), f"authorization: Bearer {mine}", at_newest(sid)
+        )
+        query = await Conn.get(
+            front.port, path(sid, f"token={mine}&presence=1&last_event_id={NEWEST[sid]}")
+        )
         for c in (bearer, query):
-            await c.until(b"id: 1.")
+            await c.until(b"retry: ")
         assert front.fast.answered == before + 2
         refused = [
             (await Conn.get(front.port, path(sid)), b"401"),
@@ -296,25 +242,16 @@ def _token(read: list[str], subject: str | None = None) -> str:
     return tokens.mint_token(SECRET, read=read, sub=subject, ttl_seconds=600)
 
 
-async def stream_with_token(front: Front) -> str:
-    sid = "fast-" + secrets.token_hex(4)
-    await front.log.append(sid, [{"type": "data-n", "i": 0}], kind="feed")
-    first = await Conn.get(front.port, path(sid), f"authorization: Bearer {_token([sid])}")
-    await first.until(b"id: 1.")
-    await until(lambda: front.hub.warm(sid), "the stream is watched")
-    await front.log.append(sid, [{"type": "data-n", "i": 1}], kind="feed")
-    await first.until(b"id: 2.")
-    return sid
-
-
 async def test_a_cross_origin_request_gets_the_apps_cors_headers(redis_url: str) -> None:
     async with serving(redis_url, BROADCASTER_CORS_ORIGINS="https://app.example") as front:
         sid = await stream(front)
         before = front.fast.answered
-        browser = await Conn.get(front.port, path(sid), "origin: https://app.example")
-        plain = await Conn.get(front.port, path(sid))
+        browser = await Conn.get(
+            front.port, path(sid), "origin: https://app.example", at_newest(sid)
+        )
+        plain = await Conn.get(front.port, path(sid), at_newest(sid))
         for c in (browser, plain):
-            await c.until(b"id: 3.")
+            await c.until(b"retry: ")
         assert front.fast.answered == before + 1  # the plain one
         _, head = browser.head()
         assert head[b"access-control-allow-origin"] == b"https://app.example"
@@ -334,15 +271,19 @@ async def test_viewers_past_the_admission_rate_wait_their_turn_without_a_task(
         before = front.fast.answered
         tasks = len(asyncio.all_tasks())
         started = time.monotonic()
-        conns = [await Conn.get(front.port, path(sid)) for _ in range(60)]
+        conns = [await Conn.get(front.port, path(sid), at_newest(sid)) for _ in range(60)]
         leaver = conns.pop()
         await asyncio.sleep(0.3)
         assert len(asyncio.all_tasks()) - tasks < 5  # nobody waits in a task of its own
         leaver.close()
+        await front.log.append(sid, [{"type": "data-n", "i": 3}], kind="feed")
         for c in conns:
-            await c.until(b"id: 3.", seconds=20)
+            await c.until(b"retry: ", seconds=20)
         took = time.monotonic() - started
         assert took > 1.5, took  # 20 at once, then 20 a second
+        for c in conns:  # the event appended while most waited: none missed it
+            await c.until(b"id: 4.")
+            assert c.ids() == [4]
         assert front.fast.answered == before + 59
         await until(lambda: front.hub.connections == 60, "59 and the first viewer")
         assert front.app.state.slots.open == 60
@@ -357,9 +298,9 @@ async def test_a_request_sent_behind_a_waiting_viewer_closes_the_connection(
     env = {"BROADCASTER_ADMIT_PER_SECOND": "1", "BROADCASTER_ADMIT_WAIT_SECONDS": "10"}
     async with serving(redis_url, **env) as front:
         sid = await stream(front)
-        first = await Conn.get(front.port, path(sid))
-        await first.until(b"id: 3.")  # took the turn there was (at most one a second)
-        conn = await Conn.get(front.port, path(sid))  # waits its turn
+        first = await Conn.get(front.port, path(sid), at_newest(sid))
+        await first.until(b"retry: ")  # took the turn there was (at most one a second)
+        conn = await Conn.get(front.port, path(sid), at_newest(sid))  # waits its turn
         conn.send("/healthz")
         await conn.closed()
         assert conn.got == b""
@@ -373,8 +314,8 @@ async def test_a_drain_ends_fast_viewers_and_those_waiting(redis_url: str) -> No
     async with serving(redis_url, **env) as front:
         sid = await stream(front)
         await asyncio.sleep(1.1)
-        conns = [await Conn.get(front.port, path(sid)) for _ in range(5)]
-        await conns[0].until(b"id: 3.")
+        conns = [await Conn.get(front.port, path(sid), at_newest(sid)) for _ in range(5)]
+        await conns[0].until(b"retry: ")
         front.hub.drain()
         for c in conns:
             await c.until(b"0\r\n\r\n")
@@ -389,12 +330,13 @@ async def test_a_trusted_proxys_clients_are_counted_by_address(redis_url: str) -
     async with serving(redis_url, **env) as front:
         sid = await stream(front)
         before = front.fast.answered
-        a = [await Conn.get(front.port, path(sid), "x-forwarded-for: 203.0.113.7") for _ in "ab"]
-        b = await Conn.get(front.port, path(sid), "x-forwarded-for: 203.0.113.8")
+        xff = "x-forwarded-for: 203.0.113."
+        a = [await Conn.get(front.port, path(sid), xff + "7", at_newest(sid)) for _ in "ab"]
+        b = await Conn.get(front.port, path(sid), xff + "8", at_newest(sid))
         for c in (*a, b):
-            await c.until(b"id: 3.")
+            await c.until(b"retry: ")
         assert front.fast.answered == before + 3
-        third = await Conn.get(front.port, path(sid), "x-forwarded-for: 203.0.113.7")
+        third = await Conn.get(front.port, path(sid), xff + "7", at_newest(sid))
         await third.until(b"\r\n\r\n")
         assert third.got.startswith(b"HTTP/1.1 429"), third.got[:200]
         for c in (*a, b, third):
@@ -409,9 +351,9 @@ async def test_the_end_of_a_stream_ends_every_handed_response_with_no_task(
     and each connection serves its next request."""
     async with serving(redis_url) as front:
         sid = await stream(front)
-        conns = [await Conn.get(front.port, path(sid)) for _ in range(30)]
+        conns = [await Conn.get(front.port, path(sid), at_newest(sid)) for _ in range(30)]
         for c in conns:
-            await c.until(b"id: 3.")
+            await c.until(b"retry: ")
         protocol = front.server.config.http_protocol_class
         spawned: list[object] = []
         real = protocol._spawn  # type: ignore[attr-defined]

@@ -11,66 +11,28 @@ import contextlib
 import secrets
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 
-from broadcaster.core import connection
-from broadcaster.core.embedded import free_port
-from broadcaster.core.eventlog import EventLog
-from broadcaster.fanout.hub import Hub
-from broadcaster.http.app import BroadcasterApp, create_app
-from broadcaster.http.server import make_server
-from broadcaster.http.settings import Settings
 from tests.integration.test_hub import until
+from tests.support.inprocess import Bare, Front, serving
 
 pytestmark = pytest.mark.anyio
 
 
-@dataclass
-class Front:
-    app: BroadcasterApp
-    port: int
-    log: EventLog
-
-    @property
-    def hub(self) -> Hub:
-        hub: Hub = self.app.state.hub
-        return hub
-
-
 @pytest.fixture
-async def front(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Front]:
-    monkeypatch.setenv("BROADCASTER_KEEPALIVE_SECONDS", "1")
-    monkeypatch.setenv("BROADCASTER_MAX_CONNECTIONS_PER_ADDRESS", "0")
-    monkeypatch.setenv("BROADCASTER_SLOW_VIEWER_TIMEOUT", "1")
-    app = create_app(Settings(), redis_url)
-    port = free_port()
-    server = make_server(
-        app, "127.0.0.1", port, 2.0, "warning", gc_freeze=False, notsent_lowat=16384, sndbuf=8192
-    )
-    serving = asyncio.create_task(server.serve())
-    client = connection.command_client(redis_url)
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            await asyncio.sleep(0.05)
-        assert server.started, "the front-end did not start"
-        yield Front(app, port, EventLog(client))
-    finally:
-        app.state.hub.drain()
-        server.should_exit = True
-        await asyncio.wait_for(serving, 20)
-        await client.aclose()
+async def front(redis_url: str) -> AsyncIterator[Front]:
+    env = {
+        "BROADCASTER_KEEPALIVE_SECONDS": "1",
+        "BROADCASTER_MAX_CONNECTIONS_PER_ADDRESS": "0",
+        "BROADCASTER_SLOW_VIEWER_TIMEOUT": "1",
+    }
+    async with serving(redis_url, env, notsent_lowat=16384, sndbuf=8192) as front:
+        yield front
 
 
-class Viewer:
-    """One SSE viewer on a bare socket: what it was sent, as it came."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.got = b""
+class Viewer(Bare):
+    """One SSE viewer on a bare socket."""
 
     @classmethod
     async def open(cls, port: int, stream_id: str, rcvbuf: int = 0) -> Viewer:
@@ -85,16 +47,6 @@ class Viewer:
             % stream_id.encode()
         )
         return cls(reader, writer)
-
-    async def until(self, marker: bytes, seconds: float = 10.0) -> None:
-        async with asyncio.timeout(seconds):
-            while marker not in self.got:
-                data = await self.reader.read(65536)
-                assert data, f"closed before {marker!r}: {self.got[-300:]!r}"
-                self.got += data
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 async def test_caught_up_viewers_hold_no_task_and_get_everything(front: Front) -> None:
