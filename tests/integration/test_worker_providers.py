@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from tests.support.fake_anthropic import (
     thinking,
     tool_use,
 )
+from tests.support.faults import poll
 from tests.support.procs import Proc, SSEEvent, read_sse, start_frontend, start_worker
 
 pytestmark = pytest.mark.anyio
@@ -206,6 +207,13 @@ async def status(client: httpx.AsyncClient, base: str, gid: str) -> dict[str, An
 
 def kinds(events: list[SSEEvent]) -> list[str]:
     return [e.event or "" for e in events]
+
+
+def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        return check()
+
+    return probe
 
 
 def queued(redis_url: str) -> int:
@@ -1161,6 +1169,8 @@ async def test_an_image_counts_against_the_body_limit(
     async with httpx.AsyncClient(timeout=30) as client:
         _, events = await run(client, stack.url, **fits)
         assert events[-1].event == "finish", events[-1].data
+        # The worker removes a job from its queue just after the generation's end.
+        await poll(_async(lambda: queued(stack.redis.url) == 0), "the first job removed", 10)
         before = queued(stack.redis.url)
         r = await client.post(
             stack.url + "/v1/generations", json={**with_png(800_000), "id": "big"}
