@@ -3,16 +3,18 @@
 ``GET /v1/streams/{id}/events`` is what a herd of viewers sends after a deploy or a lost
 front-end, and most of them ask for a stream this front-end watches, at a resume point
 its topic holds (``Hub.known``). Such a request needs nothing from Redis and nothing that
-waits, so the server's protocol (``server.py``) asks ``FastViewers.open`` first, once
-the request's head is parsed. When it can answer now, it does the route's checks (the
-stream id, the viewer's token, the resume point, the connection limits and the admission
-rate), takes the viewer's slot, and hands back the response head and its first chunk;
-the viewer joins its topic caught up and handed over (``sse_response.Handed``), as the
-SSE response's task would have left it, with the same send path, slow-viewer cut-off,
-keepalives, presence and drain. Anything else (an unknown stream or resume point, a
-token to fetch keys for, a refusal or an error to answer, ``compact``, a browser's
-cross-origin request, a wait for admission) returns None, and the request goes the
-usual way through the app, which answers it as before. Nothing is taken on that path.
+waits, so the server's protocol (``wire.py``) asks ``FastViewers.open`` first, once the
+request's head is parsed. When it can answer, it does the route's checks (the stream id,
+the viewer's token, the resume point, the connection limits and the admission rate);
+then, now or once the viewer's turn at the admission rate comes, the viewer takes its
+slot and joins its topic caught up and handed over (``sse_response.Handed``), as the SSE
+response's task would have left it, with the same send path, slow-viewer cut-off,
+keepalives, presence and drain, and the protocol writes the head and the first chunk. A
+viewer whose stream's topic is still being made here waits for it and is asked about
+again (``Opening.until``). Anything else (an unknown stream or resume point, a token to
+fetch keys for, a refusal or an error to answer, ``compact``, a browser's cross-origin
+request) returns None, and the request goes the usual way through the app, which answers
+it as before. Nothing is taken on that path.
 """
 
 from __future__ import annotations
