@@ -271,7 +271,12 @@ class DirectWriteProtocol(HttpToolsProtocol):
             or (self.cycle is not None and not self.cycle.response_complete)  # pipelined
         ):
             return False
-        return self._ask(fast, settle=True)
+        try:
+            return self._ask(fast, settle=True)
+        except Exception:  # a defect here must not cost the request: the app answers it
+            log.exception("answering a viewer from the parser failed; the app answers it")
+            self._waiting = None
+            return False
 
     def _ask(self, fast: FastViewers, *, settle: bool) -> bool:
         """``fast``'s answer: now, after the viewer's turn (``Turns``), or once its

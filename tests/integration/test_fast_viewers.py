@@ -374,3 +374,21 @@ async def test_the_end_of_a_stream_ends_every_handed_response_with_no_task(
             c.got = b""
             c.writer.write(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
             await c.until(b"HTTP/1.1 200")
+
+
+async def test_a_defect_in_the_answer_from_the_parser_leaves_the_request_to_the_app(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with serving(redis_url) as front:
+        sid = await stream(front)
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("a defect")
+
+        monkeypatch.setattr(front.fast, "open", broken)
+        conn = await Conn.get(front.port, path(sid), at_newest(sid))
+        await conn.until(b"retry: ")
+        assert conn.got.startswith(b"HTTP/1.1 200")
+        await front.log.append(sid, [{"type": "data-n", "i": 3}], kind="feed")
+        await conn.until(b"id: 4.")
+        assert "answering a viewer from the parser failed" in caplog.text
