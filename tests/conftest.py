@@ -12,13 +12,14 @@ import contextlib
 import fcntl
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import redis as redis_sync
+from redis.asyncio import Redis
 
-from broadcaster.core import embedded
+from broadcaster.core import connection, embedded
 from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound
 from tests.support import ports, procs
 from tests.support.procs import Deployment, Proc, start_frontend, start_worker
@@ -61,6 +62,14 @@ def redis_client(redis_url: str) -> Iterator[redis_sync.Redis]:
     client = redis_sync.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture
+async def redis_async(redis_url: str) -> AsyncIterator[Redis]:
+    """The project's command client of the test Redis (``connection.command_client``)."""
+    client = connection.command_client(redis_url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

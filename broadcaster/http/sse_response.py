@@ -154,13 +154,7 @@ class SSEResponse(Response):
         try:
             await self._stream(scope, send)
         except SlowViewer:
-            log.warning(
-                "viewer accepted nothing for %.0fs; cut off",
-                self._send_timeout,
-                extra={"stream_id": self._stream_id},
-            )
-            if self._on_cut_off is not None:
-                self._on_cut_off()
+            _cut_off(self._send_timeout, self._stream_id, self._on_cut_off)
             # Returning with the response unfinished makes the server close the
             # connection, which is the point.
         finally:
@@ -351,13 +345,7 @@ class Handed:
                 return
             await self._send({"type": "http.response.body", "body": b"", "more_body": False})
         except SlowViewer:
-            log.warning(
-                "viewer accepted nothing for %.0fs; cut off",
-                self._timeout,
-                extra={"stream_id": self._stream_id},
-            )
-            if self._on_cut_off is not None:
-                self._on_cut_off()
+            _cut_off(self._timeout, self._stream_id, self._on_cut_off)
             if self.close is not None:
                 self.close()
 
@@ -382,6 +370,16 @@ class Handed:
         self._leave(self.sub)
         if self._on_end is not None:
             self._on_end()
+
+
+def _cut_off(timeout: float, stream_id: str, counted: Callable[[], None] | None) -> None:
+    """A viewer whose socket took nothing for ``timeout`` seconds is cut off: logged and
+    counted (its connection is closed by the caller)."""
+    log.warning(
+        "viewer accepted nothing for %.0fs; cut off", timeout, extra={"stream_id": stream_id}
+    )
+    if counted is not None:
+        counted()
 
 
 @functools.lru_cache(maxsize=64)

@@ -6,12 +6,11 @@ notice as if written alone. A real Redis, the script calls counted by ``INFO``."
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
-from broadcaster.core import connection, keys
+from broadcaster.core import keys
 from broadcaster.presence.counts import PresenceStore
 from broadcaster.presence.tracker import Presence
 from tests.support.faults import poll
@@ -20,10 +19,8 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    redis = connection.command_client(redis_url)
-    yield redis
-    await redis.aclose()
+async def client(redis_async: Redis) -> Redis:
+    return redis_async
 
 
 async def _script_calls(redis: Redis) -> int:

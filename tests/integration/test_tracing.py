@@ -44,6 +44,17 @@ def one(spans: list[Span], name: str, service: str | None = None) -> Span:
     return found[0]
 
 
+async def start_traced(client: httpx.AsyncClient, base: str, prompt: str) -> httpx.Response:
+    """A generation started with the client's ``traceparent``: its 202."""
+    resp = await client.post(
+        f"{base}/v1/generations",
+        json={"prompt": prompt},
+        headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"},
+    )
+    assert resp.status_code == 202, resp.text
+    return resp
+
+
 async def test_one_trace_across_nginx_the_front_end_a_killed_worker_and_its_successor(
     tmp_path: Path,
 ) -> None:
@@ -73,12 +84,7 @@ async def test_one_trace_across_nginx_the_front_end_a_killed_worker_and_its_succ
             model.enqueue([*text_reply(["cut off ", "here"])[:3], stall()])
             model.enqueue(text_reply(["The sum ", "is 4."], input_tokens=30, output_tokens=4))
             async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as client:
-                resp = await client.post(
-                    f"{nginx.url}/v1/generations",
-                    json={"prompt": "add 2 and 2"},
-                    headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"},
-                )
-                assert resp.status_code == 202, resp.text
+                resp = await start_traced(client, nginx.url, "add 2 and 2")
                 gid = resp.json()["id"]
                 viewer = Viewer([nginx.url], gid)
                 r = cluster.client()
@@ -190,12 +196,7 @@ async def test_without_an_exporter_the_trace_id_still_ties_the_response_to_the_l
     worker's log lines of the generation carry it."""
     base = deployment.frontends[0].url
     async with httpx.AsyncClient(timeout=10) as client:
-        resp = await client.post(
-            f"{base}/v1/generations",
-            json={"prompt": "hello"},
-            headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"},
-        )
-        assert resp.status_code == 202, resp.text
+        resp = await start_traced(client, base, "hello")
         gid = resp.json()["id"]
         assert resp.headers["x-trace-id"] == CLIENT_TRACE
         given = resp.headers["traceparent"]

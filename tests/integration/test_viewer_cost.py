@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
-from broadcaster.core import connection
 from broadcaster.core.eventlog import EventLog
 from broadcaster.core.events import Event
 from broadcaster.fanout.config import HubConfig
@@ -39,10 +37,8 @@ class ReadCountingLog(EventLog):
 
 
 @pytest.fixture
-async def control(redis_url: str) -> AsyncIterator[Redis]:
-    client = connection.command_client(redis_url)
-    yield client
-    await client.aclose()
+async def control(redis_async: Redis) -> Redis:
+    return redis_async
 
 
 async def test_viewers_from_the_start_of_a_watched_stream_read_nothing(control: Redis) -> None:

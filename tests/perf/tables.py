@@ -334,13 +334,7 @@ def summary(rounds: list[dict[str, list[dict[str, Any]]]], chosen: list[Scenario
             for t, v in ratios(rnd.get(name, []), s.measure).items():
                 per_target.setdefault(t, []).append(v)
         if per_target:
-            lines.append(
-                f"{name:16} "
-                + ", ".join(
-                    f"{t} {statistics.median(v):.2f}x ({', '.join(f'{x:.2f}' for x in v)})"
-                    for t, v in per_target.items()
-                )
-            )
+            lines.append(f"{name:16} " + _medians(per_target, 2))
         if s.idle_commands > 0 or name in FLEET_NAMES:
             lines += _cost_summary(name, [rnd.get(name, []) for rnd in rounds])
     return "\n".join(lines)
@@ -359,14 +353,16 @@ def _cost_summary(name: str, rounds: list[list[dict[str, Any]]]) -> list[str]:
                 if r is not ceiling and base and r.get(key) is not None:
                     per.setdefault(r["target"], []).append(r[key] / base)
         if per:
-            lines.append(
-                f"{name:16} {label} / ceiling: "
-                + ", ".join(
-                    f"{t} {statistics.median(v):.1f}x ({', '.join(f'{x:.1f}' for x in v)})"
-                    for t, v in per.items()
-                )
-            )
+            lines.append(f"{name:16} {label} / ceiling: " + _medians(per, 1))
     return lines
+
+
+def _medians(per_target: dict[str, list[float]], digits: int) -> str:
+    """Each target's median ratio over the rounds, and the rounds' own."""
+    return ", ".join(
+        f"{t} {statistics.median(v):.{digits}f}x ({', '.join(f'{x:.{digits}f}' for x in v)})"
+        for t, v in per_target.items()
+    )
 
 
 def plot(rounds: list[dict[str, list[dict[str, Any]]]], path: Path) -> list[Path]:
