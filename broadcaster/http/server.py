@@ -23,6 +23,7 @@ import socket
 from collections.abc import Callable
 from types import FrameType
 
+import anyio.lowlevel
 import uvicorn
 from fastapi import FastAPI
 
@@ -79,8 +80,14 @@ class DrainingServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        protocol = self.config.http_protocol_class
+        if isinstance(protocol, type) and issubclass(protocol, DirectWriteProtocol):
+            protocol.listening([s for srv in getattr(self, "servers", ()) for s in srv.sockets])
         if _ended_early:  # a SIGTERM came before uvicorn's handlers, and was swallowed
             self.handle_exit(signal.SIGTERM, None)
+        # anyio loads its asyncio backend when first asked (the first request's cancel
+        # scope): 80 ms on this machine, which a herd's first viewer waited for.
+        await anyio.lowlevel.checkpoint()
         # What start-up built (modules, the app, its schema: ~75,000 objects) lives as
         # long as the process. Frozen, it is out of the collector's sight: a full
         # collection no longer stalls the event loop (every viewer's next frame) for

@@ -12,15 +12,14 @@ adds to it.
   rate waits in ``Turns`` (one timer for all of them).
 - Limits on the request head (httptools keeps none), and ``TCP_NOTSENT_LOWAT``.
 - Less per connection than uvicorn's own: what is the same for every connection of a
-  server (its loggers, its config) is made once, and each connection's addresses are
-  read with one socket object.
+  server (its loggers, its config) is made once, the client's address is the one uvloop
+  kept from the accept, and the socket options are set once, on the listening socket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import functools
 import logging
 import socket
@@ -35,7 +34,7 @@ from uvicorn.protocols.http.httptools_impl import (
     HttpToolsProtocol,
     RequestResponseCycle,
 )
-from uvicorn.protocols.utils import get_local_addr, get_remote_addr
+from uvicorn.protocols.utils import get_local_addr
 
 from broadcaster.fanout.subscription import Writer
 from broadcaster.http.fast_viewer import Ends, FastViewers, Opening
@@ -80,6 +79,8 @@ class DirectWriteProtocol(HttpToolsProtocol):
     """``TCP_NOTSENT_LOWAT`` for each connection (0: leave the kernel's); set per server."""
     sndbuf = 0
     """``SO_SNDBUF`` for each connection (0: leave the kernel's)."""
+    options_per_connection = True
+    """Whether each connection sets those itself (not when the listening socket has)."""
     max_head = 64 * 1024
     """The most bytes of a request's head (request line and headers); set per server."""
     _head = 0
@@ -133,7 +134,9 @@ class DirectWriteProtocol(HttpToolsProtocol):
     def connection_made(self, transport: Any) -> None:
         """uvicorn's, reading the client's address only (the server's is read for the
         requests that need a scope), with no ``asyncio.Event`` (a deque of 760 bytes
-        that an open viewer never waits on)."""
+        that an open viewer never waits on), and no socket object: uvloop keeps the
+        peer's address from the accept, and the socket's options are the listening
+        socket's, which an accepted socket inherits (``listening``)."""
         self.connections.add(self)
         self.transport = transport
         flow = self.flow = FlowControl.__new__(FlowControl)
@@ -142,23 +145,24 @@ class DirectWriteProtocol(HttpToolsProtocol):
         writable._value = True
         flow._is_writable_event = writable
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
-        sock = transport.get_extra_info("socket")
-        if sock is None:
-            self.server, self.client = get_local_addr(transport), get_remote_addr(transport)
-            return
-        # uvloop keeps the peer's address from the accept: no system call, where the
-        # socket object's ``getpeername`` makes two. The server's: ``_make_scope``.
-        self.client = _address(lambda: transport.get_extra_info("peername"))
-        # A viewer that stops reading holds what the kernel would buffer for it: without
-        # a bound, megabytes (the send buffer autotunes up to tcp_wmem's maximum). With
-        # it, the kernel holds at most this much unsent, the socket reports itself
-        # unwritable past it, and the rest stays in the process, where it is bounded and
-        # counted (sse_response's DIRECT_WRITE_LIMIT, then the slow-viewer cut-off).
-        with contextlib.suppress(OSError):
-            if self.notsent_lowat:
-                sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, self.notsent_lowat)
-            if self.sndbuf:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
+        try:
+            peer = transport.get_extra_info("peername")
+        except OSError:
+            peer = None
+        self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
+        if self.options_per_connection and (self.notsent_lowat or self.sndbuf):
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                set_options(sock, self.notsent_lowat, self.sndbuf)
+
+    @classmethod
+    def listening(cls, sockets: list[Any]) -> None:
+        """The server's listening ``sockets`` get the options each connection is to have,
+        which Linux copies to every socket it accepts: then no connection needs a socket
+        object and a system call or three of its own (until this is called, or where it
+        fails, each sets them for itself)."""
+        if sockets and all(set_options(s, cls.notsent_lowat, cls.sndbuf) for s in sockets):
+            cls.options_per_connection = False
 
     # --- the request head's limits: httptools (llhttp) keeps none of its own ---
 
@@ -497,13 +501,21 @@ _SHARED = (
 """What uvicorn's protocol sets per connection that is the same for all of a server's."""
 
 
-def _address(read: Callable[[], Any]) -> tuple[str, int] | None:
-    """A socket's address as uvicorn's ``get_local_addr``/``get_remote_addr`` give it."""
+def set_options(sock: Any, notsent_lowat: int, sndbuf: int) -> bool:
+    """A viewer that stops reading holds what the kernel would buffer for it: without a
+    bound, megabytes (the send buffer autotunes up to tcp_wmem's maximum). With
+    ``TCP_NOTSENT_LOWAT``, the kernel holds at most this much unsent, the socket reports
+    itself unwritable past it, and the rest stays in the process, where it is bounded
+    and counted (sse_response's DIRECT_WRITE_LIMIT, then the slow-viewer cut-off).
+    False if the socket refused them."""
     try:
-        info = read()
+        if notsent_lowat:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, notsent_lowat)
+        if sndbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
     except OSError:
-        return None
-    return (str(info[0]), int(info[1])) if isinstance(info, tuple) else None
+        return False
+    return True
 
 
 class Turns:

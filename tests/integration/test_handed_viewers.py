@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from broadcaster.http import wire
 from tests.integration.test_hub import until
 from tests.support.inprocess import Bare, Front, serving
 
@@ -140,3 +141,37 @@ async def test_a_handed_viewer_that_stops_reading_is_cut_off(front: Front) -> No
     assert ids == list(range(1, 42))
     for v in (stalled, reader):
         v.close()
+
+
+async def test_each_connection_has_the_listening_sockets_options(front: Front) -> None:
+    """``TCP_NOTSENT_LOWAT`` and ``SO_SNDBUF`` are set once, on the listening socket, and
+    every accepted connection has them (Linux copies them at the accept): no socket
+    object or system call of its own per connection."""
+    protocol = front.server.config.http_protocol_class
+    assert protocol.options_per_connection is False  # type: ignore[attr-defined]
+    sid = "options-" + secrets.token_hex(4)
+    await front.log.append(sid, [{"type": "data-n", "i": 0}], kind="feed")
+    viewers = [await Viewer.open(front.port, sid) for _ in range(3)]
+    for v in viewers:
+        await v.until(b"id: 1.")
+    conns = [c for c in front.server.server_state.connections if c.transport is not None]
+    assert len(conns) >= 3
+    for conn in conns:
+        sock = conn.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, wire.TCP_NOTSENT_LOWAT) == 16384
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * 8192  # doubled
+    for v in viewers:
+        v.close()
+
+
+def test_options_a_socket_refuses_stay_each_connections() -> None:
+    """A listening socket that takes no TCP option (a Unix socket) leaves each connection
+    to set its own, as before."""
+    protocol = type("P", (wire.DirectWriteProtocol,), {"notsent_lowat": 16384, "sndbuf": 0})
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix:
+        protocol.listening([unix])
+    assert protocol.options_per_connection is True
+    with socket.socket() as tcp:
+        protocol.listening([tcp])
+        assert tcp.getsockopt(socket.IPPROTO_TCP, wire.TCP_NOTSENT_LOWAT) == 16384
+    assert protocol.options_per_connection is False
