@@ -97,8 +97,11 @@ class Hub:
         self._created: dict[bytes, asyncio.Future[None]] = {}
         self._errors = contain.Throttle()
         """What raised is logged once a minute per stream (and kind), not per event."""
+        self._loop: asyncio.AbstractEventLoop | None = None  # on CPython 3.11 the running
+        # loop costs a getpid each time it is asked for: a connect asked for it twice
 
     async def __aenter__(self) -> Hub:
+        self._loop = asyncio.get_running_loop()
         await self.push.__aenter__()
         await self.repairer.__aenter__()
         self._tasks = [
@@ -152,7 +155,7 @@ class Hub:
 
     def admit(self) -> float | None:
         """When a new viewer may start: in so many seconds, or None: refused."""
-        return self.admission.take(asyncio.get_running_loop().time())
+        return self.admission.take((self._loop or asyncio.get_running_loop()).time())
 
     @property
     def viewers(self) -> int:
@@ -250,7 +253,7 @@ class Hub:
         and handed over, and what the topic holds after ``after``, to write before the
         loop runs again; None unless ``known`` vouches for the resume point."""
         topic = self._topics.get(stream_id)
-        if topic is None or self.closing or self.known(stream_id, after, tag) is None:
+        if topic is None or self.closing or not topic.vouches(after, tag):
             return None
         held = topic.since(after)
         if held is None:
@@ -262,7 +265,7 @@ class Hub:
         if held:
             held[0] = viewer.trim(held[0], after)
             sub.last = held[-1][1]
-        sub.park(writer, asyncio.get_running_loop().time())
+        sub.park(writer, (self._loop or asyncio.get_running_loop()).time())
         sub.handed = True
         return sub, b"".join(run[2] for run in held)
 
@@ -306,19 +309,7 @@ class Hub:
         mostly start so. (The kind is not known here: only a Durable Stream's
         matters, and none is watched as SSE frames.)"""
         topic = self._topics.get(stream_id)
-        if (
-            topic is None
-            or not topic.settled
-            or topic.ended
-            or topic.repairing
-            or topic.form != "sse"
-            or not self.warm(stream_id)
-        ):
-            return None
-        if tag is None:  # from the start: vouched for when the tail reaches back to it
-            if seq != 0 or topic.since(0) is None:
-                return None
-        elif not topic.holds(seq, tag):
+        if topic is None or not topic.vouches(seq, tag):
             return None
         return StreamInfo("", topic.cursor, None, tag, topic.tag)
 

@@ -397,6 +397,20 @@ class Topic:
         self.tail = NO_TAIL
         self.tail_bytes = 0
 
+    def vouches(self, seq: int, tag: str | None) -> bool:
+        """Whether this process may serve the resume point ``seq`` (history tag ``tag``;
+        None: the start) without asking the log (``Hub.known``): settled, its subscription
+        confirmed, not ended, not filling a gap, and the point at its cursor or in its
+        tail (the start: when the tail reaches back to the first event)."""
+        ready = self.ready
+        if self.repairing or self.ended or not self.settled or self.form != "sse":
+            return False
+        if ready is None or not ready.done():
+            return False
+        if tag is None:
+            return seq == 0 and self.since(0) is not None
+        return self.holds(seq, tag)
+
     def holds(self, seq: int, tag: str) -> bool:
         """Whether the event ``seq`` with history tag ``tag`` is the cursor's or in the
         tail: a resume point this topic can serve, and vouch for, without the log."""

@@ -78,6 +78,7 @@ class FastViewers:
         self.trusted = trusted
         self.answered = 0
         """Viewers answered so (a count the tests and the benches read)."""
+        self._shared: tuple[Any, ...] = (None,)
         lines = raw_headers(tuple(SSE_HEADERS.items()))
         self.head = b"".join(b"%s: %s\r\n" % pair for pair in lines)
         """The SSE response's headers, as the route's response sends them."""
@@ -96,8 +97,8 @@ class FastViewers:
         just arrived) may wait for it (``Opening.until``), then ask again without."""
         if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
             return None
-        state = self.app.state
-        hub = getattr(state, "hub", None)
+        state = self.app.state._state  # the app's state's own dict: no ``__getattr__``
+        hub = state.get("hub")
         if hub is None or hub.closing:
             return None
         ask = self._ask(state, path[len(PREFIX) : -len(SUFFIX)], query, headers, client)
@@ -126,7 +127,7 @@ class FastViewers:
 
     def _ask(
         self,
-        state: Any,
+        state: dict[str, Any],
         raw_id: bytes,
         query: bytes | None,
         headers: list[tuple[bytes, bytes]],
@@ -145,14 +146,15 @@ class FastViewers:
                 auth = auth or value
             elif name == b"x-forwarded-for":
                 forwarded = value if forwarded is None else forwarded + b", " + value
-            elif name == b"origin" and state.cors:
+            elif name == b"origin" and state.get("cors"):
                 return None  # CORS headers: the app's middleware adds them
         params = dict(urllib.parse.parse_qsl(query.decode("latin-1"), True)) if query else {}
         if params.get("compact", "").lower() in ("1", "true"):
             return None  # a compact replay is the log's to fold
         raw = params.get("last_event_id") if resume is None else resume.decode("latin-1")
         point = sse.parse_resume_point(raw)
-        opened, subject = _authorized(state.access.verifier, auth, params.get("token"), stream_id)
+        verifier = state["access"].verifier
+        opened, subject = _authorized(verifier, auth, params.get("token"), stream_id)
         if point is None or not opened:
             return None
         address = None if client is None else client[0]
@@ -164,11 +166,11 @@ class FastViewers:
         return Ask(stream_id, point[0], point[1], subject, address, wants)
 
     @staticmethod
-    def _room(state: Any, ask: Ask) -> bool | None:
+    def _room(state: dict[str, Any], ask: Ask) -> bool | None:
         """Whether ``check_room`` and ``_stream_state`` would let it through now: True;
         False, refused (by a limit, or a drain); None, its resume point is not one the
         stream's topic here vouches for (there may be no topic yet)."""
-        hub, slots, settings = state.hub, state.slots, state.settings
+        hub, slots, settings = state["hub"], state["slots"], state["settings"]
         if (
             hub.closing
             or max(hub.connections, slots.open) >= settings.max_connections
@@ -182,10 +184,10 @@ class FastViewers:
         return True if hub.known(ask.stream_id, ask.after, ask.tag) is not None else None
 
     def _join(
-        self, state: Any, ask: Ask, send: Send, writer: Writer, ends: Ends
+        self, state: dict[str, Any], ask: Ask, send: Send, writer: Writer, ends: Ends
     ) -> tuple[bytes, Callable[[], None]] | None:
         """The viewer joins its topic caught up, handed over (``sse_response.Handed``)."""
-        hub, settings, metrics = state.hub, state.settings, state.metrics
+        hub, settings, metrics = state["hub"], state["settings"], state["metrics"]
         joined = hub.join(
             ask.stream_id,
             ask.after,
@@ -197,16 +199,19 @@ class FastViewers:
         if joined is None:
             return None
         sub, held = joined
+        shared = self._shared
+        if shared[0] is not hub:  # the same three methods for every viewer, not three each
+            shared = self._shared = (hub, hub.resume, hub.leave, metrics.cut_off.inc)
         handed = Handed(
             sub,
             send,
             writer,
-            hub.resume,
-            hub.leave,
+            shared[1],
+            shared[2],
             settings.slow_viewer_timeout,
             ask.stream_id,
-            metrics.cut_off.inc,
-            state.slots.take(ask.subject, ask.address).release,
+            shared[3],
+            state["slots"].take(ask.subject, ask.address).release,
         )
         handed.spawn, handed.close, handed.finish = ends
         sub.resume = handed.wake

@@ -266,9 +266,8 @@ class GcPauses:
         if took >= GC_PAUSE_LOGGED:
             log.warning(
                 "a generation-%d garbage collection stalled the event loop for %.0f ms "
-                "(%d objects collected; %d frozen)",
+                "(%d objects collected)",  # not the frozen count: that walks every one
                 generation,
                 took * 1000,
                 int(info.get("collected", 0)),
-                gc.get_freeze_count(),
             )
