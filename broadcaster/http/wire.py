@@ -518,6 +518,10 @@ def set_options(sock: Any, notsent_lowat: int, sndbuf: int) -> bool:
     return True
 
 
+TURNS_TICK = 0.05
+"""Viewers due within this many seconds of a turn of ``Turns`` are answered together."""
+
+
 class Turns:
     """SSE viewers answered from the parser (``fast_viewer.py``) that wait for their turn
     at the admission rate, in the order the turns were given (so each is due no earlier
@@ -540,9 +544,12 @@ class Turns:
 
     def _run(self) -> None:
         self._timer = None
-        # uvloop's timers count whole milliseconds: what is due within one is due now
-        # (else the timer, set for a moment ago, fires again and again until it is).
-        queue, now = self._queue, self._loop.time() + 0.001
+        # What is due within a tick is due now: the herd is answered in batches, a
+        # tick's worth at a time, not one viewer per turn of the loop (each answer then
+        # wakes a viewer that sleeps, in the kernel, at the front-end's cost: about
+        # twice a connect's send). And uvloop's timers count whole milliseconds (else
+        # the timer, set for a moment ago, fires again and again until it is due).
+        queue, now = self._queue, self._loop.time() + TURNS_TICK
         while queue and queue[0][0] <= now:
             _, conn, opening = queue.popleft()
             try:
