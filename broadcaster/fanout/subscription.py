@@ -82,7 +82,9 @@ class Subscription:
         "closed",
         "counted",
         "direct",
+        "direct_end",
         "ended",
+        "finished",
         "gone",
         "handed",
         "keepalive",
@@ -116,6 +118,12 @@ class Subscription:
         self.last = 0
         """The seq of the last event this viewer was sent (or handed to send)."""
         self.direct: Writer | None = None
+        self.direct_end: Writer | None = None
+        """Writes a terminal run and the response's end in one write (its holder's, a
+        response that ends by itself: ``sse_response.Handed``); else the run goes by
+        ``direct``, and the response's end by its holder afterwards."""
+        self.finished = False
+        """The terminal event went out by ``direct_end``: the response is over."""
         self.quiet_since = 0.0
         """Loop time it went direct, or of its last ping: with its topic's last read,
         how long its socket has been silent."""
@@ -147,13 +155,16 @@ class Subscription:
         """New events of the stream: straight to the socket when they follow what the
         viewer was sent, else into the buffer for the viewer's task."""
         w = self.direct
-        if w is not None and run[0] == self.last + 1 and w(run[2]):
-            self.last = run[1]
-            if run[3]:
-                self.direct = None
-                self.ended = True
-                self._wake()
-            return
+        if w is not None and run[0] == self.last + 1:
+            end = self.direct_end if run[3] else None
+            if (w if end is None else end)(run[2]):
+                self.last = run[1]
+                if run[3]:
+                    self.direct = None
+                    self.ended = True
+                    self.finished = end is not None
+                    self._wake()
+                return
         self.direct = None
         if self._buffered >= self._limit or self._bytes >= BUFFER_BYTES:
             self.overflowed = True
@@ -218,8 +229,9 @@ class Subscription:
 
     def only_ended(self) -> bool:
         """Its terminal event went out, and nothing else is to be sent."""
-        return self.ended and not (
-            self._buf or self.overflowed or self.closed or self.ping_due or self.notice
+        return self.ended and (
+            self.finished
+            or not (self._buf or self.overflowed or self.closed or self.ping_due or self.notice)
         )
 
     def idle(self) -> bool:

@@ -19,7 +19,6 @@ it as before. Nothing is taken on that path.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import urllib.parse
 from collections.abc import Callable
@@ -31,12 +30,8 @@ from broadcaster.auth import credentials, tokens
 from broadcaster.core import names, sse
 from broadcaster.fanout.subscription import Writer
 from broadcaster.http.limits import Refused, peer_address
-from broadcaster.http.sse_response import Handed, raw_headers
+from broadcaster.http.sse_response import Ends, Handed, raw_headers
 from broadcaster.http.viewing import SSE_HEADERS, retry_field
-
-Ends = tuple[Callable[[Any], asyncio.Task[None]], Callable[[], None], Callable[[], bool]]
-"""What the connection offers a response that goes on without a task: ``spawn``,
-``close`` and ``finish`` (``sse_response.DETACH``'s)."""
 
 Start = Callable[[Send, Writer, Ends], tuple[bytes, Callable[[], None]] | None]
 
@@ -213,8 +208,7 @@ class FastViewers:
             shared[3],
             state["slots"].take(ask.subject, ask.address).release,
         )
-        handed.spawn, handed.close, handed.finish = ends
-        sub.resume = handed.wake
+        handed.hold(ends)
         if ask.tag is not None:
             metrics.resumed_from_memory.inc()
         self.answered += 1

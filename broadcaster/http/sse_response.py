@@ -64,8 +64,13 @@ on without its task. Called with the function to call when the client goes (inst
 ``ON_DISCONNECT``'s), it returns ``(spawn, close, finish)``, or None when it cannot: the app may
 then return with the response unfinished and the connection stays open; ``spawn(coro)``
 runs a task the server owns (and awaits at shutdown), which may go on with the
-response's ``send``; ``close()`` closes the connection; ``finish()`` ends the response
-now (the chunked body's end) and returns True, unless the socket holds too much unsent."""
+response's ``send``; ``close()`` closes the connection; ``finish(last)`` ends the response
+now, ``last`` (SSE bytes, maybe none) its last chunk, in one write with the chunked
+body's end, and returns True, unless the socket holds too much unsent."""
+
+Ends = tuple[Callable[[Any], asyncio.Task[None]], Callable[[], None], Callable[[bytes], bool]]
+"""What the connection offers a response that goes on without a task: ``spawn``,
+``close`` and ``finish`` (``DETACH``'s)."""
 
 DIRECT_WRITE_LIMIT = 256 * 1024
 """Unsent bytes a socket may hold before direct writes stop and ``send`` (which waits for
@@ -219,8 +224,7 @@ class SSEResponse(Response):
         made = ext(handed.lost)
         if made is None:
             return False
-        handed.spawn, handed.close, handed.finish = made
-        sub.resume = handed.wake
+        handed.hold(made)
         self._handed = True
         return True
 
@@ -285,10 +289,17 @@ class Handed:
         self._on_end = on_end
         self.spawn: Callable[[Any], asyncio.Task[None]] | None = None
         self.close: Callable[[], None] | None = None
-        self.finish: Callable[[], bool] | None = None
+        self.finish: Callable[[bytes], bool] | None = None
         """Ends the response now, if its socket takes it (the chunked body's end)."""
         self.task: asyncio.Task[None] | None = None
         self.done = False
+
+    def hold(self, ends: Ends) -> None:
+        """Held here from now on, with what the connection offers (``DETACH``'s): the
+        fan-out writes a terminal event and the response's end in one write."""
+        self.spawn, self.close, self.finish = ends
+        self.sub.resume = self.wake
+        self.sub.direct_end = ends[2]
 
     def detach(self, sub: Subscription) -> bool:
         """Caught up again: held here again, and the task ends."""
@@ -312,8 +323,9 @@ class Handed:
     def _ending(self) -> None:
         if self.done:
             return
-        if self.sub.only_ended() and self.finish is not None and self.finish():
-            self._end()
+        sub, finish = self.sub, self.finish
+        if sub.only_ended() and finish is not None and (finish(b"") or sub.finished):
+            self._end()  # the end written now, or by the fan-out (``direct_end``)
         else:
             self._start()
 

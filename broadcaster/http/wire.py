@@ -37,33 +37,40 @@ from uvicorn.protocols.http.httptools_impl import (
 from uvicorn.protocols.utils import get_local_addr
 
 from broadcaster.fanout.subscription import Writer
-from broadcaster.http.fast_viewer import Ends, FastViewers, Opening
+from broadcaster.http.fast_viewer import FastViewers, Opening
 from broadcaster.http.sse_response import (
     DETACH,
     DIRECT_WRITE,
     DIRECT_WRITE_LIMIT,
     HOLD_WRITES,
     ON_DISCONNECT,
+    Ends,
 )
 
 log = logging.getLogger("broadcaster.server")
 
 
+END = b"0\r\n\r\n"
+"""A chunked body's end."""
+
+
 class LastChunk:
-    """SSE bytes as one HTTP/1.1 chunk. The fan-out writes the same ``bytes`` object to
-    every caught-up viewer of a stream in a row, so the last one is kept: one copy per
-    message, not one per viewer (and no copy at all when the socket takes it whole)."""
+    """SSE bytes as one HTTP/1.1 chunk (then ``after``: the body's end, for the last). The
+    fan-out writes the same ``bytes`` object to every caught-up viewer of a stream in a
+    row, so the last one is kept: one copy per message, not one per viewer (and no copy
+    at all when the socket takes it whole)."""
 
-    __slots__ = ("_chunk", "_data")
+    __slots__ = ("_after", "_chunk", "_data")
 
-    def __init__(self) -> None:
+    def __init__(self, after: bytes = b"") -> None:
         self._data = b""
         self._chunk = b""
+        self._after = after
 
     def of(self, data: bytes) -> bytes:
         if data is not self._data:
             self._data = data
-            self._chunk = b"%x\r\n%b\r\n" % (len(data), data)
+            self._chunk = b"%x\r\n%b\r\n%b" % (len(data), data, self._after)
         return self._chunk
 
 
@@ -75,6 +82,7 @@ class DirectWriteProtocol(HttpToolsProtocol):
     _on_lost: Callable[[], None] | None = None
     _held: HeldWrites | None = None
     _chunks = LastChunk()  # shared by the connections of the process (one event loop)
+    _last_chunks = LastChunk(END)  # a stream's terminal event, and the body's end
     notsent_lowat = 0
     """``TCP_NOTSENT_LOWAT`` for each connection (0: leave the kernel's); set per server."""
     sndbuf = 0
@@ -90,6 +98,8 @@ class DirectWriteProtocol(HttpToolsProtocol):
     _refused = False
     fast: FastViewers | None = None
     """Asked first about each request, once its head is parsed (``fast_viewer.py``)."""
+    _written: RequestResponseCycle | None = None
+    """A response whose end the fan-out wrote, and whose ``_finish`` is still to come."""
     _waiting: Opening | None = None
     """A fast viewer waiting for its turn at the admission rate (``Turns``)."""
     _turns: Turns | None = None
@@ -390,21 +400,32 @@ class DirectWriteProtocol(HttpToolsProtocol):
         self.headers = []
         return self._spawn, self.transport.close, self._finish
 
-    def _finish(self) -> bool:
+    def _finish(self, last: bytes) -> bool:
         """The detached response's end, as its ``send`` of the last, empty body would
         write it (``RequestResponseCycle.send``), now; False when the socket holds more
-        than ``DIRECT_WRITE_LIMIT`` unsent (then ``send`` waits for it)."""
-        cycle, transport = self.cycle, self.transport
-        if (
-            cycle is None
-            or cycle.response_complete
-            or cycle.disconnected
-            or transport.is_closing()
-            or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
-        ):
+        than ``DIRECT_WRITE_LIMIT`` unsent (then ``send`` waits for it).
+
+        With ``last`` (SSE bytes: a stream's terminal event), from inside the fan-out's
+        loop over the stream's viewers: ``last`` and the body's end in one write, and
+        nothing more, so that the loop goes on to the next viewer; what follows a
+        response's end (the connection's next request, its keep-alive timer) waits for
+        the call without ``last``, once the loop is over (``Handed``)."""
+        cycle, transport = self._written or self.cycle, self.transport
+        if cycle is None or cycle.disconnected:
             return False
-        (self._held or transport).write(b"0\r\n\r\n")
-        cycle.response_complete = True
+        if self._written is None:
+            if (
+                cycle.response_complete
+                or transport.is_closing()
+                or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
+            ):
+                return False
+            (self._held or transport).write(self._last_chunks.of(last) if last else END)
+            cycle.response_complete = True
+            if last:
+                self._written = cycle
+                return True
+        self._written = None
         cycle.message_event.set()
         if not cycle.keep_alive:
             transport.close()

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from broadcaster.auth import tokens
+from broadcaster.http import wire
 from tests.integration.test_hub import until
 from tests.support import inprocess
 from tests.support.inprocess import Bare, Front
@@ -363,11 +364,23 @@ async def test_the_end_of_a_stream_ends_every_handed_response_with_no_task(
             return real(self, coro)
 
         monkeypatch.setattr(protocol, "_spawn", spawn)
+        ends: list[bytes] = []
+
+        class Ends(wire.LastChunk):
+            def of(self, data: bytes) -> bytes:
+                ends.append(data)
+                return super().of(data)
+
+        monkeypatch.setattr(protocol, "_last_chunks", Ends(wire.END))
         await front.log.append(sid, [{"type": "finish"}], kind="feed")
         for c in conns:
             await c.until(b"[DONE]")
             await c.until(b"0\r\n\r\n")
         assert len(spawned) <= 1, len(spawned)  # the first viewer's, which the app answered
+        # The terminal event and the body's end went out in one write to each viewer,
+        # from the fan-out (``Subscription.direct_end``): these 30, and the first viewer
+        # (``stream``), whose response the app handed over.
+        assert len(ends) == 31 and all(b"[DONE]" in e for e in ends), ends[:2]
         await until(lambda: front.hub.viewers == 0, "every viewer left")
         assert front.app.state.slots.open == 0
         for c in conns:
