@@ -97,8 +97,7 @@ class Hub:
         self._created: dict[bytes, asyncio.Future[None]] = {}
         self._errors = contain.Throttle()
         """What raised is logged once a minute per stream (and kind), not per event."""
-        self._loop: asyncio.AbstractEventLoop | None = None  # on CPython 3.11 the running
-        # loop costs a getpid each time it is asked for: a connect asked for it twice
+        self._loop: asyncio.AbstractEventLoop | None = None  # ``_now``
 
     async def __aenter__(self) -> Hub:
         self._loop = asyncio.get_running_loop()
@@ -155,7 +154,12 @@ class Hub:
 
     def admit(self) -> float | None:
         """When a new viewer may start: in so many seconds, or None: refused."""
-        return self.admission.take((self._loop or asyncio.get_running_loop()).time())
+        return self.admission.take(self._now())
+
+    def _now(self) -> float:
+        """The loop's time, from the loop kept at start: on CPython 3.11, asking for the
+        running loop costs a ``getpid`` each time (a connect asked twice)."""
+        return (self._loop or asyncio.get_running_loop()).time()
 
     @property
     def viewers(self) -> int:
@@ -265,7 +269,7 @@ class Hub:
         if held:
             held[0] = viewer.trim(held[0], after)
             sub.last = held[-1][1]
-        sub.park(writer, (self._loop or asyncio.get_running_loop()).time())
+        sub.park(writer, self._now())
         sub.handed = True
         return sub, b"".join(run[2] for run in held)
 
@@ -320,7 +324,7 @@ class Hub:
 
     def _watch(self, stream_id: str, cursor: int, tag: str, form: Form) -> Topic:
         topic = Topic(stream_id, self.log.channel(stream_id), cursor, tag, form)
-        topic.read_at = topic.checked_at = asyncio.get_running_loop().time()
+        topic.read_at = topic.checked_at = self._now()
         self._topics[stream_id] = topic
         self._by_channel[topic.channel] = topic
         topic.watched = True
@@ -498,7 +502,7 @@ class Hub:
                 self.message_failed(topic.channel, exc)
 
     def _fan_out(self, topic: Topic, run: Run) -> None:
-        topic.read_at = asyncio.get_running_loop().time()
+        topic.read_at = self._now()
         if not topic.settled:
             topic.settled = True
             self.repairer.settled(topic)
@@ -644,7 +648,7 @@ class Hub:
         topic.told = None
         if topic.viewers == topic.told_count or not topic.watched:
             return
-        topic.told_at = asyncio.get_running_loop().time()
+        topic.told_at = self._now()
         topic.told_count = topic.viewers
         frame = sse.viewers_frame(topic.viewers)
         for sub in list(topic.subs):

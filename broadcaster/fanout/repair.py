@@ -273,9 +273,9 @@ class Repairer:
 
     async def _seed(self) -> None:
         """The whole (short) history of each topic queued (``wait_for``), read in one
-        round trip, starts its tail (``Topic.seed`` checks it still may); then those
-        waiting for it go on. Once per topic: a stream whose history does not fit is
-        read by its viewers, as before."""
+        round trip per ``CHECK_BATCH`` topics, starts its tail (``Topic.seed`` checks it
+        still may); then those waiting for it go on. Once per topic: a stream whose
+        history does not fit is read by its viewers, as before."""
         topics = [t for t in self._seeds if t.watched and not t.seeded]
         self._seeds.clear()
         if not topics:
@@ -283,16 +283,22 @@ class Repairer:
         for topic in topics:
             topic.seeded = True
         try:
-            pages = await self._log.read_pages([(t.stream_id, 0) for t in topics], SEED_EVENTS)
-            for topic, page in zip(topics, pages, strict=True):
-                if page and page[0].seq == 1 and page[-1].seq == topic.cursor:
-                    topic.seed(page_run(topic.form, page))
-        except REDIS_ERRORS:
-            pass  # they go on without: each reads the log itself, as the slow way does
-        except Exception:
-            contain.loop_failed("repair-seed", log, f"{len(topics)} stream(s)")
+            for start in range(0, len(topics), CHECK_BATCH):  # round trips of bounded size
+                batch = topics[start : start + CHECK_BATCH]
+                try:
+                    points = [(t.stream_id, 0) for t in batch]
+                    pages = await self._log.read_pages(points, SEED_EVENTS)
+                    for topic, page in zip(batch, pages, strict=True):
+                        if page and page[0].seq == 1 and page[-1].seq == topic.cursor:
+                            topic.seed(page_run(topic.form, page))
+                except REDIS_ERRORS:
+                    pass  # they go on without: each reads the log itself, as the slow way
+                except Exception:
+                    contain.loop_failed("repair-seed", log, f"{len(batch)} stream(s)")
+                for topic in batch:
+                    self.settled(topic)
         finally:
-            for topic in topics:
+            for topic in topics:  # those not reached (a cancel): no one waits longer
                 self.settled(topic)
 
     def _rewound(self, topic: Topic, seq: int) -> None:

@@ -4,6 +4,7 @@ viewer is caught up, a function that writes straight to its socket."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
@@ -420,7 +421,7 @@ class Topic:
         if ready is None or not ready.done():
             return False
         if tag is None:
-            return seq == 0 and self.since(0) is not None
+            return seq == 0 and self._reaching(0) is not None
         return self.holds(seq, tag)
 
     def holds(self, seq: int, tag: str) -> bool:
@@ -437,12 +438,17 @@ class Topic:
     def since(self, seq: int) -> list[Run] | None:
         """The tail's runs after ``seq`` (the first may begin before it: the caller trims
         by seq); None unless the tail reaches back to ``seq`` (``[]`` at the cursor)."""
+        i = self._reaching(seq)
+        return None if i is None else list(itertools.islice(self.tail, i, None))
+
+    def _reaching(self, seq: int) -> int | None:
+        """Where in the tail the run after ``seq`` is (its length at the cursor); None
+        unless the tail reaches back to ``seq``."""
         if seq >= self.cursor:
-            return []
+            return len(self.tail)
         for i, run in enumerate(self.tail):
-            if run[0] <= seq + 1:
-                if run[1] >= seq + 1:
-                    return list(self.tail)[i:]
-            else:
+            if run[0] > seq + 1:
                 return None
+            if run[1] >= seq + 1:
+                return i
         return None

@@ -290,7 +290,8 @@ class Handed:
         self.spawn: Callable[[Any], asyncio.Task[None]] | None = None
         self.close: Callable[[], None] | None = None
         self.finish: Callable[[bytes], bool] | None = None
-        """Ends the response now, if its socket takes it (the chunked body's end)."""
+        """Ends the response now, if its socket takes it: its argument (SSE bytes, maybe
+        none) as the last chunk, and the chunked body's end, in one write."""
         self.task: asyncio.Task[None] | None = None
         self.done = False
 
