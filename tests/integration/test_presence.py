@@ -374,6 +374,14 @@ async def test_occupied_and_vacated_are_webhooks_and_metrics(tmp_path: Path) -> 
             async with httpx.AsyncClient(timeout=30) as client:
                 sid = await feed(client, a.url)  # created with the deployment's hooks
                 async with watching(client, a.url, sid):
+                    # The first viewer is counted (a's flush, within 50 ms) before the
+                    # others come: else b's flush may see the stream occupied first, by 2.
+                    def occupied() -> bool:
+                        return any(
+                            r.json()["type"] == "stream.occupied" for r in receiver.accepted()
+                        )
+
+                    await asyncio.to_thread(wait_until, occupied, 15, "stream.occupied delivered")
                     async with watching(client, b.url, sid), watching(client, b.url, sid):
                         await asyncio.sleep(0.5)
                     await asyncio.sleep(0.5)
