@@ -29,7 +29,7 @@ from broadcaster.fanout.arrivals import Arrivals
 from broadcaster.fanout.config import Admission, HubConfig
 from broadcaster.fanout.keepalive import Keepalive
 from broadcaster.fanout.push import PushSubscriber, Resolver
-from broadcaster.fanout.repair import Repairer
+from broadcaster.fanout.repair import SETTLE_WAIT, Repairer
 from broadcaster.fanout.replay import FanoutMetrics, Replays
 from broadcaster.fanout.subscription import (
     NO_ENCODINGS,
@@ -78,7 +78,7 @@ class Hub:
             on_error=self.message_failed,
         )
         self.repairer = Repairer(log_, self._fan_out)
-        self.arrivals = Arrivals(self.repairer)
+        self.arrivals = Arrivals(self.repairer, log_, self._watch_waited)
         self.replays = Replays(log_, metrics)
         self.keepalive = Keepalive(self.config.keepalive)
         self._topics: dict[str, Topic] = {}
@@ -106,11 +106,13 @@ class Hub:
         self._tasks = [
             asyncio.create_task(self.keepalive.run(), name="hub-keepalive"),
             asyncio.create_task(self._quiet_check_loop(), name="hub-quiet-check"),
+            asyncio.create_task(self.arrivals.run(), name="hub-arrivals"),
         ]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self.drain()
+        self.arrivals.stop()
         for topic in self._topics.values():
             for handle in (topic.linger, topic.told):
                 if handle is not None:
@@ -157,18 +159,15 @@ class Hub:
         return self.admission.take(self._now())
 
     def _now(self) -> float:
-        """The loop's time, from the loop kept at start: on CPython 3.11, asking for the
-        running loop costs a ``getpid`` each time (a connect asked twice)."""
+        """The loop's time, from the loop kept at start (3.11 asks ``getpid`` for it)."""
         return (self._loop or asyncio.get_running_loop()).time()
 
     @property
-    def viewers(self) -> int:
-        """Subscriptions: a connection following 50 streams is 50 viewers."""
+    def viewers(self) -> int:  # subscriptions: a connection following 50 streams is 50
         return self._viewers
 
     @property
-    def connections(self) -> int:
-        """Responses holding subscriptions (the connection limit counts these)."""
+    def connections(self) -> int:  # responses holding subscriptions (the connection limit's)
         return self._connections
 
     @contextlib.contextmanager
@@ -304,23 +303,31 @@ class Hub:
         return topic is not None and topic.ready is not None and topic.ready.done()
 
     def known(self, stream_id: str, seq: int, tag: str | None) -> StreamInfo | None:
-        """Where an SSE stream watched here stands, when this process can vouch for the
-        resume point ``seq`` (with history tag ``tag``) without asking the log: its topic
-        is settled (``Topic.settled``), not ended, not filling a gap, and holds that
-        point at its cursor or in its tail (``tag`` None: the start, ``seq`` 0, which the
-        tail holds when it reaches back to the first event). The viewers of a front-end
-        that went away mostly reconnect so, and new viewers of a stream watched here
-        mostly start so. (The kind is not known here: only a Durable Stream's
-        matters, and none is watched as SSE frames.)"""
+        """Where an SSE stream watched here stands, when its topic vouches for the resume
+        point ``seq`` (history tag ``tag``; None: the start) without asking the log
+        (``Topic.vouches``), as it mostly does for the viewers of a front-end that went
+        away. (The kind is not known here: only a Durable Stream's matters, and none is
+        watched as SSE frames.)"""
         topic = self._topics.get(stream_id)
         if topic is None or not topic.vouches(seq, tag):
             return None
         return StreamInfo("", topic.cursor, None, tag, topic.tag)
 
     def when_settled(self, stream_id: str, then: Callable[[], None]) -> bool:
-        """``then()`` once the topic of ``stream_id`` may vouch for more (``arrivals``);
-        False when nothing would help."""
-        return self.arrivals.wait(stream_id, self._topics.get(stream_id), then)
+        """``then()`` once the topic of ``stream_id`` may vouch for more, made if need be
+        from its state, read with other streams' (``arrivals``); False: nothing would help."""
+        return self.arrivals.wait(stream_id, self._topics.get(stream_id), then, read=True)
+
+    def _watch_waited(self, stream_id: str, info: StreamInfo) -> bool:
+        """A topic made for viewers waiting for it (``Arrivals``): unwatched unless one
+        comes within ``SETTLE_WAIT`` (or ``linger``)."""
+        if self.closing or stream_id in self._topics:
+            return False
+        topic = self._watch(stream_id, info.last_seq, info.tag, "sse")
+        if not topic.subs and self._loop is not None:
+            wait = max(self.config.linger, SETTLE_WAIT)
+            topic.linger = self._loop.call_later(wait, self._unwatch, topic)
+        return True
 
     def _watch(self, stream_id: str, cursor: int, tag: str, form: Form) -> Topic:
         topic = Topic(stream_id, self.log.channel(stream_id), cursor, tag, form)
@@ -335,10 +342,8 @@ class Hub:
 
     def _confirmed(self, topic: Topic, ready: asyncio.Future[None]) -> None:
         """Redis confirmed ``topic``'s subscription: the log is asked once where the stream
-        stands (one command, batched with other streams'), and a topic whose cursor is
-        that is settled at once (``Repairer.check``). Its next viewers then read neither
-        the stream's state nor, once the tail holds it, its history: one command per
-        stream a front-end starts watching, not two reads per viewer."""
+        stands (batched with other streams'), and a topic whose cursor is that is settled
+        at once (``Repairer.check``): one command per stream, not two reads per viewer."""
         if ready.cancelled() or ready.exception() is not None or not topic.watched:
             return
         if topic.form == "sse" and not topic.settled:
@@ -659,8 +664,7 @@ class Hub:
                     self._cut(topic, sub, exc)
 
     def _deleted(self, topic: Topic) -> None:
-        """The stream was deleted: its responses end (their readers learn 404 or 410 when
-        they come back), and a stream made again under its name starts a topic afresh."""
+        """The stream was deleted: its responses end (readers learn 404 or 410 when back)."""
         for sub in list(topic.subs):
             sub.close()
         topic.subs.clear()

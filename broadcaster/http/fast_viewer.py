@@ -10,8 +10,10 @@ then, now or once the viewer's turn at the admission rate comes, the viewer take
 slot and joins its topic caught up and handed over (``sse_response.Handed``), as the SSE
 response's task would have left it, with the same send path, slow-viewer cut-off,
 keepalives, presence and drain, and the protocol writes the head and the first chunk. A
-viewer whose stream's topic is still being made here waits for it and is asked about
-again (``Opening.until``). Anything else (an unknown stream or resume point, a token to
+viewer of a stream not watched here yet, or whose topic is still settling, waits for it
+and is asked about again (``Opening.until``): the stream's state is read for it with
+other streams' in one round trip, and its topic made from it (``fanout.arrivals``).
+Anything else (an unknown stream or resume point, a token to
 fetch keys for, a refusal or an error to answer, ``compact``, a browser's cross-origin
 request) returns None, and the request goes the usual way through the app, which answers
 it as before. Nothing is taken on that path.
@@ -150,8 +152,8 @@ class FastViewers:
         point = sse.parse_resume_point(raw)
         verifier = state["access"].verifier
         opened, subject = _authorized(verifier, auth, params.get("token"), stream_id)
-        if point is None or not opened:
-            return None
+        if point is None or not opened or (point[1] is None and point[0] != 0):
+            return None  # a resume point without a history tag is the log's to judge
         address = None if client is None else client[0]
         if forwarded is not None and address is not None:
             hops = forwarded.decode("latin-1")

@@ -74,11 +74,11 @@ NEWEST: dict[str, str] = {}
 
 
 async def stream(front: Front, events: int = 3, *headers: str, sid: str = "") -> str:
-    """A stream of ``events`` events that the front-end watches (a first viewer, which
-    the app answers, is kept open): its events after the first went through the topic,
-    which holds them. (Whether it also holds the first depends on which came first, the
-    first viewer's read of it or the topic's settling: a viewer from the start may be
-    the app's, one at the newest event, ``at_newest``, never is.)"""
+    """A stream of ``events`` events that the front-end watches (a first viewer, from the
+    start, is kept open): its events after the first went through the topic, which
+    holds them. (Whether it also holds the first depends on whether the topic read its
+    history when it settled: a viewer from the start may be the app's, one at the
+    newest event, ``at_newest``, never is.)"""
     sid = sid or "fast-" + secrets.token_hex(4)
     await front.log.append(sid, [{"type": "data-n", "i": 0}], kind="feed")
     first = await Conn.get(front.port, path(sid), *headers)
@@ -164,17 +164,19 @@ async def test_from_the_start_and_from_memory(redis_url: str) -> None:
 
 async def test_a_herd_at_a_stream_not_watched_yet_waits_for_its_topic(redis_url: str) -> None:
     """50 viewers from the start of a short stream the front-end does not watch, their
-    requests sent at once: the first goes to the app, which reads where the stream
-    stands and makes its topic; the others wait for it (and for its history, read once
-    into the tail), instead of each reading the log, and are answered without the app."""
+    requests sent at once: where the stream stands is read once, its topic made, and
+    they wait for it (and for its history, read once into the tail), instead of each
+    reading the log, and are answered without the app."""
     async with serving(redis_url) as front:
         sid = "herd-" + secrets.token_hex(4)
         await front.log.append(sid, [{"type": "data-n", "i": i} for i in range(3)], kind="feed")
+        before, reads = front.fast.answered, front.hub.arrivals.reads
         conns = await asyncio.gather(*(Conn.get(front.port, path(sid)) for _ in range(50)))
         for c in conns:
             await c.until(b"id: 3.")
             assert c.ids() == [1, 2, 3]
-        assert front.fast.answered >= 45, front.fast.answered
+        assert front.fast.answered == before + 50
+        assert front.hub.arrivals.reads == reads + 1
         await front.log.append(sid, [{"type": "finish"}], kind="feed")
         for c in conns:
             await c.until(b"[DONE]")
@@ -376,10 +378,10 @@ async def test_the_end_of_a_stream_ends_every_handed_response_with_no_task(
         for c in conns:
             await c.until(b"[DONE]")
             await c.until(b"0\r\n\r\n")
-        assert len(spawned) <= 1, len(spawned)  # the first viewer's, which the app answered
+        assert len(spawned) <= 1, len(spawned)  # the first viewer's, were the app to answer it
         # The terminal event and the body's end went out in one write to each viewer,
         # from the fan-out (``Subscription.direct_end``): these 30, and the first viewer
-        # (``stream``), whose response the app handed over.
+        # (``stream``).
         assert len(ends) == 31 and all(b"[DONE]" in e for e in ends), ends[:2]
         await until(lambda: front.hub.viewers == 0, "every viewer left")
         assert front.app.state.slots.open == 0
