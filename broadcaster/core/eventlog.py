@@ -33,6 +33,7 @@ from importlib import resources
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from broadcaster.core import connection, contain, keys
@@ -45,6 +46,34 @@ def script(name: str, package: str = "broadcaster.core") -> str:
     """A Lua script of a package's ``scripts/`` folder: every write to a stream is one of
     ``broadcaster.core``'s, and each capability keeps its own beside its storage."""
     return resources.files(package).joinpath("scripts", name).read_text()
+
+
+ScriptCall = tuple[list[str], list[Any]]
+"""A script's keys and arguments."""
+
+
+async def scripts_pipelined(
+    redis: Redis, script_: AsyncScript, calls: list[ScriptCall]
+) -> list[Any]:
+    """Each call of ``script_``, all in one pipeline: its reply, or its error. A node that
+    never ran the script (or flushed it) loads it, and only those calls go again."""
+    replies = await _evalsha(redis, script_.sha, calls)
+    missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+    if missing:
+        await redis.script_load(script_.script)
+        again = await _evalsha(redis, script_.sha, [calls[i] for i in missing])
+        for i, reply in zip(missing, again, strict=True):
+            replies[i] = reply
+    return replies
+
+
+async def _evalsha(redis: Redis, sha: str, calls: list[ScriptCall]) -> list[Any]:
+    """``EVALSHA`` by name: redis-py's cluster pipeline refuses its ``evalsha`` method
+    (and so ``Script`` objects), but routes the command by its keys like any other."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for script_keys, args in calls:
+            pipe.execute_command("EVALSHA", sha, len(script_keys), *script_keys, *args)
+        return list(await pipe.execute(raise_on_error=False))
 
 
 _INFO_FIELDS = ("kind", "seq", "ended", "tag")
@@ -298,13 +327,7 @@ class EventLog:
                 )
             )
         else:
-            replies = await self._pipelined(calls)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:  # a node that never ran the script (or flushed it): only those again
-            await self.redis.script_load(self._append.script)
-            again = await self._pipelined([calls[i] for i in missing])
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
+            replies = await scripts_pipelined(self.redis, self._append, calls)
         for (sid, _), reply in zip(batches, replies, strict=True):
             if isinstance(reply, BaseException):
                 raise reply
@@ -315,16 +338,6 @@ class EventLog:
             int(seq) if status == b"OK" else self._refusal(status, sid, int(seq), None)
             for (sid, _), (status, seq) in zip(batches, replies, strict=True)
         ]
-
-    async def _pipelined(self, calls: list[tuple[list[str], list[str | bytes | int]]]) -> list[Any]:
-        """Each call's reply, or its error. ``EVALSHA`` by name: redis-py's cluster
-        pipeline refuses its ``evalsha`` method (and so ``Script`` objects), but routes
-        the command by its keys like any other."""
-        sha = self._append.sha
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for script_keys, args in calls:
-                pipe.execute_command("EVALSHA", sha, len(script_keys), *script_keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
 
     def _args(
         self,

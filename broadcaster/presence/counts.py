@@ -14,7 +14,6 @@ among them) needs no heartbeat setting of its own.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -24,13 +23,13 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from broadcaster.core import connection, keys
-from broadcaster.core.eventlog import script
+from broadcaster.core.eventlog import ScriptCall, script, scripts_pipelined
 
 MAX_SUBJECTS = 100
 """The most subjects ``viewers`` names (the count counts them all)."""
 BATCH = 100
 """Streams whose counts are written in one round (one script call per slot group among
-them, concurrently; sorted by group first, so a round's streams share few): of a
+them, in one pipeline; sorted by group first, so a round's streams share few): of a
 front-end's flush, or of the reap of a dead front-end's counts."""
 PER_CALL = 100
 """The most streams one script call writes (it holds Redis meanwhile)."""
@@ -79,8 +78,8 @@ class PresenceStore:
         dead: Sequence[str] = (),
     ) -> list[tuple[int, int]]:
         """``set`` of each ``(stream id, count, subjects)``: one script call per slot group
-        for all of its streams, the groups' calls concurrent; each stream's totals before
-        and after, in order."""
+        for all of its streams, the groups' calls in one pipeline; each stream's totals
+        before and after, in order."""
         by_group: dict[str, list[int]] = {}
         for i, (stream_id, _, _) in enumerate(counts):
             by_group.setdefault(keys.outbox_key(stream_id), []).append(i)
@@ -89,25 +88,26 @@ class PresenceStore:
             for outbox, at in by_group.items()
             for n in range(0, len(at), PER_CALL)
         ]
-        replies = await asyncio.gather(
-            *(
-                self._set_group(instance, outbox, [counts[i] for i in at], dead)
-                for outbox, at in calls
-            )
-        )
+        made = [
+            self._set_group(instance, outbox, [counts[i] for i in at], dead) for outbox, at in calls
+        ]
+        replies = await scripts_pipelined(self.redis, self._set, made)
         out: list[tuple[int, int]] = [(0, 0)] * len(counts)
-        for (_, at), changes in zip(calls, replies, strict=True):
-            for i, change in zip(at, changes, strict=True):
-                out[i] = change
+        for (_, at), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, BaseException):
+                raise reply
+            for n, i in enumerate(at):
+                out[i] = (int(reply[2 * n]), int(reply[2 * n + 1]))
         return out
 
-    async def _set_group(
+    def _set_group(
         self,
         instance: str,
         outbox: str,
         counts: Sequence[tuple[str, int, Sequence[str]]],
         dead: Sequence[str],
-    ) -> list[tuple[int, int]]:
+    ) -> ScriptCall:
+        """The script's keys and arguments for the counts of one slot group's streams."""
         script_keys = [outbox]
         args: list[Any] = [instance, self.publish, keys.OUTBOX_MAX_LEN, keys.PRESENCE_TTL]
         args += [len(dead), *dead]
@@ -119,8 +119,7 @@ class PresenceStore:
                 stream_id,
                 keys.push_channel(stream_id, self.db),
             ]
-        reply = await self._set(keys=script_keys, args=args)
-        return [(int(reply[i]), int(reply[i + 1])) for i in range(0, len(reply), 2)]
+        return script_keys, args
 
     async def beat(self, instance: str) -> tuple[list[str], list[str]]:
         """Say ``instance`` is alive; the front-ends alive and those dead (silent for two

@@ -75,3 +75,25 @@ async def test_a_flush_writes_each_group_of_streams_in_one_call(client: Redis) -
         before = await _script_calls(client)
         await _counted(store, one, [n % 3 for n in range(len(one))])
         assert await _script_calls(client) - before == 1
+
+
+async def test_the_groups_calls_share_one_round_trip_and_survive_a_script_flush(
+    client: Redis,
+) -> None:
+    """Streams of many slot groups: one script call per group, all in one pipeline; a
+    Redis that lost its scripts (a restart, ``SCRIPT FLUSH``) has it loaded again, and
+    every count is written."""
+    streams = [f"many-{secrets.token_hex(4)}" for _ in range(60)]
+    groups = {keys.outbox_key(s) for s in streams}
+    assert len(groups) > 20
+    store = PresenceStore(client)
+    await store.beat("fe-a")  # alive: its counts count
+    await client.script_flush()
+    changes = await store.set_many("fe-a", [(s, 2, ()) for s in streams])
+    assert changes == [(0, 2)] * len(streams)
+    before = await _script_calls(client)
+    again = await store.set_many("fe-a", [(s, 1, ("bo",)) for s in streams])
+    assert again == [(2, 1)] * len(streams)
+    assert await _script_calls(client) - before == len(groups)
+    found = await store.viewers(streams)
+    assert all(v.count == 1 and v.subjects == ["bo"] for v in found)
