@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
+
+from prometheus_client import Histogram
 
 from broadcaster.core import contain
 from broadcaster.core.connection import REDIS_ERRORS
@@ -33,10 +36,14 @@ False when it may not (the hub drains, or has one)."""
 class Arrivals:
     """Owns the task that reads the states asked for (``run``: the hub awaits it)."""
 
-    def __init__(self, repairer: Repairer, log_: EventLog, watch: Watch) -> None:
+    def __init__(
+        self, repairer: Repairer, log_: EventLog, watch: Watch, timed: Histogram | None = None
+    ) -> None:
+        """``timed``: what observes each read's round trip (the Redis read latency)."""
         self._repairer = repairer
         self._log = log_
         self._watch = watch
+        self._timed = timed
         self._opening: dict[str, list[Callable[[], None]]] = {}
         """Streams whose state is being read, and who waits for their topics (each holds
         a connection: the connection limit bounds them)."""
@@ -110,7 +117,10 @@ class Arrivals:
             while self._asks and not self._stopped:
                 batch, self._asks = self._asks[:CHECK_BATCH], self._asks[CHECK_BATCH:]
                 try:
+                    started = time.perf_counter()
                     infos = await self._log.infos(batch)
+                    if self._timed is not None:
+                        self._timed.observe(time.perf_counter() - started)
                     outage.ok()
                 except REDIS_ERRORS as exc:
                     outage.failed(exc)  # said once; each waiter asks the usual way

@@ -78,7 +78,8 @@ class Hub:
             on_error=self.message_failed,
         )
         self.repairer = Repairer(log_, self._fan_out)
-        self.arrivals = Arrivals(self.repairer, log_, self._watch_waited)
+        timed = metrics.redis_read if metrics is not None else None
+        self.arrivals = Arrivals(self.repairer, log_, self._watch_waited, timed)
         self.replays = Replays(log_, metrics)
         self.keepalive = Keepalive(self.config.keepalive)
         self._topics: dict[str, Topic] = {}

@@ -84,7 +84,8 @@ class FrontendMetrics:
         )
         self.redis_read = Histogram(
             "broadcaster_redis_read_seconds",
-            "Latency of a replay page read (XRANGE)",
+            "Latency of a Redis read viewers wait for: a replay page (XRANGE), or the "
+            "state of the streams a herd asks for (one pipelined round trip)",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=r,
         )

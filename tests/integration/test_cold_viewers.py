@@ -55,6 +55,9 @@ async def test_a_herd_resuming_at_streams_not_watched_here_is_answered_without_t
         stats = await redis_async.info("commandstats")
         assert front.fast.answered == answered + 100
         assert front.hub.arrivals.reads == reads + 20
+        timed = front.app.state.metrics.redis_read.collect()[0].samples
+        count = next(s.value for s in timed if s.name.endswith("_count"))
+        assert count >= 1  # the reads of state are Redis reads viewers wait for
         calls = {k[8:]: v["calls"] for k, v in stats.items() if k.startswith("cmdstat_")}
         # Each stream's state, and where it stands once its channel is subscribed (the
         # check that settles its topic): two a stream, none a viewer.
