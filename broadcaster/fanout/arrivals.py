@@ -54,20 +54,15 @@ class Arrivals:
         self.reads = 0
         """States read for waiting viewers (``run``), a count the tests read."""
 
-    def wait(
-        self, stream_id: str, topic: Topic | None, then: Callable[[], None], *, read: bool = False
-    ) -> bool:
+    def wait(self, stream_id: str, topic: Topic | None, then: Callable[[], None]) -> bool:
         """``then()`` once ``stream_id``'s topic (``topic``; None, the one about to be
-        made) may vouch for more; False, and nothing called, when nothing that would
-        help is coming. With no topic, a first viewer may ``read`` the stream's state
-        (batched with others'); otherwise the first to ask is the one that goes to read
-        it (False), and the others wait for it, even those whose requests came in the
-        same read of the sockets."""
+        made from its state, read with other streams', or by a viewer through the app)
+        may vouch for more; False, and nothing called, when nothing that would help is
+        coming (a topic that cannot, or no more reads: the hub stops)."""
         if topic is None:
             waiting = self._opening.get(stream_id)
             if waiting is None:
-                if not read or self._stopped:
-                    self.opening(stream_id)
+                if self._stopped:
                     return False
                 waiting = self.opening(stream_id)
                 self._asks.append(stream_id)

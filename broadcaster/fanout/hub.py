@@ -317,17 +317,16 @@ class Hub:
     def when_settled(self, stream_id: str, then: Callable[[], None]) -> bool:
         """``then()`` once the topic of ``stream_id`` may vouch for more, made if need be
         from its state, read with other streams' (``arrivals``); False: nothing would help."""
-        return self.arrivals.wait(stream_id, self._topics.get(stream_id), then, read=True)
+        return self.arrivals.wait(stream_id, self._topics.get(stream_id), then)
 
     def _watch_waited(self, stream_id: str, info: StreamInfo) -> bool:
         """A topic made for viewers waiting for it (``Arrivals``): unwatched unless one
         comes within ``SETTLE_WAIT`` (or ``linger``)."""
         if self.closing or stream_id in self._topics:
             return False
-        topic = self._watch(stream_id, info.last_seq, info.tag, "sse")
-        if not topic.subs and self._loop is not None:
-            wait = max(self.config.linger, SETTLE_WAIT)
-            topic.linger = self._loop.call_later(wait, self._unwatch, topic)
+        topic = self._watch(stream_id, info.last_seq, info.tag, "sse")  # no viewer yet
+        wait = max(self.config.linger, SETTLE_WAIT)
+        topic.linger = asyncio.get_running_loop().call_later(wait, self._unwatch, topic)
         return True
 
     def _watch(self, stream_id: str, cursor: int, tag: str, form: Form) -> Topic:

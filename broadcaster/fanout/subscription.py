@@ -157,14 +157,11 @@ class Subscription:
         viewer was sent, else into the buffer for the viewer's task."""
         w = self.direct
         if w is not None and run[0] == self.last + 1:
-            end = self.direct_end if run[3] else None
-            if (w if end is None else end)(run[2]):
-                self.last = run[1]
-                if run[3]:
-                    self.direct = None
-                    self.ended = True
-                    self.finished = end is not None
-                    self._wake()
+            if not run[3]:
+                if w(run[2]):
+                    self.last = run[1]
+                    return
+            elif self._end_direct(w, run):
                 return
         self.direct = None
         if self._buffered >= self._limit or self._bytes >= BUFFER_BYTES:
@@ -174,6 +171,19 @@ class Subscription:
             self._buffered += run[1] - run[0] + 1
             self._bytes += len(run[2])
         self._wake()
+
+    def _end_direct(self, w: Writer, run: Run) -> bool:
+        """The terminal run straight to the socket: with the response's end, in one write,
+        when its holder offers that (``direct_end``). False if the socket refused it."""
+        end = self.direct_end
+        if not (end or w)(run[2]):
+            return False
+        self.last = run[1]
+        self.direct = None
+        self.ended = True
+        self.finished = end is not None
+        self._wake()
+        return True
 
     def park(self, writer: Writer, now: float) -> None:
         """The viewer is caught up and its task goes to sleep: from now on the fan-out

@@ -13,10 +13,10 @@ keepalives, presence and drain, and the protocol writes the head and the first c
 viewer of a stream not watched here yet, or whose topic is still settling, waits for it
 and is asked about again (``Opening.until``): the stream's state is read for it with
 other streams' in one round trip, and its topic made from it (``fanout.arrivals``).
-Anything else (an unknown stream or resume point, a token to
-fetch keys for, a refusal or an error to answer, ``compact``, a browser's cross-origin
-request) returns None, and the request goes the usual way through the app, which answers
-it as before. Nothing is taken on that path.
+Anything else (a stream the read finds unknown or ended, a resume point the topic does
+not hold, a token to fetch keys for, a refusal or an error to answer, ``compact``, a
+browser's cross-origin request) returns None, and the request goes the usual way through
+the app, which answers it as before. Nothing is taken on that path.
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ class FastViewers:
         settle: bool = True,
     ) -> Opening | None:
         """How to answer the request without the app, or None: the usual way. With
-        ``settle``, a viewer of a stream whose topic is settling (its first viewers have
-        just arrived) may wait for it (``Opening.until``), then ask again without."""
+        ``settle``, a viewer of a stream not watched here yet, or whose topic is settling,
+        may wait for it (``Opening.until``), then ask again without."""
         if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
             return None
         state = self.app.state._state  # the app's state's own dict: no ``__getattr__``

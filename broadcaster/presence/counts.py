@@ -89,7 +89,8 @@ class PresenceStore:
             for n in range(0, len(at), PER_CALL)
         ]
         made = [
-            self._set_group(instance, outbox, [counts[i] for i in at], dead) for outbox, at in calls
+            self._group_call(instance, outbox, [counts[i] for i in at], dead)
+            for outbox, at in calls
         ]
         replies = await scripts_pipelined(self.redis, self._set, made)
         out: list[tuple[int, int]] = [(0, 0)] * len(counts)
@@ -100,7 +101,7 @@ class PresenceStore:
                 out[i] = (int(reply[2 * n]), int(reply[2 * n + 1]))
         return out
 
-    def _set_group(
+    def _group_call(
         self,
         instance: str,
         outbox: str,
