@@ -65,11 +65,13 @@ class OverdueJobs:
         while True:
             await asyncio.sleep(outage.pause(self.tick))
             try:
-                lock_ms = int(self.tick * 1000)
-                if await self.jobs.redis.set(keys.QUEUE_SWEEP_LOCK, me, nx=True, px=lock_ms):
-                    await self.end_stalled_starts()
-                    if loop.time() >= next_sweep:
-                        next_sweep = loop.time() + self.every
+                # No lock for the stalled starts: one read when there are none, and two
+                # front-ends ending the same one is harmless (the second is refused).
+                await self.end_stalled_starts()
+                if loop.time() >= next_sweep:
+                    next_sweep = loop.time() + self.every
+                    lock_ms = int(self.every * 1000)
+                    if await self.jobs.redis.set(keys.QUEUE_SWEEP_LOCK, me, nx=True, px=lock_ms):
                         await self.sweep()
                 outage.ok()
             except REDIS_ERRORS as exc:
