@@ -18,8 +18,12 @@ within the queued timeout ends its generation with ``error`` (``overdue``, run b
 front-ends), so a request never waits forever either.
 
 The queue only says *which* generation to run; whether it still needs running, and who
-owns its stream, is decided by the event log (``EventLog.claim``): a job delivered twice
-is harmless.
+owns its stream, is decided by the claim (``lifecycle.Generations.claim``): a job delivered
+twice is harmless, and a duplicate of a generation a live worker holds is dropped.
+
+A start notes its generation in ``keys.STARTING_KEY`` before anything else, and ``enqueue``
+removes the note in the same script as the job's ``XADD`` (``queue_job.lua``): a note
+left behind is a start cut off between its steps, which ``overdue`` ends.
 """
 
 from __future__ import annotations
