@@ -62,6 +62,8 @@ MAX_BATCH = 1000
 """Most writes one round of a committer carries; more wait for the next round."""
 MAX_IN_FLIGHT = 20_000
 """Most writes waiting for confirmation in one process; more wait for a slot."""
+REASK_MS = 10
+"""A committer that sends its ``WAIT`` apart (``fsync``) asks again this often."""
 BARRIER_TTL_MS = 10_000
 """A barrier key lives this long: it only has to reach the replicas."""
 
@@ -131,10 +133,12 @@ class Policy:
     def waits(self) -> bool:
         return self.mode != "primary"
 
-    def wait_command(self) -> tuple[Any, ...]:
+    def wait_command(self, timeout_ms: int | None = None) -> tuple[Any, ...]:
+        """The wait, for ``timeout_ms`` (the policy's by default; never 0: for ever)."""
+        ms = max(1, timeout_ms or self.timeout_ms)
         if self.mode == "fsync":
-            return ("WAITAOF", 1, self.replicas, self.timeout_ms)
-        return ("WAIT", self.replicas, self.timeout_ms)
+            return ("WAITAOF", 1, self.replicas, ms)
+        return ("WAIT", self.replicas, ms)
 
     def confirmed(self, reply: Any) -> bool:
         """Whether the reply of ``wait_command`` confirms the batch before it."""
@@ -191,6 +195,16 @@ class _Committer:
     counter: itertools.count[int] = field(default_factory=itertools.count)
     rounds: int = 0
     writes: int = 0
+    reasks: int = 0
+    wait_apart: bool = False
+    """Send the ``WAIT`` only once the batch's replies are in (``fsync``), not in the
+    batch's pipeline. A replica answers the primary's ``REPLCONF GETACK`` (which a
+    blocked ``WAITAOF`` makes it send) with the offset it has fsynced *so far*; when the
+    writes and the ``GETACK`` reach it in the same read, that is before it fsyncs them,
+    and it says it has only at its next once-a-second ``ACK``: a pipelined ``WAITAOF 1 1``
+    takes a second even with ``appendfsync always`` (docs/performance.md, "Durability").
+    Sent after the replies, the ``GETACK`` follows the writes by a round trip, and the
+    replica has fsynced them by then. ``WAIT`` (memory, not disk) has no such trap."""
 
     def submit(self, request: _Request) -> None:
         self.pending.append(request)
@@ -236,15 +250,14 @@ class _Committer:
         commands.append(
             ("SET", barrier_key(batch[0].key), next(self.counter), "PX", BARRIER_TTL_MS)
         )
-        commands.append(self.policy.wait_command())
-        await conn.send_packed_command(conn.pack_commands(commands))
-        replies: list[Any] = []
         read_timeout = self.policy.timeout_ms / 1000 + 5.0
-        for _ in commands:
-            try:
-                replies.append(await conn.read_response(timeout=read_timeout))
-            except ResponseError as exc:
-                replies.append(exc)
+        if self.wait_apart:
+            # WAITAOF after the writes' replies, in a second send: see ``wait_apart``.
+            replies = await _exchange(conn, commands, read_timeout)
+            replies.append(await self._wait_apart(conn, read_timeout))
+        else:
+            commands.append(self.policy.wait_command())
+            replies = await _exchange(conn, commands, read_timeout)
         self.rounds += 1
         self.writes += len(batch)
         barrier, waited = replies[-2], replies[-1]
@@ -261,6 +274,22 @@ class _Committer:
             out.append(replies[at : at + len(r.calls)])
             at += len(r.calls)
         return out
+
+    async def _wait_apart(self, conn: AbstractConnection, read_timeout: float) -> Any:
+        """The policy's ``WAIT`` in steps of ``REASK_MS``, until it confirms or its
+        timeout passes: each step blocks anew, so the primary asks the replicas again
+        (``REPLCONF GETACK``), and a replica that answered the last ask before its
+        fsync answers this one after it, instead of at its next once-a-second ``ACK``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.policy.timeout_ms / 1000
+        for ask in itertools.count():
+            left_ms = max(1, int((deadline - loop.time()) * 1000))
+            step = min(left_ms, 1 << min(ask, 8), REASK_MS)  # 1, 2, 4, 8, 10, 10... ms
+            (waited,) = await _exchange(conn, [self.policy.wait_command(step)], read_timeout)
+            if self.policy.confirmed(waited) or loop.time() >= deadline:
+                return waited
+            self.reasks += 1
+        raise AssertionError("unreachable")  # pragma: no cover: count() never ends
 
     async def _drop(self) -> None:
         """Close the connection after a failed round: its state is unknown."""
@@ -281,13 +310,33 @@ class _Committer:
             await self.pool.disconnect()
 
 
+async def _exchange(
+    conn: AbstractConnection, commands: Sequence[Sequence[Any]], read_s: float
+) -> list[Any]:
+    """Send ``commands`` in one write and read each reply (an error reply in its place),
+    each within ``read_s`` (a connection that stops answering is a failed round)."""
+    await conn.send_packed_command(conn.pack_commands(commands))
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(await conn.read_response(timeout=read_s))
+        except ResponseError as exc:
+            replies.append(exc)
+    return replies
+
+
 class Durability:
     """Runs writes so that they are acknowledged under ``policy``: in ``primary`` mode as
     they always were (no committer, no extra round trip)."""
 
-    def __init__(self, redis: Redis, policy: Policy | None = None) -> None:
+    def __init__(
+        self, redis: Redis, policy: Policy | None = None, *, wait_apart: bool | None = None
+    ) -> None:
         self.redis = redis
         self.policy = policy or Policy()
+        self.wait_apart = self.policy.mode == "fsync" if wait_apart is None else wait_apart
+        """``_Committer.wait_apart``: on in ``fsync`` mode (set False only to measure the
+        pipelined round it replaced: ``tests/perf/durability.py``)."""
         self._committers: dict[str, _Committer] = {}
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
 
@@ -373,7 +422,10 @@ class Durability:
             committer = self._committers.get("")
             if committer is None:
                 committer = self._committers[""] = _Committer(
-                    self.policy, self.redis.connection_pool, owns_pool=False
+                    self.policy,
+                    self.redis.connection_pool,
+                    owns_pool=False,
+                    wait_apart=self.wait_apart,
                 )
             return "", committer
         node = cast(RedisCluster, self.redis).get_node_from_key(key)
@@ -387,7 +439,7 @@ class Durability:
             kwargs.pop("response_callbacks", None)  # the cluster's, which a connection refuses
             kwargs.update(host=host, port=int(port))
             committer = self._committers[name] = _Committer(
-                self.policy, ConnectionPool(**kwargs), owns_pool=True
+                self.policy, ConnectionPool(**kwargs), owns_pool=True, wait_apart=self.wait_apart
             )
         return name, committer
 
