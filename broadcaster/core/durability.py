@@ -38,7 +38,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -175,11 +175,17 @@ def barrier_key(key: str) -> str:
     return f"{keys.PREFIX}:{{{hash_tag(key)}}}:durability"
 
 
+Then = Callable[[list[Any]], Sequence[Sequence[Any]]]
+"""From a request's replies, the commands to send once they are confirmed (the pushes
+of an append: ``EventLog.append``)."""
+
+
 @dataclass(slots=True)
 class _Request:
     calls: Sequence[Sequence[Any]]
     future: asyncio.Future[list[Any]]
     key: str
+    then: Then | None = None
 
 
 @dataclass(slots=True)
@@ -196,6 +202,11 @@ class _Committer:
     rounds: int = 0
     writes: int = 0
     reasks: int = 0
+    follow: list[Sequence[Any]] = field(default_factory=list)
+    """What the last confirmed round asked to send after it (``_Request.then``): sent
+    first in the next round, or alone. At most a round's worth (``MAX_BATCH`` requests'),
+    and dropped (logged) if that send fails: the front-ends' fan-out finds what a lost
+    push did not bring in the log (a gap filled, a quiet stream checked: ``fanout/repair``)."""
     wait_apart: bool = False
     """Send the ``WAIT`` only once the batch's replies are in (``fsync``), not in the
     batch's pipeline. A replica answers the primary's ``REPLCONF GETACK`` (which a
@@ -212,11 +223,12 @@ class _Committer:
             self.task = asyncio.create_task(self._drain(), name="durability-committer")
 
     async def _drain(self) -> None:
-        while self.pending:
+        while self.pending or self.follow:
             await asyncio.sleep(0)  # the writers of this turn of the loop join the round
             batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
             batch = [r for r in batch if not r.future.done()]  # a cancelled writer
             if not batch:
+                await self._send_follow()
                 continue
             try:
                 replies = await self._round(batch)
@@ -227,6 +239,7 @@ class _Committer:
                 raise
             except Exception as exc:
                 await self._drop()
+                self.follow = []  # sent or not with the failed round: see ``follow``
                 if not isinstance(exc, (RedisConnectionError, RedisTimeoutError, ResponseError)):
                     # The connection broke under the round in a way the client does not
                     # name (seen: a reader or writer gone mid-send): nothing is confirmed,
@@ -246,7 +259,8 @@ class _Committer:
         if self.conn is None:
             self.conn = await self.pool.get_connection()  # type: ignore[no-untyped-call]
         conn = self.conn
-        commands: list[Sequence[Any]] = [c for r in batch for c in r.calls]
+        follow, self.follow = self.follow, []
+        commands: list[Sequence[Any]] = [*follow, *(c for r in batch for c in r.calls)]
         commands.append(
             ("SET", barrier_key(batch[0].key), next(self.counter), "PX", BARRIER_TTL_MS)
         )
@@ -260,6 +274,7 @@ class _Committer:
             replies = await _exchange(conn, commands, read_timeout)
         self.rounds += 1
         self.writes += len(batch)
+        replies = replies[len(follow) :]  # (a push's reply says nothing: dropped)
         barrier, waited = replies[-2], replies[-1]
         if isinstance(barrier, (MovedError, AskError)):
             return [[barrier] for _ in batch]  # the slot moved: each writer asks again
@@ -271,9 +286,27 @@ class _Committer:
             raise error
         out, at = [], 0
         for r in batch:
-            out.append(replies[at : at + len(r.calls)])
+            mine = replies[at : at + len(r.calls)]
+            out.append(mine)
             at += len(r.calls)
+            if r.then is not None and not any(isinstance(x, Exception) for x in mine):
+                self.follow.extend(r.then(mine))
         return out
+
+    async def _send_follow(self) -> None:
+        """Send what confirmed rounds asked to send after them, when no round follows."""
+        follow, self.follow = self.follow, []
+        if not follow:
+            return
+        try:
+            if self.conn is None:
+                self.conn = await self.pool.get_connection()  # type: ignore[no-untyped-call]
+            await _exchange(self.conn, follow, self.policy.timeout_ms / 1000 + 5.0)
+        except Exception as exc:  # a push lost is found again (``follow``)
+            await self._drop()
+            log.warning(
+                "durability: %d push(es) after a confirmed round lost: %r", len(follow), exc
+            )
 
     async def _wait_apart(self, conn: AbstractConnection, read_timeout: float) -> Any:
         """The policy's ``WAIT`` in steps of ``REASK_MS``, until it confirms or its
@@ -356,16 +389,25 @@ class Durability:
 
     # --- what the write paths call ---
 
-    async def script(self, script: AsyncScript, keys_: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a write script; acknowledged under the policy."""
+    async def script(
+        self,
+        script: AsyncScript,
+        keys_: Sequence[str],
+        args: Sequence[Any],
+        *,
+        then: Callable[[Any], Sequence[Sequence[Any]]] | None = None,
+    ) -> Any:
+        """Run a write script; acknowledged under the policy. ``then``: from its reply,
+        the commands (on its slot) to send once it is confirmed (``_Request.then``)."""
         if not self.waits:
             return await script(keys=list(keys_), args=list(args))
         call = ("EVALSHA", script.sha, len(keys_), *keys_, *args)
+        after: Then | None = None if then is None else (lambda replies: then(replies[0]))
         try:
-            (reply,) = await self.run(keys_[0], [call])
+            (reply,) = await self.run(keys_[0], [call], then=after)
         except NoScriptError:
             (reply,) = await self.run(
-                keys_[0], [("EVAL", script.script, len(keys_), *keys_, *args)]
+                keys_[0], [("EVAL", script.script, len(keys_), *keys_, *args)], then=after
             )
         return reply
 
@@ -389,15 +431,18 @@ class Durability:
         if probe and not found:
             raise NotConfirmed(f"{key}: the write is not on the primary (a failover?)")
 
-    async def run(self, key: str, calls: Sequence[Sequence[Any]]) -> list[Any]:
+    async def run(
+        self, key: str, calls: Sequence[Sequence[Any]], *, then: Then | None = None
+    ) -> list[Any]:
         """Send ``calls`` (all on the slot of ``key``) in one round of the committer of
         ``key``'s node; their replies. An error reply is raised (the first); one the
-        replicas did not confirm raises ``NotConfirmed``."""
+        replicas did not confirm raises ``NotConfirmed``. ``then``: from their replies,
+        commands to send once they are confirmed, unanswered (``_Request.then``)."""
         async with self._slots:
             for _ in range(3):
                 name, committer = self._committer(key)
                 future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-                committer.submit(_Request(calls, future, key))
+                committer.submit(_Request(calls, future, key, then))
                 try:
                     replies = await future
                 except (RedisConnectionError, RedisTimeoutError, OSError):

