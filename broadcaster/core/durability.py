@@ -24,7 +24,13 @@ primary) how many have fsynced them. Hence the shape of this module:
 * On a Cluster each node is its own primary: a committer per node, reached by the
   slot of the write's first key; ``MOVED``/``ASK`` refreshes the map and tries again.
 * Never ``WAIT 0``: a timeout of 0 blocks for ever; never inside ``MULTI`` or a script
-  (Redis refuses it there): the committer sends it after them.
+  (Redis refuses it there): the committer sends it after them. ``WAITAOF`` (``fsync``)
+  goes apart, once the writes' replies are in, and is asked again in short steps
+  (``_Committer.wait_apart``): pipelined, it waits for a replica's once-a-second ``ACK``.
+* **Publish after the wait.** A write may name what to send once it is confirmed
+  (``then``: an append's pub/sub messages, which append.lua returns instead of
+  publishing when the mode waits): the committer sends them first in its next round,
+  so no front-end pushes an event that a failover could still lose.
 
 A write not confirmed in time raises ``NotConfirmed``, a ``ConnectionError``: it may or
 may not have reached replicas, exactly as after a lost connection. Every writer already
