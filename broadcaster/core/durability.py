@@ -388,6 +388,10 @@ class Durability:
         c = list(self._committers.values())
         return sum(x.rounds for x in c), sum(x.writes for x in c)
 
+    def reasks(self) -> int:
+        """``WAIT``s asked again (``_Committer._wait_apart``): beyond one per round."""
+        return sum(x.reasks for x in self._committers.values())
+
     async def aclose(self) -> None:
         committers, self._committers = list(self._committers.values()), {}
         for committer in committers:

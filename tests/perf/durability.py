@@ -12,7 +12,8 @@ it is there, for ``WAITAOF``; both with ``appendonly yes``, ``appendfsync always
 writers: every writer appends one event at a time to its own stream through
 ``EventLog.append`` (the worker's and the publish route's path), as fast as it is
 acknowledged, for ``--seconds``. Prints appends per second, p50/p99 latency of an
-acknowledgement, and the writes each ``WAIT`` covered (group commit), one row each.
+acknowledgement, the writes each ``WAIT`` covered (group commit), and how many times a
+round asked its ``WAIT`` (``fsync`` asks again in short steps), one row each.
 Everything runs in this one process (one core for the writers), so the figures compare
 the modes with each other; the absolute rates are this client's.
 """
@@ -57,6 +58,7 @@ async def measure(url: str, row: str, writers: int, seconds: float) -> dict[str,
     latencies: list[float] = []
     stop = time.monotonic() + seconds
     rounds0, writes0 = durability.stats()
+    reasks0 = durability.reasks()
 
     async def writer(i: int) -> None:
         sid = f"perf-{row}-{writers}-{i}-{stamp}"
@@ -69,6 +71,7 @@ async def measure(url: str, row: str, writers: int, seconds: float) -> dict[str,
     await asyncio.gather(*(writer(i) for i in range(writers)))
     took = time.monotonic() - started
     rounds, writes = (a - b for a, b in zip(durability.stats(), (rounds0, writes0), strict=True))
+    asks = rounds + durability.reasks() - reasks0
     await durability.aclose()
     await redis.aclose()
     cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
@@ -77,6 +80,7 @@ async def measure(url: str, row: str, writers: int, seconds: float) -> dict[str,
         "p50": cuts[49] * 1000,
         "p99": cuts[98] * 1000,
         "per_wait": writes / rounds if rounds else 0.0,
+        "asks": asks / rounds if rounds else 0.0,
     }
 
 
@@ -111,15 +115,19 @@ def main() -> None:
                 f"server: {binary}; a primary and a replica, appendonly yes, "
                 f"appendfsync {args.appendfsync}; {args.seconds:g} s per row"
             )
-            print("| mode | writers | appends/s | p50 ms | p99 ms | writes per WAIT |")
-            print("| --- | ---: | ---: | ---: | ---: | ---: |")
+            print(
+                "| mode | writers | appends/s | p50 ms | p99 ms | writes per WAIT "
+                "| WAITs asked per round |"
+            )
+            print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
             for writers in (int(w) for w in args.writers.split(",")):
                 for mode in args.modes.split(","):
                     f = asyncio.run(measure(url, mode, writers, args.seconds))
                     per_wait = f"{f['per_wait']:.1f}" if mode != "primary" else "-"
+                    asks = f"{f['asks']:.2f}" if mode != "primary" else "-"
                     print(
                         f"| {mode} | {writers} | {f['rate']:,.0f} | {f['p50']:.2f} | "
-                        f"{f['p99']:.2f} | {per_wait} |",
+                        f"{f['p99']:.2f} | {per_wait} | {asks} |",
                         flush=True,
                     )
         finally:
