@@ -325,7 +325,11 @@ class _Committer:
             left_ms = max(1, int((deadline - loop.time()) * 1000))
             step = min(left_ms, 1 << min(ask, 8), REASK_MS)  # 1, 2, 4, 8, 10, 10... ms
             (waited,) = await _exchange(conn, [self.policy.wait_command(step)], read_timeout)
-            if self.policy.confirmed(waited) or loop.time() >= deadline:
+            if (
+                isinstance(waited, Exception)  # an answer, not a wait: asked again, the same
+                or self.policy.confirmed(waited)
+                or loop.time() >= deadline
+            ):
                 return waited
             self.reasks += 1
         raise AssertionError("unreachable")  # pragma: no cover: count() never ends
@@ -578,7 +582,7 @@ async def _check_appendfsync(name: str, node: Any) -> None:
     let ``CONFIG GET`` be sent (a managed one) is only warned about."""
     try:
         reply = await node.config_get("appendfsync")
-    except (ResponseError, RedisConnectionError) as exc:
+    except ResponseError as exc:  # CONFIG refused (renamed, or not allowed to this user)
         log.warning(
             "durability fsync: appendfsync of %s not read (%s); it must be always",
             name or "(REDIS_URL)",
