@@ -111,7 +111,7 @@ clean:
 # (appends per second, acknowledgement latency), and the Durable Streams conformance
 # suite in replicas mode. `make test` runs the short form (2 failovers, replicas mode).
 failover: $(BIN)/.installed
-	FAILOVER_ACKS_FAILOVERS=10 FAILOVER_ACKS_MODES=replicas,primary \
+	FAILOVER_ACKS_FAILOVERS=10 FAILOVER_ACKS_MODES=replicas,fsync,primary \
 		$(BIN)/pytest -n 0 -s -o timeout=900 tests/faults/test_failover_acks.py -k survive
 	$(BIN)/python -m tests.perf.durability
 	$(BIN)/python -m tests.perf.durability_conformance

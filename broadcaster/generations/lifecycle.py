@@ -4,7 +4,10 @@ held by that worker while it runs (``hold``: a claim within the lease of the las
 is refused, ``Held``: a duplicate job never steals a live generation), released when a
 worker hands it back; cancelled (``cancel``: its stream ends with ``abort``). Its events
 and their expiry are the log's (``core/eventlog.py``); these scripts touch only the
-stream's metadata, under the same hash tag.
+stream's metadata, under the same hash tag. A claim, a release and a recreation are
+acknowledged as an append is, through the log's ``Durability`` (``core/durability.py``):
+with ``BROADCASTER_DURABILITY`` ``replicas`` or ``fsync``, not before the replicas (or
+disks) have them, else ``NotConfirmed``.
 """
 
 from __future__ import annotations
@@ -82,7 +85,8 @@ class Generations:
         False if the generation exists."""
         if not await self.create(stream_id, request):
             return False
-        await self.log.redis.delete(keys.log_key(stream_id), keys.text_key(stream_id))
+        log_key = keys.log_key(stream_id)
+        await self.log.durability.command(log_key, "DEL", log_key, keys.text_key(stream_id))
         return True
 
     async def discard(self, stream_id: str) -> None:
@@ -98,8 +102,11 @@ class Generations:
         raises ``Held`` when a live worker holds it.
         """
         mode = "repair" if repair else ""
-        status, seq, attempt, lost = await self._claim(
-            keys=[keys.meta_key(stream_id)], args=[owner, self.lease_ms, mode]
+        # Through the committer (BROADCASTER_DURABILITY), as an append: ``NotConfirmed``
+        # if a failover could still lose it, which the worker treats as a lost connection.
+        meta = keys.meta_key(stream_id)
+        status, seq, attempt, lost = await self.log.durability.script(
+            self._claim, [meta], [owner, self.lease_ms, mode]
         )
         if status == b"HELD":
             raise Held(stream_id)
@@ -118,7 +125,8 @@ class Generations:
         """Hand back a generation that is not ended (it goes back to ``queued``, and its
         ``handbacks`` count grows; no attempt is counted); False if ``owner`` no longer
         owns it."""
-        return bool(await self._release(keys=[keys.meta_key(stream_id)], args=[owner]))
+        meta = keys.meta_key(stream_id)
+        return bool(await self.log.durability.script(self._release, [meta], [owner]))
 
 
 class NoSuchGeneration(Exception):
