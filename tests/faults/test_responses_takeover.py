@@ -59,13 +59,18 @@ def texts(events: list[dict[str, Any]]) -> str:
 
 
 async def _kill_mid_text(
-    srv: fr.FakeResponsesServer, cluster: Cluster, tmp_path: Path, *, expire: bool
+    srv: fr.FakeResponsesServer,
+    cluster: Cluster,
+    tmp_path: Path,
+    *,
+    expire: bool,
+    merge_ms: str = "0",
 ) -> tuple[list[Viewer], list[dict[str, Any]], dict[str, Any], Proc]:
     """Run a generation, kill its worker once ``Hello `` is in the stream, start another
     (after expiring the response, if ``expire``), let the response go on."""
     opened = threading.Event()
     srv.enqueue([*SCRIPT[:HELD], fr.gate(opened), *SCRIPT[HELD:]])
-    cluster.worker_env = responses_env(srv.base_url, tmp_path)
+    cluster.worker_env = {**responses_env(srv.base_url, tmp_path), "WORKER_MERGE_MS": merge_ms}
     victim = cluster.add_worker()
     async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as client:
         gid = await create_generation(client, cluster.urls[0], "say hello", provider="openai")
@@ -91,17 +96,22 @@ async def _kill_mid_text(
         events = [json.loads(e.data) for e in stored_events(r, gid)]
         verdicts = [verdict(v, stored_events(r, gid)) for v in viewers]
         r.close()
-    report(f"responses takeover (expired={expire})", verdicts)
+    report(f"responses takeover (expired={expire}, merge {merge_ms} ms)", verdicts)
     for v in verdicts:
         assert v.outcome == "done" and v.exact, v
     return viewers, events, point, rescuer
 
 
+@pytest.mark.parametrize("merge_ms", ["0", "20"])
 async def test_a_worker_killed_mid_text_is_followed_by_one_that_reattaches(
-    tmp_path: Path,
+    tmp_path: Path, merge_ms: str
 ) -> None:
+    """With each delta appended on its own, and with the default merge window (a batch
+    then never ends halfway through a Responses event)."""
     with fr.FakeResponsesServer() as srv, Cluster(tmp_path, workers_n=0) as cluster:
-        viewers, events, point, rescuer = await _kill_mid_text(srv, cluster, tmp_path, expire=False)
+        viewers, events, point, rescuer = await _kill_mid_text(
+            srv, cluster, tmp_path, expire=False, merge_ms=merge_ms
+        )
         retrievals = [e.path for e in srv.retrievals()]
         log = rescuer.log()
     assert srv.created == 1  # the takeover cost no model call
