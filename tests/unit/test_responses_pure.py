@@ -6,6 +6,8 @@ which a worker that takes a generation over goes on exactly where the lost one w
 from __future__ import annotations
 
 import base64
+import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,9 +15,14 @@ import pytest
 from tests.support import fake_openai_responses as fr
 from tests.support.fake_anthropic import Frame
 from worker.mapping import EventMapper
+from worker.metrics import CallTiming
+from worker.model_call import Policy, _Call
+from worker.providers.base import RESUME_FIELD, RESUME_META
 from worker.providers.openai_request import Untranslatable
+from worker.providers.openai_responses import resume_point
 from worker.providers.openai_responses_request import responses_params
 from worker.providers.openai_responses_stream import ResponseFailed, ResponsesTranslator
+from worker.writer import StreamWriter
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
 TOOL = {"name": "add", "input_schema": {"type": "object"}, "description": "Adds."}
@@ -222,3 +229,30 @@ def test_a_failure_raises_with_its_message(fault: Frame) -> None:
     events = wire([*fr.reply(text=["a"])[:5], fault])
     with pytest.raises(ResponseFailed, match="server_error: no capacity"):
         mapped(events)
+
+
+def test_a_noted_point_names_exactly_the_output_pending_whenever_a_flush_may_come() -> None:
+    """The model call's side: whenever it would let the merge window flush, what is
+    pending is exactly the output of the events up to the point it noted, no more, no less
+    (the output of a block's end is held back, and a Responses event can be several raw
+    events)."""
+    events = wire(SCRIPT)
+    translator = ResponsesTranslator()
+    writer = StreamWriter(SimpleNamespace(log=None), "g", "owner", 0)  # type: ignore[arg-type]
+    call = _Call(writer, Policy(), EventMapper("m"), False, CallTiming(None, "openai"))
+    checked = set()
+    for event in events:
+        raws = translator.feed(event)
+        if raws:
+            point = resume_point(translator, event["sequence_number"])
+            raws[-1] = {**raws[-1], RESUME_META: point}
+        for raw in raws:
+            call.take(raw)
+            if call.resumable and writer.noted_meta:
+                after = json.loads(writer.noted_meta[RESUME_FIELD])["after"]
+                ended = ("finish-step", "finish")
+                expected = [e for e in mapped(events[:after]) if e["type"] not in ended]
+                assert writer.pending == expected, f"after event {after}"
+                checked.add(after)
+    deltas = {e["sequence_number"] for e in events if e["type"].endswith(".delta")}
+    assert deltas <= checked  # a successor can go on after any delta
