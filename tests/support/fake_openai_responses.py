@@ -238,6 +238,20 @@ class FakeResponsesServer(FakeAnthropicServer):
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    def stop(self) -> None:
+        """Stop the background responses still playing (awaited), then the server."""
+        loop = self._loop
+        if loop is not None and self._thread is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                asyncio.run_coroutine_threadsafe(self._stop_players(), loop).result(10)
+        super().stop()
+
+    async def _stop_players(self) -> None:
+        players = list(self._players)
+        for player in players:
+            player.cancel()
+        await asyncio.gather(*players, return_exceptions=True)
+
     # ---- what the tests read
 
     @property

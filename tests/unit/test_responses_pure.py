@@ -22,6 +22,8 @@ from worker.providers.openai_request import Untranslatable
 from worker.providers.openai_responses import resume_point
 from worker.providers.openai_responses_request import responses_params
 from worker.providers.openai_responses_stream import ResponseFailed, ResponsesTranslator
+from worker.reattach import reattached
+from worker.steps import plan_resume
 from worker.writer import StreamWriter
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
@@ -256,3 +258,65 @@ def test_a_noted_point_names_exactly_the_output_pending_whenever_a_flush_may_com
                 checked.add(after)
     deltas = {e["sequence_number"] for e in events if e["type"].endswith(".delta")}
     assert deltas <= checked  # a successor can go on after any delta
+
+
+class _Keeps:
+    """A provider whose calls outlive their worker, and whose answer to ``reattachable``
+    the test sets."""
+
+    def __init__(self, alive: bool) -> None:
+        self.alive = alive
+        self.asked: list[dict[str, Any]] = []
+
+    async def reattachable(self, point: dict[str, Any]) -> bool:
+        self.asked.append(point)
+        return self.alive
+
+
+CUT = [
+    {"type": "start", "messageId": "m"},
+    {"type": "start-step"},
+    {"type": "text-start", "id": "t0"},
+    {"type": "text-delta", "id": "t0", "delta": "Hel"},
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("alive", [True, False])
+async def test_a_takeover_goes_on_with_a_call_that_is_still_there(alive: bool) -> None:
+    """A retry before (``data-retry``, attempt 2): the second attempt's part ids were
+    ``a2-``; the one that takes it over keeps them, and goes on in the cut step."""
+    events = [
+        {"type": "data-retry", "data": {"attempt": 2, "reason": "lost"}},
+        *CUT[:2],
+        {"type": "text-start", "id": "a2-t0"},
+        {"type": "text-delta", "id": "a2-t0", "delta": "Hel"},
+        {"type": "tool-input-start", "toolCallId": "call_1", "toolName": "add"},
+        {"type": "tool-input-delta", "toolCallId": "call_1", "inputTextDelta": '{"a"'},
+        {"type": "tool-input-delta", "toolCallId": "call_1", "inputTextDelta": ": 1"},
+    ]
+    point = {"id": "resp_1", "after": 9, "state": {}}
+    meta = {RESUME_FIELD: json.dumps(point)}
+    provider = _Keeps(alive)
+    plan = plan_resume(events, 0)
+    progress = await reattached(provider, events, meta, plan)  # type: ignore[arg-type]
+    assert provider.asked == [point]
+    if not alive:
+        assert progress is None
+        return
+    assert progress is not None and progress.reattach is not None
+    assert (progress.id_prefix, progress.started, progress.stream_steps) == ("a2-", True, 0)
+    assert progress.reattach.shown == events[3:]
+    request = progress.reattach.request({"model": "m"})
+    assert request["reattach"] == {"point": point, "tool_inputs": {"call_1": '{"a": 1'}}
+
+
+@pytest.mark.anyio
+async def test_no_point_or_a_whole_step_goes_the_usual_way() -> None:
+    provider = _Keeps(True)
+    events = CUT
+    assert await reattached(provider, events, {}, plan_resume(events, 0)) is None  # type: ignore[arg-type]
+    whole = [*CUT, {"type": "text-end", "id": "t0"}]
+    meta = {RESUME_FIELD: json.dumps({"id": "resp_1", "after": 3, "state": {}})}
+    assert await reattached(provider, whole, meta, plan_resume(whole, 1)) is None  # type: ignore[arg-type]
+    assert provider.asked == []
