@@ -65,9 +65,11 @@ async def _kill_mid_text(
     *,
     expire: bool,
     merge_ms: str = "0",
+    sig: signal.Signals = signal.SIGKILL,
 ) -> tuple[list[Viewer], list[dict[str, Any]], dict[str, Any], Proc]:
-    """Run a generation, kill its worker once ``Hello `` is in the stream, start another
-    (after expiring the response, if ``expire``), let the response go on."""
+    """Run a generation, stop its worker with ``sig`` once ``Hello `` is in the stream
+    (SIGTERM: it hands the generation back after its grace period), start another (after
+    expiring the response, if ``expire``), let the response go on."""
     opened = threading.Event()
     srv.enqueue([*SCRIPT[:HELD], fr.gate(opened), *SCRIPT[HELD:]])
     cluster.worker_env = {**responses_env(srv.base_url, tmp_path), "WORKER_MERGE_MS": merge_ms}
@@ -87,7 +89,7 @@ async def _kill_mid_text(
             tg.start_soon(run_viewers, client, viewers, 60)
             await poll(hello_shown, "the text 'Hello ' in the stream")
             point = json.loads(stream_meta(r, gid)[RESUME_FIELD])
-            victim.stop(signal.SIGKILL)
+            await anyio.to_thread.run_sync(victim.stop, sig)
             if expire:
                 srv.expire(point["id"])
             rescuer = cluster.add_worker()
@@ -96,25 +98,33 @@ async def _kill_mid_text(
         events = [json.loads(e.data) for e in stored_events(r, gid)]
         verdicts = [verdict(v, stored_events(r, gid)) for v in viewers]
         r.close()
-    report(f"responses takeover (expired={expire}, merge {merge_ms} ms)", verdicts)
+    title = f"responses takeover ({sig.name}, expired={expire}, merge {merge_ms} ms)"
+    report(title, verdicts)
     for v in verdicts:
         assert v.outcome == "done" and v.exact, v
     return viewers, events, point, rescuer
 
 
-@pytest.mark.parametrize("merge_ms", ["0", "20"])
-async def test_a_worker_killed_mid_text_is_followed_by_one_that_reattaches(
-    tmp_path: Path, merge_ms: str
+@pytest.mark.parametrize(
+    ("sig", "merge_ms"),
+    [(signal.SIGKILL, "0"), (signal.SIGKILL, "20"), (signal.SIGTERM, "20")],
+    ids=["kill-merge-0", "kill-merge-20", "term-handed-back"],
+)
+async def test_a_worker_lost_mid_text_is_followed_by_one_that_reattaches(
+    tmp_path: Path, sig: signal.Signals, merge_ms: str
 ) -> None:
-    """With each delta appended on its own, and with the default merge window (a batch
-    then never ends halfway through a Responses event)."""
+    """Killed, with each delta appended on its own and with the default merge window (a
+    batch then never ends halfway through a Responses event); and stopped (SIGTERM), its
+    generation handed back: the response is left running for the next worker."""
     with fr.FakeResponsesServer() as srv, Cluster(tmp_path, workers_n=0) as cluster:
         viewers, events, point, rescuer = await _kill_mid_text(
-            srv, cluster, tmp_path, expire=False, merge_ms=merge_ms
+            srv, cluster, tmp_path, expire=False, merge_ms=merge_ms, sig=sig
         )
+        cancelled = list(srv.cancelled)
         retrievals = [e.path for e in srv.retrievals()]
         log = rescuer.log()
     assert srv.created == 1  # the takeover cost no model call
+    assert cancelled == []
     assert retrievals == [
         f"/v1/responses/{point['id']}?starting_after={point['after']}&stream=true"
     ]

@@ -68,6 +68,11 @@ SHOWN = "shown"
 """A raw event marked ``SHOWN: True`` brings the mapper up to date: its output is already
 in the stream, from the attempt that was lost."""
 
+HANDED_BACK = "handed back"
+"""The message of the cancel that stops a generation to hand it back to the queue at
+shutdown (``worker.running``): another worker goes on with it, so a model call that can
+outlive its worker is left running for that one."""
+
 REATTACH = "reattach"
 """A request holding this key continues the model call its value names (``Reattach``)."""
 

@@ -14,10 +14,12 @@ re-attached to: the takeover makes the call again, as for the other providers.
 
 Leaving the call before the response has completed cancels it (``responses.cancel``): a
 cancel of the generation, an error, the stream's end. Not when another worker has taken
-the generation over (it may be streaming the response) or when Redis is out of reach (the
-one that takes over after the lease will be). The request and the events are translated
-by ``openai_responses_request`` and ``openai_responses_stream``; errors are classified as
-the Chat Completions provider's are.
+the generation over (it may be streaming the response), when Redis is out of reach (the
+one that takes over after the lease will be), or when the worker hands the generation
+back at shutdown (``HANDED_BACK``: the next worker goes on with the response).
+
+The request and the events are translated by ``openai_responses_request`` and
+``openai_responses_stream``; errors are classified as the Chat Completions provider's are.
 """
 
 from __future__ import annotations
@@ -36,7 +38,14 @@ from openai.types.responses import ResponseStreamEvent
 from redis import exceptions as redis_errors
 
 from broadcaster.core.eventlog import StaleWriter
-from worker.providers.base import REATTACH, RESUME_FIELD, RESUME_META, SHOWN, ProviderError
+from worker.providers.base import (
+    HANDED_BACK,
+    REATTACH,
+    RESUME_FIELD,
+    RESUME_META,
+    SHOWN,
+    ProviderError,
+)
 from worker.providers.openai import classify, make_client
 from worker.providers.openai_request import Untranslatable
 from worker.providers.openai_responses_request import responses_params
@@ -69,6 +78,10 @@ class OpenAIResponsesProvider:
         try:
             yield _raw_events(stream, translator, prelude)
         except _KEEP_RUNNING:
+            raise
+        except asyncio.CancelledError as exc:
+            if HANDED_BACK not in exc.args:
+                await self._cancel(translator)
             raise
         except BaseException:
             await self._cancel(translator)
