@@ -31,6 +31,7 @@ from broadcaster.generations.request import DEFAULT_MAX_STEPS
 from worker.metrics import WorkerMetrics
 from worker.model_call import Policy
 from worker.providers.base import Provider
+from worker.reattach import reattached
 from worker.stepper import Progress, StepRun, run_steps
 from worker.steps import plan_resume
 from worker.tools import ToolClash
@@ -117,7 +118,7 @@ async def _run_attempt(run: StepRun, claim: Claim) -> None:
         return
     progress = Progress([], 0, started=False)
     if claim.last_seq > 0:
-        progress = await _resume(writer, claim)
+        progress = await _resume(writer, claim, run.provider)
     log.info("generation %s: attempt %d from seq %d", stream_id, claim.attempt, claim.last_seq)
     try:
         await run_steps(dataclasses.replace(run, request=offered), progress)
@@ -131,7 +132,7 @@ async def _run_attempt(run: StepRun, claim: Claim) -> None:
         )
 
 
-async def _resume(writer: StreamWriter, claim: Claim) -> Progress:
+async def _resume(writer: StreamWriter, claim: Claim, provider: Provider) -> Progress:
     """Where this attempt starts, from the stream an earlier (lost) attempt left; with
     ``data-retry`` and the finished steps again if it was cut off in a model call."""
     event_log = writer.log
@@ -142,6 +143,8 @@ async def _resume(writer: StreamWriter, claim: Claim) -> Progress:
     ]
     meta = await event_log.meta(writer.stream_id) or {}
     plan = plan_resume(events, int(meta.get("steps_done") or 0))
+    if plan.retry and (attached := await reattached(provider, events, meta, plan)):
+        return attached  # the cut call goes on: no data-retry, no new call
     if plan.retry:
         # The earlier attempt showed part of a model call: tell viewers to discard.
         reason = "the worker running this generation was lost"

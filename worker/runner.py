@@ -51,6 +51,10 @@ def make_provider(settings: WorkerSettings, name: str) -> Provider:
         from worker.providers.fake import FakeProvider
 
         return FakeProvider(settings.fake_delay_ms)
+    if name == "openai" and settings.openai_api == "responses":
+        from worker.providers.openai_responses import OpenAIResponsesProvider
+
+        return OpenAIResponsesProvider(settings.read_timeout_seconds)
     if name == "openai":
         from worker.providers.openai import OpenAIProvider
 

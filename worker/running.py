@@ -41,7 +41,7 @@ from broadcaster.generations.lifecycle import Generations, Held
 from broadcaster.presence.counts import PresenceStore
 from worker.generation import Policy, run_generation
 from worker.metrics import WorkerMetrics
-from worker.providers.base import Providers
+from worker.providers.base import HANDED_BACK, Providers
 from worker.writer import StepBoundary
 
 log = logging.getLogger("worker")
@@ -127,7 +127,7 @@ class RunningGenerations:
         self._handing_back = True
         rest = {t for _, t in self._running.values()}
         for t in rest:
-            t.cancel()
+            t.cancel(HANDED_BACK)
         # Cancelled again each second one goes on: on Python 3.11 a cancel that lands in
         # the instant a timeout inside the generation fires (asyncio.timeout, a Redis
         # read's socket timeout) can be taken for that timeout, and the generation would
@@ -136,7 +136,7 @@ class RunningGenerations:
             _, rest = await asyncio.wait(rest, timeout=1.0)
             for t in rest:
                 log.warning("%s went on after it was cancelled; cancelling it again", t.get_name())
-                t.cancel()
+                t.cancel(HANDED_BACK)
 
     async def watch_cancels(self) -> None:
         outage = contain.Outage("watching generations for a cancel", log)

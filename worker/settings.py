@@ -29,6 +29,12 @@ class WorkerSettings(RedisSettings, DurabilitySettings):
     )
     """The field ``max_tokens`` is sent as to an OpenAI-compatible server: OpenAI's
     reasoning models refuse the old ``max_tokens``; Ollama knows only it."""
+    openai_api: Literal["chat-completions", "responses"] = "chat-completions"
+    """The API the ``openai`` provider calls: Chat Completions (any OpenAI-compatible
+    server), or OpenAI's Responses API, whose responses run in the background and are
+    stored (``background``, ``store``), so a worker that takes a generation over streams
+    the rest of the same response instead of calling the model again. Not for an
+    organisation with zero data retention (it cannot store responses)."""
     concurrency: int = Field(8, ge=1, le=1000)
     """Generations run at once by one process."""
     merge_ms: float = Field(20.0, ge=0)

@@ -36,7 +36,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broadcaster.core import keys, tracing
 from worker.mapping import EventMapper
@@ -44,6 +44,9 @@ from worker.model_call import CallFailed, Policy, call_model
 from worker.providers.base import Provider
 from worker.steps import Step, ToolCall, step_messages
 from worker.writer import StreamWriter
+
+if TYPE_CHECKING:
+    from worker.reattach import Reattach
 
 log = logging.getLogger("worker.generation")
 
@@ -78,6 +81,8 @@ class Progress:
     ``data-retry``, so that no part of the call made again reuses the id of a part the
     cut-off call left open (the AI SDK would append to it, or, with
     ``WorkflowChatTransport``'s framing repair, drop the new start)."""
+    reattach: Reattach | None = None
+    """The last step's model call goes on where a lost worker left it (``worker.reattach``)."""
 
     def add_usage(self, mapper: EventMapper) -> None:
         if not mapper.started:
@@ -102,6 +107,9 @@ async def run_steps(run: StepRun, progress: Progress) -> None:
         return
     while True:
         request = step_messages(run.request, progress.steps)
+        reattach, progress.reattach = progress.reattach, None
+        if reattach is not None:
+            request = reattach.request(request)
         try:
             step, mapper = await call_model(
                 run.provider,
@@ -118,6 +126,8 @@ async def run_steps(run: StepRun, progress: Progress) -> None:
             meta = {"error": exc.error.message, **progress.usage_meta()}
             await run.writer.flush([_error(exc.error.message)], meta=meta)
             return
+        if reattach is not None:
+            step.events[:0] = reattach.shown
         progress.started = True
         progress.stream_steps += 1
         progress.add_usage(mapper)

@@ -124,12 +124,18 @@ class StreamWriter:
         self.history: list[_Batch] = []
         self.pending: list[dict[str, Any]] = []
         self.first_pending_at: float | None = None
+        self.noted_meta: dict[str, str] = {}
+        """Metadata for the next append that writes events (a provider's resume point)."""
         self.wrote = False
 
     def add(self, events: list[dict[str, Any]]) -> None:
         if events and self.first_pending_at is None:
             self.first_pending_at = time.monotonic()
         self.pending.extend(events)
+
+    def note_meta(self, meta: dict[str, str]) -> None:
+        """Write ``meta`` with the next append of events (a later note replaces it)."""
+        self.noted_meta = dict(meta)
 
     def deadline(self, merge_s: float) -> float | None:
         return None if self.first_pending_at is None else self.first_pending_at + merge_s
@@ -150,6 +156,9 @@ class StreamWriter:
         if not batch:
             return
         text = "".join(e["delta"] for e in batch if e["type"] == "text-delta")
+        if self.noted_meta:
+            meta = {**self.noted_meta, **(meta or {})}
+            self.noted_meta = {}
         await self._write(_Batch(batch, meta, text, text_reset, extras))
         self.wrote = True
         if self.metrics is not None:
@@ -160,6 +169,7 @@ class StreamWriter:
     def discard(self) -> None:
         self.pending = []
         self.first_pending_at = None
+        self.noted_meta = {}
 
     async def _append(self, b: _Batch) -> int:
         return await self.log.append(
