@@ -21,8 +21,12 @@ from broadcaster.core import names
 AgEvent = dict[str, Any]
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+"""One encoder for every event: ``json.dumps`` with arguments builds one per call."""
+
+
 def dumps(event: AgEvent) -> bytes:
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+    return _ENCODE(event).encode()
 
 
 def encode(events: list[AgEvent], eid: bytes) -> bytes:

@@ -25,6 +25,8 @@ from broadcaster.agui import frames
 from broadcaster.agui.projection import Mapper, Open, interrupted
 from broadcaster.core.eventlog import EventLog
 
+_DECODE = json.JSONDecoder().decode
+
 KEEP_EVENTS = 4096
 """Encoded events a stream's translation keeps (the most recent)."""
 
@@ -50,10 +52,16 @@ class Translation:
     seq: int = 0
     kept: dict[int, Mapped] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    last_in: bytes = b""
+    """The last run of AI SDK frames mapped whole: the fan-out hands the same ``bytes``
+    object to every viewer, so the next viewer's map is one identity check."""
+    last_out: bytes = b""
+    last_plain: bool = True
+    """``last_in`` held no approval request and no step start (nothing a run tracks)."""
 
     def add(self, seq: int, eid: bytes, data: bytes) -> Mapped:
         """Map the chunk at ``seq`` (the one after ``self.seq``) and keep its frames."""
-        chunk = json.loads(data)
+        chunk = _DECODE(data.decode())
         events = self.mapper.feed(seq, chunk)
         kind = chunk.get("type")
         approval = None
@@ -134,6 +142,35 @@ class Viewer:
     stop_at_wait: bool = False
     approvals: list[tuple[str, str]] = field(default_factory=list)
 
+    def direct(self, data: bytes) -> bytes | None:
+        """The AG-UI frames of a run of AI SDK frames, mapped without waiting (what the
+        fan-out writes straight to the socket); None when that takes the log (a seq the
+        translation has not reached), a skip, or a check of a wait: the viewer's task
+        then does it (``view``)."""
+        t = self.translation
+        if data is t.last_in and (t.last_plain or not self.stop_at_wait):
+            return t.last_out
+        if self.skip:
+            return None
+        out: list[bytes] = []
+        plain = True
+        for item in frames.aisdk_frames(data):
+            if isinstance(item, bytes):
+                out.append(item)
+                continue
+            mapped = t.kept.get(item[0])
+            if mapped is None:
+                if item[0] != t.seq + 1:
+                    return None
+                mapped = t.add(*item)
+            if mapped.approval is not None or mapped.step_started:
+                plain = False
+                if self.stop_at_wait:
+                    return None
+            out.append(mapped.frames)
+        t.last_in, t.last_out, t.last_plain = data, b"".join(out), plain
+        return t.last_out
+
 
 async def view(
     event_log: EventLog,
@@ -150,6 +187,10 @@ async def view(
         if opening:
             yield opening
         async for chunk in chunks:
+            fast = viewer.direct(chunk)
+            if fast is not None:
+                yield fast
+                continue
             out: list[bytes] = []
             waiting = False
             for item in frames.aisdk_frames(chunk):

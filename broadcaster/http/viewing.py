@@ -43,6 +43,7 @@ async def stream_response(
     compact: bool | None = None,
     presence: bool | None = None,
     body_filter: Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]] | None = None,
+    direct_map: Callable[[bytes], bytes | None] | None = None,
 ) -> Response:
     """The SSE response for ``stream_id`` after the resume point ``resume`` (None: from
     the first event), 204 when the client has seen the end, or ApiError. Access is the
@@ -50,7 +51,9 @@ async def stream_response(
 
     ``compact`` and ``presence`` default to the query's flags. ``body_filter`` (the chat
     routes') sees every chunk of the body: the response then takes no direct writes, and
-    is never handed over (``SSEResponse.detach``)."""
+    is never handed over (``SSEResponse.detach``). ``direct_map`` (the AG-UI routes') lets
+    such a response take direct writes all the same: the fan-out's frames go to the socket
+    as it maps them, or, when it cannot (None), to ``body_filter`` by the viewer's task."""
     after, tag = _resume_point(resume)
     hub, settings = await get_hub(request), await get_settings(request)
     try:
@@ -74,7 +77,7 @@ async def stream_response(
             stream_id,
             after,
             info,
-            None if body_filter else writer,
+            _mapped_writer(writer, direct_map) if body_filter else writer,
             subject=subject,
             wants_presence=wants,
             compact=compact,
@@ -94,6 +97,21 @@ async def stream_response(
         leave=hub.leave,
     )
     return response
+
+
+def _mapped_writer(
+    writer: Writer | None, direct_map: Callable[[bytes], bytes | None] | None
+) -> Writer | None:
+    """``writer`` of what ``direct_map`` makes of each write; refused (False: the run goes
+    to the viewer's task) when it makes nothing."""
+    if writer is None or direct_map is None:
+        return None
+
+    def write(data: bytes) -> bool:
+        mapped = direct_map(data)
+        return mapped is not None and writer(mapped)
+
+    return write
 
 
 async def _stream_state(

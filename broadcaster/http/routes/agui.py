@@ -114,6 +114,7 @@ async def agui_response(
         compact=False,
         presence=False,
         body_filter=lambda chunks: view(event_log, stream_id, viewer, opening, chunks),
+        direct_map=viewer.direct,
     )
 
 
