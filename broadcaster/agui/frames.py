@@ -13,6 +13,7 @@ a resumed connection (the prelude) and a run's end at a wait carry no id: the cl
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +36,30 @@ def encode(events: list[AgEvent], eid: bytes) -> bytes:
     return b"".join(
         b"id: %s\ndata: %s\n\n" % (eid if n == last else b"%s:%d" % (eid, n), dumps(event))
         for n, event in enumerate(events)
+    )
+
+
+_TEXT_DELTA = re.compile(
+    rb'\{"type":"text-delta","id":"([A-Za-z0-9_.:-]{1,64})","delta":("(?:[^"\\]|\\.)*")\}'
+)
+"""A text delta as the event log stores it (compact JSON, ``type`` first), and nothing
+more: its part id and its delta, still a JSON string."""
+
+
+def text_delta(data: bytes) -> tuple[str, bytes] | None:
+    """``(part id, delta as JSON)`` of a stored ``text-delta`` with no other field, read
+    without parsing the JSON (most of a stream's events); None for anything else."""
+    found = _TEXT_DELTA.fullmatch(data)
+    return None if found is None else (found[1].decode(), found[2])
+
+
+def content_frame(eid: bytes, message_id: str, delta: bytes) -> bytes:
+    """The ``TEXT_MESSAGE_CONTENT`` frame of a text delta (``delta`` a JSON string, as
+    ``dumps`` would write it: both keep non-ASCII characters as they are)."""
+    return b'id: %s\ndata: {"type":"TEXT_MESSAGE_CONTENT","messageId":"%s","delta":%s}\n\n' % (
+        eid,
+        message_id.encode(),
+        delta,
     )
 
 

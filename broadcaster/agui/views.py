@@ -61,6 +61,9 @@ class Translation:
 
     def add(self, seq: int, eid: bytes, data: bytes) -> Mapped:
         """Map the chunk at ``seq`` (the one after ``self.seq``) and keep its frames."""
+        fast = self._text_delta(eid, data)
+        if fast is not None:
+            return self._keep(seq, Mapped(fast, self.mapper.state, None, False))
         chunk = _DECODE(data.decode())
         events = self.mapper.feed(seq, chunk)
         kind = chunk.get("type")
@@ -73,6 +76,21 @@ class Translation:
             approval,
             kind == "start-step",
         )
+        return self._keep(seq, mapped)
+
+    def _text_delta(self, eid: bytes, data: bytes) -> bytes | None:
+        """A plain text delta of an open message, mapped without parsing its JSON (what
+        ``Mapper.feed`` would make of it, byte for byte); None for anything else."""
+        found = frames.text_delta(data)
+        state = self.mapper.state
+        if found is None or state.run is None or state.ended:
+            return None
+        message = self.mapper.texts.get(found[0])
+        if message is None:
+            return None
+        return b"" if found[1] == b'""' else frames.content_frame(eid, message, found[1])
+
+    def _keep(self, seq: int, mapped: Mapped) -> Mapped:
         self.seq = seq
         self.kept[seq] = mapped
         if len(self.kept) > KEEP_EVENTS:

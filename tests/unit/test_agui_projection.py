@@ -17,6 +17,7 @@ from broadcaster.agui import frames
 from broadcaster.agui.projection import Mapper, Open, interrupted, prelude
 from broadcaster.agui.runs import chat_body, decisions, parse_input
 from broadcaster.agui.views import KEEP_EVENTS, Translation, Translations
+from broadcaster.core.events import dump_event
 from broadcaster.generations.request import RequestInvalid
 
 EVENTS = TypeAdapter(Event)
@@ -275,3 +276,26 @@ def test_a_bad_run_input_is_refused_naming_the_field(body: Any) -> None:
     with pytest.raises(RequestInvalid) as caught:
         parse_input(body)
     assert "RunAgentInput" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "delta",
+    ["plain", "Hé wörld 🙂", 'say "hi"', "back\\slash", "tab\tnew\nline", "\u2028", "", "\\"],
+)
+def test_a_text_delta_read_without_parsing_is_what_the_mapping_makes(delta: str) -> None:
+    """The shared translation's shortcut for plain text deltas (their JSON not parsed)
+    makes the same bytes as the mapping and ``frames.encode``."""
+    opening = [{"type": "start"}, {"type": "start-step"}, {"type": "text-start", "id": "t0"}]
+    fast, slow = Translation(Mapper("c", "g")), Mapper("c", "g")
+    for seq, chunk in enumerate(opening, 1):
+        fast.add(seq, b"%d" % seq, dump_event(chunk)[1])
+        slow.feed(seq, chunk)
+    chunk = {"type": "text-delta", "id": "t0", "delta": delta}
+    data = dump_event(chunk)[1]
+    assert frames.text_delta(data) is not None  # the shortcut is taken
+    made = slow.feed(4, chunk)
+    assert fast.add(4, b"4.0badc0de", data).frames == (
+        frames.encode(made, b"4.0badc0de") if made else b""
+    )
+    extra = dump_event({**chunk, "providerMetadata": {"x": 1}})[1]
+    assert frames.text_delta(extra) is None  # anything more: the JSON is parsed
