@@ -143,6 +143,9 @@ def test_info_names_the_agents_and_the_resumable_transport(stack: Stack) -> None
     assert bad.status_code == 422 and "runId" in bad.text
     unknown = httpx.post(f"{stack.url}/v1/agui/agent/nobody/run", json={})
     assert unknown.status_code == 404
+    nothing = {"threadId": "agui-none", "runId": "r", "messages": []}
+    assert httpx.post(f"{stack.url}/v1/agui/agent/default/connect", json=nothing).status_code == 204
+    assert httpx.post(f"{stack.url}/v1/agui/agent/default/stop/agui-none").status_code == 404
 
 
 def test_a_generation_reads_as_verified_agui_and_resumes_inside_a_message(
@@ -192,6 +195,9 @@ def test_a_generation_reads_as_verified_agui_and_resumes_inside_a_message(
     at = whole["ids"].index(inside)
     assert after[: len(after) - (len(whole["events"]) - at - 1)][0]["type"] == "RUN_STARTED"
     assert after[-(len(whole["events"]) - at - 1) :] == whole["events"][at + 1 :]
+    # Resume points this route did not issue, and the end.
+    assert httpx.get(url, headers={"last-event-id": "x"}).status_code == 400
+    assert httpx.get(url, headers={"last-event-id": whole["ids"][-1]}).status_code == 204
     # The same generation, read by the AI SDK's own reader, as before.
     sdk = node(stack, AISDK, f"{stack.url}/v1/streams/{gid}/events")
     assert sdk["text"] == "".join(WORDS) and sdk["reasoning"] == "".join(REASONING)
