@@ -5,7 +5,8 @@ in seq order, the first time any AG-UI viewer of this front-end needs them, and 
 encoded frames; every other AG-UI viewer of the stream takes them as they are (a dict
 look-up per event). A viewer that needs a seq the translation has not reached makes it
 catch up from the log (once, under its lock); one that lags behind what the translation
-still keeps folds a private one from the log. Both bounds are counts: ``KEEP_EVENTS``
+still keeps folds a private one from the log, and rejoins the shared one where that
+keeps what it needs. Both bounds are counts: ``KEEP_EVENTS``
 events per stream, ``KEEP_STREAMS`` streams per front-end (least recently used go).
 
 ``view`` is one response's body: the prelude that re-opens what the resume point left
@@ -27,10 +28,10 @@ from broadcaster.core.eventlog import EventLog
 
 _DECODE = json.JSONDecoder().decode
 
-KEEP_EVENTS = 4096
+KEEP_EVENTS = 1024
 """Encoded events a stream's translation keeps (the most recent)."""
 
-KEEP_STREAMS = 512
+KEEP_STREAMS = 256
 """Translations a front-end keeps (the most recently used)."""
 
 
@@ -154,11 +155,23 @@ async def state_at(
 class Viewer:
     """One response's place: what it skips of its first chunk, where it ends."""
 
+    shared: Translation
     translation: Translation
+    """``shared``, or a private one while the viewer is behind what ``shared`` keeps."""
     skip: int = 0
     """AG-UI events of the first chunk the client already holds (a cursor inside it)."""
     stop_at_wait: bool = False
     approvals: list[tuple[str, str]] = field(default_factory=list)
+
+    def lookup(self, seq: int) -> Mapped | None:
+        """The chunk at ``seq`` as already mapped: by the shared translation (a viewer on
+        a private one rejoins it there), else by its own."""
+        found = self.shared.kept.get(seq)
+        if found is not None:
+            self.translation = self.shared
+            return found
+        own = self.translation
+        return None if own is self.shared else own.kept.get(seq)
 
     def direct(self, data: bytes) -> bytes | None:
         """The AG-UI frames of a run of AI SDK frames, mapped without waiting (what the
@@ -176,11 +189,11 @@ class Viewer:
             if isinstance(item, bytes):
                 out.append(item)
                 continue
-            mapped = t.kept.get(item[0])
+            mapped = self.lookup(item[0])
             if mapped is None:
-                if item[0] != t.seq + 1:
+                if item[0] != self.translation.seq + 1:
                     return None
-                mapped = t.add(*item)
+                mapped = self.translation.add(*item)
             if mapped.approval is not None or mapped.step_started:
                 plain = False
                 if self.stop_at_wait:
@@ -200,7 +213,6 @@ async def view(
     """The AG-UI body: ``opening`` (the prelude), then each AI SDK chunk's AG-UI frames;
     a run (``stop_at_wait``) ends with an interrupt once its generation waits for a
     person on the approvals it showed."""
-    t = viewer.translation
     try:
         if opening:
             yield opening
@@ -216,9 +228,9 @@ async def view(
                     out.append(item)
                     continue
                 seq = item[0]
-                mapped = t.kept.get(seq)
+                mapped = viewer.lookup(seq)
                 if mapped is None:
-                    t, mapped = await _mapped(event_log, stream_id, t, item)
+                    t, mapped = await _mapped(event_log, stream_id, viewer.translation, item)
                     viewer.translation = t
                 body = mapped.frames
                 if viewer.skip:

@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 from broadcaster.agui import frames
 from broadcaster.agui.projection import Mapper, Open, interrupted, prelude
 from broadcaster.agui.runs import chat_body, decisions, parse_input
-from broadcaster.agui.views import KEEP_EVENTS, Translation, Translations
+from broadcaster.agui.views import KEEP_EVENTS, Translation, Translations, Viewer
 from broadcaster.core.events import dump_event
 from broadcaster.generations.request import RequestInvalid
 
@@ -299,3 +299,17 @@ def test_a_text_delta_read_without_parsing_is_what_the_mapping_makes(delta: str)
     )
     extra = dump_event({**chunk, "providerMetadata": {"x": 1}})[1]
     assert frames.text_delta(extra) is None  # anything more: the JSON is parsed
+
+
+def test_a_viewer_on_a_private_translation_rejoins_the_shared_one() -> None:
+    delta = b'{"type":"text-delta","id":"t0","delta":"x"}'
+    shared, own = Translation(Mapper("t", "g")), Translation(Mapper("t", "g"))
+    for seq in range(1, 11):
+        shared.add(seq, b"%d" % seq, delta)
+    own.add(1, b"1", delta)
+    viewer = Viewer(shared, own)
+    assert viewer.lookup(1) is shared.kept[1] and viewer.translation is shared
+    assert viewer.lookup(11) is None and viewer.translation is shared
+    viewer.translation = own
+    assert viewer.direct(b"id: 2\nevent: text-delta\ndata: " + delta + b"\n\n") is not None
+    assert viewer.translation is shared  # seq 2 was the shared one's: back on it

@@ -104,7 +104,8 @@ async def agui_response(
     if kept is None and seq:
         state = await state_at(event_log, stream_id, thread_id, seq, seen)
     opening = frames.encode_bare(prelude(state))
-    viewer = Viewer(shared, skip=0 if seen is None else seen + 1, stop_at_wait=stop_at_wait)
+    skip = 0 if seen is None else seen + 1
+    viewer = Viewer(shared, shared, skip=skip, stop_at_wait=stop_at_wait)
     after = point if seen is None else str(seq - 1)
     return await stream_response(
         request,
