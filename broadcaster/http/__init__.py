@@ -6,8 +6,6 @@ capability and answers.
 - ``app``: ``create_app``: the routers, the error handlers and the lifespan.
 - ``routes``: one router per resource (a module per resource; none imports another).
 - ``resources``: what a front-end holds while it serves, and how the routes reach it.
-- ``wakes``: the channels that wake the front-end's timed work (chats' waiting
-  messages, approvals' deadlines), so that none of it polls Redis.
 - ``viewing``: room for one more SSE viewer (limits, admission rate), and the SSE
   response of one stream after a resume point, which the stream and chat routes share.
 - ``chat_answers``: a chat's answers as SSE responses (a submit's, a steer's, a run's)
