@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 
 from broadcaster.core import contain, keys
 from broadcaster.core.connection import REDIS_ERRORS
 from broadcaster.core.eventlog import UNCLAIMED, AppendRefused, EventLog, StaleWriter
+from broadcaster.core.lock import Lock
 from broadcaster.generations.jobs import JobQueue
 
 log = logging.getLogger("broadcaster.overdue")
@@ -45,13 +45,13 @@ class OverdueJobs:
         self.ended = 0
 
     async def run(self) -> None:
-        me = secrets.token_hex(4)
+        # Never released: held for a round, it lets one front-end look per round.
+        lock = Lock(self.jobs.redis, keys.QUEUE_SWEEP_LOCK, int(self.every * 1000))
         outage = contain.Outage("looking for overdue generations", log)
         while True:
             await asyncio.sleep(outage.pause(self.every))
             try:
-                lock_ms = int(self.every * 1000)
-                if await self.jobs.redis.set(keys.QUEUE_SWEEP_LOCK, me, nx=True, px=lock_ms):
+                if await lock.take():
                     await self.sweep()
                 outage.ok()
             except REDIS_ERRORS as exc:

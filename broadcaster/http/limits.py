@@ -10,7 +10,8 @@
   ``retry:`` and a comment, and no ``id:``: it reconnects by itself, later, with the
   ``Last-Event-ID`` it had. Every other client gets the status (503 ``busy`` or 429
   ``too_many_connections``) with ``Retry-After``.
-- **Fork bytes per minute**, counted in Redis like the rate limit (``charge_fork``).
+- **Fork bytes per minute**, counted in Redis like the rate limit (``charge_fork``,
+  ``auth/quota.py``).
 
 (Redis out of memory, a write refused at its ``maxmemory``, is ``errors.py``'s: 507.)
 """
@@ -20,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -28,7 +28,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from redis.asyncio import Redis
 
-from broadcaster.core import keys
+from broadcaster.auth import quota
 from broadcaster.http.errors import ApiError, error_response
 
 log = logging.getLogger("broadcaster.limits")
@@ -205,8 +205,8 @@ def fork_payer(request: Request, key_name: str | None) -> str:
     return "a:" + (client_address(request) or "-")
 
 
-def _fork_counter(payer: str) -> str:
-    return keys.ratelimit_key("fork-bytes:" + payer, int(time.time() // 60))
+def _fork_quota(payer: str) -> str:
+    return "fork-bytes:" + payer
 
 
 def _fork_refused(limit: int) -> ApiError:
@@ -214,13 +214,13 @@ def _fork_refused(limit: int) -> ApiError:
         429,
         "rate_limited",
         f"over {limit} bytes of forks per minute; nothing was forked",
-        headers={"retry-after": str(60 - int(time.time()) % 60)},
+        headers={"retry-after": str(quota.retry_after())},
     )
 
 
 async def fork_room(redis: Redis, payer: str, limit: int) -> None:
     """429 before anything is made when ``payer`` has spent this minute's budget."""
-    if limit and int(await redis.get(_fork_counter(payer)) or 0) >= limit:
+    if limit and await quota.spent(redis, _fork_quota(payer)) >= limit:
         raise _fork_refused(limit)
 
 
@@ -243,14 +243,10 @@ async def charge_fork(redis: Redis, payer: str, n: int, limit: int, charged: int
     is larger than a minute's budget, else 429 with ``Retry-After``."""
     if not limit or not n:
         return
-    counter = _fork_counter(payer)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.incrby(counter, n)
-        pipe.expire(counter, keys.RATELIMIT_TTL)
-        total, _ = await pipe.execute()
-    if total <= limit:
+    spent = await quota.charge(redis, _fork_quota(payer), n)
+    if spent.total <= limit:
         return
-    await redis.decrby(counter, n)
+    await quota.refund(redis, spent, n)
     if charged + n > limit:
         raise ApiError(
             413,
