@@ -21,11 +21,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Iterator
 
 from fastapi import Request
 from fastapi.responses import Response
+from prometheus_client.core import CounterMetricFamily, Metric
 from redis.asyncio import Redis
 
 from broadcaster.auth import quota
@@ -88,12 +90,21 @@ async def refused_answer(request: Request, exc: Exception) -> Response:
 def client_address(request: Request) -> str | None:
     """The client's address: the socket's peer, or, behind a trusted proxy, the last
     hop of ``X-Forwarded-For`` that is not one (uvicorn's proxy headers middleware has
-    put it in the scope: ``Settings.trusted_proxies``)."""
-    client = request.scope.get("client")
+    put it in the scope: ``Settings.trusted_proxies``). Looked at once per request (a
+    forwarded header not believed is counted once)."""
+    scope = request.scope
+    if "broadcaster.client_address" in scope:
+        known: str | None = scope["broadcaster.client_address"]
+        return known
+    client = scope.get("client")
     address = str(client[0]) if client else None
-    forwarded = request.headers.get("x-forwarded-for")
-    if forwarded is not None and address is not None:
-        _untrusted_proxy(address, forwarded)
+    if address is not None:
+        forwarded = request.headers.get("x-forwarded-for")
+        if forwarded is not None:
+            _untrusted_proxy(address, forwarded)
+        elif "forwarded" in request.headers:
+            forwarded_unread(address)
+    scope["broadcaster.client_address"] = address
     return address
 
 
@@ -106,23 +117,88 @@ def peer_address(peer: str, forwarded: str, behind: str | None) -> str:
     return peer
 
 
-_warned: set[str] = set()
+def forwarded_unread(peer: str) -> None:
+    """A request from ``peer`` carried ``Forwarded`` (RFC 7239) and no
+    ``X-Forwarded-For``: the front-end reads only the latter, so its client is ``peer``,
+    whatever ``peer`` is. The transport calls this for the requests it answers itself."""
+    UNTRUSTED.seen(peer, "forwarded")
+
+
+class UntrustedForwarders:
+    """Requests whose forwarded headers the front-end did not believe, in this process:
+    ``X-Forwarded-For`` from a peer that is no trusted proxy, or ``Forwarded`` alone.
+    Every client behind such a peer counts as that one address
+    (``max_connections_per_address``), so a front-end behind a proxy it does not trust
+    says so while it lasts: in ``/readyz`` (``report``) and in
+    ``broadcaster_untrusted_forwarded_requests_total`` (``counts``), not only once in its
+    log."""
+
+    RECENT = 600.0
+    """Seconds after the last such request that ``/readyz`` still reports it."""
+    PEERS = 16
+    """Peers remembered at most (the log names each once)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {"x-forwarded-for": 0, "forwarded": 0}
+        self.last = 0.0
+        self.peers: set[str] = set()
+
+    def seen(self, peer: str, header: str) -> None:
+        self.counts[header] += 1
+        self.last = time.monotonic()
+        if peer in self.peers or len(self.peers) >= self.PEERS:
+            return
+        self.peers.add(peer)
+        what = (
+            "forwards requests (X-Forwarded-For) but is not a trusted proxy"
+            if header == "x-forwarded-for"
+            else "forwards requests with Forwarded and no X-Forwarded-For, which is not read"
+        )
+        log.warning(
+            "%s %s: every client behind it counts as that one address (BROADCASTER_MAX_"
+            "CONNECTIONS_PER_ADDRESS); set BROADCASTER_TRUSTED_PROXIES to it (and have it "
+            "send X-Forwarded-For), or the limit to 0",
+            peer,
+            what,
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        """``broadcaster_untrusted_forwarded_requests_total{header}``, for a registry."""
+        family = CounterMetricFamily(
+            "broadcaster_untrusted_forwarded_requests",
+            "Requests whose forwarded header was not believed, by header: x-forwarded-for "
+            "(from a peer not in BROADCASTER_TRUSTED_PROXIES), forwarded (Forwarded with "
+            "no X-Forwarded-For: not read). Their clients count as the peer's one address",
+            labels=["header"],
+        )
+        for header, count in self.counts.items():
+            family.add_metric([header], count)
+        yield family
+
+    def report(self) -> dict[str, float | int] | None:
+        """For ``/readyz``: such requests in all, the peers that sent them (up to
+        ``PEERS``) and how long ago the last came; None when none came for ``RECENT``
+        seconds (or ever)."""
+        ago = time.monotonic() - self.last
+        if not self.peers or ago > self.RECENT:
+            return None
+        return {
+            "requests": sum(self.counts.values()),
+            "peers": len(self.peers),
+            "last_seconds_ago": round(ago, 1),
+        }
+
+
+UNTRUSTED = UntrustedForwarders()
+"""This process's (as ``contain.Counts``: the front-end's metrics collect it)."""
 
 
 def _untrusted_proxy(address: str, forwarded: str) -> None:
-    """Say once per peer when one that is not a trusted proxy forwards requests: all the
-    clients behind it then count as one address (``max_connections_per_address``).
-    A trusted proxy's client is one of the header's hops; an untrusted peer is not."""
-    if address in _warned or address in (h.strip() for h in forwarded.split(",")):
-        return
-    if len(_warned) < 16:
-        _warned.add(address)
-        log.warning(
-            "%s forwards requests (X-Forwarded-For) but is not a trusted proxy: every "
-            "client behind it counts as that one address (BROADCASTER_MAX_CONNECTIONS_"
-            "PER_ADDRESS); set BROADCASTER_TRUSTED_PROXIES to it, or the limit to 0",
-            address,
-        )
+    """Count a request from ``address`` with ``X-Forwarded-For: forwarded`` whose peer is
+    not a trusted proxy. A trusted proxy's client is one of the header's hops (uvicorn
+    put it in the scope); an untrusted peer is not."""
+    if address not in (h.strip() for h in forwarded.split(",")):
+        UNTRUSTED.seen(address, "x-forwarded-for")
 
 
 class Slot:
