@@ -14,6 +14,8 @@ capability and answers.
   lifetime and holder its body asks for.
 - ``access``: who may do what, as route dependencies (keys, tokens, rates).
 - ``limits``: what one client may hold or cost, and the answers past it.
+- ``proxies``: forwarded headers not believed (a proxy that is not trusted), counted
+  for ``/readyz`` and ``/metrics``.
 - ``stream_ids``: stream ids (and Durable Streams paths) in paths, checked before
   anything else.
 - ``bodies``: reading request bodies, bounded, JSON in UTF-8 only.

@@ -163,7 +163,7 @@ class FastViewers:
             behind = self.trusted(address, hops) if self.trusted else None
             address = peer_address(address, hops, behind)
         elif rfc7239 and address is not None:
-            forwarded_unread(address)  # not read: counted (limits.UNTRUSTED)
+            forwarded_unread(address)  # not read: counted (proxies.UNTRUSTED)
         wants = params.get("presence", "").lower() in ("1", "true")
         return Ask(stream_id, point[0], point[1], subject, address, wants)
 

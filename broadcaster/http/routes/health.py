@@ -19,7 +19,7 @@ from broadcaster.core import connection
 from broadcaster.http import openapi
 from broadcaster.http.access import metrics_key
 from broadcaster.http.errors import error_response
-from broadcaster.http.limits import UNTRUSTED
+from broadcaster.http.proxies import UNTRUSTED
 from broadcaster.http.resources import HubDep, JobsDep, MetricsDep, RedisDep
 
 router = APIRouter()
