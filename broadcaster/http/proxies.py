@@ -21,7 +21,7 @@ class UntrustedForwarders:
     Every client behind such a peer counts as that one address
     (``max_connections_per_address``), so a front-end behind a proxy it does not trust
     says so while it lasts: in ``/readyz`` (``report``) and in
-    ``broadcaster_untrusted_forwarded_requests_total`` (``counts``), not only once in its
+    ``broadcaster_untrusted_forwarded_requests_total`` (``collect``), not only once in its
     log."""
 
     RECENT = 600.0
