@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast test-deps lint clean soak compare chat-bundle failover
+.PHONY: demo test test-fast test-deps lint clean soak chaos compare chat-bundle failover
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,12 @@ test-fast: $(BIN)/.installed
 MINUTES ?= 5
 soak: $(BIN)/.installed
 	$(BIN)/python -m tests.faults.soak --minutes $(MINUTES)
+
+# Workers killed (kill -9) and stopped (SIGTERM) at random under 50 agent generations with
+# tools, for several minutes (the test suite runs 20 s of it); figures in
+# docs/reliability.md. MINUTES=N to change its length.
+chaos: $(BIN)/.installed test-deps
+	$(BIN)/python -m tests.faults.chaos --minutes $(MINUTES)
 
 # The side-by-side comparison (docs/performance.md): minutes, not part of `make test`.
 compare: $(BIN)/.installed

@@ -15,6 +15,7 @@ running attempt (an outage, a lost reply, lost writes) are handled by ``StreamWr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -46,9 +47,12 @@ async def run_generation(
     policy: Policy,
     *,
     metrics: WorkerMetrics | None = None,
+    stopping: asyncio.Event | None = None,
 ) -> None:
     """Run one generation to its terminal event. Raises ``AppendRefused`` if another
-    writer (or a cancel) took the stream; cancellation stops the model call."""
+    writer (or a cancel) took the stream, ``Held`` if a live worker holds it, and
+    ``StepBoundary`` at a step's end once ``stopping`` is set; cancellation stops the
+    model call."""
     event_log = generations.log
     claim = await generations.claim(stream_id, owner)
     if claim is None:
@@ -68,6 +72,7 @@ async def run_generation(
         metrics,
         request=request,
         patience_s=policy.redis_patience_s,
+        stopping=stopping,
     )
     run = StepRun(
         provider,
@@ -99,7 +104,7 @@ async def run_generation(
 async def _run_attempt(run: StepRun, claim: Claim) -> None:
     writer, policy = run.writer, run.policy
     stream_id = writer.stream_id
-    if claim.attempt > policy.max_attempts:
+    if claim.lost >= policy.max_attempts:  # workers lost; hand-backs do not count
         await writer.flush(
             [_error(f"gave up after {policy.max_attempts} attempts (workers were lost)")],
             meta={"error": "worker lost too many times"},

@@ -46,6 +46,20 @@ class Fenced(StaleWriter):
     """Found while repairing a loss: another writer has the stream now."""
 
 
+class StepBoundary(Exception):
+    """The worker is stopping (SIGTERM) and this generation just appended the end of a
+    step (its model call and its tools): it is handed back here, where a successor
+    continues with the next step, repeating nothing."""
+
+    def __init__(self, stream_id: str, seq: int) -> None:
+        super().__init__(f"generation {stream_id}: handed back at a step's end (seq {seq})")
+        self.stream_id = stream_id
+        self.seq = seq
+
+
+_TERMINAL = frozenset({"finish", "error", "abort"})
+
+
 _REDIS_DOWN = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
@@ -93,8 +107,11 @@ class StreamWriter:
         request: dict[str, Any] | None = None,
         patience_s: float = 60.0,
         retry_max_s: float = 2.0,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self.metrics = metrics
+        self.stopping = stopping
+        """Set when the worker stops: the next step's end raises ``StepBoundary``."""
         self.generations = generations
         self.log = generations.log
         self.stream_id = stream_id
@@ -137,6 +154,8 @@ class StreamWriter:
         self.wrote = True
         if self.metrics is not None:
             self.metrics.appended.inc(len(batch))
+        if self.stopping is not None and self.stopping.is_set() and _ends_a_step(batch):
+            raise StepBoundary(self.stream_id, self.seq)
 
     def discard(self) -> None:
         self.pending = []
@@ -227,7 +246,7 @@ class StreamWriter:
             self._high_water(),
         )
         # The hash went back too and may name an earlier owner: take the stream again.
-        claim = await self.generations.claim(self.stream_id, self.owner)
+        claim = await self.generations.claim(self.stream_id, self.owner, repair=True)
         if claim is None:
             raise StreamEnded(self.stream_id, stream_seq, f"stream {self.stream_id} has ended")
         if claim.last_seq != stream_seq:
@@ -249,4 +268,11 @@ class StreamWriter:
         await self._rewrite(0)
 
 
-__all__ = ["Fenced", "StreamWriter", "WritesLost"]
+def _ends_a_step(batch: list[dict[str, Any]]) -> bool:
+    """The batch ends a step and the generation goes on (a ``finish-step`` with no
+    terminal event): a step boundary."""
+    types = {e.get("type") for e in batch}
+    return "finish-step" in types and not types & _TERMINAL
+
+
+__all__ = ["Fenced", "StepBoundary", "StreamWriter", "WritesLost"]
