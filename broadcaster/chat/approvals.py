@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from broadcaster.core import contain, keys
 from broadcaster.core.connection import REDIS_ERRORS
 from broadcaster.core.eventlog import EventLog, StaleWriter, StreamEnded, StreamNotFound
+from broadcaster.core.lock import Lock
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.request import RequestInvalid
 
@@ -325,7 +326,7 @@ class Approvals:
     async def run(self, every: float | None = None) -> None:
         """Sweep the sets whose deadlines came (and the safety rounds: ``SAFETY_EVERY``
         by default, or ``every``), one front-end at a time, until cancelled."""
-        me = secrets.token_hex(4)
+        lock = Lock(self.log.redis, keys.WAIT_SWEEP_LOCK, LOCK_MS)
         safety_every = SAFETY_EVERY if every is None else every
         loop = asyncio.get_running_loop()
         next_safety = loop.time() + safety_every
@@ -348,7 +349,7 @@ class Approvals:
                     # A few sets, read without the lock: a deadline found due is swept next.
                     await self._look(self._safety_slice())
                     next_safety = loop.time() + safety_every
-                elif await self.log.redis.set(keys.WAIT_SWEEP_LOCK, me, nx=True, px=LOCK_MS):
+                elif await lock.take():
                     full, self._full = self._full, False
                     which = keys.waiting_keys() if full else due
                     try:
@@ -359,8 +360,7 @@ class Approvals:
                         self._full = self._full or full
                         raise
                     finally:
-                        if await self.log.redis.get(keys.WAIT_SWEEP_LOCK) == me.encode():
-                            await self.log.redis.delete(keys.WAIT_SWEEP_LOCK)
+                        await lock.release()
                 else:
                     await asyncio.sleep(LOCK_RETRY_S)  # another sweeps: then this one
                 outage.ok()

@@ -1,29 +1,41 @@
-"""A chat's turns, as ``POST /v1/chat`` takes them: a submit starts the chat's next answer,
-or, while an answer runs, waits for its turn (``enqueue``), steers the running answer
-(``steer``) or interrupts it; a submit that carries decisions on the tool calls the answer
-waits on records them. Also the chat so far, for ``GET /v1/chat/{id}/messages``, and the
-check that a run id names one of the chat's answers.
+"""A chat's turns, as ``POST /v1/chat`` takes them (``submit``, the route's one call): a
+submit starts the chat's next answer, or, while an answer runs, waits for its turn
+(``enqueue``), steers the running answer (``steer``) or interrupts it; a submit that
+carries decisions on the tool calls the answer waits on records them. Also the chat so
+far, for ``GET /v1/chat/{id}/messages``, and the check that a run id names one of the
+chat's answers.
 
-What a caller may not do raises ``Refusal`` (the routes answer it 409); what a generation's
-start refuses raises ``generations.start.NotStarted``.
+What a caller may not do raises ``Refusal`` (the routes answer it 409); a request that
+cannot become a generation request, ``RequestInvalid`` (422); what a generation's start
+refuses raises ``generations.start.NotStarted``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from broadcaster.chat.approvals import Approvals, NoSuchApproval, WaitEnded
-from broadcaster.chat.convert import GENERATION_FIELDS, ChatBody, response_message_id
+from broadcaster.chat.convert import (
+    GENERATION_FIELDS,
+    ChatBody,
+    approval_responses,
+    response_message_id,
+    to_request,
+)
 from broadcaster.chat.records import ChatRecord, Chats
 from broadcaster.chat.ui_message import ChatMessages
 from broadcaster.core import tracing
 from broadcaster.core.eventlog import UNCLAIMED, AppendRefused, EventLog
+from broadcaster.core.logconfig import current_stream
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Generations
-from broadcaster.generations.start import Admission, Admitted, create, start
+from broadcaster.generations.request import Defaults
+from broadcaster.generations.start import Admission, Admitted, admit, create, start
 
 STEERED = "data-steered"
 
@@ -52,6 +64,93 @@ class DecisionTooLate(Refusal):
 
 class NothingToDecide(Refusal):
     """The chat's answer waits on none of the approvals a submit decides."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """What a submit reads and writes: the chats, the generations (and their log), the
+    job queue, the approvals."""
+
+    chats: Chats
+    generations: Generations
+    jobs: JobQueue
+    approvals: Approvals
+
+    @property
+    def log(self) -> EventLog:
+        return self.generations.log
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What the deployment says about a submit: the generation request's defaults, what
+    admits a generation, the ``multitask`` of a submit that names none, and how many
+    messages may wait."""
+
+    defaults: Defaults
+    admission: Admission
+    multitask: str
+    queue_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What answers a submit: ``generation``'s stream after seq ``base``; for a steer,
+    the ``steered`` event alone (the running answer, which every tab follows, shows the
+    message)."""
+
+    generation: str
+    base: int = 0
+    steered: dict[str, Any] | None = None
+
+
+async def submit(
+    stores: Stores,
+    rules: Rules,
+    chat: ChatBody,
+    messages: list[dict[str, Any]],
+    *,
+    new_id: Callable[[], str],
+    room: Callable[[], None],
+) -> Answer:
+    """A submit's turn, whole: its decisions recorded (the waiting answer goes on), or
+    its request admitted and then, as the chat stands, its message started, queued,
+    steered in, or started after interrupting the running answer. ``messages``: the UI
+    messages as sent; ``room()`` raises when the front-end has no room for the answer's
+    stream (asked once admitted, before anything is stored)."""
+    responses = approval_responses(chat)
+    if responses:
+        waited, base = await decide(stores.chats, stores.approvals, chat.id, responses)
+        current_stream.set(waited)
+        return Answer(waited, base)
+    job = to_request(chat, rules.defaults)
+    admitted = await admit(stores.jobs, rules.admission, job["provider"])
+    generation = new_id()
+    room()
+    record = await stores.chats.get(chat.id)
+    way = await make_way(stores.log, chat, record, rules.multitask)
+    if way == "enqueue":
+        limit = rules.queue_max
+        await enqueue(
+            stores.chats, stores.generations, chat, job, generation=generation, limit=limit
+        )
+        return Answer(generation)
+    if way == "steer" and record is not None:
+        event, base = await steer(stores.chats, stores.log, chat, record)
+        return Answer(record.generation, base, event)
+    await start_answer(
+        stores.chats,
+        stores.generations,
+        stores.jobs,
+        rules.admission,
+        admitted,
+        chat=chat,
+        messages=messages,
+        record=record,
+        job=job,
+        generation=generation,
+    )
+    return Answer(generation)
 
 
 async def decide(

@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, cast
@@ -45,6 +44,7 @@ from broadcaster.chat.ui_message import ChatMessages
 from broadcaster.core import contain, keys, tracing
 from broadcaster.core.connection import REDIS_ERRORS
 from broadcaster.core.eventlog import AppendRefused, EventLog
+from broadcaster.core.lock import Lock
 from broadcaster.core.logconfig import current_stream
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Generations
@@ -119,8 +119,8 @@ class ChatPump:
 
     async def run(self, every: float = SAFETY_EVERY) -> None:
         """Rounds, woken by pushes (and one at once), until cancelled."""
-        me = secrets.token_hex(4)
         redis = self.log.redis
+        lock = Lock(redis, keys.CHAT_PUMP_LOCK, LOCK_MS)
         outage = contain.Outage("starting chats' waiting messages", log)
         self._wake.set()  # the first round at once: whatever waits already
         while True:
@@ -138,15 +138,14 @@ class ChatPump:
                 if not (woken or self._busy_until or await redis.exists(keys.CHATS_PENDING_KEY)):
                     outage.ok()
                     continue
-                if await redis.set(keys.CHAT_PUMP_LOCK, me, nx=True, px=LOCK_MS):
+                if await lock.take():
                     # Another front-end holding it heard the same push: it runs again.
                     self._in_round = True
                     try:
                         await self.sweep()
                     finally:
                         self._in_round = False
-                        if await redis.get(keys.CHAT_PUMP_LOCK) == me.encode():
-                            await redis.delete(keys.CHAT_PUMP_LOCK)
+                        await lock.release()
                 outage.ok()
             except REDIS_ERRORS as exc:
                 outage.failed(exc)

@@ -18,6 +18,8 @@ and how to reach Redis. Nothing here knows a capability.
 - ``tracing``: one trace per generation across processes (OpenTelemetry, when set up).
 - ``contain``: failures kept where they happen, logged once a minute and counted.
 - ``rlimit``: the open-file limit raised for processes that hold many sockets.
+- ``lock``: a Redis lock one process holds at a time for a round of shared work,
+  released only by its holder (one script).
 
 May import: nothing else of the project.
 """

@@ -164,23 +164,6 @@ class Policy:
         return f"{self.mode} ({disk}{self.replicas} replica(s) {what} each write {within})"
 
 
-def hash_tag(key: str) -> str:
-    """The part of ``key`` a Cluster hashes (its ``{tag}``, or the whole key)."""
-    start = key.find("{")
-    if start >= 0:
-        end = key.find("}", start + 1)
-        if end > start + 1:
-            return key[start + 1 : end]
-    return key
-
-
-def barrier_key(key: str) -> str:
-    """The barrier of a batch whose first key is ``key``: under the same hash tag (the
-    same slot, so the same node of a Cluster). The tags are few (slot groups, the jobs'
-    tag), so these keys are few, and each expires in ``BARRIER_TTL_MS``."""
-    return f"{keys.PREFIX}:{{{hash_tag(key)}}}:durability"
-
-
 Then = Callable[[list[Any]], Sequence[Sequence[Any]]]
 """From a request's replies, the commands to send once they are confirmed (the pushes
 of an append: ``EventLog.append``)."""
@@ -268,7 +251,7 @@ class _Committer:
         follow, self.follow = self.follow, []
         commands: list[Sequence[Any]] = [*follow, *(c for r in batch for c in r.calls)]
         commands.append(
-            ("SET", barrier_key(batch[0].key), next(self.counter), "PX", BARRIER_TTL_MS)
+            ("SET", keys.barrier_key(batch[0].key), next(self.counter), "PX", BARRIER_TTL_MS)
         )
         read_timeout = self.policy.timeout_ms / 1000 + 5.0
         if self.wait_apart:

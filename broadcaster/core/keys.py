@@ -138,7 +138,7 @@ def created_channels(db: int = 0) -> list[str]:
 
 def wake_channel(stream_id: str, db: int = 0) -> str:
     """The channel that wakes the front-ends' timed work instead of their polling it
-    (``http/wakes.py``): the append script publishes ``end <id>`` when a generation ends
+    (``fanout/wakes.py``): the append script publishes ``end <id>`` when a generation ends
     and ``wait <ms> <id>`` when one joins its group's waiting set (``waiting_key``), and a
     chat with something waiting publishes ``chat <id>``. One per slot group, sharded on a
     Cluster like the streams' own channels; a few messages per generation, none per
@@ -251,6 +251,31 @@ def ratelimit_key(key_name: str, minute: int) -> str:
 
 RATELIMIT_TTL = 120
 """A minute's counter outlives its minute, so a request at its very end still counts."""
+
+
+def hash_tag(key: str) -> str:
+    """The part of ``key`` a Cluster hashes (its ``{tag}``, or the whole key)."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
+
+
+def barrier_key(key: str) -> str:
+    """The durability barrier (``durability.py``) of a batch whose first key is ``key``:
+    under the same hash tag (the same slot, so the same node of a Cluster). The tags are
+    few (slot groups, the jobs' tag), so these keys are few, and each expires in
+    ``durability.BARRIER_TTL_MS``."""
+    return f"{PREFIX}:{{{hash_tag(key)}}}:durability"
+
+
+def mux_base_key(token: str) -> str:
+    """The snapshot of positions a dashboard connection's ids refer to
+    (``dashboard/cursor.py``; its own hash tag: spread)."""
+    return f"{PREFIX}:{{mux{token[:4]}}}:{token}"
+
 
 # --- Durable Streams: the type of each entry of a stream's log (the fan-out ends a
 # reader's run at a closure, so it knows this too) ---

@@ -38,11 +38,6 @@ class ResumePointGone(LookupError):
     """A resume point whose base Redis no longer holds (its TTL passed): 409."""
 
 
-def base_key(token: str) -> str:
-    """The snapshot of positions a connection's ids refer to (its own hash tag: spread)."""
-    return f"{keys.PREFIX}:{{mux{token[:4]}}}:{token}"
-
-
 class Place(Protocol):
     """One stream's place in a connection's resume point: its position, and how an id
     says it. A ``Mark``, or the connection's subscription to the stream itself (it takes
@@ -243,7 +238,9 @@ class Bases:
 
     async def write(self, token: str, positions: dict[str, Position]) -> None:
         rows = [[s, seq, tag] for s, (seq, tag) in sorted(positions.items())]
-        await self.redis.set(base_key(token), json.dumps(rows, separators=(",", ":")), ex=self.ttl)
+        await self.redis.set(
+            keys.mux_base_key(token), json.dumps(rows, separators=(",", ":")), ex=self.ttl
+        )
 
     async def resume(
         self, raw: str, keep: Callable[[str], bool] = lambda _: True, most: int | None = None
@@ -256,10 +253,10 @@ class Bases:
         token, deltas = parse(raw, most)
         rows: list[list[object]] = []
         if token != "-":
-            stored = await self.redis.get(base_key(token))
+            stored = await self.redis.get(keys.mux_base_key(token))
             if stored is None:
                 raise ResumePointGone("this resume point expired: start over")
-            await self.redis.expire(base_key(token), self.ttl)
+            await self.redis.expire(keys.mux_base_key(token), self.ttl)
             rows = json.loads(stored)
         base = [str(r[0]) for r in rows]
         based: dict[str, Position] = {

@@ -14,6 +14,8 @@ while it is caught up, a function that writes bytes to its socket.
 - ``compact``: replays with consecutive deltas of one part folded into one event; pure.
 - ``config``: what a hub is told (``HubConfig``): buffers, keepalives, admission.
 - ``keepalive``: keepalives for caught-up viewers, from one task for the process.
+- ``wakes``: the channels that wake the front-end's timed work (chats' waiting
+  messages, approvals' deadlines), so that none of it polls Redis.
 
 May import: ``broadcaster.core`` and ``broadcaster.presence`` (the hub counts viewers).
 """

@@ -3,7 +3,8 @@ events it writes.
 
 - ``request``: the generation request (Anthropic's Messages shape), checked before
   anything is stored.
-- ``jobs``: the job queues, one Redis Stream per model provider.
+- ``jobs``: the job queues, one Redis Stream per model provider, and how long the
+  oldest job has waited for a worker.
 - ``lifecycle``: a generation created, claimed by one worker at a time and released,
   cancelled, with its scripts (``scripts/``).
 - ``start``: the one way a generation starts: admitted (its provider served, room in

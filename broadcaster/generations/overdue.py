@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 
 from broadcaster.core import contain, keys
 from broadcaster.core.connection import REDIS_ERRORS
 from broadcaster.core.eventlog import UNCLAIMED, AppendRefused, EventLog, StaleWriter
+from broadcaster.core.lock import Lock
 from broadcaster.generations.jobs import JobQueue
 
 log = logging.getLogger("broadcaster.overdue")
@@ -58,7 +58,8 @@ class OverdueJobs:
         """Generations ended because their start was cut off."""
 
     async def run(self) -> None:
-        me = secrets.token_hex(4)
+        # Never released: held for a round, it lets one front-end look per round.
+        lock = Lock(self.jobs.redis, keys.QUEUE_SWEEP_LOCK, int(self.every * 1000))
         outage = contain.Outage("looking for overdue generations", log)
         loop = asyncio.get_running_loop()
         next_sweep = loop.time() + self.every
@@ -70,8 +71,7 @@ class OverdueJobs:
                 await self.end_stalled_starts()
                 if loop.time() >= next_sweep:
                     next_sweep = loop.time() + self.every
-                    lock_ms = int(self.every * 1000)
-                    if await self.jobs.redis.set(keys.QUEUE_SWEEP_LOCK, me, nx=True, px=lock_ms):
+                    if await lock.take():
                         await self.sweep()
                 outage.ok()
             except REDIS_ERRORS as exc:

@@ -6,8 +6,6 @@ capability and answers.
 - ``app``: ``create_app``: the routers, the error handlers and the lifespan.
 - ``routes``: one router per resource (a module per resource; none imports another).
 - ``resources``: what a front-end holds while it serves, and how the routes reach it.
-- ``wakes``: the channels that wake the front-end's timed work (chats' waiting
-  messages, approvals' deadlines), so that none of it polls Redis.
 - ``viewing``: room for one more SSE viewer (limits, admission rate), and the SSE
   response of one stream after a resume point, which the stream and chat routes share.
 - ``chat_answers``: a chat's answers as SSE responses (a submit's, a steer's, a run's)
@@ -16,6 +14,8 @@ capability and answers.
   lifetime and holder its body asks for.
 - ``access``: who may do what, as route dependencies (keys, tokens, rates).
 - ``limits``: what one client may hold or cost, and the answers past it.
+- ``proxies``: forwarded headers not believed (a proxy that is not trusted), counted
+  for ``/readyz`` and ``/metrics``.
 - ``stream_ids``: stream ids (and Durable Streams paths) in paths, checked before
   anything else.
 - ``bodies``: reading request bodies, bounded, JSON in UTF-8 only.

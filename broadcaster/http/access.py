@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -26,10 +25,9 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
-from broadcaster.auth import credentials, tokens
+from broadcaster.auth import credentials, quota, tokens
 from broadcaster.auth.jwks import FileKeys, KeySource, TokenVerifier, UrlKeys
 from broadcaster.auth.tokens import Grant
-from broadcaster.core import keys
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import RedisDep, SettingsDep, get_redis, get_settings
 from broadcaster.http.settings import Settings
@@ -227,19 +225,12 @@ async def rate_limit(request: Request, key: KeyDep, redis: RedisDep, settings: S
     name = key.name if key is not None else getattr(request.state, "rate_name", None)
     if name is None or not settings.rate_limit_per_minute:
         return
-    minute = int(time.time() // 60)
-    counter = keys.ratelimit_key(name, minute)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.incr(counter)
-        pipe.expire(counter, keys.RATELIMIT_TTL)
-        count, _ = await pipe.execute()
-    if count > settings.rate_limit_per_minute:
-        retry = 60 - int(time.time()) % 60
+    if (await quota.charge(redis, name)).total > settings.rate_limit_per_minute:
         raise ApiError(
             429,
             "rate_limited",
             f"over {settings.rate_limit_per_minute} requests per minute for this key",
-            headers={"retry-after": str(retry)},
+            headers={"retry-after": str(quota.retry_after())},
         )
 
 

@@ -31,7 +31,7 @@ from starlette.types import Send
 from broadcaster.auth import credentials, tokens
 from broadcaster.core import names, sse
 from broadcaster.fanout.subscription import Writer
-from broadcaster.http.limits import Refused, peer_address
+from broadcaster.http.limits import Refused, forwarded_unread, peer_address
 from broadcaster.http.sse_response import Ends, Handed, raw_headers
 from broadcaster.http.viewing import SSE_HEADERS, retry_field
 
@@ -136,6 +136,7 @@ class FastViewers:
         if not names.is_stream_id(stream_id):
             return None
         resume = auth = forwarded = None
+        rfc7239 = False
         for name, value in headers:
             if name == b"last-event-id":
                 resume = value if resume is None else resume
@@ -143,6 +144,8 @@ class FastViewers:
                 auth = auth or value
             elif name == b"x-forwarded-for":
                 forwarded = value if forwarded is None else forwarded + b", " + value
+            elif name == b"forwarded":
+                rfc7239 = True
             elif name == b"origin" and state.get("cors"):
                 return None  # CORS headers: the app's middleware adds them
         params = dict(urllib.parse.parse_qsl(query.decode("latin-1"), True)) if query else {}
@@ -159,6 +162,8 @@ class FastViewers:
             hops = forwarded.decode("latin-1")
             behind = self.trusted(address, hops) if self.trusted else None
             address = peer_address(address, hops, behind)
+        elif rfc7239 and address is not None:
+            forwarded_unread(address)  # not read: counted (proxies.UNTRUSTED)
         wants = params.get("presence", "").lower() in ("1", "true")
         return Ask(stream_id, point[0], point[1], subject, address, wants)
 

@@ -10,7 +10,8 @@
   ``retry:`` and a comment, and no ``id:``: it reconnects by itself, later, with the
   ``Last-Event-ID`` it had. Every other client gets the status (503 ``busy`` or 429
   ``too_many_connections``) with ``Retry-After``.
-- **Fork bytes per minute**, counted in Redis like the rate limit (``charge_fork``).
+- **Fork bytes per minute**, counted in Redis like the rate limit (``charge_fork``,
+  ``auth/quota.py``).
 
 (Redis out of memory, a write refused at its ``maxmemory``, is ``errors.py``'s: 507.)
 """
@@ -18,9 +19,7 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import random
-import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -28,10 +27,9 @@ from fastapi import Request
 from fastapi.responses import Response
 from redis.asyncio import Redis
 
-from broadcaster.core import keys
+from broadcaster.auth import quota
 from broadcaster.http.errors import ApiError, error_response
-
-log = logging.getLogger("broadcaster.limits")
+from broadcaster.http.proxies import UNTRUSTED
 
 RETRY_MS = (1000, 3000)
 """The ``retry:`` a refused EventSource gets, at random in this range (ms)."""
@@ -88,12 +86,21 @@ async def refused_answer(request: Request, exc: Exception) -> Response:
 def client_address(request: Request) -> str | None:
     """The client's address: the socket's peer, or, behind a trusted proxy, the last
     hop of ``X-Forwarded-For`` that is not one (uvicorn's proxy headers middleware has
-    put it in the scope: ``Settings.trusted_proxies``)."""
-    client = request.scope.get("client")
+    put it in the scope: ``Settings.trusted_proxies``). Looked at once per request (a
+    forwarded header not believed is counted once)."""
+    scope = request.scope
+    if "broadcaster.client_address" in scope:
+        known: str | None = scope["broadcaster.client_address"]
+        return known
+    client = scope.get("client")
     address = str(client[0]) if client else None
-    forwarded = request.headers.get("x-forwarded-for")
-    if forwarded is not None and address is not None:
-        _untrusted_proxy(address, forwarded)
+    if address is not None:
+        forwarded = request.headers.get("x-forwarded-for")
+        if forwarded is not None:
+            _untrusted_proxy(address, forwarded)
+        elif "forwarded" in request.headers:
+            forwarded_unread(address)
+    scope["broadcaster.client_address"] = address
     return address
 
 
@@ -106,23 +113,19 @@ def peer_address(peer: str, forwarded: str, behind: str | None) -> str:
     return peer
 
 
-_warned: set[str] = set()
+def forwarded_unread(peer: str) -> None:
+    """A request from ``peer`` carried ``Forwarded`` (RFC 7239) and no
+    ``X-Forwarded-For``: the front-end reads only the latter, so its client is ``peer``,
+    whatever ``peer`` is. The transport calls this for the requests it answers itself."""
+    UNTRUSTED.seen(peer, "forwarded")
 
 
 def _untrusted_proxy(address: str, forwarded: str) -> None:
-    """Say once per peer when one that is not a trusted proxy forwards requests: all the
-    clients behind it then count as one address (``max_connections_per_address``).
-    A trusted proxy's client is one of the header's hops; an untrusted peer is not."""
-    if address in _warned or address in (h.strip() for h in forwarded.split(",")):
-        return
-    if len(_warned) < 16:
-        _warned.add(address)
-        log.warning(
-            "%s forwards requests (X-Forwarded-For) but is not a trusted proxy: every "
-            "client behind it counts as that one address (BROADCASTER_MAX_CONNECTIONS_"
-            "PER_ADDRESS); set BROADCASTER_TRUSTED_PROXIES to it, or the limit to 0",
-            address,
-        )
+    """Count a request from ``address`` with ``X-Forwarded-For: forwarded`` whose peer is
+    not a trusted proxy. A trusted proxy's client is one of the header's hops (uvicorn
+    put it in the scope); an untrusted peer is not."""
+    if address not in (h.strip() for h in forwarded.split(",")):
+        UNTRUSTED.seen(address, "x-forwarded-for")
 
 
 class Slot:
@@ -205,8 +208,8 @@ def fork_payer(request: Request, key_name: str | None) -> str:
     return "a:" + (client_address(request) or "-")
 
 
-def _fork_counter(payer: str) -> str:
-    return keys.ratelimit_key("fork-bytes:" + payer, int(time.time() // 60))
+def _fork_quota(payer: str) -> str:
+    return "fork-bytes:" + payer
 
 
 def _fork_refused(limit: int) -> ApiError:
@@ -214,13 +217,13 @@ def _fork_refused(limit: int) -> ApiError:
         429,
         "rate_limited",
         f"over {limit} bytes of forks per minute; nothing was forked",
-        headers={"retry-after": str(60 - int(time.time()) % 60)},
+        headers={"retry-after": str(quota.retry_after())},
     )
 
 
 async def fork_room(redis: Redis, payer: str, limit: int) -> None:
     """429 before anything is made when ``payer`` has spent this minute's budget."""
-    if limit and int(await redis.get(_fork_counter(payer)) or 0) >= limit:
+    if limit and await quota.spent(redis, _fork_quota(payer)) >= limit:
         raise _fork_refused(limit)
 
 
@@ -243,14 +246,10 @@ async def charge_fork(redis: Redis, payer: str, n: int, limit: int, charged: int
     is larger than a minute's budget, else 429 with ``Retry-After``."""
     if not limit or not n:
         return
-    counter = _fork_counter(payer)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.incrby(counter, n)
-        pipe.expire(counter, keys.RATELIMIT_TTL)
-        total, _ = await pipe.execute()
-    if total <= limit:
+    spent = await quota.charge(redis, _fork_quota(payer), n)
+    if spent.total <= limit:
         return
-    await redis.decrby(counter, n)
+    await quota.refund(redis, spent, n)
     if charged + n > limit:
         raise ApiError(
             413,

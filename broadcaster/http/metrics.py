@@ -18,7 +18,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Histogram
 
 from broadcaster.core import contain
-from broadcaster.generations.jobs import JobQueue
+from broadcaster.generations.jobs import JobQueue, oldest_untaken_age
+from broadcaster.http.proxies import UNTRUSTED
 from broadcaster.webhooks.metrics import LATENCY_BUCKETS
 
 log = logging.getLogger("broadcaster.gc")
@@ -176,6 +177,7 @@ class FrontendMetrics:
         for reason in ("viewer", "message"):
             self.delivery_errors.labels(reason)
         r.register(contain.Counts("broadcaster"))
+        r.register(UNTRUSTED)  # forwarded headers not believed (http/proxies.py)
 
     def _process(self, r: CollectorRegistry) -> None:
         """The process's own: its tasks, and its garbage collections."""
@@ -200,38 +202,6 @@ class FrontendMetrics:
 
 
 APPROVAL_DECISIONS = ("approved", "denied", "expired")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-async def oldest_untaken_age(jobs: JobQueue) -> float:
-    """Seconds since the oldest job of any queue that no worker has read yet was queued
-    (its entry id is the Redis server's time): the entries after the group's last
-    delivered one. 0 when every job is taken."""
-    async with jobs.redis.pipeline(transaction=False) as pipe:
-        for key in jobs.keys:
-            pipe.xinfo_groups(key)
-        groups = await pipe.execute(raise_on_error=False)
-    async with jobs.redis.pipeline(transaction=False) as pipe:
-        for key, found in zip(jobs.keys, groups, strict=True):
-            if not isinstance(found, list):
-                continue  # no such queue: no job in it
-            start = "-"  # no group yet: every entry is untaken
-            for group in found:
-                if _text(group.get("name", "")) == jobs.group:
-                    if group.get("lag") == 0:
-                        start = ""  # every job delivered: none waits (no read)
-                    else:
-                        start = "(" + _text(group.get("last-delivered-id", "0-0"))
-            if start:
-                pipe.xrange(key, min=start, max="+", count=1)
-        firsts = await pipe.execute(raise_on_error=False) if len(pipe) else []
-    oldest = [int(_text(f[0][0]).partition("-")[0]) for f in firsts if isinstance(f, list) and f]
-    if not oldest:
-        return 0.0
-    return max(0.0, time.time() - min(oldest) / 1000)
 
 
 class GcPauses:

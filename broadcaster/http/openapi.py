@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from broadcaster.core import names
 
@@ -144,6 +144,15 @@ class ProviderStatus(BaseModel):
     last_seen: str | None
 
 
+class UntrustedForwarded(BaseModel):
+    """Requests lately whose forwarded header this front-end did not believe: its clients
+    count as their peer's one address (set ``BROADCASTER_TRUSTED_PROXIES``)."""
+
+    requests: int = Field(description="such requests since the process started")
+    peers: int = Field(description="the peers that sent them (16 at most are told)")
+    last_seconds_ago: float = Field(description="how long ago the last one came")
+
+
 class Ready(BaseModel):
     """``200`` of ``GET /readyz``."""
 
@@ -152,6 +161,11 @@ class Ready(BaseModel):
     viewers: int
     streams: int
     providers: dict[str, ProviderStatus]
+    forwarded_untrusted: UntrustedForwarded | None = Field(
+        description="null unless, in the last 10 minutes, a peer that is no trusted proxy "
+        "sent X-Forwarded-For (or one sent Forwarded alone, which is not read): then every "
+        "client behind it counts as one address. It does not make the front-end unready"
+    )
 
 
 def ok(status: int, model: type[BaseModel], description: str) -> dict[int | str, Any]:

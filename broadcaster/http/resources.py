@@ -32,13 +32,13 @@ from broadcaster.durable.storage import DurableLog
 from broadcaster.fanout import push
 from broadcaster.fanout.config import HubConfig
 from broadcaster.fanout.hub import Hub
+from broadcaster.fanout.wakes import Wakes
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Generations
 from broadcaster.generations.overdue import OverdueJobs
 from broadcaster.http.metrics import FrontendMetrics, GcPauses
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import new_stream_id
-from broadcaster.http.wakes import Wakes
 from broadcaster.presence.counts import PresenceStore
 from broadcaster.presence.tracker import Presence
 from broadcaster.webhooks.deliverer import delivering
@@ -151,7 +151,7 @@ def _sweepers(
 ) -> list[asyncio.Task[None]]:
     """The loops every front-end runs, each doing its round under a lock of its own:
     overdue generations ended, expired approvals denied, chats' waiting messages
-    started; the last two woken by the wake channels (``wakes.py``), not polling."""
+    started; the last two woken by the wake channels (``fanout/wakes.py``), not polling."""
     overdue = OverdueJobs(app.state.jobs, event_log, settings.queued_timeout_seconds)
     app.state.approvals = Approvals(event_log, app.state.jobs)
     app.state.approvals.on_decided = app.state.metrics.approval_decided

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import importlib.resources
+import ipaddress
 import json
 import re
 import secrets
@@ -1051,3 +1052,95 @@ def test_a_broken_observability_profile_fails() -> None:
     assert any("no dashboard mounted" in p for p in problems), problems
     assert any("rule file alerts.yml is not mounted" in p for p in problems), problems
     assert any("cannot scrape worker-2" in p for p in problems), problems
+
+
+# --- the client's address behind the proxy -------------------------------------------
+
+
+def _networks(value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """``BROADCASTER_TRUSTED_PROXIES`` as networks; raises on anything else (``*``, a
+    name, an empty entry): a shipped value trusts exactly some addresses."""
+    return [ipaddress.ip_network(entry.strip()) for entry in value.split(",")]
+
+
+def trusted_proxy_problems(compose: Doc, nginx_conf: str, frontend: Doc) -> list[str]:
+    """Each shipped front-end trusts exactly its proxy's X-Forwarded-For: compose's the
+    nginx address it fixes, nothing wider; the Kubernetes one a range, at the index the
+    README's overlay patches; nginx appends the client to X-Forwarded-For."""
+    problems = []
+    services = compose["services"]
+    nginx_networks = services["nginx"].get("networks", {})
+    nginx_ip = (nginx_networks.get("default") or {}).get("ipv4_address")
+    if nginx_ip is None:
+        problems.append("compose: nginx has no fixed ipv4_address to trust")
+    for name, service in services.items():
+        if "serve" not in service.get("command", []):
+            continue
+        env = service.get("environment", {})
+        if "FORWARDED_ALLOW_IPS" in env:
+            problems.append(f"{name}: FORWARDED_ALLOW_IPS (uvicorn's) set: it may trust any peer")
+        value = env.get("BROADCASTER_TRUSTED_PROXIES")
+        try:
+            trusted = _networks(str(value)) if value else []
+        except ValueError:
+            trusted = []
+        if not trusted or nginx_ip is None:
+            problems.append(f"{name}: BROADCASTER_TRUSTED_PROXIES is {value!r}, not nginx's")
+        elif trusted != [ipaddress.ip_network(nginx_ip)]:
+            problems.append(f"{name}: trusts {value}, not exactly nginx ({nginx_ip})")
+    subnets = [
+        c["subnet"]
+        for c in compose.get("networks", {}).get("default", {}).get("ipam", {}).get("config", [])
+    ]
+    if nginx_ip and not any(
+        ipaddress.ip_address(nginx_ip) in ipaddress.ip_network(s) for s in subnets
+    ):
+        problems.append(f"compose: nginx's {nginx_ip} is in no subnet of the network")
+    if not re.search(r"proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;", nginx_conf):
+        problems.append("nginx.conf: X-Forwarded-For does not carry $remote_addr")
+    env = frontend["spec"]["template"]["spec"]["containers"][0]["env"]
+    names = [e["name"] for e in env]
+    if "BROADCASTER_TRUSTED_PROXIES" not in names:
+        problems.append("frontend.yaml: no BROADCASTER_TRUSTED_PROXIES")
+    else:
+        at = names.index("BROADCASTER_TRUSTED_PROXIES")
+        patched = f"/spec/template/spec/containers/0/env/{at}/value"
+        if patched not in K8S_README.read_text():
+            problems.append(f"README.md's overlay does not patch {patched}")
+        try:
+            _networks(env[at].get("value", ""))
+        except ValueError:
+            problems.append(f"frontend.yaml: BROADCASTER_TRUSTED_PROXIES {env[at]!r}")
+    return problems
+
+
+def test_every_shipped_front_end_trusts_exactly_its_proxy() -> None:
+    compose, conf = load_compose(), NGINX_CONF.read_text()
+    frontend = find("Deployment", "frontend")
+    assert trusted_proxy_problems(compose, conf, frontend) == []
+    # Each check can fail: a compose front-end trusting any peer, nginx not fixed,
+    # nginx passing the client's header on as it came, the manifest without the setting.
+    loose = copy.deepcopy(compose)
+    loose["services"]["frontend-1"]["environment"]["BROADCASTER_TRUSTED_PROXIES"] = "*"
+    wide = copy.deepcopy(compose)
+    wide["services"]["frontend-2"]["environment"]["BROADCASTER_TRUSTED_PROXIES"] = "172.29.86.0/24"
+    unfixed = copy.deepcopy(compose)
+    del unfixed["services"]["nginx"]["networks"]
+    bare = copy.deepcopy(frontend)
+    env = bare["spec"]["template"]["spec"]["containers"][0]["env"]
+    env[:] = [e for e in env if e["name"] != "BROADCASTER_TRUSTED_PROXIES"]
+    passed_on = conf.replace("$proxy_add_x_forwarded_for;", "$http_x_forwarded_for;")
+    assert (
+        "frontend-1: BROADCASTER_TRUSTED_PROXIES is '*'"
+        in trusted_proxy_problems(loose, conf, frontend)[0]
+    )
+    assert any("not exactly nginx" in p for p in trusted_proxy_problems(wide, conf, frontend))
+    assert "compose: nginx has no fixed ipv4_address to trust" in trusted_proxy_problems(
+        unfixed, conf, frontend
+    )
+    assert trusted_proxy_problems(compose, passed_on, frontend) == [
+        "nginx.conf: X-Forwarded-For does not carry $remote_addr"
+    ]
+    assert trusted_proxy_problems(compose, conf, bare) == [
+        "frontend.yaml: no BROADCASTER_TRUSTED_PROXIES"
+    ]

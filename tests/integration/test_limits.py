@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis as redis_sync
+from prometheus_client.parser import text_string_to_metric_families
 
 from broadcaster.auth import credentials, tokens
 from broadcaster.core import keys
@@ -604,3 +605,53 @@ async def test_forks_copy_at_most_their_budget_per_minute(
         r = await fork(a.url, big, "f", payer("three"))
         assert r.status_code == 413 and r.json()["error"] == "fork_too_large", r.text
         assert not made(f"{big}/f")
+
+
+async def _untrusted(c: httpx.AsyncClient, url: str) -> dict[str, float]:
+    """``broadcaster_untrusted_forwarded_requests_total`` of a front-end, by header."""
+    text = (await c.get(f"{url}/metrics")).text
+    found = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "broadcaster_untrusted_forwarded_requests":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    found[sample.labels["header"]] = sample.value
+    assert set(found) == {"x-forwarded-for", "forwarded"}, text
+    return found
+
+
+async def test_forwarded_headers_not_believed_are_told_in_readyz_and_metrics(
+    limited: tuple[Proc, Proc, str],
+) -> None:
+    """B does not trust its peer (loopback): each request whose ``X-Forwarded-For`` it
+    does not believe, on the path it answers itself (a stream's viewer) and on the
+    app's (a dashboard), counts in ``/metrics`` and shows in ``/readyz``, which stays
+    200. A trusts loopback: its ``X-Forwarded-For`` is believed and not counted, but a
+    ``Forwarded`` header alone (never read) is."""
+    a, b, _ = limited
+    sid = "fwd-" + secrets.token_hex(4)
+    async with httpx.AsyncClient(timeout=30) as c:
+        await publish(c, a.url, sid, {"type": "data-step"})
+        before_b, before_a = await _untrusted(c, b.url), await _untrusted(c, a.url)
+        viewer = bearer(token(f"f1-{sid}")) | address()
+        for path in (f"/v1/streams/{sid}/events", f"/v1/events?stream={sid}"):
+            async with held(c, b.url + path, viewer) as r:
+                assert r.status_code == 200
+        after_b = await _untrusted(c, b.url)
+        assert after_b["x-forwarded-for"] >= before_b["x-forwarded-for"] + 2, (before_b, after_b)
+        ready = await c.get(f"{b.url}/readyz")
+        assert ready.status_code == 200, "a proxy not trusted does not make it unready"
+        told = ready.json()["forwarded_untrusted"]
+        assert told is not None and told["requests"] >= 2 and told["peers"] == 1, told
+        assert 0 <= told["last_seconds_ago"] <= 600
+        async with held(c, a.url + f"/v1/streams/{sid}/events", viewer) as r:
+            assert r.status_code == 200
+        assert await _untrusted(c, a.url) == before_a, "A trusts loopback: believed"
+        assert (await c.get(f"{a.url}/readyz")).json()["forwarded_untrusted"] is None
+        only_rfc7239 = bearer(token(f"f2-{sid}")) | {"forwarded": "for=198.51.100.9"}
+        async with held(c, a.url + f"/v1/streams/{sid}/events", only_rfc7239) as r:
+            assert r.status_code == 200
+        after_a = await _untrusted(c, a.url)
+        assert after_a["forwarded"] >= before_a["forwarded"] + 1, (before_a, after_a)
+        assert (await c.get(f"{a.url}/readyz")).json()["forwarded_untrusted"]["peers"] == 1
+    assert a.log().count("Forwarded and no X-Forwarded-For, which is not read") == 1

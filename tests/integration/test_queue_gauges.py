@@ -14,8 +14,8 @@ import pytest
 
 from broadcaster.core import connection, keys
 from broadcaster.core.embedded import EmbeddedRedis
-from broadcaster.generations.jobs import JobQueue
-from broadcaster.http.metrics import FrontendMetrics, oldest_untaken_age
+from broadcaster.generations.jobs import JobQueue, oldest_untaken_age
+from broadcaster.http.metrics import FrontendMetrics
 
 pytestmark = pytest.mark.anyio
 

@@ -30,20 +30,13 @@ from broadcaster.chat.approvals import (
     WaitEnded,
     parse_decision,
 )
-from broadcaster.chat.convert import (
-    approval_responses,
-    parse_body,
-    parse_run_id,
-    to_request,
-    with_chat_id,
-)
+from broadcaster.chat.convert import parse_body, parse_run_id, with_chat_id
 from broadcaster.chat.records import ChatRecord, Chats
 from broadcaster.core import names
 from broadcaster.core.eventlog import StreamEnded
 from broadcaster.core.logconfig import current_stream
 from broadcaster.generations.lifecycle import NoSuchGeneration, cancel
 from broadcaster.generations.request import RequestInvalid
-from broadcaster.generations.start import admit
 from broadcaster.http import openapi
 from broadcaster.http.access import AccessDep, check_chat, producer
 from broadcaster.http.bodies import read_json, strict_json
@@ -99,7 +92,6 @@ async def submit(
     request: Request,
     *,
     chats: ChatsDep,
-    event_log: EventLogDep,
     generations: GenerationsDep,
     jobs: JobsDep,
     settings: SettingsDep,
@@ -114,45 +106,29 @@ async def submit(
     await check_chat(request, body["id"], "generate")
     strict_json(body)
     chat = _parsed(parse_body, body)
-    responses = approval_responses(chat)
+    rules = conversation.Rules(
+        settings.request_defaults(),
+        settings.admission(),
+        settings.chat_multitask,
+        settings.chat_queue_max,
+    )
     try:
-        if responses:
-            # addToolApprovalResponse's request: a decision for the waiting answer, which
-            # goes on; this request's answer continues the same message from the wait.
-            waited, base = await conversation.decide(chats, approvals, chat.id, responses)
-            current_stream.set(waited)
-            return await answer(request, chat.id, waited, base)
-        job = _parsed(partial(to_request, defaults=settings.request_defaults()), chat)
-        admitted = await admit(jobs, settings.admission(), job["provider"])
-        generation = new_stream_id()
-        # A front-end at its connection limit says so before it starts anything.
-        check_room(request, hub, settings, ())
-        record = await chats.get(chat.id)
-        way = await conversation.make_way(event_log, chat, record, settings.chat_multitask)
-        if way == "enqueue":
-            limit = settings.chat_queue_max
-            await conversation.enqueue(
-                chats, generations, chat, job, generation=generation, limit=limit
-            )
-            return await answer(request, chat.id, generation, 0)
-        if way == "steer" and record is not None:
-            event, base = await conversation.steer(chats, event_log, chat, record)
-            return steered(chat.id, record.generation, event, base)
-        await conversation.start_answer(
-            chats,
-            generations,
-            jobs,
-            settings.admission(),
-            admitted,
-            chat=chat,
-            messages=body["messages"],
-            record=record,
-            job=job,
-            generation=generation,
+        turn = await conversation.submit(
+            conversation.Stores(chats, generations, jobs, approvals),
+            rules,
+            chat,
+            body["messages"],
+            new_id=new_stream_id,
+            # A front-end at its connection limit says so before it starts anything.
+            room=partial(check_room, request, hub, settings, ()),
         )
+    except RequestInvalid as exc:
+        raise ApiError(422, "invalid_request", exc.message, details=exc.details) from None
     except conversation.Refusal as exc:
         raise _refused(exc) from None
-    return await answer(request, chat.id, generation, 0)
+    if turn.steered is not None:
+        return steered(chat.id, turn.generation, turn.steered, turn.base)
+    return await answer(request, chat.id, turn.generation, turn.base)
 
 
 _REFUSALS = {

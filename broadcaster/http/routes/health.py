@@ -19,6 +19,7 @@ from broadcaster.core import connection
 from broadcaster.http import openapi
 from broadcaster.http.access import metrics_key
 from broadcaster.http.errors import error_response
+from broadcaster.http.proxies import UNTRUSTED
 from broadcaster.http.resources import HubDep, JobsDep, MetricsDep, RedisDep
 
 router = APIRouter()
@@ -72,7 +73,8 @@ async def healthz() -> dict[str, str]:
 async def readyz(hub: HubDep, redis: RedisDep, jobs: JobsDep) -> JSONResponse:
     """200 while Redis answers (503 while draining or without Redis), with the open
     viewers and streams of this process and, per provider the deployment has served,
-    whether a live worker serves it now (a request for it is queued either way)."""
+    whether a live worker serves it now (a request for it is queued either way); and,
+    when lately a peer that is no trusted proxy forwarded requests, how many."""
     if hub.closing:
         return error_response(503, "draining", "shutting down")
     try:
@@ -90,5 +92,8 @@ async def readyz(hub: HubDep, redis: RedisDep, jobs: JobsDep) -> JSONResponse:
             "viewers": hub.viewers,
             "streams": hub.streams,
             "providers": providers,
+            # A proxy it does not trust: said, not unready (it serves; only the
+            # per-address limit counts that proxy's clients as one).
+            "forwarded_untrusted": UNTRUSTED.report(),
         }
     )
