@@ -17,7 +17,7 @@ The connection is one class: the fan-out's hooks (its delivery path, ``Follow.de
 and ``Connection.encode``/``chunk``), then its task, whose catch-up (``_add``) reads the
 streams it starts to follow together, and each one's history after the connection's
 position, in pages, compacted, with a base of the resume point written between streams
-so that ids stay short. The frames themselves are ``frames.py``'s.
+so that ids stay short. The frames themselves are ``wrapping.py``'s.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from broadcaster.dashboard.cursor import (
     list_prefix,
     position_of,
 )
-from broadcaster.dashboard.frames import Framed, _shared, frame, framed, opening, run_events
+from broadcaster.dashboard.wrapping import Framed, _shared, frame, framed, opening, run_events
 from broadcaster.fanout.compact import Folder
 from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.keepalive import Keepalive

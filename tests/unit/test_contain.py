@@ -20,7 +20,7 @@ from broadcaster.core import contain, sse
 from broadcaster.core.eventlog import EventLog, entries_to_events
 from broadcaster.core.events import Event, malformed
 from broadcaster.core.keys import CLOSE, DATA
-from broadcaster.dashboard.frames import _framed, _shared, opening, run_events
+from broadcaster.dashboard.wrapping import _framed, _shared, opening, run_events
 from broadcaster.durable.live import entries_of
 from broadcaster.durable.storage import Entry, State, _entries
 from broadcaster.fanout.hub import Hub

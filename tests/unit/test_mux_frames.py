@@ -10,7 +10,7 @@ from broadcaster.core import sse
 from broadcaster.core.events import Event
 from broadcaster.dashboard.cursor import Cursor
 from broadcaster.dashboard.feed import Connection, Follow
-from broadcaster.dashboard.frames import _framed, _shared, frame, framed, opening
+from broadcaster.dashboard.wrapping import _framed, _shared, frame, framed, opening
 from broadcaster.fanout.subscription import Topic
 
 
