@@ -231,10 +231,8 @@ class Handed:
         "_stream_id",
         "_timeout",
         "_writer",
-        "close",
+        "conn",
         "done",
-        "finish",
-        "spawn",
         "sub",
         "task",
     )
@@ -260,18 +258,16 @@ class Handed:
         self._stream_id = stream_id
         self._on_cut_off = on_cut_off
         self._on_end = on_end
-        self.spawn: Callable[[Any], asyncio.Task[None]] | None = None
-        self.close: Callable[[], None] | None = None
-        self.finish: Callable[[bytes], bool] | None = None
-        """Ends the response now, if its socket takes it: its argument (SSE bytes, maybe
-        none) as the last chunk, and the chunked body's end, in one write."""
+        self.conn: Connection | None = None
+        """The connection the response goes on on (``hold``): one object per viewer, not
+        a bound method of it per use."""
         self.task: asyncio.Task[None] | None = None
         self.done = False
 
     def hold(self, conn: Connection) -> None:
         """Held here from now on, on the connection ``DETACH`` offers: the fan-out writes
         a terminal event and the response's end in one write (``Connection.finish``)."""
-        self.spawn, self.close, self.finish = conn.spawn, conn.close, conn.finish
+        self.conn = conn
         self.sub.resume = self.wake
         self.sub.direct_end = conn.finish
 
@@ -286,9 +282,9 @@ class Handed:
         """The viewer has work: a task for it (called by its subscription, once); or,
         when all that is left is the end of a response whose terminal event went out
         (every viewer of a stream, at once, at its end), the end, with no task."""
-        if self.done or self.spawn is None:
+        if self.done or self.conn is None:
             return
-        if self.sub.only_ended() and self.finish is not None:
+        if self.sub.only_ended():
             # Once the fan-out that woke it is over: leaving changes its stream's viewers.
             asyncio.get_running_loop().call_soon(self._ending)
             return
@@ -297,15 +293,15 @@ class Handed:
     def _ending(self) -> None:
         if self.done:
             return
-        sub, finish = self.sub, self.finish
-        if sub.only_ended() and finish is not None and (finish(b"") or sub.finished):
+        sub, conn = self.sub, self.conn
+        if sub.only_ended() and conn is not None and (conn.finish(b"") or sub.finished):
             self._end()  # the end written now, or by the fan-out (``direct_end``)
         else:
             self._start()
 
     def _start(self) -> None:
-        assert self.spawn is not None
-        self.task = self.spawn(self._run())
+        assert self.conn is not None
+        self.task = self.conn.spawn(self._run())
         self.task.add_done_callback(self._ran)
 
     def lost(self) -> None:
@@ -332,8 +328,8 @@ class Handed:
             await self._send({"type": "http.response.body", "body": b"", "more_body": False})
         except SlowViewer:
             _cut_off(self._timeout, self._stream_id, self._on_cut_off)
-            if self.close is not None:
-                self.close()
+            if self.conn is not None:
+                self.conn.close()
 
     def _ran(self, task: asyncio.Task[None]) -> None:
         self.task = None
@@ -343,8 +339,8 @@ class Handed:
                 exc_info=task.exception(),
                 extra={"stream_id": self._stream_id},
             )
-            if self.close is not None:
-                self.close()
+            if self.conn is not None:
+                self.conn.close()
         if task.cancelled() or not self.sub.handed:
             self._end()
 

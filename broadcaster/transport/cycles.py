@@ -10,6 +10,7 @@ import collections
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from broadcaster.transport.seam import Writer
@@ -40,6 +41,19 @@ class LazyEvent(asyncio.Event):
             for fut in self._w or ():
                 if not fut.done():
                     fut.set_result(True)
+
+
+class LeanFlow(FlowControl):
+    """uvicorn's flow control, its writable event a ``LazyEvent`` (uvicorn's own holds a
+    deque of 760 bytes that an open viewer never waits on): ``__init__`` is a copy of
+    uvicorn's (tests/unit/test_uvicorn_pin.py)."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.read_paused = False
+        self.write_paused = False
+        writable = self._is_writable_event = LazyEvent()
+        writable._value = True
 
 
 class Pipeline(list[Any]):

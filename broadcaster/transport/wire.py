@@ -27,7 +27,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import httptools
-from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
@@ -42,6 +41,7 @@ from broadcaster.transport.cycles import (
     DetachableCycle,
     HeldWrites,
     LazyEvent,
+    LeanFlow,
     Offer,
     Pipeline,
 )
@@ -165,10 +165,7 @@ class DirectWriteProtocol(HttpToolsProtocol):
         socket's, which an accepted socket inherits (``listening``)."""
         self.connections.add(self)
         self.transport = transport
-        flow = self.flow = FlowControl(transport=transport)
-        writable = LazyEvent()
-        writable._value = True
-        flow._is_writable_event = writable  # (its own holds a deque a viewer never waits on)
+        self.flow = LeanFlow(transport=transport)
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
         try:
             peer = transport.get_extra_info("peername")

@@ -65,7 +65,7 @@ PINNED: dict[str, tuple[str, str]] = {
     ),
     "uvicorn.protocols.http.flow_control:FlowControl.__init__": (
         "0152d94a040758b5",
-        "wire.connection_made (its writable event replaced)",
+        "cycles.LeanFlow.__init__ (a copy)",
     ),
     "uvicorn.protocols.utils:get_local_addr": ("6be1e23931c77938", "wire._make_scope"),
     "uvicorn.middleware.proxy_headers:_TrustedHosts": (
