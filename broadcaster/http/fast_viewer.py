@@ -66,6 +66,9 @@ class FastViewers:
         self.answered = 0
         """Viewers answered so (a count the tests and the benches read)."""
         self._shared: tuple[Any, ...] = (None,)
+        self._state: dict[str, Any] = {}
+        """What it reads of the app's state, read once its lifespan made the hub (each is
+        made once for the app's life; a drain is the hub's ``closing``)."""
         lines = raw_headers(tuple(SSE_HEADERS.items()))
         self.head = b"".join(b"%s: %s\r\n" % pair for pair in lines)
         """The SSE response's headers, as the route's response sends them."""
@@ -84,7 +87,7 @@ class FastViewers:
         may wait for it (``Opening.until``), then ask again without."""
         if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
             return None
-        state = self.app.state._state  # the app's state's own dict: no ``__getattr__``
+        state = self._state or self._started()
         hub = state.get("hub")
         if hub is None or hub.closing or state.get("cors"):
             # With CORS, the app's middleware has a say in every answer's headers (``Vary:
@@ -113,6 +116,15 @@ class FastViewers:
             return self._join(state, ask, send, writer, conn)
 
         return Opening(self.head, wait, start)
+
+    def _started(self) -> dict[str, Any]:
+        """The app's state, by its public attributes, once its hub is made ({}: not yet)."""
+        state = self.app.state
+        if getattr(state, "hub", None) is None:
+            return {}
+        names = ("hub", "access", "slots", "settings", "metrics", "cors")
+        self._state = {name: getattr(state, name, None) for name in names}
+        return self._state
 
     def _ask(
         self,
