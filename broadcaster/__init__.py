@@ -13,6 +13,8 @@ The ground floor and one package per capability (ARCHITECTURE.md):
 - ``webhooks``: signed webhooks from the outbox.
 - ``fanout``: a front-end's copy of each event to every viewer.
 - ``http``: the front-end: routes, access, limits, the server.
+- ``transport``: HTTP/1.1 connections under uvicorn and httptools (the only package that
+  knows them): direct writes, detached responses, the fast path's answer.
 - ``clients``: the Python client, publisher and terminal viewer.
 - ``bench``: load from outside, over real sockets.
 - ``cli``: ``python -m broadcaster serve | demo | bench | tail | webhooks``.

@@ -119,16 +119,27 @@ async def get_access(request: Request) -> AccessPolicy:
 AccessDep = Annotated[AccessPolicy, Depends(get_access)]
 
 
-def bearer(request: Request) -> str | None:
-    """The credential of ``Authorization: Bearer <credential>``, if any."""
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+def bearer_of(authorization: str | None) -> str | None:
+    """The credential of ``Authorization: Bearer <credential>``, if any (of the first
+    ``Authorization`` header: the one a request's headers give)."""
+    scheme, _, value = (authorization or "").partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def presented_token(request: Request) -> str | None:
+def bearer(request: Request) -> str | None:
+    """The credential of ``Authorization: Bearer <credential>``, if any."""
+    return bearer_of(request.headers.get("authorization"))
+
+
+def token_of(authorization: str | None, query_token: str | None) -> str | None:
     """A token, as ``Authorization: Bearer`` or, from an ``EventSource`` (which cannot set
     headers), the ``token`` query parameter; the header wins."""
-    return bearer(request) or request.query_params.get("token") or None
+    return bearer_of(authorization) or query_token or None
+
+
+def presented_token(request: Request) -> str | None:
+    """``token_of`` the request."""
+    return token_of(request.headers.get("authorization"), request.query_params.get("token"))
 
 
 async def presented_key(request: Request) -> credentials.ApiKey | None:
@@ -254,21 +265,41 @@ async def authorize_read(
     if verifier is None:
         return
     token = presented_token(request)
-    kind = tokens.shape(token) if token else None
-    if kind == "jwt" and token:
+    grant = None
+    if token and tokens.shape(token) == "jwt":
         grant = await token_grant(request, verifier, token)
+    refusal = read_refusal(verifier, token, grant, streams, prefixes)
+    if refusal is not None:
+        raise refusal
+
+
+def read_refusal(
+    verifier: TokenVerifier | None,
+    token: str | None,
+    grant: Grant | None,
+    streams: Sequence[str],
+    prefixes: Sequence[str] = (),
+) -> ApiError | None:
+    """The rule of reading, once for every way a request comes (``authorize_read``, and
+    the viewers answered from the parser): None when ``token`` may read every stream of
+    ``streams`` and every prefix of ``prefixes``, else the answer (401, 403). A JWT's
+    ``grant`` is the caller's to verify first (it may need a key fetched)."""
+    if verifier is None:
+        return None
+    kind = tokens.shape(token) if token else None
+    if kind == "jwt" and grant is not None:
         uncovered = [s for s in streams if not grant.allows("read", s)]
         uncovered += [p + "*" for p in prefixes if not grant.allows_prefix("read", p)]
         if uncovered:
-            raise ApiError(403, "forbidden", f"this token may not read {uncovered[0][:80]!r}")
-        return
+            return ApiError(403, "forbidden", f"this token may not read {uncovered[0][:80]!r}")
+        return None
     if kind == "legacy" and token:
         opened = [verifier.legacy_grants(token, credentials.VIEWER_PREFIX, s) for s in streams]
         if opened and all(opened) and not prefixes:
-            return
+            return None
         if any(opened):
-            raise ApiError(403, "forbidden", "a legacy token opens one stream and no prefix")
-    raise _unauthorized("a valid viewer token for this stream is required (Bearer or ?token=)")
+            return ApiError(403, "forbidden", "a legacy token opens one stream and no prefix")
+    return _unauthorized("a valid viewer token for this stream is required (Bearer or ?token=)")
 
 
 async def check_viewer(request: Request, stream_id: str) -> None:

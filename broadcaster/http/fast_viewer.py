@@ -4,8 +4,9 @@
 front-end, and most of them ask for a stream this front-end watches, at a resume point
 its topic holds (``Hub.known``). Such a request needs nothing from Redis and nothing that
 waits, so the server's protocol (``wire.py``) asks ``FastViewers.open`` first, once the
-request's head is parsed. When it can answer, it does the route's checks (the stream id,
-the viewer's token, the resume point, the connection limits and the admission rate);
+request is parsed. When it can answer, it asks what the route asks, by the same
+functions (the stream id; ``viewing.admission``: the viewer's token and the resume point;
+``viewing.room_refusal``: the connection limits; and the admission rate);
 then, now or once the viewer's turn at the admission rate comes, the viewer takes its
 slot and joins its topic caught up and handed over (``sse_response.Handed``), as the SSE
 response's task would have left it, with the same send path, slow-viewer cut-off,
@@ -28,32 +29,18 @@ from typing import Any, NamedTuple
 
 from starlette.types import Send
 
-from broadcaster.auth import credentials, tokens
-from broadcaster.core import names, sse
+from broadcaster.auth import tokens
+from broadcaster.core import names
 from broadcaster.fanout.subscription import Writer
-from broadcaster.http.limits import Refused, forwarded_unread, peer_address
-from broadcaster.http.sse_response import Ends, Handed, raw_headers
-from broadcaster.http.viewing import SSE_HEADERS, retry_field
+from broadcaster.http.access import token_of
+from broadcaster.http.errors import ApiError
+from broadcaster.http.limits import forwarded_unread, peer_address
+from broadcaster.http.sse_response import Handed, raw_headers
+from broadcaster.http.viewing import SSE_HEADERS, admission, retry_field, room_refusal
+from broadcaster.transport.fast import Opening
+from broadcaster.transport.seam import Connection
 
-Start = Callable[[Send, Writer, Ends], tuple[bytes, Callable[[], None]] | None]
-
-
-class Opening(NamedTuple):
-    """A viewer to answer without the app: the SSE response's header lines, and, once
-    ``wait`` seconds are over (its turn at the admission rate: 0, now), ``start``; or,
-    with ``until``, the request is to be asked about again once its stream's topic has
-    settled (``until(then)`` calls ``then`` then, or returns False: not settling)."""
-
-    head: bytes
-    wait: float
-    start: Start
-    """Called by the protocol once it made the response's cycle, with the cycle's
-    ``send``, the connection's direct writer and its ``Ends``: the viewer takes its slot
-    and joins, and its first chunk (``retry:`` and what the topic holds) comes back with
-    the function to call when the client goes. None after a wait when the request may no
-    longer be answered so (an ended stream, a limit reached, a drain): the app answers it
-    then, from the start."""
-    until: Callable[[Callable[[], None]], bool] | None = None
+__all__ = ["FastViewers", "Opening"]
 
 
 def _later(*_: Any) -> None:
@@ -64,8 +51,11 @@ PREFIX, SUFFIX = b"/v1/streams/", b"/events"
 
 
 class FastViewers:
-    """``open`` for the app's protocol; reads the app's state (made by its lifespan) on
-    each call, so it answers nothing before start-up is over or after the drain."""
+    """``open`` for the app's protocol (``transport.fast.FastPath``); reads the app's
+    state (made by its lifespan) on each call, so it answers nothing before start-up is
+    over or after the drain."""
+
+    prefix = PREFIX
 
     def __init__(self, app: Any, trusted: Callable[[str, str], str | None] | None) -> None:
         """``trusted(peer, x_forwarded_for)``: the client's address behind a trusted
@@ -76,6 +66,9 @@ class FastViewers:
         self.answered = 0
         """Viewers answered so (a count the tests and the benches read)."""
         self._shared: tuple[Any, ...] = (None,)
+        self._state: dict[str, Any] = {}
+        """What it reads of the app's state, read once its lifespan made the hub (each is
+        made once for the app's life; a drain is the hub's ``closing``)."""
         lines = raw_headers(tuple(SSE_HEADERS.items()))
         self.head = b"".join(b"%s: %s\r\n" % pair for pair in lines)
         """The SSE response's headers, as the route's response sends them."""
@@ -94,9 +87,11 @@ class FastViewers:
         may wait for it (``Opening.until``), then ask again without."""
         if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
             return None
-        state = self.app.state._state  # the app's state's own dict: no ``__getattr__``
+        state = self._state or self._started()
         hub = state.get("hub")
-        if hub is None or hub.closing:
+        if hub is None or hub.closing or state.get("cors"):
+            # With CORS, the app's middleware has a say in every answer's headers (``Vary:
+            # Origin`` even without an ``Origin``): the app answers them all.
             return None
         ask = self._ask(state, path[len(PREFIX) : -len(SUFFIX)], query, headers, client)
         if ask is None:
@@ -114,13 +109,22 @@ class FastViewers:
             return None
 
         def start(
-            send: Send, writer: Writer, ends: Ends
+            send: Send, writer: Writer, conn: Connection
         ) -> tuple[bytes, Callable[[], None]] | None:
             if wait and self._room(state, ask) is not True:  # things change while it waits
                 return None
-            return self._join(state, ask, send, writer, ends)
+            return self._join(state, ask, send, writer, conn)
 
         return Opening(self.head, wait, start)
+
+    def _started(self) -> dict[str, Any]:
+        """The app's state, by its public attributes, once its hub is made ({}: not yet)."""
+        state = self.app.state
+        if getattr(state, "hub", None) is None:
+            return {}
+        names = ("hub", "access", "slots", "settings", "metrics", "cors")
+        self._state = {name: getattr(state, name, None) for name in names}
+        return self._state
 
     def _ask(
         self,
@@ -141,21 +145,28 @@ class FastViewers:
             if name == b"last-event-id":
                 resume = value if resume is None else resume
             elif name == b"authorization":
-                auth = auth or value
+                auth = value if auth is None else auth  # the first, as the app reads it
             elif name == b"x-forwarded-for":
                 forwarded = value if forwarded is None else forwarded + b", " + value
             elif name == b"forwarded":
                 rfc7239 = True
-            elif name == b"origin" and state.get("cors"):
-                return None  # CORS headers: the app's middleware adds them
         params = dict(urllib.parse.parse_qsl(query.decode("latin-1"), True)) if query else {}
         if params.get("compact", "").lower() in ("1", "true"):
             return None  # a compact replay is the log's to fold
         raw = params.get("last_event_id") if resume is None else resume.decode("latin-1")
-        point = sse.parse_resume_point(raw)
         verifier = state["access"].verifier
-        opened, subject = _authorized(verifier, auth, params.get("token"), stream_id)
-        if point is None or not opened or (point[1] is None and point[0] != 0):
+        token = grant = None
+        if verifier is not None:
+            token = token_of(None if auth is None else auth.decode("latin-1"), params.get("token"))
+            if token and tokens.shape(token) == "jwt":
+                grant = verifier.grant_now(token)
+                if grant is None:
+                    return None  # a key to fetch, or a refusal: the app's to answer
+        try:  # the route's own decision (``viewing.admission``); a refusal is the app's
+            admitted = admission(verifier, stream_id, token, grant, raw)
+        except ApiError:
+            return None
+        if admitted.tag is None and admitted.after != 0:
             return None  # a resume point without a history tag is the log's to judge
         address = None if client is None else client[0]
         if forwarded is not None and address is not None:
@@ -165,28 +176,22 @@ class FastViewers:
         elif rfc7239 and address is not None:
             forwarded_unread(address)  # not read: counted (proxies.UNTRUSTED)
         wants = params.get("presence", "").lower() in ("1", "true")
-        return Ask(stream_id, point[0], point[1], subject, address, wants)
+        return Ask(stream_id, admitted.after, admitted.tag, admitted.subject, address, wants)
 
     @staticmethod
     def _room(state: dict[str, Any], ask: Ask) -> bool | None:
-        """Whether ``check_room`` and ``_stream_state`` would let it through now: True;
+        """Whether ``room_refusal`` and ``_stream_state`` would let it through now: True;
         False, refused (by a limit, or a drain); None, its resume point is not one the
         stream's topic here vouches for (there may be no topic yet)."""
         hub, slots, settings = state["hub"], state["slots"], state["settings"]
-        if (
-            hub.closing
-            or max(hub.connections, slots.open) >= settings.max_connections
-            or hub.viewers_of(ask.stream_id) >= settings.max_viewers_per_stream
+        if hub.closing or room_refusal(
+            hub, slots, settings, (ask.stream_id,), subject=ask.subject, address=ask.address
         ):
-            return False
-        try:
-            slots.check(ask.subject, ask.address)
-        except Refused:
             return False
         return True if hub.known(ask.stream_id, ask.after, ask.tag) is not None else None
 
     def _join(
-        self, state: dict[str, Any], ask: Ask, send: Send, writer: Writer, ends: Ends
+        self, state: dict[str, Any], ask: Ask, send: Send, writer: Writer, conn: Connection
     ) -> tuple[bytes, Callable[[], None]] | None:
         """The viewer joins its topic caught up, handed over (``sse_response.Handed``)."""
         hub, settings, metrics = state["hub"], state["settings"], state["metrics"]
@@ -215,7 +220,7 @@ class FastViewers:
             shared[3],
             state["slots"].take(ask.subject, ask.address).release,
         )
-        handed.hold(ends)
+        handed.hold(conn)
         if ask.tag is not None:
             metrics.resumed_from_memory.inc()
         self.answered += 1
@@ -233,30 +238,3 @@ class Ask(NamedTuple):
     subject: str | None
     address: str | None
     presence: bool
-
-
-def _authorized(
-    verifier: Any, auth: bytes | None, query_token: str | None, stream_id: str
-) -> tuple[bool, str | None]:
-    """Whether the request may read ``stream_id`` as ``authorize_read`` would let it,
-    decided now, and the viewer's subject; False also when it cannot be decided now (a
-    JWKS key to fetch) or is refused (the usual way answers 401 or 403)."""
-    if verifier is None:
-        return True, None
-    token = None
-    if auth is not None:
-        scheme, _, value = auth.decode("latin-1").partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            token = value.strip()
-    token = token or query_token or None
-    if not token:
-        return False, None
-    kind = tokens.shape(token)
-    if kind == "legacy":
-        return verifier.legacy_grants(token, credentials.VIEWER_PREFIX, stream_id), None
-    if kind != "jwt":
-        return False, None
-    grant = verifier.grant_now(token)
-    if grant is None or not grant.allows("read", stream_id):
-        return False, None
-    return True, grant.subject

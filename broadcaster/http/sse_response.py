@@ -34,6 +34,13 @@ from starlette.types import Receive, Scope, Send
 
 from broadcaster.fanout.subscription import Subscription, Writer
 from broadcaster.fanout.viewer import Detach
+from broadcaster.transport.seam import (
+    DETACH,
+    DIRECT_WRITE,
+    HOLD_WRITES,
+    ON_DISCONNECT,
+    Connection,
+)
 
 log = logging.getLogger("broadcaster.sse")
 
@@ -41,40 +48,6 @@ Body = Callable[[Writer | None], AsyncIterator[bytes]]
 
 Resume = Callable[[Subscription, Writer, Detach | None], AsyncIterator[bytes]]
 """The body again, for a viewer that was handed over and woke (``Hub.resume``)."""
-
-DIRECT_WRITE = "broadcaster.direct_write"
-"""The ASGI scope extension: a callable that, once the response has started, returns a
-``Writer`` for its body, or None when the connection cannot take direct writes. Called
-with ``chunks=True``, the writer takes whole HTTP/1.1 chunks instead of SSE bytes (a body
-that makes each write for one connection alone frames it in the same step)."""
-
-ON_DISCONNECT = "broadcaster.on_disconnect"
-"""The ASGI scope extension: a callable taking a callback that the server calls once
-the client has gone (at once if it already has)."""
-
-HOLD_WRITES = "broadcaster.hold_writes"
-"""The ASGI scope extension: a callable that, before the response starts, makes the
-connection keep what the response writes in memory until the function it returns is
-called (None: it cannot). A viewer's head, ``retry:`` and first events, written in one
-turn of the event loop, then reach its socket in one ``send`` instead of three."""
-
-DETACH = "broadcaster.detach"
-"""The ASGI scope extension: a callable that, once the response has started, lets it go
-on without its task. Called with the function to call when the client goes (instead of
-``ON_DISCONNECT``'s), it returns ``(spawn, close, finish)``, or None when it cannot: the app may
-then return with the response unfinished and the connection stays open; ``spawn(coro)``
-runs a task the server owns (and awaits at shutdown), which may go on with the
-response's ``send``; ``close()`` closes the connection; ``finish(last)`` ends the response
-now, ``last`` (SSE bytes, maybe none) its last chunk, in one write with the chunked
-body's end, and returns True, unless the socket holds too much unsent."""
-
-Ends = tuple[Callable[[Any], asyncio.Task[None]], Callable[[], None], Callable[[bytes], bool]]
-"""What the connection offers a response that goes on without a task: ``spawn``,
-``close`` and ``finish`` (``DETACH``'s)."""
-
-DIRECT_WRITE_LIMIT = 256 * 1024
-"""Unsent bytes a socket may hold before direct writes stop and ``send`` (which waits for
-the socket, and cuts a viewer off after ``send_timeout``) takes over."""
 
 
 class SlowViewer(Exception):
@@ -258,10 +231,8 @@ class Handed:
         "_stream_id",
         "_timeout",
         "_writer",
-        "close",
+        "conn",
         "done",
-        "finish",
-        "spawn",
         "sub",
         "task",
     )
@@ -287,20 +258,18 @@ class Handed:
         self._stream_id = stream_id
         self._on_cut_off = on_cut_off
         self._on_end = on_end
-        self.spawn: Callable[[Any], asyncio.Task[None]] | None = None
-        self.close: Callable[[], None] | None = None
-        self.finish: Callable[[bytes], bool] | None = None
-        """Ends the response now, if its socket takes it: its argument (SSE bytes, maybe
-        none) as the last chunk, and the chunked body's end, in one write."""
+        self.conn: Connection | None = None
+        """The connection the response goes on on (``hold``): one object per viewer, not
+        a bound method of it per use."""
         self.task: asyncio.Task[None] | None = None
         self.done = False
 
-    def hold(self, ends: Ends) -> None:
-        """Held here from now on, with what the connection offers (``DETACH``'s): the
-        fan-out writes a terminal event and the response's end in one write."""
-        self.spawn, self.close, self.finish = ends
+    def hold(self, conn: Connection) -> None:
+        """Held here from now on, on the connection ``DETACH`` offers: the fan-out writes
+        a terminal event and the response's end in one write (``Connection.finish``)."""
+        self.conn = conn
         self.sub.resume = self.wake
-        self.sub.direct_end = ends[2]
+        self.sub.direct_end = conn.finish
 
     def detach(self, sub: Subscription) -> bool:
         """Caught up again: held here again, and the task ends."""
@@ -313,9 +282,9 @@ class Handed:
         """The viewer has work: a task for it (called by its subscription, once); or,
         when all that is left is the end of a response whose terminal event went out
         (every viewer of a stream, at once, at its end), the end, with no task."""
-        if self.done or self.spawn is None:
+        if self.done or self.conn is None:
             return
-        if self.sub.only_ended() and self.finish is not None:
+        if self.sub.only_ended():
             # Once the fan-out that woke it is over: leaving changes its stream's viewers.
             asyncio.get_running_loop().call_soon(self._ending)
             return
@@ -324,15 +293,15 @@ class Handed:
     def _ending(self) -> None:
         if self.done:
             return
-        sub, finish = self.sub, self.finish
-        if sub.only_ended() and finish is not None and (finish(b"") or sub.finished):
+        sub, conn = self.sub, self.conn
+        if sub.only_ended() and conn is not None and (conn.finish(b"") or sub.finished):
             self._end()  # the end written now, or by the fan-out (``direct_end``)
         else:
             self._start()
 
     def _start(self) -> None:
-        assert self.spawn is not None
-        self.task = self.spawn(self._run())
+        assert self.conn is not None
+        self.task = self.conn.spawn(self._run())
         self.task.add_done_callback(self._ran)
 
     def lost(self) -> None:
@@ -359,8 +328,8 @@ class Handed:
             await self._send({"type": "http.response.body", "body": b"", "more_body": False})
         except SlowViewer:
             _cut_off(self._timeout, self._stream_id, self._on_cut_off)
-            if self.close is not None:
-                self.close()
+            if self.conn is not None:
+                self.conn.close()
 
     def _ran(self, task: asyncio.Task[None]) -> None:
         self.task = None
@@ -370,8 +339,8 @@ class Handed:
                 exc_info=task.exception(),
                 extra={"stream_id": self._stream_id},
             )
-            if self.close is not None:
-                self.close()
+            if self.conn is not None:
+                self.conn.close()
         if task.cancelled() or not self.sub.handed:
             self._end()
 

@@ -9,15 +9,25 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from broadcaster.auth import tokens
+from broadcaster.auth.jwks import TokenVerifier
+from broadcaster.auth.tokens import Grant
 from broadcaster.core import sse
 from broadcaster.core.eventlog import StreamInfo
 from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.subscription import Writer
-from broadcaster.http.access import viewer_subject
+from broadcaster.http.access import (
+    get_access,
+    presented_token,
+    read_refusal,
+    token_grant,
+    viewer_subject,
+)
 from broadcaster.http.errors import ApiError
 from broadcaster.http.limits import Refused, Slot, Slots, client_address
 from broadcaster.http.resources import get_event_log, get_hub, get_metrics, get_settings
@@ -211,18 +221,85 @@ async def admit_viewer(request: Request, stream_ids: Sequence[str] = ()) -> Slot
 
 
 def check_room(request: Request, hub: Hub, settings: Settings, stream_ids: Sequence[str]) -> None:
-    """``Refused`` (503) at the front-end's connection limit (its open responses, and
-    long-polls), or when a stream of ``stream_ids`` is at its viewer limit; and (429) at
-    the client's own limits (its token's subject, its address)."""
+    """``room_refusal`` of the request, raised."""
     slots: Slots = request.app.state.slots
+    refusal = room_refusal(
+        hub,
+        slots,
+        settings,
+        stream_ids,
+        subject=viewer_subject(request),
+        address=client_address(request),
+    )
+    if refusal is not None:
+        raise refusal
+
+
+def room_refusal(
+    hub: Hub,
+    slots: Slots,
+    settings: Settings,
+    stream_ids: Sequence[str],
+    *,
+    subject: str | None,
+    address: str | None,
+) -> Refused | None:
+    """The room rule, once for the route and the viewers answered from the parser:
+    ``Refused`` (503) at the front-end's connection limit (its open responses, and
+    long-polls), or when a stream of ``stream_ids`` is at its viewer limit; and (429) at
+    the client's own limits (its token's subject, its address); None: there is room."""
     if max(hub.connections, slots.open) >= settings.max_connections:
-        raise Refused(503, "busy", "this front-end is at its connection limit; retry", 2)
+        return Refused(503, "busy", "this front-end is at its connection limit; retry", 2)
     for stream_id in stream_ids:
         if hub.viewers_of(stream_id) >= settings.max_viewers_per_stream:
-            raise Refused(
+            return Refused(
                 503, "busy", "this stream is at its viewer limit on this front-end; retry", 2
             )
-    slots.check(viewer_subject(request), client_address(request))
+    try:
+        slots.check(subject, address)
+    except Refused as refused:
+        return refused
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A viewer of one stream that may watch it (``admission``): its resume point (the seq
+    and history tag it saw) and who it is (its token's subject)."""
+
+    after: int
+    tag: str | None
+    subject: str | None
+
+
+def admission(
+    verifier: TokenVerifier | None,
+    stream_id: str,
+    token: str | None,
+    grant: Grant | None,
+    resume: str | None,
+) -> Admitted:
+    """The one decision on a viewer of a stream, for the route (``viewer_admission``) and
+    the viewers answered from the parser (``fast_viewer.py``) alike: may ``token`` read
+    ``stream_id`` (401, 403: ``access.read_refusal``; a JWT's ``grant`` verified by the
+    caller), and is ``resume`` a resume point this server issued (400)? Raises the
+    ``ApiError`` to answer; the room for it is ``room_refusal``'s."""
+    refusal = read_refusal(verifier, token, grant, [stream_id])
+    if refusal is not None:
+        raise refusal
+    after, tag = _resume_point(resume)
+    return Admitted(after, tag, grant.subject if grant is not None else None)
+
+
+async def viewer_admission(request: Request, stream_id: str, resume: str | None) -> Admitted:
+    """``admission`` of the SSE route's request (its token verified first, keys fetched
+    if need be; its subject kept for the viewer counts)."""
+    verifier = (await get_access(request)).verifier
+    token = presented_token(request) if verifier is not None else None
+    grant = None
+    if verifier is not None and token and tokens.shape(token) == "jwt":
+        grant = await token_grant(request, verifier, token)
+    return admission(verifier, stream_id, token, grant, resume)
 
 
 async def admit_long_poll(request: Request) -> Slot:

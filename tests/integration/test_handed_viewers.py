@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from broadcaster.http import wire
+from broadcaster.transport import wire
 from tests.integration.test_hub import until
 from tests.support.inprocess import Bare, Front, serving
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from broadcaster.http import gcfreeze
-from broadcaster.http.gcfreeze import Freezer
+from broadcaster.transport import gcfreeze
+from broadcaster.transport.gcfreeze import Freezer
 
 pytestmark = pytest.mark.anyio
 

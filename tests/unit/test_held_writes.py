@@ -3,7 +3,7 @@ order, nothing lost, nothing after the close, and straight through once released
 
 from __future__ import annotations
 
-from broadcaster.http.wire import HeldWrites
+from broadcaster.transport.wire import HeldWrites
 
 
 class Transport:

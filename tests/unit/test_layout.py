@@ -77,7 +77,7 @@ def _contracts() -> dict[str, set[str]]:
     """What each package may import, as the import contracts in pyproject.toml say: every
     package of the project but the ones its contract forbids."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
-    contracts = config["contracts"]
+    contracts = [c for c in config["contracts"] if c.get("id") != EXTERNAL]
     sources = {c["source_modules"][0] for c in contracts}
     everyone = {*sources, *(m for c in contracts for m in c["forbidden_modules"])}
     allowed = {}
@@ -86,6 +86,34 @@ def _contracts() -> dict[str, set[str]]:
         source = contract["source_modules"][0]
         allowed[source] = everyone - {source} - set(contract["forbidden_modules"])
     return allowed
+
+
+EXTERNAL = "transport-only"
+"""The contract on external packages: uvicorn and httptools for ``broadcaster.transport``
+alone."""
+
+
+def test_only_the_transport_imports_uvicorn_and_httptools(tmp_path: Path) -> None:
+    """Every package but the transport is forbidden uvicorn and httptools, and the check
+    can fail: the same tree with the HTTP room importing uvicorn."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (external,) = [c for c in config["contracts"] if c.get("id") == EXTERNAL]
+    assert config["include_external_packages"] is True
+    assert set(external["forbidden_modules"]) == {"uvicorn", "httptools"}
+    top = {
+        p.replace("/", ".")
+        for p in PACKAGES
+        if p == "worker" or (p.startswith("broadcaster/") and p.count("/") == 1)
+    }
+    assert set(external["source_modules"]) == top - {"broadcaster.transport"} | {"broadcaster.cli"}
+    for name in ("broadcaster", "worker"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    errors = tmp_path / "broadcaster" / "http" / "errors.py"
+    errors.write_text(errors.read_text() + "\nimport uvicorn.config  # noqa\n")
+    run = _lint_imports(tmp_path)
+    assert run.returncode != 0
+    assert "broadcaster.http.errors -> uvicorn" in run.stdout
 
 
 def _may_import(doc: str) -> set[str]:

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from broadcaster.http import wire
 from broadcaster.http.fast_viewer import Opening, _later
+from broadcaster.transport import wire
 
 pytestmark = pytest.mark.anyio
 

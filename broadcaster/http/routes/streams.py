@@ -26,12 +26,17 @@ from broadcaster.core.eventlog import (
 )
 from broadcaster.core.events import InvalidEvent
 from broadcaster.http import openapi
-from broadcaster.http.access import check_viewer, producer, viewer_token
+from broadcaster.http.access import producer, viewer_token
 from broadcaster.http.bodies import read_json
 from broadcaster.http.errors import ApiError, handle_error
 from broadcaster.http.resources import EventLogDep, MetricsDep, SettingsDep
 from broadcaster.http.stream_ids import check_stream_id, valid_stream_id
-from broadcaster.http.viewing import SSE_HEADERS, stream_response, viewers_response
+from broadcaster.http.viewing import (
+    SSE_HEADERS,
+    stream_response,
+    viewer_admission,
+    viewers_response,
+)
 
 router = APIRouter()
 
@@ -116,9 +121,10 @@ async def open_events(request: Request, stream_id: str, last_event_id: str | Non
     """The SSE response for ``stream_id`` after the resume point (the ``Last-Event-ID``
     header, else ``last_event_id``), 204 when the client has seen the end, or ApiError."""
     check_stream_id(stream_id)
-    await check_viewer(request, stream_id)
     raw = request.headers.get("last-event-id")
-    return await stream_response(request, stream_id, last_event_id if raw is None else raw)
+    resume = last_event_id if raw is None else raw
+    await viewer_admission(request, stream_id, resume)  # the fast path's, too
+    return await stream_response(request, stream_id, resume)
 
 
 @router.get(

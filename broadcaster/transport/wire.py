@@ -19,16 +19,14 @@ adds to it.
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import logging
 import socket
 import urllib.parse
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import httptools
-from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
@@ -36,18 +34,33 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.protocols.utils import get_local_addr
 
-from broadcaster.fanout.subscription import Writer
-from broadcaster.http.fast_viewer import FastViewers, Opening
-from broadcaster.http.sse_response import (
+from broadcaster.transport.cycles import (
+    ENDED,
+    OPEN,
+    WRITTEN,
+    DetachableCycle,
+    HeldWrites,
+    LazyEvent,
+    LeanFlow,
+    Offer,
+    Pipeline,
+)
+from broadcaster.transport.fast import FastPath, Opening
+from broadcaster.transport.seam import (
     DETACH,
     DIRECT_WRITE,
     DIRECT_WRITE_LIMIT,
     HOLD_WRITES,
     ON_DISCONNECT,
-    Ends,
+    Writer,
 )
+from broadcaster.transport.turns import TURNS_TICK, Turns
+
+__all__ = ["TURNS_TICK", "HeldWrites", "Turns"]  # re-exported: the tests' names for them
 
 log = logging.getLogger("broadcaster.server")
+
+C = TypeVar("C", bound=RequestResponseCycle)
 
 
 END = b"0\r\n\r\n"
@@ -96,10 +109,13 @@ class DirectWriteProtocol(HttpToolsProtocol):
     _parsed = 0
     _headers = 0
     _refused = False
-    fast: FastViewers | None = None
+    fast: FastPath | None = None
     """Asked first about each request, once its head is parsed (``fast_viewer.py``)."""
-    _written: RequestResponseCycle | None = None
-    """A response whose end the fan-out wrote, and whose ``_finish`` is still to come."""
+    _pending = False
+    """A request the fast path may answer, whole, not asked about yet: it is, once the
+    read that completed it is parsed and no request follows it (``data_received``)."""
+    _candidate = False
+    """The request being parsed may be the fast path's (its head is, its body is not)."""
     _waiting: Opening | None = None
     """A fast viewer waiting for its turn at the admission rate (``Turns``)."""
     _turns: Turns | None = None
@@ -149,11 +165,7 @@ class DirectWriteProtocol(HttpToolsProtocol):
         socket's, which an accepted socket inherits (``listening``)."""
         self.connections.add(self)
         self.transport = transport
-        flow = self.flow = FlowControl.__new__(FlowControl)
-        flow._transport, flow.read_paused, flow.write_paused = transport, False, False
-        writable = LazyEvent()
-        writable._value = True
-        flow._is_writable_event = writable
+        self.flow = LeanFlow(transport=transport)
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
         try:
             peer = transport.get_extra_info("peername")
@@ -187,6 +199,14 @@ class DirectWriteProtocol(HttpToolsProtocol):
         super().data_received(data)
         if self._refused or self._head > self.max_head:
             self._refuse_head()
+            return
+        if self._candidate:  # a head, and a body still to come: the app's
+            self._candidate = False
+            self._to_app(more_body=True)
+        elif self._pending:
+            self._pending = False
+            if not self.transport.is_closing():
+                self._dispatch()
 
     def on_url(self, url: bytes) -> None:
         self._parsed += len(url)
@@ -198,26 +218,39 @@ class DirectWriteProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        if self._refused:
+            return
         if self._parsed > self.max_head or self._headers > MAX_HEADERS:
             self._refused = True  # the whole head came in one read: never started
             return
         self._head = -1
-        if self.fast is not None and self._open_fast(self.fast):
+        if self.fast is not None and self._may_be_fast():
+            # Asked once the read is parsed: a request pipelined behind it in the same
+            # read sends it to the app (``on_message_begin``), which answers both in order.
+            self._candidate = True
             return
-        self._make_scope()
+        offer = self._make_scope()
         super().on_headers_complete()
         cycle = getattr(self, "cycle", None)
+        offer.cycle = cycle
         if cycle is not None and not cycle.message_event.is_set():
             cycle.message_event = LazyEvent()
 
     def on_body(self, body: bytes) -> None:
-        if not self._refused:
-            super().on_body(body)
+        if self._refused:
+            return
+        if self._candidate:  # a GET with a body: the app's, as any request with one
+            self._candidate = False
+            self._to_app(more_body=True)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         if self._refused:
             return
-        if self._waiting is None:  # else no cycle yet: ``_answer_later`` makes it
+        if self._candidate:  # whole, with no body: asked about once the read is parsed
+            self._candidate = False
+            self._pending = True
+        else:
             super().on_message_complete()
         self._head = self._parsed = self._headers = 0
 
@@ -231,13 +264,15 @@ class DirectWriteProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def on_message_begin(self) -> None:
-        if self._waiting is not None:
-            # A request sent behind an SSE request still waiting for its turn: nothing
-            # ever answers one behind an event stream; the client is no SSE client.
-            self._waiting = None
-            self._refused = True
-            self.transport.close()
-            return
+        if self._pending or self._waiting is not None:
+            # A request pipelined behind one the fast path has not answered (not asked
+            # yet, or waiting for its stream or its turn): that one goes to the app now,
+            # whose cycle queues this one behind it (uvicorn's pipeline), so both are
+            # answered whole, once, in order. Its url and headers are read before the
+            # parser's state is reset for this one, below.
+            self._pending = False
+            self._waiting = None  # what it waited for finds it gone (``_settled``, ``Turns``)
+            self._to_app()
         # uvicorn's, less the scope: a viewer answered from the parser needs none
         # (``_make_scope`` makes it for the app).
         self.url = b""
@@ -245,12 +280,14 @@ class DirectWriteProtocol(HttpToolsProtocol):
         self.headers = []
         self.scope = cast(Any, None)
 
-    def _make_scope(self) -> None:
+    def _make_scope(self) -> Offer:
         """The request's ASGI scope, as uvicorn's ``on_message_begin`` makes it, with the
-        extensions (ASGI types them as dict[str, dict]; ours are callables, by design).
-        The server's address is read here, for the requests that go to the app."""
+        extensions (ASGI types them as dict[str, dict]; ours are callables, by design),
+        bound to the request's own cycle (``Offer``: a request pipelined behind it has
+        its own). The server's address is read here, for the requests that go to the app."""
         if self.server is None:
             self.server = get_local_addr(self.transport)
+        offer = Offer(self)
         self.scope = cast(
             Any,
             {
@@ -264,35 +301,44 @@ class DirectWriteProtocol(HttpToolsProtocol):
                 "headers": self.headers,
                 "state": self.app_state.copy(),
                 "extensions": {
-                    DIRECT_WRITE: self._direct_writer,
+                    DIRECT_WRITE: offer.writer,
                     ON_DISCONNECT: self._on_disconnect,
-                    HOLD_WRITES: self._hold_writes,
-                    DETACH: self._detach,
+                    HOLD_WRITES: offer.hold_writes,
+                    DETACH: offer.detach,
                 },
             },
         )
+        return offer
 
-    def _open_fast(self, fast: FastViewers) -> bool:
-        """An SSE viewer answered now, with no scope and no task (``fast_viewer.py``):
-        its cycle is made started and detached, as a handed-over response's is."""
+    def _may_be_fast(self) -> bool:
+        """Whether the fast path may answer the request whose head is parsed: a
+        keep-alive HTTP/1.1 GET of a stream's events, on a connection with no response
+        under way (else uvicorn queues it behind that one)."""
         parser = self.parser
-        if (
-            parser.get_method() != b"GET"
+        return not (
+            not self.url.startswith(self.fast.prefix)  # type: ignore[union-attr]
+            or parser.get_method() != b"GET"
             or parser.get_http_version() != "1.1"
             or not parser.should_keep_alive()
             or parser.should_upgrade()
             or self.expect_100_continue
             or (self.cycle is not None and not self.cycle.response_complete)  # pipelined
-        ):
-            return False
+        )
+
+    def _dispatch(self) -> None:
+        """A whole request with nothing pipelined behind it: an SSE viewer answered now,
+        with no scope and no task (``fast_viewer.py``; its cycle made started and
+        detached, as a handed-over response's is), or later; else the app's."""
+        assert self.fast is not None
         try:
-            return self._ask(fast, settle=True)
+            if self._ask(self.fast, settle=True):
+                return
         except Exception:  # a defect here must not cost the request: the app answers it
             log.exception("answering a viewer from the parser failed; the app answers it")
             self._waiting = None
-            return False
+        self._to_app()
 
-    def _ask(self, fast: FastViewers, *, settle: bool) -> bool:
+    def _ask(self, fast: FastPath, *, settle: bool) -> bool:
         """``fast``'s answer: now, after the viewer's turn (``Turns``), or once its
         stream's topic settled (asked again then: ``_settled``); False: the app's."""
         url = httptools.parse_url(self.url)
@@ -324,38 +370,49 @@ class DirectWriteProtocol(HttpToolsProtocol):
             log.exception("answering a viewer that waited for its stream failed")
             self.transport.close()
 
-    def _to_app(self) -> None:
-        """A request that waited (``_waiting``) goes to the app after all, as uvicorn's
+    def _to_app(self, *, more_body: bool = False) -> None:
+        """A request the fast path did not answer goes to the app after all, as uvicorn's
         ``on_headers_complete`` would have sent it (which reads the parser, and the
-        parser has moved on): a keep-alive HTTP/1.1 GET, its head its whole request."""
+        parser may have moved on): a keep-alive HTTP/1.1 GET (``_may_be_fast``), its
+        head its whole request unless ``more_body``."""
         url = httptools.parse_url(self.url)
         path = url.path.decode("ascii")
-        self._make_scope()
+        offer = self._make_scope()
         self.scope["method"] = "GET"
         self.scope["path"] = self.root_path + (urllib.parse.unquote(path) if "%" in path else path)
         self.scope["raw_path"] = self.root_path.encode("ascii") + url.path
         self.scope["query_string"] = url.query or b""
-        self.cycle = RequestResponseCycle(
-            self.scope, self.transport, self.flow, self.logger, self.access_logger,
-            self.access_log, self.server_state.default_headers, LazyEvent(), False, True,
-            self.on_response_complete,
-        )  # fmt: skip
-        self.cycle.more_body = False
+        self.cycle = offer.cycle = self._cycle(RequestResponseCycle, self.scope)
+        self.cycle.more_body = more_body
         self._start_asgi_task(self.cycle, self.app)
+
+    def _cycle(self, kind: type[C], scope: Any, *, access_log: bool | None = None) -> C:
+        """A keep-alive request's cycle, as uvicorn's ``on_headers_complete`` makes it
+        (``kind``: uvicorn's, or one that may be detached)."""
+        return kind(
+            scope=scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log if access_log is None else access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=LazyEvent(),
+            expect_100_continue=False,
+            keep_alive=True,
+            on_response=self.on_response_complete,
+        )
 
     def _answer(self, opening: Opening) -> bool:
         defaults = self.server_state.default_headers
-        cycle = DetachableCycle(
-            cast(Any, {"type": "http", "method": "GET"}), self.transport, self.flow,
-            self.logger, self.access_logger, False, defaults, LazyEvent(), False, True,
-            self.on_response_complete,
-        )  # fmt: skip
+        cycle = self._cycle(
+            DetachableCycle, cast(Any, {"type": "http", "method": "GET"}), access_log=False
+        )
         cycle.response_started = cycle.chunked_encoding = cycle.detached = True
         previous, self.cycle = self.cycle, cycle
-        writer = self._direct_writer()
+        writer = self._direct_writer(cycle)
         assert writer is not None
-        ends = (self._spawn, self.transport.close, self._finish)
-        answer = opening.start(cast(Any, cycle.send), writer, ends)
+        answer = opening.start(cycle.send, writer, Offer(self, cycle))
         if answer is None:
             self.cycle = previous
             return False
@@ -380,9 +437,8 @@ class DirectWriteProtocol(HttpToolsProtocol):
         cycle.__class__ = DetachableCycle  # the same object, which may outlive its task
         super()._start_asgi_task(cycle, app)
 
-    def _detach(self, on_lost: Callable[[], None]) -> Ends | None:
+    def _detach(self, cycle: Any, on_lost: Callable[[], None]) -> bool:
         """Let the response go on without its task (``sse_response.DETACH``)."""
-        cycle = getattr(self, "cycle", None)
         if (
             not isinstance(cycle, DetachableCycle)
             or self._lost
@@ -390,17 +446,19 @@ class DirectWriteProtocol(HttpToolsProtocol):
             or cycle.response_complete
             or cycle.disconnected
         ):
-            return None
+            return False
         cycle.detached = True
         self._on_lost = on_lost
         # The request is done with: what the response still uses of its scope is the
         # method (``RequestResponseCycle.send``). Its headers, query, addresses and these
         # extensions (a kilobyte and more) need not live as long as the viewer watches.
-        cycle.scope = self.scope = cast(Any, {"type": "http", "method": cycle.scope["method"]})
-        self.headers = []
-        return self._spawn, self.transport.close, self._finish
+        cycle.scope = cast(Any, {"type": "http", "method": cycle.scope["method"]})
+        if self.cycle is cycle:  # else a request pipelined behind it is parsed already
+            self.scope = cycle.scope
+            self.headers = []
+        return True
 
-    def _finish(self, last: bytes) -> bool:
+    def _finish(self, cycle: DetachableCycle, last: bytes) -> bool:
         """The detached response's end, as its ``send`` of the last, empty body would
         write it (``RequestResponseCycle.send``), now; False when the socket holds more
         than ``DIRECT_WRITE_LIMIT`` unsent (then ``send`` waits for it).
@@ -409,11 +467,15 @@ class DirectWriteProtocol(HttpToolsProtocol):
         loop over the stream's viewers: ``last`` and the body's end in one write, and
         nothing more, so that the loop goes on to the next viewer; what follows a
         response's end (the connection's next request, its keep-alive timer) waits for
-        the call without ``last``, once the loop is over (``Handed``)."""
-        cycle, transport = self._written or self.cycle, self.transport
-        if cycle is None or cycle.disconnected:
+        the call without ``last``, once the loop is over (``Handed``).
+
+        ``cycle`` is the response's own (bound when it detached): a request pipelined
+        behind it has a cycle of its own, which its own task answers once this one's
+        end is written (uvicorn's pipeline, started by ``on_response``)."""
+        transport = self.transport
+        if cycle.disconnected or cycle.ended == ENDED:
             return False
-        if self._written is None:
+        if cycle.ended == OPEN:
             if (
                 cycle.response_complete
                 or transport.is_closing()
@@ -423,9 +485,9 @@ class DirectWriteProtocol(HttpToolsProtocol):
             (self._held or transport).write(self._last_chunks.of(last) if last else END)
             cycle.response_complete = True
             if last:
-                self._written = cycle
+                cycle.ended = WRITTEN
                 return True
-        self._written = None
+        cycle.ended = ENDED
         cycle.message_event.set()
         if not cycle.keep_alive:
             transport.close()
@@ -441,11 +503,10 @@ class DirectWriteProtocol(HttpToolsProtocol):
         task.add_done_callback(tasks.discard)
         return task
 
-    def _hold_writes(self) -> Callable[[], None] | None:
+    def _hold_writes(self, cycle: Any) -> Callable[[], None] | None:
         """Keep what the response writes (its head included) in memory until the
         returned function is called: a response's first writes then reach the socket as
         one ``send``. None once the response has started."""
-        cycle = getattr(self, "cycle", None)
         if cycle is None or cycle.response_started or self._held is not None:
             return None
         held = self._held = HeldWrites(cycle.transport)
@@ -473,8 +534,7 @@ class DirectWriteProtocol(HttpToolsProtocol):
         if callback is not None:
             callback()
 
-    def _direct_writer(self, chunks: bool = False) -> Writer | None:
-        cycle = getattr(self, "cycle", None)
+    def _direct_writer(self, cycle: Any, chunks: bool = False) -> Writer | None:
         if (
             cycle is None
             or not cycle.response_started
@@ -537,145 +597,6 @@ def set_options(sock: Any, notsent_lowat: int, sndbuf: int) -> bool:
     except OSError:
         return False
     return True
-
-
-TURNS_TICK = 0.05
-"""Viewers due within this many seconds of a turn of ``Turns`` are answered together."""
-
-
-class Turns:
-    """SSE viewers answered from the parser (``fast_viewer.py``) that wait for their turn
-    at the admission rate, in the order the turns were given (so each is due no earlier
-    than the one before it), answered by one timer for them all: no task, and no timer,
-    per waiting viewer. A viewer that goes meanwhile is skipped (``_waiting``). As many
-    wait as the rate's debt allows (``BROADCASTER_ADMIT_WAIT_SECONDS`` of turns)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._queue: collections.deque[tuple[float, DirectWriteProtocol, Opening]] = (
-            collections.deque()
-        )
-        self._timer: asyncio.TimerHandle | None = None
-
-    def add(self, conn: DirectWriteProtocol, opening: Opening) -> None:
-        due = self._loop.time() + opening.wait
-        self._queue.append((due, conn, opening))
-        if self._timer is None:
-            self._timer = self._loop.call_at(due, self._run)
-
-    def _run(self) -> None:
-        self._timer = None
-        # What is due within a tick is due now: the herd is answered in batches, a
-        # tick's worth at a time, not one viewer per turn of the loop (each answer then
-        # wakes a viewer that sleeps, in the kernel, at the front-end's cost: about
-        # twice a connect's send). And uvloop's timers count whole milliseconds (else
-        # the timer, set for a moment ago, fires again and again until it is due).
-        queue, now = self._queue, self._loop.time() + TURNS_TICK
-        while queue and queue[0][0] <= now:
-            _, conn, opening = queue.popleft()
-            try:
-                conn.answer_later(opening)
-            except Exception:
-                log.exception("answering a viewer after its turn failed")
-                conn.transport.close()
-        if queue:
-            self._timer = self._loop.call_at(queue[0][0], self._run)
-
-
-class LazyEvent(asyncio.Event):
-    """An ``asyncio.Event`` whose waiters' deque (760 bytes) is made when someone first
-    waits: uvicorn makes two for every connection, and an SSE viewer's waits on neither."""
-
-    _w: collections.deque[asyncio.Future[bool]] | None = None
-
-    def __init__(self) -> None:  # no deque: ``_waiters`` makes it
-        self._value = False
-
-    @property
-    def _waiters(self) -> collections.deque[asyncio.Future[bool]]:  # type: ignore[override]
-        w = self._w
-        if w is None:
-            w = self._w = collections.deque()
-        return w
-
-    def set(self) -> None:
-        if not self._value:
-            self._value = True
-            for fut in self._w or ():
-                if not fut.done():
-                    fut.set_result(True)
-
-
-class Pipeline(list[Any]):
-    """uvicorn's queue of pipelined requests, as a list (56 bytes empty, where its deque
-    is 760): it only ever holds a request or two."""
-
-    __slots__ = ()
-
-    def appendleft(self, item: Any) -> None:
-        self.insert(0, item)
-
-
-class DetachableCycle(RequestResponseCycle):
-    """uvicorn's request cycle, whose response may outlive the app's call
-    (``sse_response.DETACH``): once detached, the app returning with the response
-    unfinished leaves the connection open, and the response's end still starts the
-    connection's next request (or its keep-alive timeout)."""
-
-    detached = False
-
-    async def run_asgi(self, app: Any) -> None:
-        """uvicorn's, except for a detached response (its ``else`` and ``finally``)."""
-        try:
-            result = await app(self.scope, self.receive, self.send)
-        except BaseException as exc:
-            self.logger.error("Exception in ASGI application\n", exc_info=exc)
-            if not self.response_started:
-                await self.send_500_response()
-            else:
-                self.transport.close()
-        else:
-            if result is not None:
-                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
-                self.transport.close()
-            elif not self.response_started and not self.disconnected:
-                self.logger.error("ASGI callable returned without starting response.")
-                await self.send_500_response()
-            elif not self.response_complete and not self.disconnected and not self.detached:
-                self.logger.error("ASGI callable returned without completing response.")
-                self.transport.close()
-        finally:
-            if not self.detached:
-                self.on_response = lambda: None
-
-
-class HeldWrites:
-    """A transport whose writes wait in memory until ``release`` (or ``close``), then go
-    out as one (``DirectWriteProtocol._hold_writes``); anything else is the real one's."""
-
-    __slots__ = ("_held", "real")
-
-    def __init__(self, real: Any) -> None:
-        self.real = real
-        self._held: list[bytes] | None = []
-
-    def write(self, data: bytes) -> None:
-        if self._held is None:
-            self.real.write(data)
-        else:
-            self._held.append(data)
-
-    def release(self) -> None:
-        held, self._held = self._held, None
-        if held and not self.real.is_closing():
-            self.real.write(b"".join(held))
-
-    def close(self) -> None:
-        self.release()
-        self.real.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
 
 
 MAX_HEADERS = 256
