@@ -161,8 +161,9 @@ def ended_well(stack: Stack, gid: str) -> list[dict[str, Any]]:
 
 
 def test_killed_before_the_request_is_written(stack: Stack) -> None:
-    """Killed while the model's call (the tool_use) streams: the next worker makes the
-    call again, then asks; nothing ran before the decision, the tool once after."""
+    """Killed while the model's call (the tool_use) streams: the next worker asks the
+    model to go on from the text it showed (the repeat at the seam trimmed), then asks the
+    person; nothing ran before the decision, the tool once after."""
     victim = stack.worker()
     stack.anthropic.enqueue([*message(CALL, stop_reason="tool_use")[:4], stall()])
     stack.anthropic.enqueue(message(CALL, stop_reason="tool_use"))
@@ -178,8 +179,12 @@ def test_killed_before_the_request_is_written(stack: Stack) -> None:
     wait_for("the request", lambda: pending_approval(stack, gid) is not None, stack)
     assert runs(stack.runs, "approved_add", "start") == 0
     approve(stack, gid, str(pending_approval(stack, gid)))
-    kinds = [e["type"] for e in ended_well(stack, gid)]
-    assert kinds.count("data-retry") == 1 and kinds.count("tool-approval-request") == 1
+    found = ended_well(stack, gid)
+    kinds = [e["type"] for e in found]
+    assert kinds.count("data-continued") == 1 and kinds.count("tool-approval-request") == 1
+    assert kinds.count("start") == kinds.count("text-start") == 1, kinds
+    said = "".join(e["delta"] for e in found if e["type"] == "text-delta")
+    assert said == "On it.", said  # shown once: the model's repeat of it was trimmed
     assert runs(stack.runs, "approved_add", "start") == runs(stack.runs, "approved_add") == 1
 
 
