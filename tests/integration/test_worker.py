@@ -1,6 +1,7 @@
 """Worker logic in-process, on a real Redis: takeovers (a cut answer continued,
 ``data-continued``), bounded attempts, the job loop (take, finish, stop), lease takeover
-of a dead worker's job, hand back on shutdown and cancel. The model is a small scripted provider written here.
+of a dead worker's job, hand back on shutdown and cancel. The model is a small scripted
+provider written here.
 
 The module runs its own Redis server, so no other worker (such as the session's
 ``deployment``) can take the jobs these tests enqueue.
