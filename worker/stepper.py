@@ -137,7 +137,12 @@ async def go_on(writer: StreamWriter, progress: Progress, cut: Step, mode: str) 
         progress.steps.append(cut)
         await writer.flush(shown, meta={"steps_done": str(progress.stream_steps)})
         return
-    await writer.flush(shown)
+    if plan.mode == "restart":
+        # The stored text is the answer's: without what the restarted step showed.
+        kept = [e for s in progress.steps for e in s.events if e.get("type") == "text-delta"]
+        await writer.flush(shown, text_reset="".join(str(e.get("delta")) for e in kept))
+    else:
+        await writer.flush(shown)
     if plan.mode == "continue":
         turn = partial_turn(cut.events, plan.dropped)
         events = [*cut.events, *shown]

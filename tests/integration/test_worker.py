@@ -25,6 +25,7 @@ from broadcaster.core import connection, keys
 from broadcaster.core.embedded import EmbeddedRedis
 from broadcaster.core.eventlog import EventLog, StaleWriter, StreamEnded
 from broadcaster.core.events import Event
+from broadcaster.generations.content import fold
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Claim, Generations
 from examples.tools import TOOLS as EXAMPLE_TOOLS
@@ -300,6 +301,40 @@ async def test_takeover_after_output_continues_the_open_part(event_log: EventLog
     assert sent["messages"][-1]["content"][0]["text"] == CONTINUE_PROMPT
     with pytest.raises(StreamEnded):
         await event_log.append(s, [{"type": "text-delta"}], owner="dead-worker")
+
+
+async def test_takeover_the_old_way_restarts_the_step_coherently(event_log: EventLog) -> None:
+    """``WORKER_TAKEOVER=restart`` (for comparison): the cut part is closed, the step
+    ends, the call is made again in a new step with new part ids; the stored text and
+    answer are the new step's."""
+    s = sid()
+    assert await Generations(event_log).create(s, REQUEST)
+    assert await Generations(event_log).claim(s, "dead-worker") is not None
+    await show_old_attempt(event_log, s, "dead-worker")
+    provider = ScriptedProvider(["New ", "answer."])
+    policy = dataclasses.replace(POLICY, takeover="restart")
+    await asyncio.wait_for(
+        run_generation(Generations(event_log), provider, s, "worker-2", policy), 5
+    )
+    events = [e.json() for e in await all_events(event_log, s)]
+    assert [e["type"] for e in events[4:]] == [
+        "data-continued",
+        "text-end",
+        "finish-step",
+        "start-step",
+        "text-start",
+        "text-delta",
+        "text-delta",
+        "text-end",
+        "finish-step",
+        "finish",
+    ]
+    assert events[4]["data"]["mode"] == "restart" and events[5] == {"type": "text-end", "id": "t0"}
+    assert events[8]["id"] == "a2-t0"  # a new part: the closed one is never written again
+    assert provider.requests == [REQUEST]  # the same call again
+    meta = await event_log.meta(s)
+    assert meta is not None and meta["text"] == "New answer."
+    assert fold(events) == [{"type": "text", "text": "New answer."}]
 
 
 async def test_takeover_before_output_just_runs(event_log: EventLog) -> None:
