@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast test-deps lint clean soak compare chat-bundle failover
+.PHONY: demo test test-fast test-deps lint clean soak chaos compare chat-bundle failover
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,7 @@ lint: $(BIN)/.installed
 # and web/chat (the demo's chat bundle, rebuilt by a test) have npm packages, installed by
 # npm ci when missing or out of date.
 DEBIAN_FOR_TESTS := chromium nginx prometheus
-NPM_FOR_TESTS := tests/clients/browser tests/clients/aisdk tests/clients/workflow tests/clients/durable tests/clients/jwt tests/perf web/chat
+NPM_FOR_TESTS := tests/clients/browser tests/clients/aisdk tests/clients/agui tests/clients/workflow tests/clients/durable tests/clients/jwt tests/perf web/chat
 
 test-deps:
 	@if ! command -v redis-server >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -83,6 +83,12 @@ MINUTES ?= 5
 soak: $(BIN)/.installed
 	$(BIN)/python -m tests.faults.soak --minutes $(MINUTES)
 
+# Workers killed (kill -9) and stopped (SIGTERM) at random under 50 agent generations with
+# tools, for several minutes (the test suite runs 20 s of it); figures in
+# docs/reliability.md. MINUTES=N to change its length.
+chaos: $(BIN)/.installed test-deps
+	$(BIN)/python -m tests.faults.chaos --minutes $(MINUTES)
+
 # The side-by-side comparison (docs/performance.md): minutes, not part of `make test`.
 compare: $(BIN)/.installed
 	npm ci --prefix tests/perf --silent
@@ -105,7 +111,7 @@ clean:
 # (appends per second, acknowledgement latency), and the Durable Streams conformance
 # suite in replicas mode. `make test` runs the short form (2 failovers, replicas mode).
 failover: $(BIN)/.installed
-	FAILOVER_ACKS_FAILOVERS=10 FAILOVER_ACKS_MODES=replicas,primary \
+	FAILOVER_ACKS_FAILOVERS=10 FAILOVER_ACKS_MODES=replicas,fsync,primary \
 		$(BIN)/pytest -n 0 -s -o timeout=900 tests/faults/test_failover_acks.py -k survive
 	$(BIN)/python -m tests.perf.durability
 	$(BIN)/python -m tests.perf.durability_conformance

@@ -7,6 +7,7 @@ The ground floor and one package per capability (ARCHITECTURE.md):
 - ``generations``: the generation request, its queue and its life.
 - ``presence``: who watches each stream, across front-ends.
 - ``chat``: the AI SDK's chat transport on top of generations.
+- ``agui``: generations and chat runs as AG-UI events, resumable.
 - ``durable``: the Durable Streams protocol on the same log and fan-out.
 - ``dashboard``: many streams on one connection.
 - ``webhooks``: signed webhooks from the outbox.

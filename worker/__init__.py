@@ -5,7 +5,8 @@ the contract's events to the generation's stream.
 Owns the process and its shutdown (``runner``), taking jobs from the queues of the
 providers it serves, their leases and the providers' advertisement (``taker``), running
 the taken generations with their cancels (``running``), running one generation with its
-retries and takeovers (``generation``, ``writer``), its steps and the tools the worker
+retries and takeovers (``generation``, ``writer``; going on with a model call that
+outlived its worker, ``reattach``), its steps and the tools the worker
 runs between them (``stepper``, ``model_call``, ``steps``, ``tools``), a step cut off with
 its worker going on from what it showed (``continuation``, ``seam``), the mapping of the
 model's stream to events (``mapping``), the provider seam (``providers``), its settings

@@ -16,6 +16,7 @@ running attempt (an outage, a lost reply, lost writes) are handled by ``StreamWr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -31,6 +32,7 @@ from broadcaster.generations.request import DEFAULT_MAX_STEPS
 from worker.metrics import WorkerMetrics
 from worker.model_call import Policy
 from worker.providers.base import Provider
+from worker.reattach import reattached
 from worker.stepper import Progress, StepRun, go_on, run_steps
 from worker.steps import plan_resume
 from worker.tools import ToolClash
@@ -47,9 +49,12 @@ async def run_generation(
     policy: Policy,
     *,
     metrics: WorkerMetrics | None = None,
+    stopping: asyncio.Event | None = None,
 ) -> None:
     """Run one generation to its terminal event. Raises ``AppendRefused`` if another
-    writer (or a cancel) took the stream; cancellation stops the model call."""
+    writer (or a cancel) took the stream, ``Held`` if a live worker holds it, and
+    ``StepBoundary`` at a step's end once ``stopping`` is set; cancellation stops the
+    model call."""
     event_log = generations.log
     # A decision's resume (``resume`` set) is no lost worker: read before the claim
     # clears it, so a takeover knows a tool may have been running (``worker.stepper``).
@@ -72,6 +77,7 @@ async def run_generation(
         metrics,
         request=request,
         patience_s=policy.redis_patience_s,
+        stopping=stopping,
     )
     run = StepRun(
         provider,
@@ -84,26 +90,31 @@ async def run_generation(
     try:
         await _run_attempt(run, claim, taken_over=not decided)
     except WritesLost as exc:
-        # Viewers may have seen events Redis no longer holds: end the stream with an error
-        # right where it now is, so nobody is shown a spliced stream (a viewer whose
-        # resume point is past it gets 409).
-        log.error("generation %s: %s", stream_id, exc)
-        with contextlib.suppress(AppendRefused):
-            await event_log.append(
-                stream_id,
-                [_error("events of this generation were lost by the server; start over")],
-                kind="generation",
-                meta={"error": "events lost by Redis"},
-            )
+        await _lost_writes(run, exc)
     except StreamNotFound:
         # Its keys are gone and it could not be rebuilt: viewers are answered 404.
         log.error("generation %s: its stream vanished from Redis and cannot be rebuilt", stream_id)
 
 
+async def _lost_writes(run: StepRun, exc: WritesLost) -> None:
+    """Viewers may have seen events Redis no longer holds: end the stream with an error
+    right where it now is, so nobody is shown a spliced stream (a viewer whose resume
+    point is past it gets 409)."""
+    stream_id = run.writer.stream_id
+    log.error("generation %s: %s", stream_id, exc)
+    with contextlib.suppress(AppendRefused):
+        await run.writer.log.append(
+            stream_id,
+            [_error("events of this generation were lost by the server; start over")],
+            kind="generation",
+            meta={"error": "events lost by Redis"},
+        )
+
+
 async def _run_attempt(run: StepRun, claim: Claim, *, taken_over: bool) -> None:
     writer, policy = run.writer, run.policy
     stream_id = writer.stream_id
-    if claim.attempt > policy.max_attempts:
+    if claim.lost >= policy.max_attempts:  # workers lost; hand-backs do not count
         await writer.flush(
             [_error(f"gave up after {policy.max_attempts} attempts (workers were lost)")],
             meta={"error": "worker lost too many times"},
@@ -116,7 +127,7 @@ async def _run_attempt(run: StepRun, claim: Claim, *, taken_over: bool) -> None:
         return
     progress = Progress([], 0, started=False, attempt=claim.attempt)
     if claim.last_seq > 0:
-        progress = await _resume(writer, claim, policy)
+        progress = await _resume(writer, claim, policy, run.provider)
         # A lost worker may have been running a tool only if its model call was whole.
         progress.taken_over = taken_over and not progress.cut
     log.info("generation %s: attempt %d from seq %d", stream_id, claim.attempt, claim.last_seq)
@@ -132,9 +143,12 @@ async def _run_attempt(run: StepRun, claim: Claim, *, taken_over: bool) -> None:
         )
 
 
-async def _resume(writer: StreamWriter, claim: Claim, policy: Policy) -> Progress:
+async def _resume(
+    writer: StreamWriter, claim: Claim, policy: Policy, provider: Provider
+) -> Progress:
     """Where this attempt starts, from the stream an earlier (lost) attempt left; a step
-    it was cut off in goes on from what it showed (``worker.continuation``)."""
+    it was cut off in goes on with the same call if the provider kept it running
+    (``worker.reattach``), else from what it showed (``worker.continuation``)."""
     event_log = writer.log
     events = [
         e.json()
@@ -143,6 +157,10 @@ async def _resume(writer: StreamWriter, claim: Claim, policy: Policy) -> Progres
     ]
     meta = await event_log.meta(writer.stream_id) or {}
     plan = plan_resume(events, int(meta.get("steps_done") or 0))
+    if plan.cut is not None and (attached := await reattached(provider, events, meta, plan)):
+        attached.attempt, attached.by_attempt = claim.attempt, _by_attempt(meta)
+        attached.cut = True
+        return attached  # the cut call goes on: no notice, no new call
     usage = json.loads(meta["usage"]) if plan.steps and meta.get("usage") else None
     progress = Progress(
         plan.steps,

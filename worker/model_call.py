@@ -20,7 +20,7 @@ from typing import Any
 from broadcaster.core import tracing
 from worker.mapping import EventMapper
 from worker.metrics import CallTiming, WorkerMetrics
-from worker.providers.base import Provider, ProviderError
+from worker.providers.base import RESUME_META, SHOWN, Provider, ProviderError
 from worker.seam import Seam
 from worker.steps import Step
 from worker.tools import ToolBox
@@ -180,8 +180,17 @@ class _Call:
     at_ns: int = field(default_factory=time.time_ns)
     first_ns: int | None = None
     """When the call's first output (a token, a tool call) came: its time to first token."""
+    gives_points: bool = False
+    """The provider's raw events carry resume points (``RESUME_META``)."""
+    resumable: bool = True
+    """What is pending ends exactly where the provider's last resume point is (or the
+    provider gives none): a flush now writes that point with the output it follows."""
 
     def take(self, raw: dict[str, Any]) -> None:
+        if raw.get(SHOWN):
+            self.mapper.feed(raw)  # the lost attempt showed its output: only catch up
+            return
+        pending = len(self.writer.pending)
         out = _shown(self.mapper.feed(raw), self.started)
         if self.seam is not None:
             out = self.seam.apply(out)
@@ -195,6 +204,22 @@ class _Call:
             self.writer.add([] if self.held else out)
         if self.mapper.finished:
             self.writer.add(self.held)
+        self._resume_point(raw, len(self.writer.pending) != pending)
+
+    def _resume_point(self, raw: dict[str, Any], added: bool) -> None:
+        """Note the provider's resume point for the next append once everything before it,
+        and nothing after it, is pending or written (the output of a block's end is held
+        back, see ``held``); while output past the last point is pending, no merge window
+        flushes it: the next point comes with the rest of its provider event."""
+        point = raw.get(RESUME_META)
+        self.gives_points = self.gives_points or point is not None
+        if not self.gives_points:
+            return
+        if point is not None and not self.held:
+            self.writer.note_meta(point)
+            self.resumable = True
+        elif added:
+            self.resumable = False
 
     async def run(self, provider: Provider, request: dict[str, Any]) -> None:
         queue: asyncio.Queue[Any] = asyncio.Queue(self.policy.queue_size)
@@ -203,6 +228,8 @@ class _Call:
             try:
                 while True:
                     deadline = self.writer.deadline(self.policy.merge_s)
+                    if not self.resumable:
+                        deadline = None  # the point's own event comes next
                     timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                     try:
                         async with asyncio.timeout(timeout):
@@ -217,7 +244,7 @@ class _Call:
                     self.take(item)
                     if self.mapper.finished:
                         return
-                    if self.policy.merge_s <= 0:
+                    if self.policy.merge_s <= 0 and self.resumable:
                         await self.writer.flush()
             finally:
                 task.cancel()

@@ -5,9 +5,12 @@ shutdown.
 and holds them while they run; ``RunningGenerations`` (``running``) runs one task per
 generation, in a task group, and watches them for cancels.
 
-On ``stop()`` (SIGTERM) the worker stops taking jobs, lets running generations finish for
-up to ``grace_seconds``, then stops the rest and hands their jobs back to the queue, where
-another worker resumes them (with ``data-retry`` if they had shown output).
+On ``stop()`` (SIGTERM) the worker stops taking jobs and lets each running generation reach
+the end of its current step (its model call and its tools), where it is handed back and
+another worker continues with the next step; or finish, if that comes first. Whatever
+has not reached a step's end within ``grace_seconds`` is stopped and handed back at once
+(another worker resumes it with ``data-retry`` if it had shown output of that step). A
+hand-back is a deploy, not a failure: it counts no attempt.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ def make_provider(settings: WorkerSettings, name: str) -> Provider:
         from worker.providers.fake import FakeProvider
 
         return FakeProvider(settings.fake_delay_ms)
+    if name == "openai" and settings.openai_api == "responses":
+        from worker.providers.openai_responses import OpenAIResponsesProvider
+
+        return OpenAIResponsesProvider(settings.read_timeout_seconds)
     if name == "openai":
         from worker.providers.openai import OpenAIProvider
 
@@ -146,7 +153,7 @@ class Worker:
             async with asyncio.TaskGroup() as tasks:
                 running = RunningGenerations(
                     tasks,
-                    Generations(event_log),
+                    Generations(event_log, self.settings.lease_seconds),
                     jobs,
                     providers=self.providers,
                     consumer=self.consumer,
@@ -169,7 +176,9 @@ class Worker:
     async def _serve(self, taker: JobTaker, running: RunningGenerations, reader: Redis) -> None:
         """Take and run jobs until ``stop()``, then drain."""
         take = asyncio.create_task(taker.take_loop(reader, running), name="worker-take")
-        hold = asyncio.create_task(taker.hold_loop(running.held_jobs), name="worker-hold")
+        hold = asyncio.create_task(
+            taker.hold_loop(running.held_jobs, running.hold), name="worker-hold"
+        )
         watch = asyncio.create_task(running.watch_cancels(), name="worker-watch")
         abandoned = asyncio.create_task(running.watch_abandoned(), name="worker-abandoned")
         advertise = asyncio.create_task(taker.advertise_loop(), name="worker-advertise")

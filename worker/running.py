@@ -4,7 +4,21 @@ Each task runs ``run_generation`` and settles its job by how the generation left
 worker: finished (acknowledged), waiting for a person (acknowledged: the decision queues
 it again, and nothing is held meanwhile), cancelled (acknowledged), taken by another writer (its
 queue entry is that writer's business), handed back on shutdown (re-added at the queue's
-tail), or lost to Redis or a bug (left pending: after the lease a worker takes it over).
+tail), held by another live worker (a duplicate job: acknowledged and dropped, never
+run), or lost to Redis or a bug (left pending: after the lease a worker takes it over).
+
+**Holding.** While a generation runs here its hold in the stream's metadata is refreshed
+every third of a lease (``hold``, with the jobs' own hold): a claim within the lease of
+the last refresh is refused (``Held``), so a second worker never takes a live
+generation, whatever job it read.
+
+**Stopping (SIGTERM).** ``drain`` sets ``stopping``: each running generation goes on to
+the end of its current step (its model call and its tools) and is handed back there
+(``StepBoundary``), where another worker continues with the next step, repeating
+nothing; one that ends first just ends. Whatever has not reached a step's end when the
+grace (``WORKER_GRACE_SECONDS``) is over is cut off and handed back at once. A hand-back
+counts no attempt (``handbacks`` in the stream's metadata, and the ``handed_back``
+outcome, count them).
 
 A cancel appends ``abort`` from the API, which the running generation would only notice
 at its next append: every ``cancel_poll_seconds`` one pipelined read of the running
@@ -23,11 +37,12 @@ from broadcaster.core import connection, contain, keys, tracing
 from broadcaster.core.eventlog import AppendRefused, StaleWriter, StreamEnded
 from broadcaster.core.logconfig import current_stream, current_trace
 from broadcaster.generations.jobs import Job, JobQueue
-from broadcaster.generations.lifecycle import Generations
+from broadcaster.generations.lifecycle import Generations, Held
 from broadcaster.presence.counts import PresenceStore
 from worker.generation import Policy, run_generation
 from worker.metrics import WorkerMetrics
-from worker.providers.base import Providers
+from worker.providers.base import HANDED_BACK, Providers
+from worker.writer import StepBoundary
 
 log = logging.getLogger("worker")
 
@@ -68,6 +83,8 @@ class RunningGenerations:
         self._running: dict[str, tuple[Job, asyncio.Task[None]]] = {}
         self._cancelled: set[str] = set()
         self._handing_back = False
+        self._stopping = asyncio.Event()
+        """Set by ``drain``: each generation is handed back at its next step's end."""
         self._slot_free = asyncio.Event()
 
     async def free_slots(self) -> int:
@@ -80,6 +97,10 @@ class RunningGenerations:
         """The jobs running here: the ones whose hold is refreshed."""
         return [job for job, _ in self._running.values()]
 
+    async def hold(self) -> None:
+        """Refresh this worker's hold on the generations it runs (``Generations.hold``)."""
+        await self.generations.hold(list(self._running), self.consumer)
+
     def start(self, job: Job) -> None:
         running = self._running.get(job.generation_id)
         if running is not None:
@@ -91,16 +112,22 @@ class RunningGenerations:
         self._running[job.generation_id] = (job, task)
 
     async def drain(self, grace_seconds: float) -> None:
-        """Let the running generations finish for up to ``grace_seconds``, then stop the
-        rest and hand their jobs back to the queue, where another worker resumes them."""
+        """Let each running generation reach its next step's end (handed back there) or
+        its own end, for up to ``grace_seconds``; then stop the rest and hand their jobs
+        back to the queue at once, where another worker resumes them."""
+        self._stopping.set()
         tasks = [t for _, t in self._running.values()]
         if tasks:
-            log.info("finishing %d generation(s), up to %.0fs", len(tasks), grace_seconds)
+            log.info(
+                "handing back %d generation(s) at their steps' ends, up to %.0fs",
+                len(tasks),
+                grace_seconds,
+            )
             await asyncio.wait(tasks, timeout=grace_seconds)
         self._handing_back = True
         rest = {t for _, t in self._running.values()}
         for t in rest:
-            t.cancel()
+            t.cancel(HANDED_BACK)
         # Cancelled again each second one goes on: on Python 3.11 a cancel that lands in
         # the instant a timeout inside the generation fires (asyncio.timeout, a Redis
         # read's socket timeout) can be taken for that timeout, and the generation would
@@ -109,7 +136,7 @@ class RunningGenerations:
             _, rest = await asyncio.wait(rest, timeout=1.0)
             for t in rest:
                 log.warning("%s went on after it was cancelled; cancelling it again", t.get_name())
-                t.cancel()
+                t.cancel(HANDED_BACK)
 
     async def watch_cancels(self) -> None:
         outage = contain.Outage("watching generations for a cancel", log)
@@ -221,6 +248,7 @@ class RunningGenerations:
                 self.consumer,
                 self.policy,
                 metrics=self.metrics,
+                stopping=self._stopping,
             )
             await self.jobs.done(job)
             info = await self.log.info(gid)
@@ -234,6 +262,11 @@ class RunningGenerations:
                 "end", {"broadcaster.outcome": outcome, "broadcaster.ended": ended or ""}
             )
             span.set_attribute("broadcaster.outcome", outcome)
+        except StepBoundary as exc:
+            span.set_attribute("broadcaster.outcome", "handed_back")
+            await self._at_boundary(job, exc)
+        except Held:
+            await self._held(job)
         except StreamEnded:
             self.metrics.finished.labels("cancelled").inc()
             log.info("generation %s: ended elsewhere (cancelled); stopped", gid)
@@ -274,6 +307,30 @@ class RunningGenerations:
             log.info("generation %s: handed back for another worker", gid)
             with contextlib.suppress(*connection.REDIS_ERRORS):
                 await asyncio.shield(self._hand_back(job))
+
+    async def _at_boundary(self, job: Job, at: StepBoundary) -> None:
+        """The worker is stopping and the generation reached a step's end: hand it back."""
+        self.metrics.finished.labels("handed_back").inc()
+        log.info(
+            "generation %s: stopping; handed back at a step's end (seq %d)",
+            job.generation_id,
+            at.seq,
+        )
+        with contextlib.suppress(*connection.REDIS_ERRORS):
+            await self._hand_back(job)  # else: pending, taken over after the lease
+
+    async def _held(self, job: Job) -> None:
+        """A live worker holds the generation: this job is a duplicate (a decision's job
+        queued again, a job delivered twice). A new one is dropped; one taken over from
+        a worker that stopped refreshing it stays pending (its holder may be the one
+        that went away a moment after its last refresh: the next look settles it)."""
+        gid = job.generation_id
+        if job.taken_over:
+            log.info("generation %s: held by a live worker; its stale job left pending", gid)
+            return
+        self.metrics.finished.labels("duplicate").inc()
+        log.warning("generation %s: held by a live worker; duplicate job dropped", gid)
+        await self._ack_quietly(job)
 
     async def _hand_back(self, job: Job) -> None:
         await self.generations.release(job.generation_id, self.consumer)

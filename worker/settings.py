@@ -29,6 +29,12 @@ class WorkerSettings(RedisSettings, DurabilitySettings):
     )
     """The field ``max_tokens`` is sent as to an OpenAI-compatible server: OpenAI's
     reasoning models refuse the old ``max_tokens``; Ollama knows only it."""
+    openai_api: Literal["chat-completions", "responses"] = "chat-completions"
+    """The API the ``openai`` provider calls: Chat Completions (any OpenAI-compatible
+    server), or OpenAI's Responses API, whose responses run in the background and are
+    stored (``background``, ``store``), so a worker that takes a generation over streams
+    the rest of the same response instead of calling the model again. Not for an
+    organisation with zero data retention (it cannot store responses)."""
     openai_continue_final_message: bool = False
     """The OpenAI-compatible server continues the assistant's last message itself
     (vLLM's ``continue_final_message`` with ``add_generation_prompt: false``): a cut
@@ -43,10 +49,14 @@ class WorkerSettings(RedisSettings, DurabilitySettings):
     """Deltas arriving within this window are merged into one event (0: one event per
     delta). Keeps a stream from being thousands of one-character events."""
     lease_seconds: float = Field(15.0, ge=1)
-    """A job not refreshed for this long is taken over by another worker: the bound on how
-    long a killed worker's generation waits."""
+    """A job (and a generation's hold) not refreshed for this long is taken over by
+    another worker: the bound on how long a killed worker's generation waits. Within it,
+    a running generation is its worker's alone: a duplicate job of it is dropped."""
     max_attempts: int = Field(3, ge=1)
-    """Attempts of one generation across workers (takeovers); then it ends with error."""
+    """Workers one generation may lose (takeovers after a lapsed lease); the next
+    takeover ends it with error. Hand-backs (a stopping worker, a deploy) and a writer's
+    repair after Redis lost writes are no lost workers and do not count, so rolling
+    deploys never end a long agent run."""
     provider_retries: int = Field(4, ge=0)
     """Retries of a provider error that happens before any output, with backoff."""
     retry_base_seconds: float = Field(0.5, ge=0)
@@ -60,7 +70,8 @@ class WorkerSettings(RedisSettings, DurabilitySettings):
     cancel_poll_seconds: float = Field(0.25, gt=0)
     """How often running generations are checked for a cancel."""
     grace_seconds: float = Field(20.0, ge=0)
-    """On SIGTERM: time to finish running generations before handing them back."""
+    """On SIGTERM: how long running generations may go on to their current step's end
+    (handed back there) or their own end; the rest are then handed back at once."""
     tools: str | None = None
     """Python tools the worker runs: ``package.module:attr`` (comma-separated for several),
     each attr a list of ``worker.tools.Tool``. Checked at start-up."""

@@ -37,7 +37,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broadcaster.core import keys, tracing
 from worker.continuation import LOST_RUN, continuation_request, partial_turn, plan_cut, plan_restart
@@ -47,6 +47,9 @@ from worker.providers.base import Provider
 from worker.seam import Seam, SeamTrim
 from worker.steps import Step, ToolCall, step_messages
 from worker.writer import StreamWriter
+
+if TYPE_CHECKING:
+    from worker.reattach import Reattach
 
 log = logging.getLogger("worker.generation")
 
@@ -104,6 +107,8 @@ class Progress:
     taken_over: bool = False
     """This attempt took the generation over from a worker that was lost (not a decision's
     resume): the first tool call with no output may have been running when it was."""
+    reattach: Reattach | None = None
+    """The last step's model call goes on where a lost worker left it (``worker.reattach``)."""
 
     def add_usage(self, mapper: EventMapper) -> None:
         if not mapper.started:
@@ -170,6 +175,9 @@ async def run_steps(run: StepRun, progress: Progress) -> None:
         request = step_messages(run.request, progress.steps)
         if going_on is not None:
             request = continuation_request(request, going_on.turn)
+        reattach, progress.reattach = progress.reattach, None
+        if reattach is not None:
+            request = reattach.request(request)
         try:
             step, mapper = await call_model(
                 run.provider,
@@ -187,6 +195,8 @@ async def run_steps(run: StepRun, progress: Progress) -> None:
             meta = {"error": exc.error.message, **progress.usage_meta()}
             await run.writer.flush([_error(exc.error.message)], meta=meta)
             return
+        if reattach is not None:
+            step.events[:0] = reattach.shown
         progress.started = True
         if going_on is None:
             progress.stream_steps += 1

@@ -8,8 +8,10 @@ Three loops, all owned by ``Worker.run``:
   never more than the free slots of the generations running here. A read over several
   queues can bring a few jobs more than there are slots (``COUNT`` is per queue): those
   wait here, held like running ones, and start as slots free up;
-* *hold*: every third of a lease a refresh of this worker's hold on the jobs it runs or
-  keeps waiting, so nobody takes them over (on shutdown too, while they finish);
+* *hold*: every third of a lease a refresh of this worker's hold on the generations it
+  runs (in their metadata: a claim refuses a held one) and then on the jobs it runs or
+  keeps waiting, so nobody takes them over (on shutdown too, while they finish). The
+  generations first: a job idle for a lease then always means a lapsed hold;
 * *advertise*: every third of a lease, the providers served, for the front-ends.
 """
 
@@ -20,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -129,9 +131,13 @@ class JobTaker:
             self.metrics.taken(taken)  # new jobs only: a takeover's wait was not in a queue
         return taken
 
-    async def hold_loop(self, held: Callable[[], list[Job]]) -> None:
+    async def hold_loop(
+        self,
+        held: Callable[[], list[Job]],
+        generations: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """Refresh the jobs ``held()`` names, and those waiting here, every third of a
-        lease."""
+        lease; before them, the generations' own holds (``generations()``)."""
         refresh_every = self.lease_seconds / 3
         outage = contain.Outage("refreshing the hold on running jobs", log)
         while True:
@@ -140,6 +146,8 @@ class JobTaker:
             if not jobs:
                 continue
             try:
+                if generations is not None:
+                    await generations()
                 await self.jobs.refresh(self.consumer, jobs)
                 outage.ok()
             except connection.REDIS_ERRORS as exc:

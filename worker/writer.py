@@ -46,6 +46,20 @@ class Fenced(StaleWriter):
     """Found while repairing a loss: another writer has the stream now."""
 
 
+class StepBoundary(Exception):
+    """The worker is stopping (SIGTERM) and this generation just appended the end of a
+    step (its model call and its tools): it is handed back here, where a successor
+    continues with the next step, repeating nothing."""
+
+    def __init__(self, stream_id: str, seq: int) -> None:
+        super().__init__(f"generation {stream_id}: handed back at a step's end (seq {seq})")
+        self.stream_id = stream_id
+        self.seq = seq
+
+
+_TERMINAL = frozenset({"finish", "error", "abort"})
+
+
 _REDIS_DOWN = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
@@ -93,8 +107,11 @@ class StreamWriter:
         request: dict[str, Any] | None = None,
         patience_s: float = 60.0,
         retry_max_s: float = 2.0,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self.metrics = metrics
+        self.stopping = stopping
+        """Set when the worker stops: the next step's end raises ``StepBoundary``."""
         self.generations = generations
         self.log = generations.log
         self.stream_id = stream_id
@@ -107,12 +124,18 @@ class StreamWriter:
         self.history: list[_Batch] = []
         self.pending: list[dict[str, Any]] = []
         self.first_pending_at: float | None = None
+        self.noted_meta: dict[str, str] = {}
+        """Metadata for the next append that writes events (a provider's resume point)."""
         self.wrote = False
 
     def add(self, events: list[dict[str, Any]]) -> None:
         if events and self.first_pending_at is None:
             self.first_pending_at = time.monotonic()
         self.pending.extend(events)
+
+    def note_meta(self, meta: dict[str, str]) -> None:
+        """Write ``meta`` with the next append of events (a later note replaces it)."""
+        self.noted_meta = dict(meta)
 
     def deadline(self, merge_s: float) -> float | None:
         return None if self.first_pending_at is None else self.first_pending_at + merge_s
@@ -133,14 +156,20 @@ class StreamWriter:
         if not batch:
             return
         text = "".join(e["delta"] for e in batch if e["type"] == "text-delta")
+        if self.noted_meta:
+            meta = {**self.noted_meta, **(meta or {})}
+            self.noted_meta = {}
         await self._write(_Batch(batch, meta, text, text_reset, extras))
         self.wrote = True
         if self.metrics is not None:
             self.metrics.appended.inc(len(batch))
+        if self.stopping is not None and self.stopping.is_set() and _ends_a_step(batch):
+            raise StepBoundary(self.stream_id, self.seq)
 
     def discard(self) -> None:
         self.pending = []
         self.first_pending_at = None
+        self.noted_meta = {}
 
     async def _append(self, b: _Batch) -> int:
         return await self.log.append(
@@ -227,7 +256,7 @@ class StreamWriter:
             self._high_water(),
         )
         # The hash went back too and may name an earlier owner: take the stream again.
-        claim = await self.generations.claim(self.stream_id, self.owner)
+        claim = await self.generations.claim(self.stream_id, self.owner, repair=True)
         if claim is None:
             raise StreamEnded(self.stream_id, stream_seq, f"stream {self.stream_id} has ended")
         if claim.last_seq != stream_seq:
@@ -249,4 +278,11 @@ class StreamWriter:
         await self._rewrite(0)
 
 
-__all__ = ["Fenced", "StreamWriter", "WritesLost"]
+def _ends_a_step(batch: list[dict[str, Any]]) -> bool:
+    """The batch ends a step and the generation goes on (a ``finish-step`` with no
+    terminal event): a step boundary."""
+    types = {e.get("type") for e in batch}
+    return "finish-step" in types and not types & _TERMINAL
+
+
+__all__ = ["Fenced", "StepBoundary", "StreamWriter", "WritesLost"]

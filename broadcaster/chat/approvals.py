@@ -215,11 +215,17 @@ class Approvals:
             except (StreamEnded, StreamNotFound):
                 raise WaitEnded(generation) from None
             if done:
-                await self.jobs.enqueue(generation, self._provider(meta))
+                await self._enqueue(generation, self._provider(meta))
                 log.info("generation %s: every decision made; queued again", generation)
             self.on_decided(wait.get("asked_ms"), _decision(approved, reason))
             return Decision(approval_id, approved, True, done, wait_seq)
         raise WaitEnded(generation)  # pragma: no cover: 20 decisions racing one
+
+    async def _enqueue(self, generation: str, provider: str) -> None:
+        """Queue the generation's job again; acknowledged once the committer confirms it
+        (as ``generations.start`` confirms a new job)."""
+        await self.jobs.enqueue(generation, provider)
+        await self.log.durability.confirm(keys.jobs_key(provider))
 
     @staticmethod
     def _provider(meta: dict[str, str]) -> str:
@@ -278,18 +284,21 @@ class Approvals:
     async def _expired(self, key: str, generation: str) -> int:
         meta = await self.log.meta(generation)
         status = (meta or {}).get("status")
+        # The sweep's writes go through the committer (BROADCASTER_DURABILITY), as the
+        # appends do: a requeue a failover could still lose is not acted on.
+        durability = self.log.durability
         if meta is None or meta.get("ended") or status == "running":
-            await self.log.redis.zrem(key, generation)
+            await durability.command(key, "ZREM", key, generation)
             return 0
         if status == "queued":
             if meta.get("resume"):
                 log.warning("generation %s: decided but not claimed; queued again", generation)
                 again = int((time.time() + REQUEUE_AFTER_S) * 1000)
-                await self.log.redis.zadd(key, {generation: again})
+                await durability.command(key, "ZADD", key, again, generation)
                 self._learn(key, again)
-                await self.jobs.enqueue(generation, self._provider(meta))
+                await self._enqueue(generation, self._provider(meta))
             else:
-                await self.log.redis.zrem(key, generation)
+                await durability.command(key, "ZREM", key, generation)
             return 0
         reason = EXPIRED
         denied = 0

@@ -188,14 +188,62 @@ async def start_answer(
     job: dict[str, Any],
     generation: str,
 ) -> None:
-    """Start ``generation`` as the chat's next answer (its UI ``messages`` as sent), if the
-    chat's latest is still ``record``'s; ``ChatBusy`` when another submit came first."""
+    """Start ``generation`` as the chat's next answer (its UI ``messages`` as sent, after
+    the chat so far if they leave its last answer out: ``kept``), if the chat's latest is
+    still ``record``'s; ``ChatBusy`` when another submit came first."""
     job["ui_message_id"] = response_message_id(chat.messages, generation)
     job["chat_id"] = chat.id  # a run id names it: its stream checks it is this chat's
+    messages = await kept(generations.log, chat, record, messages)
     new = ChatRecord(generation, job["ui_message_id"], messages)
     swap = partial(chats.submit, chat.id, record.generation if record else None, new)
     if not await start(generations, jobs, admission, generation, job, admitted=admitted, swap=swap):
         raise ChatBusy(f"another request started chat {chat.id!r} meanwhile")
+
+
+KEPT_MAX_BYTES = 4 * 1024 * 1024
+"""The most a chat's record keeps of earlier turns that a submit left out (its JSON); the
+oldest go first beyond it. The messages sent are always kept whole."""
+
+
+async def kept(
+    event_log: EventLog,
+    chat: ChatBody,
+    record: ChatRecord | None,
+    messages: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """The UI messages the chat's record keeps for its next answer. Those sent, when they
+    hold the chat's last answer (the AI SDK sends the whole chat), or when they replace
+    it (``regenerate-message``). Otherwise (a submit sent again after its answer ended,
+    by a client that never saw that answer) the chat so far comes first, its last answer
+    folded from its events, then the sent messages it does not hold already: the record
+    keeps every turn's answer, and ``GET /v1/chat/{id}/messages`` shows both."""
+    if record is None or chat.trigger == "regenerate-message":
+        return messages
+    if record.message_id in {m.get("id") for m in messages}:
+        return messages
+    before = await so_far(event_log, record)
+    if not before:
+        return messages
+    known = {m.get("id") for m in before}
+    added = [m for m in messages if m.get("id") not in known]
+    sizes = [len(json.dumps(m, ensure_ascii=False)) for m in before]
+    while before and sum(sizes) > KEPT_MAX_BYTES:
+        before.pop(0)
+        sizes.pop(0)
+    return [*before, *added]
+
+
+async def so_far(event_log: EventLog, record: ChatRecord) -> list[dict[str, Any]] | None:
+    """The chat's UI messages: those its record keeps, then its latest answer folded from
+    its events; None when that generation expired."""
+    meta = await event_log.meta(record.generation)
+    if meta is None:
+        return None
+    folding = ChatMessages(record.messages, record.message_id)
+    async for page in event_log.read_after(record.generation, 0, int(meta.get("seq", 0))):
+        for event in page:
+            folding.feed(event.json())
+    return folding.result()
 
 
 async def run_meta(event_log: EventLog, chat_id: str, generation: str) -> dict[str, str] | None:

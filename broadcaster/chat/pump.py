@@ -182,33 +182,35 @@ class ChatPump:
         return started
 
     async def pump(self, chat_id: str) -> int:
-        redis = self.log.redis
+        # Every write here goes through the committer (BROADCASTER_DURABILITY): a message
+        # taken from a queue, or put back, is acted on only once a failover cannot undo it.
+        durability = self.chats.durability
+        pending = keys.CHATS_PENDING_KEY
         record = await self.chats.get(chat_id)
         if record is None:
-            await redis.zrem(keys.CHATS_PENDING_KEY, chat_id)
+            await durability.command(pending, "ZREM", pending, chat_id)
             return 0
         info = await self.log.info(record.generation)
         if info is not None and not info.ended:
             self._remember(record.generation, chat_id)  # its end wakes the pump
             return 0  # its answer runs (or waits for a person): later
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.lrange(keys.steer_key(record.generation), 0, -1)
-            pipe.delete(keys.steer_key(record.generation))
-            steering, _ = await pipe.execute()
+        steer = keys.steer_key(record.generation)
+        steering = await self._transaction(steer, [("LRANGE", steer, 0, -1), ("DEL", steer)])
         if steering:
             entries = [json.loads(item) for item in steering]
             messages = [e["message"] for e in entries]
             try:
                 return await self._start(chat_id, record, messages, None, entries[0].get("fields"))
             except Busy:  # the steering waits for the chat's next answer, as it did
-                async with redis.pipeline(transaction=True) as pipe:
-                    pipe.lpush(keys.steer_key(record.generation), *reversed(steering))
-                    pipe.expire(keys.steer_key(record.generation), self.chats.ttl)
-                    await pipe.execute()
+                await self._transaction(
+                    steer,
+                    [("LPUSH", steer, *reversed(steering)), ("EXPIRE", steer, self.chats.ttl)],
+                )
                 raise
-        raw = await redis.lpop(keys.chat_queue_key(chat_id))
+        queue = keys.chat_queue_key(chat_id)
+        raw = await durability.command(queue, "LPOP", queue)
         if raw is None:
-            await redis.zrem(keys.CHATS_PENDING_KEY, chat_id)
+            await durability.command(pending, "ZREM", pending, chat_id)
             return 0
         entry = json.loads(cast(bytes, raw))
         try:
@@ -221,11 +223,23 @@ class ChatPump:
                 trace=tracing.parse(entry.get("traceparent")),
             )
         except Busy:  # it stays first in the chat's queue
-            await redis.lpush(keys.chat_queue_key(chat_id), cast(bytes, raw))
+            await durability.command(queue, "LPUSH", queue, cast(bytes, raw))
             raise
         except (RequestInvalid, ProviderUnavailable) as exc:
             await self._refused(entry["generation"], str(exc))
             raise
+
+    async def _transaction(self, key: str, calls: list[tuple[Any, ...]]) -> Any:
+        """``calls`` (on ``key``'s slot) in one ``MULTI``, through the committer when it
+        waits; the first call's reply."""
+        durability = self.chats.durability
+        if durability.waits:  # MULTI on the committer's connection, its WAIT after
+            replies = await durability.run(key, [("MULTI",), *calls, ("EXEC",)])
+            return replies[-1][0]
+        async with self.log.redis.pipeline(transaction=True) as pipe:
+            for call in calls:
+                pipe.execute_command(*call)
+            return (await pipe.execute())[0]
 
     async def _history(self, record: ChatRecord) -> list[dict[str, Any]]:
         """The chat so far: its messages, and the answer as its stream left it."""
@@ -289,7 +303,8 @@ class ChatPump:
             # Another submit started the chat's next answer first: this waits again.
             if generation is not None:
                 entry = {"generation": generation, "message": new[0], "fields": fields}
-                await self.log.redis.lpush(keys.chat_queue_key(chat_id), json.dumps(entry))
+                queue = keys.chat_queue_key(chat_id)
+                await self.chats.durability.command(queue, "LPUSH", queue, json.dumps(entry))
             return 0
         self._remember(gid, chat_id)  # what waits after it starts when it ends
         log.info("chat %s: a waiting message starts as generation %s", chat_id, gid)

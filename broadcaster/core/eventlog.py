@@ -303,7 +303,9 @@ class EventLog:
             text_reset=text_reset,
             extras=extras,
         )
-        status, seq = await self.durability.script(self._append, _append_keys(stream_id), args)
+        status, seq, *_ = await self.durability.script(
+            self._append, _append_keys(stream_id), args, then=self._pushes
+        )
         if status != b"OK":
             invalid = _invalid(status, stream_id)
             if invalid is not None:
@@ -322,7 +324,10 @@ class EventLog:
         if self.durability.waits:  # one round of the committer (group commit) for all
             replies = list(
                 await asyncio.gather(
-                    *(self.durability.script(self._append, k, a) for k, a in calls),
+                    *(
+                        self.durability.script(self._append, k, a, then=self._pushes)
+                        for k, a in calls
+                    ),
                     return_exceptions=True,
                 )
             )
@@ -335,9 +340,18 @@ class EventLog:
             if invalid is not None:
                 raise invalid
         return [
-            int(seq) if status == b"OK" else self._refusal(status, sid, int(seq), None)
-            for (sid, _), (status, seq) in zip(batches, replies, strict=True)
+            int(r[1]) if r[0] == b"OK" else self._refusal(r[0], sid, int(r[1]), None)
+            for (sid, _), r in zip(batches, replies, strict=True)
         ]
+
+    def _pushes(self, reply: Any) -> list[tuple[Any, ...]]:
+        """The publishes an append left to its committer (append.lua returns them when
+        the durability mode waits), to be sent once the append is confirmed: a front-end
+        pushes nothing that a failover could still lose."""
+        if len(reply) < 3:
+            return []
+        flat = reply[2]
+        return [(self.publish, flat[i], flat[i + 1]) for i in range(0, len(flat) - 1, 2)]
 
     def _args(
         self,
@@ -368,7 +382,7 @@ class EventLog:
             self.max_stream_events,
             self.max_stream_bytes,
             self.channel(stream_id),
-            self.publish,
+            "" if self.durability.waits else self.publish,  # "": published once confirmed
             keys.PUSH_MAX_BYTES,
             len(meta or {}),
             "d" if self.webhooks else "",  # a feed this append creates: its webhook

@@ -200,6 +200,13 @@ LEGACY_JOBS_KEY = f"{PREFIX}:{JOBS_TAG}:queue"
 enqueue there during a rolling upgrade, and jobs may be waiting in it: workers that serve
 ``anthropic`` (the only provider then) read it too, as an Anthropic queue."""
 
+STARTING_KEY = f"{PREFIX}:{JOBS_TAG}:starting"
+"""A sorted set: the generations whose start is under way (id -> when it began, Unix ms).
+A start touches three slots (the generation's, the chat's, the queue's), so it cannot be
+one script on a Cluster: it is added here first, and the script that queues its job
+removes it in the same step (same tag). One left here is a start cut off between its
+steps: the front-ends' sweep ends its generation (``generations/overdue.py``)."""
+
 JOBS_GROUP = "workers"
 """The consumer group every worker joins on every queue, so each job goes to one worker."""
 

@@ -18,8 +18,12 @@ within the queued timeout ends its generation with ``error`` (``overdue``, run b
 front-ends), so a request never waits forever either.
 
 The queue only says *which* generation to run; whether it still needs running, and who
-owns its stream, is decided by the event log (``EventLog.claim``): a job delivered twice
-is harmless.
+owns its stream, is decided by the claim (``lifecycle.Generations.claim``): a job delivered
+twice is harmless, and a duplicate of a generation a live worker holds is dropped.
+
+A start notes its generation in ``keys.STARTING_KEY`` before anything else, and ``enqueue``
+removes the note in the same script as the job's ``XADD`` (``queue_job.lua``): a note
+left behind is a start cut off between its steps, which ``overdue`` ends.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from broadcaster.core import keys
+from broadcaster.core.eventlog import script
 from broadcaster.generations.request import PROVIDERS
 
 
@@ -44,16 +49,26 @@ class Job:
     provider: str = "anthropic"
     queue: str = keys.jobs_key("anthropic")
     """The key it was read from: where it is acknowledged."""
+    taken_over: bool = False
+    """Taken from a worker that stopped refreshing it (``XAUTOCLAIM``), not new."""
 
 
 def _provider(queue: str) -> str:
     return "anthropic" if queue == keys.LEGACY_JOBS_KEY else queue.rsplit(":", 1)[1]
 
 
-def _jobs(queue: str, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> list[Job]:
+def _jobs(
+    queue: str,
+    entries: list[tuple[bytes, dict[bytes, bytes] | None]],
+    taken_over: bool = False,
+) -> list[Job]:
     # XAUTOCLAIM reports entries deleted meanwhile with no fields; skip them.
     provider = _provider(queue)
-    return [Job(eid, f[b"id"].decode(), provider, queue) for eid, f in entries if f and b"id" in f]
+    return [
+        Job(eid, f[b"id"].decode(), provider, queue, taken_over)
+        for eid, f in entries
+        if f and b"id" in f
+    ]
 
 
 def queues(providers: Sequence[str]) -> list[str]:
@@ -72,9 +87,30 @@ class JobQueue:
         self.providers = tuple(providers)
         self.keys = queues(self.providers)
         self.group = keys.JOBS_GROUP
+        self._queue_job = redis.register_script(script("queue_job.lua", "broadcaster.generations"))
 
     async def enqueue(self, generation_id: str, provider: str = "anthropic") -> None:
-        await self.redis.xadd(keys.jobs_key(provider), {"id": generation_id})
+        """Queue the generation's job; its start, if one was under way, is over."""
+        await self._queue_job(
+            keys=[keys.jobs_key(provider), keys.STARTING_KEY], args=[generation_id]
+        )
+
+    async def starting(self, generation_id: str) -> None:
+        """Note that a start of ``generation_id`` is under way (until ``enqueue``)."""
+        await self.redis.zadd(keys.STARTING_KEY, {generation_id: int(time.time() * 1000)})
+
+    async def not_starting(self, generation_id: str) -> None:
+        """A start that stored nothing, or undid what it stored: nothing to end."""
+        await self.redis.zrem(keys.STARTING_KEY, generation_id)
+
+    async def stalled_starts(self, older_than_ms: int, count: int = 100) -> list[str]:
+        """Generations whose start began more than ``older_than_ms`` ago and never queued
+        its job (the process died, or Redis failed it, between its steps)."""
+        cutoff = int(time.time() * 1000) - older_than_ms
+        found = await self.redis.zrangebyscore(
+            keys.STARTING_KEY, "-inf", cutoff, start=0, num=count
+        )
+        return [g.decode() if isinstance(g, bytes) else str(g) for g in found]
 
     async def depth(self) -> int:
         """Jobs queued or running, over every queue."""
@@ -196,7 +232,7 @@ class JobQueue:
                 start_id="0-0",
                 count=count - len(taken),
             )
-            taken += _jobs(key, resp[1])  # [next start id, entries, deleted ids]
+            taken += _jobs(key, resp[1], True)  # [next start id, entries, deleted ids]
         return taken
 
     async def refresh(self, consumer: str, jobs: Sequence[Job]) -> None:

@@ -1,12 +1,18 @@
 """A generation's life around its events: created queued, claimed by one worker at a time
 (the owner every append of that worker names, so a worker that lost its job is refused),
-released when a worker hands it back; cancelled (``cancel``: its stream ends with
-``abort``). Its events and their expiry are the log's
-(``core/eventlog.py``); these scripts touch only the stream's metadata, under the same hash tag.
+held by that worker while it runs (``hold``: a claim within the lease of the last hold
+is refused, ``Held``: a duplicate job never steals a live generation), released when a
+worker hands it back; cancelled (``cancel``: its stream ends with ``abort``). Its events
+and their expiry are the log's (``core/eventlog.py``); these scripts touch only the
+stream's metadata, under the same hash tag. A claim, a release and a recreation are
+acknowledged as an append is, through the log's ``Durability`` (``core/durability.py``):
+with ``BROADCASTER_DURABILITY`` ``replicas`` or ``fsync``, not before the replicas (or
+disks) have them, else ``NotConfirmed``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -17,21 +23,41 @@ from broadcaster.core.eventlog import EventLog, StreamNotFound, script
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """What a worker learns when it takes a generation: where the stream is, which try."""
+    """What a worker learns when it takes a generation: where the stream is, which run
+    (``attempt``: every run but a repair and a person's decision counts), and how many
+    workers were lost under it (``lost``: takeovers after a lapsed hold, the budget of
+    ``WORKER_MAX_ATTEMPTS``; a hand-back is no lost worker)."""
 
     last_seq: int
     attempt: int
+    lost: int = 0
+
+
+class Held(Exception):
+    """A live worker holds the generation (its hold is within the lease): this claim is
+    a duplicate job's, and must not take it."""
+
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(f"generation {stream_id} is held by a live worker")
+        self.stream_id = stream_id
+
+
+DEFAULT_LEASE_S = 15.0
+"""A hold older than this is lapsed (``WORKER_LEASE_SECONDS``'s default): its worker was lost."""
 
 
 class Generations:
-    def __init__(self, log_: EventLog) -> None:
+    def __init__(self, log_: EventLog, lease_s: float = DEFAULT_LEASE_S) -> None:
         self.log = log_
+        self.lease_ms = int(lease_s * 1000)
+        """How long a worker's hold lasts without a refresh (``hold``)."""
         redis = log_.redis
         self._create = redis.register_script(
             script("create_generation.lua", "broadcaster.generations")
         )
         self._claim = redis.register_script(script("claim.lua", "broadcaster.generations"))
         self._release = redis.register_script(script("release.lua", "broadcaster.generations"))
+        self._hold = redis.register_script(script("hold.lua", "broadcaster.generations"))
 
     async def create(self, stream_id: str, request: dict[str, Any]) -> bool:
         """Create a queued generation; False if the id is taken. Whether its end sends
@@ -59,27 +85,48 @@ class Generations:
         False if the generation exists."""
         if not await self.create(stream_id, request):
             return False
-        await self.log.redis.delete(keys.log_key(stream_id), keys.text_key(stream_id))
+        log_key = keys.log_key(stream_id)
+        await self.log.durability.command(log_key, "DEL", log_key, keys.text_key(stream_id))
         return True
 
     async def discard(self, stream_id: str) -> None:
         """Delete a generation that was created but never queued (nobody saw it)."""
         await self.log.redis.delete(*keys.stream_keys(stream_id))
 
-    async def claim(self, stream_id: str, owner: str) -> Claim | None:
-        """Make ``owner`` the only writer of a generation and count the attempt.
+    async def claim(self, stream_id: str, owner: str, *, repair: bool = False) -> Claim | None:
+        """Make ``owner`` the only writer of a generation and count the run; one whose
+        owner's hold had lapsed counts a lost worker (``Claim.lost``). ``repair``: the
+        owner takes its own stream again after Redis lost writes, which counts nothing.
 
-        Returns None when the generation is gone or already ended (nothing to run).
+        Returns None when the generation is gone or already ended (nothing to run);
+        raises ``Held`` when a live worker holds it.
         """
-        status, seq, attempt = await self._claim(keys=[keys.meta_key(stream_id)], args=[owner])
+        mode = "repair" if repair else ""
+        # Through the committer (BROADCASTER_DURABILITY), as an append: ``NotConfirmed``
+        # if a failover could still lose it, which the worker treats as a lost connection.
+        meta = keys.meta_key(stream_id)
+        status, seq, attempt, lost = await self.log.durability.script(
+            self._claim, [meta], [owner, self.lease_ms, mode]
+        )
+        if status == b"HELD":
+            raise Held(stream_id)
         if status != b"OK":
             return None
-        return Claim(int(seq), int(attempt))
+        return Claim(int(seq), int(attempt), int(lost))
+
+    async def hold(self, stream_ids: list[str], owner: str) -> None:
+        """Refresh ``owner``'s hold on the generations it runs (every third of a lease):
+        one script per generation, sent together (each lives in its own slot)."""
+        await asyncio.gather(
+            *(self._hold(keys=[keys.meta_key(s)], args=[owner]) for s in stream_ids)
+        )
 
     async def release(self, stream_id: str, owner: str) -> bool:
-        """Give up ownership of a generation that is not ended (it goes back to
-        ``queued``); False if ``owner`` no longer owns it."""
-        return bool(await self._release(keys=[keys.meta_key(stream_id)], args=[owner]))
+        """Hand back a generation that is not ended (it goes back to ``queued``, and its
+        ``handbacks`` count grows; no attempt is counted); False if ``owner`` no longer
+        owns it."""
+        meta = keys.meta_key(stream_id)
+        return bool(await self.log.durability.script(self._release, [meta], [owner]))
 
 
 class NoSuchGeneration(Exception):

@@ -30,8 +30,17 @@ from broadcaster.generations.jobs import JobQueue
 log = logging.getLogger("broadcaster.overdue")
 
 MAX_EVERY = 60.0
-"""The longest between two rounds (the default timeout, 600 s, gives this): the
-front-end that looks sends a few commands per provider queue each round."""
+"""The longest between two rounds of overdue jobs (the default timeout, 600 s, gives
+this): the front-end that looks sends a few commands per provider queue each round."""
+
+STALLED_START_S = 20.0
+"""A start takes milliseconds (seconds in a failover, which its commands ride out): one
+under way for this long was cut off."""
+
+STARTS_EVERY = 10.0
+"""The longest between two looks for stalled starts."""
+
+STALLED_TEXT = "this generation's start was interrupted (a server failed); send it again"
 
 
 class OverdueJobs:
@@ -42,17 +51,28 @@ class OverdueJobs:
         self.log = event_log
         self.timeout_s = timeout_s
         self.every = min(MAX_EVERY, max(0.5, timeout_s / 4))
+        self.stalled_s = min(STALLED_START_S, timeout_s)
+        self.tick = min(self.every, STARTS_EVERY, max(0.5, self.stalled_s / 2))
         self.ended = 0
+        self.stalled = 0
+        """Generations ended because their start was cut off."""
 
     async def run(self) -> None:
         me = secrets.token_hex(4)
         outage = contain.Outage("looking for overdue generations", log)
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + self.every
         while True:
-            await asyncio.sleep(outage.pause(self.every))
+            await asyncio.sleep(outage.pause(self.tick))
             try:
-                lock_ms = int(self.every * 1000)
-                if await self.jobs.redis.set(keys.QUEUE_SWEEP_LOCK, me, nx=True, px=lock_ms):
-                    await self.sweep()
+                # No lock for the stalled starts: one read when there are none, and two
+                # front-ends ending the same one is harmless (the second is refused).
+                await self.end_stalled_starts()
+                if loop.time() >= next_sweep:
+                    next_sweep = loop.time() + self.every
+                    lock_ms = int(self.every * 1000)
+                    if await self.jobs.redis.set(keys.QUEUE_SWEEP_LOCK, me, nx=True, px=lock_ms):
+                        await self.sweep()
                 outage.ok()
             except REDIS_ERRORS as exc:
                 outage.failed(exc)
@@ -83,4 +103,24 @@ class OverdueJobs:
                 pass  # it ended meanwhile, or expired: nothing left to run
             await self.jobs.done(job)
         self.ended += ended
+        return ended
+
+    async def end_stalled_starts(self) -> int:
+        """End every generation whose start was cut off; how many were ended."""
+        ended = 0
+        for generation_id in await self.jobs.stalled_starts(int(self.stalled_s * 1000)):
+            try:
+                await self.log.append(
+                    generation_id,
+                    [{"type": "error", "errorText": STALLED_TEXT}],
+                    kind="generation",
+                    owner=UNCLAIMED,
+                    meta={"error": STALLED_TEXT},
+                )
+                ended += 1
+                log.warning("generation %s: its start was cut off; ended", generation_id)
+            except AppendRefused:
+                pass  # claimed (its job was queued after all), ended, or never created
+            await self.jobs.not_starting(generation_id)
+        self.stalled += ended
         return ended

@@ -6,6 +6,13 @@ that none skips the admission check.
 A chat's generation takes one more step between its creation and its queueing: the chat
 is made to name it (``swap``), and it is queued only if that succeeded.
 
+Starting is not one atomic step: the generation, the chat and the job queue live in three
+Cluster slots. So a start is noted first in the job queues' slot
+(``JobQueue.starting``), and the script that queues the job removes the note in the same
+step; a start cut off between its steps (the process died, Redis failed one of them)
+leaves its note, and the front-ends' sweep (``overdue.py``) ends that generation with
+``error`` within a minute, which also frees its chat. Nothing waits on it forever.
+
 The request stored (the job) keeps the ``traceparent`` of the request that started it
 (``core/tracing.py``; a new trace when none came), so the worker that runs it, and any
 that takes it over, continue the same trace.
@@ -125,14 +132,20 @@ async def start(
         admitted = await admit(jobs, admission, job["provider"])
     if "traceparent" not in job:
         job = {**job, "traceparent": tracing.current()}
+    await jobs.starting(stream_id)
     if created:
         request = json.dumps(job, separators=(",", ":"))
         await generations.log.redis.hset(keys.meta_key(stream_id), "request", request)
     else:
-        await create(generations, stream_id, job)
+        try:
+            await create(generations, stream_id, job)
+        except IdTaken:
+            await jobs.not_starting(stream_id)  # the stream of that id is not this start's
+            raise
     if swap is not None and not await swap():
         if not created:
             await generations.discard(stream_id)
+        await jobs.not_starting(stream_id)
         return False
     await jobs.enqueue(stream_id, admitted.provider)
     # Acknowledged (BROADCASTER_DURABILITY) once the generation and its job are on the

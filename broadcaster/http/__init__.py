@@ -38,5 +38,6 @@ capability and answers.
 
 May import: ``broadcaster.core``, ``broadcaster.auth``, ``broadcaster.generations``,
 ``broadcaster.presence``, ``broadcaster.chat``, ``broadcaster.durable``,
-``broadcaster.dashboard``, ``broadcaster.fanout`` and ``broadcaster.webhooks``.
+``broadcaster.dashboard``, ``broadcaster.fanout``, ``broadcaster.webhooks`` and
+``broadcaster.agui``.
 """

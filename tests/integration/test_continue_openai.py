@@ -14,7 +14,7 @@ import httpx2
 import openai
 import pytest
 
-from broadcaster.core import connection
+from broadcaster.core import connection, keys
 from broadcaster.core.eventlog import EventLog
 from broadcaster.generations.lifecycle import Generations
 from tests.support import fake_openai as oai
@@ -41,6 +41,7 @@ async def _continued(redis_url: str, in_place: bool) -> tuple[list[dict[str, Any
     try:
         assert await gens.create(s, REQUEST)
         assert await gens.claim(s, "lost-worker") is not None
+        await redis.hset(keys.meta_key(s), "held_at", 0)  # its hold lapsed: a lost worker
         await log.append(s, SHOWN, kind="generation", expect_seq=0, owner="lost-worker")
         with oai.FakeOpenAIServer(api_key="test") as server:
             server.enqueue(oai.reply(text=[" forty", "-two."]))

@@ -5,10 +5,11 @@ overdue round reads what a deployment's does), nothing happening. Every command 
 receives is seen with ``MONITOR``, and each is put down to the process whose socket sent
 it (the client's port, found among each process's sockets in ``/proc``). What remains of
 an idle front-end: its viewer-count heartbeat (every 10 s: a ``ZADD`` and a ``ZRANGE``),
-the probe of its wake channels' connection (a ``PING`` every 5 s), and rounds of a minute
+the probe of its wake channels' connection (a ``PING`` every 5 s), the look for starts
+cut off between their steps (a ``ZRANGEBYSCORE`` every 10 s), and rounds of a minute
 that a 10 s window may or may not hold: the chats' queue (an ``EXISTS``), 8 of the 256
 waiting sets (a ``ZRANGEBYSCORE`` each), the overdue generations (a ``SET`` and an
-``XINFO GROUPS`` per job queue). Over two minutes that is about 0.6 commands a second
+``XINFO GROUPS`` per job queue). Over two minutes that is about 0.7 commands a second
 (docs/performance.md, "An idle front-end").
 
 The same with webhooks configured (each front-end runs a deliverer): its two blocking

@@ -14,7 +14,7 @@ from broadcaster.clients.publisher import Publisher
 from broadcaster.core import connection, keys, sse
 from broadcaster.core.eventlog import EventLog, StaleWriter, StreamEnded, StreamNotFound, WrongKind
 from broadcaster.core.events import InvalidEvent
-from broadcaster.generations.lifecycle import Generations
+from broadcaster.generations.lifecycle import Generations, Held
 
 pytestmark = pytest.mark.anyio
 
@@ -76,8 +76,12 @@ async def test_owner_fencing(event_log: EventLog) -> None:
     first = await Generations(event_log).claim(s, "worker-1")
     assert first is not None and first.attempt == 1 and first.last_seq == 0
     await event_log.append(s, [{"type": "start"}], kind="generation", owner="worker-1")
+    with pytest.raises(Held):  # worker-1 holds it: a second claim is a duplicate's
+        await Generations(event_log).claim(s, "worker-2")
+    await event_log.redis.hset(keys.meta_key(s), "held_at", 0)  # worker-1 was lost
     second = await Generations(event_log).claim(s, "worker-2")
     assert second is not None and second.attempt == 2 and second.last_seq == 1
+    assert second.lost == 1
     with pytest.raises(StaleWriter):
         await event_log.append(s, [{"type": "text-delta"}], kind="generation", owner="worker-1")
     await event_log.append(s, [{"type": "data-retry"}], kind="generation", owner="worker-2")

@@ -47,6 +47,14 @@ REQUEST = {"prompt": "tell me", "model": "scripted-model", "max_tokens": 50}
 POLICY = Policy(merge_s=0, max_attempts=3, provider_retries=0, retry_base_s=0.01)
 
 
+async def claim_and_die(event_log: EventLog, s: str, owner: str) -> Claim | None:
+    """A worker that claimed ``s`` and died: its hold is left to lapse (``held_at`` put a
+    lease back), so the next claim is a takeover from a lost worker."""
+    claim = await Generations(event_log).claim(s, owner)
+    await event_log.redis.hset(keys.meta_key(s), "held_at", 0)
+    return claim
+
+
 # --- a scripted provider -------------------------------------------------------------------
 
 
@@ -226,7 +234,7 @@ async def show_old_attempt(event_log: EventLog, stream_id: str, owner: str) -> N
 async def test_takeover_after_output_continues_the_open_part(event_log: EventLog) -> None:
     s = sid()
     assert await Generations(event_log).create(s, REQUEST)
-    assert await Generations(event_log).claim(s, "dead-worker") == Claim(last_seq=0, attempt=1)
+    assert await claim_and_die(event_log, s, "dead-worker") == Claim(last_seq=0, attempt=1)
     await show_old_attempt(event_log, s, "dead-worker")
     assert (await event_log.meta(s) or {})["text"] == "half an ans"
 
@@ -309,7 +317,7 @@ async def test_takeover_the_old_way_restarts_the_step_coherently(event_log: Even
     answer are the new step's."""
     s = sid()
     assert await Generations(event_log).create(s, REQUEST)
-    assert await Generations(event_log).claim(s, "dead-worker") is not None
+    assert await claim_and_die(event_log, s, "dead-worker") is not None
     await show_old_attempt(event_log, s, "dead-worker")
     provider = ScriptedProvider(["New ", "answer."])
     policy = dataclasses.replace(POLICY, takeover="restart")
@@ -340,7 +348,7 @@ async def test_takeover_the_old_way_restarts_the_step_coherently(event_log: Even
 async def test_takeover_before_output_just_runs(event_log: EventLog) -> None:
     s = sid()
     assert await Generations(event_log).create(s, REQUEST)
-    assert await Generations(event_log).claim(s, "dead-worker") == Claim(last_seq=0, attempt=1)
+    assert await claim_and_die(event_log, s, "dead-worker") == Claim(last_seq=0, attempt=1)
     provider = ScriptedProvider(["only ", "this"])
     await asyncio.wait_for(
         run_generation(Generations(event_log), provider, s, "worker-2", POLICY), 5
@@ -404,7 +412,8 @@ async def test_attempts_are_bounded(event_log: EventLog) -> None:
     s = sid()
     assert await Generations(event_log).create(s, REQUEST)
     for n in (1, 2, 3):  # three workers took it and died before showing anything
-        assert await Generations(event_log).claim(s, f"dead-{n}") == Claim(last_seq=0, attempt=n)
+        claim = await claim_and_die(event_log, s, f"dead-{n}")
+        assert claim == Claim(last_seq=0, attempt=n, lost=n - 1)
     provider = ScriptedProvider(["never"])
     await asyncio.wait_for(
         run_generation(Generations(event_log), provider, s, "worker-4", POLICY), 5
@@ -746,13 +755,16 @@ async def test_events_redis_lost_are_written_again_by_their_worker(event_log: Ev
     assert events[: len(before)] == before  # byte for byte what viewers saw
     assert [e.type for e in events[len(before) :]] == ["text-end", "finish-step"]
     assert [e.seq for e in events] == list(range(1, 8))
-    assert (await event_log.meta(s) or {})["text"] == "abcd"
+    meta = await event_log.meta(s) or {}
+    assert meta["text"] == "abcd"
+    # The repair took the stream again without counting an attempt or a lost worker.
+    assert meta["attempt"] == "1" and "lost" not in meta
 
 
 async def test_a_loss_before_the_attempt_ends_the_stream_with_error(event_log: EventLog) -> None:
     s = sid()
     assert await Generations(event_log).create(s, REQUEST)
-    assert await Generations(event_log).claim(s, "dead-worker") is not None
+    assert await claim_and_die(event_log, s, "dead-worker") is not None
     await show_old_attempt(event_log, s, "dead-worker")  # seq 1..4
     provider = ScriptedProvider(["new"], block_at=3)
     task = asyncio.create_task(

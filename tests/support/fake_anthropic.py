@@ -824,16 +824,9 @@ class FakeAnthropicServer:
         raw_body: bytes,
         keep_alive: bool,
     ) -> None:
-        try:
-            body: Any = json.loads(raw_body) if raw_body else None
-        except ValueError:
-            body = None
         path = target.split("?", 1)[0]
-        with self._cond:
-            exchange = Exchange(len(self._exchanges), conn.number, method, path, headers, body)
-            self._exchanges.append(exchange)
-            self._cond.notify_all()
-
+        exchange = self._record(conn, method, path, headers, raw_body)
+        body = exchange.body
         error = self._refusal(method, path, headers, body)
         if error is None:
             with self._cond:
@@ -845,6 +838,20 @@ class FakeAnthropicServer:
                 return
         await self._send_json(conn, error, keep_alive)
         self._finish(exchange)
+
+    def _record(
+        self, conn: _Conn, method: str, path: str, headers: dict[str, str], raw_body: bytes
+    ) -> Exchange:
+        """Keep the request (its body parsed, if JSON) for the test to see."""
+        try:
+            body: Any = json.loads(raw_body) if raw_body else None
+        except ValueError:
+            body = None
+        with self._cond:
+            exchange = Exchange(len(self._exchanges), conn.number, method, path, headers, body)
+            self._exchanges.append(exchange)
+            self._cond.notify_all()
+        return exchange
 
     def _refusal(
         self, method: str, path: str, headers: dict[str, str], body: Any

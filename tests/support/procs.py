@@ -226,6 +226,14 @@ def tool_worker_env(anthropic_url: str, root: Path) -> dict[str, str]:
         "WORKER_PROVIDER": "anthropic",
         "ANTHROPIC_BASE_URL": anthropic_url,
         "ANTHROPIC_API_KEY": "test",
+        **tools_env(root),
+    }
+
+
+def tools_env(root: Path) -> dict[str, str]:
+    """A worker's settings to run the test tools, their runs and gate in ``root``, each
+    event appended on its own (no merge window)."""
+    return {
         "WORKER_MERGE_MS": "0",
         "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
         "TOOL_RUNS_FILE": str(root / "runs.jsonl"),

@@ -142,6 +142,10 @@ def _wait(cond: object, timeout: float, message: str) -> None:
 class LocalCluster:
     servers: list[Server]
     primaries: int
+    binary: str = ""
+    """The server binary its nodes run (``find_server_binary``'s unless told)."""
+    args: tuple[str, ...] = ()
+    """More options every node runs with (``--appendonly yes``), restarts included."""
 
     @property
     def url(self) -> str:
@@ -199,14 +203,21 @@ CLUSTER_NODE_ARGS = (
 )
 
 
-def start_cluster(folder: Path, primaries: int = 3, replicas: int = 1) -> LocalCluster:
-    binary = find_server_binary()
+def start_cluster(
+    folder: Path,
+    primaries: int = 3,
+    replicas: int = 1,
+    *,
+    binary: str | None = None,
+    args: tuple[str, ...] = (),
+) -> LocalCluster:
+    binary = binary or find_server_binary()
     ports = pick_ports(primaries * (1 + replicas), bus=True)
     servers: list[Server] = []
-    cluster = LocalCluster(servers, primaries)
+    cluster = LocalCluster(servers, primaries, binary, args)
     try:
         for port in ports:
-            servers.append(_start(binary, folder / str(port), port, *CLUSTER_NODE_ARGS))
+            servers.append(_start(binary, folder / str(port), port, *CLUSTER_NODE_ARGS, *args))
         _form_cluster(servers[:primaries], servers[primaries:])
         _wait(
             lambda: _cluster_ready(servers, primaries * replicas), 30, "the cluster did not come up"
@@ -218,11 +229,13 @@ def start_cluster(folder: Path, primaries: int = 3, replicas: int = 1) -> LocalC
 
 
 def restart_node(cluster: LocalCluster, server: Server) -> Server:
-    """Start a node that was stopped again, on its port, from its folder. It has no data
-    (no persistence) but its ``nodes.conf``: it rejoins as what the cluster now says it
-    is, a replica of the node that took its slots over, and syncs from it."""
+    """Start a node that was stopped again, on its port, from its folder: its
+    ``nodes.conf`` and no data (or its AOF, with ``cluster.args`` asking for one). It
+    rejoins as what the cluster now says it is, a replica of the node that took its slots
+    over, and syncs from it."""
     assert not server.alive(), "stop it first"
-    restarted = _start(find_server_binary(), server.log.parent, server.port, *CLUSTER_NODE_ARGS)
+    binary = cluster.binary or find_server_binary()
+    restarted = _start(binary, server.log.parent, server.port, *CLUSTER_NODE_ARGS, *cluster.args)
     cluster.servers[cluster.servers.index(server)] = restarted
     return restarted
 

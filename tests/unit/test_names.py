@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 import broadcaster
 import worker
+from broadcaster.agui import frames as agui_frames
 from broadcaster.bench import viewers
 from broadcaster.chat import framing
 from broadcaster.core import keys, names, sse
@@ -161,6 +162,8 @@ def test_a_durable_streams_path_is_bounded_in_bytes() -> None:
 # --- every regular expression of the project ---
 
 NOT_NAMES: dict[tuple[str, str], str] = {
+    ("broadcaster/agui/frames.py", "_TEXT_DELTA"): "reads the part id and delta of a stored "
+    "text-delta (JSON this server's append wrote), to map it without parsing",
     ("broadcaster/http/app.py", "EVENTS_PATH"): "routes a path to the SSE route below "
     "FastAPI; the stream id it captures is checked by check_stream_id",
     ("broadcaster/chat/framing.py", "_LAST_ID"): "finds the last id: line in frames "
@@ -277,6 +280,7 @@ def project_modules() -> list[Any]:
 
 
 NOT_NAME_OBJECTS = [
+    agui_frames._TEXT_DELTA,
     app.EVENTS_PATH,
     framing._LAST_ID,
     framing._ENDED_FRAME,

@@ -3,8 +3,11 @@ events as dicts, so one pure mapping serves them all (``Provider``, in ``base``)
 
 ``anthropic`` passes the request through to the Anthropic SDK; ``openai`` translates it for
 Chat Completions (``openai_request``) and the chunks back (``openai_stream``), both pure;
-``fake`` answers offline for every provider.
+with ``WORKER_OPENAI_API=responses``, ``openai_responses`` calls the Responses API in the
+background instead (``openai_responses_request``, ``openai_responses_stream``, pure, built
+on the first two), and a worker that takes a generation over streams the rest of the same
+response (``Reattaching``); ``fake`` answers offline for every provider.
 
-May import: ``broadcaster.core``, ``worker.providers.base`` and, for ``openai``, its two
-pure halves.
+May import: ``broadcaster.core``, ``worker.providers.base`` and, for ``openai``, its pure
+halves.
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx2
 
@@ -54,6 +54,37 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+RESUME_META = "resume_meta"
+"""A raw event may carry, under this key, metadata fields for the stream: where the model
+call can be picked up again once this event's output is in the stream (the model call
+writes them in the same append as that output, ``worker.model_call``)."""
+
+RESUME_FIELD = "provider_resume"
+"""The stream's metadata field that holds a provider's resume point (JSON)."""
+
+SHOWN = "shown"
+"""A raw event marked ``SHOWN: True`` brings the mapper up to date: its output is already
+in the stream, from the attempt that was lost."""
+
+HANDED_BACK = "handed back"
+"""The message of the cancel that stops a generation to hand it back to the queue at
+shutdown (``worker.running``): another worker goes on with it, so a model call that can
+outlive its worker is left running for that one."""
+
+REATTACH = "reattach"
+"""A request holding this key continues the model call its value names (``Reattach``)."""
+
+
+@runtime_checkable
+class Reattaching(Protocol):
+    """A provider whose model calls outlive the worker that made them (OpenAI's background
+    responses): a worker that takes a generation over streams the rest of the call."""
+
+    async def reattachable(self, point: dict[str, Any]) -> bool:
+        """The call at ``point`` (a ``RESUME_FIELD`` value, parsed) can still be streamed."""
+        ...
 
 
 Providers = Mapping[str, Provider]

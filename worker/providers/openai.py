@@ -67,7 +67,7 @@ def classify(exc: BaseException) -> ProviderError:
     return ProviderError(f"model call failed: {type(exc).__name__}: {exc}", retryable=False)
 
 
-def _client(timeout: httpx2.Timeout) -> openai.AsyncOpenAI:
+def make_client(timeout: httpx2.Timeout) -> openai.AsyncOpenAI:
     """The SDK's client; it reads ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL`` itself. A
     local server (Ollama, vLLM) needs no key, but the SDK refuses to start without one:
     then any key does."""
@@ -88,7 +88,7 @@ class OpenAIProvider:
     ) -> None:
         self.max_tokens_param = max_tokens_param
         self.continue_final_message = continue_final_message
-        self.client = client or _client(httpx2.Timeout(read_timeout, connect=10.0))
+        self.client = client or make_client(httpx2.Timeout(read_timeout, connect=10.0))
 
     @asynccontextmanager
     async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["STOP_REASONS", "ChunkTranslator", "IncompleteStream"]
+__all__ = ["STOP_REASONS", "ChunkTranslator", "IncompleteStream", "block_delta", "message_start"]
 
 Raw = dict[str, Any]
 
@@ -88,7 +88,7 @@ class ChunkTranslator:
         out: list[Raw] = []
         if not self._started:
             self._started = True
-            out.append(_message_start(chunk))
+            out.append(message_start(chunk.get("id"), chunk.get("model")))
         usage = _dict(chunk.get("usage"))
         if usage:
             self._usage = {
@@ -109,12 +109,12 @@ class ChunkTranslator:
         thought = _str(delta.get("reasoning_content")) or _str(delta.get("reasoning"))
         if thought:
             out += self._switch_to("thinking")
-            out.append(_delta(self._index(), {"type": "thinking_delta", "thinking": thought}))
+            out.append(block_delta(self._index(), {"type": "thinking_delta", "thinking": thought}))
         for key in ("content", "refusal"):
             if piece := _str(delta.get(key)):
                 self._refused = self._refused or key == "refusal"
                 out += self._switch_to("text")
-                out.append(_delta(self._index(), {"type": "text_delta", "text": piece}))
+                out.append(block_delta(self._index(), {"type": "text_delta", "text": piece}))
         calls = delta.get("tool_calls")
         if isinstance(calls, list) and calls:
             out += self._switch_to(None)
@@ -163,7 +163,7 @@ class ChunkTranslator:
             block = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
             out.append({"type": "content_block_start", "index": call.index, "content_block": block})
         out += [
-            _delta(call.index, {"type": "input_json_delta", "partial_json": piece})
+            block_delta(call.index, {"type": "input_json_delta", "partial_json": piece})
             for piece in call.buffered
         ]
         call.buffered.clear()
@@ -196,19 +196,21 @@ class ChunkTranslator:
         return out
 
 
-def _delta(index: int, delta: dict[str, Any]) -> Raw:
+def block_delta(index: int, delta: dict[str, Any]) -> Raw:
+    """A ``content_block_delta`` raw event."""
     return {"type": "content_block_delta", "index": index, "delta": delta}
 
 
-def _message_start(chunk: dict[str, Any]) -> Raw:
+def message_start(message_id: Any, model: Any) -> Raw:
+    """The ``message_start`` raw event of a message that has no usage yet."""
     return {
         "type": "message_start",
         "message": {
-            "id": chunk.get("id"),
+            "id": message_id,
             "type": "message",
             "role": "assistant",
             "content": [],
-            "model": chunk.get("model"),
+            "model": model,
             "stop_reason": None,
             "stop_sequence": None,
             "usage": {"input_tokens": 0, "output_tokens": 0},

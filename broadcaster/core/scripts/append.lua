@@ -9,7 +9,8 @@
 -- stream in its group's waiting set, "zrem": takes it out; "ltrim": n drops the first n
 -- steering messages (the ones this batch records). All under the stream's own hash tag.
 -- KEYS: log, meta, text, outbox, names, waiting set, steering list. ARGV: see
--- EventLog.append (log.py). Returns {status, seq}.
+-- EventLog.append (log.py). Returns {status, seq}, and the messages it did not publish
+-- ({channel, message, ...}) when ARGV[11] names no publish command.
 -- First of all, as log.py would (names.py): INVALID, with nothing read or written, for a
 -- stream name that is not a stream id ([A-Za-z0-9_-]{1,64}), an event type outside
 -- [a-z0-9][a-z0-9-]{0,63}, or data holding a line break. The type and the data become the
@@ -25,6 +26,18 @@ local n_meta = tonumber(ARGV[13])
 local feed_webhook, outbox_max = ARGV[14], ARGV[15]
 local extras = ARGV[16]
 local first = 17 + 2 * n_meta
+-- No publish command (''): the durability mode waits (core/durability.py). The messages
+-- are then returned, not published, and the committer publishes them once the write is
+-- confirmed: no front-end pushes an event that a failover could still lose.
+local deferred = {}
+local function pub(target, message)
+  if publish ~= '' then
+    redis.call(publish, target, message)
+  else
+    deferred[#deferred + 1] = target
+    deferred[#deferred + 1] = message
+  end
+end
 local sid = string.match(meta, '}:(.+):meta$')
 if not sid or #sid > 64 or not string.find(sid, '^[A-Za-z0-9_%-]+$') then
   return {'INVALID', 0}
@@ -101,7 +114,7 @@ if create then
   redis.call('ZADD', names, 0, sid)
   if channel ~= '' then
     local group, db = string.match(channel, '^(.-}):.+:push:(%d+)$')
-    redis.call(publish, group .. ':created:' .. db, sid)
+    pub(group .. ':created:' .. db, sid)
   end
   updates[#updates + 1] = 'kind'
   updates[#updates + 1] = 'feed'
@@ -154,7 +167,7 @@ if channel ~= '' then
   local group, db = string.match(channel, '^(.-}):.+:push:(%d+)$')
   wake = group .. ':wake:' .. db
 end
-if wake and ended and m[1] == 'generation' then redis.call(publish, wake, 'end ' .. sid) end
+if wake and ended and m[1] == 'generation' then pub(wake, 'end ' .. sid) end
 if extras ~= '' then
   local x = cjson.decode(extras)
   if x['outbox'] and m[7] then
@@ -164,7 +177,7 @@ if extras ~= '' then
   end
   if x['zadd'] then
     redis.call('ZADD', waiting, x['zadd'], sid)
-    if wake then redis.call(publish, wake, string.format('wait %d %s', x['zadd'], sid)) end
+    if wake then pub(wake, string.format('wait %d %s', x['zadd'], sid)) end
   end
   if x['zrem'] then redis.call('ZREM', waiting, sid) end
   if x['ltrim'] then redis.call('LTRIM', steering, x['ltrim'], -1) end
@@ -179,6 +192,7 @@ if channel ~= '' then
     if ended then frames[#frames + 1] = 'data: [DONE]\n\n' end
     body = table.concat(frames)
   end
-  redis.call(publish, channel, head .. body)
+  pub(channel, head .. body)
 end
+if publish == '' then return {'OK', seq, deferred} end
 return {'OK', seq}

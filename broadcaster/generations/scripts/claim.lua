@@ -1,18 +1,39 @@
--- Make ARGV[1] the only writer of a generation and count the attempt.
--- A generation waiting for a person is nobody's to run (its job was settled); one whose
--- wait was just decided ('resume' set) goes on without counting an attempt: a decision
--- is no lost worker. Returns {status, seq, attempt}.
+-- Make ARGV[1] the only writer of a generation, unless a live worker holds it.
+-- KEYS: meta. ARGV: owner, lease (ms), mode ('' or 'repair').
+-- One owner at a time: a running generation whose owner refreshed its hold ('held_at',
+-- Redis time in ms, set here and by hold.lua) within the lease is that owner's, and the
+-- claim answers HELD (a duplicate job of a live generation; never a takeover). A lapsed
+-- hold is a lost worker: 'lost' counts those, the budget of WORKER_MAX_ATTEMPTS.
+-- 'attempt' numbers the runs (a new run after a hand-back too: its part ids must differ);
+-- a run after a person's decision ('resume' set) goes on with the same number, and a
+-- repair ('repair': the writer taking its own stream again after Redis lost writes)
+-- counts nothing. A generation waiting for a person is nobody's to run.
+-- Returns {status, seq, attempt, lost}.
 local meta = KEYS[1]
-local m = redis.call('HMGET', meta, 'kind', 'seq', 'ended', 'status', 'attempt', 'resume')
-if m[1] ~= 'generation' then return {'NOSTREAM', 0, 0} end
-if m[3] then return {'ENDED', tonumber(m[2]), 0} end
-if m[4] == 'waiting' then return {'WAITING', tonumber(m[2]), 0} end
-local attempt
+local owner, lease, mode = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local m = redis.call('HMGET', meta, 'kind', 'seq', 'ended', 'status', 'attempt', 'resume',
+  'owner', 'held_at', 'lost')
+if m[1] ~= 'generation' then return {'NOSTREAM', 0, 0, 0} end
+local seq = tonumber(m[2])
+if m[3] then return {'ENDED', seq, 0, 0} end
+if m[4] == 'waiting' then return {'WAITING', seq, 0, 0} end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local attempt, lost = tonumber(m[5]) or 0, tonumber(m[9]) or 0
+if mode == 'repair' then
+  redis.call('HSET', meta, 'owner', owner, 'status', 'running', 'held_at', now)
+  return {'OK', seq, math.max(attempt, 1), lost}
+end
+if m[4] == 'running' and m[7] then
+  local held = tonumber(m[8])
+  if held and now - held < lease then return {'HELD', seq, attempt, lost} end
+  lost = redis.call('HINCRBY', meta, 'lost', 1)
+end
 if m[6] then
-  attempt = tonumber(m[5]) or 1
+  attempt = math.max(attempt, 1)
   redis.call('HDEL', meta, 'resume')
 else
   attempt = redis.call('HINCRBY', meta, 'attempt', 1)
 end
-redis.call('HSET', meta, 'owner', ARGV[1], 'status', 'running')
-return {'OK', tonumber(m[2]), attempt}
+redis.call('HSET', meta, 'owner', owner, 'status', 'running', 'held_at', now)
+return {'OK', seq, attempt, lost}

@@ -6,6 +6,7 @@
 - ``events``: many streams on one connection.
 - ``chat``: the AI SDK's chat transport.
 - ``durable``: the Durable Streams protocol.
+- ``agui``: AG-UI views and CopilotKit's runtime routes (``/v1/agui``).
 - ``tokens``: minting viewer tokens.
 
 No route module imports another: what two share lives in ``broadcaster.http`` or in a

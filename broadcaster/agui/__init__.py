@@ -1,0 +1,14 @@
+"""AG-UI: a generation's events, and a chat's runs, as AG-UI events, resumable.
+
+- ``projection``: the AI SDK's UI message chunks as AG-UI events, what is open after each,
+  the prelude that re-opens it and a run's end at a wait; pure.
+- ``frames``: AG-UI events as SSE frames (each with an ``id:``), the AI SDK frames they are
+  made from, and the AG-UI resume point; pure.
+- ``views``: each stream's chunks mapped once per front-end and shared by its AG-UI
+  viewers; one response's body (prelude, frames, the end at a wait).
+- ``runs``: CopilotKit's ``RunAgentInput`` checked and turned into a chat request, and its
+  ``resume`` into decisions; pure.
+
+May import: ``broadcaster.core`` and ``broadcaster.generations`` (a run's request is
+checked as a generation request).
+"""

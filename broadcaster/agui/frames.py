@@ -1,0 +1,111 @@
+"""AG-UI events as SSE frames, the AI SDK frames they are made from, and the AG-UI
+resume point: pure, bytes in and bytes out.
+
+An AG-UI frame is ``id: <id>\\ndata: <json>\\n\\n`` (stock AG-UI clients read only
+``data:``). The events one chunk maps to share its id: the last carries the chunk's own
+``<seq>.<history tag>``, the ones before it ``<seq>.<tag>:<n>`` (``n`` from 0), so a
+``Last-Event-ID`` names a point between any two AG-UI events, and one that ends a chunk is
+also a resume point of the AI SDK view of the same generation. Frames that re-open state on
+a resumed connection (the prelude) and a run's end at a wait carry no id: the client's
+``Last-Event-ID`` stays that of the last event of the log it saw.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from broadcaster.core import names
+
+AgEvent = dict[str, Any]
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+"""One encoder for every event: ``json.dumps`` with arguments builds one per call."""
+
+
+def dumps(event: AgEvent) -> bytes:
+    return _ENCODE(event).encode()
+
+
+def encode(events: list[AgEvent], eid: bytes) -> bytes:
+    """The frames of the AG-UI events one chunk maps to; ``eid`` its AI SDK id."""
+    last = len(events) - 1
+    return b"".join(
+        b"id: %s\ndata: %s\n\n" % (eid if n == last else b"%s:%d" % (eid, n), dumps(event))
+        for n, event in enumerate(events)
+    )
+
+
+_TEXT_DELTA = re.compile(
+    rb'\{"type":"text-delta","id":"([A-Za-z0-9_.:-]{1,64})","delta":("(?:[^"\\]|\\.)*")\}'
+)
+"""A text delta as the event log stores it (compact JSON, ``type`` first), and nothing
+more: its part id and its delta, still a JSON string."""
+
+
+def text_delta(data: bytes) -> tuple[str, bytes] | None:
+    """``(part id, delta as JSON)`` of a stored ``text-delta`` with no other field, read
+    without parsing the JSON (most of a stream's events); None for anything else."""
+    found = _TEXT_DELTA.fullmatch(data)
+    return None if found is None else (found[1].decode(), found[2])
+
+
+def content_frame(eid: bytes, message_id: str, delta: bytes) -> bytes:
+    """The ``TEXT_MESSAGE_CONTENT`` frame of a text delta (``delta`` a JSON string, as
+    ``dumps`` would write it: both keep non-ASCII characters as they are)."""
+    return b'id: %s\ndata: {"type":"TEXT_MESSAGE_CONTENT","messageId":"%s","delta":%s}\n\n' % (
+        eid,
+        message_id.encode(),
+        delta,
+    )
+
+
+def encode_bare(events: list[AgEvent]) -> bytes:
+    """Frames without ids (the prelude, a run's end at a wait)."""
+    return b"".join(b"data: %s\n\n" % dumps(event) for event in events)
+
+
+def drop(frames: bytes, count: int) -> bytes:
+    """``frames`` without its first ``count`` frames."""
+    if count <= 0:
+        return frames
+    parts = frames.split(b"\n\n")
+    return b"\n\n".join(parts[count:])
+
+
+def aisdk_frames(chunk: bytes) -> Iterator[tuple[int, bytes, bytes] | bytes]:
+    """The frames of an AI SDK SSE body chunk: ``(seq, id, data)`` for an event, the
+    frame's bytes for anything else (a keepalive comment, ``retry:``); the closing
+    ``[DONE]`` and id-less notices are left out."""
+    for frame in chunk.split(b"\n\n"):
+        if frame.startswith(b"id: "):
+            line = frame.index(b"\n")
+            eid = frame[4:line]
+            data = frame.index(b"\ndata: ", line - 1) + 7
+            yield int(eid.split(b".", 1)[0]), eid, frame[data:]
+        elif frame.startswith((b":", b"retry:")):
+            yield frame + b"\n\n"
+
+
+def parse_cursor(value: str | None) -> tuple[str | None, int | None] | None:
+    """An AG-UI ``Last-Event-ID``: ``(the AI SDK resume point, n)``: ``n`` None when the
+    client saw the whole chunk, else how many of its events it saw minus one. ``(None,
+    None)`` when absent; None when malformed."""
+    if value is None:
+        return None, None
+    base, sep, index = value.partition(":")
+    if names.resume_point(base) is None:
+        return None
+    if not sep:
+        return base, None
+    if not index.isdigit() or len(index) > 4:
+        return None
+    return base, int(index)
+
+
+def chunk_seq(point: str) -> int:
+    """The seq of an AI SDK resume point ``<seq>[.<tag>]`` (checked by ``parse_cursor``)."""
+    return int(point.split(".", 1)[0])

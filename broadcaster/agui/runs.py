@@ -1,0 +1,136 @@
+"""CopilotKit's runtime requests (``RunAgentInput``) as chat requests: pure, no I/O.
+
+A run's ``threadId`` is the chat id and its ``agentId`` the provider (``default``: the
+deployment's). Its ``messages`` become the chat's UI messages, as the AI SDK's
+``useChat`` would send them: user, system (and developer) text; an assistant's text and
+tool calls, each call with the result the thread's ``tool`` message gives it. A
+``resume`` entry decides the tool call an interrupt waits on: ``resolved`` approves it
+(unless its ``payload`` says ``{"approved": false}``), ``cancelled`` denies it; a
+``payload.reason`` is passed on. ``protocolVersion``, ``tools``, ``context``, ``state``
+and ``forwardedProps`` are accepted and not used.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from broadcaster.core import names
+from broadcaster.generations.request import RequestInvalid
+
+DEFAULT_AGENT = "default"
+MAX_MESSAGES = 1000
+MAX_RESUME = 64
+
+
+class AgMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(min_length=1, max_length=256)
+    role: str = Field(min_length=1, max_length=32)
+    content: Any = None
+    toolCalls: list[dict[str, Any]] | None = None
+    toolCallId: str | None = None
+
+
+class ResumeEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    interruptId: str = Field(min_length=1, max_length=256)
+    status: Literal["resolved", "cancelled"]
+    payload: Any = None
+
+
+class RunInput(BaseModel):
+    """``RunAgentInput`` as CopilotKit's runtime routes take it."""
+
+    model_config = ConfigDict(extra="allow")
+    threadId: str = Field(pattern=names.STREAM_ID_PATTERN)
+    runId: str = Field(min_length=1, max_length=256)
+    messages: list[AgMessage] = Field(default_factory=list, max_length=MAX_MESSAGES)
+    resume: list[ResumeEntry] | None = Field(None, max_length=MAX_RESUME)
+
+
+def parse_input(body: Any) -> RunInput:
+    """The run's input, or ``RequestInvalid`` naming each wrong field."""
+    if not isinstance(body, dict):
+        raise RequestInvalid("the body must be a JSON object (RunAgentInput)", [])
+    try:
+        return RunInput.model_validate(body)
+    except ValidationError as exc:
+        details = [
+            {"loc": list(e["loc"]), "msg": e["msg"]}
+            for e in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
+        shown = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in details[:3])
+        raise RequestInvalid(f"invalid RunAgentInput: {shown}"[:1000], details) from None
+
+
+def decisions(run: RunInput) -> list[tuple[str, bool, str | None]]:
+    """``(approval id, approved, reason)`` of each ``resume`` entry."""
+    found = []
+    for entry in run.resume or []:
+        payload = entry.payload if isinstance(entry.payload, dict) else {}
+        approved = entry.status == "resolved" and payload.get("approved") is not False
+        reason = payload.get("reason")
+        found.append((entry.interruptId, approved, reason if isinstance(reason, str) else None))
+    return found
+
+
+def chat_body(run: RunInput, agent_id: str) -> dict[str, Any]:
+    """The ``POST /v1/chat`` body of a run: its thread as UI messages, its provider."""
+    results = {m.toolCallId: m.content for m in run.messages if m.role == "tool"}
+    messages = []
+    for m in run.messages:
+        parts = _parts(m, results)
+        role = "system" if m.role in ("system", "developer") else m.role
+        if parts and role in ("system", "user", "assistant"):
+            messages.append({"id": m.id, "role": role, "parts": parts})
+    body: dict[str, Any] = {"id": run.threadId, "messages": messages}
+    if agent_id != DEFAULT_AGENT:
+        body["provider"] = agent_id
+    return body
+
+
+def _parts(m: AgMessage, results: dict[str | None, Any]) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    text = _text(m.content)
+    if text:
+        parts.append({"type": "text", "text": text})
+    if m.role != "assistant":
+        return parts
+    for call in m.toolCalls or []:
+        given = call.get("function")
+        fn: dict[str, Any] = given if isinstance(given, dict) else {}
+        name, call_id = str(fn.get("name") or "tool"), str(call.get("id"))
+        part: dict[str, Any] = {
+            "type": f"tool-{name}",
+            "toolCallId": call_id,
+            "input": _loads(fn.get("arguments")),
+            "state": "input-available",
+        }
+        if call_id in results:
+            part |= {"state": "output-available", "output": _loads(results[call_id])}
+        parts.append(part)
+    return parts
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text"
+        )
+    return ""
+
+
+def _loads(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value

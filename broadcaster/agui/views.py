@@ -1,0 +1,278 @@
+"""The AG-UI view of a generation, served from the AI SDK frames the fan-out delivers.
+
+Mapping is done once per event per front-end: a stream's ``Translation`` maps its chunks
+in seq order, the first time any AG-UI viewer of this front-end needs them, and keeps the
+encoded frames; every other AG-UI viewer of the stream takes them as they are (a dict
+look-up per event). A viewer that needs a seq the translation has not reached makes it
+catch up from the log (once, under its lock); one that lags behind what the translation
+still keeps folds a private one from the log, and rejoins the shared one where that
+keeps what it needs. Both bounds are counts: ``KEEP_EVENTS``
+events per stream, ``KEEP_STREAMS`` streams per front-end (least recently used go).
+
+``view`` is one response's body: the prelude that re-opens what the resume point left
+open, then the frames, and, for a run, its end where the generation waits for a person
+(``RUN_FINISHED`` with an ``interrupt`` outcome).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from broadcaster.agui import frames
+from broadcaster.agui.projection import Mapper, Open, interrupted
+from broadcaster.core.eventlog import EventLog
+
+_DECODE = json.JSONDecoder().decode
+
+KEEP_EVENTS = 1024
+"""Encoded events a stream's translation keeps (the most recent)."""
+
+KEEP_STREAMS = 256
+"""Translations a front-end keeps (the most recently used)."""
+
+
+@dataclass(slots=True)
+class Mapped:
+    """One chunk's AG-UI frames, the state after them, and the approval it asks for."""
+
+    frames: bytes
+    after: Open
+    approval: tuple[str, str] | None
+    step_started: bool
+
+
+@dataclass(slots=True)
+class Translation:
+    """One stream's chunks mapped in seq order, shared by its AG-UI viewers."""
+
+    mapper: Mapper
+    seq: int = 0
+    kept: dict[int, Mapped] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    last_in: bytes = b""
+    """The last run of AI SDK frames mapped whole: the fan-out hands the same ``bytes``
+    object to every viewer, so the next viewer's map is one identity check."""
+    last_out: bytes = b""
+    last_plain: bool = True
+    """``last_in`` held no approval request and no step start (nothing a run tracks)."""
+
+    def add(self, seq: int, eid: bytes, data: bytes) -> Mapped:
+        """Map the chunk at ``seq`` (the one after ``self.seq``) and keep its frames."""
+        fast = self._text_delta(eid, data)
+        if fast is not None:
+            return self._keep(seq, Mapped(fast, self.mapper.state, None, False))
+        chunk = _DECODE(data.decode())
+        events = self.mapper.feed(seq, chunk)
+        kind = chunk.get("type")
+        approval = None
+        if kind == "tool-approval-request":
+            approval = (str(chunk.get("approvalId")), str(chunk.get("toolCallId")))
+        mapped = Mapped(
+            frames.encode(events, eid) if events else b"",
+            self.mapper.state,
+            approval,
+            kind == "start-step",
+        )
+        return self._keep(seq, mapped)
+
+    def _text_delta(self, eid: bytes, data: bytes) -> bytes | None:
+        """A plain text delta of an open message, mapped without parsing its JSON (what
+        ``Mapper.feed`` would make of it, byte for byte); None for anything else."""
+        found = frames.text_delta(data)
+        state = self.mapper.state
+        if found is None or state.run is None or state.ended:
+            return None
+        message = self.mapper.texts.get(found[0])
+        if message is None:
+            return None
+        return b"" if found[1] == b'""' else frames.content_frame(eid, message, found[1])
+
+    def _keep(self, seq: int, mapped: Mapped) -> Mapped:
+        self.seq = seq
+        self.kept[seq] = mapped
+        if len(self.kept) > KEEP_EVENTS:
+            del self.kept[next(iter(self.kept))]
+        return mapped
+
+    async def catch_up(self, event_log: EventLog, stream_id: str, until: int) -> None:
+        """Map the log's events after ``self.seq`` up to ``until``."""
+        if self.seq >= until:
+            return
+        async for page in event_log.read_after(stream_id, self.seq, until):
+            for event in page:
+                if event.seq == self.seq + 1:
+                    self.add(event.seq, event_id(event.seq, event.tag), event.data)
+
+
+def event_id(seq: int, tag: str) -> bytes:
+    return b"%d.%s" % (seq, tag.encode()) if tag else b"%d" % seq
+
+
+class Translations:
+    """A front-end's translations, by stream id, least recently used dropped first."""
+
+    def __init__(self, limit: int = KEEP_STREAMS) -> None:
+        self.limit = limit
+        self.streams: OrderedDict[str, Translation] = OrderedDict()
+
+    def get(self, stream_id: str, thread_id: str) -> Translation:
+        found = self.streams.get(stream_id)
+        if found is None:
+            found = Translation(Mapper(thread_id, stream_id))
+            self.streams[stream_id] = found
+            if len(self.streams) > self.limit:
+                self.streams.popitem(last=False)
+        else:
+            self.streams.move_to_end(stream_id)
+        return found
+
+
+async def state_at(
+    event_log: EventLog, stream_id: str, thread_id: str, seq: int, seen: int | None
+) -> Open:
+    """What is open after the client's resume point: after chunk ``seq`` whole (``seen``
+    None), or after its first ``seen + 1`` AG-UI events. Folded from the log."""
+    mapper = Mapper(thread_id, stream_id)
+    upto = seq if seen is None else seq - 1
+    if upto > 0:
+        async for page in event_log.read_after(stream_id, 0, upto):
+            for event in page:
+                mapper.feed(event.seq, event.json())
+    state = mapper.state
+    if seen is not None:
+        async for page in event_log.read_after(stream_id, seq - 1, seq):
+            for event in page:
+                for made in mapper.feed(event.seq, event.json())[: seen + 1]:
+                    state = state.apply(made)
+    return state
+
+
+@dataclass(slots=True)
+class Viewer:
+    """One response's place: what it skips of its first chunk, where it ends."""
+
+    shared: Translation
+    translation: Translation
+    """``shared``, or a private one while the viewer is behind what ``shared`` keeps."""
+    skip: int = 0
+    """AG-UI events of the first chunk the client already holds (a cursor inside it)."""
+    stop_at_wait: bool = False
+    approvals: list[tuple[str, str]] = field(default_factory=list)
+
+    def lookup(self, seq: int) -> Mapped | None:
+        """The chunk at ``seq`` as already mapped: by the shared translation (a viewer on
+        a private one rejoins it there), else by its own."""
+        found = self.shared.kept.get(seq)
+        if found is not None:
+            self.translation = self.shared
+            return found
+        own = self.translation
+        return None if own is self.shared else own.kept.get(seq)
+
+    def direct(self, data: bytes) -> bytes | None:
+        """The AG-UI frames of a run of AI SDK frames, mapped without waiting (what the
+        fan-out writes straight to the socket); None when that takes the log (a seq the
+        translation has not reached), a skip, or a check of a wait: the viewer's task
+        then does it (``view``)."""
+        t = self.translation
+        if data is t.last_in and (t.last_plain or not self.stop_at_wait):
+            return t.last_out
+        if self.skip:
+            return None
+        out: list[bytes] = []
+        plain = True
+        for item in frames.aisdk_frames(data):
+            if isinstance(item, bytes):
+                out.append(item)
+                continue
+            mapped = self.lookup(item[0])
+            if mapped is None:
+                if item[0] != self.translation.seq + 1:
+                    return None
+                mapped = self.translation.add(*item)
+            if mapped.approval is not None or mapped.step_started:
+                plain = False
+                if self.stop_at_wait:
+                    return None
+            out.append(mapped.frames)
+        t.last_in, t.last_out, t.last_plain = data, b"".join(out), plain
+        return t.last_out
+
+
+async def view(
+    event_log: EventLog,
+    stream_id: str,
+    viewer: Viewer,
+    opening: bytes,
+    chunks: AsyncIterator[bytes],
+) -> AsyncIterator[bytes]:
+    """The AG-UI body: ``opening`` (the prelude), then each AI SDK chunk's AG-UI frames;
+    a run (``stop_at_wait``) ends with an interrupt once its generation waits for a
+    person on the approvals it showed."""
+    try:
+        if opening:
+            yield opening
+        async for chunk in chunks:
+            fast = viewer.direct(chunk)
+            if fast is not None:
+                yield fast
+                continue
+            out: list[bytes] = []
+            waiting = False
+            for item in frames.aisdk_frames(chunk):
+                if isinstance(item, bytes):
+                    out.append(item)
+                    continue
+                seq = item[0]
+                mapped = viewer.lookup(seq)
+                if mapped is None:
+                    t, mapped = await _mapped(event_log, stream_id, viewer.translation, item)
+                    viewer.translation = t
+                body = mapped.frames
+                if viewer.skip:
+                    body, viewer.skip = frames.drop(body, viewer.skip), 0
+                out.append(body)
+                if mapped.step_started:
+                    viewer.approvals.clear()
+                if mapped.approval is not None and viewer.stop_at_wait:
+                    viewer.approvals.append(mapped.approval)
+                    waiting = await _waits(event_log, stream_id, seq)
+                if waiting:
+                    out.append(frames.encode_bare(interrupted(mapped.after, viewer.approvals)))
+                    break
+            if out:
+                yield b"".join(out)
+            if waiting:
+                return
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _mapped(
+    event_log: EventLog, stream_id: str, t: Translation, frame: tuple[int, bytes, bytes]
+) -> tuple[Translation, Mapped]:
+    """The chunk at ``seq`` mapped: by the shared translation (caught up from the log
+    first if it is behind), or, when it no longer keeps that seq, by a private one."""
+    seq, eid, data = frame
+    if seq <= t.seq:
+        own = Translation(Mapper(t.mapper.thread_id, stream_id))
+        await own.catch_up(event_log, stream_id, seq - 1)
+        return own, own.add(seq, eid, data)
+    async with t.lock:
+        await t.catch_up(event_log, stream_id, seq - 1)
+        found = t.kept.get(seq)
+        if found is None:
+            found = t.add(seq, eid, data)
+    return t, found
+
+
+async def _waits(event_log: EventLog, stream_id: str, seen: int) -> bool:
+    """Does the generation wait for a person on approvals asked up to ``seen``?"""
+    meta = await event_log.meta(stream_id)
+    return bool(meta and meta.get("status") == "waiting" and int(meta.get("wait_seq") or 0) <= seen)

@@ -1,0 +1,312 @@
+"""``/v1/agui``: generations and chats as AG-UI, and CopilotKit's v2 runtime routes.
+
+- ``GET /v1/agui/generations/{id}/events``: a generation's AG-UI view (viewer access, as
+  ``GET /v1/streams/{id}/events``), resumable with ``Last-Event-ID``;
+- ``GET /v1/agui/info``: the agents (``default`` and each provider) and the resumable
+  transport;
+- ``POST /v1/agui/agent/{agentId}/run``: a ``RunAgentInput`` as a chat submit (chat access,
+  as ``POST /v1/chat``), answered with the run's AG-UI stream; a ``resume`` decides the
+  approvals the chat's answer waits on;
+- ``POST /v1/agui/agent/{agentId}/connect``: the thread's latest run, resumable;
+- ``POST /v1/agui/agent/{agentId}/stop/{threadId}``: stop the thread's running answer.
+
+The mapping, the prelude and the shared translations are ``broadcaster.agui``'s; a run's
+turn is ``chat/conversation.py``'s, as for ``POST /v1/chat``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from broadcaster.agui import frames
+from broadcaster.agui.projection import Open, prelude
+from broadcaster.agui.runs import DEFAULT_AGENT, RunInput, chat_body, decisions, parse_input
+from broadcaster.agui.views import Translations, Viewer, state_at, view
+from broadcaster.chat import conversation
+from broadcaster.chat.convert import parse_body, to_request
+from broadcaster.core import names
+from broadcaster.core.eventlog import EventLog, StreamEnded
+from broadcaster.core.logconfig import current_stream
+from broadcaster.generations.lifecycle import NoSuchGeneration, cancel
+from broadcaster.generations.request import PROVIDERS, RequestInvalid
+from broadcaster.generations.start import admit
+from broadcaster.http import openapi
+from broadcaster.http.access import check_chat, check_viewer
+from broadcaster.http.bodies import read_json
+from broadcaster.http.errors import ApiError
+from broadcaster.http.resources import (
+    ApprovalsDep,
+    ChatsDep,
+    EventLogDep,
+    GenerationsDep,
+    HubDep,
+    JobsDep,
+    SettingsDep,
+    get_event_log,
+)
+from broadcaster.http.settings import Settings
+from broadcaster.http.stream_ids import new_stream_id
+from broadcaster.http.viewing import check_room, stream_response
+
+router = APIRouter()
+T = TypeVar("T")
+
+GENERATION_HEADER = "x-generation-id"
+CAPABILITIES = {"transport": {"streaming": True, "resumable": True}}
+"""``resumable``: every event carries an ``id:``; ``Last-Event-ID`` continues after it."""
+
+
+def _translations(request: Request) -> Translations:
+    """The front-end's shared translations (made on first use)."""
+    found: Translations | None = getattr(request.app.state, "agui_translations", None)
+    if found is None:
+        found = request.app.state.agui_translations = Translations()
+    return found
+
+
+def _parsed(parse: Callable[[Any], T], body: Any) -> T:
+    try:
+        return parse(body)
+    except RequestInvalid as exc:
+        raise ApiError(422, "invalid_request", exc.message, details=exc.details) from None
+
+
+async def agui_response(
+    request: Request,
+    stream_id: str,
+    thread_id: str,
+    cursor: str | None,
+    *,
+    base: int = 0,
+    stop_at_wait: bool,
+) -> Response:
+    """``stream_id``'s AG-UI view after ``cursor`` (an AG-UI ``Last-Event-ID``), or after
+    its event ``base``: the prelude that re-opens what is open there, then the rest."""
+    parsed = frames.parse_cursor(cursor)
+    if parsed is None:
+        raise ApiError(400, "bad_request", "Last-Event-ID is not an id this route issued")
+    point, seen = parsed
+    if point is None and base:
+        point = str(base)
+    seq = frames.chunk_seq(point) if point else 0
+    if seen is not None and seq < 1:
+        raise ApiError(400, "bad_request", "Last-Event-ID is not an id this route issued")
+    event_log = await get_event_log(request)
+    shared = _translations(request).get(stream_id, thread_id)
+    kept = shared.kept.get(seq) if seen is None else None
+    state = kept.after if kept is not None else Open()
+    if kept is None and seq:
+        state = await state_at(event_log, stream_id, thread_id, seq, seen)
+    opening = frames.encode_bare(prelude(state))
+    skip = 0 if seen is None else seen + 1
+    viewer = Viewer(shared, shared, skip=skip, stop_at_wait=stop_at_wait)
+    after = point if seen is None else str(seq - 1)
+    return await stream_response(
+        request,
+        stream_id,
+        after or None,
+        {GENERATION_HEADER: stream_id},
+        compact=False,
+        presence=False,
+        body_filter=lambda chunks: view(event_log, stream_id, viewer, opening, chunks),
+        direct_map=viewer.direct,
+    )
+
+
+async def _thread_of(event_log: EventLog, stream_id: str) -> str:
+    """A generation's AG-UI thread: its chat, else itself."""
+    meta = await event_log.meta(stream_id)
+    request_json = json.loads(meta.get("request") or "{}") if meta else {}
+    chat = request_json.get("chat_id") if isinstance(request_json, dict) else None
+    return chat if isinstance(chat, str) else stream_id
+
+
+@router.get(
+    "/v1/agui/generations/{stream_id}/events",
+    response_class=Response,
+    responses={
+        **openapi.sse("the generation's AG-UI events"),
+        204: {"description": "the client has seen the end"},
+        **openapi.errors(400, 401, 403, 404, 409, 429, 503),
+    },
+)
+async def generation_events(stream_id: str, request: Request, event_log: EventLogDep) -> Response:
+    """The generation's events as AG-UI (``RUN_STARTED`` to ``RUN_FINISHED``), each with
+    an ``id:``; after ``Last-Event-ID``, a prelude re-opens what was open there."""
+    if not names.is_stream_id(stream_id):
+        raise ApiError(404, "not_found", f"no such stream: ids match {names.STREAM_ID_PATTERN}")
+    await check_viewer(request, stream_id)
+    current_stream.set(stream_id)
+    thread = await _thread_of(event_log, stream_id)
+    cursor = request.headers.get("last-event-id")
+    return await agui_response(request, stream_id, thread, cursor, stop_at_wait=False)
+
+
+def _agents(settings: Settings) -> list[str]:
+    served = settings.served_providers()
+    return sorted(served if served is not None else PROVIDERS)
+
+
+def _check_agent(agent_id: str, settings: Settings) -> None:
+    if agent_id != DEFAULT_AGENT and agent_id not in _agents(settings):
+        raise ApiError(404, "not_found", f"no agent {agent_id[:80]!r}: see GET /v1/agui/info")
+
+
+@router.get("/v1/agui/info")
+async def info(settings: SettingsDep) -> JSONResponse:
+    """The agents a run may name (``default`` and each provider served) and the
+    transport's capabilities (``resumable``)."""
+    agents: dict[str, Any] = {
+        DEFAULT_AGENT: {
+            "description": f"the deployment's default provider ({settings.default_provider})",
+            "capabilities": CAPABILITIES,
+        }
+    }
+    for name in _agents(settings):
+        agents[name] = {"description": f"a chat answered by {name}", "capabilities": CAPABILITIES}
+    return JSONResponse({"version": "1.0.0", "agents": agents, "capabilities": CAPABILITIES})
+
+
+async def _run_input(request: Request, settings: Settings, agent_id: str) -> RunInput:
+    _check_agent(agent_id, settings)
+    run = _parsed(parse_input, await read_json(request, settings.chat_max_body_bytes))
+    return run
+
+
+_REFUSALS = {
+    conversation.ChatBusy: "chat_busy",
+    conversation.QueueFull: "chat_queue_full",
+    conversation.DecisionTooLate: "ended",
+    conversation.NothingToDecide: "approval_unknown",
+}
+
+
+def _refused(exc: conversation.Refusal) -> ApiError:
+    extra = {} if exc.generation is None else {"generation_id": exc.generation}
+    return ApiError(409, _REFUSALS[type(exc)], exc.message, **extra)
+
+
+@router.post(
+    "/v1/agui/agent/{agent_id}/run",
+    response_class=Response,
+    responses={
+        **openapi.sse("the run's AG-UI events"),
+        **openapi.errors(401, 403, 404, 409, 413, 422, 429, 503),
+    },
+)
+async def run(
+    agent_id: str,
+    request: Request,
+    *,
+    chats: ChatsDep,
+    event_log: EventLogDep,
+    generations: GenerationsDep,
+    jobs: JobsDep,
+    settings: SettingsDep,
+    hub: HubDep,
+    approvals: ApprovalsDep,
+) -> Response:
+    """A chat submit (the chat's ``multitask`` rules); with ``resume``, the decisions on
+    the approvals the chat's answer waits on. Answered with the run's AG-UI stream."""
+    given = await _run_input(request, settings, agent_id)
+    thread = given.threadId
+    await check_chat(request, thread, "generate")
+    try:
+        decided = decisions(given)
+        if decided:
+            waited, base = await conversation.decide(chats, approvals, thread, decided)
+            current_stream.set(waited)
+            return await agui_response(request, waited, thread, None, base=base, stop_at_wait=True)
+        chat = _parsed(parse_body, chat_body(given, agent_id))
+        job = _parsed(partial(to_request, defaults=settings.request_defaults()), chat)
+        admitted = await admit(jobs, settings.admission(), job["provider"])
+        generation = new_stream_id()
+        check_room(request, hub, settings, ())
+        record = await chats.get(thread)
+        way = await conversation.make_way(event_log, chat, record, settings.chat_multitask)
+        if way == "enqueue":
+            limit = settings.chat_queue_max
+            await conversation.enqueue(
+                chats, generations, chat, job, generation=generation, limit=limit
+            )
+        elif way == "steer" and record is not None:
+            _, base = await conversation.steer(chats, event_log, chat, record)
+            return await agui_response(
+                request, record.generation, thread, None, base=base, stop_at_wait=True
+            )
+        else:
+            messages = [m.model_dump() for m in chat.messages]
+            await conversation.start_answer(
+                chats,
+                generations,
+                jobs,
+                settings.admission(),
+                admitted,
+                chat=chat,
+                messages=messages,
+                record=record,
+                job=job,
+                generation=generation,
+            )
+    except conversation.Refusal as exc:
+        raise _refused(exc) from None
+    current_stream.set(generation)
+    return await agui_response(request, generation, thread, None, stop_at_wait=True)
+
+
+@router.post(
+    "/v1/agui/agent/{agent_id}/connect",
+    response_class=Response,
+    responses={
+        **openapi.sse("the thread's latest run as AG-UI events"),
+        204: {"description": "the thread has no run"},
+        **openapi.errors(400, 401, 403, 404, 409, 413, 422, 429, 503),
+    },
+)
+async def connect(
+    agent_id: str, request: Request, chats: ChatsDep, settings: SettingsDep
+) -> Response:
+    """The thread's latest run from its start (or after ``Last-Event-ID``), then live,
+    ending where the run waits for a person."""
+    given = await _run_input(request, settings, agent_id)
+    await check_chat(request, given.threadId, None)
+    record = await chats.get(given.threadId)
+    if record is None:
+        return Response(status_code=204)
+    current_stream.set(record.generation)
+    cursor = request.headers.get("last-event-id")
+    return await agui_response(
+        request, record.generation, given.threadId, cursor, stop_at_wait=True
+    )
+
+
+@router.post(
+    "/v1/agui/agent/{agent_id}/stop/{thread_id}",
+    status_code=202,
+    responses=openapi.errors(401, 403, 404, 409, 429),
+)
+async def stop(
+    agent_id: str, thread_id: str, request: Request, chats: ChatsDep, event_log: EventLogDep
+) -> JSONResponse:
+    """Stop the thread's running answer: its run ends with ``RUN_FINISHED`` (outcome
+    ``cancelled``). The body, if any, is not read."""
+    if not names.is_chat_id(thread_id):
+        raise ApiError(404, "not_found", f"no such thread: ids match {names.STREAM_ID_PATTERN}")
+    await check_chat(request, thread_id, "cancel")
+    record = await chats.get(thread_id)
+    if record is None:
+        raise ApiError(404, "not_found", f"no thread {thread_id!r} (unknown or expired)")
+    try:
+        await cancel(event_log, record.generation)
+    except StreamEnded:
+        raise ApiError(409, "ended", f"thread {thread_id!r} has no running answer") from None
+    except NoSuchGeneration:
+        raise ApiError(404, "not_found", f"no thread {thread_id!r} (unknown or expired)") from None
+    body = {"threadId": thread_id, "runId": record.generation, "status": "cancelled"}
+    return JSONResponse(body, status_code=202)

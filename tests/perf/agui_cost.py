@@ -1,0 +1,149 @@
+"""What an AG-UI viewer costs the front-end against an AI SDK viewer of the same stream:
+front-end CPU per delivery, the two kinds measured in alternating rounds of one run, with
+the ratio.
+
+    .venv/bin/python -m tests.perf.agui_cost [--viewers 50] [--events 2000] [--rounds 5]
+
+Real processes on 127.0.0.1: a Redis server of its own and one front-end (uvicorn). Each
+round opens ``--viewers`` viewers of a new stream, all AI SDK
+(``GET /v1/streams/{id}/events``, served by its fast path), all AI SDK through the app
+(the same route with ``?compact=1``, the response an AG-UI viewer gets) or all AG-UI
+(``GET /v1/agui/generations/{id}/events``),
+waits until each is caught up, then appends ``--events`` text deltas (and ``finish``)
+straight to Redis in batches of 10, so that the front-end's only work is delivery. The
+front-end's CPU (its threads' time on CPU, from the scheduler) from the first append to
+the last viewer's end, divided by the deliveries (viewers x events), is the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from broadcaster.core.embedded import EmbeddedRedis
+from broadcaster.core.eventlog import EventLog
+from tests.support.procs import Proc, start_frontend
+
+ENDS = {"aisdk": b"data: [DONE]", "aisdk-app": b"data: [DONE]", "agui": b'"RUN_FINISHED"'}
+PATHS = {
+    "aisdk": "/v1/streams/{id}/events",
+    # ``compact`` (a folded replay, then live as usual) is served by the app rather than
+    # the stream route's fast path: the same SSE response an AG-UI viewer gets.
+    "aisdk-app": "/v1/streams/{id}/events?compact=1",
+    "agui": "/v1/agui/generations/{id}/events",
+}
+KINDS = tuple(PATHS)
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time, every thread's, in nanoseconds from the scheduler
+    (``/proc/{pid}/task/*/schedstat``; utime and stime count 10 ms ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
+async def viewer(port: int, path: str, end: bytes, ready: asyncio.Event) -> int:
+    """One viewer: an HTTP/1.1 GET read until ``end``; the bytes it got."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n".encode())
+    got = b""
+    try:
+        while end not in got:
+            chunk = await reader.read(65536)
+            if not chunk:
+                raise RuntimeError(f"{path}: closed before its end\n{got[-500:]!r}")
+            got += chunk
+            if not ready.is_set() and (b"text-start" in got or b"TEXT_MESSAGE_START" in got):
+                ready.set()  # caught up: the history came
+    finally:
+        writer.close()
+    return len(got)
+
+
+async def one_round(front: Proc, log: EventLog, kind: str, viewers: int, events: int) -> float:
+    """CPU seconds per delivery of one round of ``viewers`` viewers of ``kind``."""
+    sid = f"agui-cost-{secrets.token_hex(4)}"
+    await log.append(sid, [{"type": "start"}, {"type": "start-step"}], kind="feed")
+    await log.append(sid, [{"type": "text-start", "id": "t0"}], kind="feed")
+    path = PATHS[kind].format(id=sid)
+    port = front.port
+    assert port is not None, "the front-end has no port"
+    flags = [asyncio.Event() for _ in range(viewers)]
+    tasks = [asyncio.create_task(viewer(port, path, ENDS[kind], flag)) for flag in flags]
+    await asyncio.wait_for(asyncio.gather(*(f.wait() for f in flags)), 60)
+    await asyncio.sleep(0.2)  # every viewer parked, caught up
+    started = cpu_seconds(front.pid)
+    for first in range(0, events, 10):
+        batch = [
+            {"type": "text-delta", "id": "t0", "delta": f"word {n} "}
+            for n in range(first, min(first + 10, events))
+        ]
+        await log.append(sid, batch, kind="feed")
+        await asyncio.sleep(0.005)
+    tail = [{"type": "text-end", "id": "t0"}, {"type": "finish-step"}, {"type": "finish"}]
+    await log.append(sid, tail, kind="feed")
+    await asyncio.wait_for(asyncio.gather(*tasks), 120)
+    return (cpu_seconds(front.pid) - started) / (viewers * events)
+
+
+async def measure(args: argparse.Namespace, front: Proc, redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    log = EventLog(redis)
+    took: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for kind in KINDS:  # warm up every path
+        await one_round(front, log, kind, args.viewers, 50)
+    for r in range(args.rounds):
+        for kind in KINDS[r % 3 :] + KINDS[: r % 3]:
+            took[kind].append(await one_round(front, log, kind, args.viewers, args.events))
+    await redis.aclose()
+    best = {kind: min(values) for kind, values in took.items()}
+    middle = {kind: statistics.median(values) for kind, values in took.items()}
+    print(f"{args.viewers} viewers x {args.events} events, {args.rounds} rounds each:")
+    for kind in KINDS:
+        rounds = " ".join(f"{v * 1e6:.2f}" for v in took[kind])
+        print(
+            f"  {kind:9} best {best[kind] * 1e6:5.2f} us, median {middle[kind] * 1e6:5.2f} us"
+            f" CPU per delivery  (rounds: {rounds})"
+        )
+    for base in ("aisdk", "aisdk-app"):
+        print(
+            f"  AG-UI / {base}: best {best['agui'] / best[base]:.2f}x,"
+            f" median {middle['agui'] / middle[base]:.2f}x"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--viewers", type=int, default=50)
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = EmbeddedRedis(Path(tmp) / "redis", persistent=False)
+        redis.start(reuse=False)
+        front: Proc | None = None
+        try:
+            front = start_frontend(redis.url, Path(tmp), "frontend")
+            started = time.monotonic()
+            asyncio.run(measure(args, front, redis.url))
+            print(f"  ({time.monotonic() - started:.0f} s)")
+        finally:
+            if front is not None:
+                front.stop()
+            redis.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""The OpenAI provider on the Responses API (``WORKER_OPENAI_API=responses``), through the
+official async SDK, with the response run in the background and stored
+(``background: true, store: true``).
+
+A background response runs on at OpenAI whatever becomes of the HTTP stream that created
+it. Each raw event this provider yields carries, under ``RESUME_META``, the response's id,
+the ``sequence_number`` of the Responses event it came from and the translator's state;
+the model call writes that into the stream's metadata in the same append as the event's
+output. A worker that takes the generation over (``worker.reattach``) then streams the same
+response again from there (``GET /v1/responses/{id}?stream=true&starting_after=N``)
+instead of calling the model again: the takeover costs no token, and the viewer's answer
+goes on where it stopped. A response that is gone (expired, cancelled, failed) is not
+re-attached to: the takeover makes the call again, as for the other providers.
+
+Leaving the call before the response has completed cancels it (``responses.cancel``): a
+cancel of the generation, an error, the stream's end. Not when another worker has taken
+the generation over (it may be streaming the response), when Redis is out of reach (the
+one that takes over after the lease will be), or when the worker hands the generation
+back at shutdown (``HANDED_BACK``: the next worker goes on with the response).
+
+The request and the events are translated by ``openai_responses_request`` and
+``openai_responses_stream``; errors are classified as the Chat Completions provider's are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import httpx2
+import openai
+from openai import AsyncStream
+from openai.types.responses import ResponseStreamEvent
+from redis import exceptions as redis_errors
+
+from broadcaster.core.eventlog import StaleWriter
+from worker.providers.base import (
+    HANDED_BACK,
+    REATTACH,
+    RESUME_FIELD,
+    RESUME_META,
+    SHOWN,
+    ProviderError,
+)
+from worker.providers.openai import classify, make_client
+from worker.providers.openai_request import Untranslatable
+from worker.providers.openai_responses_request import responses_params
+from worker.providers.openai_responses_stream import ResponseFailed, ResponsesTranslator
+
+log = logging.getLogger("worker.generation")
+
+LIVE = frozenset({"queued", "in_progress", "completed", "incomplete"})
+"""The statuses of a response whose events can be streamed again."""
+
+_KEEP_RUNNING = (StaleWriter, redis_errors.RedisError, OSError)
+"""Leaving the call for these leaves the response running: another worker has the
+generation, or will have it once the lease runs out, and re-attaches to it."""
+
+CANCEL_TIMEOUT_S = 5.0
+
+
+class OpenAIResponsesProvider:
+    def __init__(self, read_timeout: float, client: openai.AsyncOpenAI | None = None) -> None:
+        self.client = client or make_client(httpx2.Timeout(read_timeout, connect=10.0))
+
+    @asynccontextmanager
+    async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        reattach = request.get(REATTACH)
+        translator, prelude = _translator(reattach)
+        try:
+            stream = await self._open(request, reattach)
+        except openai.APIError as exc:
+            raise classify(exc) from exc
+        try:
+            yield _raw_events(stream, translator, prelude)
+        except _KEEP_RUNNING:
+            raise
+        except asyncio.CancelledError as exc:
+            if HANDED_BACK not in exc.args:
+                await self._cancel(translator)
+            raise
+        except BaseException:
+            await self._cancel(translator)
+            raise
+        else:
+            await self._cancel(translator)
+        finally:
+            await stream.close()
+
+    async def _open(
+        self, request: dict[str, Any], reattach: dict[str, Any] | None
+    ) -> AsyncStream[ResponseStreamEvent]:
+        if reattach is not None:
+            point = reattach["point"]
+            log.info("re-attaching to response %s after event %d", point["id"], point["after"])
+            return await self.client.responses.retrieve(
+                point["id"], stream=True, starting_after=int(point["after"])
+            )
+        try:
+            params = responses_params(request)
+        except Untranslatable as exc:
+            raise ProviderError(
+                f"the openai provider (Responses API) cannot send this request: {exc}",
+                retryable=False,
+                kind="client_error",
+            ) from exc
+        # stream=True is in params: the call returns a stream of events.
+        return cast(AsyncStream[ResponseStreamEvent], await self.client.responses.create(**params))
+
+    async def _cancel(self, translator: ResponsesTranslator) -> None:
+        """Cancel the response if it has not completed: no more tokens are billed."""
+        if translator.finished or translator.response_id is None:
+            return
+        try:
+            async with asyncio.timeout(CANCEL_TIMEOUT_S):
+                await self.client.responses.cancel(translator.response_id)
+            log.info("response %s cancelled", translator.response_id)
+        except (openai.APIError, httpx2.HTTPError, TimeoutError) as exc:
+            log.warning("response %s: cancel failed: %s", translator.response_id, exc)
+
+    async def reattachable(self, point: dict[str, Any]) -> bool:
+        """The response at ``point`` is still there and can be streamed again."""
+        try:
+            response = await self.client.responses.retrieve(str(point["id"]))
+        except (openai.APIError, httpx2.HTTPError) as exc:
+            log.info("response %s cannot be re-attached to: %s", point.get("id"), exc)
+            return False
+        return response.status in LIVE
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def _translator(
+    reattach: dict[str, Any] | None,
+) -> tuple[ResponsesTranslator, list[dict[str, Any]]]:
+    """A fresh translator, or the lost worker's, with the raw events that bring the mapper
+    to where it was (marked ``SHOWN``)."""
+    if reattach is None:
+        return ResponsesTranslator(), []
+    translator = ResponsesTranslator.resumed(reattach["point"]["state"])
+    prelude = [{**raw, SHOWN: True} for raw in translator.reopen(reattach["tool_inputs"])]
+    return translator, prelude
+
+
+def resume_point(translator: ResponsesTranslator, sequence_number: int) -> dict[str, str]:
+    """The metadata that lets a successor go on after event ``sequence_number``."""
+    point = {"id": translator.response_id, "after": sequence_number, "state": translator.snapshot()}
+    return {RESUME_FIELD: json.dumps(point, separators=(",", ":"))}
+
+
+async def _raw_events(
+    stream: AsyncStream[ResponseStreamEvent],
+    translator: ResponsesTranslator,
+    prelude: list[dict[str, Any]],
+) -> AsyncIterator[dict[str, Any]]:
+    """Anthropic's raw events for the Responses events, the last of each event's carrying
+    the resume point after it; what the SDK raises mid-stream becomes a ProviderError."""
+    for raw in prelude:
+        yield raw
+    try:
+        async for event in stream:
+            data = event.model_dump(mode="json")
+            raws = translator.feed(data)
+            seq = data.get("sequence_number")
+            if raws and isinstance(seq, int) and translator.response_id:
+                raws[-1] = {**raws[-1], RESUME_META: resume_point(translator, seq)}
+            for raw in raws:
+                yield raw
+            if translator.finished:
+                return
+    except ResponseFailed as exc:
+        raise ProviderError(
+            f"model provider error mid-stream: {exc}", retryable=True, kind="mid_stream"
+        ) from exc
+    except (openai.APIError, httpx2.HTTPError) as exc:
+        raise classify(exc) from exc
