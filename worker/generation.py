@@ -7,8 +7,9 @@ stops instead of interleaving. Provider errors before a step's output are retrie
 backoff; after output, the stream ends with ``error``. A worker that takes over a
 generation whose earlier attempt showed output resumes from the stream
 (``worker.steps.plan_resume``): after the last whole step, running only the tools whose
-outputs are missing; or, if the earlier attempt was cut off in a model call, with
-``data-retry``, the finished steps again, and that call made again. Redis faults under a
+outputs are missing; or, if the earlier attempt was cut off in a model call, from what
+that call showed: the model is asked to go on and its output streams into the same open
+part (``worker.continuation``), with a transient ``data-continued`` notice. Redis faults under a
 running attempt (an outage, a lost reply, lost writes) are handled by ``StreamWriter``
 (``worker.writer``); see docs/reliability.md.
 """
@@ -23,7 +24,7 @@ import logging
 import time
 from typing import Any
 
-from broadcaster.core import tracing
+from broadcaster.core import keys, tracing
 from broadcaster.core.eventlog import AppendRefused, StreamFull, StreamNotFound
 from broadcaster.core.logconfig import current_trace
 from broadcaster.generations.lifecycle import Claim, Generations
@@ -32,7 +33,7 @@ from worker.metrics import WorkerMetrics
 from worker.model_call import Policy
 from worker.providers.base import Provider
 from worker.reattach import reattached
-from worker.stepper import Progress, StepRun, run_steps
+from worker.stepper import Progress, StepRun, go_on, run_steps
 from worker.steps import plan_resume
 from worker.tools import ToolClash
 from worker.writer import StreamWriter, WritesLost
@@ -55,6 +56,9 @@ async def run_generation(
     ``StepBoundary`` at a step's end once ``stopping`` is set; cancellation stops the
     model call."""
     event_log = generations.log
+    # A decision's resume (``resume`` set) is no lost worker: read before the claim
+    # clears it, so a takeover knows a tool may have been running (``worker.stepper``).
+    decided = await event_log.redis.hexists(keys.meta_key(stream_id), "resume")
     claim = await generations.claim(stream_id, owner)
     if claim is None:
         log.info("generation %s: already ended or gone; nothing to do", stream_id)
@@ -84,25 +88,30 @@ async def run_generation(
         min(int(request.get("max_steps") or DEFAULT_MAX_STEPS), policy.max_steps),
     )
     try:
-        await _run_attempt(run, claim)
+        await _run_attempt(run, claim, taken_over=not decided)
     except WritesLost as exc:
-        # Viewers may have seen events Redis no longer holds: end the stream with an error
-        # right where it now is, so nobody is shown a spliced stream (a viewer whose
-        # resume point is past it gets 409).
-        log.error("generation %s: %s", stream_id, exc)
-        with contextlib.suppress(AppendRefused):
-            await event_log.append(
-                stream_id,
-                [_error("events of this generation were lost by the server; start over")],
-                kind="generation",
-                meta={"error": "events lost by Redis"},
-            )
+        await _lost_writes(run, exc)
     except StreamNotFound:
         # Its keys are gone and it could not be rebuilt: viewers are answered 404.
         log.error("generation %s: its stream vanished from Redis and cannot be rebuilt", stream_id)
 
 
-async def _run_attempt(run: StepRun, claim: Claim) -> None:
+async def _lost_writes(run: StepRun, exc: WritesLost) -> None:
+    """Viewers may have seen events Redis no longer holds: end the stream with an error
+    right where it now is, so nobody is shown a spliced stream (a viewer whose resume
+    point is past it gets 409)."""
+    stream_id = run.writer.stream_id
+    log.error("generation %s: %s", stream_id, exc)
+    with contextlib.suppress(AppendRefused):
+        await run.writer.log.append(
+            stream_id,
+            [_error("events of this generation were lost by the server; start over")],
+            kind="generation",
+            meta={"error": "events lost by Redis"},
+        )
+
+
+async def _run_attempt(run: StepRun, claim: Claim, *, taken_over: bool) -> None:
     writer, policy = run.writer, run.policy
     stream_id = writer.stream_id
     if claim.lost >= policy.max_attempts:  # workers lost; hand-backs do not count
@@ -116,9 +125,11 @@ async def _run_attempt(run: StepRun, claim: Claim) -> None:
     except ToolClash as exc:
         await writer.flush([_error(str(exc))], meta={"error": str(exc)})
         return
-    progress = Progress([], 0, started=False)
+    progress = Progress([], 0, started=False, attempt=claim.attempt)
     if claim.last_seq > 0:
-        progress = await _resume(writer, claim, run.provider)
+        progress = await _resume(writer, claim, policy, run.provider)
+        # A lost worker may have been running a tool only if its model call was whole.
+        progress.taken_over = taken_over and not progress.cut
     log.info("generation %s: attempt %d from seq %d", stream_id, claim.attempt, claim.last_seq)
     try:
         await run_steps(dataclasses.replace(run, request=offered), progress)
@@ -132,9 +143,12 @@ async def _run_attempt(run: StepRun, claim: Claim) -> None:
         )
 
 
-async def _resume(writer: StreamWriter, claim: Claim, provider: Provider) -> Progress:
-    """Where this attempt starts, from the stream an earlier (lost) attempt left; with
-    ``data-retry`` and the finished steps again if it was cut off in a model call."""
+async def _resume(
+    writer: StreamWriter, claim: Claim, policy: Policy, provider: Provider
+) -> Progress:
+    """Where this attempt starts, from the stream an earlier (lost) attempt left; a step
+    it was cut off in goes on with the same call if the provider kept it running
+    (``worker.reattach``), else from what it showed (``worker.continuation``)."""
     event_log = writer.log
     events = [
         e.json()
@@ -143,24 +157,32 @@ async def _resume(writer: StreamWriter, claim: Claim, provider: Provider) -> Pro
     ]
     meta = await event_log.meta(writer.stream_id) or {}
     plan = plan_resume(events, int(meta.get("steps_done") or 0))
-    if plan.retry and (attached := await reattached(provider, events, meta, plan)):
-        return attached  # the cut call goes on: no data-retry, no new call
-    if plan.retry:
-        # The earlier attempt showed part of a model call: tell viewers to discard.
-        reason = "the worker running this generation was lost"
-        retry = {"type": "data-retry", "data": {"attempt": claim.attempt, "reason": reason}}
-        text = "".join(e["delta"] for e in plan.replay if e["type"] == "text-delta")
-        await writer.flush([retry, *plan.replay], text_reset=text)
-    replayed = sum(1 for e in plan.replay if e["type"] == "start-step")
+    if plan.cut is not None and (attached := await reattached(provider, events, meta, plan)):
+        attached.attempt, attached.by_attempt = claim.attempt, _by_attempt(meta)
+        attached.cut = True
+        return attached  # the cut call goes on: no notice, no new call
     usage = json.loads(meta["usage"]) if plan.steps and meta.get("usage") else None
-    return Progress(
+    progress = Progress(
         plan.steps,
-        plan.stream_steps + replayed,
+        plan.stream_steps,
         started=plan.started,
         usage=usage,
         model=meta.get("steps_model") or None,
-        id_prefix=f"a{claim.attempt}-" if plan.retry else "",
+        attempt=claim.attempt,
+        by_attempt=_by_attempt(meta),
     )
+    if plan.cut is not None:
+        progress.cut = True
+        await go_on(writer, progress, plan.cut, policy.takeover)
+    return progress
+
+
+def _by_attempt(meta: dict[str, str]) -> dict[str, int]:
+    try:
+        found = json.loads(meta.get("usage_attempts") or "{}")
+    except ValueError:
+        return {}
+    return {str(k): int(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 def _trace_claim(stream_id: str, meta: dict[str, str], claim: Claim) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from broadcaster.core import tracing
 from worker.mapping import EventMapper
 from worker.metrics import CallTiming, WorkerMetrics
 from worker.providers.base import RESUME_META, SHOWN, Provider, ProviderError
+from worker.seam import Seam
 from worker.steps import Step
 from worker.tools import ToolBox
 from worker.writer import StreamWriter
@@ -46,6 +47,10 @@ class Policy:
     """The tools the worker runs (none: every tool call is the client's)."""
     max_steps: int = 20
     """The most steps a generation may take here, whatever its request asks."""
+    takeover: str = "continue"
+    """How a step cut off with its worker goes on (``WORKER_TAKEOVER``): ``continue``
+    (``worker.continuation``) or ``restart`` (its call made again in a new step, for
+    comparison)."""
 
 
 class CallFailed(Exception):
@@ -66,15 +71,17 @@ async def call_model(
     message_id: str,
     started: bool,
     id_prefix: str = "",
+    seam: Callable[[], Seam] | None = None,
 ) -> tuple[Step, EventMapper]:
     """One step's model call, its events appended (pending in ``writer`` at the end: the
     caller's next flush writes them, with the step's ending). ``started``: the attempt's
-    ``start`` is already in the stream. Raises ``CallFailed``."""
+    ``start`` is already in the stream. ``seam``: the call continues a cut step, its
+    events joined to it (``worker.seam``; one per try). Raises ``CallFailed``."""
     seq_before = writer.seq
     for retry_no in range(policy.provider_retries + 1):
         mapper = EventMapper(message_id, id_prefix)
         timing = CallTiming(writer.metrics, str(request.get("provider")))
-        call = _Call(writer, policy, mapper, started, timing)
+        call = _Call(writer, policy, mapper, started, timing, None if seam is None else seam())
         model = str(request.get("model") or "")
         span = tracing.span(f"chat {model}".strip(), _call_attributes(request), kind="CLIENT")
         try:
@@ -165,6 +172,7 @@ class _Call:
     mapper: EventMapper
     started: bool
     timing: CallTiming
+    seam: Seam | None = None
     step: Step = field(default_factory=Step)
     held: list[dict[str, Any]] = field(default_factory=list)
     """The events that end a content block wait for the next ones: the step's last are
@@ -184,6 +192,8 @@ class _Call:
             return
         pending = len(self.writer.pending)
         out = _shown(self.mapper.feed(raw), self.started)
+        if self.seam is not None:
+            out = self.seam.apply(out)
         self.step.events += [e for e in out if e["type"] not in ("start", "start-step")]
         if self.first_ns is None and self.step.events:
             self.first_ns = time.time_ns()

@@ -4,7 +4,7 @@ A provider whose calls run on without the worker that made them (OpenAI's backgr
 responses, ``worker.providers.openai_responses``) leaves a resume point in the stream's
 metadata (``RESUME_FIELD``), written in the same append as the output it follows. When a
 worker takes such a generation over in the middle of a model call, it does not show
-``data-retry`` and make the call again: the step goes on, its parts keep their ids, and
+a notice and continue or make the call again: the step goes on, its parts keep their ids, and
 the provider streams the rest of the same call from the point. The takeover costs no
 token and the viewer sees no text twice.
 
@@ -56,7 +56,7 @@ async def reattached(
     """Where the attempt starts if it can go on with the cut model call, else None."""
     raw = meta.get(RESUME_FIELD)
     steps = split_steps(latest_attempt(events))
-    if not (plan.retry and raw and steps and isinstance(provider, Reattaching)):
+    if not (plan.cut is not None and raw and steps and isinstance(provider, Reattaching)):
         return None
     point = json.loads(raw)
     if not await provider.reattachable(point):
@@ -75,7 +75,12 @@ async def reattached(
 
 
 def _id_prefix(events: Sequence[Event]) -> str:
-    """The part-id prefix of the latest attempt (``a<n>-`` after a ``data-retry``)."""
+    """The part-id prefix of the cut call's parts: ``a<n>-`` after the latest
+    ``data-continued`` (the call was made by a takeover), or a ``data-retry`` before the
+    latest ``start`` (streams of older versions)."""
+    notices = [e for e in events if e.get("type") == "data-continued"]
+    if notices and isinstance(notices[-1].get("data"), dict):
+        return f"a{notices[-1]['data'].get('attempt')}-"
     starts = [i for i, e in enumerate(events) if e.get("type") == "start"]
     if not starts or starts[-1] == 0:
         return ""

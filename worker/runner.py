@@ -58,7 +58,11 @@ def make_provider(settings: WorkerSettings, name: str) -> Provider:
     if name == "openai":
         from worker.providers.openai import OpenAIProvider
 
-        return OpenAIProvider(settings.read_timeout_seconds, settings.openai_max_tokens_param)
+        return OpenAIProvider(
+            settings.read_timeout_seconds,
+            settings.openai_max_tokens_param,
+            continue_final_message=settings.openai_continue_final_message,
+        )
     from worker.providers.anthropic import AnthropicProvider
 
     return AnthropicProvider(settings.read_timeout_seconds)
@@ -108,6 +112,7 @@ class Worker:
                 settings.tool_approval_timeout_seconds,
             ),
             max_steps=settings.max_steps,
+            takeover=settings.takeover,
         )
         self._stopping = asyncio.Event()
         self.metrics = WorkerMetrics()

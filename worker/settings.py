@@ -35,6 +35,14 @@ class WorkerSettings(RedisSettings, DurabilitySettings):
     stored (``background``, ``store``), so a worker that takes a generation over streams
     the rest of the same response instead of calling the model again. Not for an
     organisation with zero data retention (it cannot store responses)."""
+    openai_continue_final_message: bool = False
+    """The OpenAI-compatible server continues the assistant's last message itself
+    (vLLM's ``continue_final_message`` with ``add_generation_prompt: false``): a cut
+    answer is continued that way instead of with a synthetic user turn."""
+    takeover: Literal["continue", "restart"] = "continue"
+    """How a step cut off with its worker goes on: ``continue`` from what it showed, or
+    ``restart`` its model call in a new step (the cut output shown and billed twice; for
+    comparison)."""
     concurrency: int = Field(8, ge=1, le=1000)
     """Generations run at once by one process."""
     merge_ms: float = Field(20.0, ge=0)

@@ -35,13 +35,16 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from broadcaster.core import keys, tracing
+from worker.continuation import LOST_RUN, continuation_request, partial_turn, plan_cut, plan_restart
 from worker.mapping import EventMapper
 from worker.model_call import CallFailed, Policy, call_model
 from worker.providers.base import Provider
+from worker.seam import Seam, SeamTrim
 from worker.steps import Step, ToolCall, step_messages
 from worker.writer import StreamWriter
 
@@ -64,6 +67,18 @@ class StepRun:
     max_steps: int
 
 
+@dataclass(frozen=True, slots=True)
+class GoingOn:
+    """The model call that continues a step cut off in its model call."""
+
+    events: list[dict[str, Any]]
+    """The step's events so far, with those that closed its cut parts."""
+    turn: list[dict[str, Any]]
+    """The partial assistant turn the model is sent (empty: nothing was shown)."""
+    open_text: str | None
+    partial_text: str
+
+
 @dataclass
 class Progress:
     """How far the attempt is: its steps so far, and what the stream holds."""
@@ -77,10 +92,21 @@ class Progress:
     """Summed over the model calls so far (None before the first one reported any)."""
     model: str | None = None
     id_prefix: str = ""
-    """Before the ids of this attempt's text and reasoning parts: set after a
-    ``data-retry``, so that no part of the call made again reuses the id of a part the
-    cut-off call left open (the AI SDK would append to it, or, with
-    ``WorkflowChatTransport``'s framing repair, drop the new start)."""
+    """Before the ids of this attempt's text and reasoning parts: set when it goes on from
+    a cut step, so that no new part reuses the id of a part the cut call left (the AI SDK
+    would append to it, or, with ``WorkflowChatTransport``'s framing repair, drop the new
+    start)."""
+    attempt: int = 1
+    by_attempt: dict[str, int] = field(default_factory=dict)
+    """Output tokens reported by the model calls of each attempt (a call cut off with its
+    worker never reported its own: the provider billed them all the same)."""
+    going_on: GoingOn | None = None
+    """Set when the attempt's first model call continues a cut step."""
+    cut: bool = False
+    """The attempt began in a step cut off in its model call."""
+    taken_over: bool = False
+    """This attempt took the generation over from a worker that was lost (not a decision's
+    resume): the first tool call with no output may have been running when it was."""
     reattach: Reattach | None = None
     """The last step's model call goes on where a lost worker left it (``worker.reattach``)."""
 
@@ -90,9 +116,48 @@ class Progress:
         usage = self.usage or {"input_tokens": 0, "output_tokens": 0}
         self.usage = {k: usage[k] + mapper.usage.get(k, 0) for k in usage}
         self.model = mapper.model or self.model
+        key = str(self.attempt)
+        self.by_attempt[key] = self.by_attempt.get(key, 0) + mapper.usage.get("output_tokens", 0)
 
     def usage_meta(self) -> dict[str, str]:
-        return {} if self.usage is None else {"usage": json.dumps(self.usage)}
+        if self.usage is None:
+            return {}
+        return {"usage": json.dumps(self.usage), "usage_attempts": json.dumps(self.by_attempt)}
+
+
+async def go_on(writer: StreamWriter, progress: Progress, cut: Step, mode: str) -> None:
+    """A step was cut off in its model call: close its cut parts with a ``data-continued``
+    notice, and set where the attempt goes on (``worker.continuation``). ``mode`` is the
+    worker's ``WORKER_TAKEOVER``: ``restart`` makes every cut step's call again in a new
+    step (for comparison: it shows and bills the cut output twice)."""
+    plan = plan_cut(cut.events)
+    if mode == "restart" and plan.mode == "continue":
+        plan = plan_restart(cut.events)
+    reason = "the worker running this generation was lost"
+    shown = [plan.notice(progress.attempt, reason), *plan.closing]
+    progress.id_prefix = f"a{progress.attempt}-"
+    if plan.mode == "tools":
+        # Its calls were whole: the step's output is, as far as it goes.
+        cut.events += shown
+        progress.steps.append(cut)
+        await writer.flush(shown, meta={"steps_done": str(progress.stream_steps)})
+        return
+    if plan.mode == "restart":
+        # The stored text is the answer's: without what the restarted step showed.
+        kept = [e for s in progress.steps for e in s.events if e.get("type") == "text-delta"]
+        await writer.flush(shown, text_reset="".join(str(e.get("delta")) for e in kept))
+    else:
+        await writer.flush(shown)
+    if plan.mode == "continue":
+        turn = partial_turn(cut.events, plan.dropped)
+        events = [*cut.events, *shown]
+        progress.going_on = GoingOn(events, turn, plan.open_text, plan.partial_text)
+    log.info(
+        "generation %s: cut step goes on (%s) in attempt %d",
+        writer.stream_id,
+        plan.mode,
+        progress.attempt,
+    )
 
 
 async def run_steps(run: StepRun, progress: Progress) -> None:
@@ -106,7 +171,10 @@ async def run_steps(run: StepRun, progress: Progress) -> None:
     ):
         return
     while True:
+        going_on, progress.going_on = progress.going_on, None
         request = step_messages(run.request, progress.steps)
+        if going_on is not None:
+            request = continuation_request(request, going_on.turn)
         reattach, progress.reattach = progress.reattach, None
         if reattach is not None:
             request = reattach.request(request)
@@ -119,6 +187,7 @@ async def run_steps(run: StepRun, progress: Progress) -> None:
                 message_id=run.message_id,
                 started=progress.started,
                 id_prefix=progress.id_prefix,
+                seam=None if going_on is None else _seam(going_on),
             )
         except CallFailed as exc:
             progress.add_usage(exc.mapper)
@@ -129,11 +198,18 @@ async def run_steps(run: StepRun, progress: Progress) -> None:
         if reattach is not None:
             step.events[:0] = reattach.shown
         progress.started = True
-        progress.stream_steps += 1
+        if going_on is None:
+            progress.stream_steps += 1
+        else:
+            step.events = [*going_on.events, *step.events]
         progress.add_usage(mapper)
         progress.steps.append(step)
         if await _after_model(run, progress, step, mapper.finish_reason):
             return
+
+
+def _seam(going_on: GoingOn) -> Callable[[], Seam]:
+    return lambda: Seam(going_on.open_text, SeamTrim(going_on.partial_text))
 
 
 async def _after_model(
@@ -149,7 +225,7 @@ async def _after_model(
         return True
     if not resumed:
         await _mark_whole(run, progress)
-    if await _run_tools(run, step):
+    if await _run_tools(run, step, lost_run=resumed and progress.taken_over):
         return True  # suspended: the decision queues the generation again
     if any(not tools.runs(c.name) for c in calls):
         await _finish(run, progress, "tool-calls")  # the client runs the rest
@@ -191,11 +267,13 @@ async def _mark_whole(run: StepRun, progress: Progress) -> None:
     await run.writer.flush(meta={**marker, **progress.usage_meta()})
 
 
-async def _run_tools(run: StepRun, step: Step) -> bool:
+async def _run_tools(run: StepRun, step: Step, *, lost_run: bool = False) -> bool:
     """Run the step's calls of the worker's tools whose output is not in the stream yet,
     one after the other, each output appended as soon as it is known; a call that needs
     approval runs once approved, is denied once denied, and without a decision suspends
-    the generation after the others. True when it suspended."""
+    the generation after the others. True when it suspended. ``lost_run``: a lost worker
+    may have been running the first call with no output (tools run in order): it runs
+    again only if its tool is idempotent, else it ends as interrupted."""
     tools, metrics = run.policy.tools, run.writer.metrics
     done = step.outputs()
     decisions = step.decisions()
@@ -203,6 +281,13 @@ async def _run_tools(run: StepRun, step: Step) -> bool:
     for call in step.calls():
         if not tools.runs(call.name) or call.id in done:
             continue
+        if lost_run and _interrupted(step, call, decisions):
+            lost_run = False
+            if not tools.idempotent(call.name):
+                output = {"type": "tool-output-error", "toolCallId": call.id, "errorText": LOST_RUN}
+                step.events.append(output)
+                await run.writer.flush([output])
+                continue
         if tools.needs_approval(call.name, call.input):
             decision = decisions.get(call.id)
             if decision is None:
@@ -228,6 +313,15 @@ async def _run_tools(run: StepRun, step: Step) -> bool:
         await _suspend(run, step, undecided)
         return True
     return False
+
+
+def _interrupted(step: Step, call: ToolCall, decisions: dict[str, dict[str, Any]]) -> bool:
+    """Whether the lost worker may have started this call: not one still waiting for a
+    person's decision, nor one it was denied."""
+    if call.id in step.requested():
+        decision = decisions.get(call.id)
+        return decision is not None and bool(decision.get("approved"))
+    return True
 
 
 def _tool_attributes(call: ToolCall) -> dict[str, Any]:
@@ -295,14 +389,15 @@ async def _suspend(run: StepRun, step: Step, calls: list[ToolCall]) -> None:
 
 async def _finish(run: StepRun, progress: Progress, reason: str) -> None:
     usage = progress.usage or {"input_tokens": 0, "output_tokens": 0}
-    finish = {
-        "type": "finish",
-        "finishReason": reason,
-        "messageMetadata": {
-            "model": progress.model,
-            "usage": {"inputTokens": usage["input_tokens"], "outputTokens": usage["output_tokens"]},
-        },
+    metadata: dict[str, Any] = {
+        "model": progress.model,
+        "usage": {"inputTokens": usage["input_tokens"], "outputTokens": usage["output_tokens"]},
     }
+    if progress.attempt > 1:
+        # Taken over: what each attempt's model calls reported (a call cut off with its
+        # worker reported nothing, though its tokens were billed).
+        metadata["outputTokensByAttempt"] = dict(progress.by_attempt)
+    finish = {"type": "finish", "finishReason": reason, "messageMetadata": metadata}
     await run.writer.flush([{"type": "finish-step"}, finish], meta=progress.usage_meta())
 
 

@@ -9,6 +9,8 @@ record: a completed step's assistant turn is folded back from them
 step's messages are rebuilt from the stream alone, by the worker that wrote it or by one
 that takes it over.
 
+A step cut off in its model call goes on from what it showed (``worker.continuation``).
+
 One thing the events cannot say: whether the model's output of the last step was complete
 when its worker died (more blocks may have been on their way). The worker says so in the
 stream's metadata, in the same atomic append as the step's last model events:
@@ -49,6 +51,15 @@ class Step:
     @property
     def finished(self) -> bool:
         return any(e.get("type") == "finish-step" for e in self.events)
+
+    @property
+    def restarted(self) -> bool:
+        """A takeover found it cut off with nothing to go on from, closed it, and made
+        its model call again in a new step (``worker.continuation``)."""
+        return any(
+            e.get("type") == "data-continued" and (e.get("data") or {}).get("mode") == "restart"
+            for e in self.events
+        )
 
     def calls(self) -> list[ToolCall]:
         """The tool calls the model made (not the ones its provider ran itself)."""
@@ -126,14 +137,15 @@ def latest_attempt(events: Sequence[Event]) -> list[Event]:
 
 
 def split_steps(attempt: Sequence[Event]) -> list[Step]:
-    """An attempt's events cut into steps at each ``start-step``."""
+    """An attempt's events cut into steps at each ``start-step``; a step that a takeover
+    restarted (its ``data-continued`` says ``restart``) is no step of the answer."""
     steps: list[Step] = []
     for event in attempt:
         if event.get("type") == "start-step":
             steps.append(Step())
         elif steps:
             steps[-1].events.append(event)
-    return steps
+    return [s for s in steps if not s.restarted]
 
 
 def step_messages(request: dict[str, Any], steps: Sequence[Step]) -> dict[str, Any]:
@@ -154,54 +166,29 @@ class Resume:
     steps: list[Step]
     """The steps it keeps: each finished, but the last may be open (its model output is
     whole, some of its tools' outputs are missing)."""
-    retry: bool
-    """The earlier attempt was cut off in the middle of a model call: the new attempt
-    appends ``data-retry``, then ``replay``, then makes that call again."""
-    replay: list[Event]
-    """The earlier attempt's ``start`` and finished steps, appended again after
-    ``data-retry``, so a viewer that discards what it was shown still has them (empty
-    when no step had finished)."""
+    cut: Step | None
+    """The step the earlier attempt was cut off in, in the middle of its model call (its
+    events so far); ``worker.continuation.plan_cut`` says how it goes on."""
     stream_steps: int
-    """``start-step`` events in the stream, before the replay."""
-
-    @property
-    def started(self) -> bool:
-        """The attempt's ``start`` is in the stream (after the replay, if any)."""
-        return bool(self.replay) or (not self.retry and bool(self.steps))
+    """``start-step`` events in the stream."""
+    started: bool
+    """The generation's ``start`` is in the stream."""
 
 
 def plan_resume(events: Sequence[Event], steps_done: int) -> Resume:
     """Where to resume a generation whose stream holds ``events`` and whose metadata says
     ``steps_done``: after the last finished step, or in the last step if its model output
-    was whole (only its missing tool outputs are run); else the step's model call is made
-    again, after a ``data-retry`` and the replay of the finished steps."""
+    was whole (only its missing tool outputs are run); else in the step cut off in its
+    model call (``Resume.cut``), which goes on from what it showed."""
     stream_steps = sum(1 for e in events if e.get("type") == "start-step")
     attempt = latest_attempt(events)
     steps = split_steps(attempt)
+    started = bool(attempt)
     if steps and (steps[-1].finished or steps_done == stream_steps):
-        return Resume(steps, False, [], stream_steps)
-    if not any(e.get("type") not in _NOT_SHOWN for e in events):
-        return Resume([], False, [], stream_steps)  # nothing shown but notices
-    kept = steps[:-1]
-    return Resume(kept, True, attempt[: _end_of_finished(attempt, len(kept))], stream_steps)
-
-
-_NOT_SHOWN = ("data-retry", "data-queued")
-"""Events before an attempt's ``start`` that are no output of it: a retry's notice, and
-the notice of a chat message that waited for its turn."""
-
-
-def _end_of_finished(attempt: Sequence[Event], finished: int) -> int:
-    """The index just past the ``finish-step`` of the ``finished``-th step (0: none)."""
-    if finished == 0:
-        return 0
-    seen = 0
-    for i, event in enumerate(attempt):
-        if event.get("type") == "finish-step":
-            seen += 1
-            if seen == finished:
-                return i + 1
-    return 0
+        return Resume(steps, None, stream_steps, started)
+    if not steps:
+        return Resume([], None, stream_steps, started)  # nothing of a step shown yet
+    return Resume(steps[:-1], steps[-1], stream_steps, started)
 
 
 __all__ = [

@@ -19,7 +19,8 @@ lists). A tool that must wait for a person says so::
 
 The generation then asks for a decision (``tool-approval-request``) and waits, holding no
 worker, until a person decides or the timeout (else ``WORKER_TOOL_APPROVAL_TIMEOUT_SECONDS``)
-denies it (``worker.stepper``).
+denies it (``worker.stepper``). A tool that may run twice says so (``idempotent=True``):
+only then is a call whose worker was lost while it ran run again.
 
 They are checked when the worker starts: a bad spec stops it with a message naming
 the problem. The worker offers them to the model with the request's own tools; when the
@@ -61,6 +62,11 @@ class Tool:
     approval_timeout_s: float | None = None
     """How long a call waits for that decision before it is denied (None: the worker's
     default, ``WORKER_TOOL_APPROVAL_TIMEOUT_SECONDS``)."""
+    idempotent: bool = False
+    """Running a call twice does no harm: a call whose worker was lost while it ran is run
+    again by the worker that takes the generation over. Otherwise (the default) that call
+    is not run again (it may have acted): it ends with ``tool-output-error``
+    ("interrupted: the worker running it was lost"), which the model is told."""
 
     def definition(self) -> dict[str, Any]:
         """The tool as the model is offered it (an Anthropic custom tool)."""
@@ -94,6 +100,8 @@ def _problem(tool: Any) -> str | None:
         return f"tool {tool.name}: run must be an async function"
     if not isinstance(tool.needs_approval, bool) and not callable(tool.needs_approval):
         return f"tool {tool.name}: needs_approval must be a bool or a function of the input"
+    if not isinstance(tool.idempotent, bool):
+        return f"tool {tool.name}: idempotent must be a bool"
     timeout = tool.approval_timeout_s
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
         return f"tool {tool.name}: approval_timeout_s must be a positive number of seconds"
@@ -169,6 +177,10 @@ class ToolBox:
             return bool(wants(tool_input if isinstance(tool_input, dict) else {}))
         except Exception:
             return True
+
+    def idempotent(self, name: str) -> bool:
+        """Whether a call of ``name`` cut off with its worker may simply run again."""
+        return self.tools[name].idempotent
 
     def approval_timeout(self, name: str) -> float:
         """How long a call of ``name`` waits for its decision."""

@@ -8,10 +8,14 @@ without a database of its own. A tool call that waits for a person is in state
 ``approval-requested``; a decision (``data-approval``, transient for the SDK) is kept in
 its ``approval``, as the deciding tab holds it.
 
-Two choices differ from a client that read the stream:
-``data-retry`` (a worker was lost and another started over) goes back to the message as
-it was before the generation, as the contract asks, rather than keeping both attempts; and
-the input of a tool call still streaming is what parses of it so far (``{}`` until then).
+Three choices differ from a client that read the stream:
+``data-retry`` (a worker was lost and another started over, in streams written before
+takeovers continued) goes back to the message as it was before the generation, as the
+contract asked, rather than keeping both attempts; a step a takeover restarted
+(``data-continued`` with ``mode: "restart"``: the cut step's parts closed, then a new
+step) is dropped, so the history holds the one answer; and the input of a tool call
+still streaming is what parses of it so far (``{}`` until then). A takeover that
+continued (``data-continued``, transient) streams into the same parts: nothing to do.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import copy
 import json
 from typing import Any
+
+from broadcaster.generations.content import restarts
 
 Part = dict[str, Any]
 _MISSING = object()
@@ -52,6 +58,8 @@ class UIMessageFold:
         self.fed = False
         self._open: dict[tuple[str, str], Part] = {}
         self._raw_input: dict[str, str] = {}
+        self._step_at = len(self.parts)
+        """Where the current step's parts begin (its ``step-start``)."""
 
     @property
     def parts(self) -> list[Part]:
@@ -65,10 +73,15 @@ class UIMessageFold:
             self.message = copy.deepcopy(self._start)
             self._open.clear()
             self._raw_input.clear()
+            self._step_at = len(self.parts)
         elif kind in ("start", "finish", "message-metadata"):
             self._meta(kind, event)
         elif kind == "start-step":
+            self._step_at = len(self.parts)
             self.parts.append({"type": "step-start"})
+        elif kind == "data-continued" and restarts(event):
+            del self.parts[self._step_at :]
+            self._open.clear()
         elif kind == "finish-step":
             self._open.clear()
         elif kind.startswith(("text-", "reasoning-")):

@@ -6,7 +6,10 @@ can send the turn back in its next request's ``messages`` unchanged: thinking ke
 signature, redacted thinking its data, a tool call its id and parsed input.
 
 Only the latest attempt counts: ``data-retry`` (a worker was lost and another started
-over) and ``start`` begin the turn again. A tool the provider ran itself (Anthropic's
+over, in streams written before takeovers continued) and ``start`` begin the turn again.
+A takeover that continues a cut step (``data-continued``) streams into the same parts, so
+the turn is simply the one answer; one that restarted the step (``data-continued`` with
+``mode: "restart"``) drops what that step had shown. A tool the provider ran itself (Anthropic's
 server tools) is left out: its result is not in the stream, and Anthropic refuses a
 ``server_tool_use`` sent back without it.
 """
@@ -34,6 +37,8 @@ class ContentFold:
     blocks: list[ContentBlock] = field(default_factory=list)
     _by_id: dict[tuple[str, str], ContentBlock] = field(default_factory=dict)
     _tool_json: dict[str, list[str]] = field(default_factory=dict)
+    _step_at: int = 0
+    """Where the current step's blocks begin."""
 
     def feed(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -41,6 +46,12 @@ class ContentFold:
             self.blocks.clear()
             self._by_id.clear()
             self._tool_json.clear()
+            self._step_at = 0
+        elif kind == "start-step":
+            self._step_at = len(self.blocks)
+        elif kind == "data-continued" and restarts(event):
+            del self.blocks[self._step_at :]
+            self._by_id.clear()
         elif isinstance(kind, str) and kind.startswith("reasoning-"):
             self._reasoning(kind, event)
         elif kind in ("text-start", "text-delta"):
@@ -97,6 +108,11 @@ class ContentFold:
             self._tool_json[call_id].append(event["inputTextDelta"])
         elif kind == "tool-input-available":
             block["input"] = event.get("input")
+        elif kind == "tool-input-error":
+            # A call cut off in its input (its worker was lost) never ran and is not part
+            # of the turn: Anthropic refuses a tool_use sent back with no result.
+            self.blocks.remove(block)
+            del self._by_id[key]
 
     def result(self) -> list[ContentBlock]:
         """The blocks; a tool call whose input is not complete yet has what parses of it
@@ -110,6 +126,12 @@ class ContentFold:
             ):
                 block["input"] = _object(self._tool_json.get(block["id"], []))
         return out
+
+
+def restarts(event: dict[str, Any]) -> bool:
+    """A takeover's notice that the step it is in was restarted: its parts are dropped."""
+    data = event.get("data")
+    return isinstance(data, dict) and data.get("mode") == "restart"
 
 
 def _object(parts: list[str]) -> dict[str, Any]:

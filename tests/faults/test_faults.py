@@ -105,6 +105,15 @@ def one_reply(types: list[str]) -> bool:
     return n > 0 and types == reply_types(n)
 
 
+def continued_reply(types: list[str]) -> bool:
+    """One model reply with one text block, cut off after some of its text and continued
+    in the same block by another worker (one ``data-continued`` notice in it)."""
+    if types.count("data-continued") != 1:
+        return False
+    k = types.index("data-continued")
+    return "text-delta" in types[:k] and one_reply(types[:k] + types[k + 1 :])
+
+
 async def run_viewers(client: httpx.AsyncClient, viewers: list[Viewer], seconds: float) -> None:
     with anyio.fail_after(seconds):
         async with anyio.create_task_group() as tg:
@@ -114,8 +123,9 @@ async def run_viewers(client: httpx.AsyncClient, viewers: list[Viewer], seconds:
 
 async def test_a_worker_killed_mid_generation(tmp_path: Path) -> None:
     """kill -9 a worker holding two generations: one before its first output (it simply
-    runs again), one after (``data-retry``, then a new attempt). Another worker takes both
-    over within the lease plus one sweep; every viewer ends with every event exactly once."""
+    runs again), one after (``data-continued``, then the rest of the answer in the same
+    text part). Another worker takes both over within the lease plus one sweep; every
+    viewer ends with every event exactly once."""
     with FakeAnthropicServer() as model, Cluster(tmp_path, workers_n=0) as cluster:
         cluster.worker_env = {**model_env(model), "WORKER_MERGE_MS": "0"}
         victim = cluster.add_worker()
@@ -158,12 +168,15 @@ async def test_a_worker_killed_mid_generation(tmp_path: Path) -> None:
     # Before output: it simply ran again, nothing to discard.
     assert one_reply(types_of(stored[before]))
     assert metas[before]["attempt"] == "2" and metas[before]["status"] == "completed"
-    # After output: the first attempt's events stay, data-retry, then a whole new attempt.
+    # After output: the first attempt's events stay, data-continued, then the rest of the
+    # one reply, in the same text part (no second start, step or text part).
     types = types_of(stored[after])
-    k = types.index("data-retry")
-    assert k >= 10 and "finish" not in types[:k]
-    assert json.loads(stored[after][k].data)["data"]["attempt"] == 2
-    assert one_reply(types[k + 1 :])
+    k = types.index("data-continued")
+    assert k >= 10 and continued_reply(types), types
+    notice = json.loads(stored[after][k].data)
+    assert notice["data"]["attempt"] == 2 and notice["data"]["mode"] == "continue"
+    said = "".join(json.loads(e.data).get("delta", "") for e in stored[after])
+    assert said == "".join(shown) + "".join(f"new{i} " for i in range(40))
     assert metas[after]["attempt"] == "2" and metas[after]["status"] == "completed"
     # Bounded: the lease, then the rescuer's next sweep (at most one blocking read later).
     bound = float(FAST_WORKER_ENV["WORKER_LEASE_SECONDS"]) + 2 + 5  # + slack for a busy CI
@@ -182,6 +195,8 @@ async def test_attempts_are_bounded_when_workers_keep_dying(tmp_path: Path) -> N
         }
         shown = [f"w{i} " for i in range(10)]
         model.set_default([*text_reply(shown)[: 2 + len(shown)], stall()])
+        more = [f"v{i} " for i in range(10)]  # asked to go on: more words, then silence
+        model.route("Continue exactly", [*text_reply(more)[: 2 + len(more)], stall()])
         fe = cluster.frontends[0].url
         async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as client:
             # A generation is accepted only while some worker serves its provider.
@@ -210,7 +225,7 @@ async def test_attempts_are_bounded_when_workers_keep_dying(tmp_path: Path) -> N
     for v in verdicts:
         assert v.outcome == "done" and v.exact, v
     types = types_of(stored)
-    assert types.count("data-retry") == 1 and types[-1] == "error", types
+    assert types.count("data-continued") == 1 and types[-1] == "error", types
     assert status["status"] == "failed" and meta["attempt"] == "3"
     assert "gave up after 2 attempts" in json.loads(stored[-1].data)["errorText"]
     assert model.request_count == 2, "the third claim must not call the model"
@@ -251,8 +266,7 @@ async def test_a_paused_worker_is_fenced_when_it_wakes(tmp_path: Path) -> None:
     for v in verdicts:
         assert v.outcome == "done" and v.exact, v
     types = types_of(stored)
-    k = types.index("data-retry")
-    assert "finish" not in types[:k] and one_reply(types[k + 1 :]), types
+    assert continued_reply(types), types
     assert meta["owner"] != "" and owner_pid(meta["owner"]) == rescuer.pid
     assert meta["status"] == "completed" and meta["attempt"] == "2"
     assert "another owner" in refused or "is at seq" in refused
@@ -600,7 +614,8 @@ async def _viewers_on(client: httpx.AsyncClient, fe: Proc, n: int) -> bool:
 async def test_sigterm_to_a_worker(tmp_path: Path) -> None:
     """SIGTERM to a worker running a short generation and a long one, with a grace
     period (3 s) between the two: it takes no new job, finishes the short one, and hands
-    the long one back; the other worker resumes it at once (data-retry: it had output)."""
+    the long one back; the other worker continues it at once (data-continued: it had
+    output)."""
     grace = float(FAST_WORKER_ENV["WORKER_GRACE_SECONDS"])
     with Cluster(tmp_path, workers_n=0, worker_env={"WORKER_MERGE_MS": "0"}) as cluster:
         victim = cluster.add_worker({"WORKER_FAKE_DELAY_MS": "100"})
@@ -647,11 +662,9 @@ async def test_sigterm_to_a_worker(tmp_path: Path) -> None:
     # Finished within the grace period, by the worker that was stopping.
     assert owner_pid(metas[short]["owner"]) == victim.pid
     assert metas[short]["attempt"] == "1" and one_reply(types_of(stored[short]))
-    # Handed back after the grace period, resumed elsewhere with data-retry.
+    # Handed back after the grace period, continued elsewhere in the same text part.
     assert owner_pid(metas[long]["owner"]) == rescuer.pid and metas[long]["attempt"] == "2"
-    types = types_of(stored[long])
-    k = types.index("data-retry")
-    assert "finish" not in types[:k] and one_reply(types[k + 1 :])
+    assert continued_reply(types_of(stored[long]))
     # Stopping, it took no new job.
     assert owner_pid(metas[late]["owner"]) == rescuer.pid and metas[late]["attempt"] == "1"
 

@@ -145,7 +145,8 @@ async def test_a_worker_lost_mid_text_is_followed_by_one_that_reattaches(
 
 async def test_a_response_gone_at_takeover_is_made_again(tmp_path: Path) -> None:
     """The response expired while no worker held the generation: the takeover goes the
-    usual way (``data-retry``, a new response)."""
+    usual way (``data-continued``, a new response asked to go on from the text shown,
+    its repeat of it trimmed)."""
     with fr.FakeResponsesServer() as srv, Cluster(tmp_path, workers_n=0) as cluster:
         srv.set_default(fr.reply(text=["Hello ", "again"]))
         _, events, _, rescuer = await _kill_mid_text(srv, cluster, tmp_path, expire=True)
@@ -155,7 +156,7 @@ async def test_a_response_gone_at_takeover_is_made_again(tmp_path: Path) -> None
     assert retrievals == []
     assert "Traceback" not in log
     types = [e["type"] for e in events]
-    assert types.count("data-retry") == 1
-    retry = types.index("data-retry")
-    assert texts(events[retry:]) == "Hello again"
+    assert types.count("data-continued") == 1 and "data-retry" not in types
+    assert types.count("start") == types.count("text-start") == 1, types
+    assert texts(events) == "Hello again"  # "Hello " once: the model's repeat was trimmed
     assert types[-1] == "finish"

@@ -33,6 +33,7 @@ from tests.support.fake_anthropic import (
 )
 from tests.support.procs import ROOT, Proc, parse_sse, start_frontend, start_worker
 from tests.support.worker_tools import runs
+from worker.continuation import LOST_RUN
 
 
 @dataclass
@@ -161,8 +162,9 @@ def ended_well(stack: Stack, gid: str) -> list[dict[str, Any]]:
 
 
 def test_killed_before_the_request_is_written(stack: Stack) -> None:
-    """Killed while the model's call (the tool_use) streams: the next worker makes the
-    call again, then asks; nothing ran before the decision, the tool once after."""
+    """Killed while the model's call (the tool_use) streams: the next worker asks the
+    model to go on from the text it showed (the repeat at the seam trimmed), then asks the
+    person; nothing ran before the decision, the tool once after."""
     victim = stack.worker()
     stack.anthropic.enqueue([*message(CALL, stop_reason="tool_use")[:4], stall()])
     stack.anthropic.enqueue(message(CALL, stop_reason="tool_use"))
@@ -178,8 +180,12 @@ def test_killed_before_the_request_is_written(stack: Stack) -> None:
     wait_for("the request", lambda: pending_approval(stack, gid) is not None, stack)
     assert runs(stack.runs, "approved_add", "start") == 0
     approve(stack, gid, str(pending_approval(stack, gid)))
-    kinds = [e["type"] for e in ended_well(stack, gid)]
-    assert kinds.count("data-retry") == 1 and kinds.count("tool-approval-request") == 1
+    found = ended_well(stack, gid)
+    kinds = [e["type"] for e in found]
+    assert kinds.count("data-continued") == 1 and kinds.count("tool-approval-request") == 1
+    assert kinds.count("start") == 1 and kinds.count("text-start") == 2, kinds  # a step each
+    said = "".join(e["delta"] for e in found if e["type"] == "text-delta")
+    assert said == "On it.Forty-two.", said  # "On it." once: the model's repeat was trimmed
     assert runs(stack.runs, "approved_add", "start") == runs(stack.runs, "approved_add") == 1
 
 
@@ -217,9 +223,9 @@ def test_killed_right_after_the_decision(stack: Stack) -> None:
 
 
 def test_killed_during_the_approved_tool(stack: Stack) -> None:
-    """Killed while the approved tool runs: as for any tool, the next worker runs it
-    again (its output was not in the stream); it ends once, and is never asked about
-    again."""
+    """Killed while the approved tool runs: as for any tool that does not say it is
+    idempotent, the next worker does not run it again (it may have acted): the call ends
+    as interrupted, which the model is told, and nobody is asked about it again."""
     victim = stack.worker()
     call = [text(["Waiting."]), tool_use("toolu_g", "gated_approval", ["{}"])]
     stack.anthropic.enqueue(message(call, stop_reason="tool_use"))
@@ -235,7 +241,10 @@ def test_killed_during_the_approved_tool(stack: Stack) -> None:
     found = stored(stack, gid)
     kinds = [e["type"] for e in found]
     assert kinds.count("tool-approval-request") == 1 and kinds.count("data-approval") == 1
-    assert kinds.count("tool-output-available") == 1 and kinds.count("finish") == 1
-    assert runs(stack.runs, "gated_approval", "start") == 2  # the killed run, the rescuer's
-    assert runs(stack.runs, "gated_approval", "end") == 1
+    assert kinds.count("tool-output-error") == 1 and kinds.count("finish") == 1
+    error = next(e for e in found if e["type"] == "tool-output-error")
+    assert error["errorText"] == LOST_RUN
+    assert runs(stack.runs, "gated_approval", "start") == 1  # the killed run only
+    result = stack.anthropic.requests[-1].body["messages"][-1]["content"][0]
+    assert result["is_error"] and result["content"] == LOST_RUN
     assert "Traceback" not in stack.frontend.log()

@@ -154,8 +154,8 @@ async def test_a_worker_killed_mid_model_output_does_not_run_the_tool_again(
     tmp_path: Path,
 ) -> None:
     """Step 1 ran ``add``; the worker is killed while step 2's text streams. The new worker
-    appends ``data-retry``, the first step again (its tool output copied from the stream,
-    the tool not run), and makes step 2's model call again with the same messages."""
+    appends ``data-continued`` and asks the model to go on from step 2's partial text (the
+    tool not run again, step 1 not shown again); the rest streams into the same part."""
     runs_file = tmp_path / "runs.jsonl"
     with FakeAnthropicServer() as model, Cluster(tmp_path, workers_n=0) as cluster:
         cluster.worker_env = tool_worker_env(model.base_url, tmp_path)
@@ -184,9 +184,9 @@ async def test_a_worker_killed_mid_model_output_does_not_run_the_tool_again(
     assert runs(runs_file, "add", "start") == runs(runs_file, "add", "end") == 1
     events = data(stored)
     types = [e["type"] for e in events]
-    assert types.count("data-retry") == 1
-    latest = latest_attempt(events)
-    assert [e["type"] for e in latest] == [
+    assert "data-retry" not in types
+    assert latest_attempt(events) == events  # one attempt's events: nothing shown twice
+    assert types == [
         "start",
         "start-step",
         "tool-input-start",
@@ -197,16 +197,19 @@ async def test_a_worker_killed_mid_model_output_does_not_run_the_tool_again(
         "start-step",
         "text-start",
         "text-delta",
+        "data-continued",
+        "text-delta",
         "text-delta",
         "text-end",
         "finish-step",
         "finish",
     ]
-    # The replayed step is the first attempt's, byte for byte.
-    k = types.index("data-retry")
-    assert latest[:7] == events[:7] and events[k + 1 : k + 8] == events[:7]
     assert [b["type"] for b in fold(events)] == ["tool_use", "text"]
+    assert fold(events)[1]["text"] == "cut off The sum is 4."
     assert meta["attempt"] == "2" and meta["status"] == "completed"
-    # Step 2 was asked again with the very messages the lost worker had sent.
+    # Step 2 was continued: the lost worker's messages, its partial turn, the ask to go on.
     assert model.request_count == 3
-    assert model.requests[2].body["messages"] == model.requests[1].body["messages"]
+    sent = model.requests[2].body["messages"]
+    assert sent[:-2] == model.requests[1].body["messages"]
+    assert sent[-2] == {"role": "assistant", "content": [{"type": "text", "text": "cut off "}]}
+    assert sent[-1]["role"] == "user" and "Continue" in sent[-1]["content"][0]["text"]

@@ -1,6 +1,7 @@
-"""Worker logic in-process, on a real Redis: takeovers (``data-retry``), bounded attempts,
-the job loop (take, finish, stop), lease takeover of a dead worker's job, hand back on
-shutdown and cancel. The model is a small scripted provider written here.
+"""Worker logic in-process, on a real Redis: takeovers (a cut answer continued,
+``data-continued``), bounded attempts, the job loop (take, finish, stop), lease takeover
+of a dead worker's job, hand back on shutdown and cancel. The model is a small scripted
+provider written here.
 
 The module runs its own Redis server, so no other worker (such as the session's
 ``deployment``) can take the jobs these tests enqueue.
@@ -24,11 +25,13 @@ from broadcaster.core import connection, keys
 from broadcaster.core.embedded import EmbeddedRedis
 from broadcaster.core.eventlog import EventLog, StaleWriter, StreamEnded
 from broadcaster.core.events import Event
+from broadcaster.generations.content import fold
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Claim, Generations
 from examples.tools import TOOLS as EXAMPLE_TOOLS
 from tests.support.faults import poll as wait_until
 from tests.support.faults import reply_types
+from worker.continuation import CONTINUE_PROMPT
 from worker.generation import Policy, run_generation
 from worker.metrics import WorkerMetrics
 from worker.providers.fake import FakeProvider
@@ -228,7 +231,7 @@ async def show_old_attempt(event_log: EventLog, stream_id: str, owner: str) -> N
 # --- run_generation: takeovers -------------------------------------------------------------
 
 
-async def test_takeover_after_output_starts_with_data_retry(event_log: EventLog) -> None:
+async def test_takeover_after_output_continues_the_open_part(event_log: EventLog) -> None:
     s = sid()
     assert await Generations(event_log).create(s, REQUEST)
     assert await claim_and_die(event_log, s, "dead-worker") == Claim(last_seq=0, attempt=1)
@@ -241,56 +244,105 @@ async def test_takeover_after_output_starts_with_data_retry(event_log: EventLog)
         run_generation(Generations(event_log), provider, s, "worker-2", POLICY)
     )
     await asyncio.wait_for(provider.blocked.wait(), 5)
-    await wait_seq(event_log, s, 9)  # 4 old + data-retry + start, start-step, text-start, delta
+    await wait_seq(event_log, s, 6)  # 4 old + data-continued + the first delta, same part
     meta = await event_log.meta(s)
     assert meta is not None
     assert meta["owner"] == "worker-2" and meta["attempt"] == "2"
-    assert meta["text"] == "New "  # the old attempt's text was reset by data-retry
+    assert meta["text"] == "half an ansNew "  # one answer, continued
 
     # the dead worker comes back to life: its appends are refused and change nothing
     with pytest.raises(StaleWriter, match="another owner"):
         await event_log.append(
             s, [{"type": "text-delta", "id": "t0", "delta": "zombie"}], owner="dead-worker"
         )
-    with pytest.raises(StaleWriter, match="is at seq 9, not 4"):
+    with pytest.raises(StaleWriter, match="is at seq 6, not 4"):
         await event_log.append(
             s,
             [{"type": "text-delta", "id": "t0", "delta": "zombie"}],
             expect_seq=4,
             owner="dead-worker",
         )
-    assert (await event_log.info(s)).last_seq == 9  # type: ignore[union-attr]
+    assert (await event_log.info(s)).last_seq == 6  # type: ignore[union-attr]
 
     provider.gate.set()
     await asyncio.wait_for(task, 5)
     events = await all_events(event_log, s)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert [e.type for e in events[:4]] == [e["type"] for e in OLD_ATTEMPT]
-    retry = events[4].json()
-    assert retry["type"] == "data-retry"
-    assert retry["data"]["attempt"] == 2
-    assert "lost" in retry["data"]["reason"]
+    notice = events[4].json()
+    assert notice["type"] == "data-continued" and notice["transient"] is True
+    assert notice["data"]["attempt"] == 2 and notice["data"]["mode"] == "continue"
+    assert "lost" in notice["data"]["reason"]
     new = events[5:]
-    assert [e.type for e in new] == reply_types(3)
-    assert new[0].json() == {"type": "start", "messageId": s}
+    # no second start, start-step or text-start: the rest streams into the open part
+    assert [e.type for e in new] == [
+        "text-delta",
+        "text-delta",
+        "text-delta",
+        "text-end",
+        "finish-step",
+        "finish",
+    ]
     assert [e.json()["delta"] for e in new if e.type == "text-delta"] == ["New ", "answer", "."]
+    assert {e.json()["id"] for e in new if e.type.startswith("text-")} == {"t0"}
     assert new[-1].json() == {
         "type": "finish",
         "finishReason": "stop",
         "messageMetadata": {
             "model": "scripted-model",
             "usage": {"inputTokens": 7, "outputTokens": 3},
+            "outputTokensByAttempt": {"2": 3},
         },
     }
     meta = await event_log.meta(s)
     assert meta is not None
     assert meta["status"] == "completed"
-    assert meta["text"] == "New answer."  # only the new attempt's text
+    assert meta["text"] == "half an ansNew answer."
     assert meta["usage"] == '{"input_tokens": 7, "output_tokens": 3}'
     assert provider.calls == 1 and provider.closed == 1
-    assert provider.requests == [REQUEST]
+    # the model was sent the partial turn and asked to go on
+    [sent] = provider.requests
+    assert sent["messages"][-2] == {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "half an ans"}],
+    }
+    assert sent["messages"][-1]["content"][0]["text"] == CONTINUE_PROMPT
     with pytest.raises(StreamEnded):
         await event_log.append(s, [{"type": "text-delta"}], owner="dead-worker")
+
+
+async def test_takeover_the_old_way_restarts_the_step_coherently(event_log: EventLog) -> None:
+    """``WORKER_TAKEOVER=restart`` (for comparison): the cut part is closed, the step
+    ends, the call is made again in a new step with new part ids; the stored text and
+    answer are the new step's."""
+    s = sid()
+    assert await Generations(event_log).create(s, REQUEST)
+    assert await claim_and_die(event_log, s, "dead-worker") is not None
+    await show_old_attempt(event_log, s, "dead-worker")
+    provider = ScriptedProvider(["New ", "answer."])
+    policy = dataclasses.replace(POLICY, takeover="restart")
+    await asyncio.wait_for(
+        run_generation(Generations(event_log), provider, s, "worker-2", policy), 5
+    )
+    events = [e.json() for e in await all_events(event_log, s)]
+    assert [e["type"] for e in events[4:]] == [
+        "data-continued",
+        "text-end",
+        "finish-step",
+        "start-step",
+        "text-start",
+        "text-delta",
+        "text-delta",
+        "text-end",
+        "finish-step",
+        "finish",
+    ]
+    assert events[4]["data"]["mode"] == "restart" and events[5] == {"type": "text-end", "id": "t0"}
+    assert events[8]["id"] == "a2-t0"  # a new part: the closed one is never written again
+    assert provider.requests == [REQUEST]  # the same call again
+    meta = await event_log.meta(s)
+    assert meta is not None and meta["text"] == "New answer."
+    assert fold(events) == [{"type": "text", "text": "New answer."}]
 
 
 async def test_takeover_before_output_just_runs(event_log: EventLog) -> None:
@@ -437,14 +489,20 @@ async def test_worker_takes_over_a_dead_workers_job_after_the_lease(
         assert 0.95 <= time.monotonic() - delivered < 15  # not before the lease; bounded
         assert meta["owner"] == worker.consumer
         assert meta["attempt"] == "2"
-        assert meta["text"] == "second try"
+        assert meta["text"] == "half an anssecond try"  # continued (the provider is no model)
         events = await all_events(event_log, s)
         assert [e.type for e in events[:5]] == [
             *(e["type"] for e in OLD_ATTEMPT),
-            "data-retry",
+            "data-continued",
         ]
         assert events[4].json()["data"]["attempt"] == 2
-        assert [e.type for e in events[5:]] == reply_types(2)
+        assert [e.type for e in events[5:]] == [
+            "text-delta",
+            "text-delta",
+            "text-end",
+            "finish-step",
+            "finish",
+        ]
         await wait_queue_empty(event_log)  # the dead consumer's entry was acked and deleted
     finally:
         worker.stop()
@@ -491,17 +549,23 @@ async def test_stop_hands_back_running_generations(
         meta = await wait_status(event_log, s, "completed")
         assert meta["owner"] == b.consumer
         assert meta["attempt"] == "2"
-        assert meta["text"] == "fresh reply"
+        # handed back mid-answer: continued in the same part (the provider is no model)
+        assert meta["text"] == ("partial fresh reply" if shown else "fresh reply")
         events = await all_events(event_log, s)
         assert [e.seq for e in events] == list(range(1, len(events) + 1))
         if shown:
             assert [e.type for e in events[:4]] == reply_types(1)[:4]
             assert events[3].json()["delta"] == "partial "
             assert events[4].json() == {
-                "type": "data-retry",
-                "data": {"attempt": 2, "reason": "the worker running this generation was lost"},
+                "type": "data-continued",
+                "data": {
+                    "attempt": 2,
+                    "reason": "the worker running this generation was lost",
+                    "mode": "continue",
+                },
+                "transient": True,
             }
-            assert [e.type for e in events[5:]] == reply_types(2)
+            assert [e.type for e in events[5:]] == reply_types(2)[3:]
         else:
             assert [e.type for e in events] == reply_types(2)
         await wait_queue_empty(event_log)
@@ -707,7 +771,7 @@ async def test_a_loss_before_the_attempt_ends_the_stream_with_error(event_log: E
         run_generation(Generations(event_log), provider, s, "worker-2", POLICY)
     )
     await asyncio.wait_for(provider.blocked.wait(), 5)
-    await wait_seq(event_log, s, 8)  # data-retry, start, start-step, text-start
+    await wait_seq(event_log, s, 5)  # data-continued
     # The loss reaches back into the earlier attempt, which this worker cannot rewrite.
     await roll_back(event_log.redis, s, 2, "")
     provider.gate.set()

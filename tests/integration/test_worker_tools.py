@@ -45,6 +45,7 @@ WORKER_TOOL_NAMES = [
     "slow",
     "big",
     "gate",
+    "gate_once",
     "approved_add",
     "transfer",
     "gated_approval",

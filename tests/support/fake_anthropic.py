@@ -18,6 +18,7 @@ plays. Build scripts with the helpers below::
         srv.enqueue([http_error(429)])
         srv.enqueue(text_reply(["slow"] * 10, chunk_delay=0.2))
         srv.enqueue(text_reply(["a"])[:3] + [stall()])
+        srv.will_continue("The whole answer it means")  # asked to go on (fake_continue)
 
 Every request is recorded (``srv.requests``: ``(headers, body)`` pairs, headers with
 lower-case names), and so is a client that goes away before its script has finished
@@ -46,6 +47,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NamedTuple
+
+from tests.support.fake_continue import Answer, continuation_chunks, partial_answer
 
 __all__ = [
     "Block",
@@ -380,6 +383,7 @@ class Exchange:
     completed_at: float | None = None  # the script played to its end
     client_closed_at: float | None = None  # the client left before the script's end
     frames_sent: int = 0
+    deltas_sent: int = 0  # content_block_delta frames: one output token each, as scripted
 
     @property
     def completed(self) -> bool:
@@ -551,6 +555,7 @@ class FakeAnthropicServer:
         self.issued_signatures: dict[str, set[str]] = {}
         """Each signature sent, with the thinking texts it was sent for."""
         self.issued_redacted: set[str] = set()
+        self._answers: list[Answer] = []
 
     # ---- lifecycle
 
@@ -616,9 +621,32 @@ class FakeAnthropicServer:
         with self._cond:
             self._routes.setdefault(marker, deque()).extend(steps)
 
+    def will_continue(
+        self, answer: str, *, repeat_words: int = 3, chunk_delay: float = 0.0
+    ) -> None:
+        """Asked to go on from a partial answer that ``answer`` starts with (the synthetic
+        continue turn after it), answer with the rest of it, first repeating the partial's
+        last ``repeat_words`` words (``fake_continue``); before any routed or queued
+        script."""
+        with self._cond:
+            self._answers.append(Answer(answer, repeat_words, chunk_delay))
+
+    def _continuation(self, body: Any) -> Script | None:
+        partial = partial_answer(body)
+        if partial is None:
+            return None
+        for answer in self._answers:
+            chunks = continuation_chunks(partial, answer)
+            if chunks is not None:
+                return text_reply(chunks, chunk_delay=answer.chunk_delay)
+        return None
+
     def _next_script(self, body: Any) -> Script:
-        """(Under ``_cond``.) The routed script for this request, else the queue's next,
-        else the default."""
+        """(Under ``_cond``.) A continuation of a registered answer, else the routed script
+        for this request, else the queue's next, else the default."""
+        going_on = self._continuation(body)
+        if going_on is not None:
+            return going_on
         last = str(body.get("messages", [""])[-1]) if isinstance(body, dict) else ""
         for marker, queue in self._routes.items():
             if queue and marker in last:
@@ -964,6 +992,7 @@ class FakeAnthropicServer:
                     self._issue(filled, thinking)
                     await conn.write(_chunk(self._frame_bytes(filled)))
                     exchange.frames_sent += 1
+                    exchange.deltas_sent += filled.event == "content_block_delta"
                 elif isinstance(step, Delay):
                     if step.send_headers:
                         await send_headers()

@@ -3,8 +3,8 @@ tests.support.worker_tools:TOOLS``, with the repository's root on ``PYTHONPATH``
 
 Each run is recorded, one JSON line per event, in the file ``TOOL_RUNS_FILE`` names (the
 worker processes' environment), so a test can count how often a tool ran, in any
-process, even one killed with SIGKILL. ``gate`` waits until the file ``TOOL_GATE_FILE``
-names exists, so a test can kill a worker while a tool runs.
+process, even one killed with SIGKILL. ``gate`` (idempotent) and ``gate_once`` (not) wait until the
+file ``TOOL_GATE_FILE`` names exists, so a test can kill a worker while a tool runs.
 
 The lists named ``BAD_*`` are specs ``WORKER_TOOLS`` must refuse.
 """
@@ -71,6 +71,16 @@ async def gate(args: dict[str, Any]) -> Any:
     return {"opened": True}
 
 
+async def gate_once(args: dict[str, Any]) -> Any:
+    """``gate``, for a tool that must not run twice (not idempotent)."""
+    record("gate_once", "start", args)
+    path = Path(os.environ.get("TOOL_GATE_FILE", "/nonexistent/gate"))
+    while not path.exists():  # noqa: ASYNC110, ASYNC240
+        await asyncio.sleep(0.02)
+    record("gate_once", "end", args)
+    return {"opened": True}
+
+
 async def approved_add(args: dict[str, Any]) -> dict[str, Any]:
     record("approved_add", "start", args)
     result = {"sum": int(args.get("a", 0)) + int(args.get("b", 0))}
@@ -104,7 +114,8 @@ TOOLS = [
     Tool("fail", "Always fails.", OBJECT, fail),
     Tool("slow", "Never answers in time.", OBJECT, slow),
     Tool("big", "Answers with n bytes.", OBJECT, big),
-    Tool("gate", "Waits for the test's gate file.", OBJECT, gate),
+    Tool("gate", "Waits for the test's gate file.", OBJECT, gate, idempotent=True),
+    Tool("gate_once", "Waits for the test's gate file; must not run twice.", OBJECT, gate_once),
     Tool(
         "approved_add",
         "Add two integers, once a person approves.",

@@ -203,7 +203,7 @@ def test_a_tool_result_for_a_tool_that_never_answered_is_an_error() -> None:
 
 def test_resume_after_a_finished_step_keeps_it_and_shows_nothing_again() -> None:
     plan = plan_resume([START, *STEP1], steps_done=1)
-    assert not plan.retry and plan.replay == [] and plan.started
+    assert plan.cut is None and plan.started
     assert [s.finished for s in plan.steps] == [True]
     assert plan.stream_steps == 1
 
@@ -211,25 +211,25 @@ def test_resume_after_a_finished_step_keeps_it_and_shows_nothing_again() -> None
 def test_resume_in_a_step_whose_model_output_was_whole_keeps_its_tool_outputs() -> None:
     events = [START, {"type": "start-step"}, *CALL, OUT1]  # died while "fail" ran
     plan = plan_resume(events, steps_done=1)
-    assert not plan.retry and plan.started
+    assert plan.cut is None and plan.started
     (step,) = plan.steps
     assert not step.finished
     assert list(step.outputs()) == ["u1"]  # only u2 runs again
 
 
-def test_resume_in_the_middle_of_a_model_call_retries_it_after_the_finished_steps() -> None:
+def test_resume_in_the_middle_of_a_model_call_goes_on_in_that_step() -> None:
     events = [START, *STEP1, *STEP2]
     plan = plan_resume(events, steps_done=1)  # step 2's output was not whole
-    assert plan.retry and plan.started
-    assert plan.replay == [START, *STEP1]
+    assert plan.cut is not None and plan.started
+    assert plan.cut.events == STEP2[1:]  # the cut step's events, after its start-step
     assert len(plan.steps) == 1 and plan.steps[0].finished
     assert plan.stream_steps == 2
 
 
-def test_resume_of_a_cut_first_model_call_starts_over() -> None:
+def test_resume_of_a_cut_first_model_call_goes_on_in_it() -> None:
     events = [START, {"type": "start-step"}, *CALL[:5]]
     plan = plan_resume(events, steps_done=0)
-    assert plan.retry and not plan.started and plan.replay == [] and plan.steps == []
+    assert plan.cut is not None and plan.started and plan.steps == []
 
 
 def test_resume_counts_only_the_latest_attempt() -> None:
@@ -238,10 +238,10 @@ def test_resume_counts_only_the_latest_attempt() -> None:
     # steps_done counts the start-step events of the whole stream: 4 when the second
     # attempt's step 2 was whole
     plan = plan_resume(events, steps_done=4)
-    assert not plan.retry
+    assert plan.cut is None
     assert [s.finished for s in plan.steps] == [True, False]
     plan = plan_resume(events, steps_done=3)  # ... or not
-    assert plan.retry and plan.replay == [START, *STEP1]
+    assert plan.cut is not None and [s.finished for s in plan.steps] == [True]
 
 
 # ---- the fake provider

@@ -151,17 +151,49 @@ class FakeProvider:
         return None
 
 
+def continued_reply(request: dict[str, Any]) -> tuple[dict[str, Any], list[str]] | None:
+    """For a request that continues a cut answer (``worker.continuation``: the partial
+    assistant turn, then the ask to go on): the request it continues and the rest of its
+    reply after the partial text, in the reply's own chunks (none repeated: the fake is
+    an exact model). None for any other request."""
+    messages = request.get("messages") or []
+    if not request.get("_continue") or len(messages) < 3:
+        return None
+    original = {**request, "messages": messages[:-2]}
+    partial = "".join(
+        b["text"] for b in messages[-2]["content"] if b.get("type") == "text" and "text" in b
+    )
+    chunks, told = fake_reply(original), 0
+    if not "".join(chunks).startswith(partial):
+        return original, chunks  # not its own answer: the whole reply, as a new one
+    for i, chunk in enumerate(chunks):
+        if told >= len(partial):
+            return original, chunks[i:]
+        if told + len(chunk) > len(partial):
+            return original, [chunk[len(partial) - told :], *chunks[i + 1 :]]
+        told += len(chunk)
+    return original, []
+
+
 def fake_events(request: dict[str, Any]) -> list[dict[str, Any]]:
-    """The whole reply, as Anthropic's raw stream events."""
+    """The whole reply, as Anthropic's raw stream events (the rest of it, for a request
+    that continues a cut one)."""
+    going_on = continued_reply(request)
+    if going_on is not None:
+        return _events_of(going_on[0], None, going_on[1])
+    return _events_of(request, fake_thinking(request), fake_reply(request))
+
+
+def _events_of(
+    request: dict[str, Any], thought: list[str] | None, chunks: list[str]
+) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    thought = fake_thinking(request)
     if thought is not None:
         signature = {"type": "signature_delta", "signature": fake_signature("".join(thought))}
         deltas = [{"type": "thinking_delta", "thinking": t} for t in thought]
         blocks += _block(
             0, {"type": "thinking", "thinking": "", "signature": ""}, [*deltas, signature]
         )
-    chunks = fake_reply(request)
     index = 1 if thought is not None else 0
     blocks += _block(
         index, {"type": "text", "text": ""}, [{"type": "text_delta", "text": c} for c in chunks]

@@ -83,14 +83,17 @@ class OpenAIProvider:
         read_timeout: float,
         max_tokens_param: str = "max_completion_tokens",
         client: openai.AsyncOpenAI | None = None,
+        *,
+        continue_final_message: bool = False,
     ) -> None:
         self.max_tokens_param = max_tokens_param
+        self.continue_final_message = continue_final_message
         self.client = client or make_client(httpx2.Timeout(read_timeout, connect=10.0))
 
     @asynccontextmanager
     async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         try:
-            params = chat_params(request, self.max_tokens_param)
+            params = chat_params(request, self.max_tokens_param, self.continue_final_message)
         except Untranslatable as exc:
             raise ProviderError(
                 f"the openai provider cannot send this request: {exc}",

@@ -19,6 +19,9 @@ with that error and no output.
 * ``thinking`` becomes ``reasoning_effort``: a budget below 4096 tokens ``low``, below
   16384 ``medium``, else ``high`` (the three values OpenAI, vLLM and Ollama all take);
   disabled or adaptive thinking sends none (the model's default).
+* A continuation of a cut answer ends with a synthetic user turn asking to go on; to a
+  server that continues the last assistant message itself (``continue_final_message``,
+  vLLM's, with ``add_generation_prompt: false``) it is sent without that turn.
 * ``stop_sequences`` becomes ``stop``; ``top_k`` goes in the body as vLLM and llama.cpp
   take it (OpenAI refuses it); ``metadata.user_id`` becomes ``user``; ``service_tier``
   ``standard_only`` becomes ``default``.
@@ -46,17 +49,31 @@ def reasoning_effort(budget_tokens: int) -> str:
     return "high"
 
 
-def chat_params(request: dict[str, Any], max_tokens_param: str = "max_completion_tokens") -> Params:
-    """The ``chat.completions.create`` arguments for a stored generation request."""
+def chat_params(
+    request: dict[str, Any],
+    max_tokens_param: str = "max_completion_tokens",
+    continue_final_message: bool = False,
+) -> Params:
+    """The ``chat.completions.create`` arguments for a stored generation request. A
+    request that continues a cut answer (``_continue``: its last turn is the synthetic
+    user turn after the partial assistant turn) is sent, to a server that can
+    (``continue_final_message``), as the partial assistant message continued in place."""
+    messages = _system(request.get("system")) + _messages(request)
+    in_place = bool(request.get("_continue")) and continue_final_message
+    if in_place:
+        messages = messages[:-1]
     params: Params = {
         "model": request["model"],
-        "messages": _system(request.get("system")) + _messages(request),
+        "messages": messages,
         "stream": True,
         "stream_options": {"include_usage": True},
         max_tokens_param: request["max_tokens"],
     }
     params |= _tools(request.get("tools"), request.get("tool_choice"))
     params |= _options(request)
+    if in_place:
+        extra = {"continue_final_message": True, "add_generation_prompt": False}
+        params["extra_body"] = {**params.get("extra_body", {}), **extra}
     return params
 
 

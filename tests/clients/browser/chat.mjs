@@ -9,7 +9,7 @@
 //   3. pane 1 sends a message and, mid-answer, pane 2's Stop ends it;
 //   4. pane 1 sends a message and waits for the answer to end: meanwhile the caller kills
 //      the worker (it polls the chat's messages to see the answer begin) and starts
-//      another, which takes the answer over and starts it again (`data-retry`);
+//      another, which takes the answer over and continues it in the same part;
 //   5. pane 2 asks for count_words, a tool that waits for a person: both panes show
 //      Approve and Deny; pane 2 (whose answer ended at the wait) approves, and both panes
 //      show the tool's output and the rest of the answer;

@@ -1,0 +1,232 @@
+"""A step cut off in the middle of its model call (its worker was lost): what closes the
+parts it left open, and how the next worker goes on. Pure: no I/O.
+
+The cut step's events are the partial assistant turn. ``plan_cut`` reads them:
+
+* a thinking block with its signature is whole (only its ``reasoning-end`` was held
+  back): closed, and sent back as it is; one without a signature is cut: closed
+  (``reasoning-end``) and left out of the request (no provider takes unsigned thinking
+  back);
+* a tool call cut in the middle of its input never runs: ``tool-input-error``, and the
+  model is not sent it;
+* the text shown so far is kept; the text part still open is where the continuation
+  streams.
+
+Then one of three ways on (``Cut.mode``):
+
+``continue``
+    The partial turn holds text (or nothing was shown at all): the model is sent the
+    conversation with the partial assistant turn and a synthetic user turn asking it to
+    go on (``continuation_request``); its output streams into the same open text part,
+    the repeat at the seam trimmed (``worker.seam``). No new ``start`` or ``start-step``.
+``tools``
+    A tool call's input was whole before the cut: the step is taken as the model's whole
+    output (it stops after its calls), the worker's tools run as after any whole step.
+``restart``
+    Something was shown but nothing the model could be sent back (only unsigned thinking,
+    or only a cut tool call): the cut parts are closed, the step ends (``finish-step``)
+    and the model call is made again in a new step. Every reader shows that coherently:
+    a finished step with closed parts, then the new one.
+
+Each takeover of a cut step begins with a transient ``data-continued`` notice
+(``{attempt, reason, mode}``): a client needs nothing of it to show the answer right; the
+folds (``broadcaster.generations.content``, ``broadcaster.chat.ui_message``) drop a step
+it says was restarted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from broadcaster.generations.content import ContentFold
+
+Event = dict[str, Any]
+Mode = Literal["continue", "tools", "restart"]
+
+CONTINUE_PROMPT = "Continue exactly where you stopped, without repeating anything."
+"""The synthetic user turn after the partial assistant turn (Anthropic models from 4.6
+refuse a conversation that ends with the assistant's turn, and none takes a prefill with
+extended thinking)."""
+
+NOTICE = "data-continued"
+CUT_TOOL = "interrupted: the worker streaming this tool call was lost"
+LOST_RUN = "interrupted: the worker running it was lost"
+"""A non-idempotent tool's output when the worker running it was lost: it is not run
+again (it may have acted), and the model is told so as an error result."""
+
+
+@dataclass
+class _Part:
+    kind: str
+    id: str
+    open: bool = True
+    text: str = ""
+    signed: bool = False
+    tool_name: str = ""
+    whole: bool = False
+    """A tool call whose input is complete (``tool-input-available``)."""
+    provider: bool = False
+
+
+@dataclass
+class Cut:
+    """How a cut step goes on."""
+
+    mode: Mode
+    closing: list[Event]
+    """What closes the cut parts, to append before going on."""
+    open_text: str | None
+    """The text part left open that the continuation streams into (``continue``)."""
+    partial_text: str
+    """The text shown in the step, the end of which the continuation may repeat."""
+    dropped: set[str] = field(default_factory=set)
+    """Part ids (reasoning) and call ids (tools) that are not sent back to the model."""
+
+    def notice(self, attempt: int, reason: str) -> Event:
+        data = {"attempt": attempt, "reason": reason, "mode": self.mode}
+        return {"type": NOTICE, "data": data, "transient": True}
+
+
+def _parts(events: Sequence[Event]) -> list[_Part]:
+    """The step's parts in the order they started, with what was shown of each."""
+    parts: dict[tuple[str, str], _Part] = {}
+    for e in events:
+        kind = str(e.get("type"))
+        family, _, step = kind.partition("-")
+        if family in ("text", "reasoning"):
+            key = (family, str(e.get("id")))
+            if step == "start":
+                parts[key] = _Part(family, key[1], signed=_redacted(e))
+            elif (part := parts.get(key)) is not None:
+                part.text += str(e.get("delta") or "") if step == "delta" else ""
+                part.signed = part.signed or _signed(e)
+                part.open = part.open and step != "end"
+        elif kind.startswith("tool-"):
+            _tool(parts, kind, e)
+    return list(parts.values())
+
+
+def _tool(parts: dict[tuple[str, str], _Part], kind: str, e: Event) -> None:
+    key = ("tool", str(e.get("toolCallId")))
+    if kind == "tool-input-start":
+        parts[key] = _Part(
+            "tool",
+            key[1],
+            tool_name=str(e.get("toolName")),
+            provider=bool(e.get("providerExecuted")),
+        )
+    elif (part := parts.get(key)) is not None:
+        if kind == "tool-input-delta":
+            part.text += str(e.get("inputTextDelta") or "")
+        elif kind == "tool-input-available":
+            part.whole, part.open = True, False
+        elif kind != "tool-approval-request":
+            part.open = False
+
+
+def _signed(e: Event) -> bool:
+    meta = e.get("providerMetadata")
+    inner = meta.get("anthropic") if isinstance(meta, dict) else None
+    return isinstance(inner, dict) and bool(inner.get("signature"))
+
+
+def _redacted(e: Event) -> bool:
+    meta = e.get("providerMetadata")
+    inner = meta.get("anthropic") if isinstance(meta, dict) else None
+    return isinstance(inner, dict) and isinstance(inner.get("redactedData"), str)
+
+
+def _input(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return {}
+
+
+def plan_cut(events: Sequence[Event]) -> Cut:
+    """How the step whose events (after its ``start-step``) are ``events`` goes on."""
+    parts = _parts(events)
+    closing: list[Event] = []
+    dropped: set[str] = set()
+    texts = [p for p in parts if p.kind == "text"]
+    open_text = texts[-1].id if texts and texts[-1].open and texts[-1].text else None
+    for p in parts:
+        if p.kind == "reasoning" and p.open:
+            closing.append({"type": "reasoning-end", "id": p.id})
+        if p.kind == "reasoning" and not p.signed:
+            dropped.add(p.id)
+        if p.kind == "tool" and p.open:
+            closing.append(_cut_call(p))
+            dropped.add(p.id)
+        if p.kind == "text" and p.open and p.id != open_text:
+            closing.append({"type": "text-end", "id": p.id})
+    partial = "".join(p.text for p in texts)
+    calls = [p for p in parts if p.kind == "tool" and p.whole and not p.provider]
+    if calls:
+        if open_text is not None:
+            closing.append({"type": "text-end", "id": open_text})
+        return Cut("tools", closing, None, partial, dropped)
+    if partial or not parts:
+        return Cut("continue", closing, open_text, partial, dropped)
+    return Cut("restart", [*closing, {"type": "finish-step"}], None, "", dropped)
+
+
+def plan_restart(events: Sequence[Event]) -> Cut:
+    """The cut step closed whole (its open text too) and its model call made again in a
+    new step: what ``WORKER_TAKEOVER=restart`` does with every cut step, the way this
+    worker took over before it could continue."""
+    cut = plan_cut(events)
+    closing = [e for e in cut.closing if e["type"] != "finish-step"]
+    if cut.open_text is not None:
+        closing.append({"type": "text-end", "id": cut.open_text})
+    return Cut("restart", [*closing, {"type": "finish-step"}], None, "", cut.dropped)
+
+
+def _cut_call(part: _Part) -> Event:
+    return {
+        "type": "tool-input-error",
+        "toolCallId": part.id,
+        "toolName": part.tool_name,
+        "input": _input(part.text),
+        "errorText": CUT_TOOL,
+    }
+
+
+def partial_turn(events: Sequence[Event], dropped: set[str]) -> list[dict[str, Any]]:
+    """The partial assistant turn to send back: the step's content without what was cut
+    (unsigned thinking, cut tool calls)."""
+    folding = ContentFold()
+    for e in events:
+        if str(e.get("id") or e.get("toolCallId")) not in dropped:
+            folding.feed(e)
+    return [b for b in folding.result() if not (b["type"] == "thinking" and not b["signature"])]
+
+
+def continuation_request(request: dict[str, Any], turn: list[dict[str, Any]]) -> dict[str, Any]:
+    """``request`` (the step's, with its messages) followed by the partial assistant turn
+    and the synthetic user turn asking the model to go on; ``_continue`` tells a provider
+    that can continue the assistant's last message itself (``continue_final_message``)
+    that the last turn is that request."""
+    if not turn:
+        return request
+    base = request.get("messages") or [{"role": "user", "content": request["prompt"]}]
+    ask = {"role": "user", "content": [{"type": "text", "text": CONTINUE_PROMPT}]}
+    rest = {k: v for k, v in request.items() if k != "prompt"}
+    messages = [*base, {"role": "assistant", "content": turn}, ask]
+    return {**rest, "messages": messages, "_continue": True}
+
+
+__all__ = [
+    "CONTINUE_PROMPT",
+    "CUT_TOOL",
+    "LOST_RUN",
+    "NOTICE",
+    "Cut",
+    "continuation_request",
+    "partial_turn",
+    "plan_cut",
+    "plan_restart",
+]
