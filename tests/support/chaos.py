@@ -227,9 +227,14 @@ class Chaos:
     pause: tuple[float, float] = (1.0, 3.0)
     """Seconds between two of the monkey's acts, drawn uniformly."""
     sigterm_share: float = 0.5
+    acts: int | None = None
+    """With a number, the monkey acts exactly so many times, kill -9 and SIGTERM in turn
+    (a short run that must show both), however long that takes; else for ``seconds``."""
     seed: int = 1
     killed: int = 0
     stopped: int = 0
+    elapsed: float = 0.0
+    """Seconds the monkey was at work."""
     _retired: list[Proc] = field(default_factory=list)
 
     async def run(self) -> Figures:
@@ -272,23 +277,23 @@ class Chaos:
         rng: random.Random,
         outcomes: list[Outcome],
     ) -> None:
-        deadline = time.monotonic() + self.seconds
+        calm = anyio.Event()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._monkey, cluster, rng, deadline)
+            tg.start_soon(self._monkey, cluster, rng, calm)
             for i in range(self.generations):
-                tg.start_soon(self._keep_one_going, cluster, client, i, deadline, outcomes)
+                tg.start_soon(self._keep_one_going, cluster, client, i, calm, outcomes)
 
     async def _keep_one_going(
         self,
         cluster: Cluster,
         client: httpx.AsyncClient,
         slot: int,
-        deadline: float,
+        calm: anyio.Event,
         outcomes: list[Outcome],
     ) -> None:
         """One generation after another in this slot until the chaos ends."""
         n = 0
-        while n == 0 or time.monotonic() < deadline:
+        while n == 0 or not calm.is_set():
             prompt = f"chaos {slot * 1000 + n}: {self.steps} steps"
             resp = await client.post(f"{cluster.urls[0]}/v1/generations", json={"prompt": prompt})
             assert resp.status_code == 202, resp.text
@@ -301,24 +306,36 @@ class Chaos:
                 outcome.problem = str(exc)
             n += 1
 
-    async def _monkey(self, cluster: Cluster, rng: random.Random, deadline: float) -> None:
-        while True:
-            await anyio.sleep(rng.uniform(*self.pause))
-            if time.monotonic() >= deadline:
-                return
-            live = [w for w in cluster.workers if w.alive()]
-            if not live:
-                continue
-            victim = rng.choice(live)
-            cluster.workers.remove(victim)
-            self._retired.append(victim)
-            if rng.random() < self.sigterm_share:
-                victim.popen.send_signal(signal.SIGTERM)  # it hands back, then exits
-                self.stopped += 1
-            else:
-                victim.popen.send_signal(signal.SIGKILL)
-                self.killed += 1
-            await anyio.to_thread.run_sync(cluster.add_worker)
+    async def _monkey(self, cluster: Cluster, rng: random.Random, calm: anyio.Event) -> None:
+        started = time.monotonic()
+        deadline = started + self.seconds
+        try:
+            while True:
+                await anyio.sleep(rng.uniform(*self.pause))
+                done = self.killed + self.stopped
+                if (done >= self.acts) if self.acts is not None else time.monotonic() >= deadline:
+                    return
+                await self._act(cluster, rng, done)
+        finally:
+            self.elapsed = time.monotonic() - started
+            calm.set()
+
+    async def _act(self, cluster: Cluster, rng: random.Random, done: int) -> None:
+        """Kill or stop one worker at random, and start its replacement."""
+        live = [w for w in cluster.workers if w.alive()]
+        if not live:
+            return
+        victim = rng.choice(live)
+        cluster.workers.remove(victim)
+        self._retired.append(victim)
+        term = done % 2 == 1 if self.acts is not None else rng.random() < self.sigterm_share
+        if term:
+            victim.popen.send_signal(signal.SIGTERM)  # it hands back, then exits
+            self.stopped += 1
+        else:
+            victim.popen.send_signal(signal.SIGKILL)
+            self.killed += 1
+        await anyio.to_thread.run_sync(cluster.add_worker)
 
     def _figures(self, outcomes: list[Outcome], stored: dict[str, Any], billed: int) -> Figures:
         failed: dict[str, int] = {}
@@ -334,7 +351,7 @@ class Chaos:
                 if not (v.outcome == "done" and v.exact):
                     viewer_problems.append(f"{o.gid}: {v}")
         return Figures(
-            seconds=self.seconds,
+            seconds=self.elapsed,
             generations=len(outcomes),
             completed=sum(1 for o in outcomes if o.status == "completed"),
             failed=failed,
