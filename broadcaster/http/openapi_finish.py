@@ -14,8 +14,9 @@ from fastapi import FastAPI
 from broadcaster.core import names
 from broadcaster.http import openapi
 
-AGENT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-"""An AG-UI agent id: ``default`` or a provider's name."""
+AGENT_ID = names.EVENT_TYPE_PATTERN
+"""An AG-UI agent id: ``default`` or a provider's name (lower case, digits and dashes, as
+an event type's name)."""
 
 
 def describe_stream_ids(schema: dict[str, Any], pattern: str) -> dict[str, Any]:
