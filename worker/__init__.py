@@ -8,7 +8,7 @@ the taken generations with their cancels (``running``), running one generation w
 retries and takeovers (``generation``, ``writer``; going on with a model call that
 outlived its worker, ``reattach``), its steps and the tools the worker
 runs between them (``stepper``, ``model_call``, ``steps``, ``tools``), a step cut off with
-its worker going on from what it showed (``continuation``, ``seam``), the mapping of the
+its worker going on from what it showed (``continuation``, ``splice``), the mapping of the
 model's stream to events (``mapping``), the provider seam (``providers``), its settings
 (``settings``), metrics (``metrics``) and command line (``cli``).
 

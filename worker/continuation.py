@@ -18,7 +18,7 @@ Then one of three ways on (``Cut.mode``):
     The partial turn holds text (or nothing was shown at all): the model is sent the
     conversation with the partial assistant turn and a synthetic user turn asking it to
     go on (``continuation_request``); its output streams into the same open text part,
-    the repeat at the seam trimmed (``worker.seam``). No new ``start`` or ``start-step``.
+    the repeat at the seam trimmed (``worker.splice``). No new ``start`` or ``start-step``.
 ``tools``
     A tool call's input was whole before the cut: the step is taken as the model's whole
     output (it stops after its calls), the worker's tools run as after any whole step.

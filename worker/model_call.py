@@ -21,7 +21,7 @@ from broadcaster.core import tracing
 from worker.mapping import EventMapper
 from worker.metrics import CallTiming, WorkerMetrics
 from worker.providers.base import RESUME_META, SHOWN, Provider, ProviderError
-from worker.seam import Seam
+from worker.splice import Seam
 from worker.steps import Step
 from worker.tools import ToolBox
 from worker.writer import StreamWriter
@@ -76,7 +76,7 @@ async def call_model(
     """One step's model call, its events appended (pending in ``writer`` at the end: the
     caller's next flush writes them, with the step's ending). ``started``: the attempt's
     ``start`` is already in the stream. ``seam``: the call continues a cut step, its
-    events joined to it (``worker.seam``; one per try). Raises ``CallFailed``."""
+    events joined to it (``worker.splice``; one per try). Raises ``CallFailed``."""
     seq_before = writer.seq
     for retry_no in range(policy.provider_retries + 1):
         mapper = EventMapper(message_id, id_prefix)

@@ -44,7 +44,7 @@ from worker.continuation import LOST_RUN, continuation_request, partial_turn, pl
 from worker.mapping import EventMapper
 from worker.model_call import CallFailed, Policy, call_model
 from worker.providers.base import Provider
-from worker.seam import Seam, SeamTrim
+from worker.splice import Seam, SeamTrim
 from worker.steps import Step, ToolCall, step_messages
 from worker.writer import StreamWriter
 

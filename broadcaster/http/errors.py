@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from redis.exceptions import OutOfMemoryError, RedisClusterException, RedisError, ResponseError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from broadcaster.chat import conversation
 from broadcaster.core.durability import NotConfirmed
 from broadcaster.generations.start import Busy, IdTaken, NotStarted, ProviderUnavailable
 
@@ -36,6 +37,21 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.extra = extra
+
+
+_REFUSALS = {
+    conversation.ChatBusy: "chat_busy",
+    conversation.QueueFull: "chat_queue_full",
+    conversation.DecisionTooLate: "ended",
+    conversation.NothingToDecide: "approval_unknown",
+}
+
+
+def refused(exc: conversation.Refusal) -> ApiError:
+    """A refused chat submit's answer (the chat route's and AG-UI's run): 409, naming the
+    generation in the way if any."""
+    extra = {} if exc.generation is None else {"generation_id": exc.generation}
+    return ApiError(409, _REFUSALS[type(exc)], exc.message, **extra)
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:

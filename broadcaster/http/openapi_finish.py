@@ -14,15 +14,25 @@ from fastapi import FastAPI
 from broadcaster.core import names
 from broadcaster.http import openapi
 
+AGENT_ID = names.EVENT_TYPE_PATTERN
+"""An AG-UI agent id: ``default`` or a provider's name (lower case, digits and dashes, as
+an event type's name)."""
+
 
 def describe_stream_ids(schema: dict[str, Any], pattern: str) -> dict[str, Any]:
-    """Give every ``{stream_id}`` and ``{chat_id}`` path parameter the contract's grammar.
-    The routes check it themselves (404, never reaching Redis), so FastAPI is not asked to."""
+    """Give every ``{stream_id}`` and ``{chat_id}`` path parameter (and AG-UI's
+    ``{thread_id}``, a chat id) the contract's grammar, and AG-UI's ``{agent_id}`` an agent
+    name's. The routes check them themselves (404, never reaching Redis), so FastAPI is not
+    asked to."""
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             for param in operation.get("parameters", []):
-                if param.get("in") == "path" and param.get("name") in ("stream_id", "chat_id"):
+                if param.get("in") != "path":
+                    continue
+                if param.get("name") in ("stream_id", "chat_id", "thread_id"):
                     param["schema"] = {"type": "string", "pattern": pattern}
+                elif param.get("name") == "agent_id":
+                    param["schema"] = {"type": "string", "pattern": AGENT_ID}
     return schema
 
 

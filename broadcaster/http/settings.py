@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from broadcaster.chat.conversation import Rules
 from broadcaster.core.durability import DurabilitySettings, Policy
 from broadcaster.core.settings import RedisSettings
 from broadcaster.generations.request import PROVIDERS, Defaults
@@ -262,6 +263,12 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
         """What admits a new generation (``generations/start.py``)."""
         return Admission(
             self.served_providers(), self.default_provider, self.max_generations_in_flight
+        )
+
+    def chat_rules(self) -> Rules:
+        """What the deployment says about a chat submit."""
+        return Rules(
+            self.request_defaults(), self.admission(), self.chat_multitask, self.chat_queue_max
         )
 
     def request_defaults(self) -> Defaults:

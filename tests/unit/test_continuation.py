@@ -17,7 +17,7 @@ from worker.continuation import (
     plan_restart,
 )
 from worker.providers.openai_request import chat_params
-from worker.seam import Seam, SeamTrim
+from worker.splice import Seam, SeamTrim
 from worker.steps import plan_resume, split_steps
 
 Event = dict[str, Any]

@@ -29,17 +29,16 @@ from broadcaster.agui.projection import Open, prelude
 from broadcaster.agui.runs import DEFAULT_AGENT, RunInput, chat_body, decisions, parse_input
 from broadcaster.agui.views import Translations, Viewer, state_at, view
 from broadcaster.chat import conversation
-from broadcaster.chat.convert import parse_body, to_request
+from broadcaster.chat.convert import parse_body
 from broadcaster.core import names
 from broadcaster.core.eventlog import EventLog, StreamEnded
 from broadcaster.core.logconfig import current_stream
 from broadcaster.generations.lifecycle import NoSuchGeneration, cancel
 from broadcaster.generations.request import PROVIDERS, RequestInvalid
-from broadcaster.generations.start import admit
 from broadcaster.http import openapi
 from broadcaster.http.access import check_chat, check_viewer
 from broadcaster.http.bodies import read_json
-from broadcaster.http.errors import ApiError
+from broadcaster.http.errors import ApiError, refused
 from broadcaster.http.resources import (
     ApprovalsDep,
     ChatsDep,
@@ -179,22 +178,14 @@ async def _run_input(request: Request, settings: Settings, agent_id: str) -> Run
     return run
 
 
-_REFUSALS = {
-    conversation.ChatBusy: "chat_busy",
-    conversation.QueueFull: "chat_queue_full",
-    conversation.DecisionTooLate: "ended",
-    conversation.NothingToDecide: "approval_unknown",
-}
-
-
-def _refused(exc: conversation.Refusal) -> ApiError:
-    extra = {} if exc.generation is None else {"generation_id": exc.generation}
-    return ApiError(409, _REFUSALS[type(exc)], exc.message, **extra)
+RUN_BODY = openapi.model_body(RunInput)
+"""``RunAgentInput``, as the run and connect routes read it."""
 
 
 @router.post(
     "/v1/agui/agent/{agent_id}/run",
     response_class=Response,
+    openapi_extra=RUN_BODY,
     responses={
         **openapi.sse("the run's AG-UI events"),
         **openapi.errors(401, 403, 404, 409, 413, 422, 429, 503),
@@ -224,45 +215,29 @@ async def run(
             current_stream.set(waited)
             return await agui_response(request, waited, thread, None, base=base, stop_at_wait=True)
         chat = _parsed(parse_body, chat_body(given, agent_id))
-        job = _parsed(partial(to_request, defaults=settings.request_defaults()), chat)
-        admitted = await admit(jobs, settings.admission(), job["provider"])
-        generation = new_stream_id()
-        check_room(request, hub, settings, ())
-        record = await chats.get(thread)
-        way = await conversation.make_way(event_log, chat, record, settings.chat_multitask)
-        if way == "enqueue":
-            limit = settings.chat_queue_max
-            await conversation.enqueue(
-                chats, generations, chat, job, generation=generation, limit=limit
-            )
-        elif way == "steer" and record is not None:
-            _, base = await conversation.steer(chats, event_log, chat, record)
-            return await agui_response(
-                request, record.generation, thread, None, base=base, stop_at_wait=True
-            )
-        else:
-            messages = [m.model_dump() for m in chat.messages]
-            await conversation.start_answer(
-                chats,
-                generations,
-                jobs,
-                settings.admission(),
-                admitted,
-                chat=chat,
-                messages=messages,
-                record=record,
-                job=job,
-                generation=generation,
-            )
+        turn = await conversation.submit(
+            conversation.Stores(chats, generations, jobs, approvals),
+            settings.chat_rules(),
+            chat,
+            [m.model_dump() for m in chat.messages],
+            new_id=new_stream_id,
+            room=partial(check_room, request, hub, settings, ()),
+        )
+    except RequestInvalid as exc:
+        raise ApiError(422, "invalid_request", exc.message, details=exc.details) from None
     except conversation.Refusal as exc:
-        raise _refused(exc) from None
-    current_stream.set(generation)
-    return await agui_response(request, generation, thread, None, stop_at_wait=True)
+        raise refused(exc) from None
+    current_stream.set(turn.generation)
+    # A steer goes on in the running answer, after the steering message: the run shows it.
+    return await agui_response(
+        request, turn.generation, thread, None, base=turn.base, stop_at_wait=True
+    )
 
 
 @router.post(
     "/v1/agui/agent/{agent_id}/connect",
     response_class=Response,
+    openapi_extra=RUN_BODY,
     responses={
         **openapi.sse("the thread's latest run as AG-UI events"),
         204: {"description": "the thread has no run"},

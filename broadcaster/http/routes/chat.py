@@ -41,7 +41,7 @@ from broadcaster.http import openapi
 from broadcaster.http.access import AccessDep, check_chat, producer
 from broadcaster.http.bodies import read_json, strict_json
 from broadcaster.http.chat_answers import GENERATION_HEADER, answer, run_answer, steered
-from broadcaster.http.errors import ApiError
+from broadcaster.http.errors import ApiError, refused
 from broadcaster.http.minting import minted
 from broadcaster.http.resources import (
     ApprovalsDep,
@@ -106,16 +106,10 @@ async def submit(
     await check_chat(request, body["id"], "generate")
     strict_json(body)
     chat = _parsed(parse_body, body)
-    rules = conversation.Rules(
-        settings.request_defaults(),
-        settings.admission(),
-        settings.chat_multitask,
-        settings.chat_queue_max,
-    )
     try:
         turn = await conversation.submit(
             conversation.Stores(chats, generations, jobs, approvals),
-            rules,
+            settings.chat_rules(),
             chat,
             body["messages"],
             new_id=new_stream_id,
@@ -125,24 +119,10 @@ async def submit(
     except RequestInvalid as exc:
         raise ApiError(422, "invalid_request", exc.message, details=exc.details) from None
     except conversation.Refusal as exc:
-        raise _refused(exc) from None
+        raise refused(exc) from None
     if turn.steered is not None:
         return steered(chat.id, turn.generation, turn.steered, turn.base)
     return await answer(request, chat.id, turn.generation, turn.base)
-
-
-_REFUSALS = {
-    conversation.ChatBusy: "chat_busy",
-    conversation.QueueFull: "chat_queue_full",
-    conversation.DecisionTooLate: "ended",
-    conversation.NothingToDecide: "approval_unknown",
-}
-
-
-def _refused(exc: conversation.Refusal) -> ApiError:
-    """A refused submit's answer: 409, naming the generation in the way if any."""
-    extra = {} if exc.generation is None else {"generation_id": exc.generation}
-    return ApiError(409, _REFUSALS[type(exc)], exc.message, **extra)
 
 
 async def _chat(request: Request, chats: Chats, chat_id: str) -> ChatRecord | None:
