@@ -18,8 +18,7 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from tests.support.fake_anthropic import (
     tool_use,
 )
 from tests.support.nginx import Nginx, find_nginx
+from tests.support.polling import wait_for
 from tests.support.procs import ROOT, Proc, start_frontend, start_worker
 from tests.support.worker_tools import runs
 
@@ -149,13 +149,6 @@ def result(proc: subprocess.Popen[str], stack: Stack) -> dict[str, Any]:
     return found
 
 
-def wait_for(what: str, check: Callable[[], bool], stack: Stack, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s\n{stack.logs()}"
-        time.sleep(0.05)
-
-
 def held(opened: threading.Event, after: int = 3) -> Script:
     """A text answer held at ``opened`` after ``after`` deltas."""
     script = message([text(CHUNKS)], input_tokens=5, output_tokens=len(CHUNKS))
@@ -189,7 +182,7 @@ def test_a_dropped_answer_is_finished_by_the_transport(stack: Stack) -> None:
     sender = node("send", {**request, "textFile": str(shown)})
     try:
         # The Chat itself shows the first words: it holds some chunks of the POST.
-        wait_for("the answer's first words in the Chat", shown.exists, stack)
+        wait_for("the answer's first words in the Chat", shown.exists, context=stack.logs)
         serving = [f for f in stack.frontends if viewers(f) == 1]
         assert len(serving) == 1, [viewers(f) for f in stack.frontends]
         serving[0].stop(signal.SIGKILL)

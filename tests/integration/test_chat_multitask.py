@@ -20,8 +20,9 @@ import httpx
 import pytest
 
 from broadcaster.core.embedded import EmbeddedRedis
-from tests.support.chat_tabs import Tab, body, events, user, wait_for
+from tests.support.chat_tabs import Tab, body, events, user
 from tests.support.fake_anthropic import FakeAnthropicServer, gate, message, text, tool_use
+from tests.support.polling import wait_for
 from tests.support.procs import ROOT, Proc, start_frontend, start_worker
 
 
@@ -97,7 +98,7 @@ def test_reject_is_the_default(stack: Stack) -> None:
     chat = "chat-reject"
     first = Tab(stack, body(chat, user("reject-a", "u1")))
     try:
-        wait_for("the first answer", lambda: running(stack, chat), stack)
+        wait_for("the first answer", lambda: running(stack, chat), context=stack.logs)
         second = httpx.post(stack.api, json=body(chat, user("reject-b", "u2")))
         assert second.status_code == 409 and second.json()["error"] == "chat_busy"
     finally:
@@ -112,14 +113,14 @@ def test_enqueue_runs_the_message_when_the_answer_ends(stack: Stack) -> None:
     chat = "chat-enqueue"
     first = Tab(stack, body(chat, user("enqueue-a", "u1")))
     try:
-        wait_for("the first answer", lambda: running(stack, chat), stack)
+        wait_for("the first answer", lambda: running(stack, chat), context=stack.logs)
         queued = Tab(stack, body(chat, user("enqueue-b", "u2"), multitask="enqueue"))
-        wait_for("it queued", lambda: bool(listed(stack, chat).get("queued")), stack)
+        wait_for("it queued", lambda: bool(listed(stack, chat).get("queued")), context=stack.logs)
         (entry,) = listed(stack, chat)["queued"]
         assert entry["message"]["id"] == "u2"
         # Two may wait (BROADCASTER_CHAT_QUEUE_MAX=2), a third may not.
         extra = Tab(stack, body(chat, user("enqueue-c", "u3"), multitask="enqueue"))
-        wait_for("two queued", lambda: len(listed(stack, chat)["queued"]) == 2, stack)
+        wait_for("two queued", lambda: len(listed(stack, chat)["queued"]) == 2, context=stack.logs)
         full = httpx.post(stack.api, json=body(chat, user("enqueue-d", "u4"), multitask="enqueue"))
         assert full.status_code == 409 and full.json()["error"] == "chat_queue_full"
     finally:
@@ -160,7 +161,7 @@ def test_interrupt_cancels_the_answer_and_starts_the_new_message(stack: Stack) -
     chat = "chat-interrupt"
     first = Tab(stack, body(chat, user("interrupt-a", "u1")))
     try:
-        wait_for("the first answer", lambda: running(stack, chat), stack)
+        wait_for("the first answer", lambda: running(stack, chat), context=stack.logs)
         second = httpx.post(
             stack.api, json=body(chat, user("interrupt-b", "u2"), multitask="interrupt"), timeout=30
         )
@@ -184,7 +185,7 @@ def test_steer_reaches_the_next_model_call_of_a_tool_loop(stack: Stack) -> None:
     stack.anthropic.route("steer-b", message([text(["Steered, ", "then done."])]))
     chat = "chat-steer"
     first = Tab(stack, body(chat, user("steer-a: wait for the gate", "u1")))
-    wait_for("the tool", (stack.root / "runs.jsonl").exists, stack)
+    wait_for("the tool", (stack.root / "runs.jsonl").exists, context=stack.logs)
     steered = httpx.post(
         stack.api, json=body(chat, user("steer-b: also say hello", "u2"), multitask="steer")
     )
@@ -229,7 +230,7 @@ def test_steer_without_a_next_step_runs_as_if_enqueued(stack: Stack) -> None:
     chat = "chat-steer-late"
     first = Tab(stack, body(chat, user("late-a", "u1")))
     try:
-        wait_for("the first answer", lambda: running(stack, chat), stack)
+        wait_for("the first answer", lambda: running(stack, chat), context=stack.logs)
         steered = httpx.post(stack.api, json=body(chat, user("late-b", "u2"), multitask="steer"))
         assert events(steered.content)[0]["type"] == "data-steered"
     finally:
@@ -241,7 +242,7 @@ def test_steer_without_a_next_step_runs_as_if_enqueued(stack: Stack) -> None:
             len(listed(stack, chat)["messages"]) == 4
             and listed(stack, chat)["status"] == "completed"
         ),
-        stack,
+        context=stack.logs,
     )
     messages = listed(stack, chat)["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]

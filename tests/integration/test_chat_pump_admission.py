@@ -24,8 +24,9 @@ import redis as redis_py
 
 from broadcaster.core import keys
 from broadcaster.core.embedded import EmbeddedRedis
-from tests.support.chat_tabs import Tab, body, events, user, wait_for
+from tests.support.chat_tabs import Tab, body, events, user
 from tests.support.fake_anthropic import FakeAnthropicServer, gate, message, text
+from tests.support.polling import wait_for
 from tests.support.procs import Proc, start_frontend, start_worker
 
 
@@ -89,10 +90,10 @@ def test_a_queued_message_refused_as_busy_waits_and_starts_when_there_is_room(
     try:
         first = Tab(stack, body(chat, user("busy-a", "u1")))
         running = lambda: listed(stack, chat).get("status") == "running"  # noqa: E731
-        wait_for("the first answer", running, stack)
+        wait_for("the first answer", running, context=stack.logs)
         # One generation in flight (the first): the queued message is admitted as sent.
         queued = Tab(stack, body(chat, user("busy-b", "u2"), multitask="enqueue"))
-        wait_for("it queued", lambda: bool(listed(stack, chat).get("queued")), stack)
+        wait_for("it queued", lambda: bool(listed(stack, chat).get("queued")), context=stack.logs)
         (entry,) = listed(stack, chat)["queued"]
         generation = entry["generation_id"]
         # Two jobs nobody takes: once the first answer ends, two are still in flight.

@@ -51,7 +51,7 @@ from tests.support.fake_anthropic import (
     thinking,
     tool_use,
 )
-from tests.support.faults import poll
+from tests.support.polling import poll
 from tests.support.procs import Proc, SSEEvent, read_sse, start_frontend, start_worker
 
 pytestmark = pytest.mark.anyio
