@@ -17,8 +17,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import httpx
 import pytest
 
 from broadcaster.core.embedded import EmbeddedRedis
-from tests.clients.test_aisdk import AISDK_DIR, _missing_prerequisites
+from tests.support.aisdk import AISDK_DIR, missing_prerequisites
 from tests.support.fake_anthropic import (
     FakeAnthropicServer,
     Script,
@@ -37,6 +36,7 @@ from tests.support.fake_anthropic import (
     thinking,
     tool_use,
 )
+from tests.support.polling import wait_for
 from tests.support.procs import ROOT, Proc, start_frontend, start_worker
 from tests.support.worker_tools import runs
 
@@ -72,7 +72,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    missing = _missing_prerequisites()
+    missing = missing_prerequisites()
     if missing:
         pytest.fail("the AI SDK chat test needs:\n  " + "\n  ".join(missing), pytrace=False)
     tmp = tmp_path_factory.mktemp("aisdk-chat")
@@ -133,13 +133,6 @@ def run(mode: str, request: dict[str, Any], stack: Stack) -> dict[str, Any]:
 
 def user(words: str, mid: str = "u1") -> dict[str, Any]:
     return {"id": mid, "role": "user", "parts": [{"type": "text", "text": words}]}
-
-
-def wait_for(what: str, check: Callable[[], bool], stack: Stack) -> None:
-    deadline = time.monotonic() + 30
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within 30 s\n{stack.logs()}"
-        time.sleep(0.05)
 
 
 def viewers(stack: Stack) -> int:
@@ -205,9 +198,9 @@ def test_reconnect_during_the_generation_rebuilds_the_same_message(stack: Stack)
     request = {"api": stack.api, "chatId": chat, "messages": [user("Hi again")]}
     sender = node("send", {**request, "body": {"thinking": thinking_on(), "max_tokens": 4096}})
     try:
-        wait_for("the first text", lambda: answering(stack, chat), stack)
+        wait_for("the first text", lambda: answering(stack, chat), context=stack.logs)
         resumer = node("resume", request)
-        wait_for("the resuming tab", lambda: viewers(stack) == 2, stack)
+        wait_for("the resuming tab", lambda: viewers(stack) == 2, context=stack.logs)
     finally:
         opened.set()
     sent, resumed = result(sender, stack), result(resumer, stack)
@@ -233,11 +226,11 @@ def test_a_page_reloaded_mid_answer_shows_the_history_then_the_rest(stack: Stack
     request = {"api": stack.api, "chatId": chat, "messages": [user("Reload me")]}
     sender = node("send", request)
     try:
-        wait_for("the first text", lambda: answering(stack, chat), stack)
+        wait_for("the first text", lambda: answering(stack, chat), context=stack.logs)
         so_far = messages_of(stack, chat)["messages"]
         assert so_far[-1]["parts"][-1]["state"] == "streaming"
         page = node("reload", {**request, "messages": so_far})
-        wait_for("the reloaded page", lambda: viewers(stack) == 2, stack)
+        wait_for("the reloaded page", lambda: viewers(stack) == 2, context=stack.logs)
     finally:
         opened.set()
     sent, reloaded = result(sender, stack), result(page, stack)
@@ -347,9 +340,9 @@ def test_stop_ends_the_message_with_abort_in_every_tab(stack: Stack) -> None:
     request = {"api": stack.api, "chatId": chat, "messages": [user("Go on")]}
     try:
         tabs = [node("send", request)]
-        wait_for("the first text", lambda: answering(stack, chat), stack)
+        wait_for("the first text", lambda: answering(stack, chat), context=stack.logs)
         tabs += [node("resume", request), node("resume", request)]
-        wait_for("three tabs", lambda: viewers(stack) == 3, stack)
+        wait_for("three tabs", lambda: viewers(stack) == 3, context=stack.logs)
         stopped = httpx.post(f"{stack.api}/{chat}/stop")
         assert stopped.status_code == 202, stopped.text
         seen = [result(tab, stack) for tab in tabs]
