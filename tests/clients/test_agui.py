@@ -20,24 +20,22 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from broadcaster.core.embedded import EmbeddedRedis
 from tests.support.browser import finish_node_script, run_node_script, start_node_script
 from tests.support.fake_anthropic import (
-    FakeAnthropicServer,
     gate,
     message,
     text,
     thinking,
     tool_use,
 )
-from tests.support.procs import ROOT, Proc, start_frontend, start_worker
+from tests.support.procs import ROOT
+from tests.support.stacks import Stack, anthropic_stack
 
 AGUI_DIR = ROOT / "tests" / "clients" / "agui"
 SCRIPT = AGUI_DIR / "agui.mjs"
@@ -45,20 +43,6 @@ AISDK = ROOT / "tests" / "clients" / "aisdk" / "read.mjs"
 SIGNATURE = "sig-agui-1"
 REASONING = ["Let me ", "think."]
 WORDS = ["Hé", "llo, ", "wörld ", "🙂 ", "again."]
-
-
-@dataclass
-class Stack:
-    frontend: Proc
-    worker: Proc
-    anthropic: FakeAnthropicServer
-
-    @property
-    def url(self) -> str:
-        return self.frontend.url
-
-    def logs(self) -> str:
-        return "\n".join(f"{p.name} log:\n{p.log()[-4000:]}" for p in (self.frontend, self.worker))
 
 
 def _missing() -> list[str]:
@@ -75,28 +59,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if missing:
         pytest.fail("the AG-UI client tests need:\n  " + "\n  ".join(missing), pytrace=False)
     tmp = tmp_path_factory.mktemp("agui")
-    redis = EmbeddedRedis(tmp / "redis", persistent=False)
-    redis.start(reuse=False)
-    procs: list[Proc] = []
-    try:
-        with FakeAnthropicServer(api_key="test") as anthropic:
-            procs.append(start_frontend(redis.url, tmp, "frontend"))
-            env = {
-                "WORKER_PROVIDER": "anthropic",
-                "ANTHROPIC_BASE_URL": anthropic.base_url,
-                "ANTHROPIC_API_KEY": "test",
-                "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
-                "TOOL_RUNS_FILE": str(tmp / "runs.jsonl"),
-                "PYTHONPATH": str(ROOT),
-                "WORKER_MERGE_MS": "0",  # one event per delta: cuts between two deltas
-            }
-            procs.append(start_worker(redis.url, tmp, "worker", env))
-            yield Stack(procs[0], procs[1], anthropic)
-            assert anthropic.errors == []
-    finally:
-        for p in reversed(procs):
-            p.stop()
-        redis.stop()
+    env = {
+        "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
+        "TOOL_RUNS_FILE": str(tmp / "runs.jsonl"),
+        "PYTHONPATH": str(ROOT),
+        "WORKER_MERGE_MS": "0",  # one event per delta: cuts between two deltas
+    }
+    with anthropic_stack(tmp, env) as s:
+        yield s
 
 
 def node(stack: Stack, script: Path, *args: str) -> dict[str, Any]:
@@ -151,7 +121,7 @@ def test_info_names_the_agents_and_the_resumable_transport(stack: Stack) -> None
 def test_a_generation_reads_as_verified_agui_and_resumes_inside_a_message(
     stack: Stack,
 ) -> None:
-    stack.anthropic.enqueue(
+    stack.model.enqueue(
         message(
             [
                 thinking(REASONING, signature=SIGNATURE),
@@ -204,7 +174,7 @@ def test_a_generation_reads_as_verified_agui_and_resumes_inside_a_message(
 
 
 def test_a_chat_run_through_http_agent(stack: Stack) -> None:
-    stack.anthropic.route("run-plain", message([text(["Hi ", "there."])]))
+    stack.model.route("run-plain", message([text(["Hi ", "there."])]))
     run = agui(stack, "run", stack.url, "default", "agui-chat-1", user("u1", "run-plain hello"))
     assert run["status"] == 200 and run["generation"]
     events = run["events"]
@@ -219,10 +189,8 @@ def test_a_chat_run_through_http_agent(stack: Stack) -> None:
 
 def test_an_approval_is_an_interrupt_and_resume_decides_it(stack: Stack) -> None:
     call = tool_use("toolu_ag1", "approved_add", ['{"a": 2, "b": 5}'])
-    stack.anthropic.route(
-        "agui-approve", message([text(["Adding."]), call], stop_reason="tool_use")
-    )
-    stack.anthropic.enqueue(message([text(["It is ", "7."])]))
+    stack.model.route("agui-approve", message([text(["Adding."]), call], stop_reason="tool_use"))
+    stack.model.enqueue(message([text(["It is ", "7."])]))
     first = agui(stack, "run", stack.url, "default", "agui-chat-2", user("u1", "agui-approve"))
     ended = first["events"][-1]
     assert ended["type"] == "RUN_FINISHED" and ended["outcome"]["type"] == "interrupt"
@@ -243,7 +211,7 @@ def test_an_approval_is_an_interrupt_and_resume_decides_it(stack: Stack) -> None
 def test_a_stop_ends_the_run_cancelled(stack: Stack) -> None:
     opened = threading.Event()
     slow = message([text(["one ", "two ", "three "]), text(["never"])], chunk_delay=0.05)
-    stack.anthropic.route("agui-stop", [*slow[:-4], gate(opened), *slow[-4:]])
+    stack.model.route("agui-stop", [*slow[:-4], gate(opened), *slow[-4:]])
     try:
         run = agui(stack, "run", stack.url, "default", "agui-chat-3",
                    user("u1", "agui-stop now"), "--stop-after-content", "2")  # fmt: skip
@@ -260,7 +228,7 @@ def test_a_run_goes_on_when_its_post_drops_and_a_second_client_follows(stack: St
     opened = threading.Event()
     words = [f"w{i} " for i in range(8)]
     script = message([text(words)], chunk_delay=0.02)
-    stack.anthropic.route("agui-drop", [*script[:6], gate(opened), *script[6:]])
+    stack.model.route("agui-drop", [*script[:6], gate(opened), *script[6:]])
     body = json.dumps({"threadId": "agui-chat-4", "runId": "c1", "messages": []})
     connect = f"{stack.url}/v1/agui/agent/default/connect"
     try:

@@ -20,8 +20,6 @@ without them the test fails and says so. It never skips.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -31,35 +29,17 @@ import pytest
 
 from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound
 from tests.support import fake_openai as oai
+from tests.support.aisdk import AISDK_DIR, missing_prerequisites
 from tests.support.browser import run_node_script
 from tests.support.fake_anthropic import FakeAnthropicServer, message, text, thinking, tool_use
-from tests.support.procs import ROOT, Proc, parse_sse, start_frontend, start_worker
+from tests.support.procs import Proc, parse_sse, start_frontend, start_worker
 
-AISDK_DIR = ROOT / "tests" / "clients" / "aisdk"
 SCRIPT = AISDK_DIR / "read.mjs"
 MODEL = "claude-aisdk-test"
 REASONING = ["Let me ", "think ", "about <it>."]
 CHUNKS = ["Hé", "llo, ", "wörld 🙂\n", "  spaced  ", '"quoted" end.']
 FRAGMENTS = ['{"city"', ': "Par', 'is", "days"', ": 3, ", '"units": ["C"]}']
 TOOL_INPUT = {"city": "Paris", "days": 3, "units": ["C"]}
-
-
-def _missing_prerequisites() -> list[str]:
-    missing = []
-    node = shutil.which("node")
-    if node is None:
-        missing.append("node is missing: install Node.js >= 20 with npm")
-    else:
-        run = subprocess.run([node, "--version"], check=False, capture_output=True, text=True)
-        major = run.stdout.strip().lstrip("v").split(".")[0]
-        if not major.isdigit() or int(major) < 20:
-            missing.append(f"node is {run.stdout.strip() or 'unusable'}: install Node.js >= 20")
-    if not (AISDK_DIR / "node_modules" / "ai" / "package.json").is_file():
-        missing.append(
-            "tests/clients/aisdk/node_modules is missing: run npm ci --prefix tests/clients/aisdk"
-            " (make test does this)"
-        )
-    return missing
 
 
 def _read_with_sdk(url: str, *args: str) -> tuple[int, str, str]:
@@ -108,7 +88,7 @@ def _script_fakes(anth: FakeAnthropicServer, srv: oai.FakeOpenAIServer) -> None:
 
 
 def test_the_ai_sdk_assembles_the_generation(tmp_path: Path) -> None:
-    missing = _missing_prerequisites()
+    missing = missing_prerequisites()
     if missing:
         pytest.fail("the AI SDK test needs:\n  " + "\n  ".join(missing), pytrace=False)
 

@@ -17,19 +17,15 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from broadcaster.core.embedded import EmbeddedRedis
-from tests.clients.test_aisdk import AISDK_DIR, _missing_prerequisites
+from tests.support.aisdk import AISDK_DIR, missing_prerequisites
 from tests.support.fake_anthropic import (
-    FakeAnthropicServer,
     Script,
     gate,
     message,
@@ -37,7 +33,9 @@ from tests.support.fake_anthropic import (
     thinking,
     tool_use,
 )
-from tests.support.procs import ROOT, Proc, start_frontend, start_worker
+from tests.support.polling import wait_for
+from tests.support.procs import ROOT
+from tests.support.stacks import Stack, anthropic_stack
 from tests.support.worker_tools import runs
 
 SCRIPT = AISDK_DIR / "chat.mjs"
@@ -55,48 +53,19 @@ TOOLS = [
 ]
 
 
-@dataclass
-class Stack:
-    frontend: Proc
-    worker: Proc
-    anthropic: FakeAnthropicServer
-    tool_runs: Path
-
-    @property
-    def api(self) -> str:
-        return f"{self.frontend.url}/v1/chat"
-
-    def logs(self) -> str:
-        return "\n".join(f"{p.name} log:\n{p.log()[-3000:]}" for p in (self.frontend, self.worker))
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    missing = _missing_prerequisites()
+    missing = missing_prerequisites()
     if missing:
         pytest.fail("the AI SDK chat test needs:\n  " + "\n  ".join(missing), pytrace=False)
     tmp = tmp_path_factory.mktemp("aisdk-chat")
-    redis = EmbeddedRedis(tmp / "redis", persistent=False)
-    redis.start(reuse=False)
-    procs: list[Proc] = []
-    try:
-        with FakeAnthropicServer(api_key="test") as anthropic:
-            procs.append(start_frontend(redis.url, tmp, "frontend"))
-            env = {
-                "WORKER_PROVIDER": "anthropic",
-                "ANTHROPIC_BASE_URL": anthropic.base_url,
-                "ANTHROPIC_API_KEY": "test",
-                "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
-                "TOOL_RUNS_FILE": str(tmp / "tool-runs.jsonl"),
-                "PYTHONPATH": str(ROOT),
-            }
-            procs.append(start_worker(redis.url, tmp, "worker", env))
-            yield Stack(procs[0], procs[1], anthropic, tmp / "tool-runs.jsonl")
-            assert anthropic.errors == []
-    finally:
-        for p in reversed(procs):
-            p.stop()
-        redis.stop()
+    env = {
+        "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
+        "TOOL_RUNS_FILE": str(tmp / "tool-runs.jsonl"),
+        "PYTHONPATH": str(ROOT),
+    }
+    with anthropic_stack(tmp, env) as s:
+        yield s
 
 
 def node(mode: str, request: dict[str, Any]) -> subprocess.Popen[str]:
@@ -135,13 +104,6 @@ def user(words: str, mid: str = "u1") -> dict[str, Any]:
     return {"id": mid, "role": "user", "parts": [{"type": "text", "text": words}]}
 
 
-def wait_for(what: str, check: Callable[[], bool], stack: Stack) -> None:
-    deadline = time.monotonic() + 30
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within 30 s\n{stack.logs()}"
-        time.sleep(0.05)
-
-
 def viewers(stack: Stack) -> int:
     count: int = httpx.get(f"{stack.frontend.url}/readyz").json()["viewers"]
     return count
@@ -177,7 +139,7 @@ def answering(stack: Stack, chat: str) -> bool:
 
 
 def test_send_streams_a_whole_message_and_resume_after_the_end_is_null(stack: Stack) -> None:
-    stack.anthropic.enqueue(message([text(CHUNKS)], input_tokens=5, output_tokens=4))
+    stack.model.enqueue(message([text(CHUNKS)], input_tokens=5, output_tokens=4))
     chat = "chat-send"
     sent = run("send", {"api": stack.api, "chatId": chat, "messages": [user("Hi")]}, stack)
     (post,) = sent["responses"]
@@ -200,14 +162,14 @@ def test_send_streams_a_whole_message_and_resume_after_the_end_is_null(stack: St
 
 def test_reconnect_during_the_generation_rebuilds_the_same_message(stack: Stack) -> None:
     opened = threading.Event()
-    stack.anthropic.enqueue(held(opened))
+    stack.model.enqueue(held(opened))
     chat = "chat-resume"
     request = {"api": stack.api, "chatId": chat, "messages": [user("Hi again")]}
     sender = node("send", {**request, "body": {"thinking": thinking_on(), "max_tokens": 4096}})
     try:
-        wait_for("the first text", lambda: answering(stack, chat), stack)
+        wait_for("the first text", lambda: answering(stack, chat), context=stack.logs)
         resumer = node("resume", request)
-        wait_for("the resuming tab", lambda: viewers(stack) == 2, stack)
+        wait_for("the resuming tab", lambda: viewers(stack) == 2, context=stack.logs)
     finally:
         opened.set()
     sent, resumed = result(sender, stack), result(resumer, stack)
@@ -228,16 +190,16 @@ def test_a_page_reloaded_mid_answer_shows_the_history_then_the_rest(stack: Stack
     page starts with is the partial one, and the replay replaces it (same id): no
     duplicate, nothing lost."""
     opened = threading.Event()
-    stack.anthropic.enqueue(held(opened))
+    stack.model.enqueue(held(opened))
     chat = "chat-reload"
     request = {"api": stack.api, "chatId": chat, "messages": [user("Reload me")]}
     sender = node("send", request)
     try:
-        wait_for("the first text", lambda: answering(stack, chat), stack)
+        wait_for("the first text", lambda: answering(stack, chat), context=stack.logs)
         so_far = messages_of(stack, chat)["messages"]
         assert so_far[-1]["parts"][-1]["state"] == "streaming"
         page = node("reload", {**request, "messages": so_far})
-        wait_for("the reloaded page", lambda: viewers(stack) == 2, stack)
+        wait_for("the reloaded page", lambda: viewers(stack) == 2, context=stack.logs)
     finally:
         opened.set()
     sent, reloaded = result(sender, stack), result(page, stack)
@@ -251,7 +213,7 @@ def thinking_on() -> dict[str, Any]:
 
 
 def test_a_client_tool_result_continues_the_same_assistant_message(stack: Stack) -> None:
-    stack.anthropic.enqueue(
+    stack.model.enqueue(
         message(
             [
                 thinking(["Need the weather."], signature="sig-tool"),
@@ -261,7 +223,7 @@ def test_a_client_tool_result_continues_the_same_assistant_message(stack: Stack)
             stop_reason="tool_use",
         )
     )
-    stack.anthropic.enqueue(message([text(["It is ", "sunny."])]))
+    stack.model.enqueue(message([text(["It is ", "sunny."])]))
     chat = "chat-tools"
     body = {"tools": TOOLS, "thinking": thinking_on(), "max_tokens": 4096}
     request = {
@@ -298,7 +260,7 @@ def test_a_client_tool_result_continues_the_same_assistant_message(stack: Stack)
     assert call["output"] == {"temperature": 22, "sky": "clear"}
     assert answer["parts"][-1]["text"] == "It is sunny."
     # What the model was sent the second time: the signed thinking, the call, its result.
-    sent = stack.anthropic.requests[-1].body
+    sent = stack.model.requests[-1].body
     assert sent["messages"][-2]["content"][0] == {
         "type": "thinking",
         "thinking": "Need the weather.",
@@ -315,13 +277,13 @@ def test_a_client_tool_result_continues_the_same_assistant_message(stack: Stack)
 
 
 def test_a_tool_the_worker_runs_is_in_the_message_once(stack: Stack) -> None:
-    stack.anthropic.enqueue(
+    stack.model.enqueue(
         message(
             [text(["Adding."]), tool_use("toolu_w1", "add", ['{"a": 2, ', '"b": 3}'])],
             stop_reason="tool_use",
         )
     )
-    stack.anthropic.enqueue(message([text(["It is ", "5."])]))
+    stack.model.enqueue(message([text(["It is ", "5."])]))
     chat = "chat-worker-tool"
     request = {"api": stack.api, "chatId": chat, "messages": [user("Add 2 and 3")]}
     sent = run("send", request, stack)
@@ -336,20 +298,20 @@ def test_a_tool_the_worker_runs_is_in_the_message_once(stack: Stack) -> None:
         "output": {"sum": 5},
     }
     assert parts[-1]["text"] == "It is 5."
-    assert runs(stack.tool_runs, "add") == 1
+    assert runs(stack.root / "tool-runs.jsonl", "add") == 1
     assert messages_of(stack, chat)["messages"] == [user("Add 2 and 3"), sent["message"]]
 
 
 def test_stop_ends_the_message_with_abort_in_every_tab(stack: Stack) -> None:
     never = threading.Event()
-    stack.anthropic.enqueue(held(never))
+    stack.model.enqueue(held(never))
     chat = "chat-stop"
     request = {"api": stack.api, "chatId": chat, "messages": [user("Go on")]}
     try:
         tabs = [node("send", request)]
-        wait_for("the first text", lambda: answering(stack, chat), stack)
+        wait_for("the first text", lambda: answering(stack, chat), context=stack.logs)
         tabs += [node("resume", request), node("resume", request)]
-        wait_for("three tabs", lambda: viewers(stack) == 3, stack)
+        wait_for("three tabs", lambda: viewers(stack) == 3, context=stack.logs)
         stopped = httpx.post(f"{stack.api}/{chat}/stop")
         assert stopped.status_code == 202, stopped.text
         seen = [result(tab, stack) for tab in tabs]

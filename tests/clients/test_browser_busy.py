@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.clients.test_browser_failover import Script
 from tests.support.browser import missing_prerequisites
+from tests.support.node_script import Script
 from tests.support.procs import ROOT, own_redis, start_frontend
 
 SCRIPT = ROOT / "tests" / "clients" / "browser" / "busy.mjs"

@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from broadcaster.core.embedded import free_port
-from tests.clients.test_browser_failover import Script
 from tests.support.browser import missing_prerequisites
 from tests.support.nginx import Nginx, find_nginx
+from tests.support.node_script import Script
 from tests.support.procs import ROOT, Proc, own_redis, start_frontend
 
 SCRIPT = ROOT / "tests" / "clients" / "browser" / "dashboard.mjs"

@@ -16,16 +16,10 @@ tests/clients/browser; without them the test fails and says what to install. It 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import queue
 import re
-import signal
-import subprocess
-import threading
 import time
 from pathlib import Path
-from typing import IO, Any
 
 import httpx
 import pytest
@@ -38,74 +32,13 @@ from tests.support.browser import (
     stop_browser_leftovers,
 )
 from tests.support.nginx import Nginx, find_nginx
+from tests.support.node_script import Script
 from tests.support.procs import ROOT, Proc, own_redis, start_frontend, start_worker
 
 SCRIPT = ROOT / "tests" / "clients" / "browser" / "failover.mjs"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 PANES = ("a", "b", "late", "flaky")
 SSE_PATH = re.compile(r"^/v1/streams/[^/?]+/events(\?|$)")
-
-
-class Script:
-    """failover.mjs, with its stdout read line by line and its stdin for the handshake."""
-
-    def __init__(self, args: list[str], stderr_path: Path):
-        self.stderr_path = stderr_path
-        with open(stderr_path, "wb") as err:
-            self.popen = subprocess.Popen(
-                args,
-                cwd=str(ROOT),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-            )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.output: list[str] = []
-        self.reader = threading.Thread(target=self._read, args=(self.popen.stdout,), daemon=True)
-        self.reader.start()
-
-    def _read(self, stream: IO[str] | None) -> None:
-        assert stream is not None
-        for line in stream:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def next_json(self, timeout: float) -> dict[str, Any]:
-        try:
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            message = f"failover.mjs said nothing for {timeout} s"
-            raise AssertionError(message + self.report()) from None
-        if line is None:
-            self.popen.wait(10)
-            raise AssertionError(f"failover.mjs exited with {self.popen.returncode}{self.report()}")
-        self.output.append(line)
-        parsed: dict[str, Any] = json.loads(line)
-        return parsed
-
-    def send(self, line: str) -> None:
-        assert self.popen.stdin is not None
-        self.popen.stdin.write(line + "\n")
-        self.popen.stdin.flush()
-
-    def report(self) -> str:
-        err = self.stderr_path.read_text(errors="replace")
-        return f"\nstderr:\n{err}\nstdout:\n{''.join(self.output)}"
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)  # playwright closes its browser on SIGTERM
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self.reader.join(5)
-        for pipe in (self.popen.stdin, self.popen.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
 
 
 def _viewers(frontend: Proc) -> int:

@@ -18,26 +18,23 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from broadcaster.core.embedded import EmbeddedRedis, free_port
 from tests.support.fake_anthropic import (
-    FakeAnthropicServer,
     Script,
     gate,
     message,
     text,
     tool_use,
 )
-from tests.support.nginx import Nginx, find_nginx
-from tests.support.procs import ROOT, Proc, start_frontend, start_worker
+from tests.support.polling import wait_for
+from tests.support.procs import ROOT, Proc
+from tests.support.stacks import Stack, anthropic_stack
 from tests.support.worker_tools import runs
 
 WORKFLOW_DIR = ROOT / "tests" / "clients" / "workflow"
@@ -57,49 +54,6 @@ def missing_prerequisites() -> list[str]:
     return missing
 
 
-@dataclass
-class Stack:
-    frontends: list[Proc]
-    worker: Proc
-    nginx: Nginx
-    anthropic: FakeAnthropicServer
-    root: Path
-
-    @property
-    def api(self) -> str:
-        return f"{self.nginx.url}/v1/chat"
-
-    def logs(self) -> str:
-        procs = [*self.frontends, self.worker]
-        return "\n".join(f"{p.name} log:\n{p.log()[-3000:]}" for p in procs)
-
-
-def worker_env(anthropic: FakeAnthropicServer, root: Path, **extra: str) -> dict[str, str]:
-    return {
-        "WORKER_PROVIDER": "anthropic",
-        "ANTHROPIC_BASE_URL": anthropic.base_url,
-        "ANTHROPIC_API_KEY": "test",
-        "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
-        "TOOL_RUNS_FILE": str(root / "tool-runs.jsonl"),
-        "PYTHONPATH": str(ROOT),
-        **extra,
-    }
-
-
-def build_stack(root: Path, anthropic: FakeAnthropicServer, redis: EmbeddedRedis) -> Stack:
-    frontends = [start_frontend(redis.url, root, f"frontend-{i}") for i in (1, 2)]
-    nginx = Nginx(find_nginx(), root / "nginx", free_port(), [f.port for f in frontends])
-    nginx.start()
-    worker = start_worker(redis.url, root, "worker", worker_env(anthropic, root))
-    return Stack(frontends, worker, nginx, anthropic, root)
-
-
-def stop_stack(stack: Stack) -> None:
-    stack.nginx.stop()
-    for proc in [stack.worker, *stack.frontends]:
-        proc.stop()
-
-
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     missing = missing_prerequisites()
@@ -107,18 +61,13 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         pytest.fail(
             "the WorkflowChatTransport test needs:\n  " + "\n  ".join(missing), pytrace=False
         )
-    redis = EmbeddedRedis(tmp_path / "redis", persistent=False)
-    redis.start(reuse=False)
-    try:
-        with FakeAnthropicServer(api_key="test") as anthropic:
-            built = build_stack(tmp_path, anthropic, redis)
-            try:
-                yield built
-                assert anthropic.errors == []
-            finally:
-                stop_stack(built)
-    finally:
-        redis.stop()
+    env = {
+        "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
+        "TOOL_RUNS_FILE": str(tmp_path / "tool-runs.jsonl"),
+        "PYTHONPATH": str(ROOT),
+    }
+    with anthropic_stack(tmp_path, env, frontends=2, nginx=True) as s:
+        yield s
 
 
 def node(mode: str, request: dict[str, Any]) -> subprocess.Popen[str]:
@@ -149,13 +98,6 @@ def result(proc: subprocess.Popen[str], stack: Stack) -> dict[str, Any]:
     return found
 
 
-def wait_for(what: str, check: Callable[[], bool], stack: Stack, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s\n{stack.logs()}"
-        time.sleep(0.05)
-
-
 def held(opened: threading.Event, after: int = 3) -> Script:
     """A text answer held at ``opened`` after ``after`` deltas."""
     script = message([text(CHUNKS)], input_tokens=5, output_tokens=len(CHUNKS))
@@ -182,14 +124,14 @@ def test_a_dropped_answer_is_finished_by_the_transport(stack: Stack) -> None:
     transport reconnects with the run id and the chunks it has, lands on the other
     front-end, and the Chat ends with exactly the answer an uninterrupted read gets."""
     opened = threading.Event()
-    stack.anthropic.route("drop-me", held(opened))
+    stack.model.route("drop-me", held(opened))
     chat = "chat-dropped"
     shown = stack.root / "shown"
     request = {"api": stack.api, "chatId": chat, "text": "drop-me", "body": {"id": chat}}
     sender = node("send", {**request, "textFile": str(shown)})
     try:
         # The Chat itself shows the first words: it holds some chunks of the POST.
-        wait_for("the answer's first words in the Chat", shown.exists, stack)
+        wait_for("the answer's first words in the Chat", shown.exists, context=stack.logs)
         serving = [f for f in stack.frontends if viewers(f) == 1]
         assert len(serving) == 1, [viewers(f) for f in stack.frontends]
         serving[0].stop(signal.SIGKILL)
@@ -223,7 +165,7 @@ def test_a_dropped_answer_is_finished_by_the_transport(stack: Stack) -> None:
 
 
 def test_start_index_positive_and_negative_through_the_transport(stack: Stack) -> None:
-    stack.anthropic.route("count-me", message([text(CHUNKS)]))
+    stack.model.route("count-me", message([text(CHUNKS)]))
     chat = "chat-indexes"
     sent = result(
         node("send", {"api": stack.api, "text": "count-me", "body": {"chatId": chat}}), stack
@@ -267,9 +209,9 @@ def test_two_tabs_one_approves_both_see_the_output_and_the_continuation(stack: S
         [text(["Adding."]), tool_use("toolu_tabs", "approved_add", ['{"a": 4, "b": 5}'])],
         stop_reason="tool_use",
     )
-    stack.anthropic.route("tabs-approve", calls)
+    stack.model.route("tabs-approve", calls)
     # The next call's last message is the tool's result: it takes the queue's script.
-    stack.anthropic.enqueue(message([text(["The sum ", "is 9."])]))
+    stack.model.enqueue(message([text(["The sum ", "is 9."])]))
     chat = "chat-tabs"
     request = {
         "api": stack.api,

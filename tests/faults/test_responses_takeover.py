@@ -23,20 +23,20 @@ import httpx
 import pytest
 
 from broadcaster.generations.content import fold
-from tests.integration.test_worker_responses import responses_env
 from tests.support import fake_openai_responses as fr
 from tests.support.faults import (
     Cluster,
     Viewer,
     create_generation,
     owner_pid,
-    poll,
     report,
     stored_events,
     stream_meta,
     verdict,
 )
+from tests.support.polling import poll
 from tests.support.procs import Proc
+from tests.support.stacks import responses_env
 from worker.providers.base import RESUME_FIELD
 
 pytestmark = pytest.mark.anyio

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,55 +22,37 @@ import pytest
 import redis as redis_sync
 
 from broadcaster.core import keys
-from broadcaster.core.embedded import EmbeddedRedis
-from tests.support.fake_anthropic import FakeAnthropicServer, message, text, tool_use
-from tests.support.procs import ROOT, Proc, parse_sse, start_frontend, start_worker
+from tests.support.fake_anthropic import message, text, tool_use
+from tests.support.polling import wait_for
+from tests.support.procs import ROOT, parse_sse
+from tests.support.stacks import Stack, anthropic_stack
 from tests.support.webhooks import Receiver, webhook_env
 from tests.support.worker_tools import runs
 
 
-@dataclass
-class Stack:
-    frontend: Proc
-    worker: Proc
-    anthropic: FakeAnthropicServer
-    receiver: Receiver
-    redis: EmbeddedRedis
-    runs: Path
-
-    @property
-    def url(self) -> str:
-        return self.frontend.url
-
-    def logs(self) -> str:
-        return "\n".join(f"{p.name} log:\n{p.log()[-4000:]}" for p in (self.frontend, self.worker))
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as r:
+        yield r
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("approvals")
-    redis = EmbeddedRedis(tmp / "redis", persistent=False)
-    redis.start(reuse=False)
-    procs: list[Proc] = []
-    try:
-        with FakeAnthropicServer(api_key="test") as anthropic, Receiver() as receiver:
-            procs.append(start_frontend(redis.url, tmp, "frontend", webhook_env(receiver.url())))
-            env = {
-                "WORKER_PROVIDER": "anthropic",
-                "ANTHROPIC_BASE_URL": anthropic.base_url,
-                "ANTHROPIC_API_KEY": "test",
-                "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
-                "WORKER_CONCURRENCY": "1",
-                "TOOL_RUNS_FILE": str(tmp / "runs.jsonl"),
-                "PYTHONPATH": str(ROOT),
-            }
-            procs.append(start_worker(redis.url, tmp, "worker", env))
-            yield Stack(procs[0], procs[1], anthropic, receiver, redis, tmp / "runs.jsonl")
-            assert anthropic.errors == []
-    finally:
-        for p in reversed(procs):
-            p.stop()
-        redis.stop()
+    env = {
+        "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
+        "WORKER_CONCURRENCY": "1",
+        "TOOL_RUNS_FILE": str(tmp / "runs.jsonl"),
+        "PYTHONPATH": str(ROOT),
+    }
+    with anthropic_stack(tmp, env, webhook_env(receiver.url())) as s:
+        yield s
+
+
+def runs_file(stack: Stack) -> Path:
+    """Where the test tools record their runs."""
+    assert stack.root is not None
+    return stack.root / "runs.jsonl"
 
 
 def user(words: str) -> dict[str, Any]:
@@ -81,13 +61,6 @@ def user(words: str) -> dict[str, Any]:
 
 def calls(tool: str, call_id: str, args: str, words: str = "Let me.") -> list[Any]:
     return message([text([words]), tool_use(call_id, tool, [args])], stop_reason="tool_use")
-
-
-def wait_for(what: str, check: Callable[[], bool], stack: Stack, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s\n{stack.logs()}"
-        time.sleep(0.05)
 
 
 def events(raw: bytes) -> list[dict[str, Any]]:
@@ -112,13 +85,15 @@ def submit(stack: Stack, chat: str, words: str, **extra: Any) -> httpx.Response:
 
 def tool_results(stack: Stack, marker: str) -> list[dict[str, Any]]:
     """The tool_result blocks of the last request to the model that mentions ``marker``."""
-    mine = [r for r in stack.anthropic.requests if marker in json.dumps(r.body["messages"][0])]
+    mine = [r for r in stack.model.requests if marker in json.dumps(r.body["messages"][0])]
     return [b for b in mine[-1].body["messages"][-1]["content"] if b["type"] == "tool_result"]
 
 
-def test_a_call_waits_holding_nothing_and_an_approval_resumes_it(stack: Stack) -> None:
-    stack.anthropic.route("approve-1", calls("approved_add", "toolu_a1", '{"a": 2, "b": 5}'))
-    stack.anthropic.enqueue(message([text(["It is ", "7."])]))
+def test_a_call_waits_holding_nothing_and_an_approval_resumes_it(
+    stack: Stack, receiver: Receiver
+) -> None:
+    stack.model.route("approve-1", calls("approved_add", "toolu_a1", '{"a": 2, "b": 5}'))
+    stack.model.enqueue(message([text(["It is ", "7."])]))
     posted = submit(stack, "chat-approve-1", "approve-1 please add")
     assert posted.status_code == 200
     generation = posted.headers["x-generation-id"]
@@ -135,14 +110,18 @@ def test_a_call_waits_holding_nothing_and_an_approval_resumes_it(stack: Stack) -
     part = listed["messages"][-1]["parts"][-1]
     assert part["state"] == "approval-requested" and part["approval"] == {"id": asked["approvalId"]}
     # With one worker slot, another chat's answer runs to its end while this one waits.
-    stack.anthropic.route("meanwhile", message([text(["Done ", "meanwhile."])]))
+    stack.model.route("meanwhile", message([text(["Done ", "meanwhile."])]))
     other = submit(stack, "chat-meanwhile", "meanwhile, something else")
     assert [e["type"] for e in events(other.content)][-1] == "finish"
     assert status(stack, generation) == "waiting"
-    assert runs(stack.runs, "approved_add", "start") == 0
+    assert runs(runs_file(stack), "approved_add", "start") == 0
     # The webhook: queued by the suspending append itself.
-    wait_for("approval.requested", lambda: bool(_hooks(stack, "approval.requested")), stack)
-    (hook,) = _hooks(stack, "approval.requested")
+    wait_for(
+        "approval.requested",
+        lambda: bool(_hooks(receiver, "approval.requested")),
+        context=stack.logs,
+    )
+    (hook,) = _hooks(receiver, "approval.requested")
     assert hook["data"]["id"] == generation
     assert hook["data"]["approvals"][0]["approvalId"] == asked["approvalId"]
     assert hook["data"]["approvals"][0]["toolName"] == "approved_add"
@@ -160,7 +139,7 @@ def test_a_call_waits_holding_nothing_and_an_approval_resumes_it(stack: Stack) -
     )
     assert late.status_code == 200, late.text
     assert late.json()["decided"] is False and late.json()["approved"] is True  # first wins
-    wait_for("the end", lambda: status(stack, generation) == "completed", stack)
+    wait_for("the end", lambda: status(stack, generation) == "completed", context=stack.logs)
     everything = stored(stack, generation)
     kinds = [e["type"] for e in everything]
     k = kinds.index("tool-approval-request")
@@ -178,7 +157,7 @@ def test_a_call_waits_holding_nothing_and_an_approval_resumes_it(stack: Stack) -
     ], kinds
     assert everything[k + 2]["output"] == {"sum": 7}
     assert kinds.count("start") == 1 and "data-retry" not in kinds
-    assert runs(stack.runs, "approved_add") == 1
+    assert runs(runs_file(stack), "approved_add") == 1
     assert tool_results(stack, "approve-1") == [
         {"type": "tool_result", "tool_use_id": "toolu_a1", "content": '{"sum": 7}'}
     ]
@@ -190,13 +169,13 @@ def test_a_call_waits_holding_nothing_and_an_approval_resumes_it(stack: Stack) -
     assert tool["approval"] == {"id": asked["approvalId"], "approved": True}
 
 
-def _hooks(stack: Stack, kind: str) -> list[dict[str, Any]]:
-    return [r.json() for r in stack.receiver.at() if r.json()["type"] == kind]
+def _hooks(receiver: Receiver, kind: str) -> list[dict[str, Any]]:
+    return [r.json() for r in receiver.at() if r.json()["type"] == kind]
 
 
 def test_a_denial_reaches_the_model_and_the_tool_never_runs(stack: Stack) -> None:
-    stack.anthropic.route("deny-1", calls("approved_add", "toolu_d1", '{"a": 1, "b": 1}'))
-    stack.anthropic.enqueue(message([text(["Fine, ", "I won't."])]))
+    stack.model.route("deny-1", calls("approved_add", "toolu_d1", '{"a": 1, "b": 1}'))
+    stack.model.enqueue(message([text(["Fine, ", "I won't."])]))
     posted = submit(stack, "chat-deny-1", "deny-1 add")
     generation = posted.headers["x-generation-id"]
     asked = events(posted.content)[-2]
@@ -204,10 +183,10 @@ def test_a_denial_reaches_the_model_and_the_tool_never_runs(stack: Stack) -> Non
     assert httpx.post(f"{stack.url}/v1/generations/{generation}/approvals", json=decide).json()[
         "decided"
     ]
-    wait_for("the end", lambda: status(stack, generation) == "completed", stack)
+    wait_for("the end", lambda: status(stack, generation) == "completed", context=stack.logs)
     kinds = [e["type"] for e in stored(stack, generation)]
     assert "tool-output-denied" in kinds and "tool-output-available" not in kinds
-    assert runs(stack.runs, "approved_add", "start") == 1  # the first test's, only
+    assert runs(runs_file(stack), "approved_add", "start") == 1  # the first test's, only
     assert tool_results(stack, "deny-1") == [
         {
             "type": "tool_result",
@@ -220,13 +199,13 @@ def test_a_denial_reaches_the_model_and_the_tool_never_runs(stack: Stack) -> Non
 
 def test_a_timeout_denies_and_the_model_is_told(stack: Stack) -> None:
     """``transfer`` over 100 needs approval and waits 1 s: the front-ends' sweep denies."""
-    stack.anthropic.route("timeout-1", calls("transfer", "toolu_t1", '{"amount": 500}'))
-    stack.anthropic.enqueue(message([text(["Nobody ", "answered."])]))
+    stack.model.route("timeout-1", calls("transfer", "toolu_t1", '{"amount": 500}'))
+    stack.model.enqueue(message([text(["Nobody ", "answered."])]))
     posted = submit(stack, "chat-timeout-1", "timeout-1 send 500")
     generation = posted.headers["x-generation-id"]
     assert events(posted.content)[-2]["type"] == "tool-approval-request"
-    wait_for("the end", lambda: status(stack, generation) == "completed", stack)
-    assert runs(stack.runs, "transfer", "start") == 0
+    wait_for("the end", lambda: status(stack, generation) == "completed", context=stack.logs)
+    assert runs(runs_file(stack), "transfer", "start") == 0
     (result,) = tool_results(stack, "timeout-1")
     assert result["is_error"] is True and "No decision was made in time" in result["content"]
     decision = next(e for e in stored(stack, generation) if e["type"] == "data-approval")
@@ -234,19 +213,19 @@ def test_a_timeout_denies_and_the_model_is_told(stack: Stack) -> None:
 
 
 def test_a_predicate_that_says_no_runs_the_tool_at_once(stack: Stack) -> None:
-    stack.anthropic.route("small-1", calls("transfer", "toolu_s1", '{"amount": 5}'))
-    stack.anthropic.enqueue(message([text(["Sent."])]))
+    stack.model.route("small-1", calls("transfer", "toolu_s1", '{"amount": 5}'))
+    stack.model.enqueue(message([text(["Sent."])]))
     posted = submit(stack, "chat-small-1", "small-1 send 5")
     kinds = [e["type"] for e in events(posted.content)]
     assert "tool-approval-request" not in kinds and kinds[-1] == "finish"
-    assert runs(stack.runs, "transfer") == 1
+    assert runs(runs_file(stack), "transfer") == 1
 
 
 def test_a_chat_waiting_for_an_approval_is_busy_saying_so(stack: Stack) -> None:
     """A second message while the answer waits for a person: 409 ``chat_busy`` that says
     it waits for an approval (not that it is generating). Its SSE answers carry each
     security header once."""
-    stack.anthropic.route("busy-1", calls("approved_add", "toolu_b1", '{"a": 1, "b": 1}'))
+    stack.model.route("busy-1", calls("approved_add", "toolu_b1", '{"a": 1, "b": 1}'))
     posted = submit(stack, "chat-busy-1", "busy-1 add")
     assert posted.status_code == 200
     assert posted.headers.get_list("x-content-type-options") == ["nosniff"]
@@ -260,7 +239,7 @@ def test_a_chat_waiting_for_an_approval_is_busy_saying_so(stack: Stack) -> None:
 
 
 def test_stop_while_waiting_ends_the_answer(stack: Stack) -> None:
-    stack.anthropic.route("stop-1", calls("approved_add", "toolu_x1", '{"a": 0, "b": 0}'))
+    stack.model.route("stop-1", calls("approved_add", "toolu_x1", '{"a": 0, "b": 0}'))
     posted = submit(stack, "chat-stop-1", "stop-1 add")
     generation = posted.headers["x-generation-id"]
     asked = events(posted.content)[-2]
@@ -272,7 +251,11 @@ def test_stop_while_waiting_ends_the_answer(stack: Stack) -> None:
         )
     )
     viewer.start()
-    wait_for("the viewer", lambda: httpx.get(f"{stack.url}/readyz").json()["viewers"] == 1, stack)
+    wait_for(
+        "the viewer",
+        lambda: httpx.get(f"{stack.url}/readyz").json()["viewers"] == 1,
+        context=stack.logs,
+    )
     assert httpx.post(f"{stack.url}/v1/chat/chat-stop-1/stop").status_code == 202
     viewer.join(30)
     assert events(got[0])[-1] == {"type": "abort", "reason": "cancelled"}
@@ -284,7 +267,7 @@ def test_stop_while_waiting_ends_the_answer(stack: Stack) -> None:
     assert late.status_code == 409 and late.json()["error"] == "ended"
     waiting = stack_redis(stack).zrange(keys.waiting_key(generation), 0, -1)
     assert generation.encode() not in waiting
-    assert runs(stack.runs, "approved_add", "start") == 1
+    assert runs(runs_file(stack), "approved_add", "start") == 1
 
 
 def stack_redis(stack: Stack) -> Any:
@@ -296,7 +279,7 @@ def test_unknown_approvals(stack: Stack) -> None:
         f"{stack.url}/v1/chat/chat-nobody/approvals", json={"approvalId": "x", "approved": True}
     )
     assert no.status_code == 404
-    stack.anthropic.route("unknown-1", message([text(["Hi."])]))
+    stack.model.route("unknown-1", message([text(["Hi."])]))
     posted = submit(stack, "chat-unknown-1", "unknown-1 hi")
     generation = posted.headers["x-generation-id"]
     bad = httpx.post(

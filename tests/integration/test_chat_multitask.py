@@ -12,60 +12,29 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from broadcaster.core.embedded import EmbeddedRedis
-from tests.support.chat_tabs import Tab, body, events, user, wait_for
-from tests.support.fake_anthropic import FakeAnthropicServer, gate, message, text, tool_use
-from tests.support.procs import ROOT, Proc, start_frontend, start_worker
-
-
-@dataclass
-class Stack:
-    frontend: Proc
-    worker: Proc
-    anthropic: FakeAnthropicServer
-    root: Path
-
-    @property
-    def api(self) -> str:
-        return f"{self.frontend.url}/v1/chat"
-
-    def logs(self) -> str:
-        return "\n".join(f"{p.name} log:\n{p.log()[-4000:]}" for p in (self.frontend, self.worker))
+from tests.support.chat_tabs import Tab, body, events, user
+from tests.support.fake_anthropic import gate, message, text, tool_use
+from tests.support.polling import wait_for
+from tests.support.procs import ROOT
+from tests.support.stacks import Stack, anthropic_stack
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("multitask")
-    redis = EmbeddedRedis(tmp / "redis", persistent=False)
-    redis.start(reuse=False)
-    procs: list[Proc] = []
-    try:
-        with FakeAnthropicServer(api_key="test") as anthropic:
-            env = {"BROADCASTER_CHAT_QUEUE_MAX": "2"}
-            procs.append(start_frontend(redis.url, tmp, "frontend", env))
-            worker_env = {
-                "WORKER_PROVIDER": "anthropic",
-                "ANTHROPIC_BASE_URL": anthropic.base_url,
-                "ANTHROPIC_API_KEY": "test",
-                "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
-                "TOOL_RUNS_FILE": str(tmp / "runs.jsonl"),
-                "TOOL_GATE_FILE": str(tmp / "gate"),
-                "PYTHONPATH": str(ROOT),
-            }
-            procs.append(start_worker(redis.url, tmp, "worker", worker_env))
-            yield Stack(procs[0], procs[1], anthropic, tmp)
-            assert anthropic.errors == []
-    finally:
-        for p in reversed(procs):
-            p.stop()
-        redis.stop()
+    worker_env = {
+        "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
+        "TOOL_RUNS_FILE": str(tmp / "runs.jsonl"),
+        "TOOL_GATE_FILE": str(tmp / "gate"),
+        "PYTHONPATH": str(ROOT),
+    }
+    with anthropic_stack(tmp, worker_env, {"BROADCASTER_CHAT_QUEUE_MAX": "2"}) as s:
+        yield s
 
 
 def held(words: list[str], opened: threading.Event) -> list[Any]:
@@ -93,11 +62,11 @@ def last_user_text(request_body: dict[str, Any]) -> str:
 
 def test_reject_is_the_default(stack: Stack) -> None:
     opened = threading.Event()
-    stack.anthropic.route("reject-a", held(["First ", "answer."], opened))
+    stack.model.route("reject-a", held(["First ", "answer."], opened))
     chat = "chat-reject"
     first = Tab(stack, body(chat, user("reject-a", "u1")))
     try:
-        wait_for("the first answer", lambda: running(stack, chat), stack)
+        wait_for("the first answer", lambda: running(stack, chat), context=stack.logs)
         second = httpx.post(stack.api, json=body(chat, user("reject-b", "u2")))
         assert second.status_code == 409 and second.json()["error"] == "chat_busy"
     finally:
@@ -107,19 +76,19 @@ def test_reject_is_the_default(stack: Stack) -> None:
 
 def test_enqueue_runs_the_message_when_the_answer_ends(stack: Stack) -> None:
     opened = threading.Event()
-    stack.anthropic.route("enqueue-a", held(["The first ", "answer."], opened))
-    stack.anthropic.route("enqueue-b", message([text(["The queued ", "one."])]))
+    stack.model.route("enqueue-a", held(["The first ", "answer."], opened))
+    stack.model.route("enqueue-b", message([text(["The queued ", "one."])]))
     chat = "chat-enqueue"
     first = Tab(stack, body(chat, user("enqueue-a", "u1")))
     try:
-        wait_for("the first answer", lambda: running(stack, chat), stack)
+        wait_for("the first answer", lambda: running(stack, chat), context=stack.logs)
         queued = Tab(stack, body(chat, user("enqueue-b", "u2"), multitask="enqueue"))
-        wait_for("it queued", lambda: bool(listed(stack, chat).get("queued")), stack)
+        wait_for("it queued", lambda: bool(listed(stack, chat).get("queued")), context=stack.logs)
         (entry,) = listed(stack, chat)["queued"]
         assert entry["message"]["id"] == "u2"
         # Two may wait (BROADCASTER_CHAT_QUEUE_MAX=2), a third may not.
         extra = Tab(stack, body(chat, user("enqueue-c", "u3"), multitask="enqueue"))
-        wait_for("two queued", lambda: len(listed(stack, chat)["queued"]) == 2, stack)
+        wait_for("two queued", lambda: len(listed(stack, chat)["queued"]) == 2, context=stack.logs)
         full = httpx.post(stack.api, json=body(chat, user("enqueue-d", "u4"), multitask="enqueue"))
         assert full.status_code == 409 and full.json()["error"] == "chat_queue_full"
     finally:
@@ -134,7 +103,7 @@ def test_enqueue_runs_the_message_when_the_answer_ends(stack: Stack) -> None:
     text_b = "".join(e["delta"] for e in got if e["type"] == "text-delta")
     assert text_b == "The queued one."
     # It started within a second of the first answer's end (the pump is woken by it).
-    sent = [r for r in stack.anthropic.exchanges if "enqueue-b" in json.dumps(r.body)]
+    sent = [r for r in stack.model.exchanges if "enqueue-b" in json.dumps(r.body)]
     after = sent[0].started_at - first.ended_at
     print(f"enqueue: the queued message's model call {after:.3f} s after the first answer ended")
     assert after < 1.0  # the deadline the pump promises
@@ -155,12 +124,12 @@ def test_enqueue_runs_the_message_when_the_answer_ends(stack: Stack) -> None:
 
 def test_interrupt_cancels_the_answer_and_starts_the_new_message(stack: Stack) -> None:
     never = threading.Event()
-    stack.anthropic.route("interrupt-a", held(["Never ", "finished."], never))
-    stack.anthropic.route("interrupt-b", message([text(["Instead."])]))
+    stack.model.route("interrupt-a", held(["Never ", "finished."], never))
+    stack.model.route("interrupt-b", message([text(["Instead."])]))
     chat = "chat-interrupt"
     first = Tab(stack, body(chat, user("interrupt-a", "u1")))
     try:
-        wait_for("the first answer", lambda: running(stack, chat), stack)
+        wait_for("the first answer", lambda: running(stack, chat), context=stack.logs)
         second = httpx.post(
             stack.api, json=body(chat, user("interrupt-b", "u2"), multitask="interrupt"), timeout=30
         )
@@ -180,11 +149,11 @@ def test_steer_reaches_the_next_model_call_of_a_tool_loop(stack: Stack) -> None:
     calls = message(
         [text(["Waiting."]), tool_use("toolu_s", "gate", ["{}"])], stop_reason="tool_use"
     )
-    stack.anthropic.route("steer-a", calls)
-    stack.anthropic.route("steer-b", message([text(["Steered, ", "then done."])]))
+    stack.model.route("steer-a", calls)
+    stack.model.route("steer-b", message([text(["Steered, ", "then done."])]))
     chat = "chat-steer"
     first = Tab(stack, body(chat, user("steer-a: wait for the gate", "u1")))
-    wait_for("the tool", (stack.root / "runs.jsonl").exists, stack)
+    wait_for("the tool", (stack.root / "runs.jsonl").exists, context=stack.logs)
     steered = httpx.post(
         stack.api, json=body(chat, user("steer-b: also say hello", "u2"), multitask="steer")
     )
@@ -204,9 +173,7 @@ def test_steer_reaches_the_next_model_call_of_a_tool_loop(stack: Stack) -> None:
     assert kinds[k : k + 4] == ["tool-output-available", "finish-step", "data-steer", "start-step"]
     assert got[k + 2]["data"] == {"id": "u2", "text": "steer-b: also say hello"}
     assert kinds.count("start") == 1 and kinds[-1] == "finish"
-    step_2 = [
-        r for r in stack.anthropic.requests if "steer-b" in json.dumps(r.body["messages"][-1])
-    ]
+    step_2 = [r for r in stack.model.requests if "steer-b" in json.dumps(r.body["messages"][-1])]
     (sent,) = step_2
     last = sent.body["messages"][-1]["content"]
     assert last[0]["type"] == "tool_result" and last[0]["tool_use_id"] == "toolu_s"
@@ -224,12 +191,12 @@ def test_steer_reaches_the_next_model_call_of_a_tool_loop(stack: Stack) -> None:
 
 def test_steer_without_a_next_step_runs_as_if_enqueued(stack: Stack) -> None:
     opened = threading.Event()
-    stack.anthropic.route("late-a", held(["No tools ", "here."], opened))
-    stack.anthropic.route("late-b", message([text(["Now ", "steered."])]))
+    stack.model.route("late-a", held(["No tools ", "here."], opened))
+    stack.model.route("late-b", message([text(["Now ", "steered."])]))
     chat = "chat-steer-late"
     first = Tab(stack, body(chat, user("late-a", "u1")))
     try:
-        wait_for("the first answer", lambda: running(stack, chat), stack)
+        wait_for("the first answer", lambda: running(stack, chat), context=stack.logs)
         steered = httpx.post(stack.api, json=body(chat, user("late-b", "u2"), multitask="steer"))
         assert events(steered.content)[0]["type"] == "data-steered"
     finally:
@@ -241,13 +208,13 @@ def test_steer_without_a_next_step_runs_as_if_enqueued(stack: Stack) -> None:
             len(listed(stack, chat)["messages"]) == 4
             and listed(stack, chat)["status"] == "completed"
         ),
-        stack,
+        context=stack.logs,
     )
     messages = listed(stack, chat)["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
     assert messages[2]["id"] == "u2"
     assert "".join(p.get("text", "") for p in messages[3]["parts"]) == "Now steered."
-    sent = [r for r in stack.anthropic.requests if "late-b" in json.dumps(r.body["messages"][-1])]
+    sent = [r for r in stack.model.requests if "late-b" in json.dumps(r.body["messages"][-1])]
     assert "No tools here." in json.dumps(sent[0].body["messages"][1])
 
 

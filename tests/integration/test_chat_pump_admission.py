@@ -23,49 +23,17 @@ import pytest
 import redis as redis_py
 
 from broadcaster.core import keys
-from broadcaster.core.embedded import EmbeddedRedis
-from tests.support.chat_tabs import Tab, body, events, user, wait_for
-from tests.support.fake_anthropic import FakeAnthropicServer, gate, message, text
-from tests.support.procs import Proc, start_frontend, start_worker
-
-
-class Stack:
-    def __init__(self, frontend: Proc, worker: Proc, anthropic: FakeAnthropicServer, url: str):
-        self.frontend = frontend
-        self.worker = worker
-        self.anthropic = anthropic
-        self.redis_url = url
-
-    @property
-    def api(self) -> str:
-        return f"{self.frontend.url}/v1/chat"
-
-    def logs(self) -> str:
-        return "\n".join(f"{p.name} log:\n{p.log()[-4000:]}" for p in (self.frontend, self.worker))
+from tests.support.chat_tabs import Tab, body, events, user
+from tests.support.fake_anthropic import gate, message, text
+from tests.support.polling import wait_for
+from tests.support.stacks import Stack, anthropic_stack
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp: Path = tmp_path_factory.mktemp("pump-admission")
-    redis = EmbeddedRedis(tmp / "redis", persistent=False)
-    redis.start(reuse=False)
-    procs: list[Proc] = []
-    try:
-        with FakeAnthropicServer(api_key="test") as anthropic:
-            env = {"BROADCASTER_MAX_GENERATIONS_IN_FLIGHT": "2"}
-            procs.append(start_frontend(redis.url, tmp, "frontend", env))
-            worker_env = {
-                "WORKER_PROVIDER": "anthropic",
-                "ANTHROPIC_BASE_URL": anthropic.base_url,
-                "ANTHROPIC_API_KEY": "test",
-            }
-            procs.append(start_worker(redis.url, tmp, "worker", worker_env))
-            yield Stack(procs[0], procs[1], anthropic, redis.url)
-            assert anthropic.errors == []
-    finally:
-        for p in reversed(procs):
-            p.stop()
-        redis.stop()
+    with anthropic_stack(tmp, {}, {"BROADCASTER_MAX_GENERATIONS_IN_FLIGHT": "2"}) as s:
+        yield s
 
 
 def listed(stack: Stack, chat: str) -> dict[str, Any]:
@@ -80,19 +48,19 @@ def test_a_queued_message_refused_as_busy_waits_and_starts_when_there_is_room(
     script = message([text(["The first ", "answer."])])
     deltas = [i for i, s in enumerate(script) if getattr(s, "event", "") == "content_block_delta"]
     script.insert(deltas[0] + 1, gate(opened))
-    stack.anthropic.route("busy-a", script)
-    stack.anthropic.route("busy-b", message([text(["The queued ", "one."])]))
+    stack.model.route("busy-a", script)
+    stack.model.route("busy-b", message([text(["The queued ", "one."])]))
     chat = "chat-busy"
     fillers: list[Any] = []
     queue = keys.jobs_key("openai")  # no worker of this deployment reads it
-    client = redis_py.Redis.from_url(stack.redis_url)
+    client = redis_py.Redis.from_url(stack.redis.url)
     try:
         first = Tab(stack, body(chat, user("busy-a", "u1")))
         running = lambda: listed(stack, chat).get("status") == "running"  # noqa: E731
-        wait_for("the first answer", running, stack)
+        wait_for("the first answer", running, context=stack.logs)
         # One generation in flight (the first): the queued message is admitted as sent.
         queued = Tab(stack, body(chat, user("busy-b", "u2"), multitask="enqueue"))
-        wait_for("it queued", lambda: bool(listed(stack, chat).get("queued")), stack)
+        wait_for("it queued", lambda: bool(listed(stack, chat).get("queued")), context=stack.logs)
         (entry,) = listed(stack, chat)["queued"]
         generation = entry["generation_id"]
         # Two jobs nobody takes: once the first answer ends, two are still in flight.
@@ -107,7 +75,7 @@ def test_a_queued_message_refused_as_busy_waits_and_starts_when_there_is_room(
         status = httpx.get(f"{stack.frontend.url}/v1/generations/{generation}").json()
         assert status["status"] == "queued"
         assert queued.response is None
-        assert not [r for r in stack.anthropic.exchanges if "busy-b" in json.dumps(r.body)]
+        assert not [r for r in stack.model.exchanges if "busy-b" in json.dumps(r.body)]
         # Room again: it starts, and its sender's stream is the whole answer.
         client.xdel(queue, *fillers)
         fillers = []
@@ -123,7 +91,7 @@ def test_a_queued_message_refused_as_busy_waits_and_starts_when_there_is_room(
     assert got[0] == {"type": "data-queued", "data": {"position": 1}, "transient": True}
     assert got[1]["type"] == "start" and got[-1]["type"] == "finish"
     assert "".join(e["delta"] for e in got if e["type"] == "text-delta") == "The queued one."
-    sent = [r for r in stack.anthropic.exchanges if "busy-b" in json.dumps(r.body)]
+    sent = [r for r in stack.model.exchanges if "busy-b" in json.dumps(r.body)]
     assert len(sent) == 1
     # Within the pump's retry (1 s) and a sweep (0.25 s) of there being room.
     assert sent[0].started_at - freed < 3.0

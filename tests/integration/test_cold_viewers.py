@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 from broadcaster.core import keys
 from broadcaster.core.eventlog import EventLog, StreamInfo
 from broadcaster.fanout.repair import SETTLE_WAIT
-from tests.integration.test_fast_viewers import Conn, path, serving
-from tests.integration.test_hub import until
+from tests.support.fast_viewers import Conn, path, serving
+from tests.support.polling import until
 
 pytestmark = pytest.mark.anyio
 

@@ -25,6 +25,7 @@ from broadcaster.core import keys
 from broadcaster.core.embedded import free_port
 from broadcaster.dashboard.cursor import REBASE
 from tests.support.nginx import Nginx, find_nginx
+from tests.support.polling import until
 from tests.support.procs import Proc, own_redis, parse_sse, start_frontend
 
 pytestmark = pytest.mark.anyio
@@ -101,13 +102,15 @@ async def test_a_dashboard_of_200_streams_on_one_connection_survives_a_sigkill(
             await publish(client, nginx.url, sid, 1)
         board = Dashboard(f"{nginx.url}/v1/events?prefix={prefix}")
         reading = asyncio.create_task(board.run(client))
-        await _until(lambda: len(board.got) == 150, 20, "the 150 existing streams replayed")
+        await until(
+            lambda: len(board.got) == 150, "the 150 existing streams replayed", 20, every=0.05
+        )
         for sid in after:  # created while the connection is open
             await publish(client, nginx.url, sid, 1)
         for n in (2, 3):
             for sid in before + after:
                 await publish(client, nginx.url, sid, n)
-        await _until(lambda: sum(map(len, board.got.values())) == 600, 20, "600 events")
+        await until(lambda: sum(map(len, board.got.values())) == 600, "600 events", 20, every=0.05)
         serving = _serving(nginx, procs)
         serving.stop(signal.SIGKILL)
         killed = time.monotonic()
@@ -116,7 +119,9 @@ async def test_a_dashboard_of_200_streams_on_one_connection_survives_a_sigkill(
         for sid in before + after:
             r = await client.post(f"{nginx.url}/v1/streams/{sid}/events", json={"type": "finish"})
             assert r.status_code == 201
-        await _until(lambda: sum(map(len, board.got.values())) == 1000, 30, "1000 events")
+        await until(
+            lambda: sum(map(len, board.got.values())) == 1000, "1000 events", 30, every=0.05
+        )
         back = time.monotonic() - killed
         board.ended.set()
         reading.cancel()
@@ -218,8 +223,11 @@ async def test_a_connection_following_many_streams_is_one_connection(tmp_path: P
                 assert (ready["connections"], ready["viewers"]) == (1, 3), ready
                 refused = await client.get(f"{fe.url}/v1/streams/conn-0/events")
                 assert refused.status_code == 503 and refused.json()["error"] == "busy"
-            await _until(
-                lambda: httpx.get(fe.url + "/readyz").json()["connections"] == 0, 10, "closed"
+            await until(
+                lambda: httpx.get(fe.url + "/readyz").json()["connections"] == 0,
+                "closed",
+                10,
+                every=0.05,
             )
             async with client.stream("GET", f"{fe.url}/v1/streams/conn-0/events") as again:
                 assert again.status_code == 200
@@ -233,14 +241,6 @@ def _serving(nginx: Nginx, procs: list[Proc]) -> Proc:
         if httpx.get(p.url + "/readyz").json()["viewers"] > 0:
             return p
     raise AssertionError("no front-end serves the dashboard")
-
-
-async def _until(cond: object, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not cond():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {seconds} s")
-        await asyncio.sleep(0.05)
 
 
 async def test_a_dashboards_ids_are_compact_once_its_replays_are_sent(tmp_path: Path) -> None:
@@ -269,7 +269,7 @@ async def test_a_dashboards_ids_are_compact_once_its_replays_are_sent(tmp_path: 
                 def bases() -> int:
                     return len(list(admin.scan_iter(match=f"{keys.PREFIX}:{{mux*", count=1000)))
 
-                await _until(lambda: bases() >= 2, 10, "a base holding all 50 replays")
+                await until(lambda: bases() >= 2, "a base holding all 50 replays", 10, every=0.05)
                 await publish(client, fe.url, "cmp-07", 2)
                 buf = b""
                 while b"\n\n" not in buf.partition(b'"seq":2')[2]:

@@ -11,7 +11,6 @@ import base64
 import importlib.metadata
 import os
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -24,6 +23,7 @@ from broadcaster.core.embedded import EmbeddedRedis
 from broadcaster.core.settings import DISTRIBUTION
 from broadcaster.webhooks.settings import DelivererSettings
 from broadcaster.webhooks.signing import Signer
+from tests.support import polling
 from tests.support.procs import (
     ROOT,
     Proc,
@@ -49,12 +49,13 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def wait_for(proc: Proc, text: str, timeout: float = 30) -> None:
-    """Until ``proc``'s log holds ``text``."""
-    deadline = time.monotonic() + timeout
-    while text not in proc.log():
+    """Until ``proc``'s log holds ``text``; fails at once if ``proc`` exits first."""
+
+    def logged() -> bool:
         assert proc.alive(), proc.log()
-        assert time.monotonic() < deadline, f"no {text!r} in {proc.name}'s log:\n{proc.log()}"
-        time.sleep(0.05)
+        return text in proc.log()
+
+    polling.wait_for(f"{text!r} in {proc.name}'s log", logged, within=timeout, context=proc.log)
 
 
 def _run(args: list[str], cwd: Path, **env: str) -> tuple[int, list[str]]:

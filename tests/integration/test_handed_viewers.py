@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from broadcaster.transport import wire
-from tests.integration.test_hub import until
 from tests.support.inprocess import Bare, Front, serving
+from tests.support.polling import until
 
 pytestmark = pytest.mark.anyio
 

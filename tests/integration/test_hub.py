@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from redis.asyncio import Redis
@@ -21,7 +21,8 @@ from broadcaster.fanout.config import HubConfig
 from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.pubsub import Address
 from broadcaster.fanout.push import SingleResolver
-from tests.support.faults import poll
+from tests.support.hub_parts import Wire, info_of
+from tests.support.polling import poll, until
 from tests.support.procs import parse_sse
 
 pytestmark = pytest.mark.anyio
@@ -50,13 +51,6 @@ class RacingLog(EventLog):
         await self.append(self.stream_id, batch, kind="feed")
 
 
-async def info_of(log: EventLog, sid: str) -> StreamInfo:
-    """A stream the test made: its info, which must exist."""
-    info = await log.info(sid)
-    assert info is not None, sid
-    return info
-
-
 Clients = tuple[SingleResolver, Redis]
 """Where the hub subscribes, and the command client it shares with the log."""
 
@@ -74,13 +68,6 @@ class SilentLog(EventLog):
 
     def channel(self, stream_id: str) -> bytes:
         return b""
-
-
-async def until(condition: Callable[[], bool], what: str, within: float = 10) -> None:
-    async def probe() -> bool:
-        return condition()
-
-    await poll(probe, what, within)
 
 
 async def kill_pubsub(control: Redis) -> None:
@@ -364,36 +351,6 @@ async def test_viewers_of_a_stream_that_lost_events_are_ended_not_left_waiting(
 # viewer's socket. Whatever mix of direct writes and yielded chunks a viewer gets, the
 # bytes on its wire hold every event once, in order. The "socket" is a list that both
 # paths append to in the order they happen, as a transport would.
-
-
-class Wire:
-    """A viewer's socket: a writer that accepts, or refuses every ``refuse_every``-th."""
-
-    def __init__(self, refuse_every: int = 0) -> None:
-        self.data: list[bytes] = []
-        self.direct = 0
-        self.refused = 0
-        self._calls = 0
-        self._refuse_every = refuse_every
-
-    def write(self, data: bytes) -> bool:
-        self._calls += 1
-        if self._refuse_every and self._calls % self._refuse_every == 0:
-            self.refused += 1
-            return False
-        self.direct += 1
-        self.data.append(data)
-        return True
-
-    async def drain(self, chunks: AsyncIterator[bytes]) -> None:
-        async with asyncio.timeout(30):
-            async for chunk in chunks:
-                self.data.append(chunk)
-                await asyncio.sleep(0)  # a socket that takes a moment, so frames queue
-
-    def ids(self) -> list[int]:
-        events, _, _ = parse_sse(b"".join(self.data))
-        return [int(e.id.split(".")[0]) for e in events if e.id]
 
 
 async def _publish(log: EventLog, sid: str, n: int) -> None:

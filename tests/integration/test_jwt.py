@@ -34,6 +34,7 @@ from tests.support.jwt_keys import (
     unsigned,
 )
 from tests.support.jwt_keys import jwks as jwks_doc
+from tests.support.polling import poll
 from tests.support.procs import Proc, advertise_providers, own_redis, read_sse, start_frontend
 
 pytestmark = pytest.mark.anyio
@@ -94,14 +95,6 @@ def frontend(
     proc.stop()
 
 
-async def until(check: Any, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {seconds} s")
-        await asyncio.sleep(0.1)
-
-
 @contextlib.asynccontextmanager
 async def watching(client: httpx.AsyncClient, url: str) -> AsyncIterator[None]:
     """An SSE viewer held open for the block."""
@@ -147,7 +140,7 @@ async def test_feeds_with_a_publishing_and_reading_token_and_no_api_key(frontend
                 assert r.status_code == 200, r.text
                 return bool(r.json()["subjects"] == ["user-42"])
 
-            await until(named, 10, "the token's sub among the viewers")
+            await poll(named, "the token's sub among the viewers", 10, every=0.1)
         # The same token, for a stream outside its prefix: 403, nothing written.
         other = f"/v1/streams/jobs-user43-{secrets.token_hex(4)}/events"
         r = await c.post(other, json={"type": "x"}, headers=bearer(token))

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from broadcaster.auth import credentials, tokens
 from broadcaster.core import keys
 from broadcaster.core.embedded import EmbeddedRedis
+from tests.support.polling import poll
 from tests.support.procs import (
     Proc,
     advertise_providers,
@@ -117,14 +118,6 @@ async def status(client: httpx.AsyncClient, url: str, headers: dict[str, str]) -
     then the response closed."""
     async with client.stream("GET", url, headers=headers) as r:
         return r.status_code
-
-
-async def until(cond: object, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not await cond():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {seconds} s")
-        await asyncio.sleep(0.05)
 
 
 # --- the request's head ---
@@ -423,7 +416,7 @@ async def test_connections_per_subject_count_every_route_and_come_back(
         async def room() -> bool:
             return await status(c, routes[0], bearer(alice) | address()) == 200
 
-        await until(room, 10, "the slots of the responses the client left")
+        await poll(room, "the slots of the responses the client left", 10, every=0.05)
         # A long-poll holds a slot while it waits, and gives it back when it answers.
         tail = (await c.head(f"/v1/stream/{path}", headers=bearer(alice))).headers
         poll_url = f"/v1/stream/{path}?offset={tail['stream-next-offset']}&live=long-poll"
@@ -448,7 +441,7 @@ async def test_connections_per_subject_count_every_route_and_come_back(
             await one.aread()
             await two.aread()
 
-        await until(room, 10, "the slots of the responses the end of the stream ended")
+        await poll(room, "the slots of the responses the end of the stream ended", 10, every=0.05)
 
 
 async def test_connections_per_address_and_trusted_proxies(

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from broadcaster.core.lock import Lock
-from tests.support.faults import poll
+from tests.support.polling import poll
 
 pytestmark = pytest.mark.anyio
 

@@ -26,7 +26,7 @@ from broadcaster.generations.lifecycle import Claim, Generations, Held
 from broadcaster.generations.overdue import STALLED_TEXT
 from broadcaster.generations.request import Defaults
 from broadcaster.generations.start import Admission, admit
-from tests.support.faults import poll
+from tests.support.polling import poll
 from tests.support.procs import Deployment, Proc, advertise_providers, parse_sse, start_frontend
 
 pytestmark = pytest.mark.anyio

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from broadcaster.auth import tokens
-from tests.integration.test_fast_viewers import NEWEST, path, serving, stream
-from tests.integration.test_hub import until
+from tests.support.fast_viewers import NEWEST, path, serving, stream
 from tests.support.inprocess import Front
+from tests.support.polling import until
 
 pytestmark = pytest.mark.anyio
 

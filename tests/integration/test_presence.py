@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from broadcaster.presence.counts import BATCH, PresenceStore
 from tests.support.fake_anthropic import FakeAnthropicServer, text_reply
+from tests.support.polling import poll
 from tests.support.procs import (
     Proc,
     own_redis,
@@ -66,17 +67,6 @@ async def count(client: httpx.AsyncClient, url: str, sid: str) -> int:
     r = await client.get(f"{url}/v1/streams/{sid}/viewers")
     assert r.status_code == 200, r.text
     return int(r.json()["viewers"])
-
-
-async def until(check: object, seconds: float, what: str) -> float:
-    """Wait for ``check()`` (an async predicate) to hold; the seconds it took."""
-    started = time.monotonic()
-    while True:
-        if await check():  # type: ignore[operator]
-            return time.monotonic() - started
-        if time.monotonic() - started > seconds:
-            raise AssertionError(f"{what}: not within {seconds} s")
-        await asyncio.sleep(0.1)
 
 
 @contextlib.asynccontextmanager
@@ -138,7 +128,9 @@ async def test_counts_are_exact_once_churn_stops(two: tuple[list[Proc], str]) ->
             got = [await count(client, procs[i % 2].url, s) for i, s in enumerate(streams)]
             return got == [expected[s] for s in streams]
 
-        took = await until(exact, HEARTBEAT + 2, "counts after churn")
+        started = time.monotonic()
+        await poll(exact, "counts after churn", HEARTBEAT + 2, every=0.1)
+        took = time.monotonic() - started
         print(
             f"presence churn: {joins} joins, {leaves} leaves, {len(open_)} open on 10 streams;"
             f" counts exact {took:.2f} s after the last change"
@@ -149,7 +141,7 @@ async def test_counts_are_exact_once_churn_stops(two: tuple[list[Proc], str]) ->
         async def none() -> bool:
             return all([await count(client, procs[0].url, s) == 0 for s in streams])
 
-        await until(none, HEARTBEAT + 2, "counts after everyone left")
+        await poll(none, "counts after everyone left", HEARTBEAT + 2, every=0.1)
 
 
 async def test_only_a_viewer_that_asks_is_told(two: tuple[list[Proc], str]) -> None:
@@ -188,14 +180,14 @@ async def test_a_killed_frontends_viewers_leave_the_counts(tmp_path: Path) -> No
                 async def three() -> bool:
                     return await count(client, a.url, sid) == 3
 
-                await until(three, 5, "three viewers")
+                await poll(three, "three viewers", 5, every=0.1)
                 b.stop(signal.SIGKILL)
                 killed = time.monotonic()
 
                 async def one() -> bool:
                     return await count(client, a.url, sid) == 1
 
-                await until(one, 32, "the killed front-end's viewers dropped")
+                await poll(one, "the killed front-end's viewers dropped", 32, every=0.1)
                 print(
                     f"presence: a SIGKILLed front-end's viewers dropped after "
                     f"{time.monotonic() - killed:.1f} s (heartbeat 10 s)"
@@ -324,7 +316,7 @@ async def test_an_unwatched_generation_is_abandoned(
             status = (await client.get(f"{fe.url}/v1/generations/{gid}")).json()
             return status["status"] != "queued" and status["status"] != "running"
 
-        await until(ended, 15, "the unwatched generation ended")
+        await poll(ended, "the unwatched generation ended", 15, every=0.1)
         took = time.monotonic() - started
         replay = await read_sse(client, f"{fe.url}/v1/streams/{gid}/events")
         last = replay.typed()[-1]
@@ -336,7 +328,7 @@ async def test_an_unwatched_generation_is_abandoned(
             mine = [e for e in model.exchanges if marker in str(e.body)]
             return bool(mine) and mine[-1].client_closed and not mine[-1].completed
 
-        await until(closed, 5, "the model call closed")
+        await poll(closed, "the model call closed", 5, every=0.1)
         print(f"abandoned after {took:.1f} s (abandon_after_seconds 3)")
 
 

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from broadcaster.core import keys
 from broadcaster.presence.counts import PresenceStore
 from broadcaster.presence.tracker import Presence
-from tests.support.faults import poll
+from tests.support.polling import poll
 
 pytestmark = pytest.mark.anyio
 

@@ -14,8 +14,8 @@ import pytest
 
 from broadcaster.core import connection, keys
 from broadcaster.core.eventlog import EventLog
-from tests.support.faults import poll
 from tests.support.load import metric
+from tests.support.polling import poll
 from tests.support.procs import SSEResult, read_sse, start_frontend
 
 pytestmark = pytest.mark.anyio

@@ -29,10 +29,10 @@ import contextlib
 import secrets
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -42,72 +42,42 @@ from broadcaster import Publisher
 from broadcaster.auth import credentials
 from broadcaster.clients.stream_client import ClientEvent, StreamClient
 from broadcaster.core import keys
-from broadcaster.core.embedded import EmbeddedRedis, free_port
-from tests.support.nginx import Nginx, find_nginx
-from tests.support.procs import Proc, SSEEvent, own_redis, parse_sse, start_frontend
+from tests.support.polling import poll
+from tests.support.procs import Proc, SSEEvent, parse_sse
+from tests.support.stacks import Stack, start_stack
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "stream-routing-test-" + secrets.token_hex(8)
-T = TypeVar("T")
 
 
 # --- the deployment ---------------------------------------------------------------
 
 
-@dataclass
-class Stack:
-    redis: EmbeddedRedis
-    frontends: list[Proc]
-    nginx: Nginx
-
-    def upstream(self, fe: Proc) -> str:
-        """How nginx names ``fe`` in $upstream_addr."""
-        return f"127.0.0.1:{fe.port}"
+def upstream(fe: Proc) -> str:
+    """How nginx names ``fe`` in $upstream_addr."""
+    return f"127.0.0.1:{fe.port}"
 
 
 @contextlib.contextmanager
 def stack(tmp_path: Path, count: int, env: dict[str, str] | None = None) -> Iterator[Stack]:
     """Redis, ``count`` front-ends and nginx in front of them; all stopped by pid."""
-    nginx_binary = find_nginx()
-    redis = own_redis(tmp_path / "redis")
-    frontends: list[Proc] = []
-    nginx: Nginx | None = None
+    fe_env = {"BROADCASTER_TOKEN_SECRET": SECRET, **(env or {})}
+    s = start_stack(tmp_path, "routing", None, frontend_env=fe_env, frontends=count, nginx=True)
+    assert s.nginx is not None
     try:
-        for i in range(1, count + 1):
-            fe_env = {"BROADCASTER_TOKEN_SECRET": SECRET, **(env or {})}
-            frontends.append(start_frontend(redis.url, tmp_path, f"frontend-{i}", fe_env))
-        ports = [fe.port for fe in frontends if fe.port is not None]
-        nginx = Nginx(nginx_binary, tmp_path / "nginx", free_port(), ports)
-        nginx.start()
-        yield Stack(redis, frontends, nginx)
+        yield s
     except BaseException:
-        if nginx is not None:
-            print(f"nginx log:\n{nginx.log()[-3000:]}")
-            print("nginx requests:\n" + "\n".join(map(str, nginx.requests()[-60:])))
-        for fe in frontends:
+        print(f"nginx log:\n{s.nginx.log()[-3000:]}")
+        print("nginx requests:\n" + "\n".join(map(str, s.nginx.requests()[-60:])))
+        for fe in s.frontends:
             print(f"{fe.name} (port {fe.port}) log:\n{fe.log()[-2000:]}")
         raise
     finally:
-        if nginx is not None:
-            nginx.stop()
-        for fe in frontends:
-            fe.stop()
-        redis.stop()
+        s.stop()
     # Nothing of ours is left running.
-    assert nginx is not None and nginx.popen is not None and nginx.popen.poll() is not None
-    assert all(not fe.alive() for fe in frontends)
-
-
-async def wait_until(check: Callable[[], Awaitable[T | None]], within: float, what: str) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within} s: {what}")
-        await asyncio.sleep(0.02)
+    assert s.nginx.popen is not None and s.nginx.popen.poll() is not None
+    assert all(not fe.alive() for fe in s.frontends)
 
 
 async def loads(http: httpx.AsyncClient, fes: list[Proc]) -> dict[str, tuple[int, int]]:
@@ -267,7 +237,7 @@ async def open_viewers(
         now = await loads(http, fes)
         return [fe for fe in fes if now[fe.name][1] > before[fe.name][1]]
 
-    (holder,) = await wait_until(grown, 10, f"a front-end watching {sid}")
+    (holder,) = await poll(grown, f"a front-end watching {sid}", 10)
     for viewer in viewers[1:]:
         start(viewer)
 
@@ -276,7 +246,7 @@ async def open_viewers(
         added = sum(now[n][0] for n in now) - sum(before[n][0] for n in before)
         return now if added == len(viewers) else None
 
-    now = await wait_until(all_open, 10, f"{len(viewers)} viewers of {sid} open")
+    now = await poll(all_open, f"{len(viewers)} viewers of {sid} open", 10)
     assert now[holder.name][0] - before[holder.name][0] == len(viewers), (sid, before, now)
     assert (await numsub(redis, [sid]))[sid] == 1, sid
     return holder
@@ -347,7 +317,7 @@ async def test_each_stream_is_watched_by_one_front_end(tmp_path: Path) -> None:
             path = f"/v1/streams/{sid}/events"
             mine = [r for r in requests if r["uri"].split("?")[0] == path]
             assert sorted(r["method"] for r in mine) == ["GET"] * len(viewers[sid]) + ["POST"]
-            assert {r["upstream"] for r in mine} == {s.upstream(holders[sid])}, mine
+            assert {r["upstream"] for r in mine} == {upstream(holders[sid])}, mine
             queried = {
                 v.url.removeprefix(s.nginx.url) for v in viewers[sid] if isinstance(v, WireViewer)
             }
@@ -385,7 +355,7 @@ async def test_a_stream_over_the_viewer_limit_spills_to_the_next_front_end(
             async def two_subscribers() -> bool:
                 return (await numsub(redis, [sid]))[sid] == 2
 
-            await wait_until(two_subscribers, 10, "a second front-end subscribed")
+            await poll(two_subscribers, "a second front-end subscribed", 10)
             assert await loads(http, s.frontends) == {holder.name: (2, 1), other.name: (1, 1)}
 
             # The 503 counted as a failure (max_fails=1): for fail_timeout nginx sends the
@@ -396,7 +366,7 @@ async def test_a_stream_over_the_viewer_limit_spills_to_the_next_front_end(
             async def four_open() -> bool:
                 return (await loads(http, s.frontends))[other.name] == (2, 1)
 
-            await wait_until(four_open, 10, "the fourth viewer open")
+            await poll(four_open, "the fourth viewer open", 10)
 
             for i in range(1, rounds + 1):
                 await pub.publish(sid, event(i))
@@ -408,13 +378,13 @@ async def test_a_stream_over_the_viewer_limit_spills_to_the_next_front_end(
 
         await asyncio.sleep(0.3)
         gets = [r for r in s.nginx.requests() if r["method"] == "GET" and sid in r["uri"]]
-        moved = f"{s.upstream(holder)}, {s.upstream(other)}"
+        moved = f"{upstream(holder)}, {upstream(other)}"
         assert sorted((r["upstream"], r["upstream_status"]) for r in gets) == sorted(
             [
-                (s.upstream(holder), "200"),
-                (s.upstream(holder), "200"),
+                (upstream(holder), "200"),
+                (upstream(holder), "200"),
                 (moved, "503, 200"),
-                (s.upstream(other), "200"),
+                (upstream(other), "200"),
             ]
         ), gets
 
@@ -448,7 +418,7 @@ async def test_viewers_of_a_killed_front_end_resume_on_one_survivor(tmp_path: Pa
             async def caught_up() -> bool:
                 return all(len(v.seqs()) == before_kill + 1 for vs in viewers.values() for v in vs)
 
-            await wait_until(caught_up, 10, "every viewer has the first events")
+            await poll(caught_up, "every viewer has the first events", 10)
 
             # The victim: the front-end that holds the most streams.
             victim = max(s.frontends, key=lambda fe: sum(holders[sid] is fe for sid in sids))
@@ -466,7 +436,7 @@ async def test_viewers_of_a_killed_front_end_resume_on_one_survivor(tmp_path: Pa
                 now = await loads(http, survivors)
                 return sum(v for v, _ in now.values()) == total
 
-            await wait_until(all_back, 20, f"{total} viewers open on the survivors")
+            await poll(all_back, f"{total} viewers open on the survivors", 20)
             back_after = time.monotonic() - killed_at
             assert set((await numsub(redis, sids)).values()) == {1}
             assert sum(st for _, st in (await loads(http, survivors)).values()) == len(sids)
@@ -491,7 +461,7 @@ async def test_viewers_of_a_killed_front_end_resume_on_one_survivor(tmp_path: Pa
         # moved off the victim to a survivor, the same one for both of its viewers.
         await asyncio.sleep(0.3)
         requests = s.nginx.requests()
-        survivor_addrs = {s.upstream(fe) for fe in survivors}
+        survivor_addrs = {upstream(fe) for fe in survivors}
         for sid in cut:
             resumed = [r for r in requests if sid in r["uri"] and r["last_event_id"]]
             assert len(resumed) == len(viewers[sid]), (sid, resumed)

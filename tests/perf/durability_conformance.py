@@ -19,8 +19,9 @@ from pathlib import Path
 
 from broadcaster.core.embedded import find_server_binary
 from tests.support.durable import run_conformance
+from tests.support.polling import wait_for
 from tests.support.procs import start_frontend
-from tests.support.topologies import _start, _synced, _wait, pick_ports
+from tests.support.topologies import _start, _synced, pick_ports
 
 LONG_POLL_MS = 500
 
@@ -33,7 +34,7 @@ def main() -> int:
         primary = _start(binary, folder / "p", p)
         replica = _start(binary, folder / "r", r, "--replicaof", "127.0.0.1", str(p))
         try:
-            _wait(lambda: _synced(replica), 20, "the replica did not sync")
+            wait_for("the replica did not sync", lambda: _synced(replica), within=20)
             env = {
                 "BROADCASTER_DS_LONG_POLL_SECONDS": str(LONG_POLL_MS / 1000),
                 "BROADCASTER_CORS_ORIGINS": "*",

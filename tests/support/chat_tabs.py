@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import httpx
@@ -35,13 +34,6 @@ def body(chat: str, *messages: dict[str, Any], **extra: Any) -> dict[str, Any]:
 def events(raw: bytes) -> list[dict[str, Any]]:
     found, _, _ = parse_sse(raw)
     return [json.loads(e.data) for e in found if e.data and e.data != "[DONE]"]
-
-
-def wait_for(what: str, check: Callable[[], bool], stack: ChatStack, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s\n{stack.logs()}"
-        time.sleep(0.02)
 
 
 class Tab:

@@ -23,10 +23,9 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import redis as redis_sync
@@ -34,6 +33,7 @@ import redis as redis_sync
 from broadcaster.clients.stream_client import _sse as sse_frames  # the client's browser-like parser
 from broadcaster.core import keys
 from broadcaster.core.embedded import EmbeddedRedis, free_port
+from tests.support import polling
 from tests.support.procs import Proc, start_frontend, start_worker
 
 FAST_WORKER_ENV = {
@@ -43,6 +43,9 @@ FAST_WORKER_ENV = {
     "WORKER_GRACE_SECONDS": "3",
 }
 """Short leases and backoffs, so takeovers happen within a test's patience."""
+
+poll = polling.poll
+"""Kept here for the modules that still import it from this one (``polling`` is its home)."""
 
 
 @dataclass
@@ -408,9 +411,6 @@ def report(title: str, verdicts: list[Verdict], **figures: object) -> str:
     return line
 
 
-T = TypeVar("T")
-
-
 def reply_types(n_chunks: int) -> list[str]:
     """A generation's event types for one model reply of one text block."""
     return [
@@ -422,18 +422,6 @@ def reply_types(n_chunks: int) -> list[str]:
         "finish-step",
         "finish",
     ]
-
-
-async def poll(probe: Callable[[], Awaitable[T]], what: str, within: float = 30) -> T:
-    """Call ``probe`` every 20 ms until it returns something truthy; fail after ``within``."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def stream_meta(client: redis_sync.Redis, stream_id: str) -> dict[str, str]:

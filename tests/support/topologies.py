@@ -33,6 +33,7 @@ from tests.support.faults import (
     stored_events,
     verdict,
 )
+from tests.support.polling import wait_for
 from tests.support.ports import free_ports
 from tests.support.procs import Proc, start_frontend, start_worker
 
@@ -109,8 +110,8 @@ def _start(binary: str, folder: Path, port: int, *args: str) -> Server:
     popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)  # noqa: PLW1509
     server = Server(port, popen, log)
     try:
-        _wait(lambda: _pings(port), 10, f"redis on {port} did not start")
-    except RuntimeError as exc:
+        wait_for(f"redis on {port} answering", lambda: _pings(port), within=10)
+    except AssertionError as exc:
         server.stop(signal.SIGKILL)
         raise RuntimeError(f"{exc} (exit code {popen.returncode}):\n{_read(log)}") from None
     return server
@@ -127,15 +128,6 @@ def _pings(port: int) -> bool:
     ):
         return bool(c.ping())
     return False
-
-
-def _wait(cond: object, timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise RuntimeError(message)
 
 
 @dataclass
@@ -219,8 +211,10 @@ def start_cluster(
         for port in ports:
             servers.append(_start(binary, folder / str(port), port, *CLUSTER_NODE_ARGS, *args))
         _form_cluster(servers[:primaries], servers[primaries:])
-        _wait(
-            lambda: _cluster_ready(servers, primaries * replicas), 30, "the cluster did not come up"
+        wait_for(
+            "the cluster up",
+            lambda: _cluster_ready(servers, primaries * replicas),
+            within=30,
         )
     except BaseException:
         cluster.stop()
@@ -252,7 +246,9 @@ def _form_cluster(primaries: list[Server], replicas: list[Server]) -> None:
         with s.client() as c:
             c.execute_command("CLUSTER", "ADDSLOTSRANGE", i * per, end)
     everyone = primaries + replicas
-    _wait(lambda: all(_knows(s, len(everyone)) for s in everyone), 20, "the nodes did not meet")
+    wait_for(
+        "the nodes meeting", lambda: all(_knows(s, len(everyone)) for s in everyone), within=20
+    )
     for i, replica in enumerate(replicas):
         with primaries[i % len(primaries)].client() as p, replica.client() as r:
             r.execute_command("CLUSTER", "REPLICATE", p.execute_command("CLUSTER", "MYID"))
@@ -325,7 +321,7 @@ def start_sentinel_group(folder: Path, down_after_ms: int = 1000) -> SentinelGro
         replica = _start(binary, folder / "replica", r, "--replicaof", "127.0.0.1", str(p))
         started.append(replica)
         group = SentinelGroup(primary, replica)
-        _wait(lambda: _synced(replica), 20, "the replica did not sync")
+        wait_for("the replica in sync", lambda: _synced(replica), within=20)
         for port in sents:
             s = start_sentinel(
                 binary,
@@ -339,8 +335,8 @@ def start_sentinel_group(folder: Path, down_after_ms: int = 1000) -> SentinelGro
             )
             started.append(s)
             group.sentinels.append(s)
-            _wait(lambda port=port: _pings(port), 10, f"sentinel {port} did not start")
-        _wait(lambda: _sentinels_agree(group), 20, "the Sentinels did not find each other")
+            wait_for(f"sentinel {port} answering", lambda port=port: _pings(port), within=10)
+        wait_for("the Sentinels finding each other", lambda: _sentinels_agree(group), within=20)
     except BaseException:
         for s in started:
             s.stop(signal.SIGKILL)

@@ -20,6 +20,7 @@ from broadcaster.chat.pump import ChatPump
 from broadcaster.core import keys
 from broadcaster.core.eventlog import EventLog
 from broadcaster.generations.jobs import JobQueue
+from tests.support.polling import poll, until
 
 pytestmark = pytest.mark.anyio
 
@@ -35,32 +36,27 @@ async def running(approvals: Approvals) -> AsyncIterator[None]:
             await task
 
 
-async def until(check: object, seconds: float = 3.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "not within the time"
-        await asyncio.sleep(0.01)
-
-
 async def emptied(redis: fakeredis.FakeAsyncRedis, key: str, seconds: float = 3.0) -> None:
-    deadline = time.monotonic() + seconds
-    while await redis.zcard(key):
-        assert time.monotonic() < deadline, f"{key} still holds a wait"
-        await asyncio.sleep(0.01)
+    async def empty() -> bool:
+        return not await redis.zcard(key)
+
+    await poll(empty, f"{key} emptied of its waits", seconds, every=0.01)
 
 
 async def test_a_pushed_deadline_is_swept_when_it_comes_and_not_before() -> None:
     redis = fakeredis.FakeAsyncRedis()
     approvals = Approvals(EventLog(redis), JobQueue(redis))
     async with running(approvals):
-        await until(lambda: approvals.sweeps == 1)  # start-up: every set, once
+        await until(
+            lambda: approvals.sweeps == 1, "the sweep", within=3, every=0.01
+        )  # start-up: every set, once
         deadline = int(time.time() * 1000) + 300
         await redis.zadd(keys.waiting_key("gen-a"), {"gen-a": deadline})
         approvals.woken("wait", f"{deadline} gen-a")
         await asyncio.sleep(0.15)
         assert approvals.sweeps == 1, "nothing read before the deadline"
         # The generation is gone (no metadata): the sweep takes it out of the set.
-        await until(lambda: approvals.sweeps == 2)
+        await until(lambda: approvals.sweeps == 2, "the sweep", within=3, every=0.01)
         await emptied(redis, keys.waiting_key("gen-a"))
         assert not approvals._deadlines
         await asyncio.sleep(0.2)
@@ -71,13 +67,13 @@ async def test_a_lost_push_is_found_by_the_sweep_after_missed() -> None:
     redis = fakeredis.FakeAsyncRedis()
     approvals = Approvals(EventLog(redis), JobQueue(redis))
     async with running(approvals):
-        await until(lambda: approvals.sweeps == 1)
+        await until(lambda: approvals.sweeps == 1, "the sweep", within=3, every=0.01)
         past = int(time.time() * 1000) - 1
         await redis.zadd(keys.waiting_key("gen-b"), {"gen-b": past})  # and no push
         await asyncio.sleep(0.3)
         assert await redis.zcard(keys.waiting_key("gen-b")) == 1, "no polling found it"
         approvals.missed()
-        await until(lambda: approvals.sweeps == 2)
+        await until(lambda: approvals.sweeps == 2, "the sweep", within=3, every=0.01)
         await emptied(redis, keys.waiting_key("gen-b"))
 
 
