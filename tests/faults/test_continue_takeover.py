@@ -29,7 +29,7 @@ import anyio
 import httpx
 import pytest
 
-from tests.clients.test_aisdk import _missing_prerequisites
+from tests.support.aisdk import missing_prerequisites
 from tests.support.browser import finish_node_script, start_node_script
 from tests.support.fake_anthropic import (
     FakeAnthropicServer,
@@ -92,7 +92,7 @@ class Scenario:
 
 
 def _require_readers() -> None:
-    missing = _missing_prerequisites()
+    missing = missing_prerequisites()
     if not (READERS["ai7"].parent / "node_modules" / "ai" / "package.json").is_file():
         missing.append("tests/clients/workflow/node_modules is missing: npm ci there")
     if missing:
