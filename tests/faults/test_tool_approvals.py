@@ -13,86 +13,40 @@ from __future__ import annotations
 
 import json
 import signal
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from broadcaster.core.embedded import EmbeddedRedis
 from tests.support.fake_anthropic import (
-    FakeAnthropicServer,
     message,
     stall,
     text,
     text_reply,
     tool_use,
 )
-from tests.support.procs import ROOT, Proc, parse_sse, start_frontend, start_worker
+from tests.support.polling import wait_for
+from tests.support.procs import parse_sse, tools_env
+from tests.support.stacks import Stack, anthropic_stack
 from tests.support.worker_tools import runs
 from worker.continuation import LOST_RUN
 
 
-@dataclass
-class Stack:
-    root: Path
-    redis: EmbeddedRedis
-    anthropic: FakeAnthropicServer
-    frontend: Proc
-    workers: list[Proc] = field(default_factory=list)
-
-    @property
-    def runs(self) -> Path:
-        return self.root / "runs.jsonl"
-
-    def worker(self) -> Proc:
-        env = {
-            "WORKER_PROVIDER": "anthropic",
-            "ANTHROPIC_BASE_URL": self.anthropic.base_url,
-            "ANTHROPIC_API_KEY": "test",
-            "WORKER_MERGE_MS": "0",
-            "WORKER_LEASE_SECONDS": "1",
-            "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
-            "TOOL_RUNS_FILE": str(self.runs),
-            "TOOL_GATE_FILE": str(self.root / "gate"),
-            "PYTHONPATH": str(ROOT),
-        }
-        proc = start_worker(self.redis.url, self.root, f"worker-{len(self.workers) + 1}", env)
-        self.workers.append(proc)
-        return proc
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"{p.name} log:\n{p.log()[-3000:]}" for p in [self.frontend, *self.workers]
-        )
-
-
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    redis = EmbeddedRedis(tmp_path / "redis", persistent=False)
-    redis.start(reuse=False)
-    try:
-        with FakeAnthropicServer(api_key="test") as anthropic:
-            frontend = start_frontend(redis.url, tmp_path, "frontend")
-            built = Stack(tmp_path, redis, anthropic, frontend)
-            try:
-                yield built
-                assert anthropic.errors == []
-            finally:
-                for proc in [*built.workers, frontend]:
-                    proc.stop()
-    finally:
-        redis.stop()
+    """A front-end and no worker yet: each test starts its workers (``add_worker``), on
+    the fake Anthropic API, with the test tools and a one-second lease."""
+    env = {**tools_env(tmp_path), "WORKER_LEASE_SECONDS": "1"}
+    with anthropic_stack(tmp_path, env, worker=False) as built:
+        yield built
 
 
-def wait_for(what: str, check: Callable[[], bool], stack: Stack, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s\n{stack.logs()}"
-        time.sleep(0.05)
+def ran(stack: Stack, tool: str, what: str = "end") -> int:
+    """How often ``tool`` reached ``what`` in any of the stack's workers."""
+    assert stack.root is not None
+    return runs(stack.root / "runs.jsonl", tool, what)
 
 
 def events(raw: bytes) -> list[dict[str, Any]]:
@@ -151,7 +105,9 @@ CALL = [text(["On it."]), tool_use("toolu_k", "approved_add", ['{"a": 20, "b": 2
 
 
 def ended_well(stack: Stack, gid: str) -> list[dict[str, Any]]:
-    wait_for("the end", lambda: meta(stack, gid)["status"] in ("completed", "failed"), stack)
+    wait_for(
+        "the end", lambda: meta(stack, gid)["status"] in ("completed", "failed"), context=stack.logs
+    )
     assert meta(stack, gid)["status"] == "completed", stack.logs()
     found = stored(stack, gid)
     kinds = [e["type"] for e in found]
@@ -165,7 +121,7 @@ def test_killed_before_the_request_is_written(stack: Stack) -> None:
     """Killed while the model's call (the tool_use) streams: the next worker asks the
     model to go on from the text it showed (the repeat at the seam trimmed), then asks the
     person; nothing ran before the decision, the tool once after."""
-    victim = stack.worker()
+    victim = stack.add_worker()
     stack.anthropic.enqueue([*message(CALL, stop_reason="tool_use")[:4], stall()])
     stack.anthropic.enqueue(message(CALL, stop_reason="tool_use"))
     stack.anthropic.enqueue(text_reply(["Forty-", "two."]))
@@ -173,12 +129,12 @@ def test_killed_before_the_request_is_written(stack: Stack) -> None:
     wait_for(
         "the call streaming",
         lambda: stack.anthropic.request_count == 1 and bool(stored_now(stack, gid)),
-        stack,
+        context=stack.logs,
     )
     victim.stop(signal.SIGKILL)
-    stack.worker()
-    wait_for("the request", lambda: pending_approval(stack, gid) is not None, stack)
-    assert runs(stack.runs, "approved_add", "start") == 0
+    stack.add_worker()
+    wait_for("the request", lambda: pending_approval(stack, gid) is not None, context=stack.logs)
+    assert ran(stack, "approved_add", "start") == 0
     approve(stack, gid, str(pending_approval(stack, gid)))
     found = ended_well(stack, gid)
     kinds = [e["type"] for e in found]
@@ -186,65 +142,69 @@ def test_killed_before_the_request_is_written(stack: Stack) -> None:
     assert kinds.count("start") == 1 and kinds.count("text-start") == 2, kinds  # a step each
     said = "".join(e["delta"] for e in found if e["type"] == "text-delta")
     assert said == "On it.Forty-two.", said  # "On it." once: the model's repeat was trimmed
-    assert runs(stack.runs, "approved_add", "start") == runs(stack.runs, "approved_add") == 1
+    assert ran(stack, "approved_add", "start") == ran(stack, "approved_add") == 1
 
 
 def test_killed_while_it_waits(stack: Stack) -> None:
     """The generation waits holding nothing: killing its worker changes nothing; the
     decision queues it for whichever worker is alive, which counts no new attempt."""
-    victim = stack.worker()
+    victim = stack.add_worker()
     stack.anthropic.enqueue(message(CALL, stop_reason="tool_use"))
     stack.anthropic.enqueue(text_reply(["Forty-", "two."]))
     gid = generation_of(stack, request("add 20 and 22"))
-    wait_for("the request", lambda: pending_approval(stack, gid) is not None, stack)
+    wait_for("the request", lambda: pending_approval(stack, gid) is not None, context=stack.logs)
     victim.stop(signal.SIGKILL)
-    stack.worker()
+    stack.add_worker()
     approve(stack, gid, str(pending_approval(stack, gid)))
     kinds = [e["type"] for e in ended_well(stack, gid)]
     assert "data-retry" not in kinds
-    assert runs(stack.runs, "approved_add", "start") == runs(stack.runs, "approved_add") == 1
+    assert ran(stack, "approved_add", "start") == ran(stack, "approved_add") == 1
 
 
 def test_killed_right_after_the_decision(stack: Stack) -> None:
     """Decided while no worker is alive (the last one was killed): the job waits in the
     queue, the next worker to start resumes it and runs the tool once."""
-    victim = stack.worker()
+    victim = stack.add_worker()
     stack.anthropic.enqueue(message(CALL, stop_reason="tool_use"))
     stack.anthropic.enqueue(text_reply(["Forty-", "two."]))
     gid = generation_of(stack, request("add 20 and 22"))
-    wait_for("the request", lambda: pending_approval(stack, gid) is not None, stack)
+    wait_for("the request", lambda: pending_approval(stack, gid) is not None, context=stack.logs)
     approval = str(pending_approval(stack, gid))
     victim.stop(signal.SIGKILL)
     approve(stack, gid, approval)
     assert meta(stack, gid)["status"] == "queued"
-    stack.worker()
+    stack.add_worker()
     ended_well(stack, gid)
-    assert runs(stack.runs, "approved_add", "start") == runs(stack.runs, "approved_add") == 1
+    assert ran(stack, "approved_add", "start") == ran(stack, "approved_add") == 1
 
 
 def test_killed_during_the_approved_tool(stack: Stack) -> None:
     """Killed while the approved tool runs: as for any tool that does not say it is
     idempotent, the next worker does not run it again (it may have acted): the call ends
     as interrupted, which the model is told, and nobody is asked about it again."""
-    victim = stack.worker()
+    victim = stack.add_worker()
     call = [text(["Waiting."]), tool_use("toolu_g", "gated_approval", ["{}"])]
     stack.anthropic.enqueue(message(call, stop_reason="tool_use"))
     stack.anthropic.enqueue(text_reply(["Opened."]))
     gid = generation_of(stack, request("open the gate"))
-    wait_for("the request", lambda: pending_approval(stack, gid) is not None, stack)
+    wait_for("the request", lambda: pending_approval(stack, gid) is not None, context=stack.logs)
     approve(stack, gid, str(pending_approval(stack, gid)))
-    wait_for("the tool", lambda: runs(stack.runs, "gated_approval", "start") == 1, stack)
+    wait_for(
+        "the tool",
+        lambda: ran(stack, "gated_approval", "start") == 1,
+        context=stack.logs,
+    )
     victim.stop(signal.SIGKILL)
     (stack.root / "gate").touch()
-    stack.worker()
-    wait_for("the end", lambda: meta(stack, gid)["status"] == "completed", stack)
+    stack.add_worker()
+    wait_for("the end", lambda: meta(stack, gid)["status"] == "completed", context=stack.logs)
     found = stored(stack, gid)
     kinds = [e["type"] for e in found]
     assert kinds.count("tool-approval-request") == 1 and kinds.count("data-approval") == 1
     assert kinds.count("tool-output-error") == 1 and kinds.count("finish") == 1
     error = next(e for e in found if e["type"] == "tool-output-error")
     assert error["errorText"] == LOST_RUN
-    assert runs(stack.runs, "gated_approval", "start") == 1  # the killed run only
+    assert ran(stack, "gated_approval", "start") == 1  # the killed run only
     result = stack.anthropic.requests[-1].body["messages"][-1]["content"][0]
     assert result["is_error"] and result["content"] == LOST_RUN
     assert "Traceback" not in stack.frontend.log()

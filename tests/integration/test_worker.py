@@ -12,220 +12,43 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import secrets
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
-from redis.exceptions import ConnectionError as RedisConnectionError
 
-from broadcaster.core import connection, keys
-from broadcaster.core.embedded import EmbeddedRedis
+from broadcaster.core import keys
 from broadcaster.core.eventlog import EventLog, StaleWriter, StreamEnded
-from broadcaster.core.events import Event
 from broadcaster.generations.content import fold
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Claim, Generations
 from examples.tools import TOOLS as EXAMPLE_TOOLS
-from tests.support.faults import poll as wait_until
 from tests.support.faults import reply_types
+from tests.support.polling import poll as wait_until
+from tests.support.worker_parts import (  # noqa: F401 (fixtures: own_redis, event_log)
+    OLD_ATTEMPT,
+    POLICY,
+    REQUEST,
+    ScriptedProvider,
+    all_events,
+    claim_and_die,
+    event_log_fixture,
+    own_redis_fixture,
+    queue_state,
+    settings,
+    show_old_attempt,
+    sid,
+    wait_queue_empty,
+    wait_seq,
+    wait_status,
+)
 from worker.continuation import CONTINUE_PROMPT
-from worker.generation import Policy, run_generation
+from worker.generation import run_generation
 from worker.metrics import WorkerMetrics
 from worker.providers.fake import FakeProvider
 from worker.runner import Worker
-from worker.settings import WorkerSettings
 from worker.tools import ToolBox
-from worker.writer import StreamWriter
 
 pytestmark = pytest.mark.anyio
-
-
-REQUEST = {"prompt": "tell me", "model": "scripted-model", "max_tokens": 50}
-POLICY = Policy(merge_s=0, max_attempts=3, provider_retries=0, retry_base_s=0.01)
-
-
-async def claim_and_die(event_log: EventLog, s: str, owner: str) -> Claim | None:
-    """A worker that claimed ``s`` and died: its hold is left to lapse (``held_at`` put a
-    lease back), so the next claim is a takeover from a lost worker."""
-    claim = await Generations(event_log).claim(s, owner)
-    await event_log.redis.hset(keys.meta_key(s), "held_at", 0)
-    return claim
-
-
-# --- a scripted provider -------------------------------------------------------------------
-
-
-def raw_reply(chunks: Sequence[str], input_tokens: int, model: str) -> list[dict[str, Any]]:
-    """Anthropic's raw stream events for a one-text-block reply."""
-    return [
-        {
-            "type": "message_start",
-            "message": {
-                "id": "msg_scripted",
-                "type": "message",
-                "role": "assistant",
-                "content": [],
-                "model": model,
-                "stop_reason": None,
-                "stop_sequence": None,
-                "usage": {"input_tokens": input_tokens, "output_tokens": 1},
-            },
-        },
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-        *(
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": c}}
-            for c in chunks
-        ),
-        {"type": "content_block_stop", "index": 0},
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-            "usage": {"output_tokens": len(chunks)},
-        },
-        {"type": "message_stop"},
-    ]
-
-
-class ScriptedProvider:
-    """Streams the same text reply for every call. With ``block_at=n`` it yields the first
-    ``n`` raw events and then waits on ``gate`` (forever, unless the test sets it)."""
-
-    def __init__(
-        self,
-        chunks: Sequence[str],
-        *,
-        block_at: int | None = None,
-        input_tokens: int = 7,
-        model: str = "scripted-model",
-    ) -> None:
-        self.events = raw_reply(chunks, input_tokens, model)
-        self.block_at = block_at
-        self.gate = asyncio.Event()
-        self.opened = asyncio.Event()
-        self.blocked = asyncio.Event()
-        self.calls = 0
-        self.closed = 0
-        self.requests: list[dict[str, Any]] = []
-        self.aclosed = False
-
-    @asynccontextmanager
-    async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
-        self.calls += 1
-        self.requests.append(request)
-        self.opened.set()
-        try:
-            yield self._events()
-        finally:
-            self.closed += 1  # the model call is over (finished, failed or cancelled)
-
-    async def _events(self) -> AsyncIterator[dict[str, Any]]:
-        for i, raw in enumerate(self.events):
-            if i == self.block_at:
-                self.blocked.set()
-                await self.gate.wait()
-            yield raw
-
-    async def aclose(self) -> None:
-        self.aclosed = True
-
-
-# --- fixtures and helpers ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("worker-redis"), persistent=False)
-    server.start(reuse=False)
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def event_log(own_redis: str) -> AsyncIterator[EventLog]:
-    redis = connection.command_client(own_redis)
-    await redis.flushall()  # every test starts with an empty queue
-    yield EventLog(redis, ended_ttl=60, idle_ttl=600)
-    await redis.aclose()
-
-
-def sid() -> str:
-    return "w-" + secrets.token_hex(6)
-
-
-def settings(**overrides: Any) -> WorkerSettings:
-    values: dict[str, Any] = {
-        "provider": "fake",
-        "merge_ms": 0,
-        "cancel_poll_seconds": 0.05,
-        "lease_seconds": 5,
-        "grace_seconds": 2,
-        "concurrency": 4,
-        **overrides,
-    }
-    return WorkerSettings(**values)
-
-
-async def all_events(event_log: EventLog, stream_id: str) -> list[Event]:
-    return [e async for page in event_log.read_after(stream_id, 0) for e in page]
-
-
-async def wait_seq(event_log: EventLog, stream_id: str, seq: int) -> None:
-    async def probe() -> bool:
-        info = await event_log.info(stream_id)
-        return info is not None and info.last_seq >= seq
-
-    await wait_until(probe, f"{stream_id} to reach seq {seq}")
-
-
-async def wait_status(
-    event_log: EventLog, stream_id: str, status: str, within: float = 10
-) -> dict[str, str]:
-    async def probe() -> dict[str, str] | None:
-        meta = await event_log.meta(stream_id)
-        return meta if meta is not None and meta.get("status") == status else None
-
-    return await wait_until(probe, f"{stream_id} to be {status}", within)
-
-
-async def queue_state(event_log: EventLog) -> tuple[int, int]:
-    """(entries in the job queue, entries pending in the workers' group)."""
-    redis = event_log.redis
-    depth = int(await redis.xlen(keys.jobs_key("anthropic")))
-    pending = await redis.xpending(keys.jobs_key("anthropic"), keys.JOBS_GROUP)
-    return depth, int(pending["pending"])
-
-
-async def wait_queue_empty(event_log: EventLog) -> None:
-    async def probe() -> bool:
-        return await queue_state(event_log) == (0, 0)
-
-    await wait_until(probe, "the job queue to be empty")
-
-
-OLD_ATTEMPT = [
-    {"type": "start", "messageId": "x"},
-    {"type": "start-step"},
-    {"type": "text-start", "id": "t0"},
-    {"type": "text-delta", "id": "t0", "delta": "half an ans"},
-]
-
-
-async def show_old_attempt(event_log: EventLog, stream_id: str, owner: str) -> None:
-    """What a worker that died mid-generation left behind: a claim and some output."""
-    seq = await event_log.append(
-        stream_id,
-        [{**e, "messageId": stream_id} if e["type"] == "start" else e for e in OLD_ATTEMPT],
-        kind="generation",
-        expect_seq=0,
-        owner=owner,
-        text_append="half an ans",
-    )
-    assert seq == len(OLD_ATTEMPT)
 
 
 # --- run_generation: takeovers -------------------------------------------------------------
@@ -656,152 +479,3 @@ async def test_one_read_over_several_queues_never_runs_more_than_the_concurrency
     finally:
         b.stop()
         await asyncio.wait_for(run_b, 10)
-
-
-# --- Redis faults under a writer: outages, lost replies, lost writes -------------------------
-
-
-class ReplyLostLog(EventLog):
-    """An event log whose ``fail_on``-th append happens in Redis but whose reply is lost,
-    as when the connection drops between the write and its answer."""
-
-    def __init__(self, redis: Any, fail_on: int) -> None:
-        super().__init__(redis, ended_ttl=60, idle_ttl=600)
-        self.calls = 0
-        self.fail_on = fail_on
-
-    async def append(self, stream_id: str, events: Sequence[dict[str, Any]], **kw: Any) -> int:
-        self.calls += 1
-        seq = await super().append(stream_id, events, **kw)
-        if self.calls == self.fail_on:
-            raise RedisConnectionError("Connection closed by server (after the write)")
-        return seq
-
-
-async def roll_back(redis: Any, stream_id: str, to_seq: int, text: str) -> None:
-    """Make Redis hold what an older copy would: the stream up to ``to_seq`` (its last
-    generated id too, as after a restore), the hash's seq, history tag and text to match."""
-    log_key = keys.log_key(stream_id)
-    entries = await redis.xrange(log_key, max=f"{to_seq}-0")
-    await redis.delete(log_key)
-    for eid, fields in entries:
-        await redis.xadd(log_key, fields, id=eid)
-    tag = entries[-1][1].get(b"h", b"") if entries else b""
-    await redis.hset(keys.meta_key(stream_id), mapping={"seq": to_seq, "tag": tag})
-    await redis.set(keys.text_key(stream_id), text)
-
-
-async def test_an_append_whose_reply_was_lost_is_not_written_twice(event_log: EventLog) -> None:
-    """Regression: a worker retrying an append after a lost reply must recognise that the
-    first try happened (its conditional retry is refused at seq + n) and go on."""
-    s = sid()
-    assert await Generations(event_log).create(s, REQUEST)
-    flaky = ReplyLostLog(event_log.redis, fail_on=3)
-    provider = ScriptedProvider(["one ", "two ", "three"])
-    await asyncio.wait_for(run_generation(Generations(flaky), provider, s, "worker-1", POLICY), 10)
-    events = await all_events(event_log, s)
-    assert [e.type for e in events] == reply_types(3)
-    assert [e.seq for e in events] == list(range(1, len(events) + 1))
-    meta = await event_log.meta(s)
-    assert meta is not None and meta["status"] == "completed"
-    assert meta["text"] == "one two three"  # the text was not appended twice either
-
-
-async def test_an_append_is_retried_while_redis_restarts(tmp_path: Any) -> None:
-    """Regression: a worker whose append failed because Redis was down waited out its
-    lease and started a new attempt (data-retry); now it retries the append."""
-    server = EmbeddedRedis(tmp_path / "redis", persistent=True)
-    url = server.start(reuse=False)
-    redis = connection.command_client(url)
-    try:
-        event_log = EventLog(redis, ended_ttl=60, idle_ttl=600)
-        s = sid()
-        assert await Generations(event_log).create(s, REQUEST)
-        claim = await Generations(event_log).claim(s, "worker-1")
-        assert claim is not None
-        writer = StreamWriter(Generations(event_log), s, "worker-1", claim.last_seq, patience_s=20)
-        await writer.flush([{"type": "start", "messageId": s}])
-        port = server.port
-        server.kill()  # Redis crashes; AOF holds what it acknowledged
-        flush = asyncio.create_task(writer.flush([{"type": "start-step"}]))
-        await asyncio.sleep(0.8)
-        assert not flush.done()  # retrying, not failed
-        server = EmbeddedRedis(tmp_path / "redis", port=port, persistent=True)
-        server.start(reuse=False)
-        await asyncio.wait_for(flush, 10)
-        await writer.flush([{"type": "finish"}])
-        events = await all_events(event_log, s)
-        assert [(e.seq, e.type) for e in events] == [(1, "start"), (2, "start-step"), (3, "finish")]
-    finally:
-        await redis.aclose()
-        server.stop()
-
-
-async def test_events_redis_lost_are_written_again_by_their_worker(event_log: EventLog) -> None:
-    s = sid()
-    assert await Generations(event_log).create(s, REQUEST)
-    claim = await Generations(event_log).claim(s, "worker-1")
-    assert claim is not None
-    writer = StreamWriter(Generations(event_log), s, "worker-1", claim.last_seq)
-    await writer.flush([{"type": "start", "messageId": s}, {"type": "start-step"}])
-    await writer.flush([{"type": "text-start", "id": "t0"}])
-    await writer.flush([{"type": "text-delta", "id": "t0", "delta": "ab"}])
-    await writer.flush([{"type": "text-delta", "id": "t0", "delta": "cd"}])
-    before = await all_events(event_log, s)
-    # Redis comes back from an older copy: only the first two batches (seq 1..3).
-    await roll_back(event_log.redis, s, 3, "")
-    await writer.flush([{"type": "text-end", "id": "t0"}, {"type": "finish-step"}])
-    events = await all_events(event_log, s)
-    assert events[: len(before)] == before  # byte for byte what viewers saw
-    assert [e.type for e in events[len(before) :]] == ["text-end", "finish-step"]
-    assert [e.seq for e in events] == list(range(1, 8))
-    meta = await event_log.meta(s) or {}
-    assert meta["text"] == "abcd"
-    # The repair took the stream again without counting an attempt or a lost worker.
-    assert meta["attempt"] == "1" and "lost" not in meta
-
-
-async def test_a_loss_before_the_attempt_ends_the_stream_with_error(event_log: EventLog) -> None:
-    s = sid()
-    assert await Generations(event_log).create(s, REQUEST)
-    assert await claim_and_die(event_log, s, "dead-worker") is not None
-    await show_old_attempt(event_log, s, "dead-worker")  # seq 1..4
-    provider = ScriptedProvider(["new"], block_at=3)
-    task = asyncio.create_task(
-        run_generation(Generations(event_log), provider, s, "worker-2", POLICY)
-    )
-    await asyncio.wait_for(provider.blocked.wait(), 5)
-    await wait_seq(event_log, s, 5)  # data-continued
-    # The loss reaches back into the earlier attempt, which this worker cannot rewrite.
-    await roll_back(event_log.redis, s, 2, "")
-    provider.gate.set()
-    await asyncio.wait_for(task, 5)
-    events = await all_events(event_log, s)
-    assert [e.type for e in events] == ["start", "start-step", "error"]
-    assert "lost" in events[-1].json()["errorText"]
-    assert (await event_log.meta(s) or {})["status"] == "failed"
-
-
-async def test_a_vanished_generation_is_rebuilt_by_the_worker_that_wrote_it_all(
-    event_log: EventLog,
-) -> None:
-    """The stream's keys vanish while its worker runs (Redis restarted without data, or
-    the hash was evicted): the append gets NOSTREAM. The only writer it ever had creates
-    it again and writes everything again."""
-    s = sid()
-    assert await Generations(event_log).create(s, REQUEST)
-    provider = ScriptedProvider(["all ", "mine"], block_at=3)
-    task = asyncio.create_task(
-        run_generation(Generations(event_log), provider, s, "worker-1", POLICY)
-    )
-    await asyncio.wait_for(provider.blocked.wait(), 5)
-    await wait_seq(event_log, s, 4)
-    before = await all_events(event_log, s)
-    await event_log.redis.delete(keys.meta_key(s))  # the log is left: it is dropped too
-    provider.gate.set()
-    await asyncio.wait_for(task, 5)
-    events = await all_events(event_log, s)
-    assert events[:4] == before
-    assert [e.type for e in events] == reply_types(2)
-    meta = await event_log.meta(s)
-    assert meta is not None and meta["status"] == "completed" and meta["text"] == "all mine"

@@ -43,11 +43,50 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any
 
+from tests.support.anthropic_scripts import (
+    DEFAULT_MODEL,
+    Block,
+    Delay,
+    Drop,
+    Frame,
+    Gate,
+    HttpError,
+    Script,
+    Stall,
+    Step,
+    default_reply,
+    delay,
+    drop,
+    error_body,
+    frame,
+    gate,
+    http_error,
+    message,
+    ping,
+    redacted_thinking,
+    server_tool_use,
+    sse_error,
+    stall,
+    text,
+    text_block,
+    text_reply,
+    thinking,
+    thinking_block,
+    tool_use,
+    tool_use_block,
+)
+from tests.support.anthropic_wire import (
+    _REASONS,
+    Exchange,
+    RecordedRequest,
+    _ClientGone,
+    _Conn,
+    _merged_turns,
+    _options_problem,
+)
 from tests.support.fake_continue import Answer, continuation_chunks, partial_answer
 
 __all__ = [
@@ -82,419 +121,6 @@ __all__ = [
     "tool_use",
     "tool_use_block",
 ]
-
-DEFAULT_MODEL = "claude-fake-1"
-
-# --------------------------------------------------------------------------------------------
-# Script steps
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One SSE frame: ``event: <event>\\ndata: <json>\\n\\n``."""
-
-    event: str
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Delay:
-    """Sleep between frames (cut short when the client goes away)."""
-
-    seconds: float
-    send_headers: bool = True  # False: may hold back the response headers too
-
-
-@dataclass(frozen=True)
-class Stall:
-    """Send nothing further; hold the connection until the client leaves or the server stops."""
-
-    send_headers: bool = True  # False: stall before even the response headers
-
-
-@dataclass(frozen=True)
-class Gate:
-    """Send nothing further until the test sets ``opened`` (or the client leaves): a
-    stream held at a known point for as long as the test needs, with no timing."""
-
-    opened: threading.Event
-
-
-@dataclass(frozen=True)
-class HttpError:
-    """A plain JSON error response instead of a stream (only as the first step)."""
-
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str]
-
-
-@dataclass(frozen=True)
-class Drop:
-    """Close the connection abruptly, without ending the chunked body."""
-
-
-Step = Frame | Delay | Stall | Gate | HttpError | Drop
-Script = list[Step]
-
-
-@dataclass(frozen=True)
-class Block:
-    """A content block for :func:`message`: its ``content_block`` and its deltas."""
-
-    content_block: dict[str, Any]
-    deltas: tuple[dict[str, Any], ...] = ()
-    output_tokens: int = 0  # this block's share of the default output token count
-
-
-def frame(event: str, data: dict[str, Any]) -> Frame:
-    """Any SSE frame, verbatim."""
-    return Frame(event, data)
-
-
-def ping() -> Frame:
-    return Frame("ping", {"type": "ping"})
-
-
-def delay(seconds: float, *, send_headers: bool = True) -> Delay:
-    return Delay(seconds, send_headers)
-
-
-def stall(*, send_headers: bool = True) -> Stall:
-    return Stall(send_headers)
-
-
-def gate(opened: threading.Event) -> Gate:
-    return Gate(opened)
-
-
-def drop() -> Drop:
-    return Drop()
-
-
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    529: "overloaded_error",
-}
-
-
-def error_body(error_type: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": error_type, "message": message}}
-
-
-def http_error(
-    status: int,
-    body_json: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-) -> HttpError:
-    """A JSON error response before any stream; default body in Anthropic's error shape and,
-    for 429 and 529, a ``retry-after: 1`` header (pass ``headers={}`` for none)."""
-    if body_json is None:
-        error_type = _ERROR_TYPES.get(status, "api_error")
-        body_json = error_body(error_type, f"fake {error_type} ({status})")
-    if headers is None:
-        headers = {"retry-after": "1"} if status in (429, 529) else {}
-    return HttpError(status, body_json, dict(headers))
-
-
-def sse_error(error_type: str = "overloaded_error", message: str = "Overloaded") -> Frame:
-    """An ``event: error`` frame, as the API sends mid-stream."""
-    return Frame("error", error_body(error_type, message))
-
-
-def _as_chunks(chunks: Sequence[str] | str) -> list[str]:
-    return [chunks] if isinstance(chunks, str) else list(chunks)
-
-
-def text(chunks: Sequence[str] | str) -> Block:
-    """A text block; one ``text_delta`` per chunk."""
-    parts = _as_chunks(chunks)
-    return Block(
-        {"type": "text", "text": ""},
-        tuple({"type": "text_delta", "text": c} for c in parts),
-        len(parts),
-    )
-
-
-def thinking(chunks: Sequence[str] | str, signature: str | None = "sig_fake") -> Block:
-    """A thinking block: one ``thinking_delta`` per chunk, then a ``signature_delta``."""
-    parts = _as_chunks(chunks)
-    deltas: list[dict[str, Any]] = [{"type": "thinking_delta", "thinking": c} for c in parts]
-    if signature is not None:
-        deltas.append({"type": "signature_delta", "signature": signature})
-    return Block({"type": "thinking", "thinking": "", "signature": ""}, tuple(deltas), len(parts))
-
-
-def redacted_thinking(data: str = "EmwKAhgBEgy3redacted") -> Block:
-    return Block({"type": "redacted_thinking", "data": data})
-
-
-def tool_use(tool_id: str, name: str, json_fragments: Sequence[str] = ()) -> Block:
-    """A tool_use block; one ``input_json_delta`` per fragment (the API's first is often "")."""
-    return Block(
-        {"type": "tool_use", "id": tool_id, "name": name, "input": {}},
-        tuple({"type": "input_json_delta", "partial_json": f} for f in json_fragments),
-        len(json_fragments),
-    )
-
-
-def server_tool_use(tool_id: str, name: str, json_fragments: Sequence[str] = ()) -> Block:
-    block = tool_use(tool_id, name, json_fragments)
-    return Block(
-        {**block.content_block, "type": "server_tool_use"}, block.deltas, block.output_tokens
-    )
-
-
-text_block = text
-thinking_block = thinking
-tool_use_block = tool_use
-
-
-def message(
-    blocks: Sequence[Block],
-    *,
-    input_tokens: int = 12,
-    output_tokens: int | None = None,
-    stop_reason: str | None = "end_turn",
-    model: str | None = None,
-    message_id: str | None = None,
-    chunk_delay: float = 0.0,
-    delta_usage: dict[str, Any] | None = None,
-) -> Script:
-    """A whole streamed message: message_start, each block (start, deltas, stop),
-    message_delta (stop_reason and cumulative usage) and message_stop.
-
-    ``model=None`` echoes the request's model and ``message_id=None`` makes one up, when the
-    script plays. ``output_tokens=None`` counts one token per delta. ``chunk_delay`` sleeps
-    before every delta. ``delta_usage`` adds fields to message_delta's usage (for instance
-    ``{"input_tokens": 20}``).
-    """
-    if output_tokens is None:
-        output_tokens = max(1, sum(b.output_tokens for b in blocks))
-    steps: Script = [
-        Frame(
-            "message_start",
-            {
-                "type": "message_start",
-                "message": {
-                    "id": message_id,
-                    "type": "message",
-                    "role": "assistant",
-                    "content": [],
-                    "model": model,
-                    "stop_reason": None,
-                    "stop_sequence": None,
-                    "usage": {"input_tokens": input_tokens, "output_tokens": 1},
-                },
-            },
-        )
-    ]
-    for index, block in enumerate(blocks):
-        steps.append(
-            Frame(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": index,
-                    "content_block": block.content_block,
-                },
-            )
-        )
-        for d in block.deltas:
-            if chunk_delay:
-                steps.append(Delay(chunk_delay))
-            steps.append(
-                Frame(
-                    "content_block_delta",
-                    {"type": "content_block_delta", "index": index, "delta": d},
-                )
-            )
-        steps.append(Frame("content_block_stop", {"type": "content_block_stop", "index": index}))
-    usage: dict[str, Any] = {"output_tokens": output_tokens, **(delta_usage or {})}
-    steps.append(
-        Frame(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                "usage": usage,
-            },
-        )
-    )
-    steps.append(Frame("message_stop", {"type": "message_stop"}))
-    return steps
-
-
-def text_reply(
-    chunks: Sequence[str] | str,
-    *,
-    input_tokens: int = 12,
-    output_tokens: int | None = None,
-    stop_reason: str | None = "end_turn",
-    model: str | None = None,
-    message_id: str | None = None,
-    chunk_delay: float = 0.0,
-) -> Script:
-    """A message with one text block."""
-    return message(
-        [text(chunks)],
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        stop_reason=stop_reason,
-        model=model,
-        message_id=message_id,
-        chunk_delay=chunk_delay,
-    )
-
-
-DEFAULT_CHUNKS = ("Hello", " from", " the fake", " model.")
-
-
-def default_reply() -> Script:
-    return text_reply(list(DEFAULT_CHUNKS))
-
-
-# --------------------------------------------------------------------------------------------
-# Records
-
-
-class RecordedRequest(NamedTuple):
-    headers: dict[str, str]  # lower-case names
-    body: Any  # the parsed JSON body (None if there was none or it was not JSON)
-
-
-@dataclass
-class Exchange:
-    """One request and how its script went."""
-
-    index: int
-    connection: int  # which TCP connection carried it (1, 2, ...): shows keep-alive reuse
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
-    started_at: float = field(default_factory=time.monotonic)
-    completed_at: float | None = None  # the script played to its end
-    client_closed_at: float | None = None  # the client left before the script's end
-    frames_sent: int = 0
-    deltas_sent: int = 0  # content_block_delta frames: one output token each, as scripted
-
-    @property
-    def completed(self) -> bool:
-        return self.completed_at is not None
-
-    @property
-    def client_closed(self) -> bool:
-        return self.client_closed_at is not None
-
-
-class _ClientGone(Exception):
-    pass
-
-
-class _Conn:
-    """Buffered reads over a StreamReader, for the request parser and the EOF watcher."""
-
-    MAX_LINE = 65536
-
-    def __init__(
-        self, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        self.number = number
-        self.reader = reader
-        self.writer = writer
-        self.buf = bytearray()
-        self.eof = False
-
-    async def _fill(self) -> bool:
-        if self.eof:
-            return False
-        data = await self.reader.read(65536)
-        if not data:
-            self.eof = True
-            return False
-        self.buf += data
-        return True
-
-    async def readline(self) -> bytes | None:
-        while True:
-            pos = self.buf.find(b"\n")
-            if pos >= 0:
-                line = bytes(self.buf[: pos + 1])
-                del self.buf[: pos + 1]
-                return line
-            if len(self.buf) > self.MAX_LINE:
-                raise ValueError("line too long")
-            if not await self._fill():
-                return None
-
-    async def readexactly(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            if not await self._fill():
-                raise ValueError("body cut short")
-        data = bytes(self.buf[:n])
-        del self.buf[:n]
-        return data
-
-    async def write(self, data: bytes) -> None:
-        if self.writer.is_closing():
-            raise _ClientGone
-        try:
-            self.writer.write(data)
-            await self.writer.drain()
-        except (ConnectionError, RuntimeError) as exc:
-            raise _ClientGone from exc
-
-
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    413: "Content Too Large",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-    529: "Overloaded",
-}
-
-
-def _options_problem(body: dict[str, Any]) -> str | None:
-    """What the API says of ``thinking`` and ``temperature`` out of range."""
-    thinking = body.get("thinking")
-    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
-        budget = thinking.get("budget_tokens")
-        if not isinstance(budget, int) or budget < 1024:
-            return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
-        if budget >= body.get("max_tokens", 0):
-            return "`max_tokens` must be greater than `thinking.budget_tokens`"
-    temperature = body.get("temperature")
-    if temperature is not None and not 0 <= temperature <= 1:
-        return "temperature: Input should be less than or equal to 1"
-    return None
-
-
-def _merged_turns(messages: list[Any]) -> list[tuple[int, Any, list[Any]]]:
-    """``(first index, role, blocks)`` of each turn: the API merges consecutive messages
-    of one role into one turn before it checks them."""
-    turns: list[tuple[int, Any, list[Any]]] = []
-    for m, msg in enumerate(messages):
-        role = msg.get("role") if isinstance(msg, dict) else None
-        content = msg.get("content") if isinstance(msg, dict) else None
-        blocks = content if isinstance(content, list) else []
-        if turns and turns[-1][1] == role:
-            turns[-1][2].extend(blocks)
-        else:
-            turns.append((m, role, list(blocks)))
-    return turns
 
 
 def _checked(script: Script) -> Script:

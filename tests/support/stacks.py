@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,10 @@ class Stack:
     nginx: Nginx | None = None
     anthropic: FakeAnthropicServer | None = None
     root: Path | None = None
+    worker_env: dict[str, str] = field(default_factory=dict)
+    """What ``add_worker`` starts a worker with (``anthropic_stack`` sets it)."""
+    more_workers: list[Proc] = field(default_factory=list)
+    """The workers ``add_worker`` started, stopped with the stack."""
 
     @property
     def frontend(self) -> Proc:
@@ -65,7 +69,17 @@ class Stack:
 
     @property
     def procs(self) -> list[Proc]:
-        return [*self.frontends, *([self.worker] if self.worker is not None else [])]
+        first = [self.worker] if self.worker is not None else []
+        return [*self.frontends, *first, *self.more_workers]
+
+    def add_worker(self) -> Proc:
+        """Another worker, as the stack's would be (a test that kills workers starts
+        the next one)."""
+        assert self.root is not None, "start the stack with anthropic_stack"
+        name = f"worker-{len(self.more_workers) + 1}"
+        proc = start_worker(self.redis.url, self.root, name, env=self.worker_env)
+        self.more_workers.append(proc)
+        return proc
 
     def logs(self, tail: int = 4000) -> str:
         """The end of each process's log, for a failure's message."""
@@ -87,8 +101,8 @@ class Stack:
     def stop(self) -> None:
         if self.nginx is not None:
             self.nginx.stop()
-        if self.worker is not None:
-            self.worker.stop()
+        for worker in [*([self.worker] if self.worker is not None else []), *self.more_workers]:
+            worker.stop()
         for fe in self.frontends:
             fe.stop()
         self.redis.stop()
@@ -138,11 +152,13 @@ def anthropic_stack(
     *,
     frontends: int = 1,
     nginx: bool = False,
+    worker: bool = True,
 ) -> Iterator[Stack]:
     """A stack whose worker serves a fake Anthropic server of its own (``stack.model``),
     with ``worker_env`` and ``frontend_env`` on top (``frontends`` and ``nginx`` as
-    ``start_stack`` takes them); stopped by pid at the end, when the
-    fake server must have seen no malformed request."""
+    ``start_stack`` takes them; with ``worker=False`` no worker until the test calls
+    ``add_worker``); stopped by pid at the end, when the fake server must have seen no
+    malformed request."""
     with FakeAnthropicServer(api_key="test") as anthropic:
         env = {
             "WORKER_PROVIDER": "anthropic",
@@ -151,9 +167,14 @@ def anthropic_stack(
             **worker_env,
         }
         stack = start_stack(
-            base, "chat", env, frontend_env=frontend_env, frontends=frontends, nginx=nginx
+            base,
+            "chat",
+            env if worker else None,
+            frontend_env=frontend_env,
+            frontends=frontends,
+            nginx=nginx,
         )
-        stack.anthropic, stack.root = anthropic, base
+        stack.anthropic, stack.root, stack.worker_env = anthropic, base, env
         try:
             yield stack
         finally:
