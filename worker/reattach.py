@@ -17,37 +17,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
-from worker.providers.base import REATTACH, RESUME_FIELD, Provider, Reattaching
+from worker.providers.base import RESUME_FIELD, Provider, Reattaching
 from worker.stepper import Progress
-from worker.steps import Event, Resume, latest_attempt, split_steps
+from worker.steps import Event, Reattach, Resume, latest_attempt, split_steps
 
 log = logging.getLogger("worker.generation")
-
-
-@dataclass(frozen=True, slots=True)
-class Reattach:
-    """The cut step's model call, to be streamed on from its resume point."""
-
-    point: dict[str, Any]
-    shown: list[Event]
-    """The cut step's events in the stream (after its ``start-step``): the new events
-    follow them in the same step."""
-
-    def request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """The step's request, naming the call to go on with."""
-        return {**request, REATTACH: {"point": self.point, "tool_inputs": self.tool_inputs()}}
-
-    def tool_inputs(self) -> dict[str, str]:
-        """The arguments each tool call of the step has shown so far."""
-        inputs: dict[str, str] = {}
-        for e in self.shown:
-            if e.get("type") == "tool-input-delta":
-                call = str(e.get("toolCallId"))
-                inputs[call] = inputs.get(call, "") + str(e.get("inputTextDelta") or "")
-        return inputs
 
 
 async def reattached(

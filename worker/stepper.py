@@ -37,7 +37,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from broadcaster.core import keys, tracing
 from worker.continuation import LOST_RUN, continuation_request, partial_turn, plan_cut, plan_restart
@@ -45,11 +45,8 @@ from worker.mapping import EventMapper
 from worker.model_call import CallFailed, Policy, call_model
 from worker.providers.base import Provider
 from worker.splice import Seam, SeamTrim
-from worker.steps import Step, ToolCall, step_messages
+from worker.steps import Reattach, Step, ToolCall, step_messages
 from worker.writer import StreamWriter
-
-if TYPE_CHECKING:
-    from worker.reattach import Reattach
 
 log = logging.getLogger("worker.generation")
 

@@ -7,16 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
-
-from broadcaster.transport.seam import Writer
-
-if TYPE_CHECKING:
-    from broadcaster.transport.wire import DirectWriteProtocol
 
 
 class LazyEvent(asyncio.Event):
@@ -103,37 +97,6 @@ class DetachableCycle(RequestResponseCycle):
         finally:
             if not self.detached:
                 self.on_response = lambda: None
-
-
-class Offer:
-    """One response's ``Connection``: its connection's writes, end, tasks and close, bound
-    to the response's own cycle (a request pipelined behind it has its own), and, for a
-    request that goes to the app, its scope extensions."""
-
-    __slots__ = ("conn", "cycle")
-
-    def __init__(self, conn: DirectWriteProtocol, cycle: Any = None) -> None:
-        self.conn = conn
-        self.cycle: Any = cycle
-        """Set once uvicorn made it (``DirectWriteProtocol.on_headers_complete``)."""
-
-    def writer(self, chunks: bool = False) -> Writer | None:
-        return self.conn._direct_writer(self.cycle, chunks)
-
-    def hold_writes(self) -> Callable[[], None] | None:
-        return self.conn._hold_writes(self.cycle)
-
-    def detach(self, on_lost: Callable[[], None]) -> Offer | None:
-        return self if self.conn._detach(self.cycle, on_lost) else None
-
-    def finish(self, last: bytes) -> bool:
-        return self.conn._finish(self.cycle, last)
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        return self.conn._spawn(coro)
-
-    def close(self) -> None:
-        self.conn.transport.close()
 
 
 class HeldWrites:

@@ -23,7 +23,7 @@ import functools
 import logging
 import socket
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, cast
 
 import httptools
@@ -42,7 +42,6 @@ from broadcaster.transport.cycles import (
     HeldWrites,
     LazyEvent,
     LeanFlow,
-    Offer,
     Pipeline,
 )
 from broadcaster.transport.fast import FastPath, Opening
@@ -85,6 +84,37 @@ class LastChunk:
             self._data = data
             self._chunk = b"%x\r\n%b\r\n%b" % (len(data), data, self._after)
         return self._chunk
+
+
+class Offer:
+    """One response's ``Connection``: its connection's writes, end, tasks and close, bound
+    to the response's own cycle (a request pipelined behind it has its own), and, for a
+    request that goes to the app, its scope extensions."""
+
+    __slots__ = ("conn", "cycle")
+
+    def __init__(self, conn: DirectWriteProtocol, cycle: Any = None) -> None:
+        self.conn = conn
+        self.cycle: Any = cycle
+        """Set once uvicorn made it (``DirectWriteProtocol.on_headers_complete``)."""
+
+    def writer(self, chunks: bool = False) -> Writer | None:
+        return self.conn._direct_writer(self.cycle, chunks)
+
+    def hold_writes(self) -> Callable[[], None] | None:
+        return self.conn._hold_writes(self.cycle)
+
+    def detach(self, on_lost: Callable[[], None]) -> Offer | None:
+        return self if self.conn._detach(self.cycle, on_lost) else None
+
+    def finish(self, last: bytes) -> bool:
+        return self.conn._finish(self.cycle, last)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return self.conn._spawn(coro)
+
+    def close(self) -> None:
+        self.conn.transport.close()
 
 
 class DirectWriteProtocol(HttpToolsProtocol):
