@@ -429,12 +429,25 @@ async def _forever(outage: contain.Outage, loop: Callable[[], Awaitable[None]]) 
         try:
             await loop()
         except connection.REDIS_ERRORS as exc:
+            if _cancelling():
+                # The cancel came back as a Redis error (a client that drops the connection
+                # of a blocking read it was cancelled in): the loop ends all the same, or the
+                # stop that cancelled it would wait for it for ever.
+                raise asyncio.CancelledError from exc
             await asyncio.sleep(outage.failed(exc))
             continue
         except Exception:
+            if _cancelling():
+                raise asyncio.CancelledError from None
             contain.loop_failed(name, log, f"again in {delay:.1f} s")
         await asyncio.sleep(delay)
         delay = 0.1 if time.monotonic() - started > 60 else min(delay * 2, 5.0)
+
+
+def _cancelling() -> bool:
+    """This task has been asked to stop (whatever its last await raised)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def forget_consumer(redis: Redis, stream_keys: list[str], consumer: str) -> None:
