@@ -13,9 +13,11 @@ from fastapi.responses import Response
 from broadcaster.chat.conversation import run_meta
 from broadcaster.chat.convert import chunk_window, run_id
 from broadcaster.chat.framing import LONE_FINISH, until_waiting
-from broadcaster.core.eventlog import EventLog
+from broadcaster.chat.records import Chats
+from broadcaster.core.eventlog import EventLog, StreamEnded
 from broadcaster.core.events import dump_event
 from broadcaster.core.logconfig import current_stream
+from broadcaster.generations.lifecycle import NoSuchGeneration, cancel
 from broadcaster.http.access import check_chat
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import get_event_log
@@ -107,3 +109,21 @@ async def run_answer(
             event_log, generation, chunks, finish_ends=True, stop_at_wait=not follow
         ),
     )
+
+
+async def stop_answer(
+    chats: Chats, event_log: EventLog, chat_id: str, *, chat: str, answer: str
+) -> str:
+    """Cancel the chat's running answer (the chat and AG-UI stop routes, which call them
+    a ``chat`` or a thread and its ``answer`` a generation or an answer); its id. 404 for
+    a chat unknown or expired, 409 when nothing runs."""
+    record = await chats.get(chat_id)
+    if record is None:
+        raise ApiError(404, "not_found", f"no {chat} {chat_id!r} (unknown or expired)")
+    try:
+        await cancel(event_log, record.generation)
+    except StreamEnded:
+        raise ApiError(409, "ended", f"{chat} {chat_id!r} has no running {answer}") from None
+    except NoSuchGeneration:
+        raise ApiError(404, "not_found", f"no {chat} {chat_id!r} (unknown or expired)") from None
+    return record.generation

@@ -31,13 +31,13 @@ from broadcaster.agui.views import Translations, Viewer, state_at, view
 from broadcaster.chat import conversation
 from broadcaster.chat.convert import parse_body
 from broadcaster.core import names
-from broadcaster.core.eventlog import EventLog, StreamEnded
+from broadcaster.core.eventlog import EventLog
 from broadcaster.core.logconfig import current_stream
-from broadcaster.generations.lifecycle import NoSuchGeneration, cancel
 from broadcaster.generations.request import PROVIDERS, RequestInvalid
 from broadcaster.http import openapi
 from broadcaster.http.access import check_chat, check_viewer
 from broadcaster.http.bodies import read_json
+from broadcaster.http.chat_answers import stop_answer
 from broadcaster.http.errors import ApiError, refused
 from broadcaster.http.resources import (
     ApprovalsDep,
@@ -274,14 +274,6 @@ async def stop(
     if not names.is_chat_id(thread_id):
         raise ApiError(404, "not_found", f"no such thread: ids match {names.STREAM_ID_PATTERN}")
     await check_chat(request, thread_id, "cancel")
-    record = await chats.get(thread_id)
-    if record is None:
-        raise ApiError(404, "not_found", f"no thread {thread_id!r} (unknown or expired)")
-    try:
-        await cancel(event_log, record.generation)
-    except StreamEnded:
-        raise ApiError(409, "ended", f"thread {thread_id!r} has no running answer") from None
-    except NoSuchGeneration:
-        raise ApiError(404, "not_found", f"no thread {thread_id!r} (unknown or expired)") from None
-    body = {"threadId": thread_id, "runId": record.generation, "status": "cancelled"}
+    generation = await stop_answer(chats, event_log, thread_id, chat="thread", answer="answer")
+    body = {"threadId": thread_id, "runId": generation, "status": "cancelled"}
     return JSONResponse(body, status_code=202)

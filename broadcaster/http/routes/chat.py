@@ -33,14 +33,18 @@ from broadcaster.chat.approvals import (
 from broadcaster.chat.convert import parse_body, parse_run_id, with_chat_id
 from broadcaster.chat.records import ChatRecord, Chats
 from broadcaster.core import names
-from broadcaster.core.eventlog import StreamEnded
 from broadcaster.core.logconfig import current_stream
-from broadcaster.generations.lifecycle import NoSuchGeneration, cancel
 from broadcaster.generations.request import RequestInvalid
 from broadcaster.http import openapi
 from broadcaster.http.access import AccessDep, check_chat, producer
 from broadcaster.http.bodies import read_json, strict_json
-from broadcaster.http.chat_answers import GENERATION_HEADER, answer, run_answer, steered
+from broadcaster.http.chat_answers import (
+    GENERATION_HEADER,
+    answer,
+    run_answer,
+    steered,
+    stop_answer,
+)
 from broadcaster.http.errors import ApiError, refused
 from broadcaster.http.minting import minted
 from broadcaster.http.resources import (
@@ -208,17 +212,9 @@ async def stop(
     """Cancel the chat's running generation: its stream ends with ``abort``."""
     check_chat_id(chat_id)
     await check_chat(request, chat_id, "cancel")
-    record = await chats.get(chat_id)
-    if record is None:
-        raise ApiError(404, "not_found", f"no chat {chat_id!r} (unknown or expired)")
-    try:
-        await cancel(event_log, record.generation)
-    except StreamEnded:
-        raise ApiError(409, "ended", f"chat {chat_id!r} has no running generation") from None
-    except NoSuchGeneration:
-        raise ApiError(404, "not_found", f"no chat {chat_id!r} (unknown or expired)") from None
+    generation = await stop_answer(chats, event_log, chat_id, chat="chat", answer="generation")
     metrics.appended.inc()
-    body = {"id": chat_id, "generation_id": record.generation, "status": "cancelled"}
+    body = {"id": chat_id, "generation_id": generation, "status": "cancelled"}
     return JSONResponse(body, status_code=202)
 
 
