@@ -217,15 +217,17 @@ async def test_a_duplicate_job_of_a_live_generation_is_dropped(tmp_path: Path) -
         owner = await asyncio.to_thread(
             cluster.add_worker, {"WORKER_CONCURRENCY": "1", "WORKER_FAKE_DELAY_MS": "60"}
         )
-        other = await asyncio.to_thread(cluster.add_worker)
         fe = cluster.frontends[0].url
         r = cluster.client()
         async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as client:
-            gid = await create_generation(client, fe, "a long one", max_tokens=64)
+            gid = await create_generation(client, fe, "a long one", max_tokens=160)
             viewers = [Viewer(cluster.urls, gid) for _ in range(3)]
             async with anyio.create_task_group() as tg:
                 tg.start_soon(run_viewers, client, viewers, 60)
                 await poll(lambda: _owned_by(r, gid, owner), "the owner's run")
+                # The other worker starts only now: started before, it could take the
+                # first job itself (it did, on a loaded machine), and there is no owner.
+                other = await asyncio.to_thread(cluster.add_worker)
                 await poll(lambda: _at(r, gid, 4), "some output")
                 r.xadd(keys.jobs_key("anthropic"), {"id": gid})  # the duplicate
                 await poll(lambda: _logged(other, "duplicate job dropped"), "the drop", 30)
