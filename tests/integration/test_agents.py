@@ -1,7 +1,7 @@
 """Agents served by the worker (``WORKER_AGENTS``, docs/agents.md) behind ``/v1/chat`` and
 ``/v1/generations``, with ``provider`` the agent's name: a plain async callable
-(``echo``) and a pydantic-ai ``Agent`` on an offline ``FunctionModel`` (``helper``),
-both in tests/support/agents.py.
+(``echo``), a pydantic-ai ``Agent`` on an offline ``FunctionModel`` (``helper``) and a
+LangGraph graph on a fake chat model (``graph``), in tests/support/agents.py.
 
 Real processes: a Redis of the module's own, a front-end and a worker that serves only
 the two agents (no model API key), with a short lease so that a takeover comes soon.
@@ -27,7 +27,10 @@ from tests.support.polling import wait_for
 from tests.support.procs import ROOT
 from tests.support.stacks import Stack, start_stack
 
-AGENTS = "echo=tests.support.agents:echo,helper=tests.support.agents:helper"
+AGENTS = (
+    "echo=tests.support.agents:echo,helper=tests.support.agents:helper,"
+    "graph=tests.support.agents:graph"
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("agents")
     env = {
         "WORKER_AGENTS": AGENTS,
-        "WORKER_PROVIDERS": "echo,helper",
+        "WORKER_PROVIDERS": "echo,helper,graph",
         "WORKER_LEASE_SECONDS": "2",
         "ANTHROPIC_API_KEY": "",
         "AGENT_MARKS": str(tmp / "marks.jsonl"),
@@ -44,7 +47,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = start_stack(tmp, "agents", env)
     s.root, s.worker_env = tmp, env
     try:
-        wait_for("the agents advertised", lambda: _live(s) >= {"echo", "helper"}, context=s.logs)
+        served = {"echo", "helper", "graph"}
+        wait_for("the agents advertised", lambda: _live(s) >= served, context=s.logs)
         yield s
     finally:
         s.stop()
@@ -213,6 +217,27 @@ def test_a_callable_agent_is_called_again_with_the_decision(stack: Stack) -> Non
     assert "tool-output-denied" in kinds and "tool-output-available" not in kinds
     assert everything[-4]["delta"] == "denied "
     assert [m for m in _marks(stack, "wipe") if m["generation"] == generation] == []
+
+
+def test_a_langgraph_interrupt_is_an_approval_that_resumes_the_graph(stack: Stack) -> None:
+    chat = "chat-graph"
+    posted = _chat(stack, chat, "tidy up", "graph")
+    assert posted.status_code == 200, posted.text
+    generation = posted.headers["x-generation-id"]
+    got = events(posted.content)
+    text = "".join(e["delta"] for e in got if e["type"] == "text-delta")
+    assert text == "I will delete the file if you agree"
+    asked = got[-2]
+    assert asked["type"] == "tool-approval-request" and asked["toolCallId"].startswith("interrupt-")
+    call = next(e for e in got if e["type"] == "tool-input-available")
+    assert call["toolName"] == "delete" and call["input"] == {"path": "/tmp/graph"}
+    decide = {"approvalId": asked["approvalId"], "approved": True}
+    assert httpx.post(f"{stack.api}/{chat}/approvals", json=decide).status_code == 200
+    wait_for("the end", lambda: _status(stack, generation) == "completed", context=stack.logs)
+    assert len(_marks(stack, "graph delete")) == 1
+    assert _text(stack, generation).endswith("Deleted it.")
+    message = _sdk(stack, generation)
+    assert message["text"].endswith("Deleted it.")
 
 
 def test_a_stop_closes_the_agents_model_stream(stack: Stack) -> None:

@@ -1,5 +1,6 @@
 """The agents the agent tests serve (``WORKER_AGENTS``), offline: a plain async callable
-(``echo``) and a pydantic-ai ``Agent`` on a ``FunctionModel`` (``helper``). What they
+(``echo``), a pydantic-ai ``Agent`` on a ``FunctionModel`` (``helper``) and a LangGraph
+graph on langchain-core's fake chat model (``graph``). What they
 do that a test must see from outside (a tool run, a model stream closed) is recorded,
 one JSON line each, in the file ``AGENT_MARKS`` names.
 
@@ -14,12 +15,19 @@ makes it answer in 60 words a tenth of a second apart.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.types import interrupt
 from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ModelRequest, ToolReturnPart, UserPromptPart
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, FunctionModel
@@ -150,3 +158,39 @@ def delete(path: str) -> str:
     """Delete a file (asks a person first)."""
     mark("delete", path=path)
     return f"deleted {path}"
+
+
+class _State(TypedDict):
+    messages: Annotated[list[BaseMessage], add_messages]
+
+
+_chat_model = GenericFakeChatModel(
+    messages=itertools.repeat(AIMessage(content="I will delete the file if you agree"))
+)
+
+
+async def _think(state: _State) -> dict[str, Any]:
+    return {"messages": [await _chat_model.ainvoke(state["messages"])]}
+
+
+def _gate(state: _State) -> dict[str, Any]:
+    decision = interrupt({"tool": "delete", "input": {"path": "/tmp/graph"}})
+    if decision.get("approved"):
+        mark("graph delete")
+    said = "Deleted it." if decision.get("approved") else "Left it alone."
+    return {"messages": [AIMessage(content=said)]}
+
+
+def _graph() -> Any:
+    built = StateGraph(_State)
+    built.add_node("think", _think)
+    built.add_node("gate", _gate)
+    built.add_edge(START, "think")
+    built.add_edge("think", "gate")
+    built.add_edge("gate", END)
+    return built.compile(checkpointer=InMemorySaver())
+
+
+graph = _graph()
+"""A LangGraph graph: a fake chat model's answer, then an interrupt that asks a person
+before its ``delete`` (its checkpoints in memory: resumed by the same worker)."""

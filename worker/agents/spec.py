@@ -2,7 +2,8 @@
 (``load_agents``). An agent is an async callable of the job yielding chunks
 (``worker.agents.job``), or a framework's object served by its adapter, imported only
 when one is named: a pydantic-ai ``Agent`` (``pydantic_agent``, the ``pydantic-ai``
-extra). Checked at start-up, so a bad spec stops the worker before it takes a job.
+extra), a LangGraph compiled graph (``langgraph_agent``, the ``langgraph`` extra).
+Checked at start-up, so a bad spec stops the worker before it takes a job.
 """
 
 from __future__ import annotations
@@ -65,11 +66,15 @@ def as_agent(name: str, found: Any) -> AgentFn:
         from worker.agents.pydantic_agent import serve
 
         return serve(found)
+    if origin == "langgraph":
+        from worker.agents.langgraph_agent import serve as serve_graph
+
+        return serve_graph(found)
     if callable(found) and (inspect.isasyncgenfunction(found) or not inspect.isclass(found)):
         return found  # type: ignore[no-any-return]
     raise AgentSpecError(
-        f"WORKER_AGENTS: {name} is neither an async callable of the job nor a "
-        f"pydantic-ai Agent ({type(found).__name__})"
+        f"WORKER_AGENTS: {name} is neither an async callable of the job, a pydantic-ai "
+        f"Agent nor a LangGraph compiled graph ({type(found).__name__})"
     )
 
 
