@@ -36,7 +36,7 @@ from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Generations
 from broadcaster.generations.request import PROVIDERS
 from worker.agents.session import AgentProvider
-from worker.agents.spec import load_agents
+from worker.agents.spec import agent_names, load_agents
 from worker.generation import Policy
 from worker.metrics import WorkerMetrics
 from worker.providers.base import Provider, Providers
@@ -124,7 +124,7 @@ class Worker:
             takeover=settings.takeover,
         )
         self._stopping = asyncio.Event()
-        self.metrics = WorkerMetrics()
+        self.metrics = WorkerMetrics(agent_names(settings.agents))
 
     def stop(self) -> None:
         """Stop taking jobs and shut down (safe to call twice, from a signal handler's

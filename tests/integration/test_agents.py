@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.agents import marks
 from tests.support.aisdk import AISDK_DIR, missing_prerequisites
@@ -44,7 +45,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "AGENT_MARKS": str(tmp / "marks.jsonl"),
         "PYTHONPATH": str(ROOT),
     }
-    s = start_stack(tmp, "agents", env)
+    s = start_stack(tmp, "agents", env, metrics=True)
     s.root, s.worker_env = tmp, env
     try:
         served = {"echo", "helper", "graph"}
@@ -266,6 +267,21 @@ def _running_text(stack: Stack, chat: str) -> bool:
     messages = listed.get("messages") or []
     parts = messages[-1]["parts"] if messages else []
     return listed.get("status") == "running" and any(p.get("text") for p in parts)
+
+
+def test_the_workers_metrics_name_each_agent(stack: Stack) -> None:
+    """The provider label of the worker's metrics is the agent's name (the agents a
+    worker serves are a list its operator named: a bounded label)."""
+    text = httpx.get(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=10).text
+    counts = {
+        sample.labels["provider"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "worker_generation_duration_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_count")
+    }
+    assert counts.get("echo", 0) >= 3 and counts.get("helper", 0) >= 3, counts
+    assert counts.get("graph", 0) >= 1 and counts.get("other", 0) == 0, counts
 
 
 def test_a_worker_killed_mid_answer_is_taken_over(stack: Stack) -> None:
