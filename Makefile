@@ -9,7 +9,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo docs test test-fast test-deps lint clean soak chaos compare chat-bundle failover
+.PHONY: demo docs docs-screenshots test test-fast test-deps lint clean soak chaos compare chat-bundle failover
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,19 @@ demo: $(BIN)/.installed
 export NO_MKDOCS_2_WARNING := 1
 docs: $(BIN)/.installed
 	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
+
+# The screenshots in docs/screenshots/: the site's home page and a guide, in headless
+# Chromium, from a strict build served on a free port (stopped by its pid).
+docs-screenshots: $(BIN)/.installed
+	site=$$(mktemp -d) && $(BIN)/mkdocs build --strict --quiet --site-dir $$site \
+	&& port=$$($(BIN)/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') \
+	&& { $(BIN)/python -m http.server $$port --bind 127.0.0.1 --directory $$site >/dev/null 2>&1 & pid=$$!; } \
+	&& sleep 1 && for page in index:site-home guides/job-progress:site-guide; do \
+		chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1280,860 \
+			--screenshot=$$site/$${page#*:}.png http://127.0.0.1:$$port/$${page%%:*}.html 2>/dev/null; \
+		$(BIN)/python -c 'import sys; from PIL import Image; Image.open(sys.argv[1]).convert("RGB").quantize(64).save(sys.argv[2], optimize=True)' \
+			$$site/$${page#*:}.png docs/screenshots/$${page#*:}.png; \
+	done; kill $$pid; rm -rf $$site
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check broadcaster worker tests examples tools

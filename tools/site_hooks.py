@@ -30,13 +30,18 @@ OPENAPI = "reference/openapi.json"
 _linked: set[str] = set()
 
 
-def _include(path: str) -> str:
-    """A repository file's text without its first heading (the page has its own)."""
+DOCS_LINK = re.compile(r"\]\(docs/([^)]+)\)")
+
+
+def _include(path: str, page_dir: str) -> str:
+    """A repository file's text without its first heading (the page has its own), its
+    links into ``docs/`` made relative to the page that includes it."""
     text = (ROOT / path).read_text()
-    return text.split("\n", 1)[1] if text.startswith("# ") else text
+    text = text.split("\n", 1)[1] if text.startswith("# ") else text
+    return DOCS_LINK.sub(lambda m: f"]({posixpath.relpath(m[1], page_dir or '.')})", text)
 
 
-def _generated(name: str) -> str:
+def _generated(name: str, page_dir: str) -> str:
     if name == "settings":
         return settings_reference.markdown()
     if name == "cli":
@@ -44,7 +49,7 @@ def _generated(name: str) -> str:
     if name == "http-api":
         return openapi_reference.markdown(openapi_reference.document())
     if name.startswith("include:"):
-        return _include(name.removeprefix("include:"))
+        return _include(name.removeprefix("include:"), page_dir)
     raise PluginError(f"unknown generated content {name!r}")
 
 
@@ -57,8 +62,8 @@ def on_files(files: Files, config: Any) -> Files:
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
     """Fill the page's markers, and note the pages it links to."""
-    filled = MARKER.sub(lambda m: _generated(m.group(1)), markdown)
     here = posixpath.dirname(page.file.src_uri)
+    filled = MARKER.sub(lambda m: _generated(m.group(1), here), markdown)
     for target in LINK.findall(filled):
         _linked.add(posixpath.normpath(posixpath.join(here, target)))
     return filled

@@ -19,7 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from broadcaster.core import connection, keys
 
 DISTRIBUTION = "llm-stream-broadcaster"
-"""The distribution that installs ``broadcaster`` and ``worker`` (README, "The name")."""
+"""The distribution that installs ``broadcaster`` and ``worker`` (docs/start/install.md,
+"The name")."""
 
 
 def version() -> str:

@@ -39,6 +39,7 @@ BLOCK = re.compile(
 )
 EXPECTED = {
     "two-tabs.md": ["generation ", "both tabs saw the same", "resumed after event 3"],
+    "demo.md": ['"finishReason":"tool-calls"', '"get_weather"', "invalid_request"],
     "install.md": ["python -m broadcaster ", "python -m worker "],
     "job-progress.md": ["the second writer was refused", "published job-", "data-progress"],
     "usechat.md": ["data: [DONE]", "resume: 20", '"assistant"'],
