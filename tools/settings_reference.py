@@ -9,6 +9,7 @@ import ast
 import inspect
 import itertools
 import textwrap
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,11 +65,17 @@ def _description(cls: type[BaseSettings], name: str) -> str:
 
 
 def _type(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    text = text or str(annotation)
-    for noise in ("typing.", "pydantic.types.", "NoneType"):
-        text = text.replace(noise, "None" if noise == "NoneType" else "")
-    return text
+    """The field's type as a reader writes the value: ``one of a, b``, ``secret``, ``int``,
+    with ``or unset`` for an optional one."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return " or ".join(_type(a) for a in rest) + " or unset"
+    if annotation is SecretStr:
+        return "secret"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def _default(value: Any) -> str:
@@ -125,7 +132,7 @@ def markdown() -> str:
     for row in rows():
         cells = [
             f"`{row.variable}`",
-            f"`{_cell(row.type)}`",
+            _cell(row.type),
             f"`{_cell(row.default)}`",
             ", ".join(row.readers),
             _cell(row.description),
