@@ -91,7 +91,7 @@ def _default(value: Any) -> str:
 def rows(
     processes: tuple[tuple[str, type[BaseSettings]], ...] = PROCESSES,
 ) -> list[Row]:
-    """One row per environment variable, in the order the processes declare them."""
+    """One row per environment variable, in alphabetical order."""
     seen: dict[str, Row] = {}
     for process, cls in processes:
         for name, info in cls.model_fields.items():
@@ -109,7 +109,7 @@ def rows(
                 (process,),
                 _description(cls, name),
             )
-    return list(seen.values())
+    return sorted(seen.values(), key=lambda row: row.variable)
 
 
 def undescribed(

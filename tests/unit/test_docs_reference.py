@@ -31,7 +31,7 @@ def test_every_setting_has_a_description() -> None:
 
 def test_a_setting_without_a_docstring_is_found() -> None:
     assert settings_reference.undescribed((("test", _Partly),)) == ["PARTLY_BARE"]
-    [described, _] = settings_reference.rows((("test", _Partly),))
+    [_, described] = settings_reference.rows((("test", _Partly),))
     assert (described.variable, described.default, described.description) == (
         "PARTLY_DESCRIBED",
         "1",
