@@ -56,13 +56,14 @@ lint: $(BIN)/.installed
 # nginx, and the observability tests (tests/integration/test_dashboards.py,
 # test_alert_rules.py) Debian's prometheus, whose binaries /usr/bin/prometheus and
 # /usr/bin/promtool are what they run (each installed here as root if its /usr/bin or
-# /usr/sbin binary of the package's name is missing; otherwise this says what to install), and
+# /usr/sbin binary of the package's name is missing; otherwise this says what to install);
+# the site's guides, which tests/integration/test_guides.py runs, use curl and jq; and
 # tests/clients/browser, tests/clients/aisdk, tests/clients/workflow (@ai-sdk/workflow
 # and the AI SDK 7), tests/clients/durable (the Durable Streams conformance suite and
 # clients), tests/clients/jwt (jose, minting tokens as a Node backend would), tests/perf
 # and web/chat (the demo's chat bundle, rebuilt by a test) have npm packages, installed by
 # npm ci when missing or out of date.
-DEBIAN_FOR_TESTS := chromium nginx prometheus
+DEBIAN_FOR_TESTS := chromium nginx prometheus curl jq
 NPM_FOR_TESTS := tests/clients/browser tests/clients/aisdk tests/clients/agui tests/clients/workflow tests/clients/durable tests/clients/jwt tests/perf web/chat
 
 test-deps:
