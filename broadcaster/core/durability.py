@@ -202,7 +202,8 @@ class _Committer:
     blocked ``WAITAOF`` makes it send) with the offset it has fsynced *so far*; when the
     writes and the ``GETACK`` reach it in the same read, that is before it fsyncs them,
     and it says it has only at its next once-a-second ``ACK``: a pipelined ``WAITAOF 1 1``
-    takes a second even with ``appendfsync always`` (docs/performance.md, "Durability").
+    takes a second even with ``appendfsync always`` (docs/history/performance-rounds.md,
+    "Durability").
     Sent after the replies, the ``GETACK`` follows the writes by a round trip, and the
     replica has fsynced them by then. ``WAIT`` (memory, not disk) has no such trap."""
 

@@ -102,5 +102,6 @@ class DelivererSettings(RedisSettings, WebhookSettings):
     webhook_metrics_port: int = Field(0, ge=0, le=65535)
     """Serve the deliverer's Prometheus metrics on this port (0: off)."""
     webhook_metrics_host: str = "127.0.0.1"
+    """The address the deliverer's ``/metrics`` listens on."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"

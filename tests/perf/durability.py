@@ -1,5 +1,5 @@
 """Appends per second and acknowledgement latency in each ``BROADCASTER_DURABILITY`` mode,
-side by side, in one run (docs/performance.md, "Durability: what an acknowledgement
+side by side, in one run (docs/history/performance-rounds.md, "Durability: what an acknowledgement
 costs").
 
     .venv/bin/python -m tests.perf.durability [--seconds 3] [--writers 1,100,1000]
