@@ -30,7 +30,7 @@ from broadcaster.generations.lifecycle import Generations, Held
 from broadcaster.webhooks.mover import Mover
 from broadcaster.webhooks.queue import GROUP, DeliveryQueue
 from tests.support.faults import Viewer
-from tests.support.polling import wait_for
+from tests.support.polling import until, wait_for
 from tests.support.ports import free_ports
 from tests.support.procs import start_frontend
 from tests.support.topologies import Server, _start, _synced, pick_ports, server_binary
@@ -366,3 +366,40 @@ async def test_a_webhook_move_is_confirmed_by_the_committer(pair: Pair) -> None:
     finally:
         await durability.aclose()
         await redis.aclose()
+
+
+async def test_a_write_goes_out_while_the_round_before_it_waits(pair: Pair) -> None:
+    """Rounds overlap (``Durability.lanes``): while one round waits for its ``WAIT`` (the
+    replica stopped here, as a slow fsync would make it wait), a write that comes
+    meanwhile is sent at once in a round of its own on the committer's other connection,
+    instead of waiting for the first round to end; once the replica runs again, both are
+    confirmed, each by its own round's ``WAIT``."""
+    redis = connection.command_client(pair.url)
+    durability = Durability(redis, Policy("replicas", 1, 20_000))
+    log = EventLog(redis, durability=durability)
+    first, second = (f"acks-lanes-{n}-{time.time_ns()}" for n in (1, 2))
+    try:
+        await log.append(f"{first}-warm", [EVENT], kind="feed")  # loads the script
+        pair.replica.popen.send_signal(signal.SIGSTOP)
+        try:
+            waiting = asyncio.create_task(log.append(first, [EVENT], kind="feed"))
+            await until(lambda: redis_exists(pair, first), "the first round's write")
+            then = asyncio.create_task(log.append(second, [EVENT], kind="feed"))
+            # sent while the first round still waits for the stopped replica
+            await until(lambda: redis_exists(pair, second), "the second write, sent at once")
+            assert not waiting.done() and not then.done()
+        finally:
+            pair.replica.popen.send_signal(signal.SIGCONT)
+        assert await waiting == 1 and await then == 1
+        with pair.replica.client() as r:
+            assert r.exists(keys.log_key(first)) and r.exists(keys.log_key(second))
+        assert durability.stats()[0] >= 3  # the warm one's round, then one round each
+    finally:
+        await durability.aclose()
+        await redis.aclose()
+
+
+def redis_exists(pair: Pair, stream_id: str) -> bool:
+    """The primary holds ``stream_id``'s log (a write sent, confirmed or not)."""
+    with pair.primary.client() as r:
+        return bool(r.exists(keys.log_key(stream_id)))
