@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from redis.asyncio import Redis
 
 from broadcaster.core import connection
-from broadcaster.core.durability import Durability, Policy
+from broadcaster.core.durability import Durability, DurabilityUnsupported, Policy
 from broadcaster.core.embedded import deployment_url, redis_url
 from broadcaster.core.logconfig import setup_logging
 from broadcaster.core.names import is_entry_id
@@ -104,7 +104,10 @@ async def _run(settings: DelivererSettings, url: str) -> None:
     try:
         async with _client(url) as redis:
             durability = Durability(redis, Policy.of(settings))
-            await durability.check_at_start()
+            try:
+                await durability.check_at_start()
+            except DurabilityUnsupported as exc:  # said in one line, as a bad setting is
+                raise SystemExit(f"webhooks run: {exc}") from None
             try:
                 metrics = WebhookMetrics(registry)
                 grace = config.timeout
