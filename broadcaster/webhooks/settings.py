@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from standardwebhooks import Webhook
 
+from broadcaster.core.durability import DurabilitySettings
 from broadcaster.core.names import origin_of
 from broadcaster.core.settings import RedisSettings
 from broadcaster.webhooks.schedule import RetrySchedule
@@ -94,8 +95,10 @@ class WebhookSettings(BaseSettings):
         )
 
 
-class DelivererSettings(RedisSettings, WebhookSettings):
-    """``python -m broadcaster webhooks run`` (and ``dead``, ``replay``)."""
+class DelivererSettings(RedisSettings, WebhookSettings, DurabilitySettings):
+    """``python -m broadcaster webhooks run`` (and ``dead``, ``replay``); its moves are
+    acknowledged under ``BROADCASTER_DURABILITY*``, as the front-end's are
+    (``DurabilitySettings``)."""
 
     model_config = SettingsConfigDict(env_prefix="BROADCASTER_", extra="ignore")
 
