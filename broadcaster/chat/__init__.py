@@ -15,6 +15,8 @@ that wait for their turn, and the tool approvals a generation waits on.
   the chat so far, and whether a run id names one of its answers.
 - ``framing``: a chat answer's SSE frames: where an answer ends at a wait for a person,
   and the ``finish`` that ``WorkflowChatTransport`` waits for.
+- ``reset_step``: the AI SDK 7's view of a stream, for the readers that ask for it (a
+  restarted step's ``start-step`` served as ``reset-step``).
 
 May import: ``broadcaster.core`` and ``broadcaster.generations`` (a chat's answer is a
 generation).
