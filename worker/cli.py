@@ -10,6 +10,7 @@ from broadcaster.core import tracing
 from broadcaster.core.embedded import redis_url
 from broadcaster.core.logconfig import setup_logging
 from broadcaster.core.settings import bad_settings, load_settings, version
+from worker.agents.spec import AgentSpecError, load_agents
 from worker.runner import Worker, unusable_provider
 from worker.settings import WorkerSettings
 from worker.tools import ToolSpecError, load_tools
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(settings.log_level, settings.log_format)
     try:
         load_tools(settings.tools)  # a bad spec stops the worker before anything starts
-    except ToolSpecError as exc:
+        load_agents(settings.agents)
+    except (ToolSpecError, AgentSpecError) as exc:
         bad_settings("worker", str(exc))
     unusable = unusable_provider(settings)
     if unusable:  # refused now, not found out by each generation's viewers

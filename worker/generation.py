@@ -33,6 +33,7 @@ from worker.metrics import WorkerMetrics
 from worker.model_call import Policy
 from worker.providers.base import Provider
 from worker.reattach import reattached
+from worker.sessions import Opening, Sessions
 from worker.stepper import Progress, StepRun, go_on, run_steps
 from worker.steps import ends_restarted, plan_resume
 from worker.tools import ToolClash
@@ -79,21 +80,49 @@ async def run_generation(
         patience_s=policy.redis_patience_s,
         stopping=stopping,
     )
-    run = StepRun(
-        provider,
-        request,
-        writer,
-        policy,
-        _message_id(request, meta, stream_id),
-        min(int(request.get("max_steps") or DEFAULT_MAX_STEPS), policy.max_steps),
-    )
-    try:
-        await _run_attempt(run, claim, taken_over=not decided)
-    except WritesLost as exc:
-        await _lost_writes(run, exc)
-    except StreamNotFound:
-        # Its keys are gone and it could not be rebuilt: viewers are answered 404.
-        log.error("generation %s: its stream vanished from Redis and cannot be rebuilt", stream_id)
+    async with contextlib.AsyncExitStack() as opened:
+        run = StepRun(
+            provider,
+            request,
+            writer,
+            policy,
+            _message_id(request, meta, stream_id),
+            min(int(request.get("max_steps") or DEFAULT_MAX_STEPS), policy.max_steps),
+        )
+        if isinstance(provider, Sessions):
+            run = await _open_session(opened, run, provider)
+        try:
+            await _run_attempt(run, claim, taken_over=not decided)
+        except WritesLost as exc:
+            await _lost_writes(run, exc)
+        except StreamNotFound:
+            # Its keys are gone and it could not be rebuilt: viewers are answered 404.
+            log.error(
+                "generation %s: its stream vanished from Redis and cannot be rebuilt", stream_id
+            )
+
+
+async def _open_session(
+    opened: contextlib.AsyncExitStack, run: StepRun, provider: Sessions
+) -> StepRun:
+    """The attempt's session of an agent (``worker.sessions``), closed with the attempt:
+    its steps are the step loop's calls, the calls it asks a person about are the tools
+    the loop gates, and a step cut off with its worker is made again (an agent cannot be
+    asked to go on from a partial text)."""
+    writer = run.writer
+
+    async def history() -> list[dict[str, Any]]:
+        await writer.flush()
+        return [
+            e.json()
+            async for page in writer.log.read_after(writer.stream_id, 0, writer.seq)
+            for e in page
+        ]
+
+    opening = Opening(writer.stream_id, run.request, history, run.policy.tools.approval_timeout_s)
+    session = await opened.enter_async_context(provider.session(opening))
+    policy = dataclasses.replace(run.policy, tools=session.tools, takeover="restart")
+    return dataclasses.replace(run, provider=session, policy=policy, session=True)
 
 
 async def _lost_writes(run: StepRun, exc: WritesLost) -> None:

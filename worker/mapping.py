@@ -53,6 +53,16 @@ def finish_reason(stop_reason: str | None) -> str:
     return FINISH_REASONS.get(stop_reason, "other")
 
 
+PASSED_ON: Final = "ui_chunk"
+"""A raw event of this type carries, under ``chunk``, a contract event that Anthropic's
+stream has no form for (an agent's own tool output, a data part): passed on as it is."""
+
+PASSED_TYPES: Final = frozenset(
+    {"tool-output-available", "tool-output-error", "source-url", "source-document", "file"}
+)
+"""What ``PASSED_ON`` may carry, beside ``data-*`` parts (whoever passes those on keeps
+the worker's own out: ``data-approval``, ``data-steer``, ...)."""
+
 _Kind = Literal["text", "reasoning", "tool"]
 _TOOL_BLOCKS: Final = frozenset({"tool_use", "server_tool_use"})
 
@@ -287,6 +297,13 @@ class EventMapper:
             return []
         if kind == "message_stop":
             return self._message_stop()
+        if kind == PASSED_ON:
+            chunk = raw.get("chunk")
+            if not isinstance(chunk, dict):
+                return []
+            passed = chunk.get("type")
+            if isinstance(passed, str) and (passed in PASSED_TYPES or passed.startswith("data-")):
+                return [dict(chunk)]
         return []  # ping, error (the SDK raises on it), derived and unknown events
 
     def _message_start(self, message: dict[str, Any]) -> list[Event]:

@@ -11,7 +11,7 @@ it is left out, as is the outcome (``worker_generations_finished_total`` counts 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -32,13 +32,17 @@ RATE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0, 75.0, 100.0, 150.0, 200.0
 """Output tokens per second of a model call."""
 
 
-def provider_label(provider: object) -> str:
-    """A bounded label value: a known provider's name, else ``other``."""
-    return provider if isinstance(provider, str) and provider in PROVIDERS else "other"
+def provider_label(provider: object, known: Collection[str] = PROVIDERS) -> str:
+    """A bounded label value: a known provider's name (a built-in one, or an agent this
+    worker serves), else ``other``."""
+    return provider if isinstance(provider, str) and provider in known else "other"
 
 
 class WorkerMetrics:
-    def __init__(self) -> None:
+    def __init__(self, agents: Iterable[str] = ()) -> None:
+        self.known = frozenset((*PROVIDERS, *agents))
+        """The provider labels: the built-in ones and the agents served (``WORKER_AGENTS``,
+        a bounded list the operator names)."""
         self.registry = CollectorRegistry()
         r = self.registry
         self.running = Gauge("worker_generations_running", "Generations running", registry=r)
@@ -107,7 +111,7 @@ class WorkerMetrics:
     def generation_clock(self, provider: str) -> Callable[[], None]:
         """Started now; calling it observes the generation's duration."""
         started = time.monotonic()
-        histogram = self.duration.labels(provider_label(provider))
+        histogram = self.duration.labels(provider_label(provider, self.known))
         return lambda: histogram.observe(time.monotonic() - started)
 
     def taken(self, jobs: list[Job]) -> None:
@@ -116,7 +120,7 @@ class WorkerMetrics:
         for job in jobs:
             enqueued_ms = int(job.entry_id.partition(b"-")[0])
             wait = max(0.0, now_ms - enqueued_ms) / 1000
-            self.queue_wait.labels(provider_label(job.provider)).observe(wait)
+            self.queue_wait.labels(provider_label(job.provider, self.known)).observe(wait)
 
 
 @dataclass(slots=True)
@@ -132,7 +136,7 @@ class CallTiming:
         if self.first is None:
             self.first = time.monotonic()
             if self.metrics is not None:
-                label = provider_label(self.provider)
+                label = provider_label(self.provider, self.metrics.known)
                 self.metrics.first_token.labels(label).observe(self.first - self.started)
 
     def done(self, output_tokens: int) -> None:
@@ -142,4 +146,5 @@ class CallTiming:
         took = time.monotonic() - self.first
         if took > 0:
             rate = output_tokens / took
-            self.metrics.tokens_per_second.labels(provider_label(self.provider)).observe(rate)
+            label = provider_label(self.provider, self.metrics.known)
+            self.metrics.tokens_per_second.labels(label).observe(rate)

@@ -35,6 +35,8 @@ from broadcaster.core.settings import bad_settings
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Generations
 from broadcaster.generations.request import PROVIDERS
+from worker.agents.session import AgentProvider
+from worker.agents.spec import agent_names, load_agents
 from worker.generation import Policy
 from worker.metrics import WorkerMetrics
 from worker.providers.base import Provider, Providers
@@ -81,13 +83,20 @@ def unusable_provider(settings: WorkerSettings) -> str | None:
 
 def make_providers(settings: WorkerSettings, provider: Provider | None = None) -> Providers:
     """The provider to run each request provider's jobs with. The fake stands in for
-    every provider, so a demo or a test needs no network whatever the requests name;
-    ``provider`` (a test's own) stands in for every provider served."""
+    every built-in provider, so a demo or a test needs no network whatever the requests
+    name; ``provider`` (a test's own) stands in for every built-in provider served. An
+    agent (``WORKER_AGENTS``) is served under its own name (``worker.agents``)."""
     served = settings.served()
-    if provider is not None or served == ("fake",):
+    agents = load_agents(settings.agents)
+    builtins = tuple(n for n in served if n not in agents)
+    found: dict[str, Provider]
+    if provider is not None or builtins == ("fake",):
         one = provider or make_provider(settings, "fake")
-        return dict.fromkeys(PROVIDERS if served == ("fake",) else served, one)
-    return {name: make_provider(settings, name) for name in served}
+        found = dict.fromkeys(PROVIDERS if builtins == ("fake",) else builtins, one)
+    else:
+        found = {name: make_provider(settings, name) for name in builtins}
+    found.update({name: AgentProvider(name, agents[name]) for name in served if name in agents})
+    return found
 
 
 class Worker:
@@ -115,7 +124,7 @@ class Worker:
             takeover=settings.takeover,
         )
         self._stopping = asyncio.Event()
-        self.metrics = WorkerMetrics()
+        self.metrics = WorkerMetrics(agent_names(settings.agents))
 
     def stop(self) -> None:
         """Stop taking jobs and shut down (safe to call twice, from a signal handler's

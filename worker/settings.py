@@ -10,6 +10,7 @@ from pydantic_settings import SettingsConfigDict
 from broadcaster.core.durability import DurabilitySettings
 from broadcaster.core.settings import RedisSettings
 from broadcaster.generations.request import MAX_STEPS, PROVIDERS
+from worker.agents.spec import agent_names
 
 PROVIDER_NAMES = (*PROVIDERS, "fake")
 
@@ -20,10 +21,19 @@ class WorkerSettings(RedisSettings, DurabilitySettings):
     model_config = SettingsConfigDict(env_prefix="WORKER_", extra="ignore")
 
     provider: Literal["anthropic", "openai", "fake"] = "anthropic"
-    """The provider served when ``providers`` is not set."""
+    """The provider served when ``providers`` is not set (and no ``agents`` are)."""
     providers: str | None = None
-    """Comma-separated providers this worker serves (``anthropic,openai``); ``fake``
-    alone stands in for every provider."""
+    """Comma-separated providers this worker serves (``anthropic,openai``), agents'
+    names among them (``anthropic,support``); ``fake`` stands in for every built-in
+    provider and is listed alone, or beside agents."""
+    agents: str | None = None
+    """Agents this worker serves, each under its own provider name (docs/agents.md):
+    ``name=package.module:attr``, comma-separated (``support=myapp.agents:support``).
+    Each attr is an async callable of the job yielding AI SDK UI message chunks or
+    Anthropic raw stream events, or a pydantic-ai ``Agent`` (the ``pydantic-ai``
+    extra). A request names one as its ``provider``; the front-ends accept it once a
+    worker advertises it. Unless ``providers`` (or ``provider``) is set too, a worker
+    with agents serves only them, and needs no model API key. Checked at start-up."""
     openai_max_tokens_param: Literal["max_completion_tokens", "max_tokens"] = (
         "max_completion_tokens"
     )
@@ -104,14 +114,22 @@ class WorkerSettings(RedisSettings, DurabilitySettings):
         return self
 
     def served(self) -> tuple[str, ...]:
-        """The providers this worker serves, as named (``("fake",)`` for the fake)."""
-        names = tuple(n.strip() for n in (self.providers or self.provider).split(",") if n.strip())
-        unknown = [n for n in names if n not in PROVIDER_NAMES]
+        """The providers this worker serves, as named (``("fake",)`` for the fake), its
+        agents' names among them."""
+        agents = agent_names(self.agents)
+        given = self.providers
+        if given is None and "provider" not in self.model_fields_set and agents:
+            given = ",".join(agents)
+        names = tuple(n.strip() for n in (given or self.provider).split(",") if n.strip())
+        unknown = [n for n in names if n not in PROVIDER_NAMES and n not in agents]
         if not names or unknown:
             raise ValueError(
                 f"WORKER_PROVIDERS: unknown provider(s) {unknown or names}; "
-                f"choose from {', '.join(PROVIDER_NAMES)}"
+                f"choose from {', '.join((*PROVIDER_NAMES, *agents))}"
             )
-        if "fake" in names and len(names) > 1:
-            raise ValueError("WORKER_PROVIDERS: fake stands in for every provider; list it alone")
+        builtins = [n for n in names if n not in agents]
+        if "fake" in builtins and len(builtins) > 1:
+            raise ValueError(
+                "WORKER_PROVIDERS: fake stands in for every built-in provider; list it alone"
+            )
         return tuple(dict.fromkeys(names))

@@ -44,6 +44,7 @@ from worker.continuation import LOST_RUN, continuation_request, partial_turn, pl
 from worker.mapping import EventMapper
 from worker.model_call import CallFailed, Policy, call_model
 from worker.providers.base import Provider
+from worker.sessions import GOES_ON
 from worker.splice import Seam, SeamTrim
 from worker.steps import Reattach, Step, ToolCall, step_messages
 from worker.writer import StreamWriter
@@ -62,6 +63,9 @@ class StepRun:
     policy: Policy
     message_id: str
     max_steps: int
+    session: bool = False
+    """The provider is a session (an agent, ``worker.sessions``): a step whose output was
+    whole goes on with the agent's next step rather than ending the generation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,10 +169,11 @@ async def run_steps(run: StepRun, progress: Progress) -> None:
     """Run steps to the generation's terminal event (``finish`` or ``error``)."""
     open_step = progress.steps[-1] if progress.steps else None
     # Taken over after a step's model output was whole: run only what is missing.
+    resumed_reason = GOES_ON if run.session else "tool-calls"
     if (
         open_step
         and not open_step.finished
-        and await _after_model(run, progress, open_step, "tool-calls", resumed=True)
+        and await _after_model(run, progress, open_step, resumed_reason, resumed=True)
     ):
         return
     while True:
@@ -207,7 +212,8 @@ async def run_steps(run: StepRun, progress: Progress) -> None:
             step.events = [*going_on.events, *step.events]
         progress.add_usage(mapper)
         progress.steps.append(step)
-        if await _after_model(run, progress, step, mapper.finish_reason):
+        reason = GOES_ON if mapper.stop_reason == GOES_ON else mapper.finish_reason
+        if await _after_model(run, progress, step, reason):
             return
 
 
@@ -223,7 +229,8 @@ async def _after_model(
     True when the generation has ended, or waits for a person."""
     calls = step.calls()
     tools = run.policy.tools
-    if reason != "tool-calls" or not any(tools.runs(c.name) for c in calls):
+    goes_on = reason == GOES_ON  # an agent's next step follows (``worker.sessions``)
+    if not goes_on and (reason != "tool-calls" or not any(tools.runs(c.name) for c in calls)):
         await _finish(run, progress, reason)
         return True
     if not resumed:
@@ -235,7 +242,7 @@ async def _after_model(
         return True
     if len(progress.steps) >= run.max_steps:
         log.info("generation %s: max_steps (%d) reached", run.writer.stream_id, run.max_steps)
-        await _finish(run, progress, "tool-calls")
+        await _finish(run, progress, "other" if goes_on else "tool-calls")
         return True
     steering, extras = await _steering(run)
     step.events += [{"type": "finish-step"}, *steering]
@@ -284,7 +291,7 @@ async def _run_tools(run: StepRun, step: Step, *, lost_run: bool = False) -> boo
     for call in step.calls():
         if not tools.runs(call.name) or call.id in done:
             continue
-        if lost_run and _interrupted(step, call, decisions):
+        if lost_run and not tools.deferred(call.name) and _interrupted(step, call, decisions):
             lost_run = False
             if not tools.idempotent(call.name):
                 output = {"type": "tool-output-error", "toolCallId": call.id, "errorText": LOST_RUN}
@@ -303,6 +310,8 @@ async def _run_tools(run: StepRun, step: Step, *, lost_run: bool = False) -> boo
                 if metrics is not None:
                     metrics.tool_calls.labels(call.name, "denied").inc()
                 continue
+        if tools.deferred(call.name):
+            continue  # approved: the agent runs it itself at its next step
         with tracing.span(f"execute_tool {call.name}", _tool_attributes(call)) as span:
             output = await tools.call(call.id, call.name, call.input)
             if output["type"] == "tool-output-error":

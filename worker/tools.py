@@ -182,6 +182,11 @@ class ToolBox:
         """Whether a call of ``name`` cut off with its worker may simply run again."""
         return self.tools[name].idempotent
 
+    def deferred(self, name: str) -> bool:
+        """Whether an approved call of ``name`` is run by the provider at its next step
+        rather than here (an agent's own tool, ``worker.sessions``)."""
+        return False
+
     def approval_timeout(self, name: str) -> float:
         """How long a call of ``name`` waits for its decision."""
         return self.tools[name].approval_timeout_s or self.approval_timeout_s

@@ -272,6 +272,20 @@ def is_media_type(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and _MEDIA_TYPE_RE.fullmatch(value) is not None
 
 
+# --- providers ---
+
+PROVIDER_NAME_GRAMMAR = EVENT_TYPE_GRAMMAR
+"""A provider's name: a built-in one (``anthropic``), or an agent a worker serves under
+it (``WORKER_AGENTS``). Lower case, digits and dashes, as AG-UI's agent ids, which name
+providers, are."""
+PROVIDER_NAME_RE = _whole(PROVIDER_NAME_GRAMMAR)
+PROVIDER_NAME_PATTERN = _published(PROVIDER_NAME_GRAMMAR)
+
+
+def is_provider_name(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and PROVIDER_NAME_RE.fullmatch(value) is not None
+
+
 # --- tools and content blocks of a generation request ---
 
 TOOL_NAME_GRAMMAR = r"[a-zA-Z0-9_-]{1,128}"

@@ -121,9 +121,11 @@ class JobQueue:
 
     async def admission(self, provider: str) -> tuple[int, bool]:
         """(the depth over every queue, whether a worker has ever served ``provider``),
-        in one round trip: every key involved shares the ``{jobs}`` tag."""
+        in one round trip: every key involved shares the ``{jobs}`` tag. A provider that
+        is none of the built-in ones (an agent) counts its own queue too."""
+        counted = self.keys if provider in self.providers else [*self.keys, keys.jobs_key(provider)]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for key in self.keys:
+            for key in counted:
                 pipe.xlen(key)
             pipe.hexists(keys.PROVIDERS_SEEN_KEY, provider)
             *depths, seen = await pipe.execute()
@@ -156,6 +158,13 @@ class JobQueue:
             for name, up in zip(names, live, strict=True)
         }
 
+    async def _every_queue(self) -> list[str]:
+        """These queues, and those of every other provider a worker ever advertised (the
+        agents workers serve, docs/agents.md): their jobs end overdue the same way."""
+        seen = cast(list[bytes], await self.redis.hkeys(keys.PROVIDERS_SEEN_KEY))
+        more = sorted({k.decode() for k in seen} - set(self.providers))
+        return [*self.keys, *(keys.jobs_key(name) for name in more)]
+
     async def forget(self, provider: str) -> bool:
         """Forget that the deployment serves ``provider`` (it stopped serving it): new
         requests for it are refused again until a worker advertises it. False if unknown."""
@@ -168,7 +177,7 @@ class JobQueue:
         per queue."""
         cutoff = int(time.time() * 1000) - timeout_ms
         found: list[tuple[Job, str | None]] = []
-        for key in self.keys:
+        for key in await self._every_queue():
             try:
                 groups = await self.redis.xinfo_groups(key)
             except ResponseError:

@@ -33,7 +33,8 @@ from pydantic import (
 from broadcaster.core import names
 
 PROVIDERS: tuple[str, ...] = ("anthropic", "openai")
-"""The model providers a request may name."""
+"""The built-in model providers: a request naming one is checked against its API."""
+
 
 MIN_THINKING_BUDGET = 1024
 """Anthropic's smallest ``thinking.budget_tokens``."""
@@ -95,7 +96,8 @@ class Defaults:
     (``BROADCASTER_WEBHOOK_ALLOWED_ORIGINS``); none: the field is refused."""
 
     def model(self, provider: str) -> str:
-        return dict(self.models)[provider]
+        """The default model of a built-in provider; an agent's is its own name."""
+        return dict(self.models).get(provider, provider)
 
 
 MAX_ABANDON_AFTER = 7 * 24 * 3600
@@ -369,7 +371,10 @@ class GenerationRequest(BaseModel):
     ) = None
     id: str | None = Field(None, pattern=names.STREAM_ID_PATTERN)
     metadata: dict[str, Any] | None = None
-    provider: Literal["anthropic", "openai"] | None = None
+    provider: str | None = Field(None, pattern=names.PROVIDER_NAME_PATTERN)
+    """A built-in provider (``anthropic``, ``openai``), or any other a worker advertises
+    (an agent it serves, docs/agents.md): whether the deployment serves it is the
+    admission's question (``start.admit``), answered 422 naming the live ones."""
     tools: list[Tool] | None = None
     tool_choice: Annotated[ToolChoiceMode | ToolChoiceTool, Field(discriminator="type")] | None = (
         None
@@ -406,11 +411,11 @@ def _settings_problems(req: GenerationRequest, provider: str, max_tokens: int) -
         problems.append(
             (("thinking", "budget_tokens"), f"must be less than max_tokens ({max_tokens})")
         )
-    top = MAX_TEMPERATURE[provider]
+    top = MAX_TEMPERATURE.get(provider, 2.0)
     if req.temperature is not None and req.temperature > top:
         problems.append((("temperature",), f"must be between 0 and {top:g} for {provider}"))
-    tiers = SERVICE_TIERS[provider]
-    if req.service_tier is not None and req.service_tier not in tiers:
+    tiers = SERVICE_TIERS.get(provider)
+    if req.service_tier is not None and tiers is not None and req.service_tier not in tiers:
         problems.append((("service_tier",), f"must be one of {sorted(tiers)} for {provider}"))
     user_id = (req.metadata or {}).get("user_id")
     if isinstance(user_id, str) and len(user_id) > MAX_USER_ID:

@@ -54,11 +54,17 @@ class NotStarted(Exception):
 
 
 class ProviderUnavailable(NotStarted):
-    """The deployment does not serve the request's provider."""
+    """The deployment does not serve the request's provider; ``live``: the providers a
+    live worker serves now (built-in ones and agents), which the answer names."""
 
-    def __init__(self, provider: str) -> None:
-        super().__init__(f"this deployment does not serve provider {provider!r}")
+    def __init__(self, provider: str, live: tuple[str, ...] = ()) -> None:
+        served = ", ".join(live) if live else "none"
+        super().__init__(
+            f"this deployment does not serve provider {provider!r} "
+            f"(served by a live worker now: {served})"
+        )
         self.provider = provider
+        self.live = live
 
 
 class Busy(NotStarted):
@@ -91,7 +97,10 @@ async def admit(jobs: JobQueue, admission: Admission, provider: str) -> Admitted
     else:
         served = seen or provider == admission.default_provider
     if not served:
-        raise ProviderUnavailable(provider)
+        status = await jobs.provider_status()
+        raise ProviderUnavailable(
+            provider, tuple(n for n, s in status.items() if s["live_workers"])
+        )
     if depth >= admission.max_in_flight:
         raise Busy()
     return Admitted(provider)

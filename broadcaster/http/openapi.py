@@ -62,7 +62,8 @@ class GenerationStatus(BaseModel):
     created_at: str | None
     updated_at: str | None
     provider: str
-    """``anthropic`` or ``openai``: the provider the generation was queued for."""
+    """``anthropic``, ``openai``, or an agent a worker serves (docs/agents.md): the
+    provider the generation was queued for."""
     model: str | None
     """The model that answered (from ``finish``), else the one requested."""
     content: list[dict[str, Any]]

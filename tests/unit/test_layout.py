@@ -78,7 +78,7 @@ def _contracts() -> dict[str, set[str]]:
     """What each package may import, as the import contracts in pyproject.toml say: every
     package of the project but the ones its contract forbids."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
-    contracts = [c for c in config["contracts"] if c.get("id") != EXTERNAL]
+    contracts = [c for c in config["contracts"] if c.get("id") not in OTHER_RULES]
     sources = {c["source_modules"][0] for c in contracts}
     everyone = {*sources, *(m for c in contracts for m in c["forbidden_modules"])}
     allowed = {}
@@ -92,6 +92,10 @@ def _contracts() -> dict[str, set[str]]:
 EXTERNAL = "transport-only"
 """The contract on external packages: uvicorn and httptools for ``broadcaster.transport``
 alone."""
+
+OTHER_RULES = {EXTERNAL, "agents-apart", "agents-by-their-process", "frameworks-in-adapters"}
+"""Contracts that are no package's "May import:" line: the external packages' and the
+worker's agents' (``worker.agents``, kept apart from the rest of the worker)."""
 
 
 def test_only_the_transport_imports_uvicorn_and_httptools(tmp_path: Path) -> None:
