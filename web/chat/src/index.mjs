@@ -52,7 +52,13 @@ class ChatSession {
       return new ChatPane(section, `Pane ${i + 1}`, this);
     });
     this.seen = new Set(); // the generations the panes already show or follow
-    this.turns = new ChatTurns(this.url("/events"), () => this.headers(), (turn) => this.announced(turn));
+    this.turns = null;
+  }
+
+  // Follow the chat's own stream (once): from the start for a chat opened by its address,
+  // from its first submit for a chat this page made (nobody else knows of it before).
+  followTurns() {
+    this.turns = this.turns || new ChatTurns(this.url("/events"), () => this.headers(), (turn) => this.announced(turn));
   }
 
   // A turn began (here or in another tab): the panes not busy with it load and follow it.
@@ -148,6 +154,7 @@ class ChatSession {
 
   // A pane's own message has begun to stream: the other panes follow it.
   started(sender) {
+    this.followTurns();
     for (const pane of this.panes) if (pane !== sender) pane.follow();
   }
 
@@ -161,7 +168,7 @@ class ChatSession {
   }
 
   close() {
-    return Promise.all([this.turns.close(), ...this.panes.map((p) => p.close())]);
+    return Promise.all([this.turns && this.turns.close(), ...this.panes.map((p) => p.close())]);
   }
 }
 
@@ -196,7 +203,10 @@ function main() {
     root.querySelector("#chat-id").textContent = chatId;
     session = new ChatSession(root, chatId);
     // A reload, or a chat opened from its address: show it and resume its answer.
-    if (!created.has(chatId)) session.followAll();
+    if (!created.has(chatId)) {
+      session.followAll();
+      session.followTurns();
+    }
   }
 
   root.querySelector("#new-chat").addEventListener("click", () => {
