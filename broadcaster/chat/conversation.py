@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 from broadcaster.chat.approvals import Approvals, NoSuchApproval, WaitEnded
 from broadcaster.chat.convert import (
@@ -384,7 +384,7 @@ async def transcript(
             record = await chats.get(chat_id) or record
         messages = await _folded(event_log, record, record.messages, meta)
     else:
-        messages, older = await _page(chats, event_log, chat_id, record, meta, *page)
+        messages, older = await _page(chats, event_log, record, meta, chat_id=chat_id, page=page)
     queued = [
         {"generation_id": e["generation"], "message": e["message"]}
         for e in await chats.queued(chat_id)
@@ -416,16 +416,17 @@ async def _folded(
 async def _page(
     chats: Chats,
     event_log: EventLog,
-    chat_id: str,
     record: ChatRecord,
     meta: dict[str, str],
-    *page: Any,
+    *,
+    chat_id: str,
+    page: tuple[int, str | None],
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The newest ``limit`` messages before message ``before`` (None: the newest), oldest
     first, and the id to ask ``before`` for the page before them (None: none is left).
     Reads the history list's last message and the page's range, and folds the latest
     answer (one generation's events): never the whole chat."""
-    limit, before = cast(tuple[int, str | None], page)
+    limit, before = page
     if record.legacy:
         everything = await _folded(event_log, record, record.messages, meta)
         known = len(everything) - 1

@@ -3,8 +3,9 @@ in one tab shows up in the other, whose only way to hear of it is the chat's own
 (``GET /v1/chat/{id}/events``); each submit carries an ``Idempotency-Key`` of its own,
 and the tabs read the chat's history as a page (``?limit=``).
 
-One front-end (serving the page) and a worker with the fake provider, each a real process
-of the test's own. tests/clients/browser/tabs.mjs drives the two tabs. Needs Debian's
+Two front-ends behind nginx (deploy/nginx.conf: a chat's streams go to one front-end, its
+submits to either, so the turn a tab hears of may start on the other) and a worker with
+the fake provider, each a real process of the test's own. tests/clients/browser/tabs.mjs drives the two tabs. Needs Debian's
 chromium, node and the npm packages of tests/clients/browser; without them the test fails
 and says what to install. It never skips.
 """
@@ -34,14 +35,14 @@ def test_a_turn_started_in_one_tab_shows_in_the_other(tmp_path: Path) -> None:
     missing = missing_prerequisites()
     if missing:
         pytest.fail("the browser test needs:\n  " + "\n  ".join(missing), pytrace=False)
-    stack = start_stack(tmp_path, "tabs", {"WORKER_FAKE_DELAY_MS": "20"})
+    stack = start_stack(tmp_path, "tabs", {"WORKER_FAKE_DELAY_MS": "20"}, frontends=2, nginx=True)
     profile = tmp_path / "chromium-profile"
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         node = start_node_script(
             SCRIPT, [stack.url, str(ARTIFACTS / "chat-tabs.png"), str(profile)]
         )
-        code, out, err = finish_node_script(node, timeout=90)
+        code, out, err = finish_node_script(node, timeout=130)
         assert code == 0, f"tabs.mjs exited with {code}\n{err}\n{out}\n{stack.logs()}"
         result = json.loads(out.strip().splitlines()[-1])
         listed = httpx.get(f"{stack.url}/v1/chat/{result['chat_id']}/messages").json()

@@ -106,9 +106,9 @@ async def test_history_pages_cover_the_chat_once_newest_first(stack: Stack) -> N
         walked = [m for page in reversed(pages) for m in page]
         assert walked == whole["messages"]  # nothing repeated, nothing missing, in order
         assert pages[0][-1]["role"] == "assistant" and pages[0][-1]["parts"]
-        for bad, code in (({"limit": 0}, "bad_request"), ({"limit": 501}, "bad_request")):
+        for bad in ({"limit": 0}, {"limit": 501}, {"limit": "x"}, {"before": "m" * 257}):
             resp = await client.get(f"/v1/chat/{chat}/messages", params=bad)
-            assert resp.status_code == 400 and resp.json()["error"] == code
+            assert resp.status_code == 422 and resp.json()["error"] == "invalid_request", bad
         resp = await client.get(f"/v1/chat/{chat}/messages", params={"before": "no-such"})
         assert resp.status_code == 400 and resp.json()["error"] == "bad_cursor"
         assert (await client.get(f"/v1/chat/{chat}/messages")).json() == whole

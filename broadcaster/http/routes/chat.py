@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from broadcaster.auth import credentials
@@ -63,6 +63,9 @@ from broadcaster.http.viewing import check_room, stream_response, viewers_respon
 
 router = APIRouter()
 T = TypeVar("T")
+
+MESSAGE_ID_MAX = 256
+"""The longest ``before`` a history page takes (a message id: the AI SDK's are shorter)."""
 
 
 def check_chat_id(chat_id: str) -> None:
@@ -330,8 +333,8 @@ async def messages(
     *,
     chats: ChatsDep,
     event_log: EventLogDep,
-    limit: int | None = None,
-    before: str | None = None,
+    limit: Annotated[int | None, Query(ge=1, le=conversation.PAGE_MAX)] = None,
+    before: Annotated[str | None, Query(min_length=1, max_length=MESSAGE_ID_MAX)] = None,
 ) -> JSONResponse:
     """The chat's UI messages so far, the assistant's folded from its events. With
     ``limit`` (1 to 500) or ``before`` (a message id): a page, the newest ``limit``
@@ -351,23 +354,15 @@ async def messages(
 
 
 def _page_query(limit: int | None, before: str | None) -> tuple[int, str | None] | None:
-    """A history page's ``limit`` and ``before``, checked; None for the whole chat."""
+    """A history page's ``limit`` and ``before`` (their bounds are the query's, checked
+    by FastAPI: 422 beyond); None for the whole chat."""
     if limit is None and before is None:
         return None
-    most = conversation.PAGE_MAX
-    if limit is None:
-        limit = DEFAULT_PAGE
-    if not 1 <= limit <= most:
-        raise ApiError(400, "bad_request", f"limit must be 1 to {most}")
-    if before is not None and not 1 <= len(before) <= MESSAGE_ID_MAX:
-        raise ApiError(400, "bad_cursor", f"before must be a message id (1 to {MESSAGE_ID_MAX})")
-    return limit, before
+    return limit or DEFAULT_PAGE, before
 
 
 DEFAULT_PAGE = 50
 """A history page's size when it names ``before`` and no ``limit``."""
-MESSAGE_ID_MAX = 256
-"""The longest ``before`` a history page takes (a message id)."""
 
 
 @router.post(

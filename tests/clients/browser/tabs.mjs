@@ -10,11 +10,11 @@
 // Prints ONE line of JSON: what each tab's panes show at the end, and every POST
 // /v1/chat (its Idempotency-Key) and GET of the chat's messages (its query) the tabs made.
 // Saves a screenshot of each tab. Exits non-zero, with a message on stderr, on failure
-// or when the run takes longer than 60 s.
+// or when the run takes longer than 100 s.
 
 import { openDemoPage, runToEnd, startScript } from "./common.mjs";
 
-const TIMEOUT_MS = 60_000;
+const TIMEOUT_MS = 100_000;
 const { base, screenshot, userDataDir, chromium, fail, remaining, ...script } = await startScript(
   "tabs.mjs",
   TIMEOUT_MS,
