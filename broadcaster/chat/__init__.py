@@ -3,8 +3,8 @@ that wait for their turn, and the tool approvals a generation waits on.
 
 - ``convert``: the chat request checked, and its UI messages turned into a generation
   request; pure.
-- ``records``: a chat's record in Redis (its latest generation, its queue, steering),
-  with its scripts.
+- ``records``: a chat's record in Redis (its latest generation, its history list read
+  in pages, its turns, its queue, steering), with its scripts; its generations' ids.
 - ``ui_message``: a chat's assistant message folded from its generation's events.
 - ``pump``: the front-ends' loop that starts a chat's waiting message once its answer
   ends.
@@ -13,6 +13,8 @@ that wait for their turn, and the tool approvals a generation waits on.
 - ``conversation``: a submit's turn: the chat's next answer started, or the message
   queued, steering the running answer, or interrupting it; decisions a submit carries;
   the chat so far, and whether a run id names one of its answers.
+- ``followers``: the viewers of chats' streams on a front-end, woken when a chat's next
+  turn starts.
 - ``framing``: a chat answer's SSE frames: where an answer ends at a wait for a person,
   and the ``finish`` that ``WorkflowChatTransport`` waits for.
 - ``reset_step``: the AI SDK 7's view of a stream, for the readers that ask for it (a

@@ -162,7 +162,7 @@ async def decide(
     """Record the decisions a submit carries (``approval-responded`` tool parts): the
     first decision on an approval wins (a tab that lost sees what the winner decided).
     The generation that waited, and the seq its answer goes on after."""
-    record = await chats.get(chat_id)
+    record = await chats.get(chat_id, whole=False)
     generation = record.generation if record else ""
     decided = []
     for approval_id, approved, reason in responses if record else []:
@@ -355,8 +355,20 @@ async def run_meta(event_log: EventLog, chat_id: str, generation: str) -> dict[s
     return meta
 
 
+PAGE_MAX = 500
+"""The most messages a history page holds (``limit``)."""
+
+
+class BadCursor(Exception):
+    """A history page's ``before`` names no message of the chat."""
+
+
 async def transcript(
-    chats: Chats, event_log: EventLog, chat_id: str, record: ChatRecord | None
+    chats: Chats,
+    event_log: EventLog,
+    chat_id: str,
+    record: ChatRecord | None,
+    page: tuple[int, str | None] | None = None,
 ) -> dict[str, Any] | None:
     """The chat so far: its UI messages, the assistant's folded from its events, and the
     messages waiting for their turn; None when there is no chat (one whose generation
@@ -366,18 +378,84 @@ async def transcript(
         if record is not None:  # its generation expired: so does the chat
             await chats.forget(chat_id)
         return None
-    folding = ChatMessages(record.messages, record.message_id)
-    async for page in event_log.read_after(record.generation, 0, int(meta.get("seq", 0))):
-        for event in page:
-            folding.feed(event.json())
+    older: str | None = None
+    if page is None:
+        if not record.legacy:
+            record = await chats.get(chat_id) or record
+        messages = await _folded(event_log, record, record.messages, meta)
+    else:
+        messages, older = await _page(chats, event_log, record, meta, chat_id=chat_id, page=page)
     queued = [
         {"generation_id": e["generation"], "message": e["message"]}
         for e in await chats.queued(chat_id)
     ]
-    return {
+    found: dict[str, Any] = {
         "id": chat_id,
         "generation_id": record.generation,
         "status": meta.get("status", "queued"),
-        "messages": folding.result(),
+        "messages": messages,
         "queued": queued,
     }
+    if page is not None:
+        found["older"] = older
+    return found
+
+
+async def _folded(
+    event_log: EventLog, record: ChatRecord, submitted: list[dict[str, Any]], meta: dict[str, str]
+) -> list[dict[str, Any]]:
+    """``submitted`` (the end of the chat's history), then its latest answer folded from
+    its events (which extends the last of them when it continues it)."""
+    folding = ChatMessages(submitted, record.message_id)
+    async for events in event_log.read_after(record.generation, 0, int(meta.get("seq", 0))):
+        for event in events:
+            folding.feed(event.json())
+    return folding.result()
+
+
+async def _page(
+    chats: Chats,
+    event_log: EventLog,
+    record: ChatRecord,
+    meta: dict[str, str],
+    *,
+    chat_id: str,
+    page: tuple[int, str | None],
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The newest ``limit`` messages before message ``before`` (None: the newest), oldest
+    first, and the id to ask ``before`` for the page before them (None: none is left).
+    Reads the history list's last message and the page's range, and folds the latest
+    answer (one generation's events): never the whole chat."""
+    limit, before = page
+    if record.legacy:
+        everything = await _folded(event_log, record, record.messages, meta)
+        known = len(everything) - 1
+        tail, length = everything[-1:], max(known, 0)
+    else:
+        length, last = await chats.history_end(chat_id)
+        length = max(length - 1, 0)  # the list before its last message
+        tail = await _folded(event_log, record, last, meta)
+        everything = []
+    total = length + len(tail)
+    end = total
+    if before is not None:
+        found = next((length + i for i, m in enumerate(tail) if m.get("id") == before), None)
+        if found is None:
+            found = _legacy_position(everything, before) if record.legacy else None
+            if found is None and not record.legacy:
+                found = await chats.position(chat_id, before)
+            if found is None or found >= length:
+                raise BadCursor(before)
+        end = found
+    start = max(0, end - limit)
+    if record.legacy:
+        messages = everything[start:end]
+    else:
+        head = await chats.history_range(chat_id, start, min(end, length))
+        messages = head + tail[max(start - length, 0) : max(end - length, 0)]
+    older = str(messages[0].get("id")) if start > 0 and messages else None
+    return messages, older
+
+
+def _legacy_position(everything: list[dict[str, Any]], message_id: str) -> int | None:
+    return next((i for i, m in enumerate(everything) if m.get("id") == message_id), None)

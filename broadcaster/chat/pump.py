@@ -39,7 +39,7 @@ from functools import partial
 from typing import Any, cast
 
 from broadcaster.chat.convert import parse_body, response_message_id, to_request
-from broadcaster.chat.records import ChatRecord, Chats
+from broadcaster.chat.records import ChatRecord, Chats, generation_id
 from broadcaster.chat.ui_message import ChatMessages
 from broadcaster.core import contain, keys, tracing
 from broadcaster.core.connection import REDIS_ERRORS
@@ -277,7 +277,7 @@ class ChatPump:
         messages = [*await self._history(record), *new]
         body = {"id": chat_id, "messages": messages, "trigger": "submit-message", **(fields or {})}
         job = to_request(parse_body(body), self.defaults)
-        gid = generation or self.new_id()
+        gid = generation or generation_id(chat_id)
         job["ui_message_id"] = response_message_id(parse_body(body).messages, gid)
         job["chat_id"] = chat_id
         if trace is not None:  # the trace of the request that queued the message

@@ -12,6 +12,7 @@ string), so an id can never contain ``{``, ``}`` or ``:`` and add a tag of its o
 from __future__ import annotations
 
 import base64
+import hashlib
 import zlib
 
 from broadcaster.core import names
@@ -161,6 +162,35 @@ def chat_key(chat_id: str) -> str:
     (``messages``, JSON). One key, so the script that swaps the generation touches one
     slot; the generation's own keys live under its own tag."""
     return f"{PREFIX}:{{{_group(chat_id)}}}:{chat_id}:chat"
+
+
+def chat_history_key(chat_id: str) -> str:
+    """A list: the UI messages the chat's latest generation was started with, one JSON
+    each, oldest first (what ``chat_key`` held as one ``messages`` field before), so that
+    a page of history is one ``LRANGE``, not the whole chat parsed."""
+    return f"{PREFIX}:{{{_group(chat_id)}}}:{chat_id}:history"
+
+
+def chat_positions_key(chat_id: str) -> str:
+    """A hash: each message id of ``chat_history_key`` to its index there, so that a
+    history page's cursor (``before=<message id>``) is found in one ``HGET``."""
+    return f"{PREFIX}:{{{_group(chat_id)}}}:{chat_id}:positions"
+
+
+def chat_turns_key(chat_id: str) -> str:
+    """A hash: each turn of the chat (1, 2, ...: one a generation started as the chat's
+    latest; ``chat_key``'s ``turn`` is the last) to JSON ``{generation, message}``, the
+    user message that started it: what the chat's stream announces and follows."""
+    return f"{PREFIX}:{{{_group(chat_id)}}}:{chat_id}:turns"
+
+
+def idempotency_key(scope: str, route: str, key: str) -> str:
+    """A hash: what answered a request with ``Idempotency-Key: key`` on ``route`` for the
+    caller ``scope`` (a hash of its API key or token subject): the body's hash, its state
+    (``pending`` while the first request is handled, then ``done``) and the answer, for a
+    day (``generations/idempotency.py``). Its own slot group: one key, one slot."""
+    digest = hashlib.sha256(f"{scope}\0{route}\0{key}".encode()).hexdigest()[:32]
+    return f"{PREFIX}:{{{_group(digest)}}}:idem:{digest}"
 
 
 def chat_queue_key(chat_id: str) -> str:

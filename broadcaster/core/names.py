@@ -86,6 +86,16 @@ def parse_run_id(value: object) -> tuple[str, str, int] | None:
     return (m[1], m[2], int(m[3])) if m else None
 
 
+_CHAT_RESUME_RE = _whole(r"([0-9]{1,9}):([0-9]{1,12})(?:\.[0-9a-f]{8})?")
+
+
+def chat_resume_point(value: str) -> tuple[int, int] | None:
+    """A resume point of a chat's stream (``GET /v1/chat/{id}/events``),
+    ``<turn>:<seq>[.<tag>]``, as ``(turn, seq)``; None if ``value`` is not one."""
+    m = _CHAT_RESUME_RE.fullmatch(value)
+    return (int(m[1]), int(m[2])) if m else None
+
+
 # --- events ---
 
 EVENT_TYPE_GRAMMAR = r"[a-z0-9][a-z0-9-]{0,63}"

@@ -11,6 +11,8 @@ events it writes.
   flight), created, and queued for a worker (a chat's, once the chat names it).
 - ``content``: a generation's assistant turn folded from its events.
 - ``overdue``: generations nobody took in time end with ``error``.
+- ``idempotency``: ``Idempotency-Key``: a request's key claimed and its answer kept for
+  its retries, with its scripts.
 
 May import: ``broadcaster.core``.
 """

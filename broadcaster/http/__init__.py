@@ -12,6 +12,10 @@ authorizes, calls its capability and answers.
   chat routes share.
 - ``chat_answers``: a chat's answers as SSE responses (a submit's, a steer's, a run's)
   and the headers that name them.
+- ``chat_stream``: a chat's stream: every answer of the chat in turn, resumable across
+  turns.
+- ``idempotent``: ``Idempotency-Key`` on the routes that start something: checked,
+  scoped to its caller, claimed and settled.
 - ``minting``: the answer of a token route: a token for a stream or a chat, with the
   lifetime and holder its body asks for.
 - ``access``: who may do what, as route dependencies (keys, tokens, rates).

@@ -117,7 +117,7 @@ async def stop_answer(
     """Cancel the chat's running answer (the chat and AG-UI stop routes, which call them
     a ``chat`` or a thread and its ``answer`` a generation or an answer); its id. 404 for
     a chat unknown or expired, 409 when nothing runs."""
-    record = await chats.get(chat_id)
+    record = await chats.get(chat_id, whole=False)
     if record is None:
         raise ApiError(404, "not_found", f"no {chat} {chat_id!r} (unknown or expired)")
     try:

@@ -138,6 +138,9 @@ class ChatMessages(BaseModel):
     status: str
     messages: list[dict[str, Any]]
     queued: list[QueuedMessage]
+    older: str | None = None
+    """A page's (``limit``/``before`` given) cursor: ask ``before=`` it for the page
+    before; null when the page starts the chat. Absent without ``limit``/``before``."""
 
 
 class ProviderStatus(BaseModel):
@@ -410,6 +413,17 @@ EVENTS_QUERY = {
             "in": "query",
             "required": False,
             "description": "every stream whose id starts with it, now and later (repeatable)",
+            "schema": _ID_LIST,
+            "style": "form",
+            "explode": True,
+        },
+        {
+            "name": "chat",
+            "in": "query",
+            "required": False,
+            "description": "a chat whose answers to follow, now and later (repeatable): its"
+            " generations, whose ids begin with c<16 hex digits of the chat id's SHA-256>_."
+            " Opened by the chat's token, as its other routes",
             "schema": _ID_LIST,
             "style": "form",
             "explode": True,

@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI, Request
 from redis.asyncio import Redis
 
 from broadcaster.chat.approvals import Approvals
+from broadcaster.chat.followers import ChatFollowers
 from broadcaster.chat.pump import ChatPump
 from broadcaster.chat.records import Chats
 from broadcaster.core import connection, keys
@@ -33,6 +34,7 @@ from broadcaster.fanout import push
 from broadcaster.fanout.config import HubConfig
 from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.wakes import Wakes
+from broadcaster.generations.idempotency import Idempotency
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Generations
 from broadcaster.generations.overdue import OverdueJobs
@@ -89,6 +91,12 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
             app.state.jobs = JobQueue(redis)
             chat_ttl = keys.chat_ttl(settings.idle_ttl_seconds, settings.ended_ttl_seconds)
             app.state.chats = Chats(redis, chat_ttl, durability)
+            app.state.idempotency = Idempotency(
+                redis,
+                settings.idempotency_ttl_seconds,
+                round(settings.idempotency_pending_seconds * 1000),
+                durability,
+            )
             sweeping = _sweepers(app, settings, event_log, resolver)
             try:
                 yield
@@ -153,7 +161,8 @@ def _sweepers(
 ) -> list[asyncio.Task[None]]:
     """The loops every front-end runs, each doing its round under a lock of its own:
     overdue generations ended, expired approvals denied, chats' waiting messages
-    started; the last two woken by the wake channels (``fanout/wakes.py``), not polling."""
+    started; the last two, and the followers of chats' streams, woken by the wake
+    channels (``fanout/wakes.py``), not polling."""
     overdue = OverdueJobs(app.state.jobs, event_log, settings.queued_timeout_seconds)
     app.state.approvals = Approvals(event_log, app.state.jobs)
     app.state.approvals.on_decided = app.state.metrics.approval_decided
@@ -165,10 +174,11 @@ def _sweepers(
         new_stream_id,
         admission=settings.admission,
     )
+    app.state.chat_followers = ChatFollowers()
     wakes = Wakes(
         resolver,
         event_log.db,
-        [pump, app.state.approvals],
+        [pump, app.state.approvals, app.state.chat_followers],
         probe_seconds=settings.pubsub_probe_seconds,
     )
     return [
@@ -212,6 +222,11 @@ async def get_hub(request: Request) -> Hub:
 async def get_durable(request: Request) -> DurableLog:
     durable: DurableLog = request.app.state.durable
     return durable
+
+
+async def get_idempotency(request: Request) -> Idempotency:
+    idempotency: Idempotency = request.app.state.idempotency
+    return idempotency
 
 
 async def get_chats(request: Request) -> Chats:

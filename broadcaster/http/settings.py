@@ -92,6 +92,13 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     chat_max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     """Largest ``POST /v1/chat`` body (413 beyond): the AI SDK sends the whole chat each
     time, its files as ``data:`` URLs."""
+    idempotency_ttl_seconds: int = Field(86400, ge=60)
+    """How long a request's ``Idempotency-Key`` answers its retries (``POST /v1/chat``,
+    ``POST /v1/generations``, ``POST /v1/streams/{id}/events``): a retry with the same
+    key and body within it gets the first answer, and nothing runs twice."""
+    idempotency_pending_seconds: float = Field(30.0, gt=0)
+    """How long an ``Idempotency-Key`` stays claimed by a request still being handled (a
+    retry meanwhile is 409): a front-end that died mid-request frees it after this."""
     max_tokens_limit: int = Field(64000, ge=1)
     """Largest ``max_tokens`` a generation request may ask for."""
     default_provider: Literal["anthropic", "openai"] = "anthropic"

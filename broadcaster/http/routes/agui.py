@@ -252,7 +252,7 @@ async def connect(
     ending where the run waits for a person."""
     given = await _run_input(request, settings, agent_id)
     await check_chat(request, given.threadId, None)
-    record = await chats.get(given.threadId)
+    record = await chats.get(given.threadId, whole=False)
     if record is None:
         return Response(status_code=204)
     current_stream.set(record.generation)

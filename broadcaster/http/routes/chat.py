@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from broadcaster.auth import credentials
@@ -31,11 +31,11 @@ from broadcaster.chat.approvals import (
     parse_decision,
 )
 from broadcaster.chat.convert import parse_body, parse_run_id, with_chat_id
-from broadcaster.chat.records import ChatRecord, Chats
+from broadcaster.chat.records import ChatRecord, Chats, generation_id
 from broadcaster.core import names
 from broadcaster.core.logconfig import current_stream
 from broadcaster.generations.request import RequestInvalid
-from broadcaster.http import openapi
+from broadcaster.http import idempotent, openapi
 from broadcaster.http.access import AccessDep, check_chat, producer
 from broadcaster.http.bodies import read_json, strict_json
 from broadcaster.http.chat_answers import (
@@ -45,6 +45,7 @@ from broadcaster.http.chat_answers import (
     steered,
     stop_answer,
 )
+from broadcaster.http.chat_stream import chat_events
 from broadcaster.http.errors import ApiError, refused
 from broadcaster.http.minting import minted
 from broadcaster.http.resources import (
@@ -62,6 +63,9 @@ from broadcaster.http.viewing import check_room, stream_response, viewers_respon
 
 router = APIRouter()
 T = TypeVar("T")
+
+MESSAGE_ID_MAX = 256
+"""The longest ``before`` a history page takes (a message id: the AI SDK's are shorter)."""
 
 
 def check_chat_id(chat_id: str) -> None:
@@ -89,7 +93,7 @@ def _parsed(parse: Callable[[Any], T], body: Any) -> T:
     openapi_extra=openapi.CHAT_BODY,
     responses={
         **openapi.sse("the generation's stream", openapi.SUBMIT_HEADERS),
-        **openapi.errors(401, 403, 409, 413, 422, 429, 503),
+        **openapi.errors(400, 401, 403, 409, 413, 422, 429, 503),
     },
 )
 async def submit(
@@ -104,36 +108,58 @@ async def submit(
 ) -> Response:
     """Start the chat's next generation and answer with its stream; or, for a request
     that carries decisions on the tool calls the answer waits on, record them and answer
-    with the rest of that answer."""
+    with the rest of that answer. With ``Idempotency-Key``, a retry answers the first
+    request's stream again and starts nothing."""
     raw = await read_json(request, settings.chat_max_body_bytes)
     body = _parsed(partial(with_chat_id, new_id=new_stream_id), raw)
     await check_chat(request, body["id"], "generate")
     strict_json(body)
     chat = _parsed(parse_body, body)
+    once = await idempotent.begin(request, "chat", raw)
+    if once.replay is not None:
+        return await _replayed(request, once.replay)
     try:
         turn = await conversation.submit(
             conversation.Stores(chats, generations, jobs, approvals),
             settings.chat_rules(),
             chat,
             body["messages"],
-            new_id=new_stream_id,
+            new_id=partial(generation_id, chat.id),
             # A front-end at its connection limit says so before it starts anything.
             room=partial(check_room, request, hub, settings, ()),
         )
-    except RequestInvalid as exc:
-        raise ApiError(422, "invalid_request", exc.message, details=exc.details) from None
-    except conversation.Refusal as exc:
-        raise refused(exc) from None
+    except BaseException as exc:
+        await once.release()
+        if isinstance(exc, RequestInvalid):
+            raise ApiError(422, "invalid_request", exc.message, details=exc.details) from None
+        if isinstance(exc, conversation.Refusal):
+            raise refused(exc) from None
+        raise
+    settled = {"chat": chat.id, "generation": turn.generation, "base": turn.base}
+    await once.settle(settled | {"steered": turn.steered})
     if turn.steered is not None:
         return steered(chat.id, turn.generation, turn.steered, turn.base)
     return await answer(request, chat.id, turn.generation, turn.base)
+
+
+async def _replayed(request: Request, first: dict[str, Any]) -> Response:
+    """A retried submit's answer: the first one's, again (its generation's stream from
+    the same point), with nothing started."""
+    chat_id, generation, base = first["chat"], first["generation"], int(first["base"])
+    current_stream.set(generation)
+    if first.get("steered") is not None:
+        response = steered(chat_id, generation, first["steered"], base)
+    else:
+        response = await answer(request, chat_id, generation, base)
+    response.headers[idempotent.REPLAYED_HEADER] = "true"
+    return response
 
 
 async def _chat(request: Request, chats: Chats, chat_id: str) -> ChatRecord | None:
     """The chat's record, after its id and the caller's access are checked."""
     check_chat_id(chat_id)
     await check_chat(request, chat_id, None)
-    record = await chats.get(chat_id)
+    record = await chats.get(chat_id, whole=False)
     if record is not None:  # log lines of this request name the generation it serves
         current_stream.set(record.generation)
     return record
@@ -185,6 +211,24 @@ async def resume(
     return await stream_response(
         request, record.generation, resume_point, headers, compact=resume_point is None
     )
+
+
+@router.get(
+    "/v1/chat/{chat_id}/events",
+    response_class=Response,
+    responses={
+        **openapi.sse("every answer of the chat in turn, each announced (data-chat-turn)"),
+        **openapi.errors(400, 401, 403, 404, 429, 503),
+    },
+)
+async def follow_chat(chat_id: str, request: Request) -> Response:
+    """The chat's stream: every answer in turn, each opened by a transient
+    ``data-chat-turn`` chunk (``{turn, generationId, userMessage}``), ids
+    ``<turn>:<seq>.<tag>`` (``Last-Event-ID`` resumes across turns); without one, from
+    the latest answer's start. Never ends by itself."""
+    check_chat_id(chat_id)
+    await check_chat(request, chat_id, None)
+    return await chat_events(request, chat_id)
 
 
 @router.get(
@@ -255,7 +299,7 @@ async def decide_in_chat(
     check_chat_id(chat_id)
     await check_chat(request, chat_id, "generate")
     body = _parsed(parse_decision, await read_json(request, settings.max_body_bytes))
-    record = await chats.get(chat_id)
+    record = await chats.get(chat_id, whole=False)
     if record is None:
         raise ApiError(404, "not_found", f"no chat {chat_id!r} (unknown or expired)")
     current_stream.set(record.generation)
@@ -281,17 +325,44 @@ async def decide_in_generation(
 @router.get(
     "/v1/chat/{chat_id}/messages",
     responses=openapi.ok(200, openapi.ChatMessages, "the chat's UI messages so far")
-    | openapi.errors(401, 403, 404),
+    | openapi.errors(400, 401, 403, 404),
 )
 async def messages(
-    chat_id: str, request: Request, chats: ChatsDep, event_log: EventLogDep
+    chat_id: str,
+    request: Request,
+    *,
+    chats: ChatsDep,
+    event_log: EventLogDep,
+    limit: Annotated[int | None, Query(ge=1, le=conversation.PAGE_MAX)] = None,
+    before: Annotated[str | None, Query(min_length=1, max_length=MESSAGE_ID_MAX)] = None,
 ) -> JSONResponse:
-    """The chat's UI messages so far, the assistant's folded from its events."""
+    """The chat's UI messages so far, the assistant's folded from its events. With
+    ``limit`` (1 to 500) or ``before`` (a message id): a page, the newest ``limit``
+    messages before ``before`` (oldest first), and ``older``, the ``before`` of the page
+    before it (null at the chat's start)."""
+    page = _page_query(limit, before)
     record = await _chat(request, chats, chat_id)
-    found = await conversation.transcript(chats, event_log, chat_id, record)
+    try:
+        found = await conversation.transcript(chats, event_log, chat_id, record, page)
+    except conversation.BadCursor:
+        raise ApiError(
+            400, "bad_cursor", f"before={before!r} names no earlier message of chat {chat_id!r}"
+        ) from None
     if found is None:
         raise ApiError(404, "not_found", f"no chat {chat_id!r} (unknown or expired)")
     return JSONResponse(found)
+
+
+def _page_query(limit: int | None, before: str | None) -> tuple[int, str | None] | None:
+    """A history page's ``limit`` and ``before`` (their bounds are the query's, checked
+    by FastAPI: 422 beyond); None for the whole chat."""
+    if limit is None and before is None:
+        return None
+    return limit or DEFAULT_PAGE, before
+
+
+DEFAULT_PAGE = 50
+"""A history page's size when it names ``before`` and no ``limit``."""
 
 
 @router.post(

@@ -9,12 +9,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from broadcaster.chat.records import generation_prefix
 from broadcaster.core import names
 from broadcaster.core.eventlog import EventLog, StreamInfo
 from broadcaster.dashboard.cursor import BadResumePoint, Bases, Cursor, ResumePointGone, covered
 from broadcaster.dashboard.feed import Connection
 from broadcaster.http import openapi
-from broadcaster.http.access import authorize_read, viewer_subject
+from broadcaster.http.access import authorize_read, check_chat, viewer_subject
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import get_event_log, get_hub, get_metrics, get_settings
 from broadcaster.http.sse_response import SSEResponse
@@ -36,23 +37,26 @@ HEADERS = {"cache-control": "no-cache, no-transform", "x-accel-buffering": "no"}
     openapi_extra=openapi.EVENTS_QUERY,
 )
 async def events(request: Request) -> Response:
-    """The events of every stream named (``stream``, repeatable) or under a prefix
-    (``prefix``, repeatable), each frame's ``data`` ``{"stream", "seq", "event"}`` and its
-    ``id`` the connection's resume point (``Last-Event-ID``, or ``?last_event_id=``)."""
+    """The events of every stream named (``stream``, repeatable), under a prefix
+    (``prefix``, repeatable), or of a chat's answers (``chat``, repeatable: its
+    generations, whose ids begin with the chat's prefix), each frame's ``data``
+    ``{"stream", "seq", "event"}`` and its ``id`` the connection's resume point
+    (``Last-Event-ID``, or ``?last_event_id=``)."""
     q = request.query_params
     streams = list(dict.fromkeys(q.getlist("stream")))
     prefixes = list(dict.fromkeys(q.getlist("prefix")))
+    chats = list(dict.fromkeys(q.getlist("chat")))
     settings = await get_settings(request)
-    _check_names(streams, prefixes)
-    if not streams and not prefixes:
-        raise ApiError(400, "bad_request", "name a stream (stream=) or a prefix (prefix=)")
+    _check_names(streams, [*prefixes, *chats])
+    if not streams and not prefixes and not chats:
+        raise ApiError(400, "bad_request", "name a stream=, a prefix= or a chat=")
     limit = settings.events_max_streams
     if len(streams) > limit:
         raise ApiError(400, "too_many_streams", f"at most {limit} streams per connection")
-    if len(prefixes) > settings.events_max_prefixes:
+    if len(prefixes) + len(chats) > settings.events_max_prefixes:
         most = settings.events_max_prefixes
         raise ApiError(400, "too_many_prefixes", f"at most {most} prefixes per connection")
-    await authorize_read(request, streams, prefixes)
+    prefixes = await _authorized(request, streams, prefixes, chats)
     # An empty header names no resume point (as EventSource sends none): the query may.
     raw = request.headers.get("last-event-id") or q.get("last_event_id")
     bases: Bases = request.app.state.bases
@@ -87,6 +91,19 @@ async def events(request: Request) -> Response:
         chunks=True,
         on_end=slot.release,
     )
+
+
+async def _authorized(
+    request: Request, streams: list[str], prefixes: list[str], chats: list[str]
+) -> list[str]:
+    """The prefixes to follow, once the caller may read them all: those named, then each
+    chat's (``chat/records.py``: a chat's generations are the streams under it), opened
+    as the chat's own routes are (a chat token opens its chat)."""
+    if streams or prefixes:
+        await authorize_read(request, streams, prefixes)
+    for chat_id in chats:
+        await check_chat(request, chat_id, None)
+    return list(dict.fromkeys([*prefixes, *map(generation_prefix, chats)]))
 
 
 def _check_names(streams: list[str], prefixes: list[str]) -> None:

@@ -15,8 +15,8 @@ from broadcaster.generations.content import ContentFold
 from broadcaster.generations.lifecycle import NoSuchGeneration, cancel
 from broadcaster.generations.request import GenerationRequest, RequestInvalid, validate_request
 from broadcaster.generations.start import start
-from broadcaster.http import openapi
-from broadcaster.http.access import AccessDep, producer, viewer_token
+from broadcaster.http import idempotent, openapi
+from broadcaster.http.access import AccessDep, AccessPolicy, producer, viewer_token
 from broadcaster.http.bodies import read_json, strict_json
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import (
@@ -37,7 +37,7 @@ router = APIRouter()
     status_code=202,
     openapi_extra=openapi.model_body(GenerationRequest),
     responses=openapi.ok(202, openapi.GenerationCreated, "queued")
-    | openapi.errors(401, 403, 409, 413, 422, 429, 503),
+    | openapi.errors(400, 401, 403, 409, 413, 422, 429, 503),
     dependencies=producer("generate"),
 )
 async def create_generation(
@@ -47,11 +47,27 @@ async def create_generation(
     settings: SettingsDep,
     access: AccessDep,
 ) -> JSONResponse:
+    """Queue a generation. With ``Idempotency-Key``, a retry answers the first
+    request's generation and starts nothing."""
     body = await read_json(request, settings.max_body_bytes)
-    job = _generation_request(body, settings)
-    strict_json(job)
-    stream_id = body.get("id") or new_stream_id()
-    await start(generations, jobs, settings.admission(), stream_id, job)
+    once = await idempotent.begin(request, "generations", body)
+    if once.replay is not None:
+        replayed = _created(once.replay["id"], access, settings)
+        return JSONResponse(replayed, status_code=202, headers={idempotent.REPLAYED_HEADER: "true"})
+    try:
+        job = _generation_request(body, settings)
+        strict_json(job)
+        stream_id = body.get("id") or new_stream_id()
+        await start(generations, jobs, settings.admission(), stream_id, job)
+    except BaseException:
+        await once.release()
+        raise
+    await once.settle({"id": stream_id})
+    return JSONResponse(_created(stream_id, access, settings), status_code=202)
+
+
+def _created(stream_id: str, access: AccessPolicy, settings: Settings) -> dict[str, Any]:
+    """What answers a queued generation (a retry's, too: its viewer token minted anew)."""
     created: dict[str, Any] = {
         "id": stream_id,
         "status": "queued",
@@ -63,7 +79,7 @@ async def create_generation(
             access.token_secret, stream_id, settings.token_ttl_seconds, audience=access.audience
         )
         created |= {"viewer_token": token, "token_expires_at": expires}
-    return JSONResponse(created, status_code=202)
+    return created
 
 
 def _generation_request(body: Any, settings: Settings) -> dict[str, Any]:

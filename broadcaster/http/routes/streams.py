@@ -25,7 +25,7 @@ from broadcaster.core.eventlog import (
     WrongKind,
 )
 from broadcaster.core.events import InvalidEvent
-from broadcaster.http import openapi
+from broadcaster.http import idempotent, openapi
 from broadcaster.http.access import producer, viewer_token
 from broadcaster.http.bodies import read_json
 from broadcaster.http.errors import ApiError, handle_error
@@ -46,7 +46,7 @@ router = APIRouter()
     status_code=201,
     openapi_extra=openapi.PUBLISH_BODY,
     responses=openapi.ok(201, openapi.Published, "appended")
-    | openapi.errors(401, 403, 404, 409, 413, 422, 429),
+    | openapi.errors(400, 401, 403, 404, 409, 413, 422, 429),
     dependencies=[Depends(valid_stream_id), *producer("publish")],
 )
 async def publish(
@@ -59,12 +59,26 @@ async def publish(
     expected_last_event_id: int | None = None,
 ) -> JSONResponse:
     """Append one event, or a list appended atomically. With
-    ``?expected_last_event_id=N`` the append only happens if the stream is at seq N."""
+    ``?expected_last_event_id=N`` the append only happens if the stream is at seq N.
+    With ``Idempotency-Key``, a retry answers the first append's seq and appends
+    nothing."""
     body = await read_json(request, settings.max_body_bytes)
     events = body if isinstance(body, list) else [body]
-    seq = await _append(event_log, stream_id, events, expected_last_event_id)
+    # The stream and the expected seq are part of what a retry must repeat.
+    once = await idempotent.begin(request, f"publish {stream_id} {expected_last_event_id}", events)
+    if once.replay is not None:
+        return JSONResponse(
+            once.replay, status_code=201, headers={idempotent.REPLAYED_HEADER: "true"}
+        )
+    try:
+        seq = await _append(event_log, stream_id, events, expected_last_event_id)
+    except BaseException:
+        await once.release()
+        raise
     metrics.appended.inc(len(events))
-    return JSONResponse({"last_event_id": seq}, status_code=201)
+    answer = {"last_event_id": seq}
+    await once.settle(answer)
+    return JSONResponse(answer, status_code=201)
 
 
 async def _append(

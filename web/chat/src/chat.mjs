@@ -70,9 +70,11 @@ export class BrowserChat extends AbstractChat {
       {
         api,
         // The transport sends {messages, ...body}: the chat's id goes in the body.
+        // Each submit carries an Idempotency-Key of its own: a retry of it answers the
+        // same stream instead of starting a second answer.
         prepareSendMessagesRequest: async ({ messages, body }) => ({
           body: { ...body, id, messages },
-          headers: await headers(),
+          headers: { ...(await headers()), "Idempotency-Key": crypto.randomUUID() },
         }),
         prepareReconnectToStreamRequest: async ({ api: url }) => ({ api: url, headers: await headers() }),
       },

@@ -6,11 +6,15 @@
 // The chat id lives in the address (#chat=<id>), so a reload finds the chat again: each
 // pane loads the messages from the server and resumes the running answer. Stop asks the
 // server to cancel (POST /v1/chat/{id}/stop); every pane then sees the answer end with
-// `abort`. Closing or reloading the page never cancels anything.
+// `abort`. Closing or reloading the page never cancels anything. History comes newest
+// page first (GET /v1/chat/{id}/messages?limit=), older pages on demand; the chat's own
+// stream (GET /v1/chat/{id}/events) tells the page of a turn started in another tab.
 
 import { ChatPane } from "./pane.mjs";
+import { ChatTurns } from "./turns.mjs";
 
 const API = "/v1/chat";
+const PAGE = 50; // messages per history page: the newest first, older ones on demand
 const LAST_CHAT = "broadcaster-demo-chat";
 
 const created = new Set(); // chats this page made: the server knows nothing of them yet
@@ -47,6 +51,21 @@ class ChatSession {
     this.panes = Array.from(root.querySelectorAll("section.chat-pane"), (section, i) => {
       return new ChatPane(section, `Pane ${i + 1}`, this);
     });
+    this.seen = new Set(); // the generations the panes already show or follow
+    this.turns = null;
+  }
+
+  // Follow the chat's own stream (once): from the start for a chat opened by its address,
+  // from its first submit for a chat this page made (nobody else knows of it before).
+  followTurns() {
+    this.turns = this.turns || new ChatTurns(this.url("/events"), () => this.headers(), (turn) => this.announced(turn));
+  }
+
+  // A turn began (here or in another tab): the panes not busy with it load and follow it.
+  announced(turn) {
+    if (this.seen.has(turn.generationId)) return;
+    this.seen.add(turn.generationId);
+    for (const pane of this.panes) if (!pane.busy() && !pane.sending) pane.follow();
   }
 
   url(path) {
@@ -92,14 +111,17 @@ class ChatSession {
     }
   }
 
-  // The chat's messages as the server holds them; none for a chat it does not know (yet,
-  // or any more: chats expire).
-  async messages() {
-    const res = await fetch(this.url("/messages"), { headers: await this.headers() });
-    if (res.status === 404) return { messages: [], status: null };
+  // A page of the chat's messages as the server holds them (the newest, or those before
+  // message `before`), and `older`, the `before` of the page before it (null: none); no
+  // messages for a chat it does not know (yet, or any more: chats expire).
+  async messages(before = null) {
+    const query = new URLSearchParams({ limit: String(PAGE), ...(before ? { before } : {}) });
+    const res = await fetch(this.url(`/messages?${query}`), { headers: await this.headers() });
+    if (res.status === 404) return { messages: [], status: null, older: null };
     if (!res.ok) throw await failure(res);
     const body = await res.json();
-    return { messages: body.messages, status: body.status };
+    this.seen.add(body.generation_id);
+    return { messages: body.messages, status: body.status, older: body.older };
   }
 
   // A decision taken in a pane that follows the answer: the server records it (the
@@ -132,6 +154,7 @@ class ChatSession {
 
   // A pane's own message has begun to stream: the other panes follow it.
   started(sender) {
+    this.followTurns();
     for (const pane of this.panes) if (pane !== sender) pane.follow();
   }
 
@@ -145,7 +168,7 @@ class ChatSession {
   }
 
   close() {
-    return Promise.all(this.panes.map((p) => p.close()));
+    return Promise.all([this.turns && this.turns.close(), ...this.panes.map((p) => p.close())]);
   }
 }
 
@@ -180,7 +203,10 @@ function main() {
     root.querySelector("#chat-id").textContent = chatId;
     session = new ChatSession(root, chatId);
     // A reload, or a chat opened from its address: show it and resume its answer.
-    if (!created.has(chatId)) session.followAll();
+    if (!created.has(chatId)) {
+      session.followAll();
+      session.followTurns();
+    }
   }
 
   root.querySelector("#new-chat").addEventListener("click", () => {

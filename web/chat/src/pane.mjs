@@ -17,6 +17,8 @@ export class ChatPane {
     this.section = section;
     this.session = session;
     this.sending = false;
+    this.following = false;
+    this.older = null; // the `before` of the history page before those shown
     this.closed = false;
     this.frame = 0;
     this.build(title);
@@ -35,6 +37,10 @@ export class ChatPane {
     header.appendChild(el("h2", null, title));
     this.statusEl = el("span", "state chat-status");
     header.appendChild(this.statusEl);
+    this.olderBtn = el("button", "older", "Load older messages");
+    this.olderBtn.type = "button";
+    this.olderBtn.hidden = true;
+    this.olderBtn.addEventListener("click", () => this.loadOlder());
     this.messagesEl = el("div", "messages");
     this.outcomeEl = el("div", "status outcome");
     this.errorEl = el("div", "pane-error");
@@ -48,7 +54,7 @@ export class ChatPane {
     this.stopBtn = el("button", "stop", "Stop");
     this.stopBtn.type = "button";
     this.form.append(this.input, this.sendBtn, this.stopBtn);
-    this.section.replaceChildren(header, this.messagesEl, this.outcomeEl, this.errorEl, this.form);
+    this.section.replaceChildren(header, this.olderBtn, this.messagesEl, this.outcomeEl, this.errorEl, this.form);
     this.form.addEventListener("submit", (ev) => {
       ev.preventDefault();
       const text = this.input.value.trim();
@@ -104,8 +110,22 @@ export class ChatPane {
     this.input.value = "";
     this.setOutcome("", "");
     this.sending = true;
-    await this.chat.sendMessage({ text });
-    this.sending = false;
+    try {
+      // The AI SDK sends the whole chat with each message: the pages not loaded yet first.
+      while (this.older && !this.closed) await this.loadOlder();
+      await this.chat.sendMessage({ text });
+    } finally {
+      this.sending = false;
+    }
+  }
+
+  // The history page before the messages shown, put before them.
+  async loadOlder() {
+    if (!this.older) return;
+    const page = await this.session.messages(this.older);
+    this.chat.messages = [...page.messages, ...this.chat.messages];
+    this.older = page.older;
+    this.olderBtn.hidden = !this.older;
   }
 
   // A decision on a tool call the answer waits on. A pane whose answer ended at the wait
@@ -120,20 +140,26 @@ export class ChatPane {
     if (following) await this.session.approve(id, approved, reason);
   }
 
-  // What another tab does: load the chat's messages from the server, then resume the
-  // answer if one runs, waits or is queued (the server replays it from its first event).
+  // What another tab does: load the chat's newest page of messages from the server, then
+  // resume the answer if one runs, waits or is queued (the server replays it from its
+  // first event).
   async follow() {
+    if (this.following) return; // told twice (by this page and by the chat's stream)
+    this.following = true;
     this.setOutcome("", "");
     this.section.dataset.following = "true";
     try {
-      const { messages, status } = await this.session.messages();
+      const { messages, status, older } = await this.session.messages();
       if (!this.busy() && !this.closed) {
         this.chat.messages = messages;
+        this.older = older;
+        this.olderBtn.hidden = !older;
         if (["running", "waiting", "queued"].includes(status)) await this.chat.resumeStream();
       }
     } catch (err) {
       this.errorEl.textContent = String(err.message || err);
     } finally {
+      this.following = false;
       if (!this.closed) delete this.section.dataset.following;
       this.schedule();
     }

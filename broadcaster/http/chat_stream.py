@@ -1,0 +1,160 @@
+"""``GET /v1/chat/{id}/events``: one SSE response that follows a chat, not an answer:
+every answer of the chat in turn, each announced by a transient ``data-chat-turn`` chunk
+(its turn, its generation and the user message that started it), resumable across turns.
+
+A frame's id is ``<turn>:<seq>.<tag>``: the turn (``chat/records.py`` counts them) and
+the generation's own SSE id (``<seq>.<tag>``); the announcement's is ``<turn>:0``. With
+``Last-Event-ID`` the response goes on after that event of that turn, then the turns
+after it; without, it starts with the chat's latest answer from its start (folded, as
+the chat's resume is), then follows. Between turns it holds one event of
+``chat/followers.py`` (set by the wake channels when a turn starts) and sends keepalives:
+no loop, one subscription at a time, nothing buffered beyond the hub's per viewer.
+Each answer's ``[DONE]`` is left out (the response goes on); a turn whose generation
+expired is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from broadcaster.chat.followers import ChatFollowers
+from broadcaster.chat.records import Chats
+from broadcaster.core import names, sse
+from broadcaster.core.events import dump_event
+from broadcaster.core.logconfig import current_stream
+from broadcaster.fanout.subscription import Writer
+from broadcaster.http.errors import ApiError
+from broadcaster.http.resources import (
+    get_chats,
+    get_event_log,
+    get_hub,
+    get_metrics,
+    get_settings,
+)
+from broadcaster.http.sse_response import SSEResponse
+from broadcaster.http.viewing import SSE_HEADERS, admit_viewer, retry_field
+
+TURN_CHUNK = "data-chat-turn"
+"""The transient chunk that opens each answer on the chat's stream."""
+
+
+def parse_resume_point(raw: str) -> tuple[int, int]:
+    """``<turn>:<seq>[.<tag>]`` as (turn, seq); 400 for anything else."""
+    found = names.chat_resume_point(raw)
+    if found is None:
+        raise ApiError(
+            400,
+            "bad_resume_point",
+            "Last-Event-ID of a chat's stream is <turn>:<seq>[.<tag>], as its frames' ids",
+        )
+    return found
+
+
+def with_turn(chunk: bytes, turn: int) -> bytes:
+    """A generation's SSE bytes as the chat's: each frame's id prefixed with its turn,
+    ``[DONE]`` left out. Frames hold one-line JSON, so ``id: `` and ``data: [DONE]`` at a
+    line's start are only ever fields."""
+    prefix = b"%d:" % turn
+    chunk = chunk.replace(b"\n" + sse.DONE, b"\n")
+    if chunk.startswith(sse.DONE):
+        chunk = chunk[len(sse.DONE) :]
+    chunk = chunk.replace(b"\nid: ", b"\nid: " + prefix)
+    return b"id: " + prefix + chunk[4:] if chunk.startswith(b"id: ") else chunk
+
+
+def announcement(turn: int, generation: str, message: Any) -> bytes:
+    event = {
+        "type": TURN_CHUNK,
+        "data": {"turn": turn, "generationId": generation, "userMessage": message},
+        "transient": True,
+    }
+    _, data = dump_event(event)
+    return b"id: %d:0\ndata: %s\n\n" % (turn, data)
+
+
+async def chat_events(request: Request, chat_id: str) -> Response:
+    """The chat's stream (access is the caller's to check)."""
+    chats, settings = await get_chats(request), await get_settings(request)
+    raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    if raw:
+        turn, after = parse_resume_point(raw)
+        compact = False
+    else:
+        record = await chats.get(chat_id, whole=False)
+        turn, after, compact = (record.turn if record else 0) or 1, 0, True
+    slot = await admit_viewer(request, ())
+    followers: ChatFollowers = request.app.state.chat_followers
+    metrics = await get_metrics(request)
+    follow = _Follow(request, chats, chat_id, followers, settings.keepalive_seconds)
+
+    def body(writer: Writer | None) -> AsyncIterator[bytes]:
+        return follow.frames(turn, after, compact)
+
+    return SSEResponse(
+        body,
+        first=retry_field(settings),
+        headers=SSE_HEADERS,
+        send_timeout=settings.slow_viewer_timeout,
+        stream_id="",
+        on_cut_off=metrics.cut_off.inc,
+        on_end=slot.release,
+    )
+
+
+class _Follow:
+    """One viewer of a chat's stream."""
+
+    def __init__(
+        self,
+        request: Request,
+        chats: Chats,
+        chat_id: str,
+        followers: ChatFollowers,
+        keepalive: float,
+    ) -> None:
+        self.request = request
+        self.chats = chats
+        self.chat_id = chat_id
+        self.followers = followers
+        self.keepalive = keepalive
+
+    async def frames(self, turn: int, after: int, compact: bool) -> AsyncIterator[bytes]:
+        """Turn ``turn`` after its event ``after``, then every turn after it, live."""
+        hub, log = await get_hub(self.request), await get_event_log(self.request)
+        with self.followers.follow(self.chat_id) as woken:
+            while not hub.closing:
+                woken.clear()  # before looking: a turn started meanwhile sets it again
+                found = await self.chats.turn(self.chat_id, turn)
+                if found is None:
+                    if await self._skipped(turn):
+                        turn, after = turn + 1, 0
+                        continue
+                    try:
+                        await asyncio.wait_for(woken.wait(), self.keepalive)
+                    except TimeoutError:
+                        yield sse.PING
+                    continue
+                generation = str(found["generation"])
+                current_stream.set(generation)
+                info = await log.info(generation)
+                if info is not None and after <= info.last_seq:
+                    if after == 0:
+                        yield announcement(turn, generation, found.get("message"))
+                    chunks = hub.follow(generation, after, info, compact=compact)
+                    async for chunk in chunks:
+                        yield with_turn(chunk, turn)
+                    now = await log.info(generation)
+                    if now is not None and not now.ended:
+                        return  # cut off, or the hub drains: the client resumes
+                turn, after, compact = turn + 1, 0, False
+
+    async def _skipped(self, turn: int) -> bool:
+        """Whether ``turn`` is gone for good (the chat has later turns): then it is
+        passed over; else it is yet to come."""
+        record = await self.chats.get(self.chat_id, whole=False)
+        return record is not None and record.turn > turn
