@@ -6,6 +6,9 @@
   made from, and the AG-UI resume point; pure.
 - ``views``: each stream's chunks mapped once per front-end and shared by its AG-UI
   viewers; one response's body (prelude, frames, the end at a wait).
+- ``history``: a thread's history as AG-UI messages (the ``MESSAGES_SNAPSHOT`` a run
+  and a ``connect`` open with): the chat's UI messages, then an answer folded from its
+  AG-UI events; pure.
 - ``runs``: CopilotKit's ``RunAgentInput`` checked and turned into a chat request, and its
   ``resume`` into decisions; pure.
 

@@ -25,11 +25,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from broadcaster.agui import frames
+from broadcaster.agui.history import Transcript, from_ui, snapshot
 from broadcaster.agui.projection import Open, prelude
 from broadcaster.agui.runs import DEFAULT_AGENT, RunInput, chat_body, decisions, parse_input
 from broadcaster.agui.views import Translations, Viewer, state_at, view
 from broadcaster.chat import conversation
 from broadcaster.chat.convert import parse_body
+from broadcaster.chat.records import Chats
 from broadcaster.core import names
 from broadcaster.core.eventlog import EventLog
 from broadcaster.core.logconfig import current_stream
@@ -84,9 +86,12 @@ async def agui_response(
     *,
     base: int = 0,
     stop_at_wait: bool,
+    history: list[dict[str, Any]] | None = None,
 ) -> Response:
     """``stream_id``'s AG-UI view after ``cursor`` (an AG-UI ``Last-Event-ID``), or after
-    its event ``base``: the prelude that re-opens what is open there, then the rest."""
+    its event ``base``: the prelude that re-opens what is open there, then the rest. With
+    ``history`` (the UI messages the answer was submitted with), a ``MESSAGES_SNAPSHOT``
+    right after the run's start: that history and what the answer said before there."""
     parsed = frames.parse_cursor(cursor)
     if parsed is None:
         raise ApiError(400, "bad_request", "Last-Event-ID is not an id this route issued")
@@ -98,12 +103,18 @@ async def agui_response(
         raise ApiError(400, "bad_request", "Last-Event-ID is not an id this route issued")
     event_log = await get_event_log(request)
     shared = _translations(request).get(stream_id, thread_id)
-    kept = shared.kept.get(seq) if seen is None else None
+    transcript = None if history is None else Transcript(from_ui(history))
+    kept = shared.kept.get(seq) if seen is None and transcript is None else None
     state = kept.after if kept is not None else Open()
     if kept is None and seq:
-        state = await state_at(event_log, stream_id, thread_id, seq, seen)
-    opening = frames.encode_bare(prelude(state))
+        state = await state_at(event_log, stream_id, thread_id, seq, seen, transcript=transcript)
+    opened = prelude(state)
     skip = 0 if seen is None else seen + 1
+    if transcript is not None and not state.ended:
+        if not opened:  # from the start: the first chunk's RUN_STARTED is sent here
+            opened, skip = [{"type": "RUN_STARTED", "threadId": thread_id, "runId": stream_id}], 1
+        opened.insert(1, snapshot(transcript.messages))
+    opening = frames.encode_bare(opened)
     viewer = Viewer(shared, shared, skip=skip, stop_at_wait=stop_at_wait)
     after = point if seen is None else str(seq - 1)
     return await stream_response(
@@ -178,6 +189,13 @@ async def _run_input(request: Request, settings: Settings, agent_id: str) -> Run
     return run
 
 
+async def _history(chats: Chats, thread: str, generation: str) -> list[dict[str, Any]] | None:
+    """The UI messages ``generation`` was submitted with, when it is the thread's latest
+    answer (a queued turn's run shows no snapshot: its history is not written yet)."""
+    record = await chats.get(thread)
+    return record.messages if record is not None and record.generation == generation else None
+
+
 RUN_BODY = openapi.model_body(RunInput)
 """``RunAgentInput``, as the run and connect routes read it."""
 
@@ -213,7 +231,10 @@ async def run(
         if decided:
             waited, base = await conversation.decide(chats, approvals, thread, decided)
             current_stream.set(waited)
-            return await agui_response(request, waited, thread, None, base=base, stop_at_wait=True)
+            history = await _history(chats, thread, waited)
+            return await agui_response(
+                request, waited, thread, None, base=base, stop_at_wait=True, history=history
+            )
         chat = _parsed(parse_body, chat_body(given, agent_id))
         turn = await conversation.submit(
             conversation.Stores(chats, generations, jobs, approvals),
@@ -228,9 +249,10 @@ async def run(
     except conversation.Refusal as exc:
         raise refused(exc) from None
     current_stream.set(turn.generation)
+    history = await _history(chats, thread, turn.generation)
     # A steer goes on in the running answer, after the steering message: the run shows it.
     return await agui_response(
-        request, turn.generation, thread, None, base=turn.base, stop_at_wait=True
+        request, turn.generation, thread, None, base=turn.base, stop_at_wait=True, history=history
     )
 
 
@@ -257,7 +279,12 @@ async def connect(
     current_stream.set(record.generation)
     cursor = request.headers.get("last-event-id")
     return await agui_response(
-        request, record.generation, given.threadId, cursor, stop_at_wait=True
+        request,
+        record.generation,
+        given.threadId,
+        cursor,
+        stop_at_wait=True,
+        history=record.messages,
     )
 
 
