@@ -323,6 +323,9 @@ def _encrypted(mid: str, c: dict[str, Any]) -> list[AgEvent]:
     """A signature (or redacted thinking) in a reasoning chunk's ``providerMetadata``."""
     meta = c.get("providerMetadata")
     anthropic = meta.get("anthropic") if isinstance(meta, dict) else None
+    agui = meta.get("agui") if isinstance(meta, dict) else None
+    if isinstance(agui, dict):  # published as AG-UI (inbound.py): the value it came with
+        anthropic = {"signature": agui.get("encryptedValue")}
     if not isinstance(anthropic, dict):
         return []
     value = anthropic.get("signature") or anthropic.get("redactedData")

@@ -286,6 +286,30 @@ EVENT = {
 PUBLISH_BODY = json_body({"oneOf": [EVENT, {"type": "array", "minItems": 1, "items": EVENT}]})
 """One event, or a non-empty list appended atomically."""
 
+AGUI_EVENT = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {"type": {"type": "string", "pattern": names.AGUI_EVENT_TYPE_PATTERN}},
+    "additionalProperties": True,
+}
+"""One AG-UI event: its ``type`` and the fields of that type (docs/agui.md)."""
+
+AGUI_PUBLISH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [AGUI_EVENT, {"type": "array", "minItems": 1, "items": AGUI_EVENT}]
+                }
+            },
+            "text/event-stream": {"schema": {"type": "string"}},
+        },
+    }
+}
+"""AG-UI events: one, a non-empty list, or SSE text (``data:`` lines, as an AG-UI
+endpoint answers)."""
+
 TOKEN_BODY = json_body(
     {
         "type": "object",

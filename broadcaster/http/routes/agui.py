@@ -8,7 +8,10 @@
   as ``POST /v1/chat``), answered with the run's AG-UI stream; a ``resume`` decides the
   approvals the chat's answer waits on;
 - ``POST /v1/agui/agent/{agentId}/connect``: the thread's latest run, resumable;
-- ``POST /v1/agui/agent/{agentId}/stop/{threadId}``: stop the thread's running answer.
+- ``POST /v1/agui/agent/{agentId}/stop/{threadId}``: stop the thread's running answer;
+- ``POST /v1/agui/streams/{id}/events``: AG-UI events published to a stream (publisher
+  access, as ``POST /v1/streams/{id}/events``), stored as the UI message chunks every
+  reader gets.
 
 The mapping, the prelude and the shared translations are ``broadcaster.agui``'s; a run's
 turn is ``chat/conversation.py``'s, as for ``POST /v1/chat``.
@@ -21,11 +24,13 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from broadcaster.agui import frames
 from broadcaster.agui.history import Transcript, from_ui, snapshot
+from broadcaster.agui.inbound import AgUiInvalid, map_events, sse_events
+from broadcaster.agui.producers import Producers
 from broadcaster.agui.projection import Open, prelude
 from broadcaster.agui.runs import DEFAULT_AGENT, RunInput, chat_body, decisions, parse_input
 from broadcaster.agui.views import Translations, Viewer, state_at, view
@@ -37,10 +42,11 @@ from broadcaster.core.eventlog import EventLog
 from broadcaster.core.logconfig import current_stream
 from broadcaster.generations.request import PROVIDERS, RequestInvalid
 from broadcaster.http import openapi
-from broadcaster.http.access import check_chat, check_viewer
-from broadcaster.http.bodies import read_json
+from broadcaster.http.access import check_chat, check_viewer, producer
+from broadcaster.http.bodies import parse_json, read_bytes, read_json
 from broadcaster.http.chat_answers import stop_answer
 from broadcaster.http.errors import ApiError, refused
+from broadcaster.http.feeds import append_feed
 from broadcaster.http.resources import (
     ApprovalsDep,
     ChatsDep,
@@ -48,11 +54,12 @@ from broadcaster.http.resources import (
     GenerationsDep,
     HubDep,
     JobsDep,
+    MetricsDep,
     SettingsDep,
     get_event_log,
 )
 from broadcaster.http.settings import Settings
-from broadcaster.http.stream_ids import new_stream_id
+from broadcaster.http.stream_ids import new_stream_id, valid_stream_id
 from broadcaster.http.viewing import check_room, stream_response
 
 router = APIRouter()
@@ -304,3 +311,79 @@ async def stop(
     generation = await stop_answer(chats, event_log, thread_id, chat="thread", answer="answer")
     body = {"threadId": thread_id, "runId": generation, "status": "cancelled"}
     return JSONResponse(body, status_code=202)
+
+
+def _producers(request: Request) -> Producers:
+    """The front-end's AG-UI publish state (made on first use)."""
+    found: Producers | None = getattr(request.app.state, "agui_producers", None)
+    if found is None:
+        found = request.app.state.agui_producers = Producers()
+    return found
+
+
+PUBLISH_TRIES = 3
+"""Appends tried when another producer appends to the stream between a batch's fold and
+its append (each refolds from the log)."""
+
+SSE_TYPE = "text/event-stream"
+
+
+def _events(body: bytes, content_type: str) -> list[dict[str, Any]]:
+    """A publish body's AG-UI events: SSE text (``data:`` lines, as an AG-UI endpoint
+    answers), or JSON (one event, or a list)."""
+    try:
+        if content_type.split(";", 1)[0].strip().lower() == SSE_TYPE:
+            return sse_events(body)
+    except (AgUiInvalid, UnicodeDecodeError) as exc:
+        raise ApiError(422, "invalid_event", f"not AG-UI SSE: {exc}"[:300]) from None
+    parsed = parse_json(body)
+    found = parsed if isinstance(parsed, list) else [parsed]
+    if not found:
+        raise ApiError(422, "invalid_event", "no AG-UI event in the body")
+    if not all(isinstance(e, dict) for e in found):
+        raise ApiError(422, "invalid_event", "each AG-UI event must be a JSON object")
+    return found
+
+
+@router.post(
+    "/v1/agui/streams/{stream_id}/events",
+    status_code=201,
+    openapi_extra=openapi.AGUI_PUBLISH_BODY,
+    responses=openapi.ok(201, openapi.Published, "mapped and appended")
+    | openapi.errors(401, 403, 404, 409, 413, 422, 429),
+    dependencies=[Depends(valid_stream_id), *producer("publish")],
+)
+async def publish(
+    stream_id: str,
+    request: Request,
+    *,
+    event_log: EventLogDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+) -> JSONResponse:
+    """Publish AG-UI events (an agent that speaks AG-UI): each is mapped to the UI
+    message chunks that every reader of the stream gets, appended atomically per request."""
+    body = await read_bytes(request, settings.max_body_bytes)
+    events = _events(body, request.headers.get("content-type", ""))
+    producers = _producers(request)
+    for _ in range(PUBLISH_TRIES):
+        ((seq, _tag),) = await event_log.heads([stream_id])
+        mapper = await producers.mapper_at(event_log, stream_id, seq)
+        if mapper.state.ended:
+            raise ApiError(409, "ended", "the stream's run has ended", last_event_id=seq)
+        try:
+            chunks = map_events(mapper, events)
+        except AgUiInvalid as exc:
+            raise ApiError(422, "invalid_event", str(exc)[:300]) from None
+        if not chunks:
+            return JSONResponse({"last_event_id": seq, "appended": 0}, status_code=201)
+        try:
+            last = await append_feed(event_log, stream_id, chunks, seq)
+        except ApiError as exc:
+            if exc.code != "conflict":
+                raise
+            continue
+        producers.keep(stream_id, last, mapper)
+        metrics.appended.inc(len(chunks))
+        return JSONResponse({"last_event_id": last, "appended": len(chunks)}, status_code=201)
+    raise ApiError(409, "conflict", "other producers kept appending to this stream; try again")
