@@ -268,8 +268,7 @@ async def run(
     response_class=Response,
     openapi_extra=RUN_BODY,
     responses={
-        **openapi.sse("the thread's latest run as AG-UI events"),
-        204: {"description": "the thread has no run"},
+        **openapi.sse("the thread's latest run as AG-UI events (empty: no run yet)"),
         **openapi.errors(400, 401, 403, 404, 409, 413, 422, 429, 503),
     },
 )
@@ -281,8 +280,8 @@ async def connect(
     given = await _run_input(request, settings, agent_id)
     await check_chat(request, given.threadId, None)
     record = await chats.get(given.threadId)
-    if record is None:
-        return Response(status_code=204)
+    if record is None:  # an empty stream: CopilotKit waits on a 204 for ever
+        return Response(b"", media_type="text/event-stream", headers={"cache-control": "no-store"})
     current_stream.set(record.generation)
     cursor = request.headers.get("last-event-id")
     return await agui_response(
