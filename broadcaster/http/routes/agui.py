@@ -269,6 +269,7 @@ async def run(
     openapi_extra=RUN_BODY,
     responses={
         **openapi.sse("the thread's latest run as AG-UI events (empty: no run yet)"),
+        204: {"description": "the client has seen the run's end (Last-Event-ID)"},
         **openapi.errors(400, 401, 403, 404, 409, 413, 422, 429, 503),
     },
 )
