@@ -15,7 +15,8 @@ events one chunk maps to, is known exactly, and a resume there re-opens it (``pr
   ``REASONING_MESSAGE_CONTENT``; a signature (or redacted data) in ``providerMetadata``
   ``REASONING_ENCRYPTED_VALUE``; ``reasoning-end`` -> ``REASONING_MESSAGE_END`` +
   ``REASONING_END``;
-- ``tool-input-start/delta`` -> ``TOOL_CALL_START/ARGS``; ``tool-input-available`` (and
+- ``tool-input-start/delta`` -> ``TOOL_CALL_START/ARGS`` (``parentMessageId``
+  ``<generation>.<seq of its start>``); ``tool-input-available`` (and
   ``-error``) -> ``TOOL_CALL_END`` (a call never started gets its start and its whole
   input as args first); ``tool-output-available/error/denied`` -> ``TOOL_CALL_RESULT``
   (content: the output's JSON, ``{"error": text}``, ``{"denied": true}``);
@@ -253,9 +254,17 @@ class Mapper:
         call = str(c.get("toolCallId"))
         if self._call_open(call):
             return []
-        return [
-            {"type": "TOOL_CALL_START", "toolCallId": call, "toolCallName": str(c.get("toolName"))}
-        ]
+        return [self._call_start(seq, call, str(c.get("toolName")))]
+
+    def _call_start(self, seq: int, call: str, name: str) -> AgEvent:
+        """A call's start, on an assistant message of its own named as the mapping names
+        messages (``<generation>.<seq>``), so a thread sent back names its answer."""
+        return {
+            "type": "TOOL_CALL_START",
+            "toolCallId": call,
+            "toolCallName": name,
+            "parentMessageId": f"{self.run_id}.{seq}",
+        }
 
     def _input_delta(self, seq: int, c: dict[str, Any]) -> list[AgEvent]:
         call, delta = str(c.get("toolCallId")), c.get("inputTextDelta")
@@ -267,8 +276,7 @@ class Mapper:
         call = str(c.get("toolCallId"))
         out: list[AgEvent] = []
         if not self._call_open(call):
-            name = str(c.get("toolName"))
-            out.append({"type": "TOOL_CALL_START", "toolCallId": call, "toolCallName": name})
+            out.append(self._call_start(seq, call, str(c.get("toolName"))))
             if "input" in c:
                 out.append(
                     {"type": "TOOL_CALL_ARGS", "toolCallId": call, "delta": _json(c["input"])}
@@ -315,6 +323,9 @@ def _encrypted(mid: str, c: dict[str, Any]) -> list[AgEvent]:
     """A signature (or redacted thinking) in a reasoning chunk's ``providerMetadata``."""
     meta = c.get("providerMetadata")
     anthropic = meta.get("anthropic") if isinstance(meta, dict) else None
+    agui = meta.get("agui") if isinstance(meta, dict) else None
+    if isinstance(agui, dict):  # published as AG-UI (inbound.py): the value it came with
+        anthropic = {"signature": agui.get("encryptedValue")}
     if not isinstance(anthropic, dict):
         return []
     value = anthropic.get("signature") or anthropic.get("redactedData")

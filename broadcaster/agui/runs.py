@@ -3,7 +3,10 @@
 A run's ``threadId`` is the chat id and its ``agentId`` the provider (``default``: the
 deployment's). Its ``messages`` become the chat's UI messages, as the AI SDK's
 ``useChat`` would send them: user, system (and developer) text; an assistant's text and
-tool calls, each call with the result the thread's ``tool`` message gives it. A
+tool calls, each call with the result the thread's ``tool`` message gives it. The AG-UI
+messages of one answer (assistant and tool messages in a row) are one UI message, a
+``step-start`` after each step's results, named as the chat named that answer
+(``answer_id``). A
 ``resume`` entry decides the tool call an interrupt waits on: ``resolved`` approves it
 (unless its ``payload`` says ``{"approved": false}``), ``cancelled`` denies it; a
 ``payload.reason`` is passed on. ``protocolVersion``, ``tools``, ``context``, ``state``
@@ -79,39 +82,83 @@ def decisions(run: RunInput) -> list[tuple[str, bool, str | None]]:
 
 def chat_body(run: RunInput, agent_id: str) -> dict[str, Any]:
     """The ``POST /v1/chat`` body of a run: its thread as UI messages, its provider."""
-    results = {m.toolCallId: m.content for m in run.messages if m.role == "tool"}
-    messages = []
+    results = {m.toolCallId: (m.content, m.id) for m in run.messages if m.role == "tool"}
+    messages: list[dict[str, Any]] = []
+    answer: dict[str, Any] | None = None
+    after_result = False
     for m in run.messages:
+        if m.role == "tool":
+            after_result = answer is not None
+            continue
+        if m.role != "assistant":
+            answer = None
+            parts = _parts(m, results)
+            role = "system" if m.role in ("system", "developer") else m.role
+            if parts and role in ("system", "user"):
+                messages.append({"id": m.id, "role": role, "parts": parts})
+            continue
         parts = _parts(m, results)
-        role = "system" if m.role in ("system", "developer") else m.role
-        if parts and role in ("system", "user", "assistant"):
-            messages.append({"id": m.id, "role": role, "parts": parts})
-    body: dict[str, Any] = {"id": run.threadId, "messages": messages}
+        if answer is None:
+            answer = {"id": m.id, "role": "assistant", "parts": []}
+            messages.append(answer)
+        elif after_result:
+            answer["parts"].append({"type": "step-start"})
+        answer["parts"] += parts
+        after_result = False
+        named = answer_id(m.id)
+        if named != m.id and "answer" not in answer:
+            answer["answer"] = named
+    for said in messages:
+        if said["role"] == "assistant":
+            said["id"] = said.pop("answer", said["id"])
+    body: dict[str, Any] = {
+        "id": run.threadId,
+        "messages": [m for m in messages if m["parts"]],
+    }
     if agent_id != DEFAULT_AGENT:
         body["provider"] = agent_id
     return body
 
 
-def _parts(m: AgMessage, results: dict[str | None, Any]) -> list[dict[str, Any]]:
+def answer_id(message_id: str) -> str:
+    """The UI message id of the answer an AG-UI assistant message belongs to: the
+    mapping names an answer's messages ``<generation>.<seq>`` (and a generation's UI
+    message is the generation), so a thread sent back names the answers the chat's
+    record holds, and none of them is taken for a turn the client never saw. An answer
+    (assistant and tool messages in a row) takes the first such name among its
+    messages, else its first message's id."""
+    base, dot, seq = message_id.rpartition(".")
+    mapped = dot and base and seq.isascii() and seq.isdigit() and len(seq) <= 12
+    return base if mapped else message_id
+
+
+def _parts(m: AgMessage, results: dict[str | None, tuple[Any, str]]) -> list[dict[str, Any]]:
+    """A message's parts; an assistant's keep the AG-UI ids they came with (their
+    ``providerMetadata.agui``), so the thread's snapshot gives the client its own."""
     parts: list[dict[str, Any]] = []
     text = _text(m.content)
     if text:
-        parts.append({"type": "text", "text": text})
+        part: dict[str, Any] = {"type": "text", "text": text}
+        if m.role == "assistant":
+            part["providerMetadata"] = {"agui": {"messageId": m.id}}
+        parts.append(part)
     if m.role != "assistant":
         return parts
     for call in m.toolCalls or []:
         given = call.get("function")
         fn: dict[str, Any] = given if isinstance(given, dict) else {}
         name, call_id = str(fn.get("name") or "tool"), str(call.get("id"))
-        part: dict[str, Any] = {
+        meta = {"messageId": m.id}
+        part = {
             "type": f"tool-{name}",
             "toolCallId": call_id,
             "input": _loads(fn.get("arguments")),
             "state": "input-available",
         }
         if call_id in results:
-            part |= {"state": "output-available", "output": _loads(results[call_id])}
-        parts.append(part)
+            output, meta["resultId"] = results[call_id]
+            part |= {"state": "output-available", "output": _loads(output)}
+        parts.append(part | {"callProviderMetadata": {"agui": meta}})
     return parts
 
 

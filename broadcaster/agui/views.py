@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from broadcaster.agui import frames
+from broadcaster.agui.history import Transcript
 from broadcaster.agui.projection import Mapper, Open, interrupted
 from broadcaster.core.eventlog import EventLog
 
@@ -132,22 +133,33 @@ class Translations:
 
 
 async def state_at(
-    event_log: EventLog, stream_id: str, thread_id: str, seq: int, seen: int | None
+    event_log: EventLog,
+    stream_id: str,
+    thread_id: str,
+    seq: int,
+    seen: int | None,
+    *,
+    transcript: Transcript | None = None,
 ) -> Open:
     """What is open after the client's resume point: after chunk ``seq`` whole (``seen``
-    None), or after its first ``seen + 1`` AG-UI events. Folded from the log."""
+    None), or after its first ``seen + 1`` AG-UI events. Folded from the log; the events
+    up to there are fed to ``transcript`` too (the history a snapshot shows)."""
     mapper = Mapper(thread_id, stream_id)
     upto = seq if seen is None else seq - 1
     if upto > 0:
         async for page in event_log.read_after(stream_id, 0, upto):
             for event in page:
-                mapper.feed(event.seq, event.json())
+                for made in mapper.feed(event.seq, event.json()):
+                    if transcript is not None:
+                        transcript.feed(made)
     state = mapper.state
     if seen is not None:
         async for page in event_log.read_after(stream_id, seq - 1, seq):
             for event in page:
                 for made in mapper.feed(event.seq, event.json())[: seen + 1]:
                     state = state.apply(made)
+                    if transcript is not None:
+                        transcript.feed(made)
     return state
 
 

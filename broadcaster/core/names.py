@@ -110,6 +110,17 @@ def is_event_type(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and EVENT_TYPE_RE.fullmatch(value) is not None
 
 
+AGUI_EVENT_TYPE_GRAMMAR = r"[A-Z][A-Z0-9_]{0,63}"
+"""An AG-UI event's ``type`` (``TEXT_MESSAGE_CONTENT``), as published to a stream."""
+AGUI_EVENT_TYPE_RE = _whole(AGUI_EVENT_TYPE_GRAMMAR)
+AGUI_EVENT_TYPE_PATTERN = _published(AGUI_EVENT_TYPE_GRAMMAR)
+
+
+def is_agui_event_type(value: object) -> TypeGuard[str]:
+    """An AG-UI event type: an upper-case letter, then up to 63 of those, digits or ``_``."""
+    return isinstance(value, str) and AGUI_EVENT_TYPE_RE.fullmatch(value) is not None
+
+
 WEBHOOK_EVENT_TYPE_GRAMMAR = r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+"
 WEBHOOK_EVENT_TYPE_RE = _whole(WEBHOOK_EVENT_TYPE_GRAMMAR)
 

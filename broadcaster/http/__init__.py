@@ -37,6 +37,8 @@ authorizes, calls its capability and answers.
   bodies and answers.
 - ``openapi_finish``: the document's finishing: what FastAPI generates by itself,
   amended (stream ids, 422, credentials).
+- ``feeds``: a publisher's events appended to a feed, each refusal its status (the
+  stream route's and AG-UI's publish).
 - ``metrics``: the front-end's Prometheus metrics.
 - ``settings``: the front-end's settings (``BROADCASTER_*``).
 

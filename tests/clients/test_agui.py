@@ -114,7 +114,8 @@ def test_info_names_the_agents_and_the_resumable_transport(stack: Stack) -> None
     unknown = httpx.post(f"{stack.url}/v1/agui/agent/nobody/run", json={})
     assert unknown.status_code == 404
     nothing = {"threadId": "agui-none", "runId": "r", "messages": []}
-    assert httpx.post(f"{stack.url}/v1/agui/agent/default/connect", json=nothing).status_code == 204
+    empty = httpx.post(f"{stack.url}/v1/agui/agent/default/connect", json=nothing)
+    assert empty.status_code == 200 and empty.content == b""  # no run: an empty stream
     assert httpx.post(f"{stack.url}/v1/agui/agent/default/stop/agui-none").status_code == 404
 
 
@@ -202,6 +203,8 @@ def test_an_approval_is_an_interrupt_and_resume_decides_it(stack: Stack) -> None
     second = agui(stack, "run", stack.url, "default", "agui-chat-2", history, "--resume", resume)
     assert second["generation"] == first["generation"]
     events = second["events"]
+    (snap,) = [e for e in events if e["type"] == "MESSAGES_SNAPSHOT"]
+    assert snap["messages"] == first["messages"]  # the answer so far, as the client holds it
     (result,) = [e for e in events if e["type"] == "TOOL_CALL_RESULT"]
     assert result["toolCallId"] == "toolu_ag1" and json.loads(result["content"]) == {"sum": 7}
     assert deltas(events) == "It is 7."
@@ -249,3 +252,34 @@ def test_a_run_goes_on_when_its_post_drops_and_a_second_client_follows(stack: St
     assert followed["generation"] == dropped["generation"]
     assert deltas(followed["events"]) == "".join(words)
     assert followed["events"][-1]["outcome"] == {"type": "success"}
+
+
+def test_a_run_and_a_connect_open_with_the_threads_history(stack: Stack) -> None:
+    thread = "agui-chat-5"
+    stack.model.route("snap-one", message([text(["Hi ", "there."])]))
+    stack.model.route("snap-two", message([text(["Sec", "ond ", "answer."])], chunk_delay=0.02))
+    first = agui(stack, "run", stack.url, "default", thread, user("u1", "snap-one"))
+    asked = [*first["messages"], {"id": "u2", "role": "user", "content": "snap-two"}]
+    second = agui(stack, "run", stack.url, "default", thread, json.dumps(asked))
+    assert kinds(second["events"])[:2] == ["RUN_STARTED", "MESSAGES_SNAPSHOT"]
+    snap = second["events"][1]["messages"]
+    assert snap == asked  # the thread as the client sent it, its own ids, each turn once
+    listed = httpx.get(f"{stack.url}/v1/chat/{thread}/messages").json()["messages"]
+    assert [m["role"] for m in listed] == ["user", "assistant", "user", "assistant"]
+    assert [m["content"] for m in second["messages"]][-1] == "Second answer."
+    wait_status(stack, second["generation"], "completed")
+    # A client with nothing (a reload): the history, then the answer, as the first has it.
+    joined = agui(stack, "connect", stack.url, "default", thread)
+    assert joined["status"] == 200
+    assert kinds(joined["events"])[:2] == ["RUN_STARTED", "MESSAGES_SNAPSHOT"]
+    assert joined["events"][1]["messages"] == snap
+    assert joined["messages"] == second["messages"]
+    # Resumed inside the answer's text: the snapshot holds what was said up to the cursor.
+    body = json.dumps({"threadId": thread, "runId": "c1", "messages": []})
+    connect = f"{stack.url}/v1/agui/agent/default/connect"
+    cut = agui(stack, "read", connect, "--body", body, "--cut-after-content", "1")
+    resumed = agui(stack, "connect", stack.url, "default", thread, "--last-event-id", cut["cutId"])
+    (snap,) = [e for e in resumed["events"] if e["type"] == "MESSAGES_SNAPSHOT"]
+    assert snap["messages"][-1]["content"] == "Sec"
+    assert deltas(resumed["events"]) == "ond answer."
+    assert resumed["messages"] == second["messages"]

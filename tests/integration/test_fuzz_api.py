@@ -310,6 +310,7 @@ def validate(findings: Findings, session: requests.Session, case: Case, base_url
         ("secured", GenerationMode.NEGATIVE),  # with no credential
     ],
 )
+@pytest.mark.timeout(240)  # every operation of the document, in one test: it grows with them
 def test_schemathesis_finds_the_document_true(
     request: pytest.FixtureRequest, deployment: str, mode: GenerationMode
 ) -> None:

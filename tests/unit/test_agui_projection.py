@@ -245,6 +245,7 @@ def test_a_run_input_becomes_a_chat_request() -> None:
         "input": {"city": "Paris"},
         "state": "output-available",
         "output": {"temp": 21},
+        "callProviderMetadata": {"agui": {"messageId": "a1", "resultId": "t1"}},
     }
     assert "provider" not in chat_body(run, "default")
     resumed = parse_input(

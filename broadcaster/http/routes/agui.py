@@ -8,7 +8,10 @@
   as ``POST /v1/chat``), answered with the run's AG-UI stream; a ``resume`` decides the
   approvals the chat's answer waits on;
 - ``POST /v1/agui/agent/{agentId}/connect``: the thread's latest run, resumable;
-- ``POST /v1/agui/agent/{agentId}/stop/{threadId}``: stop the thread's running answer.
+- ``POST /v1/agui/agent/{agentId}/stop/{threadId}``: stop the thread's running answer;
+- ``POST /v1/agui/streams/{id}/events``: AG-UI events published to a stream (publisher
+  access, as ``POST /v1/streams/{id}/events``), stored as the UI message chunks every
+  reader gets.
 
 The mapping, the prelude and the shared translations are ``broadcaster.agui``'s; a run's
 turn is ``chat/conversation.py``'s, as for ``POST /v1/chat``.
@@ -21,24 +24,29 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from broadcaster.agui import frames
+from broadcaster.agui.history import Transcript, from_ui, snapshot
+from broadcaster.agui.inbound import AgUiInvalid, map_events, sse_events
+from broadcaster.agui.producers import Producers
 from broadcaster.agui.projection import Open, prelude
 from broadcaster.agui.runs import DEFAULT_AGENT, RunInput, chat_body, decisions, parse_input
 from broadcaster.agui.views import Translations, Viewer, state_at, view
 from broadcaster.chat import conversation
 from broadcaster.chat.convert import parse_body
+from broadcaster.chat.records import Chats
 from broadcaster.core import names
 from broadcaster.core.eventlog import EventLog
 from broadcaster.core.logconfig import current_stream
 from broadcaster.generations.request import PROVIDERS, RequestInvalid
 from broadcaster.http import openapi
-from broadcaster.http.access import check_chat, check_viewer
-from broadcaster.http.bodies import read_json
+from broadcaster.http.access import check_chat, check_viewer, producer
+from broadcaster.http.bodies import parse_json, read_bytes, read_json
 from broadcaster.http.chat_answers import stop_answer
 from broadcaster.http.errors import ApiError, refused
+from broadcaster.http.feeds import append_feed
 from broadcaster.http.resources import (
     ApprovalsDep,
     ChatsDep,
@@ -46,11 +54,12 @@ from broadcaster.http.resources import (
     GenerationsDep,
     HubDep,
     JobsDep,
+    MetricsDep,
     SettingsDep,
     get_event_log,
 )
 from broadcaster.http.settings import Settings
-from broadcaster.http.stream_ids import new_stream_id
+from broadcaster.http.stream_ids import new_stream_id, valid_stream_id
 from broadcaster.http.viewing import check_room, stream_response
 
 router = APIRouter()
@@ -84,9 +93,12 @@ async def agui_response(
     *,
     base: int = 0,
     stop_at_wait: bool,
+    history: list[dict[str, Any]] | None = None,
 ) -> Response:
     """``stream_id``'s AG-UI view after ``cursor`` (an AG-UI ``Last-Event-ID``), or after
-    its event ``base``: the prelude that re-opens what is open there, then the rest."""
+    its event ``base``: the prelude that re-opens what is open there, then the rest. With
+    ``history`` (the UI messages the answer was submitted with), a ``MESSAGES_SNAPSHOT``
+    right after the run's start: that history and what the answer said before there."""
     parsed = frames.parse_cursor(cursor)
     if parsed is None:
         raise ApiError(400, "bad_request", "Last-Event-ID is not an id this route issued")
@@ -98,12 +110,18 @@ async def agui_response(
         raise ApiError(400, "bad_request", "Last-Event-ID is not an id this route issued")
     event_log = await get_event_log(request)
     shared = _translations(request).get(stream_id, thread_id)
-    kept = shared.kept.get(seq) if seen is None else None
+    transcript = None if history is None else Transcript(from_ui(history))
+    kept = shared.kept.get(seq) if seen is None and transcript is None else None
     state = kept.after if kept is not None else Open()
     if kept is None and seq:
-        state = await state_at(event_log, stream_id, thread_id, seq, seen)
-    opening = frames.encode_bare(prelude(state))
+        state = await state_at(event_log, stream_id, thread_id, seq, seen, transcript=transcript)
+    opened = prelude(state)
     skip = 0 if seen is None else seen + 1
+    if transcript is not None and not state.ended:
+        if not opened:  # from the start: the first chunk's RUN_STARTED is sent here
+            opened, skip = [{"type": "RUN_STARTED", "threadId": thread_id, "runId": stream_id}], 1
+        opened.insert(1, snapshot(transcript.messages))
+    opening = frames.encode_bare(opened)
     viewer = Viewer(shared, shared, skip=skip, stop_at_wait=stop_at_wait)
     after = point if seen is None else str(seq - 1)
     return await stream_response(
@@ -179,6 +197,13 @@ async def _run_input(request: Request, settings: Settings, agent_id: str) -> Run
     return run
 
 
+async def _history(chats: Chats, thread: str, generation: str) -> list[dict[str, Any]] | None:
+    """The UI messages ``generation`` was submitted with, when it is the thread's latest
+    answer (a queued turn's run shows no snapshot: its history is not written yet)."""
+    record = await chats.get(thread)
+    return record.messages if record is not None and record.generation == generation else None
+
+
 RUN_BODY = openapi.model_body(RunInput)
 """``RunAgentInput``, as the run and connect routes read it."""
 
@@ -214,7 +239,10 @@ async def run(
         if decided:
             waited, base = await conversation.decide(chats, approvals, thread, decided)
             current_stream.set(waited)
-            return await agui_response(request, waited, thread, None, base=base, stop_at_wait=True)
+            history = await _history(chats, thread, waited)
+            return await agui_response(
+                request, waited, thread, None, base=base, stop_at_wait=True, history=history
+            )
         chat = _parsed(parse_body, chat_body(given, agent_id))
         turn = await conversation.submit(
             conversation.Stores(chats, generations, jobs, approvals),
@@ -229,9 +257,10 @@ async def run(
     except conversation.Refusal as exc:
         raise refused(exc) from None
     current_stream.set(turn.generation)
+    history = await _history(chats, thread, turn.generation)
     # A steer goes on in the running answer, after the steering message: the run shows it.
     return await agui_response(
-        request, turn.generation, thread, None, base=turn.base, stop_at_wait=True
+        request, turn.generation, thread, None, base=turn.base, stop_at_wait=True, history=history
     )
 
 
@@ -240,8 +269,8 @@ async def run(
     response_class=Response,
     openapi_extra=RUN_BODY,
     responses={
-        **openapi.sse("the thread's latest run as AG-UI events"),
-        204: {"description": "the thread has no run"},
+        **openapi.sse("the thread's latest run as AG-UI events (empty: no run yet)"),
+        204: {"description": "the client has seen the run's end (Last-Event-ID)"},
         **openapi.errors(400, 401, 403, 404, 409, 413, 422, 429, 503),
     },
 )
@@ -253,12 +282,17 @@ async def connect(
     given = await _run_input(request, settings, agent_id)
     await check_chat(request, given.threadId, None)
     record = await chats.get(given.threadId, whole=False)
-    if record is None:
-        return Response(status_code=204)
+    if record is None:  # an empty stream: CopilotKit waits on a 204 for ever
+        return Response(b"", media_type="text/event-stream", headers={"cache-control": "no-store"})
     current_stream.set(record.generation)
     cursor = request.headers.get("last-event-id")
     return await agui_response(
-        request, record.generation, given.threadId, cursor, stop_at_wait=True
+        request,
+        record.generation,
+        given.threadId,
+        cursor,
+        stop_at_wait=True,
+        history=record.messages,
     )
 
 
@@ -278,3 +312,79 @@ async def stop(
     generation = await stop_answer(chats, event_log, thread_id, chat="thread", answer="answer")
     body = {"threadId": thread_id, "runId": generation, "status": "cancelled"}
     return JSONResponse(body, status_code=202)
+
+
+def _producers(request: Request) -> Producers:
+    """The front-end's AG-UI publish state (made on first use)."""
+    found: Producers | None = getattr(request.app.state, "agui_producers", None)
+    if found is None:
+        found = request.app.state.agui_producers = Producers()
+    return found
+
+
+PUBLISH_TRIES = 3
+"""Appends tried when another producer appends to the stream between a batch's fold and
+its append (each refolds from the log)."""
+
+SSE_TYPE = "text/event-stream"
+
+
+def _events(body: bytes, content_type: str) -> list[dict[str, Any]]:
+    """A publish body's AG-UI events: SSE text (``data:`` lines, as an AG-UI endpoint
+    answers), or JSON (one event, or a list)."""
+    try:
+        if content_type.split(";", 1)[0].strip().lower() == SSE_TYPE:
+            return sse_events(body)
+    except (AgUiInvalid, UnicodeDecodeError) as exc:
+        raise ApiError(422, "invalid_event", f"not AG-UI SSE: {exc}"[:300]) from None
+    parsed = parse_json(body)
+    found = parsed if isinstance(parsed, list) else [parsed]
+    if not found:
+        raise ApiError(422, "invalid_event", "no AG-UI event in the body")
+    if not all(isinstance(e, dict) for e in found):
+        raise ApiError(422, "invalid_event", "each AG-UI event must be a JSON object")
+    return found
+
+
+@router.post(
+    "/v1/agui/streams/{stream_id}/events",
+    status_code=201,
+    openapi_extra=openapi.AGUI_PUBLISH_BODY,
+    responses=openapi.ok(201, openapi.Published, "mapped and appended")
+    | openapi.errors(401, 403, 404, 409, 413, 422, 429),
+    dependencies=[Depends(valid_stream_id), *producer("publish")],
+)
+async def publish(
+    stream_id: str,
+    request: Request,
+    *,
+    event_log: EventLogDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+) -> JSONResponse:
+    """Publish AG-UI events (an agent that speaks AG-UI): each is mapped to the UI
+    message chunks that every reader of the stream gets, appended atomically per request."""
+    body = await read_bytes(request, settings.max_body_bytes)
+    events = _events(body, request.headers.get("content-type", ""))
+    producers = _producers(request)
+    for _ in range(PUBLISH_TRIES):
+        ((seq, _tag),) = await event_log.heads([stream_id])
+        mapper = await producers.mapper_at(event_log, stream_id, seq)
+        if mapper.state.ended:
+            raise ApiError(409, "ended", "the stream's run has ended", last_event_id=seq)
+        try:
+            chunks = map_events(mapper, events)
+        except AgUiInvalid as exc:
+            raise ApiError(422, "invalid_event", str(exc)[:300]) from None
+        if not chunks:
+            return JSONResponse({"last_event_id": seq, "appended": 0}, status_code=201)
+        try:
+            last = await append_feed(event_log, stream_id, chunks, seq)
+        except ApiError as exc:
+            if exc.code != "conflict":
+                raise
+            continue
+        producers.keep(stream_id, last, mapper)
+        metrics.appended.inc(len(chunks))
+        return JSONResponse({"last_event_id": last, "appended": len(chunks)}, status_code=201)
+    raise ApiError(409, "conflict", "other producers kept appending to this stream; try again")

@@ -10,25 +10,15 @@ one more viewer, are ``http/viewing.py``'s (the chat routes answer with it too).
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from broadcaster.core.eventlog import (
-    EventLog,
-    EventTooLarge,
-    StaleWriter,
-    StreamEnded,
-    StreamFull,
-    WrongKind,
-)
-from broadcaster.core.events import InvalidEvent
 from broadcaster.http import idempotent, openapi
 from broadcaster.http.access import producer, viewer_token
 from broadcaster.http.bodies import read_json
 from broadcaster.http.errors import ApiError, handle_error
+from broadcaster.http.feeds import append_feed
 from broadcaster.http.resources import EventLogDep, MetricsDep, SettingsDep
 from broadcaster.http.stream_ids import check_stream_id, valid_stream_id
 from broadcaster.http.viewing import (
@@ -71,7 +61,7 @@ async def publish(
             once.replay, status_code=201, headers={idempotent.REPLAYED_HEADER: "true"}
         )
     try:
-        seq = await _append(event_log, stream_id, events, expected_last_event_id)
+        seq = await append_feed(event_log, stream_id, events, expected_last_event_id)
     except BaseException:
         await once.release()
         raise
@@ -79,26 +69,6 @@ async def publish(
     answer = {"last_event_id": seq}
     await once.settle(answer)
     return JSONResponse(answer, status_code=201)
-
-
-async def _append(
-    event_log: EventLog, stream_id: str, events: list[Any], expect_seq: int | None
-) -> int:
-    """Append to a feed; each reason for refusing becomes its status and error code."""
-    try:
-        return await event_log.append(stream_id, events, kind="feed", expect_seq=expect_seq)
-    except EventTooLarge as exc:
-        raise ApiError(413, "too_large", str(exc)) from None
-    except InvalidEvent as exc:
-        raise ApiError(422, "invalid_event", str(exc)) from None
-    except StreamFull as exc:
-        raise ApiError(413, "stream_full", str(exc), last_event_id=exc.last_seq) from None
-    except StreamEnded as exc:
-        raise ApiError(409, "ended", str(exc), last_event_id=exc.last_seq) from None
-    except WrongKind as exc:
-        raise ApiError(409, "generation", str(exc)) from None
-    except StaleWriter as exc:
-        raise ApiError(409, "conflict", str(exc), last_event_id=exc.last_seq) from None
 
 
 @router.get(

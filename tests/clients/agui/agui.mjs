@@ -16,6 +16,12 @@
 // pending interrupts and the x-generation-id header. --stop-after-content N posts
 // /stop/<threadId> after the Nth content event; --abort-after-content N aborts the POST.
 //
+// `connect` is HttpAgent.connectAgent with the connect CopilotKit's runtime client makes
+// (POST /v1/agui/agent/<agentId>/connect with the agent's RunAgentInput, the answer applied
+// by the client as a run's), and prints the events and the agent's messages after them:
+//
+//   node agui.mjs connect <base> <agentId> <threadId> [--last-event-id ID]
+//
 // Exit status: 0 ok, 1 the client rejected the stream or the request failed, 2 usage.
 
 import { HttpAgent, runHttpRequest, transformHttpEventStream, verifyEvents } from "@ag-ui/client";
@@ -141,7 +147,7 @@ async function run(args) {
   let stopped = null;
   const subscriber = {
     onEvent({ event }) {
-      events.push(event);
+      events.push(structuredClone(event)); // the client grows a snapshot's messages later
       if (event.type !== "TEXT_MESSAGE_CONTENT") return;
       contents += 1;
       if (stopAfter && contents === stopAfter) {
@@ -170,8 +176,47 @@ async function run(args) {
   };
 }
 
+// What CopilotKit's runtime agent does for connect: the same request as a run, to /connect.
+class ConnectingAgent extends HttpAgent {
+  constructor(config) {
+    super(config);
+    this.connectUrl = config.connectUrl;
+  }
+
+  connect(input) {
+    const init = this.requestInit(input);
+    return transformHttpEventStream(runHttpRequest(() => this.fetch(this.connectUrl, init)));
+  }
+}
+
+async function connect(args) {
+  const [base, agentId, threadId] = args.splice(0, 3);
+  if (!threadId) usage("connect needs <base> <agentId> <threadId>");
+  const lastEventId = option(args, "--last-event-id");
+  const headers = lastEventId ? { "last-event-id": lastEventId } : {};
+  let status = 0;
+  const agent = new ConnectingAgent({
+    url: `${base}/v1/agui/agent/${agentId}/run`,
+    connectUrl: `${base}/v1/agui/agent/${agentId}/connect`,
+    threadId,
+    headers,
+    fetch: async (url, init) => {
+      const response = await fetch(url, init);
+      status = response.status;
+      return response;
+    },
+  });
+  const events = [];
+  // A copy: the client applies a snapshot's own message objects, and grows them later.
+  const onEvent = ({ event }) => {
+    events.push(structuredClone(event));
+  };
+  await agent.connectAgent({ runId: `connect-${Date.now()}` }, { onEvent });
+  return { status, events, messages: agent.messages };
+}
+
 const [command, ...rest] = process.argv.slice(2);
-const commands = { read, run };
+const commands = { read, run, connect };
 if (!commands[command]) usage(`unknown command ${command}`);
 commands[command](rest)
   .then((out) => {
