@@ -281,7 +281,7 @@ async def connect(
     ending where the run waits for a person."""
     given = await _run_input(request, settings, agent_id)
     await check_chat(request, given.threadId, None)
-    record = await chats.get(given.threadId, whole=False)
+    record = await chats.get(given.threadId)  # whole: the snapshot sends its messages
     if record is None:  # an empty stream: CopilotKit waits on a 204 for ever
         return Response(b"", media_type="text/event-stream", headers={"cache-control": "no-store"})
     current_stream.set(record.generation)
