@@ -13,6 +13,8 @@ that wait for their turn, and the tool approvals a generation waits on.
 - ``conversation``: a submit's turn: the chat's next answer started, or the message
   queued, steering the running answer, or interrupting it; decisions a submit carries;
   the chat so far, and whether a run id names one of its answers.
+- ``rewind``: where a run's resume from its tail starts: the start of the part the asked
+  chunk lands in; pure.
 - ``framing``: a chat answer's SSE frames: where an answer ends at a wait for a person,
   and the ``finish`` that ``WorkflowChatTransport`` waits for.
 
