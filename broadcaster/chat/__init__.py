@@ -10,6 +10,8 @@ that wait for their turn, and the tool approvals a generation waits on.
   ends.
 - ``approvals``: decisions on the tool calls a generation waits on (and a decision's
   body checked), and the sweep that denies the ones nobody decided in time.
+- ``binding``: what binds a decision to its call (the input's hash) and its deadline;
+  pure.
 - ``conversation``: a submit's turn: the chat's next answer started, or the message
   queued, steering the running answer, or interrupting it; decisions a submit carries;
   the chat so far, and whether a run id names one of its answers.
