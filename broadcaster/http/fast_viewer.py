@@ -151,8 +151,8 @@ class FastViewers:
             elif name == b"forwarded":
                 rfc7239 = True
         params = dict(urllib.parse.parse_qsl(query.decode("latin-1"), True)) if query else {}
-        if params.get("compact", "").lower() in ("1", "true"):
-            return None  # a compact replay is the log's to fold
+        if any(params.get(k, "").lower() in ("1", "true") for k in ("compact", "caught_up")):
+            return None  # a compact replay is the log's to fold; marks are the app's to send
         raw = params.get("last_event_id") if resume is None else resume.decode("latin-1")
         verifier = state["access"].verifier
         token = grant = None
