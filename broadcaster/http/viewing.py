@@ -57,7 +57,7 @@ async def stream_response(
 ) -> Response:
     """The SSE response for ``stream_id`` after ``resume`` (None: from the first event),
     204 when the client has seen the end, or ApiError; access is the caller's to check.
-    ``compact`` and ``presence`` default to the query's flags (``caught_up`` is read).
+    ``compact``, ``presence`` default to the query's; ``presence=False``: no caught-up mark.
     ``body_filter`` (the chat and AG-UI routes') sees every chunk of the body: never
     handed over (``SSEResponse.detach``), direct writes only through ``direct_map``."""
     after, tag = _resume_point(resume)
@@ -88,7 +88,7 @@ async def stream_response(
             wants_presence=wants,
             compact=compact,
             detach=None if body_filter else response.detach,
-            marks=_flag(request, "caught_up"),  # docs/resuming.md
+            marks=presence is not False and _flag(request, "caught_up"),  # docs/resuming.md
         )
         return body_filter(chunks) if body_filter else chunks
 
