@@ -81,12 +81,14 @@ def viewers(proc: Proc) -> int:
 def read_until(
     chunks: Iterator[bytes], pattern: re.Pattern[bytes], seen: bytearray
 ) -> re.Match[bytes]:
-    for chunk in chunks:
+    """Read until ``pattern`` is in what was read; at most 100 more chunks (keepalives
+    come every half second: nothing the test waits for takes that long)."""
+    for _, chunk in zip(range(100), chunks, strict=False):
         seen += chunk
         found = pattern.search(bytes(seen))
         if found:
             return found
-    raise AssertionError(f"the response ended before {pattern.pattern!r}:\n{bytes(seen)!r}")
+    raise AssertionError(f"no {pattern.pattern!r} in:\n{bytes(seen)[-2000:]!r}")
 
 
 def test_a_viewer_that_asks_is_told_when_it_caught_up_and_the_tail_in_keepalives(
