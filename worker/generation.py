@@ -34,7 +34,7 @@ from worker.model_call import Policy
 from worker.providers.base import Provider
 from worker.reattach import reattached
 from worker.stepper import Progress, StepRun, go_on, run_steps
-from worker.steps import plan_resume
+from worker.steps import ends_restarted, plan_resume
 from worker.tools import ToolClash
 from worker.writer import StreamWriter, WritesLost
 
@@ -171,6 +171,7 @@ async def _resume(
         attempt=claim.attempt,
         by_attempt=_by_attempt(meta),
     )
+    progress.restarts = ends_restarted(events)
     if plan.cut is not None:
         progress.cut = True
         await go_on(writer, progress, plan.cut, policy.takeover)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broadcaster.core import tracing
+from worker.continuation import RESTARTED_STEP
 from worker.mapping import EventMapper
 from worker.metrics import CallTiming, WorkerMetrics
 from worker.providers.base import RESUME_META, SHOWN, Provider, ProviderError
@@ -72,16 +73,19 @@ async def call_model(
     started: bool,
     id_prefix: str = "",
     seam: Callable[[], Seam] | None = None,
+    restarts: bool = False,
 ) -> tuple[Step, EventMapper]:
     """One step's model call, its events appended (pending in ``writer`` at the end: the
     caller's next flush writes them, with the step's ending). ``started``: the attempt's
     ``start`` is already in the stream. ``seam``: the call continues a cut step, its
-    events joined to it (``worker.splice``; one per try). Raises ``CallFailed``."""
+    events joined to it (``worker.splice``; one per try). ``restarts``: the call makes a
+    restarted step's call again, its ``start-step`` says so. Raises ``CallFailed``."""
     seq_before = writer.seq
     for retry_no in range(policy.provider_retries + 1):
         mapper = EventMapper(message_id, id_prefix)
         timing = CallTiming(writer.metrics, str(request.get("provider")))
         call = _Call(writer, policy, mapper, started, timing, None if seam is None else seam())
+        call.restarts = restarts
         model = str(request.get("model") or "")
         span = tracing.span(f"chat {model}".strip(), _call_attributes(request), kind="CLIENT")
         try:
@@ -155,11 +159,16 @@ def count_tokens(metrics: WorkerMetrics | None, mapper: EventMapper) -> None:
         metrics.tokens.labels("output").inc(usage.get("output_tokens", 0))
 
 
-def _shown(events: list[dict[str, Any]], started: bool) -> list[dict[str, Any]]:
+def _shown(
+    events: list[dict[str, Any]], started: bool, restarts: bool = False
+) -> list[dict[str, Any]]:
     """The mapper's events this step shows: not the step's ending (the loop writes it), not
-    a second ``start``."""
+    a second ``start``; the ``start-step`` of a call made again after a restarted step
+    says so (``RESTARTED_STEP``)."""
     return [
-        e for e in events if e["type"] not in _HELD_BACK and not (started and e["type"] == "start")
+        RESTARTED_STEP if restarts and e["type"] == "start-step" else e
+        for e in events
+        if e["type"] not in _HELD_BACK and not (started and e["type"] == "start")
     ]
 
 
@@ -173,6 +182,8 @@ class _Call:
     started: bool
     timing: CallTiming
     seam: Seam | None = None
+    restarts: bool = False
+    """The call makes a restarted step's call again (``worker.continuation``)."""
     step: Step = field(default_factory=Step)
     held: list[dict[str, Any]] = field(default_factory=list)
     """The events that end a content block wait for the next ones: the step's last are
@@ -191,7 +202,7 @@ class _Call:
             self.mapper.feed(raw)  # the lost attempt showed its output: only catch up
             return
         pending = len(self.writer.pending)
-        out = _shown(self.mapper.feed(raw), self.started)
+        out = _shown(self.mapper.feed(raw), self.started, self.restarts)
         if self.seam is not None:
             out = self.seam.apply(out)
         self.step.events += [e for e in out if e["type"] not in ("start", "start-step")]

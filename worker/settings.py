@@ -60,7 +60,10 @@ class WorkerSettings(RedisSettings, DurabilitySettings):
     provider_retries: int = Field(4, ge=0)
     """Retries of a provider error that happens before any output, with backoff."""
     retry_base_seconds: float = Field(0.5, ge=0)
+    """The first wait before retrying a provider error; each next one is longer (with
+    jitter), honouring the provider's ``retry-after``."""
     retry_max_seconds: float = Field(20.0, ge=0)
+    """The longest wait between two retries of a provider error."""
     redis_patience_seconds: float = Field(60.0, gt=0)
     """How long an append is retried while Redis does not answer (it is conditional, so a
     retry never writes twice); then the attempt fails and, after the lease, a worker takes
@@ -87,10 +90,13 @@ class WorkerSettings(RedisSettings, DurabilitySettings):
     fake_delay_ms: float = Field(25.0, ge=0)
     """The fake provider's pause between tokens."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """The lowest level of the log lines written to stderr."""
     log_format: Literal["text", "json"] = "text"
+    """``json``: one object per line with ``stream_id`` on lines about a stream."""
     metrics_port: int = Field(0, ge=0, le=65535)
     """Serve Prometheus metrics on this port (0: off)."""
     metrics_host: str = "127.0.0.1"
+    """The address the worker's ``/metrics`` listens on (``0.0.0.0`` in a pod)."""
 
     @model_validator(mode="after")
     def _known_providers(self) -> WorkerSettings:

@@ -100,6 +100,9 @@ class Progress:
     worker never reported its own: the provider billed them all the same)."""
     going_on: GoingOn | None = None
     """Set when the attempt's first model call continues a cut step."""
+    restarts: bool = False
+    """Set when the attempt's first model call makes a restarted step's call again (its
+    ``start-step`` says so: ``worker.continuation.RESTARTED_STEP``)."""
     cut: bool = False
     """The attempt began in a step cut off in its model call."""
     taken_over: bool = False
@@ -141,6 +144,7 @@ async def go_on(writer: StreamWriter, progress: Progress, cut: Step, mode: str) 
         await writer.flush(shown, meta={"steps_done": str(progress.stream_steps)})
         return
     if plan.mode == "restart":
+        progress.restarts = True
         # The stored text is the answer's: without what the restarted step showed.
         kept = [e for s in progress.steps for e in s.events if e.get("type") == "text-delta"]
         await writer.flush(shown, text_reset="".join(str(e.get("delta")) for e in kept))
@@ -170,6 +174,7 @@ async def run_steps(run: StepRun, progress: Progress) -> None:
         return
     while True:
         going_on, progress.going_on = progress.going_on, None
+        restarts, progress.restarts = progress.restarts, False
         request = step_messages(run.request, progress.steps)
         if going_on is not None:
             request = continuation_request(request, going_on.turn)
@@ -186,6 +191,7 @@ async def run_steps(run: StepRun, progress: Progress) -> None:
                 started=progress.started,
                 id_prefix=progress.id_prefix,
                 seam=None if going_on is None else _seam(going_on),
+                restarts=restarts,
             )
         except CallFailed as exc:
             progress.add_usage(exc.mapper)

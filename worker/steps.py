@@ -149,6 +149,17 @@ def split_steps(attempt: Sequence[Event]) -> list[Step]:
     return [s for s in steps if not s.restarted]
 
 
+def ends_restarted(events: Sequence[Event]) -> bool:
+    """The stream's last step is one a takeover restarted, and the call made again has not
+    begun (its worker was lost in between): the next call's ``start-step`` says so."""
+    for e in reversed(events):
+        if e.get("type") == "start-step":
+            return False
+        if e.get("type") == "data-continued" and (e.get("data") or {}).get("mode") == "restart":
+            return True
+    return False
+
+
 def step_messages(request: dict[str, Any], steps: Sequence[Step]) -> dict[str, Any]:
     """The request for the model call after ``steps``: the request's messages (its prompt
     as a user turn) followed by each step's assistant turn and tool results."""
@@ -220,6 +231,7 @@ __all__ = [
     "Resume",
     "Step",
     "ToolCall",
+    "ends_restarted",
     "latest_attempt",
     "plan_resume",
     "split_steps",

@@ -19,6 +19,8 @@ that wait for their turn, and the tool approvals a generation waits on.
   chunk lands in; pure.
 - ``framing``: a chat answer's SSE frames: where an answer ends at a wait for a person,
   and the ``finish`` that ``WorkflowChatTransport`` waits for.
+- ``reset_step``: the AI SDK 7's view of a stream, for the readers that ask for it (a
+  restarted step's ``start-step`` served as ``reset-step``).
 
 May import: ``broadcaster.core`` and ``broadcaster.generations`` (a chat's answer is a
 generation).

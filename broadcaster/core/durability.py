@@ -8,12 +8,14 @@ gone. ``WAIT n timeout`` answers how many replicas have every write made so far 
 connection it is sent on*; ``WAITAOF 1 n timeout`` (Redis 7.2+, ``appendonly yes`` on the
 primary) how many have fsynced them. Hence the shape of this module:
 
-* **A committer per node** holds one connection of its own. A write that must be
-  confirmed is handed to it; the committer sends every write handed to it during the
-  event loop's turn (and while its previous round trip was in flight) in one pipeline,
-  followed by one *barrier* write and one ``WAIT`` (**group commit**): each writer gets
-  its own reply, and all of them the one answer of the ``WAIT``. Under many concurrent
-  writers the rounds grow, not their number, so throughput stays near ``primary``'s.
+* **A committer per node** holds connections of its own (``LANES``, two). A write that
+  must be confirmed is handed to it; the committer sends every write handed to it during
+  the event loop's turn (and while its rounds were in flight) in one pipeline, followed
+  by one *barrier* write and one ``WAIT`` (**group commit**): each writer gets its own
+  reply, and all of them the one answer of the ``WAIT``. Under many concurrent writers
+  the rounds grow, not their number, so throughput stays near ``primary``'s. Two rounds
+  may be in flight at once, each on its own connection: what comes while one waits for
+  its ``WAIT`` goes out at once in the other (``_Committer.lanes``).
 * **The barrier** (``SET`` of a short-lived key under the batch's hash tag) makes the
   ``WAIT`` cover the state the batch *read* as well as what it wrote: a deduplicated
   retry writes nothing, yet what it found may have come from another connection's write
@@ -44,6 +46,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -70,6 +73,8 @@ MAX_IN_FLIGHT = 20_000
 """Most writes waiting for confirmation in one process; more wait for a slot."""
 REASK_MS = 10
 """A committer that sends its ``WAIT`` apart (``fsync``) asks again this often."""
+LANES = 2
+"""Rounds a committer has in flight at once (``_Committer.lanes``)."""
 BARRIER_TTL_MS = 10_000
 """A barrier key lives this long: it only has to reach the replicas."""
 
@@ -178,15 +183,27 @@ class _Request:
 
 
 @dataclass(slots=True)
+class _Lane:
+    """One connection of a committer, and the task sending rounds on it."""
+
+    conn: AbstractConnection | None = None
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(slots=True)
 class _Committer:
-    """One node's writes and their ``WAIT``s, on one connection of its own."""
+    """One node's writes and their ``WAIT``s, on connections of its own (``lanes``)."""
 
     policy: Policy
     pool: ConnectionPool
     owns_pool: bool
     pending: list[_Request] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
-    conn: AbstractConnection | None = None
+    lanes: list[_Lane] = field(default_factory=lambda: [_Lane() for _ in range(LANES)])
+    """Rounds in flight at once, each on its lane's connection: while one round waits
+    for its ``WAIT`` (an fsync on two disks, in ``fsync`` mode), the writes that came
+    meanwhile go out in the next lane's round instead of waiting for it to end. Each
+    round's writes and its ``WAIT`` still share one connection. One lane: a round at a
+    time, as before (``Durability(lanes=1)``, to measure)."""
     counter: itertools.count[int] = field(default_factory=itertools.count)
     rounds: int = 0
     writes: int = 0
@@ -202,32 +219,38 @@ class _Committer:
     blocked ``WAITAOF`` makes it send) with the offset it has fsynced *so far*; when the
     writes and the ``GETACK`` reach it in the same read, that is before it fsyncs them,
     and it says it has only at its next once-a-second ``ACK``: a pipelined ``WAITAOF 1 1``
-    takes a second even with ``appendfsync always`` (docs/performance.md, "Durability").
+    takes a second even with ``appendfsync always`` (docs/history/performance-rounds.md,
+    "Durability").
     Sent after the replies, the ``GETACK`` follows the writes by a round trip, and the
     replica has fsynced them by then. ``WAIT`` (memory, not disk) has no such trap."""
+    lean: bool = True
+    """Rounds packed by ``pack`` and read under one timeout (``_exchange``)."""
 
     def submit(self, request: _Request) -> None:
         self.pending.append(request)
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._drain(), name="durability-committer")
+        for lane in self.lanes:
+            if lane.task is None or lane.task.done():
+                lane.task = asyncio.create_task(self._drain(lane), name="durability-committer")
+                return  # an idle lane takes it
+        # every lane is in a round: the first to end takes it
 
-    async def _drain(self) -> None:
+    async def _drain(self, lane: _Lane) -> None:
         while self.pending or self.follow:
             await asyncio.sleep(0)  # the writers of this turn of the loop join the round
             batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
             batch = [r for r in batch if not r.future.done()]  # a cancelled writer
             if not batch:
-                await self._send_follow()
+                await self._send_follow(lane)
                 continue
             try:
-                replies = await self._round(batch)
+                replies = await self._round(lane, batch)
             except asyncio.CancelledError:
                 for r in batch:
                     if not r.future.done():
                         r.future.set_exception(RedisConnectionError("the process is stopping"))
                 raise
             except Exception as exc:
-                await self._drop()
+                await self._drop(lane)
                 self.follow = []  # sent or not with the failed round: see ``follow``
                 if not isinstance(exc, (RedisConnectionError, RedisTimeoutError, ResponseError)):
                     # The connection broke under the round in a way the client does not
@@ -242,12 +265,12 @@ class _Committer:
                 if not r.future.done():
                     r.future.set_result(reply)
 
-    async def _round(self, batch: list[_Request]) -> list[list[Any]]:
-        """Send the batch, a barrier and the ``WAIT``; each request's replies, or
-        ``NotConfirmed`` in place of all of them."""
-        if self.conn is None:
-            self.conn = await self.pool.get_connection()  # type: ignore[no-untyped-call]
-        conn = self.conn
+    async def _round(self, lane: _Lane, batch: list[_Request]) -> list[list[Any]]:
+        """Send the batch, a barrier and the ``WAIT`` on ``lane``; each request's replies,
+        or ``NotConfirmed`` in place of all of them."""
+        if lane.conn is None:
+            lane.conn = await self.pool.get_connection()  # type: ignore[no-untyped-call]
+        conn = lane.conn
         follow, self.follow = self.follow, []
         commands: list[Sequence[Any]] = [*follow, *(c for r in batch for c in r.calls)]
         commands.append(
@@ -256,11 +279,11 @@ class _Committer:
         read_timeout = self.policy.timeout_ms / 1000 + 5.0
         if self.wait_apart:
             # WAITAOF after the writes' replies, in a second send: see ``wait_apart``.
-            replies = await _exchange(conn, commands, read_timeout)
+            replies = await _exchange(conn, commands, read_timeout, self.lean)
             replies.append(await self._wait_apart(conn, read_timeout))
         else:
             commands.append(self.policy.wait_command())
-            replies = await _exchange(conn, commands, read_timeout)
+            replies = await _exchange(conn, commands, read_timeout, self.lean)
         self.rounds += 1
         self.writes += len(batch)
         replies = replies[len(follow) :]  # (a push's reply says nothing: dropped)
@@ -282,17 +305,17 @@ class _Committer:
                 self.follow.extend(r.then(mine))
         return out
 
-    async def _send_follow(self) -> None:
+    async def _send_follow(self, lane: _Lane) -> None:
         """Send what confirmed rounds asked to send after them, when no round follows."""
         follow, self.follow = self.follow, []
         if not follow:
             return
         try:
-            if self.conn is None:
-                self.conn = await self.pool.get_connection()  # type: ignore[no-untyped-call]
-            await _exchange(self.conn, follow, self.policy.timeout_ms / 1000 + 5.0)
+            if lane.conn is None:
+                lane.conn = await self.pool.get_connection()  # type: ignore[no-untyped-call]
+            await _exchange(lane.conn, follow, self.policy.timeout_ms / 1000 + 5.0, self.lean)
         except Exception as exc:  # a push lost is found again (``follow``)
-            await self._drop()
+            await self._drop(lane)
             log.warning(
                 "durability: %d push(es) after a confirmed round lost: %r", len(follow), exc
             )
@@ -307,7 +330,9 @@ class _Committer:
         for ask in itertools.count():
             left_ms = max(1, int((deadline - loop.time()) * 1000))
             step = min(left_ms, 1 << min(ask, 8), REASK_MS)  # 1, 2, 4, 8, 10, 10... ms
-            (waited,) = await _exchange(conn, [self.policy.wait_command(step)], read_timeout)
+            (waited,) = await _exchange(
+                conn, [self.policy.wait_command(step)], read_timeout, self.lean
+            )
             if (
                 isinstance(waited, Exception)  # an answer, not a wait: asked again, the same
                 or self.policy.confirmed(waited)
@@ -317,9 +342,9 @@ class _Committer:
             self.reasks += 1
         raise AssertionError("unreachable")  # pragma: no cover: count() never ends
 
-    async def _drop(self) -> None:
-        """Close the connection after a failed round: its state is unknown."""
-        conn, self.conn = self.conn, None
+    async def _drop(self, lane: _Lane) -> None:
+        """Close the lane's connection after a failed round: its state is unknown."""
+        conn, lane.conn = lane.conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.disconnect()
@@ -327,28 +352,68 @@ class _Committer:
                 await self.pool.release(conn)
 
     async def aclose(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.task
-        await self._drop()
+        for lane in self.lanes:
+            if lane.task is not None:
+                lane.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await lane.task
+            await self._drop(lane)
         if self.owns_pool:
             await self.pool.disconnect()
 
 
 async def _exchange(
-    conn: AbstractConnection, commands: Sequence[Sequence[Any]], read_s: float
+    conn: AbstractConnection, commands: Sequence[Sequence[Any]], read_s: float, lean: bool = True
 ) -> list[Any]:
     """Send ``commands`` in one write and read each reply (an error reply in its place),
-    each within ``read_s`` (a connection that stops answering is a failed round)."""
-    await conn.send_packed_command(conn.pack_commands(commands))
-    replies: list[Any] = []
-    for _ in commands:
-        try:
-            replies.append(await conn.read_response(timeout=read_s))
-        except ResponseError as exc:
-            replies.append(exc)
+    all within ``read_s`` (a connection that stops answering is a failed round).
+
+    ``lean`` (the default; off only to measure what it replaced, ``tests/perf/
+    durability.py``): the round is packed by ``pack`` and its replies read under one
+    timeout. redis-py's ``pack_commands`` and a timeout armed per reply were most of a
+    committer's CPU under many writers (profiled: 35% in packing alone), and a round's
+    writers wait for all of it."""
+    if not lean:
+        await conn.send_packed_command(conn.pack_commands(commands))
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await conn.read_response(timeout=read_s))
+            except ResponseError as exc:
+                replies.append(exc)
+        return replies
+    await conn.send_packed_command(pack(commands))
+    replies = []
+    async with asyncio.timeout(read_s):
+        for _ in commands:
+            try:
+                replies.append(await conn.read_response(timeout=math.inf))
+            except ResponseError as exc:
+                replies.append(exc)
     return replies
+
+
+def pack(commands: Sequence[Sequence[Any]]) -> bytes:
+    """``commands`` in RESP, one ``bytes``: what redis-py's ``pack_commands`` sends for
+    the arguments a committer is given (``bytes``, ``str`` as UTF-8, ``int``, ``float``),
+    without its per-argument checks. Anything else is refused, as redis-py refuses it."""
+    out: list[bytes] = []
+    add = out.append
+    for command in commands:
+        add(b"*%d\r\n" % len(command))
+        for arg in command:
+            if isinstance(arg, bytes):
+                data = arg
+            elif isinstance(arg, str):
+                data = arg.encode()
+            elif isinstance(arg, int) and not isinstance(arg, bool):
+                data = b"%d" % arg
+            elif isinstance(arg, float):
+                data = repr(arg).encode()
+            else:
+                raise TypeError(f"a Redis command argument, not {type(arg).__name__}")
+            add(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
 
 
 class Durability:
@@ -356,10 +421,21 @@ class Durability:
     they always were (no committer, no extra round trip)."""
 
     def __init__(
-        self, redis: Redis, policy: Policy | None = None, *, wait_apart: bool | None = None
+        self,
+        redis: Redis,
+        policy: Policy | None = None,
+        *,
+        wait_apart: bool | None = None,
+        lean: bool = True,
+        lanes: int = LANES,
     ) -> None:
         self.redis = redis
         self.policy = policy or Policy()
+        self.lean = lean
+        """``_exchange``'s ``lean`` (set False only to measure what it replaced)."""
+        self.lanes = max(1, lanes)
+        """Rounds each committer has in flight at once (``_Committer.lanes``; 1 only to
+        measure what it replaced)."""
         self.wait_apart = self.policy.mode == "fsync" if wait_apart is None else wait_apart
         """``_Committer.wait_apart``: on in ``fsync`` mode (set False only to measure the
         pipelined round it replaced: ``tests/perf/durability.py``)."""
@@ -468,6 +544,8 @@ class Durability:
                     self.redis.connection_pool,
                     owns_pool=False,
                     wait_apart=self.wait_apart,
+                    lean=self.lean,
+                    lanes=self._lanes(),
                 )
             return "", committer
         node = cast(RedisCluster, self.redis).get_node_from_key(key)
@@ -481,9 +559,17 @@ class Durability:
             kwargs.pop("response_callbacks", None)  # the cluster's, which a connection refuses
             kwargs.update(host=host, port=int(port))
             committer = self._committers[name] = _Committer(
-                self.policy, ConnectionPool(**kwargs), owns_pool=True, wait_apart=self.wait_apart
+                self.policy,
+                ConnectionPool(**kwargs),
+                owns_pool=True,
+                wait_apart=self.wait_apart,
+                lean=self.lean,
+                lanes=self._lanes(),
             )
         return name, committer
+
+    def _lanes(self) -> list[_Lane]:
+        return [_Lane() for _ in range(self.lanes)]
 
     async def _forget(self, name: str) -> None:
         """On a Cluster: refresh the slot map and drop node ``name``'s committer."""

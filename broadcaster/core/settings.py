@@ -19,7 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from broadcaster.core import connection, keys
 
 DISTRIBUTION = "llm-stream-broadcaster"
-"""The distribution that installs ``broadcaster`` and ``worker`` (README, "The name")."""
+"""The distribution that installs ``broadcaster`` and ``worker`` (docs/start/install.md,
+"The name")."""
 
 
 def version() -> str:
@@ -92,6 +93,7 @@ class RedisSettings(BaseSettings):
     """Comma-separated ``host:port`` of Sentinels; ``REDIS_URL`` then gives only the
     credentials, database and TLS options of the data nodes."""
     redis_sentinel_service: str | None = Field(None, validation_alias="REDIS_SENTINEL_SERVICE")
+    """The name the Sentinels monitor the primary under (required with ``REDIS_SENTINELS``)."""
     data_dir: str = Field(".broadcaster", validation_alias="BROADCASTER_DATA_DIR")
     """Folder of the embedded Redis (its data, log, port file and URL file)."""
     embedded_redis_port: int = Field(
@@ -103,7 +105,10 @@ class RedisSettings(BaseSettings):
     redis_pool_size: int = Field(64, ge=2, validation_alias="BROADCASTER_REDIS_POOL_SIZE")
     """Connections per process for short commands; more callers wait for a free one."""
     ended_ttl_seconds: int = Field(keys.ENDED_TTL, ge=1, validation_alias="BROADCASTER_ENDED_TTL")
+    """An ended stream and its metadata expire this many seconds after its end."""
     idle_ttl_seconds: int = Field(keys.IDLE_TTL, ge=1, validation_alias="BROADCASTER_IDLE_TTL")
+    """A stream that is not ended expires after this long without an append (a running
+    stream is never trimmed)."""
     max_event_bytes: int = Field(64 * 1024, ge=256, validation_alias="BROADCASTER_MAX_EVENT_BYTES")
     """Largest single event (its JSON); larger ones are refused (413)."""
     max_stream_events: int = Field(100_000, ge=10, validation_alias="BROADCASTER_MAX_STREAM_EVENTS")

@@ -16,8 +16,9 @@ and is asked about again (``Opening.until``): the stream's state is read for it 
 other streams' in one round trip, and its topic made from it (``fanout.arrivals``).
 Anything else (a stream the read finds unknown or ended, a resume point the topic does
 not hold, a token to fetch keys for, a refusal or an error to answer, ``compact``, a
-browser's cross-origin request) returns None, and the request goes the usual way through
-the app, which answers it as before. Nothing is taken on that path.
+browser's cross-origin request, an AI SDK 7 reader asking for ``reset-step``) returns
+None, and the request goes the usual way through the app, which answers it as before.
+Nothing is taken on that path.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from typing import Any, NamedTuple
 from starlette.types import Send
 
 from broadcaster.auth import tokens
+from broadcaster.chat.reset_step import HEADER
+from broadcaster.chat.reset_step import wanted as reset_step_wanted
 from broadcaster.core import names
 from broadcaster.fanout.subscription import Writer
 from broadcaster.http.access import token_of
@@ -48,6 +51,7 @@ def _later(*_: Any) -> None:
 
 
 PREFIX, SUFFIX = b"/v1/streams/", b"/events"
+RESET_HEADER = HEADER.encode()
 
 
 class FastViewers:
@@ -141,6 +145,7 @@ class FastViewers:
             return None
         resume = auth = forwarded = None
         rfc7239 = False
+        asked: dict[str, str] = {}
         for name, value in headers:
             if name == b"last-event-id":
                 resume = value if resume is None else resume
@@ -150,9 +155,13 @@ class FastViewers:
                 forwarded = value if forwarded is None else forwarded + b", " + value
             elif name == b"forwarded":
                 rfc7239 = True
+            elif name == RESET_HEADER:
+                asked[HEADER] = value.decode("latin-1")
         params = dict(urllib.parse.parse_qsl(query.decode("latin-1"), True)) if query else {}
         if any(params.get(k, "").lower() in ("1", "true") for k in ("compact", "caught_up")):
             return None  # a compact replay is the log's to fold; marks are the app's to send
+        if reset_step_wanted(asked, params):
+            return None  # the AI SDK 7's view is the route's (``chat.reset_step``)
         raw = params.get("last_event_id") if resume is None else resume.decode("latin-1")
         verifier = state["access"].verifier
         token = grant = None

@@ -69,7 +69,9 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
             GcPauses(app.state.metrics),
             Presence(presence_store, on_change=app.state.metrics.presence_changed) as presence,
             Hub(resolver, event_log, _hub_config(settings), app.state.metrics, presence) as hub,
-            delivering(settings, redis, redis_url, app.state.metrics.registry),
+            delivering(
+                settings, redis, redis_url, app.state.metrics.registry, durability=durability
+            ),
         ):
             app.state.redis = redis
             app.state.presence = presence

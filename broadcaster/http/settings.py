@@ -24,7 +24,10 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     model_config = SettingsConfigDict(env_prefix="BROADCASTER_", extra="ignore")
 
     host: str = "127.0.0.1"
+    """The address the front-end listens on (``--host``); beyond loopback only with API
+    keys and a token secret, or ``--insecure``."""
     port: int = Field(8000, ge=0, le=65535)
+    """The port the front-end listens on (``--port``)."""
     keepalive_seconds: float = Field(15.0, gt=0)
     """A ``: ping`` comment goes out after this much silence on an SSE response."""
     retry_ms: int = Field(1000, ge=0)
@@ -119,6 +122,7 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     """The model of an OpenAI request that names none (set it to the model your
     OpenAI-compatible server serves, such as ``llama3.2`` on Ollama)."""
     default_max_tokens: int = Field(1024, ge=1)
+    """The ``max_tokens`` of a generation request that names none."""
     abandon_after_seconds: float | None = Field(None, gt=0)
     """A generation that has had no viewer for this long is cancelled (its stream ends
     with ``abort``, reason ``abandoned``), unless its request says otherwise. Unset: a
@@ -129,6 +133,7 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     shutdown_seconds: float = Field(8.0, gt=0)
     """On SIGTERM, open responses are ended at once; this bounds the whole shutdown."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """The lowest level of the log lines written to stderr."""
     log_format: Literal["text", "json"] = "text"
     """``json``: one object per line with ``stream_id`` on lines about a stream."""
 

@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse, Response
 from broadcaster.auth import tokens
 from broadcaster.auth.jwks import TokenVerifier
 from broadcaster.auth.tokens import Grant
+from broadcaster.chat.reset_step import VIEW as RESET_VIEW
+from broadcaster.chat.reset_step import wanted as reset_step_wanted
 from broadcaster.core import sse
 from broadcaster.core.eventlog import StreamInfo
 from broadcaster.fanout.hub import Hub
@@ -54,23 +56,23 @@ async def stream_response(
     presence: bool | None = None,
     body_filter: Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]] | None = None,
     direct_map: Callable[[bytes], bytes | None] | None = None,
+    reset_step: bool | None = None,
 ) -> Response:
     """The SSE response for ``stream_id`` after ``resume`` (None: from the first event),
     204 when the client has seen the end, or ApiError; access is the caller's to check.
-    ``compact``, ``presence`` default to the query's; ``presence=False``: no caught-up mark.
-    ``body_filter`` (the chat and AG-UI routes') sees every chunk of the body: never
-    handed over (``SSEResponse.detach``), direct writes only through ``direct_map``."""
+    ``compact`` and ``presence`` default to the query's flags (``presence=False``: no
+    caught-up mark either). ``body_filter`` (the chat and AG-UI routes') sees every chunk
+    of the body: the response is never handed over (``SSEResponse.detach``) and takes
+    direct writes only through ``direct_map``.
+    ``reset_step`` defaults to the request's asking for it (``_reset_view``)."""
+    if reset_step or (
+        reset_step is None and reset_step_wanted(request.headers, request.query_params)
+    ):
+        body_filter, direct_map = _reset_view(body_filter, direct_map)
     after, tag = _resume_point(resume)
     hub, settings = await get_hub(request), await get_settings(request)
-    try:
-        slot = await admit_viewer(request, [stream_id])
-        with slot.guard():
-            metrics = await get_metrics(request)
-            info = await _stream_state(request, hub, stream_id, after, tag)
-            _check_resume_point(info, after, tag)
-    except (Refused, ApiError):
-        hub.arrivals.release(stream_id)  # no topic comes of this viewer: those waiting go on
-        raise
+    slot, info = await _admitted(request, hub, stream_id, after, tag)
+    metrics = await get_metrics(request)
     if info.ended and after == info.last_seq:
         slot.release()
         return Response(status_code=204)
@@ -104,6 +106,40 @@ async def stream_response(
         leave=hub.leave,
     )
     return response
+
+
+async def _admitted(
+    request: Request, hub: Hub, stream_id: str, after: int, tag: str | None
+) -> tuple[Slot, StreamInfo]:
+    """The viewer's slot (``admit_viewer``) and the stream's state at its resume point,
+    or the refusal; a viewer refused lets those waiting for its topic go on."""
+    try:
+        slot = await admit_viewer(request, [stream_id])
+        with slot.guard():
+            info = await _stream_state(request, hub, stream_id, after, tag)
+            _check_resume_point(info, after, tag)
+    except (Refused, ApiError):
+        hub.arrivals.release(stream_id)  # no topic comes of this viewer: those waiting go on
+        raise
+    return slot, info
+
+
+Filter = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
+
+
+def _reset_view(
+    body_filter: Filter | None, direct_map: Callable[[bytes], bytes | None] | None
+) -> tuple[Filter, Callable[[bytes], bytes | None] | None]:
+    """``body_filter`` and ``direct_map`` of a reader that asked for the AI SDK 7's
+    ``reset-step`` (``chat.reset_step.wanted``): a restarted step's ``start-step`` served
+    as one, through the view every such reader of this front-end shares; its chunks
+    through ``RESET_VIEW`` after the route's own filter; direct writes mapped by it
+    where the route has none of its own (a route whose filter must see every chunk, a
+    chat answer's, keeps taking none)."""
+    if body_filter is None:
+        return RESET_VIEW.frames, RESET_VIEW.map
+    inner = body_filter
+    return (lambda chunks: RESET_VIEW.frames(inner(chunks))), direct_map
 
 
 def _mapped_writer(

@@ -6,7 +6,7 @@ viewer is about 80 tracked objects (uvicorn's protocol and cycle, the response, 
 coroutines, the subscription), none of them garbage while it watches. So while 12,500
 viewers connected to one process here, eleven full collections ran, each finding
 nothing, the last ones stalling the event loop (every viewer's next frame) for 500-740
-ms, 3.2 s in all of the 9 s it took (docs/performance.md, "100,000 viewers").
+ms, 3.2 s in all of the 9 s it took (docs/history/performance-rounds.md, "100,000 viewers").
 
 So the survivors of each full collection are frozen (``gc.freeze``): the next one scans
 only what came since, and its pauses stay about a fifth of what they were. Frozen

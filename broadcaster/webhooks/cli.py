@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from redis.asyncio import Redis
 
 from broadcaster.core import connection
+from broadcaster.core.durability import Durability, DurabilityUnsupported, Policy
 from broadcaster.core.embedded import deployment_url, redis_url
 from broadcaster.core.logconfig import setup_logging
 from broadcaster.core.names import is_entry_id
@@ -101,11 +102,21 @@ async def _run(settings: DelivererSettings, url: str) -> None:
         loop.add_signal_handler(sig, stopping.set)
     config = DeliveryConfig.from_settings(settings)
     try:
-        async with (
-            _client(url) as redis,
-            Deliverer(redis, url, config, WebhookMetrics(registry), grace=config.timeout),
-        ):
-            await stopping.wait()
+        async with _client(url) as redis:
+            durability = Durability(redis, Policy.of(settings))
+            try:
+                await durability.check_at_start()
+            except DurabilityUnsupported as exc:  # said in one line, as a bad setting is
+                raise SystemExit(f"webhooks run: {exc}") from None
+            try:
+                metrics = WebhookMetrics(registry)
+                grace = config.timeout
+                async with Deliverer(
+                    redis, url, config, metrics, grace=grace, durability=durability
+                ):
+                    await stopping.wait()
+            finally:
+                await durability.aclose()
     finally:
         if metrics_server is not None:
             server, thread = metrics_server

@@ -43,6 +43,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis, RedisCluster
 
 from broadcaster.core import connection, contain, keys
+from broadcaster.core.durability import Durability
 from broadcaster.webhooks.compose import Delivery
 from broadcaster.webhooks.metrics import WebhookMetrics
 from broadcaster.webhooks.mover import RECLAIM_IDLE_MS, Mover, stream_reply
@@ -123,6 +124,7 @@ class Deliverer:
         metrics: WebhookMetrics,
         *,
         grace: float = 5.0,
+        durability: Durability | None = None,
     ) -> None:
         self.redis = redis
         self.grace = grace
@@ -131,7 +133,7 @@ class Deliverer:
         self.metrics = metrics
         self.consumer = consumer_name()
         self.queue = DeliveryQueue(redis)
-        self.mover = Mover(redis, self.queue, self.consumer)
+        self.mover = Mover(redis, self.queue, self.consumer, durability)
         self.sender = Sender(config.url, Signer(config.secret), config.timeout, config.concurrency)
         self.cluster = isinstance(redis, RedisCluster)
         self._attempts: dict[str, asyncio.Task[None]] = {}
@@ -473,14 +475,18 @@ async def delivering(
     redis: Redis,
     redis_url: str,
     registry: CollectorRegistry,
+    *,
     grace: float = 2.0,
+    durability: Durability | None = None,
 ) -> AsyncIterator[Deliverer | None]:
     """A front-end's deliverer while inside, if it runs one: webhooks are configured and
-    ``BROADCASTER_WEBHOOK_DELIVERY`` is not false (else None)."""
+    ``BROADCASTER_WEBHOOK_DELIVERY`` is not false (else None). Its moves are acknowledged
+    under ``durability`` (the front-end's)."""
     if not (settings.webhooks_configured() and settings.webhook_delivery):
         yield None
         return
     config = DeliveryConfig.from_settings(settings)
     metrics = WebhookMetrics(registry)
-    async with Deliverer(redis, redis_url, config, metrics, grace=grace) as deliverer:
+    deliverer = Deliverer(redis, redis_url, config, metrics, grace=grace, durability=durability)
+    async with deliverer:
         yield deliverer

@@ -9,6 +9,13 @@ moves them again (``reclaim``: pending for ``RECLAIM_IDLE_MS``) when its deliver
 looks (``deliverer``: one seen gone, at start, at least hourly); the marker makes that
 second move add nothing.
 
+Its writes (the deliveries added, the outbox entry acknowledged and deleted) go through
+the process's ``Durability`` (``core/durability.py``), as every other write of a
+generation's life does: under ``replicas`` or ``fsync`` each is acknowledged once the
+replicas (or disks) have it, in the committer's rounds with the other writers'; the
+outbox entry is dropped only once its deliveries are confirmed, so a failover between
+them leaves it pending, moved again (the marker adds nothing twice).
+
 Reading them: on one Redis (or Sentinel) a single blocking ``XREADGROUP`` names all 256
 outboxes, and costs one command per blocking period while idle. On a Cluster a command
 may only touch one slot, so each outbox is read without blocking, every
@@ -17,6 +24,7 @@ may only touch one slot, so each outbox is read without blocking, every
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, cast
 
@@ -24,6 +32,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from broadcaster.core import keys
+from broadcaster.core.durability import Durability
 from broadcaster.webhooks import compose
 from broadcaster.webhooks.queue import GROUP, DeliveryQueue
 
@@ -41,11 +50,19 @@ _Entry = tuple[str, str, dict[str, str]]
 
 
 class Mover:
-    def __init__(self, redis: Redis, queue: DeliveryQueue, consumer: str) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        queue: DeliveryQueue,
+        consumer: str,
+        durability: Durability | None = None,
+    ) -> None:
         self.redis = redis
         self.queue = queue
         self.consumer = consumer
         self.keys = keys.outbox_keys()
+        self.durability = durability or Durability(redis)
+        """When a move is acknowledged (``core/durability.py``)."""
 
     async def ensure_groups(self) -> None:
         """The consumer group on every outbox (and the outbox itself), once each."""
@@ -119,12 +136,26 @@ class Mover:
                 continue
             if batch:
                 batches.append(batch)
-        await self.queue.enqueue(batches)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key, entry_id, _ in entries:
-                pipe.xack(key, GROUP, entry_id)
-                pipe.xdel(key, entry_id)
-            await pipe.execute()
+        if not self.durability.waits:
+            await self.queue.enqueue(batches)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key, entry_id, _ in entries:
+                    pipe.xack(key, GROUP, entry_id)
+                    pipe.xdel(key, entry_id)
+                await pipe.execute()
+            return len(batches)
+        await self.queue.enqueue(batches, self.durability)
+        # Confirmed first, then dropped: each outbox's entries in one request of its node's
+        # committer, all of them in the same round.
+        by_key: dict[str, list[str]] = {}
+        for key, entry_id, _ in entries:
+            by_key.setdefault(key, []).append(entry_id)
+        await asyncio.gather(
+            *(
+                self.durability.run(key, [("XACK", key, GROUP, *ids), ("XDEL", key, *ids)])
+                for key, ids in by_key.items()
+            )
+        )
         return len(batches)
 
 

@@ -10,6 +10,7 @@ ended), so a deliverer that dies leaves nothing that only it knew.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -19,6 +20,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
 from broadcaster.core import keys
+from broadcaster.core.durability import Durability
 from broadcaster.core.eventlog import script
 from broadcaster.webhooks.compose import Delivery
 
@@ -84,9 +86,13 @@ class DeliveryQueue:
         self._settle = redis.register_script(script("settle.lua", "broadcaster.webhooks"))
         self._replay = redis.register_script(script("replay.lua", "broadcaster.webhooks"))
 
-    async def enqueue(self, batches: Sequence[list[Delivery]]) -> int:
+    async def enqueue(
+        self, batches: Sequence[list[Delivery]], durability: Durability | None = None
+    ) -> int:
         """Add each batch (one outbox entry's deliveries) unless it was added before;
-        one round trip. Returns the deliveries added."""
+        one round trip (through ``durability``'s committer, when it waits: acknowledged
+        once confirmed, in one round with the other writers'). Returns the deliveries
+        added."""
         calls = []
         for batch in batches:
             args: list[Any] = [keys.WEBHOOK_MOVED_TTL]
@@ -95,6 +101,10 @@ class DeliveryQueue:
             calls.append(([KEY, keys.webhook_moved_key(batch[0].webhook_id)], args))
         if not calls:
             return 0
+        if durability is not None and durability.waits:
+            run = durability.script
+            replies = await asyncio.gather(*(run(self._enqueue, k, a) for k, a in calls))
+            return sum(int(n) for n in replies)
         return sum(int(n) for n in await evalsha_many(self.redis, self._enqueue, calls))
 
     async def backlog(self) -> tuple[int, int | None]:

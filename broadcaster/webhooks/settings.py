@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from standardwebhooks import Webhook
 
+from broadcaster.core.durability import DurabilitySettings
 from broadcaster.core.names import origin_of
 from broadcaster.core.settings import RedisSettings
 from broadcaster.webhooks.schedule import RetrySchedule
@@ -94,13 +95,16 @@ class WebhookSettings(BaseSettings):
         )
 
 
-class DelivererSettings(RedisSettings, WebhookSettings):
-    """``python -m broadcaster webhooks run`` (and ``dead``, ``replay``)."""
+class DelivererSettings(RedisSettings, WebhookSettings, DurabilitySettings):
+    """``python -m broadcaster webhooks run`` (and ``dead``, ``replay``); its moves are
+    acknowledged under ``BROADCASTER_DURABILITY*``, as the front-end's are
+    (``DurabilitySettings``)."""
 
     model_config = SettingsConfigDict(env_prefix="BROADCASTER_", extra="ignore")
 
     webhook_metrics_port: int = Field(0, ge=0, le=65535)
     """Serve the deliverer's Prometheus metrics on this port (0: off)."""
     webhook_metrics_host: str = "127.0.0.1"
+    """The address the deliverer's ``/metrics`` listens on."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"

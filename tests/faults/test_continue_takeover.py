@@ -60,9 +60,12 @@ from worker.continuation import CONTINUE_PROMPT, LOST_RUN
 pytestmark = pytest.mark.anyio
 
 READERS = {
-    "ai6": ROOT / "tests" / "clients" / "aisdk" / "read.mjs",
-    "ai7": ROOT / "tests" / "clients" / "workflow" / "read.mjs",
+    "ai6": (ROOT / "tests" / "clients" / "aisdk" / "read.mjs", ""),
+    "ai7": (ROOT / "tests" / "clients" / "workflow" / "read.mjs", ""),
+    "ai7-reset": (ROOT / "tests" / "clients" / "workflow" / "read.mjs", "?reset_step=1"),
 }
+"""Each reader's script and its query: ``ai7-reset`` asks for ``reset-step``
+(broadcaster/chat/reset_step.py), which only the AI SDK 7 knows."""
 ANSWER = (
     "The bridge was finished in 1932 after six years of work, and it carried trams, "
     "trains and people across the harbour from the first day."
@@ -89,11 +92,14 @@ class Scenario:
     model_requests: list[Any] = field(default_factory=list)
     meta: dict[str, str] = field(default_factory=dict)
     runs_file: Path | None = None
+    readers: tuple[str, ...] = ("ai6", "ai7")
+    takeover: str = "continue"
+    """The workers' ``WORKER_TAKEOVER``."""
 
 
 def _require_readers() -> None:
     missing = missing_prerequisites()
-    if not (READERS["ai7"].parent / "node_modules" / "ai" / "package.json").is_file():
+    if not (READERS["ai7"][0].parent / "node_modules" / "ai" / "package.json").is_file():
         missing.append("tests/clients/workflow/node_modules is missing: npm ci there")
     if missing:
         pytest.fail("these tests need:\n  " + "\n  ".join(missing), pytrace=False)
@@ -132,6 +138,7 @@ async def run_cut(tmp_path: Path, sc: Scenario) -> Scenario:
     _require_readers()
     with FakeAnthropicServer() as model, Cluster(tmp_path, workers_n=0) as cluster:
         cluster.worker_env = tool_worker_env(model.base_url, tmp_path)
+        cluster.worker_env["WORKER_TAKEOVER"] = sc.takeover
         if sc.answer is not None:
             model.will_continue(sc.answer)
         for script in sc.scripts:
@@ -141,7 +148,8 @@ async def run_cut(tmp_path: Path, sc: Scenario) -> Scenario:
         async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as client:
             gid = await create_generation(client, fe, f"scenario {sc.name}", max_tokens=512)
             url = f"{fe}/v1/streams/{gid}/events"
-            live = {k: start_node_script(path, [url]) for k, path in READERS.items()}
+            readers = {k: READERS[k] for k in sc.readers}
+            live = {k: start_node_script(path, [url + q]) for k, (path, q) in readers.items()}
             try:
                 viewers = [Viewer(cluster.urls, gid) for _ in range(3)]
                 r = cluster.client()
@@ -165,8 +173,9 @@ async def run_cut(tmp_path: Path, sc: Scenario) -> Scenario:
                 r.close()
                 for k, proc in live.items():
                     sc.messages[f"{k} live"] = _read(proc, f"{k} live")
-                for k, path in READERS.items():
-                    sc.messages[f"{k} late"] = _read(start_node_script(path, [url]), f"{k} late")
+                for k, (path, q) in readers.items():
+                    late = start_node_script(path, [url + q])
+                    sc.messages[f"{k} late"] = _read(late, f"{k} late")
             finally:
                 _stop(live.values())
         sc.model_requests = [q.body for q in model.requests]
@@ -230,20 +239,63 @@ async def test_killed_mid_text_the_answer_is_continued_in_the_same_part(tmp_path
 async def test_killed_mid_thinking_the_step_restarts_coherently(tmp_path: Path) -> None:
     cut = message([thinking(["Let me ", "think ", "hard."]), text(["x"])])[:4]  # 2 deltas
     again = message([thinking(["Thought ", "again."], signature="sig-c2"), text(WORDS)])
-    sc = await run_cut(
-        tmp_path, Scenario("mid-thinking", [[*cut, stall()], again], ("reasoning-delta", "think"))
-    )
+    scenario = Scenario("mid-thinking", [[*cut, stall()], again], ("reasoning-delta", "think"))
+    scenario.readers = ("ai6", "ai7", "ai7-reset")
+    sc = await run_cut(tmp_path, scenario)
     assert_whole(sc, ANSWER)
     types = [e["type"] for e in sc.events]
     k = types.index("data-continued")
     assert types[k + 1 : k + 4] == ["reasoning-end", "finish-step", "start-step"], types
+    assert sc.events[k + 3] == {"type": "start-step", "reset": True}
     for who, msg in sc.messages.items():
+        if who.startswith("ai7-reset"):
+            continue
         # the cut thinking closed in its own step, then the new step; never shown again
         parts = ["step-start", "reasoning", "step-start", "reasoning", "text"]
         assert msg["part_types"] == parts, who
         thoughts = [p["text"] for p in msg["reasoning_parts"]]
         assert thoughts == ["Let me think ", "Thought again."], who
+        assert "reset-step" not in msg["chunk_types"], who
+    _assert_reset(sc, ["step-start", "reasoning", "text"], ["Thought again."])
     assert sc.model_requests[1]["messages"] == sc.model_requests[0]["messages"]
+
+
+def _assert_reset(sc: Scenario, parts: list[str], thoughts: list[str]) -> None:
+    """The AI SDK 7 readers that asked for ``reset-step``, live and late: the cut step's
+    parts dropped, one step, the new attempt's parts only."""
+    for who in ("ai7-reset live", "ai7-reset late"):
+        msg = sc.messages[who]
+        assert msg["chunk_types"].count("reset-step") == 1, (who, msg["chunk_types"])
+        assert msg["part_types"] == parts, (who, msg["part_types"])
+        assert [p["text"] for p in msg["reasoning_parts"]] == thoughts, who
+
+
+async def test_with_takeover_restart_a_reader_asking_for_reset_step_shows_the_text_once(
+    tmp_path: Path,
+) -> None:
+    """``WORKER_TAKEOVER=restart``: the cut step's text is shown again by the new call.
+    The AI SDK 7 asking for ``reset-step`` drops the cut step: the text once. The others
+    keep the restart as it always was: the cut parts closed in their step, then the new
+    step (the cut words twice, never a part left streaming)."""
+    again = message([thinking(["Let me ", "recall."], signature="sig-c2"), text(WORDS)])
+    scenario = Scenario(
+        "restart mid-text", [_cut_text_script(), again], ("text-delta", WORDS[SHOWN - 1])
+    )
+    scenario.readers, scenario.takeover = ("ai6", "ai7", "ai7-reset"), "restart"
+    sc = await run_cut(tmp_path, scenario)
+    types = [e["type"] for e in sc.events]
+    assert sc.meta["status"] == "completed" and types.count("finish") == 1, sc.meta
+    assert {"type": "start-step", "reset": True} in sc.events
+    partial = "".join(WORDS[:SHOWN])
+    for who, msg in sc.messages.items():
+        texts = [p["text"] for p in msg["text_parts"]]
+        assert all(p["state"] == "done" for p in msg["text_parts"] + msg["reasoning_parts"]), who
+        if who.startswith("ai7-reset"):
+            assert texts == [ANSWER], (who, texts)
+        else:
+            assert texts == [partial, ANSWER], (who, texts)
+            assert msg["part_types"].count("step-start") == 2, who
+    _assert_reset(sc, ["step-start", "reasoning", "text"], ["Let me recall."])
 
 
 async def test_killed_mid_tool_input_the_call_is_closed_and_never_runs(tmp_path: Path) -> None:

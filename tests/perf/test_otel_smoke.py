@@ -2,7 +2,7 @@
 front-end runs the same small load untraced and exporting to an OTLP receiver, every
 event reaches every viewer in both, the traced run's request spans arrive, and the
 summary prints the ratio. No timing assertion: the figures are the full run's
-(docs/performance.md, "Traces")."""
+(docs/history/performance-rounds.md, "Traces")."""
 
 from __future__ import annotations
 

@@ -232,7 +232,12 @@ def test_no_function_is_longer_than_a_screen() -> None:
     assert not too_long, f"longer than {MAX_FUNCTION_LINES} lines:\n" + "\n".join(too_long)
 
 
-DOCS = ["README.md", "ARCHITECTURE.md", *sorted(p.name for p in (ROOT / "docs").glob("*.md"))]
+DOCS = [
+    "README.md",
+    "ARCHITECTURE.md",
+    "CHANGELOG.md",
+    *sorted(str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")),
+]
 YOUR_APP = {"app/api/chat/route.ts", "lib/broadcaster.ts"}
 """Paths of the reader's own application, in docs/ai-sdk.md's examples."""
 PATH = re.compile(r"(?<![\w./-])((?:[\w-]+/)+[\w-]+\.(?:py|lua|md|json|yml|yaml|conf|mjs|ts))\b")
