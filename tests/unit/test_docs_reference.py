@@ -48,7 +48,7 @@ def test_the_settings_table_has_every_variable_once() -> None:
     for cls in (Settings, WorkerSettings):
         assert len(cls.model_fields) <= len(variables)
     readers = {r.variable: r.readers for r in settings_reference.rows()}
-    assert readers["BROADCASTER_DURABILITY"] == ("front-end", "worker")
+    assert readers["BROADCASTER_DURABILITY"] == ("front-end", "worker", "webhooks run")
 
 
 def test_the_cli_reference_has_every_subcommand() -> None:
