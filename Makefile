@@ -59,12 +59,12 @@ lint: $(BIN)/.installed
 # /usr/sbin binary of the package's name is missing; otherwise this says what to install);
 # the site's guides, which tests/integration/test_guides.py runs, use curl and jq; and
 # tests/clients/browser, tests/clients/aisdk, tests/clients/workflow (@ai-sdk/workflow
-# and the AI SDK 7), tests/clients/durable (the Durable Streams conformance suite and
+# and the AI SDK 7), tests/clients/workflow-old (@ai-sdk/workflow before 1.0.17), tests/clients/durable (the Durable Streams conformance suite and
 # clients), tests/clients/jwt (jose, minting tokens as a Node backend would), tests/perf
 # and web/chat (the demo's chat bundle, rebuilt by a test) have npm packages, installed by
 # npm ci when missing or out of date.
 DEBIAN_FOR_TESTS := chromium nginx prometheus curl jq
-NPM_FOR_TESTS := tests/clients/browser tests/clients/aisdk tests/clients/agui examples/copilotkit tests/clients/workflow tests/clients/durable tests/clients/jwt tests/perf web/chat
+NPM_FOR_TESTS := tests/clients/browser tests/clients/aisdk tests/clients/agui examples/copilotkit tests/clients/workflow tests/clients/workflow-old tests/clients/durable tests/clients/jwt tests/perf web/chat
 
 test-deps:
 	@if ! command -v redis-server >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broadcaster.core import keys, tracing
+from broadcaster.core.events import iso_ms
 from worker.continuation import LOST_RUN, continuation_request, partial_turn, plan_cut, plan_restart
 from worker.mapping import EventMapper
 from worker.model_call import CallFailed, Policy, call_model
@@ -350,16 +351,19 @@ async def _suspend(run: StepRun, step: Step, calls: list[ToolCall]) -> None:
     """Ask a person about ``calls`` and leave the generation waiting, in one append."""
     tools = run.policy.tools
     asked = step.requested()
+    wait_s = min(tools.approval_timeout(c.name) for c in calls)
+    deadline_ms = int((time.time() + wait_s) * 1000)
+    # Each request says when it expires (the AI SDK's chunk schema lets the field through;
+    # a client can show the time left, and knows a decision after it is refused).
     requests = [
         {
             "type": "tool-approval-request",
             "approvalId": asked.get(c.id) or f"apr_{secrets.token_urlsafe(12)}",
             "toolCallId": c.id,
+            "expiresAt": iso_ms(deadline_ms),
         }
         for c in calls
     ]
-    wait_s = min(tools.approval_timeout(c.name) for c in calls)
-    deadline_ms = int((time.time() + wait_s) * 1000)
     approvals = [
         {"approvalId": r["approvalId"], "toolCallId": c.id, "toolName": c.name, "input": c.input}
         for r, c in zip(requests, calls, strict=True)

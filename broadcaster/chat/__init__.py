@@ -10,11 +10,15 @@ that wait for their turn, and the tool approvals a generation waits on.
   ends.
 - ``approvals``: decisions on the tool calls a generation waits on (and a decision's
   body checked), and the sweep that denies the ones nobody decided in time.
+- ``binding``: what binds a decision to its call (the input's hash) and its deadline;
+  pure.
 - ``conversation``: a submit's turn: the chat's next answer started, or the message
   queued, steering the running answer, or interrupting it; decisions a submit carries;
   the chat so far, and whether a run id names one of its answers.
 - ``followers``: the viewers of chats' streams on a front-end, woken when a chat's next
   turn starts.
+- ``rewind``: where a run's resume from its tail starts: the start of the part the asked
+  chunk lands in; pure.
 - ``framing``: a chat answer's SSE frames: where an answer ends at a wait for a person,
   and the ``finish`` that ``WorkflowChatTransport`` waits for.
 - ``reset_step``: the AI SDK 7's view of a stream, for the readers that ask for it (a

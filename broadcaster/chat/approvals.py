@@ -43,6 +43,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from broadcaster.chat import binding
+from broadcaster.chat.binding import Expired, Mismatch
 from broadcaster.core import contain, keys
 from broadcaster.core.connection import REDIS_ERRORS
 from broadcaster.core.eventlog import EventLog, StaleWriter, StreamEnded, StreamNotFound
@@ -81,6 +83,11 @@ class ApprovalBody(BaseModel):
     approvalId: str = Field(min_length=1, max_length=256)
     approved: bool
     reason: str | None = Field(None, max_length=4096)
+    toolCallId: str | None = Field(None, min_length=1, max_length=256)
+    """The call decided on: refused (409) unless it is the approval's."""
+    inputHash: str | None = Field(None, min_length=64, max_length=64)
+    """The approved input's hash (``binding.input_hash``): refused (409) unless it is
+    the approval's input's."""
 
 
 def parse_decision(body: Any) -> ApprovalBody:
@@ -97,6 +104,14 @@ def parse_decision(body: Any) -> ApprovalBody:
 
 class NoSuchApproval(LookupError):
     """The generation asks for no approval of that id (or does not exist)."""
+
+
+__all__ = ["Expired", "Mismatch"]  # what a decision may also raise (``binding``)
+
+EXPIRED_CHUNK = "data-approval-expired"
+"""The transient chunk the sweep's denial carries, next to its ``data-approval``: every
+viewer of the generation sees the approval expire (then, once a worker resumes it, the
+call's ``tool-output-denied``)."""
 
 
 class WaitEnded(Exception):
@@ -119,6 +134,31 @@ class Decision:
 
 def _json(raw: str | None, default: Any) -> Any:
     return json.loads(raw) if raw else default
+
+
+def _said(
+    approval_id: str, approval: dict[str, Any], record: dict[str, Any], expiry: int | None
+) -> list[dict[str, Any]]:
+    """What a decision appends: ``data-approval``, and ``data-approval-expired`` (with
+    the deadline, ``expiry``) when the sweep denies it at its deadline."""
+    data = {"approvalId": approval_id, "toolCallId": approval["toolCallId"], **record}
+    said = [{"type": "data-approval", "id": approval_id, "data": data, "transient": True}]
+    if expiry is not None:
+        ended = {**data, "expiresAt": binding.expires_at(expiry)}
+        said.append({"type": EXPIRED_CHUNK, "id": approval_id, "data": ended, "transient": True})
+    return said
+
+
+def _after(decided: dict[str, Any], done: bool) -> tuple[dict[str, str], dict[str, Any] | None]:
+    """The metadata a decision leaves (and, for the last, the requeue's deadline)."""
+    new_meta = {
+        "decided": json.dumps(decided, separators=(",", ":")),
+        "owner": "decided" if done else f"wait:{secrets.token_hex(6)}",
+    }
+    if not done:
+        return new_meta, None
+    new_meta |= {"status": "queued", "resume": "1"}
+    return new_meta, {"zadd": int((time.time() + REQUEUE_AFTER_S) * 1000)}
 
 
 class Approvals:
@@ -165,9 +205,19 @@ class Approvals:
         return [a for a in wait.get("approvals", []) if a["approvalId"] not in decided]
 
     async def decide(
-        self, generation: str, approval_id: str, approved: bool, reason: str | None = None
+        self,
+        generation: str,
+        approval_id: str,
+        approved: bool,
+        reason: str | None = None,
+        *,
+        tool_call_id: str | None = None,
+        input_hash: str | None = None,
+        expiring: bool = False,
     ) -> Decision:
-        """Record a person's decision (the first one on an approval wins)."""
+        """Record a person's decision (the first one on an approval wins); ``Expired``
+        after the deadline, ``Mismatch`` for another call or input (``binding.check``).
+        ``expiring``: the sweep's denial, with ``data-approval-expired``."""
         for _ in range(20):  # each retry follows another decision: bounded by the approvals
             meta = await self.log.meta(generation)
             if not meta or meta.get("kind") != "generation":
@@ -178,34 +228,27 @@ class Approvals:
             wait_seq = int(wait.get("seq") or 0)
             if approval_id not in approvals:
                 raise NoSuchApproval(approval_id)
+            deadline_ms = int(wait.get("deadline_ms") or 0)
             if approval_id in decided:  # decided before: that decision stands
                 first = decided[approval_id]
+                if not expiring and first.get("reason") == EXPIRED:
+                    raise Expired(approval_id)
                 return Decision(approval_id, bool(first.get("approved")), False, False, wait_seq)
+            now_ms = int(time.time() * 1000)
+            bound = (tool_call_id, input_hash)
+            binding.check(approvals[approval_id], 0 if expiring else deadline_ms, now_ms, *bound)
             if meta.get("ended") or meta.get("status") != "waiting":
                 raise WaitEnded(generation)
-            record: dict[str, Any] = {"approved": approved}
-            if reason:
-                record["reason"] = reason
+            record: dict[str, Any] = {"approved": approved} | ({"reason": reason} if reason else {})
             decided[approval_id] = record
-            data = {
-                "approvalId": approval_id,
-                "toolCallId": approvals[approval_id]["toolCallId"],
-                **record,
-            }
-            event = {"type": "data-approval", "id": approval_id, "data": data, "transient": True}
+            expiry = deadline_ms if expiring else None
+            said = _said(approval_id, approvals[approval_id], record, expiry)
             done = all(a in decided for a in approvals)
-            new_meta = {
-                "decided": json.dumps(decided, separators=(",", ":")),
-                "owner": "decided" if done else f"wait:{secrets.token_hex(6)}",
-            }
-            extras = None
-            if done:
-                new_meta |= {"status": "queued", "resume": "1"}
-                extras = {"zadd": int((time.time() + REQUEUE_AFTER_S) * 1000)}
+            new_meta, extras = _after(decided, done)
             try:
                 await self.log.append(
                     generation,
-                    [event],
+                    said,
                     kind="generation",
                     owner=meta.get("owner") or "-",
                     meta=new_meta,
@@ -305,7 +348,9 @@ class Approvals:
         denied = 0
         for approval in await self.pending(generation):
             try:
-                decision = await self.decide(generation, approval["approvalId"], False, reason)
+                decision = await self.decide(
+                    generation, approval["approvalId"], False, reason, expiring=True
+                )
             except (NoSuchApproval, WaitEnded):
                 return denied
             denied += int(decision.won)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from broadcaster.chat.approvals import Approvals, NoSuchApproval, WaitEnded
+from broadcaster.chat import binding
+from broadcaster.chat.approvals import Approvals, Expired, Mismatch, NoSuchApproval, WaitEnded
 from broadcaster.chat.convert import (
     GENERATION_FIELDS,
     ChatBody,
@@ -64,6 +65,14 @@ class DecisionTooLate(Refusal):
 
 class NothingToDecide(Refusal):
     """The chat's answer waits on none of the approvals a submit decides."""
+
+
+class ApprovalExpired(Refusal):
+    """A decision came after its approval's deadline."""
+
+
+class ApprovalMismatch(Refusal):
+    """A decision names another tool call, or another input, than its approval's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +129,10 @@ async def submit(
     stream (asked once admitted, before anything is stored)."""
     responses = approval_responses(chat)
     if responses:
-        waited, base = await decide(stores.chats, stores.approvals, chat.id, responses)
+        parts = [p.model_dump() for p in chat.messages[-1].parts]
+        waited, base = await decide(
+            stores.chats, stores.approvals, chat.id, responses, binding.bindings(parts)
+        )
         current_stream.set(waited)
         return Answer(waited, base)
     job = to_request(chat, rules.defaults)
@@ -158,18 +170,36 @@ async def decide(
     approvals: Approvals,
     chat_id: str,
     responses: list[tuple[str, bool, str | None]],
+    bound: dict[str, tuple[str | None, str | None]] | None = None,
 ) -> tuple[str, int]:
     """Record the decisions a submit carries (``approval-responded`` tool parts): the
     first decision on an approval wins (a tab that lost sees what the winner decided).
+    ``bound``: the tool call and input hash each decision names (``binding.bindings``).
     The generation that waited, and the seq its answer goes on after."""
     record = await chats.get(chat_id, whole=False)
     generation = record.generation if record else ""
     decided = []
     for approval_id, approved, reason in responses if record else []:
         try:
-            decided.append(await approvals.decide(generation, approval_id, approved, reason))
+            call, hashed = (bound or {}).get(approval_id, (None, None))
+            decided.append(
+                await approvals.decide(
+                    generation,
+                    approval_id,
+                    approved,
+                    reason,
+                    tool_call_id=call,
+                    input_hash=hashed,
+                )
+            )
         except NoSuchApproval:
             continue
+        except Expired:
+            raise ApprovalExpired(
+                f"chat {chat_id!r}: approval {approval_id!r} expired before this decision"
+            ) from None
+        except Mismatch as exc:
+            raise ApprovalMismatch(f"chat {chat_id!r}: {exc}") from None
         except WaitEnded:
             raise DecisionTooLate(
                 f"chat {chat_id!r}: the answer waiting for this decision has ended"

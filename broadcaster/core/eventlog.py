@@ -580,6 +580,16 @@ class EventLog:
         )
         return entries_to_events(cast(_Entries, entries), stream_id)
 
+    async def read_back(self, stream_id: str, before: int, after: int, count: int) -> list[Event]:
+        """Up to ``count`` events with ``after`` < seq < ``before``, newest first (a
+        resume that looks back from a point for where its part began)."""
+        if before - after <= 1 or count <= 0:
+            return []
+        entries = await self.redis.xrevrange(
+            keys.log_key(stream_id), max=f"{before - 1}-0", min=f"{after + 1}-0", count=count
+        )
+        return entries_to_events(cast(_Entries, entries), stream_id)
+
     async def read_after(
         self, stream_id: str, after: int, until: int | None = None
     ) -> AsyncIterator[list[Event]]:

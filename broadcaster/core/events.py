@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from broadcaster.core import names
@@ -92,3 +93,10 @@ def dump_batch(objs: list[Any]) -> list[tuple[str, bytes]]:
         if etype in TERMINAL_TYPES:
             raise InvalidEvent(f"a terminal event ({etype!r}) may only be the last of a batch")
     return dumped
+
+
+def iso_ms(epoch_ms: int) -> str:
+    """A moment as events write it (``expiresAt``): ISO 8601 UTC with milliseconds, as
+    JavaScript's ``Date.prototype.toISOString`` does: ``2026-11-26T15:04:05.123Z``."""
+    moment = datetime.fromtimestamp(epoch_ms // 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"

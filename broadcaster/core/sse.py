@@ -11,6 +11,28 @@ from broadcaster.core.events import Event
 
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
+DRAINING = b": draining"
+"""The notice a draining front-end ends each response with (after its ``retry:``)."""
+
+
+def keepalive(seq: int) -> bytes:
+    """The keepalive of a viewer that asked to know where the stream is
+    (``caught_up=1``): a comment every SSE parser ignores, with the stream's tail seq."""
+    return b": keepalive %d\n\n" % seq
+
+
+def caught_up(seq: int) -> bytes:
+    """The mark sent once when a viewer that asked for it (``caught_up=1``) has been
+    sent everything up to the live tail (``seq``): a transient ``data-caught-up`` chunk
+    without an id (no event of the stream: ``Last-Event-ID`` stays its last event's)."""
+    data = b'{"type":"data-caught-up","data":{"seq":%d},"transient":true}' % seq
+    return b"event: data-caught-up\ndata: " + data + b"\n\n"
+
+
+def farewell(retry_ms: int) -> bytes:
+    """What a draining front-end ends a response with: the ``retry:`` the client waits
+    before it reconnects (jittered per response), and the notice, a comment."""
+    return b"retry: %d\n%s %d\n\n" % (retry_ms, DRAINING, retry_ms)
 
 
 def retry(ms: int) -> bytes:

@@ -3,7 +3,10 @@ new viewers (``Admission``)."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
+
+from broadcaster.core import sse
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +28,15 @@ class HubConfig:
     """Seconds a stream stays watched after its last viewer left: the next long-poll of a
     Durable Streams reader, or a viewer reconnecting, then finds it subscribed and its
     position known, instead of subscribing again and reading the log twice."""
+    drain_retry_ms: int = 1000
+    """A draining front-end's ``retry:``, at least (``farewell``)."""
+    drain_window_ms: int = 10000
+    """Each response's drain ``retry:`` is ``drain_retry_ms`` plus a random share of this
+    (uniform, whole ms): the viewers of a front-end that drains come back spread over it."""
+
+    def farewell(self) -> bytes:
+        """The last bytes of one response when the hub drains (``sse.farewell``)."""
+        return sse.farewell(self.drain_retry_ms + secrets.randbelow(self.drain_window_ms + 1))
 
 
 class Admission:

@@ -151,7 +151,7 @@ class Hub:
         self.closing = True
         for topic in self._topics.values():
             for sub in topic.subs:
-                sub.close()
+                sub.drain(self.config.farewell())
             if topic.ready is not None and not topic.ready.done():
                 topic.ready.cancel()  # its viewers wait no longer for Redis
 
@@ -235,7 +235,7 @@ class Hub:
             topic.linger.cancel()
             topic.linger = None
         if self.closing:
-            sub.close()
+            sub.drain(self.config.farewell())
         topic.subs.add(sub)
         self._viewers += 1
         self._connections += sub.own
@@ -375,6 +375,7 @@ class Hub:
         wants_presence: bool = False,
         compact: bool = False,
         detach: viewer.Detach | None = None,
+        marks: bool = False,
     ) -> AsyncIterator[bytes]:
         """SSE bytes for one viewer: every event with seq > ``after``, exactly once, in
         order; ``: ping`` during silences; ends after the terminal event (with its
@@ -392,7 +393,7 @@ class Hub:
         async with self.subscribe(
             stream_id, info.last_seq, info.tag, subject=subject, wants_presence=wants_presence
         ) as sub:
-            sub.last = after
+            sub.last, sub.marks = after, marks  # marks: Subscription.marks
             topic = sub.topic
             # What the topic holds after the resume point, instead of reading the log
             # (a compact replay of more than nothing is the log's to fold); nothing if

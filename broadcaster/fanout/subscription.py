@@ -85,11 +85,14 @@ class Subscription:
         "direct",
         "direct_end",
         "ended",
+        "farewell",
         "finished",
         "gone",
         "handed",
         "keepalive",
         "last",
+        "marked",
+        "marks",
         "notice",
         "overflowed",
         "own",
@@ -151,6 +154,14 @@ class Subscription:
         """Called (once) instead of waking a task, while it is handed over."""
         self.gone = False
         """It left the hub (``Hub.leave``)."""
+        self.marks = False
+        """Its viewer asked to know where the stream is (``caught_up=1``): a
+        ``data-caught-up`` mark once its replay reaches the tail, the tail's seq in each
+        keepalive."""
+        self.marked = False
+        """The caught-up mark went out."""
+        self.farewell: bytes | None = None
+        """Set when the hub drains: the last bytes of the response (``sse.farewell``)."""
 
     def deliver(self, run: Run) -> None:
         """New events of the stream: straight to the socket when they follow what the
@@ -201,12 +212,21 @@ class Subscription:
     def ping(self, now: float) -> None:
         """A keepalive, straight to the socket, or else through the viewer's task."""
         w = self.direct
-        if w is not None and w(sse.PING):
+        if w is not None and w(self.ping_frame()):
             self.quiet_since = now
             return
         self.direct = None
         self.ping_due = True
         self._wake()
+
+    def ping_frame(self) -> bytes:
+        """``: ping``; with the tail's seq for a viewer that asked for it."""
+        return sse.keepalive(self.tail()) if self.marks else sse.PING
+
+    def tail(self) -> int:
+        """The stream's last seq as this viewer knows it."""
+        topic = self.topic
+        return self.last if topic is None else max(self.last, topic.cursor)
 
     def tell(self, frame: bytes) -> None:
         """A notice that is no event (the viewer count): straight to the socket between
@@ -217,6 +237,11 @@ class Subscription:
         self.direct = None
         self.notice = frame
         self._wake()
+
+    def drain(self, farewell: bytes) -> None:
+        """Closed by a draining hub: its response ends with ``farewell``."""
+        self.farewell = farewell
+        self.close()
 
     def close(self) -> None:
         self.closed = True

@@ -54,6 +54,10 @@ async def deliver(
         sub.last, sub.ended = held[-1][1], held[-1][3]
         yield b"".join(frames)
     while not (sub.ended or sub.closed):
+        if sub.marks and not sub.marked and sub.idle():
+            sub.marked = True  # the replay reached the tail: said once
+            yield sse.caught_up(sub.tail())
+            continue
         if detach is not None and writer is not None and sub.idle():
             sub.park(writer, asyncio.get_running_loop().time())
             if detach(sub):
@@ -62,14 +66,14 @@ async def deliver(
             sub.direct = None
         woke = await _wait(sub, writer, keepalive)
         if sub.closed or sub.ended:
-            return
+            break
         if sub.notice is not None:
             frame, sub.notice = sub.notice, None
             yield frame
             continue
         if not woke or sub.ping_due:
             sub.ping_due = False
-            yield sse.PING
+            yield sub.ping_frame()
         elif sub.overflowed:
             # Fell behind: drop the buffer and read from Redis at our own pace. Nothing is
             # read before the socket takes more (an empty chunk waits for it to drain): a
@@ -82,6 +86,9 @@ async def deliver(
         else:
             async for chunk in _buffered(sub, replays, stream_id):
                 yield chunk
+    if sub.closed and sub.farewell is not None:  # the hub drains: the response's last words
+        frame, sub.farewell = sub.farewell, None
+        yield frame
 
 
 async def _wait(sub: Subscription, writer: Writer | None, keepalive: float) -> bool:

@@ -14,8 +14,9 @@ from broadcaster.chat.conversation import run_meta
 from broadcaster.chat.convert import chunk_window, run_id
 from broadcaster.chat.framing import LONE_FINISH, until_waiting
 from broadcaster.chat.records import Chats
+from broadcaster.chat.rewind import SCAN_LIMIT, STEP_START, rewind_to, step_window, tail_header
 from broadcaster.core.eventlog import EventLog, StreamEnded
-from broadcaster.core.events import dump_event
+from broadcaster.core.events import Event, dump_event
 from broadcaster.core.logconfig import current_stream
 from broadcaster.generations.lifecycle import NoSuchGeneration, cancel
 from broadcaster.http.access import check_chat
@@ -35,7 +36,12 @@ RUN_HEADER = "x-workflow-run-id"
 (``WorkflowChatTransport``)."""
 
 TAIL_HEADER = "x-workflow-stream-tail-index"
-"""A run's stream: the index of the run's last chunk so far (-1: none yet)."""
+"""A run's stream: the index of the run's last chunk so far (-1: none yet); for a resume
+from the tail rewound to a part's start, the index that makes the transport's count
+start at that part (``chat/rewind.py``)."""
+
+_BACK_PAGE = 256
+"""Events read per page looking back for a part's start."""
 
 
 def steered(chat_id: str, generation: str, event: dict[str, Any], base: int) -> Response:
@@ -79,7 +85,9 @@ async def run_answer(
     follow: bool = False,
 ) -> Response:
     """One answer's stream (a run id's), from its chunk ``start``: exact, never compacted,
-    no presence notices, so that chunk ``i`` is always event ``base + i + 1``. A run's
+    no presence notices, so that chunk ``i`` is always event ``base + i + 1``; a
+    negative ``start`` (the run's last ``-start`` chunks) is rewound to the start of the
+    part it lands in, with the tail index that keeps the transport's count exact. A run's
     reconnect ends where its POST's answer would, at a wait for a person; one that
     ``follow``s the chat (a tab's resume) stays through it, as the chat's resume does."""
     chat_id, generation, base = run
@@ -92,7 +100,13 @@ async def run_answer(
         )
     last_seq = int(meta.get("seq") or 0)
     after = chunk_window(base, last_seq, start)
-    headers = answer_headers(chat_id, generation, base) | {TAIL_HEADER: str(last_seq - base - 1)}
+    tail = last_seq - base - 1
+    if start < 0 and after < last_seq:
+        rewound = await _rewound(event_log, generation, base, after + 1)
+        if rewound <= after:  # landed mid-part: served from the part's start
+            after = rewound - 1
+            tail = tail_header(rewound - base - 1, -start)
+    headers = answer_headers(chat_id, generation, base) | {TAIL_HEADER: str(tail)}
     if meta.get("ended") and after == last_seq:
         # The client holds the whole answer; one that ended without ``finish`` gets one,
         # so that the transport stops reconnecting.
@@ -109,6 +123,23 @@ async def run_answer(
             event_log, generation, chunks, finish_ends=True, stop_at_wait=not follow
         ),
     )
+
+
+async def _rewound(event_log: EventLog, generation: str, base: int, asked: int) -> int:
+    """Where a resume from the run's tail that asked for the event ``asked`` starts: the
+    start of the part it lands in (``chat/rewind.py``), looked for back to the step's
+    start, the run's first chunk, or ``SCAN_LIMIT`` events, in pages."""
+    newest_first: list[Event] = []
+    before = asked
+    while len(newest_first) < SCAN_LIMIT and before > base + 1:
+        page = await event_log.read_back(generation, before, base, _BACK_PAGE)
+        if not page:
+            break
+        newest_first += page
+        if any(e.type == STEP_START for e in page):
+            break
+        before = page[-1].seq
+    return rewind_to(step_window(newest_first), asked)
 
 
 async def stop_answer(

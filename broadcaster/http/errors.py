@@ -44,6 +44,8 @@ _REFUSALS = {
     conversation.QueueFull: "chat_queue_full",
     conversation.DecisionTooLate: "ended",
     conversation.NothingToDecide: "approval_unknown",
+    conversation.ApprovalExpired: "approval_expired",
+    conversation.ApprovalMismatch: "approval_mismatch",
 }
 
 

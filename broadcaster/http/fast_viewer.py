@@ -158,8 +158,8 @@ class FastViewers:
             elif name == RESET_HEADER:
                 asked[HEADER] = value.decode("latin-1")
         params = dict(urllib.parse.parse_qsl(query.decode("latin-1"), True)) if query else {}
-        if params.get("compact", "").lower() in ("1", "true"):
-            return None  # a compact replay is the log's to fold
+        if any(params.get(k, "").lower() in ("1", "true") for k in ("compact", "caught_up")):
+            return None  # a compact replay is the log's to fold; marks are the app's to send
         if reset_step_wanted(asked, params):
             return None  # the AI SDK 7's view is the route's (``chat.reset_step``)
         raw = params.get("last_event_id") if resume is None else resume.decode("latin-1")

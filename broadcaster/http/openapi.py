@@ -325,6 +325,17 @@ APPROVAL_BODY = json_body(
             "approvalId": {"type": "string", "minLength": 1},
             "approved": {"type": "boolean"},
             "reason": {"type": ["string", "null"]},
+            "toolCallId": {
+                "type": ["string", "null"],
+                "description": "the call decided on; 409 approval_mismatch if not the approval's",
+            },
+            "inputHash": {
+                "type": ["string", "null"],
+                "minLength": 64,
+                "maxLength": 64,
+                "description": "sha256 (hex) of the approved input's RFC 8785 JSON; 409"
+                " approval_mismatch if not the approval's input's (docs/resuming.md)",
+            },
         },
         "additionalProperties": False,
     }

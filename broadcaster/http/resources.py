@@ -153,6 +153,8 @@ def _hub_config(settings: Settings) -> HubConfig:
         linger=settings.topic_linger_seconds,
         admit_per_second=settings.admit_per_second,
         admit_wait=settings.admit_wait_seconds,
+        drain_retry_ms=settings.drain_retry_ms,
+        drain_window_ms=settings.drain_window_ms,
     )
 
 

@@ -35,6 +35,12 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     retry_jitter_ms: int = Field(1000, ge=0)
     """Each response's ``retry:`` is ``retry_ms`` plus a random share of this: the viewers
     of a front-end that dies do not all come back in the same instant."""
+    drain_retry_ms: int = Field(1000, ge=0)
+    """At SIGTERM each open SSE response ends with a ``retry:`` of at least this, and the
+    notice ``: draining <ms>`` (docs/resuming.md)."""
+    drain_window_ms: int = Field(10000, ge=0, le=3_600_000)
+    """The drain's ``retry:`` is ``drain_retry_ms`` plus a random share (uniform) of this:
+    the viewers of a draining front-end reconnect spread over this window."""
     admit_per_second: float = Field(2000.0, ge=0)
     """New SSE responses a front-end process starts per second, at most (a burst of as
     many): a reconnect storm is spread out rather than taken all at once (0: no limit).

@@ -60,10 +60,10 @@ async def stream_response(
 ) -> Response:
     """The SSE response for ``stream_id`` after ``resume`` (None: from the first event),
     204 when the client has seen the end, or ApiError; access is the caller's to check.
-
-    ``compact`` and ``presence`` default to the query's flags. ``body_filter`` (the chat
-    and AG-UI routes') sees every chunk of the body: the response is never handed over
-    (``SSEResponse.detach``) and takes direct writes only through ``direct_map``.
+    ``compact`` and ``presence`` default to the query's flags (``presence=False``: no
+    caught-up mark either). ``body_filter`` (the chat and AG-UI routes') sees every chunk
+    of the body: the response is never handed over (``SSEResponse.detach``) and takes
+    direct writes only through ``direct_map``.
     ``reset_step`` defaults to the request's asking for it (``_reset_view``)."""
     if reset_step or (
         reset_step is None and reset_step_wanted(request.headers, request.query_params)
@@ -90,6 +90,7 @@ async def stream_response(
             wants_presence=wants,
             compact=compact,
             detach=None if body_filter else response.detach,
+            marks=presence is not False and _flag(request, "caught_up"),  # docs/resuming.md
         )
         return body_filter(chunks) if body_filter else chunks
 

@@ -7,7 +7,8 @@ the ratio.
 Real processes on 127.0.0.1: a Redis server of its own and one front-end (uvicorn). Each
 round opens ``--viewers`` viewers of a new stream, all AI SDK
 (``GET /v1/streams/{id}/events``, served by its fast path), all AI SDK through the app
-(the same route with ``?compact=1``, the response an AG-UI viewer gets) or all AG-UI
+(the same route with ``?compact=1``, the response an AG-UI viewer gets), all AI SDK
+that asked for the caught-up mark (``?caught_up=1``, docs/resuming.md) or all AG-UI
 (``GET /v1/agui/generations/{id}/events``),
 waits until each is caught up, then appends ``--events`` text deltas (and ``finish``)
 straight to Redis in batches of 10, so that the front-end's only work is delivery. The
@@ -31,12 +32,20 @@ from broadcaster.core.embedded import EmbeddedRedis
 from broadcaster.core.eventlog import EventLog
 from tests.support.procs import Proc, start_frontend
 
-ENDS = {"aisdk": b"data: [DONE]", "aisdk-app": b"data: [DONE]", "agui": b'"RUN_FINISHED"'}
+ENDS = {
+    "aisdk": b"data: [DONE]",
+    "aisdk-app": b"data: [DONE]",
+    "caught-up": b"data: [DONE]",
+    "agui": b'"RUN_FINISHED"',
+}
 PATHS = {
     "aisdk": "/v1/streams/{id}/events",
     # ``compact`` (a folded replay, then live as usual) is served by the app rather than
     # the stream route's fast path: the same SSE response an AG-UI viewer gets.
     "aisdk-app": "/v1/streams/{id}/events?compact=1",
+    # A viewer that asked to be told when it caught up (and the tail in keepalives),
+    # served by the app too (docs/resuming.md).
+    "caught-up": "/v1/streams/{id}/events?caught_up=1",
     "agui": "/v1/agui/generations/{id}/events",
 }
 KINDS = tuple(PATHS)
@@ -105,7 +114,7 @@ async def measure(args: argparse.Namespace, front: Proc, redis_url: str) -> None
     for kind in KINDS:  # warm up every path
         await one_round(front, log, kind, args.viewers, 50)
     for r in range(args.rounds):
-        for kind in KINDS[r % 3 :] + KINDS[: r % 3]:
+        for kind in KINDS[r % len(KINDS) :] + KINDS[: r % len(KINDS)]:
             took[kind].append(await one_round(front, log, kind, args.viewers, args.events))
     await redis.aclose()
     best = {kind: min(values) for kind, values in took.items()}
@@ -117,6 +126,10 @@ async def measure(args: argparse.Namespace, front: Proc, redis_url: str) -> None
             f"  {kind:9} best {best[kind] * 1e6:5.2f} us, median {middle[kind] * 1e6:5.2f} us"
             f" CPU per delivery  (rounds: {rounds})"
         )
+    print(
+        f"  caught-up / aisdk-app: best {best['caught-up'] / best['aisdk-app']:.2f}x,"
+        f" median {middle['caught-up'] / middle['aisdk-app']:.2f}x"
+    )
     for base in ("aisdk", "aisdk-app"):
         print(
             f"  AG-UI / {base}: best {best['agui'] / best[base]:.2f}x,"

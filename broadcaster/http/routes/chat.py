@@ -26,6 +26,8 @@ from broadcaster.chat.approvals import (
     ApprovalBody,
     Approvals,
     Decision,
+    Expired,
+    Mismatch,
     NoSuchApproval,
     WaitEnded,
     parse_decision,
@@ -267,8 +269,19 @@ async def _decision_response(
 ) -> JSONResponse:
     try:
         decision: Decision = await approvals.decide(
-            generation, body.approvalId, body.approved, body.reason
+            generation,
+            body.approvalId,
+            body.approved,
+            body.reason,
+            tool_call_id=body.toolCallId,
+            input_hash=body.inputHash,
         )
+    except Expired:
+        raise ApiError(
+            409, "approval_expired", f"approval {body.approvalId!r} expired: nothing was decided"
+        ) from None
+    except Mismatch as exc:
+        raise ApiError(409, "approval_mismatch", str(exc)) from None
     except NoSuchApproval:
         raise ApiError(
             404, "not_found", f"generation {generation!r} asks for no approval {body.approvalId!r}"

@@ -13,7 +13,9 @@
 //              made. With `textFile`, that file is created once the Chat shows some
 //              text of the answer (the caller waits for it before it cuts the answer).
 //   reconnect  {chatId, startIndex}: transport.reconnectToStream({chatId, startIndex})
-//              (chatId may be a run id), read with readUIMessageStream; prints the chunks.
+//              (chatId may be a run id), read with readUIMessageStream; prints the chunks,
+//              the message, the transport's warnings and the chunk count its onChatEnd
+//              was told.
 //   approve    {chatId, text, body?, decide: {approved, reason?}, tabs: 2}: `tabs` Chats
 //              on one chat with sendAutomaticallyWhen:
 //              lastAssistantMessageIsCompleteWithApprovalResponses; the first sends; the
@@ -93,10 +95,21 @@ class NodeChat extends AbstractChat {
   }
 }
 
+// What the transport warns of (its orphan-chunk filter warns when a resume landed
+// mid-part) and the count of chunks it says it holds at the end (onChatEnd).
+const warnings = [];
+const warn = console.warn;
+console.warn = (...args) => {
+  warnings.push(args.map(String).join(" "));
+  warn(...args);
+};
+const ends = [];
+
 function transport(tab) {
   return new WorkflowChatTransport({
     api: request.api,
     fetch: watching(tab),
+    onChatEnd: ({ chunkIndex }) => ends.push(chunkIndex),
     maxConsecutiveErrors: 5,
     prepareSendMessagesRequest: request.body
       ? ({ messages, body }) => ({ body: { messages, ...request.body, ...body } })
@@ -152,7 +165,7 @@ async function reconnect() {
   } catch (err) {
     fail("the AI SDK rejected the stream", err);
   }
-  return { chunks, message, requests };
+  return { chunks, message, requests, warnings, ends };
 }
 
 function until(check, what, ms = 45_000) {

@@ -126,13 +126,13 @@ class ChatSession {
 
   // A decision taken in a pane that follows the answer: the server records it (the
   // first one wins); the panes whose answer ended at the wait follow it again.
-  async approve(approvalId, approved, reason) {
+  async approve(approvalId, approved, reason, bound = {}) {
     this.errorEl.textContent = "";
     try {
       const res = await fetch(this.url("/approvals"), {
         method: "POST",
         headers: { ...(await this.headers()), "Content-Type": "application/json" },
-        body: JSON.stringify({ approvalId, approved, ...(reason ? { reason } : {}) }),
+        body: JSON.stringify({ approvalId, approved, ...bound, ...(reason ? { reason } : {}) }),
       });
       if (!res.ok) throw await failure(res);
     } catch (err) {

@@ -1,6 +1,7 @@
 // One pane of the chat tab: its own AI SDK Chat (same chat id as the other pane), the
 // messages as that Chat holds them, a composer, and how the last answer ended.
 
+import { boundTo } from "./approval.mjs";
 import { BrowserChat } from "./chat.mjs";
 import { el, renderMessages } from "./render.mjs";
 
@@ -133,11 +134,14 @@ export class ChatPane {
   // automatic request, whose answer continues the message. A pane that still follows
   // the generation records it locally and tells the server (POST /v1/chat/{id}/approvals);
   // it sees the rest on the stream it reads.
+  // The decision names the call and the hash of the input it was shown (approval.mjs):
+  // the server refuses it if either is not the approval's.
   async decide(id, approved) {
     const following = this.busy();
     const reason = approved ? undefined : "denied in the demo";
+    const bound = await boundTo(this.chat.messages, id);
     await this.chat.addToolApprovalResponse({ id, approved, reason });
-    if (following) await this.session.approve(id, approved, reason);
+    if (following) await this.session.approve(id, approved, reason, bound);
   }
 
   // What another tab does: load the chat's newest page of messages from the server, then
