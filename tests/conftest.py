@@ -34,6 +34,15 @@ procs.free_port = ports.free_port
 # without REDIS_URL): a port from the list, not the fixed 6379 of a user's demo, which
 # several test processes would race for. A test of the fixed port sets its own.
 os.environ["BROADCASTER_EMBEDDED_REDIS_PORT"] = "0"
+# The suite starts a few hundred Python processes (front-ends, workers, demos). Where
+# PYTHONDONTWRITEBYTECODE is set, none of them may cache its bytecode, so each compiled the
+# project's sources again: half a second of CPU per start. They share a cache outside the
+# source tree instead (still nothing written beside the sources), compiled by the first.
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", ""):
+    os.environ.setdefault(
+        "PYTHONPYCACHEPREFIX",
+        os.path.join(tempfile.gettempdir(), f"broadcaster-test-pycache-{os.getuid()}"),
+    )
 
 
 @pytest.fixture(scope="session")
