@@ -88,7 +88,9 @@ def main() -> None:
         wall = time.monotonic() - started
     print(f"{args.starts} starts of each kind per root, in turn ({wall:.0f} s wall)")
     print("CPU seconds per start, min and median (the min is the least disturbed by load)")
-    print(f"{'root':<40} {'front-end':>14} {'ratio':>6} {'worker':>14} {'ratio':>6}")
+    head = f"{'min':>6} {'median':>7} {'ratio':>6}"
+    print(f"{'':<40} {'front-end':^21} {'worker':^21}")
+    print(f"{'root':<40} {head} {head}")
     base = {k: statistics.median(cpu[(roots[0], k)]) for k in ("fe", "wk")}
     for root in roots:
         cells = []
