@@ -262,8 +262,15 @@ def _webhooks(args: argparse.Namespace) -> None:
     raise SystemExit(webhooks.main(args))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line's parser (the docs' CLI reference is generated from it)."""
+SERVING = ("serve", "demo")
+"""The commands that start a server: a front-end starts with each replica, each restart
+and many times in a test run, so their start does not import what only the other commands
+parse (the bench, the tail and the webhooks' modules, a tenth of a front-end's imports)."""
+
+
+def build_parser(serving: bool = False) -> argparse.ArgumentParser:
+    """The command line's parser (the docs' CLI reference is generated from it); with
+    ``serving``, for a server's start, the arguments of the other commands left out."""
     parser = argparse.ArgumentParser(prog="python -m broadcaster")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -287,23 +294,23 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--forget", metavar="NAME", help="forget a provider no worker serves any more")
     pv.set_defaults(func=_providers)
     tl = sub.add_parser("tail", help="follow a stream live and print it as text")
-    from broadcaster.clients.tail import add_arguments
-
-    add_arguments(tl)
     tl.set_defaults(func=_tail)
     bn = sub.add_parser("bench", help="load-test a running deployment (viewers, latency, cost)")
-    from broadcaster.bench.run import add_arguments as add_bench_arguments
-
-    add_bench_arguments(bn)
     bn.set_defaults(func=_bench)
     wh = sub.add_parser("webhooks", help="deliver webhooks; list and replay the dead ones")
-    from broadcaster.webhooks.cli import add_arguments as add_webhooks_arguments
-
-    add_webhooks_arguments(wh)
     wh.set_defaults(func=_webhooks)
+    if not serving:
+        from broadcaster.bench.run import add_arguments as add_bench_arguments
+        from broadcaster.clients.tail import add_arguments
+        from broadcaster.webhooks.cli import add_arguments as add_webhooks_arguments
+
+        add_arguments(tl)
+        add_bench_arguments(bn)
+        add_webhooks_arguments(wh)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(serving=bool(argv) and argv[0] in SERVING).parse_args(argv)
     args.func(args)

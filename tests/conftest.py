@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -34,6 +36,30 @@ procs.free_port = ports.free_port
 # without REDIS_URL): a port from the list, not the fixed 6379 of a user's demo, which
 # several test processes would race for. A test of the fixed port sets its own.
 os.environ["BROADCASTER_EMBEDDED_REDIS_PORT"] = "0"
+# The suite starts a few hundred Python processes (front-ends, workers, demos). Where
+# PYTHONDONTWRITEBYTECODE is set, none of them may cache its bytecode, so each compiled the
+# project's sources again: half a second of CPU per start. They share a cache outside the
+# source tree instead (still nothing written beside the sources), compiled by the first.
+SHARED_BYTECODE = bool(os.environ.pop("PYTHONDONTWRITEBYTECODE", ""))
+if SHARED_BYTECODE:
+    os.environ.setdefault(
+        "PYTHONPYCACHEPREFIX",
+        os.path.join(tempfile.gettempdir(), f"broadcaster-test-pycache-{os.getuid()}"),
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """(The controller, or the one process of ``-n 0``.) With the shared bytecode cache,
+    one process fills it before the tests start: a cold cache holds the standard library
+    too, some seconds to compile, which the first front-ends of every test process would
+    otherwise all spend at once, near their start-up deadline."""
+    if SHARED_BYTECODE and not hasattr(config, "workerinput"):
+        subprocess.run(  # this Python, fixed arguments
+            [sys.executable, "-c", "import broadcaster.cli, worker.cli"],
+            cwd=Path(__file__).resolve().parents[1],
+            check=True,
+            timeout=300,
+        )
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ import redis as redis_sync
 from broadcaster.core import keys
 from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound, free_port
 from broadcaster.generations.request import PROVIDERS
+from tests.support import starts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,6 +107,7 @@ def spawn(
     """``program`` (this Python) with ``args``, in ``cwd`` (``log_dir``), its output in
     ``log_dir``/``name``.log."""
     log_path = log_dir / f"{name}.log"
+    starts.record(name, args)
     full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as out:
         popen = subprocess.Popen(
