@@ -54,16 +54,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
     redis = connection.command_client(redis_url, settings.redis_pool_size)
     resolver = push.resolver_for(redis_url, redis)
     durability = await _durability(app, redis, settings)
-    event_log = EventLog(
-        redis,
-        ended_ttl=settings.ended_ttl_seconds,
-        idle_ttl=settings.idle_ttl_seconds,
-        max_event_bytes=settings.max_event_bytes,
-        max_stream_events=settings.max_stream_events,
-        max_stream_bytes=settings.max_stream_bytes,
-        webhooks=settings.webhook_url is not None,
-        durability=durability,
-    )
+    event_log = _event_log(redis, settings, durability)
     event_log.shared = Coalesce()
     presence_store = PresenceStore(redis, settings.presence_heartbeat_seconds)
     try:
@@ -109,6 +100,20 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
     finally:
         await durability.aclose()
         await redis.aclose()
+
+
+def _event_log(redis: Redis, settings: Settings, durability: Durability) -> EventLog:
+    """The process's event log, its limits and TTLs from ``settings``."""
+    return EventLog(
+        redis,
+        ended_ttl=settings.ended_ttl_seconds,
+        idle_ttl=settings.idle_ttl_seconds,
+        max_event_bytes=settings.max_event_bytes,
+        max_stream_events=settings.max_stream_events,
+        max_stream_bytes=settings.max_stream_bytes,
+        webhooks=settings.webhook_url is not None,
+        durability=durability,
+    )
 
 
 async def _durability(app: FastAPI, redis: Redis, settings: Settings) -> Durability:
