@@ -86,6 +86,33 @@ def parse_run_id(value: object) -> tuple[str, str, int] | None:
     return (m[1], m[2], int(m[3])) if m else None
 
 
+# --- providers ---
+
+PROVIDER_GRAMMAR = r"[a-z0-9][a-z0-9_-]{0,47}"
+"""A provider's name (``anthropic``, ``openai``, an agent's): it ends a job queue's key
+(``keys.jobs_key``), and a worker's lease token carries it before a ``.``."""
+PROVIDER_RE = _whole(PROVIDER_GRAMMAR)
+PROVIDER_PATTERN = _published(PROVIDER_GRAMMAR)
+
+
+def is_provider(value: object) -> TypeGuard[str]:
+    """A provider name: a lower-case letter or digit, then up to 47 of those, ``_`` or ``-``."""
+    return isinstance(value, str) and PROVIDER_RE.fullmatch(value) is not None
+
+
+LEASE_GRAMMAR = rf"{PROVIDER_GRAMMAR}\.[0-9]{{1,20}}-[0-9]{{1,20}}\.[A-Za-z0-9_-]{{16,64}}"
+"""A lease token of the worker protocol (``generations/leases.py``): the provider, the job's
+queue entry id and a random part, joined by ``.``. It is stored as the generation's
+``owner``, never in a key."""
+LEASE_RE = _whole(LEASE_GRAMMAR)
+LEASE_PATTERN = _published(LEASE_GRAMMAR)
+
+
+def is_lease_token(value: object) -> TypeGuard[str]:
+    """A lease token's shape (whether it owns anything is the generation's to say)."""
+    return isinstance(value, str) and LEASE_RE.fullmatch(value) is not None
+
+
 # --- events ---
 
 EVENT_TYPE_GRAMMAR = r"[a-z0-9][a-z0-9-]{0,63}"

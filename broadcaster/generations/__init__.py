@@ -11,6 +11,8 @@ events it writes.
   flight), created, and queued for a worker (a chat's, once the chat names it).
 - ``content``: a generation's assistant turn folded from its events.
 - ``overdue``: generations nobody took in time end with ``error``.
+- ``leases``: jobs leased to workers over HTTP: claimed, written under a lease token
+  that fences a lapsed owner, renewed, handed back.
 
 May import: ``broadcaster.core``.
 """

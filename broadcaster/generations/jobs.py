@@ -71,10 +71,11 @@ def _jobs(
     ]
 
 
-def queues(providers: Sequence[str]) -> list[str]:
-    """The queue keys that carry jobs for ``providers``."""
+def queues(providers: Sequence[str], legacy: bool = True) -> list[str]:
+    """The queue keys that carry jobs for ``providers`` (with ``legacy``, the previous
+    version's single queue too, for ``anthropic``)."""
     found = [keys.jobs_key(p) for p in providers]
-    if "anthropic" in providers:
+    if legacy and "anthropic" in providers:
         found.append(keys.LEGACY_JOBS_KEY)
     return found
 
@@ -82,10 +83,12 @@ def queues(providers: Sequence[str]) -> list[str]:
 class JobQueue:
     """The queues of ``providers`` (all of them for a front-end; a worker's own)."""
 
-    def __init__(self, redis: Redis, providers: Sequence[str] = PROVIDERS) -> None:
+    def __init__(
+        self, redis: Redis, providers: Sequence[str] = PROVIDERS, *, legacy: bool = True
+    ) -> None:
         self.redis = redis
         self.providers = tuple(providers)
-        self.keys = queues(self.providers)
+        self.keys = queues(self.providers, legacy)
         self.group = keys.JOBS_GROUP
         self._queue_job = redis.register_script(script("queue_job.lua", "broadcaster.generations"))
 

@@ -94,8 +94,9 @@ class Defaults:
     """Origins (``origin_of``) a request's ``webhook_url`` may name
     (``BROADCASTER_WEBHOOK_ALLOWED_ORIGINS``); none: the field is refused."""
 
-    def model(self, provider: str) -> str:
-        return dict(self.models)[provider]
+    def model(self, provider: str) -> str | None:
+        """The default model of a built-in provider; None for another (an agent's)."""
+        return dict(self.models).get(provider)
 
 
 MAX_ABANDON_AFTER = 7 * 24 * 3600
@@ -369,7 +370,9 @@ class GenerationRequest(BaseModel):
     ) = None
     id: str | None = Field(None, pattern=names.STREAM_ID_PATTERN)
     metadata: dict[str, Any] | None = None
-    provider: Literal["anthropic", "openai"] | None = None
+    provider: str | None = Field(None, pattern=names.PROVIDER_PATTERN)
+    """``anthropic``, ``openai``, or another provider a worker serves (an agent's):
+    whether the deployment serves it is admission's to say (``start.admit``)."""
     tools: list[Tool] | None = None
     tool_choice: Annotated[ToolChoiceMode | ToolChoiceTool, Field(discriminator="type")] | None = (
         None
@@ -406,11 +409,11 @@ def _settings_problems(req: GenerationRequest, provider: str, max_tokens: int) -
         problems.append(
             (("thinking", "budget_tokens"), f"must be less than max_tokens ({max_tokens})")
         )
-    top = MAX_TEMPERATURE[provider]
+    top = MAX_TEMPERATURE.get(provider, 2.0)
     if req.temperature is not None and req.temperature > top:
         problems.append((("temperature",), f"must be between 0 and {top:g} for {provider}"))
-    tiers = SERVICE_TIERS[provider]
-    if req.service_tier is not None and req.service_tier not in tiers:
+    tiers = SERVICE_TIERS.get(provider)
+    if req.service_tier is not None and tiers is not None and req.service_tier not in tiers:
         problems.append((("service_tier",), f"must be one of {sorted(tiers)} for {provider}"))
     user_id = (req.metadata or {}).get("user_id")
     if isinstance(user_id, str) and len(user_id) > MAX_USER_ID:
@@ -675,7 +678,9 @@ def validate_request(body: Any, defaults: Defaults) -> dict[str, Any]:
         raise _invalid([(list(loc), msg) for loc, msg in problems])
     stored = {k: v for k, v in body.items() if k != "id" and v is not None}
     stored["provider"] = provider
-    stored.setdefault("model", defaults.model(provider))
+    model = defaults.model(provider)
+    if model is not None:
+        stored.setdefault("model", model)
     stored["max_tokens"] = max_tokens
     abandon = req.abandon_after_seconds
     if abandon is None:
