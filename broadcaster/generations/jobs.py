@@ -209,10 +209,13 @@ class JobQueue:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    async def take(self, reader: Redis, consumer: str, count: int, block_ms: int) -> list[Job]:
+    async def take(
+        self, reader: Redis, consumer: str, count: int, block_ms: int | None
+    ) -> list[Job]:
         """New jobs for ``consumer`` from every queue at once (blocking up to ``block_ms``
-        on ``reader``), the oldest first. ``COUNT`` applies per queue, so each queue is
-        asked for its share of ``count``: at most ``len(queues) - 1`` more come back."""
+        on ``reader``; None: not at all), the oldest first. ``COUNT`` applies per queue,
+        so each queue is asked for its share of ``count``: at most ``len(queues) - 1``
+        more come back."""
         per_queue = max(1, count // len(self.keys))
         resp = await reader.xreadgroup(
             self.group, consumer, dict.fromkeys(self.keys, ">"), count=per_queue, block=block_ms

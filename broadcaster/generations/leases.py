@@ -171,8 +171,10 @@ class Leases:
         while True:
             taken = await queue.take_abandoned(keys.HTTP_CONSUMER, self.lease_ms, 1)
             if not taken:
-                left = deadline - time.monotonic()
-                block_ms = max(1, int(min(left, BLOCK_SLICE_S) * 1000))
+                left = int(min(deadline - time.monotonic(), BLOCK_SLICE_S) * 1000)
+                # No wait left: no BLOCK at all (Redis times blocks out only on its
+                # cron, every 100 ms at the default hz, so even BLOCK 1 costs that).
+                block_ms = left if left > 0 else None
                 taken = await queue.take(self.redis, keys.HTTP_CONSUMER, 1, block_ms)
             for job in taken:
                 leased = await self._lease(queue, job)

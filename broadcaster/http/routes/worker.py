@@ -23,7 +23,7 @@ from broadcaster.http import openapi_worker as spec
 from broadcaster.http.access import worker_key
 from broadcaster.http.bodies import read_json, strict_json, validation_details
 from broadcaster.http.errors import ApiError
-from broadcaster.http.resources import LeasesDep, SettingsDep
+from broadcaster.http.resources import HubDep, LeasesDep, SettingsDep
 from broadcaster.http.stream_ids import valid_stream_id
 
 router = APIRouter()
@@ -52,14 +52,21 @@ def _parsed(model: type[_M], body: Any) -> _M:
     | openapi.errors(401, 403, 413, 422, 503),
     dependencies=[Depends(worker_key)],
 )
-async def claim(request: Request, leases: LeasesDep, settings: SettingsDep) -> Response:
+async def claim(
+    request: Request, leases: LeasesDep, settings: SettingsDep, hub: HubDep
+) -> Response:
     """Wait (up to ``wait_seconds``, at most the deployment's cap) for a job of
-    ``provider`` and lease it: 204 if none came."""
+    ``provider`` and lease it: 204 if none came, or once the client left or this
+    front-end drains (a claim never holds a shutdown up)."""
     body = _parsed(spec.ClaimBody, await read_json(request, settings.max_body_bytes))
     cap = settings.worker_claim_wait_seconds
     wait = cap if body.wait_seconds is None else min(body.wait_seconds, cap)
+
+    async def gone() -> bool:
+        return hub.closing or await request.is_disconnected()
+
     try:
-        leased = await leases.claim(body.provider, wait, request.is_disconnected)
+        leased = await leases.claim(body.provider, wait, gone)
     except lease_errors.Busy:
         raise ApiError(
             503, "busy", "too many claims wait on this front-end", headers={"retry-after": "1"}
