@@ -27,8 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.clients.test_aisdk_chat import node, result, run, user
-from tests.support.aisdk import missing_prerequisites
+from tests.support.aisdk import missing_prerequisites, node, result, run, user
 from tests.support.fake_anthropic import gate
 from tests.support.fake_openai import FakeOpenAIServer, reply
 from tests.support.node_script import Script
@@ -66,6 +65,9 @@ def start_agent(deployment_root: Path, frontend: str, model: str, name: str) -> 
             "OPENAI_BASE_URL": model,
             "OPENAI_API_KEY": "test",
             "AGENT_PROVIDER": "ts-agent",
+            # One job at a time: an agent paused mid-answer then has no claim in flight
+            # that could take its own abandoned job back before the successor does.
+            "AGENT_CONCURRENCY": "1",
         },
     )
     assert agent.next_json(60)["event"] == "ready", agent.report()
