@@ -74,7 +74,8 @@ export class Lease {
   private flushing: Promise<void> = Promise.resolve();
   private renewing: NodeJS.Timeout;
   lost: LeaseLost | undefined;
-  /** Its terminal chunk is written: nothing more to renew or to hear. */
+  /** Its terminal chunk is queued: nothing more to renew or to hear (a renewal or an
+   * append answered after the end saying `stop` says only that the job is over). */
   finished = false;
 
   constructor(
@@ -97,6 +98,7 @@ export class Lease {
   write(chunk: Chunk): void {
     if (this.lost) return;
     this.pending.push(chunk);
+    if (TERMINAL.has(chunk.type)) this.finished = true;
     if (TERMINAL.has(chunk.type) || this.pending.length >= MAX_BATCH) {
       void this.flush();
     } else if (this.timer === undefined) {
@@ -130,9 +132,7 @@ export class Lease {
       const body = (await response.json()) as { last_event_id?: number; signals?: Signals; error?: string };
       if (response.ok) {
         this.seq = body.last_event_id!;
-        // After its own terminal chunk the job is over: `stop` then says only that.
-        if (TERMINAL.has(events[events.length - 1].type)) this.finished = true;
-        else this.onSignals(body.signals!);
+        if (!this.finished) this.onSignals(body.signals!);
         return;
       }
       this.lose(new LeaseLost(body.error ?? "refused", response.status));
