@@ -1,9 +1,11 @@
 """API keys for producers, and the viewer and chat tokens the front-end mints. Pure: no I/O.
 
 **API keys.** ``BROADCASTER_API_KEYS`` holds SHA-256 digests of the keys, never the keys:
-``sha256:<hex>`` grants every right, ``sha256:<hex>:publish+tokens`` only those named.
-The rights are ``generate`` (start generations), ``cancel``, ``publish`` (append to
-job-progress streams) and ``tokens`` (mint viewer tokens). A presented key is hashed and
+``sha256:<hex>`` grants every producer's right, ``sha256:<hex>:publish+tokens`` only those
+named. The rights are ``generate`` (start generations), ``cancel``, ``publish`` (append to
+job-progress streams), ``tokens`` (mint viewer tokens) and ``work`` (claim jobs and write
+their generations over HTTP: a worker's key, docs/worker-protocol.md), which only a key
+that names it has. A presented key is hashed and
 compared with every configured digest in constant time.
 
 **Viewer and chat tokens** are HS256 JWTs (``auth/tokens.py``) under
@@ -30,7 +32,11 @@ import jwt
 
 from broadcaster.auth import tokens
 
-RIGHTS = frozenset({"generate", "cancel", "publish", "tokens"})
+PRODUCER_RIGHTS = frozenset({"generate", "cancel", "publish", "tokens"})
+"""What a key that names no rights may do."""
+RIGHTS = PRODUCER_RIGHTS | {"work"}
+"""Every right a key may name. ``work`` is never implied: a worker writes into any
+generation it claims, which no producer's key could do before it existed."""
 VIEWER_PREFIX = "v1"
 CHAT_PREFIX = "c1"
 """Legacy chat tokens sign their own prefix: a viewer token never verifies as a chat
@@ -67,7 +73,7 @@ def parse_api_keys(spec: str | None) -> list[ApiKey]:
             digest = bytes.fromhex(hexdigest)
         except ValueError:
             raise ValueError(f"BROADCASTER_API_KEYS entry {i + 1}: not hex") from None
-        rights = frozenset(rights_spec.split("+")) if rights_spec else RIGHTS
+        rights = frozenset(rights_spec.split("+")) if rights_spec else PRODUCER_RIGHTS
         if not rights <= RIGHTS:
             unknown = ", ".join(sorted(rights - RIGHTS))
             raise ValueError(f"BROADCASTER_API_KEYS entry {i + 1}: unknown right(s) {unknown}")

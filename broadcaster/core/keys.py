@@ -240,6 +240,12 @@ steps: the front-ends' sweep ends its generation (``generations/overdue.py``).""
 JOBS_GROUP = "workers"
 """The consumer group every worker joins on every queue, so each job goes to one worker."""
 
+HTTP_CONSUMER = "http"
+"""The consumer, in ``JOBS_GROUP``, that holds the jobs workers claimed over HTTP
+(``POST /v1/worker/claim``): every front-end reads for them under this one name, so no
+consumer is made per claim. Who owns a job is its generation's ``owner`` (the lease
+token), and a lapsed one is taken over by each entry's idle time, not by consumer."""
+
 
 def provider_key(provider: str) -> str:
     """Present while a live worker serves ``provider``: each running worker sets it again

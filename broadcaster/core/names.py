@@ -307,6 +307,19 @@ def is_provider_name(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and PROVIDER_NAME_RE.fullmatch(value) is not None
 
 
+LEASE_GRAMMAR = rf"{PROVIDER_NAME_GRAMMAR}\.[0-9]{{1,20}}-[0-9]{{1,20}}\.[A-Za-z0-9_-]{{16,64}}"
+"""A lease token of the worker protocol (``generations/leases.py``): the provider, the job's
+queue entry id and a random part, joined by ``.``. It is stored as the generation's
+``owner``, never in a key."""
+LEASE_RE = _whole(LEASE_GRAMMAR)
+LEASE_PATTERN = _published(LEASE_GRAMMAR)
+
+
+def is_lease_token(value: object) -> TypeGuard[str]:
+    """A lease token's shape (whether it owns anything is the generation's to say)."""
+    return isinstance(value, str) and LEASE_RE.fullmatch(value) is not None
+
+
 # --- tools and content blocks of a generation request ---
 
 TOOL_NAME_GRAMMAR = r"[a-zA-Z0-9_-]{1,128}"

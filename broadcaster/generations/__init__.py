@@ -13,6 +13,8 @@ events it writes.
 - ``overdue``: generations nobody took in time end with ``error``.
 - ``idempotency``: ``Idempotency-Key``: a request's key claimed and its answer kept for
   its retries, with its scripts.
+- ``leases``: jobs leased to workers over HTTP: claimed, written under a lease token
+  that fences a lapsed owner, renewed, handed back.
 
 May import: ``broadcaster.core``.
 """

@@ -71,10 +71,11 @@ def _jobs(
     ]
 
 
-def queues(providers: Sequence[str]) -> list[str]:
-    """The queue keys that carry jobs for ``providers``."""
+def queues(providers: Sequence[str], legacy: bool = True) -> list[str]:
+    """The queue keys that carry jobs for ``providers`` (with ``legacy``, the previous
+    version's single queue too, for ``anthropic``)."""
     found = [keys.jobs_key(p) for p in providers]
-    if "anthropic" in providers:
+    if legacy and "anthropic" in providers:
         found.append(keys.LEGACY_JOBS_KEY)
     return found
 
@@ -82,10 +83,12 @@ def queues(providers: Sequence[str]) -> list[str]:
 class JobQueue:
     """The queues of ``providers`` (all of them for a front-end; a worker's own)."""
 
-    def __init__(self, redis: Redis, providers: Sequence[str] = PROVIDERS) -> None:
+    def __init__(
+        self, redis: Redis, providers: Sequence[str] = PROVIDERS, *, legacy: bool = True
+    ) -> None:
         self.redis = redis
         self.providers = tuple(providers)
-        self.keys = queues(self.providers)
+        self.keys = queues(self.providers, legacy)
         self.group = keys.JOBS_GROUP
         self._queue_job = redis.register_script(script("queue_job.lua", "broadcaster.generations"))
 
@@ -215,10 +218,13 @@ class JobQueue:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    async def take(self, reader: Redis, consumer: str, count: int, block_ms: int) -> list[Job]:
+    async def take(
+        self, reader: Redis, consumer: str, count: int, block_ms: int | None
+    ) -> list[Job]:
         """New jobs for ``consumer`` from every queue at once (blocking up to ``block_ms``
-        on ``reader``), the oldest first. ``COUNT`` applies per queue, so each queue is
-        asked for its share of ``count``: at most ``len(queues) - 1`` more come back."""
+        on ``reader``; None: not at all), the oldest first. ``COUNT`` applies per queue,
+        so each queue is asked for its share of ``count``: at most ``len(queues) - 1``
+        more come back."""
         per_queue = max(1, count // len(self.keys))
         resp = await reader.xreadgroup(
             self.group, consumer, dict.fromkeys(self.keys, ">"), count=per_queue, block=block_ms

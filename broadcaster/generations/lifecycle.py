@@ -121,6 +121,10 @@ class Generations:
             *(self._hold(keys=[keys.meta_key(s)], args=[owner]) for s in stream_ids)
         )
 
+    async def hold_one(self, stream_id: str, owner: str) -> bool:
+        """``hold`` of one generation; False if ``owner`` no longer owns it."""
+        return bool(await self._hold(keys=[keys.meta_key(stream_id)], args=[owner]))
+
     async def release(self, stream_id: str, owner: str) -> bool:
         """Hand back a generation that is not ended (it goes back to ``queued``, and its
         ``handbacks`` count grows; no attempt is counted); False if ``owner`` no longer

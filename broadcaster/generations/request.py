@@ -680,7 +680,9 @@ def validate_request(body: Any, defaults: Defaults) -> dict[str, Any]:
         raise _invalid([(list(loc), msg) for loc, msg in problems])
     stored = {k: v for k, v in body.items() if k != "id" and v is not None}
     stored["provider"] = provider
-    stored.setdefault("model", defaults.model(provider))
+    model = defaults.model(provider)
+    if model is not None:
+        stored.setdefault("model", model)
     stored["max_tokens"] = max_tokens
     abandon = req.abandon_after_seconds
     if abandon is None:

@@ -35,6 +35,8 @@ authorizes, calls its capability and answers.
   request bodies and parameters, and their answers (models, errors, SSE).
 - ``openapi_durable``: the same for the Durable Streams routes: the protocol's headers,
   bodies and answers.
+- ``openapi_worker``: the same for the worker protocol's routes (``/v1/worker``): their
+  bodies, as the models the routes validate with, and answers.
 - ``openapi_finish``: the document's finishing: what FastAPI generates by itself,
   amended (stream ids, 422, credentials).
 - ``feeds``: a publisher's events appended to a feed, each refusal its status (the

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -349,3 +350,37 @@ async def check_chat(request: Request, chat_id: str, right: str | None) -> None:
         raise _unauthorized(
             "a chat token for this chat (or an API key) is required: Authorization: Bearer"
         )
+
+
+async def worker_key(request: Request, key: KeyDep) -> None:
+    """``Depends(worker_key)``: the routes of the worker protocol (``/v1/worker``). With
+    API keys configured, an API key with the ``work`` right (401 without a known key, 403
+    for a key without it or for a token: a worker writes into any generation it claims,
+    which no token grants). Without keys (the loopback dev mode) only a client on
+    loopback (403 otherwise, whatever ``--insecure`` opened): not rate limited, a worker
+    renews and appends often."""
+    policy = await get_access(request)
+    if not policy.api_keys:
+        host = request.client.host if request.client else ""
+        if not _loopback(host):
+            raise ApiError(
+                403,
+                "forbidden",
+                "the worker routes need an API key with the work right "
+                "(BROADCASTER_API_KEYS); without keys they answer only loopback",
+            )
+        return
+    credential = bearer(request)
+    if credential and tokens.shape(credential) == "jwt":
+        raise ApiError(403, "forbidden", "a worker needs an API key with the work right")
+    if key is None:
+        raise _unauthorized("an API key with the work right is required: Authorization: Bearer")
+    if "work" not in key.rights:
+        raise ApiError(403, "forbidden", "this API key may not work (claim jobs)")
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

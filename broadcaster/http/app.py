@@ -28,7 +28,16 @@ from broadcaster.http.limits import Refused, Slots, refused_answer
 from broadcaster.http.metrics import FrontendMetrics
 from broadcaster.http.resources import lifespan
 from broadcaster.http.routes import agui as agui_routes
-from broadcaster.http.routes import chat, durable, events, generations, health, streams, tokens
+from broadcaster.http.routes import (
+    chat,
+    durable,
+    events,
+    generations,
+    health,
+    streams,
+    tokens,
+    worker,
+)
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import no_control_in_path
 
@@ -82,7 +91,17 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
     )
     install_error_handlers(app)
     app.exception_handler(Refused)(refused_answer)
-    for module in (health, generations, streams, events, tokens, chat, durable, agui_routes):
+    for module in (
+        health,
+        generations,
+        streams,
+        events,
+        tokens,
+        chat,
+        durable,
+        agui_routes,
+        worker,
+    ):
         app.include_router(module.router)
     openapi_finish.with_stream_ids(app, names.STREAM_ID_PATTERN)
     app.sse_route = streams.events_fast_path

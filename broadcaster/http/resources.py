@@ -36,6 +36,7 @@ from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.wakes import Wakes
 from broadcaster.generations.idempotency import Idempotency
 from broadcaster.generations.jobs import JobQueue
+from broadcaster.generations.leases import Leases
 from broadcaster.generations.lifecycle import Generations
 from broadcaster.generations.overdue import OverdueJobs
 from broadcaster.http.metrics import FrontendMetrics, GcPauses
@@ -77,7 +78,8 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
                 max_bytes=settings.max_stream_bytes,
                 durability=durability,
             )
-            app.state.generations = Generations(event_log)
+            app.state.generations = Generations(event_log, settings.worker_lease_seconds)
+            app.state.leases = Leases(app.state.generations)
             app.state.hub = hub
             app.state.jobs = JobQueue(redis)
             chat_ttl = keys.chat_ttl(settings.idle_ttl_seconds, settings.ended_ttl_seconds)
@@ -246,6 +248,11 @@ async def get_approvals(request: Request) -> Approvals:
     return approvals
 
 
+async def get_leases(request: Request) -> Leases:
+    leases: Leases = request.app.state.leases
+    return leases
+
+
 async def get_jobs(request: Request) -> JobQueue:
     jobs: JobQueue = request.app.state.jobs
     return jobs
@@ -258,5 +265,6 @@ EventLogDep = Annotated[EventLog, Depends(get_event_log)]
 GenerationsDep = Annotated[Generations, Depends(get_generations)]
 HubDep = Annotated[Hub, Depends(get_hub)]
 JobsDep = Annotated[JobQueue, Depends(get_jobs)]
+LeasesDep = Annotated[Leases, Depends(get_leases)]
 ChatsDep = Annotated[Chats, Depends(get_chats)]
 ApprovalsDep = Annotated[Approvals, Depends(get_approvals)]

@@ -123,6 +123,14 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     queued_timeout_seconds: float = Field(600.0, gt=0)
     """A generation no worker has worked on for this long (queued and never taken, or its
     worker died and none took it over) ends with ``error``."""
+    worker_lease_seconds: float = Field(15.0, gt=0, le=3600)
+    """The lease of a job a worker claimed over HTTP (``POST /v1/worker/claim``,
+    docs/worker-protocol.md): renewed within it, or another worker takes the job over and
+    the first one's writes are refused (409 ``fenced``). The Python worker's own is
+    ``WORKER_LEASE_SECONDS``."""
+    worker_claim_wait_seconds: float = Field(20.0, ge=0, le=60)
+    """The longest a claim waits for a job (its ``wait_seconds`` is capped to it) before it
+    answers 204."""
     default_model: str = "claude-sonnet-4-5"
     """The model of an Anthropic request that names none."""
     default_openai_model: str = "gpt-4.1-mini"

@@ -14,8 +14,6 @@ and says so. It never skips.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.aisdk import AISDK_DIR, missing_prerequisites
+from tests.support.aisdk import missing_prerequisites, node, result, run, user
 from tests.support.fake_anthropic import (
     Script,
     gate,
@@ -38,7 +36,6 @@ from tests.support.procs import ROOT
 from tests.support.stacks import Stack, anthropic_stack
 from tests.support.worker_tools import runs
 
-SCRIPT = AISDK_DIR / "chat.mjs"
 CHUNKS = ["Stream", "ing ", "to every ", "tab."]
 TOOLS = [
     {
@@ -66,42 +63,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     }
     with anthropic_stack(tmp, env) as s:
         yield s
-
-
-def node(mode: str, request: dict[str, Any]) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        ["node", str(SCRIPT), mode],
-        cwd=str(ROOT),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None
-    proc.stdin.write(json.dumps(request))
-    proc.stdin.close()
-    proc.stdin = None  # written and closed: communicate() must not touch it
-    return proc
-
-
-def result(proc: subprocess.Popen[str], stack: Stack) -> dict[str, Any]:
-    try:
-        out, err = proc.communicate(timeout=90)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        err += "\n(test: chat.mjs did not end within 90 s and was killed)"
-    assert proc.returncode == 0, f"chat.mjs: {proc.returncode}\n{err}\n{out}\n{stack.logs()}"
-    found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return found
-
-
-def run(mode: str, request: dict[str, Any], stack: Stack) -> dict[str, Any]:
-    return result(node(mode, request), stack)
-
-
-def user(words: str, mid: str = "u1") -> dict[str, Any]:
-    return {"id": mid, "role": "user", "parts": [{"type": "text", "text": words}]}
 
 
 def viewers(stack: Stack) -> int:

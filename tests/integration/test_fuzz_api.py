@@ -88,6 +88,8 @@ def frontend(fuzz_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
             "BROADCASTER_MAX_EVENT_BYTES": "4096",
             # A long-poll answers 204 after this long without data: within a request's timeout.
             "BROADCASTER_DS_LONG_POLL_SECONDS": "1",
+            # A worker's claim answers 204 at once when no job is queued.
+            "BROADCASTER_WORKER_CLAIM_WAIT_SECONDS": "0",
         },
     )
     yield proc
@@ -111,6 +113,8 @@ def secured(fuzz_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory)
             "BROADCASTER_TOKEN_SECRET": SECRET,
             "BROADCASTER_RATE_LIMIT_PER_MINUTE": "0",
             "BROADCASTER_DS_LONG_POLL_SECONDS": "1",
+            # A worker's claim answers 204 at once when no job is queued.
+            "BROADCASTER_WORKER_CLAIM_WAIT_SECONDS": "0",
         },
     )
     yield proc
@@ -192,6 +196,15 @@ REFUSED_THOUGH_VALID: dict[str, dict[int, str]] = {
         410: "an offset the stream does not hold, or a soft-deleted stream",
     },
     "HEAD /v1/stream/{path}": {410: "a soft-deleted stream"},
+    **{
+        f"POST /v1/worker/jobs/{{stream_id}}/{action}": {
+            404: "no such generation",
+            409: "a lease token that does not own the generation (fenced), a seq the stream"
+            " is not at, or a generation that ended",
+            422: "a terminal event before the last (events only)",
+        }
+        for action in ("events", "lease", "release")
+    },
 }
 """Schema-valid requests the server refuses, and why the document cannot say so: what
 ``positive_data_acceptance`` may see. Each reason is in docs/api.md or

@@ -79,7 +79,9 @@ def secured(own_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) 
 
 def test_api_key_entries_are_parsed_strictly() -> None:
     keys = credentials.parse_api_keys(KEYS)
-    assert [k.rights for k in keys] == [credentials.RIGHTS, {"publish"}, {"tokens"}]
+    # A key that names no rights has every producer's, never a worker's (``work``).
+    assert [k.rights for k in keys] == [credentials.PRODUCER_RIGHTS, {"publish"}, {"tokens"}]
+    assert credentials.parse_api_keys("sha256:" + "0" * 64 + ":work")[0].rights == {"work"}
     assert credentials.find_key(keys, ADMIN) is keys[0]
     assert credentials.find_key(keys, "wrong") is None
     for bad in ("md5:abc", "sha256:zz", "sha256:" + "0" * 64 + ":fly"):

@@ -3,12 +3,16 @@ and what is missing to run them (each a sentence saying how to install it)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+from typing import Any
 
 from tests.support.procs import ROOT
+from tests.support.stacks import Stack
 
 AISDK_DIR = ROOT / "tests" / "clients" / "aisdk"
+CHAT_SCRIPT = AISDK_DIR / "chat.mjs"
 
 
 def missing_prerequisites() -> list[str]:
@@ -27,3 +31,42 @@ def missing_prerequisites() -> list[str]:
             " (make test does this)"
         )
     return missing
+
+
+def node(mode: str, request: dict[str, Any]) -> subprocess.Popen[str]:
+    """chat.mjs in ``mode`` with ``request`` on its stdin, running."""
+    proc = subprocess.Popen(
+        ["node", str(CHAT_SCRIPT), mode],
+        cwd=str(ROOT),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(request))
+    proc.stdin.close()
+    proc.stdin = None  # written and closed: communicate() must not touch it
+    return proc
+
+
+def result(proc: subprocess.Popen[str], stack: Stack) -> dict[str, Any]:
+    """What chat.mjs printed last, once it ended well (else its output and the logs)."""
+    try:
+        out, err = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        err += "\n(test: chat.mjs did not end within 90 s and was killed)"
+    assert proc.returncode == 0, f"chat.mjs: {proc.returncode}\n{err}\n{out}\n{stack.logs()}"
+    found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return found
+
+
+def run(mode: str, request: dict[str, Any], stack: Stack) -> dict[str, Any]:
+    return result(node(mode, request), stack)
+
+
+def user(words: str, mid: str = "u1") -> dict[str, Any]:
+    """A user's UI message."""
+    return {"id": mid, "role": "user", "parts": [{"type": "text", "text": words}]}

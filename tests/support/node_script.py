@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
 import signal
 import subprocess
@@ -20,12 +21,20 @@ class Script:
     """A Node script (failover.mjs and its kin): its stdout read line by line, its stdin
     for the handshake."""
 
-    def __init__(self, args: list[str], stderr_path: Path):
+    def __init__(
+        self,
+        args: list[str],
+        stderr_path: Path,
+        *,
+        cwd: Path = ROOT,
+        env: dict[str, str] | None = None,
+    ):
         self.stderr_path = stderr_path
         with open(stderr_path, "wb") as err:
             self.popen = subprocess.Popen(
                 args,
-                cwd=str(ROOT),
+                cwd=str(cwd),
+                env=None if env is None else {**os.environ, **env},
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=err,

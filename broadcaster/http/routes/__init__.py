@@ -8,6 +8,7 @@
 - ``durable``: the Durable Streams protocol.
 - ``agui``: AG-UI views and CopilotKit's runtime routes (``/v1/agui``).
 - ``tokens``: minting viewer tokens.
+- ``worker``: the job protocol for workers that are not Python (``/v1/worker``).
 
 No route module imports another: what two share lives in ``broadcaster.http`` or in a
 capability. May import: what ``broadcaster.http`` may.

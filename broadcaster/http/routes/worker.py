@@ -1,0 +1,182 @@
+"""``/v1/worker``: the job protocol for workers that are not Python (docs/worker-protocol.md).
+
+Claim a job of a provider (a long-poll), append its events under the lease token, renew
+the lease, hand it back. Each answer carries the signals (stop, steering). Only an API
+key with the ``work`` right opens these routes (``access.worker_key``); the logic is
+``generations/leases.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ValidationError
+
+from broadcaster.core.eventlog import EventTooLarge, StreamFull
+from broadcaster.core.events import InvalidEvent
+from broadcaster.generations import leases as lease_errors
+from broadcaster.generations.leases import Leased
+from broadcaster.http import openapi
+from broadcaster.http import openapi_worker as spec
+from broadcaster.http.access import worker_key
+from broadcaster.http.bodies import read_json, strict_json, validation_details
+from broadcaster.http.errors import ApiError
+from broadcaster.http.resources import HubDep, LeasesDep, SettingsDep
+from broadcaster.http.stream_ids import valid_stream_id
+
+router = APIRouter()
+
+_JOB = [Depends(valid_stream_id), Depends(worker_key)]
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _parsed(model: type[_M], body: Any) -> _M:
+    strict_json(body)
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise ApiError(
+            422, "invalid_request", "not a valid body", details=validation_details(exc)
+        ) from None
+
+
+@router.post(
+    "/v1/worker/claim",
+    openapi_extra=spec.CLAIM_BODY,
+    responses=openapi.ok(200, spec.ClaimedJob, "a job, leased to this worker")
+    | spec.NO_JOB
+    | openapi.errors(401, 403, 413, 422, 503),
+    dependencies=[Depends(worker_key)],
+)
+async def claim(
+    request: Request, leases: LeasesDep, settings: SettingsDep, hub: HubDep
+) -> Response:
+    """Wait (up to ``wait_seconds``, at most the deployment's cap) for a job of
+    ``provider`` and lease it: 204 if none came, or once the client left or this
+    front-end drains (a claim never holds a shutdown up)."""
+    body = _parsed(spec.ClaimBody, await read_json(request, settings.max_body_bytes))
+    cap = settings.worker_claim_wait_seconds
+    wait = cap if body.wait_seconds is None else min(body.wait_seconds, cap)
+
+    async def gone() -> bool:
+        return hub.closing or await request.is_disconnected()
+
+    try:
+        leased = await leases.claim(body.provider, wait, gone)
+    except lease_errors.Busy:
+        raise ApiError(
+            503, "busy", "too many claims wait on this front-end", headers={"retry-after": "1"}
+        ) from None
+    if leased is None:
+        return Response(status_code=204)
+    return JSONResponse(_job(leased, leases.lease_ms / 1000))
+
+
+def _job(leased: Leased, lease_seconds: float) -> dict[str, Any]:
+    chat = leased.request.get("chat_id")
+    return {
+        "generation_id": leased.generation_id,
+        "lease": leased.token,
+        "lease_seconds": lease_seconds,
+        "provider": leased.provider,
+        "attempt": leased.claim.attempt,
+        "last_event_id": leased.claim.last_seq,
+        "request": leased.request,
+        "chat_id": chat if isinstance(chat, str) else None,
+        "message_id": leased.message_id,
+        "events": leased.events,
+        "events_complete": leased.events_complete,
+        "signals": leased.signals.body(),
+    }
+
+
+_JOB_ERRORS = openapi.errors(401, 403, 404, 409, 413, 422)
+
+
+@router.post(
+    "/v1/worker/jobs/{stream_id}/events",
+    openapi_extra=spec.APPEND_BODY,
+    responses=openapi.ok(200, spec.Appended, "appended") | _JOB_ERRORS,
+    dependencies=_JOB,
+)
+async def append(
+    stream_id: str, request: Request, leases: LeasesDep, settings: SettingsDep
+) -> JSONResponse:
+    """Append events (AI SDK UI message chunks) to the leased generation, atomically, if
+    the lease still owns it and the stream is at ``after``."""
+    raw = await read_json(request, settings.max_body_bytes)
+    events = raw.get("events") if isinstance(raw, dict) else None
+    if isinstance(events, list) and len(events) > spec.MAX_EVENTS:
+        raise ApiError(413, "too_many_events", f"at most {spec.MAX_EVENTS} events a request")
+    body = _parsed(spec.AppendBody, raw)
+    try:
+        seq, again, signals = await leases.append(stream_id, body.lease, body.after, body.events)
+    except EventTooLarge as exc:
+        raise ApiError(413, "too_large", str(exc)) from None
+    except InvalidEvent as exc:
+        raise ApiError(422, "invalid_event", str(exc)) from None
+    except StreamFull as exc:
+        raise ApiError(413, "stream_full", str(exc), last_event_id=exc.last_seq) from None
+    except lease_errors.SeqMismatch as exc:
+        raise ApiError(409, "seq_mismatch", str(exc), last_event_id=exc.last_seq) from None
+    except lease_errors.Ended as exc:
+        raise ApiError(409, "ended", str(exc), ended=exc.how, last_event_id=exc.last_seq) from None
+    except (lease_errors.Fenced, lease_errors.NoSuchJob) as exc:
+        raise _refusal(exc) from None
+    return JSONResponse({"last_event_id": seq, "duplicate": again, "signals": signals.body()})
+
+
+def _refusal(exc: Exception) -> ApiError:
+    if isinstance(exc, lease_errors.NoSuchJob):
+        return ApiError(404, "not_found", "no such generation")
+    return ApiError(
+        409,
+        "fenced",
+        "this lease does not own the generation (it lapsed and another worker took the "
+        "job over, or it was handed back): stop writing",
+    )
+
+
+@router.post(
+    "/v1/worker/jobs/{stream_id}/lease",
+    openapi_extra=spec.LEASE_BODY,
+    responses=openapi.ok(200, spec.Renewed, "renewed, with the signals") | _JOB_ERRORS,
+    dependencies=_JOB,
+)
+async def renew(
+    stream_id: str, request: Request, leases: LeasesDep, settings: SettingsDep
+) -> JSONResponse:
+    """Renew the lease (every third of ``lease_seconds``) and read the signals; a stopped
+    generation answers ``stop`` and its lease is over."""
+    body = _parsed(spec.LeaseBody, await read_json(request, settings.max_body_bytes))
+    try:
+        signals = await leases.renew(stream_id, body.lease)
+    except (lease_errors.Fenced, lease_errors.NoSuchJob) as exc:
+        raise _refusal(exc) from None
+    return JSONResponse({"lease_seconds": leases.lease_ms / 1000, "signals": signals.body()})
+
+
+@router.post(
+    "/v1/worker/jobs/{stream_id}/release",
+    openapi_extra=spec.LEASE_BODY,
+    responses=openapi.ok(200, spec.Released, "handed back: another worker takes it over")
+    | _JOB_ERRORS,
+    dependencies=_JOB,
+)
+async def release(
+    stream_id: str, request: Request, leases: LeasesDep, settings: SettingsDep
+) -> JSONResponse:
+    """Hand the job back (a worker stopping): it is queued again at once, and whoever
+    claims it next gets the events so far."""
+    body = _parsed(spec.LeaseBody, await read_json(request, settings.max_body_bytes))
+    try:
+        await leases.release(stream_id, body.lease)
+    except lease_errors.Ended as exc:
+        raise ApiError(409, "ended", str(exc), ended=exc.how) from None
+    except (lease_errors.Fenced, lease_errors.NoSuchJob) as exc:
+        raise _refusal(exc) from None
+    return JSONResponse({"generation_id": stream_id, "status": "queued"})
