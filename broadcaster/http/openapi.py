@@ -327,6 +327,8 @@ APPROVAL_BODY = json_body(
             "reason": {"type": ["string", "null"]},
             "toolCallId": {
                 "type": ["string", "null"],
+                "minLength": 1,
+                "maxLength": 256,
                 "description": "the call decided on; 409 approval_mismatch if not the approval's",
             },
             "inputHash": {

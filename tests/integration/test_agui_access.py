@@ -34,7 +34,9 @@ async def test_the_agui_routes_take_the_chat_routes_access(redis_url: str) -> No
             assert (await client.post(run, json=RUN)).status_code == 401
             connect = "/v1/agui/agent/default/connect"
             assert (await client.post(connect, json=RUN)).status_code == 401
-            assert (await client.post(connect, json=RUN, headers=key)).status_code == 204
+            empty = await client.post(connect, json=RUN, headers=key)
+            # No run on the thread yet: an empty stream (CopilotKit hangs on a 204).
+            assert empty.status_code == 200 and empty.content == b""
             stop = "/v1/agui/agent/default/stop/agui-access-1"
             assert (await client.post(stop)).status_code == 401
             assert (await client.post(stop, headers=key)).status_code == 403  # no cancel

@@ -254,7 +254,7 @@ def nginx_problems(conf: str, frontends: list[str]) -> list[str]:
         problems.append(f"nginx upstream {servers} != compose front-ends {frontends}")
     for name, pattern in (
         ("SSE", r"location ~ \^/v1/streams/.*?/events\$ \{(.*?)\n        \}"),
-        ("chat SSE", r"location ~ \^/v1/chat\(.*?/stream\)\?\$ \{(.*?)\n        \}"),
+        ("chat SSE", r"location ~ \^/v1/chat\(.*?/\(stream\|events\)\)\?\$ \{(.*?)\n        \}"),
         ("Durable Streams", r"location \^~ /v1/stream/ \{(.*?)\n        \}"),
         ("many streams", r"location = /v1/events \{(.*?)\n        \}"),
     ):

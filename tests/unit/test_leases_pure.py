@@ -39,7 +39,8 @@ def test_anything_else_is_no_token(token: str) -> None:
 
 
 def test_provider_names_are_what_a_queue_key_can_end_with() -> None:
-    for good in ("anthropic", "openai", "ts-agent", "support_bot", "a"):
-        assert names.is_provider(good)
-    for bad in ("", "Support", "-x", "a.b", "a b", "a" * 49, "ts-agent\n", "é"):
-        assert not names.is_provider(bad)
+    # One grammar for every provider name: AG-UI's agent ids (lower case, digits, dashes).
+    for good in ("anthropic", "openai", "ts-agent", "support-bot", "a", "a" * 64):
+        assert names.is_provider_name(good)
+    for bad in ("", "Support", "-x", "a.b", "a b", "a" * 65, "ts-agent\n", "é", "support_bot"):
+        assert not names.is_provider_name(bad)
