@@ -275,6 +275,11 @@ class Deliverer:
                 self._poke.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._poke.wait(), min(wake - now, 3600.0))
+                if _cancelling():
+                    # Python 3.11's wait_for returns the poke's result when the poke and
+                    # a cancel land together: the cancel is lost and this loop would run
+                    # for ever under a stop that waits for it.
+                    raise asyncio.CancelledError
                 continue
             sweep = now >= next_sweep
             if sweep or (self._due and self._due[0] <= now):
