@@ -108,18 +108,22 @@ def _problem(tool: Any) -> str | None:
     return None
 
 
-def _import(part: str) -> Any:
-    module_name, _, attr = part.partition(":")
+def import_named(
+    part: str, setting: str = "WORKER_TOOLS", error: type[ValueError] = ToolSpecError
+) -> Any:
+    """The attribute ``package.module:attribute`` names; ``error`` naming ``setting`` and
+    what is wrong (shared with ``WORKER_AGENTS``)."""
+    module_name, _, attr = part.strip().partition(":")
     if not module_name or not attr:
-        raise ToolSpecError(f"WORKER_TOOLS: {part!r} is not of the form package.module:attribute")
+        raise error(f"{setting}: {part!r} is not of the form package.module:attribute")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ToolSpecError(f"WORKER_TOOLS: cannot import {module_name!r}: {exc}") from exc
+        raise error(f"{setting}: cannot import {module_name!r}: {exc}") from exc
     try:
         return getattr(module, attr)
     except AttributeError:
-        raise ToolSpecError(f"WORKER_TOOLS: {module_name} has no attribute {attr!r}") from None
+        raise error(f"{setting}: {module_name} has no attribute {attr!r}") from None
 
 
 def load_tools(spec: str | None) -> tuple[Tool, ...]:
@@ -129,7 +133,7 @@ def load_tools(spec: str | None) -> tuple[Tool, ...]:
     for part in (p.strip() for p in (spec or "").split(",")):
         if not part:
             continue
-        found = _import(part)
+        found = import_named(part)
         if not isinstance(found, list | tuple):
             raise ToolSpecError(f"WORKER_TOOLS: {part} is not a list of tools")
         for tool in found:

@@ -32,10 +32,17 @@ this (the worker merges deltas, so it is long indeed) is rewound only to the par
 opened within that many events."""
 
 STEP_START = "start-step"
-_OPEN = {"text-start": "id", "reasoning-start": "id"}
-_CLOSE = {"text-end": "id", "reasoning-end": "id"}
-_TOOL_OPEN = ("tool-input-start", "tool-input-available", "tool-input-error")
-_TOOL_CLOSE = ("tool-output-available", "tool-output-error", "tool-output-denied")
+_BOUNDS: dict[str, tuple[str, bool]] = {
+    **dict.fromkeys(("text-start", "reasoning-start"), ("id", True)),
+    **dict.fromkeys(("text-end", "reasoning-end"), ("id", False)),
+    **dict.fromkeys(
+        ("tool-input-start", "tool-input-available", "tool-input-error"), ("toolCallId", True)
+    ),
+    **dict.fromkeys(
+        ("tool-output-available", "tool-output-error", "tool-output-denied"), ("toolCallId", False)
+    ),
+}
+"""What each chunk type that opens or closes a part names it by, and whether it opens."""
 
 
 def _ref(event: Event, field: str) -> str | None:
@@ -52,23 +59,17 @@ def rewind_to(before: Sequence[Event], asked: int) -> int:
     events before ``asked`` (oldest first) from its step's ``start-step``, or from as far
     back as was read. A tool part is open from its ``tool-input-start`` (or its
     self-contained ``tool-input-available``/``tool-input-error``) until its output."""
-    texts: dict[str, int] = {}
-    tools: dict[str, int] = {}
+    open_at: dict[tuple[str, str], int] = {}  # (field, its value) -> the part's start
     for event in before:
-        kind = event.type
-        if kind in _OPEN or kind in _CLOSE:
-            ref = _ref(event, "id")
-            if ref is not None and kind in _OPEN:
-                texts.setdefault(ref, event.seq)
-            elif ref is not None:
-                texts.pop(ref, None)
-        elif kind in _TOOL_OPEN or kind in _TOOL_CLOSE:
-            ref = _ref(event, "toolCallId")
-            if ref is not None and kind in _TOOL_OPEN:
-                tools.setdefault(ref, event.seq)
-            elif ref is not None:
-                tools.pop(ref, None)
-    return min([asked, *texts.values(), *tools.values()])
+        bound = _BOUNDS.get(event.type)
+        ref = None if bound is None else _ref(event, bound[0])
+        if bound is None or ref is None:
+            continue
+        if bound[1]:
+            open_at.setdefault((bound[0], ref), event.seq)
+        else:
+            open_at.pop((bound[0], ref), None)
+    return min([asked, *open_at.values()])
 
 
 def step_window(newest_first: Sequence[Event]) -> list[Event]:

@@ -134,10 +134,13 @@ class _Follow:
                     if await self._skipped(turn):
                         turn, after = turn + 1, 0
                         continue
-                    try:
-                        await asyncio.wait_for(woken.wait(), self.keepalive)
-                    except TimeoutError:
-                        yield sse.PING
+                    # Between turns, only a wake looks again (a lost push wakes every
+                    # follower): a keepalive asks Redis nothing.
+                    while not (woken.is_set() or hub.closing):
+                        try:
+                            await asyncio.wait_for(woken.wait(), self.keepalive)
+                        except TimeoutError:
+                            yield sse.PING
                     continue
                 generation = str(found["generation"])
                 current_stream.set(generation)

@@ -19,8 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.aisdk import AISDK_DIR, missing_prerequisites
-from tests.support.procs import ROOT
+from tests.support.aisdk import AISDK_DIR, last_json, missing_prerequisites, spawn
 from tests.support.stacks import Stack, start_stack
 
 
@@ -35,30 +34,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def node(script: str, *args: str, stdin: str = "") -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        ["node", str(AISDK_DIR / script), *args],
-        cwd=str(ROOT),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None
-    proc.stdin.write(stdin)
-    proc.stdin.close()
-    proc.stdin = None  # written and closed: communicate() must not touch it
-    return proc
+    return spawn(["node", str(AISDK_DIR / script), *args], stdin)
 
 
 def output(proc: subprocess.Popen[str], stack: Stack) -> Any:
-    try:
-        out, err = proc.communicate(timeout=90)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        err += "\n(test: the script did not end within 90 s and was killed)"
-    assert proc.returncode == 0, f"{proc.args}: {proc.returncode}\n{err}\n{out}\n{stack.logs()}"
-    return json.loads(out.strip().splitlines()[-1])
+    return last_json(proc, stack)
 
 
 def send(stack: Stack, chat: str, messages: list[dict[str, Any]], key: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.aisdk import last_json, spawn
 from tests.support.fake_anthropic import (
     Script,
     gate,
@@ -71,30 +72,11 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 def node(mode: str, request: dict[str, Any]) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        ["node", str(SCRIPT), mode],
-        cwd=str(ROOT),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None
-    proc.stdin.write(json.dumps(request))
-    proc.stdin.close()
-    proc.stdin = None
-    return proc
+    return spawn(["node", str(SCRIPT), mode], json.dumps(request))
 
 
 def result(proc: subprocess.Popen[str], stack: Stack) -> dict[str, Any]:
-    try:
-        out, err = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        err += "\n(test: chat.mjs did not end within 120 s and was killed)"
-    assert proc.returncode == 0, f"chat.mjs: {proc.returncode}\n{err}\n{out}\n{stack.logs()}"
-    found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    found: dict[str, Any] = last_json(proc, stack, within=120)
     return found
 
 

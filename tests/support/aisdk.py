@@ -33,10 +33,11 @@ def missing_prerequisites() -> list[str]:
     return missing
 
 
-def node(mode: str, request: dict[str, Any]) -> subprocess.Popen[str]:
-    """chat.mjs in ``mode`` with ``request`` on its stdin, running."""
+def spawn(args: list[str], stdin: str = "") -> subprocess.Popen[str]:
+    """A Node script (``args``, from the project's root) with ``stdin`` written and closed,
+    running."""
     proc = subprocess.Popen(
-        ["node", str(CHAT_SCRIPT), mode],
+        args,
         cwd=str(ROOT),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -44,22 +45,32 @@ def node(mode: str, request: dict[str, Any]) -> subprocess.Popen[str]:
         text=True,
     )
     assert proc.stdin is not None
-    proc.stdin.write(json.dumps(request))
+    proc.stdin.write(stdin)
     proc.stdin.close()
     proc.stdin = None  # written and closed: communicate() must not touch it
     return proc
 
 
-def result(proc: subprocess.Popen[str], stack: Stack) -> dict[str, Any]:
-    """What chat.mjs printed last, once it ended well (else its output and the logs)."""
+def last_json(proc: subprocess.Popen[str], stack: Stack, within: float = 90) -> Any:
+    """What the script printed last, once it ended well (else its output and the logs)."""
     try:
-        out, err = proc.communicate(timeout=90)
+        out, err = proc.communicate(timeout=within)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        err += "\n(test: chat.mjs did not end within 90 s and was killed)"
-    assert proc.returncode == 0, f"chat.mjs: {proc.returncode}\n{err}\n{out}\n{stack.logs()}"
-    found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        err += f"\n(test: the script did not end within {within:g} s and was killed)"
+    assert proc.returncode == 0, f"{proc.args}: {proc.returncode}\n{err}\n{out}\n{stack.logs()}"
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def node(mode: str, request: dict[str, Any]) -> subprocess.Popen[str]:
+    """chat.mjs in ``mode`` with ``request`` on its stdin, running."""
+    return spawn(["node", str(CHAT_SCRIPT), mode], json.dumps(request))
+
+
+def result(proc: subprocess.Popen[str], stack: Stack) -> dict[str, Any]:
+    """What chat.mjs printed last, once it ended well (else its output and the logs)."""
+    found: dict[str, Any] = last_json(proc, stack)
     return found
 
 

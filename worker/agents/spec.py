@@ -8,13 +8,13 @@ Checked at start-up, so a bad spec stops the worker before it takes a job.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
 
 from broadcaster.core import names
 from broadcaster.generations.request import PROVIDERS
 from worker.agents.job import AgentFn
+from worker.tools import import_named
 
 RESERVED = (*PROVIDERS, "fake")
 """Names an agent may not take: the built-in providers'."""
@@ -46,18 +46,6 @@ def agent_names(spec: str | None) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _import(target: str) -> Any:
-    module_name, _, attr = target.strip().partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise AgentSpecError(f"WORKER_AGENTS: cannot import {module_name!r}: {exc}") from exc
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise AgentSpecError(f"WORKER_AGENTS: {module_name} has no attribute {attr!r}") from None
-
-
 def as_agent(name: str, found: Any) -> AgentFn:
     """The agent function for what a spec names: a framework's object through its
     adapter (imported only now), or an async callable as it is."""
@@ -82,7 +70,10 @@ def load_agents(spec: str | None) -> dict[str, AgentFn]:
     """The agents ``spec`` names, by name; ``AgentSpecError`` naming the first problem."""
     names = agent_names(spec)
     targets = [p.partition("=")[2] for p in (spec or "").split(",") if p.strip()]
-    return {name: as_agent(name, _import(t)) for name, t in zip(names, targets, strict=True)}
+    return {
+        name: as_agent(name, import_named(t, "WORKER_AGENTS", AgentSpecError))
+        for name, t in zip(names, targets, strict=True)
+    }
 
 
 __all__ = ["AgentSpecError", "agent_names", "as_agent", "load_agents"]

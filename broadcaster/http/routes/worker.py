@@ -14,8 +14,6 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from broadcaster.core.eventlog import EventTooLarge, StreamFull
-from broadcaster.core.events import InvalidEvent
 from broadcaster.generations import leases as lease_errors
 from broadcaster.generations.leases import Leased
 from broadcaster.http import openapi
@@ -23,6 +21,7 @@ from broadcaster.http import openapi_worker as spec
 from broadcaster.http.access import worker_key
 from broadcaster.http.bodies import read_json, strict_json, validation_details
 from broadcaster.http.errors import ApiError
+from broadcaster.http.feeds import refused_events
 from broadcaster.http.resources import HubDep, LeasesDep, SettingsDep
 from broadcaster.http.stream_ids import valid_stream_id
 
@@ -114,13 +113,10 @@ async def append(
         raise ApiError(413, "too_many_events", f"at most {spec.MAX_EVENTS} events a request")
     body = _parsed(spec.AppendBody, raw)
     try:
-        seq, again, signals = await leases.append(stream_id, body.lease, body.after, body.events)
-    except EventTooLarge as exc:
-        raise ApiError(413, "too_large", str(exc)) from None
-    except InvalidEvent as exc:
-        raise ApiError(422, "invalid_event", str(exc)) from None
-    except StreamFull as exc:
-        raise ApiError(413, "stream_full", str(exc), last_event_id=exc.last_seq) from None
+        with refused_events():
+            seq, again, signals = await leases.append(
+                stream_id, body.lease, body.after, body.events
+            )
     except lease_errors.SeqMismatch as exc:
         raise ApiError(409, "seq_mismatch", str(exc), last_event_id=exc.last_seq) from None
     except lease_errors.Ended as exc:
