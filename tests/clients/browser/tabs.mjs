@@ -7,6 +7,10 @@
 // (GET /v1/chat/{id}/events) can. Then:
 //   1. tab 1's pane 1 sends a message: both panes of tab 2 must show it and its answer;
 //   2. tab 2's pane 2 sends one: both panes of tab 1 must show it and its answer.
+// Tab 2's first reads of the chat's messages are answered by the server at once but
+// handed to the page only after tab 1 has sent (as on a loaded machine): the chat's stream
+// then announces the turn while tab 2 still loads the chat, and tab 2 must follow it all
+// the same.
 // Prints ONE line of JSON: what each tab's panes show at the end, and every POST
 // /v1/chat (its Idempotency-Key) and GET of the chat's messages (its query) the tabs made.
 // Saves a screenshot of each tab. Exits non-zero, with a message on stderr, on failure
@@ -24,6 +28,8 @@ let context = null;
 const tabs = [];
 const pageErrors = [];
 const requests = [];
+let posted;
+const firstPost = new Promise((resolve) => (posted = resolve));
 
 function readPanes(page) {
   return page.evaluate(() =>
@@ -60,6 +66,7 @@ function watch(page, tab) {
   page.on("request", (r) => {
     const url = new URL(r.url());
     if (r.method() === "POST" && url.pathname === "/v1/chat") {
+      posted();
       requests.push({ tab, method: "POST", idempotency_key: r.headers()["idempotency-key"] ?? null });
     } else if (/^\/v1\/chat\/[^/]+\/messages$/.test(url.pathname)) {
       requests.push({ tab, method: "GET", query: url.search });
@@ -86,6 +93,15 @@ async function run() {
   step = "opening tab 2 on the same chat";
   const second = await context.newPage();
   watch(second, 2);
+  let held = 0; // both panes' first reads: read now, handed over once tab 1 has sent
+  await second.route(/\/v1\/chat\/[^/]+\/messages/, async (route) => {
+    if (held >= 2) return route.continue();
+    held += 1;
+    const response = await route.fetch();
+    await firstPost;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await route.fulfill({ response });
+  });
   await second.goto(`${base}/#chat=${chatId}`, { waitUntil: "load", timeout: remaining() });
   tabs.push(first, second);
 

@@ -19,6 +19,7 @@ export class ChatPane {
     this.session = session;
     this.sending = false;
     this.following = false;
+    this.followAgain = false; // told to follow while following: look once more after
     this.older = null; // the `before` of the history page before those shown
     this.closed = false;
     this.frame = 0;
@@ -146,24 +147,31 @@ export class ChatPane {
 
   // What another tab does: load the chat's newest page of messages from the server, then
   // resume the answer if one runs, waits or is queued (the server replays it from its
-  // first event).
+  // first event). Told again while at it (a turn announced while the page loaded, whose
+  // page may predate the turn), it looks once more when done, so no turn is passed over.
   async follow() {
-    if (this.following) return; // told twice (by this page and by the chat's stream)
+    if (this.following) {
+      this.followAgain = true;
+      return;
+    }
     this.following = true;
     this.setOutcome("", "");
     this.section.dataset.following = "true";
     try {
-      const { messages, status, older } = await this.session.messages();
-      if (!this.busy() && !this.closed) {
+      do {
+        this.followAgain = false;
+        const { messages, status, older } = await this.session.messages();
+        if (this.busy() || this.closed) break;
         this.chat.messages = messages;
         this.older = older;
         this.olderBtn.hidden = !older;
         if (["running", "waiting", "queued"].includes(status)) await this.chat.resumeStream();
-      }
+      } while (this.followAgain && !this.closed && !this.busy());
     } catch (err) {
       this.errorEl.textContent = String(err.message || err);
     } finally {
       this.following = false;
+      this.followAgain = false;
       if (!this.closed) delete this.section.dataset.following;
       this.schedule();
     }
