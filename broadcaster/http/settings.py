@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from broadcaster.chat.conversation import Rules
+from broadcaster.core import names
 from broadcaster.core.durability import DurabilitySettings, Policy
 from broadcaster.core.settings import RedisSettings
 from broadcaster.generations.request import PROVIDERS, Defaults
@@ -107,12 +108,14 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     retry meanwhile is 409): a front-end that died mid-request frees it after this."""
     max_tokens_limit: int = Field(64000, ge=1)
     """Largest ``max_tokens`` a generation request may ask for."""
-    default_provider: Literal["anthropic", "openai"] = "anthropic"
-    """The provider of a request that names none."""
+    default_provider: str = Field("anthropic", pattern=names.PROVIDER_NAME_PATTERN)
+    """The provider of a request that names none: ``anthropic``, ``openai``, or the name
+    of an agent a worker serves (``WORKER_AGENTS``)."""
     providers: str | None = None
-    """Comma-separated providers the deployment serves (``anthropic,openai``). A request
-    for one of them is queued even while no worker is alive; one for any other is refused
-    (422). Unset: the default provider, and every provider a worker has ever advertised."""
+    """Comma-separated providers the deployment serves (``anthropic,openai``, agent names
+    beside them). A request for one of them is queued even while no worker is alive; one
+    for any other is refused (422). Unset: the default provider, and every provider a
+    worker has ever advertised."""
     chat_multitask: Literal["reject", "enqueue", "interrupt", "steer"] = "reject"
     """What a chat submit does while the chat's answer runs, unless its body says
     (``multitask``): refuse (409 ``chat_busy``), wait for its turn, cancel the running
@@ -272,18 +275,18 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
         return bool(self.token_secret or self.token_secrets or self.jwks_url or self.jwks_file)
 
     def served_providers(self) -> frozenset[str] | None:
-        """``BROADCASTER_PROVIDERS`` parsed (None when unset); ValueError names an unknown
-        provider."""
+        """``BROADCASTER_PROVIDERS`` parsed (None when unset); ValueError names a name that
+        no provider can have (built-in providers and agents share one grammar)."""
         if self.providers is None:
             return None
-        names = frozenset(n.strip() for n in self.providers.split(",") if n.strip())
-        unknown = names - set(PROVIDERS)
-        if unknown or not names:
+        served = frozenset(n.strip() for n in self.providers.split(",") if n.strip())
+        bad = sorted(n for n in served if not names.is_provider_name(n))
+        if bad or not served:
             raise ValueError(
-                f"BROADCASTER_PROVIDERS: unknown provider(s) {sorted(unknown) or '(none)'}; "
-                f"known: {', '.join(PROVIDERS)}"
+                f"BROADCASTER_PROVIDERS: not a provider name: {bad or '(none)'}; a name is "
+                f"{names.PROVIDER_NAME_GRAMMAR} ({', '.join(PROVIDERS)} or an agent's)"
             )
-        return names
+        return served
 
     def admission(self) -> Admission:
         """What admits a new generation (``generations/start.py``)."""

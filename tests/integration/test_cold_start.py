@@ -209,11 +209,11 @@ async def test_configured_providers_decide_alone(tmp_path: Path) -> None:
         bad = spawn(
             "bad-providers",
             ["-m", "broadcaster", "serve", "--port", "1"],
-            {"REDIS_URL": redis.url, "BROADCASTER_PROVIDERS": "anthropic,gemini"},
+            {"REDIS_URL": redis.url, "BROADCASTER_PROVIDERS": "anthropic,Gemini!"},
             tmp_path,
         )
         assert bad.popen.wait(20) != 0
-        assert "unknown provider(s) ['gemini']" in bad.log()
+        assert "not a provider name: ['Gemini!']" in bad.log()
     finally:
         frontend.stop()
         redis.stop()

@@ -105,9 +105,10 @@ async def echo(job: AgentJob) -> AsyncIterator[Chunk]:
 
 
 def _prompt(messages: list[ModelMessage]) -> str:
-    for message in messages:
+    """The latest user prompt (a chat's earlier turns come first)."""
+    for message in reversed(messages):
         if isinstance(message, ModelRequest):
-            for part in message.parts:
+            for part in reversed(message.parts):
                 if isinstance(part, UserPromptPart) and isinstance(part.content, str):
                     return part.content
     return ""

@@ -211,7 +211,9 @@ def start_worker(
         },
         log_dir,
     )
-    deadline = time.monotonic() + 20
+    # A worker that serves agents imports their frameworks first (seconds of CPU): on two
+    # busy cores that is well beyond what a plain worker takes, so allow a minute.
+    deadline = time.monotonic() + 60
     while "provider" not in proc.log():
         if not proc.alive() or time.monotonic() > deadline:
             proc.stop(signal.SIGKILL)  # not left behind by the test that gave up on it

@@ -7,9 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from pydantic_ai import ToolDenied
 from pydantic_ai.messages import ModelRequest, ModelResponse, ToolCallPart, ToolReturnPart
 
+from broadcaster.http.settings import Settings as FrontendSettings
 from worker.agents.chunks import AgentError, StepChunks
 from worker.agents.job import AgentJob, ApprovalPending, Asked
 from worker.agents.pydantic_agent import starting_point
@@ -52,6 +54,17 @@ def test_a_worker_with_agents_alone_serves_only_them() -> None:
 
 def _job(events: list[dict[str, Any]] | None = None, **request: Any) -> AgentJob:
     return AgentJob("g1", "helper", {"prompt": "hi", **request}, events or [])
+
+
+def test_a_front_end_defaults_to_and_serves_agents_by_name() -> None:
+    settings = FrontendSettings(default_provider="support", providers="support,anthropic")
+    assert settings.admission().default_provider == "support"
+    assert settings.served_providers() == {"support", "anthropic"}
+    assert settings.request_defaults().provider == "support"
+    with pytest.raises(ValidationError, match="default_provider"):
+        FrontendSettings(default_provider="Support!")
+    with pytest.raises(ValueError, match=r"not a provider name: \['a b'\]"):
+        FrontendSettings(providers="anthropic,a b").served_providers()
 
 
 def test_an_approval_without_a_decision_suspends_and_with_one_answers() -> None:

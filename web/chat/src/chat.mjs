@@ -59,12 +59,15 @@ class WatchedTransport extends WorkflowChatTransport {
   }
 }
 
+const RESET_STEP = { "X-Reset-Step": "1" };
+
 export class BrowserChat extends AbstractChat {
   // `api`: the chat endpoint (`/v1/chat`); `headers`: a function giving the request's
-  // headers (a chat token, when the deployment wants one). A tool call that waits for a
+  // headers (a chat token, when the deployment wants one); `provider`: the provider or
+  // agent that answers (null: the deployment's default). A tool call that waits for a
   // person is answered with addToolApprovalResponse: a Chat that is not streaming then
   // sends the decision by itself (sendAutomaticallyWhen).
-  constructor({ id, api, headers, onChange, onChunk }) {
+  constructor({ id, api, headers, provider, onChange, onChunk }) {
     const state = new ObservedState(onChange);
     const transport = new WatchedTransport(
       {
@@ -72,11 +75,17 @@ export class BrowserChat extends AbstractChat {
         // The transport sends {messages, ...body}: the chat's id goes in the body.
         // Each submit carries an Idempotency-Key of its own: a retry of it answers the
         // same stream instead of starting a second answer.
+        // X-Reset-Step: this SDK (ai 7) knows `reset-step`, so a step that a worker
+        // taking the answer over had to make again replaces the cut one instead of
+        // showing beside it.
         prepareSendMessagesRequest: async ({ messages, body }) => ({
-          body: { ...body, id, messages },
-          headers: { ...(await headers()), "Idempotency-Key": crypto.randomUUID() },
+          body: { ...body, id, messages, ...(provider ? { provider } : {}) },
+          headers: { ...(await headers()), ...RESET_STEP, "Idempotency-Key": crypto.randomUUID() },
         }),
-        prepareReconnectToStreamRequest: async ({ api: url }) => ({ api: url, headers: await headers() }),
+        prepareReconnectToStreamRequest: async ({ api: url }) => ({
+          api: url,
+          headers: { ...(await headers()), ...RESET_STEP },
+        }),
       },
       onChunk,
     );

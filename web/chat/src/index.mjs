@@ -16,6 +16,9 @@ import { ChatTurns } from "./turns.mjs";
 const API = "/v1/chat";
 const PAGE = 50; // messages per history page: the newest first, older ones on demand
 const LAST_CHAT = "broadcaster-demo-chat";
+// Who answers: the page's `?provider=` (a built-in provider, or an agent a worker serves
+// under that name), else the deployment's default provider.
+const PROVIDER = new URLSearchParams(location.search).get("provider") || null;
 
 const created = new Set(); // chats this page made: the server knows nothing of them yet
 
@@ -44,6 +47,7 @@ class ChatSession {
   constructor(root, chatId) {
     this.chatId = chatId;
     this.api = API;
+    this.provider = PROVIDER;
     this.root = root;
     this.tokenKey = `broadcaster-chat-token:${chatId}`;
     this.tokenPromise = null;
@@ -58,7 +62,20 @@ class ChatSession {
   // Follow the chat's own stream (once): from the start for a chat opened by its address,
   // from its first submit for a chat this page made (nobody else knows of it before).
   followTurns() {
-    this.turns = this.turns || new ChatTurns(this.url("/events"), () => this.headers(), (turn) => this.announced(turn));
+    this.turns =
+      this.turns ||
+      new ChatTurns(
+        this.url("/events"),
+        () => this.headers(),
+        (turn) => this.announced(turn),
+        () => this.decided(),
+      );
+  }
+
+  // An approval was decided (here or in another tab): a pane whose answer ended at the
+  // wait (its own submit's answer ends there) follows the answer as it goes on.
+  decided() {
+    for (const pane of this.panes) if (!pane.busy() && !pane.sending) pane.follow();
   }
 
   // A turn began (here or in another tab): the panes not busy with it load and follow it.

@@ -28,6 +28,7 @@ export class ChatPane {
       id: session.chatId,
       api: session.api,
       headers: () => session.headers(),
+      provider: session.provider,
       onChange: () => this.schedule(),
       onChunk: (chunk) => this.onChunk(chunk),
     });

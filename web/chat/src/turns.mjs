@@ -2,7 +2,9 @@
 // each opened by a transient `data-chat-turn` chunk naming its generation. The page reads
 // it only for those announcements: a turn started anywhere else (another tab, another
 // device) makes its panes load and follow it. It reconnects with the last id it saw
-// (`<turn>:<seq>.<tag>`), so a turn started while it was away is not missed.
+// (`<turn>:<seq>.<tag>`), so a turn started while it was away is not missed. It also
+// tells of each decision on a tool approval (`data-approval`), wherever it was taken: a
+// pane whose answer ended at the wait then follows the answer as it goes on.
 
 async function* frames(body) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
@@ -27,11 +29,13 @@ async function* frames(body) {
 
 export class ChatTurns {
   // `url`: the chat's stream; `headers()`: its requests' headers; `onTurn(turn)`, called
-  // with each announcement's data ({turn, generationId, userMessage}).
-  constructor(url, headers, onTurn) {
+  // with each announcement's data ({turn, generationId, userMessage}); `onDecision()`,
+  // called when an answer's approval was decided.
+  constructor(url, headers, onTurn, onDecision) {
     this.url = url;
     this.headers = headers;
     this.onTurn = onTurn;
+    this.onDecision = onDecision;
     this.controller = new AbortController();
     this.lastId = null;
     this.done = this.run();
@@ -47,6 +51,7 @@ export class ChatTurns {
         for await (const frame of frames(res.body)) {
           if (frame.id) this.lastId = frame.id;
           if (frame.data.startsWith('{"type":"data-chat-turn"')) this.onTurn(JSON.parse(frame.data).data);
+          else if (frame.data.startsWith('{"type":"data-approval"')) this.onDecision();
         }
       } catch {
         // dropped, refused or closed: try again shortly (unless the page left the chat)
