@@ -44,9 +44,10 @@ from redis.asyncio import Redis, RedisCluster
 
 from broadcaster.core import connection, contain, keys
 from broadcaster.core.durability import Durability
+from broadcaster.webhooks import mover as mover_module
 from broadcaster.webhooks.compose import Delivery
 from broadcaster.webhooks.metrics import WebhookMetrics
-from broadcaster.webhooks.mover import RECLAIM_IDLE_MS, Mover, stream_reply
+from broadcaster.webhooks.mover import Mover, stream_reply
 from broadcaster.webhooks.queue import GROUP, KEY, DeliveryQueue, ensure_group
 from broadcaster.webhooks.schedule import RetrySchedule
 from broadcaster.webhooks.sender import Failure, Sender
@@ -148,7 +149,7 @@ class Deliverer:
         self._gauges_stale = True
         self._reclaim_at = 0.0
         """Monotonic: when the outboxes are reclaimed next (at once on start)."""
-        self._gone: list[str] = []
+        self._gone: dict[str, float] = {}  # deliverers seen gone -> when (monotonic)
         """Deliverers seen gone, forgotten once the outboxes were reclaimed."""
         self._backlog_seen = keys.WEBHOOK_DELIVERIES_MAX_LEN
         """Deliveries in the stream when last counted (unknown: as if full)."""
@@ -243,7 +244,7 @@ class Deliverer:
             await asyncio.sleep(self.config.poll)
 
     def _reclaim_soon(self) -> None:
-        at = time.monotonic() + RECLAIM_IDLE_MS / 1000 + 1.0
+        at = time.monotonic() + mover_module.RECLAIM_IDLE_MS / 1000 + 1.0
         self._reclaim_at = min(self._reclaim_at, at)
         self._poke.set()
 
@@ -290,11 +291,8 @@ class Deliverer:
                 next_sweep = time.monotonic() + self.config.sweep
                 await self._look_for_gone()
             if time.monotonic() >= self._reclaim_at:
-                gone = self._gone
                 await self._move(await self.mover.reclaim())
-                await self.queue.forget_deliverers(gone)
-                self._gone = [name for name in self._gone if name not in gone]
-                self._reclaim_at = time.monotonic() + RECLAIM_SECONDS
+                await self._forget_reclaimed()
             if sweep or (self._gauges_stale and now >= gauges_at):
                 self._gauges_stale = False
                 gauges_at = time.monotonic() + self.config.poll
@@ -320,10 +318,26 @@ class Deliverer:
         until = now + ALIVE_SWEEPS * self.config.sweep
         gone = await self.queue.alive(self.consumer, int(until * 1000), int(now * 1000))
         gone = [name for name in gone if name != self.consumer]
-        if gone:
-            log.info("webhooks: deliverers gone: %s", ", ".join(sorted(gone)))
-            self._gone = sorted(set(self._gone) | set(gone))
+        new = sorted(name for name in gone if name not in self._gone)
+        if new:
+            log.info("webhooks: deliverers gone: %s", ", ".join(new))
+            self._gone.update(dict.fromkeys(new, time.monotonic()))
             self._reclaim_at = time.monotonic()
+
+    async def _forget_reclaimed(self) -> None:
+        """After a reclaim: forget the deliverers seen gone long enough ago that what
+        they read is idle enough to have been taken (``RECLAIM_IDLE_MS``); for the others
+        (an entry read just before its deliverer died is not yet), reclaim again once it
+        is, not at the hourly floor."""
+        now = time.monotonic()
+        idle = mover_module.RECLAIM_IDLE_MS / 1000
+        done = [name for name, seen in self._gone.items() if now - seen >= idle]
+        await self.queue.forget_deliverers(done)
+        for name in done:
+            del self._gone[name]
+        self._reclaim_at = now + RECLAIM_SECONDS
+        if self._gone:
+            self._reclaim_at = min(self._reclaim_at, min(self._gone.values()) + idle + 1.0)
 
     async def _retry_round(self) -> None:
         """Attempt the pending deliveries that are due, from the cursor on, one page;
