@@ -1,7 +1,8 @@
 """CopilotKit's React chat (examples/copilotkit, ``@copilotkit/react-core`` v2 bundled with
 esbuild) in Debian's Chromium, with no backend of its own: its runtime URL is the
 broadcaster's ``/v1/agui``. One stack for the module: a worker on the real ``anthropic``
-SDK against the local fake Anthropic API. Shown in the page, each message once:
+SDK against the local fake Anthropic API, with the tools of tests/support/worker_tools.py
+(``approved_add`` waits for a person). Shown in the page, each message once:
 
 - a message sent, the answer streamed, the page reloaded while the answer is held
   mid-way, and the answer resumed after the reload (``connect``: the thread's history as
@@ -9,7 +10,10 @@ SDK against the local fake Anthropic API. Shown in the page, each message once:
 - a second tab of the same browser opened on the thread while its answer runs: it
   follows the answer to its end (copilotkit_tabs.mjs);
 - CopilotKit's stop button on a running answer: the generation ends ``cancelled``, the
-  partial answer stays, and the thread goes on (copilotkit_stop.mjs).
+  partial answer stays, and the thread goes on (copilotkit_stop.mjs);
+- an approval: the run ends with an AG-UI interrupt, the example's ``useInterrupt`` shows
+  Approve / Deny; Approve sends ``resume`` and the tool runs, Deny sends it ``cancelled``
+  and the tool does not run; either way the answer goes on (copilotkit_approval.mjs).
 
 Needs Chromium, node >= 20 and the npm packages of examples/copilotkit and
 tests/clients/browser (``make test-deps``); without them the test fails and says so.
@@ -27,9 +31,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import worker_tools
 from tests.support.anthropic_scripts import Script
 from tests.support.browser import finish_node_script, missing_prerequisites, start_node_script
-from tests.support.fake_anthropic import gate, message, text
+from tests.support.fake_anthropic import gate, message, text, tool_use
 from tests.support.node_script import Script as NodeScript
 from tests.support.polling import wait_for
 from tests.support.procs import ROOT
@@ -40,6 +45,9 @@ BROWSER = ROOT / "tests" / "clients" / "browser"
 SCRIPT = BROWSER / "copilotkit.mjs"
 TABS = BROWSER / "copilotkit_tabs.mjs"
 STOP = BROWSER / "copilotkit_stop.mjs"
+APPROVAL = BROWSER / "copilotkit_approval.mjs"
+RUNS = "runs.jsonl"
+"""The worker's tool runs (``TOOL_RUNS_FILE``), in the stack's folder."""
 WORDS = ["Streaming ", "through ", "the ", "broadcaster, ", "resumed ", "after ", "reloading."]
 
 
@@ -59,8 +67,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )
     assert built.returncode == 0, f"the example's build failed:\n{built.stderr[-3000:]}"
     tmp = tmp_path_factory.mktemp("copilotkit")
-    with anthropic_stack(tmp, {"WORKER_MERGE_MS": "0"}) as s:
+    env = {
+        "WORKER_MERGE_MS": "0",
+        "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
+        "TOOL_RUNS_FILE": str(tmp / RUNS),
+        "PYTHONPATH": str(ROOT),
+    }
+    with anthropic_stack(tmp, env) as s:
         yield s
+
+
+def runs_file(stack: Stack) -> Path:
+    assert stack.root is not None
+    return stack.root / RUNS
 
 
 @pytest.mark.timeout(240)
@@ -198,3 +217,85 @@ def test_copilotkits_stop_button_stops_the_answer_and_the_thread_goes_on(
     assert [role for role, _ in said] == ["user", "assistant", "user", "assistant"], said
     assert said[1][1].startswith("Stopped right here") and "NEVER" not in said[1][1]
     assert said[3] == ("assistant", "Answered after the stop.")
+
+
+def decided_in_page(
+    stack: Stack, tmp_path: Path, n: int, button: str, answer: list[str]
+) -> dict[str, Any]:
+    """A message whose answer calls ``approved_add`` (a tool that waits for a person),
+    sent in the example, the approval decided with its ``button`` (``approve`` or
+    ``deny``), then ``answer``: the page's result. Checked on the way:
+    the generation waits, the tool has not run, and the page shows the call."""
+    tool_id = f"toolu_ck{n}"
+    call = tool_use(tool_id, "approved_add", ['{"a": 2, ', '"b": 5}'])
+    prompt = f"ck-approve-{n}: add 2 and 5"
+    stack.model.route(prompt, message([text(["Adding."]), call], stop_reason="tool_use"))
+    stack.model.route(tool_id, message([text(answer)]))  # the request that carries its result
+    thread, last = f"ck-thread-approve-{n}", "".join(answer[-2:])
+    runs = runs_file(stack)
+    started = worker_tools.runs(runs, "approved_add", "start")
+    script = node_script(stack, tmp_path, APPROVAL, thread, prompt, last, button)
+    try:
+        asked = script.next_json(timeout=150)
+        assert asked["phase"] == "asked", asked
+        generation: str = asked["generation"]
+        assert generation_status(stack, generation) == "waiting"
+        assert worker_tools.runs(runs, "approved_add", "start") == started, "not before a decision"
+        assert "approved_add" in asked["text"] and '"a": 2' in asked["text"], asked["text"]
+        script.send("go")
+        result = script.next_json(timeout=150)
+    finally:
+        script.stop()
+    assert result["phase"] == "result", result
+    assert result["pageErrors"] == [], result["pageErrors"]
+    assert (result["prompts"], result["answers"], result["approvals"]) == (1, 1, 0), result["text"]
+    wait_for(
+        f"{generation} to complete",
+        lambda: generation_status(stack, generation) == "completed",
+        context=stack.logs,
+    )
+    listed = chat(stack, thread)
+    assert listed["generation_id"] == generation  # the same answer, gone on
+    return result
+
+
+def the_call(stack: Stack, n: int) -> dict[str, Any]:
+    """The ``approved_add`` part of thread ``n``'s answer, as the chat records it."""
+    parts = chat(stack, f"ck-thread-approve-{n}")["messages"][-1]["parts"]
+    (tool,) = [p for p in parts if p["type"] == "tool-approved_add"]
+    return dict(tool)
+
+
+@pytest.mark.timeout(240)
+def test_an_approval_shows_in_copilotkit_and_approving_runs_the_tool(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A tool that waits for a person ends the run with an AG-UI interrupt; the example's
+    ``useInterrupt`` shows Approve / Deny; Approve sends the next run with ``resume``, the
+    worker runs the tool, and the answer goes on in the same generation."""
+    ran = worker_tools.runs(runs_file(stack), "approved_add")
+    result = decided_in_page(stack, tmp_path, 1, "approve", ["The ", "sum ", "is ", "seven."])
+    first, second = result["runs"]
+    assert first["resume"] is None
+    (decision,) = second["resume"]
+    assert decision["status"] == "resolved" and decision["payload"] == {"approved": True}
+    assert decision["interruptId"].startswith("apr_"), decision
+    assert worker_tools.runs(runs_file(stack), "approved_add") == ran + 1
+    tool = the_call(stack, 1)
+    assert tool["output"] == {"sum": 7} and tool["approval"]["approved"] is True
+
+
+@pytest.mark.timeout(240)
+def test_denying_in_copilotkit_skips_the_tool_and_the_answer_goes_on(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Deny (``useInterrupt``'s ``cancel``) sends ``resume`` with ``cancelled``: the tool
+    does not run, the model is told so, and its answer goes on in the same generation."""
+    runs = runs_file(stack)
+    before = worker_tools.runs(runs, "approved_add", "start")
+    result = decided_in_page(stack, tmp_path, 2, "deny", ["Not ", "adding ", "then."])
+    (decision,) = result["runs"][1]["resume"]
+    assert decision["status"] == "cancelled" and "payload" not in decision, decision
+    assert worker_tools.runs(runs, "approved_add", "start") == before
+    tool = the_call(stack, 2)
+    assert tool["state"] == "output-denied" and tool["approval"]["approved"] is False, tool
