@@ -32,6 +32,7 @@ from tests.support.procs import ROOT
 from tests.support.stacks import start_stack
 
 SCRIPT = BROWSER_DIR / "agent_chat.mjs"
+STEPS = "reload,tool,stop,kill,approval"
 SLOW_WORDS = 60  # a "slow" answer of the agent's model: 60 words, a tenth of a second apart
 
 
@@ -65,7 +66,8 @@ def test_the_chat_tab_runs_an_agent_with_every_guarantee(tmp_path: Path) -> None
     profile = tmp_path / "chromium-profile"
     try:
         node = start_node_script(
-            SCRIPT, [stack.url, str(ARTIFACTS / "agent-chat.png"), str(profile), "helper"]
+            SCRIPT,
+            [stack.url, str(ARTIFACTS / "agent-chat.png"), str(profile), "helper", STEPS],
         )
         assert node.stdout is not None
         line = node.stdout.readline()  # KILL, once the fourth answer shows in both panes

@@ -16,6 +16,7 @@ Needs node >= 20 and the npm packages of tests/clients/aisdk and examples/ts-age
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -27,6 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import browser
 from tests.support.aisdk import missing_prerequisites, node, result, run, user
 from tests.support.fake_anthropic import gate
 from tests.support.fake_openai import FakeOpenAIServer, reply
@@ -219,6 +221,68 @@ def test_a_writer_paused_past_its_lease_is_fenced_and_its_successor_finishes(
     }
     listed = httpx.get(f"{d.api}/ts-lapse/messages").json()
     assert listed["status"] == "completed" and texts(listed["messages"][-1]) == "One two three."
+
+
+def test_the_demo_chat_in_chromium_resumes_stops_and_survives_a_killed_agent(
+    deployment: Deployment,
+) -> None:
+    """The demo page's chat (the AI SDK's ``Chat``, tests/clients/browser/agent_chat.mjs)
+    with ``?provider=ts-agent``: an answer held mid-way while the page reloads, resumed by
+    both panes; a stop from the other pane that reaches the agent; and the agent's process
+    killed (SIGKILL) mid-answer, a successor taking the answer over once the lease lapsed.
+    The agent goes last in this module's deployment: the successor serves from then on."""
+    d = deployment
+    missing = browser.missing_prerequisites()
+    if missing:
+        pytest.fail("the browser test needs:\n  " + "\n  ".join(missing), pytrace=False)
+    held, never = threading.Event(), threading.Event()
+    hello = reply(text=["Hello ", "from ", "the ", "browser."])
+    d.model.enqueue([*hello[:3], gate(held), *hello[3:]])
+    d.model.enqueue([*reply(text=["Stop ", "me ", "now"])[:3], gate(never)])
+    d.model.enqueue([*reply(text=["One ", "two ", "three"])[:3], gate(never)])
+    d.model.enqueue(reply(text=["three."]))
+    profile = d.root / "chromium-profile"
+    shot = browser.ARTIFACTS / "ts-agent-chat.png"
+    browser.ARTIFACTS.mkdir(exist_ok=True)
+    args = [d.stack.frontend.url, str(shot), str(profile), "ts-agent", "reload-held,stop,kill"]
+    page = browser.start_node_script(browser.BROWSER_DIR / "agent_chat.mjs", args)
+    lines: list[str] = []
+    try:
+        assert page.stdout is not None
+        lines.append(page.stdout.readline())  # RELOADED: both panes resumed the held answer
+        held.set()
+        lines.append(page.stdout.readline())  # KILL: the third answer shows in both panes
+        if lines == ["RELOADED\n", "KILL\n"]:
+            d.agent.popen.kill()
+            d.agent.popen.wait(10)
+            d.agent = start_agent(d.root, d.stack.frontend.url, d.model.base_url, "taker")
+        code, out, err = browser.finish_node_script(page, timeout=150)
+    finally:
+        held.set()
+        never.set()
+        browser.stop_browser_leftovers(profile)
+    assert lines == ["RELOADED\n", "KILL\n"] and code == 0, f"{lines}{err}\n{out}\n{d.logs()}"
+    got = json.loads(out.strip().splitlines()[-1])
+    assert {p["provider"] for p in got["posts"]} == {"ts-agent"}
+    for pane in got["resumed"]:  # after the reload, mid-answer, in both panes
+        assert pane["status"] == "streaming" and pane["messages"][1]["text"] == "Hello from "
+    for when, text, outcome in (
+        ("first", "Hello from the browser.", "finish"),
+        ("stopped", "Stop me ", "abort"),
+        ("takeover", "One two three.", "finish"),
+    ):
+        for pane in got[when]:
+            assert pane["outcome"] == outcome and pane["error"] == "", (when, pane)
+            assert pane["messages"][-1]["text"] == text, (when, pane)
+    gid = latest_generation(d, got["chat_id"])
+    assert said(d.agent, "claimed", gid)["takeover"] is True  # the successor took it over
+    assert said(d.agent, "finished", gid)["lost"] is None
+    assert got["pageErrors"] == [] and got["httpErrors"] == [], got
+
+
+def latest_generation(d: Deployment, chat: str) -> str:
+    """The chat's latest generation."""
+    return str(httpx.get(f"{d.api}/{chat}/messages").json()["generation_id"])
 
 
 def test_the_logs_hold_no_traceback(deployment: Deployment) -> None:

@@ -1,29 +1,27 @@
 // Drives the demo page's chat tab against an agent, in headless Chromium: the page opened
 // as BASE_URL/?provider=AGENT#chat, so every submit names the agent as its `provider`.
 //
-//   node tests/clients/browser/agent_chat.mjs BASE_URL SCREENSHOT.png USER_DATA_DIR AGENT
+//   node tests/clients/browser/agent_chat.mjs BASE_URL SCREENSHOT.png USER_DATA_DIR AGENT STEPS
 //
-// The agent (tests/support/agents.py's `helper`, a pydantic-ai Agent) answers "slow" in
-// 60 words a tenth of a second apart, runs its `weather` tool when asked, and asks a
-// person before its `delete`. On the one chat both panes of tab 1 show:
-//   1. pane 1 sends a slow message; the page is reloaded mid-answer; both panes resume it;
-//   2. pane 2 asks for the weather: the agent's tool runs, both panes show its output;
-//   3. pane 1 sends a slow message and pane 2's Stop ends it mid-answer;
-//   4. pane 1 sends a slow message and, once both panes show part of it, the script
-//      prints KILL: the caller kills the worker (SIGKILL) and starts another, which takes
-//      the answer over; both panes end with it;
-//   5. pane 2 asks for a delete: both panes show Approve; a second tab opened on the chat
-//      shows it too and approves; every pane of both tabs shows the tool's output and the
-//      rest of the answer.
+// STEPS, comma-separated, are played in order on the one chat both panes of tab 1 show
+// (see STEPS below): `reload` (a slow answer, the page reloaded mid-way, both panes resume
+// it), `reload-held` (the same with an answer the caller holds until the script prints
+// RELOADED), `tool` (the agent's own tool), `stop` (pane 2's Stop mid-answer), `kill` (the
+// script prints KILL mid-answer: the caller kills the agent's process and starts another,
+// which takes the answer over) and `approval` (a delete the agent asks a person about,
+// approved from a second tab). tests/support/agents.py's `helper` answers "slow" in 60
+// words a tenth of a second apart, runs `weather`, and asks before `delete`.
 // Prints ONE line of JSON with what every pane showed after each step. Exits non-zero,
 // with a message on stderr, on failure or when the run takes longer than 110 s.
 
 import { openDemoPage, runToEnd, startScript } from "./common.mjs";
 
 const TIMEOUT_MS = 110_000;
-const agent = process.argv[5];
-if (!agent) {
-  process.stderr.write("usage: node agent_chat.mjs BASE_URL SCREENSHOT.png USER_DATA_DIR AGENT\n");
+const STEP_NAMES = ["reload", "reload-held", "tool", "stop", "kill", "approval"];
+const [agent, stepList] = process.argv.slice(5);
+const steps = (stepList || "").split(",").filter(Boolean);
+if (!agent || !steps.length || steps.some((name) => !STEP_NAMES.includes(name))) {
+  process.stderr.write(`usage: node agent_chat.mjs BASE_URL SCREENSHOT.png USER_DATA_DIR AGENT STEP,... (of ${STEP_NAMES})\n`);
   process.exit(64);
 }
 const { base, screenshot, userDataDir, chromium, fail, remaining, ...script } = await startScript(
@@ -121,6 +119,70 @@ function watch(page, tab) {
   });
 }
 
+// The steps, by name; each adds one turn (two messages) to the chat.
+const STEPS = {
+  // A slow answer, the page reloaded mid-way: both panes resume it.
+  async reload(page, n, out) {
+    await send(page, 0, "slow: the first answer");
+    await answerShown(page, n);
+    out.before_reload = await readPanes(page);
+    await page.reload({ waitUntil: "load", timeout: remaining() });
+    await turnEnded(page, n, "finish");
+    out.first = await readPanes(page);
+  },
+  // The same with an answer the caller holds: once both panes resumed it after the
+  // reload, the script prints RELOADED and the caller lets the answer go on.
+  async "reload-held"(page, n, out) {
+    await send(page, 0, "an answer held mid-way");
+    await answerShown(page, n);
+    out.before_reload = await readPanes(page);
+    await page.reload({ waitUntil: "load", timeout: remaining() });
+    await answerShown(page, n);
+    out.resumed = await readPanes(page);
+    process.stdout.write("RELOADED\n");
+    await turnEnded(page, n, "finish");
+    out.first = await readPanes(page);
+  },
+  // The agent's own tool.
+  async tool(page, n, out) {
+    await send(page, 1, "the weather, please");
+    await turnEnded(page, n, "finish");
+    out.tool = await readPanes(page);
+  },
+  // A slow answer that pane 2's Stop ends mid-way.
+  async stop(page, n, out) {
+    await send(page, 0, "slow: to be stopped");
+    await answerShown(page, n);
+    await pane(page, 1).locator("button.stop").click({ timeout: remaining() });
+    await turnEnded(page, n, "abort");
+    out.stopped = await readPanes(page);
+  },
+  // A slow answer during which the caller, told KILL, kills the agent's process and
+  // starts another, which takes the answer over.
+  async kill(page, n, out) {
+    await send(page, 0, "slow: the worker dies");
+    await answerShown(page, n);
+    process.stdout.write("KILL\n");
+    await turnEnded(page, n, "finish");
+    out.takeover = await readPanes(page);
+  },
+  // A delete the agent asks a person about, approved from a second tab on the chat.
+  async approval(page, n, out) {
+    await send(page, 1, "delete the file");
+    await approvalShown(page, n);
+    const second = await context.newPage();
+    watch(second, 2);
+    tabs.push(second);
+    await second.goto(`${base}/?provider=${agent}#chat=${out.chat_id}`, { waitUntil: "load", timeout: remaining() });
+    await approvalShown(second, n);
+    out.asked = [await readPanes(page), await readPanes(second)];
+    await pane(second, 0).locator("button.approve").click({ timeout: remaining() });
+    await turnEnded(second, n, "finish");
+    await turnEnded(page, n, "finish");
+    out.approved = [await readPanes(page), await readPanes(second)];
+  },
+};
+
 async function run() {
   const out = {};
   step = "opening the page on the agent";
@@ -132,48 +194,10 @@ async function run() {
     timeout: remaining(),
   });
   out.chat_id = (await page.textContent("#chat-id")).trim();
-
-  step = "1: a slow answer, the page reloaded mid-way";
-  await send(page, 0, "slow: the first answer");
-  await answerShown(page, 2);
-  out.before_reload = await readPanes(page);
-  await page.reload({ waitUntil: "load", timeout: remaining() });
-  await turnEnded(page, 2, "finish");
-  out.first = await readPanes(page);
-
-  step = "2: the agent's tool";
-  await send(page, 1, "the weather, please");
-  await turnEnded(page, 4, "finish");
-  out.tool = await readPanes(page);
-
-  step = "3: a slow answer stopped mid-way";
-  await send(page, 0, "slow: to be stopped");
-  await answerShown(page, 6);
-  await pane(page, 1).locator("button.stop").click({ timeout: remaining() });
-  await turnEnded(page, 6, "abort");
-  out.stopped = await readPanes(page);
-
-  step = "4: a slow answer whose worker dies";
-  await send(page, 0, "slow: the worker dies");
-  await answerShown(page, 8);
-  process.stdout.write("KILL\n");
-  await turnEnded(page, 8, "finish");
-  out.takeover = await readPanes(page);
-
-  step = "5: a delete the second tab approves";
-  await send(page, 1, "delete the file");
-  await approvalShown(page, 10);
-  const second = await context.newPage();
-  watch(second, 2);
-  tabs.push(second);
-  await second.goto(`${base}/?provider=${agent}#chat=${out.chat_id}`, { waitUntil: "load", timeout: remaining() });
-  await approvalShown(second, 10);
-  out.asked = [await readPanes(page), await readPanes(second)];
-  await pane(second, 0).locator("button.approve").click({ timeout: remaining() });
-  await turnEnded(second, 10, "finish");
-  await turnEnded(page, 10, "finish");
-  out.approved = [await readPanes(page), await readPanes(second)];
-
+  for (const [i, name] of steps.entries()) {
+    step = `step ${i + 1}: ${name}`;
+    await STEPS[name](page, 2 * (i + 1), out);
+  }
   step = "reading the page";
   for (const [i, p] of tabs.entries()) {
     await p.screenshot({ path: screenshot.replace(/(\.png)?$/i, `-${i + 1}.png`), fullPage: true });
