@@ -1,16 +1,25 @@
 """The OpenAI Agents SDK adapter's pure parts (worker/agents/openai_agents.py): the SDK's
 stream events as UI message chunks, the log as the SDK's input items, and the spec
-that serves an SDK ``Agent`` without importing the SDK for anything else."""
+that serves an SDK ``Agent`` without importing the SDK for anything else; and, against
+the local fake OpenAI server, that closing the adapter's iterator closes the model call."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from typing import Any
 
 import pytest
-from agents import Agent, RawResponsesStreamEvent, RunItemStreamEvent
+from agents import (
+    Agent,
+    OpenAIChatCompletionsModel,
+    RawResponsesStreamEvent,
+    RunItemStreamEvent,
+    set_tracing_disabled,
+)
 from agents.items import ToolCallItem, ToolCallOutputItem
+from openai import AsyncOpenAI
 from openai.types.responses import (
     ResponseCompletedEvent,
     ResponseCreatedEvent,
@@ -20,6 +29,7 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
 )
 
+from tests.support.fake_openai import FakeOpenAIServer, delay, reply
 from tests.support.procs import ROOT
 from worker.agents.chunks import StepChunks
 from worker.agents.job import AgentJob
@@ -27,6 +37,7 @@ from worker.agents.openai_agents import (
     DENIED,
     StreamChunks,
     conversation_items,
+    serve,
     starting_point,
     step_items,
 )
@@ -48,6 +59,7 @@ def _uvicorn_as_it_was() -> None:
 
 
 _uvicorn_as_it_was()
+set_tracing_disabled(True)
 
 AGENT: Agent[Any] = Agent(name="unit")
 
@@ -268,3 +280,29 @@ def test_the_spec_serves_an_sdk_agent_and_imports_the_sdk_for_nothing_else(
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_closing_the_agents_iterator_closes_its_model_call() -> None:
+    """The worker's stop closes the agent's iterator where it waits (``aclose`` at a
+    ``yield``, or a cancel): the adapter cancels the run, and the model's stream closes."""
+    with FakeOpenAIServer() as srv:
+        slow = reply(text=["word "] * 40)
+        srv.enqueue([slow[0]] + [s for step in slow[1:41] for s in (step, delay(0.1))] + slow[41:])
+        client = AsyncOpenAI(base_url=srv.base_url, api_key="test", max_retries=0)
+        agent: Agent[Any] = Agent(name="slow", model=OpenAIChatCompletionsModel("m", client))
+
+        async def read_three_words_and_close() -> int:
+            answer = serve(agent)(AgentJob("g", "slow", {"prompt": "talk"}))
+            words = 0
+            async for chunk in answer:
+                words += chunk["type"] == "text-delta"
+                if words == 3:
+                    break
+            await answer.aclose()  # type: ignore[attr-defined]
+            # while this loop still runs (its end would close every connection anyway)
+            closed = await asyncio.to_thread(srv.wait_client_closed, 0, 10)
+            assert closed, "the model request was not closed"
+            return words
+
+        assert asyncio.run(read_three_words_and_close()) == 3
+        assert not srv.exchanges[0].completed and srv.request_count == 1

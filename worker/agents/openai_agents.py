@@ -24,7 +24,8 @@ so a run after a decision or a takeover goes on where the last one stopped.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -65,14 +66,15 @@ def serve(agent: Agent[Any]) -> AgentFn:
     """The agent function that runs ``agent`` for a job."""
 
     async def run(job: AgentJob) -> AsyncIterator[Chunk]:
-        async for chunk in _run(agent, job):
-            yield chunk
+        async with aclosing(_run(agent, job)) as chunks:  # closed with this one, at once
+            async for chunk in chunks:
+                yield chunk
 
     run.__name__ = f"openai_agents:{agent.name or 'agent'}"
     return run
 
 
-async def _run(agent: Agent[Any], job: AgentJob) -> AsyncIterator[Chunk]:
+async def _run(agent: Agent[Any], job: AgentJob) -> AsyncGenerator[Chunk, None]:
     start = starting_point(job)
     if start.pending:
         state = await _decided(agent, start, job.approvals)
