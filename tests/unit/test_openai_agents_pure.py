@@ -250,6 +250,8 @@ def test_a_denied_call_the_model_went_on_after_is_told_as_denied() -> None:
     ]
     items, pending = step_items([first, second])
     assert pending == []
+    told = step_items([first, second], {"cd": "not that one"})[0][1]
+    assert told == {"type": "function_call_output", "call_id": "cd", "output": "not that one"}
     assert items == [
         {"type": "function_call", "call_id": "cd", "name": "delete", "arguments": '{"path": "/x"}'},
         {"type": "function_call_output", "call_id": "cd", "output": DENIED},

@@ -284,7 +284,8 @@ class Start:
 def starting_point(job: AgentJob) -> Start:
     """The run's input: the conversation, then the steps shown so far."""
     items = conversation_items(job.messages)
-    steps, pending = step_items(job.steps)
+    reasons = {k: d.reason for k, d in job.decisions.items() if d.reason}
+    steps, pending = step_items(job.steps, reasons)
     shown = {str(e.get("toolCallId")) for s in job.steps for e in s if "toolCallId" in e}
     answered = {str(e.get("toolCallId")) for s in job.steps for e in s if e.get("type") in _OUTPUTS}
     return Start([*items, *steps], pending, shown, answered)
@@ -313,11 +314,13 @@ def conversation_items(messages: list[dict[str, Any]]) -> list[TResponseInputIte
 
 
 def step_items(
-    steps: list[list[Chunk]],
+    steps: list[list[Chunk]], reasons: dict[str, str] | None = None
 ) -> tuple[list[TResponseInputItem], list[ResponseFunctionToolCall]]:
     """The steps shown so far as input items: each its text, its tool calls and their
     outputs, then any steering; and the calls of the last turn still without an output
-    (or denied: the model has not been told), which the run goes on from."""
+    (or denied: the model has not been told), which the run goes on from. ``reasons``:
+    the denials' reasons, by call id, which is what the model was told of them."""
+    denied = reasons or {}
     outputs = {str(e.get("toolCallId")): e for s in steps for e in s if e.get("type") in _OUTPUTS}
     found: list[TResponseInputItem] = []
     pending: list[ResponseFunctionToolCall] = []
@@ -342,13 +345,13 @@ def step_items(
         seen.update(calls)
         if pending and (any(texts.values()) or calls):  # the model went on after them
             found += [_call(c.call_id, c.name, json.loads(c.arguments)) for c in pending]
-            found += [_told(c, outputs.get(c.call_id)) for c in pending]
+            found += [_told(c, outputs.get(c.call_id), denied) for c in pending]
             pending = []
         found += [_said("assistant", t) for t in texts.values() if t]
         ran = [c for c in calls.values() if _ran(outputs.get(c.call_id))]
         pending += [c for c in calls.values() if not _ran(outputs.get(c.call_id))]
         found += [_call(c.call_id, c.name, json.loads(c.arguments)) for c in ran]
-        found += [_told(c, outputs[c.call_id]) for c in ran]
+        found += [_told(c, outputs[c.call_id], denied) for c in ran]
         found += [_said("user", t) for t in steering if t]
     return found, pending
 
@@ -357,12 +360,14 @@ def _ran(output: Chunk | None) -> bool:
     return output is not None and output.get("type") != "tool-output-denied"
 
 
-def _told(call: ResponseFunctionToolCall, output: Chunk | None) -> TResponseInputItem:
+def _told(
+    call: ResponseFunctionToolCall, output: Chunk | None, reasons: dict[str, str]
+) -> TResponseInputItem:
     """What the model was told of a call: its output, its error, or its denial."""
     if output is None:
         return _output(call.call_id, "The tool call was not run.")
     if output.get("type") == "tool-output-denied":
-        return _output(call.call_id, DENIED)
+        return _output(call.call_id, reasons.get(call.call_id) or DENIED)
     if output.get("type") == "tool-output-error":
         return _output(call.call_id, str(output.get("errorText")))
     return _output(call.call_id, output.get("output"))
