@@ -11,18 +11,21 @@ The answers are read as the AI SDK reads them (tests/clients/aisdk/read.mjs:
 
 from __future__ import annotations
 
-import json
 import signal
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.agents import marks
-from tests.support.aisdk import AISDK_DIR, missing_prerequisites
-from tests.support.browser import run_node_script
+from tests.support.agent_chats import live as _live
+from tests.support.agent_chats import running_text as _running_text
+from tests.support.agent_chats import sdk_message as _sdk
+from tests.support.agent_chats import send as _chat
+from tests.support.agent_chats import stack_marks as _marks
+from tests.support.agent_chats import status as _status
+from tests.support.agent_chats import stored as _stored
+from tests.support.agent_chats import turn_text as _text
 from tests.support.chat_tabs import Tab, body, events, user
 from tests.support.polling import wait_for
 from tests.support.procs import ROOT
@@ -53,41 +56,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield s
     finally:
         s.stop()
-
-
-def _live(stack: Stack) -> set[str]:
-    providers = httpx.get(f"{stack.url}/readyz").json()["providers"]
-    return {name for name, p in providers.items() if p["live_workers"]}
-
-
-def _marks(stack: Stack, what: str) -> list[dict[str, Any]]:
-    assert stack.root is not None
-    return marks(stack.root / "marks.jsonl", what)
-
-
-def _status(stack: Stack, generation: str) -> str:
-    found: str = httpx.get(f"{stack.url}/v1/generations/{generation}").json()["status"]
-    return found
-
-
-def _stored(stack: Stack, generation: str) -> list[dict[str, Any]]:
-    return events(httpx.get(f"{stack.url}/v1/streams/{generation}/events", timeout=30).content)
-
-
-def _sdk(stack: Stack, generation: str, *args: str) -> dict[str, Any]:
-    """The UI message the AI SDK assembles from the generation's stream."""
-    missing = missing_prerequisites()
-    assert not missing, "; ".join(missing)
-    url = f"{stack.url}/v1/streams/{generation}/events"
-    code, out, err = run_node_script(AISDK_DIR / "read.mjs", [url, *args], timeout=90)
-    assert code == 0, f"read.mjs exited with {code}: {err}\n{stack.logs()}"
-    found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return found
-
-
-def _chat(stack: Stack, chat: str, words: str, provider: str, **extra: Any) -> httpx.Response:
-    sent = body(chat, user(words, f"{chat}-u1"), provider=provider, **extra)
-    return httpx.post(stack.api, json=sent, timeout=60)
 
 
 def test_readyz_lists_the_agents_and_only_served_names_are_accepted(stack: Stack) -> None:
@@ -254,19 +222,6 @@ def test_a_stop_closes_the_agents_model_stream(stack: Stack) -> None:
         lambda: [m for m in _marks(stack, "model stream closed") if m["prompt"] == "a slow answer"],
         context=stack.logs,
     )
-
-
-def _text(stack: Stack, generation: str) -> str:
-    """The answer's text so far (its turn, as ``GET /v1/generations/{id}`` folds it)."""
-    turn = httpx.get(f"{stack.url}/v1/generations/{generation}").json()
-    return "".join(b["text"] for b in turn.get("content") or [] if b["type"] == "text")
-
-
-def _running_text(stack: Stack, chat: str) -> bool:
-    listed = httpx.get(f"{stack.api}/{chat}/messages").json()
-    messages = listed.get("messages") or []
-    parts = messages[-1]["parts"] if messages else []
-    return listed.get("status") == "running" and any(p.get("text") for p in parts)
 
 
 def test_the_workers_metrics_name_each_agent(stack: Stack) -> None:

@@ -7,8 +7,8 @@ The job an agent is handed and the way it asks a person (``job``); one agent ste
 chunks as the raw events the worker maps (``chunks``); the agent run as a session of the
 step loop, one per attempt (``session``, on ``worker.sessions``); the spec that names
 them (``spec``); the framework adapters, each imported only when one of its objects is
-named: pydantic-ai's ``Agent`` (``pydantic_agent``) and LangGraph's compiled graph
-(``langgraph_agent``).
+named: pydantic-ai's ``Agent`` (``pydantic_agent``), LangGraph's compiled graph
+(``langgraph_agent``) and the OpenAI Agents SDK's ``Agent`` (``openai_agents``).
 
 May import: ``broadcaster.core``, ``broadcaster.generations``, and of the worker
 ``worker.sessions``, ``worker.steps``, ``worker.tools``, ``worker.mapping`` and

@@ -2,13 +2,15 @@
 (``load_agents``). An agent is an async callable of the job yielding chunks
 (``worker.agents.job``), or a framework's object served by its adapter, imported only
 when one is named: a pydantic-ai ``Agent`` (``pydantic_agent``, the ``pydantic-ai``
-extra), a LangGraph compiled graph (``langgraph_agent``, the ``langgraph`` extra).
-Checked at start-up, so a bad spec stops the worker before it takes a job.
+extra), a LangGraph compiled graph (``langgraph_agent``, the ``langgraph`` extra), an
+OpenAI Agents SDK ``Agent`` (``openai_agents``, the ``openai-agents`` extra). Checked at
+start-up, so a bad spec stops the worker before it takes a job.
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 from typing import Any
 
 from broadcaster.core import names
@@ -58,12 +60,25 @@ def as_agent(name: str, found: Any) -> AgentFn:
         from worker.agents.langgraph_agent import serve as serve_graph
 
         return serve_graph(found)
+    if _is_sdk_agent(found):
+        from worker.agents.openai_agents import serve as serve_sdk_agent
+
+        return serve_sdk_agent(found)
     if callable(found) and (inspect.isasyncgenfunction(found) or not inspect.isclass(found)):
         return found  # type: ignore[no-any-return]
     raise AgentSpecError(
         f"WORKER_AGENTS: {name} is neither an async callable of the job, a pydantic-ai "
-        f"Agent nor a LangGraph compiled graph ({type(found).__name__})"
+        f"Agent, a LangGraph compiled graph nor an OpenAI Agents SDK Agent "
+        f"({type(found).__name__})"
     )
+
+
+def _is_sdk_agent(found: Any) -> bool:
+    """An OpenAI Agents SDK ``Agent`` (its package is ``agents``): the module that made it
+    imported the SDK already, so it is looked up, never imported, here."""
+    sdk = sys.modules.get("agents")
+    agent_class = getattr(sdk, "Agent", None) if sdk is not None else None
+    return isinstance(agent_class, type) and isinstance(found, agent_class)
 
 
 def load_agents(spec: str | None) -> dict[str, AgentFn]:
