@@ -33,14 +33,12 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from broadcaster.core import keys, tracing
-from broadcaster.core.events import iso_ms
+from broadcaster.generations import waiting
 from worker.continuation import LOST_RUN, continuation_request, partial_turn, plan_cut, plan_restart
 from worker.mapping import EventMapper
 from worker.model_call import CallFailed, Policy, call_model
@@ -352,49 +350,11 @@ async def _suspend(run: StepRun, step: Step, calls: list[ToolCall]) -> None:
     tools = run.policy.tools
     asked = step.requested()
     wait_s = min(tools.approval_timeout(c.name) for c in calls)
-    deadline_ms = int((time.time() + wait_s) * 1000)
-    # Each request says when it expires (the AI SDK's chunk schema lets the field through;
-    # a client can show the time left, and knows a decision after it is refused).
-    requests = [
-        {
-            "type": "tool-approval-request",
-            "approvalId": asked.get(c.id) or f"apr_{secrets.token_urlsafe(12)}",
-            "toolCallId": c.id,
-            "expiresAt": iso_ms(deadline_ms),
-        }
-        for c in calls
-    ]
-    approvals = [
-        {"approvalId": r["approvalId"], "toolCallId": c.id, "toolName": c.name, "input": c.input}
-        for r, c in zip(requests, calls, strict=True)
-    ]
+    asks = [waiting.Ask(c.id, c.name, c.input, asked.get(c.id)) for c in calls]
     await run.writer.flush()  # anything pending first: the requests' seqs are then known
-    last_seq = run.writer.seq + len(requests)
-    asked_ms = int(time.time() * 1000)  # the wait's start: its trace span and its metric
-    wait = {
-        "approvals": approvals,
-        "deadline_ms": deadline_ms,
-        "seq": last_seq,
-        "asked_ms": asked_ms,
-    }
-    meta = {
-        "status": "waiting",
-        "owner": f"wait:{secrets.token_hex(6)}",
-        "wait": json.dumps(wait, separators=(",", ":")),
-        "wait_seq": str(last_seq),
-        "decided": "{}",
-    }
-    hook = {
-        "id": run.writer.stream_id,
-        "approvals": approvals,
-        "deadline_ms": deadline_ms,
-    }
-    extras = {
-        "outbox": ["approval.requested", json.dumps(hook, separators=(",", ":"))],
-        "zadd": deadline_ms,
-    }
-    step.events += requests
-    await run.writer.flush(requests, meta=meta, extras=extras)
+    held = waiting.suspension(run.writer.stream_id, asks, wait_s, run.writer.seq)
+    step.events += held.requests
+    await run.writer.flush(held.requests, meta=held.meta, extras=held.extras)
     log.info(
         "generation %s: waiting up to %.0fs for a decision on %s",
         run.writer.stream_id,

@@ -15,6 +15,8 @@ events it writes.
   its retries, with its scripts.
 - ``leases``: jobs leased to workers over HTTP: claimed, written under a lease token
   that fences a lapsed owner, renewed, handed back.
+- ``waiting``: what the one append that leaves a generation waiting for a person writes
+  (the Python worker's and the HTTP workers').
 
 May import: ``broadcaster.core``.
 """

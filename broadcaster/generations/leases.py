@@ -28,6 +28,7 @@ from typing import Any, cast
 
 from broadcaster.core import keys, names
 from broadcaster.core.eventlog import StaleWriter, StreamEnded, StreamNotFound, WrongKind
+from broadcaster.generations import waiting
 from broadcaster.generations.jobs import Job, JobQueue
 from broadcaster.generations.lifecycle import Claim, Generations, Held
 
@@ -77,6 +78,15 @@ class Ended(Exception):
         super().__init__(f"the generation has ended ({how})")
         self.how = how
         self.last_seq = last_seq
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """An append's request to wait for a person: the calls asked about, and for how
+    long (then each is denied)."""
+
+    asks: list[waiting.Ask]
+    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,22 +294,31 @@ class Leases:
         return await self.signals(gid)
 
     async def append(
-        self, gid: str, token: str, after: int, events: list[dict[str, Any]]
+        self,
+        gid: str,
+        token: str,
+        after: int,
+        events: list[dict[str, Any]],
+        wait: Wait | None = None,
     ) -> tuple[int, bool, Signals]:
         """Append ``events`` if ``token`` owns ``gid`` and the stream is at ``after``:
         (the seq of the last, whether they were there already, the signals). The same
         batch sent again after a lost answer is recognised, never written twice. A batch
         with ``data-steer`` events records that many steering messages (the oldest), and
-        they leave the list in the same step; a terminal event ends the job."""
+        they leave the list in the same step; a terminal event ends the job. With a
+        ``wait``, the batch ends with a ``tool-approval-request`` per call asked about
+        and the generation waits for a person (``waiting``): the job is over for this
+        lease, and comes back through a claim once decided."""
         lease = parse_token(token)
         if lease is None:
             raise Fenced
+        own = events
+        events, meta, extras = _with_wait(gid, after, own, wait)
         text = "".join(
             e["delta"]
             for e in events
             if e.get("type") == "text-delta" and isinstance(e.get("delta"), str)
         )
-        steered = sum(1 for e in events if e.get("type") == "data-steer")
         again = False
         try:
             seq = await self.log.append(
@@ -308,8 +327,9 @@ class Leases:
                 kind="generation",
                 expect_seq=after,
                 owner=token,
+                meta=meta,
                 text_append=text,
-                extras={"ltrim": steered} if steered else None,
+                extras=extras or None,
             )
         except StreamEnded as exc:
             _, ended = await self._owned(gid, token)
@@ -318,15 +338,33 @@ class Leases:
         except (StreamNotFound, WrongKind):
             raise NoSuchJob(gid) from None
         except StaleWriter as exc:
+            if wait is not None and await self._suspended(gid, after, own, wait, exc.last_seq):
+                return exc.last_seq, True, await self.signals(gid)
             await self._owned(gid, token)  # Fenced unless it is still this token's
             if not (
                 exc.last_seq == after + len(events) and await self.log.holds(gid, after, events)
             ):
                 raise SeqMismatch(exc.last_seq) from None
             seq, again = exc.last_seq, True
-        if events[-1].get("type") in _TERMINAL:
+        if wait is not None or events[-1].get("type") in _TERMINAL:
             await self._queue(lease.provider).done(lease.job(gid))
         return seq, again, await self.signals(gid)
+
+    async def _suspended(
+        self, gid: str, after: int, own: list[dict[str, Any]], wait: Wait, last_seq: int
+    ) -> bool:
+        """Whether a suspending append refused as stale is this one, whose answer was
+        lost: the stream waits on the same calls, right after the same events."""
+        if last_seq != after + len(own) + len(wait.asks):
+            return False
+        raw = await self.redis.hmget(keys.meta_key(gid), "status", "wait")
+        status, held = (_text(v) for v in raw)
+        if status != "waiting" or not held:
+            return False
+        asked = [a.get("toolCallId") for a in json.loads(held).get("approvals", [])]
+        if asked != [a.call_id for a in wait.asks]:
+            return False
+        return await self.log.holds(gid, after, own)
 
     async def release(self, gid: str, token: str) -> None:
         """Hand the job back: another worker takes it over at once, from the stream."""
@@ -337,6 +375,23 @@ class Leases:
         if not await self.generations.release(gid, token):
             raise Fenced
         await self._queue(lease.provider).hand_back(lease.job(gid))
+
+
+def _with_wait(
+    gid: str, after: int, events: list[dict[str, Any]], wait: Wait | None
+) -> tuple[list[dict[str, Any]], dict[str, str] | None, dict[str, Any]]:
+    """An append's events, ``meta`` and ``extras``: with a ``wait``, the approval
+    requests after the batch and the waiting state; the steering messages recorded
+    leave their list."""
+    meta = None
+    extras: dict[str, Any] = {}
+    if wait is not None:
+        held = waiting.suspension(gid, wait.asks, wait.seconds, after + len(events))
+        events, meta, extras = [*events, *held.requests], held.meta, held.extras
+    steered = sum(1 for e in events if e.get("type") == "data-steer")
+    if steered:
+        extras["ltrim"] = steered
+    return events, meta, extras
 
 
 def _steering(raw: list[bytes]) -> list[dict[str, Any]]:

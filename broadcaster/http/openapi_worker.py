@@ -53,6 +53,37 @@ class AppendBody(BaseModel):
     )
     """AI SDK UI message chunks, each an object with a ``type``; a terminal one (``finish``,
     ``error``, ``abort``) only last."""
+    wait: WaitBody | None = None
+    """Ask a person about these calls after the batch: the front-end appends a
+    ``tool-approval-request`` for each, and the generation waits holding no worker (this
+    lease is over); once decided, a claim hands the job out again with the decisions in
+    its ``events`` (``data-approval``). No terminal chunk with it."""
+
+
+MAX_ASKS = 64
+"""The most calls one append may ask a person about."""
+MAX_APPROVAL_SECONDS = 7 * 86400.0
+"""The longest a generation may wait for a person's decision."""
+
+
+class ApprovalAsk(BaseModel):
+    """A tool call to ask a person about (its ``tool-input-available`` is in this batch
+    or an earlier one)."""
+
+    model_config = ConfigDict(extra="forbid")
+    toolCallId: str = Field(min_length=1, max_length=256)
+    toolName: str = Field(min_length=1, max_length=256)
+    input: Any = None
+    """The call's input: what a decision's ``inputHash`` is checked against."""
+
+
+class WaitBody(BaseModel):
+    """An append's ``wait``: the generation waits for a person after the batch."""
+
+    model_config = ConfigDict(extra="forbid")
+    approvals: list[ApprovalAsk] = Field(min_length=1, max_length=MAX_ASKS)
+    timeout_seconds: float = Field(300.0, gt=0, le=MAX_APPROVAL_SECONDS)
+    """How long to wait for the decisions; then each call still undecided is denied."""
 
 
 class Signals(BaseModel):

@@ -227,6 +227,92 @@ def test_steering_messages_reach_the_worker_and_leave_once_recorded(
     assert any('"data-steer"' in line for line in types)
 
 
+def test_a_worker_asks_a_person_and_gets_the_decision_with_its_next_claim(
+    stack: Stack, api: httpx.Client
+) -> None:
+    """An append with ``wait``: the front-end writes a ``tool-approval-request`` per call
+    and the generation waits holding no worker (the lease is over); the same append sent
+    again after a lost answer is recognised; a decision queues the job, and the next
+    claim carries it in ``events``; the worker goes on from there."""
+    gid = start(api, "proto-ask", "Delete the file")
+    job = claim(api, "proto-ask")
+    call = {"toolCallId": "call-rm", "toolName": "delete", "input": {"path": "/tmp/x"}}
+    asking = [
+        *OPENING[:2],
+        {"type": "tool-input-available", **call},
+    ]
+    body = {
+        "lease": job["lease"],
+        "after": 0,
+        "events": asking,
+        "wait": {"approvals": [call], "timeout_seconds": 600},
+    }
+    asked = api.post(f"/v1/worker/jobs/{gid}/events", json=body)
+    assert asked.status_code == 200, asked.text
+    assert asked.json()["last_event_id"] == len(asking) + 1
+    again = api.post(f"/v1/worker/jobs/{gid}/events", json=body)  # its answer was lost
+    assert again.status_code == 200 and again.json()["duplicate"] is True, again.text
+    assert renew(api, job).status_code == 409  # the lease is over: nobody holds it
+    state = api.get(f"/v1/generations/{gid}").json()
+    assert state["status"] == "waiting", state
+    request = events_of_until(stack, gid, len(asking) + 1)[-1]
+    assert request["type"] == "tool-approval-request" and request["toolCallId"] == "call-rm"
+    assert request["expiresAt"] and request["approvalId"].startswith("apr_")
+    # Nothing to claim while it waits.
+    idle = api.post("/v1/worker/claim", json={"provider": "proto-ask", "wait_seconds": 0.5})
+    assert idle.status_code == 204
+    decided = api.post(
+        f"/v1/generations/{gid}/approvals",
+        json={"approvalId": request["approvalId"], "approved": True, "toolCallId": "call-rm"},
+    )
+    assert decided.status_code in (200, 202), decided.text
+    resumed = claim(api, "proto-ask")
+    assert resumed["generation_id"] == gid and resumed["last_event_id"] > len(asking) + 1
+    [decision] = [e for e in resumed["events"] if e["type"] == "data-approval"]
+    assert decision["data"]["approved"] is True and decision["data"]["toolCallId"] == "call-rm"
+    done = [
+        {"type": "tool-output-available", "toolCallId": "call-rm", "output": "deleted"},
+        {"type": "finish-step"},
+        {"type": "finish"},
+    ]
+    finished = append(api, resumed, resumed["last_event_id"], done)
+    assert finished.status_code == 200, finished.text
+    assert api.get(f"/v1/generations/{gid}").json()["status"] == "completed"
+
+
+def test_a_wait_is_refused_beside_an_end_or_with_a_call_twice(
+    stack: Stack, api: httpx.Client
+) -> None:
+    gid = start(api, "proto-ask-bad")
+    job = claim(api, "proto-ask-bad")
+    call = {"toolCallId": "c1", "toolName": "t"}
+    for events, approvals in (
+        ([{"type": "start"}, {"type": "finish"}], [call]),
+        ([{"type": "start"}], [call, call]),
+        ([{"type": "start"}], []),
+    ):
+        body = {"lease": job["lease"], "after": 0, "events": events}
+        r = api.post(
+            f"/v1/worker/jobs/{gid}/events", json={**body, "wait": {"approvals": approvals}}
+        )
+        assert r.status_code == 422 and r.json()["error"] == "invalid_request", r.text
+    # Nothing was written: the job is still this worker's, at seq 0.
+    assert append(api, job, 0, [{"type": "start"}]).json()["last_event_id"] == 1
+
+
+def events_of_until(stack: Stack, gid: str, count: int) -> list[dict[str, Any]]:
+    """The stream's first ``count`` events (a waiting generation's stream stays open)."""
+
+    async def read() -> list[dict[str, Any]]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            found = await read_sse(
+                client, f"{stack.frontend.url}/v1/streams/{gid}/events", stop_after=count
+            )
+        return [e.json() for e in found.typed()]
+
+    return asyncio.run(read())
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status", "code"),
     [

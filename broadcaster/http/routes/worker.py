@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from broadcaster.generations import leases as lease_errors
-from broadcaster.generations.leases import Leased
+from broadcaster.generations import waiting
+from broadcaster.generations.leases import Leased, Wait
 from broadcaster.http import openapi
 from broadcaster.http import openapi_worker as spec
 from broadcaster.http.access import worker_key
@@ -115,7 +116,7 @@ async def append(
     try:
         with refused_events():
             seq, again, signals = await leases.append(
-                stream_id, body.lease, body.after, body.events
+                stream_id, body.lease, body.after, body.events, _wait(body)
             )
     except lease_errors.SeqMismatch as exc:
         raise ApiError(409, "seq_mismatch", str(exc), last_event_id=exc.last_seq) from None
@@ -124,6 +125,20 @@ async def append(
     except (lease_errors.Fenced, lease_errors.NoSuchJob) as exc:
         raise _refusal(exc) from None
     return JSONResponse({"last_event_id": seq, "duplicate": again, "signals": signals.body()})
+
+
+def _wait(body: spec.AppendBody) -> Wait | None:
+    """The append's ``wait``, checked beyond its shape: no terminal chunk beside it, each
+    call asked about once."""
+    if body.wait is None:
+        return None
+    if body.events[-1].get("type") in ("finish", "error", "abort"):
+        raise ApiError(422, "invalid_request", "a batch that waits for a person cannot end it")
+    calls = [a.toolCallId for a in body.wait.approvals]
+    if len(set(calls)) != len(calls):
+        raise ApiError(422, "invalid_request", "wait.approvals names a toolCallId twice")
+    asks = [waiting.Ask(a.toolCallId, a.toolName, a.input) for a in body.wait.approvals]
+    return Wait(asks, body.wait.timeout_seconds)
 
 
 def _refusal(exc: Exception) -> ApiError:
