@@ -180,4 +180,46 @@ class StepChunks:
         return out
 
 
-__all__ = ["AgentError", "StepChunks", "boundary"]
+TOOL_OUTPUTS = ("tool-output-available", "tool-output-error", "tool-output-denied")
+"""The chunks that end a tool call: its output, its error, its denial."""
+
+
+@dataclass(slots=True)
+class ShownStep:
+    """One step as the log shows it, for an adapter to rebuild its framework's history:
+    its text parts (not empty), the tool calls it made (``id -> (tool name, input)``),
+    and the steering messages recorded after it (not empty)."""
+
+    texts: list[str]
+    calls: dict[str, tuple[str, Any]]
+    steering: list[str]
+
+
+def shown_steps(steps: list[list[Chunk]]) -> tuple[list[ShownStep], dict[str, Chunk]]:
+    """The steps shown so far, folded (a call shown in two steps, as a decision's resume
+    shows it again, belongs to the first), and each call's output chunk by call id."""
+    outputs = {
+        str(e.get("toolCallId")): e for s in steps for e in s if e.get("type") in TOOL_OUTPUTS
+    }
+    found: list[ShownStep] = []
+    seen: set[str] = set()
+    for events in steps:
+        texts: dict[str, str] = {}
+        step = ShownStep([], {}, [])
+        for e in events:
+            kind = e.get("type")
+            if kind == "text-delta":
+                texts[str(e.get("id"))] = texts.get(str(e.get("id")), "") + str(e.get("delta"))
+            elif kind == "tool-input-available" and str(e.get("toolCallId")) not in seen:
+                step.calls[str(e.get("toolCallId"))] = (str(e.get("toolName")), e.get("input"))
+            elif kind == "data-steer" and isinstance(e.get("data"), dict):
+                text = str(e["data"].get("text") or "")
+                if text:
+                    step.steering.append(text)
+        seen.update(step.calls)
+        step.texts = [t for t in texts.values() if t]
+        found.append(step)
+    return found, outputs
+
+
+__all__ = ["TOOL_OUTPUTS", "AgentError", "ShownStep", "StepChunks", "boundary", "shown_steps"]

@@ -55,9 +55,9 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
 )
 
+from worker.agents.chunks import TOOL_OUTPUTS, shown_steps
 from worker.agents.job import AgentFn, AgentJob, Asked, Chunk, Decision
 
-_OUTPUTS = ("tool-output-available", "tool-output-error", "tool-output-denied")
 DENIED = "The user denied this tool call."
 """What the model is told of a denied call when the person gave no reason."""
 
@@ -287,7 +287,9 @@ def starting_point(job: AgentJob) -> Start:
     reasons = {k: d.reason for k, d in job.decisions.items() if d.reason}
     steps, pending = step_items(job.steps, reasons)
     shown = {str(e.get("toolCallId")) for s in job.steps for e in s if "toolCallId" in e}
-    answered = {str(e.get("toolCallId")) for s in job.steps for e in s if e.get("type") in _OUTPUTS}
+    answered = {
+        str(e.get("toolCallId")) for s in job.steps for e in s if e.get("type") in TOOL_OUTPUTS
+    }
     return Start([*items, *steps], pending, shown, answered)
 
 
@@ -321,38 +323,26 @@ def step_items(
     (or denied: the model has not been told), which the run goes on from. ``reasons``:
     the denials' reasons, by call id, which is what the model was told of them."""
     denied = reasons or {}
-    outputs = {str(e.get("toolCallId")): e for s in steps for e in s if e.get("type") in _OUTPUTS}
+    shown, outputs = shown_steps(steps)
     found: list[TResponseInputItem] = []
     pending: list[ResponseFunctionToolCall] = []
-    seen: set[str] = set()
-    for events in steps:
-        texts: dict[str, str] = {}
-        calls: dict[str, ResponseFunctionToolCall] = {}
-        steering: list[str] = []
-        for e in events:
-            kind = e.get("type")
-            if kind == "text-delta":
-                texts[str(e.get("id"))] = texts.get(str(e.get("id")), "") + str(e.get("delta"))
-            elif kind == "tool-input-available" and str(e.get("toolCallId")) not in seen:
-                call_id = str(e.get("toolCallId"))
-                arguments = json.dumps(e.get("input") or {})
-                calls[call_id] = ResponseFunctionToolCall(
-                    type="function_call", call_id=call_id, name=str(e.get("toolName")),
-                    arguments=arguments,
-                )  # fmt: skip
-            elif kind == "data-steer" and isinstance(e.get("data"), dict):
-                steering.append(str(e["data"].get("text") or ""))
-        seen.update(calls)
-        if pending and (any(texts.values()) or calls):  # the model went on after them
+    for step in shown:
+        calls = [
+            ResponseFunctionToolCall(
+                type="function_call", call_id=i, name=name, arguments=json.dumps(args or {})
+            )
+            for i, (name, args) in step.calls.items()
+        ]
+        if pending and (step.texts or calls):  # the model went on after them
             found += [_call(c.call_id, c.name, json.loads(c.arguments)) for c in pending]
             found += [_told(c, outputs.get(c.call_id), denied) for c in pending]
             pending = []
-        found += [_said("assistant", t) for t in texts.values() if t]
-        ran = [c for c in calls.values() if _ran(outputs.get(c.call_id))]
-        pending += [c for c in calls.values() if not _ran(outputs.get(c.call_id))]
+        found += [_said("assistant", t) for t in step.texts]
+        ran = [c for c in calls if _ran(outputs.get(c.call_id))]
+        pending += [c for c in calls if not _ran(outputs.get(c.call_id))]
         found += [_call(c.call_id, c.name, json.loads(c.arguments)) for c in ran]
         found += [_told(c, outputs[c.call_id], denied) for c in ran]
-        found += [_said("user", t) for t in steering if t]
+        found += [_said("user", t) for t in step.steering]
     return found, pending
 
 

@@ -44,9 +44,8 @@ from pydantic_ai.messages import (
     UserPromptPart,
 )
 
+from worker.agents.chunks import shown_steps
 from worker.agents.job import AgentFn, AgentJob, Asked, Chunk
-
-_OUTPUTS = ("tool-output-available", "tool-output-error", "tool-output-denied")
 
 
 def serve(agent: Agent[Any, Any]) -> AgentFn:
@@ -223,25 +222,12 @@ def step_messages(steps: list[list[Chunk]]) -> tuple[list[ModelMessage], list[st
     """The steps shown so far as messages: each a model response, then a request with
     the returns of the tools that ran and any steering; and the calls still without an
     output (waiting for a decision, or decided and not yet run)."""
-    outputs = {str(e.get("toolCallId")): e for s in steps for e in s if e.get("type") in _OUTPUTS}
+    shown, outputs = shown_steps(steps)
     found: list[ModelMessage] = []
     pending: list[str] = []
-    seen: set[str] = set()
-    for events in steps:
-        texts: dict[str, str] = {}
-        calls: dict[str, ToolCallPart] = {}
-        steering: list[str] = []
-        for e in events:
-            kind = e.get("type")
-            if kind == "text-delta":
-                texts[str(e.get("id"))] = texts.get(str(e.get("id")), "") + str(e.get("delta"))
-            elif kind == "tool-input-available" and str(e.get("toolCallId")) not in seen:
-                call_id = str(e.get("toolCallId"))
-                calls[call_id] = ToolCallPart(str(e.get("toolName")), e.get("input"), call_id)
-            elif kind == "data-steer" and isinstance(e.get("data"), dict):
-                steering.append(str(e["data"].get("text") or ""))
-        seen.update(calls)
-        parts: list[ModelResponsePart] = [TextPart(t) for t in texts.values() if t]
+    for step in shown:
+        calls = {i: ToolCallPart(name, args, i) for i, (name, args) in step.calls.items()}
+        parts: list[ModelResponsePart] = [TextPart(t) for t in step.texts]
         if not parts and not calls:
             continue  # a step whose calls' outputs only came (a decision's resume)
         found.append(ModelResponse(parts=[*parts, *calls.values()]))
@@ -258,7 +244,7 @@ def step_messages(steps: list[list[Chunk]]) -> tuple[list[ModelMessage], list[st
                 )
             else:
                 returns.append(ToolReturnPart(call.tool_name, output.get("output"), call_id))
-        returns += [UserPromptPart(t) for t in steering if t]
+        returns += [UserPromptPart(t) for t in step.steering]
         if returns:
             found.append(ModelRequest(parts=returns))
     return found, pending
