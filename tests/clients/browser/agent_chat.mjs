@@ -14,6 +14,7 @@
 // Prints ONE line of JSON with what every pane showed after each step. Exits non-zero,
 // with a message on stderr, on failure or when the run takes longer than 110 s.
 
+import { answerShown as shownIn, readPanes as panesOf, turnEnded as endedIn } from "./chat_panes.mjs";
 import { openDemoPage, runToEnd, startScript } from "./common.mjs";
 
 const TIMEOUT_MS = 110_000;
@@ -34,60 +35,9 @@ const tabs = [];
 const errors = { pageErrors: [], consoleErrors: [], httpErrors: [] };
 const posts = []; // every POST /v1/chat: its tab and the provider its body named
 
-function readPanes(page) {
-  return page.evaluate(() =>
-    Array.from(document.querySelectorAll("#chat-tab section.chat-pane"), (s) => ({
-      status: s.dataset.status || "",
-      outcome: s.querySelector(".outcome").dataset.kind || "",
-      error: s.querySelector(".pane-error").textContent,
-      messages: Array.from(s.querySelectorAll(".msg"), (m) => ({
-        role: m.dataset.role,
-        text: Array.from(m.querySelectorAll(".part-text"), (t) => t.textContent).join(""),
-        retry: m.querySelector(".retry-note")?.textContent ?? null,
-        tools: Array.from(m.querySelectorAll(".tool"), (t) => ({
-          name: t.dataset.toolName,
-          state: t.dataset.toolState,
-          output: t.querySelector(".tool-output")?.textContent ?? null,
-        })),
-      })),
-    })),
-  );
-}
-
-// Every pane of `page` idle with `count` messages, the last answer ended by `outcome`.
-function turnEnded(page, count, outcome) {
-  return page.waitForFunction(
-    ({ count, outcome }) =>
-      Array.from(document.querySelectorAll("#chat-tab section.chat-pane")).every(
-        (s) =>
-          s.dataset.status === "ready" &&
-          s.dataset.following !== "true" &&
-          s.querySelectorAll(".msg").length === count &&
-          (s.querySelector(".outcome").dataset.kind || "") === outcome,
-      ),
-    { count, outcome },
-    { timeout: remaining(), polling: 100 },
-  );
-}
-
-// Every pane of `page` shows some of answer number `count / 2`, still streaming.
-function answerShown(page, count) {
-  return page.waitForFunction(
-    (count) =>
-      Array.from(document.querySelectorAll("#chat-tab section.chat-pane")).every((s) => {
-        const msgs = s.querySelectorAll(".msg");
-        const last = msgs[msgs.length - 1];
-        return (
-          msgs.length === count &&
-          last.dataset.role === "assistant" &&
-          last.querySelector(".part-text")?.textContent.length > 0 &&
-          s.dataset.status === "streaming"
-        );
-      }),
-    count,
-    { timeout: remaining(), polling: 50 },
-  );
-}
+const readPanes = (page) => panesOf(page);
+const turnEnded = (page, count, outcome) => endedIn(page, count, outcome, remaining());
+const answerShown = (page, count) => shownIn(page, count, remaining());
 
 // Every pane of `page` offers Approve on answer number `count / 2`.
 function approvalShown(page, count) {

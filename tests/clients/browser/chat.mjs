@@ -23,6 +23,7 @@
 
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import { answerShown, readPanes as panesOf, turnEnded } from "./chat_panes.mjs";
 import { openDemoPage, runToEnd, startScript } from "./common.mjs";
 
 const TIMEOUT_MS = 100_000;
@@ -54,31 +55,9 @@ async function cleanup() {
   await script.cleanup(ctx);
 }
 
-// What each pane shows: its Chat's status, how the last answer ended, its messages.
-function readPanes() {
-  return page.evaluate(() =>
-    Array.from(document.querySelectorAll("#chat-tab section.chat-pane"), (s) => ({
-      status: s.dataset.status || "",
-      following: s.dataset.following === "true",
-      outcome: s.querySelector(".outcome").dataset.kind || "",
-      outcome_text: s.querySelector(".outcome").textContent,
-      error: s.querySelector(".pane-error").textContent,
-      messages: Array.from(s.querySelectorAll(".msg"), (m) => ({
-        id: m.dataset.messageId,
-        role: m.dataset.role,
-        text: Array.from(m.querySelectorAll(".part-text"), (t) => t.textContent).join(""),
-        retry: m.querySelector(".retry-note")?.textContent ?? null,
-        tools: Array.from(m.querySelectorAll(".tool"), (t) => ({
-          name: t.dataset.toolName,
-          state: t.dataset.toolState,
-          call_id: t.dataset.toolCallId,
-          input: t.querySelector(".tool-input")?.textContent ?? null,
-          output: t.querySelector(".tool-output")?.textContent ?? null,
-        })),
-      })),
-    })),
-  );
-}
+const readPanes = () => panesOf(page);
+const waitForTurnEnd = (count, outcome) => turnEnded(page, count, outcome, remaining());
+const waitForPartialAnswers = (count) => answerShown(page, count, remaining());
 
 async function paneStates() {
   if (!page) return "(no page)";
@@ -91,41 +70,6 @@ async function paneStates() {
   } catch (err) {
     return `(unavailable: ${err.message.split("\n")[0]})`;
   }
-}
-
-// Both panes idle, each with `count` messages and the last answer ended by `outcome`.
-async function waitForTurnEnd(count, outcome) {
-  await page.waitForFunction(
-    ({ count, outcome }) =>
-      Array.from(document.querySelectorAll("#chat-tab section.chat-pane")).every(
-        (s) =>
-          s.dataset.status === "ready" &&
-          s.dataset.following !== "true" &&
-          s.querySelectorAll(".msg").length === count &&
-          (s.querySelector(".outcome").dataset.kind || "") === outcome,
-      ),
-    { count, outcome },
-    { timeout: remaining(), polling: 100 },
-  );
-}
-
-// Both panes show some of answer number `count / 2`, still streaming.
-async function waitForPartialAnswers(count) {
-  await page.waitForFunction(
-    (count) =>
-      Array.from(document.querySelectorAll("#chat-tab section.chat-pane")).every((s) => {
-        const msgs = s.querySelectorAll(".msg");
-        const last = msgs[msgs.length - 1];
-        return (
-          msgs.length === count &&
-          last.dataset.role === "assistant" &&
-          last.querySelector(".part-text")?.textContent.length > 0 &&
-          s.dataset.status === "streaming"
-        );
-      }),
-    count,
-    { timeout: remaining(), polling: 50 },
-  );
 }
 
 async function send(paneIndex, text) {

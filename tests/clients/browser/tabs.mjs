@@ -16,6 +16,7 @@
 // Saves a screenshot of each tab. Exits non-zero, with a message on stderr, on failure
 // or when the run takes longer than 100 s.
 
+import { readPanes, turnEnded } from "./chat_panes.mjs";
 import { openDemoPage, runToEnd, startScript } from "./common.mjs";
 
 const TIMEOUT_MS = 100_000;
@@ -31,35 +32,8 @@ const requests = [];
 let posted;
 const firstPost = new Promise((resolve) => (posted = resolve));
 
-function readPanes(page) {
-  return page.evaluate(() =>
-    Array.from(document.querySelectorAll("#chat-tab section.chat-pane"), (s) => ({
-      status: s.dataset.status || "",
-      outcome: s.querySelector(".outcome").dataset.kind || "",
-      error: s.querySelector(".pane-error").textContent,
-      messages: Array.from(s.querySelectorAll(".msg"), (m) => ({
-        role: m.dataset.role,
-        text: Array.from(m.querySelectorAll(".part-text"), (t) => t.textContent).join(""),
-      })),
-    })),
-  );
-}
-
 // Both panes of `page` idle with `count` messages, the last answer finished.
-async function waitForTurn(page, count) {
-  await page.waitForFunction(
-    (count) =>
-      Array.from(document.querySelectorAll("#chat-tab section.chat-pane")).every(
-        (s) =>
-          s.dataset.status === "ready" &&
-          s.dataset.following !== "true" &&
-          s.querySelectorAll(".msg").length === count &&
-          s.querySelector(".outcome").dataset.kind === "finish",
-      ),
-    count,
-    { timeout: remaining(), polling: 100 },
-  );
-}
+const waitForTurn = (page, count) => turnEnded(page, count, "finish", remaining());
 
 function watch(page, tab) {
   page.on("pageerror", (err) => pageErrors.push(`tab ${tab}: ${err.message || err}`));
