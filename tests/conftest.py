@@ -28,6 +28,9 @@ from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound
 from tests.support import ports, procs
 from tests.support.procs import Deployment, Proc, start_frontend, start_worker
 
+# A hard limit over each test, past its timeout, and failures named as they come.
+pytest_plugins = ["tests.support.watchdog"]
+
 # Every port the suite picks (``free_port``, in the tests, tests/support and EmbeddedRedis)
 # is one no other test process on the machine was handed in the last minutes: with the
 # suite split over several processes, two of them could otherwise be handed the same free
