@@ -38,6 +38,8 @@ def test_the_agent_model_continues_a_cut_step_repeating_two_words() -> None:
 
 
 @pytest.mark.anyio
+# About 40 s alone; six worker starts, each slower with three other test processes beside.
+@pytest.mark.timeout(300)
 async def test_answers_survive_workers_killed_and_stopped_at_random(tmp_path: Path) -> None:
     assert not (missing := ai_sdk_missing()), missing
     run = Chaos(tmp_path, seconds=0, generations=12, workers=3, steps=3, pause=(1.0, 2.5), acts=6)

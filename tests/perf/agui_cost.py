@@ -12,8 +12,11 @@ that asked for the caught-up mark (``?caught_up=1``, docs/resuming.md) or all AG
 (``GET /v1/agui/generations/{id}/events``),
 waits until each is caught up, then appends ``--events`` text deltas (and ``finish``)
 straight to Redis in batches of 10, so that the front-end's only work is delivery. The
-front-end's CPU (its threads' time on CPU, from the scheduler) from the first append to
-the last viewer's end, divided by the deliveries (viewers x events), is the figure.
+front-end's CPU (its threads' time on CPU, from the scheduler) from the first append until
+every viewer has read the last delta, divided by the deliveries (viewers x events), is the
+figure. What a viewer costs once, whatever the stream's length (its end: the last frames,
+the response closed), is measured apart: the CPU from then until every viewer has read its
+end, per viewer. (Joining is not measured: the deltas start once every viewer is parked.)
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from redis.asyncio import Redis
 
@@ -63,35 +67,52 @@ def cpu_seconds(pid: int) -> float:
     return total / 1e9
 
 
-async def viewer(port: int, path: str, end: bytes, ready: asyncio.Event) -> int:
-    """One viewer: an HTTP/1.1 GET read until ``end``; the bytes it got."""
+async def viewer(
+    port: int, path: str, end: bytes, *, last: bytes, flags: tuple[asyncio.Event, asyncio.Event]
+) -> int:
+    """One viewer: an HTTP/1.1 GET read until ``end``; the bytes it got. ``ready`` is set
+    once it is caught up, ``delivered`` once it read ``last`` (``flags``: both)."""
+    ready, delivered = flags
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n".encode())
     got = b""
     try:
-        while end not in got:
+        while end not in got[-4096:]:
             chunk = await reader.read(65536)
             if not chunk:
                 raise RuntimeError(f"{path}: closed before its end\n{got[-500:]!r}")
+            seen = len(got)
             got += chunk
             if not ready.is_set() and (b"text-start" in got or b"TEXT_MESSAGE_START" in got):
                 ready.set()  # caught up: the history came
+            if not delivered.is_set() and last in got[max(0, seen - len(last)) :]:
+                delivered.set()
     finally:
         writer.close()
     return len(got)
 
 
-async def one_round(front: Proc, log: EventLog, kind: str, viewers: int, events: int) -> float:
-    """CPU seconds per delivery of one round of ``viewers`` viewers of ``kind``."""
+class Round(NamedTuple):
+    per_delivery: float
+    """CPU seconds per delivery of a delta."""
+    per_end: float
+    """CPU seconds per viewer of the stream's end (the last frames, the response closed)."""
+
+
+async def one_round(front: Proc, log: EventLog, kind: str, viewers: int, events: int) -> Round:
+    """One round of ``viewers`` viewers of ``kind``."""
     sid = f"agui-cost-{secrets.token_hex(4)}"
     await log.append(sid, [{"type": "start"}, {"type": "start-step"}], kind="feed")
     await log.append(sid, [{"type": "text-start", "id": "t0"}], kind="feed")
     path = PATHS[kind].format(id=sid)
     port = front.port
     assert port is not None, "the front-end has no port"
-    flags = [asyncio.Event() for _ in range(viewers)]
-    tasks = [asyncio.create_task(viewer(port, path, ENDS[kind], flag)) for flag in flags]
-    await asyncio.wait_for(asyncio.gather(*(f.wait() for f in flags)), 60)
+    last = f"word {events - 1} ".encode()
+    flags = [(asyncio.Event(), asyncio.Event()) for _ in range(viewers)]
+    tasks = [
+        asyncio.create_task(viewer(port, path, ENDS[kind], last=last, flags=pair)) for pair in flags
+    ]
+    await asyncio.wait_for(asyncio.gather(*(ready.wait() for ready, _ in flags)), 60)
     await asyncio.sleep(0.2)  # every viewer parked, caught up
     started = cpu_seconds(front.pid)
     for first in range(0, events, 10):
@@ -101,30 +122,36 @@ async def one_round(front: Proc, log: EventLog, kind: str, viewers: int, events:
         ]
         await log.append(sid, batch, kind="feed")
         await asyncio.sleep(0.005)
+    await asyncio.wait_for(asyncio.gather(*(done.wait() for _, done in flags)), 120)
+    delivered = cpu_seconds(front.pid)
     tail = [{"type": "text-end", "id": "t0"}, {"type": "finish-step"}, {"type": "finish"}]
     await log.append(sid, tail, kind="feed")
     await asyncio.wait_for(asyncio.gather(*tasks), 120)
-    return (cpu_seconds(front.pid) - started) / (viewers * events)
+    ended = cpu_seconds(front.pid)
+    return Round((delivered - started) / (viewers * events), (ended - delivered) / viewers)
 
 
 async def measure(args: argparse.Namespace, front: Proc, redis_url: str) -> None:
     redis = Redis.from_url(redis_url)
     log = EventLog(redis)
-    took: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    took: dict[str, list[Round]] = {kind: [] for kind in KINDS}
     for kind in KINDS:  # warm up every path
         await one_round(front, log, kind, args.viewers, 50)
     for r in range(args.rounds):
         for kind in KINDS[r % len(KINDS) :] + KINDS[: r % len(KINDS)]:
             took[kind].append(await one_round(front, log, kind, args.viewers, args.events))
     await redis.aclose()
-    best = {kind: min(values) for kind, values in took.items()}
-    middle = {kind: statistics.median(values) for kind, values in took.items()}
+    deliveries = {kind: [t.per_delivery for t in rounds] for kind, rounds in took.items()}
+    best = {kind: min(values) for kind, values in deliveries.items()}
+    middle = {kind: statistics.median(values) for kind, values in deliveries.items()}
     print(f"{args.viewers} viewers x {args.events} events, {args.rounds} rounds each:")
     for kind in KINDS:
-        rounds = " ".join(f"{v * 1e6:.2f}" for v in took[kind])
+        rounds = " ".join(f"{v * 1e6:.2f}" for v in deliveries[kind])
+        ends = statistics.median(t.per_end for t in took[kind])
         print(
             f"  {kind:9} best {best[kind] * 1e6:5.2f} us, median {middle[kind] * 1e6:5.2f} us"
-            f" CPU per delivery  (rounds: {rounds})"
+            f" CPU per delivery  (rounds: {rounds});"
+            f" its end: median {ends * 1e6:.0f} us per viewer"
         )
     print(
         f"  caught-up / aisdk-app: best {best['caught-up'] / best['aisdk-app']:.2f}x,"
