@@ -99,7 +99,7 @@ test: $(BIN)/.installed lint test-deps
 	$(BIN)/pytest
 
 test-fast: $(BIN)/.installed
-	$(BIN)/pytest -m unit -q -n 0
+	$(BIN)/pytest tests/unit -q -n 2
 
 # Load with churn for several minutes (the test suite runs 45 s of it); figures in
 # docs/reliability.md. MINUTES=N to change its length.

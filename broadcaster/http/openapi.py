@@ -473,7 +473,7 @@ EVENTS_QUERY = {
 
 SSE_EVENT = {
     "type": "object",
-    "description": "one event of the stream (docs/api.md, the SSE wire format)",
+    "description": "one event of the stream (docs/api/sse.md)",
     "properties": {
         "event": {"type": "string"},
         "data": {"type": "string"},

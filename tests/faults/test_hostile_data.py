@@ -8,7 +8,7 @@ a bad size header); runs over 64 KiB, published without their frames, that end i
 Meanwhile the readers of a healthy stream, of every kind (the SSE route, ``/v1/events``,
 Durable Streams ``live=sse`` and long-poll), get every event once and in order; the
 readers of each attacked stream get the documented ``error`` in the malformed event's
-place (docs/api.md, "Malformed stored events") and their responses end there; the
+place (docs/api/sse.md, "Malformed stored events") and their responses end there; the
 front-end's one pub/sub connection is never lost, nothing in the fan-out raises (no
 ``Fatal error``, no traceback in its log); ``/metrics`` counts what happened; and the
 repairer still fills a gap afterwards."""

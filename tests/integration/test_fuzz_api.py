@@ -207,7 +207,7 @@ REFUSED_THOUGH_VALID: dict[str, dict[int, str]] = {
     },
 }
 """Schema-valid requests the server refuses, and why the document cannot say so: what
-``positive_data_acceptance`` may see. Each reason is in docs/api.md or
+``positive_data_acceptance`` may see. Each reason is in docs/api or
 docs/durable-streams.md."""
 
 
@@ -221,7 +221,7 @@ their own. The coverage test fails once one is no longer seen: then remove it he
 
 def header_wins(case: Case, failure: Exception) -> bool:
     """A malformed ``?last_event_id=`` beside a ``Last-Event-ID`` header is not read: the
-    header is the resume point (docs/api.md), so the request is not refused."""
+    header is the resume point (docs/api/sse.md), so the request is not refused."""
     return (
         isinstance(failure, AcceptedNegativeData)
         and "`last_event_id` in query" in str(failure)

@@ -23,7 +23,7 @@ KUSTOMIZATION = K8S_DIR / "kustomization.yaml"
 SECRET_EXAMPLE = K8S_DIR / "secret.example.yaml"
 K8S_README = K8S_DIR / "README.md"
 
-# The front-end exits within 10 s of SIGTERM (docs/api.md, "Lifecycle").
+# The front-end exits within 10 s of SIGTERM (docs/api/index.md, "Operations").
 FRONTEND_DRAIN_SECONDS = 10
 # A worker needs time after its grace to hand work back and exit (README: "about
 # WORKER_GRACE_SECONDS + 10 s").

@@ -1,4 +1,4 @@
-"""docs/api.md's summary table and the app's own OpenAPI document name the same routes
+"""docs/api/index.md's summary table and the app's own OpenAPI document name the same routes
 with the same statuses, both ways, so the two cannot drift apart; and its tables of a
 generation request's fields and content blocks name what the request model takes. The
 app is only built, never started: its Redis connection is made in the lifespan, which
@@ -13,7 +13,10 @@ from broadcaster.http.app import create_app
 from broadcaster.http.settings import Settings
 from tests.support.procs import ROOT
 
-DOC = ROOT / "docs" / "api.md"
+DOC = ROOT / "docs" / "api" / "index.md"
+"""The HTTP API's front page: its summary table."""
+GENERATIONS = ROOT / "docs" / "api" / "generations.md"
+"""Its page on generations: the request's fields and content blocks."""
 HEADER = "| method | path | statuses |"
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -23,7 +26,7 @@ Routes = dict[tuple[str, str], set[str]]
 def summary_table(text: str) -> Routes:
     """The rows of the table under ``HEADER``: (method, path) -> statuses."""
     lines = text.splitlines()
-    assert lines.count(HEADER) == 1, f"docs/api.md needs exactly one table headed {HEADER}"
+    assert lines.count(HEADER) == 1, f"{DOC.name} needs exactly one table headed {HEADER}"
     rows: Routes = {}
     for line in lines[lines.index(HEADER) + 2 :]:
         if not line.startswith("|"):
@@ -95,7 +98,7 @@ BLOCKS_HEADER = "| `type` | fields | |"
 def first_cells(text: str, header: str) -> set[str]:
     """The back-quoted names in the first column of the table under ``header``."""
     lines = text.splitlines()
-    assert lines.count(header) == 1, f"docs/api.md needs exactly one table headed {header}"
+    assert lines.count(header) == 1, f"the page needs exactly one table headed {header}"
     names = set()
     for line in lines[lines.index(header) + 2 :]:
         if not line.startswith("|"):
@@ -105,16 +108,16 @@ def first_cells(text: str, header: str) -> set[str]:
 
 
 def test_every_field_of_a_generation_request_is_documented() -> None:
-    """The request table of docs/api.md names exactly the fields of the request body in
+    """The request table of docs/api/generations.md names exactly the fields of the request body in
     /openapi.json (which is the validating model's own schema)."""
     app = create_app(Settings(), "redis://127.0.0.1:1")
     body = app.openapi()["paths"]["/v1/generations"]["post"]["requestBody"]
     schema = body["content"]["application/json"]["schema"]
     assert schema["additionalProperties"] is False  # unknown fields are refused
-    documented = first_cells(DOC.read_text(), FIELDS_HEADER)
+    documented = first_cells(GENERATIONS.read_text(), FIELDS_HEADER)
     assert documented == {f"`{name}`" for name in schema["properties"]}
 
 
 def test_every_content_block_type_is_documented() -> None:
-    documented = first_cells(DOC.read_text(), BLOCKS_HEADER)
+    documented = first_cells(GENERATIONS.read_text(), BLOCKS_HEADER)
     assert documented == {f"`{kind}`" for kind in BLOCK_TYPES} | {"any other"}
