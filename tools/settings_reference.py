@@ -6,6 +6,7 @@ attribute docstring under the field). A setting without a docstring has no descr
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import itertools
 import textwrap
@@ -39,8 +40,10 @@ class Row:
     description: str
 
 
+@functools.cache
 def _docstrings(cls: type) -> dict[str, str]:
-    """The attribute docstrings of ``cls``'s own fields: the string under each one."""
+    """The attribute docstrings of ``cls``'s own fields: the string under each one (its
+    source parsed once, not once per field)."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
     found: dict[str, str] = {}
