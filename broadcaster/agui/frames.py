@@ -46,11 +46,20 @@ _TEXT_DELTA = re.compile(
 more: its part id and its delta, still a JSON string."""
 
 
+_PLAIN_DELTA = re.compile(
+    rb'\{"type":"text-delta","id":"([A-Za-z0-9_.:-]{1,64})","delta":("[^"\\]*")\}'
+)
+"""The same with no escape in its delta (most deltas): matched in half the time."""
+
+
 def text_delta(data: bytes) -> tuple[str, bytes] | None:
     """``(part id, delta as JSON)`` of a stored ``text-delta`` with no other field, read
     without parsing the JSON (most of a stream's events); None for anything else."""
-    found = _TEXT_DELTA.fullmatch(data)
-    return None if found is None else (found[1].decode(), found[2])
+    found = _PLAIN_DELTA.fullmatch(data) or _TEXT_DELTA.fullmatch(data)
+    if found is None:
+        return None
+    part, delta = found.groups()
+    return part.decode(), delta
 
 
 def content_frame(eid: bytes, message_id: str, delta: bytes) -> bytes:

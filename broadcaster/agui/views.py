@@ -93,10 +93,14 @@ class Translation:
         return b"" if found[1] == b'""' else frames.content_frame(eid, message, found[1])
 
     def _keep(self, seq: int, mapped: Mapped) -> Mapped:
+        """Keep ``mapped`` at ``seq``; the one ``KEEP_EVENTS`` before goes. (Seqs are kept in
+        order with no gap, so that is the oldest: a dict's first key, found by iterating,
+        costs a scan over the slots of the keys deleted before it.)"""
         self.seq = seq
-        self.kept[seq] = mapped
-        if len(self.kept) > KEEP_EVENTS:
-            del self.kept[next(iter(self.kept))]
+        kept = self.kept
+        kept[seq] = mapped
+        if len(kept) > KEEP_EVENTS and kept.pop(seq - KEEP_EVENTS, None) is None:
+            del kept[next(iter(kept))]
         return mapped
 
     async def catch_up(self, event_log: EventLog, stream_id: str, until: int) -> None:
