@@ -213,9 +213,11 @@ async def test_attempts_are_bounded_when_workers_keep_dying(tmp_path: Path) -> N
                         worker = await asyncio.to_thread(cluster.add_worker)
                     # A lease to run out, a worker to start: slower on a loaded machine.
                     await poll(lambda w=worker: _owned_by(r, gid, w), f"attempt {attempt}", 60)
-                    # Its output is in (the model then stalls): it dies mid-generation.
-                    at = (attempt - 1) * (len(shown) + 3) + len(shown)
-                    await poll(lambda n=at: _at_seq(r, gid, n), f"output of attempt {attempt}")
+                    # Its output is in (the model then stalls): it dies mid-generation. (Its
+                    # last word, not a count of events: how many events the words take
+                    # depends on how they arrive, merged or not.)
+                    last = (shown if attempt == 1 else more)[-1]
+                    await poll(lambda w=last: _has_text(r, gid, w), f"output of attempt {attempt}")
                     worker.stop(signal.SIGKILL)
                 await asyncio.to_thread(cluster.add_worker)
                 status = await wait_status(client, fe, gid, {"failed", "completed"}, 60)
@@ -684,6 +686,12 @@ async def _logged(proc: Proc, text: str) -> str:
 
 async def _at_seq(r: Any, gid: str, seq: int) -> bool:
     return int(stream_meta(r, gid).get("seq", 0)) >= seq
+
+
+async def _has_text(r: Any, gid: str, text: str) -> bool:
+    """The stream's stored text deltas hold ``text``."""
+    deltas = (json.loads(e.data) for e in stored_events(r, gid) if e.type == "text-delta")
+    return text in "".join(d.get("delta", "") for d in deltas)
 
 
 async def _owned_by(r: Any, gid: str, worker: Proc) -> bool:
