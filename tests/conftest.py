@@ -8,7 +8,6 @@ tests fail with a message saying how to get one; they never skip.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import subprocess
@@ -25,7 +24,7 @@ from redis.asyncio import Redis
 
 from broadcaster.core import connection, embedded
 from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound
-from tests.support import ports, procs
+from tests.support import ports, procs, rundir
 from tests.support.procs import Deployment, Proc, start_frontend, start_worker
 
 # A hard limit over each test, past its timeout, and failures named as they come.
@@ -260,26 +259,18 @@ def _add_xdist_groups(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: object) -> None:
-    """(The controller, for each process it starts.) Where the processes' locks are."""
-    workerinput = node.workerinput  # type: ignore[attr-defined]
+    """(The controller, for each process it starts.) Where the run's locks are."""
     config = node.config  # type: ignore[attr-defined]
-    if not hasattr(config, "_broadcaster_locks"):
-        config._broadcaster_locks = tempfile.mkdtemp(prefix="broadcaster-test-locks-")
-    workerinput["broadcaster_locks"] = config._broadcaster_locks
+    node.workerinput[rundir.KEY] = rundir.made(config)  # type: ignore[attr-defined]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    locks = getattr(config, "_broadcaster_locks", None)
-    if locks is not None:  # the controller, once its processes have ended
-        for name in ("turn", "room"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(locks, name))
-        os.rmdir(locks)
+    rundir.remove(config)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)  # outside pytest-timeout's clock
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
-    locks = getattr(item.config, "workerinput", {}).get("broadcaster_locks")
+    locks = rundir.of(item.config)
     if locks is None:  # one process: nothing runs beside the test anyway
         return (yield)
     alone = _alone(item)

@@ -19,13 +19,13 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import os
-import tempfile
 import time
 from collections.abc import Generator
-from typing import Any
 
 import pytest
 from _pytest.faulthandler import fault_handler_stderr_fd_key  # pytest's own stderr copy
+
+from tests.support import rundir
 
 GRACE_S = 120.0
 """How long past its timeout a test (then its teardown) may go on before its process ends."""
@@ -67,17 +67,16 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
         _arm(item, max(item.stash[DEADLINE] - time.monotonic(), GRACE_S))
 
 
+CRASHED = "crashed"
+"""The file, in the run's folder (``rundir``), of the tests that ended their process."""
+
+
 class Controller:
     """(The controller of several processes.) A failed test's id, written as it comes; the
-    tests that ended their process, kept in a file the processes read."""
+    tests that ended their process, written to ``CRASHED`` for the processes to read."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        handle, self.crashed = tempfile.mkstemp(prefix="broadcaster-test-crashed-")
-        os.close(handle)
-
-    def pytest_configure_node(self, node: Any) -> None:
-        node.workerinput[CRASHED] = self.crashed
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -88,16 +87,9 @@ class Controller:
             )
 
     def pytest_handlecrashitem(self, crashitem: str) -> None:
-        with open(self.crashed, "a", encoding="utf-8") as crashed:
+        path = os.path.join(rundir.made(self.config), CRASHED)
+        with open(path, "a", encoding="utf-8") as crashed:
             crashed.write(crashitem + "\n")
-
-    def pytest_unconfigure(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.crashed)
-
-
-CRASHED = "broadcaster_crashed"
-"""The worker input naming the file of tests that ended their process."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -108,9 +100,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    crashed = getattr(item.config, "workerinput", {}).get(CRASHED)
-    if crashed is None:
+    folder = rundir.of(item.config)
+    if folder is None:
         return
-    with open(crashed, encoding="utf-8") as lines:
+    with contextlib.suppress(FileNotFoundError), open(os.path.join(folder, CRASHED)) as lines:
         if item.nodeid + "\n" in lines:
             pytest.fail("not run again: it ended its process earlier in this run (above)")
