@@ -123,9 +123,12 @@ async def test_a_rolling_restart_under_a_ten_step_agent_run(tmp_path: Path) -> N
                     # The next worker comes up while this one runs (as in a rolling deploy).
                     coming = asyncio.create_task(asyncio.to_thread(cluster.add_worker))
                     await poll(lambda w=worker: _owned_by(r, gid, w), f"restart {n}: owned", 30)
+                    # Up before the step is looked at, so that the SIGTERM lands mid-step: a
+                    # slow start awaited after it let steps, or on a loaded machine the
+                    # whole run, end first (nothing then to hand back).
+                    new = await coming
                     base = _seq(r, gid)
                     await poll(lambda b=base: _at(r, gid, b + 3), f"restart {n}: mid-step")
-                    new = await coming
                     t0 = time.monotonic()
                     code = await asyncio.to_thread(worker.stop, signal.SIGTERM, 30)
                     handed.append(time.monotonic() - t0)
