@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 from broadcaster.core import names
@@ -39,23 +38,14 @@ def encode(events: list[AgEvent], eid: bytes) -> bytes:
     )
 
 
-_TEXT_DELTA = re.compile(
+_DELTA = (
     rb'\{"type":"text-delta","id":"([A-Za-z0-9_.:-]{1,64})","delta":("[^"\\]*(?:\\.[^"\\]*)*")\}'
 )
 """A text delta as the event log stores it (compact JSON, ``type`` first), and nothing
 more: its part id and its delta, still a JSON string. (The delta's string as runs of
 plain characters between escapes: one step per run, where one alternative per character
 took twice as long.)"""
-
-
-def text_delta(data: bytes) -> tuple[str, bytes] | None:
-    """``(part id, delta as JSON)`` of a stored ``text-delta`` with no other field, read
-    without parsing the JSON (most of a stream's events); None for anything else."""
-    found = _TEXT_DELTA.fullmatch(data)
-    if found is None:
-        return None
-    part, delta = found.groups()
-    return part.decode(), delta
+_TEXT_DELTA = re.compile(_DELTA)
 
 
 def content_frame(eid: bytes, message_id: str, delta: bytes) -> bytes:
@@ -81,18 +71,46 @@ def drop(frames: bytes, count: int) -> bytes:
     return b"\n\n".join(parts[count:])
 
 
-def aisdk_frames(chunk: bytes) -> Iterator[tuple[int, bytes, bytes] | bytes]:
-    """The frames of an AI SDK SSE body chunk: ``(seq, id, data)`` for an event, the
-    frame's bytes for anything else (a keepalive comment, ``retry:``); the closing
-    ``[DONE]`` and id-less notices are left out."""
+Frame = tuple[int, bytes, bytes, bytes, bytes]
+"""An AI SDK event read: ``(seq, id, data, part, delta)``. A ``text-delta`` as the event
+log stores it and with no other field (most of a stream's events) is read without parsing
+its JSON: ``part`` its part id, ``delta`` its delta, still a JSON string; ``part`` is empty
+for anything else."""
+
+
+def event_frame(seq: int, eid: bytes, data: bytes) -> Frame:
+    """The ``Frame`` of an event's ``data`` (its JSON as the event log stores it)."""
+    found = _TEXT_DELTA.fullmatch(data)
+    if found is None:
+        return seq, eid, data, b"", b""
+    return seq, eid, data, found[1], found[2]
+
+
+_EVENTS = re.compile(rb"id: (([0-9]+)[^\n]*)\n(?:event: [^\n]*\n)?data: (%s|[^\n]*)\n\n" % _DELTA)
+
+
+def aisdk_frames(chunk: bytes) -> list[Frame | bytes]:
+    """The frames of an AI SDK SSE body chunk: a ``Frame`` for an event, the frame's bytes
+    for anything else (a keepalive comment, ``retry:``); the closing ``[DONE]`` and
+    id-less notices are left out.
+
+    A chunk of events only (every run the fan-out delivers) is read by one pattern, text
+    deltas recognised on the way: as many events found as frames, each found within one
+    frame and ending it, is each frame an event (a third of the time of reading the
+    frames one by one, and of matching each delta again)."""
+    found = _EVENTS.findall(chunk)
+    if len(found) == chunk.count(b"\n\n") and chunk.startswith(b"id: ") and chunk.endswith(b"\n\n"):
+        return [(int(seq), eid, data, part, delta) for eid, seq, data, part, delta in found]
+    out: list[Frame | bytes] = []
     for frame in chunk.split(b"\n\n"):
         if frame.startswith(b"id: "):
             line = frame.index(b"\n")
             eid = frame[4:line]
-            data = frame.index(b"\ndata: ", line - 1) + 7
-            yield int(eid.split(b".", 1)[0]), eid, frame[data:]
+            data = frame[frame.index(b"\ndata: ", line - 1) + 7 :]
+            out.append(event_frame(int(eid.split(b".", 1)[0]), eid, data))
         elif frame.startswith((b":", b"retry:")):
-            yield frame + b"\n\n"
+            out.append(frame + b"\n\n")
+    return out
 
 
 def parse_cursor(value: str | None) -> tuple[str | None, int | None] | None:

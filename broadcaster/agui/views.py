@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from broadcaster.agui import frames
@@ -28,6 +28,9 @@ from broadcaster.agui.projection import Mapper, Open, interrupted
 from broadcaster.core.eventlog import EventLog
 
 _DECODE = json.JSONDecoder().decode
+
+Writer = Callable[[bytes], bool]
+"""Writes SSE bytes to one viewer's socket; False, having written nothing, when it cannot."""
 
 KEEP_EVENTS = 1024
 """Encoded events a stream's translation keeps (the most recent)."""
@@ -61,11 +64,13 @@ class Translation:
     last_plain: bool = True
     """``last_in`` held no approval request and no step start (nothing a run tracks)."""
 
-    def add(self, seq: int, eid: bytes, data: bytes) -> Mapped:
-        """Map the chunk at ``seq`` (the one after ``self.seq``) and keep its frames."""
-        fast = self._text_delta(eid, data)
-        if fast is not None:
-            return self._keep(seq, Mapped(fast, self.mapper.state, None, False))
+    def add(self, frame: frames.Frame) -> Mapped:
+        """Map the event of ``frame`` (the one after ``self.seq``) and keep its frames."""
+        seq, eid, data, part, delta = frame
+        if part:
+            fast = self._text_delta(eid, part, delta)
+            if fast is not None:
+                return self._keep(seq, Mapped(fast, self.mapper.state, None, False))
         chunk = _DECODE(data.decode())
         events = self.mapper.feed(seq, chunk)
         kind = chunk.get("type")
@@ -80,17 +85,16 @@ class Translation:
         )
         return self._keep(seq, mapped)
 
-    def _text_delta(self, eid: bytes, data: bytes) -> bytes | None:
+    def _text_delta(self, eid: bytes, part: bytes, delta: bytes) -> bytes | None:
         """A plain text delta of an open message, mapped without parsing its JSON (what
-        ``Mapper.feed`` would make of it, byte for byte); None for anything else."""
-        found = frames.text_delta(data)
+        ``Mapper.feed`` would make of it, byte for byte); None when no message is open."""
         state = self.mapper.state
-        if found is None or state.run is None or state.ended:
+        if state.run is None or state.ended:
             return None
-        message = self.mapper.texts.get(found[0])
+        message = self.mapper.texts.get(part.decode())
         if message is None:
             return None
-        return b"" if found[1] == b'""' else frames.content_frame(eid, message, found[1])
+        return b"" if delta == b'""' else frames.content_frame(eid, message, delta)
 
     def _keep(self, seq: int, mapped: Mapped) -> Mapped:
         """Keep ``mapped`` at ``seq``; the one ``KEEP_EVENTS`` before goes. (Seqs are kept in
@@ -110,7 +114,8 @@ class Translation:
         async for page in event_log.read_after(stream_id, self.seq, until):
             for event in page:
                 if event.seq == self.seq + 1:
-                    self.add(event.seq, event_id(event.seq, event.tag), event.data)
+                    eid = event_id(event.seq, event.tag)
+                    self.add(frames.event_frame(event.seq, eid, event.data))
 
 
 def event_id(seq: int, tag: str) -> bytes:
@@ -189,6 +194,20 @@ class Viewer:
         own = self.translation
         return None if own is self.shared else own.kept.get(seq)
 
+    def writer(self, write: Writer) -> Writer:
+        """``write`` (the socket's) of the AG-UI frames of each run the fan-out writes: a
+        run already mapped for another viewer costs an identity check; a run ``direct``
+        cannot map is refused (False) and goes to the viewer's task (``view``)."""
+
+        def mapped(data: bytes) -> bool:
+            t = self.translation
+            if data is t.last_in and (t.last_plain or not self.stop_at_wait):
+                return write(t.last_out)
+            out = self.direct(data)
+            return out is not None and write(out)
+
+        return mapped
+
     def direct(self, data: bytes) -> bytes | None:
         """The AG-UI frames of a run of AI SDK frames, mapped without waiting (what the
         fan-out writes straight to the socket); None when that takes the log (a seq the
@@ -209,7 +228,7 @@ class Viewer:
             if mapped is None:
                 if item[0] != self.translation.seq + 1:
                     return None
-                mapped = self.translation.add(*item)
+                mapped = self.translation.add(item)
             if mapped.approval is not None or mapped.step_started:
                 plain = False
                 if self.stop_at_wait:
@@ -271,20 +290,20 @@ async def view(
 
 
 async def _mapped(
-    event_log: EventLog, stream_id: str, t: Translation, frame: tuple[int, bytes, bytes]
+    event_log: EventLog, stream_id: str, t: Translation, frame: frames.Frame
 ) -> tuple[Translation, Mapped]:
     """The chunk at ``seq`` mapped: by the shared translation (caught up from the log
     first if it is behind), or, when it no longer keeps that seq, by a private one."""
-    seq, eid, data = frame
+    seq = frame[0]
     if seq <= t.seq:
         own = Translation(Mapper(t.mapper.thread_id, stream_id))
         await own.catch_up(event_log, stream_id, seq - 1)
-        return own, own.add(seq, eid, data)
+        return own, own.add(frame)
     async with t.lock:
         await t.catch_up(event_log, stream_id, seq - 1)
         found = t.kept.get(seq)
         if found is None:
-            found = t.add(seq, eid, data)
+            found = t.add(frame)
     return t, found
 
 

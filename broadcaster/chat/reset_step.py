@@ -21,7 +21,7 @@ all) is the same object, not copied.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 MARKED = b'event: start-step\ndata: {"type":"start-step","reset":true}\n'
 """The restarted step's ``start-step`` as the fan-out frames it (``core/sse.encode`` of
@@ -60,6 +60,10 @@ class ResetView:
         out = data.replace(MARKED, RESET) if MARKED in data else data
         self.last_in, self.last_out = data, out
         return out
+
+    def writer(self, write: Callable[[bytes], bool]) -> Callable[[bytes], bool]:
+        """``write`` (a socket's) of what ``map`` makes of each write."""
+        return lambda data: write(self.map(data))
 
     async def frames(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """A response body's chunks, mapped (``map``)."""

@@ -55,7 +55,7 @@ async def stream_response(
     compact: bool | None = None,
     presence: bool | None = None,
     body_filter: Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]] | None = None,
-    direct_map: Callable[[bytes], bytes | None] | None = None,
+    direct_writer: Callable[[Writer], Writer] | None = None,
     reset_step: bool | None = None,
 ) -> Response:
     """The SSE response for ``stream_id`` after ``resume`` (None: from the first event),
@@ -63,12 +63,12 @@ async def stream_response(
     ``compact`` and ``presence`` default to the query's flags (``presence=False``: no
     caught-up mark either). ``body_filter`` (the chat and AG-UI routes') sees every chunk
     of the body: the response is never handed over (``SSEResponse.detach``) and takes
-    direct writes only through ``direct_map``.
+    direct writes only through ``direct_writer`` (the writer it makes of the socket's).
     ``reset_step`` defaults to the request's asking for it (``_reset_view``)."""
     if reset_step or (
         reset_step is None and reset_step_wanted(request.headers, request.query_params)
     ):
-        body_filter, direct_map = _reset_view(body_filter, direct_map)
+        body_filter, direct_writer = _reset_view(body_filter, direct_writer)
     after, tag = _resume_point(resume)
     hub, settings = await get_hub(request), await get_settings(request)
     slot, info = await _admitted(request, hub, stream_id, after, tag)
@@ -85,7 +85,7 @@ async def stream_response(
             stream_id,
             after,
             info,
-            _mapped_writer(writer, direct_map) if body_filter else writer,
+            _filtered_writer(writer, direct_writer) if body_filter else writer,
             subject=subject,
             wants_presence=wants,
             compact=compact,
@@ -128,34 +128,30 @@ Filter = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
 
 
 def _reset_view(
-    body_filter: Filter | None, direct_map: Callable[[bytes], bytes | None] | None
-) -> tuple[Filter, Callable[[bytes], bytes | None] | None]:
-    """``body_filter`` and ``direct_map`` of a reader that asked for the AI SDK 7's
+    body_filter: Filter | None, direct_writer: Callable[[Writer], Writer] | None
+) -> tuple[Filter, Callable[[Writer], Writer] | None]:
+    """``body_filter`` and ``direct_writer`` of a reader that asked for the AI SDK 7's
     ``reset-step`` (``chat.reset_step.wanted``): a restarted step's ``start-step`` served
     as one, through the view every such reader of this front-end shares; its chunks
     through ``RESET_VIEW`` after the route's own filter; direct writes mapped by it
     where the route has none of its own (a route whose filter must see every chunk, a
     chat answer's, keeps taking none)."""
     if body_filter is None:
-        return RESET_VIEW.frames, RESET_VIEW.map
+        return RESET_VIEW.frames, RESET_VIEW.writer
     inner = body_filter
-    return (lambda chunks: RESET_VIEW.frames(inner(chunks))), direct_map
+    return (lambda chunks: RESET_VIEW.frames(inner(chunks))), direct_writer
 
 
-def _mapped_writer(
-    writer: Writer | None, direct_map: Callable[[bytes], bytes | None] | None
+def _filtered_writer(
+    writer: Writer | None, direct_writer: Callable[[Writer], Writer] | None
 ) -> Writer | None:
-    """``writer`` of what ``direct_map`` (the AG-UI routes') makes of each write: the
-    fan-out's frames go to the socket as it maps them; a write it cannot map (None) is
-    refused (False), and the run goes to the viewer's task, through ``body_filter``."""
-    if writer is None or direct_map is None:
+    """The fan-out's direct writer of a response with a ``body_filter``: what
+    ``direct_writer`` (the AG-UI routes', a ``reset-step`` reader's) makes of the socket's
+    ``writer``, which maps each write and refuses (False) one it cannot map, so that the
+    run goes to the viewer's task, through the filter; none without it."""
+    if writer is None or direct_writer is None:
         return None
-
-    def write(data: bytes) -> bool:
-        mapped = direct_map(data)
-        return mapped is not None and writer(mapped)
-
-    return write
+    return direct_writer(writer)
 
 
 async def _stream_state(

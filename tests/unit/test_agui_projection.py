@@ -11,12 +11,16 @@ from typing import Any
 
 import pytest
 from ag_ui.core import Event
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from broadcaster.agui import frames
 from broadcaster.agui.projection import Mapper, Open, interrupted, prelude
 from broadcaster.agui.runs import chat_body, decisions, parse_input
 from broadcaster.agui.views import KEEP_EVENTS, Translation, Translations, Viewer
+from broadcaster.core import sse
+from broadcaster.core.events import Event as LogEvent
 from broadcaster.core.events import dump_event
 from broadcaster.generations.request import RequestInvalid
 
@@ -189,7 +193,31 @@ def test_frames_carry_resumable_ids() -> None:
     for bad in ("x", "7:a", "7:99999", "-1"):
         assert frames.parse_cursor(bad) is None, bad
     chunk = b"id: 3.aa\nevent: text-delta\ndata: {}\n\n: ping\n\ndata: [DONE]\n\n"
-    assert list(frames.aisdk_frames(chunk)) == [(3, b"3.aa", b"{}"), b": ping\n\n"]
+    assert frames.aisdk_frames(chunk) == [(3, b"3.aa", b"{}", b"", b""), b": ping\n\n"]
+
+
+_CHUNKS = st.one_of(
+    st.builds(lambda d: {"type": "text-delta", "id": "t0", "delta": d}, st.text(max_size=12)),
+    st.builds(
+        lambda d: {"type": "text-delta", "id": "t0", "delta": d, "providerMetadata": {"a": 1}},
+        st.text(max_size=4),
+    ),
+    st.builds(lambda d: {"type": "data-x", "data": d}, st.text(max_size=6)),
+    st.just({"type": "finish"}),
+)
+
+
+@given(st.lists(st.tuples(_CHUNKS, st.sampled_from(["", "0badc0de"])), min_size=1, max_size=8))
+def test_a_run_of_events_is_read_as_frame_by_frame(chunks: list[tuple[Any, str]]) -> None:
+    """The pattern that reads a run of events at once finds what reading each frame
+    does (``event_frame``); a chunk with anything else in it is read frame by frame."""
+    events = [
+        LogEvent(seq, *dump_event(chunk), tag=tag) for seq, (chunk, tag) in enumerate(chunks, 1)
+    ]
+    run = b"".join(sse.encode(e) for e in events)
+    expected = [frames.event_frame(e.seq, sse.event_id(e.seq, e.tag), e.data) for e in events]
+    assert frames.aisdk_frames(run) == expected
+    assert frames.aisdk_frames(sse.PING + run) == [sse.PING, *expected]
 
 
 def test_translations_are_bounded() -> None:
@@ -201,7 +229,7 @@ def test_translations_are_bounded() -> None:
     t = Translation(Mapper("t", "g"))
     delta = b'{"type":"data-x","data":1}'
     for seq in range(1, KEEP_EVENTS + 11):
-        t.add(seq, b"%d" % seq, delta)
+        t.add(frames.event_frame(seq, b"%d" % seq, delta))
     assert len(t.kept) == KEEP_EVENTS and min(t.kept) == 11
 
 
@@ -289,25 +317,25 @@ def test_a_text_delta_read_without_parsing_is_what_the_mapping_makes(delta: str)
     opening = [{"type": "start"}, {"type": "start-step"}, {"type": "text-start", "id": "t0"}]
     fast, slow = Translation(Mapper("c", "g")), Mapper("c", "g")
     for seq, chunk in enumerate(opening, 1):
-        fast.add(seq, b"%d" % seq, dump_event(chunk)[1])
+        fast.add(frames.event_frame(seq, b"%d" % seq, dump_event(chunk)[1]))
         slow.feed(seq, chunk)
     chunk = {"type": "text-delta", "id": "t0", "delta": delta}
     data = dump_event(chunk)[1]
-    assert frames.text_delta(data) is not None  # the shortcut is taken
+    assert frames.event_frame(4, b"4", data)[3] == b"t0"  # the shortcut is taken
     made = slow.feed(4, chunk)
-    assert fast.add(4, b"4.0badc0de", data).frames == (
+    assert fast.add(frames.event_frame(4, b"4.0badc0de", data)).frames == (
         frames.encode(made, b"4.0badc0de") if made else b""
     )
     extra = dump_event({**chunk, "providerMetadata": {"x": 1}})[1]
-    assert frames.text_delta(extra) is None  # anything more: the JSON is parsed
+    assert frames.event_frame(4, b"4", extra)[3] == b""  # anything more: the JSON is parsed
 
 
 def test_a_viewer_on_a_private_translation_rejoins_the_shared_one() -> None:
     delta = b'{"type":"text-delta","id":"t0","delta":"x"}'
     shared, own = Translation(Mapper("t", "g")), Translation(Mapper("t", "g"))
     for seq in range(1, 11):
-        shared.add(seq, b"%d" % seq, delta)
-    own.add(1, b"1", delta)
+        shared.add(frames.event_frame(seq, b"%d" % seq, delta))
+    own.add(frames.event_frame(1, b"1", delta))
     viewer = Viewer(shared, own)
     assert viewer.lookup(1) is shared.kept[1] and viewer.translation is shared
     assert viewer.lookup(11) is None and viewer.translation is shared

@@ -164,6 +164,8 @@ def test_a_durable_streams_path_is_bounded_in_bytes() -> None:
 NOT_NAMES: dict[tuple[str, str], str] = {
     ("broadcaster/agui/frames.py", "_TEXT_DELTA"): "reads the part id and delta of a stored "
     "text-delta (JSON this server's append wrote), to map it without parsing",
+    ("broadcaster/agui/frames.py", "_EVENTS"): "reads the event frames of a run the fan-out "
+    "delivers (this server's SSE encoding) into id, seq and data",
     ("broadcaster/http/app.py", "EVENTS_PATH"): "routes a path to the SSE route below "
     "FastAPI; the stream id it captures is checked by check_stream_id",
     ("broadcaster/chat/framing.py", "_LAST_ID"): "finds the last id: line in frames "
@@ -281,6 +283,7 @@ def project_modules() -> list[Any]:
 
 NOT_NAME_OBJECTS = [
     agui_frames._TEXT_DELTA,
+    agui_frames._EVENTS,
     app.EVENTS_PATH,
     framing._LAST_ID,
     framing._ENDED_FRAME,

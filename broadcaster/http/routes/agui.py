@@ -132,7 +132,7 @@ async def agui_response(
         compact=False,
         presence=False,
         body_filter=lambda chunks: view(event_log, stream_id, viewer, opening, chunks),
-        direct_map=viewer.direct,
+        direct_writer=viewer.writer,
         reset_step=False,  # AG-UI's own view: no AI SDK chunk reaches its readers
     )
 
