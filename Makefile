@@ -99,7 +99,7 @@ test: $(BIN)/.installed lint test-deps
 	$(BIN)/pytest
 
 test-fast: $(BIN)/.installed
-	$(BIN)/pytest tests/unit -q -n 2
+	$(BIN)/pytest tests/unit -q -n 2 --dist load
 
 # Load with churn for several minutes (the test suite runs 45 s of it); figures in
 # docs/reliability.md. MINUTES=N to change its length.

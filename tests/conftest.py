@@ -50,20 +50,29 @@ hypothesis_settings.load_profile("suite")
 # PYTHONDONTWRITEBYTECODE is set, none of them may cache its bytecode, so each compiled the
 # project's sources again: half a second of CPU per start. They share a cache outside the
 # source tree instead (still nothing written beside the sources), compiled by the first.
+# The test processes themselves too (set here, before any test module is imported): each
+# compiled every test module again (pytest rewrites their asserts), and the project's
+# sources, about 4 s of CPU per process.
 SHARED_BYTECODE = bool(os.environ.pop("PYTHONDONTWRITEBYTECODE", ""))
 if SHARED_BYTECODE:
-    os.environ.setdefault(
+    sys.pycache_prefix = os.environ.setdefault(
         "PYTHONPYCACHEPREFIX",
         os.path.join(tempfile.gettempdir(), f"broadcaster-test-pycache-{os.getuid()}"),
     )
+    sys.dont_write_bytecode = False
+UNIT = Path(__file__).resolve().parent / "unit"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """(The controller, or the one process of ``-n 0``.) With the shared bytecode cache,
     one process fills it before the tests start: a cold cache holds the standard library
     too, some seconds to compile, which the first front-ends of every test process would
-    otherwise all spend at once, near their start-up deadline."""
-    if SHARED_BYTECODE and not hasattr(config, "workerinput"):
+    otherwise all spend at once, near their start-up deadline. (Not for the unit tests
+    alone, ``make test-fast``: they start no process.)"""
+    unit_only = bool(config.args) and all(
+        Path(arg.split("::")[0]).resolve().is_relative_to(UNIT) for arg in config.args
+    )
+    if SHARED_BYTECODE and not unit_only and not hasattr(config, "workerinput"):
         subprocess.run(  # this Python, fixed arguments
             [sys.executable, "-c", "import broadcaster.cli, worker.cli"],
             cwd=Path(__file__).resolve().parents[1],

@@ -272,11 +272,24 @@ def test_every_regular_expression_is_a_name_of_names_or_no_name() -> None:
     )
 
 
-def project_modules() -> list[Any]:
+FRAMEWORK_ADAPTERS = {
+    "worker.agents.langgraph_agent",
+    "worker.agents.openai_agents",
+    "worker.agents.pydantic_agent",
+}
+"""The modules that import an agent framework (an optional extra): left out of the
+parametrized checks below, which are made when the tests are collected, in every test
+process (LangGraph and the Agents SDK take two seconds to import); they are checked to
+define no pattern at all instead (``test_the_framework_adapters_define_no_pattern``)."""
+
+
+def project_modules(*, adapters: bool = False) -> list[Any]:
     modules = []
     for package in (broadcaster, worker):
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-            if not info.name.endswith(".__main__"):
+            if info.name.endswith(".__main__"):
+                continue
+            if adapters or info.name not in FRAMEWORK_ADAPTERS:
                 modules.append(importlib.import_module(info.name))
     return modules
 
@@ -298,10 +311,10 @@ NOT_NAME_OBJECTS = [
 """The compiled patterns of ``NOT_NAMES`` (and ``names``' search for control characters)."""
 
 
-def compiled_patterns() -> dict[str, re.Pattern[str]]:
+def compiled_patterns(*, adapters: bool = False) -> dict[str, re.Pattern[str]]:
     exempt = {id(p) for p in NOT_NAME_OBJECTS}
     found: dict[int, tuple[str, re.Pattern[str]]] = {}
-    for module in project_modules():
+    for module in project_modules(adapters=adapters):
         for attr, value in vars(module).items():
             if isinstance(value, re.Pattern) and id(value) not in exempt:
                 found.setdefault(id(value), (f"{module.__name__}.{attr}", value))
@@ -336,11 +349,11 @@ def test_no_compiled_pattern_takes_a_name_with_a_line_break(name: str, data: Any
     assert not takes_a_line_break(pattern, sample), (name, sample)
 
 
-def pydantic_fields() -> Iterator[tuple[str, type[BaseModel], str, Any]]:
+def pydantic_fields(*, adapters: bool = False) -> Iterator[tuple[str, type[BaseModel], str, Any]]:
     """``(where, model, field, pattern)`` of each field of the project's models that has a
     pattern."""
     seen: set[type[BaseModel]] = set()
-    for module in project_modules():
+    for module in project_modules(adapters=adapters):
         for value in vars(module).values():
             if (
                 isinstance(value, type)
@@ -357,6 +370,16 @@ def pydantic_fields() -> Iterator[tuple[str, type[BaseModel], str, Any]]:
 
 
 FIELDS = {where: (model, field, pattern) for where, model, field, pattern in pydantic_fields()}
+
+
+def test_the_framework_adapters_define_no_pattern() -> None:
+    """With the adapters imported, no compiled pattern and no field with a pattern more
+    than the parametrized checks see: one defined there must be moved out of them (or
+    they into the checks)."""
+    assert set(compiled_patterns(adapters=True)) == set(PATTERNS)
+    assert {where for where, *_ in pydantic_fields(adapters=True)} == set(FIELDS)
+
+
 STRING_CONFIG = ("regex_engine", "str_strip_whitespace", "str_to_lower", "str_to_upper", "strict")
 
 
