@@ -27,8 +27,9 @@ from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound
 from tests.support import ports, procs, rundir
 from tests.support.procs import Deployment, Proc, start_frontend, start_worker
 
-# A hard limit over each test, past its timeout, and failures named as they come.
-pytest_plugins = ["tests.support.watchdog"]
+# A hard limit over each test, past its timeout, and failures named as they come; and,
+# when asked for (BROADCASTER_TEST_CPU_LOG), the CPU each test cost.
+pytest_plugins = ["tests.support.watchdog", "tests.support.cpu_log"]
 
 # Every port the suite picks (``free_port``, in the tests, tests/support and EmbeddedRedis)
 # is one no other test process on the machine was handed in the last minutes: with the
