@@ -51,9 +51,10 @@ hypothesis_settings.load_profile("suite")
 # PYTHONDONTWRITEBYTECODE is set, none of them may cache its bytecode, so each compiled the
 # project's sources again: half a second of CPU per start. They share a cache outside the
 # source tree instead (still nothing written beside the sources), compiled by the first.
-# The test processes themselves too (set here, before any test module is imported): each
-# compiled every test module again (pytest rewrites their asserts), and the project's
-# sources, about 4 s of CPU per process.
+# The test processes pytest-xdist starts have it from the environment; the process that
+# runs the tests itself (``-n 0``, one module while developing) is given it here, before
+# any test module is imported: it compiled every test module again (pytest rewrites their
+# asserts) and the project's sources, about 4 s of CPU for the unit tests.
 SHARED_BYTECODE = bool(os.environ.pop("PYTHONDONTWRITEBYTECODE", ""))
 if SHARED_BYTECODE:
     sys.pycache_prefix = os.environ.setdefault(
