@@ -98,9 +98,10 @@ def aisdk_frames(chunk: bytes) -> list[Frame | bytes]:
     deltas recognised on the way: as many events found as frames, each found within one
     frame and ending it, is each frame an event (a third of the time of reading the
     frames one by one, and of matching each delta again)."""
-    found = _EVENTS.findall(chunk)
-    if len(found) == chunk.count(b"\n\n") and chunk.startswith(b"id: ") and chunk.endswith(b"\n\n"):
-        return [(int(seq), eid, data, part, delta) for eid, seq, data, part, delta in found]
+    if chunk.startswith(b"id: ") and chunk.endswith(b"\n\n"):
+        found = _EVENTS.findall(chunk)
+        if len(found) == chunk.count(b"\n\n"):
+            return [(int(seq), eid, data, part, delta) for eid, seq, data, part, delta in found]
     out: list[Frame | bytes] = []
     for frame in chunk.split(b"\n\n"):
         if frame.startswith(b"id: "):

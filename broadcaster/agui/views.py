@@ -59,7 +59,8 @@ class Translation:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_in: bytes = b""
     """The last run of AI SDK frames mapped whole: the fan-out hands the same ``bytes``
-    object to every viewer, so the next viewer's map is one identity check."""
+    object to every viewer, so the next viewer's write (``Viewer.writer``) is one identity
+    check."""
     last_out: bytes = b""
     last_plain: bool = True
     """``last_in`` held no approval request and no step start (nothing a run tracks)."""
@@ -212,10 +213,9 @@ class Viewer:
         """The AG-UI frames of a run of AI SDK frames, mapped without waiting (what the
         fan-out writes straight to the socket); None when that takes the log (a seq the
         translation has not reached), a skip, or a check of a wait: the viewer's task
-        then does it (``view``)."""
+        then does it (``view``). The run and its frames are kept on the translation, for
+        the next viewer's ``writer`` to take as they are."""
         t = self.translation
-        if data is t.last_in and (t.last_plain or not self.stop_at_wait):
-            return t.last_out
         if self.skip:
             return None
         out: list[bytes] = []
