@@ -3,11 +3,13 @@
 Mapping is done once per event per front-end: a stream's ``Translation`` maps its chunks
 in seq order, the first time any AG-UI viewer of this front-end needs them, and keeps the
 encoded frames; every other AG-UI viewer of the stream takes them as they are (a dict
-look-up per event). A viewer that needs a seq the translation has not reached makes it
-catch up from the log (once, under its lock); one that lags behind what the translation
-still keeps folds a private one from the log, and rejoins the shared one where that
-keeps what it needs. Both bounds are counts: ``KEEP_EVENTS``
-events per stream, ``KEEP_STREAMS`` streams per front-end (least recently used go).
+look-up per event). A run of text deltas of one open message (most of what a generation
+streams) is mapped as bytes, in one replace, and kept whole. A viewer that needs a seq the
+translation has not reached makes it catch up from the log (once, under its lock); one
+that lags behind what the translation still keeps folds a private one from the log, and
+rejoins the shared one where that keeps what it needs. Both bounds are counts:
+``KEEP_EVENTS`` events per stream, ``KEEP_STREAMS`` streams per front-end (least recently
+used go).
 
 ``view`` is one response's body: the prelude that re-opens what the resume point left
 open, then the frames, and, for a run, its end where the generation waits for a person
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from broadcaster.agui import frames
 from broadcaster.agui.history import Transcript
 from broadcaster.agui.projection import Mapper, Open, interrupted
+from broadcaster.core import sse
 from broadcaster.core.eventlog import EventLog
 
 _DECODE = json.JSONDecoder().decode
@@ -41,12 +44,24 @@ KEEP_STREAMS = 256
 
 @dataclass(slots=True)
 class Mapped:
-    """One chunk's AG-UI frames, the state after them, and the approval it asks for."""
+    """One chunk's AG-UI frames, the state after them, and the approval it asks for; or a
+    run of text deltas' (``first`` its first seq), kept whole under each of its seqs."""
 
     frames: bytes
     after: Open
     approval: tuple[str, str] | None
     step_started: bool
+    first: int = 0
+    split: list[bytes] | None = None
+
+    def at(self, seq: int) -> bytes:
+        """The frames of the chunk at ``seq``: a run's are cut out the first time (one
+        AG-UI frame per event) and kept cut."""
+        if not self.first:
+            return self.frames
+        if self.split is None:
+            self.split = self.frames.split(b"\n\n")
+        return self.split[seq - self.first] + b"\n\n"
 
 
 @dataclass(slots=True)
@@ -71,7 +86,7 @@ class Translation:
         if part:
             fast = self._text_delta(eid, part, delta)
             if fast is not None:
-                return self._keep(seq, Mapped(fast, self.mapper.state, None, False))
+                return self._keep(seq, seq, Mapped(fast, self.mapper.state, None, False))
         chunk = _DECODE(data.decode())
         events = self.mapper.feed(seq, chunk)
         kind = chunk.get("type")
@@ -84,7 +99,24 @@ class Translation:
             approval,
             kind == "start-step",
         )
-        return self._keep(seq, mapped)
+        return self._keep(seq, seq, mapped)
+
+    def add_run(self, data: bytes) -> bytes | None:
+        """The AG-UI frames of ``data`` when it is a run of text deltas of one open
+        message that starts right after ``self.seq`` (``frames.delta_run``; most of what
+        a generation streams), mapped as bytes, in one replace, and kept event by event;
+        None for any other chunk, which goes frame by frame (``add``)."""
+        run = frames.delta_run(data)
+        if run is None:
+            return None
+        first, last, part = run
+        state = self.mapper.state
+        message = self.mapper.texts.get(part.decode())
+        if first != self.seq + 1 or message is None or state.run is None or state.ended:
+            return None
+        out = frames.content_run(data, part, message)
+        self._keep(first, last, Mapped(out, state, None, False, first))
+        return out
 
     def _text_delta(self, eid: bytes, part: bytes, delta: bytes) -> bytes | None:
         """A plain text delta of an open message, mapped without parsing its JSON (what
@@ -97,15 +129,22 @@ class Translation:
             return None
         return b"" if delta == b'""' else frames.content_frame(eid, message, delta)
 
-    def _keep(self, seq: int, mapped: Mapped) -> Mapped:
-        """Keep ``mapped`` at ``seq``; the one ``KEEP_EVENTS`` before goes. (Seqs are kept in
-        order with no gap, so that is the oldest: a dict's first key, found by iterating,
-        costs a scan over the slots of the keys deleted before it.)"""
-        self.seq = seq
+    def _keep(self, first: int, last: int, mapped: Mapped) -> Mapped:
+        """Keep ``mapped`` at ``first`` to ``last``; the oldest go past ``KEEP_EVENTS``.
+        (Seqs are kept in order, mostly with no gap, so the oldest is found by its seq: a
+        dict's first key, found by iterating, costs a scan over the slots of the keys
+        deleted before it.)"""
+        self.seq = last
         kept = self.kept
-        kept[seq] = mapped
-        if len(kept) > KEEP_EVENTS and kept.pop(seq - KEEP_EVENTS, None) is None:
-            del kept[next(iter(kept))]
+        if first == last:
+            kept[first] = mapped
+        else:
+            kept.update(dict.fromkeys(range(first, last + 1), mapped))
+        if len(kept) > KEEP_EVENTS:
+            for seq in range(last - len(kept) + 1, last - KEEP_EVENTS + 1):
+                kept.pop(seq, None)
+            while len(kept) > KEEP_EVENTS:  # a gap among the seqs kept
+                del kept[next(iter(kept))]
         return mapped
 
     async def catch_up(self, event_log: EventLog, stream_id: str, until: int) -> None:
@@ -115,12 +154,8 @@ class Translation:
         async for page in event_log.read_after(stream_id, self.seq, until):
             for event in page:
                 if event.seq == self.seq + 1:
-                    eid = event_id(event.seq, event.tag)
+                    eid = sse.event_id(event.seq, event.tag)
                     self.add(frames.event_frame(event.seq, eid, event.data))
-
-
-def event_id(seq: int, tag: str) -> bytes:
-    return b"%d.%s" % (seq, tag.encode()) if tag else b"%d" % seq
 
 
 class Translations:
@@ -218,6 +253,10 @@ class Viewer:
         t = self.translation
         if self.skip:
             return None
+        whole = t.add_run(data) if t is self.shared else None
+        if whole is not None:
+            t.last_in, t.last_out, t.last_plain = data, whole, True
+            return whole
         out: list[bytes] = []
         plain = True
         for item in frames.aisdk_frames(data):
@@ -233,7 +272,7 @@ class Viewer:
                 plain = False
                 if self.stop_at_wait:
                     return None
-            out.append(mapped.frames)
+            out.append(mapped.at(item[0]))
         t.last_in, t.last_out, t.last_plain = data, b"".join(out), plain
         return t.last_out
 
@@ -267,7 +306,7 @@ async def view(
                 if mapped is None:
                     t, mapped = await _mapped(event_log, stream_id, viewer.translation, item)
                     viewer.translation = t
-                body = mapped.frames
+                body = mapped.at(seq)
                 if viewer.skip:
                     body, viewer.skip = frames.drop(body, viewer.skip), 0
                 out.append(body)

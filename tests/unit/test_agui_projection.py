@@ -220,6 +220,54 @@ def test_a_run_of_events_is_read_as_frame_by_frame(chunks: list[tuple[Any, str]]
     assert frames.aisdk_frames(sse.PING + run) == [sse.PING, *expected]
 
 
+_DELTA = st.builds(
+    lambda part, d: {"type": "text-delta", "id": part, "delta": d},
+    st.sampled_from(["t0"] * 8 + ["t1", "x:2"]),
+    st.text(min_size=1, max_size=8)
+    | st.sampled_from(["", '"}\n\nid: 9', '","id":"t1', "\\", 'a"b']),
+)
+_DELTAS = st.one_of(*[_DELTA] * 12, _CHUNKS)
+"""Mostly text deltas of one open part, so that runs of them are common."""
+
+
+@given(
+    st.lists(st.tuples(_DELTAS, st.sampled_from(["", "0badc0de"])), min_size=1, max_size=24),
+    st.lists(st.integers(1, 6), min_size=1, max_size=24),
+)
+def test_a_run_of_text_deltas_maps_as_frame_by_frame(
+    chunks: list[tuple[Any, str]], cuts: list[int]
+) -> None:
+    """A run of text deltas mapped at once, as bytes (``Translation.add_run``), gives what
+    mapping each event does, byte for byte, and each event's frames are found again in
+    what the translation keeps; any other run is mapped frame by frame."""
+    opening = [{"type": "start"}, {"type": "text-start", "id": "t0"}, {"type": "text-start",
+               "id": "x:2"}]  # fmt: skip
+    events = [
+        LogEvent(seq, *dump_event(chunk), tag=tag)
+        for seq, (chunk, tag) in enumerate([*((c, "t") for c in opening), *chunks], 1)
+    ]
+    one_by_one, whole = Translation(Mapper("t", "g")), Translation(Mapper("t", "g"))
+    expected = {
+        e.seq: one_by_one.add(frames.event_frame(e.seq, sse.event_id(e.seq, e.tag), e.data)).frames
+        for e in events
+    }
+    viewer, at, got = Viewer(whole, whole), 0, []
+    for cut in cuts * len(events):
+        if at >= len(events):
+            break
+        got.append(viewer.direct(b"".join(sse.encode(e) for e in events[at : at + cut])))
+        at += cut
+    assert b"".join(g or b"" for g in got) == b"".join(expected.values())
+    assert {seq: kept.at(seq) for seq, kept in whole.kept.items()} == expected
+
+
+def test_a_run_with_a_gap_is_no_run_of_text_deltas() -> None:
+    delta = [{"type": "text-delta", "id": "t0", "delta": "a"}] * 3
+    run = [LogEvent(seq, *dump_event(c)) for seq, c in zip((4, 5, 7), delta, strict=True)]
+    assert frames.delta_run(b"".join(sse.encode(e) for e in run[:2])) == (4, 5, b"t0")
+    assert frames.delta_run(b"".join(sse.encode(e) for e in run)) is None
+
+
 def test_translations_are_bounded() -> None:
     shared = Translations(limit=2)
     first = shared.get("a", "a")
@@ -231,6 +279,29 @@ def test_translations_are_bounded() -> None:
     for seq in range(1, KEEP_EVENTS + 11):
         t.add(frames.event_frame(seq, b"%d" % seq, delta))
     assert len(t.kept) == KEEP_EVENTS and min(t.kept) == 11
+    # Runs of text deltas, kept whole under each of their seqs, are bounded the same way.
+    t = Translation(Mapper("t", "g"))
+    viewer, seq = Viewer(t, t), 2
+    opening = [{"type": "start"}, {"type": "text-start", "id": "a"}]
+    viewer.direct(
+        b"".join(sse.encode(LogEvent(n, *dump_event(c))) for n, c in enumerate(opening, 1))
+    )
+    while seq < KEEP_EVENTS + 50:
+        text = [{"type": "text-delta", "id": "a", "delta": f"w{n}"} for n in range(seq, seq + 7)]
+        chunk = b"".join(
+            sse.encode(LogEvent(n, *dump_event(c))) for n, c in enumerate(text, seq + 1)
+        )
+        assert viewer.direct(chunk) == chunk.replace(
+            b'\nevent: text-delta\ndata: {"type":"text-delta","id":"a",',
+            b'\ndata: {"type":"TEXT_MESSAGE_CONTENT","messageId":"g.2",',
+        )
+        seq += 7
+    assert len(t.kept) == KEEP_EVENTS and min(t.kept) == seq - KEEP_EVENTS + 1
+    assert t.kept[seq].first == seq - 6, "not kept as one run"
+    assert t.kept[seq].at(seq - 1) == (
+        b'id: %d\ndata: {"type":"TEXT_MESSAGE_CONTENT","messageId":"g.2","delta":"w%d"}\n\n'
+        % (seq - 1, seq - 2)
+    )
 
 
 def test_a_run_input_becomes_a_chat_request() -> None:

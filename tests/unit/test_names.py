@@ -164,6 +164,8 @@ def test_a_durable_streams_path_is_bounded_in_bytes() -> None:
 NOT_NAMES: dict[tuple[str, str], str] = {
     ("broadcaster/agui/frames.py", "_TEXT_DELTA"): "reads the part id and delta of a stored "
     "text-delta (JSON this server's append wrote), to map it without parsing",
+    ("broadcaster/agui/frames.py", "_DELTA_RUN"): "recognises a run of stored text deltas "
+    "of one part (JSON this server's append wrote), to map it as bytes",
     ("broadcaster/agui/frames.py", "_EVENTS"): "reads the event frames of a run the fan-out "
     "delivers (this server's SSE encoding) into id, seq and data",
     ("broadcaster/http/app.py", "EVENTS_PATH"): "routes a path to the SSE route below "
@@ -297,6 +299,7 @@ def project_modules(*, adapters: bool = False) -> list[Any]:
 NOT_NAME_OBJECTS = [
     agui_frames._TEXT_DELTA,
     agui_frames._EVENTS,
+    agui_frames._DELTA_RUN,
     app.EVENTS_PATH,
     framing._LAST_ID,
     framing._ENDED_FRAME,
