@@ -24,7 +24,7 @@ import redis as redis_sync
 from broadcaster.core import keys
 from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound, free_port
 from broadcaster.generations.request import PROVIDERS
-from tests.support import starts
+from tests.support import forkserver, starts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,7 @@ class Proc:
     """A child process of the test, with its log file."""
 
     name: str
-    popen: subprocess.Popen[bytes]
+    popen: subprocess.Popen[bytes] | forkserver.Forked
     log_path: Path
     port: int | None = None
 
@@ -103,12 +103,20 @@ def spawn(
     *,
     cwd: Path | None = None,
     program: str = sys.executable,
+    fork: bool = False,
 ) -> Proc:
     """``program`` (this Python) with ``args``, in ``cwd`` (``log_dir``), its output in
-    ``log_dir``/``name``.log."""
+    ``log_dir``/``name``.log. ``fork``: from the test process's fork server when it can
+    start it as a new interpreter would (tests/support/forkserver.py), skipping the
+    imports; what measures a start does not ask for it."""
     log_path = log_dir / f"{name}.log"
     starts.record(name, args)
     full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    server = forkserver.server() if fork else None
+    if server is not None and server.can_start(program, args, full_env):
+        log_path.write_bytes(b"")
+        forked = server.start(args, full_env, cwd or log_dir, log_path)
+        return Proc(name, forked, log_path)
     with open(log_path, "wb") as out:
         popen = subprocess.Popen(
             [program, *args],
@@ -187,6 +195,7 @@ def start_frontend(
         ["-m", "broadcaster", "serve", "--port", str(port)],
         {"REDIS_URL": redis_url, "BROADCASTER_LOG_LEVEL": "info", **(env or {})},
         log_dir,
+        fork=True,
     )
     proc.port = port
     try:
@@ -210,6 +219,7 @@ def start_worker(
             **(env or {}),
         },
         log_dir,
+        fork=True,
     )
     # A worker that serves agents imports their frameworks first (seconds of CPU): on two
     # busy cores that is well beyond what a plain worker takes, so allow a minute.

@@ -1,0 +1,95 @@
+"""The tests' fork server (tests/support/forkserver.py) starts a front-end or a worker as
+a new interpreter would: same output, same exit status, the environment and directory
+asked for, a process of its own that the test waits for and signals by pid."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import forkserver
+from tests.support.procs import Proc, spawn, start_frontend, start_worker
+
+
+def _both(tmp_path: Path, args: list[str], env: dict[str, str]) -> tuple[Proc, Proc]:
+    forked = spawn("forked", args, env, tmp_path, fork=True)
+    started = spawn("started", args, env, tmp_path)
+    assert isinstance(forked.popen, forkserver.Forked), "not forked: is the fork server on?"
+    assert isinstance(started.popen, subprocess.Popen)
+    return forked, started
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["-m", "broadcaster", "--version"], {}),
+        (["-m", "broadcaster", "serve", "--port", "1"], {}),
+        (["-m", "broadcaster", "serve"], {"BROADCASTER_PORT": "many"}),
+        (["-m", "worker", "run"], {"REDIS_URL": "nonsense://x", "WORKER_PROVIDER": "fake"}),
+        (["-m", "broadcaster", "no-such-command"], {}),
+    ],
+)
+def test_a_forked_start_says_and_exits_as_a_new_interpreter(
+    tmp_path: Path, args: list[str], env: dict[str, str]
+) -> None:
+    forked, started = _both(tmp_path, args, env)
+    assert forked.popen.wait(30) == started.popen.wait(30)
+    assert _said(forked) == _said(started) and _said(forked), forked.log()
+
+
+def _said(proc: Proc) -> list[str]:
+    """Its log's lines without their times, and without a traceback's frames (a forked
+    process's begin in the fork server's code): what it said, the error last."""
+    return [
+        re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", "", line)
+        for line in proc.log().splitlines()
+        if not line.startswith(" ")
+    ]
+
+
+def test_a_forked_process_has_the_environment_and_directory_asked_for(tmp_path: Path) -> None:
+    (tmp_path / "here").mkdir()
+    proc = spawn(
+        "hash",
+        ["-m", "broadcaster", "hash-key", "k" * 32],
+        {"BROADCASTER_SOMETHING": "x"},
+        tmp_path,
+        cwd=tmp_path / "here",
+        fork=True,
+    )
+    assert isinstance(proc.popen, forkserver.Forked)
+    assert proc.popen.wait(30) == 0, proc.log()
+    expected = subprocess.run(
+        [sys.executable, "-m", "broadcaster", "hash-key", "k" * 32],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert proc.log() == expected
+    server = forkserver.server()
+    assert server is not None
+    assert not server.can_start(sys.executable, ["-m", "broadcaster"], {"PYTHONPATH": "/x"})
+    assert not server.can_start("/usr/bin/python3", ["-m", "broadcaster"], dict(os.environ))
+    assert not server.can_start(sys.executable, ["-c", "pass"], dict(os.environ))
+
+
+def test_a_forked_front_end_and_worker_are_the_test_process_children(
+    tmp_path: Path, redis_url: str
+) -> None:
+    front = start_frontend(redis_url, tmp_path)
+    worker = start_worker(redis_url, tmp_path)
+    for proc in (front, worker):
+        assert isinstance(proc.popen, forkserver.Forked)
+        assert Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(
+            os.getpid()
+        ), "not the test process's child"
+    front.popen.send_signal(signal.SIGKILL)
+    assert front.popen.wait(10) == -signal.SIGKILL
+    assert worker.stop() == 0, worker.log()  # SIGTERM: it drains and exits 0
+    assert not Path(f"/proc/{front.pid}").exists() and not Path(f"/proc/{worker.pid}").exists()

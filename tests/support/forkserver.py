@@ -1,0 +1,263 @@
+"""Front-ends and workers for the tests, forked from a process that imported them once.
+
+A front-end's start costs about a second of CPU, nearly all of it importing (FastAPI,
+pydantic, redis-py, OpenTelemetry), and a run of the suite starts some 300 of them and
+150 workers on two cores. Each test process therefore keeps one *fork server*: a Python
+that has imported the front-end's and the worker's modules, and forks for each start.
+The forked process is a real, separate process: it sets the environment and working
+directory asked for, opens its log as its stdout and stderr, and runs the module as
+``python -m`` would (``runpy``, ``sys.argv``), so it serves from the same code, reads the
+same settings and exits with the same status; only the imports are skipped.
+
+It forks twice (the middle process exits at once), and the test process is the
+*subreaper* of what it starts (``PR_SET_CHILD_SUBREAPER``), so the server's process is
+the test process's own child: ``Forked`` waits for it, and gets its exit status, as
+``subprocess.Popen`` does for a child it started.
+
+Only a start that ``python -m`` would run the same way is forked: this Python, ``-m``
+with a module the server imported, and no ``PYTHON*`` or ``LD_*`` variable that differs
+from the server's own environment (those act when an interpreter starts). Anything else,
+or ``BROADCASTER_TEST_FORK=0``, starts a new interpreter as before.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import gc
+import importlib
+import io
+import json
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PRELOAD = (
+    "broadcaster.cli",
+    "worker.cli",
+    "uvloop",
+    "uvicorn.loops.uvloop",
+    "uvicorn.protocols.http.httptools_impl",
+    "broadcaster.http.server",
+    "uvicorn.lifespan.on",
+    "uvicorn.protocols.websockets.auto",
+    "anyio._backends._asyncio",
+    "encodings.idna",
+    "worker.providers.fake",
+    "worker.providers.anthropic",
+    "worker.providers.openai",
+    "anthropic",
+    "openai",
+)
+"""What the server imports before it forks: what a front-end and a worker import."""
+
+MODULES = ("broadcaster", "worker")
+"""The modules a forked start may run (``-m``)."""
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+class Forked:
+    """A process the fork server started, as much of ``subprocess.Popen`` as the tests
+    use: ``pid``, ``returncode``, ``poll``, ``wait``, ``send_signal``, ``terminate``,
+    ``kill``."""
+
+    stdin: IO[bytes] | None = None
+    stdout: IO[bytes] | None = None
+    stderr: IO[bytes] | None = None
+
+    def __init__(self, pid: int, args: list[str]) -> None:
+        self.pid = pid
+        self.args = args
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped by someone else: gone, status unknown
+                self.returncode = -1
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.001
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class ForkServer:
+    """The test process's fork server (``server()``), started on first use and stopped
+    by pid when the test process exits."""
+
+    def __init__(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.forkserver"],
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self.lock = threading.Lock()
+        ready = self._reply()
+        if ready.get("ready") is not True:
+            self.stop()
+            raise RuntimeError(f"the fork server did not start: {ready}")
+        atexit.register(self.stop)
+
+    def _reply(self) -> dict[str, Any]:
+        assert self.popen.stdout is not None
+        line = self.popen.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the fork server exited ({self.popen.poll()})")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def can_start(self, program: str, args: list[str], env: dict[str, str]) -> bool:
+        """Would ``program args`` with ``env`` start here as a new interpreter would?"""
+        if program != sys.executable or len(args) < 2 or args[0] != "-m":
+            return False
+        if args[1] not in MODULES or self.popen.poll() is not None:
+            return False
+        return _at_start(env) == _at_start(self.env)
+
+    def start(self, args: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> Forked:
+        """``python args`` (``-m <module> ...``) with ``env``, in ``cwd``, its output in
+        ``log_path``: forked, and the test process's own child."""
+        request = {"args": args, "env": env, "cwd": str(cwd), "log": str(log_path)}
+        with self.lock:
+            assert self.popen.stdin is not None
+            self.popen.stdin.write(json.dumps(request).encode() + b"\n")
+            self.popen.stdin.flush()
+            reply = self._reply()
+        if "pid" not in reply:
+            raise RuntimeError(f"the fork server could not start {args}: {reply}")
+        return Forked(int(reply["pid"]), [sys.executable, *args])
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            assert self.popen.stdin is not None
+            self.popen.stdin.close()  # its loop ends
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def _at_start(env: dict[str, str]) -> dict[str, str]:
+    """The variables of ``env`` that act when an interpreter starts (``-u`` aside)."""
+    return {
+        key: value
+        for key, value in env.items()
+        if key.startswith(("PYTHON", "LD_")) and key != "PYTHONUNBUFFERED"
+    }
+
+
+_server: list[ForkServer | None] = []
+
+
+def server() -> ForkServer | None:
+    """This test process's fork server (None with ``BROADCASTER_TEST_FORK=0``, or when it
+    could not start: then each start is a new interpreter)."""
+    if not _server:
+        found = None
+        if os.environ.get("BROADCASTER_TEST_FORK", "1") != "0":
+            try:
+                found = ForkServer()
+            except OSError as exc:
+                print(f"tests: no fork server ({exc}); each start is a new Python", file=sys.stderr)
+        _server.append(found)
+    return _server[0]
+
+
+# --- the fork server itself (``python -m tests.support.forkserver``) ---
+
+
+def _serve() -> None:
+    for name in PRELOAD:
+        importlib.import_module(name)
+    if threading.active_count() != 1:  # a fork copies only the thread that forks
+        raise RuntimeError(f"a thread started while importing: {threading.enumerate()}")
+    gc.freeze()  # what it imported stays out of collections: no page copied to scan it
+    out = sys.stdout.buffer
+    out.write(b'{"ready": true}\n')
+    out.flush()
+    for line in sys.stdin.buffer:
+        request = json.loads(line)
+        read, write = os.pipe()
+        middle = os.fork()
+        if middle == 0:
+            os.close(read)
+            pid = os.fork()
+            if pid == 0:
+                os.close(write)
+                _run(request)  # raises SystemExit (or what the module raised): never returns
+            os.write(write, b"%d" % pid)
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read, "rb") as r:
+            pid_bytes = r.read()
+        os.waitpid(middle, 0)  # gone: the server's process is now the test process's child
+        reply = {"pid": int(pid_bytes)} if pid_bytes else {"error": "the fork failed"}
+        out.write(json.dumps(reply).encode() + b"\n")
+        out.flush()
+
+
+def _run(request: dict[str, Any]) -> None:
+    """(In the forked process.) What ``python -m`` does, in the environment asked for."""
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(2, "w", closefd=False), errors="backslashreplace", write_through=True
+    )
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    args = request["args"]
+    sys.path[0] = request["cwd"]
+    sys.argv = [args[1], *args[2:]]
+    runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    _serve()
