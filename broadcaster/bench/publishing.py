@@ -135,12 +135,14 @@ def staggered(
         return job
 
     streams = len(sids)
-    times = (
-        (t0 + (k + j / streams) / rate, sids[j])
+    # Offsets from t0, slotted as offsets: an offset taken back out of a clock of a day's
+    # seconds carries its rounding (1e-12 s), enough to put a due time in the slot before.
+    offsets = (
+        ((k + j / streams) / rate, sids[j])
         for k, j in (divmod(i, streams) for i in range(n * streams))
     )
     if slot <= 0:
-        return ((at, one([sid])) for at, sid in times), STAGGERED_IN_FLIGHT
-    slots = itertools.groupby(times, key=lambda x: int((x[0] - t0) / slot + 1e-9))
+        return ((t0 + at, one([sid])) for at, sid in offsets), STAGGERED_IN_FLIGHT
+    slots = itertools.groupby(offsets, key=lambda x: int(x[0] / slot + 1e-9))
     jobs = ((t0 + k * slot, one([sid for _, sid in due])) for k, due in slots)
     return jobs, STAGGERED_IN_FLIGHT

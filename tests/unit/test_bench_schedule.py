@@ -58,3 +58,14 @@ async def test_a_finish_for_every_stream_on_the_schedule() -> None:
     await on_schedule(jobs, in_flight)
     events = [e for trip in sink.trips for _, e in trip]
     assert [e["type"] for e in events] == ["finish"] * 5 and all("p" not in e for e in events)
+
+
+async def test_slots_do_not_depend_on_the_clock_reading() -> None:
+    """The slots are the same on a machine up for a day or a month (a clock of many
+    seconds, whose rounding once put due times in the slot before: 11, 10, 9, 10)."""
+    for t0 in (0.5, 100_000.0, 86_400.0 * 30 + 0.123):
+        sink = Sink()
+        jobs, _ = staggered(sink, [f"s{i}" for i in range(20)], 2, 100.0, t0, pad="", slot=0.005)
+        for _, job in jobs:
+            await job()
+        assert [len(trip) for trip in sink.trips] == [10, 10, 10, 10], t0
