@@ -140,11 +140,11 @@ def delta_run(chunk: bytes) -> tuple[int, int, bytes] | None:
     return (first, last, found[1]) if (last - first + 1) * 4 == chunk.count(b"\n") else None
 
 
-def content_run(chunk: bytes, part: bytes, message_id: str) -> bytes:
-    """The ``TEXT_MESSAGE_CONTENT`` frames of a ``delta_run`` of ``part``: each frame's
-    head replaced, id and delta kept as they are (``content_frame``'s bytes, frame by
-    frame)."""
-    return chunk.replace(
+def content_heads(part: bytes, message_id: str) -> tuple[bytes, bytes]:
+    """What begins a text delta of ``part`` after its id line, and what begins its
+    ``TEXT_MESSAGE_CONTENT`` frame: a ``delta_run`` of ``part`` with the one replaced by
+    the other is its AG-UI frames (``content_frame``'s bytes, frame by frame)."""
+    return (
         b'\nevent: text-delta\ndata: {"type":"text-delta","id":"%s","delta":"' % part,
         b'\ndata: {"type":"TEXT_MESSAGE_CONTENT","messageId":"%s","delta":"' % message_id.encode(),
     )

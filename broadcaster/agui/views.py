@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -45,13 +45,14 @@ KEEP_STREAMS = 256
 @dataclass(slots=True)
 class Mapped:
     """One chunk's AG-UI frames, the state after them, and the approval it asks for; or a
-    run of text deltas' (``first`` its first seq), kept whole under each of its seqs."""
+    run of text deltas' (``first`` to ``last``), kept whole under its first seq."""
 
     frames: bytes
     after: Open
     approval: tuple[str, str] | None
     step_started: bool
     first: int = 0
+    last: int = 0
     split: list[bytes] | None = None
 
     def at(self, seq: int) -> bytes:
@@ -71,6 +72,16 @@ class Translation:
     mapper: Mapper
     seq: int = 0
     kept: dict[int, Mapped] = field(default_factory=dict)
+    """By seq; a run of text deltas under its first (``find``)."""
+    order: deque[tuple[int, int]] = field(default_factory=deque)
+    """``(seq kept under, events)`` of each of ``kept``, oldest first."""
+    held: int = 0
+    """Events kept, at most ``KEEP_EVENTS``."""
+    longest: int = 1
+    """Events of the longest run kept yet (how far back ``find`` looks; at most
+    ``KEEP_EVENTS``)."""
+    heads: tuple[bytes, str, bytes, bytes] = (b"", "", b"", b"")
+    """The last text part and message ``add_run`` mapped, and their ``content_heads``."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_in: bytes = b""
     """The last run of AI SDK frames mapped whole: the fan-out hands the same ``bytes``
@@ -114,8 +125,11 @@ class Translation:
         message = self.mapper.texts.get(part.decode())
         if first != self.seq + 1 or message is None or state.run is None or state.ended:
             return None
-        out = frames.content_run(data, part, message)
-        self._keep(first, last, Mapped(out, state, None, False, first))
+        heads = self.heads
+        if heads[0] != part or heads[1] != message:
+            heads = self.heads = (part, message, *frames.content_heads(part, message))
+        out = data.replace(heads[2], heads[3])
+        self._keep(first, last, Mapped(out, state, None, False, first, last))
         return out
 
     def _text_delta(self, eid: bytes, part: bytes, delta: bytes) -> bytes | None:
@@ -130,22 +144,32 @@ class Translation:
         return b"" if delta == b'""' else frames.content_frame(eid, message, delta)
 
     def _keep(self, first: int, last: int, mapped: Mapped) -> Mapped:
-        """Keep ``mapped`` at ``first`` to ``last``; the oldest go past ``KEEP_EVENTS``.
-        (Seqs are kept in order, mostly with no gap, so the oldest is found by its seq: a
-        dict's first key, found by iterating, costs a scan over the slots of the keys
-        deleted before it.)"""
+        """Keep ``mapped`` (events ``first`` to ``last``) under ``first``; the oldest go
+        past ``KEEP_EVENTS``. A run is one entry, whatever its length: what keeping it
+        costs the fan-out does not grow with it."""
         self.seq = last
-        kept = self.kept
-        if first == last:
-            kept[first] = mapped
-        else:
-            kept.update(dict.fromkeys(range(first, last + 1), mapped))
-        if len(kept) > KEEP_EVENTS:
-            for seq in range(last - len(kept) + 1, last - KEEP_EVENTS + 1):
-                kept.pop(seq, None)
-            while len(kept) > KEEP_EVENTS:  # a gap among the seqs kept
-                del kept[next(iter(kept))]
+        self.kept[first] = mapped
+        events = last - first + 1
+        self.order.append((first, events))
+        self.held += events
+        self.longest = max(self.longest, events)
+        while self.held > KEEP_EVENTS:
+            oldest, count = self.order.popleft()
+            del self.kept[oldest]
+            self.held -= count
         return mapped
+
+    def find(self, seq: int) -> Mapped | None:
+        """What is kept of the chunk at ``seq``: its own entry, or the run it is in."""
+        kept = self.kept
+        found = kept.get(seq)
+        if found is not None:
+            return found
+        for start in range(seq - 1, seq - self.longest, -1):
+            found = kept.get(start)
+            if found is not None:
+                return found if found.last >= seq else None
+        return None
 
     async def catch_up(self, event_log: EventLog, stream_id: str, until: int) -> None:
         """Map the log's events after ``self.seq`` up to ``until``."""
@@ -223,12 +247,12 @@ class Viewer:
     def lookup(self, seq: int) -> Mapped | None:
         """The chunk at ``seq`` as already mapped: by the shared translation (a viewer on
         a private one rejoins it there), else by its own."""
-        found = self.shared.kept.get(seq)
+        found = self.shared.find(seq)
         if found is not None:
             self.translation = self.shared
             return found
         own = self.translation
-        return None if own is self.shared else own.kept.get(seq)
+        return None if own is self.shared else own.find(seq)
 
     def writer(self, write: Writer) -> Writer:
         """``write`` (the socket's) of the AG-UI frames of each run the fan-out writes: a
@@ -340,7 +364,7 @@ async def _mapped(
         return own, own.add(frame)
     async with t.lock:
         await t.catch_up(event_log, stream_id, seq - 1)
-        found = t.kept.get(seq)
+        found = t.find(seq)
         if found is None:
             found = t.add(frame)
     return t, found

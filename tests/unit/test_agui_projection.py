@@ -258,7 +258,9 @@ def test_a_run_of_text_deltas_maps_as_frame_by_frame(
         got.append(viewer.direct(b"".join(sse.encode(e) for e in events[at : at + cut])))
         at += cut
     assert b"".join(g or b"" for g in got) == b"".join(expected.values())
-    assert {seq: kept.at(seq) for seq, kept in whole.kept.items()} == expected
+    kept = {seq: whole.find(seq) for seq in expected}
+    assert {seq: found.at(seq) for seq, found in kept.items() if found} == expected
+    assert whole.held == len(expected) and whole.find(len(expected) + 1) is None
 
 
 def test_a_run_with_a_gap_is_no_run_of_text_deltas() -> None:
@@ -278,7 +280,7 @@ def test_translations_are_bounded() -> None:
     delta = b'{"type":"data-x","data":1}'
     for seq in range(1, KEEP_EVENTS + 11):
         t.add(frames.event_frame(seq, b"%d" % seq, delta))
-    assert len(t.kept) == KEEP_EVENTS and min(t.kept) == 11
+    assert len(t.kept) == t.held == KEEP_EVENTS and min(t.kept) == 11
     # Runs of text deltas, kept whole under each of their seqs, are bounded the same way.
     t = Translation(Mapper("t", "g"))
     viewer, seq = Viewer(t, t), 2
@@ -296,9 +298,10 @@ def test_translations_are_bounded() -> None:
             b'\ndata: {"type":"TEXT_MESSAGE_CONTENT","messageId":"g.2",',
         )
         seq += 7
-    assert len(t.kept) == KEEP_EVENTS and min(t.kept) == seq - KEEP_EVENTS + 1
-    assert t.kept[seq].first == seq - 6, "not kept as one run"
-    assert t.kept[seq].at(seq - 1) == (
+    assert KEEP_EVENTS - 7 < t.held <= KEEP_EVENTS and len(t.kept) == len(t.order)
+    assert t.find(seq - t.held) is None and t.find(seq - t.held + 1) is not None
+    assert t.find(seq) is t.kept[seq - 6], "not kept as one run"
+    assert t.find(seq).at(seq - 1) == (
         b'id: %d\ndata: {"type":"TEXT_MESSAGE_CONTENT","messageId":"g.2","delta":"w%d"}\n\n'
         % (seq - 1, seq - 2)
     )
