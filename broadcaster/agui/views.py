@@ -152,7 +152,7 @@ class Translation:
         events = last - first + 1
         self.order.append((first, events))
         self.held += events
-        self.longest = max(self.longest, events)
+        self.longest = max(self.longest, min(events, KEEP_EVENTS))
         while self.held > KEEP_EVENTS:
             oldest, count = self.order.popleft()
             del self.kept[oldest]
