@@ -10,6 +10,8 @@ in turn, so that a change of load hits them alike::
     python -m tests.perf.start_cost --starts 10 /path/to/main .
 
 prints each root's CPU per start (min, median) and its median's ratio to the first root's.
+With ``--forked``, the starts the suite makes are measured too, in the same turns: this
+checkout's, forked from the test process's fork server (tests/support/forkserver.py).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import argparse
 import resource
 import signal
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+from tests.support import forkserver
 from tests.support.polling import wait_for
 from tests.support.ports import free_port
 from tests.support.procs import Proc, redis_server, spawn, wait_ready
@@ -30,6 +34,16 @@ from tests.support.procs import Proc, redis_server, spawn, wait_ready
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+FORKED = Path("forked")
+"""The root that stands for this checkout's starts through the fork server."""
+
+
+def _where(root: Path) -> dict[str, object]:
+    if root == FORKED:
+        return {"fork": True, "program": sys.executable}
+    return {"cwd": root, "program": str(root / ".venv/bin/python")}
 
 
 def frontend_start(root: Path, redis_url: str, logs: Path) -> float:
@@ -41,8 +55,7 @@ def frontend_start(root: Path, redis_url: str, logs: Path) -> float:
         ["-m", "broadcaster", "serve", "--port", str(port)],
         {"REDIS_URL": redis_url, "BROADCASTER_LOG_LEVEL": "info"},
         logs,
-        cwd=root,
-        program=str(root / ".venv/bin/python"),
+        **_where(root),  # type: ignore[arg-type]
     )
     proc.port = port
     try:
@@ -61,8 +74,7 @@ def worker_start(root: Path, redis_url: str, logs: Path) -> float:
         ["-m", "worker", "run"],
         {"REDIS_URL": redis_url, "WORKER_PROVIDER": "fake"},
         logs,
-        cwd=root,
-        program=str(root / ".venv/bin/python"),
+        **_where(root),  # type: ignore[arg-type]
     )
     try:
         wait_for("the worker's start", lambda: "provider" in proc.log(), 60, context=proc.log)
@@ -75,8 +87,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.perf.start_cost")
     parser.add_argument("roots", nargs="+", type=Path, help="checkouts, each with its .venv")
     parser.add_argument("--starts", type=int, default=10, help="starts of each kind per root")
+    parser.add_argument(
+        "--forked", action="store_true", help="and this checkout's, forked as the suite starts them"
+    )
     args = parser.parse_args()
-    roots = [r.resolve() for r in args.roots]
+    roots = [r.resolve() for r in args.roots] + ([FORKED] if args.forked else [])
+    if args.forked and forkserver.server() is None:
+        parser.error("--forked: no fork server (is BROADCASTER_TEST_FORK=0 set?)")
     cpu: dict[tuple[Path, str], list[float]] = {(r, k): [] for r in roots for k in ("fe", "wk")}
     with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp) / "redis") as redis:
         logs = Path(tmp)
