@@ -115,7 +115,7 @@ class Translation:
     def add_run(self, data: bytes) -> bytes | None:
         """The AG-UI frames of ``data`` when it is a run of text deltas of one open
         message that starts right after ``self.seq`` (``frames.delta_run``; most of what
-        a generation streams), mapped as bytes, in one replace, and kept event by event;
+        a generation streams), mapped as bytes, in one replace, and kept as one entry;
         None for any other chunk, which goes frame by frame (``add``)."""
         run = frames.delta_run(data)
         if run is None:
