@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -160,10 +161,19 @@ def test_a_model_calls_first_token_and_rate_are_observed_once() -> None:
     assert sample(r, "worker_output_tokens_per_second_count", provider="anthropic") == 1
 
 
-def test_a_generations_duration_is_observed_when_its_clock_is_called() -> None:
+def test_a_generations_duration_is_observed_when_its_clock_is_called(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From the clock's start to its call, on a clock the test sets (a busy machine's
+    scheduler once put more than a millisecond between two lines)."""
+    now = [1000.0]
+    clock = SimpleNamespace(monotonic=lambda: now[0], time=time.time)
+    monkeypatch.setattr(worker_metrics, "time", clock)  # the module's, not every module's
     metrics = WorkerMetrics()
     ran = metrics.generation_clock("anthropic")
+    now[0] += 0.0004
     ran()
     name = "worker_generation_duration_seconds"
     assert sample(metrics.registry, f"{name}_count", provider="anthropic") == 1
+    assert sample(metrics.registry, f"{name}_sum", provider="anthropic") == pytest.approx(0.0004)
     assert le(metrics.registry, name, "0.001", provider="anthropic") == 1
