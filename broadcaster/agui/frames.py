@@ -5,9 +5,10 @@ An AG-UI frame is ``id: <id>\\ndata: <json>\\n\\n`` (stock AG-UI clients read on
 ``data:``). The events one chunk maps to share its id: the last carries the chunk's own
 ``<seq>.<history tag>``, the ones before it ``<seq>.<tag>:<n>`` (``n`` from 0), so a
 ``Last-Event-ID`` names a point between any two AG-UI events, and one that ends a chunk is
-also a resume point of the AI SDK view of the same generation. Frames that re-open state on
-a resumed connection (the prelude) and a run's end at a wait carry no id: the client's
-``Last-Event-ID`` stays that of the last event of the log it saw.
+also a resume point of the AI SDK view of the same generation. Frames that are no event of
+the log (the prelude that re-opens state on a resumed connection, a run's end at a wait)
+carry the id of the resume point they leave the client at: its own ``Last-Event-ID``
+(``0`` from the start), or the id of the chunk the run waits after.
 """
 
 from __future__ import annotations
@@ -58,9 +59,11 @@ def content_frame(eid: bytes, message_id: str, delta: bytes) -> bytes:
     )
 
 
-def encode_bare(events: list[AgEvent]) -> bytes:
-    """Frames without ids (the prelude, a run's end at a wait)."""
-    return b"".join(b"data: %s\n\n" % dumps(event) for event in events)
+def encode_at(events: list[AgEvent], eid: bytes) -> bytes:
+    """Frames of events that are no event of the log (the prelude, a run's end at a
+    wait), each with ``eid``: the resume point they leave the client at, so that a
+    reconnection from any of them sends them again, then what follows."""
+    return b"".join(b"id: %s\ndata: %s\n\n" % (eid, dumps(event)) for event in events)
 
 
 def drop(frames: bytes, count: int) -> bytes:

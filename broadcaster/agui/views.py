@@ -340,7 +340,8 @@ async def view(
                     viewer.approvals.append(mapped.approval)
                     waiting = await _waits(event_log, stream_id, seq)
                 if waiting:
-                    out.append(frames.encode_bare(interrupted(mapped.after, viewer.approvals)))
+                    waited = interrupted(mapped.after, viewer.approvals)
+                    out.append(frames.encode_at(waited, item[1]))
                     break
             if out:
                 yield b"".join(out)

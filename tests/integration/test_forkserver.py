@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import forkserver
-from tests.support.procs import Proc, spawn, start_frontend, start_worker
+from tests.support.procs import Proc, spawn, start_frontend, start_worker, stop_all
 
 
 def _both(tmp_path: Path, args: list[str], env: dict[str, str]) -> tuple[Proc, Proc]:
@@ -29,7 +30,7 @@ def _both(tmp_path: Path, args: list[str], env: dict[str, str]) -> tuple[Proc, P
     ("args", "env"),
     [
         (["-m", "broadcaster", "--version"], {}),
-        (["-m", "broadcaster", "serve", "--port", "1"], {}),
+        (["-m", "broadcaster", "serve", "--port", "{taken}"], {}),
         (["-m", "broadcaster", "serve"], {"BROADCASTER_PORT": "many"}),
         (["-m", "worker", "run"], {"REDIS_URL": "nonsense://x", "WORKER_PROVIDER": "fake"}),
         (["-m", "broadcaster", "no-such-command"], {}),
@@ -38,8 +39,15 @@ def _both(tmp_path: Path, args: list[str], env: dict[str, str]) -> tuple[Proc, P
 def test_a_forked_start_says_and_exits_as_a_new_interpreter(
     tmp_path: Path, args: list[str], env: dict[str, str]
 ) -> None:
-    forked, started = _both(tmp_path, args, env)
-    assert forked.popen.wait(30) == started.popen.wait(30)
+    with socket.socket() as held:  # a port that is taken, whatever the user may bind
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = str(held.getsockname()[1])
+        forked, started = _both(tmp_path, [a.replace("{taken}", taken) for a in args], env)
+        try:
+            assert forked.popen.wait(30) == started.popen.wait(30)
+        finally:
+            stop_all([forked, started], signal.SIGKILL)
     assert _said(forked) == _said(started) and _said(forked), forked.log()
 
 
@@ -84,12 +92,15 @@ def test_a_forked_front_end_and_worker_are_the_test_process_children(
 ) -> None:
     front = start_frontend(redis_url, tmp_path)
     worker = start_worker(redis_url, tmp_path)
-    for proc in (front, worker):
-        assert isinstance(proc.popen, forkserver.Forked)
-        assert Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(
-            os.getpid()
-        ), "not the test process's child"
-    front.popen.send_signal(signal.SIGKILL)
-    assert front.popen.wait(10) == -signal.SIGKILL
-    assert worker.stop() == 0, worker.log()  # SIGTERM: it drains and exits 0
-    assert not Path(f"/proc/{front.pid}").exists() and not Path(f"/proc/{worker.pid}").exists()
+    try:
+        for proc in (front, worker):
+            assert isinstance(proc.popen, forkserver.Forked)
+            parent = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+            assert parent == str(os.getpid()), "not the test process's child"
+        front.popen.send_signal(signal.SIGKILL)
+        assert front.popen.wait(10) == -signal.SIGKILL
+        assert worker.stop() == 0, worker.log()  # SIGTERM: it drains and exits 0
+        assert not Path(f"/proc/{front.pid}").exists()
+        assert not Path(f"/proc/{worker.pid}").exists()
+    finally:
+        stop_all([front, worker], signal.SIGKILL)

@@ -111,7 +111,7 @@ async def agui_response(
     event_log = await get_event_log(request)
     shared = _translations(request).get(stream_id, thread_id)
     transcript = None if history is None else Transcript(from_ui(history))
-    kept = shared.kept.get(seq) if seen is None and transcript is None else None
+    kept = shared.find(seq) if seen is None and transcript is None else None
     state = kept.after if kept is not None else Open()
     if kept is None and seq:
         state = await state_at(event_log, stream_id, thread_id, seq, seen, transcript=transcript)
@@ -121,7 +121,7 @@ async def agui_response(
         if not opened:  # from the start: the first chunk's RUN_STARTED is sent here
             opened, skip = [{"type": "RUN_STARTED", "threadId": thread_id, "runId": stream_id}], 1
         opened.insert(1, snapshot(transcript.messages))
-    opening = frames.encode_bare(opened)
+    opening = frames.encode_at(opened, (cursor or point or "0").encode())
     viewer = Viewer(shared, shared, skip=skip, stop_at_wait=stop_at_wait)
     after = point if seen is None else str(seq - 1)
     return await stream_response(
