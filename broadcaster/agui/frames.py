@@ -118,7 +118,9 @@ def aisdk_frames(chunk: bytes) -> list[Frame | bytes]:
 
 
 _ID = rb"id: [0-9]+(?:\.[^\n]*)?\n"
-_HEAD = rb'event: text-delta\ndata: \{"type":"text-delta","id":"'
+_TEXT_DELTA_HEAD = b'event: text-delta\ndata: {"type":"text-delta","id":"'
+"""What follows a stored text delta's id line up to its part id."""
+_HEAD = re.escape(_TEXT_DELTA_HEAD)
 _STRING = rb'"(?:[^"\\]|\\.)[^"\\]*(?:\\.[^"\\]*)*"'
 _DELTA_RUN = re.compile(
     rb'%s%s([A-Za-z0-9_.:-]{1,64})","delta":%s\}\n\n(?:%s%s\1","delta":%s\}\n\n)*'
@@ -148,7 +150,7 @@ def content_heads(part: bytes, message_id: str) -> tuple[bytes, bytes]:
     ``TEXT_MESSAGE_CONTENT`` frame: a ``delta_run`` of ``part`` with the one replaced by
     the other is its AG-UI frames (``content_frame``'s bytes, frame by frame)."""
     return (
-        b'\nevent: text-delta\ndata: {"type":"text-delta","id":"%s","delta":"' % part,
+        b'\n%s%s","delta":"' % (_TEXT_DELTA_HEAD, part),
         b'\ndata: {"type":"TEXT_MESSAGE_CONTENT","messageId":"%s","delta":"' % message_id.encode(),
     )
 

@@ -73,8 +73,8 @@ class Translation:
     seq: int = 0
     kept: dict[int, Mapped] = field(default_factory=dict)
     """By seq; a run of text deltas under its first (``find``)."""
-    order: deque[tuple[int, int]] = field(default_factory=deque)
-    """``(seq kept under, events)`` of each of ``kept``, oldest first."""
+    order: deque[int] = field(default_factory=deque)
+    """The seqs ``kept`` is keyed by, oldest first."""
     held: int = 0
     """Events kept, at most ``KEEP_EVENTS``."""
     longest: int = 1
@@ -150,13 +150,12 @@ class Translation:
         self.seq = last
         self.kept[first] = mapped
         events = last - first + 1
-        self.order.append((first, events))
+        self.order.append(first)
         self.held += events
         self.longest = max(self.longest, min(events, KEEP_EVENTS))
         while self.held > KEEP_EVENTS:
-            oldest, count = self.order.popleft()
-            del self.kept[oldest]
-            self.held -= count
+            gone = self.kept.pop(self.order.popleft())
+            self.held -= gone.last - gone.first + 1 if gone.first else 1
         return mapped
 
     def find(self, seq: int) -> Mapped | None:
