@@ -261,6 +261,11 @@ class _Call:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+                # Closed here, before the provider closes its response: a generator left
+                # suspended would be finalized by whichever thread's collection finds it.
+                aclose = getattr(events, "aclose", None)
+                if aclose is not None:
+                    await aclose()
         # The model's stream ended without message_stop: never leave the stream open.
         raise ProviderError(
             "the model stream ended before message_stop", retryable=True, kind="incomplete"

@@ -84,7 +84,8 @@ def _worker_log_is_clean(request: pytest.FixtureRequest) -> Iterator[None]:
     if "stack" in request.fixturenames:
         stack: Stack = request.getfixturevalue("stack")
         assert stack.worker.alive(), stack.worker.log()
-        assert "Traceback" not in stack.worker.log()
+        log = stack.worker.log()
+        assert "Traceback" not in log, log[max(0, log.find("Traceback") - 2000) :][:6000]
 
 
 # --- helpers ---------------------------------------------------------------------------------
