@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import forkserver
-from tests.support.polling import wait_for
-from tests.support.procs import Proc, spawn, start_frontend, stop_all
+from tests.support.procs import Proc, spawn, start_frontend, start_worker, stop_all
 
 
 def _both(tmp_path: Path, args: list[str], env: dict[str, str]) -> tuple[Proc, Proc]:
@@ -92,9 +91,7 @@ def test_a_forked_front_end_and_worker_are_the_test_process_children(
     tmp_path: Path, redis_url: str
 ) -> None:
     front = start_frontend(redis_url, tmp_path)
-    env = {"REDIS_URL": redis_url, "WORKER_PROVIDER": "fake"}
-    worker = spawn("worker", ["-m", "worker", "run"], env, tmp_path, fork=True)
-    wait_for("the worker's start", lambda: "provider" in worker.log(), 60, context=worker.log)
+    worker = start_worker(redis_url, tmp_path)
     try:
         for proc in (front, worker):
             assert isinstance(proc.popen, forkserver.Forked)

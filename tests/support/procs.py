@@ -219,10 +219,7 @@ def start_worker(
             **(env or {}),
         },
         log_dir,
-        # Not forked: a worker never freezes its heap, and a forked one inherits the fork
-        # server's frozen one, with which full collections came far more often (one
-        # finalized a provider stream's abandoned generator mid-run: a traceback in the
-        # worker's log, in one run of two). A front-end freezes its own once serving.
+        fork=True,
     )
     # A worker that serves agents imports their frameworks first (seconds of CPU): on two
     # busy cores that is well beyond what a plain worker takes, so allow a minute.
