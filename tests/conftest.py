@@ -189,7 +189,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 # A test in ALONE runs with no other test of the run beside it: it measures what a
 # process or the whole machine did, or must keep up with a load it makes itself, which
 # other tests' work on the same two cores would change. The others wait for it, and it
-# waits for those running to finish (a readers-writer lock between the processes).
+# waits for those running to finish (a readers-writer lock between the processes). The
+# unit tests are the exception: they start nothing and wait on nothing, so they run
+# beside it, handed out right after it, and fill the cores it leaves idle.
 
 ALONE = {
     # A state machine sending some 20,000 hostile requests, on the CPU all along: about a
@@ -228,6 +230,7 @@ SPLIT = {"tests/clients/test_durable_conformance.py"}
 
 FIRST = [
     "alone",
+    "unit",
     "load",
     "clients/test_durable_conformance.py::test_two_frontends_on_a_redis_cluster",
     "failover-acks",
@@ -252,8 +255,14 @@ def _alone(item: pytest.Item) -> bool:
     return module in ALONE or f"{module}::{getattr(item, 'originalname', item.name)}" in ALONE
 
 
+def _unit(item: pytest.Item) -> bool:
+    return item.path.parent.name == "unit"
+
+
 def _group(item: pytest.Item) -> str:
     module = _module(item)
+    if _unit(item):
+        return "unit"
     if module in SPLIT:
         return _without_group(item.nodeid).removeprefix("tests/")
     return GROUPED.get(module, module.removeprefix("tests/").removesuffix(".py"))
@@ -282,7 +291,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.hookimpl(wrapper=True, tryfirst=True)  # outside pytest-timeout's clock
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
     locks = rundir.of(item.config)
-    if locks is None:  # one process: nothing runs beside the test anyway
+    if locks is None or _unit(item):  # one process, or a test that needs no turn
         return (yield)
     alone = _alone(item)
     with (
