@@ -43,10 +43,12 @@ def test_each_test_is_logged_with_its_own_and_its_childrens_cpu(tmp_path: Path) 
     assert run.returncode == 0, run.stdout + run.stderr
     lines = {line.split("\t")[0].rsplit("::", 1)[1]: line for line in log.read_text().splitlines()}
     assert set(lines) == {"test_busy_here", "test_busy_in_a_child"}
-    _, own, children, wall = lines["test_busy_here"].split("\t")
+    _, own, children, wall, process, first_end = lines["test_busy_here"].split("\t")
     assert float(own) >= 0.3 and float(children) < 0.1 and float(wall) >= 0.3
-    _, own, children, wall = lines["test_busy_in_a_child"].split("\t")
+    assert process == "main"  # one process, -n 0
+    _, own, children, wall, _, second_end = lines["test_busy_in_a_child"].split("\t")
     assert float(children) >= 0.3 and float(own) < float(children)
+    assert float(second_end) - float(first_end) >= float(wall) >= 0.3
 
     summary = subprocess.run(  # this Python, fixed arguments
         [sys.executable, "-m", "tests.support.cpu_log", str(log)],
@@ -57,4 +59,10 @@ def test_each_test_is_logged_with_its_own_and_its_childrens_cpu(tmp_path: Path) 
         check=True,
     ).stdout
     assert summary.startswith("CPU "), summary
-    assert summary.splitlines()[-1].endswith("test_busy.py"), summary
+    *_, module, heading, timeline = summary.splitlines()
+    assert module.endswith("test_busy.py"), summary
+    # the one process: its tests ran about 0.6 s, from the first test's start
+    assert heading.startswith("process"), summary
+    process, busy, start, _, end, last = timeline.split(maxsplit=5)
+    assert (process, start) == ("main", "0") and last == f"test_busy.py ({end})", summary
+    assert int(end) > 0 and int(busy) <= int(end), summary
