@@ -190,8 +190,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 # process or the whole machine did, or must keep up with a load it makes itself, which
 # other tests' work on the same two cores would change. The others wait for it, and it
 # waits for those running to finish (a readers-writer lock between the processes). The
-# unit tests are the exception: they start nothing and wait on nothing, so they run
-# beside it, handed out right after it, and fill the cores it leaves idle.
+# tests in BESIDE_ALONE take no turn: handed out right after it, they fill the core it
+# leaves idle (it keeps about one of the two busy).
 
 ALONE = {
     # A state machine sending some 20,000 hostile requests, on the CPU all along: about a
@@ -201,6 +201,15 @@ ALONE = {
 """Modules, or ``module::test`` (every parametrization), that run with nothing beside.
 They are handed out first, so that the others wait for them at the start rather than
 each time one comes (when a test waits alone, the others finish theirs and idle)."""
+
+BESIDE_ALONE = {
+    # They start nothing and wait on nothing (about a minute of CPU over three processes).
+    "tests/unit",
+    # Hypothesis drawing requests for one front-end of its own, on one core all along
+    # (about 100 s of CPU), with no clock in its checks.
+    "tests/integration/test_fuzz_api.py",
+}
+"""Folders or modules whose tests run beside the one running alone (they take no turn)."""
 
 GROUPED = {
     **dict.fromkeys(ALONE, "alone"),
@@ -231,13 +240,13 @@ SPLIT = {"tests/clients/test_durable_conformance.py"}
 FIRST = [
     "alone",
     "unit",
+    "integration/test_fuzz_api",
     "load",
     "clients/test_durable_conformance.py::test_two_frontends_on_a_redis_cluster",
     "failover-acks",
     "chromium",
     "clients/test_durable_conformance.py::test_two_frontends_behind_round_robin_nginx",
     "clients/test_durable_conformance.py::test_one_frontend",
-    "integration/test_fuzz_api",
     # Four processes and a Prometheus under traffic, about 50 s (mostly waiting).
     "integration/test_dashboards",
     # Mostly waiting: an idle front-end counted for 10 s, one with webhooks for 65 s.
@@ -257,6 +266,11 @@ def _alone(item: pytest.Item) -> bool:
 
 def _unit(item: pytest.Item) -> bool:
     return item.path.parent.name == "unit"
+
+
+def _beside_alone(item: pytest.Item) -> bool:
+    module = _module(item)
+    return module in BESIDE_ALONE or module.rsplit("/", 1)[0] in BESIDE_ALONE
 
 
 def _group(item: pytest.Item) -> str:
@@ -291,7 +305,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.hookimpl(wrapper=True, tryfirst=True)  # outside pytest-timeout's clock
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
     locks = rundir.of(item.config)
-    if locks is None or _unit(item):  # one process, or a test that needs no turn
+    if locks is None or _beside_alone(item):  # one process, or a test that takes no turn
         return (yield)
     alone = _alone(item)
     with (

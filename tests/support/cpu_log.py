@@ -44,7 +44,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     finally:
         own = _cpu(resource.RUSAGE_SELF) - own
         children = _cpu(resource.RUSAGE_CHILDREN) - children
-        process = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        worker = getattr(item.config, "workerinput", None)  # pytest-xdist's, in its processes
+        process = worker["workerid"] if worker else "main"
         wall = time.monotonic() - started
         line = (
             f"{item.nodeid}\t{own:.3f}\t{children:.3f}\t{wall:.3f}\t{process}\t{time.time():.3f}\n"
