@@ -146,9 +146,8 @@ async def test_a_worker_killed_mid_generation(tmp_path: Path) -> None:
             takeover: dict[str, float] = {}
             async with anyio.create_task_group() as tg:
                 tg.start_soon(run_viewers, client, viewers, 60)
-                # All that the model said is stored before the kill: on a busy machine the
-                # victim can be killed with its last deltas unwritten, and the new attempt
-                # rightly goes on from what was stored, not from what the model said.
+                # All the model said is stored first (else the new attempt rightly goes
+                # on from what was stored, and the text below differs).
                 await poll(lambda: _has_text(r, after, "".join(shown)), "output, then the kill")
                 killed_at = time.monotonic()
                 victim.stop(signal.SIGKILL)
