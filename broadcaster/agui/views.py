@@ -55,6 +55,11 @@ class Mapped:
     last: int = 0
     split: list[bytes] | None = None
 
+    @property
+    def events(self) -> int:
+        """How many of the log's events it holds."""
+        return self.last - self.first + 1 if self.first else 1
+
     def at(self, seq: int) -> bytes:
         """The frames of the chunk at ``seq``: a run's are cut out the first time (one
         AG-UI frame per event) and kept cut."""
@@ -97,7 +102,7 @@ class Translation:
         if part:
             fast = self._text_delta(eid, part, delta)
             if fast is not None:
-                return self._keep(seq, seq, Mapped(fast, self.mapper.state, None, False))
+                return self._keep(seq, Mapped(fast, self.mapper.state, None, False))
         chunk = _DECODE(data.decode())
         events = self.mapper.feed(seq, chunk)
         kind = chunk.get("type")
@@ -110,7 +115,7 @@ class Translation:
             approval,
             kind == "start-step",
         )
-        return self._keep(seq, seq, mapped)
+        return self._keep(seq, mapped)
 
     def add_run(self, data: bytes) -> bytes | None:
         """The AG-UI frames of ``data`` when it is a run of text deltas of one open
@@ -129,7 +134,7 @@ class Translation:
         if heads[0] != part or heads[1] != message:
             heads = self.heads = (part, message, *frames.content_heads(part, message))
         out = data.replace(heads[2], heads[3])
-        self._keep(first, last, Mapped(out, state, None, False, first, last))
+        self._keep(first, Mapped(out, state, None, False, first, last))
         return out
 
     def _text_delta(self, eid: bytes, part: bytes, delta: bytes) -> bytes | None:
@@ -143,19 +148,18 @@ class Translation:
             return None
         return b"" if delta == b'""' else frames.content_frame(eid, message, delta)
 
-    def _keep(self, first: int, last: int, mapped: Mapped) -> Mapped:
-        """Keep ``mapped`` (events ``first`` to ``last``) under ``first``; the oldest go
+    def _keep(self, first: int, mapped: Mapped) -> Mapped:
+        """Keep ``mapped`` (its events from ``first`` on) under ``first``; the oldest go
         past ``KEEP_EVENTS``. A run is one entry, whatever its length: what keeping it
         costs the fan-out does not grow with it."""
-        self.seq = last
+        events = mapped.events
+        self.seq = first + events - 1
         self.kept[first] = mapped
-        events = last - first + 1
         self.order.append(first)
         self.held += events
         self.longest = max(self.longest, min(events, KEEP_EVENTS))
         while self.held > KEEP_EVENTS:
-            gone = self.kept.pop(self.order.popleft())
-            self.held -= gone.last - gone.first + 1 if gone.first else 1
+            self.held -= self.kept.pop(self.order.popleft()).events
         return mapped
 
     def find(self, seq: int) -> Mapped | None:
