@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,14 @@ import httpx
 import pytest
 
 from broadcaster.core import keys
-from tests.support.fake_anthropic import FakeAnthropicServer, message, text, text_reply, tool_use
+from tests.support.fake_anthropic import (
+    FakeAnthropicServer,
+    gate,
+    message,
+    text,
+    text_reply,
+    tool_use,
+)
 from tests.support.faults import (
     Cluster,
     Received,
@@ -55,11 +64,18 @@ TOOL_STEP_TOKENS = 10
 FINAL_TOKENS = 3
 
 
-def agent_run(tag: str, chunk_delay: float, steps: int = STEPS) -> list[Any]:
+def agent_run(
+    tag: str,
+    chunk_delay: float,
+    steps: int = STEPS,
+    gates: dict[int, threading.Event] | None = None,
+) -> list[Any]:
     """The model's replies for one agent run: ``steps`` steps that each say something
-    and call ``add``, then a final answer."""
-    replies: list[Any] = [
-        message(
+    and call ``add``, then a final answer. A step in ``gates`` stops after its third
+    word until the test opens its gate: a worker is held there mid-step."""
+    replies: list[Any] = []
+    for i in range(steps):
+        reply = message(
             [
                 text([f"step {i} ", "looks ", "at ", "the ", "numbers. "]),
                 tool_use(f"toolu_{tag}_{i}", "add", [json.dumps({"a": i, "b": 1})]),
@@ -68,8 +84,12 @@ def agent_run(tag: str, chunk_delay: float, steps: int = STEPS) -> list[Any]:
             output_tokens=TOOL_STEP_TOKENS,
             chunk_delay=chunk_delay,
         )
-        for i in range(steps)
-    ]
+        if gates and i in gates:
+            deltas = [
+                k for k, f in enumerate(reply) if getattr(f, "event", "") == "content_block_delta"
+            ]
+            reply.insert(deltas[2] + 1, gate(gates[i]))
+        replies.append(reply)
     replies.append(text_reply(["all ", "done."], output_tokens=FINAL_TOKENS))
     return replies
 
@@ -112,25 +132,28 @@ async def test_a_rolling_restart_under_a_ten_step_agent_run(tmp_path: Path) -> N
             uncut = await create_generation(client, fe, "add them up", max_steps=STEPS + 1)
             await wait_status(client, fe, uncut, {"completed"}, 60)
             uncut_calls = model.request_count
-            for reply in agent_run("c", 0.9):
+            # Steps 1, 3, 5, 7 and 9 wait mid-step for the test: each restart lands in
+            # one, however slowly the machine starts the next worker.
+            gates = {i: threading.Event() for i in range(1, STEPS, 2)}
+            for reply in agent_run("c", 0.05, gates=gates):
                 model.enqueue(reply)
             gid = await create_generation(client, fe, "add them up", max_steps=STEPS + 1)
             viewers = [Viewer(cluster.urls, gid) for _ in range(3)]
             handed: list[float] = []
             async with anyio.create_task_group() as tg:
                 tg.start_soon(run_viewers, client, viewers, 240)
-                for n in range(5):
+                for n, held in enumerate(gates):
                     # The next worker comes up while this one runs (as in a rolling deploy).
                     coming = asyncio.create_task(asyncio.to_thread(cluster.add_worker))
                     await poll(lambda w=worker: _owned_by(r, gid, w), f"restart {n}: owned", 30)
-                    # Up before the step is looked at, so that the SIGTERM lands mid-step: a
-                    # slow start awaited after it let steps, or on a loaded machine the
-                    # whole run, end first (nothing then to hand back).
                     new = await coming
-                    base = _seq(r, gid)
-                    await poll(lambda b=base: _at(r, gid, b + 3), f"restart {n}: mid-step")
+                    asked = uncut_calls + held + 1
+                    await poll(lambda a=asked: _asked(model, a), f"restart {n}: step {held} held")
                     t0 = time.monotonic()
-                    code = await asyncio.to_thread(worker.stop, signal.SIGTERM, 30)
+                    os.kill(worker.pid, signal.SIGTERM)
+                    await poll(lambda w=worker: _logged(w, "handing back"), f"restart {n}: drains")
+                    gates[held].set()  # the step goes on to its end, where it is handed back
+                    code = await asyncio.to_thread(worker.popen.wait, 30)
                     handed.append(time.monotonic() - t0)
                     assert code == 0, worker.log()[-3000:]
                     assert "handed back at a step's end" in worker.log(), worker.log()[-3000:]
@@ -259,6 +282,10 @@ def _seq(r: Any, gid: str) -> int:
 async def _at(r: Any, gid: str, seq: int) -> bool:
     """The stream reached ``seq`` (three past a point: a model call's output streams)."""
     return _seq(r, gid) >= seq
+
+
+async def _asked(model: FakeAnthropicServer, requests: int) -> bool:
+    return model.request_count >= requests
 
 
 async def _logged(proc: Proc, line: str) -> bool:
