@@ -9,7 +9,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo docs docs-screenshots test test-fast test-deps lint clean soak chaos compare chat-bundle failover
+.PHONY: demo docs docs-screenshots test test-fast test-long test-deps lint clean soak chaos compare chat-bundle failover
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -101,14 +101,20 @@ test: $(BIN)/.installed lint test-deps
 test-fast: $(BIN)/.installed
 	$(BIN)/pytest tests/unit -q -n 2 --dist load
 
-# Load with churn for several minutes (the test suite runs 45 s of it); figures in
+# The longest tests at their full budget: the API fuzzing, the hostile-input machine, load
+# with churn and the chaos run, each of which `make test` runs in a shorter form
+# (tests/support/long_form.py; docs/testing.md, "Short and long forms").
+test-long: $(BIN)/.installed test-deps
+	BROADCASTER_TEST_LONG=1 $(BIN)/pytest -m long
+
+# Load with churn for several minutes (the test suite runs 25 s of it); figures in
 # docs/reliability.md. MINUTES=N to change its length.
 MINUTES ?= 5
 soak: $(BIN)/.installed
 	$(BIN)/python -m tests.faults.soak --minutes $(MINUTES)
 
 # Workers killed (kill -9) and stopped (SIGTERM) at random under 50 agent generations with
-# tools, for several minutes (the test suite runs 20 s of it); figures in
+# tools, for several minutes (the test suite runs four acts of it); figures in
 # docs/reliability.md. MINUTES=N to change its length.
 chaos: $(BIN)/.installed test-deps
 	$(BIN)/python -m tests.faults.chaos --minutes $(MINUTES)

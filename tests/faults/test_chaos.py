@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.chaos import problems
+from tests.support import long_form
 from tests.support.chaos import Chaos, agent_script, ai_sdk_missing, expected_answer, step_text
 
 
@@ -37,14 +38,30 @@ def test_the_agent_model_continues_a_cut_step_repeating_two_words() -> None:
     assert expected_answer(3).startswith(step_text(0, 3) + step_text(1, 3))
 
 
+ACTS = long_form.budget(4, 6)
+"""The monkey's acts, kill -9 and SIGTERM in turn (six at the full budget, ``make
+test-long``); each starts a worker."""
+
+
+@long_form.mark
 @pytest.mark.anyio
-# About 40 s alone; six worker starts, each slower with three other test processes beside.
+# About 40 s alone at the full budget; each act a worker start, slower with three other
+# test processes beside.
 @pytest.mark.timeout(300)
 async def test_answers_survive_workers_killed_and_stopped_at_random(tmp_path: Path) -> None:
     assert not (missing := ai_sdk_missing()), missing
-    run = Chaos(tmp_path, seconds=0, generations=12, workers=3, steps=3, pause=(1.0, 2.5), acts=6)
+    generations = long_form.budget(8, 12)
+    run = Chaos(
+        tmp_path,
+        seconds=0,
+        generations=generations,
+        workers=3,
+        steps=3,
+        pause=(1.0, 2.5),
+        acts=ACTS,
+    )
     figures = await run.run()
     print("\n".join(figures.lines()))
-    assert (figures.killed, figures.stopped) == (3, 3), figures.lines()
+    assert (figures.killed, figures.stopped) == (ACTS // 2, ACTS // 2), figures.lines()
     assert not problems(figures), problems(figures)[:5]
     assert figures.completed + sum(figures.failed.values()) == figures.generations

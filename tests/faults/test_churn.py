@@ -1,6 +1,6 @@
-"""Scenario 8 of docs/reliability.md, short: load with churn for ~45 s (the engine:
-tests/support/churn.py; the soak of several minutes: ``python -m tests.faults.soak
---minutes 5``).
+"""Scenario 8 of docs/reliability.md, short: load with churn for ~25 s, ~45 s in ``make
+test-long`` (the engine: tests/support/churn.py; the soak of several minutes: ``python -m
+tests.faults.soak --minutes 5``).
 
 Asserted: every viewing ends with every event of its stream exactly once, in order; no
 file descriptor, Redis connection or asyncio task is left behind once the viewers have
@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.faults.soak import problems
+from tests.support import long_form
 from tests.support.churn import Churn, churn_cluster
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, long_form.mark]
 
-SECONDS = 45
+SECONDS = long_form.budget(25, 45)
+"""45 s at the full budget (``make test-long``); minutes with ``make soak``."""
 
 
 async def test_load_with_churn_loses_nothing_and_leaks_nothing(tmp_path: Path) -> None:

@@ -52,15 +52,19 @@ from schemathesis.openapi.checks import RejectedPositiveData
 from broadcaster.auth import credentials, tokens
 from broadcaster.core import keys
 from broadcaster.core.embedded import EmbeddedRedis
+from tests.support import long_form
 from tests.support.procs import Proc, advertise_providers, read_sse, start_frontend
 
-SCHEMA_EXAMPLES = 40
-"""schemathesis examples per operation and mode: ~1,800 requests, ~40 s on 2 cores."""
-SECURED_EXAMPLES = 15
+pytestmark = long_form.mark
+
+SCHEMA_EXAMPLES = long_form.budget(20, 40)
+"""schemathesis examples per operation and mode: ~1,800 requests at the full budget
+(``make test-long``), ~40 s on 2 cores; half that in ``make test``."""
+SECURED_EXAMPLES = long_form.budget(8, 15)
 """The same on the front-end with access control, whose answers are mostly 401 and 403."""
-COVERAGE_CASES = 200
+COVERAGE_CASES = long_form.budget(100, 200)
 """At most this many of the coverage phase's cases per operation."""
-HTTP_EXAMPLES = 60
+HTTP_EXAMPLES = long_form.budget(30, 60)
 """hypothesis examples per HTTP property below."""
 
 TALLY: Counter[str] = Counter()

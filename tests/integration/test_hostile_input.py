@@ -64,6 +64,7 @@ from hypothesis.stateful import (
 
 from broadcaster.auth import credentials, tokens
 from broadcaster.core.embedded import EmbeddedRedis
+from tests.support import long_form
 from tests.support.hostile_readers import Readers
 from tests.support.hostile_requests import (
     ADMIN,
@@ -504,6 +505,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, Proc
 LOG_ALARMS = ("Traceback", "Fatal error", "connection lost", "unhandled error", "Exception in")
 
 
+@long_form.mark
 @pytest.mark.timeout(300)  # about a minute alone; more on two cores shared with other runs
 def test_hostile_publishers_beside_healthy_ones(
     stack: tuple[Proc, Proc, EmbeddedRedis], record_property: Callable[[str, object], None]

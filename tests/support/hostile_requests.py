@@ -15,14 +15,16 @@ from urllib.parse import quote
 from hypothesis import strategies as st
 
 from broadcaster.core import keys
+from tests.support import long_form
 
 ADMIN = "admin-" + secrets.token_hex(8)
 SECRET = secrets.token_hex(16)
 
-MAX_EXAMPLES = 200
+MAX_EXAMPLES = long_form.budget(100, 200)
 STEPS = 100
-"""Examples of the machine, and steps in each: about 4,000 hostile requests, about a
-minute on two cores with the readers and the worker running."""
+"""Examples of the machine, and steps in each: about 40,000 hostile requests at the full
+budget (``make test-long``), about a minute and a half on two cores with the readers and
+the worker running; half that in ``make test``."""
 
 READERS_SECONDS = 30.0
 """How long the readers may take to reach the end of the healthy streams once they end."""
