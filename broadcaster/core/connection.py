@@ -109,10 +109,15 @@ class Target:
 
 
 def parse_target(url: str) -> Target | None:
-    """The engine a URL names, or None for a plain ``redis://``/``rediss://``/``unix://``."""
+    """The engine a URL names, or None for a plain ``redis://``/``rediss://``/``unix://``.
+    ValueError says what is wrong with a URL that is none of them."""
     scheme, sep, rest = url.partition("://")
     base, plus, kind = scheme.partition("+")
     if not sep or not plus:
+        try:
+            parse_url(url)
+        except ValueError as exc:
+            raise ValueError(f"REDIS_URL: {exc}") from None
         return None
     if kind not in ("cluster", "sentinel") or base not in ("redis", "rediss"):
         raise ValueError(f"unknown Redis URL scheme {scheme!r}")

@@ -71,6 +71,8 @@ def test_plain_url_is_left_alone() -> None:
         ({"REDIS_CLUSTER": "true", "REDIS_URL": "redis://h:1/2"}, "only database 0"),
         ({"REDIS_CLUSTER": "true", "REDIS_URL": "redis://h"}, "host:port"),
         ({"REDIS_URL": "redis+shard://h:1"}, "unknown Redis URL scheme"),
+        ({"REDIS_URL": "nonsense://h:1"}, "REDIS_URL: .*redis://, rediss://, unix://"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL: .*redis://, rediss://, unix://"),
     ],
 )
 def test_bad_configuration_is_refused_with_a_reason(env: dict[str, str], message: str) -> None:
