@@ -87,6 +87,36 @@ def test_a_forked_process_has_the_environment_and_directory_asked_for(tmp_path: 
     assert not server.can_start(sys.executable, ["-c", "pass"], dict(os.environ))
 
 
+def test_a_forked_start_finds_the_repository_on_pythonpath_as_a_new_interpreter(
+    tmp_path: Path,
+) -> None:
+    """A ``PYTHONPATH`` of the repository's root (what the workers that run the test tools
+    and agents have) forks too, and from a folder outside the repository the forked
+    worker imports the test tools from it as a new interpreter does; without it, both
+    refuse them alike."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    args = ["-m", "worker", "run"]
+    env = {
+        "REDIS_URL": "nonsense://x",
+        "WORKER_PROVIDER": "fake",
+        "WORKER_TOOLS": "tests.support.worker_tools:TOOLS",
+    }
+    said: dict[str, list[str]] = {}
+    for name, extra in (("with", {"PYTHONPATH": str(forkserver.ROOT)}), ("without", {})):
+        forked = spawn(f"f-{name}", args, {**env, **extra}, tmp_path, cwd=elsewhere, fork=True)
+        started = spawn(f"s-{name}", args, {**env, **extra}, tmp_path, cwd=elsewhere)
+        try:
+            assert isinstance(forked.popen, forkserver.Forked), "not forked"
+            assert forked.popen.wait(30) == started.popen.wait(30)
+        finally:
+            stop_all([forked, started], signal.SIGKILL)
+        assert _said(forked) == _said(started), (forked.log(), started.log())
+        said[name] = _said(forked)
+    assert "cannot import 'tests.support.worker_tools'" in "\n".join(said["without"])
+    assert said["with"] and "cannot import" not in "\n".join(said["with"]), said["with"]
+
+
 def test_a_forked_front_end_and_worker_are_the_test_process_children(
     tmp_path: Path, redis_url: str
 ) -> None:

@@ -16,8 +16,12 @@ the test process's own child: ``Forked`` waits for it, and gets its exit status,
 
 Only a start that ``python -m`` would run the same way is forked: this Python, ``-m``
 with a module the server imported, and no ``PYTHON*`` or ``LD_*`` variable that differs
-from the server's own environment (those act when an interpreter starts). Anything else,
-or ``BROADCASTER_TEST_FORK=0``, starts a new interpreter as before.
+from the server's own environment (those act when an interpreter starts), but for a
+``PYTHONPATH`` of the repository's root (the tree the server imported from, so that
+nothing it imported could have come from elsewhere), which the forked process puts on
+``sys.path`` where a new interpreter would: right after the directory it runs in. The
+tests start every worker that runs the test tools or agents so. Anything else, or
+``BROADCASTER_TEST_FORK=0``, starts a new interpreter as before.
 """
 
 from __future__ import annotations
@@ -149,7 +153,11 @@ class ForkServer:
             return False
         if args[1] not in MODULES or self.popen.poll() is not None:
             return False
-        return _at_start(env) == _at_start(self.env)
+        path, own = env.get("PYTHONPATH"), self.env.get("PYTHONPATH")
+        if path != own and any(p != str(ROOT) for p in _entries(path)):
+            return False
+        at_start = {**_at_start(env), "PYTHONPATH": ""}
+        return at_start == {**_at_start(self.env), "PYTHONPATH": ""}
 
     def start(self, args: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> Forked:
         """``python args`` (``-m <module> ...``) with ``env``, in ``cwd``, its output in
@@ -173,6 +181,11 @@ class ForkServer:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
+
+
+def _entries(path: str | None) -> list[str]:
+    """The folders a ``PYTHONPATH`` puts on ``sys.path``, in order."""
+    return [os.path.abspath(p) for p in (path or "").split(os.pathsep) if p]
 
 
 def _at_start(env: dict[str, str]) -> dict[str, str]:
@@ -236,6 +249,7 @@ def _serve() -> None:
 
 def _run(request: dict[str, Any]) -> None:
     """(In the forked process.) What ``python -m`` does, in the environment asked for."""
+    own = _entries(os.environ.get("PYTHONPATH"))
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])
@@ -254,6 +268,11 @@ def _run(request: dict[str, Any]) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     args = request["args"]
     sys.path[0] = request["cwd"]
+    wanted = _entries(request["env"].get("PYTHONPATH"))
+    if wanted != own:  # as a new interpreter: PYTHONPATH's folders after the one it runs in
+        sys.path[1:] = [*wanted, *(p for p in sys.path[1:] if p not in own)]
+    for name in [m for m in sys.modules if m == "tests" or m.startswith("tests.")]:
+        del sys.modules[name]  # the server's own package: found on the path, or not, anew
     sys.argv = [args[1], *args[2:]]
     runpy.run_module(args[1], run_name="__main__", alter_sys=True)
     sys.exit(0)
