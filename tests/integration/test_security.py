@@ -5,9 +5,8 @@ Every rule of docs/security.md has a test here that fails if the rule is broken.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from broadcaster.auth import credentials
 from broadcaster.core.embedded import EmbeddedRedis, free_port
-from tests.support.procs import Proc, advertise_providers, read_sse, start_frontend
+from tests.support.procs import Proc, advertise_providers, read_sse, spawn, start_frontend
 
 pytestmark = pytest.mark.anyio
 
@@ -442,27 +441,27 @@ async def test_metrics_need_the_metrics_key_when_one_is_set(
 # --- the secure default ---
 
 
-def serve(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "broadcaster", "serve", *args],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def serve(args: list[str], env: dict[str, str], cwd: Path) -> Proc:
+    """``broadcaster serve`` with exactly ``env`` (forked: tests/support/forkserver.py)."""
+    name = f"serve-{next(_serves)}"
+    return spawn(name, ["-m", "broadcaster", "serve", *args], env, cwd, fork=True, inherit=False)
 
 
-def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 20) -> str:
-    assert proc.stdout is not None
-    seen = ""
+_serves = itertools.count(1)
+
+
+def ended(proc: Proc, timeout: float = 20) -> str:
+    """What ``proc`` said, once it exited by itself."""
+    proc.popen.wait(timeout)
+    return proc.log()
+
+
+def wait_for_line(proc: Proc, needle: str, timeout: float = 20) -> str:
+    """What ``proc`` said, once it said ``needle`` (or exited, or ``timeout`` passed)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        seen += line
-        if needle in line or (not line and proc.poll() is not None):
-            break
-    return seen
+    while needle not in proc.log() and proc.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc.log()
 
 
 def test_secure_default(redis_url: str, tmp_path: Path) -> None:
@@ -472,14 +471,14 @@ def test_secure_default(redis_url: str, tmp_path: Path) -> None:
     base["REDIS_URL"] = redis_url
 
     refused = serve(["--host", "0.0.0.0", "--port", str(free_port())], base, tmp_path)
-    out, _ = refused.communicate(timeout=20)
-    assert refused.returncode != 0
+    out = ended(refused)
+    assert refused.popen.returncode != 0
     assert "refusing to serve on 0.0.0.0" in out and "--insecure" in out
 
     half = {**base, "BROADCASTER_API_KEYS": KEYS}  # keys but no token secret
     refused = serve(["--host", "0.0.0.0", "--port", str(free_port())], half, tmp_path)
-    refused.communicate(timeout=20)
-    assert refused.returncode != 0
+    ended(refused)
+    assert refused.popen.returncode != 0
 
     for args, env, needle in [
         (["--host", "127.0.0.1"], base, "serving on loopback (127.0.0.1) only"),
@@ -495,14 +494,13 @@ def test_secure_default(redis_url: str, tmp_path: Path) -> None:
             seen = wait_for_line(proc, needle)
             assert needle in seen, seen
         finally:
-            proc.terminate()
-            proc.communicate(timeout=15)  # also closes the pipe
+            proc.stop()
 
     bad_keys = serve(
         ["--port", str(free_port())], {**base, "BROADCASTER_API_KEYS": "md5:x"}, tmp_path
     )
-    out, _ = bad_keys.communicate(timeout=20)
-    assert bad_keys.returncode != 0 and "BROADCASTER_API_KEYS entry 1" in out
+    out = ended(bad_keys)
+    assert bad_keys.popen.returncode != 0 and "BROADCASTER_API_KEYS entry 1" in out
 
     guarded = {**base, "BROADCASTER_API_KEYS": KEYS, "BROADCASTER_TOKEN_SECRET": SECRET}
     for bad, needle in (
@@ -515,8 +513,8 @@ def test_secure_default(redis_url: str, tmp_path: Path) -> None:
         ),
     ):
         stopped = serve(["--port", str(free_port())], {**guarded, **bad}, tmp_path)
-        out, _ = stopped.communicate(timeout=20)
-        assert stopped.returncode != 0 and needle in out, out
+        out = ended(stopped)
+        assert stopped.popen.returncode != 0 and needle in out, out
 
 
 # --- errors ---

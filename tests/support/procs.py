@@ -104,14 +104,16 @@ def spawn(
     cwd: Path | None = None,
     program: str = sys.executable,
     fork: bool = False,
+    inherit: bool = True,
 ) -> Proc:
     """``program`` (this Python) with ``args``, in ``cwd`` (``log_dir``), its output in
     ``log_dir``/``name``.log. ``fork``: from the test process's fork server when it can
     start it as a new interpreter would (tests/support/forkserver.py), skipping the
-    imports; what measures a start does not ask for it."""
+    imports; what measures a start does not ask for it. ``inherit=False``: ``env`` is its
+    whole environment, not added to the test process's."""
     log_path = log_dir / f"{name}.log"
     starts.record(name, args)
-    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    full_env = {**(os.environ if inherit else {}), **env, "PYTHONUNBUFFERED": "1"}
     server = forkserver.server() if fork else None
     if server is not None and server.can_start(program, args, full_env):
         log_path.write_bytes(b"")
