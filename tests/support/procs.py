@@ -112,10 +112,11 @@ def spawn(
     imports; what measures a start does not ask for it. ``inherit=False``: ``env`` is its
     whole environment, not added to the test process's."""
     log_path = log_dir / f"{name}.log"
-    starts.record(name, args)
     full_env = {**(os.environ if inherit else {}), **env, "PYTHONUNBUFFERED": "1"}
     server = forkserver.server() if fork else None
-    if server is not None and server.can_start(program, args, full_env):
+    forked = server is not None and server.can_start(program, args, full_env)
+    starts.record(name, args, forked)
+    if server is not None and forked:
         log_path.write_bytes(b"")
         forked = server.start(args, full_env, cwd or log_dir, log_path)
         return Proc(name, forked, log_path)

@@ -16,14 +16,16 @@ from pathlib import Path
 ENV = "BROADCASTER_TEST_STARTS_LOG"
 
 
-def record(name: str, args: list[str]) -> None:
+def record(name: str, args: list[str], forked: bool) -> None:
     """One line in the log, when it is asked for: the test (pytest's current one, whose
-    fixtures are being set up or torn down), the process's name and its command."""
+    fixtures are being set up or torn down), the process's name, whether it was forked
+    (tests/support/forkserver.py) or a new interpreter, and its command."""
     path = os.environ.get(ENV)
     if not path:
         return
     test = os.environ.get("PYTEST_CURRENT_TEST", "(outside a test)").split(" ")[0]
-    line = f"{test}\t{name}\t{' '.join(args[:3])}\n"
+    how = "forked" if forked else "new"
+    line = f"{test}\t{name}\t{how}\t{' '.join(args[:3])}\n"
     with open(path, "a") as log:  # one short append per line: whole under concurrent writers
         log.write(line)
 
@@ -43,8 +45,8 @@ def main() -> None:
     args = parser.parse_args()
     per_module: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for line in args.log.read_text().splitlines():
-        test, _, command = line.split("\t")
-        per_module[test.split("::")[0]][kind(command)] += 1
+        test, _, how, command = line.split("\t")
+        per_module[test.split("::")[0]][f"{kind(command)} {how}"] += 1
     total = collections.Counter[str]()
     for counts in per_module.values():
         total.update(counts)
