@@ -70,9 +70,12 @@ async def test_caught_up_viewers_hold_no_task_and_get_everything(front: Front) -
     # Live events go straight to every socket; keepalives come from the one timer.
     for i in range(1, 4):
         await front.log.append(sid, [{"type": "data-n", "i": i}], kind="feed")
-    for v in viewers:
+    for n, v in enumerate(viewers):
         await v.until(b"id: 4.")
-        await v.until(b": ping", seconds=5)
+        try:
+            await v.until(b": ping", seconds=5)
+        except TimeoutError:
+            raise AssertionError(f"viewer {n}: no ping; {_states(front, sid)}") from None
     for v in viewers:
         lines = v.got.split(b"\n")
         ids = [int(line[4:].split(b".")[0]) for line in lines if line.startswith(b"id: ")]
@@ -175,3 +178,19 @@ def test_options_a_socket_refuses_stay_each_connections() -> None:
         protocol.listening([tcp])
         assert tcp.getsockopt(socket.IPPROTO_TCP, wire.TCP_NOTSENT_LOWAT) == 16384
     assert protocol.options_per_connection is False
+
+
+def _states(front: Front, sid: str) -> str:
+    """What the keepalive knows of each viewer of ``sid``: for a failure's message."""
+    now = asyncio.get_running_loop().time()
+    keepalive = front.hub.keepalive
+    subs = [sub for t in front.hub._topics.values() if t.stream_id == sid for sub in t.subs]
+    return (
+        "; ".join(
+            f"direct={sub.direct is not None} handed={sub.handed} resume={sub.resume is not None} "
+            f"ping_at={None if sub.ping_at is None else round(sub.ping_at - now, 2)} "
+            f"ping_due={sub.ping_due} silent={round(now - sub.silent_since(), 2)}"
+            for sub in subs
+        )
+        + f"; {len(keepalive)} entries in the keepalive's heap"
+    )
