@@ -21,16 +21,14 @@ import logging
 import os
 import secrets
 import socket
-from threading import Thread
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
 from broadcaster.core import connection
 from broadcaster.core.durability import Durability, DurabilityUnsupported
 from broadcaster.core.durability import Policy as DurabilityPolicy
 from broadcaster.core.eventlog import EventLog
+from broadcaster.core.metrics_server import MetricsServer
 from broadcaster.core.settings import bad_settings
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Generations
@@ -157,7 +155,7 @@ class Worker:
             self.settings.concurrency,
             ", ".join(self.policy.tools.tools) or "none",
         )
-        metrics_server = self._serve_metrics()
+        metrics_server = await self._serve_metrics()
         try:
             async with asyncio.TaskGroup() as tasks:
                 running = RunningGenerations(
@@ -174,7 +172,7 @@ class Worker:
                 await self._serve(taker, running, reader)
         finally:
             if metrics_server is not None:
-                _stop_metrics(*metrics_server)
+                await metrics_server.stop()
             for provider in {id(p): p for p in self.providers.values()}.values():
                 await provider.aclose()
             await reader.aclose()
@@ -216,14 +214,11 @@ class Worker:
             max_stream_bytes=self.settings.max_stream_bytes,
         )
 
-    def _serve_metrics(self) -> tuple[WSGIServer, Thread] | None:
+    async def _serve_metrics(self) -> MetricsServer | None:
         if not self.settings.metrics_port:
             return None
-        return start_http_server(
-            self.settings.metrics_port,
-            addr=self.settings.metrics_host,
-            registry=self.metrics.registry,
-        )
+        server = MetricsServer(self.metrics.registry)
+        return await server.start(self.settings.metrics_host, self.settings.metrics_port)
 
 
 async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
@@ -239,9 +234,3 @@ async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
             task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def _stop_metrics(server: WSGIServer, thread: Thread) -> None:
-    server.shutdown()
-    server.server_close()
-    thread.join()

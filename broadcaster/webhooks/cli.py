@@ -13,13 +13,14 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from broadcaster.core import connection
 from broadcaster.core.durability import Durability, DurabilityUnsupported, Policy
 from broadcaster.core.embedded import deployment_url, redis_url
 from broadcaster.core.logconfig import setup_logging
+from broadcaster.core.metrics_server import MetricsServer
 from broadcaster.core.names import is_entry_id
 from broadcaster.core.settings import load_settings
 from broadcaster.webhooks.compose import iso
@@ -93,8 +94,8 @@ async def _run(settings: DelivererSettings, url: str) -> None:
     registry = CollectorRegistry()
     metrics_server = None
     if settings.webhook_metrics_port:
-        metrics_server = start_http_server(
-            settings.webhook_metrics_port, settings.webhook_metrics_host, registry
+        metrics_server = await MetricsServer(registry).start(
+            settings.webhook_metrics_host, settings.webhook_metrics_port
         )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -119,10 +120,7 @@ async def _run(settings: DelivererSettings, url: str) -> None:
                 await durability.aclose()
     finally:
         if metrics_server is not None:
-            server, thread = metrics_server
-            server.shutdown()
-            server.server_close()
-            thread.join()
+            await metrics_server.stop()
 
 
 async def _dead(url: str, limit: int, as_json: bool) -> int:
