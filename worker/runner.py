@@ -28,7 +28,7 @@ from broadcaster.core import connection
 from broadcaster.core.durability import Durability, DurabilityUnsupported
 from broadcaster.core.durability import Policy as DurabilityPolicy
 from broadcaster.core.eventlog import EventLog
-from broadcaster.core.metrics_server import MetricsServer
+from broadcaster.core.process import MetricsServer
 from broadcaster.core.settings import bad_settings
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Generations

@@ -35,7 +35,7 @@ from broadcaster.bench.publishing import EventSink, on_schedule, publish_all, st
 from broadcaster.bench.timeline import Sampler, say
 from broadcaster.clients.publisher import Publisher
 from broadcaster.core import connection
-from broadcaster.core.rlimit import raise_nofile_limit
+from broadcaster.core.process import raise_nofile_limit
 
 JOIN_AFTER = 1.0  # seconds into the window when --join-during viewers begin to connect
 SETTLED = 1000  # commands/s below which Redis is quiet before a window (_settle)

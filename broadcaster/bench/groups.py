@@ -14,7 +14,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from broadcaster.bench.viewers import BenchError, GroupSpec, run_group, sources_for
-from broadcaster.core.rlimit import raise_nofile_limit
+from broadcaster.core.process import raise_nofile_limit
 
 FD_MARGIN = 1_000
 """Open files a viewer process keeps spare under its limit (Python, pipes, uvloop)."""

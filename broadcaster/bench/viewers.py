@@ -38,7 +38,7 @@ from multiprocessing.connection import Connection
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
-from broadcaster.core.rlimit import raise_nofile_limit
+from broadcaster.core.process import raise_nofile_limit
 
 _ID = re.compile(rb"^id: (\d+)(?:\.(\w+))?", re.MULTILINE)
 _IDS = re.compile(rb"^id: (\d+)", re.MULTILINE)

@@ -17,7 +17,8 @@ and how to reach Redis. Nothing here knows a capability.
 - ``logconfig``: logging setup; every line about a stream carries its id.
 - ``tracing``: one trace per generation across processes (OpenTelemetry, when set up).
 - ``contain``: failures kept where they happen, logged once a minute and counted.
-- ``rlimit``: the open-file limit raised for processes that hold many sockets.
+- ``process``: what a long-running process sets up for itself: the open-file limit
+  raised (it holds many sockets), its ``/metrics`` served by its event loop.
 - ``lock``: a Redis lock one process holds at a time for a round of shared work,
   released only by its holder (one script).
 

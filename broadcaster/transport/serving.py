@@ -30,7 +30,7 @@ import anyio.lowlevel
 import uvicorn
 from uvicorn.middleware.proxy_headers import _TrustedHosts
 
-from broadcaster.core.rlimit import raise_nofile_limit
+from broadcaster.core.process import raise_nofile_limit
 from broadcaster.transport.fast import FastPath
 from broadcaster.transport.gcfreeze import Freezer
 from broadcaster.transport.wire import DirectWriteProtocol

@@ -20,8 +20,8 @@ from broadcaster.core import connection
 from broadcaster.core.durability import Durability, DurabilityUnsupported, Policy
 from broadcaster.core.embedded import deployment_url, redis_url
 from broadcaster.core.logconfig import setup_logging
-from broadcaster.core.metrics_server import MetricsServer
 from broadcaster.core.names import is_entry_id
+from broadcaster.core.process import MetricsServer
 from broadcaster.core.settings import load_settings
 from broadcaster.webhooks.compose import iso
 from broadcaster.webhooks.deliverer import Deliverer, DeliveryConfig

@@ -1,5 +1,5 @@
 """The ``/metrics`` of the worker and the webhook deliverer, served by their event loop
-(``broadcaster/core/metrics_server.py``): the answers, the limits on what a client may
+(``broadcaster/core/process.py``): the answers, the limits on what a client may
 send, a stop that ends every connection; and a worker that serves its metrics runs no
 thread of its own (a scrape's garbage collection then runs on the loop, where the
 generators it finalizes live)."""
@@ -17,9 +17,9 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from broadcaster.core import metrics_server
+from broadcaster.core import process
 from broadcaster.core.embedded import free_port
-from broadcaster.core.metrics_server import MetricsServer
+from broadcaster.core.process import MetricsServer
 from tests.support.procs import start_worker
 
 pytestmark = pytest.mark.anyio
@@ -66,10 +66,10 @@ async def test_every_path_answers_the_metrics_to_get_and_head_only() -> None:
 async def test_a_head_too_long_or_too_slow_is_dropped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(metrics_server, "READ_SECONDS", 0.3)
+    monkeypatch.setattr(process, "READ_SECONDS", 0.3)
     server = await _started()
     try:
-        huge = b"GET /metrics HTTP/1.1\r\nx-pad: " + b"a" * metrics_server.MAX_HEAD + b"\r\n\r\n"
+        huge = b"GET /metrics HTTP/1.1\r\nx-pad: " + b"a" * process.MAX_HEAD + b"\r\n\r\n"
         assert await _raw(server.port, huge) == b""
         assert await _raw(server.port, b"GET /metr") == b""  # half a head, then silence
         ok = await _raw(server.port, b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
@@ -82,10 +82,10 @@ async def test_at_most_so_many_connections_and_a_stop_ends_them_all() -> None:
     server = await _started()
     port = server.port
     held = []
-    for _ in range(metrics_server.MAX_CONNECTIONS):
+    for _ in range(process.MAX_CONNECTIONS):
         held.append(await asyncio.open_connection("127.0.0.1", server.port))
     await asyncio.sleep(0.2)
-    assert len(server._answering) == metrics_server.MAX_CONNECTIONS
+    assert len(server._answering) == process.MAX_CONNECTIONS
     assert await _raw(server.port, b"GET / HTTP/1.1\r\n\r\n") == b""  # one too many: closed
     await asyncio.wait_for(server.stop(), 10)
     assert not server._answering

@@ -23,7 +23,7 @@ from typing import Any
 
 from broadcaster.core import sse
 from broadcaster.core.events import Event, dump_batch
-from broadcaster.core.rlimit import raise_nofile_limit
+from broadcaster.core.process import raise_nofile_limit
 
 HEAD = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"

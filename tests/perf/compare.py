@@ -34,7 +34,7 @@ import json
 import signal
 from pathlib import Path
 
-from broadcaster.core.rlimit import raise_nofile_limit
+from broadcaster.core.process import raise_nofile_limit
 from tests.perf.rounds import run_rounds
 from tests.perf.scenarios import Scenario, fleet_scenarios, scenarios
 from tests.perf.tables import plot

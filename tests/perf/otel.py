@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from broadcaster.bench.driver import run_bench
-from broadcaster.core.rlimit import raise_nofile_limit
+from broadcaster.core.process import raise_nofile_limit
 from tests.perf.rounds import _bench_config, _row
 from tests.perf.scenarios import Scenario
 from tests.perf.targets import start

@@ -1,9 +1,11 @@
-"""A process's Prometheus ``/metrics`` on its own port, served by its event loop (the
-worker's ``WORKER_METRICS_PORT``, the webhook deliverer's).
+"""What a long-running process sets up for itself: the open-file limit raised (every
+viewer is a socket, and so is every bench connection), and its Prometheus ``/metrics``
+on a port of its own, served by its event loop (the worker's ``WORKER_METRICS_PORT``,
+the webhook deliverer's).
 
-prometheus_client's ``start_http_server`` answers from a thread of its own: each scrape
-builds the exposition there, and a garbage collection its allocations set off runs there
-too, finalizing outside the event loop what the loop's tasks let go of (suspended async
+Not prometheus_client's ``start_http_server``, which answers from a thread of its own:
+each scrape built the exposition there, and a garbage collection its allocations set off
+ran there too, finalizing outside the event loop what the loop's tasks let go of (suspended async
 generators of the model SDKs' HTTP streams among them: "Exception ignored in ... async
 generator already executing" in the worker's log). Here a scrape is one more callback of
 the loop: the process has no thread of its own that runs Python.
@@ -18,6 +20,7 @@ at once.
 from __future__ import annotations
 
 import asyncio
+import resource
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -27,6 +30,15 @@ READ_SECONDS = 5.0
 """Time for a request's head to arrive."""
 MAX_CONNECTIONS = 16
 """Scrapes served at once."""
+
+
+def raise_nofile_limit() -> int:
+    """Raise the open-file soft limit to the hard limit (often 1,024 vs much more): each
+    viewer is a socket. Returns the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
 
 
 class MetricsServer:
