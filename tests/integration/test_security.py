@@ -17,6 +17,7 @@ import pytest
 
 from broadcaster.auth import credentials
 from broadcaster.core.embedded import EmbeddedRedis, free_port
+from tests.support.polling import wait_for
 from tests.support.procs import Proc, advertise_providers, read_sse, spawn, start_frontend
 
 pytestmark = pytest.mark.anyio
@@ -457,10 +458,9 @@ def ended(proc: Proc, timeout: float = 20) -> str:
 
 
 def wait_for_line(proc: Proc, needle: str, timeout: float = 20) -> str:
-    """What ``proc`` said, once it said ``needle`` (or exited, or ``timeout`` passed)."""
-    deadline = time.monotonic() + timeout
-    while needle not in proc.log() and proc.alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    """What ``proc`` said, once it said ``needle`` (or exited)."""
+    said = f"{needle!r} in {proc.name}'s log"
+    wait_for(said, lambda: needle in proc.log() or not proc.alive(), timeout, context=proc.log)
     return proc.log()
 
 

@@ -153,11 +153,7 @@ class ForkServer:
             return False
         if args[1] not in MODULES or self.popen.poll() is not None:
             return False
-        path, own = env.get("PYTHONPATH"), self.env.get("PYTHONPATH")
-        if path != own and any(p != str(ROOT) for p in _entries(path)):
-            return False
-        at_start = {**_at_start(env), "PYTHONPATH": ""}
-        return at_start == {**_at_start(self.env), "PYTHONPATH": ""}
+        return _at_start(env) == _at_start(self.env)
 
     def start(self, args: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> Forked:
         """``python args`` (``-m <module> ...``) with ``env``, in ``cwd``, its output in
@@ -189,11 +185,14 @@ def _entries(path: str | None) -> list[str]:
 
 
 def _at_start(env: dict[str, str]) -> dict[str, str]:
-    """The variables of ``env`` that act when an interpreter starts (``-u`` aside)."""
+    """The variables of ``env`` that act when an interpreter starts: not ``-u``, nor a
+    ``PYTHONPATH`` of the repository's root, which the forked process applies itself."""
     return {
         key: value
         for key, value in env.items()
-        if key.startswith(("PYTHON", "LD_")) and key != "PYTHONUNBUFFERED"
+        if key.startswith(("PYTHON", "LD_"))
+        and key != "PYTHONUNBUFFERED"
+        and not (key == "PYTHONPATH" and all(p == str(ROOT) for p in _entries(value)))
     }
 
 

@@ -114,12 +114,12 @@ def spawn(
     log_path = log_dir / f"{name}.log"
     full_env = {**(os.environ if inherit else {}), **env, "PYTHONUNBUFFERED": "1"}
     server = forkserver.server() if fork else None
-    forked = server is not None and server.can_start(program, args, full_env)
-    starts.record(name, args, forked)
-    if server is not None and forked:
+    if server is not None and not server.can_start(program, args, full_env):
+        server = None
+    starts.record(name, args, forked=server is not None)
+    if server is not None:
         log_path.write_bytes(b"")
-        forked = server.start(args, full_env, cwd or log_dir, log_path)
-        return Proc(name, forked, log_path)
+        return Proc(name, server.start(args, full_env, cwd or log_dir, log_path), log_path)
     with open(log_path, "wb") as out:
         popen = subprocess.Popen(
             [program, *args],
