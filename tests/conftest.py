@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from broadcaster.core import connection, embedded
 from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound
-from tests.support import ports, procs, rundir
+from tests.support import bytecode, ports, procs, rundir
 from tests.support.procs import Deployment, Proc, start_frontend, start_worker
 
 # A hard limit over each test, past its timeout, and failures named as they come; and,
@@ -67,14 +67,18 @@ UNIT = Path(__file__).resolve().parent / "unit"
 
 def pytest_configure(config: pytest.Config) -> None:
     """(The controller, or the one process of ``-n 0``.) With the shared bytecode cache,
-    one process fills it before the tests start: a cold cache holds the standard library
-    too, some seconds to compile, which the first front-ends of every test process would
-    otherwise all spend at once, near their start-up deadline. (Not for the unit tests
-    alone, ``make test-fast``: they start no process.)"""
+    the bytecode compiled beside the installed packages is put in it
+    (tests/support/bytecode.py), and one process fills it with the project's before the
+    tests start, which the first front-ends of every test process would otherwise all
+    compile at once, near their start-up deadline. (Not that for the unit tests alone,
+    ``make test-fast``: they start no process.)"""
+    if not SHARED_BYTECODE or hasattr(config, "workerinput"):
+        return
+    bytecode.link_installed(sys.pycache_prefix or "")
     unit_only = bool(config.args) and all(
         Path(arg.split("::")[0]).resolve().is_relative_to(UNIT) for arg in config.args
     )
-    if SHARED_BYTECODE and not unit_only and not hasattr(config, "workerinput"):
+    if not unit_only:
         subprocess.run(  # this Python, fixed arguments
             [sys.executable, "-c", "import broadcaster.cli, worker.cli"],
             cwd=Path(__file__).resolve().parents[1],
