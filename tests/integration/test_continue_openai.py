@@ -11,7 +11,6 @@ import secrets
 from typing import Any
 
 import httpx2
-import openai
 import pytest
 
 from broadcaster.core import connection, keys
@@ -20,7 +19,6 @@ from broadcaster.generations.lifecycle import Generations
 from tests.support import fake_openai as oai
 from worker.continuation import CONTINUE_PROMPT
 from worker.generation import Policy, run_generation
-from worker.providers.openai import OpenAIProvider
 
 pytestmark = pytest.mark.anyio
 
@@ -34,6 +32,10 @@ SHOWN = [
 
 
 async def _continued(redis_url: str, in_place: bool) -> tuple[list[dict[str, Any]], Any]:
+    import openai
+
+    from worker.providers.openai import OpenAIProvider
+
     redis = connection.command_client(redis_url)
     log = EventLog(redis, ended_ttl=60, idle_ttl=600)
     gens = Generations(log)

@@ -10,6 +10,9 @@ one JSON line each, in the file ``AGENT_MARKS`` names.
 prompt says "approve". ``helper``'s model calls ``weather`` (runs at once) when the
 prompt says "weather", and ``delete`` (needs approval) when it says "delete"; "slow"
 makes it answer in 60 words a tenth of a second apart.
+
+``helper`` and ``graph`` are built when first read (``__getattr__``): the tests that
+import this module for ``WORDS`` and ``marks`` import neither pydantic-ai nor LangGraph.
 """
 
 from __future__ import annotations
@@ -20,19 +23,14 @@ import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any, TypedDict
-
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph import END, START, StateGraph
-from langgraph.graph.message import add_messages
-from langgraph.types import interrupt
-from pydantic_ai import Agent
-from pydantic_ai.messages import ModelMessage, ModelRequest, ToolReturnPart, UserPromptPart
-from pydantic_ai.models.function import AgentInfo, DeltaToolCall, FunctionModel
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 from worker.agents.job import AgentJob, Chunk
+
+if TYPE_CHECKING:
+    from pydantic_ai import Agent
+    from pydantic_ai.messages import ModelMessage
+    from pydantic_ai.models.function import AgentInfo
 
 WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 
@@ -106,6 +104,8 @@ async def echo(job: AgentJob) -> AsyncIterator[Chunk]:
 
 def _prompt(messages: list[ModelMessage]) -> str:
     """The latest user prompt (a chat's earlier turns come first)."""
+    from pydantic_ai.messages import ModelRequest, UserPromptPart
+
     for message in reversed(messages):
         if isinstance(message, ModelRequest):
             for part in reversed(message.parts):
@@ -116,6 +116,9 @@ def _prompt(messages: list[ModelMessage]) -> str:
 
 async def _model(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[Any]:
     """``helper``'s model: see the module's doc."""
+    from pydantic_ai.messages import ToolReturnPart
+    from pydantic_ai.models.function import DeltaToolCall
+
     prompt = _prompt(messages)
     last = messages[-1]
     returned = [p for p in last.parts if isinstance(p, ToolReturnPart)]
@@ -144,54 +147,73 @@ async def _model(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator
         }
 
 
-helper = Agent(FunctionModel(stream_function=_model), name="helper")
+def _helper() -> Agent[None, str]:
+    """A pydantic-ai ``Agent`` on a ``FunctionModel`` (``_model``) with two tools."""
+    from pydantic_ai import Agent
+    from pydantic_ai.models.function import FunctionModel
 
+    helper = Agent(FunctionModel(stream_function=_model), name="helper")
 
-@helper.tool_plain
-def weather(city: str) -> str:
-    """The weather in a city."""
-    mark("weather", city=city)
-    return f"sunny in {city}"
+    @helper.tool_plain
+    def weather(city: str) -> str:
+        """The weather in a city."""
+        mark("weather", city=city)
+        return f"sunny in {city}"
 
+    @helper.tool_plain(requires_approval=True)
+    def delete(path: str) -> str:
+        """Delete a file (asks a person first)."""
+        mark("delete", path=path)
+        return f"deleted {path}"
 
-@helper.tool_plain(requires_approval=True)
-def delete(path: str) -> str:
-    """Delete a file (asks a person first)."""
-    mark("delete", path=path)
-    return f"deleted {path}"
-
-
-class _State(TypedDict):
-    messages: Annotated[list[BaseMessage], add_messages]
-
-
-_chat_model = GenericFakeChatModel(
-    messages=itertools.repeat(AIMessage(content="I will delete the file if you agree"))
-)
-
-
-async def _think(state: _State) -> dict[str, Any]:
-    return {"messages": [await _chat_model.ainvoke(state["messages"])]}
-
-
-def _gate(state: _State) -> dict[str, Any]:
-    decision = interrupt({"tool": "delete", "input": {"path": "/tmp/graph"}})
-    if decision.get("approved"):
-        mark("graph delete")
-    said = "Deleted it." if decision.get("approved") else "Left it alone."
-    return {"messages": [AIMessage(content=said)]}
+    return helper
 
 
 def _graph() -> Any:
-    built = StateGraph(_State)
-    built.add_node("think", _think)
-    built.add_node("gate", _gate)
+    """A LangGraph graph: a fake chat model's answer, then an interrupt that asks a person
+    before its ``delete`` (its checkpoints in memory: resumed by the same worker)."""
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage, BaseMessage
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.graph.message import add_messages
+    from langgraph.types import interrupt
+
+    # The functional form: LangGraph reads the state's annotations, which this module's
+    # ``from __future__ import annotations`` would leave as names of this function's locals.
+    State = TypedDict(  # noqa: UP013
+        "State", {"messages": Annotated[list[BaseMessage], add_messages]}
+    )
+    chat_model = GenericFakeChatModel(
+        messages=itertools.repeat(AIMessage(content="I will delete the file if you agree"))
+    )
+
+    async def think(state: State) -> dict[str, Any]:
+        return {"messages": [await chat_model.ainvoke(state["messages"])]}
+
+    def gate(state: State) -> dict[str, Any]:
+        decision = interrupt({"tool": "delete", "input": {"path": "/tmp/graph"}})
+        if decision.get("approved"):
+            mark("graph delete")
+        said = "Deleted it." if decision.get("approved") else "Left it alone."
+        return {"messages": [AIMessage(content=said)]}
+
+    built = StateGraph(State)
+    built.add_node("think", think)
+    built.add_node("gate", gate)
     built.add_edge(START, "think")
     built.add_edge("think", "gate")
     built.add_edge("gate", END)
     return built.compile(checkpointer=InMemorySaver())
 
 
-graph = _graph()
-"""A LangGraph graph: a fake chat model's answer, then an interrupt that asks a person
-before its ``delete`` (its checkpoints in memory: resumed by the same worker)."""
+_BUILDERS = {"helper": _helper, "graph": _graph}
+
+
+def __getattr__(name: str) -> Any:
+    """``helper`` or ``graph``, built the first time it is read (see the module's doc)."""
+    build = _BUILDERS.get(name)
+    if build is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = build()
+    return value

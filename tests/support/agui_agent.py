@@ -4,18 +4,20 @@
 The model's first turn says a few words and calls ``weather``; the tool runs in the agent;
 its second turn answers with the result. ``sse`` is what pydantic-ai's AG-UI endpoint
 would answer (``data:`` frames); ``events`` the ``ag-ui-protocol`` models themselves.
+Both import pydantic-ai and ``ag-ui-protocol`` when called, not when this module is.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ag_ui.core import BaseEvent, RunAgentInput, UserMessage
-from pydantic_ai import Agent
-from pydantic_ai.messages import ModelMessage
-from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
-from pydantic_ai.ui.ag_ui import AGUIAdapter
+if TYPE_CHECKING:
+    from ag_ui.core import BaseEvent
+    from pydantic_ai import Agent
+    from pydantic_ai.messages import ModelMessage
+    from pydantic_ai.models.function import AgentInfo, DeltaToolCalls
+    from pydantic_ai.ui.ag_ui import AGUIAdapter
 
 FIRST = ["Let me ", "look. "]
 SECOND = ["It is ", "21 ", "degrees."]
@@ -25,6 +27,8 @@ ANSWER = "".join(FIRST + SECOND)
 async def _model(
     messages: list[ModelMessage], info: AgentInfo
 ) -> AsyncIterator[str | DeltaToolCalls]:
+    from pydantic_ai.models.function import DeltaToolCall
+
     if any(getattr(p, "part_kind", "") == "tool-return" for p in messages[-1].parts):
         for words in SECOND:
             yield words
@@ -36,6 +40,9 @@ async def _model(
 
 
 def _agent() -> Agent[None, str]:
+    from pydantic_ai import Agent
+    from pydantic_ai.models.function import FunctionModel
+
     agent = Agent(FunctionModel(stream_function=_model))
 
     @agent.tool_plain
@@ -46,6 +53,9 @@ def _agent() -> Agent[None, str]:
 
 
 def _adapter() -> AGUIAdapter[None, str]:
+    from ag_ui.core import RunAgentInput, UserMessage
+    from pydantic_ai.ui.ag_ui import AGUIAdapter
+
     run = RunAgentInput(
         thread_id="t1",
         run_id="r1",

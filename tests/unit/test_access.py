@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import fakeredis
 import httpx
 import pytest
 from fastapi import Depends, FastAPI, Request
@@ -50,6 +49,8 @@ def settings(**overrides: Any) -> Settings:
 
 def build_app(config: Settings) -> FastAPI:
     """Routes guarded by each dependency, and an app.state as create_app's."""
+    import fakeredis
+
     app = FastAPI()
     app.state.settings = config
     app.state.access = AccessPolicy.from_settings(config)

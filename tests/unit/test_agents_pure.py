@@ -8,13 +8,10 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from pydantic_ai import ToolDenied
-from pydantic_ai.messages import ModelRequest, ModelResponse, ToolCallPart, ToolReturnPart
 
 from broadcaster.http.settings import Settings as FrontendSettings
 from worker.agents.chunks import AgentError, StepChunks
 from worker.agents.job import AgentJob, ApprovalPending, Asked
-from worker.agents.pydantic_agent import starting_point
 from worker.agents.spec import AgentSpecError, agent_names, load_agents
 from worker.mapping import EventMapper
 from worker.settings import WorkerSettings
@@ -145,6 +142,11 @@ def test_an_error_chunk_or_a_non_chunk_fails_the_step() -> None:
 def test_a_pydantic_ai_run_goes_on_from_the_log() -> None:
     """After a decision: the conversation, the step with both calls and the return of
     the one that ran, and the decision as a deferred result."""
+    from pydantic_ai import ToolDenied
+    from pydantic_ai.messages import ModelRequest, ModelResponse, ToolCallPart, ToolReturnPart
+
+    from worker.agents.pydantic_agent import starting_point
+
     step: list[dict[str, Any]] = [
         {"type": "text-start", "id": "p0"},
         {"type": "text-delta", "id": "p0", "delta": "Let me."},

@@ -10,17 +10,6 @@ import asyncio
 from typing import Any
 
 import pytest
-from ag_ui.core import (
-    ReasoningEncryptedValueEvent,
-    ReasoningMessageContentEvent,
-    ReasoningMessageEndEvent,
-    ReasoningMessageStartEvent,
-    RunFinishedEvent,
-    RunStartedEvent,
-    TextMessageChunkEvent,
-    ToolCallChunkEvent,
-)
-from ag_ui.encoder import EventEncoder
 
 from broadcaster.agui.inbound import AgUiInvalid, ChunkMapper, map_events, ui_chunks
 from tests.support import agui_agent
@@ -47,6 +36,18 @@ def test_pydantic_ais_agui_events_are_an_ai_sdk_answer() -> None:
 
 
 def test_reasoning_chunks_and_sse_text_from_the_protocols_encoder() -> None:
+    from ag_ui.core import (
+        ReasoningEncryptedValueEvent,
+        ReasoningMessageContentEvent,
+        ReasoningMessageEndEvent,
+        ReasoningMessageStartEvent,
+        RunFinishedEvent,
+        RunStartedEvent,
+        TextMessageChunkEvent,
+        ToolCallChunkEvent,
+    )
+    from ag_ui.encoder import EventEncoder
+
     encode = EventEncoder().encode
     events = [
         RunStartedEvent(thread_id="t", run_id="r"),

@@ -9,9 +9,8 @@ import sys
 import textwrap
 import threading
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anthropic
 import anyio
 import httpx2
 import pytest
@@ -30,6 +29,9 @@ from tests.support.fake_anthropic import (
     thinking,
     tool_use,
 )
+
+if TYPE_CHECKING:
+    import anthropic
 
 pytestmark = pytest.mark.anyio
 
@@ -50,6 +52,8 @@ def srv() -> Iterator[FakeAnthropicServer]:
 
 @pytest.fixture
 async def client(srv: FakeAnthropicServer) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    import anthropic
+
     async with anthropic.AsyncAnthropic(
         base_url=srv.base_url, api_key="test", max_retries=0, timeout=10
     ) as c:
@@ -189,6 +193,8 @@ async def test_ping_frames_are_skipped_by_the_sdk(
 async def test_sse_error_mid_stream_raises_api_status_error(
     srv: FakeAnthropicServer, client: anthropic.AsyncAnthropic
 ) -> None:
+    import anthropic
+
     srv.enqueue([*text_reply(["partial", "never"])[:3], sse_error("overloaded_error", "Busy")])
     seen: list[str] = []
 
@@ -213,6 +219,8 @@ async def test_sse_error_mid_stream_raises_api_status_error(
 async def test_429_raises_rate_limit_error_with_retry_after(
     srv: FakeAnthropicServer, client: anthropic.AsyncAnthropic
 ) -> None:
+    import anthropic
+
     srv.enqueue([http_error(429, headers={"retry-after": "7"})])
 
     with pytest.raises(anthropic.RateLimitError) as info:
@@ -228,6 +236,8 @@ async def test_429_raises_rate_limit_error_with_retry_after(
 async def test_529_raises_overloaded_error(
     srv: FakeAnthropicServer, client: anthropic.AsyncAnthropic
 ) -> None:
+    import anthropic
+
     srv.enqueue([http_error(529)])
 
     with pytest.raises(anthropic.OverloadedError) as info:
@@ -242,6 +252,8 @@ async def test_529_raises_overloaded_error(
 async def test_500_raises_internal_server_error(
     srv: FakeAnthropicServer, client: anthropic.AsyncAnthropic
 ) -> None:
+    import anthropic
+
     srv.enqueue([http_error(500)])
 
     with pytest.raises(anthropic.InternalServerError) as info:
@@ -252,6 +264,8 @@ async def test_500_raises_internal_server_error(
 
 
 async def test_sdk_retries_a_429_itself_when_allowed(srv: FakeAnthropicServer) -> None:
+    import anthropic
+
     srv.enqueue([http_error(429, headers={"retry-after-ms": "50"})])
     srv.enqueue(text_reply(["second", " try"]))
 
@@ -269,6 +283,8 @@ async def test_sdk_retries_a_429_itself_when_allowed(srv: FakeAnthropicServer) -
 async def test_stall_mid_stream_surfaces_as_httpx2_read_timeout(
     srv: FakeAnthropicServer,
 ) -> None:
+    import anthropic
+
     srv.enqueue([*text_reply(["before"])[:3], stall()])
     seen: list[str] = []
 
@@ -295,6 +311,8 @@ async def test_stall_mid_stream_surfaces_as_httpx2_read_timeout(
 async def test_stall_before_headers_surfaces_as_api_timeout_error(
     srv: FakeAnthropicServer,
 ) -> None:
+    import anthropic
+
     srv.enqueue([stall(send_headers=False)])
 
     async with anthropic.AsyncAnthropic(
@@ -363,6 +381,8 @@ async def test_drop_mid_stream_raises_remote_protocol_error(
 async def test_keep_alive_serves_requests_on_one_connection(
     srv: FakeAnthropicServer, client: anthropic.AsyncAnthropic
 ) -> None:
+    import anthropic
+
     srv.enqueue(text_reply("one"))
     srv.enqueue([http_error(429)])
     srv.enqueue(text_reply("three"))
@@ -381,6 +401,8 @@ async def test_keep_alive_serves_requests_on_one_connection(
 
 
 async def test_api_key_is_checked_when_configured() -> None:
+    import anthropic
+
     with FakeAnthropicServer(api_key="secret") as srv:
         async with anthropic.AsyncAnthropic(
             base_url=srv.base_url, api_key="wrong", max_retries=0
@@ -437,6 +459,8 @@ def test_a_client_in_another_process(srv: FakeAnthropicServer) -> None:
 
 
 async def test_stop_ends_a_stalled_stream_and_joins_the_thread() -> None:
+    import anthropic
+
     srv = FakeAnthropicServer().start()
     srv.enqueue([*text_reply("x")[:3], stall()])
     try:
@@ -478,6 +502,8 @@ async def test_thinking_and_tool_turns_are_checked_as_the_api_checks_them(
 ) -> None:
     """A signature is accepted back only with the thinking it was issued for, and a
     tool_result only for a tool_use of the turn just before; then the reply plays."""
+    import anthropic
+
     srv.enqueue(
         message(
             [

@@ -4,13 +4,15 @@ requests it refuses as the real API does."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import openai
 import pytest
 
 from tests.support.fake_openai import FakeOpenAIServer, reply, stream_error, whole_call
+
+if TYPE_CHECKING:
+    import openai
 
 pytestmark = pytest.mark.anyio
 
@@ -29,6 +31,8 @@ def srv() -> Iterator[FakeOpenAIServer]:
 
 @pytest.fixture
 async def client(srv: FakeOpenAIServer) -> AsyncIterator[openai.AsyncOpenAI]:
+    import openai
+
     async with openai.AsyncOpenAI(base_url=srv.base_url, api_key="k", max_retries=0) as c:
         yield c
 
@@ -68,6 +72,8 @@ async def test_an_ollama_reply_as_the_sdk_sees_it(
 async def test_a_mid_stream_error_raises_a_plain_api_error(
     srv: FakeOpenAIServer, client: openai.AsyncOpenAI
 ) -> None:
+    import openai
+
     srv.enqueue([*reply(text=["a"])[:2], stream_error("boom")])
     with pytest.raises(openai.APIError) as info:
         await chunks(client, [{"role": "user", "content": "hi"}])
@@ -96,5 +102,7 @@ async def test_a_mid_stream_error_raises_a_plain_api_error(
 async def test_tool_messages_that_answer_nothing_are_refused(
     client: openai.AsyncOpenAI, messages: list[Any]
 ) -> None:
+    import openai
+
     with pytest.raises(openai.BadRequestError, match="tool"):
         await chunks(client, messages)

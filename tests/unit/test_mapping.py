@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import anthropic
 import anyio
 import pytest
 
@@ -516,6 +515,8 @@ def test_a_thinking_block_without_signature_has_no_metadata_delta() -> None:
 
 @pytest.mark.anyio
 async def test_mapper_fed_by_the_real_sdk_stream() -> None:
+    import anthropic
+
     script = message(
         [
             thinking(["Think", "ing"], signature="sig"),

@@ -278,11 +278,15 @@ FRAMEWORK_ADAPTERS = {
     "worker.agents.langgraph_agent",
     "worker.agents.openai_agents",
     "worker.agents.pydantic_agent",
+    "worker.providers.anthropic",
+    "worker.providers.openai",
+    "worker.providers.openai_responses",
 }
-"""The modules that import an agent framework (an optional extra): left out of the
-parametrized checks below, which are made when the tests are collected, in every test
-process (LangGraph and the Agents SDK take two seconds to import); they are checked to
-define no pattern at all instead (``test_the_framework_adapters_define_no_pattern``)."""
+"""The modules that import an agent framework (an optional extra) or a provider's SDK
+(``anthropic``, ``openai``): left out of the parametrized checks below, which are made
+when the tests are collected, in every test process (LangGraph and the Agents SDK take
+two seconds to import, the two provider SDKs as long again); they are checked to define
+no pattern at all instead (``test_the_framework_adapters_define_no_pattern``)."""
 
 
 def project_modules(*, adapters: bool = False) -> list[Any]:

@@ -8,40 +8,19 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from agents import (
-    Agent,
-    OpenAIChatCompletionsModel,
-    RawResponsesStreamEvent,
-    RunItemStreamEvent,
-    set_tracing_disabled,
-)
-from agents.items import ToolCallItem, ToolCallOutputItem
-from openai import AsyncOpenAI
-from openai.types.responses import (
-    ResponseCompletedEvent,
-    ResponseCreatedEvent,
-    ResponseFunctionToolCall,
-    ResponseOutputItemDoneEvent,
-    ResponseReasoningSummaryTextDeltaEvent,
-    ResponseTextDeltaEvent,
-)
 
 from tests.support.fake_openai import FakeOpenAIServer, delay, reply
 from tests.support.procs import ROOT
 from worker.agents.chunks import StepChunks
 from worker.agents.job import AgentJob
-from worker.agents.openai_agents import (
-    DENIED,
-    StreamChunks,
-    conversation_items,
-    serve,
-    starting_point,
-    step_items,
-)
 from worker.agents.spec import load_agents
+
+if TYPE_CHECKING:
+    from agents import Agent, RawResponsesStreamEvent, RunItemStreamEvent
+    from openai.types.responses import ResponseFunctionToolCall
 
 pytestmark = pytest.mark.unit
 
@@ -58,10 +37,21 @@ def _uvicorn_as_it_was() -> None:
         Server.handle_exit = original  # type: ignore[method-assign]
 
 
-_uvicorn_as_it_was()
-set_tracing_disabled(True)
+@pytest.fixture(scope="module", autouse=True)
+def _sdk() -> None:
+    """The SDK, imported when this module's tests run (collecting them imports none of it
+    nor of the adapter), uvicorn put back at once, tracing off."""
+    from agents import set_tracing_disabled
 
-AGENT: Agent[Any] = Agent(name="unit")
+    _uvicorn_as_it_was()
+    set_tracing_disabled(True)
+
+
+@pytest.fixture(scope="module")
+def unit_agent() -> Agent[Any]:
+    from agents import Agent
+
+    return Agent(name="unit")
 
 
 def _made(event: Any, **fields: Any) -> Any:
@@ -70,23 +60,34 @@ def _made(event: Any, **fields: Any) -> Any:
 
 
 def _raw(data: Any) -> RawResponsesStreamEvent:
+    from agents import RawResponsesStreamEvent
+
     return RawResponsesStreamEvent(data=data)
 
 
 def _text(delta: str, index: int) -> RawResponsesStreamEvent:
+    from openai.types.responses import ResponseTextDeltaEvent
+
     return _raw(_made(ResponseTextDeltaEvent, delta=delta, output_index=index))
 
 
 def _call(call_id: str, name: str, arguments: str) -> ResponseFunctionToolCall:
+    from openai.types.responses import ResponseFunctionToolCall
+
     return ResponseFunctionToolCall(
         type="function_call", call_id=call_id, name=name, arguments=arguments
     )
 
 
-def _ran(call_id: str, name: str, arguments: str, output: Any) -> list[RunItemStreamEvent]:
-    called = ToolCallItem(agent=AGENT, raw_item=_call(call_id, name, arguments))
+def _ran(
+    agent: Agent[Any], call_id: str, name: str, arguments: str, output: Any
+) -> list[RunItemStreamEvent]:
+    from agents import RunItemStreamEvent
+    from agents.items import ToolCallItem, ToolCallOutputItem
+
+    called = ToolCallItem(agent=agent, raw_item=_call(call_id, name, arguments))
     raw = {"type": "function_call_output", "call_id": call_id, "output": str(output)}
-    done = ToolCallOutputItem(agent=AGENT, raw_item=raw, output=output)
+    done = ToolCallOutputItem(agent=agent, raw_item=raw, output=output)
     return [
         RunItemStreamEvent(name="tool_called", item=called),
         RunItemStreamEvent(name="tool_output", item=done),
@@ -94,6 +95,15 @@ def _ran(call_id: str, name: str, arguments: str, output: Any) -> list[RunItemSt
 
 
 def test_each_model_turn_is_a_step_its_text_and_reasoning_streamed() -> None:
+    from openai.types.responses import (
+        ResponseCompletedEvent,
+        ResponseCreatedEvent,
+        ResponseOutputItemDoneEvent,
+        ResponseReasoningSummaryTextDeltaEvent,
+    )
+
+    from worker.agents.openai_agents import StreamChunks
+
     chunks = StreamChunks()
     events: list[Any] = [
         _raw(_made(ResponseCreatedEvent, type="response.created")),
@@ -125,9 +135,17 @@ def test_each_model_turn_is_a_step_its_text_and_reasoning_streamed() -> None:
     assert [r["type"] for r in raws].count("content_block_start") == 3
 
 
-def test_a_tool_is_shown_once_it_has_run_and_a_decided_call_is_not_shown_again() -> None:
+def test_a_tool_is_shown_once_it_has_run_and_a_decided_call_is_not_shown_again(
+    unit_agent: Agent[Any],
+) -> None:
+    from agents import RunItemStreamEvent
+    from agents.items import ToolCallOutputItem
+
+    from worker.agents.openai_agents import DENIED, StreamChunks
+
     chunks = StreamChunks(shown={"c-approved", "c-denied"}, answered={"c-denied"})
-    out = [c for e in _ran("c1", "weather", '{"city": "Paris"}', "sunny") for c in chunks.feed(e)]
+    ran = _ran(unit_agent, "c1", "weather", '{"city": "Paris"}', "sunny")
+    out = [c for e in ran for c in chunks.feed(e)]
     assert out == [
         {
             "type": "tool-input-available",
@@ -144,7 +162,7 @@ def test_a_tool_is_shown_once_it_has_run_and_a_decided_call_is_not_shown_again()
         },
     ]
     approved = ToolCallOutputItem(
-        agent=AGENT,
+        agent=unit_agent,
         raw_item={"type": "function_call_output", "call_id": "c-approved", "output": "gone"},
         output={"deleted": True},
     )
@@ -157,7 +175,7 @@ def test_a_tool_is_shown_once_it_has_run_and_a_decided_call_is_not_shown_again()
         }
     ]
     denied = ToolCallOutputItem(
-        agent=AGENT,
+        agent=unit_agent,
         raw_item={"type": "function_call_output", "call_id": "c-denied", "output": DENIED},
         output=DENIED,
     )
@@ -165,6 +183,8 @@ def test_a_tool_is_shown_once_it_has_run_and_a_decided_call_is_not_shown_again()
 
 
 def test_the_conversation_becomes_input_items_tool_results_first() -> None:
+    from worker.agents.openai_agents import conversation_items
+
     messages: list[dict[str, Any]] = [
         {"role": "user", "content": "hi"},
         {
@@ -206,6 +226,8 @@ def _tool(call_id: str, name: str, tool_input: dict[str, Any]) -> dict[str, Any]
 
 
 def test_a_run_after_a_decision_goes_on_from_the_waiting_calls() -> None:
+    from worker.agents.openai_agents import starting_point, step_items
+
     first: list[dict[str, Any]] = [
         {"type": "text-delta", "id": "t", "delta": "Sure."},
         _tool("cw", "weather", {"city": "Rome"}),
@@ -239,6 +261,8 @@ def test_a_run_after_a_decision_goes_on_from_the_waiting_calls() -> None:
 
 
 def test_a_denied_call_the_model_went_on_after_is_told_as_denied() -> None:
+    from worker.agents.openai_agents import DENIED, step_items
+
     first: list[dict[str, Any]] = [
         _tool("cd", "delete", {"path": "/x"}),
         {"type": "tool-output-denied", "toolCallId": "cd"},
@@ -287,6 +311,11 @@ def test_the_spec_serves_an_sdk_agent_and_imports_the_sdk_for_nothing_else(
 def test_closing_the_agents_iterator_closes_its_model_call() -> None:
     """The worker's stop closes the agent's iterator where it waits (``aclose`` at a
     ``yield``, or a cancel): the adapter cancels the run, and the model's stream closes."""
+    from agents import Agent, OpenAIChatCompletionsModel
+    from openai import AsyncOpenAI
+
+    from worker.agents.openai_agents import serve
+
     with FakeOpenAIServer() as srv:
         slow = reply(text=["word "] * 40)
         srv.enqueue([slow[0]] + [s for step in slow[1:41] for s in (step, delay(0.1))] + slow[41:])

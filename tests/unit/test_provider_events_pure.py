@@ -5,10 +5,10 @@ and OpenAI's errors classified like Anthropic's."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import httpx2
-import openai
 import pytest
 
 from broadcaster.generations.content import fold
@@ -16,7 +16,6 @@ from broadcaster.generations.request import validate_request
 from tests.support.provider_requests import DEFAULTS, TOOL
 from worker.mapping import EventMapper, merge_deltas
 from worker.providers.fake import fake_events
-from worker.providers.openai import classify
 from worker.providers.openai_stream import ChunkTranslator, IncompleteStream
 
 # ---- chunks as events
@@ -198,52 +197,91 @@ def test_a_tool_call_of_broken_json_can_still_be_sent_back() -> None:
 REQ = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
 
 
-def status_error(cls: type[openai.APIStatusError], status: int, **headers: str) -> BaseException:
+def openai_error(name: str, *args: Any, **kwargs: Any) -> BaseException:
+    """``openai``'s exception class ``name``, made of ``args`` and ``kwargs``."""
+    import openai
+
+    made: BaseException = getattr(openai, name)(*args, **kwargs)
+    return made
+
+
+def status_error(name: str, status: int, **headers: str) -> BaseException:
     body = {"message": "nope", "type": "some_error"}
-    return cls("x", response=httpx2.Response(status, headers=headers, request=REQ), body=body)
+    response = httpx2.Response(status, headers=headers, request=REQ)
+    return openai_error(name, "x", response=response, body=body)
+
+
+@pytest.fixture
+def exc(request: pytest.FixtureRequest) -> BaseException:
+    """The case's exception, made when its test runs: collecting the cases imports no
+    ``openai``. Each case is a ``partial``, which has no ``__name__``, so its id is
+    ``exc<n>`` as an exception's would be."""
+    made: BaseException = request.param()
+    return made
 
 
 @pytest.mark.parametrize(
     ("exc", "kind", "retryable", "retry_after", "says"),
     [
         (
-            status_error(openai.RateLimitError, 429, **{"retry-after": "2"}),
+            partial(status_error, "RateLimitError", 429, **{"retry-after": "2"}),
             "rate_limited",
             True,
             2.0,
             "rate limited (429): some_error: nope",
         ),
         (
-            status_error(openai.InternalServerError, 503, **{"retry-after-ms": "250"}),
+            partial(status_error, "InternalServerError", 503, **{"retry-after-ms": "250"}),
             "server_error",
             True,
             0.25,
             "(503)",
         ),
         (
-            status_error(openai.BadRequestError, 400),
+            partial(status_error, "BadRequestError", 400),
             "client_error",
             False,
             None,
             "error (400): some_error: nope",
         ),
-        (status_error(openai.ConflictError, 409), "client_error", True, None, "(409)"),
-        (openai.APITimeoutError(request=REQ), "timeout", True, None, "timed out"),
-        (openai.APIConnectionError(request=REQ), "connection", True, None, "cannot reach"),
+        (partial(status_error, "ConflictError", 409), "client_error", True, None, "(409)"),
+        (partial(openai_error, "APITimeoutError", request=REQ), "timeout", True, None, "timed out"),
         (
-            openai.APIError("boom", REQ, body={"message": "boom", "type": "server_error"}),
+            partial(openai_error, "APIConnectionError", request=REQ),
+            "connection",
+            True,
+            None,
+            "cannot reach",
+        ),
+        (
+            partial(
+                openai_error,
+                "APIError",
+                "boom",
+                REQ,
+                body={"message": "boom", "type": "server_error"},
+            ),
             "mid_stream",
             True,
             None,
             "mid-stream: server_error: boom",
         ),
-        (httpx2.ReadTimeout("slow", request=REQ), "timeout", True, None, "timed out"),
-        (httpx2.RemoteProtocolError("cut", request=REQ), "connection", True, None, "cannot reach"),
+        (partial(httpx2.ReadTimeout, "slow", request=REQ), "timeout", True, None, "timed out"),
+        (
+            partial(httpx2.RemoteProtocolError, "cut", request=REQ),
+            "connection",
+            True,
+            None,
+            "cannot reach",
+        ),
     ],
+    indirect=["exc"],
 )
 def test_openai_errors_are_classified(
     exc: BaseException, kind: str, retryable: bool, retry_after: float | None, says: str
 ) -> None:
+    from worker.providers.openai import classify
+
     error = classify(exc)
     assert (error.kind, error.retryable, error.retry_after) == (kind, retryable, retry_after)
     assert says in error.message

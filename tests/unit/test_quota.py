@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
-import fakeredis
 import pytest
 
 from broadcaster.auth import quota
 from broadcaster.core import keys
+
+if TYPE_CHECKING:
+    import fakeredis
 
 pytestmark = pytest.mark.anyio
 
@@ -20,6 +23,8 @@ pytestmark = pytest.mark.anyio
 async def redis(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[fakeredis.FakeAsyncRedis]:
     """fakeredis, with the quota's clock held inside one minute: a test's charges never
     straddle two."""
+    import fakeredis
+
     monkeypatch.setattr(quota, "time", SimpleNamespace(time=lambda: 1_800_000_030.0))
     client = fakeredis.FakeAsyncRedis()
     yield client

@@ -19,7 +19,6 @@ from worker.metrics import CallTiming
 from worker.model_call import Policy, _Call
 from worker.providers.base import RESUME_FIELD, RESUME_META
 from worker.providers.openai_request import Untranslatable
-from worker.providers.openai_responses import resume_point
 from worker.providers.openai_responses_request import responses_params
 from worker.providers.openai_responses_stream import ResponseFailed, ResponsesTranslator
 from worker.reattach import reattached
@@ -238,6 +237,8 @@ def test_a_noted_point_names_exactly_the_output_pending_whenever_a_flush_may_com
     pending is exactly the output of the events up to the point it noted, no more, no less
     (the output of a block's end is held back, and a Responses event can be several raw
     events)."""
+    from worker.providers.openai_responses import resume_point
+
     events = wire(SCRIPT)
     translator = ResponsesTranslator()
     writer = StreamWriter(SimpleNamespace(log=None), "g", "owner", 0)  # type: ignore[arg-type]

@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
-import fakeredis
 import pytest
 
 from broadcaster.chat.approvals import Approvals
@@ -21,6 +21,9 @@ from broadcaster.core import keys
 from broadcaster.core.eventlog import EventLog
 from broadcaster.generations.jobs import JobQueue
 from tests.support.polling import poll, until
+
+if TYPE_CHECKING:
+    import fakeredis
 
 pytestmark = pytest.mark.anyio
 
@@ -44,6 +47,8 @@ async def emptied(redis: fakeredis.FakeAsyncRedis, key: str, seconds: float = 3.
 
 
 async def test_a_pushed_deadline_is_swept_when_it_comes_and_not_before() -> None:
+    import fakeredis
+
     redis = fakeredis.FakeAsyncRedis()
     approvals = Approvals(EventLog(redis), JobQueue(redis))
     async with running(approvals):
@@ -64,6 +69,8 @@ async def test_a_pushed_deadline_is_swept_when_it_comes_and_not_before() -> None
 
 
 async def test_a_lost_push_is_found_by_the_sweep_after_missed() -> None:
+    import fakeredis
+
     redis = fakeredis.FakeAsyncRedis()
     approvals = Approvals(EventLog(redis), JobQueue(redis))
     async with running(approvals):

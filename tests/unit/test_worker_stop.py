@@ -9,7 +9,6 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any, cast
 
-import fakeredis
 import pytest
 
 from worker.runner import _cancel_and_wait
@@ -70,6 +69,8 @@ async def test_the_drain_cancels_again_a_generation_that_swallowed_its_cancel(
     """Past the grace period the drain cancels what still runs, to hand it back; one that
     took that cancel for a timeout of its own is cancelled again a second later instead
     of running to its end on a worker that is stopping."""
+    import fakeredis
+
     swallowed = []
 
     async def generation() -> None:
