@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from broadcaster.core import connection, embedded
 from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound
-from tests.support import bytecode, ports, procs, rundir
+from tests.support import bytecode, ports, procs, rundir, tls
 from tests.support.procs import Deployment, Proc, start_frontend, start_worker
 
 # A hard limit over each test, past its timeout, and failures named as they come; and,
@@ -41,6 +41,10 @@ procs.free_port = ports.free_port
 # without REDIS_URL): a port from the list, not the fixed 6379 of a user's demo, which
 # several test processes would race for. A test of the fixed port sets its own.
 os.environ["BROADCASTER_EMBEDDED_REDIS_PORT"] = "0"
+# Every HTTP client a test makes (thousands, all plain HTTP to 127.0.0.1) shares one
+# default TLS context instead of loading certifi's certificates for each (36 ms of CPU
+# each: tests/support/tls.py).
+tls.share_default_contexts()
 # Property tests judge what a function answers, never how fast: on two shared cores one
 # example may take a second, which is no failure (speed is what the benchmarks measure).
 hypothesis_settings.register_profile(
@@ -257,6 +261,8 @@ FIRST = [
     "integration/test_dashboards",
     # Mostly waiting: an idle front-end counted for 10 s, one with webhooks for 65 s.
     "integration/test_idle_commands",
+    # 15 s, the last module in the folders' order: handed out last, it ended every run.
+    "perf/test_otel_smoke",
 ]
 """The longest groups, handed out first (in this order) so that none starts near the end."""
 
