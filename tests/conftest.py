@@ -263,6 +263,10 @@ FIRST = [
     "integration/test_idle_commands",
     # 15 s, the last module in the folders' order: handed out last, it ended every run.
     "perf/test_otel_smoke",
+    # About a minute each of waiting on the defaults they check (a 10 s heartbeat, workers
+    # killed and restarted later): handed out in the last quarter, they ended runs late.
+    "integration/test_presence",
+    "integration/test_cold_start",
 ]
 """The longest groups, handed out first (in this order) so that none starts near the end."""
 
