@@ -6,6 +6,8 @@ it again, and nothing is held meanwhile), cancelled (acknowledged), taken by ano
 queue entry is that writer's business), handed back on shutdown (re-added at the queue's
 tail), held by another live worker (a duplicate job: acknowledged and dropped, never
 run), or lost to Redis or a bug (left pending: after the lease a worker takes it over).
+A second job of a generation running here (a decision's, come while the run that asked
+is still settling) starts once that run ends, and its claim settles it.
 
 **Holding.** While a generation runs here its hold in the stream's metadata is refreshed
 every third of a lease (``hold``, with the jobs' own hold): a claim within the lease of
@@ -81,6 +83,9 @@ class RunningGenerations:
         """Generations that end when nobody watches: seconds allowed, and since when
         nobody has (None: watched at the last look)."""
         self._running: dict[str, tuple[Job, asyncio.Task[None]]] = {}
+        self._next: dict[str, Job] = {}
+        """A second queue entry for a generation running here, started once that run
+        ends (``start``)."""
         self._cancelled: set[str] = set()
         self._handing_back = False
         self._stopping = asyncio.Event()
@@ -105,8 +110,15 @@ class RunningGenerations:
         running = self._running.get(job.generation_id)
         if running is not None:
             if running[0].entry_id != job.entry_id:
-                # A second queue entry for a generation already running here.
-                self._tasks.create_task(self._ack_quietly(job))
+                # A second queue entry for a generation running here: a decision's job
+                # can come while the run that asked is still settling (its wait written,
+                # its job not yet done). It starts once that run ends, and its claim
+                # settles it: run on, or dropped as held or ended. (Acknowledged at once,
+                # as it was, the decided generation waited for the sweep's requeue.)
+                older = self._next.get(job.generation_id)
+                if older is not None and older.entry_id != job.entry_id:
+                    self._tasks.create_task(self._ack_quietly(older))  # one is enough
+                self._next[job.generation_id] = job
             return
         task = self._tasks.create_task(self._run_job(job), name=f"gen-{job.generation_id}")
         self._running[job.generation_id] = (job, task)
@@ -294,6 +306,15 @@ class RunningGenerations:
             self._running.pop(gid, None)
             self._cancelled.discard(gid)
             self._slot_free.set()
+            after = self._next.pop(gid, None)
+            if after is not None:
+                # RuntimeError: the task group is ending; left pending, the job is taken
+                # over after the lease.
+                with contextlib.suppress(RuntimeError):
+                    if self._stopping.is_set():  # for another worker, at once
+                        self._tasks.create_task(self._give_back(after))
+                    else:
+                        self.start(after)
 
     async def _stopped(self, job: Job) -> None:
         """A generation's task was cancelled: by a cancel of its stream, or by the drain."""
@@ -331,6 +352,11 @@ class RunningGenerations:
         self.metrics.finished.labels("duplicate").inc()
         log.warning("generation %s: held by a live worker; duplicate job dropped", gid)
         await self._ack_quietly(job)
+
+    async def _give_back(self, job: Job) -> None:
+        """A job that never ran here, back to the queue's tail (the worker is stopping)."""
+        with contextlib.suppress(*connection.REDIS_ERRORS):
+            await self.jobs.hand_back(job)
 
     async def _hand_back(self, job: Job) -> None:
         await self.generations.release(job.generation_id, self.consumer)

@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -479,3 +480,50 @@ async def test_one_read_over_several_queues_never_runs_more_than_the_concurrency
     finally:
         b.stop()
         await asyncio.wait_for(run_b, 10)
+
+
+async def test_a_second_job_for_a_generation_running_here_runs_once_that_run_ends(
+    own_redis: str, event_log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decision's job can reach the worker while the run that asked for the decision is
+    still settling (its wait written, its job not yet acknowledged). That second queue
+    entry starts once the run ends, and its claim settles it; it was acknowledged and
+    dropped, and the decided generation waited 30 s for the sweep to queue it again."""
+    runs: list[str] = []
+    first_may_end = asyncio.Event()
+
+    async def settling_run(
+        generations: Any, provider: Any, gid: str, *args: Any, **kw: Any
+    ) -> None:
+        runs.append(gid)
+        if len(runs) == 1:
+            await first_may_end.wait()
+
+    monkeypatch.setattr("worker.running.run_generation", settling_run)
+    worker = Worker(settings(), own_redis, provider=ScriptedProvider(["x"]))
+    run = asyncio.create_task(worker.run())
+    try:
+        s = sid()
+        jobs = JobQueue(event_log.redis)
+        await jobs.ensure_group()
+        assert await Generations(event_log).create(s, REQUEST)
+        await jobs.enqueue(s)
+
+        async def pending(n: int) -> bool:
+            info = await event_log.redis.xpending(keys.jobs_key("anthropic"), jobs.group)
+            return bool(len(runs) == 1 and info["pending"] == n)
+
+        await wait_until(lambda: pending(1), "the first run to start")
+        await jobs.enqueue(s)  # the decision's job, while the first run settles
+        await wait_until(lambda: pending(2), "the second entry to be read by the worker")
+        assert runs == [s]  # not run beside the first
+        first_may_end.set()
+
+        async def ran_again() -> bool:
+            return runs == [s, s]
+
+        await wait_until(ran_again, "the second entry to run once the first run ended")
+        await wait_queue_empty(event_log)  # both acknowledged
+    finally:
+        worker.stop()
+        await asyncio.wait_for(run, 10)
