@@ -306,15 +306,21 @@ class RunningGenerations:
             self._running.pop(gid, None)
             self._cancelled.discard(gid)
             self._slot_free.set()
-            after = self._next.pop(gid, None)
-            if after is not None:
-                # RuntimeError: the task group is ending; left pending, the job is taken
-                # over after the lease.
-                with contextlib.suppress(RuntimeError):
-                    if self._stopping.is_set():  # for another worker, at once
-                        self._tasks.create_task(self._give_back(after))
-                    else:
-                        self.start(after)
+            self._start_next(gid)
+
+    def _start_next(self, gid: str) -> None:
+        """The second job of ``gid`` that came while it ran here (``start``), if any:
+        started now, or handed back at once when the worker is stopping."""
+        after = self._next.pop(gid, None)
+        if after is None:
+            return
+        # RuntimeError: the task group is ending; left pending, the job is taken over
+        # after the lease.
+        with contextlib.suppress(RuntimeError):
+            if self._stopping.is_set():  # for another worker, at once
+                self._tasks.create_task(self._give_back(after))
+            else:
+                self.start(after)
 
     async def _stopped(self, job: Job) -> None:
         """A generation's task was cancelled: by a cancel of its stream, or by the drain."""
