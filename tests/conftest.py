@@ -76,8 +76,8 @@ def pytest_configure(config: pytest.Config) -> None:
     (tests/support/bytecode.py), and the project's and the tests' support modules are
     compiled into it before the tests start (``compileall``, two processes, about 1.5 s
     of CPU), which every test process and the first front-ends it starts would otherwise
-    all compile at once, near their start-up deadline. (Not that for the unit tests
-    alone, ``make test-fast``: they start no process.)"""
+    all compile at once, near their start-up deadline. (The compiling is skipped for the
+    unit tests alone, ``make test-fast``: they start no process.)"""
     if not SHARED_BYTECODE or hasattr(config, "workerinput"):
         return
     bytecode.link_installed(sys.pycache_prefix or "")
