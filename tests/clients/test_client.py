@@ -28,7 +28,7 @@ from broadcaster.clients.stream_client import (
     StreamUnavailable,
 )
 from broadcaster.clients.tail import Renderer
-from tests.support.procs import ROOT, Proc, start_frontend
+from tests.support.procs import ROOT, Proc, run_python, start_frontend
 
 pytestmark = pytest.mark.anyio
 
@@ -158,14 +158,8 @@ async def test_503_with_retry_after_is_retried(
 
 
 async def run_tail(*args: str) -> tuple[int | None, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "broadcaster", "tail", *args),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    return proc.returncode, out.decode(), err.decode()
+    done = await asyncio.to_thread(run_python, ["-m", "broadcaster", "tail", *args], 30, cwd=ROOT)
+    return done.returncode, done.stdout, done.stderr
 
 
 async def test_tail_prints_a_feed_live_and_exits_by_its_end(frontend: Proc, redis_url: str) -> None:

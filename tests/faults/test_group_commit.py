@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +30,7 @@ from broadcaster.webhooks.queue import GROUP, DeliveryQueue
 from tests.support.faults import Viewer
 from tests.support.polling import until, wait_for
 from tests.support.ports import free_ports
-from tests.support.procs import start_frontend
+from tests.support.procs import run_python, start_frontend
 from tests.support.topologies import Server, _start, _synced, pick_ports, server_binary
 
 pytestmark = pytest.mark.anyio
@@ -173,21 +171,15 @@ async def test_fsync_needs_appendonly_and_waitaof(tmp_path: Path) -> None:
             "REDIS_URL": f"redis://127.0.0.1:{off.port}",
             "BROADCASTER_DURABILITY": "fsync",
         }
-        done = subprocess.run(  # noqa: ASYNC221 - a process that must exit at once
-            [sys.executable, "-m", "broadcaster", "serve", "--port", str(free_ports(1)[0])],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 2, done.stderr.decode()[-2000:]
+        args = ["-m", "broadcaster", "serve", "--port", str(free_ports(1)[0])]
+        done = run_python(args, 60, env=env, cwd=tmp_path)  # a process that must exit at once
+        assert done.returncode == 2, done.stderr[-2000:]
         lines = [
             line
-            for line in done.stderr.decode().splitlines()
+            for line in done.stderr.splitlines()
             if line.startswith("broadcaster serve: bad settings:")
         ]
-        assert len(lines) == 1 and "appendonly" in lines[0], done.stderr.decode()[-2000:]
+        assert len(lines) == 1 and "appendonly" in lines[0], done.stderr[-2000:]
     finally:
         off.stop(signal.SIGKILL)
         on.stop(signal.SIGKILL)

@@ -63,7 +63,13 @@ def receiver() -> Iterator[Receiver]:
 
 def start_deliverer(db_url: str, logs: Path, name: str, env: dict[str, str]) -> Proc:
     """``python -m broadcaster webhooks run``, once it says it delivers."""
-    proc = spawn(name, ["-m", "broadcaster", "webhooks", "run"], {"REDIS_URL": db_url, **env}, logs)
+    proc = spawn(
+        name,
+        ["-m", "broadcaster", "webhooks", "run"],
+        {"REDIS_URL": db_url, **env},
+        logs,
+        fork=True,
+    )
     wait_until(lambda: "delivering as" in proc.log() or not proc.alive(), 20, f"{name} silent")
     assert proc.alive(), proc.log()
     return proc

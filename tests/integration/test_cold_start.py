@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from tests.support.procs import (
     Proc,
     own_redis,
     read_sse,
+    run_python,
     spawn,
     start_frontend,
     start_worker,
@@ -211,6 +211,7 @@ async def test_configured_providers_decide_alone(tmp_path: Path) -> None:
             ["-m", "broadcaster", "serve", "--port", "1"],
             {"REDIS_URL": redis.url, "BROADCASTER_PROVIDERS": "anthropic,Gemini!"},
             tmp_path,
+            fork=True,
         )
         assert bad.popen.wait(20) != 0
         assert "not a provider name: ['Gemini!']" in bad.log()
@@ -220,11 +221,8 @@ async def test_configured_providers_decide_alone(tmp_path: Path) -> None:
 
 
 def _cli(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "broadcaster", *args],
+    return run_python(
+        ["-m", "broadcaster", *args],
+        30,
         env={"REDIS_URL": redis_url, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
     )

@@ -78,6 +78,7 @@ def _frontend(redis_url: str, tmp: Path, name: str, port: int, env: dict[str, st
         ["-m", "broadcaster", "serve", "--port", str(port)],
         {"REDIS_URL": redis_url, "BROADCASTER_LOG_LEVEL": "info", **env},
         tmp,
+        fork=True,
     )
     proc.port = port
     return proc

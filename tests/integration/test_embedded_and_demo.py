@@ -83,7 +83,9 @@ async def test_demo_runs_everything_and_stops_its_redis(tmp_path: Path) -> None:
     env["WORKER_FAKE_DELAY_MS"] = "1"
     env["PYTHONPATH"] = str(ROOT)  # as when run from the repository's root: examples/ imports
     env.pop("WORKER_TOOLS", None)
-    demo = spawn("demo", ["-m", "broadcaster", "demo", "--port", str(port)], env, tmp_path)
+    demo = spawn(
+        "demo", ["-m", "broadcaster", "demo", "--port", str(port)], env, tmp_path, fork=True
+    )
     demo.port = port
     try:
         wait_ready(demo)

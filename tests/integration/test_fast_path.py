@@ -58,8 +58,8 @@ def test_two_frontends_share_a_port_with_reuse_port(redis_url: str, tmp_path: Pa
     port = free_port()
     env = {"REDIS_URL": redis_url, "BROADCASTER_REUSE_PORT": "true"}
     args = ["-m", "broadcaster", "serve", "--port", str(port)]
-    first = spawn("fe-a", args, env, tmp_path)
-    second = spawn("fe-b", args, env, tmp_path)
+    first = spawn("fe-a", args, env, tmp_path, fork=True)
+    second = spawn("fe-b", args, env, tmp_path, fork=True)
     first.port = second.port = port
     try:
         wait_ready(first)

@@ -10,7 +10,6 @@ import asyncio
 import base64
 import importlib.metadata
 import os
-import sys
 from pathlib import Path
 
 import httpx
@@ -29,7 +28,7 @@ from tests.support.procs import (
     Proc,
     own_redis,
     read_sse,
-    run_in_group,
+    run_python,
     start_frontend,
     start_worker,
     stop_all,
@@ -59,7 +58,7 @@ def wait_for(proc: Proc, text: str, timeout: float = 30) -> None:
 
 
 def _run(args: list[str], cwd: Path, **env: str) -> tuple[int, list[str]]:
-    done = run_in_group([sys.executable, *args], 60, env=_env(**env), cwd=cwd)
+    done = run_python(args, 60, env=_env(**env), cwd=cwd)
     return done.returncode, (done.stdout + done.stderr).strip().splitlines()
 
 

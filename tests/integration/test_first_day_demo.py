@@ -20,7 +20,7 @@ import pytest
 
 from broadcaster.core.settings import RedisSettings
 from tests.support.ports import free_port
-from tests.support.procs import ROOT, Proc, run_in_group, spawn, wait_ready
+from tests.support.procs import ROOT, Proc, run_in_group, run_python, spawn, wait_ready
 
 README = (ROOT / "README.md").read_text()
 
@@ -53,7 +53,8 @@ def listening_on(port: int) -> Iterator[None]:
 
 @contextmanager
 def demo(cwd: Path, port: int, **env: str) -> Iterator[Proc]:
-    proc = spawn("demo", ["-m", "broadcaster", "demo", "--port", str(port)], _env(**env), cwd)
+    args = ["-m", "broadcaster", "demo", "--port", str(port)]
+    proc = spawn("demo", args, _env(**env), cwd, fork=True)
     proc.port = port
     try:
         wait_ready(proc, 30)
@@ -66,11 +67,8 @@ def demo(cwd: Path, port: int, **env: str) -> Iterator[Proc]:
 def test_a_taken_port_stops_the_demo_before_anything_starts(tmp_path: Path) -> None:
     port = free_port()
     with listening_on(port):
-        done = run_in_group(
-            [sys.executable, "-m", "broadcaster", "demo", "--port", str(port)],
-            60,
-            env=_env(),
-            cwd=tmp_path,
+        done = run_python(
+            ["-m", "broadcaster", "demo", "--port", str(port)], 60, env=_env(), cwd=tmp_path
         )
     out = done.stdout + done.stderr
     assert done.returncode != 0, out

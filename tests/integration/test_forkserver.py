@@ -15,7 +15,16 @@ from pathlib import Path
 import pytest
 
 from tests.support import forkserver
-from tests.support.procs import Proc, spawn, start_frontend, start_worker, stop_all
+from tests.support.polling import wait_for
+from tests.support.procs import (
+    Proc,
+    run_in_group,
+    run_python,
+    spawn,
+    start_frontend,
+    start_worker,
+    stop_all,
+)
 
 
 def _both(tmp_path: Path, args: list[str], env: dict[str, str]) -> tuple[Proc, Proc]:
@@ -82,9 +91,68 @@ def test_a_forked_process_has_the_environment_and_directory_asked_for(tmp_path: 
     assert proc.log() == expected
     server = forkserver.server()
     assert server is not None
-    assert not server.can_start(sys.executable, ["-m", "broadcaster"], {"PYTHONPATH": "/x"})
-    assert not server.can_start("/usr/bin/python3", ["-m", "broadcaster"], dict(os.environ))
-    assert not server.can_start(sys.executable, ["-c", "pass"], dict(os.environ))
+    env, here = dict(os.environ), tmp_path / "here"
+    assert server.can_start(sys.executable, ["-m", "broadcaster"], env, here)
+    assert not server.can_start(sys.executable, ["-m", "broadcaster"], {"PYTHONPATH": "/x"}, here)
+    assert not server.can_start("/usr/bin/python3", ["-m", "broadcaster"], env, here)
+    assert not server.can_start(sys.executable, ["-c", "pass"], env, here)
+    for inert in forkserver.INERT:  # output buffering, the bytecode cache: no difference
+        assert server.can_start(sys.executable, ["-m", "worker"], {**env, inert: "/y"}, here)
+    (here / "broadcaster").mkdir()  # a copy of the code where it runs: a new one imports it
+    assert not server.can_start(sys.executable, ["-m", "broadcaster"], env, here)
+    assert server.can_start(sys.executable, ["-m", "broadcaster"], env, forkserver.ROOT)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-m", "broadcaster", "--version"],
+        ["-m", "broadcaster", "providers"],  # an error on stderr, exit 1
+        ["-m", "broadcaster", "hash-key", "k" * 32],  # stdout only
+        ["-m", "broadcaster", "no-such-command"],  # argparse: usage, exit 2
+        ["-m", "worker", "run"],  # a bad setting: one line, exit 2
+    ],
+)
+def test_a_forked_run_answers_as_a_new_interpreter(tmp_path: Path, args: list[str]) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(forkserver.ROOT),
+        "WORKER_CONCURRENCY": "eight",
+    }
+    forked = run_python(args, 30, env=env, cwd=tmp_path)
+    started = run_in_group([sys.executable, *args], 30, env=env, cwd=tmp_path)
+    assert (forked.returncode, forked.stdout, forked.stderr) == (
+        started.returncode,
+        started.stdout,
+        started.stderr,
+    )
+    assert forked.stdout or forked.stderr
+
+
+def test_a_forked_run_past_its_timeout_is_killed_with_its_group(tmp_path: Path) -> None:
+    """``broadcaster demo`` starts a worker and a Redis of its own: past the timeout the
+    whole session goes, not only the command (the Redis, in a session of its own, as its
+    parent dies)."""
+    env = {**os.environ, "BROADCASTER_PORT": "0"}
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_python(["-m", "broadcaster", "demo", "--port", "0"], 3, env=env, cwd=tmp_path)
+
+    def leftovers() -> list[int]:
+        pids = (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
+        return [pid for pid in pids if _runs_under(pid, tmp_path)]
+
+    wait_for(
+        "no process of the demo left", lambda: not leftovers(), 10, context=lambda: f"{leftovers()}"
+    )
+
+
+def _runs_under(pid: int, folder: Path) -> bool:
+    """Whether process ``pid`` (if still there) works in ``folder`` or below it."""
+    try:
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return False
+    return cwd == folder or folder in cwd.parents
 
 
 def test_a_forked_start_finds_the_repository_on_pythonpath_as_a_new_interpreter(

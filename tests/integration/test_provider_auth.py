@@ -7,8 +7,6 @@ suite's local fake servers, which want another key than the worker's."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pytest
 
 from tests.support.fake_anthropic import FakeAnthropicServer
 from tests.support.fake_openai import FakeOpenAIServer
-from tests.support.procs import ROOT, read_sse
+from tests.support.procs import ROOT, read_sse, run_python
 from tests.support.stacks import Stack, assert_well_formed, create, start_stack, status
 
 pytestmark = pytest.mark.anyio
@@ -28,15 +26,7 @@ def test_a_worker_without_an_anthropic_key_is_refused_at_start(tmp_path: Path) -
     # An unreachable REDIS_URL: the refusal comes before the worker connects to anything.
     env |= {"REDIS_URL": "redis://127.0.0.1:1/0", "PYTHONPATH": str(ROOT)}
     env.pop("WORKER_PROVIDERS", None)
-    run = subprocess.run(
-        [sys.executable, "-m", "worker", "run", "--provider", "anthropic"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = run_python(["-m", "worker", "run", "--provider", "anthropic"], 60, env=env, cwd=tmp_path)
     assert run.returncode == 2, run
     assert run.stderr.strip().splitlines() == [
         "worker: bad settings: the anthropic provider needs ANTHROPIC_API_KEY (or "

@@ -294,10 +294,11 @@ async def test_a_wrong_password_is_reported_without_the_password(tmp_path: Path)
             ["-m", "broadcaster", "serve", "--port", str(port)],
             {"REDIS_URL": url},
             tmp_path,
+            fork=True,
         )
         fe.port = port
         worker_env = {"REDIS_URL": url, "WORKER_PROVIDER": "fake"}
-        worker = spawn("worker", ["-m", "worker", "run"], worker_env, tmp_path)
+        worker = spawn("worker", ["-m", "worker", "run"], worker_env, tmp_path, fork=True)
         with processes(fe, worker):
             bodies: list[str] = []
             async with httpx.AsyncClient(base_url=fe.url, timeout=10) as client:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from tests.support.procs import (
     advertise_providers,
     processes,
     read_sse,
+    run_python,
     start_frontend,
     start_worker,
 )
@@ -93,26 +92,22 @@ async def create(client: httpx.AsyncClient, base: str, **body: Any) -> str:
 
 
 def dead_list(db_url: str) -> list[dict[str, Any]]:
-    out = subprocess.run(
-        [sys.executable, "-m", "broadcaster", "webhooks", "dead", "--json"],
+    out = run_python(
+        ["-m", "broadcaster", "webhooks", "dead", "--json"],
+        60,
         env={"REDIS_URL": db_url, "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
     )
+    out.check_returncode()
     return [json.loads(line) for line in out.stdout.splitlines()]
 
 
 def replay(db_url: str, *args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "broadcaster", "webhooks", "replay", *args],
+    out = run_python(
+        ["-m", "broadcaster", "webhooks", "replay", *args],
+        60,
         env={"REDIS_URL": db_url, "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
     )
+    out.check_returncode()
     return out.stdout
 
 

@@ -19,9 +19,12 @@ with a module the server imported, and no ``PYTHON*`` or ``LD_*`` variable that 
 from the server's own environment (those act when an interpreter starts), but for a
 ``PYTHONPATH`` of the repository's root (the tree the server imported from, so that
 nothing it imported could have come from elsewhere), which the forked process puts on
-``sys.path`` where a new interpreter would: right after the directory it runs in. The
-tests start every worker that runs the test tools or agents so. Anything else, or
-``BROADCASTER_TEST_FORK=0``, starts a new interpreter as before.
+``sys.path`` where a new interpreter would: right after the directory it runs in. (The
+variables of output buffering and of the bytecode cache, ``INERT``, do not count.) The
+tests start every worker that runs the test tools or agents so, and run the command
+lines they check to their end so (``procs.run_python``: output and errors apart, in a
+session of its own). Anything else, or ``BROADCASTER_TEST_FORK=0``, starts a new
+interpreter as before.
 """
 
 from __future__ import annotations
@@ -147,18 +150,39 @@ class ForkServer:
         reply: dict[str, Any] = json.loads(line)
         return reply
 
-    def can_start(self, program: str, args: list[str], env: dict[str, str]) -> bool:
-        """Would ``program args`` with ``env`` start here as a new interpreter would?"""
+    def can_start(self, program: str, args: list[str], env: dict[str, str], cwd: Path) -> bool:
+        """Would ``program args`` with ``env``, in ``cwd``, start here as a new interpreter
+        would? Not where ``cwd`` holds a copy of the code: a new interpreter imports that."""
         if program != sys.executable or len(args) < 2 or args[0] != "-m":
             return False
         if args[1] not in MODULES or self.popen.poll() is not None:
             return False
+        if cwd.resolve() != ROOT and any((cwd / name).exists() for name in MODULES):
+            return False
         return _at_start(env) == _at_start(self.env)
 
-    def start(self, args: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> Forked:
+    def start(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        log_path: Path,
+        *,
+        err_path: Path | None = None,
+        session: bool = False,
+    ) -> Forked:
         """``python args`` (``-m <module> ...``) with ``env``, in ``cwd``, its output in
-        ``log_path``: forked, and the test process's own child."""
-        request = {"args": args, "env": env, "cwd": str(cwd), "log": str(log_path)}
+        ``log_path`` (its standard error in ``err_path`` if given): forked, and the test
+        process's own child; with ``session``, the leader of a session of its own (as
+        ``Popen(start_new_session=True)``), so that its process group can be killed."""
+        request = {
+            "args": args,
+            "env": env,
+            "cwd": str(cwd),
+            "log": str(log_path),
+            "err": str(err_path or log_path),
+            "session": session,
+        }
         with self.lock:
             assert self.popen.stdin is not None
             self.popen.stdin.write(json.dumps(request).encode() + b"\n")
@@ -184,14 +208,20 @@ def _entries(path: str | None) -> list[str]:
     return [os.path.abspath(p) for p in (path or "").split(os.pathsep) if p]
 
 
+INERT = ("PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+"""Variables that change how a process buffers its output or where it caches bytecode,
+never what it does: a start with or without them is forked alike."""
+
+
 def _at_start(env: dict[str, str]) -> dict[str, str]:
-    """The variables of ``env`` that act when an interpreter starts: not ``-u``, nor a
-    ``PYTHONPATH`` of the repository's root, which the forked process applies itself."""
+    """The variables of ``env`` that act when an interpreter starts: not the ``INERT``
+    ones, nor a ``PYTHONPATH`` of the repository's root, which the forked process applies
+    itself."""
     return {
         key: value
         for key, value in env.items()
         if key.startswith(("PYTHON", "LD_"))
-        and key != "PYTHONUNBUFFERED"
+        and key not in INERT
         and not (key == "PYTHONPATH" and all(p == str(ROOT) for p in _entries(value)))
     }
 
@@ -255,10 +285,12 @@ def _run(request: dict[str, Any]) -> None:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
+    if request["session"]:
+        os.setsid()
+    for fd, path in ((1, request["log"]), (2, request["err"])):
+        opened = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(opened, fd)
+        os.close(opened)
     sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
     sys.stderr = io.TextIOWrapper(
