@@ -26,7 +26,11 @@ class Groups:
     marks (``mark``)."""
 
     def __init__(self, specs: list[GroupSpec]) -> None:
-        ctx = multiprocessing.get_context("spawn")
+        # Started by a fork server that has imported the bench: a thread-safe start (not a
+        # fork of this threaded process) without each child importing it again, which cost
+        # more CPU than a short run's viewers.
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([run_group.__module__])
         self._loop = asyncio.get_running_loop()
         self._conns: list[Connection] = []
         self._ctrls: list[Connection] = []

@@ -116,7 +116,7 @@ async def run_scenario(
     rows = []
     redis_url = redis[0]
     for target in [t for t in targets if t in s.targets]:
-        server = start(target, redis_url, logdir, s.keepalive, before, s.env)
+        server = start(target, redis_url, logdir, s.keepalive, before, s.env, fork=s.fork)
         try:
             if s.custom is not None:
                 rows += await s.custom.run(server, redis)

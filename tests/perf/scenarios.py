@@ -56,52 +56,15 @@ class Scenario:
     idle_commands: float = 0.0
     """Seconds over which Redis's commands are counted with the server started and no
     viewer yet (``rounds.idle_commands``): what an idle front-end asks of Redis. 0: not."""
+    fork: bool = False
+    """The project's front-ends forked from a fork server that imported them
+    (``tests/support/forkserver.py``), not new interpreters: the smoke runs', which measure
+    nothing and would spend most of their CPU importing."""
 
 
 def scenarios(smoke: bool) -> list[Scenario]:
     if smoke:
-        return [
-            Scenario(
-                "smoke-live",
-                "20 viewers of one stream, 50 ev/s, 1 s",
-                [
-                    *("--viewers", "20", "--rate", "50", "--duration", "1", "--procs", "1"),
-                    *("--idle-sample", "0.5"),
-                ],
-                idle_commands=0.5,
-            ),
-            Scenario(
-                "smoke-burst",
-                "20 late joiners of a 200-event stream",
-                [
-                    *("--viewers", "2", "--rate", "10", "--duration", "0.5"),
-                    *("--replay", "200", "--joiners", "20", "--procs", "1"),
-                    *("--idle-sample", "0"),
-                ],
-            ),
-            Scenario(
-                "smoke-kill",
-                "2 front-end processes sharing a port, 2,000 viewers of 20 streams, 5 ev/s; "
-                "one front-end killed (kill -9) 1 s in: every viewer back, nothing lost",
-                [
-                    *("--viewers", "2000", "--streams", "20", "--rate", "5", "--duration", "3"),
-                    *("--kill-after", "1", "--procs", "2", "--idle-sample", "0"),
-                ],
-                targets=("project-x2",),
-                kill=True,
-            ),
-            *_durable_scenarios(smoke=True),
-            Scenario(
-                "smoke-dashboard",
-                "20 connections x 5 streams (1 active each, 10 active in all), 20 ev/s, 1 s",
-                [
-                    *("--viewers", "20", "--streams", "10", "--rate", "20", "--duration", "1"),
-                    *("--procs", "1", "--idle-sample", "0"),
-                ],
-                targets=("project", MUX),
-                follow=5,
-            ),
-        ]
+        return [replace(s, fork=True) for s in _smoke()]
     return [
         Scenario(
             "connect-10k",
@@ -198,6 +161,52 @@ def scenarios(smoke: bool) -> list[Scenario]:
                 *("--procs", "2", "--idle-sample", "2"),
             ],
             targets=("project", MUX),
+        ),
+    ]
+
+
+def _smoke() -> list[Scenario]:
+    """What ``--smoke`` runs: seconds each."""
+    return [
+        Scenario(
+            "smoke-live",
+            "20 viewers of one stream, 50 ev/s, 1 s",
+            [
+                *("--viewers", "20", "--rate", "50", "--duration", "1", "--procs", "1"),
+                *("--idle-sample", "0.5"),
+            ],
+            idle_commands=0.5,
+        ),
+        Scenario(
+            "smoke-burst",
+            "20 late joiners of a 200-event stream",
+            [
+                *("--viewers", "2", "--rate", "10", "--duration", "0.5"),
+                *("--replay", "200", "--joiners", "20", "--procs", "1"),
+                *("--idle-sample", "0"),
+            ],
+        ),
+        Scenario(
+            "smoke-kill",
+            "2 front-end processes sharing a port, 2,000 viewers of 20 streams, 5 ev/s; "
+            "one front-end killed (kill -9) 1 s in: every viewer back, nothing lost",
+            [
+                *("--viewers", "2000", "--streams", "20", "--rate", "5", "--duration", "3"),
+                *("--kill-after", "1", "--procs", "2", "--idle-sample", "0"),
+            ],
+            targets=("project-x2",),
+            kill=True,
+        ),
+        *_durable_scenarios(smoke=True),
+        Scenario(
+            "smoke-dashboard",
+            "20 connections x 5 streams (1 active each, 10 active in all), 20 ev/s, 1 s",
+            [
+                *("--viewers", "20", "--streams", "10", "--rate", "20", "--duration", "1"),
+                *("--procs", "1", "--idle-sample", "0"),
+            ],
+            targets=("project", MUX),
+            follow=5,
         ),
     ]
 

@@ -96,10 +96,14 @@ def start(  # noqa: PLR0917
     keepalive: float,
     before: Path | None = None,
     extra_env: dict[str, str] | None = None,
+    *,
+    fork: bool = False,
 ) -> Server:
-    """``target``'s server(s), with ``extra_env`` for a front-end (the scenario's)."""
+    """``target``'s server(s), with ``extra_env`` for a front-end (the scenario's); with
+    ``fork``, the project's front-ends forked from this process's fork server
+    (``tests/support/forkserver.py``) where it can start them as a new interpreter would."""
     if target.startswith("project-fe") or target in (BEFORE, BEFORE_DS):
-        return _start_frontends(target, redis_url, logdir, keepalive, before)
+        return _start_frontends(target, redis_url, logdir, keepalive, before, fork=fork)
     port = free_port()
     sink = None
     copies = 1
@@ -146,7 +150,8 @@ def start(  # noqa: PLR0917
     procs: list[Proc] = []
     try:
         for i, args in enumerate(each):
-            procs.append(spawn(f"{target}-{port}-{i}", args, env, logdir, cwd=cwd, program=program))
+            name = f"{target}-{port}-{i}"
+            procs.append(spawn(name, args, env, logdir, cwd=cwd, program=program, fork=fork))
             procs[-1].port = port
         for proc in procs:
             wait_port(proc)
@@ -171,7 +176,13 @@ def _frontend_env(redis_url: str, keepalive: float) -> dict[str, str]:
 
 
 def _start_frontends(
-    target: str, redis_url: str, logdir: Path, keepalive: float, before: Path | None
+    target: str,
+    redis_url: str,
+    logdir: Path,
+    keepalive: float,
+    before: Path | None,
+    *,
+    fork: bool = False,
 ) -> Server:
     """``project-feN``: N front-ends, each on its own port; ``before``: one front-end of
     the checkout at ``before`` (same Python, its own code)."""
@@ -190,7 +201,7 @@ def _start_frontends(
         for i in range(count):
             port = free_port()
             args = ["-m", "broadcaster", "serve", "--port", str(port)]
-            procs.append(spawn(f"{target}-{port}-{i}", args, env, logdir, cwd=cwd))
+            procs.append(spawn(f"{target}-{port}-{i}", args, env, logdir, cwd=cwd, fork=fork))
             procs[-1].port = port
             wait_port(procs[-1])
     except Exception:
