@@ -4,12 +4,16 @@ asked for, a process of its own that the test waits for and signals by pid."""
 
 from __future__ import annotations
 
+import atexit
+import io
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -202,3 +206,39 @@ def test_a_forked_front_end_and_worker_are_the_test_process_children(
         assert not Path(f"/proc/{worker.pid}").exists()
     finally:
         stop_all([front, worker], signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("status", "exit_code"), [(0, 0), (3, 3), (-signal.SIGINT, -signal.SIGINT)]
+)
+def test_a_forked_process_exits_as_the_interpreter_does(
+    tmp_path: Path, status: int, exit_code: int
+) -> None:
+    """Without the interpreter's teardown, but its threads joined first, then its
+    ``atexit`` functions, its output flushed, and the status given (an interrupt: killed
+    by ``SIGINT``, as Python ends)."""
+    said = tmp_path / "said"
+    pid = os.fork()
+    if pid == 0:  # the child: what a forked start ends with
+        try:
+            out = said.open("a", buffering=1)
+
+            def late() -> None:
+                time.sleep(0.2)
+                out.write("thread\n")
+
+            threading.Thread(target=late).start()
+            atexit.register(out.write, "atexit\n")
+            sys.stdout = io.TextIOWrapper(io.FileIO(os.open(said, os.O_WRONLY | os.O_APPEND), "w"))
+            sys.stdout.write("buffered\n")  # not yet written: the exit flushes it
+        finally:
+            forkserver._exit(status)
+    _, wait_status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(wait_status) == exit_code
+    assert said.read_text().splitlines() == ["thread", "atexit", "buffered"]
+
+
+def test_an_exit_status_is_the_one_sys_exit_gives(capsys: pytest.CaptureFixture[str]) -> None:
+    assert [forkserver._status(code) for code in (None, 0, 2, 256 + 4, -1)] == [0, 0, 2, 4, 255]
+    assert forkserver._status("bad settings: X") == 1
+    assert capsys.readouterr().err == "bad settings: X\n"

@@ -7,7 +7,8 @@ that has imported the front-end's and the worker's modules, and forks for each s
 The forked process is a real, separate process: it sets the environment and working
 directory asked for, opens its log as its stdout and stderr, and runs the module as
 ``python -m`` would (``runpy``, ``sys.argv``), so it serves from the same code, reads the
-same settings and exits with the same status; only the imports are skipped.
+same settings and exits with the same status; only the imports are skipped, and at the
+end the interpreter's teardown of what the server imported (``_exit``).
 
 It forks twice (the middle process exits at once), and the test process is the
 *subreaper* of what it starts (``PR_SET_CHILD_SUBREAPER``), so the server's process is
@@ -30,6 +31,7 @@ interpreter as before.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import gc
 import importlib
@@ -43,7 +45,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -264,7 +266,7 @@ def _serve() -> None:
             pid = os.fork()
             if pid == 0:
                 os.close(write)
-                _run(request)  # raises SystemExit (or what the module raised): never returns
+                _exit(_run(request))  # never returns
             os.write(write, b"%d" % pid)
             os._exit(0)
         os.close(write)
@@ -276,8 +278,9 @@ def _serve() -> None:
         out.flush()
 
 
-def _run(request: dict[str, Any]) -> None:
-    """(In the forked process.) What ``python -m`` does, in the environment asked for."""
+def _run(request: dict[str, Any]) -> int:
+    """(In the forked process.) What ``python -m`` does, in the environment asked for;
+    the status it exits with."""
     own = _entries(os.environ.get("PYTHONPATH"))
     os.environ.clear()
     os.environ.update(request["env"])
@@ -305,8 +308,48 @@ def _run(request: dict[str, Any]) -> None:
     for name in [m for m in sys.modules if m == "tests" or m.startswith("tests.")]:
         del sys.modules[name]  # the server's own package: found on the path, or not, anew
     sys.argv = [args[1], *args[2:]]
-    runpy.run_module(args[1], run_name="__main__", alter_sys=True)
-    sys.exit(0)
+    try:
+        runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        return _status(exc.code)
+    except KeyboardInterrupt:
+        sys.excepthook(*sys.exc_info())
+        return -signal.SIGINT
+    except BaseException:
+        sys.excepthook(*sys.exc_info())
+        return 1
+    return 0
+
+
+def _status(code: object) -> int:
+    """The exit status ``sys.exit(code)`` gives (its message, if any, on stderr)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _exit(status: int) -> NoReturn:
+    """(In the forked process.) Exit as the interpreter does: the threads that are not
+    daemons joined, the ``atexit`` functions run, the output flushed, and the status given
+    (an interrupt ends it by ``SIGINT``, as Python does). But not the interpreter's
+    teardown of every module and object: in a process forked from the server, that wrote
+    to every page of what the server imported, copying some 80 MB of memory for 0.13 s of
+    CPU at each exit, more than a front-end's start."""
+    main = threading.main_thread()
+    for thread in threading.enumerate():
+        if thread is not main and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if status == -signal.SIGINT:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(status)
 
 
 if __name__ == "__main__":
