@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 from broadcaster.core.embedded import EmbeddedRedis
-from tests.support.procs import ROOT, Proc, run_in_group, start_frontend
+from tests.support.procs import ROOT, Proc, run_python, start_frontend
 
 KEYS = {
     "urls",
@@ -51,11 +50,7 @@ def _finite(value: Any) -> bool:
 
 
 def _bench(*args: str) -> dict[str, Any]:
-    proc = run_in_group(
-        [sys.executable, "-m", "broadcaster", "bench", *args, "--json"],
-        timeout=120,
-        cwd=ROOT,
-    )
+    proc = run_python(["-m", "broadcaster", "bench", *args, "--json"], 120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     result: dict[str, Any] = json.loads(proc.stdout)
     return result
