@@ -245,6 +245,13 @@ def server() -> ForkServer | None:
     return _server[0]
 
 
+def for_start(program: str, args: list[str], env: dict[str, str], cwd: Path) -> ForkServer | None:
+    """This test process's fork server if it can start ``program args`` with ``env``, in
+    ``cwd``, as a new interpreter would (``ForkServer.can_start``); else None."""
+    found = server()
+    return found if found is not None and found.can_start(program, args, env, cwd) else None
+
+
 # --- the fork server itself (``python -m tests.support.forkserver``) ---
 
 

@@ -114,17 +114,16 @@ def spawn(
     whole environment, not added to the test process's."""
     log_path = log_dir / f"{name}.log"
     full_env = {**(os.environ if inherit else {}), **env, "PYTHONUNBUFFERED": "1"}
-    server = forkserver.server() if fork else None
-    if server is not None and not server.can_start(program, args, full_env, cwd or log_dir):
-        server = None
+    where = cwd or log_dir
+    server = forkserver.for_start(program, args, full_env, where) if fork else None
     starts.record(name, args, forked=server is not None)
     if server is not None:
         log_path.write_bytes(b"")
-        return Proc(name, server.start(args, full_env, cwd or log_dir, log_path), log_path)
+        return Proc(name, server.start(args, full_env, where, log_path), log_path)
     with open(log_path, "wb") as out:
         popen = subprocess.Popen(
             [program, *args],
-            cwd=str(cwd or log_dir),
+            cwd=str(where),
             env=full_env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -147,9 +146,7 @@ def run_python(
     would: a command line's run then costs milliseconds of CPU, not a second of imports."""
     full_env = dict(os.environ if env is None else env)
     where = cwd or Path.cwd()
-    server = forkserver.server()
-    if server is not None and not server.can_start(sys.executable, args, full_env, where):
-        server = None
+    server = forkserver.for_start(sys.executable, args, full_env, where)
     starts.record("run", args, forked=server is not None)
     if server is None:
         return run_in_group([sys.executable, *args], timeout, env=full_env, cwd=cwd)
