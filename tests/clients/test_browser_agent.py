@@ -3,8 +3,9 @@ AI SDK's own ``Chat`` (what ``useChat`` wraps) sends ``"provider": "helper"`` to
 ``/v1/chat``, and a pydantic-ai ``Agent`` on an offline ``FunctionModel``
 (tests/support/agents.py) answers. Through nginx and two front-ends: an answer resumed
 after a reload, the agent's own tool run, a stop that closes the agent's model stream, a
-``kill -9`` of the worker mid-answer taken over by another, and an approval the agent asks
-for decided from a second tab (tests/clients/browser/agent_chat.mjs drives the page).
+``kill -9`` of the worker mid-answer taken over by another, an approval the agent asks
+for decided from a second tab, and a pane that comes to an answer after it ended
+(tests/clients/browser/agent_chat.mjs drives the page).
 
 Needs nginx, Debian's chromium, node and the npm packages of tests/clients/browser;
 without them the test fails and says what to install. It never skips.
@@ -32,7 +33,7 @@ from tests.support.procs import ROOT
 from tests.support.stacks import start_stack
 
 SCRIPT = BROWSER_DIR / "agent_chat.mjs"
-STEPS = "reload,tool,stop,kill,approval"
+STEPS = "reload,tool,stop,kill,approval,late"
 SLOW_WORDS = 60  # a "slow" answer of the agent's model: 60 words, a tenth of a second apart
 
 
@@ -89,7 +90,7 @@ def test_the_chat_tab_runs_an_agent_with_every_guarantee(tmp_path: Path) -> None
         stop_browser_leftovers(profile)
         stack.stop()
     history = chat["messages"]
-    assert [m["role"] for m in history] == ["user", "assistant"] * 5, history
+    assert [m["role"] for m in history] == ["user", "assistant"] * 6, history
     assert result["posts"] and {p["provider"] for p in result["posts"]} == {"helper"}
 
     # 1. The reload came mid-answer; both panes resumed it and end with all of it, once.
@@ -129,5 +130,15 @@ def test_the_chat_tab_runs_an_agent_with_every_guarantee(tmp_path: Path) -> None
     assert deleted["state"] == "output-available" and deleted["output"] == "deleted /tmp/x"
     assert approved["text"].endswith("The tool said: deleted /tmp/x")
     assert [m["path"] for m in marks(tmp_path / "marks.jsonl", "delete")] == ["/tmp/x"]
+
+    # 6. Pane 1 came to a quick answer late (its reads of the chat held until pane 2
+    # showed the end): it shows the whole answer, as the chat holds it, and that it
+    # finished, though no stream told it.
+    assert result["late_reads"] >= 1, result["late_reads"]
+    late = _last(result["late"])
+    held = "".join(part.get("text", "") for part in history[11]["parts"])
+    assert late["text"].split() == WORDS[:5] and late["text"] == held, (late, history[11])
+    assert late["id"] == history[11]["id"], (late, history[11])
+    assert [p["outcome_text"] for p in result["late"]] == ["finished", "finished: stop"]
 
     assert result["pageErrors"] == [] and result["httpErrors"] == [], result

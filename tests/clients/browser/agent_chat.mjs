@@ -8,9 +8,11 @@
 // it), `reload-held` (the same with an answer the caller holds until the script prints
 // RELOADED), `tool` (the agent's own tool), `stop` (pane 2's Stop mid-answer), `kill` (the
 // script prints KILL mid-answer: the caller kills the agent's process and starts another,
-// which takes the answer over) and `approval` (a delete the agent asks a person about,
-// approved from a second tab). tests/support/agents.py's `helper` answers "slow" in 60
-// words a tenth of a second apart, runs `weather`, and asks before `delete`.
+// which takes the answer over), `approval` (a delete the agent asks a person about,
+// approved from a second tab) and `late` (a quick answer that pane 1 comes to late: its
+// reads of the chat are held until pane 2's answer has ended). tests/support/agents.py's
+// `helper` answers "slow" in 60 words a tenth of a second apart, any other prompt in 5
+// words at once, runs `weather`, and asks before `delete`.
 // Prints ONE line of JSON with what every pane showed after each step. Exits non-zero,
 // with a message on stderr, on failure or when the run takes longer than 110 s.
 
@@ -18,7 +20,7 @@ import { answerShown as shownIn, readPanes as panesOf, turnEnded as endedIn } fr
 import { openDemoPage, runToEnd, startScript } from "./common.mjs";
 
 const TIMEOUT_MS = 110_000;
-const STEP_NAMES = ["reload", "reload-held", "tool", "stop", "kill", "approval"];
+const STEP_NAMES = ["reload", "reload-held", "tool", "stop", "kill", "approval", "late"];
 const [agent, stepList] = process.argv.slice(5);
 const steps = (stepList || "").split(",").filter(Boolean);
 if (!agent || !steps.length || steps.some((name) => !STEP_NAMES.includes(name))) {
@@ -130,6 +132,37 @@ const STEPS = {
     await turnEnded(second, n, "finish");
     await turnEnded(page, n, "finish");
     out.approved = [await readPanes(page), await readPanes(second)];
+  },
+  // A quick answer sent from pane 2 that pane 1 comes to late: pane 1's reads of the chat
+  // (GET /v1/chat/{id}/messages) are held until pane 2 shows the answer ended, so the page
+  // it reads says `completed` and holds the whole answer. Pane 1 shows all of it, and
+  // that it finished.
+  async late(page, n, out) {
+    const reads = /\/v1\/chat\/[^/]+\/messages(\?|$)/;
+    let release;
+    const ended = new Promise((resolve) => (release = resolve));
+    out.late_reads = 0;
+    await page.route(reads, async (route) => {
+      out.late_reads += 1;
+      await ended;
+      await route.continue();
+    });
+    try {
+      await send(page, 1, "a quick one, please");
+      await page.waitForFunction(
+        (n) => {
+          const s = document.querySelectorAll("#chat-tab section.chat-pane")[1];
+          return s.querySelectorAll(".msg").length === n && s.querySelector(".outcome").dataset.kind === "finish";
+        },
+        n,
+        { timeout: remaining(), polling: 50 },
+      );
+    } finally {
+      release();
+    }
+    await turnEnded(page, n, "finish");
+    await page.unroute(reads);
+    out.late = await readPanes(page);
   },
 };
 

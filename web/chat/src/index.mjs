@@ -129,16 +129,17 @@ class ChatSession {
   }
 
   // A page of the chat's messages as the server holds them (the newest, or those before
-  // message `before`), and `older`, the `before` of the page before it (null: none); no
-  // messages for a chat it does not know (yet, or any more: chats expire).
+  // message `before`), and `older`, the `before` of the page before it (null: none), with
+  // the latest answer's generation and status; no messages for a chat it does not know
+  // (yet, or any more: chats expire).
   async messages(before = null) {
     const query = new URLSearchParams({ limit: String(PAGE), ...(before ? { before } : {}) });
     const res = await fetch(this.url(`/messages?${query}`), { headers: await this.headers() });
-    if (res.status === 404) return { messages: [], status: null, older: null };
+    if (res.status === 404) return { messages: [], status: null, older: null, generation: null };
     if (!res.ok) throw await failure(res);
     const body = await res.json();
     this.seen.add(body.generation_id);
-    return { messages: body.messages, status: body.status, older: body.older };
+    return { messages: body.messages, status: body.status, older: body.older, generation: body.generation_id };
   }
 
   // A decision taken in a pane that follows the answer: the server records it (the

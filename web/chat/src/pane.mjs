@@ -10,6 +10,15 @@ const OUTCOMES = {
   abort: (c) => `aborted${c.reason ? `: ${c.reason}` : ""}`,
   error: (c) => `error: ${c.errorText || "unknown error"}`,
 };
+// A chat's status while its latest answer goes on (a pane resumes it)...
+const GOING_ON = ["running", "waiting", "queued"];
+// ...and once it has ended: how a pane shows an answer that ended before it looked (the
+// page holds all of it; no chunk tells its finish reason).
+const ENDED = {
+  completed: ["finish", "finished"],
+  cancelled: ["abort", "aborted"],
+  failed: ["error", "error"],
+};
 
 export class ChatPane {
   // `session`: the chat the panes share (its id, its endpoint, its headers, stop) and
@@ -148,8 +157,9 @@ export class ChatPane {
 
   // What another tab does: load the chat's newest page of messages from the server, then
   // resume the answer if one runs, waits or is queued (the server replays it from its
-  // first event). Told again while at it (a turn announced while the page loaded, whose
-  // page may predate the turn), it looks once more when done, so no turn is passed over.
+  // first event), or show how it ended if it had (a quick answer can end before the page
+  // is read). Told again while at it (a turn announced while the page loaded, whose page
+  // may predate the turn), it looks once more when done, so no turn is passed over.
   async follow() {
     if (this.following) {
       this.followAgain = true;
@@ -159,14 +169,20 @@ export class ChatPane {
     this.setOutcome("", "");
     this.section.dataset.following = "true";
     try {
+      let resumed = null; // the generation this follow resumed: its stream showed its end
       do {
         this.followAgain = false;
-        const { messages, status, older } = await this.session.messages();
+        const { messages, status, older, generation } = await this.session.messages();
         if (this.busy() || this.closed) break;
         this.chat.messages = messages;
         this.older = older;
         this.olderBtn.hidden = !older;
-        if (["running", "waiting", "queued"].includes(status)) await this.chat.resumeStream();
+        if (GOING_ON.includes(status)) {
+          await this.chat.resumeStream();
+          resumed = generation;
+        } else if (ENDED[status] && resumed !== generation) {
+          this.setOutcome(...ENDED[status]);
+        }
       } while (this.followAgain && !this.closed && !this.busy());
     } catch (err) {
       this.errorEl.textContent = String(err.message || err);
