@@ -6,9 +6,10 @@ written down. An upgrade is a deliberate act."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import inspect
-from importlib import import_module
 from importlib.metadata import version
+from types import ModuleType
 
 import pytest
 
@@ -83,9 +84,20 @@ PINNED: dict[str, tuple[str, str]] = {
 }
 
 
+def _as_defined(module: str) -> ModuleType:
+    """The module as its file defines it, run anew: not the loaded one, on which another
+    import of this process may have put its own (sse-starlette, which the OpenAI Agents
+    SDK imports, replaces ``Server.handle_exit``)."""
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.loader is not None, module
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    return fresh
+
+
 def _source_hash(member: str) -> str:
     module, _, path = member.partition(":")
-    obj: object = import_module(module)
+    obj: object = _as_defined(module)
     for name in path.split("."):
         obj = getattr(obj, name)
     return hashlib.sha256(inspect.getsource(obj).encode()).hexdigest()[:16]  # type: ignore[arg-type]
@@ -110,3 +122,14 @@ def test_the_hash_tells_a_change() -> None:
     assert _source_hash(f"{HTTP}:HttpToolsProtocol.on_url") != _source_hash(
         f"{HTTP}:HttpToolsProtocol.on_header"
     )
+
+
+def test_a_member_patched_in_this_process_is_read_as_uvicorn_defines_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What another import put on the loaded class is not what is hashed."""
+    from uvicorn.server import Server
+
+    member = "uvicorn.server:Server.handle_exit"
+    monkeypatch.setattr(Server, "handle_exit", lambda self, sig, frame: None)
+    assert _source_hash(member) == PINNED[member][0]
