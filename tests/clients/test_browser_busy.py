@@ -76,6 +76,7 @@ def test_an_eventsource_refused_by_a_full_front_end_comes_back_by_itself(
                     "watched",
                 ],
                 tmp_path / "busy.stderr",
+                profile=tmp_path / "profile",
             )
             refused = script.next_json(timeout=40)
             assert refused["phase"] == "refused", refused

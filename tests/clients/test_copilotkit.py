@@ -33,7 +33,12 @@ import pytest
 
 from tests.support import worker_tools
 from tests.support.anthropic_scripts import Script
-from tests.support.browser import finish_node_script, missing_prerequisites, start_node_script
+from tests.support.browser import (
+    chromium_socket_dir,
+    finish_node_script,
+    missing_prerequisites,
+    start_node_script,
+)
 from tests.support.fake_anthropic import gate, message, text, tool_use
 from tests.support.node_script import Script as NodeScript
 from tests.support.polling import wait_for
@@ -118,7 +123,9 @@ def node_script(stack: Stack, tmp_path: Path, script: Path, *args: str) -> NodeS
     """A browser script on the module's stack, in a profile of the test's own."""
     shot, profile = tmp_path / f"{script.stem}.png", tmp_path / "profile"
     base = [stack.url, str(shot), str(profile)]
-    return NodeScript(["node", str(script), *base, *args], tmp_path / f"{script.stem}.stderr")
+    return NodeScript(
+        ["node", str(script), *base, *args], tmp_path / f"{script.stem}.stderr", profile=profile
+    )
 
 
 def chat(stack: Stack, thread: str) -> dict[str, Any]:
@@ -161,6 +168,8 @@ def test_a_second_tab_on_the_thread_follows_the_running_answer(
     finally:
         opened.set()
         script.stop()
+    left = chromium_socket_dir(tmp_path / "profile")  # removed by the script's clean-up
+    assert left is None or not left.exists(), f"Chromium's socket folder left behind: {left}"
     assert result["phase"] == "result", result
     whole = "".join(words)
     for n, tab in enumerate(result["tabs"], 1):

@@ -99,13 +99,28 @@ def pids_using(marker: str) -> list[int]:
 
 
 def stop_browser_leftovers(profile: Path) -> None:
-    """Chromium normally exits with the script; kill by pid whatever of ours is left."""
+    """Chromium normally exits with the script; kill by pid whatever of ours is left, and
+    remove the folder of its singleton socket (``socket_dir``) if it is still there."""
+    socket_dir = chromium_socket_dir(profile)
     deadline = time.monotonic() + 5
     while (pids := pids_using(str(profile))) and time.monotonic() < deadline:
         time.sleep(0.1)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    if socket_dir is not None:
+        shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+def chromium_socket_dir(profile: Path) -> Path | None:
+    """The folder Chromium made in the temporary directory for ``profile``'s singleton
+    socket (the profile's ``SingletonSocket`` links into it), or None. A browser that is
+    closed rather than quit can leave it behind (the scripts' cleanup removes it)."""
+    with contextlib.suppress(OSError):
+        folder = Path(os.readlink(profile / "SingletonSocket")).parent
+        if folder.name.startswith("org.chromium.Chromium."):
+            return folder
+    return None
 
 
 def png_size(path: Path) -> tuple[int, int]:

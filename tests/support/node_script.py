@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
+from tests.support.browser import stop_browser_leftovers
 from tests.support.procs import ROOT
 
 
@@ -28,8 +29,10 @@ class Script:
         *,
         cwd: Path = ROOT,
         env: dict[str, str] | None = None,
+        profile: Path | None = None,
     ):
         self.stderr_path = stderr_path
+        self.profile = profile  # a browser script's Chromium profile: cleaned up by stop
         with open(stderr_path, "wb") as err:
             self.popen = subprocess.Popen(
                 args,
@@ -86,3 +89,5 @@ class Script:
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
+        if self.profile is not None:  # stopped, its browser was not quit: what it left
+            stop_browser_leftovers(self.profile)

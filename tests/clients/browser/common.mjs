@@ -2,9 +2,9 @@
 // the demo page (at `path`, "/" unless given), recording page errors, console errors and
 // HTTP errors as they come.
 
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 
 export const CHROMIUM = "/usr/bin/chromium";
@@ -18,6 +18,18 @@ const ARGS = [
   "--disable-component-update",
   "--disable-sync",
 ];
+
+// The folder Chromium makes in the temporary directory for a profile's singleton socket
+// (the profile's SingletonSocket links into it), or null. A browser that is closed, not
+// quit from its own menu, can leave it behind: the script's cleanup removes it.
+function socketDirOf(userDataDir) {
+  try {
+    const dir = dirname(readlinkSync(join(userDataDir, "SingletonSocket")));
+    return basename(dir).startsWith("org.chromium.Chromium.") ? dir : null;
+  } catch {
+    return null;
+  }
+}
 
 // What every browser script starts with: its arguments (BASE_URL SCREENSHOT.png
 // [USER_DATA_DIR]), Chromium and playwright-core checked (exit 3 if missing), its clock
@@ -50,9 +62,12 @@ export async function startScript(name, timeoutMs) {
     fail,
     started,
     remaining: () => Math.max(1, timeoutMs - (Date.now() - started)),
-    // Close the browser (given at most 5 s) and remove a profile the script made.
+    // Close the browser (given at most 5 s), remove the folder of its singleton socket
+    // and a profile the script made.
     async cleanup(context) {
+      const socketDir = socketDirOf(userDataDir);
       if (context) await Promise.race([context.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
+      if (socketDir) rmSync(socketDir, { recursive: true, force: true });
       if (!userDataArg) rmSync(userDataDir, { recursive: true, force: true });
     },
   };
