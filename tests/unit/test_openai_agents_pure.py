@@ -28,7 +28,8 @@ pytestmark = pytest.mark.unit
 def _uvicorn_as_it_was() -> None:
     """Importing the SDK imports sse-starlette (through ``mcp``), which puts its own
     ``Server.handle_exit`` on uvicorn's ``Server``: harmless in a worker, which runs no
-    uvicorn, but this process's uvicorn is the one tests/unit/test_uvicorn_pin.py reads."""
+    uvicorn, but the uvicorn servers this test process may run (the webhook receivers of
+    tests/support/webhooks.py) keep uvicorn's own."""
     from sse_starlette.sse import AppStatus
     from uvicorn.server import Server
 

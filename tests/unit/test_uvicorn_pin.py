@@ -5,6 +5,7 @@ written down. An upgrade is a deliberate act."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -84,10 +85,11 @@ PINNED: dict[str, tuple[str, str]] = {
 }
 
 
+@functools.cache
 def _as_defined(module: str) -> ModuleType:
-    """The module as its file defines it, run anew: not the loaded one, on which another
-    import of this process may have put its own (sse-starlette, which the OpenAI Agents
-    SDK imports, replaces ``Server.handle_exit``)."""
+    """The module as its file defines it, run anew (once per module): not the loaded one,
+    on which another import of this process may have put its own (sse-starlette, which
+    the OpenAI Agents SDK imports, replaces ``Server.handle_exit``)."""
     spec = importlib.util.find_spec(module)
     assert spec is not None and spec.loader is not None, module
     fresh = importlib.util.module_from_spec(spec)
