@@ -136,10 +136,11 @@ clean:
 	rm -rf $(VENV) .broadcaster .mypy_cache .ruff_cache *.egg-info site
 
 # Acknowledged means it survives a failover, the long form: 10 primaries killed (SIGKILL)
-# per topology (a Sentinel group, a Cluster) under writers, in replicas mode (0 lost,
-# asserted) and in primary mode (what it lost, printed); then the figures of each mode
-# (appends per second, acknowledgement latency), and the Durable Streams conformance
-# suite in replicas mode. `make test` runs the short form (2 failovers, replicas mode).
+# per topology (a Sentinel group, a Cluster) under writers, in replicas and fsync modes (0
+# lost, asserted) and in primary mode (what it lost, printed); then the figures of each
+# mode (appends per second, acknowledgement latency), and the Durable Streams conformance
+# suite in replicas mode. `make test` runs the short form: 2 failovers per topology,
+# replicas and fsync modes.
 failover: $(BIN)/.installed
 	FAILOVER_ACKS_FAILOVERS=10 FAILOVER_ACKS_MODES=replicas,fsync,primary \
 		$(BIN)/pytest -n 0 -s -o timeout=900 tests/faults/test_failover_acks.py -k survive
