@@ -97,15 +97,15 @@ async def numsub(redis: Redis, sids: list[str]) -> dict[str, int]:
     return {sid: counts[channel] for sid, channel in zip(sids, channels, strict=True)}
 
 
-async def watched_once(redis: Redis, sids: list[str]) -> None:
-    """Wait until each stream's channel has one subscriber (a front-end's subscription
-    is confirmed a moment after it counts a viewer, a dead one's dropped a moment after
-    its connection closed); fail if that does not come within 5 s."""
+async def watched_by(redis: Redis, sids: list[str], count: int = 1, within: float = 5) -> None:
+    """Wait until each stream's channel has ``count`` subscribers (a front-end's
+    subscription is confirmed a moment after it counts a viewer, a dead one's dropped a
+    moment after its connection closed); fail if that does not come ``within`` s."""
 
-    async def once() -> bool:
-        return set((await numsub(redis, sids)).values()) == {1}
+    async def subscribed() -> bool:
+        return set((await numsub(redis, sids)).values()) == {count}
 
-    await poll(once, f"one subscriber for each of {sids}", 5)
+    await poll(subscribed, f"{count} subscriber(s) for each of {sids}", within)
 
 
 def token_for(sid: str) -> str:
@@ -259,7 +259,7 @@ async def open_viewers(
 
     now = await poll(all_open, f"{len(viewers)} viewers of {sid} open", 10)
     assert now[holder.name][0] - before[holder.name][0] == len(viewers), (sid, before, now)
-    await watched_once(redis, [sid])
+    await watched_by(redis, [sid])
     return holder
 
 
@@ -298,7 +298,7 @@ async def test_each_stream_is_watched_by_one_front_end(tmp_path: Path) -> None:
 
             # One subscriber per stream, on the front-end that serves its viewers; the
             # streams are spread over the front-ends.
-            await watched_once(redis, sids)
+            await watched_by(redis, sids)
             spread = {fe.name: [sid for sid in sids if holders[sid] is fe] for fe in s.frontends}
             counts = {name: len(held) for name, held in spread.items()}
             print(f"\nstreams per front-end: {counts}")
@@ -363,10 +363,7 @@ async def test_a_stream_over_the_viewer_limit_spills_to_the_next_front_end(
             third = ClientViewer(sid)
             start(third)
 
-            async def two_subscribers() -> bool:
-                return (await numsub(redis, [sid]))[sid] == 2
-
-            await poll(two_subscribers, "a second front-end subscribed", 10)
+            await watched_by(redis, [sid], 2, within=10)  # a second front-end subscribed
             # The other front-end watches the stream (subscribed) before the viewer that
             # waited for it joins (the hub's arrivals): its /readyz counts it a moment later.
             spilled = {holder.name: (2, 1), other.name: (1, 1)}
@@ -456,7 +453,7 @@ async def test_viewers_of_a_killed_front_end_resume_on_one_survivor(tmp_path: Pa
 
             await poll(all_back, f"{total} viewers open on the survivors", 20)
             back_after = time.monotonic() - killed_at
-            await watched_once(redis, sids)
+            await watched_by(redis, sids)
             assert sum(st for _, st in (await loads(http, survivors)).values()) == len(sids)
 
             for i in range(before_kill + 1, rounds + 1):
