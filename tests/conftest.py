@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -84,20 +85,42 @@ def pytest_configure(config: pytest.Config) -> None:
     compiled into it before the tests start (``compileall``, two processes, about 1.5 s
     of CPU), which every test process and the first front-ends it starts would otherwise
     all compile at once, near their start-up deadline. (The compiling is skipped for the
-    unit tests alone, ``make test-fast``: they start no process.)"""
+    unit tests alone, ``make test-fast``: they start no process.) Where test processes
+    will run (``-n``), the test modules' asserts are rewritten here too, once, for all of
+    them (``bytecode.rewrite_tests``)."""
     if not SHARED_BYTECODE or hasattr(config, "workerinput"):
         return
     bytecode.link_installed(sys.pycache_prefix or "")
     unit_only = bool(config.args) and all(
         Path(arg.split("::")[0]).resolve().is_relative_to(UNIT) for arg in config.args
     )
+    root = Path(__file__).resolve().parents[1]
+    compiling = None
     if not unit_only:
-        subprocess.run(  # this Python, fixed arguments
-            [sys.executable, "-m", "compileall", "-q", "-j", "2", *SOURCES],
-            cwd=Path(__file__).resolve().parents[1],
-            check=True,
-            timeout=300,
+        compiling = subprocess.Popen(  # this Python, fixed arguments
+            [sys.executable, "-m", "compileall", "-q", "-j", "2", *SOURCES], cwd=root
         )
+    if config.getoption("numprocesses", None):  # test processes will start
+        where = [config.invocation_params.dir / arg.split("::")[0] for arg in config.args]
+        bytecode.rewrite_tests(config, rewritten_modules(config, where or [root / "tests"]))
+    if compiling is not None and compiling.wait(timeout=300) != 0:
+        raise pytest.UsageError(f"python -m compileall {' '.join(SOURCES)} failed")
+
+
+def rewritten_modules(config: pytest.Config, where: list[Path]) -> list[Path]:
+    """The files in ``where`` (folders or files) whose asserts pytest rewrites on
+    importing them: test modules (named as ``python_files`` says) and conftest.py files."""
+    patterns = config.getini("python_files")
+    files = [w for w in where if w.is_file()]
+    for folder in (w for w in where if w.is_dir()):
+        for path, dirs, names in os.walk(folder):
+            dirs[:] = [d for d in dirs if d != "node_modules"]  # npm packages: no tests
+            files += [Path(path, name) for name in names if name.endswith(".py")]
+    return sorted(
+        f
+        for f in set(files)
+        if f.name == "conftest.py" or any(fnmatch(f.name, p) for p in patterns)
+    )
 
 
 @pytest.fixture(scope="session")
