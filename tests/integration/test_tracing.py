@@ -7,25 +7,31 @@ test's own receiver (``tests/support/otlp.py``). A generation is requested throu
 with the client's ``traceparent``; its first step runs a tool, and the worker is killed
 (SIGKILL) in the middle of the second step's text; another worker takes it over. One
 trace holds it all, each span under the right parent.
+
+And, each in a new interpreter: without ``OTEL_EXPORTER_OTLP_ENDPOINT`` no process loads
+the OpenTelemetry SDK; with it, the exporter is set up, or one line says what to install.
 """
 
 from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
 
+from broadcaster.core import tracing
 from tests.support.fake_anthropic import FakeAnthropicServer, message, stall, text_reply, tool_use
 from tests.support.faults import Cluster, Viewer, owner_pid, stored_events, stream_meta
 from tests.support.nginx import Nginx, find_nginx
 from tests.support.otlp import OtlpReceiver, Span
 from tests.support.polling import poll
 from tests.support.ports import free_port
-from tests.support.procs import Deployment, tool_worker_env
+from tests.support.procs import ROOT, Deployment, tool_worker_env
 
 pytestmark = pytest.mark.anyio
 
@@ -221,3 +227,61 @@ async def test_without_an_exporter_the_trace_id_still_ties_the_response_to_the_l
         await poll(finished, "the generation to complete", 30)
     lines = [x for x in deployment.worker.log().splitlines() if f"[stream {gid}]" in x]
     assert lines and all(f"[trace {CLIENT_TRACE}]" in x for x in lines), lines
+
+
+# --- which processes load the SDK (new interpreters, so not among the unit tests) ---
+
+
+def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **env},
+    )
+
+
+SDK_LOADED = (
+    "print(sorted(m for m in sys.modules if m.startswith("
+    "('opentelemetry.sdk.trace', 'opentelemetry.exporter'))))\n"
+)
+
+
+def test_without_otel_variables_no_process_loads_the_sdk() -> None:
+    """The front-end's app, the worker and the command line imported, and ``setup``
+    called, without ``OTEL_EXPORTER_OTLP_ENDPOINT``: neither the SDK's tracing nor the
+    exporter is loaded (redis-py may load the SDK's metrics on its own; not ours)."""
+    code = (
+        "import sys\n"
+        "import broadcaster.cli, broadcaster.http.app, worker.cli, worker.runner\n"
+        "from broadcaster.core import tracing\n"
+        "assert tracing.setup('x') is False\n" + SDK_LOADED
+    )
+    assert _python(code, {}).stdout.strip() == "[]"
+
+
+def test_with_the_variable_set_the_exporter_is_set_up() -> None:
+    code = (
+        "import sys\n"
+        "from broadcaster.core import tracing\n"
+        "assert tracing.setup('x') is True\n" + SDK_LOADED
+    )
+    out = _python(code, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}).stdout
+    assert "opentelemetry.exporter.otlp.proto.http.trace_exporter" in out
+
+
+def test_with_the_variable_set_but_no_sdk_one_line_says_what_to_install() -> None:
+    code = (
+        "import sys, logging\n"
+        "sys.modules['opentelemetry.sdk.trace'] = None  # as if the extra were not installed\n"
+        "logging.basicConfig(level='INFO', format='%(levelname)s %(message)s')\n"
+        "from broadcaster.core import tracing\n"
+        "assert tracing.setup('x') is False and not tracing.traces.on\n"
+        "with tracing.span('y') as s: assert s is tracing.NO_SPAN\n"
+    )
+    run = _python(code, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("WARNING ") and tracing.INSTALL_HINT in lines[0]

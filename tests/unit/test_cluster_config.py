@@ -1,17 +1,14 @@
 """How the contract's variables become the one URL the clients are made from, and the
 clear refusals of what cannot work. Pure logic: no server needed (the clusters themselves
-are tested in test_cluster.py and test_sentinel.py)."""
+are tested in test_cluster.py and test_sentinel.py, and so is ``serve`` refusing a bad
+configuration at start)."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import pytest
 
 from broadcaster.core.connection import parse_target
 from broadcaster.core.settings import RedisSettings
-from tests.support.procs import ROOT
 
 
 def engine(**env: str) -> str | None:
@@ -78,18 +75,3 @@ def test_plain_url_is_left_alone() -> None:
 def test_bad_configuration_is_refused_with_a_reason(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         engine(**env)
-
-
-def test_serve_refuses_a_bad_configuration_at_start() -> None:
-    env = {"REDIS_SENTINELS": "127.0.0.1:1", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run(
-        [sys.executable, "-m", "broadcaster", "serve"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert out.returncode != 0
-    assert "REDIS_SENTINEL_SERVICE" in out.stderr

@@ -1,14 +1,13 @@
 """Traces (``broadcaster/core/tracing.py``): W3C ids with or without the SDK, the no-op
 path, the SDK path's parents (against the SDK's in-memory exporter), the log lines'
-trace id, and that a process without ``OTEL_*`` set never loads the SDK."""
+trace id. (That a process without ``OTEL_*`` set never loads the SDK, which takes new
+interpreters, is in tests/integration/test_tracing.py.)"""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -19,7 +18,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from broadcaster.core import tracing
 from broadcaster.core.logconfig import JsonFormatter, TextFormatter, _StreamId, current_trace
 from broadcaster.generations.lifecycle import Claim
-from tests.support.procs import ROOT
 from worker.generation import _trace_claim
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -150,61 +148,6 @@ def test_log_lines_carry_the_trace_id_in_both_formats() -> None:
     _StreamId().filter(plain)
     assert "trace_id" not in json.loads(JsonFormatter().format(plain))
     assert "[trace" not in TextFormatter().format(plain)
-
-
-def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **env},
-    )
-
-
-SDK_LOADED = (
-    "print(sorted(m for m in sys.modules if m.startswith("
-    "('opentelemetry.sdk.trace', 'opentelemetry.exporter'))))\n"
-)
-
-
-def test_without_otel_variables_no_process_loads_the_sdk() -> None:
-    """The front-end's app, the worker and the command line imported, and ``setup``
-    called, without ``OTEL_EXPORTER_OTLP_ENDPOINT``: neither the SDK's tracing nor the
-    exporter is loaded (redis-py may load the SDK's metrics on its own; not ours)."""
-    code = (
-        "import sys\n"
-        "import broadcaster.cli, broadcaster.http.app, worker.cli, worker.runner\n"
-        "from broadcaster.core import tracing\n"
-        "assert tracing.setup('x') is False\n" + SDK_LOADED
-    )
-    assert _python(code, {}).stdout.strip() == "[]"
-
-
-def test_with_the_variable_set_the_exporter_is_set_up() -> None:
-    code = (
-        "import sys\n"
-        "from broadcaster.core import tracing\n"
-        "assert tracing.setup('x') is True\n" + SDK_LOADED
-    )
-    out = _python(code, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}).stdout
-    assert "opentelemetry.exporter.otlp.proto.http.trace_exporter" in out
-
-
-def test_with_the_variable_set_but_no_sdk_one_line_says_what_to_install() -> None:
-    code = (
-        "import sys, logging\n"
-        "sys.modules['opentelemetry.sdk.trace'] = None  # as if the extra were not installed\n"
-        "logging.basicConfig(level='INFO', format='%(levelname)s %(message)s')\n"
-        "from broadcaster.core import tracing\n"
-        "assert tracing.setup('x') is False and not tracing.traces.on\n"
-        "with tracing.span('y') as s: assert s is tracing.NO_SPAN\n"
-    )
-    run = _python(code, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1, run.stderr
-    assert lines[0].startswith("WARNING ") and tracing.INSTALL_HINT in lines[0]
 
 
 def test_the_text_log_of_a_line_without_trace_is_unchanged() -> None:
