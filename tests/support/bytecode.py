@@ -63,7 +63,8 @@ def _place(source: str, target: str) -> int:
 
 def rewrite_tests(config: Any, files: list[Path]) -> int:
     """Rewrite the asserts of the test modules ``files`` and cache each as pytest would
-    on importing it, for those not already cached; returns how many were rewritten.
+    on importing it, for those not already cached; returns how many were not (a module
+    that does not compile is left as it is: pytest reports it when it collects it).
 
     On a fresh clone every test process found no cached module and rewrote all of them at
     once (six seconds of CPU each, about a tenth of a run's start on two cores). Done
@@ -92,8 +93,11 @@ def rewrite_tests(config: Any, files: list[Path]) -> int:
 
     def rewrite(part: list[tuple[Path, Path]]) -> None:
         for fn, pyc in part:
+            try:
+                source_hash, co = _rewrite_test(fn, config)
+            except (SyntaxError, ValueError, OSError):  # pytest reports it when collecting
+                continue
             pyc.parent.mkdir(parents=True, exist_ok=True)
-            source_hash, co = _rewrite_test(fn, config)
             _write_pyc(state, co, source_hash, pyc)
 
     if len(todo) < 8:

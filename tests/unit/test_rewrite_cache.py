@@ -58,3 +58,16 @@ def test_a_changed_module_is_rewritten_again(
     exec(cached(path), namespace)  # type: ignore[arg-type]
     with pytest.raises(AssertionError, match="changed"):
         namespace["test_it"]()  # type: ignore[operator]
+
+
+def test_a_module_that_does_not_compile_is_left_to_the_collection(
+    tmp_path: Path, pytestconfig: pytest.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not cached and no error here: pytest reports it, as for any module, when it
+    collects it; the others are cached."""
+    monkeypatch.setattr(sys, "pycache_prefix", str(tmp_path / "prefix"))
+    good, bad = modules(tmp_path / "tests", 2)
+    bad.write_text("def test_it(:\n")
+    bytecode.rewrite_tests(pytestconfig, [good, bad])
+    assert cached(good) is not None
+    assert cached(bad) is None
