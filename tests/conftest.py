@@ -91,17 +91,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if not SHARED_BYTECODE or hasattr(config, "workerinput"):
         return
     bytecode.link_installed(sys.pycache_prefix or "")
-    unit_only = bool(config.args) and all(
-        Path(arg.split("::")[0]).resolve().is_relative_to(UNIT) for arg in config.args
-    )
     root = Path(__file__).resolve().parents[1]
+    where = [(config.invocation_params.dir / a.split("::")[0]).resolve() for a in config.args]
     compiling = None
-    if not unit_only:
+    if not where or not all(path.is_relative_to(UNIT) for path in where):
         compiling = subprocess.Popen(  # this Python, fixed arguments
             [sys.executable, "-m", "compileall", "-q", "-j", "2", *SOURCES], cwd=root
         )
     if config.getoption("numprocesses", None):  # test processes will start
-        where = [config.invocation_params.dir / arg.split("::")[0] for arg in config.args]
         bytecode.rewrite_tests(config, rewritten_modules(config, where or [root / "tests"]))
     if compiling is not None and compiling.wait(timeout=300) != 0:
         raise pytest.UsageError(f"python -m compileall {' '.join(SOURCES)} failed")

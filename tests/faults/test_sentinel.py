@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import statistics
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import pytest
 
 from broadcaster.core.embedded import ServerNotFound
 from tests.support.faults import Viewer
-from tests.support.procs import ROOT, Proc
+from tests.support.procs import ROOT, Proc, run_python
 from tests.support.topologies import (
     WORKER_ENV,
     SentinelGroup,
@@ -91,14 +89,6 @@ def test_serve_refuses_sentinels_without_a_service_name_at_start() -> None:
     """The refusal the unit tests check (tests/unit/test_cluster_config.py), seen where an
     operator sees it: ``serve`` exits at once, naming the missing variable."""
     env = {"REDIS_SENTINELS": "127.0.0.1:1", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run(
-        [sys.executable, "-m", "broadcaster", "serve"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    out = run_python(["-m", "broadcaster", "serve"], 30, env=env, cwd=ROOT)
     assert out.returncode != 0
     assert "REDIS_SENTINEL_SERVICE" in out.stderr

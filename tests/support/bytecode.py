@@ -112,7 +112,5 @@ def rewrite_tests(config: Any, files: list[Path]) -> int:
         finally:
             os._exit(status)
     rewrite(todo[::2])
-    _pid, status = os.waitpid(child, 0)
-    if status != 0:  # the child failed: its half is rewritten by the test processes
-        return len(todo[::2])
+    os.waitpid(child, 0)  # had it failed, the test processes would rewrite its half
     return len(todo)
