@@ -111,6 +111,7 @@ def test_the_image_has_the_examples_and_documents_a_reachable_demo() -> None:
     assert "COPY examples/ /app/examples/" in dockerfile
     allowed = (ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in allowed and "!examples/" in allowed
+    assert "**/node_modules" in allowed, "the examples' npm packages stay out of the image"
 
 
 def test_a_broken_compose_file_fails(tmp_path: Path) -> None:

@@ -145,7 +145,12 @@ def test_the_demo_listens_on_the_host_it_is_told_as_in_the_image(tmp_path: Path)
     the host's), said insecure without keys, refused without ``--insecure``; the example
     tools found in the working directory, where the image copies them."""
     app = tmp_path / "app"
-    shutil.copytree(ROOT / "examples", app / "examples")
+    # What the image holds (COPY examples/ with .dockerignore): not the npm packages.
+    shutil.copytree(
+        ROOT / "examples",
+        app / "examples",
+        ignore=shutil.ignore_patterns("node_modules", "__pycache__"),
+    )
     port = free_port()
     args = [sys.executable, "-m", "broadcaster", "demo", "--host", "0.0.0.0", "--port", str(port)]
     env = {k: v for k, v in _env().items() if k != "PYTHONPATH"}
