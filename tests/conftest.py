@@ -278,6 +278,9 @@ FIRST = [
     "alone",
     "unit",
     "integration/test_fuzz_api",
+    # About 80 s of waiting on the idle front-ends it counts (10 s; one with webhooks 65 s):
+    # handed out while the hostile input, the fuzzing and the load keep both cores busy.
+    "integration/test_idle_commands",
     "load",
     "clients/test_durable_conformance.py::test_two_frontends_on_a_redis_cluster",
     "failover-acks",
@@ -286,16 +289,20 @@ FIRST = [
     "clients/test_durable_conformance.py::test_one_frontend",
     # Four processes and a Prometheus under traffic, about 50 s (mostly waiting).
     "integration/test_dashboards",
-    # Mostly waiting: an idle front-end counted for 10 s, one with webhooks for 65 s.
-    "integration/test_idle_commands",
     # 15 s, the last module in the folders' order: handed out last, it ended every run.
     "perf/test_otel_smoke",
-    # About a minute each of waiting on the defaults they check (a 10 s heartbeat, workers
-    # killed and restarted later): handed out in the last quarter, they ended runs late.
-    "integration/test_presence",
-    "integration/test_cold_start",
 ]
 """The longest groups, handed out first (in this order) so that none starts near the end."""
+
+BEFORE = {
+    # About a minute each of waiting on the defaults they check (a 10 s heartbeat, workers
+    # killed and restarted later). Handed out together after FIRST, they and the other
+    # waiting modules left the cores half idle for 40 s; each now comes between modules
+    # that keep the cores busy (the Node and Chromium clients, the faults), not near the end.
+    "integration/test_presence": "clients/test_copilotkit",
+    "integration/test_cold_start": "faults/test_durable_faults",
+}
+"""Group -> the group it is handed out just before (in the folders' order after FIRST)."""
 
 
 def _module(item: pytest.Item) -> str:
@@ -331,7 +338,18 @@ def _add_xdist_groups(items: list[pytest.Item]) -> None:
     (``--dist loadgroup``) are not used: with this pytest they were not applied, and a
     module's tests were handed out one by one."""
     rank = {name: i for i, name in enumerate(FIRST)}
-    items.sort(key=lambda item: rank.get(_group(item), len(FIRST)))  # stable: modules stay whole
+    place: dict[str, float] = {}  # each other group: where its first test is, in the folders' order
+    for i, item in enumerate(items):
+        place.setdefault(_group(item), len(FIRST) + i)
+    for group, anchor in BEFORE.items():
+        if group in place and anchor in place:
+            place[group] = place[anchor] - 0.5
+
+    def key(item: pytest.Item) -> float:
+        group = _group(item)
+        return rank[group] if group in rank else place[group]
+
+    items.sort(key=key)  # stable: modules stay whole
 
 
 @pytest.hookimpl(optionalhook=True)
