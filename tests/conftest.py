@@ -299,8 +299,10 @@ BEFORE = {
     # killed and restarted later). Handed out together after FIRST, they and the other
     # waiting modules left the cores half idle for 40 s; each now comes between modules
     # that keep the cores busy (the Node and Chromium clients, the faults), not near the end.
-    "integration/test_presence": "clients/test_copilotkit",
-    "integration/test_cold_start": "faults/test_durable_faults",
+    # (Each process keeps two modules queued, so a module starts a module or two later
+    # than it is handed out.)
+    "integration/test_presence": "clients/test_agui",
+    "integration/test_cold_start": "clients/test_browser_agent",
 }
 """Group -> the group it is handed out just before (in the folders' order after FIRST)."""
 
