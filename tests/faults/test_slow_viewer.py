@@ -32,6 +32,7 @@ import pytest
 from tests.support.faults import Cluster, Viewer, report, stored_events, verdict
 from tests.support.load import RssCurve, metric, percentiles
 from tests.support.polling import until
+from tests.support.sse_transport import SSETransport
 
 pytestmark = pytest.mark.anyio
 
@@ -70,9 +71,7 @@ class Phase:
 def slow_client() -> httpx.AsyncClient:
     """A client whose sockets have a small receive buffer: a slow reader's backlog
     reaches the server within seconds instead of sitting in the kernel."""
-    transport = httpx.AsyncHTTPTransport(
-        socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)]
-    )
+    transport = SSETransport(socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
     return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(60, connect=2))
 
 
@@ -171,7 +170,9 @@ async def test_a_slow_viewer_among_a_hundred(tmp_path: Path) -> None:
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=NORMAL_VIEWERS + 10)
     with Cluster(tmp_path, frontends_n=1, workers_n=0, frontend_env=FRONTEND_ENV) as cluster:
         url = cluster.urls[0]
-        async with httpx.AsyncClient(timeout=httpx.Timeout(60, connect=2), limits=limits) as c:
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(60, connect=2), transport=SSETransport(limits=limits)
+        ) as c:
             replayed_0 = metric(url, "broadcaster_events_replayed_total")
             cut_0 = metric(url, "broadcaster_slow_viewers_cut_off_total")
             without, viewers_a = await run_phase(cluster, c, "without-slow", with_slow=False)

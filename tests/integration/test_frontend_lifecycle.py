@@ -22,6 +22,7 @@ from broadcaster.core.embedded import EmbeddedRedis
 from broadcaster.core.eventlog import EventLog
 from tests.support.ports import free_port
 from tests.support.procs import Proc, SSEResult, parse_sse, read_sse, start_frontend
+from tests.support.sse_transport import SSETransport
 
 pytestmark = pytest.mark.anyio
 
@@ -196,7 +197,7 @@ async def test_redis_commands_per_event_do_not_depend_on_viewers(tmp_path: Path)
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     calls: dict[int, dict[str, int]] = {}
     try:
-        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        async with httpx.AsyncClient(timeout=30, transport=SSETransport(limits=limits)) as client:
             for viewers in (1, 300):
                 sid = f"count-{viewers}"
                 await event_log.append(sid, [{"type": "a"}], kind="feed")

@@ -17,6 +17,7 @@ from broadcaster.core.eventlog import EventLog
 from tests.support.load import metric
 from tests.support.polling import poll
 from tests.support.procs import SSEResult, read_sse, start_frontend
+from tests.support.sse_transport import SSETransport
 
 pytestmark = pytest.mark.anyio
 
@@ -43,7 +44,7 @@ async def test_a_herd_replaying_one_stream_shares_its_reads(redis_url: str, tmp_
     redis = connection.command_client(redis_url)
     try:
         await redis.config_resetstat()
-        async with httpx.AsyncClient(timeout=60, limits=LIMITS) as client:
+        async with httpx.AsyncClient(timeout=60, transport=SSETransport(limits=LIMITS)) as client:
             url = fe.url + f"/v1/streams/{sid}/events"
             results = await asyncio.gather(
                 *(read_sse(client, url, last_event_id="100") for _ in range(300))
@@ -91,7 +92,7 @@ async def test_past_the_admission_rate_viewers_wait_their_turn_or_are_told_to_re
             await asyncio.sleep(float(r.headers["retry-after"]))
 
     try:
-        async with httpx.AsyncClient(timeout=60, limits=LIMITS) as client:
+        async with httpx.AsyncClient(timeout=60, transport=SSETransport(limits=LIMITS)) as client:
             loop = asyncio.get_running_loop()
             started = loop.time()
             results = await asyncio.gather(*(viewer(client) for _ in range(120)))
@@ -125,7 +126,7 @@ async def test_a_herd_resuming_where_the_stream_stands_reads_nothing_from_redis(
     log = EventLog(redis)
     try:
         await log.append(sid, [{"type": "data-n", "i": 0}], kind="feed")
-        async with httpx.AsyncClient(timeout=60, limits=LIMITS) as client:
+        async with httpx.AsyncClient(timeout=60, transport=SSETransport(limits=LIMITS)) as client:
             url = fe.url + f"/v1/streams/{sid}/events"
             watcher = asyncio.create_task(read_sse(client, url))
             await poll_metric(fe.url, "broadcaster_sse_connections", 1)

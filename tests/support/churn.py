@@ -30,6 +30,7 @@ import redis as redis_sync
 from broadcaster.core import keys
 from tests.support.faults import Cluster, Verdict, Viewer, stored_events, verdict
 from tests.support.load import RssCurve, metric, open_fds, redis_clients
+from tests.support.sse_transport import SSETransport
 
 WORKER_ENV = {
     "WORKER_CONCURRENCY": "40",  # two workers: 80 slots, so 50 generations all run
@@ -118,7 +119,7 @@ class Churn:
         try:
             async with (
                 contextlib.AsyncExitStack() as stack,
-                httpx.AsyncClient(timeout=timeout, limits=limits) as client,
+                httpx.AsyncClient(timeout=timeout, transport=SSETransport(limits=limits)) as client,
                 anyio.create_task_group() as tg,
             ):
                 self._stop = time.monotonic() + self.seconds
@@ -133,7 +134,9 @@ class Churn:
                 tls = ssl.create_default_context()
                 for first in range(0, self.viewers, 10):
                     shard = await stack.enter_async_context(
-                        httpx.AsyncClient(timeout=timeout, limits=limits, verify=tls)
+                        httpx.AsyncClient(
+                            timeout=timeout, transport=SSETransport(limits=limits, verify=tls)
+                        )
                     )
                     for n in range(first, min(first + 10, self.viewers)):
                         tg.start_soon(self._viewer, shard, redis, n)
