@@ -31,26 +31,36 @@ Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 @contextlib.asynccontextmanager
 async def serving(answer: Answer) -> AsyncIterator[str]:
-    """A socket server in this process answering every connection with ``answer``."""
+    """A socket server in this process answering every connection with ``answer``, then
+    closing it; on exit it waits for its connections' handlers."""
+    handlers: set[asyncio.Task[None]] = set()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")  # the request's head
+        handlers.add(asyncio.current_task())  # type: ignore[arg-type]
         try:
+            await reader.readuntil(b"\r\n\r\n")  # the request's head
             await answer(reader, writer)
+        except ConnectionError:
+            pass
         finally:
             writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     async with server:
         yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        async with asyncio.timeout(10):
+            await asyncio.gather(*handlers)
 
 
-def _canned(raw: bytes, then_wait: float = 0.0) -> Answer:
+def _canned(raw: bytes, hold: bool = False) -> Answer:
+    """Send ``raw``, then close (a dropped connection, if it is cut short), or with
+    ``hold`` keep the connection open, silent, until the client closes it."""
+
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(raw)
         await writer.drain()
-        if then_wait:
-            await asyncio.sleep(then_wait)
+        if hold:
+            await reader.read()
 
     return answer
 
@@ -108,7 +118,7 @@ BAD_SIZE = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"
         (_canned(b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n"), httpx.RemoteProtocolError),
         (_canned(b"nonsense\r\n\r\n"), httpx.RemoteProtocolError),
         # A head, then silence past the read timeout.
-        (_canned(CHUNKED[: CHUNKED.index(b"e\r\n")], then_wait=2), httpx.ReadTimeout),
+        (_canned(CHUNKED[: CHUNKED.index(b"e\r\n")], hold=True), httpx.ReadTimeout),
     ],
     ids=["dropped-between", "dropped-inside", "bad-size", "bad-header", "bad-status", "silent"],
 )
@@ -119,6 +129,33 @@ async def test_a_broken_answer_raises_what_httpx_raises(
         for transport in (SSETransport(), httpx.AsyncHTTPTransport()):
             with pytest.raises(error):
                 await _get(transport, url)
+
+
+async def test_a_reader_that_stops_leaves_the_rest_with_the_server() -> None:
+    """Little read ahead: after the first bytes of a 2 MiB body, at most a few tens of KiB
+    more are taken off the socket, so (with small kernel buffers both ends) almost all of
+    it is still waiting in the server's write buffer, as a slow browser's backlog would.
+    (httpx's own transport had taken all of it off by then; with a 64 KiB stream limit,
+    150 KiB.)"""
+    total = 2 * 1024 * 1024
+    writers: list[asyncio.StreamWriter] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        writers.append(writer)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % total + b"x" * total)
+        await reader.read()  # until the client closes
+
+    small = SSETransport(socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    async with (
+        serving(answer) as url,
+        httpx.AsyncClient(transport=small, timeout=5) as client,
+        client.stream("GET", url, headers=EVENTS) as resp,
+    ):
+        first = await resp.aiter_raw().__anext__()
+        await asyncio.sleep(0.5)
+        waiting = writers[0].transport.get_write_buffer_size()
+    assert first and waiting > total - 100 * 1024, waiting
 
 
 async def test_a_refused_connection_is_a_connect_error() -> None:

@@ -12,6 +12,12 @@ headers, the same errors (``httpx.ReadError`` on a dropped connection, ``httpx.R
 past the client's read timeout), and the response is the same ``httpx.Response``:
 ``aiter_lines`` and the rest work on it unchanged.
 
+It reads little ahead of its reader (asyncio's stream pauses the socket past twice its
+limit, 16 KiB here): a reader that stops reading leaves the rest in the kernel's receive
+buffer, where a small one (``socket_options``) makes the backlog reach the server soon, as
+a slow browser's does. (httpx's own transport had taken 2 MiB off the socket ahead of a
+reader that stopped after its first bytes.)
+
 The server's answer is parsed strictly: a malformed status line, header or chunk is a
 ``httpx.RemoteProtocolError``, as httpx would raise."""
 
@@ -25,8 +31,9 @@ from typing import Any
 
 import httpx
 
-MAX_HEAD = 64 * 1024
-"""The most a response's status line and headers may take."""
+MAX_HEAD = 8 * 1024
+"""The most a response's status line and headers, or a chunk's size line, may take; also
+what the stream reads ahead of its reader, at most twice this."""
 CHUNK = 64 * 1024
 """The most read at once."""
 
