@@ -111,16 +111,22 @@ BAD_SIZE = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"
         # The connection dropped between two chunks, and inside one.
         (_canned(CHUNKED[: CHUNKED.index(b"11;")]), httpx.RemoteProtocolError),
         (_canned(CHUNKED[: CHUNKED.index(b"bcd")]), httpx.RemoteProtocolError),
-        (
-            _canned(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"),
-            httpx.RemoteProtocolError,
-        ),
+        (_canned(BAD_SIZE), httpx.RemoteProtocolError),
         (_canned(b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n"), httpx.RemoteProtocolError),
         (_canned(b"nonsense\r\n\r\n"), httpx.RemoteProtocolError),
+        (_canned(b"HTTP/1.1 200 OK\r\ncontent-length: 5x\r\n\r\n"), httpx.RemoteProtocolError),
         # A head, then silence past the read timeout.
         (_canned(CHUNKED[: CHUNKED.index(b"e\r\n")], hold=True), httpx.ReadTimeout),
     ],
-    ids=["dropped-between", "dropped-inside", "bad-size", "bad-header", "bad-status", "silent"],
+    ids=[
+        "dropped-between",
+        "dropped-inside",
+        "bad-size",
+        "bad-header",
+        "bad-status",
+        "bad-length",
+        "silent",
+    ],
 )
 async def test_a_broken_answer_raises_what_httpx_raises(
     answer: Answer, error: type[Exception]

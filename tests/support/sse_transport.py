@@ -54,6 +54,8 @@ class _Body(httpx.AsyncByteStream):
         self._reader, self._writer, self._read_timeout = reader, writer, read_timeout
         self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         length = headers.get("content-length")
+        if length is not None and not self._chunked and not length.isdigit():
+            raise httpx.RemoteProtocolError(f"a malformed content-length: {length[:80]!r}")
         self._length = int(length) if length is not None and not self._chunked else None
 
     async def _read(self, coro: Any) -> bytes:
@@ -134,14 +136,12 @@ class SSETransport(httpx.AsyncBaseTransport):
             head.append("connection: close")
             writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
             status, headers = await self._head(reader, request)
+            body = _Body(reader, writer, headers, _timeout(request, "read"))
         except BaseException:
             writer.close()
             raise
         return httpx.Response(
-            status,
-            headers=headers,
-            stream=_Body(reader, writer, headers, _timeout(request, "read")),
-            extensions={"http_version": b"HTTP/1.1"},
+            status, headers=headers, stream=body, extensions={"http_version": b"HTTP/1.1"}
         )
 
     async def _connect(
