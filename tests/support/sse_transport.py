@@ -53,10 +53,10 @@ class _Body(httpx.AsyncByteStream):
     ):
         self._reader, self._writer, self._read_timeout = reader, writer, read_timeout
         self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-        length = headers.get("content-length")
-        if length is not None and not self._chunked and not length.isdigit():
+        length = None if self._chunked else headers.get("content-length")
+        if length is not None and not length.isdigit():
             raise httpx.RemoteProtocolError(f"a malformed content-length: {length[:80]!r}")
-        self._length = int(length) if length is not None and not self._chunked else None
+        self._length = None if length is None else int(length)
 
     async def _read(self, coro: Any) -> bytes:
         try:
@@ -67,7 +67,7 @@ class _Body(httpx.AsyncByteStream):
             raise httpx.ReadTimeout("no data within the read timeout") from None
         except asyncio.IncompleteReadError as exc:
             raise httpx.RemoteProtocolError("the connection closed inside a chunk") from exc
-        except (ConnectionError, OSError) as exc:
+        except OSError as exc:  # ConnectionError among them
             raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -108,7 +108,7 @@ class _Body(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         self._writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
+        with contextlib.suppress(OSError):
             await self._writer.wait_closed()
 
 
@@ -179,7 +179,7 @@ class SSETransport(httpx.AsyncBaseTransport):
             raise httpx.ReadTimeout("no response head within the read timeout") from None
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             raise httpx.RemoteProtocolError("no complete response head") from exc
-        except (ConnectionError, OSError) as exc:
+        except OSError as exc:  # ConnectionError among them
             raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
         lines = raw[:-4].decode("latin-1").split("\r\n")
         parts = lines[0].split(" ", 2)
