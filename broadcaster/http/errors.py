@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from redis.exceptions import OutOfMemoryError, RedisClusterException, RedisError, ResponseError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from broadcaster.chat import conversation
 from broadcaster.core.durability import NotConfirmed
@@ -72,9 +73,31 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     return error_response(422, "invalid_request", "the request is invalid", details=details)
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route takes at the request's path: Starlette's 405 names only
+    those of the first route that matched the path, and a path often has a route per
+    method (``GET`` and ``POST /v1/streams/{id}/events``)."""
+    routes = request.app.router.routes
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in routes):
+            allowed.append(method)
+    return ", ".join(allowed)
+
+
 async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's own answers: no route (404), a method the path does not take (405,
+    with ``Allow`` naming every method it takes, as RFC 9110 asks)."""
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail))
+    response = error_response(exc.status_code, code, str(exc.detail))
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        response.headers["allow"] = allowed_methods(request)
+    return response
 
 
 async def not_started(request: Request, exc: NotStarted) -> JSONResponse:

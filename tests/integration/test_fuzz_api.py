@@ -215,14 +215,6 @@ REFUSED_THOUGH_VALID: dict[str, dict[int, str]] = {
 docs/durable-streams.md."""
 
 
-KNOWN_DEFECTS = {
-    "405 without Allow": "an undeclared method is answered 405 without the Allow header RFC"
-    " 9110 requires: errors.http_error drops the headers of Starlette's HTTPException",
-}
-"""Failures of the checks that are the server's, not the document's, left for a fix of
-their own. The coverage test fails once one is no longer seen: then remove it here."""
-
-
 def header_wins(case: Case, failure: Exception) -> bool:
     """A malformed ``?last_event_id=`` beside a ``Last-Event-ID`` header is not read: the
     header is the resume point (docs/api/sse.md), so the request is not refused."""
@@ -233,19 +225,12 @@ def header_wins(case: Case, failure: Exception) -> bool:
     )
 
 
-def known_defect(failure: Exception) -> str | None:
-    if getattr(failure, "failure_reason", None) == "missing_allow_header":
-        return "405 without Allow"
-    return None
-
-
 @dataclass
 class Findings:
     """Failures of the checks, one entry per operation and kind of failure, each with a
     request that shows it: collected, not raised, so that one run lists them all."""
 
     found: dict[tuple[str, str], str] = field(default_factory=dict)
-    known: Counter[str] = field(default_factory=Counter)
     requests: int = 0
 
     def add(self, operation: str, failure: Exception, case: Case) -> None:
@@ -309,10 +294,6 @@ def validate(findings: Findings, session: requests.Session, case: Case, base_url
             if isinstance(failure, RejectedPositiveData) and answer.status_code in refused:
                 continue
             if header_wins(case, failure):
-                continue
-            known = known_defect(failure)
-            if known is not None:
-                findings.known[known] += 1
                 continue
             findings.add(operation, failure, case)
     return answer
@@ -408,10 +389,8 @@ def test_schemathesis_coverage_finds_the_document_true(frontend: Proc) -> None:
                 check_answer(
                     answer.status_code, answer.content, case.as_curl_command(), case.method
                 )
-    print(f"[schemathesis coverage] {findings.requests} requests, known defects {findings.known}")
+    print(f"[schemathesis coverage] {findings.requests} requests")
     assert not findings.found, "the document and the answers differ:\n" + findings.report()
-    fixed = set(KNOWN_DEFECTS) - set(findings.known)
-    assert not fixed, f"no longer seen, remove from KNOWN_DEFECTS: {fixed}"
 
 
 # --- hypothesis: bodies, ids and resume points over HTTP ---
