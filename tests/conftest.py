@@ -20,8 +20,6 @@ from pathlib import Path
 
 import pytest
 import redis as redis_sync
-from hypothesis import HealthCheck
-from hypothesis import settings as hypothesis_settings
 from redis.asyncio import Redis
 
 from broadcaster.core import connection, embedded
@@ -47,12 +45,22 @@ os.environ["BROADCASTER_EMBEDDED_REDIS_PORT"] = "0"
 # default TLS context instead of loading certifi's certificates for each (36 ms of CPU
 # each: tests/support/tls.py).
 tls.share_default_contexts()
-# Property tests judge what a function answers, never how fast: on two shared cores one
-# example may take a second, which is no failure (speed is what the benchmarks measure).
-hypothesis_settings.register_profile(
-    "suite", deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-hypothesis_settings.load_profile("suite")
+# Only the project's own modules get their asserts rewritten (tests/support/bytecode.py):
+# before hypothesis, schemathesis and the agent frameworks are first imported, below.
+bytecode.rewrite_only("tests")
+
+
+def _hypothesis_profile() -> None:
+    """Property tests judge what a function answers, never how fast: on two shared cores
+    one example may take a second, which is no failure (speed is what the benchmarks
+    measure). (Imported here, after ``rewrite_only``.)"""
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("suite")
+
+
+_hypothesis_profile()
 # A test process allocates a great deal (hypothesis's examples, HTTP clients, parsed
 # events) over a large heap (the SDKs and frameworks some tests import): at Python's
 # default threshold (a young collection every 700 allocations) the collector took a

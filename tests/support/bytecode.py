@@ -49,6 +49,28 @@ def link_installed(prefix: str) -> int:
     return added
 
 
+def rewrite_only(package: str) -> None:
+    """Let pytest rewrite the asserts of ``package``'s modules (and of test modules and
+    conftest files, which it always rewrites), not of the third-party packages it marks
+    for it: every package that ships a pytest plugin (hypothesis, schemathesis, anyio,
+    xdist, langsmith…), whole, even with the plugin disabled (``-p no:``). Their asserts
+    are their own, never a test's; on a fresh clone each test process rewrote and cached
+    them at once (about 250 modules, some 3 s of CPU a process), where their bytecode
+    compiled by pip is ready (``link_installed``). To be called before they are imported
+    (what pytest imported to load the plugins stays as it is). This uses pytest's
+    private attributes: where they are missing (another pytest), nothing changes."""
+    try:
+        from _pytest.assertion.rewrite import AssertionRewritingHook
+    except ImportError:
+        return
+    for hook in sys.meta_path:
+        marked = getattr(hook, "_must_rewrite", None)
+        if isinstance(hook, AssertionRewritingHook) and isinstance(marked, set):
+            ours = {name for name in marked if name == package or name.startswith(package + ".")}
+            marked.intersection_update(ours)
+            getattr(hook, "_marked_for_rewrite_cache", {}).clear()
+
+
 def _place(source: str, target: str) -> int:
     if os.path.exists(target):
         return 0

@@ -1,5 +1,6 @@
 """The test modules' asserts rewritten once, before the test processes start
-(tests/support/bytecode.py): what it writes is what pytest itself reads back."""
+(tests/support/bytecode.py): what it writes is what pytest itself reads back; and only
+the project's own modules rewritten, not the packages of pytest's plugins."""
 
 from __future__ import annotations
 
@@ -71,3 +72,20 @@ def test_a_module_that_does_not_compile_is_left_to_the_collection(
     bytecode.rewrite_tests(pytestconfig, [good, bad])
     assert cached(good) is not None
     assert cached(bad) is None
+
+
+def test_only_the_projects_modules_are_rewritten() -> None:
+    """The packages pytest marks for its plugins (hypothesis, schemathesis…) load from
+    their own bytecode; this module, a test module, is rewritten (its asserts explain
+    themselves), and so are the suite's own plugins."""
+    import hypothesis
+    import schemathesis
+    from _pytest.assertion.rewrite import AssertionRewritingHook
+
+    (hook,) = [h for h in sys.meta_path if isinstance(h, AssertionRewritingHook)]
+    marked = hook._must_rewrite
+    assert "tests.support.watchdog" in marked and "tests.support.cpu_log" in marked
+    assert all(name == "tests" or name.startswith("tests.") for name in marked), marked
+    for package in (hypothesis, schemathesis):
+        assert not isinstance(package.__loader__, AssertionRewritingHook), package
+    assert isinstance(sys.modules[__name__].__loader__, AssertionRewritingHook)
