@@ -103,6 +103,7 @@ async def test_an_answer_reads_as_through_httpx(raw: bytes, body: bytes) -> None
 
 
 BAD_SIZE = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"
+LONG_SIZE = BAD_SIZE.replace(b"zz", b"1;" + b"x" * 20_000)  # past the transport's 8 KiB
 
 
 @pytest.mark.parametrize(
@@ -112,6 +113,7 @@ BAD_SIZE = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"
         (_canned(CHUNKED[: CHUNKED.index(b"11;")]), httpx.RemoteProtocolError),
         (_canned(CHUNKED[: CHUNKED.index(b"bcd")]), httpx.RemoteProtocolError),
         (_canned(BAD_SIZE), httpx.RemoteProtocolError),
+        (_canned(LONG_SIZE), httpx.RemoteProtocolError),
         (_canned(b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n"), httpx.RemoteProtocolError),
         (_canned(b"nonsense\r\n\r\n"), httpx.RemoteProtocolError),
         (_canned(b"HTTP/1.1 200 OK\r\ncontent-length: 5x\r\n\r\n"), httpx.RemoteProtocolError),
@@ -122,6 +124,7 @@ BAD_SIZE = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"
         "dropped-between",
         "dropped-inside",
         "bad-size",
+        "long-size-line",
         "bad-header",
         "bad-status",
         "bad-length",

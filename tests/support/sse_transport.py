@@ -43,6 +43,23 @@ def _timeout(request: httpx.Request, which: str) -> float | None:
     return value
 
 
+async def _read(coro: Any, seconds: float | None, what: str) -> bytes:
+    """``coro``, a read of ``what`` off the stream, within ``seconds``; its failures as
+    httpx's: silence is ``ReadTimeout``, a connection closed inside it or a line past
+    ``MAX_HEAD`` (``readline`` says that with a ``ValueError``) ``RemoteProtocolError``, a
+    socket error ``ReadError``."""
+    try:
+        async with asyncio.timeout(seconds):
+            data: bytes = await coro
+            return data
+    except TimeoutError:
+        raise httpx.ReadTimeout(f"no {what} within the read timeout") from None
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+        raise httpx.RemoteProtocolError(f"no complete {what}") from exc
+    except OSError as exc:  # ConnectionError among them
+        raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+
+
 class _Body(httpx.AsyncByteStream):
     def __init__(
         self,
@@ -58,17 +75,8 @@ class _Body(httpx.AsyncByteStream):
             raise httpx.RemoteProtocolError(f"a malformed content-length: {length[:80]!r}")
         self._length = None if length is None else int(length)
 
-    async def _read(self, coro: Any) -> bytes:
-        try:
-            async with asyncio.timeout(self._read_timeout):
-                data: bytes = await coro
-                return data
-        except TimeoutError:
-            raise httpx.ReadTimeout("no data within the read timeout") from None
-        except asyncio.IncompleteReadError as exc:
-            raise httpx.RemoteProtocolError("the connection closed inside a chunk") from exc
-        except OSError as exc:  # ConnectionError among them
-            raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+    async def _read(self, coro: Any, what: str = "body data") -> bytes:
+        return await _read(coro, self._read_timeout, what)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         if self._chunked:
@@ -88,7 +96,7 @@ class _Body(httpx.AsyncByteStream):
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         while True:
-            line = await self._read(self._reader.readline())
+            line = await self._read(self._reader.readline(), "chunk size line")
             if not line.endswith(b"\r\n"):
                 if not line:  # as h11 says it: the body never ended
                     raise httpx.RemoteProtocolError("the connection closed between chunks")
@@ -98,10 +106,10 @@ class _Body(httpx.AsyncByteStream):
             except ValueError:
                 raise httpx.RemoteProtocolError(f"a malformed chunk size: {line[:80]!r}") from None
             if size == 0:  # the last chunk; trailers (none here) until the blank line
-                while (await self._read(self._reader.readline())) not in (b"\r\n", b""):
+                while (await self._read(self._reader.readline(), "trailer")) not in (b"\r\n", b""):
                     pass
                 return
-            data = await self._read(self._reader.readexactly(size + 2))
+            data = await self._read(self._reader.readexactly(size + 2), "chunk")
             if not data.endswith(b"\r\n"):
                 raise httpx.RemoteProtocolError("a chunk not followed by CRLF")
             yield data[:-2]
@@ -172,15 +180,7 @@ class SSETransport(httpx.AsyncBaseTransport):
     async def _head(
         self, reader: asyncio.StreamReader, request: httpx.Request
     ) -> tuple[int, httpx.Headers]:
-        try:
-            async with asyncio.timeout(_timeout(request, "read")):
-                raw = await reader.readuntil(b"\r\n\r\n")
-        except TimeoutError:
-            raise httpx.ReadTimeout("no response head within the read timeout") from None
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-            raise httpx.RemoteProtocolError("no complete response head") from exc
-        except OSError as exc:  # ConnectionError among them
-            raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+        raw = await _read(reader.readuntil(b"\r\n\r\n"), _timeout(request, "read"), "response head")
         lines = raw[:-4].decode("latin-1").split("\r\n")
         parts = lines[0].split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
