@@ -63,8 +63,11 @@ def turn_text(stack: Stack, generation: str) -> str:
 
 
 def running_text(stack: Stack, chat: str) -> bool:
-    """The chat's answer is running and has shown some text."""
+    """The chat's answer is running and has shown some text: the answer's own, not the
+    question's (until the answer's first event is stored, the last message listed is the
+    user's, whose text would say so before the model was even asked)."""
     listed = httpx.get(f"{stack.api}/{chat}/messages").json()
     messages = listed.get("messages") or []
-    parts = messages[-1]["parts"] if messages else []
+    last = messages[-1] if messages else {}
+    parts = last.get("parts", []) if last.get("role") == "assistant" else []
     return listed.get("status") == "running" and any(p.get("text") for p in parts)
