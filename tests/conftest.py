@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from broadcaster.core import connection, embedded
 from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound
-from tests.support import bytecode, ports, procs, rundir, tls
+from tests.support import bytecode, node_host, ports, procs, rundir, tls
 from tests.support.procs import Deployment, Proc, start_frontend, start_worker
 
 # A hard limit over each test, past its timeout, and failures named as they come; and,
@@ -367,6 +367,10 @@ def pytest_configure_node(node: object) -> None:
     """(The controller, for each process it starts.) Where the run's locks are."""
     config = node.config  # type: ignore[attr-defined]
     node.workerinput[rundir.KEY] = rundir.made(config)  # type: ignore[attr-defined]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    node_host.HOST.stop()  # the Node process running the client scripts, if one started
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.browser import finish_node_script, run_node_script, start_node_script
+from tests.support import node_host
 from tests.support.fake_anthropic import (
     gate,
     message,
@@ -70,7 +70,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def node(stack: Stack, script: Path, *args: str) -> dict[str, Any]:
-    code, out, err = run_node_script(script, list(args), timeout=90)
+    code, out, err = node_host.run(script, list(args), timeout=90)
     assert code == 0, f"{script.name} {args[:2]} exited {code}\n{err}\n{out}\n{stack.logs()}"
     found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return found
@@ -241,11 +241,11 @@ def test_a_run_goes_on_when_its_post_drops_and_a_second_client_follows(stack: St
             "running",
             "queued",
         )
-        follower = start_node_script(SCRIPT, ["read", connect, "--body", body])
+        follower = node_host.start(SCRIPT, ["read", connect, "--body", body])
         time.sleep(0.3)  # the follower joins while the model is held at the gate
     finally:
         opened.set()
-    code, out, err = finish_node_script(follower, 90)
+    code, out, err = node_host.finish(follower, 90)
     assert code == 0, f"{err}\n{stack.logs()}"
     followed = json.loads(out.strip().splitlines()[-1])
     wait_status(stack, dropped["generation"], "completed")

@@ -21,8 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import agui_agent
-from tests.support.browser import run_node_script
+from tests.support import agui_agent, node_host
 from tests.support.procs import ROOT
 from tests.support.stacks import Stack, start_stack
 
@@ -48,7 +47,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def node(stack: Stack, *args: str) -> dict[str, Any]:
-    code, out, err = run_node_script(args[0], list(args[1:]), timeout=90)
+    code, out, err = node_host.run(args[0], list(args[1:]), timeout=90)
     assert code == 0, f"{args[:2]} exited {code}\n{err}\n{out}\n{stack.logs()}"
     found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return found

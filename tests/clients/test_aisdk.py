@@ -29,8 +29,8 @@ import pytest
 
 from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound
 from tests.support import fake_openai as oai
+from tests.support import node_host
 from tests.support.aisdk import AISDK_DIR, missing_prerequisites
-from tests.support.browser import run_node_script
 from tests.support.fake_anthropic import FakeAnthropicServer, message, text, thinking, tool_use
 from tests.support.procs import Proc, parse_sse, start_frontend, start_worker
 
@@ -43,7 +43,7 @@ TOOL_INPUT = {"city": "Paris", "days": 3, "units": ["C"]}
 
 
 def _read_with_sdk(url: str, *args: str) -> tuple[int, str, str]:
-    return run_node_script(SCRIPT, [url, *args], timeout=90)
+    return node_host.run(SCRIPT, [url, *args], timeout=90)
 
 
 def _sdk_message(url: str, logs: list[Proc], *args: str) -> dict[str, Any]:

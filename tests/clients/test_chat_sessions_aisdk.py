@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.support import node_host
 from tests.support.aisdk import AISDK_DIR, last_json, missing_prerequisites, spawn
 from tests.support.stacks import Stack, start_stack
 
@@ -33,11 +33,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s.stop()
 
 
-def node(script: str, *args: str, stdin: str = "") -> subprocess.Popen[str]:
+def node(script: str, *args: str, stdin: str = "") -> node_host.Started:
     return spawn(["node", str(AISDK_DIR / script), *args], stdin)
 
 
-def output(proc: subprocess.Popen[str], stack: Stack) -> Any:
+def output(proc: node_host.Started, stack: Stack) -> Any:
     return last_json(proc, stack)
 
 

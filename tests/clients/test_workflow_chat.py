@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import node_host
 from tests.support.aisdk import last_json, spawn
 from tests.support.fake_anthropic import (
     Script,
@@ -71,11 +71,11 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         yield s
 
 
-def node(mode: str, request: dict[str, Any]) -> subprocess.Popen[str]:
+def node(mode: str, request: dict[str, Any]) -> node_host.Started:
     return spawn(["node", str(SCRIPT), mode], json.dumps(request))
 
 
-def result(proc: subprocess.Popen[str], stack: Stack) -> dict[str, Any]:
+def result(proc: node_host.Started, stack: Stack) -> dict[str, Any]:
     found: dict[str, Any] = last_json(proc, stack, within=120)
     return found
 

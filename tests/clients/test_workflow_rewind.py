@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support import node_host
 from tests.support.fake_anthropic import message, text, thinking, tool_use
 from tests.support.procs import ROOT
 from tests.support.stacks import Stack, anthropic_stack
@@ -62,17 +62,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def run_node(script: Path, stack: Stack, *args: str, request: dict[str, Any]) -> dict[str, Any]:
-    done = subprocess.run(
-        ["node", str(script), *args],
-        cwd=str(ROOT),
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"{script.name}: {done.returncode}\n{done.stderr}\n{stack.logs()}"
-    found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    code, out, err = node_host.run(script, list(args), 120, stdin=json.dumps(request))
+    assert code == 0, f"{script.name}: {code}\n{err}\n{stack.logs()}"
+    found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return found
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,8 @@ import anyio
 import httpx
 import pytest
 
+from tests.support import node_host
 from tests.support.aisdk import missing_prerequisites
-from tests.support.browser import finish_node_script, start_node_script
 from tests.support.fake_anthropic import (
     FakeAnthropicServer,
     Script,
@@ -125,8 +124,8 @@ def _stop(procs: Any) -> None:
             proc.communicate()
 
 
-def _read(proc: subprocess.Popen[str], who: str) -> dict[str, Any]:
-    code, out, err = finish_node_script(proc, 90)
+def _read(proc: node_host.Started, who: str) -> dict[str, Any]:
+    code, out, err = node_host.finish(proc, 90)
     assert code == 0, f"{who}: exit {code}\nstderr:\n{err}\nstdout:\n{out}"
     found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return found
@@ -149,7 +148,7 @@ async def run_cut(tmp_path: Path, sc: Scenario) -> Scenario:
             gid = await create_generation(client, fe, f"scenario {sc.name}", max_tokens=512)
             url = f"{fe}/v1/streams/{gid}/events"
             readers = {k: READERS[k] for k in sc.readers}
-            live = {k: start_node_script(path, [url + q]) for k, (path, q) in readers.items()}
+            live = {k: node_host.start(path, [url + q]) for k, (path, q) in readers.items()}
             try:
                 viewers = [Viewer(cluster.urls, gid) for _ in range(3)]
                 r = cluster.client()
@@ -174,7 +173,7 @@ async def run_cut(tmp_path: Path, sc: Scenario) -> Scenario:
                 for k, proc in live.items():
                     sc.messages[f"{k} live"] = _read(proc, f"{k} live")
                 for k, (path, q) in readers.items():
-                    late = start_node_script(path, [url + q])
+                    late = node_host.start(path, [url + q])
                     sc.messages[f"{k} late"] = _read(late, f"{k} late")
             finally:
                 _stop(live.values())

@@ -17,7 +17,6 @@ import json
 import re
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +25,7 @@ import httpx
 import pytest
 
 from broadcaster.clients.publisher import Publisher
+from tests.support import node_host
 from tests.support.polling import wait_for
 from tests.support.procs import ROOT, Proc, parse_sse
 from tests.support.stacks import Stack, start_stack
@@ -129,9 +129,7 @@ def test_the_ai_sdks_parser_takes_the_mark_and_the_keepalives(stack: Stack) -> N
     publish(stack, "marks-2", [*OPENING, *deltas(3)])
     before = viewers(stack.frontend)
     url = f"{stack.frontend.url}/v1/streams/marks-2/events?caught_up=1"
-    reader = subprocess.Popen(
-        ["node", str(READ), url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    reader = node_host.start(READ, [url])
     try:
         wait_for("the SDK's viewer", lambda: viewers(stack.frontend) > before, context=stack.logs)
         # Silence for two keepalives' time, so that the stream the SDK parses holds them

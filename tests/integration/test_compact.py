@@ -17,7 +17,7 @@ import pytest
 
 from broadcaster.core.events import Event
 from broadcaster.fanout.compact import fold
-from tests.support.browser import run_node_script
+from tests.support import node_host
 from tests.support.procs import ROOT, Proc, own_redis, read_sse, start_frontend
 
 pytestmark = pytest.mark.anyio
@@ -137,7 +137,7 @@ async def test_live_events_are_never_folded(frontend: Proc) -> None:
 
 
 async def _sdk(url: str) -> dict[str, object]:
-    code, out, err = await asyncio.to_thread(run_node_script, READ, [url], 60)
+    code, out, err = await asyncio.to_thread(node_host.run, READ, [url], 60)
     assert code == 0, err
     message = json.loads(out.splitlines()[-1])
     keep = ("message_id", "role", "part_types", "text_parts", "reasoning_parts", "tools")

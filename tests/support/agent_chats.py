@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 
+from tests.support import node_host
 from tests.support.agents import marks
 from tests.support.aisdk import AISDK_DIR, missing_prerequisites
-from tests.support.browser import run_node_script
 from tests.support.chat_tabs import body, events, user
 from tests.support.stacks import Stack
 
@@ -44,7 +44,7 @@ def sdk_message(stack: Stack, generation: str, *args: str) -> dict[str, Any]:
     missing = missing_prerequisites()
     assert not missing, "; ".join(missing)
     url = f"{stack.url}/v1/streams/{generation}/events"
-    code, out, err = run_node_script(AISDK_DIR / "read.mjs", [url, *args], timeout=90)
+    code, out, err = node_host.run(AISDK_DIR / "read.mjs", [url, *args], timeout=90)
     assert code == 0, f"read.mjs exited with {code}: {err}\n{stack.logs()}"
     found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return found

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from typing import Any
 
+from tests.support import node_host
 from tests.support.procs import ROOT
 from tests.support.stacks import Stack
 
@@ -33,42 +34,27 @@ def missing_prerequisites() -> list[str]:
     return missing
 
 
-def spawn(args: list[str], stdin: str = "") -> subprocess.Popen[str]:
-    """A Node script (``args``, from the project's root) with ``stdin`` written and closed,
-    running."""
-    proc = subprocess.Popen(
-        args,
-        cwd=str(ROOT),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None
-    proc.stdin.write(stdin)
-    proc.stdin.close()
-    proc.stdin = None  # written and closed: communicate() must not touch it
-    return proc
+def spawn(args: list[str], stdin: str = "") -> node_host.Started:
+    """A Node script (``["node", script, *args]``) with ``stdin`` written and closed,
+    running (in the test process's Node host: tests/support/node_host.py)."""
+    program, script, *rest = args
+    assert program == "node", args
+    return node_host.start(script, rest, stdin)
 
 
-def last_json(proc: subprocess.Popen[str], stack: Stack, within: float = 90) -> Any:
+def last_json(proc: node_host.Started, stack: Stack, within: float = 90) -> Any:
     """What the script printed last, once it ended well (else its output and the logs)."""
-    try:
-        out, err = proc.communicate(timeout=within)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        err += f"\n(test: the script did not end within {within:g} s and was killed)"
-    assert proc.returncode == 0, f"{proc.args}: {proc.returncode}\n{err}\n{out}\n{stack.logs()}"
+    code, out, err = node_host.finish(proc, within)
+    assert code == 0, f"{proc.args}: {code}\n{err}\n{out}\n{stack.logs()}"
     return json.loads(out.strip().splitlines()[-1])
 
 
-def node(mode: str, request: dict[str, Any]) -> subprocess.Popen[str]:
+def node(mode: str, request: dict[str, Any]) -> node_host.Started:
     """chat.mjs in ``mode`` with ``request`` on its stdin, running."""
     return spawn(["node", str(CHAT_SCRIPT), mode], json.dumps(request))
 
 
-def result(proc: subprocess.Popen[str], stack: Stack) -> dict[str, Any]:
+def result(proc: node_host.Started, stack: Stack) -> dict[str, Any]:
     """What chat.mjs printed last, once it ended well (else its output and the logs)."""
     found: dict[str, Any] = last_json(proc, stack)
     return found

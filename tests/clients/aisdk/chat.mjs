@@ -177,3 +177,4 @@ const timer = setTimeout(() => fail("no result within 60 s"), 60_000);
 const result = await { send, resume, reload, chat }[mode]();
 clearTimeout(timer);
 process.stdout.write(`${JSON.stringify(result)}\n`);
+process.exit(0); // the end of a run in tests/clients/host.mjs too

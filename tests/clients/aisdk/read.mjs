@@ -129,3 +129,4 @@ const out = {
   chunk_types: chunkTypes,
 };
 process.stdout.write(`${JSON.stringify(out)}\n`);
+process.exit(0); // the end of a run in tests/clients/host.mjs too
