@@ -15,7 +15,8 @@
 // end that way. At its end its timers are cleared and its fetches aborted, as a process's
 // exit closes its sockets; what it writes afterwards is dropped. The script module is
 // evaluated afresh for each run (a query string in its URL); what it imports is shared.
-// An error that no run can be blamed for fails every run in progress, never passes one.
+// An uncaught error ends its run with status 1, as it would end its process; one that no
+// run can be blamed for fails every run in progress, never passes one.
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import { createInterface } from "node:readline";
@@ -96,18 +97,19 @@ for (const name of ["setTimeout", "setInterval"]) {
   };
 }
 
-function failEveryRun(err) {
+function failTheRun(err) {
   if (err instanceof Exit) return; // a run's exit, unwinding: that run has answered
   const run = runs.getStore();
-  const blamed = run && !run.done ? [run] : [...active.values()];
+  if (run?.done) return; // after its end: a process would be gone, and say nothing
+  const blamed = run ? [run] : [...active.values()];
   for (const r of blamed) {
     r.err += `${err?.stack ?? err}\n`;
     finish(r, 1);
   }
   if (blamed.length === 0) process.stderr.write(`host.mjs: ${err?.stack ?? err}\n`);
 }
-process.on("uncaughtException", failEveryRun);
-process.on("unhandledRejection", failEveryRun);
+process.on("uncaughtException", failTheRun);
+process.on("unhandledRejection", failTheRun);
 
 function start({ id, script, args = [], stdin = "" }) {
   const run = {

@@ -24,7 +24,7 @@ const [mode, ...rest] = process.argv.slice(2);
 let input = "";
 for await (const bytes of process.stdin) input += bytes;
 if (mode === "echo") {
-  await new Promise((done) => setTimeout(done, 20));
+  await new Promise((done) => setTimeout(done, Number(rest[1]) || 20));
   console.log(JSON.stringify({ rest, input, argv1: process.argv[1].endsWith("probe.mjs") }));
   process.exit(0);
 }
@@ -95,8 +95,10 @@ def test_a_run_ends_at_its_exit_with_its_status(
 def test_an_uncaught_error_ends_the_run_with_status_1_and_its_stack(
     probe: Path, host: node_host.Host, mode: str, says: str
 ) -> None:
+    beside = host.start(probe, ["echo", "beside", "300"])  # running all along
     code, out, err = finish(host.start(probe, [mode]))
     assert (code, out) == (1, "") and f"Error: {says}" in err, err
+    assert finish(beside)[0] == 0, "an error of one run ended another"
     assert finish(host.start(probe, ["echo"]))[0] == 0  # the host goes on
 
 
