@@ -147,6 +147,9 @@ class Worker:
             # Before the line below, which says the worker is up: a request made at once
             # must not be refused for want of a worker. Redis down: the loop retries.
             await taker.advertise()
+        # Before the line below too: a scrape made as soon as the worker says it is up
+        # finds its metrics.
+        metrics_server = await self._serve_metrics()
         log.info(
             "worker %s: provider %s (serving %s), concurrency %d, tools: %s",
             self.consumer,
@@ -155,7 +158,6 @@ class Worker:
             self.settings.concurrency,
             ", ".join(self.policy.tools.tools) or "none",
         )
-        metrics_server = await self._serve_metrics()
         try:
             async with asyncio.TaskGroup() as tasks:
                 running = RunningGenerations(
