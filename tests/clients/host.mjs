@@ -31,7 +31,6 @@ const realArgv = process.argv;
 const realStdin = Object.getOwnPropertyDescriptor(process, "stdin");
 const realFetch = globalThis.fetch;
 const real = { setTimeout, setInterval, clearTimeout, clearInterval };
-let runsSoFar = 0;
 
 class Exit extends Error {}
 
@@ -85,17 +84,24 @@ globalThis.fetch = (input, init = {}) => {
   const signal = init.signal ? AbortSignal.any([init.signal, run.abort.signal]) : run.abort.signal;
   return realFetch(input, { ...init, signal });
 };
-for (const name of ["setTimeout", "setInterval"]) {
-  globalThis[name] = (fn, ms, ...rest) => {
-    const run = runs.getStore();
-    const handle = real[name](fn, ms, ...rest);
-    if (run) {
-      if (run.done) real.clearTimeout(handle);
-      else run.timers.add(handle);
-    }
-    return handle;
-  };
+// A run's timers, cleared at its end; a timer leaves the set when it fires or is cleared.
+function track(name, fn, ms, rest) {
+  const run = runs.getStore();
+  if (!run) return real[name](fn, ms, ...rest);
+  const handle = real[name]((...args) => {
+    if (name === "setTimeout") run.timers.delete(handle);
+    fn(...args);
+  }, ms, ...rest);
+  if (run.done) real.clearTimeout(handle);
+  else run.timers.add(handle);
+  return handle;
 }
+globalThis.setTimeout = (fn, ms, ...rest) => track("setTimeout", fn, ms, rest);
+globalThis.setInterval = (fn, ms, ...rest) => track("setInterval", fn, ms, rest);
+globalThis.clearTimeout = globalThis.clearInterval = (handle) => {
+  runs.getStore()?.timers.delete(handle);
+  real.clearTimeout(handle);
+};
 
 function failTheRun(err) {
   if (err instanceof Exit) return; // a run's exit, unwinding: that run has answered
@@ -124,8 +130,7 @@ function start({ id, script, args = [], stdin = "" }) {
     abort: new AbortController(),
   };
   active.set(id, run);
-  runsSoFar += 1;
-  const url = `${pathToFileURL(script).href}?run=${runsSoFar}`;
+  const url = `${pathToFileURL(script).href}?run=${id}`;
   runs.run(run, () => {
     import(url).catch((err) => {
       if (err instanceof Exit || run.done) return;

@@ -20,11 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import node_host
 from tests.support.agents import WORDS, marks
 from tests.support.browser import (
     ARTIFACTS,
     BROWSER_DIR,
-    finish_node_script,
     missing_prerequisites,
     start_node_script,
     stop_browser_leftovers,
@@ -77,7 +77,7 @@ def test_the_chat_tab_runs_an_agent_with_every_guarantee(tmp_path: Path) -> None
             stack.worker.popen.kill()
             stack.worker.popen.wait(10)
             stack.add_worker()
-        code, out, err = finish_node_script(node, timeout=150)
+        code, out, err = node_host.finish(node, timeout=150)
         assert line == "KILL\n" and code == 0, (
             f"agent_chat.mjs exited with {code}\n{line}{err}\n{out}\n{stack.logs()}"
         )

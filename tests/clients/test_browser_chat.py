@@ -29,10 +29,10 @@ import pytest
 from broadcaster.auth.credentials import hash_key
 from broadcaster.cli import DEMO_TOOLS
 from broadcaster.core.embedded import free_port
+from tests.support import node_host
 from tests.support.browser import (
     ARTIFACTS,
     BROWSER_DIR,
-    finish_node_script,
     missing_prerequisites,
     png_size,
     start_node_script,
@@ -159,7 +159,7 @@ def _run(
             at_kill = _kill_the_worker_mid_answer(node, nginx, key, procs[-1])
             procs.append(start_worker(redis.url, tmp_path, "worker-2", TAKEOVER_ENV))
         finally:
-            code, out, err = finish_node_script(node, timeout=120)
+            code, out, err = node_host.finish(node, timeout=120)
         assert code == 0, (
             f"chat.mjs exited with {code}\nstderr:\n{err}\nstdout:\n{out}\n"
             + "".join(f"{p.name} log:\n{p.log()[-3000:]}\n" for p in procs)

@@ -19,10 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import node_host
 from tests.support.browser import (
     ARTIFACTS,
     BROWSER_DIR,
-    finish_node_script,
     missing_prerequisites,
     start_node_script,
     stop_browser_leftovers,
@@ -43,7 +43,7 @@ def test_a_turn_started_in_one_tab_shows_in_the_other(tmp_path: Path) -> None:
         node = start_node_script(
             SCRIPT, [stack.url, str(ARTIFACTS / "chat-tabs.png"), str(profile)]
         )
-        code, out, err = finish_node_script(node, timeout=130)
+        code, out, err = node_host.finish(node, timeout=130)
         assert code == 0, f"tabs.mjs exited with {code}\n{err}\n{out}\n{stack.logs()}"
         result = json.loads(out.strip().splitlines()[-1])
         listed = httpx.get(f"{stack.url}/v1/chat/{result['chat_id']}/messages").json()

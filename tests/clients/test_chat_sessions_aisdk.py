@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support import node_host
-from tests.support.aisdk import AISDK_DIR, last_json, missing_prerequisites, spawn
+from tests.support.aisdk import AISDK_DIR, last_json, missing_prerequisites
 from tests.support.stacks import Stack, start_stack
 
 
@@ -34,7 +34,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def node(script: str, *args: str, stdin: str = "") -> node_host.Started:
-    return spawn(["node", str(AISDK_DIR / script), *args], stdin)
+    return node_host.start(AISDK_DIR / script, list(args), stdin)
 
 
 def output(proc: node_host.Started, stack: Stack) -> Any:

@@ -31,11 +31,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import worker_tools
+from tests.support import node_host, worker_tools
 from tests.support.anthropic_scripts import Script
 from tests.support.browser import (
     chromium_socket_dir,
-    finish_node_script,
     missing_prerequisites,
     start_node_script,
 )
@@ -100,7 +99,7 @@ def test_a_copilotkit_chat_resumes_its_answer_after_a_reload(stack: Stack, tmp_p
         line = node.stdout.readline()  # RELOADED, once the page shows the answer again
     finally:
         opened.set()
-    code, out, err = finish_node_script(node, 150)
+    code, out, err = node_host.finish(node, 150)
     assert code == 0 and line == "RELOADED\n", f"{line}{out}\n{err}\n{stack.logs()}"
     page = json.loads(out.strip().splitlines()[-1])
     assert page["pageErrors"] == [], page["pageErrors"]

@@ -35,7 +35,8 @@ import durable_streams
 import httpx
 import pytest
 
-from tests.support.browser import finish_node_script, start_node_script
+from tests.support import node_host
+from tests.support.browser import start_node_script
 from tests.support.durable import FOLLOW, require_node_packages
 from tests.support.faults import create_generation
 from tests.support.procs import Proc, SSEResult, own_redis, read_sse, start_frontend, start_worker
@@ -104,7 +105,7 @@ async def test_node_client_follows_a_generation_as_its_viewers_see_it(
         try:
             sse = await read_sse(client, f"{b.url}/v1/streams/{gid}/events")
         finally:
-            code, out, err = finish_node_script(node, timeout=90)
+            code, out, err = node_host.finish(node, timeout=90)
     expected = sse_messages(sse)
     assert code == 0, (
         f"follow.mjs ({live}) exited with {code}\nstderr:\n{err}\nstdout:\n{out[-2000:]}\n"

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from tests.support import node_host
-from tests.support.aisdk import last_json, spawn
+from tests.support.aisdk import last_json
 from tests.support.fake_anthropic import (
     Script,
     gate,
@@ -72,7 +72,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 def node(mode: str, request: dict[str, Any]) -> node_host.Started:
-    return spawn(["node", str(SCRIPT), mode], json.dumps(request))
+    return node_host.start(SCRIPT, [mode], json.dumps(request))
 
 
 def result(proc: node_host.Started, stack: Stack) -> dict[str, Any]:

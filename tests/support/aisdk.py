@@ -34,14 +34,6 @@ def missing_prerequisites() -> list[str]:
     return missing
 
 
-def spawn(args: list[str], stdin: str = "") -> node_host.Started:
-    """A Node script (``["node", script, *args]``) with ``stdin`` written and closed,
-    running (in the test process's Node host: tests/support/node_host.py)."""
-    program, script, *rest = args
-    assert program == "node", args
-    return node_host.start(script, rest, stdin)
-
-
 def last_json(proc: node_host.Started, stack: Stack, within: float = 90) -> Any:
     """What the script printed last, once it ended well (else its output and the logs)."""
     code, out, err = node_host.finish(proc, within)
@@ -51,7 +43,7 @@ def last_json(proc: node_host.Started, stack: Stack, within: float = 90) -> Any:
 
 def node(mode: str, request: dict[str, Any]) -> node_host.Started:
     """chat.mjs in ``mode`` with ``request`` on its stdin, running."""
-    return spawn(["node", str(CHAT_SCRIPT), mode], json.dumps(request))
+    return node_host.start(CHAT_SCRIPT, [mode], json.dumps(request))
 
 
 def result(proc: node_host.Started, stack: Stack) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.support import node_host
 from tests.support.procs import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -51,7 +52,7 @@ def missing_prerequisites() -> list[str]:
 def start_node_script(
     script: Path, args: list[str], env: dict[str, str] | None = None
 ) -> subprocess.Popen[str]:
-    """A browser script, started; ``finish_node_script`` waits for it."""
+    """A browser script, started; ``node_host.finish`` waits for it."""
     return subprocess.Popen(
         ["node", str(script), *args],
         cwd=str(ROOT),
@@ -63,27 +64,11 @@ def start_node_script(
     )
 
 
-def finish_node_script(node: subprocess.Popen[str], timeout: float) -> tuple[int, str, str]:
-    """Wait for a browser script's end: (exit code, stdout, stderr). One that hangs gets
-    SIGTERM (playwright then closes its browser), then SIGKILL."""
-    try:
-        out, err = node.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        node.send_signal(signal.SIGTERM)
-        try:
-            out, err = node.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            out, err = node.communicate()
-        err += f"\n(test: the script did not end within {timeout:.0f} s and was stopped)"
-    return node.returncode, out, err
-
-
 def run_node_script(
     script: Path, args: list[str], timeout: float, env: dict[str, str] | None = None
 ) -> tuple[int, str, str]:
-    """Run a browser script to its end (``finish_node_script``)."""
-    return finish_node_script(start_node_script(script, args, env), timeout)
+    """Run a browser script to its end (``node_host.finish``)."""
+    return node_host.finish(start_node_script(script, args, env), timeout)
 
 
 def pids_using(marker: str) -> list[int]:

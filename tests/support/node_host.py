@@ -21,6 +21,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 from collections import deque
@@ -219,14 +220,19 @@ def start(script: Path | str, args: list[str], stdin: str = "") -> Started:
 
 
 def finish(proc: Started, timeout: float) -> tuple[int, str, str]:
-    """Waits for a run's end: (exit status, output, errors). One past ``timeout`` is
-    killed, and says so in its errors."""
+    """Waits for a script's end: (exit status, output, errors). One past ``timeout`` gets
+    SIGTERM (a browser script's playwright then closes its browser), then SIGKILL, and
+    says so in its errors."""
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        err += f"\n(test: the script did not end within {timeout:g} s and was killed)"
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        err += f"\n(test: the script did not end within {timeout:g} s and was stopped)"
     assert proc.returncode is not None
     return proc.returncode, out, err
 
