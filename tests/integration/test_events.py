@@ -288,26 +288,36 @@ async def test_a_dashboards_ids_are_compact_once_its_replays_are_sent(tmp_path: 
 async def test_a_connection_is_pinged_only_when_silent(tmp_path: Path) -> None:
     """Keepalives (here every 0.5 s) go to a connection whose streams are quiet, never to
     one that the fan-out writes to meanwhile: the events count as traffic, as they do
-    for a single-stream viewer."""
+    for a single-stream viewer. (The busy connection is read until its last event, the
+    quiet one as long: on a slow machine the twenty publishes take longer than 2 s.)"""
     env = {"BROADCASTER_KEEPALIVE_SECONDS": "0.5"}
+    last = b'"seq":21,'
     with lone_frontend(tmp_path, "pings", env) as fe:
         async with httpx.AsyncClient(timeout=30) as client:
             for sid in ("busy", "quiet"):
                 await publish(client, fe.url, sid, 1)
             got: dict[str, bytes] = {"busy": b"", "quiet": b""}
+            busy_read = asyncio.Event()
 
-            async def read(sid: str, seconds: float) -> None:
+            async def read(sid: str) -> None:
                 async with client.stream("GET", f"{fe.url}/v1/events?stream={sid}") as resp:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(seconds):
-                            async for chunk in resp.aiter_raw():
-                                got[sid] += chunk
+                    async for chunk in resp.aiter_raw():
+                        got[sid] += chunk
+                        if sid == "busy" and last in got[sid]:
+                            busy_read.set()
+                            return
 
-            readers = [asyncio.create_task(read(sid, 2.5)) for sid in got]
+            readers = [asyncio.create_task(read(sid)) for sid in got]
             for n in range(2, 22):  # an event every 0.1 s for 2 s
                 await asyncio.sleep(0.1)
                 await publish(client, fe.url, "busy", n)
-            await asyncio.gather(*readers)
-    assert got["busy"].count(b"event: data-step") >= 20
+            try:
+                async with asyncio.timeout(30):
+                    await busy_read.wait()
+            finally:
+                for reader in readers:
+                    reader.cancel()
+                await asyncio.gather(*readers, return_exceptions=True)
+    assert got["busy"].count(b"event: data-step") == 21
     assert b": ping" not in got["busy"], got["busy"][-300:]
     assert got["quiet"].count(b": ping") >= 3, got["quiet"]
