@@ -6,20 +6,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import importlib.util
 import ipaddress
 import logging
 import sys
+from typing import TYPE_CHECKING, Any
 
 from broadcaster.auth.credentials import LEGACY_TOKENS_UNTIL, hash_key, parse_api_keys
-from broadcaster.core.embedded import deployment_url, port_free, redis_url
 from broadcaster.core.logconfig import setup_logging
-from broadcaster.core.settings import bad_settings, load_settings, version
-from broadcaster.http.access import AccessPolicy
-from broadcaster.http.app import BroadcasterApp, create_app
-from broadcaster.http.resources import refuse_unkept_durability
-from broadcaster.http.server import DrainingServer, exit_on_sigterm, make_server
-from broadcaster.http.settings import Settings
+
+if TYPE_CHECKING:
+    from broadcaster.http.app import BroadcasterApp
+    from broadcaster.http.server import DrainingServer
+    from broadcaster.http.settings import Settings
+
+# Each command imports what it runs when it runs: ``--version``, ``hash-key`` or a
+# mistyped command answers without importing the server (FastAPI, pydantic's models,
+# redis-py: a second and a half of CPU), and a server's start imports no other command's
+# modules. (The tests' fork server imports what ``serve`` does before it forks:
+# tests/support/forkserver.py.)
 
 log = logging.getLogger("broadcaster")
 
@@ -37,6 +43,9 @@ def check_exposure(settings: Settings) -> None:
     """The secure default: without API keys *and* tokens (a secret or a JWKS), serve only
     on loopback, unless ``--insecure`` says otherwise out loud. (Also stops on other bad
     settings that would otherwise fail only at the first request.)"""
+    from broadcaster.core.settings import bad_settings
+    from broadcaster.http.access import AccessPolicy
+
     try:
         keys = parse_api_keys(settings.api_keys)
         settings.served_providers()
@@ -81,6 +90,9 @@ def check_exposure(settings: Settings) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from broadcaster.core.settings import load_settings
+    from broadcaster.http.settings import Settings
+
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     if args.insecure:
         overrides["insecure"] = True
@@ -90,6 +102,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 def check_port(settings: Settings, prog: str) -> None:
     """Stop at once, saying so, when the HTTP port is taken: before Redis is started or
     joined and a worker started, not after."""
+    from broadcaster.core.embedded import port_free
+
     if not port_free(settings.port, settings.host):
         raise SystemExit(
             f"{prog}: port {settings.port} on {settings.host} is taken (another demo or "
@@ -99,6 +113,11 @@ def check_port(settings: Settings, prog: str) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    from broadcaster.core.embedded import redis_url
+    from broadcaster.http.app import create_app
+    from broadcaster.http.resources import refuse_unkept_durability
+    from broadcaster.http.server import exit_on_sigterm
+
     settings = _settings(args)
     setup_logging(settings.log_level, settings.log_format)
     check_exposure(settings)
@@ -112,6 +131,8 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _server(app: BroadcasterApp, settings: Settings, *, reuse_port: bool = False) -> DrainingServer:
+    from broadcaster.http.server import make_server
+
     return make_server(
         app,
         settings.host,
@@ -147,6 +168,10 @@ def _demo_tools(tools: str | None) -> str | None:
 
 
 def _demo(args: argparse.Namespace) -> None:
+    from broadcaster.core.embedded import redis_url
+    from broadcaster.core.settings import bad_settings, load_settings
+    from broadcaster.http.app import create_app
+    from broadcaster.http.server import exit_on_sigterm
     from worker.runner import Worker, unusable_provider
     from worker.settings import WorkerSettings
     from worker.tools import ToolSpecError, load_tools
@@ -213,7 +238,10 @@ def _hash_key(args: argparse.Namespace) -> None:
 def _providers(args: argparse.Namespace) -> None:
     """List the providers the deployment has served, or forget one."""
     from broadcaster.core import connection
+    from broadcaster.core.embedded import deployment_url
+    from broadcaster.core.settings import load_settings
     from broadcaster.generations.jobs import JobQueue
+    from broadcaster.http.settings import Settings
 
     settings = load_settings(Settings, "broadcaster providers")
 
@@ -262,17 +290,40 @@ def _webhooks(args: argparse.Namespace) -> None:
     raise SystemExit(webhooks.main(args))
 
 
-SERVING = ("serve", "demo")
-"""The commands that start a server: a front-end starts with each replica, each restart
-and many times in a test run, so their start does not import what only the other commands
-parse (the bench, the tail and the webhooks' modules, a tenth of a front-end's imports)."""
+class _Version(argparse.Action):
+    """``--version``: argparse's, with the installed version looked up only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **_: Any) -> None:
+        super().__init__(
+            option_strings,
+            dest=argparse.SUPPRESS,
+            default=argparse.SUPPRESS,
+            nargs=0,
+            help="show program's version number and exit",
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from broadcaster.core import version
+
+        print(f"{parser.prog} {version()}")
+        parser.exit()
 
 
-def build_parser(serving: bool = False) -> argparse.ArgumentParser:
+ARGUMENTS = {
+    "tail": ("broadcaster.clients.tail", "add_arguments"),
+    "bench": ("broadcaster.bench.run", "add_arguments"),
+    "webhooks": ("broadcaster.webhooks.cli", "add_arguments"),
+}
+"""The commands whose arguments their own modules define: a parser for another command (a
+server's start, ``hash-key``, a mistyped command) does not import them (the bench, the
+tail and the webhooks' modules, a tenth of a front-end's imports)."""
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The command line's parser (the docs' CLI reference is generated from it); with
-    ``serving``, for a server's start, the arguments of the other commands left out."""
+    ``command``, the one given on the command line, only that command's own arguments."""
     parser = argparse.ArgumentParser(prog="python -m broadcaster")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, help_ in [
         ("serve", _serve, "run a front-end: the HTTP API and the SSE streams"),
@@ -293,24 +344,20 @@ def build_parser(serving: bool = False) -> argparse.ArgumentParser:
     pv = sub.add_parser("providers", help="list the providers the deployment serves, or forget one")
     pv.add_argument("--forget", metavar="NAME", help="forget a provider no worker serves any more")
     pv.set_defaults(func=_providers)
-    tl = sub.add_parser("tail", help="follow a stream live and print it as text")
-    tl.set_defaults(func=_tail)
-    bn = sub.add_parser("bench", help="load-test a running deployment (viewers, latency, cost)")
-    bn.set_defaults(func=_bench)
-    wh = sub.add_parser("webhooks", help="deliver webhooks; list and replay the dead ones")
-    wh.set_defaults(func=_webhooks)
-    if not serving:
-        from broadcaster.bench.run import add_arguments as add_bench_arguments
-        from broadcaster.clients.tail import add_arguments
-        from broadcaster.webhooks.cli import add_arguments as add_webhooks_arguments
-
-        add_arguments(tl)
-        add_bench_arguments(bn)
-        add_webhooks_arguments(wh)
+    for name, func, help_ in [
+        ("tail", _tail, "follow a stream live and print it as text"),
+        ("bench", _bench, "load-test a running deployment (viewers, latency, cost)"),
+        ("webhooks", _webhooks, "deliver webhooks; list and replay the dead ones"),
+    ]:
+        p = sub.add_parser(name, help=help_)
+        p.set_defaults(func=func)
+        if command is None or command == name:
+            module, function = ARGUMENTS[name]
+            getattr(importlib.import_module(module), function)(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(serving=bool(argv) and argv[0] in SERVING).parse_args(argv)
+    args = build_parser(command=argv[0] if argv else "").parse_args(argv)
     args.func(args)

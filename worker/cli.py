@@ -6,10 +6,10 @@ import argparse
 import asyncio
 import signal
 
-from broadcaster.core import tracing
+from broadcaster.core import tracing, version
 from broadcaster.core.embedded import redis_url
 from broadcaster.core.logconfig import setup_logging
-from broadcaster.core.settings import bad_settings, load_settings, version
+from broadcaster.core.settings import bad_settings, load_settings
 from worker.agents.spec import AgentSpecError, load_agents
 from worker.runner import Worker, unusable_provider
 from worker.settings import WorkerSettings

@@ -22,5 +22,24 @@ and how to reach Redis. Nothing here knows a capability.
 - ``lock``: a Redis lock one process holds at a time for a round of shared work,
   released only by its holder (one script).
 
+Here too, the installed version (``version()``, for ``--version``), so that asking for it
+imports nothing else.
+
 May import: nothing else of the project.
 """
+
+from __future__ import annotations
+
+import importlib.metadata
+
+DISTRIBUTION = "llm-stream-broadcaster"
+"""The distribution that installs ``broadcaster`` and ``worker`` (docs/start/install.md,
+"The name")."""
+
+
+def version() -> str:
+    """The installed version."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"

@@ -8,7 +8,6 @@ command-line flag overrides its variable.
 
 from __future__ import annotations
 
-import importlib.metadata
 import sys
 from typing import Any, NoReturn, TypeVar
 
@@ -17,19 +16,6 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from broadcaster.core import connection, keys
-
-DISTRIBUTION = "llm-stream-broadcaster"
-"""The distribution that installs ``broadcaster`` and ``worker`` (docs/start/install.md,
-"The name")."""
-
-
-def version() -> str:
-    """The installed version, for ``--version``."""
-    try:
-        return importlib.metadata.version(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
-
 
 BAD_SETTINGS_EXIT = 2
 """A process started with a malformed setting exits with this status (as argparse does

@@ -10,6 +10,8 @@ import asyncio
 import base64
 import importlib.metadata
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -17,9 +19,8 @@ import pytest
 import redis as redis_sync
 from standardwebhooks import Webhook
 
-from broadcaster.core import keys
+from broadcaster.core import DISTRIBUTION, keys
 from broadcaster.core.embedded import EmbeddedRedis
-from broadcaster.core.settings import DISTRIBUTION
 from broadcaster.webhooks.settings import DelivererSettings
 from broadcaster.webhooks.signing import Signer
 from tests.support import polling
@@ -195,6 +196,49 @@ def test_both_command_lines_say_their_version(tmp_path: Path, package: str) -> N
     code, lines = _run(["-m", package, "--version"], tmp_path)
     assert code == 0
     assert lines == [f"python -m {package} {importlib.metadata.version(DISTRIBUTION)}"]
+
+
+SERVER_MODULES = ("fastapi", "uvicorn", "broadcaster.http.app", "redis")
+"""What a front-end imports and a command that serves nothing should not."""
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["--version"], 0),
+        (["hash-key", "k" * 32], 0),
+        (["no-such-command"], 2),
+        (["tail", "--help"], 0),
+    ],
+)
+def test_a_command_that_serves_nothing_imports_no_server(
+    tmp_path: Path, argv: list[str], code: int
+) -> None:
+    """``--version``, ``hash-key``, a mistyped command or a command's help answer at once:
+    the command line imports each command's modules when that command runs. (In a new
+    interpreter, so that nothing the tests imported counts.)"""
+    probe = (
+        "import sys\n"
+        "from broadcaster.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code or 0\n"
+        "else:\n"
+        "    code = 0\n"
+        f"loaded = [m for m in {SERVER_MODULES!r} if m in sys.modules]\n"
+        "print('loaded:', loaded, 'code:', code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *argv],
+        capture_output=True,
+        text=True,
+        cwd=str(ROOT),
+        env=_env(),
+        check=False,
+        timeout=60,
+    )
+    assert done.stdout.splitlines()[-1] == f"loaded: [] code: {code}", (done.stdout, done.stderr)
 
 
 def test_webhooks_secret_makes_a_secret_that_signs_and_verifies(tmp_path: Path) -> None:

@@ -51,6 +51,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PRELOAD = (
     "broadcaster.cli",
+    # What ``serve`` imports when it runs (the command line imports each command's
+    # modules only then).
+    "broadcaster.core.embedded",
+    "broadcaster.core.settings",
+    "broadcaster.http.access",
+    "broadcaster.http.app",
+    "broadcaster.http.resources",
+    "broadcaster.http.settings",
     "worker.cli",
     "uvloop",
     "uvicorn.loops.uvloop",
