@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib
 import importlib.util
 import ipaddress
@@ -272,22 +273,9 @@ def _providers(args: argparse.Namespace) -> None:
     raise SystemExit(asyncio.run(main()))
 
 
-def _tail(args: argparse.Namespace) -> None:
-    from broadcaster.clients import tail
-
-    raise SystemExit(tail.main(args))
-
-
-def _bench(args: argparse.Namespace) -> None:
-    from broadcaster.bench import run as bench
-
-    raise SystemExit(bench.main(args))
-
-
-def _webhooks(args: argparse.Namespace) -> None:
-    from broadcaster.webhooks import cli as webhooks
-
-    raise SystemExit(webhooks.main(args))
+def _delegate(module: str, args: argparse.Namespace) -> None:
+    """A command whose module defines it (its ``add_arguments`` and ``main``)."""
+    raise SystemExit(importlib.import_module(module).main(args))
 
 
 class _Version(argparse.Action):
@@ -307,16 +295,6 @@ class _Version(argparse.Action):
 
         print(f"{parser.prog} {version()}")
         parser.exit()
-
-
-ARGUMENTS = {
-    "tail": ("broadcaster.clients.tail", "add_arguments"),
-    "bench": ("broadcaster.bench.run", "add_arguments"),
-    "webhooks": ("broadcaster.webhooks.cli", "add_arguments"),
-}
-"""The commands whose arguments their own modules define: a parser for another command (a
-server's start, ``hash-key``, a mistyped command) does not import them (the bench, the
-tail and the webhooks' modules, a tenth of a front-end's imports)."""
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -344,16 +322,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     pv = sub.add_parser("providers", help="list the providers the deployment serves, or forget one")
     pv.add_argument("--forget", metavar="NAME", help="forget a provider no worker serves any more")
     pv.set_defaults(func=_providers)
-    for name, func, help_ in [
-        ("tail", _tail, "follow a stream live and print it as text"),
-        ("bench", _bench, "load-test a running deployment (viewers, latency, cost)"),
-        ("webhooks", _webhooks, "deliver webhooks; list and replay the dead ones"),
+    # The commands their own modules define: their arguments are added only for the
+    # command given (a server's start, ``hash-key`` or a typo imports none of them).
+    for name, module, help_ in [
+        ("tail", "broadcaster.clients.tail", "follow a stream live and print it as text"),
+        (
+            "bench",
+            "broadcaster.bench.run",
+            "load-test a running deployment (viewers, latency, cost)",
+        ),
+        ("webhooks", "broadcaster.webhooks.cli", "deliver webhooks; list and replay the dead ones"),
     ]:
         p = sub.add_parser(name, help=help_)
-        p.set_defaults(func=func)
+        p.set_defaults(func=functools.partial(_delegate, module))
         if command is None or command == name:
-            module, function = ARGUMENTS[name]
-            getattr(importlib.import_module(module), function)(p)
+            importlib.import_module(module).add_arguments(p)
     return parser
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import browser
+from tests.support import browser, node_host
 from tests.support.aisdk import missing_prerequisites, node, result, run, user
 from tests.support.fake_anthropic import gate
 from tests.support.fake_openai import FakeOpenAIServer, reply
@@ -256,7 +256,7 @@ def test_the_demo_chat_in_chromium_resumes_stops_and_survives_a_killed_agent(
             d.agent.popen.kill()
             d.agent.popen.wait(10)
             d.agent = start_agent(d.root, d.stack.frontend.url, d.model.base_url, "taker")
-        code, out, err = browser.node_host.finish(page, timeout=150)
+        code, out, err = node_host.finish(page, timeout=150)
     finally:
         held.set()
         never.set()

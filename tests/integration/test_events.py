@@ -297,27 +297,25 @@ async def test_a_connection_is_pinged_only_when_silent(tmp_path: Path) -> None:
             for sid in ("busy", "quiet"):
                 await publish(client, fe.url, sid, 1)
             got: dict[str, bytes] = {"busy": b"", "quiet": b""}
-            busy_read = asyncio.Event()
 
             async def read(sid: str) -> None:
                 async with client.stream("GET", f"{fe.url}/v1/events?stream={sid}") as resp:
                     async for chunk in resp.aiter_raw():
                         got[sid] += chunk
                         if sid == "busy" and last in got[sid]:
-                            busy_read.set()
                             return
 
-            readers = [asyncio.create_task(read(sid)) for sid in got]
+            busy, quiet = (asyncio.create_task(read(sid)) for sid in got)
             for n in range(2, 22):  # an event every 0.1 s for 2 s
                 await asyncio.sleep(0.1)
                 await publish(client, fe.url, "busy", n)
             try:
                 async with asyncio.timeout(30):
-                    await busy_read.wait()
+                    await busy
             finally:
-                for reader in readers:
+                for reader in (busy, quiet):
                     reader.cancel()
-                await asyncio.gather(*readers, return_exceptions=True)
+                await asyncio.gather(busy, quiet, return_exceptions=True)
     assert got["busy"].count(b"event: data-step") == 21
     assert b": ping" not in got["busy"], got["busy"][-300:]
     assert got["quiet"].count(b": ping") >= 3, got["quiet"]
