@@ -5,14 +5,16 @@
 #   make test-fast  -- the unit tests only (pure logic, no servers): seconds
 #   make docs       -- serve the documentation site on http://127.0.0.1:8001/
 
-PYTHON ?= python3
+# The interpreter the virtualenv is built with: `make PYTHON=...`, or else the faster of
+# python3 on PATH and the system's /usr/bin/python3 (tools/pick_python.py says why).
+PYTHON ?=
 VENV ?= .venv
 BIN := $(VENV)/bin
 
 .PHONY: demo docs docs-screenshots test test-fast test-long test-deps lint clean soak chaos compare chat-bundle failover
 
 $(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	[ -x $(BIN)/python ] || $(or $(PYTHON),$$(python3 tools/pick_python.py)) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@

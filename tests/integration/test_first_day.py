@@ -253,3 +253,26 @@ def test_webhooks_secret_makes_a_secret_that_signs_and_verifies(tmp_path: Path) 
     body = b'{"type":"stream.ended"}'
     headers = Signer(first).headers("msg_1", body)
     assert Webhook(first).verify(body, headers) == {"type": "stream.ended"}
+
+
+def test_the_interpreter_make_picks_can_build_the_virtualenv() -> None:
+    """``make`` builds ``.venv`` with what tools/pick_python.py prints: an interpreter
+    that is there, is Python >= 3.11 and has ``venv`` and ``ensurepip``."""
+    picked = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "pick_python.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    path = picked.stdout.strip()
+    assert picked.stderr == f"building the virtualenv with {path}\n"
+    checked = subprocess.run(
+        [path, "-c", "import sys, venv, ensurepip; print(sys.version_info[:2])"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert tuple(int(n) for n in checked.stdout.strip("()\n").split(", ")) >= (3, 11)

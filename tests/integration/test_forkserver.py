@@ -119,6 +119,10 @@ def test_a_forked_process_has_the_environment_and_directory_asked_for(tmp_path: 
 )
 def test_a_forked_run_answers_as_a_new_interpreter(tmp_path: Path, args: list[str]) -> None:
     env = {
+        # the variables that act as an interpreter starts, as this process has them (a
+        # PYTHON_VERSION that python's container images set, say): with others it is not
+        # forked, as it must not be
+        **forkserver.at_start(dict(os.environ)),
         "PATH": "/usr/bin:/bin",
         "PYTHONPATH": str(forkserver.ROOT),
         "WORKER_CONCURRENCY": "eight",

@@ -169,7 +169,7 @@ class ForkServer:
             return False
         if cwd.resolve() != ROOT and any((cwd / name).exists() for name in MODULES):
             return False
-        return _at_start(env) == _at_start(self.env)
+        return at_start(env) == at_start(self.env)
 
     def start(
         self,
@@ -223,7 +223,7 @@ INERT = ("PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
 never what it does: a start with or without them is forked alike."""
 
 
-def _at_start(env: dict[str, str]) -> dict[str, str]:
+def at_start(env: dict[str, str]) -> dict[str, str]:
     """The variables of ``env`` that act when an interpreter starts: not the ``INERT``
     ones, nor a ``PYTHONPATH`` of the repository's root, which the forked process applies
     itself."""
