@@ -5,8 +5,8 @@
 #   make test-fast  -- the unit tests only (pure logic, no servers): seconds
 #   make docs       -- serve the documentation site on http://127.0.0.1:8001/
 
-# The interpreter the virtualenv is built with: `make PYTHON=...`, or else the faster of
-# python3 on PATH and the system's /usr/bin/python3 (tools/pick_python.py says why).
+# The interpreter the virtualenv is built with: `make PYTHON=...`, or else the system's
+# /usr/bin/python3 if it is >= 3.11 with venv, or else python3 (tools/pick_python.py says why).
 PYTHON ?=
 VENV ?= .venv
 BIN := $(VENV)/bin
