@@ -5,11 +5,11 @@
 Why: how an interpreter was built changes how fast everything in it runs. A
 distribution's Python (Debian's, Ubuntu's, Fedora's) is built with profile-guided and
 link-time optimisation; one built from source with the defaults (``pyenv install``, for
-one) is not, and links its own library dynamically. On a two-core machine with both, the
-unit tests took 0.87 of the CPU under Debian's 3.11 that they took under pyenv's, and a
-fresh clone's whole ``make test`` 888 and 892 CPU s against 1,001 and 1,051
-(docs/testing.md, "Which Python runs the suite"). A rule, not a race: timing the two at
-set-up was tried, and on a shared machine a second's noise picked the slower one.
+one) is not, and links its own library dynamically. On a two-core machine with both,
+the whole suite took about 0.87 of the CPU under Debian's Python that it took under
+pyenv's (docs/testing.md, "Which Python runs the suite", has the runs). A rule, not a
+race: timing the two at set-up was tried, and on a shared machine a second's noise picked
+the slower one.
 
 Runs under any Python 3 (standard library only); prints ``python3`` when the system's
 does not qualify, so that ``python3 -m venv`` or pip says what is wrong. ``make
