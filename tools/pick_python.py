@@ -6,8 +6,8 @@ Why: how an interpreter was built changes how fast everything in it runs. A
 distribution's Python (Debian's, Ubuntu's, Fedora's) is built with profile-guided and
 link-time optimisation; one built from source with the defaults (``pyenv install``, for
 one) is not, and links its own library dynamically. On a two-core machine with both,
-the whole suite took about 0.87 of the CPU under Debian's Python that it took under
-pyenv's (docs/testing.md, "Which Python runs the suite", has the runs). A rule, not a
+the whole suite took less CPU under Debian's Python than under pyenv's (docs/testing.md,
+"Which Python runs the suite", has the runs and their ratio). A rule, not a
 race: timing the two at set-up was tried, and on a shared machine a second's noise picked
 the slower one.
 
