@@ -3,9 +3,9 @@
 **API keys.** ``BROADCASTER_API_KEYS`` holds SHA-256 digests of the keys, never the keys:
 ``sha256:<hex>`` grants every producer's right, ``sha256:<hex>:publish+tokens`` only those
 named. The rights are ``generate`` (start generations), ``cancel``, ``publish`` (append to
-job-progress streams), ``tokens`` (mint viewer tokens) and ``work`` (claim jobs and write
-their generations over HTTP: a worker's key, docs/worker-protocol.md), which only a key
-that names it has. A presented key is hashed and
+job-progress streams), ``tokens`` (mint viewer tokens), ``work`` (claim jobs and write
+their generations over HTTP: a worker's key, docs/worker-protocol.md) and ``admin``
+(revoke tokens); only a key that names them has the last two. A presented key is hashed and
 compared with every configured digest in constant time.
 
 **Viewer and chat tokens** are HS256 JWTs (``auth/tokens.py``) under
@@ -34,9 +34,10 @@ from broadcaster.auth import tokens
 
 PRODUCER_RIGHTS = frozenset({"generate", "cancel", "publish", "tokens"})
 """What a key that names no rights may do."""
-RIGHTS = PRODUCER_RIGHTS | {"work"}
-"""Every right a key may name. ``work`` is never implied: a worker writes into any
-generation it claims, which no producer's key could do before it existed."""
+RIGHTS = PRODUCER_RIGHTS | {"work", "admin"}
+"""Every right a key may name. ``work`` and ``admin`` are never implied: a worker writes
+into any generation it claims, and an admin ends every holder's open responses, which no
+producer's key could do before they existed."""
 VIEWER_PREFIX = "v1"
 CHAT_PREFIX = "c1"
 """Legacy chat tokens sign their own prefix: a viewer token never verifies as a chat

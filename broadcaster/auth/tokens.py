@@ -3,6 +3,7 @@ by code of ours. Pure: no I/O (the keys of a JWKS come from ``auth/jwks.py``).
 
 **What a token says.** ``exp`` (required), ``nbf`` and ``iat`` (optional), ``aud`` (checked
 against ``BROADCASTER_TOKEN_AUDIENCE``), ``sub`` (who holds it: what viewer counts report),
+``jti`` (optional: its id, by which it may be revoked; tokens minted here carry one),
 and the ``broadcaster`` claim, what it opens::
 
     {"read": ["job-42", "jobs-user42-*"], "publish": [...], "chat": [...], "cancel": [...]}
@@ -26,9 +27,10 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import jwt
@@ -83,13 +85,17 @@ def covers(entry: str, name: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What a verified token opens, and who holds it."""
+    """What a verified token opens, and who holds it; ``expires`` (its ``exp``) and
+    ``jti`` (its id, if a string) say when it ends and name it for a revocation, and
+    take no part in comparing what two grants open."""
 
     subject: str | None = None
     read: tuple[str, ...] = ()
     publish: tuple[str, ...] = ()
     chat: tuple[str, ...] = ()
     cancel: tuple[str, ...] = ()
+    expires: float | None = field(default=None, compare=False)
+    jti: str | None = field(default=None, compare=False)
 
     def entries(self, right: Right) -> tuple[str, ...]:
         entries: tuple[str, ...] = getattr(self, right)
@@ -122,7 +128,10 @@ def grant_of(payload: Mapping[str, Any]) -> Grant:
         if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
             raise InvalidToken(f"{CLAIM}.{right} must be a list of non-empty strings")
         rights[right] = tuple(entries)
-    return Grant(subject or None, **rights)
+    exp, jti = payload.get("exp"), payload.get("jti")
+    expires = float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+    jti = jti if isinstance(jti, str) and jti else None  # PyJWT refuses a jti of another type
+    return Grant(subject or None, **rights, expires=expires, jti=jti)
 
 
 def header(token: str) -> tuple[str, str | None]:
@@ -263,6 +272,7 @@ def mint_token(
             claim[right] = names
     issued = int(time.time() if now is None else now)
     payload: dict[str, Any] = {"iat": issued, "exp": issued + ttl_seconds, CLAIM: claim}
+    payload["jti"] = secrets.token_urlsafe(12)  # names it for a revocation by id
     if sub is not None:
         if not sub or len(sub) > MAX_SUBJECT_CHARS:
             raise ValueError(f"sub: 1 to {MAX_SUBJECT_CHARS} characters")

@@ -82,6 +82,8 @@ def test_api_key_entries_are_parsed_strictly() -> None:
     # A key that names no rights has every producer's, never a worker's (``work``).
     assert [k.rights for k in keys] == [credentials.PRODUCER_RIGHTS, {"publish"}, {"tokens"}]
     assert credentials.parse_api_keys("sha256:" + "0" * 64 + ":work")[0].rights == {"work"}
+    assert credentials.parse_api_keys("sha256:" + "0" * 64 + ":admin")[0].rights == {"admin"}
+    assert "admin" not in credentials.PRODUCER_RIGHTS, "revoking is never implied"
     assert credentials.find_key(keys, ADMIN) is keys[0]
     assert credentials.find_key(keys, "wrong") is None
     for bad in ("md5:abc", "sha256:zz", "sha256:" + "0" * 64 + ":fly"):

@@ -111,7 +111,9 @@ def test_mint_token_is_a_standard_hs256_jwt() -> None:
         "sub": "user-42",
         "aud": "https://broadcaster.example",
         "broadcaster": {"read": ["job-42", "jobs-u-*"], "cancel": ["job-42"]},
+        "jti": payload["jti"],
     }
+    assert isinstance(payload["jti"], str) and len(payload["jti"]) >= 16
     with pytest.raises(TypeError):
         mint_token(SECRET, read="job-42", ttl_seconds=60)
     for ttl in (0, -1, True):
@@ -508,3 +510,16 @@ def test_any_token_is_a_grant_or_invalid_token_never_another_error(token: str) -
         else:
             assert isinstance(result, Grant)
     assert credentials.verify_viewer_token(SECRET, token, "s1") in (True, False)
+
+
+def test_a_grant_knows_its_expiry_and_id_which_do_not_change_what_it_opens() -> None:
+    token = tokens.mint_token(SECRET, read=["a"], sub="u", ttl_seconds=60, now=time.time())
+    grant = tokens.decode(token, SECRET, "HS256")
+    assert grant == Grant("u", read=("a",)), "expiry and id are not part of what it opens"
+    assert grant.expires is not None and 55 < grant.expires - time.time() <= 60
+    assert grant.jti is not None and len(grant.jti) >= 16, "a minted token carries an id"
+    other = tokens.decode(tokens.mint_token(SECRET, read=["a"], ttl_seconds=60), SECRET, "HS256")
+    assert other.jti != grant.jti
+    odd = jwt.encode({"exp": int(time.time()) + 60, "jti": 7}, SECRET, algorithm="HS256")
+    with pytest.raises(InvalidToken):
+        tokens.decode(odd, SECRET, "HS256")  # RFC 7519: a jti is a string
