@@ -24,7 +24,7 @@ import logging
 import time
 from typing import Any
 
-from broadcaster.core import keys, tracing
+from broadcaster.core import tracing
 from broadcaster.core.eventlog import AppendRefused, StreamFull, StreamNotFound
 from broadcaster.core.logconfig import current_trace
 from broadcaster.generations.lifecycle import Claim, Generations
@@ -57,9 +57,6 @@ async def run_generation(
     ``StepBoundary`` at a step's end once ``stopping`` is set; cancellation stops the
     model call."""
     event_log = generations.log
-    # A decision's resume (``resume`` set) is no lost worker: read before the claim
-    # clears it, so a takeover knows a tool may have been running (``worker.stepper``).
-    decided = await event_log.redis.hexists(keys.meta_key(stream_id), "resume")
     claim = await generations.claim(stream_id, owner)
     if claim is None:
         log.info("generation %s: already ended or gone; nothing to do", stream_id)
@@ -92,7 +89,7 @@ async def run_generation(
         if isinstance(provider, Sessions):
             run = await _open_session(opened, run, provider)
         try:
-            await _run_attempt(run, claim, taken_over=not decided)
+            await _run_attempt(run, claim, taken_over=not claim.decided)
         except WritesLost as exc:
             await _lost_writes(run, exc)
         except StreamNotFound:

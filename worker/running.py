@@ -35,7 +35,7 @@ import json
 import logging
 from typing import Any
 
-from broadcaster.core import connection, contain, keys, tracing
+from broadcaster.core import connection, contain, tracing
 from broadcaster.core.eventlog import AppendRefused, StaleWriter, StreamEnded
 from broadcaster.core.logconfig import current_stream, current_trace
 from broadcaster.generations.jobs import Job, JobQueue
@@ -166,12 +166,9 @@ class RunningGenerations:
 
     async def _cancel_round(self) -> None:
         running = list(self._running.items())
-        async with self.log.redis.pipeline(transaction=False) as pipe:
-            for gid, _ in running:
-                pipe.hget(keys.meta_key(gid), "ended")
-            ended = await pipe.execute()
-        for (gid, (_, task)), flag in zip(running, ended, strict=True):
-            if flag == b"abort" and not task.done():
+        infos = await self.log.infos([gid for gid, _ in running])
+        for (gid, (_, task)), info in zip(running, infos, strict=True):
+            if info is not None and info.ended == "abort" and not task.done():
                 self._cancelled.add(gid)
                 task.cancel()
 
@@ -229,7 +226,7 @@ class RunningGenerations:
     async def _stored_request(self, gid: str) -> tuple[float | None, str | None]:
         """What the stored request says before the run: seconds unwatched before it is
         abandoned, and the trace it continues (``core/tracing.py``)."""
-        raw = await self.log.redis.hget(keys.meta_key(gid), "request")
+        raw = await self.generations.stored_request(gid)
         if not raw:
             return None, None
         seconds = json.loads(raw).get("abandon_after_seconds")
@@ -267,8 +264,8 @@ class RunningGenerations:
             ended = info.ended if info else None
             outcome = _OUTCOMES.get(ended or "")
             if outcome is None:
-                status = await self.log.redis.hget(keys.meta_key(gid), "status")
-                outcome = "waiting" if status == b"waiting" else "lost"
+                status = await self.generations.status(gid)
+                outcome = "waiting" if status == "waiting" else "lost"
             self.metrics.finished.labels(outcome).inc()
             span.add_event(
                 "end", {"broadcaster.outcome": outcome, "broadcaster.ended": ended or ""}

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from broadcaster.core import keys, tracing
+from broadcaster.core import tracing
 from broadcaster.generations import waiting
 from worker.continuation import LOST_RUN, continuation_request, partial_turn, plan_cut, plan_restart
 from worker.mapping import EventMapper
@@ -252,7 +252,7 @@ async def _after_model(
 async def _steering(run: StepRun) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The steering messages waiting for the next step, as ``data-steer`` events, and the
     append's extras that drop exactly those from the list."""
-    raw = await run.writer.log.redis.lrange(keys.steer_key(run.writer.stream_id), 0, -1)
+    raw = await run.writer.generations.steering(run.writer.stream_id)
     if not raw:
         return [], None
     events = []

@@ -43,7 +43,11 @@ def log_key(stream_id: str) -> str:
 
 
 def meta_key(stream_id: str) -> str:
-    """A hash: kind, last seq, terminal type, generation status, usage, error, timestamps."""
+    """A hash: kind, last seq, terminal type, generation status, usage, error, timestamps.
+    Written by the append script (seq, tag, ended, usage, error, times), ``generations/``
+    (status, owner, request, hold, attempts, a wait) and the worker's appends (its steps:
+    ``steps_done``, ``steps_model``, ``usage_attempts``, ``provider_resume``); read through
+    ``eventlog`` and ``generations.lifecycle``."""
     return f"{PREFIX}:{{{_group(stream_id)}}}:{stream_id}:meta"
 
 

@@ -26,11 +26,13 @@ class Claim:
     """What a worker learns when it takes a generation: where the stream is, which run
     (``attempt``: every run but a repair and a person's decision counts), and how many
     workers were lost under it (``lost``: takeovers after a lapsed hold, the budget of
-    ``WORKER_MAX_ATTEMPTS``; a hand-back is no lost worker)."""
+    ``WORKER_MAX_ATTEMPTS``; a hand-back is no lost worker); ``decided``: the run follows
+    a person's decision, not a lost or departed worker."""
 
     last_seq: int
     attempt: int
     lost: int = 0
+    decided: bool = False
 
 
 class Held(Exception):
@@ -105,14 +107,27 @@ class Generations:
         # Through the committer (BROADCASTER_DURABILITY), as an append: ``NotConfirmed``
         # if a failover could still lose it, which the worker treats as a lost connection.
         meta = keys.meta_key(stream_id)
-        status, seq, attempt, lost = await self.log.durability.script(
-            self._claim, [meta], [owner, self.lease_ms, mode]
-        )
+        reply = await self.log.durability.script(self._claim, [meta], [owner, self.lease_ms, mode])
+        status, seq, attempt, lost = reply[:4]
         if status == b"HELD":
             raise Held(stream_id)
         if status != b"OK":
             return None
-        return Claim(int(seq), int(attempt), int(lost))
+        return Claim(int(seq), int(attempt), int(lost), decided=reply[4:] == [1])
+
+    async def stored_request(self, stream_id: str) -> str | None:
+        """The generation's stored request (JSON), or None."""
+        return _text(await self.log.redis.hget(keys.meta_key(stream_id), "request"))
+
+    async def status(self, stream_id: str) -> str | None:
+        """The generation's status (``queued``, ``running``, ``waiting``, ...), or None."""
+        return _text(await self.log.redis.hget(keys.meta_key(stream_id), "status"))
+
+    async def steering(self, stream_id: str) -> list[bytes]:
+        """The messages waiting to steer the generation's next step (JSON each, oldest
+        first): the append that records them drops exactly as many (``ltrim``)."""
+        raw = await self.log.redis.lrange(keys.steer_key(stream_id), 0, -1)
+        return [item.encode() if isinstance(item, str) else item for item in raw]
 
     async def hold(self, stream_ids: list[str], owner: str) -> None:
         """Refresh ``owner``'s hold on the generations it runs (every third of a lease):
@@ -131,6 +146,10 @@ class Generations:
         owns it."""
         meta = keys.meta_key(stream_id)
         return bool(await self.log.durability.script(self._release, [meta], [owner]))
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value or None
 
 
 class NoSuchGeneration(Exception):

@@ -8,7 +8,8 @@
 -- a run after a person's decision ('resume' set) goes on with the same number, and a
 -- repair ('repair': the writer taking its own stream again after Redis lost writes)
 -- counts nothing. A generation waiting for a person is nobody's to run.
--- Returns {status, seq, attempt, lost}.
+-- Returns {status, seq, attempt, lost, decided}: decided is 1 when this run follows a
+-- person's decision ('resume' was set), so no worker was lost under it.
 local meta = KEYS[1]
 local owner, lease, mode = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local m = redis.call('HMGET', meta, 'kind', 'seq', 'ended', 'status', 'attempt', 'resume',
@@ -29,11 +30,13 @@ if m[4] == 'running' and m[7] then
   if held and now - held < lease then return {'HELD', seq, attempt, lost} end
   lost = redis.call('HINCRBY', meta, 'lost', 1)
 end
+local decided = 0
 if m[6] then
   attempt = math.max(attempt, 1)
   redis.call('HDEL', meta, 'resume')
+  decided = 1
 else
   attempt = redis.call('HINCRBY', meta, 'attempt', 1)
 end
 redis.call('HSET', meta, 'owner', owner, 'status', 'running', 'held_at', now)
-return {'OK', seq, attempt, lost}
+return {'OK', seq, attempt, lost, decided}
