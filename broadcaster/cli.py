@@ -173,7 +173,7 @@ def _demo(args: argparse.Namespace) -> None:
     from broadcaster.core.settings import bad_settings, load_settings
     from broadcaster.http.app import create_app
     from broadcaster.http.server import exit_on_sigterm
-    from worker.runner import Worker, unusable_provider
+    from worker.daemon import Worker, unusable_provider
     from worker.settings import WorkerSettings
     from worker.tools import ToolSpecError, load_tools
 

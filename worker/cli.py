@@ -11,7 +11,7 @@ from broadcaster.core.embedded import redis_url
 from broadcaster.core.logconfig import setup_logging
 from broadcaster.core.settings import bad_settings, load_settings
 from worker.agents.spec import AgentSpecError, load_agents
-from worker.runner import Worker, unusable_provider
+from worker.daemon import Worker, unusable_provider
 from worker.settings import WorkerSettings
 from worker.tools import ToolSpecError, load_tools
 

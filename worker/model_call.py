@@ -3,7 +3,7 @@ come (merged within the merge window), with retries of provider errors that happ
 before the step showed anything.
 
 The call ends at the model's ``message_stop``; the step's ``finish-step`` and the
-generation's ``finish`` are left to the step loop (``worker.stepper``), which knows
+generation's ``finish`` are left to the step loop (``worker.step_loop``), which knows
 whether tools run and another step follows.
 """
 
@@ -23,8 +23,8 @@ from worker.mapping import EventMapper
 from worker.metrics import CallTiming, WorkerMetrics
 from worker.providers.base import RESUME_META, SHOWN, Provider, ProviderError
 from worker.splice import Seam
-from worker.steps import Step
 from worker.tools import ToolBox
+from worker.transcript import Step
 from worker.writer import StreamWriter
 
 log = logging.getLogger("worker.generation")

@@ -9,7 +9,7 @@ the provider streams the rest of the same call from the point. The takeover cost
 token and the viewer sees no text twice.
 
 Used only when the provider says the call can still be streamed (``reattachable``);
-otherwise the takeover goes the usual way (``worker.steps.plan_resume``).
+otherwise the takeover goes the usual way (``worker.transcript.plan_resume``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import logging
 from collections.abc import Sequence
 
 from worker.providers.base import RESUME_FIELD, Provider, Reattaching
-from worker.stepper import Progress
-from worker.steps import Event, Reattach, Resume, latest_attempt, split_steps
+from worker.step_loop import Progress
+from worker.transcript import Event, Reattach, Resume, latest_attempt, split_steps
 
 log = logging.getLogger("worker.generation")
 

@@ -19,13 +19,13 @@ lists). A tool that must wait for a person says so::
 
 The generation then asks for a decision (``tool-approval-request``) and waits, holding no
 worker, until a person decides or the timeout (else ``WORKER_TOOL_APPROVAL_TIMEOUT_SECONDS``)
-denies it (``worker.stepper``). A tool that may run twice says so (``idempotent=True``):
+denies it (``worker.step_loop``). A tool that may run twice says so (``idempotent=True``):
 only then is a call whose worker was lost while it ran run again.
 
 They are checked when the worker starts: a bad spec stops it with a message naming
 the problem. The worker offers them to the model with the request's own tools; when the
 model calls one, the worker runs it (``ToolBox.call``) and the generation goes on with the
-result as its next step (``worker.stepper``).
+result as its next step (``worker.step_loop``).
 """
 
 from __future__ import annotations

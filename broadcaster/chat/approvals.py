@@ -1,4 +1,4 @@
-"""Decisions on the tool calls a generation waits on (``worker.stepper``'s suspension),
+"""Decisions on the tool calls a generation waits on (``worker.step_loop``'s suspension),
 and the sweep that denies the ones nobody decided in time.
 
 A waiting generation's metadata holds its wait (``wait``: the approvals, the deadline,

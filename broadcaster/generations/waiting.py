@@ -1,6 +1,6 @@
 """A generation that waits for a person: what the one append that suspends it writes.
 
-The Python worker's step loop (``worker/stepper.py``) and the worker protocol's append
+The Python worker's step loop (``worker/step_loop.py``) and the worker protocol's append
 (``leases.Leases.append`` with a ``wait``) suspend a generation alike: one
 ``tool-approval-request`` chunk per call (each saying when it expires), and, in the same
 atomic append, the stream's state (``status: waiting``, an owner no worker holds, the

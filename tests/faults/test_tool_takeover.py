@@ -44,7 +44,7 @@ from tests.support.faults import (
 )
 from tests.support.procs import Proc, tool_worker_env
 from tests.support.worker_tools import runs
-from worker.steps import latest_attempt
+from worker.transcript import latest_attempt
 
 pytestmark = pytest.mark.anyio
 

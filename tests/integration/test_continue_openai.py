@@ -17,8 +17,8 @@ from broadcaster.core import connection, keys
 from broadcaster.core.eventlog import EventLog
 from broadcaster.generations.lifecycle import Generations
 from tests.support import fake_openai as oai
+from worker.attempt import Policy, run_generation
 from worker.continuation import CONTINUE_PROMPT
-from worker.generation import Policy, run_generation
 
 pytestmark = pytest.mark.anyio
 

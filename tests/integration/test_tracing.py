@@ -255,7 +255,7 @@ def test_without_otel_variables_no_process_loads_the_sdk() -> None:
     exporter is loaded (redis-py may load the SDK's metrics on its own; not ours)."""
     code = (
         "import sys\n"
-        "import broadcaster.cli, broadcaster.http.app, worker.cli, worker.runner\n"
+        "import broadcaster.cli, broadcaster.http.app, worker.cli, worker.daemon\n"
         "from broadcaster.core import tracing\n"
         "assert tracing.setup('x') is False\n" + SDK_LOADED
     )

@@ -42,11 +42,11 @@ from tests.support.worker_parts import (  # noqa: F401 (fixtures: own_redis, eve
     wait_seq,
     wait_status,
 )
+from worker.attempt import run_generation
 from worker.continuation import CONTINUE_PROMPT
-from worker.generation import run_generation
+from worker.daemon import Worker
 from worker.metrics import WorkerMetrics
 from worker.providers.fake import FakeProvider
-from worker.runner import Worker
 from worker.tools import ToolBox
 
 pytestmark = pytest.mark.anyio
@@ -499,7 +499,7 @@ async def test_a_second_job_for_a_generation_running_here_runs_once_that_run_end
         if len(runs) == 1:
             await first_may_end.wait()
 
-    monkeypatch.setattr("worker.running.run_generation", settling_run)
+    monkeypatch.setattr("worker.dispatch.run_generation", settling_run)
     worker = Worker(settings(), own_redis, provider=ScriptedProvider(["x"]))
     run = asyncio.create_task(worker.run())
     try:

@@ -29,7 +29,7 @@ from tests.support.worker_parts import (  # noqa: F401 (fixtures: own_redis, eve
     sid,
     wait_seq,
 )
-from worker.generation import run_generation
+from worker.attempt import run_generation
 from worker.writer import StreamWriter
 
 pytestmark = pytest.mark.anyio

@@ -18,7 +18,7 @@ from broadcaster.core.eventlog import EventLog
 from broadcaster.core.events import Event
 from broadcaster.generations.lifecycle import Claim, Generations
 from tests.support.polling import poll as wait_until
-from worker.generation import Policy
+from worker.attempt import Policy
 from worker.settings import WorkerSettings
 
 REQUEST = {"prompt": "tell me", "model": "scripted-model", "max_tokens": 50}

@@ -17,8 +17,8 @@ from broadcaster.chat.convert import (
     run_id,
 )
 from broadcaster.chat.ui_message import chat_messages
-from worker.steps import Step, tool_result
 from worker.tools import Tool, ToolBox, _problem
+from worker.transcript import Step, tool_result
 
 
 def test_run_ids_round_trip_and_refuse_anything_else() -> None:

@@ -18,7 +18,7 @@ from worker.continuation import (
 )
 from worker.providers.openai_request import chat_params
 from worker.splice import Seam, SeamTrim
-from worker.steps import plan_resume, split_steps
+from worker.transcript import plan_resume, split_steps
 
 Event = dict[str, Any]
 

@@ -12,7 +12,7 @@ from broadcaster.core import sse
 from broadcaster.core.events import Event, dump_event
 from worker.continuation import RESTARTED_STEP
 from worker.model_call import _shown
-from worker.steps import ends_restarted, split_steps
+from worker.transcript import ends_restarted, split_steps
 
 
 def _frame(seq: int, obj: dict[str, Any], tag: str = "t1") -> bytes:

@@ -22,7 +22,7 @@ from worker.providers.openai_request import Untranslatable
 from worker.providers.openai_responses_request import responses_params
 from worker.providers.openai_responses_stream import ResponseFailed, ResponsesTranslator
 from worker.reattach import reattached
-from worker.steps import plan_resume
+from worker.transcript import plan_resume
 from worker.writer import StreamWriter
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()

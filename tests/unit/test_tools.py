@@ -15,8 +15,8 @@ from examples.tools import TOOLS as EXAMPLE_TOOLS
 from tests.support.procs import ROOT
 from tests.support.worker_tools import TOOLS
 from worker.providers.fake import fake_events, fake_tool_call
-from worker.steps import Step, plan_resume, split_steps, step_messages, tool_result
 from worker.tools import ToolBox, ToolClash, ToolSpecError, load_tools
+from worker.transcript import Step, plan_resume, split_steps, step_messages, tool_result
 
 pytestmark = pytest.mark.anyio
 

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from broadcaster.core import tracing
 from broadcaster.core.logconfig import JsonFormatter, TextFormatter, _StreamId, current_trace
 from broadcaster.generations.lifecycle import Claim
-from worker.generation import _trace_claim
+from worker.attempt import _trace_claim
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = f"00-{TRACE}-00f067aa0ba902b7-01"

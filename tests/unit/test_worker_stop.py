@@ -11,8 +11,8 @@ from typing import Any, cast
 
 import pytest
 
-from worker.runner import _cancel_and_wait
-from worker.running import RunningGenerations
+from worker.daemon import _cancel_and_wait
+from worker.dispatch import RunningGenerations
 
 pytestmark = pytest.mark.anyio
 

@@ -11,6 +11,6 @@ named: pydantic-ai's ``Agent`` (``pydantic_agent``), LangGraph's compiled graph
 (``langgraph_agent``) and the OpenAI Agents SDK's ``Agent`` (``openai_agents``).
 
 May import: ``broadcaster.core``, ``broadcaster.generations``, and of the worker
-``worker.sessions``, ``worker.steps``, ``worker.tools``, ``worker.mapping`` and
+``worker.sessions``, ``worker.transcript``, ``worker.tools``, ``worker.mapping`` and
 ``worker.providers.base``; of the frameworks only the module of each one's adapter.
 """

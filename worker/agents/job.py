@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.steps import latest_attempt, split_steps
+from worker.transcript import latest_attempt, split_steps
 
 Chunk = dict[str, Any]
 """An AI SDK UI message chunk (``{"type": "text-delta", ...}``) or an Anthropic raw

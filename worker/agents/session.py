@@ -201,7 +201,7 @@ def _message_start(name: str) -> dict[str, Any]:
 
 def _steering(request: dict[str, Any]) -> list[str]:
     """The steering messages the step loop put in the request's last user turn (its text
-    blocks after the tool results, ``worker.steps.Step.turns``)."""
+    blocks after the tool results, ``worker.transcript.Step.turns``)."""
     messages = request.get("messages") or []
     last = messages[-1] if messages else {}
     if last.get("role") != "user" or not isinstance(last.get("content"), list):

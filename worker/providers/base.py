@@ -70,7 +70,7 @@ in the stream, from the attempt that was lost."""
 
 HANDED_BACK = "handed back"
 """The message of the cancel that stops a generation to hand it back to the queue at
-shutdown (``worker.running``): another worker goes on with it, so a model call that can
+shutdown (``worker.dispatch``): another worker goes on with it, so a model call that can
 outlive its worker is left running for that one."""
 
 REATTACH = "reattach"

@@ -1,12 +1,12 @@
 """Running one generation: claim its stream, resume where an earlier attempt stopped, run
-its steps (``worker.stepper``), append contract events.
+its steps (``worker.step_loop``), append contract events.
 
 Every append is conditional on the seq this writer last wrote and on owning the stream,
 so a worker that lost its job to another (or whose stream was cancelled) is refused and
 stops instead of interleaving. Provider errors before a step's output are retried with
 backoff; after output, the stream ends with ``error``. A worker that takes over a
 generation whose earlier attempt showed output resumes from the stream
-(``worker.steps.plan_resume``): after the last whole step, running only the tools whose
+(``worker.transcript.plan_resume``): after the last whole step, running only the tools whose
 outputs are missing; or, if the earlier attempt was cut off in a model call, from what
 that call showed: the model is asked to go on and its output streams into the same open
 part (``worker.continuation``), with a transient ``data-continued`` notice. Redis faults under a
@@ -34,9 +34,9 @@ from worker.model_call import Policy
 from worker.providers.base import Provider
 from worker.reattach import reattached
 from worker.sessions import Opening, Sessions
-from worker.stepper import Progress, StepRun, go_on, run_steps
-from worker.steps import ends_restarted, plan_resume
+from worker.step_loop import Progress, StepRun, go_on, run_steps
 from worker.tools import ToolClash
+from worker.transcript import ends_restarted, plan_resume
 from worker.writer import StreamWriter, WritesLost
 
 log = logging.getLogger("worker.generation")

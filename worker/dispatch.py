@@ -41,7 +41,7 @@ from broadcaster.core.logconfig import current_stream, current_trace
 from broadcaster.generations.jobs import Job, JobQueue
 from broadcaster.generations.lifecycle import Generations, Held
 from broadcaster.presence.counts import PresenceStore
-from worker.generation import Policy, run_generation
+from worker.attempt import Policy, run_generation
 from worker.metrics import WorkerMetrics
 from worker.providers.base import HANDED_BACK, Providers
 from worker.writer import StepBoundary

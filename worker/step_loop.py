@@ -4,7 +4,7 @@ with their results, until the model stops, a tool the worker does not have is ca
 
 One ``start`` and one ``finish`` per generation; each step between ``start-step`` and
 ``finish-step``. When the model calls tools the worker runs, the step's model output is
-appended together with ``steps_done`` in the stream's metadata (``worker.steps``), then
+appended together with ``steps_done`` in the stream's metadata (``worker.transcript``), then
 each tool's output as soon as it has run, each in its own append: a worker that takes the
 generation over finds every tool that has run in the stream and runs only the others.
 Tools run one after the other, in the order the model called them.
@@ -45,7 +45,7 @@ from worker.model_call import CallFailed, Policy, call_model
 from worker.providers.base import Provider
 from worker.sessions import GOES_ON
 from worker.splice import Seam, SeamTrim
-from worker.steps import Reattach, Step, ToolCall, step_messages
+from worker.transcript import Reattach, Step, ToolCall, step_messages
 from worker.writer import StreamWriter
 
 log = logging.getLogger("worker.generation")

@@ -2,7 +2,7 @@
 shutdown.
 
 ``Worker`` wires the two halves and owns their loops: ``JobTaker`` (``taker``) takes jobs
-and holds them while they run; ``RunningGenerations`` (``running``) runs one task per
+and holds them while they run; ``RunningGenerations`` (``dispatch``) runs one task per
 generation, in a task group, and watches them for cancels.
 
 On ``stop()`` (SIGTERM) the worker stops taking jobs and lets each running generation reach
@@ -35,10 +35,10 @@ from broadcaster.generations.lifecycle import Generations
 from broadcaster.generations.request import PROVIDERS
 from worker.agents.session import AgentProvider
 from worker.agents.spec import agent_names, load_agents
-from worker.generation import Policy
+from worker.attempt import Policy
+from worker.dispatch import RunningGenerations
 from worker.metrics import WorkerMetrics
 from worker.providers.base import Provider, Providers
-from worker.running import RunningGenerations
 from worker.settings import WorkerSettings
 from worker.taker import BLOCK_MS, JobTaker
 from worker.tools import ToolBox, load_tools
