@@ -6,8 +6,15 @@ every viewer of its stream.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from broadcaster.core import names
 from broadcaster.core.events import Event
+
+Writer = Callable[[bytes], bool]
+"""Writes SSE bytes to one viewer's socket at once, after everything it was given before;
+returns False, having written nothing, when it cannot (the socket's buffer is full). The
+transport makes it; the fan-out writes through it."""
 
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"

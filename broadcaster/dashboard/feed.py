@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from broadcaster.core.eventlog import FIRST_PAGE, EventLog, StreamInfo
 from broadcaster.core.events import Event
+from broadcaster.core.sse import Writer
 from broadcaster.dashboard.cursor import (
     REBASE,
     Bases,
@@ -46,7 +47,7 @@ from broadcaster.dashboard.wrapping import Framed, _shared, frame, framed, openi
 from broadcaster.fanout.compact import Folder
 from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.keepalive import Keepalive
-from broadcaster.fanout.subscription import Run, Subscription, Topic, Writer
+from broadcaster.fanout.subscription import Run, Subscription, Topic
 
 log = logging.getLogger("broadcaster.mux")
 

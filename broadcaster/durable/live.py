@@ -21,12 +21,13 @@ from dataclasses import dataclass
 
 from broadcaster.core.events import malformed
 from broadcaster.core.keys import CLOSE, DATA
+from broadcaster.core.sse import Writer
 from broadcaster.durable import protocol
 from broadcaster.durable.protocol import Mode
 from broadcaster.durable.storage import DurableLog, Entry, State
 from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.keepalive import Keepalive
-from broadcaster.fanout.subscription import Form, Run, Subscription, Topic, Writer
+from broadcaster.fanout.subscription import Form, Run, Subscription, Topic
 
 _NOW = "now"
 """In a run's cache (``Topic.encoded``), the cursor interval of the protocol's clock when

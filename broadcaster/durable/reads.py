@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from broadcaster.core.sse import Writer
 from broadcaster.durable import live, protocol
 from broadcaster.durable.protocol import Mode, Offset, ReadOffset
 from broadcaster.durable.storage import DurableLog, Entry, State
 from broadcaster.fanout.hub import Hub
-from broadcaster.fanout.subscription import Writer
 
 
 class Unreadable(Exception):

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 from broadcaster.core import contain, keys, sse, tracing
 from broadcaster.core.eventlog import EventLog, StreamInfo
+from broadcaster.core.sse import Writer
 from broadcaster.fanout import viewer
 from broadcaster.fanout.arrivals import Arrivals
 from broadcaster.fanout.config import Admission, HubConfig
@@ -38,7 +39,6 @@ from broadcaster.fanout.subscription import (
     Run,
     Subscription,
     Topic,
-    Writer,
     ds_frames_ok,
 )
 from broadcaster.presence.tracker import Presence

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from broadcaster.core import sse
 from broadcaster.core.events import Event
 from broadcaster.core.keys import CLOSE
+from broadcaster.core.sse import Writer
 from broadcaster.fanout.keepalive import Keepalive
 
 Run = tuple[int, int, bytes, bool]
@@ -59,10 +60,6 @@ BUFFER_BYTES = 1 << 20
 events): a viewer that stopped reading would otherwise keep megabytes of large events
 alive that every other viewer has long been sent. Past it, the viewer reads from Redis
 once its socket drains."""
-
-Writer = Callable[[bytes], bool]
-"""Writes SSE bytes to one viewer's socket at once, after everything it was given before;
-returns False, having written nothing, when it cannot (the socket's buffer is full)."""
 
 
 class Subscription:

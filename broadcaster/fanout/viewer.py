@@ -17,8 +17,9 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from broadcaster.core import sse
+from broadcaster.core.sse import Writer
 from broadcaster.fanout.replay import Replays
-from broadcaster.fanout.subscription import Run, Subscription, Writer
+from broadcaster.fanout.subscription import Run, Subscription
 
 log = logging.getLogger("broadcaster.hub")
 

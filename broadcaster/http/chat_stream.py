@@ -27,7 +27,7 @@ from broadcaster.chat.records import Chats
 from broadcaster.core import names, sse
 from broadcaster.core.events import dump_event
 from broadcaster.core.logconfig import current_stream
-from broadcaster.fanout.subscription import Writer
+from broadcaster.core.sse import Writer
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import (
     get_chats,

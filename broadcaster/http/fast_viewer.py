@@ -34,7 +34,7 @@ from broadcaster.auth import tokens
 from broadcaster.chat.reset_step import HEADER
 from broadcaster.chat.reset_step import wanted as reset_step_wanted
 from broadcaster.core import names
-from broadcaster.fanout.subscription import Writer
+from broadcaster.core.sse import Writer
 from broadcaster.http.access import token_of
 from broadcaster.http.errors import ApiError
 from broadcaster.http.limits import forwarded_unread, peer_address

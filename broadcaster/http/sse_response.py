@@ -32,7 +32,8 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from broadcaster.fanout.subscription import Subscription, Writer
+from broadcaster.core.sse import Writer
+from broadcaster.fanout.subscription import Subscription
 from broadcaster.fanout.viewer import Detach
 from broadcaster.transport.seam import (
     DETACH,

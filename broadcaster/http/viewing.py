@@ -21,8 +21,8 @@ from broadcaster.chat.reset_step import VIEW as RESET_VIEW
 from broadcaster.chat.reset_step import wanted as reset_step_wanted
 from broadcaster.core import sse
 from broadcaster.core.eventlog import StreamInfo
+from broadcaster.core.sse import Writer
 from broadcaster.fanout.hub import Hub
-from broadcaster.fanout.subscription import Writer
 from broadcaster.http.access import (
     get_access,
     presented_token,

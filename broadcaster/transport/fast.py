@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol
 
-from broadcaster.transport.seam import Connection, Writer
+from broadcaster.core.sse import Writer
+from broadcaster.transport.seam import Connection
 
 Send = Callable[[Any], Awaitable[None]]
 """An ASGI ``send``: the response's cycle's, for what direct writes cannot do."""

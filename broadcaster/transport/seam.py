@@ -9,12 +9,10 @@ functions it is handed, the fan-out (``fanout/subscription.py``'s ``direct_end``
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
-Writer = Callable[[bytes], bool]
-"""Writes bytes to a viewer's socket now; False when it would not take them (the same
-type as ``fanout.subscription.Writer``)."""
+from broadcaster.core.sse import Writer
 
 
 class Connection(Protocol):

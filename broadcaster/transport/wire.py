@@ -34,6 +34,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.protocols.utils import get_local_addr
 
+from broadcaster.core.sse import Writer
 from broadcaster.transport.cycles import (
     ENDED,
     OPEN,
@@ -51,7 +52,6 @@ from broadcaster.transport.seam import (
     DIRECT_WRITE_LIMIT,
     HOLD_WRITES,
     ON_DISCONNECT,
-    Writer,
 )
 from broadcaster.transport.turns import TURNS_TICK, Turns
 

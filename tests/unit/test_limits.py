@@ -15,8 +15,8 @@ import anyio
 import pytest
 from starlette.requests import Request
 
+from broadcaster.core.sse import Writer
 from broadcaster.dashboard.cursor import BadResumePoint, Bases, parse
-from broadcaster.fanout.subscription import Writer
 from broadcaster.http.limits import Refused, Slots, is_eventsource, refused_answer, retry_body
 from broadcaster.http.settings import Settings
 from broadcaster.http.sse_response import SSEResponse
