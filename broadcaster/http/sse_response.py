@@ -6,18 +6,19 @@ forgotten at once (its subscription's ``finally`` runs) rather than at the next 
 A viewer whose socket accepts nothing for ``send_timeout`` seconds is cut off: its
 connection is closed and it resumes later with ``Last-Event-ID``.
 
-When the server offers it (``server.py``'s protocol, under uvicorn with httptools), the
-body gets a direct writer once the response has started: live frames then go from the
-hub's reader straight to the socket, framed as HTTP chunks, with no task wakeup and no
-ASGI ``send`` per frame. Everything else (the replay, pings, the end, a viewer that fell
-behind) still goes through ``send``, which blocks on a full socket and so cuts off a
-slow viewer. The writer refuses (returns False) once the socket's unsent buffer passes
-``DIRECT_WRITE_LIMIT``: the frames then take the ``send`` path.
+When the server offers the connection (``transport.seam.offered``: the project's
+protocol under uvicorn with httptools), the body gets a direct writer once the response
+has started: live frames then go from the hub's reader straight to the socket, framed as
+HTTP chunks, with no task wakeup and no ASGI ``send`` per frame. Everything else (the
+replay, pings, the end, a viewer that fell behind) still goes through ``send``, which
+blocks on a full socket and so cuts off a slow viewer. The writer refuses (returns
+False) once the socket's unsent buffer passes ``DIRECT_WRITE_LIMIT``: the frames then
+take the ``send`` path.
 
 With ``resume`` (a viewer of one stream), a body that is caught up hands its viewer over
-(``detach``, the server's ``DETACH`` extension) and the response's task ends: a
-``Handed`` holds the subscription, and starts a task only when the viewer has work the
-fan-out's direct writes cannot do.
+(``detach``: ``Connection.detach``) and the response's task ends: a ``Handed`` holds the
+subscription, and starts a task only when the viewer has work the fan-out's direct
+writes cannot do.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
 
 import anyio
 from starlette.responses import Response
@@ -35,13 +35,7 @@ from starlette.types import Receive, Scope, Send
 from broadcaster.core.sse import Writer
 from broadcaster.fanout.subscription import Subscription
 from broadcaster.fanout.viewer import Detach
-from broadcaster.transport.seam import (
-    DETACH,
-    DIRECT_WRITE,
-    HOLD_WRITES,
-    ON_DISCONNECT,
-    Connection,
-)
+from broadcaster.transport.seam import Connection, offered
 
 log = logging.getLogger("broadcaster.sse")
 
@@ -88,13 +82,13 @@ class SSEResponse(Response):
         self._stream_id = stream_id
         self._on_cut_off = on_cut_off
         self._direct_chunks = chunks
-        """The body's writer takes HTTP/1.1 chunks (``DIRECT_WRITE``)."""
+        """The body's writer takes HTTP/1.1 chunks (``Connection.writer``)."""
         self._on_end = on_end
         self._release: Callable[[], None] | None = None
         self._resume = resume
         self._leave = leave
         self._handed = False
-        self._detach_ext: Any = None
+        self._conn: Connection | None = None
         self._send_fn: Send | None = None
         self._writer: Writer | None = None
 
@@ -106,13 +100,13 @@ class SSEResponse(Response):
                 self._on_end()
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        on_disconnect: Any = scope.get("extensions", {}).get(ON_DISCONNECT)
-        if on_disconnect is not None:
+        conn = offered(scope)
+        if conn is not None:
             # The server calls us back when the client goes: no watcher task per viewer
             # (a task and its frames are most of an idle viewer's memory).
             with anyio.CancelScope() as cancel_scope:
-                on_disconnect(cancel_scope.cancel)
-                await self._run(scope, send)
+                conn.on_disconnect(cancel_scope.cancel)
+                await self._run(conn, send)
             return
         async with anyio.create_task_group() as tg:
 
@@ -125,13 +119,13 @@ class SSEResponse(Response):
 
             tg.start_soon(watch_disconnect)
             try:
-                await self._run(scope, send)
+                await self._run(None, send)
             finally:
                 tg.cancel_scope.cancel()
 
-    async def _run(self, scope: Scope, send: Send) -> None:
+    async def _run(self, conn: Connection | None, send: Send) -> None:
         try:
-            await self._stream(scope, send)
+            await self._stream(conn, send)
         except SlowViewer:
             _cut_off(self._send_timeout, self._stream_id, self._on_cut_off)
             # Returning with the response unfinished makes the server close the
@@ -142,9 +136,8 @@ class SSEResponse(Response):
             if self._chunks is not None:
                 await _aclose(self._chunks)
 
-    async def _stream(self, scope: Scope, send: Send) -> None:
-        hold: Any = scope.get("extensions", {}).get(HOLD_WRITES)
-        release = hold() if hold is not None else None
+    async def _stream(self, conn: Connection | None, send: Send) -> None:
+        release = conn.hold_writes() if conn is not None else None
         if release is not None:
             # Released once this turn of the event loop is over (or the response ends):
             # whatever the response wrote by then goes out in one write.
@@ -153,18 +146,16 @@ class SSEResponse(Response):
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
-        direct: Any = scope.get("extensions", {}).get(DIRECT_WRITE)
         writer = None
-        if direct is not None:
-            writer = direct(chunks=True) if self._direct_chunks else direct()
+        if conn is not None:
+            writer = conn.writer(chunks=True) if self._direct_chunks else conn.writer()
         # What the body yields goes straight to the socket too while it takes it (no
         # ASGI message and no cancel scope per chunk); only a socket that holds more than
         # DIRECT_WRITE_LIMIT unsent, and an empty chunk (which waits for it to drain),
         # take ``send``, which waits and cuts a slow viewer off.
         plain = None if self._direct_chunks else writer
         if plain is not None and self._resume is not None:
-            self._detach_ext = scope.get("extensions", {}).get(DETACH)
-            self._send_fn, self._writer = send, plain
+            self._conn, self._send_fn, self._writer = conn, send, plain
         if self._first:
             await self._send(send, self._first, plain)
         self._chunks = self._body(writer)
@@ -180,8 +171,8 @@ class SSEResponse(Response):
     def detach(self, sub: Subscription) -> bool:
         """The body's ``Detach``: ``sub``'s viewer is caught up and parked; when the server
         lets the response go on without its task, a ``Handed`` holds it from now on."""
-        ext, send, writer = self._detach_ext, self._send_fn, self._writer
-        if ext is None or send is None or writer is None or self._handed:
+        conn, send, writer = self._conn, self._send_fn, self._writer
+        if conn is None or send is None or writer is None or self._handed:
             return False
         assert self._resume is not None and self._leave is not None
         handed = Handed(
@@ -195,10 +186,9 @@ class SSEResponse(Response):
             self._on_cut_off,
             self._on_end,
         )
-        made = ext(handed.lost)
-        if made is None:
+        if not conn.detach(handed.lost):
             return False
-        handed.hold(made)
+        handed.hold(conn)
         self._handed = True
         return True
 
@@ -266,8 +256,8 @@ class Handed:
         self.done = False
 
     def hold(self, conn: Connection) -> None:
-        """Held here from now on, on the connection ``DETACH`` offers: the fan-out writes
-        a terminal event and the response's end in one write (``Connection.finish``)."""
+        """Held here from now on, on its detached connection: the fan-out writes a
+        terminal event and the response's end in one write (``Connection.finish``)."""
         self.conn = conn
         self.sub.resume = self.wake
         self.sub.direct_end = conn.finish

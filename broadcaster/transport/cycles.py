@@ -67,7 +67,7 @@ fan-out (its ``on_response`` still to come); over."""
 
 class DetachableCycle(RequestResponseCycle):
     """uvicorn's request cycle, whose response may outlive the app's call
-    (``sse_response.DETACH``): once detached, the app returning with the response
+    (``seam.Connection.detach``): once detached, the app returning with the response
     unfinished leaves the connection open, and the response's end still starts the
     connection's next request (or its keep-alive timeout)."""
 

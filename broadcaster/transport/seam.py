@@ -1,6 +1,6 @@
 """The one interface between a viewer's response and the connection it is sent on
-(``Connection``), and the ASGI scope extensions through which a response of the app
-reaches it. Knows no uvicorn: ``wire`` and ``cycles`` implement it; the SSE response
+(``Connection``), and the one ASGI scope extension through which a response of the app
+reaches it (``CONNECTION``). Knows no uvicorn: ``wire`` implements it; the SSE response
 (``http/sse_response.py``), the fast path (``http/fast_viewer.py``) and, through the
 functions it is handed, the fan-out (``fanout/subscription.py``'s ``direct_end`` and
 ``Writer``) use it.
@@ -9,22 +9,42 @@ functions it is handed, the fan-out (``fanout/subscription.py``'s ``direct_end``
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 from broadcaster.core.sse import Writer
 
 
 class Connection(Protocol):
-    """A viewer's connection, offered to a response that goes on without its task (a
-    caught-up viewer holds no task): what it writes to, how its response ends, the task
-    it may need again, and its close. That the client went is heard through the
-    callback given to ``DETACH`` (or ``ON_DISCONNECT``)."""
+    """A viewer's connection: what its response writes to, how the response ends, the
+    task it may need again, and its close; offered to a response of the app by the one
+    scope extension ``CONNECTION`` (``offered``), and to a viewer answered from the parser
+    (``fast.Opening.start``). A caught-up viewer holds no task: its response goes on
+    without one once detached (``detach``)."""
 
     def writer(self, chunks: bool = False) -> Writer | None:
         """Writes SSE bytes as one HTTP/1.1 chunk each (``chunks``: whole chunks) straight
         to the socket, False once it holds ``DIRECT_WRITE_LIMIT`` unsent; None when the
-        response cannot take direct writes."""
+        response has not started or cannot take direct writes."""
+        ...
+
+    def hold_writes(self) -> Callable[[], None] | None:
+        """Before the response starts: keep what it writes in memory until the function
+        returned is called (None: it cannot). A viewer's head, ``retry:`` and first
+        events, written in one turn of the event loop, then reach its socket as one
+        ``send`` instead of three."""
+        ...
+
+    def on_disconnect(self, callback: Callable[[], None]) -> None:
+        """``callback()`` once the client has gone (at once if it already has): no task
+        per response watches ``receive``."""
+        ...
+
+    def detach(self, on_lost: Callable[[], None]) -> bool:
+        """Once the response has started: let it go on without its task, ``on_lost``
+        called when the client goes (instead of ``on_disconnect``'s callback). False when
+        it cannot; else the app may return with the response unfinished and the
+        connection stays open."""
         ...
 
     def finish(self, last: bytes) -> bool:
@@ -43,27 +63,17 @@ class Connection(Protocol):
         ...
 
 
-DIRECT_WRITE = "broadcaster.direct_write"
-"""The ASGI scope extension: a callable that, once the response has started, returns a
-``Writer`` for its body, or None when the connection cannot take direct writes. Called
-with ``chunks=True``, the writer takes whole HTTP/1.1 chunks instead of SSE bytes (a body
-that makes each write for one connection alone frames it in the same step)."""
+CONNECTION = "broadcaster.connection"
+"""The ASGI scope extension: the request's ``Connection``, bound to its own response
+(a request pipelined behind it has its own). Absent under another ASGI server: every
+frame then takes ``send``."""
 
-ON_DISCONNECT = "broadcaster.on_disconnect"
-"""The ASGI scope extension: a callable taking a callback that the server calls once
-the client has gone (at once if it already has)."""
 
-HOLD_WRITES = "broadcaster.hold_writes"
-"""The ASGI scope extension: a callable that, before the response starts, makes the
-connection keep what the response writes in memory until the function it returns is
-called (None: it cannot). A viewer's head, ``retry:`` and first events, written in one
-turn of the event loop, then reach its socket in one ``send`` instead of three."""
+def offered(scope: Mapping[str, Any]) -> Connection | None:
+    """The ``Connection`` the server offers the response of the request of ``scope``."""
+    found: Connection | None = scope.get("extensions", {}).get(CONNECTION)
+    return found
 
-DETACH = "broadcaster.detach"
-"""The ASGI scope extension: a callable that, once the response has started, lets it go
-on without its task. Called with the function to call when the client goes (instead of
-``ON_DISCONNECT``'s), it returns the ``Connection``, or None when it cannot: the app may
-then return with the response unfinished and the connection stays open."""
 
 DIRECT_WRITE_LIMIT = 256 * 1024
 """Unsent bytes a socket may hold before direct writes stop and ``send`` (which waits for

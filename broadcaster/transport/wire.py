@@ -1,12 +1,12 @@
 """What goes over each connection: uvicorn's httptools protocol, with what the front-end
 adds to it.
 
-- ASGI scope extensions (``sse_response``'s): a started, chunked response may write body
-  chunks straight to its socket (``DIRECT_WRITE``), which lets the hub's reader copy a
-  live event to every caught-up viewer without waking one task per viewer; the client's
-  going is a callback, not a task (``ON_DISCONNECT``); a response's first writes go out
-  as one (``HOLD_WRITES``); and a response may go on after its task has ended
-  (``DETACH``), so that a caught-up viewer holds no task at all.
+- The request's ``Connection`` in its ASGI scope (``seam.CONNECTION``): a started,
+  chunked response may write body chunks straight to its socket (``writer``), which
+  lets the hub's reader copy a live event to every caught-up viewer without waking one
+  task per viewer; the client's going is a callback, not a task (``on_disconnect``); a
+  response's first writes go out as one (``hold_writes``); and a response may go on
+  after its task has ended (``detach``), so that a caught-up viewer holds no task at all.
 - An SSE viewer that ``fast_viewer.py`` can answer from the parser's callback is answered
   there, with no scope and no task at all; one waiting for its turn at the admission
   rate waits in ``Turns`` (one timer for all of them).
@@ -46,13 +46,7 @@ from broadcaster.transport.cycles import (
     Pipeline,
 )
 from broadcaster.transport.fast import FastPath, Opening
-from broadcaster.transport.seam import (
-    DETACH,
-    DIRECT_WRITE,
-    DIRECT_WRITE_LIMIT,
-    HOLD_WRITES,
-    ON_DISCONNECT,
-)
+from broadcaster.transport.seam import CONNECTION, DIRECT_WRITE_LIMIT
 from broadcaster.transport.turns import TURNS_TICK, Turns
 
 __all__ = ["TURNS_TICK", "HeldWrites", "Turns"]  # re-exported: the tests' names for them
@@ -87,9 +81,9 @@ class LastChunk:
 
 
 class Offer:
-    """One response's ``Connection``: its connection's writes, end, tasks and close, bound
-    to the response's own cycle (a request pipelined behind it has its own), and, for a
-    request that goes to the app, its scope extensions."""
+    """One response's ``Connection`` (``seam``): its connection's writes, end, tasks and
+    close, bound to the response's own cycle (a request pipelined behind it has its
+    own); for a request that goes to the app, its scope's ``seam.CONNECTION``."""
 
     __slots__ = ("conn", "cycle")
 
@@ -104,8 +98,11 @@ class Offer:
     def hold_writes(self) -> Callable[[], None] | None:
         return self.conn._hold_writes(self.cycle)
 
-    def detach(self, on_lost: Callable[[], None]) -> Offer | None:
-        return self if self.conn._detach(self.cycle, on_lost) else None
+    def on_disconnect(self, callback: Callable[[], None]) -> None:
+        self.conn._on_disconnect(callback)
+
+    def detach(self, on_lost: Callable[[], None]) -> bool:
+        return self.conn._detach(self.cycle, on_lost)
 
     def finish(self, last: bytes) -> bool:
         return self.conn._finish(self.cycle, last)
@@ -311,10 +308,11 @@ class DirectWriteProtocol(HttpToolsProtocol):
         self.scope = cast(Any, None)
 
     def _make_scope(self) -> Offer:
-        """The request's ASGI scope, as uvicorn's ``on_message_begin`` makes it, with the
-        extensions (ASGI types them as dict[str, dict]; ours are callables, by design),
-        bound to the request's own cycle (``Offer``: a request pipelined behind it has
-        its own). The server's address is read here, for the requests that go to the app."""
+        """The request's ASGI scope, as uvicorn's ``on_message_begin`` makes it, with its
+        ``Connection`` as an extension (ASGI types extensions as dict[str, dict]; ours is
+        an object, by design), bound to the request's own cycle (``Offer``: a request
+        pipelined behind it has its own). The server's address is read here, for the
+        requests that go to the app."""
         if self.server is None:
             self.server = get_local_addr(self.transport)
         offer = Offer(self)
@@ -330,12 +328,7 @@ class DirectWriteProtocol(HttpToolsProtocol):
                 "root_path": self.root_path,
                 "headers": self.headers,
                 "state": self.app_state.copy(),
-                "extensions": {
-                    DIRECT_WRITE: offer.writer,
-                    ON_DISCONNECT: self._on_disconnect,
-                    HOLD_WRITES: offer.hold_writes,
-                    DETACH: offer.detach,
-                },
+                "extensions": {CONNECTION: offer},
             },
         )
         return offer
@@ -468,7 +461,7 @@ class DirectWriteProtocol(HttpToolsProtocol):
         super()._start_asgi_task(cycle, app)
 
     def _detach(self, cycle: Any, on_lost: Callable[[], None]) -> bool:
-        """Let the response go on without its task (``sse_response.DETACH``)."""
+        """Let the response go on without its task (``seam.Connection.detach``)."""
         if (
             not isinstance(cycle, DetachableCycle)
             or self._lost
@@ -617,7 +610,7 @@ def set_options(sock: Any, notsent_lowat: int, sndbuf: int) -> bool:
     bound, megabytes (the send buffer autotunes up to tcp_wmem's maximum). With
     ``TCP_NOTSENT_LOWAT``, the kernel holds at most this much unsent, the socket reports
     itself unwritable past it, and the rest stays in the process, where it is bounded
-    and counted (sse_response's DIRECT_WRITE_LIMIT, then the slow-viewer cut-off).
+    and counted (seam's DIRECT_WRITE_LIMIT, then the slow-viewer cut-off).
     False if the socket refused them."""
     try:
         if notsent_lowat:
