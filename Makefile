@@ -66,7 +66,7 @@ lint: $(BIN)/.installed
 # and web/chat (the demo's chat bundle, rebuilt by a test) have npm packages, installed by
 # npm ci when missing or out of date.
 DEBIAN_FOR_TESTS := chromium nginx prometheus curl jq
-NPM_FOR_TESTS := examples/ts-agent tests/clients/browser tests/clients/aisdk tests/clients/agui examples/copilotkit tests/clients/workflow tests/clients/workflow-old tests/clients/durable tests/clients/jwt tests/perf web/chat
+NPM_FOR_TESTS := examples/ts-agent tests/clients/browser tests/clients/aisdk tests/clients/agui examples/copilotkit tests/clients/workflow tests/clients/workflow-old tests/clients/durable tests/clients/jwt tests/perf web/chat clients/js
 
 test-deps:
 	@if ! command -v redis-server >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -1,0 +1,104 @@
+"""The TypeScript client package, ``@llm-stream-broadcaster/client`` (clients/js): it
+builds (esbuild, then tsc for the types) within its size limit, its types check against
+the AI SDK's ``ChatTransport`` of ai 7 and ai 6, its vitest unit tests pass (the SSE
+parser against eventsource-parser, reconnection, backoff, ids, the transport under the
+SDK's own Chat), and it installs from the checkout into an app with nothing from a
+registry. Needs node >= 20 and clients/js's npm packages (``make test-deps``); without
+them the tests fail and say what to install."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support import client_js
+
+SIZE_LINE = re.compile(r"(\d+) minified and gzipped \(limit (\d+)\)")
+
+
+@pytest.fixture(autouse=True)
+def _prerequisites() -> None:
+    missing = client_js.missing_prerequisites()
+    if missing:
+        pytest.fail("the client package's tests need:\n  " + "\n  ".join(missing), pytrace=False)
+
+
+def test_the_build_measures_the_package_and_holds_it_to_8_kb() -> None:
+    dist = client_js.PACKAGE / "dist"
+    printed = client_js.build(force=True)
+    found = SIZE_LINE.search(printed)
+    assert found, printed
+    size, limit = int(found.group(1)), int(found.group(2))
+    assert limit == 8192 and 0 < size <= limit, printed
+    assert (dist / "index.js").is_file() and (dist / "index.d.ts").is_file()
+    assert (
+        "export declare class BroadcasterChatTransport"
+        in (dist / "chat" / "transport.d.ts").read_text()
+    )
+
+
+def test_the_types_check_against_both_ai_sdk_versions() -> None:
+    run = client_js.npm_script("typecheck")
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_the_unit_tests_pass(tmp_path: Path) -> None:
+    report = tmp_path / "vitest.json"
+    run = subprocess.run(
+        ["npx", "vitest", "run", "--reporter=json", f"--outputFile={report}"],
+        cwd=client_js.PACKAGE,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert report.is_file(), f"vitest wrote no report:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    result = json.loads(report.read_text())
+    failed = [
+        f"{t['fullName']}: {t['failureMessages']}"
+        for f in result["testResults"]
+        for t in f["assertionResults"]
+        if t["status"] != "passed"
+    ]
+    assert run.returncode == 0 and not failed, "\n".join(failed) or run.stderr[-3000:]
+    assert result["numPassedTests"] >= 30, result["numPassedTests"]
+
+
+def test_it_installs_from_the_checkout(tmp_path: Path) -> None:
+    """``npm install ./clients/js`` into an app: nothing fetched (no runtime dependency,
+    ``ai`` an optional peer), and the app imports it by name."""
+    client_js.build()
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "package.json").write_text('{"name": "app", "private": true, "type": "module"}')
+    install = subprocess.run(
+        ["npm", "install", "--offline", "--no-audit", "--no-fund", str(client_js.PACKAGE)],
+        cwd=app,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    script = (
+        "const m = await import('@llm-stream-broadcaster/client');"
+        "console.log(JSON.stringify(Object.keys(m).sort()))"
+    )
+    run = subprocess.run(
+        ["node", "--input-type=module", "-e", script],
+        cwd=app,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    names = json.loads(run.stdout)
+    for name in ("BroadcasterChatTransport", "followStream", "followEvents", "inputHash"):
+        assert name in names, names
+    manifest = json.loads((app / "package.json").read_text())
+    assert list(manifest["dependencies"]) == ["@llm-stream-broadcaster/client"]
