@@ -2,15 +2,18 @@
 
 **API keys.** ``BROADCASTER_API_KEYS`` holds SHA-256 digests of the keys, never the keys:
 ``sha256:<hex>`` grants every producer's right, ``sha256:<hex>:publish+tokens`` only those
-named. The rights are ``generate`` (start generations), ``cancel``, ``publish`` (append to
-job-progress streams), ``tokens`` (mint viewer tokens), ``work`` (claim jobs and write
-their generations over HTTP: a worker's key, docs/worker-protocol.md) and ``admin``
-(revoke tokens); only a key that names them has the last two. A presented key is hashed and
+named. The rights are ``generate`` (start generations, submit to chats), ``cancel``
+(cancel them, stop chats), ``publish`` (append to job-progress streams), ``tokens`` (mint
+viewer and chat tokens: a chat token carries only the rights of this list the key holds
+too), ``read`` (read any chat), ``work`` (claim jobs and write their generations over
+HTTP: a worker's key, docs/worker-protocol.md) and ``admin`` (revoke tokens); only a key
+that names them has the last two. A presented key is hashed and
 compared with every configured digest in constant time.
 
 **Viewer and chat tokens** are HS256 JWTs (``auth/tokens.py``) under
 ``BROADCASTER_TOKEN_SECRET``: a viewer token's ``broadcaster`` claim is
-``{"read": [stream id]}``, a chat token's ``{"chat": [chat id]}``.
+``{"read": [stream id]}``, a chat token's ``{"chat_read": [chat id]}`` and, as minted,
+``chat_submit`` and ``cancel`` for the same chat.
 
 **Legacy tokens** (deprecated, accepted by a front-end only with
 ``BROADCASTER_LEGACY_TOKENS=true``, until ``LEGACY_TOKENS_UNTIL``):
@@ -26,13 +29,14 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import jwt
 
 from broadcaster.auth import tokens
 
-PRODUCER_RIGHTS = frozenset({"generate", "cancel", "publish", "tokens"})
+PRODUCER_RIGHTS = frozenset({"generate", "cancel", "publish", "tokens", "read"})
 """What a key that names no rights may do."""
 RIGHTS = PRODUCER_RIGHTS | {"work", "admin"}
 """Every right a key may name. ``work`` and ``admin`` are never implied: a worker writes
@@ -141,6 +145,10 @@ def mint_viewer_token(
     return token, issued + ttl_seconds
 
 
+CHAT_USES: tuple[tokens.ChatUse, ...] = ("read", "submit", "stop")
+"""What a chat token may do with its chat; minted with all three unless told."""
+
+
 def mint_chat_token(
     secret: str | bytes,
     chat_id: str,
@@ -149,18 +157,27 @@ def mint_chat_token(
     *,
     sub: str | None = None,
     audience: str | None = None,
+    uses: Collection[tokens.ChatUse] = CHAT_USES,
 ) -> tuple[str, int]:
-    """An HS256 JWT that lets its holder use chat ``chat_id`` (submit, resume, stop, read
-    its messages and viewers) for ``ttl_seconds``; returns ``(token, expires_at)``."""
+    """An HS256 JWT that lets its holder ``uses`` chat ``chat_id`` for ``ttl_seconds``:
+    ``read`` (its messages, stream, events and viewers), ``submit`` (and decide its
+    approvals), ``stop``; returns ``(token, expires_at)``."""
     issued = int(time.time() if now is None else now)
+    named = [chat_id]
     token = tokens.mint_token(
-        secret, chat=[chat_id], sub=sub, ttl_seconds=ttl_seconds, audience=audience, now=issued
+        secret,
+        chat_read=named if "read" in uses else (),
+        chat_submit=named if "submit" in uses else (),
+        cancel=named if "stop" in uses else (),
+        sub=sub,
+        ttl_seconds=ttl_seconds,
+        audience=audience,
+        now=issued,
     )
     return token, issued + ttl_seconds
 
 
 def _verify(
-    right: tokens.Right,
     prefix: str,
     secret: str | bytes,
     token: str,
@@ -178,7 +195,9 @@ def _verify(
         grant = tokens.decode(token, secret, alg, audience=audience, now=now)
     except (tokens.InvalidToken, jwt.PyJWTError):
         return False
-    return grant.allows(right, name)
+    if prefix == CHAT_PREFIX:
+        return grant.opens_chat("read", name)
+    return grant.allows("read", name)
 
 
 def verify_viewer_token(
@@ -191,7 +210,7 @@ def verify_viewer_token(
 ) -> bool:
     """True only for an unexpired, untampered token under ``secret`` that may read
     ``stream_id``: an HS256 JWT whose ``read`` covers it, or a legacy ``v1`` token."""
-    return _verify("read", VIEWER_PREFIX, secret, token, stream_id, now=now, audience=audience)
+    return _verify(VIEWER_PREFIX, secret, token, stream_id, now=now, audience=audience)
 
 
 def verify_chat_token(
@@ -202,6 +221,7 @@ def verify_chat_token(
     *,
     audience: str | None = None,
 ) -> bool:
-    """True only for an unexpired, untampered token under ``secret`` for chat
-    ``chat_id``: an HS256 JWT whose ``chat`` covers it, or a legacy ``c1`` token."""
-    return _verify("chat", CHAT_PREFIX, secret, token, chat_id, now=now, audience=audience)
+    """True only for an unexpired, untampered token under ``secret`` that may read chat
+    ``chat_id``: an HS256 JWT whose ``chat`` or ``chat_read`` covers it, or a legacy
+    ``c1`` token."""
+    return _verify(CHAT_PREFIX, secret, token, chat_id, now=now, audience=audience)

@@ -6,12 +6,15 @@ against ``BROADCASTER_TOKEN_AUDIENCE``), ``sub`` (who holds it: what viewer coun
 ``jti`` (optional: its id, by which it may be revoked; tokens minted here carry one),
 and the ``broadcaster`` claim, what it opens::
 
-    {"read": ["job-42", "jobs-user42-*"], "publish": [...], "chat": [...], "cancel": [...]}
+    {"read": ["job-42", "jobs-user42-*"], "publish": [...], "cancel": [...],
+     "chat": [...], "chat_read": [...], "chat_submit": [...]}
 
 each a list of stream ids, chat ids or Durable Streams paths; an entry ending in ``*`` is
 a prefix (``"jobs-user42-*"`` covers every name that starts with ``jobs-user42-``, and a
 subscription to that prefix or a longer one). A right or a claim that is absent grants
-nothing; keys of the claim this version does not know are ignored.
+nothing; keys of the claim this version does not know are ignored. A chat's rights:
+``chat_read`` reads it, ``chat_submit`` submits to it, ``cancel`` stops it; ``chat``
+(what a backend holding the secret may mint) is all three.
 
 **Algorithms.** HS256 with the deployment's secrets; RS256, ES256 and EdDSA with the keys
 of a JWKS. Nothing else, never ``none``. Each key verifies only its own algorithm (an
@@ -41,8 +44,12 @@ ALGORITHMS = frozenset({HMAC_ALGORITHM}) | ASYMMETRIC_ALGORITHMS
 """Every algorithm a token may be signed with; a token naming another is refused."""
 
 CLAIM = "broadcaster"
-RIGHTS = ("read", "publish", "chat", "cancel")
-Right = Literal["read", "publish", "chat", "cancel"]
+RIGHTS = ("read", "publish", "chat", "cancel", "chat_read", "chat_submit")
+Right = Literal["read", "publish", "chat", "cancel", "chat_read", "chat_submit"]
+ChatUse = Literal["read", "submit", "stop"]
+"""What a request does with a chat; each is one right of a token (``CHAT_USES``)."""
+CHAT_USES: dict[ChatUse, Right] = {"read": "chat_read", "submit": "chat_submit", "stop": "cancel"}
+"""The right that opens each use of a chat (``chat`` opens them all)."""
 
 DEFAULT_LEEWAY = 5.0
 """Seconds of clock skew allowed on ``exp``, ``nbf`` and ``iat`` (the issuer's clock and
@@ -94,6 +101,8 @@ class Grant:
     publish: tuple[str, ...] = ()
     chat: tuple[str, ...] = ()
     cancel: tuple[str, ...] = ()
+    chat_read: tuple[str, ...] = ()
+    chat_submit: tuple[str, ...] = ()
     expires: float | None = field(default=None, compare=False)
     jti: str | None = field(default=None, compare=False)
 
@@ -104,6 +113,11 @@ class Grant:
     def allows(self, right: Right, name: str) -> bool:
         """Whether the token may ``right`` the stream, chat or path ``name``."""
         return any(covers(entry, name) for entry in self.entries(right))
+
+    def opens_chat(self, use: ChatUse, chat_id: str) -> bool:
+        """Whether the token may ``use`` chat ``chat_id``: its ``chat`` right, or the one
+        right of that use."""
+        return self.allows("chat", chat_id) or self.allows(CHAT_USES[use], chat_id)
 
     def allows_prefix(self, right: Right, prefix: str) -> bool:
         """Whether the token may ``right`` every name that starts with ``prefix``: only a
@@ -247,21 +261,31 @@ def mint_token(
     publish: Iterable[str] = (),
     chat: Iterable[str] = (),
     cancel: Iterable[str] = (),
+    chat_read: Iterable[str] = (),
+    chat_submit: Iterable[str] = (),
     sub: str | None = None,
     ttl_seconds: int,
     audience: str | None = None,
     now: float | None = None,
 ) -> str:
     """An HS256 JWT, signed with ``secret`` (``BROADCASTER_TOKEN_SECRET``), that opens
-    what it lists for ``ttl_seconds``: ``read``, ``publish``, ``chat`` and ``cancel`` each
-    name stream ids, chat ids or Durable Streams paths, an entry ending in ``*`` being a
-    prefix. ``sub`` names the holder (viewer counts report it); ``audience`` must be
-    ``BROADCASTER_TOKEN_AUDIENCE`` when the deployment sets one. Any JWT library mints
+    what it lists for ``ttl_seconds``: ``read``, ``publish``, ``chat``, ``cancel``,
+    ``chat_read`` and ``chat_submit`` each name stream ids, chat ids or Durable Streams
+    paths, an entry ending in ``*`` being a prefix. ``sub`` names the holder (viewer
+    counts report it); ``audience`` must be ``BROADCASTER_TOKEN_AUDIENCE`` when the
+    deployment sets one. Any JWT library mints
     the same token (docs/security.md)."""
     if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds < 1:
         raise ValueError("ttl_seconds must be an integer >= 1")
     claim: dict[str, list[str]] = {}
-    asked = {"read": read, "publish": publish, "chat": chat, "cancel": cancel}
+    asked = {
+        "read": read,
+        "publish": publish,
+        "chat": chat,
+        "cancel": cancel,
+        "chat_read": chat_read,
+        "chat_submit": chat_submit,
+    }
     for right, entries in asked.items():
         if isinstance(entries, str):
             raise TypeError(f"{right}: a list of names, not one string")

@@ -121,12 +121,14 @@ async def submit(
     *,
     new_id: Callable[[], str],
     room: Callable[[], None],
+    job: dict[str, Any] | None = None,
 ) -> Answer:
     """A submit's turn, whole: its decisions recorded (the waiting answer goes on), or
     its request admitted and then, as the chat stands, its message started, queued,
     steered in, or started after interrupting the running answer. ``messages``: the UI
     messages as sent; ``room()`` raises when the front-end has no room for the answer's
-    stream (asked once admitted, before anything is stored)."""
+    stream (asked once admitted, before anything is stored). ``job``: the generation
+    request, when the caller converted the body already (``convert.prepare``)."""
     responses = approval_responses(chat)
     if responses:
         parts = [p.model_dump() for p in chat.messages[-1].parts]
@@ -135,7 +137,8 @@ async def submit(
         )
         current_stream.set(waited)
         return Answer(waited, base)
-    job = to_request(chat, rules.defaults)
+    if job is None:
+        job = to_request(chat, rules.defaults)
     admitted = await admit(stores.jobs, rules.admission, job["provider"])
     generation = new_id()
     room()

@@ -148,8 +148,24 @@ def with_chat_id(body: Any, new_id: Callable[[], str]) -> dict[str, Any]:
     return found
 
 
+def count_messages(body: dict[str, Any], limit: int) -> None:
+    """``TooManyMessages`` when the body holds more than ``limit`` messages: checked
+    before any of them is, so a body of many small messages costs its parse alone."""
+    messages = body.get("messages")
+    if isinstance(messages, list) and len(messages) > limit:
+        raise TooManyMessages(
+            f"messages: at most {limit} a request, got {len(messages)}",
+            [{"loc": ["messages"], "msg": f"more than {limit} messages"}],
+        )
+
+
+class TooManyMessages(RequestInvalid):
+    """A body of more messages than the deployment allows (``chat_max_messages``)."""
+
+
 def parse_body(body: Any) -> ChatBody:
-    """The chat body, or ``RequestInvalid`` naming each wrong field."""
+    """The chat body, or ``RequestInvalid`` naming each wrong field. Each message is
+    checked on its own, so that no one call takes long (``http/offloop.py``)."""
     if not isinstance(body, dict):
         raise RequestInvalid(
             "the body must be a JSON object", [{"loc": [], "msg": "not an object"}]
@@ -160,15 +176,31 @@ def parse_body(body: Any) -> ChatBody:
             "unknown fields: " + ", ".join(unknown),
             [{"loc": [name], "msg": "unknown field"} for name in unknown],
         )
+    details: list[dict[str, Any]] = []
+    given = body.get("messages")
+    messages: Any = given
+    if isinstance(given, list):
+        messages = []
+        for m, message in enumerate(given):
+            try:
+                messages.append(UIMessage.model_validate(message))
+            except ValidationError as exc:
+                details += _details(exc, ["messages", m])
     try:
-        return ChatBody.model_validate(body)
+        chat = ChatBody.model_validate({**body, "messages": messages})
     except ValidationError as exc:
-        details = [
-            {"loc": list(e["loc"]), "msg": e["msg"]}
-            for e in exc.errors(include_url=False, include_context=False, include_input=False)
-        ]
+        details += _details(exc, [])
+    if details:
         shown = "; ".join(f"{_dotted(d['loc'])}: {d['msg']}" for d in details[:3])
-        raise RequestInvalid(f"invalid chat request: {shown}"[:1000], details) from None
+        raise RequestInvalid(f"invalid chat request: {shown}"[:1000], details)
+    return chat
+
+
+def _details(exc: ValidationError, at: list[str | int]) -> list[dict[str, Any]]:
+    return [
+        {"loc": [*at, *e["loc"]], "msg": e["msg"]}
+        for e in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
 
 
 def _dotted(loc: Sequence[Any]) -> str:
@@ -245,6 +277,14 @@ def to_request(chat: ChatBody, defaults: Defaults) -> dict[str, Any]:
             f"the messages convert to an invalid model request: {exc.message}"[:1000],
             exc.details,
         ) from None
+
+
+def prepare(body: Any, defaults: Defaults) -> tuple[ChatBody, dict[str, Any] | None]:
+    """A submit's body checked (``parse_body``) and, unless it carries decisions on tool
+    calls (``approval_responses``), converted to its generation request: all of a
+    submit's work that needs no I/O, in one call for a thread (``http/offloop.py``)."""
+    chat = parse_body(body)
+    return chat, None if approval_responses(chat) else to_request(chat, defaults)
 
 
 def _steered(messages: list[UIMessage]) -> set[str]:

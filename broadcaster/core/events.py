@@ -1,15 +1,17 @@
 """The event vocabulary shared by producers and the front-end: what an event is, which
 types end a stream, and how an event object is turned into the one line of JSON that is
-stored in Redis and sent, byte for byte, as the SSE ``data`` field."""
+stored in Redis and sent, byte for byte, as the SSE ``data`` field; and the strict JSON
+every parse of outside input goes through (``loads_strict``)."""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from broadcaster.core import names
+from broadcaster.core import keys, names
 
 TYPE_RE = names.EVENT_TYPE_RE
 """The event type grammar (``names.EVENT_TYPE_RE``, whole strings only); check types with
@@ -100,3 +102,71 @@ def iso_ms(epoch_ms: int) -> str:
     JavaScript's ``Date.prototype.toISOString`` does: ``2026-11-26T15:04:05.123Z``."""
     moment = datetime.fromtimestamp(epoch_ms // 1000, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+class InvalidJson(ValueError):
+    """Text that is not strict JSON (``loads_strict``); ``code`` says which way:
+    ``invalid_json`` (not JSON, not UTF-8), ``too_deep`` or ``invalid_request`` (a value
+    no JSON text can carry to another program: NaN, an infinity, a lone surrogate)."""
+
+    def __init__(self, message: str, code: str = "invalid_json") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+_SURROGATE_ESCAPES = ("\\ud", "\\uD")
+"""How an escape that may make a surrogate begins; without one no string of the text holds
+a lone surrogate (UTF-8 cannot encode one: the decoder refuses it)."""
+
+
+def _constant(name: str) -> Any:
+    raise InvalidJson(f"{name} is not JSON", "invalid_request")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidJson(f"{text[:40]} is out of range", "invalid_request")
+    return value
+
+
+def loads_strict(text: str | bytes, depth: int = keys.MAX_JSON_DEPTH) -> Any:
+    """``text`` as JSON, strictly: UTF-8 only (Python's parser alone would also take UTF-16
+    and UTF-32), no ``NaN`` or ``Infinity`` nor a number beyond a float's range, no lone
+    surrogate (``"\\ud800"``: not UTF-8, so no provider or client can be sent it), nested at
+    most ``depth`` deep; else ``InvalidJson``, never another error."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidJson(f"not UTF-8: {exc}"[:300]) from None
+    try:
+        value = json.loads(text, parse_constant=_constant, parse_float=_finite)
+    except InvalidJson:
+        raise
+    except RecursionError:
+        raise InvalidJson(f"nested deeper than {depth}", "too_deep") from None
+    except ValueError as exc:  # JSONDecodeError, and Python's limit on an int's digits
+        raise InvalidJson(f"not valid JSON: {exc}"[:300]) from None
+    if too_deep(value, depth):
+        raise InvalidJson(f"nests arrays and objects deeper than {depth}", "too_deep")
+    if any(escape in text for escape in _SURROGATE_ESCAPES):
+        try:
+            json.dumps(value, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise InvalidJson("a lone surrogate is not text", "invalid_request") from None
+    return value
+
+
+def too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and dicts deeper than ``limit`` (iterative: a deep
+    value must not exhaust the stack here either)."""
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            if level > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return False

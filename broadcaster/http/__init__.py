@@ -17,14 +17,18 @@ authorizes, calls its capability and answers.
 - ``idempotent``: ``Idempotency-Key`` on the routes that start something: checked,
   scoped to its caller, claimed and settled.
 - ``minting``: the answer of a token route: a token for a stream or a chat, with the
-  lifetime and holder its body asks for.
+  lifetime, holder and (a chat's) uses its body asks for, never a use the key lacks.
 - ``access``: who may do what, as route dependencies (keys, tokens, rates).
 - ``limits``: what one client may hold or cost, and the answers past it.
 - ``proxies``: forwarded headers not believed (a proxy that is not trusted), counted
   for ``/readyz`` and ``/metrics``.
 - ``stream_ids``: stream ids (and Durable Streams paths) in paths, checked before
   anything else.
-- ``bodies``: reading request bodies, bounded, JSON in UTF-8 only.
+- ``bodies``: reading request bodies, bounded as they stream in, strict JSON.
+- ``offloop``: the threads that parse, check and convert large bodies off the event
+  loop, with a bound on the work that waits for them.
+- ``submits``: reading what starts a chat's answer (a chat submit, an AG-UI run):
+  credential first, bounded, counted, converted off the loop.
 - ``errors``: every error answer, ``{"error": code, "message": text}``.
 - ``sse_response``: the ASGI response that streams SSE bytes to one viewer.
 - ``fast_viewer``: a viewer of one stream answered from the parser's callback, with no

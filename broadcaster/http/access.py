@@ -177,6 +177,13 @@ async def token_grant(request: Request, verifier: TokenVerifier, token: str) -> 
     return grant
 
 
+def token_rate_name(grant: Grant, token: str) -> str:
+    """The name a token's requests are counted under: its subject (every token of one
+    holder shares it), else the token itself."""
+    who = f"sub:{grant.subject}" if grant.subject else f"token:{token}"
+    return "t" + hashlib.sha256(who.encode()).hexdigest()[:12]
+
+
 def _resource(request: Request) -> str | None:
     """The stream or Durable Streams path a producing route acts on."""
     params = request.path_params
@@ -207,8 +214,7 @@ class ApiKeyRight:
             if right is None or name is None or not grant.allows(right, name):
                 what = f"{self.right} {name[:80]!r}" if name and right else self.right
                 raise ApiError(403, "forbidden", f"this token may not {what}")
-            who = f"sub:{grant.subject}" if grant.subject else f"token:{credential}"
-            request.state.rate_name = "t" + hashlib.sha256(who.encode()).hexdigest()[:12]
+            request.state.rate_name = token_rate_name(grant, credential)
             return
         if key is None:
             raise _unauthorized("an API key is required: Authorization: Bearer <key>")
@@ -321,35 +327,76 @@ async def viewer_token(request: Request, stream_id: str) -> None:
     await check_viewer(request, stream_id)
 
 
-async def check_chat(request: Request, chat_id: str, right: str | None) -> None:
-    """A chat route's access. A JWT whose ``chat`` covers this chat opens it (and one
-    whose ``cancel`` covers it opens its stop, ``right == "cancel"``); any other valid
-    JWT is 403. A legacy chat token for this very chat opens it. Otherwise: with API keys
-    configured, a route that spends (``right``: submit, stop) needs a key with that
-    right, as the producers' routes do; with tokens configured, any route needs a chat
-    token or a known key. Called by the routes once they know the chat id (a submit's is
-    in its body)."""
+_CHAT_KEY_RIGHTS: dict[tokens.ChatUse, str] = {
+    "read": "read",
+    "submit": "generate",
+    "stop": "cancel",
+}
+"""The API-key right each use of a chat needs."""
+
+
+async def credential_first(request: Request, use: tokens.ChatUse) -> None:
+    """Before a byte of a chat route's body is read: 401 at once without a credential
+    that is valid here (none, a JWT that does not verify, an unknown key), 403 for a key
+    without the use's right. Which chat the credential opens is ``check_chat``'s, once
+    the body names it."""
+    policy = await get_access(request)
+    if policy.verifier is None and (use == "read" or not policy.api_keys):
+        return  # reading is open without tokens, as streams are
+    token = presented_token(request)
+    kind = tokens.shape(token) if token else None
+    if token and kind == "jwt" and policy.verifier is not None:
+        await token_grant(request, policy.verifier, token)
+        return
+    if token and kind == "legacy" and policy.verifier is not None:
+        return  # its chat is inside its signature: checked with the chat id
+    key = await presented_key(request)
+    if key is None:
+        raise _unauthorized(
+            "a chat token for this chat (or an API key) is required: Authorization: Bearer"
+        )
+    if _CHAT_KEY_RIGHTS[use] not in key.rights:
+        raise ApiError(403, "forbidden", f"this API key may not {_CHAT_KEY_RIGHTS[use]}")
+
+
+async def check_chat(request: Request, chat_id: str, use: tokens.ChatUse) -> None:
+    """A chat route's access, then its rate. A JWT opens the chat for ``use`` when its
+    ``chat`` right, or that use's own (``chat_read``, ``chat_submit``, ``cancel``), covers
+    the chat; any other valid JWT is 403. A legacy chat token for this very chat opens it
+    whole. Otherwise an API key with the use's right (``read``, ``generate``, ``cancel``):
+    401 without one, 403 for a key without it; but with no token verifier configured,
+    reading is open to anyone, as streams are. What a token or a key opens is counted
+    towards its rate (``rate_limit``): per subject for a token, per key for a key."""
     policy = await get_access(request)
     token = presented_token(request)
     kind = tokens.shape(token) if token else None
     verifier = policy.verifier
-    if verifier is not None and token:
-        if kind == "jwt":
-            grant = await token_grant(request, verifier, token)
-            stop = right == "cancel" and grant.allows("cancel", chat_id)
-            if grant.allows("chat", chat_id) or stop:
-                return
-            raise ApiError(403, "forbidden", f"this token does not open chat {chat_id!r}")
-        if kind == "legacy" and verifier.legacy_grants(token, credentials.CHAT_PREFIX, chat_id):
+    if verifier is not None and token and kind == "jwt":
+        grant = await token_grant(request, verifier, token)
+        if not grant.opens_chat(use, chat_id):
+            raise ApiError(403, "forbidden", f"this token may not {use} chat {chat_id[:80]!r}")
+        request.state.rate_name = token_rate_name(grant, token)
+        await _charge(request, None)
+        return
+    if verifier is not None and token and kind == "legacy":  # noqa: SIM102
+        if verifier.legacy_grants(token, credentials.CHAT_PREFIX, chat_id):
             return
     key = await presented_key(request)
-    if right is not None and policy.api_keys:
-        await ApiKeyRight(right)(request, key)
-        await rate_limit(request, key, await get_redis(request), await get_settings(request))
-    elif verifier is not None and key is None:
+    if not policy.api_keys and verifier is None:
+        return
+    if key is None:
+        if verifier is None and use == "read":
+            return
         raise _unauthorized(
             "a chat token for this chat (or an API key) is required: Authorization: Bearer"
         )
+    if _CHAT_KEY_RIGHTS[use] not in key.rights:
+        raise ApiError(403, "forbidden", f"this API key may not {_CHAT_KEY_RIGHTS[use]}")
+    await _charge(request, key)
+
+
+async def _charge(request: Request, key: credentials.ApiKey | None) -> None:
+    await rate_limit(request, key, await get_redis(request), await get_settings(request))
 
 
 async def worker_key(request: Request, key: KeyDep) -> None:

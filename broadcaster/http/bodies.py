@@ -1,6 +1,9 @@
 """Reading request bodies: the routes read them themselves, not through FastAPI, so that
-a size limit applies before a byte is parsed and a nesting limit before a byte is stored
-(``openapi.py`` describes the same shapes for clients)."""
+every bound applies as the bytes stream in, before anything is parsed (413 at once: the
+bytes, and the JSON values they can hold), the parse is strict (422: not UTF-8, NaN or
+an infinity, a lone surrogate, deeper than the limit; never a 500), and a large body is
+parsed off the event loop (``offloop.py``). ``openapi.py`` describes the same shapes
+for clients."""
 
 from __future__ import annotations
 
@@ -10,57 +13,71 @@ from typing import Any
 from fastapi import Request
 from pydantic import ValidationError
 
-from broadcaster.core import keys
+from broadcaster.core import events
 from broadcaster.http.errors import ApiError
+from broadcaster.http.offloop import Offloop
+from broadcaster.http.settings import Settings
 
 
-async def read_bytes(request: Request, limit: int) -> bytes:
-    """The body, refusing more than ``limit`` bytes before reading them all."""
+def separators(chunk: bytes) -> int:
+    """How many JSON values ``chunk`` can begin at most: every value but a body's first
+    follows a ``[``, ``{``, ``,`` or ``:``. Counted in C as the chunk arrives; those
+    characters inside strings count too, so the bound errs on the side of the server."""
+    return chunk.count(b",") + chunk.count(b":") + chunk.count(b"[") + chunk.count(b"{")
+
+
+async def read_bytes(request: Request, limit: int, *, values: int | None = None) -> bytes:
+    """The body, refused (413) the moment it passes ``limit`` bytes (or says it will, in
+    ``Content-Length``) or, with ``values``, can hold more JSON values than that
+    (``separators``): never read whole, nor parsed."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "too_large", f"request body over {limit} bytes")
     body = bytearray()
+    counted = 0
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
             raise ApiError(413, "too_large", f"request body over {limit} bytes")
+        if values is not None:
+            counted += separators(chunk)
+            if counted > values:
+                raise ApiError(
+                    413, "too_complex", f"request body of more than {values} JSON values"
+                )
     return bytes(body)
 
 
+def offloop(request: Request) -> Offloop:
+    """The front-end's pool for request work (``resources.lifespan`` makes it)."""
+    pool: Offloop = request.app.state.offloop
+    return pool
+
+
 async def read_json(request: Request, limit: int) -> Any:
-    """The body as JSON, refusing more than ``limit`` bytes before reading them all."""
-    return parse_json(await read_bytes(request, limit))
+    """The body as JSON (``read_json_sized``)."""
+    value, _ = await read_json_sized(request, limit)
+    return value
+
+
+async def read_json_sized(request: Request, limit: int) -> tuple[Any, int]:
+    """The body as JSON (``parse_json``), and its size in bytes: bounded as it streams in
+    (``read_bytes``: at most ``limit`` bytes and ``BROADCASTER_MAX_JSON_VALUES`` values),
+    parsed off the event loop when it is large."""
+    settings: Settings = request.app.state.settings
+    raw = await read_bytes(request, limit, values=settings.max_json_values)
+    return await offloop(request).run_sized(len(raw), parse_json, raw), len(raw)
 
 
 def parse_json(body: bytes) -> Any:
-    """``body`` as JSON: UTF-8 only (RFC 8259; Python's parser alone would also take
-    UTF-16 and UTF-32), nested at most ``keys.MAX_JSON_DEPTH`` deep; else 422."""
+    """``body`` as strict JSON (``events.loads_strict``): UTF-8 only, no NaN, infinity
+    or lone surrogate, nested at most ``keys.MAX_JSON_DEPTH`` deep; else 422."""
     if not body:
         raise ApiError(422, "invalid_json", "the request body is empty; expected JSON")
     try:
-        parsed = json.loads(body.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:
-        # ValueError covers JSONDecodeError and UnicodeDecodeError (not UTF-8).
-        raise ApiError(422, "invalid_json", f"the body is not valid JSON: {exc}"[:300]) from None
-    if depth_over(parsed, keys.MAX_JSON_DEPTH):
-        raise ApiError(
-            422, "too_deep", f"the body nests arrays and objects deeper than {keys.MAX_JSON_DEPTH}"
-        )
-    return parsed
-
-
-def depth_over(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests lists and dicts deeper than ``limit`` (iterative: a deep
-    value must not exhaust the stack here either)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > limit:
-                return True
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return False
+        return events.loads_strict(body)
+    except events.InvalidJson as exc:
+        raise ApiError(422, exc.code, f"the body is not valid JSON: {exc}"[:300]) from None
 
 
 def strict_json(value: Any) -> None:

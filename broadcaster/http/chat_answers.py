@@ -91,7 +91,7 @@ async def run_answer(
     reconnect ends where its POST's answer would, at a wait for a person; one that
     ``follow``s the chat (a tab's resume) stays through it, as the chat's resume does."""
     chat_id, generation, base = run
-    await check_chat(request, chat_id, None)
+    await check_chat(request, chat_id, "read")
     current_stream.set(generation)
     meta = await run_meta(event_log, chat_id, generation)
     if meta is None:

@@ -15,7 +15,7 @@ and the bodies and media types of each success. The routes use them in their
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -91,6 +91,8 @@ class ChatToken(BaseModel):
 
     chat_token: str
     token_expires_at: int
+    rights: list[Literal["read", "submit", "stop"]]
+    """The uses of the chat the token carries."""
 
 
 class Cancelled(BaseModel):
@@ -311,6 +313,25 @@ TOKEN_BODY = json_body(
         "properties": {
             "ttl_seconds": {"type": "integer", "minimum": 1},
             "sub": {"type": "string", "minLength": 1, "maxLength": 256},
+        },
+        "additionalProperties": False,
+    },
+    required=False,
+)
+
+CHAT_TOKEN_BODY = json_body(
+    {
+        "type": "object",
+        "properties": {
+            "ttl_seconds": {"type": "integer", "minimum": 1},
+            "sub": {"type": "string", "minLength": 1, "maxLength": 256},
+            "rights": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"enum": ["read", "submit", "stop"]},
+                "description": "the uses the token carries (default: every use the key "
+                "may hand out); submit needs the key's generate, stop its cancel",
+            },
         },
         "additionalProperties": False,
     },

@@ -40,6 +40,7 @@ from broadcaster.generations.leases import Leases
 from broadcaster.generations.lifecycle import Generations
 from broadcaster.generations.overdue import OverdueJobs
 from broadcaster.http.metrics import FrontendMetrics, GcPauses
+from broadcaster.http.offloop import Offloop
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import new_stream_id
 from broadcaster.presence.counts import PresenceStore
@@ -90,6 +91,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
                 round(settings.idempotency_pending_seconds * 1000),
                 durability,
             )
+            app.state.offloop = Offloop(settings.body_threads, settings.body_waiting)
             sweeping = _sweepers(app, settings, event_log, resolver)
             try:
                 yield
@@ -97,6 +99,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
                 for task in sweeping:
                     task.cancel()
                 await asyncio.wait(sweeping)
+                await app.state.offloop.aclose()
                 await app.state.durable.aclose()
                 await event_log.shared.aclose()
     finally:

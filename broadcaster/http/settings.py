@@ -99,6 +99,20 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     chat_max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     """Largest ``POST /v1/chat`` body (413 beyond): the AI SDK sends the whole chat each
     time, its files as ``data:`` URLs."""
+    max_json_values: int = Field(100_000, ge=1000)
+    """JSON values a request body may hold, counted as it streams in, before it is parsed
+    (413 ``too_complex`` beyond; every ``[``, ``{``, ``,`` and ``:`` counts, in strings
+    too): what bounds the work a body of small values costs, as the bytes bound a body of
+    large ones."""
+    chat_max_messages: int = Field(1000, ge=1, le=100_000)
+    """Messages a ``POST /v1/chat`` or AG-UI run body may hold (422 ``too_many_messages``
+    beyond, before any is checked or converted)."""
+    body_threads: int = Field(2, ge=1, le=64)
+    """Threads that parse, check and convert large request bodies (and encode whole chat
+    histories) off the event loop."""
+    body_waiting: int = Field(8, ge=0, le=10_000)
+    """Large bodies that may wait for those threads; beyond, 503 ``busy`` with
+    ``Retry-After``."""
     idempotency_ttl_seconds: int = Field(86400, ge=60)
     """How long a request's ``Idempotency-Key`` answers its retries (``POST /v1/chat``,
     ``POST /v1/generations``, ``POST /v1/streams/{id}/events``): a retry with the same

@@ -1,6 +1,7 @@
 """The AG-UI routes' access is the chat routes' and the stream route's: with API keys and
 tokens configured, a run needs a key with ``generate`` (or a chat token), a stop
-``cancel``, a connect any known key, and a generation's AG-UI view a viewer token. An
+``cancel``, a connect ``read`` (a key that may only generate may not), and a
+generation's AG-UI view a viewer token. An
 in-process front-end on a real Redis."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from tests.support.inprocess import serving
 pytestmark = pytest.mark.anyio
 
 KEY = "agui-test-key-1"
+READER = "agui-test-reader-1"
 SECRET = "agui-test-secret-0123456789abcdef0123456789"
 RUN = {
     "threadId": "agui-access-1",
@@ -25,6 +27,7 @@ RUN = {
 
 async def test_the_agui_routes_take_the_chat_routes_access(redis_url: str) -> None:
     entry = f"sha256:{hashlib.sha256(KEY.encode()).hexdigest()}:generate"
+    entry += f",sha256:{hashlib.sha256(READER.encode()).hexdigest()}:read"
     env = {"BROADCASTER_API_KEYS": entry, "BROADCASTER_TOKEN_SECRET": SECRET}
     async with serving(redis_url, env) as front:
         key = {"authorization": f"Bearer {KEY}"}
@@ -34,7 +37,9 @@ async def test_the_agui_routes_take_the_chat_routes_access(redis_url: str) -> No
             assert (await client.post(run, json=RUN)).status_code == 401
             connect = "/v1/agui/agent/default/connect"
             assert (await client.post(connect, json=RUN)).status_code == 401
-            empty = await client.post(connect, json=RUN, headers=key)
+            assert (await client.post(connect, json=RUN, headers=key)).status_code == 403
+            reader = {"authorization": f"Bearer {READER}"}
+            empty = await client.post(connect, json=RUN, headers=reader)
             # No run on the thread yet: an empty stream (CopilotKit hangs on a 204).
             assert empty.status_code == 200 and empty.content == b""
             stop = "/v1/agui/agent/default/stop/agui-access-1"

@@ -394,8 +394,9 @@ async def test_chat_tokens_open_one_chat_and_nothing_else(secured: Proc) -> None
     chat, other = new_chat(), new_chat()
     async with httpx.AsyncClient(base_url=secured.url, timeout=10) as client:
         assert (await client.post(f"/v1/chat/{chat}/tokens")).status_code == 401
-        minted = await client.post(f"/v1/chat/{chat}/tokens", headers=bearer(MINTER))
+        minted = await client.post(f"/v1/chat/{chat}/tokens", headers=bearer(ADMIN))
         assert minted.status_code == 200, minted.text
+        assert minted.json()["rights"] == ["read", "submit", "stop"]
         token = minted.json()["chat_token"]
         assert minted.json()["token_expires_at"] > 0
         short = await client.post(
@@ -447,7 +448,8 @@ async def test_chat_tokens_open_one_chat_and_nothing_else(secured: Proc) -> None
         assert (
             await client.post(f"/v1/chat/{chat}/stop", headers=bearer(token))
         ).status_code == 202
-        # An API key opens any chat: a key that may generate starts one, but may not stop it.
+        # An API key opens any chat for what its rights allow: a key that may generate
+        # starts one, but may neither stop nor read it.
         async with opened(client, "POST", "/v1/chat", json=other_body, headers=bearer(STARTER)) as (
             resp,
             _,
@@ -459,8 +461,12 @@ async def test_chat_tokens_open_one_chat_and_nothing_else(secured: Proc) -> None
         assert (
             await client.post(f"/v1/chat/{other}/stop", headers=bearer(ADMIN))
         ).status_code == 202
+        for key in (MINTER, STARTER):
+            assert (
+                await client.get(f"/v1/chat/{other}/messages", headers=bearer(key))
+            ).status_code == 403
         assert (
-            await client.get(f"/v1/chat/{other}/messages", headers=bearer(MINTER))
+            await client.get(f"/v1/chat/{other}/messages", headers=bearer(ADMIN))
         ).status_code == 200
 
 

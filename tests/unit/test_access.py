@@ -89,7 +89,7 @@ def build_app(config: Settings) -> FastAPI:
 
     @app.post("/chat/{chat_id}/{what}")
     async def chat(chat_id: str, what: str, request: Request) -> dict[str, str]:
-        await check_chat(request, chat_id, {"submit": "generate", "stop": "cancel"}.get(what))
+        await check_chat(request, chat_id, {"submit": "submit", "stop": "stop"}.get(what, "read"))
         return {"ok": chat_id}
 
     return app

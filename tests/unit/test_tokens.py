@@ -121,12 +121,16 @@ def test_mint_token_is_a_standard_hs256_jwt() -> None:
             mint_token(SECRET, read=["a"], ttl_seconds=ttl)
 
 
-def test_viewer_and_chat_tokens_are_jwts_of_one_right() -> None:
+def test_viewer_tokens_are_jwts_of_one_right_and_chat_tokens_of_the_uses_asked() -> None:
     viewer, expires = credentials.mint_viewer_token(SECRET, "s1", 60, sub="u")
     assert expires - time.time() == pytest.approx(60, abs=2)
     assert jwt.decode(viewer, SECRET, algorithms=["HS256"])["broadcaster"] == {"read": ["s1"]}
     chat, _ = credentials.mint_chat_token(SECRET, "c1", 60)
-    assert jwt.decode(chat, SECRET, algorithms=["HS256"])["broadcaster"] == {"chat": ["c1"]}
+    claim = {"chat_read": ["c1"], "chat_submit": ["c1"], "cancel": ["c1"]}
+    assert jwt.decode(chat, SECRET, algorithms=["HS256"])["broadcaster"] == claim
+    reader, _ = credentials.mint_chat_token(SECRET, "c1", 60, uses=["read"])
+    assert jwt.decode(reader, SECRET, algorithms=["HS256"])["broadcaster"] == {"chat_read": ["c1"]}
+    assert credentials.verify_chat_token(SECRET, reader, "c1")
     assert credentials.verify_viewer_token(SECRET, viewer, "s1")
     assert not credentials.verify_viewer_token(SECRET, viewer, "s2")
     assert not credentials.verify_viewer_token(SECRET, chat, "c1")

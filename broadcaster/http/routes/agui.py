@@ -32,10 +32,9 @@ from broadcaster.agui.history import Transcript, from_ui, snapshot
 from broadcaster.agui.inbound import AgUiInvalid, map_events, sse_events
 from broadcaster.agui.producers import Producers
 from broadcaster.agui.projection import Open, prelude
-from broadcaster.agui.runs import DEFAULT_AGENT, RunInput, chat_body, decisions, parse_input
+from broadcaster.agui.runs import DEFAULT_AGENT, RunInput, decisions
 from broadcaster.agui.views import Translations, Viewer, state_at, view
 from broadcaster.chat import conversation
-from broadcaster.chat.convert import parse_body
 from broadcaster.chat.records import Chats
 from broadcaster.core import names
 from broadcaster.core.eventlog import EventLog
@@ -43,7 +42,7 @@ from broadcaster.core.logconfig import current_stream
 from broadcaster.generations.request import PROVIDERS, RequestInvalid
 from broadcaster.http import openapi
 from broadcaster.http.access import check_chat, check_viewer, producer
-from broadcaster.http.bodies import parse_json, read_bytes, read_json
+from broadcaster.http.bodies import parse_json, read_bytes
 from broadcaster.http.chat_answers import stop_answer
 from broadcaster.http.errors import ApiError, refused
 from broadcaster.http.feeds import append_feed
@@ -60,6 +59,7 @@ from broadcaster.http.resources import (
 )
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import new_stream_id, valid_stream_id
+from broadcaster.http.submits import prepare_run, read_run
 from broadcaster.http.viewing import check_room, stream_response
 
 router = APIRouter()
@@ -191,12 +191,6 @@ async def info(settings: SettingsDep) -> JSONResponse:
     return JSONResponse({"version": "1.0.0", "agents": agents, "capabilities": CAPABILITIES})
 
 
-async def _run_input(request: Request, settings: Settings, agent_id: str) -> RunInput:
-    _check_agent(agent_id, settings)
-    run = _parsed(parse_input, await read_json(request, settings.chat_max_body_bytes))
-    return run
-
-
 async def _history(chats: Chats, thread: str, generation: str) -> list[dict[str, Any]] | None:
     """The UI messages ``generation`` was submitted with, when it is the thread's latest
     answer (a queued turn's run shows no snapshot: its history is not written yet)."""
@@ -231,9 +225,11 @@ async def run(
 ) -> Response:
     """A chat submit (the chat's ``multitask`` rules); with ``resume``, the decisions on
     the approvals the chat's answer waits on. Answered with the run's AG-UI stream."""
-    given = await _run_input(request, settings, agent_id)
+    _check_agent(agent_id, settings)
+    given, size = await read_run(request, settings, "submit")
     thread = given.threadId
-    await check_chat(request, thread, "generate")
+    await check_chat(request, thread, "submit")
+    rules = settings.chat_rules()
     try:
         decided = decisions(given)
         if decided:
@@ -243,14 +239,15 @@ async def run(
             return await agui_response(
                 request, waited, thread, None, base=base, stop_at_wait=True, history=history
             )
-        chat = _parsed(parse_body, chat_body(given, agent_id))
+        prepared = await prepare_run(request, given, agent_id, rules.defaults, size)
         turn = await conversation.submit(
             conversation.Stores(chats, generations, jobs, approvals),
-            settings.chat_rules(),
-            chat,
-            [m.model_dump() for m in chat.messages],
+            rules,
+            prepared.chat,
+            prepared.messages,
             new_id=new_stream_id,
             room=partial(check_room, request, hub, settings, ()),
+            job=prepared.job,
         )
     except RequestInvalid as exc:
         raise ApiError(422, "invalid_request", exc.message, details=exc.details) from None
@@ -279,8 +276,9 @@ async def connect(
 ) -> Response:
     """The thread's latest run from its start (or after ``Last-Event-ID``), then live,
     ending where the run waits for a person."""
-    given = await _run_input(request, settings, agent_id)
-    await check_chat(request, given.threadId, None)
+    _check_agent(agent_id, settings)
+    given, _ = await read_run(request, settings, "read")
+    await check_chat(request, given.threadId, "read")
     record = await chats.get(given.threadId)  # whole: the snapshot sends its messages
     if record is None:  # an empty stream: CopilotKit waits on a 204 for ever
         return Response(b"", media_type="text/event-stream", headers={"cache-control": "no-store"})
@@ -308,7 +306,7 @@ async def stop(
     ``cancelled``). The body, if any, is not read."""
     if not names.is_chat_id(thread_id):
         raise ApiError(404, "not_found", f"no such thread: ids match {names.STREAM_ID_PATTERN}")
-    await check_chat(request, thread_id, "cancel")
+    await check_chat(request, thread_id, "stop")
     generation = await stop_answer(chats, event_log, thread_id, chat="thread", answer="answer")
     body = {"threadId": thread_id, "runId": generation, "status": "cancelled"}
     return JSONResponse(body, status_code=202)

@@ -20,7 +20,6 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from broadcaster.auth import credentials
 from broadcaster.chat import conversation
 from broadcaster.chat.approvals import (
     ApprovalBody,
@@ -32,14 +31,14 @@ from broadcaster.chat.approvals import (
     WaitEnded,
     parse_decision,
 )
-from broadcaster.chat.convert import parse_body, parse_run_id, with_chat_id
+from broadcaster.chat.convert import parse_run_id
 from broadcaster.chat.records import ChatRecord, Chats, generation_id
 from broadcaster.core import names
 from broadcaster.core.logconfig import current_stream
 from broadcaster.generations.request import RequestInvalid
 from broadcaster.http import idempotent, openapi
 from broadcaster.http.access import AccessDep, check_chat, producer
-from broadcaster.http.bodies import read_json, strict_json
+from broadcaster.http.bodies import read_json
 from broadcaster.http.chat_answers import (
     GENERATION_HEADER,
     answer,
@@ -49,7 +48,7 @@ from broadcaster.http.chat_answers import (
 )
 from broadcaster.http.chat_stream import chat_events
 from broadcaster.http.errors import ApiError, refused
-from broadcaster.http.minting import minted
+from broadcaster.http.minting import minted_chat
 from broadcaster.http.resources import (
     ApprovalsDep,
     ChatsDep,
@@ -60,7 +59,8 @@ from broadcaster.http.resources import (
     MetricsDep,
     SettingsDep,
 )
-from broadcaster.http.stream_ids import new_stream_id, valid_stream_id
+from broadcaster.http.stream_ids import valid_stream_id
+from broadcaster.http.submits import read_submit
 from broadcaster.http.viewing import check_room, stream_response, viewers_response
 
 router = APIRouter()
@@ -111,24 +111,25 @@ async def submit(
     """Start the chat's next generation and answer with its stream; or, for a request
     that carries decisions on the tool calls the answer waits on, record them and answer
     with the rest of that answer. With ``Idempotency-Key``, a retry answers the first
-    request's stream again and starts nothing."""
-    raw = await read_json(request, settings.chat_max_body_bytes)
-    body = _parsed(partial(with_chat_id, new_id=new_stream_id), raw)
-    await check_chat(request, body["id"], "generate")
-    strict_json(body)
-    chat = _parsed(parse_body, body)
-    once = await idempotent.begin(request, "chat", raw)
+    request's stream again and starts nothing. The credential is checked before the body
+    is read, the chat it opens once the body names it; a large body is parsed, checked
+    and converted off the event loop."""
+    rules = settings.chat_rules()
+    read = await read_submit(request, settings, rules.defaults)
+    chat = read.chat
+    once = await idempotent.begin(request, "chat", read.raw)
     if once.replay is not None:
         return await _replayed(request, once.replay)
     try:
         turn = await conversation.submit(
             conversation.Stores(chats, generations, jobs, approvals),
-            settings.chat_rules(),
+            rules,
             chat,
-            body["messages"],
+            read.body["messages"],
             new_id=partial(generation_id, chat.id),
             # A front-end at its connection limit says so before it starts anything.
             room=partial(check_room, request, hub, settings, ()),
+            job=read.job,
         )
     except BaseException as exc:
         await once.release()
@@ -160,7 +161,7 @@ async def _replayed(request: Request, first: dict[str, Any]) -> Response:
 async def _chat(request: Request, chats: Chats, chat_id: str) -> ChatRecord | None:
     """The chat's record, after its id and the caller's access are checked."""
     check_chat_id(chat_id)
-    await check_chat(request, chat_id, None)
+    await check_chat(request, chat_id, "read")
     record = await chats.get(chat_id, whole=False)
     if record is not None:  # log lines of this request name the generation it serves
         current_stream.set(record.generation)
@@ -229,7 +230,7 @@ async def follow_chat(chat_id: str, request: Request) -> Response:
     ``<turn>:<seq>.<tag>`` (``Last-Event-ID`` resumes across turns); without one, from
     the latest answer's start. Never ends by itself."""
     check_chat_id(chat_id)
-    await check_chat(request, chat_id, None)
+    await check_chat(request, chat_id, "read")
     return await chat_events(request, chat_id)
 
 
@@ -257,7 +258,7 @@ async def stop(
 ) -> JSONResponse:
     """Cancel the chat's running generation: its stream ends with ``abort``."""
     check_chat_id(chat_id)
-    await check_chat(request, chat_id, "cancel")
+    await check_chat(request, chat_id, "stop")
     generation = await stop_answer(chats, event_log, chat_id, chat="chat", answer="generation")
     metrics.appended.inc()
     body = {"id": chat_id, "generation_id": generation, "status": "cancelled"}
@@ -310,7 +311,7 @@ async def decide_in_chat(
 ) -> JSONResponse:
     """Decide on a tool call the chat's answer waits on; the first decision wins."""
     check_chat_id(chat_id)
-    await check_chat(request, chat_id, "generate")
+    await check_chat(request, chat_id, "submit")
     body = _parsed(parse_decision, await read_json(request, settings.max_body_bytes))
     record = await chats.get(chat_id, whole=False)
     if record is None:
@@ -380,7 +381,7 @@ DEFAULT_PAGE = 50
 
 @router.post(
     "/v1/chat/{chat_id}/tokens",
-    openapi_extra=openapi.TOKEN_BODY,
+    openapi_extra=openapi.CHAT_TOKEN_BODY,
     responses=openapi.ok(200, openapi.ChatToken, "a chat token")
     | openapi.errors(401, 403, 404, 409, 413, 422, 429),
     dependencies=[Depends(valid_chat_id), *producer("tokens")],
@@ -388,7 +389,6 @@ DEFAULT_PAGE = 50
 async def mint_chat_token(
     chat_id: str, request: Request, settings: SettingsDep, access: AccessDep
 ) -> JSONResponse:
-    """A chat token for one chat, for an app's backend to hand to its browser."""
-    return await minted(
-        request, settings, access, credentials.mint_chat_token, chat_id, name="chat_token"
-    )
+    """A chat token for one chat, for an app's backend to hand to its browser: it may
+    read the chat, and submit and stop only if the key may itself."""
+    return await minted_chat(request, settings, access, chat_id)

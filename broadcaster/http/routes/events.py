@@ -102,7 +102,7 @@ async def _authorized(
     if streams or prefixes:
         await authorize_read(request, streams, prefixes)
     for chat_id in chats:
-        await check_chat(request, chat_id, None)
+        await check_chat(request, chat_id, "read")
     return list(dict.fromkeys([*prefixes, *map(generation_prefix, chats)]))
 
 

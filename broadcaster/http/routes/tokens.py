@@ -6,10 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from broadcaster.auth import credentials
 from broadcaster.http import openapi
 from broadcaster.http.access import AccessDep, producer
-from broadcaster.http.minting import minted
+from broadcaster.http.minting import minted_viewer
 from broadcaster.http.resources import SettingsDep
 from broadcaster.http.stream_ids import valid_stream_id
 
@@ -27,6 +26,4 @@ async def mint_token(
     stream_id: str, request: Request, settings: SettingsDep, access: AccessDep
 ) -> JSONResponse:
     """A viewer token for any stream id, for a producer's backend to hand out."""
-    return await minted(
-        request, settings, access, credentials.mint_viewer_token, stream_id, name="viewer_token"
-    )
+    return await minted_viewer(request, settings, access, stream_id)

@@ -1,0 +1,72 @@
+"""CPU work a request brings beyond a small size (parsing, checking and converting a large
+body; encoding a whole chat history) done off the event loop, so that it never stalls the
+front-end's other connections: a few threads, and a bound on the work that waits for
+them (503 ``busy`` beyond).
+
+Threads, not processes: what they return is used on the loop, and handing a parsed body
+back from a process costs what parsing it did. A thread holds the interpreter's lock
+while a C function runs (``json.loads``, a pydantic validation), so the work given to
+them is cut into calls that each stay small: the bounds on a body (bytes, JSON values,
+messages) are what keep them so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import ParamSpec, TypeVar
+
+from broadcaster.http.errors import ApiError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+INLINE_BYTES = 64 * 1024
+"""Work on less than this many bytes runs on the loop: a hop to a thread costs more."""
+
+
+class Offloop:
+    """A small thread pool for a front-end's request work, with a bound on what waits."""
+
+    def __init__(self, threads: int, waiting: int) -> None:
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="offloop")
+        self._room = threads + waiting
+        self._taken = 0
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` in a thread; 503 ``busy`` when the threads are taken
+        and as much work waits as allowed (a client that sends large bodies as fast as
+        it can is refused rather than queued without end)."""
+        if self._taken >= self._room:
+            raise ApiError(
+                503,
+                "busy",
+                "this front-end is busy with other large requests; retry shortly",
+                headers={"retry-after": "1"},
+            )
+        loop = asyncio.get_running_loop()
+        future = self._pool.submit(partial(fn, *args, **kwargs))
+        # Counted until the thread is done, not until the caller stops waiting: a client
+        # that hangs up leaves its work running, and it still takes room.
+        self._taken += 1
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._done))
+        return await asyncio.wrap_future(future)
+
+    def _done(self) -> None:
+        self._taken -= 1
+
+    async def run_sized(
+        self, size: int, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``run``, or on the loop when ``size`` (bytes of input) is under
+        ``INLINE_BYTES``."""
+        if size < INLINE_BYTES:
+            return fn(*args, **kwargs)
+        return await self.run(fn, *args, **kwargs)
+
+    async def aclose(self) -> None:
+        """Drop the work that waits and stop the threads once the work they hold is done
+        (the app's shutdown), without blocking the loop meanwhile."""
+        await asyncio.to_thread(self._pool.shutdown, True, cancel_futures=True)
