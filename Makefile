@@ -62,11 +62,14 @@ lint: $(BIN)/.installed
 # the site's guides, which tests/integration/test_guides.py runs, use curl and jq; and
 # tests/clients/browser, tests/clients/aisdk, tests/clients/workflow (@ai-sdk/workflow
 # and the AI SDK 7), tests/clients/workflow-old (@ai-sdk/workflow before 1.0.17), tests/clients/durable (the Durable Streams conformance suite and
-# clients), tests/clients/jwt (jose, minting tokens as a Node backend would), tests/perf
-# and web/chat (the demo's chat bundle, rebuilt by a test) have npm packages, installed by
-# npm ci when missing or out of date.
+# clients), tests/clients/jwt (jose, minting tokens as a Node backend would), tests/perf,
+# web/chat (the demo's chat bundle, rebuilt by a test), clients/js (the TypeScript client
+# package: its build, size check, types and vitest unit tests run under pytest in
+# tests/clients/test_client_js.py) and tests/clients/usechat (that package installed from
+# the checkout, linked, with the AI SDK and React, against real front-ends; after
+# clients/js) have npm packages, installed by npm ci when missing or out of date.
 DEBIAN_FOR_TESTS := chromium nginx prometheus curl jq
-NPM_FOR_TESTS := examples/ts-agent tests/clients/browser tests/clients/aisdk tests/clients/agui examples/copilotkit tests/clients/workflow tests/clients/workflow-old tests/clients/durable tests/clients/jwt tests/perf web/chat clients/js
+NPM_FOR_TESTS := examples/ts-agent tests/clients/browser tests/clients/aisdk tests/clients/agui examples/copilotkit tests/clients/workflow tests/clients/workflow-old tests/clients/durable tests/clients/jwt tests/perf web/chat clients/js tests/clients/usechat
 
 test-deps:
 	@if ! command -v redis-server >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -325,9 +325,16 @@ export class BroadcasterChatTransport<M extends MessageLike = MessageLike> {
     const events = connect(plan, { ...this.options, lastEventId: from?.lastEventId, signal });
     const record = from ?? new AnswerRecord(null);
     state.open += 1;
-    this.onAbort(chatId, record, signal);
-    const stream = await deliver(events, record, from ? [...from.chunks] : [], () => this.closed(state));
-    if (stream !== null) state.answer = record;
+    const forget = this.onAbort(chatId, record, signal);
+    let stream: SDKStream | null;
+    try {
+      stream = await deliver(events, record, from ? [...from.chunks] : [], () => this.closed(state));
+    } catch (err) {
+      forget(); // a refused request started nothing to stop
+      throw err;
+    }
+    if (stream === null) forget();
+    else state.answer = record;
     return stream;
   }
 
@@ -371,18 +378,16 @@ export class BroadcasterChatTransport<M extends MessageLike = MessageLike> {
 
   /** useChat's stop() aborts the answer's request: the model is stopped too, unless the
    * abort only made way for another request of the chat (a resume replacing a resume). */
-  private onAbort(chatId: string, record: AnswerRecord, signal: AbortSignal | undefined): void {
-    if (!signal || this.options.stopOnAbort === false) return;
+  private onAbort(chatId: string, record: AnswerRecord, signal: AbortSignal | undefined): () => void {
+    if (!signal || this.options.stopOnAbort === false) return () => {};
     const state = this.state(chatId);
-    signal.addEventListener(
-      "abort",
-      () => {
-        const calls = state.calls;
-        setTimeout(() => {
-          if (state.calls === calls && !record.ended) this.stop(chatId).catch(() => {});
-        }, 0);
-      },
-      { once: true },
-    );
+    const aborted = () => {
+      const calls = state.calls;
+      setTimeout(() => {
+        if (state.calls === calls && !record.ended) this.stop(chatId).catch(() => {});
+      }, 0);
+    };
+    signal.addEventListener("abort", aborted, { once: true });
+    return () => signal.removeEventListener("abort", aborted);
   }
 }
