@@ -33,18 +33,20 @@ what a worker running an AG-UI agent appends.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from broadcaster.core import names
+from broadcaster.core import events, names
 
 Chunk = dict[str, Any]
 AgEvent = dict[str, Any]
 
 MAX_EVENT_BYTES = 1024 * 1024
 """The largest AG-UI event read from SSE text (a line longer is refused)."""
+MAX_ARGS_CHARS = MAX_EVENT_BYTES
+"""The longest arguments of a tool call parsed at its end; longer ones end the call with
+``tool-input-error`` (they are never parsed, on the event loop or elsewhere)."""
 
 
 class AgUiInvalid(ValueError):
@@ -295,10 +297,15 @@ class ChunkMapper:
         if found is None:
             return []
         head = {"toolCallId": call, "toolName": found.name}
+        if len(found.args) > MAX_ARGS_CHARS:
+            text = f"the tool call's arguments are over {MAX_ARGS_CHARS} characters"
+            return [{"type": "tool-input-error", **head, "input": "", "errorText": text}]
         try:
-            parsed = json.loads(found.args) if found.args.strip() else {}
-        except ValueError:
-            text = "the tool call's arguments are not JSON"
+            parsed = events.loads_strict(found.args) if found.args.strip() else {}
+        except events.InvalidJson as exc:
+            # Ended here, with its reason: a call whose arguments no parser can take
+            # must not make every later event of the stream fail at its end.
+            text = f"the tool call's arguments are not JSON: {exc}"[:300]
             return [{"type": "tool-input-error", **head, "input": found.args, "errorText": text}]
         return [{"type": "tool-input-available", **head, "input": parsed}]
 
@@ -356,11 +363,16 @@ def _text(e: AgEvent, key: str, *, empty: bool = False) -> str:
 
 
 def _loads(content: Any) -> Any:
+    """A tool result's content, parsed when it is JSON (kept as text when it is not);
+    AgUiInvalid for JSON no reader can take (NaN, an infinity, a lone surrogate, deeper
+    than the limit)."""
     if not isinstance(content, str):
         return content
     try:
-        return json.loads(content)
-    except ValueError:
+        return events.loads_strict(content)
+    except events.InvalidJson as exc:
+        if exc.code != "invalid_json":
+            raise AgUiInvalid(f"TOOL_CALL_RESULT: content: {exc}"[:300]) from None
         return content
 
 
@@ -421,9 +433,9 @@ def sse_events(body: str | bytes) -> list[AgEvent]:
         if len(line) > MAX_EVENT_BYTES:
             raise AgUiInvalid(f"an AG-UI event over {MAX_EVENT_BYTES} bytes")
         try:
-            event = json.loads(line[5:])
-        except ValueError:
-            raise AgUiInvalid("a data: line that is not JSON") from None
+            event = events.loads_strict(line[5:])
+        except events.InvalidJson as exc:
+            raise AgUiInvalid(f"a data: line that is not JSON: {exc}"[:300]) from None
         if not isinstance(event, dict):
             raise AgUiInvalid("an AG-UI event must be a JSON object")
         out.append(event)

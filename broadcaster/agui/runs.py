@@ -15,12 +15,11 @@ and ``forwardedProps`` are accepted and not used.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from broadcaster.core import names
+from broadcaster.core import events, names
 from broadcaster.generations.request import RequestInvalid
 
 DEFAULT_AGENT = "default"
@@ -70,11 +69,19 @@ def parse_input(body: Any) -> RunInput:
 
 
 def decisions(run: RunInput) -> list[tuple[str, bool, str | None]]:
-    """``(approval id, approved, reason)`` of each ``resume`` entry."""
+    """``(approval id, approved, reason)`` of each ``resume`` entry; ``RequestInvalid``
+    for a ``payload.approved`` that is not a JSON boolean (``0`` or ``"no"`` decide
+    nothing)."""
     found = []
-    for entry in run.resume or []:
+    for i, entry in enumerate(run.resume or []):
         payload = entry.payload if isinstance(entry.payload, dict) else {}
-        approved = entry.status == "resolved" and payload.get("approved") is not False
+        given = payload.get("approved", True)
+        if not isinstance(given, bool):
+            raise RequestInvalid(
+                "resume: payload.approved must be true or false",
+                [{"loc": ["resume", i, "payload", "approved"], "msg": "not a boolean"}],
+            )
+        approved = entry.status == "resolved" and given
         reason = payload.get("reason")
         found.append((entry.interruptId, approved, reason if isinstance(reason, str) else None))
     return found
@@ -175,9 +182,17 @@ def _text(content: Any) -> str:
 
 
 def _loads(value: Any) -> Any:
+    """Tool arguments or content, parsed when they are JSON (kept as text when they are
+    not); ``RequestInvalid`` for JSON no provider can be sent (NaN, an infinity, a lone
+    surrogate, deeper than the limit)."""
     if not isinstance(value, str):
         return value
     try:
-        return json.loads(value)
-    except ValueError:
+        return events.loads_strict(value)
+    except events.InvalidJson as exc:
+        if exc.code != "invalid_json":
+            raise RequestInvalid(
+                f"a tool call's arguments or result: {exc}"[:300],
+                [{"loc": ["messages"], "msg": str(exc)[:200]}],
+            ) from None
         return value

@@ -2,7 +2,8 @@
 
 **API keys.** ``BROADCASTER_API_KEYS`` holds SHA-256 digests of the keys, never the keys:
 ``sha256:<hex>`` grants every producer's right, ``sha256:<hex>:publish+tokens`` only those
-named. The rights are ``generate`` (start generations, submit to chats), ``cancel``
+named, ``sha256:<hex>:work:openai+my-agent`` a worker's key scoped to the jobs of those
+providers and agents. The rights are ``generate`` (start generations, submit to chats), ``cancel``
 (cancel them, stop chats), ``publish`` (append to job-progress streams), ``tokens`` (mint
 viewer and chat tokens: a chat token carries only the rights of this list the key holds
 too), ``read`` (read any chat), ``work`` (claim jobs and write their generations over
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 import jwt
 
 from broadcaster.auth import tokens
+from broadcaster.core import names
 
 PRODUCER_RIGHTS = frozenset({"generate", "cancel", "publish", "tokens", "read"})
 """What a key that names no rights may do."""
@@ -59,6 +61,13 @@ def hash_key(key: str) -> str:
 class ApiKey:
     digest: bytes
     rights: frozenset[str]
+    providers: frozenset[str] | None = None
+    """The providers and agents a ``work`` key claims jobs of (its entry's fourth part);
+    None: every provider (a key that names none, as before there were scopes)."""
+
+    def works_for(self, provider: str) -> bool:
+        """Whether this key may claim, and write, jobs of ``provider``."""
+        return "work" in self.rights and (self.providers is None or provider in self.providers)
 
     @property
     def name(self) -> str:
@@ -71,7 +80,8 @@ def parse_api_keys(spec: str | None) -> list[ApiKey]:
     keys: list[ApiKey] = []
     for i, raw in enumerate(filter(None, (e.strip() for e in (spec or "").split(",")))):
         algo, _, rest = raw.partition(":")
-        hexdigest, _, rights_spec = rest.partition(":")
+        hexdigest, _, rest = rest.partition(":")
+        rights_spec, scoped, scope_spec = rest.partition(":")
         if algo != "sha256" or len(hexdigest) != 64:
             raise ValueError(f"BROADCASTER_API_KEYS entry {i + 1}: expected sha256:<64 hex>")
         try:
@@ -82,8 +92,22 @@ def parse_api_keys(spec: str | None) -> list[ApiKey]:
         if not rights <= RIGHTS:
             unknown = ", ".join(sorted(rights - RIGHTS))
             raise ValueError(f"BROADCASTER_API_KEYS entry {i + 1}: unknown right(s) {unknown}")
-        keys.append(ApiKey(digest, rights))
+        keys.append(ApiKey(digest, rights, _providers(i, rights, scope_spec) if scoped else None))
     return keys
+
+
+def _providers(i: int, rights: frozenset[str], spec: str) -> frozenset[str]:
+    """A work key's providers (``sha256:<hex>:work:openai+my-agent``), checked."""
+    found = frozenset(spec.split("+"))
+    bad = sorted(p for p in found if not names.is_provider_name(p))
+    if "work" not in rights:
+        raise ValueError(f"BROADCASTER_API_KEYS entry {i + 1}: only a work key names providers")
+    if bad:
+        raise ValueError(
+            f"BROADCASTER_API_KEYS entry {i + 1}: not a provider name: {', '.join(bad)!r} "
+            "(a work key's providers: work:openai+my-agent)"
+        )
+    return found
 
 
 def find_key(keys: list[ApiKey], presented: str) -> ApiKey | None:

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from broadcaster.chat import binding
 from broadcaster.chat.binding import Expired, Mismatch
@@ -81,7 +81,8 @@ class ApprovalBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     approvalId: str = Field(min_length=1, max_length=256)
-    approved: bool
+    approved: StrictBool
+    """JSON ``true`` or ``false`` only: ``"yes"`` or ``0`` decide nothing (422)."""
     reason: str | None = Field(None, max_length=4096)
     toolCallId: str | None = Field(None, min_length=1, max_length=256)
     """The call decided on: refused (409) unless it is the approval's."""

@@ -128,7 +128,7 @@ async def submit(
     steered in, or started after interrupting the running answer. ``messages``: the UI
     messages as sent; ``room()`` raises when the front-end has no room for the answer's
     stream (asked once admitted, before anything is stored). ``job``: the generation
-    request, when the caller converted the body already (``convert.prepare``)."""
+    request, when the caller converted the body already (``convert.convert``)."""
     responses = approval_responses(chat)
     if responses:
         parts = [p.model_dump() for p in chat.messages[-1].parts]

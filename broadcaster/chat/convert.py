@@ -279,12 +279,71 @@ def to_request(chat: ChatBody, defaults: Defaults) -> dict[str, Any]:
         ) from None
 
 
-def prepare(body: Any, defaults: Defaults) -> tuple[ChatBody, dict[str, Any] | None]:
-    """A submit's body checked (``parse_body``) and, unless it carries decisions on tool
-    calls (``approval_responses``), converted to its generation request: all of a
-    submit's work that needs no I/O, in one call for a thread (``http/offloop.py``)."""
-    chat = parse_body(body)
-    return chat, None if approval_responses(chat) else to_request(chat, defaults)
+RESULT_STATES = frozenset({"output-available", "output-error", "output-denied"})
+"""Tool part states that carry a result: what a client may claim a call returned."""
+RECORDED_TYPES = frozenset(
+    {"tool-approval-request", "tool-output-available", "tool-output-error", "tool-output-denied"}
+)
+"""The chunks by which a chat's answer records a call's approval and result."""
+
+
+class NotRecorded(RequestInvalid):
+    """A submit claims a result for a tool call that waits on an approval: the worker runs
+    it once approved, so no client-supplied result stands for it (409)."""
+
+
+def claimed_results(chat: ChatBody) -> set[str]:
+    """The tool calls whose results the submit's assistant messages carry."""
+    return {
+        str((part.model_extra or {}).get("toolCallId"))
+        for message in chat.messages
+        if message.role == "assistant"
+        for part in message.parts
+        if (part.model_extra or {}).get("state") in RESULT_STATES
+    }
+
+
+def from_record(chat: ChatBody, recorded: dict[str, dict[str, Any]]) -> None:
+    """Tool results from the chat's record, not the client: each call of ``recorded``
+    (its chunks as the answer wrote them, by ``toolCallId``) that has a result there gets
+    that result in place of what the client sent; a call the record shows waiting on an
+    approval with no result is ``NotRecorded``. Calls the record does not know (the
+    client's own tools) keep what the client sent."""
+    for message in chat.messages:
+        if message.role != "assistant":
+            continue
+        for part in message.parts:
+            extra = part.model_extra
+            found = recorded.get(str((extra or {}).get("toolCallId")))
+            if extra is None or found is None or extra.get("state") not in RESULT_STATES:
+                continue
+            _recorded_result(extra, found)
+
+
+def _recorded_result(extra: dict[str, Any], found: dict[str, Any]) -> None:
+    kind = found["type"]
+    if kind == "tool-approval-request":
+        raise NotRecorded(
+            f"tool call {extra.get('toolCallId')!r} waits on an approval: its result is the "
+            "server's to record, not the client's to send",
+            [{"loc": ["messages"], "msg": "a result the chat's record does not hold"}],
+        )
+    for name in ("output", "errorText"):
+        extra.pop(name, None)
+    if kind == "tool-output-available":
+        extra |= {"state": "output-available", "output": found.get("output")}
+    elif kind == "tool-output-error":
+        extra |= {"state": "output-error", "errorText": found.get("errorText")}
+    else:
+        extra["state"] = "output-denied"
+
+
+def convert(chat: ChatBody, defaults: Defaults) -> dict[str, Any] | None:
+    """The generation request of a checked body (``parse_body``; its tool results taken
+    from the record, ``from_record``), unless it decides on tool calls
+    (``approval_responses``): then None. All of a submit's conversion, with no I/O: one
+    call for a thread (``http/offloop.py``)."""
+    return None if approval_responses(chat) else to_request(chat, defaults)
 
 
 def _steered(messages: list[UIMessage]) -> set[str]:

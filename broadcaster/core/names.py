@@ -68,6 +68,25 @@ def is_prefix(value: object) -> TypeGuard[str]:
     return is_stream_id(value)
 
 
+RESERVED_HEX = 16
+"""The stream ids the server makes for its own streams, which no producer may create,
+begin ``c``, this many lowercase hex digits, ``_``: a chat's answers (the digits are of
+the chat id's hash), which ``GET /v1/events?chat=`` follows as a prefix."""
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_reserved(name: str) -> bool:
+    """Whether a stream id (or a Durable Streams path) begins as the server's own streams
+    do (``RESERVED_HEX``)."""
+    head = name[: RESERVED_HEX + 2]
+    return (
+        len(head) == RESERVED_HEX + 2
+        and head[0] == "c"
+        and head[-1] == "_"
+        and _HEX.issuperset(head[1:-1])
+    )
+
+
 RUN_SEPARATOR = "~"
 """Between the parts of a run id: not in the id alphabet, and left as is by
 ``encodeURIComponent``."""

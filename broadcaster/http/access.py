@@ -91,7 +91,15 @@ class AccessPolicy:
                 max_lifetime=settings.token_max_lifetime_seconds,
                 legacy=settings.legacy_tokens,
             )
-        return cls(credentials.parse_api_keys(settings.api_keys), verifier)
+        api_keys = credentials.parse_api_keys(settings.api_keys)
+        for key in api_keys:
+            if "work" in key.rights and key.providers is None:
+                log.warning(
+                    "API key %s may work for every provider, and so read every tenant's "
+                    "prompts: name its providers (sha256:<hex>:work:openai+my-agent)",
+                    key.name,
+                )
+        return cls(api_keys, verifier)
 
 
 def _key_source(settings: Settings) -> KeySource | None:
@@ -248,6 +256,25 @@ async def rate_limit(request: Request, key: KeyDep, redis: RedisDep, settings: S
             429,
             "rate_limited",
             f"over {settings.rate_limit_per_minute} requests per minute for this key",
+            headers={"retry-after": str(quota.retry_after())},
+        )
+
+
+async def submit_rate(request: Request, key: KeyDep) -> None:
+    """429 past ``submit_rate_per_minute`` submits (generations started: a chat submit,
+    an AG-UI run, ``POST /v1/generations``) in this minute by this key, or this token's
+    subject (this token, when it names none): what one user may start, beside what one
+    key may ask for (``rate_limit``). After the access check, which names the caller."""
+    settings = await get_settings(request)
+    name = key.name if key is not None else getattr(request.state, "rate_name", None)
+    limit = settings.submit_rate_per_minute
+    if name is None or not limit:
+        return
+    if (await quota.charge(await get_redis(request), "s" + name)).total > limit:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"over {limit} submits per minute for this key or token holder",
             headers={"retry-after": str(quota.retry_after())},
         )
 
@@ -424,6 +451,16 @@ async def worker_key(request: Request, key: KeyDep) -> None:
         raise _unauthorized("an API key with the work right is required: Authorization: Bearer")
     if "work" not in key.rights:
         raise ApiError(403, "forbidden", "this API key may not work (claim jobs)")
+    request.state.work_key = key
+
+
+def check_work_scope(request: Request, provider: str) -> None:
+    """403 unless the request's work key (``worker_key``) may claim and write jobs of
+    ``provider``: a key scoped to providers and agents claims no other job. Without keys
+    (loopback) any."""
+    key: credentials.ApiKey | None = getattr(request.state, "work_key", None)
+    if key is not None and not key.works_for(provider):
+        raise ApiError(403, "forbidden", f"this work key may not take jobs of {provider[:80]!r}")
 
 
 def _loopback(host: str) -> bool:

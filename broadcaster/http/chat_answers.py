@@ -5,6 +5,7 @@ generation and the run."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import Request
@@ -158,3 +159,15 @@ async def stop_answer(
     except NoSuchGeneration:
         raise ApiError(404, "not_found", f"no {chat} {chat_id!r} (unknown or expired)") from None
     return record.generation
+
+
+async def answered_by(chats: Chats, event_log: EventLog, thread_id: str, agent_id: str) -> None:
+    """404 when ``agent_id`` (not ``default``) is not the provider of the thread's latest
+    answer: a stop names the agent it stops."""
+    if agent_id == "default":
+        return
+    record = await chats.get(thread_id, whole=False)
+    meta = await event_log.meta(record.generation) if record is not None else None
+    asked = json.loads(meta.get("request") or "{}") if meta else {}
+    if isinstance(asked, dict) and asked.get("provider", agent_id) != agent_id:
+        raise ApiError(404, "not_found", f"agent {agent_id[:80]!r} answers no run of this thread")

@@ -223,6 +223,10 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     """Queued plus running generations, across the deployment; beyond, 503."""
     rate_limit_per_minute: int = Field(600, ge=0)
     """Requests per API key per minute, shared by all front-ends through Redis (0: off)."""
+    submit_rate_per_minute: int = Field(120, ge=0)
+    """Generations one API key, or one token subject, may start per minute (a chat
+    submit, an AG-UI run, ``POST /v1/generations``), shared by all front-ends; beyond,
+    429 ``rate_limited`` with Retry-After (0: off). Within ``rate_limit_per_minute``."""
     max_connections_per_subject: int = Field(100, ge=0)
     """Open SSE responses and Durable Streams long-polls of one token subject (a JWT's
     ``sub``); beyond, 429 ``too_many_connections`` with Retry-After (0: no limit). Tokens

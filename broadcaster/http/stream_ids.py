@@ -14,8 +14,33 @@ from broadcaster.http.errors import ApiError
 
 
 def new_stream_id() -> str:
-    """128 random bits, URL-safe: 22 characters of ``[A-Za-z0-9_-]``."""
-    return secrets.token_urlsafe(16)
+    """128 random bits, URL-safe: 22 characters of ``[A-Za-z0-9_-]``; never one the
+    server keeps for its own streams (``names.is_reserved``)."""
+    while names.is_reserved(made := secrets.token_urlsafe(16)):
+        pass
+    return made
+
+
+def check_not_reserved(name: str) -> None:
+    """403 ``reserved`` for a stream id or Durable Streams path a producer may not create:
+    one under a prefix the server keeps for its own streams (a chat's answers), so that
+    nothing a producer writes lands in a chat's feed."""
+    if names.is_reserved(name):
+        raise ApiError(
+            403,
+            "reserved",
+            f"{name[:80]!r}: names beginning c, 16 hex digits and _ are the server's own "
+            "(a chat's answers)",
+        )
+
+
+async def producible(request: Request) -> None:
+    """The dependency form of ``check_not_reserved``, for the stream or path a producing
+    route names (``stream_id`` or ``path``)."""
+    params = request.path_params
+    name = params.get("stream_id") or params.get("path")
+    if isinstance(name, str):
+        check_not_reserved(name)
 
 
 def check_stream_id(stream_id: str) -> None:

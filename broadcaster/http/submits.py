@@ -3,7 +3,8 @@
 is bounded as it streams in (bytes and JSON values, ``bodies.read_bytes``), its messages
 counted before any is checked, the chat it names checked against the credential, and
 what is left (the messages checked, the generation request made) runs off the event
-loop when the body is large (``offloop.py``)."""
+loop when the body is large (``offloop.py``). A result the body claims for a tool call
+is taken from the chat's record where the record has one (``convert.from_record``)."""
 
 from __future__ import annotations
 
@@ -17,16 +18,22 @@ from fastapi import Request
 from broadcaster.agui.runs import RunInput, chat_body, parse_input
 from broadcaster.auth.tokens import ChatUse
 from broadcaster.chat.convert import (
+    RECORDED_TYPES,
     ChatBody,
+    NotRecorded,
     TooManyMessages,
+    claimed_results,
+    convert,
     count_messages,
-    prepare,
+    from_record,
+    parse_body,
     with_chat_id,
 )
 from broadcaster.generations.request import Defaults, RequestInvalid
-from broadcaster.http.access import check_chat, credential_first
+from broadcaster.http.access import check_chat, credential_first, presented_key, submit_rate
 from broadcaster.http.bodies import offloop, read_json_sized
 from broadcaster.http.errors import ApiError
+from broadcaster.http.resources import get_chats, get_event_log
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import new_stream_id
 
@@ -36,13 +43,15 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class Submit:
     """A submit's body as read: the JSON as sent (``raw``, what an ``Idempotency-Key``
-    binds), with its chat id (``body``), checked (``chat``), and its generation request
-    (``job``; None for a submit that decides on tool calls)."""
+    binds), with its chat id (``body``), checked (``chat``), its generation request
+    (``job``; None for a submit that decides on tool calls), and its UI messages as the
+    chat's record is to keep them (``messages``)."""
 
     raw: Any
     body: dict[str, Any]
     chat: ChatBody
     job: dict[str, Any] | None
+    messages: list[dict[str, Any]]
 
 
 def parsed(parse: Callable[[Any], T], body: Any) -> T:
@@ -72,9 +81,46 @@ async def read_submit(request: Request, settings: Settings, defaults: Defaults) 
     body = parsed(partial(with_chat_id, new_id=new_stream_id), raw)
     counted(body, settings.chat_max_messages)
     await check_chat(request, body["id"], "submit")
-    work = partial(prepare, defaults=defaults)
-    chat, job = await offloop(request).run_sized(size, parsed, work, body)
-    return Submit(raw, body, chat, job)
+    await submit_rate(request, await presented_key(request))
+    pool = offloop(request)
+    chat = await pool.run_sized(size, parsed, parse_body, body)
+    job = await _converted(request, chat, defaults, size)
+    # The record keeps the messages as sent, but with the results the record gave them.
+    messages = await pool.run_sized(size, _dumped, chat) if claimed_results(chat) else None
+    return Submit(raw, body, chat, job, body["messages"] if messages is None else messages)
+
+
+async def _converted(
+    request: Request, chat: ChatBody, defaults: Defaults, size: int
+) -> dict[str, Any] | None:
+    """``chat``'s generation request (``convert.convert``), its tool results first taken
+    from the chat's record (409 ``not_recorded`` for a result the record says the server
+    is to make)."""
+    claimed = claimed_results(chat)
+    if claimed:
+        recorded = await _recorded(request, chat.id, claimed)
+        try:
+            from_record(chat, recorded)
+        except NotRecorded as exc:
+            raise ApiError(409, "not_recorded", exc.message, details=exc.details) from None
+    work = partial(convert, defaults=defaults)
+    return await offloop(request).run_sized(size, parsed, work, chat)
+
+
+async def _recorded(request: Request, chat_id: str, calls: set[str]) -> dict[str, dict[str, Any]]:
+    """The last approval or result chunk of each of ``calls`` in the chat's latest
+    answer (the events its worker wrote), by call id."""
+    record = await (await get_chats(request)).get(chat_id, whole=False)
+    found: dict[str, dict[str, Any]] = {}
+    if record is None:
+        return found
+    async for page in (await get_event_log(request)).read_after(record.generation, 0):
+        for event in page:
+            if event.type in RECORDED_TYPES:
+                data = event.json()
+                if data.get("toolCallId") in calls:
+                    found[str(data["toolCallId"])] = data
+    return found
 
 
 async def read_run(request: Request, settings: Settings, use: ChatUse) -> tuple[RunInput, int]:
@@ -96,14 +142,20 @@ class Run:
     messages: list[dict[str, Any]]
 
 
-def _run(given: RunInput, agent_id: str, defaults: Defaults) -> Run:
-    chat, job = parsed(partial(prepare, defaults=defaults), chat_body(given, agent_id))
-    return Run(chat, job, [m.model_dump() for m in chat.messages])
+def _run_chat(given: RunInput, agent_id: str) -> ChatBody:
+    return parsed(parse_body, chat_body(given, agent_id))
+
+
+def _dumped(chat: ChatBody) -> list[dict[str, Any]]:
+    return [m.model_dump() for m in chat.messages]
 
 
 async def prepare_run(
     request: Request, given: RunInput, agent_id: str, defaults: Defaults, size: int
 ) -> Run:
     """A run as a chat submit (``agui.runs.chat_body``), checked and converted off the
-    event loop when its body was large."""
-    return await offloop(request).run_sized(size, _run, given, agent_id, defaults)
+    event loop when its body was large, its tool results taken from the record."""
+    pool = offloop(request)
+    chat = await pool.run_sized(size, _run_chat, given, agent_id)
+    job = await _converted(request, chat, defaults, size)
+    return Run(chat, job, await pool.run_sized(size, _dumped, chat))

@@ -20,9 +20,8 @@ turn is ``chat/conversation.py``'s, as for ``POST /v1/chat``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -41,9 +40,15 @@ from broadcaster.core.eventlog import EventLog
 from broadcaster.core.logconfig import current_stream
 from broadcaster.generations.request import PROVIDERS, RequestInvalid
 from broadcaster.http import openapi
-from broadcaster.http.access import check_chat, check_viewer, producer
+from broadcaster.http.access import (
+    check_chat,
+    check_viewer,
+    presented_key,
+    producer,
+    submit_rate,
+)
 from broadcaster.http.bodies import parse_json, read_bytes
-from broadcaster.http.chat_answers import stop_answer
+from broadcaster.http.chat_answers import answered_by, stop_answer
 from broadcaster.http.errors import ApiError, refused
 from broadcaster.http.feeds import append_feed
 from broadcaster.http.resources import (
@@ -58,12 +63,11 @@ from broadcaster.http.resources import (
     get_event_log,
 )
 from broadcaster.http.settings import Settings
-from broadcaster.http.stream_ids import new_stream_id, valid_stream_id
+from broadcaster.http.stream_ids import new_stream_id, producible, valid_stream_id
 from broadcaster.http.submits import prepare_run, read_run
 from broadcaster.http.viewing import check_room, stream_response
 
 router = APIRouter()
-T = TypeVar("T")
 
 GENERATION_HEADER = "x-generation-id"
 CAPABILITIES = {"transport": {"streaming": True, "resumable": True}}
@@ -76,13 +80,6 @@ def _translations(request: Request) -> Translations:
     if found is None:
         found = request.app.state.agui_translations = Translations()
     return found
-
-
-def _parsed(parse: Callable[[Any], T], body: Any) -> T:
-    try:
-        return parse(body)
-    except RequestInvalid as exc:
-        raise ApiError(422, "invalid_request", exc.message, details=exc.details) from None
 
 
 async def agui_response(
@@ -229,6 +226,7 @@ async def run(
     given, size = await read_run(request, settings, "submit")
     thread = given.threadId
     await check_chat(request, thread, "submit")
+    await submit_rate(request, await presented_key(request))
     rules = settings.chat_rules()
     try:
         decided = decisions(given)
@@ -300,13 +298,22 @@ async def connect(
     responses=openapi.errors(401, 403, 404, 409, 429),
 )
 async def stop(
-    agent_id: str, thread_id: str, request: Request, chats: ChatsDep, event_log: EventLogDep
+    agent_id: str,
+    thread_id: str,
+    request: Request,
+    *,
+    chats: ChatsDep,
+    event_log: EventLogDep,
+    settings: SettingsDep,
 ) -> JSONResponse:
     """Stop the thread's running answer: its run ends with ``RUN_FINISHED`` (outcome
-    ``cancelled``). The body, if any, is not read."""
+    ``cancelled``). 404 unless the agent exists and, when it is not ``default``, is the
+    one answering. The body, if any, is not read."""
     if not names.is_chat_id(thread_id):
         raise ApiError(404, "not_found", f"no such thread: ids match {names.STREAM_ID_PATTERN}")
+    _check_agent(agent_id, settings)
     await check_chat(request, thread_id, "stop")
+    await answered_by(chats, event_log, thread_id, agent_id)
     generation = await stop_answer(chats, event_log, thread_id, chat="thread", answer="answer")
     body = {"threadId": thread_id, "runId": generation, "status": "cancelled"}
     return JSONResponse(body, status_code=202)
@@ -350,7 +357,7 @@ def _events(body: bytes, content_type: str) -> list[dict[str, Any]]:
     openapi_extra=openapi.AGUI_PUBLISH_BODY,
     responses=openapi.ok(201, openapi.Published, "mapped and appended")
     | openapi.errors(401, 403, 404, 409, 413, 422, 429),
-    dependencies=[Depends(valid_stream_id), *producer("publish")],
+    dependencies=[Depends(valid_stream_id), *producer("publish"), Depends(producible)],
 )
 async def publish(
     stream_id: str,

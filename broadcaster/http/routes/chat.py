@@ -125,7 +125,7 @@ async def submit(
             conversation.Stores(chats, generations, jobs, approvals),
             rules,
             chat,
-            read.body["messages"],
+            read.messages,
             new_id=partial(generation_id, chat.id),
             # A front-end at its connection limit says so before it starts anything.
             room=partial(check_room, request, hub, settings, ()),

@@ -20,7 +20,7 @@ unless JSON, plain text or octet-stream, is sandboxed and an attachment
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from broadcaster.core import keys, names
@@ -34,7 +34,7 @@ from broadcaster.http.errors import ApiError
 from broadcaster.http.limits import ForkBudget, fork_payer, fork_room
 from broadcaster.http.resources import SettingsDep, get_durable, get_hub, get_settings
 from broadcaster.http.sse_response import SSEResponse
-from broadcaster.http.stream_ids import utf8_url_path
+from broadcaster.http.stream_ids import producible, utf8_url_path
 from broadcaster.http.viewing import admit_long_poll, admit_viewer
 
 router = APIRouter()
@@ -94,7 +94,7 @@ def _cache_control(request: Request) -> str:
     response_class=Response,
     responses=api_doc.DS_PUT_ANSWERS,
     openapi_extra=api_doc.DS_PUT,
-    dependencies=producer("publish"),
+    dependencies=[*producer("publish"), Depends(producible)],
 )
 async def create(path: str, request: Request, settings: SettingsDep) -> Response:
     """Create a stream (201), or confirm one with the same configuration (200)."""
@@ -202,7 +202,7 @@ async def _fork_budget(request: Request) -> ForkBudget:
     response_class=Response,
     responses=api_doc.DS_POST_ANSWERS,
     openapi_extra=api_doc.DS_POST,
-    dependencies=producer("publish"),
+    dependencies=[*producer("publish"), Depends(producible)],
 )
 async def append(path: str, request: Request, settings: SettingsDep) -> Response:
     """Append (204; 200 for an idempotent producer's new data), close, or both."""

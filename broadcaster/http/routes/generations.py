@@ -16,7 +16,13 @@ from broadcaster.generations.lifecycle import NoSuchGeneration, cancel
 from broadcaster.generations.request import GenerationRequest, RequestInvalid, validate_request
 from broadcaster.generations.start import start
 from broadcaster.http import idempotent, openapi
-from broadcaster.http.access import AccessDep, AccessPolicy, producer, viewer_token
+from broadcaster.http.access import (
+    AccessDep,
+    AccessPolicy,
+    producer,
+    submit_rate,
+    viewer_token,
+)
 from broadcaster.http.bodies import read_json, strict_json
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import (
@@ -27,7 +33,7 @@ from broadcaster.http.resources import (
     SettingsDep,
 )
 from broadcaster.http.settings import Settings
-from broadcaster.http.stream_ids import new_stream_id, valid_stream_id
+from broadcaster.http.stream_ids import check_not_reserved, new_stream_id, valid_stream_id
 
 router = APIRouter()
 
@@ -38,7 +44,7 @@ router = APIRouter()
     openapi_extra=openapi.model_body(GenerationRequest),
     responses=openapi.ok(202, openapi.GenerationCreated, "queued")
     | openapi.errors(400, 401, 403, 409, 413, 422, 429, 503),
-    dependencies=producer("generate"),
+    dependencies=[*producer("generate"), Depends(submit_rate)],
 )
 async def create_generation(
     request: Request,
@@ -57,6 +63,8 @@ async def create_generation(
     try:
         job = _generation_request(body, settings)
         strict_json(job)
+        if body.get("id"):
+            check_not_reserved(body["id"])
         stream_id = body.get("id") or new_stream_id()
         await start(generations, jobs, settings.admission(), stream_id, job)
     except BaseException:

@@ -20,7 +20,7 @@ from broadcaster.http.bodies import read_json
 from broadcaster.http.errors import ApiError, handle_error
 from broadcaster.http.feeds import append_feed
 from broadcaster.http.resources import EventLogDep, MetricsDep, SettingsDep
-from broadcaster.http.stream_ids import check_stream_id, valid_stream_id
+from broadcaster.http.stream_ids import check_stream_id, producible, valid_stream_id
 from broadcaster.http.viewing import (
     SSE_HEADERS,
     stream_response,
@@ -37,7 +37,7 @@ router = APIRouter()
     openapi_extra=openapi.PUBLISH_BODY,
     responses=openapi.ok(201, openapi.Published, "appended")
     | openapi.errors(400, 401, 403, 404, 409, 413, 422, 429),
-    dependencies=[Depends(valid_stream_id), *producer("publish")],
+    dependencies=[Depends(valid_stream_id), *producer("publish"), Depends(producible)],
 )
 async def publish(
     stream_id: str,

@@ -16,10 +16,10 @@ from pydantic import BaseModel, ValidationError
 
 from broadcaster.generations import leases as lease_errors
 from broadcaster.generations import waiting
-from broadcaster.generations.leases import Leased, Wait
+from broadcaster.generations.leases import Leased, Wait, parse_token
 from broadcaster.http import openapi
 from broadcaster.http import openapi_worker as spec
-from broadcaster.http.access import worker_key
+from broadcaster.http.access import check_work_scope, worker_key
 from broadcaster.http.bodies import read_json, strict_json, validation_details
 from broadcaster.http.errors import ApiError
 from broadcaster.http.feeds import refused_events
@@ -59,6 +59,7 @@ async def claim(
     ``provider`` and lease it: 204 if none came, or once the client left or this
     front-end drains (a claim never holds a shutdown up)."""
     body = _parsed(spec.ClaimBody, await read_json(request, settings.max_body_bytes))
+    check_work_scope(request, body.provider)
     cap = settings.worker_claim_wait_seconds
     wait = cap if body.wait_seconds is None else min(body.wait_seconds, cap)
 
@@ -74,6 +75,14 @@ async def claim(
     if leased is None:
         return Response(status_code=204)
     return JSONResponse(_job(leased, leases.lease_ms / 1000))
+
+
+def _leased_in_scope(request: Request, lease: str) -> None:
+    """403 for a lease of a provider the work key is not scoped to (a lease names its
+    provider): a scoped key writes no other job."""
+    found = parse_token(lease)
+    if found is not None:
+        check_work_scope(request, found.provider)
 
 
 def _job(leased: Leased, lease_seconds: float) -> dict[str, Any]:
@@ -113,6 +122,7 @@ async def append(
     if isinstance(events, list) and len(events) > spec.MAX_EVENTS:
         raise ApiError(413, "too_many_events", f"at most {spec.MAX_EVENTS} events a request")
     body = _parsed(spec.AppendBody, raw)
+    _leased_in_scope(request, body.lease)
     try:
         with refused_events():
             seq, again, signals = await leases.append(
@@ -164,6 +174,7 @@ async def renew(
     """Renew the lease (every third of ``lease_seconds``) and read the signals; a stopped
     generation answers ``stop`` and its lease is over."""
     body = _parsed(spec.LeaseBody, await read_json(request, settings.max_body_bytes))
+    _leased_in_scope(request, body.lease)
     try:
         signals = await leases.renew(stream_id, body.lease)
     except (lease_errors.Fenced, lease_errors.NoSuchJob) as exc:
@@ -184,6 +195,7 @@ async def release(
     """Hand the job back (a worker stopping): it is queued again at once, and whoever
     claims it next gets the events so far."""
     body = _parsed(spec.LeaseBody, await read_json(request, settings.max_body_bytes))
+    _leased_in_scope(request, body.lease)
     try:
         await leases.release(stream_id, body.lease)
     except lease_errors.Ended as exc:
