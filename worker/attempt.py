@@ -1,17 +1,12 @@
-"""Running one generation: claim its stream, resume where an earlier attempt stopped, run
-its steps (``worker.step_loop``), append contract events.
+"""One attempt at a generation: claim its stream, plan how the attempt begins
+(``worker.takeover``: a new generation's first call, or where an earlier attempt stopped),
+run its steps (``worker.step_loop``) to the terminal event.
 
 Every append is conditional on the seq this writer last wrote and on owning the stream,
 so a worker that lost its job to another (or whose stream was cancelled) is refused and
-stops instead of interleaving. Provider errors before a step's output are retried with
-backoff; after output, the stream ends with ``error``. A worker that takes over a
-generation whose earlier attempt showed output resumes from the stream
-(``worker.transcript.plan_resume``): after the last whole step, running only the tools whose
-outputs are missing; or, if the earlier attempt was cut off in a model call, from what
-that call showed: the model is asked to go on and its output streams into the same open
-part (``worker.continuation``), with a transient ``data-continued`` notice. Redis faults under a
-running attempt (an outage, a lost reply, lost writes) are handled by ``StreamWriter``
-(``worker.writer``); see docs/reliability.md.
+stops instead of interleaving. Redis faults under a running attempt (an outage, a lost
+reply, lost writes) are handled by ``StreamWriter`` (``worker.writer``); see
+docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -32,11 +27,10 @@ from broadcaster.generations.request import DEFAULT_MAX_STEPS
 from worker.metrics import WorkerMetrics
 from worker.model_call import Policy
 from worker.providers.base import Provider
-from worker.reattach import reattached
 from worker.sessions import Opening, Sessions
-from worker.step_loop import Progress, StepRun, go_on, run_steps
+from worker.step_loop import StepRun, run_steps
+from worker.takeover import Plan, fresh, plan_attempt
 from worker.tools import ToolClash
-from worker.transcript import ends_restarted, plan_resume
 from worker.writer import StreamWriter, WritesLost
 
 log = logging.getLogger("worker.generation")
@@ -89,7 +83,7 @@ async def run_generation(
         if isinstance(provider, Sessions):
             run = await _open_session(opened, run, provider)
         try:
-            await _run_attempt(run, claim, taken_over=not claim.decided)
+            await _run_attempt(run, claim)
         except WritesLost as exc:
             await _lost_writes(run, exc)
         except StreamNotFound:
@@ -110,11 +104,7 @@ async def _open_session(
 
     async def history() -> list[dict[str, Any]]:
         await writer.flush()
-        return [
-            e.json()
-            async for page in writer.log.read_after(writer.stream_id, 0, writer.seq)
-            for e in page
-        ]
+        return await _events(writer, writer.seq)
 
     opening = Opening(writer.stream_id, run.request, history, run.policy.tools.approval_timeout_s)
     session = await opened.enter_async_context(provider.session(opening))
@@ -137,7 +127,7 @@ async def _lost_writes(run: StepRun, exc: WritesLost) -> None:
         )
 
 
-async def _run_attempt(run: StepRun, claim: Claim, *, taken_over: bool) -> None:
+async def _run_attempt(run: StepRun, claim: Claim) -> None:
     writer, policy = run.writer, run.policy
     stream_id = writer.stream_id
     if claim.lost >= policy.max_attempts:  # workers lost; hand-backs do not count
@@ -151,14 +141,10 @@ async def _run_attempt(run: StepRun, claim: Claim, *, taken_over: bool) -> None:
     except ToolClash as exc:
         await writer.flush([_error(str(exc))], meta={"error": str(exc)})
         return
-    progress = Progress([], 0, started=False, attempt=claim.attempt)
-    if claim.last_seq > 0:
-        progress = await _resume(writer, claim, policy, run.provider)
-        # A lost worker may have been running a tool only if its model call was whole.
-        progress.taken_over = taken_over and not progress.cut
+    plan = fresh(claim.attempt) if claim.last_seq == 0 else await _plan(run, claim)
     log.info("generation %s: attempt %d from seq %d", stream_id, claim.attempt, claim.last_seq)
     try:
-        await run_steps(dataclasses.replace(run, request=offered), progress)
+        await run_steps(dataclasses.replace(run, request=offered), plan)
     except StreamFull as exc:
         # Only a terminal event fits now; the model call is already closed.
         log.warning("generation %s: %s", stream_id, exc)
@@ -169,47 +155,36 @@ async def _run_attempt(run: StepRun, claim: Claim, *, taken_over: bool) -> None:
         )
 
 
-async def _resume(
-    writer: StreamWriter, claim: Claim, policy: Policy, provider: Provider
-) -> Progress:
-    """Where this attempt starts, from the stream an earlier (lost) attempt left; a step
-    it was cut off in goes on with the same call if the provider kept it running
-    (``worker.reattach``), else from what it showed (``worker.continuation``)."""
-    event_log = writer.log
-    events = [
-        e.json()
-        async for page in event_log.read_after(writer.stream_id, 0, claim.last_seq)
-        for e in page
-    ]
-    meta = await event_log.meta(writer.stream_id) or {}
-    plan = plan_resume(events, int(meta.get("steps_done") or 0))
-    if plan.cut is not None and (attached := await reattached(provider, events, meta, plan)):
-        attached.attempt, attached.by_attempt = claim.attempt, _by_attempt(meta)
-        attached.cut = True
-        return attached  # the cut call goes on: no notice, no new call
-    usage = json.loads(meta["usage"]) if plan.steps and meta.get("usage") else None
-    progress = Progress(
-        plan.steps,
-        plan.stream_steps,
-        started=plan.started,
-        usage=usage,
-        model=meta.get("steps_model") or None,
+async def _plan(run: StepRun, claim: Claim) -> Plan:
+    """The plan of an attempt that takes the generation over, from the stream an earlier
+    attempt left (``worker.takeover``); the notice that closes a cut step appended first."""
+    writer = run.writer
+    meta = await writer.log.meta(writer.stream_id) or {}
+    plan = await plan_attempt(
+        await _events(writer, claim.last_seq),
+        meta,
+        run.provider,
         attempt=claim.attempt,
-        by_attempt=_by_attempt(meta),
+        lost_worker=not claim.decided,
+        mode=run.policy.takeover,
     )
-    progress.restarts = ends_restarted(events)
-    if plan.cut is not None:
-        progress.cut = True
-        await go_on(writer, progress, plan.cut, policy.takeover)
-    return progress
+    if plan.notice is not None:
+        notice = plan.notice
+        await writer.flush(notice.events, meta=notice.meta, text_reset=notice.text_reset)
+        log.info(
+            "generation %s: cut step goes on (%s) in attempt %d",
+            writer.stream_id,
+            notice.mode,
+            claim.attempt,
+        )
+    return plan
 
 
-def _by_attempt(meta: dict[str, str]) -> dict[str, int]:
-    try:
-        found = json.loads(meta.get("usage_attempts") or "{}")
-    except ValueError:
-        return {}
-    return {str(k): int(v) for k, v in found.items()} if isinstance(found, dict) else {}
+async def _events(writer: StreamWriter, until: int) -> list[dict[str, Any]]:
+    """The stream's events up to seq ``until``."""
+    return [
+        e.json() async for page in writer.log.read_after(writer.stream_id, 0, until) for e in page
+    ]
 
 
 def _trace_claim(stream_id: str, meta: dict[str, str], claim: Claim) -> None:

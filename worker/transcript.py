@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broadcaster.generations.content import fold
-from worker.providers.base import REATTACH
 
 Event = dict[str, Any]
 
@@ -203,31 +202,7 @@ def plan_resume(events: Sequence[Event], steps_done: int) -> Resume:
     return Resume(steps[:-1], steps[-1], stream_steps, started)
 
 
-@dataclass(frozen=True, slots=True)
-class Reattach:
-    """The cut step's model call, to be streamed on from its resume point."""
-
-    point: dict[str, Any]
-    shown: list[Event]
-    """The cut step's events in the stream (after its ``start-step``): the new events
-    follow them in the same step."""
-
-    def request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """The step's request, naming the call to go on with."""
-        return {**request, REATTACH: {"point": self.point, "tool_inputs": self.tool_inputs()}}
-
-    def tool_inputs(self) -> dict[str, str]:
-        """The arguments each tool call of the step has shown so far."""
-        inputs: dict[str, str] = {}
-        for e in self.shown:
-            if e.get("type") == "tool-input-delta":
-                call = str(e.get("toolCallId"))
-                inputs[call] = inputs.get(call, "") + str(e.get("inputTextDelta") or "")
-        return inputs
-
-
 __all__ = [
-    "Reattach",
     "Resume",
     "Step",
     "ToolCall",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,8 +22,7 @@ from worker.providers.base import RESUME_FIELD, RESUME_META
 from worker.providers.openai_request import Untranslatable
 from worker.providers.openai_responses_request import responses_params
 from worker.providers.openai_responses_stream import ResponseFailed, ResponsesTranslator
-from worker.reattach import reattached
-from worker.transcript import plan_resume
+from worker.takeover import Continue, Plan, Reattach, RunTools, plan_attempt
 from worker.writer import StreamWriter
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
@@ -282,12 +282,17 @@ CUT = [
 ]
 
 
+async def planned(provider: Any, events: Sequence[dict[str, Any]], meta: dict[str, str]) -> Plan:
+    """The plan of attempt 3, taking over from a lost worker."""
+    return await plan_attempt(events, meta, provider, attempt=3, lost_worker=True, mode="continue")
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("alive", [True, False])
 async def test_a_takeover_goes_on_with_a_call_that_is_still_there(alive: bool) -> None:
     """A retry before (``data-retry``, attempt 2): the second attempt's part ids were
     ``a2-``; the one that takes it over keeps them, and goes on in the cut step."""
-    events = [
+    events: list[dict[str, Any]] = [
         {"type": "data-retry", "data": {"attempt": 2, "reason": "lost"}},
         *CUT[:2],
         {"type": "text-start", "id": "a2-t0"},
@@ -299,25 +304,24 @@ async def test_a_takeover_goes_on_with_a_call_that_is_still_there(alive: bool) -
     point = {"id": "resp_1", "after": 9, "state": {}}
     meta = {RESUME_FIELD: json.dumps(point)}
     provider = _Keeps(alive)
-    plan = plan_resume(events, 0)
-    progress = await reattached(provider, events, meta, plan)  # type: ignore[arg-type]
+    plan = await planned(provider, events, meta)
     assert provider.asked == [point]
     if not alive:
-        assert progress is None
+        assert isinstance(plan.first, Continue) and plan.notice is not None
         return
-    assert progress is not None and progress.reattach is not None
-    assert (progress.id_prefix, progress.started, progress.stream_steps) == ("a2-", True, 0)
-    assert progress.reattach.shown == events[3:]
-    request = progress.reattach.request({"model": "m"})
+    assert isinstance(plan.first, Reattach) and plan.notice is None
+    progress = plan.progress
+    assert (progress.id_prefix, progress.started, progress.stream_steps) == ("a2-", True, 1)
+    assert plan.first.shown == events[3:]
+    request = plan.first.request({"model": "m"})
     assert request["reattach"] == {"point": point, "tool_inputs": {"call_1": '{"a": 1'}}
 
 
 @pytest.mark.anyio
 async def test_no_point_or_a_whole_step_goes_the_usual_way() -> None:
     provider = _Keeps(True)
-    events = CUT
-    assert await reattached(provider, events, {}, plan_resume(events, 0)) is None  # type: ignore[arg-type]
+    assert isinstance((await planned(provider, CUT, {})).first, Continue)
     whole = [*CUT, {"type": "text-end", "id": "t0"}]
-    meta = {RESUME_FIELD: json.dumps({"id": "resp_1", "after": 3, "state": {}})}
-    assert await reattached(provider, whole, meta, plan_resume(whole, 1)) is None  # type: ignore[arg-type]
+    meta = {RESUME_FIELD: json.dumps({"id": "resp_1", "after": 3, "state": {}}), "steps_done": "1"}
+    assert (await planned(provider, whole, meta)).first == RunTools(lost_run=True)
     assert provider.asked == []
