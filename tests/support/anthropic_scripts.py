@@ -194,6 +194,8 @@ def message(
     message_id: str | None = None,
     chunk_delay: float = 0.0,
     delta_usage: dict[str, Any] | None = None,
+    cache_read_input_tokens: int = 0,
+    cache_creation_input_tokens: int = 0,
 ) -> Script:
     """A whole streamed message: message_start, each block (start, deltas, stop),
     message_delta (stop_reason and cumulative usage) and message_stop.
@@ -201,10 +203,17 @@ def message(
     ``model=None`` echoes the request's model and ``message_id=None`` makes one up, when the
     script plays. ``output_tokens=None`` counts one token per delta. ``chunk_delay`` sleeps
     before every delta. ``delta_usage`` adds fields to message_delta's usage (for instance
-    ``{"input_tokens": 20}``).
+    ``{"input_tokens": 20}``). The input counts are the API's: ``input_tokens`` the
+    uncached input only, beside the cache's reads and writes (a server with a prompt cache
+    puts what it billed in their place).
     """
     if output_tokens is None:
         output_tokens = max(1, sum(b.output_tokens for b in blocks))
+    inputs = {
+        "input_tokens": input_tokens,
+        "cache_creation_input_tokens": cache_creation_input_tokens,
+        "cache_read_input_tokens": cache_read_input_tokens,
+    }
     steps: Script = [
         Frame(
             "message_start",
@@ -218,7 +227,7 @@ def message(
                     "model": model,
                     "stop_reason": None,
                     "stop_sequence": None,
-                    "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+                    "usage": {**inputs, "output_tokens": 1},
                 },
             },
         )
@@ -244,7 +253,7 @@ def message(
                 )
             )
         steps.append(Frame("content_block_stop", {"type": "content_block_stop", "index": index}))
-    usage: dict[str, Any] = {"output_tokens": output_tokens, **(delta_usage or {})}
+    usage: dict[str, Any] = {**inputs, "output_tokens": output_tokens, **(delta_usage or {})}
     steps.append(
         Frame(
             "message_delta",
@@ -268,11 +277,15 @@ def text_reply(
     model: str | None = None,
     message_id: str | None = None,
     chunk_delay: float = 0.0,
+    cache_read_input_tokens: int = 0,
+    cache_creation_input_tokens: int = 0,
 ) -> Script:
     """A message with one text block."""
     return message(
         [text(chunks)],
         input_tokens=input_tokens,
+        cache_read_input_tokens=cache_read_input_tokens,
+        cache_creation_input_tokens=cache_creation_input_tokens,
         output_tokens=output_tokens,
         stop_reason=stop_reason,
         model=model,

@@ -34,6 +34,7 @@ class Exchange:
     client_closed_at: float | None = None  # the client left before the script's end
     frames_sent: int = 0
     deltas_sent: int = 0  # content_block_delta frames: one output token each, as scripted
+    bill: Any = None  # the input tokens billed by the server's prompt cache (prompt_cache.Bill)
 
     @property
     def completed(self) -> bool:
@@ -145,3 +146,51 @@ def _merged_turns(messages: list[Any]) -> list[tuple[int, Any, list[Any]]]:
         else:
             turns.append((m, role, list(blocks)))
     return turns
+
+
+def turns_problem(messages: Any, signatures: dict[str, set[str]], redacted: set[str]) -> str | None:
+    """What the API would say of these turns, if anything; ``signatures`` and ``redacted``
+    are the thinking signatures (with the texts they were sent for) and redacted data the
+    server sent, the only ones it accepts back."""
+    if not isinstance(messages, list):
+        return "messages: Field required"
+    asked: list[str] = []
+    for m, role, blocks in _merged_turns(messages):
+        if any(b.get("type") == "text" and not b.get("text") for b in blocks):
+            return "messages: text content blocks must be non-empty"
+        if role == "assistant":
+            problem = _signed_problem(m, blocks, signatures, redacted)
+            if problem:
+                return problem
+            asked = [b.get("id") for b in blocks if b.get("type") == "tool_use"]
+            continue
+        answered = [b.get("tool_use_id") for b in blocks if b.get("type") == "tool_result"]
+        stray = [i for i in answered if i not in asked]
+        if stray:
+            return (
+                f"messages.{m}.content: unexpected `tool_use_id` found in `tool_result` "
+                f"blocks: {stray[0]}. Each `tool_result` block must have a corresponding "
+                "`tool_use` block in the previous message."
+            )
+        missing = [i for i in asked if i not in answered]
+        if missing:
+            return (
+                f"messages.{m - 1}: `tool_use` ids were found without `tool_result` "
+                f"blocks immediately after: {missing[0]}"
+            )
+        asked = []
+    return None
+
+
+def _signed_problem(
+    m: int, blocks: list[Any], signatures: dict[str, set[str]], redacted: set[str]
+) -> str | None:
+    for b, block in enumerate(blocks):
+        kind = block.get("type")
+        if kind == "thinking":
+            texts = signatures.get(block.get("signature"), set())
+            if block.get("thinking") not in texts:
+                return f"messages.{m}.content.{b}: Invalid `signature` in `thinking` block"
+        if kind == "redacted_thinking" and block.get("data") not in redacted:
+            return f"messages.{m}.content.{b}: Invalid `data` in `redacted_thinking` block"
+    return None

@@ -25,13 +25,20 @@ lower-case names), and so is a client that goes away before its script has finis
 (``srv.wait_client_closed(i, timeout)``), which is how tests prove that cancelling a
 generation closes the request to the model.
 
+With a prompt cache (``FakeAnthropicServer(cache=AnthropicCache())``,
+``tests/support/prompt_cache.py``) each request is billed as the API bills it, by its
+``cache_control`` breakpoints and what earlier requests wrote: the usage of the message
+it plays says so (``input_tokens``, ``cache_read_input_tokens``,
+``cache_creation_input_tokens``, in place of the script's), and ``exchange.bill`` keeps it.
+
 Like the real API, it refuses (400 ``invalid_request_error``) a request whose turns
 (consecutive messages of one role merged into one, as the API merges them) do not hold
 together: a thinking block whose signature it did not issue for that very thinking (or
 redacted thinking whose data it did not send), a ``tool_result`` that answers no
 ``tool_use`` of the assistant turn just before, a ``tool_use`` left unanswered by the next
 turn, an empty text block, a ``thinking.budget_tokens`` under 1024 or not under
-``max_tokens``, and a ``temperature`` outside 0..1.
+``max_tokens``, a ``temperature`` outside 0..1, and more than four ``cache_control``
+breakpoints.
 """
 
 from __future__ import annotations
@@ -84,10 +91,17 @@ from tests.support.anthropic_wire import (
     RecordedRequest,
     _ClientGone,
     _Conn,
-    _merged_turns,
     _options_problem,
+    turns_problem,
 )
 from tests.support.fake_continue import Answer, continuation_chunks, partial_answer
+from tests.support.prompt_cache import (
+    MAX_BREAKPOINTS,
+    AnthropicCache,
+    Bill,
+    anthropic_usage,
+    breakpoints,
+)
 
 __all__ = [
     "Block",
@@ -158,8 +172,11 @@ class FakeAnthropicServer:
         api_key: str | None = None,
         default_script: Script | None = None,
         port: int = 0,
+        cache: AnthropicCache | None = None,
     ) -> None:
         self.api_key = api_key
+        self.cache: Any = cache
+        """The prompt cache that bills each request (None: the scripts' usage as written)."""
         self._bind_port = port  # fixed: a server started again answers at the same address
         self.errors: list[BaseException] = []
         """Unexpected exceptions in connection handlers (a bug in the fake, if any)."""
@@ -499,51 +516,21 @@ class FakeAnthropicServer:
             return simple(401, "authentication_error", "invalid x-api-key")
         if not isinstance(body, dict) or body.get("stream") is not True:
             return simple(400, "invalid_request_error", "the fake only answers stream: true")
+        marks = len(breakpoints(body))
+        if marks > MAX_BREAKPOINTS:
+            return simple(
+                400,
+                "invalid_request_error",
+                f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
+                f"Found {marks}.",
+            )
         with self._cond:
             problem = _options_problem(body) or self._turns_problem(body.get("messages"))
         return None if problem is None else simple(400, "invalid_request_error", problem)
 
     def _turns_problem(self, messages: Any) -> str | None:
         """(Under ``_cond``.) What the API would say of these turns, if anything."""
-        if not isinstance(messages, list):
-            return "messages: Field required"
-        asked: list[str] = []
-        for m, role, blocks in _merged_turns(messages):
-            if any(b.get("type") == "text" and not b.get("text") for b in blocks):
-                return "messages: text content blocks must be non-empty"
-            if role == "assistant":
-                problem = self._signed_problem(m, blocks)
-                if problem:
-                    return problem
-                asked = [b.get("id") for b in blocks if b.get("type") == "tool_use"]
-                continue
-            answered = [b.get("tool_use_id") for b in blocks if b.get("type") == "tool_result"]
-            stray = [i for i in answered if i not in asked]
-            if stray:
-                return (
-                    f"messages.{m}.content: unexpected `tool_use_id` found in `tool_result` "
-                    f"blocks: {stray[0]}. Each `tool_result` block must have a corresponding "
-                    "`tool_use` block in the previous message."
-                )
-            missing = [i for i in asked if i not in answered]
-            if missing:
-                return (
-                    f"messages.{m - 1}: `tool_use` ids were found without `tool_result` "
-                    f"blocks immediately after: {missing[0]}"
-                )
-            asked = []
-        return None
-
-    def _signed_problem(self, m: int, blocks: list[Any]) -> str | None:
-        for b, block in enumerate(blocks):
-            kind = block.get("type")
-            if kind == "thinking":
-                texts = self.issued_signatures.get(block.get("signature"), set())
-                if block.get("thinking") not in texts:
-                    return f"messages.{m}.content.{b}: Invalid `signature` in `thinking` block"
-            if kind == "redacted_thinking" and block.get("data") not in self.issued_redacted:
-                return f"messages.{m}.content.{b}: Invalid `data` in `redacted_thinking` block"
-        return None
+        return turns_problem(messages, self.issued_signatures, self.issued_redacted)
 
     def _finish(self, exchange: Exchange) -> None:
         with self._cond:
@@ -585,6 +572,8 @@ class FakeAnthropicServer:
         thinking: dict[Any, str] = {}  # each thinking block's text so far, by index
         request_id = f"req_fake_{next(self._ids):04d}"
         model = exchange.body.get("model") if isinstance(exchange.body, dict) else None
+        with self._cond:
+            exchange.bill = self._bill(exchange.body)
         headers_sent = False
 
         async def send_headers() -> None:
@@ -614,7 +603,7 @@ class FakeAnthropicServer:
                     raise _ClientGone
                 if isinstance(step, Frame):
                     await send_headers()
-                    filled = self._fill_in(step, model, request_id)
+                    filled = self._fill_in(step, model, request_id, exchange.bill)
                     self._issue(filled, thinking)
                     await conn.write(_chunk(self._frame_bytes(filled)))
                     exchange.frames_sent += 1
@@ -676,8 +665,16 @@ class FakeAnthropicServer:
     def _frame_bytes(step: Frame) -> bytes:
         return _sse(step)
 
+    def _bill(self, body: Any) -> Bill | None:
+        """(Under ``_cond``.) What the prompt cache bills for this request, if there is one."""
+        return self.cache.bill(body) if self.cache is not None and isinstance(body, dict) else None
+
     @staticmethod
-    def _fill_in(step: Frame, model: Any, request_id: str) -> Frame:
+    def _fill_in(step: Frame, model: Any, request_id: str, bill: Bill | None) -> Frame:
+        if step.event == "message_delta" and bill is not None:
+            return Frame(
+                step.event, {**step.data, "usage": anthropic_usage(step.data.get("usage"), bill)}
+            )
         if step.event != "message_start":
             return step
         msg = dict(step.data.get("message") or {})
@@ -685,4 +682,6 @@ class FakeAnthropicServer:
             msg["model"] = model if isinstance(model, str) else DEFAULT_MODEL
         if msg.get("id") is None:
             msg["id"] = "msg_" + request_id.removeprefix("req_")
+        if bill is not None:
+            msg["usage"] = anthropic_usage(msg.get("usage"), bill)
         return Frame(step.event, {**step.data, "message": msg})

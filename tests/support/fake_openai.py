@@ -16,6 +16,13 @@ Scripts come in the shapes the servers send::
     srv.enqueue(reply(text=["a"])[:3] + [stream_error("boom")])    # mid-stream error
     srv.enqueue([http_error(429)])
 
+The usage chunk says what the API says: ``prompt_tokens`` (all input) with
+``prompt_tokens_details.cached_tokens``, ``completion_tokens`` with
+``completion_tokens_details.reasoning_tokens``. With a prompt cache
+(``FakeOpenAIServer(cache=OpenAICache())``, ``tests/support/prompt_cache.py``) the input
+counts are what the cache billed for the request's messages under its
+``prompt_cache_key``, and ``exchange.bill`` keeps it.
+
 Like the real API it refuses (400) a request whose ``tool`` message answers no tool call
 of the assistant message before it, or that leaves a tool call unanswered; a request
 without ``stream: true``; and a ``temperature`` outside 0..2.
@@ -37,6 +44,7 @@ from tests.support.fake_anthropic import (
     drop,
     stall,
 )
+from tests.support.prompt_cache import Bill, OpenAICache
 
 __all__ = [
     "FakeOpenAIServer",
@@ -114,10 +122,13 @@ def reply(
     prompt_tokens: int = 12,
     completion_tokens: int | None = None,
     usage: bool = True,
+    cached_tokens: int = 0,
+    reasoning_tokens: int | None = None,
 ) -> Script:
     """A whole stream: the role chunk, reasoning, text and tool deltas (one chunk each), the
     finish chunk (``tool_calls`` when there are tools, else ``stop``), the usage chunk
-    and ``[DONE]``."""
+    and ``[DONE]``. Output tokens default to one per delta, reasoning tokens to one per
+    reasoning delta."""
     steps: Script = [chunk({"role": "assistant", "content": ""})]
     steps += [chunk({reasoning_field: r}) for r in reasoning]
     steps += [chunk({"content": t}) for t in text]
@@ -128,8 +139,15 @@ def reply(
         out = completion_tokens
         if out is None:
             out = len(text) + len(reasoning) + sum(len(c.deltas) for c in tools)
-        counts = {"prompt_tokens": prompt_tokens, "completion_tokens": out}
-        steps.append(chunk(usage={**counts, "total_tokens": prompt_tokens + out}, choices=False))
+        thought = len(reasoning) if reasoning_tokens is None else reasoning_tokens
+        counts = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": out,
+            "total_tokens": prompt_tokens + out,
+            "prompt_tokens_details": {"cached_tokens": cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": thought},
+        }
+        steps.append(chunk(usage=counts, choices=False))
     steps.append(DONE)
     return steps
 
@@ -167,14 +185,22 @@ def http_error(
 class FakeOpenAIServer(FakeAnthropicServer):
     """``with FakeOpenAIServer() as srv:``; ``srv.base_url`` ends in ``/v1``."""
 
-    def __init__(self, *, api_key: str | None = None, port: int = 0) -> None:
+    def __init__(
+        self, *, api_key: str | None = None, port: int = 0, cache: OpenAICache | None = None
+    ) -> None:
         super().__init__(
             api_key=api_key, default_script=reply(text=["Hello", " there."]), port=port
         )
+        self.cache = cache
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    def _bill(self, body: Any) -> Bill | None:
+        if self.cache is None or not isinstance(body, dict):
+            return None
+        return self.cache.bill(body.get("messages") or [], body.get("prompt_cache_key"))
 
     def _refusal(
         self, method: str, path: str, headers: dict[str, str], body: Any
@@ -208,10 +234,12 @@ class FakeOpenAIServer(FakeAnthropicServer):
         return f"data: {json.dumps(step.data, separators=(',', ':'))}\n\n".encode()
 
     @staticmethod
-    def _fill_in(step: Frame, model: Any, request_id: str) -> Frame:
+    def _fill_in(step: Frame, model: Any, request_id: str, bill: Bill | None) -> Frame:
         if "choices" not in step.data:
             return step
         data = dict(step.data)
+        if bill is not None and isinstance(data.get("usage"), dict):
+            data["usage"] = openai_usage(data["usage"], bill)
         if data.get("model") is None:
             data["model"] = model if isinstance(model, str) else "gpt-fake"
         if data.get("id") is None:
@@ -243,3 +271,14 @@ def _tool_problem(messages: Any) -> str | None:
         if role == "assistant":
             asked = [c.get("id") for c in msg.get("tool_calls") or []]
     return None
+
+
+def openai_usage(usage: dict[str, Any], bill: Bill) -> dict[str, Any]:
+    """A Chat Completions usage object with the input counts ``bill`` says."""
+    out = int(usage.get("completion_tokens") or 0)
+    return {
+        **usage,
+        "prompt_tokens": bill.total,
+        "total_tokens": bill.total + out,
+        "prompt_tokens_details": {"cached_tokens": bill.cache_read},
+    }

@@ -26,6 +26,13 @@ answers the create instead::
     srv.enqueue([*reply(text=["a"])[:6], stream_error("boom")])
     srv.enqueue([http_error(429)])
 
+The completed response's usage says what the API says: ``input_tokens`` (all input)
+with ``input_tokens_details.cached_tokens``, ``output_tokens`` with
+``output_tokens_details.reasoning_tokens``. With a prompt cache
+(``FakeResponsesServer(cache=OpenAICache())``) the input counts are what the cache billed
+for the request's ``instructions`` and input items under its ``prompt_cache_key``, and
+``exchange.bill`` of the create keeps it.
+
 Like the real API it refuses (400) a ``function_call_output`` that answers no
 ``function_call`` before it.
 """
@@ -56,6 +63,7 @@ from tests.support.fake_anthropic import (
     gate,
 )
 from tests.support.fake_openai import error_body, http_error
+from tests.support.prompt_cache import Bill, OpenAICache
 
 __all__ = [
     "FakeResponsesServer",
@@ -165,9 +173,12 @@ def reply(
     calls: Sequence[Call] = (),
     input_tokens: int = 12,
     output_tokens: int | None = None,
+    cached_tokens: int = 0,
+    reasoning_tokens: int | None = None,
 ) -> Script:
     """A whole response: created, in progress, a reasoning summary, a message, function
-    calls (in that order, each present if given), completed with its usage."""
+    calls (in that order, each present if given), completed with its usage (output tokens
+    one per chunk and call, reasoning tokens one per reasoning chunk, by default)."""
     steps: Script = [
         _event("response.created", response=_response("queued")),
         _event("response.in_progress", response=_response("in_progress")),
@@ -182,9 +193,11 @@ def reply(
     out = output_tokens if output_tokens is not None else len(text) + len(reasoning) + len(calls)
     usage = {
         "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": cached_tokens},
         "output_tokens": out,
-        "output_tokens_details": {"reasoning_tokens": len(reasoning)},
+        "output_tokens_details": {
+            "reasoning_tokens": len(reasoning) if reasoning_tokens is None else reasoning_tokens
+        },
         "total_tokens": input_tokens + out,
     }
     steps.append(_event("response.completed", response=_response("completed", usage=usage)))
@@ -213,10 +226,19 @@ class StoredResponse:
     status: str = "queued"
     expired: bool = False
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    bill: Bill | None = None
 
     def filled(self, data: dict[str, Any]) -> dict[str, Any]:
         text = json.dumps(data).replace('"{id}"', json.dumps(self.id))
-        return dict(json.loads(text.replace('"{model}"', json.dumps(self.model))))
+        out = dict(json.loads(text.replace('"{model}"', json.dumps(self.model))))
+        usage = (out.get("response") or {}).get("usage")
+        if self.bill is not None and isinstance(usage, dict):
+            usage |= {
+                "input_tokens": self.bill.total,
+                "input_tokens_details": {"cached_tokens": self.bill.cache_read},
+                "total_tokens": self.bill.total + int(usage.get("output_tokens") or 0),
+            }
+        return out
 
     def as_json(self) -> dict[str, Any]:
         return self.filled(_response(self.status))
@@ -225,10 +247,13 @@ class StoredResponse:
 class FakeResponsesServer(FakeAnthropicServer):
     """``with FakeResponsesServer() as srv:``; ``srv.base_url`` ends in ``/v1``."""
 
-    def __init__(self, *, api_key: str | None = None, port: int = 0) -> None:
+    def __init__(
+        self, *, api_key: str | None = None, port: int = 0, cache: OpenAICache | None = None
+    ) -> None:
         super().__init__(
             api_key=api_key, default_script=reply(text=["Hello", " there."]), port=port
         )
+        self.cache = cache
         self.stored: dict[str, StoredResponse] = {}
         self.cancelled: list[str] = []
         self._players: set[asyncio.Task[None]] = set()
@@ -300,6 +325,8 @@ class FakeResponsesServer(FakeAnthropicServer):
         path, _, query = target.partition("?")
         exchange = self._record(conn, method, target, headers, raw_body)
         error, stored, after = self._route(method, path, parse_qs(query), headers, exchange.body)
+        if stored is not None and method == "POST" and path.rstrip("/") == "/v1/responses":
+            exchange.bill = stored.bill
         if error is not None:
             await self._send_json(conn, error, keep_alive)
         elif stored is None:
@@ -365,6 +392,10 @@ class FakeResponsesServer(FakeAnthropicServer):
             return script[0], None, None
         rid = f"resp_fake_{next(self._response_ids):04d}"
         stored = StoredResponse(rid, str(body.get("model") or "gpt-fake"), script)
+        if self.cache is not None:
+            prompt = [body.get("instructions") or "", *body["input"]]
+            with self._cond:
+                stored.bill = self.cache.bill(prompt, body.get("prompt_cache_key"))
         with self._cond:
             self.stored[rid] = stored
             self._cond.notify_all()
