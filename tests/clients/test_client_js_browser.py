@@ -1,0 +1,226 @@
+"""``useChat`` (React, ``@ai-sdk/react`` and the AI SDK 7) with the client package's
+``BroadcasterChatTransport`` in Debian's Chromium, one browser for the whole module
+(tests/clients/usechat/browser.mjs, driven a command at a time). The page is what an app
+writes with the package (tests/clients/usechat/app.jsx, bundled by esbuild): useChat with
+the transport, ``followChat``, ``loadMessages`` and ``respondToApproval``. The stack: two
+front-ends of one Redis behind deploy/nginx.conf, a worker with the fake provider slowed
+so that an answer takes seconds, and the demo's tools (``count_words`` waits for a
+person). Shown, each against the API's own view of the chat:
+
+- an answer streams into useChat, its text part once;
+- a reload mid-answer resumes it where it was: one message, the whole text once;
+- Stop ends the generation (``cancelled``, its stream with ``abort``), not only the tab's
+  request;
+- a turn sent in one tab shows in a second tab, user message and answer;
+- an approval asked in both tabs, decided in one: the tool runs, both tabs show it;
+- the front-end serving the answer killed (SIGKILL) mid-answer: it goes on through nginx
+  on the other, each part once.
+
+Needs nginx, Debian's chromium, node >= 20 and the npm packages of tests/clients/usechat
+and clients/js (``make test-deps``); without them the tests fail and say so."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from broadcaster.cli import DEMO_TOOLS
+from tests.support import client_js
+from tests.support.browser import missing_prerequisites
+from tests.support.node_script import Script
+from tests.support.procs import ROOT
+from tests.support.stacks import Stack, start_stack
+
+USECHAT = ROOT / "tests" / "clients" / "usechat"
+WORKER = {"WORKER_FAKE_DELAY_MS": "40", "WORKER_TOOLS": DEMO_TOOLS, "PYTHONPATH": str(ROOT)}
+_chats = itertools.count(1)
+
+
+class Browser:
+    """The module's Chromium: one command, one answer."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+
+    def do(self, op: str, timeout: float = 60, **args: Any) -> dict[str, Any]:
+        self.script.send(json.dumps({"op": op, **args}))
+        answer = self.script.next_json(timeout)
+        assert answer["ok"], f"{op} {args}: {answer}"
+        return answer
+
+    def wait(self, tab: str, until: str, ms: int = 40_000) -> dict[str, Any]:
+        answer = self.do("wait", ms / 1000 + 10, tab=tab, until=until, ms=ms)
+        state: dict[str, Any] = answer["state"]
+        return state
+
+    def open(self, tab: str, chat: str) -> None:
+        self.do("open", tab=tab, path=f"/usechat/index.html?chat={chat}&api=/v1/chat")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    missing = missing_prerequisites() + client_js.missing_prerequisites()
+    if not (USECHAT / "node_modules" / "@ai-sdk" / "react").is_dir():
+        missing.append("tests/clients/usechat/node_modules: npm ci --prefix tests/clients/usechat")
+    if missing:
+        pytest.fail("these tests need:\n  " + "\n  ".join(missing), pytrace=False)
+    client_js.build()
+    s = start_stack(tmp_path_factory.mktemp("usechat"), "usechat", WORKER, frontends=2, nginx=True)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    app = tmp_path_factory.mktemp("usechat-app")
+    built = subprocess.run(
+        ["node", "build.mjs", str(app)], cwd=USECHAT, capture_output=True, text=True, check=False
+    )
+    assert built.returncode == 0, built.stderr
+    script = Script(
+        ["node", str(USECHAT / "browser.mjs"), stack.url, str(app)], app / "browser.stderr"
+    )
+    try:
+        assert script.next_json(60)["ready"]
+        yield Browser(script)
+    finally:
+        script.send(json.dumps({"op": "quit"}))
+        script.stop()
+
+
+def _chat() -> str:
+    return f"usechat-{time.time_ns()}-{next(_chats)}"
+
+
+def _generation(stack: Stack, chat: str) -> dict[str, Any]:
+    """The chat's latest generation as the API reports it."""
+    got = httpx.get(f"{stack.url}/v1/chat/{chat}/messages", timeout=10).json()
+    status: dict[str, Any] = httpx.get(
+        f"{stack.url}/v1/generations/{got['generation_id']}", timeout=10
+    ).json()
+    return status
+
+
+def _answered(state: dict[str, Any], stack: Stack, chat: str) -> dict[str, Any]:
+    """The tab's last message is the chat's latest answer, whole, its text part once."""
+    generation = _generation(stack, chat)
+    last = state["messages"][-1]
+    assert [m["role"] for m in state["messages"]][-2:] == ["user", "assistant"], state
+    assert last["role"] == "assistant" and last["texts"] == 1, state
+    assert last["text"] == generation["text"], (state, generation)
+    assert state["error"] == "", state
+    return generation
+
+
+READY = "s.status === 'ready' && s.messages.length === {n} && s.messages[{n} - 1].text"
+STREAMING = "s.status === 'streaming' && s.messages.length === 2 && s.messages[1].text.length > 20"
+
+
+def test_an_answer_streams_into_use_chat(stack: Stack, browser: Browser) -> None:
+    chat = _chat()
+    browser.open("one", chat)
+    browser.do("send", tab="one", text="Hello")
+    state = browser.wait("one", READY.format(n=2))
+    assert state["messages"][0] == {"role": "user", "text": "Hello", "texts": 1, "tools": []}
+    assert _answered(state, stack, chat)["status"] == "completed"
+    browser.do("close", tab="one")
+
+
+def test_a_reload_mid_answer_resumes_where_it_was(stack: Stack, browser: Browser) -> None:
+    chat = _chat()
+    browser.open("reload", chat)
+    browser.do("send", tab="reload", text="Tell me more")
+    before = browser.wait("reload", STREAMING)
+    browser.do("reload", tab="reload")
+    state = browser.wait("reload", READY.format(n=2))
+    assert state["messages"][1]["text"].startswith(before["messages"][1]["text"])
+    assert _answered(state, stack, chat)["status"] == "completed"
+    assert browser.do("close", tab="reload")["errors"] == []
+
+
+def test_stop_ends_the_generation(stack: Stack, browser: Browser) -> None:
+    chat = _chat()
+    browser.open("stop", chat)
+    browser.do("send", tab="stop", text="Go on and on")
+    browser.wait("stop", STREAMING)
+    browser.do("click", tab="stop", selector="button.stop")
+    browser.wait("stop", "s.status === 'ready'")
+    deadline = time.monotonic() + 10
+    while (generation := _generation(stack, chat))["status"] != "cancelled":
+        assert time.monotonic() < deadline, generation
+        time.sleep(0.1)
+    events = httpx.get(f"{stack.url}/v1/streams/{generation['id']}/events", timeout=10).text
+    assert '"type":"abort"' in events
+    browser.do("close", tab="stop")
+
+
+def test_a_turn_sent_in_one_tab_shows_in_another(stack: Stack, browser: Browser) -> None:
+    chat = _chat()
+    browser.open("left", chat)
+    browser.open("right", chat)
+    browser.do("send", tab="right", text="From the right tab")
+    right = browser.wait("right", READY.format(n=2))
+    left = browser.wait("left", READY.format(n=2))
+    assert left["messages"] == right["messages"]
+    _answered(left, stack, chat)
+    browser.do("send", tab="left", text="And from the left")
+    left = browser.wait("left", READY.format(n=4))
+    right = browser.wait("right", READY.format(n=4))
+    assert left["messages"] == right["messages"]
+    _answered(right, stack, chat)
+    for tab in ("left", "right"):
+        assert browser.do("close", tab=tab)["errors"] == []
+
+
+def test_an_approval_asked_in_two_tabs_decided_in_one(stack: Stack, browser: Browser) -> None:
+    chat = _chat()
+    browser.open("asker", chat)
+    browser.open("watcher", chat)
+    browser.do("send", tab="asker", text="Please count_words in this sentence")
+    waiting = "s.messages.length === 2 && s.messages[1].tools.includes('approval-requested')"
+    browser.wait("asker", waiting)
+    browser.wait("watcher", waiting)
+    browser.do("click", tab="asker", selector="button.approve")
+    ran = "s.status === 'ready' && s.messages[1].tools.includes('output-available')"
+    asker = browser.wait("asker", ran)
+    watcher = browser.wait("watcher", ran)
+    assert asker["messages"][-1]["text"] == watcher["messages"][-1]["text"] != ""
+    assert _generation(stack, chat)["status"] == "completed"
+    for tab in ("asker", "watcher"):
+        assert browser.do("close", tab=tab)["errors"] == []
+
+
+def _where_submits_go(stack: Stack) -> int:
+    """The index of the front-end nginx sends ``POST /v1/chat`` to (its route key is the
+    path, the same for every submit): a refused submit's upstream, from nginx's log."""
+    assert stack.nginx is not None
+    httpx.post(f"{stack.url}/v1/chat", content=b"{}", timeout=10)
+    posts = [r for r in stack.nginx.requests() if (r["method"], r["uri"]) == ("POST", "/v1/chat")]
+    row = posts[-1]
+    ports = [str(fe.port) for fe in stack.frontends]
+    return ports.index(row["upstream"].rsplit(":", 1)[1])
+
+
+def test_a_front_end_killed_mid_answer(stack: Stack, browser: Browser) -> None:
+    """Last: it leaves the stack one front-end short. The front-end killed is the one the
+    submit's answer streams from."""
+    victim = stack.frontends[_where_submits_go(stack)]
+    chat = _chat()
+    browser.open("kill", chat)
+    browser.wait("kill", "s.status === 'ready'")
+    browser.do("send", tab="kill", text="Keep talking")
+    browser.wait("kill", STREAMING)
+    victim.popen.kill()
+    victim.popen.wait()
+    state = browser.wait("kill", READY.format(n=2))
+    assert _answered(state, stack, chat)["status"] == "completed"
+    browser.do("close", tab="kill")

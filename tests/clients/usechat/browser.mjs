@@ -1,0 +1,109 @@
+// One Chromium for a whole test module, driven line by line: the test writes a command
+// (one JSON object a line) on stdin, this answers one JSON line on stdout. Tabs are pages
+// of one browser context, on the app built by build.mjs, served at BASE/usechat/ (the
+// front-end's origin) by Playwright's routing.
+//
+//   node browser.mjs BASE APPDIR
+//
+// Commands: {"op": "open", "tab", "path"} · {"op": "send", "tab", "text"} ·
+// {"op": "click", "tab", "selector"} · {"op": "reload", "tab"} · {"op": "close", "tab"} ·
+// {"op": "wait", "tab", "until": JS expression over `s` (what "read" gives), "ms"} ·
+// {"op": "read", "tab"} · {"op": "eval", "tab", "js"} · {"op": "quit"}.
+// Answers: {"ok": true, ...} or {"ok": false, "error", "state"}.
+
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { chromium } from "playwright-core";
+
+const [base, appDir] = process.argv.slice(2);
+const TYPES = { html: "text/html", js: "text/javascript" };
+const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
+const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: ARGS });
+const context = await browser.newContext();
+await context.route(`${base}/usechat/**`, (route) => {
+  const path = new URL(route.request().url()).pathname.replace(/^\/usechat\//, "");
+  route.fulfill({ body: readFileSync(join(appDir, path)), contentType: TYPES[path.split(".").pop()] || "text/plain" });
+});
+const tabs = new Map();
+
+function read(page) {
+  return page.evaluate(() => {
+    const main = document.querySelector("main");
+    return {
+      status: main?.dataset.status ?? null,
+      error: main?.dataset.error ?? null,
+      tokensAsked: window.tokensAsked ?? [],
+      messages: [...document.querySelectorAll(".msg")].map((m) => ({
+        role: m.dataset.role,
+        text: [...m.querySelectorAll(".text")].map((t) => t.textContent).join(""),
+        texts: m.querySelectorAll(".text").length,
+        tools: [...m.querySelectorAll(".tool")].map((t) => t.dataset.state),
+      })),
+    };
+  });
+}
+
+async function run(command) {
+  const tab = tabs.get(command.tab);
+  switch (command.op) {
+    case "open": {
+      const page = await context.newPage();
+      const entry = { page, errors: [] };
+      page.on("pageerror", (err) => entry.errors.push(String(err.message || err)));
+      tabs.set(command.tab, entry);
+      await page.goto(`${base}${command.path}`, { waitUntil: "load" });
+      await page.waitForSelector("main");
+      return {};
+    }
+    case "send":
+      await tab.page.fill("input", command.text);
+      await tab.page.click("button.send");
+      return {};
+    case "click":
+      await tab.page.click(command.selector, { timeout: 10_000 });
+      return {};
+    case "reload":
+      await tab.page.reload({ waitUntil: "load" });
+      await tab.page.waitForSelector("main");
+      return {};
+    case "close":
+      await tab.page.close();
+      tabs.delete(command.tab);
+      return { errors: tab.errors };
+    case "read":
+      return { state: await read(tab.page), errors: tab.errors };
+    case "eval":
+      return { value: await tab.page.evaluate(command.js) };
+    case "wait": {
+      const check = new Function("s", `return (${command.until});`);
+      const deadline = Date.now() + (command.ms ?? 30_000);
+      let state = await read(tab.page);
+      while (!check(state)) {
+        if (Date.now() > deadline) throw Object.assign(new Error(`not yet: ${command.until}`), { state });
+        await new Promise((r) => setTimeout(r, 50));
+        state = await read(tab.page);
+      }
+      return { state, errors: tab.errors };
+    }
+    default:
+      throw new Error(`unknown op ${command.op}`);
+  }
+}
+
+const lines = createInterface({ input: process.stdin });
+process.stdout.write(`${JSON.stringify({ ok: true, ready: true })}\n`);
+for await (const line of lines) {
+  const command = JSON.parse(line);
+  if (command.op === "quit") break;
+  try {
+    process.stdout.write(`${JSON.stringify({ ok: true, ...(await run(command)) })}\n`);
+  } catch (err) {
+    const state = err.state ?? (tabs.get(command.tab) ? await read(tabs.get(command.tab).page).catch(() => null) : null);
+    process.stdout.write(`${JSON.stringify({ ok: false, error: String(err.message || err), state })}\n`);
+  }
+}
+await browser.close();
+process.exit(0);
