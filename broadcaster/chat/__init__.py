@@ -5,7 +5,11 @@ that wait for their turn, and the tool approvals a generation waits on.
   request; pure.
 - ``records``: a chat's record in Redis (its latest generation, its history list read
   in pages, its turns, its queue, steering), with its scripts; its generations' ids.
-- ``ui_message``: a chat's assistant message folded from its generation's events.
+- ``ui_message``: a chat's assistant message folded from its generation's events, as
+  the AI SDK's reader builds it; pure.
+- ``ui_tools``: that message's tool parts, updated as the AI SDK updates them; pure.
+- ``partial_json``: a tool call's input while it streams, read as the AI SDK reads it;
+  pure.
 - ``pump``: the front-ends' loop that starts a chat's waiting message once its answer
   ends.
 - ``approvals``: decisions on the tool calls a generation waits on (and a decision's

@@ -13,7 +13,8 @@ transport's ``body`` option. The conversion follows the AI SDK's own
 - an assistant message is split at each ``step-start``: each step is an assistant turn
   (signed reasoning as ``thinking``, redacted reasoning as ``redacted_thinking``, text,
   tool calls as ``tool_use``) followed by a user turn with the step's tool results;
-- ``data-*`` parts, sources, unsigned reasoning and calls still streaming are left out,
+- ``data-*`` parts, sources, an answer's files and ``custom`` parts, unsigned reasoning
+  and calls still streaming are left out,
   but for ``data-steer`` (a message that steered the answer at that step): its text goes
   with the step's tool results, as the worker sent it, and the user message of the same
   id is not sent again.
@@ -71,6 +72,10 @@ _TOOL_CALLED = frozenset(
 """Tool part states whose call is complete: sent back as ``tool_use``."""
 
 _DENIED = "Tool call execution denied."
+
+_ASSISTANT_KEPT_BACK = frozenset({"file", "reasoning-file", "custom"})
+"""An answer's parts the history keeps but the model is not sent back: files it made
+(Anthropic takes none in an assistant turn) and provider-specific content."""
 
 
 class UIPart(BaseModel):
@@ -495,7 +500,7 @@ def _assistant_turns(m: int, message: UIMessage) -> list[tuple[str, list[dict[st
             data = (part.model_extra or {}).get("data")
             if isinstance(data, dict) and isinstance(data.get("text"), str) and data["text"]:
                 results.append({"type": "text", "text": data["text"]})
-        elif not _skipped(part.type):
+        elif not _skipped(part.type) and part.type not in _ASSISTANT_KEPT_BACK:
             raise _invalid([*loc, "type"], f"an assistant message cannot hold a {part.type!r} part")
     return [*turns, ("assistant", said), ("user", results)]
 

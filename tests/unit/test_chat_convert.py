@@ -205,6 +205,22 @@ def test_provider_executed_tools_and_sources_are_left_out() -> None:
     assert got["messages"][1] == {"role": "assistant", "content": [text("a")]}
 
 
+def test_an_answers_files_and_custom_parts_stay_in_the_history_not_the_request() -> None:
+    made = {"type": "file", "mediaType": "image/png", "url": "https://a/p.png"}
+    got = convert(
+        msg("user", text("q")),
+        msg(
+            "assistant",
+            made,
+            {**made, "type": "reasoning-file"},
+            {"type": "custom", "kind": "x"},
+            text("a"),
+            mid="a",
+        ),
+    )
+    assert got["messages"][1] == {"role": "assistant", "content": [text("a")]}
+
+
 BAD: list[tuple[str, Any, str]] = [
     ("not an object", [], "not an object"),
     ("unknown field", {**body(msg("user", text("x"))), "userId": 1}, "userId"),

@@ -78,7 +78,7 @@ def test_parts_still_streaming_keep_their_state_and_partial_input() -> None:
         "type": "tool-get_weather",
         "toolCallId": "c1",
         "state": "input-streaming",
-        "input": {},
+        "input": {"city": "Pa"},  # what the AI SDK's partial JSON makes of the cut text
         "rawInput": '{"city": "Pa',
     }
     fold.feed({"type": "tool-input-delta", "toolCallId": "c1", "inputTextDelta": 'ris"}'})
@@ -185,3 +185,70 @@ def test_metadata_merges_deeply() -> None:
         "d": 1,
         "e": [1],
     }
+
+
+def test_sources_files_and_custom_parts_are_kept() -> None:
+    """Each of these chunks becomes a part of the same fields."""
+    kept = [
+        {"type": "source-url", "sourceId": "s1", "url": "https://a.example/", "title": "A"},
+        {
+            "type": "source-document",
+            "sourceId": "s2",
+            "mediaType": "application/pdf",
+            "title": "Doc",
+            "providerMetadata": {"anthropic": {"citedText": "x"}},
+        },
+        {"type": "file", "mediaType": "image/png", "url": "data:image/png;base64,AA=="},
+        {"type": "reasoning-file", "mediaType": "image/png", "url": "https://a.example/r.png"},
+        {"type": "custom", "kind": "openai.compaction"},
+    ]
+    events = [{"type": "start", "messageId": "g1"}, {"type": "start-step"}, *kept]
+    parts = chat_messages([USER], "g1", events)[1]["parts"]
+    assert parts == [{"type": "step-start"}, *kept]
+
+
+def test_a_dynamic_tool_keeps_its_name_title_and_metadata() -> None:
+    meta = {"mcp": {"server": "files"}}
+    events = [
+        {"type": "start", "messageId": "g1"},
+        {
+            "type": "tool-input-start",
+            "toolCallId": "c1",
+            "toolName": "read",
+            "dynamic": True,
+            "title": "Read a file",
+        },
+        {
+            "type": "tool-input-available",
+            "toolCallId": "c1",
+            "toolName": "read",
+            "dynamic": True,
+            "input": {"path": "/a"},
+            "providerMetadata": meta,
+        },
+        {"type": "tool-output-available", "toolCallId": "c1", "output": "text", "dynamic": True},
+    ]
+    assert chat_messages([USER], "g1", events)[1]["parts"] == [
+        {
+            "type": "dynamic-tool",
+            "toolName": "read",
+            "toolCallId": "c1",
+            "state": "output-available",
+            "title": "Read a file",
+            "input": {"path": "/a"},
+            "output": "text",
+            "callProviderMetadata": meta,
+        }
+    ]
+
+
+def test_a_step_start_nothing_followed_is_not_shown_yet() -> None:
+    """The AI SDK's reader writes no snapshot for a ``start-step``: a tab shows it once the
+    step's first part comes, and so does the history."""
+    events = [{"type": "start", "messageId": "g1"}, {"type": "start-step"}]
+    assert chat_messages([USER], "g1", events)[1]["parts"] == []
+    events.append({"type": "text-start", "id": "t"})
+    assert [p["type"] for p in chat_messages([USER], "g1", events)[1]["parts"]] == [
+        "step-start",
+        "text",
+    ]
