@@ -3,6 +3,8 @@ events it writes.
 
 - ``request``: the generation request (Anthropic's Messages shape), checked before
   anything is stored.
+- ``openai_scope``: what of a request the ``openai`` provider can send: one rule, for
+  the front-end's check and the worker's translation.
 - ``jobs``: the job queues, one Redis Stream per model provider, and how long the
   oldest job has waited for a worker.
 - ``lifecycle``: a generation created, claimed by one worker at a time and released,

@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from broadcaster.core import names
+from broadcaster.generations.openai_scope import openai_problems
 
 PROVIDERS: tuple[str, ...] = ("anthropic", "openai")
 """The built-in model providers: a request naming one is checked against its API."""
@@ -439,59 +440,6 @@ def _thinking_problems(req: GenerationRequest, provider: str) -> list[_Problem]:
     return problems
 
 
-_OPENAI_BLOCKS = {
-    "user": (TextBlock, ImageBlock, DocumentBlock, ToolResultBlock),
-    "assistant": (TextBlock, ToolUseBlock, ThinkingBlock, RedactedThinkingBlock),
-}
-"""The blocks Chat Completions has an equivalent for, in each role's turns (thinking sent
-back is dropped on the way: it takes no reasoning input)."""
-
-_NO_EQUIVALENT = "has no OpenAI equivalent"
-
-
-def _openai_problems(req: GenerationRequest) -> list[_Problem]:
-    """What the ``openai`` provider could not send: refused now, not failed at the model."""
-    problems: list[_Problem] = [
-        (("tools", i, "type"), f"Anthropic's {tool.type!r} {_NO_EQUIVALENT}")
-        for i, tool in enumerate(req.tools or [])
-        if isinstance(tool, ServerTool)
-    ]
-    for m, msg in enumerate(req.messages or []):
-        for b, block in enumerate(msg.content):
-            where: _Where = ("messages", m, "content", b)
-            if not isinstance(block, _OPENAI_BLOCKS[msg.role]):
-                problems.append(
-                    (where, f"a {block.type} block in a {msg.role} turn {_NO_EQUIVALENT}")
-                )
-            elif isinstance(block, DocumentBlock):
-                problems += _openai_document(where, block)
-            elif isinstance(block, ToolResultBlock):
-                problems += [
-                    (
-                        (*where, "content", p),
-                        f"{part.type} in a tool_result {_NO_EQUIVALENT} (text only)",
-                    )
-                    for p, part in enumerate(block.content or [])
-                    if not isinstance(part, TextBlock)
-                ]
-    return problems
-
-
-def _openai_document(where: _Where, block: DocumentBlock) -> list[_Problem]:
-    source = block.source
-    if isinstance(source, UrlSource):
-        return [
-            ((*where, "source", "type"), f"a document by URL {_NO_EQUIVALENT}: send it as base64")
-        ]
-    if isinstance(source, ContentSource):
-        return [
-            ((*where, "source", "content", p), f"an image in a document {_NO_EQUIVALENT}")
-            for p, part in enumerate(source.content)
-            if not isinstance(part, TextBlock)
-        ]
-    return []
-
-
 def _tool_problems(req: GenerationRequest) -> list[_Problem]:
     names = [t.name for t in req.tools or []]
     problems: list[_Problem] = [
@@ -673,7 +621,7 @@ def validate_request(body: Any, defaults: Defaults) -> dict[str, Any]:
     problems = _settings_problems(req, provider, max_tokens) + _tool_problems(req)
     problems += _thinking_problems(req, provider)
     if provider == "openai":
-        problems += _openai_problems(req)
+        problems += openai_problems(body)
     problems += _turn_problems(req.messages or [])
     problems += _webhook_problems(req, defaults)
     if problems:

@@ -325,7 +325,7 @@ def test_what_has_no_equivalent_is_refused_before_the_call(block: dict[str, Any]
     request = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [block]}]}
     with pytest.raises(Untranslatable):
         chat_params(request)
-    with pytest.raises(Untranslatable, match="server tool"):
+    with pytest.raises(Untranslatable, match="web_search_20250305"):
         chat_params(
             {
                 "model": "m",

@@ -8,6 +8,7 @@ background instead (``openai_responses_request``, ``openai_responses_stream``, p
 on the first two), and a worker that takes a generation over streams the rest of the same
 response (``Reattaching``); ``fake`` answers offline for every provider.
 
-May import: ``broadcaster.core``, ``worker.providers.base`` and, for ``openai``, its pure
-halves.
+May import: ``broadcaster.core``, ``broadcaster.generations`` (what the ``openai``
+provider can send of a request, one rule with the front-end's), ``worker.providers.base``
+and, for ``openai``, its pure halves.
 """

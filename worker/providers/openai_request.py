@@ -1,9 +1,10 @@
 """A stored generation request (Anthropic's Messages shape) as Chat Completions parameters.
 
-Pure. The front-end refuses a request for ``openai`` holding what has no equivalent
-(``broadcaster.generations.request``). One that reaches the worker all the same fails here,
-before the model is called, with ``Untranslatable`` naming it: the generation then ends
-with that error and no output.
+Pure. What has no equivalent is one rule (``broadcaster.generations.openai_scope``): the
+front-end refuses such a request for ``openai``; one that reaches the worker all the same
+fails here, before the model is called, with ``Untranslatable`` naming it: the generation
+then ends with that error and no output. The translation below takes what the rule lets
+through.
 
 * ``system`` becomes a system message; image blocks ``image_url`` parts (base64 as a data
   URL); a base64 PDF a ``file`` part (OpenAI's own; servers without it refuse it with
@@ -32,6 +33,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from broadcaster.generations.openai_scope import as_blocks, openai_problems
+
 __all__ = ["Untranslatable", "chat_params", "reasoning_effort"]
 
 Params = dict[str, Any]
@@ -58,6 +61,9 @@ def chat_params(
     request that continues a cut answer (``_continue``: its last turn is the synthetic
     user turn after the partial assistant turn) is sent, to a server that can
     (``continue_final_message``), as the partial assistant message continued in place."""
+    problems = openai_problems(request)
+    if problems:
+        raise Untranslatable(problems[0][1])
     messages = _system(request.get("system")) + _messages(request)
     in_place = bool(request.get("_continue")) and continue_final_message
     if in_place:
@@ -124,8 +130,7 @@ def _turns(messages: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any
     messages right after the one assistant message that holds the calls)."""
     turns: list[tuple[str, list[dict[str, Any]]]] = []
     for message in messages:
-        content = message["content"]
-        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        blocks = as_blocks(message["content"])
         if turns and turns[-1][0] == message["role"]:
             turns[-1][1].extend(blocks)
         else:
@@ -149,8 +154,6 @@ def _assistant(blocks: list[dict[str, Any]]) -> Params:
                     "function": {"name": block["name"], "arguments": arguments},
                 }
             )
-        elif kind not in ("thinking", "redacted_thinking"):
-            raise Untranslatable(f"an assistant {kind!r} block has no OpenAI equivalent")
     # No text: null beside tool calls (as OpenAI sends it), else an empty string, which
     # every server takes, unlike a message with neither.
     message: Params = {"role": "assistant", "content": "".join(texts) or (None if calls else "")}
@@ -172,28 +175,18 @@ def _user(blocks: list[dict[str, Any]]) -> list[Params]:
 
 def _tool_message(block: dict[str, Any]) -> Params:
     content = block.get("content")
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if part["type"] != "text":
-                raise Untranslatable(
-                    f"a tool_result holding {part['type']!r} has no OpenAI equivalent "
-                    "(tool messages carry text)"
-                )
-            texts.append(part["text"])
-        content = "\n".join(texts)
+    if isinstance(content, list):  # text parts only (``openai_scope``)
+        content = "\n".join(part["text"] for part in content)
     return {"role": "tool", "tool_call_id": block["tool_use_id"], "content": content or ""}
 
 
 def _part(block: dict[str, Any]) -> Params:
     kind = block["type"]
-    if kind == "text":
-        return {"type": "text", "text": block["text"]}
     if kind == "image":
         return {"type": "image_url", "image_url": {"url": _url(block["source"])}}
     if kind == "document":
         return _document(block)
-    raise Untranslatable(f"a user {kind!r} block has no OpenAI equivalent")
+    return {"type": "text", "text": block["text"]}
 
 
 def _url(source: dict[str, Any]) -> str:
@@ -210,28 +203,15 @@ def _document(block: dict[str, Any]) -> Params:
         return {"type": "file", "file": file}
     if kind == "text":
         return {"type": "text", "text": source["data"]}
-    if kind == "content":
-        inner = source["content"]
-        if isinstance(inner, str):
-            return {"type": "text", "text": inner}
-        texts = [p["text"] for p in inner if p["type"] == "text"]
-        if len(texts) != len(inner):
-            raise Untranslatable("a document of images has no OpenAI equivalent")
-        return {"type": "text", "text": "\n".join(texts)}
-    raise Untranslatable(
-        f"a document with a {kind!r} source has no OpenAI equivalent; send it as base64"
-    )
+    # A document of text parts (``openai_scope`` lets no other through).
+    return {"type": "text", "text": "\n".join(p["text"] for p in as_blocks(source["content"]))}
 
 
 def _tools(tools: Any, choice: Any) -> Params:
     if not tools:
         return {}
     functions = []
-    for tool in tools:
-        if tool.get("type") not in (None, "custom"):
-            raise Untranslatable(
-                f"Anthropic's server tool {tool.get('type')!r} has no OpenAI equivalent"
-            )
+    for tool in tools:  # custom tools only (``openai_scope``)
         function: Params = {"name": tool["name"], "parameters": tool["input_schema"]}
         if tool.get("description"):
             function["description"] = tool["description"]
