@@ -102,3 +102,20 @@ def test_it_installs_from_the_checkout(tmp_path: Path) -> None:
         assert name in names, names
     manifest = json.loads((app / "package.json").read_text())
     assert list(manifest["dependencies"]) == ["@llm-stream-broadcaster/client"]
+
+
+def test_the_reference_page_is_typedoc_of_the_types(tmp_path: Path) -> None:
+    """docs/reference/client-js/ is what ``npm run docs`` (typedoc) makes of the exported
+    types: run it again after changing them."""
+    out = tmp_path / "reference"
+    run = subprocess.run(
+        ["npx", "typedoc", "--out", str(out)],
+        cwd=client_js.PACKAGE,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    committed = client_js.PACKAGE.parent.parent / "docs" / "reference" / "client-js" / "index.md"
+    assert (out / "index.md").read_text() == committed.read_text(), "run npm run docs in clients/js"
