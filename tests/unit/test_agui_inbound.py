@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from broadcaster.agui import inbound
 from broadcaster.agui.inbound import AgUiInvalid, ChunkMapper, map_events, ui_chunks
 from tests.support import agui_agent
 
@@ -114,3 +115,35 @@ def test_the_state_is_rebuilt_from_the_chunks_and_events_after_the_end_add_nothi
         ChunkMapper().feed({"type": "TOOL_CALL_START", "toolCallId": "c"})
     cut = asyncio.run(_all([{"type": "RUN_STARTED", "threadId": "t", "runId": "r"}]))
     assert cut[-1]["type"] == "error"  # events that stop before the run's end
+
+
+def test_arguments_no_parser_takes_end_their_call_and_the_next_event_is_taken() -> None:
+    """Arguments streamed in deltas that nest deeper than Python's stack (or hold NaN, or
+    pass the size bound) end the call with ``tool-input-error``; the state rebuilt from
+    those chunks maps the run's end as any other."""
+    cases = ["[" * 5000, '{"sides": NaN}', '{"a": "' + "x" * (inbound.MAX_ARGS_CHARS + 1) + '"}']
+    for args in cases:
+        mapper = ChunkMapper()
+        start = {"type": "TOOL_CALL_START", "toolCallId": "c", "toolCallName": "f"}
+        chunks = map_events(mapper, [start])
+        for i in range(0, len(args), 100_000):
+            chunks += mapper.feed(
+                {"type": "TOOL_CALL_ARGS", "toolCallId": "c", "delta": args[i : i + 100_000]}
+            )
+        rebuilt = ChunkMapper()
+        for chunk in chunks:
+            rebuilt.observe(chunk)
+        ended = rebuilt.feed({"type": "TOOL_CALL_END", "toolCallId": "c"})
+        assert [c["type"] for c in ended] == ["tool-input-error"], args[:20]
+        finished = rebuilt.feed({"type": "RUN_FINISHED"})
+        assert finished[-1]["type"] == "finish"
+
+
+@pytest.mark.parametrize("content", ["[NaN]", '{"a": 1e999}', "[" * 200 + "]" * 200])
+def test_a_tool_result_of_json_no_reader_takes_is_invalid(content: str) -> None:
+    mapper = ChunkMapper()
+    mapper.feed({"type": "TOOL_CALL_START", "toolCallId": "c", "toolCallName": "f"})
+    with pytest.raises(AgUiInvalid):
+        mapper.feed({"type": "TOOL_CALL_RESULT", "toolCallId": "c", "content": content})
+    not_json = mapper.feed({"type": "TOOL_CALL_RESULT", "toolCallId": "c", "content": "plain"})
+    assert not_json[-1]["output"] == "plain"

@@ -32,3 +32,27 @@ def test_a_utf8_body_is_parsed() -> None:
     assert protocol.json_messages(body, allow_empty=False) == [
         json.dumps(EVENT, ensure_ascii=False, separators=(",", ":")).encode()
     ]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b'{"a": NaN}', "invalid_request"),
+        (b'{"a": -Infinity}', "invalid_request"),
+        (b'{"a": 1e999}', "invalid_request"),
+        (b'{"a": "\\ud800"}', "invalid_request"),
+        (b'{"\\udfff": 1}', "invalid_request"),
+        (b"[" * 100_000 + b"]" * 100_000, "too_deep"),
+        (b"[" * 129 + b"]" * 129, "too_deep"),
+        (b'{"a": 1' + b"0" * 5000 + b"}", "invalid_json"),
+    ],
+)
+def test_what_json_cannot_carry_is_422_never_another_error(body: bytes, code: str) -> None:
+    with pytest.raises(ApiError) as refused:
+        parse_json(body)
+    assert (refused.value.status, refused.value.code) == (422, code)
+
+
+def test_surrogate_pairs_and_deep_enough_json_are_taken() -> None:
+    assert parse_json(b'["\\ud83d\\ude00"]') == ["\U0001f600"]
+    assert parse_json(b"[" * 128 + b"]" * 128) is not None
