@@ -12,7 +12,8 @@ The ground floor and one package per capability (ARCHITECTURE.md):
 - ``dashboard``: many streams on one connection.
 - ``webhooks``: signed webhooks from the outbox.
 - ``fanout``: a front-end's copy of each event to every viewer.
-- ``http``: the front-end: routes, access, limits, the server.
+- ``viewers``: what serves a viewer: what it asks, whether it is let in, its response.
+- ``http``: the front-end: routes, access, the server.
 - ``transport``: HTTP/1.1 connections under uvicorn and httptools (the only package that
   knows them): direct writes, detached responses, the fast path's answer.
 - ``clients``: the Python client, publisher and terminal viewer.

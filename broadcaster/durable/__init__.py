@@ -10,7 +10,9 @@ with offsets) over this project's log and fan-out, served at ``/v1/stream/{path}
   history holds an offset, the page a catch-up or long-poll answers, an SSE reader.
 - ``fork``: copy-on-fork: the fork point, what a fork inherits, the copy charged a page
   at a time, and its rollback; why a fork is refused (``Refused``).
+- ``budget``: what a client's forks may copy per minute, counted in Redis as the rate
+  limit is (``auth.quota``).
 
-May import: ``broadcaster.core`` and ``broadcaster.fanout`` (live reads are viewers of
-the hub).
+May import: ``broadcaster.core``, ``broadcaster.auth`` (the fork budget's counters) and
+``broadcaster.fanout`` (live reads are viewers of the hub).
 """

@@ -121,7 +121,7 @@ class Subscription:
         self.direct: Writer | None = None
         self.direct_end: Writer | None = None
         """Writes a terminal run and the response's end in one write (its holder's, a
-        response that ends by itself: ``sse_response.Handed``); else the run goes by
+        response that ends by itself: ``viewers.response.Handed``); else the run goes by
         ``direct``, and the response's end by its holder afterwards."""
         self.finished = False
         """The terminal event went out by ``direct_end``: the response is over."""

@@ -1,27 +1,18 @@
 """The HTTP front-end (``python -m broadcaster serve``): the FastAPI app with its routers
-per resource, access control and limits as dependencies, the SSE response and the
-viewers answered from the parser; served by ``broadcaster.transport``. A route parses,
+per resource, access control as dependencies, served by ``broadcaster.transport`` with
+its viewers answered from the parser (``broadcaster.viewers``). A route parses,
 authorizes, calls its capability and answers.
 
 - ``app``: ``create_app``: the routers, the error handlers and the lifespan.
 - ``routes``: one router per resource (a module per resource; none imports another).
 - ``resources``: what a front-end holds while it serves, and how the routes reach it.
-- ``viewing``: the one decision on a viewer of a stream (``admission``, ``room_refusal``:
-  the route's and the fast path's), room for one more SSE viewer (limits, admission
-  rate), and the SSE response of one stream after a resume point, which the stream and
-  chat routes share.
 - ``chat_answers``: a chat's answers as SSE responses (a submit's, a steer's, a run's)
   and the headers that name them.
-- ``chat_stream``: a chat's stream: every answer of the chat in turn, resumable across
-  turns.
 - ``idempotent``: ``Idempotency-Key`` on the routes that start something: checked,
   scoped to its caller, claimed and settled.
 - ``minting``: the answer of a token route: a token for a stream or a chat, with the
   lifetime, holder and (a chat's) uses its body asks for, never a use the key lacks.
 - ``access``: who may do what, as route dependencies (keys, tokens, rates).
-- ``limits``: what one client may hold or cost, and the answers past it.
-- ``proxies``: forwarded headers not believed (a proxy that is not trusted), counted
-  for ``/readyz`` and ``/metrics``.
 - ``stream_ids``: stream ids (and Durable Streams paths) in paths, checked before
   anything else.
 - ``bodies``: reading request bodies, bounded as they stream in, strict JSON.
@@ -30,10 +21,6 @@ authorizes, calls its capability and answers.
 - ``submits``: reading what starts a chat's answer (a chat submit, an AG-UI run):
   credential first, bounded, counted, converted off the loop.
 - ``errors``: every error answer, ``{"error": code, "message": text}``.
-- ``sse_response``: the ASGI response that streams SSE bytes to one viewer.
-- ``fast_viewer``: a viewer of one stream answered from the parser's callback, with no
-  ASGI scope and no task, when everything it needs is known in the process
-  (``transport.fast.FastPath``).
 - ``server``: the app under the transport's server, its viewers asked about first.
 - ``openapi``: what ``/openapi.json`` says beyond what FastAPI infers: the routes'
   request bodies and parameters, and their answers (models, errors, SSE).
@@ -43,6 +30,8 @@ authorizes, calls its capability and answers.
   bodies, as the models the routes validate with, and answers.
 - ``openapi_finish``: the document's finishing: what FastAPI generates by itself,
   amended (stream ids, 422, credentials).
+- ``forks``: a Durable Streams fork as its route makes it: its budget's payer, and its
+  refusals as answers.
 - ``feeds``: a publisher's events appended to a feed, each refusal its status (the
   stream route's and AG-UI's publish).
 - ``metrics``: the front-end's Prometheus metrics.
@@ -51,5 +40,5 @@ authorizes, calls its capability and answers.
 May import: ``broadcaster.core``, ``broadcaster.auth``, ``broadcaster.generations``,
 ``broadcaster.presence``, ``broadcaster.chat``, ``broadcaster.durable``,
 ``broadcaster.dashboard``, ``broadcaster.fanout``, ``broadcaster.webhooks``,
-``broadcaster.agui`` and ``broadcaster.transport``.
+``broadcaster.agui``, ``broadcaster.viewers`` and ``broadcaster.transport``.
 """

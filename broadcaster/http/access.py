@@ -32,6 +32,8 @@ from broadcaster.auth.tokens import Grant
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import RedisDep, SettingsDep, get_redis, get_settings
 from broadcaster.http.settings import Settings
+from broadcaster.viewers.ask import bearer_of, keep_grant, kept_grant, token_of
+from broadcaster.viewers.decision import read_refusal
 
 log = logging.getLogger("broadcaster.auth")
 
@@ -128,22 +130,9 @@ async def get_access(request: Request) -> AccessPolicy:
 AccessDep = Annotated[AccessPolicy, Depends(get_access)]
 
 
-def bearer_of(authorization: str | None) -> str | None:
-    """The credential of ``Authorization: Bearer <credential>``, if any (of the first
-    ``Authorization`` header: the one a request's headers give)."""
-    scheme, _, value = (authorization or "").partition(" ")
-    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
-
-
 def bearer(request: Request) -> str | None:
     """The credential of ``Authorization: Bearer <credential>``, if any."""
     return bearer_of(request.headers.get("authorization"))
-
-
-def token_of(authorization: str | None, query_token: str | None) -> str | None:
-    """A token, as ``Authorization: Bearer`` or, from an ``EventSource`` (which cannot set
-    headers), the ``token`` query parameter; the header wins."""
-    return bearer_of(authorization) or query_token or None
 
 
 def presented_token(request: Request) -> str | None:
@@ -172,14 +161,14 @@ def _unauthorized(message: str) -> ApiError:
 async def token_grant(request: Request, verifier: TokenVerifier, token: str) -> Grant:
     """What the JWT ``token`` opens, verified once per request; 401 if it is not valid
     here (the reason is in the message: expired, bad signature, audience, key…)."""
-    cached: tuple[str, Grant] | None = getattr(request.state, "token_grant", None)
-    if cached is not None and cached[0] == token:
-        return cached[1]
+    kept = kept_grant(request, token)
+    if kept is not None:
+        return kept
     try:
         grant = await verifier.grant(token)
     except tokens.InvalidToken as exc:
         raise _unauthorized(f"the token is not valid here: {str(exc)[:200]}") from None
-    request.state.token_grant = (token, grant)
+    keep_grant(request, token, grant)
     if grant.subject:
         request.state.subject = grant.subject
     return grant
@@ -304,36 +293,9 @@ async def authorize_read(
         grant = await token_grant(request, verifier, token)
     refusal = read_refusal(verifier, token, grant, streams, prefixes)
     if refusal is not None:
-        raise refusal
-
-
-def read_refusal(
-    verifier: TokenVerifier | None,
-    token: str | None,
-    grant: Grant | None,
-    streams: Sequence[str],
-    prefixes: Sequence[str] = (),
-) -> ApiError | None:
-    """The rule of reading, once for every way a request comes (``authorize_read``, and
-    the viewers answered from the parser): None when ``token`` may read every stream of
-    ``streams`` and every prefix of ``prefixes``, else the answer (401, 403). A JWT's
-    ``grant`` is the caller's to verify first (it may need a key fetched)."""
-    if verifier is None:
-        return None
-    kind = tokens.shape(token) if token else None
-    if kind == "jwt" and grant is not None:
-        uncovered = [s for s in streams if not grant.allows("read", s)]
-        uncovered += [p + "*" for p in prefixes if not grant.allows_prefix("read", p)]
-        if uncovered:
-            return ApiError(403, "forbidden", f"this token may not read {uncovered[0][:80]!r}")
-        return None
-    if kind == "legacy" and token:
-        opened = [verifier.legacy_grants(token, credentials.VIEWER_PREFIX, s) for s in streams]
-        if opened and all(opened) and not prefixes:
-            return None
-        if any(opened):
-            return ApiError(403, "forbidden", "a legacy token opens one stream and no prefix")
-    return _unauthorized("a valid viewer token for this stream is required (Bearer or ?token=)")
+        raise ApiError(
+            refusal.status, refusal.code, refusal.message, headers=refusal.headers, **refusal.extra
+        )
 
 
 async def check_viewer(request: Request, stream_id: str) -> None:

@@ -24,7 +24,6 @@ from broadcaster.core.logconfig import current_trace
 from broadcaster.http import openapi_finish
 from broadcaster.http.access import AccessPolicy
 from broadcaster.http.errors import install_error_handlers
-from broadcaster.http.limits import Refused, Slots, refused_answer
 from broadcaster.http.metrics import FrontendMetrics
 from broadcaster.http.resources import lifespan
 from broadcaster.http.routes import agui as agui_routes
@@ -40,6 +39,12 @@ from broadcaster.http.routes import (
 )
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import no_control_in_path
+from broadcaster.viewers import refusals
+from broadcaster.viewers.decision import Limits
+from broadcaster.viewers.headers import SECURITY
+from broadcaster.viewers.opening import ViewerSettings, Viewing
+from broadcaster.viewers.refusals import Refusal
+from broadcaster.viewers.slots import Slots
 
 EVENTS_PATH = re.compile(r"/v1/streams/([^/]+)/events")
 """The SSE route's path, as Starlette's ``{stream_id}`` matches it."""
@@ -90,7 +95,7 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
         settings.max_connections_per_subject, settings.max_connections_per_address
     )
     install_error_handlers(app)
-    app.exception_handler(Refused)(refused_answer)
+    app.exception_handler(Refusal)(refusals.answer(settings.busy_eventsource_retry))
     for module in (
         health,
         generations,
@@ -106,15 +111,38 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
     openapi_finish.with_stream_ids(app, names.STREAM_ID_PATTERN)
     app.sse_route = streams.events_fast_path
     cors = cors_options(settings)
-    app.state.cors = cors is not None  # the fast path leaves a CORS request to the app
+    app.state.viewing = _viewing(app, settings, cors=cors is not None)
     if cors is not None:
         app.add_middleware(CORSMiddleware, **cors)
         app.sse_route = CORSMiddleware(app.sse_route, **cors)
-    # The SSE fast path sets them itself (streams.SSE_HEADERS): a wrapper of ``send``
+    # The SSE fast path sets them itself (``viewers.headers``): a wrapper of ``send``
     # there would cost a call per chunk for the life of every viewer.
     app.add_middleware(SecurityHeaders)
     app.add_middleware(TraceRequests)
     return app
+
+
+def _viewing(app: FastAPI, settings: Settings, *, cors: bool) -> Viewing:
+    """What the app serves viewers with (``viewers.opening``), from ``settings``; with
+    CORS configured, the parser's path answers no viewer (the middleware has a say in
+    every answer: ``Vary: Origin``)."""
+    limits = Limits(settings.max_connections, settings.max_viewers_per_stream)
+    config = ViewerSettings(
+        settings.retry_ms,
+        settings.retry_jitter_ms,
+        settings.slow_viewer_timeout,
+        settings.keepalive_seconds,
+        limits,
+    )
+    metrics = app.state.metrics
+    return Viewing(
+        config,
+        app.state.slots,
+        app.state.access.verifier,
+        cut_off=metrics.cut_off.inc,
+        resumed=metrics.resumed_from_memory.inc,
+        cors=cors,
+    )
 
 
 def _traced(redis_url: str) -> Any:
@@ -200,10 +228,7 @@ class SecurityHeaders:
     its CORS rules allow (Durable Streams asks for both). A bare ASGI wrapper: no task and
     no buffering, so SSE responses stream through it untouched."""
 
-    HEADERS = [
-        (b"x-content-type-options", b"nosniff"),
-        (b"cross-origin-resource-policy", b"cross-origin"),
-    ]
+    HEADERS = [(name.encode(), value.encode()) for name, value in SECURITY.items()]
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -215,7 +240,7 @@ class SecurityHeaders:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                # Once each: an SSE response below sets them itself (viewing.SSE_HEADERS).
+                # Once each: an SSE response below sets them itself (``headers.UI_MESSAGES``).
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
                 message["headers"] = headers + [h for h in self.HEADERS if h[0] not in present]

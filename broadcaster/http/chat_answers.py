@@ -5,6 +5,7 @@ generation and the run."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -23,7 +24,9 @@ from broadcaster.generations.lifecycle import NoSuchGeneration, cancel
 from broadcaster.http.access import check_chat
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import get_event_log
-from broadcaster.http.viewing import SSE_HEADERS, stream_response
+from broadcaster.viewers.ask import from_request
+from broadcaster.viewers.headers import UI_MESSAGES
+from broadcaster.viewers.opening import stream_response
 
 GENERATION_HEADER = "x-generation-id"
 """The answer's header naming the generation, for ``GET /v1/generations/{id}``."""
@@ -52,7 +55,7 @@ def steered(chat_id: str, generation: str, event: dict[str, Any], base: int) -> 
     _, data = dump_event(event)  # compact JSON, as every other event is written
     body = f'data: {data.decode()}\n\ndata: {{"type":"finish"}}\n\ndata: [DONE]\n\n'
     headers = answer_headers(chat_id, generation, base)
-    return Response(body, media_type="text/event-stream", headers=SSE_HEADERS | headers)
+    return Response(body, media_type="text/event-stream", headers=UI_MESSAGES | headers)
 
 
 def answer_headers(chat_id: str, generation: str, base: int) -> dict[str, str]:
@@ -68,10 +71,10 @@ async def answer(request: Request, chat_id: str, generation: str, base: int) -> 
     """A submit's answer: ``generation``'s stream after its event ``base``, ending where
     the generation suspends to wait for a person (``until_waiting``)."""
     event_log = await get_event_log(request)
+    ask = from_request(request, [generation])
     return await stream_response(
         request,
-        generation,
-        str(base) if base else None,
+        dataclasses.replace(ask, resume=str(base) if base else None),
         answer_headers(chat_id, generation, base),
         body_filter=lambda chunks: until_waiting(event_log, generation, chunks),
     )
@@ -112,14 +115,19 @@ async def run_answer(
         # The client holds the whole answer; one that ended without ``finish`` gets one,
         # so that the transport stops reconnecting.
         lone = b"" if meta["ended"] == "finish" else LONE_FINISH
-        return Response(lone, media_type="text/event-stream", headers=SSE_HEADERS | headers)
-    return await stream_response(
-        request,
-        generation,
-        str(after),
-        headers,
+        return Response(lone, media_type="text/event-stream", headers=UI_MESSAGES | headers)
+    # Exact: never compacted, no presence notices nor marks.
+    exact = dataclasses.replace(
+        from_request(request, [generation]),
+        resume=str(after),
         compact=False,
         presence=False,
+        caught_up=False,
+    )
+    return await stream_response(
+        request,
+        exact,
+        headers,
         body_filter=lambda chunks: until_waiting(
             event_log, generation, chunks, finish_ends=True, stop_at_wait=not follow
         ),

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Hi
 
 from broadcaster.core import contain
 from broadcaster.generations.jobs import JobQueue, oldest_untaken_age
-from broadcaster.http.proxies import UNTRUSTED
+from broadcaster.viewers.proxies import UNTRUSTED
 from broadcaster.webhooks.metrics import LATENCY_BUCKETS
 
 log = logging.getLogger("broadcaster.gc")
@@ -177,7 +177,7 @@ class FrontendMetrics:
         for reason in ("viewer", "message"):
             self.delivery_errors.labels(reason)
         r.register(contain.Counts("broadcaster"))
-        r.register(UNTRUSTED)  # forwarded headers not believed (http/proxies.py)
+        r.register(UNTRUSTED)  # forwarded headers not believed (viewers/proxies.py)
 
     def _process(self, r: CollectorRegistry) -> None:
         """The process's own: its tasks, and its garbage collections."""

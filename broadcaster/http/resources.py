@@ -82,6 +82,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
             app.state.generations = Generations(event_log, settings.worker_lease_seconds)
             app.state.leases = Leases(app.state.generations)
             app.state.hub = hub
+            app.state.viewing.started(hub, event_log)
             app.state.jobs = JobQueue(redis)
             chat_ttl = keys.chat_ttl(settings.idle_ttl_seconds, settings.ended_ttl_seconds)
             app.state.chats = Chats(redis, chat_ttl, durability)

@@ -1,5 +1,5 @@
 """The front-end's server: the app under ``transport/serving.py``'s uvicorn, its SSE
-viewers asked about first from the parser (``fast_viewer.py``), its hub drained at
+viewers asked about first from the parser (``viewers/fastpath.py``), its hub drained at
 SIGTERM, and its open viewers counted for the garbage collector's freezer."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
-from broadcaster.http.fast_viewer import FastViewers
 from broadcaster.transport.serving import DrainingServer, build_server, exit_on_sigterm
+from broadcaster.viewers.fastpath import FastViewers
 
 __all__ = ["DrainingServer", "exit_on_sigterm", "make_server"]
 

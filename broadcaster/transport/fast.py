@@ -1,6 +1,6 @@
 """What the connection asks before it gives a request to the app (``FastPath``): whether
 a viewer may be answered from the parser's callback, with no ASGI scope and no task, and
-how (``Opening``). ``http/fast_viewer.py`` answers; ``wire`` asks, once a whole request
+how (``Opening``). ``viewers/fastpath.py`` answers; ``wire`` asks, once a whole request
 with nothing pipelined behind it is parsed."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The one interface between a viewer's response and the connection it is sent on
 (``Connection``), and the one ASGI scope extension through which a response of the app
 reaches it (``CONNECTION``). Knows no uvicorn: ``wire`` implements it; the SSE response
-(``http/sse_response.py``), the fast path (``http/fast_viewer.py``) and, through the
+(``viewers/response.py``), the fast path (``viewers/fastpath.py``) and, through the
 functions it is handed, the fan-out (``fanout/subscription.py``'s ``direct_end`` and
 ``Writer``) use it.
 """

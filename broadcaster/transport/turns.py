@@ -21,7 +21,7 @@ class Waiting(Protocol):
 
 
 class Due(Protocol):
-    """What it waits for: ``wait`` seconds (``fast_viewer.Opening``)."""
+    """What it waits for: ``wait`` seconds (``fast.Opening``)."""
 
     @property
     def wait(self) -> float: ...
@@ -32,7 +32,7 @@ TURNS_TICK = 0.05
 
 
 class Turns:
-    """SSE viewers answered from the parser (``fast_viewer.py``) that wait for their turn
+    """SSE viewers answered from the parser (``viewers/fastpath.py``) that wait for their turn
     at the admission rate, in the order the turns were given (so each is due no earlier
     than the one before it), answered by one timer for them all: no task, and no timer,
     per waiting viewer. A viewer that goes meanwhile is skipped (``_waiting``). As many

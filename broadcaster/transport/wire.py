@@ -7,7 +7,7 @@ adds to it.
   task per viewer; the client's going is a callback, not a task (``on_disconnect``); a
   response's first writes go out as one (``hold_writes``); and a response may go on
   after its task has ended (``detach``), so that a caught-up viewer holds no task at all.
-- An SSE viewer that ``fast_viewer.py`` can answer from the parser's callback is answered
+- An SSE viewer that ``viewers/fastpath.py`` can answer from the parser's callback is answered
   there, with no scope and no task at all; one waiting for its turn at the admission
   rate waits in ``Turns`` (one timer for all of them).
 - Limits on the request head (httptools keeps none), and ``TCP_NOTSENT_LOWAT``.
@@ -137,7 +137,7 @@ class DirectWriteProtocol(HttpToolsProtocol):
     _headers = 0
     _refused = False
     fast: FastPath | None = None
-    """Asked first about each request, once its head is parsed (``fast_viewer.py``)."""
+    """Asked first about each request, once its head is parsed (``viewers/fastpath.py``)."""
     _pending = False
     """A request the fast path may answer, whole, not asked about yet: it is, once the
     read that completed it is parsed and no request follows it (``data_received``)."""
@@ -350,7 +350,7 @@ class DirectWriteProtocol(HttpToolsProtocol):
 
     def _dispatch(self) -> None:
         """A whole request with nothing pipelined behind it: an SSE viewer answered now,
-        with no scope and no task (``fast_viewer.py``; its cycle made started and
+        with no scope and no task (``viewers/fastpath.py``; its cycle made started and
         detached, as a handed-over response's is), or later; else the app's."""
         assert self.fast is not None
         try:

@@ -1,7 +1,7 @@
 """A browser's ``EventSource`` refused by a full front-end comes back by itself, in
 headless Chromium: the front-end's one connection (``BROADCASTER_MAX_CONNECTIONS=1``) is
 held when the page opens its EventSource, which is answered with a ``retry:`` alone
-(``http/limits.py``) instead of a 503, after which the HTML standard would have it give
+(``viewers/refusals.py``) instead of a 503, after which the HTML standard would have it give
 up for good. It reconnects, is refused while the connection is held, and once the
 connection is let go it gets every event of the stream, once and in order.
 tests/clients/browser/busy.mjs drives the page."""

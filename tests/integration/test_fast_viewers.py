@@ -1,5 +1,5 @@
 """A viewer of a stream the front-end watches is answered from the parser's callback, with
-no ASGI scope and no task (``http/fast_viewer.py``, ``http/wire.py``): what it is sent,
+no ASGI scope and no task (``viewers/fastpath.py``, ``transport/wire.py``): what it is sent,
 and every rule of the route, must be the app's. The front-end runs in-process (a real
 uvicorn with the project's protocol on 127.0.0.1, a real Redis), its viewers are bare
 sockets, and ``FastViewers.answered`` tells which way each request went."""

@@ -17,9 +17,9 @@ from broadcaster.core.embedded import free_port
 from broadcaster.core.eventlog import EventLog
 from broadcaster.fanout.hub import Hub
 from broadcaster.http.app import BroadcasterApp, create_app
-from broadcaster.http.fast_viewer import FastViewers
 from broadcaster.http.server import DrainingServer, make_server
 from broadcaster.http.settings import Settings
+from broadcaster.viewers.fastpath import FastViewers
 
 
 @dataclass

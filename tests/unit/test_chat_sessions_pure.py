@@ -10,7 +10,7 @@ from broadcaster.chat.followers import ChatFollowers
 from broadcaster.chat.records import generation_id, generation_prefix
 from broadcaster.core import names, sse
 from broadcaster.generations.idempotency import KEY_MAX, BadKey, body_hash, check_key
-from broadcaster.http.chat_stream import announcement, with_turn
+from broadcaster.viewers.chat_follow import announcement, with_turn
 
 pytestmark = pytest.mark.unit
 

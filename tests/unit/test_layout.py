@@ -185,6 +185,58 @@ def test_no_route_module_imports_another() -> None:
     assert not crossing, crossing
 
 
+VIEWER_READS = {
+    *("last-event-id", "authorization", "x-forwarded-for", "forwarded", "x-reset-step"),
+    *("last_event_id", "token", "presence", "compact", "caught_up", "reset_step"),
+}
+"""The headers and query parameters of a viewer's request: ``viewers/ask.py`` reads them,
+once, for every route and for the parser's path alike (``ViewerAsk``)."""
+
+
+def _reads(tree: ast.AST) -> list[tuple[int, str]]:
+    """Where ``tree`` reads one of ``VIEWER_READS`` by name: ``x.get("name")``,
+    ``x.getlist("name")``, ``x["name"]`` or ``"name" in x``."""
+    found = []
+    for node in ast.walk(tree):
+        named: ast.expr | None = None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in ("get", "getlist") and node.args:
+                named = node.args[0]
+        elif isinstance(node, ast.Subscript):
+            named = node.slice
+        elif isinstance(node, ast.Compare) and isinstance(node.ops[0], ast.In | ast.NotIn):
+            named = node.left
+        if isinstance(named, ast.Constant) and str(named.value).lower() in VIEWER_READS:
+            found.append((node.lineno, str(named.value)))
+    return found
+
+
+def test_no_route_module_reads_a_viewers_headers() -> None:
+    """A route hands its request to ``viewers.ask`` (``from_request``, ``resume_of``) and
+    reads none of what a viewer's request carries itself, nor the scope's raw headers:
+    so the route's way and the parser's read a request alike."""
+    raw = []
+    for path in sorted(ROUTES.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        raw += [f"{path.name}:{line} reads {name!r}" for line, name in _reads(tree)]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and node.value in ("headers", "raw_headers"):
+                raw.append(f"{path.name}:{node.lineno} reads the scope's headers")
+    assert not raw, raw
+
+
+def test_the_raw_header_check_can_fail() -> None:
+    code = (
+        "def route(request, q):\n"
+        "    a = request.headers.get('Last-Event-ID')\n"
+        "    b = q.getlist('token'), request.query_params['presence']\n"
+        "    c = 'authorization' in request.headers\n"
+        "    d = {'last_event_id': 1}\n"  # an answer's field, not a read
+    )
+    found = sorted(_reads(ast.parse(code)))
+    assert found == [(2, "Last-Event-ID"), (3, "presence"), (3, "token"), (4, "authorization")]
+
+
 PER_PROCESS = {"settings", "metrics", "cli"}
 """Names each process or room has its own of, for the same job in each: its settings, its
 Prometheus metrics, its command line. Route modules are named by their resource."""

@@ -1,14 +1,13 @@
-"""The limits' pure parts (``http/limits.py``, ``dashboard/cursor.py``'s resume points): slots per
-subject and per address, given back once and only once; what looks like a browser's
-EventSource, and the retry it is told; a resume point's positions cut to the streams a
-request covers and to the most a connection follows; and an SSE response that gives its
-slot back however it ends."""
+"""The limits' pure parts (``viewers/slots.py``, ``viewers/refusals.py``,
+``dashboard/cursor.py``'s resume points): slots per subject and per address, given back
+once and only once; what looks like a browser's EventSource, and the retry it is told; a
+resume point's positions cut to the streams a request covers and to the most a
+connection follows; and an SSE response that gives its slot back however it ends."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -17,9 +16,9 @@ from starlette.requests import Request
 
 from broadcaster.core.sse import Writer
 from broadcaster.dashboard.cursor import BadResumePoint, Bases, parse
-from broadcaster.http.limits import Refused, Slots, is_eventsource, refused_answer, retry_body
-from broadcaster.http.settings import Settings
-from broadcaster.http.sse_response import SSEResponse
+from broadcaster.viewers.refusals import Refusal, answer, busy, is_eventsource, retry_body
+from broadcaster.viewers.response import SSEResponse
+from broadcaster.viewers.slots import Slots
 from tests.support.procs import parse_sse
 
 
@@ -27,12 +26,12 @@ def test_slots_per_subject_and_per_address_come_back_once() -> None:
     slots = Slots(per_subject=2, per_address=3)
     a = slots.take("alice", "10.0.0.1")
     b = slots.take("alice", "10.0.0.1")
-    with pytest.raises(Refused) as refused:
+    with pytest.raises(Refusal) as refused:
         slots.take("alice", "10.0.0.2")
     assert (refused.value.status, refused.value.code) == (429, "too_many_connections")
     assert "subject" in refused.value.message
     c = slots.take(None, "10.0.0.1")  # a token naming nobody counts only by its address
-    with pytest.raises(Refused, match="address"):
+    with pytest.raises(Refusal, match="address"):
         slots.take("bob", "10.0.0.1")
     assert slots.open == 3
     a.release()
@@ -86,31 +85,27 @@ def test_what_looks_like_an_eventsource() -> None:
     assert not is_eventsource(request(CHROMIUM, method="POST"))
 
 
-class App:
-    """What ``refused_answer`` reads of the app: its settings."""
-
-    def __init__(self, retry: bool) -> None:
-        self.state = SimpleNamespace(settings=Settings(busy_eventsource_retry=retry))
-
-
 @pytest.mark.anyio
 async def test_a_refusal_is_a_retry_for_an_eventsource_unless_turned_off() -> None:
-    refused = Refused(503, "busy", "full", 2)
+    refused = busy("full", 2)
     for headers, retry, expected in (
         (CHROMIUM, True, 200),
         (CHROMIUM, False, 503),
         ({"accept": "text/event-stream"}, True, 503),
     ):
         req = request(headers)
-        req.scope["app"] = App(retry)
-        answer = await refused_answer(req, refused)
-        assert answer.status_code == expected, (headers, retry)
+        answered = await answer(retry)(req, refused)
+        assert answered.status_code == expected, (headers, retry)
         if expected == 503:
-            assert answer.headers["retry-after"] == "2"
-            assert json.loads(bytes(answer.body)) == {"error": "busy", "message": "full"}
+            assert answered.headers["retry-after"] == "2"
+            assert json.loads(bytes(answered.body)) == {"error": "busy", "message": "full"}
         else:
-            assert answer.media_type == "text/event-stream"
-            assert parse_sse(bytes(answer.body))[1] is not None
+            assert answered.media_type == "text/event-stream"
+            assert parse_sse(bytes(answered.body))[1] is not None
+    not_room = Refusal(401, "unauthorized", "no token", headers={"www-authenticate": "Bearer"})
+    answered = await answer(True)(request(CHROMIUM), not_room)
+    assert answered.status_code == 401, "only a refusal for want of room is a retry"
+    assert answered.headers["www-authenticate"] == "Bearer"
 
 
 def test_the_retry_is_jittered_and_names_no_event() -> None:

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from broadcaster.http.fast_viewer import Opening, _later
 from broadcaster.transport import wire
+from broadcaster.viewers.fastpath import Opening, _later
 
 pytestmark = pytest.mark.anyio
 

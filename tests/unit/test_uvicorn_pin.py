@@ -76,7 +76,7 @@ PINNED: dict[str, tuple[str, str]] = {
     ),
     "uvicorn.middleware.proxy_headers:ProxyHeadersMiddleware.__call__": (
         "b601df964c02a3bb",
-        "serving._trusted, fast_viewer (the client's address behind a proxy)",
+        "serving._trusted, viewers.ask.from_head (the client's address behind a proxy)",
     ),
     "uvicorn.server:Server.startup": ("2aa1d70a244bfcf2", "serving.DrainingServer.startup"),
     "uvicorn.server:Server.shutdown": ("9b33c50562992b1e", "serving.DrainingServer.shutdown"),

@@ -19,6 +19,7 @@ turn is ``chat/conversation.py``'s, as for ``POST /v1/chat``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from functools import partial
 from typing import Any
@@ -56,7 +57,6 @@ from broadcaster.http.resources import (
     ChatsDep,
     EventLogDep,
     GenerationsDep,
-    HubDep,
     JobsDep,
     MetricsDep,
     SettingsDep,
@@ -65,7 +65,8 @@ from broadcaster.http.resources import (
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import new_stream_id, producible, valid_stream_id
 from broadcaster.http.submits import prepare_run, read_run
-from broadcaster.http.viewing import check_room, stream_response
+from broadcaster.viewers.ask import from_request, resume_of
+from broadcaster.viewers.opening import check_room, stream_response
 
 router = APIRouter()
 
@@ -121,16 +122,18 @@ async def agui_response(
     opening = frames.encode_at(opened, (cursor or point or "0").encode())
     viewer = Viewer(shared, shared, skip=skip, stop_at_wait=stop_at_wait)
     after = point if seen is None else str(seq - 1)
+    # AG-UI's own view: exact, no presence notices nor marks, and no AI SDK chunk
+    # (``reset-step``) reaches its readers.
+    ask = from_request(request, [stream_id], query_resume=False)
+    exact = dataclasses.replace(
+        ask, resume=after or None, compact=False, presence=False, caught_up=False, reset_step=False
+    )
     return await stream_response(
         request,
-        stream_id,
-        after or None,
+        exact,
         {GENERATION_HEADER: stream_id},
-        compact=False,
-        presence=False,
         body_filter=lambda chunks: view(event_log, stream_id, viewer, opening, chunks),
         direct_writer=viewer.writer,
-        reset_step=False,  # AG-UI's own view: no AI SDK chunk reaches its readers
     )
 
 
@@ -159,7 +162,7 @@ async def generation_events(stream_id: str, request: Request, event_log: EventLo
     await check_viewer(request, stream_id)
     current_stream.set(stream_id)
     thread = await _thread_of(event_log, stream_id)
-    cursor = request.headers.get("last-event-id")
+    cursor = resume_of(request, query=False)
     return await agui_response(request, stream_id, thread, cursor, stop_at_wait=False)
 
 
@@ -217,7 +220,6 @@ async def run(
     generations: GenerationsDep,
     jobs: JobsDep,
     settings: SettingsDep,
-    hub: HubDep,
     approvals: ApprovalsDep,
 ) -> Response:
     """A chat submit (the chat's ``multitask`` rules); with ``resume``, the decisions on
@@ -244,7 +246,7 @@ async def run(
             prepared.chat,
             prepared.messages,
             new_id=new_stream_id,
-            room=partial(check_room, request, hub, settings, ()),
+            room=partial(check_room, request, from_request(request)),
             job=prepared.job,
         )
     except RequestInvalid as exc:
@@ -281,7 +283,7 @@ async def connect(
     if record is None:  # an empty stream: CopilotKit waits on a 204 for ever
         return Response(b"", media_type="text/event-stream", headers={"cache-control": "no-store"})
     current_stream.set(record.generation)
-    cursor = request.headers.get("last-event-id")
+    cursor = resume_of(request, query=False)
     return await agui_response(
         request,
         record.generation,

@@ -13,6 +13,7 @@ enqueue, steer, interrupt, decide) is ``chat/conversation.py``'s; its answers as
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any, TypeVar
@@ -46,7 +47,6 @@ from broadcaster.http.chat_answers import (
     steered,
     stop_answer,
 )
-from broadcaster.http.chat_stream import chat_events
 from broadcaster.http.errors import ApiError, refused
 from broadcaster.http.minting import minted_chat
 from broadcaster.http.resources import (
@@ -54,14 +54,15 @@ from broadcaster.http.resources import (
     ChatsDep,
     EventLogDep,
     GenerationsDep,
-    HubDep,
     JobsDep,
     MetricsDep,
     SettingsDep,
 )
 from broadcaster.http.stream_ids import valid_stream_id
 from broadcaster.http.submits import read_submit
-from broadcaster.http.viewing import check_room, stream_response, viewers_response
+from broadcaster.viewers.ask import from_request
+from broadcaster.viewers.chat_follow import chat_events
+from broadcaster.viewers.opening import check_room, stream_response, viewers_response
 
 router = APIRouter()
 T = TypeVar("T")
@@ -105,7 +106,6 @@ async def submit(
     generations: GenerationsDep,
     jobs: JobsDep,
     settings: SettingsDep,
-    hub: HubDep,
     approvals: ApprovalsDep,
 ) -> Response:
     """Start the chat's next generation and answer with its stream; or, for a request
@@ -128,7 +128,7 @@ async def submit(
             read.messages,
             new_id=partial(generation_id, chat.id),
             # A front-end at its connection limit says so before it starts anything.
-            room=partial(check_room, request, hub, settings, ()),
+            room=partial(check_room, request, from_request(request)),
             job=read.job,
         )
     except BaseException as exc:
@@ -202,7 +202,8 @@ async def resume(
         return await run_answer(
             request, event_log, (chat_id, record.generation, 0), startIndex, follow=True
         )
-    resume_point = request.headers.get("last-event-id")
+    ask = from_request(request, [record.generation], query_resume=False)
+    resume_point = ask.resume
     info = await event_log.info(record.generation)
     # Without a resume point the client holds nothing of this generation: an ended
     # one is not resumed (the AI SDK's meaning of 204). With one, the rest is served.
@@ -212,7 +213,7 @@ async def resume(
     # The AI SDK's resume replays the whole answer: folded, it is a few events, not one
     # per token (compact replays), and the message it rebuilds is the same.
     return await stream_response(
-        request, record.generation, resume_point, headers, compact=resume_point is None
+        request, dataclasses.replace(ask, compact=resume_point is None), headers
     )
 
 
@@ -231,7 +232,7 @@ async def follow_chat(chat_id: str, request: Request) -> Response:
     the latest answer's start. Never ends by itself."""
     check_chat_id(chat_id)
     await check_chat(request, chat_id, "read")
-    return await chat_events(request, chat_id)
+    return await chat_events(request, chat_id, from_request(request))
 
 
 @router.get(

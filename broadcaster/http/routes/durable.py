@@ -28,14 +28,15 @@ from broadcaster.durable import fork, protocol, reads
 from broadcaster.durable.protocol import BadRequest, ReadOffset
 from broadcaster.durable.storage import DurableLog, Written
 from broadcaster.http import openapi_durable as api_doc
-from broadcaster.http.access import check_viewer, presented_key, producer
+from broadcaster.http.access import check_viewer, producer
 from broadcaster.http.bodies import read_bytes
 from broadcaster.http.errors import ApiError
-from broadcaster.http.limits import ForkBudget, fork_payer, fork_room
+from broadcaster.http.forks import fork_budget, not_forked
 from broadcaster.http.resources import SettingsDep, get_durable, get_hub, get_settings
-from broadcaster.http.sse_response import SSEResponse
 from broadcaster.http.stream_ids import producible, utf8_url_path
-from broadcaster.http.viewing import admit_long_poll, admit_viewer
+from broadcaster.viewers.ask import from_request
+from broadcaster.viewers.opening import admit_long_poll, admit_viewer, viewing_of
+from broadcaster.viewers.response import SSEResponse
 
 router = APIRouter()
 
@@ -161,36 +162,13 @@ async def _fork(  # noqa: PLR0917
         await check_viewer(request, src_path)
         plan = await fork.plan(durable, src, asked, ct)
         entries = _entries(plan.content_type, body, create=True)
-        budget = await _fork_budget(request)
+        budget = await fork_budget(request)
         written = await fork.make(
             durable, name, plan, closed=asked.closed, entries=entries, charge=budget.charge
         )
     except fork.Refused as exc:
-        raise _not_forked(exc) from None
+        raise not_forked(exc) from None
     return _created(request, path, written, plan.content_type)
-
-
-def _not_forked(exc: fork.Refused) -> ApiError:
-    match exc:
-        case fork.NoSource():
-            return ApiError(404, "not_found", str(exc))
-        case fork.Busy():
-            return ApiError(409, "conflict", str(exc), headers={"retry-after": "1"})
-        case fork.Conflict():
-            return ApiError(409, "conflict", str(exc))
-        case _:
-            return ApiError(400, "bad_request", str(exc))
-
-
-async def _fork_budget(request: Request) -> ForkBudget:
-    """The budget the fork's copy is charged to (``BROADCASTER_FORK_BYTES_PER_MINUTE``,
-    per API key or token subject); 429 at once if it is spent for this minute."""
-    settings = await get_settings(request)
-    key = await presented_key(request)
-    payer = fork_payer(request, key.name if key is not None else None)
-    redis = request.app.state.redis
-    await fork_room(redis, payer, settings.fork_bytes_per_minute)
-    return ForkBudget(redis, payer, settings.fork_bytes_per_minute)
 
 
 # --- append, close, delete ---
@@ -361,7 +339,7 @@ async def _long_poll(
     request: Request, durable: DurableLog, name: str, offset: ReadOffset, cursor: str | None
 ) -> Response:
     hub, settings = await get_hub(request), await get_settings(request)
-    slot = await admit_long_poll(request)
+    slot = await admit_long_poll(request, from_request(request))
     wait = settings.ds_long_poll_seconds
     polled = await reads.long_poll(hub, durable, name, offset, wait, release=slot.release)
     headers_cursor = {protocol.CURSOR: protocol.response_cursor(cursor)}
@@ -384,16 +362,15 @@ async def _long_poll(
 async def _sse(
     request: Request, durable: DurableLog, name: str, offset: ReadOffset, cursor: str | None
 ) -> Response:
-    hub, settings = await get_hub(request), await get_settings(request)
+    hub, viewing = await get_hub(request), viewing_of(request)
     mode, reader = await reads.sse(hub, durable, name, offset, cursor)
-    metrics = request.app.state.metrics
-    slot = await admit_viewer(request, [name])
+    slot = await admit_viewer(request, from_request(request, [name]))
     return SSEResponse(
         reader,
         first=b"",
         headers=protocol.sse_headers(mode),
-        send_timeout=settings.slow_viewer_timeout,
+        send_timeout=viewing.settings.send_timeout,
         stream_id=name,
-        on_cut_off=metrics.cut_off.inc,
+        on_cut_off=viewing.cut_off,
         on_end=slot.release,
     )

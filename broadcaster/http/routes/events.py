@@ -17,13 +17,13 @@ from broadcaster.dashboard.feed import Connection
 from broadcaster.http import openapi
 from broadcaster.http.access import authorize_read, check_chat, viewer_subject
 from broadcaster.http.errors import ApiError
-from broadcaster.http.resources import get_event_log, get_hub, get_metrics, get_settings
-from broadcaster.http.sse_response import SSEResponse
-from broadcaster.http.viewing import admit_viewer, retry_field
+from broadcaster.http.resources import get_event_log, get_hub, get_settings
+from broadcaster.viewers.ask import from_request
+from broadcaster.viewers.headers import STREAMING
+from broadcaster.viewers.opening import admit_viewer, viewing_of
+from broadcaster.viewers.response import SSEResponse
 
 router = APIRouter()
-
-HEADERS = {"cache-control": "no-cache, no-transform", "x-accel-buffering": "no"}
 
 
 @router.get(
@@ -58,10 +58,11 @@ async def events(request: Request) -> Response:
         raise ApiError(400, "too_many_prefixes", f"at most {most} prefixes per connection")
     prefixes = await _authorized(request, streams, prefixes, chats)
     # An empty header names no resume point (as EventSource sends none): the query may.
-    raw = request.headers.get("last-event-id") or q.get("last_event_id")
+    ask = from_request(request, streams)
+    raw = ask.resume
     bases: Bases = request.app.state.bases
     cursor = Cursor.empty()
-    slot = await admit_viewer(request, streams)
+    slot = await admit_viewer(request, ask)
     if raw:
         with slot.guard():
             cursor = await _resumed(bases, raw, streams, prefixes, limit)
@@ -80,14 +81,14 @@ async def events(request: Request) -> Response:
         keepalive=settings.keepalive_seconds,
         subject=viewer_subject(request),
     )
-    metrics = await get_metrics(request)
+    viewing = viewing_of(request)
     return SSEResponse(
         conn.body,
-        first=retry_field(settings),
-        headers=HEADERS,
-        send_timeout=settings.slow_viewer_timeout,
+        first=viewing.retry_field(),
+        headers=STREAMING,
+        send_timeout=viewing.settings.send_timeout,
         stream_id="",
-        on_cut_off=metrics.cut_off.inc,
+        on_cut_off=viewing.cut_off,
         chunks=True,
         on_end=slot.release,
     )

@@ -19,8 +19,8 @@ from broadcaster.core import connection
 from broadcaster.http import openapi
 from broadcaster.http.access import metrics_key
 from broadcaster.http.errors import error_response
-from broadcaster.http.proxies import UNTRUSTED
 from broadcaster.http.resources import HubDep, JobsDep, MetricsDep, RedisDep
+from broadcaster.viewers.proxies import UNTRUSTED
 
 router = APIRouter()
 

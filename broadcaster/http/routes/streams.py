@@ -3,9 +3,10 @@
 The SSE route's logic is ``open_events``, a plain function: the FastAPI route calls it,
 and so does ``events_fast_path``, which ``BroadcasterApp`` runs below FastAPI's
 middleware stack to keep an open viewer's memory down (see ``app.py``). Dependencies do
-not run on the fast path, so ``open_events`` checks the id and the viewer's token itself,
-with the same checkers the dependencies use. The SSE response itself, and the room for
-one more viewer, are ``http/viewing.py``'s (the chat routes answer with it too).
+not run on the fast path, so ``open_events`` checks the id itself and verifies the
+viewer's token; what it asks (``viewers.ask``), whether it is let in
+(``viewers.decision``) and its response (``viewers.opening``) are the viewers' package's,
+as for the viewers answered from the parser.
 """
 
 from __future__ import annotations
@@ -14,19 +15,17 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from broadcaster.auth import tokens
 from broadcaster.http import idempotent, openapi
-from broadcaster.http.access import producer, viewer_token
+from broadcaster.http.access import get_access, producer, token_grant, viewer_token
 from broadcaster.http.bodies import read_json
 from broadcaster.http.errors import ApiError, handle_error
 from broadcaster.http.feeds import append_feed
 from broadcaster.http.resources import EventLogDep, MetricsDep, SettingsDep
 from broadcaster.http.stream_ids import check_stream_id, producible, valid_stream_id
-from broadcaster.http.viewing import (
-    SSE_HEADERS,
-    stream_response,
-    viewer_admission,
-    viewers_response,
-)
+from broadcaster.viewers.ask import from_request
+from broadcaster.viewers.headers import SECURITY
+from broadcaster.viewers.opening import stream_response, viewers_response
 
 router = APIRouter()
 
@@ -83,32 +82,33 @@ async def publish(
 )
 async def events(stream_id: str, request: Request, last_event_id: str | None = None) -> Response:
     """The SSE stream, resuming after ``Last-Event-ID`` (or ``?last_event_id``)."""
-    return await open_events(request, stream_id, last_event_id)
+    return await open_events(request, stream_id)
 
 
 async def events_fast_path(scope: Scope, receive: Receive, send: Send) -> None:
     """``events`` as a bare ASGI app, answering errors with the app's own handlers."""
     request = Request(scope, receive)
     try:
-        stream_id = scope["path_params"]["stream_id"]
-        response = await open_events(request, stream_id, request.query_params.get("last_event_id"))
+        response = await open_events(request, scope["path_params"]["stream_id"])
     except Exception as exc:
         response = await handle_error(request, exc)
-    for name in ("x-content-type-options", "cross-origin-resource-policy"):
+    for name, value in SECURITY.items():
         if name not in response.headers:
-            response.headers[name] = SSE_HEADERS[name]
+            response.headers[name] = value
     del request  # not kept for the life of the stream
     await response(scope, receive, send)
 
 
-async def open_events(request: Request, stream_id: str, last_event_id: str | None) -> Response:
-    """The SSE response for ``stream_id`` after the resume point (the ``Last-Event-ID``
-    header, else ``last_event_id``), 204 when the client has seen the end, or ApiError."""
+async def open_events(request: Request, stream_id: str) -> Response:
+    """The SSE response for ``stream_id`` after the request's resume point, 204 when the
+    client has seen the end, or the refusal; its token verified first (keys fetched if
+    need be), and checked by ``decide``, the parser's path's check too."""
     check_stream_id(stream_id)
-    raw = request.headers.get("last-event-id")
-    resume = last_event_id if raw is None else raw
-    await viewer_admission(request, stream_id, resume)  # the fast path's, too
-    return await stream_response(request, stream_id, resume)
+    ask = from_request(request, [stream_id])
+    verifier = (await get_access(request)).verifier
+    if verifier is not None and ask.token and tokens.shape(ask.token) == "jwt":
+        await token_grant(request, verifier, ask.token)
+    return await stream_response(request, ask, verifier=verifier)
 
 
 @router.get(

@@ -67,7 +67,7 @@ class SSEResponse(Response):
         leave: Callable[[Subscription], None] | None = None,
     ) -> None:
         """``on_end`` is called once the response is over, however it ends (its slot in
-        the connection counts, ``limits.Slot.release``). With ``resume`` and ``leave``
+        the connection counts, ``slots.Slot.release``). With ``resume`` and ``leave``
         (``Hub.resume``, ``Hub.leave``), a body that offers its caught-up viewer to
         ``detach`` hands it to a ``Handed`` and the response's task ends: the viewer then
         costs its subscription and a ``Handed``, not a task and its frames."""

@@ -1,6 +1,6 @@
 """Forwarded headers this front-end did not believe, counted while it lasts: a proxy it
 does not trust makes every client behind it one address to the per-address limit
-(``limits.client_address``, ``limits.peer_address``, which call ``UNTRUSTED.seen``), and
+(``ask.client_address``, ``ask.peer_address``, which call ``UNTRUSTED.seen``), and
 the operator hears of it in ``/readyz`` and ``/metrics``, not only once in the log.
 """
 

@@ -19,8 +19,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import Request
-from fastapi.responses import Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 from broadcaster.chat.followers import ChatFollowers
 from broadcaster.chat.records import Chats
@@ -28,16 +28,11 @@ from broadcaster.core import names, sse
 from broadcaster.core.events import dump_event
 from broadcaster.core.logconfig import current_stream
 from broadcaster.core.sse import Writer
-from broadcaster.http.errors import ApiError
-from broadcaster.http.resources import (
-    get_chats,
-    get_event_log,
-    get_hub,
-    get_metrics,
-    get_settings,
-)
-from broadcaster.http.sse_response import SSEResponse
-from broadcaster.http.viewing import SSE_HEADERS, admit_viewer, retry_field
+from broadcaster.viewers.ask import ViewerAsk
+from broadcaster.viewers.headers import UI_MESSAGES
+from broadcaster.viewers.opening import Viewing, admit_viewer, viewing_of
+from broadcaster.viewers.refusals import Refusal
+from broadcaster.viewers.response import SSEResponse
 
 TURN_CHUNK = "data-chat-turn"
 """The transient chunk that opens each answer on the chat's stream."""
@@ -47,7 +42,7 @@ def parse_resume_point(raw: str) -> tuple[int, int]:
     """``<turn>:<seq>[.<tag>]`` as (turn, seq); 400 for anything else."""
     found = names.chat_resume_point(raw)
     if found is None:
-        raise ApiError(
+        raise Refusal(
             400,
             "bad_resume_point",
             "Last-Event-ID of a chat's stream is <turn>:<seq>[.<tag>], as its frames' ids",
@@ -77,31 +72,30 @@ def announcement(turn: int, generation: str, message: Any) -> bytes:
     return b"id: %d:0\ndata: %s\n\n" % (turn, data)
 
 
-async def chat_events(request: Request, chat_id: str) -> Response:
-    """The chat's stream (access is the caller's to check)."""
-    chats, settings = await get_chats(request), await get_settings(request)
-    raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-    if raw:
-        turn, after = parse_resume_point(raw)
+async def chat_events(request: Request, chat_id: str, ask: ViewerAsk) -> Response:
+    """The chat's stream, after ``ask``'s resume point (access is the caller's to check)."""
+    chats: Chats = request.app.state.chats
+    followers: ChatFollowers = request.app.state.chat_followers
+    viewing = viewing_of(request)
+    if ask.resume:
+        turn, after = parse_resume_point(ask.resume)
         compact = False
     else:
         record = await chats.get(chat_id, whole=False)
         turn, after, compact = (record.turn if record else 0) or 1, 0, True
-    slot = await admit_viewer(request, ())
-    followers: ChatFollowers = request.app.state.chat_followers
-    metrics = await get_metrics(request)
-    follow = _Follow(request, chats, chat_id, followers, settings.keepalive_seconds)
+    slot = await admit_viewer(request, ask)
+    follow = _Follow(viewing, chats, chat_id, followers)
 
     def body(writer: Writer | None) -> AsyncIterator[bytes]:
         return follow.frames(turn, after, compact)
 
     return SSEResponse(
         body,
-        first=retry_field(settings),
-        headers=SSE_HEADERS,
-        send_timeout=settings.slow_viewer_timeout,
+        first=viewing.retry_field(),
+        headers=UI_MESSAGES,
+        send_timeout=viewing.settings.send_timeout,
         stream_id="",
-        on_cut_off=metrics.cut_off.inc,
+        on_cut_off=viewing.cut_off,
         on_end=slot.release,
     )
 
@@ -110,22 +104,18 @@ class _Follow:
     """One viewer of a chat's stream."""
 
     def __init__(
-        self,
-        request: Request,
-        chats: Chats,
-        chat_id: str,
-        followers: ChatFollowers,
-        keepalive: float,
+        self, viewing: Viewing, chats: Chats, chat_id: str, followers: ChatFollowers
     ) -> None:
-        self.request = request
+        self.viewing = viewing
         self.chats = chats
         self.chat_id = chat_id
         self.followers = followers
-        self.keepalive = keepalive
 
     async def frames(self, turn: int, after: int, compact: bool) -> AsyncIterator[bytes]:
         """Turn ``turn`` after its event ``after``, then every turn after it, live."""
-        hub, log = await get_hub(self.request), await get_event_log(self.request)
+        hub, log = self.viewing.hub, self.viewing.log
+        assert hub is not None and log is not None
+        keepalive = self.viewing.settings.keepalive
         with self.followers.follow(self.chat_id) as woken:
             while not hub.closing:
                 woken.clear()  # before looking: a turn started meanwhile sets it again
@@ -138,7 +128,7 @@ class _Follow:
                     # follower): a keepalive asks Redis nothing.
                     while not (woken.is_set() or hub.closing):
                         try:
-                            await asyncio.wait_for(woken.wait(), self.keepalive)
+                            await asyncio.wait_for(woken.wait(), keepalive)
                         except TimeoutError:
                             yield sse.PING
                     continue

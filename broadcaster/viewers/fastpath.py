@@ -1,0 +1,183 @@
+"""A viewer of one stream opened from the parser's callback: no ASGI scope, no task.
+
+``GET /v1/streams/{id}/events`` is what a herd of viewers sends after a deploy or a lost
+front-end, and most of them ask for a stream this front-end watches, at a resume point
+its topic holds (``Hub.known``). Such a request needs nothing from Redis and nothing that
+waits, so the server's protocol (``transport/wire.py``) asks ``FastViewers.open`` first,
+once the request is parsed. It reads the request (``ask.from_head``) and decides on it
+as the route does (``decision.decide``, every check in the same order); then, now or
+once the viewer's turn at the admission rate comes, the viewer takes its slot and joins
+its topic caught up and handed over (``response.Handed``), as the SSE response's task
+would have left it, with the same send path, slow-viewer cut-off, keepalives, presence
+and drain, and the protocol writes the head and the first chunk. A viewer of a stream
+not watched here yet, or whose topic is still settling, waits for it and is asked about
+again (``Opening.until``): the stream's state is read for it with other streams' in one
+round trip, and its topic made from it (``fanout.arrivals``). Anything else (a stream
+the read finds unknown or ended, a resume point the topic does not hold, a token to
+fetch keys for, a refusal or an error to answer, ``compact``, a browser's cross-origin
+request, an AI SDK 7 reader asking for ``reset-step``) returns None, and the request goes
+the usual way through the app, which answers it as before. Nothing is taken on that path.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from starlette.types import Send
+
+from broadcaster.auth import tokens
+from broadcaster.core import names, sse
+from broadcaster.core.sse import Writer
+from broadcaster.fanout.hub import Hub
+from broadcaster.transport.fast import Opening
+from broadcaster.transport.seam import Connection
+from broadcaster.viewers.ask import Trusted, ViewerAsk, from_head
+from broadcaster.viewers.decision import TOPIC, Admit, Decision, Later, decide
+from broadcaster.viewers.headers import UI_MESSAGES
+from broadcaster.viewers.opening import Viewing
+from broadcaster.viewers.response import Handed, raw_headers
+
+__all__ = ["FastViewers", "Opening"]
+
+
+def _later(*_: Any) -> None:
+    """The ``start`` of an ``Opening`` that is asked about again instead."""
+
+
+PREFIX, SUFFIX = b"/v1/streams/", b"/events"
+
+
+class FastViewers:
+    """``open`` for the app's protocol (``transport.fast.FastPath``); reads the app's
+    ``Viewing`` (its hub made by its lifespan) on each call, so it answers nothing before
+    start-up is over or after the drain."""
+
+    prefix = PREFIX
+
+    def __init__(self, app: Any, trusted: Trusted | None) -> None:
+        """``trusted``: how uvicorn's proxy headers middleware finds the client's address
+        behind a trusted proxy (``ask.Trusted``)."""
+        self.app = app
+        self.trusted = trusted
+        self.answered = 0
+        """Viewers answered so (a count the tests and the benches read)."""
+        self._shared: tuple[Any, ...] = (None,)
+        lines = raw_headers(tuple(UI_MESSAGES.items()))
+        self.head = b"".join(b"%s: %s\r\n" % pair for pair in lines)
+        """The SSE response's headers, as the route's response sends them."""
+
+    def open(
+        self,
+        path: bytes,
+        query: bytes | None,
+        headers: list[tuple[bytes, bytes]],
+        client: tuple[str, int] | None,
+        *,
+        settle: bool = True,
+    ) -> Opening | None:
+        """How to answer the request without the app, or None: the usual way. With
+        ``settle``, a viewer of a stream not watched here yet, or whose topic is settling,
+        may wait for it (``Opening.until``), then ask again without."""
+        if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
+            return None
+        viewing: Viewing | None = getattr(self.app.state, "viewing", None)
+        hub = viewing.hub if viewing is not None else None
+        if viewing is None or hub is None or hub.closing or viewing.cors:
+            # With CORS, the app's middleware has a say in every answer's headers (``Vary:
+            # Origin`` even without an ``Origin``): the app answers them all.
+            return None
+        stream_id = path[len(PREFIX) : -len(SUFFIX)].decode("latin-1")
+        if not names.is_stream_id(stream_id):
+            return None
+        ask = from_head(stream_id, query, headers, client, self.trusted)
+        if ask.compact or ask.caught_up or ask.reset_step:
+            # A compact replay is the log's to fold; marks, and the AI SDK 7's view
+            # (``chat.reset_step``), are the route's to send.
+            return None
+        decided = self._decide(viewing, hub, ask, turn=True)
+        if isinstance(decided, Later):
+            if decided.reason == TOPIC:
+                if not settle:
+                    return None
+                # Only its stream's topic is missing: wait for it (``Hub.when_settled``).
+                until = functools.partial(hub.when_settled, stream_id)
+                return Opening(self.head, 0.0, _later, until)
+            wait = decided.wait
+        elif isinstance(decided, Admit):
+            wait = 0.0
+        else:
+            return None  # a refusal (or a question) the app answers
+
+        def start(
+            send: Send, writer: Writer, conn: Connection
+        ) -> tuple[bytes, Callable[[], None]] | None:
+            admitted: Decision | None = decided
+            if wait:  # things change while it waits
+                admitted = self._decide(viewing, hub, ask, turn=False)
+            if not isinstance(admitted, Admit):
+                return None
+            return self._join(viewing, hub, ask, admitted, (send, writer, conn))
+
+        return Opening(self.head, wait, start)
+
+    def _decide(self, viewing: Viewing, hub: Hub, ask: ViewerAsk, *, turn: bool) -> Decision | None:
+        """``decide`` on ``ask`` as the route would, with what this path knows: a JWT
+        verified now (None: a key to fetch, or a refusal: the app's to say), whether the
+        topic here vouches for the resume point (a point without a history tag is the
+        log's to judge: the app's)."""
+        if hub.closing:
+            return None
+        verifier, grant = viewing.verifier, None
+        if verifier is not None and ask.token and tokens.shape(ask.token) == "jwt":
+            grant = verifier.grant_now(ask.token)
+            if grant is None:
+                return None
+        point = sse.parse_resume_point(ask.resume)
+        if point is None or (point[1] is None and point[0] != 0):
+            return None
+        vouched = hub.known(ask.stream_ids[0], point[0], point[1]) is not None
+        return decide(ask, viewing.state(grant, verifier=verifier, vouched=vouched, turn=turn))
+
+    def _join(
+        self,
+        viewing: Viewing,
+        hub: Hub,
+        ask: ViewerAsk,
+        admitted: Admit,
+        answer: tuple[Send, Writer, Connection],
+    ) -> tuple[bytes, Callable[[], None]] | None:
+        """The viewer joins its topic caught up, handed over (``response.Handed``)."""
+        send, writer, conn = answer
+        stream_id = ask.stream_ids[0]
+        joined = hub.join(
+            stream_id,
+            admitted.after,
+            admitted.tag,
+            writer,
+            subject=admitted.subject,
+            wants_presence=ask.presence,
+        )
+        if joined is None:
+            return None
+        sub, held = joined
+        shared = self._shared
+        if shared[0] is not hub:  # the same two methods for every viewer, not two each
+            shared = self._shared = (hub, hub.resume, hub.leave)
+        handed = Handed(
+            sub,
+            send,
+            writer,
+            shared[1],
+            shared[2],
+            viewing.settings.send_timeout,
+            stream_id,
+            viewing.cut_off,
+            viewing.slots.take(admitted.subject, ask.address).release,
+        )
+        handed.hold(conn)
+        if admitted.tag is not None:
+            viewing.resumed()
+        self.answered += 1
+        return viewing.retry_field() + held, handed.lost
