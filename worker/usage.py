@@ -56,13 +56,15 @@ class Tally:
         self.by_attempt[key] = self.by_attempt.get(key, 0) + usage.output_tokens
 
     def meta(self) -> dict[str, str]:
-        """The stream's metadata fields that keep the tally (none before any usage)."""
+        """The stream's metadata fields that keep the tally (none before any usage), and
+        the model that answered (what the user's usage is counted under)."""
         if self.usage is None:
             return {}
-        return {
+        kept = {
             "usage": json.dumps(self.usage.stored()),
             "usage_attempts": json.dumps(self.by_attempt),
         }
+        return kept | ({"model": self.model} if self.model else {})
 
     def finish_metadata(self) -> dict[str, Any]:
         """The ``finish`` event's ``messageMetadata``: the model and the usage, and after

@@ -22,9 +22,10 @@ events one chunk maps to, is known exactly, and a resume there re-opens it (``pr
   (content: the output's JSON, ``{"error": text}``, ``{"denied": true}``);
 - ``data-*``, ``tool-approval-request`` and anything else -> ``CUSTOM`` (``name`` the
   chunk's type, ``value`` its ``data``, or the chunk);
-- ``finish`` -> what is open closed, then ``RUN_FINISHED`` (outcome ``success``);
-  ``abort`` -> the same with outcome ``cancelled``; ``error`` -> ``RUN_ERROR`` (code
-  ``error``).
+- ``finish`` -> what is open closed, then ``RUN_FINISHED`` (outcome ``success``; with
+  the ``usage`` its ``messageMetadata`` reports, in the protocol's own ``TokenUsage``
+  shape, one entry for the model that answered); ``abort`` -> the same with outcome
+  ``cancelled``; ``error`` -> ``RUN_ERROR`` (code ``error``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from broadcaster.core.events import Usage
 
 AgEvent = dict[str, Any]
 
@@ -134,6 +137,28 @@ def prelude(state: Open) -> list[AgEvent]:
         {"type": "TOOL_CALL_START", "toolCallId": c, "toolCallName": name}
         for c, name in state.calls
     ]
+    return out
+
+
+def token_usage(metadata: Any) -> dict[str, Any] | None:
+    """A ``finish``'s ``messageMetadata.usage`` (the AI SDK's ``LanguageModelUsage``) as
+    AG-UI's ``TokenUsage``: ``inputTokens`` all input, ``cachedInputTokens`` (reads) and
+    ``cacheWriteInputTokens`` parts of it, ``reasoningTokens`` a part of
+    ``outputTokens``; with the ``model`` (and ``provider``) the metadata names."""
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("usage"), dict):
+        return None
+    usage = Usage.from_ai_sdk(metadata["usage"])
+    out: dict[str, Any] = {
+        "inputTokens": usage.input,
+        "outputTokens": usage.output,
+        "totalTokens": usage.total,
+        "reasoningTokens": usage.reasoning,
+        "cachedInputTokens": usage.cache_read,
+        "cacheWriteInputTokens": usage.cache_write,
+    }
+    for name in ("provider", "model"):
+        if isinstance(metadata.get(name), str):
+            out[name] = metadata[name]
     return out
 
 
@@ -304,12 +329,15 @@ class Mapper:
 
     def _finish(self, seq: int, c: dict[str, Any]) -> list[AgEvent]:
         outcome = {"type": "cancelled" if c.get("type") == "abort" else "success"}
-        finished = {
+        finished: AgEvent = {
             "type": "RUN_FINISHED",
             "threadId": self.thread_id,
             "runId": self.run_id,
             "outcome": outcome,
         }
+        usage = token_usage(c.get("messageMetadata"))
+        if usage is not None:
+            finished["usage"] = [usage]
         return [*self.state.closing(), finished]
 
     def _error(self, seq: int, c: dict[str, Any]) -> list[AgEvent]:

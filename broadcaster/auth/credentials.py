@@ -182,10 +182,12 @@ def mint_chat_token(
     sub: str | None = None,
     audience: str | None = None,
     uses: Collection[tokens.ChatUse] = CHAT_USES,
+    daily_tokens: int | None = None,
 ) -> tuple[str, int]:
     """An HS256 JWT that lets its holder ``uses`` chat ``chat_id`` for ``ttl_seconds``:
     ``read`` (its messages, stream, events and viewers), ``submit`` (and decide its
-    approvals), ``stop``; returns ``(token, expires_at)``."""
+    approvals), ``stop``; ``daily_tokens`` lowers its holder's daily token budget;
+    returns ``(token, expires_at)``."""
     issued = int(time.time() if now is None else now)
     named = [chat_id]
     token = tokens.mint_token(
@@ -197,6 +199,7 @@ def mint_chat_token(
         ttl_seconds=ttl_seconds,
         audience=audience,
         now=issued,
+        daily_tokens=daily_tokens,
     )
     return token, issued + ttl_seconds
 

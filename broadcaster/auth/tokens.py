@@ -7,14 +7,16 @@ against ``BROADCASTER_TOKEN_AUDIENCE``), ``sub`` (who holds it: what viewer coun
 and the ``broadcaster`` claim, what it opens::
 
     {"read": ["job-42", "jobs-user42-*"], "publish": [...], "cancel": [...],
-     "chat": [...], "chat_read": [...], "chat_submit": [...]}
+     "chat": [...], "chat_read": [...], "chat_submit": [...], "daily_tokens": 50000}
 
-each a list of stream ids, chat ids or Durable Streams paths; an entry ending in ``*`` is
+each right a list of stream ids, chat ids or Durable Streams paths; an entry ending in ``*`` is
 a prefix (``"jobs-user42-*"`` covers every name that starts with ``jobs-user42-``, and a
 subscription to that prefix or a longer one). A right or a claim that is absent grants
 nothing; keys of the claim this version does not know are ignored. A chat's rights:
 ``chat_read`` reads it, ``chat_submit`` submits to it, ``cancel`` stops it; ``chat``
-(what a backend holding the secret may mint) is all three.
+(what a backend holding the secret may mint) is all three. ``daily_tokens``, a
+non-negative integer, lowers the deployment's daily token budget for the token's holder
+(never raises it).
 
 **Algorithms.** HS256 with the deployment's secrets; RS256, ES256 and EdDSA with the keys
 of a JWKS. Nothing else, never ``none``. Each key verifies only its own algorithm (an
@@ -44,6 +46,8 @@ ALGORITHMS = frozenset({HMAC_ALGORITHM}) | ASYMMETRIC_ALGORITHMS
 """Every algorithm a token may be signed with; a token naming another is refused."""
 
 CLAIM = "broadcaster"
+BUDGET_CLAIM = "daily_tokens"
+"""The key of the claim that lowers its holder's daily token budget."""
 RIGHTS = ("read", "publish", "chat", "cancel", "chat_read", "chat_submit")
 Right = Literal["read", "publish", "chat", "cancel", "chat_read", "chat_submit"]
 ChatUse = Literal["read", "submit", "stop"]
@@ -105,6 +109,8 @@ class Grant:
     chat_submit: tuple[str, ...] = ()
     expires: float | None = field(default=None, compare=False)
     jti: str | None = field(default=None, compare=False)
+    daily_tokens: int | None = field(default=None, compare=False)
+    """The holder's daily token budget, when the token lowers the deployment's."""
 
     def entries(self, right: Right) -> tuple[str, ...]:
         entries: tuple[str, ...] = getattr(self, right)
@@ -128,6 +134,11 @@ class Grant:
         )
 
 
+def is_budget(value: Any) -> bool:
+    """Whether ``value`` may be a ``daily_tokens`` claim: a non-negative integer."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def grant_of(payload: Mapping[str, Any]) -> Grant:
     """The grant of a verified payload; InvalidToken for a malformed ``sub`` or claim."""
     subject = payload.get("sub")
@@ -142,10 +153,13 @@ def grant_of(payload: Mapping[str, Any]) -> Grant:
         if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
             raise InvalidToken(f"{CLAIM}.{right} must be a list of non-empty strings")
         rights[right] = tuple(entries)
+    budget = claim.get(BUDGET_CLAIM)
+    if budget is not None and not is_budget(budget):
+        raise InvalidToken(f"{CLAIM}.{BUDGET_CLAIM} must be a non-negative integer")
     exp, jti = payload.get("exp"), payload.get("jti")
     expires = float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
     jti = jti if isinstance(jti, str) and jti else None  # PyJWT refuses a jti of another type
-    return Grant(subject or None, **rights, expires=expires, jti=jti)
+    return Grant(subject or None, **rights, expires=expires, jti=jti, daily_tokens=budget)
 
 
 def header(token: str) -> tuple[str, str | None]:
@@ -267,17 +281,18 @@ def mint_token(
     ttl_seconds: int,
     audience: str | None = None,
     now: float | None = None,
+    daily_tokens: int | None = None,
 ) -> str:
     """An HS256 JWT, signed with ``secret`` (``BROADCASTER_TOKEN_SECRET``), that opens
     what it lists for ``ttl_seconds``: ``read``, ``publish``, ``chat``, ``cancel``,
     ``chat_read`` and ``chat_submit`` each name stream ids, chat ids or Durable Streams
     paths, an entry ending in ``*`` being a prefix. ``sub`` names the holder (viewer
     counts report it); ``audience`` must be ``BROADCASTER_TOKEN_AUDIENCE`` when the
-    deployment sets one. Any JWT library mints
-    the same token (docs/security.md)."""
+    deployment sets one; ``daily_tokens`` lowers the holder's daily token budget. Any JWT
+    library mints the same token (docs/security.md)."""
     if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds < 1:
         raise ValueError("ttl_seconds must be an integer >= 1")
-    claim: dict[str, list[str]] = {}
+    claim: dict[str, list[str] | int] = {}
     asked = {
         "read": read,
         "publish": publish,
@@ -294,6 +309,10 @@ def mint_token(
             raise ValueError(f"{right}: names are non-empty strings")
         if names:
             claim[right] = names
+    if daily_tokens is not None:
+        if not is_budget(daily_tokens):
+            raise ValueError(f"{BUDGET_CLAIM}: a non-negative integer")
+        claim[BUDGET_CLAIM] = daily_tokens
     issued = int(time.time() if now is None else now)
     payload: dict[str, Any] = {"iat": issued, "exp": issued + ttl_seconds, CLAIM: claim}
     payload["jti"] = secrets.token_urlsafe(12)  # names it for a revocation by id

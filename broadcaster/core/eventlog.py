@@ -180,13 +180,14 @@ _Entries = Sequence[tuple[bytes, dict[bytes, bytes]]]
 
 def _append_keys(stream_id: str) -> list[str]:
     """The append script's keys: the stream's, its group's webhook outbox, index and
-    waiting set, and its steering list."""
+    waiting set, its steering list, and its group's unsettled set."""
     return [
         *keys.stream_keys(stream_id),
         keys.outbox_key(stream_id),
         keys.names_key(stream_id),
         keys.waiting_key(stream_id),
         keys.steer_key(stream_id),
+        keys.unsettled_key(stream_id),
     ]
 
 

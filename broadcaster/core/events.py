@@ -1,7 +1,8 @@
 """The event vocabulary shared by producers and the front-end: what an event is, which
 types end a stream, and how an event object is turned into the one line of JSON that is
-stored in Redis and sent, byte for byte, as the SSE ``data`` field; and the strict JSON
-every parse of outside input goes through (``loads_strict``)."""
+stored in Redis and sent, byte for byte, as the SSE ``data`` field; what a generation's
+``finish`` says it used (``Usage``); and the strict JSON every parse of outside input goes
+through (``loads_strict``)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,99 @@ class Event:
     def json(self) -> dict[str, Any]:
         obj: dict[str, Any] = json.loads(self.data)
         return obj
+
+
+USAGE_KINDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+"""The kinds of tokens a usage counts, as the HTTP API, webhooks and metrics name them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """The tokens a generation's model calls used. ``input`` is all input, the cache's
+    reads and writes included (as the AI SDK counts it: Anthropic's ``input_tokens``
+    leaves them out); ``reasoning`` is part of ``output``."""
+
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
+
+    @property
+    def no_cache(self) -> int:
+        """Input neither read from nor written to a cache."""
+        return max(0, self.input - self.cache_read - self.cache_write)
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(*(a + b for a, b in zip(self.counts(), other.counts(), strict=True)))
+
+    def counts(self) -> tuple[int, int, int, int, int]:
+        """The counts in ``USAGE_KINDS``' order."""
+        return (self.input, self.output, self.cache_read, self.cache_write, self.reasoning)
+
+    def snake(self) -> dict[str, int]:
+        """As the HTTP API, webhooks and AG-UI's ``RUN_FINISHED`` carry it."""
+        return dict(zip(USAGE_KINDS, self.counts(), strict=True))
+
+    @classmethod
+    def from_snake(cls, value: Any) -> Usage:
+        """From ``snake``'s shape; what it lacks (usage stored before it had the cache's
+        kinds) counts 0, and anything that is not a count too."""
+        got = value if isinstance(value, dict) else {}
+        return cls(*(_count(got.get(kind)) for kind in USAGE_KINDS))
+
+    def ai_sdk(self) -> dict[str, Any]:
+        """The AI SDK's ``LanguageModelUsage``, as a ``finish`` event's
+        ``messageMetadata.usage`` carries it."""
+        return {
+            "inputTokens": self.input,
+            "inputTokenDetails": {
+                "noCacheTokens": self.no_cache,
+                "cacheReadTokens": self.cache_read,
+                "cacheWriteTokens": self.cache_write,
+            },
+            "outputTokens": self.output,
+            "outputTokenDetails": {
+                "textTokens": max(0, self.output - self.reasoning),
+                "reasoningTokens": self.reasoning,
+            },
+            "totalTokens": self.total,
+        }
+
+    @classmethod
+    def from_ai_sdk(cls, value: Any) -> Usage:
+        """From a ``LanguageModelUsage`` (what a worker's ``finish`` reports); a missing or
+        malformed count is 0, and the deprecated top-level ``cachedInputTokens`` and
+        ``reasoningTokens`` stand in for their details."""
+        got = value if isinstance(value, dict) else {}
+        inputs = got.get("inputTokenDetails")
+        outputs = got.get("outputTokenDetails")
+        inputs = inputs if isinstance(inputs, dict) else {}
+        outputs = outputs if isinstance(outputs, dict) else {}
+        return cls(
+            _count(got.get("inputTokens")),
+            _count(got.get("outputTokens")),
+            _count(inputs.get("cacheReadTokens", got.get("cachedInputTokens"))),
+            _count(inputs.get("cacheWriteTokens")),
+            _count(outputs.get("reasoningTokens", got.get("reasoningTokens"))),
+        )
+
+
+def _count(value: Any) -> int:
+    """A token count: a non-negative integer, else 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 2**53:
+        return 0
+    return int(value)
 
 
 MALFORMED_TEXT = "stored event %d of this stream is malformed"

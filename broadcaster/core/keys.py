@@ -77,6 +77,37 @@ def waiting_keys() -> list[str]:
     return [f"{PREFIX}:{{sg{g}}}:waiting" for g in range(SLOT_GROUPS)]
 
 
+def unsettled_key(stream_id: str) -> str:
+    """A sorted set per slot group: the generations of the group that ended and whose
+    usage is not yet added to their user's totals (``usage_key``), scored by their end
+    (ms). The append script that ends a generation adds it, in the same step; the one
+    front-end whose ``ZREM`` removes it adds the usage (``generations/ledger.py``)."""
+    return f"{PREFIX}:{{{_group(stream_id)}}}:unsettled"
+
+
+def unsettled_keys() -> list[str]:
+    """Every group's set of unsettled generations, for the sweep of those no wake named."""
+    return [f"{PREFIX}:{{sg{g}}}:unsettled" for g in range(SLOT_GROUPS)]
+
+
+UNSETTLED_MAX = 100_000
+"""Generations a group's unsettled set holds at most (the oldest are dropped beyond):
+without a front-end to settle them, the set is bounded all the same."""
+
+
+def _user_tag(user: str) -> str:
+    # A hash: a user name may hold any character, and a key must keep one hash tag.
+    return "u" + hashlib.sha256(user.encode()).hexdigest()[:16]
+
+
+def usage_key(user: str, day: str) -> str:
+    """A hash: what one user's generations used on one UTC day (``YYYY-MM-DD``), per
+    provider, model and kind of token, and ``total`` (input and output, what a budget
+    counts). Every day of a user shares the user's own hash tag, so a report of many
+    days is one slot's pipeline."""
+    return f"{PREFIX}:{{{_user_tag(user)}}}:usage:{day}"
+
+
 def steer_key(stream_id: str) -> str:
     """A list: the chat messages sent to a running generation to steer it (``multitask``
     ``steer``), JSON each, oldest first. The worker records them in the stream and drops
@@ -278,6 +309,9 @@ WAIT_SWEEP_LOCK = f"{PREFIX}:{JOBS_TAG}:waitsweep"
 
 CHAT_PUMP_LOCK = f"{PREFIX}:{JOBS_TAG}:chatpump"
 """Held for a round by the front-end that starts chats' queued messages."""
+
+SETTLE_SWEEP_LOCK = f"{PREFIX}:{JOBS_TAG}:settlesweep"
+"""Held for a round by the front-end that settles ended generations no wake named."""
 """Held (``SET NX PX``) by the front-end that looks for overdue jobs this round, so that
 one front-end, not every one, does the looking."""
 

@@ -19,6 +19,10 @@ events it writes.
   that fences a lapsed owner, renewed, handed back.
 - ``waiting``: what the one append that leaves a generation waiting for a person writes
   (the Python worker's and the HTTP workers').
+- ``ledger``: what each user's generations used, day by day and model by model, each
+  ended generation settled into it once (its script in ``scripts/``).
+- ``settling``: a front-end's settling of ended generations' usage: at once when a wake
+  says one ended, and by a sweep for those no wake named.
 
 May import: ``broadcaster.core``.
 """

@@ -28,6 +28,7 @@ from typing import Any, cast
 
 from broadcaster.core import keys, names
 from broadcaster.core.eventlog import StaleWriter, StreamEnded, StreamNotFound, WrongKind
+from broadcaster.core.events import Usage
 from broadcaster.generations import waiting
 from broadcaster.generations.jobs import Job, JobQueue
 from broadcaster.generations.lifecycle import Claim, Generations, Held
@@ -48,6 +49,10 @@ MAX_WAITING = 64
 """Claims one process lets wait at once (``Busy`` beyond): each holds a connection of
 the command pool for a slice at a time."""
 _TERMINAL = frozenset({"finish", "error", "abort"})
+
+MAX_MODEL_CHARS = 200
+"""The longest model a ``finish`` may name for the generation's record (a request's own
+model is no longer)."""
 
 
 class Busy(Exception):
@@ -300,6 +305,8 @@ class Leases:
         after: int,
         events: list[dict[str, Any]],
         wait: Wait | None = None,
+        *,
+        usage: dict[str, Any] | None = None,
     ) -> tuple[int, bool, Signals]:
         """Append ``events`` if ``token`` owns ``gid`` and the stream is at ``after``:
         (the seq of the last, whether they were there already, the signals). The same
@@ -308,12 +315,14 @@ class Leases:
         they leave the list in the same step; a terminal event ends the job. With a
         ``wait``, the batch ends with a ``tool-approval-request`` per call asked about
         and the generation waits for a person (``waiting``): the job is over for this
-        lease, and comes back through a claim once decided."""
+        lease, and comes back through a claim once decided. What the generation used
+        is stored with its end (``reported``)."""
         lease = parse_token(token)
         if lease is None:
             raise Fenced
         own = events
         events, meta, extras = _with_wait(gid, after, own, wait)
+        meta = reported(events[-1], usage) or meta
         text = "".join(
             e["delta"]
             for e in events
@@ -375,6 +384,24 @@ class Leases:
         if not await self.generations.release(gid, token):
             raise Fenced
         await self._queue(lease.provider).hand_back(lease.job(gid))
+
+
+def reported(last: dict[str, Any], usage: dict[str, Any] | None) -> dict[str, str] | None:
+    """The metadata a batch that ends with ``last`` stores of what the generation used:
+    ``usage`` (the AI SDK's shape), else its ``finish``'s ``messageMetadata.usage``, in
+    the API's shape; and the model its ``finish`` names. None when it reports nothing."""
+    if last.get("type") not in _TERMINAL:
+        return None
+    metadata = last.get("messageMetadata") if last.get("type") == "finish" else None
+    metadata = metadata if isinstance(metadata, dict) else {}
+    said = usage if usage is not None else metadata.get("usage")
+    meta = {}
+    if isinstance(said, dict):
+        meta["usage"] = json.dumps(Usage.from_ai_sdk(said).snake())
+    model = metadata.get("model")
+    if isinstance(model, str) and 0 < len(model) <= MAX_MODEL_CHARS:
+        meta["model"] = model
+    return meta or None
 
 
 def _with_wait(

@@ -44,6 +44,17 @@ class Held(Exception):
         self.stream_id = stream_id
 
 
+NAMED = ("user", "chat_id", "provider", "model")
+"""The request's fields a generation's metadata holds beside it, each on its own: who it
+is for and what it asked, which its end's webhook and its usage's settling read without
+parsing the request."""
+
+
+def named(request: dict[str, Any]) -> list[str]:
+    """``NAMED``'s fields of ``request`` that it has, as field and value pairs."""
+    return [part for n in NAMED if isinstance(v := request.get(n), str) and v for part in (n, v)]
+
+
 DEFAULT_LEASE_S = 15.0
 """A hold older than this is lapsed (``WORKER_LEASE_SECONDS``'s default): its worker was lost."""
 
@@ -76,6 +87,7 @@ class Generations:
                 url,
                 self.log.channel(stream_id),
                 self.log.publish,
+                *named(request),
             ],
         )
         return bool(created)

@@ -28,7 +28,7 @@ from typing import Any
 from broadcaster.core import keys, tracing
 from broadcaster.core.logconfig import current_stream
 from broadcaster.generations.jobs import JobQueue
-from broadcaster.generations.lifecycle import Generations
+from broadcaster.generations.lifecycle import Generations, named
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +144,8 @@ async def start(
     await jobs.starting(stream_id)
     if created:
         request = json.dumps(job, separators=(",", ":"))
-        await generations.log.redis.hset(keys.meta_key(stream_id), "request", request)
+        fields = ["request", request, *named(job)]
+        await generations.log.redis.hset(keys.meta_key(stream_id), items=fields)
     else:
         try:
             await create(generations, stream_id, job)

@@ -12,7 +12,9 @@ authorizes, calls its capability and answers.
   scoped to its caller, claimed and settled.
 - ``minting``: the answer of a token route: a token for a stream or a chat, with the
   lifetime, holder and (a chat's) uses its body asks for, never a use the key lacks.
-- ``access``: who may do what, as route dependencies (keys, tokens, rates).
+- ``access``: who may do what, as route dependencies (keys, tokens, rates), and who a
+  request is for (``caller``: a generation's user).
+- ``budgets``: a user's daily token budget, checked before a generation starts.
 - ``stream_ids``: stream ids (and Durable Streams paths) in paths, checked before
   anything else.
 - ``bodies``: reading request bodies, bounded as they stream in, strict JSON.

@@ -268,6 +268,27 @@ async def submit_rate(request: Request, key: KeyDep) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a request that starts generations is for (their user: what their usage is
+    counted under), and the daily token budget its token sets, if it sets one."""
+
+    user: str | None
+    daily_tokens: int | None = None
+
+
+async def caller(request: Request) -> Caller:
+    """After the access check: a JWT's ``sub`` (a token that names none is its own user,
+    as its rates count it), else the API key's name; nobody without either (no keys
+    configured)."""
+    cached: tuple[str, Grant] | None = getattr(request.state, "token_grant", None)
+    if cached is not None:
+        token, grant = cached
+        return Caller(grant.subject or token_rate_name(grant, token), grant.daily_tokens)
+    key = await presented_key(request)
+    return Caller(key.name if key is not None else None)
+
+
 def producer(right: str) -> list[Any]:
     """The ``dependencies=`` of a producer's route: the key and its right, then its rate."""
     return [Depends(ApiKeyRight(right)), Depends(rate_limit)]

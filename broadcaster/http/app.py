@@ -35,6 +35,7 @@ from broadcaster.http.routes import (
     health,
     streams,
     tokens,
+    usage,
     worker,
 )
 from broadcaster.http.settings import Settings
@@ -106,6 +107,7 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
         durable,
         agui_routes,
         worker,
+        usage,
     ):
         app.include_router(module.router)
     openapi_finish.with_stream_ids(app, names.STREAM_ID_PATTERN)

@@ -18,7 +18,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Histogram
 
 from broadcaster.core import contain
+from broadcaster.core.events import USAGE_KINDS
 from broadcaster.generations.jobs import JobQueue, oldest_untaken_age
+from broadcaster.generations.ledger import Settled
 from broadcaster.viewers.proxies import UNTRUSTED
 from broadcaster.webhooks.metrics import LATENCY_BUCKETS
 
@@ -71,18 +73,7 @@ class FrontendMetrics:
             "Delta events folded away by compact replays (?compact=1, the chat routes)",
         )
         self._process(r)
-        self.occupied = c(
-            "broadcaster_streams_occupied_total",
-            "Streams that got their first viewer (on any front-end), seen by this one",
-        )
-        self.vacated = c(
-            "broadcaster_streams_vacated_total",
-            "Streams that lost their last viewer (on any front-end), seen by this one",
-        )
-        self.cut_off = c(
-            "broadcaster_slow_viewers_cut_off_total",
-            "Viewers disconnected because their socket accepted nothing",
-        )
+        self._viewers(r)
         self.redis_read = Histogram(
             "broadcaster_redis_read_seconds",
             "Latency of a Redis read viewers wait for: a replay page (XRANGE), or the "
@@ -97,6 +88,46 @@ class FrontendMetrics:
         )
         self._latencies(r)
         self._deployment(r, max_connections)
+        self._usage(r)
+
+    def _viewers(self, r: CollectorRegistry) -> None:
+        """Streams that got or lost viewers, and viewers cut off."""
+        self.occupied = Counter(
+            "broadcaster_streams_occupied_total",
+            "Streams that got their first viewer (on any front-end), seen by this one",
+            registry=r,
+        )
+        self.vacated = Counter(
+            "broadcaster_streams_vacated_total",
+            "Streams that lost their last viewer (on any front-end), seen by this one",
+            registry=r,
+        )
+        self.cut_off = Counter(
+            "broadcaster_slow_viewers_cut_off_total",
+            "Viewers disconnected because their socket accepted nothing",
+            registry=r,
+        )
+
+    def _usage(self, r: CollectorRegistry) -> None:
+        self.tokens = Counter(
+            "broadcaster_tokens_total",
+            "Tokens of ended generations, by kind (input_tokens: all input, the cache's "
+            "reads and writes included; reasoning_tokens: part of output_tokens), provider "
+            "and model; each generation counted by the one front-end that settled it",
+            ["kind", "provider", "model"],
+            registry=r,
+        )
+        self._models: set[tuple[str, str]] = set()
+
+    def usage_settled(self, settled: Settled) -> None:
+        """A generation's usage, settled by this front-end (``generations/settling.py``).
+        Beyond ``MAX_MODEL_LABELS`` models, a new one is counted as ``(other)``."""
+        named = (settled.provider, settled.model)
+        if named not in self._models and len(self._models) >= MAX_MODEL_LABELS:
+            named = (settled.provider, "(other)")
+        self._models.add(named)
+        for kind, count in zip(USAGE_KINDS, settled.usage.counts(), strict=True):
+            self.tokens.labels(kind, *named).inc(count)
 
     def _latencies(self, r: CollectorRegistry) -> None:
         self.append_to_write = Histogram(
@@ -202,6 +233,10 @@ class FrontendMetrics:
 
 
 APPROVAL_DECISIONS = ("approved", "denied", "expired")
+
+MAX_MODEL_LABELS = 100
+"""Provider and model pairs ``broadcaster_tokens_total`` names apart, per process: a
+label set per model that requests name must stay bounded."""
 
 
 class GcPauses:

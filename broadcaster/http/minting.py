@@ -24,8 +24,9 @@ _TTL_BODY_LIMIT = 4096
 
 STREAM_FIELDS = frozenset({"ttl_seconds", "sub"})
 """What a viewer token's body may name; any other field is 422."""
-CHAT_FIELDS = STREAM_FIELDS | {"rights"}
-"""What a chat token's body may name: also ``rights``, the uses the token carries."""
+CHAT_FIELDS = STREAM_FIELDS | {"rights", "daily_tokens"}
+"""What a chat token's body may name: also ``rights``, the uses the token carries, and
+``daily_tokens``, its holder's daily token budget (below the deployment's)."""
 USE_RIGHTS: dict[tokens.ChatUse, str] = {"read": "tokens", "submit": "generate", "stop": "cancel"}
 """The key right each use of a chat token needs, besides ``tokens``."""
 
@@ -37,6 +38,7 @@ class Asked:
     ttl: int
     sub: str | None
     rights: tuple[tokens.ChatUse, ...] | None = None
+    daily_tokens: int | None = None
 
 
 async def minted_viewer(
@@ -63,7 +65,13 @@ async def minted_chat(
     held = key.rights if key is not None else None  # no keys configured: every use
     uses = _uses(asked.rights, held)
     token, expires = credentials.mint_chat_token(
-        secret, chat_id, asked.ttl, sub=asked.sub, audience=access.audience, uses=uses
+        secret,
+        chat_id,
+        asked.ttl,
+        sub=asked.sub,
+        audience=access.audience,
+        uses=uses,
+        daily_tokens=asked.daily_tokens,
     )
     return JSONResponse({"chat_token": token, "token_expires_at": expires, "rights": list(uses)})
 
@@ -114,7 +122,7 @@ async def requested(request: Request, settings: Settings, fields: frozenset[str]
             "invalid_request",
             f"unknown field {unknown[0][:40]!r}: the body may name {', '.join(sorted(fields))}",
         )
-    return Asked(_ttl(body, settings), _sub(body), _rights(body.get("rights")))
+    return Asked(_ttl(body, settings), _sub(body), _rights(body.get("rights")), _budget(body))
 
 
 def _ttl(body: dict[str, Any], settings: Settings) -> int:
@@ -133,6 +141,13 @@ def _sub(body: dict[str, Any]) -> str | None:
     if sub is not None and (not isinstance(sub, str) or not 1 <= len(sub) <= most):
         raise ApiError(422, "invalid_request", f"sub: a string of 1 to {most} characters")
     return sub
+
+
+def _budget(body: dict[str, Any]) -> int | None:
+    value = body.get(tokens.BUDGET_CLAIM)
+    if value is not None and not tokens.is_budget(value):
+        raise ApiError(422, "invalid_request", "daily_tokens: a non-negative integer")
+    return value
 
 
 def _rights(value: Any) -> tuple[tokens.ChatUse, ...] | None:

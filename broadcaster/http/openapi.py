@@ -32,8 +32,42 @@ class ErrorBody(BaseModel):
 
 
 class Usage(BaseModel):
+    """What a generation's model calls used: ``input_tokens`` is all input (the cache's
+    reads and writes included), ``reasoning_tokens`` a part of ``output_tokens``."""
+
     input_tokens: int
     output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+
+
+class ModelUsage(Usage):
+    """One provider and model's share of a day of ``GET /v1/usage``."""
+
+    provider: str
+    model: str
+    generations: int
+    total_tokens: int
+    """Input and output: what a daily budget counts."""
+
+
+class DayUsage(BaseModel):
+    date: str
+    """The UTC day, ``YYYY-MM-DD``."""
+    total_tokens: int
+    models: list[ModelUsage]
+
+
+class UsageReport(BaseModel):
+    """``200`` of ``GET /v1/usage``: a user's generations, day by day and model by model."""
+
+    user: str
+    days: list[DayUsage]
+    """Each day asked for, oldest first (a day nothing ended on has no models)."""
+    total: Usage
+    total_tokens: int
+    generations: int
 
 
 class GenerationCreated(BaseModel):
@@ -331,6 +365,12 @@ CHAT_TOKEN_BODY = json_body(
                 "items": {"enum": ["read", "submit", "stop"]},
                 "description": "the uses the token carries (default: every use the key "
                 "may hand out); submit needs the key's generate, stop its cancel",
+            },
+            "daily_tokens": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "the holder's daily token budget, when below the "
+                "deployment's (BROADCASTER_DAILY_TOKEN_BUDGET)",
             },
         },
         "additionalProperties": False,

@@ -58,6 +58,11 @@ class AppendBody(BaseModel):
     ``tool-approval-request`` for each, and the generation waits holding no worker (this
     lease is over); once decided, a claim hands the job out again with the decisions in
     its ``events`` (``data-approval``). No terminal chunk with it."""
+    usage: dict[str, Any] | None = None
+    """What the generation's model calls used, all of them, in the AI SDK's
+    ``LanguageModelUsage`` shape (``inputTokens``: all input, the cache's reads and writes
+    included; ``inputTokenDetails``, ``outputTokens``, ``outputTokenDetails``); only with
+    a terminal chunk. A ``finish`` whose ``messageMetadata.usage`` says it needs none."""
 
 
 MAX_ASKS = 64

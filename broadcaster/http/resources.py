@@ -37,8 +37,10 @@ from broadcaster.fanout.wakes import Wakes
 from broadcaster.generations.idempotency import Idempotency
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.leases import Leases
+from broadcaster.generations.ledger import Ledger
 from broadcaster.generations.lifecycle import Generations
 from broadcaster.generations.overdue import OverdueJobs
+from broadcaster.generations.settling import Settler
 from broadcaster.http.metrics import FrontendMetrics, GcPauses
 from broadcaster.http.offloop import Offloop
 from broadcaster.http.settings import Settings
@@ -84,6 +86,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
             app.state.hub = hub
             app.state.viewing.started(hub, event_log)
             app.state.jobs = JobQueue(redis)
+            app.state.ledger = Ledger(redis, settings.usage_retention_days)
             chat_ttl = keys.chat_ttl(settings.idle_ttl_seconds, settings.ended_ttl_seconds)
             app.state.chats = Chats(redis, chat_ttl, durability)
             app.state.idempotency = Idempotency(
@@ -174,8 +177,8 @@ def _sweepers(
 ) -> list[asyncio.Task[None]]:
     """The loops every front-end runs, each doing its round under a lock of its own:
     overdue generations ended, expired approvals denied, chats' waiting messages
-    started; the last two, and the followers of chats' streams, woken by the wake
-    channels (``fanout/wakes.py``), not polling."""
+    started, ended generations' usage settled; the last three, and the followers of
+    chats' streams, woken by the wake channels (``fanout/wakes.py``), not polling."""
     overdue = OverdueJobs(app.state.jobs, event_log, settings.queued_timeout_seconds)
     app.state.approvals = Approvals(event_log, app.state.jobs)
     app.state.approvals.on_decided = app.state.metrics.approval_decided
@@ -188,10 +191,11 @@ def _sweepers(
         admission=settings.admission,
     )
     app.state.chat_followers = ChatFollowers()
+    settler = Settler(app.state.ledger, app.state.metrics.usage_settled)
     wakes = Wakes(
         resolver,
         event_log.db,
-        [pump, app.state.approvals, app.state.chat_followers],
+        [pump, app.state.approvals, app.state.chat_followers, settler],
         probe_seconds=settings.pubsub_probe_seconds,
     )
     return [
@@ -199,6 +203,7 @@ def _sweepers(
         asyncio.create_task(overdue.run(), name="overdue-jobs"),
         asyncio.create_task(app.state.approvals.run(), name="expired-approvals"),
         asyncio.create_task(pump.run(), name="chat-pump"),
+        asyncio.create_task(settler.run(), name="settle-usage"),
     ]
 
 
@@ -257,6 +262,11 @@ async def get_leases(request: Request) -> Leases:
     return leases
 
 
+async def get_ledger(request: Request) -> Ledger:
+    ledger: Ledger = request.app.state.ledger
+    return ledger
+
+
 async def get_jobs(request: Request) -> JobQueue:
     jobs: JobQueue = request.app.state.jobs
     return jobs
@@ -269,6 +279,7 @@ EventLogDep = Annotated[EventLog, Depends(get_event_log)]
 GenerationsDep = Annotated[Generations, Depends(get_generations)]
 HubDep = Annotated[Hub, Depends(get_hub)]
 JobsDep = Annotated[JobQueue, Depends(get_jobs)]
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 LeasesDep = Annotated[Leases, Depends(get_leases)]
 ChatsDep = Annotated[Chats, Depends(get_chats)]
 ApprovalsDep = Annotated[Approvals, Depends(get_approvals)]

@@ -227,6 +227,15 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     """Generations one API key, or one token subject, may start per minute (a chat
     submit, an AG-UI run, ``POST /v1/generations``), shared by all front-ends; beyond,
     429 ``rate_limited`` with Retry-After (0: off). Within ``rate_limit_per_minute``."""
+    daily_token_budget: int = Field(0, ge=0)
+    """Tokens (input, the cache's reads and writes included, and output) one user may use
+    per UTC day: a chat submit, an AG-UI run or ``POST /v1/generations`` from a user at
+    or over it is 429 ``budget_exhausted`` with ``Retry-After`` to midnight UTC; an
+    answer running when it is crossed finishes (0: no budget). A user is a token's
+    ``sub`` (a token naming none is its own user) or an API key's name; a token's
+    ``daily_tokens`` claim lowers it for its holder (docs/cost.md)."""
+    usage_retention_days: int = Field(35, ge=1, le=3660)
+    """Days each user's daily usage (``GET /v1/usage``) is kept after the day ends."""
     max_connections_per_subject: int = Field(100, ge=0)
     """Open SSE responses and Durable Streams long-polls of one token subject (a JWT's
     ``sub``); beyond, 429 ``too_many_connections`` with Retry-After (0: no limit). Tokens

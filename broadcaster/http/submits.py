@@ -32,6 +32,7 @@ from broadcaster.chat.convert import (
 from broadcaster.generations.request import Defaults, RequestInvalid
 from broadcaster.http.access import check_chat, credential_first, presented_key, submit_rate
 from broadcaster.http.bodies import offloop, read_json_sized
+from broadcaster.http.budgets import with_user, within_budget
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import get_chats, get_event_log
 from broadcaster.http.settings import Settings
@@ -75,16 +76,19 @@ def counted(body: Any, limit: int) -> None:
 
 async def read_submit(request: Request, settings: Settings, defaults: Defaults) -> Submit:
     """A ``POST /v1/chat`` body, read as the module says; the chat it names opened for
-    ``submit`` (``access.check_chat``)."""
+    ``submit`` (``access.check_chat``), within its user's rate and budget (its request
+    names the user: ``budgets.within_budget``)."""
     await credential_first(request, "submit")
     raw, size = await read_json_sized(request, settings.chat_max_body_bytes)
     body = parsed(partial(with_chat_id, new_id=new_stream_id), raw)
     counted(body, settings.chat_max_messages)
     await check_chat(request, body["id"], "submit")
     await submit_rate(request, await presented_key(request))
+    user = await within_budget(request)
     pool = offloop(request)
     chat = await pool.run_sized(size, parsed, parse_body, body)
     job = await _converted(request, chat, defaults, size)
+    job = None if job is None else with_user(job, user)
     # The record keeps the messages as sent, but with the results the record gave them.
     messages = await pool.run_sized(size, _dumped, chat) if claimed_results(chat) else None
     return Submit(raw, body, chat, job, body["messages"] if messages is None else messages)

@@ -1,7 +1,8 @@
 """A webhook's body, composed from the raw fields of an outbox entry (pure).
 
 The append script stores what it knows when a stream ends (the terminal event, the
-metadata's usage, error and times) and nothing about the wire format: the body is made
+metadata's usage, error and times, who the generation is for and what it ran) and nothing
+about the wire format: the body is made
 here, once, when the entry is moved into the deliveries, so every attempt and a replay
 send the very same bytes under the same ``webhook-id``.
 """
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from broadcaster.core.events import STATUS_BY_TERMINAL
+from broadcaster.core.events import STATUS_BY_TERMINAL, Usage
 
 GENERATION_FINISHED = "generation.finished"
 STREAM_ENDED = "stream.ended"
@@ -93,7 +94,8 @@ def _event(raw: dict[str, str]) -> tuple[str, dict[str, Any], str]:
 
 
 def generation_finished(raw: dict[str, str]) -> dict[str, Any]:
-    """``generation.finished``: how it ended, what it cost, when."""
+    """``generation.finished``: how it ended, what it cost, when, for whom (its chat, and
+    its user: a token's ``sub`` or an API key's name), and what ran it."""
     terminal = raw["type"]
     event = json.loads(raw["event"])
     if terminal == "finish":
@@ -103,26 +105,32 @@ def generation_finished(raw: dict[str, str]) -> dict[str, Any]:
     else:
         reason = "error"
     error = raw.get("error") or (event.get("errorText") if terminal == "error" else None)
+    metadata = event.get("messageMetadata") if terminal == "finish" else None
+    metadata = metadata if isinstance(metadata, dict) else {}
+    model = metadata.get("model")
     return {
         "id": raw["stream"],
         "status": STATUS_BY_TERMINAL[terminal],
         "finish_reason": reason,
-        "usage": _usage(raw.get("usage", "")),
+        "usage": _usage(raw.get("usage", ""), metadata.get("usage")),
         "error": error or None,
         "created_at": iso(raw.get("created_at", "")),
         "finished_at": iso(raw["at"]),
         "last_event_id": int(raw["seq"]),
+        "chat_id": raw.get("chat_id") or None,
+        "user": raw.get("user") or None,
+        "provider": raw.get("provider") or None,
+        "model": model if isinstance(model, str) and model else raw.get("model") or None,
     }
 
 
-def _usage(text: str) -> dict[str, int] | None:
-    if not text:
-        return None
-    usage = json.loads(text)
-    return {
-        "input_tokens": int(usage.get("input_tokens", 0)),
-        "output_tokens": int(usage.get("output_tokens", 0)),
-    }
+def _usage(stored: str, finish: Any) -> dict[str, int] | None:
+    """The usage the generation's metadata holds, else the one its ``finish`` reports."""
+    if stored:
+        return Usage.from_snake(json.loads(stored)).snake()
+    if isinstance(finish, dict):
+        return Usage.from_ai_sdk(finish).snake()
+    return None
 
 
 def stream_ended(raw: dict[str, str]) -> dict[str, Any]:

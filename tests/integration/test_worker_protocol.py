@@ -399,3 +399,45 @@ def test_only_a_key_with_the_work_right_opens_the_worker_routes(
             assert made.status_code == 403
     finally:
         fe.stop()
+
+
+def test_a_worker_reports_its_usage_with_its_terminal_event(
+    stack: Stack, api: httpx.Client
+) -> None:
+    usage = {
+        "inputTokens": 1200,
+        "inputTokenDetails": {
+            "noCacheTokens": 100,
+            "cacheReadTokens": 1000,
+            "cacheWriteTokens": 100,
+        },
+        "outputTokens": 40,
+        "outputTokenDetails": {"textTokens": 30, "reasoningTokens": 10},
+        "totalTokens": 1240,
+    }
+    gid = start(api, "proto-usage")
+    job = claim(api, "proto-usage")
+    finish = {"type": "finish", "messageMetadata": {"model": "my-model-1", "usage": usage}}
+    assert append(api, job, 0, [*OPENING, *ENDING[:-1], finish]).status_code == 200
+    status = api.get(f"/v1/generations/{gid}").json()
+    assert status["usage"] == {
+        "input_tokens": 1200,
+        "output_tokens": 40,
+        "cache_read_tokens": 1000,
+        "cache_write_tokens": 100,
+        "reasoning_tokens": 10,
+    }
+    assert status["model"] == "my-model-1"
+    # Beside an error: the body's usage.
+    gid = start(api, "proto-usage")
+    job = claim(api, "proto-usage")
+    failed = [*OPENING, {"type": "error", "errorText": "the model broke"}]
+    body = {"lease": job["lease"], "after": 0, "events": failed, "usage": {"inputTokens": 9}}
+    assert api.post(f"/v1/worker/jobs/{gid}/events", json=body).status_code == 200
+    assert api.get(f"/v1/generations/{gid}").json()["usage"]["input_tokens"] == 9
+    # Not beside a chunk that does not end the generation.
+    gid = start(api, "proto-usage")
+    job = claim(api, "proto-usage")
+    body = {"lease": job["lease"], "after": 0, "events": OPENING, "usage": {"inputTokens": 9}}
+    refused = api.post(f"/v1/worker/jobs/{gid}/events", json=body)
+    assert (refused.status_code, refused.json()["error"]) == (422, "invalid_request")

@@ -424,3 +424,30 @@ def test_a_viewer_on_a_private_translation_rejoins_the_shared_one() -> None:
     viewer.translation = own
     assert viewer.direct(b"id: 2\nevent: text-delta\ndata: " + delta + b"\n\n") is not None
     assert viewer.translation is shared  # seq 2 was the shared one's: back on it
+
+
+def test_run_finished_carries_the_usage_in_ag_ui_s_own_shape() -> None:
+    usage = {
+        "inputTokens": 120,
+        "inputTokenDetails": {"noCacheTokens": 10, "cacheReadTokens": 100, "cacheWriteTokens": 10},
+        "outputTokens": 30,
+        "outputTokenDetails": {"textTokens": 22, "reasoningTokens": 8},
+        "totalTokens": 150,
+    }
+    finish = {"type": "finish", "messageMetadata": {"model": "claude-x", "usage": usage}}
+    events = [e for chunk in mapped([*GENERATION[:-1], finish]) for e in chunk]
+    verify(events)
+    assert events[-1]["usage"] == [
+        {
+            "inputTokens": 120,
+            "outputTokens": 30,
+            "totalTokens": 150,
+            "reasoningTokens": 8,
+            "cachedInputTokens": 100,
+            "cacheWriteInputTokens": 10,
+            "model": "claude-x",
+        }
+    ]
+    parsed = agui_events().validate_python(events[-1])
+    assert parsed.usage[0].cached_input_tokens == 100
+    assert "usage" not in mapped(GENERATION)[-1][-1]  # a finish that reports none

@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from broadcaster.core.events import Usage
 from broadcaster.core.names import origin_of
 from broadcaster.generations.request import Defaults, RequestInvalid, validate_request
 from broadcaster.webhooks.compose import DEPLOYMENT, deliveries, webhook_id
@@ -48,11 +49,16 @@ def body_of(raw: dict[str, str]) -> dict[str, object]:
 
 
 def test_generation_finished_completed() -> None:
+    usage = {"input_tokens": 112, "output_tokens": 30, "cache_read_tokens": 90}
     raw = end_entry(
         "generation",
         "finish",
-        {"finishReason": "stop"},
-        usage='{"input_tokens": 12, "output_tokens": 30}',
+        {"finishReason": "stop", "messageMetadata": {"model": "claude-x-20250101"}},
+        usage=json.dumps(usage | {"cache_write_tokens": 10, "reasoning_tokens": 4}),
+        user="alice",
+        chat_id="chat-7",
+        provider="anthropic",
+        model="claude-x",
     )
     assert body_of(raw) == {
         "type": "generation.finished",
@@ -61,13 +67,36 @@ def test_generation_finished_completed() -> None:
             "id": "gen-1",
             "status": "completed",
             "finish_reason": "stop",
-            "usage": {"input_tokens": 12, "output_tokens": 30},
+            "usage": usage | {"cache_write_tokens": 10, "reasoning_tokens": 4},
             "error": None,
             "created_at": "2023-11-14T22:13:20.000+00:00",
             "finished_at": "2023-11-14T22:13:20.123+00:00",
             "last_event_id": 42,
+            "chat_id": "chat-7",
+            "user": "alice",
+            "provider": "anthropic",
+            "model": "claude-x-20250101",
         },
     }
+
+
+def test_generation_finished_of_an_older_entry() -> None:
+    """An entry written before the usage had the cache's kinds, and named nobody."""
+    raw = end_entry("generation", "finish", {}, usage='{"input_tokens":1,"output_tokens":2}')
+    data = body_of(raw)["data"]
+    assert isinstance(data, dict)
+    assert data["usage"] == Usage(input=1, output=2).snake()  # the cache's kinds as 0
+    assert (data["chat_id"], data["user"], data["provider"], data["model"]) == (None,) * 4
+
+
+def test_generation_finished_takes_the_finish_usage_when_none_is_stored() -> None:
+    usage = {"inputTokens": 50, "outputTokens": 7, "inputTokenDetails": {"cacheReadTokens": 40}}
+    usage |= {"outputTokenDetails": {"reasoningTokens": 3}}
+    raw = end_entry("generation", "finish", {"messageMetadata": {"usage": usage}}, model="m")
+    data = body_of(raw)["data"]
+    assert isinstance(data, dict)
+    assert data["usage"] == Usage(input=50, output=7, cache_read=40, reasoning=3).snake()
+    assert data["model"] == "m"
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,9 @@
 -- "outbox": [type, data] queues that webhook event too; "zadd": a deadline (ms) puts the
 -- stream in its group's waiting set, "zrem": takes it out; "ltrim": n drops the first n
 -- steering messages (the ones this batch records). All under the stream's own hash tag.
--- KEYS: log, meta, text, outbox, names, waiting set, steering list. ARGV: see
+-- A generation's end also puts it in its group's unsettled set (keys.unsettled_key), for a
+-- front-end to add its usage to its user's totals.
+-- KEYS: log, meta, text, outbox, names, waiting set, steering list, unsettled set. ARGV: see
 -- EventLog.append (log.py). Returns {status, seq}, and the messages it did not publish
 -- ({channel, message, ...}) when ARGV[11] names no publish command.
 -- First of all, as log.py would (names.py): INVALID, with nothing read or written, for a
@@ -16,7 +18,7 @@
 -- [a-z0-9][a-z0-9-]{0,63}, or data holding a line break. The type and the data become the
 -- "event:" and "data:" lines of the frames published below: no caller may split one.
 local log, meta, text, outbox, names = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local waiting, steering = KEYS[6], KEYS[7]
+local waiting, steering, unsettled = KEYS[6], KEYS[7], KEYS[8]
 local kind, expected, owner = ARGV[1], ARGV[2], ARGV[3]
 local ended_ttl, idle_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local text_mode, text_arg = ARGV[6], ARGV[7]
@@ -153,11 +155,19 @@ redis.call('EXPIRE', meta, ttl)
 redis.call('EXPIRE', text, ttl)
 if ended and m[7] then
   -- The webhook of the stream's end: raw fields, the deliverer composes the body.
-  local f = redis.call('HMGET', meta, 'kind', 'created_at', 'usage', 'error', 'webhook_url')
+  local f = redis.call('HMGET', meta, 'kind', 'created_at', 'usage', 'error', 'webhook_url',
+    'user', 'chat_id', 'provider', 'model')
   redis.call('XADD', outbox, 'MAXLEN', '~', outbox_max, '*', 'k', 'end',
     'stream', sid, 'hook', m[7], 'url', f[5] or '',
     'kind', f[1], 'type', ended, 'event', ended_data, 'seq', seq, 'at', now,
-    'created_at', f[2] or '', 'usage', f[3] or '', 'error', f[4] or '')
+    'created_at', f[2] or '', 'usage', f[3] or '', 'error', f[4] or '',
+    'user', f[6] or '', 'chat_id', f[7] or '', 'provider', f[8] or '', 'model', f[9] or '')
+end
+if ended and unsettled and m[1] == 'generation' then
+  redis.call('ZADD', unsettled, now, sid)
+  if redis.call('ZCARD', unsettled) > 100000 then  -- keys.UNSETTLED_MAX
+    redis.call('ZREMRANGEBYRANK', unsettled, 0, 0)
+  end
 end
 if ended then redis.call('ZREM', waiting, sid) end
 -- The front-ends' timed work is woken, not polled (keys.wake_channel): a generation's end

@@ -2,7 +2,8 @@
 -- index and announce it on its group's channel. Returns 1 or 0.
 -- KEYS: meta, names. ARGV: request, idle TTL, webhook flag ('d': the deployment's
 -- receiver, 'u': its own webhook_url, or both; '' for none), webhook_url, the stream's
--- push channel, the publish command. An error, with nothing written, for a name that is
+-- push channel, the publish command, then field and value pairs to set beside the request
+-- (who it is for and what it asked: generations.lifecycle.NAMED). An error, with nothing written, for a name that is
 -- not a stream id (names.py): it would be announced to every /v1/events connection.
 local meta, names = KEYS[1], KEYS[2]
 local id = string.match(meta, '}:(.+):meta$')
@@ -14,6 +15,7 @@ local t = redis.call('TIME')
 local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
 redis.call('HSET', meta, 'kind', 'generation', 'seq', 0, 'status', 'queued', 'attempt', 0,
   'created_at', now, 'updated_at', now, 'request', ARGV[1])
+for i = 7, #ARGV - 1, 2 do redis.call('HSET', meta, ARGV[i], ARGV[i + 1]) end
 if ARGV[3] and ARGV[3] ~= '' then
   redis.call('HSET', meta, 'webhook', ARGV[3], 'webhook_url', ARGV[4])
 end

@@ -9,6 +9,7 @@
 - ``agui``: AG-UI views and CopilotKit's runtime routes (``/v1/agui``).
 - ``tokens``: minting viewer tokens.
 - ``worker``: the job protocol for workers that are not Python (``/v1/worker``).
+- ``usage``: what each user's generations used, by day and model (``/v1/usage``).
 
 No route module imports another: what two share lives in ``broadcaster.http`` or in a
 capability. May import: what ``broadcaster.http`` may.

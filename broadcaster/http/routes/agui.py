@@ -49,6 +49,7 @@ from broadcaster.http.access import (
     submit_rate,
 )
 from broadcaster.http.bodies import parse_json, read_bytes
+from broadcaster.http.budgets import with_user, within_budget
 from broadcaster.http.chat_answers import answered_by, stop_answer
 from broadcaster.http.errors import ApiError, refused
 from broadcaster.http.feeds import append_feed
@@ -229,6 +230,7 @@ async def run(
     thread = given.threadId
     await check_chat(request, thread, "submit")
     await submit_rate(request, await presented_key(request))
+    user = await within_budget(request)
     rules = settings.chat_rules()
     try:
         decided = decisions(given)
@@ -247,7 +249,7 @@ async def run(
             prepared.messages,
             new_id=new_stream_id,
             room=partial(check_room, request, from_request(request)),
-            job=prepared.job,
+            job=None if prepared.job is None else with_user(prepared.job, user),
         )
     except RequestInvalid as exc:
         raise ApiError(422, "invalid_request", exc.message, details=exc.details) from None

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from broadcaster.auth import credentials
 from broadcaster.core.eventlog import StreamEnded
+from broadcaster.core.events import Usage
 from broadcaster.generations.content import ContentFold
 from broadcaster.generations.lifecycle import NoSuchGeneration, cancel
 from broadcaster.generations.request import GenerationRequest, RequestInvalid, validate_request
@@ -24,6 +25,7 @@ from broadcaster.http.access import (
     viewer_token,
 )
 from broadcaster.http.bodies import read_json, strict_json
+from broadcaster.http.budgets import with_user, within_budget
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import (
     EventLogDep,
@@ -48,20 +50,23 @@ router = APIRouter()
 )
 async def create_generation(
     request: Request,
+    *,
     generations: GenerationsDep,
     jobs: JobsDep,
     settings: SettingsDep,
     access: AccessDep,
+    user: Annotated[str | None, Depends(within_budget)],
 ) -> JSONResponse:
     """Queue a generation. With ``Idempotency-Key``, a retry answers the first
-    request's generation and starts nothing."""
+    request's generation and starts nothing. Its user (the key's name) is counted for
+    what it uses (``GET /v1/usage``), 429 ``budget_exhausted`` over their daily budget."""
     body = await read_json(request, settings.max_body_bytes)
     once = await idempotent.begin(request, "generations", body)
     if once.replay is not None:
         replayed = _created(once.replay["id"], access, settings)
         return JSONResponse(replayed, status_code=202, headers={idempotent.REPLAYED_HEADER: "true"})
     try:
-        job = _generation_request(body, settings)
+        job = with_user(_generation_request(body, settings), user)
         strict_json(job)
         if body.get("id"):
             check_not_reserved(body["id"])
@@ -125,7 +130,9 @@ async def get_generation(stream_id: str, event_log: EventLogDep) -> JSONResponse
             "status": meta.get("status", "queued"),
             "last_event_id": int(meta.get("seq", 0)),
             "text": meta["text"],
-            "usage": json.loads(meta["usage"]) if meta.get("usage") else None,
+            "usage": Usage.from_snake(json.loads(meta["usage"])).snake()
+            if meta.get("usage")
+            else None,
             "error": meta.get("error") or None,
             "created_at": _iso(meta.get("created_at")),
             "updated_at": _iso(meta.get("updated_at")),

@@ -126,7 +126,7 @@ async def append(
     try:
         with refused_events():
             seq, again, signals = await leases.append(
-                stream_id, body.lease, body.after, body.events, _wait(body)
+                stream_id, body.lease, body.after, body.events, _wait(body), usage=_usage(body)
             )
     except lease_errors.SeqMismatch as exc:
         raise ApiError(409, "seq_mismatch", str(exc), last_event_id=exc.last_seq) from None
@@ -149,6 +149,13 @@ def _wait(body: spec.AppendBody) -> Wait | None:
         raise ApiError(422, "invalid_request", "wait.approvals names a toolCallId twice")
     asks = [waiting.Ask(a.toolCallId, a.toolName, a.input) for a in body.wait.approvals]
     return Wait(asks, body.wait.timeout_seconds)
+
+
+def _usage(body: spec.AppendBody) -> dict[str, Any] | None:
+    """The append's ``usage``: only beside a terminal chunk."""
+    if body.usage is not None and body.events[-1].get("type") not in ("finish", "error", "abort"):
+        raise ApiError(422, "invalid_request", "usage is reported with a terminal chunk only")
+    return body.usage
 
 
 def _refusal(exc: Exception) -> ApiError:

@@ -1,0 +1,124 @@
+"""A front-end's settling of ended generations' usage (``ledger.Ledger.settle``): at once
+when the wake channels say a generation ended (``end <id>``), and by a sweep of the
+unsettled sets for those no wake named (the wake connection was down, every front-end
+was restarting, a queue was full). Every front-end hears every end and tries; the
+ledger counts each generation once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from broadcaster.core import contain, keys
+from broadcaster.core.connection import REDIS_ERRORS
+from broadcaster.core.lock import Lock
+from broadcaster.generations.ledger import Ledger, Settled
+
+log = logging.getLogger("broadcaster.usage")
+
+QUEUE_MAX = 10_000
+"""Ends waiting to be settled in this process; beyond, an end is left to the sweep."""
+
+SWEEP_EVERY = 60.0
+"""The longest between two sweeps of the unsettled sets (one front-end per round)."""
+
+GRACE_MS = 10_000
+"""A sweep takes generations that ended at least this long ago: a wake settles the
+others within milliseconds."""
+
+SWEEP_COUNT = 500
+"""Generations a sweep takes from one set per round."""
+
+
+class Settler:
+    """A listener of the wake channels (``fanout/wakes.py``); ``run`` settles until
+    cancelled, calling ``on_settled`` with each generation this process settled."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        on_settled: Callable[[Settled], None],
+        *,
+        sweep_every: float = SWEEP_EVERY,
+        grace_ms: int = GRACE_MS,
+    ) -> None:
+        self.ledger = ledger
+        self.on_settled = on_settled
+        self.sweep_every = sweep_every
+        self.grace_ms = grace_ms
+        self.ended: asyncio.Queue[str] = asyncio.Queue(QUEUE_MAX)
+        self.left = 0
+        """Ends this process left to the sweep (its queue was full)."""
+
+    def woken(self, kind: str, arg: str) -> None:
+        """``end <generation>``: settle it."""
+        if kind != "end":
+            return
+        try:
+            self.ended.put_nowait(arg)
+        except asyncio.QueueFull:
+            self.left += 1
+
+    def missed(self) -> None:
+        """Ends may have gone unheard: sweep now (an empty name in the queue says so)."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self.ended.put_nowait("")
+
+    async def run(self) -> None:
+        lock = Lock(self.ledger.redis, keys.SETTLE_SWEEP_LOCK, int(self.sweep_every * 1000))
+        outage = contain.Outage("settling the usage of ended generations", log)
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + self.sweep_every
+        while True:
+            try:
+                wait = max(0.0, next_sweep - loop.time())
+                stream_id = await self._next(wait)
+                if stream_id is not None:
+                    await self._settle(stream_id)
+                elif await lock.take():
+                    next_sweep = loop.time() + self.sweep_every
+                    await self.sweep()
+                else:
+                    next_sweep = loop.time() + self.sweep_every
+                outage.ok()
+            except REDIS_ERRORS as exc:
+                await asyncio.sleep(outage.failed(exc))
+            except Exception:
+                contain.loop_failed("settle-usage", log)
+
+    async def _next(self, wait: float) -> str | None:
+        """The next end heard, or None when a sweep is due (``wait`` passed, or missed)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                return await self.ended.get() or None
+        return None
+
+    async def _settle(self, stream_id: str) -> None:
+        settled = await self.ledger.settle(stream_id)
+        if settled is not None:
+            self.on_settled(settled)
+
+    async def sweep(self) -> int:
+        """Settle what ended more than the grace ago and is still unsettled; how many."""
+        before = int(time.time() * 1000) - self.grace_ms
+        which = keys.unsettled_keys()
+        async with self.ledger.redis.pipeline(transaction=False) as pipe:
+            for key in which:
+                pipe.zrangebyscore(key, "-inf", before, start=0, num=SWEEP_COUNT)
+            found = await pipe.execute()
+        done = 0
+        for members in found:
+            for raw in members:
+                stream_id = raw.decode(errors="replace")
+                try:
+                    await self._settle(stream_id)
+                    done += 1
+                except REDIS_ERRORS:
+                    raise
+                except Exception:  # this generation's alone: the others are settled
+                    contain.loop_failed("settle-usage", log, f"generation {stream_id}")
+        return done
