@@ -59,6 +59,9 @@ lint: $(BIN)/.installed
 # test_alert_rules.py) Debian's prometheus, whose binaries /usr/bin/prometheus and
 # /usr/bin/promtool are what they run (each installed here as root if its /usr/bin or
 # /usr/sbin binary of the package's name is missing; otherwise this says what to install);
+# the PostgreSQL example's test (tests/integration/test_chat_postgres.py) Debian's
+# postgresql, whose initdb and postgres (under /usr/lib/postgresql/<version>/bin) it runs
+# in a folder of its own on a free port (installed the same way);
 # the site's guides, which tests/integration/test_guides.py runs, use curl and jq; and
 # tests/clients/browser, tests/clients/aisdk, tests/clients/workflow (@ai-sdk/workflow
 # and the AI SDK 7), tests/clients/workflow-old (@ai-sdk/workflow before 1.0.17), tests/clients/durable (the Durable Streams conformance suite and
@@ -88,6 +91,15 @@ test-deps:
 			fi; \
 		fi; \
 	done
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing postgresql (Debian package) for the tests"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+			|| echo "could not install postgresql; the tests that need it will fail"; \
+		else \
+			echo "some tests need PostgreSQL: install it with apt-get install postgresql"; \
+		fi; \
+	fi
 	@for dir in $(NPM_FOR_TESTS); do \
 		if [ ! -f $$dir/node_modules/.package-lock.json ] \
 			|| [ $$dir/package-lock.json -nt $$dir/node_modules/.package-lock.json ]; then \

@@ -1,9 +1,8 @@
 """A chat's turns, as ``POST /v1/chat`` takes them (``submit``, the route's one call): a
 submit starts the chat's next answer, or, while an answer runs, waits for its turn
 (``enqueue``), steers the running answer (``steer``) or interrupts it; a submit that
-carries decisions on the tool calls the answer waits on records them. Also the chat so
-far, for ``GET /v1/chat/{id}/messages``, and the check that a run id names one of the
-chat's answers.
+carries decisions on the tool calls the answer waits on records them. Also the check
+that a run id names one of the chat's answers.
 
 What a caller may not do raises ``Refusal`` (the routes answer it 409); a request that
 cannot become a generation request, ``RequestInvalid`` (422); what a generation's start
@@ -28,8 +27,8 @@ from broadcaster.chat.convert import (
     response_message_id,
     to_request,
 )
-from broadcaster.chat.records import ChatRecord, Chats
-from broadcaster.chat.ui_message import ChatMessages
+from broadcaster.chat.messages import so_far
+from broadcaster.chat.records import ChatRecord, Chats, NewTurn, title_of
 from broadcaster.core import tracing
 from broadcaster.core.eventlog import UNCLAIMED, AppendRefused, EventLog
 from broadcaster.core.logconfig import current_stream
@@ -122,13 +121,15 @@ async def submit(
     new_id: Callable[[], str],
     room: Callable[[], None],
     job: dict[str, Any] | None = None,
+    owner: str = "",
 ) -> Answer:
     """A submit's turn, whole: its decisions recorded (the waiting answer goes on), or
     its request admitted and then, as the chat stands, its message started, queued,
     steered in, or started after interrupting the running answer. ``messages``: the UI
     messages as sent; ``room()`` raises when the front-end has no room for the answer's
     stream (asked once admitted, before anything is stored). ``job``: the generation
-    request, when the caller converted the body already (``convert.convert``)."""
+    request, when the caller converted the body already (``convert.convert``).
+    ``owner``: who asks (``chat/owners.py``), the owner of a chat this makes."""
     responses = approval_responses(chat)
     if responses:
         parts = [p.model_dump() for p in chat.messages[-1].parts]
@@ -164,6 +165,7 @@ async def submit(
         record=record,
         job=job,
         generation=generation,
+        caller=owner,
     )
     return Answer(generation)
 
@@ -319,14 +321,17 @@ async def start_answer(
     record: ChatRecord | None,
     job: dict[str, Any],
     generation: str,
+    caller: str = "",
 ) -> None:
     """Start ``generation`` as the chat's next answer (its UI ``messages`` as sent, after
     the chat so far if they leave its last answer out: ``kept``), if the chat's latest is
-    still ``record``'s; ``ChatBusy`` when another submit came first."""
+    still ``record``'s; ``ChatBusy`` when another submit came first. ``caller`` owns a
+    chat this makes."""
     job["ui_message_id"] = response_message_id(chat.messages, generation)
     job["chat_id"] = chat.id  # a run id names it: its stream checks it is this chat's
     messages = await kept(generations.log, chat, record, messages)
-    new = ChatRecord(generation, job["ui_message_id"], messages)
+    owner = record.owner if record else caller
+    new = NewTurn(generation, job["ui_message_id"], messages, owner, title_of(messages))
     swap = partial(chats.submit, chat.id, record.generation if record else None, new)
     if not await start(generations, jobs, admission, generation, job, admitted=admitted, swap=swap):
         raise ChatBusy(f"another request started chat {chat.id!r} meanwhile")
@@ -365,19 +370,6 @@ async def kept(
     return [*before, *added]
 
 
-async def so_far(event_log: EventLog, record: ChatRecord) -> list[dict[str, Any]] | None:
-    """The chat's UI messages: those its record keeps, then its latest answer folded from
-    its events; None when that generation expired."""
-    meta = await event_log.meta(record.generation)
-    if meta is None:
-        return None
-    folding = ChatMessages(record.messages, record.message_id)
-    async for page in event_log.read_after(record.generation, 0, int(meta.get("seq", 0))):
-        for event in page:
-            folding.feed(event.json())
-    return folding.result()
-
-
 async def run_meta(event_log: EventLog, chat_id: str, generation: str) -> dict[str, str] | None:
     """The metadata of ``generation`` if it is one of chat ``chat_id``'s answers (a run
     id names both), else None."""
@@ -386,109 +378,3 @@ async def run_meta(event_log: EventLog, chat_id: str, generation: str) -> dict[s
     if meta is None or request_json.get("chat_id") != chat_id:
         return None
     return meta
-
-
-PAGE_MAX = 500
-"""The most messages a history page holds (``limit``)."""
-
-
-class BadCursor(Exception):
-    """A history page's ``before`` names no message of the chat."""
-
-
-async def transcript(
-    chats: Chats,
-    event_log: EventLog,
-    chat_id: str,
-    record: ChatRecord | None,
-    page: tuple[int, str | None] | None = None,
-) -> dict[str, Any] | None:
-    """The chat so far: its UI messages, the assistant's folded from its events, and the
-    messages waiting for their turn; None when there is no chat (one whose generation
-    expired is forgotten: it expires with it)."""
-    meta = await event_log.meta(record.generation) if record else None
-    if record is None or meta is None:
-        if record is not None:  # its generation expired: so does the chat
-            await chats.forget(chat_id)
-        return None
-    older: str | None = None
-    if page is None:
-        if not record.legacy:
-            record = await chats.get(chat_id) or record
-        messages = await _folded(event_log, record, record.messages, meta)
-    else:
-        messages, older = await _page(chats, event_log, record, meta, chat_id=chat_id, page=page)
-    queued = [
-        {"generation_id": e["generation"], "message": e["message"]}
-        for e in await chats.queued(chat_id)
-    ]
-    found: dict[str, Any] = {
-        "id": chat_id,
-        "generation_id": record.generation,
-        "status": meta.get("status", "queued"),
-        "messages": messages,
-        "queued": queued,
-    }
-    if page is not None:
-        found["older"] = older
-    return found
-
-
-async def _folded(
-    event_log: EventLog, record: ChatRecord, submitted: list[dict[str, Any]], meta: dict[str, str]
-) -> list[dict[str, Any]]:
-    """``submitted`` (the end of the chat's history), then its latest answer folded from
-    its events (which extends the last of them when it continues it)."""
-    folding = ChatMessages(submitted, record.message_id)
-    async for events in event_log.read_after(record.generation, 0, int(meta.get("seq", 0))):
-        for event in events:
-            folding.feed(event.json())
-    return folding.result()
-
-
-async def _page(
-    chats: Chats,
-    event_log: EventLog,
-    record: ChatRecord,
-    meta: dict[str, str],
-    *,
-    chat_id: str,
-    page: tuple[int, str | None],
-) -> tuple[list[dict[str, Any]], str | None]:
-    """The newest ``limit`` messages before message ``before`` (None: the newest), oldest
-    first, and the id to ask ``before`` for the page before them (None: none is left).
-    Reads the history list's last message and the page's range, and folds the latest
-    answer (one generation's events): never the whole chat."""
-    limit, before = page
-    if record.legacy:
-        everything = await _folded(event_log, record, record.messages, meta)
-        known = len(everything) - 1
-        tail, length = everything[-1:], max(known, 0)
-    else:
-        length, last = await chats.history_end(chat_id)
-        length = max(length - 1, 0)  # the list before its last message
-        tail = await _folded(event_log, record, last, meta)
-        everything = []
-    total = length + len(tail)
-    end = total
-    if before is not None:
-        found = next((length + i for i, m in enumerate(tail) if m.get("id") == before), None)
-        if found is None:
-            found = _legacy_position(everything, before) if record.legacy else None
-            if found is None and not record.legacy:
-                found = await chats.position(chat_id, before)
-            if found is None or found >= length:
-                raise BadCursor(before)
-        end = found
-    start = max(0, end - limit)
-    if record.legacy:
-        messages = everything[start:end]
-    else:
-        head = await chats.history_range(chat_id, start, min(end, length))
-        messages = head + tail[max(start - length, 0) : max(end - length, 0)]
-    older = str(messages[0].get("id")) if start > 0 and messages else None
-    return messages, older
-
-
-def _legacy_position(everything: list[dict[str, Any]], message_id: str) -> int | None:
-    return next((i for i, m in enumerate(everything) if m.get("id") == message_id), None)

@@ -39,8 +39,8 @@ from functools import partial
 from typing import Any, cast
 
 from broadcaster.chat.convert import parse_body, response_message_id, to_request
-from broadcaster.chat.records import ChatRecord, Chats, generation_id
-from broadcaster.chat.ui_message import ChatMessages
+from broadcaster.chat.messages import so_far
+from broadcaster.chat.records import ChatRecord, Chats, NewTurn, generation_id, title_of
 from broadcaster.core import contain, keys, tracing
 from broadcaster.core.connection import REDIS_ERRORS
 from broadcaster.core.eventlog import AppendRefused, EventLog
@@ -240,14 +240,6 @@ class ChatPump:
                 pipe.execute_command(*call)
             return (await pipe.execute())[0]
 
-    async def _history(self, record: ChatRecord) -> list[dict[str, Any]]:
-        """The chat so far: its messages, and the answer as its stream left it."""
-        folding = ChatMessages(record.messages, record.message_id)
-        async for page in self.log.read_after(record.generation, 0):
-            for event in page:
-                folding.feed(event.json())
-        return folding.result()
-
     async def _start(
         self,
         chat_id: str,
@@ -274,7 +266,7 @@ class ChatPump:
           leftover steering becomes the chat's next answer, ended the same way, so
           that the chat shows the message and why it got no answer.
         """
-        messages = [*await self._history(record), *new]
+        messages = [*await so_far(self.log, record), *new]
         body = {"id": chat_id, "messages": messages, "trigger": "submit-message", **(fields or {})}
         job = to_request(parse_body(body), self.defaults)
         gid = generation or generation_id(chat_id)
@@ -282,7 +274,7 @@ class ChatPump:
         job["chat_id"] = chat_id
         if trace is not None:  # the trace of the request that queued the message
             job["traceparent"] = trace
-        new_record = ChatRecord(gid, job["ui_message_id"], messages)
+        new_record = NewTurn(gid, job["ui_message_id"], messages, record.owner, title_of(messages))
         swap = partial(self.chats.submit, chat_id, record.generation, new_record)
         try:
             started = await start(

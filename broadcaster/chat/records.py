@@ -1,17 +1,21 @@
-"""Chats: which generation is a chat's latest, the assistant message it writes, and the
-UI messages it was started with (``keys.chat_key``).
+"""Chats: which generation is a chat's latest, the assistant message it writes, its
+history (``keys.chat_key``, ``keys.chat_history_key``), its owner, and how many of its
+turns are settled (their answers in the history list, their webhooks queued:
+``chat/settle.py``).
 
-A chat expires with its latest generation: its record's TTL is set, at each submit, to
-the longest a generation can live (idle, then ended), and a record whose generation has
-expired counts as no chat at all (``chat_routes``).
+How long a chat lives is the deployment's: ``retention`` seconds after its last change
+(None: as long as its latest generation can, idle then ended; 0: until it is deleted).
+Every write of the record sets it again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -24,6 +28,23 @@ from broadcaster.core.eventlog import script
 
 GENERATION_PREFIX_HEX = 16
 """Hex digits of the chat id's hash that begin each of its generations' ids."""
+
+SETTLE_AFTER_MS = 60_000
+"""When a front-end looks at a chat whose turn started, if no end woke one before."""
+
+_FIELDS = (
+    "generation",
+    "message_id",
+    "messages",
+    "turn",
+    "owner",
+    "settled",
+    "version",
+    "status",
+    "title",
+    "updated_at",
+    "created_at",
+)
 
 
 def generation_prefix(chat_id: str) -> str:
@@ -44,22 +65,78 @@ def generation_id(chat_id: str) -> str:
 @dataclass(frozen=True, slots=True)
 class ChatRecord:
     generation: str
+    """The latest generation; empty for a chat seeded and not answered since."""
     message_id: str
     messages: list[dict[str, Any]]
     turn: int = 0
     """The chat's turns so far (``keys.chat_turns_key``); 0 for a record not read."""
     legacy: bool = False
     """Its messages are the one JSON field of a record written before the history list."""
+    owner: str = ""
+    """Who made it (``chat/owners.py``); empty for a chat of an open deployment."""
+    settled: int = 0
+    """Its turns settled so far: the latest's answer is in the history list once
+    ``settled == turn``."""
+    version: int = 0
+    status: str = ""
+    """How its latest settled turn ended (a generation's status)."""
+    title: str = ""
+    updated_at: int = 0
+    created_at: int = 0
+
+    @property
+    def answered(self) -> bool:
+        """Whether the history list holds the chat whole: its latest answer settled, or
+        none to wait for."""
+        return not self.generation or self.settled >= self.turn
+
+
+@dataclass(frozen=True, slots=True)
+class NewTurn:
+    """What a submit makes the chat's latest: its generation, the assistant message it
+    writes, the messages it starts with, the chat's owner (kept only by the submit that
+    creates the chat) and the title of a chat it creates."""
+
+    generation: str
+    message_id: str
+    messages: list[dict[str, Any]]
+    owner: str = ""
+    title: str = ""
+
+
+class SeedRefused(Exception):
+    """A chat that exists was not seeded: ``found`` names why (``exists``: no version was
+    named, ``version``: another version was)."""
+
+    def __init__(self, found: str) -> None:
+        super().__init__(found)
+        self.found = found
 
 
 class Chats:
-    def __init__(self, redis: Redis, ttl: int, durability: Durability | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        ttl: int,
+        durability: Durability | None = None,
+        *,
+        retention: int | None = None,
+    ) -> None:
         self.redis = redis
         self.ttl = ttl
+        """How long what waits for a turn lives (queued messages, steering): as long as
+        a generation can."""
+        self.retention = ttl if retention is None else retention
+        """How long a chat's record lives after its last change (0: until deleted)."""
         self.durability = durability or Durability(redis)
         """When a chat's writes are acknowledged (``core/durability.py``)."""
-        self._submit = redis.register_script(script("chat_submit.lua", "broadcaster.chat"))
+        self.on_turn: Callable[[str, int, NewTurn], Awaitable[None]] | None = None
+        """Told of each turn a submit starts (its chat, number and turn): the owner's
+        list and lifecycle feed (``chat/owners.py``)."""
+        self._submit = redis.register_script(_script("chat_submit.lua"))
         self._enqueue = redis.register_script(script("chat_enqueue.lua", "broadcaster.chat"))
+        self._settle = redis.register_script(script("chat_settle.lua", "broadcaster.chat"))
+        self._seed = redis.register_script(_script("chat_seed.lua"))
 
     async def enqueue(self, chat_id: str, entry: dict[str, Any], limit: int) -> int:
         """Add a message to the chat's queue; its position (1: next), or 0 when the queue
@@ -112,25 +189,20 @@ class Chats:
         """The chat's record; with ``whole`` its messages too (the history list read
         whole: a submit's and the pump's need), else none (``messages`` empty: the routes
         that only need its generation, and ``page``, which reads a page)."""
-        raw = await self.redis.hmget(
-            keys.chat_key(chat_id), "generation", "message_id", "messages", "turn"
-        )
-        generation, message_id, legacy, turn = cast(list[bytes | None], raw)
-        if not generation:
-            return None
-        messages: list[dict[str, Any]] = []
-        if legacy:  # a record written before the history list: its messages in one field
-            messages = json.loads(legacy)
-        elif whole:
-            items = await self.redis.lrange(keys.chat_history_key(chat_id), 0, -1)
-            messages = [json.loads(item) for item in items]
-        return ChatRecord(
-            generation.decode(),
-            (message_id or b"").decode(),
-            messages,
-            int(turn or 0),
-            legacy is not None,
-        )
+        raw = cast(list[bytes | None], await self.redis.hmget(keys.chat_key(chat_id), *_FIELDS))
+        record = _record(raw)
+        if record is None or not whole or record.legacy:
+            return record
+        items = await self.redis.lrange(keys.chat_history_key(chat_id), 0, -1)
+        return dataclasses.replace(record, messages=[json.loads(item) for item in items])
+
+    async def many(self, chat_ids: list[str]) -> list[ChatRecord | None]:
+        """The records of ``chat_ids`` (no messages), in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for chat_id in chat_ids:
+                pipe.hmget(keys.chat_key(chat_id), *_FIELDS)
+            replies = await pipe.execute()
+        return [_record(cast(list[bytes | None], raw)) for raw in replies]
 
     async def history_end(self, chat_id: str) -> tuple[int, list[dict[str, Any]]]:
         """The history list's length and its last message (none if empty): one round
@@ -159,32 +231,108 @@ class Chats:
         raw = await self.redis.hget(keys.chat_turns_key(chat_id), str(number))
         return None if raw is None else cast(dict[str, Any], json.loads(raw))
 
-    async def submit(
+    async def submit(self, chat_id: str, seen: str | None, new: NewTurn) -> bool:
+        """Make ``new`` the chat's latest generation (its next turn), if the chat's
+        generation is still ``seen`` (None: the chat had none); False if another submit
+        came first. The chat is noted unsettled first (a front-end
+        settles the turn once its generation ends, ``chat/settle.py``), then its
+        followers are woken (``turn <chat id>``)."""
+        starter = next((m for m in reversed(new.messages) if m.get("role") == "user"), None)
+        turn = _compact({"generation": new.generation, "message": starter})
+        args: list[Any] = [seen or "", new.generation, new.message_id, self.retention, turn]
+        args += [new.owner, new.title]
+        for message in new.messages:
+            args += [str(message.get("id", "")), _compact(message)]
+        await self.unsettled(chat_id, SETTLE_AFTER_MS)
+        await self.redis.hset(keys.meta_key(new.generation), "chat", chat_id)
+        number = int(await self.durability.script(self._submit, _chat_keys(chat_id), args))
+        if number:
+            await self._publish_wake(chat_id, f"turn {chat_id}")
+            if self.on_turn is not None:
+                await self.on_turn(chat_id, number, new)
+        return bool(number)
+
+    async def unsettled(self, chat_id: str, after_ms: int) -> None:
+        """Have a front-end look at the chat's turns ``after_ms`` from now (sooner if
+        an end wakes one)."""
+        due = int(time.time() * 1000) + after_ms
+        key = keys.CHATS_UNSETTLED_KEY
+        await self.durability.command(key, "ZADD", key, due, chat_id)
+
+    async def settle(self, chat_id: str, turn: int, generation: str, end: TurnEnd) -> int:
+        """Settle turn ``turn`` (``chat_settle.lua``): 1 settled here, 0 already, -1 an
+        earlier turn first."""
+        args = [turn, generation, end.answer, end.answer_id, end.status, end.hook, end.url]
+        args += [end.data, self.retention, keys.OUTBOX_MAX_LEN, chat_id]
+        chat_keys = [*_chat_keys(chat_id), keys.outbox_key(chat_id)]
+        return int(await self.durability.script(self._settle, chat_keys, args))
+
+    async def seed(
         self,
         chat_id: str,
-        seen: str | None,
-        record: ChatRecord,
-    ) -> bool:
-        """Make ``record`` the chat's latest generation (its next turn), if the chat's
-        generation is still ``seen`` (None: the chat had none); False if another submit
-        came first. Then the chat's followers are woken (``turn <chat id>``)."""
-        starter = next((m for m in reversed(record.messages) if m.get("role") == "user"), None)
-        turn = _compact({"generation": record.generation, "message": starter})
-        args: list[Any] = [seen or "", record.generation, record.message_id, self.ttl, turn]
-        for message in record.messages:
+        messages: list[dict[str, Any]],
+        *,
+        owner: str,
+        title: str,
+        version: str | None,
+    ) -> int:
+        """The chat's history set to ``messages`` (``chat_seed.lua``); its new version, or
+        ``SeedRefused``."""
+        args: list[Any] = [version or "", owner, title, self.retention]
+        for message in messages:
             args += [str(message.get("id", "")), _compact(message)]
-        done = await self.durability.script(self._submit, _chat_keys(chat_id), args)
-        if done:
-            await self._publish_wake(chat_id, f"turn {chat_id}")
-        return bool(done)
+        found = int(await self.durability.script(self._seed, _chat_keys(chat_id), args))
+        if found < 0:
+            raise SeedRefused("exists" if found == -1 else "version")
+        return found
+
+    async def generations(self, chat_id: str) -> list[str]:
+        """The generations of the chat's turns (its steering and queued ones aside)."""
+        raw = await self.redis.hvals(keys.chat_turns_key(chat_id))
+        return [str(json.loads(item).get("generation")) for item in raw]
 
     async def forget(self, chat_id: str) -> None:
-        """Drop the record of a chat whose generation expired."""
-        await self.redis.delete(*_chat_keys(chat_id))
+        """Drop the chat's record, its queue and its settling."""
+        key = keys.CHATS_UNSETTLED_KEY
+        await self.redis.delete(*_chat_keys(chat_id), keys.chat_queue_key(chat_id))
+        await self.durability.command(key, "ZREM", key, chat_id)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnEnd:
+    """What settling a turn writes: the answer for the history list (JSON, '' for none)
+    and its id, the chat's status, and its webhook (receivers, URL, data JSON)."""
+
+    answer: str
+    answer_id: str
+    status: str
+    hook: str = ""
+    url: str = ""
+    data: str = ""
+
+
+def _record(raw: list[bytes | None]) -> ChatRecord | None:
+    found = dict(zip(_FIELDS, ((v or b"").decode() for v in raw), strict=True))
+    if not found["generation"] and not found["version"]:
+        return None
+    legacy = raw[_FIELDS.index("messages")] is not None
+    number = {k: int(found[k] or 0) for k in ("turn", "settled", "version")}
+    times = {k: int(found[k] or 0) for k in ("updated_at", "created_at")}
+    return ChatRecord(
+        found["generation"],
+        found["message_id"],
+        json.loads(found["messages"]) if legacy else [],
+        legacy=legacy,
+        owner=found["owner"],
+        status=found["status"],
+        title=found["title"],
+        **number,
+        **times,
+    )
 
 
 def _chat_keys(chat_id: str) -> list[str]:
-    """The chat's keys, in the order ``chat_submit.lua`` takes them (one slot)."""
+    """The chat's keys, in the order its scripts take them (one slot)."""
     return [
         keys.chat_key(chat_id),
         keys.chat_history_key(chat_id),
@@ -193,5 +341,23 @@ def _chat_keys(chat_id: str) -> list[str]:
     ]
 
 
+def _script(name: str) -> str:
+    """A chat script, after what they share (``chat_lib.lua``)."""
+    return script("chat_lib.lua", "broadcaster.chat") + "\n" + script(name, "broadcaster.chat")
+
+
 def _compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def title_of(messages: list[dict[str, Any]]) -> str:
+    """A chat's title: the start of its first user message's text (at most 80
+    characters, on one line); empty when it has none."""
+    for message in messages:
+        if message.get("role") != "user":
+            continue
+        texts = [p.get("text") for p in message.get("parts") or [] if isinstance(p, dict)]
+        text = " ".join(" ".join(t.split()) for t in texts if isinstance(t, str) and t.strip())
+        if text:
+            return text if len(text) <= 80 else text[:79].rstrip() + "…"
+    return ""

@@ -192,17 +192,21 @@ def stream_keys(stream_id: str) -> list[str]:
 
 
 def chat_key(chat_id: str) -> str:
-    """A hash: the chat's latest generation (``generation``), the id of the assistant
-    message it writes (``message_id``), and the UI messages submitted with it
-    (``messages``, JSON). One key, so the script that swaps the generation touches one
-    slot; the generation's own keys live under its own tag."""
+    """A hash: the chat's latest generation (``generation``, none for a chat seeded and
+    not answered since), the id of the assistant message it writes (``message_id``), its
+    turns (``turn``) and how many are settled (``settled``), its owner, title, times,
+    version (``version``: one more at each change of its history) and the latest turn's
+    end (``status``); records of older versions hold their messages here (``messages``,
+    JSON). One key, so the script that swaps the generation touches one slot; the
+    generation's own keys live under its own tag."""
     return f"{PREFIX}:{{{_group(chat_id)}}}:{chat_id}:chat"
 
 
 def chat_history_key(chat_id: str) -> str:
-    """A list: the UI messages the chat's latest generation was started with, one JSON
-    each, oldest first (what ``chat_key`` held as one ``messages`` field before), so that
-    a page of history is one ``LRANGE``, not the whole chat parsed."""
+    """A list: the chat's UI messages, one JSON each, oldest first: those its latest
+    generation was started with, then, once its turn is settled, that generation's
+    answer (what ``chat_key`` held as one ``messages`` field before), so that a page of
+    history is one ``LRANGE``, not the whole chat parsed."""
     return f"{PREFIX}:{{{_group(chat_id)}}}:{chat_id}:history"
 
 
@@ -238,6 +242,31 @@ def chat_queue_key(chat_id: str) -> str:
 CHATS_PENDING_KEY = f"{PREFIX}:{{chats}}:pending"
 """A sorted set: the chats with messages waiting (queued, or steering left over when an
 answer ended without a next step), by when one was added: what the pump looks at."""
+
+
+CHATS_UNSETTLED_KEY = f"{PREFIX}:{{chats}}:unsettled"
+"""A sorted set: the chats whose latest turn is not settled yet (its answer not in the
+chat's history list, its ``chat.turn.finished`` webhook not queued), each scored by when
+a front-end looks at it next (Unix ms): added before a turn starts, taken out once it is
+settled (``chat/settle.py``)."""
+
+
+def chat_settling_key(chat_id: str) -> str:
+    """A string: held (``SET NX PX``) by the front-end settling the chat's turns, so that
+    one folds an answer while the others, woken by the same end, do nothing."""
+    return f"{PREFIX}:{{chats}}:settling:{chat_id}"
+
+
+def chat_noticed_key(generation: str, what: str) -> str:
+    """A string (``SET NX EX``): a notice of ``generation`` (``what``: a wait's deadline)
+    was put in its owner's lifecycle feed, by the one front-end that set it."""
+    return f"{PREFIX}:{{chats}}:noticed:{what}:{generation}"
+
+
+def owner_chats_key(owner_hash: str) -> str:
+    """A sorted set: the chats of one owner (``owner_hash``: a hash of who it is), each
+    scored by when it last changed (Unix ms): ``GET /v1/chats``, newest first."""
+    return f"{PREFIX}:{{{_group(owner_hash)}}}:owner:{owner_hash}:chats"
 
 
 def chat_ttl(idle_ttl: int, ended_ttl: int) -> int:

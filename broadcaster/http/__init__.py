@@ -8,6 +8,7 @@ authorizes, calls its capability and answers.
 - ``resources``: what a front-end holds while it serves, and how the routes reach it.
 - ``chat_answers``: a chat's answers as SSE responses (a submit's, a steer's, a run's)
   and the headers that name them.
+- ``chat_access``: who may use a chat beyond what opens its routes: its owner, or a key.
 - ``idempotent``: ``Idempotency-Key`` on the routes that start something: checked,
   scoped to its caller, claimed and settled.
 - ``minting``: the answer of a token route: a token for a stream or a chat, with the
@@ -28,6 +29,8 @@ authorizes, calls its capability and answers.
   request bodies and parameters, and their answers (models, errors, SSE).
 - ``openapi_durable``: the same for the Durable Streams routes: the protocol's headers,
   bodies and answers.
+- ``openapi_chats``: the same for a chat's history and an owner's chats: the seeding
+  body and the answers.
 - ``openapi_worker``: the same for the worker protocol's routes (``/v1/worker``): their
   bodies, as the models the routes validate with, and answers.
 - ``openapi_finish``: the document's finishing: what FastAPI generates by itself,

@@ -29,6 +29,8 @@ from broadcaster.http.resources import lifespan
 from broadcaster.http.routes import agui as agui_routes
 from broadcaster.http.routes import (
     chat,
+    chat_history,
+    chats,
     durable,
     events,
     generations,
@@ -104,6 +106,8 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
         events,
         tokens,
         chat,
+        chat_history,
+        chats,
         durable,
         agui_routes,
         worker,

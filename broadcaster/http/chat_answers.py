@@ -21,9 +21,9 @@ from broadcaster.core.eventlog import EventLog, StreamEnded
 from broadcaster.core.events import Event, dump_event
 from broadcaster.core.logconfig import current_stream
 from broadcaster.generations.lifecycle import NoSuchGeneration, cancel
-from broadcaster.http.access import check_chat
+from broadcaster.http.chat_access import opened
 from broadcaster.http.errors import ApiError
-from broadcaster.http.resources import get_event_log
+from broadcaster.http.resources import get_chats, get_event_log
 from broadcaster.viewers.ask import from_request
 from broadcaster.viewers.headers import UI_MESSAGES
 from broadcaster.viewers.opening import stream_response
@@ -95,7 +95,7 @@ async def run_answer(
     reconnect ends where its POST's answer would, at a wait for a person; one that
     ``follow``s the chat (a tab's resume) stays through it, as the chat's resume does."""
     chat_id, generation, base = run
-    await check_chat(request, chat_id, "read")
+    await opened(request, await get_chats(request), chat_id, "read")
     current_stream.set(generation)
     meta = await run_meta(event_log, chat_id, generation)
     if meta is None:
@@ -160,12 +160,14 @@ async def stop_answer(
     record = await chats.get(chat_id, whole=False)
     if record is None:
         raise ApiError(404, "not_found", f"no {chat} {chat_id!r} (unknown or expired)")
+    if not record.generation:
+        raise ApiError(409, "ended", f"{chat} {chat_id!r} has no running {answer}")
     try:
         await cancel(event_log, record.generation)
     except StreamEnded:
         raise ApiError(409, "ended", f"{chat} {chat_id!r} has no running {answer}") from None
-    except NoSuchGeneration:
-        raise ApiError(404, "not_found", f"no {chat} {chat_id!r} (unknown or expired)") from None
+    except NoSuchGeneration:  # it expired: the chat outlives its answers' streams
+        raise ApiError(409, "ended", f"{chat} {chat_id!r} has no running {answer}") from None
     return record.generation
 
 

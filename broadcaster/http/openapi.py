@@ -170,10 +170,13 @@ class ChatMessages(BaseModel):
     """``200`` of ``GET /v1/chat/{id}/messages``."""
 
     id: str
-    generation_id: str
+    generation_id: str | None
+    """Its latest answer's generation; null for a chat seeded and not answered since."""
     status: str
     messages: list[dict[str, Any]]
     queued: list[QueuedMessage]
+    version: int
+    """One more at each change of its history: ``PUT``'s ``If-Match`` names it."""
     older: str | None = None
     """A page's (``limit``/``before`` given) cursor: ask ``before=`` it for the page
     before; null when the page starts the chat. Absent without ``limit``/``before``."""
@@ -223,6 +226,7 @@ WHY = {
     409: "conflict: the id exists, the stream has ended, or the resume point is ahead",
     410: "gone: the Durable Stream was deleted (streams forked from it live on), or the"
     " offset is not in its history",
+    412: "precondition failed: If-Match names another version",
     413: "over a size limit (body, event or stream)",
     422: "invalid: not JSON, too deeply nested, or not the documented shape (the message names"
     " the field); for a new generation also: no running worker serves its provider",
@@ -404,28 +408,28 @@ APPROVAL_BODY = json_body(
     }
 )
 
+UI_MESSAGES = {
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "type": "object",
+        "required": ["id", "role", "parts"],
+        "properties": {
+            "id": {"type": "string", "minLength": 1},
+            "role": {"enum": ["system", "user", "assistant"]},
+            "parts": {"type": "array", "items": {"type": "object", "required": ["type"]}},
+        },
+    },
+}
+"""The AI SDK's ``UIMessage[]``, as the chat routes take them."""
+
 CHAT_BODY = json_body(
     {
         "type": "object",
         "required": ["messages"],
         "properties": {
             "id": {"type": "string", "pattern": names.STREAM_ID_PATTERN},
-            "messages": {
-                "type": "array",
-                "minItems": 1,
-                "items": {
-                    "type": "object",
-                    "required": ["id", "role", "parts"],
-                    "properties": {
-                        "id": {"type": "string", "minLength": 1},
-                        "role": {"enum": ["system", "user", "assistant"]},
-                        "parts": {
-                            "type": "array",
-                            "items": {"type": "object", "required": ["type"]},
-                        },
-                    },
-                },
-            },
+            "messages": UI_MESSAGES,
             "trigger": {"enum": ["submit-message", "regenerate-message"]},
             "messageId": {"type": ["string", "null"]},
             "chatId": {"type": "string", "pattern": names.STREAM_ID_PATTERN},

@@ -21,8 +21,10 @@ from redis.asyncio import Redis
 
 from broadcaster.chat.approvals import Approvals
 from broadcaster.chat.followers import ChatFollowers
+from broadcaster.chat.owners import Owners
 from broadcaster.chat.pump import ChatPump
 from broadcaster.chat.records import Chats
+from broadcaster.chat.settle import TurnSettler
 from broadcaster.core import connection, keys
 from broadcaster.core.coalesce import Coalesce
 from broadcaster.core.durability import Durability, DurabilityUnsupported
@@ -88,7 +90,10 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
             app.state.jobs = JobQueue(redis)
             app.state.ledger = Ledger(redis, settings.usage_retention_days)
             chat_ttl = keys.chat_ttl(settings.idle_ttl_seconds, settings.ended_ttl_seconds)
-            app.state.chats = Chats(redis, chat_ttl, durability)
+            retention = settings.chat_retention_seconds
+            app.state.chats = Chats(redis, chat_ttl, durability, retention=retention)
+            app.state.owners = Owners(redis, event_log, durability)
+            app.state.chats.on_turn = app.state.owners.turn_started
             app.state.idempotency = Idempotency(
                 redis,
                 settings.idempotency_ttl_seconds,
@@ -177,8 +182,9 @@ def _sweepers(
 ) -> list[asyncio.Task[None]]:
     """The loops every front-end runs, each doing its round under a lock of its own:
     overdue generations ended, expired approvals denied, chats' waiting messages
-    started, ended generations' usage settled; the last three, and the followers of
-    chats' streams, woken by the wake channels (``fanout/wakes.py``), not polling."""
+    started, ended generations' usage settled, chats' turns settled; the last four, and
+    the followers of chats' streams, woken by the wake channels (``fanout/wakes.py``), not
+    polling."""
     overdue = OverdueJobs(app.state.jobs, event_log, settings.queued_timeout_seconds)
     app.state.approvals = Approvals(event_log, app.state.jobs)
     app.state.approvals.on_decided = app.state.metrics.approval_decided
@@ -192,10 +198,11 @@ def _sweepers(
     )
     app.state.chat_followers = ChatFollowers()
     settler = Settler(app.state.ledger, app.state.metrics.usage_settled)
+    turns = TurnSettler(app.state.chats, event_log, app.state.owners)
     wakes = Wakes(
         resolver,
         event_log.db,
-        [pump, app.state.approvals, app.state.chat_followers, settler],
+        [pump, app.state.approvals, app.state.chat_followers, settler, turns],
         probe_seconds=settings.pubsub_probe_seconds,
     )
     return [
@@ -204,6 +211,7 @@ def _sweepers(
         asyncio.create_task(app.state.approvals.run(), name="expired-approvals"),
         asyncio.create_task(pump.run(), name="chat-pump"),
         asyncio.create_task(settler.run(), name="settle-usage"),
+        asyncio.create_task(turns.run(), name="chat-settle"),
     ]
 
 
@@ -252,6 +260,11 @@ async def get_chats(request: Request) -> Chats:
     return chats
 
 
+async def get_owners(request: Request) -> Owners:
+    owners: Owners = request.app.state.owners
+    return owners
+
+
 async def get_approvals(request: Request) -> Approvals:
     approvals: Approvals = request.app.state.approvals
     return approvals
@@ -282,4 +295,5 @@ JobsDep = Annotated[JobQueue, Depends(get_jobs)]
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 LeasesDep = Annotated[Leases, Depends(get_leases)]
 ChatsDep = Annotated[Chats, Depends(get_chats)]
+OwnersDep = Annotated[Owners, Depends(get_owners)]
 ApprovalsDep = Annotated[Approvals, Depends(get_approvals)]

@@ -137,6 +137,11 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     chat_queue_max: int = Field(4, ge=1, le=100)
     """Messages a chat may hold waiting for their turn (``enqueue``); beyond, 409
     ``chat_queue_full``."""
+    chat_retention_seconds: int | None = Field(None, ge=0)
+    """How long a chat's record (its history, owner, title) lives after its last change:
+    0 keeps it until ``DELETE /v1/chat/{id}``. Unset: as long as its latest answer's
+    stream can (``idle_ttl_seconds`` plus ``ended_ttl_seconds``), as before. A chat
+    outlives the streams of its answers: its history holds each answer once it ended."""
     queued_timeout_seconds: float = Field(600.0, gt=0)
     """A generation no worker has worked on for this long (queued and never taken, or its
     worker died and none took it over) ends with ``error``."""

@@ -207,9 +207,9 @@ async def test_regenerate_cancels_the_running_generation_and_replaces_it(idle: P
         assert listed["generation_id"] == new and listed["status"] == "queued"
 
 
-async def test_a_chat_expires_with_its_latest_generation(
-    idle: Proc, idle_redis: EmbeddedRedis
-) -> None:
+async def test_a_chat_outlives_its_latest_generation(idle: Proc, idle_redis: EmbeddedRedis) -> None:
+    """Its record lives as long as its generation can (the default retention), and on:
+    once the generation's stream is gone the chat still shows what its record holds."""
     chat = new_chat()
     store = redis_sync.Redis.from_url(idle_redis.url)
     try:
@@ -219,13 +219,17 @@ async def test_a_chat_expires_with_its_latest_generation(
             ttl = store.ttl(keys.chat_key(chat))
             assert 0 < ttl <= keys.chat_ttl(keys.IDLE_TTL, keys.ENDED_TTL)
             assert store.ttl(keys.meta_key(generation)) <= ttl
-            # The generation expires (as Redis would expire its keys): so does the chat.
+            # The generation expires (as Redis would expire its keys): the chat stays.
             store.delete(*keys.stream_keys(generation))
             assert (await client.get(f"/v1/chat/{chat}/stream")).status_code == 204
+            kept = (await client.get(f"/v1/chat/{chat}/messages")).json()
+            assert kept["status"] == "expired"
+            assert [m["role"] for m in kept["messages"]] == ["user"]
+            stopped = await client.post(f"/v1/chat/{chat}/stop")
+            assert stopped.status_code == 409 and stopped.json()["error"] == "ended"
+            store.delete(keys.chat_key(chat))  # and when its record expires, so does it
             gone = await client.get(f"/v1/chat/{chat}/messages")
             assert gone.status_code == 404 and "expired" in gone.json()["message"]
-            assert not store.exists(keys.chat_key(chat))
-            assert (await client.post(f"/v1/chat/{chat}/stop")).status_code == 404
     finally:
         store.close()
 

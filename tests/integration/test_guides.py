@@ -46,6 +46,13 @@ EXPECTED = {
     "dashboard.md": ['"stream":"team', "event: finish"],
     "durable-streams.md": ['[{"pct":10},{"pct":20}]', "events, the last: finish"],
     "webhooks.md": ["completed (stop)", "ended with finish at event 2"],
+    "chat-persistence.md": [
+        "chat.turn.finished: {'chat_id'",
+        '"version":1',
+        "again: 409",
+        "deleted: 204",
+        "then: 404",
+    ],
     "tool-approvals.md": ["['refund']", "waits for a person", '"approved":true', '"words"'],
     "redis-cluster.md": ["cluster [('node1', 6379), ('node2', 6379)]", "sentinel"],
     "observability.md": ["broadcaster_events_delivered_total", "x-trace-id"],

@@ -5,6 +5,8 @@
 - ``streams``: publish, and the SSE stream of one stream.
 - ``events``: many streams on one connection.
 - ``chat``: the AI SDK's chat transport.
+- ``chat_history``: a chat's history: read, seeded from an app's store, deleted.
+- ``chats``: the caller's chats and their lifecycle feed.
 - ``durable``: the Durable Streams protocol.
 - ``agui``: AG-UI views and CopilotKit's runtime routes (``/v1/agui``).
 - ``tokens``: minting viewer tokens.

@@ -1,8 +1,9 @@
 """``/v1/chat``: the AI SDK's chat transport (``DefaultChatTransport`` with ``api`` set to
 ``{base}/v1/chat``), spoken directly: a submit starts a generation and answers with its
-stream, a resume streams the running one again, a stop cancels it, and the messages route
-gives the chat so far. A chat token (``POST /v1/chat/{id}/tokens``) opens these routes
-for one chat and nothing else.
+stream, a resume streams the running one again, a stop cancels it (the chat so far,
+seeded or deleted: ``routes/chat_history.py``). A chat token (``POST
+/v1/chat/{id}/tokens``) opens these routes for one chat and nothing else; only a chat's
+owner, or an API key, uses it (``http/chat_access.py``).
 
 A chat is a record (``chat/records.py``) naming its latest generation; the generations
 themselves are ordinary ones, started and streamed by the same code as
@@ -16,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from functools import partial
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from broadcaster.chat import conversation
@@ -34,12 +35,12 @@ from broadcaster.chat.approvals import (
 )
 from broadcaster.chat.convert import parse_run_id
 from broadcaster.chat.records import ChatRecord, Chats, generation_id
-from broadcaster.core import names
 from broadcaster.core.logconfig import current_stream
 from broadcaster.generations.request import RequestInvalid
 from broadcaster.http import idempotent, openapi
-from broadcaster.http.access import AccessDep, check_chat, producer
+from broadcaster.http.access import AccessDep, producer
 from broadcaster.http.bodies import read_json
+from broadcaster.http.chat_access import caller, check_owner, opened, valid_chat_id
 from broadcaster.http.chat_answers import (
     GENERATION_HEADER,
     answer,
@@ -66,20 +67,6 @@ from broadcaster.viewers.opening import check_room, stream_response, viewers_res
 
 router = APIRouter()
 T = TypeVar("T")
-
-MESSAGE_ID_MAX = 256
-"""The longest ``before`` a history page takes (a message id: the AI SDK's are shorter)."""
-
-
-def check_chat_id(chat_id: str) -> None:
-    """404 unless ``chat_id`` is a chat id (the grammar of stream ids)."""
-    if not names.is_chat_id(chat_id):
-        raise ApiError(404, "not_found", f"no such chat: ids match {names.STREAM_ID_PATTERN}")
-
-
-async def valid_chat_id(chat_id: str) -> None:
-    """The dependency form of ``check_chat_id``: before any access check."""
-    check_chat_id(chat_id)
 
 
 def _parsed(parse: Callable[[Any], T], body: Any) -> T:
@@ -117,6 +104,8 @@ async def submit(
     rules = settings.chat_rules()
     read = await read_submit(request, settings, rules.defaults)
     chat = read.chat
+    who = await caller(request)
+    check_owner(who, await chats.get(chat.id, whole=False), chat.id)
     once = await idempotent.begin(request, "chat", read.raw)
     if once.replay is not None:
         return await _replayed(request, once.replay)
@@ -130,6 +119,7 @@ async def submit(
             # A front-end at its connection limit says so before it starts anything.
             room=partial(check_room, request, from_request(request)),
             job=read.job,
+            owner=who.owner,
         )
     except BaseException as exc:
         await once.release()
@@ -159,12 +149,8 @@ async def _replayed(request: Request, first: dict[str, Any]) -> Response:
 
 
 async def _chat(request: Request, chats: Chats, chat_id: str) -> ChatRecord | None:
-    """The chat's record, after its id and the caller's access are checked."""
-    check_chat_id(chat_id)
-    await check_chat(request, chat_id, "read")
-    record = await chats.get(chat_id, whole=False)
-    if record is not None:  # log lines of this request name the generation it serves
-        current_stream.set(record.generation)
+    """The chat's record, after its id, the caller's access and ownership are checked."""
+    record, _ = await opened(request, chats, chat_id, "read")
     return record
 
 
@@ -225,13 +211,12 @@ async def resume(
         **openapi.errors(400, 401, 403, 404, 429, 503),
     },
 )
-async def follow_chat(chat_id: str, request: Request) -> Response:
+async def follow_chat(chat_id: str, request: Request, chats: ChatsDep) -> Response:
     """The chat's stream: every answer in turn, each opened by a transient
     ``data-chat-turn`` chunk (``{turn, generationId, userMessage}``), ids
     ``<turn>:<seq>.<tag>`` (``Last-Event-ID`` resumes across turns); without one, from
     the latest answer's start. Never ends by itself."""
-    check_chat_id(chat_id)
-    await check_chat(request, chat_id, "read")
+    await opened(request, chats, chat_id, "read")
     return await chat_events(request, chat_id, from_request(request))
 
 
@@ -258,8 +243,7 @@ async def stop(
     chat_id: str, request: Request, chats: ChatsDep, event_log: EventLogDep, metrics: MetricsDep
 ) -> JSONResponse:
     """Cancel the chat's running generation: its stream ends with ``abort``."""
-    check_chat_id(chat_id)
-    await check_chat(request, chat_id, "stop")
+    await opened(request, chats, chat_id, "stop")
     generation = await stop_answer(chats, event_log, chat_id, chat="chat", answer="generation")
     metrics.appended.inc()
     body = {"id": chat_id, "generation_id": generation, "status": "cancelled"}
@@ -311,10 +295,8 @@ async def decide_in_chat(
     chat_id: str, request: Request, chats: ChatsDep, approvals: ApprovalsDep, settings: SettingsDep
 ) -> JSONResponse:
     """Decide on a tool call the chat's answer waits on; the first decision wins."""
-    check_chat_id(chat_id)
-    await check_chat(request, chat_id, "submit")
+    record, _ = await opened(request, chats, chat_id, "submit")
     body = _parsed(parse_decision, await read_json(request, settings.max_body_bytes))
-    record = await chats.get(chat_id, whole=False)
     if record is None:
         raise ApiError(404, "not_found", f"no chat {chat_id!r} (unknown or expired)")
     current_stream.set(record.generation)
@@ -335,49 +317,6 @@ async def decide_in_generation(
     body = _parsed(parse_decision, await read_json(request, settings.max_body_bytes))
     current_stream.set(stream_id)
     return await _decision_response(approvals, stream_id, body)
-
-
-@router.get(
-    "/v1/chat/{chat_id}/messages",
-    responses=openapi.ok(200, openapi.ChatMessages, "the chat's UI messages so far")
-    | openapi.errors(400, 401, 403, 404),
-)
-async def messages(
-    chat_id: str,
-    request: Request,
-    *,
-    chats: ChatsDep,
-    event_log: EventLogDep,
-    limit: Annotated[int | None, Query(ge=1, le=conversation.PAGE_MAX)] = None,
-    before: Annotated[str | None, Query(min_length=1, max_length=MESSAGE_ID_MAX)] = None,
-) -> JSONResponse:
-    """The chat's UI messages so far, the assistant's folded from its events. With
-    ``limit`` (1 to 500) or ``before`` (a message id): a page, the newest ``limit``
-    messages before ``before`` (oldest first), and ``older``, the ``before`` of the page
-    before it (null at the chat's start)."""
-    page = _page_query(limit, before)
-    record = await _chat(request, chats, chat_id)
-    try:
-        found = await conversation.transcript(chats, event_log, chat_id, record, page)
-    except conversation.BadCursor:
-        raise ApiError(
-            400, "bad_cursor", f"before={before!r} names no earlier message of chat {chat_id!r}"
-        ) from None
-    if found is None:
-        raise ApiError(404, "not_found", f"no chat {chat_id!r} (unknown or expired)")
-    return JSONResponse(found)
-
-
-def _page_query(limit: int | None, before: str | None) -> tuple[int, str | None] | None:
-    """A history page's ``limit`` and ``before`` (their bounds are the query's, checked
-    by FastAPI: 422 beyond); None for the whole chat."""
-    if limit is None and before is None:
-        return None
-    return limit or DEFAULT_PAGE, before
-
-
-DEFAULT_PAGE = 50
-"""A history page's size when it names ``before`` and no ``limit``."""
 
 
 @router.post(
