@@ -89,11 +89,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
             app.state.viewing.started(hub, event_log)
             app.state.jobs = JobQueue(redis)
             app.state.ledger = Ledger(redis, settings.usage_retention_days)
-            chat_ttl = keys.chat_ttl(settings.idle_ttl_seconds, settings.ended_ttl_seconds)
-            retention = settings.chat_retention_seconds
-            app.state.chats = Chats(redis, chat_ttl, durability, retention=retention)
-            app.state.owners = Owners(redis, event_log, durability)
-            app.state.chats.on_turn = app.state.owners.turn_started
+            _chats(app, settings, event_log, durability)
             app.state.idempotency = Idempotency(
                 redis,
                 settings.idempotency_ttl_seconds,
@@ -114,6 +110,16 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
     finally:
         await durability.aclose()
         await redis.aclose()
+
+
+def _chats(app: FastAPI, settings: Settings, event_log: EventLog, durability: Durability) -> None:
+    """The chats' records and their owners' lists and feeds, told of each turn."""
+    chat_ttl = keys.chat_ttl(settings.idle_ttl_seconds, settings.ended_ttl_seconds)
+    retention = settings.chat_retention_seconds
+    redis = event_log.redis
+    app.state.chats = Chats(redis, chat_ttl, durability, retention=retention)
+    app.state.owners = Owners(redis, event_log, durability)
+    app.state.chats.on_turn = app.state.owners.turn_started
 
 
 def _event_log(redis: Redis, settings: Settings, durability: Durability) -> EventLog:
