@@ -130,7 +130,7 @@ async def raw_post(
             except TimeoutError:
                 continue
             break
-        while b"\r\n\r\n" not in answer:
+        while not _whole(answer):
             more = await asyncio.wait_for(reader.read(65536), 15)
             if not more:
                 break
@@ -141,6 +141,17 @@ async def raw_post(
         writer.close()
     status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1") else 0
     return status, answer, min(sent, len(body))
+
+
+def _whole(answer: bytes) -> bool:
+    """Whether ``answer`` holds an HTTP answer's head and all of its body."""
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.lower().split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            return len(body) >= int(line.split(b":", 1)[1])
+    return True
 
 
 # --- the findings ---
