@@ -22,7 +22,7 @@ from broadcaster.core.eventlog import EventLog, StreamEnded
 from broadcaster.generations.lifecycle import NoSuchGeneration, cancel
 from broadcaster.generations.request import RequestInvalid
 from broadcaster.http import openapi, openapi_chats
-from broadcaster.http.bodies import read_json
+from broadcaster.http.bodies import offloop, read_json
 from broadcaster.http.chat_access import opened
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import ChatsDep, EventLogDep, OwnersDep, SettingsDep
@@ -50,7 +50,7 @@ async def messages(
     event_log: EventLogDep,
     limit: Annotated[int | None, Query(ge=1, le=PAGE_MAX)] = None,
     before: Annotated[str | None, Query(min_length=1, max_length=MESSAGE_ID_MAX)] = None,
-) -> JSONResponse:
+) -> Response:
     """The chat's UI messages so far, the latest answer folded from its events until its
     turn is settled. With ``limit`` (1 to 500) or ``before`` (a message id): a page, the
     newest ``limit`` messages before ``before`` (oldest first), and ``older``, the
@@ -66,7 +66,9 @@ async def messages(
         ) from None
     if found is None:
         raise ApiError(404, "not_found", f"no chat {chat_id!r} (unknown or expired)")
-    return JSONResponse(found, headers={"etag": f'"{found["version"]}"'})
+    # A whole chat is encoded off the event loop: it may be a large answer.
+    etag = {"etag": f'"{found["version"]}"'}
+    return await offloop(request).json_response(found, len(found["messages"]), etag)
 
 
 def _page_query(limit: int | None, before: str | None) -> tuple[int, str | None] | None:
