@@ -356,17 +356,43 @@ async def credential_first(request: Request, use: tokens.ChatUse) -> None:
     token = presented_token(request)
     kind = tokens.shape(token) if token else None
     if token and kind == "jwt" and policy.verifier is not None:
-        await token_grant(request, policy.verifier, token)
+        try:
+            await token_grant(request, policy.verifier, token)
+        except ApiError as exc:
+            exc.extra["headers"] = exc.extra.get("headers", {}) | unread_body_closes(request)
+            raise
         return
     if token and kind == "legacy" and policy.verifier is not None:
         return  # its chat is inside its signature: checked with the chat id
     key = await presented_key(request)
     if key is None:
-        raise _unauthorized(
-            "a chat token for this chat (or an API key) is required: Authorization: Bearer"
+        raise ApiError(
+            401,
+            "unauthorized",
+            "a chat token for this chat (or an API key) is required: Authorization: Bearer",
+            headers=_BEARER | unread_body_closes(request),
         )
     if _CHAT_KEY_RIGHTS[use] not in key.rights:
-        raise ApiError(403, "forbidden", f"this API key may not {_CHAT_KEY_RIGHTS[use]}")
+        raise ApiError(
+            403,
+            "forbidden",
+            f"this API key may not {_CHAT_KEY_RIGHTS[use]}",
+            headers=unread_body_closes(request),
+        )
+
+
+UNREAD_BODY_BYTES = 64 * 1024
+"""A refused request announcing a larger body (or a chunked one) has its connection
+closed rather than its body read to keep the connection alive."""
+
+
+def unread_body_closes(request: Request) -> dict[str, str]:
+    """``Connection: close`` for an answer given before a large body was read: the
+    server then stops reading it, instead of receiving megabytes it will drop."""
+    declared = request.headers.get("content-length", "")
+    chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+    large = declared.isdigit() and int(declared) > UNREAD_BODY_BYTES
+    return {"connection": "close"} if large or chunked else {}
 
 
 async def check_chat(request: Request, chat_id: str, use: tokens.ChatUse) -> None:

@@ -31,19 +31,23 @@ async def read_bytes(request: Request, limit: int, *, values: int | None = None)
     ``Content-Length``) or, with ``values``, can hold more JSON values than that
     (``separators``): never read whole, nor parsed."""
     declared = request.headers.get("content-length")
+    close = {"connection": "close"}  # the rest is not read: the connection cannot go on
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "too_large", f"request body over {limit} bytes")
+        raise ApiError(413, "too_large", f"request body over {limit} bytes", headers=close)
     body = bytearray()
     counted = 0
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise ApiError(413, "too_large", f"request body over {limit} bytes")
+            raise ApiError(413, "too_large", f"request body over {limit} bytes", headers=close)
         if values is not None:
             counted += separators(chunk)
             if counted > values:
                 raise ApiError(
-                    413, "too_complex", f"request body of more than {values} JSON values"
+                    413,
+                    "too_complex",
+                    f"request body of more than {values} JSON values",
+                    headers=close,
                 )
     return bytes(body)
 

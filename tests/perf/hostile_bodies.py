@@ -2,7 +2,7 @@
 asserted: this tree, and another revision beside it.
 
     .venv/bin/python -m tests.perf.hostile_bodies [--against <rev>] [--seconds 10]
-        [--clients 4]
+        [--clients 4] [--set BROADCASTER_NAME=value ...]
 
 Real processes on 127.0.0.1: a Redis server and one front-end of each tree in turn (keys
 and a token secret configured; ``<rev>`` exported with ``git archive``, as
@@ -79,9 +79,11 @@ def small_values(limit: int = MIB - 1024) -> bytes:
     ).encode()
 
 
-def start_frontend(tree: Path, redis_url: str, log_dir: Path, name: str) -> Proc:
+def start_frontend(
+    tree: Path, redis_url: str, log_dir: Path, name: str, extra: dict[str, str]
+) -> Proc:
     port = free_port()
-    env = {
+    env = extra | {
         "PYTHONPATH": str(tree),
         "REDIS_URL": redis_url,
         "BROADCASTER_API_KEYS": credentials.hash_key(KEY),
@@ -120,18 +122,25 @@ def attacker(  # noqa: PLR0917 (a process's target takes its arguments by positi
     go.wait()
     seen: Counter[str] = Counter()
 
+    async def post_all(client: httpx.AsyncClient) -> None:
+        for i in itertools.count():
+            path, body, head = posts[i % len(posts)]
+            headers = {**head, "content-type": "application/json"}
+            try:
+                r = await client.post(path, content=body, headers=headers)
+                seen[str(r.status_code)] += 1
+            except httpx.HTTPError as exc:
+                seen[type(exc).__name__] += 1
+
     async def run() -> None:
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-            i = 0
-            while not stop.is_set():
-                path, body, head = posts[i % len(posts)]
-                i += 1
-                headers = {**head, "content-type": "application/json"}
-                try:
-                    r = await client.post(path, content=body, headers=headers)
-                    seen[str(r.status_code)] += 1
-                except httpx.HTTPError as exc:
-                    seen[type(exc).__name__] += 1
+            posting = asyncio.create_task(post_all(client))
+            # A request in flight at the end is dropped (stop is another process's event).
+            while not stop.is_set():  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+            posting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await posting
 
     asyncio.run(run())
     out.put(dict(seen))
@@ -196,7 +205,7 @@ async def phase(
     arrivals: list[float] = []
     late: list[float] = []
     probes: list[float] = []
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")  # no fork of a threaded process
     ready = [context.Event() for _ in range(clients if credential is not None else 0)]
     go, done, out = context.Event(), context.Event(), context.Queue()
     attackers = [
@@ -240,11 +249,11 @@ async def phase(
 
 
 async def measure_tree(
-    tree: Path, name: str, seconds: float, clients: int
+    tree: Path, name: str, seconds: float, clients: int, extra: dict[str, str]
 ) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="hostile-") as tmp, redis_server(Path(tmp)) as redis:
-        front = start_frontend(tree, redis.url, Path(tmp), f"frontend-{name}")
+        front = start_frontend(tree, redis.url, Path(tmp), f"frontend-{name}", extra)
         try:
             base = front.url
             for label, credential in (("quiet", None), ("token", True), ("none", False)):
@@ -275,14 +284,18 @@ def main() -> None:
     parser.add_argument("--against", help="a git revision to measure beside this tree")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--set", action="append", default=[], help="NAME=VALUE, a setting of the front-ends"
+    )
     args = parser.parse_args()
+    extra = dict(item.split("=", 1) for item in args.set)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     with contextlib.ExitStack() as stack:
         trees = {"this": ROOT}
         if args.against:
             trees[args.against[:10]] = stack.enter_context(exported(args.against))
         for name, tree in trees.items():
-            results[name] = asyncio.run(measure_tree(tree, name, args.seconds, args.clients))
+            results[name] = asyncio.run(measure_tree(tree, name, args.seconds, args.clients, extra))
     report(results)
 
 
