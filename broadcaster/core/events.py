@@ -6,8 +6,10 @@ through (``loads_strict``)."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -224,32 +226,117 @@ def _finite(text: str) -> float:
     return value
 
 
+_DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_finite)
+_SPACE: re.Pattern[str] = json.decoder.WHITESPACE  # type: ignore[attr-defined]
+"""What JSON calls whitespace: the parser's own pattern."""
+PIECE_CHARS = 256 * 1024
+"""Text longer than this is decoded and parsed in pieces (``_walk``): no one call into C
+holds the interpreter for long, so a large body parsed in a thread leaves the event loop
+its turns."""
+WALKED_DEPTH = 4
+"""The levels of arrays and objects ``_walk`` takes apart by hand; below them a value is
+parsed in one call (the bounds on a body keep it small)."""
+
+
 def loads_strict(text: str | bytes, depth: int = keys.MAX_JSON_DEPTH) -> Any:
     """``text`` as JSON, strictly: UTF-8 only (Python's parser alone would also take UTF-16
     and UTF-32), no ``NaN`` or ``Infinity`` nor a number beyond a float's range, no lone
     surrogate (``"\\ud800"``: not UTF-8, so no provider or client can be sent it), nested at
-    most ``depth`` deep; else ``InvalidJson``, never another error."""
+    most ``depth`` deep; else ``InvalidJson``, never another error. A long text is parsed
+    in pieces (``PIECE_CHARS``)."""
     if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidJson(f"not UTF-8: {exc}"[:300]) from None
+        text = _utf8(text)
     try:
-        value = json.loads(text, parse_constant=_constant, parse_float=_finite)
+        if len(text) > PIECE_CHARS:
+            value, end = _walk(text, _skip(text, 0), 0)
+            if _skip(text, end) != len(text):
+                raise ValueError(f"extra data at {end}")
+        else:
+            value = _DECODER.decode(text)
     except InvalidJson:
         raise
     except RecursionError:
         raise InvalidJson(f"nested deeper than {depth}", "too_deep") from None
-    except ValueError as exc:  # JSONDecodeError, and Python's limit on an int's digits
+    except (ValueError, IndexError) as exc:  # JSONDecodeError; an int's digit limit
         raise InvalidJson(f"not valid JSON: {exc}"[:300]) from None
     if too_deep(value, depth):
         raise InvalidJson(f"nests arrays and objects deeper than {depth}", "too_deep")
-    if any(escape in text for escape in _SURROGATE_ESCAPES):
-        try:
-            json.dumps(value, ensure_ascii=False).encode()
-        except UnicodeEncodeError:
-            raise InvalidJson("a lone surrogate is not text", "invalid_request") from None
+    if any(escape in text for escape in _SURROGATE_ESCAPES) and _lone_surrogate(value):
+        raise InvalidJson("a lone surrogate is not text", "invalid_request")
     return value
+
+
+def _utf8(data: bytes) -> str:
+    """``data`` decoded as UTF-8, piece by piece; ``InvalidJson`` if it is not UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        parts = [
+            decoder.decode(data[i : i + PIECE_CHARS]) for i in range(0, len(data), PIECE_CHARS)
+        ]
+        parts.append(decoder.decode(b"", final=True))
+    except UnicodeDecodeError as exc:
+        raise InvalidJson(f"not UTF-8: {exc}"[:300]) from None
+    return "".join(parts)
+
+
+def _walk(text: str, i: int, level: int) -> tuple[Any, int]:
+    """The value at ``text[i]`` and where it ends: the arrays and objects of the top
+    ``WALKED_DEPTH`` levels item by item, each item parsed in a call of its own."""
+    opening = text[i : i + 1]
+    if level >= WALKED_DEPTH or opening not in ("[", "{"):
+        return _DECODER.raw_decode(text, i)
+    closing = "]" if opening == "[" else "}"
+    items: list[Any] = []
+    pairs: dict[str, Any] = {}
+    i = _skip(text, i + 1)
+    if text[i : i + 1] == closing:
+        return (items if opening == "[" else pairs), i + 1
+    while True:
+        if opening == "{":
+            key, i = _DECODER.raw_decode(text, i) if text[i : i + 1] == '"' else (None, i)
+            i = _skip(text, i)
+            if not isinstance(key, str) or text[i : i + 1] != ":":
+                raise ValueError(f"expected a key and ':' at {i}")
+            item, i = _walk(text, _skip(text, i + 1), level + 1)
+            pairs[key] = item
+        else:
+            item, i = _walk(text, i, level + 1)
+            items.append(item)
+        i = _skip(text, i)
+        if text[i : i + 1] == closing:
+            return (items if opening == "[" else pairs), i + 1
+        if text[i : i + 1] != ",":
+            raise ValueError(f"expected ',' or {closing!r} at {i}")
+        i = _skip(text, i + 1)
+
+
+def _skip(text: str, i: int) -> int:
+    """Where the whitespace at ``text[i]`` ends."""
+    found = _SPACE.match(text, i)
+    return found.end() if found else i
+
+
+def _lone_surrogate(value: Any) -> bool:
+    """Whether a string of ``value`` (a key or a value) holds a lone surrogate: each is
+    encoded on its own, never the whole value at once."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        strings: list[Any] = []
+        if isinstance(item, dict):
+            strings, children = list(item), list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            strings, children = [item], []
+        for found in strings:
+            if isinstance(found, str):
+                try:
+                    found.encode()
+                except UnicodeEncodeError:
+                    return True
+        stack.extend(c for c in children if isinstance(c, dict | list | str))
+    return False
 
 
 def too_deep(value: Any, limit: int) -> bool:
