@@ -227,8 +227,6 @@ def _finite(text: str) -> float:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_finite)
-_SPACE: re.Pattern[str] = json.decoder.WHITESPACE  # type: ignore[attr-defined]
-"""What JSON calls whitespace: the parser's own pattern."""
 PIECE_CHARS = 256 * 1024
 """Text longer than this is decoded and parsed in pieces (``_walk``): no one call into C
 holds the interpreter for long, so a large body parsed in a thread leaves the event loop
@@ -311,8 +309,10 @@ def _walk(text: str, i: int, level: int) -> tuple[Any, int]:
 
 
 def _skip(text: str, i: int) -> int:
-    """Where the whitespace at ``text[i]`` ends."""
-    found = _SPACE.match(text, i)
+    """Where the whitespace at ``text[i]`` ends (JSON's whitespace: the parser's own
+    pattern)."""
+    space: re.Pattern[str] = json.decoder.WHITESPACE  # type: ignore[attr-defined]
+    found = space.match(text, i)
     return found.end() if found else i
 
 
