@@ -485,6 +485,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, Proc
                     "BROADCASTER_API_KEYS": credentials.hash_key(ADMIN),
                     "BROADCASTER_TOKEN_SECRET": SECRET,
                     "BROADCASTER_RATE_LIMIT_PER_MINUTE": "0",
+                    "BROADCASTER_SUBMIT_RATE_PER_MINUTE": "0",
                     "BROADCASTER_MAX_BODY_BYTES": str(MAX_BODY),
                     "BROADCASTER_CHAT_MAX_BODY_BYTES": str(MAX_BODY),
                     "BROADCASTER_MAX_EVENT_BYTES": str(MAX_EVENT),
