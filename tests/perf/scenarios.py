@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from broadcaster.auth import tokens
 from tests.perf import durable
 from tests.perf.targets import (
     BEFORE,
@@ -77,6 +78,7 @@ def scenarios(smoke: bool) -> list[Scenario]:
             targets=("project", BEFORE, "ceiling"),
             idle_commands=12.0,
         ),
+        *_token_scenarios(),
         Scenario(
             "one-100",
             "1 stream x 100 viewers, 1000 ev/s, then one late joiner of 10,000 events",
@@ -161,6 +163,43 @@ def scenarios(smoke: bool) -> list[Scenario]:
                 *("--procs", "2", "--idle-sample", "2"),
             ],
             targets=("project", MUX),
+        ),
+    ]
+
+
+BENCH_SECRET = "bench-token-secret-0123456789abcdef0123456789"
+"""Signs the token of the ``-token`` scenarios' viewers (their front-ends verify it)."""
+
+
+def _token_scenarios() -> list[Scenario]:
+    """connect-10k and one-1000 with every viewer holding a token (a day's, read on every
+    stream, no subject): verified at connect, and an open response that ends with it
+    (ARCHITECTURE.md, "The viewer's path"): what that costs at connect and per delivery."""
+    token = tokens.mint_token(BENCH_SECRET, read=["*"], ttl_seconds=86000)
+    env = {"BROADCASTER_TOKEN_SECRET": BENCH_SECRET}
+    return [
+        Scenario(
+            "connect-10k-token",
+            "connect-10k, each viewer with a token",
+            [
+                *("--viewers", "10000", "--rate", "1", "--duration", "2", "--procs", "2"),
+                *("--deadline", "60", "--first-wait", "120", "--idle-sample", "1"),
+                *("--token", token),
+            ],
+            targets=("project", BEFORE, "ceiling"),
+            env=env,
+            by_name=True,
+        ),
+        Scenario(
+            "one-1000-token",
+            "one-1000, each viewer with a token",
+            [
+                *("--viewers", "1000", "--rate", "1000", "--duration", "5"),
+                *("--deadline", "20", "--token", token),
+            ],
+            targets=("project", BEFORE, "ceiling"),
+            env=env,
+            by_name=True,
         ),
     ]
 

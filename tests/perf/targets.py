@@ -103,7 +103,9 @@ def start(  # noqa: PLR0917
     ``fork``, the project's front-ends forked from this process's fork server
     (``tests/support/forkserver.py``) where it can start them as a new interpreter would."""
     if target.startswith("project-fe") or target in (BEFORE, BEFORE_DS):
-        return _start_frontends(target, redis_url, logdir, keepalive, before, fork=fork)
+        return _start_frontends(
+            target, redis_url, logdir, keepalive, before, fork=fork, extra_env=extra_env
+        )
     port = free_port()
     sink = None
     copies = 1
@@ -183,10 +185,12 @@ def _start_frontends(
     before: Path | None,
     *,
     fork: bool = False,
+    extra_env: dict[str, str] | None = None,
 ) -> Server:
     """``project-feN``: N front-ends, each on its own port; ``before``: one front-end of
-    the checkout at ``before`` (same Python, its own code)."""
-    env = _frontend_env(redis_url, keepalive)
+    the checkout at ``before`` (same Python, its own code); each with the scenario's
+    ``extra_env``, as ``project`` has it."""
+    env = {**_frontend_env(redis_url, keepalive), **(extra_env or {})}
     cwd = ROOT
     count = 1
     if target in (BEFORE, BEFORE_DS):
