@@ -66,6 +66,16 @@ def encode_at(events: list[AgEvent], eid: bytes) -> bytes:
     return b"".join(b"id: %s\ndata: %s\n\n" % (eid, dumps(event)) for event in events)
 
 
+def token_ended(reason: str) -> bytes:
+    """The last words of an AG-UI response whose token expired or was revoked
+    (``reason``): a ``CUSTOM`` event named ``token-expired`` (AG-UI has no event of its
+    own for it; stock clients pass a custom event by), with no ``id:`` (no event of the
+    run: a client that reconnects with a new token and its ``Last-Event-ID`` gets what
+    follows its last event), then the response's end, with no ``RUN_FINISHED``."""
+    value = b'{"reason":"%s"}' % reason.encode()
+    return b'data: {"type":"CUSTOM","name":"token-expired","value":%s}\n\n' % value
+
+
 def drop(frames: bytes, count: int) -> bytes:
     """``frames`` without its first ``count`` frames."""
     if count <= 0:

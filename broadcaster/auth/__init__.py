@@ -8,6 +8,8 @@ keys tokens are verified with, and how much a client may spend per minute.
   or file.
 - ``quota``: per-minute counters in Redis, shared by every front-end: requests per key
   or token, fork bytes per payer.
+- ``revocations``: tokens revoked before their expiry, by id or subject: in Redis, and
+  in every front-end's memory, kept by the wake channels.
 
 The HTTP room turns these into route dependencies (``http/access.py``).
 

@@ -78,6 +78,11 @@ class InvalidToken(Exception):
     message says which, for logs; the client is told only 401."""
 
 
+class TokenExpired(InvalidToken):
+    """A token whose ``exp`` (plus the leeway) has passed: valid once, and a new one
+    opens what it opened (the client is told ``token_expired``)."""
+
+
 def shape(credential: str) -> Literal["jwt", "legacy", "other"]:
     """What a presented credential is, by its shape alone."""
     if _JWT_SHAPE.fullmatch(credential):
@@ -96,9 +101,9 @@ def covers(entry: str, name: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What a verified token opens, and who holds it; ``expires`` (its ``exp``) and
-    ``jti`` (its id, if a string) say when it ends and name it for a revocation, and
-    take no part in comparing what two grants open."""
+    """What a verified token opens, and who holds it; ``expires`` (its ``exp``),
+    ``issued`` (its ``iat``) and ``jti`` (its id) say when it ends and name it for a
+    revocation, and take no part in comparing what two grants open."""
 
     subject: str | None = None
     read: tuple[str, ...] = ()
@@ -111,6 +116,7 @@ class Grant:
     jti: str | None = field(default=None, compare=False)
     daily_tokens: int | None = field(default=None, compare=False)
     """The holder's daily token budget, when the token lowers the deployment's."""
+    issued: float | None = field(default=None, compare=False)
 
     def entries(self, right: Right) -> tuple[str, ...]:
         entries: tuple[str, ...] = getattr(self, right)
@@ -156,10 +162,17 @@ def grant_of(payload: Mapping[str, Any]) -> Grant:
     budget = claim.get(BUDGET_CLAIM)
     if budget is not None and not is_budget(budget):
         raise InvalidToken(f"{CLAIM}.{BUDGET_CLAIM} must be a non-negative integer")
-    exp, jti = payload.get("exp"), payload.get("jti")
-    expires = float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+    jti = payload.get("jti")
     jti = jti if isinstance(jti, str) and jti else None  # PyJWT refuses a jti of another type
-    return Grant(subject or None, **rights, expires=expires, jti=jti, daily_tokens=budget)
+    expires, issued = _time(payload.get("exp")), _time(payload.get("iat"))
+    return Grant(
+        subject or None, **rights, expires=expires, jti=jti, daily_tokens=budget, issued=issued
+    )
+
+
+def _time(value: Any) -> float | None:
+    """A NumericDate as seconds, or None (absent; ``_check_times`` refuses another type)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def header(token: str) -> tuple[str, str | None]:
@@ -213,7 +226,9 @@ def decode(
             leeway=leeway,
             options={
                 "require": ["exp"],
-                "verify_exp": times,
+                # ``_check_times`` says whether it expired, once it is a number: PyJWT
+                # would call a malformed one ("9") expired.
+                "verify_exp": False,
                 "verify_nbf": times,
                 "verify_iat": times,
             },
@@ -255,7 +270,7 @@ def _check_times(
             raise InvalidToken(f"{name} must be a finite number")
     exp = payload["exp"]
     if exp <= now - leeway:
-        raise InvalidToken("Signature has expired")
+        raise TokenExpired("Signature has expired")
     if payload.get("nbf", 0) > now + leeway or payload.get("iat", 0) > now + leeway:
         raise InvalidToken("The token is not yet valid")
     if max_lifetime is None:

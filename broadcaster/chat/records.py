@@ -22,7 +22,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from broadcaster.core import keys
-from broadcaster.core.connection import publish_target
+from broadcaster.core.connection import publish_wake
 from broadcaster.core.durability import Durability
 from broadcaster.core.eventlog import script
 
@@ -159,12 +159,7 @@ class Chats:
         await self._publish_wake(chat_id, f"chat {chat_id}")
 
     async def _publish_wake(self, chat_id: str, message: str) -> None:
-        publish, db = publish_target(self.redis)
-        channel = keys.wake_channel(chat_id, db)
-        if publish == "SPUBLISH":
-            await self.redis.spublish(channel, message)
-        else:
-            await self.redis.publish(channel, message)
+        await publish_wake(self.redis, chat_id, message)
 
     async def queued(self, chat_id: str) -> list[dict[str, Any]]:
         raw = await self.redis.lrange(keys.chat_queue_key(chat_id), 0, -1)

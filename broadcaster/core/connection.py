@@ -52,6 +52,8 @@ from redis.driver_info import DriverInfo
 from redis.exceptions import AuthenticationError, RedisClusterException, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from broadcaster.core import keys
+
 log = logging.getLogger("broadcaster.redis")
 
 REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
@@ -319,6 +321,17 @@ def blocking_options(block_ms: int) -> dict[str, Any]:
         "retry": Retry(NoBackoff(), 0),
         "redis_connect_func": _handshake,
     }
+
+
+async def publish_wake(client: Redis, name: str, message: str) -> None:
+    """``message`` on the wake channel of ``name`` (``keys.wake_channel``), which every
+    front-end holds (``fanout/wakes.py``), the way appends are published."""
+    publish, db = publish_target(client)
+    channel = keys.wake_channel(name, db)
+    if publish == "SPUBLISH":
+        await client.spublish(channel, message)
+    else:
+        await client.publish(channel, message)
 
 
 def publish_target(client: Redis) -> tuple[str, int]:

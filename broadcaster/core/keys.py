@@ -345,6 +345,14 @@ SETTLE_SWEEP_LOCK = f"{PREFIX}:{JOBS_TAG}:settlesweep"
 one front-end, not every one, does the looking."""
 
 
+REVOKED_KEY = f"{PREFIX}:{{revoked}}"
+"""Tokens revoked before their expiry (``auth/revocations.py``): a sorted set whose
+members are ``j:<jti>`` (that token) or ``s:<revoked at, ms>:<sub>`` (the subject's tokens
+issued before then), each scored by when it may be forgotten (Unix seconds: once no
+token it names can be valid any more). Every front-end holds all of it in memory, loaded
+at start and kept by the wake channels."""
+
+
 def ratelimit_key(key_name: str, minute: int) -> str:
     """A counter of one API key's requests in one minute (INCR + EXPIRE on this one key).
     The shared tag puts every counter on one Cluster node: two tiny commands per

@@ -42,6 +42,18 @@ def farewell(retry_ms: int) -> bytes:
     return b"retry: %d\n%s %d\n\n" % (retry_ms, DRAINING, retry_ms)
 
 
+def token_ended(reason: str) -> bytes:
+    """What ends a response whose token expired or was revoked (``reason``): a transient
+    ``data-token-expired`` chunk without an id (no event of the stream: the client's
+    ``Last-Event-ID`` stays its last event's, to resume from with a new token), then the
+    response's end, without ``[DONE]`` (docs/security.md, "Token expiry and
+    revocation")."""
+    data = b'{"type":"data-token-expired","data":{"reason":"%s"},"transient":true}' % (
+        reason.encode()
+    )
+    return b"event: data-token-expired\ndata: " + data + b"\n\n"
+
+
 def retry(ms: int) -> bytes:
     """The reconnection delay a browser's EventSource should use."""
     return b"retry: %d\n\n" % ms

@@ -6,9 +6,11 @@ Headers and the ``token`` query parameter are read from the ``Request``, not dec
 as parameters: the OpenAPI document describes the routes, not the credentials.
 
 **401 or 403.** No credential, or one that is not valid here (a JWT with a bad
-signature, expired, not yet valid, for another audience, of an algorithm or key we do
-not accept; a legacy token that does not verify; an API key on a reading route): 401
-``unauthorized`` with ``WWW-Authenticate: Bearer``. A valid JWT that does not cover the
+signature, not yet valid, for another audience, of an algorithm or key we do not
+accept; a legacy token that does not verify; an API key on a reading route): 401
+``unauthorized`` with ``WWW-Authenticate: Bearer``; a JWT past its ``exp`` (and the
+leeway) or revoked (``auth.revocations``): 401 ``token_expired``, ``token_revoked``.
+A valid JWT that does not cover the
 stream, chat or right asked for, or an API key without the route's right: 403
 ``forbidden``. A JWT's ``sub`` becomes ``request.state.subject`` (``viewer_subject``).
 """
@@ -28,12 +30,14 @@ from fastapi import Depends, Request
 
 from broadcaster.auth import credentials, quota, tokens
 from broadcaster.auth.jwks import FileKeys, KeySource, TokenVerifier, UrlKeys
+from broadcaster.auth.revocations import Revocations
 from broadcaster.auth.tokens import Grant
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import RedisDep, SettingsDep, get_redis, get_settings
 from broadcaster.http.settings import Settings
 from broadcaster.viewers.ask import bearer_of, keep_grant, kept_grant, token_of
-from broadcaster.viewers.decision import read_refusal
+from broadcaster.viewers.decision import read_refusal, token_ended
+from broadcaster.viewers.refusals import Refusal
 
 log = logging.getLogger("broadcaster.auth")
 
@@ -154,6 +158,13 @@ async def presented_key(request: Request) -> credentials.ApiKey | None:
 KeyDep = Annotated[credentials.ApiKey | None, Depends(presented_key)]
 
 
+def as_error(refusal: Refusal) -> ApiError:
+    """A viewer's refusal (``viewers.decision``) as the error a route raises."""
+    return ApiError(
+        refusal.status, refusal.code, refusal.message, headers=refusal.headers, **refusal.extra
+    )
+
+
 def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers=_BEARER)
 
@@ -166,8 +177,13 @@ async def token_grant(request: Request, verifier: TokenVerifier, token: str) -> 
         return kept
     try:
         grant = await verifier.grant(token)
+    except tokens.TokenExpired:
+        raise as_error(token_ended("expired")) from None
     except tokens.InvalidToken as exc:
         raise _unauthorized(f"the token is not valid here: {str(exc)[:200]}") from None
+    revocations: Revocations | None = getattr(request.app.state, "revocations", None)
+    if revocations is not None and revocations.grant_revoked(grant):
+        raise as_error(token_ended("revoked"))
     keep_grant(request, token, grant)
     if grant.subject:
         request.state.subject = grant.subject
@@ -314,9 +330,7 @@ async def authorize_read(
         grant = await token_grant(request, verifier, token)
     refusal = read_refusal(verifier, token, grant, streams, prefixes)
     if refusal is not None:
-        raise ApiError(
-            refusal.status, refusal.code, refusal.message, headers=refusal.headers, **refusal.extra
-        )
+        raise as_error(refusal)
 
 
 async def check_viewer(request: Request, stream_id: str) -> None:

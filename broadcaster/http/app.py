@@ -35,6 +35,7 @@ from broadcaster.http.routes import (
     events,
     generations,
     health,
+    revocations,
     streams,
     tokens,
     usage,
@@ -105,6 +106,7 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
         streams,
         events,
         tokens,
+        revocations,
         chat,
         chat_history,
         chats,
@@ -139,6 +141,7 @@ def _viewing(app: FastAPI, settings: Settings, *, cors: bool) -> Viewing:
         settings.slow_viewer_timeout,
         settings.keepalive_seconds,
         limits,
+        settings.token_leeway_seconds,
     )
     metrics = app.state.metrics
     return Viewing(

@@ -8,10 +8,10 @@ for clients."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from broadcaster.core import events
 from broadcaster.http.errors import ApiError
@@ -91,6 +91,19 @@ def strict_json(value: Any) -> None:
         json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
     except ValueError as exc:  # UnicodeEncodeError is a ValueError
         raise ApiError(422, "invalid_request", f"not valid JSON text: {exc}"[:300]) from None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], body: Any, what: str = "not a valid body") -> M:
+    """``body`` (strict JSON) as ``model``; 422 ``invalid_request`` naming each field that
+    is wrong."""
+    strict_json(body)
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_request", what, details=validation_details(exc)) from None
 
 
 def validation_details(exc: ValidationError) -> list[dict[str, Any]]:

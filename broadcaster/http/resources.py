@@ -19,6 +19,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 from redis.asyncio import Redis
 
+from broadcaster.auth.revocations import Revocations
 from broadcaster.chat.approvals import Approvals
 from broadcaster.chat.followers import ChatFollowers
 from broadcaster.chat.owners import Owners
@@ -86,7 +87,8 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
             app.state.generations = Generations(event_log, settings.worker_lease_seconds)
             app.state.leases = Leases(app.state.generations)
             app.state.hub = hub
-            app.state.viewing.started(hub, event_log)
+            revocations = app.state.revocations = await _revocations(app, redis, durability)
+            app.state.viewing.started(hub, event_log, revocations.revokes)
             app.state.jobs = JobQueue(redis)
             app.state.ledger = Ledger(redis, settings.usage_retention_days)
             _chats(app, settings, event_log, durability)
@@ -104,6 +106,8 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
                 for task in sweeping:
                     task.cancel()
                 await asyncio.wait(sweeping)
+                await revocations.aclose()
+                app.state.viewing.expiries.close()
                 await app.state.offloop.aclose()
                 await app.state.durable.aclose()
                 await event_log.shared.aclose()
@@ -169,6 +173,22 @@ def refuse_unkept_durability(settings: Settings, redis_url: str, prog: str) -> N
         bad_settings(prog, str(exc))
 
 
+async def _revocations(app: FastAPI, redis: Redis, durability: Durability) -> Revocations:
+    """The revoked tokens, loaded; one learnt ends the open responses of its tokens here
+    (``viewers.expiry``)."""
+    settings: Settings = app.state.settings
+    keep = settings.token_max_lifetime_seconds + settings.token_leeway_seconds
+    revocations = Revocations(redis, durability, keep=keep, limit=settings.max_revocations)
+    await revocations.start()
+    expiries = app.state.viewing.expiries
+
+    def revoked() -> None:
+        expiries.end_revoked(revocations.revokes)
+
+    revocations.on_revoked = revoked
+    return revocations
+
+
 def _hub_config(settings: Settings) -> HubConfig:
     return HubConfig(
         viewer_buffer=settings.viewer_buffer,
@@ -208,7 +228,14 @@ def _sweepers(
     wakes = Wakes(
         resolver,
         event_log.db,
-        [pump, app.state.approvals, app.state.chat_followers, settler, turns],
+        [
+            pump,
+            app.state.approvals,
+            app.state.chat_followers,
+            settler,
+            turns,
+            app.state.revocations,
+        ],
         probe_seconds=settings.pubsub_probe_seconds,
     )
     return [

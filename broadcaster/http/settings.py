@@ -187,7 +187,12 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     """With it, a token must carry this ``aud``; without it, a token carrying any is refused.
     Set but empty: the start stops (an empty ``aud`` names no one)."""
     token_leeway_seconds: float = Field(5.0, ge=0, le=300)
-    """Clock skew allowed on ``exp``, ``nbf`` and ``iat``."""
+    """Clock skew allowed on ``exp``, ``nbf`` and ``iat``; an open response ends this long
+    after its token's ``exp``."""
+    max_revocations: int = Field(100_000, ge=1)
+    """Revocations held at once (``POST /v1/tokens/revoke``), each until no token it names
+    can be valid any more; beyond, 429 ``too_many_revocations``. Every front-end holds them
+    all in memory (about 150 bytes each)."""
     jwks_url: str | None = None
     """A JWKS (https, or http on loopback) whose keys verify RS256, ES256 and EdDSA tokens."""
     jwks_file: str | None = None

@@ -17,6 +17,8 @@ its connection, for the app's routes and for the viewers answered from the parse
   a caught-up viewer's response that goes on without its task.
 - ``fastpath``: a viewer of one stream answered from the parser's callback, with no ASGI
   scope and no task (``transport.fast.FastPath``).
+- ``expiry``: open responses that end with their token (its ``exp`` plus the leeway, or
+  its revocation): one timer and one-second buckets for all of them.
 - ``chat_follow``: a chat's stream (``GET /v1/chat/{id}/events``): every answer of the
   chat in turn, resumable across turns.
 - ``proxies``: forwarded headers not believed (a proxy that is not trusted), counted

@@ -28,7 +28,7 @@ from broadcaster.core import names, sse
 from broadcaster.core.events import dump_event
 from broadcaster.core.logconfig import current_stream
 from broadcaster.core.sse import Writer
-from broadcaster.viewers.ask import ViewerAsk
+from broadcaster.viewers.ask import ViewerAsk, kept_grant
 from broadcaster.viewers.headers import UI_MESSAGES
 from broadcaster.viewers.opening import Viewing, admit_viewer, viewing_of
 from broadcaster.viewers.refusals import Refusal
@@ -97,6 +97,7 @@ async def chat_events(request: Request, chat_id: str, ask: ViewerAsk) -> Respons
         stream_id="",
         on_cut_off=viewing.cut_off,
         on_end=slot.release,
+        token=viewing.held(kept_grant(request), ask.token),
     )
 
 

@@ -148,6 +148,19 @@ def unauthorized(message: str) -> Refusal:
     return Refusal(401, "unauthorized", message, headers=BEARER)
 
 
+TOKEN_ENDED = {
+    "expired": ("token_expired", "the token has expired: get a new one and resume"),
+    "revoked": ("token_revoked", "the token was revoked"),
+}
+
+
+def token_ended(reason: str) -> Refusal:
+    """401 for a token that expired or was revoked (``reason``): a new token opens what
+    it opened, from where the client was."""
+    code, message = TOKEN_ENDED[reason]
+    return Refusal(401, code, message, headers=BEARER)
+
+
 def read_refusal(
     verifier: TokenVerifier | None,
     token: str | None,

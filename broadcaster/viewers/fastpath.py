@@ -28,6 +28,7 @@ from typing import Any
 from starlette.types import Send
 
 from broadcaster.auth import tokens
+from broadcaster.auth.tokens import Grant
 from broadcaster.core import names, sse
 from broadcaster.core.sse import Writer
 from broadcaster.fanout.hub import Hub
@@ -35,6 +36,7 @@ from broadcaster.transport.fast import Opening
 from broadcaster.transport.seam import Connection
 from broadcaster.viewers.ask import Trusted, ViewerAsk, from_head
 from broadcaster.viewers.decision import TOPIC, Admit, Decision, Later, decide
+from broadcaster.viewers.expiry import Held
 from broadcaster.viewers.headers import UI_MESSAGES
 from broadcaster.viewers.opening import Viewing
 from broadcaster.viewers.response import Handed, raw_headers
@@ -96,7 +98,7 @@ class FastViewers:
             # A compact replay is the log's to fold; marks, and the AI SDK 7's view
             # (``chat.reset_step``), are the route's to send.
             return None
-        decided = self._decide(viewing, hub, ask, turn=True)
+        decided, grant = self._decide(viewing, hub, ask, turn=True)
         if isinstance(decided, Later):
             if decided.reason == TOPIC:
                 if not settle:
@@ -115,30 +117,35 @@ class FastViewers:
         ) -> tuple[bytes, Callable[[], None]] | None:
             admitted: Decision | None = decided
             if wait:  # things change while it waits
-                admitted = self._decide(viewing, hub, ask, turn=False)
+                admitted, _ = self._decide(viewing, hub, ask, turn=False)
             if not isinstance(admitted, Admit):
                 return None
-            return self._join(viewing, hub, ask, admitted, (send, writer, conn))
+            token = viewing.held(grant, ask.token)
+            return self._join(viewing, hub, ask, admitted, (send, writer, conn), token=token)
 
         return Opening(self.head, wait, start)
 
-    def _decide(self, viewing: Viewing, hub: Hub, ask: ViewerAsk, *, turn: bool) -> Decision | None:
+    def _decide(
+        self, viewing: Viewing, hub: Hub, ask: ViewerAsk, *, turn: bool
+    ) -> tuple[Decision | None, Grant | None]:
         """``decide`` on ``ask`` as the route would, with what this path knows: a JWT
-        verified now (None: a key to fetch, or a refusal: the app's to say), whether the
-        topic here vouches for the resume point (a point without a history tag is the
-        log's to judge: the app's)."""
+        verified now (None: a key to fetch, or a refusal, an expired or a revoked token
+        among them: the app's to say), whether the topic here vouches for the resume
+        point (a point without a history tag is the log's to judge: the app's); and the
+        JWT's grant."""
         if hub.closing:
-            return None
+            return None, None
         verifier, grant = viewing.verifier, None
         if verifier is not None and ask.token and tokens.shape(ask.token) == "jwt":
             grant = verifier.grant_now(ask.token)
-            if grant is None:
-                return None
+            if grant is None or viewing.grant_revoked(grant):
+                return None, None
         point = sse.parse_resume_point(ask.resume)
         if point is None or (point[1] is None and point[0] != 0):
-            return None
+            return None, None
         vouched = hub.known(ask.stream_ids[0], point[0], point[1]) is not None
-        return decide(ask, viewing.state(grant, verifier=verifier, vouched=vouched, turn=turn))
+        state = viewing.state(grant, verifier=verifier, vouched=vouched, turn=turn)
+        return decide(ask, state), grant
 
     def _join(
         self,
@@ -147,8 +154,11 @@ class FastViewers:
         ask: ViewerAsk,
         admitted: Admit,
         answer: tuple[Send, Writer, Connection],
+        *,
+        token: Held | None,
     ) -> tuple[bytes, Callable[[], None]] | None:
-        """The viewer joins its topic caught up, handed over (``response.Handed``)."""
+        """The viewer joins its topic caught up, handed over (``response.Handed``), and
+        ends with its ``token``."""
         send, writer, conn = answer
         stream_id = ask.stream_ids[0]
         joined = hub.join(
@@ -175,8 +185,11 @@ class FastViewers:
             stream_id,
             viewing.cut_off,
             viewing.slots.take(admitted.subject, ask.address).release,
+            token,
         )
         handed.hold(conn)
+        if token is not None:
+            token.expiries.watch(token.entry, handed)
         if admitted.tag is not None:
             viewing.resumed()
         self.answered += 1

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from broadcaster.auth import tokens
 from broadcaster.auth.jwks import TokenVerifier
 from broadcaster.auth.tokens import Grant
 from broadcaster.chat.reset_step import VIEW as RESET_VIEW
@@ -34,10 +35,14 @@ from broadcaster.viewers.decision import (
     room_refusal,
     stream_refusal,
 )
+from broadcaster.viewers.expiry import Expiries, Expiry, Held, Revoked
 from broadcaster.viewers.headers import UI_MESSAGES
 from broadcaster.viewers.refusals import Refusal
 from broadcaster.viewers.response import SSEResponse
 from broadcaster.viewers.slots import Slot, Slots
+
+Frame = Callable[[str], bytes]
+"""What a response says when its token ends, for a reason (``expiry.Held.frame``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,9 @@ class ViewerSettings:
     keepalive: float
     """Seconds between keepalives of a silent response (``BROADCASTER_KEEPALIVE_SECONDS``)."""
     limits: Limits
+    leeway: float = 0.0
+    """Seconds a token is still taken after its ``exp`` (``BROADCASTER_TOKEN_LEEWAY_SECONDS``):
+    its responses end then."""
 
 
 class Viewing:
@@ -83,9 +91,32 @@ class Viewing:
         """CORS is configured: the app's middleware has a say in every answer."""
         self.hub: Hub | None = None
         self.log: EventLog | None = None
+        self.expiries = Expiries()
+        """The open responses that end with their token."""
+        self.revoked: Revoked | None = None
+        """Whether a token is revoked now (``auth.revocations``), once known."""
 
-    def started(self, hub: Hub, log: EventLog) -> None:
-        self.hub, self.log = hub, log
+    def started(self, hub: Hub, log: EventLog, revoked: Revoked) -> None:
+        self.hub, self.log, self.revoked = hub, log, revoked
+
+    def grant_revoked(self, grant: Grant) -> bool:
+        revoked = self.revoked
+        return revoked is not None and revoked(grant.jti, grant.subject, grant.issued)
+
+    def held(
+        self,
+        grant: Grant | None,
+        token: str | None,
+        frame: Callable[[str], bytes] = sse.token_ended,
+    ) -> Held | None:
+        """The token a response holds, which ends it (``expiry``): a verified JWT's
+        ``grant``, or ``token`` if a legacy token; None when the response was opened
+        with no token (reading needs none, or an API key opened it)."""
+        if self.verifier is None:
+            return None
+        legacy = token if grant is None and token and tokens.shape(token) == "legacy" else None
+        entry = Expiry.of(grant, legacy, self.settings.leeway)
+        return None if entry is None else Held(entry, self.expiries, frame)
 
     def state(
         self,
@@ -168,13 +199,14 @@ async def stream_response(
     verifier: TokenVerifier | None = None,
     body_filter: Filter | None = None,
     direct_writer: Callable[[Writer], Writer] | None = None,
+    ending: Frame = sse.token_ended,
 ) -> Response:
     """The SSE response of ``ask``'s stream after its resume point, 204 when the client
     has seen the end, or the ``Refusal``. ``body_filter`` (the chat and AG-UI routes')
     sees every chunk of the body: the response is never handed over
     (``SSEResponse.detach``) and takes direct writes only through ``direct_writer`` (the
     writer it makes of the socket's). A reader that asked for ``reset-step`` gets it
-    (``_reset_view``)."""
+    (``_reset_view``). It ends with its token, saying ``ending(reason)``."""
     if ask.reset_step:
         body_filter, direct_writer = _reset_view(body_filter, direct_writer)
     viewing = viewing_of(request)
@@ -210,6 +242,7 @@ async def stream_response(
         on_end=slot.release,
         resume=None if body_filter else hub.resume,
         leave=hub.leave,
+        token=viewing.held(kept_grant(request), ask.token, ending),
     )
     return response
 

@@ -36,6 +36,7 @@ from broadcaster.core.sse import Writer
 from broadcaster.fanout.subscription import Subscription
 from broadcaster.fanout.viewer import Detach
 from broadcaster.transport.seam import Connection, offered
+from broadcaster.viewers.expiry import Held
 
 log = logging.getLogger("broadcaster.sse")
 
@@ -65,12 +66,14 @@ class SSEResponse(Response):
         on_end: Callable[[], None] | None = None,
         resume: Resume | None = None,
         leave: Callable[[Subscription], None] | None = None,
+        token: Held | None = None,
     ) -> None:
         """``on_end`` is called once the response is over, however it ends (its slot in
         the connection counts, ``slots.Slot.release``). With ``resume`` and ``leave``
         (``Hub.resume``, ``Hub.leave``), a body that offers its caught-up viewer to
         ``detach`` hands it to a ``Handed`` and the response's task ends: the viewer then
-        costs its subscription and a ``Handed``, not a task and its frames."""
+        costs its subscription and a ``Handed``, not a task and its frames. With
+        ``token``, the response ends when its token does (``end_token``)."""
         # Not Response.__init__: it would set a body and so a Content-Length.
         self.status_code = 200
         self.background = None
@@ -91,13 +94,41 @@ class SSEResponse(Response):
         self._conn: Connection | None = None
         self._send_fn: Send | None = None
         self._writer: Writer | None = None
+        self._token = token
+        self._scope: anyio.CancelScope | None = None
+        self._last_words: bytes | None = None
+        """Set when its token ended it (``end_token``): what it says before its end."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = self._token
+        if token is not None:
+            token.expiries.watch(token.entry, self)
         try:
             await self._serve(scope, receive, send)
+            if self._last_words is not None:
+                await self._say_last(send, self._last_words)
         finally:
+            if token is not None and not self._handed:
+                token.expiries.forget(token.entry)
             if self._on_end is not None and not self._handed:
                 self._on_end()
+
+    def end_token(self, reason: str) -> None:
+        """Its token ended (``expiry.Expiries``): the body stops, and the response ends
+        with what its protocol says of it (``Held.frame``)."""
+        if self._token is None or self._handed or self._last_words is not None:
+            return
+        self._last_words = self._token.frame(reason)
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def _say_last(self, send: Send, words: bytes) -> None:
+        """The response's last words and its end, once its body stopped (a client gone
+        meanwhile takes nothing: the server drops what is sent to it)."""
+        with anyio.move_on_after(self._send_timeout):
+            if words:
+                await send({"type": "http.response.body", "body": words, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         conn = offered(scope)
@@ -105,10 +136,12 @@ class SSEResponse(Response):
             # The server calls us back when the client goes: no watcher task per viewer
             # (a task and its frames are most of an idle viewer's memory).
             with anyio.CancelScope() as cancel_scope:
+                self._scope = cancel_scope
                 conn.on_disconnect(cancel_scope.cancel)
                 await self._run(conn, send)
             return
         async with anyio.create_task_group() as tg:
+            self._scope = tg.cancel_scope
 
             async def watch_disconnect() -> None:
                 while True:
@@ -185,11 +218,14 @@ class SSEResponse(Response):
             self._stream_id,
             self._on_cut_off,
             self._on_end,
+            self._token,
         )
         if not conn.detach(handed.lost):
             return False
         handed.hold(conn)
         self._handed = True
+        if self._token is not None:
+            self._token.entry.target = handed  # its token ends the viewer from now on
         return True
 
 
@@ -221,6 +257,7 @@ class Handed:
         "_send",
         "_stream_id",
         "_timeout",
+        "_token",
         "_writer",
         "conn",
         "done",
@@ -239,6 +276,7 @@ class Handed:
         stream_id: str,
         on_cut_off: Callable[[], None] | None,
         on_end: Callable[[], None] | None,
+        token: Held | None = None,
     ) -> None:
         self.sub = sub
         self._send = send
@@ -249,6 +287,7 @@ class Handed:
         self._stream_id = stream_id
         self._on_cut_off = on_cut_off
         self._on_end = on_end
+        self._token = token
         self.conn: Connection | None = None
         """The connection the response goes on on (``hold``): one object per viewer, not
         a bound method of it per use."""
@@ -335,12 +374,20 @@ class Handed:
         if task.cancelled() or not self.sub.handed:
             self._end()
 
+    def end_token(self, reason: str) -> None:
+        """Its token ended (``expiry.Expiries``): the response ends as a drain ends it,
+        with what its protocol says of it (``Held.frame``) instead of the ``retry:``."""
+        if not self.done and self._token is not None:
+            self.sub.drain(self._token.frame(reason))
+
     def _end(self) -> None:
         """The response is over: its viewer leaves the hub, and its slot is free."""
         if self.done:
             return
         self.done = True
         self._leave(self.sub)
+        if self._token is not None:
+            self._token.expiries.forget(self._token.entry)
         if self._on_end is not None:
             self._on_end()
 

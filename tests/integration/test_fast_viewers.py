@@ -341,3 +341,29 @@ async def test_a_defect_in_the_answer_from_the_parser_leaves_the_request_to_the_
         await front.log.append(sid, [{"type": "data-n", "i": 3}], kind="feed")
         await conn.until(b"id: 4.")
         assert "answering a viewer from the parser failed" in caplog.text
+
+
+async def test_a_viewer_answered_from_the_parser_ends_with_its_token(redis_url: str) -> None:
+    """Answered from the parser (no task, handed over at once), a viewer holds its token's
+    expiry: at its ``exp`` plus the leeway it gets ``data-token-expired`` (no id) and the
+    chunked body's end, no ``[DONE]``, and the connection serves its next request."""
+    secret = "fast-expiry-secret-0123456789abcdef0123"
+    env = {"BROADCASTER_TOKEN_SECRET": secret, "BROADCASTER_TOKEN_LEEWAY_SECONDS": "0"}
+    async with serving(redis_url, **env) as front:
+        long_lived = tokens.mint_token(secret, read=["*"], ttl_seconds=600)
+        sid = await stream(front, 3, f"authorization: Bearer {long_lived}")
+        short = tokens.mint_token(secret, read=[sid], ttl_seconds=2)
+        before = front.fast.answered
+        fast = await Conn.get(
+            front.port, path(sid), f"authorization: Bearer {short}", at_newest(sid)
+        )
+        await fast.until(b"retry: ")
+        assert front.fast.answered == before + 1, "answered from the parser"
+        assert len(front.app.state.viewing.expiries) >= 1
+        await fast.until(b"0\r\n\r\n", seconds=10)
+        assert b"event: data-token-expired\ndata: " in fast.got and b"[DONE]" not in fast.got
+        assert b'"reason":"expired"' in fast.got
+        fast.got = b""
+        fast.writer.write(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
+        await fast.until(b"HTTP/1.1 200")
+        fast.close()

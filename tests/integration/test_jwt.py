@@ -263,7 +263,8 @@ async def test_bad_tokens_are_401_and_tokens_for_something_else_403(frontend: Pr
             ):
                 assert r.status_code == 401, (why, r.text)
                 assert r.headers["www-authenticate"] == "Bearer"
-                assert r.json()["error"] == "unauthorized"
+                code = "token_expired" if why == "expired" else "unauthorized"
+                assert r.json()["error"] == code
                 assert token not in r.text
         # Valid, but for another stream or right: 403.
         for token in (

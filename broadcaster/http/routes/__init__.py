@@ -10,6 +10,7 @@
 - ``durable``: the Durable Streams protocol.
 - ``agui``: AG-UI views and CopilotKit's runtime routes (``/v1/agui``).
 - ``tokens``: minting viewer tokens.
+- ``revocations``: revoking tokens before their expiry.
 - ``worker``: the job protocol for workers that are not Python (``/v1/worker``).
 - ``usage``: what each user's generations used, by day and model (``/v1/usage``).
 

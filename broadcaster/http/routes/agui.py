@@ -135,6 +135,7 @@ async def agui_response(
         {GENERATION_HEADER: stream_id},
         body_filter=lambda chunks: view(event_log, stream_id, viewer, opening, chunks),
         direct_writer=viewer.writer,
+        ending=frames.token_ended,
     )
 
 

@@ -20,6 +20,8 @@ unless JSON, plain text or octet-stream, is sandboxed and an attachment
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
@@ -34,7 +36,9 @@ from broadcaster.http.errors import ApiError
 from broadcaster.http.forks import fork_budget, not_forked
 from broadcaster.http.resources import SettingsDep, get_durable, get_hub, get_settings
 from broadcaster.http.stream_ids import producible, utf8_url_path
-from broadcaster.viewers.ask import from_request
+from broadcaster.viewers.ask import from_request, kept_grant
+from broadcaster.viewers.decision import token_ended
+from broadcaster.viewers.expiry import TokenBound, closes
 from broadcaster.viewers.opening import admit_long_poll, admit_viewer, viewing_of
 from broadcaster.viewers.response import SSEResponse
 
@@ -339,9 +343,16 @@ async def _long_poll(
     request: Request, durable: DurableLog, name: str, offset: ReadOffset, cursor: str | None
 ) -> Response:
     hub, settings = await get_hub(request), await get_settings(request)
-    slot = await admit_long_poll(request, from_request(request))
+    ask = from_request(request)
+    slot = await admit_long_poll(request, ask)
+    held = viewing_of(request).held(kept_grant(request), ask.token, closes)
     wait = settings.ds_long_poll_seconds
-    polled = await reads.long_poll(hub, durable, name, offset, wait, release=slot.release)
+    if held is not None:  # it answers as a poll that waited, when its token expires
+        wait = max(0.0, min(wait, held.entry.ends_at - time.time()))
+    with TokenBound(held) as bound:  # and at once, when its token is revoked
+        polled = await reads.long_poll(hub, durable, name, offset, wait, release=slot.release)
+    if bound.reason is not None:
+        raise token_ended(bound.reason)
     headers_cursor = {protocol.CURSOR: protocol.response_cursor(cursor)}
     if isinstance(polled, reads.Page):
         raw = protocol.format_offset(reads.poll_after(offset) or 0, "")
@@ -364,7 +375,8 @@ async def _sse(
 ) -> Response:
     hub, viewing = await get_hub(request), viewing_of(request)
     mode, reader = await reads.sse(hub, durable, name, offset, cursor)
-    slot = await admit_viewer(request, from_request(request, [name]))
+    ask = from_request(request, [name])
+    slot = await admit_viewer(request, ask)
     return SSEResponse(
         reader,
         first=b"",
@@ -373,4 +385,7 @@ async def _sse(
         stream_id=name,
         on_cut_off=viewing.cut_off,
         on_end=slot.release,
+        # The protocol's own end: the connection closes, and the client reconnects from
+        # the offset it was sent last (with a new token).
+        token=viewing.held(kept_grant(request), ask.token, closes),
     )

@@ -18,7 +18,7 @@ from broadcaster.http import openapi
 from broadcaster.http.access import authorize_read, check_chat, viewer_subject
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import get_event_log, get_hub, get_settings
-from broadcaster.viewers.ask import from_request
+from broadcaster.viewers.ask import from_request, kept_grant
 from broadcaster.viewers.headers import STREAMING
 from broadcaster.viewers.opening import admit_viewer, viewing_of
 from broadcaster.viewers.response import SSEResponse
@@ -91,6 +91,7 @@ async def events(request: Request) -> Response:
         on_cut_off=viewing.cut_off,
         chunks=True,
         on_end=slot.release,
+        token=viewing.held(kept_grant(request), ask.token),
     )
 
 

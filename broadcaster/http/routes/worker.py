@@ -8,11 +8,10 @@ key with the ``work`` right opens these routes (``access.worker_key``); the logi
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ValidationError
 
 from broadcaster.generations import leases as lease_errors
 from broadcaster.generations import waiting
@@ -20,7 +19,7 @@ from broadcaster.generations.leases import Leased, Wait, parse_token
 from broadcaster.http import openapi
 from broadcaster.http import openapi_worker as spec
 from broadcaster.http.access import check_work_scope, worker_key
-from broadcaster.http.bodies import read_json, strict_json, validation_details
+from broadcaster.http.bodies import read_json, validated
 from broadcaster.http.errors import ApiError
 from broadcaster.http.feeds import refused_events
 from broadcaster.http.resources import HubDep, LeasesDep, SettingsDep
@@ -29,19 +28,6 @@ from broadcaster.http.stream_ids import valid_stream_id
 router = APIRouter()
 
 _JOB = [Depends(valid_stream_id), Depends(worker_key)]
-
-
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def _parsed(model: type[_M], body: Any) -> _M:
-    strict_json(body)
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise ApiError(
-            422, "invalid_request", "not a valid body", details=validation_details(exc)
-        ) from None
 
 
 @router.post(
@@ -58,7 +44,7 @@ async def claim(
     """Wait (up to ``wait_seconds``, at most the deployment's cap) for a job of
     ``provider`` and lease it: 204 if none came, or once the client left or this
     front-end drains (a claim never holds a shutdown up)."""
-    body = _parsed(spec.ClaimBody, await read_json(request, settings.max_body_bytes))
+    body = validated(spec.ClaimBody, await read_json(request, settings.max_body_bytes))
     check_work_scope(request, body.provider)
     cap = settings.worker_claim_wait_seconds
     wait = cap if body.wait_seconds is None else min(body.wait_seconds, cap)
@@ -121,7 +107,7 @@ async def append(
     events = raw.get("events") if isinstance(raw, dict) else None
     if isinstance(events, list) and len(events) > spec.MAX_EVENTS:
         raise ApiError(413, "too_many_events", f"at most {spec.MAX_EVENTS} events a request")
-    body = _parsed(spec.AppendBody, raw)
+    body = validated(spec.AppendBody, raw)
     _leased_in_scope(request, body.lease)
     try:
         with refused_events():
@@ -180,7 +166,7 @@ async def renew(
 ) -> JSONResponse:
     """Renew the lease (every third of ``lease_seconds``) and read the signals; a stopped
     generation answers ``stop`` and its lease is over."""
-    body = _parsed(spec.LeaseBody, await read_json(request, settings.max_body_bytes))
+    body = validated(spec.LeaseBody, await read_json(request, settings.max_body_bytes))
     _leased_in_scope(request, body.lease)
     try:
         signals = await leases.renew(stream_id, body.lease)
@@ -201,7 +187,7 @@ async def release(
 ) -> JSONResponse:
     """Hand the job back (a worker stopping): it is queued again at once, and whoever
     claims it next gets the events so far."""
-    body = _parsed(spec.LeaseBody, await read_json(request, settings.max_body_bytes))
+    body = validated(spec.LeaseBody, await read_json(request, settings.max_body_bytes))
     _leased_in_scope(request, body.lease)
     try:
         await leases.release(stream_id, body.lease)
