@@ -118,7 +118,8 @@ async def _page(
         known = len(everything) - 1
         tail, length = everything[-1:], max(known, 0)
     else:
-        length, last = await chats.history_end(chat_id)
+        fresh, length, last = await chats.tail(chat_id)
+        record = fresh or record  # read with the list: its settling and the list agree
         length = max(length - 1, 0)  # the list before its last message
         tail = await _folded(event_log, record, last)
         everything = []

@@ -184,11 +184,18 @@ class Chats:
         """The chat's record; with ``whole`` its messages too (the history list read
         whole: a submit's and the pump's need), else none (``messages`` empty: the routes
         that only need its generation, and ``page``, which reads a page)."""
-        raw = cast(list[bytes | None], await self.redis.hmget(keys.chat_key(chat_id), *_FIELDS))
-        record = _record(raw)
-        if record is None or not whole or record.legacy:
+        if not whole:
+            raw = await self.redis.hmget(keys.chat_key(chat_id), *_FIELDS)
+            return _record(cast(list[bytes | None], raw))
+        # One transaction: a turn settled between two reads would put its answer in the
+        # list while the record read before says it is still to be folded in.
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(keys.chat_key(chat_id), *_FIELDS)
+            pipe.lrange(keys.chat_history_key(chat_id), 0, -1)
+            raw, items = await pipe.execute()
+        record = _record(cast(list[bytes | None], raw))
+        if record is None or record.legacy:
             return record
-        items = await self.redis.lrange(keys.chat_history_key(chat_id), 0, -1)
         return dataclasses.replace(record, messages=[json.loads(item) for item in items])
 
     async def many(self, chat_ids: list[str]) -> list[ChatRecord | None]:
@@ -202,12 +209,21 @@ class Chats:
     async def history_end(self, chat_id: str) -> tuple[int, list[dict[str, Any]]]:
         """The history list's length and its last message (none if empty): one round
         trip."""
+        _, length, last = await self.tail(chat_id)
+        return length, last
+
+    async def tail(self, chat_id: str) -> tuple[ChatRecord | None, int, list[dict[str, Any]]]:
+        """The chat's record (no messages), its history list's length and last message,
+        read in one transaction (so the record says whether that message is its latest
+        answer, settled, or the one the answer continues)."""
         key = keys.chat_history_key(chat_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(keys.chat_key(chat_id), *_FIELDS)
             pipe.llen(key)
             pipe.lrange(key, -1, -1)
-            length, last = await pipe.execute()
-        return int(length), [json.loads(item) for item in last]
+            raw, length, last = await pipe.execute()
+        record = _record(cast(list[bytes | None], raw))
+        return record, int(length), [json.loads(item) for item in last]
 
     async def history_range(self, chat_id: str, start: int, stop: int) -> list[dict[str, Any]]:
         """The history list's messages ``start`` to ``stop`` (exclusive)."""

@@ -256,6 +256,11 @@ def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(tmp_path: Path, acc
     assert takeover[7]["text"].startswith("You said: " + result["fourth_prompt"] + "\n")
     assert len(takeover[7]["text"]) > len(api["at_kill"]["text"])
 
+    # The list of chats beside the panes shows this one, titled by its first question,
+    # finished: kept live by the chats' lifecycle feed.
+    [listed] = [c for c in result["chat_list"] if c["id"] == chat]
+    assert listed == {"id": chat, "title": result["first_prompt"], "status": "finished"}
+
     # 5. The tool that waits for a person: both panes offered the decision; after pane 2
     # approved, both show its output and the rest of the answer, as the chat holds it.
     for pane in result["asked"]:

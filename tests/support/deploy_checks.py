@@ -256,7 +256,7 @@ def nginx_problems(conf: str, frontends: list[str]) -> list[str]:
         ("SSE", r"location ~ \^/v1/streams/.*?/events\$ \{(.*?)\n        \}"),
         ("chat SSE", r"location ~ \^/v1/chat\(.*?/\(stream\|events\)\)\?\$ \{(.*?)\n        \}"),
         ("Durable Streams", r"location \^~ /v1/stream/ \{(.*?)\n        \}"),
-        ("many streams", r"location = /v1/events \{(.*?)\n        \}"),
+        ("many streams", r"location ~ \^/v1\(/chats\)\?/events\$ \{(.*?)\n        \}"),
     ):
         sse = re.search(pattern, conf, re.S)
         block = sse.group(1) if sse else ""

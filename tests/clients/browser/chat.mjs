@@ -13,7 +13,8 @@
 //   5. pane 2 asks for count_words, a tool that waits for a person: both panes show
 //      Approve and Deny; pane 2 (whose answer ended at the wait) approves, and both panes
 //      show the tool's output and the rest of the answer;
-//   6. "New chat" gives both panes a new, empty chat.
+//   6. the list of chats beside the panes shows this chat, finished;
+//   7. "New chat" gives both panes a new, empty chat.
 // With BROWSER_CHAT_API_KEY set, it first types that key into the page (a deployment with
 // access control). After each turn it records what every pane shows. It prints ONE line of JSON and saves
 // a full-page screenshot (and one of the answer resumed after the reload, next to it).
@@ -185,6 +186,25 @@ async function run() {
   await waitForTurnEnd(10, "finish");
   const approved = await readPanes();
 
+  // The list of chats beside the panes: this chat, its title, finished (kept live by
+  // the chats' lifecycle feed, not by a reload).
+  step = "waiting for the list of chats to show this chat finished";
+  await page.waitForFunction(
+    (id) => {
+      const li = document.querySelector(`#chat-list li[data-chat="${id}"]`);
+      return li && li.querySelector(".chat-list-status").dataset.status === "finished";
+    },
+    chatId,
+    { timeout: remaining() },
+  );
+  const chatList = await page.$$eval("#chat-list li", (lis) =>
+    lis.map((li) => ({
+      id: li.dataset.chat,
+      title: li.querySelector("a").textContent,
+      status: li.querySelector(".chat-list-status").dataset.status,
+    })),
+  );
+
   step = "taking the screenshot";
   mkdirSync(dirname(screenshot), { recursive: true });
   await page.screenshot({ path: screenshot, fullPage: true, timeout: remaining() });
@@ -224,6 +244,7 @@ async function run() {
     asked,
     approved,
     new_chat: newChat,
+    chat_list: chatList,
     chat_requests: chatRequests,
     page_errors: pageErrors,
     console_errors: consoleErrors,

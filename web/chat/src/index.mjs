@@ -9,13 +9,16 @@
 // `abort`. Closing or reloading the page never cancels anything. History comes newest
 // page first (GET /v1/chat/{id}/messages?limit=), older pages on demand; the chat's own
 // stream (GET /v1/chat/{id}/events) tells the page of a turn started in another tab.
+// Beside the panes, the list of the caller's chats (list.mjs).
 
+import { ChatList } from "./list.mjs";
 import { ChatPane } from "./pane.mjs";
 import { ChatTurns } from "./turns.mjs";
 
 const API = "/v1/chat";
 const PAGE = 50; // messages per history page: the newest first, older ones on demand
 const LAST_CHAT = "broadcaster-demo-chat";
+const OWNER = "demo"; // the `sub` of the chat tokens minted with a key typed in: whose chats
 // Who answers: the page's `?provider=` (a built-in provider, or an agent a worker serves
 // under that name), else the deployment's default provider.
 const PROVIDER = new URLSearchParams(location.search).get("provider") || null;
@@ -57,6 +60,7 @@ class ChatSession {
     });
     this.seen = new Set(); // the generations the panes already show or follow
     this.turns = null;
+    this.onActive = null; // told when the chat is known to the server (its first submit)
   }
 
   // Follow the chat's own stream (once): from the start for a chat opened by its address,
@@ -93,7 +97,7 @@ class ChatSession {
     const res = await fetch(this.url("/tokens"), {
       method: "POST",
       headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
-      body: "{}",
+      body: JSON.stringify({ sub: OWNER }),
     });
     if (!res.ok) throw await failure(res);
     const body = await res.json();
@@ -173,6 +177,7 @@ class ChatSession {
   // A pane's own message has begun to stream: the other panes follow it.
   started(sender) {
     this.followTurns();
+    if (this.onActive) this.onActive();
     for (const pane of this.panes) if (pane !== sender) pane.follow();
   }
 
@@ -196,11 +201,28 @@ function chatIdFromHash() {
   return m[1] || null; // null: the chat tab, with no chat chosen yet
 }
 
+// The list's requests: with a key typed in, the key asks for the chats of the tokens it
+// minted; else the chat's own token (its holder's chats), or nothing on an open
+// deployment (the chats made with no owner).
+async function listQuery(session) {
+  const key = ((document.querySelector("#chat-api-key") || {}).value || "").trim();
+  if (key) return { headers: { Authorization: `Bearer ${key}` }, owner: OWNER };
+  return { headers: session ? await session.headers() : {}, owner: null };
+}
+
 function main() {
   const root = document.querySelector("#chat-tab");
   const viewers = document.querySelector("#viewers-tab");
   if (!root || !viewers) return;
   let session = null;
+  let list = null;
+
+  // The list of chats, from the first chat the page shows that the server knows (or
+  // the first submit): its requests then carry the chat's credential.
+  function showList() {
+    const listEl = root.querySelector("#chat-list");
+    if (listEl && !list) list = new ChatList(listEl, () => listQuery(session));
+  }
 
   function show() {
     let chatId = chatIdFromHash();
@@ -220,10 +242,12 @@ function main() {
     if (session) session.close();
     root.querySelector("#chat-id").textContent = chatId;
     session = new ChatSession(root, chatId);
+    session.onActive = showList;
     // A reload, or a chat opened from its address: show it and resume its answer.
     if (!created.has(chatId)) {
       session.followAll();
       session.followTurns();
+      showList();
     }
   }
 

@@ -6,7 +6,8 @@
 // tells of each decision on a tool approval (`data-approval`), wherever it was taken: a
 // pane whose answer ended at the wait then follows the answer as it goes on.
 
-async function* frames(body) {
+// An SSE body's frames, as {id, data} (the list of chats reads its feed with it too).
+export async function* frames(body) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {

@@ -1,0 +1,85 @@
+// The chat tab's list of chats: the caller's chats, newest first (GET /v1/chats), kept
+// up to date by one connection that carries their lifecycle alone (GET /v1/chats/events:
+// a turn started, waiting for a person, finished, a chat deleted), not one per chat. Each
+// entry opens its chat (#chat=<id>).
+
+import { frames } from "./turns.mjs";
+
+const STATUS = { running: "…", waiting: "waiting", finished: "" };
+
+export class ChatList {
+  // `el`: the list's element; `query()`: the list's headers and owner, as a promise
+  // ({headers, owner}).
+  constructor(el, query) {
+    this.el = el;
+    this.query = query;
+    this.controller = new AbortController();
+    this.lastId = null;
+    this.pending = null;
+    this.done = this.follow();
+    this.refresh();
+  }
+
+  static url(path, owner) {
+    return owner ? `${path}?owner=${encodeURIComponent(owner)}` : path;
+  }
+
+  refresh() {
+    // Several events in a row: one reload.
+    this.pending = this.pending || setTimeout(() => this.load().finally(() => (this.pending = null)), 100);
+  }
+
+  async load() {
+    try {
+      const { headers, owner } = await this.query();
+      const res = await fetch(ChatList.url("/v1/chats", owner), { headers });
+      if (!res.ok) return;
+      this.render((await res.json()).chats);
+    } catch {
+      // the list waits for the next event
+    }
+  }
+
+  render(chats) {
+    this.el.replaceChildren(
+      ...chats.map((chat) => {
+        const li = document.createElement("li");
+        const a = document.createElement("a");
+        a.href = `#chat=${chat.id}`;
+        a.textContent = chat.title || chat.id;
+        const status = document.createElement("span");
+        status.className = "chat-list-status";
+        status.dataset.status = chat.status;
+        status.textContent = STATUS[chat.status] ?? chat.status;
+        li.append(a, " ", status);
+        li.dataset.chat = chat.id;
+        return li;
+      }),
+    );
+  }
+
+  async follow() {
+    const { signal } = this.controller;
+    while (!signal.aborted) {
+      try {
+        const last = this.lastId ? { "Last-Event-ID": this.lastId } : {};
+        const { headers, owner } = await this.query();
+        const url = ChatList.url("/v1/chats/events", owner);
+        const res = await fetch(url, { headers: { ...headers, ...last }, signal });
+        if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
+        for await (const frame of frames(res.body)) {
+          if (frame.id) this.lastId = frame.id;
+          if (frame.data.startsWith('{"type":"chat-')) this.refresh();
+        }
+      } catch {
+        // dropped or refused: again shortly, from the last event seen
+      }
+      if (!signal.aborted) await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+
+  close() {
+    this.controller.abort();
+    return this.done;
+  }
+}
