@@ -10,6 +10,8 @@ that wait for their turn, and the tool approvals a generation waits on.
 - ``ui_tools``: that message's tool parts, updated as the AI SDK updates them; pure.
 - ``partial_json``: a tool call's input while it streams, read as the AI SDK reads it;
   pure.
+- ``placing``: where a submit's message goes in the history the server keeps (an
+  append, an edit, a regenerate's cut), and the whole chat compared with it; pure.
 - ``messages``: the chat so far, whole or in pages, and as a submit builds on it.
 - ``settle``: each turn, once its answer ends, folded into the chat's history, its
   webhook queued and its owner told (the front-ends' loop that does it).

@@ -12,6 +12,7 @@ refuses raises ``generations.start.NotStarted``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from broadcaster.chat.convert import (
     to_request,
 )
 from broadcaster.chat.messages import so_far
+from broadcaster.chat.placing import Placed
 from broadcaster.chat.records import ChatRecord, Chats, NewTurn, title_of
 from broadcaster.core import tracing
 from broadcaster.core.eventlog import UNCLAIMED, AppendRefused, EventLog
@@ -122,6 +124,7 @@ async def submit(
     room: Callable[[], None],
     job: dict[str, Any] | None = None,
     owner: str = "",
+    placed: Placed | None = None,
 ) -> Answer:
     """A submit's turn, whole: its decisions recorded (the waiting answer goes on), or
     its request admitted and then, as the chat stands, its message started, queued,
@@ -129,7 +132,9 @@ async def submit(
     messages as sent; ``room()`` raises when the front-end has no room for the answer's
     stream (asked once admitted, before anything is stored). ``job``: the generation
     request, when the caller converted the body already (``convert.convert``).
-    ``owner``: who asks (``chat/owners.py``), the owner of a chat this makes."""
+    ``owner``: who asks (``chat/owners.py``), the owner of a chat this makes.
+    ``placed``: where the message goes in the history the server keeps
+    (``chat/placing.py``; None: the history is the messages as sent)."""
     responses = approval_responses(chat)
     if responses:
         parts = [p.model_dump() for p in chat.messages[-1].parts]
@@ -143,7 +148,7 @@ async def submit(
     admitted = await admit(stores.jobs, rules.admission, job["provider"])
     generation = new_id()
     room()
-    record = await stores.chats.get(chat.id)
+    record = await stores.chats.get(chat.id, whole=placed is None)
     way = await make_way(stores.log, chat, record, rules.multitask)
     if way == "enqueue":
         limit = rules.queue_max
@@ -166,6 +171,7 @@ async def submit(
         job=job,
         generation=generation,
         caller=owner,
+        placed=placed,
     )
     return Answer(generation)
 
@@ -322,17 +328,26 @@ async def start_answer(
     job: dict[str, Any],
     generation: str,
     caller: str = "",
+    placed: Placed | None = None,
 ) -> None:
     """Start ``generation`` as the chat's next answer (its UI ``messages`` as sent, after
     the chat so far if they leave its last answer out: ``kept``), if the chat's latest is
     still ``record``'s; ``ChatBusy`` when another submit came first. ``caller`` owns a
-    chat this makes."""
+    chat this makes. ``placed``: only the messages it pushes after those kept are
+    written, if the chat is still as it was read."""
     job["ui_message_id"] = response_message_id(chat.messages, generation)
     job["chat_id"] = chat.id  # a run id names it: its stream checks it is this chat's
-    messages = await kept(generations.log, chat, record, messages)
     owner = record.owner if record else caller
-    new = NewTurn(generation, job["ui_message_id"], messages, owner, title_of(messages))
-    swap = partial(chats.submit, chat.id, record.generation if record else None, new)
+    seen = record.generation if record else None
+    if placed is None:
+        messages = await kept(generations.log, chat, record, messages)
+        new = NewTurn(generation, job["ui_message_id"], messages, owner, title_of(messages))
+    else:
+        whole, seen = placed.messages, placed.seen
+        starter = next((m for m in reversed(whole) if m.get("role") == "user"), None)
+        new = NewTurn(generation, job["ui_message_id"], placed.push, owner, title_of(whole))
+        new = dataclasses.replace(new, keep=placed.keep, starter=starter)
+    swap = partial(chats.submit, chat.id, seen, new)
     if not await start(generations, jobs, admission, generation, job, admitted=admitted, swap=swap):
         raise ChatBusy(f"another request started chat {chat.id!r} meanwhile")
 

@@ -102,6 +102,11 @@ class NewTurn:
     messages: list[dict[str, Any]]
     owner: str = ""
     title: str = ""
+    keep: int = -1
+    """The history list's messages that stay, ``messages`` pushed after them (-1: the
+    list becomes ``messages``)."""
+    starter: dict[str, Any] | None = None
+    """The user message the turn answers (None: the last of ``messages``)."""
 
 
 class SeedRefused(Exception):
@@ -248,10 +253,11 @@ class Chats:
         came first. The chat is noted unsettled first (a front-end
         settles the turn once its generation ends, ``chat/settle.py``), then its
         followers are woken (``turn <chat id>``)."""
-        starter = next((m for m in reversed(new.messages) if m.get("role") == "user"), None)
+        users = (m for m in reversed(new.messages) if m.get("role") == "user")
+        starter = new.starter or next(users, None)
         turn = _compact({"generation": new.generation, "message": starter})
         args: list[Any] = [seen or "", new.generation, new.message_id, self.retention, turn]
-        args += [new.owner, new.title]
+        args += [new.owner, new.title, new.keep]
         for message in new.messages:
             args += [str(message.get("id", "")), _compact(message)]
         await self.unsettled(chat_id, SETTLE_AFTER_MS)

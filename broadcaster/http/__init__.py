@@ -9,6 +9,8 @@ authorizes, calls its capability and answers.
 - ``chat_answers``: a chat's answers as SSE responses (a submit's, a steer's, a run's)
   and the headers that name them.
 - ``chat_access``: who may use a chat beyond what opens its routes: its owner, or a key.
+- ``kept_history``: a submit against the history the server keeps (``{id, message}``
+  made whole from the record, ``{id, messages}`` compared with it).
 - ``idempotent``: ``Idempotency-Key`` on the routes that start something: checked,
   scoped to its caller, claimed and settled.
 - ``minting``: the answer of a token route: a token for a stream or a chat, with the

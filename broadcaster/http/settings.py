@@ -137,6 +137,11 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     chat_queue_max: int = Field(4, ge=1, le=100)
     """Messages a chat may hold waiting for their turn (``enqueue``); beyond, 409
     ``chat_queue_full``."""
+    chat_client_history: Literal["take", "refuse"] = "take"
+    """A ``POST /v1/chat`` that sends the whole chat (``{id, messages}``) whose earlier
+    turns differ from the chat as the server keeps it: ``take`` the client's from the
+    first difference on (as before), or ``refuse`` it (409 ``history_conflict``). A
+    submit of only its new message (``{id, message}``) never rewrites earlier turns."""
     chat_retention_seconds: int | None = Field(None, ge=0)
     """How long a chat's record (its history, owner, title) lives after its last change:
     0 keeps it until ``DELETE /v1/chat/{id}``. Unset: as long as its latest answer's

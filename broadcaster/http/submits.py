@@ -8,6 +8,7 @@ is taken from the chat's record where the record has one (``convert.from_record`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -29,11 +30,13 @@ from broadcaster.chat.convert import (
     parse_body,
     with_chat_id,
 )
+from broadcaster.chat.placing import Placed
 from broadcaster.generations.request import Defaults, RequestInvalid
 from broadcaster.http.access import check_chat, credential_first, presented_key, submit_rate
 from broadcaster.http.bodies import offloop, read_json_sized
 from broadcaster.http.budgets import with_user, within_budget
 from broadcaster.http.errors import ApiError
+from broadcaster.http.kept_history import placed_all, sends_one, with_history
 from broadcaster.http.resources import get_chats, get_event_log
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import new_stream_id
@@ -53,6 +56,8 @@ class Submit:
     chat: ChatBody
     job: dict[str, Any] | None
     messages: list[dict[str, Any]]
+    placed: Placed | None = None
+    """Where they go in the history the server keeps (``http/kept_history.py``)."""
 
 
 def parsed(parse: Callable[[Any], T], body: Any) -> T:
@@ -81,17 +86,28 @@ async def read_submit(request: Request, settings: Settings, defaults: Defaults) 
     await credential_first(request, "submit")
     raw, size = await read_json_sized(request, settings.chat_max_body_bytes)
     body = parsed(partial(with_chat_id, new_id=new_stream_id), raw)
-    counted(body, settings.chat_max_messages)
+    one = sends_one(body)
+    if not one:  # the history from the record is the deployment's, not the request's
+        counted(body, settings.chat_max_messages)
     await check_chat(request, body["id"], "submit")
     await submit_rate(request, await presented_key(request))
     user = await within_budget(request)
+    placed = None
+    if one:
+        body, placed = await with_history(request, body)
     pool = offloop(request)
     chat = await pool.run_sized(size, parsed, parse_body, body)
     job = await _converted(request, chat, defaults, size)
     job = None if job is None else with_user(job, user)
     # The record keeps the messages as sent, but with the results the record gave them.
-    messages = await pool.run_sized(size, _dumped, chat) if claimed_results(chat) else None
-    return Submit(raw, body, chat, job, body["messages"] if messages is None else messages)
+    dumped = await pool.run_sized(size, _dumped, chat) if claimed_results(chat) else None
+    messages = body["messages"] if dumped is None else dumped
+    if one and dumped is not None and placed is not None:
+        placed = dataclasses.replace(placed, push=[*placed.push[:-1], dumped[-1]])
+    elif not one and job is not None:
+        refuse = settings.chat_client_history == "refuse"
+        placed = await placed_all(request, chat.id, messages, refuse=refuse)
+    return Submit(raw, body, chat, job, messages, placed)
 
 
 async def _converted(

@@ -22,8 +22,6 @@ and clients/js (``make test-deps``); without them the tests fail and say so."""
 from __future__ import annotations
 
 import itertools
-import json
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -32,45 +30,18 @@ import httpx
 import pytest
 
 from broadcaster.cli import DEMO_TOOLS
-from tests.support import client_js
-from tests.support.browser import missing_prerequisites
-from tests.support.node_script import Script
+from tests.support import client_js, usechat_browser
 from tests.support.procs import ROOT
 from tests.support.stacks import Stack, start_stack
+from tests.support.usechat_browser import Browser
 
-USECHAT = ROOT / "tests" / "clients" / "usechat"
 WORKER = {"WORKER_FAKE_DELAY_MS": "40", "WORKER_TOOLS": DEMO_TOOLS, "PYTHONPATH": str(ROOT)}
 _chats = itertools.count(1)
 
 
-class Browser:
-    """The module's Chromium: one command, one answer."""
-
-    def __init__(self, script: Script) -> None:
-        self.script = script
-
-    def do(self, op: str, timeout: float = 60, **args: Any) -> dict[str, Any]:
-        self.script.send(json.dumps({"op": op, **args}))
-        answer = self.script.next_json(timeout)
-        assert answer["ok"], f"{op} {args}: {answer}"
-        return answer
-
-    def wait(self, tab: str, until: str, ms: int = 40_000) -> dict[str, Any]:
-        answer = self.do("wait", ms / 1000 + 10, tab=tab, until=until, ms=ms)
-        state: dict[str, Any] = answer["state"]
-        return state
-
-    def open(self, tab: str, chat: str) -> None:
-        self.do("open", tab=tab, path=f"/usechat/index.html?chat={chat}&api=/v1/chat")
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    missing = missing_prerequisites() + client_js.missing_prerequisites()
-    if not (USECHAT / "node_modules" / "@ai-sdk" / "react").is_dir():
-        missing.append("tests/clients/usechat/node_modules: npm ci --prefix tests/clients/usechat")
-    if missing:
-        pytest.fail("these tests need:\n  " + "\n  ".join(missing), pytrace=False)
+    usechat_browser.require(*client_js.missing_prerequisites())
     client_js.build()
     s = start_stack(tmp_path_factory.mktemp("usechat"), "usechat", WORKER, frontends=2, nginx=True)
     try:
@@ -81,20 +52,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def browser(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    app = tmp_path_factory.mktemp("usechat-app")
-    built = subprocess.run(
-        ["node", "build.mjs", str(app)], cwd=USECHAT, capture_output=True, text=True, check=False
-    )
-    assert built.returncode == 0, built.stderr
-    script = Script(
-        ["node", str(USECHAT / "browser.mjs"), stack.url, str(app)], app / "browser.stderr"
-    )
-    try:
-        assert script.next_json(60)["ready"]
-        yield Browser(script)
-    finally:
-        script.send(json.dumps({"op": "quit"}))
-        script.stop()
+    with usechat_browser.browser(stack.url, tmp_path_factory.mktemp("usechat-app")) as b:
+        yield b
 
 
 def _chat() -> str:

@@ -62,7 +62,12 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp) / "redis") as redis:
-        frontend = start_frontend(redis.url, Path(tmp), "frontend")
+        # One submit of the whole chat: past the deployment's default bounds on a body.
+        env = {
+            "BROADCASTER_CHAT_MAX_MESSAGES": str(2 * args.turns + 1),
+            "BROADCASTER_MAX_JSON_VALUES": str(50 * args.turns + 100_000),
+        }
+        frontend = start_frontend(redis.url, Path(tmp), "frontend", env)
         try:
             with httpx.Client(base_url=frontend.url, timeout=120) as client:
                 body = {"id": "long-chat", "messages": long_chat(args.turns)}

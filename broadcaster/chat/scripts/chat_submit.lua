@@ -1,13 +1,15 @@
 -- Make a generation the chat's latest, unless another submit got there first: the chat's
--- generation must still be the one the caller saw (ARGV[1], "" for none). The messages it
--- was started with become the chat's history list (one JSON each) and their positions;
+-- generation must still be the one the caller saw (ARGV[1], "" for none). The history
+-- list keeps its first ARGV[8] messages (all of them replaced when it is -1), then the
+-- messages given are pushed after them (one JSON each) with their positions: a submit
+-- that adds a message writes that message, whatever the chat's length;
 -- the chat's turn count goes up by one and the turn names its generation and message.
 -- A chat made here records its owner, its creation time and its title; every submit
 -- sets when it changed and counts a new version of its history.
 -- KEYS: the chat's hash, history list, positions hash, turns hash.
 -- ARGV: seen generation, new generation, assistant message id, TTL (s; 0: none), the
--- turn's JSON (without its number), owner, title, then each message's id and JSON, in
--- order.
+-- turn's JSON (without its number), owner, title, the messages kept (-1: none), then each
+-- pushed message's id and JSON, in order.
 -- Returns the new turn's number, or 0 when the chat's generation changed meanwhile.
 local chat, history, positions, turns = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local current = redis.call('HGET', chat, 'generation') or ''
@@ -27,8 +29,20 @@ local turn = redis.call('HINCRBY', chat, 'turn', 1)
 -- A record of an older version has no count of settled turns: its earlier ones need none.
 if not redis.call('HGET', chat, 'settled') then redis.call('HSET', chat, 'settled', turn - 1) end
 redis.call('HSET', turns, turn, ARGV[5])
-redis.call('DEL', history, positions)
-fill(history, positions, 8)
+local keep = tonumber(ARGV[8])
+if keep < 0 then
+  redis.call('DEL', history, positions)
+elseif redis.call('LLEN', history) > keep then
+  -- What follows the kept messages goes (an edit, a regenerate): their ids too.
+  for _, item in ipairs(redis.call('LRANGE', history, keep, -1)) do
+    local ok, message = pcall(cjson.decode, item)
+    if ok and type(message) == 'table' and type(message.id) == 'string' then
+      redis.call('HDEL', positions, message.id)
+    end
+  end
+  if keep == 0 then redis.call('DEL', history) else redis.call('LTRIM', history, 0, keep - 1) end
+end
+fill(history, positions, 9)
 for _, key in ipairs(KEYS) do
   if ttl > 0 then redis.call('EXPIRE', key, ttl) else redis.call('PERSIST', key) end
 end

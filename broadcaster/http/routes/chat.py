@@ -120,6 +120,7 @@ async def submit(
             room=partial(check_room, request, from_request(request)),
             job=read.job,
             owner=who.owner,
+            placed=read.placed,
         )
     except BaseException as exc:
         await once.release()

@@ -1,7 +1,9 @@
 // Bundles app.jsx (React, @ai-sdk/react, the client package) into OUTDIR/app.js, with
-// index.html beside it: the page tests/clients/usechat/browser.mjs serves.
+// index.html beside it: the page tests/clients/usechat/browser.mjs serves. With PAGE
+// (history: useChat with the AI SDK's own transport, the history kept by the server),
+// PAGE.jsx into OUTDIR/PAGE.js, with PAGE.html.
 //
-//   node build.mjs OUTDIR
+//   node build.mjs OUTDIR [PAGE]
 
 import { build } from "esbuild";
 import { copyFileSync, mkdirSync } from "node:fs";
@@ -9,11 +11,12 @@ import { fileURLToPath } from "node:url";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const out = process.argv[2];
+const page = process.argv[3] || "app";
 mkdirSync(out, { recursive: true });
 await build({
   absWorkingDir: here,
-  entryPoints: ["app.jsx"],
-  outfile: `${out}/app.js`,
+  entryPoints: [`${page}.jsx`],
+  outfile: `${out}/${page}.js`,
   bundle: true,
   format: "esm",
   jsx: "automatic",
@@ -22,4 +25,5 @@ await build({
   define: { "process.env.NODE_ENV": '"production"' },
   logLevel: "warning",
 });
-copyFileSync(`${here}index.html`, `${out}/index.html`);
+const html = page === "app" ? "index.html" : `${page}.html`;
+copyFileSync(`${here}${html}`, `${out}/${html}`);
