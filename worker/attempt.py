@@ -26,7 +26,7 @@ from broadcaster.generations.lifecycle import Claim, Generations
 from broadcaster.generations.request import DEFAULT_MAX_STEPS
 from worker.metrics import WorkerMetrics
 from worker.model_call import Policy
-from worker.providers.base import Provider
+from worker.providers.base import CACHE_KEY, Provider
 from worker.sessions import Opening, Sessions
 from worker.step_loop import StepRun, run_steps
 from worker.takeover import Plan, fresh, plan_attempt
@@ -74,7 +74,7 @@ async def run_generation(
     async with contextlib.AsyncExitStack() as opened:
         run = StepRun(
             provider,
-            request,
+            {**request, CACHE_KEY: request.get("chat_id") or stream_id},
             writer,
             policy,
             _message_id(request, meta, stream_id),

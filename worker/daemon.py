@@ -54,7 +54,9 @@ def make_provider(settings: WorkerSettings, name: str) -> Provider:
     if name == "openai" and settings.openai_api == "responses":
         from worker.providers.openai_responses import OpenAIResponsesProvider
 
-        return OpenAIResponsesProvider(settings.read_timeout_seconds)
+        return OpenAIResponsesProvider(
+            settings.read_timeout_seconds, caching=settings.prompt_caching
+        )
     if name == "openai":
         from worker.providers.openai import OpenAIProvider
 
@@ -62,10 +64,11 @@ def make_provider(settings: WorkerSettings, name: str) -> Provider:
             settings.read_timeout_seconds,
             settings.openai_max_tokens_param,
             continue_final_message=settings.openai_continue_final_message,
+            caching=settings.prompt_caching,
         )
     from worker.providers.anthropic import AnthropicProvider
 
-    return AnthropicProvider(settings.read_timeout_seconds)
+    return AnthropicProvider(settings.read_timeout_seconds, caching=settings.prompt_caching)
 
 
 def unusable_provider(settings: WorkerSettings) -> str | None:

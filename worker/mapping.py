@@ -15,6 +15,10 @@ One :class:`EventMapper` maps one model call (one Messages request)::
             publish(event)
     mapper.text, mapper.usage, mapper.stop_reason, mapper.model
 
+``mapper.usage`` is the call's ``Usage``: the raw events' counts (Anthropic's
+``input_tokens``, the uncached input, with the cache's reads and writes beside it; the
+reasoning tokens a provider reports apart), as ``worker.usage.of_raw`` sums them.
+
 Block ids are per call: ``t<index>`` for text, ``r<index>`` for thinking, and the tool
 call's own id for tool use.
 
@@ -30,6 +34,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
+
+from worker.usage import Usage, of_raw, raw_counts
 
 __all__ = ["FINISH_REASONS", "Event", "EventMapper", "finish_reason", "merge_deltas"]
 
@@ -233,8 +239,7 @@ class EventMapper:
     def __init__(self, message_id: str, id_prefix: str = "") -> None:
         self.message_id = message_id
         self._blocks = ContentBlocks(id_prefix)
-        self._input_tokens = 0
-        self._output_tokens = 0
+        self._counts: dict[str, int] = {}
         self._stop_reason: str | None = None
         self._model: str | None = None
         self._started = False
@@ -253,9 +258,9 @@ class EventMapper:
         return self._blocks.notes
 
     @property
-    def usage(self) -> dict[str, int]:
-        """``{"input_tokens", "output_tokens"}`` as last reported by the stream."""
-        return {"input_tokens": self._input_tokens, "output_tokens": self._output_tokens}
+    def usage(self) -> Usage:
+        """The call's usage as last reported by the stream (``worker.usage.of_raw``)."""
+        return of_raw(self._counts)
 
     @property
     def stop_reason(self) -> str | None:
@@ -310,9 +315,7 @@ class EventMapper:
         model = message.get("model")
         if isinstance(model, str):
             self._model = model
-        usage = _dict(message.get("usage"))
-        self._input_tokens = _int(usage.get("input_tokens")) or 0
-        self._output_tokens = _int(usage.get("output_tokens")) or 0
+        self._counts = raw_counts(message.get("usage"))
         self._blocks.new_message()
         events: list[Event] = []
         if not self._started:
@@ -327,10 +330,7 @@ class EventMapper:
             self._stop_reason = stop_reason
         # Counts on message_delta are cumulative totals: they replace, never add; an absent
         # (or null) count leaves message_start's value in place.
-        if (output_tokens := _int(usage.get("output_tokens"))) is not None:
-            self._output_tokens = output_tokens
-        if (input_tokens := _int(usage.get("input_tokens"))) is not None:
-            self._input_tokens = input_tokens
+        self._counts |= raw_counts(usage)
 
     def _message_stop(self) -> list[Event]:
         self._finished = True
@@ -339,13 +339,7 @@ class EventMapper:
             {
                 "type": "finish",
                 "finishReason": self.finish_reason,
-                "messageMetadata": {
-                    "model": self._model,
-                    "usage": {
-                        "inputTokens": self._input_tokens,
-                        "outputTokens": self._output_tokens,
-                    },
-                },
+                "messageMetadata": {"model": self._model, "usage": self.usage.ai_sdk()},
             },
         ]
 

@@ -94,7 +94,7 @@ async def call_model(
                     await call.run(provider, request)
                 finally:
                     _traced_call(traced, call)
-            call.timing.done(int(mapper.usage.get("output_tokens") or 0))
+            call.timing.done(mapper.usage.output)
             count_tokens(writer.metrics, mapper)
             return call.step, mapper
         except ProviderError as exc:
@@ -143,8 +143,8 @@ def _traced_call(span: Any, call: _Call) -> None:
     usage = mapper.usage
     if mapper.model:
         span.set_attribute("gen_ai.response.model", mapper.model)
-    span.set_attribute("gen_ai.usage.input_tokens", usage.get("input_tokens", 0))
-    span.set_attribute("gen_ai.usage.output_tokens", usage.get("output_tokens", 0))
+    span.set_attribute("gen_ai.usage.input_tokens", usage.input)
+    span.set_attribute("gen_ai.usage.output_tokens", usage.output)
     if mapper.stop_reason:
         span.set_attribute("gen_ai.response.finish_reasons", [mapper.stop_reason])
     if call.first_ns is not None:
@@ -155,8 +155,8 @@ def _traced_call(span: Any, call: _Call) -> None:
 def count_tokens(metrics: WorkerMetrics | None, mapper: EventMapper) -> None:
     if metrics is not None and mapper.started:
         usage = mapper.usage
-        metrics.tokens.labels("input").inc(usage.get("input_tokens", 0))
-        metrics.tokens.labels("output").inc(usage.get("output_tokens", 0))
+        metrics.tokens.labels("input").inc(usage.input)
+        metrics.tokens.labels("output").inc(usage.output)
 
 
 def _shown(

@@ -49,6 +49,12 @@ class WorkerSettings(RedisSettings, DurabilitySettings):
     """The OpenAI-compatible server continues the assistant's last message itself
     (vLLM's ``continue_final_message`` with ``add_generation_prompt: false``): a cut
     answer is continued that way instead of with a synthetic user turn."""
+    prompt_caching: bool = True
+    """Ask the model's API to cache each request's stable prefix (docs/cost.md):
+    Anthropic's ``cache_control`` breakpoints on the system prompt, the tools and the
+    last turns; OpenAI's ``prompt_cache_key``, the chat's id (else the generation's).
+    False: send neither (an OpenAI-compatible server that refuses the field it does not
+    know)."""
     takeover: Literal["continue", "restart"] = "continue"
     """How a step cut off with its worker goes on: ``continue`` from what it showed, or
     ``restart`` its model call in a new step (the cut output shown and billed twice; for

@@ -32,7 +32,6 @@ from worker.splice import Seam, SeamTrim
 from worker.step_tools import run_tools
 from worker.takeover import Call, Continue, Move, Plan, Progress, Reattach, RunTools
 from worker.transcript import Step, step_messages
-from worker.usage import Usage
 from worker.writer import StreamWriter
 
 log = logging.getLogger("worker.generation")
@@ -115,8 +114,7 @@ async def _model_call(run: StepRun, progress: Progress, move: Move) -> tuple[Ste
 
 def _add_usage(progress: Progress, mapper: EventMapper) -> None:
     if mapper.started:
-        used = Usage(mapper.usage["input_tokens"], mapper.usage["output_tokens"])
-        progress.tally.add(used, mapper.model)
+        progress.tally.add(mapper.usage, mapper.model)
 
 
 def _seam(going_on: Continue) -> Callable[[], Seam]:

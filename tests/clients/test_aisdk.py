@@ -28,6 +28,7 @@ import httpx
 import pytest
 
 from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound
+from broadcaster.core.events import Usage
 from tests.support import fake_openai as oai
 from tests.support import node_host
 from tests.support.aisdk import AISDK_DIR, missing_prerequisites
@@ -82,7 +83,12 @@ def _script_fakes(anth: FakeAnthropicServer, srv: oai.FakeOpenAIServer) -> None:
     )
     call = oai.streamed_call("toolu_01aisdk", "get_weather", FRAGMENTS)
     script = oai.reply(
-        reasoning=REASONING, text=CHUNKS, tools=[call], prompt_tokens=31, completion_tokens=57
+        reasoning=REASONING,
+        text=CHUNKS,
+        tools=[call],
+        prompt_tokens=31,
+        completion_tokens=57,
+        reasoning_tokens=0,  # as Anthropic's, which counts no reasoning apart
     )
     srv.enqueue([step for frame in script for step in (oai.delay(0.03), frame)])
 
@@ -190,7 +196,7 @@ def _check(provider: str, run: dict[str, Any]) -> None:
         ], where
         assert sdk["metadata"] == {
             "model": MODEL,
-            "usage": {"inputTokens": 31, "outputTokens": 57},
+            "usage": Usage(31, 57).ai_sdk(),
         }, where
 
     # Resuming from the terminal event: 204, which the SDK takes as "nothing to resume".

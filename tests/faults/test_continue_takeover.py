@@ -53,6 +53,7 @@ from tests.support.faults import (
     wait_status,
 )
 from tests.support.procs import ROOT, Proc, tool_worker_env
+from tests.support.prompt_cache import without_breakpoints
 from tests.support.worker_tools import runs
 from worker.continuation import CONTINUE_PROMPT, LOST_RUN
 
@@ -177,7 +178,8 @@ async def run_cut(tmp_path: Path, sc: Scenario) -> Scenario:
                     sc.messages[f"{k} late"] = _read(late, f"{k} late")
             finally:
                 _stop(live.values())
-        sc.model_requests = [q.body for q in model.requests]
+        # What the model was sent, the prompt cache's breakpoints aside.
+        sc.model_requests = [without_breakpoints(q.body) for q in model.requests]
         billed = sum(x.deltas_sent for x in model.exchanges)
     verdicts = [verdict(v, stored) for v in viewers]
     report(f"continue after a cut ({sc.name})", verdicts, output_deltas_billed=billed)

@@ -21,6 +21,7 @@ import anyio
 import httpx
 import pytest
 
+from broadcaster.core.events import Usage
 from broadcaster.generations.content import fold
 from tests.support.fake_anthropic import (
     FakeAnthropicServer,
@@ -43,6 +44,7 @@ from tests.support.faults import (
     verdict,
 )
 from tests.support.procs import Proc, tool_worker_env
+from tests.support.prompt_cache import breakpoints, without_breakpoints
 from tests.support.worker_tools import runs
 from worker.transcript import latest_attempt
 
@@ -139,7 +141,7 @@ async def test_a_worker_killed_while_a_tool_runs_reruns_only_that_tool(tmp_path:
         "finish-step",
         "finish",
     ]
-    assert events[-1]["messageMetadata"]["usage"] == {"inputTokens": 40, "outputTokens": 8}
+    assert events[-1]["messageMetadata"]["usage"] == Usage(40, 8).ai_sdk()
     assert meta["attempt"] == "2" and meta["status"] == "completed"
     # The second step was sent both results, rebuilt from the stream by the rescuer.
     results = model.requests[-1].body["messages"][-1]["content"]
@@ -210,6 +212,13 @@ async def test_a_worker_killed_mid_model_output_does_not_run_the_tool_again(
     # Step 2 was continued: the lost worker's messages, its partial turn, the ask to go on.
     assert model.request_count == 3
     sent = model.requests[2].body["messages"]
-    assert sent[:-2] == model.requests[1].body["messages"]
-    assert sent[-2] == {"role": "assistant", "content": [{"type": "text", "text": "cut off "}]}
+    # The same prefix (its breakpoints aside): the continuation reads what the cut call
+    # wrote; its own breakpoints are on the partial turn and the ask to go on.
+    assert without_breakpoints(sent[:-2]) == without_breakpoints(model.requests[1].body["messages"])
+    assert [b for b in breakpoints(model.requests[2].body) if b.startswith("messages")] == [
+        f"messages[{len(sent) - 2}].content[0]",
+        f"messages[{len(sent) - 1}].content[0]",
+    ]
+    partial = {"role": "assistant", "content": [{"type": "text", "text": "cut off "}]}
+    assert without_breakpoints(sent[-2]) == partial
     assert sent[-1]["role"] == "user" and "Continue" in sent[-1]["content"][0]["text"]

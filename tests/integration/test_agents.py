@@ -11,13 +11,16 @@ The answers are read as the AI SDK reads them (tests/clients/aisdk/read.mjs:
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from broadcaster.core.events import Usage
 from tests.support.agent_chats import live as _live
 from tests.support.agent_chats import running_text as _running_text
 from tests.support.agent_chats import sdk_message as _sdk
@@ -26,6 +29,7 @@ from tests.support.agent_chats import stack_marks as _marks
 from tests.support.agent_chats import status as _status
 from tests.support.agent_chats import stored as _stored
 from tests.support.agent_chats import turn_text as _text
+from tests.support.agents import GRAPH_USAGE
 from tests.support.chat_tabs import Tab, body, events, user
 from tests.support.polling import wait_for
 from tests.support.procs import ROOT
@@ -141,6 +145,33 @@ def test_a_pydantic_ai_agent_streams_and_runs_its_tool(stack: Stack) -> None:
     message = _sdk(stack, posted.headers["x-generation-id"])
     (tool,) = message["tools"]
     assert tool["toolName"] == "weather" and tool["state"] == "output-available"
+    # The usage is pydantic-ai's own count of the run, as the same agent counts it here.
+    assert got[-1]["messageMetadata"]["usage"] == pydantic_ai_count("what is the weather")
+
+
+def pydantic_ai_count(prompt: str) -> dict[str, object]:
+    """What pydantic-ai counts of ``helper``'s run on ``prompt``, run in this process as
+    the worker runs it (node by node, each model request streamed)."""
+    from pydantic_ai import Agent, DeferredToolRequests
+
+    from tests.support import agents
+    from worker.agents.pydantic_agent import usage_of
+
+    async def run() -> Any:
+        kinds = [agents.helper.output_type, DeferredToolRequests]
+        async with agents.helper.iter(prompt, output_type=kinds) as running:
+            node = running.next_node
+            while not Agent.is_end_node(node):
+                if Agent.is_model_request_node(node) or Agent.is_call_tools_node(node):
+                    async with node.stream(running.ctx) as events:
+                        async for _ in events:
+                            pass
+                node = await running.next(node)
+            return running.usage
+
+    counted = asyncio.run(run())
+    assert counted.requests == 2 and counted.input_tokens > 0
+    return usage_of(counted).ai_sdk()
 
 
 def test_an_agents_approval_waits_holding_nothing_and_resumes_it(stack: Stack) -> None:
@@ -207,6 +238,16 @@ def test_a_langgraph_interrupt_is_an_approval_that_resumes_the_graph(stack: Stac
     assert _text(stack, generation).endswith("Deleted it.")
     message = _sdk(stack, generation)
     assert message["text"].endswith("Deleted it.")
+    # LangChain's usage_metadata of the graph's one model call.
+    said = GRAPH_USAGE
+    counted = Usage(
+        said["input_tokens"],
+        said["output_tokens"],
+        cache_read=said["input_token_details"]["cache_read"],
+        cache_write=said["input_token_details"]["cache_creation"],
+        reasoning=said["output_token_details"]["reasoning"],
+    )
+    assert message["metadata"]["usage"] == counted.ai_sdk()
 
 
 def test_a_stop_closes_the_agents_model_stream(stack: Stack) -> None:

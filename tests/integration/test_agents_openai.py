@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from broadcaster.core.events import Usage
 from tests.support.agent_chats import live as _live
 from tests.support.agent_chats import running_text as _running_text
 from tests.support.agent_chats import sdk_message as _sdk
@@ -93,8 +94,10 @@ def test_the_agent_runs_its_tool_and_the_model_gets_its_output(
     stack: Stack, oai_srv: FakeOpenAIServer
 ) -> None:
     call = streamed_call("call_oa_weather", "weather", ['{"city"', ': "Paris"}'])
-    oai_srv.route("what is the weather", reply(text=["Let me look."], tools=[call]))
-    oai_srv.route("sunny in Paris", reply(text=["It is sunny in Paris."]))
+    counts = {"prompt_tokens": 50, "completion_tokens": 7, "reasoning_tokens": 2}
+    asked = reply(text=["Let me look."], tools=[call], cached_tokens=32, **counts)
+    oai_srv.route("what is the weather", asked)
+    oai_srv.route("sunny in Paris", reply(text=["It is sunny in Paris."], prompt_tokens=80))
     posted = _chat(stack, "oa-weather", "what is the weather", AGENT)
     assert posted.status_code == 200, posted.text
     got = events(posted.content)
@@ -112,6 +115,9 @@ def test_the_agent_runs_its_tool_and_the_model_gets_its_output(
     message = _sdk(stack, posted.headers["x-generation-id"])
     (tool,) = message["tools"]
     assert tool["toolName"] == "weather" and tool["state"] == "output-available"
+    # The SDK's own count of the run (its context's usage): both turns, as the server said.
+    said = Usage(50, 7, cache_read=32, reasoning=2) + Usage(80, 1)
+    assert got[-1]["messageMetadata"]["usage"] == said.ai_sdk()
 
 
 def test_a_stop_closes_the_model_call_and_makes_no_other(

@@ -25,6 +25,7 @@ from broadcaster.core import keys
 from tests.support.fake_anthropic import message, text, tool_use
 from tests.support.polling import wait_for
 from tests.support.procs import ROOT, parse_sse
+from tests.support.prompt_cache import without_breakpoints
 from tests.support.stacks import Stack, anthropic_stack
 from tests.support.webhooks import Receiver, webhook_env
 from tests.support.worker_tools import runs
@@ -84,9 +85,11 @@ def submit(stack: Stack, chat: str, words: str, **extra: Any) -> httpx.Response:
 
 
 def tool_results(stack: Stack, marker: str) -> list[dict[str, Any]]:
-    """The tool_result blocks of the last request to the model that mentions ``marker``."""
+    """The tool_result blocks of the last request to the model that mentions ``marker``
+    (the prompt cache's breakpoints aside)."""
     mine = [r for r in stack.model.requests if marker in json.dumps(r.body["messages"][0])]
-    return [b for b in mine[-1].body["messages"][-1]["content"] if b["type"] == "tool_result"]
+    results = mine[-1].body["messages"][-1]["content"]
+    return [b for b in without_breakpoints(results) if b["type"] == "tool_result"]
 
 
 def test_a_call_waits_holding_nothing_and_an_approval_resumes_it(

@@ -21,6 +21,7 @@ from tests.support.chat_tabs import Tab, body, events, user
 from tests.support.fake_anthropic import gate, message, text, tool_use
 from tests.support.polling import wait_for
 from tests.support.procs import ROOT
+from tests.support.prompt_cache import without_breakpoints
 from tests.support.stacks import Stack, anthropic_stack
 
 
@@ -175,7 +176,7 @@ def test_steer_reaches_the_next_model_call_of_a_tool_loop(stack: Stack) -> None:
     assert kinds.count("start") == 1 and kinds[-1] == "finish"
     step_2 = [r for r in stack.model.requests if "steer-b" in json.dumps(r.body["messages"][-1])]
     (sent,) = step_2
-    last = sent.body["messages"][-1]["content"]
+    last = without_breakpoints(sent.body["messages"][-1]["content"])
     assert last[0]["type"] == "tool_result" and last[0]["tool_use_id"] == "toolu_s"
     assert last[1] == {"type": "text", "text": "steer-b: also say hello"}
     answer = listed(stack, chat)["messages"][-1]

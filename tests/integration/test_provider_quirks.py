@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from broadcaster.core.events import Usage
 from tests.support import fake_openai as oai
 from tests.support import provider_fixtures
 from tests.support.fake_anthropic import (
@@ -82,10 +83,10 @@ async def test_vllm_reasoning_and_a_streamed_tool_call(
     assert events[-1].json() == {
         "type": "finish",
         "finishReason": "tool-calls",
-        "messageMetadata": {"model": "qwen3", "usage": {"inputTokens": 21, "outputTokens": 9}},
+        "messageMetadata": {"model": "qwen3", "usage": Usage(21, 9, reasoning=2).ai_sdk()},
     }
     assert st["text"] == "Héllo"
-    assert st["usage"] == {"input_tokens": 21, "output_tokens": 9}
+    assert st["usage"] == Usage(21, 9, reasoning=2).snake()
 
 
 async def test_ollama_whole_tool_call_in_one_chunk(
@@ -158,6 +159,7 @@ async def test_both_providers_give_the_same_events(
             tools=[call],
             prompt_tokens=21,
             completion_tokens=9,
+            reasoning_tokens=0,  # as Anthropic's, which counts no reasoning apart
         )
     )
     seen: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
@@ -184,7 +186,7 @@ async def test_both_providers_give_the_same_events(
     assert seen["openai"][0][-1] == {
         "type": "finish",
         "finishReason": "tool-calls",
-        "messageMetadata": {"model": "m-1", "usage": {"inputTokens": 21, "outputTokens": 9}},
+        "messageMetadata": {"model": "m-1", "usage": Usage(21, 9).ai_sdk()},
     }
 
 

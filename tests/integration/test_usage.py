@@ -17,19 +17,19 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from standardwebhooks import Webhook
 
 from broadcaster.auth import credentials
 from broadcaster.generations.ledger import seconds_to_next_day, today
 from tests.support.polling import poll
 from tests.support.procs import Proc, parse_sse, start_frontend, start_worker
 from tests.support.procs import own_redis as start_redis
-from tests.support.webhooks import SECRET as WEBHOOK_SECRET
+from tests.support.usage_calls import bearer, finished, key_name
 from tests.support.webhooks import Receiver, webhook_env
 
 pytestmark = pytest.mark.anyio
@@ -47,15 +47,6 @@ KEYS = ",".join(
 )
 BUDGET = 60
 """Tokens a user may use a day here: one long answer (64 output tokens) crosses it."""
-
-
-def name_of(key: str) -> str:
-    """An API key's name: what its generations' usage is counted under."""
-    return credentials.hash_key(key).removeprefix("sha256:")[:12]
-
-
-def bearer(value: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {value}"}
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +135,7 @@ async def test_a_key_s_generations_by_day_and_model(frontend: Proc) -> None:
         )
         assert r.status_code == 202, r.text
         gid, viewer = r.json()["id"], r.json()["viewer_token"]
-        found = await settled(client, name_of(OTHER), 1)
+        found = await settled(client, key_name(OTHER), 1)
         status = (await client.get(f"/v1/generations/{gid}", headers=bearer(viewer))).json()
     assert status["status"] == "completed"
     usage = status["usage"]
@@ -234,14 +225,7 @@ async def test_the_webhook_names_chat_user_provider_and_model(
         answered = await client.post("/v1/chat", json=body, headers=bearer(token))
         gid = answered.headers["x-generation-id"]
 
-        async def delivered() -> dict[str, Any] | None:
-            for got in receiver.accepted():
-                data = Webhook(WEBHOOK_SECRET).verify(got.body, got.headers)["data"]
-                if data["id"] == gid:
-                    return dict(data)
-            return None
-
-        data = await poll(delivered, "the generation.finished webhook")
+        data = await poll(partial(finished, receiver, gid), "the generation.finished webhook")
         status = (
             await client.get(f"/v1/generations/{gid}", headers=await viewer(client, gid))
         ).json()

@@ -46,8 +46,10 @@ from worker.attempt import run_generation
 from worker.continuation import CONTINUE_PROMPT
 from worker.daemon import Worker
 from worker.metrics import WorkerMetrics
+from worker.providers.base import CACHE_KEY
 from worker.providers.fake import FakeProvider
 from worker.tools import ToolBox
+from worker.usage import Usage
 
 pytestmark = pytest.mark.anyio
 
@@ -114,15 +116,16 @@ async def test_takeover_after_output_continues_the_open_part(event_log: EventLog
         "finishReason": "stop",
         "messageMetadata": {
             "model": "scripted-model",
-            "usage": {"inputTokens": 7, "outputTokens": 3},
+            "usage": Usage(7, 3).ai_sdk(),
             "outputTokensByAttempt": {"2": 3},
+            "usageByAttempt": {"2": Usage(7, 3).ai_sdk()},
         },
     }
     meta = await event_log.meta(s)
     assert meta is not None
     assert meta["status"] == "completed"
     assert meta["text"] == "half an ansNew answer."
-    assert meta["usage"] == '{"input_tokens": 7, "output_tokens": 3}'
+    assert json.loads(meta["usage"]) == Usage(7, 3).snake()
     assert provider.calls == 1 and provider.closed == 1
     # the model was sent the partial turn and asked to go on
     [sent] = provider.requests
@@ -163,7 +166,7 @@ async def test_takeover_the_old_way_restarts_the_step_coherently(event_log: Even
     ]
     assert events[4]["data"]["mode"] == "restart" and events[5] == {"type": "text-end", "id": "t0"}
     assert events[8]["id"] == "a2-t0"  # a new part: the closed one is never written again
-    assert provider.requests == [REQUEST]  # the same call again
+    assert provider.requests == [{**REQUEST, CACHE_KEY: s}]  # the same call again
     meta = await event_log.meta(s)
     assert meta is not None and meta["text"] == "New answer."
     assert fold(events) == [{"type": "text", "text": "New answer."}]
@@ -276,7 +279,7 @@ async def test_worker_runs_a_job_and_stops_without_leaking_tasks(
     assert meta["attempt"] == "1"
     events = await all_events(event_log, s)
     assert [e.type for e in events] == reply_types(3)
-    assert provider.requests == [REQUEST]
+    assert provider.requests == [{**REQUEST, CACHE_KEY: s}]  # its prompt cache: its id
     await wait_queue_empty(event_log)  # acknowledged and deleted
 
     worker.stop()

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from broadcaster.core.embedded import free_port
+from broadcaster.core.events import Usage
 from broadcaster.http.openapi import GenerationStatus
 from tests.support.fake_anthropic import (
     FakeAnthropicServer,
@@ -40,6 +41,7 @@ from tests.support.stacks import (
     start_stack,
     status,
 )
+from worker.providers.anthropic_cache import EPHEMERAL
 
 pytestmark = pytest.mark.anyio
 
@@ -190,7 +192,7 @@ async def test_thinking_text_and_tool_use_stream_in_order(
             "finishReason": "tool-calls",
             "messageMetadata": {
                 "model": MODEL,
-                "usage": {"inputTokens": 31, "outputTokens": 57},
+                "usage": Usage(31, 57).ai_sdk(),
             },
         }
 
@@ -200,7 +202,7 @@ async def test_thinking_text_and_tool_use_stream_in_order(
         GenerationStatus.model_validate(st)
         assert st["status"] == "completed"
         assert st["text"] == "".join(chunks)
-        assert st["usage"] == {"input_tokens": 31, "output_tokens": 57}
+        assert st["usage"] == Usage(31, 57).snake()
         assert st["error"] is None
         assert st["last_event_id"] == result.ids[-1]
         assert st["provider"] == "anthropic"
@@ -222,8 +224,10 @@ async def test_thinking_text_and_tool_use_stream_in_order(
     assert headers.get("x-api-key", headers.get("authorization")) in ("test", "Bearer test")
     assert body["model"] == MODEL
     assert body["max_tokens"] == 321
-    assert body["system"] == "Be terse."
-    assert body["messages"] == [{"role": "user", "content": "What's the weather in Paris?"}]
+    # Caching is on by default: the system prompt and the newest message carry breakpoints.
+    assert body["system"] == [{"type": "text", "text": "Be terse.", "cache_control": EPHEMERAL}]
+    ask = {"type": "text", "text": "What's the weather in Paris?", "cache_control": EPHEMERAL}
+    assert body["messages"] == [{"role": "user", "content": [ask]}]
     assert body["stream"] is True
 
 
@@ -267,7 +271,7 @@ async def test_deltas_are_merged_within_the_merge_window(
             st = await status(client, own.url, gid)
             assert st["status"] == "completed"
             assert st["text"] == "".join(chunks)
-            assert st["usage"] == {"input_tokens": 5, "output_tokens": 60}
+            assert st["usage"] == Usage(5, 60).snake()
         assert "Traceback" not in own.worker.log()
     finally:
         own.stop()
@@ -369,17 +373,14 @@ async def test_errors_before_output_are_retried_honouring_retry_after(
             "finish-step",
             "finish",
         ]
-        assert typed[-1].json()["messageMetadata"]["usage"] == {
-            "inputTokens": 9,
-            "outputTokens": 3,
-        }
+        assert typed[-1].json()["messageMetadata"]["usage"] == Usage(9, 3).ai_sdk()
         st = await status(client, stack.url, gid)
         assert st["status"] == "completed"
         assert st["text"] == "third time lucky"
         assert st["error"] is None
     exchanges = srv.exchanges[first:]
     assert len(exchanges) == 3
-    assert all(e.body["messages"][0]["content"] == "retry me" for e in exchanges)
+    assert all(e.body["messages"][0]["content"][0]["text"] == "retry me" for e in exchanges)
     # retry-after: 1 was honoured each time (the worker's own backoff here is 0.05 s)
     assert exchanges[1].started_at - exchanges[0].started_at >= 0.9
     assert exchanges[2].started_at - exchanges[1].started_at >= 0.9

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from broadcaster.core.events import Usage
 from tests.support import fake_openai_responses as fr
 from tests.support.fake_anthropic import Frame
 from tests.support.polling import poll
@@ -123,12 +124,14 @@ async def test_reasoning_text_and_a_tool_call_over_two_steps(
     assert events[-1]["finishReason"] == "stop"
     assert events[-1]["messageMetadata"] == {
         "model": "gpt-5-mini",
-        "usage": {"inputTokens": 60, "outputTokens": 13},
+        "usage": Usage(60, 13, reasoning=2).ai_sdk(),  # the two reasoning chunks
     }
     assert st["status"] == "completed" and st["text"] == "Let me add.The sum is 3."
     assert srv.created == created + 2
     one, two = (srv.requests[first + i].body for i in (0, 1))
     assert (one["background"], one["store"], one["stream"]) == (True, True, True)
+    # Both steps' calls name the same prompt cache: the generation's.
+    assert one["prompt_cache_key"] == two["prompt_cache_key"] == gid
     assert one["reasoning"] == {"effort": "low", "summary": "auto"}
     assert [t["name"] for t in one["tools"]] == [t["name"] for t in two["tools"]]
     assert two["input"] == [

@@ -32,6 +32,15 @@ if TYPE_CHECKING:
     from pydantic_ai.messages import ModelMessage
     from pydantic_ai.models.function import AgentInfo
 
+GRAPH_USAGE: dict[str, Any] = {
+    "input_tokens": 25,
+    "output_tokens": 9,
+    "total_tokens": 34,
+    "input_token_details": {"cache_read": 20, "cache_creation": 3},
+    "output_token_details": {"reasoning": 4},
+}
+"""The usage ``graph``'s model call reports (LangChain's ``usage_metadata``)."""
+
 WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 
 
@@ -189,7 +198,10 @@ def _graph() -> Any:
     )
 
     async def think(state: State) -> dict[str, Any]:
-        return {"messages": [await chat_model.ainvoke(state["messages"])]}
+        said = await chat_model.ainvoke(state["messages"])
+        # The fake model counts nothing: this answer says what a real model's would.
+        counted = AIMessage(content=said.content, id=said.id, usage_metadata=GRAPH_USAGE)
+        return {"messages": [counted]}
 
     def gate(state: State) -> dict[str, Any]:
         decision = interrupt({"tool": "delete", "input": {"path": "/tmp/graph"}})

@@ -87,22 +87,39 @@ def anthropic_usage(usage: Any, bill: Bill) -> dict[str, Any]:
 
 def anthropic_blocks(body: dict[str, Any]) -> list[tuple[str, Any]]:
     """The prompt's blocks in cache order, each with where it is in the request
-    (``tools[0]``, ``system[1]``, ``messages[2].content[0]``)."""
-    out: list[tuple[str, Any]] = []
+    (``tools[0]``, ``system[1]``, ``messages[2].content[0]``); a string is the text block
+    the API makes of it."""
+    return [(where, block) for where, _, block in _prompt(body)]
+
+
+def _prompt(body: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """``anthropic_blocks``, each with its role (``tools`` and ``system`` for theirs)."""
+    out: list[tuple[str, str, Any]] = []
     for i, tool in enumerate(body.get("tools") or []):
-        out.append((f"tools[{i}]", tool))
+        out.append((f"tools[{i}]", "tools", tool))
     system = body.get("system")
     if isinstance(system, str):
-        out.append(("system", system))
+        out.append(("system", "system", {"type": "text", "text": system}))
     elif isinstance(system, list):
-        out += [(f"system[{i}]", b) for i, b in enumerate(system)]
+        out += [(f"system[{i}]", "system", b) for i, b in enumerate(system)]
     for m, message in enumerate(body.get("messages") or []):
         content = message.get("content") if isinstance(message, dict) else None
+        role = str(message.get("role")) if isinstance(message, dict) else ""
         if isinstance(content, str):
-            out.append((f"messages[{m}].content", {"role": message.get("role"), "text": content}))
+            out.append((f"messages[{m}].content", role, {"type": "text", "text": content}))
         elif isinstance(content, list):
-            out += [(f"messages[{m}].content[{b}]", blk) for b, blk in enumerate(content)]
+            out += [(f"messages[{m}].content[{b}]", role, blk) for b, blk in enumerate(content)]
     return out
+
+
+def without_breakpoints(value: Any) -> Any:
+    """``value`` (a request, its messages) with every ``cache_control`` left out: what the
+    cache compares of two prompts."""
+    if isinstance(value, list):
+        return [without_breakpoints(v) for v in value]
+    if isinstance(value, dict):
+        return {k: without_breakpoints(v) for k, v in value.items() if k != "cache_control"}
+    return value
 
 
 def breakpoints(body: Any) -> list[str]:
@@ -128,16 +145,21 @@ class AnthropicCache:
     _entries: dict[str, float] = field(default_factory=dict)
 
     def bill(self, body: dict[str, Any]) -> Bill:
-        blocks = anthropic_blocks(body)
+        blocks = _prompt(body)
         marks = [
-            i for i, (_, b) in enumerate(blocks) if isinstance(b, dict) and b.get("cache_control")
+            i
+            for i, (_, _, b) in enumerate(blocks)
+            if isinstance(b, dict) and b.get("cache_control")
         ]
         if len(marks) > MAX_BREAKPOINTS:
             raise ValueError(
                 f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
                 f"Found {len(marks)}."
             )
-        sums, hashes = _prefixes([_without_cache_control(b) for _, b in blocks])
+        # The role is part of what a block says: "hi" from the user is not "hi" answered.
+        sums, hashes = _prefixes(
+            [_without_cache_control(b) for _, _, b in blocks], [role for _, role, _ in blocks]
+        )
         total = sums[-1] if sums else 0
         now = self.clock()
         hit = self._longest_hit(marks, hashes, now)
@@ -158,15 +180,18 @@ class AnthropicCache:
         return max(found) if found else None
 
 
-def _prefixes(blocks: Sequence[Any]) -> tuple[list[int], list[str]]:
+def _prefixes(
+    blocks: Sequence[Any], roles: Sequence[str] | None = None
+) -> tuple[list[int], list[str]]:
     """The tokens of the prompt up to and including each block, and a hash naming that
-    prefix."""
+    prefix (of the blocks with their ``roles``, when given)."""
     sums: list[int] = []
     hashes: list[str] = []
     running, digest = 0, hashlib.sha256()
-    for block in blocks:
+    for i, block in enumerate(blocks):
         running += count_tokens(block)
-        digest.update(json.dumps(block, sort_keys=True).encode())
+        said = [roles[i], block] if roles is not None else block
+        digest.update(json.dumps(said, sort_keys=True).encode())
         sums.append(running)
         hashes.append(digest.copy().hexdigest())
     return sums, hashes
@@ -206,4 +231,5 @@ __all__ = [
     "anthropic_usage",
     "breakpoints",
     "count_tokens",
+    "without_breakpoints",
 ]

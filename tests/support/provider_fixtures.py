@@ -1,7 +1,10 @@
 """The deployment the provider tests share: the fake Anthropic and OpenAI servers, one
 stack (Redis, a front-end, a worker serving both, with its metrics port) per test
 module, the check that its worker's log stays clean, and the calls the tests make of
-it. A test module imports the fixtures it uses (pytest finds them by name)."""
+it. A test module imports the fixtures it uses (pytest finds them by name). The worker
+sends no prompt-cache fields (``WORKER_PROMPT_CACHING=false``): these tests hold what
+reaches the model to the request, field for field; the cache has its own
+(tests/integration/test_prompt_caching.py)."""
 
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ def worker_env(anthropic_url: str, openai_url: str, **extra: str) -> dict[str, s
         "WORKER_MERGE_MS": "0",
         "WORKER_RETRY_BASE_SECONDS": "0.05",
         "WORKER_READ_TIMEOUT_SECONDS": "1",
+        "WORKER_PROMPT_CACHING": "false",
         **extra,
     }
 

@@ -17,6 +17,7 @@ from tests.support.fake_anthropic import (
     tool_use,
 )
 from worker.mapping import EventMapper, finish_reason, merge_deltas
+from worker.usage import Usage
 
 RAW_TYPES = {
     "message_start",
@@ -37,7 +38,7 @@ def anyio_backend() -> str:
 
 
 def start(
-    input_tokens: int = 10, output_tokens: int = 1, model: str = "claude-m"
+    input_tokens: int = 10, output_tokens: int = 1, model: str = "claude-m", **cache: int
 ) -> dict[str, Any]:
     return {
         "type": "message_start",
@@ -49,7 +50,7 @@ def start(
             "model": model,
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens, **cache},
         },
     }
 
@@ -160,13 +161,13 @@ def test_full_message_with_thinking_text_and_tool_use() -> None:
             "finishReason": "tool-calls",
             "messageMetadata": {
                 "model": "claude-x",
-                "usage": {"inputTokens": 42, "outputTokens": 57},
+                "usage": Usage(input=42, output=57).ai_sdk(),
             },
         },
     ]
     assert all(next(iter(e)) == "type" for e in events)
     assert mapper.text == "Let me check."
-    assert mapper.usage == {"input_tokens": 42, "output_tokens": 57}
+    assert mapper.usage == Usage(input=42, output=57)
     assert mapper.stop_reason == "tool_use"
     assert mapper.finish_reason == "tool-calls"
     assert mapper.model == "claude-x"
@@ -205,15 +206,15 @@ def test_usage_input_from_start_output_from_the_last_cumulative_delta() -> None:
     mapper = EventMapper("m")
 
     feed_all(mapper, [start(input_tokens=25, output_tokens=1)])
-    assert mapper.usage == {"input_tokens": 25, "output_tokens": 1}
+    assert mapper.usage == Usage(input=25, output=1)
 
     # Cumulative totals replace; null counts (as model_dump() writes absent ones) are ignored.
     mapper.feed(message_delta(None, output_tokens=10, input_tokens=None))
     mapper.feed(message_delta("end_turn", output_tokens=15, cache_read_input_tokens=None))
-    assert mapper.usage == {"input_tokens": 25, "output_tokens": 15}
+    assert mapper.usage == Usage(input=25, output=15)
 
     events = mapper.feed(STOP)
-    assert events[-1]["messageMetadata"]["usage"] == {"inputTokens": 25, "outputTokens": 15}
+    assert events[-1]["messageMetadata"]["usage"] == Usage(input=25, output=15).ai_sdk()
 
 
 def test_usage_input_tokens_on_message_delta_win() -> None:
@@ -234,8 +235,27 @@ def test_usage_input_tokens_on_message_delta_win() -> None:
         ],
     )
 
-    assert mapper.usage == {"input_tokens": 30, "output_tokens": 9}
-    assert events[-1]["messageMetadata"]["usage"] == {"inputTokens": 30, "outputTokens": 9}
+    # All input: Anthropic's uncached input_tokens, and the cache's writes and reads.
+    used = Usage(input=137, output=9, cache_read=7, cache_write=100)
+    assert mapper.usage == used
+    assert events[-1]["messageMetadata"]["usage"] == used.ai_sdk()
+
+
+def test_anthropic_s_usage_as_the_ai_sdk_counts_it() -> None:
+    """U uncached, R read, W written, O out: inputTokens U+R+W, as the AI SDK sums them."""
+    mapper = EventMapper("m")
+    counts = {"cache_read_input_tokens": 900, "cache_creation_input_tokens": 80}
+    events = feed_all(
+        mapper,
+        [start(input_tokens=20, **counts), message_delta("end_turn", output_tokens=31), STOP],
+    )
+    usage = events[-1]["messageMetadata"]["usage"]
+    assert (usage["inputTokens"], usage["outputTokens"], usage["totalTokens"]) == (1000, 31, 1031)
+    assert usage["inputTokenDetails"] == {
+        "noCacheTokens": 20,
+        "cacheReadTokens": 900,
+        "cacheWriteTokens": 80,
+    }
 
 
 def test_usage_without_message_delta_keeps_message_start_counts() -> None:
@@ -243,12 +263,12 @@ def test_usage_without_message_delta_keeps_message_start_counts() -> None:
 
     events = feed_all(mapper, [start(input_tokens=8, output_tokens=1), STOP])
 
-    assert mapper.usage == {"input_tokens": 8, "output_tokens": 1}
+    assert mapper.usage == Usage(input=8, output=1)
     assert mapper.stop_reason is None
     assert events[-1] == {
         "type": "finish",
         "finishReason": "other",
-        "messageMetadata": {"model": "claude-m", "usage": {"inputTokens": 8, "outputTokens": 1}},
+        "messageMetadata": {"model": "claude-m", "usage": Usage(input=8, output=1).ai_sdk()},
     }
 
 
@@ -388,7 +408,7 @@ def test_a_second_message_start_opens_a_step_but_not_a_second_start() -> None:
         "finish-step",
         "finish",
     ]
-    assert mapper.usage["input_tokens"] == 50
+    assert mapper.usage.input == 50
 
 
 # ---- merge_deltas
@@ -580,12 +600,12 @@ async def test_mapper_fed_by_the_real_sdk_stream() -> None:
             "finishReason": "tool-calls",
             "messageMetadata": {
                 "model": "claude-real",
-                "usage": {"inputTokens": 21, "outputTokens": 13},
+                "usage": Usage(input=21, output=13).ai_sdk(),
             },
         },
     ]
     assert raw_only.text == "Hello, world"
-    assert raw_only.usage == {"input_tokens": 21, "output_tokens": 13}
+    assert raw_only.usage == Usage(input=21, output=13)
     assert raw_only.stop_reason == "tool_use"
     assert raw_only.model == "claude-real"
     assert raw_only.notes == []

@@ -17,6 +17,7 @@ from tests.support.provider_requests import DEFAULTS, TOOL
 from worker.mapping import EventMapper, merge_deltas
 from worker.providers.fake import fake_events
 from worker.providers.openai_stream import ChunkTranslator, IncompleteStream
+from worker.usage import Usage
 
 # ---- chunks as events
 
@@ -61,7 +62,7 @@ def test_reasoning_text_reasoning_again_and_calls_without_id() -> None:
     assert events[11] == {"type": "tool-input-start", "toolCallId": "gen_id", "toolName": "f"}
     assert events[14]["input"] == {"x": 1}
     assert events[-1]["finishReason"] == "tool-calls"
-    assert events[-1]["messageMetadata"]["usage"] == {"inputTokens": 3, "outputTokens": 4}
+    assert events[-1]["messageMetadata"]["usage"] == Usage(input=3, output=4).ai_sdk()
 
 
 def test_both_reasoning_fields_at_once_are_one_delta() -> None:

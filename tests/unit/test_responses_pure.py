@@ -23,6 +23,7 @@ from worker.providers.openai_request import Untranslatable
 from worker.providers.openai_responses_request import responses_params
 from worker.providers.openai_responses_stream import ResponseFailed, ResponsesTranslator
 from worker.takeover import Continue, Plan, Reattach, RunTools, plan_attempt
+from worker.usage import Usage
 from worker.writer import StreamWriter
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
@@ -47,7 +48,10 @@ SCRIPT = fr.reply(
     calls=[fr.call("call_1", "add", ['{"a": 1', ', "b": 2}']), fr.call("call_2", "add", ["{}"])],
     input_tokens=7,
     output_tokens=5,
+    cached_tokens=4,
 )
+USED = Usage(input=7, output=5, cache_read=4, reasoning=2)
+"""As the script's usage says: all input 7, 4 of it read from the cache; reasoning 2."""
 
 
 def test_the_request_as_responses_parameters() -> None:
@@ -156,7 +160,7 @@ def test_a_stream_maps_as_the_other_providers() -> None:
         {
             "type": "finish",
             "finishReason": "tool-calls",
-            "messageMetadata": {"model": "gpt-x", "usage": {"inputTokens": 7, "outputTokens": 5}},
+            "messageMetadata": {"model": "gpt-x", "usage": USED.ai_sdk()},
         },
     ]
 
@@ -179,10 +183,7 @@ def test_a_successor_goes_on_from_any_event_as_if_it_had_read_them_all() -> None
             fresh.feed(raw)
         rest = [e for ev in events[cut:] for r in successor.feed(ev) for e in fresh.feed(r)]
         assert shown + rest == whole, f"cut after event {cut}"
-        assert successor.response_id == "resp_1" and fresh.usage == {
-            "input_tokens": 7,
-            "output_tokens": 5,
-        }
+        assert successor.response_id == "resp_1" and fresh.usage == USED
 
 
 def test_arguments_sent_only_whole_are_the_call_input() -> None:

@@ -140,12 +140,18 @@ def test_the_usage_of_the_kept_steps_goes_on_counting() -> None:
         "steps_model": "m-1",
     }
     tally = planned(FINISHED, 1, meta).progress.tally
-    assert (tally.usage, tally.model, tally.by_attempt) == (Usage(5, 7), "m-1", {"1": 7})
-    tally.add(Usage(1, 2), None)
+    kept = {"1": Usage(output=7)}  # kept before the usage had its kinds: the output alone
+    assert (tally.usage, tally.model, tally.by_attempt) == (Usage(5, 7), "m-1", kept)
+    tally.add(Usage(1, 2, cache_read=1), None)
     assert tally.finish_metadata() == {
         "model": "m-1",
-        "usage": {"inputTokens": 6, "outputTokens": 9},
+        "usage": Usage(6, 9, cache_read=1).ai_sdk(),
         "outputTokensByAttempt": {"1": 7, "2": 2},
+        "usageByAttempt": {"1": Usage(output=7).ai_sdk(), "2": Usage(1, 2, 1).ai_sdk()},
+    }
+    assert json.loads(tally.meta()["usage_attempts"]) == {
+        "1": Usage(output=7).snake(),
+        "2": Usage(1, 2, 1).snake(),
     }
     none_kept = planned([*START, *TEXT], 0, meta).progress.tally
-    assert (none_kept.usage, none_kept.by_attempt) == (None, {"1": 7})
+    assert (none_kept.usage, none_kept.by_attempt) == (None, kept)

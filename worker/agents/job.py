@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.transcript import latest_attempt, split_steps
+from worker.usage import Usage
 
 Chunk = dict[str, Any]
 """An AI SDK UI message chunk (``{"type": "text-delta", ...}``) or an Anthropic raw
@@ -66,6 +67,11 @@ class AgentJob:
     events: list[Chunk] = field(default_factory=list)
     """The events already in the generation's log when this attempt began (empty for a
     new generation): after a decision or a takeover, what was shown so far."""
+    usage: Usage | None = None
+    """What this run's model calls used so far, as the agent's framework counts them: set
+    it (or add each call's) before the next ``start-step`` and before the agent ends, and
+    each step reports what was added since the one before. None (nothing reported): the
+    worker counts a token per streamed delta."""
     _steering: list[str] = field(default_factory=list)
 
     @property

@@ -9,7 +9,8 @@ each AI message is one step, its text streamed as it comes; a tool call and a
 ``{"tool": name, "input": {...}}`` becomes a ``tool-approval-request``, the generation
 waits holding no worker, and the next run resumes the graph with
 ``Command(resume={interrupt id: {"approved": bool, "reason": str | None}})``, which is
-what ``interrupt`` returns in the node.
+what ``interrupt`` returns in the node. The AI messages of the nodes' updates bring their
+model calls' usage (``usage_metadata``), the job's usage.
 
 Resuming needs the graph's checkpointer to hold the thread: one that all workers share
 (a database's) lets any worker resume it; an in-memory one only the worker that ran it.
@@ -25,6 +26,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langgraph.types import Command
 
 from worker.agents.job import AgentFn, AgentJob, Asked, Chunk
+from worker.usage import Usage
 
 PREFIX = "interrupt-"
 """Before an interrupt's id: the tool call id its approval is asked under."""
@@ -60,6 +62,7 @@ async def _start(graph: Any, job: AgentJob, config: dict[str, Any]) -> Any:
 
 
 async def _run(graph: Any, job: AgentJob) -> AsyncIterator[Chunk]:
+    job.usage = Usage()  # LangChain counts: a message that says no usage used none
     config = {"configurable": {"thread_id": job.id}}
     start = await _start(graph, job, config)
     current: str | None = None
@@ -88,12 +91,32 @@ async def _run(graph: Any, job: AgentJob) -> AsyncIterator[Chunk]:
                 for message in (
                     (update or {}).get("messages", []) if isinstance(update, dict) else []
                 ):
+                    job.usage = counted(job.usage, message)
                     for tool_chunk in _tool_chunks(message):
                         yield tool_chunk
     if current is not None:
         yield {"type": "text-end", "id": current}
     if asked:
         job.approvals(asked)  # raises ApprovalPending: the generation waits
+
+
+def counted(so_far: Usage | None, message: Any) -> Usage | None:
+    """The run's usage with an AI message's own (LangChain's ``usage_metadata``: its
+    ``input_tokens`` hold the cache's reads and writes, its ``output_tokens`` the
+    reasoning, as here) added; a message that says none adds nothing."""
+    said = getattr(message, "usage_metadata", None) if isinstance(message, AIMessage) else None
+    if not said:
+        return so_far
+    inputs = said.get("input_token_details") or {}
+    outputs = said.get("output_token_details") or {}
+    used = Usage(
+        input=int(said.get("input_tokens") or 0),
+        output=int(said.get("output_tokens") or 0),
+        cache_read=int(inputs.get("cache_read") or 0),
+        cache_write=int(inputs.get("cache_creation") or 0),
+        reasoning=int(outputs.get("reasoning") or 0),
+    )
+    return (so_far or Usage()) + used
 
 
 def _tool_chunks(message: Any) -> list[Chunk]:

@@ -6,7 +6,8 @@ The agent runs with ``Runner.run_streamed``, its stream events mapped as they co
 reasoning deltas streamed; each tool the agent runs is shown, once it has run
 (``tool_output``), as a tool part with its input and output (``providerExecuted``: the
 client has nothing to do). A stop cancels the run (``RunResultStreaming.cancel``), which
-closes the model's stream.
+closes the model's stream. The SDK's own count of the run (``context_wrapper.usage``) is
+the job's usage, read as each turn begins and when the run ends.
 
 A tool with ``needs_approval`` interrupts the run: its calls become
 ``tool-approval-request``s (``AgentJob.approvals``) and the generation waits holding no
@@ -57,6 +58,7 @@ from openai.types.responses import (
 
 from worker.agents.chunks import TOOL_OUTPUTS, shown_steps
 from worker.agents.job import AgentFn, AgentJob, Asked, Chunk, Decision
+from worker.usage import Usage as UsageCounts
 
 DENIED = "The user denied this tool call."
 """What the model is told of a denied call when the person gave no reason."""
@@ -86,13 +88,27 @@ async def _run(agent: Agent[Any], job: AgentJob) -> AsyncGenerator[Chunk, None]:
     try:
         async for event in result.stream_events():
             for chunk in chunks.feed(event):
+                if chunk["type"] == "start-step":  # the turns before counted by now
+                    job.usage = usage_of(result.context_wrapper.usage)
                 yield chunk
     finally:
         result.cancel()  # a stop closes this generator: the run and its model call end here
+    job.usage = usage_of(result.context_wrapper.usage)
     for chunk in chunks.close():
         yield chunk
     if result.interruptions:
         job.approvals([asked(i) for i in result.interruptions])  # raises ApprovalPending
+
+
+def usage_of(counted: Usage) -> UsageCounts:
+    """The SDK's count of the run (``context_wrapper.usage``, the Responses API's: its
+    ``input_tokens`` hold the cached, its ``output_tokens`` the reasoning, as here)."""
+    return UsageCounts(
+        input=counted.input_tokens,
+        output=counted.output_tokens,
+        cache_read=counted.input_tokens_details.cached_tokens or 0,
+        reasoning=counted.output_tokens_details.reasoning_tokens or 0,
+    )
 
 
 # ---- the SDK's stream events as UI message chunks

@@ -5,8 +5,9 @@ The agent runs with ``Agent.iter``, node by node: each model request is one step
 (``start-step``; the steering messages handed over then join that request as a user
 prompt), its text and thinking streamed as they come; each tool the agent runs is shown,
 once it has run, as a tool part with its output (``providerExecuted``: the client has
-nothing to do). A tool that ``requires_approval`` ends the run with pydantic-ai's
-``DeferredToolRequests``: its calls become ``tool-approval-request``s
+nothing to do). Each model request's end reports pydantic-ai's own count of the run
+(``AgentRun.usage``) as the job's usage. A tool that ``requires_approval`` ends the run
+with pydantic-ai's ``DeferredToolRequests``: its calls become ``tool-approval-request``s
 (``AgentJob.approvals``), the generation waits holding no worker, and the next run
 passes the decisions as ``DeferredToolResults``.
 
@@ -43,9 +44,11 @@ from pydantic_ai.messages import (
     ToolReturnPart,
     UserPromptPart,
 )
+from pydantic_ai.usage import RunUsage
 
 from worker.agents.chunks import shown_steps
 from worker.agents.job import AgentFn, AgentJob, Asked, Chunk
+from worker.usage import Usage
 
 
 def serve(agent: Agent[Any, Any]) -> AgentFn:
@@ -80,6 +83,7 @@ async def _run(agent: Agent[Any, Any], job: AgentJob) -> AsyncIterator[Chunk]:
                     async for event in answer:
                         for chunk in _model_chunks(event):
                             yield chunk
+                job.usage = usage_of(run.usage)
             elif Agent.is_call_tools_node(node):
                 calls: dict[str, ToolCallPart] = {}
                 async with node.stream(run.ctx) as ran:
@@ -91,6 +95,18 @@ async def _run(agent: Agent[Any, Any], job: AgentJob) -> AsyncIterator[Chunk]:
     if isinstance(output, DeferredToolRequests):
         asked = [Asked(c.tool_call_id, c.tool_name, c.args_as_dict()) for c in output.approvals]
         job.approvals(asked)  # raises ApprovalPending: the generation waits
+
+
+def usage_of(counted: RunUsage) -> Usage:
+    """pydantic-ai's count of the run (``AgentRun.usage``): its ``input_tokens`` hold
+    the cache's reads and writes, its ``output_tokens`` the reasoning, as here."""
+    return Usage(
+        input=counted.input_tokens,
+        output=counted.output_tokens,
+        cache_read=counted.cache_read_tokens,
+        cache_write=counted.cache_write_tokens,
+        reasoning=counted.output_reasoning_tokens,
+    )
 
 
 def _model_chunks(event: Any) -> list[Chunk]:

@@ -28,6 +28,8 @@ from worker.agents.job import AgentFn, AgentJob, ApprovalPending
 from worker.providers.base import ProviderError
 from worker.sessions import GOES_ON, Opening
 from worker.tools import ToolBox
+from worker.usage import Usage, since
+from worker.usage import raw as raw_usage
 
 log = logging.getLogger("worker.agents")
 
@@ -101,6 +103,8 @@ class AgentSession:
         self._queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_SIZE)
         self._gate = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._reported = Usage()
+        """The framework's count as the steps so far reported it."""
         self._client_tools = frozenset(
             str(t.get("name")) for t in opening.request.get("tools") or [] if isinstance(t, dict)
         )
@@ -132,9 +136,18 @@ class AgentSession:
                 yield raw
         for raw in chunks.close():
             yield raw
-        usage = {"output_tokens": chunks.deltas}
+        usage = self._step_usage(chunks)
         yield {"type": "message_delta", "delta": {"stop_reason": stop}, "usage": usage}
         yield {"type": "message_stop"}
+
+    def _step_usage(self, chunks: StepChunks) -> dict[str, int]:
+        """The step's usage, as its ``message_delta`` carries it: what the framework
+        counted since the step before (``AgentJob.usage``), else a token a delta."""
+        counted = self.job.usage if self.job is not None else None
+        if counted is None:
+            return {"output_tokens": chunks.deltas}
+        step, self._reported = since(counted, self._reported), counted
+        return raw_usage(step)
 
     def _take(self, item: Any, chunks: StepChunks) -> tuple[str | None, list[dict[str, Any]]]:
         """One item of the agent's: the raw events it makes and, if the step ends there,

@@ -15,6 +15,7 @@ from typing import Any
 import anthropic
 import httpx2
 
+from worker.providers.anthropic_cache import with_breakpoints
 from worker.providers.base import AUTH_STATUSES, ProviderError, auth_error, retry_after
 
 # The raw events of Anthropic's wire format; the SDK also yields derived convenience
@@ -125,16 +126,27 @@ def _verifiable(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class AnthropicProvider:
-    def __init__(self, read_timeout: float, client: anthropic.AsyncAnthropic | None = None) -> None:
+    def __init__(
+        self,
+        read_timeout: float,
+        client: anthropic.AsyncAnthropic | None = None,
+        *,
+        caching: bool = True,
+    ) -> None:
         # ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL are read by the SDK, as it always does.
         self.client = client or anthropic.AsyncAnthropic(
             max_retries=0, timeout=httpx2.Timeout(read_timeout, connect=10.0)
         )
+        self.caching = caching
+        """Breakpoints for the prompt cache on each request (``anthropic_cache``)."""
 
     @asynccontextmanager
     async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        params = sdk_params(request)
+        if self.caching:
+            params = with_breakpoints(params)
         try:
-            async with self.client.messages.stream(**sdk_params(request)) as stream:
+            async with self.client.messages.stream(**params) as stream:
                 yield _raw_events(stream)
         except ProviderError:
             raise

@@ -73,6 +73,17 @@ HANDED_BACK = "handed back"
 shutdown (``worker.dispatch``): another worker goes on with it, so a model call that can
 outlive its worker is left running for that one."""
 
+CACHE_KEY = "_cache_key"
+"""A request holding this key names the prompt cache its calls share (the chat's id, else
+the generation's; the attempt sets it): OpenAI's ``prompt_cache_key``."""
+
+
+def cache_key(request: dict[str, Any]) -> str | None:
+    """The prompt cache's key a request names (``CACHE_KEY``), if any."""
+    key = request.get(CACHE_KEY)
+    return key if isinstance(key, str) and key else None
+
+
 REATTACH = "reattach"
 """A request holding this key continues the model call its value names (``Reattach``)."""
 

@@ -24,6 +24,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from worker.usage import REASONING
+
 _WORDS = (  # noqa: SIM905 - a sentence reads better than a list of 29 words
     "the stream carries numbered events from one worker to many viewers who join late "
     "or reconnect and resume exactly where they left off without a gap or a repeat"
@@ -219,9 +221,11 @@ def _events_of(
             "usage": {"input_tokens": len(_prompt_text(request).split()), "output_tokens": 1},
         },
     }
+    # One output token a delta, its thinking's counted apart as OpenAI counts reasoning.
+    output = sum(1 for b in blocks if b["type"] == "content_block_delta")
     end = {
         "type": "message_delta",
         "delta": {"stop_reason": "tool_use" if call else "end_turn", "stop_sequence": None},
-        "usage": {"output_tokens": sum(1 for b in blocks if b["type"] == "content_block_delta")},
+        "usage": {"output_tokens": output, REASONING: len(thought or [])},
     }
     return [start, *blocks, end, {"type": "message_stop"}]

@@ -20,7 +20,13 @@ import openai
 from openai import AsyncStream
 from openai.types.chat import ChatCompletionChunk
 
-from worker.providers.base import AUTH_STATUSES, ProviderError, auth_error, retry_after
+from worker.providers.base import (
+    AUTH_STATUSES,
+    ProviderError,
+    auth_error,
+    cache_key,
+    retry_after,
+)
 from worker.providers.openai_request import Untranslatable, chat_params
 from worker.providers.openai_stream import ChunkTranslator, IncompleteStream
 
@@ -85,9 +91,12 @@ class OpenAIProvider:
         client: openai.AsyncOpenAI | None = None,
         *,
         continue_final_message: bool = False,
+        caching: bool = True,
     ) -> None:
         self.max_tokens_param = max_tokens_param
         self.continue_final_message = continue_final_message
+        self.caching = caching
+        """Each request names its prompt cache (``prompt_cache_key``: ``cache_key``)."""
         self.client = client or make_client(httpx2.Timeout(read_timeout, connect=10.0))
 
     @asynccontextmanager
@@ -100,6 +109,9 @@ class OpenAIProvider:
                 retryable=False,
                 kind="client_error",
             ) from exc
+        key = cache_key(request)
+        if self.caching and key is not None:
+            params["prompt_cache_key"] = key
         try:
             # stream=True is in params: the call returns a stream of chunks.
             stream = cast(

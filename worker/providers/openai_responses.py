@@ -45,6 +45,7 @@ from worker.providers.base import (
     RESUME_META,
     SHOWN,
     ProviderError,
+    cache_key,
 )
 from worker.providers.openai import classify, make_client
 from worker.providers.openai_request import Untranslatable
@@ -64,8 +65,12 @@ CANCEL_TIMEOUT_S = 5.0
 
 
 class OpenAIResponsesProvider:
-    def __init__(self, read_timeout: float, client: openai.AsyncOpenAI | None = None) -> None:
+    def __init__(
+        self, read_timeout: float, client: openai.AsyncOpenAI | None = None, *, caching: bool = True
+    ) -> None:
         self.client = client or make_client(httpx2.Timeout(read_timeout, connect=10.0))
+        self.caching = caching
+        """Each response names its prompt cache (``prompt_cache_key``: ``cache_key``)."""
 
     @asynccontextmanager
     async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
@@ -108,6 +113,9 @@ class OpenAIResponsesProvider:
                 retryable=False,
                 kind="client_error",
             ) from exc
+        key = cache_key(request)
+        if self.caching and key is not None:
+            params["prompt_cache_key"] = key
         # stream=True is in params: the call returns a stream of events.
         return cast(AsyncStream[ResponseStreamEvent], await self.client.responses.create(**params))
 

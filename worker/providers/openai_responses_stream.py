@@ -19,7 +19,8 @@ Pure: feed each event's JSON (``event.model_dump()``) to :meth:`ResponsesTransla
   ``output_item.done``) is a ``tool_use`` block named by its ``call_id``; a server that
   sends the arguments only whole, in ``output_item.done``, works the same.
 * ``response.completed`` becomes ``message_delta`` (``tool_use`` after a function call,
-  ``refusal`` after a refusal, else ``end_turn``; the usage) and ``message_stop``;
+  ``refusal`` after a refusal, else ``end_turn``; the usage, ``responses_usage``: the
+  input's cached tokens are cache reads) and ``message_stop``;
   ``response.incomplete`` the same with ``max_tokens`` (``max_output_tokens``) or
   ``refusal`` (``content_filter``).
 * ``response.failed`` and an ``error`` event raise :class:`ResponseFailed`.
@@ -36,6 +37,7 @@ from __future__ import annotations
 from typing import Any
 
 from worker.providers.openai_stream import block_delta, message_start
+from worker.usage import Usage, raw
 
 __all__ = ["ResponseFailed", "ResponsesTranslator"]
 
@@ -215,11 +217,7 @@ class ResponsesTranslator:
         out: list[Raw] = []
         for key in sorted(self._open, key=lambda k: self._open[k][0]):
             out += self._stop(key)
-        usage = _dict(response.get("usage"))
-        counts = {
-            "input_tokens": _int(usage.get("input_tokens")),
-            "output_tokens": _int(usage.get("output_tokens")),
-        }
+        counts = raw(responses_usage(_dict(response.get("usage"))))
         self.finished = True
         return [
             *out,
@@ -234,6 +232,20 @@ class ResponsesTranslator:
     def _failed(self, event: dict[str, Any]) -> list[Raw]:
         error = _dict(_dict(event.get("response")).get("error")) or event
         raise ResponseFailed(_detail(error))
+
+
+def responses_usage(usage: dict[str, Any]) -> Usage:
+    """A response's usage (``input_tokens``, all input, with
+    ``input_tokens_details.cached_tokens``; ``output_tokens`` with
+    ``output_tokens_details.reasoning_tokens``) as a ``Usage``."""
+    inputs = _dict(usage.get("input_tokens_details"))
+    outputs = _dict(usage.get("output_tokens_details"))
+    return Usage(
+        input=_int(usage.get("input_tokens")),
+        output=_int(usage.get("output_tokens")),
+        cache_read=_int(inputs.get("cached_tokens")),
+        reasoning=_int(outputs.get("reasoning_tokens")),
+    )
 
 
 def _key(event: dict[str, Any], sub: str | None) -> str:

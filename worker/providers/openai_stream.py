@@ -22,7 +22,9 @@ call :meth:`ChunkTranslator.end` when the stream ends::
   max_tokens, ``tool_calls``/``function_call`` -> tool_use, ``content_filter`` -> refusal;
   anything else is passed on, and the mapping makes it ``other``). ``stop`` after tool
   calls is ``tool_use``: the client owes their results whatever the server says.
-* The usage chunk (``stream_options.include_usage``) becomes ``message_delta``'s usage.
+* The usage chunk (``stream_options.include_usage``) becomes ``message_delta``'s usage
+  (``chat_usage``: the prompt's cached tokens are cache reads, the completion's
+  reasoning tokens reasoning).
 * A stream that ends without ``finish_reason`` was cut short: ``IncompleteStream``.
 """
 
@@ -33,6 +35,8 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from worker.usage import Usage, raw
 
 __all__ = ["STOP_REASONS", "ChunkTranslator", "IncompleteStream", "block_delta", "message_start"]
 
@@ -82,7 +86,7 @@ class ChunkTranslator:
         self._calls: dict[Any, _Call] = {}
         self._finish: str | None = None
         self._refused = False
-        self._usage: dict[str, int] = {"input_tokens": 0, "output_tokens": 0}
+        self._usage: dict[str, int] = raw(Usage())
 
     def feed(self, chunk: dict[str, Any]) -> list[Raw]:
         out: list[Raw] = []
@@ -91,10 +95,7 @@ class ChunkTranslator:
             out.append(message_start(chunk.get("id"), chunk.get("model")))
         usage = _dict(chunk.get("usage"))
         if usage:
-            self._usage = {
-                "input_tokens": int(usage.get("prompt_tokens") or 0),
-                "output_tokens": int(usage.get("completion_tokens") or 0),
-            }
+            self._usage = raw(chat_usage(usage))
         for raw_choice in chunk.get("choices") or []:
             choice = _dict(raw_choice)
             if choice.get("index", 0) != 0:
@@ -196,6 +197,25 @@ class ChunkTranslator:
         return out
 
 
+def chat_usage(usage: dict[str, Any]) -> Usage:
+    """A Chat Completions usage object (``prompt_tokens``, all input, with
+    ``prompt_tokens_details.cached_tokens``; ``completion_tokens`` with
+    ``completion_tokens_details.reasoning_tokens``) as a ``Usage``; what a server leaves
+    out (many do) is 0."""
+    prompt = _dict(usage.get("prompt_tokens_details"))
+    completion = _dict(usage.get("completion_tokens_details"))
+    return Usage(
+        input=_count(usage.get("prompt_tokens")),
+        output=_count(usage.get("completion_tokens")),
+        cache_read=_count(prompt.get("cached_tokens")),
+        reasoning=_count(completion.get("reasoning_tokens")),
+    )
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def block_delta(index: int, delta: dict[str, Any]) -> Raw:
     """A ``content_block_delta`` raw event."""
     return {"type": "content_block_delta", "index": index, "delta": delta}
@@ -213,6 +233,6 @@ def message_start(message_id: Any, model: Any) -> Raw:
             "model": model,
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "usage": raw(Usage()),
         },
     }
