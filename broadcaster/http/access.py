@@ -294,15 +294,20 @@ class Caller:
 
 
 async def caller(request: Request) -> Caller:
-    """After the access check: a JWT's ``sub`` (a token that names none is its own user,
-    as its rates count it), else the API key's name; nobody without either (no keys
-    configured)."""
+    """After the access check: ``sub:<sub>`` for a JWT that names its holder (a chat's
+    owner is named the same way), ``token:<12 hex digits of its hash>`` for one that
+    names none (its own user, as its rates count it), ``key:<name>`` for an API key;
+    nobody without either (no keys configured)."""
     cached: tuple[str, Grant] | None = getattr(request.state, "token_grant", None)
     if cached is not None:
         token, grant = cached
-        return Caller(grant.subject or token_rate_name(grant, token), grant.daily_tokens)
+        if grant.subject:
+            return Caller(f"sub:{grant.subject}", grant.daily_tokens)
+        return Caller(
+            "token:" + hashlib.sha256(token.encode()).hexdigest()[:12], grant.daily_tokens
+        )
     key = await presented_key(request)
-    return Caller(key.name if key is not None else None)
+    return Caller(f"key:{key.name}" if key is not None else None)
 
 
 def producer(right: str) -> list[Any]:

@@ -185,7 +185,7 @@ async def test_a_user_over_budget_is_refused_the_next_submit(frontend: Proc) -> 
         events, _, _ = parse_sse(crossing.content)
         finish = [e.json() for e in events if e.event == "finish"]
         assert finish, "the answer that crosses the budget finishes"
-        found = await settled(client, alice, 1)
+        found = await settled(client, "sub:" + alice, 1)
         assert found["total_tokens"] >= BUDGET
         again = await submit(client, sub=alice)
         refused = again.json()
@@ -202,8 +202,8 @@ async def test_a_token_s_claim_lowers_the_budget_and_never_raises_it(frontend: P
         assert (await submit(client, sub=low, daily_tokens=5)).status_code == 200
         crossing = await submit(client, max_tokens=64, sub=high, daily_tokens=10**9)
         assert crossing.status_code == 200
-        await settled(client, low, 1)
-        await settled(client, high, 1)
+        await settled(client, "sub:" + low, 1)
+        await settled(client, "sub:" + high, 1)
         refused = await submit(client, sub=low, daily_tokens=5)
         refused_high = await submit(client, sub=high, daily_tokens=10**9)
         bad = await client.post(
@@ -229,7 +229,7 @@ async def test_the_webhook_names_chat_user_provider_and_model(
         status = (
             await client.get(f"/v1/generations/{gid}", headers=await viewer(client, gid))
         ).json()
-    assert (data["chat_id"], data["user"]) == (chat, carol)
+    assert (data["chat_id"], data["user"]) == (chat, "sub:" + carol)
     assert (data["provider"], data["model"]) == (status["provider"], status["model"])
     assert data["usage"] == status["usage"] and data["usage"]["output_tokens"] > 0
 
@@ -238,7 +238,7 @@ async def test_tokens_are_counted_by_kind_provider_and_model(frontend: Proc) -> 
     dave = "dave-" + secrets.token_hex(4)
     async with httpx.AsyncClient(base_url=frontend.url, timeout=30) as client:
         await submit(client, sub=dave)
-        found = await settled(client, dave, 1)
+        found = await settled(client, "sub:" + dave, 1)
         [model] = found["days"][0]["models"]
 
         async def counted() -> dict[str, float] | None:

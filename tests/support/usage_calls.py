@@ -17,8 +17,8 @@ def bearer(value: str) -> dict[str, str]:
 
 
 def key_name(key: str) -> str:
-    """An API key's name: what its generations' usage is counted under."""
-    return credentials.hash_key(key).removeprefix("sha256:")[:12]
+    """The user an API key's generations are counted under: ``key:<its name>``."""
+    return "key:" + credentials.hash_key(key).removeprefix("sha256:")[:12]
 
 
 async def finished(receiver: Receiver, gid: str) -> dict[str, Any] | None:

@@ -21,8 +21,8 @@ router = APIRouter()
 MAX_DAYS = 366
 """Days one report covers at most (and never more than are kept)."""
 
-USER_MAX = 256
-"""The longest user a report names (a token's ``sub`` is at most this long)."""
+USER_MAX = 300
+"""The longest user a report names (``sub:`` and a token's ``sub``, at most 256 long)."""
 
 
 @router.get(
@@ -39,8 +39,9 @@ async def usage(
     to: Annotated[str | None, Query()] = None,
 ) -> JSONResponse:
     """``user``'s usage from ``from`` to ``to`` (UTC days, ``YYYY-MM-DD``, both
-    included; each defaults to the other, and both to today). A user is a token's
-    ``sub`` or an API key's name, as the ``generation.finished`` webhook names it."""
+    included; each defaults to the other, and both to today). A user is ``sub:<sub>``
+    for a token's holder or ``key:<name>`` for an API key, as the ``generation.finished``
+    webhook names it."""
     first, last = _days(from_, to, min(MAX_DAYS, settings.usage_retention_days + 1))
     names = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
     found = await ledger.days(user, names)
