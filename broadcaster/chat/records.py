@@ -109,6 +109,16 @@ class NewTurn:
     """The user message the turn answers (None: the last of ``messages``)."""
 
 
+Decode = Callable[[list[bytes]], Awaitable[list[dict[str, Any]]]]
+"""How a whole history list's items become messages (``Chats.decode``)."""
+
+
+async def decode_here(items: list[bytes]) -> list[dict[str, Any]]:
+    """The items decoded where the caller runs: the default, for a process with no pool
+    (a front-end decodes a large history off its event loop: ``http/offloop.py``)."""
+    return [json.loads(item) for item in items]
+
+
 class SeedRefused(Exception):
     """A chat that exists was not seeded: ``found`` names why (``exists``: no version was
     named, ``version``: another version was)."""
@@ -126,6 +136,7 @@ class Chats:
         durability: Durability | None = None,
         *,
         retention: int | None = None,
+        decode: Decode = decode_here,
     ) -> None:
         self.redis = redis
         self.ttl = ttl
@@ -135,6 +146,8 @@ class Chats:
         """How long a chat's record lives after its last change (0: until deleted)."""
         self.durability = durability or Durability(redis)
         """When a chat's writes are acknowledged (``core/durability.py``)."""
+        self.decode = decode
+        """What decodes a history read whole (``get``)."""
         self.on_turn: Callable[[str, int, NewTurn], Awaitable[None]] | None = None
         """Told of each turn a submit starts (its chat, number and turn): the owner's
         list and lifecycle feed (``chat/owners.py``)."""
@@ -201,7 +214,7 @@ class Chats:
         record = _record(cast(list[bytes | None], raw))
         if record is None or record.legacy:
             return record
-        return dataclasses.replace(record, messages=[json.loads(item) for item in items])
+        return dataclasses.replace(record, messages=await self.decode(cast(list[bytes], items)))
 
     async def many(self, chat_ids: list[str]) -> list[ChatRecord | None]:
         """The records of ``chat_ids`` (no messages), in one round trip."""

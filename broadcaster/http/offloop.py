@@ -1,7 +1,7 @@
 """CPU work a request brings beyond a small size (parsing, checking and converting a large
-body; encoding a whole chat history) done off the event loop, so that it never stalls the
-front-end's other connections: a few threads, and a bound on the work that waits for
-them (503 ``busy`` beyond).
+body; decoding, converting and encoding a whole chat history) done off the event loop,
+so that it never stalls the front-end's other connections: a few threads, and a bound
+on the work that waits for them (503 ``busy`` beyond).
 
 Threads, not processes: what they return is used on the loop, and handing a parsed body
 back from a process costs what parsing it did. A thread holds the interpreter's lock
@@ -38,10 +38,10 @@ class Offloop:
         self._room = threads + waiting
         self._taken = 0
 
-    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """``fn(*args, **kwargs)`` in a thread; 503 ``busy`` when the threads are taken
-        and as much work waits as allowed (a client that sends large bodies as fast as
-        it can is refused rather than queued without end)."""
+    def check_room(self) -> None:
+        """503 ``busy`` when the threads are taken and as much work waits as allowed (a
+        client that sends large bodies as fast as it can is refused rather than queued
+        without end)."""
         if self._taken >= self._room:
             raise ApiError(
                 503,
@@ -49,8 +49,15 @@ class Offloop:
                 "this front-end is busy with other large requests; retry shortly",
                 headers={"retry-after": "1"},
             )
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` in a thread, once ``check_room`` lets it wait."""
+        self.check_room()
+        return await self._submit(partial(fn, *args, **kwargs))
+
+    async def _submit(self, work: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
-        future = self._pool.submit(partial(fn, *args, **kwargs))
+        future = self._pool.submit(work)
         # Counted until the thread is done, not until the caller stops waiting: a client
         # that hangs up leaves its work running, and it still takes room.
         self._taken += 1
@@ -69,6 +76,25 @@ class Offloop:
             return fn(*args, **kwargs)
         return await self.run(fn, *args, **kwargs)
 
+    async def queued(self, size: int, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``run_sized``, never refused: work that other bounds admitted (a background
+        round, one at a time; a whole history a route checked the room for first; a run's
+        history once its answer started, which a refusal would leave unanswered). It
+        still takes room, so that new requests see it."""
+        if size < INLINE_BYTES:
+            return fn(*args, **kwargs)
+        return await self._submit(partial(fn, *args, **kwargs))
+
+    async def decoded(self, items: list[bytes]) -> list[Any]:
+        """JSON ``items`` (a chat's history list read whole: ``Chats.decode``), one call
+        each, in a thread when together they are large (``run_sized``: 503 ``busy`` when
+        the pool is full)."""
+        return await self.run_sized(sum(map(len, items)), _decoded, items)
+
+    async def decoded_admitted(self, items: list[bytes]) -> list[Any]:
+        """``decoded``, never refused (``queued``)."""
+        return await self.queued(sum(map(len, items)), _decoded, items)
+
     async def aclose(self) -> None:
         """Drop the work that waits and stop the threads once the work they hold is done
         (the app's shutdown), without blocking the loop meanwhile."""
@@ -85,6 +111,10 @@ class Offloop:
 
 ITEM_BYTES = 1024
 """What one item of an answer is taken to weigh, to decide where it is encoded."""
+
+
+def _decoded(items: list[bytes]) -> list[Any]:
+    return [json.loads(item) for item in items]
 
 
 def _encoded(value: Any) -> bytes:

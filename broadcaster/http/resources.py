@@ -12,6 +12,7 @@ thread pool, a thread hop per request for an attribute read.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -91,6 +92,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
             app.state.viewing.started(hub, event_log, revocations.revokes)
             app.state.jobs = JobQueue(redis)
             app.state.ledger = Ledger(redis, settings.usage_retention_days)
+            app.state.offloop = Offloop(settings.body_threads, settings.body_waiting)
             _chats(app, settings, event_log, durability)
             app.state.idempotency = Idempotency(
                 redis,
@@ -98,7 +100,6 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
                 round(settings.idempotency_pending_seconds * 1000),
                 durability,
             )
-            app.state.offloop = Offloop(settings.body_threads, settings.body_waiting)
             sweeping = _sweepers(app, settings, event_log, resolver)
             try:
                 yield
@@ -117,13 +118,20 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
 
 
 def _chats(app: FastAPI, settings: Settings, event_log: EventLog, durability: Durability) -> None:
-    """The chats' records and their owners' lists and feeds, told of each turn."""
+    """The chats' records and their owners' lists and feeds, told of each turn; a
+    history read whole is decoded off the event loop when it is large."""
     chat_ttl = keys.chat_ttl(settings.idle_ttl_seconds, settings.ended_ttl_seconds)
     retention = settings.chat_retention_seconds
     redis = event_log.redis
-    app.state.chats = Chats(redis, chat_ttl, durability, retention=retention)
+    pool: Offloop = app.state.offloop
+    chats = Chats(redis, chat_ttl, durability, retention=retention, decode=pool.decoded)
+    app.state.chats = chats
     app.state.owners = Owners(redis, event_log, durability)
-    app.state.chats.on_turn = app.state.owners.turn_started
+    chats.on_turn = app.state.owners.turn_started
+    # Work already admitted (the pump's rounds, one at a time; a run's history once its
+    # answer started) is never refused for a full pool: it waits its turn.
+    app.state.admitted_chats = copy.copy(chats)
+    app.state.admitted_chats.decode = pool.decoded_admitted
 
 
 def _event_log(redis: Redis, settings: Settings, durability: Durability) -> EventLog:
@@ -215,7 +223,7 @@ def _sweepers(
     app.state.approvals = Approvals(event_log, app.state.jobs)
     app.state.approvals.on_decided = app.state.metrics.approval_decided
     pump = ChatPump(
-        app.state.chats,
+        app.state.admitted_chats,
         app.state.generations,
         app.state.jobs,
         settings.request_defaults(),
@@ -293,6 +301,13 @@ async def get_chats(request: Request) -> Chats:
     return chats
 
 
+async def get_admitted_chats(request: Request) -> Chats:
+    """The chats, whose whole reads wait for the pool rather than be refused: for work
+    already admitted (a run's history once its answer started)."""
+    chats: Chats = request.app.state.admitted_chats
+    return chats
+
+
 async def get_owners(request: Request) -> Owners:
     owners: Owners = request.app.state.owners
     return owners
@@ -328,5 +343,6 @@ JobsDep = Annotated[JobQueue, Depends(get_jobs)]
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 LeasesDep = Annotated[Leases, Depends(get_leases)]
 ChatsDep = Annotated[Chats, Depends(get_chats)]
+AdmittedChatsDep = Annotated[Chats, Depends(get_admitted_chats)]
 OwnersDep = Annotated[Owners, Depends(get_owners)]
 ApprovalsDep = Annotated[Approvals, Depends(get_approvals)]

@@ -108,8 +108,8 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     """Messages a ``POST /v1/chat`` or AG-UI run body may hold (422 ``too_many_messages``
     beyond, before any is checked or converted)."""
     body_threads: int = Field(2, ge=1, le=64)
-    """Threads that parse, check and convert large request bodies (and encode whole chat
-    histories) off the event loop."""
+    """Threads that parse, check and convert large request bodies (and decode, convert
+    and encode whole chat histories) off the event loop."""
     body_waiting: int = Field(8, ge=0, le=10_000)
     """Large bodies that may wait for those threads; beyond, 503 ``busy`` with
     ``Retry-After``."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from broadcaster.agui.history import Transcript, from_ui
+from broadcaster.agui import frames
+from broadcaster.agui.history import Transcript, from_ui, snapshot
 from broadcaster.agui.runs import chat_body, parse_input
 
 pytestmark = pytest.mark.unit
@@ -90,3 +91,11 @@ def test_an_answer_folds_as_the_client_applies_it() -> None:
     assert t.messages[1]["content"] == "Adding."
     assert t.messages[2]["toolCalls"][0]["function"] == {"name": "add", "arguments": '{"a":2}'}
     assert t.messages[3] == {"id": "g.9", "role": "tool", "toolCallId": "c1", "content": "7"}
+
+
+def test_a_snapshot_encoded_message_by_message_is_byte_for_byte_the_whole() -> None:
+    for messages in ([], SENT, [{"id": "é", "role": "user", "content": 'a "quoted" \u2028 line'}]):
+        event = snapshot(messages)
+        assert frames.encode_at([event], b"7") == b"id: 7\ndata: %s\n\n" % frames.dumps(event)
+    other = {"type": "RUN_STARTED", "messages": "not a list"}
+    assert frames.encode_at([other], b"0") == b"id: 0\ndata: %s\n\n" % frames.dumps(other)

@@ -19,7 +19,6 @@ turn is ``chat/conversation.py``'s, as for ``POST /v1/chat``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from functools import partial
 from typing import Any
@@ -27,15 +26,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from broadcaster.agui import frames
-from broadcaster.agui.history import Transcript, from_ui, snapshot
 from broadcaster.agui.inbound import AgUiInvalid, map_events, sse_events
 from broadcaster.agui.producers import Producers
-from broadcaster.agui.projection import Open, prelude
 from broadcaster.agui.runs import DEFAULT_AGENT, RunInput, decisions
-from broadcaster.agui.views import Translations, Viewer, state_at, view
 from broadcaster.chat import conversation
-from broadcaster.chat.records import Chats
 from broadcaster.core import names
 from broadcaster.core.eventlog import EventLog
 from broadcaster.core.logconfig import current_stream
@@ -48,12 +42,14 @@ from broadcaster.http.access import (
     producer,
     submit_rate,
 )
+from broadcaster.http.agui_answers import agui_response, history_for
 from broadcaster.http.bodies import parse_json, read_bytes
 from broadcaster.http.budgets import with_user, within_budget
 from broadcaster.http.chat_answers import answered_by, stop_answer
 from broadcaster.http.errors import ApiError, refused
 from broadcaster.http.feeds import append_feed
 from broadcaster.http.resources import (
+    AdmittedChatsDep,
     ApprovalsDep,
     ChatsDep,
     EventLogDep,
@@ -61,82 +57,17 @@ from broadcaster.http.resources import (
     JobsDep,
     MetricsDep,
     SettingsDep,
-    get_event_log,
 )
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import new_stream_id, producible, valid_stream_id
 from broadcaster.http.submits import prepare_run, read_run
 from broadcaster.viewers.ask import from_request, resume_of
-from broadcaster.viewers.opening import check_room, stream_response
+from broadcaster.viewers.opening import check_room
 
 router = APIRouter()
 
-GENERATION_HEADER = "x-generation-id"
 CAPABILITIES = {"transport": {"streaming": True, "resumable": True}}
 """``resumable``: every event carries an ``id:``; ``Last-Event-ID`` continues after it."""
-
-
-def _translations(request: Request) -> Translations:
-    """The front-end's shared translations (made on first use)."""
-    found: Translations | None = getattr(request.app.state, "agui_translations", None)
-    if found is None:
-        found = request.app.state.agui_translations = Translations()
-    return found
-
-
-async def agui_response(
-    request: Request,
-    stream_id: str,
-    thread_id: str,
-    cursor: str | None,
-    *,
-    base: int = 0,
-    stop_at_wait: bool,
-    history: list[dict[str, Any]] | None = None,
-) -> Response:
-    """``stream_id``'s AG-UI view after ``cursor`` (an AG-UI ``Last-Event-ID``), or after
-    its event ``base``: the prelude that re-opens what is open there, then the rest. With
-    ``history`` (the UI messages the answer was submitted with), a ``MESSAGES_SNAPSHOT``
-    right after the run's start: that history and what the answer said before there."""
-    parsed = frames.parse_cursor(cursor)
-    if parsed is None:
-        raise ApiError(400, "bad_request", "Last-Event-ID is not an id this route issued")
-    point, seen = parsed
-    if point is None and base:
-        point = str(base)
-    seq = frames.chunk_seq(point) if point else 0
-    if seen is not None and seq < 1:
-        raise ApiError(400, "bad_request", "Last-Event-ID is not an id this route issued")
-    event_log = await get_event_log(request)
-    shared = _translations(request).get(stream_id, thread_id)
-    transcript = None if history is None else Transcript(from_ui(history))
-    kept = shared.find(seq) if seen is None and transcript is None else None
-    state = kept.after if kept is not None else Open()
-    if kept is None and seq:
-        state = await state_at(event_log, stream_id, thread_id, seq, seen, transcript=transcript)
-    opened = prelude(state)
-    skip = 0 if seen is None else seen + 1
-    if transcript is not None and not state.ended:
-        if not opened:  # from the start: the first chunk's RUN_STARTED is sent here
-            opened, skip = [{"type": "RUN_STARTED", "threadId": thread_id, "runId": stream_id}], 1
-        opened.insert(1, snapshot(transcript.messages))
-    opening = frames.encode_at(opened, (cursor or point or "0").encode())
-    viewer = Viewer(shared, shared, skip=skip, stop_at_wait=stop_at_wait)
-    after = point if seen is None else str(seq - 1)
-    # AG-UI's own view: exact, no presence notices nor marks, and no AI SDK chunk
-    # (``reset-step``) reaches its readers.
-    ask = from_request(request, [stream_id], query_resume=False)
-    exact = dataclasses.replace(
-        ask, resume=after or None, compact=False, presence=False, caught_up=False, reset_step=False
-    )
-    return await stream_response(
-        request,
-        exact,
-        {GENERATION_HEADER: stream_id},
-        body_filter=lambda chunks: view(event_log, stream_id, viewer, opening, chunks),
-        direct_writer=viewer.writer,
-        ending=frames.token_ended,
-    )
 
 
 async def _thread_of(event_log: EventLog, stream_id: str) -> str:
@@ -193,13 +124,6 @@ async def info(settings: SettingsDep) -> JSONResponse:
     return JSONResponse({"version": "1.0.0", "agents": agents, "capabilities": CAPABILITIES})
 
 
-async def _history(chats: Chats, thread: str, generation: str) -> list[dict[str, Any]] | None:
-    """The UI messages ``generation`` was submitted with, when it is the thread's latest
-    answer (a queued turn's run shows no snapshot: its history is not written yet)."""
-    record = await chats.get(thread)
-    return record.messages if record is not None and record.generation == generation else None
-
-
 RUN_BODY = openapi.model_body(RunInput)
 """``RunAgentInput``, as the run and connect routes read it."""
 
@@ -218,6 +142,7 @@ async def run(
     request: Request,
     *,
     chats: ChatsDep,
+    admitted: AdmittedChatsDep,
     event_log: EventLogDep,
     generations: GenerationsDep,
     jobs: JobsDep,
@@ -238,7 +163,7 @@ async def run(
         if decided:
             waited, base = await conversation.decide(chats, approvals, thread, decided)
             current_stream.set(waited)
-            history = await _history(chats, thread, waited)
+            history = await history_for(request, admitted, thread, waited)
             return await agui_response(
                 request, waited, thread, None, base=base, stop_at_wait=True, history=history
             )
@@ -257,7 +182,7 @@ async def run(
     except conversation.Refusal as exc:
         raise refused(exc) from None
     current_stream.set(turn.generation)
-    history = await _history(chats, thread, turn.generation)
+    history = await history_for(request, admitted, thread, turn.generation)
     # A steer goes on in the running answer, after the steering message: the run shows it.
     return await agui_response(
         request, turn.generation, thread, None, base=turn.base, stop_at_wait=True, history=history
