@@ -96,6 +96,7 @@ class SSEResponse(Response):
         self._writer: Writer | None = None
         self._token = token
         self._scope: anyio.CancelScope | None = None
+        self._started = False
         self._last_words: bytes | None = None
         """Set when its token ended it (``end_token``): what it says before its end."""
 
@@ -122,10 +123,18 @@ class SSEResponse(Response):
         if self._scope is not None:
             self._scope.cancel()
 
+    async def _start(self, send: Send) -> None:
+        self._started = True
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+
     async def _say_last(self, send: Send, words: bytes) -> None:
         """The response's last words and its end, once its body stopped (a client gone
         meanwhile takes nothing: the server drops what is sent to it)."""
         with anyio.move_on_after(self._send_timeout):
+            if not self._started:
+                await self._start(send)
             if words:
                 await send({"type": "http.response.body", "body": words, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -137,11 +146,15 @@ class SSEResponse(Response):
             # (a task and its frames are most of an idle viewer's memory).
             with anyio.CancelScope() as cancel_scope:
                 self._scope = cancel_scope
+                if self._last_words is not None:  # its token ended before it began
+                    cancel_scope.cancel()
                 conn.on_disconnect(cancel_scope.cancel)
                 await self._run(conn, send)
             return
         async with anyio.create_task_group() as tg:
             self._scope = tg.cancel_scope
+            if self._last_words is not None:
+                tg.cancel_scope.cancel()
 
             async def watch_disconnect() -> None:
                 while True:
@@ -176,9 +189,7 @@ class SSEResponse(Response):
             # whatever the response wrote by then goes out in one write.
             self._release = release
             asyncio.get_running_loop().call_soon(release)
-        await send(
-            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
-        )
+        await self._start(send)
         writer = None
         if conn is not None:
             writer = conn.writer(chunks=True) if self._direct_chunks else conn.writer()

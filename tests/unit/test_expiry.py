@@ -1,19 +1,26 @@
 """``viewers.expiry``: open responses end with their token, from one timer over buckets of
-a second, forgotten when they end first; a revocation ends those it names; and
-``auth.revocations``' rule of what a revocation names (a token by id, a subject's
-tokens issued before it)."""
+a second, forgotten when they end first; a revocation ends those it names; an SSE
+response then says its last words and ends, even one whose token ended before it
+began; and ``auth.revocations``' rule of what a revocation names (a token by id, a
+subject's tokens issued before it)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
+import anyio
 import pytest
 
 from broadcaster.auth.revocations import Revocations, Revoked
 from broadcaster.auth.tokens import Grant
+from broadcaster.core import sse
+from broadcaster.core.sse import Writer
 from broadcaster.viewers import expiry
-from broadcaster.viewers.expiry import EXPIRED, REVOKED, Expiries, Expiry
+from broadcaster.viewers.expiry import EXPIRED, REVOKED, Expiries, Expiry, Held
+from broadcaster.viewers.response import SSEResponse
 from tests.support.polling import until
 
 pytestmark = pytest.mark.anyio
@@ -118,3 +125,45 @@ def test_a_subjects_revocation_names_its_tokens_issued_before_it() -> None:
     revocations.woken("revoke", f"{now + 600:.3f} j:next")
     revocations.woken("end", "some-stream")  # another listener's message
     assert told == [1]
+
+
+SCOPE: dict[str, Any] = {"type": "http", "method": "GET", "headers": []}
+
+
+async def never_disconnects() -> dict[str, Any]:
+    await anyio.sleep_forever()
+    raise AssertionError
+
+
+async def forever(writer: Writer | None) -> AsyncIterator[bytes]:
+    while True:
+        yield b": ping\n\n"
+        await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("ends_in", [600.0, -1.0], ids=["revoked while open", "already over"])
+async def test_a_response_says_its_last_words_then_ends(ends_in: float) -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def record(message: Any) -> None:
+        sent.append(message)
+
+    expiries = Expiries()
+    held = Held(Expiry(time.time() + ends_in, "j1", None, None), expiries, sse.token_ended)
+    response = SSEResponse(
+        forever, first=b"", headers={}, send_timeout=5, stream_id="s", token=held
+    )
+    serving = asyncio.create_task(response(SCOPE, never_disconnects, record))
+    if ends_in > 0:
+        await until(lambda: len(sent) > 3, "the response streams")
+        assert len(expiries) == 1
+        assert expiries.end_revoked(lambda jti, sub, issued: jti == "j1") == 1
+        reason = REVOKED
+    else:
+        reason = EXPIRED
+    await asyncio.wait_for(serving, 5)
+    assert sent[0]["type"] == "http.response.start"
+    assert sent[-2]["body"] == sse.token_ended(reason), sent[-3:]
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert len(expiries) == 0
+    expiries.close()
