@@ -2,8 +2,10 @@
 shutdown.
 
 ``Worker`` wires the two halves and owns their loops: ``JobTaker`` (``taker``) takes jobs
-and holds them while they run; ``RunningGenerations`` (``dispatch``) runs one task per
-generation, in a task group, and watches them for cancels.
+and holds them while they run, and takes over those of workers found dead;
+``RunningGenerations`` (``dispatch``) runs one task per generation, in a task group, and
+watches them for cancels. Its liveness subscription (``generations.liveness``) is held
+from start to the very end, so that it is never found dead while it still runs anything.
 
 On ``stop()`` (SIGTERM) the worker stops taking jobs and lets each running generation reach
 the end of its current step (its model call and its tools), where it is handed back and
@@ -32,6 +34,7 @@ from broadcaster.core.process import MetricsServer
 from broadcaster.core.settings import bad_settings
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Generations
+from broadcaster.generations.liveness import DeadWorkers, Subscription
 from broadcaster.generations.request import PROVIDERS
 from worker.agents.session import AgentProvider
 from worker.agents.spec import agent_names, load_agents
@@ -40,7 +43,7 @@ from worker.dispatch import RunningGenerations
 from worker.metrics import WorkerMetrics
 from worker.providers.base import Provider, Providers
 from worker.settings import WorkerSettings
-from worker.taker import BLOCK_MS, JobTaker
+from worker.taker import BLOCK_MS, JobTaker, Liveness
 from worker.tools import ToolBox, load_tools
 
 log = logging.getLogger("worker")
@@ -145,7 +148,8 @@ class Worker:
         event_log = self._event_log(redis)
         event_log.durability = durability
         jobs = JobQueue(redis, list(self.providers))
-        taker = JobTaker(jobs, self.consumer, self.settings.lease_seconds, self.metrics)
+        liveness = self._liveness(redis)
+        taker = JobTaker(jobs, self.consumer, self.settings.lease_seconds, self.metrics, liveness)
         with contextlib.suppress(*connection.REDIS_ERRORS):
             # Before the line below, which says the worker is up: a request made at once
             # must not be refused for want of a worker. Redis down: the loop retries.
@@ -153,6 +157,7 @@ class Worker:
         # Before the line below too: a scrape made as soon as the worker says it is up
         # finds its metrics.
         metrics_server = await self._serve_metrics()
+        alive = await self._subscribe(liveness.subscription)
         log.info(
             "worker %s: provider %s (serving %s), concurrency %d, tools: %s",
             self.consumer,
@@ -165,7 +170,7 @@ class Worker:
             async with asyncio.TaskGroup() as tasks:
                 running = RunningGenerations(
                     tasks,
-                    Generations(event_log, self.settings.lease_seconds),
+                    Generations(event_log, self.settings.lease_seconds, liveness.dead.current),
                     jobs,
                     providers=self.providers,
                     consumer=self.consumer,
@@ -176,6 +181,10 @@ class Worker:
                 )
                 await self._serve(taker, running, reader)
         finally:
+            if liveness.subscription is not None and alive is not None:
+                # Last: until its generations are handed back, the worker is alive.
+                await _cancel_and_wait(alive)
+                await liveness.subscription.leave()
             if metrics_server is not None:
                 await metrics_server.stop()
             for provider in {id(p): p for p in self.providers.values()}.values():
@@ -193,11 +202,13 @@ class Worker:
         )
         watch = asyncio.create_task(running.watch_cancels(), name="worker-watch")
         abandoned = asyncio.create_task(running.watch_abandoned(), name="worker-abandoned")
-        advertise = asyncio.create_task(taker.advertise_loop(), name="worker-advertise")
+        sweep = asyncio.create_task(
+            taker.sweep_loop(running, running.held_jobs), name="worker-sweep"
+        )
         try:
             await self._stopping.wait()
         finally:
-            await _cancel_and_wait(advertise)
+            await _cancel_and_wait(sweep)
             await _cancel_and_wait(take)
             await taker.hand_back_waiting()
             # While they finish, the generations still hold their jobs and still obey a
@@ -206,6 +217,24 @@ class Worker:
             await _cancel_and_wait(watch)
             await _cancel_and_wait(abandoned)
             await _cancel_and_wait(hold)
+
+    def _liveness(self, redis: Redis) -> Liveness:
+        dead = DeadWorkers(self.settings.lease_seconds)
+        every = self.settings.liveness_seconds
+        if self.settings.liveness == "lease":
+            return Liveness(None, dead, every)
+        return Liveness(Subscription(self.redis_url, redis, self.consumer), dead, every)
+
+    async def _subscribe(self, subscription: Subscription | None) -> asyncio.Task[None] | None:
+        """Start holding the liveness subscription; wait a moment for its first
+        confirmation, so that a worker that says it is up is known to be alive (Redis
+        down: it goes on trying)."""
+        if subscription is None:
+            return None
+        task = asyncio.create_task(subscription.run(), name="worker-liveness")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(subscription.confirmed.wait(), 2.0)
+        return task
 
     def _event_log(self, redis: Redis) -> EventLog:
         return EventLog(

@@ -98,6 +98,9 @@ class RunningGenerations:
             await self._slot_free.wait()
         return free
 
+    def free_now(self) -> int:
+        return max(0, self.concurrency - len(self._running))
+
     def held_jobs(self) -> list[Job]:
         """The jobs running here: the ones whose hold is refreshed."""
         return [job for job, _ in self._running.values()]

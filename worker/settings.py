@@ -68,6 +68,16 @@ class WorkerSettings(RedisSettings, DurabilitySettings):
     """A job (and a generation's hold) not refreshed for this long is taken over by
     another worker: the bound on how long a killed worker's generation waits. Within it,
     a running generation is its worker's alone: a duplicate job of it is dropped."""
+    liveness: Literal["connection", "lease"] = "connection"
+    """How a dead worker is found. ``connection``: each worker keeps a subscription open
+    for as long as its process lives, and a worker whose subscription is gone (its
+    process died: ``kill -9``, a crash, out of memory) is taken over within about a
+    second, lease or not; a frozen worker keeps its subscription and is taken over after
+    its lease. ``lease``: after the lease alone (the behaviour before; for comparison).
+    Bounds for each kind of fault: docs/reliability.md."""
+    liveness_seconds: float = Field(1.0, ge=0.1, le=60)
+    """How often a worker looks for dead workers' jobs (one short script; twice as long
+    apart while no other worker holds a job)."""
     max_attempts: int = Field(3, ge=1)
     """Workers one generation may lose (takeovers after a lapsed lease); the next
     takeover ends it with error. Hand-backs (a stopping worker, a deploy) and a writer's

@@ -276,12 +276,13 @@ def command_client(url: str, pool_size: int = 64, timeout: float = 5.0) -> Redis
     return Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
 
 
-def blocking_client(url: str, block_ms: int) -> Redis:
+def blocking_client(url: str, block_ms: int, **options: Any) -> Redis:
     """A single-connection client for one blocking reader (XREAD / XREADGROUP BLOCK).
 
     Through Sentinel, the connection is re-made to the new primary after a failover. On a
-    Cluster, a ``RedisCluster`` without retries, for a reader of one key."""
-    kwargs = blocking_options(block_ms)
+    Cluster, a ``RedisCluster`` without retries, for a reader of one key. ``options``: more
+    of redis-py's (``protocol=2``, for a subscriber that reads its replies itself)."""
+    kwargs = {**blocking_options(block_ms), **options}
     target = parse_target(url)
     if target is None:
         return Redis.from_url(url, single_connection_client=True, **kwargs)

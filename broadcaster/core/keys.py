@@ -310,6 +310,32 @@ HTTP_CONSUMER = "http"
 consumer is made per claim. Who owns a job is its generation's ``owner`` (the lease
 token), and a lapsed one is taken over by each entry's idle time, not by consumer."""
 
+WORKERS_KEY = f"{PREFIX}:{JOBS_TAG}:workers"
+"""A hash: each worker that keeps a liveness subscription (``alive_channel``) -> what the
+others make of it: ``a<ms>`` subscribed, ``s<ms>`` its subscription gone since then
+(suspected), ``d<ms>`` found dead then. A consumer not in it (an older worker, the HTTP
+consumer) is judged by its lease alone (``generations/liveness.py``)."""
+
+DEAD_WORKERS_KEY = f"{PREFIX}:{JOBS_TAG}:dead"
+"""A set: the workers found dead that still hold jobs, for the next worker with a free
+slot to take them over; each leaves it once none is left."""
+
+LIVENESS_JUDGE_LOCK = f"{PREFIX}:{JOBS_TAG}:judged"
+"""Held for a moment by the worker that judged who is dead: one judgement per moment for
+the whole deployment, however many workers look."""
+
+LIVENESS_SCAN_LOCK = f"{PREFIX}:{JOBS_TAG}:workers:scan"
+"""Held between two looks at every registered worker (``WORKERS_KEY``), which forget the
+workers that died holding nothing."""
+
+
+def alive_channel(consumer: str) -> str:
+    """The channel a worker stays subscribed to while its process lives: its subscriber
+    count is what tells a dead worker from a live one. Under ``{jobs}``, so that on a
+    Cluster the (sharded) subscription lives on the node that holds the job queues, where
+    the liveness script counts it."""
+    return f"{PREFIX}:{JOBS_TAG}:alive:{consumer}"
+
 
 def provider_key(provider: str) -> str:
     """Present while a live worker serves ``provider``: each running worker sets it again

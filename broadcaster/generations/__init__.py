@@ -15,6 +15,8 @@ events it writes.
 - ``overdue``: generations nobody took in time end with ``error``.
 - ``idempotency``: ``Idempotency-Key``: a request's key claimed and its answer kept for
   its retries, with its scripts.
+- ``liveness``: which workers live (a subscription each holds while its process does),
+  and the look that hands a dead worker's jobs to live ones at once, with its script.
 - ``leases``: jobs leased to workers over HTTP: claimed, written under a lease token
   that fences a lapsed owner, renewed, handed back.
 - ``waiting``: what the one append that leaves a generation waiting for a person writes

@@ -53,7 +53,8 @@ class Job:
     """Taken from a worker that stopped refreshing it (``XAUTOCLAIM``), not new."""
 
 
-def _provider(queue: str) -> str:
+def provider_of(queue: str) -> str:
+    """The provider whose jobs a queue carries."""
     return "anthropic" if queue == keys.LEGACY_JOBS_KEY else queue.rsplit(":", 1)[1]
 
 
@@ -63,7 +64,7 @@ def _jobs(
     taken_over: bool = False,
 ) -> list[Job]:
     # XAUTOCLAIM reports entries deleted meanwhile with no fields; skip them.
-    provider = _provider(queue)
+    provider = provider_of(queue)
     return [
         Job(eid, f[b"id"].decode(), provider, queue, taken_over)
         for eid, f in entries

@@ -1,7 +1,8 @@
 """A generation's life around its events: created queued, claimed by one worker at a time
 (the owner every append of that worker names, so a worker that lost its job is refused),
 held by that worker while it runs (``hold``: a claim within the lease of the last hold
-is refused, ``Held``: a duplicate job never steals a live generation), released when a
+is refused, ``Held``: a duplicate job never steals a live generation, unless its worker
+was found dead: ``generations/liveness.py``), released when a
 worker hands it back; cancelled (``cancel``: its stream ends with ``abort``). Its events
 and their expiry are the log's (``core/eventlog.py``); these scripts touch only the
 stream's metadata, under the same hash tag. A claim, a release and a recreation are
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,10 +62,18 @@ DEFAULT_LEASE_S = 15.0
 
 
 class Generations:
-    def __init__(self, log_: EventLog, lease_s: float = DEFAULT_LEASE_S) -> None:
+    def __init__(
+        self,
+        log_: EventLog,
+        lease_s: float = DEFAULT_LEASE_S,
+        dead: Callable[[], Sequence[str]] | None = None,
+    ) -> None:
         self.log = log_
         self.lease_ms = int(lease_s * 1000)
         """How long a worker's hold lasts without a refresh (``hold``)."""
+        self.dead = dead
+        """The workers this process found dead lately (``liveness.DeadWorkers``): a claim
+        takes a generation one of them holds at once, its hold notwithstanding."""
         redis = log_.redis
         self._create = redis.register_script(
             script("create_generation.lua", "broadcaster.generations")
@@ -113,13 +123,15 @@ class Generations:
         owner takes its own stream again after Redis lost writes, which counts nothing.
 
         Returns None when the generation is gone or already ended (nothing to run);
-        raises ``Held`` when a live worker holds it.
+        raises ``Held`` when a live worker holds it (one found dead does not).
         """
         mode = "repair" if repair else ""
+        dead = list(self.dead()) if self.dead is not None else []
         # Through the committer (BROADCASTER_DURABILITY), as an append: ``NotConfirmed``
         # if a failover could still lose it, which the worker treats as a lost connection.
         meta = keys.meta_key(stream_id)
-        reply = await self.log.durability.script(self._claim, [meta], [owner, self.lease_ms, mode])
+        args = [owner, self.lease_ms, mode, *dead]
+        reply = await self.log.durability.script(self._claim, [meta], args)
         status, seq, attempt, lost = reply[:4]
         if status == b"HELD":
             raise Held(stream_id)

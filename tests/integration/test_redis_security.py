@@ -46,9 +46,9 @@ NARROW_ACL = [
     *("+multi", "+exec", "+discard", "+evalsha", "+script|load"),
     # the logs, the job queue and the webhook outbox (streams)
     *("+xadd", "+xrange", "+xrevrange", "+xreadgroup", "+xack", "+xclaim", "+xautoclaim"),
-    *("+xpending", "+xgroup|create", "+xinfo|groups", "+xlen", "+xdel"),
+    *("+xpending", "+xgroup|create", "+xgroup|delconsumer", "+xinfo|groups", "+xlen", "+xdel"),
     # streams' metadata, locks, rate limits, resume points' bases
-    *("+hset", "+hget", "+hmget", "+hgetall", "+hdel", "+hexists", "+hincrby"),
+    *("+hset", "+hget", "+hmget", "+hgetall", "+hkeys", "+hdel", "+hexists", "+hincrby"),
     *("+get", "+set", "+del", "+append", "+incr", "+exists"),
     *("+expire", "+pexpire", "+pexpireat", "+time"),
     # viewer counts (sets), stream indexes, waits and heartbeats (sorted sets), chats'
@@ -57,8 +57,9 @@ NARROW_ACL = [
     *("+zadd", "+zrange", "+zrangebyscore", "+zrangebylex", "+zrem"),
     *("+rpush", "+lpush", "+lpop", "+lrange", "+ltrim", "+llen"),
     # pub/sub: every batch goes to its stream's channel (SPUBLISH and SSUBSCRIBE on a
-    # Cluster); WAIT for Durable Streams with BROADCASTER_DS_WAIT_REPLICAS
-    *("+publish", "+subscribe", "+unsubscribe", "+wait"),
+    # Cluster), and each worker's liveness subscription is counted (PUBSUB SHARDNUMSUB on
+    # a Cluster); WAIT for Durable Streams with BROADCASTER_DS_WAIT_REPLICAS
+    *("+publish", "+subscribe", "+unsubscribe", "+pubsub|numsub", "+wait"),
 ]
 """The commands the project uses; with ``~bc:*`` (its keys only) and ``&bc:*`` (its
 channels only)."""

@@ -1,9 +1,11 @@
 -- Make ARGV[1] the only writer of a generation, unless a live worker holds it.
--- KEYS: meta. ARGV: owner, lease (ms), mode ('' or 'repair').
+-- KEYS: meta. ARGV: owner, lease (ms), mode ('' or 'repair'), then the workers the
+-- claimer found dead (generations/liveness.py).
 -- One owner at a time: a running generation whose owner refreshed its hold ('held_at',
 -- Redis time in ms, set here and by hold.lua) within the lease is that owner's, and the
--- claim answers HELD (a duplicate job of a live generation; never a takeover). A lapsed
--- hold is a lost worker: 'lost' counts those, the budget of WORKER_MAX_ATTEMPTS.
+-- claim answers HELD (a duplicate job of a live generation; never a takeover), unless
+-- that owner is one of the dead. A lapsed hold, or a dead owner, is a lost worker: 'lost'
+-- counts those, the budget of WORKER_MAX_ATTEMPTS.
 -- 'attempt' numbers the runs (a new run after a hand-back too: its part ids must differ);
 -- a run after a person's decision ('resume' set) goes on with the same number, and a
 -- repair ('repair': the writer taking its own stream again after Redis lost writes)
@@ -25,9 +27,15 @@ if mode == 'repair' then
   redis.call('HSET', meta, 'owner', owner, 'status', 'running', 'held_at', now)
   return {'OK', seq, math.max(attempt, 1), lost}
 end
+local function dead(who)
+  for i = 4, #ARGV do
+    if ARGV[i] == who then return true end
+  end
+  return false
+end
 if m[4] == 'running' and m[7] then
   local held = tonumber(m[8])
-  if held and now - held < lease then return {'HELD', seq, attempt, lost} end
+  if held and now - held < lease and not dead(m[7]) then return {'HELD', seq, attempt, lost} end
   lost = redis.call('HINCRBY', meta, 'lost', 1)
 end
 local decided = 0
