@@ -54,7 +54,8 @@ NARROW_ACL = [
     # viewer counts (sets), stream indexes, waits and heartbeats (sorted sets), chats'
     # queued and steering messages (lists)
     *("+sadd", "+srem", "+smembers", "+scard"),
-    *("+zadd", "+zrange", "+zrangebyscore", "+zrangebylex", "+zrem"),
+    *("+zadd", "+zrange", "+zrangebyscore", "+zrangebylex", "+zrem", "+zcard"),
+    "+zremrangebyrank",
     *("+rpush", "+lpush", "+lpop", "+lrange", "+ltrim", "+llen"),
     # pub/sub: every batch goes to its stream's channel (SPUBLISH and SSUBSCRIBE on a
     # Cluster), and each worker's liveness subscription is counted (PUBSUB SHARDNUMSUB on
