@@ -9,7 +9,7 @@ authorizes, calls its capability and answers.
 - ``chat_answers``: a chat's answers as SSE responses (a submit's, a steer's, a run's)
   and the headers that name them.
 - ``agui_answers``: a generation or a thread's run as an AG-UI SSE response, with the
-  thread's history snapshot.
+  thread's history snapshot for a credential that may read it.
 - ``chat_access``: who may use a chat beyond what opens its routes: its owner, or a key.
 - ``kept_history``: a submit against the history the server keeps (``{id, message}``
   made whole from the record, ``{id, messages}`` compared with it).

@@ -422,6 +422,29 @@ async def check_chat(request: Request, chat_id: str, use: tokens.ChatUse) -> Non
     401 without one, 403 for a key without it; but with no token verifier configured,
     reading is open to anyone, as streams are. What a token or a key opens is counted
     towards its rate (``rate_limit``): per subject for a token, per key for a key."""
+    opener = await _chat_opener(request, chat_id, use)
+    if isinstance(opener, Grant):
+        request.state.rate_name = token_rate_name(opener, presented_token(request) or "")
+        await _charge(request, None)
+    elif opener is not None:
+        await _charge(request, opener)
+
+
+async def chat_opens(request: Request, chat_id: str, use: tokens.ChatUse) -> bool:
+    """Whether the request's credential opens the chat for ``use`` as well (``check_chat``
+    without its refusal, nor another count towards the rate)."""
+    try:
+        await _chat_opener(request, chat_id, use)
+    except ApiError:
+        return False
+    return True
+
+
+async def _chat_opener(
+    request: Request, chat_id: str, use: tokens.ChatUse
+) -> Grant | credentials.ApiKey | None:
+    """What opens the chat for ``use`` (``check_chat``): a JWT's grant, an API key, or
+    nothing to count (a legacy chat token, an open deployment); else 401 or 403."""
     policy = await get_access(request)
     token = presented_token(request)
     kind = tokens.shape(token) if token else None
@@ -430,24 +453,22 @@ async def check_chat(request: Request, chat_id: str, use: tokens.ChatUse) -> Non
         grant = await token_grant(request, verifier, token)
         if not grant.opens_chat(use, chat_id):
             raise ApiError(403, "forbidden", f"this token may not {use} chat {chat_id[:80]!r}")
-        request.state.rate_name = token_rate_name(grant, token)
-        await _charge(request, None)
-        return
+        return grant
     if verifier is not None and token and kind == "legacy":  # noqa: SIM102
         if verifier.legacy_grants(token, credentials.CHAT_PREFIX, chat_id):
-            return
+            return None
     key = await presented_key(request)
     if not policy.api_keys and verifier is None:
-        return
+        return None
     if key is None:
         if verifier is None and use == "read":
-            return
+            return None
         raise _unauthorized(
             "a chat token for this chat (or an API key) is required: Authorization: Bearer"
         )
     if _CHAT_KEY_RIGHTS[use] not in key.rights:
         raise ApiError(403, "forbidden", f"this API key may not {_CHAT_KEY_RIGHTS[use]}")
-    await _charge(request, key)
+    return key
 
 
 async def _charge(request: Request, key: credentials.ApiKey | None) -> None:

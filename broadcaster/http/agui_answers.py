@@ -1,6 +1,7 @@
 """A generation, or a thread's run, as an AG-UI SSE response: the prelude that re-opens
-what is open at the resume point, the thread's history as a ``MESSAGES_SNAPSHOT`` (converted
-and encoded off the event loop when it is long), then the rest, live."""
+what is open at the resume point, the thread's history as a ``MESSAGES_SNAPSHOT`` (for a
+credential that may read the thread; converted and encoded off the event loop when it is
+long), then the rest, live."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from broadcaster.agui.history import Transcript, from_ui, snapshot
 from broadcaster.agui.projection import Open, prelude
 from broadcaster.agui.views import Translations, Viewer, state_at, view
 from broadcaster.chat.records import Chats
+from broadcaster.http.access import chat_opens
 from broadcaster.http.bodies import offloop
 from broadcaster.http.chat_answers import GENERATION_HEADER
 from broadcaster.http.errors import ApiError
@@ -36,7 +38,11 @@ async def history_for(
     request: Request, chats: Chats, thread: str, generation: str
 ) -> list[dict[str, Any]] | None:
     """The UI messages ``generation`` was submitted with, when it is the thread's latest
-    answer (a queued turn's run shows no snapshot: its history is not written yet)."""
+    answer (a queued turn's run shows no snapshot: its history is not written yet) and
+    the request's credential may read the thread (one that may only submit gets its
+    answer, and no more of the thread: ``access.chat_opens``)."""
+    if not await chat_opens(request, thread, "read"):
+        return None
     record = await chats.get(thread)
     return record.messages if record is not None and record.generation == generation else None
 

@@ -362,6 +362,47 @@ async def test_reading_a_chat_needs_read_on_it(client: httpx.AsyncClient) -> Non
         assert r.status_code == 404, r.text  # allowed; no such chat yet
 
 
+async def _run_events(
+    client: httpx.AsyncClient, event_log: EventLog, run: dict[str, Any], headers: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The AG-UI events a run is answered with, to its end (its answer, as a worker
+    would write it, appended once the run has started)."""
+    async with client.stream("POST", "/v1/agui/agent/default/run", json=run, headers=headers) as r:
+        assert r.status_code == 200, await r.aread()
+        said = [
+            {"type": "start", "messageId": r.headers["x-generation-id"]},
+            {"type": "finish"},
+        ]
+        await event_log.append(
+            r.headers["x-generation-id"], said, kind="generation", owner=UNCLAIMED
+        )
+        body = await r.aread()
+    return [json.loads(line[6:]) for line in body.decode().split("\n") if line.startswith("data: ")]
+
+
+async def test_an_agui_run_shows_the_threads_history_only_to_who_may_read_it(
+    client: httpx.AsyncClient, event_log: EventLog
+) -> None:
+    shown = {}
+    for who in ("submit-only token", "token", "generate-only key", "admin"):
+        thread = new_chat()
+        token = {"submit-only token": ["submit"], "token": ["read", "submit"]}.get(who)
+        headers = bearer("gen_minter" if who == "generate-only key" else "admin")
+        if token is not None:
+            headers = bearer(chat_token(thread, token))
+        events = await _run_events(client, event_log, _run(thread, [user_ag("hi")]), headers)
+        assert events[0]["type"] == "RUN_STARTED" and events[-1]["type"] == "RUN_FINISHED"
+        snapshots = [e for e in events if e["type"] == "MESSAGES_SNAPSHOT"]
+        shown[who] = [m["content"] for s in snapshots for m in s["messages"]]
+    # The answer comes to whoever may submit; the thread's history only with read.
+    assert shown == {
+        "submit-only token": [],
+        "token": ["hi"],
+        "generate-only key": [],
+        "admin": ["hi"],
+    }
+
+
 async def test_the_token_routes_refuse_unknown_fields(client: httpx.AsyncClient) -> None:
     for path in ("/v1/streams/s-1/tokens", "/v1/chat/c-1/tokens"):
         r = await client.post(
