@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from broadcaster.auth.tokens import Grant
 from broadcaster.core import contain, keys
-from broadcaster.core.connection import publish_wake
+from broadcaster.core.connection import REDIS_ERRORS, publish_wake
 from broadcaster.core.durability import Durability
 
 log = logging.getLogger("broadcaster.auth")
@@ -178,6 +178,10 @@ class Revocations:
     async def _reload(self) -> None:
         try:
             await self.load()
+        except REDIS_ERRORS as exc:
+            # The wake channels' loss is logged where it happens; they call ``missed``
+            # again once Redis answers, and the list is read then.
+            log.debug("revocations: not reloaded while Redis is unreachable (%s)", exc)
         except Exception:
             contain.loop_failed("revocations", log, "reload")
 
