@@ -73,6 +73,9 @@ _TOOL_CALLED = frozenset(
 
 _DENIED = "Tool call execution denied."
 
+NOTHING_TO_SEND = "no user or assistant content"
+"""Why a chat converts to no model request at all (a seed may hold such a chat)."""
+
 _ASSISTANT_KEPT_BACK = frozenset({"file", "reasoning-file", "custom"})
 """An answer's parts the history keeps but the model is not sent back: files it made
 (Anthropic takes none in an assistant turn) and provider-specific content."""
@@ -262,7 +265,7 @@ def generation_body(chat: ChatBody) -> dict[str, Any]:
     if not merged:
         raise RequestInvalid(
             "the messages hold nothing to send to the model",
-            [{"loc": ["messages"], "msg": "no user or assistant content"}],
+            [{"loc": ["messages"], "msg": NOTHING_TO_SEND}],
         )
     body: dict[str, Any] = {**extra, "messages": merged}
     if system:

@@ -16,6 +16,8 @@ SEED_BODY = json_body(
             "messages": UI_MESSAGES,
             "owner": {
                 "type": "string",
+                "minLength": 1,
+                "maxLength": 256,
                 "description": "an API key's only: the sub of the token holder who owns the "
                 "chat it makes",
             },

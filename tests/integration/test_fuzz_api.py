@@ -181,6 +181,9 @@ REFUSED_THOUGH_VALID: dict[str, dict[int, str]] = {
         " tool_result after its tool_use, budget_tokens below max_tokens, a served provider",
     },
     "POST /v1/chat": {422: "UI messages the generation request cannot be made of"},
+    "PUT /v1/chat/{chat_id}/messages": {
+        422: "UI messages of parts a submit refuses (the same rules as POST /v1/chat's)",
+    },
     "GET /v1/events": {400: "a request must name a stream or a prefix: neither is 400"},
     "PUT /v1/stream/{path}": {
         400: "Stream-TTL with Stream-Expires-At; Stream-Fork-* without Stream-Forked-From",

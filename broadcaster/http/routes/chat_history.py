@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from broadcaster.chat.convert import ChatBody, UIMessage, generation_body
+from broadcaster.chat.convert import NOTHING_TO_SEND, ChatBody, UIMessage, generation_body
 from broadcaster.chat.messages import PAGE_MAX, BadCursor, transcript
 from broadcaster.chat.records import SeedRefused, title_of
 from broadcaster.core import keys
@@ -145,7 +145,7 @@ def _seed_body(raw: Any, most: int) -> SeedBody:
         ids = [m.id for m in body.messages]
         if len(set(ids)) != len(ids):
             raise RequestInvalid("two messages share an id", [{"loc": ["messages"], "msg": "ids"}])
-        generation_body(ChatBody(id="seed", messages=body.messages))
+        _converts(ChatBody(id="seed", messages=body.messages))
     except ValidationError as exc:
         details = [
             {"loc": list(e["loc"]), "msg": e["msg"]}
@@ -155,6 +155,16 @@ def _seed_body(raw: Any, most: int) -> SeedBody:
     except RequestInvalid as exc:
         raise ApiError(422, "invalid_request", exc.message, details=exc.details) from None
     return body
+
+
+def _converts(chat: ChatBody) -> None:
+    """``RequestInvalid`` for a part a submit would refuse; a chat with nothing yet to
+    send to the model (its messages' parts empty) is a chat still."""
+    try:
+        generation_body(chat)
+    except RequestInvalid as exc:
+        if exc.details != [{"loc": ["messages"], "msg": NOTHING_TO_SEND}]:
+            raise
 
 
 def _if_match(request: Request) -> str | None:
