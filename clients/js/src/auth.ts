@@ -26,6 +26,7 @@ export interface AuthOptions {
 /** Builds each request's headers; remembers whether the next token must be fresh. */
 export class Auth {
   private stale = false;
+  private last: string | null | undefined = undefined;
 
   constructor(
     private readonly options: AuthOptions = {},
@@ -42,15 +43,20 @@ export class Auth {
     this.stale = true;
   }
 
-  async headers(extra: Record<string, string> = {}): Promise<Record<string, string>> {
+  /** The headers of a request, `extra` last. With `resend`, the token the last request
+   * carried, unless it was refused: the server scopes an Idempotency-Key to its token, so
+   * a request sent again must carry the same one. */
+  async headers(extra: Record<string, string> = {}, resend = false): Promise<Record<string, string>> {
     const out: Record<string, string> = {};
     const given = typeof this.options.headers === "function" ? await this.options.headers() : this.options.headers;
     if (given) new Headers(given).forEach((value, name) => (out[name] = value));
     if (this.options.getToken) {
       const refresh = this.stale;
       this.stale = false;
-      const token = await this.options.getToken(this.chatId === undefined ? { refresh } : { refresh, chatId: this.chatId });
-      if (token) out.authorization = `Bearer ${token}`;
+      if (!resend || refresh || this.last === undefined) {
+        this.last = await this.options.getToken(this.chatId === undefined ? { refresh } : { refresh, chatId: this.chatId });
+      }
+      if (this.last) out.authorization = `Bearer ${this.last}`;
     }
     for (const [name, value] of Object.entries(extra)) out[name.toLowerCase()] = value;
     return out;

@@ -41,8 +41,9 @@ const WAKE_STALE_MS = 20_000;
 
 /** What differs between the streams followed this way. */
 export interface Plan {
-  /** The request of try `attempt` (0: the first), resuming after `lastEventId`. */
-  request(attempt: number, lastEventId: string | undefined): { url: string; init?: RequestInit };
+  /** The request of try `attempt` (0: the first), resuming after `lastEventId`; `resend`:
+   * the last request sent again, with the token it carried. */
+  request(attempt: number, lastEventId: string | undefined): { url: string; init?: RequestInit; resend?: boolean };
   /** Told of each 200 response before it is read. */
   opened?(response: Response): void;
   /** Whether the event ends the stream. */
@@ -99,16 +100,20 @@ export async function* connect(plan: Plan, options: FollowOptions = {}): AsyncGe
   let wake = new AbortController();
   let current: AbortController | null = null;
   let lastBytes = Date.now();
+  let woken = false; // the connection was cut by a wake: made again at once
   const stopWake = onWake(() => {
     wake.abort();
-    if (current && Date.now() - lastBytes > WAKE_STALE_MS) current.abort(new Error("woken"));
+    if (current && Date.now() - lastBytes > WAKE_STALE_MS) {
+      woken = true;
+      current.abort(new Error("woken"));
+    }
   });
   try {
     while (!options.signal?.aborted) {
       const attemptController = new AbortController();
       current = attemptController;
       const signals = [attemptController.signal, ...(options.signal ? [options.signal] : [])];
-      const { url, init = {} } = plan.request(attempt++, lastId);
+      const { url, init = {}, resend = false } = plan.request(attempt++, lastId);
       let outcome: Outcome = "again";
       let floorMs = 0;
       let failure: unknown;
@@ -118,7 +123,7 @@ export async function* connect(plan: Plan, options: FollowOptions = {}): AsyncGe
       try {
         const extra: Record<string, string> = { accept: "text/event-stream" };
         if (lastId !== undefined) extra["last-event-id"] = lastId;
-        const headers = await auth.headers({ ...(init.headers as Record<string, string> | undefined), ...extra });
+        const headers = await auth.headers({ ...(init.headers as Record<string, string> | undefined), ...extra }, resend);
         lastBytes = Date.now();
         const response = await doFetch(url, { ...init, headers, signal: AbortSignal.any(signals) });
         if (response.status === 204) return;
@@ -171,8 +176,9 @@ export async function* connect(plan: Plan, options: FollowOptions = {}): AsyncGe
         attemptController.abort();
       }
       if (outcome === "ended") return;
-      if (outcome === "refresh") {
-        auth.expire();
+      if (outcome === "refresh") auth.expire();
+      if (outcome === "refresh" || woken) {
+        woken = false;
         continue;
       }
       failures += 1;

@@ -50,7 +50,9 @@ describe.each(SDKS)("BroadcasterChatTransport with %s", (_name, Sdk) => {
       }
       stream(res, 5, 9, true);
     });
-    const transport = new BroadcasterChatTransport({ api: `${server.url}/v1/chat`, history: "client", ...FAST });
+    let minted = 0; // a new token each time it is asked: a retry must not ask
+    const getToken = () => `t${++minted}`;
+    const transport = new BroadcasterChatTransport({ api: `${server.url}/v1/chat`, history: "client", getToken, ...FAST });
     const chat = makeChat(Sdk, "c1", transport);
     await chat.sendMessage({ text: "hi" });
     expect(chat.status).toBe("ready");
@@ -59,6 +61,8 @@ describe.each(SDKS)("BroadcasterChatTransport with %s", (_name, Sdk) => {
     const [first, second] = posts(server);
     expect(first!.headers["idempotency-key"]).toBeTruthy();
     expect(second!.headers["idempotency-key"]).toBe(first!.headers["idempotency-key"]);
+    // The server scopes a key to the token: the retry carries the first one's.
+    expect(second!.headers.authorization).toBe(first!.headers.authorization);
     expect(second!.body).toBe(first!.body);
     expect(JSON.parse(first!.body)).toMatchObject({ id: "c1", trigger: "submit-message", messages: [{ role: "user" }] });
     const resume = server.requests[2]!;
@@ -86,6 +90,53 @@ describe.each(SDKS)("BroadcasterChatTransport with %s", (_name, Sdk) => {
     expect(keys[1]).toBe(keys[0]);
     expect(keys[2]).not.toBe(keys[0]);
     expect(chat.messages).toHaveLength(4);
+  });
+
+  it("resumes a submit's answer cut before its first event as its run, never sending it again", async () => {
+    const asked: boolean[] = [];
+    server = await serve((req, res) => {
+      if (req.method === "POST") {
+        sseHead(res, { "x-generation-id": GEN, "x-workflow-run-id": `c7~${GEN}~0` });
+        res.write(frame(null, { type: "data-token-expired", data: { reason: "expired" }, transient: true }));
+        return void res.end();
+      }
+      stream(res, 1, 9, true);
+    });
+    const getToken = ({ refresh }: { refresh: boolean }) => {
+      asked.push(refresh);
+      return refresh ? "new" : "old";
+    };
+    const transport = new BroadcasterChatTransport({ api: `${server.url}/v1/chat`, getToken, ...FAST });
+    const chat = makeChat(Sdk, "c7", transport);
+    await chat.sendMessage({ text: "hi" });
+    expect(text(chat.messages[1])).toBe("Hello, world");
+    expect(posts(server)).toHaveLength(1);
+    const [resume] = server.requests.filter((r) => r.method === "GET");
+    expect(resume!.path).toBe(`/v1/chat/c7~${GEN}~0/stream?startIndex=0`);
+    expect(resume!.headers["last-event-id"]).toBeUndefined();
+    expect(resume!.headers.authorization).toBe("Bearer new");
+    expect(asked).toEqual([false, true]);
+  });
+
+  it("a message the server finds wrong is an error, not a reason to send the whole chat", async () => {
+    server = await serve((req, res) => {
+      const body = JSON.parse(req.body);
+      if (body.message?.parts[0].text === "bad") {
+        const details = [{ loc: ["message", "parts", 0], msg: "Extra inputs are not permitted" }];
+        return jsonAnswer(res, 422, { error: "invalid_request", details });
+      }
+      stream(res, 1, 9, true);
+    });
+    const transport = new BroadcasterChatTransport({ api: `${server.url}/v1/chat`, ...FAST });
+    const chat = makeChat(Sdk, "c8", transport);
+    await chat.sendMessage({ text: "bad" });
+    expect(chat.error?.message).toContain("422 invalid_request");
+    await chat.sendMessage({ text: "good" });
+    const bodies = posts(server).map((r) => JSON.parse(r.body));
+    expect(bodies.map((b) => [b.message?.parts[0].text, b.messages])).toEqual([
+      ["bad", undefined],
+      ["good", undefined],
+    ]);
   });
 
   it("sends one message to a server that keeps the chat", async () => {

@@ -111,11 +111,15 @@ function parseRun(value: string | null): { id: string; base: number } | null {
   return m ? { id: value as string, base: Number(m[1]) } : null;
 }
 
-/** Whether a 422 says the server wants the whole chat (`messages`), not one `message`. */
+/** Whether a 422 says the server wants the whole chat: `messages` missing, or `message` a
+ * field it does not know; not a message it found wrong (its `loc` goes inside it). */
 function wantsWholeChat(error: unknown): boolean {
   if (!(error instanceof BroadcasterError) || error.status !== 422) return false;
-  const details = Array.isArray(error.body.details) ? (error.body.details as Array<{ loc?: unknown[] }>) : [];
-  return details.some((d) => Array.isArray(d.loc) && (d.loc.includes("messages") || d.loc.includes("message")));
+  const details = Array.isArray(error.body.details) ? (error.body.details as Array<{ loc?: unknown; msg?: unknown }>) : [];
+  return details.some((d) => {
+    const loc = Array.isArray(d.loc) ? d.loc.filter((part) => part !== "body") : [];
+    return loc.length === 1 && (loc[0] === "messages" || loc[0] === "message") && /required|extra|not permitted/i.test(String(d.msg));
+  });
 }
 
 function newKey(): string {
@@ -302,20 +306,24 @@ export class BroadcasterChatTransport<M extends MessageLike = MessageLike> {
   ): Promise<SDKStream | null> {
     const state = this.state(chatId);
     let run: { id: string; base: number } | null = null;
+    let answered = false; // a 200 came: the submit is never sent again
     const plan: Plan = {
       chatId,
-      request: (_attempt, lastId) => {
-        if (lastId === undefined && how.post) return how.post;
+      request: (attempt, lastId) => {
+        // Until its answer has begun, a submit is sent again as it was (key and token: a
+        // retry the server took already answers that one's stream).
+        if (how.post && !answered) return { ...how.post, resend: attempt > 0 };
         const seq = idPosition(lastId)?.[0];
         // A submit's answer resumes as the same run: bound to its generation, ending where
         // the submit's own answer would (at a wait for a person).
-        if (run && seq !== undefined) return { url: this.chatUrl(run.id, `/stream?startIndex=${seq - run.base}`) };
+        if (run) return { url: this.chatUrl(run.id, `/stream?startIndex=${seq === undefined ? 0 : seq - run.base}`) };
         return { url: this.chatUrl(chatId, "/stream") };
       },
       opened: (response) => {
         const generation = response.headers.get("x-generation-id");
         if (generation) state.own.add(generation);
-        if (how.post) run = parseRun(response.headers.get("x-workflow-run-id")) ?? run;
+        if (how.post && !answered) run = parseRun(response.headers.get("x-workflow-run-id"));
+        answered = true;
         begun?.();
       },
       terminal: (event) => TERMINAL_TYPES.has(event.type),
