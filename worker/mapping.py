@@ -1,347 +1,223 @@
-"""Anthropic's raw stream events -> the contract's event vocabulary (AI SDK UI stream parts).
+"""A model call's stream, in the neutral vocabulary (``worker.providers.parts``) -> the
+contract's event vocabulary (AI SDK UI stream parts). Pure: no I/O and no SDK import.
 
-Pure: no I/O and no SDK import. The input is the wire JSON of each raw stream event, which
-is what ``event.model_dump()`` gives for the SDK's raw events (``message_start``,
-``content_block_start``, ``content_block_delta``, ``content_block_stop``,
-``message_delta``, ``message_stop``). The SDK's derived convenience events (``text``,
-``thinking``, ``input_json``, ``signature``, ``citation``), ``ping`` and unknown types map
-to nothing, so a caller may feed everything the SDK yields.
-
-One :class:`EventMapper` maps one model call (one Messages request)::
+One :class:`EventMapper` maps one model call::
 
     mapper = EventMapper(message_id)
-    for raw in raw_events:
-        for event in mapper.feed(raw):
-            publish(event)
-    mapper.text, mapper.usage, mapper.stop_reason, mapper.model
+    for event in model_events:
+        for out in mapper.feed(event):
+            publish(out)
+    mapper.text, mapper.usage, mapper.finish_reason, mapper.model
 
-``mapper.usage`` is the call's ``Usage``: the raw events' counts (Anthropic's
-``input_tokens``, the uncached input, with the cache's reads and writes beside it; the
-reasoning tokens a provider reports apart), as ``worker.usage.of_raw`` sums them.
+``mapper.usage`` is the call's ``Usage`` as the stream last reported it (each translator
+reports it whole: all input, the cache's reads and writes among it).
 
-Block ids are per call: ``t<index>`` for text, ``r<index>`` for thinking, and the tool
-call's own id for tool use.
+Part ids are per call: ``t<index>`` for text, ``r<index>`` for reasoning, and the tool
+call's own id for a tool call.
 
-Thinking carries what Anthropic needs to accept it back, as the AI SDK's Anthropic
-provider emits it: a ``signature_delta`` becomes a ``reasoning-delta`` with an empty
-``delta`` and ``providerMetadata: {"anthropic": {"signature"}}``; a ``redacted_thinking``
-block becomes ``reasoning-start`` with ``providerMetadata: {"anthropic":
-{"redactedData"}}`` and its ``reasoning-end``.
+Reasoning carries what Anthropic needs to accept it back, as the AI SDK's Anthropic
+provider emits it: a ``Signature`` becomes a ``reasoning-delta`` with an empty ``delta``
+and ``providerMetadata: {"anthropic": {"signature"}}``; redacted reasoning a
+``reasoning-start`` with ``providerMetadata: {"anthropic": {"redactedData"}}`` and its
+``reasoning-end``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-from worker.usage import Usage, of_raw, raw_counts
+from worker.providers.parts import (
+    Delta,
+    MessageEnd,
+    MessageStart,
+    PartEnd,
+    PartKind,
+    PartStart,
+    Passed,
+    Signature,
+    Stop,
+    Usage,
+)
 
-__all__ = ["FINISH_REASONS", "Event", "EventMapper", "finish_reason", "merge_deltas"]
+__all__ = ["PASSED_TYPES", "Event", "EventMapper", "merge_deltas"]
 
 Event = dict[str, Any]
-
-FINISH_REASONS: Final[dict[str, str]] = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool-calls",
-    "refusal": "content-filter",
-    "pause_turn": "other",
-}
-
-
-def finish_reason(stop_reason: str | None) -> str:
-    """The contract's ``finishReason`` for an Anthropic ``stop_reason``."""
-    if stop_reason is None:
-        return "other"
-    return FINISH_REASONS.get(stop_reason, "other")
-
-
-PASSED_ON: Final = "ui_chunk"
-"""A raw event of this type carries, under ``chunk``, a contract event that Anthropic's
-stream has no form for (an agent's own tool output, a data part): passed on as it is."""
 
 PASSED_TYPES: Final = frozenset(
     {"tool-output-available", "tool-output-error", "source-url", "source-document", "file"}
 )
-"""What ``PASSED_ON`` may carry, beside ``data-*`` parts (whoever passes those on keeps
-the worker's own out: ``data-approval``, ``data-steer``, ...)."""
-
-_Kind = Literal["text", "reasoning", "tool"]
-_TOOL_BLOCKS: Final = frozenset({"tool_use", "server_tool_use"})
+"""What ``Passed`` may carry, beside ``data-*`` parts (whoever passes those on keeps the
+worker's own out: ``data-approval``, ``data-steer``, ...)."""
 
 
 @dataclass
-class _Block:
-    kind: _Kind
+class _Part:
+    kind: PartKind
     id: str
     tool_name: str = ""
     provider_executed: bool = False
     json_parts: list[str] = field(default_factory=list)
 
 
-def _int(value: Any) -> int | None:
-    """An int field of the wire JSON (absent and null are the same; bools are not ints)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return None
+_DELTA_TYPES: Final[dict[str, tuple[str, str, str]]] = {
+    # kind -> (event type, the key of the part's id, the key of the text)
+    "text": ("text-delta", "id", "delta"),
+    "reasoning": ("reasoning-delta", "id", "delta"),
+    "tool": ("tool-input-delta", "toolCallId", "inputTextDelta"),
+}
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+class EventMapper:
+    """Maps the neutral events of one model call to contract events; see the module doc."""
 
-
-class ContentBlocks:
-    """The content blocks of one model call, by index: text, thinking and tool use, from
-    their start through their deltas to their stop, as contract events."""
-
-    def __init__(self, id_prefix: str = "") -> None:
+    def __init__(self, message_id: str, id_prefix: str = "") -> None:
+        self.message_id = message_id
         self.id_prefix = id_prefix
         """Before each text and reasoning part's id: a retried call's parts must not
         reuse the ids of the cut-off call's, which a viewer may still hold open."""
-        self._open: dict[int, _Block] = {}
+        self._parts: dict[int, _Part] = {}
         self._text: list[str] = []
         self.notes: list[str] = []
         """Anomalies met on the way (such as tool input that is not valid JSON)."""
+        self.usage = Usage()
+        """As last reported by the stream."""
+        self.stop_reason: str | None = None
+        """The provider's own word for why the call stopped, where it has one."""
+        self.finish_reason = "other"
+        self.model: str | None = None
+        self.started = False
+        """``MessageStart`` has been fed."""
+        self.finished = False
+        """``MessageEnd`` has been fed (and the ``finish`` event emitted)."""
 
     @property
     def text(self) -> str:
-        """The text of the text blocks so far, concatenated."""
+        """The text of the text parts so far, concatenated."""
         return "".join(self._text)
 
-    def new_message(self) -> None:
-        """A message starts: its blocks are numbered from 0 again."""
-        self._open.clear()
+    def feed(self, event: object) -> list[Event]:
+        """The contract events for one neutral event (often none)."""
+        handler = _HANDLERS.get(type(event))
+        return handler(self, event) if handler is not None else []
 
-    def start(self, index: Any, block: dict[str, Any]) -> list[Event]:
-        if _int(index) is None:
-            return []
-        block_type = block.get("type")
-        if block_type == "text":
-            part_id = f"{self.id_prefix}t{index}"
-            self._open[index] = _Block("text", part_id)
-            initial = block.get("text")
-            events: list[Event] = [{"type": "text-start", "id": part_id}]
-            if isinstance(initial, str) and initial:  # the API starts blocks empty; be safe
-                events.extend(self._text_delta(part_id, initial))
-            return events
-        if block_type == "thinking":
-            self._open[index] = _Block("reasoning", f"{self.id_prefix}r{index}")
-            return [{"type": "reasoning-start", "id": f"{self.id_prefix}r{index}"}]
-        if block_type == "redacted_thinking":
-            part_id = f"{self.id_prefix}r{index}"
-            self._open[index] = _Block("reasoning", part_id)
-            data = block.get("data")
-            redacted = {"anthropic": {"redactedData": data if isinstance(data, str) else ""}}
-            return [{"type": "reasoning-start", "id": part_id, "providerMetadata": redacted}]
-        if block_type in _TOOL_BLOCKS:
-            return self._tool_start(index, block)
-        return []  # tool results and any other block: nothing to show
+    def _message_start(self, event: MessageStart) -> list[Event]:
+        self.model = event.model or self.model
+        self.usage = event.usage
+        self._parts.clear()
+        events: list[Event] = []
+        if not self.started:
+            self.started = True
+            events.append({"type": "start", "messageId": self.message_id})
+        events.append({"type": "start-step"})
+        return events
 
-    def _tool_start(self, index: int, block: dict[str, Any]) -> list[Event]:
-        call_id = block.get("id")
-        name = block.get("name")
-        tool = _Block(
-            "tool",
-            call_id if isinstance(call_id, str) else f"call{index}",
-            tool_name=name if isinstance(name, str) else "",
-            provider_executed=block.get("type") == "server_tool_use",
-        )
-        self._open[index] = tool
-        start: Event = {
-            "type": "tool-input-start",
-            "toolCallId": tool.id,
-            "toolName": tool.tool_name,
-        }
-        if tool.provider_executed:
-            start["providerExecuted"] = True
-        return [start]
+    def _start(self, event: PartStart) -> list[Event]:
+        if event.kind == "tool":
+            part = _Part("tool", event.call_id, event.name, event.provider_executed)
+            self._parts[event.index] = part
+            start: Event = {
+                "type": "tool-input-start",
+                "toolCallId": part.id,
+                "toolName": part.tool_name,
+            }
+            if part.provider_executed:
+                start["providerExecuted"] = True
+            return [start]
+        letter = "t" if event.kind == "text" else "r"
+        part = _Part(event.kind, f"{self.id_prefix}{letter}{event.index}")
+        self._parts[event.index] = part
+        opened: Event = {"type": f"{event.kind}-start", "id": part.id}
+        if event.redacted is not None:
+            opened["providerMetadata"] = {"anthropic": {"redactedData": event.redacted}}
+        if event.kind == "text" and event.text:
+            return [opened, *self._delta(Delta(event.index, event.text))]
+        return [opened]
 
-    def _text_delta(self, block_id: str, delta: str) -> list[Event]:
-        self._text.append(delta)
-        return [{"type": "text-delta", "id": block_id, "delta": delta}]
+    def _delta(self, event: Delta) -> list[Event]:
+        part = self._parts.get(event.index)
+        if part is None or not event.text:
+            return []
+        if part.kind == "text":
+            self._text.append(event.text)
+        elif part.kind == "tool":
+            part.json_parts.append(event.text)
+        kind, key, text_key = _DELTA_TYPES[part.kind]
+        return [{"type": kind, key: part.id, text_key: event.text}]
 
-    def delta(self, index: Any, delta: dict[str, Any]) -> list[Event]:
-        block = self._open.get(index) if _int(index) is not None else None
-        if block is None:
+    def _signature(self, event: Signature) -> list[Event]:
+        part = self._parts.get(event.index)
+        if part is None or part.kind != "reasoning" or not event.signature:
             return []
-        delta_type = delta.get("type")
-        if block.kind == "text" and delta_type == "text_delta":
-            piece = delta.get("text")
-            return self._text_delta(block.id, piece) if isinstance(piece, str) and piece else []
-        if block.kind == "reasoning" and delta_type == "thinking_delta":
-            piece = delta.get("thinking")
-            if isinstance(piece, str) and piece:
-                return [{"type": "reasoning-delta", "id": block.id, "delta": piece}]
-            return []
-        if block.kind == "reasoning" and delta_type == "signature_delta":
-            signature = delta.get("signature")
-            if not isinstance(signature, str) or not signature:
-                return []
-            return [
-                {
-                    "type": "reasoning-delta",
-                    "id": block.id,
-                    "delta": "",
-                    "providerMetadata": {"anthropic": {"signature": signature}},
-                }
-            ]
-        if block.kind == "tool" and delta_type == "input_json_delta":
-            piece = delta.get("partial_json")
-            if isinstance(piece, str) and piece:
-                block.json_parts.append(piece)
-                return [
-                    {"type": "tool-input-delta", "toolCallId": block.id, "inputTextDelta": piece}
-                ]
-            return []
-        return []  # citations_delta and anything new
+        meta = {"anthropic": {"signature": event.signature}}
+        return [{"type": "reasoning-delta", "id": part.id, "delta": "", "providerMetadata": meta}]
 
-    def stop(self, index: Any) -> list[Event]:
-        block = self._open.pop(index, None) if _int(index) is not None else None
-        if block is None:
+    def _end(self, event: PartEnd) -> list[Event]:
+        part = self._parts.pop(event.index, None)
+        if part is None:
             return []
-        if block.kind == "text":
-            return [{"type": "text-end", "id": block.id}]
-        if block.kind == "reasoning":
-            return [{"type": "reasoning-end", "id": block.id}]
+        if part.kind != "tool":
+            return [{"type": f"{part.kind}-end", "id": part.id}]
         available: Event = {
             "type": "tool-input-available",
-            "toolCallId": block.id,
-            "toolName": block.tool_name,
-            "input": self._tool_input(block),
+            "toolCallId": part.id,
+            "toolName": part.tool_name,
+            "input": self._tool_input(part),
         }
-        if block.provider_executed:
+        if part.provider_executed:
             available["providerExecuted"] = True
         return [available]
 
-    def _tool_input(self, block: _Block) -> Any:
-        source = "".join(block.json_parts)
+    def _tool_input(self, part: _Part) -> Any:
+        source = "".join(part.json_parts)
         if not source.strip():
             return {}
         try:
             return json.loads(source)
         except ValueError as exc:
             self.notes.append(
-                f"tool call {block.id} ({block.tool_name}): input is not valid JSON "
+                f"tool call {part.id} ({part.tool_name}): input is not valid JSON "
                 f"({exc}); passed on as the raw string"
             )
             return source
 
+    def _stop(self, event: Stop) -> list[Event]:
+        self.finish_reason = event.finish
+        self.stop_reason = event.reason
+        if event.usage is not None:
+            self.usage = event.usage
+        return []
 
-class EventMapper:
-    """Maps the raw events of one Messages stream to contract events; see the module doc.
-
-    It keeps the message: its start, usage, stop reason and finish. The content blocks
-    inside it are ``ContentBlocks``'s."""
-
-    def __init__(self, message_id: str, id_prefix: str = "") -> None:
-        self.message_id = message_id
-        self._blocks = ContentBlocks(id_prefix)
-        self._counts: dict[str, int] = {}
-        self._stop_reason: str | None = None
-        self._model: str | None = None
-        self._started = False
-        self._finished = False
-
-    # ---- results
-
-    @property
-    def text(self) -> str:
-        """The text of the text blocks so far, concatenated."""
-        return self._blocks.text
-
-    @property
-    def notes(self) -> list[str]:
-        """Anomalies met on the way (such as tool input that is not valid JSON)."""
-        return self._blocks.notes
-
-    @property
-    def usage(self) -> Usage:
-        """The call's usage as last reported by the stream (``worker.usage.of_raw``)."""
-        return of_raw(self._counts)
-
-    @property
-    def stop_reason(self) -> str | None:
-        return self._stop_reason
-
-    @property
-    def finish_reason(self) -> str:
-        return finish_reason(self._stop_reason)
-
-    @property
-    def model(self) -> str | None:
-        return self._model
-
-    @property
-    def started(self) -> bool:
-        """``message_start`` has been fed."""
-        return self._started
-
-    @property
-    def finished(self) -> bool:
-        """``message_stop`` has been fed (and the ``finish`` event emitted)."""
-        return self._finished
-
-    # ---- mapping
-
-    def feed(self, raw: dict[str, Any]) -> list[Event]:
-        """The contract events for one raw stream event (often none)."""
-        kind = raw.get("type")
-        if kind == "message_start":
-            return self._message_start(_dict(raw.get("message")))
-        if kind == "content_block_start":
-            return self._blocks.start(raw.get("index"), _dict(raw.get("content_block")))
-        if kind == "content_block_delta":
-            return self._blocks.delta(raw.get("index"), _dict(raw.get("delta")))
-        if kind == "content_block_stop":
-            return self._blocks.stop(raw.get("index"))
-        if kind == "message_delta":
-            self._message_delta(_dict(raw.get("delta")), _dict(raw.get("usage")))
-            return []
-        if kind == "message_stop":
-            return self._message_stop()
-        if kind == PASSED_ON:
-            chunk = raw.get("chunk")
-            if not isinstance(chunk, dict):
-                return []
-            passed = chunk.get("type")
-            if isinstance(passed, str) and (passed in PASSED_TYPES or passed.startswith("data-")):
-                return [dict(chunk)]
-        return []  # ping, error (the SDK raises on it), derived and unknown events
-
-    def _message_start(self, message: dict[str, Any]) -> list[Event]:
-        model = message.get("model")
-        if isinstance(model, str):
-            self._model = model
-        self._counts = raw_counts(message.get("usage"))
-        self._blocks.new_message()
-        events: list[Event] = []
-        if not self._started:
-            self._started = True
-            events.append({"type": "start", "messageId": self.message_id})
-        events.append({"type": "start-step"})
-        return events
-
-    def _message_delta(self, delta: dict[str, Any], usage: dict[str, Any]) -> None:
-        stop_reason = delta.get("stop_reason")
-        if isinstance(stop_reason, str):
-            self._stop_reason = stop_reason
-        # Counts on message_delta are cumulative totals: they replace, never add; an absent
-        # (or null) count leaves message_start's value in place.
-        self._counts |= raw_counts(usage)
-
-    def _message_stop(self) -> list[Event]:
-        self._finished = True
+    def _message_end(self, _: MessageEnd) -> list[Event]:
+        self.finished = True
         return [
             {"type": "finish-step"},
             {
                 "type": "finish",
                 "finishReason": self.finish_reason,
-                "messageMetadata": {"model": self._model, "usage": self.usage.ai_sdk()},
+                "messageMetadata": {"model": self.model, "usage": self.usage.ai_sdk()},
             },
         ]
+
+    def _passed(self, event: Passed) -> list[Event]:
+        passed = event.chunk.get("type")
+        if isinstance(passed, str) and (passed in PASSED_TYPES or passed.startswith("data-")):
+            return [dict(event.chunk)]
+        return []
+
+
+_HANDLERS: dict[type, Callable[[EventMapper, Any], list[Event]]] = {
+    MessageStart: EventMapper._message_start,
+    PartStart: EventMapper._start,
+    Delta: EventMapper._delta,
+    Signature: EventMapper._signature,
+    PartEnd: EventMapper._end,
+    Stop: EventMapper._stop,
+    MessageEnd: EventMapper._message_end,
+    Passed: EventMapper._passed,
+}
 
 
 _MERGEABLE: Final[dict[str, tuple[str, str]]] = {

@@ -1,8 +1,8 @@
-"""One model call of a step: its raw events mapped to contract events and appended as they
+"""One model call of a step: its events mapped to contract events and appended as they
 come (merged within the merge window), with retries of provider errors that happen
 before the step showed anything.
 
-The call ends at the model's ``message_stop``; the step's ``finish-step`` and the
+The call ends at the model's ``MessageEnd``; the step's ``finish-step`` and the
 generation's ``finish`` are left to the step loop (``worker.step_loop``), which knows
 whether tools run and another step follows.
 """
@@ -21,7 +21,8 @@ from broadcaster.core import tracing
 from worker.continuation import RESTARTED_STEP
 from worker.mapping import EventMapper
 from worker.metrics import CallTiming, WorkerMetrics
-from worker.providers.base import RESUME_META, SHOWN, Provider, ProviderError
+from worker.providers.base import Provider, ProviderError
+from worker.providers.parts import ModelEvent, PartEnd, ResumePoint, Shown
 from worker.splice import Seam
 from worker.tools import ToolBox
 from worker.transcript import Step
@@ -145,8 +146,9 @@ def _traced_call(span: Any, call: _Call) -> None:
         span.set_attribute("gen_ai.response.model", mapper.model)
     span.set_attribute("gen_ai.usage.input_tokens", usage.input)
     span.set_attribute("gen_ai.usage.output_tokens", usage.output)
-    if mapper.stop_reason:
-        span.set_attribute("gen_ai.response.finish_reasons", [mapper.stop_reason])
+    if mapper.stop_reason or mapper.finished:
+        reason = mapper.stop_reason or mapper.finish_reason
+        span.set_attribute("gen_ai.response.finish_reasons", [reason])
     if call.first_ns is not None:
         span.set_attribute("gen_ai.server.time_to_first_token", (call.first_ns - call.at_ns) / 1e9)
         span.add_event("gen_ai.first_token", timestamp=call.first_ns)
@@ -186,23 +188,26 @@ class _Call:
     """The call makes a restarted step's call again (``worker.continuation``)."""
     step: Step = field(default_factory=Step)
     held: list[dict[str, Any]] = field(default_factory=list)
-    """The events that end a content block wait for the next ones: the step's last are
-    then still pending at message_stop, for the append that says its output is whole."""
+    """The events that end a part wait for the next ones: the step's last are then still
+    pending at the call's end, for the append that says its output is whole."""
     at_ns: int = field(default_factory=time.time_ns)
     first_ns: int | None = None
     """When the call's first output (a token, a tool call) came: its time to first token."""
     gives_points: bool = False
-    """The provider's raw events carry resume points (``RESUME_META``)."""
+    """The provider gives resume points (``ResumePoint``)."""
     resumable: bool = True
     """What is pending ends exactly where the provider's last resume point is (or the
     provider gives none): a flush now writes that point with the output it follows."""
 
-    def take(self, raw: dict[str, Any]) -> None:
-        if raw.get(SHOWN):
-            self.mapper.feed(raw)  # the lost attempt showed its output: only catch up
+    def take(self, event: ModelEvent) -> None:
+        if isinstance(event, Shown):
+            self.mapper.feed(event.event)  # the lost attempt showed its output: only catch up
+            return
+        if isinstance(event, ResumePoint):
+            self._resume_point(event.meta)
             return
         pending = len(self.writer.pending)
-        out = _shown(self.mapper.feed(raw), self.started, self.restarts)
+        out = _shown(self.mapper.feed(event), self.started, self.restarts)
         if self.seam is not None:
             out = self.seam.apply(out)
         self.step.events += [e for e in out if e["type"] not in ("start", "start-step")]
@@ -211,26 +216,22 @@ class _Call:
             self.timing.output()
         if out:
             self.writer.add(self.held)
-            self.held = out if raw.get("type") == "content_block_stop" else []
+            self.held = out if isinstance(event, PartEnd) else []
             self.writer.add([] if self.held else out)
         if self.mapper.finished:
             self.writer.add(self.held)
-        self._resume_point(raw, len(self.writer.pending) != pending)
+        if self.gives_points and len(self.writer.pending) != pending:
+            self.resumable = False  # its point comes with the rest of its provider event
 
-    def _resume_point(self, raw: dict[str, Any], added: bool) -> None:
+    def _resume_point(self, meta: dict[str, str]) -> None:
         """Note the provider's resume point for the next append once everything before it,
-        and nothing after it, is pending or written (the output of a block's end is held
+        and nothing after it, is pending or written (the output of a part's end is held
         back, see ``held``); while output past the last point is pending, no merge window
         flushes it: the next point comes with the rest of its provider event."""
-        point = raw.get(RESUME_META)
-        self.gives_points = self.gives_points or point is not None
-        if not self.gives_points:
-            return
-        if point is not None and not self.held:
-            self.writer.note_meta(point)
+        self.gives_points = True
+        if not self.held:
+            self.writer.note_meta(meta)
             self.resumable = True
-        elif added:
-            self.resumable = False
 
     async def run(self, provider: Provider, request: dict[str, Any]) -> None:
         queue: asyncio.Queue[Any] = asyncio.Queue(self.policy.queue_size)
@@ -266,13 +267,13 @@ class _Call:
                 aclose = getattr(events, "aclose", None)
                 if aclose is not None:
                     await aclose()
-        # The model's stream ended without message_stop: never leave the stream open.
+        # The model's stream ended before its end: never leave the stream open.
         raise ProviderError(
             "the model stream ended before message_stop", retryable=True, kind="incomplete"
         )
 
 
-async def _pump(events: AsyncIterator[dict[str, Any]], queue: asyncio.Queue[Any]) -> None:
+async def _pump(events: AsyncIterator[ModelEvent], queue: asyncio.Queue[Any]) -> None:
     try:
         async for raw in events:
             await queue.put(raw)

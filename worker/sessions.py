@@ -5,8 +5,8 @@ it as for a model.
 
 ``run_generation`` opens a session of such a provider after its claim and closes it
 when the attempt ends, however it ends (the agent's task is then cancelled and awaited).
-A session's calls end a step with ``GOES_ON`` as their stop reason when the agent's next
-step follows; it says which tool calls wait for a person (``tools``, whose ``deferred``
+A session's calls end a step with ``GOES_ON`` as their finish reason when the agent's
+next step follows; it says which tool calls wait for a person (``tools``, whose ``deferred``
 calls the agent runs itself once decided).
 """
 
@@ -21,7 +21,7 @@ from worker.providers.base import Provider
 from worker.tools import ToolBox
 
 GOES_ON = "agent_step"
-"""A session's ``message_delta`` stop reason: this step ended and the agent's next one
+"""A session's call's finish reason (``Stop``): this step ended and the agent's next one
 follows in the next call (the step loop then ends the step, hands the steering messages
 over and calls again)."""
 

@@ -77,7 +77,7 @@ async def run_steps(run: StepRun, plan: Plan) -> None:
         progress.started = True
         _add_usage(progress, mapper)
         progress.steps.append(step)
-        reason = GOES_ON if mapper.stop_reason == GOES_ON else mapper.finish_reason
+        reason = mapper.finish_reason
         await _mark_whole(run, progress, step, reason)
         if await _after_model(run, progress, step, reason):
             return

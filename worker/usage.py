@@ -1,9 +1,8 @@
-"""What model calls used, in one shape whatever the provider (``Usage``: all input, the
-cache's reads and writes among it, output, reasoning among it), as a model call's raw
-events carry it (Anthropic's shape, which every provider's stream is mapped to: ``raw``
-and ``of_raw``), and an attempt's ``Tally`` of its calls (summed, and per attempt),
-which the stream's metadata keeps so that a worker taking the generation over goes on
-counting. Pure: no I/O.
+"""What an attempt's model calls used: each call's ``Usage`` (the project's one shape,
+``broadcaster.core.events``: all input, the cache's reads and writes among it, output,
+reasoning among it; each provider's stream reports it so, ``worker.providers.parts``)
+summed in a ``Tally``, with each attempt's, which the stream's metadata keeps so that a
+worker taking the generation over goes on counting. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -13,47 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broadcaster.core.events import Usage
-
-REASONING = "reasoning_tokens"
-"""The raw usage's count of reasoning tokens: not Anthropic's (it counts thinking in its
-output and says no more), set by the providers that report them apart (OpenAI's)."""
-
-_RAW = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-
-
-def raw(usage: Usage) -> dict[str, int]:
-    """``usage`` as a raw ``message_delta`` carries it: Anthropic's counts (its
-    ``input_tokens`` the uncached input alone), with the reasoning tokens beside."""
-    return {
-        "input_tokens": usage.no_cache,
-        "output_tokens": usage.output,
-        "cache_read_input_tokens": usage.cache_read,
-        "cache_creation_input_tokens": usage.cache_write,
-        REASONING: usage.reasoning,
-    }
-
-
-def of_raw(counts: dict[str, int]) -> Usage:
-    """The usage a model call's raw counts say (``raw``'s shape; a missing count is 0)."""
-    read = counts.get("cache_read_input_tokens", 0)
-    written = counts.get("cache_creation_input_tokens", 0)
-    return Usage(
-        input=counts.get("input_tokens", 0) + read + written,
-        output=counts.get("output_tokens", 0),
-        cache_read=read,
-        cache_write=written,
-        reasoning=counts.get(REASONING, 0),
-    )
-
-
-def raw_counts(usage: Any) -> dict[str, int]:
-    """The counts a raw event's ``usage`` object holds (those that are counts)."""
-    got = usage if isinstance(usage, dict) else {}
-    return {
-        name: value
-        for name in (*_RAW, REASONING)
-        if isinstance(value := got.get(name), int) and not isinstance(value, bool) and value >= 0
-    }
 
 
 def since(now: Usage, before: Usage) -> Usage:
@@ -126,4 +84,4 @@ def _by_attempt(meta: dict[str, str]) -> dict[str, Usage]:
     }
 
 
-__all__ = ["REASONING", "Tally", "Usage", "of_raw", "raw", "raw_counts", "since"]
+__all__ = ["Tally", "Usage", "since"]

@@ -2,7 +2,7 @@
 in one run, for each way a model's output reaches the worker.
 
     .venv/bin/python -m tests.perf.worker_cpu --against <rev> [--generations 5]
-        [--tokens 200] [--rounds 5] [--paths anthropic,openai,responses,agent]
+        [--tokens 200] [--rounds 5] [--paths anthropic,openai,responses,agent] [--pure]
 
 Real processes on 127.0.0.1: a Redis server and a front-end of this tree, and the local
 fake model servers (tests/support): Anthropic's Messages API for the real ``anthropic``
@@ -14,6 +14,11 @@ folder first on ``PYTHONPATH``), answers one generation to warm up, then
 ``--generations`` at once, each ``--tokens`` text deltas 2 ms apart; its CPU over those
 (every thread's time on CPU, from the scheduler) divided by the generations is the
 figure. The worker is stopped before the next one starts.
+
+``--pure`` measures, instead, only the part that turns a model call's stream into the
+contract's events (the provider's translation and the mapping), in process
+(``tests/perf/mapping_cost.py`` run for each tree in turn, ``--rounds`` times): the best
+figure of each, per generation of ``--tokens`` deltas.
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import os
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -187,23 +195,48 @@ async def measure(
     return took
 
 
+def measure_pure(
+    args: argparse.Namespace, trees: dict[str, Path]
+) -> dict[tuple[str, str], list[float]]:
+    """Seconds of CPU per call of the translation and mapping alone, per path and tree."""
+    took: dict[tuple[str, str], list[float]] = {}
+    names = list(trees)
+    script = ROOT / "tests" / "perf" / "mapping_cost.py"
+    for r in range(args.rounds):
+        for tree in names[r % 2 :] + names[: r % 2]:
+            run = subprocess.run(
+                [sys.executable, str(script), "--tokens", str(args.tokens), "--calls", "200"],
+                env={**os.environ, "PYTHONPATH": str(trees[tree])},
+                cwd=trees[tree],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=600,
+            )
+            for path, micros in json.loads(run.stdout).items():
+                took.setdefault((path, tree), []).append(micros / 1e6)
+    return took
+
+
 def report(
     took: dict[tuple[str, str], list[float]], names: list[str], args: argparse.Namespace
 ) -> str:
     before, after = names
-    lines = [
-        f"{args.generations} generations x {args.tokens} text deltas at once, {args.rounds} rounds;"
-        f" worker CPU per generation, ms ({before} against {after}):"
-    ]
+    what = (
+        f"the translation and mapping alone, in process, per call of {args.tokens} deltas"
+        if args.pure
+        else f"worker CPU per generation of {args.generations} x {args.tokens} deltas at once"
+    )
+    lines = [f"{args.rounds} rounds; {what}, ms ({before} against {after}):"]
     for path in args.paths.split(","):
-        cells = []
-        medians = {}
-        for tree in names:
-            runs = took[(path, tree)]
-            medians[tree] = statistics.median(runs)
-            cells.append(f"{tree} median {medians[tree] * 1e3:7.2f} best {min(runs) * 1e3:7.2f}")
-        ratio = medians[after] / medians[before]
-        lines.append(f"  {path:10} " + "  |  ".join(cells) + f"  |  {after}/{before} {ratio:.2f}x")
+        runs = {tree: took[(path, tree)] for tree in names}
+        middle = {tree: statistics.median(v) for tree, v in runs.items()}
+        best = {tree: min(v) for tree, v in runs.items()}
+        cells = [f"{t} median {middle[t] * 1e3:7.3f} best {best[t] * 1e3:7.3f}" for t in names]
+        ratios = (
+            f"{middle[after] / middle[before]:.2f}x median, {best[after] / best[before]:.2f}x best"
+        )
+        lines.append(f"  {path:10} " + "  |  ".join(cells) + f"  |  {after}/{before}: {ratios}")
     return "\n".join(lines)
 
 
@@ -214,10 +247,11 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--paths", default=",".join(PATHS))
+    parser.add_argument("--pure", action="store_true", help="the mapping alone, in process")
     args = parser.parse_args()
     with exported(args.against) as old:
         trees = {args.against: old, "this": ROOT}
-        took = asyncio.run(measure(args, trees))
+        took = measure_pure(args, trees) if args.pure else asyncio.run(measure(args, trees))
     print(report(took, list(trees), args))
 
 

@@ -19,6 +19,8 @@ from broadcaster.core.events import Event
 from broadcaster.generations.lifecycle import Claim, Generations
 from tests.support.polling import poll as wait_until
 from worker.attempt import Policy
+from worker.providers.anthropic_stream import AnthropicReader
+from worker.providers.parts import ModelEvent
 from worker.settings import WorkerSettings
 
 REQUEST = {"prompt": "tell me", "model": "scripted-model", "max_tokens": 50}
@@ -68,8 +70,9 @@ def raw_reply(chunks: Sequence[str], input_tokens: int, model: str) -> list[dict
 
 
 class ScriptedProvider:
-    """Streams the same text reply for every call. With ``block_at=n`` it yields the first
-    ``n`` raw events and then waits on ``gate`` (forever, unless the test sets it)."""
+    """Streams the same text reply for every call (Anthropic's raw events, read as the
+    Anthropic provider reads them). With ``block_at=n`` it yields the first ``n`` raw
+    events' and then waits on ``gate`` (forever, unless the test sets it)."""
 
     def __init__(
         self,
@@ -90,7 +93,7 @@ class ScriptedProvider:
         self.aclosed = False
 
     @asynccontextmanager
-    async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[ModelEvent]]:
         self.calls += 1
         self.requests.append(request)
         self.opened.set()
@@ -99,12 +102,14 @@ class ScriptedProvider:
         finally:
             self.closed += 1  # the model call is over (finished, failed or cancelled)
 
-    async def _events(self) -> AsyncIterator[dict[str, Any]]:
+    async def _events(self) -> AsyncIterator[ModelEvent]:
+        reader = AnthropicReader()
         for i, raw in enumerate(self.events):
             if i == self.block_at:
                 self.blocked.set()
                 await self.gate.wait()
-            yield raw
+            for event in reader.feed(raw):
+                yield event
 
     async def aclose(self) -> None:
         self.aclosed = True

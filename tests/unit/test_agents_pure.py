@@ -14,6 +14,7 @@ from worker.agents.chunks import AgentError, StepChunks
 from worker.agents.job import AgentJob, ApprovalPending, Asked
 from worker.agents.spec import AgentSpecError, agent_names, load_agents
 from worker.mapping import EventMapper
+from worker.providers.parts import MessageStart
 from worker.settings import WorkerSettings
 
 pytestmark = pytest.mark.unit
@@ -78,7 +79,7 @@ def test_an_approval_without_a_decision_suspends_and_with_one_answers() -> None:
 def _mapped(chunks: list[dict[str, Any]], client: frozenset[str] = frozenset()) -> list[Any]:
     step = StepChunks(client)
     mapper = EventMapper("m1")
-    out = mapper.feed({"type": "message_start", "message": {"model": "a", "usage": {}}})
+    out = mapper.feed(MessageStart("a"))
     for chunk in chunks:
         for raw in step.feed(chunk):
             out += mapper.feed(raw)

@@ -16,8 +16,10 @@ from tests.support.fake_anthropic import (
     thinking,
     tool_use,
 )
-from worker.mapping import EventMapper, finish_reason, merge_deltas
-from worker.usage import Usage
+from worker.mapping import EventMapper, merge_deltas
+from worker.providers.anthropic import _wire
+from worker.providers.anthropic_stream import AnthropicReader, finish_reason
+from worker.providers.parts import Usage
 
 RAW_TYPES = {
     "message_start",
@@ -27,6 +29,21 @@ RAW_TYPES = {
     "message_delta",
     "message_stop",
 }
+
+
+class Mapper(EventMapper):
+    """Anthropic's raw events read as its provider reads them, then mapped: the two as
+    the worker chains them."""
+
+    def __init__(self, message_id: str, id_prefix: str = "") -> None:
+        super().__init__(message_id, id_prefix)
+        self.reader = AnthropicReader()
+
+    def feed(self, event: Any) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for read in self.reader.feed(event):
+            out += super().feed(read)
+        return out
 
 
 @pytest.fixture
@@ -78,7 +95,7 @@ def message_delta(stop_reason: str | None, **usage: Any) -> dict[str, Any]:
 STOP = {"type": "message_stop"}
 
 
-def feed_all(mapper: EventMapper, raws: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def feed_all(mapper: Mapper, raws: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [event for raw in raws for event in mapper.feed(raw)]
 
 
@@ -119,7 +136,7 @@ def test_full_message_with_thinking_text_and_tool_use() -> None:
         message_delta("tool_use", output_tokens=57),
         STOP,
     ]
-    mapper = EventMapper("gen_1")
+    mapper = Mapper("gen_1")
 
     events = feed_all(mapper, raws)
 
@@ -191,7 +208,7 @@ def test_full_message_with_thinking_text_and_tool_use() -> None:
     ],
 )
 def test_finish_reason_for_every_stop_reason(stop_reason: str | None, expected: str) -> None:
-    mapper = EventMapper("m")
+    mapper = Mapper("m")
 
     events = feed_all(mapper, [start(), message_delta(stop_reason, output_tokens=3), STOP])
 
@@ -203,7 +220,7 @@ def test_finish_reason_for_every_stop_reason(stop_reason: str | None, expected: 
 
 
 def test_usage_input_from_start_output_from_the_last_cumulative_delta() -> None:
-    mapper = EventMapper("m")
+    mapper = Mapper("m")
 
     feed_all(mapper, [start(input_tokens=25, output_tokens=1)])
     assert mapper.usage == Usage(input=25, output=1)
@@ -218,7 +235,7 @@ def test_usage_input_from_start_output_from_the_last_cumulative_delta() -> None:
 
 
 def test_usage_input_tokens_on_message_delta_win() -> None:
-    mapper = EventMapper("m")
+    mapper = Mapper("m")
 
     events = feed_all(
         mapper,
@@ -243,7 +260,7 @@ def test_usage_input_tokens_on_message_delta_win() -> None:
 
 def test_anthropic_s_usage_as_the_ai_sdk_counts_it() -> None:
     """U uncached, R read, W written, O out: inputTokens U+R+W, as the AI SDK sums them."""
-    mapper = EventMapper("m")
+    mapper = Mapper("m")
     counts = {"cache_read_input_tokens": 900, "cache_creation_input_tokens": 80}
     events = feed_all(
         mapper,
@@ -259,7 +276,7 @@ def test_anthropic_s_usage_as_the_ai_sdk_counts_it() -> None:
 
 
 def test_usage_without_message_delta_keeps_message_start_counts() -> None:
-    mapper = EventMapper("m")
+    mapper = Mapper("m")
 
     events = feed_all(mapper, [start(input_tokens=8, output_tokens=1), STOP])
 
@@ -273,7 +290,7 @@ def test_usage_without_message_delta_keeps_message_start_counts() -> None:
 
 
 def test_invalid_tool_json_is_passed_on_raw_and_noted() -> None:
-    mapper = EventMapper("m")
+    mapper = Mapper("m")
 
     events = feed_all(mapper, tool_call(['{"city": ', '"Par']))
 
@@ -294,7 +311,7 @@ def test_invalid_tool_json_is_passed_on_raw_and_noted() -> None:
 
 @pytest.mark.parametrize("fragments", [[], [""], ["", "  "]])
 def test_empty_tool_input_is_an_empty_object(fragments: list[str]) -> None:
-    mapper = EventMapper("m")
+    mapper = Mapper("m")
 
     events = feed_all(mapper, tool_call(fragments))
 
@@ -311,7 +328,7 @@ def test_empty_tool_input_is_an_empty_object(fragments: list[str]) -> None:
 
 
 def test_server_tool_use_is_marked_provider_executed() -> None:
-    mapper = EventMapper("m")
+    mapper = Mapper("m")
     block = {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}
 
     events = feed_all(
@@ -349,7 +366,7 @@ def test_server_tool_use_is_marked_provider_executed() -> None:
 
 
 def test_pings_unknown_and_derived_events_map_to_nothing() -> None:
-    mapper = EventMapper("m")
+    mapper = Mapper("m")
     mapper.feed(start())
     mapper.feed(block_start(0, {"type": "text", "text": ""}))
     ignored: list[dict[str, Any]] = [
@@ -372,7 +389,7 @@ def test_pings_unknown_and_derived_events_map_to_nothing() -> None:
 
 
 def test_text_of_several_text_blocks_accumulates() -> None:
-    mapper = EventMapper("m")
+    mapper = Mapper("m")
 
     events = feed_all(
         mapper,
@@ -395,7 +412,7 @@ def test_text_of_several_text_blocks_accumulates() -> None:
 
 
 def test_a_second_message_start_opens_a_step_but_not_a_second_start() -> None:
-    mapper = EventMapper("m")
+    mapper = Mapper("m")
 
     events = feed_all(mapper, [start(), STOP, start(input_tokens=50), STOP])
 
@@ -464,7 +481,7 @@ def test_merge_deltas_edge_cases() -> None:
     assert merge_deltas(single) == single
     assert merge_deltas(single) is not single
     # Mapper output round-trips: merged deltas rebuild the same text.
-    mapper = EventMapper("m")
+    mapper = Mapper("m")
     raws = [
         start(),
         block_start(0, {"type": "text", "text": ""}),
@@ -512,7 +529,7 @@ def test_merge_deltas_never_merges_a_delta_that_carries_provider_metadata() -> N
 
 
 def test_a_thinking_block_without_signature_has_no_metadata_delta() -> None:
-    mapper = EventMapper("m")
+    mapper = Mapper("m")
     events = feed_all(
         mapper,
         [
@@ -560,10 +577,14 @@ async def test_mapper_fed_by_the_real_sdk_stream() -> None:
                     max_tokens=100,
                     messages=[{"role": "user", "content": "Hi"}],
                 ) as stream:
-                    dumped = [event.model_dump() async for event in stream]
+                    sdk_events = [event async for event in stream]
+    dumped = [event.model_dump() for event in sdk_events]
+    raws = [e for e in sdk_events if e.type in RAW_TYPES]
+    # The provider builds the hot deltas' wire JSON by hand: the same as model_dump's.
+    assert [_wire(e) for e in raws] == [e.model_dump(mode="json", exclude_none=False) for e in raws]
 
-    raw_only = EventMapper("gen_sdk")
-    everything = EventMapper("gen_sdk")
+    raw_only = Mapper("gen_sdk")
+    everything = Mapper("gen_sdk")
     events = feed_all(raw_only, [d for d in dumped if d["type"] in RAW_TYPES])
     assert feed_all(everything, dumped) == events  # derived events add nothing
 

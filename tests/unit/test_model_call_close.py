@@ -13,32 +13,36 @@ from typing import Any
 from worker.mapping import EventMapper
 from worker.metrics import CallTiming
 from worker.model_call import Policy, _Call
+from worker.providers.anthropic_stream import AnthropicReader
 from worker.providers.fake import fake_events
+from worker.providers.parts import Delta, ModelEvent
 from worker.writer import StreamWriter
 
 REQUEST = {"prompt": "hello", "provider": "fake"}
 
 
 class Chatty:
-    """A provider whose stream goes on after the message's end (pings, as a server may
-    send): the call stops reading at ``message_stop`` and leaves the rest unread."""
+    """A provider whose stream goes on after the message's end (as a server's pings
+    would): the call stops reading at its ``MessageEnd`` and leaves the rest unread."""
 
     def __init__(self) -> None:
         self.closed_at: list[str] = []  # in the order things were closed
 
     @asynccontextmanager
-    async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[ModelEvent]]:
         try:
             yield self._events(request)
         finally:
             self.closed_at.append("response")
 
-    async def _events(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def _events(self, request: dict[str, Any]) -> AsyncIterator[ModelEvent]:
+        reader = AnthropicReader()
         try:
             for raw in fake_events(request):
-                yield raw
+                for event in reader.feed(raw):
+                    yield event
             while True:  # never awaits: only the reader's queue holds it back
-                yield {"type": "ping"}
+                yield Delta(99, "ping")  # of no part: maps to nothing
         finally:
             self.closed_at.append("events")
 

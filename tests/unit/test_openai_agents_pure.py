@@ -17,6 +17,7 @@ from tests.support.procs import ROOT
 from worker.agents.chunks import StepChunks
 from worker.agents.job import AgentJob
 from worker.agents.spec import load_agents
+from worker.providers.parts import PartStart
 
 if TYPE_CHECKING:
     from agents import Agent, RawResponsesStreamEvent, RunItemStreamEvent
@@ -132,8 +133,8 @@ def test_each_model_turn_is_a_step_its_text_and_reasoning_streamed() -> None:
         {"type": "text-end", "id": "t2-0"},
     ]
     step = StepChunks(client_tools=frozenset())  # the worker takes each of them
-    raws = [r for c in out for r in step.feed(c)]
-    assert [r["type"] for r in raws].count("content_block_start") == 3
+    read = [e for c in out for e in step.feed(c)]
+    assert sum(isinstance(e, PartStart) for e in read) == 3
 
 
 def test_a_tool_is_shown_once_it_has_run_and_a_decided_call_is_not_shown_again(

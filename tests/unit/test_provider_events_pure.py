@@ -1,4 +1,4 @@
-"""The pure parts behind the providers' output: Chat Completions chunks as Anthropic raw
+"""The pure parts behind the providers' output: Chat Completions chunks as neutral
 events (``openai_stream``, then the shared mapping), the content fold
 (``generations.content``) that turns a generation's events back into the assistant turn,
 and OpenAI's errors classified like Anthropic's."""
@@ -15,6 +15,7 @@ from broadcaster.generations.content import fold
 from broadcaster.generations.request import validate_request
 from tests.support.provider_requests import DEFAULTS, TOOL
 from worker.mapping import EventMapper, merge_deltas
+from worker.providers.anthropic_stream import AnthropicReader
 from worker.providers.fake import fake_events
 from worker.providers.openai_stream import ChunkTranslator, IncompleteStream
 from worker.usage import Usage
@@ -139,8 +140,9 @@ def test_the_fold_rebuilds_the_turn_from_merged_events_and_only_the_last_attempt
         "thinking": {"type": "enabled", "budget_tokens": 1024},
         "tools": [TOOL],
     }
-    mapper = EventMapper("g")
-    events = merge_deltas([e for raw in fake_events(request) for e in mapper.feed(raw)])
+    mapper, reader = EventMapper("g"), AnthropicReader()
+    read = [e for raw in fake_events(request) for e in reader.feed(raw)]
+    events = merge_deltas([out for e in read for out in mapper.feed(e)])
     content = fold(events)
     assert [b["type"] for b in content] == ["thinking", "text", "tool_use"]
     assert content[0]["signature"].startswith("fake-sig-")

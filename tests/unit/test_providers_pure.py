@@ -6,7 +6,6 @@ as Anthropic raw events (``openai_stream``, then the shared mapping), and the co
 from __future__ import annotations
 
 import base64
-import itertools
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from broadcaster.generations.request import Defaults, RequestInvalid, validate_r
 from tests.support.provider_requests import DEFAULTS, TOOL
 from worker.providers.fake import FakeProvider, fake_events
 from worker.providers.openai_request import Untranslatable, chat_params, reasoning_effort
+from worker.providers.parts import PartStart, Stop
 from worker.settings import WorkerSettings
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 8).decode()
@@ -417,16 +417,9 @@ async def test_the_fake_answers_tool_results_in_text() -> None:
     }
     provider = FakeProvider(0)
     async with provider.stream(request) as events:
-        raws = [raw async for raw in events]
-    assert [r["content_block"]["type"] for r in raws if r["type"] == "content_block_start"] == [
-        "text"
-    ]
-    assert (
-        next(itertools.dropwhile(lambda r: r["type"] != "message_delta", raws))["delta"][
-            "stop_reason"
-        ]
-        == "end_turn"
-    )
+        read = [event async for event in events]
+    assert [e.kind for e in read if isinstance(e, PartStart)] == ["text"]
+    assert [(e.finish, e.reason) for e in read if isinstance(e, Stop)] == [("stop", "end_turn")]
 
 
 @pytest.fixture

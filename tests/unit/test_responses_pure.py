@@ -1,5 +1,5 @@
 """The pure parts of the Responses API provider: the request as ``responses.create``
-parameters (``openai_responses_request``), the stream's events as Anthropic raw events
+parameters (``openai_responses_request``), the stream's events as neutral events
 (``openai_responses_stream``, then the shared mapping), and the translator's state, from
 which a worker that takes a generation over goes on exactly where the lost one was."""
 
@@ -18,10 +18,11 @@ from tests.support.fake_anthropic import Frame
 from worker.mapping import EventMapper
 from worker.metrics import CallTiming
 from worker.model_call import Policy, _Call
-from worker.providers.base import RESUME_FIELD, RESUME_META
+from worker.providers.base import RESUME_FIELD
 from worker.providers.openai_request import Untranslatable
 from worker.providers.openai_responses_request import responses_params
 from worker.providers.openai_responses_stream import ResponseFailed, ResponsesTranslator
+from worker.providers.parts import ResumePoint
 from worker.takeover import Continue, Plan, Reattach, RunTools, plan_attempt
 from worker.usage import Usage
 from worker.writer import StreamWriter
@@ -39,7 +40,7 @@ def wire(script: list[Any]) -> list[dict[str, Any]]:
 
 def mapped(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     translator, mapper = ResponsesTranslator(), EventMapper("m")
-    return [e for ev in events for raw in translator.feed(ev) for e in mapper.feed(raw)]
+    return [e for ev in events for one in translator.feed(ev) for e in mapper.feed(one)]
 
 
 SCRIPT = fr.reply(
@@ -179,8 +180,8 @@ def test_a_successor_goes_on_from_any_event_as_if_it_had_read_them_all() -> None
                 inputs[e["toolCallId"]] = inputs.get(e["toolCallId"], "") + e["inputTextDelta"]
         successor = ResponsesTranslator.resumed(translator.snapshot())
         fresh = EventMapper("m")
-        for raw in successor.reopen(inputs):
-            fresh.feed(raw)
+        for one in successor.reopen(inputs):
+            fresh.feed(one)
         rest = [e for ev in events[cut:] for r in successor.feed(ev) for e in fresh.feed(r)]
         assert shown + rest == whole, f"cut after event {cut}"
         assert successor.response_id == "resp_1" and fresh.usage == USED
@@ -236,8 +237,8 @@ def test_a_failure_raises_with_its_message(fault: Frame) -> None:
 def test_a_noted_point_names_exactly_the_output_pending_whenever_a_flush_may_come() -> None:
     """The model call's side: whenever it would let the merge window flush, what is
     pending is exactly the output of the events up to the point it noted, no more, no less
-    (the output of a block's end is held back, and a Responses event can be several raw
-    events)."""
+    (the output of a part's end is held back, and a Responses event can be several
+    neutral events)."""
     from worker.providers.openai_responses import resume_point
 
     events = wire(SCRIPT)
@@ -246,12 +247,11 @@ def test_a_noted_point_names_exactly_the_output_pending_whenever_a_flush_may_com
     call = _Call(writer, Policy(), EventMapper("m"), False, CallTiming(None, "openai"))
     checked = set()
     for event in events:
-        raws = translator.feed(event)
-        if raws:
-            point = resume_point(translator, event["sequence_number"])
-            raws[-1] = {**raws[-1], RESUME_META: point}
-        for raw in raws:
-            call.take(raw)
+        found = translator.feed(event)
+        if found:
+            found.append(ResumePoint(resume_point(translator, event["sequence_number"])))
+        for one in found:
+            call.take(one)
             if call.resumable and writer.noted_meta:
                 after = json.loads(writer.noted_meta[RESUME_FIELD])["after"]
                 ended = ("finish-step", "finish")

@@ -11,6 +11,8 @@ named: pydantic-ai's ``Agent`` (``pydantic_agent``), LangGraph's compiled graph
 (``langgraph_agent``) and the OpenAI Agents SDK's ``Agent`` (``openai_agents``).
 
 May import: ``broadcaster.core``, ``broadcaster.generations``, and of the worker
-``worker.sessions``, ``worker.transcript``, ``worker.tools``, ``worker.mapping`` and
-``worker.providers.base``; of the frameworks only the module of each one's adapter.
+``worker.sessions``, ``worker.transcript``, ``worker.tools``, ``worker.mapping``,
+``worker.usage``, ``worker.providers.base``, ``worker.providers.parts`` and
+``worker.providers.anthropic_stream`` (an agent's Anthropic raw events); of the
+frameworks only the module of each one's adapter.
 """

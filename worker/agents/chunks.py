@@ -1,12 +1,14 @@
-"""One agent step's chunks as Anthropic raw stream events, so that the worker's one
-mapping (``worker.mapping``) makes the contract's events of them. Pure: no I/O.
+"""One agent step's chunks in the neutral vocabulary (``worker.providers.parts``), so that
+the worker's one mapping (``worker.mapping``) makes the contract's events of them. Pure:
+no I/O.
 
-AI SDK UI chunks become content blocks: ``text-*`` text blocks, ``reasoning-*``
-thinking blocks, ``tool-input-*`` tool use; a tool the agent runs itself (any tool that
-is not one of the request's own, which the client runs) is ``server_tool_use``, shown
-with ``providerExecuted``. What Anthropic's stream has no form for (a tool's output, a
-``data-*`` part, a source, a file) is passed on as it is (``mapping.PASSED_ON``). Anthropic
-raw events from an agent pass through, their blocks renumbered into the step's.
+AI SDK UI chunks become parts: ``text-*`` text, ``reasoning-*`` reasoning,
+``tool-input-*`` a tool call; a tool the agent runs itself (any tool that is not one of
+the request's own, which the client runs) is shown with ``providerExecuted``. What the
+vocabulary has no part for (a tool's output, a ``data-*`` part, a source, a file) is
+passed on as it is (``Passed``). Anthropic raw events from an agent are read as the
+Anthropic provider reads them (``anthropic_stream``), their parts renumbered into the
+step's.
 
 The worker writes the answer's own frame (``start``, ``finish``, ``start-step``,
 ``finish-step``): an agent's are dropped, its ``start-step`` and ``message_start`` only
@@ -15,14 +17,23 @@ mark where its next step begins (``boundary``). An ``error`` chunk fails the ans
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from worker.agents.job import Asked, Chunk
-from worker.mapping import PASSED_ON, PASSED_TYPES
-
-Raw = dict[str, Any]
+from worker.mapping import PASSED_TYPES
+from worker.providers.anthropic_stream import AnthropicReader
+from worker.providers.parts import (
+    Delta,
+    ModelEvent,
+    PartEnd,
+    PartKind,
+    PartStart,
+    Passed,
+    Stop,
+)
 
 RESERVED_DATA = frozenset(
     {"data-approval", "data-steer", "data-continued", "data-retry", "data-viewers"}
@@ -32,7 +43,9 @@ RESERVED_DATA = frozenset(
 _DROPPED = frozenset(
     {"start", "finish", "finish-step", "message-metadata", "abort", "message_stop", "ping"}
 )
-_RAW_BLOCKS = frozenset({"content_block_start", "content_block_delta", "content_block_stop"})
+_RAW = frozenset(
+    {"content_block_start", "content_block_delta", "content_block_stop", "message_delta"}
+)
 
 
 class AgentError(Exception):
@@ -49,8 +62,8 @@ class StepChunks:
     """The chunks of one step, translated as they come."""
 
     client_tools: frozenset[str]
-    blocks: dict[tuple[str, str], int] = field(default_factory=dict)
-    """Open blocks: (kind, the agent's id) -> index in the step."""
+    parts: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Open parts: (kind, the agent's id) -> index in the step."""
     typed: set[str] = field(default_factory=set)
     """Tool calls whose input came as deltas."""
     client_calls: int = 0
@@ -58,11 +71,13 @@ class StepChunks:
     """Text, reasoning and tool input deltas: the step's output tokens, roughly, for an
     agent that reports none."""
     output: bool = False
-    stop_reason: str | None = None
+    finish: str | None = None
+    """Why the agent's own raw events say the step stopped (``message_delta``)."""
     _next: int = 0
     _raw_base: int = 0
+    _reader: AnthropicReader = field(default_factory=AnthropicReader)
 
-    def feed(self, chunk: Chunk) -> list[Raw]:
+    def feed(self, chunk: Chunk) -> list[ModelEvent]:
         kind = chunk.get("type")
         if not isinstance(kind, str):
             raise AgentError(f"the agent yielded something that is not a chunk: {chunk!r:.200}")
@@ -70,113 +85,105 @@ class StepChunks:
             raise AgentError(str(chunk.get("errorText") or "the agent failed"))
         if kind in _DROPPED or boundary(chunk):
             if kind == "message_start":
-                self._raw_base = self._next
+                self._raw_base, self._reader = self._next, AnthropicReader()
             return []
-        if kind in _RAW_BLOCKS or kind == "message_delta":
+        if kind in _RAW:
             return self._raw(chunk)
         if kind.startswith("text-"):
-            return self._block("text", chunk, {"type": "text", "text": ""}, "text_delta", "text")
+            return self._part("text", chunk)
         if kind.startswith("reasoning-"):
-            thinking = {"type": "thinking", "thinking": "", "signature": ""}
-            return self._block("reasoning", chunk, thinking, "thinking_delta", "thinking")
+            return self._part("reasoning", chunk)
         if kind.startswith("tool-input-"):
             return self._tool(kind, chunk)
         if kind in PASSED_TYPES or (kind.startswith("data-") and kind not in RESERVED_DATA):
             self.output = True
-            return [{"type": PASSED_ON, "chunk": chunk}]
+            return [Passed(chunk)]
         return []  # tool-approval-request (ask with job.approval), and anything unknown
 
-    def _open(self, key: tuple[str, str], block: dict[str, Any]) -> list[Raw]:
-        index = self._next
+    def _open(self, key: tuple[str, str], start: PartStart) -> list[ModelEvent]:
+        self.parts[key] = start.index
         self._next += 1
-        self.blocks[key] = index
         self.output = True
-        return [{"type": "content_block_start", "index": index, "content_block": block}]
+        return [start]
 
-    def _stop(self, key: tuple[str, str]) -> list[Raw]:
-        index = self.blocks.pop(key, None)
-        return [] if index is None else [{"type": "content_block_stop", "index": index}]
+    def _end(self, key: tuple[str, str]) -> list[ModelEvent]:
+        index = self.parts.pop(key, None)
+        return [] if index is None else [PartEnd(index)]
 
-    def _block(
-        self, kind: str, chunk: Chunk, block: dict[str, Any], delta_type: str, field_name: str
-    ) -> list[Raw]:
+    def _part(self, kind: PartKind, chunk: Chunk) -> list[ModelEvent]:
         key = (kind, str(chunk.get("id") or kind))
         action = str(chunk["type"]).rsplit("-", 1)[1]
         if action == "end":
-            return self._stop(key)
-        out = [] if key in self.blocks else self._open(key, block)
+            return self._end(key)
+        out = [] if key in self.parts else self._open(key, PartStart(self._next, kind))
         piece = chunk.get("delta")
         if action == "delta" and isinstance(piece, str) and piece:
             self.deltas += 1
-            delta = {"type": delta_type, field_name: piece}
-            out.append({"type": "content_block_delta", "index": self.blocks[key], "delta": delta})
+            out.append(Delta(self.parts[key], piece))
         return out
 
-    def _tool(self, kind: str, chunk: Chunk) -> list[Raw]:
+    def _tool(self, kind: str, chunk: Chunk) -> list[ModelEvent]:
         call_id = str(chunk.get("toolCallId") or "")
         if not call_id:
             raise AgentError(f"{kind} without a toolCallId")
         key = ("tool", call_id)
-        out: list[Raw] = []
-        if key not in self.blocks:
+        out: list[ModelEvent] = []
+        if key not in self.parts:
             name = str(chunk.get("toolName") or "")
             own = name not in self.client_tools
             self.client_calls += 0 if own else 1
-            block = {"type": "server_tool_use" if own else "tool_use", "id": call_id, "name": name}
-            out += self._open(key, {**block, "input": {}})
-        index = self.blocks[key]
+            start = PartStart(self._next, "tool", call_id=call_id, name=name, provider_executed=own)
+            out += self._open(key, start)
+        index = self.parts[key]
         piece = chunk.get("inputTextDelta")
         if kind == "tool-input-delta" and isinstance(piece, str) and piece:
             self.typed.add(call_id)
             self.deltas += 1
-            delta = {"type": "input_json_delta", "partial_json": piece}
-            out.append({"type": "content_block_delta", "index": index, "delta": delta})
+            out.append(Delta(index, piece))
         if kind == "tool-input-available":
             if call_id not in self.typed:
-                whole = json.dumps(chunk.get("input", {}), separators=(",", ":"))
-                delta = {"type": "input_json_delta", "partial_json": whole}
-                out.append({"type": "content_block_delta", "index": index, "delta": delta})
-            out += self._stop(key)
+                out.append(Delta(index, json.dumps(chunk.get("input", {}), separators=(",", ":"))))
+            out += self._end(key)
         return out
 
-    def asked(self, asked: tuple[Asked, ...]) -> list[Raw]:
+    def asked(self, asked: tuple[Asked, ...]) -> list[ModelEvent]:
         """The calls that wait for a person, as calls the client would run (which the
         step loop then gates): the ones the agent showed already, closed as such."""
-        out: list[Raw] = []
+        out: list[ModelEvent] = []
         for a in asked:
             key = ("tool", a.call_id)
-            out += self._stop(key)
-            block = {"type": "tool_use", "id": a.call_id, "name": a.name, "input": {}}
-            out += self._open(key, block)
-            whole = json.dumps(a.input, separators=(",", ":"))
-            delta = {"type": "input_json_delta", "partial_json": whole}
-            out.append({"type": "content_block_delta", "index": self.blocks[key], "delta": delta})
-            out += self._stop(key)
+            out += self._end(key)
+            out += self._open(key, PartStart(self._next, "tool", call_id=a.call_id, name=a.name))
+            out.append(Delta(self.parts[key], json.dumps(a.input, separators=(",", ":"))))
+            out += self._end(key)
         return out
 
-    def _raw(self, raw: Raw) -> list[Raw]:
-        if raw["type"] == "message_delta":
-            reason = (raw.get("delta") or {}).get("stop_reason")
-            self.stop_reason = reason if isinstance(reason, str) else self.stop_reason
-            return []
-        index = raw.get("index")
-        if not isinstance(index, int):
-            return []
-        moved = {**raw, "index": self._raw_base + index}
-        self._next = max(self._next, moved["index"] + 1)
-        if raw["type"] == "content_block_start":
-            self.output = True
-            if (raw.get("content_block") or {}).get("type") == "tool_use":
-                self.client_calls += 1
-        elif raw["type"] == "content_block_delta":
-            self.deltas += 1
-        return [moved]
+    def _raw(self, raw: Chunk) -> list[ModelEvent]:
+        out: list[ModelEvent] = []
+        for event in self._reader.feed(raw):
+            if isinstance(event, Stop):
+                self.finish = event.finish
+            elif isinstance(event, PartStart | Delta | PartEnd):
+                out.append(self._moved(event))
+        return out
 
-    def close(self) -> list[Raw]:
-        """The blocks the agent left open, closed."""
-        out: list[Raw] = []
-        for key in list(self.blocks):
-            out += self._stop(key)
+    def _moved(self, event: PartStart | Delta | PartEnd) -> ModelEvent:
+        """An agent's raw part event, numbered after the step's parts so far."""
+        moved = dataclasses.replace(event, index=self._raw_base + event.index)
+        self._next = max(self._next, moved.index + 1)
+        if isinstance(moved, PartStart):
+            self.output = True
+            if moved.kind == "tool" and not moved.provider_executed:
+                self.client_calls += 1
+        elif isinstance(moved, Delta):
+            self.deltas += 1
+        return moved
+
+    def close(self) -> list[ModelEvent]:
+        """The parts the agent left open, closed."""
+        out: list[ModelEvent] = []
+        for key in list(self.parts):
+            out += self._end(key)
         return out
 
 

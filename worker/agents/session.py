@@ -26,10 +26,10 @@ from typing import Any
 from worker.agents.chunks import AgentError, StepChunks, boundary
 from worker.agents.job import AgentFn, AgentJob, ApprovalPending
 from worker.providers.base import ProviderError
+from worker.providers.parts import MessageEnd, MessageStart, ModelEvent, Stop
 from worker.sessions import GOES_ON, Opening
 from worker.tools import ToolBox
 from worker.usage import Usage, since
-from worker.usage import raw as raw_usage
 
 log = logging.getLogger("worker.agents")
 
@@ -84,7 +84,7 @@ class AgentProvider:
             await session.aclose()
 
     @asynccontextmanager
-    async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[ModelEvent]]:
         raise ProviderError(f"agent {self.name} runs only in a session", retryable=False)
         yield  # pragma: no cover - a generator, for the context manager
 
@@ -110,11 +110,11 @@ class AgentSession:
         )
 
     @asynccontextmanager
-    async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[ModelEvent]]:
         yield self._step(request)
 
-    async def _step(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """One step of the agent, as one model call's raw events."""
+    async def _step(self, request: dict[str, Any]) -> AsyncIterator[ModelEvent]:
+        """One step of the agent, as one model call's events."""
         if self.job is None:
             self.job = AgentJob(
                 self.opening.stream_id,
@@ -127,37 +127,36 @@ class AgentSession:
             self.job.steer(_steering(request))
             self._gate.set()  # the agent waits at its step's start: go on
         chunks = StepChunks(self._client_tools)
-        yield _message_start(self.provider.name)
+        yield MessageStart(self.provider.name)
         stop: str | None = None
         while stop is None:
             item = await self._queue.get()
-            stop, raws = self._take(item, chunks)
-            for raw in raws:
-                yield raw
-        for raw in chunks.close():
-            yield raw
-        usage = self._step_usage(chunks)
-        yield {"type": "message_delta", "delta": {"stop_reason": stop}, "usage": usage}
-        yield {"type": "message_stop"}
+            stop, events = self._take(item, chunks)
+            for event in events:
+                yield event
+        for event in chunks.close():
+            yield event
+        yield Stop(stop, usage=self._step_usage(chunks))
+        yield MessageEnd()
 
-    def _step_usage(self, chunks: StepChunks) -> dict[str, int]:
-        """The step's usage, as its ``message_delta`` carries it: what the framework
-        counted since the step before (``AgentJob.usage``), else a token a delta."""
+    def _step_usage(self, chunks: StepChunks) -> Usage:
+        """The step's usage: what the framework counted since the step before
+        (``AgentJob.usage``), else a token a delta."""
         counted = self.job.usage if self.job is not None else None
         if counted is None:
-            return {"output_tokens": chunks.deltas}
+            return Usage(output=chunks.deltas)
         step, self._reported = since(counted, self._reported), counted
-        return raw_usage(step)
+        return step
 
-    def _take(self, item: Any, chunks: StepChunks) -> tuple[str | None, list[dict[str, Any]]]:
-        """One item of the agent's: the raw events it makes and, if the step ends there,
-        why (an Anthropic stop reason, or ``GOES_ON``)."""
+    def _take(self, item: Any, chunks: StepChunks) -> tuple[str | None, list[ModelEvent]]:
+        """One item of the agent's: the events it makes and, if the step ends there, why
+        (the contract's finish reason, or ``GOES_ON``)."""
         if item is _END:
-            client = chunks.client_calls or chunks.stop_reason == "tool_use"
-            return ("tool_use" if client else "end_turn"), []
+            client = chunks.client_calls or chunks.finish == "tool-calls"
+            return ("tool-calls" if client else "stop"), []
         if isinstance(item, ApprovalPending):
             self.tools.gated.update(a.name for a in item.asked)
-            return "tool_use", chunks.asked(item.asked)
+            return "tool-calls", chunks.asked(item.asked)
         if isinstance(item, BaseException):
             raise _failed(item)
         if boundary(item):
@@ -204,12 +203,6 @@ class AgentSession:
 def _failed(exc: BaseException) -> ProviderError:
     message = str(exc) if isinstance(exc, AgentError) else f"{type(exc).__name__}: {exc}"
     return ProviderError(f"the agent failed: {message}", retryable=False)
-
-
-def _message_start(name: str) -> dict[str, Any]:
-    usage = {"input_tokens": 0, "output_tokens": 0}
-    message = {"id": "agent", "type": "message", "role": "assistant", "content": []}
-    return {"type": "message_start", "message": {**message, "model": name, "usage": usage}}
 
 
 def _steering(request: dict[str, Any]) -> list[str]:

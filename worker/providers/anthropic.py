@@ -16,7 +16,9 @@ import anthropic
 import httpx2
 
 from worker.providers.anthropic_cache import with_breakpoints
+from worker.providers.anthropic_stream import AnthropicReader
 from worker.providers.base import AUTH_STATUSES, ProviderError, auth_error, retry_after
+from worker.providers.parts import ModelEvent
 
 # The raw events of Anthropic's wire format; the SDK also yields derived convenience
 # events (text, input_json, ...) which the mapping does not need.
@@ -141,13 +143,13 @@ class AnthropicProvider:
         """Breakpoints for the prompt cache on each request (``anthropic_cache``)."""
 
     @asynccontextmanager
-    async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[ModelEvent]]:
         params = sdk_params(request)
         if self.caching:
             params = with_breakpoints(params)
         try:
             async with self.client.messages.stream(**params) as stream:
-                yield _raw_events(stream)
+                yield _events(stream)
         except ProviderError:
             raise
         except (anthropic.APIError, httpx2.HTTPError) as exc:
@@ -162,12 +164,37 @@ class AnthropicProvider:
         await self.client.close()
 
 
-async def _raw_events(stream: Any) -> AsyncIterator[dict[str, Any]]:
-    """The raw events as dicts; what the SDK raises mid-stream (an ``event: error``, a read
-    timeout, a dropped connection) becomes a ProviderError here, where it is understood."""
+_FLAT_DELTAS = {
+    "text_delta": "text",
+    "thinking_delta": "thinking",
+    "input_json_delta": "partial_json",
+    "signature_delta": "signature",
+}
+"""The deltas of one string field: their wire JSON is built by hand (one a token, where
+``model_dump`` would cost more than reading and mapping them)."""
+
+
+def _wire(event: Any) -> dict[str, Any]:
+    """A raw event's wire JSON, as ``model_dump`` gives it."""
+    if event.type == "content_block_delta":
+        delta = event.delta
+        field = _FLAT_DELTAS.get(delta.type)
+        if field is not None:
+            wire = {"type": delta.type, field: getattr(delta, field)}
+            return {"type": "content_block_delta", "index": event.index, "delta": wire}
+    dumped: dict[str, Any] = event.model_dump(mode="json", exclude_none=False)
+    return dumped
+
+
+async def _events(stream: Any) -> AsyncIterator[ModelEvent]:
+    """The raw events (as their wire JSON) read into the neutral vocabulary; what the SDK
+    raises mid-stream (an ``event: error``, a read timeout, a dropped connection) becomes
+    a ProviderError here, where it is understood."""
+    reader = AnthropicReader()
     try:
         async for event in stream:
             if event.type in _RAW:
-                yield event.model_dump(mode="json", exclude_none=False)
+                for read in reader.feed(_wire(event)):
+                    yield read
     except (anthropic.APIError, httpx2.HTTPError) as exc:
         raise classify(exc) from exc

@@ -1,5 +1,5 @@
-"""The model provider seam: a provider streams Anthropic's raw stream events as dicts
-(the wire JSON objects), so the mapping to the contract's events is shared and pure."""
+"""The model provider seam: a provider streams its call in the neutral vocabulary
+(``worker.providers.parts``), so the mapping to the contract's events is shared and pure."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, runtime_checkable
 
 import httpx2
+
+from worker.providers.parts import ModelEvent
 
 
 class ProviderError(Exception):
@@ -49,24 +51,15 @@ def auth_error(status: int, detail: str, variable: str) -> ProviderError:
 class Provider(Protocol):
     def stream(
         self, request: dict[str, Any]
-    ) -> AbstractAsyncContextManager[AsyncIterator[dict[str, Any]]]:
+    ) -> AbstractAsyncContextManager[AsyncIterator[ModelEvent]]:
         """Open one model call. Leaving the context closes it (no more tokens billed)."""
         ...
 
     async def aclose(self) -> None: ...
 
 
-RESUME_META = "resume_meta"
-"""A raw event may carry, under this key, metadata fields for the stream: where the model
-call can be picked up again once this event's output is in the stream (the model call
-writes them in the same append as that output, ``worker.model_call``)."""
-
 RESUME_FIELD = "provider_resume"
 """The stream's metadata field that holds a provider's resume point (JSON)."""
-
-SHOWN = "shown"
-"""A raw event marked ``SHOWN: True`` brings the mapper up to date: its output is already
-in the stream, from the attempt that was lost."""
 
 HANDED_BACK = "handed back"
 """The message of the cancel that stops a generation to hand it back to the queue at

@@ -1,7 +1,8 @@
 """A deterministic, offline provider for demos, tests and benchmarks.
 
-It answers in Anthropic's raw event shapes, so everything after it (mapping, merging,
-appending) runs exactly as with the real model. The reply is a pure function of the
+It answers in Anthropic's raw event shapes (``fake_events``), read as the Anthropic
+provider reads them, so everything after it (mapping, merging, appending) runs exactly
+as with the real model. The reply is a pure function of the
 request: the same prompt always gives the same text, in the same chunks.
 
 It stands in for every provider, and shows what they can: with ``thinking`` enabled it
@@ -24,7 +25,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from worker.usage import REASONING
+from worker.providers.anthropic_stream import REASONING, AnthropicReader
+from worker.providers.parts import ModelEvent
 
 _WORDS = (  # noqa: SIM905 - a sentence reads better than a list of 29 words
     "the stream carries numbered events from one worker to many viewers who join late "
@@ -138,16 +140,16 @@ class FakeProvider:
         self.delay = delay_ms / 1000
 
     @asynccontextmanager
-    async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[ModelEvent]]:
         yield self._events(request)
 
-    async def _events(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        events = fake_events(request)
-        yield events[0]
-        for event in events[1:]:
-            if self.delay and event["type"] == "content_block_delta":
+    async def _events(self, request: dict[str, Any]) -> AsyncIterator[ModelEvent]:
+        reader = AnthropicReader()
+        for n, raw in enumerate(fake_events(request)):
+            if n and self.delay and raw["type"] == "content_block_delta":
                 await asyncio.sleep(self.delay)
-            yield event
+            for event in reader.feed(raw):
+                yield event
 
     async def aclose(self) -> None:
         return None

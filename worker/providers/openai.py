@@ -3,8 +3,8 @@
 (vLLM, Ollama, llama.cpp, LiteLLM) serves by its URL: ``OPENAI_BASE_URL`` and
 ``OPENAI_API_KEY`` are read by the SDK.
 
-The request is translated by ``openai_request`` and the chunks, into Anthropic's raw
-events, by ``openai_stream``; errors are classified as the Anthropic provider's are, with
+The request is translated by ``openai_request`` and the chunks, into the neutral
+vocabulary, by ``openai_stream``; errors are classified as the Anthropic provider's are, with
 the SDK's own retries off (``max_retries=0``) for the same reasons: the worker honours
 ``retry-after``, watches cancels while it waits, and retries only before any output.
 """
@@ -29,6 +29,7 @@ from worker.providers.base import (
 )
 from worker.providers.openai_request import Untranslatable, chat_params
 from worker.providers.openai_stream import ChunkTranslator, IncompleteStream
+from worker.providers.parts import ModelEvent
 
 
 def _detail(exc: openai.APIError) -> str:
@@ -100,7 +101,7 @@ class OpenAIProvider:
         self.client = client or make_client(httpx2.Timeout(read_timeout, connect=10.0))
 
     @asynccontextmanager
-    async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[ModelEvent]]:
         try:
             params = chat_params(request, self.max_tokens_param, self.continue_final_message)
         except Untranslatable as exc:
@@ -121,7 +122,7 @@ class OpenAIProvider:
         except openai.APIError as exc:
             raise classify(exc) from exc
         try:
-            yield _raw_events(stream)
+            yield _events(stream)
         finally:
             await stream.close()
 
@@ -129,16 +130,16 @@ class OpenAIProvider:
         await self.client.close()
 
 
-async def _raw_events(stream: AsyncStream[ChatCompletionChunk]) -> AsyncIterator[dict[str, Any]]:
-    """Anthropic's raw events for the chunks; what the SDK raises mid-stream becomes a
+async def _events(stream: AsyncStream[ChatCompletionChunk]) -> AsyncIterator[ModelEvent]:
+    """The chunks as neutral events; what the SDK raises mid-stream becomes a
     ProviderError here, where it is understood."""
     translator = ChunkTranslator()
     try:
         async for chunk in stream:
-            for raw in translator.feed(chunk.model_dump(mode="json")):
-                yield raw
-        for raw in translator.end():
-            yield raw
+            for event in translator.feed(chunk.model_dump(mode="json")):
+                yield event
+        for event in translator.end():
+            yield event
     except IncompleteStream as exc:
         raise ProviderError(str(exc), retryable=True, kind="incomplete") from exc
     except (openai.APIError, httpx2.HTTPError) as exc:

@@ -3,10 +3,10 @@ official async SDK, with the response run in the background and stored
 (``background: true, store: true``).
 
 A background response runs on at OpenAI whatever becomes of the HTTP stream that created
-it. Each raw event this provider yields carries, under ``RESUME_META``, the response's id,
-the ``sequence_number`` of the Responses event it came from and the translator's state;
-the model call writes that into the stream's metadata in the same append as the event's
-output. A worker that takes the generation over (``worker.reattach``) then streams the same
+it. After the events of each Responses event this provider yields a ``ResumePoint``: the
+response's id, that event's ``sequence_number`` and the translator's state; the model
+call writes it into the stream's metadata in the same append as the event's output. A
+worker that takes the generation over (``worker.takeover``) then streams the same
 response again from there (``GET /v1/responses/{id}?stream=true&starting_after=N``)
 instead of calling the model again: the takeover costs no token, and the viewer's answer
 goes on where it stopped. A response that is gone (expired, cancelled, failed) is not
@@ -38,19 +38,12 @@ from openai.types.responses import ResponseStreamEvent
 from redis import exceptions as redis_errors
 
 from broadcaster.core.eventlog import StaleWriter
-from worker.providers.base import (
-    HANDED_BACK,
-    REATTACH,
-    RESUME_FIELD,
-    RESUME_META,
-    SHOWN,
-    ProviderError,
-    cache_key,
-)
+from worker.providers.base import HANDED_BACK, REATTACH, RESUME_FIELD, ProviderError, cache_key
 from worker.providers.openai import classify, make_client
 from worker.providers.openai_request import Untranslatable
 from worker.providers.openai_responses_request import responses_params
 from worker.providers.openai_responses_stream import ResponseFailed, ResponsesTranslator
+from worker.providers.parts import ModelEvent, ResumePoint, Shown
 
 log = logging.getLogger("worker.generation")
 
@@ -73,7 +66,7 @@ class OpenAIResponsesProvider:
         """Each response names its prompt cache (``prompt_cache_key``: ``cache_key``)."""
 
     @asynccontextmanager
-    async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    async def stream(self, request: dict[str, Any]) -> AsyncIterator[AsyncIterator[ModelEvent]]:
         reattach = request.get(REATTACH)
         translator, prelude = _translator(reattach)
         try:
@@ -81,7 +74,7 @@ class OpenAIResponsesProvider:
         except openai.APIError as exc:
             raise classify(exc) from exc
         try:
-            yield _raw_events(stream, translator, prelude)
+            yield _events(stream, translator, prelude)
         except _KEEP_RUNNING:
             raise
         except asyncio.CancelledError as exc:
@@ -145,13 +138,13 @@ class OpenAIResponsesProvider:
 
 def _translator(
     reattach: dict[str, Any] | None,
-) -> tuple[ResponsesTranslator, list[dict[str, Any]]]:
-    """A fresh translator, or the lost worker's, with the raw events that bring the mapper
-    to where it was (marked ``SHOWN``)."""
+) -> tuple[ResponsesTranslator, list[ModelEvent]]:
+    """A fresh translator, or the lost worker's, with the events that bring the mapper to
+    where it was (``Shown``)."""
     if reattach is None:
         return ResponsesTranslator(), []
     translator = ResponsesTranslator.resumed(reattach["point"]["state"])
-    prelude = [{**raw, SHOWN: True} for raw in translator.reopen(reattach["tool_inputs"])]
+    prelude: list[ModelEvent] = [Shown(e) for e in translator.reopen(reattach["tool_inputs"])]
     return translator, prelude
 
 
@@ -161,24 +154,24 @@ def resume_point(translator: ResponsesTranslator, sequence_number: int) -> dict[
     return {RESUME_FIELD: json.dumps(point, separators=(",", ":"))}
 
 
-async def _raw_events(
+async def _events(
     stream: AsyncStream[ResponseStreamEvent],
     translator: ResponsesTranslator,
-    prelude: list[dict[str, Any]],
-) -> AsyncIterator[dict[str, Any]]:
-    """Anthropic's raw events for the Responses events, the last of each event's carrying
-    the resume point after it; what the SDK raises mid-stream becomes a ProviderError."""
-    for raw in prelude:
-        yield raw
+    prelude: list[ModelEvent],
+) -> AsyncIterator[ModelEvent]:
+    """The Responses events as neutral events, each one's followed by the resume point
+    after it; what the SDK raises mid-stream becomes a ProviderError."""
+    for shown in prelude:
+        yield shown
     try:
         async for event in stream:
             data = event.model_dump(mode="json")
-            raws = translator.feed(data)
+            found = translator.feed(data)
             seq = data.get("sequence_number")
-            if raws and isinstance(seq, int) and translator.response_id:
-                raws[-1] = {**raws[-1], RESUME_META: resume_point(translator, seq)}
-            for raw in raws:
-                yield raw
+            if found and isinstance(seq, int) and translator.response_id:
+                found.append(ResumePoint(resume_point(translator, seq)))
+            for one in found:
+                yield one
             if translator.finished:
                 return
     except ResponseFailed as exc:

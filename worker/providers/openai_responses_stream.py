@@ -1,4 +1,4 @@
-"""Responses API stream events -> Anthropic's raw stream events, so that one mapping
+"""Responses API stream events -> the neutral vocabulary (``parts``), so that one mapping
 (``worker.mapping``) turns this provider's stream into the contract's events as it does
 every other's.
 
@@ -9,24 +9,24 @@ Pure: feed each event's JSON (``event.model_dump()``) to :meth:`ResponsesTransla
         yield from translator.feed(event)   # ResponseFailed on failure
     translator.finished                     # False: the stream was cut short
 
-* ``response.created`` opens the message (``message_start``, with the model).
+* ``response.created`` opens the message (``MessageStart``, with the model).
 * A reasoning summary part (``response.reasoning_summary_part.added``, its
-  ``reasoning_summary_text.delta``\\ s, ``...part.done``) is a thinking block, unsigned:
+  ``reasoning_summary_text.delta``\\ s, ``...part.done``) is a reasoning part, unsigned:
   the summaries are what a person is shown; the reasoning itself stays with OpenAI.
 * An output text or refusal part (``response.content_part.added``,
-  ``output_text.delta``/``refusal.delta``, ``content_part.done``) is a text block.
+  ``output_text.delta``/``refusal.delta``, ``content_part.done``) is a text part.
 * A ``function_call`` item (``output_item.added``, ``function_call_arguments.delta``\\ s,
-  ``output_item.done``) is a ``tool_use`` block named by its ``call_id``; a server that
-  sends the arguments only whole, in ``output_item.done``, works the same.
-* ``response.completed`` becomes ``message_delta`` (``tool_use`` after a function call,
-  ``refusal`` after a refusal, else ``end_turn``; the usage, ``responses_usage``: the
-  input's cached tokens are cache reads) and ``message_stop``;
-  ``response.incomplete`` the same with ``max_tokens`` (``max_output_tokens``) or
-  ``refusal`` (``content_filter``).
+  ``output_item.done``) is a tool part named by its ``call_id``; a server that sends the
+  arguments only whole, in ``output_item.done``, works the same.
+* ``response.completed`` becomes ``Stop`` (``tool-calls`` after a function call,
+  ``content-filter`` after a refusal, else ``stop``; the usage, ``responses_usage``: the
+  input's cached tokens are cache reads) and ``MessageEnd``;
+  ``response.incomplete`` the same with ``length`` (``max_output_tokens``) or
+  ``content-filter`` (``content_filter``).
 * ``response.failed`` and an ``error`` event raise :class:`ResponseFailed`.
 
-Blocks are numbered in the order they start. What the translator knows (the response, the
-blocks open and their numbers) is :meth:`~ResponsesTranslator.snapshot`, small JSON: a
+Parts are numbered in the order they start. What the translator knows (the response, the
+parts open and their numbers) is :meth:`~ResponsesTranslator.snapshot`, small JSON: a
 worker that takes the generation over builds the same translator from it
 (:meth:`~ResponsesTranslator.resumed`) and goes on from the next event, as if it had read
 every event before.
@@ -36,14 +36,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.providers.openai_stream import block_delta, message_start
-from worker.usage import Usage, raw
+from worker.providers.parts import (
+    Delta,
+    MessageEnd,
+    MessageStart,
+    ModelEvent,
+    PartEnd,
+    PartKind,
+    PartStart,
+    Stop,
+    Usage,
+)
 
 __all__ = ["ResponseFailed", "ResponsesTranslator"]
 
-Raw = dict[str, Any]
+_INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content-filter"}
 
-_INCOMPLETE = {"max_output_tokens": "max_tokens", "content_filter": "refusal"}
+_KINDS: dict[str, PartKind] = {"thinking": "reasoning", "text": "text", "tool": "tool"}
+"""The part kind of each kind a snapshot names (its words are kept: a snapshot written by
+one version is read by the next, which takes the generation over)."""
 
 
 class ResponseFailed(Exception):
@@ -65,7 +76,7 @@ def _detail(error: dict[str, Any]) -> str:
 
 
 class ResponsesTranslator:
-    """One Responses stream as Anthropic raw events; see the module doc."""
+    """One Responses stream as neutral events; see the module doc."""
 
     def __init__(self, state: dict[str, Any] | None = None) -> None:
         state = state or {}
@@ -73,8 +84,8 @@ class ResponsesTranslator:
         self.model: str | None = state.get("model")
         self._next: int = int(state.get("next", 0))
         self._open: dict[str, list[Any]] = dict(state.get("open", {}))
-        """Each open block by ``output_index:sub``: ``[index, kind, call_id, name, args]``
-        (``args``: arguments were streamed for the call)."""
+        """Each open part by ``output_index:sub``: ``[index, kind, call_id, name, args]``
+        (``kind``: thinking, text or tool; ``args``: arguments were streamed for the call)."""
         self._calls: bool = bool(state.get("calls"))
         self._refused: bool = bool(state.get("refused"))
         self.finished = False
@@ -95,141 +106,124 @@ class ResponsesTranslator:
     def resumed(cls, state: dict[str, Any]) -> ResponsesTranslator:
         return cls(state)
 
-    def reopen(self, tool_inputs: dict[str, str]) -> list[Raw]:
-        """The raw events that bring a fresh mapper to where this translator is: the
-        message's start, each open block's start and, for an open call, the arguments
+    def reopen(self, tool_inputs: dict[str, str]) -> list[ModelEvent]:
+        """The events that bring a fresh mapper to where this translator is: the
+        message's start, each open part's start and, for an open call, the arguments
         already shown (``tool_inputs``, by call id). Their output is in the stream."""
-        out: list[Raw] = [self._message_start()]
+        out: list[ModelEvent] = [self._message_start()]
         for index, kind, call_id, name, _ in sorted(self._open.values()):
-            out.append(self._start(index, kind, call_id, name))
+            out.append(_start(index, kind, call_id, name))
             if kind == "tool" and tool_inputs.get(call_id):
-                out.append(_json(index, tool_inputs[call_id]))
+                out.append(Delta(index, tool_inputs[call_id]))
         return out
 
     # ---- events
 
-    def feed(self, event: dict[str, Any]) -> list[Raw]:
+    def feed(self, event: dict[str, Any]) -> list[ModelEvent]:
         kind = str(event.get("type") or "")
         handler = _HANDLERS.get(kind)
         return handler(self, event) if handler is not None else []
 
-    def _created(self, event: dict[str, Any]) -> list[Raw]:
+    def _created(self, event: dict[str, Any]) -> list[ModelEvent]:
         response = _dict(event.get("response"))
         self.response_id = response.get("id") or self.response_id
         self.model = response.get("model") or self.model
         return [self._message_start()]
 
-    def _message_start(self) -> Raw:
-        return message_start(self.response_id, self.model)
+    def _message_start(self) -> MessageStart:
+        return MessageStart(self.model)
 
-    def _open_block(self, key: str, kind: str, call_id: str = "", name: str = "") -> list[Raw]:
+    def _open_part(
+        self, key: str, kind: str, call_id: str = "", name: str = ""
+    ) -> list[ModelEvent]:
         if key in self._open:
             return []
         index = self._next
         self._next += 1
         self._open[key] = [index, kind, call_id, name, False]
-        return [self._start(index, kind, call_id, name)]
+        return [_start(index, kind, call_id, name)]
 
-    @staticmethod
-    def _start(index: int, kind: str, call_id: str, name: str) -> Raw:
-        block: dict[str, Any]
-        if kind == "thinking":
-            block = {"type": "thinking", "thinking": "", "signature": ""}
-        elif kind == "text":
-            block = {"type": "text", "text": ""}
-        else:
-            block = {"type": "tool_use", "id": call_id, "name": name, "input": {}}
-        return {"type": "content_block_start", "index": index, "content_block": block}
+    def _end(self, key: str) -> list[ModelEvent]:
+        part = self._open.pop(key, None)
+        return [] if part is None else [PartEnd(part[0])]
 
-    def _stop(self, key: str) -> list[Raw]:
-        block = self._open.pop(key, None)
-        return [] if block is None else [{"type": "content_block_stop", "index": block[0]}]
+    def _summary_added(self, event: dict[str, Any]) -> list[ModelEvent]:
+        return self._open_part(_key(event, "summary_index"), "thinking")
 
-    def _summary_added(self, event: dict[str, Any]) -> list[Raw]:
-        return self._open_block(_key(event, "summary_index"), "thinking")
-
-    def _summary_delta(self, event: dict[str, Any]) -> list[Raw]:
+    def _summary_delta(self, event: dict[str, Any]) -> list[ModelEvent]:
         out = self._summary_added(event)
-        block = self._open[_key(event, "summary_index")]
+        part = self._open[_key(event, "summary_index")]
         piece = event.get("delta")
         if isinstance(piece, str) and piece:
-            out.append(block_delta(block[0], {"type": "thinking_delta", "thinking": piece}))
+            out.append(Delta(part[0], piece))
         return out
 
-    def _summary_done(self, event: dict[str, Any]) -> list[Raw]:
-        return self._stop(_key(event, "summary_index"))
+    def _summary_done(self, event: dict[str, Any]) -> list[ModelEvent]:
+        return self._end(_key(event, "summary_index"))
 
-    def _part_added(self, event: dict[str, Any]) -> list[Raw]:
+    def _part_added(self, event: dict[str, Any]) -> list[ModelEvent]:
         kind = _dict(event.get("part")).get("type")
         if kind not in ("output_text", "refusal"):
             return []
         self._refused = self._refused or kind == "refusal"
-        return self._open_block(_key(event, "content_index"), "text")
+        return self._open_part(_key(event, "content_index"), "text")
 
-    def _text_delta(self, event: dict[str, Any]) -> list[Raw]:
+    def _text_delta(self, event: dict[str, Any]) -> list[ModelEvent]:
         key = _key(event, "content_index")
-        out = self._open_block(key, "text")
+        out = self._open_part(key, "text")
         self._refused = self._refused or event.get("type") == "response.refusal.delta"
         piece = event.get("delta")
         if isinstance(piece, str) and piece:
-            out.append(block_delta(self._open[key][0], {"type": "text_delta", "text": piece}))
+            out.append(Delta(self._open[key][0], piece))
         return out
 
-    def _part_done(self, event: dict[str, Any]) -> list[Raw]:
-        return self._stop(_key(event, "content_index"))
+    def _part_done(self, event: dict[str, Any]) -> list[ModelEvent]:
+        return self._end(_key(event, "content_index"))
 
-    def _item_added(self, event: dict[str, Any]) -> list[Raw]:
+    def _item_added(self, event: dict[str, Any]) -> list[ModelEvent]:
         item = _dict(event.get("item"))
         if item.get("type") != "function_call":
             return []
         self._calls = True
         call_id = str(item.get("call_id") or item.get("id") or "")
-        return self._open_block(_key(event, None), "tool", call_id, str(item.get("name") or ""))
+        return self._open_part(_key(event, None), "tool", call_id, str(item.get("name") or ""))
 
-    def _arguments_delta(self, event: dict[str, Any]) -> list[Raw]:
-        block = self._open.get(_key(event, None))
+    def _arguments_delta(self, event: dict[str, Any]) -> list[ModelEvent]:
+        part = self._open.get(_key(event, None))
         piece = event.get("delta")
-        if block is None or not isinstance(piece, str) or not piece:
+        if part is None or not isinstance(piece, str) or not piece:
             return []
-        block[4] = True
-        return [_json(block[0], piece)]
+        part[4] = True
+        return [Delta(part[0], piece)]
 
-    def _item_done(self, event: dict[str, Any]) -> list[Raw]:
+    def _item_done(self, event: dict[str, Any]) -> list[ModelEvent]:
         item = _dict(event.get("item"))
         key = _key(event, None)
-        block = self._open.get(key)
-        if item.get("type") != "function_call" or block is None:
+        part = self._open.get(key)
+        if item.get("type") != "function_call" or part is None:
             return []
-        out: list[Raw] = []
+        out: list[ModelEvent] = []
         arguments = item.get("arguments")
-        if not block[4] and isinstance(arguments, str) and arguments:
-            out.append(_json(block[0], arguments))  # sent whole, never streamed
-        return out + self._stop(key)
+        if not part[4] and isinstance(arguments, str) and arguments:
+            out.append(Delta(part[0], arguments))  # sent whole, never streamed
+        return out + self._end(key)
 
-    def _completed(self, event: dict[str, Any]) -> list[Raw]:
+    def _completed(self, event: dict[str, Any]) -> list[ModelEvent]:
         response = _dict(event.get("response"))
         reason = _dict(response.get("incomplete_details")).get("reason")
-        stop_reason = _INCOMPLETE.get(str(reason), "max_tokens") if reason else "end_turn"
-        if stop_reason == "end_turn" and self._calls:
-            stop_reason = "tool_use"
-        elif stop_reason == "end_turn" and self._refused:
-            stop_reason = "refusal"
-        out: list[Raw] = []
+        finish = _INCOMPLETE.get(str(reason), "length") if reason else "stop"
+        if finish == "stop" and self._calls:
+            finish = "tool-calls"
+        elif finish == "stop" and self._refused:
+            finish = "content-filter"
+        out: list[ModelEvent] = []
         for key in sorted(self._open, key=lambda k: self._open[k][0]):
-            out += self._stop(key)
-        counts = raw(responses_usage(_dict(response.get("usage"))))
+            out += self._end(key)
+        used = responses_usage(_dict(response.get("usage")))
         self.finished = True
-        return [
-            *out,
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                "usage": counts,
-            },
-            {"type": "message_stop"},
-        ]
+        return [*out, Stop(finish, str(reason) if reason else None, used), MessageEnd()]
 
-    def _failed(self, event: dict[str, Any]) -> list[Raw]:
+    def _failed(self, event: dict[str, Any]) -> list[ModelEvent]:
         error = _dict(_dict(event.get("response")).get("error")) or event
         raise ResponseFailed(_detail(error))
 
@@ -248,12 +242,12 @@ def responses_usage(usage: dict[str, Any]) -> Usage:
     )
 
 
+def _start(index: int, kind: str, call_id: str, name: str) -> PartStart:
+    return PartStart(index, _KINDS[kind], call_id=call_id, name=name)
+
+
 def _key(event: dict[str, Any], sub: str | None) -> str:
     return f"{event.get('output_index')}:{event.get(sub) if sub else 0}"
-
-
-def _json(index: int, piece: str) -> Raw:
-    return block_delta(index, {"type": "input_json_delta", "partial_json": piece})
 
 
 _HANDLERS = {

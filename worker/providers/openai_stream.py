@@ -1,5 +1,5 @@
-"""Chat Completions stream chunks -> Anthropic's raw stream events, so that one mapping
-(``worker.mapping``) turns every provider's stream into the contract's events.
+"""Chat Completions stream chunks -> the neutral vocabulary (``parts``), so that one
+mapping (``worker.mapping``) turns every provider's stream into the contract's events.
 
 Pure: feed each chunk's JSON (``chunk.model_dump()``) to :meth:`ChunkTranslator.feed`, and
 call :meth:`ChunkTranslator.end` when the stream ends::
@@ -9,20 +9,20 @@ call :meth:`ChunkTranslator.end` when the stream ends::
         yield from translator.feed(chunk)
     yield from translator.end()   # or IncompleteStream
 
-* The first chunk opens the message (``message_start``).
+* The first chunk opens the message (``MessageStart``).
 * ``reasoning_content`` or ``reasoning`` deltas (vLLM, DeepSeek, Ollama, OpenRouter) are a
-  thinking block, with no signature: nobody signs them.
-* ``content`` (and ``refusal``) deltas are a text block. Switching between thinking and
-  text stops one block and starts the next.
+  reasoning part, with no signature: nobody signs them.
+* ``content`` (and ``refusal``) deltas are a text part. Switching between reasoning and
+  text ends one part and starts the next.
 * A tool call is buffered by its ``index`` until its name is known, then started as a
-  ``tool_use`` block whose ``input_json_delta``\\ s carry the argument fragments. Tool
-  blocks are stopped (their input parsed) only when the stream ends, as the AI SDK does:
-  partial JSON can parse by coincidence. Ollama's whole-call-in-one-chunk works the same.
-* ``finish_reason`` becomes the ``stop_reason`` (``stop`` -> end_turn, ``length`` ->
-  max_tokens, ``tool_calls``/``function_call`` -> tool_use, ``content_filter`` -> refusal;
-  anything else is passed on, and the mapping makes it ``other``). ``stop`` after tool
-  calls is ``tool_use``: the client owes their results whatever the server says.
-* The usage chunk (``stream_options.include_usage``) becomes ``message_delta``'s usage
+  tool part whose deltas carry the argument fragments. Tool parts are ended (their input
+  parsed) only when the stream ends, as the AI SDK does: partial JSON can parse by
+  coincidence. Ollama's whole-call-in-one-chunk works the same.
+* ``finish_reason`` becomes the contract's (``stop``, ``length``, ``tool_calls`` and
+  ``function_call`` -> tool-calls, ``content_filter`` -> content-filter, anything else
+  ``other``). ``stop`` after tool calls is ``tool-calls``: the client owes their results
+  whatever the server says.
+* The usage chunk (``stream_options.include_usage``) is the usage of ``Stop``
   (``chat_usage``: the prompt's cached tokens are cache reads, the completion's
   reasoning tokens reasoning).
 * A stream that ends without ``finish_reason`` was cut short: ``IncompleteStream``.
@@ -36,19 +36,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.usage import Usage, raw
+from worker.providers.parts import (
+    Delta,
+    MessageEnd,
+    MessageStart,
+    ModelEvent,
+    PartEnd,
+    PartKind,
+    PartStart,
+    Stop,
+    Usage,
+)
 
-__all__ = ["STOP_REASONS", "ChunkTranslator", "IncompleteStream", "block_delta", "message_start"]
+__all__ = ["FINISH_REASONS", "ChunkTranslator", "IncompleteStream", "chat_usage"]
 
-Raw = dict[str, Any]
-
-STOP_REASONS = {
-    "stop": "end_turn",
-    "length": "max_tokens",
-    "tool_calls": "tool_use",
-    "function_call": "tool_use",
-    "content_filter": "refusal",
+FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool-calls",
+    "function_call": "tool-calls",
+    "content_filter": "content-filter",
 }
+"""The contract's ``finishReason`` for each ``finish_reason`` (any other: ``other``)."""
 
 
 class IncompleteStream(Exception):
@@ -64,7 +73,7 @@ class _Call:
     id: str | None = None
     name: str | None = None
     buffered: list[str] = field(default_factory=list)
-    index: int | None = None  # the content block's, once started
+    index: int | None = None  # the part's, once started
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -76,26 +85,27 @@ def _str(value: Any) -> str | None:
 
 
 class ChunkTranslator:
-    """One Chat Completions stream as Anthropic raw events; see the module doc."""
+    """One Chat Completions stream as neutral events; see the module doc."""
 
     def __init__(self, new_call_id: Callable[[], str] = _call_id) -> None:
         self._new_call_id = new_call_id
-        self._blocks = itertools.count()
+        self._parts = itertools.count()
         self._started = False
-        self._open: tuple[str, int] | None = None  # the thinking or text block open
+        self._open: tuple[PartKind, int] | None = None  # the reasoning or text part open
         self._calls: dict[Any, _Call] = {}
         self._finish: str | None = None
         self._refused = False
-        self._usage: dict[str, int] = raw(Usage())
+        self._usage = Usage()
 
-    def feed(self, chunk: dict[str, Any]) -> list[Raw]:
-        out: list[Raw] = []
+    def feed(self, chunk: dict[str, Any]) -> list[ModelEvent]:
+        out: list[ModelEvent] = []
         if not self._started:
             self._started = True
-            out.append(message_start(chunk.get("id"), chunk.get("model")))
+            model = chunk.get("model")
+            out.append(MessageStart(model if isinstance(model, str) else None))
         usage = _dict(chunk.get("usage"))
         if usage:
-            self._usage = raw(chat_usage(usage))
+            self._usage = chat_usage(usage)
         for raw_choice in chunk.get("choices") or []:
             choice = _dict(raw_choice)
             if choice.get("index", 0) != 0:
@@ -105,17 +115,17 @@ class ChunkTranslator:
                 self._finish = choice["finish_reason"]
         return out
 
-    def _delta(self, delta: dict[str, Any]) -> list[Raw]:
-        out: list[Raw] = []
+    def _delta(self, delta: dict[str, Any]) -> list[ModelEvent]:
+        out: list[ModelEvent] = []
         thought = _str(delta.get("reasoning_content")) or _str(delta.get("reasoning"))
         if thought:
-            out += self._switch_to("thinking")
-            out.append(block_delta(self._index(), {"type": "thinking_delta", "thinking": thought}))
+            out += self._switch_to("reasoning")
+            out.append(Delta(self._index(), thought))
         for key in ("content", "refusal"):
             if piece := _str(delta.get(key)):
                 self._refused = self._refused or key == "refusal"
                 out += self._switch_to("text")
-                out.append(block_delta(self._index(), {"type": "text_delta", "text": piece}))
+                out.append(Delta(self._index(), piece))
         calls = delta.get("tool_calls")
         if isinstance(calls, list) and calls:
             out += self._switch_to(None)
@@ -127,25 +137,20 @@ class ChunkTranslator:
         assert self._open is not None
         return self._open[1]
 
-    def _switch_to(self, kind: str | None) -> list[Raw]:
+    def _switch_to(self, kind: PartKind | None) -> list[ModelEvent]:
         if self._open is not None and self._open[0] == kind:
             return []
-        out: list[Raw] = []
+        out: list[ModelEvent] = []
         if self._open is not None:
-            out.append({"type": "content_block_stop", "index": self._open[1]})
+            out.append(PartEnd(self._open[1]))
             self._open = None
         if kind is not None:
-            index = next(self._blocks)
+            index = next(self._parts)
             self._open = (kind, index)
-            block = (
-                {"type": "thinking", "thinking": "", "signature": ""}
-                if kind == "thinking"
-                else {"type": "text", "text": ""}
-            )
-            out.append({"type": "content_block_start", "index": index, "content_block": block})
+            out.append(PartStart(index, kind))
         return out
 
-    def _tool_call(self, delta: dict[str, Any]) -> list[Raw]:
+    def _tool_call(self, delta: dict[str, Any]) -> list[ModelEvent]:
         key = delta.get("index")
         if key is None:  # no index: its id, else the call in progress
             key = _str(delta.get("id")) or next(reversed(self._calls), 0)
@@ -157,20 +162,16 @@ class ChunkTranslator:
             call.buffered.append(arguments)
         if call.name is None:
             return []  # wait for the name
-        out: list[Raw] = []
+        out: list[ModelEvent] = []
         if call.index is None:
-            call.index = next(self._blocks)
+            call.index = next(self._parts)
             call.id = call.id or self._new_call_id()
-            block = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
-            out.append({"type": "content_block_start", "index": call.index, "content_block": block})
-        out += [
-            block_delta(call.index, {"type": "input_json_delta", "partial_json": piece})
-            for piece in call.buffered
-        ]
+            out.append(PartStart(call.index, "tool", call_id=call.id, name=call.name))
+        out += [Delta(call.index, piece) for piece in call.buffered]
         call.buffered.clear()
         return out
 
-    def end(self) -> list[Raw]:
+    def end(self) -> list[ModelEvent]:
         """The events that close the message, once the stream has ended."""
         if self._finish is None:
             raise IncompleteStream("the model stream ended without a finish_reason")
@@ -178,22 +179,16 @@ class ChunkTranslator:
             raise IncompleteStream("the model stream had a tool call without a name")
         out = self._switch_to(None)
         out += [
-            {"type": "content_block_stop", "index": call.index}
+            PartEnd(call.index)
             for call in sorted(self._calls.values(), key=lambda c: c.index or 0)
+            if call.index is not None
         ]
-        stop_reason = STOP_REASONS.get(self._finish, self._finish)
-        if stop_reason == "end_turn" and self._calls:
-            stop_reason = "tool_use"
-        elif stop_reason == "end_turn" and self._refused:
-            stop_reason = "refusal"
-        out.append(
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                "usage": dict(self._usage),
-            }
-        )
-        out.append({"type": "message_stop"})
+        finish = FINISH_REASONS.get(self._finish, "other")
+        if finish == "stop" and self._calls:
+            finish = "tool-calls"
+        elif finish == "stop" and self._refused:
+            finish = "content-filter"
+        out += [Stop(finish, self._finish, self._usage), MessageEnd()]
         return out
 
 
@@ -214,25 +209,3 @@ def chat_usage(usage: dict[str, Any]) -> Usage:
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def block_delta(index: int, delta: dict[str, Any]) -> Raw:
-    """A ``content_block_delta`` raw event."""
-    return {"type": "content_block_delta", "index": index, "delta": delta}
-
-
-def message_start(message_id: Any, model: Any) -> Raw:
-    """The ``message_start`` raw event of a message that has no usage yet."""
-    return {
-        "type": "message_start",
-        "message": {
-            "id": message_id,
-            "type": "message",
-            "role": "assistant",
-            "content": [],
-            "model": model,
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": raw(Usage()),
-        },
-    }
