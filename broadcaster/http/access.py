@@ -402,12 +402,14 @@ async def credential_first(request: Request, use: tokens.ChatUse) -> None:
 
 UNREAD_BODY_BYTES = 64 * 1024
 """A refused request announcing a larger body (or a chunked one) has its connection
-closed rather than its body read to keep the connection alive."""
+closed rather than its body parsed to keep the connection alive."""
 
 
 def unread_body_closes(request: Request) -> dict[str, str]:
     """``Connection: close`` for an answer given before a large body was read: the
-    server then stops reading it, instead of receiving megabytes it will drop."""
+    transport then closes the connection lingering (what the client still sends is
+    dropped unparsed, for a bounded time: ``transport/linger.py``), so the client reads
+    the answer rather than a reset."""
     declared = request.headers.get("content-length", "")
     chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
     large = declared.isdigit() and int(declared) > UNREAD_BODY_BYTES

@@ -8,9 +8,12 @@ reach it through uvicorn's ASGI cycle with the scope extensions ``seam`` names.
 - ``fast``: what the connection asks before a request goes to the app (``FastPath``):
   whether to answer a viewer from the parser's callback, and how (``Opening``).
 - ``wire``: uvicorn's httptools protocol with what the front-end adds: direct writes,
-  detached responses, the fast path, pipelining kept in order, limits on the head.
+  detached responses, the fast path, pipelining kept in order, limits on the head, a
+  lingering close.
 - ``cycles``: uvicorn's request cycle extended: a response that outlives its task, the
   ``Connection`` bound to it, writes held and sent as one.
+- ``linger``: a lingering close: an answer written before its request's body was read
+  reaches the client, what it still sends dropped unparsed, for a bounded time.
 - ``turns``: viewers waiting for their turn at the admission rate, on one timer.
 - ``serving``: uvicorn's server with a drain first and a shutdown that does not hang.
 - ``gcfreeze``: full garbage collections that scan only what is new.

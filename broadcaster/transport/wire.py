@@ -46,6 +46,7 @@ from broadcaster.transport.cycles import (
     Pipeline,
 )
 from broadcaster.transport.fast import FastPath, Opening
+from broadcaster.transport.linger import ClosesLingering, Lingering
 from broadcaster.transport.seam import CONNECTION, DIRECT_WRITE_LIMIT
 from broadcaster.transport.turns import TURNS_TICK, Turns
 
@@ -148,6 +149,9 @@ class DirectWriteProtocol(HttpToolsProtocol):
     _turns: Turns | None = None
     _made_for: Any = None
     """The config whose server this class has made a connection for (``__init__``)."""
+    _linger: Lingering | None = None
+    """Once an answer is written before its request's body was read: the connection's
+    lingering close (what the client still sends is dropped unparsed: ``linger``)."""
 
     def __init__(
         self,
@@ -218,7 +222,11 @@ class DirectWriteProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         """Feed the parser, counting the bytes of a head still incomplete: past
         ``max_head`` the request is refused (431) and the connection closed, so a header
-        of megabytes costs at most ``max_head`` and one read of memory."""
+        of megabytes costs at most ``max_head`` and one read of memory. Once the
+        connection lingers, what comes is dropped, never parsed."""
+        if self._linger is not None:
+            self._linger.drop(data)
+            return
         if self._refused:
             return
         if self._head >= 0:
@@ -262,6 +270,8 @@ class DirectWriteProtocol(HttpToolsProtocol):
         offer.cycle = cycle
         if cycle is not None and not cycle.message_event.is_set():
             cycle.message_event = LazyEvent()
+        if cycle is not None and self.parser.get_method() not in _BODILESS:
+            cycle.transport = ClosesLingering(cycle.transport, self._close_after_answer)
 
     def on_body(self, body: bytes) -> None:
         if self._refused:
@@ -288,7 +298,32 @@ class DirectWriteProtocol(HttpToolsProtocol):
         cycle = getattr(self, "cycle", None)
         if cycle is None or cycle.response_complete:  # else a response is under way
             self.transport.write(_head_refusal(self.max_head))
+            self._lingering()
+            return
         self.transport.close()
+
+    def _close_after_answer(self) -> None:
+        """A response's close (its cycle's transport: ``ClosesLingering``): lingering
+        while its request's body is still coming (``linger``), else at once."""
+        cycle = self.cycle
+        if self._linger is not None:
+            return  # closing already, once the client stops or the linger is over
+        if cycle is not None and cycle.more_body and not self.transport.is_closing():
+            self._lingering()
+            return
+        self.transport.close()
+
+    def _lingering(self) -> None:
+        self.flow.resume_reading()  # what uvicorn paused, for a body nobody read
+        self._linger = Lingering(self.transport, self.loop)
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, but a lingering connection is closing: no request follows, and no
+        keep-alive timer is armed."""
+        if self._linger is not None:
+            self.server_state.total_requests += 1
+            return
+        super().on_response_complete()
 
     def on_message_begin(self) -> None:
         if self._pending or self._waiting is not None:
@@ -551,6 +586,8 @@ class DirectWriteProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._waiting = None
+        if self._linger is not None:
+            self._linger.close()
         super().connection_lost(exc)
         self._lost = True
         callback, self._on_lost = self._on_lost, None
@@ -621,6 +658,9 @@ def set_options(sock: Any, notsent_lowat: int, sndbuf: int) -> bool:
         return False
     return True
 
+
+_BODILESS = (b"GET", b"HEAD")
+"""Methods whose requests carry no body to leave unread (``ClosesLingering``)."""
 
 MAX_HEADERS = 256
 """The most header lines a request may carry (431 beyond)."""

@@ -116,3 +116,36 @@ async def test_large_bodies_past_the_pools_room_are_503_busy_and_the_pool_recove
     for _ in range(3):
         assert (await post()).status_code == 422
     assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_a_refusal_before_a_large_body_is_read_reaches_the_client_whole(
+    client: httpx.AsyncClient,
+) -> None:
+    """The answer is written before the body is read; the connection then reads and
+    drops what the client still sends, so that a client sending its body to the end (as
+    httpx does) reads the answer, never a reset. Meanwhile the front-end answers others."""
+    big = b'{"id":"c","messages":["' + b"y" * 12_000_000 + b'"]}'
+    over = b" " * (16 * 1024 * 1024 + 1)  # past the chat routes' bound: 413 unread
+    stop = asyncio.Event()
+    health: list[int] = []
+
+    async def probe() -> None:
+        async with httpx.AsyncClient(base_url=str(client.base_url), timeout=30) as other:
+            while not stop.is_set():
+                health.append((await other.get("/healthz")).status_code)
+
+    probing = asyncio.create_task(probe())
+    answers = []
+    try:
+        for path in ["/v1/chat", RUN] * 3:
+            # A new connection each: each answer closes its own.
+            async with httpx.AsyncClient(base_url=str(client.base_url), timeout=60) as one:
+                r = await one.post(path, content=big, headers={"content-type": "application/json"})
+                answers.append((r.status_code, r.json()["error"]))
+                r = await one.post("/v1/chat", content=over, headers=ADMIN)
+                answers.append((r.status_code, r.json()["error"]))
+    finally:
+        stop.set()
+        await probing
+    assert answers == [(401, "unauthorized"), (413, "too_large")] * 6
+    assert health and set(health) == {200}

@@ -46,7 +46,8 @@ PINNED: dict[str, tuple[str, str]] = {
     ),
     f"{HTTP}:HttpToolsProtocol.on_response_complete": (
         "64e254f28e389e76",
-        "wire._finish (calls it through on_response: the pipeline's next request)",
+        "wire._finish (calls it through on_response: the pipeline's next request), "
+        "wire.on_response_complete (a lingering connection takes no next request)",
     ),
     f"{HTTP}:HttpToolsProtocol._start_asgi_task": ("9c08c2571ae9b038", "wire._start_asgi_task"),
     f"{HTTP}:HttpToolsProtocol.shutdown": (
