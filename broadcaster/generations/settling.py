@@ -3,6 +3,12 @@ when the wake channels say a generation ended (``end <id>``), and by a sweep of 
 unsettled sets for those no wake named (the wake connection was down, every front-end
 was restarting, a queue was full). Every front-end hears every end and tries; the
 ledger counts each generation once.
+
+A sweep after a miss (the wake channels lost or just joined, an end left to the sweep)
+reads every group's set. The periodic one, a safety net for what no miss announced,
+reads ``SWEEP_GROUPS`` groups a round, the same ones on every front-end at the same
+time: all of them within ``SLOT_GROUPS / SWEEP_GROUPS`` rounds, and an idle deployment
+sends a handful of commands a minute, not one per group.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ others within milliseconds."""
 
 SWEEP_COUNT = 500
 """Generations a sweep takes from one set per round."""
+
+SWEEP_GROUPS = 8
+"""Groups' sets a periodic sweep reads (of ``keys.SLOT_GROUPS``)."""
 
 
 class Settler:
@@ -73,15 +82,19 @@ class Settler:
         outage = contain.Outage("settling the usage of ended generations", log)
         loop = asyncio.get_running_loop()
         next_sweep = loop.time() + self.sweep_every
+        left = self.left
         while True:
             try:
                 wait = max(0.0, next_sweep - loop.time())
                 stream_id = await self._next(wait)
-                if stream_id is not None:
+                if stream_id:
                     await self._settle(stream_id)
-                elif await lock.take():
+                    continue
+                whole = stream_id == "" or self.left != left
+                left = self.left
+                if await lock.take():
                     next_sweep = loop.time() + self.sweep_every
-                    await self.sweep()
+                    await self.sweep(None if whole else self._turn())
                 else:
                     next_sweep = loop.time() + self.sweep_every
                 outage.ok()
@@ -91,21 +104,31 @@ class Settler:
                 contain.loop_failed("settle-usage", log)
 
     async def _next(self, wait: float) -> str | None:
-        """The next end heard, or None when a sweep is due (``wait`` passed, or missed)."""
+        """The next end heard; ``""`` when ends were missed (a whole sweep is due), None
+        when ``wait`` passed (a periodic one is)."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
-                return await self.ended.get() or None
+                return await self.ended.get()
         return None
+
+    def _turn(self) -> list[str]:
+        """The groups' sets this periodic round reads: by the clock, so that every
+        front-end taking the round reads the next ones."""
+        every = keys.unsettled_keys()
+        rounds = max(1, len(every) // SWEEP_GROUPS)
+        at = int(time.time() // self.sweep_every) % rounds
+        return every[at * SWEEP_GROUPS : (at + 1) * SWEEP_GROUPS]
 
     async def _settle(self, stream_id: str) -> None:
         settled = await self.ledger.settle(stream_id)
         if settled is not None:
             self.on_settled(settled)
 
-    async def sweep(self) -> int:
-        """Settle what ended more than the grace ago and is still unsettled; how many."""
+    async def sweep(self, which: list[str] | None = None) -> int:
+        """Settle what ended more than the grace ago and is still unsettled, in the sets
+        ``which`` (every group's by default); how many."""
         before = int(time.time() * 1000) - self.grace_ms
-        which = keys.unsettled_keys()
+        which = keys.unsettled_keys() if which is None else which
         async with self.ledger.redis.pipeline(transaction=False) as pipe:
             for key in which:
                 pipe.zrangebyscore(key, "-inf", before, start=0, num=SWEEP_COUNT)

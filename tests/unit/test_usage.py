@@ -116,3 +116,24 @@ def test_a_day_read_back_by_model() -> None:
     assert (claude.provider, claude.model, claude.generations) == ("anthropic", "claude", 2)
     assert claude.usage == Usage(input=30, output=10)
     assert claude.body()["total_tokens"] == 40 and gpt.model == "gpt"
+
+
+def test_the_periodic_sweep_reads_a_few_groups_and_every_group_in_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An idle deployment's sweep reads ``SWEEP_GROUPS`` sets a round, the same on every
+    front-end at the same time, and every set within ``SLOT_GROUPS / SWEEP_GROUPS``
+    rounds."""
+    from broadcaster.core import keys
+    from broadcaster.generations import settling
+
+    settler = settling.Settler(None, lambda _: None, sweep_every=60.0)  # type: ignore[arg-type]
+    seen: list[str] = []
+    rounds = keys.SLOT_GROUPS // settling.SWEEP_GROUPS
+    for at in range(rounds):
+        monkeypatch.setattr(settling.time, "time", lambda at=at: 1_000_020.0 + 60.0 * at)
+        turn = settler._turn()
+        assert len(turn) == settling.SWEEP_GROUPS
+        assert settler._turn() == turn  # another front-end in the same minute: the same
+        seen += turn
+    assert sorted(seen) == sorted(keys.unsettled_keys())
