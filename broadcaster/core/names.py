@@ -254,6 +254,15 @@ DS_READ_OFFSET_GRAMMAR = rf"(-1|now|{DS_OFFSET_GRAMMAR})"
 """What a read may start from (``ds_offset``)."""
 DS_READ_OFFSET_PATTERN = _published(DS_READ_OFFSET_GRAMMAR)
 
+CHATS_CURSOR_GRAMMAR = rf"[0-9]{{1,15}}\.{STREAM_ID_GRAMMAR}"
+"""A page's cursor of ``GET /v1/chats``, as ``older`` gives it: when its last chat
+changed (ms), and its id."""
+CHATS_CURSOR_PATTERN = _published(CHATS_CURSOR_GRAMMAR)
+
+DAY_GRAMMAR = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+"""A UTC day, ``YYYY-MM-DD`` (``GET /v1/usage``'s ``from`` and ``to``)."""
+DAY_PATTERN = _published(DAY_GRAMMAR)
+
 
 def ds_offset(value: str) -> tuple[int, int] | Literal["-1", "now"] | None:
     """A Durable Streams offset a client sent: ``-1``, ``now``, or ``<seq>_<tag>`` (1 to

@@ -184,6 +184,9 @@ REFUSED_THOUGH_VALID: dict[str, dict[int, str]] = {
     "PUT /v1/chat/{chat_id}/messages": {
         422: "UI messages of parts a submit refuses (the same rules as POST /v1/chat's)",
     },
+    "GET /v1/usage": {
+        422: "a day that is no date (2026-13-45), to before from, more days than kept"
+    },
     "GET /v1/events": {400: "a request must name a stream or a prefix: neither is 400"},
     "PUT /v1/stream/{path}": {
         400: "Stream-TTL with Stream-Expires-At; Stream-Fork-* without Stream-Forked-From",

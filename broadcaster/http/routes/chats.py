@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 
 from broadcaster.chat.owners import Listed
 from broadcaster.chat.records import ChatRecord
-from broadcaster.core import keys
+from broadcaster.core import keys, names
 from broadcaster.core.eventlog import EventLog
 from broadcaster.http import openapi, openapi_chats
 from broadcaster.http.access import credential_first
@@ -35,8 +35,6 @@ LIST_MAX = 100
 """The most chats a page of ``GET /v1/chats`` holds."""
 OWNER_MAX = 256
 CURSOR_MAX = 100
-CURSOR = r"^[0-9]{1,15}\.[A-Za-z0-9_-]{1,64}$"
-"""A page's cursor, as ``older`` gives it: when its last chat changed (ms), its id."""
 
 _STATUS = {"queued": "running", "running": "running", "waiting": "waiting"}
 """A latest generation's status as the list says it (any other: ``finished``)."""
@@ -68,7 +66,9 @@ async def list_chats(
     event_log: EventLogDep,
     owners: OwnersDep,
     limit: Annotated[int, Query(ge=1, le=LIST_MAX)] = 20,
-    before: Annotated[str | None, Query(pattern=CURSOR, max_length=CURSOR_MAX)] = None,
+    before: Annotated[
+        str | None, Query(pattern=names.CHATS_CURSOR_PATTERN, max_length=CURSOR_MAX)
+    ] = None,
     owner: Annotated[str | None, Query(min_length=1, max_length=OWNER_MAX)] = None,
 ) -> JSONResponse:
     """The caller's chats, newest first: ``id``, ``title`` (from its first user text),

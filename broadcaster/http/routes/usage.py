@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from broadcaster.core import names
 from broadcaster.core.events import Usage
 from broadcaster.generations.ledger import ModelUse, today
 from broadcaster.http import openapi
@@ -35,8 +36,8 @@ async def usage(
     ledger: LedgerDep,
     settings: SettingsDep,
     user: Annotated[str, Query(min_length=1, max_length=USER_MAX)],
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: Annotated[str | None, Query()] = None,
+    from_: Annotated[str | None, Query(alias="from", pattern=names.DAY_PATTERN)] = None,
+    to: Annotated[str | None, Query(pattern=names.DAY_PATTERN)] = None,
 ) -> JSONResponse:
     """``user``'s usage from ``from`` to ``to`` (UTC days, ``YYYY-MM-DD``, both
     included; each defaults to the other, and both to today). A user is ``sub:<sub>``
