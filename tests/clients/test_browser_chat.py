@@ -274,7 +274,7 @@ def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(tmp_path: Path, acc
     assert set(kept["output"]) == {"words", "characters"}
     assert approved[9]["text"] == _texts(history[9]) == generations[4]["text"]
     # Pane 2 sent the decision and read the rest live. Pane 1 follows it from the chat's
-    # stream of turns: live too, or, when the rest had ended before it read the chat,
+    # lifecycle feed: live too, or, when the rest had ended before it read the chat,
     # from the chat's status (no finish reason).
     assert [p["outcome_text"] for p in result["approved"]] in (
         ["finished: stop"] * 2,

@@ -7,13 +7,12 @@
 // pane loads the messages from the server and resumes the running answer. Stop asks the
 // server to cancel (POST /v1/chat/{id}/stop); every pane then sees the answer end with
 // `abort`. Closing or reloading the page never cancels anything. History comes newest
-// page first (GET /v1/chat/{id}/messages?limit=), older pages on demand; the chat's own
-// stream (GET /v1/chat/{id}/events) tells the page of a turn started in another tab.
-// Beside the panes, the list of the caller's chats (list.mjs).
+// page first (GET /v1/chat/{id}/messages?limit=), older pages on demand. Beside the
+// panes, the list of the caller's chats (list.mjs), whose one connection (GET
+// /v1/chats/events) also tells the page of a turn started in another tab.
 
 import { ChatList } from "./list.mjs";
 import { ChatPane } from "./pane.mjs";
-import { ChatTurns } from "./turns.mjs";
 
 const API = "/v1/chat";
 const PAGE = 50; // messages per history page: the newest first, older ones on demand
@@ -59,27 +58,21 @@ class ChatSession {
       return new ChatPane(section, `Pane ${i + 1}`, this);
     });
     this.seen = new Set(); // the generations the panes already show or follow
-    this.turns = null;
     this.onActive = null; // told when the chat is known to the server (its first submit)
   }
 
-  // Follow the chat's own stream (once): from the start for a chat opened by its address,
-  // from its first submit for a chat this page made (nobody else knows of it before).
-  followTurns() {
-    this.turns =
-      this.turns ||
-      new ChatTurns(
-        this.url("/events"),
-        () => this.headers(),
-        (turn) => this.announced(turn),
-        () => this.decided(),
-      );
+  // An event of the caller's lifecycle feed (the list's, list.mjs), this chat's only: a
+  // turn started anywhere (another tab, another device) is followed; a turn ended is read
+  // by the panes whose answer ended at a wait for a person (decided in another tab, it
+  // went on), which then show all of it and how it ended.
+  lifecycle(event) {
+    if (event.chatId !== this.chatId) return;
+    if (event.type === "chat-turn-started") this.announced(event);
+    else if (event.type === "chat-turn-finished") this.ended();
   }
 
-  // An approval was decided (here or in another tab): a pane whose answer ended at the
-  // wait (its own submit's answer ends there) follows the answer as it goes on.
-  decided() {
-    for (const pane of this.panes) if (!pane.busy() && !pane.sending) pane.follow();
+  ended() {
+    for (const pane of this.panes) if (!pane.busy() && !pane.sending && pane.waits()) pane.follow();
   }
 
   // A turn began (here or in another tab): the panes not busy with it load and follow it.
@@ -176,7 +169,6 @@ class ChatSession {
 
   // A pane's own message has begun to stream: the other panes follow it.
   started(sender) {
-    this.followTurns();
     if (this.onActive) this.onActive();
     for (const pane of this.panes) if (pane !== sender) pane.follow();
   }
@@ -191,7 +183,7 @@ class ChatSession {
   }
 
   close() {
-    return Promise.all([this.turns && this.turns.close(), ...this.panes.map((p) => p.close())]);
+    return Promise.all(this.panes.map((p) => p.close()));
   }
 }
 
@@ -221,7 +213,9 @@ function main() {
   // the first submit): its requests then carry the chat's credential.
   function showList() {
     const listEl = root.querySelector("#chat-list");
-    if (listEl && !list) list = new ChatList(listEl, () => listQuery(session));
+    if (listEl && !list) {
+      list = new ChatList(listEl, () => listQuery(session), (event) => session && session.lifecycle(event));
+    }
   }
 
   function show() {
@@ -246,7 +240,6 @@ function main() {
     // A reload, or a chat opened from its address: show it and resume its answer.
     if (!created.has(chatId)) {
       session.followAll();
-      session.followTurns();
       showList();
     }
   }

@@ -1,18 +1,21 @@
 // The chat tab's list of chats: the caller's chats, newest first (GET /v1/chats), kept
 // up to date by one connection that carries their lifecycle alone (GET /v1/chats/events:
 // a turn started, waiting for a person, finished, a chat deleted), not one per chat. Each
-// entry opens its chat (#chat=<id>).
+// entry opens its chat (#chat=<id>). The same connection tells the chat on show of its
+// own turns (`onEvent`): the page holds one feed, not one per chat besides the list's
+// (a browser gives a site six HTTP/1.1 connections, shared by its tabs).
 
-import { frames } from "./turns.mjs";
+import { frames } from "./frames.mjs";
 
 const STATUS = { running: "…", waiting: "waiting", finished: "" };
 
 export class ChatList {
   // `el`: the list's element; `query()`: the list's headers and owner, as a promise
-  // ({headers, owner}).
-  constructor(el, query) {
+  // ({headers, owner}); `onEvent(event)`: told each lifecycle event.
+  constructor(el, query, onEvent = () => {}) {
     this.el = el;
     this.query = query;
+    this.onEvent = onEvent;
     this.controller = new AbortController();
     this.lastId = null;
     this.pending = null;
@@ -69,7 +72,9 @@ export class ChatList {
         if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
         for await (const frame of frames(res.body)) {
           if (frame.id) this.lastId = frame.id;
-          if (frame.data.startsWith('{"type":"chat-')) this.refresh();
+          if (!frame.data.startsWith('{"type":"chat-')) continue;
+          this.refresh();
+          this.onEvent(JSON.parse(frame.data));
         }
       } catch {
         // dropped or refused: again shortly, from the last event seen

@@ -79,6 +79,14 @@ export class ChatPane {
     return this.chat.status === "submitted" || this.chat.status === "streaming";
   }
 
+  // Its answer ended at a tool call that waits for a person (decided elsewhere, it goes
+  // on without this pane knowing).
+  waits() {
+    const last = this.chat.messages.at(-1);
+    const asked = ["approval-requested", "approval-responded"];
+    return last?.role === "assistant" && last.parts.some((p) => asked.includes(p.state));
+  }
+
   onChunk(chunk) {
     if (chunk.type === "start") {
       this.setOutcome("streaming", "");
