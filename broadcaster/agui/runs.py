@@ -28,7 +28,7 @@ MAX_RESUME = 64
 
 
 class AgMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     id: str = Field(min_length=1, max_length=256)
     role: str = Field(min_length=1, max_length=32)
     content: Any = None
@@ -37,7 +37,7 @@ class AgMessage(BaseModel):
 
 
 class ResumeEntry(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     interruptId: str = Field(min_length=1, max_length=256)
     status: Literal["resolved", "cancelled"]
     payload: Any = None
@@ -46,7 +46,7 @@ class ResumeEntry(BaseModel):
 class RunInput(BaseModel):
     """``RunAgentInput`` as CopilotKit's runtime routes take it."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     threadId: str = Field(pattern=names.STREAM_ID_PATTERN)
     runId: str = Field(min_length=1, max_length=256)
     messages: list[AgMessage] = Field(default_factory=list, max_length=MAX_MESSAGES)

@@ -79,16 +79,16 @@ def _decision(approved: bool, reason: str | None) -> str:
 class ApprovalBody(BaseModel):
     """A decision on a tool call a generation waits on."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
     approvalId: str = Field(min_length=1, max_length=256)
     approved: StrictBool
     """JSON ``true`` or ``false`` only: ``"yes"`` or ``0`` decide nothing (422)."""
     reason: str | None = Field(None, max_length=4096)
     toolCallId: str | None = Field(None, min_length=1, max_length=256)
-    """The call decided on: refused (409) unless it is the approval's."""
+    """The call decided on: 409 ``approval_mismatch`` unless it is the approval's."""
     inputHash: str | None = Field(None, min_length=64, max_length=64)
-    """The approved input's hash (``binding.input_hash``): refused (409) unless it is
-    the approval's input's."""
+    """SHA-256 (hex) of the approved input's RFC 8785 JSON (``binding.input_hash``): 409
+    ``approval_mismatch`` unless it is the approval's input's (docs/resuming.md)."""
 
 
 def parse_decision(body: Any) -> ApprovalBody:

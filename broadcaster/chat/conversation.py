@@ -22,7 +22,6 @@ from typing import Any
 from broadcaster.chat import binding
 from broadcaster.chat.approvals import Approvals, Expired, Mismatch, NoSuchApproval, WaitEnded
 from broadcaster.chat.convert import (
-    GENERATION_FIELDS,
     ChatBody,
     approval_responses,
     response_message_id,
@@ -293,7 +292,7 @@ async def enqueue(
 
 def fields(chat: ChatBody) -> dict[str, Any]:
     """The body's generation fields, for a message that starts later."""
-    return {k: v for k, v in (chat.model_extra or {}).items() if k in GENERATION_FIELDS}
+    return dict(chat.options)
 
 
 async def steer(

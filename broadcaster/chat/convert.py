@@ -32,32 +32,23 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from broadcaster.core import names
-from broadcaster.generations.request import Defaults, RequestInvalid, validate_request
-
-GENERATION_FIELDS = frozenset(
-    {
-        "model",
-        "max_tokens",
-        "system",
-        "provider",
-        "metadata",
-        "tools",
-        "tool_choice",
-        "thinking",
-        "temperature",
-        "top_p",
-        "top_k",
-        "stop_sequences",
-        "service_tier",
-        "max_steps",
-        "abandon_after_seconds",
-        "webhook_url",
-    }
+from broadcaster.generations.request import (
+    Defaults,
+    GenerationOptions,
+    RequestInvalid,
+    validate_request,
 )
-"""Fields of a chat body passed on to the generation request (checked there)."""
 
 _TOOL_CALLED = frozenset(
     {
@@ -85,27 +76,58 @@ class UIPart(BaseModel):
     """One part of a UI message: a ``type``; the rest depends on it (fields a newer AI
     SDK adds are let through)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     type: str = Field(min_length=1, max_length=200)
 
 
 class UIMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """A UI message of the AI SDK (``UIMessage``)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
     id: str = Field(min_length=1, max_length=256)
     role: Literal["system", "user", "assistant"]
     parts: list[UIPart]
 
 
-class ChatBody(BaseModel):
-    """``POST /v1/chat``: what ``DefaultChatTransport`` sends (``WorkflowChatTransport``
-    sends only ``messages`` and the app's ``body``), plus generation fields."""
+GENERATION_FIELDS = frozenset(GenerationOptions.model_fields)
+"""Fields of a chat body passed on to the generation request (checked again there)."""
 
-    model_config = ConfigDict(extra="allow")
-    id: str = Field(pattern=names.STREAM_ID_PATTERN)
+
+class ChatBody(GenerationOptions):
+    """``POST /v1/chat``: what the AI SDK's ``DefaultChatTransport`` sends
+    (``WorkflowChatTransport`` sends ``messages`` and the app's ``body``), and the
+    generation's options, which an app sets with the transport's ``body``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
+    id: str = Field(default_factory=names.new_id, pattern=names.STREAM_ID_PATTERN)
+    """The chat (without ``id`` or ``chatId``, the server names a new one)."""
+    chatId: str | None = Field(None, pattern=names.STREAM_ID_PATTERN)
+    """The chat, as an app's ``body`` may name it for ``WorkflowChatTransport``: read when
+    there is no ``id``."""
     messages: list[UIMessage] = Field(min_length=1)
+    """The whole chat as the client holds it, oldest first."""
     trigger: Literal["submit-message", "regenerate-message"] = "submit-message"
     messageId: str | None = Field(None, max_length=256)
     multitask: Literal["reject", "enqueue", "interrupt", "steer"] | None = None
+    """What a message sent while the chat's answer runs does (docs/api/chat.md)."""
+    _options: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _named(cls, data: Any, handler: ModelWrapValidatorHandler[ChatBody]) -> ChatBody:
+        """The chat ``chatId`` names when there is no ``id``; the generation's options
+        kept as sent, for its request (``options``)."""
+        if isinstance(data, dict) and "id" not in data and data.get("chatId") is not None:
+            data = {**data, "id": data["chatId"]}
+        chat = handler(data)
+        if isinstance(data, dict):
+            chat._options = {k: v for k, v in data.items() if k in GENERATION_FIELDS}
+        return chat
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The generation's options as the body gave them (the request keeps them so)."""
+        return self._options
 
 
 RUN_SEPARATOR = names.RUN_SEPARATOR
@@ -142,11 +164,9 @@ def with_chat_id(body: Any, new_id: Callable[[], str]) -> dict[str, Any]:
             "the body must be a JSON object", [{"loc": [], "msg": "not an object"}]
         )
     found: dict[str, Any] = dict(body)
-    if "chatId" in found:
-        given = found.pop("chatId")
-        found.setdefault("id", given)
-    if found.get("id") is None:
-        found["id"] = new_id()
+    if "id" not in found:
+        given = found.get("chatId")
+        found["id"] = new_id() if given is None else given
     chat_id = found["id"]
     if not names.is_chat_id(chat_id):
         raise RequestInvalid(
@@ -178,7 +198,7 @@ def parse_body(body: Any) -> ChatBody:
         raise RequestInvalid(
             "the body must be a JSON object", [{"loc": [], "msg": "not an object"}]
         )
-    unknown = sorted(set(body) - set(ChatBody.model_fields) - GENERATION_FIELDS)
+    unknown = sorted(set(body) - set(ChatBody.model_fields))
     if unknown:
         raise RequestInvalid(
             "unknown fields: " + ", ".join(unknown),
@@ -248,7 +268,7 @@ def response_message_id(messages: list[UIMessage], new_id: str) -> str:
 def generation_body(chat: ChatBody) -> dict[str, Any]:
     """The generation request (``POST /v1/generations``'s body) for a chat body; not yet
     checked (``to_request`` checks it)."""
-    extra = {k: v for k, v in (chat.model_extra or {}).items() if k in GENERATION_FIELDS}
+    extra = chat.options
     system = [
         {"type": "text", "text": text}
         for m, message in enumerate(chat.messages)

@@ -21,12 +21,14 @@ ECMAScript (without the ``m`` flag) and in pydantic-core's Rust engine (which ha
 validates every field with a pattern as its model does. Python code never matches with
 these strings: it calls the functions here.
 
-Pure: no I/O, and nothing else of the project is imported.
+Pure: no I/O, and nothing else of the project is imported; ``new_id`` makes the ids the
+server names.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Literal, TypeGuard
 from urllib.parse import urlsplit
 
@@ -85,6 +87,14 @@ def is_reserved(name: str) -> bool:
         and head[-1] == "_"
         and _HEX.issuperset(head[1:-1])
     )
+
+
+def new_id() -> str:
+    """An id the server makes (a stream's, a chat's): 128 random bits, URL-safe, 22
+    characters of ``[A-Za-z0-9_-]``; never one kept for its own streams (``is_reserved``)."""
+    while is_reserved(made := secrets.token_urlsafe(16)):
+        pass
+    return made
 
 
 RUN_SEPARATOR = "~"
@@ -369,7 +379,9 @@ BLOCK_TYPE_GRAMMAR = r"[a-z][a-z0-9_]{0,63}"
 """The ``type`` of a content block this project passes on without checking its fields."""
 BLOCK_TYPE_PATTERN = _published(BLOCK_TYPE_GRAMMAR)
 
-_SERVER_TOOL_TYPE_RE = _whole(r"[a-z][a-z0-9_]{0,54}_[0-9]{8}")
+SERVER_TOOL_TYPE_GRAMMAR = r"[a-z][a-z0-9_]{0,54}_[0-9]{8}"
+_SERVER_TOOL_TYPE_RE = _whole(SERVER_TOOL_TYPE_GRAMMAR)
+SERVER_TOOL_TYPE_PATTERN = _published(SERVER_TOOL_TYPE_GRAMMAR)
 
 
 def is_server_tool_type(value: object) -> TypeGuard[str]:

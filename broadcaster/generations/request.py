@@ -27,6 +27,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -130,7 +131,7 @@ Base64Data = Annotated[str, AfterValidator(_base64)]
 class _Open(BaseModel):
     """Fields beyond the checked ones pass through (cache_control, citations, ...)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class TextBlock(_Open):
@@ -303,7 +304,11 @@ class CustomTool(_Open):
 class ServerTool(_Open):
     """One of Anthropic's own tools (``web_search_20250305``, ...): no input_schema."""
 
-    type: Annotated[str, AfterValidator(_versioned_tool)]
+    type: Annotated[
+        str,
+        AfterValidator(_versioned_tool),
+        WithJsonSchema({"type": "string", "pattern": names.SERVER_TOOL_TYPE_PATTERN}),
+    ]
     name: str = Field(min_length=1, max_length=128)
 
 
@@ -319,50 +324,48 @@ Tool = Annotated[
 
 
 class ToolChoiceMode(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     type: Literal["auto", "any", "none"]
     disable_parallel_tool_use: bool | None = None
 
 
 class ToolChoiceTool(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     type: Literal["tool"]
     name: str = Field(min_length=1)
     disable_parallel_tool_use: bool | None = None
 
 
 class ThinkingEnabled(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     type: Literal["enabled"]
     budget_tokens: int = Field(ge=MIN_THINKING_BUDGET, strict=True)
     display: Literal["summarized", "omitted"] | None = None
 
 
 class ThinkingAdaptive(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     type: Literal["adaptive"]
     display: Literal["summarized", "omitted"] | None = None
 
 
 class ThinkingDisabled(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     type: Literal["disabled"]
 
 
 Thinking = ThinkingEnabled | ThinkingAdaptive | ThinkingDisabled
 
 
-class GenerationRequest(BaseModel):
-    """``POST /v1/generations``: exactly one of ``prompt`` or ``messages``; the rest is
-    Anthropic's Messages request, plus ``provider``, ``id``, ``metadata`` and
-    ``max_steps`` (the model calls a generation may make, the worker's tools run between
-    them)."""
+class GenerationOptions(BaseModel):
+    """What a generation is asked to be, besides its input: Anthropic's Messages request's
+    options, plus ``provider``, ``metadata``, ``max_steps`` (the model calls a generation
+    may make, the worker's tools run between them) and the front-end's own. A chat body
+    takes them too."""
 
-    model_config = ConfigDict(extra="forbid")
-    prompt: str | None = Field(None, min_length=1)
-    messages: list[Message] | None = Field(None, min_length=1)
+    model_config = ConfigDict(extra="forbid", strict=True)
     model: str | None = Field(None, min_length=1, max_length=200)
-    max_tokens: int | None = Field(None, ge=1, strict=True)  # not true, 1.0 or "1"
+    max_tokens: int | None = Field(None, ge=1)
     system: (
         Annotated[
             list[TextBlock],
@@ -370,7 +373,6 @@ class GenerationRequest(BaseModel):
         ]
         | None
     ) = None
-    id: str | None = Field(None, pattern=names.STREAM_ID_PATTERN)
     metadata: dict[str, Any] | None = None
     provider: str | None = Field(None, pattern=names.PROVIDER_NAME_PATTERN)
     """A built-in provider (``anthropic``, ``openai``), or any other a worker advertises
@@ -381,16 +383,37 @@ class GenerationRequest(BaseModel):
         None
     )
     thinking: Annotated[Thinking, Field(discriminator="type")] | None = None
-    temperature: float | None = Field(None, ge=0, le=2, strict=True)
-    top_p: float | None = Field(None, ge=0, le=1, strict=True)
-    top_k: int | None = Field(None, ge=1, strict=True)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    top_k: int | None = Field(None, ge=1)
     stop_sequences: list[Annotated[str, Field(min_length=1)]] | None = None
     service_tier: str | None = None
-    max_steps: int | None = Field(None, ge=1, le=MAX_STEPS, strict=True)
+    max_steps: int | None = Field(None, ge=1, le=MAX_STEPS)
     webhook_url: str | None = Field(None, min_length=1, max_length=MAX_WEBHOOK_URL)
     abandon_after_seconds: float | None = Field(None, ge=0, le=MAX_ABANDON_AFTER)
     """Cancel the generation once it has had no viewer for this long (0: never, whatever
     the deployment's default)."""
+
+
+ONE_INPUT: dict[str, Any] = {
+    "oneOf": [
+        {"properties": {"prompt": {"type": "string"}}, "required": ["prompt"]},
+        {"properties": {"messages": {"type": "array"}}, "required": ["messages"]},
+    ]
+}
+"""``_one_input`` as JSON Schema: exactly one of the two is given (and not null)."""
+
+
+class GenerationRequest(GenerationOptions):
+    """``POST /v1/generations``: exactly one of ``prompt`` or ``messages``; the rest is
+    Anthropic's Messages request, plus ``provider``, ``id``, ``metadata`` and
+    ``max_steps`` (``GenerationOptions``). Every value of JSON's own type (no ``"1"`` or
+    ``true`` for 1)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=ONE_INPUT)
+    prompt: str | None = Field(None, min_length=1)
+    messages: list[Message] | None = Field(None, min_length=1)
+    id: str | None = Field(None, pattern=names.STREAM_ID_PATTERN)
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerationRequest:

@@ -29,14 +29,17 @@ authorizes, calls its capability and answers.
   credential first, bounded, counted, converted off the loop.
 - ``errors``: every error answer, ``{"error": code, "message": text}``.
 - ``server``: the app under the transport's server, its viewers asked about first.
-- ``openapi``: what ``/openapi.json`` says beyond what FastAPI infers: the routes'
-  request bodies and parameters, and their answers (models, errors, SSE).
+- ``event_bodies``: the bodies that carry events (a publish, an AG-UI publish, a worker's
+  append), as the models that validate them.
+- ``worker_bodies``: the worker protocol's request bodies, as the models that validate them.
+- ``openapi``: what ``/openapi.json`` says of the routes' answers beyond what FastAPI
+  infers: their bodies, errors with their headers, SSE.
+- ``openapi_requests``: what it says of the requests: each JSON body from the model the
+  route validates it with, and the headers and query parameters routes read themselves.
 - ``openapi_durable``: the same for the Durable Streams routes: the protocol's headers,
   bodies and answers.
-- ``openapi_chats``: the same for a chat's history and an owner's chats: the seeding
-  body and the answers.
-- ``openapi_worker``: the same for the worker protocol's routes (``/v1/worker``): their
-  bodies, as the models the routes validate with, and answers.
+- ``openapi_chats``: the answers of a chat's history and an owner's chats.
+- ``openapi_worker``: the answers of the worker protocol's routes (``/v1/worker``).
 - ``openapi_finish``: the document's finishing: what FastAPI generates by itself,
   amended (stream ids, 422, credentials).
 - ``forks``: a Durable Streams fork as its route makes it: its budget's payer, and its

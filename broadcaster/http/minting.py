@@ -7,38 +7,45 @@ carries only uses the minting key may do itself: ``submit`` needs its ``generate
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
-from typing import Any, get_args
+from typing import TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from broadcaster.auth import credentials, tokens
 from broadcaster.http.access import AccessPolicy, presented_key
-from broadcaster.http.bodies import parse_json, read_bytes
+from broadcaster.http.bodies import parse_json, read_bytes, validated
 from broadcaster.http.errors import ApiError
 from broadcaster.http.settings import Settings
 
 _TTL_BODY_LIMIT = 4096
 """A body holds three small fields: no need for the general body limit."""
 
-STREAM_FIELDS = frozenset({"ttl_seconds", "sub"})
-"""What a viewer token's body may name; any other field is 422."""
-CHAT_FIELDS = STREAM_FIELDS | {"rights", "daily_tokens"}
-"""What a chat token's body may name: also ``rights``, the uses the token carries, and
-``daily_tokens``, its holder's daily token budget (below the deployment's)."""
 USE_RIGHTS: dict[tokens.ChatUse, str] = {"read": "tokens", "submit": "generate", "stop": "cancel"}
 """The key right each use of a chat token needs, besides ``tokens``."""
 
 
-@dataclass(frozen=True, slots=True)
-class Asked:
-    """What a token request's body asks for."""
+class TokenBody(BaseModel):
+    """What a viewer token's request may ask for (an empty body: the defaults)."""
 
-    ttl: int
-    sub: str | None
-    rights: tuple[tokens.ChatUse, ...] | None = None
-    daily_tokens: int | None = None
+    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
+    ttl_seconds: int | None = Field(None, ge=1)
+    """The token's lifetime (default ``BROADCASTER_TOKEN_TTL_SECONDS``); 422 beyond the
+    deployment's longest (``BROADCASTER_TOKEN_MAX_TTL_SECONDS``)."""
+    sub: str | None = Field(None, min_length=1, max_length=tokens.MAX_SUBJECT_CHARS)
+    """The holder: whose token it is."""
+
+
+class ChatTokenBody(TokenBody):
+    """What a chat token's request may ask for (an empty body: the defaults)."""
+
+    rights: list[tokens.ChatUse] | None = Field(None, min_length=1)
+    """The uses the token carries (default: every use the key may hand out); ``submit``
+    needs the key's ``generate``, ``stop`` its ``cancel``."""
+    daily_tokens: int | None = Field(None, ge=0)
+    """The holder's daily token budget, when below the deployment's
+    (``BROADCASTER_DAILY_TOKEN_BUDGET``)."""
 
 
 async def minted_viewer(
@@ -46,9 +53,9 @@ async def minted_viewer(
 ) -> JSONResponse:
     """A viewer token for ``stream_id`` under ``{"viewer_token", "token_expires_at"}``."""
     secret = _secret(access)
-    asked = await requested(request, settings, STREAM_FIELDS)
+    asked = await requested(request, TokenBody)
     token, expires = credentials.mint_viewer_token(
-        secret, stream_id, asked.ttl, sub=asked.sub, audience=access.audience
+        secret, stream_id, _ttl(asked, settings), sub=asked.sub, audience=access.audience
     )
     return JSONResponse({"viewer_token": token, "token_expires_at": expires})
 
@@ -60,14 +67,14 @@ async def minted_chat(
     the uses asked for (all the key may hand out, unless the body names them); 403 for a
     use the key may not do itself."""
     secret = _secret(access)
-    asked = await requested(request, settings, CHAT_FIELDS)
+    asked = await requested(request, ChatTokenBody)
     key = await presented_key(request)
     held = key.rights if key is not None else None  # no keys configured: every use
-    uses = _uses(asked.rights, held)
+    uses = _uses(None if asked.rights is None else tuple(dict.fromkeys(asked.rights)), held)
     token, expires = credentials.mint_chat_token(
         secret,
         chat_id,
-        asked.ttl,
+        _ttl(asked, settings),
         sub=asked.sub,
         audience=access.audience,
         uses=uses,
@@ -104,56 +111,21 @@ def _uses(
     return asked
 
 
-async def requested(request: Request, settings: Settings, fields: frozenset[str]) -> Asked:
-    """The lifetime (or the default), the holder and the uses a token request's optional
-    body asks for: ``{"ttl_seconds": n, "sub": "user-42", "rights": ["read"]}``,
-    1 ≤ n ≤ ``Settings.mint_ttl_cap()`` (the max TTL, never beyond the max lifetime);
-    a field not in ``fields`` is 422."""
+B = TypeVar("B", bound=TokenBody)
+
+
+async def requested(request: Request, model: type[B]) -> B:
+    """What a token request's optional body asks for, as ``model`` (an empty body: the
+    defaults); 422 naming what is wrong."""
     raw = await read_bytes(request, _TTL_BODY_LIMIT)
-    if not raw:
-        return Asked(settings.token_ttl_seconds, None)
-    body = parse_json(raw)
-    if not isinstance(body, dict):
-        raise ApiError(422, "invalid_request", 'body: {"ttl_seconds": <integer>, "sub": <string>}')
-    unknown = sorted(set(body) - fields)
-    if unknown:
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"unknown field {unknown[0][:40]!r}: the body may name {', '.join(sorted(fields))}",
-        )
-    return Asked(_ttl(body, settings), _sub(body), _rights(body.get("rights")), _budget(body))
+    return validated(model, parse_json(raw) if raw else {}, "not a token request")
 
 
-def _ttl(body: dict[str, Any], settings: Settings) -> int:
-    value = body.get("ttl_seconds", settings.token_ttl_seconds)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ApiError(422, "invalid_request", 'body: {"ttl_seconds": <integer>}')
+def _ttl(asked: TokenBody, settings: Settings) -> int:
+    """The lifetime asked for (or the default), at most ``Settings.mint_ttl_cap()``."""
+    if asked.ttl_seconds is None:
+        return settings.token_ttl_seconds
     most_ttl = settings.mint_ttl_cap()
-    if not 1 <= value <= most_ttl:
+    if asked.ttl_seconds > most_ttl:
         raise ApiError(422, "invalid_request", f"ttl_seconds must be 1..{most_ttl}")
-    return value
-
-
-def _sub(body: dict[str, Any]) -> str | None:
-    sub = body.get("sub")
-    most = tokens.MAX_SUBJECT_CHARS
-    if sub is not None and (not isinstance(sub, str) or not 1 <= len(sub) <= most):
-        raise ApiError(422, "invalid_request", f"sub: a string of 1 to {most} characters")
-    return sub
-
-
-def _budget(body: dict[str, Any]) -> int | None:
-    value = body.get(tokens.BUDGET_CLAIM)
-    if value is not None and not tokens.is_budget(value):
-        raise ApiError(422, "invalid_request", "daily_tokens: a non-negative integer")
-    return value
-
-
-def _rights(value: Any) -> tuple[tokens.ChatUse, ...] | None:
-    known = get_args(tokens.ChatUse)
-    if value is None:
-        return None
-    if not isinstance(value, list) or not value or not all(v in known for v in value):
-        raise ApiError(422, "invalid_request", f"rights: a non-empty list of {', '.join(known)}")
-    return tuple(dict.fromkeys(value))
+    return asked.ttl_seconds

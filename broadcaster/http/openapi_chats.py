@@ -1,32 +1,10 @@
 """What ``/openapi.json`` says of a chat's history and its owner's chats
-(``routes/chat_history.py``, ``routes/chats.py``): the seeding body and the answers.
-They change no behaviour."""
+(``routes/chat_history.py``, ``routes/chats.py``): their answers. They change no
+behaviour."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel
-
-from broadcaster.http.openapi import UI_MESSAGES, json_body
-
-SEED_BODY = json_body(
-    {
-        "type": "object",
-        "required": ["messages"],
-        "properties": {
-            "messages": UI_MESSAGES,
-            "owner": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 256,
-                "description": "an API key's only: the sub of the token holder who owns the "
-                "chat it makes",
-            },
-        },
-        "additionalProperties": False,
-        "description": "the chat's UI messages, oldest first, as GET /messages gives them",
-    }
-)
-"""``PUT /v1/chat/{id}/messages``."""
 
 
 class ChatSeeded(BaseModel):

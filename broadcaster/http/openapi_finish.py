@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from broadcaster.core import names
-from broadcaster.http import openapi
+from broadcaster.http import openapi, openapi_requests
 
 AGENT_ID = names.EVENT_TYPE_PATTERN
 """An AG-UI agent id: ``default`` or a provider's name (lower case, digits and dashes, as
@@ -105,7 +105,7 @@ def finish(schema: dict[str, Any], pattern: str) -> dict[str, Any]:
                 invalid["description"] = openapi.WHY[422]
             for param in operation.get("parameters", []):
                 if param.get("name") == "last_event_id" and path.startswith("/v1/streams/"):
-                    param["schema"] = {"type": "string", "pattern": openapi.RESUME_POINT}
+                    param["schema"] = {"type": "string", "pattern": openapi_requests.RESUME_POINT}
                     param["description"] = (
                         "the resume point, for an EventSource that cannot send the header"
                         " (not read when the header is sent)"

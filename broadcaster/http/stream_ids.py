@@ -3,7 +3,6 @@ made by the server when a client names none; and no path with a control characte
 
 from __future__ import annotations
 
-import secrets
 from urllib.parse import unquote_to_bytes
 
 from fastapi import Request
@@ -12,13 +11,8 @@ from broadcaster.core import names
 from broadcaster.core.logconfig import current_stream
 from broadcaster.http.errors import ApiError
 
-
-def new_stream_id() -> str:
-    """128 random bits, URL-safe: 22 characters of ``[A-Za-z0-9_-]``; never one the
-    server keeps for its own streams (``names.is_reserved``)."""
-    while names.is_reserved(made := secrets.token_urlsafe(16)):
-        pass
-    return made
+new_stream_id = names.new_id
+"""A new stream id (or chat id): never one of the server's reserved names."""
 
 
 def check_not_reserved(name: str) -> None:

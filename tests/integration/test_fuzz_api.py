@@ -29,7 +29,7 @@ import httpx
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import Case, GenerationMode, Response
@@ -54,6 +54,7 @@ from broadcaster.core import keys
 from broadcaster.core.embedded import EmbeddedRedis
 from tests.support import long_form
 from tests.support.procs import Proc, advertise_providers, read_sse, start_frontend
+from tests.support.schema_cases import for_each_case
 
 pytestmark = long_form.mark
 
@@ -340,14 +341,7 @@ def test_schemathesis_finds_the_document_true(
     assert len(operations) >= 8, [op.label for op in operations]
     for operation in operations:
 
-        @given(case=operation.as_strategy(generation_mode=mode, headers=headers))
-        @settings(
-            max_examples=examples,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            derandomize=True,
-            database=None,
-        )
+        @for_each_case(operation.as_strategy(generation_mode=mode, headers=headers), examples)
         def run(case: Case) -> None:
             answer = validate(findings, session, case, frontend.url)
             if answer is not None:

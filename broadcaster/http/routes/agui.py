@@ -34,7 +34,7 @@ from broadcaster.core import names
 from broadcaster.core.eventlog import EventLog
 from broadcaster.core.logconfig import current_stream
 from broadcaster.generations.request import PROVIDERS, RequestInvalid
-from broadcaster.http import openapi
+from broadcaster.http import openapi, openapi_requests
 from broadcaster.http.access import (
     check_chat,
     check_viewer,
@@ -47,6 +47,7 @@ from broadcaster.http.bodies import parse_json, read_bytes
 from broadcaster.http.budgets import with_user, within_budget
 from broadcaster.http.chat_answers import answered_by, stop_answer
 from broadcaster.http.errors import ApiError, refused
+from broadcaster.http.event_bodies import AgUiPublishBody, events_in
 from broadcaster.http.feeds import append_feed
 from broadcaster.http.resources import (
     AdmittedChatsDep,
@@ -124,7 +125,7 @@ async def info(settings: SettingsDep) -> JSONResponse:
     return JSONResponse({"version": "1.0.0", "agents": agents, "capabilities": CAPABILITIES})
 
 
-RUN_BODY = openapi.model_body(RunInput)
+RUN_BODY = openapi_requests.body(RunInput)
 """``RunAgentInput``, as the run and connect routes read it."""
 
 
@@ -272,19 +273,13 @@ def _events(body: bytes, content_type: str) -> list[dict[str, Any]]:
             return sse_events(body)
     except (AgUiInvalid, UnicodeDecodeError) as exc:
         raise ApiError(422, "invalid_event", f"not AG-UI SSE: {exc}"[:300]) from None
-    parsed = parse_json(body)
-    found = parsed if isinstance(parsed, list) else [parsed]
-    if not found:
-        raise ApiError(422, "invalid_event", "no AG-UI event in the body")
-    if not all(isinstance(e, dict) for e in found):
-        raise ApiError(422, "invalid_event", "each AG-UI event must be a JSON object")
-    return found
+    return events_in(AgUiPublishBody, parse_json(body))
 
 
 @router.post(
     "/v1/agui/streams/{stream_id}/events",
     status_code=201,
-    openapi_extra=openapi.AGUI_PUBLISH_BODY,
+    openapi_extra=openapi_requests.body(AgUiPublishBody),
     responses=openapi.ok(201, openapi.Published, "mapped and appended")
     | openapi.errors(401, 403, 404, 409, 413, 422, 429),
     dependencies=[Depends(valid_stream_id), *producer("publish"), Depends(producible)],

@@ -33,11 +33,11 @@ from broadcaster.chat.approvals import (
     WaitEnded,
     parse_decision,
 )
-from broadcaster.chat.convert import parse_run_id
+from broadcaster.chat.convert import ChatBody, parse_run_id
 from broadcaster.chat.records import ChatRecord, Chats, generation_id
 from broadcaster.core.logconfig import current_stream
 from broadcaster.generations.request import RequestInvalid
-from broadcaster.http import idempotent, openapi
+from broadcaster.http import idempotent, openapi, openapi_requests
 from broadcaster.http.access import AccessDep, producer
 from broadcaster.http.bodies import read_json
 from broadcaster.http.chat_access import caller, check_owner, opened, valid_chat_id
@@ -49,7 +49,7 @@ from broadcaster.http.chat_answers import (
     stop_answer,
 )
 from broadcaster.http.errors import ApiError, refused
-from broadcaster.http.minting import minted_chat
+from broadcaster.http.minting import ChatTokenBody, minted_chat
 from broadcaster.http.resources import (
     ApprovalsDep,
     ChatsDep,
@@ -80,7 +80,7 @@ def _parsed(parse: Callable[[Any], T], body: Any) -> T:
 @router.post(
     "/v1/chat",
     response_class=Response,
-    openapi_extra=openapi.CHAT_BODY,
+    openapi_extra=openapi_requests.body(ChatBody),
     responses={
         **openapi.sse("the generation's stream", openapi.SUBMIT_HEADERS),
         **openapi.errors(400, 401, 403, 409, 413, 422, 429, 503),
@@ -163,7 +163,7 @@ async def _chat(request: Request, chats: Chats, chat_id: str) -> ChatRecord | No
         204: {"description": "the chat has no running generation"},
         **openapi.errors(400, 401, 403, 404, 409, 429, 503),
     },
-    openapi_extra=openapi.CHAT_LAST_EVENT_ID,
+    openapi_extra=openapi_requests.CHAT_LAST_EVENT_ID,
 )
 async def resume(
     chat_id: str,
@@ -288,7 +288,7 @@ async def _decision_response(
 
 @router.post(
     "/v1/chat/{chat_id}/approvals",
-    openapi_extra=openapi.APPROVAL_BODY,
+    openapi_extra=openapi_requests.body(ApprovalBody),
     responses=openapi.ok(200, openapi.Decided, "the decision in force")
     | openapi.errors(401, 403, 404, 409, 413, 422, 429),
 )
@@ -306,7 +306,7 @@ async def decide_in_chat(
 
 @router.post(
     "/v1/generations/{stream_id}/approvals",
-    openapi_extra=openapi.APPROVAL_BODY,
+    openapi_extra=openapi_requests.body(ApprovalBody),
     responses=openapi.ok(200, openapi.Decided, "the decision in force")
     | openapi.errors(401, 403, 404, 409, 413, 422, 429),
     dependencies=[Depends(valid_stream_id), *producer("generate")],
@@ -322,7 +322,7 @@ async def decide_in_generation(
 
 @router.post(
     "/v1/chat/{chat_id}/tokens",
-    openapi_extra=openapi.CHAT_TOKEN_BODY,
+    openapi_extra=openapi_requests.body(ChatTokenBody, required=False),
     responses=openapi.ok(200, openapi.ChatToken, "a chat token")
     | openapi.errors(401, 403, 404, 409, 413, 422, 429),
     dependencies=[Depends(valid_chat_id), *producer("tokens")],

@@ -21,7 +21,7 @@ from broadcaster.core import keys
 from broadcaster.core.eventlog import EventLog, StreamEnded
 from broadcaster.generations.lifecycle import NoSuchGeneration, cancel
 from broadcaster.generations.request import RequestInvalid
-from broadcaster.http import openapi, openapi_chats
+from broadcaster.http import openapi, openapi_chats, openapi_requests
 from broadcaster.http.bodies import offloop, read_json
 from broadcaster.http.chat_access import opened
 from broadcaster.http.errors import ApiError
@@ -83,14 +83,16 @@ class SeedBody(BaseModel):
     """``PUT /v1/chat/{id}/messages``: the chat's UI messages, oldest first; a key may
     name the owner of a chat it makes (a token's ``sub``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
     messages: list[UIMessage] = Field(min_length=1)
+    """The chat's UI messages, oldest first, as ``GET /messages`` gives them."""
     owner: str | None = Field(None, min_length=1, max_length=SUBJECT_MAX)
+    """An API key's only: the ``sub`` of the token holder who owns the chat it makes."""
 
 
 @router.put(
     "/v1/chat/{chat_id}/messages",
-    openapi_extra=openapi_chats.SEED_BODY,
+    openapi_extra=openapi_requests.body(SeedBody),
     responses=openapi.ok(200, openapi_chats.ChatSeeded, "the chat it was, seeded")
     | openapi.ok(201, openapi_chats.ChatSeeded, "a chat made")
     | openapi.errors(401, 403, 404, 409, 412, 413, 422, 429),

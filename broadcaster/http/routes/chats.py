@@ -21,7 +21,7 @@ from broadcaster.chat.owners import Listed
 from broadcaster.chat.records import ChatRecord
 from broadcaster.core import keys, names
 from broadcaster.core.eventlog import EventLog
-from broadcaster.http import openapi, openapi_chats
+from broadcaster.http import openapi, openapi_chats, openapi_requests
 from broadcaster.http.access import credential_first
 from broadcaster.http.chat_access import caller
 from broadcaster.http.errors import ApiError
@@ -127,7 +127,7 @@ def _iso(ms: int) -> str:
         **openapi.sse("the lifecycle of the caller's chats (chat-turn-started, …)"),
         **openapi.errors(400, 401, 403, 409, 429, 503),
     },
-    openapi_extra=openapi.LAST_EVENT_ID,
+    openapi_extra=openapi_requests.LAST_EVENT_ID,
 )
 async def chats_events(
     request: Request,

@@ -14,7 +14,7 @@ from broadcaster.core import names
 from broadcaster.core.eventlog import EventLog, StreamInfo
 from broadcaster.dashboard.cursor import BadResumePoint, Bases, Cursor, ResumePointGone, covered
 from broadcaster.dashboard.feed import Connection
-from broadcaster.http import openapi
+from broadcaster.http import openapi, openapi_requests
 from broadcaster.http.access import authorize_read, check_chat, viewer_subject
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import get_event_log, get_hub, get_settings
@@ -34,7 +34,7 @@ router = APIRouter()
         204: {"description": "every named stream has ended and the resume point is its end"},
         **openapi.errors(400, 401, 403, 409, 429, 503),
     },
-    openapi_extra=openapi.EVENTS_QUERY,
+    openapi_extra=openapi_requests.EVENTS_QUERY,
 )
 async def events(request: Request) -> Response:
     """The events of every stream named (``stream``, repeatable), under a prefix

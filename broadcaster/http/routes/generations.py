@@ -16,7 +16,7 @@ from broadcaster.generations.content import ContentFold
 from broadcaster.generations.lifecycle import NoSuchGeneration, cancel
 from broadcaster.generations.request import GenerationRequest, RequestInvalid, validate_request
 from broadcaster.generations.start import start
-from broadcaster.http import idempotent, openapi
+from broadcaster.http import idempotent, openapi, openapi_requests
 from broadcaster.http.access import (
     AccessDep,
     AccessPolicy,
@@ -43,7 +43,7 @@ router = APIRouter()
 @router.post(
     "/v1/generations",
     status_code=202,
-    openapi_extra=openapi.model_body(GenerationRequest),
+    openapi_extra=openapi_requests.body(GenerationRequest),
     responses=openapi.ok(202, openapi.GenerationCreated, "queued")
     | openapi.errors(400, 401, 403, 409, 413, 422, 429, 503),
     dependencies=[*producer("generate"), Depends(submit_rate)],

@@ -6,13 +6,15 @@ key with the ``admin`` right."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from broadcaster.auth import tokens
 from broadcaster.auth.revocations import Revocations, TooMany
-from broadcaster.http import openapi
+from broadcaster.http import openapi, openapi_requests
 from broadcaster.http.access import AccessDep, producer
 from broadcaster.http.bodies import parse_json, read_bytes, validated
 from broadcaster.http.errors import ApiError
@@ -26,11 +28,20 @@ and ids are short)."""
 _BODY_LIMIT = 4096
 
 
+ONE_OF: dict[str, Any] = {
+    "oneOf": [
+        {"properties": {"jti": {"type": "string"}}, "required": ["jti"]},
+        {"properties": {"sub": {"type": "string"}}, "required": ["sub"]},
+    ]
+}
+"""``RevokeBody.one_of_them`` as JSON Schema."""
+
+
 class RevokeBody(BaseModel):
     """What to revoke: one token by its ``jti``, or every token of a ``sub`` issued until
     now; one of the two."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=ONE_OF)
 
     jti: str | None = Field(None, min_length=1, max_length=MAX_JTI_CHARS)
     sub: str | None = Field(None, min_length=1, max_length=tokens.MAX_SUBJECT_CHARS)
@@ -52,12 +63,7 @@ class Revoked(BaseModel):
 
 @router.post(
     "/v1/tokens/revoke",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": RevokeBody.model_json_schema()}},
-        }
-    },
+    openapi_extra=openapi_requests.body(RevokeBody),
     responses=openapi.ok(200, Revoked, "revoked on every front-end")
     | openapi.errors(401, 403, 409, 413, 422, 429),
     dependencies=producer("admin"),

@@ -16,10 +16,11 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from broadcaster.auth import tokens
-from broadcaster.http import idempotent, openapi
+from broadcaster.http import idempotent, openapi, openapi_requests
 from broadcaster.http.access import get_access, producer, token_grant, viewer_token
 from broadcaster.http.bodies import read_json
 from broadcaster.http.errors import ApiError, handle_error
+from broadcaster.http.event_bodies import PublishBody, events_in
 from broadcaster.http.feeds import append_feed
 from broadcaster.http.resources import EventLogDep, MetricsDep, SettingsDep
 from broadcaster.http.stream_ids import check_stream_id, producible, valid_stream_id
@@ -33,7 +34,7 @@ router = APIRouter()
 @router.post(
     "/v1/streams/{stream_id}/events",
     status_code=201,
-    openapi_extra=openapi.PUBLISH_BODY,
+    openapi_extra=openapi_requests.body(PublishBody),
     responses=openapi.ok(201, openapi.Published, "appended")
     | openapi.errors(400, 401, 403, 404, 409, 413, 422, 429),
     dependencies=[Depends(valid_stream_id), *producer("publish"), Depends(producible)],
@@ -51,8 +52,7 @@ async def publish(
     ``?expected_last_event_id=N`` the append only happens if the stream is at seq N.
     With ``Idempotency-Key``, a retry answers the first append's seq and appends
     nothing."""
-    body = await read_json(request, settings.max_body_bytes)
-    events = body if isinstance(body, list) else [body]
+    events = events_in(PublishBody, await read_json(request, settings.max_body_bytes))
     # The stream and the expected seq are part of what a retry must repeat.
     once = await idempotent.begin(request, f"publish {stream_id} {expected_last_event_id}", events)
     if once.replay is not None:
@@ -78,7 +78,7 @@ async def publish(
         204: {"description": "the resume point is the terminal event: nothing more"},
         **openapi.errors(400, 401, 403, 404, 409, 429, 503),
     },
-    openapi_extra=openapi.LAST_EVENT_ID,
+    openapi_extra=openapi_requests.LAST_EVENT_ID,
 )
 async def events(stream_id: str, request: Request, last_event_id: str | None = None) -> Response:
     """The SSE stream, resuming after ``Last-Event-ID`` (or ``?last_event_id``)."""

@@ -6,9 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from broadcaster.http import openapi
+from broadcaster.http import openapi, openapi_requests
 from broadcaster.http.access import AccessDep, producer
-from broadcaster.http.minting import minted_viewer
+from broadcaster.http.minting import TokenBody, minted_viewer
 from broadcaster.http.resources import SettingsDep
 from broadcaster.http.stream_ids import valid_stream_id
 
@@ -17,7 +17,7 @@ router = APIRouter()
 
 @router.post(
     "/v1/streams/{stream_id}/tokens",
-    openapi_extra=openapi.TOKEN_BODY,
+    openapi_extra=openapi_requests.body(TokenBody, required=False),
     responses=openapi.ok(200, openapi.ViewerToken, "a viewer token")
     | openapi.errors(401, 403, 404, 409, 413, 422, 429),
     dependencies=[Depends(valid_stream_id), *producer("tokens")],

@@ -8,7 +8,7 @@ key with the ``work`` right opens these routes (``access.worker_key``); the logi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from broadcaster.generations import leases as lease_errors
 from broadcaster.generations import waiting
 from broadcaster.generations.leases import Leased, Wait, parse_token
-from broadcaster.http import openapi
+from broadcaster.http import openapi, openapi_requests
 from broadcaster.http import openapi_worker as spec
 from broadcaster.http.access import check_work_scope, worker_key
 from broadcaster.http.bodies import read_json, validated
@@ -24,6 +24,7 @@ from broadcaster.http.errors import ApiError
 from broadcaster.http.feeds import refused_events
 from broadcaster.http.resources import HubDep, LeasesDep, SettingsDep
 from broadcaster.http.stream_ids import valid_stream_id
+from broadcaster.http.worker_bodies import MAX_EVENTS, AppendBody, ClaimBody, LeaseBody
 
 router = APIRouter()
 
@@ -32,7 +33,7 @@ _JOB = [Depends(valid_stream_id), Depends(worker_key)]
 
 @router.post(
     "/v1/worker/claim",
-    openapi_extra=spec.CLAIM_BODY,
+    openapi_extra=openapi_requests.body(ClaimBody),
     responses=openapi.ok(200, spec.ClaimedJob, "a job, leased to this worker")
     | spec.NO_JOB
     | openapi.errors(401, 403, 413, 422, 503),
@@ -44,7 +45,7 @@ async def claim(
     """Wait (up to ``wait_seconds``, at most the deployment's cap) for a job of
     ``provider`` and lease it: 204 if none came, or once the client left or this
     front-end drains (a claim never holds a shutdown up)."""
-    body = validated(spec.ClaimBody, await read_json(request, settings.max_body_bytes))
+    body = validated(ClaimBody, await read_json(request, settings.max_body_bytes))
     check_work_scope(request, body.provider)
     cap = settings.worker_claim_wait_seconds
     wait = cap if body.wait_seconds is None else min(body.wait_seconds, cap)
@@ -94,7 +95,7 @@ _JOB_ERRORS = openapi.errors(401, 403, 404, 409, 413, 422)
 
 @router.post(
     "/v1/worker/jobs/{stream_id}/events",
-    openapi_extra=spec.APPEND_BODY,
+    openapi_extra=openapi_requests.body(AppendBody),
     responses=openapi.ok(200, spec.Appended, "appended") | _JOB_ERRORS,
     dependencies=_JOB,
 )
@@ -105,14 +106,14 @@ async def append(
     the lease still owns it and the stream is at ``after``."""
     raw = await read_json(request, settings.max_body_bytes)
     events = raw.get("events") if isinstance(raw, dict) else None
-    if isinstance(events, list) and len(events) > spec.MAX_EVENTS:
-        raise ApiError(413, "too_many_events", f"at most {spec.MAX_EVENTS} events a request")
-    body = validated(spec.AppendBody, raw)
+    if isinstance(events, list) and len(events) > MAX_EVENTS:
+        raise ApiError(413, "too_many_events", f"at most {MAX_EVENTS} events a request")
+    body = validated(AppendBody, raw)
     _leased_in_scope(request, body.lease)
     try:
         with refused_events():
             seq, again, signals = await leases.append(
-                stream_id, body.lease, body.after, body.events, _wait(body), usage=_usage(body)
+                stream_id, body.lease, body.after, _events(body), _wait(body), usage=_usage(body)
             )
     except lease_errors.SeqMismatch as exc:
         raise ApiError(409, "seq_mismatch", str(exc), last_event_id=exc.last_seq) from None
@@ -123,7 +124,11 @@ async def append(
     return JSONResponse({"last_event_id": seq, "duplicate": again, "signals": signals.body()})
 
 
-def _wait(body: spec.AppendBody) -> Wait | None:
+def _events(body: AppendBody) -> list[dict[str, Any]]:
+    return cast(list[dict[str, Any]], body.events)
+
+
+def _wait(body: AppendBody) -> Wait | None:
     """The append's ``wait``, checked beyond its shape: no terminal chunk beside it, each
     call asked about once."""
     if body.wait is None:
@@ -137,7 +142,7 @@ def _wait(body: spec.AppendBody) -> Wait | None:
     return Wait(asks, body.wait.timeout_seconds)
 
 
-def _usage(body: spec.AppendBody) -> dict[str, Any] | None:
+def _usage(body: AppendBody) -> dict[str, Any] | None:
     """The append's ``usage``: only beside a terminal chunk."""
     if body.usage is not None and body.events[-1].get("type") not in ("finish", "error", "abort"):
         raise ApiError(422, "invalid_request", "usage is reported with a terminal chunk only")
@@ -157,7 +162,7 @@ def _refusal(exc: Exception) -> ApiError:
 
 @router.post(
     "/v1/worker/jobs/{stream_id}/lease",
-    openapi_extra=spec.LEASE_BODY,
+    openapi_extra=openapi_requests.body(LeaseBody),
     responses=openapi.ok(200, spec.Renewed, "renewed, with the signals") | _JOB_ERRORS,
     dependencies=_JOB,
 )
@@ -166,7 +171,7 @@ async def renew(
 ) -> JSONResponse:
     """Renew the lease (every third of ``lease_seconds``) and read the signals; a stopped
     generation answers ``stop`` and its lease is over."""
-    body = validated(spec.LeaseBody, await read_json(request, settings.max_body_bytes))
+    body = validated(LeaseBody, await read_json(request, settings.max_body_bytes))
     _leased_in_scope(request, body.lease)
     try:
         signals = await leases.renew(stream_id, body.lease)
@@ -177,7 +182,7 @@ async def renew(
 
 @router.post(
     "/v1/worker/jobs/{stream_id}/release",
-    openapi_extra=spec.LEASE_BODY,
+    openapi_extra=openapi_requests.body(LeaseBody),
     responses=openapi.ok(200, spec.Released, "handed back: another worker takes it over")
     | _JOB_ERRORS,
     dependencies=_JOB,
@@ -187,7 +192,7 @@ async def release(
 ) -> JSONResponse:
     """Hand the job back (a worker stopping): it is queued again at once, and whoever
     claims it next gets the events so far."""
-    body = validated(spec.LeaseBody, await read_json(request, settings.max_body_bytes))
+    body = validated(LeaseBody, await read_json(request, settings.max_body_bytes))
     _leased_in_scope(request, body.lease)
     try:
         await leases.release(stream_id, body.lease)
