@@ -47,6 +47,9 @@ def events_in(model: type[PublishBody | AgUiPublishBody], body: Any) -> list[dic
     try:
         root = model.model_validate(body).root
     except ValidationError as exc:
+        if body == []:
+            what = "AG-UI event" if model is AgUiPublishBody else "event"
+            raise ApiError(422, "invalid_event", f"no {what} in the body: an empty list") from None
         message, details = _refusal(exc, body)
         raise ApiError(422, "invalid_event", message, details=details) from None
     return cast(list[dict[str, Any]], root if isinstance(root, list) else [root])
@@ -59,7 +62,7 @@ def _refusal(exc: ValidationError, body: Any) -> tuple[str, list[dict[str, Any]]
         return "the body must be an event object or a non-empty list of them", []
     listed = isinstance(body, list)
     details = [
-        {"loc": list(e["loc"][1:]), "msg": e["msg"]}
+        {"loc": list(e["loc"][1:]), "msg": e["msg"].replace("a valid dictionary", "a JSON object")}
         for e in exc.errors(include_url=False, include_context=False, include_input=False)
         if str(e["loc"][0]).startswith("list[") == listed
     ]
