@@ -24,16 +24,15 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
 from broadcaster.cli import DEMO_TOOLS
-from tests.support import client_js, usechat_browser
+from tests.support import usechat_browser
 from tests.support.procs import ROOT
-from tests.support.stacks import Stack, start_stack
-from tests.support.usechat_browser import Browser
+from tests.support.stacks import Stack
+from tests.support.usechat_browser import Browser, answered, latest_generation
 
 WORKER = {"WORKER_FAKE_DELAY_MS": "40", "WORKER_TOOLS": DEMO_TOOLS, "PYTHONPATH": str(ROOT)}
 _chats = itertools.count(1)
@@ -41,13 +40,8 @@ _chats = itertools.count(1)
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    usechat_browser.require(*client_js.missing_prerequisites())
-    client_js.build()
-    s = start_stack(tmp_path_factory.mktemp("usechat"), "usechat", WORKER, frontends=2, nginx=True)
-    try:
+    with usechat_browser.stack(tmp_path_factory.mktemp("usechat"), "usechat", WORKER) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")
@@ -60,26 +54,6 @@ def _chat() -> str:
     return f"usechat-{time.time_ns()}-{next(_chats)}"
 
 
-def _generation(stack: Stack, chat: str) -> dict[str, Any]:
-    """The chat's latest generation as the API reports it."""
-    got = httpx.get(f"{stack.url}/v1/chat/{chat}/messages", timeout=10).json()
-    status: dict[str, Any] = httpx.get(
-        f"{stack.url}/v1/generations/{got['generation_id']}", timeout=10
-    ).json()
-    return status
-
-
-def _answered(state: dict[str, Any], stack: Stack, chat: str) -> dict[str, Any]:
-    """The tab's last message is the chat's latest answer, whole, its text part once."""
-    generation = _generation(stack, chat)
-    last = state["messages"][-1]
-    assert [m["role"] for m in state["messages"]][-2:] == ["user", "assistant"], state
-    assert last["role"] == "assistant" and last["texts"] == 1, state
-    assert last["text"] == generation["text"], (state, generation)
-    assert state["error"] == "", state
-    return generation
-
-
 READY = "s.status === 'ready' && s.messages.length === {n} && s.messages[{n} - 1].text"
 STREAMING = "s.status === 'streaming' && s.messages.length === 2 && s.messages[1].text.length > 20"
 
@@ -90,7 +64,7 @@ def test_an_answer_streams_into_use_chat(stack: Stack, browser: Browser) -> None
     browser.do("send", tab="one", text="Hello")
     state = browser.wait("one", READY.format(n=2))
     assert state["messages"][0] == {"role": "user", "text": "Hello", "texts": 1, "tools": []}
-    assert _answered(state, stack, chat)["status"] == "completed"
+    assert answered(state, stack.url, chat)["status"] == "completed"
     browser.do("close", tab="one")
 
 
@@ -102,7 +76,7 @@ def test_a_reload_mid_answer_resumes_where_it_was(stack: Stack, browser: Browser
     browser.do("reload", tab="reload")
     state = browser.wait("reload", READY.format(n=2))
     assert state["messages"][1]["text"].startswith(before["messages"][1]["text"])
-    assert _answered(state, stack, chat)["status"] == "completed"
+    assert answered(state, stack.url, chat)["status"] == "completed"
     assert browser.do("close", tab="reload")["errors"] == []
 
 
@@ -114,7 +88,7 @@ def test_stop_ends_the_generation(stack: Stack, browser: Browser) -> None:
     browser.do("click", tab="stop", selector="button.stop")
     browser.wait("stop", "s.status === 'ready'")
     deadline = time.monotonic() + 10
-    while (generation := _generation(stack, chat))["status"] != "cancelled":
+    while (generation := latest_generation(stack.url, chat))["status"] != "cancelled":
         assert time.monotonic() < deadline, generation
         time.sleep(0.1)
     events = httpx.get(f"{stack.url}/v1/streams/{generation['id']}/events", timeout=10).text
@@ -130,12 +104,12 @@ def test_a_turn_sent_in_one_tab_shows_in_another(stack: Stack, browser: Browser)
     right = browser.wait("right", READY.format(n=2))
     left = browser.wait("left", READY.format(n=2))
     assert left["messages"] == right["messages"]
-    _answered(left, stack, chat)
+    answered(left, stack.url, chat)
     browser.do("send", tab="left", text="And from the left")
     left = browser.wait("left", READY.format(n=4))
     right = browser.wait("right", READY.format(n=4))
     assert left["messages"] == right["messages"]
-    _answered(right, stack, chat)
+    answered(right, stack.url, chat)
     for tab in ("left", "right"):
         assert browser.do("close", tab=tab)["errors"] == []
 
@@ -153,7 +127,7 @@ def test_an_approval_asked_in_two_tabs_decided_in_one(stack: Stack, browser: Bro
     asker = browser.wait("asker", ran)
     watcher = browser.wait("watcher", ran)
     assert asker["messages"][-1]["text"] == watcher["messages"][-1]["text"] != ""
-    assert _generation(stack, chat)["status"] == "completed"
+    assert latest_generation(stack.url, chat)["status"] == "completed"
     for tab in ("asker", "watcher"):
         assert browser.do("close", tab=tab)["errors"] == []
 
@@ -181,5 +155,5 @@ def test_a_front_end_killed_mid_answer(stack: Stack, browser: Browser) -> None:
     victim.popen.kill()
     victim.popen.wait()
     state = browser.wait("kill", READY.format(n=2))
-    assert _answered(state, stack, chat)["status"] == "completed"
+    assert answered(state, stack.url, chat)["status"] == "completed"
     browser.do("close", tab="kill")

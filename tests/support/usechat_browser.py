@@ -11,11 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from tests.support import client_js
 from tests.support.browser import missing_prerequisites
 from tests.support.node_script import Script
 from tests.support.procs import ROOT
+from tests.support.stacks import Stack, start_stack
 
 USECHAT = ROOT / "tests" / "clients" / "usechat"
 
@@ -28,6 +31,21 @@ def require(*more: str) -> None:
         missing.append("tests/clients/usechat/node_modules: npm ci --prefix tests/clients/usechat")
     if missing:
         pytest.fail("these tests need:\n  " + "\n  ".join(missing), pytrace=False)
+
+
+@contextlib.contextmanager
+def stack(
+    base: Path, name: str, worker_env: dict[str, str], frontend_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    """What the pages talk to: two front-ends of one Redis behind deploy/nginx.conf and a
+    worker, with the client package built first; stopped on leaving."""
+    require(*client_js.missing_prerequisites())
+    client_js.build()
+    s = start_stack(base, name, worker_env, frontend_env=frontend_env, frontends=2, nginx=True)
+    try:
+        yield s
+    finally:
+        s.stop()
 
 
 class Browser:
@@ -53,6 +71,33 @@ class Browser:
 
     def value(self, tab: str, js: str) -> Any:
         return self.do("eval", tab=tab, js=js)["value"]
+
+
+def latest_generation(url: str, chat: str, key: str | None = None) -> dict[str, Any]:
+    """The chat's latest generation as the API at ``url`` reports it (with ``key``, an API
+    key, where authorization is on: a reading route takes a viewer token it mints)."""
+    auth = {"authorization": f"Bearer {key}"} if key else {}
+    got = httpx.get(f"{url}/v1/chat/{chat}/messages", headers=auth, timeout=10).json()
+    generation = got["generation_id"]
+    if key:
+        minted = httpx.post(f"{url}/v1/streams/{generation}/tokens", headers=auth, timeout=10)
+        auth = {"authorization": f"Bearer {minted.json()['viewer_token']}"}
+    status: dict[str, Any] = httpx.get(
+        f"{url}/v1/generations/{generation}", headers=auth, timeout=10
+    ).json()
+    return status
+
+
+def answered(state: dict[str, Any], url: str, chat: str, key: str | None = None) -> dict[str, Any]:
+    """The tab's last message is the chat's latest answer, whole, its text part once, and
+    the tab shows no error; the answer's generation."""
+    generation = latest_generation(url, chat, key)
+    last = state["messages"][-1]
+    assert [m["role"] for m in state["messages"]][-2:] == ["user", "assistant"], state
+    assert last["role"] == "assistant" and last["texts"] == 1, state
+    assert last["text"] == generation["text"], (state, generation)
+    assert state["error"] == "", state
+    return generation
 
 
 @contextlib.contextmanager
