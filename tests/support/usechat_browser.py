@@ -66,8 +66,16 @@ class Browser:
         state: dict[str, Any] = answer["state"]
         return state
 
-    def open(self, tab: str, chat: str) -> None:
-        self.do("open", tab=tab, path=f"/usechat/{self.page}.html?chat={chat}&api=/v1/chat")
+    def open(self, tab: str, chat: str, *, tokens: bool = False) -> None:
+        """The page on ``chat``; with ``tokens``, its getToken asks the backend that
+        ``serve_tokens`` set up for a token of the chat."""
+        token = f"&token=/usechat/token/{chat}" if tokens else ""
+        self.do("open", tab=tab, path=f"/usechat/{self.page}.html?chat={chat}&api=/v1/chat{token}")
+
+    def serve_tokens(self, key: str, ttl: int) -> None:
+        """From now on, the pages' backend mints a new chat token each time it is asked,
+        with the front-end's token route and ``key``, living ``ttl`` seconds."""
+        self.do("tokens", key=key, ttl=ttl)
 
     def value(self, tab: str, js: str) -> Any:
         return self.do("eval", tab=tab, js=js)["value"]

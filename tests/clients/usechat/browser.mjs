@@ -8,7 +8,11 @@
 // Commands: {"op": "open", "tab", "path"} · {"op": "send", "tab", "text"} ·
 // {"op": "click", "tab", "selector"} · {"op": "reload", "tab"} · {"op": "close", "tab"} ·
 // {"op": "wait", "tab", "until": JS expression over `s` (what "read" gives), "ms"} ·
-// {"op": "read", "tab"} · {"op": "eval", "tab", "js"} · {"op": "quit"}.
+// {"op": "read", "tab"} · {"op": "eval", "tab", "js"} · {"op": "quit"} ·
+// {"op": "tokens", "key", "ttl"}: from then on, POST BASE/usechat/token/CHAT answers as an
+// app's backend would, with a new chat token each time (the front-end's
+// POST /v1/chat/CHAT/tokens with the API key `key`, living `ttl` seconds): the browser
+// never holds the key.
 // Answers: {"ok": true, ...} or {"ok": false, "error", "state"}.
 
 import { readFileSync } from "node:fs";
@@ -28,6 +32,17 @@ await context.route(`${base}/usechat/**`, (route) => {
   route.fulfill({ body: readFileSync(join(appDir, path)), contentType: TYPES[path.split(".").pop()] || "text/plain" });
 });
 const tabs = new Map();
+
+// The app's backend minting a chat token (the page's `&token=/usechat/token/CHAT`).
+async function mintChatToken(route, key, ttl) {
+  const chat = new URL(route.request().url()).pathname.split("/").pop();
+  const minted = await fetch(`${base}/v1/chat/${chat}/tokens`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: JSON.stringify({ ttl_seconds: ttl }),
+  });
+  await route.fulfill({ status: minted.status, body: await minted.text(), contentType: "application/json" });
+}
 
 function read(page) {
   return page.evaluate(() => {
@@ -73,6 +88,10 @@ async function run(command) {
       await tab.page.close();
       tabs.delete(command.tab);
       return { errors: tab.errors };
+    case "tokens":
+      // Registered last, so it comes before the route serving the app's files.
+      await context.route(`${base}/usechat/token/*`, (route) => mintChatToken(route, command.key, command.ttl));
+      return {};
     case "read":
       return { state: await read(tab.page), errors: tab.errors };
     case "eval":
