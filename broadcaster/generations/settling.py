@@ -8,7 +8,7 @@ A sweep after a miss (the wake channels lost or just joined, an end left to the 
 reads every group's set. The periodic one, a safety net for what no miss announced,
 reads ``SWEEP_GROUPS`` groups a round, the same ones on every front-end at the same
 time: all of them within ``SLOT_GROUPS / SWEEP_GROUPS`` rounds, and an idle deployment
-sends a handful of commands a minute, not one per group.
+sends a few commands every two minutes, not one per group.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ log = logging.getLogger("broadcaster.usage")
 QUEUE_MAX = 10_000
 """Ends waiting to be settled in this process; beyond, an end is left to the sweep."""
 
-SWEEP_EVERY = 60.0
-"""The longest between two sweeps of the unsettled sets (one front-end per round)."""
+SWEEP_EVERY = 120.0
+"""The longest between two periodic sweeps (one front-end per round)."""
 
 GRACE_MS = 10_000
 """A sweep takes generations that ended at least this long ago: a wake settles the
@@ -39,8 +39,11 @@ others within milliseconds."""
 SWEEP_COUNT = 500
 """Generations a sweep takes from one set per round."""
 
-SWEEP_GROUPS = 8
-"""Groups' sets a periodic sweep reads (of ``keys.SLOT_GROUPS``)."""
+SWEEP_GROUPS = 4
+"""Groups' sets a periodic sweep reads (of ``keys.SLOT_GROUPS``): every group within
+``SLOT_GROUPS / SWEEP_GROUPS`` rounds (about two hours). It is a safety net for what
+nothing announced: an end every front-end heard and none could settle (Redis failed
+meanwhile, a queue was full) makes the next round a whole sweep, as a miss does."""
 
 
 class Settler:
@@ -88,7 +91,11 @@ class Settler:
                 wait = max(0.0, next_sweep - loop.time())
                 stream_id = await self._next(wait)
                 if stream_id:
-                    await self._settle(stream_id)
+                    try:
+                        await self._settle(stream_id)
+                    except REDIS_ERRORS:
+                        self.left += 1  # not settled here: the next sweep reads every set
+                        raise
                     continue
                 whole = stream_id == "" or self.left != left
                 left = self.left
