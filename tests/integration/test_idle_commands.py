@@ -10,8 +10,8 @@ cut off between their steps (a ``ZRANGEBYSCORE`` every 10 s), and rounds of a mi
 that a 10 s window may or may not hold: the chats' queue (an ``EXISTS``), 8 of the 256
 waiting sets (a ``ZRANGEBYSCORE`` each), the overdue generations (a ``SET`` and an
 ``XINFO GROUPS`` per job queue); and every two minutes 4 of the 256 sets of generations
-whose usage is unsettled (a ``ZRANGEBYSCORE`` each). Over two minutes that is about 0.7 commands a second
-(docs/history/performance-rounds.md, "An idle front-end").
+whose usage is unsettled (a ``ZRANGEBYSCORE`` each). Over two minutes that is about 0.7
+commands a second (docs/history/performance-rounds.md, "An idle front-end").
 
 The same with webhooks configured (each front-end runs a deliverer): its two blocking
 reads (the outboxes, the deliveries: one ``XREADGROUP`` each per 30 s) and its sweep (a
