@@ -1,5 +1,6 @@
 """The decision's ``inputHash`` (docs/resuming.md) is the same number on both sides: the
-server's (``chat/binding.py``) and the demo chat's (web/chat/src/approval.mjs, run by node),
+server's (``chat/binding.py``) and the client package's, which the demo chat sends its
+decisions with (clients/js, built and run by node),
 for inputs where a careless canonical JSON would differ: floats that are integers, small
 and large exponents, non-ASCII and control characters, names whose UTF-16 order is not
 their code point order, nesting."""
@@ -7,15 +8,13 @@ their code point order, nesting."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import pytest
 
 from broadcaster.chat.binding import canonical, input_hash
-from tests.support.procs import ROOT
+from tests.support import client_js
 
-MODULE = ROOT / "web" / "chat" / "src" / "approval.mjs"
 INPUTS = [
     {"b": 5, "a": 2, "id": 12345678901234567890},
     {"amount": 1.0, "rate": 0.1, "tiny": 1e-7, "huge": 1e21, "big": 123456789012345680000.0},
@@ -25,11 +24,13 @@ INPUTS = [
 ]
 
 
-def test_the_server_and_the_demo_hash_the_same_input_alike() -> None:
-    if shutil.which("node") is None:
-        pytest.fail("node is missing: install Node.js >= 20", pytrace=False)
+def test_the_server_and_the_client_package_hash_the_same_input_alike() -> None:
+    missing = client_js.missing_prerequisites()
+    if missing:
+        pytest.fail("this test needs:\n  " + "\n  ".join(missing), pytrace=False)
+    module = client_js.built()
     script = (
-        f"import {{ canonical, inputHash }} from {json.dumps(MODULE.as_uri())};\n"
+        f"import {{ canonicalJson as canonical, inputHash }} from {json.dumps(module.as_uri())};\n"
         "const inputs = JSON.parse(process.argv[1]);\n"
         "const out = [];\n"
         "for (const i of inputs) out.push([canonical(i), await inputHash(i)]);\n"
