@@ -66,13 +66,14 @@ lint: $(BIN)/.installed
 # tests/clients/browser, tests/clients/aisdk, tests/clients/workflow (@ai-sdk/workflow
 # and the AI SDK 7), tests/clients/workflow-old (@ai-sdk/workflow before 1.0.17), tests/clients/durable (the Durable Streams conformance suite and
 # clients), tests/clients/jwt (jose, minting tokens as a Node backend would), tests/perf,
-# web/chat (the demo's chat bundle, rebuilt by a test), clients/js (the TypeScript client
+# clients/js (the TypeScript client
 # package: its build, size check, types and vitest unit tests run under pytest in
 # tests/clients/test_client_js.py) and tests/clients/usechat (that package installed from
 # the checkout, linked, with the AI SDK and React, against real front-ends; after
-# clients/js) have npm packages, installed by npm ci when missing or out of date.
+# clients/js), web/chat (the demo's chat bundle, which holds that package too: rebuilt by a
+# test after the package's build) have npm packages, installed by npm ci when missing or out of date.
 DEBIAN_FOR_TESTS := chromium nginx prometheus curl jq
-NPM_FOR_TESTS := examples/ts-agent tests/clients/browser tests/clients/aisdk tests/clients/agui examples/copilotkit tests/clients/workflow tests/clients/workflow-old tests/clients/durable tests/clients/jwt tests/perf web/chat clients/js tests/clients/usechat
+NPM_FOR_TESTS := examples/ts-agent tests/clients/browser tests/clients/aisdk tests/clients/agui examples/copilotkit tests/clients/workflow tests/clients/workflow-old tests/clients/durable tests/clients/jwt tests/perf clients/js web/chat tests/clients/usechat
 
 test-deps:
 	@if ! command -v redis-server >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -145,7 +146,10 @@ compare: $(BIN)/.installed
 # in web/chat/package-lock.json) into broadcaster/http/static/chat.js. The bundle is
 # committed so that the package serves it without node; tests/clients/test_chat_bundle.py
 # fails when it differs from a rebuild. Run this after changing web/chat.
+# The bundle holds the client package from the checkout: built first.
 chat-bundle:
+	npm ci --prefix clients/js --silent
+	node clients/js/build.mjs
 	npm ci --prefix web/chat --silent
 	node web/chat/build.mjs
 

@@ -1,11 +1,12 @@
 """The demo's chat bundle (broadcaster/http/static/chat.js) is exactly what web/chat builds.
 
-The package serves a committed, minified bundle of web/chat/src and the AI SDK, so that no
-node is needed at run time. This test rebuilds it with the packages pinned in
+The package serves a committed, minified bundle of web/chat/src, the AI SDK and the client
+package (clients/js, linked from the checkout), so that no node is needed at run time. This
+test builds the client package, rebuilds the bundle with the packages pinned in
 web/chat/package-lock.json (installed by ``npm ci --prefix web/chat``, which ``make test``
 runs) and compares the bytes, so the committed bundle and its sources cannot drift apart:
-after a change to web/chat, ``make chat-bundle``. Needs node >= 20 and those packages;
-without them it fails and says what to install. It never skips.
+after a change to web/chat or clients/js, ``make chat-bundle``. Needs node >= 20 and those
+packages; without them it fails and says what to install. It never skips.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import client_js
 from tests.support.procs import ROOT
 
 WEB = ROOT / "web" / "chat"
@@ -30,6 +32,10 @@ def _installed_differs_from_lock() -> list[str]:
     wrong = []
     for path, entry in lock["packages"].items():
         if not path:
+            continue
+        if entry.get("link"):  # the client package: a link to the checkout's clients/js
+            if (WEB / path).resolve() != (WEB / entry["resolved"]).resolve():
+                wrong.append(f"{path} is not a link to {entry['resolved']}")
             continue
         manifest = WEB / path / "package.json"
         if not manifest.is_file():
@@ -50,6 +56,11 @@ def test_the_committed_chat_bundle_is_the_rebuild_of_web_chat(tmp_path: Path) ->
         pytest.fail(f"web/chat/node_modules is missing: {INSTALL}", pytrace=False)
     wrong = _installed_differs_from_lock()
     assert not wrong, f"web/chat/node_modules is not the lockfile's ({INSTALL}): {wrong}"
+    missing = client_js.missing_prerequisites()
+    if missing:
+        needs = "\n  ".join(missing)
+        pytest.fail(f"the bundle holds clients/js, whose build needs:\n  {needs}", pytrace=False)
+    client_js.build()
 
     rebuilt = tmp_path / "chat.js"
     run = subprocess.run(
@@ -67,9 +78,12 @@ def test_the_committed_chat_bundle_is_the_rebuild_of_web_chat(tmp_path: Path) ->
         f"broadcaster/http/static/chat.js ({len(committed)} bytes) is not the build of"
         f" web/chat ({len(fresh)} bytes): run make chat-bundle and commit the result"
     )
-    # The page loads it, and it holds the AI SDK's Chat (its resume trigger) and the
-    # chunk schema its transport validates with.
+    # The page loads it, and it holds the AI SDK's Chat (its resume trigger, the chunks it
+    # reads) and the client package (named in the banner, with its transport's header).
     page = (BUNDLE.parent / "demo.html").read_text()
     assert '<script src="/static/chat.js" defer></script>' in page
     assert b'"resume-stream"' in committed and b'"tool-output-available"' in committed
+    banner = committed.split(b"\n", 1)[0]
+    assert banner.startswith(b"/*") and b"@llm-stream-broadcaster/client@" in banner
+    assert b"idempotency-key" in committed
     print(f"\nchat bundle: {len(committed)} bytes minified")

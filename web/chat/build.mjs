@@ -1,6 +1,7 @@
-// Bundles src/index.mjs (the demo page's chat tab, with the AI SDK's Chat and
-// @ai-sdk/workflow's WorkflowChatTransport) into broadcaster/http/static/chat.js: one minified script that the
-// Python package serves with the page, so the page needs no CDN and the server no node.
+// Bundles src/index.mjs (the demo page's chat tab, with the AI SDK's Chat and the client
+// package's BroadcasterChatTransport) into broadcaster/http/static/chat.js: one minified
+// script that the Python package serves with the page, so the page needs no CDN and the
+// server no node. The client package comes from the checkout (clients/js), built first.
 //
 //   npm ci && node build.mjs [OUTFILE]      (or, from the repository root: make chat-bundle)
 //
@@ -55,6 +56,9 @@ const result = await build({
   charset: "utf8",
   legalComments: "eof",
   plugins: [withoutZodLocales],
+  // The client package is a link to clients/js: named by its node_modules path, it is
+  // listed in the banner as the registry's packages are.
+  preserveSymlinks: true,
   metafile: true,
   logLevel: "warning",
 });

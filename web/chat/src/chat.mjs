@@ -1,11 +1,11 @@
 // One chat as the AI SDK holds it in a browser: the SDK's own AbstractChat (what useChat
-// wraps in React) over a tiny observable state, and @ai-sdk/workflow's
-// WorkflowChatTransport pointed at the broadcaster's chat API: an answer whose connection
-// drops is finished by the transport itself (it reconnects with the answer's run id and
-// the chunks it has). Nothing here speaks the protocol itself.
+// wraps in React) over a tiny observable state, and the client package's
+// BroadcasterChatTransport: it sends each submit with an Idempotency-Key of its own, finishes
+// an answer whose connection drops after its last event, and asks for a token again when
+// one expires. Nothing here speaks the protocol itself.
 
 import { AbstractChat, lastAssistantMessageIsCompleteWithApprovalResponses } from "ai";
-import { WorkflowChatTransport } from "@ai-sdk/workflow/client";
+import { BroadcasterChatTransport } from "@llm-stream-broadcaster/client";
 
 // The ChatState the SDK asks for: plain fields whose every change calls `onChange`.
 class ObservedState {
@@ -31,9 +31,8 @@ class ObservedState {
   snapshot(thing) { return structuredClone(thing); }
 }
 
-// WorkflowChatTransport as is, plus a look at each chunk it has validated: the SDK's
-// message has no place for how a stream ended (`finish`, `abort` or `error`), the pane
-// shows it.
+// The transport as is, plus a look at each chunk it hands the SDK: the SDK's message has
+// no place for how a stream ended (`finish`, `abort` or `error`), the pane shows it.
 function watched(stream, onChunk) {
   return stream.pipeThrough(
     new TransformStream({
@@ -45,7 +44,7 @@ function watched(stream, onChunk) {
   );
 }
 
-class WatchedTransport extends WorkflowChatTransport {
+class WatchedTransport extends BroadcasterChatTransport {
   constructor(options, onChunk) {
     super(options);
     this.onChunk = onChunk;
@@ -59,39 +58,33 @@ class WatchedTransport extends WorkflowChatTransport {
   }
 }
 
-const RESET_STEP = { "X-Reset-Step": "1" };
+// The transport of one pane (each pane is a tab of its own). `getToken`: the chat token,
+// when the deployment wants one; `provider`: the provider or agent that answers (null:
+// the deployment's default). X-Reset-Step: this SDK (ai 7) knows `reset-step`, so a step
+// that a worker taking the answer over had to make again replaces the cut one instead of
+// showing beside it. Closing or reloading the page aborts the pane's requests, which must
+// not stop the answer: only the Stop button does (stopOnAbort: false).
+export function chatTransport({ api, getToken, provider, onChunk }) {
+  return new WatchedTransport(
+    {
+      api,
+      getToken,
+      headers: { "X-Reset-Step": "1" },
+      body: provider ? { provider } : {},
+      stopOnAbort: false,
+    },
+    onChunk,
+  );
+}
 
+// A tool call that waits for a person is answered with addToolApprovalResponse (the
+// transport's respondToApproval): a Chat that is not streaming then sends the decision by
+// itself (sendAutomaticallyWhen).
 export class BrowserChat extends AbstractChat {
-  // `api`: the chat endpoint (`/v1/chat`); `headers`: a function giving the request's
-  // headers (a chat token, when the deployment wants one); `provider`: the provider or
-  // agent that answers (null: the deployment's default). A tool call that waits for a
-  // person is answered with addToolApprovalResponse: a Chat that is not streaming then
-  // sends the decision by itself (sendAutomaticallyWhen).
-  constructor({ id, api, headers, provider, onChange, onChunk }) {
-    const state = new ObservedState(onChange);
-    const transport = new WatchedTransport(
-      {
-        api,
-        // The transport sends {messages, ...body}: the chat's id goes in the body.
-        // Each submit carries an Idempotency-Key of its own: a retry of it answers the
-        // same stream instead of starting a second answer.
-        // X-Reset-Step: this SDK (ai 7) knows `reset-step`, so a step that a worker
-        // taking the answer over had to make again replaces the cut one instead of
-        // showing beside it.
-        prepareSendMessagesRequest: async ({ messages, body }) => ({
-          body: { ...body, id, messages, ...(provider ? { provider } : {}) },
-          headers: { ...(await headers()), ...RESET_STEP, "Idempotency-Key": crypto.randomUUID() },
-        }),
-        prepareReconnectToStreamRequest: async ({ api: url }) => ({
-          api: url,
-          headers: { ...(await headers()), ...RESET_STEP },
-        }),
-      },
-      onChunk,
-    );
+  constructor({ id, transport, onChange }) {
     super({
       id,
-      state,
+      state: new ObservedState(onChange),
       transport,
       sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
     });

@@ -1,16 +1,17 @@
-// The demo page's chat tab, built on the AI SDK's own client code and @ai-sdk/workflow's
-// WorkflowChatTransport (bundled into broadcaster/http/static/chat.js by
-// `make chat-bundle`).
+// The demo page's chat tab, built on the client package (@llm-stream-broadcaster/client:
+// its BroadcasterChatTransport under the AI SDK's own Chat, its followStream for the list)
+// and bundled into broadcaster/http/static/chat.js by `make chat-bundle`.
 //
 // Two panes hold two Chat instances with the same chat id, as two browser tabs would.
 // The chat id lives in the address (#chat=<id>), so a reload finds the chat again: each
 // pane loads the messages from the server and resumes the running answer. Stop asks the
-// server to cancel (POST /v1/chat/{id}/stop); every pane then sees the answer end with
+// server to cancel (the transport's stop); every pane then sees the answer end with
 // `abort`. Closing or reloading the page never cancels anything. History comes newest
-// page first (GET /v1/chat/{id}/messages?limit=), older pages on demand. Beside the
-// panes, the list of the caller's chats (list.mjs), whose one connection (GET
-// /v1/chats/events) also tells the page of a turn started in another tab.
+// page first (the transport's loadMessages), older pages on demand. Beside the panes, the
+// list of the caller's chats (list.mjs), whose one connection (GET /v1/chats/events) also
+// tells the page of a turn started in another tab.
 
+import { chatTransport } from "./chat.mjs";
 import { ChatList } from "./list.mjs";
 import { ChatPane } from "./pane.mjs";
 
@@ -43,22 +44,32 @@ async function failure(res) {
   return new Error(`HTTP ${res.status}: ${typeof message === "string" ? message : JSON.stringify(message)}`);
 }
 
-// The chat both panes show: its id, its requests (with a chat token when the page was
-// given an API key to mint one), and the panes themselves.
+function apiKey() {
+  return ((document.querySelector("#chat-api-key") || {}).value || "").trim();
+}
+
+// The chat both panes show: its id, its credential (a chat token when the page was given
+// an API key to mint one), the panes themselves, and a transport of its own for what
+// belongs to no pane (history pages, stop).
 class ChatSession {
   constructor(root, chatId) {
     this.chatId = chatId;
-    this.api = API;
     this.provider = PROVIDER;
     this.root = root;
     this.tokenKey = `broadcaster-chat-token:${chatId}`;
-    this.tokenPromise = null;
+    this.minting = null;
     this.errorEl = root.querySelector("#chat-error");
+    this.transport = this.newTransport();
     this.panes = Array.from(root.querySelectorAll("section.chat-pane"), (section, i) => {
       return new ChatPane(section, `Pane ${i + 1}`, this);
     });
     this.seen = new Set(); // the generations the panes already show or follow
     this.onActive = null; // told when the chat is known to the server (its first submit)
+  }
+
+  // A transport for this chat (`onChunk`: told each chunk of its answers).
+  newTransport(onChunk = () => {}) {
+    return chatTransport({ api: API, getToken: (ask) => this.token(ask), provider: this.provider, onChunk });
   }
 
   // An event of the caller's lifecycle feed (the list's, list.mjs), this chat's only: a
@@ -82,86 +93,49 @@ class ChatSession {
     for (const pane of this.panes) if (!pane.busy() && !pane.sending) pane.follow();
   }
 
-  url(path) {
-    return `${this.api}/${encodeURIComponent(this.chatId)}${path}`;
-  }
-
+  // The app's backend would mint chat tokens (and never show the browser a key); the demo
+  // mints them with the API key typed into the page.
   async mintToken(key) {
-    const res = await fetch(this.url("/tokens"), {
+    const res = await fetch(`${API}/${encodeURIComponent(this.chatId)}/tokens`, {
       method: "POST",
       headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
       body: JSON.stringify({ sub: OWNER }),
     });
     if (!res.ok) throw await failure(res);
     const body = await res.json();
-    sessionStorage.setItem(this.tokenKey, JSON.stringify([body.chat_token, body.token_expires_at]));
+    sessionStorage.setItem(this.tokenKey, body.chat_token);
     return body.chat_token;
   }
 
-  // A token minted earlier for this chat (it outlives a reload), unless it expires within
-  // the next minute.
-  storedToken() {
-    try {
-      const [token, expires] = JSON.parse(sessionStorage.getItem(this.tokenKey) || "[]");
-      return token && expires * 1000 > Date.now() + 60_000 ? token : null;
-    } catch {
-      return null;
-    }
-  }
-
-  // Headers for every request of this chat: none on an open deployment; else a chat
-  // token minted with the API key typed into the page (a real app's backend would mint
-  // it and never show the browser a key).
-  async headers() {
-    const stored = this.storedToken();
-    if (stored) return { Authorization: `Bearer ${stored}` };
-    const key = (document.querySelector("#chat-api-key") || {}).value || "";
-    if (!key.trim()) return {};
-    this.tokenPromise = this.tokenPromise || this.mintToken(key.trim());
-    try {
-      return { Authorization: `Bearer ${await this.tokenPromise}` };
-    } finally {
-      this.tokenPromise = null;
-    }
+  // The package's getToken: none on an open deployment; else the token minted earlier for
+  // this chat (it outlives a reload), or a new one when there is none or the server
+  // refused or expired it (`refresh`).
+  async token({ refresh }) {
+    const stored = refresh ? null : sessionStorage.getItem(this.tokenKey);
+    if (stored) return stored;
+    const key = apiKey();
+    if (!key) return null;
+    this.minting = this.minting || this.mintToken(key).finally(() => (this.minting = null));
+    return this.minting;
   }
 
   // A page of the chat's messages as the server holds them (the newest, or those before
-  // message `before`), and `older`, the `before` of the page before it (null: none), with
-  // the latest answer's generation and status; no messages for a chat it does not know
-  // (yet, or any more: chats expire).
+  // message `before`), with the latest answer's generation noted as seen.
   async messages(before = null) {
-    const query = new URLSearchParams({ limit: String(PAGE), ...(before ? { before } : {}) });
-    const res = await fetch(this.url(`/messages?${query}`), { headers: await this.headers() });
-    if (res.status === 404) return { messages: [], status: null, older: null, generation: null };
-    if (!res.ok) throw await failure(res);
-    const body = await res.json();
-    this.seen.add(body.generation_id);
-    return { messages: body.messages, status: body.status, older: body.older, generation: body.generation_id };
+    const page = await this.transport.loadMessages(this.chatId, { limit: PAGE, before });
+    this.seen.add(page.generationId);
+    return page;
   }
 
-  // A decision taken in a pane that follows the answer: the server records it (the
-  // first one wins); the panes whose answer ended at the wait follow it again.
-  async approve(approvalId, approved, reason, bound = {}) {
-    this.errorEl.textContent = "";
-    try {
-      const res = await fetch(this.url("/approvals"), {
-        method: "POST",
-        headers: { ...(await this.headers()), "Content-Type": "application/json" },
-        body: JSON.stringify({ approvalId, approved, ...bound, ...(reason ? { reason } : {}) }),
-      });
-      if (!res.ok) throw await failure(res);
-    } catch (err) {
-      this.errorEl.textContent = `approval: ${err.message || err}`;
-      return;
-    }
+  // A decision a following pane sent: the panes whose answer ended at the wait follow it.
+  decided() {
     for (const pane of this.panes) if (!pane.busy()) pane.follow();
   }
 
   async stop() {
     this.errorEl.textContent = "";
     try {
-      const res = await fetch(this.url("/stop"), { method: "POST", headers: await this.headers() });
-      if (!res.ok) throw await failure(res);
+      await this.transport.stop(this.chatId);
     } catch (err) {
       this.errorEl.textContent = `stop: ${err.message || err}`;
     }
@@ -194,12 +168,12 @@ function chatIdFromHash() {
 }
 
 // The list's requests: with a key typed in, the key asks for the chats of the tokens it
-// minted; else the chat's own token (its holder's chats), or nothing on an open
+// minted; else the token of the chat on show (its holder's chats), or nothing on an open
 // deployment (the chats made with no owner).
-async function listQuery(session) {
-  const key = ((document.querySelector("#chat-api-key") || {}).value || "").trim();
-  if (key) return { headers: { Authorization: `Bearer ${key}` }, owner: OWNER };
-  return { headers: session ? await session.headers() : {}, owner: null };
+function listQuery(currentSession) {
+  const key = apiKey();
+  if (key) return { owner: OWNER, auth: { headers: { Authorization: `Bearer ${key}` } } };
+  return { owner: null, auth: { getToken: (ask) => currentSession()?.token(ask) ?? null } };
 }
 
 function main() {
@@ -214,7 +188,7 @@ function main() {
   function showList() {
     const listEl = root.querySelector("#chat-list");
     if (listEl && !list) {
-      list = new ChatList(listEl, () => listQuery(session), (event) => session && session.lifecycle(event));
+      list = new ChatList(listEl, () => listQuery(() => session), (event) => session && session.lifecycle(event));
     }
   }
 

@@ -5,19 +5,20 @@
 // own turns (`onEvent`): the page holds one feed, not one per chat besides the list's
 // (a browser gives a site six HTTP/1.1 connections, shared by its tabs).
 
-import { frames } from "./frames.mjs";
+import { followStream } from "@llm-stream-broadcaster/client";
 
 const STATUS = { running: "…", waiting: "waiting", finished: "" };
 
 export class ChatList {
-  // `el`: the list's element; `query()`: the list's headers and owner, as a promise
-  // ({headers, owner}); `onEvent(event)`: told each lifecycle event.
+  // `el`: the list's element; `query()`: whose chats and the requests' credential
+  // ({owner, auth}: the package's headers or getToken); `onEvent(event)`: told each
+  // lifecycle event.
   constructor(el, query, onEvent = () => {}) {
     this.el = el;
     this.query = query;
     this.onEvent = onEvent;
     this.controller = new AbortController();
-    this.lastId = null;
+    this.lastId = undefined;
     this.pending = null;
     this.done = this.follow();
     this.refresh();
@@ -34,7 +35,9 @@ export class ChatList {
 
   async load() {
     try {
-      const { headers, owner } = await this.query();
+      const { owner, auth } = this.query();
+      const token = auth.getToken && (await auth.getToken({ refresh: false }));
+      const headers = auth.headers ?? (token ? { Authorization: `Bearer ${token}` } : {});
       const res = await fetch(ChatList.url("/v1/chats", owner), { headers });
       if (!res.ok) return;
       this.render((await res.json()).chats);
@@ -61,23 +64,22 @@ export class ChatList {
     );
   }
 
+  // The feed, resumed after the last event seen by the package's followStream; a refusal
+  // (a token not minted yet, a deployment restarting) is tried again a second later.
   async follow() {
     const { signal } = this.controller;
     while (!signal.aborted) {
       try {
-        const last = this.lastId ? { "Last-Event-ID": this.lastId } : {};
-        const { headers, owner } = await this.query();
+        const { owner, auth } = this.query();
         const url = ChatList.url("/v1/chats/events", owner);
-        const res = await fetch(url, { headers: { ...headers, ...last }, signal });
-        if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
-        for await (const frame of frames(res.body)) {
-          if (frame.id) this.lastId = frame.id;
-          if (!frame.data.startsWith('{"type":"chat-')) continue;
+        for await (const event of followStream(url, { ...auth, lastEventId: this.lastId, signal })) {
+          if (event.id) this.lastId = event.id;
+          if (!event.type.startsWith("chat-")) continue;
           this.refresh();
-          this.onEvent(JSON.parse(frame.data));
+          this.onEvent(event.data);
         }
       } catch {
-        // dropped or refused: again shortly, from the last event seen
+        // refused: again shortly, from the last event seen
       }
       if (!signal.aborted) await new Promise((resolve) => setTimeout(resolve, 1000));
     }

@@ -1,7 +1,6 @@
 // One pane of the chat tab: its own AI SDK Chat (same chat id as the other pane), the
 // messages as that Chat holds them, a composer, and how the last answer ended.
 
-import { boundTo } from "./approval.mjs";
 import { BrowserChat } from "./chat.mjs";
 import { el, renderMessages } from "./render.mjs";
 
@@ -21,7 +20,7 @@ const ENDED = {
 };
 
 export class ChatPane {
-  // `session`: the chat the panes share (its id, its endpoint, its headers, stop) and
+  // `session`: the chat the panes share (its id, its transports, its history, stop) and
   // `session.started(pane)`, told when this pane's own submit has begun to stream.
   constructor(section, title, session) {
     this.section = section;
@@ -33,14 +32,8 @@ export class ChatPane {
     this.closed = false;
     this.frame = 0;
     this.build(title);
-    this.chat = new BrowserChat({
-      id: session.chatId,
-      api: session.api,
-      headers: () => session.headers(),
-      provider: session.provider,
-      onChange: () => this.schedule(),
-      onChunk: (chunk) => this.onChunk(chunk),
-    });
+    this.transport = session.newTransport((chunk) => this.onChunk(chunk));
+    this.chat = new BrowserChat({ id: session.chatId, transport: this.transport, onChange: () => this.schedule() });
     this.draw();
   }
 
@@ -94,9 +87,6 @@ export class ChatPane {
         this.sending = false;
         this.session.started(this);
       }
-    } else if (chunk.type === "finish" && !chunk.finishReason && ["abort", "error"].includes(this.outcomeEl.dataset.kind)) {
-      // The finish the server adds after an abort or an error, for the transport (which
-      // reconnects until it sees one): the answer ended as the chunk before says.
     } else if (OUTCOMES[chunk.type]) {
       this.setOutcome(chunk.type, OUTCOMES[chunk.type](chunk));
     }
@@ -131,8 +121,8 @@ export class ChatPane {
     this.setOutcome("", "");
     this.sending = true;
     try {
-      // The AI SDK sends the whole chat with each message: the pages not loaded yet first.
-      while (this.older && !this.closed) await this.loadOlder();
+      // The transport sends the new message alone (the server keeps the chat): the pages
+      // not loaded yet stay unloaded.
       await this.chat.sendMessage({ text });
     } finally {
       this.sending = false;
@@ -148,19 +138,22 @@ export class ChatPane {
     this.olderBtn.hidden = !this.older;
   }
 
-  // A decision on a tool call the answer waits on. A pane whose answer ended at the wait
-  // (its Chat is ready) lets the SDK send it: addToolApprovalResponse, then the Chat's
-  // automatic request, whose answer continues the message. A pane that still follows
-  // the generation records it locally and tells the server (POST /v1/chat/{id}/approvals);
-  // it sees the rest on the stream it reads.
-  // The decision names the call and the hash of the input it was shown (approval.mjs):
-  // the server refuses it if either is not the approval's.
+  // A decision on a tool call the answer waits on, by the transport's respondToApproval:
+  // a pane whose answer ended at the wait (its Chat is ready) lets the SDK send it (the
+  // Chat's automatic request, whose answer continues the message); a pane that still
+  // follows the generation records it locally and posts it to the server, bound to the
+  // call and the hash of the input it was shown, then the panes that wait follow it.
   async decide(id, approved) {
     const following = this.busy();
     const reason = approved ? undefined : "denied in the demo";
-    const bound = await boundTo(this.chat.messages, id);
-    await this.chat.addToolApprovalResponse({ id, approved, reason });
-    if (following) await this.session.approve(id, approved, reason, bound);
+    this.session.errorEl.textContent = "";
+    try {
+      await this.transport.respondToApproval(this.chat, { id, approved, reason });
+    } catch (err) {
+      this.session.errorEl.textContent = `approval: ${err.message || err}`;
+      return;
+    }
+    if (following) this.session.decided();
   }
 
   // What another tab does: load the chat's newest page of messages from the server, then
@@ -180,15 +173,15 @@ export class ChatPane {
       let resumed = null; // the generation this follow resumed: its stream showed its end
       do {
         this.followAgain = false;
-        const { messages, status, older, generation } = await this.session.messages();
+        const { messages, status, older, generationId } = await this.session.messages();
         if (this.busy() || this.closed) break;
         this.chat.messages = messages;
         this.older = older;
         this.olderBtn.hidden = !older;
         if (GOING_ON.includes(status)) {
           await this.chat.resumeStream();
-          resumed = generation;
-        } else if (ENDED[status] && resumed !== generation) {
+          resumed = generationId;
+        } else if (ENDED[status] && resumed !== generationId) {
           this.setOutcome(...ENDED[status]);
         }
       } while (this.followAgain && !this.closed && !this.busy());
