@@ -87,6 +87,9 @@ export class ChatPane {
         this.sending = false;
         this.session.started(this);
       }
+    } else if (chunk.type === "finish" && chunk.finishReason === "tool-calls") {
+      // The answer stopped at a tool call that waits for a person: not over yet.
+      this.setOutcome("waiting", "waiting for a decision");
     } else if (OUTCOMES[chunk.type]) {
       this.setOutcome(chunk.type, OUTCOMES[chunk.type](chunk));
     }
