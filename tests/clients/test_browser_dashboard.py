@@ -1,10 +1,10 @@
 """The demo page's Dashboard tab in headless Chromium, two front-ends behind the project's
-nginx: one EventSource (``GET /v1/events?prefix=``) follows 200 job streams, every one
-created after it connected: 12 the page starts, 134 a backend starts under the page's
-prefix, then the front-end holding the connection is killed with SIGKILL, and 54 more are
-created (4 by the page, 50 by the backend) while the browser reconnects by itself, with
-its ``Last-Event-ID``, on the other front-end. Every job's events arrive once and in
-order. tests/clients/browser/dashboard.mjs drives the page."""
+nginx: one connection (``GET /v1/events?prefix=``, the client package's ``followEvents``)
+follows 200 job streams, every one created after it connected: 12 the page starts, 134 a
+backend starts under the page's prefix, then the front-end holding the connection is
+killed with SIGKILL, and 54 more are created (4 by the page, 50 by the backend) while the
+page reconnects by itself, with its ``Last-Event-ID``, on the other front-end. Every job's
+events arrive once and in order. tests/clients/browser/dashboard.mjs drives the page."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def test_a_dashboard_of_jobs_on_one_connection_survives_a_sigkill(tmp_path: Path
         streaming = script.next_json(timeout=40)
         assert streaming["phase"] == "streaming", streaming
         prefix = streaming["prefix"]
-        # The EventSource is a viewer of every job stream: /readyz counts them.
+        # The connection is a viewer of every job stream: /readyz counts them.
         viewers = {f.name: httpx.get(f.url + "/readyz").json()["viewers"] for f in frontends}
         victim = max(frontends, key=lambda f: viewers[f.name])
         survivor = next(f for f in frontends if f is not victim)
@@ -111,7 +111,7 @@ def test_a_dashboard_of_jobs_on_one_connection_survives_a_sigkill(tmp_path: Path
     assert sources == {"/v1/events"}, result["sources"]
     assert not result["page_errors"], result["page_errors"]
     print(
-        f"dashboard in Chromium: {TOTAL} jobs x {EVENTS_PER_JOB} events on one EventSource, "
+        f"dashboard in Chromium: {TOTAL} jobs x {EVENTS_PER_JOB} events on one connection, "
         f"{result['opens']} opens, each event once and in order; done {back:.1f} s after "
         "the SIGKILL"
     )

@@ -1,7 +1,8 @@
-// Bundles src/index.mjs (the demo page's chat tab, with the AI SDK's Chat and the client
-// package's BroadcasterChatTransport) into broadcaster/http/static/chat.js: one minified
-// script that the Python package serves with the page, so the page needs no CDN and the
-// server no node. The client package comes from the checkout (clients/js), built first.
+// Bundles src/index.mjs (the demo page's chat and dashboard tabs, with the AI SDK's Chat
+// and the client package's BroadcasterChatTransport and followEvents) into
+// broadcaster/http/static/chat.js: one minified script that the Python package serves
+// with the page, so the page needs no CDN and the server no node. The client package comes
+// from the checkout (clients/js), built first.
 //
 //   npm ci && node build.mjs [OUTFILE]      (or, from the repository root: make chat-bundle)
 //
@@ -62,7 +63,7 @@ const result = await build({
   metafile: true,
   logLevel: "warning",
 });
-const banner = `/* The demo page's chat tab, built from web/chat by esbuild. Contains ${packagesIn(result.metafile).join(", ")}. */\n`;
+const banner = `/* The demo page's chat and dashboard tabs, built from web/chat by esbuild. Contains ${packagesIn(result.metafile).join(", ")}. */\n`;
 const code = Buffer.concat([Buffer.from(banner), result.outputFiles[0].contents]);
 writeFileSync(outfile, code);
 process.stdout.write(`${outfile}: ${code.length} bytes\n`);

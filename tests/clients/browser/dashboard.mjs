@@ -1,5 +1,5 @@
 // Drives the demo page's Dashboard tab in headless Chromium through nginx while the
-// front-end holding its one EventSource (GET /v1/events?prefix=) is killed.
+// front-end holding its one connection (GET /v1/events?prefix=) is killed.
 //
 //   node tests/clients/browser/dashboard.mjs BASE_URL SCREENSHOT.png [USER_DATA_DIR]
 //
@@ -9,9 +9,9 @@
 //   "wait N"     waits until N streams have shown an event; prints {"phase": "seen"}
 //   "killed N"   clicks "Start 4 more" (streams created after the connection, and after
 //                the kill), waits until N jobs are done, and prints ONE line
-//                {"phase": "result", ...}: what the page's EventSource received per
+//                {"phase": "result", ...}: what the page's connection received per
 //                stream (seqs in arrival order), how many times it opened, and which
-//                EventSources the page made; then exits.
+//                requests for /v1/events the page made; then exits.
 // Exits non-zero with a message on stderr on any failure or after 90 s.
 
 import { createInterface } from "node:readline";

@@ -9,9 +9,11 @@
 // `abort`. Closing or reloading the page never cancels anything. History comes newest
 // page first (the transport's loadMessages), older pages on demand. Beside the panes, the
 // list of the caller's chats (list.mjs), whose one connection (GET /v1/chats/events) also
-// tells the page of a turn started in another tab.
+// tells the page of a turn started in another tab. The Dashboard tab (dashboard.mjs)
+// comes in the same bundle; this module shows whichever tab the address names.
 
 import { chatTransport } from "./chat.mjs";
+import { Dashboard } from "./dashboard.mjs";
 import { ChatList } from "./list.mjs";
 import { ChatPane } from "./pane.mjs";
 
@@ -179,7 +181,9 @@ function listQuery(currentSession) {
 function main() {
   const root = document.querySelector("#chat-tab");
   const viewers = document.querySelector("#viewers-tab");
-  if (!root || !viewers) return;
+  const dashboard = document.querySelector("#dashboard-tab");
+  if (!root || !viewers || !dashboard) return;
+  new Dashboard(dashboard);
   let session = null;
   let list = null;
 
@@ -195,10 +199,12 @@ function main() {
   function show() {
     let chatId = chatIdFromHash();
     const onChat = chatId !== undefined;
-    root.hidden = !onChat;
-    viewers.hidden = onChat;
+    const tab = onChat ? "chat" : location.hash === "#dashboard" ? "dashboard" : "viewers";
+    root.hidden = tab !== "chat";
+    viewers.hidden = tab !== "viewers";
+    dashboard.hidden = tab !== "dashboard";
     for (const a of document.querySelectorAll("nav.tabs a")) {
-      a.setAttribute("aria-current", String((a.dataset.tab === "chat") === onChat));
+      a.setAttribute("aria-current", String(a.dataset.tab === tab));
     }
     if (!onChat) return;
     if (chatId === null) {
