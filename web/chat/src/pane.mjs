@@ -184,6 +184,10 @@ export class ChatPane {
         if (GOING_ON.includes(status)) {
           await this.chat.resumeStream();
           resumed = generationId;
+        } else if (this.waits()) {
+          // The page read holds the answer as it stopped at a tool call waiting for a
+          // person: its turn ending tells this pane to read it again.
+          this.setOutcome("waiting", "waiting for a decision");
         } else if (ENDED[status] && resumed !== generationId) {
           this.setOutcome(...ENDED[status]);
         }
