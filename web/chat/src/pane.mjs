@@ -117,6 +117,12 @@ export class ChatPane {
     this.errorEl.textContent = this.chat.error ? this.chat.error.message : "";
     this.sendBtn.disabled = this.busy();
     this.session.changed();
+    if (!this.busy() && !this.following && this.outcomeEl.dataset.kind === "finish" && this.waits()) {
+      // Shown as finished while it still stops at a tool call: a replay that ended late
+      // wrote an older page over the one read. Read the chat again.
+      this.setOutcome("waiting", "waiting for a decision");
+      setTimeout(() => this.follow(), 200);
+    }
   }
 
   async send(text) {
