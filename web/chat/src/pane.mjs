@@ -100,13 +100,22 @@ export class ChatPane {
     this.outcomeEl.textContent = text;
   }
 
+  // One draw per frame while the tab shows; a hidden tab gets no frames (the browser
+  // pauses them), so it draws on a timer and its page is current when it shows again.
   schedule() {
     if (!this.frame && !this.closed) {
-      this.frame = requestAnimationFrame(() => {
+      const draw = () => {
         this.frame = 0;
         this.draw();
-      });
+      };
+      this.frame = document.hidden ? -setTimeout(draw, 0) : requestAnimationFrame(draw);
     }
+  }
+
+  unschedule() {
+    if (this.frame < 0) clearTimeout(-this.frame);
+    else if (this.frame) cancelAnimationFrame(this.frame);
+    this.frame = 0;
   }
 
   draw() {
@@ -204,7 +213,12 @@ export class ChatPane {
       this.following = false;
       this.followAgain = false;
       if (!this.closed) delete this.section.dataset.following;
-      this.schedule();
+      // Drawn now, not at the next frame: the outcome just set and the page read show
+      // together (a hidden tab has no frames).
+      if (!this.closed) {
+        this.unschedule();
+        this.draw();
+      }
     }
   }
 
@@ -212,7 +226,7 @@ export class ChatPane {
   // section is the next chat's from now on: this pane draws nothing more.
   close() {
     this.closed = true;
-    cancelAnimationFrame(this.frame);
+    this.unschedule();
     return this.chat.stop();
   }
 }
