@@ -30,6 +30,7 @@ import pytest
 
 from broadcaster.cli import DEMO_TOOLS
 from tests.support import usechat_browser
+from tests.support.polling import wait_for
 from tests.support.procs import ROOT
 from tests.support.stacks import Stack
 from tests.support.usechat_browser import Browser, answered, latest_generation
@@ -74,7 +75,14 @@ def test_a_reload_mid_answer_resumes_where_it_was(stack: Stack, browser: Browser
     browser.do("send", tab="reload", text="Tell me more")
     before = browser.wait("reload", STREAMING)
     browser.do("reload", tab="reload")
-    state = browser.wait("reload", READY.format(n=2))
+    # The reloaded page is ready with the answer so far for a moment before useChat
+    # resumes it: wait for the answer's end, then for the tab to show all of it.
+    wait_for(
+        "the answer ended",
+        lambda: latest_generation(stack.url, chat)["status"] not in ("queued", "running"),
+    )
+    whole = len(latest_generation(stack.url, chat)["text"])
+    state = browser.wait("reload", READY.format(n=2) + f" && s.messages[1].text.length >= {whole}")
     assert state["messages"][1]["text"].startswith(before["messages"][1]["text"])
     assert answered(state, stack.url, chat)["status"] == "completed"
     assert browser.do("close", tab="reload")["errors"] == []
