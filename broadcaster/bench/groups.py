@@ -50,8 +50,8 @@ class Groups:
             self._inbox.append(asyncio.Queue())
             self.progress.append((0, 0, 0, 0))
         # Started together: each start waits until its child has read its share of the
-        # viewers, which it does only after importing the bench (seconds on a loaded
-        # machine); one after the other, eight processes took 30 s to start.
+        # viewers, which it does only after importing the bench, so one after the other
+        # the starts add up (docs/performance.md).
         with ThreadPoolExecutor(len(self._procs) or 1) as pool:
             list(pool.map(lambda proc: proc.start(), self._procs))
         for i, (child, ctrl_in) in enumerate(ends):

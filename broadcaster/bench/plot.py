@@ -9,7 +9,7 @@ shaded and a front-end's kill (``--kill-pid``) as a red line:
 - each front-end's resident memory, and their sum.
 
 matplotlib is a dev extra (``pip install -e '.[dev]'``), imported only here, and drawn
-with the Agg backend (no display needed). Small on purpose: 880 x 620 pixels, tens of KB.
+with the Agg backend (no display needed). Small on purpose: 880 x 620 pixels.
 """
 
 from __future__ import annotations

@@ -307,8 +307,7 @@ def blocking_client(url: str, block_ms: int, **options: Any) -> Redis:
 def _driver_info() -> DriverInfo:
     """What a connection tells Redis of its library (``CLIENT SETINFO``), found once:
     redis-py otherwise reads its package metadata from disk for every connection it
-    makes (0.4-15 ms of CPU each, up to a second per front-end while its pool grows
-    under a burst of viewers)."""
+    makes, which a burst of viewers pays for while the pool grows."""
     return DriverInfo()
 
 

@@ -371,8 +371,7 @@ async def _exchange(
     ``lean`` (the default; off only to measure what it replaced, ``tests/perf/
     durability.py``): the round is packed by ``pack`` and its replies read under one
     timeout. redis-py's ``pack_commands`` and a timeout armed per reply were most of a
-    committer's CPU under many writers (profiled: 35% in packing alone), and a round's
-    writers wait for all of it."""
+    committer's CPU under many writers, and a round's writers wait for all of it."""
     if not lean:
         await conn.send_packed_command(conn.pack_commands(commands))
         replies: list[Any] = []

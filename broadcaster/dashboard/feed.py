@@ -436,9 +436,9 @@ class Connection:
     async def _based(self, past: int) -> None:
         """While more than ``past`` positions moved since the base, write one (or wait for
         the one being written), so that the frames after it name it. Between replays
-        (``REBASE``): else each replay's id joined every position moved so far, 871 KB of
-        ids for a dashboard of 1,000 streams (171 KB so, a base per 16 streams, ~1 ms
-        apiece). Once caught up (1): else up to ``REBASE`` positions were joined in every
+        (``REBASE``): else each replay's id joined every position moved so far, and a
+        dashboard of many streams wrote ids that grew with each one (docs/performance.md).
+        Once caught up (1): else up to ``REBASE`` positions were joined in every
         live id until a 17th moved. A failed write leaves the ids longer."""
         while len(self.cursor.moved) > past:
             token = self.cursor.token

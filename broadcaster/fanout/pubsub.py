@@ -3,8 +3,8 @@
 The append script publishes every batch of events on its stream's channel (``core/eventlog.py``);
 this is where a front-end receives them. A message is handed to ``on_message`` from
 ``data_received`` itself: no task, no future and no coroutine step per message. That is
-why this is not redis-py's ``PubSub``, whose ``get_message`` costs 20-27 us a message
-here, against about 1 us for this protocol (measured side by side: ARCHITECTURE.md).
+why this is not redis-py's ``PubSub``, whose ``get_message`` costs many times
+more a message (measured side by side: ARCHITECTURE.md).
 
 The connection speaks RESP2 and knows four commands: ``(S)SUBSCRIBE``,
 ``(S)UNSUBSCRIBE`` and ``PING``, after an ``AUTH`` handshake. Replies to them come in the

@@ -55,15 +55,10 @@ EVENTS_PATH = re.compile(r"/v1/streams/([^/]+)/events")
 
 
 class BroadcasterApp(FastAPI):
-    """FastAPI, with ``GET /v1/streams/{id}/events`` served below its middleware stack.
-
-    An SSE response lives as long as its viewer watches, and everything its request went
-    through stays on the stack meanwhile: with Starlette's middleware, router and
-    FastAPI's request wrappers that is about 11 KiB per open connection, a third of an
-    idle viewer's memory. ``sse_route`` (set by ``create_app``: the route's own
-    ``streams.open_events``, with the app's exception handlers and CORS) answers that
-    route, but holds only its own frames. The route stays declared on FastAPI too: the
-    OpenAPI document describes it, and a ``HEAD`` goes there."""
+    """FastAPI, with ``GET /v1/streams/{id}/events`` answered below its middleware stack
+    by ``sse_route`` (set by ``create_app``): an open response would otherwise hold the
+    stack for its whole life, a third of an idle viewer's memory. The route stays
+    declared for the OpenAPI document and ``HEAD``."""
 
     sse_route: ASGIApp | None = None
 

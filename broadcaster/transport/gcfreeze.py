@@ -2,14 +2,13 @@
 
 CPython's full collection scans every tracked object, and runs whenever the objects that
 survived into the oldest generation have grown by a quarter since the last one. An open
-viewer is about 80 tracked objects (uvicorn's protocol and cycle, the response, its
-coroutines, the subscription), none of them garbage while it watches. So while 12,500
-viewers connected to one process here, eleven full collections ran, each finding
-nothing, the last ones stalling the event loop (every viewer's next frame) for 500-740
-ms, 3.2 s in all of the 9 s it took (docs/history/performance-rounds.md, "100,000 viewers").
+viewer is dozens of tracked objects (uvicorn's protocol and cycle, the response, its
+coroutines, the subscription), none of them garbage while it watches. So while a herd
+of viewers connects, full collections run, find nothing, and stall the event loop
+(every viewer's next frame) longer each time (figures: docs/performance.md).
 
 So the survivors of each full collection are frozen (``gc.freeze``): the next one scans
-only what came since, and its pauses stay about a fifth of what they were. Frozen
+only what came since. Frozen
 objects freed by their reference count leave the frozen set as usual; only cycles among
 them would wait, which is why it thaws (``gc.unfreeze``) once a quarter of the viewers
 open at the last freeze have left: the next full collection then scans everything once,

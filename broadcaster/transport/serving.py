@@ -89,12 +89,12 @@ class DrainingServer(uvicorn.Server):
         if _ended_early:  # a SIGTERM came before uvicorn's handlers, and was swallowed
             self.handle_exit(signal.SIGTERM, None)
         # anyio loads its asyncio backend when first asked (the first request's cancel
-        # scope): 80 ms on this machine, which a herd's first viewer waited for.
+        # scope), which a herd's first viewer would wait for.
         await anyio.lowlevel.checkpoint()
-        # What start-up built (modules, the app, its schema: ~75,000 objects) lives as
-        # long as the process. Frozen, it is out of the collector's sight: a full
-        # collection no longer stalls the event loop (every viewer's next frame) for
-        # the ~30 ms it took to scan it (docs/performance.md). With the freezer, so are
+        # What start-up built (modules, the app, its schema) lives as long as the
+        # process. Frozen, it is out of the collector's sight: a full collection no
+        # longer stalls the event loop (every viewer's next frame) to scan it
+        # (docs/performance.md). With the freezer, so are
         # the open viewers' objects, frozen after each full collection (gcfreeze.py).
         gc.collect()
         if self._make_freezer is None:
