@@ -10,6 +10,9 @@ reach it through uvicorn's ASGI cycle with the scope extensions ``seam`` names.
 - ``wire``: uvicorn's httptools protocol with what the front-end adds: direct writes,
   detached responses, the fast path, pipelining kept in order, limits on the head, a
   lingering close.
+- ``line``: a viewer answered from the parser, once its head is written: its socket
+  handed to a small protocol that is its connection, writer and ``send``, and back to
+  HTTP when its response ends.
 - ``cycles``: uvicorn's request cycle extended: a response that outlives its task, the
   ``Connection`` bound to it, writes held and sent as one.
 - ``linger``: a lingering close: an answer written before its request's body was read

@@ -46,39 +46,16 @@ from broadcaster.transport.cycles import (
     Pipeline,
 )
 from broadcaster.transport.fast import FastPath, Opening
+from broadcaster.transport.line import END, LastChunk, Server, ViewerLine
 from broadcaster.transport.linger import ClosesLingering, Lingering
 from broadcaster.transport.seam import CONNECTION, DIRECT_WRITE_LIMIT
 from broadcaster.transport.turns import TURNS_TICK, Turns
 
-__all__ = ["TURNS_TICK", "HeldWrites", "Turns"]  # re-exported: the tests' names for them
+__all__ = ["END", "TURNS_TICK", "HeldWrites", "LastChunk", "Turns"]  # re-exported: the tests' names
 
 log = logging.getLogger("broadcaster.server")
 
 C = TypeVar("C", bound=RequestResponseCycle)
-
-
-END = b"0\r\n\r\n"
-"""A chunked body's end."""
-
-
-class LastChunk:
-    """SSE bytes as one HTTP/1.1 chunk (then ``after``: the body's end, for the last). The
-    fan-out writes the same ``bytes`` object to every caught-up viewer of a stream in a
-    row, so the last one is kept: one copy per message, not one per viewer (and no copy
-    at all when the socket takes it whole)."""
-
-    __slots__ = ("_after", "_chunk", "_data")
-
-    def __init__(self, after: bytes = b"") -> None:
-        self._data = b""
-        self._chunk = b""
-        self._after = after
-
-    def of(self, data: bytes) -> bytes:
-        if data is not self._data:
-            self._data = data
-            self._chunk = b"%x\r\n%b\r\n%b" % (len(data), data, self._after)
-        return self._chunk
 
 
 class Offer:
@@ -149,6 +126,10 @@ class DirectWriteProtocol(HttpToolsProtocol):
     _turns: Turns | None = None
     _made_for: Any = None
     """The config whose server this class has made a connection for (``__init__``)."""
+    _line: Server | None = None
+    """What the server's viewer lines share (``line.Server``), made with ``_made_for``."""
+    _server_state: Any = None
+    _app_state: Any = None
     _linger: Lingering | None = None
     """Once an answer is written before its request's body was read: the connection's
     lingering close (what the client still sends is dropped unparsed: ``linger``)."""
@@ -170,6 +151,8 @@ class DirectWriteProtocol(HttpToolsProtocol):
             for name in _SHARED:
                 setattr(cls, name, getattr(self, name))
             cls._turns = Turns(self.loop)
+            cls._server_state, cls._app_state = server_state, app_state
+            cls._line = Server(server_state.connections, server_state.tasks, cls._back)
             cls._made_for = config
             return
         self.parser = httptools.HttpRequestParser(self)
@@ -462,25 +445,41 @@ class DirectWriteProtocol(HttpToolsProtocol):
         )
 
     def _answer(self, opening: Opening) -> bool:
-        defaults = self.server_state.default_headers
-        cycle = self._cycle(
-            DetachableCycle, cast(Any, {"type": "http", "method": "GET"}), access_log=False
-        )
-        cycle.response_started = cycle.chunked_encoding = cycle.detached = True
-        previous, self.cycle = self.cycle, cycle
-        writer = self._direct_writer(cycle)
-        assert writer is not None
-        answer = opening.start(cycle.send, writer, Offer(self, cycle))
+        """The viewer joins (``opening.start``), its head and first chunk are written,
+        and its socket is handed to a ``ViewerLine``: what this protocol holds (the
+        parser, its callbacks, the flow control) is let go."""
+        assert self._line is not None
+        line = ViewerLine(self.transport, self._line, self.max_head)
+        answer = opening.start(line.send, line, line)
         if answer is None:
-            self.cycle = previous
             return False
-        first, self._on_lost = answer
-        self.scope, self.headers = cycle.scope, []
+        first, line.on_lost = answer
         self.transport.write(
             b"%s%s%stransfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n"
-            % (STATUS_LINE[200], _head_lines(defaults), opening.head, len(first), first)
+            % (
+                STATUS_LINE[200],
+                _head_lines(self.server_state.default_headers),
+                opening.head,
+                len(first),
+                first,
+            )
         )
+        self._unset_keepalive_if_required()
+        line.take_over(self)
+        self.parser = cast(Any, None)  # the parser holds this protocol's callbacks
         return True
+
+    @classmethod
+    def _back(cls, transport: Any, received: bytes) -> None:
+        """A viewer's response ended on a keep-alive connection (``ViewerLine``): a new
+        protocol takes the connection over, as after any response, and reads what the
+        client sent meanwhile."""
+        protocol = cls(cls._made_for, cls._server_state, cls._app_state)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        protocol.on_response_complete()
+        if received:
+            protocol.data_received(received)
 
     def answer_later(self, opening: Opening) -> None:
         """A fast viewer's turn came (``Turns``): answered now, else by the app as any

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from broadcaster.auth import tokens
-from broadcaster.transport import wire
+from broadcaster.transport import line
 from tests.support.fast_viewers import NEWEST, Conn, at_newest, path, serving, stream, tag_of
 from tests.support.polling import until
 
@@ -291,23 +291,23 @@ async def test_the_end_of_a_stream_ends_every_handed_response_with_no_task(
         conns = [await Conn.get(front.port, path(sid), at_newest(sid)) for _ in range(30)]
         for c in conns:
             await c.until(b"retry: ")
-        protocol = front.server.config.http_protocol_class
+        protocol = line.ViewerLine  # each viewer's connection once answered
         spawned: list[object] = []
-        real = protocol._spawn  # type: ignore[attr-defined]
+        real = protocol.spawn
 
         def spawn(self: object, coro: object) -> object:
             spawned.append(coro)
             return real(self, coro)
 
-        monkeypatch.setattr(protocol, "_spawn", spawn)
+        monkeypatch.setattr(protocol, "spawn", spawn)
         ends: list[bytes] = []
 
-        class Ends(wire.LastChunk):
+        class Ends(line.LastChunk):
             def of(self, data: bytes) -> bytes:
                 ends.append(data)
                 return super().of(data)
 
-        monkeypatch.setattr(protocol, "_last_chunks", Ends(wire.END))
+        monkeypatch.setattr(protocol, "last_chunks", Ends(line.END))
         await front.log.append(sid, [{"type": "finish"}], kind="feed")
         for c in conns:
             await c.until(b"[DONE]")
