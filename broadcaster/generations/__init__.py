@@ -3,6 +3,7 @@ events it writes.
 
 - ``request``: the generation request (Anthropic's Messages shape), checked before
   anything is stored.
+- ``blocks``: the content blocks of its messages, known types checked field by field.
 - ``openai_scope``: what of a request the ``openai`` provider can send: one rule, for
   the front-end's check and the worker's translation.
 - ``jobs``: the job queues, one Redis Stream per model provider, and how long the

@@ -5,16 +5,12 @@ than a generation that fails at the model.
 The front-end validates with :func:`validate_request`; the worker reads the stored request
 back and translates it for its provider. The stored request is the body *as sent* (minus
 ``id`` and nulls), with the deployment's defaults filled in: the models below only check
-it, so a field Anthropic adds to a content block tomorrow passes through untouched.
-
-Known content block types are checked strictly; a block of any other type (Anthropic's
-server-tool results and whatever comes next) is passed through for Anthropic to judge.
+it, so a field Anthropic adds to a content block tomorrow passes through untouched
+(the blocks: ``blocks.py``).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -32,6 +28,17 @@ from pydantic import (
 )
 
 from broadcaster.core import names
+from broadcaster.generations.blocks import (
+    BLOCK_TYPES,
+    Message,
+    PassThrough,
+    RedactedThinkingBlock,
+    TextBlock,
+    ThinkingBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+    as_blocks,
+)
 from broadcaster.generations.openai_scope import openai_problems
 
 PROVIDERS: tuple[str, ...] = ("anthropic", "openai")
@@ -61,13 +68,6 @@ DEFAULT_MAX_STEPS = 5
 
 MAX_USER_ID = 256
 """Anthropic's longest ``metadata.user_id``."""
-
-_IMAGE_MAGIC = {
-    "image/png": (b"\x89PNG",),
-    "image/jpeg": (b"\xff\xd8\xff",),
-    "image/gif": (b"GIF87a", b"GIF89a"),
-    "image/webp": (b"RIFF",),
-}
 
 
 class RequestInvalid(ValueError):
@@ -109,175 +109,10 @@ MAX_WEBHOOK_URL = 2048
 """Longest ``webhook_url`` a request may give."""
 
 
-# ---- content blocks
-
-
-def _base64(data: str) -> str:
-    try:
-        base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("not valid base64") from None
-    return data
-
-
-def _head(data: str) -> bytes:
-    """The first bytes of valid base64 data (enough for a file's magic number)."""
-    return base64.b64decode(data[:24])
-
-
-Base64Data = Annotated[str, AfterValidator(_base64)]
-
-
-class _Open(BaseModel):
-    """Fields beyond the checked ones pass through (cache_control, citations, ...)."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-
-
-class TextBlock(_Open):
-    type: Literal["text"]
-    text: str
-
-
-class Base64Image(_Open):
-    type: Literal["base64"]
-    media_type: Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
-    data: Base64Data
-
-    @model_validator(mode="after")
-    def _image(self) -> Base64Image:
-        if not _head(self.data).startswith(_IMAGE_MAGIC[self.media_type]):
-            raise ValueError(f"data is not {self.media_type} data")
-        return self
-
-
-class UrlSource(_Open):
-    type: Literal["url"]
-    url: str = Field(pattern=r"^https?://", max_length=8192)
-
-
-class ImageBlock(_Open):
-    type: Literal["image"]
-    source: Annotated[Base64Image | UrlSource, Field(discriminator="type")]
-
-
-class Base64Pdf(_Open):
-    type: Literal["base64"]
-    media_type: Literal["application/pdf"]
-    data: Base64Data
-
-    @model_validator(mode="after")
-    def _pdf(self) -> Base64Pdf:
-        if not _head(self.data).startswith(b"%PDF"):
-            raise ValueError("data is not a PDF document")
-        return self
-
-
-class PlainText(_Open):
-    type: Literal["text"]
-    media_type: Literal["text/plain"]
-    data: str
-
-
-def _as_blocks(value: Any) -> Any:
-    # A string is shorthand for one text block (Anthropic's own rule).
-    return [{"type": "text", "text": value}] if isinstance(value, str) else value
-
-
-class ContentSource(_Open):
-    type: Literal["content"]
-    content: Annotated[
-        list[Annotated[TextBlock | ImageBlock, Field(discriminator="type")]],
-        BeforeValidator(_as_blocks, json_schema_input_type=str | list[TextBlock | ImageBlock]),
-    ]
-
-
-class DocumentBlock(_Open):
-    type: Literal["document"]
-    source: Annotated[
-        Base64Pdf | PlainText | UrlSource | ContentSource, Field(discriminator="type")
-    ]
-    title: str | None = None
-    context: str | None = None
-
-
-class ToolUseBlock(_Open):
-    type: Literal["tool_use"]
-    id: str = Field(pattern=names.TOOL_USE_ID_PATTERN)
-    name: str = Field(min_length=1, max_length=200)
-    input: dict[str, Any]
-
-
-_ResultPart = Annotated[TextBlock | ImageBlock | DocumentBlock, Field(discriminator="type")]
-
-
-class ToolResultBlock(_Open):
-    type: Literal["tool_result"]
-    tool_use_id: str = Field(min_length=1)
-    content: (
-        Annotated[
-            list[_ResultPart],
-            BeforeValidator(_as_blocks, json_schema_input_type=str | list[_ResultPart]),
-        ]
-        | None
-    ) = None
-    is_error: bool | None = None
-
-
-class ThinkingBlock(_Open):
-    type: Literal["thinking"]
-    thinking: str
-    signature: str
-    """Empty for thinking from a provider that does not sign it (OpenAI-compatible
-    servers): such a block is dropped on its way to Anthropic, which would refuse it."""
-
-
-class RedactedThinkingBlock(_Open):
-    type: Literal["redacted_thinking"]
-    data: str = Field(min_length=1)
-
-
-class OtherBlock(_Open):
-    """Any other block type: passed through as sent."""
-
-    type: str = Field(pattern=names.BLOCK_TYPE_PATTERN)
-
-
-BLOCK_TYPES = frozenset(
-    {"text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking"}
-)
-"""The content block types checked field by field; any other passes through as sent."""
-
-
-def _block_tag(value: Any) -> str:
-    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if isinstance(kind, str) and kind in BLOCK_TYPES else "other"
-
-
-Block = Annotated[
-    Annotated[TextBlock, Tag("text")]
-    | Annotated[ImageBlock, Tag("image")]
-    | Annotated[DocumentBlock, Tag("document")]
-    | Annotated[ToolUseBlock, Tag("tool_use")]
-    | Annotated[ToolResultBlock, Tag("tool_result")]
-    | Annotated[ThinkingBlock, Tag("thinking")]
-    | Annotated[RedactedThinkingBlock, Tag("redacted_thinking")]
-    | Annotated[OtherBlock, Tag("other")],
-    Discriminator(_block_tag),
-]
-
-
-class Message(_Open):
-    role: Literal["user", "assistant"]
-    content: Annotated[
-        list[Block], BeforeValidator(_as_blocks, json_schema_input_type=str | list[Block])
-    ]
-
-
 # ---- tools and options
 
 
-class InputSchema(_Open):
+class InputSchema(PassThrough):
     type: Literal["object"]
     properties: dict[str, Any] | None = None
     required: list[str] | None = None
@@ -294,14 +129,14 @@ def _versioned_tool(kind: str) -> str:
     return kind
 
 
-class CustomTool(_Open):
+class CustomTool(PassThrough):
     type: Literal["custom"] | None = None
     name: str = Field(pattern=names.TOOL_NAME_PATTERN)
     description: str | None = None
     input_schema: InputSchema
 
 
-class ServerTool(_Open):
+class ServerTool(PassThrough):
     """One of Anthropic's own tools (``web_search_20250305``, ...): no input_schema."""
 
     type: Annotated[
@@ -369,7 +204,7 @@ class GenerationOptions(BaseModel):
     system: (
         Annotated[
             list[TextBlock],
-            BeforeValidator(_as_blocks, json_schema_input_type=str | list[TextBlock]),
+            BeforeValidator(as_blocks, json_schema_input_type=str | list[TextBlock]),
         ]
         | None
     ) = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from broadcaster.generations.request import BLOCK_TYPES
+from broadcaster.generations.blocks import BLOCK_TYPES
 from broadcaster.http.app import create_app
 from broadcaster.http.settings import Settings
 from tests.support.procs import ROOT
