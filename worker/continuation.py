@@ -1,40 +1,14 @@
 """A step cut off in the middle of its model call (its worker was lost): what closes the
 parts it left open, and how the next worker goes on. Pure: no I/O.
 
-The cut step's events are the partial assistant turn. ``plan_cut`` reads them:
-
-* a thinking block with its signature is whole (only its ``reasoning-end`` was held
-  back): closed, and sent back as it is; one without a signature is cut: closed
-  (``reasoning-end``) and left out of the request (no provider takes unsigned thinking
-  back);
-* a tool call cut in the middle of its input never runs: ``tool-input-error``, and the
-  model is not sent it;
-* the text shown so far is kept; the text part still open is where the continuation
-  streams.
-
-Then one of three ways on (``Cut.mode``):
-
-``continue``
-    The partial turn holds text (or nothing was shown at all): the model is sent the
-    conversation with the partial assistant turn and a synthetic user turn asking it to
-    go on (``continuation_request``); its output streams into the same open text part,
-    the repeat at the seam trimmed (``worker.splice``). No new ``start`` or ``start-step``.
-``tools``
-    A tool call's input was whole before the cut: the step is taken as the model's whole
-    output (it stops after its calls), the worker's tools run as after any whole step.
-``restart``
-    Something was shown but nothing the model could be sent back (only unsigned thinking,
-    or only a cut tool call): the cut parts are closed, the step ends (``finish-step``)
-    and the model call is made again in a new step. Every reader shows that coherently:
-    a finished step with closed parts, then the new one. That new step's ``start-step``
-    says ``reset: true`` (``RESTARTED_STEP``): a reader that can drop what the cut step
-    showed (the AI SDK 7, which a front-end serves ``reset-step`` in its place when the
-    viewer asks for it) does, and the cut parts leave its message.
-
-Each takeover of a cut step begins with a transient ``data-continued`` notice
-(``{attempt, reason, mode}``): a client needs nothing of it to show the answer right; the
-folds (``broadcaster.generations.content``, ``broadcaster.chat.ui_message``) drop a step
-it says was restarted.
+``plan_cut`` reads the cut step's events: signed thinking and whole tool input are kept,
+unsigned thinking and a cut tool call are closed and not sent back, and the step goes
+on one of three ways (``Cut.mode``): ``continue`` (the model is asked to go on from the
+partial turn, streaming into the same text part; ``worker.splice`` trims the seam),
+``tools`` (the calls were whole: the step is taken as done) or ``restart`` (nothing can
+be sent back: the step ends and is made again, its ``start-step`` saying ``reset:
+true``). Each takeover begins with a transient ``data-continued`` notice, which the
+folds (``generations.content``, ``chat.ui_message``) read.
 """
 
 from __future__ import annotations

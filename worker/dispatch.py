@@ -1,30 +1,13 @@
 """The generations one worker runs: up to ``concurrency`` at once, one task each.
 
 Each task runs ``run_generation`` and settles its job by how the generation left this
-worker: finished (acknowledged), waiting for a person (acknowledged: the decision queues
-it again, and nothing is held meanwhile), cancelled (acknowledged), taken by another writer (its
-queue entry is that writer's business), handed back on shutdown (re-added at the queue's
-tail), held by another live worker (a duplicate job: acknowledged and dropped, never
-run), or lost to Redis or a bug (left pending: after the lease a worker takes it over).
-A second job of a generation running here (a decision's, come while the run that asked
-is still settling) starts once that run ends, and its claim settles it.
-
-**Holding.** While a generation runs here its hold in the stream's metadata is refreshed
-every third of a lease (``hold``, with the jobs' own hold): a claim within the lease of
-the last refresh is refused (``Held``), so a second worker never takes a live
-generation, whatever job it read.
-
-**Stopping (SIGTERM).** ``drain`` sets ``stopping``: each running generation goes on to
-the end of its current step (its model call and its tools) and is handed back there
-(``StepBoundary``), where another worker continues with the next step, repeating
-nothing; one that ends first just ends. Whatever has not reached a step's end when the
-grace (``WORKER_GRACE_SECONDS``) is over is cut off and handed back at once. A hand-back
-counts no attempt (``handbacks`` in the stream's metadata, and the ``handed_back``
-outcome, count them).
-
-A cancel appends ``abort`` from the API, which the running generation would only notice
-at its next append: every ``cancel_poll_seconds`` one pipelined read of the running
-generations' ``ended`` flags finds it, and cancelling the task stops the model call.
+worker: acknowledged when it finished, waits for a person, was cancelled or is held by
+another live worker; re-added at the queue's tail when handed back on shutdown; left
+pending (taken over after the lease) when lost to Redis or a bug. A running
+generation's hold is refreshed every third of a lease, so no second worker claims it.
+On SIGTERM (``drain``) each generation runs to the end of its step and is handed back
+there (``StepBoundary``), or at once when the grace is over; cancels are found by one
+pipelined read every ``cancel_poll_seconds``. docs/reliability.md has the whole story.
 """
 
 from __future__ import annotations

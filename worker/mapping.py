@@ -1,25 +1,11 @@
 """A model call's stream, in the neutral vocabulary (``worker.providers.parts``) -> the
 contract's event vocabulary (AI SDK UI stream parts). Pure: no I/O and no SDK import.
 
-One :class:`EventMapper` maps one model call::
-
-    mapper = EventMapper(message_id)
-    for event in model_events:
-        for out in mapper.feed(event):
-            publish(out)
-    mapper.text, mapper.usage, mapper.finish_reason, mapper.model
-
-``mapper.usage`` is the call's ``Usage`` as the stream last reported it (each translator
-reports it whole: all input, the cache's reads and writes among it).
-
-Part ids are per call: ``t<index>`` for text, ``r<index>`` for reasoning, and the tool
-call's own id for a tool call.
-
-Reasoning carries what Anthropic needs to accept it back, as the AI SDK's Anthropic
-provider emits it: a ``Signature`` becomes a ``reasoning-delta`` with an empty ``delta``
-and ``providerMetadata: {"anthropic": {"signature"}}``; redacted reasoning a
-``reasoning-start`` with ``providerMetadata: {"anthropic": {"redactedData"}}`` and its
-``reasoning-end``.
+One ``EventMapper`` maps one model call (``feed`` each event; then ``text``, ``usage``,
+``finish_reason``, ``model``). Part ids are per call: ``t<index>``, ``r<index>``, a
+tool call's own id. Reasoning carries what Anthropic needs to accept it back, as the AI
+SDK's Anthropic provider emits it: a signature or redacted data in
+``providerMetadata.anthropic``.
 """
 
 from __future__ import annotations

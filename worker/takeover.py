@@ -2,25 +2,13 @@
 decided once, before the step loop runs (``worker.step_loop`` follows it). Pure but for
 ``plan_attempt``, which asks the provider whether a cut model call still runs.
 
-A new generation makes its first model call (``fresh``). An attempt that takes one over
-(its worker was lost or handed it back, or a person decided) reads what the stream holds
-(``worker.transcript.plan_resume``) and does one of:
-
-``Call``
-    the next step's model call: after the last finished step (``restarts``: the step
-    before it was cut and is made again, its ``start-step`` says so);
-``RunTools``
-    the last step's model output is whole: run its worker tools whose output is missing
-    (``lost_run``: a lost worker may have been running the first of them);
-``Continue``
-    the step was cut off in its model call: the model is asked to go on from what it
-    showed, into the same open text part (``worker.continuation``);
-``Reattach``
-    the step's model call outlived its worker: stream the rest of it
-    (``worker.providers.base.Reattaching``).
-
-A cut step that does not re-attach is first closed by a ``Notice`` (a transient
-``data-continued`` and the events that close its cut parts), appended before the loop.
+A new generation makes its first model call (``fresh``). One taken over reads what the
+stream holds (``worker.transcript.plan_resume``) and plans a ``Call`` (the next step,
+or a cut one made again), ``RunTools`` (the last step's output is whole: run the tools
+whose output is missing), ``Continue`` (go on from a cut model call,
+``worker.continuation``) or ``Reattach`` (the cut call still runs: stream the rest).
+A cut step that does not re-attach is first closed by a ``Notice``. ARCHITECTURE.md,
+"The worker's plan", has the whole of it.
 """
 
 from __future__ import annotations

@@ -1,31 +1,12 @@
-"""Tools that run in the worker: the registry a deployment names (``WORKER_TOOLS``) and
-running one call of a tool, bounded in time and in the size of its output.
+"""Tools that run in the worker: the registry a deployment names (``WORKER_TOOLS``,
+``module:LIST``) and running one call of a tool, bounded in time and in the size of its
+output.
 
-A deployment writes its tools in Python::
-
-    from worker.tools import Tool
-
-    async def roll(args: dict) -> dict:
-        return {"total": 7}
-
-    TOOLS = [Tool("roll_dice", "Roll dice.", {"type": "object", "properties": {}}, roll)]
-
-and names them with ``WORKER_TOOLS=mypackage.mytools:TOOLS`` (comma-separated for several
-lists). A tool that must wait for a person says so::
-
-    Tool("delete_file", "Delete a file.", schema, delete, needs_approval=True)
-    Tool("pay", "Pay someone.", schema, pay, needs_approval=lambda args: args["amount"] > 100,
-         approval_timeout_s=600)
-
-The generation then asks for a decision (``tool-approval-request``) and waits, holding no
-worker, until a person decides or the timeout (else ``WORKER_TOOL_APPROVAL_TIMEOUT_SECONDS``)
-denies it (``worker.step_loop``). A tool that may run twice says so (``idempotent=True``):
-only then is a call whose worker was lost while it ran run again.
-
-They are checked when the worker starts: a bad spec stops it with a message naming
-the problem. The worker offers them to the model with the request's own tools; when the
-model calls one, the worker runs it (``ToolBox.call``) and the generation goes on with the
-result as its next step (``worker.step_loop``).
+A tool is a ``Tool(name, description, schema, fn)``; ``needs_approval`` (a bool or a
+function of the arguments) makes the generation wait for a person, holding no worker
+(``worker.step_loop``); ``idempotent=True`` lets a call whose worker was lost run again.
+Specs are checked when the worker starts. How to write and register one:
+docs/ai-sdk.md and docs/guides/tool-approvals.md.
 """
 
 from __future__ import annotations

@@ -1,34 +1,11 @@
 """AG-UI events in: an agent that speaks AG-UI, as the AI SDK's UI message chunks that
-every reader of a stream gets (the AI SDK's, Durable Streams', plain SSE, and AG-UI again,
-through ``projection``). Pure, no I/O.
+every reader of a stream gets (AG-UI again through ``projection``). Pure, no I/O.
 
-``ChunkMapper.feed`` maps one AG-UI event to chunks; what it remembers (the run started,
-the step, open text and reasoning parts, tool calls and their arguments so far) is folded
-from the chunks it made (``observe``), so the state after any stream's chunks is rebuilt
-from its log alone. ``ui_chunks`` is the same for an iterator of events (dicts, the
-``ag-ui-protocol`` package's models, or the SSE text an AG-UI endpoint answers with):
-what a worker running an AG-UI agent appends.
-
-- ``RUN_STARTED`` -> ``start``; ``STEP_STARTED``/``STEP_FINISHED`` ->
-  ``start-step``/``finish-step``;
-- ``TEXT_MESSAGE_START/CONTENT/END`` -> ``text-start/delta/end`` (``id`` the message id);
-  ``TEXT_MESSAGE_CHUNK`` the same, a new ``messageId`` (or any other event) ending the last;
-- ``REASONING_MESSAGE_START/CONTENT/END`` (and ``THINKING_TEXT_MESSAGE_*``, and
-  ``REASONING_MESSAGE_CHUNK``) -> ``reasoning-start/delta/end``;
-  ``REASONING_ENCRYPTED_VALUE`` of an open reasoning message -> a ``reasoning-delta`` with
-  no text and ``providerMetadata.agui.encryptedValue``;
-- ``TOOL_CALL_START/ARGS/END`` (and ``TOOL_CALL_CHUNK``) -> ``tool-input-start/delta``,
-  then ``tool-input-available`` with the arguments parsed (``tool-input-error`` when they
-  are not JSON); ``TOOL_CALL_RESULT`` -> ``tool-output-available`` (the content parsed when
-  it is JSON);
-- ``STATE_SNAPSHOT``/``STATE_DELTA`` -> ``data-agui-state``/``data-agui-state-delta``;
-  ``ACTIVITY_*`` -> ``data-agui-activity``; ``CUSTOM {name, value}`` -> ``data-<name>``
-  (``data-agui-custom`` with ``{name, value}`` when the name is no event type);
-- ``RUN_FINISHED`` -> what is open closed, then ``finish`` (``abort`` for the outcome
-  ``cancelled``; a ``data-agui-interrupt`` with the interrupts before ``finish`` for
-  ``interrupt``); ``RUN_ERROR`` -> ``error``;
-- ``MESSAGES_SNAPSHOT``, ``RAW`` and events of other types: nothing (a snapshot restates
-  history a stream already holds).
+``ChunkMapper.feed`` maps one event to chunks; what it remembers (the run, the step,
+open parts, tool calls so far) is folded from the chunks it made (``observe``), so its
+state is rebuilt from a stream's log alone. ``ui_chunks`` does the same for an iterator
+of events (dicts, ``ag-ui-protocol`` models or SSE text). The event-by-event mapping is
+tabled in docs/agui.md.
 """
 
 from __future__ import annotations

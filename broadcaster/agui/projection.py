@@ -1,31 +1,11 @@
 """The AI SDK's UI message chunks as AG-UI events: pure, no I/O.
 
-A generation's log is AI SDK chunks; its AG-UI view is computed from them, one chunk at a
-time, by a ``Mapper`` that remembers what is open (the run, the step, text messages,
-reasoning, tool calls). What is open is also an AG-UI notion (``Open``): it is folded from
-the AG-UI events themselves, so the state after any event, even in the middle of the
-events one chunk maps to, is known exactly, and a resume there re-opens it (``prelude``).
-
-- ``start`` (or any first chunk) -> ``RUN_STARTED`` (``runId`` the generation,
-  ``threadId`` the chat or the generation);
-- ``start-step``/``finish-step`` -> ``STEP_STARTED``/``STEP_FINISHED`` (``step-<n>``);
-- ``text-start/delta/end`` -> ``TEXT_MESSAGE_START/CONTENT/END`` (message id
-  ``<generation>.<seq of text-start>``: the AI SDK's part ids repeat from step to step);
-- ``reasoning-start`` -> ``REASONING_START`` + ``REASONING_MESSAGE_START``; its deltas
-  ``REASONING_MESSAGE_CONTENT``; a signature (or redacted data) in ``providerMetadata``
-  ``REASONING_ENCRYPTED_VALUE``; ``reasoning-end`` -> ``REASONING_MESSAGE_END`` +
-  ``REASONING_END``;
-- ``tool-input-start/delta`` -> ``TOOL_CALL_START/ARGS`` (``parentMessageId``
-  ``<generation>.<seq of its start>``); ``tool-input-available`` (and
-  ``-error``) -> ``TOOL_CALL_END`` (a call never started gets its start and its whole
-  input as args first); ``tool-output-available/error/denied`` -> ``TOOL_CALL_RESULT``
-  (content: the output's JSON, ``{"error": text}``, ``{"denied": true}``);
-- ``data-*``, ``tool-approval-request`` and anything else -> ``CUSTOM`` (``name`` the
-  chunk's type, ``value`` its ``data``, or the chunk);
-- ``finish`` -> what is open closed, then ``RUN_FINISHED`` (outcome ``success``; with
-  the ``usage`` its ``messageMetadata`` reports, in the protocol's own ``TokenUsage``
-  shape, one entry for the model that answered); ``abort`` -> the same with outcome
-  ``cancelled``; ``error`` -> ``RUN_ERROR`` (code ``error``).
+A ``Mapper`` turns a generation's log into its AG-UI view one chunk at a time. What is
+open (the run, the step, messages, reasoning, tool calls: ``Open``) is folded from the
+AG-UI events themselves, so the state after any event is known exactly and a resume
+there re-opens it (``prelude``). Message ids are ``<generation>.<seq of the start>``
+because the AI SDK's part ids repeat from step to step. The chunk-by-chunk mapping is
+tabled in docs/agui.md.
 """
 
 from __future__ import annotations

@@ -1,27 +1,12 @@
 """API keys for producers, and the viewer and chat tokens the front-end mints. Pure: no I/O.
 
-**API keys.** ``BROADCASTER_API_KEYS`` holds SHA-256 digests of the keys, never the keys:
-``sha256:<hex>`` grants every producer's right, ``sha256:<hex>:publish+tokens`` only those
-named, ``sha256:<hex>:work:openai+my-agent`` a worker's key scoped to the jobs of those
-providers and agents. The rights are ``generate`` (start generations, submit to chats), ``cancel``
-(cancel them, stop chats), ``publish`` (append to job-progress streams), ``tokens`` (mint
-viewer and chat tokens: a chat token carries only the rights of this list the key holds
-too), ``read`` (read any chat), ``work`` (claim jobs and write their generations over
-HTTP: a worker's key, docs/worker-protocol.md) and ``admin`` (revoke tokens); only a key
-that names them has the last two. A presented key is hashed and
-compared with every configured digest in constant time.
-
-**Viewer and chat tokens** are HS256 JWTs (``auth/tokens.py``) under
-``BROADCASTER_TOKEN_SECRET``: a viewer token's ``broadcaster`` claim is
-``{"read": [stream id]}``, a chat token's ``{"chat_read": [chat id]}`` and, as minted,
-``chat_submit`` and ``cancel`` for the same chat.
-
-**Legacy tokens** (deprecated, accepted by a front-end only with
-``BROADCASTER_LEGACY_TOKENS=true``, until ``LEGACY_TOKENS_UNTIL``):
-``v1.<expiry>.<signature>``, an HMAC-SHA256 under the secret of the version, the stream id
-and the expiry (Unix seconds), and chat tokens ``c1.…``, the same over ``c1`` and the chat
-id. The id is inside the signature, not the token, so a token for stream A does not verify
-for stream B. Comparison is constant time.
+``BROADCASTER_API_KEYS`` holds SHA-256 digests of the keys, never the keys, each with
+the rights it grants (``sha256:<hex>:publish+tokens``; none named: every producer's
+right but ``work`` and ``admin``); a presented key is hashed and compared in constant
+time. Viewer and chat tokens are HS256 JWTs (``auth/tokens.py``). Legacy ``v1.``/``c1.``
+tokens (deprecated, ``BROADCASTER_LEGACY_TOKENS``) sign the stream or chat id with the
+expiry, so a token for one id never verifies for another. The rights and their
+formats: docs/security.md and docs/api/access.md.
 """
 
 from __future__ import annotations

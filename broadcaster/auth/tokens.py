@@ -1,31 +1,11 @@
 """Access tokens: standard JSON Web Tokens (RFC 7519), signed and verified by PyJWT, never
 by code of ours. Pure: no I/O (the keys of a JWKS come from ``auth/jwks.py``).
 
-**What a token says.** ``exp`` (required), ``nbf`` and ``iat`` (optional), ``aud`` (checked
-against ``BROADCASTER_TOKEN_AUDIENCE``), ``sub`` (who holds it: what viewer counts report),
-``jti`` (optional: its id, by which it may be revoked; tokens minted here carry one),
-and the ``broadcaster`` claim, what it opens::
-
-    {"read": ["job-42", "jobs-user42-*"], "publish": [...], "cancel": [...],
-     "chat": [...], "chat_read": [...], "chat_submit": [...], "daily_tokens": 50000}
-
-each right a list of stream ids, chat ids or Durable Streams paths; an entry ending in ``*`` is
-a prefix (``"jobs-user42-*"`` covers every name that starts with ``jobs-user42-``, and a
-subscription to that prefix or a longer one). A right or a claim that is absent grants
-nothing; keys of the claim this version does not know are ignored. A chat's rights:
-``chat_read`` reads it, ``chat_submit`` submits to it, ``cancel`` stops it; ``chat``
-(what a backend holding the secret may mint) is all three. ``daily_tokens``, a
-non-negative integer, lowers the deployment's daily token budget for the token's holder
-(never raises it).
-
-**Algorithms.** HS256 with the deployment's secrets; RS256, ES256 and EdDSA with the keys
-of a JWKS. Nothing else, never ``none``. Each key verifies only its own algorithm (an
-HS256 token is checked against the secrets only, a JWKS key is bound to the algorithm of
-its type): a public key can never be used as an HMAC secret (algorithm confusion).
-
-**Shapes.** A credential is told by its shape: a JWT is three base64url segments, the
-first a JSON header (``eyJ…``); a legacy token ``v1.<expiry>.<sig>`` or ``c1.…``
-(``auth/credentials.py``, deprecated); anything else is an API key.
+A token's ``broadcaster`` claim lists what it opens (``read``, ``publish``, ``cancel``,
+the chat rights, ``daily_tokens``), each a list of ids where a trailing ``*`` is a
+prefix; an absent right grants nothing. HS256 with the deployment's secrets, RS256,
+ES256 and EdDSA with a JWKS's keys, each key bound to its own algorithm so a public key
+is never an HMAC secret. The claims and rights: docs/security.md and docs/api/access.md.
 """
 
 from __future__ import annotations

@@ -1,32 +1,11 @@
-"""``python -m broadcaster bench``: load-test a running deployment.
+"""``python -m broadcaster bench``: load-test a running deployment (it starts no servers).
 
-It does not start servers. It publishes to ``--redis-url`` with ``Publisher`` and opens
-``--viewers`` SSE viewers, spread over ``--streams`` streams, over the ``--url``
-front-ends and over ``--procs`` viewer processes (see ``viewers.py``: a viewer is
-a bare asyncio protocol, so the load generator costs less per event than the server it
-measures; the report says by how much). Each event carries its publish time
-(``"t": time.time_ns()``), so a delivery gives a publish-to-viewer latency. Each stream
-is created with one ``data-bench-start`` event (seq 1) before the viewers connect, then
-gets ``--rate`` events/s for ``--duration`` seconds (none with ``--idle``: keepalives
-only), then ``finish``; every viewer must see ids 1..N once each.
-
-With several ``--url`` front-ends, ``--route`` says which one each viewer uses, as a
-load balancer would choose: ``rotate`` (viewer i on front-end i mod n, the default),
-``random`` (an L4 balancer: a stream's viewers land anywhere), or ``stream`` (every viewer
-of a stream on one front-end, as a balancer that hashes the stream id from the path).
-``--read ds-sse`` has the viewers read each stream as a Durable Stream instead
-(``GET /v1/stream/{id}?offset=-1&live=sse``: JSON arrays of the events' data, each message
-a delivery), the same stream and the same events, so that only the read path differs.
-
-Reported: deliveries/s, latency p50/p99/max, lost and duplicated events, the CPU of the
-bench per 100,000 deliveries, and with ``--server-pid`` (front-ends on this machine)
-their CPU per 100,000 deliveries and RSS per open connection, Redis commands per
-published event (INFO commandstats deltas; the bench's own INFO excluded, its publishes
-included), Redis's CPU per published event (all of it, and less what it spends idle with
-the same connections open, measured for ``--idle-sample`` seconds before the window), the
-front-ends subscribed to each stream's channel (Redis sends each event once to each), and
-with ``--replay N`` the time ``--joiners`` late joiners take to read an N-event stream that
-has ended.
+It publishes to ``--redis-url`` with ``Publisher`` and opens ``--viewers`` SSE viewers
+over ``--streams`` streams, ``--url`` front-ends (``--route``: as a load balancer would
+choose) and ``--procs`` processes of bare asyncio viewers (``viewers.py``). Each event
+carries its publish time, so a delivery is a latency sample; every viewer must see ids
+1..N once each. The options (docs/reference/cli.md) and what is reported
+(``report.py``) are in docs/scaling.md and docs/performance.md.
 """
 
 from __future__ import annotations

@@ -1,26 +1,14 @@
 """The viewer side of ``bench``: many SSE connections per process, each as cheap as can be.
 
-A load generator that costs as much per event as the server it measures measures itself.
-So a viewer is a bare ``asyncio.Protocol`` (no streams, no per-frame Python): each read
-is scanned with two compiled regexes in C. The ids of a read are checked in O(1) when
-they are the expected run ``last+1 .. last+n`` (the normal case) and one by one only
-otherwise. The publish time is parsed only on the viewers chosen to sample latency. HTTP
-chunked framing is not decoded: the servers write whole SSE frames per chunk, so the chunk
-size lines fall between frames, where the ``^id:`` scan ignores them.
-
-The viewers of a bench run are spread over several processes (``run_group``, started by
-``groups.py`` with ``multiprocessing``), each under its open-file limit, and over the
-loopback source addresses 127.0.0.1-127.0.0.N when the target is 127.0.0.1 (N as
-``groups.py`` sizes it: at most ``PER_SOURCE`` viewers each), so 100,000 connections share
-neither one ephemeral port range (28,232 ports here) nor one Python interpreter.
-
-A viewer whose connection drops before ``[DONE]`` (its front-end died), or that is
-answered 503, comes back as an ``EventSource`` does: after the response's ``retry:`` (or
-the 503's ``Retry-After``), with ``Last-Event-ID`` set to the last id it got, and must
-then get every later event once. Each process reports its progress to ``groups.py`` twice
-a second (viewers connected, frames received), and takes a mark from it (the moment a
-front-end was killed): each viewer records when it first got an event published after
-it (events carry their publish time).
+A load generator that costs as much per event as the server it measures measures itself,
+so a viewer is a bare ``asyncio.Protocol``: each read is scanned by compiled regexes, a
+run of ids is checked in O(1) when it is the expected ``last+1 .. last+n``, and only the
+sampling viewers parse publish times. Chunked framing is not decoded: servers write
+whole SSE frames per chunk, so the size lines fall between frames. Viewers are spread
+over processes (``groups.py``) and loopback source addresses, so many connections share
+neither one ephemeral port range nor one interpreter. A dropped viewer comes back as
+an ``EventSource`` does, with ``Last-Event-ID``, and must then get every later event
+once.
 """
 
 from __future__ import annotations

@@ -1,28 +1,12 @@
 """Redis clients, made with the settings that avoid redis-py's known traps.
 
-* Short commands share one *blocking* pool of bounded size: a burst of viewers waits for a
-  free connection instead of failing at the pool's limit.
-* The shared reader gets its own single connection with a socket timeout above its block
-  time (redis-py's default 5 s timeout and retries would break a blocking XREAD) and no
-  hidden retries: the reader handles errors itself and resumes from its own cursors.
-
-Both take the URL as it is, so everything redis-py reads from a URL works: a password
-(``redis://:pw@host``), an ACL user (``redis://user:pw@host``), TLS (``rediss://``) with
-``ssl_ca_certs``, ``ssl_cert_reqs``, ``ssl_certfile``/``ssl_keyfile`` … as query
-parameters.
-
-Two more schemes name the distributed engines (``cli.redis_url`` builds them from
-``REDIS_CLUSTER`` and ``REDIS_SENTINELS``; they may also be given in ``REDIS_URL``):
-
-* ``redis+cluster://[user:pw@]host:port[,host:port…][?query]`` (``rediss+cluster`` for
-  TLS): a Redis Cluster, through redis-py's asyncio ``RedisCluster``, which follows
-  ``MOVED``/``ASK`` and refreshes its map of slots after a failover. Reads go to primaries
-  only, so a viewer never sees a replica lagging behind what it was already shown.
-* ``redis+sentinel://[user:pw@]sentinel:port[,sentinel:port…]/service[/db][?query]``
-  (``rediss+sentinel`` for TLS to Redis): the primary of ``service``, as the Sentinels
-  name it. Every new connection asks the Sentinels, so after a failover connections are
-  re-made to the new primary. The credentials and TLS options are the data nodes'; the
-  Sentinels are asked without them.
+Short commands share one *blocking* pool of bounded size (a burst of viewers waits for
+a connection instead of failing at the limit); the shared reader has its own
+connection, a socket timeout above its block time and no hidden retries (it resumes
+from its own cursors). URLs are taken as redis-py reads them (passwords, ACL users, TLS
+options), plus ``redis+cluster://`` (Redis Cluster, reads from primaries only) and
+``redis+sentinel://`` (the primary a Sentinel names, asked again on every new
+connection): docs/guides/redis-cluster.md.
 """
 
 from __future__ import annotations

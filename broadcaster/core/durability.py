@@ -2,42 +2,13 @@
 have it too (``replicas``: ``WAIT``), or once it is on disk there (``fsync``:
 ``WAITAOF``). One mechanism for every write path of every process.
 
-Redis replicates asynchronously: a failover (Sentinel, a Cluster) promotes a replica
-that may lack the newest writes, and whatever a producer was told was written is then
-gone. ``WAIT n timeout`` answers how many replicas have every write made so far *on the
-connection it is sent on*; ``WAITAOF 1 n timeout`` (Redis 7.2+, ``appendonly yes`` on the
-primary) how many have fsynced them. Hence the shape of this module:
-
-* **A committer per node** holds connections of its own (``LANES``, two). A write that
-  must be confirmed is handed to it; the committer sends every write handed to it during
-  the event loop's turn (and while its rounds were in flight) in one pipeline, followed
-  by one *barrier* write and one ``WAIT`` (**group commit**): each writer gets its own
-  reply, and all of them the one answer of the ``WAIT``. Under many concurrent writers
-  the rounds grow, not their number, so throughput stays near ``primary``'s. Two rounds
-  may be in flight at once, each on its own connection: what comes while one waits for
-  its ``WAIT`` goes out at once in the other (``_Committer.lanes``).
-* **The barrier** (``SET`` of a short-lived key under the batch's hash tag) makes the
-  ``WAIT`` cover the state the batch *read* as well as what it wrote: a deduplicated
-  retry writes nothing, yet what it found may have come from another connection's write
-  that no replica has yet. Replication is ordered, so once the barrier is on a replica,
-  everything the primary held before it is too.
-* The write and its ``WAIT`` share the connection: a reconnect between them (a failover)
-  fails both, and nothing is confirmed by a new primary that never had the write.
-* On a Cluster each node is its own primary: a committer per node, reached by the
-  slot of the write's first key; ``MOVED``/``ASK`` refreshes the map and tries again.
-* Never ``WAIT 0``: a timeout of 0 blocks for ever; never inside ``MULTI`` or a script
-  (Redis refuses it there): the committer sends it after them. ``WAITAOF`` (``fsync``)
-  goes apart, once the writes' replies are in, and is asked again in short steps
-  (``_Committer.wait_apart``): pipelined, it waits for a replica's once-a-second ``ACK``.
-* **Publish after the wait.** A write may name what to send once it is confirmed
-  (``then``: an append's pub/sub messages, which append.lua returns instead of
-  publishing when the mode waits): the committer sends them first in its next round,
-  so no front-end pushes an event that a failover could still lose.
-
-A write not confirmed in time raises ``NotConfirmed``, a ``ConnectionError``: it may or
-may not have reached replicas, exactly as after a lost connection. Every writer already
-retries that case without writing twice (conditional appends, producer seqs); the HTTP
-routes answer 503 with ``Retry-After``.
+A committer per node (``_Committer``) sends the writes handed to it in one pipeline,
+then one barrier write (so the wait covers what a retry read, not only what it wrote)
+and one ``WAIT`` on the same connection (group commit, two rounds in flight); an
+append's pub/sub messages go out only once it is confirmed. Why each part is so:
+docs/reliability.md, "Acknowledged writes and failover". A write not confirmed in time raises
+``NotConfirmed``, a ``ConnectionError``, which every writer already retries without
+writing twice.
 """
 
 from __future__ import annotations

@@ -1,26 +1,13 @@
 """The event log: the only code that knows how a stream is laid out in Redis.
 
-A stream is three keys sharing one hash tag (see ``keys.py``): a Redis Stream of events
-whose entry ids are ``<seq>-0``, a metadata hash, and (for generations) the text so far.
-
-Every write goes through one Lua script, ``APPEND``. A script rather than
-``WATCH``/``MULTI`` because it runs in one round trip, cannot livelock under contention
-between writers, and lets the checks and the writes see the same state: the stream is not
-ended; the writer's expected last seq (if given) is the current one; the writer still owns
-the stream (if it names an owner). Only then are the events added with explicit ids
-``seq+1``, ``seq+2``, … so seq numbers are assigned by Redis, gap-free, and a refused
-writer changes nothing. A terminal event marks the stream ended and starts its expiry.
-
-**History tags.** Each event also gets a tag: 8 hex digits of
-``sha1(previous tag, type, data)``, stored in its entry (``h``) and, for the newest, in the
-metadata. The SSE id is ``<seq>.<tag>``, so a resume point names not only a position but
-the whole history up to it. If Redis loses recent writes and the stream is then written
-again *differently* (a feed's producer goes on publishing), a viewer that saw the lost
-events resumes with a tag the stream does not hold at that seq and is told (409), instead
-of being shown a spliced stream. A worker that writes the lost events again byte for byte
-recreates the very same tags, so its viewers resume as if nothing happened. (Centrifugo's
-epoch serves the same end, but changes on any loss; a tag changes only when the history
-does.)
+A stream is three keys under one hash tag (``keys.py``): a Redis Stream of events with
+ids ``<seq>-0``, a metadata hash, and (for generations) the text so far. Every write is
+one Lua script, ``APPEND``: in one round trip, with no livelock between writers, it
+checks the stream is not ended, the expected last seq and the owner, then adds the
+events with gap-free seqs, so a refused writer changes nothing. Each event also gets a
+history tag chaining it to the ones before; the SSE id ``<seq>.<tag>`` lets a resume
+detect a history rewritten after a loss (409), while a worker that writes lost events
+again byte for byte recreates the same tags. ARCHITECTURE.md, "The write path".
 """
 
 from __future__ import annotations

@@ -1,28 +1,13 @@
 r"""Every name the project accepts from outside, each defined once: its grammar, the one
 function that checks it, and, for the grammars a schema publishes, its pattern.
 
-Names end up in Redis keys, in the ``event:`` and ``id:`` lines of Server-Sent Events and
-in HTTP headers, where a line break or another control character would split a frame, a
-header or a key. So every check here is:
-
-- **whole-string.** A compiled pattern here is ``\A...\Z`` and is used with
-  ``fullmatch``. Python's ``$`` also matches before a final newline:
-  ``re.match(r"^x$", "x\n")`` succeeds, and so would ``"x\n"`` as a name.
-- **ASCII.** Explicit classes (``[0-9]``, never ``\d``, which takes any Unicode digit,
-  such as ``٣``, nor ``\w``, which takes any letter) and ``re.ASCII``.
-- **free of control characters.** No grammar here admits one (C0, DEL or C1); the one
-  wider grammar, Durable Streams paths, refuses them explicitly, and lone surrogates.
-
-The ``*_PATTERN`` strings are the same grammars for JSON Schema (the OpenAPI document)
-and pydantic's ``Field(pattern=...)``: ``^...$``, whose ``$`` is the end of the string in
-ECMAScript (without the ``m`` flag) and in pydantic-core's Rust engine (which has no
-``\Z``). A model configured with ``regex_engine="python-re"`` or
-``str_strip_whitespace`` would take a final newline again: tests/unit/test_names.py
-validates every field with a pattern as its model does. Python code never matches with
-these strings: it calls the functions here.
-
-Pure: no I/O, and nothing else of the project is imported; ``new_id`` makes the ids the
-server names.
+Names end up in Redis keys, SSE ``event:``/``id:`` lines and HTTP headers, where a line
+break would split a frame. So every check is whole-string (``\A...\Z`` with
+``fullmatch``: Python's ``$`` also matches before a final newline), ASCII (``[0-9]``,
+never ``\d`` or ``\w``, which take any Unicode digit or letter) and free of control
+characters. The ``*_PATTERN`` strings are the same grammars for JSON Schema and
+pydantic (``^...$``, whose ``$`` ends the string there); Python code never matches with
+them (tests/unit/test_names.py checks every model field). Pure: no I/O.
 """
 
 from __future__ import annotations

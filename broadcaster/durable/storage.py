@@ -1,24 +1,12 @@
-"""Durable Streams in Redis: the only code that knows their layout, as ``core/eventlog.py`` is for
-streams of events.
+"""Durable Streams in Redis: the only code that knows their layout, as ``core/eventlog.py``
+is for streams of events.
 
-A Durable Stream is a stream of this project like any other: a Redis Stream of entries
-``<seq>-0`` beside a metadata hash, under one hash tag, with a history tag chaining each
-entry to the ones before it, pushed to the front-ends on its channel by the script that
-appends it. What differs is what an entry holds (bytes or one JSON message, not an event)
-and what the metadata says (a content type, a TTL or an expiry time, a ``Stream-Seq``,
-the producers' states, closure, forks). Every write is one Lua script on the stream's
-slot (``scripts/ds_*.lua``, each prefixed with ``ds_lib.lua``): the checks the protocol
-asks for and the writes happen in one step, so on a Cluster, a failover or an AOF rewrite
-the data and the producer state that deduplicates it are kept or lost together.
-
-The names of streams of events (generations, chats' answers, job feeds) are Durable
-Streams names too, read as ``application/json`` streams of one message per event, closed
-by their terminal event (``read`` serves both; the write scripts refuse them as
-``READONLY``).
-
-Forks are copies (copy-on-fork): the fork's slot gets the source's entries up to the fork
-point, with the same seqs and, by the hash chain, the same tags, so offsets agree. A fork
-then needs nothing of its source to be read, which on a Cluster lives on another node.
+A Durable Stream is laid out as any stream of this project (entries ``<seq>-0``, a
+metadata hash, a history tag per entry, pushed on its channel); its entries hold bytes
+or one JSON message, its metadata the protocol's state. Every write is one Lua script
+(``scripts/ds_*.lua``), so data and producer state are kept or lost together. Streams of
+events read as JSON Durable Streams (``read``), read-only. Forks are copies up to the
+fork point, with the same seqs and tags, so a fork needs nothing of its source.
 """
 
 from __future__ import annotations

@@ -1,29 +1,15 @@
 """The generation job queues: one Redis Stream per model provider, each read by the same
 consumer group.
 
-The front-end enqueues a generation id on its provider's queue; a worker reads every queue
-of the providers it serves with one ``XREADGROUP`` (so each job goes to one worker, and
-only to one that serves its provider) and holds it in its pending list while it runs. A
-running worker refreshes its hold on its jobs (``XCLAIM`` to itself resets the idle time);
-the jobs of a worker that died stop being refreshed, and after the lease time another
-worker takes them with ``XAUTOCLAIM``. A finished job is acknowledged and deleted. A job
-handed back on shutdown is re-added at the tail of its provider's queue, so another
-worker picks it up at once.
-
-Workers also advertise the providers they serve: ``keys.provider_key`` while they live,
-and ``keys.PROVIDERS_SEEN_KEY`` for good, so a front-end queues a request for a provider
-the deployment serves even while no worker is alive (a cold start, a restart of every
-worker), and refuses only one for a provider nobody ever served. A job nobody takes
-within the queued timeout ends its generation with ``error`` (``overdue``, run by the
-front-ends), so a request never waits forever either.
-
-The queue only says *which* generation to run; whether it still needs running, and who
-owns its stream, is decided by the claim (``lifecycle.Generations.claim``): a job delivered
-twice is harmless, and a duplicate of a generation a live worker holds is dropped.
-
-A start notes its generation in ``keys.STARTING_KEY`` before anything else, and ``enqueue``
-removes the note in the same script as the job's ``XADD`` (``queue_job.lua``): a note
-left behind is a start cut off between its steps, which ``overdue`` ends.
+A worker reads the queues of the providers it serves with one ``XREADGROUP`` and holds
+each job in its pending list while it runs (refreshed with ``XCLAIM``; a dead worker's
+jobs are taken over with ``XAUTOCLAIM`` after the lease). Workers advertise their
+providers (``keys.provider_key`` while alive, ``keys.PROVIDERS_SEEN_KEY`` for good), so
+a request for a provider once served is queued even while no worker lives. The queue
+only says which generation to run: the claim (``lifecycle``) decides whether it still
+needs running, so a duplicate job is harmless. A start's note in ``keys.STARTING_KEY``
+is removed with its ``XADD`` (``queue_job.lua``): one left behind is a cut-off start,
+which ``overdue`` ends.
 """
 
 from __future__ import annotations

@@ -1,24 +1,12 @@
 """The ASGI response that streams SSE bytes to one viewer.
 
-Two things race: the stream of chunks, and the client going away (``http.disconnect``
-from ``receive``). The first to finish cancels the other, so a departed viewer is
-forgotten at once (its subscription's ``finally`` runs) rather than at the next write.
-A viewer whose socket accepts nothing for ``send_timeout`` seconds is cut off: its
-connection is closed and it resumes later with ``Last-Event-ID``.
-
-When the server offers the connection (``transport.seam.offered``: the project's
-protocol under uvicorn with httptools), the body gets a direct writer once the response
-has started: live frames then go from the hub's reader straight to the socket, framed as
-HTTP chunks, with no task wakeup and no ASGI ``send`` per frame. Everything else (the
-replay, pings, the end, a viewer that fell behind) still goes through ``send``, which
-blocks on a full socket and so cuts off a slow viewer. The writer refuses (returns
-False) once the socket's unsent buffer passes ``DIRECT_WRITE_LIMIT``: the frames then
-take the ``send`` path.
-
-With ``resume`` (a viewer of one stream), a body that is caught up hands its viewer over
-(``detach``: ``Connection.detach``) and the response's task ends: a ``Handed`` holds the
-subscription, and starts a task only when the viewer has work the fan-out's direct
-writes cannot do.
+The stream of chunks races the client going away (``http.disconnect``): the first to
+finish cancels the other, so a departed viewer is forgotten at once. A viewer whose
+socket takes nothing for ``send_timeout`` seconds is cut off (it resumes with
+``Last-Event-ID``). Under the project's transport, live frames go straight from the
+hub to the socket (a direct writer, refused past ``DIRECT_WRITE_LIMIT``), the rest
+through ``send``; a caught-up viewer of one stream is handed over (``detach``) and its
+task ends. ARCHITECTURE.md, "The viewer's path".
 """
 
 from __future__ import annotations

@@ -1,28 +1,13 @@
 """The deliverer: moves events out of the outboxes, attempts each delivery, retries on
 the schedule, and takes over what a dead deliverer left.
 
-Three loops and the attempts they start, all owned here and ended by ``stop``:
-
-* ``_move_loop``: outbox entries into the deliveries (``mover``), woken by a blocking
-  read (on a Cluster, read every ``poll`` seconds);
-* ``_send_loop``: new deliveries, read by the consumer group (``XREADGROUP``), at most
-  as many as there are free slots of ``concurrency``;
-* ``_retry_loop``: a timer to the earliest due retry this deliverer knows (learned from
-  its own failed attempts, and from each ``XPENDING`` page it reads), then the pending
-  deliveries whose wait is over, taken with ``XCLAIM`` (of deliverers racing for one,
-  one wins). A delivery this deliverer attempted is due after its wait; one another
-  deliverer holds only after ``takeover`` seconds too (longer than any attempt), so an
-  attempt in flight elsewhere is never doubled, while one whose deliverer died is taken
-  over. Every ``sweep`` seconds, whatever it knows, it reads the pending deliveries again
-  (what another deliverer scheduled), refreshes the backlog gauges, says it is alive and
-  looks for deliverers gone (``keys.WEBHOOK_DELIVERERS_KEY``): the outboxes are
-  reclaimed (``mover.reclaim``) at start, when a deliverer is seen gone, after a move of
-  its own failed, and at least every ``RECLAIM_SECONDS``.
-
-Nothing here is on the append path: an event reaches its viewers whatever the
-receivers do. The deliverer's HTTP client is bounded (``sender``), and in a front-end
-its work shares the event loop only at its awaits. Idle, it sends Redis two blocking
-reads per ``BLOCK_MS`` and four commands per sweep.
+Three loops, owned here and ended by ``stop``: ``_move_loop`` (outbox entries into the
+deliveries, ``mover``), ``_send_loop`` (new deliveries by consumer group, within
+``concurrency``) and ``_retry_loop`` (due retries taken with ``XCLAIM``; another
+deliverer's only after ``takeover`` seconds, longer than any attempt, so an attempt in
+flight is never doubled). Every ``sweep`` it re-reads the pending deliveries, says it is
+alive and reclaims a gone deliverer's outboxes. Nothing here is on the append path.
+docs/webhooks.md has the delivery guarantees.
 """
 
 from __future__ import annotations

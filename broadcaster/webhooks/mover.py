@@ -1,25 +1,12 @@
 """From the outboxes into the deliveries: each outbox entry becomes one delivery per
 receiver, its body composed once (``compose``).
 
-The 256 outboxes (one per slot group, ``keys.outbox_key``) are read by the consumer group
-every deliverer joins, so each entry is moved by one deliverer. A move adds the
-deliveries (once: ``enqueue.lua``), then acknowledges and deletes the outbox entry. A
-deliverer that dies in between leaves its entries pending in the outbox, and another
-moves them again (``reclaim``: pending for ``RECLAIM_IDLE_MS``) when its deliverer
-looks (``deliverer``: one seen gone, at start, at least hourly); the marker makes that
-second move add nothing.
-
-Its writes (the deliveries added, the outbox entry acknowledged and deleted) go through
-the process's ``Durability`` (``core/durability.py``), as every other write of a
-generation's life does: under ``replicas`` or ``fsync`` each is acknowledged once the
-replicas (or disks) have it, in the committer's rounds with the other writers'; the
-outbox entry is dropped only once its deliveries are confirmed, so a failover between
-them leaves it pending, moved again (the marker adds nothing twice).
-
-Reading them: on one Redis (or Sentinel) a single blocking ``XREADGROUP`` names all 256
-outboxes, and costs one command per blocking period while idle. On a Cluster a command
-may only touch one slot, so each outbox is read without blocking, every
-``BROADCASTER_WEBHOOK_POLL_SECONDS``, in one pipeline (one round trip per node).
+The outboxes (one per slot group, ``keys.outbox_key``) are read by one consumer group, so
+each entry is moved by one deliverer: the deliveries are added once (``enqueue.lua``'s
+marker), through the process's ``Durability``, and only then is the entry acknowledged
+and deleted, so a deliverer that dies or a failover in between leaves it pending for
+``reclaim`` to move again. One blocking ``XREADGROUP`` reads every outbox; on a Cluster
+(one slot per command) each is polled in one pipeline per node.
 """
 
 from __future__ import annotations

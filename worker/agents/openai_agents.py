@@ -1,25 +1,12 @@
 """An OpenAI Agents SDK ``Agent`` served as it is (the ``openai-agents`` extra; imported
 only when ``WORKER_AGENTS`` names one).
 
-The agent runs with ``Runner.run_streamed``, its stream events mapped as they come
-(``StreamChunks``): each model turn (``response.created``) is one step, its text and
-reasoning deltas streamed; each tool the agent runs is shown, once it has run
-(``tool_output``), as a tool part with its input and output (``providerExecuted``: the
-client has nothing to do). A stop cancels the run (``RunResultStreaming.cancel``), which
-closes the model's stream. The SDK's own count of the run (``context_wrapper.usage``) is
-the job's usage, read as each turn begins and when the run ends.
-
-A tool with ``needs_approval`` interrupts the run: its calls become
-``tool-approval-request``s (``AgentJob.approvals``) and the generation waits holding no
-worker. The SDK's ``RunState`` of that interruption lives in the process that ran it,
-so the next run rebuilds it from the log: the run is made again up to the interrupted
-turn with a model that answers with the recorded calls (``_Replay``; no model is
-called), its ``RunState`` gets the decisions (``approve`` / ``reject``) and the run goes
-on from it, the approved tools run by the SDK.
-
-Each run starts from the log (``starting_point``): the conversation, then the steps
-shown so far as the SDK's input items (text, tool calls and their outputs, steering),
-so a run after a decision or a takeover goes on where the last one stopped.
+The agent runs with ``Runner.run_streamed``, its events mapped as they come
+(``StreamChunks``): each model turn a step, each tool it ran a provider-executed tool
+part. A tool with ``needs_approval`` interrupts the run; since the SDK's ``RunState``
+lives in the process that ran it, the next run rebuilds it from the log by replaying the
+turns with recorded answers (``_Replay``, no model called) and then applies the
+decisions. Every run starts from the log (``starting_point``). docs/agents.md.
 """
 
 from __future__ import annotations

@@ -1,24 +1,12 @@
 """Anthropic's prompt cache, on by default (``WORKER_PROMPT_CACHING``): ``cache_control``
 breakpoints where a request's prefix is stable, so that each model call reads what the
-one before it wrote (docs/cost.md).
+one before it wrote.
 
-A request's prompt is its tools, its system blocks and its messages, in that order; a
-breakpoint on a block makes the prompt up to it a cache entry, and the API looks for an
-entry at each breakpoint and up to 20 blocks before it. The breakpoints, in this order,
-up to the API's four (a request's own ``cache_control`` kept, and counted):
-
-1. the message before the newest (a chat's last answer, or a step's tool call): what
-   the previous call's prompt grew to, reached at once;
-2. the newest message (the new user message, or the tool results): written now, read by
-   the next turn or step;
-3. the system prompt's last block, and 4. the last tool: stable across a chat's turns
-   and the chats that share them.
-
-A continuation after a takeover is the cut call's request with the partial answer and a
-request to go on after it: its breakpoints fall on those two, and the cut call's newest
-message, which that call wrote, is within the lookback: the continuation reads it.
-Thinking blocks cannot carry a breakpoint: a message's last other block does. Nothing of
-the stored request is changed: the blocks marked are copies.
+Up to the API's four breakpoints (a request's own kept and counted): the message before
+the newest, the newest, the system prompt's last block and the last tool. A takeover's
+continuation reads the cut call's entry, which is within the API's lookback. Thinking
+blocks carry none; the stored request is not changed (the blocks marked are copies).
+Why each breakpoint: docs/cost.md.
 """
 
 from __future__ import annotations

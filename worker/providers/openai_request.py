@@ -1,31 +1,9 @@
 """A stored generation request (Anthropic's Messages shape) as Chat Completions parameters.
 
 Pure. What has no equivalent is one rule (``broadcaster.generations.openai_scope``): the
-front-end refuses such a request for ``openai``; one that reaches the worker all the same
-fails here, before the model is called, with ``Untranslatable`` naming it: the generation
-then ends with that error and no output. The translation below takes what the rule lets
-through.
-
-* ``system`` becomes a system message; image blocks ``image_url`` parts (base64 as a data
-  URL); a base64 PDF a ``file`` part (OpenAI's own; servers without it refuse it with
-  their message), a plain-text document a text part. A document by URL has no
-  equivalent.
-* Tools become functions (``input_schema`` is their ``parameters``); ``tool_choice`` auto,
-  any, tool, none become auto, required, the function, none. Anthropic's server tools have
-  no equivalent.
-* Consecutive messages of one role are one turn, as for Anthropic. An assistant turn's
-  ``tool_use`` blocks become its ``tool_calls``; a user turn's
-  ``tool_result`` blocks become ``role: "tool"`` messages ahead of the rest of the turn.
-  Thinking blocks sent back are dropped: Chat Completions takes no reasoning input.
-* ``thinking`` becomes ``reasoning_effort``: a budget below 4096 tokens ``low``, below
-  16384 ``medium``, else ``high`` (the three values OpenAI, vLLM and Ollama all take);
-  disabled or adaptive thinking sends none (the model's default).
-* A continuation of a cut answer ends with a synthetic user turn asking to go on; to a
-  server that continues the last assistant message itself (``continue_final_message``,
-  vLLM's, with ``add_generation_prompt: false``) it is sent without that turn.
-* ``stop_sequences`` becomes ``stop``; ``top_k`` goes in the body as vLLM and llama.cpp
-  take it (OpenAI refuses it); ``metadata.user_id`` becomes ``user``; ``service_tier``
-  ``standard_only`` becomes ``default``.
+front-end refuses it for ``openai``, and a request that reaches the worker all the same
+fails here with ``Untranslatable``, before the model is called. The translation, field
+by field, is tabled in docs/api/generations.md, "The ``openai`` provider".
 """
 
 from __future__ import annotations

@@ -2,24 +2,12 @@
 official async SDK, with the response run in the background and stored
 (``background: true, store: true``).
 
-A background response runs on at OpenAI whatever becomes of the HTTP stream that created
-it. After the events of each Responses event this provider yields a ``ResumePoint``: the
-response's id, that event's ``sequence_number`` and the translator's state; the model
-call writes it into the stream's metadata in the same append as the event's output. A
-worker that takes the generation over (``worker.takeover``) then streams the same
-response again from there (``GET /v1/responses/{id}?stream=true&starting_after=N``)
-instead of calling the model again: the takeover costs no token, and the viewer's answer
-goes on where it stopped. A response that is gone (expired, cancelled, failed) is not
-re-attached to: the takeover makes the call again, as for the other providers.
-
-Leaving the call before the response has completed cancels it (``responses.cancel``): a
-cancel of the generation, an error, the stream's end. Not when another worker has taken
-the generation over (it may be streaming the response), when Redis is out of reach (the
-one that takes over after the lease will be), or when the worker hands the generation
-back at shutdown (``HANDED_BACK``: the next worker goes on with the response).
-
-The request and the events are translated by ``openai_responses_request`` and
-``openai_responses_stream``; errors are classified as the Chat Completions provider's are.
+A background response runs on at OpenAI whatever becomes of the stream that created it.
+Each event's output is appended with a ``ResumePoint`` (the response id, the event's
+``sequence_number``, the translator's state), so a worker that takes over streams the
+same response again from there (``starting_after``) at no token cost; a response that is
+gone is called again. Leaving the call early cancels the response, unless another
+worker may be streaming it (taken over, Redis out of reach, handed back at shutdown).
 """
 
 from __future__ import annotations

@@ -1,35 +1,12 @@
 """Responses API stream events -> the neutral vocabulary (``parts``), so that one mapping
-(``worker.mapping``) turns this provider's stream into the contract's events as it does
-every other's.
+(``worker.mapping``) turns this provider's stream into the contract's events.
 
-Pure: feed each event's JSON (``event.model_dump()``) to :meth:`ResponsesTranslator.feed`::
-
-    translator = ResponsesTranslator()
-    for event in events:
-        yield from translator.feed(event)   # ResponseFailed on failure
-    translator.finished                     # False: the stream was cut short
-
-* ``response.created`` opens the message (``MessageStart``, with the model).
-* A reasoning summary part (``response.reasoning_summary_part.added``, its
-  ``reasoning_summary_text.delta``\\ s, ``...part.done``) is a reasoning part, unsigned:
-  the summaries are what a person is shown; the reasoning itself stays with OpenAI.
-* An output text or refusal part (``response.content_part.added``,
-  ``output_text.delta``/``refusal.delta``, ``content_part.done``) is a text part.
-* A ``function_call`` item (``output_item.added``, ``function_call_arguments.delta``\\ s,
-  ``output_item.done``) is a tool part named by its ``call_id``; a server that sends the
-  arguments only whole, in ``output_item.done``, works the same.
-* ``response.completed`` becomes ``Stop`` (``tool-calls`` after a function call,
-  ``content-filter`` after a refusal, else ``stop``; the usage, ``responses_usage``: the
-  input's cached tokens are cache reads) and ``MessageEnd``;
-  ``response.incomplete`` the same with ``length`` (``max_output_tokens``) or
-  ``content-filter`` (``content_filter``).
-* ``response.failed`` and an ``error`` event raise :class:`ResponseFailed`.
-
-Parts are numbered in the order they start. What the translator knows (the response, the
-parts open and their numbers) is :meth:`~ResponsesTranslator.snapshot`, small JSON: a
-worker that takes the generation over builds the same translator from it
-(:meth:`~ResponsesTranslator.resumed`) and goes on from the next event, as if it had read
-every event before.
+Pure: ``ResponsesTranslator.feed`` takes each event's JSON and raises ``ResponseFailed``
+on ``response.failed`` or ``error``; ``finished`` is False for a stream cut short.
+Reasoning summaries are unsigned reasoning parts, output text and refusals text parts,
+``function_call`` items tool parts named by ``call_id`` (docs/api/generations.md has the
+whole mapping). ``snapshot``/``resumed`` carry the translator over to a worker that
+takes the generation over.
 """
 
 from __future__ import annotations

@@ -1,31 +1,11 @@
 """Chat Completions stream chunks -> the neutral vocabulary (``parts``), so that one
 mapping (``worker.mapping``) turns every provider's stream into the contract's events.
 
-Pure: feed each chunk's JSON (``chunk.model_dump()``) to :meth:`ChunkTranslator.feed`, and
-call :meth:`ChunkTranslator.end` when the stream ends::
-
-    translator = ChunkTranslator()
-    for chunk in chunks:
-        yield from translator.feed(chunk)
-    yield from translator.end()   # or IncompleteStream
-
-* The first chunk opens the message (``MessageStart``).
-* ``reasoning_content`` or ``reasoning`` deltas (vLLM, DeepSeek, Ollama, OpenRouter) are a
-  reasoning part, with no signature: nobody signs them.
-* ``content`` (and ``refusal``) deltas are a text part. Switching between reasoning and
-  text ends one part and starts the next.
-* A tool call is buffered by its ``index`` until its name is known, then started as a
-  tool part whose deltas carry the argument fragments. Tool parts are ended (their input
-  parsed) only when the stream ends, as the AI SDK does: partial JSON can parse by
-  coincidence. Ollama's whole-call-in-one-chunk works the same.
-* ``finish_reason`` becomes the contract's (``stop``, ``length``, ``tool_calls`` and
-  ``function_call`` -> tool-calls, ``content_filter`` -> content-filter, anything else
-  ``other``). ``stop`` after tool calls is ``tool-calls``: the client owes their results
-  whatever the server says.
-* The usage chunk (``stream_options.include_usage``) is the usage of ``Stop``
-  (``chat_usage``: the prompt's cached tokens are cache reads, the completion's
-  reasoning tokens reasoning).
-* A stream that ends without ``finish_reason`` was cut short: ``IncompleteStream``.
+Pure: ``ChunkTranslator.feed`` each chunk's JSON, then ``end()`` (``IncompleteStream``
+when no ``finish_reason`` came). Tool calls are buffered by ``index`` and their input
+parsed only at the end (partial JSON can parse by coincidence, as the AI SDK knows);
+``stop`` after tool calls is ``tool-calls``. The whole mapping, reasoning fields and
+usage included: docs/api/generations.md, "The ``openai`` provider".
 """
 
 from __future__ import annotations
