@@ -34,6 +34,7 @@ from tests.support.fake_anthropic import (
     thinking,
     tool_use,
 )
+from tests.support.polling import wait_for
 from tests.support.procs import ROOT
 from tests.support.stacks import Stack, anthropic_stack
 
@@ -98,10 +99,12 @@ def generation_status(stack: Stack, generation: str) -> str:
 
 
 def wait_status(stack: Stack, generation: str, wanted: str) -> None:
-    deadline = time.monotonic() + 30
-    while (now := generation_status(stack, generation)) != wanted:
-        assert time.monotonic() < deadline, f"{generation}: {now}, not {wanted}\n{stack.logs()}"
-        time.sleep(0.05)
+    wait_for(
+        f"{generation} {wanted}",
+        lambda: generation_status(stack, generation) == wanted,
+        30,
+        context=lambda: f"{generation_status(stack, generation)}\n{stack.logs()}",
+    )
 
 
 def test_info_names_the_agents_and_the_resumable_transport(stack: Stack) -> None:

@@ -44,7 +44,7 @@ from tests.support.faults import (
     Cluster,
     Viewer,
     create_generation,
-    owner_pid,
+    owned_by,
     poll,
     report,
     stored_events,
@@ -52,7 +52,8 @@ from tests.support.faults import (
     verdict,
     wait_status,
 )
-from tests.support.procs import ROOT, Proc, tool_worker_env
+from tests.support.polling import until
+from tests.support.procs import ROOT, tool_worker_env
 from tests.support.prompt_cache import without_breakpoints
 from tests.support.worker_tools import runs
 from worker.continuation import CONTINUE_PROMPT, LOST_RUN
@@ -113,10 +114,6 @@ async def _started(path: Path, tool: str) -> bool:
     return runs(path, tool, "start") >= 1
 
 
-async def _owned_by(r: Any, gid: str, worker: Proc) -> bool:
-    return owner_pid(stream_meta(r, gid).get("owner")) == worker.pid
-
-
 def _stop(procs: Any) -> None:
     """The live readers a failed scenario left running, stopped by pid."""
     for proc in procs:
@@ -166,7 +163,7 @@ async def run_cut(tmp_path: Path, sc: Scenario) -> Scenario:
                     if sc.open_gate:
                         (tmp_path / "gate").touch()
                     rescuer = cluster.add_worker()
-                    await poll(lambda: _owned_by(r, gid, rescuer), "the takeover", 30)
+                    await until(lambda: owned_by(r, gid, rescuer), "the takeover", 30)
                     await wait_status(client, fe, gid, {"completed", "failed"}, 60)
                 stored = stored_events(r, gid)
                 sc.meta = stream_meta(r, gid)

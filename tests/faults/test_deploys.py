@@ -46,6 +46,7 @@ from tests.support.faults import (
     Received,
     Viewer,
     create_generation,
+    owned_by,
     owner_pid,
     report,
     stored_events,
@@ -53,7 +54,7 @@ from tests.support.faults import (
     verdict,
     wait_status,
 )
-from tests.support.polling import poll
+from tests.support.polling import poll, until
 from tests.support.procs import Proc, tool_worker_env
 from tests.support.worker_tools import runs
 
@@ -105,10 +106,6 @@ async def run_viewers(client: httpx.AsyncClient, viewers: list[Viewer], seconds:
                 tg.start_soon(v.run, client)
 
 
-async def _owned_by(r: Any, gid: str, worker: Proc) -> bool:
-    return owner_pid(stream_meta(r, gid).get("owner")) == worker.pid
-
-
 def output_tokens(events: list[dict[str, Any]]) -> int:
     finish = events[-1]
     assert finish["type"] == "finish", finish
@@ -145,7 +142,7 @@ async def test_a_rolling_restart_under_a_ten_step_agent_run(tmp_path: Path) -> N
                 for n, held in enumerate(gates):
                     # The next worker comes up while this one runs (as in a rolling deploy).
                     coming = asyncio.create_task(asyncio.to_thread(cluster.add_worker))
-                    await poll(lambda w=worker: _owned_by(r, gid, w), f"restart {n}: owned", 30)
+                    await until(lambda w=worker: owned_by(r, gid, w), f"restart {n}: owned", 30)
                     new = await coming
                     asked = uncut_calls + held + 1
                     await poll(lambda a=asked: _asked(model, a), f"restart {n}: step {held} held")
@@ -212,10 +209,10 @@ async def test_a_lost_worker_still_counts_where_a_hand_back_does_not(tmp_path: P
             viewers = [Viewer(cluster.urls, gid) for _ in range(3)]
             async with anyio.create_task_group() as tg:
                 tg.start_soon(run_viewers, client, viewers, 120)
-                await poll(lambda: _owned_by(r, gid, first), "the first worker's run")
+                await until(lambda: owned_by(r, gid, first), "the first worker's run", 30)
                 second = await asyncio.to_thread(cluster.add_worker)
                 assert await asyncio.to_thread(first.stop, signal.SIGTERM, 30) == 0
-                await poll(lambda: _owned_by(r, gid, second), "the hand-back", 30)
+                await until(lambda: owned_by(r, gid, second), "the hand-back", 30)
                 base = _seq(r, gid)
                 await poll(lambda: _at(r, gid, base + 3), "a step under way", 30)
                 second.stop(signal.SIGKILL)
@@ -250,7 +247,7 @@ async def test_a_duplicate_job_of_a_live_generation_is_dropped(tmp_path: Path) -
             viewers = [Viewer(cluster.urls, gid) for _ in range(3)]
             async with anyio.create_task_group() as tg:
                 tg.start_soon(run_viewers, client, viewers, 60)
-                await poll(lambda: _owned_by(r, gid, owner), "the owner's run")
+                await until(lambda: owned_by(r, gid, owner), "the owner's run", 30)
                 # The other worker starts only now: started before, it could take the
                 # first job itself (it did, on a loaded machine), and there is no owner.
                 other = await asyncio.to_thread(cluster.add_worker)

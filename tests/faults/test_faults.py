@@ -31,6 +31,7 @@ from tests.support.faults import (
     Verdict,
     Viewer,
     create_generation,
+    owned_by,
     owner_pid,
     poll,
     readyz,
@@ -41,6 +42,7 @@ from tests.support.faults import (
     verdict,
     wait_status,
 )
+from tests.support.polling import until
 from tests.support.procs import Proc
 
 pytestmark = pytest.mark.anyio
@@ -152,7 +154,7 @@ async def test_a_worker_killed_mid_generation(tmp_path: Path) -> None:
                 killed_at = time.monotonic()
                 victim.stop(signal.SIGKILL)
                 for gid in (before, after):
-                    await poll(lambda g=gid: _owned_by(r, g, rescuer), "the takeover", 30)
+                    await until(lambda g=gid: owned_by(r, g, rescuer), "the takeover", 30)
                     takeover[gid] = time.monotonic() - killed_at
             stored = {g: stored_events(r, g) for g in (before, after)}
             metas = {g: stream_meta(r, g) for g in (before, after)}
@@ -214,7 +216,7 @@ async def test_attempts_are_bounded_when_workers_keep_dying(tmp_path: Path) -> N
                     if attempt > 1:
                         worker = await asyncio.to_thread(cluster.add_worker)
                     # A lease to run out, a worker to start: slower on a loaded machine.
-                    await poll(lambda w=worker: _owned_by(r, gid, w), f"attempt {attempt}", 60)
+                    await until(lambda w=worker: owned_by(r, gid, w), f"attempt {attempt}", 60)
                     # Its output is in (the model then stalls): it dies mid-generation. (Its
                     # last word, not a count of events: how many events the words take
                     # depends on how they arrive, merged or not.)
@@ -256,7 +258,7 @@ async def test_a_paused_worker_is_fenced_when_it_wakes(tmp_path: Path) -> None:
             viewers = [Viewer(cluster.urls, gid) for _ in range(6)]
             async with anyio.create_task_group() as tg:
                 tg.start_soon(run_viewers, client, viewers, 60)
-                await poll(lambda: _owned_by(r, gid, rescuer), "the takeover")
+                await until(lambda: owned_by(r, gid, rescuer), "the takeover", 30)
                 takeover = time.monotonic() - paused_at
                 taken_at = int(stream_meta(r, gid)["seq"])
                 await poll(lambda: _at_seq(r, gid, taken_at + 5), "the new attempt's output")
@@ -646,7 +648,7 @@ async def test_sigterm_to_a_worker(tmp_path: Path) -> None:
                 )
                 rescuer_ready = time.monotonic() - t0
                 code, exited = await exit_
-                await poll(lambda: _owned_by(r, long, rescuer), "the hand-back")
+                await until(lambda: owned_by(r, long, rescuer), "the hand-back", 30)
                 handed_over = time.monotonic() - t0
             await wait_status(client, fe, late, {"completed"}, within=30)
             stored = {g: stored_events(r, g) for g in (short, long)}
@@ -694,7 +696,3 @@ async def _has_text(r: Any, gid: str, text: str) -> bool:
     """The stream's stored text deltas hold ``text``."""
     deltas = (json.loads(e.data) for e in stored_events(r, gid) if e.type == "text-delta")
     return text in "".join(d.get("delta", "") for d in deltas)
-
-
-async def _owned_by(r: Any, gid: str, worker: Proc) -> bool:
-    return owner_pid(stream_meta(r, gid).get("owner")) == worker.pid

@@ -25,6 +25,7 @@ from tests.support.faults import (
     Received,
     Viewer,
     create_generation,
+    owned_by,
     report,
     stored_events,
     stream_meta,
@@ -36,7 +37,6 @@ from tests.support.liveness import (
     consumer_of,
     deployment,
     liveness_state,
-    owned_by,
     settled,
     subscribers,
 )

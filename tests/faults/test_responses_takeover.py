@@ -28,13 +28,13 @@ from tests.support.faults import (
     Cluster,
     Viewer,
     create_generation,
-    owner_pid,
+    owned_by,
     report,
     stored_events,
     stream_meta,
     verdict,
 )
-from tests.support.polling import poll
+from tests.support.polling import poll, until
 from tests.support.procs import Proc
 from tests.support.stacks import responses_env
 from worker.providers.base import RESUME_FIELD
@@ -82,9 +82,6 @@ async def _kill_mid_text(
         async def hello_shown() -> bool:
             return texts([json.loads(e.data) for e in stored_events(r, gid)]) == "Hello "
 
-        async def owned_by_rescuer() -> bool:
-            return owner_pid(stream_meta(r, gid).get("owner")) == rescuer.pid
-
         async with anyio.create_task_group() as tg:
             tg.start_soon(run_viewers, client, viewers, 60)
             await poll(hello_shown, "the text 'Hello ' in the stream")
@@ -93,7 +90,7 @@ async def _kill_mid_text(
             if expire:
                 srv.expire(point["id"])
             rescuer = cluster.add_worker()
-            await poll(owned_by_rescuer, "the takeover", 30)
+            await until(lambda: owned_by(r, gid, rescuer), "the takeover", 30)
             opened.set()
         events = [json.loads(e.data) for e in stored_events(r, gid)]
         verdicts = [verdict(v, stored_events(r, gid)) for v in viewers]

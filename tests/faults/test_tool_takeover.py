@@ -36,14 +36,15 @@ from tests.support.faults import (
     Received,
     Viewer,
     create_generation,
-    owner_pid,
+    owned_by,
     poll,
     report,
     stored_events,
     stream_meta,
     verdict,
 )
-from tests.support.procs import Proc, tool_worker_env
+from tests.support.polling import until
+from tests.support.procs import tool_worker_env
 from tests.support.prompt_cache import breakpoints, without_breakpoints
 from tests.support.worker_tools import runs
 from worker.transcript import latest_attempt
@@ -60,10 +61,6 @@ async def run_viewers(client: httpx.AsyncClient, viewers: list[Viewer], seconds:
         async with anyio.create_task_group() as tg:
             for v in viewers:
                 tg.start_soon(v.run, client)
-
-
-async def _owned_by(r: Any, gid: str, worker: Proc) -> bool:
-    return owner_pid(stream_meta(r, gid).get("owner")) == worker.pid
 
 
 async def _ran(path: Path, tool: str, what: str, n: int) -> bool:
@@ -107,7 +104,7 @@ async def test_a_worker_killed_while_a_tool_runs_reruns_only_that_tool(tmp_path:
                 killed_at = time.monotonic()
                 (tmp_path / "gate").touch()
                 rescuer = cluster.add_worker()
-                await poll(lambda: _owned_by(r, gid, rescuer), "the takeover", 30)
+                await until(lambda: owned_by(r, gid, rescuer), "the takeover", 30)
                 taken_over_s = time.monotonic() - killed_at
             stored = stored_events(r, gid)
             meta = stream_meta(r, gid)
@@ -175,7 +172,7 @@ async def test_a_worker_killed_mid_model_output_does_not_run_the_tool_again(
                 await poll(lambda: _seen(r, gid, "text-delta", "cut off"), "step 2's text")
                 victim.stop(signal.SIGKILL)
                 rescuer = cluster.add_worker()
-                await poll(lambda: _owned_by(r, gid, rescuer), "the takeover", 30)
+                await until(lambda: owned_by(r, gid, rescuer), "the takeover", 30)
             stored = stored_events(r, gid)
             meta = stream_meta(r, gid)
             r.close()

@@ -20,6 +20,7 @@ from standardwebhooks import Webhook
 
 from broadcaster.core import keys
 from broadcaster.core.embedded import ServerNotFound
+from tests.support.polling import wait_for
 from tests.support.procs import ROOT, Proc, processes, spawn, start_frontend, start_worker
 from tests.support.topologies import WORKER_ENV, LocalCluster, start_cluster
 from tests.support.webhooks import (
@@ -28,7 +29,6 @@ from tests.support.webhooks import (
     Receiver,
     clear_webhook_keys,
     own_database,
-    wait_until,
     webhook_env,
 )
 
@@ -70,7 +70,7 @@ def start_deliverer(db_url: str, logs: Path, name: str, env: dict[str, str]) -> 
         logs,
         fork=True,
     )
-    wait_until(lambda: "delivering as" in proc.log() or not proc.alive(), 20, f"{name} silent")
+    wait_for(f"{name} silent", lambda: "delivering as" in proc.log() or not proc.alive(), 20)
     assert proc.alive(), proc.log()
     return proc
 
@@ -107,7 +107,7 @@ async def test_a_deliverer_killed_during_the_backoff_is_taken_over(
         async with httpx.AsyncClient(timeout=30) as client:
             events = f"{frontend.url}/v1/streams/wh-kill-{victim}/events"
             assert (await client.post(events, json={"type": "finish"})).status_code == 201
-        await asyncio.to_thread(wait_until, receiver.at, 30, "no first attempt")
+        await asyncio.to_thread(wait_for, "no first attempt", receiver.at, 30)
         [row] = pending(clean)
         assert row["times_delivered"] == 1
         killed.stop(signal.SIGKILL)
@@ -117,7 +117,7 @@ async def test_a_deliverer_killed_during_the_backoff_is_taken_over(
             rescuer = start_deliverer(db_url, logs_dir, "wh-rescue-d", webhook_env(url))
         else:
             rescuer = start_frontend(db_url, logs_dir, "wh-rescue-fe", webhook_env(url))
-        await asyncio.to_thread(wait_until, receiver.accepted, 60, "not taken over")
+        await asyncio.to_thread(wait_for, "not taken over", receiver.accepted, 60)
         taken = time.monotonic() - killed_at
     finally:
         for p in (frontend, killed, rescuer):
@@ -198,11 +198,11 @@ async def test_a_thousand_generations_each_delivered(
             return {r.json()["data"]["id"] for r in receiver.accepted()}
 
         await asyncio.to_thread(
-            wait_until, lambda: finished() >= meant.keys(), 300, "not every generation"
+            wait_for, "not every generation", lambda: finished() >= meant.keys(), 300
         )
         took = time.monotonic() - started
         await asyncio.to_thread(
-            wait_until, lambda: clean.xlen(keys.WEBHOOK_DELIVERIES_KEY) == 0, 30, "unsettled"
+            wait_for, "unsettled", lambda: clean.xlen(keys.WEBHOOK_DELIVERIES_KEY) == 0, 30
         )
     got = receiver.at()
     by_id: dict[str, set[str]] = {}
@@ -266,7 +266,7 @@ async def test_webhooks_on_a_cluster(
                 events = f"{a.url}/v1/streams/wh-cluster-feed-{i}/events"
                 assert (await client.post(events, json={"type": "finish"})).status_code == 201
         await asyncio.to_thread(
-            wait_until, lambda: len(receiver.accepted()) >= 30, 120, "not every end delivered"
+            wait_for, "not every end delivered", lambda: len(receiver.accepted()) >= 30, 120
         )
     outboxes = {keys.outbox_key(g) for g in gids}
     for server in cluster.servers[: cluster.primaries]:  # an outbox written on every node

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from broadcaster.presence.counts import BATCH, PresenceStore
 from tests.support.fake_anthropic import FakeAnthropicServer, text_reply
-from tests.support.polling import poll
+from tests.support.polling import poll, wait_for
 from tests.support.procs import (
     Proc,
     own_redis,
@@ -32,7 +32,7 @@ from tests.support.procs import (
     start_frontend,
     start_worker,
 )
-from tests.support.webhooks import Receiver, wait_until, webhook_env
+from tests.support.webhooks import Receiver, webhook_env
 
 pytestmark = pytest.mark.anyio
 
@@ -373,7 +373,7 @@ async def test_occupied_and_vacated_are_webhooks_and_metrics(tmp_path: Path) -> 
                             r.json()["type"] == "stream.occupied" for r in receiver.accepted()
                         )
 
-                    await asyncio.to_thread(wait_until, occupied, 15, "stream.occupied delivered")
+                    await asyncio.to_thread(wait_for, "stream.occupied delivered", occupied, 15)
                     async with watching(client, b.url, sid), watching(client, b.url, sid):
                         await asyncio.sleep(0.5)
                     await asyncio.sleep(0.5)
@@ -382,7 +382,7 @@ async def test_occupied_and_vacated_are_webhooks_and_metrics(tmp_path: Path) -> 
                     types = [r.json()["type"] for r in receiver.accepted()]
                     return types.count("stream.vacated") >= 1
 
-                await asyncio.to_thread(wait_until, both, 15, "stream.vacated delivered")
+                await asyncio.to_thread(wait_for, "stream.vacated delivered", both, 15)
                 await asyncio.sleep(0.5)
                 got = [r.json() for r in receiver.accepted()]
                 types = [g["type"] for g in got]

@@ -26,10 +26,10 @@ import pytest
 
 from broadcaster.core import tracing
 from tests.support.fake_anthropic import FakeAnthropicServer, message, stall, text_reply, tool_use
-from tests.support.faults import Cluster, Viewer, owner_pid, stored_events, stream_meta
+from tests.support.faults import Cluster, Viewer, owned_by, stored_events, stream_meta
 from tests.support.nginx import Nginx, find_nginx
 from tests.support.otlp import OtlpReceiver, Span
-from tests.support.polling import poll
+from tests.support.polling import poll, until
 from tests.support.ports import free_port
 from tests.support.procs import ROOT, Deployment, tool_worker_env
 
@@ -105,7 +105,7 @@ async def test_one_trace_across_nginx_the_front_end_a_killed_worker_and_its_succ
                     victim.stop(signal.SIGKILL)
                     cluster.worker_env = {**worker_env, **otlp.env("worker-2")}
                     rescuer = cluster.add_worker()
-                    await poll(lambda: _owned_by(r, gid, rescuer.pid), "the takeover", 30)
+                    await until(lambda: owned_by(r, gid, rescuer), "the takeover", 30)
                 meta = stream_meta(r, gid)
                 r.close()
             spans = await otlp.wait_for(_complete, "the rescuer's whole run", 30)
@@ -188,10 +188,6 @@ def _complete(spans: list[Span]) -> bool:
 
 async def _seen(r: object, gid: str, text: str) -> bool:
     return any(text in e.data for e in stored_events(r, gid))  # type: ignore[arg-type]
-
-
-async def _owned_by(r: object, gid: str, pid: int) -> bool:
-    return owner_pid(stream_meta(r, gid).get("owner")) == pid  # type: ignore[arg-type]
 
 
 async def test_without_an_exporter_the_trace_id_still_ties_the_response_to_the_logs(

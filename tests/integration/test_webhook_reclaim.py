@@ -19,9 +19,9 @@ from broadcaster.webhooks.deliverer import Deliverer, DeliveryConfig
 from broadcaster.webhooks.metrics import WebhookMetrics
 from broadcaster.webhooks.queue import DeliveryQueue
 from broadcaster.webhooks.schedule import RetrySchedule
-from tests.support.polling import poll
+from tests.support.polling import poll, wait_for
 from tests.support.procs import Proc, own_redis, start_frontend, stop_all
-from tests.support.webhooks import SECRET, Receiver, wait_until, webhook_env
+from tests.support.webhooks import SECRET, Receiver, webhook_env
 
 pytestmark = pytest.mark.anyio
 
@@ -80,7 +80,7 @@ async def test_an_event_a_dead_deliverer_took_is_moved_once_it_is_seen_gone(
             metrics = WebhookMetrics(CollectorRegistry())
             caplog.set_level("INFO", "broadcaster.webhooks")
             async with Deliverer(redis, server.url, config, metrics, grace=1):
-                await asyncio.to_thread(wait_until, receiver.accepted, 30, "never moved")
+                await asyncio.to_thread(wait_for, "never moved", receiver.accepted, 30)
 
                 async def ghost_forgotten() -> bool:
                     left = await redis.zrange(keys.WEBHOOK_DELIVERERS_KEY, 0, -1)

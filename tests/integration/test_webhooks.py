@@ -20,6 +20,7 @@ from broadcaster.core.eventlog import EventLog
 from broadcaster.webhooks.outbox import Outbox
 from broadcaster.webhooks.signing import Signer
 from examples.webhook_receiver import create_app
+from tests.support.polling import wait_for
 from tests.support.procs import (
     ROOT,
     Proc,
@@ -37,7 +38,6 @@ from tests.support.webhooks import (
     Served,
     clear_webhook_keys,
     own_database,
-    wait_until,
     webhook_env,
 )
 
@@ -119,13 +119,13 @@ async def test_a_receiver_failing_twice_gets_the_event_signed_on_the_third_attem
     with processes(fe):
         async with httpx.AsyncClient(timeout=30) as client:
             gid = await create(client, fe.url, max_tokens=8)
-            await asyncio.to_thread(wait_until, receiver.accepted, 60, "no webhook accepted")
+            await asyncio.to_thread(wait_for, "no webhook accepted", receiver.accepted, 60)
 
             def counted() -> bool:  # once the delivery is settled
                 text = httpx.get(f"{fe.url}/metrics").text
                 return "broadcaster_webhook_deliveries_total 1.0" in text
 
-            await asyncio.to_thread(wait_until, counted, 30, "the delivery was not counted")
+            await asyncio.to_thread(wait_for, "the delivery was not counted", counted, 30)
             metrics = (await client.get(f"{fe.url}/metrics")).text
             status = (await client.get(f"{fe.url}/v1/generations/{gid}")).json()
     got = receiver.at()
@@ -157,7 +157,7 @@ async def test_a_feed_ended_by_a_publish_sends_stream_ended(
             assert r.status_code == 201
             r = await client.post(events, json={"type": "finish"})
             assert r.status_code == 201
-            await asyncio.to_thread(wait_until, receiver.accepted, 30, "no webhook")
+            await asyncio.to_thread(wait_for, "no webhook", receiver.accepted, 30)
     [got] = receiver.at()
     body = verified(got)
     assert body["type"] == "stream.ended"
@@ -209,7 +209,7 @@ async def test_an_event_added_through_the_outbox_is_delivered(
             assert await Outbox(redis).add("wh-room", "stream.occupied", data)
         finally:
             await redis.aclose()
-        await asyncio.to_thread(wait_until, receiver.accepted, 30, "no webhook")
+        await asyncio.to_thread(wait_for, "no webhook", receiver.accepted, 30)
     [got] = receiver.at()
     body = verified(got)
     assert (body["type"], body["data"]) == ("stream.occupied", data)
@@ -233,10 +233,10 @@ async def test_a_generations_own_webhook_url_is_checked_against_the_allow_list(
                 assert r.json()["details"][0]["loc"] == ["webhook_url"]
             gid = await create(client, fe.url, max_tokens=4, webhook_url=receiver.url("mine"))
             await asyncio.to_thread(
-                wait_until,
+                wait_for,
+                "not delivered to both",
                 lambda: receiver.accepted("mine") and receiver.accepted("deployment"),
                 30,
-                "not delivered to both",
             )
     [own], [deployment] = receiver.at("mine"), receiver.at("deployment")
     assert verified(own) == verified(deployment)
@@ -258,7 +258,7 @@ async def test_cancelled_and_failed_generations_report_their_status(
             assert r.status_code == 202
             failed = await create(client, fe.url, max_tokens=4, tools=[clash])
             await asyncio.to_thread(
-                wait_until, lambda: len(receiver.accepted()) == 2, 30, "not both delivered"
+                wait_for, "not both delivered", lambda: len(receiver.accepted()) == 2, 30
             )
             failed_status = (await client.get(f"{fe.url}/v1/generations/{failed}")).json()
     by_id = {verified(r)["data"]["id"]: verified(r)["data"] for r in receiver.at()}
@@ -288,7 +288,7 @@ async def test_the_dead_letter_list_and_replay(
             events = f"{fe.url}/v1/streams/wh-doomed/events"
             assert (await client.post(events, json={"type": "finish"})).status_code == 201
             await asyncio.to_thread(
-                wait_until, lambda: clean.xlen(keys.WEBHOOK_DEAD_KEY) == 1, 30, "not dead"
+                wait_for, "not dead", lambda: clean.xlen(keys.WEBHOOK_DEAD_KEY) == 1, 30
             )
             [dead] = await asyncio.to_thread(dead_list, db_url)
             attempts = receiver.at("down")
@@ -299,7 +299,7 @@ async def test_the_dead_letter_list_and_replay(
 
             receiver.then["down"] = 200
             assert "1 deliveries queued again" in await asyncio.to_thread(replay, db_url, "--all")
-            await asyncio.to_thread(wait_until, lambda: receiver.accepted("down"), 30, "no replay")
+            await asyncio.to_thread(wait_for, "no replay", lambda: receiver.accepted("down"), 30)
             assert receiver.accepted("down")[0].webhook_id == dead["webhook_id"]
             assert await asyncio.to_thread(dead_list, db_url) == []
 
@@ -315,7 +315,7 @@ async def test_the_dead_letter_list_and_replay(
                 409,
             )
             await asyncio.to_thread(
-                wait_until, lambda: clean.xlen(keys.WEBHOOK_DEAD_KEY) == 1, 30, "410 not dead"
+                wait_for, "410 not dead", lambda: clean.xlen(keys.WEBHOOK_DEAD_KEY) == 1, 30
             )
             [gone] = await asyncio.to_thread(dead_list, db_url)
             assert (gone["attempts"], gone["to"]) == (1, receiver.url("gone"))
@@ -336,9 +336,9 @@ async def test_the_example_receiver_verifies_and_deduplicates(
                 gid = await create(client, fe.url, max_tokens=4)
                 events = f"{fe.url}/v1/streams/wh-example-job/events"
                 assert (await client.post(events, json={"type": "finish"})).status_code == 201
-                await asyncio.to_thread(wait_until, lambda: len(handled) == 2, 30, "not handled")
-                await asyncio.to_thread(  # both answered 2xx: settled
-                    wait_until, lambda: clean.xlen(keys.WEBHOOK_DELIVERIES_KEY) == 0, 30, "left"
+                await asyncio.to_thread(wait_for, "not handled", lambda: len(handled) == 2, 30)
+                await asyncio.to_thread(
+                    wait_for, "left", lambda: clean.xlen(keys.WEBHOOK_DELIVERIES_KEY) == 0, 30
                 )
                 body = json.dumps(handled[0]).encode()
                 signed = Signer(SECRET).headers("msg_test_1", body)
@@ -364,7 +364,7 @@ async def test_a_receiver_that_never_answers_delays_no_viewer(
         async with httpx.AsyncClient(timeout=30) as client:
             events = f"{fe.url}/v1/streams/wh-hang-job/events"
             assert (await client.post(events, json={"type": "finish"})).status_code == 201
-            await asyncio.to_thread(wait_until, lambda: receiver.hanging, 30, "no attempt")
+            await asyncio.to_thread(wait_for, "no attempt", lambda: receiver.hanging, 30)
             gid = await create(client, fe.url, max_tokens=16)
             seen = await read_sse(client, f"{fe.url}/v1/streams/{gid}/events")
             assert receiver.at() == []  # every attempt so far is still unanswered
@@ -374,7 +374,7 @@ async def test_a_receiver_that_never_answers_delays_no_viewer(
                 answered = {r.webhook_id for r in receiver.accepted()}
                 return len(answered) == 4 and clean.xlen(keys.WEBHOOK_DELIVERIES_KEY) == 0
 
-            await asyncio.to_thread(wait_until, settled, 30, "not delivered")
+            await asyncio.to_thread(wait_for, "not delivered", settled, 30)
     assert seen.done and seen.ids == list(range(1, len(seen.ids) + 1))
     assert seen.typed()[-1].event == "finish"
     types = {verified(r)["type"] for r in receiver.accepted()}

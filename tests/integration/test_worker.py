@@ -24,7 +24,7 @@ from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Claim, Generations
 from examples.tools import TOOLS as EXAMPLE_TOOLS
 from tests.support.faults import reply_types
-from tests.support.polling import poll as wait_until
+from tests.support.polling import poll
 from tests.support.worker_parts import (  # noqa: F401 (fixtures: own_redis, event_log)
     OLD_ATTEMPT,
     POLICY,
@@ -419,7 +419,7 @@ async def test_cancel_stops_the_model_call_and_acks_the_job(
         async def closed() -> bool:
             return provider.closed == 1
 
-        await wait_until(closed, "the model call to be closed", within=2)
+        await poll(closed, "the model call to be closed", within=2)
         await wait_queue_empty(event_log)
         events = await all_events(event_log, s)
         assert [e.type for e in events] == [*reply_types(1)[:4], "abort"]
@@ -462,7 +462,7 @@ async def test_one_read_over_several_queues_never_runs_more_than_the_concurrency
         return pending == [1, 1]
 
     await asyncio.wait_for(first.blocked.wait(), 10)
-    await wait_until(both_taken, "both queues' jobs to be taken")
+    await poll(both_taken, "both queues' jobs to be taken")
     assert first.calls == 1  # one slot: the other job waits
     a.stop()
     await asyncio.wait_for(run_a, 10)
@@ -516,16 +516,16 @@ async def test_a_second_job_for_a_generation_running_here_runs_once_that_run_end
             info = await event_log.redis.xpending(keys.jobs_key("anthropic"), jobs.group)
             return bool(len(runs) == 1 and info["pending"] == n)
 
-        await wait_until(lambda: pending(1), "the first run to start")
+        await poll(lambda: pending(1), "the first run to start")
         await jobs.enqueue(s)  # the decision's job, while the first run settles
-        await wait_until(lambda: pending(2), "the second entry to be read by the worker")
+        await poll(lambda: pending(2), "the second entry to be read by the worker")
         assert runs == [s]  # not run beside the first
         first_may_end.set()
 
         async def ran_again() -> bool:
             return runs == [s, s]
 
-        await wait_until(ran_again, "the second entry to run once the first run ended")
+        await poll(ran_again, "the second entry to run once the first run ended")
         await wait_queue_empty(event_log)  # both acknowledged
     finally:
         worker.stop()

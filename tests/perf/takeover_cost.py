@@ -33,12 +33,13 @@ from tests.support.fake_anthropic import FakeAnthropicServer, stall, text_reply
 from tests.support.faults import (
     Cluster,
     create_generation,
-    owner_pid,
+    owned_by,
     poll,
     stream_meta,
     wait_status,
 )
-from tests.support.procs import ROOT, Proc
+from tests.support.polling import until
+from tests.support.procs import ROOT
 
 READER = ROOT / "tests" / "clients" / "aisdk" / "read.mjs"
 DELAY_S = 0.01
@@ -50,10 +51,6 @@ def _words(n: int) -> list[str]:
 
 async def _at_seq(r: Any, gid: str, seq: int) -> bool:
     return int(stream_meta(r, gid).get("seq", 0)) >= seq
-
-
-async def _owned_by(r: Any, gid: str, worker: Proc) -> bool:
-    return owner_pid(stream_meta(r, gid).get("owner")) == worker.pid
 
 
 async def one_round(
@@ -74,7 +71,7 @@ async def one_round(
         killed = time.monotonic()
         victim.stop(signal.SIGKILL)
         rescuer = await asyncio.to_thread(cluster.add_worker, env)
-        await poll(lambda: _owned_by(r, gid, rescuer), "the takeover", 30)
+        await until(lambda: owned_by(r, gid, rescuer), "the takeover", 30)
         taken = time.monotonic()
         await wait_status(client, fe, gid, {"completed"}, 60)
         ended = time.monotonic()

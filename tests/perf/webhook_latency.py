@@ -26,8 +26,9 @@ import redis as redis_sync
 
 from broadcaster.core import keys
 from broadcaster.webhooks.schedule import RetrySchedule
+from tests.support.polling import wait_for
 from tests.support.procs import own_redis, start_frontend
-from tests.support.webhooks import Received, Receiver, wait_until, webhook_env
+from tests.support.webhooks import Received, Receiver, webhook_env
 
 RETRY_BASE = 2.0
 SCHEDULE = RetrySchedule(RETRY_BASE, RETRY_BASE, 600.0)
@@ -109,7 +110,7 @@ async def _measure(
             r = await http.post(f"{url}/v1/streams/{stream_id}/events", json={"type": "finish"})
             assert r.status_code == 201, r.text
             await asyncio.to_thread(
-                wait_until, lambda s=stream_id: clocked.times(s, receiver), 30, "no webhook"
+                wait_for, "no webhook", lambda s=stream_id: clocked.times(s, receiver), 30
             )
             fresh.append(clocked.times(stream_id, receiver)[0] - sent)
         for i in range(events):
@@ -117,14 +118,14 @@ async def _measure(
             r = await http.post(f"{url}/v1/streams/{stream_id}/events", json={"type": "finish"})
             assert r.status_code == 201, r.text
             await asyncio.to_thread(
-                wait_until, lambda s=stream_id: clocked.times(s, receiver), 30, "no attempt"
+                wait_for, "no attempt", lambda s=stream_id: clocked.times(s, receiver), 30
             )
             rows = client.xpending_range(
                 keys.WEBHOOK_DELIVERIES_KEY, keys.WEBHOOK_GROUP, "-", "+", 1
             )
             entry_id = rows[0]["message_id"].decode()
             await asyncio.to_thread(
-                wait_until, lambda s=stream_id: len(clocked.times(s, receiver)) >= 2, 60, "no retry"
+                wait_for, "no retry", lambda s=stream_id: len(clocked.times(s, receiver)) >= 2, 60
             )
             first, second = clocked.times(stream_id, receiver)[:2]
             late.append(second - first - SCHEDULE.wait(1, entry_id))

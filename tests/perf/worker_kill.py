@@ -40,11 +40,12 @@ from tests.support.fake_anthropic import FakeAnthropicServer, stall, text_reply
 from tests.support.faults import (
     Viewer,
     create_generation,
+    owned_by,
     stored_events,
     stream_meta,
     wait_status,
 )
-from tests.support.liveness import TOPOLOGIES, Deployment, deployment, owned_by, settled
+from tests.support.liveness import TOPOLOGIES, Deployment, deployment, settled
 from tests.support.polling import until
 from tests.support.procs import Proc
 

@@ -384,17 +384,18 @@ async def wait_status(
     client: httpx.AsyncClient, base: str, gid: str, statuses: set[str], within: float = 60
 ) -> dict[str, Any]:
     """Poll ``GET /v1/generations/{id}`` until its status is one of ``statuses``."""
-    deadline = time.monotonic() + within
-    body: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+    last: list[dict[str, Any]] = [{}]
+
+    async def probe() -> dict[str, Any] | None:
         with contextlib.suppress(httpx.HTTPError):
             resp = await client.get(f"{base}/v1/generations/{gid}")
             if resp.status_code == 200:
-                body = resp.json()
-                if body["status"] in statuses:
-                    return body
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"generation {gid} not in {statuses} after {within}s: {body}")
+                last[0] = resp.json()
+                return last[0] if last[0]["status"] in statuses else None
+        return None
+
+    what = f"generation {gid} in {statuses}"
+    return await polling.poll(probe, what, within, every=0.1, context=lambda: str(last[0]))
 
 
 def report(title: str, verdicts: list[Verdict], **figures: object) -> str:
@@ -435,6 +436,11 @@ def owner_pid(owner: str | None) -> int | None:
     if not owner:
         return None
     return int(owner.rsplit("-", 2)[1])
+
+
+def owned_by(client: redis_sync.Redis, stream_id: str, proc: Proc) -> bool:
+    """The stream's owner is ``proc`` (the pid in the owner's consumer name)."""
+    return owner_pid(stream_meta(client, stream_id).get("owner")) == proc.pid
 
 
 async def readyz(client: httpx.AsyncClient, url: str) -> int:

@@ -19,7 +19,7 @@ import redis as redis_sync
 from broadcaster.core import keys
 from broadcaster.core.embedded import EmbeddedRedis
 from broadcaster.generations.liveness import SETTLE_S
-from tests.support.faults import owner_pid, stream_meta
+from tests.support.faults import owner_pid
 from tests.support.procs import Proc, own_redis, start_frontend, start_worker
 from tests.support.topologies import (
     LocalCluster,
@@ -146,7 +146,3 @@ def settled(client: Any, proc: Proc) -> bool:
         return False
     state = client.hget(keys.WORKERS_KEY, consumer).decode()
     return state[0] == "a" and time.time() * 1000 - int(state[1:]) >= SETTLE_S * 1000 + 200
-
-
-def owned_by(client: Any, gid: str, proc: Proc) -> bool:
-    return owner_pid(stream_meta(client, gid).get("owner")) == proc.pid

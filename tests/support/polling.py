@@ -14,17 +14,21 @@ T = TypeVar("T")
 
 
 async def poll(
-    probe: Callable[[], Awaitable[T]], what: str, within: float = 30, every: float = 0.02
+    probe: Callable[[], Awaitable[T]],
+    what: str,
+    within: float = 30,
+    every: float = 0.02,
+    context: Callable[[], str] = lambda: "",
 ) -> T:
     """Await ``probe`` every ``every`` s until it returns something truthy, and return
-    that; fail after ``within`` s."""
+    that; fail after ``within`` s with ``context()`` (what was last seen) in the message."""
     deadline = time.monotonic() + within
     while True:
         value = await probe()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
+            raise AssertionError(f"timed out after {within}s waiting for {what}\n{context()}")
         await asyncio.sleep(every)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from starlette.types import ASGIApp
 
 from broadcaster.core import keys
 from broadcaster.core.embedded import free_port
+from tests.support.polling import wait_for
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 """The deployments' signing secret in these tests (Standard Webhooks' own example)."""
@@ -64,7 +64,7 @@ class Served:
 
     def __enter__(self) -> Served:
         self.thread.start()
-        wait_until(lambda: self.server.started, 10, "the receiver did not start")
+        wait_for("the receiver did not start", lambda: self.server.started, 10)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -146,16 +146,6 @@ class Receiver:
 
     def accepted(self, path: str = "hooks") -> list[Received]:
         return [r for r in self.at(path) if 200 <= r.answered < 300]
-
-
-def wait_until(cond: Callable[[], object], timeout: float, message: str) -> None:
-    """Poll ``cond`` until true; fail with ``message`` after ``timeout`` seconds (a bound
-    on waiting for something that must happen, not a timed assertion)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        time.sleep(0.02)
 
 
 def clear_webhook_keys(client: redis_sync.Redis) -> None:

@@ -17,7 +17,7 @@ from broadcaster.core.embedded import EmbeddedRedis
 from broadcaster.core.eventlog import EventLog
 from broadcaster.core.events import Event
 from broadcaster.generations.lifecycle import Claim, Generations
-from tests.support.polling import poll as wait_until
+from tests.support.polling import poll
 from worker.attempt import Policy
 from worker.providers.anthropic_stream import AnthropicReader
 from worker.providers.parts import ModelEvent
@@ -162,7 +162,7 @@ async def wait_seq(event_log: EventLog, stream_id: str, seq: int) -> None:
         info = await event_log.info(stream_id)
         return info is not None and info.last_seq >= seq
 
-    await wait_until(probe, f"{stream_id} to reach seq {seq}")
+    await poll(probe, f"{stream_id} to reach seq {seq}")
 
 
 async def wait_status(
@@ -172,7 +172,7 @@ async def wait_status(
         meta = await event_log.meta(stream_id)
         return meta if meta is not None and meta.get("status") == status else None
 
-    return await wait_until(probe, f"{stream_id} to be {status}", within)
+    return await poll(probe, f"{stream_id} to be {status}", within)
 
 
 async def queue_state(event_log: EventLog) -> tuple[int, int]:
@@ -187,7 +187,7 @@ async def wait_queue_empty(event_log: EventLog) -> None:
     async def probe() -> bool:
         return await queue_state(event_log) == (0, 0)
 
-    await wait_until(probe, "the job queue to be empty")
+    await poll(probe, "the job queue to be empty")
 
 
 OLD_ATTEMPT = [
