@@ -16,7 +16,7 @@ _NUMBER = r"~?\d[\d,]*(?:\.\d+)?"
 FIGURE = re.compile(
     rf"(?<![\w.])(?P<bound>(?:up to|at most|every|default|within|after|over|under)\s+)?"
     rf"{_NUMBER}(?:\s?(?:-|\u2013|to)\s?{_NUMBER})?\s?"
-    "(?:ms|\u00b5s|us|ns|s|seconds|KB|KiB|kB|MB|MiB|GB|GiB|%|\u00d7)(?!\\w)",
+    "(?:ms|\u00b5s|us|ns|s|seconds|bytes|KB|KiB|kB|MB|MiB|GB|GiB|%|\u00d7)(?!\\w)",
 )
 """A time, size, share or ratio. One after a bound ("up to 3 s", "every 100 ms") is a
 limit or a setting, not something measured."""

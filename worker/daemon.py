@@ -138,13 +138,7 @@ class Worker:
     async def run(self) -> None:
         redis = connection.command_client(self.redis_url, self.settings.redis_pool_size)
         reader = connection.blocking_client(self.redis_url, BLOCK_MS)
-        durability = Durability(redis, DurabilityPolicy.of(self.settings))
-        try:
-            await durability.check_at_start()
-        except DurabilityUnsupported as exc:
-            await reader.aclose()
-            await redis.aclose()
-            bad_settings("worker", str(exc))
+        durability = await self._durability(redis, reader)
         event_log = self._event_log(redis)
         event_log.durability = durability
         jobs = JobQueue(redis, list(self.providers))
@@ -193,6 +187,18 @@ class Worker:
             await durability.aclose()
             await redis.aclose()
             log.info("worker %s: stopped", self.consumer)
+
+    async def _durability(self, redis: Redis, reader: Redis) -> Durability:
+        """The worker's ``BROADCASTER_DURABILITY``, checked against the server: one it cannot
+        keep stops the worker with one line, as a malformed setting does."""
+        durability = Durability(redis, DurabilityPolicy.of(self.settings))
+        try:
+            await durability.check_at_start()
+        except DurabilityUnsupported as exc:
+            await reader.aclose()
+            await redis.aclose()
+            bad_settings("worker", str(exc))
+        return durability
 
     async def _serve(self, taker: JobTaker, running: RunningGenerations, reader: Redis) -> None:
         """Take and run jobs until ``stop()``, then drain."""

@@ -246,17 +246,7 @@ class RunningGenerations:
                 stopping=self._stopping,
             )
             await self.jobs.done(job)
-            info = await self.log.info(gid)
-            ended = info.ended if info else None
-            outcome = _OUTCOMES.get(ended or "")
-            if outcome is None:
-                status = await self.generations.status(gid)
-                outcome = "waiting" if status == "waiting" else "lost"
-            self.metrics.finished.labels(outcome).inc()
-            span.add_event(
-                "end", {"broadcaster.outcome": outcome, "broadcaster.ended": ended or ""}
-            )
-            span.set_attribute("broadcaster.outcome", outcome)
+            await self._returned(gid, span)
         except StepBoundary as exc:
             span.set_attribute("broadcaster.outcome", "handed_back")
             await self._at_boundary(job, exc)
@@ -290,6 +280,19 @@ class RunningGenerations:
             self._cancelled.discard(gid)
             self._slot_free.set()
             self._start_next(gid)
+
+    async def _returned(self, gid: str, span: Any) -> None:
+        """A run that returned, counted and traced by how it left the stream: its
+        terminal event, else waiting for a person, else lost."""
+        info = await self.log.info(gid)
+        ended = info.ended if info else None
+        outcome = _OUTCOMES.get(ended or "")
+        if outcome is None:
+            status = await self.generations.status(gid)
+            outcome = "waiting" if status == "waiting" else "lost"
+        self.metrics.finished.labels(outcome).inc()
+        span.add_event("end", {"broadcaster.outcome": outcome, "broadcaster.ended": ended or ""})
+        span.set_attribute("broadcaster.outcome", outcome)
 
     def _start_next(self, gid: str) -> None:
         """The second job of ``gid`` that came while it ran here (``start``), if any:

@@ -107,10 +107,7 @@ async def call_model(
                 if not shown:
                     writer.discard()  # nothing of this step was shown: show only the error
                 raise CallFailed(exc, mapper) from exc
-            delay = exc.retry_after
-            if delay is None:
-                delay = policy.retry_base_s * 2**retry_no
-            delay = min(delay, policy.retry_max_s)
+            delay = _retry_delay(exc, retry_no, policy)
             log.info(
                 "generation %s: %s; retry %d in %.1fs",
                 writer.stream_id,
@@ -121,6 +118,15 @@ async def call_model(
             writer.discard()
             await asyncio.sleep(delay)
     raise AssertionError("unreachable: the last retry raises")
+
+
+def _retry_delay(exc: ProviderError, retry_no: int, policy: Policy) -> float:
+    """The provider's ``retry-after`` if it gave one, else exponential backoff; at most
+    ``retry_max_s``."""
+    delay = exc.retry_after
+    if delay is None:
+        delay = policy.retry_base_s * 2**retry_no
+    return min(delay, policy.retry_max_s)
 
 
 def _call_attributes(request: dict[str, Any]) -> dict[str, Any]:

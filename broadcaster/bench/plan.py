@@ -15,6 +15,8 @@ from broadcaster.core.settings import RedisSettings
 ROUTES = ("rotate", "random", "stream")
 LATENCY_SAMPLERS = 50  # viewers that record every latency; the others only check ids
 DEFAULT_URL = "http://127.0.0.1:8000"
+EVENT_JSON_BYTES = 60
+"""What an event's JSON holds besides its padding: ``--event-bytes`` less this is padded."""
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ def make_plan(cfg: BenchConfig) -> Plan:
         sids=[f"bench-{run}-{i}" for i in range(cfg.streams)],
         quiet_sids=[f"bench-{run}-q{i}" for i in range(cfg.quiet_streams)],
         per_stream=0 if cfg.idle else max(1, round(cfg.rate * cfg.duration)),
-        pad="x" * max(0, cfg.event_bytes - 60),  # ~60 bytes of JSON besides the padding
+        pad="x" * max(0, cfg.event_bytes - EVENT_JSON_BYTES),
         route=cfg.route,
         read="mux" if cfg.follow > 1 else cfg.read,
         viewers=cfg.viewers,

@@ -190,20 +190,26 @@ class EmbeddedRedis:
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl
         )
         port = self.port
-        ready = probe or (lambda: _ping(port))
+        self._wait_ready(self.proc, binary, probe or (lambda: _ping(port)))
+        self._port_file.write_text(str(self.port))
+        self.url_file.write_text(self.url + "\n")
+        return self.url
+
+    def _wait_ready(
+        self, proc: subprocess.Popen[bytes], binary: str, ready: Callable[[], bool]
+    ) -> None:
+        """Until ``ready()``: a server that exits raises with the tail of its log, one that
+        does not answer in time is stopped and raises."""
         deadline = time.monotonic() + 15
         while not ready():
-            if self.proc.poll() is not None:
+            if proc.poll() is not None:
                 log = self.data_dir / "redis.log"
                 tail = log.read_text()[-2000:] if log.exists() else ""
-                raise RuntimeError(f"{binary} exited with {self.proc.returncode}: {tail}")
+                raise RuntimeError(f"{binary} exited with {proc.returncode}: {tail}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"{binary} did not answer PING on port {self.port} in 15 s")
             time.sleep(0.02)
-        self._port_file.write_text(str(self.port))
-        self.url_file.write_text(self.url + "\n")
-        return self.url
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the server if this object started it (SIGTERM, then SIGKILL after 10 s)."""

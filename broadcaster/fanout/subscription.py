@@ -106,8 +106,8 @@ class Subscription:
         self, limit: int, topic: Topic | None = None, keepalive: Keepalive | None = None
     ) -> None:
         self._buf: list[Run] = []
-        """Runs for the viewer's task, taken whole (a list: 56 bytes empty, where a deque
-        is 760, and every viewer of every stream has one)."""
+        """Runs for the viewer's task, taken whole (a list: empty, a fraction of a deque's
+        size, and every viewer of every stream has one)."""
         self._buffered = 0  # events in _buf
         self._bytes = 0  # their encoded size
         self._limit = limit

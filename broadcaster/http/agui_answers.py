@@ -51,6 +51,21 @@ def _transcript(history: list[dict[str, Any]]) -> Transcript:
     return Transcript(from_ui(history))
 
 
+def _resume_point(cursor: str | None, base: int) -> tuple[str | None, int | None, int]:
+    """Where the view resumes: the chunk's point (or ``base``), the AG-UI events of it
+    already seen, and its seq; 400 for a cursor this route did not issue."""
+    parsed = frames.parse_cursor(cursor)
+    if parsed is None:
+        raise ApiError(400, "bad_request", "Last-Event-ID is not an id this route issued")
+    point, seen = parsed
+    if point is None and base:
+        point = str(base)
+    seq = frames.chunk_seq(point) if point else 0
+    if seen is not None and seq < 1:
+        raise ApiError(400, "bad_request", "Last-Event-ID is not an id this route issued")
+    return point, seen, seq
+
+
 async def agui_response(
     request: Request,
     stream_id: str,
@@ -67,15 +82,7 @@ async def agui_response(
     right after the run's start: that history and what the answer said before there.
     The history was admitted when it was read (``Chats.get``): its conversion and
     encoding wait for the pool, never refused."""
-    parsed = frames.parse_cursor(cursor)
-    if parsed is None:
-        raise ApiError(400, "bad_request", "Last-Event-ID is not an id this route issued")
-    point, seen = parsed
-    if point is None and base:
-        point = str(base)
-    seq = frames.chunk_seq(point) if point else 0
-    if seen is not None and seq < 1:
-        raise ApiError(400, "bad_request", "Last-Event-ID is not an id this route issued")
+    point, seen, seq = _resume_point(cursor, base)
     event_log = await get_event_log(request)
     pool = offloop(request)
     weight = 0 if history is None else len(history) * ITEM_BYTES

@@ -76,17 +76,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
         ):
             app.state.redis = redis
             app.state.presence = presence
-            app.state.bases = Bases(redis, settings.ended_ttl_seconds)
-            app.state.log = event_log
-            app.state.durable = DurableLog(
-                redis,
-                idle_ttl=settings.idle_ttl_seconds,
-                max_entries=settings.max_stream_events,
-                max_bytes=settings.max_stream_bytes,
-                durability=durability,
-            )
-            app.state.generations = Generations(event_log, settings.worker_lease_seconds)
-            app.state.leases = Leases(app.state.generations)
+            _logs(app, settings, event_log, durability)
             app.state.hub = hub
             revocations = app.state.revocations = await _revocations(app, redis, durability)
             app.state.viewing.started(hub, event_log, revocations.revokes)
@@ -115,6 +105,23 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
     finally:
         await durability.aclose()
         await redis.aclose()
+
+
+def _logs(app: FastAPI, settings: Settings, event_log: EventLog, durability: Durability) -> None:
+    """The logs the routes read and write through: streams of events, their generations
+    and leases, dashboard bases, Durable Streams."""
+    redis = event_log.redis
+    app.state.bases = Bases(redis, settings.ended_ttl_seconds)
+    app.state.log = event_log
+    app.state.durable = DurableLog(
+        redis,
+        idle_ttl=settings.idle_ttl_seconds,
+        max_entries=settings.max_stream_events,
+        max_bytes=settings.max_stream_bytes,
+        durability=durability,
+    )
+    app.state.generations = Generations(event_log, settings.worker_lease_seconds)
+    app.state.leases = Leases(app.state.generations)
 
 
 def _chats(app: FastAPI, settings: Settings, event_log: EventLog, durability: Durability) -> None:

@@ -197,7 +197,7 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     max_revocations: int = Field(100_000, ge=1)
     """Revocations held at once (``POST /v1/tokens/revoke``), each until no token it names
     can be valid any more; beyond, 429 ``too_many_revocations``. Every front-end holds them
-    all in memory (about 150 bytes each)."""
+    all in memory (docs/security.md says how much)."""
     jwks_url: str | None = None
     """A JWKS (https, or http on loopback) whose keys verify RS256, ES256 and EdDSA tokens."""
     jwks_file: str | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.datastructures import QueryParams
 
 from broadcaster.chat.records import generation_prefix
 from broadcaster.core import names
@@ -18,6 +19,7 @@ from broadcaster.http import openapi, openapi_requests
 from broadcaster.http.access import authorize_read, check_chat, viewer_subject
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import get_event_log, get_hub, get_settings
+from broadcaster.http.settings import Settings
 from broadcaster.viewers.ask import from_request, kept_grant
 from broadcaster.viewers.headers import STREAMING
 from broadcaster.viewers.opening import admit_viewer, viewing_of
@@ -42,20 +44,9 @@ async def events(request: Request) -> Response:
     generations, whose ids begin with the chat's prefix), each frame's ``data``
     ``{"stream", "seq", "event"}`` and its ``id`` the connection's resume point
     (``Last-Event-ID``, or ``?last_event_id=``)."""
-    q = request.query_params
-    streams = list(dict.fromkeys(q.getlist("stream")))
-    prefixes = list(dict.fromkeys(q.getlist("prefix")))
-    chats = list(dict.fromkeys(q.getlist("chat")))
     settings = await get_settings(request)
-    _check_names(streams, [*prefixes, *chats])
-    if not streams and not prefixes and not chats:
-        raise ApiError(400, "bad_request", "name a stream=, a prefix= or a chat=")
+    streams, prefixes, chats = _named(request.query_params, settings)
     limit = settings.events_max_streams
-    if len(streams) > limit:
-        raise ApiError(400, "too_many_streams", f"at most {limit} streams per connection")
-    if len(prefixes) + len(chats) > settings.events_max_prefixes:
-        most = settings.events_max_prefixes
-        raise ApiError(400, "too_many_prefixes", f"at most {most} prefixes per connection")
     prefixes = await _authorized(request, streams, prefixes, chats)
     # An empty header names no resume point (as EventSource sends none): the query may.
     ask = from_request(request, streams)
@@ -93,6 +84,24 @@ async def events(request: Request) -> Response:
         on_end=slot.release,
         token=viewing.held(kept_grant(request), ask.token),
     )
+
+
+def _named(q: QueryParams, settings: Settings) -> tuple[list[str], list[str], list[str]]:
+    """The streams, prefixes and chats the query names, each once: 400 for a bad name,
+    for none, or for more than the settings allow one connection."""
+    streams = list(dict.fromkeys(q.getlist("stream")))
+    prefixes = list(dict.fromkeys(q.getlist("prefix")))
+    chats = list(dict.fromkeys(q.getlist("chat")))
+    _check_names(streams, [*prefixes, *chats])
+    if not streams and not prefixes and not chats:
+        raise ApiError(400, "bad_request", "name a stream=, a prefix= or a chat=")
+    limit = settings.events_max_streams
+    if len(streams) > limit:
+        raise ApiError(400, "too_many_streams", f"at most {limit} streams per connection")
+    if len(prefixes) + len(chats) > settings.events_max_prefixes:
+        most = settings.events_max_prefixes
+        raise ApiError(400, "too_many_prefixes", f"at most {most} prefixes per connection")
+    return streams, prefixes, chats
 
 
 async def _authorized(
