@@ -3,6 +3,7 @@ each event to every viewer. Knows nothing of HTTP: a viewer is a ``Subscription`
 while it is caught up, a function that writes bytes to its socket.
 
 - ``hub``: the streams this front-end watches, their viewers, and the copy of each event.
+- ``faults``: what raised in the fan-out, kept to the viewer or stream it concerns.
 - ``subscription``: one viewer as the fan-out sees it: a bounded buffer of live frames.
 - ``viewer``: one viewer's delivery, every event after its resume point exactly once.
 - ``pubsub``: one Redis pub/sub connection, parsed in the event loop's data callback.

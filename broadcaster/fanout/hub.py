@@ -28,6 +28,7 @@ from broadcaster.core.sse import Writer
 from broadcaster.fanout import viewer
 from broadcaster.fanout.arrivals import Arrivals
 from broadcaster.fanout.config import Admission, HubConfig
+from broadcaster.fanout.faults import Faults
 from broadcaster.fanout.keepalive import Keepalive
 from broadcaster.fanout.push import PushSubscriber, Resolver
 from broadcaster.fanout.repair import SETTLE_WAIT, Repairer
@@ -78,6 +79,7 @@ class Hub:
             on_error=self.message_failed,
         )
         self.repairer = Repairer(log_, self._fan_out)
+        self.faults = Faults(self.repairer, metrics)
         timed = metrics.redis_read if metrics is not None else None
         self.arrivals = Arrivals(self.repairer, log_, self._watch_waited, timed)
         self.replays = Replays(log_, metrics)
@@ -96,8 +98,6 @@ class Hub:
         """Who wants to hear of new streams (a connection following prefixes): called
         with each new stream's id, or None when announcements may have been missed."""
         self._created: dict[bytes, asyncio.Future[None]] = {}
-        self._errors = contain.Throttle()
-        """What raised is logged once a minute per stream (and kind), not per event."""
         self._loop: asyncio.AbstractEventLoop | None = None  # ``_now``
 
     async def __aenter__(self) -> Hub:
@@ -478,7 +478,7 @@ class Hub:
             if topic.form == "sse"
             else ds_frames_ok(payload, nl + 1, last - first + 1)
         ):
-            self._unreadable(topic, first, last)
+            self.faults.unreadable(topic, first, last)
             return
         topic.cursor, topic.tag = last, tag.decode()
         if not topic.pending:
@@ -516,11 +516,11 @@ class Hub:
         if run[3]:
             topic.ended = True
         sub: Subscription | None = None
-        try:  # costs nothing until a delivery raises (``_delivery_failed``)
+        try:  # costs nothing until a delivery raises (``Faults.delivery_failed``)
             for sub in topic.subs:
                 sub.deliver(run)
         except Exception as exc:
-            self._delivery_failed(topic, run, sub, exc)
+            self.faults.delivery_failed(topic, run, sub, exc)
         if tracing.traces.on and not topic.written and topic.subs:  # traced only: once a stream
             topic.written = True
             tracing.first_write(self.log.redis, topic.stream_id, run, topic.appended_at)
@@ -531,105 +531,12 @@ class Hub:
         if self.metrics is not None:
             self.metrics.delivered.inc(len(topic.subs) * (run[1] - run[0] + 1))
 
-    # --- what raised, kept to where it did ---
-
-    def _delivery_failed(
-        self, topic: Topic, run: Run, failed: Subscription | None, exc: Exception
-    ) -> None:
-        """``failed``'s delivery of ``run`` raised (None: the loop itself did): that viewer
-        is cut, and the viewers after it in the loop get the run, each on its own. A set
-        is iterated in the same order while it does not change (nothing in a delivery
-        changes it); whoever got the run already drops it again by its seq."""
-        subs = list(topic.subs)
-        rest = subs
-        if failed is not None:
-            self._cut(topic, failed, exc)
-            rest = subs[subs.index(failed) + 1 :] if failed in subs else subs
-        for sub in rest:
-            if sub is failed:
-                continue
-            try:
-                sub.deliver(run)
-            except Exception as again:
-                self._cut(topic, sub, again)
-
-    def _cut(self, topic: Topic, sub: Subscription, exc: Exception) -> None:
-        """A viewer whose delivery raised: its response ends (it resumes from its
-        ``Last-Event-ID``, with what it was sent), counted, and logged once a minute per
-        stream, with the traceback."""
-        with contextlib.suppress(Exception):
-            sub.close()
-        self._report(
-            "viewer",
-            topic.stream_id,
-            "stream %s: a viewer's delivery raised %r; that viewer was cut, the stream's "
-            "other viewers go on",
-            topic.stream_id,
-            exc,
-            exc_info=exc,
-        )
+    # --- what raised: faults.py ---
 
     def message_failed(self, channel: bytes | None, exc: Exception) -> None:
-        """Handling a pub/sub message (of ``channel``; None: the end of a read) raised:
-        the pub/sub connection and every other stream go on. The stream's topic stops
-        vouching for resume points until events go through it again, and the log is
-        asked where the stream stands (what the message would have brought is filled,
-        once for the topic; a viewer that missed a run fills it by its seqs)."""
+        """Handling a pub/sub message (of ``channel``; None: the end of a read) raised."""
         topic = self._by_channel.get(channel) if channel is not None else None
-        if topic is not None:
-            topic.settled = False
-            topic.forget()
-            self.repairer.recover([topic])
-        name = topic.stream_id if topic is not None else repr(channel)
-        self._report(
-            "message",
-            name,
-            "pub/sub: handling a message of %s raised %r; the connection and the other "
-            "streams go on",
-            name,
-            exc,
-            exc_info=exc,
-        )
-
-    def _unreadable(self, topic: Topic, first: int, last: int) -> None:
-        """A message whose frames no append made (seqs ``first``..``last``): what the log
-        holds there goes to the viewers instead, as for a message too large to carry
-        frames (a malformed stored event is read as an ``error``)."""
-        self._report(
-            "message",
-            topic.stream_id,
-            "stream %s: a message of events %d..%d whose frames no append made; read from "
-            "the log instead",
-            topic.stream_id,
-            first,
-            last,
-            kind="unreadable",
-        )
-        self.repairer.fill(topic, last)
-
-    def _report(
-        self,
-        reason: str,
-        name: str,
-        message: str,
-        *args: object,
-        exc_info: Exception | None = None,
-        kind: str | None = None,
-    ) -> None:
-        """One failure of ``reason`` (the metric's label) about ``name`` (a stream):
-        counted, and logged at most once a minute per ``kind`` (the reason, unless said)
-        and stream, with how many were held back since the last line."""
-        if self.metrics is not None:
-            self.metrics.delivery_errors.labels(reason).inc()
-        count = self._errors.due((kind or reason, name))
-        if count is not None:
-            log.error(
-                message + "%s",
-                *args,
-                contain.held_back(count),
-                exc_info=exc_info,
-                extra={"stream_id": name},
-            )
+        self.faults.message_failed(topic, channel, exc)
 
     def _announce(self, stream_id: str | None) -> None:
         """A stream was created (None: some may have been, unheard): to every connection
@@ -662,7 +569,7 @@ class Hub:
                 try:
                     sub.tell(frame)
                 except Exception as exc:
-                    self._cut(topic, sub, exc)
+                    self.faults.cut(topic, sub, exc)
 
     def _deleted(self, topic: Topic) -> None:
         """The stream was deleted: its responses end (readers learn 404 or 410 when back)."""
