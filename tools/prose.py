@@ -21,6 +21,14 @@ FIGURE = re.compile(
 """A time, size, share or ratio. One after a bound ("up to 3 s", "every 100 ms") is a
 limit or a setting, not something measured."""
 
+RATIO = re.compile(r"\b(?:twice|three times|half) as (?:long|much|fast|many)\b")
+"""A ratio in words ("twice as long"): a figure when something took or cost it."""
+
+SHARE = re.compile(
+    r"\ba (?:third|quarter|fifth|sixth|tenth) of (?:its|the|an?) [\w' ]*(?:CPU|time|memory)\b"
+)
+"""A share of a cost in words ("a sixth of its CPU"): always a figure."""
+
 MEASURED = re.compile(
     r"\b(?:took|takes|measured|profiled|on this machine|here|about|around|roughly|costs?"
     r"|spent|stall(?:s|ed)?|waited|CPU)\b|~\d",
@@ -65,7 +73,8 @@ def figures(text: str) -> list[tuple[int, str]]:
     for line, block in _prose(text):
         for sentence in _SENTENCE.split(block):
             unbound = [m for m in FIGURE.finditer(sentence) if not m["bound"]]
-            if unbound and MEASURED.search(sentence):
+            seen = unbound or RATIO.search(sentence)
+            if (seen and MEASURED.search(sentence)) or SHARE.search(sentence):
                 found.append((line, sentence))
     return sorted(found)
 

@@ -1,20 +1,12 @@
 """The worker's tools a step called, run between its model call and the next: each call
-whose output is not in the stream yet, one after the other, in the order the model
-called them, each output appended as soon as it is known. A worker that takes the
-generation over finds every tool that has run in the stream and runs only the others.
+whose output is not in the stream yet, in the order the model called them, each output
+appended as soon as it is known (so a takeover runs only the others).
 
-**Waiting for a person.** A call of a tool registered as needing approval
-(``Tool.needs_approval``) runs only once a person has decided. Without a decision in the
-stream the step's other tools run, then one append adds a ``tool-approval-request`` per
-undecided call and *suspends* the generation: its status becomes ``waiting``, its owner a
-wait token (so no worker's append passes), its wait (the approvals, the deadline) goes
-into its metadata, it joins its group's waiting set (``keys.waiting_key``) and an
-``approval.requested`` webhook event is queued, all in that one step. The attempt then
-ends like a finished one: the job is acknowledged, the model call is long closed, no slot
-or lease is held. The decision (a front-end's append of ``data-approval``) queues the job
-again; the next worker resumes from the stream: approved calls run (once: their output
-is in the stream from then on), denied ones get ``tool-output-denied``, and the model is
-sent the denial as the call's result.
+A call of a tool that needs approval runs only once a person has decided. Without a
+decision, the step's other tools run, then one append adds a ``tool-approval-request``
+per undecided call and suspends the generation (``waiting``, a wait token as its owner,
+the waiting set, the ``approval.requested`` webhook), and the attempt ends holding
+nothing. The decision queues the job again. ARCHITECTURE.md, "Waiting for a person".
 """
 
 from __future__ import annotations

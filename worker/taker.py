@@ -1,21 +1,12 @@
 """Taking generation jobs from the queues of the providers this worker serves, and
 holding them while they run.
 
-Three loops, all owned by ``Worker.run``:
-
-* *take*: new jobs with one ``XREADGROUP`` over every queue served (blocking, on its own
-  connection), never more than the free slots of the generations running here. A read
-  over several queues can bring a few jobs more than there are slots (``COUNT`` is per
-  queue): those wait here, held like running ones, and start as slots free up;
-* *sweep*: every ``WORKER_LIVENESS_SECONDS`` (twice that while nobody else holds a job),
-  one look at the queues (``generations.liveness.Sweeper``): the jobs of workers found
-  dead (their connection closed) and, every half lease, those whose lease lapsed (a
-  frozen worker), up to the free slots, started at once; every third of a lease, the
-  providers served, for the front-ends;
-* *hold*: every third of a lease a refresh of this worker's hold on the generations it
-  runs (in their metadata: a claim refuses a held one) and then on the jobs it runs or
-  keeps waiting, so nobody takes them over (on shutdown too, while they finish). The
-  generations first: a job idle for a lease then always means a lapsed hold.
+Three loops, owned by ``Worker.run``: *take* (one blocking ``XREADGROUP`` over every
+queue served, never more than the free slots; a read that brings more keeps them held
+until a slot frees), *sweep* (``generations.liveness.Sweeper``: dead workers' jobs at
+once, lapsed leases every half lease, the providers served for the front-ends) and
+*hold* (every third of a lease, the hold on the generations running here, then on their
+jobs: a job idle for a lease then always means a lapsed hold). docs/reliability.md.
 """
 
 from __future__ import annotations

@@ -1,21 +1,12 @@
 """A generation's steps, folded from its events: what the next model call is sent, and
 where a worker that takes a generation over resumes. Pure: no I/O.
 
-A step is one model call and the tools the worker ran for it: ``start-step``, the model's
-content (text, reasoning with its signature, tool calls), a ``tool-output-available`` or
-``tool-output-error`` per call the worker ran, ``finish-step``. The events are the durable
-record: a completed step's assistant turn is folded back from them
-(``broadcaster.generations.content``) and its tool results are the output events, so the next
-step's messages are rebuilt from the stream alone, by the worker that wrote it or by one
-that takes it over.
-
-A step cut off in its model call goes on from what it showed (``worker.continuation``).
-
-One thing the events cannot say: whether the model's output of the last step was complete
-when its worker died (more blocks may have been on their way). The worker says so in the
-stream's metadata, in the same atomic append as the step's last model events:
-``steps_done`` is the number of ``start-step`` events in the stream when that step's model
-output ended (see ``plan_resume``).
+A step is one model call and the tools the worker ran for it, between ``start-step`` and
+``finish-step``. The events are the durable record: the next step's messages are rebuilt
+from the stream alone, by the worker that wrote it or one that takes it over. What the
+events cannot say (whether the last step's model output was whole) the worker writes in
+the same append as that output: ``steps_done`` in the stream's metadata
+(``plan_resume``). A step cut off in its model call goes on per ``worker.continuation``.
 """
 
 from __future__ import annotations

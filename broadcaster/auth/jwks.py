@@ -1,20 +1,11 @@
 """Verifying tokens: the keys (HS256 secrets, a JWKS by URL or file) and the verifier
 every access check asks (``auth/tokens.py`` has the pure rules).
 
-**A JWKS by URL** (``BROADCASTER_JWKS_URL``) is fetched with httpx2 (never on the event
-loop's thread, never blocking it), at the first token that needs it, and again once it is
-``max_age`` old. A token naming a ``kid`` the set lacks (a key just rotated in) makes it
-fetch again at once, but at most once per ``min_interval`` seconds, whatever the tokens
-say: a stranger sending made-up ``kid``s costs one fetch per interval per process, not
-one per request. Concurrent requests share one fetch. A failed fetch keeps the keys it
-had (and is retried after ``min_interval``).
-
-**A JWKS file** (``BROADCASTER_JWKS_FILE``) is read again whenever it changes (its
-inode, size or mtime; replace it by renaming a new file over it, as Kubernetes does
-for a mounted Secret), so a rotation needs no restart.
-
-Only signing keys of RS256, ES256 and EdDSA are kept: symmetric (``oct``) keys are
-dropped, since a JWKS is public and an HMAC key in it would let anyone sign.
+A JWKS by URL is fetched off the event loop, once ``max_age`` old, and at once for an
+unknown ``kid`` (a rotation) but at most once per ``min_interval`` whatever tokens say,
+so made-up ``kid``s cost one fetch per interval; a failed fetch keeps the old keys. A
+JWKS file is read again whenever it changes (replace it by renaming). Only RS256, ES256
+and EdDSA signing keys are kept: an ``oct`` key in a public set would let anyone sign.
 """
 
 from __future__ import annotations

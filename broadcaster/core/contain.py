@@ -1,19 +1,12 @@
 """Failures kept where they happen: what one viewer's delivery, one stream's data or one
 round of a background loop raises is logged (a line per stream or loop and minute, not
-one per event or viewer), counted, and everything else goes on.
+per event), counted, and everything else goes on.
 
-A background loop wraps each round in ``try`` and calls ``loop_failed`` from its
-``except Exception`` (never ``BaseException``: a cancel must still stop it), then
-backs off briefly (``BACKOFF``) and goes on. The loops' counts are the process's
-(``LOOP_ERRORS``): the front-end and the worker publish them as
-``broadcaster_loop_errors_total`` / ``worker_loop_errors_total``.
-
-A loop that cannot reach Redis keeps an ``Outage``: it waits longer after each failed
-round (doubling, up to ``OUTAGE_CAP``) and logs the outage once when it starts, once a
-minute while it lasts and once when Redis answers again, not a line per round.
-
-A stored event that cannot be served as it is (``core/eventlog.py``) is counted in
-``MALFORMED``, per process, and logged once a minute per stream (``malformed``).
+A background loop calls ``loop_failed`` from ``except Exception`` (never
+``BaseException``: a cancel must still stop it), backs off (``BACKOFF``) and goes on;
+``LOOP_ERRORS`` counts them. A loop that cannot reach Redis keeps an ``Outage``: doubling
+waits up to ``OUTAGE_CAP``, logged when it starts, once a minute and when it ends. A
+stored event that cannot be served is counted in ``MALFORMED`` (``malformed``).
 """
 
 from __future__ import annotations

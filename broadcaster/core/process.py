@@ -1,20 +1,13 @@
 """What a long-running process sets up for itself: the open-file limit raised (every
-viewer is a socket, and so is every bench connection), and its Prometheus ``/metrics``
-on a port of its own, served by its event loop (the worker's ``WORKER_METRICS_PORT``,
-the webhook deliverer's).
+viewer and bench connection is a socket), and its Prometheus ``/metrics`` on a port of
+its own, served by its event loop (the worker's, the webhook deliverer's).
 
-Not prometheus_client's ``start_http_server``, which answers from a thread of its own:
-each scrape built the exposition there, and a garbage collection its allocations set off
-ran there too, finalizing outside the event loop what the loop's tasks let go of (suspended async
-generators of the model SDKs' HTTP streams among them: "Exception ignored in ... async
-generator already executing" in the worker's log). Here a scrape is one more callback of
-the loop: the process has no thread of its own that runs Python.
-
-As prometheus_client's server: every path answers the metrics (text format), to GET and
-HEAD; other methods get 405. Each connection carries one request (``Connection:
-close``); its head must arrive within ``READ_SECONDS`` and fit in ``MAX_HEAD`` bytes, or
-the connection is closed; at most ``MAX_CONNECTIONS`` are served at once, more are closed
-at once.
+Not prometheus_client's ``start_http_server``: its thread built each scrape, and the
+garbage collections that set off finalized there what the loop's tasks let go of (the
+model SDKs' suspended async generators: "async generator already executing" in the
+worker's log). Here a scrape is one more callback of the loop. Every path answers GET and
+HEAD (405 else), one request per connection, its head bounded in time and size, at most
+``MAX_CONNECTIONS`` at once.
 """
 
 from __future__ import annotations

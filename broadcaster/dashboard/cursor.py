@@ -42,8 +42,8 @@ class Place(Protocol):
     """One stream's place in a connection's resume point: its position, and how an id
     says it. A ``Mark``, or the connection's subscription to the stream itself (it takes
     over the mark, ``Cursor.adopt``), so a live event moves it with no lookup and no
-    object between (per-connection dicts touched for each delivery cost a dashboard's
-    fan-out about a sixth of its CPU).
+    object between (per-connection dicts touched for each delivery were a large share of
+    a dashboard's fan-out: docs/performance.md).
 
     While a place is ``alone`` (its stream alone moved since the base), the id is its
     ``head`` and ``suffix``: the fan-out moves it by setting ``suffix``, touching neither

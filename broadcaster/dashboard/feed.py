@@ -1,23 +1,14 @@
 """Many streams on one SSE connection (``GET /v1/events``): a connection is one viewer of
 each stream it follows, on the hub's own topics, so an event costs Redis what it costs
-for any viewer, and a prefix's new streams are heard of from their creation (one message
-per stream created).
+for any viewer, and a prefix's new streams are heard of from their creation.
 
-Each frame is the event as the single-stream route sends it, its ``data`` wrapped as
-``{"stream", "seq", "event"}`` (made once per run for every connection following the
-stream, ``Topic.shared``), and its ``id`` the connection's resume point
-(``dashboard/cursor.py``): the only part made per connection. While the connection's task waits
-with nothing to do, live runs go straight to its socket from the fan-out, and keepalives
-from the hub's keepalive task, as for a single-stream viewer; otherwise they wait in
-each stream's bounded buffer for the task. A late joiner or a resume gets each stream's
-history (compacted: consecutive deltas of a part folded), then the live events of all, in
-the order they arrive.
-
-The connection is one class: the fan-out's hooks (its delivery path, ``Follow.deliver``,
-and ``Connection.encode``/``chunk``), then its task, whose catch-up (``_add``) reads the
-streams it starts to follow together, and each one's history after the connection's
-position, in pages, compacted, with a base of the resume point written between streams
-so that ids stay short. The frames themselves are ``wrapping.py``'s.
+Each frame is the single-stream route's, its ``data`` wrapped as ``{"stream", "seq",
+"event"}`` (once per run for every connection, ``Topic.shared``) and its ``id`` the
+connection's resume point (``dashboard/cursor.py``), the only part made per connection.
+The connection is one class: the fan-out's hooks, then its task, whose catch-up reads
+the streams it starts to follow together, in compacted pages, with a base written
+between streams so that ids stay short. ARCHITECTURE.md, "Many streams on one
+connection".
 """
 
 from __future__ import annotations

@@ -1,20 +1,13 @@
 """The front-end's subscriptions to its streams' channels, kept whole through reconnects,
 failovers and moved Cluster slots.
 
-A channel is wanted while its stream has viewers here. Each wanted channel lives on one
-*node*: the Redis (or, through Sentinel, its current primary) on a single server, or the
-primary serving the channel's slot on a Cluster, where channels are sharded
-(``SSUBSCRIBE``): a message stays on its stream's shard instead of going to every node.
-One pub/sub connection per node carries all of its channels; new channels requested in the
-same turn of the event loop go out in one command (per slot, on a Cluster).
-
-Whenever a channel was unsubscribed without being asked (the connection dropped, Redis
-cut it off for falling behind its ``client-output-buffer-limit pubsub``, a slot moved, a
-failover), messages may have been missed: once it is subscribed again, ``on_recovered``
-says so, and the hub reads what it missed from the log. Every ``probe_seconds`` each
-connection is pinged (a connection can stay attached to a dead or partitioned node), and
-the resolver is asked again where each channel lives (a new primary after a failover, a
-slot that moved): a channel whose home changed is moved and recovered.
+A channel is wanted while its stream has viewers here, and lives on one node (on a
+Cluster the primary of its slot: ``SSUBSCRIBE`` keeps a message on its shard). One
+pub/sub connection per node carries its channels; channels wanted in one turn of the
+loop go out in one command. A channel unsubscribed unasked (a dropped connection, an
+output buffer limit, a moved slot, a failover) may have missed messages: once back,
+``on_recovered`` has the hub read them from the log. Every ``probe_seconds`` each
+connection is pinged and each channel's home asked again, and moved if it changed.
 """
 
 from __future__ import annotations

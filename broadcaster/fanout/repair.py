@@ -1,23 +1,12 @@
 """What push did not bring, read from the log: once per stream, however many viewers it has.
 
-Three things send a watched stream here:
-
-* a gap: a message whose first seq does not follow the topic's cursor (the events between
-  were published while the subscription was being made, or the batch was too large to be
-  published whole): ``fill``;
-* a subscription that was interrupted (the connection dropped, Redis cut it off, a slot
-  moved, a failover): ``recover``, once it is subscribed again. Redis may have come back
-  without its newest writes, so this asks the log for its newest seq and for the
-  history tag at the topic's cursor (two commands a stream);
-* a stream that is not ended and has been quiet for ``quiet_check`` seconds: a lost last
-  message would otherwise go unnoticed until the next one: ``check``, which asks only
-  for the newest seq and its tag (one command a stream: the connection never dropped).
-
-Both ask about many streams per round trip. A stream ahead of its cursor is filled; one
-that went back below it, or whose history at the cursor changed (Redis lost writes and
-the stream was written again), has its responses ended, so each viewer reconnects with
-its ``Last-Event-ID`` and is told (409, or 404 if the stream is gone), or resumes if its
-producer wrote the same events again.
+Three things send a watched stream here, each asking about many streams per round trip:
+a gap in seqs (``fill``), a subscription that was interrupted (``recover``: Redis may
+have lost its newest writes, so the newest seq and the tag at the cursor are read) and a
+stream quiet for ``quiet_check`` seconds (``check``: a lost last message). A stream
+ahead of its cursor is filled; one that went back, or whose history at the cursor
+changed, has its responses ended, so each viewer reconnects and is told (409, 404) or
+resumes if its producer wrote the same events again.
 """
 
 from __future__ import annotations

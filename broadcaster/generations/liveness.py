@@ -1,21 +1,13 @@
 """Which workers live: each worker's liveness subscription, and the look at the job
 queues that hands the jobs of dead workers to live ones (``scripts/liveness.lua``).
 
-A process that dies (``kill -9``, a crash, out of memory) closes its connections, and
-Redis drops its subscriptions at once; one that is frozen (a stopped VM, a long pause)
-keeps them. So a worker holds one connection subscribed to its own channel
-(``keys.alive_channel``, on the node that holds the job queues) for as long as it lives,
-and is registered in ``keys.WORKERS_KEY``. Every second or so each worker runs the
-script (``Sweeper.look``): a registered worker holding jobs whose subscription is gone,
-and still gone ``SUSPECT_S`` later (a reconnect takes less), is dead; its jobs go to
-workers with free slots, and their claims take its generations over at once
-(``DeadWorkers``), its hold notwithstanding. A frozen worker, one cut off from Redis by
-the network, and one that is not registered (an older version) are taken over when their
-lease lapses, as before (the script's ``XAUTOCLAIM``).
-
-A worker judges the others only once its own subscription has lasted ``SETTLE_S``, and
-only while the script finds it where it runs: after a restart or a failover of Redis
-every subscription is gone at once, and each worker needs a moment to make its own again.
+A process that dies closes its connections, and Redis drops its subscriptions at once; a
+frozen one keeps them. So each worker holds a subscription to its own channel
+(``keys.alive_channel``) while it lives, and ``Sweeper.look`` declares a worker holding
+jobs dead when its subscription is gone and still gone ``SUSPECT_S`` later; its jobs and
+generations go to live workers at once (``DeadWorkers``). Frozen or cut-off workers are
+taken over when their lease lapses. A worker judges others only after its own
+subscription has lasted ``SETTLE_S``. docs/reliability.md.
 """
 
 from __future__ import annotations

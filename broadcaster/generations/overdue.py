@@ -1,19 +1,12 @@
 """Generations that waited too long for a worker end with ``error``, so that nobody waits
 for them forever.
 
-A request for a provider the deployment serves is queued even while no worker is alive
-(a cold start, every worker restarting at once in a rolling deploy): it is taken as soon
-as a worker comes. If none comes within the queued timeout (``BROADCASTER_QUEUED_TIMEOUT_SECONDS``),
-or the worker that took it died and no other took it over within that time, its stream
-ends with an ``error`` that says so, and its viewers and status readers are told.
-
-The front-ends do the looking (a worker cannot: there may be none), one of them per round
-(``keys.QUEUE_SWEEP_LOCK``), every quarter of the timeout and at most every minute
-(``MAX_EVERY``): a few commands a minute however long the front-end sits idle, and an
-overdue generation ends within a quarter of its timeout (a minute at most) after it. The
-end is appended conditionally, so it never races a worker: only while nobody has claimed
-a queued generation, or while the dead worker is still its owner. A worker that takes the
-job a moment later finds the stream ended and does nothing.
+A request is queued even while no worker is alive; if none takes it within
+``BROADCASTER_QUEUED_TIMEOUT_SECONDS`` (or its worker died and nobody took it over), its
+stream ends with an ``error`` saying so. The front-ends look (a worker cannot: there may
+be none), one per round (``keys.QUEUE_SWEEP_LOCK``), every quarter of the timeout and
+at most ``MAX_EVERY`` apart. The end is appended conditionally (nobody claimed it, or
+the dead worker still owns it), so it never races a worker.
 """
 
 from __future__ import annotations

@@ -1,21 +1,12 @@
-"""The one way a generation starts: admitted (the deployment serves its provider, and
-there is room in flight), created queued, and put in its provider's job queue. The
-generations route, the chat's submit and the chat pump all start generations here, so
-that none skips the admission check.
+"""The one way a generation starts: admitted (its provider served, room in flight), created
+queued, and put in its provider's job queue; the generations route, a chat's submit and
+the chat pump all start here, so none skips admission. A chat's generation is queued
+only once the chat names it (``swap``).
 
-A chat's generation takes one more step between its creation and its queueing: the chat
-is made to name it (``swap``), and it is queued only if that succeeded.
-
-Starting is not one atomic step: the generation, the chat and the job queue live in three
-Cluster slots. So a start is noted first in the job queues' slot
-(``JobQueue.starting``), and the script that queues the job removes the note in the same
-step; a start cut off between its steps (the process died, Redis failed one of them)
-leaves its note, and the front-ends' sweep (``overdue.py``) ends that generation with
-``error`` within a minute, which also frees its chat. Nothing waits on it forever.
-
-The request stored (the job) keeps the ``traceparent`` of the request that started it
-(``core/tracing.py``; a new trace when none came), so the worker that runs it, and any
-that takes it over, continue the same trace.
+The generation, the chat and the queue live in three Cluster slots, so a start is noted
+first (``JobQueue.starting``) and the note removed with the job's queueing: a start cut
+off between its steps is ended by ``overdue.py``. The job keeps the request's
+``traceparent``, so whoever runs it continues the trace.
 """
 
 from __future__ import annotations

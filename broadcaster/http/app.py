@@ -57,7 +57,7 @@ EVENTS_PATH = re.compile(r"/v1/streams/([^/]+)/events")
 class BroadcasterApp(FastAPI):
     """FastAPI, with ``GET /v1/streams/{id}/events`` answered below its middleware stack
     by ``sse_route`` (set by ``create_app``): an open response would otherwise hold the
-    stack for its whole life, a third of an idle viewer's memory. The route stays
+    stack for its whole life, a large share of an idle viewer's memory. The route stays
     declared for the OpenAPI document and ``HEAD``."""
 
     sse_route: ASGIApp | None = None

@@ -1,22 +1,13 @@
 """A viewer of one stream opened from the parser's callback: no ASGI scope, no task.
 
-``GET /v1/streams/{id}/events`` is what a herd of viewers sends after a deploy or a lost
-front-end, and most of them ask for a stream this front-end watches, at a resume point
-its topic holds (``Hub.known``). Such a request needs nothing from Redis and nothing that
-waits, so the server's protocol (``transport/wire.py``) asks ``FastViewers.open`` first,
-once the request is parsed. It reads the request (``ask.from_head``) and decides on it
-as the route does (``decision.decide``, every check in the same order); then, now or
-once the viewer's turn at the admission rate comes, the viewer takes its slot and joins
-its topic caught up and handed over (``response.Handed``), as the SSE response's task
-would have left it, with the same send path, slow-viewer cut-off, keepalives, presence
-and drain, and the protocol writes the head and the first chunk. A viewer of a stream
-not watched here yet, or whose topic is still settling, waits for it and is asked about
-again (``Opening.until``): the stream's state is read for it with other streams' in one
-round trip, and its topic made from it (``fanout.arrivals``). Anything else (a stream
-the read finds unknown or ended, a resume point the topic does not hold, a token to
-fetch keys for, a refusal or an error to answer, ``compact``, a browser's cross-origin
-request, an AI SDK 7 reader asking for ``reset-step``) returns None, and the request goes
-the usual way through the app, which answers it as before. Nothing is taken on that path.
+After a deploy or a lost front-end a herd of viewers asks for streams this front-end
+watches, at resume points their topics hold (``Hub.known``): nothing from Redis, nothing
+that waits. So the transport asks ``FastViewers.open`` first; it reads the request
+(``ask.from_head``) and decides on it as the route does (``decision.decide``), and the
+viewer joins its topic caught up and handed over (``response.Handed``), served as the
+route's would be. A stream not watched yet waits for its topic (``Opening.until``);
+anything else returns None and goes through the app as before, nothing taken.
+ARCHITECTURE.md, "The viewer's path".
 """
 
 from __future__ import annotations

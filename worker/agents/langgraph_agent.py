@@ -1,20 +1,13 @@
 """A LangGraph compiled graph served as it is (the ``langgraph`` extra; imported only
 when ``WORKER_AGENTS`` names one).
 
-The graph's state holds ``messages`` (LangGraph's ``add_messages``). It runs with
-``astream`` in the ``messages`` and ``updates`` modes, its thread the generation's id:
-each AI message is one step, its text streamed as it comes; a tool call and a
-``ToolMessage`` in a node's update are shown as a tool part with its output
-(``providerExecuted``). An ``interrupt(...)`` is a person's approval: its value
-``{"tool": name, "input": {...}}`` becomes a ``tool-approval-request``, the generation
-waits holding no worker, and the next run resumes the graph with
-``Command(resume={interrupt id: {"approved": bool, "reason": str | None}})``, which is
-what ``interrupt`` returns in the node. The AI messages of the nodes' updates bring their
-model calls' usage (``usage_metadata``), the job's usage.
-
-Resuming needs the graph's checkpointer to hold the thread: one that all workers share
-(a database's) lets any worker resume it; an in-memory one only the worker that ran it.
-A worker that finds no checkpoint runs the graph again from the conversation.
+The graph's state holds ``messages``; it runs with ``astream`` (``messages`` and
+``updates``), its thread the generation's id: each AI message a step, each tool call
+with its ``ToolMessage`` a provider-executed tool part, the usage from
+``usage_metadata``. An ``interrupt({"tool", "input"})`` is an approval request, resumed
+with ``Command(resume={interrupt id: {"approved", "reason"}})``. Resuming needs a
+checkpointer that holds the thread (a shared one lets any worker resume); without a
+checkpoint the graph runs again from the conversation. docs/agents.md.
 """
 
 from __future__ import annotations

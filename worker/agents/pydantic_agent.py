@@ -1,20 +1,12 @@
 """A pydantic-ai ``Agent`` served as it is (the ``pydantic-ai`` extra; imported only
 when ``WORKER_AGENTS`` names one).
 
-The agent runs with ``Agent.iter``, node by node: each model request is one step
-(``start-step``; the steering messages handed over then join that request as a user
-prompt), its text and thinking streamed as they come; each tool the agent runs is shown,
-once it has run, as a tool part with its output (``providerExecuted``: the client has
-nothing to do). Each model request's end reports pydantic-ai's own count of the run
-(``AgentRun.usage``) as the job's usage. A tool that ``requires_approval`` ends the run
-with pydantic-ai's ``DeferredToolRequests``: its calls become ``tool-approval-request``s
-(``AgentJob.approvals``), the generation waits holding no worker, and the next run
-passes the decisions as ``DeferredToolResults``.
-
-Each run starts from the log (``history``): the conversation, then the steps shown so
-far as pydantic-ai messages (text, tool calls and their returns, steering), so a run
-after a decision or a takeover goes on where the last one stopped. Thinking is not sent
-back, and a step cut off mid-answer is made again (its partial text is not continued).
+The agent runs with ``Agent.iter``, node by node: each model request one step (steering
+joins it as a user prompt), each tool it ran a provider-executed tool part, its usage
+pydantic-ai's own count. A tool that ``requires_approval`` ends the run with
+``DeferredToolRequests``, which become ``tool-approval-request``s; the next run passes
+the decisions as ``DeferredToolResults``. Every run starts from the log (``history``);
+thinking is not sent back, and a step cut off mid-answer is made again. docs/agents.md.
 """
 
 from __future__ import annotations

@@ -1,22 +1,12 @@
 """Anthropic's raw stream events -> the neutral vocabulary (``parts``), so that one mapping
-(``worker.mapping``) turns this provider's stream into the contract's events as it does
-every other's.
+(``worker.mapping``) turns this provider's stream into the contract's events.
 
-Pure: no I/O and no SDK import. Feed each raw event's wire JSON (what ``model_dump()``
-gives for the SDK's ``message_start``, ``content_block_start``, ``content_block_delta``,
-``content_block_stop``, ``message_delta`` and ``message_stop``) to
-:meth:`AnthropicReader.feed`. The SDK's derived events (``text``, ``thinking``,
-``input_json``, ``signature``, ``citation``), ``ping`` and unknown types read as nothing,
-so a caller may feed everything the SDK yields; so do blocks and deltas of kinds with no
-part (a server tool's result).
-
-Text, thinking and tool use (a server tool's too, run by the provider) are parts;
-``redacted_thinking`` is a reasoning part that carries its data; a ``signature_delta``
-is a ``Signature``. The usage is Anthropic's counts summed as the AI SDK sums them: its
-``input_tokens`` is the uncached input alone, so the input is it and the cache's reads
-and writes (``cache_read_input_tokens``, ``cache_creation_input_tokens``);
-``message_delta``'s counts are cumulative totals: they replace, and an absent (or null)
-count leaves ``message_start``'s in place.
+Pure: no I/O and no SDK import. ``AnthropicReader.feed`` takes each raw event's wire
+JSON; the SDK's derived events, ``ping`` and unknown kinds read as nothing, so a caller
+may feed everything the SDK yields. The usage is summed as the AI SDK sums it: the input
+is ``input_tokens`` (uncached alone) plus the cache's reads and writes, and
+``message_delta``'s counts are totals that replace ``message_start``'s (an absent count
+leaves the earlier one).
 """
 
 from __future__ import annotations

@@ -1,20 +1,9 @@
-"""``/v1/agui``: generations and chats as AG-UI, and CopilotKit's v2 runtime routes.
-
-- ``GET /v1/agui/generations/{id}/events``: a generation's AG-UI view (viewer access, as
-  ``GET /v1/streams/{id}/events``), resumable with ``Last-Event-ID``;
-- ``GET /v1/agui/info``: the agents (``default`` and each provider) and the resumable
-  transport;
-- ``POST /v1/agui/agent/{agentId}/run``: a ``RunAgentInput`` as a chat submit (chat access,
-  as ``POST /v1/chat``), answered with the run's AG-UI stream; a ``resume`` decides the
-  approvals the chat's answer waits on;
-- ``POST /v1/agui/agent/{agentId}/connect``: the thread's latest run, resumable;
-- ``POST /v1/agui/agent/{agentId}/stop/{threadId}``: stop the thread's running answer;
-- ``POST /v1/agui/streams/{id}/events``: AG-UI events published to a stream (publisher
-  access, as ``POST /v1/streams/{id}/events``), stored as the UI message chunks every
-  reader gets.
-
-The mapping, the prelude and the shared translations are ``broadcaster.agui``'s; a run's
-turn is ``chat/conversation.py``'s, as for ``POST /v1/chat``.
+"""``/v1/agui``: generations and chats as AG-UI, and CopilotKit's v2 runtime routes: a
+generation's events, ``info``, an agent's ``run`` (a chat submit, or a ``resume`` that
+decides approvals), ``connect`` (the thread's latest run) and ``stop``, and AG-UI events
+published to a stream (stored as the UI message chunks every reader gets). Access is
+that of the matching stream and chat routes; the mapping is ``broadcaster.agui``'s, a
+run's turn ``chat/conversation.py``'s. docs/agui.md.
 """
 
 from __future__ import annotations

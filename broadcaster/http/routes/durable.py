@@ -1,21 +1,12 @@
 """``/v1/stream/{path}``: the Durable Streams protocol (ElectricSQL's open HTTP protocol for
-append-only streams with offsets), on the same Redis log and the same fan-out as every
-other stream (docs/durable-streams.md).
+append-only streams with offsets), on the same Redis log and fan-out as every other
+stream (docs/durable-streams.md).
 
-``PUT`` creates (or forks), ``POST`` appends and closes, ``DELETE`` deletes, ``HEAD`` tells
-where a stream is, and ``GET`` reads: catch-up pages, ``live=long-poll`` and ``live=sse``.
-The names of this project's own streams (generations, chats' answers, job feeds) are
-Durable Streams too, readable here as ``application/json`` streams of one message per
-event, closed at the terminal event; writes to them are 405.
-
-Access is as everywhere else: creating, appending and deleting need an API key with the
-``publish`` right or a token whose ``publish`` covers the path (when keys are
-configured), reading needs a token whose ``read`` covers the path (when tokens are
-configured).
-
-Stored bytes never run as a page of the API's origin: an answer in a stream's own type,
-unless JSON, plain text or octet-stream, is sandboxed and an attachment
-(``protocol.typed_headers``); ``nosniff`` is on every response (``app.SecurityHeaders``).
+``PUT`` creates or forks, ``POST`` appends and closes, ``DELETE`` deletes, ``HEAD``
+tells where a stream is, ``GET`` reads (catch-up, long-poll, SSE). This project's own
+streams read as JSON Durable Streams, and writes to them are 405. Access is the
+``publish`` and ``read`` rights as everywhere; stored bytes never run as a page of the
+API's origin (``protocol.typed_headers``).
 """
 
 from __future__ import annotations
