@@ -166,6 +166,7 @@ class FastViewers:
         shared = self._shared
         if shared[0] is not hub:  # the same two methods for every viewer, not two each
             shared = self._shared = (hub, hub.resume, hub.leave)
+        topic = sub.topic
         handed = Handed(
             sub,
             send,
@@ -173,9 +174,9 @@ class FastViewers:
             shared[1],
             shared[2],
             viewing.settings.send_timeout,
-            stream_id,
+            stream_id if topic is None else topic.stream_id,  # one string per stream
             viewing.cut_off,
-            viewing.slots.take(admitted.subject, ask.address).release,
+            viewing.slots.take(admitted.subject, ask.address),
             token,
         )
         handed.hold(conn)

@@ -14,7 +14,8 @@ from broadcaster.viewers.refusals import Refusal, too_many
 
 class Slot:
     """One open response's place in the counts; ``release`` once it ends (again is a
-    no-op)."""
+    no-op). Calling it releases it too: a viewer answered from the parser holds the slot
+    as its response's ``on_end``, with no bound method of its own."""
 
     __slots__ = ("_slots", "address", "subject")
 
@@ -27,6 +28,8 @@ class Slot:
         slots, self._slots = self._slots, None
         if slots is not None:
             slots.put_back(self)
+
+    __call__ = release
 
     @contextlib.contextmanager
     def guard(self) -> Iterator[None]:
