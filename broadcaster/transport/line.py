@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from broadcaster.transport.cycles import ENDED, OPEN, WRITTEN
+from broadcaster.transport.fast import Opening
 from broadcaster.transport.seam import DIRECT_WRITE_LIMIT
 
 END = b"0\r\n\r\n"
@@ -41,21 +44,51 @@ class LastChunk:
 
 
 class Server:
-    """What the lines of one server share: its connections and tasks (uvicorn's), and
-    how a connection becomes an HTTP one again (``back``)."""
+    """What the lines of one server share: uvicorn's state of it (its connections, tasks
+    and default headers), the most bytes a line keeps of what the client sends meanwhile
+    (``limit``), and how a connection becomes an HTTP one again (``back``)."""
 
-    __slots__ = ("back", "connections", "tasks")
+    __slots__ = ("back", "limit", "state")
 
-    def __init__(
-        self,
-        connections: set[Any],
-        tasks: set[asyncio.Task[None]],
-        back: Callable[[Any, bytes], None],
-    ) -> None:
-        self.connections = connections
-        self.tasks = tasks
+    def __init__(self, state: Any, limit: int, back: Callable[[Any, bytes], None]) -> None:
+        self.state = state
+        self.limit = limit
         self.back = back
         """``back(transport, received)``: an HTTP protocol takes the connection over."""
+
+
+def answer(transport: Any, server: Server, opening: Opening) -> ViewerLine | None:
+    """The viewer joins (``opening.start``, given the line as its connection, writer and
+    ``send``), and its response's head and first chunk are written in one write: its
+    line, to hand the socket to (``ViewerLine.take_over``); None when it may no longer be
+    answered so (the app answers it)."""
+    line = ViewerLine(transport, server)
+    answered = opening.start(line.send, line, line)
+    if answered is None:
+        return None
+    first, line.on_lost = answered
+    transport.write(
+        b"%s%s%stransfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n"
+        % (
+            STATUS_LINE[200],
+            head_lines(server.state.default_headers),
+            opening.head,
+            len(first),
+            first,
+        )
+    )
+    return line
+
+
+_heads: list[Any] = [None, b""]
+
+
+def head_lines(defaults: list[tuple[bytes, bytes]]) -> bytes:
+    """uvicorn's default headers (``server``, ``date``) as a response head's lines: made
+    again only when uvicorn makes a new list of them (once a second, for the date)."""
+    if _heads[0] is not defaults:
+        _heads[:] = [defaults, b"".join(b"%s: %s\r\n" % pair for pair in defaults)]
+    return cast(bytes, _heads[1])
 
 
 class ViewerLine:
@@ -63,7 +96,7 @@ class ViewerLine:
     ASGI ``send`` of its chunked body (which waits for the socket), its end, its tasks,
     and the client's going (``on_lost``). Bytes the client sends meanwhile (a request
     pipelined behind the viewer's) are kept, bounded, for the HTTP protocol that takes
-    over at the end; reading pauses past ``limit``."""
+    over at the end; reading pauses past the server's ``limit``."""
 
     __slots__ = (
         "_drained",
@@ -73,7 +106,6 @@ class ViewerLine:
         "_paused",
         "_received",
         "_server",
-        "limit",
         "on_lost",
         "transport",
     )
@@ -81,10 +113,9 @@ class ViewerLine:
     chunks = LastChunk()  # shared by the connections of the process (one event loop)
     last_chunks = LastChunk(END)  # a stream's terminal event, and the body's end
 
-    def __init__(self, transport: Any, server: Server, limit: int) -> None:
+    def __init__(self, transport: Any, server: Server) -> None:
         self.transport = transport
         self._server = server
-        self.limit = limit
         self.on_lost: Callable[[], None] | None = None
         self._received = b""
         self._drained: asyncio.Future[None] | None = None
@@ -96,7 +127,7 @@ class ViewerLine:
     def take_over(self, old: Any) -> None:
         """The connection is this line's from now on (``old``: the protocol it was)."""
         self.transport.set_protocol(self)
-        connections = self._server.connections
+        connections = self._server.state.connections
         connections.discard(old)
         connections.add(self)
 
@@ -105,7 +136,7 @@ class ViewerLine:
 
     def data_received(self, data: bytes) -> None:
         self._received += data
-        if len(self._received) > self.limit:
+        if len(self._received) > self._server.limit:
             self.transport.pause_reading()
 
     def eof_received(self) -> bool | None:
@@ -119,7 +150,7 @@ class ViewerLine:
         self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._server.connections.discard(self)
+        self._server.state.connections.discard(self)
         self._lost = True
         self._wake()
         callback, self.on_lost = self.on_lost, None
@@ -165,7 +196,7 @@ class ViewerLine:
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """A task of the response: the server's, awaited at its shutdown."""
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
-        tasks = self._server.tasks
+        tasks = self._server.state.tasks
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         return task
@@ -227,9 +258,9 @@ class ViewerLine:
             transport.close()  # shut down meanwhile
             return
         received, self._received = self._received, b""
-        if len(received) > self.limit:
+        if len(received) > self._server.limit:
             transport.resume_reading()
-        self._server.connections.discard(self)
+        self._server.state.connections.discard(self)
         self._server.back(transport, received)
 
     def _wake(self) -> None:

@@ -27,11 +27,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, cast
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import (
-    STATUS_LINE,
-    HttpToolsProtocol,
-    RequestResponseCycle,
-)
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.utils import get_local_addr
 
 from broadcaster.core.sse import Writer
@@ -46,7 +42,8 @@ from broadcaster.transport.cycles import (
     Pipeline,
 )
 from broadcaster.transport.fast import FastPath, Opening
-from broadcaster.transport.line import END, LastChunk, Server, ViewerLine
+from broadcaster.transport.head import NOT_ASKED, HeadFirst
+from broadcaster.transport.line import END, LastChunk, Server, answer
 from broadcaster.transport.linger import ClosesLingering, Lingering
 from broadcaster.transport.seam import CONNECTION, DIRECT_WRITE_LIMIT
 from broadcaster.transport.turns import TURNS_TICK, Turns
@@ -126,8 +123,11 @@ class DirectWriteProtocol(HttpToolsProtocol):
     _turns: Turns | None = None
     _made_for: Any = None
     """The config whose server this class has made a connection for (``__init__``)."""
-    _line: Server | None = None
+    lines: Server | None = None
     """What the server's viewer lines share (``line.Server``), made with ``_made_for``."""
+    _asked: tuple[Opening | None] | None = None
+    """The fast path's answer to the request being read, when the connection's first
+    protocol asked already (``head.HeadFirst``): not asked again."""
     _server_state: Any = None
     _app_state: Any = None
     _linger: Lingering | None = None
@@ -152,7 +152,7 @@ class DirectWriteProtocol(HttpToolsProtocol):
                 setattr(cls, name, getattr(self, name))
             cls._turns = Turns(self.loop)
             cls._server_state, cls._app_state = server_state, app_state
-            cls._line = Server(server_state.connections, server_state.tasks, cls._back)
+            cls.lines = Server(server_state, cls.max_head, cls._back)
             cls._made_for = config
             return
         self.parser = httptools.HttpRequestParser(self)
@@ -186,10 +186,7 @@ class DirectWriteProtocol(HttpToolsProtocol):
         except OSError:
             peer = None
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
-        if self.options_per_connection and (self.notsent_lowat or self.sndbuf):
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                set_options(sock, self.notsent_lowat, self.sndbuf)
+        self.socket_options(transport)
 
     @classmethod
     def listening(cls, sockets: list[Any]) -> None:
@@ -382,8 +379,12 @@ class DirectWriteProtocol(HttpToolsProtocol):
     def _ask(self, fast: FastPath, *, settle: bool) -> bool:
         """``fast``'s answer: now, after the viewer's turn (``Turns``), or once its
         stream's topic settled (asked again then: ``_settled``); False: the app's."""
-        url = httptools.parse_url(self.url)
-        opening = fast.open(url.path, url.query, self.headers, self.client, settle=settle)
+        asked, self._asked = self._asked, None
+        if asked is not None:
+            opening = asked[0]
+        else:
+            url = httptools.parse_url(self.url)
+            opening = fast.open(url.path, url.query, self.headers, self.client, settle=settle)
         if opening is None:
             return False
         if opening.until is not None:
@@ -445,36 +446,63 @@ class DirectWriteProtocol(HttpToolsProtocol):
         )
 
     def _answer(self, opening: Opening) -> bool:
-        """The viewer joins (``opening.start``), its head and first chunk are written,
-        and its socket is handed to a ``ViewerLine``: what this protocol holds (the
-        parser, its callbacks, the flow control) is let go."""
-        assert self._line is not None
-        line = ViewerLine(self.transport, self._line, self.max_head)
-        answer = opening.start(line.send, line, line)
-        if answer is None:
+        """The viewer answered (``line.answer``), its socket handed to its ``ViewerLine``:
+        what this protocol holds (the parser, its callbacks, the flow control) is let go."""
+        assert self.lines is not None
+        line = answer(self.transport, self.lines, opening)
+        if line is None:
             return False
-        first, line.on_lost = answer
-        self.transport.write(
-            b"%s%s%stransfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n"
-            % (
-                STATUS_LINE[200],
-                _head_lines(self.server_state.default_headers),
-                opening.head,
-                len(first),
-                first,
-            )
-        )
         self._unset_keepalive_if_required()
         line.take_over(self)
         self.parser = cast(Any, None)  # the parser holds this protocol's callbacks
         return True
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        """What uvicorn makes for each new connection: with the fast path, once the
+        server has made its first, the small protocol that reads the first request's head
+        (``head.HeadFirst``), which hands anything but a viewer it answers to this class
+        (``take``)."""
+        config = kwargs.get("config", args[0] if args else None)
+        if cls.fast is not None and cls._made_for is not None and cls._made_for is config:
+            return HeadFirst(cls)
+        return super().__new__(cls)
+
+    @classmethod
+    def _made(cls) -> DirectWriteProtocol:
+        """This protocol for a connection of the server whose first it made already."""
+        protocol = object.__new__(cls)
+        protocol.__init__(cls._made_for, cls._server_state, cls._app_state)  # type: ignore[misc]
+        return protocol
+
+    @classmethod
+    def take(cls, transport: Any, received: bytes, asked: Opening | bool | None) -> None:
+        """The connection is this protocol's from now on (``head.HeadFirst``), which
+        reads ``received`` as if it had been the connection's from the start; ``asked``:
+        the fast path's answer to the request in it, if it was asked."""
+        protocol = cls._made()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if asked is not NOT_ASKED:
+            protocol._asked = (cast(Opening | None, asked),)
+        try:
+            protocol.data_received(received)
+        finally:
+            protocol._asked = None
+
+    @classmethod
+    def socket_options(cls, transport: Any) -> None:
+        """The connection's socket options, unless the listening socket has them."""
+        if cls.options_per_connection and (cls.notsent_lowat or cls.sndbuf):
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                set_options(sock, cls.notsent_lowat, cls.sndbuf)
 
     @classmethod
     def _back(cls, transport: Any, received: bytes) -> None:
         """A viewer's response ended on a keep-alive connection (``ViewerLine``): a new
         protocol takes the connection over, as after any response, and reads what the
         client sent meanwhile."""
-        protocol = cls(cls._made_for, cls._server_state, cls._app_state)
+        protocol = cls._made()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         protocol.on_response_complete()
@@ -621,17 +649,6 @@ class DirectWriteProtocol(HttpToolsProtocol):
             return True
 
         return write
-
-
-_heads: list[Any] = [None, b""]
-
-
-def _head_lines(defaults: list[tuple[bytes, bytes]]) -> bytes:
-    """uvicorn's default headers (``server``, ``date``) as a response head's lines: made
-    again only when uvicorn makes a new list of them (once a second, for the date)."""
-    if _heads[0] is not defaults:
-        _heads[:] = [defaults, b"".join(b"%s: %s\r\n" % pair for pair in defaults)]
-    return cast(bytes, _heads[1])
 
 
 _SHARED = (

@@ -60,6 +60,44 @@ async def test_a_watched_stream_is_answered_without_the_app_and_alike(redis_url:
         assert last
 
 
+async def test_a_viewer_answered_at_once_never_has_an_http_protocol(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain GET the fast path answers at once is read by the connection's first
+    protocol (``head.HeadFirst``) and handed to its line: no uvicorn protocol is made for
+    it; another request on a new connection, and the viewer's connection once its
+    response ended, get one."""
+    async with serving(redis_url) as front:
+        sid = await stream(front)
+        protocol = front.server.config.http_protocol_class
+        made: list[object] = []
+        real = protocol._made.__func__  # type: ignore[attr-defined]
+
+        def counted(cls: type) -> object:
+            made.append(cls)
+            return real(cls)
+
+        monkeypatch.setattr(protocol, "_made", classmethod(counted))
+        before = front.fast.answered
+        viewers = [await Conn.get(front.port, path(sid), at_newest(sid)) for _ in range(5)]
+        for v in viewers:
+            await v.until(b"retry: ")
+        assert front.fast.answered == before + 5
+        assert made == []
+        assert (
+            sum(isinstance(c, line.ViewerLine) for c in front.server.server_state.connections) >= 5
+        )
+        other = await Conn.get(front.port, "/healthz")
+        await other.until(b"HTTP/1.1 200")
+        assert len(made) == 1
+        await front.log.append(sid, [{"type": "finish"}], kind="feed")
+        for v in viewers:
+            await v.until(b"0\r\n\r\n")
+        viewers[0].got = b""
+        viewers[0].writer.write(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
+        await viewers[0].until(b"HTTP/1.1 200")
+
+
 async def test_from_the_start_and_from_memory(redis_url: str) -> None:
     """A viewer from the start of a stream (answered without the app when the topic's
     tail holds its whole history: the herd test), and one resuming from the newest
