@@ -47,6 +47,7 @@ from broadcaster.http import app
 from broadcaster.http.app import create_app
 from broadcaster.http.routes import chat
 from broadcaster.http.settings import Settings
+from broadcaster.transport import head
 from tests.support.procs import ROOT
 
 # --- the functions of names ---
@@ -192,6 +193,12 @@ NOT_NAMES: dict[tuple[str, str], str] = {
     "a prompt",
     ("broadcaster/http/app.py", "TRACED_PATHS"): "picks the requests traced (a span, no "
     "key): the routes check their own names",
+    ("broadcaster/transport/head.py", "_REQUEST_LINE"): "reads a request line (bytes) the "
+    "HTTP parser would read alike; anything else goes to the parser",
+    ("broadcaster/transport/head.py", "_NAME"): "an HTTP header name (RFC 9110's token, "
+    "bytes), whole-string; anything else goes to the parser",
+    ("broadcaster/transport/head.py", "_CONTROL"): "finds a control character in a header "
+    "value (bytes); a head with one goes to the parser",
     ("broadcaster/core/tracing.py", "_TRACEPARENT"): "a W3C traceparent header, rebuilt from "
     "its parts (whole-string, and checked for line breaks below like a name)",
 }
@@ -316,6 +323,9 @@ NOT_NAME_OBJECTS = [
     viewers._RETRY,
     viewers._RETRY_AFTER,
     names._CONTROL_RE,
+    head._REQUEST_LINE,  # bytes of an HTTP head, read whole (NOT_NAMES)
+    head._NAME,
+    head._CONTROL,
 ]
 """The compiled patterns of ``NOT_NAMES`` (and ``names``' search for control characters)."""
 
