@@ -1,9 +1,9 @@
-"""1,000 viewers that stop reading while 20 MB are published: the kernel memory their
-sockets hold stays under the documented bound (``TCP_NOTSENT_LOWAT``), the front-end's
-memory stays flat, the viewers that do read keep their latency, and each stalled viewer,
-once it reads again, resumes (cut off, it reconnects with its ``Last-Event-ID``) with
-nothing lost. Real front-ends on 127.0.0.1, kernel memory read with ``ss -tm``; the same
-run without the bound, side by side, for the figure it saves."""
+"""1,000 viewers (300 in ``make test``) that stop reading while 20 MB are published: the
+kernel memory their sockets hold stays under the documented bound (``TCP_NOTSENT_LOWAT``),
+the front-end's memory stays flat, the viewers that do read keep their latency, and each
+stalled viewer, once it reads again, resumes (cut off, it reconnects with its
+``Last-Event-ID``) with nothing lost. Real front-ends on 127.0.0.1, kernel memory read
+with ``ss -tm``; the same run without the bound, side by side, for the figure it saves."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ from tests.support.procs import Proc, own_redis, parse_sse, start_frontend, stop
 
 pytestmark = pytest.mark.anyio
 
-STALLED = 1000
+STALLED = long_form.budget(300, 1000)
+"""The bound is per socket: 300 show it; the figures in docs/reliability.md are of 1,000."""
 READERS = 20
 EVENTS = 1000
 EVENT_BYTES = 20_000  # 20 MB in all, over 10 s (100 events a second)

@@ -58,14 +58,14 @@ from tests.support.schema_cases import for_each_case
 
 pytestmark = long_form.mark
 
-SCHEMA_EXAMPLES = long_form.budget(20, 40)
-"""schemathesis examples per operation and mode: ~1,800 requests at the full budget
-(``make test-long``), ~40 s on 2 cores; half that in ``make test``."""
-SECURED_EXAMPLES = long_form.budget(8, 15)
+SCHEMA_EXAMPLES = long_form.budget(10, 40)
+"""schemathesis examples per operation and mode: the full budget in ``make test-long``, a
+quarter of it in ``make test``."""
+SECURED_EXAMPLES = long_form.budget(4, 15)
 """The same on the front-end with access control, whose answers are mostly 401 and 403."""
-COVERAGE_CASES = long_form.budget(100, 200)
+COVERAGE_CASES = long_form.budget(50, 200)
 """At most this many of the coverage phase's cases per operation."""
-HTTP_EXAMPLES = long_form.budget(30, 60)
+HTTP_EXAMPLES = long_form.budget(15, 60)
 """hypothesis examples per HTTP property below."""
 
 TALLY: Counter[str] = Counter()

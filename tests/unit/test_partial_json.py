@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broadcaster.chat.partial_json import MISSING, fix_json, parse_partial
+from tests.support import long_form
 
 
 def test_cut_json_is_closed_as_the_sdk_closes_it() -> None:
@@ -30,6 +31,8 @@ def test_what_cannot_be_read_has_no_value() -> None:
     assert parse_partial('{"a": nul') == {"a": None}
 
 
+@long_form.mark
+@settings(max_examples=long_form.budget(25, 100))
 @given(
     st.recursive(
         st.none() | st.booleans() | st.integers() | st.text(),

@@ -27,6 +27,7 @@ from broadcaster import mint_token
 from broadcaster.auth import credentials, jwks, tokens
 from broadcaster.auth.jwks import FileKeys, TokenVerifier, UrlKeys
 from broadcaster.auth.tokens import Grant, InvalidToken
+from tests.support import long_form
 from tests.support.jwt_keys import claims, hmac_with, new_key, unsigned
 from tests.support.jwt_keys import jwks as jwks_doc
 
@@ -490,7 +491,12 @@ def _fuzzed_tokens(draw: st.DrawFn) -> str:
 _FUZZ_KEY = new_key("ES256", "k1")
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@long_form.mark
+@settings(
+    max_examples=long_form.budget(150, 500),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(_fuzzed_tokens())
 @example("eyJhbGciOlsiSFMyNTYiXX0.e30.AA")  # {"alg":["HS256"]}: a 500 a review found
 @example(f"{_segment({'alg': {'HS256': 1}})}.e30.AA")
