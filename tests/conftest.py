@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from broadcaster.core import connection, embedded
 from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound
 from tests.support import bytecode, node_host, ports, procs, rundir, tls
-from tests.support.procs import Deployment, Proc, start_frontend, start_worker
+from tests.support.procs import Deployment, Proc, advertise_providers, start_frontend, start_worker
 
 # A hard limit over each test, past its timeout, and failures named as they come; and,
 # when asked for (BROADCASTER_TEST_CPU_LOG), the CPU each test cost.
@@ -147,6 +147,31 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
 @pytest.fixture(scope="session")
 def redis_url(redis_server: EmbeddedRedis) -> str:
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def _idle_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("idle-redis"), persistent=False)
+    try:
+        server.start(reuse=False)
+    except ServerNotFound as exc:
+        pytest.fail(f"these tests need a Redis server: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def idle_redis(_idle_redis_server: EmbeddedRedis) -> EmbeddedRedis:
+    """A Redis no worker serves, its providers advertised: generations stay queued, as if
+    every worker were busy. One server per test process, emptied for each module that
+    uses it (the module's own front-ends on it have stopped by then)."""
+    client = redis_sync.Redis.from_url(_idle_redis_server.url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    advertise_providers(_idle_redis_server.url)
+    return _idle_redis_server
 
 
 @pytest.fixture

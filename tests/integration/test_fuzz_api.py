@@ -53,7 +53,7 @@ from broadcaster.auth import credentials, tokens
 from broadcaster.core import keys
 from broadcaster.core.embedded import EmbeddedRedis
 from tests.support import long_form
-from tests.support.procs import Proc, advertise_providers, read_sse, start_frontend
+from tests.support.procs import Proc, read_sse, start_frontend
 from tests.support.schema_cases import for_each_case
 
 pytestmark = long_form.mark
@@ -73,18 +73,9 @@ TALLY: Counter[str] = Counter()
 
 
 @pytest.fixture(scope="module")
-def fuzz_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("fuzz-redis"), persistent=False)
-    server.start(reuse=False)
-    advertise_providers(server.url)  # generation requests reach the queue, not only 422
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def frontend(fuzz_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+def frontend(idle_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     proc = start_frontend(
-        fuzz_redis.url,
+        idle_redis.url,
         tmp_path_factory.mktemp("fuzz"),
         "frontend-fuzz",
         env={
@@ -106,11 +97,11 @@ SECRET = secrets.token_hex(16)
 
 
 @pytest.fixture(scope="module")
-def secured(fuzz_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+def secured(idle_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     """The same, with API keys and tokens: the answers of access control (401 with
     ``WWW-Authenticate``, 403) are the document's too."""
     proc = start_frontend(
-        fuzz_redis.url,
+        idle_redis.url,
         tmp_path_factory.mktemp("fuzz-secured"),
         "frontend-fuzz-secured",
         env={

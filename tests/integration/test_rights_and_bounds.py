@@ -24,7 +24,7 @@ from broadcaster.chat.records import generation_prefix
 from broadcaster.core import connection
 from broadcaster.core.embedded import EmbeddedRedis
 from broadcaster.core.eventlog import UNCLAIMED, EventLog
-from tests.support.procs import Proc, advertise_providers, start_frontend
+from tests.support.procs import Proc, start_frontend
 
 pytestmark = pytest.mark.anyio
 
@@ -68,18 +68,9 @@ def chat_token(chat: str, uses: list[str] | None = None, sub: str | None = None)
 
 
 @pytest.fixture(scope="module")
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("rights-redis"), persistent=False)
-    server.start(reuse=False)
-    advertise_providers(server.url)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def front(own_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+def front(idle_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     proc = start_frontend(
-        own_redis.url,
+        idle_redis.url,
         tmp_path_factory.mktemp("rights"),
         "frontend-rights",
         env={
@@ -102,8 +93,8 @@ async def client(front: Proc) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def event_log(own_redis: EmbeddedRedis) -> AsyncIterator[EventLog]:
-    redis: Redis = connection.command_client(own_redis.url)
+async def event_log(idle_redis: EmbeddedRedis) -> AsyncIterator[EventLog]:
+    redis: Redis = connection.command_client(idle_redis.url)
     yield EventLog(redis)
     await redis.aclose()
 

@@ -18,7 +18,7 @@ import pytest
 from broadcaster.auth import credentials
 from broadcaster.core.embedded import EmbeddedRedis, free_port
 from tests.support.polling import wait_for
-from tests.support.procs import Proc, advertise_providers, read_sse, spawn, start_frontend
+from tests.support.procs import Proc, read_sse, spawn, start_frontend
 
 pytestmark = pytest.mark.anyio
 
@@ -40,20 +40,9 @@ def bearer(value: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    """No worker runs on this Redis: generations stay queued (the in-flight limit), as
-    if the workers serving every provider were busy."""
-    server = EmbeddedRedis(tmp_path_factory.mktemp("sec-redis"), persistent=False)
-    server.start(reuse=False)
-    advertise_providers(server.url)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def secured(own_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+def secured(idle_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     proc = start_frontend(
-        own_redis.url,
+        idle_redis.url,
         tmp_path_factory.mktemp("sec"),
         "frontend-secured",
         env={
@@ -310,15 +299,15 @@ async def test_generation_limits(secured: Proc) -> None:
 
 
 async def test_rate_limit_per_key_is_shared_by_frontends(
-    own_redis: EmbeddedRedis, tmp_path: Path
+    idle_redis: EmbeddedRedis, tmp_path: Path
 ) -> None:
     env = {
         "BROADCASTER_API_KEYS": KEYS,
         "BROADCASTER_TOKEN_SECRET": SECRET,
         "BROADCASTER_RATE_LIMIT_PER_MINUTE": "6",
     }
-    a = start_frontend(own_redis.url, tmp_path, "rate-a", env=env)
-    b = start_frontend(own_redis.url, tmp_path, "rate-b", env=env)
+    a = start_frontend(idle_redis.url, tmp_path, "rate-a", env=env)
+    b = start_frontend(idle_redis.url, tmp_path, "rate-b", env=env)
     try:
         if time.time() % 60 > 45:  # keep the burst inside one minute window
             await asyncio.sleep(61 - time.time() % 60)
@@ -390,7 +379,7 @@ async def test_an_empty_aud_is_401_without_an_audience_configured(secured: Proc)
 
 
 async def test_metrics_need_the_metrics_key_when_one_is_set(
-    secured: Proc, own_redis: EmbeddedRedis, tmp_path: Path
+    secured: Proc, idle_redis: EmbeddedRedis, tmp_path: Path
 ) -> None:
     """Without BROADCASTER_METRICS_KEY, /metrics is open (scrapers on the deployment's
     network; deploy/nginx.conf does not pass it on). With it, only
@@ -401,7 +390,7 @@ async def test_metrics_need_the_metrics_key_when_one_is_set(
         assert r.status_code == 200 and "broadcaster_sse_connections" in r.text
     key = "metrics-" + secrets.token_hex(16)
     proc = start_frontend(
-        own_redis.url,
+        idle_redis.url,
         tmp_path,
         "frontend-metrics-key",
         env={
