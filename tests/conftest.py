@@ -133,15 +133,19 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), persistent=False)
+def _session_redis(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp(name), persistent=False)
     try:
         server.start(reuse=False)
     except ServerNotFound as exc:
         pytest.fail(f"these tests need a Redis server: {exc}", pytrace=False)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    yield from _session_redis(tmp_path_factory, "redis")
 
 
 @pytest.fixture(scope="session")
@@ -151,13 +155,7 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
 
 @pytest.fixture(scope="session")
 def _idle_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("idle-redis"), persistent=False)
-    try:
-        server.start(reuse=False)
-    except ServerNotFound as exc:
-        pytest.fail(f"these tests need a Redis server: {exc}", pytrace=False)
-    yield server
-    server.stop()
+    yield from _session_redis(tmp_path_factory, "idle-redis")
 
 
 @pytest.fixture(scope="module")
