@@ -22,6 +22,7 @@ from typing import Any
 from broadcaster.core import tracing
 from broadcaster.core.eventlog import AppendRefused, StreamFull, StreamNotFound
 from broadcaster.core.logconfig import current_trace
+from broadcaster.generations.chat_turns import TurnsGone, resolve
 from broadcaster.generations.lifecycle import Claim, Generations
 from broadcaster.generations.request import DEFAULT_MAX_STEPS
 from worker.metrics import WorkerMetrics
@@ -61,6 +62,11 @@ async def run_generation(
     request: dict[str, Any] = json.loads(meta["request"])
     if tracing.traces.on:
         _trace_claim(stream_id, meta, claim)
+    try:
+        request = await resolve(event_log.redis, request, stream_id)
+    except TurnsGone as exc:
+        await _unsendable(generations, stream_id, owner, claim.last_seq, str(exc))
+        return
     writer = StreamWriter(
         generations,
         stream_id,
@@ -91,6 +97,15 @@ async def run_generation(
             log.error(
                 "generation %s: its stream vanished from Redis and cannot be rebuilt", stream_id
             )
+
+
+async def _unsendable(
+    generations: Generations, stream_id: str, owner: str, seq: int, why: str
+) -> None:
+    """A chat answer whose history its chat no longer holds ends with an error."""
+    log.warning("generation %s: %s", stream_id, why)
+    writer = StreamWriter(generations, stream_id, owner, seq, None, request={})
+    await writer.flush([_error(why)], meta={"error": why})
 
 
 async def _open_session(

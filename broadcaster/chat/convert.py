@@ -43,6 +43,7 @@ from pydantic import (
 )
 
 from broadcaster.core import names
+from broadcaster.generations.chat_turns import assemble, with_system
 from broadcaster.generations.request import (
     Defaults,
     GenerationOptions,
@@ -265,23 +266,36 @@ def response_message_id(messages: list[UIMessage], new_id: str) -> str:
     return last.id if last.role == "assistant" else new_id
 
 
+def model_entry(m: int, message: UIMessage) -> dict[str, Any]:
+    """One UI message's model turns, as the chat's record keeps them beside it
+    (``generations.chat_turns``): converted on its own, ``m`` its index for errors."""
+    entry: dict[str, Any] = {"i": message.id, "r": message.role}
+    if message.role == "system":
+        entry["s"] = _system_text(m, message)
+    elif message.role == "user":
+        entry["t"] = [["user", _user_blocks(m, message)]]
+    else:
+        entry["t"] = [list(turn) for turn in _assistant_turns(m, message)]
+        steers = [
+            str((part.model_extra or {}).get("id"))
+            for part in message.parts
+            if part.type == "data-steer"
+        ]
+        if steers:
+            entry["d"] = steers
+    return entry
+
+
 def generation_body(chat: ChatBody) -> dict[str, Any]:
     """The generation request (``POST /v1/generations``'s body) for a chat body; not yet
-    checked (``to_request`` checks it)."""
+    checked (``to_request`` checks it). Each message converted on its own
+    (``model_entry``), then joined as the worker joins a record's (``assemble``)."""
     extra = chat.options
-    system = [
-        {"type": "text", "text": text}
-        for m, message in enumerate(chat.messages)
-        if message.role == "system" and (text := _system_text(m, message))
-    ]
-    turns: list[tuple[str, list[dict[str, Any]]]] = []
-    steered = _steered(chat.messages)
+    # System messages first: their errors are the ones a body with several shows.
     for m, message in enumerate(chat.messages):
-        if message.role == "user" and message.id not in steered:
-            turns.append(("user", _user_blocks(m, message)))
-        elif message.role == "assistant":
-            turns += _assistant_turns(m, message)
-    merged = _merged(turns)
+        if message.role == "system":
+            _system_text(m, message)
+    merged, system = assemble([model_entry(m, msg) for m, msg in enumerate(chat.messages)])
     if not merged:
         raise RequestInvalid(
             "the messages hold nothing to send to the model",
@@ -289,9 +303,7 @@ def generation_body(chat: ChatBody) -> dict[str, Any]:
         )
     body: dict[str, Any] = {**extra, "messages": merged}
     if system:
-        given = extra.get("system")
-        before = [{"type": "text", "text": given}] if isinstance(given, str) else given or []
-        body["system"] = [*before, *system] if isinstance(before, list) else before
+        body["system"] = with_system(extra.get("system"), system)
     return body
 
 
@@ -372,32 +384,6 @@ def convert(chat: ChatBody, defaults: Defaults) -> dict[str, Any] | None:
     (``approval_responses``): then None. All of a submit's conversion, with no I/O: one
     call for a thread (``http/offloop.py``)."""
     return None if approval_responses(chat) else to_request(chat, defaults)
-
-
-def _steered(messages: list[UIMessage]) -> set[str]:
-    """The ids of user messages that steered an answer: the answer holds them (its
-    ``data-steer`` parts, sent with that step's tool results), so they are not sent again
-    where the tab put them."""
-    return {
-        str((part.model_extra or {}).get("id"))
-        for message in messages
-        if message.role == "assistant"
-        for part in message.parts
-        if part.type == "data-steer"
-    }
-
-
-def _merged(turns: list[tuple[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
-    """Anthropic's alternating turns: empty ones dropped, neighbours of a role joined."""
-    merged: list[dict[str, Any]] = []
-    for role, blocks in turns:
-        if not blocks:
-            continue
-        if merged and merged[-1]["role"] == role:
-            merged[-1]["content"] += blocks
-        else:
-            merged.append({"role": role, "content": list(blocks)})
-    return merged
 
 
 def _invalid(loc: list[str | int], msg: str) -> RequestInvalid:

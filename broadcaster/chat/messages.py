@@ -32,10 +32,10 @@ async def so_far(event_log: EventLog, record: ChatRecord) -> list[dict[str, Any]
     """The chat's UI messages (``record`` read whole): its history list, then its latest
     answer folded from its events while its turn is not settled (once it expired
     unsettled, what the list holds)."""
-    return await _folded(event_log, record, record.messages)
+    return await folded(event_log, record, record.messages)
 
 
-async def _folded(
+async def folded(
     event_log: EventLog, record: ChatRecord, submitted: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """``submitted`` (the end of the chat's history), then its latest answer folded from
@@ -69,7 +69,7 @@ async def transcript(
     if page is None:
         if not record.legacy:
             record = await chats.get(chat_id) or record
-        messages = await _folded(event_log, record, record.messages)
+        messages = await folded(event_log, record, record.messages)
     else:
         messages, older = await _page(chats, event_log, record, chat_id=chat_id, page=page)
     queued = [
@@ -114,14 +114,14 @@ async def _page(
     answer (one generation's events): never the whole chat."""
     limit, before = page
     if record.legacy:
-        everything = await _folded(event_log, record, record.messages)
+        everything = await folded(event_log, record, record.messages)
         known = len(everything) - 1
         tail, length = everything[-1:], max(known, 0)
     else:
         fresh, length, last = await chats.tail(chat_id)
         record = fresh or record  # read with the list: its settling and the list agree
         length = max(length - 1, 0)  # the list before its last message
-        tail = await _folded(event_log, record, last)
+        tail = await folded(event_log, record, last)
         everything = []
     total = length + len(tail)
     end = total

@@ -15,6 +15,8 @@ refuses (``HistoryConflict``).
 
 ``so_far`` is the chat as the record holds it (its list, then its latest answer while
 that is not settled into the list); ``listed`` the length of the list itself.
+``place_at_end`` places one message knowing only the chat's end (``End``): its last
+messages and the positions of the ids it names, whatever the chat's length.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class Placed:
     seen: str | None = None
     """The chat's generation when it was read (None: no chat): the submit's turn starts
     only if it still is (another submit's history would be cut by this one's ``keep``)."""
+    whole: bool = True
+    """Whether ``messages`` is the whole chat; else its end, from the chat's end as read
+    (``place_at_end``): the answer's request names the record's turns."""
 
 
 class HistoryConflict(Exception):
@@ -110,3 +115,62 @@ def place_messages(
     if same < min(len(so_far), len(sent) - 1) and refuse:
         raise HistoryConflict(same)
     return _placed(so_far, listed, same, sent[same:])
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """The end of a chat: ``so_far[offset:]`` (``tail``), the list's length, and the
+    positions in the list of some message ids."""
+
+    offset: int
+    tail: list[Message]
+    listed: int
+    places: dict[str, int]
+
+    def position(self, message_id: Any) -> int | None:
+        """Where ``message_id`` is in the chat; None if not there."""
+        for i, message in enumerate(self.tail):
+            if message.get("id") == message_id:
+                return self.offset + i
+        at = self.places.get(message_id) if isinstance(message_id, str) else None
+        return at if at is not None and at < self.offset else None
+
+
+class NotAtEnd(Exception):
+    """A submit the chat's end does not place (a regenerate of an answer before it): it
+    is placed against the whole chat (``place_message``)."""
+
+
+def place_at_end(
+    end: End, message: Message, *, regenerate: bool = False, message_id: str | None = None
+) -> Placed:
+    """Where ``message`` goes, as ``place_message`` says, from the chat's ``end``; its
+    ``messages`` are the chat's end up to the message (``whole`` False)."""
+    total, listed = end.offset + len(end.tail), end.listed
+    if regenerate:
+        total = _regenerated_at_end(end, message_id)
+        listed = min(listed, total)
+    at = end.position(message.get("id"))
+    cut = total if at is None or at >= total else at
+    keep = min(cut, listed)
+    if keep < cut and keep < end.offset:
+        raise NotAtEnd
+    push = [*end.tail[keep - end.offset : cut - end.offset], message] if keep < cut else [message]
+    before = end.tail[: max(cut - end.offset, 0)]
+    return Placed([*before, message], keep, push, whole=False)
+
+
+def _regenerated_at_end(end: End, message_id: str | None) -> int:
+    """Where a regenerate cuts the chat, if its end shows it."""
+    if message_id is not None:
+        at = end.position(message_id)
+        if at is not None and at < end.offset:
+            raise NotAtEnd
+    else:
+        answers = [i for i, m in enumerate(end.tail) if m.get("role") == "assistant"]
+        if not answers and end.offset:
+            raise NotAtEnd
+        at = end.offset + answers[-1] if answers else None
+    if at is None or end.tail[at - end.offset].get("role") != "assistant":
+        raise NoSuchMessage(message_id or "(the last answer)")
+    return at

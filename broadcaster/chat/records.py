@@ -19,12 +19,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from broadcaster.chat.convert import UIMessage, model_entry
 from broadcaster.core import keys
 from broadcaster.core.connection import publish_wake
 from broadcaster.core.durability import Durability
 from broadcaster.core.eventlog import script
+from broadcaster.generations.request import RequestInvalid
 
 GENERATION_PREFIX_HEX = 16
 """Hex digits of the chat id's hash that begin each of its generations' ids."""
@@ -89,6 +92,18 @@ class ChatRecord:
         """Whether the history list holds the chat whole: its latest answer settled, or
         none to wait for."""
         return not self.generation or self.settled >= self.turn
+
+
+@dataclass(frozen=True, slots=True)
+class ChatEnd:
+    """The end of a chat's record (``Chats.end``): the record, its history list's length,
+    whether its model list keeps step, its last messages and some ids' positions."""
+
+    record: ChatRecord | None
+    length: int
+    stepped: bool
+    last: list[dict[str, Any]]
+    places: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +258,26 @@ class Chats:
         record = _record(cast(list[bytes | None], raw))
         return record, int(length), [json.loads(item) for item in last]
 
+    async def end(self, chat_id: str, count: int, ids: list[str]) -> ChatEnd:
+        """The chat's record (no messages), its history list's last ``count`` messages,
+        whether its model list keeps step with it, and where each of ``ids`` is in it:
+        read in one transaction, whatever the chat's length."""
+        history = keys.chat_history_key(chat_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(keys.chat_key(chat_id), *_FIELDS)
+            pipe.llen(history)
+            pipe.llen(keys.chat_model_key(chat_id))
+            pipe.lrange(history, -count, -1)
+            pipe.hmget(keys.chat_positions_key(chat_id), *ids)
+            raw, length, turns, last, places = await pipe.execute()
+        return ChatEnd(
+            _record(cast(list[bytes | None], raw)),
+            int(length),
+            int(length) == int(turns),
+            [json.loads(item) for item in last],
+            {i: int(p) for i, p in zip(ids, places, strict=True) if p is not None},
+        )
+
     async def history_range(self, chat_id: str, start: int, stop: int) -> list[dict[str, Any]]:
         """The history list's messages ``start`` to ``stop`` (exclusive)."""
         if stop <= start:
@@ -272,7 +307,7 @@ class Chats:
         args: list[Any] = [seen or "", new.generation, new.message_id, self.retention, turn]
         args += [new.owner, new.title, new.keep]
         for message in new.messages:
-            args += [str(message.get("id", "")), _compact(message)]
+            args += [str(message.get("id", "")), _compact(message), model_turns(message)]
         await self.unsettled(chat_id, SETTLE_AFTER_MS)
         await self.redis.hset(keys.meta_key(new.generation), "chat", chat_id)
         number = int(await self.durability.script(self._submit, _chat_keys(chat_id), args))
@@ -293,7 +328,7 @@ class Chats:
         """Settle turn ``turn`` (``chat_settle.lua``): 1 settled here, 0 already, -1 an
         earlier turn first."""
         args = [turn, generation, end.answer, end.answer_id, end.status, end.hook, end.url]
-        args += [end.data, self.retention, keys.OUTBOX_MAX_LEN, chat_id]
+        args += [end.data, self.retention, keys.OUTBOX_MAX_LEN, chat_id, end.turns]
         chat_keys = [*_chat_keys(chat_id), keys.outbox_key(chat_id)]
         return int(await self.durability.script(self._settle, chat_keys, args))
 
@@ -310,7 +345,7 @@ class Chats:
         ``SeedRefused``."""
         args: list[Any] = [version or "", owner, title, self.retention]
         for message in messages:
-            args += [str(message.get("id", "")), _compact(message)]
+            args += [str(message.get("id", "")), _compact(message), model_turns(message)]
         found = int(await self.durability.script(self._seed, _chat_keys(chat_id), args))
         if found < 0:
             raise SeedRefused("exists" if found == -1 else "version")
@@ -339,6 +374,8 @@ class TurnEnd:
     hook: str = ""
     url: str = ""
     data: str = ""
+    turns: str = ""
+    """The answer's model turns (``model_turns``), for the model list beside the history."""
 
 
 def _record(raw: list[bytes | None]) -> ChatRecord | None:
@@ -368,12 +405,24 @@ def _chat_keys(chat_id: str) -> list[str]:
         keys.chat_history_key(chat_id),
         keys.chat_positions_key(chat_id),
         keys.chat_turns_key(chat_id),
+        keys.chat_model_key(chat_id),
     ]
 
 
 def _script(name: str) -> str:
     """A chat script, after what they share (``chat_lib.lua``)."""
     return script("chat_lib.lua", "broadcaster.chat") + "\n" + script(name, "broadcaster.chat")
+
+
+def model_turns(message: dict[str, Any]) -> str:
+    """A UI message's model turns as the model list keeps them (``convert.model_entry``);
+    one that does not convert is kept as why, for the answer that would send it."""
+    try:
+        entry = model_entry(0, UIMessage.model_validate(message))
+    except (RequestInvalid, ValidationError) as exc:
+        reason = exc.message if isinstance(exc, RequestInvalid) else "not a UI message"
+        entry = {"i": str(message.get("id", "")), "r": message.get("role"), "e": reason}
+    return _compact(entry)
 
 
 def _compact(value: Any) -> str:

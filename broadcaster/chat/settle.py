@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from broadcaster.chat.owners import Owners
-from broadcaster.chat.records import SETTLE_AFTER_MS, ChatRecord, Chats, TurnEnd
+from broadcaster.chat.records import SETTLE_AFTER_MS, ChatRecord, Chats, TurnEnd, model_turns
 from broadcaster.chat.ui_message import ChatMessages
 from broadcaster.core import contain, keys, names
 from broadcaster.core.connection import REDIS_ERRORS
@@ -220,7 +220,8 @@ class TurnSettler:
             )
         kept = _compact(answer) if latest and answer is not None else ""
         answer_id = str(answer.get("id", "")) if answer else ""
-        return TurnEnd(kept, answer_id, ended.status, ended.hook, ended.url, data)
+        turns = model_turns(answer) if kept and answer is not None else ""
+        return TurnEnd(kept, answer_id, ended.status, ended.hook, ended.url, data, turns)
 
     async def _answer(
         self, chat_id: str, record: ChatRecord, generation: str, latest: bool

@@ -216,6 +216,14 @@ def chat_positions_key(chat_id: str) -> str:
     return f"{PREFIX}:{{{_group(chat_id)}}}:{chat_id}:positions"
 
 
+def chat_model_key(chat_id: str) -> str:
+    """A list beside ``chat_history_key``, entry for entry: each UI message's model turns
+    (``generations/chat_turns.py``), converted and checked once, when the message was
+    added, so that a submit converts only its own message and a job names the chat's
+    turns (``chat_key``'s ``model_for``/``model_upto``) rather than carrying them."""
+    return f"{PREFIX}:{{{_group(chat_id)}}}:{chat_id}:model"
+
+
 def chat_turns_key(chat_id: str) -> str:
     """A hash: each turn of the chat (1, 2, ...: one a generation started as the chat's
     latest; ``chat_key``'s ``turn`` is the last) to JSON ``{generation, message}``, the

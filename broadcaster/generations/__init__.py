@@ -12,6 +12,8 @@ events it writes.
   cancelled, with its scripts (``scripts/``).
 - ``start``: the one way a generation starts: admitted (its provider served, room in
   flight), created, and queued for a worker (a chat's, once the chat names it).
+- ``chat_turns``: a chat's model turns as its record keeps them, joined into a request's
+  messages; a job that names them resolved when a worker takes it.
 - ``content``: a generation's assistant turn folded from its events.
 - ``overdue``: generations nobody took in time end with ``error``.
 - ``idempotency``: ``Idempotency-Key``: a request's key claimed and its answer kept for

@@ -30,6 +30,7 @@ from broadcaster.core import keys, names
 from broadcaster.core.eventlog import StaleWriter, StreamEnded, StreamNotFound, WrongKind
 from broadcaster.core.events import Usage
 from broadcaster.generations import waiting
+from broadcaster.generations.chat_turns import TurnsGone, resolve
 from broadcaster.generations.jobs import Job, JobQueue
 from broadcaster.generations.lifecycle import Claim, Generations, Held
 
@@ -221,6 +222,12 @@ class Leases:
             await queue.done(job)
             return None
         request: dict[str, Any] = json.loads(meta.get("request") or "{}")
+        try:
+            request = await resolve(self.log.redis, request, gid)
+        except TurnsGone as exc:
+            await self._fail(gid, token, claim, str(exc), str(exc))
+            await queue.done(job)
+            return None
         if "prompt" in request:  # the agent always gets messages, as a provider does
             prompt = request.pop("prompt")
             request.setdefault("messages", [{"role": "user", "content": prompt}])
@@ -239,16 +246,20 @@ class Leases:
         )
 
     async def _give_up(self, gid: str, token: str, claim: Claim) -> None:
-        error = {"type": "error", "errorText": f"gave up after {MAX_LOST} lost workers"}
+        why = "worker lost too many times"
+        await self._fail(gid, token, claim, f"gave up after {MAX_LOST} lost workers", why)
+
+    async def _fail(self, gid: str, token: str, claim: Claim, text: str, why: str) -> None:
+        """End the generation with an ``error`` saying ``text``."""
         # Refused: another writer, or an end, got there first.
         with contextlib.suppress(StaleWriter, StreamEnded):
             await self.log.append(
                 gid,
-                [error],
+                [{"type": "error", "errorText": text}],
                 kind="generation",
                 expect_seq=claim.last_seq,
                 owner=token,
-                meta={"error": "worker lost too many times"},
+                meta={"error": why},
             )
 
     async def _history(self, gid: str, last_seq: int) -> tuple[list[dict[str, Any]], bool]:

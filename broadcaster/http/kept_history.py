@@ -1,6 +1,13 @@
 """A submit against the history the server keeps (``chat/placing.py``): ``{id, message}``
-made whole from the chat's record, and ``{id, messages}`` compared with it, so that the
-record writes only what the submit adds."""
+placed from the end of the chat's record, and ``{id, messages}`` compared with it, so
+that the record writes only what the submit adds.
+
+``{id, message}`` reads the record's end only (``Chats.end``): the message is placed
+there, and the body the submit converts and checks is the message with the few messages
+before it (the model turns it continues), not the whole chat: the record keeps each
+message's model turns, and the answer's request names them (``Placed.whole`` False). A
+record of an older version (no model turns beside its history), or a regenerate of an
+answer before the end, is read whole and written whole once."""
 
 from __future__ import annotations
 
@@ -11,14 +18,19 @@ from fastapi import Request
 from pydantic import ValidationError
 
 from broadcaster.chat.convert import UIMessage
-from broadcaster.chat.messages import so_far
+from broadcaster.chat.messages import folded, so_far
 from broadcaster.chat.placing import (
+    End,
     HistoryConflict,
     NoSuchMessage,
+    NotAtEnd,
     Placed,
+    place_at_end,
     place_message,
     place_messages,
 )
+from broadcaster.chat.records import ChatEnd, Chats
+from broadcaster.core.eventlog import EventLog
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import get_chats, get_event_log
 
@@ -28,15 +40,17 @@ def sends_one(body: dict[str, Any]) -> bool:
     return "message" in body and "messages" not in body
 
 
-async def _history(request: Request, chat_id: str) -> tuple[str | None, list[Any], int] | None:
+async def _history(
+    chats: Chats, log: EventLog, chat_id: str
+) -> tuple[str | None, list[Any], int] | None:
     """The chat's generation, its messages so far and its list's length; None for a
     record of an older version (its messages in one field), which is written whole."""
-    record = await (await get_chats(request)).get(chat_id)
+    record = await chats.get(chat_id)
     if record is None:
         return None, [], 0
     if record.legacy:
         return None
-    found = await so_far(await get_event_log(request), record)
+    found = await so_far(log, record)
     return record.generation, found, len(record.messages)
 
 
@@ -56,19 +70,80 @@ async def with_history(request: Request, body: dict[str, Any]) -> tuple[dict[str
         raise ApiError(
             422, "invalid_request", "message: not a UI message", details=details
         ) from None
-    found = await _history(request, body["id"])
-    seen, history, listed = found if found is not None else (None, [], 0)
     regenerate = body.get("trigger") == "regenerate-message"
+    message_id = body.get("messageId")
+    chats, log = await get_chats(request), await get_event_log(request)
+    names = [i for i in (message.get("id"), message_id) if isinstance(i, str)]
+    end = await chats.end(body["id"], END_READ, names)
     try:
-        placed = place_message(
-            history, listed, message, regenerate=regenerate, message_id=body.get("messageId")
+        placed, context = await _at_end(
+            chats, log, (body["id"], end), message, (regenerate, message_id)
         )
     except NoSuchMessage as exc:
         raise ApiError(
             422, "invalid_request", f"messageId: the chat holds no answer {exc} to regenerate"
         ) from None
     rest = {k: v for k, v in body.items() if k != "message"}
-    return rest | {"messages": placed.messages}, dataclasses.replace(placed, seen=seen)
+    return rest | {"messages": [*context, *placed.push]}, placed
+
+
+END_READ = 4
+"""The messages of the record's end a submit of one message reads: its latest answer and
+the user message it answers, in the common case, with room to spare."""
+CONTEXT = 4
+"""The messages before the submit's own that its check converts with it: the turns it
+continues (an answer's tool calls, which the next turn answers)."""
+
+
+async def _at_end(
+    chats: Chats,
+    log: EventLog,
+    read: tuple[str, ChatEnd],
+    message: dict[str, Any],
+    regenerating: tuple[bool, Any],
+) -> tuple[Placed, list[dict[str, Any]]]:
+    """Where ``message`` goes in chat ``read`` (its id and end), and the messages before
+    what it pushes that its check converts with it (none when the body is the whole
+    chat). ``regenerating``: the body's trigger is a regenerate, and its ``messageId``."""
+    (chat_id, end), (regenerate, message_id) = read, regenerating
+    record = end.record
+    if record is not None and not record.legacy and end.stepped:
+        offset = end.length - len(end.last)
+        tail = await folded(log, record, end.last)
+        spot = End(offset, tail, end.length, end.places)
+        try:
+            placed = place_at_end(spot, message, regenerate=regenerate, message_id=message_id)
+        except NotAtEnd:
+            pass
+        else:
+            before = await _before(chats, chat_id, spot, placed.keep)
+            return dataclasses.replace(placed, seen=record.generation), before
+    placed = await _whole(chats, log, chat_id, message, regenerating)
+    if record is not None and not end.stepped:  # written whole, its turns beside it
+        placed = dataclasses.replace(placed, keep=-1, push=placed.messages)
+    return placed, []
+
+
+async def _whole(
+    chats: Chats,
+    log: EventLog,
+    chat_id: str,
+    message: dict[str, Any],
+    regenerating: tuple[bool, Any],
+) -> Placed:
+    """``message`` placed against the whole chat, read whole (``place_message``)."""
+    found = await _history(chats, log, chat_id)
+    seen, history, listed = found if found is not None else (None, [], 0)
+    regenerate, message_id = regenerating
+    placed = place_message(history, listed, message, regenerate=regenerate, message_id=message_id)
+    return dataclasses.replace(placed, seen=seen)
+
+
+async def _before(chats: Chats, chat_id: str, end: End, keep: int) -> list[dict[str, Any]]:
+    """The ``CONTEXT`` messages of the chat before its first ``keep``."""
+    start = max(0, keep - CONTEXT)
+    head = await chats.history_range(chat_id, start, min(keep, end.offset))
+    return [*head, *end.tail[max(start - end.offset, 0) : max(keep - end.offset, 0)]]
 
 
 async def placed_all(
@@ -76,7 +151,7 @@ async def placed_all(
 ) -> Placed | None:
     """Where ``{id, messages}`` goes in the chat's record; 409 ``history_conflict`` when
     an earlier turn differs and the deployment refuses that."""
-    found = await _history(request, chat_id)
+    found = await _history(await get_chats(request), await get_event_log(request), chat_id)
     if found is None:
         return None
     seen, history, listed = found

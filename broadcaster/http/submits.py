@@ -31,6 +31,7 @@ from broadcaster.chat.convert import (
     with_chat_id,
 )
 from broadcaster.chat.placing import Placed
+from broadcaster.generations.chat_turns import naming
 from broadcaster.generations.request import Defaults, RequestInvalid
 from broadcaster.http.access import check_chat, credential_first, presented_key, submit_rate
 from broadcaster.http.bodies import offloop, read_json_sized
@@ -98,6 +99,8 @@ async def read_submit(request: Request, settings: Settings, defaults: Defaults) 
     pool = offloop(request)
     chat = await pool.run_sized(size, parsed, parse_body, body)
     job = await _converted(request, chat, defaults, size)
+    if job is not None and placed is not None and not placed.whole:
+        job = naming(job, chat.id, chat.options.get("system"))
     job = None if job is None else with_user(job, user)
     # The record keeps the messages as sent, but with the results the record gave them.
     dumped = await pool.run_sized(size, _dumped, chat) if claimed_results(chat) else None

@@ -4,11 +4,19 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
 
-from broadcaster.chat.convert import generation_body, parse_body, response_message_id, to_request
+from broadcaster.chat.convert import (
+    generation_body,
+    model_entry,
+    parse_body,
+    response_message_id,
+    to_request,
+)
+from broadcaster.generations.chat_turns import assemble, with_system
 from broadcaster.generations.request import Defaults, RequestInvalid
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
@@ -271,3 +279,31 @@ def test_a_png_that_is_not_a_png_is_refused_by_the_request_checks() -> None:
     with pytest.raises(RequestInvalid) as caught:
         to_request(parse_body(body(msg("user", content_part(fake)))), Defaults())
     assert caught.value.message.startswith("the messages convert to an invalid model request")
+
+
+def test_the_record_s_turns_joined_are_the_whole_chat_converted() -> None:
+    """Each message converted on its own and kept as JSON (the record's model list),
+    then joined as the worker joins them, is the request the whole chat converts to."""
+    steered = {"type": "data-steer", "data": {"id": "u9", "text": "also Rome"}, "id": "u9"}
+    chat = [
+        msg("system", text("Be brief."), mid="s"),
+        msg("user", text("Weather?"), mid="u1"),
+        msg(
+            "assistant",
+            {"type": "step-start"},
+            tool("output-available", input={"city": "Paris"}, output={"temp": 22}),
+            steered,
+            {"type": "step-start"},
+            text("Sunny."),
+            mid="a1",
+        ),
+        msg("user", text("also Rome"), mid="u9"),
+        msg("user", text("Thanks"), mid="u2"),
+    ]
+    whole = convert(*chat, system="House rules.")
+    checked = parse_body(body(*chat))
+    stored = [json.loads(json.dumps(model_entry(m, x))) for m, x in enumerate(checked.messages)]
+    messages, system = assemble(stored)
+    assert messages == whole["messages"]
+    assert with_system("House rules.", system) == whole["system"]
+    assert [t["text"] for t in whole["system"]] == ["House rules.", "Be brief."]

@@ -7,9 +7,12 @@ from typing import Any
 import pytest
 
 from broadcaster.chat.placing import (
+    End,
     HistoryConflict,
     NoSuchMessage,
+    NotAtEnd,
     Placed,
+    place_at_end,
     place_message,
     place_messages,
 )
@@ -67,3 +70,44 @@ def test_a_differing_earlier_turn_is_taken_or_refused() -> None:
 
 def test_a_client_that_never_saw_the_last_answer_keeps_the_old_way() -> None:
     assert place_messages(CHAT, 4, [*CHAT[:3], msg("u3")], refuse=True) is None
+
+
+def _end_of(so_far: list[dict[str, Any]], listed: int, read: int) -> End:
+    """The end a submit reads: the list's last ``read`` messages, the rest folded."""
+    offset = max(listed - read, 0)
+    places = {str(m["id"]): i for i, m in enumerate(so_far[:listed])}
+    return End(offset, so_far[offset:], listed, places)
+
+
+@pytest.mark.parametrize("read", [1, 2, 4])
+@pytest.mark.parametrize("listed", [3, 4])
+@pytest.mark.parametrize(
+    ("message", "regenerate", "message_id"),
+    [
+        (msg("u3"), False, None),
+        (msg("u2", text="edited"), False, None),
+        (msg("u1", text="edited far back"), False, None),
+        (msg("a2", "assistant", "a continuation"), False, None),
+        (msg("u2"), True, None),
+        (msg("u2"), True, "a2"),
+    ],
+)
+def test_the_chat_s_end_places_a_message_as_the_whole_chat_does(
+    message: dict[str, Any], regenerate: bool, message_id: str | None, listed: int, read: int
+) -> None:
+    whole = place_message(CHAT, listed, message, regenerate=regenerate, message_id=message_id)
+    try:
+        end = place_at_end(
+            _end_of(CHAT, listed, read), message, regenerate=regenerate, message_id=message_id
+        )
+    except NotAtEnd:
+        return  # placed against the whole chat instead
+    assert (end.keep, end.push) == (whole.keep, whole.push)
+    assert whole.messages[-len(end.messages) :] == end.messages and not end.whole
+
+
+def test_a_regenerate_of_an_answer_before_the_end_asks_for_the_whole_chat() -> None:
+    with pytest.raises(NotAtEnd):
+        place_at_end(_end_of(CHAT, 4, 2), msg("u1"), regenerate=True, message_id="a1")
+    with pytest.raises(NoSuchMessage):
+        place_at_end(_end_of(CHAT, 4, 2), msg("u1"), regenerate=True, message_id="nope")

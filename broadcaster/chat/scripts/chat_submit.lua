@@ -5,13 +5,17 @@
 -- that adds a message writes that message, whatever the chat's length;
 -- the chat's turn count goes up by one and the turn names its generation and message.
 -- A chat made here records its owner, its creation time and its title; every submit
--- sets when it changed and counts a new version of its history.
--- KEYS: the chat's hash, history list, positions hash, turns hash.
+-- sets when it changed and counts a new version of its history. The model list keeps
+-- step with the history list (each message's model turns), and the chat notes how many
+-- of its entries are the new generation's request (model_for, model_upto); a model list
+-- found out of step (a record of an older version) is dropped, and the generation named
+-- for none.
+-- KEYS: the chat's hash, history list, positions hash, turns hash, model list.
 -- ARGV: seen generation, new generation, assistant message id, TTL (s; 0: none), the
 -- turn's JSON (without its number), owner, title, the messages kept (-1: none), then each
--- pushed message's id and JSON, in order.
+-- pushed message's id, JSON and model turns' JSON, in order.
 -- Returns the new turn's number, or 0 when the chat's generation changed meanwhile.
-local chat, history, positions, turns = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local chat, history, positions, turns, model = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local current = redis.call('HGET', chat, 'generation') or ''
 if current ~= ARGV[1] then return 0 end
 local ttl = tonumber(ARGV[4])
@@ -30,8 +34,9 @@ local turn = redis.call('HINCRBY', chat, 'turn', 1)
 if not redis.call('HGET', chat, 'settled') then redis.call('HSET', chat, 'settled', turn - 1) end
 redis.call('HSET', turns, turn, ARGV[5])
 local keep = tonumber(ARGV[8])
+if not in_step(history, model) then redis.call('DEL', model) end
 if keep < 0 then
-  redis.call('DEL', history, positions)
+  redis.call('DEL', history, positions, model)
 elseif redis.call('LLEN', history) > keep then
   -- What follows the kept messages goes (an edit, a regenerate): their ids too.
   for _, item in ipairs(redis.call('LRANGE', history, keep, -1)) do
@@ -40,9 +45,21 @@ elseif redis.call('LLEN', history) > keep then
       redis.call('HDEL', positions, message.id)
     end
   end
-  if keep == 0 then redis.call('DEL', history) else redis.call('LTRIM', history, 0, keep - 1) end
+  if keep == 0 then
+    redis.call('DEL', history, model)
+  else
+    redis.call('LTRIM', history, 0, keep - 1)
+    redis.call('LTRIM', model, 0, keep - 1)
+  end
 end
-fill(history, positions, 9)
+-- Out of step, the model list was dropped: in step again if the history is empty too.
+local stepped = in_step(history, model)
+fill(history, positions, stepped and model, 9)
+if stepped then
+  redis.call('HSET', chat, 'model_for', ARGV[2], 'model_upto', redis.call('LLEN', model))
+else
+  redis.call('HDEL', chat, 'model_for', 'model_upto')
+end
 for _, key in ipairs(KEYS) do
   if ttl > 0 then redis.call('EXPIRE', key, ttl) else redis.call('PERSIST', key) end
 end
