@@ -1,18 +1,11 @@
 """The worker process: takes generation jobs, runs up to N at once, hands work back on
 shutdown.
 
-``Worker`` wires the two halves and owns their loops: ``JobTaker`` (``taker``) takes jobs
-and holds them while they run, and takes over those of workers found dead;
-``RunningGenerations`` (``dispatch``) runs one task per generation, in a task group, and
-watches them for cancels. Its liveness subscription (``generations.liveness``) is held
-from start to the very end, so that it is never found dead while it still runs anything.
-
-On ``stop()`` (SIGTERM) the worker stops taking jobs and lets each running generation reach
-the end of its current step (its model call and its tools), where it is handed back and
-another worker continues with the next step; or finish, if that comes first. Whatever
-has not reached a step's end within ``grace_seconds`` is stopped and handed back at once
-(another worker resumes it with ``data-retry`` if it had shown output of that step). A
-hand-back is a deploy, not a failure: it counts no attempt.
+``Worker`` wires and owns ``JobTaker`` (``taker``: takes and holds jobs, takes over the
+dead's) and ``RunningGenerations`` (``dispatch``: a task per generation), and holds its
+liveness subscription to the very end, so it is never found dead while it runs
+anything. On ``stop()`` (SIGTERM) each generation runs to the end of its step and is
+handed back there, or at once after ``grace_seconds``; a hand-back counts no attempt.
 """
 
 from __future__ import annotations

@@ -223,14 +223,9 @@ def _plain(event: Event, rule: tuple[str, str]) -> bool:
 
 
 def merge_deltas(events: list[Event]) -> list[Event]:
-    """Merge runs of adjacent deltas of the same block into one event each.
-
-    Adjacent ``text-delta`` (or ``reasoning-delta``) events with the same ``id``, and
-    adjacent ``tool-input-delta`` events with the same ``toolCallId``, become one event whose
-    text is their concatenation, as long as both carry nothing else. Everything else, and
-    the order, is kept. The input list and its dicts are not modified: the result holds
-    shallow copies.
-    """
+    """Merge runs of adjacent deltas of the same block (``text-delta`` and
+    ``reasoning-delta`` by ``id``, ``tool-input-delta`` by ``toolCallId``, carrying nothing
+    else) into one event each, order kept; the input is not modified."""
     merged: list[Event] = []
     for event in events:
         kind = event.get("type")

@@ -1,17 +1,11 @@
 """The seam of a continued answer: the new model call's events joined to the part a lost
 worker left open, with the words the model repeats at the join dropped. Pure: no I/O.
 
-A model asked to go on from a partial answer tends to start by repeating the last words
-it was shown ("…the quick brown fox jum" then "brown fox jumps over"). ``SeamTrim`` drops
+A model asked to go on tends to repeat the last words it was shown. ``SeamTrim`` drops
 the longest start of the continuation that is also an end of the partial text, matched
-from a word's start (so a coincidental letter is not eaten) within a bounded window. The
-continuation's first deltas are held back until that is decided: while they could still
-be the start of a repeat, nothing is shown; once they cannot (or they cover the whole
-window, or the block ends), what is left after the repeat goes out at once.
-
-``Seam`` applies it to a call's contract events: no ``start-step`` (the step goes on), the
-first text block's ``text-start`` dropped and its deltas and ``text-end`` given the open
-part's id, its text trimmed at the seam.
+from a word's start within a bounded window, holding the first deltas back only while
+they could still be a repeat. ``Seam`` applies it to a call's events: no
+``start-step``, and the first text block written into the open part.
 """
 
 from __future__ import annotations

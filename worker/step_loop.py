@@ -1,18 +1,13 @@
 """The steps of one attempt: a model call, the worker's tools it called
 (``worker.step_tools``), and the next step with their results, until the model stops, a
-tool the worker does not have is called, or ``max_steps`` is reached. The attempt's plan
-(``worker.takeover``) says what it does first; then it goes step by step.
+tool the worker does not have is called, or ``max_steps`` is reached; the attempt's plan
+(``worker.takeover``) says what it does first.
 
-One ``start`` and one ``finish`` per generation; each step between ``start-step`` and
-``finish-step``. When the model calls tools the worker runs, the step's model output is
-appended together with ``steps_done`` in the stream's metadata (``worker.transcript``),
-then each tool's output as soon as it has run, each in its own append.
-
-**Steering.** Before the next step's model call, the chat messages waiting in the
-generation's steering list (``keys.steer_key``) are recorded as ``data-steer`` events in
-the same append as the step's ``finish-step``, which drops exactly those from the list:
-the next call's user turn carries them after the tool results, and a takeover folds them
-from the stream the same way.
+A step's model output is appended with ``steps_done`` (``worker.transcript``), then each
+tool's output in its own append. Steering: the chat messages waiting in the
+generation's steering list become ``data-steer`` events in the append of the step's
+``finish-step``, which drops exactly those from the list, and the next call's user turn
+carries them.
 """
 
 from __future__ import annotations

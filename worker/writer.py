@@ -78,23 +78,12 @@ is not retried.)"""
 class StreamWriter:
     """Appends a generation's events, merging deltas that arrive within ``merge_s``.
 
-    Every append is conditional on the seq this writer last wrote and on owning the
-    stream. That makes the two Redis faults below safe to handle here:
-
-    * Redis does not answer (restarting, a dropped connection): the append is retried
-      with backoff for up to ``patience_s``. A retry of an append that did happen (only
-      the reply was lost) is refused as stale at ``seq + n``; the writer recognises its
-      own events there and goes on.
-    * Redis comes back without the newest writes (no persistence, an older copy, a
-      replica that was behind): the stream's seq is *below* the writer's. Nobody else
-      removes events, so this can only be a loss: the writer takes the stream again and
-      writes the lost batches of its attempt again, byte for byte, so a viewer that saw
-      them sees nothing change. A loss that reaches back before this attempt cannot be
-      repaired: ``WritesLost``.
-
-    What it appended (``history``) is kept for that, for one attempt: as bounded as the
-    stream itself (``BROADCASTER_MAX_STREAM_BYTES``).
-    """
+    Every append is conditional on the seq this writer last wrote and on owning the stream,
+    so Redis faults are safe: an append is retried for up to ``patience_s``, and a retry
+    whose first try landed is refused as stale and recognised as its own; a Redis that came
+    back without the newest writes has this attempt's lost batches written again byte for
+    byte (``history``, bounded as the stream is), and a loss reaching before the attempt
+    raises ``WritesLost``. docs/reliability.md."""
 
     def __init__(
         self,

@@ -128,12 +128,10 @@ def chat_body(run: RunInput, agent_id: str) -> dict[str, Any]:
 
 
 def answer_id(message_id: str) -> str:
-    """The UI message id of the answer an AG-UI assistant message belongs to: the
-    mapping names an answer's messages ``<generation>.<seq>`` (and a generation's UI
-    message is the generation), so a thread sent back names the answers the chat's
-    record holds, and none of them is taken for a turn the client never saw. An answer
-    (assistant and tool messages in a row) takes the first such name among its
-    messages, else its first message's id."""
+    """The UI message id of the answer (assistant and tool messages in a row) an AG-UI
+    assistant message belongs to: the first ``<generation>.<seq>`` name among its
+    messages (the mapping's), else its first message's id, so a thread sent back names
+    the answers the chat's record holds."""
     base, dot, seq = message_id.rpartition(".")
     mapped = dot and base and seq.isascii() and seq.isdigit() and len(seq) <= 12
     return base if mapped else message_id

@@ -1,19 +1,11 @@
 """The AG-UI view of a generation, served from the AI SDK frames the fan-out delivers.
 
-Mapping is done once per event per front-end: a stream's ``Translation`` maps its chunks
-in seq order, the first time any AG-UI viewer of this front-end needs them, and keeps the
-encoded frames; every other AG-UI viewer of the stream takes them as they are (a dict
-look-up per event). A run of text deltas of one open message (most of what a generation
-streams) is mapped as bytes, in one replace, and kept whole. A viewer that needs a seq the
-translation has not reached makes it catch up from the log (once, under its lock); one
-that lags behind what the translation still keeps folds a private one from the log, and
-rejoins the shared one where that keeps what it needs. Both bounds are counts:
-``KEEP_EVENTS`` events per stream, ``KEEP_STREAMS`` streams per front-end (least recently
-used go).
-
-``view`` is one response's body: the prelude that re-opens what the resume point left
-open, then the frames, and, for a run, its end where the generation waits for a person
-(``RUN_FINISHED`` with an ``interrupt`` outcome).
+A stream's ``Translation`` maps its chunks once per front-end, in seq order, when an
+AG-UI viewer first needs them, and keeps the encoded frames for every other (a run of
+text deltas mapped as bytes in one replace). A viewer ahead of it makes it catch up from
+the log; one behind what it keeps folds a private one and rejoins later. Bounded by
+``KEEP_EVENTS`` per stream and ``KEEP_STREAMS`` per front-end. ``view`` is one
+response's body: the prelude, the frames, and a run's end where it waits for a person.
 """
 
 from __future__ import annotations

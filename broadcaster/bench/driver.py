@@ -102,11 +102,8 @@ def _groups(cfg: BenchConfig, plan: Plan, targets: list[tuple[str, int, str]], *
 
 async def _measure(cfg: BenchConfig, plan: Plan, pub: EventSink, stats_redis: Redis) -> Window:
     """Open the viewers, publish on schedule while they watch, then ``finish``, reading the
-    cost counters around that window. The quiet streams' viewers open before the window,
-    or during it (``--join-during``, ``JOIN_AFTER`` seconds in); their streams end after
-    the counters are read, so closing thousands of them is not counted as the cost of
-    the others' events. Meanwhile the timeline is sampled (``Sampler``), and with
-    ``--kill-pid`` that front-end is killed ``--kill-after`` seconds into the window."""
+    cost counters around that window (quiet streams end after it, so closing them is not
+    counted); the timeline is sampled meanwhile, and ``--kill-pid`` killed on time."""
     pids = plan.pids
     rss_before = {pid: proc_rss_kb(pid) for pid in pids}
     before_window = not cfg.join_during and plan.quiet_sids

@@ -111,13 +111,10 @@ def staggered(
     kind: str = "",
     slot: float = 0.0,
 ) -> tuple[Iterator[tuple[float, Job]], int]:
-    """Each stream on its own schedule, as independent generations append: stream j's
-    k-th event at t0 + (k + j/len(sids))/rate, each append on its own round trip, so the
-    appends reach Redis one by one rather than in bursts of every stream at once; up to
-    ``STAGGERED_IN_FLIGHT`` overlap. With ``slot`` (seconds), the appends due within one
-    slot share a round trip (a pipeline of the same appends): the bench's own CPU, not
-    Redis's work, is what that saves. Events of type ``data-bench``, or ``kind``. The
-    jobs, and how many at once."""
+    """Each stream on its own schedule, as independent generations append: stream j's k-th
+    event at t0 + (k + j/len(sids))/rate, each on its own round trip (up to
+    ``STAGGERED_IN_FLIGHT`` at once); with ``slot`` the appends due in one slot share one,
+    which saves the bench's CPU, not Redis's. Returns the jobs and how many at once."""
 
     def event() -> dict[str, Any]:
         if kind:

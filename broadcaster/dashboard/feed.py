@@ -272,12 +272,9 @@ class Connection:
         return found
 
     async def _wait(self, writer: Writer | None) -> bool:
-        """Wait for work; False once the socket has been silent a keepalive's worth.
-        With a writer, the socket is the fan-out's meanwhile and the hub's keepalive task
-        pings it when it falls silent (``keepalive.py``), as it does a single-stream
-        viewer's: a sleeping connection has no timer, and its task is not woken to send
-        a ping. What the fan-out writes counts as traffic: a connection whose streams are
-        busy is never pinged."""
+        """Wait for work; False once the socket has been silent a keepalive's worth. With a
+        writer the socket is the fan-out's meanwhile and the hub's keepalive task pings it, so a
+        sleeping connection has no timer; what the fan-out writes counts as traffic."""
         if self._pending():
             return True
         loop = asyncio.get_running_loop()
@@ -425,12 +422,9 @@ class Connection:
                 await self._based(REBASE)
 
     async def _based(self, past: int) -> None:
-        """While more than ``past`` positions moved since the base, write one (or wait for
-        the one being written), so that the frames after it name it. Between replays
-        (``REBASE``): else each replay's id joined every position moved so far, and a
-        dashboard of many streams wrote ids that grew with each one (docs/performance.md).
-        Once caught up (1): else up to ``REBASE`` positions were joined in every
-        live id until a 17th moved. A failed write leaves the ids longer."""
+        """While more than ``past`` positions moved since the base, write one (or wait for the
+        one being written), so that later frames name it and ids stay short: between replays
+        (``REBASE``) and once caught up (1). A failed write leaves the ids longer."""
         while len(self.cursor.moved) > past:
             token = self.cursor.token
             self.rebase()

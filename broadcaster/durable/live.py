@@ -39,12 +39,9 @@ PAGE_BYTES = 256 * 1024
 
 
 def entries_of(form: Form, run: Run) -> list[Entry]:
-    """The entries a run carries, the closure marker included: a stream of events closes
-    with its terminal event, which is data, so a run that ends one gets a marker after it
-    (``closing``). What cannot be read as the append script writes it (the hub lets no
-    such message through: this is for whatever else might) ends the entries with an
-    ``error`` message in its place and the marker (``unreadable``), as a malformed
-    stored entry is read (``dslog.read``)."""
+    """The entries a run carries, with the closure marker after a terminal event
+    (``closing``); what cannot be read as the append script writes it ends the entries
+    with an ``error`` message and the marker (``unreadable``), as ``dslog.read`` does."""
     first, _, body, terminal = run
     out: list[Entry] = []
     if form == "ds":
@@ -314,12 +311,9 @@ async def long_poll(
     wait_seconds: float,
     known: Callable[[State], bool] = lambda state: True,
 ) -> Polled:
-    """Wait up to ``wait_seconds`` for entries after seq ``after`` (None: the tail, for
-    ``offset=now``); at once when ``known`` says the stream's state does not hold the
-    reader's offset. A stream watched here already costs one read of Redis; otherwise the
-    stream is read, subscribed, and read again (what was appended in between would be in
-    no message), and stays watched a little while for the next poll (``HubConfig.linger``).
-    """
+    """Wait up to ``wait_seconds`` for entries after seq ``after`` (None: the tail); at once
+    when ``known`` says the stream does not hold the offset. A stream not watched here is
+    read, subscribed and read again, and stays watched a while for the next poll."""
     if hub.warm(name):
         async with hub.subscribe(name, 0, counted=False) as sub:
             state, entries = await log.read(

@@ -148,12 +148,9 @@ same ``Producer-Seq`` is deduplicated, so the retry is safe (``core/durability.p
 
 
 class DurableLog:
-    """Reads and writes Durable Streams (``decode_responses`` off: data stays bytes).
-
-    Every write goes through ``durability`` (``core/durability.py``): with
-    ``BROADCASTER_DURABILITY=replicas`` (or the older ``wait_replicas`` > 0, which maps
-    onto it) a write is acknowledged only once that many replicas have it, so a failover
-    (Sentinel, a Cluster) cannot lose what was acknowledged."""
+    """Reads and writes Durable Streams (``decode_responses`` off: data stays bytes); every
+    write goes through ``durability``, so a write acknowledged under ``replicas`` survives
+    a failover."""
 
     def __init__(
         self,

@@ -1,18 +1,13 @@
 """The fan-out of a front-end process: the streams it watches, their viewers, and the copy
 of each new event to every viewer. Knows nothing of HTTP.
 
-New events are *pushed*: the append script publishes each batch on its stream's channel,
-already encoded as SSE frames, and this process subscribes to the channel of every stream
-it has viewers for (``push.py``, ``pubsub.py``). A message whose first seq follows the
-topic's cursor goes to the viewers as it is: straight to the socket of each viewer that
-is caught up and idle (one write per viewer per message), or into the bounded buffer of
-one that is busy or behind. So the cost of an event does not depend on how many other
-streams the process watches, for the process or for Redis. The log is read only to fill
-a gap (``repair.py``): once per stream, not per viewer.
-
-A topic is subscribed *before* its first viewer reads the history from the log, so an
-event published in between is in the read or in a message, never in neither. How one
-viewer is served, from its resume point to the terminal event, is ``viewer.py``.
+New events are pushed: the append script publishes each batch as SSE frames on its
+stream's channel, and this process subscribes to those of the streams it has viewers
+for (``push.py``, ``pubsub.py``). A message that follows the topic's cursor goes to each
+caught-up viewer's socket in one write, or into the bounded buffer of one behind, so an
+event's cost does not depend on how many streams are watched; the log is read only to
+fill a gap, once per stream (``repair.py``). A topic is subscribed before its first
+viewer reads the history, so no event falls between. One viewer: ``viewer.py``.
 """
 
 from __future__ import annotations
@@ -203,14 +198,11 @@ class Hub:
         wants_presence: bool = False,
         own: bool = True,
     ) -> AsyncIterator[Subscription]:
-        """Receive live runs of ``stream_id``, once the subscription to its channel is
-        confirmed (then nothing published is missed). ``known_seq``/``known_tag``: where
-        the stream is known to be, a new topic's cursor. ``form``: what its messages
-        carry; ``make`` builds the subscription (a Durable Streams reader's encodes runs
-        its own way). A ``counted`` viewer counts among the stream's viewers (a long-poll
-        does not), as ``subject``; one that ``wants_presence`` is told the count when it
-        changes. An ``own`` subscription is its response's only one, and counts as a
-        connection (a response following many streams counts itself: ``connection``)."""
+        """Receive live runs of ``stream_id`` once its channel's subscription is confirmed (so
+        nothing published is missed). ``known_seq``/``known_tag``: a new topic's cursor;
+        ``form`` and ``make``: what messages carry and the subscription built. ``counted``
+        viewers count among the stream's (as ``subject``; ``wants_presence`` is told the count);
+        an ``own`` subscription counts as a connection."""
         topic = self._topics.get(stream_id)
         if topic is None:
             topic = self._watch(stream_id, known_seq, known_tag, form)
@@ -377,15 +369,10 @@ class Hub:
         detach: viewer.Detach | None = None,
         marks: bool = False,
     ) -> AsyncIterator[bytes]:
-        """SSE bytes for one viewer: every event with seq > ``after``, exactly once, in
-        order; ``: ping`` during silences; ends after the terminal event (with its
-        ``[DONE]``) or when the hub drains. Consecutive frames are joined into one chunk.
-
-        With a ``writer`` (the viewer's socket), live frames that arrive while the viewer
-        is caught up go straight to it from the fan-out and are not yielded here. With
-        ``detach`` too, a caught-up viewer may be handed over instead of waiting
-        (``viewer.deliver``): the iteration then ends with the subscription still open,
-        and its holder goes on with ``resume`` when it wakes, or ``leave``s."""
+        """SSE bytes for one viewer: every event with seq > ``after`` once, in order, ``: ping``
+        in silences, until the terminal event or a drain. With a ``writer``, live frames for a
+        caught-up viewer go straight to the socket; with ``detach`` too, the viewer may be handed
+        over and the iteration ends with the subscription open (``viewer.deliver``)."""
         if info.ended:
             async for chunk in self.replays.ended(stream_id, after, compact=compact):
                 yield chunk

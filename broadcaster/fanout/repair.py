@@ -114,11 +114,9 @@ class Repairer:
         self._check_wanted.set()
 
     def wait_for(self, topic: Topic, then: Callable[[], None]) -> bool:
-        """Call ``then`` once ``topic`` settles and, if its history is short and its
-        tail holds none of it, once that history was read (once per topic: ``_seed``);
-        at the latest after ``SETTLE_WAIT`` seconds (then its caller finds out the usual
-        way). A herd of viewers arriving at a stream a front-end has just started to
-        watch waits for this, instead of each reading the log. False, and nothing
+        """Call ``then`` once ``topic`` settles (and its short history is read, once per topic:
+        ``_seed``), at the latest after ``SETTLE_WAIT`` seconds: a herd arriving at a newly
+        watched stream waits for this instead of each reading the log. False, and nothing
         called, when nothing that would help is coming."""
         seed = not topic.tail and not topic.seeded and 0 < topic.cursor <= SEED_EVENTS
         if topic.settled and not seed:

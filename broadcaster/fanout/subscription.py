@@ -64,12 +64,10 @@ once its socket drains."""
 
 class Subscription:
     """One viewer's bounded buffer of live runs. Never blocks the fan-out: when full, the
-    newest are dropped and ``overflowed`` tells the viewer to refill from Redis.
-
-    While its viewer is caught up and idle, ``direct`` is the viewer's ``Writer`` and the
-    fan-out writes new frames straight to the socket, with no task wakeup and no copy per
-    frame: the common case, where fan-out costs one ``write`` per viewer per message. The
-    viewer's task sets ``direct`` only while it waits, so the two never interleave."""
+    newest are dropped and ``overflowed`` tells the viewer to refill from Redis. While the
+    viewer is caught up and waits, ``direct`` is its ``Writer`` and the fan-out writes to the
+    socket itself, one ``write`` per viewer per message; the task sets it only while it
+    waits, so the two never interleave."""
 
     __slots__ = (
         "_buf",
@@ -106,8 +104,8 @@ class Subscription:
         self, limit: int, topic: Topic | None = None, keepalive: Keepalive | None = None
     ) -> None:
         self._buf: list[Run] = []
-        """Runs for the viewer's task, taken whole (a list: empty, a fraction of a deque's
-        size, and every viewer of every stream has one)."""
+        """Runs for the viewer's task, taken whole (a list: every viewer has one, and an
+        empty list is far smaller than a deque)."""
         self._buffered = 0  # events in _buf
         self._bytes = 0  # their encoded size
         self._limit = limit
@@ -120,9 +118,8 @@ class Subscription:
         """The seq of the last event this viewer was sent (or handed to send)."""
         self.direct: Writer | None = None
         self.direct_end: Writer | None = None
-        """Writes a terminal run and the response's end in one write (its holder's, a
-        response that ends by itself: ``viewers.response.Handed``); else the run goes by
-        ``direct``, and the response's end by its holder afterwards."""
+        """Writes a terminal run and the response's end in one write (a ``Handed``'s);
+        else the run goes by ``direct`` and the end by its holder afterwards."""
         self.finished = False
         """The terminal event went out by ``direct_end``: the response is over."""
         self.quiet_since = 0.0
@@ -144,17 +141,15 @@ class Subscription:
         """It counts among its stream's viewers (presence), as ``subject``."""
         self.subject: str | None = None
         self.handed = False
-        """Its viewer's task handed it over while caught up (``viewer.deliver``'s
-        ``detach``) and ended: no task waits on it; ``resume`` is called when it has
-        work, and its holder leaves the hub for it (``Hub.leave``)."""
+        """Handed over while caught up (``detach``), its task ended: ``resume`` is called
+        when it has work, and its holder leaves the hub for it."""
         self.resume: Callable[[], None] | None = None
         """Called (once) instead of waking a task, while it is handed over."""
         self.gone = False
         """It left the hub (``Hub.leave``)."""
         self.marks = False
-        """Its viewer asked to know where the stream is (``caught_up=1``): a
-        ``data-caught-up`` mark once its replay reaches the tail, the tail's seq in each
-        keepalive."""
+        """Its viewer asked for ``caught_up=1``: a ``data-caught-up`` mark once its replay
+        reaches the tail, the tail's seq in each keepalive."""
         self.marked = False
         """The caught-up mark went out."""
         self.farewell: bytes | None = None
@@ -359,12 +354,10 @@ class Topic:
         self.linger: asyncio.TimerHandle | None = None
         """Set while nobody watches it: when it stops being watched."""
         self.encoded: tuple[Run | None, dict[Any, Any]] = NO_ENCODINGS
-        """The run being fanned out as other encodings made it, once for all their
-        viewers (each checks the run is its own before using the cache, and starts a new
-        one otherwise); let go once the run is out (``NO_ENCODINGS``)."""
+        """The run being fanned out in other encodings, made once for all their viewers
+        (each checks the run is its own); let go once the run is out."""
         self.shared: tuple[Run | None, Any] = NOT_SHARED
-        """The run being fanned out and its form shared by the connections following many
-        streams (``dashboard/feed.py``): made by the first of them, let go with ``encoded``."""
+        """The run's form shared by connections following many streams (``dashboard/feed.py``)."""
         self.viewers = 0
         """The stream's viewer count, as the last presence message said."""
         self.told_count = -1
@@ -383,28 +376,22 @@ class Topic:
         self.repairing = False
         """A read of the log is filling a gap: messages meanwhile only raise ``behind``."""
         self.written = False
-        """A run of live events went to its viewers (traces only: its first write is
-        recorded once)."""
+        """A run of live events went to its viewers (traces record the first once)."""
         self.seeded = False  # its history was read once to start its tail (``Repairer``)
         self.settled = False
-        """Events went to the viewers since the subscription was confirmed: the cursor is
-        where the stream stood then, and every later event comes by message (or a fill).
-        Until then, events appended between the read that set the cursor and the
-        confirmation may be unknown here."""
+        """Events went to the viewers since the subscription was confirmed: every later
+        event comes by message (or a fill); before, some may be unknown here."""
         self.ended = False
         """The terminal event went to the viewers."""
         self.tail: deque[Run] | tuple[()] = NO_TAIL
-        """The newest runs that went to the viewers, one after the other up to the cursor
-        (at most ``TAIL_BYTES`` of frames): a viewer that reconnects a little behind
-        gets them from here, not from the log. ``NO_TAIL`` until a run goes out live: an
-        empty deque is 760 bytes, and a dashboard's front-end holds tens of thousands of
-        quiet topics."""
+        """The newest runs that went out, up to the cursor (at most ``TAIL_BYTES``): a viewer
+        reconnecting a little behind reads them, not the log. ``NO_TAIL`` until a run goes
+        out live: a dashboard's front-end holds many quiet topics, and a deque is large."""
         self.tail_bytes = 0
         self.behind = 0
         """The highest seq a message announced while the topic was repairing."""
         self.pending: list[Run] = []
-        """Runs that messages of the current read of the pub/sub socket brought, in order,
-        to go to the viewers together once the read is over."""
+        """Runs the current read of the pub/sub socket brought, to go out together after it."""
 
     def remember(self, run: Run) -> None:
         """``run`` went to the viewers: keep it in the tail, the oldest making room."""

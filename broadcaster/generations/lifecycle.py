@@ -118,13 +118,9 @@ class Generations:
         await self.log.redis.delete(*keys.stream_keys(stream_id))
 
     async def claim(self, stream_id: str, owner: str, *, repair: bool = False) -> Claim | None:
-        """Make ``owner`` the only writer of a generation and count the run; one whose
-        owner's hold had lapsed counts a lost worker (``Claim.lost``). ``repair``: the
-        owner takes its own stream again after Redis lost writes, which counts nothing.
-
-        Returns None when the generation is gone or already ended (nothing to run);
-        raises ``Held`` when a live worker holds it (one found dead does not).
-        """
+        """Make ``owner`` the only writer of a generation and count the run (a lapsed hold
+        counts a lost worker, ``Claim.lost``; ``repair``: the owner takes its own stream again
+        after a loss). None when it is gone or ended; ``Held`` when a live worker holds it."""
         mode = "repair" if repair else ""
         dead = list(self.dead()) if self.dead is not None else []
         # Through the committer (BROADCASTER_DURABILITY), as an append: ``NotConfirmed``

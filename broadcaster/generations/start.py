@@ -75,13 +75,9 @@ class IdTaken(NotStarted):
 
 async def admit(jobs: JobQueue, admission: Admission, provider: str) -> Admitted:
     """What a new generation must pass before anything is stored: ``ProviderUnavailable``
-    when the deployment does not serve ``provider``, ``Busy`` when too many generations
-    are in flight.
-
-    Whether a worker is alive right now does not matter: a provider the deployment serves
-    (``BROADCASTER_PROVIDERS``, else the default provider and every provider a worker
-    has ever advertised) is queued and waits for a worker, up to the queued timeout. A
-    cold start or a restart of every worker is a server state, not the client's mistake."""
+    for a provider the deployment does not serve, ``Busy`` when too many are in flight. A
+    served provider with no worker alive is queued: a cold start is a server state, not
+    the client's mistake."""
     depth, seen = await jobs.admission(provider)
     if admission.served is not None:
         served = provider in admission.served
@@ -117,17 +113,12 @@ async def start(
     created: bool = False,
     swap: Callable[[], Awaitable[bool]] | None = None,
 ) -> bool:
-    """Start generation ``stream_id`` running ``job`` (a checked request): admit it
-    (``admit``; or ``admitted``, the proof of a check the caller made first, before it
-    changed anything), create it (``IdTaken`` when the id is taken; ``created``: it
-    exists already, a chat's message that waited for its turn, and its request is
-    ``job`` now), then ``swap`` (a chat's record made to name it) and queue it for a
-    worker. False when ``swap`` says another start came first: the generation is not
-    queued, and one this call created is deleted (nobody saw it).
-
-    Created before the chat names it, queued after: whoever reads the chat's record
-    meanwhile finds a generation that exists, and a worker never runs one the chat does
-    not name."""
+    """Start generation ``stream_id`` running ``job``: admit it (or take ``admitted``, a
+    check the caller made first), create it (``IdTaken``; ``created``: it exists already),
+    ``swap`` (a chat's record made to name it), then queue it. False when ``swap`` finds
+    another start came first: nothing queued, and what this call created is deleted.
+    Created before the chat names it, queued after: a reader of the chat finds a generation
+    that exists, and no worker runs one the chat does not name."""
     if admitted is None or admitted.provider != job["provider"]:
         admitted = await admit(jobs, admission, job["provider"])
     if "traceparent" not in job:

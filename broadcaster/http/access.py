@@ -1,18 +1,11 @@
 """Who may do what (docs/security.md): producers' API keys with their rights, the rate per
 key, and tokens (JWTs, and the deprecated legacy ones), as FastAPI dependencies and the
-checkers the routes call.
+checkers the routes call. Credentials are read from the ``Request``, not declared as
+parameters: the OpenAPI document describes the routes, not the credentials.
 
-Headers and the ``token`` query parameter are read from the ``Request``, not declared
-as parameters: the OpenAPI document describes the routes, not the credentials.
-
-**401 or 403.** No credential, or one that is not valid here (a JWT with a bad
-signature, not yet valid, for another audience, of an algorithm or key we do not
-accept; a legacy token that does not verify; an API key on a reading route): 401
-``unauthorized`` with ``WWW-Authenticate: Bearer``; a JWT past its ``exp`` (and the
-leeway) or revoked (``auth.revocations``): 401 ``token_expired``, ``token_revoked``.
-A valid JWT that does not cover the
-stream, chat or right asked for, or an API key without the route's right: 403
-``forbidden``. A JWT's ``sub`` becomes ``request.state.subject`` (``viewer_subject``).
+401 ``unauthorized`` (with ``WWW-Authenticate: Bearer``) for no credential or one not
+valid here; 401 ``token_expired``/``token_revoked``; 403 ``forbidden`` for a valid one
+that does not cover what is asked. A JWT's ``sub`` becomes ``request.state.subject``.
 """
 
 from __future__ import annotations

@@ -83,13 +83,10 @@ def _error_answer(status: int) -> dict[str, Any]:
 
 
 def finish(schema: dict[str, Any], pattern: str) -> dict[str, Any]:
-    """What the routes cannot say in their decorators: every ``{stream_id}`` and
-    ``{chat_id}`` path parameter has the contract's grammar (``describe_stream_ids``; a
-    chat's stream takes a run id too); every 422 is an ``ErrorBody`` (the app's handler
-    answers FastAPI's validation errors so, not with FastAPI's ``detail``); the resume
-    point parameters FastAPI derives from the signatures have their grammar; and the
-    credentials: ``Authorization: Bearer`` on every route of ``/v1``, ``?token=`` on those
-    that read (and the chat routes), none required by a deployment that configures none."""
+    """What the routes cannot say in their decorators: the contract's grammar on every
+    ``{stream_id}`` and ``{chat_id}`` and on the resume point parameters, every 422 an
+    ``ErrorBody`` (as the app answers it), and the credentials (Bearer on ``/v1``,
+    ``?token=`` on the reading routes), none required where a deployment configures none."""
     describe_stream_ids(schema, pattern)
     components = schema.setdefault("components", {})
     components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)

@@ -295,11 +295,9 @@ def _reset_view(
     body_filter: Filter | None, direct_writer: Callable[[Writer], Writer] | None
 ) -> tuple[Filter, Callable[[Writer], Writer] | None]:
     """``body_filter`` and ``direct_writer`` of a reader that asked for the AI SDK 7's
-    ``reset-step`` (``chat.reset_step.wanted``): a restarted step's ``start-step`` served
-    as one, through the view every such reader of this front-end shares; its chunks
-    through ``RESET_VIEW`` after the route's own filter; direct writes mapped by it
-    where the route has none of its own (a route whose filter must see every chunk, a
-    chat answer's, keeps taking none)."""
+    ``reset-step``: a restarted step's ``start-step`` served as one, through the view every
+    such reader here shares (``RESET_VIEW``, after the route's own filter); direct writes
+    are mapped by it unless the route's filter must see every chunk."""
     if body_filter is None:
         return RESET_VIEW.frames, RESET_VIEW.writer
     inner = body_filter

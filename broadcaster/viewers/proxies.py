@@ -16,13 +16,9 @@ log = logging.getLogger("broadcaster.limits")
 
 
 class UntrustedForwarders:
-    """Requests whose forwarded headers the front-end did not believe, in this process:
-    ``X-Forwarded-For`` from a peer that is no trusted proxy, or ``Forwarded`` alone.
-    Every client behind such a peer counts as that one address
-    (``max_connections_per_address``), so a front-end behind a proxy it does not trust
-    says so while it lasts: in ``/readyz`` (``report``) and in
-    ``broadcaster_untrusted_forwarded_requests_total`` (``collect``), not only once in its
-    log."""
+    """Requests whose forwarded headers this front-end did not believe (``X-Forwarded-For``
+    from an untrusted peer, or ``Forwarded`` alone): every client behind such a peer counts
+    as one address, so it says so while it lasts, in ``/readyz`` and a metric."""
 
     RECENT = 600.0
     """Seconds after the last such request that ``/readyz`` still reports it."""

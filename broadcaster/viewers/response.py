@@ -240,13 +240,10 @@ async def send_chunk(send: Send, chunk: bytes, writer: Writer | None, wait: floa
 
 
 class Handed:
-    """An SSE response whose task ended while its viewer was caught up (``detach``): a
-    subscription the fan-out and the keepalive write to directly, and this. When the
-    viewer has work no direct write can do (a buffered or overflowed run, a ping or a
-    notice the socket did not take, the end, a drain), ``wake`` starts a task for it
-    (owned by the server) that goes on as the response's task did, until the viewer is
-    caught up again (handed back here), or its response ends. A client that goes away
-    while none runs leaves at once."""
+    """An SSE response whose task ended while its viewer was caught up (``detach``): the
+    fan-out and the keepalive write to its socket directly. When the viewer has work no
+    direct write can do, ``wake`` starts a task (owned by the server) that goes on as the
+    response's did until caught up again or ended; a client gone meanwhile leaves at once."""
 
     __slots__ = (
         "_leave",

@@ -1,18 +1,11 @@
 """One agent step's chunks in the neutral vocabulary (``worker.providers.parts``), so that
-the worker's one mapping (``worker.mapping``) makes the contract's events of them. Pure:
-no I/O.
+the worker's one mapping (``worker.mapping``) makes the contract's events of them. Pure.
 
-AI SDK UI chunks become parts: ``text-*`` text, ``reasoning-*`` reasoning,
-``tool-input-*`` a tool call; a tool the agent runs itself (any tool that is not one of
-the request's own, which the client runs) is shown with ``providerExecuted``. What the
-vocabulary has no part for (a tool's output, a ``data-*`` part, a source, a file) is
-passed on as it is (``Passed``). Anthropic raw events from an agent are read as the
-Anthropic provider reads them (``anthropic_stream``), their parts renumbered into the
-step's.
-
-The worker writes the answer's own frame (``start``, ``finish``, ``start-step``,
-``finish-step``): an agent's are dropped, its ``start-step`` and ``message_start`` only
-mark where its next step begins (``boundary``). An ``error`` chunk fails the answer.
+AI SDK UI chunks become text, reasoning and tool parts (a tool that is not one of the
+request's own is ``providerExecuted``); what has no part (a tool's output, ``data-*``,
+sources, files) passes as it is (``Passed``); Anthropic raw events are read by
+``anthropic_stream``. The worker writes the answer's own frame: an agent's ``start``,
+``finish`` and step chunks only mark step boundaries; an ``error`` chunk fails it.
 """
 
 from __future__ import annotations

@@ -1,18 +1,11 @@
 """A deterministic, offline provider for demos, tests and benchmarks.
 
 It answers in Anthropic's raw event shapes (``fake_events``), read as the Anthropic
-provider reads them, so everything after it (mapping, merging, appending) runs exactly
-as with the real model. The reply is a pure function of the
-request: the same prompt always gives the same text, in the same chunks.
-
-It stands in for every provider, and shows what they can: with ``thinking`` enabled it
-thinks first (a thinking block with a signature, ``fake-sig-…``); given ``tools`` (and a
-``tool_choice`` other than none) it ends its turn calling one, with an input made from
-its schema (each property's ``default``, else the prompt for strings): the tool the last
-user text names, else the first of the request's own tools (a tool the worker runs is
-called only when named). When the last turn holds tool results, it answers them in
-text that echoes them. So a demo or a test shows a whole tool round trip, in the worker
-or in the client, without a network.
+provider reads them, so everything after it runs as with a real model; the reply is a
+pure function of the request. It thinks when ``thinking`` is on (signed
+``fake-sig-…``), calls a tool when given ``tools`` (the one the last user text names,
+else the request's first; its input from the schema), and answers tool results by
+echoing them, so a whole tool round trip runs without a network.
 """
 
 from __future__ import annotations
