@@ -259,9 +259,21 @@ def loads_strict(text: str | bytes, depth: int = keys.MAX_JSON_DEPTH) -> Any:
         raise InvalidJson(f"not valid JSON: {exc}"[:300]) from None
     if too_deep(value, depth):
         raise InvalidJson(f"nests arrays and objects deeper than {depth}", "too_deep")
-    if any(escape in text for escape in _SURROGATE_ESCAPES) and _lone_surrogate(value):
+    if _may_hold_surrogate(text) and _lone_surrogate(value):
         raise InvalidJson("a lone surrogate is not text", "invalid_request")
     return value
+
+
+def _may_hold_surrogate(text: str) -> bool:
+    """Whether ``text`` holds one of ``_SURROGATE_ESCAPES``: looked for a piece
+    (``PIECE_CHARS``) at a time, each piece reaching into the next by an escape's length
+    less one, so no one search holds the interpreter long on a large text."""
+    reach = len(_SURROGATE_ESCAPES[0]) - 1
+    return any(
+        text.find(escape, start, start + PIECE_CHARS + reach) >= 0
+        for start in range(0, max(len(text), 1), PIECE_CHARS)
+        for escape in _SURROGATE_ESCAPES
+    )
 
 
 def _utf8(data: bytes) -> str:

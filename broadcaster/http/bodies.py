@@ -18,12 +18,15 @@ from broadcaster.http.errors import ApiError
 from broadcaster.http.offloop import Offloop
 from broadcaster.http.settings import Settings
 
+_SEPARATORS = b",:[{"
+
 
 def separators(chunk: bytes) -> int:
     """How many JSON values ``chunk`` can begin at most: every value but a body's first
     follows a ``[``, ``{``, ``,`` or ``:``. Counted in C as the chunk arrives; those
-    characters inside strings count too, so the bound errs on the side of the server."""
-    return chunk.count(b",") + chunk.count(b":") + chunk.count(b"[") + chunk.count(b"{")
+    characters inside strings count too, so the bound errs on the side of the server.
+    One pass (what deleting them leaves), not a count of each: this runs on the loop."""
+    return len(chunk) - len(chunk.translate(None, _SEPARATORS))
 
 
 async def read_bytes(request: Request, limit: int, *, values: int | None = None) -> bytes:

@@ -4,16 +4,20 @@ so that it never stalls the front-end's other connections: a few threads, and a 
 on the work that waits for them (503 ``busy`` beyond).
 
 Threads, not processes: what they return is used on the loop, and handing a parsed body
-back from a process costs what parsing it did. A thread holds the interpreter's lock
-while a C function runs (``json.loads``, a pydantic validation), so the work given to
-them is cut into calls that each stay small: the bounds on a body (bytes, JSON values,
-messages) are what keep them so.
+back from a process costs what parsing it did. They share the interpreter's lock with
+the loop, which asks for it back after each of its system calls (every socket read and
+write, every wait for one): a thread running Python code hands it over after the switch
+interval (``BROADCASTER_SWITCH_INTERVAL_MS``, set lower than Python's 5 ms, which the loop
+paid once per system call), and one running a C function (``json.loads``, a pydantic
+validation) only when that returns, so the work given to them is cut into calls that each
+stay small: the bounds on a body (bytes, JSON values, messages) are what keep them so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -33,7 +37,9 @@ INLINE_BYTES = 64 * 1024
 class Offloop:
     """A small thread pool for a front-end's request work, with a bound on what waits."""
 
-    def __init__(self, threads: int, waiting: int) -> None:
+    def __init__(self, threads: int, waiting: int, switch_interval: float) -> None:
+        # The process's interval, not the pool's: the loop's wait is what it bounds.
+        sys.setswitchinterval(switch_interval)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="offloop")
         self._room = threads + waiting
         self._taken = 0

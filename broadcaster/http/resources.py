@@ -82,7 +82,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
             app.state.viewing.started(hub, event_log, revocations.revokes)
             app.state.jobs = JobQueue(redis)
             app.state.ledger = Ledger(redis, settings.usage_retention_days)
-            app.state.offloop = Offloop(settings.body_threads, settings.body_waiting)
+            app.state.offloop = _offloop(settings)
             _chats(app, settings, event_log, durability)
             app.state.idempotency = Idempotency(
                 redis,
@@ -122,6 +122,12 @@ def _logs(app: FastAPI, settings: Settings, event_log: EventLog, durability: Dur
     )
     app.state.generations = Generations(event_log, settings.worker_lease_seconds)
     app.state.leases = Leases(app.state.generations)
+
+
+def _offloop(settings: Settings) -> Offloop:
+    """The threads for request work, and how long one keeps the interpreter's lock."""
+    interval = settings.switch_interval_ms / 1000
+    return Offloop(settings.body_threads, settings.body_waiting, interval)
 
 
 def _chats(app: FastAPI, settings: Settings, event_log: EventLog, durability: Durability) -> None:

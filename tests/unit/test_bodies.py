@@ -7,8 +7,9 @@ import json
 
 import pytest
 
+from broadcaster.core import events
 from broadcaster.durable import protocol
-from broadcaster.http.bodies import parse_json
+from broadcaster.http.bodies import parse_json, separators
 from broadcaster.http.errors import ApiError
 
 EVENT = {"type": "data-odd", "text": "é"}
@@ -56,3 +57,28 @@ def test_what_json_cannot_carry_is_422_never_another_error(body: bytes, code: st
 def test_surrogate_pairs_and_deep_enough_json_are_taken() -> None:
     assert parse_json(b'["\\ud83d\\ude00"]') == ["\U0001f600"]
     assert parse_json(b"[" * 128 + b"]" * 128) is not None
+
+
+@pytest.mark.parametrize("shift", [-3, -2, -1, 0, 1])
+@pytest.mark.parametrize("escape", ["\\ud800", "\\uDFFF"])
+def test_a_lone_surrogate_is_found_across_the_pieces_of_a_long_body(
+    shift: int, escape: str
+) -> None:
+    """A long body is searched for surrogate escapes a piece at a time: one that straddles
+    two pieces, anywhere, is found all the same."""
+    prefix = '{"pad": "' + "x" * (events.PIECE_CHARS - 20 + shift) + '", "a": "'
+    assert len(prefix) == events.PIECE_CHARS - 2 + shift  # where the escape begins
+    body = (prefix + escape + '", "tail": "' + "y" * events.PIECE_CHARS + '"}').encode()
+    with pytest.raises(ApiError) as refused:
+        parse_json(body)
+    assert (refused.value.status, refused.value.code) == (422, "invalid_request")
+    paired = body.replace(escape.encode(), b"\\ud83d\\ude00")
+    assert parse_json(paired)["a"] == "\U0001f600"
+
+
+@pytest.mark.parametrize(
+    "chunk", [b"", b"x", b'{"a": [1, 2, {"b": ":,[{"}]}', bytes(range(256)) * 3]
+)
+def test_separators_counts_each_opening_comma_and_colon(chunk: bytes) -> None:
+    expected = sum(chunk.count(c) for c in (b",", b":", b"[", b"{"))
+    assert separators(chunk) == expected
