@@ -115,8 +115,8 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     ``Retry-After``."""
     switch_interval_ms: float = Field(0.5, ge=0.05, le=100)
     """How long a thread may keep Python's interpreter lock while another waits for it
-    (``sys.setswitchinterval``; Python's own default is 5). While those threads work, the
-    event loop waits for the lock after each of its system calls: this bounds each wait."""
+    (``sys.setswitchinterval``; Python's own default is 5). While those threads run Python
+    code, the event loop waits up to this long for the lock after each system call."""
     idempotency_ttl_seconds: int = Field(86400, ge=60)
     """How long a request's ``Idempotency-Key`` answers its retries (``POST /v1/chat``,
     ``POST /v1/generations``, ``POST /v1/streams/{id}/events``): a retry with the same
