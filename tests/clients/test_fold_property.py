@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broadcaster.chat.ui_message import UIMessageFold
-from tests.support import node_host
+from tests.support import long_form, node_host
 from tests.support.procs import ROOT
 from tests.support.ui_streams import SDK6, SDK7, ui_stream
 
@@ -62,9 +62,14 @@ def check(script: Path, streams: list[list[dict[str, Any]]]) -> None:
         assert folded(stream) == read["message"], json.dumps(stream)
 
 
-PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=long_form.budget(20, 60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
+@long_form.mark
 @PROPERTY
 @given(st.lists(ui_stream(SDK6), min_size=1, max_size=BATCH))
 def test_the_history_is_what_the_ai_sdk_6_reads(streams: list[list[dict[str, Any]]]) -> None:
@@ -72,6 +77,7 @@ def test_the_history_is_what_the_ai_sdk_6_reads(streams: list[list[dict[str, Any
     check(SDK6_SCRIPT, streams)
 
 
+@long_form.mark
 @PROPERTY
 @given(st.lists(ui_stream(SDK7), min_size=1, max_size=BATCH))
 def test_the_history_is_what_the_ai_sdk_7_reads(streams: list[list[dict[str, Any]]]) -> None:

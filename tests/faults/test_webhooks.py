@@ -1,6 +1,7 @@
 """Webhooks under faults and load: the delivering process killed with SIGKILL during
-the backoff, 1,000 generations each delivered (none lost, duplicates only under the same
-``webhook-id``), and a Redis Cluster, whose outboxes live on every node."""
+the backoff, 1,000 generations (300 in ``make test``) each delivered (none lost,
+duplicates only under the same ``webhook-id``), and a Redis Cluster, whose outboxes live
+on every node."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from standardwebhooks import Webhook
 
 from broadcaster.core import keys
 from broadcaster.core.embedded import ServerNotFound
+from tests.support import long_form
 from tests.support.polling import wait_for
 from tests.support.procs import ROOT, Proc, processes, spawn, start_frontend, start_worker
 from tests.support.topologies import WORKER_ENV, LocalCluster, start_cluster
@@ -132,14 +134,15 @@ async def test_a_deliverer_killed_during_the_backoff_is_taken_over(
     print(f"\n{victim} killed: delivered by the other {taken:.1f} s after the kill")
 
 
-GENERATIONS = 1000
+GENERATIONS = long_form.budget(300, 1000)
+"""300 in ``make test``, 1,000 in ``make test-long``."""
 CLASH = {"name": "add", "input_schema": {"type": "object"}}
 """A request tool named like one of the worker's own (``tests.support.worker_tools``):
 the worker refuses the generation before calling the model, so it fails."""
 
 
 async def start_all(client: httpx.AsyncClient, bases: list[str]) -> dict[str, str]:
-    """1,000 generations over the front-ends, 50 requests at a time: every tenth
+    """``GENERATIONS`` generations over the front-ends, 50 requests at a time: every tenth
     cancelled at once, every tenth (another) failing at the worker. Their ids, and
     what each was meant to end as."""
     gate = asyncio.Semaphore(50)
@@ -164,6 +167,7 @@ async def start_all(client: httpx.AsyncClient, bases: list[str]) -> dict[str, st
     return meant
 
 
+@long_form.mark
 @pytest.mark.timeout(600)
 async def test_a_thousand_generations_each_delivered(
     db_url: str, logs_dir: Path, clean: redis_sync.Redis, receiver: Receiver

@@ -40,7 +40,7 @@ from tests.support.schema_cases import for_each_case
 
 pytestmark = [pytest.mark.anyio, long_form.mark]
 
-EXAMPLES = long_form.budget(12, 60)
+EXAMPLES = long_form.budget(6, 60)
 """Bodies schemathesis makes per operation and mode (valid, invalid)."""
 
 RAW_DATA = {"PUT /v1/stream/{path}", "POST /v1/stream/{path}"}

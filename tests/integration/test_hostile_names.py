@@ -23,10 +23,11 @@ import redis as redis_sync
 from redis.exceptions import ResponseError
 
 from broadcaster.core import connection, keys
+from broadcaster.core.embedded import EmbeddedRedis
 from broadcaster.core.eventlog import EventLog, script
 from broadcaster.core.events import InvalidEvent
 from broadcaster.webhooks.outbox import Outbox
-from tests.support.procs import Proc, advertise_providers, own_redis, read_sse, start_frontend
+from tests.support.procs import Proc, read_sse, start_frontend
 
 pytestmark = pytest.mark.anyio
 
@@ -51,18 +52,17 @@ BAD_TYPES = ["x\n", "x\r", "\nx", "x\r\n", "a\nb", "x\x00", "x\x7f", "x\x85", "x
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, str]]:
-    """A front-end on a Redis of the module's own, with no worker (its providers
-    advertised, so that generations and chats are accepted and queued)."""
+def stack(
+    idle_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Proc, str]]:
+    """A front-end on the idle Redis (no worker, its providers advertised, so that
+    generations and chats are accepted and queued)."""
     logs: Path = tmp_path_factory.mktemp("names")
-    redis = own_redis(logs / "redis")
-    advertise_providers(redis.url)
-    frontend = start_frontend(redis.url, logs, "names-frontend")
+    frontend = start_frontend(idle_redis.url, logs, "names-frontend")
     try:
-        yield frontend, redis.url
+        yield frontend, idle_redis.url
     finally:
         frontend.stop()
-        redis.stop()
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from tests.support.jwt_keys import (
 )
 from tests.support.jwt_keys import jwks as jwks_doc
 from tests.support.polling import poll
-from tests.support.procs import Proc, advertise_providers, own_redis, read_sse, start_frontend
+from tests.support.procs import Proc, read_sse, start_frontend
 
 pytestmark = pytest.mark.anyio
 
@@ -56,15 +56,6 @@ def signed(key: SigningKey, ttl: float = 60, **fields: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    """No worker runs on this Redis: generations stay queued."""
-    server = own_redis(tmp_path_factory.mktemp("jwt-redis"))
-    advertise_providers(server.url)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def idp() -> Iterator[JwksServer]:
     """The identity provider's JWKS, on 127.0.0.1."""
     with serve_jwks(jwks_doc(*KEYS.values())) as server:
@@ -73,12 +64,12 @@ def idp() -> Iterator[JwksServer]:
 
 @pytest.fixture(scope="module")
 def frontend(
-    redis: EmbeddedRedis, idp: JwksServer, tmp_path_factory: pytest.TempPathFactory
+    idle_redis: EmbeddedRedis, idp: JwksServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Proc]:
     """API keys, the HS256 secret, the JWKS by URL (fetched again for every unknown kid:
     the rotation test must not wait), an audience, and legacy tokens turned on."""
     proc = start_frontend(
-        redis.url,
+        idle_redis.url,
         tmp_path_factory.mktemp("jwt"),
         "frontend-jwt",
         env={
@@ -391,13 +382,13 @@ async def test_a_key_rotated_into_the_jwks_url_works_without_a_restart(
 
 
 async def test_a_rewritten_jwks_file_works_without_a_restart_and_legacy_tokens_are_off_by_default(
-    redis: EmbeddedRedis, frontend: Proc, tmp_path: Path
+    idle_redis: EmbeddedRedis, frontend: Proc, tmp_path: Path
 ) -> None:
     path = tmp_path / "jwks.json"
     first, second = new_key("ES256", "2026-01"), new_key("EdDSA", "2026-02")
     path.write_text(json.dumps(jwks_doc(first)))
     proc = start_frontend(
-        redis.url,
+        idle_redis.url,
         tmp_path,
         "frontend-jwks-file",
         env={
@@ -444,12 +435,12 @@ async def test_a_rewritten_jwks_file_works_without_a_restart_and_legacy_tokens_a
 
 
 async def test_unknown_kids_fetch_the_jwks_at_most_once_per_interval(
-    redis: EmbeddedRedis, tmp_path: Path
+    idle_redis: EmbeddedRedis, tmp_path: Path
 ) -> None:
     key = new_key("ES256", "only")
     with serve_jwks(jwks_doc(key)) as server:
         proc = start_frontend(
-            redis.url,
+            idle_redis.url,
             tmp_path,
             "frontend-jwks-rate",
             env={
