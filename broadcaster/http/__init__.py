@@ -7,6 +7,8 @@ authorizes, calls its capability and answers.
 - ``routes``: one router per resource (a module per resource; none imports another).
 - ``resources``: what a front-end holds while it serves, and how the routes reach it.
 - ``chat_answers``: a chat's answers as SSE responses, and the headers that name them.
+- ``chat_submits``: ``POST /v1/chat``'s work between its route and the chat's turn.
+- ``decisions``: a decision on a tool call an answer waits on, recorded and answered.
 - ``agui_answers``: a generation or a thread's run as an AG-UI SSE response.
 - ``chat_access``: who may use a chat beyond what opens its routes: its owner, or a key.
 - ``kept_history``: a submit against the history the server keeps.

@@ -1,7 +1,7 @@
 """A chat's answers as SSE responses: a submit's (the generation's stream, ending where
 it waits for a person), a steer's (short), and a run's (``WorkflowChatTransport``: one
 answer's chunks, exact, from an index), each with the headers that name the chat, the
-generation and the run."""
+generation and the run; and a resume's (``GET /v1/chat/{id}/stream``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from broadcaster.chat.conversation import run_meta
-from broadcaster.chat.convert import chunk_window, run_id
+from broadcaster.chat.convert import chunk_window, parse_run_id, run_id
 from broadcaster.chat.framing import LONE_FINISH, until_waiting
 from broadcaster.chat.records import Chats
 from broadcaster.chat.rewind import SCAN_LIMIT, STEP_START, rewind_to, step_window, tail_header
@@ -181,3 +181,38 @@ async def answered_by(chats: Chats, event_log: EventLog, thread_id: str, agent_i
     asked = json.loads(meta.get("request") or "{}") if meta else {}
     if isinstance(asked, dict) and asked.get("provider", agent_id) != agent_id:
         raise ApiError(404, "not_found", f"agent {agent_id[:80]!r} answers no run of this thread")
+
+
+async def resumed(
+    request: Request, chats: Chats, event_log: EventLog, chat_id: str, start_index: int | None
+) -> Response:
+    """``GET /v1/chat/{id}/stream``'s answer: the running generation's stream from its
+    first event (or after ``Last-Event-ID``), then live; 204 when nothing runs. With a
+    run id for ``chat_id`` (``WorkflowChatTransport``): that answer's stream from its
+    chunk ``start_index``; with a chat id and ``start_index``, the latest generation's,
+    as one run."""
+    found = parse_run_id(chat_id)
+    if found is not None:
+        return await run_answer(request, event_log, found, start_index or 0)
+    record, _ = await opened(request, chats, chat_id, "read")
+    if record is None:
+        return Response(status_code=204)
+    if start_index is not None:
+        # WorkflowChatTransport resuming by chat id (useChat's resume: true): the chat's
+        # latest generation, as a run from its first event.
+        return await run_answer(
+            request, event_log, (chat_id, record.generation, 0), start_index, follow=True
+        )
+    ask = from_request(request, [record.generation], query_resume=False)
+    resume_point = ask.resume
+    info = await event_log.info(record.generation)
+    # Without a resume point the client holds nothing of this generation: an ended
+    # one is not resumed (the AI SDK's meaning of 204). With one, the rest is served.
+    if info is None or (info.ended and resume_point is None):
+        return Response(status_code=204)
+    headers = {GENERATION_HEADER: record.generation}
+    # The AI SDK's resume replays the whole answer: folded, it is a few events, not one
+    # per token (compact replays), and the message it rebuilds is the same.
+    return await stream_response(
+        request, dataclasses.replace(ask, compact=resume_point is None), headers
+    )

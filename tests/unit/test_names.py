@@ -43,9 +43,8 @@ from broadcaster.core import keys, names, sse
 from broadcaster.core.events import TYPE_RE
 from broadcaster.dashboard import cursor
 from broadcaster.durable import protocol
-from broadcaster.http import app
+from broadcaster.http import app, chat_answers
 from broadcaster.http.app import create_app
-from broadcaster.http.routes import chat
 from broadcaster.http.settings import Settings
 from broadcaster.transport import head
 from tests.support.procs import ROOT
@@ -146,7 +145,7 @@ def test_the_old_names_are_the_new_patterns() -> None:
     assert TYPE_RE is names.EVENT_TYPE_RE
     assert keys.DS_PATH_MAX == names.DS_PATH_MAX
     assert keys.STREAM_ID_RE.match("abc\n") is None and TYPE_RE.match("x\n") is None
-    assert chat.parse_run_id("c~g~\u00b2") is None  # int("²") fails: it was a 500
+    assert chat_answers.parse_run_id("c~g~\u00b2") is None  # int("²") fails: it was a 500
     assert keys.ds_name("abc") == "abc" and keys.ds_name("abc\n") != "abc\n"
 
 

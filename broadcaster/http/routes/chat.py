@@ -7,48 +7,28 @@ owner, or an API key, uses it (``http/chat_access.py``).
 
 A chat is a record (``chat/records.py``) naming its latest generation; the generations
 themselves are ordinary ones, started and streamed by the same code as
-``POST /v1/generations`` and ``GET /v1/streams/{id}/events``. A submit's turn (start,
-enqueue, steer, interrupt, decide) is ``chat/conversation.py``'s; its answers as SSE are
-``http/chat_answers.py``'s.
+``POST /v1/generations`` and ``GET /v1/streams/{id}/events``. Each route parses, calls
+and answers: a submit's work is ``http/chat_submits.py``'s (its turn, ``chat/conversation.py``'s),
+its answers and a resume as SSE are ``http/chat_answers.py``'s, a decision on a tool call
+``http/decisions.py``'s.
 """
 
 from __future__ import annotations
-
-import dataclasses
-from collections.abc import Callable
-from functools import partial
-from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from broadcaster.chat import conversation
-from broadcaster.chat.approvals import (
-    ApprovalBody,
-    Approvals,
-    Decision,
-    Expired,
-    Mismatch,
-    NoSuchApproval,
-    WaitEnded,
-    parse_decision,
-)
-from broadcaster.chat.convert import ChatBody, parse_run_id
-from broadcaster.chat.records import ChatRecord, Chats, generation_id
-from broadcaster.core.logconfig import current_stream
-from broadcaster.generations.request import RequestInvalid
-from broadcaster.http import idempotent, openapi, openapi_requests
+from broadcaster.chat.approvals import ApprovalBody
+from broadcaster.chat.convert import ChatBody
+from broadcaster.chat.records import ChatRecord, Chats
+from broadcaster.http import openapi, openapi_requests
 from broadcaster.http.access import AccessDep, producer
-from broadcaster.http.bodies import read_json
-from broadcaster.http.chat_access import caller, check_owner, opened, valid_chat_id
-from broadcaster.http.chat_answers import (
-    GENERATION_HEADER,
-    answer,
-    run_answer,
-    steered,
-    stop_answer,
-)
-from broadcaster.http.errors import ApiError, refused
+from broadcaster.http.chat_access import opened, valid_chat_id
+from broadcaster.http.chat_answers import resumed, stop_answer
+from broadcaster.http.chat_submits import submitted
+from broadcaster.http.decisions import decided
+from broadcaster.http.errors import ApiError
 from broadcaster.http.minting import ChatTokenBody, minted_chat
 from broadcaster.http.resources import (
     ApprovalsDep,
@@ -60,21 +40,11 @@ from broadcaster.http.resources import (
     SettingsDep,
 )
 from broadcaster.http.stream_ids import valid_stream_id
-from broadcaster.http.submits import read_submit
 from broadcaster.viewers.ask import from_request
 from broadcaster.viewers.chat_follow import chat_events
-from broadcaster.viewers.opening import check_room, stream_response, viewers_response
+from broadcaster.viewers.opening import viewers_response
 
 router = APIRouter()
-T = TypeVar("T")
-
-
-def _parsed(parse: Callable[[Any], T], body: Any) -> T:
-    """``parse(body)``; 422 naming what is wrong."""
-    try:
-        return parse(body)
-    except RequestInvalid as exc:
-        raise ApiError(422, "invalid_request", exc.message, details=exc.details) from None
 
 
 @router.post(
@@ -101,52 +71,8 @@ async def submit(
     request's stream again and starts nothing. The credential is checked before the body
     is read, the chat it opens once the body names it; a large body is parsed, checked
     and converted off the event loop."""
-    rules = settings.chat_rules()
-    read = await read_submit(request, settings, rules.defaults)
-    chat = read.chat
-    who = await caller(request)
-    check_owner(who, await chats.get(chat.id, whole=False), chat.id)
-    once = await idempotent.begin(request, "chat", read.raw)
-    if once.replay is not None:
-        return await _replayed(request, once.replay)
-    try:
-        turn = await conversation.submit(
-            conversation.Stores(chats, generations, jobs, approvals),
-            rules,
-            chat,
-            read.messages,
-            new_id=partial(generation_id, chat.id),
-            # A front-end at its connection limit says so before it starts anything.
-            room=partial(check_room, request, from_request(request)),
-            job=read.job,
-            owner=who.owner,
-            placed=read.placed,
-        )
-    except BaseException as exc:
-        await once.release()
-        if isinstance(exc, RequestInvalid):
-            raise ApiError(422, "invalid_request", exc.message, details=exc.details) from None
-        if isinstance(exc, conversation.Refusal):
-            raise refused(exc) from None
-        raise
-    settled = {"chat": chat.id, "generation": turn.generation, "base": turn.base}
-    await once.settle(settled | {"steered": turn.steered})
-    if turn.steered is not None:
-        return steered(chat.id, turn.generation, turn.steered, turn.base)
-    return await answer(request, chat.id, turn.generation, turn.base)
-
-
-async def _replayed(request: Request, first: dict[str, Any]) -> Response:
-    """A retried submit's answer: the first one's, again (its generation's stream from
-    the same point), with nothing started."""
-    chat_id, generation, base = first["chat"], first["generation"], int(first["base"])
-    current_stream.set(generation)
-    if first.get("steered") is not None:
-        response = steered(chat_id, generation, first["steered"], base)
-    else:
-        response = await answer(request, chat_id, generation, base)
-    response.headers[idempotent.REPLAYED_HEADER] = "true"
-    return response
+    stores = conversation.Stores(chats, generations, jobs, approvals)
+    return await submitted(request, stores, settings)
 
 
 async def _chat(request: Request, chats: Chats, chat_id: str) -> ChatRecord | None:
@@ -177,31 +103,7 @@ async def resume(
     then live; 204 when nothing runs. With a run id for ``chat_id``
     (``WorkflowChatTransport``): that answer's stream from its chunk ``startIndex``; with
     a chat id and ``startIndex``, the latest generation's, as one run."""
-    found = parse_run_id(chat_id)
-    if found is not None:
-        return await run_answer(request, event_log, found, startIndex or 0)
-    record = await _chat(request, chats, chat_id)
-    if record is None:
-        return Response(status_code=204)
-    if startIndex is not None:
-        # WorkflowChatTransport resuming by chat id (useChat's resume: true): the chat's
-        # latest generation, as a run from its first event.
-        return await run_answer(
-            request, event_log, (chat_id, record.generation, 0), startIndex, follow=True
-        )
-    ask = from_request(request, [record.generation], query_resume=False)
-    resume_point = ask.resume
-    info = await event_log.info(record.generation)
-    # Without a resume point the client holds nothing of this generation: an ended
-    # one is not resumed (the AI SDK's meaning of 204). With one, the rest is served.
-    if info is None or (info.ended and resume_point is None):
-        return Response(status_code=204)
-    headers = {GENERATION_HEADER: record.generation}
-    # The AI SDK's resume replays the whole answer: folded, it is a few events, not one
-    # per token (compact replays), and the message it rebuilds is the same.
-    return await stream_response(
-        request, dataclasses.replace(ask, compact=resume_point is None), headers
-    )
+    return await resumed(request, chats, event_log, chat_id, startIndex)
 
 
 @router.get(
@@ -251,41 +153,6 @@ async def stop(
     return JSONResponse(body, status_code=202)
 
 
-async def _decision_response(
-    approvals: Approvals, generation: str, body: ApprovalBody
-) -> JSONResponse:
-    try:
-        decision: Decision = await approvals.decide(
-            generation,
-            body.approvalId,
-            body.approved,
-            body.reason,
-            tool_call_id=body.toolCallId,
-            input_hash=body.inputHash,
-        )
-    except Expired:
-        raise ApiError(
-            409, "approval_expired", f"approval {body.approvalId!r} expired: nothing was decided"
-        ) from None
-    except Mismatch as exc:
-        raise ApiError(409, "approval_mismatch", str(exc)) from None
-    except NoSuchApproval:
-        raise ApiError(
-            404, "not_found", f"generation {generation!r} asks for no approval {body.approvalId!r}"
-        ) from None
-    except WaitEnded:
-        raise ApiError(409, "ended", f"generation {generation!r} has ended") from None
-    return JSONResponse(
-        {
-            "generation_id": generation,
-            "approvalId": decision.approval_id,
-            "approved": decision.approved,
-            "decided": decision.won,
-            "resumed": decision.resumed,
-        }
-    )
-
-
 @router.post(
     "/v1/chat/{chat_id}/approvals",
     openapi_extra=openapi_requests.body(ApprovalBody),
@@ -297,11 +164,8 @@ async def decide_in_chat(
 ) -> JSONResponse:
     """Decide on a tool call the chat's answer waits on; the first decision wins."""
     record, _ = await opened(request, chats, chat_id, "submit")
-    body = _parsed(parse_decision, await read_json(request, settings.max_body_bytes))
-    if record is None:
-        raise ApiError(404, "not_found", f"no chat {chat_id!r} (unknown or expired)")
-    current_stream.set(record.generation)
-    return await _decision_response(approvals, record.generation, body)
+    generation = record.generation if record is not None else None
+    return await decided(request, approvals, settings, generation, chat_id)
 
 
 @router.post(
@@ -315,9 +179,7 @@ async def decide_in_generation(
     stream_id: str, request: Request, approvals: ApprovalsDep, settings: SettingsDep
 ) -> JSONResponse:
     """Decide on a tool call a generation waits on; the first decision wins."""
-    body = _parsed(parse_decision, await read_json(request, settings.max_body_bytes))
-    current_stream.set(stream_id)
-    return await _decision_response(approvals, stream_id, body)
+    return await decided(request, approvals, settings, stream_id)
 
 
 @router.post(
