@@ -1,16 +1,11 @@
 """CopilotKit's runtime requests (``RunAgentInput``) as chat requests: pure, no I/O.
 
-A run's ``threadId`` is the chat id and its ``agentId`` the provider (``default``: the
-deployment's). Its ``messages`` become the chat's UI messages, as the AI SDK's
-``useChat`` would send them: user, system (and developer) text; an assistant's text and
-tool calls, each call with the result the thread's ``tool`` message gives it. The AG-UI
-messages of one answer (assistant and tool messages in a row) are one UI message, a
-``step-start`` after each step's results, named as the chat named that answer
-(``answer_id``). A
-``resume`` entry decides the tool call an interrupt waits on: ``resolved`` approves it
-(unless its ``payload`` says ``{"approved": false}``), ``cancelled`` denies it; a
-``payload.reason`` is passed on. ``protocolVersion``, ``tools``, ``context``, ``state``
-and ``forwardedProps`` are accepted and not used.
+``threadId`` is the chat, ``agentId`` the provider (``default``: the deployment's).
+``messages`` become the chat's UI messages as ``useChat`` would send them, one answer's
+AG-UI messages one UI message named as the chat named it (``answer_id``). A ``resume``
+entry decides the call an interrupt waits on (``resolved`` approves unless its payload
+says otherwise, ``cancelled`` denies). The other fields are accepted and unused.
+docs/agui.md.
 """
 
 from __future__ import annotations

@@ -263,6 +263,25 @@ def _check_times(
         raise InvalidToken(f"exp - iat is too long: tokens here live at most {max_lifetime:.0f} s")
 
 
+def _claim(asked: dict[str, Iterable[str]], daily_tokens: int | None) -> dict[str, list[str] | int]:
+    """The ``broadcaster`` claim of a token minted with the rights ``asked`` (each a list
+    of non-empty names; an empty one left out) and a ``daily_tokens`` budget."""
+    claim: dict[str, list[str] | int] = {}
+    for right, entries in asked.items():
+        if isinstance(entries, str):
+            raise TypeError(f"{right}: a list of names, not one string")
+        names = list(entries)
+        if not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"{right}: names are non-empty strings")
+        if names:
+            claim[right] = names
+    if daily_tokens is not None:
+        if not is_budget(daily_tokens):
+            raise ValueError(f"{BUDGET_CLAIM}: a non-negative integer")
+        claim[BUDGET_CLAIM] = daily_tokens
+    return claim
+
+
 def mint_token(
     secret: str | bytes,
     *,
@@ -287,7 +306,6 @@ def mint_token(
     library mints the same token (docs/security.md)."""
     if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds < 1:
         raise ValueError("ttl_seconds must be an integer >= 1")
-    claim: dict[str, list[str] | int] = {}
     asked = {
         "read": read,
         "publish": publish,
@@ -296,18 +314,7 @@ def mint_token(
         "chat_read": chat_read,
         "chat_submit": chat_submit,
     }
-    for right, entries in asked.items():
-        if isinstance(entries, str):
-            raise TypeError(f"{right}: a list of names, not one string")
-        names = list(entries)
-        if not all(isinstance(n, str) and n for n in names):
-            raise ValueError(f"{right}: names are non-empty strings")
-        if names:
-            claim[right] = names
-    if daily_tokens is not None:
-        if not is_budget(daily_tokens):
-            raise ValueError(f"{BUDGET_CLAIM}: a non-negative integer")
-        claim[BUDGET_CLAIM] = daily_tokens
+    claim = _claim(asked, daily_tokens)
     issued = int(time.time() if now is None else now)
     payload: dict[str, Any] = {"iat": issued, "exp": issued + ttl_seconds, CLAIM: claim}
     payload["jti"] = secrets.token_urlsafe(12)  # names it for a revocation by id

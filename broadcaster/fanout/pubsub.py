@@ -1,16 +1,11 @@
 """One Redis pub/sub connection, parsed by hiredis in the event loop's data callback.
 
-The append script publishes every batch of events on its stream's channel (``core/eventlog.py``);
-this is where a front-end receives them. A message is handed to ``on_message`` from
-``data_received`` itself: no task, no future and no coroutine step per message. That is
-why this is not redis-py's ``PubSub``, whose ``get_message`` costs many times
-more a message (measured side by side: ARCHITECTURE.md).
-
-The connection speaks RESP2 and knows four commands: ``(S)SUBSCRIBE``,
-``(S)UNSUBSCRIBE`` and ``PING``, after an ``AUTH`` handshake. Replies to them come in the
-order the commands were sent, so a FIFO of the commands in flight matches each reply,
-error or confirmation, to its command. An ``(s)unsubscribe`` that matches no command of
-ours is Redis taking the channel away (a Cluster slot that moved): ``on_lost``.
+A message is handed to ``on_message`` from ``data_received`` itself: no task, future or
+coroutine step per message, which is why this is not redis-py's ``PubSub`` (measured
+side by side: ARCHITECTURE.md). It speaks RESP2 and four commands after ``AUTH``;
+replies come in order, so a FIFO of the commands in flight matches each to its command,
+and an ``(s)unsubscribe`` that matches none is Redis taking the channel away
+(``on_lost``).
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """One read of an ended stream's history, shared by the viewers replaying it together.
 
-A burst of late joiners on a stream that has ended (everyone opening a finished answer
-at once) would otherwise read and encode the same pages from Redis once per viewer. An
-ended stream cannot change, so the hub reads its pages once per starting seq and every
-joiner that arrives while others are still replaying iterates the same encoded pages.
-
-Memory: the pages are kept while any viewer iterates them, so at most one ended stream's
-history (bounded by ``max_stream_bytes``) per stream being replayed; dropped when the
-last viewer finishes. Live streams are not shared: their history is still growing, and
-the replay/live seam relies on each viewer reading Redis after it subscribed.
-
-A page read runs as a task owned by the history, awaited shielded: a viewer that leaves
-while its read is in flight does not cancel the read that the others are waiting for.
+An ended stream cannot change, so a burst of late joiners reads and encodes its pages
+once per starting seq, not once per viewer; the pages live while anyone iterates them
+(at most one stream's history each). Live streams are not shared: the replay/live seam
+relies on each viewer reading after it subscribed. A page read is a task owned by the
+history, awaited shielded, so a viewer leaving does not cancel the others' read.
 """
 
 from __future__ import annotations

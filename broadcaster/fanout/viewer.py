@@ -76,13 +76,7 @@ async def deliver(
             sub.ping_due = False
             yield sub.ping_frame()
         elif sub.overflowed:
-            # Fell behind: drop the buffer and read from Redis at our own pace. Nothing is
-            # read before the socket takes more (an empty chunk waits for it to drain): a
-            # viewer that stopped reading costs no reads of Redis, and is cut off in time.
-            sub.overflowed = False
-            sub.take()
-            yield b""
-            async for chunk in _catch_up(sub, replays, stream_id, None):
+            async for chunk in _refill(sub, replays, stream_id):
                 yield chunk
         else:
             async for chunk in _buffered(sub, replays, stream_id):
@@ -124,6 +118,17 @@ async def _catch_up(
         yield chunk
         if ended:
             return
+
+
+async def _refill(sub: Subscription, replays: Replays, stream_id: str) -> AsyncIterator[bytes]:
+    """A viewer that fell behind: its buffer dropped, the rest read from Redis at its own
+    pace. Nothing is read before the socket takes more (the empty chunk waits for it to
+    drain): a viewer that stopped reading costs no reads of Redis, and is cut off in time."""
+    sub.overflowed = False
+    sub.take()
+    yield b""
+    async for chunk in _catch_up(sub, replays, stream_id, None):
+        yield chunk
 
 
 async def _buffered(sub: Subscription, replays: Replays, stream_id: str) -> AsyncIterator[bytes]:

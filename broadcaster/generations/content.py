@@ -1,17 +1,12 @@
 """A generation's assistant turn as Anthropic content blocks, folded from its events.
 
-Pure: a fold over the contract's events (``fold(events)``, or ``ContentFold`` fed one
-event at a time). ``GET /v1/generations/{id}`` answers with it as ``content``, so a client
-can send the turn back in its next request's ``messages`` unchanged: thinking keeps its
-signature, redacted thinking its data, a tool call its id and parsed input.
-
-Only the latest attempt counts: ``data-retry`` (a worker was lost and another started
-over, in streams written before takeovers continued) and ``start`` begin the turn again.
-A takeover that continues a cut step (``data-continued``) streams into the same parts, so
-the turn is simply the one answer; one that restarted the step (``data-continued`` with
-``mode: "restart"``) drops what that step had shown. A tool the provider ran itself (Anthropic's
-server tools) is left out: its result is not in the stream, and Anthropic refuses a
-``server_tool_use`` sent back without it.
+Pure (``fold(events)``, or ``ContentFold`` one event at a time). ``GET
+/v1/generations/{id}`` answers with it as ``content``, so a client can send the turn
+back unchanged (signatures, redacted data, tool ids and inputs kept). Only the latest
+attempt counts (``data-retry`` and ``start`` begin again); a continued step streams
+into the same parts, a restarted one (``data-continued``, ``mode: "restart"``) drops
+what it showed. Provider-run tools are left out: Anthropic refuses a
+``server_tool_use`` sent back without its result.
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
-"""What each user's generations used, day by day: settled once each generation ended,
-read for a report (``GET /v1/usage``) and for a budget.
+"""What each user's generations used, day by day (UTC, by the day it ended; kept
+``retention_days``): settled once each generation ended, read for ``GET /v1/usage`` and
+for a budget.
 
-A generation's user is who started it (a token's ``sub``, or an API key's name: the
-request's ``user``, kept in its metadata, ``lifecycle.NAMED``). The append script that
-ends a generation puts it in its group's unsettled set (``keys.unsettled_key``);
-``settle`` takes it out, and the one call whose ``ZREM`` removed it adds its usage to
-the user's day (``keys.usage_key``, one script: ``scripts/spend.lua``), so a generation
-is counted once however many front-ends hear of its end. A process that dies between the
-two steps loses that generation's count: counts are at most once, never twice.
-
-A day is a UTC day, the day the generation ended; it is kept ``retention_days`` after it
-ends.
+The append that ends a generation puts it in its group's unsettled set; ``settle``
+takes it out, and only the call whose ``ZREM`` removed it adds the usage
+(``scripts/spend.lua``), so a generation counts once however many front-ends hear of
+it. A process dying between the two loses that count: at most once, never twice.
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
 """``GET /v1/chat/{id}/events``: one SSE response that follows a chat, not an answer:
-every answer of the chat in turn, each announced by a transient ``data-chat-turn`` chunk
-(its turn, its generation and the user message that started it), resumable across turns.
-
-A frame's id is ``<turn>:<seq>.<tag>``: the turn (``chat/records.py`` counts them) and
-the generation's own SSE id (``<seq>.<tag>``); the announcement's is ``<turn>:0``. With
-``Last-Event-ID`` the response goes on after that event of that turn, then the turns
-after it; without, it starts with the chat's latest answer from its start (folded, as
-the chat's resume is), then follows. Between turns it holds one event of
-``chat/followers.py`` (set by the wake channels when a turn starts) and sends keepalives:
-no loop, one subscription at a time, nothing buffered beyond the hub's per viewer.
-Each answer's ``[DONE]`` is left out (the response goes on); a turn whose generation
-expired is skipped.
+every answer in turn, each announced by a transient ``data-chat-turn`` chunk, resumable
+across turns by ids ``<turn>:<seq>.<tag>`` (the announcement's ``<turn>:0``). Without
+``Last-Event-ID`` it starts with the latest answer from its start. Between turns it
+holds one event of ``chat/followers.py`` and sends keepalives: one subscription at a
+time, nothing buffered beyond the hub's. Answers' ``[DONE]`` are left out; an expired
+turn is skipped. docs/api/chats.md.
 """
 
 from __future__ import annotations

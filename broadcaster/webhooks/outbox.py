@@ -1,17 +1,11 @@
-"""The webhook outbox: where other rooms add an event for the stream's receivers.
+"""The webhook outbox: where other rooms add an event for the stream's receivers
+(``Outbox(redis).add(stream_id, kind, data)``, one round trip).
 
-A stream's end is queued by the append script itself (``scripts/append.lua``), in the
-same atomic step as its terminal event. Any other event about a stream (a viewer count
-crossing zero, an approval a chat waits for, ...) is queued here, with one round trip::
-
-    outbox = Outbox(redis)
-    await outbox.add(stream_id, "stream.occupied", {"id": stream_id, "viewers": 1})
-
-The event goes to the receivers the stream asked for when it was created (the
-deployment's ``BROADCASTER_WEBHOOK_URL`` and/or a generation's own ``webhook_url``);
-a stream that asked for none queues nothing. Delivery is the deliverer's
-(``broadcaster.webhooks``): signed, retried, at least once, in no guaranteed order.
-Nothing here waits for a receiver.
+A stream's end is queued by the append script itself, atomically with its terminal
+event; other events (a viewer count crossing zero, an approval asked for) come here. They
+go to the receivers the stream asked for when created (none: nothing queued). Delivery
+is the deliverer's: signed, retried, at least once, in no guaranteed order; nothing here
+waits for a receiver.
 """
 
 from __future__ import annotations

@@ -60,3 +60,18 @@ def test_shares_and_ratios_in_words_are_found() -> None:
     assert prose.figures("# per-connection dicts were a sixth of its CPU\n")
     assert not prose.figures('"""Twice as long apart while no other worker holds a job."""\n')
     assert not prose.figures('"""Seconds into the window (a third of ``duration``)."""\n')
+
+
+MAX_DOCSTRING_LINES_PER_1000 = 175
+"""A ratchet, not a target: docstring lines per 1,000 lines of code (ARCHITECTURE.md,
+"Caps and the code's prose", has the figures). Lower it as the docstrings shrink."""
+
+
+def test_docstrings_stay_terse() -> None:
+    files = [p for folder in FOLDERS for p in sorted((ROOT / folder).rglob("*.py"))]
+    doc, total, per = prose.ratio(files)
+    assert per <= MAX_DOCSTRING_LINES_PER_1000, (
+        f"{doc} docstring lines in {total} lines of code: {per:.1f} per 1,000, over "
+        f"{MAX_DOCSTRING_LINES_PER_1000}; say what and why in a few lines, and put the "
+        "long story in ARCHITECTURE.md or docs/"
+    )

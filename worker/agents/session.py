@@ -2,15 +2,11 @@
 generation (``worker.sessions``), in which the agent runs once, in a task of its own,
 and each of its steps is one call of the worker's step loop.
 
-The agent's task puts its chunks in a bounded queue; a call reads them up to the
-agent's next step (its ``start-step``), where the task waits until the loop calls again:
-the loop has then ended the step, written its ``finish-step`` and taken the steering
-messages, which the next call hands to the job before the agent goes on
-(``AgentJob.steering``). A call ends the answer when the agent ends, asks a person
-(``ApprovalPending``: the calls become ``tool-approval-request``s and the generation
-waits holding no worker) or fails. Closing the session (the answer ended, was stopped,
-handed back or taken by another worker) cancels the agent's task and waits for it: its
-iterator is closed, and so is whatever model call it was making.
+The agent's chunks go through a bounded queue; a call reads them up to the agent's next
+step, where the task waits for the loop (which ends the step and hands over steering,
+``AgentJob.steering``). A call ends the answer when the agent ends, asks a person
+(``ApprovalPending``) or fails. Closing the session cancels the agent's task and awaits
+it, closing its iterator and any model call it was making.
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """A stored generation request (Anthropic's Messages shape) as Responses API parameters.
 
 Pure. Built on the Chat Completions translation (``openai_request.chat_params``), which
-already says what has an OpenAI equivalent and what not, then reshaped for
-``responses.create``: the system message becomes ``instructions``; user and assistant
-messages become input messages (``input_text``, ``input_image``, ``input_file`` parts);
-an assistant message's tool calls become ``function_call`` items and each tool message a
-``function_call_output`` item; functions lose their ``function`` wrapper;
-``reasoning_effort`` becomes ``reasoning.effort`` with ``summary: "auto"`` (the summaries
-are what the viewer is shown as reasoning); ``max_tokens`` becomes ``max_output_tokens``.
-
-The response runs in the background and is stored (``background``, ``store``), so that a
-worker that takes the generation over can stream it again from where the lost worker was
-(``worker.providers.openai_responses``). ``stop_sequences`` has no equivalent here.
+already decides what has an OpenAI equivalent, then reshaped for ``responses.create``
+(the table: docs/api/generations.md, "The Responses API"). The response runs in the
+background and is stored, so a worker that takes over can stream it again
+(``worker.providers.openai_responses``).
 """
 
 from __future__ import annotations

@@ -2,15 +2,10 @@
 own stream into, and the one mapping (``worker.mapping``) turns into the contract's
 events. Pure: small frozen values, no I/O.
 
-A call is ``MessageStart``, then its parts, each ``PartStart``, its ``Delta``\\ s (text,
-reasoning, or a tool call's input JSON; a ``Signature`` for signed reasoning) and its
-``PartEnd``, numbered by ``index`` in the order they start; sources (``Source``) and
-contract events the stream has no part for (``Passed``: an agent's tool output, a data
-part) anywhere between; then ``Stop`` (why, and the usage, in the project's one shape:
-``broadcaster.core.events.Usage``) and ``MessageEnd``. ``Shown``
-wraps an event a lost attempt already showed (it only brings the mapping up to date), and
-``ResumePoint`` follows the events after which the call can be picked up again by
-another worker (``Reattaching``).
+A call is ``MessageStart``, its parts (``PartStart``, ``Delta`` events, ``PartEnd``,
+numbered by ``index``; ``Signature``, ``Source`` and ``Passed`` between), then ``Stop``
+(the reason and ``Usage``) and ``MessageEnd``. ``Shown`` wraps what a lost attempt
+already showed; ``ResumePoint`` marks where another worker can pick the call up.
 """
 
 from __future__ import annotations
