@@ -124,6 +124,16 @@ class NewTurn:
     """The user message the turn answers (None: the last of ``messages``)."""
 
 
+Turns = Callable[[list[dict[str, Any]], int], Awaitable[list[str]]]
+"""How messages (of so many bytes, as JSON) become their model turns (``model_turns``)."""
+
+
+async def turns_here(messages: list[dict[str, Any]], size: int) -> list[str]:
+    """Each message's model turns where the caller runs: the default, for a process with
+    no pool (a front-end converts many off its event loop: ``http/offloop.py``)."""
+    return [model_turns(m) for m in messages]
+
+
 Decode = Callable[[list[bytes]], Awaitable[list[dict[str, Any]]]]
 """How a whole history list's items become messages (``Chats.decode``)."""
 
@@ -152,6 +162,7 @@ class Chats:
         *,
         retention: int | None = None,
         decode: Decode = decode_here,
+        turns: Turns = turns_here,
     ) -> None:
         self.redis = redis
         self.ttl = ttl
@@ -163,6 +174,8 @@ class Chats:
         """When a chat's writes are acknowledged (``core/durability.py``)."""
         self.decode = decode
         """What decodes a history read whole (``get``)."""
+        self.turns = turns
+        """What converts the messages a submit or a seed writes to their model turns."""
         self.on_turn: Callable[[str, int, NewTurn], Awaitable[None]] | None = None
         """Told of each turn a submit starts (its chat, number and turn): the owner's
         list and lifecycle feed (``chat/owners.py``)."""
@@ -306,8 +319,7 @@ class Chats:
         turn = _compact({"generation": new.generation, "message": starter})
         args: list[Any] = [seen or "", new.generation, new.message_id, self.retention, turn]
         args += [new.owner, new.title, new.keep]
-        for message in new.messages:
-            args += [str(message.get("id", "")), _compact(message), model_turns(message)]
+        args += await self._messages(new.messages)
         await self.unsettled(chat_id, SETTLE_AFTER_MS)
         await self.redis.hset(keys.meta_key(new.generation), "chat", chat_id)
         number = int(await self.durability.script(self._submit, _chat_keys(chat_id), args))
@@ -344,12 +356,20 @@ class Chats:
         """The chat's history set to ``messages`` (``chat_seed.lua``); its new version, or
         ``SeedRefused``."""
         args: list[Any] = [version or "", owner, title, self.retention]
-        for message in messages:
-            args += [str(message.get("id", "")), _compact(message), model_turns(message)]
+        args += await self._messages(messages)
         found = int(await self.durability.script(self._seed, _chat_keys(chat_id), args))
         if found < 0:
             raise SeedRefused("exists" if found == -1 else "version")
         return found
+
+    async def _messages(self, messages: list[dict[str, Any]]) -> list[str]:
+        """Each message's id, JSON and model turns' JSON, as the scripts take them."""
+        raws = [_compact(m) for m in messages]
+        turns = await self.turns(messages, sum(map(len, raws)))
+        args: list[str] = []
+        for message, raw, turn in zip(messages, raws, turns, strict=True):
+            args += [str(message.get("id", "")), raw, turn]
+        return args
 
     async def generations(self, chat_id: str) -> list[str]:
         """The generations of the chat's turns (its steering and queued ones aside)."""

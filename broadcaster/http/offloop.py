@@ -25,6 +25,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from fastapi.responses import Response
 
+from broadcaster.chat.records import model_turns
 from broadcaster.http.errors import ApiError
 
 P = ParamSpec("P")
@@ -101,6 +102,12 @@ class Offloop:
         """``decoded``, never refused (``queued``)."""
         return await self.queued(sum(map(len, items)), _decoded, items)
 
+    async def model_turns(self, messages: list[dict[str, Any]], size: int) -> list[str]:
+        """Each message's model turns (``Chats.turns``), one call each, in a thread when
+        the messages (``size`` bytes) are many; never refused: the submit or seed that
+        writes them was admitted."""
+        return await self.queued(size, _model_turns, messages)
+
     async def aclose(self) -> None:
         """Drop the work that waits and stop the threads once the work they hold is done
         (the app's shutdown), without blocking the loop meanwhile."""
@@ -117,6 +124,10 @@ class Offloop:
 
 ITEM_BYTES = 1024
 """What one item of an answer is taken to weigh, to decide where it is encoded."""
+
+
+def _model_turns(messages: list[dict[str, Any]]) -> list[str]:
+    return [model_turns(m) for m in messages]
 
 
 def _decoded(items: list[bytes]) -> list[Any]:

@@ -137,7 +137,14 @@ def _chats(app: FastAPI, settings: Settings, event_log: EventLog, durability: Du
     retention = settings.chat_retention_seconds
     redis = event_log.redis
     pool: Offloop = app.state.offloop
-    chats = Chats(redis, chat_ttl, durability, retention=retention, decode=pool.decoded)
+    chats = Chats(
+        redis,
+        chat_ttl,
+        durability,
+        retention=retention,
+        decode=pool.decoded,
+        turns=pool.model_turns,
+    )
     app.state.chats = chats
     app.state.owners = Owners(redis, event_log, durability)
     chats.on_turn = app.state.owners.turn_started
