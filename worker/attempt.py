@@ -37,6 +37,26 @@ from worker.writer import StreamWriter, WritesLost
 log = logging.getLogger("worker.generation")
 
 
+async def _claimed_request(
+    generations: Generations, stream_id: str, owner: str, claim: Claim
+) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """The claimed generation's request, its chat's turns filled in, and its metadata;
+    None when the stream is gone, or (ended with an error) when the turns are."""
+    event_log = generations.log
+    meta = await event_log.meta(stream_id)
+    if meta is None:
+        return None
+    request: dict[str, Any] = json.loads(meta["request"])
+    if tracing.traces.on:
+        _trace_claim(stream_id, meta, claim)
+    try:
+        request = await resolve(event_log.redis, request, stream_id)
+    except TurnsGone as exc:
+        await _unsendable(generations, stream_id, owner, claim.last_seq, str(exc))
+        return None
+    return request, meta
+
+
 async def run_generation(
     generations: Generations,
     provider: Provider,
@@ -51,22 +71,14 @@ async def run_generation(
     writer (or a cancel) took the stream, ``Held`` if a live worker holds it, and
     ``StepBoundary`` at a step's end once ``stopping`` is set; cancellation stops the
     model call."""
-    event_log = generations.log
     claim = await generations.claim(stream_id, owner)
     if claim is None:
         log.info("generation %s: already ended or gone; nothing to do", stream_id)
         return
-    meta = await event_log.meta(stream_id)
-    if meta is None:
+    read = await _claimed_request(generations, stream_id, owner, claim)
+    if read is None:
         return
-    request: dict[str, Any] = json.loads(meta["request"])
-    if tracing.traces.on:
-        _trace_claim(stream_id, meta, claim)
-    try:
-        request = await resolve(event_log.redis, request, stream_id)
-    except TurnsGone as exc:
-        await _unsendable(generations, stream_id, owner, claim.last_seq, str(exc))
-        return
+    request, meta = read
     writer = StreamWriter(
         generations,
         stream_id,

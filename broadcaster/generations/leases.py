@@ -320,14 +320,11 @@ class Leases:
         usage: dict[str, Any] | None = None,
     ) -> tuple[int, bool, Signals]:
         """Append ``events`` if ``token`` owns ``gid`` and the stream is at ``after``:
-        (the seq of the last, whether they were there already, the signals). The same
-        batch sent again after a lost answer is recognised, never written twice. A batch
-        with ``data-steer`` events records that many steering messages (the oldest), and
-        they leave the list in the same step; a terminal event ends the job. With a
-        ``wait``, the batch ends with a ``tool-approval-request`` per call asked about
-        and the generation waits for a person (``waiting``): the job is over for this
-        lease, and comes back through a claim once decided. What the generation used
-        is stored with its end (``reported``)."""
+        (the seq of the last, whether they were there already, the signals); a batch sent
+        again after a lost answer is never written twice. ``data-steer`` events take as
+        many steering messages off the list in the same step; a terminal event ends the
+        job, and so does a ``wait`` (the generation then waits for a person). The usage is
+        stored with the end (``reported``)."""
         lease = parse_token(token)
         if lease is None:
             raise Fenced
