@@ -125,15 +125,12 @@ async def submit(
     owner: str = "",
     placed: Placed | None = None,
 ) -> Answer:
-    """A submit's turn, whole: its decisions recorded (the waiting answer goes on), or
-    its request admitted and then, as the chat stands, its message started, queued,
-    steered in, or started after interrupting the running answer. ``messages``: the UI
-    messages as sent; ``room()`` raises when the front-end has no room for the answer's
-    stream (asked once admitted, before anything is stored). ``job``: the generation
-    request, when the caller converted the body already (``convert.convert``).
-    ``owner``: who asks (``chat/owners.py``), the owner of a chat this makes.
-    ``placed``: where the message goes in the history the server keeps
-    (``chat/placing.py``; None: the history is the messages as sent)."""
+    """A submit's turn, whole: its decisions recorded, or its request admitted and its
+    message started, queued, steered in, or started after interrupting the running answer.
+    ``room()`` raises when the front-end has no room for the answer's stream (asked once
+    admitted, before anything is stored); ``job``: the request, if already converted;
+    ``owner``: who asks; ``placed``: where the message goes in the kept history (None: the
+    history is the messages as sent)."""
     responses = approval_responses(chat)
     if responses:
         parts = [p.model_dump() for p in chat.messages[-1].parts]

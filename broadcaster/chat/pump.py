@@ -250,22 +250,13 @@ class ChatPump:
         *,
         trace: str | None = None,
     ) -> int:
-        """Start ``new`` (a queued message, whose ``generation`` exists, or the leftover
-        steering, which gets a new one) as the chat's next answer, admitted like any
-        generation (``generations.start.start``). When admission refuses:
-
-        - ``Busy`` (too many generations in flight, which the routes answer 503 "retry
-          later"): the message keeps waiting where it was (first in the chat's queue, or
-          the steering for the chat's next answer), and the pump tries that chat again
-          after ``BUSY_RETRY_SECONDS``. Its sender's stream stays open, as for any queued
-          message: the answer starts once there is room. The queued timeout does not
-          apply: the generation is in no job queue yet.
-        - ``ProviderUnavailable`` (the deployment no longer serves the message's
-          provider, which the routes answer 422): a queued message's stream ends with an
-          ``error`` saying so, as for a message that no longer converts (``_refused``);
-          leftover steering becomes the chat's next answer, ended the same way, so
-          that the chat shows the message and why it got no answer.
-        """
+        """Start ``new`` (a queued message with its generation, or leftover steering, which
+        gets one) as the chat's next answer, admitted like any generation
+        (``generations.start.start``). ``Busy``: the message keeps its place and the pump
+        tries the chat again after ``BUSY_RETRY_SECONDS`` (its sender's stream stays open; no
+        queued timeout applies yet). ``ProviderUnavailable``: its stream ends with an
+        ``error`` saying so (``_refused``; leftover steering as the chat's next answer), so the
+        chat shows the message and why it got no answer."""
         messages = [*await so_far(self.log, record), *new]
         body = {"id": chat_id, "messages": messages, "trigger": "submit-message", **(fields or {})}
         job = to_request(parse_body(body), self.defaults)
