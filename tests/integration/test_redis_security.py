@@ -56,7 +56,9 @@ NARROW_ACL = [
     *("+sadd", "+srem", "+smembers", "+scard"),
     *("+zadd", "+zrange", "+zrangebyscore", "+zrangebylex", "+zrem", "+zcard"),
     "+zremrangebyrank",
-    *("+rpush", "+lpush", "+lpop", "+lrange", "+ltrim", "+llen"),
+    *("+rpush", "+lpush", "+lpop", "+lrange", "+ltrim", "+llen", "+lset"),
+    # a chat kept until deleted (BROADCASTER_CHAT_RETENTION_SECONDS=0)
+    "+persist",
     # pub/sub: every batch goes to its stream's channel (SPUBLISH and SSUBSCRIBE on a
     # Cluster), and each worker's liveness subscription is counted (PUBSUB SHARDNUMSUB on
     # a Cluster); WAIT for Durable Streams with BROADCASTER_DS_WAIT_REPLICAS
