@@ -2,7 +2,7 @@
 asserted: this tree, and another revision beside it.
 
     .venv/bin/python -m tests.perf.hostile_bodies [--against <rev>] [--seconds 10]
-        [--clients 4] [--set BROADCASTER_NAME=value ...]
+        [--clients 4] [--rounds 1] [--set BROADCASTER_NAME=value ...]
 
 Real processes on 127.0.0.1: a Redis server and one front-end of each tree in turn (keys
 and a token secret configured; ``<rev>`` exported with ``git archive``, as
@@ -17,6 +17,8 @@ nothing started), and a chat of 150,000 tiny messages; ``POST /v1/streams/{id}/e
 ``POST /v1/generations`` of 1 MiB of small values. Printed per tree and phase: the
 viewer's inter-event delay (median, 99th percentile, max), ``/healthz``'s answer time,
 and the attackers' answers by status.
+With ``--rounds``, each tree that many times, which goes first alternating: the machine's
+other load then falls on both.
 """
 
 from __future__ import annotations
@@ -285,17 +287,25 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument(
+        "--rounds", type=int, default=1, help="each tree this many times, the order turning"
+    )
+    parser.add_argument(
         "--set", action="append", default=[], help="NAME=VALUE, a setting of the front-ends"
     )
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.set)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     with contextlib.ExitStack() as stack:
-        trees = {"this": ROOT}
+        trees = [("this", ROOT)]
         if args.against:
-            trees[args.against[:10]] = stack.enter_context(exported(args.against))
-        for name, tree in trees.items():
-            results[name] = asyncio.run(measure_tree(tree, name, args.seconds, args.clients, extra))
+            trees.append((args.against[:10], stack.enter_context(exported(args.against))))
+        for n in range(args.rounds):
+            # The order turns: what the machine's other load does over time falls on both.
+            for name, tree in trees[n % len(trees) :] + trees[: n % len(trees)]:
+                label = name if args.rounds == 1 else f"{name} r{n + 1}"
+                results[label] = asyncio.run(
+                    measure_tree(tree, name, args.seconds, args.clients, extra)
+                )
     report(results)
 
 
