@@ -3,7 +3,7 @@ Anthropic server) and Redis: the record keeps each message's model turns beside 
 job names them rather than carrying the chat, and the worker reads them back, so the
 model gets every earlier turn, in order. A seeded chat, an edit far back and a
 regenerate on that layout; a job of the previous shape (the whole request in it) is
-still run as it stands."""
+still run as it stands; one whose turns the chat no longer holds ends with an error."""
 
 from __future__ import annotations
 
@@ -146,3 +146,22 @@ def test_a_job_of_the_previous_shape_is_run_as_it_stands(stack: Stack) -> None:
             streamed = "".join(resp.iter_text())
     assert "from the old job" in streamed
     assert model_saw(stack) == [(r, f"{t} (the old job's)") for r, t in said]
+
+
+def test_a_job_whose_turns_the_chat_no_longer_holds_ends_with_an_error(stack: Stack) -> None:
+    chat, _ = seeded(stack, 2)
+    stack.more_workers.pop().stop()  # the job waits while the record forgets its turns
+    asked = len(stack.model.requests)
+    with httpx.Client(base_url=stack.url, timeout=60) as client:
+        body = {"id": chat, "message": ui("user", "q2", "u2")}
+        with client.stream("POST", "/v1/chat", json=body) as resp:
+            assert resp.status_code == 200
+            client_redis = redis_sync.Redis.from_url(stack.redis.url)
+            try:  # what a seed since the submit leaves: the turns name no generation
+                client_redis.hdel(keys.chat_key(chat), "model_for", "model_upto")
+            finally:
+                client_redis.close()
+            stack.add_worker()
+            streamed = "".join(resp.iter_text())
+    assert '"type":"error"' in streamed and "no longer holds the history" in streamed
+    assert len(stack.model.requests) == asked  # nothing was sent to the model
