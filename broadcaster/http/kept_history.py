@@ -103,8 +103,9 @@ async def _at_end(
     regenerating: tuple[bool, Any],
 ) -> tuple[Placed, list[dict[str, Any]]]:
     """Where ``message`` goes in chat ``read`` (its id and end), and the messages before
-    what it pushes that its check converts with it (none when the body is the whole
-    chat). ``regenerating``: the body's trigger is a regenerate, and its ``messageId``."""
+    what it pushes that its check converts with it (all of them when it is placed against
+    the whole chat: the job then carries the whole request). ``regenerating``: the body's
+    trigger is a regenerate, and its ``messageId``."""
     (chat_id, end), (regenerate, message_id) = read, regenerating
     record = end.record
     if record is not None and not record.legacy and end.stepped:
@@ -120,8 +121,8 @@ async def _at_end(
             return dataclasses.replace(placed, seen=record.generation), before
     placed = await _whole(chats, log, chat_id, message, regenerating)
     if record is not None and not end.stepped:  # written whole, its turns beside it
-        placed = dataclasses.replace(placed, keep=-1, push=placed.messages)
-    return placed, []
+        return dataclasses.replace(placed, keep=-1, push=placed.messages), []
+    return placed, placed.messages[: placed.keep]
 
 
 async def _whole(

@@ -2,8 +2,9 @@
 Anthropic server) and Redis: the record keeps each message's model turns beside it, the
 job names them rather than carrying the chat, and the worker reads them back, so the
 model gets every earlier turn, in order. A seeded chat, an edit far back and a
-regenerate on that layout; a job of the previous shape (the whole request in it) is
-still run as it stands; one whose turns the chat no longer holds ends with an error."""
+regenerate on that layout (one of an answer far back: the chat read whole, the job
+carrying it); a job of the previous shape (the whole request in it) is still run as it
+stands; one whose turns the chat no longer holds ends with an error."""
 
 from __future__ import annotations
 
@@ -110,6 +111,18 @@ def test_an_edit_far_back_and_a_regenerate_on_the_record_s_turns(stack: Stack) -
     body = {**body, "trigger": "regenerate-message", "messageId": "a1"}
     send(stack, {**body, "message": ui("user", "q1", "u1")}, "A1 again")
     assert model_saw(stack) == [*turns_of(history[:2]), ("user", "q1")]
+    got = httpx.get(f"{stack.url}/v1/chat/{chat}/messages").json()["messages"]
+    assert turns_of(got) == [*turns_of(history[:3]), ("assistant", "A1 again")]
+
+
+def test_a_regenerate_far_back_sends_every_turn_before_it(stack: Stack) -> None:
+    chat, history = seeded(stack, TURNS)
+    # The record's end does not hold the answer: the chat is read whole, and the job
+    # carries the whole request up to the regenerated answer.
+    body = {"id": chat, "trigger": "regenerate-message", "messageId": "a1"}
+    send(stack, {**body, "message": ui("user", "q1", "u1")}, "A1 again")
+    assert model_saw(stack) == [*turns_of(history[:2]), ("user", "q1")]
+    assert "history" not in stored_request(stack, chat)
     got = httpx.get(f"{stack.url}/v1/chat/{chat}/messages").json()["messages"]
     assert turns_of(got) == [*turns_of(history[:3]), ("assistant", "A1 again")]
 
