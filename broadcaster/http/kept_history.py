@@ -54,9 +54,13 @@ async def _history(
     return record.generation, found, len(record.messages)
 
 
-async def with_history(request: Request, body: dict[str, Any]) -> tuple[dict[str, Any], Placed]:
+async def with_history(
+    request: Request, body: dict[str, Any], *, whole: bool = False
+) -> tuple[dict[str, Any], Placed]:
     """``{id, message}`` as ``{id, messages}``: the chat so far with the message put in
-    its place (appended, an edit, a continuation, or after a regenerate's cut)."""
+    its place (appended, an edit, a continuation, or after a regenerate's cut). With
+    ``whole`` it is placed against the whole chat, read whole, so that its job carries
+    the whole request (``BROADCASTER_CHAT_JOB_HISTORY=copy``)."""
     message = body["message"]
     if not isinstance(message, dict):
         raise ApiError(422, "invalid_request", "message: a UI message object is required")
@@ -77,7 +81,7 @@ async def with_history(request: Request, body: dict[str, Any]) -> tuple[dict[str
     end = await chats.end(body["id"], END_READ, names)
     try:
         placed, context = await _at_end(
-            chats, log, (body["id"], end), message, (regenerate, message_id)
+            chats, log, (body["id"], end), message, (regenerate, message_id), whole=whole
         )
     except NoSuchMessage as exc:
         raise ApiError(
@@ -101,14 +105,16 @@ async def _at_end(
     read: tuple[str, ChatEnd],
     message: dict[str, Any],
     regenerating: tuple[bool, Any],
+    *,
+    whole: bool = False,
 ) -> tuple[Placed, list[dict[str, Any]]]:
     """Where ``message`` goes in chat ``read`` (its id and end), and the messages before
     what it pushes that its check converts with it (all of them when it is placed against
-    the whole chat: the job then carries the whole request). ``regenerating``: the body's
-    trigger is a regenerate, and its ``messageId``."""
+    the whole chat, ``whole`` or not placed at the end: the job then carries the whole
+    request). ``regenerating``: the body's trigger is a regenerate, and its ``messageId``."""
     (chat_id, end), (regenerate, message_id) = read, regenerating
     record = end.record
-    if record is not None and not record.legacy and end.stepped:
+    if not whole and record is not None and not record.legacy and end.stepped:
         offset = end.length - len(end.last)
         tail = await folded(log, record, end.last)
         spot = End(offset, tail, end.length, end.places)

@@ -146,6 +146,12 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     turns differ from the chat as the server keeps it: ``take`` the client's from the
     first difference on (as before), or ``refuse`` it (409 ``history_conflict``). A
     submit of only its new message (``{id, message}``) never rewrites earlier turns."""
+    chat_job_history: Literal["record", "copy"] = "record"
+    """What the job of a ``{id, message}`` submit holds of the chat: ``record`` names the
+    chat's turns as its record keeps them (the worker reads them back), or ``copy``
+    carries the whole model request, converted from the whole chat on each submit, as
+    the previous version made it: set ``copy`` while workers of that version may still
+    run (they cannot read a job that names the turns), and remove it once all are new."""
     chat_retention_seconds: int | None = Field(None, ge=0)
     """How long a chat's record (its history, owner, title) lives after its last change:
     0 keeps it until ``DELETE /v1/chat/{id}``. Unset: as long as its latest answer's

@@ -95,7 +95,8 @@ async def read_submit(request: Request, settings: Settings, defaults: Defaults) 
     user = await within_budget(request)
     placed = None
     if one:
-        body, placed = await with_history(request, body)
+        copy = settings.chat_job_history == "copy"
+        body, placed = await with_history(request, body, whole=copy)
     pool = offloop(request)
     chat = await pool.run_sized(size, parsed, parse_body, body)
     job = await _converted(request, chat, defaults, size)

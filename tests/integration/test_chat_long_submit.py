@@ -4,7 +4,9 @@ job names them rather than carrying the chat, and the worker reads them back, so
 model gets every earlier turn, in order. A seeded chat, an edit far back and a
 regenerate on that layout (one of an answer far back: the chat read whole, the job
 carrying it); a job of the previous shape (the whole request in it) is still run as it
-stands; one whose turns the chat no longer holds ends with an error."""
+stands; one whose turns the chat no longer holds ends with an error. A front-end set to
+copy the chat into the job (``BROADCASTER_CHAT_JOB_HISTORY=copy``, while workers of the
+previous version may run) stores the whole request, as that version did."""
 
 from __future__ import annotations
 
@@ -178,3 +180,34 @@ def test_a_job_whose_turns_the_chat_no_longer_holds_ends_with_an_error(stack: St
             streamed = "".join(resp.iter_text())
     assert '"type":"error"' in streamed and "no longer holds the history" in streamed
     assert len(stack.model.requests) == asked  # nothing was sent to the model
+
+
+@pytest.fixture(scope="module")
+def copying(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    env = {"BROADCASTER_CHAT_JOB_HISTORY": "copy"}
+    with anthropic_stack(tmp_path_factory.mktemp("copy"), {}, env) as s:
+        yield s
+
+
+def test_a_front_end_set_to_copy_stores_the_whole_request(copying: Stack) -> None:
+    chat, history = seeded(copying, TURNS)
+    send(copying, {"id": chat, "message": ui("user", "one more", "n1")}, "the answer")
+    said = [*turns_of(history), ("user", "one more")]
+    job = stored_request(copying, chat)
+    assert "history" not in job
+    # The job alone is what a worker of the previous version needs: every earlier turn.
+    assert [(m["role"], m["content"][0]["text"]) for m in job["messages"]] == said
+    assert model_saw(copying) == said
+    send(copying, {"id": chat, "message": ui("user", "and again", "n2")}, "second")
+    said += [("assistant", "the answer"), ("user", "and again")]
+    assert model_saw(copying) == said
+    job = stored_request(copying, chat)
+    assert "history" not in job and len(job["messages"]) == len(said)
+    # The record keeps the model turns beside its history all the same: once the setting
+    # is removed, the next submit reads only the chat's end.
+    client = redis_sync.Redis.from_url(copying.redis.url)
+    try:
+        listed = client.llen(keys.chat_history_key(chat))
+        assert listed == len(history) + 4 == client.llen(keys.chat_model_key(chat))
+    finally:
+        client.close()
