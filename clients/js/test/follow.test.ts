@@ -104,15 +104,19 @@ describe("followStream", () => {
   });
 
   it("makes a silent connection again after idleTimeoutMs", async () => {
-    server = await serve((req, res, i) => {
+    // Answered by what the client has (its Last-Event-ID), not by the request's number: on a
+    // loaded machine the timer may fire before the first event is read, and the client
+    // then asks again from the start.
+    server = await serve((req, res) => {
       sseHead(res);
-      if (i === 0) return void res.write(frame(idOf(1), events[0]!)); // then silence, never ends
+      if (req.headers["last-event-id"] !== idOf(1)) return void res.write(frame(idOf(1), events[0]!)); // then silence
       res.write(frame(idOf(2), { type: "finish" }));
       res.end();
     });
     const got = await all(followStream(`${server.url}/s`, { ...FAST, idleTimeoutMs: 200 }));
     expect(got.map((e) => e.id)).toEqual([idOf(1), idOf(2)]);
-    expect(server.requests[1]!.headers["last-event-id"]).toBe(idOf(1));
+    expect(server.requests.at(-1)!.headers["last-event-id"]).toBe(idOf(1));
+    expect(server.requests.length).toBeGreaterThanOrEqual(2);
   });
 
   it("gives up after maxAttempts failures in a row", async () => {
