@@ -3,9 +3,9 @@ contract's event vocabulary (AI SDK UI stream parts). Pure: no I/O and no SDK im
 
 One ``EventMapper`` maps one model call (``feed`` each event; then ``text``, ``usage``,
 ``finish_reason``, ``model``). Part ids are per call: ``t<index>``, ``r<index>``, a
-tool call's own id. Reasoning carries what Anthropic needs to accept it back, as the AI
-SDK's Anthropic provider emits it: a signature or redacted data in
-``providerMetadata.anthropic``.
+tool call's own id, a source's ``s<key>``. Reasoning carries what Anthropic needs to
+accept it back, as the AI SDK's Anthropic provider emits it: a signature or redacted
+data in ``providerMetadata.anthropic``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from worker.providers.parts import (
     PartStart,
     Passed,
     Signature,
+    Source,
     Stop,
     Usage,
 )
@@ -140,6 +141,25 @@ class EventMapper:
         meta = {"anthropic": {"signature": event.signature}}
         return [{"type": "reasoning-delta", "id": part.id, "delta": "", "providerMetadata": meta}]
 
+    def _source(self, event: Source) -> list[Event]:
+        source_id = f"{self.id_prefix}s{event.key}"
+        if event.kind == "url":
+            if not event.url:
+                return []
+            cited: Event = {"type": "source-url", "sourceId": source_id, "url": event.url}
+            if event.title:
+                cited["title"] = event.title
+            return [cited]
+        document: Event = {
+            "type": "source-document",
+            "sourceId": source_id,
+            "mediaType": event.media_type or "text/plain",
+            "title": event.title or "Document",
+        }
+        if event.filename:
+            document["filename"] = event.filename
+        return [document]
+
     def _end(self, event: PartEnd) -> list[Event]:
         part = self._parts.pop(event.index, None)
         if part is None:
@@ -199,6 +219,7 @@ _HANDLERS: dict[type, Callable[[EventMapper, Any], list[Event]]] = {
     PartStart: EventMapper._start,
     Delta: EventMapper._delta,
     Signature: EventMapper._signature,
+    Source: EventMapper._source,
     PartEnd: EventMapper._end,
     Stop: EventMapper._stop,
     MessageEnd: EventMapper._message_end,

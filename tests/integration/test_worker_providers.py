@@ -31,6 +31,7 @@ from tests.support import fake_openai as oai
 from tests.support import provider_fixtures
 from tests.support.fake_anthropic import (
     FakeAnthropicServer,
+    cited_text,
     message,
     redacted_thinking,
     text,
@@ -38,6 +39,7 @@ from tests.support.fake_anthropic import (
     thinking,
     tool_use,
 )
+from tests.support.procs import parse_sse
 from tests.support.provider_fixtures import kinds, run
 from tests.support.provider_requests import ANTHROPIC_HISTORY, FULL_REQUEST, PDF, PNG, WEATHER_TOOL
 from tests.support.stacks import Stack, status
@@ -425,3 +427,73 @@ async def test_a_tool_round_trip_on_openai(oai_srv: oai.FakeOpenAIServer, stack:
         },
         {"role": "tool", "tool_call_id": "call_rt1", "content": "-3 C"},
     ]
+
+
+# --- citations become source parts ---------------------------------------------------------
+
+
+async def chat_sources(stack: Stack, provider: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Ask through the chat route: the source parts of the answer's SSE, and the
+    answer as ``GET /v1/chat/{id}/messages`` keeps it."""
+    chat = f"chat-sources-{provider}"
+    ask = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Cite it"}]}
+    body = {"id": chat, "messages": [ask], "trigger": "submit-message", "provider": provider}
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30) as client:
+        resp = await client.post("/v1/chat", json=body)
+        assert resp.status_code == 200, resp.text
+        events, _, _ = parse_sse(resp.content)
+        assert events[-1].data == "[DONE]"
+        typed = [e.json() for e in events if e.event is not None]
+        assert typed[-1]["type"] == "finish", typed
+        listed = (await client.get(f"/v1/chat/{chat}/messages")).json()
+    assert listed["status"] == "completed"
+    sources = [e for e in typed if e["type"].startswith("source-")]
+    answer = listed["messages"][-1]
+    assert [p for p in answer["parts"] if p["type"].startswith("source-")] == sources
+    return sources, answer
+
+
+def source_url(source_id: str, url: str, title: str) -> dict[str, Any]:
+    return {"type": "source-url", "sourceId": source_id, "url": url, "title": title}
+
+
+async def test_anthropic_citations_reach_the_client_as_source_parts(
+    anth: FakeAnthropicServer, stack: Stack
+) -> None:
+    web = {
+        "type": "web_search_result_location",
+        "url": "https://example.com/streams",
+        "title": "Streams",
+        "encrypted_index": "eidx",
+        "cited_text": "Streams are logs.",
+    }
+    doc = {
+        "type": "char_location",
+        "cited_text": "append-only",
+        "document_index": 0,
+        "document_title": "Redis notes",
+        "start_char_index": 0,
+        "end_char_index": 11,
+    }
+    anth.enqueue(message([cited_text(["Streams ", "are logs."], [web, doc])]))
+    sources, answer = await chat_sources(stack, "anthropic")
+    assert sources == [
+        source_url("s0.0", "https://example.com/streams", "Streams"),
+        {
+            "type": "source-document",
+            "sourceId": "s0.1",
+            "mediaType": "text/plain",
+            "title": "Redis notes",
+        },
+    ]
+    assert any(p["type"] == "text" and p["text"] == "Streams are logs." for p in answer["parts"])
+
+
+async def test_openai_url_annotations_reach_the_client_as_source_parts(
+    oai_srv: oai.FakeOpenAIServer, stack: Stack
+) -> None:
+    cited = oai.url_citation("https://example.com/oslo", "Oslo weather", 0, 4)
+    oai_srv.enqueue(oai.reply(text=["Cold ", "in Oslo."], annotations=[cited]))
+    sources, answer = await chat_sources(stack, "openai")
+    assert sources == [source_url("s0", "https://example.com/oslo", "Oslo weather")]
+    assert any(p["type"] == "text" and p["text"] == "Cold in Oslo." for p in answer["parts"])

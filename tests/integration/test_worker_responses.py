@@ -22,7 +22,7 @@ from broadcaster.core.events import Usage
 from tests.support import fake_openai_responses as fr
 from tests.support.fake_anthropic import Frame
 from tests.support.polling import poll
-from tests.support.procs import read_sse
+from tests.support.procs import parse_sse, read_sse
 from tests.support.stacks import Stack, create, responses_env, start_stack, status
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -223,3 +223,30 @@ async def test_a_cancel_of_the_generation_cancels_the_response(
     assert srv.status(response_id) == "cancelled"
     assert types(events)[-1] == "abort"
     assert "Traceback" not in stack.worker.log()
+
+
+async def test_url_annotations_reach_the_client_as_source_parts(
+    srv: fr.FakeResponsesServer, stack: Stack
+) -> None:
+    cited = fr.url_citation("https://example.com/sum", "Sums", 0, 7)
+    srv.enqueue(fr.reply(text=["The sum ", "is 3."], annotations=[cited]))
+    chat = "chat-responses-sources"
+    ask = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "1 + 2?"}]}
+    body = {"id": chat, "messages": [ask], "trigger": "submit-message", "provider": "openai"}
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30) as client:
+        resp = await client.post("/v1/chat", json=body)
+        assert resp.status_code == 200, resp.text
+        events, _, _ = parse_sse(resp.content)
+        listed = (await client.get(f"/v1/chat/{chat}/messages")).json()
+    typed = [e.json() for e in events if e.event is not None]
+    expected = {
+        "type": "source-url",
+        "sourceId": "s0.0.0",  # the message is the response's first output
+        "url": "https://example.com/sum",
+        "title": "Sums",
+    }
+    assert [e for e in typed if e["type"].startswith("source-")] == [expected]
+    assert types(typed)[-1] == "finish"
+    assert listed["status"] == "completed"
+    answer = listed["messages"][-1]
+    assert [p for p in answer["parts"] if p["type"].startswith("source-")] == [expected]

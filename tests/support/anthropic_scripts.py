@@ -150,6 +150,16 @@ def text(chunks: Sequence[str] | str) -> Block:
     )
 
 
+def cited_text(chunks: Sequence[str] | str, citations: Sequence[dict[str, Any]]) -> Block:
+    """A text block whose text deltas are followed by one ``citations_delta`` per citation
+    (``web_search_result_location``, ``char_location``, ... as the API sends them)."""
+    block = text(chunks)
+    cited = tuple({"type": "citations_delta", "citation": c} for c in citations)
+    return Block(
+        {**block.content_block, "citations": []}, block.deltas + cited, block.output_tokens
+    )
+
+
 def thinking(chunks: Sequence[str] | str, signature: str | None = "sig_fake") -> Block:
     """A thinking block: one ``thinking_delta`` per chunk, then a ``signature_delta``."""
     parts = _as_chunks(chunks)

@@ -57,6 +57,7 @@ __all__ = [
     "stall",
     "stream_error",
     "streamed_call",
+    "url_citation",
     "whole_call",
 ]
 
@@ -112,6 +113,12 @@ def whole_call(call_id: str, name: str, arguments: dict[str, Any], index: int = 
     return Call(({"index": index, "id": call_id, "type": "function", "function": function},))
 
 
+def url_citation(url: str, title: str, start: int = 0, end: int = 0) -> dict[str, Any]:
+    """A Chat Completions ``url_citation`` annotation (as search models send them)."""
+    cited = {"url": url, "title": title, "start_index": start, "end_index": end}
+    return {"type": "url_citation", "url_citation": cited}
+
+
 def reply(
     *,
     text: Sequence[str] = (),
@@ -124,14 +131,18 @@ def reply(
     usage: bool = True,
     cached_tokens: int = 0,
     reasoning_tokens: int | None = None,
+    annotations: Sequence[dict[str, Any]] = (),
 ) -> Script:
-    """A whole stream: the role chunk, reasoning, text and tool deltas (one chunk each), the
+    """A whole stream: the role chunk, reasoning, text and tool deltas (one chunk each),
+    one chunk with the ``annotations`` (``url_citation`` items) if any, the
     finish chunk (``tool_calls`` when there are tools, else ``stop``), the usage chunk
     and ``[DONE]``. Output tokens default to one per delta, reasoning tokens to one per
     reasoning delta."""
     steps: Script = [chunk({"role": "assistant", "content": ""})]
     steps += [chunk({reasoning_field: r}) for r in reasoning]
     steps += [chunk({"content": t}) for t in text]
+    if annotations:
+        steps.append(chunk({"annotations": list(annotations)}))
     steps += [chunk({"tool_calls": [d]}) for call in tools for d in call.deltas]
     finish = finish_reason or ("tool_calls" if tools else "stop")
     steps.append(chunk({}, finish_reason=finish))

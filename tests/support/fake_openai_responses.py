@@ -74,6 +74,7 @@ __all__ = [
     "http_error",
     "reply",
     "stream_error",
+    "url_citation",
 ]
 
 TERMINAL = frozenset({"completed", "failed", "incomplete", "cancelled"})
@@ -130,16 +131,33 @@ def _reasoning(oi: int, chunks: Sequence[str]) -> Script:
     ]
 
 
-def _message(oi: int, chunks: Sequence[str]) -> Script:
+def url_citation(url: str, title: str, start: int = 0, end: int = 0) -> dict[str, Any]:
+    """A Responses ``url_citation`` annotation."""
+    return {
+        "type": "url_citation",
+        "url": url,
+        "title": title,
+        "start_index": start,
+        "end_index": end,
+    }
+
+
+def _message(oi: int, chunks: Sequence[str], annotations: Sequence[dict[str, Any]] = ()) -> Script:
     item = {"type": "message", "id": f"msg_{oi}", "role": "assistant", "status": "in_progress"}
     where = {"item_id": item["id"], "output_index": oi, "content_index": 0}
     part = {"type": "output_text", "text": "", "annotations": []}
-    whole = {**part, "text": "".join(chunks)}
+    whole = {**part, "text": "".join(chunks), "annotations": list(annotations)}
     done = {**item, "status": "completed", "content": [whole]}
     return [
         _event("response.output_item.added", output_index=oi, item={**item, "content": []}),
         _event("response.content_part.added", **where, part=part),
         *(_event("response.output_text.delta", **where, delta=c, logprobs=[]) for c in chunks),
+        *(
+            _event(
+                "response.output_text.annotation.added", **where, annotation_index=n, annotation=a
+            )
+            for n, a in enumerate(annotations)
+        ),
         _event("response.output_text.done", **where, text=whole["text"], logprobs=[]),
         _event("response.content_part.done", **where, part=whole),
         _event("response.output_item.done", output_index=oi, item=done),
@@ -175,8 +193,10 @@ def reply(
     output_tokens: int | None = None,
     cached_tokens: int = 0,
     reasoning_tokens: int | None = None,
+    annotations: Sequence[dict[str, Any]] = (),
 ) -> Script:
-    """A whole response: created, in progress, a reasoning summary, a message, function
+    """A whole response: created, in progress, a reasoning summary, a message (its
+    ``annotations`` added after its text), function
     calls (in that order, each present if given), completed with its usage (output tokens
     one per chunk and call, reasoning tokens one per reasoning chunk, by default)."""
     steps: Script = [
@@ -187,7 +207,7 @@ def reply(
     if reasoning:
         steps += _reasoning(next(oi), reasoning)
     if text:
-        steps += _message(next(oi), text)
+        steps += _message(next(oi), text, annotations)
     for c in calls:
         steps += _function_call(next(oi), c)
     out = output_tokens if output_tokens is not None else len(text) + len(reasoning) + len(calls)

@@ -378,7 +378,8 @@ def test_pings_unknown_and_derived_events_map_to_nothing() -> None:
         {"type": "input_json", "partial_json": "{", "snapshot": {}},
         {"type": "signature", "signature": "s"},
         {"type": "citation", "citation": {}, "snapshot": []},
-        delta(0, {"type": "citations_delta", "citation": {"type": "char_location"}}),
+        # a citation with nothing usable (those that name a source: tests/unit/test_sources.py)
+        delta(0, {"type": "citations_delta", "citation": {"type": "web_search_result_location"}}),
         delta(5, {"type": "text_delta", "text": "no such block"}),
         block_stop(5),
         {},

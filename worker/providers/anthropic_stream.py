@@ -6,7 +6,8 @@ JSON; the SDK's derived events, ``ping`` and unknown kinds read as nothing, so a
 may feed everything the SDK yields. The usage is summed as the AI SDK sums it: the input
 is ``input_tokens`` (uncached alone) plus the cache's reads and writes, and
 ``message_delta``'s counts are totals that replace ``message_start``'s (an absent count
-leaves the earlier one).
+leaves the earlier one). A ``citations_delta`` is a ``Source``, as the AI SDK's Anthropic
+provider reads it: a web search result a URL, a span of a given document a document.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from worker.providers.parts import (
     PartKind,
     PartStart,
     Signature,
+    Source,
     Stop,
     Usage,
 )
@@ -106,6 +108,7 @@ class AnthropicReader:
         self._open: dict[int, PartKind] = {}
         self._counts: dict[str, int] = {}
         self._stop_reason: str | None = None
+        self._cited = 0
 
     def feed(self, raw: dict[str, Any]) -> list[ModelEvent]:
         """The neutral events for one raw stream event (often none)."""
@@ -130,6 +133,7 @@ class AnthropicReader:
     def _message_start(self, message: dict[str, Any]) -> MessageStart:
         self._counts = _counts(message.get("usage"))
         self._open.clear()  # a message's blocks are numbered from 0
+        self._cited = 0
         model = message.get("model")
         return MessageStart(model if isinstance(model, str) else None, usage_of(self._counts))
 
@@ -178,9 +182,40 @@ class AnthropicReader:
             piece = delta.get("thinking") if kind == "reasoning" else None
         elif delta_type == "input_json_delta":
             piece = delta.get("partial_json") if kind == "tool" else None
+        elif delta_type == "citations_delta":
+            return self._citation(index, _dict(delta.get("citation")))
         elif delta_type == "signature_delta" and kind == "reasoning":
             signature = delta.get("signature")
             return [Signature(index, signature)] if isinstance(signature, str) and signature else []
         else:
-            return []  # citations_delta and anything new
+            return []  # anything new
         return [Delta(index, piece)] if isinstance(piece, str) and piece else []
+
+    def _citation(self, index: int, citation: dict[str, Any]) -> list[ModelEvent]:
+        source = cited_source(f"{index}.{self._cited}", citation)
+        if source is None:
+            return []  # nothing usable: skipped
+        self._cited += 1
+        return [source]
+
+
+_DOCUMENT_TYPES: Final[dict[str, str]] = {
+    "char_location": "text/plain",
+    "page_location": "application/pdf",
+    "content_block_location": "text/plain",
+}
+
+
+def cited_source(key: str, citation: dict[str, Any]) -> Source | None:
+    """The source one citation names, or None when it names none usable."""
+    kind = citation.get("type")
+    if kind in ("web_search_result_location", "search_result_location"):
+        url = _str(citation.get("url")) or _str(citation.get("source"))
+        if not url.startswith(("http://", "https://")):
+            return None
+        return Source("url", key, url=url, title=_str(citation.get("title")))
+    media_type = _DOCUMENT_TYPES.get(kind) if isinstance(kind, str) else None
+    if media_type is None:
+        return None
+    title = _str(citation.get("document_title")) or "Document"
+    return Source("document", key, title=title, media_type=media_type)

@@ -4,7 +4,8 @@
 Pure: ``ResponsesTranslator.feed`` takes each event's JSON and raises ``ResponseFailed``
 on ``response.failed`` or ``error``; ``finished`` is False for a stream cut short.
 Reasoning summaries are unsigned reasoning parts, output text and refusals text parts,
-``function_call`` items tool parts named by ``call_id`` (docs/api/generations.md has the
+``function_call`` items tool parts named by ``call_id``, ``url_citation`` annotations
+sources named by their place in the output (docs/api/generations.md has the
 whole mapping). ``snapshot``/``resumed`` carry the translator over to a worker that
 takes the generation over.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from worker.providers.openai_stream import url_source
 from worker.providers.parts import (
     Delta,
     MessageEnd,
@@ -185,6 +187,11 @@ class ResponsesTranslator:
             out.append(Delta(part[0], arguments))  # sent whole, never streamed
         return out + self._end(key)
 
+    def _annotation(self, event: dict[str, Any]) -> list[ModelEvent]:
+        key = f"{_key(event, 'content_index')}:{event.get('annotation_index')}"
+        source = url_source(key.replace(":", "."), _dict(event.get("annotation")))
+        return [source] if source is not None else []
+
     def _completed(self, event: dict[str, Any]) -> list[ModelEvent]:
         response = _dict(event.get("response"))
         reason = _dict(response.get("incomplete_details")).get("reason")
@@ -235,6 +242,7 @@ _HANDLERS = {
     "response.content_part.added": ResponsesTranslator._part_added,
     "response.output_text.delta": ResponsesTranslator._text_delta,
     "response.refusal.delta": ResponsesTranslator._text_delta,
+    "response.output_text.annotation.added": ResponsesTranslator._annotation,
     "response.content_part.done": ResponsesTranslator._part_done,
     "response.output_item.added": ResponsesTranslator._item_added,
     "response.function_call_arguments.delta": ResponsesTranslator._arguments_delta,

@@ -4,8 +4,9 @@ mapping (``worker.mapping``) turns every provider's stream into the contract's e
 Pure: ``ChunkTranslator.feed`` each chunk's JSON, then ``end()`` (``IncompleteStream``
 when no ``finish_reason`` came). Tool calls are buffered by ``index`` and their input
 parsed only at the end (partial JSON can parse by coincidence, as the AI SDK knows);
-``stop`` after tool calls is ``tool-calls``. The whole mapping, reasoning fields and
-usage included: docs/api/generations.md, "The ``openai`` provider".
+``stop`` after tool calls is ``tool-calls``; a ``url_citation`` annotation is a
+``Source``. The whole mapping, reasoning fields and usage included:
+docs/api/generations.md, "The ``openai`` provider".
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from worker.providers.parts import (
     PartEnd,
     PartKind,
     PartStart,
+    Source,
     Stop,
     Usage,
 )
 
-__all__ = ["FINISH_REASONS", "ChunkTranslator", "IncompleteStream", "chat_usage"]
+__all__ = ["FINISH_REASONS", "ChunkTranslator", "IncompleteStream", "chat_usage", "url_source"]
 
 FINISH_REASONS = {
     "stop": "stop",
@@ -76,6 +78,7 @@ class ChunkTranslator:
         self._finish: str | None = None
         self._refused = False
         self._usage = Usage()
+        self._cited = 0
 
     def feed(self, chunk: dict[str, Any]) -> list[ModelEvent]:
         out: list[ModelEvent] = []
@@ -106,11 +109,23 @@ class ChunkTranslator:
                 self._refused = self._refused or key == "refusal"
                 out += self._switch_to("text")
                 out.append(Delta(self._index(), piece))
+        annotations = delta.get("annotations")
+        if isinstance(annotations, list):
+            out += self._annotations(annotations)
         calls = delta.get("tool_calls")
         if isinstance(calls, list) and calls:
             out += self._switch_to(None)
             for call in calls:
                 out += self._tool_call(_dict(call))
+        return out
+
+    def _annotations(self, annotations: list[Any]) -> list[ModelEvent]:
+        out: list[ModelEvent] = []
+        for annotation in annotations:
+            source = url_source(str(self._cited), _dict(annotation))
+            if source is not None:
+                self._cited += 1
+                out.append(source)
         return out
 
     def _index(self) -> int:
@@ -189,3 +204,15 @@ def chat_usage(usage: dict[str, Any]) -> Usage:
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def url_source(key: str, annotation: dict[str, Any]) -> Source | None:
+    """The source a ``url_citation`` annotation names (Chat Completions nest its fields
+    under ``url_citation``; the Responses API does not), or None."""
+    if annotation.get("type") != "url_citation":
+        return None
+    fields = _dict(annotation.get("url_citation")) or annotation
+    url = _str(fields.get("url"))
+    if url is None:
+        return None
+    return Source("url", key, url=url, title=_str(fields.get("title")) or "")

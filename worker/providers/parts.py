@@ -60,6 +60,20 @@ class Signature:
 
 
 @dataclass(frozen=True, slots=True)
+class Source:
+    """A source the answer cites: a web page (``url``) or a document the call was given."""
+
+    kind: Literal["url", "document"]
+    key: str
+    """Unique within the call and fixed by the stream's own position (a citation's block
+    and number), so a worker that takes the call over names it the same."""
+    url: str = ""
+    title: str = ""
+    media_type: str = ""
+    filename: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class PartEnd:
     index: int
 
@@ -107,6 +121,7 @@ ModelEvent = (
     | PartStart
     | Delta
     | Signature
+    | Source
     | PartEnd
     | Stop
     | MessageEnd
@@ -128,6 +143,7 @@ __all__ = [
     "ResumePoint",
     "Shown",
     "Signature",
+    "Source",
     "Stop",
     "Usage",
 ]
