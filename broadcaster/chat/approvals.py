@@ -162,6 +162,31 @@ def _after(decided: dict[str, Any], done: bool) -> tuple[dict[str, str], dict[st
     return new_meta, {"zadd": int((time.time() + REQUEUE_AFTER_S) * 1000)}
 
 
+@dataclass(frozen=True, slots=True)
+class _Wait:
+    """A waiting generation's metadata, read: its approvals by id, the decisions so far."""
+
+    meta: dict[str, str]
+    approvals: dict[str, dict[str, Any]]
+    decided: dict[str, Any]
+    seq: int
+    deadline_ms: int
+    asked_ms: object
+
+    @classmethod
+    def read(cls, generation: str, meta: dict[str, str] | None, approval_id: str) -> _Wait:
+        """``NoSuchApproval`` unless ``generation`` is one that asked for ``approval_id``."""
+        if not meta or meta.get("kind") != "generation":
+            raise NoSuchApproval(generation)
+        wait = _json(meta.get("wait"), {})
+        approvals = {a["approvalId"]: a for a in wait.get("approvals", [])}
+        if approval_id not in approvals:
+            raise NoSuchApproval(approval_id)
+        decided = _json(meta.get("decided"), {})
+        seq, deadline_ms = int(wait.get("seq") or 0), int(wait.get("deadline_ms") or 0)
+        return cls(meta, approvals, decided, seq, deadline_ms, wait.get("asked_ms"))
+
+
 class Approvals:
     def __init__(self, event_log: EventLog, jobs: JobQueue) -> None:
         self.log = event_log
@@ -220,51 +245,52 @@ class Approvals:
         after the deadline, ``Mismatch`` for another call or input (``binding.check``).
         ``expiring``: the sweep's denial, with ``data-approval-expired``."""
         for _ in range(20):  # each retry follows another decision: bounded by the approvals
-            meta = await self.log.meta(generation)
-            if not meta or meta.get("kind") != "generation":
-                raise NoSuchApproval(generation)
-            wait = _json(meta.get("wait"), {})
-            approvals = {a["approvalId"]: a for a in wait.get("approvals", [])}
-            decided: dict[str, Any] = _json(meta.get("decided"), {})
-            wait_seq = int(wait.get("seq") or 0)
-            if approval_id not in approvals:
-                raise NoSuchApproval(approval_id)
-            deadline_ms = int(wait.get("deadline_ms") or 0)
-            if approval_id in decided:  # decided before: that decision stands
-                first = decided[approval_id]
+            wait = _Wait.read(generation, await self.log.meta(generation), approval_id)
+            if approval_id in wait.decided:  # decided before: that decision stands
+                first = wait.decided[approval_id]
                 if not expiring and first.get("reason") == EXPIRED:
                     raise Expired(approval_id)
-                return Decision(approval_id, bool(first.get("approved")), False, False, wait_seq)
+                return Decision(approval_id, bool(first.get("approved")), False, False, wait.seq)
             now_ms = int(time.time() * 1000)
             bound = (tool_call_id, input_hash)
-            binding.check(approvals[approval_id], 0 if expiring else deadline_ms, now_ms, *bound)
-            if meta.get("ended") or meta.get("status") != "waiting":
+            deadline_ms = 0 if expiring else wait.deadline_ms
+            binding.check(wait.approvals[approval_id], deadline_ms, now_ms, *bound)
+            if wait.meta.get("ended") or wait.meta.get("status") != "waiting":
                 raise WaitEnded(generation)
             record: dict[str, Any] = {"approved": approved} | ({"reason": reason} if reason else {})
-            decided[approval_id] = record
-            expiry = deadline_ms if expiring else None
-            said = _said(approval_id, approvals[approval_id], record, expiry)
-            done = all(a in decided for a in approvals)
-            new_meta, extras = _after(decided, done)
             try:
-                await self.log.append(
-                    generation,
-                    said,
-                    kind="generation",
-                    owner=meta.get("owner") or "-",
-                    meta=new_meta,
-                    extras=extras,
-                )
+                done = await self._record(generation, wait, approval_id, record, expiring)
             except StaleWriter:
                 continue  # another decision came first: read again
-            except (StreamEnded, StreamNotFound):
-                raise WaitEnded(generation) from None
             if done:
-                await self._enqueue(generation, self._provider(meta))
+                await self._enqueue(generation, self._provider(wait.meta))
                 log.info("generation %s: every decision made; queued again", generation)
-            self.on_decided(wait.get("asked_ms"), _decision(approved, reason))
-            return Decision(approval_id, approved, True, done, wait_seq)
+            self.on_decided(wait.asked_ms, _decision(approved, reason))
+            return Decision(approval_id, approved, True, done, wait.seq)
         raise WaitEnded(generation)  # pragma: no cover: 20 decisions racing one
+
+    async def _record(
+        self, generation: str, wait: _Wait, approval_id: str, record: dict[str, Any], expiring: bool
+    ) -> bool:
+        """Append the decision on the wait's token (``StaleWriter`` if another changed it
+        first); whether it was the last the wait needed."""
+        decided = {**wait.decided, approval_id: record}
+        expiry = wait.deadline_ms if expiring else None
+        said = _said(approval_id, wait.approvals[approval_id], record, expiry)
+        done = all(a in decided for a in wait.approvals)
+        new_meta, extras = _after(decided, done)
+        try:
+            await self.log.append(
+                generation,
+                said,
+                kind="generation",
+                owner=wait.meta.get("owner") or "-",
+                meta=new_meta,
+                extras=extras,
+            )
+        except (StreamEnded, StreamNotFound):
+            raise WaitEnded(generation) from None
+        return done
 
     async def _enqueue(self, generation: str, provider: str) -> None:
         """Queue the generation's job again; acknowledged once the committer confirms it

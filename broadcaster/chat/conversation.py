@@ -141,6 +141,25 @@ async def submit(
         return Answer(waited, base)
     if job is None:
         job = to_request(chat, rules.defaults)
+    return await _take_message(
+        stores, rules, chat, messages, job, new_id=new_id, room=room, owner=owner, placed=placed
+    )
+
+
+async def _take_message(
+    stores: Stores,
+    rules: Rules,
+    chat: ChatBody,
+    messages: list[dict[str, Any]],
+    job: dict[str, Any],
+    *,
+    new_id: Callable[[], str],
+    room: Callable[[], None],
+    owner: str,
+    placed: Placed | None,
+) -> Answer:
+    """A submit's message, its request admitted: started, queued or steered in, as the
+    running answer (if any) and the submit's ``multitask`` say."""
     admitted = await admit(stores.jobs, rules.admission, job["provider"])
     generation = new_id()
     room()

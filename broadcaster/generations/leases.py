@@ -331,11 +331,6 @@ class Leases:
         own = events
         events, meta, extras = _with_wait(gid, after, own, wait)
         meta = reported(events[-1], usage) or meta
-        text = "".join(
-            e["delta"]
-            for e in events
-            if e.get("type") == "text-delta" and isinstance(e.get("delta"), str)
-        )
         again = False
         try:
             seq = await self.log.append(
@@ -345,7 +340,7 @@ class Leases:
                 expect_seq=after,
                 owner=token,
                 meta=meta,
-                text_append=text,
+                text_append=_text_of(events),
                 extras=extras or None,
             )
         except StreamEnded as exc:
@@ -357,15 +352,21 @@ class Leases:
         except StaleWriter as exc:
             if wait is not None and await self._suspended(gid, after, own, wait, exc.last_seq):
                 return exc.last_seq, True, await self.signals(gid)
-            await self._owned(gid, token)  # Fenced unless it is still this token's
-            if not (
-                exc.last_seq == after + len(events) and await self.log.holds(gid, after, events)
-            ):
-                raise SeqMismatch(exc.last_seq) from None
+            await self._written_before(gid, token, after, events, exc.last_seq)
             seq, again = exc.last_seq, True
         if wait is not None or events[-1].get("type") in _TERMINAL:
             await self._queue(lease.provider).done(lease.job(gid))
         return seq, again, await self.signals(gid)
+
+    async def _written_before(
+        self, gid: str, token: str, after: int, events: list[dict[str, Any]], last_seq: int
+    ) -> None:
+        """Check that an append refused as stale is this batch, written before (its answer
+        was lost): ``Fenced`` unless ``token`` still owns ``gid``, ``SeqMismatch`` unless
+        the stream holds exactly these events after ``after``."""
+        await self._owned(gid, token)
+        if not (last_seq == after + len(events) and await self.log.holds(gid, after, events)):
+            raise SeqMismatch(last_seq) from None
 
     async def _suspended(
         self, gid: str, after: int, own: list[dict[str, Any]], wait: Wait, last_seq: int
@@ -410,6 +411,15 @@ def reported(last: dict[str, Any], usage: dict[str, Any] | None) -> dict[str, st
     if isinstance(model, str) and 0 < len(model) <= MAX_MODEL_CHARS:
         meta["model"] = model
     return meta or None
+
+
+def _text_of(events: list[dict[str, Any]]) -> str:
+    """The text a batch adds to the generation's record: its text deltas, joined."""
+    return "".join(
+        e["delta"]
+        for e in events
+        if e.get("type") == "text-delta" and isinstance(e.get("delta"), str)
+    )
 
 
 def _with_wait(
