@@ -27,9 +27,10 @@ from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound
 from tests.support import bytecode, node_host, ports, procs, rundir, tls
 from tests.support.procs import Deployment, Proc, advertise_providers, start_frontend, start_worker
 
-# A hard limit over each test, past its timeout, and failures named as they come; and,
-# when asked for (BROADCASTER_TEST_CPU_LOG), the CPU each test cost.
-pytest_plugins = ["tests.support.watchdog", "tests.support.cpu_log"]
+# A hard limit over each test, past its timeout, and failures named as they come;
+# pytest-timeout's alarm raised only inside a test's phases; and, when asked for
+# (BROADCASTER_TEST_CPU_LOG), the CPU each test cost.
+pytest_plugins = ["tests.support.watchdog", "tests.support.timeouts", "tests.support.cpu_log"]
 
 # Every port the suite picks (``free_port``, in the tests, tests/support and EmbeddedRedis)
 # is one no other test process on the machine was handed in the last minutes: with the
