@@ -120,8 +120,9 @@ test-fast: $(BIN)/.installed
 	$(BIN)/pytest tests/unit -q -n 2 --dist load
 
 # The longest tests at their full budget: the API fuzzing, the body schemas, the
-# hostile-input machine, the stalled viewers, load with churn, the chaos run and the
-# longest property tests, each of which `make test` runs in a shorter form
+# hostile-input machine, the stalled viewers, load with churn, the chaos run, the
+# Durable Streams conformance suite in every deployment and the longest property tests,
+# each of which `make test` runs in a shorter form
 # (tests/support/long_form.py; docs/testing.md, "Short and long forms").
 test-long: $(BIN)/.installed test-deps
 	BROADCASTER_TEST_LONG=1 $(BIN)/pytest -m long

@@ -10,7 +10,10 @@ in three deployments of real processes on 127.0.0.1:
   and its source among them) live in different slots.
 
 Each must pass every test of the suite but the six opt-in subscription tests, which the
-suite skips unless asked. The front-ends are started with
+suite skips unless asked. ``make test`` runs the suite's property tests (fast-check, the
+third of a run with the most requests) behind the round-robin nginx only, where every
+read of them crosses front-ends, and leaves them out of the other two deployments;
+``make test-long`` runs the whole suite in all three. The front-ends are started with
 ``BROADCASTER_DS_LONG_POLL_SECONDS=0.5`` and the suite is told 500 ms: it gives each of its
 long-poll tests that + 1 s; and with ``BROADCASTER_CORS_ORIGINS=*``, as a deployment that
 serves browsers is. Each test prints the suite's own counts, e.g.
@@ -33,12 +36,21 @@ from pathlib import Path
 import pytest
 
 from broadcaster.core.embedded import ServerNotFound, free_port
-from tests.support.durable import ConformanceResult, require_node_packages, run_conformance
+from tests.support import long_form
+from tests.support.durable import (
+    PROPERTY_GROUP,
+    ConformanceResult,
+    require_node_packages,
+    run_conformance,
+)
 from tests.support.nginx import Nginx, find_nginx
 from tests.support.procs import Proc, start_frontend
 from tests.support.topologies import log_tails, start_cluster, stopped_at_end
 
 LONG_POLL_MS = 500
+LEFT_OUT = None if long_form.LONG else PROPERTY_GROUP
+"""What the one front-end and the Cluster leave out in ``make test``: the property tests,
+which the round-robin deployment runs."""
 FRONTEND_ENV = {
     "BROADCASTER_DS_LONG_POLL_SECONDS": str(LONG_POLL_MS / 1000),
     # The suite checks CORS preflights (from https://example.com), as a deployment serving
@@ -99,11 +111,12 @@ def check_both_served(nginx: Nginx, procs: list[Proc]) -> None:
         assert share >= total // 4, f"{p.name} served {share} of {total} requests: {served}"
 
 
+@long_form.mark
 @pytest.mark.timeout(600)
 def test_one_frontend(redis_url: str, tmp_path: Path) -> None:
     require_node_packages()
     with frontends(redis_url, tmp_path, ["ds-frontend"]) as procs:
-        result = run_conformance(procs[0].url, LONG_POLL_MS, tmp_path)
+        result = run_conformance(procs[0].url, LONG_POLL_MS, tmp_path, leave_out=LEFT_OUT)
     check("one front-end", result, procs)
 
 
@@ -119,6 +132,7 @@ def test_two_frontends_behind_round_robin_nginx(redis_url: str, tmp_path: Path) 
     check_both_served(nginx, procs)
 
 
+@long_form.mark
 @pytest.mark.timeout(600)
 def test_two_frontends_on_a_redis_cluster(tmp_path: Path) -> None:
     require_node_packages()
@@ -133,6 +147,6 @@ def test_two_frontends_on_a_redis_cluster(tmp_path: Path) -> None:
         frontends(cluster.seed, tmp_path, names, env) as procs,
         round_robin_nginx(tmp_path, procs) as nginx,
     ):
-        result = run_conformance(nginx.url, LONG_POLL_MS, tmp_path)
+        result = run_conformance(nginx.url, LONG_POLL_MS, tmp_path, leave_out=LEFT_OUT)
     check("two front-ends on a Redis Cluster, round robin", result, procs)
     check_both_served(nginx, procs)

@@ -58,10 +58,10 @@ from tests.support.schema_cases import for_each_case
 
 pytestmark = long_form.mark
 
-SCHEMA_EXAMPLES = long_form.budget(10, 40)
-"""schemathesis examples per operation and mode: the full budget in ``make test-long``, a
-quarter of it in ``make test``."""
-SECURED_EXAMPLES = long_form.budget(4, 15)
+SCHEMA_EXAMPLES = long_form.budget(5, 40)
+"""schemathesis examples per operation and mode: the full budget in ``make test-long``, an
+eighth of it in ``make test``."""
+SECURED_EXAMPLES = long_form.budget(2, 15)
 """The same on the front-end with access control, whose answers are mostly 401 and 403."""
 COVERAGE_CASES = long_form.budget(50, 200)
 """At most this many of the coverage phase's cases per operation."""

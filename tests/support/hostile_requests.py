@@ -20,10 +20,10 @@ from tests.support import long_form
 ADMIN = "admin-" + secrets.token_hex(8)
 SECRET = secrets.token_hex(16)
 
-MAX_EXAMPLES = long_form.budget(50, 200)
+MAX_EXAMPLES = long_form.budget(25, 200)
 STEPS = 100
 """Examples of the machine, and steps in each (at most; hypothesis ends some sooner):
-about 40,000 hostile requests at the full budget (``make test-long``); a quarter of that
+about 40,000 hostile requests at the full budget (``make test-long``); an eighth of that
 in ``make test``, where the test runs alone (docs/testing.md has the figures)."""
 
 READERS_SECONDS = 30.0
