@@ -31,6 +31,8 @@ authorizes, calls its capability and answers.
 - ``openapi_worker``: the answers of the worker protocol's routes (``/v1/worker``).
 - ``openapi_finish``: what FastAPI generates by itself, amended.
 - ``forks``: a Durable Streams fork as its route makes it: its budget and refusals.
+- ``durable_reads``: a Durable Streams read as its route answers it: a page, a long-poll,
+  SSE.
 - ``feeds``: a publisher's events appended to a feed, each refusal its status.
 - ``metrics``: the front-end's Prometheus metrics.
 - ``settings``: the front-end's settings (``BROADCASTER_*``).

@@ -11,27 +11,21 @@ API's origin (``protocol.typed_headers``).
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from broadcaster.core import keys, names
 from broadcaster.durable import fork, protocol, reads
-from broadcaster.durable.protocol import BadRequest, ReadOffset
-from broadcaster.durable.storage import DurableLog, Written
+from broadcaster.durable.protocol import BadRequest
+from broadcaster.durable.storage import Written
+from broadcaster.http import durable_reads
 from broadcaster.http import openapi_durable as api_doc
 from broadcaster.http.access import check_viewer, producer
 from broadcaster.http.bodies import read_bytes
 from broadcaster.http.errors import ApiError
 from broadcaster.http.forks import fork_budget, not_forked
-from broadcaster.http.resources import SettingsDep, get_durable, get_hub, get_settings
+from broadcaster.http.resources import SettingsDep, get_durable
 from broadcaster.http.stream_ids import producible, utf8_url_path
-from broadcaster.viewers.ask import from_request, kept_grant
-from broadcaster.viewers.decision import token_ended
-from broadcaster.viewers.expiry import TokenBound, closes
-from broadcaster.viewers.opening import admit_long_poll, admit_viewer, viewing_of
-from broadcaster.viewers.response import SSEResponse
 
 router = APIRouter()
 
@@ -74,11 +68,6 @@ def _unreadable(path: str, exc: reads.Unreadable) -> ApiError:
             return ApiError(400, "bad_request", str(exc))
         case _:
             return ApiError(404, "not_found", f"no stream at /v1/stream/{path[:80]}")
-
-
-def _cache_control(request: Request) -> str:
-    private = request.app.state.access.reads_guarded
-    return f"{'private' if private else 'public'}, max-age=60, stale-while-revalidate=300"
 
 
 # --- create ---
@@ -304,79 +293,10 @@ async def read(path: str, request: Request) -> Response:
     durable = await get_durable(request)
     try:
         if mode_raw == "sse":
-            return await _sse(request, durable, name, offset, q.get("cursor"))
+            return await durable_reads.sse(request, durable, name, offset, q.get("cursor"))
         if mode_raw == "long-poll":
-            return await _long_poll(request, durable, name, offset, q.get("cursor"))
-        return await _catch_up(request, durable, name, offset, offsets[0] if offsets else "-1")
+            return await durable_reads.long_poll(request, durable, name, offset, q.get("cursor"))
+        raw = offsets[0] if offsets else "-1"
+        return await durable_reads.catch_up(request, durable, name, offset, raw)
     except reads.Unreadable as exc:
         raise _unreadable(path, exc) from None
-
-
-async def _catch_up(
-    request: Request, durable: DurableLog, name: str, offset: ReadOffset, raw: str
-) -> Response:
-    page = await reads.catch_up(durable, name, offset)
-    if offset == "now":
-        ct = page.state.content_type
-        headers = protocol.offset_headers(
-            page.next_offset, ct, up_to_date=True, cache="no-store", closed=page.closed
-        )
-        return Response(page.body, headers=headers)
-    headers = page.headers
-    tag = protocol.etag(name, raw, page.next_offset, page.closed)
-    if request.headers.get("if-none-match") == tag:
-        return Response(status_code=304, headers={"etag": tag})
-    headers |= {"etag": tag, "cache-control": _cache_control(request)}
-    return Response(page.body, headers=headers)
-
-
-async def _long_poll(
-    request: Request, durable: DurableLog, name: str, offset: ReadOffset, cursor: str | None
-) -> Response:
-    hub, settings = await get_hub(request), await get_settings(request)
-    ask = from_request(request)
-    slot = await admit_long_poll(request, ask)
-    held = viewing_of(request).held(kept_grant(request), ask.token, closes)
-    wait = settings.ds_long_poll_seconds
-    if held is not None:  # it answers as a poll that waited, when its token expires
-        wait = max(0.0, min(wait, held.entry.ends_at - time.time()))
-    with TokenBound(held) as bound:  # and at once, when its token is revoked
-        polled = await reads.long_poll(hub, durable, name, offset, wait, release=slot.release)
-    if bound.reason is not None:
-        raise token_ended(bound.reason)
-    headers_cursor = {protocol.CURSOR: protocol.response_cursor(cursor)}
-    if isinstance(polled, reads.Page):
-        raw = protocol.format_offset(reads.poll_after(offset) or 0, "")
-        headers = polled.headers | headers_cursor
-        headers |= {
-            "etag": protocol.etag(name, raw, polled.next_offset, polled.closed),
-            "cache-control": _cache_control(request),
-        }
-        return Response(polled.body, headers=headers)
-    headers = protocol.offset_headers(
-        polled.next_offset, up_to_date=True, cache="no-store", closed=polled.closed
-    )
-    if not polled.closed:
-        headers |= headers_cursor
-    return Response(status_code=204, headers=headers)
-
-
-async def _sse(
-    request: Request, durable: DurableLog, name: str, offset: ReadOffset, cursor: str | None
-) -> Response:
-    hub, viewing = await get_hub(request), viewing_of(request)
-    mode, reader = await reads.sse(hub, durable, name, offset, cursor)
-    ask = from_request(request, [name])
-    slot = await admit_viewer(request, ask)
-    return SSEResponse(
-        reader,
-        first=b"",
-        headers=protocol.sse_headers(mode),
-        send_timeout=viewing.settings.send_timeout,
-        stream_id=name,
-        on_cut_off=viewing.cut_off,
-        on_end=slot.release,
-        # The protocol's own end: the connection closes, and the client reconnects from
-        # the offset it was sent last (with a new token).
-        token=viewing.held(kept_grant(request), ask.token, closes),
-    )
