@@ -306,6 +306,12 @@ class Hub:
             return None
         return StreamInfo("", topic.cursor, None, tag, topic.tag)
 
+    def vouches(self, stream_id: str, seq: int, tag: str | None) -> bool:
+        """Whether ``known`` would say where the stream stands (the topic here vouches for
+        the resume point), without saying it."""
+        topic = self._topics.get(stream_id)
+        return topic is not None and topic.vouches(seq, tag)
+
     def when_settled(self, stream_id: str, then: Callable[[], None]) -> bool:
         """``then()`` once the topic of ``stream_id`` may vouch for more, made if need be
         from its state, read with other streams' (``arrivals``); False: nothing would help."""

@@ -439,8 +439,12 @@ class Topic:
             return False
         if ready is None or not ready.done():
             return False
-        if tag is None:
-            return seq == 0 and self._reaching(0) is not None
+        if tag is None:  # the start: ``_reaching(0) is not None``, without its loop
+            if seq != 0 or self.cursor == 0:
+                return seq == 0
+            for run in self.tail:  # the tail reaches back to the first event
+                return run[0] <= 1
+            return False
         return self.holds(seq, tag)
 
     def holds(self, seq: int, tag: str) -> bool:

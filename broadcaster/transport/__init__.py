@@ -11,7 +11,8 @@ reach it through uvicorn's ASGI cycle with the scope extensions ``seam`` names.
   detached responses, the fast path, pipelining kept in order, limits on the head, a
   lingering close.
 - ``head``: a connection's first protocol: a plain GET of a stream's events answered
-  from its head with no HTTP protocol made; anything else handed to ``wire``'s.
+  from its head with no HTTP protocol made, the protocol its viewer's line from then on;
+  anything else handed to ``wire``'s.
 - ``line``: a viewer answered from the parser, once its head is written: its socket
   handed to a small protocol that is its connection, writer and ``send``, and back to
   HTTP when its response ends.

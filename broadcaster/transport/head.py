@@ -6,7 +6,8 @@ parser, its callbacks, flow control) is a good part of what a connect costs, and
 it is needed once the viewer is answered. So a connection starts with this small
 protocol: a head that is plainly such a request (``plain_get``: a strict subset of
 HTTP/1.1 that llhttp reads the same way) is asked about (``FastPath.open``) and, when it
-may be answered at once, answered, its socket handed to its ``line.ViewerLine``.
+may be answered at once, answered, and the protocol is its ``line.ViewerLine`` from then
+on (it is one): the socket is not handed on.
 Anything else (another request, a head outside the subset, a body or a request
 pipelined behind it, a viewer that is to wait, a refusal) goes to the HTTP protocol,
 which is given the same bytes and, when the fast path was asked already, its answer
@@ -18,12 +19,12 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import httptools
 
 from broadcaster.transport.fast import FastPath, Opening
-from broadcaster.transport.line import Server, answer
+from broadcaster.transport.line import Server, ViewerLine, answer
 
 log = logging.getLogger("broadcaster.server")
 
@@ -38,6 +39,7 @@ class Http(Protocol):
     fast: FastPath | None
     max_head: int
     lines: Server | None
+    options_per_connection: bool
 
     @classmethod
     def take(cls, transport: Any, received: bytes, asked: Opening | bool | None) -> None:
@@ -52,24 +54,33 @@ class Http(Protocol):
         ...
 
 
-class HeadFirst:
-    """A connection until its first request's head is read (the module's docstring)."""
+HEAD = -1
+"""``ViewerLine._ended`` of a ``HeadFirst`` whose request's head is being read."""
 
-    __slots__ = ("_http", "_received", "transport")
+
+class HeadFirst(ViewerLine):
+    """A connection until its first request's head is read (the module's docstring); a
+    viewer answered so keeps it as its ``ViewerLine``: the socket is not handed on (no
+    second protocol made, and uvloop stops and starts reading for every hand-over)."""
+
+    __slots__ = ("_http",)
 
     def __init__(self, http: type[Http]) -> None:
+        ViewerLine.__init__(self, None, cast(Server, http.lines))
         self._http = http
-        self._received = b""
-        self.transport: Any = None
+        self._ended = HEAD  # ``line.answer`` opens it
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        self._server.state.connections.add(self)
         http = self._http
-        assert http.lines is not None
-        http.lines.state.connections.add(self)
-        http.socket_options(transport)
+        if http.options_per_connection:
+            http.socket_options(transport)
 
     def data_received(self, data: bytes) -> None:
+        if self._ended != HEAD:
+            ViewerLine.data_received(self, data)  # answered: the line's (uvloop keeps this)
+            return
         received = self._received + data if self._received else data
         end = received.find(b"\r\n\r\n")
         http = self._http
@@ -81,7 +92,8 @@ class HeadFirst:
             return
         fast = http.fast
         asked: Opening | bool | None = NOT_ASKED
-        if fast is not None and received.startswith(b"GET %s" % fast.prefix):
+        get = received.startswith(b"GET ")
+        if fast is not None and get and received.startswith(fast.prefix, 4):
             plain = plain_get(received, end, http.max_head)
             try:
                 asked = NOT_ASKED if plain is None else self._ask(fast, *plain)
@@ -109,44 +121,37 @@ class HeadFirst:
         opening = fast.open(url.path, url.query, headers, client, settle=True)
         if opening is None or opening.until is not None or opening.wait:
             return opening
-        lines = self._http.lines
-        assert lines is not None
-        line = answer(self.transport, lines, opening)
-        if line is None:
-            return None
-        line.take_over(self)
-        return True
+        self._received = b""
+        if answer(self, opening):
+            return True
+        self._ended = HEAD
+        return None
 
     def _to_http(self, received: bytes, asked: Opening | bool | None) -> None:
         self._received = b""
-        assert self._http.lines is not None
-        self._http.lines.state.connections.discard(self)
+        self._server.state.connections.discard(self)
         self._http.take(self.transport, received, asked)
 
-    def eof_received(self) -> bool | None:
-        return None  # closes the connection
-
-    def pause_writing(self) -> None:
-        """Nothing is written before the request is read."""
-
-    def resume_writing(self) -> None:
-        """Nothing is written before the request is read."""
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._http.lines is not None:
-            self._http.lines.state.connections.discard(self)
-
     def shutdown(self) -> None:
-        """uvicorn's graceful shutdown: no request under way, the connection closes."""
-        self.transport.close()
+        """uvicorn's graceful shutdown: before an answer, no request is under way and the
+        connection closes; after, the line's."""
+        if self._ended == HEAD:
+            self.transport.close()
+        else:
+            ViewerLine.shutdown(self)
 
 
 _REQUEST_LINE = re.compile(rb"GET (/[A-Za-z0-9\-._~%!$&'()*+,;=:@/?]*) HTTP/1\.1")
 """A GET of an origin-form target of plain characters, HTTP/1.1."""
-_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-"""A header name (RFC 9110's token)."""
-_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-"""What no header value holds (a tab may)."""
+_HEADER = re.compile(
+    rb"(?<=\n)([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)\r\n"
+)
+"""A header line: its name (RFC 9110's token), a colon, its value (less its leading
+whitespace; no control but a tab), CRLF; only at a line's start."""
+_MAYBE_NOT_PLAIN = re.compile(
+    rb"(?<=\n)(?:content-length|transfer-encoding|upgrade|expect|connection):", re.IGNORECASE
+)
+"""A head that may name one of ``_NOT_PLAIN`` (or a ``connection``), to look at closer."""
 _NOT_PLAIN = frozenset((b"content-length", b"transfer-encoding", b"upgrade", b"expect"))
 """Headers of a request that is not a plain GET: a body, an upgrade, a 100-continue."""
 MAX_HEADERS = 256
@@ -163,18 +168,18 @@ def plain_get(
     leading whitespace, as llhttp reads them). None: anything else."""
     if end + 4 != len(received) or end + 4 > max_head:
         return None
-    lines = received[:end].split(b"\r\n")
-    matched = _REQUEST_LINE.fullmatch(lines[0])
-    if matched is None or len(lines) > MAX_HEADERS + 1:
+    first = received.find(b"\r\n")
+    matched = _REQUEST_LINE.fullmatch(received, 0, first)
+    if matched is None:
         return None
-    headers = []
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or _NAME.fullmatch(name) is None or _CONTROL.search(value) is not None:
-            return None
-        name = name.lower()
-        value = value.lstrip(b" \t")
-        if name in _NOT_PLAIN or (name == b"connection" and value.lower() != b"keep-alive"):
-            return None
-        headers.append((name, value))
+    # Every line a header: as many matched as there are line ends (a line that is not
+    # one matches nowhere, and a bare LF is one more line end).
+    pairs = _HEADER.findall(received, first + 2, end + 2)
+    if len(pairs) != received.count(b"\n", first + 2, end + 2) or len(pairs) > MAX_HEADERS:
+        return None
+    headers = [(name.lower(), value) for name, value in pairs]
+    if _MAYBE_NOT_PLAIN.search(received, first, end) is not None:
+        for name, value in headers:
+            if name in _NOT_PLAIN or (name == b"connection" and value.lower() != b"keep-alive"):
+                return None
     return matched[1], headers

@@ -57,38 +57,33 @@ class Server:
         """``back(transport, received)``: an HTTP protocol takes the connection over."""
 
 
-def answer(transport: Any, server: Server, opening: Opening) -> ViewerLine | None:
-    """The viewer joins (``opening.start``, given the line as its connection, writer and
-    ``send``), and its response's head and first chunk are written in one write: its
-    line, to hand the socket to (``ViewerLine.take_over``); None when it may no longer be
-    answered so (the app answers it)."""
-    line = ViewerLine(transport, server)
+def answer(line: ViewerLine, opening: Opening) -> bool:
+    """The viewer joins (``opening.start``, given ``line`` as its connection, writer and
+    ``send``), and its response's head and first chunk are written in one write; False
+    when it may no longer be answered so (the app answers it)."""
+    line._ended = OPEN
     answered = opening.start(line.send, line, line)
     if answered is None:
-        return None
+        return False
     first, line.on_lost = answered
-    transport.write(
-        b"%s%s%stransfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n"
-        % (
-            STATUS_LINE[200],
-            head_lines(server.state.default_headers),
-            opening.head,
-            len(first),
-            first,
-        )
-    )
-    return line
+    head = head_of(line._server.state.default_headers, opening.head)
+    line.transport.write(b"%s%x\r\n%s\r\n" % (head, len(first), first))
+    return True
 
 
-_heads: list[Any] = [None, b""]
+_heads: list[Any] = [None, b"", b""]
 
 
-def head_lines(defaults: list[tuple[bytes, bytes]]) -> bytes:
-    """uvicorn's default headers (``server``, ``date``) as a response head's lines: made
-    again only when uvicorn makes a new list of them (once a second, for the date)."""
-    if _heads[0] is not defaults:
-        _heads[:] = [defaults, b"".join(b"%s: %s\r\n" % pair for pair in defaults)]
-    return cast(bytes, _heads[1])
+def head_of(defaults: list[tuple[bytes, bytes]], headers: bytes) -> bytes:
+    """The response's head: its status line, uvicorn's default headers (``server``,
+    ``date``), the viewer's ``headers`` and a chunked body's; made again only when
+    uvicorn makes a new list of defaults (once a second, for the date) or the headers
+    are others."""
+    if _heads[0] is not defaults or _heads[1] is not headers:
+        lines = b"".join(b"%s: %s\r\n" % pair for pair in defaults)
+        head = b"%s%s%stransfer-encoding: chunked\r\n\r\n" % (STATUS_LINE[200], lines, headers)
+        _heads[:] = [defaults, headers, head]
+    return cast(bytes, _heads[2])
 
 
 class ViewerLine:

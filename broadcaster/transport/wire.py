@@ -43,7 +43,7 @@ from broadcaster.transport.cycles import (
 )
 from broadcaster.transport.fast import FastPath, Opening
 from broadcaster.transport.head import NOT_ASKED, HeadFirst
-from broadcaster.transport.line import END, LastChunk, Server, answer
+from broadcaster.transport.line import END, LastChunk, Server, ViewerLine, answer
 from broadcaster.transport.linger import ClosesLingering, Lingering
 from broadcaster.transport.seam import CONNECTION, DIRECT_WRITE_LIMIT
 from broadcaster.transport.turns import TURNS_TICK, Turns
@@ -449,8 +449,8 @@ class DirectWriteProtocol(HttpToolsProtocol):
         """The viewer answered (``line.answer``), its socket handed to its ``ViewerLine``:
         what this protocol holds (the parser, its callbacks, the flow control) is let go."""
         assert self.lines is not None
-        line = answer(self.transport, self.lines, opening)
-        if line is None:
+        line = ViewerLine(self.transport, self.lines)
+        if not answer(line, opening):
             return False
         self._unset_keepalive_if_required()
         line.take_over(self)

@@ -108,15 +108,22 @@ def from_head(
             rfc7239 = True
         elif name == RESET:
             asked[RESET_HEADER] = value.decode("latin-1")
-    q = dict(urllib.parse.parse_qsl(query.decode("latin-1"), True)) if query else {}
-    absent = None if resume is None else ""  # as ``resume_of`` finds the header
-    raw = resume.decode("latin-1") if resume else q.get("last_event_id", absent)
     address = None if client is None else client[0]
     if forwarded is not None and address is not None:
         hops = forwarded.decode("latin-1")
         address = peer_address(address, hops, trusted(address, hops) if trusted else None)
     elif rfc7239 and address is not None:
         forwarded_unread(address)
+    if not query and not asked:  # most viewers: no flag, no query, no reset-step header
+        return ViewerAsk(
+            (stream_id,),
+            None if resume is None else resume.decode("latin-1"),
+            None if auth is None else bearer_of(auth.decode("latin-1")),
+            address,
+        )
+    q = dict(urllib.parse.parse_qsl(query.decode("latin-1"), True)) if query else {}
+    absent = None if resume is None else ""  # as ``resume_of`` finds the header
+    raw = resume.decode("latin-1") if resume else q.get("last_event_id", absent)
     return ViewerAsk(
         (stream_id,),
         raw,

@@ -57,6 +57,7 @@ class FastViewers:
         self.answered = 0
         """Viewers answered so (a count the tests and the benches read)."""
         self._shared: tuple[Any, ...] = (None,)
+        self._viewing: Viewing | None = None
         lines = raw_headers(tuple(UI_MESSAGES.items()))
         self.head = b"".join(b"%s: %s\r\n" % pair for pair in lines)
         """The SSE response's headers, as the route's response sends them."""
@@ -75,9 +76,13 @@ class FastViewers:
         may wait for it (``Opening.until``), then ask again without."""
         if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
             return None
-        viewing: Viewing | None = getattr(self.app.state, "viewing", None)
-        hub = viewing.hub if viewing is not None else None
-        if viewing is None or hub is None or hub.closing or viewing.cors:
+        viewing = self._viewing
+        if viewing is None:  # made with the app: read once it is there
+            viewing = self._viewing = getattr(self.app.state, "viewing", None)
+            if viewing is None:
+                return None
+        hub = viewing.hub
+        if hub is None or hub.closing or viewing.cors:
             # With CORS, the app's middleware has a say in every answer's headers (``Vary:
             # Origin`` even without an ``Origin``): the app answers them all.
             return None
@@ -134,7 +139,7 @@ class FastViewers:
         point = sse.parse_resume_point(ask.resume)
         if point is None or (point[1] is None and point[0] != 0):
             return None, None
-        vouched = hub.known(ask.stream_ids[0], point[0], point[1]) is not None
+        vouched = hub.vouches(ask.stream_ids[0], point[0], point[1])
         state = viewing.state(grant, verifier=verifier, vouched=vouched, turn=turn)
         return decide(ask, state), grant
 

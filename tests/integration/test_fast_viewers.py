@@ -64,7 +64,7 @@ async def test_a_viewer_answered_at_once_never_has_an_http_protocol(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A plain GET the fast path answers at once is read by the connection's first
-    protocol (``head.HeadFirst``) and handed to its line: no uvicorn protocol is made for
+    protocol (``head.HeadFirst``), its line from then on: no uvicorn protocol is made for
     it; another request on a new connection, and the viewer's connection once its
     response ended, get one."""
     async with serving(redis_url) as front:

@@ -194,10 +194,10 @@ NOT_NAMES: dict[tuple[str, str], str] = {
     "key): the routes check their own names",
     ("broadcaster/transport/head.py", "_REQUEST_LINE"): "reads a request line (bytes) the "
     "HTTP parser would read alike; anything else goes to the parser",
-    ("broadcaster/transport/head.py", "_NAME"): "an HTTP header name (RFC 9110's token, "
-    "bytes), whole-string; anything else goes to the parser",
-    ("broadcaster/transport/head.py", "_CONTROL"): "finds a control character in a header "
-    "value (bytes); a head with one goes to the parser",
+    ("broadcaster/transport/head.py", "_HEADER"): "reads the header lines (bytes) of a head "
+    "the HTTP parser would read alike; a head with a line it does not read goes to the parser",
+    ("broadcaster/transport/head.py", "_MAYBE_NOT_PLAIN"): "finds a header (bytes) that may "
+    "make a head no plain GET, to look at it closer",
     ("broadcaster/core/tracing.py", "_TRACEPARENT"): "a W3C traceparent header, rebuilt from "
     "its parts (whole-string, and checked for line breaks below like a name)",
 }
@@ -323,8 +323,8 @@ NOT_NAME_OBJECTS = [
     viewers._RETRY_AFTER,
     names._CONTROL_RE,
     head._REQUEST_LINE,  # bytes of an HTTP head, read whole (NOT_NAMES)
-    head._NAME,
-    head._CONTROL,
+    head._HEADER,
+    head._MAYBE_NOT_PLAIN,
 ]
 """The compiled patterns of ``NOT_NAMES`` (and ``names``' search for control characters)."""
 
