@@ -10,6 +10,7 @@ and how to reach Redis. Nothing here knows a capability.
   (``scripts/append.lua``) and the loader every package's scripts go through.
 - ``durability``: when a write is acknowledged (the primary, replicas: ``WAIT``, or their
   disks: ``WAITAOF``), every write path's waits shared by one ``WAIT`` per round.
+- ``committer``: one node's rounds: its writes in one pipeline, a barrier and one wait.
 - ``coalesce``: one Redis read shared by the callers that ask for the same thing at once.
 - ``connection``: Redis clients for a single server, Cluster and Sentinel.
 - ``embedded``: the Redis server the project starts itself when none is configured.

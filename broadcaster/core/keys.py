@@ -412,7 +412,7 @@ def barrier_key(key: str) -> str:
     """The durability barrier (``durability.py``) of a batch whose first key is ``key``:
     under the same hash tag (the same slot, so the same node of a Cluster). The tags are
     few (slot groups, the jobs' tag), so these keys are few, and each expires in
-    ``durability.BARRIER_TTL_MS``."""
+    ``committer.BARRIER_TTL_MS``."""
     return f"{PREFIX}:{{{hash_tag(key)}}}:durability"
 
 

@@ -1,4 +1,4 @@
-"""The committer's rounds packed by ``durability.pack``: the same RESP bytes redis-py's
+"""The committer's rounds packed by ``committer.pack``: the same RESP bytes redis-py's
 ``pack_commands`` sends, for every kind of argument the write paths hand it (a script's
 keys and arguments, a barrier, a ``WAIT``), and a clear refusal of anything else."""
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from redis.asyncio.connection import Connection
 
-from broadcaster.core.durability import pack
+from broadcaster.core.committer import pack
 
 
 def _redis_py(commands: list[tuple[Any, ...]]) -> bytes:
