@@ -210,9 +210,10 @@ class InvalidJson(ValueError):
         self.code = code
 
 
-_SURROGATE_ESCAPES = ("\\ud", "\\uD")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD]")
 """How an escape that may make a surrogate begins; without one no string of the text holds
 a lone surrogate (UTF-8 cannot encode one: the decoder refuses it)."""
+_ESCAPE_CHARS = len("\\ud")
 
 
 def _constant(name: str) -> Any:
@@ -234,6 +235,41 @@ its turns."""
 WALKED_DEPTH = 4
 """The levels of arrays and objects ``_walk`` takes apart by hand; below them a value is
 parsed in one call (the bounds on a body keep it small)."""
+_SCALAR_START = frozenset('-0123456789tfn"')
+"""How an array item that is no array or object begins: such items are parsed many to a
+call (``_run``)."""
+
+
+_Piece = tuple[Any, int, int, int, int]
+"""A value ``_walk`` parsed in one call: the value, its level, its text's start and end,
+and 1 for a run (``_run``: its items in a list that stands for their array, whose bracket
+is not in that text), else 0."""
+
+
+def _pieces_too_deep(text: str, pieces: list[_Piece], limit: int) -> bool:
+    """Whether a piece nests deeper than ``limit`` allows at its level: only a piece whose
+    text opens more arrays and objects than its level leaves room for is walked
+    (``too_deep``)."""
+    for value, level, start, end, wrapper in pieces:
+        room = limit - level
+        if _opens_over(text, start, end, room - wrapper) and too_deep(value, room):
+            return True
+    return False
+
+
+def _opens_over(text: str, start: int, end: int, most: int) -> bool:
+    """Whether ``text[start:end]`` holds more than ``most`` ``[`` and ``{``: where it holds
+    no more, a value parsed from it nests no deeper. Looked for one by one (``find``
+    searches far faster than ``count``), no further than ``most``."""
+    seen = 0
+    for bracket in "[{":
+        at = text.find(bracket, start, end)
+        while at >= 0:
+            seen += 1
+            if seen > most:
+                return True
+            at = text.find(bracket, at + 1, end)
+    return False
 
 
 def loads_strict(text: str | bytes, depth: int = keys.MAX_JSON_DEPTH) -> Any:
@@ -245,34 +281,47 @@ def loads_strict(text: str | bytes, depth: int = keys.MAX_JSON_DEPTH) -> Any:
     if isinstance(text, bytes):
         text = _utf8(text)
     try:
-        if len(text) > PIECE_CHARS:
-            value, end = _walk(text, _skip(text, 0), 0)
-            if _skip(text, end) != len(text):
-                raise ValueError(f"extra data at {end}")
-        else:
-            value = _DECODER.decode(text)
+        value, deep = _parsed(text, depth)
     except InvalidJson:
         raise
     except RecursionError:
         raise InvalidJson(f"nested deeper than {depth}", "too_deep") from None
     except (ValueError, IndexError) as exc:  # JSONDecodeError; an int's digit limit
         raise InvalidJson(f"not valid JSON: {exc}"[:300]) from None
-    if too_deep(value, depth):
+    if deep:
         raise InvalidJson(f"nests arrays and objects deeper than {depth}", "too_deep")
     if _may_hold_surrogate(text) and _lone_surrogate(value):
         raise InvalidJson("a lone surrogate is not text", "invalid_request")
     return value
 
 
+def _parsed(text: str, depth: int) -> tuple[Any, bool]:
+    """``text``'s value, and whether it nests deeper than ``depth``."""
+    if len(text) <= PIECE_CHARS or depth <= WALKED_DEPTH:
+        value = _DECODER.decode(text) if len(text) <= PIECE_CHARS else _walked(text, None)
+        return value, _opens_over(text, 0, len(text), depth) and too_deep(value, depth)
+    pieces: list[_Piece] = []
+    value = _walked(text, pieces)
+    return value, _pieces_too_deep(text, pieces, depth)
+
+
+def _walked(text: str, pieces: list[_Piece] | None) -> Any:
+    value, end = _walk(text, _skip(text, 0), 0, pieces)
+    if _skip(text, end) != len(text):
+        raise ValueError(f"extra data at {end}")
+    return value
+
+
 def _may_hold_surrogate(text: str) -> bool:
-    """Whether ``text`` holds one of ``_SURROGATE_ESCAPES``: looked for a piece
-    (``PIECE_CHARS``) at a time, each piece reaching into the next by an escape's length
-    less one, so no one search holds the interpreter long on a large text."""
-    reach = len(_SURROGATE_ESCAPES[0]) - 1
+    """Whether ``text`` holds an escape that may make a surrogate (``_SURROGATE_ESCAPE``):
+    looked for a piece (``PIECE_CHARS``) at a time, each piece reaching into the next by
+    an escape's length less one, so no one search holds the interpreter long on a large
+    text."""
+    reach = _ESCAPE_CHARS - 1
+    search = _SURROGATE_ESCAPE.search
     return any(
-        text.find(escape, start, start + PIECE_CHARS + reach) >= 0
+        search(text, start, start + PIECE_CHARS + reach) is not None
         for start in range(0, max(len(text), 1), PIECE_CHARS)
-        for escape in _SURROGATE_ESCAPES
     )
 
 
@@ -289,15 +338,20 @@ def _utf8(data: bytes) -> str:
     return "".join(parts)
 
 
-def _walk(text: str, i: int, level: int) -> tuple[Any, int]:
+def _walk(text: str, i: int, level: int, pieces: list[_Piece] | None) -> tuple[Any, int]:
     """The value at ``text[i]`` and where it ends: the arrays and objects of the top
-    ``WALKED_DEPTH`` levels item by item, each item parsed in a call of its own."""
+    ``WALKED_DEPTH`` levels item by item (an array's scalars many at a time: ``_run``),
+    each parsed in a call of its own and noted in ``pieces``."""
     opening = text[i : i + 1]
     if level >= WALKED_DEPTH or opening not in ("[", "{"):
-        return _DECODER.raw_decode(text, i)
+        value, end = _DECODER.raw_decode(text, i)
+        if pieces is not None and opening in ("[", "{"):  # a scalar nests nothing
+            pieces.append((value, level, i, end, 0))
+        return value, end
     closing = "]" if opening == "[" else "}"
     items: list[Any] = []
     pairs: dict[str, Any] = {}
+    runs = opening == "["
     i = _skip(text, i + 1)
     if text[i : i + 1] == closing:
         return (items if opening == "[" else pairs), i + 1
@@ -307,17 +361,48 @@ def _walk(text: str, i: int, level: int) -> tuple[Any, int]:
             i = _skip(text, i)
             if not isinstance(key, str) or text[i : i + 1] != ":":
                 raise ValueError(f"expected a key and ':' at {i}")
-            item, i = _walk(text, _skip(text, i + 1), level + 1)
+            item, i = _walk(text, _skip(text, i + 1), level + 1, pieces)
             pairs[key] = item
         else:
-            item, i = _walk(text, i, level + 1)
-            items.append(item)
+            tried = runs and text[i : i + 1] in _SCALAR_START
+            run = _run(text, i) if tried else None
+            if run is None:
+                # One try an array: where a run does not parse, its items are parsed one
+                # by one to its end, as before, and an error among them says where it is.
+                runs = runs and not tried
+                item, i = _walk(text, i, level + 1, pieces)
+                items.append(item)
+            else:
+                found, end = run
+                items += found
+                if pieces is not None:
+                    pieces.append((found, level, i, end, 1))
+                i = end
         i = _skip(text, i)
         if text[i : i + 1] == closing:
             return (items if opening == "[" else pairs), i + 1
         if text[i : i + 1] != ",":
             raise ValueError(f"expected ',' or {closing!r} at {i}")
         i = _skip(text, i + 1)
+
+
+def _run(text: str, i: int) -> tuple[list[Any], int] | None:
+    """The array items from ``text[i]`` up to the last comma before the next ``]`` (at most
+    ``PIECE_CHARS`` on), parsed in one call as the items of an array, and where they end
+    (at that comma); None unless that parses whole. Parsing from an item's start, a text
+    that ends at a comma parses as items only where that comma is the array's own (a comma
+    inside a string or a nested value leaves one open), and the items are then the ones
+    the array holds."""
+    stop = text.find("]", i, i + PIECE_CHARS)
+    end = text.rfind(",", i, stop if stop >= 0 else i + PIECE_CHARS)
+    if end <= i:
+        return None
+    wrapped = "[" + text[i:end] + "]"
+    try:
+        found, parsed = _DECODER.raw_decode(wrapped)
+    except (ValueError, RecursionError):  # InvalidJson too: the items one by one say it
+        return None
+    return (found, end) if parsed == len(wrapped) else None
 
 
 def _skip(text: str, i: int) -> int:

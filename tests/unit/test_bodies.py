@@ -4,8 +4,12 @@ UTF-32 (it detects them), which RFC 8259 does not allow between systems."""
 from __future__ import annotations
 
 import json
+from typing import Any
+from unittest.mock import patch
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from broadcaster.core import events
 from broadcaster.durable import protocol
@@ -82,3 +86,73 @@ def test_a_lone_surrogate_is_found_across_the_pieces_of_a_long_body(
 def test_separators_counts_each_opening_comma_and_colon(chunk: bytes) -> None:
     expected = sum(chunk.count(c) for c in (b",", b":", b"[", b"{"))
     assert separators(chunk) == expected
+
+
+SCALARS = st.one_of(
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.none(),
+    st.text(alphabet='ab,[]{}":\\ é', max_size=6),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=8) | st.dictionaries(st.text("ab,]"), inner, max_size=5),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=VALUES, nesting=st.integers(0, 12), piece=st.integers(3, 40), spaced=st.booleans())
+def test_a_long_body_parsed_in_pieces_and_runs_is_what_one_parse_makes(
+    value: Any, nesting: int, piece: int, spaced: bool
+) -> None:
+    """Text longer than a piece is parsed a piece at a time, an array's scalars many to a
+    call, and checked for depth piece by piece: the same value as one parse, and the same
+    refusal when it nests too deep."""
+    for _ in range(nesting):
+        value = [value, list(range(piece))] if nesting % 2 else {"w": value, "z": [0, "a,]"]}
+    text = json.dumps(value, ensure_ascii=False, indent=1 if spaced else None)
+    try:
+        with patch.object(events, "PIECE_CHARS", piece):
+            parsed = events.loads_strict(text, depth=8)
+    except events.InvalidJson as refused:
+        assert refused.code == "too_deep"
+        assert events.too_deep(json.loads(text), 8)
+    else:
+        assert parsed == json.loads(text)
+        assert not events.too_deep(parsed, 8)
+
+
+@pytest.mark.parametrize("piece", [3, 7, 40])
+@pytest.mark.parametrize("levels", [3, 4, 5, 7, 8, 9, 10, 12])
+def test_a_long_body_nested_one_level_too_deep_is_refused(piece: int, levels: int) -> None:
+    """Arrays among runs of scalars, and objects, ``levels`` deep, each level long enough
+    to be parsed in pieces: at most 8 deep is taken, one more is ``too_deep``."""
+    value: Any = 0
+    for level in range(levels):
+        scalars = [*range(piece)]
+        value = [*scalars, value, *scalars] if level % 3 else {"a": value, "b": piece}
+    text = json.dumps(value)
+    with patch.object(events, "PIECE_CHARS", piece):
+        if levels <= 8:
+            assert events.loads_strict(text, depth=8) == value
+        else:
+            with pytest.raises(events.InvalidJson, match="deeper than 8"):
+                events.loads_strict(text, depth=8)
+
+
+@pytest.mark.parametrize("levels", [7, 8, 9, 10])
+def test_objects_parsed_among_a_run_of_scalars_are_checked_for_depth(levels: int) -> None:
+    """Objects with no array in them parse in the same call as the scalars around them:
+    their depth counts from the array they are in."""
+    value: Any = 0
+    for _ in range(levels - 1):
+        value = {"a": value}
+    value = [0, value, *range(80)]
+    with patch.object(events, "PIECE_CHARS", 120):
+        if levels <= 8:
+            assert events.loads_strict(json.dumps(value), depth=8) == value
+        else:
+            with pytest.raises(events.InvalidJson, match="deeper than 8"):
+                events.loads_strict(json.dumps(value), depth=8)
