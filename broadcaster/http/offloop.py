@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -38,9 +37,7 @@ INLINE_BYTES = 64 * 1024
 class Offloop:
     """A small thread pool for a front-end's request work, with a bound on what waits."""
 
-    def __init__(self, threads: int, waiting: int, switch_interval: float) -> None:
-        # The process's interval, not the pool's: the loop's wait is what it bounds.
-        sys.setswitchinterval(switch_interval)
+    def __init__(self, threads: int, waiting: int) -> None:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="offloop")
         self._room = threads + waiting
         self._taken = 0

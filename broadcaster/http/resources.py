@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -65,6 +66,10 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
     event_log = _event_log(redis, settings, durability)
     event_log.shared = Coalesce()
     presence_store = PresenceStore(redis, settings.presence_heartbeat_seconds)
+    # How long a thread keeps the interpreter's lock while the loop waits for it: the
+    # process's, so set while it serves, and given back after.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(settings.switch_interval_ms / 1000)
     try:
         async with (
             GcPauses(app.state.metrics),
@@ -103,6 +108,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
                 await app.state.durable.aclose()
                 await event_log.shared.aclose()
     finally:
+        sys.setswitchinterval(interval)
         await durability.aclose()
         await redis.aclose()
 
@@ -125,9 +131,8 @@ def _logs(app: FastAPI, settings: Settings, event_log: EventLog, durability: Dur
 
 
 def _offloop(settings: Settings) -> Offloop:
-    """The threads for request work, and how long one keeps the interpreter's lock."""
-    interval = settings.switch_interval_ms / 1000
-    return Offloop(settings.body_threads, settings.body_waiting, interval)
+    """The threads for request work."""
+    return Offloop(settings.body_threads, settings.body_waiting)
 
 
 def _chats(app: FastAPI, settings: Settings, event_log: EventLog, durability: Durability) -> None:
