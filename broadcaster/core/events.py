@@ -210,10 +210,9 @@ class InvalidJson(ValueError):
         self.code = code
 
 
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD]")
+_SURROGATE_ESCAPES = ("\\ud", "\\uD")
 """How an escape that may make a surrogate begins; without one no string of the text holds
 a lone surrogate (UTF-8 cannot encode one: the decoder refuses it)."""
-_ESCAPE_CHARS = len("\\ud")
 
 
 def _constant(name: str) -> Any:
@@ -313,15 +312,14 @@ def _walked(text: str, pieces: list[_Piece] | None) -> Any:
 
 
 def _may_hold_surrogate(text: str) -> bool:
-    """Whether ``text`` holds an escape that may make a surrogate (``_SURROGATE_ESCAPE``):
-    looked for a piece (``PIECE_CHARS``) at a time, each piece reaching into the next by
-    an escape's length less one, so no one search holds the interpreter long on a large
-    text."""
-    reach = _ESCAPE_CHARS - 1
-    search = _SURROGATE_ESCAPE.search
+    """Whether ``text`` holds one of ``_SURROGATE_ESCAPES``: looked for a piece
+    (``PIECE_CHARS``) at a time, each piece reaching into the next by an escape's length
+    less one, so no one search holds the interpreter long on a large text."""
+    reach = len(_SURROGATE_ESCAPES[0]) - 1
     return any(
-        search(text, start, start + PIECE_CHARS + reach) is not None
+        text.find(escape, start, start + PIECE_CHARS + reach) >= 0
         for start in range(0, max(len(text), 1), PIECE_CHARS)
+        for escape in _SURROGATE_ESCAPES
     )
 
 
