@@ -120,6 +120,13 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+LISTEN_BACKLOG = 4096
+"""Handshakes the kernel completes ahead of the front-end taking them: a herd of viewers
+coming back from a lost front-end arrives faster than one loop takes them, and a
+handshake that finds the queue full is dropped and tried again by the client a second
+later (then 3 s, 7 s). The kernel caps it at ``net.core.somaxconn`` (docs/scaling.md)."""
+
+
 def _reuse_port_socket(host: str, port: int) -> socket.socket:
     """A listening socket that other processes may bind too (SO_REUSEPORT)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -127,7 +134,7 @@ def _reuse_port_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(4096)
+    sock.listen(LISTEN_BACKLOG)
     sock.set_inheritable(True)
     return sock
 
@@ -174,6 +181,7 @@ def build_server(
         loop="uvloop",
         http=protocol,
         forwarded_allow_ips=trusted_proxies,
+        backlog=LISTEN_BACKLOG,
     )
     if fast is not None:  # uvicorn's parsed setting, as its middleware reads it
         protocol.fast = fast(_trusted(config.forwarded_allow_ips) if config.proxy_headers else None)
