@@ -170,18 +170,15 @@ def time_figures(w: Window) -> dict[str, Any]:
 
 def _kill_figures(w: Window) -> dict[str, Any]:
     """What a front-end's ``kill -9`` did: the viewers it cut, how soon each was back (its
-    request with ``Last-Event-ID`` answered 200), and how soon every viewer had an event
-    published after the kill."""
+    request with ``Last-Event-ID`` answered 200), where those seconds went (``_way_back``),
+    how late each cut viewer's next event came, and how soon every viewer (cut or not)
+    had an event published after the kill."""
     assert w.kill is not None
     kill = w.kill
     views = w.views
     cut = [v for v in views if v[8]]
     resumed = sorted(v[11] - kill.at_ns for v in cut if v[11])
     nexts = sorted(v[12] - kill.at_ns for v in views if v[12])
-
-    def spread(xs: list[int]) -> dict[str, float]:
-        return {q: percentile(xs, f) / 1e9 for q, f in (("p50", 0.5), ("p99", 0.99), ("max", 1))}
-
     return {
         "pid": kill.pid,
         "at_s": kill.at_s,
@@ -192,6 +189,66 @@ def _kill_figures(w: Window) -> dict[str, Any]:
         "resumed_s": spread(resumed),
         "without_next_event": len(views) - len(nexts),
         "next_event_s": spread(nexts),
+        "next_event_cut_s": spread(sorted(v[12] - kill.at_ns for v in cut if v[12])),
+        "next_event_uncut_s": spread(
+            sorted(v[12] - kill.at_ns for v in views if v[12] and not v[8])
+        ),
+        "next_event_late_uncut_s": spread(
+            sorted(v[12] - v[19] for v in views if v[12] and v[19] and not v[8])
+        ),
+        **_way_back(cut, kill.at_ns),
+        "storm": _storm(w.sampler, kill.at_ns, max(resumed, default=0) + kill.at_ns),
+    }
+
+
+def _storm(sampler: Sampler, kill_ns: int, end_ns: int) -> dict[str, float]:
+    """From the kill to the last cut viewer back, read off the timeline: the front-ends'
+    and the viewer processes' CPU seconds, the accept queues' longest, and the handshakes
+    dropped for a full one (the machine's count)."""
+    t = sampler.t
+    if not t:
+        return {}
+    start, end = (kill_ns - sampler.origin_ns) / 1e9, (end_ns - sampler.origin_ns) / 1e9
+    i = max(0, bisect.bisect_right(t, start) - 1)
+    j = min(len(t) - 1, bisect.bisect_left(t, end))
+    return {
+        "seconds": t[j] - t[i],
+        "server_cpu_s": sampler.server_cpu[j] - sampler.server_cpu[i],
+        "bench_cpu_s": sampler.bench_cpu[j] - sampler.bench_cpu[i],
+        "accept_queue_max": max(sampler.accept_queue[i : j + 1]),
+        "listen_overflows": sampler.overflows[j] - sampler.overflows[i],
+    }
+
+
+def spread(xs: list[int]) -> dict[str, float]:
+    """p50, p99 and max of ``xs`` (sorted, ns), in seconds."""
+    return {q: percentile(xs, f) / 1e9 for q, f in (("p50", 0.5), ("p99", 0.99), ("max", 1))}
+
+
+def _way_back(cut: list[Any], kill_ns: int) -> dict[str, Any]:
+    """Where a cut viewer's seconds went (``viewers.Back``), each step's spread: from its
+    cut to its first reconnection (the ``retry:`` advised), to the start of the try that
+    was answered (a 503's ``Retry-After``, a refused connect), to its connection
+    made (the handshake: a full accept queue drops it, tried again after 1, 3, 7 s), to
+    the 200 (the accept queue, the front-end's turn and admission), and its next event's
+    lateness: received less the later
+    of the kill and its publication (what the cut cost that event; a viewer not cut is
+    late by the delivery latency alone)."""
+    back = [v for v in cut if v[11] and v[13]]
+
+    def step(a: int, b: int) -> dict[str, float]:
+        return spread(sorted(v[b] - v[a] for v in back if v[a] and v[b]))
+
+    late = sorted(v[16] - max(kill_ns, v[17]) for v in back if v[16] and v[17])
+    return {
+        "way_back_s": {
+            "retry_wait": step(13, 14),
+            "queued": step(14, 18),
+            "connecting": step(18, 15),
+            "answered": step(15, 11),
+        },
+        "next_event_late_s": spread(late),
+        "without_next_event_cut": len(cut) - len(late),
     }
 
 

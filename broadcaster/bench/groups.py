@@ -106,6 +106,10 @@ class Groups:
             with contextlib.suppress(OSError):
                 ctrl.send(("mark", ns))
 
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs if p.pid is not None]
+
     def totals(self) -> tuple[int, int, int]:
         """Viewers connected, frames received and viewers away, over the processes."""
         return (

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess  # nosec B404: ss, to read the accept queues
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,31 @@ def proc_rss_kb(pid: int) -> int:
     except (FileNotFoundError, ProcessLookupError):
         return 0
     return 0  # a zombie has no VmRSS
+
+
+def listen_queue(ports: set[int]) -> int:
+    """Connections waiting in the accept queues of the listening sockets on ``ports``,
+    summed: the handshakes the front-ends have not yet taken (``ss``, which asks the
+    kernel for listening sockets alone: ``/proc/net/tcp`` lists every connection, and
+    reading 200,000 lines twice a second would cost the bench more than it measures)."""
+    found = 0
+    for port in ports:
+        out = subprocess.run(  # nosec B603 B607: a fixed command, no shell
+            ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=False
+        ).stdout
+        found += sum(int(line.split()[1]) for line in out.splitlines() if line.strip())
+    return found
+
+
+def listen_overflows() -> int:
+    """The machine's count of handshakes dropped for a full accept queue (``TcpExt:
+    ListenOverflows``): the client tries again after 1, 3, 7 s."""
+    with open("/proc/net/netstat") as f:
+        lines = f.read().splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            return int(dict(zip(names.split(), values.split(), strict=True))["ListenOverflows"])
+    return 0
 
 
 # --- measurements of Redis ---

@@ -17,11 +17,11 @@ def _fmt(value: Any, unit: str = "") -> str:
     return f"{value:,}{unit}"
 
 
-def _kill_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+def kill_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     k = r["kill"]
     if k is None:
         return []
-    back, nxt = k["resumed_s"], k["next_event_s"]
+    way = k["way_back_s"]
     return [
         (
             "front-end killed",
@@ -30,15 +30,44 @@ def _kill_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         (
             "cut viewers back",
-            f"p50 {_fmt(back['p50'])} / p99 {_fmt(back['p99'])} / max {_fmt(back['max'])} s "
-            f"after the kill; {k['not_resumed']} never",
+            f"{_spread(k['resumed_s'])} s after the kill; {k['not_resumed']} never",
+        ),
+        ("... waiting to retry", f"{_spread(way['retry_wait'])} s (the retry: advised)"),
+        ("... queued", f"{_spread(way['queued'])} s (503s' Retry-After, refused tries)"),
+        ("... connecting", f"{_spread(way['connecting'])} s (the handshake)"),
+        ("... answered 200", f"{_spread(way['answered'])} s after connecting"),
+        ("... meanwhile", _storm(k["storm"], k["viewers_cut"])),
+        (
+            "cut viewers' next event late",
+            f"{_spread(k['next_event_late_s'])} s (received less the later of the kill and "
+            f"its publication); {k['without_next_event_cut']} without",
+        ),
+        (
+            "... viewers not cut",
+            f"{_spread(k['next_event_late_uncut_s'])} s (the delivery latency alone)",
         ),
         (
             "every viewer's next event",
-            f"p50 {_fmt(nxt['p50'])} / p99 {_fmt(nxt['p99'])} / max {_fmt(nxt['max'])} s after "
-            f"the kill (the first published after it); {k['without_next_event']} without",
+            f"{_spread(k['next_event_s'])} s after the kill (the first published after it; "
+            f"cut {_spread(k['next_event_cut_s'])}, not cut {_spread(k['next_event_uncut_s'])}); "
+            f"{k['without_next_event']} without",
         ),
     ]
+
+
+def _storm(st: dict[str, float], cut: int) -> str:
+    if not st:
+        return "n/a"
+    per = st["server_cpu_s"] / max(1, cut) * 1000
+    return (
+        f"{st['seconds']:.1f} s: front-ends {st['server_cpu_s']:.1f} CPU s ({per:.2f} ms per "
+        f"cut viewer), viewer processes {st['bench_cpu_s']:.1f}; accept queues at most "
+        f"{st['accept_queue_max']:,}, {st['listen_overflows']:,} handshakes dropped (full)"
+    )
+
+
+def _spread(s: dict[str, float]) -> str:
+    return f"p50 {_fmt(s['p50'])} / p99 {_fmt(s['p99'])} / max {_fmt(s['max'])}"
 
 
 def _quiet_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
@@ -86,7 +115,7 @@ def render(r: dict[str, Any]) -> str:
             f"{_fmt(r['connect_seconds'], ' s')} (each with its first event), server CPU "
             f"{_fmt(r['server_cpu_ms_per_connect'], ' ms')} per connection",
         ),
-        *_kill_rows(r),
+        *kill_rows(r),
         *_quiet_rows(r),
         (
             "at the deadline",

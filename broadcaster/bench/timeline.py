@@ -10,7 +10,7 @@ from typing import Any
 
 from broadcaster.bench.groups import Groups
 from broadcaster.bench.plan import Plan
-from broadcaster.bench.probes import proc_rss_kb
+from broadcaster.bench.probes import listen_overflows, listen_queue, proc_cpu_seconds, proc_rss_kb
 
 SAMPLE_EVERY = 0.5
 """Seconds between two samples of the timeline (``--plot``, and progress on stderr)."""
@@ -32,13 +32,22 @@ class Sampler:
         self.frames: list[int] = []
         self.away: list[int] = []
         self.rss_kb: dict[int, list[int]] = {pid: [] for pid in plan.pids}
+        self._ports = {port for _, port, _ in plan.endpoints}
+        self.server_cpu: list[float] = []
+        """The front-ends' CPU seconds so far."""
+        self.bench_cpu: list[float] = []
+        """The viewer processes' CPU seconds so far."""
+        self.accept_queue: list[int] = []
+        """Handshakes waiting in the front-ends' accept queues."""
+        self.overflows: list[int] = []
+        """The machine's accept-queue overflows so far (``probes.listen_overflows``)."""
         self.marks: dict[str, float] = {}
         """Moments of the run, seconds from the origin: window, published, kill."""
 
     def at(self, what: str, ns: int) -> None:
         self.marks[what] = (ns - self.origin_ns) / 1e9
 
-    def sample(self) -> None:
+    def sample(self, accept_queue: int = 0) -> None:
         totals = [g.totals() for g in self.phases]
         self.t.append((time.time_ns() - self.origin_ns) / 1e9)
         self.connected.append(sum(c for c, _, _ in totals))
@@ -46,12 +55,17 @@ class Sampler:
         self.away.append(sum(a for _, _, a in totals))
         for pid, series in self.rss_kb.items():
             series.append(proc_rss_kb(pid))
+        self.server_cpu.append(sum(proc_cpu_seconds(pid) for pid in self._pids))
+        self.bench_cpu.append(sum(proc_cpu_seconds(p) for g in self.phases for p in g.pids))
+        self.accept_queue.append(accept_queue)
+        self.overflows.append(listen_overflows())
 
     async def run(self) -> None:
         said = 0.0
         while True:
             await asyncio.sleep(SAMPLE_EVERY)
-            self.sample()
+            # ``ss`` in a thread: a process started from the loop would hold it
+            self.sample(await asyncio.to_thread(listen_queue, self._ports))
             if self._every > 0 and self.t[-1] - said >= self._every:
                 said = self.t[-1]
                 self._say()
@@ -74,6 +88,10 @@ class Sampler:
             "deliveries": self.frames,
             "away": self.away,
             "rss_kb": {str(pid): s for pid, s in self.rss_kb.items()},
+            "server_cpu": self.server_cpu,
+            "bench_cpu": self.bench_cpu,
+            "accept_queue": self.accept_queue,
+            "overflows": self.overflows,
             "marks": self.marks,
         }
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import math
 import re
@@ -112,12 +113,18 @@ class Viewer(asyncio.Protocol):
         """When its resumed request was answered 200, after the last cut."""
         self.mark_ns = 0
         """When it first got an event published after ``Viewer.mark``."""
+        self.mark_pub_ns = 0
+        """When that event was published."""
+        self.back = Back()
+        """Where the seconds after its first cut went (``Back``)."""
         self._retry = 0.0
         """The latest ``retry:`` (seconds), or a 503's ``Retry-After``."""
         self._ending = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if self.cuts and not self.resumed_ns:
+            self.back.made_ns = time.time_ns()
         if self.last_id:
             resume = b"Last-Event-ID: %b\r\n\r\n" % self.resume()
             self.transport.write(self._request[:-2] + resume)
@@ -137,6 +144,8 @@ class Viewer(asyncio.Protocol):
             if not self.done and not self._ending:
                 self.cuts += 1
                 self.resumed_ns = 0
+                if not self.back.cut_ns:
+                    self.back.cut_ns = time.time_ns()
         self.transport = None
         if self.closed.done():
             return
@@ -211,8 +220,10 @@ class Viewer(asyncio.Protocol):
             else:
                 self._check_each(_IDS.findall(block))
             self._last_m = last_m  # its id's tag is read only to reconnect (``resume``)
-            if Viewer.mark and not self.mark_ns and self._after_mark(block):
-                self.mark_ns = now
+            if self.resumed_ns and not self.back.next_ns:
+                self.back.next_event(now, block)
+            if Viewer.mark and not self.mark_ns:
+                self._after_mark(now, block)
             if first == 1:
                 self.first_ns = now
                 self.first_event.set()
@@ -224,11 +235,13 @@ class Viewer(asyncio.Protocol):
             self.done = True
             self._close()
 
-    @staticmethod
-    def _after_mark(block: bytes) -> bool:
-        """Whether ``block`` has an event published after ``Viewer.mark`` (read only until
-        a viewer has one: then ``mark_ns`` is set)."""
-        return any(int(t) > Viewer.mark for t in _T.findall(block))
+    def _after_mark(self, now: int, block: bytes) -> None:
+        """Whether ``block`` has an event published after ``Viewer.mark``: then ``mark_ns``
+        is ``now``, and ``mark_pub_ns`` when that event was published (read only until a
+        viewer has one)."""
+        after = [t for t in map(int, _T.findall(block)) if t > Viewer.mark]
+        if after:
+            self.mark_ns, self.mark_pub_ns = now, after[0]
 
     def _check_each(self, ids: list[bytes]) -> None:
         for raw in ids:
@@ -253,6 +266,33 @@ class Viewer(asyncio.Protocol):
             self.closed.set_result(None)
 
 
+@dataclass
+class Back:
+    """A viewer's way back after its first cut (``time.time_ns()`` each, 0: not yet): the
+    cut, its first reconnection tried (after the ``retry:`` the server advised), the
+    connection of the request that was answered 200 made, and its next event received
+    (``next_pub_ns``: when that event was published)."""
+
+    # the order of the fields is the order in ``_report``'s tuples (``figures._way_back``)
+
+    cut_ns: int = 0
+    dial_ns: int = 0
+    made_ns: int = 0
+    next_ns: int = 0
+    next_pub_ns: int = 0
+    attempt_ns: int = 0
+    """When its latest try was begun (after a 503's ``Retry-After``, a refused connect)."""
+
+    def attempt(self) -> None:
+        if self.cut_ns and not self.next_ns:
+            self.attempt_ns = time.time_ns()
+
+    def next_event(self, now: int, block: bytes) -> None:
+        self.next_ns = now
+        m = _T.search(block)
+        self.next_pub_ns = int(m.group(1)) if m else 0
+
+
 class Reconnect:
     """Brings dropped viewers back, with ``Last-Event-ID``, and counts those away."""
 
@@ -266,6 +306,8 @@ class Reconnect:
     def again(self, v: Viewer) -> None:
         if v.closed.done() or v._ending:
             return
+        if v.cuts and not v.back.dial_ns:
+            v.back.dial_ns = time.time_ns()
         if time.monotonic() > self.deadline:
             v.closed.set_result(None)
             return
@@ -350,8 +392,8 @@ class MuxViewer(Viewer):
                 self.last_id = last
             else:
                 self._check_each(seqs)
-            if Viewer.mark and not self.mark_ns and self._after_mark(block):
-                self.mark_ns = now
+            if Viewer.mark and not self.mark_ns:
+                self._after_mark(now, block)
             if first > 1 and self.record_latency:
                 ts = _T.findall(block)
                 self.latencies_ns.extend(now - int(t) for t in ts)
@@ -509,8 +551,10 @@ async def _group(spec: GroupSpec, conn: Connection, ctrl: Connection | None = No
     index: dict[int, int] = {}
 
     async def again(v: Viewer) -> None:
-        async with sem:
-            await connect(index[id(v)], v)
+        # Not through the opening's slots: each viewer comes back on its own, as a fleet
+        # of browsers does, and what that asks of the front-ends is what is measured.
+        v.back.attempt()
+        await connect(index[id(v)], v)
 
     back = None
     if spec.reconnect and spec.read == "sse":
@@ -597,6 +641,8 @@ def _report(viewers: list[Viewer], timed_out: list[bool]) -> dict[str, object]:
                 *(v.status, v.frames, v.last_id, v.lost, v.duplicated, v.done),
                 *(v.last_rx_ns, t, v.cuts, v.retries, v.refused, v.resumed_ns),
                 v.mark_ns,
+                *dataclasses.astuple(v.back),
+                v.mark_pub_ns,
             )
             for v, t in zip(viewers, timed_out, strict=True)
         ],

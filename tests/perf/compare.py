@@ -10,6 +10,8 @@ then a table with the ratios project / each. Figures are noisy on a shared machi
     python -m tests.perf.compare --repeat 3 --json out.json
     python -m tests.perf.compare --scenario one-1000 --targets project,naive
     python -m tests.perf.compare --smoke              # seconds: what the test suite runs
+    python -m tests.perf.compare --scenario 250k-hold --targets project-x16
+                                  # 250,000 viewers held ten minutes (--hold 60: one)
     python -m tests.perf.compare --before ../old-checkout --scenario hot-among-10000
                                   # also the front-end of another checkout ("before")
     python -m tests.perf.compare --pin-redis --repeat 4 --scenario frontends-routed \
@@ -36,18 +38,23 @@ from pathlib import Path
 
 from broadcaster.core.process import raise_nofile_limit
 from tests.perf.rounds import run_rounds
-from tests.perf.scenarios import Scenario, fleet_scenarios, scenarios
+from tests.perf.scenarios import Scenario, fleet_scenarios, hold_scenarios, scenarios
 from tests.perf.tables import plot
 from tests.perf.targets import ALL, BEFORE, BEFORE_DS, BEFORE_FLEET
 
 
-def choose(smoke: bool, names: list[str]) -> list[Scenario]:
+def choose(smoke: bool, names: list[str], hold: float | None = None) -> list[Scenario]:
     """The scenarios ``--scenario`` names (``fleet``: all of the fleet's), else every one
-    but those run only when named."""
+    but those run only when named; the hold scenarios held ``hold`` seconds if given."""
     named = set(names)
     if "fleet" in named:
         named |= {s.name for s in fleet_scenarios()}
-    return [s for s in scenarios(smoke) if s.name in named or (not named and not s.by_name)]
+    held = {s.name: s for s in hold_scenarios(hold)} if hold else {}
+    return [
+        held.get(s.name, s)
+        for s in scenarios(smoke)
+        if s.name in named or (not named and not s.by_name)
+    ]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Redis on CPU 0, everything else (servers, bench) on the other CPUs",
     )
+    p.add_argument(
+        "--hold",
+        type=float,
+        metavar="SECONDS",
+        help="how long the hold scenarios (50k-hold, 250k-hold) hold their viewers (600)",
+    )
     p.add_argument("--json", help="also write every row to this file")
     p.add_argument(
         "--plot",
@@ -89,7 +102,7 @@ def main() -> None:
     # SIGTERM ends the run like Ctrl-C, so every server it started is stopped by pid.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     raise_nofile_limit()  # inherited by every server started: 10,000 connections need it
-    chosen = choose(opts.smoke, opts.scenario or [])
+    chosen = choose(opts.smoke, opts.scenario or [], opts.hold)
     rounds = asyncio.run(
         run_rounds(chosen, targets, repeat=opts.repeat, before=before, pin_redis=opts.pin_redis)
     )

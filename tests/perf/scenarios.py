@@ -18,6 +18,7 @@ from tests.perf.targets import (
     DS,
     FLEET,
     FRONTENDS,
+    HOLD_FLEET,
     LINGER0,
     MULTI,
     MUX,
@@ -57,6 +58,11 @@ class Scenario:
     idle_commands: float = 0.0
     """Seconds over which Redis's commands are counted with the server started and no
     viewer yet (``rounds.idle_commands``): what an idle front-end asks of Redis. 0: not."""
+    redis_first: bool = False
+    """Redis runs at a higher priority than the front-ends and the bench (``nice -5``,
+    where allowed): in a deployment it has a machine of its own, and here 16 busy
+    processes of the bench and the front-ends otherwise starve it (the publisher's
+    appends then wait seconds for it, and every delivery with them)."""
     fork: bool = False
     """The project's front-ends forked from a fork server that imported them
     (``tests/support/forkserver.py``), not new interpreters: the smoke runs', which measure
@@ -119,6 +125,7 @@ def scenarios(smoke: bool) -> list[Scenario]:
         ),
         *_many_stream_scenarios(),
         *fleet_scenarios(),
+        *hold_scenarios(),
         Scenario(
             "one-1000-50",
             "1 stream x 1,000 viewers, 50 ev/s: p99 latency beside the ceiling's",
@@ -352,7 +359,22 @@ FLEET_KILL_AFTER = 15
 """Seconds into the window of ``-kill``."""
 
 
-FLEET_NAMES = {f"{n}-{what}" for n in FLEET_SIZES for what in ("1ev", "10ev", "streams", "kill")}
+HOLD_SIZES = {"50k": (50_000, FLEET), "250k": (250_000, HOLD_FLEET)}
+"""Viewers, and the front-ends that hold them (8, or 16 for 250,000: ``HOLD_FLEET``)."""
+HOLD_PER_STREAM = 100
+"""Viewers per stream in the hold scenarios (2,500 streams at 250,000)."""
+HOLD_RATE = 0.075
+"""Events/s per stream there: an event every 13.3 s, within the keepalive's 15 s, so that
+what flows is events, not pings (187.5 appends/s, 18,750 deliveries/s at 250,000). A
+viewer costs a write every 15 s at least (its pings), and a write is most of what a
+delivery costs: 250,000 viewers are 16,700 writes/s however few the events, which with
+the bench's reading of them is most of these two cores."""
+HOLD_SECONDS = 600.0
+"""The hold's window (``compare --hold`` changes it)."""
+FLEET_NAMES = {
+    *(f"{n}-{what}" for n in FLEET_SIZES for what in ("1ev", "10ev", "streams", "kill")),
+    *(f"{size}-hold" for size in HOLD_SIZES),
+}
 
 
 def fleet_scenarios() -> list[Scenario]:
@@ -408,8 +430,36 @@ def fleet_scenarios() -> list[Scenario]:
                 targets=(FLEET, BEFORE_FLEET),
                 kill=True,
                 by_name=True,
+                redis_first=True,
             ),
         ]
+    return out
+
+
+def hold_scenarios(seconds: float = HOLD_SECONDS) -> list[Scenario]:
+    """Many viewers held for ``seconds`` with events flowing, over front-end processes
+    sharing a port: every viewer connected, every event delivered once, what a viewer
+    costs to hold (memory per connection) and each delivery (CPU). 50,000 for a first
+    look, 250,000 for the figure."""
+    out = []
+    for size, (n, target) in HOLD_SIZES.items():
+        out.append(
+            Scenario(
+                f"{size}-hold",
+                f"{n:,} viewers, {HOLD_PER_STREAM} per stream, {HOLD_RATE:g} ev/s each, held "
+                f"{seconds:g} s over {target.rsplit('x', 1)[1]} front-end processes",
+                [
+                    *("--viewers", str(n), "--procs", str(max(2, n // 25_000))),
+                    *("--streams", str(n // HOLD_PER_STREAM), "--rate", str(HOLD_RATE)),
+                    *("--duration", f"{seconds:g}", "--pipeline", "1", "--slot-ms", "5"),
+                    *("--deadline", "120", "--first-wait", "600", "--progress", "30"),
+                    *("--latency-samplers", str(max(200, n // 100)), "--idle-sample", "1"),
+                ],
+                targets=(target,),
+                by_name=True,
+                redis_first=True,
+            )
+        )
     return out
 
 

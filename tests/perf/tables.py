@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from broadcaster.bench.report import kill_rows
 from tests.perf.scenarios import FLEET_NAMES, FRONTEND_SCENARIOS, Scenario
 from tests.perf.targets import BEFORE_DS, DS, MUX
 
@@ -119,19 +120,19 @@ def _fleet_line(r: dict[str, Any]) -> str:
         f"({r['server_cpu_ms_per_connect']:.2f} ms of front-end CPU each); front-ends "
         f"{peak / 1024**2:.2f} GiB at the peak ({_f(r['server_rss_kb_per_connection'])} KiB per "
         f"connection); {_f(r['server_cpu_s_per_100k'], 3)} CPU s per 100,000 deliveries; "
-        f"p50/p99 {_f(r['p50_ms'])}/{_f(r['p99_ms'])} ms; lost {r['lost']}, "
+        f"p50/p99 {_f(r['p50_ms'])}/{_f(r['p99_ms'])} ms; {_expected(r)}; lost {r['lost']}, "
         f"duplicated {r['duplicated']}, behind {r['behind_at_deadline']}"
     )
-    k = r["kill"]
-    if k:
-        line += (
-            f"\n  kill -9 of pid {k['pid']} {k['at_s']:.1f} s in: {k['viewers_cut']:,} viewers "
-            f"cut, back within {k['resumed_s']['max']:.2f} s (p50 {k['resumed_s']['p50']:.2f}), "
-            f"{k['refused_503']:,} answered 503 on the way; every viewer had the next event "
-            f"within {k['next_event_s']['max']:.2f} s (p99 {k['next_event_s']['p99']:.2f}); "
-            f"{k['not_resumed']} never back, {k['without_next_event']} without it"
-        )
+    if r["kill"]:
+        line += "".join(f"\n  {k}: {v}" for k, v in kill_rows(r))
     return line
+
+
+def _expected(r: dict[str, Any]) -> str:
+    """Events delivered of those due: every viewer its stream's, the first (replayed as it
+    connected) and every one published in the window."""
+    due = r["viewers"] * (r["events_published"] // max(1, r["streams"]) + 1)
+    return f"{r['deliveries']:,} of {due:,} events delivered"
 
 
 def _extra(r: dict[str, Any]) -> str:

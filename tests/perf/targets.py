@@ -41,6 +41,10 @@ FLEET = "project-x8"
 """Eight front-end processes sharing one port (``BROADCASTER_REUSE_PORT``): 100,000 viewers
 are 12,500 connections each, and 14,300 each once one is killed, under the 20,000 open
 files a process may have here."""
+HOLD_FLEET = "project-x16"
+"""Sixteen front-end processes on one port: 250,000 viewers are 15,625 connections each,
+under the 20,000 open files a process may have here (the hard limit, which a process
+without ``CAP_SYS_RESOURCE`` cannot raise)."""
 BEFORE_FLEET = "before-x8"
 """The same eight, of the ``--before`` checkout."""
 CEILING_FLEET = "ceiling-x8"
@@ -58,6 +62,7 @@ ALL = tuple(
             BEFORE_DS,
             MUX,
             FLEET,
+            HOLD_FLEET,
             BEFORE_FLEET,
             CEILING_FLEET,
         ]

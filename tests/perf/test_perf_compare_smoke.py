@@ -115,11 +115,18 @@ def test_compare_smoke_runs_every_target(tmp_path: Path) -> None:
     assert kill["without_next_event"] == 0, kill
     assert all(math.isfinite(v) for v in kill["resumed_s"].values()), kill
     assert all(math.isfinite(v) for v in kill["next_event_s"].values()), kill
+    # where the cut viewers' seconds went, step by step, and how late their next event was
+    assert kill["without_next_event_cut"] == 0, kill
+    for step in ("retry_wait", "queued", "connecting", "answered"):
+        assert all(math.isfinite(v) for v in kill["way_back_s"][step].values()), (step, kill)
+    assert all(math.isfinite(v) for v in kill["next_event_late_s"].values()), kill
+    assert kill["storm"]["seconds"] > 0 and kill["storm"]["server_cpu_s"] > 0, kill["storm"]
+    assert "cut viewers' next event late" in proc.stdout, proc.stdout
     timeline = killed["timeline"]
     assert max(timeline["connected"]) == 2000, timeline["connected"]
     assert set(timeline["marks"]) >= {"window", "published", "kill"}, timeline["marks"]
     assert len(timeline["rss_kb"]) == 2, timeline["rss_kb"].keys()
     assert sum(killed["latency_histogram"]["counts"]) == killed["latency_samples"] > 0
-    assert "kill -9 of pid" in proc.stdout
+    assert "front-end killed: pid" in proc.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", "--plot wrote a PNG"
     assert f"drawn into {png}" in proc.stdout
