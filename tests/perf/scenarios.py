@@ -363,12 +363,16 @@ HOLD_SIZES = {"50k": (50_000, FLEET), "250k": (250_000, HOLD_FLEET)}
 """Viewers, and the front-ends that hold them (8, or 16 for 250,000: ``HOLD_FLEET``)."""
 HOLD_PER_STREAM = 100
 """Viewers per stream in the hold scenarios (2,500 streams at 250,000)."""
-HOLD_RATE = 0.075
-"""Events/s per stream there: an event every 13.3 s, within the keepalive's 15 s, so that
-what flows is events, not pings (187.5 appends/s, 18,750 deliveries/s at 250,000). A
-viewer costs a write every 15 s at least (its pings), and a write is most of what a
-delivery costs: 250,000 viewers are 16,700 writes/s however few the events, which with
-the bench's reading of them is most of these two cores."""
+HOLD_RATE = 0.02
+"""Events/s per stream there: one every 50 s (50 appends/s, 5,000 deliveries/s at
+250,000). A viewer costs a write per event or per keepalive, whichever comes first, and
+a write is most of what a delivery costs: with the usual 15 s keepalive, 250,000 viewers
+are 16,700 writes/s however few the events, more than these two cores carry beside the
+bench's own viewers (an event every 13.3 s, 18,750 deliveries/s offered, was delivered
+at 7,000-12,000/s and fell behind). So the hold's keepalive is ``HOLD_KEEPALIVE``."""
+HOLD_KEEPALIVE = 55.0
+"""The hold's ``BROADCASTER_KEEPALIVE_SECONDS``: longer than the gap between two events,
+so that what the front-ends write is the events."""
 HOLD_SECONDS = 600.0
 """The hold's window (``compare --hold`` changes it)."""
 FLEET_NAMES = {
@@ -456,6 +460,7 @@ def hold_scenarios(seconds: float = HOLD_SECONDS) -> list[Scenario]:
                     *("--latency-samplers", str(max(200, n // 100)), "--idle-sample", "1"),
                 ],
                 targets=(target,),
+                keepalive=HOLD_KEEPALIVE,
                 by_name=True,
                 redis_first=True,
             )
