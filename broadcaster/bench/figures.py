@@ -229,7 +229,8 @@ def _way_back(cut: list[Any], kill_ns: int) -> dict[str, Any]:
     """Where a cut viewer's seconds went (``viewers.Back``), each step's spread: from its
     cut to its first reconnection (the ``retry:`` advised), to the start of the try that
     was answered (a 503's ``Retry-After``, a refused connect), to its connection
-    made (the handshake: a full accept queue drops it, tried again after 1, 3, 7 s), to
+    made (the handshake: a full accept queue drops it, and the client tries again after
+    its SYN timeout, doubled each time), to
     the 200 (the accept queue, the front-end's turn and admission), and its next event's
     lateness: received less the later
     of the kill and its publication (what the cut cost that event; a viewer not cut is

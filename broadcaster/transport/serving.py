@@ -123,8 +123,9 @@ class DrainingServer(uvicorn.Server):
 LISTEN_BACKLOG = 4096
 """Handshakes the kernel completes ahead of the front-end taking them: a herd of viewers
 coming back from a lost front-end arrives faster than one loop takes them, and a
-handshake that finds the queue full is dropped and tried again by the client a second
-later (then 3 s, 7 s). The kernel caps it at ``net.core.somaxconn`` (docs/scaling.md)."""
+handshake that finds the queue full is dropped and tried again by the client only after
+its SYN timeout, doubled at each try. The kernel caps it at ``net.core.somaxconn``
+(docs/scaling.md)."""
 
 
 def _reuse_port_socket(host: str, port: int) -> socket.socket:
