@@ -76,16 +76,22 @@ class ChatSession {
 
   // An event of the caller's lifecycle feed (the list's, list.mjs), this chat's only: a
   // turn started anywhere (another tab, another device) is followed; a turn ended is read
-  // by the panes whose answer ended at a wait for a person (decided in another tab, it
-  // went on), which then show all of it and how it ended.
+  // again by the panes that do not show its end (below), which then show all of it and
+  // how it ended.
   lifecycle(event) {
     if (event.chatId !== this.chatId) return;
     if (event.type === "chat-turn-started") this.announced(event);
     else if (event.type === "chat-turn-finished") this.ended();
   }
 
+  // A turn ended: panes waiting for a decision read the chat again, and so do panes that
+  // show no end of it (their resume came after the answer's end) or are reading it still.
   ended() {
-    for (const pane of this.panes) if (!pane.busy() && !pane.sending && pane.waits()) pane.follow();
+    for (const pane of this.panes) {
+      if (pane.sending) continue;
+      const unsettled = pane.waits() || !pane.outcomeEl.dataset.kind;
+      if (pane.following || (!pane.busy() && unsettled)) pane.follow();
+    }
   }
 
   // A turn began (here or in another tab): the panes not busy with it load and follow it.

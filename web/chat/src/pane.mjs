@@ -198,7 +198,9 @@ export class ChatPane {
         this.olderBtn.hidden = !older;
         if (GOING_ON.includes(status)) {
           await this.chat.resumeStream();
-          resumed = generationId;
+          // A resume that showed nothing came after the answer's end (204): the turn's
+          // end (``Session.ended``) has this pane read it again.
+          if (this.outcomeEl.dataset.kind) resumed = generationId;
         } else if (this.waits()) {
           // The page read holds the answer as it stopped at a tool call waiting for a
           // person: its turn ending tells this pane to read it again.
