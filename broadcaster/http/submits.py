@@ -38,6 +38,7 @@ from broadcaster.http.bodies import offloop, read_json_sized
 from broadcaster.http.budgets import with_user, within_budget
 from broadcaster.http.errors import ApiError
 from broadcaster.http.kept_history import placed_all, sends_one, with_history
+from broadcaster.http.offloop import INLINE_BYTES
 from broadcaster.http.resources import get_chats, get_event_log
 from broadcaster.http.settings import Settings
 from broadcaster.http.stream_ids import new_stream_id
@@ -97,6 +98,8 @@ async def read_submit(request: Request, settings: Settings, defaults: Defaults) 
     if one:
         copy = settings.chat_job_history == "copy"
         body, placed = await with_history(request, body, whole=copy)
+        if placed.whole:  # the chat read whole from the record: not the request's size
+            size = max(size, INLINE_BYTES)
     pool = offloop(request)
     chat = await pool.run_sized(size, parsed, parse_body, body)
     job = await _converted(request, chat, defaults, size)
