@@ -4,27 +4,82 @@ the AI SDK's ``ChatTransport`` of ai 7 and ai 6, its vitest unit tests pass (the
 parser against eventsource-parser, reconnection, backoff, ids, the transport under the
 SDK's own Chat), and it installs from the checkout into an app with nothing from a
 registry. Needs node >= 20 and clients/js's npm packages (``make test-deps``); without
-them the tests fail and say what to install."""
+them the tests fail and say what to install.
+
+The three node tools that need nothing of each other or of the build (tsc's check, the
+unit tests, typedoc) start together when the module's first test does, each awaited by
+its test: they run side by side with each other and with the build."""
 
 from __future__ import annotations
 
 import json
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import client_js
+from tests.support.client_js import Background
 
 SIZE_LINE = re.compile(r"(\d+) minified and gzipped \(limit (\d+)\)")
+TOOLS = {
+    "test_the_types_check_against_both_ai_sdk_versions": ["npm", "run", "--silent", "typecheck"],
+    "test_the_unit_tests_pass": [
+        "npx",
+        "vitest",
+        "run",
+        "--reporter=json",
+        "--outputFile={out}/v.json",
+    ],
+    # The types' errors are the type check's to find (above): typedoc only documents them.
+    "test_the_reference_page_is_typedoc_of_the_types": [
+        "npx",
+        "typedoc",
+        "--skipErrorChecking",
+        "--out",
+        "{out}/reference",
+    ],
+}
+"""Each test's tool run, by test; ``{out}`` is the runs' folder."""
 
 
-@pytest.fixture(autouse=True)
-def _prerequisites() -> None:
+@pytest.fixture(scope="module")
+def runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Background]]:
+    """The tool runs of this module's tests that are to run, started together."""
     missing = client_js.missing_prerequisites()
     if missing:
         pytest.fail("the client package's tests need:\n  " + "\n  ".join(missing), pytrace=False)
+    out = tmp_path_factory.mktemp("client-js-tools")
+    wanted = {
+        item.name
+        for item in request.session.items
+        if getattr(item, "module", None) is request.module
+    }
+    started: dict[str, Background] = {}
+    try:
+        for test, args in TOOLS.items():
+            if test in wanted:
+                command = [a.format(out=out) for a in args]
+                started[test] = Background(test, command, out, timeout=300)
+        yield started
+    finally:
+        for run in started.values():
+            run.stop()
+
+
+@pytest.fixture(autouse=True)
+def _prerequisites(runs: dict[str, Background]) -> None:
+    """Fails without node or the packages (``runs`` says so), else starts the tools."""
+
+
+def _result(
+    runs: dict[str, Background], request: pytest.FixtureRequest
+) -> subprocess.CompletedProcess[str]:
+    return runs[request.node.name].result()
 
 
 def test_the_build_measures_the_package_and_holds_it_to_8_kb() -> None:
@@ -41,21 +96,16 @@ def test_the_build_measures_the_package_and_holds_it_to_8_kb() -> None:
     )
 
 
-def test_the_types_check_against_both_ai_sdk_versions() -> None:
-    run = client_js.npm_script("typecheck")
+def test_the_types_check_against_both_ai_sdk_versions(
+    runs: dict[str, Background], request: pytest.FixtureRequest
+) -> None:
+    run = _result(runs, request)
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_the_unit_tests_pass(tmp_path: Path) -> None:
-    report = tmp_path / "vitest.json"
-    run = subprocess.run(
-        ["npx", "vitest", "run", "--reporter=json", f"--outputFile={report}"],
-        cwd=client_js.PACKAGE,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+def test_the_unit_tests_pass(runs: dict[str, Background], request: pytest.FixtureRequest) -> None:
+    run = _result(runs, request)
+    report = Path(run.args[-1].removeprefix("--outputFile="))
     assert report.is_file(), f"vitest wrote no report:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     result = json.loads(report.read_text())
     failed = [
@@ -104,18 +154,13 @@ def test_it_installs_from_the_checkout(tmp_path: Path) -> None:
     assert list(manifest["dependencies"]) == ["@llm-stream-broadcaster/client"]
 
 
-def test_the_reference_page_is_typedoc_of_the_types(tmp_path: Path) -> None:
+def test_the_reference_page_is_typedoc_of_the_types(
+    runs: dict[str, Background], request: pytest.FixtureRequest
+) -> None:
     """docs/reference/client-js/ is what ``npm run docs`` (typedoc) makes of the exported
     types: run it again after changing them."""
-    out = tmp_path / "reference"
-    run = subprocess.run(
-        ["npx", "typedoc", "--out", str(out)],
-        cwd=client_js.PACKAGE,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    run = _result(runs, request)
+    out = Path(run.args[-1])
     assert run.returncode == 0, run.stdout + run.stderr
     committed = client_js.PACKAGE.parent.parent / "docs" / "reference" / "client-js" / "index.md"
     assert (out / "index.md").read_text() == committed.read_text(), "run npm run docs in clients/js"

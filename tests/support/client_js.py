@@ -1,12 +1,16 @@
-"""The TypeScript client package (clients/js): what its tests need, and its build, made
+"""The TypeScript client package (clients/js): what its tests need, its build, made
 once however many test processes ask (a file lock; rebuilt when a source is newer than
-the build)."""
+the build), and its node tools run in the background, side by side."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 from tests.support.procs import ROOT
@@ -52,19 +56,44 @@ def build(force: bool = False) -> str:
         return run.stdout
 
 
-def npm_script(name: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``npm run <name>`` in clients/js, to its end."""
-    return subprocess.run(
-        ["npm", "run", "--silent", name],
-        cwd=PACKAGE,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 def built() -> Path:
     """The built module (built first if it is not up to date)."""
     build()
     return DIST
+
+
+class Background:
+    """A command run in clients/js while the test process does something else (another
+    tool, a test), in a process group of its own; its output kept in ``log_dir``."""
+
+    def __init__(self, name: str, args: list[str], log_dir: Path, timeout: float) -> None:
+        self.args = args
+        self._deadline = time.monotonic() + timeout
+        self._out, self._err = log_dir / f"{name}.out", log_dir / f"{name}.err"
+        with open(self._out, "wb") as out, open(self._err, "wb") as err:
+            self._popen = subprocess.Popen(
+                args,
+                cwd=PACKAGE,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def result(self) -> subprocess.CompletedProcess[str]:
+        """Its end (the whole group killed past its timeout, counted from its start):
+        status, output and errors, as ``subprocess.run`` gives them."""
+        try:
+            code = self._popen.wait(max(0.0, self._deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise
+        out, err = (p.read_text(errors="replace") for p in (self._out, self._err))
+        return subprocess.CompletedProcess(self.args, code, out, err)
+
+    def stop(self) -> None:
+        """Its whole group ended by pid, if it still runs."""
+        if self._popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._popen.pid, signal.SIGKILL)
+            self._popen.wait()
