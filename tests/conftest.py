@@ -310,8 +310,9 @@ FIRST = [
     "alone",
     "unit",
     "integration/test_fuzz_api",
-    # About 80 s of waiting on the idle front-ends it counts (10 s; one with webhooks 65 s):
-    # handed out while the hostile input, the fuzzing and the load keep both cores busy.
+    # About 70 s of waiting on the idle front-ends it counts (10 s and, at once, 65 s with
+    # webhooks): handed out while the hostile input, the fuzzing and the load keep both
+    # cores busy.
     "integration/test_idle_commands",
     "load",
     "clients/test_durable_conformance.py::test_two_frontends_on_a_redis_cluster",

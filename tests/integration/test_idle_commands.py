@@ -18,26 +18,36 @@ reads (the outboxes, the deliveries: one ``XREADGROUP`` each per 30 s) and its s
 minute: ``XPENDING``, ``ZADD``, ``ZRANGEBYSCORE``, ``XLEN``, ``XRANGE``) add about 0.1 a
 second
 (docs/webhooks.md, "Cost").
+
+Both cases idle at once, each on a Redis of its own: the plain case's window passes
+within the longer one of the case with webhooks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import secrets
 import socket
 import time
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis as redis_sync
 
 from broadcaster.chat.records import Chats
 from broadcaster.core import connection, keys
+from broadcaster.core.embedded import EmbeddedRedis
 from broadcaster.core.eventlog import EventLog
 from broadcaster.generations.jobs import JobQueue
 from broadcaster.generations.lifecycle import Generations
+from tests.support.polling import wait_for
 from tests.support.procs import Proc, own_redis, start_frontend, stop_all
 from tests.support.webhooks import webhook_env
 
@@ -102,34 +112,77 @@ WEBHOOKS = webhook_env(
 """A deployment's webhook settings (the receiver is never called: nothing happens)."""
 
 
-@pytest.mark.parametrize("webhooks", [False, True], ids=["plain", "webhooks"])
-async def test_an_idle_front_end_sends_at_most_one_command_a_second(
-    tmp_path: Path, webhooks: bool
-) -> None:
-    server = own_redis(tmp_path / "redis")
-    redis = connection.command_client(server.url)
-    frontends: list[Proc] = []
-    env = WEBHOOKS if webhooks else None
-    window = WEBHOOKS_WINDOW_S if webhooks else WINDOW_S
+@dataclass
+class Idle:
+    """Two idle front-ends on a Redis of their own, and what ``MONITOR`` sees them send
+    over ``window`` s (read in a thread of the module's)."""
+
+    frontends: list[Proc]
+    window: float
+    seen: Future[list[tuple[int, str]]]
+
+
+def _listening(url: str, n: int) -> bool:
+    """``n`` clients listen on the first wake channel."""
+    with redis_sync.Redis.from_url(url) as client:
+        return int(client.pubsub_numsub(keys.wake_channels()[0])[0][1]) >= n
+
+
+async def _make_job_queues(url: str) -> None:
+    redis = connection.command_client(url)
     try:
         await JobQueue(redis).ensure_group()
-        frontends = [start_frontend(server.url, tmp_path, f"idle-{i}", env) for i in range(2)]
-        # Start-up is over once both listen on the wake channels (then each looks at what
-        # it may have missed: a round of the chats' queue, every waiting set).
-        deadline = time.monotonic() + 30
-        channel = keys.wake_channels()[0]
-        while (await redis.pubsub_numsub(channel))[0][1] < len(frontends):
-            assert time.monotonic() < deadline, "the front-ends never listened on the wakes"
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(SETTLE_S)
-        assert server.port is not None
-        seen = await asyncio.to_thread(_monitor, server.port, window)
-        owners = {port: fe.name for fe in frontends for port in _ports_of(fe.pid)}
     finally:
         await redis.aclose()
-        stop_all(frontends)
-        server.stop()
-    per_frontend: dict[str, Counter[str]] = {fe.name: Counter() for fe in frontends}
+
+
+def _watched_after_settling(port: int, window: float) -> list[tuple[int, str]]:
+    time.sleep(SETTLE_S)
+    return _monitor(port, window)
+
+
+@pytest.fixture(scope="module")
+def idle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[bool, Idle]]:
+    """Both cases (without and with webhooks) idle at once, each on a Redis of its own,
+    so that the plain case's window passes within the webhooks' longer one."""
+    servers: list[EmbeddedRedis] = []
+    frontends: list[Proc] = []
+    with ThreadPoolExecutor(2) as pool:
+        try:
+            cases = {}
+            for webhooks in (False, True):
+                root = tmp_path_factory.mktemp("idle-webhooks" if webhooks else "idle-plain")
+                server = own_redis(root / "redis")
+                servers.append(server)
+                asyncio.run(_make_job_queues(server.url))
+                env = WEBHOOKS if webhooks else None
+                pair = [start_frontend(server.url, root, f"idle-{i}", env) for i in range(2)]
+                frontends += pair
+                # Start-up is over once both listen on the wake channels (then each looks
+                # at what it may have missed: a round of the chats' queue, every waiting
+                # set): SETTLE_S later the window opens.
+                listening = functools.partial(_listening, server.url, len(pair))
+                wait_for("both front-ends listening on the wakes", listening)
+                window = WEBHOOKS_WINDOW_S if webhooks else WINDOW_S
+                assert server.port is not None
+                seen = pool.submit(_watched_after_settling, server.port, window)
+                cases[webhooks] = Idle(pair, window, seen)
+            yield cases
+        finally:
+            stop_all(frontends)
+            for server in servers:
+                server.stop()
+
+
+@pytest.mark.parametrize("webhooks", [False, True], ids=["plain", "webhooks"])
+async def test_an_idle_front_end_sends_at_most_one_command_a_second(
+    idle: dict[bool, Idle], webhooks: bool
+) -> None:
+    case = idle[webhooks]
+    seen = await asyncio.wrap_future(case.seen)
+    owners = {port: fe.name for fe in case.frontends for port in _ports_of(fe.pid)}
+    window = case.window
+    per_frontend: dict[str, Counter[str]] = {fe.name: Counter() for fe in case.frontends}
     for port, command in seen:
         if port in owners:
             per_frontend[owners[port]][command] += 1
