@@ -10,8 +10,10 @@ during a fourth answer the test kills the worker (SIGKILL) and starts another, w
 takes the answer over and starts it again. What the panes show is checked against the
 chat's messages and the generations as the API reports them. It runs twice: on an open
 deployment, and on one with access control, where the page mints a chat token with the
-API key typed into it. Needs nginx, Debian's chromium, node and the npm packages of
-tests/clients/browser; without them the test fails and says what to install. It never skips.
+API key typed into it: two stacks and two browsers of their own, run at the same time (the
+runs mostly wait for answers to stream) by the module's ``runs``, each case's test checking
+its own. Needs nginx, Debian's chromium, node and the npm packages of tests/clients/browser;
+without them the test fails and says what to install. It never skips.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import json
 import re
 import subprocess
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -180,15 +184,42 @@ def _run(
         redis.stop()
 
 
-@pytest.mark.parametrize("access", ["open", "chat-tokens"])
-def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(tmp_path: Path, access: str) -> None:
+ACCESS = ["open", "chat-tokens"]
+Run = tuple[dict[str, Any], dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Future[Run]]]:
+    """The selected cases' runs, started together: each a stack, a browser and chat.mjs
+    of its own, so they share nothing but the machine; each case's test waits for its own."""
     missing = missing_prerequisites()
     if missing:
         pytest.fail("the browser test needs:\n  " + "\n  ".join(missing), pytrace=False)
     ARTIFACTS.mkdir(exist_ok=True)
+    selected = {
+        str(item.callspec.params["access"])
+        for item in request.session.items
+        if isinstance(item, pytest.Function) and item.module is request.module
+    }
+    with ThreadPoolExecutor(len(ACCESS)) as pool:
+        futures = {}
+        for access in sorted(selected):
+            screenshot = ARTIFACTS / f"chat-browser-{access}.png"
+            screenshot.unlink(missing_ok=True)
+            key = API_KEY if access == "chat-tokens" else None
+            futures[access] = pool.submit(_run, tmp_path_factory.mktemp(access), key, screenshot)
+        yield futures
+
+
+@pytest.mark.timeout(240)  # the first case's test waits while both run
+@pytest.mark.parametrize("access", ACCESS)
+def test_the_chat_tab_resumes_stops_and_runs_the_worker_tool(
+    runs: dict[str, Future[Run]], access: str
+) -> None:
+    result, api = runs[access].result()
     screenshot = ARTIFACTS / f"chat-browser-{access}.png"
-    screenshot.unlink(missing_ok=True)
-    result, api = _run(tmp_path, API_KEY if access == "chat-tokens" else None, screenshot)
 
     chat, requests, history = result["chat_id"], result["chat_requests"], api["messages"]
     generations = api["generations"]
