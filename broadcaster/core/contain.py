@@ -5,12 +5,15 @@ per event), counted, and everything else goes on.
 A background loop calls ``loop_failed`` from ``except Exception`` (never
 ``BaseException``: a cancel must still stop it), backs off (``BACKOFF``) and goes on;
 ``LOOP_ERRORS`` counts them. A loop that cannot reach Redis keeps an ``Outage``: doubling
-waits up to ``OUTAGE_CAP``, logged when it starts, once a minute and when it ends. A
+waits up to ``OUTAGE_CAP``, logged when it starts, once a minute and when it ends;
+``cancel_until_ended`` stops loops, even one a library let go on past its cancel. A
 stored event that cannot be served is counted in ``MALFORMED`` (``malformed``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -24,6 +27,26 @@ every round then costs two log-free rounds a second, not a busy loop)."""
 
 LOG_EVERY = 60.0
 """Seconds between two log lines about the same failure (the stream, the loop)."""
+
+
+RECANCEL_SECONDS = 0.5
+"""How long a cancelled loop may take to end before it is cancelled again."""
+
+
+async def cancel_until_ended(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait for them to end, cancelling again those still running
+    after ``RECANCEL_SECONDS``: Python 3.11's ``asyncio.wait_for`` drops a cancel that
+    comes as the call it waits for finishes (redis-py waits so for every send and read
+    with a timeout), and a loop that goes on after that would hold its stop for ever.
+    What a task raised other than its cancel is raised here."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_SECONDS)
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class Throttle:

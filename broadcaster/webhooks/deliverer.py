@@ -167,11 +167,7 @@ class Deliverer:
         """Stop reading; give attempts in flight ``grace`` seconds (at most the attempt
         timeout), then cancel them: a cancelled one stays pending and is attempted again
         (the receiver may get it twice, under the same ``webhook-id``)."""
-        for task in self._loops:
-            task.cancel()
-        for task in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await contain.cancel_until_ended(self._loops)
         if self._attempts:
             await asyncio.wait(
                 list(self._attempts.values()), timeout=min(grace, self.config.timeout)

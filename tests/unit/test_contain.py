@@ -343,3 +343,45 @@ async def test_the_keepalive_goes_on_after_a_ping_that_raised() -> None:
     finally:
         task.cancel()
     assert good.got and good.got[0] == sse.PING
+
+
+async def test_a_loop_that_went_on_past_its_cancel_is_cancelled_again() -> None:
+    """A loop whose await let its cancel go (as Python 3.11's ``asyncio.wait_for`` does
+    when the call it waits for finishes as the cancel comes) and that then goes on: the
+    stop cancels it again; a loop that ends at once is not held up."""
+    went_on = asyncio.Event()
+
+    async def lets_one_cancel_go() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            went_on.set()
+        await asyncio.Event().wait()  # goes on: only another cancel ends it
+
+    async def plain() -> None:
+        await asyncio.sleep(3600)
+
+    tasks = [asyncio.create_task(lets_one_cancel_go()), asyncio.create_task(plain())]
+    await asyncio.sleep(0)
+    stopping = asyncio.create_task(contain.cancel_until_ended(tasks))
+    try:
+        done, _ = await asyncio.wait([stopping], timeout=10)
+        assert stopping in done, "the stop waits for a loop that went on past its cancel"
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait([stopping])
+    assert went_on.is_set() and all(t.cancelled() for t in tasks)
+
+
+async def test_what_a_stopped_loop_raised_is_raised() -> None:
+    async def fails_on_cancel() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise RuntimeError("in its cleanup") from None
+
+    task = asyncio.create_task(fails_on_cancel())
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="in its cleanup"):
+        await contain.cancel_until_ended([task])
