@@ -40,6 +40,7 @@ from tests.support.fake_anthropic import (
     text_reply,
     tool_use,
 )
+from tests.support.polling import poll, until, wait_for
 from tests.support.ports import free_port
 from tests.support.procs import ROOT, Proc, read_sse, spawn, start_worker, wait_ready
 from tests.support.prometheus import OBSERVABILITY, Prometheus, alert_rules, dashboard_queries
@@ -160,12 +161,12 @@ async def _approval(client: httpx.AsyncClient, url: str) -> None:
     r = await client.post(f"{url}/v1/generations", json={"prompt": "approved_add two numbers"})
     assert r.status_code == 202, r.text
     gid = r.json()["id"]
-    deadline = time.monotonic() + 30
-    while (status := (await client.get(f"{url}/v1/generations/{gid}")).json())["status"] != (
-        "waiting"
-    ):
-        assert time.monotonic() < deadline, f"not waiting for an approval: {status}"
-        await asyncio.sleep(0.1)
+    status = await poll(
+        lambda: _status_if(client, f"{url}/v1/generations/{gid}", "waiting"),
+        "the generation waiting for an approval",
+        30,
+        every=0.1,
+    )
     # The stream stays open while it waits: read up to its last event.
     got = await read_sse(
         client, f"{url}/v1/streams/{gid}/events", stop_after=status["last_event_id"]
@@ -199,14 +200,24 @@ async def _traffic(urls: list[str], receiver: Receiver, anthropic: FakeAnthropic
             await asyncio.gather(*(_generation(client, urls, {"prompt": p}) for p in prompts))
             if time.monotonic() > deadline:
                 break
-        while len([g for g in receiver.requests if g.answered == 410]) < 1:
-            assert time.monotonic() < deadline + 30, "the dead-1 webhook never came"
-            await asyncio.sleep(0.1)
-        while (r := await client.get(f"{urls[0]}/v1/generations/{failed.json()['id']}")).json()[
-            "status"
-        ] != "failed":
-            assert time.monotonic() < deadline + 30, r.text
-            await asyncio.sleep(0.1)
+        await until(
+            lambda: any(g.answered == 410 for g in receiver.requests),
+            "the dead-1 webhook answered 410",
+            30,
+            every=0.1,
+        )
+        await poll(
+            lambda: _status_if(client, f"{urls[0]}/v1/generations/{failed.json()['id']}", "failed"),
+            "the generation answered 400 failed",
+            30,
+            every=0.1,
+        )
+
+
+async def _status_if(client: httpx.AsyncClient, url: str, wanted: str) -> dict[str, Any] | None:
+    """The generation's status at ``url`` if it is ``wanted``, else None."""
+    status: dict[str, Any] = (await client.get(url)).json()
+    return status if status["status"] == wanted else None
 
 
 def _empty(prometheus: Prometheus) -> dict[str, str]:
@@ -226,11 +237,20 @@ def test_every_target_is_scraped(observed: Observed) -> None:
 
 
 def test_every_dashboard_query_returns_data(observed: Observed) -> None:
-    deadline = time.monotonic() + 20  # a few scrapes after the traffic, at most
-    while missing := _empty(observed.prometheus):
-        if time.monotonic() > deadline:
-            pytest.fail(f"panels without data: {json.dumps(missing, indent=1)}")
-        time.sleep(0.5)
+    missing: dict[str, str] = {}
+
+    def answered() -> bool:
+        missing.clear()
+        missing.update(_empty(observed.prometheus))
+        return not missing
+
+    wait_for(  # a few scrapes after the traffic, at most
+        "every panel with data",
+        answered,
+        20,
+        every=0.5,
+        context=lambda: f"panels without data: {json.dumps(missing, indent=1)}",
+    )
 
 
 def test_every_alert_expression_is_answered(observed: Observed) -> None:
