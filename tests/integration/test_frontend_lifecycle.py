@@ -4,24 +4,26 @@ Redis work per event. Real uvicorn processes on 127.0.0.1, real sockets."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import secrets
 import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio.client import PubSub
 
 from broadcaster.core import connection, keys
 from broadcaster.core.embedded import EmbeddedRedis
 from broadcaster.core.eventlog import EventLog
 from tests.support.monitor import commands_seen
-from tests.support.polling import until
+from tests.support.polling import poll, until
 from tests.support.ports import free_port
 from tests.support.procs import Proc, SSEResult, parse_sse, read_sse, start_frontend
 from tests.support.sse_transport import SSETransport
@@ -150,6 +152,20 @@ async def test_a_stalled_viewer_neither_slows_others_nor_grows_memory(
         await redis.aclose()
 
 
+async def _readyz(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
+    state: dict[str, Any] = (await client.get(url + "/readyz")).json()
+    return state
+
+
+async def _viewers(client: httpx.AsyncClient, url: str, n: int, within: float) -> None:
+    """Until the front-end at ``url`` counts ``n`` viewers or more."""
+
+    async def counted() -> bool:
+        return bool((await _readyz(client, url))["viewers"] >= n)
+
+    await poll(counted, f"{n} viewers counted", within, every=0.05)
+
+
 async def test_departed_viewers_are_forgotten(slow_frontend: Proc, redis_url: str) -> None:
     fe = slow_frontend
     redis = connection.command_client(redis_url)
@@ -164,26 +180,36 @@ async def test_departed_viewers_are_forgotten(slow_frontend: Proc, redis_url: st
                 for sid in sids
                 for _ in range(8)
             ]
-            deadline = time.monotonic() + 10
-            while (await client.get(fe.url + "/readyz")).json()["viewers"] < 40:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
-            assert (await client.get(fe.url + "/readyz")).json()["streams"] == 5
+            await _viewers(client, fe.url, 40, 10)
+            assert (await _readyz(client, fe.url))["streams"] == 5
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            deadline = time.monotonic() + 5
-            while True:
-                state = (await client.get(fe.url + "/readyz")).json()
-                if state["viewers"] == 0 and state["streams"] == 0:
-                    break
-                assert time.monotonic() < deadline, f"viewers not forgotten: {state}"
-                await asyncio.sleep(0.05)
+            state: dict[str, Any] = {}
+
+            async def forgotten() -> bool:
+                state.update(await _readyz(client, fe.url))
+                return state["viewers"] == 0 and state["streams"] == 0
+
+            await poll(forgotten, "viewers forgotten", 5, every=0.05, context=lambda: str(state))
         # The stream itself is untouched: viewers leaving never ends anything.
         info = await event_log.info(sids[0])
         assert info is not None and info.ended is None
     finally:
         await redis.aclose()
+
+
+async def _all_left(listener: PubSub, counts: dict[str, int]) -> bool:
+    """Counts the next message on a stream's channel (an event, or a viewer count): true
+    once a count says every viewer left."""
+    message = await listener.get_message(timeout=1)
+    if message is None or message["type"] != "message":
+        return False  # none yet, or the confirmation of the subscription
+    if not message["data"].startswith(b"0 0 - P\n"):
+        counts["events"] += 1
+        return False
+    counts["viewer counts"] += 1
+    return bool(message["data"].endswith(b"\n0"))
 
 
 async def test_redis_commands_per_event_do_not_depend_on_viewers(tmp_path: Path) -> None:
@@ -207,10 +233,7 @@ async def test_redis_commands_per_event_do_not_depend_on_viewers(tmp_path: Path)
                     asyncio.create_task(read_sse(client, fe.url + f"/v1/streams/{sid}/events"))
                     for _ in range(viewers)
                 ]
-                deadline = time.monotonic() + 20
-                while (await client.get(fe.url + "/readyz")).json()["viewers"] < viewers:
-                    assert time.monotonic() < deadline
-                    await asyncio.sleep(0.05)
+                await _viewers(client, fe.url, viewers, 20)
                 # What the channel carries besides events: the viewer count, which the
                 # front-end publishes (coalesced) as viewers come and go.
                 listener = redis.pubsub()
@@ -223,20 +246,8 @@ async def test_redis_commands_per_event_do_not_depend_on_viewers(tmp_path: Path)
                     results = await asyncio.gather(*tasks)
                     assert all(r.ids == list(range(1, 53)) for r in results)
                     counts = {"events": 0, "viewer counts": 0}
-                    deadline = time.monotonic() + 20
-                    while True:  # until the count published says every viewer left
-                        assert time.monotonic() < deadline, (
-                            "the viewers' leaving was never published"
-                        )
-                        message = await listener.get_message(timeout=1)
-                        if message is None or message["type"] != "message":
-                            continue  # none yet, or the confirmation of the subscription
-                        if not message["data"].startswith(b"0 0 - P\n"):
-                            counts["events"] += 1
-                            continue
-                        counts["viewer counts"] += 1
-                        if message["data"].endswith(b"\n0"):
-                            break
+                    all_left = functools.partial(_all_left, listener, counts)
+                    await poll(all_left, "the viewers' leaving published", 20, every=0)
                 await listener.aclose()
                 # Only what touches this stream's keys: the front-end's own sweeps
                 # (overdue jobs, webhooks) may read theirs in the window.
