@@ -13,7 +13,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from redis.retry import Retry
 
 from broadcaster.core import connection
 from broadcaster.core.embedded import EmbeddedRedis, free_port
+from tests.support.polling import poll
 from tests.support.procs import Proc, processes, read_sse, spawn, start_frontend, start_worker
 
 pytestmark = pytest.mark.anyio
@@ -258,13 +258,11 @@ async def test_acl_user_with_only_the_commands_it_needs(tmp_path: Path) -> None:
                         assert r.status_code == 201, r.text
                         viewer = asyncio.ensure_future(read_sse(client, "/v1/streams/job-1/events"))
                         try:
-                            deadline = time.monotonic() + 10
-                            while (await client.get("/readyz")).json().get("viewers") != 1:
-                                assert time.monotonic() < deadline
-                                await asyncio.sleep(0.05)
-                            started = time.monotonic()
-                            await generate(fe)  # a second stream: a second channel
-                            assert time.monotonic() - started < 10
+                            await poll(
+                                lambda: _one_viewer(client), "the viewer counted", 10, every=0.05
+                            )
+                            # a second stream: a second channel
+                            await asyncio.wait_for(generate(fe), 10)
                             r = await client.post(
                                 "/v1/streams/job-1/events", json={"type": "finish"}
                             )
@@ -283,6 +281,10 @@ async def test_acl_user_with_only_the_commands_it_needs(tmp_path: Path) -> None:
             user.close()
         finally:
             admin.close()
+
+
+async def _one_viewer(client: httpx.AsyncClient) -> bool:
+    return bool((await client.get("/readyz")).json().get("viewers") == 1)
 
 
 async def test_a_wrong_password_is_reported_without_the_password(tmp_path: Path) -> None:
@@ -306,14 +308,14 @@ async def test_a_wrong_password_is_reported_without_the_password(tmp_path: Path)
         with processes(fe, worker):
             bodies: list[str] = []
             async with httpx.AsyncClient(base_url=fe.url, timeout=10) as client:
-                deadline = time.monotonic() + 20
-                while True:
+
+                async def healthy() -> bool:
                     assert fe.alive(), fe.log()
                     with contextlib.suppress(httpx.TransportError):
-                        if (await client.get("/healthz")).status_code == 200:
-                            break
-                    assert time.monotonic() < deadline, fe.log()
-                    await asyncio.sleep(0.05)
+                        return (await client.get("/healthz")).status_code == 200
+                    return False
+
+                await poll(healthy, "the front-end's /healthz", 20, every=0.05, context=fe.log)
                 r = await client.get("/readyz")
                 assert r.status_code == 503
                 bodies.append(r.text)
@@ -323,10 +325,11 @@ async def test_a_wrong_password_is_reported_without_the_password(tmp_path: Path)
                 r = await client.get("/v1/streams/job-1/events")
                 assert r.status_code == 503
                 bodies.append(r.text)
-            deadline = time.monotonic() + 20
-            while "authentication failed" not in worker.log().lower():
-                assert time.monotonic() < deadline, worker.log()
-                await asyncio.sleep(0.05)
+
+            async def told() -> bool:
+                return "authentication failed" in worker.log().lower()
+
+            await poll(told, "the worker saying so", 20, every=0.05, context=worker.log)
             assert worker.alive()  # it keeps retrying: fixing Redis's side is enough
         fe_log = fe.log()
         assert "Redis authentication failed for user 'bc'" in fe_log
