@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from tests.support import client_js, node_host
+from tests.support.polling import wait_for
 from tests.support.procs import ROOT, Proc
 from tests.support.stacks import Stack, start_stack
 
@@ -50,34 +51,51 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     try:
         yield s
     finally:
+        # At once: the node host's idle connections to nginx would hold a graceful stop.
+        if s.nginx is not None:
+            s.nginx.stop(graceful=False)
         s.stop()
 
 
 def _serving(stack: Stack) -> Proc:
     """The front-end that holds an open SSE response, once one does."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        for fe in stack.frontends:
-            ready = httpx.get(f"{fe.url}/readyz", timeout=5).json()
-            if ready.get("connections", 0) > 0:
-                return fe
-        time.sleep(0.05)
-    raise AssertionError(f"no front-end holds the reader\n{stack.logs()}")
+    holding: list[Proc] = []
+
+    def found() -> bool:
+        ready = [(fe, httpx.get(f"{fe.url}/readyz", timeout=5).json()) for fe in stack.frontends]
+        holding[:] = [fe for fe, r in ready if r.get("connections", 0) > 0]
+        return bool(holding)
+
+    wait_for("a front-end holding the reader", found, context=stack.logs)
+    return holding[0]
 
 
 def _kill_when(stack: Stack, generation: str, seq: int) -> Proc:
     """SIGKILL to the front-end serving the reader, once ``generation`` has ``seq`` events."""
-    survivor = stack.frontends[-1]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        status = httpx.get(f"{survivor.url}/v1/generations/{generation}", timeout=5).json()
-        if status["last_event_id"] >= seq:
-            break
-        time.sleep(0.05)
+    status = f"{stack.frontends[-1].url}/v1/generations/{generation}"
+    wait_for(
+        f"{generation} at event {seq}",
+        lambda: httpx.get(status, timeout=5).json()["last_event_id"] >= seq,
+        context=stack.logs,
+    )
     victim = _serving(stack)
     victim.popen.kill()
     victim.popen.wait()
     return victim
+
+
+def _generation_of(stack: Stack, chat_id: str) -> str:
+    """The chat's generation, once its submit has made one."""
+    messages = f"{stack.frontends[-1].url}/v1/chat/{chat_id}/messages"
+    seen: list[str] = []
+
+    def made() -> bool:
+        got = httpx.get(messages, timeout=5)
+        seen[:] = [got.json()["generation_id"]] if got.status_code == 200 else []
+        return bool(seen and seen[0])
+
+    wait_for(f"chat {chat_id} to have a generation", made, context=stack.logs)
+    return seen[0]
 
 
 def _alive(stack: Stack, dead: Proc) -> str:
@@ -117,13 +135,7 @@ def test_a_chat_answer_goes_on_through_a_front_end_kill_each_part_once(
 ) -> None:
     chat_id = f"kill-{sdk}-{time.monotonic_ns()}"
     run = _chat(stack, sdk, chat_id)
-    deadline = time.monotonic() + 30
-    generation = None
-    while generation is None and time.monotonic() < deadline:
-        got = httpx.get(f"{stack.frontends[-1].url}/v1/chat/{chat_id}/messages", timeout=5)
-        generation = got.json()["generation_id"] if got.status_code == 200 else None
-        time.sleep(0.05)
-    assert generation, stack.logs()
+    generation = _generation_of(stack, chat_id)
     victim = _kill_when(stack, generation, 8)
     result = _result(run, stack)
     assert result["status"] == "ready" and result["error"] is None, result

@@ -230,12 +230,16 @@ class Nginx:
                         pids.append(int(entry.name))
         return pids
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = True) -> None:
+        """Stops nginx by pid: gracefully (its workers finish their connections, for up to
+        5 s), or with ``graceful=False`` at once (a teardown whose clients keep idle
+        connections open)."""
         if self.popen is None:
             return
         if self.popen.poll() is None:
             self.worker_pids = sorted(set(self.worker_pids) | set(self._children()))
-            self.popen.send_signal(signal.SIGQUIT)  # graceful: workers finish, then exit
+            # SIGQUIT: graceful, workers finish, then exit; SIGTERM: fast shutdown.
+            self.popen.send_signal(signal.SIGQUIT if graceful else signal.SIGTERM)
             try:
                 self.popen.wait(5)
             except subprocess.TimeoutExpired:
