@@ -29,8 +29,14 @@ def test_each_test_is_logged_with_its_own_and_its_childrens_cpu(tmp_path: Path) 
     tests = tmp_path / "test_busy.py"
     tests.write_text(BUSY_TESTS)
     log = tmp_path / "cpu.log"
-    env = {**os.environ, "BROADCASTER_TEST_CPU_LOG": str(log)}
-    args = ["-n", "0", "-q", "-p", "tests.support.cpu_log", "--rootdir", str(tmp_path)]
+    # Only the plugin under test: the suite's others (hypothesis, schemathesis, xdist ...)
+    # would cost seconds of imports and log nothing.
+    env = {
+        **os.environ,
+        "BROADCASTER_TEST_CPU_LOG": str(log),
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+    }
+    args = ["-q", "-p", "tests.support.cpu_log", "--rootdir", str(tmp_path)]
     run = subprocess.run(  # this Python, fixed arguments
         [sys.executable, "-m", "pytest", *args, "-c", os.devnull, str(tests)],
         cwd=ROOT,
@@ -45,7 +51,7 @@ def test_each_test_is_logged_with_its_own_and_its_childrens_cpu(tmp_path: Path) 
     assert set(lines) == {"test_busy_here", "test_busy_in_a_child"}
     _, own, children, wall, process, first_end = lines["test_busy_here"].split("\t")
     assert float(own) >= 0.3 and float(children) < 0.1 and float(wall) >= 0.3
-    assert process == "main"  # one process, -n 0
+    assert process == "main"  # one process, no xdist
     _, own, children, wall, _, second_end = lines["test_busy_in_a_child"].split("\t")
     assert float(children) >= 0.3 and float(own) < float(children)
     # the second ended at least its own wall time after the first (to the log's millisecond)
