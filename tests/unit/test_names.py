@@ -47,6 +47,7 @@ from broadcaster.http import app, chat_answers
 from broadcaster.http.app import create_app
 from broadcaster.http.settings import Settings
 from broadcaster.transport import head
+from tests.support import long_form
 from tests.support.procs import ROOT
 
 # --- the functions of names ---
@@ -111,8 +112,9 @@ def test_a_name_is_accepted_whole_and_refused_with_anything_around_it(kind: str)
                 assert not accepts(check, bad), (kind, bad)
 
 
+@long_form.mark
 @pytest.mark.parametrize("kind", VALIDATORS)
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=long_form.budget(50, 200), deadline=None)
 @given(value=st.text(max_size=80))
 def test_what_a_check_accepts_holds_no_control_character(kind: str, value: str) -> None:
     check = VALIDATORS[kind][0]
@@ -131,8 +133,9 @@ GRAMMARS = {
 }
 
 
+@long_form.mark
 @pytest.mark.parametrize("check", GRAMMARS, ids=lambda c: c.__name__)
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=long_form.budget(25, 100), deadline=None)
 @given(data=st.data())
 def test_every_string_of_a_grammar_is_accepted(check: Callable[[str], bool], data: Any) -> None:
     value = data.draw(st.from_regex(GRAMMARS[check], fullmatch=True))
@@ -342,6 +345,11 @@ def compiled_patterns(*, adapters: bool = False) -> dict[str, re.Pattern[str]]:
 PATTERNS = compiled_patterns()
 
 
+SAMPLES = long_form.budget(5, 25)
+"""Strings drawn per pattern: whether a pattern takes a line break after a string it
+matches is its own (its ``$``, its flags), not the string's, which any sample shows."""
+
+
 def takes_a_line_break(pattern: re.Pattern[str], sample: str) -> list[str]:
     """How ``pattern`` takes ``sample`` with a line break around it, if it does."""
     found = []
@@ -357,8 +365,9 @@ def test_the_compiled_patterns_were_found() -> None:
     assert len(PATTERNS) >= 15
 
 
+@long_form.mark
 @pytest.mark.parametrize("name", sorted(PATTERNS))
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=SAMPLES, deadline=None)
 @given(data=st.data())
 def test_no_compiled_pattern_takes_a_name_with_a_line_break(name: str, data: Any) -> None:
     pattern = PATTERNS[name]
@@ -415,8 +424,9 @@ def test_the_pydantic_fields_with_patterns_were_found() -> None:
     assert "broadcaster.generations.request.CustomTool.name" in FIELDS
 
 
+@long_form.mark
 @pytest.mark.parametrize("where", sorted(FIELDS))
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=SAMPLES, deadline=None)
 @given(data=st.data())
 def test_no_pydantic_field_takes_a_name_with_a_line_break(where: str, data: Any) -> None:
     model, field, pattern = FIELDS[where]
@@ -475,8 +485,9 @@ def test_the_openapi_document_publishes_only_the_grammars_of_names() -> None:
         assert pattern == f"^{grammar}$" and "\\" not in grammar.replace("\\.", "")
 
 
+@long_form.mark
 @pytest.mark.parametrize("pattern", sorted(PUBLISHED))
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=SAMPLES, deadline=None)
 @given(data=st.data())
 def test_a_published_grammar_is_the_one_python_checks(pattern: str, data: Any) -> None:
     whole = re.compile(rf"\A(?:{PUBLISHED[pattern]})\Z", re.ASCII)
