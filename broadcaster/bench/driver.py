@@ -117,7 +117,7 @@ async def _measure(cfg: BenchConfig, plan: Plan, pub: EventSink, stats_redis: Re
         readies = await groups.ready()
         connect_cpu = sum(proc_cpu_seconds(pid) for pid in pids) - cpu_start
         quiet = await _open_quiet(cfg, plan, 0.0, sampler) if before_window else None
-        await _settle(stats_redis)
+        await _settle(stats_redis, cfg.settle)
         rss_after = {pid: proc_rss_kb(pid) for pid in pids}
         subscribers = await subscribers_per_channel(stats_redis, plan.sids)
         idle_rate, server_idle = await idle_rates(stats_redis, pids, cfg.idle_sample)
@@ -196,19 +196,22 @@ async def _window(
     }
 
 
-async def _settle(stats_redis: Redis) -> None:
-    """Wait until Redis is quiet (fewer than ``SETTLED`` commands a second for two
-    seconds running, at most ``SETTLE_MAX`` seconds): what the front-ends do after viewers
-    connect (their viewer counts, written a moment after the joins) is the cost of
-    connecting, not of the events the window measures. Two seconds, not one: a
-    front-end's garbage collection can stop it for a second."""
+async def _settle(stats_redis: Redis, seconds: float) -> None:
+    """Wait until Redis is quiet (fewer than ``SETTLED`` commands a second for ``seconds``
+    running, two samples of half that; at most ``SETTLE_MAX`` seconds): what the front-ends
+    do after viewers connect (their viewer counts, written a moment after the joins) is the
+    cost of connecting, not of the events the window measures. Two seconds by default, not
+    one: a front-end's garbage collection can stop it for a second."""
+    if seconds <= 0:
+        return
+    step = seconds / 2
     t0 = time.monotonic()
     calls = sum((await command_calls(stats_redis)).values())
     quiet = 0
     while time.monotonic() - t0 < SETTLE_MAX:
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(step)
         now = sum((await command_calls(stats_redis)).values())
-        quiet = quiet + 1 if now - calls < SETTLED else 0
+        quiet = quiet + 1 if now - calls < SETTLED * step else 0
         if quiet == 2:
             return
         calls = now

@@ -46,6 +46,8 @@ class BenchConfig:
     replay: int
     joiners: int
     idle_sample: float
+    settle: float
+    """Seconds of a quiet Redis awaited before the window (``driver._settle``)."""
     server_pids: tuple[int, ...]
     redis_pids: tuple[int, ...]
     read: str
@@ -159,8 +161,8 @@ def make_plan(cfg: BenchConfig) -> Plan:
         raise BenchError("--pipeline must be at least 1")
     if cfg.route not in ROUTES:
         raise BenchError(f"--route must be one of {', '.join(ROUTES)}")
-    if cfg.idle_sample < 0:
-        raise BenchError("--idle-sample must not be negative")
+    if cfg.idle_sample < 0 or cfg.settle < 0:
+        raise BenchError("--idle-sample and --settle must not be negative")
     if cfg.read not in READS:
         raise BenchError(f"--read must be one of {', '.join(READS)}")
     if cfg.follow < 1 or (cfg.follow > 1 and cfg.read != "sse"):

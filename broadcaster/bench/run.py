@@ -139,6 +139,14 @@ def _measure_arguments(parser: argparse.ArgumentParser) -> None:
         "event less that (1; 0: none)",
     )
     parser.add_argument(
+        "--settle",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds Redis must stay quiet after the viewers connect before the window "
+        "(2; 0: no wait): their joins' bookkeeping is not the events' cost",
+    )
+    parser.add_argument(
         "--server-pid",
         type=int,
         action="append",
@@ -226,6 +234,7 @@ def config(args: argparse.Namespace) -> BenchConfig:
         replay=args.replay,
         joiners=args.joiners,
         idle_sample=args.idle_sample,
+        settle=args.settle,
         server_pids=tuple(args.server_pid or ()),
         redis_pids=tuple(args.redis_pid or ()),
         read=args.read,

@@ -69,9 +69,17 @@ class Scenario:
     nothing and would spend most of their CPU importing."""
 
 
+SMOKE_SETTLE = ["--settle", "0.4"]
+"""The smoke runs' wait for a quiet Redis before each window (``bench --settle``): their
+figures are not measured, only their code paths run."""
+
+
 def scenarios(smoke: bool) -> list[Scenario]:
     if smoke:
-        return [replace(s, fork=True) for s in _smoke()]
+        return [
+            replace(s, fork=True, bench_args=[*s.bench_args, *SMOKE_SETTLE] if s.bench_args else [])
+            for s in _smoke()
+        ]
     return [
         Scenario(
             "connect-10k",
