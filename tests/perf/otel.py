@@ -35,7 +35,7 @@ import httpx
 from broadcaster.bench.driver import run_bench
 from broadcaster.core.process import raise_nofile_limit
 from tests.perf.rounds import _bench_config, _row
-from tests.perf.scenarios import Scenario
+from tests.perf.scenarios import SMOKE_SETTLE, Scenario
 from tests.perf.targets import start
 from tests.support.otlp import OtlpReceiver
 from tests.support.procs import redis_server
@@ -153,6 +153,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     raise_nofile_limit()
     args = _args(opts.viewers, opts.rate, opts.duration, opts.procs)
+    if opts.smoke:
+        args += SMOKE_SETTLE
     found = asyncio.run(compare(args, opts.rounds))
     print(summary(found))
     if opts.json:

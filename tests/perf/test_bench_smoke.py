@@ -67,6 +67,7 @@ def test_bench_reports_every_figure(tmp_path: Path) -> None:
             *("--viewers", "20", "--streams", "2", "--rate", "50", "--duration", "2"),
             *("--quiet-streams", "200", "--join-during"),
             *("--replay", "500", "--server-pid", str(fe.pid)),
+            *("--settle", "0.4"),  # no figure here is compared: the 2 s wait measures nothing
         ]
         result = _bench(*args)
     finally:
