@@ -384,7 +384,7 @@ async def lose_writes(
                 stored = {g: stored_events(r, g) for g in gids}
                 metas = {g: stream_meta(r, g) for g in gids}
             # The workers go on serving (their job queue was lost or rolled back too).
-            later = await create_generation(client, a.url, "after the loss")
+            later = await create_generation(client, a.url, "after the loss", max_tokens=4)
             await wait_status(client, a.url, later, {"completed"}, within=30)
         rewritten = sum(w.log().count("writing them again") for w in cluster.workers)
     gen_viewers = [v for v in viewers if v.stream_id != feed]
