@@ -63,7 +63,7 @@ def check(script: Path, streams: list[list[dict[str, Any]]]) -> None:
 
 
 PROPERTY = settings(
-    max_examples=long_form.budget(20, 60),
+    max_examples=long_form.budget(10, 60),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
