@@ -14,6 +14,10 @@ export default defineConfig({
     // own limit (the long-poll timeout + 1 s) and keep it.
     testTimeout: 15_000,
     hookTimeout: 15_000,
+    // The suite runs its TTL tests (17, each waiting out seconds of a stream's life) as
+    // concurrent tests; vitest's default runs 5 of them at a time. All of them at once:
+    // the same tests, waiting side by side.
+    maxConcurrency: 20,
     // No retries: a test that passes only on a second try is a finding, not a pass.
     retry: 0,
   },
