@@ -34,7 +34,7 @@ from tests.support.sse_transport import SSETransport
 
 WORKER_ENV = {
     "WORKER_CONCURRENCY": "40",  # two workers: 80 slots, so 50 generations all run
-    "WORKER_FAKE_DELAY_MS": "300",  # ~20 s and ~70 events per generation
+    "WORKER_FAKE_DELAY_MS": "300",  # ~20 s and ~70 events per generation (churn_cluster's)
     "WORKER_MERGE_MS": "0",
 }
 REDIS_POOL = 16
@@ -224,9 +224,10 @@ def _redis_pid(cluster: Cluster) -> int:
         return int(r.info("server")["process_id"])
 
 
-def churn_cluster(root: Path) -> Cluster:
+def churn_cluster(root: Path, token_ms: int = 300) -> Cluster:
+    """Generations of about 70 events, one every ``token_ms``."""
     return Cluster(
         root,
         frontend_env=STREAM_ENV,
-        worker_env={**WORKER_ENV, **STREAM_ENV},
+        worker_env={**WORKER_ENV, **STREAM_ENV, "WORKER_FAKE_DELAY_MS": str(token_ms)},
     )
