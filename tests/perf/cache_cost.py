@@ -53,6 +53,13 @@ def run(base: Path, caching: bool, count: int, cut_at: int) -> Run:
     return Run("takeover" if cut_at else "chat", caching, bills)
 
 
+def measure(base: Path, count: int, cut_at: int) -> list[Run]:
+    """Both scenarios (a chat of ``count`` turns, and with turn ``cut_at`` taken over),
+    each with the cache off and on, in folders of ``base``."""
+    ways = [(cut, on) for cut in (0, cut_at) for on in (False, True)]
+    return [run(base / f"run{n}", on, count, cut) for n, (cut, on) in enumerate(ways)]
+
+
 def table(runs: list[Run]) -> str:
     rows = [
         "| scenario | caching | requests | input tokens | read | written | uncached "
@@ -76,12 +83,8 @@ def main() -> None:
     parser.add_argument("--cut-at", type=int, default=10, help="the turn taken over")
     args = parser.parse_args()
     started = time.monotonic()
-    runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="cache-cost-") as tmp:
-        for n, (cut_at, caching) in enumerate(
-            (cut, on) for cut in (0, args.cut_at) for on in (False, True)
-        ):
-            runs.append(run(Path(tmp) / f"run{n}", caching, args.turns, cut_at))
+        runs = measure(Path(tmp), args.turns, args.cut_at)
     print(f"A chat of {args.turns} turns; the takeover at turn {args.cut_at}.")
     print("Input cost in input tokens at the plain price (a read 0.1, a write 1.25).\n")
     print(table(runs))
