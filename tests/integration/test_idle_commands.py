@@ -144,13 +144,14 @@ def _watched_after_settling(port: int, window: float) -> list[tuple[int, str]]:
 @pytest.fixture(scope="module")
 def idle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[bool, Idle]]:
     """Both cases (without and with webhooks) idle at once, each on a Redis of its own,
-    so that the plain case's window passes within the webhooks' longer one."""
+    so that the plain case (started second) and its window pass within the webhooks'
+    longer window."""
     servers: list[EmbeddedRedis] = []
     frontends: list[Proc] = []
     with ThreadPoolExecutor(2) as pool:
         try:
             cases = {}
-            for webhooks in (False, True):
+            for webhooks in (True, False):  # the longer window first
                 root = tmp_path_factory.mktemp("idle-webhooks" if webhooks else "idle-plain")
                 server = own_redis(root / "redis")
                 servers.append(server)
