@@ -36,7 +36,6 @@ meanwhile), which with one replica per primary means until the dead node rejoins
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import json
 import os
@@ -71,6 +70,7 @@ from tests.support.durable_producers import (
     figures,
     read_back,
     stamp,
+    until_acked,
     write_until,
 )
 from tests.support.polling import poll, wait_for
@@ -140,11 +140,6 @@ def replica_of(cluster: LocalCluster, primary: Server) -> Server:
     raise AssertionError(f"no replica of {primary.port}")
 
 
-def acked_since(producers: list[Producer], since: float, least: int) -> bool:
-    """Every producer has had ``least`` appends acknowledged after ``since``."""
-    return all(len(p.acked_at) - bisect.bisect_right(p.acked_at, since) >= least for p in producers)
-
-
 async def producers_through_a_failover(
     root: Path,
     wait_replicas: int,
@@ -208,12 +203,7 @@ async def producers_through_a_failover(
                 await create(client, a.url, path)
             stop = asyncio.Event()
             running = [asyncio.create_task(write_until(client, [p], stop)) for p in producers]
-
-            async def acked(since: float, least: int) -> bool:
-                """Each producer's ``least`` since ``since``, or a writer that failed."""
-                return any(t.done() for t in running) or acked_since(producers, since, least)
-
-            await poll(lambda: acked(0.0, 10), "10 appends of each producer acknowledged")
+            await until_acked(running, producers, 0.0, 10, "10 appends of each producer")
             before = {p: p.seq for p in producers}
             if lag:
                 behind = replica_of(cluster, victim)
@@ -257,7 +247,9 @@ async def producers_through_a_failover(
             )
             rejoined_s = time.monotonic() - killed_at
             rejoined_at = time.monotonic()
-            await poll(lambda: acked(rejoined_at, 3), "appends after the rejoin", within=60)
+            await until_acked(
+                running, producers, rejoined_at, 3, "appends after the rejoin", within=60
+            )
             stop.set()
             results = await asyncio.gather(*running, return_exceptions=True)
             checks = await check_all(client, b.url, paths, producers)

@@ -29,6 +29,7 @@ from tests.support.durable_producers import (
     kill_with_requests_in_flight,
     read_back,
     stamp,
+    until_acked,
     write_until,
 )
 from tests.support.faults import Cluster
@@ -76,11 +77,11 @@ async def test_a_producers_frontend_killed_mid_append(tmp_path: Path) -> None:
                 await create(client, b.url, path)
             stop = asyncio.Event()
             running = [asyncio.create_task(write_until(client, w, stop)) for w in writers]
-            await asyncio.sleep(1.0)
+            await until_acked(running, producers, 0.0, 10, "10 appends of each producer")
             in_flight = await kill_with_requests_in_flight(a, producers, 4)
             killed_at = time.monotonic()
             before = {p: p.seq for p in producers}
-            await asyncio.sleep(2.0)
+            await until_acked(running, producers, killed_at, 3, "appends after the kill")
             stop.set()
             await asyncio.gather(*running)
             checks = await check_all(client, b.url, paths, producers)
@@ -195,9 +196,10 @@ async def test_live_readers_on_the_surviving_frontend_during_a_kill(tmp_path: Pa
             ]
             stop = asyncio.Event()
             running = [asyncio.create_task(write_until(client, [p], stop)) for p in producers]
-            await asyncio.sleep(1.0)
+            await until_acked(running, producers, 0.0, 10, "10 appends of each producer")
             in_flight = await kill_with_requests_in_flight(a, producers, 2)
-            await asyncio.sleep(1.5)
+            killed_at = time.monotonic()
+            await until_acked(running, producers, killed_at, 3, "appends after the kill")
             stop.set()
             await asyncio.gather(*running)
             await close_stream(client, b.url, path)
@@ -255,12 +257,12 @@ async def test_redis_restarted_from_its_aof(tmp_path: Path, sig: signal.Signals)
                 await create(client, fe.url, path)
             stop = asyncio.Event()
             running = [asyncio.create_task(write_until(client, w, stop)) for w in writers]
-            await asyncio.sleep(1.0)
+            await until_acked(running, producers, 0.0, 10, "10 appends of each producer")
             before = {p: p.seq for p in producers}
             down_at = time.monotonic()
             await asyncio.to_thread(cluster.restart_redis, down_seconds=1.0, sig=sig)
             up_at = time.monotonic()
-            await asyncio.sleep(1.5)
+            await until_acked(running, producers, up_at, 3, "appends after the restart")
             stop.set()
             await asyncio.gather(*running)
             checks = await check_all(client, fe.url, paths, producers)

@@ -8,6 +8,7 @@ server's replies."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import signal
@@ -250,6 +251,26 @@ def assert_exactly_once(checks: list[Check], producers: list[Producer]) -> None:
     for c in checks:
         assert c.exact, c
     assert all(p.seq > 0 for p in producers), "every producer got appends through"
+
+
+async def until_acked(
+    running: list[asyncio.Task[None]],
+    producers: list[Producer],
+    since: float,
+    least: int,
+    what: str,
+    *,
+    within: float = 30,
+) -> None:
+    """Until every producer has had ``least`` appends acknowledged after ``since``
+    (``time.monotonic()``), or a writer of ``running`` ended (its error is the test's)."""
+
+    async def acked() -> bool:
+        return any(t.done() for t in running) or all(
+            len(p.acked_at) - bisect.bisect_right(p.acked_at, since) >= least for p in producers
+        )
+
+    await poll(acked, what, within)
 
 
 def stamp(name: str) -> str:
