@@ -19,7 +19,7 @@ import socket
 
 from redis.asyncio import Redis
 
-from broadcaster.core import connection
+from broadcaster.core import connection, contain
 from broadcaster.core.durability import Durability, DurabilityUnsupported
 from broadcaster.core.durability import Policy as DurabilityPolicy
 from broadcaster.core.eventlog import EventLog
@@ -255,15 +255,6 @@ class Worker:
 
 
 async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
-    """Cancel one of the worker's loops and wait for it to end, cancelling it again each
-    second it goes on: a cancel that lands in the same instant as a timeout inside it
-    (asyncio.timeout, a Redis read's socket timeout) can be taken for that timeout on
-    Python 3.11, and the loop would go round again while stop() waited forever."""
-    task.cancel()
-    while not task.done():
-        await asyncio.wait({task}, timeout=1.0)
-        if not task.done():
-            log.warning("%s went on after it was cancelled; cancelling it again", task.get_name())
-            task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    """Cancel one of the worker's loops and wait for it to end (``contain``'s stop: a
+    cancel Python 3.11 drops inside a timeout is given again until the loop ends)."""
+    await contain.cancel_until_ended([task])

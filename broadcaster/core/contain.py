@@ -40,10 +40,15 @@ async def cancel_until_ended(tasks: list[asyncio.Task[None]]) -> None:
     with a timeout), and a loop that goes on after that would hold its stop for ever.
     What a task raised other than its cancel is raised here."""
     pending = set(tasks)
+    for task in pending:
+        task.cancel()
     while pending:
-        for task in pending:
-            task.cancel()
         _, pending = await asyncio.wait(pending, timeout=RECANCEL_SECONDS)
+        for task in pending:
+            logging.getLogger("broadcaster.log").warning(
+                "%s went on after it was cancelled; cancelling it again", task.get_name()
+            )
+            task.cancel()
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
