@@ -124,14 +124,20 @@ class NewTurn:
     """The user message the turn answers (None: the last of ``messages``)."""
 
 
-Turns = Callable[[list[dict[str, Any]], int], Awaitable[list[str]]]
-"""How messages (of so many bytes, as JSON) become their model turns (``model_turns``)."""
+Kept = Callable[[list[dict[str, Any]]], Awaitable[list[tuple[str, str]]]]
+"""How messages become what the record keeps of each (``kept_as``)."""
 
 
-async def turns_here(messages: list[dict[str, Any]], size: int) -> list[str]:
-    """Each message's model turns where the caller runs: the default, for a process with
-    no pool (a front-end converts many off its event loop: ``http/offloop.py``)."""
-    return [model_turns(m) for m in messages]
+def kept_as(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Each message as the record keeps it: its JSON, and its model turns'
+    (``model_turns``)."""
+    return [(message_json(m), model_turns(m)) for m in messages]
+
+
+async def kept_here(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """``kept_as`` where the caller runs: the default, for a process with no pool (a
+    front-end encodes many off its event loop: ``http/offloop.py``)."""
+    return kept_as(messages)
 
 
 Decode = Callable[[list[bytes]], Awaitable[list[dict[str, Any]]]]
@@ -162,7 +168,7 @@ class Chats:
         *,
         retention: int | None = None,
         decode: Decode = decode_here,
-        turns: Turns = turns_here,
+        kept: Kept = kept_here,
     ) -> None:
         self.redis = redis
         self.ttl = ttl
@@ -174,8 +180,8 @@ class Chats:
         """When a chat's writes are acknowledged (``core/durability.py``)."""
         self.decode = decode
         """What decodes a history read whole (``get``)."""
-        self.turns = turns
-        """What converts the messages a submit or a seed writes to their model turns."""
+        self.kept = kept
+        """What encodes the messages a submit or a seed writes, with their model turns."""
         self.on_turn: Callable[[str, int, NewTurn], Awaitable[None]] | None = None
         """Told of each turn a submit starts (its chat, number and turn): the owner's
         list and lifecycle feed (``chat/owners.py``)."""
@@ -364,10 +370,8 @@ class Chats:
 
     async def _messages(self, messages: list[dict[str, Any]]) -> list[str]:
         """Each message's id, JSON and model turns' JSON, as the scripts take them."""
-        raws = [_compact(m) for m in messages]
-        turns = await self.turns(messages, sum(map(len, raws)))
         args: list[str] = []
-        for message, raw, turn in zip(messages, raws, turns, strict=True):
+        for message, (raw, turn) in zip(messages, await self.kept(messages), strict=True):
             args += [str(message.get("id", "")), raw, turn]
         return args
 
@@ -443,6 +447,11 @@ def model_turns(message: dict[str, Any]) -> str:
         reason = exc.message if isinstance(exc, RequestInvalid) else "not a UI message"
         entry = {"i": str(message.get("id", "")), "r": message.get("role"), "e": reason}
     return _compact(entry)
+
+
+def message_json(message: dict[str, Any]) -> str:
+    """A message's JSON as the history list keeps it."""
+    return _compact(message)
 
 
 def _compact(value: Any) -> str:

@@ -24,7 +24,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from fastapi.responses import Response
 
-from broadcaster.chat.records import model_turns
+from broadcaster.chat.records import kept_as, message_json, model_turns
 from broadcaster.http.errors import ApiError
 
 P = ParamSpec("P")
@@ -99,11 +99,16 @@ class Offloop:
         """``decoded``, never refused (``queued``)."""
         return await self.queued(sum(map(len, items)), _decoded, items)
 
-    async def model_turns(self, messages: list[dict[str, Any]], size: int) -> list[str]:
-        """Each message's model turns (``Chats.turns``), one call each, in a thread when
-        the messages (``size`` bytes) are many; never refused: the submit or seed that
-        writes them was admitted."""
-        return await self.queued(size, _model_turns, messages)
+    async def kept(self, messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        """What a chat's record keeps of each message, its JSON and model turns
+        (``Chats.kept``), one call each; never refused: the submit or seed that writes
+        them was admitted. Many messages (``ITEM_BYTES`` each) are encoded in a thread;
+        a few on the loop, and their model turns in a thread once that JSON is large."""
+        if len(messages) * ITEM_BYTES >= INLINE_BYTES:
+            return await self.queued(INLINE_BYTES, kept_as, messages)
+        raws = [message_json(m) for m in messages]
+        turns = await self.queued(sum(map(len, raws)), _model_turns, messages)
+        return list(zip(raws, turns, strict=True))
 
     async def aclose(self) -> None:
         """Drop the work that waits and stop the threads once the work they hold is done

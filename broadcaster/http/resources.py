@@ -148,7 +148,7 @@ def _chats(app: FastAPI, settings: Settings, event_log: EventLog, durability: Du
         durability,
         retention=retention,
         decode=pool.decoded,
-        turns=pool.model_turns,
+        kept=pool.kept,
     )
     app.state.chats = chats
     app.state.owners = Owners(redis, event_log, durability)

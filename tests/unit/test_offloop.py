@@ -1,0 +1,57 @@
+"""``Offloop``: what a chat's record keeps of a submit's messages is the same wherever it
+is encoded, and many messages are encoded off the event loop."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from unittest.mock import patch
+
+import pytest
+
+from broadcaster.chat import records
+from broadcaster.http import offloop
+from broadcaster.http.offloop import INLINE_BYTES, ITEM_BYTES, Offloop
+
+pytestmark = pytest.mark.anyio
+
+
+def _messages(n: int, text: str = "é\u2028") -> list[dict[str, Any]]:
+    return [
+        {"id": f"m{i}", "role": "user", "parts": [{"type": "text", "text": f"{text} {i}"}]}
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("n", [1, INLINE_BYTES // ITEM_BYTES - 1, INLINE_BYTES // ITEM_BYTES])
+async def test_what_the_record_keeps_is_the_same_wherever_it_is_encoded(n: int) -> None:
+    pool = Offloop(1, 0)
+    try:
+        messages = _messages(n)
+        assert await pool.kept(messages) == records.kept_as(messages)
+        assert await records.kept_here(messages) == records.kept_as(messages)
+    finally:
+        await pool.aclose()
+
+
+async def test_many_messages_are_encoded_off_the_loop_and_few_on_it() -> None:
+    pool = Offloop(1, 0)
+    where: list[bool] = []
+    real = records.message_json
+
+    def traced(message: dict[str, Any]) -> str:
+        where.append(threading.current_thread() is threading.main_thread())
+        return real(message)
+
+    try:
+        with (
+            patch.object(records, "message_json", traced),
+            patch.object(offloop, "message_json", traced),
+        ):
+            await pool.kept(_messages(INLINE_BYTES // ITEM_BYTES))
+            assert where and not any(where)
+            where.clear()
+            await pool.kept(_messages(2))
+            assert where == [True, True]
+    finally:
+        await pool.aclose()
