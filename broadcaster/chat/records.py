@@ -124,17 +124,18 @@ class NewTurn:
     """The user message the turn answers (None: the last of ``messages``)."""
 
 
-Kept = Callable[[list[dict[str, Any]]], Awaitable[list[tuple[str, str]]]]
+Kept = Callable[[list[dict[str, Any]]], Awaitable[list[tuple[bytes, bytes]]]]
 """How messages become what the record keeps of each (``kept_as``)."""
 
 
-def kept_as(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def kept_as(messages: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
     """Each message as the record keeps it: its JSON, and its model turns'
-    (``model_turns``)."""
-    return [(message_json(m), model_turns(m)) for m in messages]
+    (``model_turns``), as the scripts take them (bytes: Redis's client then copies
+    them as they are)."""
+    return [(message_json(m).encode(), model_turns(m).encode()) for m in messages]
 
 
-async def kept_here(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+async def kept_here(messages: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
     """``kept_as`` where the caller runs: the default, for a process with no pool (a
     front-end encodes many off its event loop: ``http/offloop.py``)."""
     return kept_as(messages)
@@ -368,9 +369,9 @@ class Chats:
             raise SeedRefused("exists" if found == -1 else "version")
         return found
 
-    async def _messages(self, messages: list[dict[str, Any]]) -> list[str]:
+    async def _messages(self, messages: list[dict[str, Any]]) -> list[str | bytes]:
         """Each message's id, JSON and model turns' JSON, as the scripts take them."""
-        args: list[str] = []
+        args: list[str | bytes] = []
         for message, (raw, turn) in zip(messages, await self.kept(messages), strict=True):
             args += [str(message.get("id", "")), raw, turn]
         return args

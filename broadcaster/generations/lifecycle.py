@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,22 @@ def named(request: dict[str, Any]) -> list[str]:
     return [part for n in NAMED if isinstance(v := request.get(n), str) and v for part in (n, v)]
 
 
+def request_json(request: dict[str, Any]) -> bytes:
+    """A generation's request as its metadata keeps it."""
+    return json.dumps(request, separators=(",", ":")).encode()
+
+
+async def request_json_here(request: dict[str, Any]) -> bytes:
+    """``request_json`` where the caller runs: the default, for a process with no pool (a
+    front-end encodes one that came in a large body off its event loop:
+    ``http/offloop.py``)."""
+    return request_json(request)
+
+
+RequestJson = Callable[[dict[str, Any]], Awaitable[bytes]]
+"""How a generation's request becomes its metadata's (``request_json``)."""
+
+
 DEFAULT_LEASE_S = 15.0
 """A hold older than this is lapsed (``WORKER_LEASE_SECONDS``'s default): its worker was lost."""
 
@@ -67,8 +83,12 @@ class Generations:
         log_: EventLog,
         lease_s: float = DEFAULT_LEASE_S,
         dead: Callable[[], Sequence[str]] | None = None,
+        *,
+        encode: RequestJson = request_json_here,
     ) -> None:
         self.log = log_
+        self.encode = encode
+        """What encodes a request for its metadata (``create``)."""
         self.lease_ms = int(lease_s * 1000)
         """How long a worker's hold lasts without a refresh (``hold``)."""
         self.dead = dead
@@ -88,10 +108,11 @@ class Generations:
         log says so (``EventLog.webhooks``), and to the request's own ``webhook_url``."""
         url = request.get("webhook_url") or ""
         hook = ("d" if self.log.webhooks else "") + ("u" if url else "")
+        encoded = await self.encode(request)
         created = await self._create(
             keys=[keys.meta_key(stream_id), keys.names_key(stream_id)],
             args=[
-                json.dumps(request, separators=(",", ":")),
+                encoded,
                 self.log.idle_ttl,
                 hook,
                 url,

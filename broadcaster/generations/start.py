@@ -11,7 +11,6 @@ off between its steps is ended by ``overdue.py``. The job keeps the request's
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -125,8 +124,7 @@ async def start(
         job = {**job, "traceparent": tracing.current()}
     await jobs.starting(stream_id)
     if created:
-        request = json.dumps(job, separators=(",", ":"))
-        fields = ["request", request, *named(job)]
+        fields: list[str | bytes] = ["request", await generations.encode(job), *named(job)]
         await generations.log.redis.hset(keys.meta_key(stream_id), items=fields)
     else:
         try:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from broadcaster.core import events
 from broadcaster.http.errors import ApiError
-from broadcaster.http.offloop import Offloop
+from broadcaster.http.offloop import BODY_BYTES, Offloop
 from broadcaster.http.settings import Settings
 
 _SEPARATORS = b",:[{"
@@ -52,6 +52,7 @@ async def read_bytes(request: Request, limit: int, *, values: int | None = None)
                     f"request body of more than {values} JSON values",
                     headers=close,
                 )
+    BODY_BYTES.set(len(body))
     return bytes(body)
 
 

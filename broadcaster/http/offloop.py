@@ -19,12 +19,14 @@ import asyncio
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from functools import partial
 from typing import Any, ParamSpec, TypeVar
 
 from fastapi.responses import Response
 
 from broadcaster.chat.records import kept_as, message_json, model_turns
+from broadcaster.generations.lifecycle import request_json
 from broadcaster.http.errors import ApiError
 
 P = ParamSpec("P")
@@ -32,6 +34,10 @@ T = TypeVar("T")
 
 INLINE_BYTES = 64 * 1024
 """Work on less than this many bytes runs on the loop: a hop to a thread costs more."""
+
+BODY_BYTES: ContextVar[int] = ContextVar("body_bytes", default=0)
+"""The size of the body the request being served sent (``bodies.read_bytes`` sets it):
+the weight of what is made from it later, such as its generation's request."""
 
 
 class Offloop:
@@ -99,16 +105,22 @@ class Offloop:
         """``decoded``, never refused (``queued``)."""
         return await self.queued(sum(map(len, items)), _decoded, items)
 
-    async def kept(self, messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    async def kept(self, messages: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
         """What a chat's record keeps of each message, its JSON and model turns
         (``Chats.kept``), one call each; never refused: the submit or seed that writes
         them was admitted. Many messages (``ITEM_BYTES`` each) are encoded in a thread;
         a few on the loop, and their model turns in a thread once that JSON is large."""
         if len(messages) * ITEM_BYTES >= INLINE_BYTES:
             return await self.queued(INLINE_BYTES, kept_as, messages)
-        raws = [message_json(m) for m in messages]
+        raws = [message_json(m).encode() for m in messages]
         turns = await self.queued(sum(map(len, raws)), _model_turns, messages)
-        return list(zip(raws, turns, strict=True))
+        return [(raw, turn.encode()) for raw, turn in zip(raws, turns, strict=True)]
+
+    async def request_json(self, request: dict[str, Any]) -> bytes:
+        """A generation's request as its metadata keeps it (``Generations.encode``), in
+        a thread when the body it came from was large (``BODY_BYTES``); never refused:
+        the generation was admitted."""
+        return await self.queued(BODY_BYTES.get(), request_json, request)
 
     async def aclose(self) -> None:
         """Drop the work that waits and stop the threads once the work they hold is done

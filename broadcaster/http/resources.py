@@ -81,13 +81,13 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
         ):
             app.state.redis = redis
             app.state.presence = presence
+            app.state.offloop = _offloop(settings)
             _logs(app, settings, event_log, durability)
             app.state.hub = hub
             revocations = app.state.revocations = await _revocations(app, redis, durability)
             app.state.viewing.started(hub, event_log, revocations.revokes)
             app.state.jobs = JobQueue(redis)
             app.state.ledger = Ledger(redis, settings.usage_retention_days)
-            app.state.offloop = _offloop(settings)
             _chats(app, settings, event_log, durability)
             app.state.idempotency = Idempotency(
                 redis,
@@ -126,7 +126,10 @@ def _logs(app: FastAPI, settings: Settings, event_log: EventLog, durability: Dur
         max_bytes=settings.max_stream_bytes,
         durability=durability,
     )
-    app.state.generations = Generations(event_log, settings.worker_lease_seconds)
+    # A request that came in a large body is encoded in the pool.
+    app.state.generations = Generations(
+        event_log, settings.worker_lease_seconds, encode=app.state.offloop.request_json
+    )
     app.state.leases = Leases(app.state.generations)
 
 

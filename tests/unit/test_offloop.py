@@ -1,5 +1,6 @@
-"""``Offloop``: what a chat's record keeps of a submit's messages is the same wherever it
-is encoded, and many messages are encoded off the event loop."""
+"""``Offloop``: what a chat's record keeps of a submit's messages, and a generation's
+request, are the same wherever they are encoded, and large ones are encoded off the
+event loop."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from unittest.mock import patch
 import pytest
 
 from broadcaster.chat import records
+from broadcaster.generations import lifecycle
 from broadcaster.http import offloop
-from broadcaster.http.offloop import INLINE_BYTES, ITEM_BYTES, Offloop
+from broadcaster.http.offloop import BODY_BYTES, INLINE_BYTES, ITEM_BYTES, Offloop
 
 pytestmark = pytest.mark.anyio
 
@@ -53,5 +55,26 @@ async def test_many_messages_are_encoded_off_the_loop_and_few_on_it() -> None:
             where.clear()
             await pool.kept(_messages(2))
             assert where == [True, True]
+    finally:
+        await pool.aclose()
+
+
+async def test_a_request_from_a_large_body_is_encoded_off_the_loop_as_it_would_be_on_it() -> None:
+    pool = Offloop(1, 0)
+    where: list[bool] = []
+    real = lifecycle.request_json
+
+    def traced(request: dict[str, Any]) -> bytes:
+        where.append(threading.current_thread() is threading.main_thread())
+        return real(request)
+
+    request = {"messages": _messages(3), "provider": "fake"}
+    try:
+        with patch.object(offloop, "request_json", traced):
+            assert await pool.request_json(request) == real(request)
+            BODY_BYTES.set(INLINE_BYTES)
+            assert await pool.request_json(request) == real(request)
+        assert where == [True, False]
+        assert await lifecycle.request_json_here(request) == real(request)
     finally:
         await pool.aclose()
