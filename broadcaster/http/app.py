@@ -122,7 +122,21 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
     # there would cost a call per chunk for the life of every viewer.
     app.add_middleware(SecurityHeaders)
     app.add_middleware(TraceRequests)
+    built(app)
     return app
+
+
+NO_ROUTE: Scope = {"type": "http", "method": "GET", "path": "/-", "root_path": "", "headers": []}
+"""A request no route answers: matching it walks every route."""
+
+
+def built(app: FastAPI) -> None:
+    """FastAPI builds an included router's routes (their dependencies and models) on the
+    first request that walks past them, on the event loop: a fresh front-end's first
+    large requests would wait for every router before theirs. A request that no route
+    answers walks them all, now."""
+    for route in app.router.routes:
+        route.matches(dict(NO_ROUTE))
 
 
 def _viewing(app: FastAPI, settings: Settings, *, cors: bool) -> Viewing:
