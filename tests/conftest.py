@@ -29,8 +29,14 @@ from tests.support.procs import Deployment, Proc, advertise_providers, start_fro
 
 # A hard limit over each test, past its timeout, and failures named as they come;
 # pytest-timeout's alarm raised only inside a test's phases; and, when asked for
-# (BROADCASTER_TEST_CPU_LOG), the CPU each test cost.
-pytest_plugins = ["tests.support.watchdog", "tests.support.timeouts", "tests.support.cpu_log"]
+# (BROADCASTER_TEST_CPU_LOG), the CPU each test cost; and which test module's collection
+# imported a provider SDK or an agent framework (none should).
+pytest_plugins = [
+    "tests.support.watchdog",
+    "tests.support.timeouts",
+    "tests.support.cpu_log",
+    "tests.support.collected_imports",
+]
 
 # Every port the suite picks (``free_port``, in the tests, tests/support and EmbeddedRedis)
 # is one no other test process on the machine was handed in the last minutes: with the

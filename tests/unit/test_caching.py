@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from tests.support.prompt_cache import AnthropicCache, breakpoints
-from worker.providers.anthropic import sdk_params
 from worker.providers.anthropic_cache import EPHEMERAL, MAX_BREAKPOINTS, marked, with_breakpoints
 from worker.providers.openai_responses_stream import responses_usage
 from worker.providers.openai_stream import chat_usage
@@ -31,6 +30,14 @@ def chat(turns: int) -> list[dict[str, Any]]:
     for n in range(1, turns):
         messages += [turn("user", f"question {n} " * 30), turn("assistant", f"answer {n} " * 60)]
     return [*messages, turn("user", f"question {turns} " * 30)]
+
+
+def sdk_params(request: dict[str, Any]) -> dict[str, Any]:
+    """The provider's ``sdk_params``, imported when a test runs: its module imports the
+    Anthropic SDK, which no other test process collecting this module needs."""
+    from worker.providers.anthropic import sdk_params as made
+
+    return made(request)
 
 
 def params(messages: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

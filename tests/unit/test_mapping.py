@@ -17,7 +17,6 @@ from tests.support.fake_anthropic import (
     tool_use,
 )
 from worker.mapping import EventMapper, merge_deltas
-from worker.providers.anthropic import _wire
 from worker.providers.anthropic_stream import AnthropicReader, finish_reason
 from worker.providers.parts import Usage
 
@@ -554,6 +553,8 @@ def test_a_thinking_block_without_signature_has_no_metadata_delta() -> None:
 @pytest.mark.anyio
 async def test_mapper_fed_by_the_real_sdk_stream() -> None:
     import anthropic
+
+    from worker.providers.anthropic import _wire
 
     script = message(
         [

@@ -1,12 +1,18 @@
 """The test suite's own layout: its modules are held to the project's cap on lines
 (``MAX_FILE_LINES``, support modules included), and no test module imports another:
-what two test modules share lives in ``tests/support``, a module per idea."""
+what two test modules share lives in ``tests/support``, a module per idea. Collecting
+the suite imports no provider SDK and no agent framework: every test process collects
+every module and would pay seconds of CPU for them (``tests/support/collected_imports.py``).
+"""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import pytest
+
+from tests.support import collected_imports
 from tests.support.caps import MAX_FILE_LINES
 from tests.support.procs import ROOT
 
@@ -72,3 +78,23 @@ def test_the_import_check_can_fail(tmp_path: Path) -> None:
         "from tests.support.polling import poll\n"
     )
     assert _test_module_imports(path) == ["tests.clients.test_a", "tests.integration.test_hub"]
+
+
+def test_collecting_the_suite_imports_no_provider_sdk_and_no_agent_framework(
+    pytestconfig: pytest.Config,
+) -> None:
+    """In this test process's collection (the whole suite's in ``make test``)."""
+    found = pytestconfig.stash.get(collected_imports.KEY, None)
+    assert found is not None, "the plugin recorded nothing: is it loaded (tests/conftest.py)?"
+    heavy = [f"{module}: {', '.join(names)}" for module, names in sorted(found.items())]
+    assert not heavy, "import these where a test runs, not at the module's top:\n" + "\n".join(
+        heavy
+    )
+
+
+def test_the_collection_check_sees_an_sdk() -> None:
+    assert collected_imports.loaded({"json", "openai", "openai.types", "agents"}) == {
+        "openai",
+        "agents",
+    }
+    assert collected_imports.loaded({"json", "openai_stream", "worker.providers.openai"}) == set()
