@@ -194,8 +194,7 @@ class Revocations:
     async def aclose(self) -> None:
         task = self._loading
         if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await contain.cancel_until_ended([task], raising=False)
 
 
 def _add(

@@ -19,6 +19,8 @@ import contextlib
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
+from broadcaster.core import contain
+
 
 class Coalesce:
     """Reads by key: at most one in flight and one waiting to be sent per key. Each is a
@@ -57,11 +59,7 @@ class Coalesce:
 
     async def aclose(self) -> None:
         tasks = [*self._waiting.values(), *self._flying.values()]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await contain.cancel_until_ended(tasks, raising=False)
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

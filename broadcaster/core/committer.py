@@ -21,7 +21,7 @@ from redis.exceptions import AskError, MovedError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from broadcaster.core import keys
+from broadcaster.core import contain, keys
 
 if TYPE_CHECKING:
     from broadcaster.core.durability import Policy
@@ -229,9 +229,7 @@ class Committer:
     async def aclose(self) -> None:
         for lane in self.lanes:
             if lane.task is not None:
-                lane.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await lane.task
+                await contain.cancel_until_ended([lane.task], raising=False)
             await self._drop(lane)
         if self.owns_pool:
             await self.pool.disconnect()

@@ -17,7 +17,8 @@ import contextlib
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
@@ -33,12 +34,14 @@ RECANCEL_SECONDS = 0.5
 """How long a cancelled loop may take to end before it is cancelled again."""
 
 
-async def cancel_until_ended(tasks: list[asyncio.Task[None]]) -> None:
+async def cancel_until_ended(tasks: Iterable[asyncio.Task[Any]], *, raising: bool = True) -> None:
     """Cancel ``tasks`` and wait for them to end, cancelling again those still running
     after ``RECANCEL_SECONDS``: Python 3.11's ``asyncio.wait_for`` drops a cancel that
     comes as the call it waits for finishes (redis-py waits so for every send and read
     with a timeout), and a loop that goes on after that would hold its stop for ever.
-    What a task raised other than its cancel is raised here."""
+    What a task raised other than its cancel is raised here, or with ``raising=False``
+    (a stop that must go on to its other steps) logged."""
+    tasks = list(tasks)
     pending = set(tasks)
     for task in pending:
         task.cancel()
@@ -51,7 +54,12 @@ async def cancel_until_ended(tasks: list[asyncio.Task[None]]) -> None:
             task.cancel()
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            if raising:
+                await task
+            elif task.exception() is not None:
+                logging.getLogger("broadcaster.log").warning(
+                    "%s ended with an error", task.get_name(), exc_info=task.exception()
+                )
 
 
 class Throttle:

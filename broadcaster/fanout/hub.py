@@ -113,10 +113,7 @@ class Hub:
             for handle in (topic.linger, topic.told):
                 if handle is not None:
                     handle.cancel()
-        for t in self._tasks:
-            t.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks)
+        await contain.cancel_until_ended(self._tasks, raising=False)
         await self.repairer.__aexit__(*exc)
         await self.push.__aexit__(*exc)
 

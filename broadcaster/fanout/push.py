@@ -217,10 +217,7 @@ class PushSubscriber:
             node.closed.set()
             if node.conn is not None:
                 node.conn.abort()
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await contain.cancel_until_ended(tasks, raising=False)
         for want in self._wants.values():
             if not want.ready.done():
                 want.ready.cancel()

@@ -84,10 +84,7 @@ class Repairer:
         self._check_wanted.set()
         for _ in range(self._workers):
             self._fills.put_nowait(None)
-        for t in self._tasks:
-            t.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks)
+        await contain.cancel_until_ended(self._tasks, raising=False)
         self._tasks = []
 
     def fill(self, topic: Topic, upto: int = 0) -> None:

@@ -28,7 +28,7 @@ from broadcaster.chat.owners import Owners
 from broadcaster.chat.pump import ChatPump
 from broadcaster.chat.records import Chats
 from broadcaster.chat.settle import TurnSettler
-from broadcaster.core import connection, keys
+from broadcaster.core import connection, contain, keys
 from broadcaster.core.coalesce import Coalesce
 from broadcaster.core.durability import Durability, DurabilityUnsupported
 from broadcaster.core.eventlog import EventLog
@@ -99,9 +99,7 @@ async def lifespan(app: FastAPI, redis_url: str) -> AsyncIterator[None]:
             try:
                 yield
             finally:
-                for task in sweeping:
-                    task.cancel()
-                await asyncio.wait(sweeping)
+                await contain.cancel_until_ended(sweeping, raising=False)
                 await revocations.aclose()
                 app.state.viewing.expiries.close()
                 await app.state.offloop.aclose()

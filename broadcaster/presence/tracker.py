@@ -66,10 +66,7 @@ class Presence:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for t in self._tasks:
-            t.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks)
+        await contain.cancel_until_ended(self._tasks, raising=False)
         self._tasks = []
         # What is left (responses ended by the drain have left already): go to zero.
         for stream_id in list(self._counts):

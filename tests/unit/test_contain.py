@@ -385,3 +385,28 @@ async def test_what_a_stopped_loop_raised_is_raised() -> None:
     await asyncio.sleep(0)
     with pytest.raises(RuntimeError, match="in its cleanup"):
         await contain.cancel_until_ended([task])
+
+
+async def test_a_stop_that_goes_on_logs_what_a_loop_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def fails_on_cancel() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise RuntimeError("in its cleanup") from None
+
+    async def plain() -> None:
+        await asyncio.sleep(3600)
+
+    tasks = [
+        asyncio.create_task(fails_on_cancel(), name="failing-loop"),
+        asyncio.create_task(plain(), name="plain-loop"),
+    ]
+    await asyncio.sleep(0)
+    with caplog.at_level(logging.WARNING, logger="broadcaster.log"):
+        await contain.cancel_until_ended(tasks, raising=False)
+    assert all(t.done() for t in tasks) and tasks[1].cancelled()
+    failed = [r for r in caplog.records if "failing-loop ended with an error" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].exc_info is not None, caplog.text
+    assert "plain-loop" not in caplog.text
