@@ -31,11 +31,13 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     """The port the front-end listens on (``--port``)."""
     keepalive_seconds: float = Field(15.0, gt=0)
     """A ``: ping`` comment goes out after this much silence on an SSE response."""
-    retry_ms: int = Field(1000, ge=0)
-    """The ``retry:`` an EventSource waits before reconnecting, at least."""
+    retry_ms: int = Field(500, ge=0)
+    """The ``retry:`` an EventSource waits before reconnecting, at least: what a viewer of
+    a front-end that dies waits before its first try, whatever the jitter."""
     retry_jitter_ms: int = Field(1000, ge=0)
     """Each response's ``retry:`` is ``retry_ms`` plus a random share of this: the viewers
-    of a front-end that dies do not all come back in the same instant."""
+    of a front-end that dies come back spread over this window, not in the same instant
+    (the herd's rate is its size over this window; the admission rate does the rest)."""
     drain_retry_ms: int = Field(1000, ge=0)
     """At SIGTERM each open SSE response ends with a ``retry:`` of at least this, and the
     notice ``: draining <ms>`` (docs/resuming.md)."""

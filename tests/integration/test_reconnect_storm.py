@@ -61,7 +61,7 @@ async def test_a_herd_replaying_one_stream_shares_its_reads(redis_url: str, tmp_
         assert r.status == 200
         assert r.ids == list(range(101, 1002)), "every viewer got every event after its id"
     retries = {r.retry for r in results}
-    assert all(r is not None and 1000 <= r <= 2000 for r in retries)
+    assert all(r is not None and 500 <= r <= 1500 for r in retries)  # the defaults
     assert len(retries) > 50, f"retry: is jittered per connection ({len(retries)} values)"
     xrange = int(stats.get("cmdstat_xrange", {}).get("calls", 0))
     hmget = int(stats.get("cmdstat_hmget", {}).get("calls", 0))
