@@ -384,7 +384,11 @@ so that what the front-ends write is the events."""
 HOLD_SECONDS = 600.0
 """The hold's window (``compare --hold`` changes it)."""
 FLEET_NAMES = {
-    *(f"{n}-{what}" for n in FLEET_SIZES for what in ("1ev", "10ev", "streams", "kill")),
+    *(
+        f"{n}-{what}"
+        for n in FLEET_SIZES
+        for what in ("1ev", "10ev", "streams", "kill", "kill-half")
+    ),
     *(f"{size}-hold" for size in HOLD_SIZES),
 }
 
@@ -393,9 +397,9 @@ def fleet_scenarios() -> list[Scenario]:
     """100,000 viewers on this machine, and each scenario the same at 10,000 beside it:
     one stream at 1 and at 10 events/s, 10 viewers per stream (10,000 streams at
     100,000) at ``FLEET_STREAM_RATE``, and that with one front-end process killed
-    (``kill -9``) ``FLEET_KILL_AFTER`` s in. The viewer processes are as many as their
-    open-file limit needs (``bench viewer_procs``), on loopback source addresses 5,000
-    viewers each."""
+    (``kill -9``) ``FLEET_KILL_AFTER`` s in (``_kills``). The viewer processes are as many
+    as their open-file limit needs (``bench viewer_procs``), on loopback source addresses
+    5,000 viewers each."""
     out = []
     for size, n in FLEET_SIZES.items():
         procs = str(max(2, n // 12_500))
@@ -407,10 +411,9 @@ def fleet_scenarios() -> list[Scenario]:
         # each stream on its own schedule, as generations append: not every stream's
         # event in one burst (``bench --pipeline 1``); the appends due in the same 5 ms
         # share a round trip (a quarter of a core of the bench's at 100,000 viewers)
-        streams = [
-            *("--streams", str(n // FLEET_STREAMS), "--rate", str(FLEET_STREAM_RATE)),
-            *("--duration", "40", "--pipeline", "1", "--slot-ms", "5"),
-        ]
+        pace = ["--duration", "40", "--pipeline", "1", "--slot-ms", "5"]
+        streams = ["--streams", str(n // FLEET_STREAMS), "--rate", str(FLEET_STREAM_RATE), *pace]
+        half = ["--streams", str(n // FLEET_STREAMS), "--rate", str(FLEET_STREAM_RATE / 2), *pace]
         out += [
             Scenario(
                 f"{size}-1ev",
@@ -434,18 +437,32 @@ def fleet_scenarios() -> list[Scenario]:
                 targets=(FLEET, BEFORE_FLEET),
                 by_name=True,
             ),
-            Scenario(
-                f"{size}-kill",
-                f"the same, one front-end process killed (kill -9) {FLEET_KILL_AFTER:g} s into "
-                "the window: every viewer must come back and miss nothing",
-                [*common, *streams, "--kill-after", str(FLEET_KILL_AFTER)],
-                targets=(FLEET, BEFORE_FLEET),
-                kill=True,
-                by_name=True,
-                redis_first=True,
-            ),
         ]
+        out += _kills(size, common, streams, half)
     return out
+
+
+def _kills(size: str, common: list[str], streams: list[str], half: list[str]) -> list[Scenario]:
+    """``{size}-kill``, the target's; and ``{size}-kill-half``, the same at half the rate:
+    the storm on a machine whose front-ends are not behind before the kill."""
+    about = (
+        f"the same, one front-end process killed (kill -9) {FLEET_KILL_AFTER:g} s into "
+        "the window: every viewer must come back and miss nothing",
+        f"the same at {FLEET_STREAM_RATE / 2:g} ev/s per stream: the storm where the "
+        "front-ends are not behind before the kill (not the target's figure)",
+    )
+    return [
+        Scenario(
+            f"{size}-{name}",
+            said,
+            [*common, *load, "--kill-after", str(FLEET_KILL_AFTER)],
+            targets=(FLEET, BEFORE_FLEET),
+            kill=True,
+            by_name=True,
+            redis_first=True,
+        )
+        for name, said, load in zip(("kill", "kill-half"), about, (streams, half), strict=True)
+    ]
 
 
 def hold_scenarios(seconds: float = HOLD_SECONDS) -> list[Scenario]:
