@@ -11,10 +11,15 @@ into Redis (not through the front-end), and a viewer on the front-end reads it; 
 asks ``/healthz`` every 50 ms. Three phases of ``--seconds`` each: quiet; ``--clients``
 clients sending, as fast as they can, the largest bodies each route allows, with a
 token (a chat token on the chat routes, an API key on the others); the same with no
-credential. The bodies: ``POST /v1/chat`` and an AG-UI run of 16 MiB holding as many
-messages and values as the bounds allow, the last message invalid (422: all the work, and
-nothing started), and a chat of 150,000 tiny messages; ``POST /v1/streams/{id}/events`` and
-``POST /v1/generations`` of 1 MiB of small values. Printed per tree and phase: the
+credential. The bodies: ``POST /v1/chat`` of 16 MiB holding as many messages and values
+as the bounds allow, the last message invalid (422: all the work, and nothing started),
+and a chat of 150,000 tiny messages (413 as it streams in); an AG-UI run of 16 MiB, which
+the conversion admits (its last message's content of numbers is dropped): the first run
+of a phase starts an answer, which its client then reads until the phase ends (no worker
+serves it), and the other runs are 409 ``chat_busy`` once parsed and converted (and the
+chat's record read, or for one sent beside the first, its own record written and lost);
+``POST /v1/streams/{id}/events`` (413: an event over its limit, once encoded) and
+``POST /v1/generations`` (422) of 1 MiB of small values. Printed per tree and phase: the
 viewer's inter-event delay (median, 99th percentile, max), ``/healthz``'s answer time,
 and the attackers' answers by status.
 With ``--rounds``, each tree that many times, which goes first alternating: the machine's
