@@ -387,6 +387,12 @@ class EventLog:
         """The pub/sub channel every append to ``stream_id`` is published on."""
         return keys.push_channel(stream_id, self.db).encode()
 
+    def checked(self, events: Sequence[dict[str, Any]]) -> list[tuple[str, bytes]]:
+        """``events`` as an append stores them, or why it would refuse them
+        (``InvalidEvent``, ``EventTooLarge``) before anything is sent: for a caller that
+        checks a large batch elsewhere than on the event loop first."""
+        return self._checked(events)
+
     def _checked(self, events: Sequence[dict[str, Any]]) -> list[tuple[str, bytes]]:
         """The batch as stored: valid events, each within ``max_event_bytes``."""
         batch = dump_batch(list(events))

@@ -1,13 +1,18 @@
 """Appending a publisher's events to a feed stream, each refusal its HTTP status: shared
 by ``POST /v1/streams/{id}/events`` and ``POST /v1/agui/streams/{id}/events``, and the
 refusals of the events themselves by the worker protocol's append (route modules import
-no other)."""
+no other). A large publish body's events are checked as the append will check them
+where the body is parsed (``read_batch``), so that one refused is never encoded on the
+event loop; the refusal is answered where the append would have answered it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
+
+from fastapi import Request
 
 from broadcaster.core.eventlog import (
     EventLog,
@@ -18,7 +23,45 @@ from broadcaster.core.eventlog import (
     WrongKind,
 )
 from broadcaster.core.events import InvalidEvent
+from broadcaster.http.bodies import offloop, parse_json, read_bytes
 from broadcaster.http.errors import ApiError
+from broadcaster.http.event_bodies import PublishBody, events_in
+from broadcaster.http.offloop import INLINE_BYTES
+from broadcaster.http.settings import Settings
+
+Check = Callable[[Sequence[dict[str, Any]]], object]
+"""What an append checks of its events before it sends anything (``EventLog.checked``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A publish body's events, and what an append would refuse them with (``refused``;
+    None: nothing, or not checked yet)."""
+
+    events: list[dict[str, Any]]
+    refused: ApiError | None = None
+
+
+async def read_batch(request: Request, settings: Settings, check: Check) -> Batch:
+    """A ``POST /v1/streams/{id}/events`` body, read (``bodies.read_bytes``) and parsed
+    as ``read_json`` does, its events (``events_in``); a large one's also ``check``ed in
+    the same call of the pool."""
+    raw = await read_bytes(request, settings.max_body_bytes, values=settings.max_json_values)
+    large = len(raw) >= INLINE_BYTES
+    return await offloop(request).run_sized(len(raw), parsed_batch, raw, check, large=large)
+
+
+def parsed_batch(raw: bytes, check: Check, *, large: bool) -> Batch:
+    """``raw``'s events; with ``large``, and what an append would refuse them with."""
+    events = events_in(PublishBody, parse_json(raw))
+    if not large:
+        return Batch(events)
+    try:
+        with refused_events():
+            check(events)
+    except ApiError as exc:
+        return Batch(events, exc)
+    return Batch(events)
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 """CPU work a request brings beyond a small size (parsing, checking and converting a large
-body; decoding, converting and encoding a whole chat history) done off the event loop,
+body; decoding, converting and encoding a whole chat history; encoding what is stored from
+a large body: a chat record's messages, a generation's request) done off the event loop,
 so that it never stalls the front-end's other connections: a few threads, and a bound
 on the work that waits for them (503 ``busy`` beyond).
 

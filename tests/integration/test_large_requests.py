@@ -151,3 +151,24 @@ async def test_a_refusal_before_a_large_body_is_read_reaches_the_client_whole(
         await probing
     assert answers == [(401, "unauthorized"), (413, "too_large")] * 6
     assert health and set(health) == {200}
+
+
+async def test_a_large_publish_over_the_event_limit_is_refused_as_the_append_refuses_it(
+    client: httpx.AsyncClient,
+) -> None:
+    """Its events are checked off the event loop, and refused where the append would
+    refuse them: after its ``Idempotency-Key`` is taken, which is then given back."""
+    path = f"/v1/streams/large-publish-{secrets.token_hex(4)}/events"
+    event = {"type": "data-x", "data": [0] * 40_000}  # over 64 KiB of body, and encoded
+    head = {**ADMIN, "idempotency-key": secrets.token_hex(8)}
+    for _ in range(2):
+        r = await client.post(path, json=event, headers=head)
+        assert (r.status_code, r.json()) == (
+            413,
+            {
+                "error": "too_large",
+                "message": "a 'data-x' event of 80026 bytes is over the limit of 65536",
+            },
+        )
+    r = await client.post(path, json={"type": "data-x"}, headers=head)
+    assert (r.status_code, r.json()) == (201, {"last_event_id": 1})

@@ -18,10 +18,9 @@ from starlette.types import Receive, Scope, Send
 from broadcaster.auth import tokens
 from broadcaster.http import idempotent, openapi, openapi_requests
 from broadcaster.http.access import get_access, producer, token_grant, viewer_token
-from broadcaster.http.bodies import read_json
 from broadcaster.http.errors import ApiError, handle_error
-from broadcaster.http.event_bodies import PublishBody, events_in
-from broadcaster.http.feeds import append_feed
+from broadcaster.http.event_bodies import PublishBody
+from broadcaster.http.feeds import append_feed, read_batch
 from broadcaster.http.resources import EventLogDep, MetricsDep, SettingsDep
 from broadcaster.http.stream_ids import check_stream_id, producible, valid_stream_id
 from broadcaster.viewers.ask import from_request
@@ -52,7 +51,8 @@ async def publish(
     ``?expected_last_event_id=N`` the append only happens if the stream is at seq N.
     With ``Idempotency-Key``, a retry answers the first append's seq and appends
     nothing."""
-    events = events_in(PublishBody, await read_json(request, settings.max_body_bytes))
+    batch = await read_batch(request, settings, event_log.checked)
+    events = batch.events
     # The stream and the expected seq are part of what a retry must repeat.
     once = await idempotent.begin(request, f"publish {stream_id} {expected_last_event_id}", events)
     if once.replay is not None:
@@ -60,6 +60,8 @@ async def publish(
             once.replay, status_code=201, headers={idempotent.REPLAYED_HEADER: "true"}
         )
     try:
+        if batch.refused is not None:  # where the append would have refused them
+            raise batch.refused
         seq = await append_feed(event_log, stream_id, events, expected_last_event_id)
     except BaseException:
         await once.release()

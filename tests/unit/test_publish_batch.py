@@ -1,0 +1,65 @@
+"""A large publish body's events are checked where the body is parsed (``feeds``), with
+the refusal an append would answer: the same status, code and message, answered where
+the append would have answered it; a small body's are left to the append."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import fakeredis.aioredis
+import pytest
+
+from broadcaster.core.eventlog import EventLog
+from broadcaster.http.errors import ApiError
+from broadcaster.http.feeds import append_feed, parsed_batch
+
+pytestmark = pytest.mark.anyio
+
+
+def _body(events: Any) -> bytes:
+    return json.dumps(events).encode()
+
+
+async def _append_refusal(log: EventLog, events: Any) -> ApiError:
+    with pytest.raises(ApiError) as refused:
+        await append_feed(log, "s", events, None)
+    return refused.value
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        {"type": "data-x", "data": [0] * 40_000},  # over the event limit once encoded
+        [{"type": "finish"}, {"type": "data-x"}],  # a terminal event not last
+    ],
+)
+async def test_a_large_bodys_refusal_is_the_appends(events: Any) -> None:
+    log = EventLog(fakeredis.aioredis.FakeRedis())
+    batch = parsed_batch(_body(events), log.checked, large=True)
+    assert batch.events == (events if isinstance(events, list) else [events])
+    expected = await _append_refusal(log, batch.events)
+    assert batch.refused is not None
+    assert (batch.refused.status, batch.refused.code, batch.refused.message) == (
+        expected.status,
+        expected.code,
+        expected.message,
+    )
+    assert parsed_batch(_body(events), log.checked, large=False).refused is None
+
+
+async def test_events_an_append_takes_are_not_refused() -> None:
+    log = EventLog(fakeredis.aioredis.FakeRedis())
+    events = [{"type": "data-x", "data": [0] * 100}] * 3
+    assert parsed_batch(_body(events), log.checked, large=True) == parsed_batch(
+        _body(events), log.checked, large=False
+    )
+    assert parsed_batch(_body(events), log.checked, large=True).refused is None
+
+
+def test_a_body_that_is_not_events_is_refused_at_once() -> None:
+    log = EventLog(fakeredis.aioredis.FakeRedis())
+    for raw, code in [(b"{", "invalid_json"), (b"[]", "invalid_event")]:
+        with pytest.raises(ApiError) as refused:
+            parsed_batch(raw, log.checked, large=True)
+        assert (refused.value.status, refused.value.code) == (422, code)
