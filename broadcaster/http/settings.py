@@ -109,9 +109,11 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     chat_max_messages: int = Field(1000, ge=1, le=100_000)
     """Messages a ``POST /v1/chat`` or AG-UI run body may hold (422 ``too_many_messages``
     beyond, before any is checked or converted)."""
-    body_threads: int = Field(2, ge=1, le=64)
+    body_threads: int = Field(1, ge=1, le=64)
     """Threads that parse, check and convert large request bodies (and decode, convert
-    and encode whole chat histories) off the event loop."""
+    and encode whole chat histories) off the event loop. They share Python's interpreter
+    lock with the loop: a second one does no more work in a second, and the loop waits
+    for the lock behind both (docs/security.md, hostile bodies)."""
     body_waiting: int = Field(8, ge=0, le=10_000)
     """Large bodies that may wait for those threads; beyond, 503 ``busy`` with
     ``Retry-After``."""
