@@ -21,6 +21,7 @@ import redis as redis_sync
 
 from broadcaster.core import keys
 from tests.support.anthropic_scripts import message, text
+from tests.support.polling import wait_for
 from tests.support.stacks import Stack, anthropic_stack
 
 TURNS = 150
@@ -204,10 +205,15 @@ def test_a_front_end_set_to_copy_stores_the_whole_request(copying: Stack) -> Non
     job = stored_request(copying, chat)
     assert "history" not in job and len(job["messages"]) == len(said)
     # The record keeps the model turns beside its history all the same: once the setting
-    # is removed, the next submit reads only the chat's end.
+    # is removed, the next submit reads only the chat's end. The last answer is settled
+    # into the record once it has ended, which may come just after its response.
     client = redis_sync.Redis.from_url(copying.redis.url)
     try:
-        listed = client.llen(keys.chat_history_key(chat))
-        assert listed == len(history) + 4 == client.llen(keys.chat_model_key(chat))
+        wait_for(
+            "the last answer settled into the chat's record",
+            lambda: client.llen(keys.chat_history_key(chat)) == len(history) + 4,
+            within=10,
+        )
+        assert client.llen(keys.chat_model_key(chat)) == len(history) + 4
     finally:
         client.close()
