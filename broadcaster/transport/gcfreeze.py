@@ -60,8 +60,9 @@ class Freezer:
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
         if phase != "stop" or info.get("generation") != 2 or self._loop is None:
             return
-        # Not inside the collector's callback: right after it, from the loop.
-        self._loop.call_soon(self._freeze)
+        # Not inside the collector's callback: right after it, from the loop. The
+        # collection may run on any thread (a body thread's allocations start one).
+        self._loop.call_soon_threadsafe(self._freeze)
 
     def _freeze(self) -> None:
         gc.freeze()

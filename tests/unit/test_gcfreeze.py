@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -94,3 +95,25 @@ async def test_the_thaw_loop_checks_on_its_own() -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
         assert freezer.thaws == 1
+
+
+async def test_a_full_collection_on_another_thread_freezes_from_the_loop() -> None:
+    """A body thread's allocations start collections there too: the freeze is handed to
+    the loop safely (in asyncio's debug mode a plain ``call_soon`` from another thread
+    raises, inside the collector's callback, where nothing would see it)."""
+    loop = asyncio.get_running_loop()
+    unraisable: list[object] = []
+    debug, hook = loop.get_debug(), sys.unraisablehook
+    loop.set_debug(True)
+    sys.unraisablehook = unraisable.append
+    try:
+        with Freezer(Viewers()) as freezer:
+            await asyncio.to_thread(gc.collect)
+            for _ in range(200):
+                if freezer.freezes == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert freezer.freezes == 2 and not unraisable, unraisable
+    finally:
+        sys.unraisablehook = hook
+        loop.set_debug(debug)
