@@ -269,6 +269,7 @@ class EventLog:
         text_append: str | None = None,
         text_reset: str | None = None,
         extras: dict[str, Any] | None = None,
+        stored: Sequence[tuple[str, bytes]] | None = None,
     ) -> int:
         """Append ``events`` atomically and return the seq of the last one.
 
@@ -278,7 +279,7 @@ class EventLog:
         worker has claimed the generation). ``meta`` fields and the text change are
         applied in the same step, so status and events can never disagree, and so are
         ``extras`` (append.lua's header: a webhook event, the waiting set, the steering
-        list).
+        list). ``stored``: the events as ``checked`` made them already, not made again.
         """
         args = self._args(
             stream_id,
@@ -290,6 +291,7 @@ class EventLog:
             text_append=text_append,
             text_reset=text_reset,
             extras=extras,
+            stored=stored,
         )
         status, seq, *_ = await self.durability.script(
             self._append, _append_keys(stream_id), args, then=self._pushes
@@ -353,9 +355,10 @@ class EventLog:
         text_append: str | None = None,
         text_reset: str | None = None,
         extras: dict[str, Any] | None = None,
+        stored: Sequence[tuple[str, bytes]] | None = None,
     ) -> list[str | bytes | int]:
         """The append script's arguments (their order is the script's header)."""
-        batch = self._checked(events)
+        batch = self._checked(events) if stored is None else stored
         if text_reset is not None:
             text = ("reset", text_reset)
         else:

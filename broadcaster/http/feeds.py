@@ -29,8 +29,9 @@ from broadcaster.http.event_bodies import PublishBody, events_in
 from broadcaster.http.offloop import INLINE_BYTES
 from broadcaster.http.settings import Settings
 
-Check = Callable[[Sequence[dict[str, Any]]], object]
-"""What an append checks of its events before it sends anything (``EventLog.checked``)."""
+Check = Callable[[Sequence[dict[str, Any]]], list[tuple[str, bytes]]]
+"""What an append checks of its events before it sends anything, and makes of them
+(``EventLog.checked``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,9 @@ class Batch:
 
     events: list[dict[str, Any]]
     refused: ApiError | None = None
+    stored: list[tuple[str, bytes]] | None = None
+    """The events as the append stores them, when checked here (the append then does
+    not make them again on the event loop)."""
 
 
 async def read_batch(request: Request, settings: Settings, check: Check) -> Batch:
@@ -58,10 +62,10 @@ def parsed_batch(raw: bytes, check: Check, *, large: bool) -> Batch:
         return Batch(events)
     try:
         with refused_events():
-            check(events)
+            stored = check(events)
     except ApiError as exc:
         return Batch(events, exc)
-    return Batch(events)
+    return Batch(events, stored=stored)
 
 
 @contextmanager
@@ -79,12 +83,18 @@ def refused_events() -> Iterator[None]:
 
 
 async def append_feed(
-    event_log: EventLog, stream_id: str, events: list[Any], expect_seq: int | None
+    event_log: EventLog,
+    stream_id: str,
+    events: list[Any],
+    expect_seq: int | None,
+    stored: list[tuple[str, bytes]] | None = None,
 ) -> int:
     """Append to a feed; each reason for refusing becomes its status and error code."""
     try:
         with refused_events():
-            return await event_log.append(stream_id, events, kind="feed", expect_seq=expect_seq)
+            return await event_log.append(
+                stream_id, events, kind="feed", expect_seq=expect_seq, stored=stored
+            )
     except StreamEnded as exc:
         raise ApiError(409, "ended", str(exc), last_event_id=exc.last_seq) from None
     except WrongKind as exc:

@@ -10,6 +10,7 @@ from typing import Any
 import fakeredis.aioredis
 import pytest
 
+from broadcaster.core import eventlog
 from broadcaster.core.eventlog import EventLog
 from broadcaster.http.errors import ApiError
 from broadcaster.http.feeds import append_feed, parsed_batch
@@ -51,10 +52,36 @@ async def test_a_large_bodys_refusal_is_the_appends(events: Any) -> None:
 async def test_events_an_append_takes_are_not_refused() -> None:
     log = EventLog(fakeredis.aioredis.FakeRedis())
     events = [{"type": "data-x", "data": [0] * 100}] * 3
-    assert parsed_batch(_body(events), log.checked, large=True) == parsed_batch(
-        _body(events), log.checked, large=False
-    )
-    assert parsed_batch(_body(events), log.checked, large=True).refused is None
+    large = parsed_batch(_body(events), log.checked, large=True)
+    small = parsed_batch(_body(events), log.checked, large=False)
+    assert large.events == small.events == events
+    assert large.refused is None and small.refused is None
+    assert large.stored == log.checked(events) and small.stored is None
+
+
+async def test_a_checked_batch_is_stored_as_checked_and_not_made_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The append takes the events as the check made them in the pool: it does not
+    encode them again on the event loop."""
+    log = EventLog(fakeredis.aioredis.FakeRedis())
+    events = [{"type": "data-x", "data": [n] * 100} for n in range(3)]
+    batch = parsed_batch(_body(events), log.checked, large=True)
+
+    def not_again(_: object) -> None:
+        raise AssertionError("the append encoded a checked batch again")
+
+    sent: list[Any] = []
+
+    async def script(_: object, __: object, args: list[Any], **___: object) -> list[bytes]:
+        sent.extend(args)
+        return [b"OK", b"3"]
+
+    monkeypatch.setattr(eventlog, "dump_batch", not_again)
+    monkeypatch.setattr(log.durability, "script", script)
+    assert await append_feed(log, "s", batch.events, None, batch.stored) == 3
+    assert batch.stored is not None
+    assert sent[-2 * len(events) :] == [part for pair in batch.stored for part in pair]
 
 
 def test_a_body_that_is_not_events_is_refused_at_once() -> None:

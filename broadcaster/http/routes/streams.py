@@ -62,7 +62,7 @@ async def publish(
     try:
         if batch.refused is not None:  # where the append would have refused them
             raise batch.refused
-        seq = await append_feed(event_log, stream_id, events, expected_last_event_id)
+        seq = await append_feed(event_log, stream_id, events, expected_last_event_id, batch.stored)
     except BaseException:
         await once.release()
         raise
