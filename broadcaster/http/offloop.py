@@ -109,9 +109,10 @@ class Offloop:
     async def kept(self, messages: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
         """What a chat's record keeps of each message, its JSON and model turns
         (``Chats.kept``), one call each; never refused: the submit or seed that writes
-        them was admitted. Many messages (``ITEM_BYTES`` each) are encoded in a thread;
-        a few on the loop, and their model turns in a thread once that JSON is large."""
-        if len(messages) * ITEM_BYTES >= INLINE_BYTES:
+        them was admitted. Many messages (``ITEM_BYTES`` each), or any that came in a
+        large body (``BODY_BYTES``: a few huge ones), are encoded in a thread; a few on
+        the loop, and their model turns in a thread once that JSON is large."""
+        if max(len(messages) * ITEM_BYTES, BODY_BYTES.get()) >= INLINE_BYTES:
             return await self.queued(INLINE_BYTES, kept_as, messages)
         raws = [message_json(m).encode() for m in messages]
         turns = await self.queued(sum(map(len, raws)), _model_turns, messages)

@@ -55,6 +55,10 @@ async def test_many_messages_are_encoded_off_the_loop_and_few_on_it() -> None:
             where.clear()
             await pool.kept(_messages(2))
             assert where == [True, True]
+            where.clear()
+            BODY_BYTES.set(INLINE_BYTES)  # a few messages, from a large body: huge ones
+            await pool.kept(_messages(2))
+            assert where == [False, False]
     finally:
         await pool.aclose()
 
