@@ -358,7 +358,7 @@ class EventLog:
         stored: Sequence[tuple[str, bytes]] | None = None,
     ) -> list[str | bytes | int]:
         """The append script's arguments (their order is the script's header)."""
-        batch = self._checked(events) if stored is None else stored
+        batch = self.checked(events) if stored is None else stored
         if text_reset is not None:
             text = ("reset", text_reset)
         else:
@@ -391,13 +391,9 @@ class EventLog:
         return keys.push_channel(stream_id, self.db).encode()
 
     def checked(self, events: Sequence[dict[str, Any]]) -> list[tuple[str, bytes]]:
-        """``events`` as an append stores them, or why it would refuse them
-        (``InvalidEvent``, ``EventTooLarge``) before anything is sent: for a caller that
-        checks a large batch elsewhere than on the event loop first."""
-        return self._checked(events)
-
-    def _checked(self, events: Sequence[dict[str, Any]]) -> list[tuple[str, bytes]]:
-        """The batch as stored: valid events, each within ``max_event_bytes``."""
+        """``events`` as an append stores them (valid, each within ``max_event_bytes``),
+        or why it would refuse them (``InvalidEvent``, ``EventTooLarge``) before anything
+        is sent; a caller may check a large batch off the event loop first (``stored``)."""
         batch = dump_batch(list(events))
         for etype, data in batch:
             if len(data) > self.max_event_bytes:

@@ -113,7 +113,7 @@ class Offloop:
         large body (``BODY_BYTES``: a few huge ones), are encoded in a thread; a few on
         the loop, and their model turns in a thread once that JSON is large."""
         if max(len(messages) * ITEM_BYTES, BODY_BYTES.get()) >= INLINE_BYTES:
-            return await self.queued(INLINE_BYTES, kept_as, messages)
+            return await self._submit(partial(kept_as, messages))
         raws = [message_json(m).encode() for m in messages]
         turns = await self.queued(sum(map(len, raws)), _model_turns, messages)
         return [(raw, turn.encode()) for raw, turn in zip(raws, turns, strict=True)]

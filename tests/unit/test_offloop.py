@@ -5,7 +5,8 @@ event loop."""
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from unittest.mock import patch
 
 import pytest
@@ -16,6 +17,8 @@ from broadcaster.http import offloop
 from broadcaster.http.offloop import BODY_BYTES, INLINE_BYTES, ITEM_BYTES, Offloop
 
 pytestmark = pytest.mark.anyio
+
+T = TypeVar("T")
 
 
 def _messages(n: int, text: str = "é\u2028") -> list[dict[str, Any]]:
@@ -36,19 +39,24 @@ async def test_what_the_record_keeps_is_the_same_wherever_it_is_encoded(n: int) 
         await pool.aclose()
 
 
+def traced(real: Callable[[Any], T]) -> tuple[list[bool], Callable[[Any], T]]:
+    """``real``, noting for each call whether it ran on the loop's (main) thread."""
+    where: list[bool] = []
+
+    def call(value: Any) -> T:
+        where.append(threading.current_thread() is threading.main_thread())
+        return real(value)
+
+    return where, call
+
+
 async def test_many_messages_are_encoded_off_the_loop_and_few_on_it() -> None:
     pool = Offloop(1, 0)
-    where: list[bool] = []
-    real = records.message_json
-
-    def traced(message: dict[str, Any]) -> str:
-        where.append(threading.current_thread() is threading.main_thread())
-        return real(message)
-
+    where, traced_json = traced(records.message_json)
     try:
         with (
-            patch.object(records, "message_json", traced),
-            patch.object(offloop, "message_json", traced),
+            patch.object(records, "message_json", traced_json),
+            patch.object(offloop, "message_json", traced_json),
         ):
             await pool.kept(_messages(INLINE_BYTES // ITEM_BYTES))
             assert where and not any(where)
@@ -65,16 +73,11 @@ async def test_many_messages_are_encoded_off_the_loop_and_few_on_it() -> None:
 
 async def test_a_request_from_a_large_body_is_encoded_off_the_loop_as_it_would_be_on_it() -> None:
     pool = Offloop(1, 0)
-    where: list[bool] = []
     real = lifecycle.request_json
-
-    def traced(request: dict[str, Any]) -> bytes:
-        where.append(threading.current_thread() is threading.main_thread())
-        return real(request)
-
+    where, traced_json = traced(real)
     request = {"messages": _messages(3), "provider": "fake"}
     try:
-        with patch.object(offloop, "request_json", traced):
+        with patch.object(offloop, "request_json", traced_json):
             assert await pool.request_json(request) == real(request)
             BODY_BYTES.set(INLINE_BYTES)
             assert await pool.request_json(request) == real(request)
