@@ -55,7 +55,7 @@ class RawLog(EventLog):
         super().__init__(redis, **kwargs)
         self._append = redis.register_script(unchecked_append_script())
 
-    def _checked(self, events: Sequence[Any]) -> list[tuple[str, bytes]]:
+    def checked(self, events: Sequence[Any]) -> list[tuple[str, bytes]]:
         return [(t, d) for t, d in events]
 
 

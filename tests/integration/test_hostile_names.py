@@ -361,7 +361,7 @@ class OldClient(EventLog):
     (a final newline passed ``re.match`` and ``$``) or another program would: what it
     sends reaches the append script unchecked."""
 
-    def _checked(self, events: Sequence[dict[str, Any]]) -> list[tuple[str, bytes]]:
+    def checked(self, events: Sequence[dict[str, Any]]) -> list[tuple[str, bytes]]:
         return [(e["type"], json.dumps(e).encode()) for e in events]
 
 
