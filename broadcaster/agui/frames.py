@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 from broadcaster.core import names
+from broadcaster.core.events import dumps_in_pieces
 
 AgEvent = dict[str, Any]
 
@@ -62,19 +63,14 @@ def content_frame(eid: bytes, message_id: str, delta: bytes) -> bytes:
 def encode_at(events: list[AgEvent], eid: bytes) -> bytes:
     """Frames of events that are no event of the log (the prelude, a run's end at a
     wait), each with ``eid``: the resume point they leave the client at, so that a
-    reconnection from any of them sends them again, then what follows."""
-    return b"".join(b"id: %s\ndata: %s\n\n" % (eid, _in_pieces(event)) for event in events)
+    reconnection from any of them sends them again, then what follows. Each is encoded a
+    piece at a time (a ``MESSAGES_SNAPSHOT`` holds a whole thread, which one call would
+    encode holding the interpreter's lock all along, in whichever thread it runs)."""
+    return b"".join(b"id: %s\ndata: %s\n\n" % (eid, _pieces(event)) for event in events)
 
 
-def _in_pieces(event: AgEvent) -> bytes:
-    """``dumps(event)``, a ``MESSAGES_SNAPSHOT``'s messages one call each: a whole
-    thread in one call would hold the interpreter's lock all along, in whichever thread
-    it runs (``http/offloop.py``)."""
-    messages = event.get("messages")
-    if list(event) != ["type", "messages"] or not isinstance(messages, list):
-        return dumps(event)
-    head = b'{"type":%s,"messages":[' % _ENCODE(event["type"]).encode()
-    return head + b",".join(map(dumps, messages)) + b"]}"
+def _pieces(event: AgEvent) -> bytes:
+    return dumps_in_pieces(event, _ENCODE)
 
 
 def token_ended(reason: str) -> bytes:

@@ -2,7 +2,8 @@
 types end a stream, and how an event object is turned into the one line of JSON that is
 stored in Redis and sent, byte for byte, as the SSE ``data`` field; what a generation's
 ``finish`` says it used (``Usage``); and the strict JSON every parse of outside input goes
-through (``loads_strict``)."""
+through (``loads_strict``), with its counterpart for encoding a large value a piece at a
+time (``dumps_in_pieces``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import codecs
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -446,3 +448,69 @@ def too_deep(value: Any, limit: int) -> bool:
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, level + 1) for child in children)
     return False
+
+
+_CONTAINERS = (dict, list, tuple)
+
+
+def dumps_in_pieces(value: Any, encode: Callable[[Any], str]) -> bytes:
+    """``encode(value)`` as UTF-8, the same bytes, made a piece at a time: the arrays and
+    objects of the top ``WALKED_DEPTH`` levels item by item (an array's scalars many to a
+    call), a string longer than ``PIECE_CHARS`` a slice at a time, so that no one call
+    into C holds the interpreter long (``loads_strict``'s counterpart). ``encode`` is a
+    ``json.JSONEncoder``'s, with ``","`` and ``":"`` as its separators and no indent."""
+    parts: list[str] = []
+    _encoded(value, encode, 0, parts)
+    return b"".join([part.encode() for part in parts])
+
+
+def _encoded(value: Any, encode: Callable[[Any], str], level: int, parts: list[str]) -> None:
+    if isinstance(value, str) and len(value) > PIECE_CHARS:
+        # Every character is escaped on its own: slices encode to the whole's text.
+        parts.append('"')
+        for start in range(0, len(value), PIECE_CHARS):
+            parts.append(encode(value[start : start + PIECE_CHARS])[1:-1])
+        parts.append('"')
+    elif level >= WALKED_DEPTH or not isinstance(value, _CONTAINERS) or not value:
+        parts.append(encode(value))
+    elif isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):  # the encoder's own key rules
+            parts.append(encode(value))
+            return
+        opening = "{"
+        for key, item in value.items():
+            parts.append(opening + encode(key) + ":")
+            _encoded(item, encode, level + 1, parts)
+            opening = ","
+        parts.append("}")
+    else:
+        _encoded_items(value, encode, level, parts)
+
+
+def _encoded_items(
+    items: list[Any] | tuple[Any, ...], encode: Callable[[Any], str], level: int, parts: list[str]
+) -> None:
+    """An array: its runs of scalars (about ``PIECE_CHARS`` of text at most) one call each,
+    its other items one by one."""
+    opening, start = "[", 0
+    while start < len(items):
+        end, weight = start, 0
+        while end < len(items) and weight < PIECE_CHARS:
+            item = items[end]
+            if isinstance(item, _CONTAINERS):
+                break
+            weight += len(item) if isinstance(item, str) else _SCALAR_WEIGHT
+            end += 1
+        if end > start:
+            parts.append(opening + encode(list(items[start:end]))[1:-1])
+            start = end
+        else:
+            parts.append(opening)
+            _encoded(items[start], encode, level + 1, parts)
+            start += 1
+        opening = ","
+    parts.append("]")
+
+
+_SCALAR_WEIGHT = 24
+"""What a number, ``true``, ``false`` or ``null`` is taken to weigh in text, at most."""

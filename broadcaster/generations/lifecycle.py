@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from broadcaster.core import keys
+from broadcaster.core import events, keys
 from broadcaster.core.eventlog import EventLog, StreamNotFound, script
 
 
@@ -57,9 +57,14 @@ def named(request: dict[str, Any]) -> list[str]:
     return [part for n in NAMED if isinstance(v := request.get(n), str) and v for part in (n, v)]
 
 
+_REQUEST_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def request_json(request: dict[str, Any]) -> bytes:
-    """A generation's request as its metadata keeps it."""
-    return json.dumps(request, separators=(",", ":")).encode()
+    """A generation's request as its metadata keeps it (``json.dumps`` with ``,`` and
+    ``:``), encoded a piece at a time (``events.dumps_in_pieces``): one from a large body
+    is encoded in a thread, which would hold the interpreter's lock all along in one call."""
+    return events.dumps_in_pieces(request, _REQUEST_ENCODE)
 
 
 async def request_json_here(request: dict[str, Any]) -> bytes:

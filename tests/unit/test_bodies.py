@@ -124,6 +124,49 @@ def test_a_long_body_parsed_in_pieces_and_runs_is_what_one_parse_makes(
         assert not events.too_deep(parsed, 8)
 
 
+ENCODERS = [
+    json.JSONEncoder(separators=(",", ":")).encode,
+    json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode,
+]
+ODD_SCALARS = st.one_of(
+    SCALARS,
+    st.floats(),  # NaN and the infinities: refused by one encoder, written by the other
+    st.text(max_size=12),  # any code point: astral, lone surrogates, controls
+)
+ODD_VALUES = st.recursive(
+    ODD_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=8)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text("ab\u00e9", max_size=3), inner, max_size=5)
+        | st.dictionaries(st.integers(0, 3), inner, max_size=2)  # keys the encoder turns
+    ),
+    max_leaves=60,
+)
+
+
+def _outcome(encode: Any, value: Any) -> Any:
+    try:
+        return encode(value)
+    except ValueError as exc:  # NaN with allow_nan=False; a lone surrogate in UTF-8
+        return type(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=ODD_VALUES, nesting=st.integers(0, 6), piece=st.integers(1, 40))
+def test_a_value_encoded_in_pieces_is_what_one_call_encodes(
+    value: Any, nesting: int, piece: int
+) -> None:
+    """Objects and arrays taken apart item by item, runs of scalars and slices of long
+    strings each encoded alone: the same bytes as one call, and the same refusal."""
+    for _ in range(nesting):
+        value = [value, "s" * piece * 3, *range(piece)] if nesting % 2 else {"w": value}
+    for encode in ENCODERS:
+        whole = _outcome(lambda v, e=encode: e(v).encode(), value)
+        with patch.object(events, "PIECE_CHARS", piece):
+            assert _outcome(lambda v, e=encode: events.dumps_in_pieces(v, e), value) == whole
+
+
 @pytest.mark.parametrize("piece", [3, 7, 40])
 @pytest.mark.parametrize("levels", [3, 4, 5, 7, 8, 9, 10, 12])
 def test_a_long_body_nested_one_level_too_deep_is_refused(piece: int, levels: int) -> None:
