@@ -368,5 +368,5 @@ async def _mapped(
 
 async def _waits(event_log: EventLog, stream_id: str, seen: int) -> bool:
     """Does the generation wait for a person on approvals asked up to ``seen``?"""
-    meta = await event_log.meta(stream_id)
-    return bool(meta and meta.get("status") == "waiting" and int(meta.get("wait_seq") or 0) <= seen)
+    meta = await event_log.fields(stream_id, "status", "wait_seq")
+    return meta.get("status") == "waiting" and int(meta.get("wait_seq") or 0) <= seen

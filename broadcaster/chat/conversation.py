@@ -255,7 +255,7 @@ async def make_way(
     if strategy in ("enqueue", "steer") and chat.messages[-1].role == "user":
         return strategy
     if strategy != "interrupt":
-        meta = await event_log.meta(record.generation) or {}
+        meta = await event_log.fields(record.generation, "status")
         doing = (
             "waits for a tool approval (POST /v1/chat/{id}/approvals)"
             if meta.get("status") == "waiting"

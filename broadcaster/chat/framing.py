@@ -47,12 +47,8 @@ async def until_waiting(
             if stop_at_wait and _APPROVAL_FRAME in chunk:
                 last = _LAST_ID.search(chunk)
                 seen = int(last.group(1)) if last else 0
-                meta = await event_log.meta(generation)
-                if (
-                    meta
-                    and meta.get("status") == "waiting"
-                    and int(meta.get("wait_seq") or 0) <= seen
-                ):
+                meta = await event_log.fields(generation, "status", "wait_seq")
+                if meta.get("status") == "waiting" and int(meta.get("wait_seq") or 0) <= seen:
                     yield SUSPENDED_FINISH
                     return
     finally:

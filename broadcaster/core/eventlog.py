@@ -546,6 +546,12 @@ class EventLog:
             page = await self.read_page(stream_id, after, len(want))
         return [(e.type, e.data) for e in page] == want
 
+    async def fields(self, stream_id: str, *names: str) -> dict[str, str]:
+        """Those of the named fields of the stream's metadata it has: not the whole hash,
+        which for a generation holds its request (as large as the body it came from)."""
+        values = cast(list[bytes | None], await self.redis.hmget(keys.meta_key(stream_id), *names))
+        return {n: v.decode() for n, v in zip(names, values, strict=True) if v is not None}
+
     async def meta(self, stream_id: str) -> dict[str, str] | None:
         """The metadata hash and the text so far (under ``text``), or None."""
         async with self.redis.pipeline(transaction=True) as pipe:
