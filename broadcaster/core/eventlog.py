@@ -390,11 +390,14 @@ class EventLog:
         """The pub/sub channel every append to ``stream_id`` is published on."""
         return keys.push_channel(stream_id, self.db).encode()
 
-    def checked(self, events: Sequence[dict[str, Any]]) -> list[tuple[str, bytes]]:
+    def checked(
+        self, events: Sequence[dict[str, Any]], *, pieces: bool = False
+    ) -> list[tuple[str, bytes]]:
         """``events`` as an append stores them (valid, each within ``max_event_bytes``),
         or why it would refuse them (``InvalidEvent``, ``EventTooLarge``) before anything
-        is sent; a caller may check a large batch off the event loop first (``stored``)."""
-        batch = dump_batch(list(events))
+        is sent; a caller may check a large batch off the event loop first (``stored``),
+        encoding each event a piece at a time (``pieces``: ``events.dump_event``)."""
+        batch = dump_batch(list(events), pieces=pieces)
         for etype, data in batch:
             if len(data) > self.max_event_bytes:
                 raise EventTooLarge(

@@ -11,7 +11,7 @@ import codecs
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -158,12 +158,17 @@ def malformed(seq: int, tag: str = "") -> Event:
     return Event(seq, "error", b'{"type":"error","errorText":"%s"}' % text, tag)
 
 
-def dump_event(obj: Any) -> tuple[str, bytes]:
+_EVENT_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+"""How an event is encoded: one encoder, as ``json.dumps`` with arguments makes per call."""
+
+
+def dump_event(obj: Any, *, pieces: bool = False) -> tuple[str, bytes]:
     """Validate one event object and return ``(type, compact JSON bytes)``.
 
     The JSON is on one line by construction (``json.dumps`` escapes control characters),
     so it can be the single ``data:`` line of an SSE frame. ``type`` is moved first, as
-    the AI SDK's own stream parts have it.
+    the AI SDK's own stream parts have it. With ``pieces``, the same bytes made a piece
+    at a time (``dumps_in_pieces``: a large event checked off the event loop).
     """
     if not isinstance(obj, dict):
         raise InvalidEvent("an event must be a JSON object")
@@ -176,19 +181,20 @@ def dump_event(obj: Any) -> tuple[str, bytes]:
         )
     ordered = {"type": etype, **{k: v for k, v in obj.items() if k != "type"}}
     try:
-        data = json.dumps(
-            ordered, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-        ).encode()
+        data = (
+            dumps_in_pieces(ordered, _EVENT_ENCODE) if pieces else _EVENT_ENCODE(ordered).encode()
+        )
     except (TypeError, ValueError) as exc:
         raise InvalidEvent(f"event is not valid JSON: {exc}") from None
     return etype, data
 
 
-def dump_batch(objs: list[Any]) -> list[tuple[str, bytes]]:
-    """Validate a batch to be appended atomically: non-empty, terminal event only last."""
+def dump_batch(objs: list[Any], *, pieces: bool = False) -> list[tuple[str, bytes]]:
+    """Validate a batch to be appended atomically: non-empty, terminal event only last
+    (each event as ``dump_event`` makes it, with ``pieces``)."""
     if not objs:
         raise InvalidEvent("an event batch must not be empty")
-    dumped = [dump_event(o) for o in objs]
+    dumped = [dump_event(o, pieces=pieces) for o in objs]
     for etype, _ in dumped[:-1]:
         if etype in TERMINAL_TYPES:
             raise InvalidEvent(f"a terminal event ({etype!r}) may only be the last of a batch")
@@ -455,10 +461,11 @@ _CONTAINERS = (dict, list, tuple)
 
 def dumps_in_pieces(value: Any, encode: Callable[[Any], str]) -> bytes:
     """``encode(value)`` as UTF-8, the same bytes, made a piece at a time: the arrays and
-    objects of the top ``WALKED_DEPTH`` levels item by item (an array's scalars many to a
-    call), a string longer than ``PIECE_CHARS`` a slice at a time, so that no one call
-    into C holds the interpreter long (``loads_strict``'s counterpart). ``encode`` is a
-    ``json.JSONEncoder``'s, with ``","`` and ``":"`` as its separators and no indent."""
+    objects of the top ``WALKED_DEPTH`` levels item by item (what holds scalars only, and
+    an array's scalars, ``RUN_ITEMS`` at a time, in one call), a string longer than
+    ``PIECE_CHARS`` a slice at a time, so that no one call into C holds the interpreter
+    long (``loads_strict``'s counterpart). ``encode`` is a ``json.JSONEncoder``'s, with
+    ``","`` and ``":"`` as its separators and no indent."""
     parts: list[str] = []
     _encoded(value, encode, 0, parts)
     return b"".join([part.encode() for part in parts])
@@ -471,12 +478,9 @@ def _encoded(value: Any, encode: Callable[[Any], str], level: int, parts: list[s
         for start in range(0, len(value), PIECE_CHARS):
             parts.append(encode(value[start : start + PIECE_CHARS])[1:-1])
         parts.append('"')
-    elif level >= WALKED_DEPTH or not isinstance(value, _CONTAINERS) or not value:
+    elif level >= WALKED_DEPTH or not isinstance(value, _CONTAINERS) or _whole(value):
         parts.append(encode(value))
     elif isinstance(value, dict):
-        if not all(isinstance(key, str) for key in value):  # the encoder's own key rules
-            parts.append(encode(value))
-            return
         opening = "{"
         for key, item in value.items():
             parts.append(opening + encode(key) + ":")
@@ -487,30 +491,49 @@ def _encoded(value: Any, encode: Callable[[Any], str], level: int, parts: list[s
         _encoded_items(value, encode, level, parts)
 
 
+def _whole(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> bool:
+    """Whether a container is encoded in one call: it holds scalars only, their strings
+    (and keys) ``PIECE_CHARS`` at most in all; or it has keys that are no strings (the
+    encoder's own rules turn them into text)."""
+    if not value:
+        return True
+    if not isinstance(value, dict):
+        return _small_scalars(value, 0)
+    if set(map(type, value)) != {str}:
+        return True
+    return _small_scalars(value.values(), sum(map(len, value)))
+
+
+def _small_scalars(values: Collection[Any], weight: int) -> bool:
+    """Whether ``values`` are scalars whose strings, with ``weight``, are ``PIECE_CHARS``
+    at most in all (what they are is found in C: ``map``)."""
+    kinds = set(map(type, values))
+    if not kinds <= _SCALARS:
+        return False
+    if str in kinds:
+        weight += sum(len(v) for v in values if type(v) is str)
+    return weight <= PIECE_CHARS
+
+
 def _encoded_items(
     items: list[Any] | tuple[Any, ...], encode: Callable[[Any], str], level: int, parts: list[str]
 ) -> None:
-    """An array: its runs of scalars (about ``PIECE_CHARS`` of text at most) one call each,
-    its other items one by one."""
-    opening, start = "[", 0
-    while start < len(items):
-        end, weight = start, 0
-        while end < len(items) and weight < PIECE_CHARS:
-            item = items[end]
-            if isinstance(item, _CONTAINERS):
-                break
-            weight += len(item) if isinstance(item, str) else _SCALAR_WEIGHT
-            end += 1
-        if end > start:
-            parts.append(opening + encode(list(items[start:end]))[1:-1])
-            start = end
-        else:
+    """An array, ``RUN_ITEMS`` at a time: a run of small scalars (``_small_scalars``) in
+    one call, the items of any other run one by one."""
+    opening = "["
+    for start in range(0, len(items), RUN_ITEMS):
+        run = items[start : start + RUN_ITEMS]
+        if _small_scalars(run, 0):
+            parts.append(opening + encode(list(run))[1:-1])
+            opening = ","
+            continue
+        for item in run:
             parts.append(opening)
-            _encoded(items[start], encode, level + 1, parts)
-            start += 1
-        opening = ","
+            _encoded(item, encode, level + 1, parts)
+            opening = ","
     parts.append("]")
 
 
-_SCALAR_WEIGHT = 24
-"""What a number, ``true``, ``false`` or ``null`` is taken to weigh in text, at most."""
+RUN_ITEMS = 4096
+"""Scalars of an array encoded in one call (``dumps_in_pieces``)."""
+_SCALARS = frozenset({int, float, bool, type(None), str})

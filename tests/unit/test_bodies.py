@@ -153,9 +153,9 @@ def _outcome(encode: Any, value: Any) -> Any:
 
 
 @settings(max_examples=300, deadline=None)
-@given(value=ODD_VALUES, nesting=st.integers(0, 6), piece=st.integers(1, 40))
+@given(value=ODD_VALUES, nesting=st.integers(0, 6), piece=st.integers(1, 40), run=st.integers(1, 5))
 def test_a_value_encoded_in_pieces_is_what_one_call_encodes(
-    value: Any, nesting: int, piece: int
+    value: Any, nesting: int, piece: int, run: int
 ) -> None:
     """Objects and arrays taken apart item by item, runs of scalars and slices of long
     strings each encoded alone: the same bytes as one call, and the same refusal."""
@@ -163,7 +163,7 @@ def test_a_value_encoded_in_pieces_is_what_one_call_encodes(
         value = [value, "s" * piece * 3, *range(piece)] if nesting % 2 else {"w": value}
     for encode in ENCODERS:
         whole = _outcome(lambda v, e=encode: e(v).encode(), value)
-        with patch.object(events, "PIECE_CHARS", piece):
+        with patch.object(events, "PIECE_CHARS", piece), patch.object(events, "RUN_ITEMS", run):
             assert _outcome(lambda v, e=encode: events.dumps_in_pieces(v, e), value) == whole
 
 

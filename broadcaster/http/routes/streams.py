@@ -11,6 +11,8 @@ as for the viewers answered from the parser.
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -51,7 +53,8 @@ async def publish(
     ``?expected_last_event_id=N`` the append only happens if the stream is at seq N.
     With ``Idempotency-Key``, a retry answers the first append's seq and appends
     nothing."""
-    batch = await read_batch(request, settings, event_log.checked)
+    # Checked only when large, in the pool: encoded a piece at a time there.
+    batch = await read_batch(request, settings, partial(event_log.checked, pieces=True))
     events = batch.events
     # The stream and the expected seq are part of what a retry must repeat.
     once = await idempotent.begin(request, f"publish {stream_id} {expected_last_event_id}", events)
