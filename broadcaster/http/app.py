@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,7 +42,6 @@ from broadcaster.http.routes import (
     worker,
 )
 from broadcaster.http.settings import Settings
-from broadcaster.http.stream_ids import no_control_in_path
 from broadcaster.viewers import refusals
 from broadcaster.viewers.decision import Limits
 from broadcaster.viewers.headers import SECURITY
@@ -85,7 +84,6 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
         # A stream id of "/" (sent as %2F) would otherwise be redirected (307) to another
         # route; the contract answers a bad id with 404.
         redirect_slashes=False,
-        dependencies=[Depends(no_control_in_path)],
     )
     app.state.settings = settings
     app.state.access = AccessPolicy.from_settings(settings)
@@ -110,7 +108,9 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
         worker,
         usage,
     ):
-        app.include_router(module.router)
+        # The routes as their module built them (``stream_ids.api_router``), not included:
+        # FastAPI builds an included router's routes again, for the app, at a start's cost.
+        app.router.routes.extend(module.router.routes)
     openapi_finish.with_stream_ids(app, names.STREAM_ID_PATTERN)
     app.sse_route = streams.events_fast_path
     cors = cors_options(settings)
@@ -133,8 +133,8 @@ NO_ROUTE: Scope = {"type": "http", "method": "GET", "path": "/-", "root_path": "
 def built(app: FastAPI) -> None:
     """FastAPI builds an included router's routes (their dependencies and models) on the
     first request that walks past them, on the event loop: a fresh front-end's first
-    large requests would wait for every router before theirs. A request that no route
-    answers walks them all, now."""
+    large requests would wait for every router before theirs. The app includes none, but
+    a request that no route answers walks them all, now, should one ever be."""
     for route in app.router.routes:
         route.matches(dict(NO_ROUTE))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote_to_bytes
 
-from fastapi import Request
+from fastapi import APIRouter, Depends, Request
 
 from broadcaster.core import names
 from broadcaster.core.logconfig import current_stream
@@ -67,9 +67,16 @@ def utf8_url_path(request: Request, path: str) -> bool:
 
 async def no_control_in_path(request: Request) -> None:
     """404 for a URL whose (percent-decoded) path holds a control character: no name of
-    this API has one. Every route's first dependency (``create_app``): Starlette matches
+    this API has one. Every route's first dependency (``api_router``): Starlette matches
     routes with patterns ending in ``$``, which also matches before a final newline, so
     ``/v1/stream/a%0A`` would otherwise reach the route as the path ``a``, and
     ``/v1/generations%0A`` as ``/v1/generations``."""
     if names.has_control(request.scope["path"]):
         raise ApiError(404, "not_found", "no path of this API holds a control character")
+
+
+def api_router() -> APIRouter:
+    """A router of the API's, ``no_control_in_path`` first among each route's
+    dependencies. ``create_app`` serves its routes as the module's import built them:
+    FastAPI would build an included router's routes again, for the app."""
+    return APIRouter(dependencies=[Depends(no_control_in_path)])

@@ -1,6 +1,7 @@
 """FastAPI builds an included router's routes on the first request that walks past them;
-the front-end has them built before it serves (``app.built``), so that no request's
-turn of the event loop builds them."""
+the front-end serves its routes as their modules' import built them (none included), so
+that no request's turn of the event loop builds them, and each route's first check is
+``no_control_in_path``."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from unittest.mock import patch
 import fastapi.dependencies.utils
 import fastapi.routing
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 
 from broadcaster.http.app import NO_ROUTE, create_app
 from broadcaster.http.settings import Settings
+from broadcaster.http.stream_ids import no_control_in_path
 
 
 def _scope(method: str, path: str) -> dict[str, Any]:
@@ -60,3 +63,11 @@ def test_the_front_ends_routes_are_built_before_any_request() -> None:
         ("GET", "/nowhere"),
     ]:
         assert _builds(app, method, path) == 0, path
+
+
+def test_every_route_checks_its_path_first() -> None:
+    app = create_app(Settings(), "redis://127.0.0.1:1")
+    routes = [route for route in app.router.routes if isinstance(route, APIRoute)]
+    assert len(routes) > 40  # (besides FastAPI's own: the OpenAPI document and its pages)
+    for route in routes:
+        assert route.dependant.dependencies[0].call is no_control_in_path, route.path

@@ -12,7 +12,7 @@ import json
 from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from broadcaster.agui.inbound import AgUiInvalid, map_events, sse_events
@@ -49,12 +49,12 @@ from broadcaster.http.resources import (
     SettingsDep,
 )
 from broadcaster.http.settings import Settings
-from broadcaster.http.stream_ids import new_stream_id, producible, valid_stream_id
+from broadcaster.http.stream_ids import api_router, new_stream_id, producible, valid_stream_id
 from broadcaster.http.submits import prepare_run, read_run
 from broadcaster.viewers.ask import from_request, resume_of
 from broadcaster.viewers.opening import check_room
 
-router = APIRouter()
+router = api_router()
 
 CAPABILITIES = {"transport": {"streaming": True, "resumable": True}}
 """``resumable``: every event carries an ``id:``; ``Last-Event-ID`` continues after it."""

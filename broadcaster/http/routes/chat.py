@@ -15,7 +15,7 @@ its answers and a resume as SSE are ``http/chat_answers.py``'s, a decision on a 
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from broadcaster.chat import conversation
@@ -39,12 +39,12 @@ from broadcaster.http.resources import (
     MetricsDep,
     SettingsDep,
 )
-from broadcaster.http.stream_ids import valid_stream_id
+from broadcaster.http.stream_ids import api_router, valid_stream_id
 from broadcaster.viewers.ask import from_request
 from broadcaster.viewers.chat_follow import chat_events
 from broadcaster.viewers.opening import viewers_response
 
-router = APIRouter()
+router = api_router()
 
 
 @router.post(

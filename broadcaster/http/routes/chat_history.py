@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -26,8 +26,9 @@ from broadcaster.http.bodies import offloop, read_json
 from broadcaster.http.chat_access import opened
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import ChatsDep, EventLogDep, OwnersDep, SettingsDep
+from broadcaster.http.stream_ids import api_router
 
-router = APIRouter()
+router = api_router()
 
 MESSAGE_ID_MAX = 256
 """The longest ``before`` a history page takes (a message id: the AI SDK's are shorter)."""

@@ -14,7 +14,7 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Annotated, cast
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from broadcaster.chat.owners import Listed
@@ -26,10 +26,11 @@ from broadcaster.http.access import credential_first
 from broadcaster.http.chat_access import caller
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import ChatsDep, EventLogDep, OwnersDep
+from broadcaster.http.stream_ids import api_router
 from broadcaster.viewers.ask import from_request
 from broadcaster.viewers.opening import stream_response
 
-router = APIRouter()
+router = api_router()
 
 LIST_MAX = 100
 """The most chats a page of ``GET /v1/chats`` holds."""

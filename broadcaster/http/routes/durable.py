@@ -11,7 +11,7 @@ API's origin (``protocol.typed_headers``).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from broadcaster.core import keys, names
@@ -25,9 +25,9 @@ from broadcaster.http.bodies import read_bytes
 from broadcaster.http.errors import ApiError
 from broadcaster.http.forks import fork_budget, not_forked
 from broadcaster.http.resources import SettingsDep, get_durable
-from broadcaster.http.stream_ids import producible, utf8_url_path
+from broadcaster.http.stream_ids import api_router, producible, utf8_url_path
 
-router = APIRouter()
+router = api_router()
 
 PATH = "/v1/stream/{path:path}"
 READ_ONLY = {"allow": "GET, HEAD"}

@@ -6,7 +6,7 @@ its resume point, ``dashboard/cursor.py``."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 from starlette.datastructures import QueryParams
 
@@ -20,12 +20,13 @@ from broadcaster.http.access import authorize_read, check_chat, viewer_subject
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import get_event_log, get_hub, get_settings
 from broadcaster.http.settings import Settings
+from broadcaster.http.stream_ids import api_router
 from broadcaster.viewers.ask import from_request, kept_grant
 from broadcaster.viewers.headers import STREAMING
 from broadcaster.viewers.opening import admit_viewer, viewing_of
 from broadcaster.viewers.response import SSEResponse
 
-router = APIRouter()
+router = api_router()
 
 
 @router.get(

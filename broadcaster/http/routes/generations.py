@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 
 from broadcaster.auth import credentials
@@ -35,9 +35,14 @@ from broadcaster.http.resources import (
     SettingsDep,
 )
 from broadcaster.http.settings import Settings
-from broadcaster.http.stream_ids import check_not_reserved, new_stream_id, valid_stream_id
+from broadcaster.http.stream_ids import (
+    api_router,
+    check_not_reserved,
+    new_stream_id,
+    valid_stream_id,
+)
 
-router = APIRouter()
+router = api_router()
 
 
 @router.post(

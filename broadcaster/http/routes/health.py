@@ -11,7 +11,7 @@ import gc
 from functools import cache
 from pathlib import Path
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -20,9 +20,10 @@ from broadcaster.http import openapi
 from broadcaster.http.access import metrics_key
 from broadcaster.http.errors import error_response
 from broadcaster.http.resources import HubDep, JobsDep, MetricsDep, RedisDep
+from broadcaster.http.stream_ids import api_router
 from broadcaster.viewers.proxies import UNTRUSTED
 
-router = APIRouter()
+router = api_router()
 
 
 STATIC = Path(__file__).parent.parent / "static"

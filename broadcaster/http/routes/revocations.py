@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,8 +18,9 @@ from broadcaster.http import openapi, openapi_requests
 from broadcaster.http.access import AccessDep, producer
 from broadcaster.http.bodies import parse_json, read_bytes, validated
 from broadcaster.http.errors import ApiError
+from broadcaster.http.stream_ids import api_router
 
-router = APIRouter()
+router = api_router()
 
 MAX_JTI_CHARS = 1024
 """A longer ``jti`` names no token this front-end accepts (a token is 16 KiB at most,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
@@ -24,12 +24,12 @@ from broadcaster.http.errors import ApiError, handle_error
 from broadcaster.http.event_bodies import PublishBody
 from broadcaster.http.feeds import append_feed, read_batch
 from broadcaster.http.resources import EventLogDep, MetricsDep, SettingsDep
-from broadcaster.http.stream_ids import check_stream_id, producible, valid_stream_id
+from broadcaster.http.stream_ids import api_router, check_stream_id, producible, valid_stream_id
 from broadcaster.viewers.ask import from_request
 from broadcaster.viewers.headers import SECURITY
 from broadcaster.viewers.opening import stream_response, viewers_response
 
-router = APIRouter()
+router = api_router()
 
 
 @router.post(

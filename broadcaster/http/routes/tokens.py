@@ -3,16 +3,16 @@ stream), minted for a producer's backend to hand to its viewers."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 
 from broadcaster.http import openapi, openapi_requests
 from broadcaster.http.access import AccessDep, producer
 from broadcaster.http.minting import TokenBody, minted_viewer
 from broadcaster.http.resources import SettingsDep
-from broadcaster.http.stream_ids import valid_stream_id
+from broadcaster.http.stream_ids import api_router, valid_stream_id
 
-router = APIRouter()
+router = api_router()
 
 
 @router.post(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from fastapi.responses import JSONResponse
 
 from broadcaster.core import names
@@ -16,8 +16,9 @@ from broadcaster.http import openapi
 from broadcaster.http.access import producer
 from broadcaster.http.errors import ApiError
 from broadcaster.http.resources import LedgerDep, SettingsDep
+from broadcaster.http.stream_ids import api_router
 
-router = APIRouter()
+router = api_router()
 
 MAX_DAYS = 366
 """Days one report covers at most (and never more than are kept)."""

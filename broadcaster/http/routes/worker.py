@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from broadcaster.generations import leases as lease_errors
@@ -23,10 +23,10 @@ from broadcaster.http.bodies import read_json, validated
 from broadcaster.http.errors import ApiError
 from broadcaster.http.feeds import refused_events
 from broadcaster.http.resources import HubDep, LeasesDep, SettingsDep
-from broadcaster.http.stream_ids import valid_stream_id
+from broadcaster.http.stream_ids import api_router, valid_stream_id
 from broadcaster.http.worker_bodies import MAX_EVENTS, AppendBody, ClaimBody, LeaseBody
 
-router = APIRouter()
+router = api_router()
 
 _JOB = [Depends(valid_stream_id), Depends(worker_key)]
 
