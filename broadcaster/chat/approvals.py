@@ -21,12 +21,12 @@ each set it knows of, and one timer to the earliest of them. It learns them from
 reads a set's next deadline with its expired waits, in the same command). Every
 front-end hears every push, so each sweeps the set when the deadline comes (the first
 does the denying; the others, a moment later, find nothing due and learn the next
-deadline). Besides: every set at start-up and after the wake channels were lost a while
-(``missed``), and ``SAFETY_GROUPS`` of them every ``SAFETY_EVERY`` seconds, in turn
-(read without the lock; one found expired is then swept under it), so that a deadline
-whose push was lost is found all the same (every set within 256 / 8 minutes, half an
-hour: the timeouts are counted in minutes, and pushes are lost only with the
-connection, after which every set is swept).
+deadline). Besides: every set once the wake channels are joined (at start-up) and after
+they were lost a while (``missed`` both times), and ``SAFETY_GROUPS`` of them every
+``SAFETY_EVERY`` seconds, in turn (read without the lock; one found expired is then
+swept under it), so that a deadline whose push was lost is found all the same (every
+set within 256 / 8 minutes, half an hour: the timeouts are counted in minutes, and
+pushes are lost only with the connection, after which every set is swept).
 """
 
 from __future__ import annotations
@@ -196,8 +196,10 @@ class Approvals:
         self.sweeps = 0
         self._deadlines: dict[str, int] = {}
         """Each waiting set's earliest deadline this front-end knows of (ms; at most 256)."""
-        self._full = True
-        """The next sweep reads every set (at start-up, after pushes may have been lost)."""
+        self._full = False
+        """The next sweep reads every set: pushes may have been lost (``missed``), as all
+        before the wake channels were joined at start-up (a sweep before then would be
+        done again once they are)."""
         self._turn = 0
         self._changed = asyncio.Event()
 

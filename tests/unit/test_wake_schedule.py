@@ -52,9 +52,10 @@ async def test_a_pushed_deadline_is_swept_when_it_comes_and_not_before() -> None
     redis = fakeredis.FakeAsyncRedis()
     approvals = Approvals(EventLog(redis), JobQueue(redis))
     async with running(approvals):
-        await until(
-            lambda: approvals.sweeps == 1, "the sweep", within=3, every=0.01
-        )  # start-up: every set, once
+        await asyncio.sleep(0.1)
+        assert approvals.sweeps == 0, "nothing read before the wake channels are joined"
+        approvals.missed()  # as the wake channels say once joined
+        await until(lambda: approvals.sweeps == 1, "the sweep", within=3, every=0.01)
         deadline = int(time.time() * 1000) + 300
         await redis.zadd(keys.waiting_key("gen-a"), {"gen-a": deadline})
         approvals.woken("wait", f"{deadline} gen-a")
@@ -74,6 +75,7 @@ async def test_a_lost_push_is_found_by_the_sweep_after_missed() -> None:
     redis = fakeredis.FakeAsyncRedis()
     approvals = Approvals(EventLog(redis), JobQueue(redis))
     async with running(approvals):
+        approvals.missed()  # the wake channels joined
         await until(lambda: approvals.sweeps == 1, "the sweep", within=3, every=0.01)
         past = int(time.time() * 1000) - 1
         await redis.zadd(keys.waiting_key("gen-b"), {"gen-b": past})  # and no push
