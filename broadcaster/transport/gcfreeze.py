@@ -13,6 +13,12 @@ objects freed by their reference count leave the frozen set as usual; only cycle
 them would wait, which is why it thaws (``gc.unfreeze``) once a quarter of the viewers
 open at the last freeze have left: the next full collection then scans everything once,
 frees those cycles, and freezes again.
+
+And full collections are spaced (``FULL_EVERY``): with little unfrozen, Python's own rule
+(a quarter more survivors than the last full one left) is met at once, so a full one ran
+every ten collections of the middle generation, each scanning whatever large request
+bodies were being parsed then, holding the interpreter's lock all along (the event loop
+waits for it, whichever thread runs the collection).
 """
 
 from __future__ import annotations
@@ -26,6 +32,21 @@ from typing import Any
 from broadcaster.core import contain
 
 log = logging.getLogger("broadcaster.gc")
+
+FULL_EVERY = 100
+"""Collections of the middle generation between two full ones, at least (Python's own
+is 10): a full one scans what the young ones left, mostly objects that are still alive
+(bodies being parsed) and that scanning more often does not free sooner; garbage cycles
+wait a little longer for it."""
+
+
+def spaced_full_collections() -> tuple[int, int, int]:
+    """Full collections at most every ``FULL_EVERY`` collections of the middle generation;
+    the thresholds that were set, to put back."""
+    before = gc.get_threshold()
+    gc.set_threshold(before[0], before[1], FULL_EVERY)
+    return before
+
 
 THAW_SHARE = 0.25
 """Viewers gone, as a share of those open at the last freeze, that thaw the frozen set."""

@@ -32,7 +32,7 @@ from uvicorn.middleware.proxy_headers import _TrustedHosts
 
 from broadcaster.core.process import raise_nofile_limit
 from broadcaster.transport.fast import FastPath
-from broadcaster.transport.gcfreeze import Freezer
+from broadcaster.transport.gcfreeze import Freezer, spaced_full_collections
 from broadcaster.transport.wire import DirectWriteProtocol
 
 log = logging.getLogger("broadcaster.server")
@@ -74,6 +74,7 @@ class DrainingServer(uvicorn.Server):
         self._make_freezer = freezer
         self._freezer: Freezer | None = None
         self._thawing: asyncio.Task[None] | None = None
+        self._thresholds: tuple[int, int, int] | None = None
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -95,8 +96,10 @@ class DrainingServer(uvicorn.Server):
         # process. Frozen, it is out of the collector's sight: a full collection no
         # longer stalls the event loop (every viewer's next frame) to scan it
         # (docs/performance.md). With the freezer, so are
-        # the open viewers' objects, frozen after each full collection (gcfreeze.py).
+        # the open viewers' objects, frozen after each full collection; full ones are
+        # spaced (gcfreeze.py).
         gc.collect()
+        self._thresholds = spaced_full_collections()
         if self._make_freezer is None:
             gc.freeze()
             return
@@ -110,6 +113,8 @@ class DrainingServer(uvicorn.Server):
                 await self._thawing
         if self._freezer is not None:
             self._freezer.__exit__()
+        if self._thresholds is not None:
+            gc.set_threshold(*self._thresholds)
         await super().shutdown(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:

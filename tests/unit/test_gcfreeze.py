@@ -117,3 +117,14 @@ async def test_a_full_collection_on_another_thread_freezes_from_the_loop() -> No
     finally:
         sys.unraisablehook = hook
         loop.set_debug(debug)
+
+
+def test_full_collections_are_spaced_and_the_thresholds_put_back() -> None:
+    before = gc.get_threshold()
+    try:
+        replaced = gcfreeze.spaced_full_collections()
+        assert replaced == before
+        assert gc.get_threshold() == (before[0], before[1], gcfreeze.FULL_EVERY)
+        assert before[2] < gcfreeze.FULL_EVERY
+    finally:
+        gc.set_threshold(*before)
