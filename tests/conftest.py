@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from broadcaster.core import connection, embedded
 from broadcaster.core.embedded import EmbeddedRedis, ServerNotFound
-from tests.support import bytecode, node_host, ports, procs, rundir, tls
+from tests.support import bytecode, node_host, ports, procs, rundir, shared_chromium, tls
 from tests.support.procs import Deployment, Proc, advertise_providers, start_frontend, start_worker
 
 # A hard limit over each test, past its timeout, and failures named as they come;
@@ -402,6 +402,13 @@ def pytest_configure_node(node: object) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     node_host.HOST.stop()  # the Node process running the client scripts, if one started
+    shared_chromium.SHARED.stop()  # the browser scripts' Chromium, if one started
+
+
+@pytest.hookimpl(trylast=True)  # after the module's fixtures are torn down
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if nextitem is None or nextitem.path != item.path:
+        shared_chromium.SHARED.module_ended()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -162,8 +162,10 @@ def _run(
         try:
             at_kill = _kill_the_worker_mid_answer(node, nginx, key, procs[-1])
             procs.append(start_worker(redis.url, tmp_path, "worker-2", TAKEOVER_ENV))
-        finally:
+        except AssertionError as missed:  # say where chat.mjs was
             code, out, err = node_host.finish(node, timeout=120)
+            raise AssertionError(f"{missed}; chat.mjs exited with {code}\n{err}") from None
+        code, out, err = node_host.finish(node, timeout=120)
         assert code == 0, (
             f"chat.mjs exited with {code}\nstderr:\n{err}\nstdout:\n{out}\n"
             + "".join(f"{p.name} log:\n{p.log()[-3000:]}\n" for p in procs)

@@ -1,5 +1,6 @@
-"""Helpers shared by the browser tests (tests/test_browser*.py): what Chromium and Node
-need, finding and stopping leftover browser processes, reading a PNG's size."""
+"""Helpers shared by the browser tests (tests/clients/test_browser*.py): what Chromium and
+Node need, starting a browser script (on the test process's shared Chromium), stopping
+what a script's own browser left, reading a PNG's size."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from pathlib import Path
 
 from tests.support import node_host
 from tests.support.procs import ROOT
+from tests.support.shared_chromium import CHROMIUM, SHARED, chromium_socket_dir, pids_using
 
-CHROMIUM = Path("/usr/bin/chromium")
 BROWSER_DIR = ROOT / "tests" / "clients" / "browser"
 SCRIPT = BROWSER_DIR / "demo.mjs"
+USECHAT_BROWSER = ROOT / "tests" / "clients" / "usechat" / "browser.mjs"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 PANES = ("a", "b", "late", "flaky")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -49,14 +51,21 @@ def missing_prerequisites() -> list[str]:
     return missing
 
 
+def script_env(script: Path) -> dict[str, str]:
+    """What a script needs in its environment: a browser script (one of BROWSER_DIR's, or
+    usechat's), the address of the test process's shared Chromium, started if need be."""
+    return SHARED.env() if script.parent == BROWSER_DIR or script == USECHAT_BROWSER else {}
+
+
 def start_node_script(
     script: Path, args: list[str], env: dict[str, str] | None = None
 ) -> subprocess.Popen[str]:
-    """A browser script, started; ``node_host.finish`` waits for it."""
+    """A Node script (a browser script on the shared Chromium), started;
+    ``node_host.finish`` waits for it."""
     return subprocess.Popen(
         ["node", str(script), *args],
         cwd=str(ROOT),
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **script_env(script), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -71,18 +80,6 @@ def run_node_script(
     return node_host.finish(start_node_script(script, args, env), timeout)
 
 
-def pids_using(marker: str) -> list[int]:
-    """Processes whose command line mentions ``marker`` (our private profile folder)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            if marker.encode() in (entry / "cmdline").read_bytes():
-                pids.append(int(entry.name))
-    return pids
-
-
 def stop_browser_leftovers(profile: Path) -> None:
     """Chromium normally exits with the script; kill by pid whatever of ours is left, and
     remove the folder of its singleton socket (``socket_dir``) if it is still there."""
@@ -95,17 +92,6 @@ def stop_browser_leftovers(profile: Path) -> None:
             os.kill(pid, signal.SIGKILL)
     if socket_dir is not None:
         shutil.rmtree(socket_dir, ignore_errors=True)
-
-
-def chromium_socket_dir(profile: Path) -> Path | None:
-    """The folder Chromium made in the temporary directory for ``profile``'s singleton
-    socket (the profile's ``SingletonSocket`` links into it), or None. A browser that is
-    closed rather than quit can leave it behind (the scripts' cleanup removes it)."""
-    with contextlib.suppress(OSError):
-        folder = Path(os.readlink(profile / "SingletonSocket")).parent
-        if folder.name.startswith("org.chromium.Chromium."):
-            return folder
-    return None
 
 
 def png_size(path: Path) -> tuple[int, int]:

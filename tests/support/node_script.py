@@ -14,13 +14,13 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from tests.support.browser import stop_browser_leftovers
+from tests.support.browser import script_env, stop_browser_leftovers
 from tests.support.procs import ROOT
 
 
 class Script:
     """A Node script (failover.mjs and its kin): its stdout read line by line, its stdin
-    for the handshake."""
+    for the handshake. A browser script runs on the test process's shared Chromium."""
 
     def __init__(
         self,
@@ -33,6 +33,9 @@ class Script:
     ):
         self.stderr_path = stderr_path
         self.profile = profile  # a browser script's Chromium profile: cleaned up by stop
+        shared = script_env(Path(args[1])) if len(args) > 1 else {}
+        if shared:
+            env = {**shared, **(env or {})}
         with open(stderr_path, "wb") as err:
             self.popen = subprocess.Popen(
                 args,

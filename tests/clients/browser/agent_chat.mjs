@@ -27,7 +27,7 @@ if (!agent || !steps.length || steps.some((name) => !STEP_NAMES.includes(name)))
   process.stderr.write(`usage: node agent_chat.mjs BASE_URL SCREENSHOT.png USER_DATA_DIR AGENT STEP,... (of ${STEP_NAMES})\n`);
   process.exit(64);
 }
-const { base, screenshot, userDataDir, chromium, fail, remaining, ...script } = await startScript(
+const { base, screenshot, openContext, fail, remaining, ...script } = await startScript(
   "agent_chat.mjs",
   TIMEOUT_MS,
 );
@@ -170,11 +170,12 @@ async function run() {
   const out = {};
   step = "opening the page on the agent";
   let page;
-  ({ context, page } = await openDemoPage(chromium, base, userDataDir, remaining, errors, `/?provider=${agent}#chat`));
+  ({ context, page } = await openDemoPage(openContext, base, remaining, errors, `/?provider=${agent}#chat`));
   tabs.push(page);
   watch(page, 1);
   await page.waitForFunction(() => document.querySelector("#chat-id").textContent !== "—", null, {
     timeout: remaining(),
+    polling: 100,
   });
   out.chat_id = (await page.textContent("#chat-id")).trim();
   for (const [i, name] of steps.entries()) {

@@ -32,9 +32,8 @@ const requests = [];
 async function run() {
   step = `opening ${script.base}/healthz`;
   ({ context, page } = await openDemoPage(
-    script.chromium,
+    script.openContext,
     script.base,
-    script.userDataDir,
     script.remaining,
     errors,
     "/healthz",
@@ -70,13 +69,13 @@ async function run() {
     }
   }, path);
   step = "waiting for the EventSource to be refused";
-  await page.waitForFunction(() => window.got.errors.length >= 1, null, { timeout: script.remaining() });
+  await page.waitForFunction(() => window.got.errors.length >= 1, null, { timeout: script.remaining(), polling: 100 });
   const refused = await page.evaluate(() => ({ ...window.got, readyState: window.es.readyState }));
   process.stdout.write(JSON.stringify({ phase: "refused", ...refused, requests }) + "\n");
   step = "waiting for the caller to let the connection go";
   await nextLine();
   step = "waiting for the stream's finish";
-  await page.waitForFunction(() => window.got.done, null, { timeout: script.remaining() });
+  await page.waitForFunction(() => window.got.done, null, { timeout: script.remaining(), polling: 100 });
   const got = await page.evaluate(() => ({ ...window.got, readyState: window.es.readyState }));
   await page.screenshot({ path: script.screenshot, timeout: 5000 }).catch(() => {});
   return { phase: "result", ...got, requests, pageErrors: errors.pageErrors };

@@ -36,7 +36,7 @@ const THIRD = "Now a long answer, to be stopped halfway.";
 const FOURTH = "And one during which the worker dies.";
 const FIFTH = "count_words: a person approves this first";
 
-const { base, screenshot, userDataDir, chromium, fail, started, remaining, ...script } = await startScript(
+const { base, screenshot, openContext, fail, started, remaining, ...script } = await startScript(
   "chat.mjs",
   TIMEOUT_MS,
 );
@@ -80,11 +80,10 @@ async function send(paneIndex, text) {
 }
 
 async function run() {
-  step = `launching Chromium and opening ${base}/#chat`;
+  step = `opening Chromium on ${base}/#chat`;
   ({ context, page } = await openDemoPage(
-    chromium,
+    openContext,
     base,
-    userDataDir,
     remaining,
     { pageErrors, consoleErrors, httpErrors },
     "/#chat",
@@ -110,7 +109,7 @@ async function run() {
       );
     },
     null,
-    { timeout: remaining() },
+    { timeout: remaining(), polling: 100 },
   );
   const chatId = (await page.textContent("#chat-id")).trim();
   const address = page.url();
@@ -195,7 +194,7 @@ async function run() {
       return li && li.querySelector(".chat-list-status").dataset.status === "finished";
     },
     chatId,
-    { timeout: remaining() },
+    { timeout: remaining(), polling: 100 },
   );
   const chatList = await page.$$eval("#chat-list li", (lis) =>
     lis.map((li) => ({
@@ -220,7 +219,7 @@ async function run() {
         (s) => s.dataset.status === "ready" && s.querySelectorAll(".msg").length === 0,
       ),
     chatId,
-    { timeout: remaining() },
+    { timeout: remaining(), polling: 100 },
   );
   const newChat = { chat_id: (await page.textContent("#chat-id")).trim(), address: page.url(), panes: await readPanes() };
 

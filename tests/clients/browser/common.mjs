@@ -1,5 +1,6 @@
-// Shared by the browser tests: start Debian's Chromium with a fresh profile and open
-// the demo page (at `path`, "/" unless given), recording page errors, console errors and
+// Shared by the browser tests: a browser context on the test process's shared Chromium
+// (or, run by hand, on Debian's Chromium started with a fresh profile) and the demo page
+// opened in it (at `path`, "/" unless given), recording page errors, console errors and
 // HTTP errors as they come.
 
 import { existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync } from "node:fs";
@@ -8,6 +9,9 @@ import { basename, dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 
 export const CHROMIUM = "/usr/bin/chromium";
+
+// The shared browser's WebSocket address (tests/support/shared_chromium.py), if any.
+const SHARED = process.env.BROADCASTER_TEST_CHROMIUM || "";
 
 const ARGS = [
   "--headless",
@@ -33,8 +37,10 @@ function socketDirOf(userDataDir) {
 
 // What every browser script starts with: its arguments (BASE_URL SCREENSHOT.png
 // [USER_DATA_DIR]), Chromium and playwright-core checked (exit 3 if missing), its clock
-// (`remaining()` of `timeoutMs`), and the profile folder: USER_DATA_DIR if given (the
-// caller owns it), else a fresh temporary one that `cleanup` removes.
+// (`remaining()` of `timeoutMs`), and `openContext(options)`: a browser context of its
+// own on the shared browser when the test gave one (BROADCASTER_TEST_CHROMIUM), else a
+// browser of its own in the profile folder: USER_DATA_DIR if given (the caller owns it),
+// else a fresh temporary one that `cleanup` removes.
 export async function startScript(name, timeoutMs) {
   const started = Date.now();
   const fail = (message, code = 1) => {
@@ -43,7 +49,7 @@ export async function startScript(name, timeoutMs) {
   };
   const [baseArg, screenshot, userDataArg] = process.argv.slice(2);
   if (!baseArg || !screenshot) fail(`usage: node ${name} BASE_URL SCREENSHOT.png [USER_DATA_DIR]`, 64);
-  if (!existsSync(CHROMIUM)) {
+  if (!SHARED && !existsSync(CHROMIUM)) {
     fail(`${CHROMIUM} not found: install Debian's chromium package (apt-get install chromium)`, 3);
   }
   let chromium;
@@ -52,35 +58,45 @@ export async function startScript(name, timeoutMs) {
   } catch (err) {
     fail(`playwright-core is not installed: run npm ci --prefix tests/clients/browser (${err.message})`, 3);
   }
-  const userDataDir = userDataArg || mkdtempSync(join(tmpdir(), "broadcaster-chromium-"));
-  mkdirSync(userDataDir, { recursive: true });
+  const remaining = () => Math.max(1, timeoutMs - (Date.now() - started));
+  const userDataDir = SHARED ? null : userDataArg || mkdtempSync(join(tmpdir(), "broadcaster-chromium-"));
+  if (userDataDir) mkdirSync(userDataDir, { recursive: true });
+  let browser = null; // the connection to the shared browser
   return {
     base: baseArg.replace(/\/+$/, ""),
     screenshot,
-    userDataDir,
-    chromium,
     fail,
     started,
-    remaining: () => Math.max(1, timeoutMs - (Date.now() - started)),
-    // Close the browser (given at most 5 s), remove the folder of its singleton socket
-    // and a profile the script made.
+    remaining,
+    async openContext(options) {
+      if (!SHARED) {
+        return chromium.launchPersistentContext(userDataDir, {
+          executablePath: CHROMIUM,
+          headless: true,
+          args: ARGS,
+          timeout: remaining(),
+          ...options,
+        });
+      }
+      browser = await chromium.connectOverCDP(SHARED, { timeout: remaining() });
+      return browser.newContext(options);
+    },
+    // Close the context (given at most 5 s) and the connection to the shared browser; a
+    // browser of the script's own is closed with its context: remove the folder of its
+    // singleton socket and a profile the script made.
     async cleanup(context) {
-      const socketDir = socketDirOf(userDataDir);
-      if (context) await Promise.race([context.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
+      const socketDir = userDataDir && socketDirOf(userDataDir);
+      const within5s = (promise) => Promise.race([promise.catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
+      if (context) await within5s(context.close());
+      if (browser) await within5s(browser.close());
       if (socketDir) rmSync(socketDir, { recursive: true, force: true });
-      if (!userDataArg) rmSync(userDataDir, { recursive: true, force: true });
+      if (userDataDir && !userDataArg) rmSync(userDataDir, { recursive: true, force: true });
     },
   };
 }
 
-export async function openDemoPage(chromium, base, userDataDir, remaining, errors, path = "/") {
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    viewport: { width: 1280, height: 900 },
-    timeout: remaining(),
-  });
+export async function openDemoPage(openContext, base, remaining, errors, path = "/") {
+  const context = await openContext({ viewport: { width: 1280, height: 900 } });
   const page = context.pages()[0] || (await context.newPage());
   page.on("pageerror", (err) => errors.pageErrors.push(String(err.message || err)));
   page.on("console", (msg) => {

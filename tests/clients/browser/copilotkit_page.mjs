@@ -6,23 +6,15 @@
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { CHROMIUM } from "./common.mjs";
 
 const EXAMPLE = join(import.meta.dirname, "..", "..", "..", "examples", "copilotkit");
 const TYPES = { html: "text/html", js: "text/javascript", css: "text/css" };
-const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"];
 
 export const count = (text, what) => text.split(what).length - 1;
 
-// The browser (a persistent context in the script's profile), serving the example.
+// The script's browser context (common.mjs's `openContext`), serving the example.
 export async function openBrowser(s) {
-  const context = await s.chromium.launchPersistentContext(s.userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    viewport: { width: 1000, height: 800 },
-    timeout: s.remaining(),
-  });
+  const context = await s.openContext({ viewport: { width: 1000, height: 800 } });
   await context.route(`${s.base}/copilotkit/**`, (route) => {
     const path = new URL(route.request().url()).pathname.replace(/^\/copilotkit\//, "");
     const ext = path.split(".").pop();
@@ -69,7 +61,10 @@ export async function send(page, s, prompt) {
 }
 
 export async function waitForText(page, s, what) {
-  await page.waitForFunction((w) => document.body.innerText.includes(w), what, { timeout: s.remaining() });
+  await page.waitForFunction((w) => document.body.innerText.includes(w), what, {
+    timeout: s.remaining(),
+    polling: 100,
+  });
 }
 
 export const bodyText = (page) => page.evaluate(() => document.body.innerText);

@@ -18,7 +18,7 @@ import { createInterface } from "node:readline";
 import { openDemoPage, runToEnd, startScript } from "./common.mjs";
 
 const TIMEOUT_MS = 90_000;
-const { base, screenshot, userDataDir, chromium, fail, remaining, ...script } = await startScript(
+const { base, screenshot, openContext, fail, remaining, ...script } = await startScript(
   "dashboard.mjs",
   TIMEOUT_MS,
 );
@@ -39,7 +39,7 @@ const dashboard = () => page.evaluate(() => window.__dashboard);
 
 async function run() {
   step = `opening ${base}/#dashboard`;
-  ({ context, page } = await openDemoPage(chromium, base, userDataDir, remaining, errors, "/#dashboard"));
+  ({ context, page } = await openDemoPage(openContext, base, remaining, errors, "/#dashboard"));
   const sources = [];
   page.on("request", (r) => {
     if (r.url().includes("/v1/events")) sources.push(r.url().replace(base, ""));

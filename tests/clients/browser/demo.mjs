@@ -7,9 +7,9 @@
 // are done. Then it prints ONE line of JSON (what each pane shows, whether any markup was
 // executed or turned into elements) and saves a full-page screenshot.
 //
-// Uses playwright-core with Debian's /usr/bin/chromium (no browser download). The profile
-// lives in USER_DATA_DIR if given (the caller owns it), else in a fresh temporary folder
-// that is removed at the end. Exits non-zero, with a message on stderr, on any failure or
+// Uses playwright-core with the test process's shared Chromium, or run by hand, Debian's
+// /usr/bin/chromium (no browser download) with its profile in USER_DATA_DIR if given (the
+// caller owns it), else in a fresh temporary folder that is removed at the end. Exits non-zero, with a message on stderr, on any failure or
 // when the whole run takes longer than 60 s.
 
 import { mkdirSync } from "node:fs";
@@ -21,7 +21,7 @@ const PANES = ["a", "b", "late", "flaky"];
 const PROMPT =
   'Echo this: <script>window.__xss=1</script> and <img src=x onerror="window.__xss=2"> & "quotes" <b>bold?</b> ✓';
 
-const { base, screenshot, userDataDir, chromium, fail, started, remaining, ...script } = await startScript(
+const { base, screenshot, openContext, fail, started, remaining, ...script } = await startScript(
   "demo.mjs",
   TIMEOUT_MS,
 );
@@ -41,8 +41,8 @@ async function cleanup() {
 }
 
 async function run() {
-  step = `launching Chromium and opening ${base}/`;
-  ({ context, page } = await openDemoPage(chromium, base, userDataDir, remaining, {
+  step = `opening Chromium on ${base}/`;
+  ({ context, page } = await openDemoPage(openContext, base, remaining, {
     pageErrors,
     consoleErrors,
     httpErrors,
@@ -65,7 +65,7 @@ async function run() {
       return (t && t !== "—") || document.querySelector("#error").textContent.trim();
     },
     null,
-    { timeout: remaining() },
+    { timeout: remaining(), polling: 100 },
   );
   const generationId = (await page.textContent("#generation-id")).trim();
   const formError = (await page.textContent("#error")).trim();
@@ -75,6 +75,7 @@ async function run() {
   const flaky = 'section.pane[data-pane="flaky"]';
   await page.waitForFunction((sel) => document.querySelector(`${sel} .text`).textContent.length > 0, flaky, {
     timeout: remaining(),
+    polling: 100,
   });
 
   step = "clicking #drop on the flaky pane";

@@ -28,7 +28,7 @@ const PROMPT = "Tell the story of a stream that survived the loss of its server.
 // a few words more, so that the kill lands well inside the generation.
 const TEXT_BEFORE_KILL = "You said: ".length + PROMPT.length + 1 + 20;
 
-const { base, screenshot, userDataDir, chromium, fail, started, remaining, ...script } = await startScript(
+const { base, screenshot, openContext, fail, started, remaining, ...script } = await startScript(
   "failover.mjs",
   TIMEOUT_MS,
 );
@@ -66,8 +66,8 @@ async function cleanup() {
 }
 
 async function run() {
-  step = `launching Chromium and opening ${base}/`;
-  ({ context, page } = await openDemoPage(chromium, base, userDataDir, remaining, {
+  step = `opening Chromium on ${base}/`;
+  ({ context, page } = await openDemoPage(openContext, base, remaining, {
     pageErrors,
     consoleErrors,
     httpErrors,
@@ -105,7 +105,7 @@ async function run() {
       return (t && t !== "—") || document.querySelector("#error").textContent.trim();
     },
     null,
-    { timeout: remaining() },
+    { timeout: remaining(), polling: 100 },
   );
   const generationId = (await page.textContent("#generation-id")).trim();
   const formError = (await page.textContent("#error")).trim();

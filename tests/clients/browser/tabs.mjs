@@ -20,7 +20,7 @@ import { readPanes, turnEnded } from "./chat_panes.mjs";
 import { openDemoPage, runToEnd, startScript } from "./common.mjs";
 
 const TIMEOUT_MS = 100_000;
-const { base, screenshot, userDataDir, chromium, fail, remaining, ...script } = await startScript(
+const { base, screenshot, openContext, fail, remaining, ...script } = await startScript(
   "tabs.mjs",
   TIMEOUT_MS,
 );
@@ -58,10 +58,11 @@ async function run() {
   step = "opening tab 1";
   const errors = { pageErrors, consoleErrors: [], httpErrors: [] };
   let first;
-  ({ context, page: first } = await openDemoPage(chromium, base, userDataDir, remaining, errors, "/#chat"));
+  ({ context, page: first } = await openDemoPage(openContext, base, remaining, errors, "/#chat"));
   watch(first, 1);
   await first.waitForFunction(() => document.querySelector("#chat-id").textContent !== "—", null, {
     timeout: remaining(),
+    polling: 100,
   });
   const chatId = (await first.textContent("#chat-id")).trim();
   step = "opening tab 2 on the same chat";

@@ -1,7 +1,8 @@
-// One Chromium for a whole test module, driven line by line: the test writes a command
-// (one JSON object a line) on stdin, this answers one JSON line on stdout. Tabs are pages
-// of one browser context, on the app built by build.mjs, served at BASE/usechat/ (the
-// front-end's origin) by Playwright's routing.
+// One browser context for a whole test module, driven line by line: the test writes a
+// command (one JSON object a line) on stdin, this answers one JSON line on stdout. Tabs are
+// pages of the context, on the app built by build.mjs, served at BASE/usechat/ (the
+// front-end's origin) by Playwright's routing. The context is on the test process's shared
+// Chromium (BROADCASTER_TEST_CHROMIUM, its WebSocket address), else on a Chromium of its own.
 //
 //   node browser.mjs BASE APPDIR
 //
@@ -25,7 +26,10 @@ const TYPES = { html: "text/html", js: "text/javascript" };
 const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
-const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: ARGS });
+const shared = process.env.BROADCASTER_TEST_CHROMIUM;
+const browser = shared
+  ? await chromium.connectOverCDP(shared, { timeout: 30_000 })
+  : await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: ARGS });
 const context = await browser.newContext();
 await context.route(`${base}/usechat/**`, (route) => {
   const path = new URL(route.request().url()).pathname.replace(/^\/usechat\//, "");
@@ -124,5 +128,6 @@ for await (const line of lines) {
     process.stdout.write(`${JSON.stringify({ ok: false, error: String(err.message || err), state })}\n`);
   }
 }
-await browser.close();
+await context.close();
+await browser.close(); // on the shared browser: only the connection
 process.exit(0);
