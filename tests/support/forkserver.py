@@ -10,10 +10,13 @@ directory asked for, opens its log as its stdout and stderr, and runs the module
 same settings and exits with the same status; only the imports are skipped, and at the
 end the interpreter's teardown of what the server imported (``_exit``).
 
-It forks twice (the middle process exits at once), and the test process is the
-*subreaper* of what it starts (``PR_SET_CHILD_SUBREAPER``), so the server's process is
-the test process's own child: ``Forked`` waits for it, and gets its exit status, as
-``subprocess.Popen`` does for a child it started.
+It forks its process as the test process's own child (``clone`` with ``CLONE_PARENT``,
+Python's fork hooks run around it as ``os.fork`` runs them): ``Forked`` waits for it,
+and gets its exit status, as ``subprocess.Popen`` does for a child it started. (On a
+machine whose ``clone`` it does not know it forks twice, the middle process exiting at
+once, and the test process is the *subreaper* of what it starts,
+``PR_SET_CHILD_SUBREAPER``: each start then costs a second fork and exit of the whole
+server.)
 
 Only a start that ``python -m`` would run the same way is forked: this Python, ``-m``
 with a module the server imported, and no ``PYTHON*`` or ``LD_*`` variable that differs
@@ -38,6 +41,7 @@ import importlib
 import io
 import json
 import os
+import platform
 import runpy
 import signal
 import subprocess
@@ -80,6 +84,11 @@ MODULES = ("broadcaster", "worker")
 """The modules a forked start may run (``-m``)."""
 
 PR_SET_CHILD_SUBREAPER = 36
+
+CLONE_PARENT = 0x8000
+SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(platform.machine())
+"""``clone``'s number, where known (with no argument but the flags, their order, which
+differs between architectures, does not matter)."""
 
 
 class Forked:
@@ -272,25 +281,58 @@ def _serve() -> None:
     out = sys.stdout.buffer
     out.write(b'{"ready": true}\n')
     out.flush()
+    start = _sibling if SYS_CLONE is not None else _orphan
     for line in sys.stdin.buffer:
         request = json.loads(line)
-        read, write = os.pipe()
-        middle = os.fork()
-        if middle == 0:
-            os.close(read)
-            pid = os.fork()
-            if pid == 0:
-                os.close(write)
-                _exit(_run(request))  # never returns
-            os.write(write, b"%d" % pid)
-            os._exit(0)
-        os.close(write)
-        with os.fdopen(read, "rb") as r:
-            pid_bytes = r.read()
-        os.waitpid(middle, 0)  # gone: the server's process is now the test process's child
-        reply = {"pid": int(pid_bytes)} if pid_bytes else {"error": "the fork failed"}
+        try:
+            reply: dict[str, Any] = {"pid": start(request)}
+        except OSError as exc:
+            reply = {"error": f"the fork failed: {exc}"}
         out.write(json.dumps(reply).encode() + b"\n")
         out.flush()
+
+
+def _sibling(request: dict[str, Any]) -> int:
+    """The pid of a process forked to run ``request``, a child of the server's parent
+    (the test process): ``os.fork`` but for ``CLONE_PARENT``. The C library is not told
+    of the fork, so its record of the main thread's id stays the server's: another thread
+    could not ``pthread_kill`` the main thread (nothing a front-end or worker runs does)."""
+    libc = ctypes.PyDLL(None, use_errno=True)  # the interpreter's lock held throughout
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    assert SYS_CLONE is not None
+    args = (SYS_CLONE, CLONE_PARENT | signal.SIGCHLD, 0, 0, 0, 0)
+    pid = libc.syscall(*(ctypes.c_long(a) for a in args))
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        _exit(_run(request))  # never returns
+    errno = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(errno, os.strerror(errno))
+    return int(pid)
+
+
+def _orphan(request: dict[str, Any]) -> int:
+    """The pid of a process forked to run ``request`` by a middle process that exits at
+    once: an orphan the test process, its subreaper, then adopts."""
+    read, write = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        os.close(read)
+        pid = os.fork()
+        if pid == 0:
+            os.close(write)
+            _exit(_run(request))  # never returns
+        os.write(write, b"%d" % pid)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as r:
+        pid_bytes = r.read()
+    os.waitpid(middle, 0)  # gone: the server's process is now the test process's child
+    if not pid_bytes:
+        raise OSError("the middle process could not fork")
+    return int(pid_bytes)
 
 
 def _run(request: dict[str, Any]) -> int:
