@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from redis.exceptions import OutOfMemoryError, RedisClusterException, RedisError, ResponseError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from broadcaster.chat import conversation
@@ -158,6 +159,14 @@ def out_of_memory(exc: BaseException) -> bool:
     )
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up while its body was read: nobody to answer, and nothing wrong on
+    this side; logged in a line, not as an unhandled error (a formatted traceback costs
+    the event loop milliseconds, and a client can hang up as often as it likes)."""
+    log.info("client gone on %s %s: its body was not read whole", request.method, request.url.path)
+    return error_response(400, "bad_request", "the client closed the connection mid-body")
+
+
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal", "internal error")
@@ -167,6 +176,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.exception_handler(ApiError)(api_error)
     app.exception_handler(RequestValidationError)(validation_error)
     app.exception_handler(StarletteHTTPException)(http_error)
+    app.exception_handler(ClientDisconnect)(client_gone)
     app.exception_handler(NotStarted)(not_started)
     app.exception_handler(NotConfirmed)(not_replicated)
     app.exception_handler(RedisError)(redis_down)

@@ -153,6 +153,32 @@ async def test_a_refusal_before_a_large_body_is_read_reaches_the_client_whole(
     assert health and set(health) == {200}
 
 
+async def test_a_client_that_hangs_up_inside_its_body_leaves_no_unhandled_error(
+    front: Proc, client: httpx.AsyncClient
+) -> None:
+    """Halfway through a large body the client closes its connection: nobody is left to
+    answer, and the front-end logs no unhandled error (a traceback formatted on the event
+    loop each time) and goes on serving."""
+    head = (
+        f"POST /v1/chat HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {KEY}\r\n"
+        "content-type: application/json\r\ncontent-length: 4000000\r\n\r\n"
+    ).encode()
+    for _ in range(3):
+        _, writer = await asyncio.open_connection("127.0.0.1", front.port)
+        writer.write(head + b'{"id":"c","messages":["' + b"y" * 1_000_000)
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+    for _ in range(100):  # until the front-end has read the three hang-ups
+        if front.log().count("client gone on POST /v1/chat") == 3:
+            break
+        await asyncio.sleep(0.05)
+    log = front.log()
+    assert log.count("client gone on POST /v1/chat") == 3, log[-3000:]
+    assert "unhandled error" not in log and "Traceback" not in log, log[-3000:]
+    assert (await client.get("/healthz")).status_code == 200
+
+
 async def test_a_large_publish_over_the_event_limit_is_refused_as_the_append_refuses_it(
     client: httpx.AsyncClient,
 ) -> None:
