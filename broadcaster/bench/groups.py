@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import math
 import multiprocessing
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -20,6 +21,17 @@ FD_MARGIN = 1_000
 """Open files a viewer process keeps spare under its limit (Python, pipes, uvloop)."""
 
 
+def _main_module() -> list[str]:
+    """The module run as ``python -m NAME`` when it is not a package's ``__main__``: each
+    child runs it again (as ``__mp_main__``) before its target, so the fork server imports
+    it first and a child finds what it imports already there. A bench driven from another
+    program (the comparison's ``tests.perf.compare``) otherwise spent most of a short
+    run's CPU importing that program once per viewer process."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    name = getattr(spec, "name", None)
+    return [name] if isinstance(name, str) and not name.endswith("__main__") else []
+
+
 class Groups:
     """The viewer processes of one phase: started together, awaited together. Each sends
     its progress twice a second (``progress``: the latest of each process) and takes
@@ -30,7 +42,7 @@ class Groups:
         # fork of this threaded process) without each child importing it again, which cost
         # more CPU than a short run's viewers.
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([run_group.__module__])
+        ctx.set_forkserver_preload([run_group.__module__, *_main_module()])
         self._loop = asyncio.get_running_loop()
         self._conns: list[Connection] = []
         self._ctrls: list[Connection] = []
