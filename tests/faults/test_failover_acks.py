@@ -262,6 +262,10 @@ class Group:
     binary: str = ""
     args: tuple[str, ...] = ()
     """More options of every server (``FSYNC_ARGS``), restarts included."""
+    quiet_until: float = 0.0
+    """The earliest next kill (``time.monotonic()``): a Sentinel fails the same group over
+    again only after twice its failover-timeout; killed sooner, the Sentinels' views
+    diverge and they promote one after another."""
 
     @property
     def url(self) -> str:
@@ -344,10 +348,14 @@ def _replicas_known(group: Group, n: int) -> bool:
 def sentinel_failover(group: Group) -> None:
     """Kill the primary (``SIGKILL``), wait for the Sentinels to promote a replica, start
     the killed one again (empty) and wait until it is the new primary's replica."""
+    # Waited out here, before a next kill, not after each: after the last one the writers
+    # would only go on writing.
+    time.sleep(max(0.0, group.quiet_until - time.monotonic()))
     port = group.primary_port()
     victim = next(s for s in group.servers if s.port == port)
     t0 = time.monotonic()
     victim.stop(signal.SIGKILL)
+    group.quiet_until = t0 + 2 * FAILOVER_TIMEOUT_MS / 1000 + 0.5
     wait_for("the Sentinels did not promote a replica", lambda: _moved_from(group, port), within=30)
     t1 = time.monotonic()
     # Started as the new primary's replica at once, as an operator would: started empty
@@ -361,9 +369,6 @@ def sentinel_failover(group: Group) -> None:
     group.servers[group.servers.index(victim)] = restarted
     wait_for("the killed primary did not sync as a replica", lambda: _synced(restarted), within=40)
     wait_for("the Sentinels do not see two replicas", lambda: _replicas_known(group, 2), within=40)
-    # A Sentinel fails the same group over again only after twice its failover-timeout;
-    # killed sooner, the Sentinels' views diverge and they promote one after another.
-    time.sleep(max(0.0, 2 * FAILOVER_TIMEOUT_MS / 1000 + 0.5 - (time.monotonic() - t0)))
     rejoined = time.monotonic() - t1
     print(f"[sentinel failover] promoted in {t1 - t0:.1f} s, rejoined in {rejoined:.1f} s")
 
