@@ -10,10 +10,13 @@ in three deployments of real processes on 127.0.0.1:
   and its source among them) live in different slots.
 
 Each must pass every test of the suite but the six opt-in subscription tests, which the
-suite skips unless asked. ``make test`` runs the suite's property tests (fast-check, the
-third of a run with the most requests) behind the round-robin nginx only, where every
-read of them crosses front-ends, and leaves them out of the other two deployments;
-``make test-long`` runs the whole suite in all three. The front-ends are started with
+suite skips unless asked. ``make test`` runs every test behind the round-robin nginx,
+where every read crosses front-ends, its property tests (fast-check, the third of a run
+with the most requests) at a quarter of their runs each; the other two deployments leave
+out the property tests and the large payloads (a 100 KiB stream read back page by page, a
+10 MiB append: the same front-end code and limits in every deployment, the most client
+CPU of a run). ``make test-long`` runs the whole suite, every property at its full runs,
+in all three. The front-ends are started with
 ``BROADCASTER_DS_LONG_POLL_SECONDS=0.5`` and the suite is told 500 ms: it gives each of its
 long-poll tests that + 1 s; and with ``BROADCASTER_CORS_ORIGINS=*``, as a deployment that
 serves browsers is. Each test prints the suite's own counts, e.g.
@@ -38,6 +41,7 @@ import pytest
 from broadcaster.core.embedded import ServerNotFound, free_port
 from tests.support import long_form
 from tests.support.durable import (
+    CHUNKING_GROUP,
     PROPERTY_GROUP,
     ConformanceResult,
     require_node_packages,
@@ -48,9 +52,11 @@ from tests.support.procs import Proc, start_frontend
 from tests.support.topologies import log_tails, start_cluster, stopped_at_end
 
 LONG_POLL_MS = 500
-LEFT_OUT = None if long_form.LONG else PROPERTY_GROUP
-"""What the one front-end and the Cluster leave out in ``make test``: the property tests,
-which the round-robin deployment runs."""
+LEFT_OUT = () if long_form.LONG else (PROPERTY_GROUP, CHUNKING_GROUP)
+"""What the one front-end and the Cluster leave out in ``make test``: the property tests
+and the large payloads, which the round-robin deployment runs."""
+PROPERTY_SHARE = 1.0 if long_form.LONG else 0.25
+"""The share of each property test's runs in the round-robin deployment."""
 FRONTEND_ENV = {
     "BROADCASTER_DS_LONG_POLL_SECONDS": str(LONG_POLL_MS / 1000),
     # The suite checks CORS preflights (from https://example.com), as a deployment serving
@@ -127,7 +133,7 @@ def test_two_frontends_behind_round_robin_nginx(redis_url: str, tmp_path: Path) 
         frontends(redis_url, tmp_path, ["ds-frontend-a", "ds-frontend-b"]) as procs,
         round_robin_nginx(tmp_path, procs) as nginx,
     ):
-        result = run_conformance(nginx.url, LONG_POLL_MS, tmp_path)
+        result = run_conformance(nginx.url, LONG_POLL_MS, tmp_path, property_share=PROPERTY_SHARE)
     check("two front-ends, round robin", result, procs)
     check_both_served(nginx, procs)
 

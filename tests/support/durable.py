@@ -67,7 +67,12 @@ group it was told to leave out."""
 PROPERTY_GROUP = "Property-Based Tests (fast-check)"
 """The suite's ``describe`` of its property tests (fast-check, a fixed number of runs
 each): the third of a run's time with the most requests. ``make test`` runs them in one
-of its deployments and leaves them out of the others (``run_conformance(leave_out=)``)."""
+of its deployments, at a share of their runs (``run_conformance(property_share=)``), and
+leaves them out of the others (``run_conformance(leave_out=)``)."""
+CHUNKING_GROUP = "Chunking and Large Payloads"
+"""The suite's ``describe`` of a 100 KiB stream read back page by page and a 10 MiB
+append: the most client CPU of a run but for the property tests (it checks the 100 KiB
+a byte at a time)."""
 
 RUN_TIMEOUT = 480.0
 """Seconds the whole suite may take: it takes ~25 s on the reference server. Only there
@@ -111,18 +116,24 @@ class ConformanceResult:
     seconds: float = 0.0
     log_path: Path | None = None
     report_path: Path | None = None
-    left_out: str | None = None
-    """The group the run was told to leave out (vitest's ``-t``): its tests count as skipped."""
+    left_out: tuple[str, ...] = ()
+    """The groups the run was told to leave out (vitest's ``-t``): their tests count as
+    skipped."""
+    property_share: float = 1.0
+    """The share of each property test's runs that the run ran."""
 
-    def _skipped_in(self, group: str | None) -> list[str]:
-        return [n for n in self.skipped_names if group and n.startswith(group + " > ")]
+    def _skipped_in(self, *groups: str) -> list[str]:
+        return [n for n in self.skipped_names if any(n.startswith(g + " > ") for g in groups)]
 
     def counts(self) -> str:
         counts = (
             f"{self.passed} passed, {self.failed} failed, {self.skipped} skipped of {self.total}"
         )
-        left = self._skipped_in(self.left_out)
-        return counts + (f" ({len(left)} of them left out: {self.left_out})" if left else "")
+        left = self._skipped_in(*self.left_out)
+        named = "; ".join(self.left_out)
+        counts += f" ({len(left)} of them left out: {named})" if left else ""
+        share = f"; the property tests at {self.property_share:.0%} of their runs"
+        return counts + (share if self.property_share < 1 else "")
 
     def problems(self) -> list[str]:
         """Why this run is not a pass of every test but the opt-in subscription ones;
@@ -133,12 +144,13 @@ class ConformanceResult:
         if self.failed:
             out.append(f"{self.failed} tests failed")
         subscriptions = self._skipped_in(SUBSCRIPTION_GROUP)
-        left = self._skipped_in(self.left_out)
+        left = self._skipped_in(*self.left_out)
         others = [n for n in self.skipped_names if n not in subscriptions and n not in left]
         if others:
             out.append(f"tests skipped that are not subscription tests: {others}")
-        if self.left_out and not left:
-            out.append(f"no test of {self.left_out!r} was left out: its name has changed?")
+        for group in self.left_out:
+            if not self._skipped_in(group):
+                out.append(f"no test of {group!r} was left out: its name has changed?")
         if len(subscriptions) != SUBSCRIPTION_TESTS or self.skipped != len(subscriptions) + len(
             left
         ):
@@ -261,15 +273,19 @@ def run_conformance(
     name: str = "conformance",
     timeout: float = RUN_TIMEOUT,
     *,
-    leave_out: str | None = None,
+    leave_out: tuple[str, ...] = (),
+    property_share: float = 1.0,
 ) -> ConformanceResult:
     """Run the whole suite against ``base_url`` (``http://host:port``; the suite adds
-    ``/v1/stream/{name}``), but the tests of the ``describe`` group ``leave_out``, and
-    return what it reported.
+    ``/v1/stream/{name}``), but the tests of the ``describe`` groups ``leave_out``, each
+    property test at ``property_share`` of its runs (at least one), and return what it
+    reported.
 
     ``long_poll_timeout_ms`` must be the server's long-poll timeout: the suite uses it
     only to give its five long-poll tests a limit of that + 1 s each. vitest's output goes
     to ``log_dir/{name}.log`` and its JSON report to ``log_dir/{name}.json``."""
+    if not 0 < property_share <= 1:
+        raise ValueError(f"property_share must be in (0, 1], not {property_share}")
     require_node_packages()
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
@@ -283,11 +299,15 @@ def run_conformance(
         "FORCE_COLOR": "0",
         "CI": "1",
     }
+    env.pop("DURABLE_STREAMS_PROPERTY_SHARE", None)
+    if property_share < 1:  # vitest.config.mjs then runs the suite on fast-check-share.mjs
+        env["DURABLE_STREAMS_PROPERTY_SHARE"] = str(property_share)
     args = ["node", str(VITEST), "run", "--config", "vitest.config.mjs"]
     # verbose: a line per test as it ends, so that the log of a run that hangs says where.
     args += ["--reporter=verbose", "--reporter=json", f"--outputFile.json={report_path}"]
-    if leave_out:  # every test whose full name does not hold the group's
-        args += ["--testNamePattern", f"^(?!.*{re.escape(leave_out)})"]
+    if leave_out:  # every test whose full name holds none of the groups'
+        groups = "|".join(re.escape(g) for g in leave_out)
+        args += ["--testNamePattern", f"^(?!.*(?:{groups}))"]
     started = time.monotonic()
     with open(log_path, "wb") as out:
         popen = subprocess.Popen(
@@ -321,6 +341,7 @@ def run_conformance(
     result.log_path = log_path
     result.report_path = report_path
     result.left_out = leave_out
+    result.property_share = property_share
     return result
 
 

@@ -1,6 +1,18 @@
 // vitest for the conformance suite only (conformance.test.mjs); follow.mjs and the
 // reference server are plain node scripts, not tests.
+import { fileURLToPath } from "node:url"
 import { defineConfig } from "vitest/config"
+
+// The short form of the suite's property tests: each property a share of its runs
+// (fast-check-share.mjs). The suite is then run through vitest's transform (inline) so
+// that its import of "fast-check" finds that file; unset, it runs as installed.
+const propertyShare = process.env.DURABLE_STREAMS_PROPERTY_SHARE
+const shortProperties = propertyShare
+  ? {
+      alias: { "fast-check": fileURLToPath(new URL("fast-check-share.mjs", import.meta.url)) },
+      server: { deps: { inline: ["@durable-streams/server-conformance-tests"] } },
+    }
+  : {}
 
 export default defineConfig({
   test: {
@@ -20,5 +32,6 @@ export default defineConfig({
     maxConcurrency: 20,
     // No retries: a test that passes only on a second try is a finding, not a pass.
     retry: 0,
+    ...shortProperties,
   },
 })
