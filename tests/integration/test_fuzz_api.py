@@ -58,9 +58,10 @@ from tests.support.schema_cases import for_each_case
 
 pytestmark = long_form.mark
 
-SCHEMA_EXAMPLES = long_form.budget(5, 40)
-"""schemathesis examples per operation and mode: the full budget in ``make test-long``, an
-eighth of it in ``make test``."""
+SCHEMA_EXAMPLES = long_form.budget(3, 40)
+"""schemathesis examples per operation and mode: the full budget in ``make test-long``, a
+few in ``make test`` (an invalid request costs schemathesis about a tenth of a CPU second
+to make)."""
 SECURED_EXAMPLES = long_form.budget(2, 15)
 """The same on the front-end with access control, whose answers are mostly 401 and 403."""
 COVERAGE_CASES = long_form.budget(50, 200)
