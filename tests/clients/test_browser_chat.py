@@ -44,6 +44,7 @@ from tests.support.browser import (
 )
 from tests.support.nginx import Nginx, find_nginx
 from tests.support.procs import ROOT, Proc, own_redis, start_frontend, start_worker
+from tests.support.shared_chromium import SharedChromium
 
 SCRIPT = BROWSER_DIR / "chat.mjs"
 # 80 ms a token: an answer streams for about 5 s, so a reload lands inside it.
@@ -148,6 +149,7 @@ def _run(
     procs: list[Proc] = []
     nginx: Nginx | None = None
     profile = tmp_path / "chromium-profile"
+    own_browser = SharedChromium()
     started = time.monotonic()
     try:
         frontends = [start_frontend(redis.url, tmp_path, f"frontend-{i}", env) for i in (1, 2)]
@@ -156,9 +158,10 @@ def _run(
         ports = [f.port or 0 for f in frontends]
         nginx = Nginx(nginx_binary, tmp_path / "nginx", free_port(), ports)
         nginx.start()
-        node = start_node_script(
-            SCRIPT, [nginx.url, str(screenshot), str(profile)], {"BROWSER_CHAT_API_KEY": key or ""}
-        )
+        # A browser of the run's own: a script on a shared one would also follow the other
+        # run's pages (playwright-core attaches to every page of a browser it connects to).
+        env = {"BROWSER_CHAT_API_KEY": key or "", **own_browser.env()}
+        node = start_node_script(SCRIPT, [nginx.url, str(screenshot), str(profile)], env)
         try:
             at_kill = _kill_the_worker_mid_answer(node, nginx, key, procs[-1])
             procs.append(start_worker(redis.url, tmp_path, "worker-2", TAKEOVER_ENV))
@@ -179,6 +182,7 @@ def _run(
         return result, api
     finally:
         stop_browser_leftovers(profile)
+        own_browser.stop()
         if nginx is not None:
             nginx.stop()
         for p in procs:

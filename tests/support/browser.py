@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tests.support import node_host
 from tests.support.procs import ROOT
-from tests.support.shared_chromium import CHROMIUM, SHARED, chromium_socket_dir, pids_using
+from tests.support.shared_chromium import CHROMIUM, ENV, SHARED, chromium_socket_dir, pids_using
 
 BROWSER_DIR = ROOT / "tests" / "clients" / "browser"
 SCRIPT = BROWSER_DIR / "demo.mjs"
@@ -51,10 +51,14 @@ def missing_prerequisites() -> list[str]:
     return missing
 
 
-def script_env(script: Path) -> dict[str, str]:
-    """What a script needs in its environment: a browser script (one of BROWSER_DIR's, or
-    usechat's), the address of the test process's shared Chromium, started if need be."""
-    return SHARED.env() if script.parent == BROWSER_DIR or script == USECHAT_BROWSER else {}
+def script_env(script: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env``, and for a browser script (one of BROWSER_DIR's, or usechat's) not given a
+    browser of its own, the address of the test process's shared Chromium (started if
+    need be)."""
+    env = env or {}
+    if ENV in env or not (script.parent == BROWSER_DIR or script == USECHAT_BROWSER):
+        return env
+    return {**SHARED.env(), **env}
 
 
 def start_node_script(
@@ -65,7 +69,7 @@ def start_node_script(
     return subprocess.Popen(
         ["node", str(script), *args],
         cwd=str(ROOT),
-        env={**os.environ, **script_env(script), **(env or {})},
+        env={**os.environ, **script_env(script, env)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,

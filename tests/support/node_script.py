@@ -33,9 +33,7 @@ class Script:
     ):
         self.stderr_path = stderr_path
         self.profile = profile  # a browser script's Chromium profile: cleaned up by stop
-        shared = script_env(Path(args[1])) if len(args) > 1 else {}
-        if shared:
-            env = {**shared, **(env or {})}
+        env = script_env(Path(args[1]), env) if len(args) > 1 else env
         with open(stderr_path, "wb") as err:
             self.popen = subprocess.Popen(
                 args,
