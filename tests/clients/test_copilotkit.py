@@ -42,9 +42,13 @@ from tests.support.fake_anthropic import gate, message, text, tool_use
 from tests.support.node_script import Script as NodeScript
 from tests.support.polling import wait_for
 from tests.support.procs import ROOT
+from tests.support.shared_chromium import ENV as SHARED_CHROMIUM
 from tests.support.stacks import Stack, anthropic_stack
 
 EXAMPLE = ROOT / "examples" / "copilotkit"
+OWN_BROWSER = {SHARED_CHROMIUM: ""}
+"""The scripts launch a Chromium of their own, in the test's profile: on the test process's
+shared one (over the DevTools protocol) the example's pages ran several times slower."""
 BROWSER = ROOT / "tests" / "clients" / "browser"
 SCRIPT = BROWSER / "copilotkit.mjs"
 TABS = BROWSER / "copilotkit_tabs.mjs"
@@ -93,7 +97,7 @@ def test_a_copilotkit_chat_resumes_its_answer_after_a_reload(stack: Stack, tmp_p
     stack.model.route("ck-reload", [*script[:6], gate(opened), *script[6:]])
     prompt, first, last = "ck-reload: say something", WORDS[0].strip(), WORDS[-1]
     args = [stack.url, str(tmp_path / "copilotkit.png"), str(tmp_path / "profile"), "ck-thread-1"]
-    node = start_node_script(SCRIPT, [*args, prompt, first, last])
+    node = start_node_script(SCRIPT, [*args, prompt, first, last], OWN_BROWSER)
     try:
         assert node.stdout is not None
         line = node.stdout.readline()  # RELOADED, once the page shows the answer again
@@ -123,7 +127,10 @@ def node_script(stack: Stack, tmp_path: Path, script: Path, *args: str) -> NodeS
     shot, profile = tmp_path / f"{script.stem}.png", tmp_path / "profile"
     base = [stack.url, str(shot), str(profile)]
     return NodeScript(
-        ["node", str(script), *base, *args], tmp_path / f"{script.stem}.stderr", profile=profile
+        ["node", str(script), *base, *args],
+        tmp_path / f"{script.stem}.stderr",
+        profile=profile,
+        env=OWN_BROWSER,
     )
 
 
