@@ -437,8 +437,19 @@ async def test_a_retry_is_acknowledged_only_once_replicated(tmp_path: Path, serv
             async def acked(what: str, headers: dict[str, str], data: bytes) -> bool:
                 return await post(what, b, headers, data) == 204
 
-            await create(client, a, path)
-            assert await post("seq 0", a, append(0), body(0)) == 200
+            # Before the stall, a busy machine's replica may take longer than the wait:
+            # the create and the first append are retried until acknowledged.
+            async def created() -> bool:
+                resp = await client.put(url.format(a), headers={"content-type": CT})
+                assert resp.status_code in (200, 201, 503), resp.text
+                return resp.status_code != 503
+
+            await poll(created, "the stream created on the replica too")
+
+            async def first_appended() -> bool:  # 200, or 204 for a retry found written
+                return await post("seq 0", a, append(0), body(0)) in (200, 204)
+
+            await poll(first_appended, "seq 0 acknowledged")
             with stopped(replica):
                 await post("seq 1", a, append(1), body(1))
                 await post("seq 1 again, other front-end", b, append(1), body(1))
