@@ -66,11 +66,9 @@ def encode_at(events: list[AgEvent], eid: bytes) -> bytes:
     reconnection from any of them sends them again, then what follows. Each is encoded a
     piece at a time (a ``MESSAGES_SNAPSHOT`` holds a whole thread, which one call would
     encode holding the interpreter's lock all along, in whichever thread it runs)."""
-    return b"".join(b"id: %s\ndata: %s\n\n" % (eid, _pieces(event)) for event in events)
-
-
-def _pieces(event: AgEvent) -> bytes:
-    return dumps_in_pieces(event, _ENCODE)
+    return b"".join(
+        b"id: %s\ndata: %s\n\n" % (eid, dumps_in_pieces(event, _ENCODE)) for event in events
+    )
 
 
 def token_ended(reason: str) -> bytes:

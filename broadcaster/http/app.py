@@ -133,8 +133,9 @@ NO_ROUTE: Scope = {"type": "http", "method": "GET", "path": "/-", "root_path": "
 def built(app: FastAPI) -> None:
     """FastAPI builds an included router's routes (their dependencies and models) on the
     first request that walks past them, on the event loop: a fresh front-end's first
-    large requests would wait for every router before theirs. The app includes none, but
-    a request that no route answers walks them all, now, should one ever be."""
+    large requests would wait for every router before theirs. The app includes none (its
+    routes are its modules'), and should one be included, a request that no route
+    answers walks them all here, before serving."""
     for route in app.router.routes:
         route.matches(dict(NO_ROUTE))
 
