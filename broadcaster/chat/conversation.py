@@ -163,7 +163,9 @@ async def _take_message(
     admitted = await admit(stores.jobs, rules.admission, job["provider"])
     generation = new_id()
     room()
-    record = await stores.chats.get(chat.id, whole=placed is None)
+    # The record's head alone: a busy chat is refused without reading its history, which
+    # ``kept`` reads only when the messages sent leave out the chat's last answer.
+    record = await stores.chats.get(chat.id, whole=False)
     way = await make_way(stores.log, chat, record, rules.multitask)
     if way == "enqueue":
         limit = rules.queue_max
@@ -355,7 +357,7 @@ async def start_answer(
     owner = record.owner if record else caller
     seen = record.generation if record else None
     if placed is None:
-        messages = await kept(generations.log, chat, record, messages)
+        messages = await kept(chats, generations.log, chat, record, messages)
         new = NewTurn(generation, job["ui_message_id"], messages, owner, title_of(messages))
     else:
         whole, seen = placed.messages, placed.seen
@@ -373,6 +375,7 @@ oldest go first beyond it. The messages sent are always kept whole."""
 
 
 async def kept(
+    chats: Chats,
     event_log: EventLog,
     chat: ChatBody,
     record: ChatRecord | None,
@@ -388,7 +391,10 @@ async def kept(
         return messages
     if record.message_id in {m.get("id") for m in messages}:
         return messages
-    before = await so_far(event_log, record)
+    whole = await chats.get(chat.id)
+    if whole is None or whole.generation != record.generation:
+        raise ChatBusy(f"another request started chat {chat.id!r} meanwhile")
+    before = await so_far(event_log, whole)
     if not before:
         return messages
     known = {m.get("id") for m in before}
