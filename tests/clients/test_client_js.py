@@ -6,9 +6,11 @@ SDK's own Chat), and it installs from the checkout into an app with nothing from
 registry. Needs node >= 20 and clients/js's npm packages (``make test-deps``); without
 them the tests fail and say what to install.
 
-The three node tools that need nothing of each other or of the build (tsc's check, the
-unit tests, typedoc) start together when the module's first test does, each awaited by
-its test: they run side by side with each other and with the build."""
+The node tools that need nothing of each other or of the build (the type check and
+typedoc, in one process: clients/js/check.mjs; the unit tests) start together when the
+module's first test does, each awaited by its tests: they run side by side with each
+other and with the build. The build is the one that made dist/ when another module's
+test built it first in this run (``client_js.build`` keeps what it printed)."""
 
 from __future__ import annotations
 
@@ -25,46 +27,48 @@ from tests.support.client_js import Background
 
 SIZE_LINE = re.compile(r"(\d+) minified and gzipped \(limit (\d+)\)")
 TOOLS = {
-    "test_the_types_check_against_both_ai_sdk_versions": ["npm", "run", "--silent", "typecheck"],
-    "test_the_unit_tests_pass": [
-        "npx",
-        "vitest",
+    # The type check and the reference page (typedoc) in one node process, their programs
+    # sharing the files both read: clients/js/check.mjs.
+    "check": ["node", "check.mjs", "{out}/check"],
+    "vitest": [
+        "node",
+        "node_modules/vitest/vitest.mjs",
         "run",
         "--reporter=json",
         "--outputFile={out}/v.json",
     ],
-    # The types' errors are the type check's to find (above): typedoc only documents them.
-    "test_the_reference_page_is_typedoc_of_the_types": [
-        "npx",
-        "typedoc",
-        "--skipErrorChecking",
-        "--out",
-        "{out}/reference",
-    ],
 }
-"""Each test's tool run, by test; ``{out}`` is the runs' folder."""
+"""The node tools' runs, by name; ``{out}`` is the runs' folder."""
+USES = {
+    "test_the_types_check_against_both_ai_sdk_versions": "check",
+    "test_the_unit_tests_pass": "vitest",
+    "test_the_reference_page_is_typedoc_of_the_types": "check",
+}
+"""The run each test reads."""
+TYPES_FAILED, DOCS_FAILED = 1, 2
+"""check.mjs's exit status: its bits, one for each of its two jobs."""
 
 
 @pytest.fixture(scope="module")
 def runs(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Background]]:
-    """The tool runs of this module's tests that are to run, started together."""
+    """The tool runs read by this module's tests that are to run, started together."""
     missing = client_js.missing_prerequisites()
     if missing:
         pytest.fail("the client package's tests need:\n  " + "\n  ".join(missing), pytrace=False)
     out = tmp_path_factory.mktemp("client-js-tools")
     wanted = {
-        item.name
+        USES[item.name]
         for item in request.session.items
-        if getattr(item, "module", None) is request.module
+        if getattr(item, "module", None) is request.module and item.name in USES
     }
     started: dict[str, Background] = {}
     try:
-        for test, args in TOOLS.items():
-            if test in wanted:
+        for name, args in TOOLS.items():
+            if name in wanted:
                 command = [a.format(out=out) for a in args]
-                started[test] = Background(test, command, out, timeout=300)
+                started[name] = Background(name, command, out, timeout=300)
         yield started
     finally:
         for run in started.values():
@@ -79,12 +83,12 @@ def _prerequisites(runs: dict[str, Background]) -> None:
 def _result(
     runs: dict[str, Background], request: pytest.FixtureRequest
 ) -> subprocess.CompletedProcess[str]:
-    return runs[request.node.name].result()
+    return runs[USES[request.node.name]].result()
 
 
 def test_the_build_measures_the_package_and_holds_it_to_8_kb() -> None:
     dist = client_js.PACKAGE / "dist"
-    printed = client_js.build(force=True)
+    printed = client_js.build()
     found = SIZE_LINE.search(printed)
     assert found, printed
     size, limit = int(found.group(1)), int(found.group(2))
@@ -99,8 +103,12 @@ def test_the_build_measures_the_package_and_holds_it_to_8_kb() -> None:
 def test_the_types_check_against_both_ai_sdk_versions(
     runs: dict[str, Background], request: pytest.FixtureRequest
 ) -> None:
+    """``npm run typecheck``'s program (tsconfig.test.json), as check.mjs runs it."""
     run = _result(runs, request)
-    assert run.returncode == 0, run.stdout + run.stderr
+    errors = Path(run.args[-1]) / "types.txt"
+    assert errors.is_file(), f"the type check did not run:\n{run.stdout}\n{run.stderr}"
+    assert errors.read_text() == "", errors.read_text()
+    assert run.returncode & ~DOCS_FAILED == 0, run.stdout + run.stderr
 
 
 def test_the_unit_tests_pass(runs: dict[str, Background], request: pytest.FixtureRequest) -> None:
@@ -160,7 +168,8 @@ def test_the_reference_page_is_typedoc_of_the_types(
     """docs/reference/client-js/ is what ``npm run docs`` (typedoc) makes of the exported
     types: run it again after changing them."""
     run = _result(runs, request)
-    out = Path(run.args[-1])
-    assert run.returncode == 0, run.stdout + run.stderr
+    out = Path(run.args[-1]) / "reference"
+    assert run.returncode & ~TYPES_FAILED == 0, run.stdout + run.stderr
+    assert (out / "index.md").is_file(), f"typedoc made no page:\n{run.stdout}\n{run.stderr}"
     committed = client_js.PACKAGE.parent.parent / "docs" / "reference" / "client-js" / "index.md"
     assert (out / "index.md").read_text() == committed.read_text(), "run npm run docs in clients/js"

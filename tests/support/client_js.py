@@ -1,11 +1,13 @@
 """The TypeScript client package (clients/js): what its tests need, its build, made
 once however many test processes ask (a file lock; rebuilt when a source is newer than
-the build), and its node tools run in the background, side by side."""
+the build; what the build printed kept beside it, for the test of the build to read),
+and its node tools run in the background, side by side."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -17,6 +19,8 @@ from tests.support.procs import ROOT
 
 PACKAGE = ROOT / "clients" / "js"
 DIST = PACKAGE / "dist" / "index.js"
+RECORD = PACKAGE / "node_modules" / ".build-printed.json"
+"""What the build that made dist/ printed, and when it made dist/index.js (its mtime)."""
 INSTALL = "run npm ci --prefix clients/js (make test does this)"
 
 
@@ -31,19 +35,29 @@ def missing_prerequisites() -> list[str]:
 
 
 def _newest_source() -> float:
-    files = [*PACKAGE.glob("src/**/*.ts"), PACKAGE / "build.mjs", PACKAGE / "package.json"]
+    files = [*PACKAGE.glob("src/**/*.ts"), *PACKAGE.glob("tsconfig*.json")]
+    files += [PACKAGE / "build.mjs", PACKAGE / "package.json"]
     return max(f.stat().st_mtime for f in files)
 
 
-def build(force: bool = False) -> str:
-    """The package's build (``node build.mjs`` in clients/js), unless it is newer than its
-    sources (``force``: whatever it is); what the build printed (its size line), or ""
-    when it was up to date."""
+def _recorded() -> str | None:
+    """What the build that made dist/ printed, if ``build`` made it and it is newer than
+    every source."""
+    if not (DIST.is_file() and RECORD.is_file()) or DIST.stat().st_mtime <= _newest_source():
+        return None
+    record = json.loads(RECORD.read_text())
+    return str(record["printed"]) if record.get("made") == DIST.stat().st_mtime_ns else None
+
+
+def build() -> str:
+    """The package's build (``node build.mjs`` in clients/js), unless dist/ is newer than
+    its sources and was made by a build run here; what the build that made dist/ printed
+    (its size line), this one's or the one before's."""
     lock_path = PACKAGE / "node_modules" / ".build.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not force and DIST.is_file() and DIST.stat().st_mtime > _newest_source():
-            return ""
+        if (printed := _recorded()) is not None:
+            return printed
         run = subprocess.run(
             ["node", "build.mjs"],
             cwd=PACKAGE,
@@ -53,6 +67,7 @@ def build(force: bool = False) -> str:
             check=False,
         )
         assert run.returncode == 0, f"the package's build failed:\n{run.stdout}\n{run.stderr}"
+        RECORD.write_text(json.dumps({"made": DIST.stat().st_mtime_ns, "printed": run.stdout}))
         return run.stdout
 
 
