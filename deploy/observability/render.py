@@ -103,6 +103,9 @@ def render(
         f"{board['title']} (rendered from Prometheus; Grafana shows the same queries)", fontsize=10
     )
     fig.tight_layout(rect=(0, 0, 1, 0.985))  # room for the title
+    # tight_layout leaves a placeholder layout engine, for which savefig lays every text
+    # out once more in a draw of its own before the one it saves: none is needed.
+    fig.set_layout_engine(None)
     fig.savefig(out, dpi=60)
     plt.close(fig)
     return empty
