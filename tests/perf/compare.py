@@ -41,6 +41,7 @@ from tests.perf.rounds import run_rounds
 from tests.perf.scenarios import Scenario, fleet_scenarios, hold_scenarios, scenarios
 from tests.perf.tables import plot
 from tests.perf.targets import ALL, BEFORE, BEFORE_DS, BEFORE_FLEET
+from tests.support import forkserver
 
 
 def choose(smoke: bool, names: list[str], hold: float | None = None) -> list[Scenario]:
@@ -102,6 +103,7 @@ def main() -> None:
     # SIGTERM ends the run like Ctrl-C, so every server it started is stopped by pid.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     raise_nofile_limit()  # inherited by every server started: 10,000 connections need it
+    forkserver.front_ends_only()  # the scenarios that fork start no worker
     chosen = choose(opts.smoke, opts.scenario or [], opts.hold)
     rounds = asyncio.run(
         run_rounds(chosen, targets, repeat=opts.repeat, before=before, pin_redis=opts.pin_redis)

@@ -72,13 +72,19 @@ PRELOAD = (
     "uvicorn.protocols.websockets.auto",
     "anyio._backends._asyncio",
     "encodings.idna",
+)
+"""What the server imports before it forks: what a front-end imports."""
+PRELOAD_WORKERS = (
     "worker.providers.fake",
     "worker.providers.anthropic",
     "worker.providers.openai",
     "anthropic",
     "openai",
 )
-"""What the server imports before it forks: what a front-end and a worker import."""
+"""What it imports too unless told that only front-ends are started: what a worker imports
+(the AI SDKs, more than half of the server's start). A worker forked from a server
+without them imports them as it starts, as a new interpreter does."""
+FRONT_ENDS_ONLY = "--front-ends-only"
 
 MODULES = ("broadcaster", "worker")
 """The modules a forked start may run (``-m``)."""
@@ -142,13 +148,14 @@ class ForkServer:
     """The test process's fork server (``server()``), started on first use and stopped
     by pid when the test process exits."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, front_ends_only: bool = False) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.forkserver"],
+            [sys.executable, "-m", "tests.support.forkserver"]
+            + ([FRONT_ENDS_ONLY] if front_ends_only else []),
             cwd=ROOT,
             env=self.env,
             stdin=subprocess.PIPE,
@@ -246,6 +253,14 @@ def at_start(env: dict[str, str]) -> dict[str, str]:
 
 
 _server: list[ForkServer | None] = []
+_front_ends_only: list[bool] = []
+
+
+def front_ends_only() -> None:
+    """This process's fork server, once started, will start front-ends only: it leaves
+    out what only a worker imports (``PRELOAD_WORKERS``). For a program that starts no
+    worker (the comparison); before its first start."""
+    _front_ends_only.append(True)
 
 
 def server() -> ForkServer | None:
@@ -255,7 +270,7 @@ def server() -> ForkServer | None:
         found = None
         if os.environ.get("BROADCASTER_TEST_FORK", "1") != "0":
             try:
-                found = ForkServer()
+                found = ForkServer(front_ends_only=bool(_front_ends_only))
             except OSError as exc:
                 print(f"tests: no fork server ({exc}); each start is a new Python", file=sys.stderr)
         _server.append(found)
@@ -273,7 +288,8 @@ def for_start(program: str, args: list[str], env: dict[str, str], cwd: Path) -> 
 
 
 def _serve() -> None:
-    for name in PRELOAD:
+    workers = () if FRONT_ENDS_ONLY in sys.argv[1:] else PRELOAD_WORKERS
+    for name in (*PRELOAD, *workers):
         importlib.import_module(name)
     if threading.active_count() != 1:  # a fork copies only the thread that forks
         raise RuntimeError(f"a thread started while importing: {threading.enumerate()}")
