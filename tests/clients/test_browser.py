@@ -2,7 +2,7 @@
 
 It types a prompt full of HTML markup, starts a generation, drops and resumes the flaky
 viewer, and waits for all four panes. Every pane must show exactly the generation's text,
-with the markup shown as text and never run. Needs Debian's chromium (/usr/bin/chromium),
+with the markup shown as text and never run. Needs Debian's chromium-headless-shell,
 node and the npm packages of tests/clients/browser; without them the test fails and says what to
 install. It never skips.
 """

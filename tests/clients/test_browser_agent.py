@@ -7,8 +7,9 @@ after a reload, the agent's own tool run, a stop that closes the agent's model s
 for decided from a second tab, and a pane that comes to an answer after it ended
 (tests/clients/browser/agent_chat.mjs drives the page).
 
-Needs nginx, Debian's chromium, node and the npm packages of tests/clients/browser;
-without them the test fails and says what to install. It never skips.
+Needs nginx, Debian's chromium-headless-shell, node and the npm packages of
+tests/clients/browser; without them the test fails and says what to install. It never
+skips.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ chat's messages and the generations as the API reports them. It runs twice: on a
 deployment, and on one with access control, where the page mints a chat token with the
 API key typed into it: two stacks and two browsers of their own, run at the same time (the
 runs mostly wait for answers to stream) by the module's ``runs``, each case's test checking
-its own. Needs nginx, Debian's chromium, node and the npm packages of tests/clients/browser;
-without them the test fails and says what to install. It never skips.
+its own. Needs nginx, Debian's chromium-headless-shell, node and the npm packages of
+tests/clients/browser; without them the test fails and says what to install. It never
+skips.
 """
 
 from __future__ import annotations

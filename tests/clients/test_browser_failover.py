@@ -10,7 +10,7 @@ reconnect by themselves with Last-Event-ID, through nginx, to the other front-en
 every pane must end with exactly the generation's text. tests/clients/browser/failover.mjs
 drives the browser.
 
-Needs nginx (/usr/sbin/nginx), Debian's chromium, node and the npm packages of
+Needs nginx (/usr/sbin/nginx), Debian's chromium-headless-shell, node and the npm packages of
 tests/clients/browser; without them the test fails and says what to install. It never skips.
 """
 

@@ -6,8 +6,9 @@ with the chat, the AI SDK's regenerate and its edit of a user message: every tab
 server hold the same chat, and no submit carried more than its one message.
 
 The page is tests/clients/usechat/history.jsx (bundled by esbuild), driven by
-tests/clients/usechat/browser.mjs a command at a time. Needs Debian's chromium, node >= 20
-and the npm packages of tests/clients/usechat; without them the test fails and says so.
+tests/clients/usechat/browser.mjs a command at a time. Needs Debian's
+chromium-headless-shell, node >= 20 and the npm packages of tests/clients/usechat; without
+them the test fails and says so.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ and the tabs read the chat's history as a page (``?limit=``).
 Two front-ends behind nginx (deploy/nginx.conf: a chat's streams go to one front-end, its
 submits to either, so the turn a tab hears of may start on the other) and a worker with
 the fake provider, each a real process of the test's own. tests/clients/browser/tabs.mjs
-drives the two tabs. Needs Debian's chromium, node and the npm packages of
+drives the two tabs. Needs Debian's chromium-headless-shell, node and the npm packages of
 tests/clients/browser; without them the test fails and says what to install. It never
 skips.
 """

@@ -16,8 +16,9 @@ person). Shown, each against the API's own view of the chat:
 - the front-end serving the answer killed (SIGKILL) mid-answer: it goes on through nginx
   on the other, each part once.
 
-Needs nginx, Debian's chromium, node >= 20 and the npm packages of tests/clients/usechat
-and clients/js (``make test-deps``); without them the tests fail and say so."""
+Needs nginx, Debian's chromium-headless-shell, node >= 20 and the npm packages of
+tests/clients/usechat and clients/js (``make test-deps``); without them the tests fail and
+say so."""
 
 from __future__ import annotations
 

@@ -32,7 +32,9 @@ NODE_HINT = (
 def missing_prerequisites() -> list[str]:
     missing = []
     if not CHROMIUM.exists():
-        missing.append(f"{CHROMIUM} is missing: install it with apt-get install chromium")
+        missing.append(
+            f"{CHROMIUM} is missing: install it with apt-get install chromium-headless-shell"
+        )
     node = shutil.which("node")
     if node is None:
         missing.append(NODE_HINT.format("node is missing"))

@@ -22,7 +22,10 @@ from pathlib import Path
 ENV = "BROADCASTER_TEST_CHROMIUM"
 """The variable that hands a browser script the shared browser's WebSocket address."""
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path("/usr/bin/chromium-headless-shell")
+"""Debian's chromium-headless-shell: Chromium's engine without the browser's window layer
+(the headless mode playwright-core launches by default), which runs the tests' pages for
+about half the CPU of ``chromium --headless`` (docs/testing.md)."""
 START_SECONDS = 30.0
 
 # playwright-core's own switches for a headless launch (its chromiumSwitches and

@@ -11,7 +11,7 @@
 // line of JSON {"phase": "result", ...}: every event's type and id, the EventSource's
 // states, and the requests Chromium made for the stream with their statuses.
 //
-// Uses playwright-core with Debian's /usr/bin/chromium. Exits non-zero, with a message on
+// Uses playwright-core with Debian's /usr/bin/chromium-headless-shell. Exits non-zero, with a message on
 // stderr, on any failure or when the run takes over 60 s.
 
 import { openDemoPage, runToEnd, startScript, stdinLines } from "./common.mjs";

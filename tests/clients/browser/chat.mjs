@@ -19,7 +19,7 @@
 // access control). After each turn it records what every pane shows. It prints ONE line of JSON and saves
 // a full-page screenshot (and one of the answer resumed after the reload, next to it).
 //
-// Uses playwright-core with Debian's /usr/bin/chromium. Exits non-zero, with a message on
+// Uses playwright-core with Debian's /usr/bin/chromium-headless-shell. Exits non-zero, with a message on
 // stderr, on any failure or when the whole run takes longer than 100 s.
 
 import { mkdirSync } from "node:fs";

@@ -8,7 +8,9 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 
-export const CHROMIUM = "/usr/bin/chromium";
+// Debian's headless shell (chromium-headless-shell): the same engine as /usr/bin/chromium
+// without its window layer, at about half the CPU for the same page.
+export const CHROMIUM = "/usr/bin/chromium-headless-shell";
 
 // The shared browser's WebSocket address (tests/support/shared_chromium.py), if any.
 const SHARED = process.env.BROADCASTER_TEST_CHROMIUM || "";
@@ -50,7 +52,7 @@ export async function startScript(name, timeoutMs) {
   const [baseArg, screenshot, userDataArg] = process.argv.slice(2);
   if (!baseArg || !screenshot) fail(`usage: node ${name} BASE_URL SCREENSHOT.png [USER_DATA_DIR]`, 64);
   if (!SHARED && !existsSync(CHROMIUM)) {
-    fail(`${CHROMIUM} not found: install Debian's chromium package (apt-get install chromium)`, 3);
+    fail(`${CHROMIUM} not found: install Debian's chromium-headless-shell package (apt-get install chromium-headless-shell)`, 3);
   }
   let chromium;
   try {

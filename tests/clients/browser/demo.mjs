@@ -8,7 +8,7 @@
 // executed or turned into elements) and saves a full-page screenshot.
 //
 // Uses playwright-core with the test process's shared Chromium, or run by hand, Debian's
-// /usr/bin/chromium (no browser download) with its profile in USER_DATA_DIR if given (the
+// headless shell, /usr/bin/chromium-headless-shell (no browser download) with its profile in USER_DATA_DIR if given (the
 // caller owns it), else in a fresh temporary folder that is removed at the end. Exits non-zero, with a message on stderr, on any failure or
 // when the whole run takes longer than 60 s.
 

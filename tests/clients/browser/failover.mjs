@@ -13,7 +13,8 @@
 // Every change of a pane's state (open, reconnecting, done, ...) is recorded in the page
 // itself, so the result says which panes lost their stream and came back.
 //
-// Uses playwright-core with Debian's /usr/bin/chromium (no browser download). Exits
+// Uses playwright-core with Debian's /usr/bin/chromium-headless-shell (no browser
+// download). Exits
 // non-zero, with a message on stderr, on any failure or when the run takes over 60 s.
 
 import { mkdirSync } from "node:fs";

@@ -29,7 +29,7 @@ const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "
 const shared = process.env.BROADCASTER_TEST_CHROMIUM;
 const browser = shared
   ? await chromium.connectOverCDP(shared, { timeout: 30_000 })
-  : await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: ARGS });
+  : await chromium.launch({ executablePath: "/usr/bin/chromium-headless-shell", headless: true, args: ARGS });
 const context = await browser.newContext();
 await context.route(`${base}/usechat/**`, (route) => {
   const path = new URL(route.request().url()).pathname.replace(/^\/usechat\//, "");
