@@ -41,6 +41,7 @@ def draw(result: dict[str, Any], path: str | Path, title: str | None = None) -> 
     for ax in (ax_rate, ax_lat, ax_mem):
         _marks(ax, tl["marks"], tl["t"][-1] if tl["t"] else 0.0)
     fig.tight_layout()
+    fig.set_layout_engine(None)  # laid out: else savefig lays it out again in a dry draw
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
