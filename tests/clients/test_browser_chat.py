@@ -125,17 +125,21 @@ def _kill_the_worker_mid_answer(
     read its messages), then SIGKILL the worker that writes it; what the chat held then."""
     auth = {"authorization": f"Bearer {key}"} if key else {}
     deadline = time.monotonic() + 90
+    chat = None  # the page keeps one chat until its seventh step, long after this
     with httpx.Client(base_url=nginx.url, timeout=5, headers=auth) as client:
         while node.poll() is None and time.monotonic() < deadline:
-            chats = [CHAT_PATH.match(r["uri"]) for r in nginx.requests()]
-            chat = next((m.group(1) for m in chats if m), None)
+            if chat is None:
+                chats = [CHAT_PATH.match(r["uri"]) for r in nginx.requests()]
+                chat = next((m.group(1) for m in chats if m), None)
             body = client.get(f"/v1/chat/{chat}/messages").json() if chat else {}
             messages = body.get("messages", [])
             if len(messages) == 8 and body["status"] == "running" and _texts(messages[7]):
                 worker.popen.kill()
                 worker.popen.wait(5)
                 return {"status": body["status"], "text": _texts(messages[7])}
-            time.sleep(0.05)
+            # Each look is a request through nginx to a front-end; an answer streams for
+            # about 5 s, so one look every 0.2 s still kills the worker early in it.
+            time.sleep(0.2)
     raise AssertionError("the fourth answer never began (or chat.mjs ended first)")
 
 
