@@ -22,10 +22,11 @@ from pathlib import Path
 ENV = "BROADCASTER_TEST_CHROMIUM"
 """The variable that hands a browser script the shared browser's WebSocket address."""
 
-CHROMIUM = Path("/usr/bin/chromium-headless-shell")
+CHROMIUM = Path("/usr/lib/chromium/chromium-headless-shell")
 """Debian's chromium-headless-shell: Chromium's engine without the browser's window layer
 (the headless mode playwright-core launches by default), which runs the tests' pages for
-about half the CPU of ``chromium --headless`` (docs/testing.md)."""
+about half the CPU of ``chromium --headless`` (docs/testing.md). The binary itself, not
+``/usr/bin``'s script, which runs it as a child: a SIGTERM reaches the browser."""
 START_SECONDS = 30.0
 
 # playwright-core's own switches for a headless launch (its chromiumSwitches and
