@@ -55,14 +55,18 @@ def test_a_browser_that_died_is_started_again(tmp_path: Path) -> None:
 
 def test_stopping_it_leaves_nothing_and_a_module_that_did_not_use_it_stops_it() -> None:
     chromium = SharedChromium()
-    chromium.env()
-    assert chromium.popen is not None and chromium.home is not None
-    home, socket_dir = chromium.home, chromium.socket_dir
-    # The headless shell makes no singleton socket; a build that does has its folder removed.
-    assert socket_dir is None or socket_dir.exists()
-    chromium.module_ended()  # used during the module: kept
-    assert chromium.popen is not None and chromium.popen.poll() is None
-    chromium.module_ended()  # a module that did not use it: stopped
-    assert chromium.popen is None
-    assert pids_using(str(home)) == []
-    assert not home.exists() and (socket_dir is None or not socket_dir.exists())
+    try:
+        chromium.env()
+        assert chromium.popen is not None and chromium.home is not None
+        home, socket_dir = chromium.home, chromium.socket_dir
+        # The headless shell makes no singleton socket; a build that does has its folder
+        # removed.
+        assert socket_dir is None or socket_dir.exists()
+        chromium.module_ended()  # used during the module: kept
+        assert chromium.popen is not None and chromium.popen.poll() is None
+        chromium.module_ended()  # a module that did not use it: stopped
+        assert chromium.popen is None
+        assert pids_using(str(home)) == []
+        assert not home.exists() and (socket_dir is None or not socket_dir.exists())
+    finally:
+        chromium.stop()  # a failed check above leaves no browser of its own behind

@@ -55,7 +55,9 @@ class Proc:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         stop_all([self], sig, timeout)
-        return self.popen.returncode
+        code = self.popen.returncode
+        assert code is not None, f"{self.name} outlived its stop"
+        return int(code)
 
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
