@@ -185,14 +185,19 @@ class ChatPump:
         # taken from a queue, or put back, is acted on only once a failover cannot undo it.
         durability = self.chats.durability
         pending = keys.CHATS_PENDING_KEY
-        record = await self.chats.get(chat_id)
-        if record is None:
+        head = await self.chats.get(chat_id, whole=False)  # the history only if it is free
+        if head is None:
             await durability.command(pending, "ZREM", pending, chat_id)
             return 0
-        info = await self.log.info(record.generation)
+        info = await self.log.info(head.generation)
         if info is not None and not info.ended:
-            self._remember(record.generation, chat_id)  # its end wakes the pump
+            self._remember(head.generation, chat_id)  # its end wakes the pump
             return 0  # its answer runs (or waits for a person): later
+        record = await self.chats.get(chat_id)
+        if record is None or record.generation != head.generation:
+            if record is not None:  # a turn began between the reads: its end wakes it
+                self._remember(record.generation, chat_id)
+            return 0
         steer = keys.steer_key(record.generation)
         steering = await self._transaction(steer, [("LRANGE", steer, 0, -1), ("DEL", steer)])
         if steering:

@@ -87,7 +87,7 @@ async def test_a_lost_push_is_found_by_the_sweep_after_missed() -> None:
 
 
 def test_the_pump_wakes_for_a_chat_and_for_an_end_it_waits_on_only() -> None:
-    pump = ChatPump(None, _Generations(), None, None, None, admission=lambda: None)  # type: ignore[arg-type]
+    pump = ChatPump(None, _Generations(), None, None, None, admission=lambda: None)  # type: ignore[arg-type, return-value]
     pump.woken("end", "gen-unknown")
     assert not pump._wake.is_set(), "an end no pending chat waits on wakes nothing"
     pump.woken("wait", "123 gen-x")
@@ -102,3 +102,34 @@ def test_the_pump_wakes_for_a_chat_and_for_an_end_it_waits_on_only() -> None:
 
 class _Generations:
     log = None
+
+
+def test_the_pump_reads_a_busy_chats_history_not_at_all() -> None:
+    """A chat whose answer still runs is passed over on its record's head: its history
+    (a whole list, however long) is read only once the chat is free to start more."""
+
+    class Info:
+        ended = False
+
+    class Log:
+        async def info(self, generation: str) -> Info:
+            return Info()
+
+    class Record:
+        generation = "gen-running"
+
+    class Chats:
+        durability = None
+        reads: list[bool] = []
+
+        async def get(self, chat_id: str, *, whole: bool = True) -> Record:
+            self.reads.append(whole)
+            return Record()
+
+    generations = _Generations()
+    generations.log = Log()  # type: ignore[assignment]
+    chats = Chats()
+    pump = ChatPump(chats, generations, None, None, None, admission=lambda: None)  # type: ignore[arg-type, return-value]
+    assert asyncio.run(pump.pump("chat-1")) == 0
+    assert chats.reads == [False], "a busy chat's history was read"
+    assert pump._waiting_on == {"gen-running": "chat-1"}, "its end does not wake the pump"
