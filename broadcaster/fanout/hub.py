@@ -22,7 +22,7 @@ from broadcaster.core.eventlog import EventLog, StreamInfo
 from broadcaster.core.sse import Writer
 from broadcaster.fanout import viewer
 from broadcaster.fanout.arrivals import Arrivals
-from broadcaster.fanout.config import Admission, HubConfig
+from broadcaster.fanout.config import Admission, HubConfig, LoopLag
 from broadcaster.fanout.faults import Faults
 from broadcaster.fanout.keepalive import Keepalive
 from broadcaster.fanout.push import PushSubscriber, Resolver
@@ -89,6 +89,10 @@ class Hub:
         self.left = 0
         """Viewers that have left since start (the gc freezer thaws by it)."""
         self.admission = Admission(self.config.admit_per_second, self.config.admit_wait)
+        paced = self.config.admit_lag > 0 and self.config.admit_per_second > 0
+        self.lag = LoopLag(self.config.admit_lag) if paced else None
+        """Whether the loop keeps up, while the hub runs: new viewers are admitted at once
+        then (``admit``). None: every viewer takes its turn at the rate (if any)."""
         self._creators: set[Callable[[str | None], None]] = set()
         """Who wants to hear of new streams (a connection following prefixes): called
         with each new stream's id, or None when announcements may have been missed."""
@@ -104,10 +108,14 @@ class Hub:
             asyncio.create_task(self._quiet_check_loop(), name="hub-quiet-check"),
             asyncio.create_task(self.arrivals.run(), name="hub-arrivals"),
         ]
+        if self.lag is not None:
+            self.lag.start(self._loop)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self.drain()
+        if self.lag is not None:
+            self.lag.stop()
         self.arrivals.stop()
         for topic in self._topics.values():
             for handle in (topic.linger, topic.told):
@@ -148,8 +156,11 @@ class Hub:
                 topic.ready.cancel()  # its viewers wait no longer for Redis
 
     def admit(self) -> float | None:
-        """When a new viewer may start: in so many seconds, or None: refused."""
-        return self.admission.take(self._now())
+        """When a new viewer may start: in so many seconds, or None: refused. At once
+        while the loop keeps up (``lag``), else at the rate."""
+        now = self._now()
+        lag = self.lag
+        return self.admission.take(now, lag is None or lag.behind(now))
 
     def _now(self) -> float:
         """The loop's time, from the loop kept at start (3.11 asks ``getpid`` for it)."""

@@ -232,6 +232,7 @@ def _hub_config(settings: Settings) -> HubConfig:
         linger=settings.topic_linger_seconds,
         admit_per_second=settings.admit_per_second,
         admit_wait=settings.admit_wait_seconds,
+        admit_lag=settings.admit_lag_ms / 1000,
         drain_retry_ms=settings.drain_retry_ms,
         drain_window_ms=settings.drain_window_ms,
     )

@@ -46,8 +46,14 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     the viewers of a draining front-end reconnect spread over this window."""
     admit_per_second: float = Field(2000.0, ge=0)
     """New SSE responses a front-end process starts per second, at most (a burst of as
-    many): a reconnect storm is spread out rather than taken all at once (0: no limit).
-    Beyond, a viewer waits its turn, up to ``admit_wait_seconds``."""
+    many), while its event loop is behind (``admit_lag_ms``): a reconnect storm is then
+    spread out rather than taken all at once (0: no limit). Beyond, a viewer waits its
+    turn, up to ``admit_wait_seconds``."""
+    admit_lag_ms: int = Field(50, ge=0)
+    """While the front-end's event loop runs its timers late by less than this, a new SSE
+    viewer is admitted at once, whatever ``admit_per_second`` says: a storm is taken as
+    fast as the loop takes it, and the rate paces viewers only while deliveries would be
+    delayed (0: every viewer takes its turn at the rate)."""
     admit_wait_seconds: float = Field(5.0, ge=0)
     """Longest a new viewer waits for its turn at ``admit_per_second``; a viewer that
     would wait longer is answered 503 with a jittered ``Retry-After`` (1-3 s)."""

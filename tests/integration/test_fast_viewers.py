@@ -20,6 +20,8 @@ from tests.support.polling import until
 pytestmark = pytest.mark.anyio
 
 SECRET = "fast-viewers-test-secret-0123456789abcdef"
+TURNS = {"BROADCASTER_ADMIT_WAIT_SECONDS": "10", "BROADCASTER_ADMIT_LAG_MS": "0"}
+"""Every new viewer takes its turn at the rate (no loop-lag gate), and waits up to 10 s."""
 
 
 async def test_a_watched_stream_is_answered_without_the_app_and_alike(redis_url: str) -> None:
@@ -231,7 +233,7 @@ async def test_viewers_past_the_admission_rate_wait_their_turn_without_a_task(
 ) -> None:
     """At 20 viewers a second, 60 viewers arriving at once: each waits for its turn (one
     timer for all), and gets everything; one that leaves while waiting takes no slot."""
-    env = {"BROADCASTER_ADMIT_PER_SECOND": "20", "BROADCASTER_ADMIT_WAIT_SECONDS": "10"}
+    env = {**TURNS, "BROADCASTER_ADMIT_PER_SECOND": "20"}
     async with serving(redis_url, **env) as front:
         sid = await stream(front)
         await asyncio.sleep(1.1)  # the bucket fills again
@@ -265,7 +267,7 @@ async def test_a_request_sent_behind_a_waiting_viewer_is_answered_after_its_stre
     """HTTP/1.1 pipelining is legal (a proxy may send it): a request behind a viewer that
     waits for its turn sends that viewer to the app, which answers it in its turn, and
     the request behind it once its stream is over, each whole, once, in order."""
-    env = {"BROADCASTER_ADMIT_PER_SECOND": "1", "BROADCASTER_ADMIT_WAIT_SECONDS": "10"}
+    env = {**TURNS, "BROADCASTER_ADMIT_PER_SECOND": "1"}
     async with serving(redis_url, **env) as front:
         sid = await stream(front)
         first = await Conn.get(front.port, path(sid), at_newest(sid))
@@ -285,7 +287,7 @@ async def test_a_drain_ends_fast_viewers_and_those_waiting(redis_url: str) -> No
     """A drain ends the fast viewers' responses cleanly (the chunked body's end: an
     EventSource reconnects elsewhere), and those still waiting for their turn are ended
     so when it comes; the server's shutdown closes their connections before that."""
-    env = {"BROADCASTER_ADMIT_PER_SECOND": "2", "BROADCASTER_ADMIT_WAIT_SECONDS": "10"}
+    env = {**TURNS, "BROADCASTER_ADMIT_PER_SECOND": "2"}
     async with serving(redis_url, **env) as front:
         sid = await stream(front)
         await asyncio.sleep(1.1)
