@@ -21,7 +21,12 @@ class ObservedState {
   set error(e) { this._error = e; this.onChange(); }
   get messages() { return this._messages; }
   set messages(m) { this._messages = m; this.onChange(); }
-  pushMessage(message) { this._messages = this._messages.concat([message]); this.onChange(); }
+  // A message is never changed in place here: a change is a new object in a new array, the
+  // other messages kept as they were (the pane redraws only the messages whose object is new).
+  pushMessage(message) {
+    this._messages = this._messages.concat([structuredClone(message)]); // the SDK keeps mutating its copy
+    this.onChange();
+  }
   popMessage() { this._messages = this._messages.slice(0, -1); this.onChange(); }
   replaceMessage(index, message) {
     this._messages = this._messages.slice();

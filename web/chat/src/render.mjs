@@ -69,22 +69,58 @@ function latestAttempt(parts) {
   return { retry: retry < 0 ? null : parts[retry], parts: parts.slice(retry + 1) };
 }
 
-export function renderMessages(container, messages, onDecide) {
-  const nearBottom = container.scrollHeight - container.scrollTop - container.clientHeight < 40;
-  const fragment = document.createDocumentFragment();
-  for (const message of messages) {
-    const box = el("div", "msg");
-    box.dataset.role = message.role;
-    box.dataset.messageId = message.id;
-    box.appendChild(el("div", "msg-role", message.role === "user" ? "you" : message.role));
-    const { retry, parts } = latestAttempt(message.parts);
-    if (retry) box.appendChild(el("div", "retry-note", `started over (attempt ${retry.data?.attempt ?? "?"})`));
-    for (const part of parts) {
-      const node = partElement(part, onDecide);
-      if (node) box.appendChild(node);
-    }
-    fragment.appendChild(box);
+// What each container shows: the element drawn for each message object, and the approval
+// handler its buttons call. The chat's state puts a new object in place of a message that
+// changed and keeps the others as they were (chat.mjs), so an element drawn for an object
+// still shows it: while an answer streams, only that answer's element is built again.
+const drawn = new WeakMap();
+
+function messageElement(message, onDecide) {
+  const box = el("div", "msg");
+  box.dataset.role = message.role;
+  box.dataset.messageId = message.id;
+  box.appendChild(el("div", "msg-role", message.role === "user" ? "you" : message.role));
+  const { retry, parts } = latestAttempt(message.parts);
+  if (retry) box.appendChild(el("div", "retry-note", `started over (attempt ${retry.data?.attempt ?? "?"})`));
+  for (const part of parts) {
+    const node = partElement(part, onDecide);
+    if (node) box.appendChild(node);
   }
-  container.replaceChildren(fragment);
+  return box;
+}
+
+// Draws `messages` in `container`, in their order: an element kept from an earlier draw for
+// each message object drawn before, a new one for the others; the elements of messages no
+// longer there go. `onDecide(approvalId, approved)`: what the approval buttons call (the
+// one of the latest draw, also from an element drawn before it); none, no buttons.
+export function renderMessages(container, messages, onDecide) {
+  let state = drawn.get(container);
+  if (!state || state.decides !== Boolean(onDecide)) {
+    state = { decides: Boolean(onDecide), elements: new WeakMap(), onDecide };
+    drawn.set(container, state);
+  }
+  state.onDecide = onDecide;
+  const decide = onDecide && ((id, approved) => state.onDecide(id, approved));
+  const nearBottom = container.scrollHeight - container.scrollTop - container.clientHeight < 40;
+  const boxes = new Set(); // a message object twice in the list (none is) gets two elements
+  for (const message of messages) {
+    let box = state.elements.get(message);
+    if (!box || boxes.has(box)) {
+      box = messageElement(message, decide);
+      state.elements.set(message, box);
+    }
+    boxes.add(box);
+  }
+  // Into place: the elements already where they belong stay put, untouched.
+  let next = container.firstChild;
+  for (const box of boxes) {
+    if (box === next) next = next.nextSibling;
+    else container.insertBefore(box, next);
+  }
+  while (next) {
+    const after = next.nextSibling;
+    next.remove();
+    next = after;
+  }
   if (nearBottom) container.scrollTop = container.scrollHeight;
 }
