@@ -1,5 +1,6 @@
-// The demo page's chat panes as the browser scripts read them and wait on them (chat.mjs,
-// tabs.mjs, agent_chat.mjs): what each pane shows, and the two states a step waits for.
+// The demo page's chat panes as the browser scripts read them, wait on them and type into
+// them (chat.mjs, tabs.mjs, agent_chat.mjs, render.mjs): what each pane shows, the two
+// states a step waits for, and a message sent from a pane.
 
 // What each pane of `page` shows: its Chat's status, how the last answer ended, its
 // messages (their text, the retry note, their tool parts).
@@ -61,4 +62,12 @@ export function answerShown(page, count, timeout) {
     count,
     { timeout, polling: 50 },
   );
+}
+
+// Pane number `paneIndex` (from 0) of `page` sends `text` (`remaining()`: the ms the script
+// has left).
+export async function sendInPane(page, paneIndex, text, remaining) {
+  const pane = page.locator("#chat-tab section.chat-pane").nth(paneIndex);
+  await pane.locator("input.chat-input").fill(text, { timeout: remaining() });
+  await pane.locator("button.send").click({ timeout: remaining() });
 }

@@ -16,7 +16,7 @@
 // Saves a screenshot of each tab. Exits non-zero, with a message on stderr, on failure
 // or when the run takes longer than 100 s.
 
-import { readPanes, turnEnded } from "./chat_panes.mjs";
+import { readPanes, sendInPane, turnEnded } from "./chat_panes.mjs";
 import { openDemoPage, runToEnd, startScript } from "./common.mjs";
 
 const TIMEOUT_MS = 100_000;
@@ -48,12 +48,6 @@ function watch(page, tab) {
   });
 }
 
-async function send(page, paneIndex, text) {
-  const pane = page.locator("#chat-tab section.chat-pane").nth(paneIndex);
-  await pane.locator("input.chat-input").fill(text, { timeout: remaining() });
-  await pane.locator("button.send").click({ timeout: remaining() });
-}
-
 async function run() {
   step = "opening tab 1";
   const errors = { pageErrors, consoleErrors: [], httpErrors: [] };
@@ -81,11 +75,11 @@ async function run() {
   tabs.push(first, second);
 
   step = "tab 1 sends; tab 2 must show the turn";
-  await send(first, 0, "Sent from the first tab");
+  await sendInPane(first, 0, "Sent from the first tab", remaining);
   await waitForTurn(second, 2);
   await waitForTurn(first, 2);
   step = "tab 2 sends; tab 1 must show the turn";
-  await send(second, 1, "And one from the second tab");
+  await sendInPane(second, 1, "And one from the second tab", remaining);
   await waitForTurn(first, 4);
   await waitForTurn(second, 4);
   step = "reading both tabs";
