@@ -160,7 +160,10 @@ class Hub:
         while the loop keeps up (``lag``), else at the rate."""
         now = self._now()
         lag = self.lag
-        return self.admission.take(now, lag is None or lag.behind(now))
+        wait = self.admission.take(now, lag is None or lag.behind(now))
+        if wait and self.metrics is not None:
+            self.metrics.waited_turn.inc()
+        return wait
 
     def _now(self) -> float:
         """The loop's time, from the loop kept at start (3.11 asks ``getpid`` for it)."""

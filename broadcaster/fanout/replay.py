@@ -25,6 +25,8 @@ class FanoutMetrics(Protocol):
     replayed: Counter
     folded: Counter
     redis_read: Histogram
+    waited_turn: Counter
+    """New viewers that took a turn at the admission rate (``Hub.admit``)."""
 
     def appended_at(self, ms: bytes) -> None:
         """A run of live events appended at ``ms`` (Redis's clock) went to its viewers."""

@@ -92,7 +92,10 @@ def create_app(settings: Settings, redis_url: str) -> BroadcasterApp:
         settings.max_connections_per_subject, settings.max_connections_per_address
     )
     install_error_handlers(app)
-    app.exception_handler(Refusal)(refusals.answer(settings.busy_eventsource_retry))
+    refused = app.state.metrics.viewers_refused
+    app.exception_handler(Refusal)(
+        refusals.answer(settings.busy_eventsource_retry, lambda r: refused.labels(r.reason).inc())
+    )
     for module in (
         health,
         generations,

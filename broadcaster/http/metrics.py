@@ -107,6 +107,22 @@ class FrontendMetrics:
             "Viewers disconnected because their socket accepted nothing",
             registry=r,
         )
+        self.viewers_refused = Counter(
+            "broadcaster_viewers_refused_total",
+            "Viewers' requests refused, by reason: the error code (unauthorized, forbidden, "
+            "bad_resume_point, too_many_connections, not_found...), or for a 503 busy the "
+            "room that was wanting: connections, stream_viewers, admission_rate",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("connections", "stream_viewers", "admission_rate"):
+            self.viewers_refused.labels(reason)
+        self.waited_turn = Counter(
+            "broadcaster_viewers_waited_turn_total",
+            "New viewers that waited their turn at BROADCASTER_ADMIT_PER_SECOND (the loop "
+            "was behind, or the gate is off) rather than admitted at once",
+            registry=r,
+        )
 
     def _usage(self, r: CollectorRegistry) -> None:
         self.tokens = Counter(

@@ -120,6 +120,7 @@ def decide(ask: ViewerAsk, state: ViewerState) -> Decision:
             return busy(
                 "this front-end is admitting viewers as fast as it may; retry",
                 random.randint(1, 3),  # spread the herd out
+                "admission_rate",
             )
         if wait:
             return Later(TURN, wait)
@@ -137,10 +138,12 @@ def room_refusal(
     if refused is not None:
         return refused
     if max(room.connections, slots.open) >= limits.connections:
-        return busy("this front-end is at its connection limit; retry", 2)
+        return busy("this front-end is at its connection limit; retry", 2, "connections")
     for stream_id in stream_ids:
         if room.viewers_of(stream_id) >= limits.viewers_per_stream:
-            return busy("this stream is at its viewer limit on this front-end; retry", 2)
+            return busy(
+                "this stream is at its viewer limit on this front-end; retry", 2, "stream_viewers"
+            )
     return None
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -28,7 +28,8 @@ RETRY_MS = (1000, 3000)
 class Refusal(Exception):
     """A viewer's request refused: ``status`` with ``{"error": code, "message": text}``,
     the fields ``extra`` names and its ``headers``; ``retry_after`` (seconds) for a
-    refusal for want of room, which an EventSource is told as a ``retry:``."""
+    refusal for want of room, which an EventSource is told as a ``retry:``; ``reason``,
+    what the metrics count it by (the code, or which room was wanting: ``busy``'s)."""
 
     def __init__(
         self,
@@ -38,11 +39,13 @@ class Refusal(Exception):
         *,
         retry_after: int | None = None,
         headers: dict[str, str] | None = None,
+        reason: str | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.reason = reason or code
         self.message = message
         self.retry_after = retry_after
         self.headers = dict(headers or {})
@@ -51,10 +54,14 @@ class Refusal(Exception):
         self.extra = extra
 
 
-def busy(message: str, retry_after: int) -> Refusal:
-    """503 ``busy``: this front-end has no room (its connections, a stream's viewers, its
-    admission rate)."""
-    return Refusal(503, "busy", message, retry_after=retry_after)
+Busy = Literal["connections", "stream_viewers", "admission_rate"]
+"""Which room a 503 ``busy`` wanted: the front-end's connections, a stream's viewers
+here, or a turn at the admission rate within its wait."""
+
+
+def busy(message: str, retry_after: int, reason: Busy) -> Refusal:
+    """503 ``busy``: this front-end has no room (``reason``)."""
+    return Refusal(503, "busy", message, retry_after=retry_after, reason=reason)
 
 
 def too_many(what: str) -> Refusal:
@@ -94,13 +101,18 @@ def error_body(refusal: Refusal) -> JSONResponse:
     return response
 
 
-def answer(eventsource_retry: bool) -> Callable[[Request, Exception], Awaitable[Response]]:
+def answer(
+    eventsource_retry: bool, counted: Callable[[Refusal], None] | None = None
+) -> Callable[[Request, Exception], Awaitable[Response]]:
     """The app's handler of ``Refusal``: a refusal for want of room is the retry frame
     for an EventSource (unless ``eventsource_retry``, ``BROADCASTER_BUSY_EVENTSOURCE_RETRY``,
-    is off); every other refusal, and every other client, the error body."""
+    is off); every other refusal, and every other client, the error body. Each is told to
+    ``counted`` first (the metrics)."""
 
     async def answering(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Refusal)
+        if counted is not None:
+            counted(exc)
         if exc.retry_after is not None and eventsource_retry and is_eventsource(request):
             return Response(retry_body(), media_type="text/event-stream", headers=STREAMING)
         return error_body(exc)

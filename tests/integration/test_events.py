@@ -24,6 +24,7 @@ import redis as redis_sync
 from broadcaster.core import keys
 from broadcaster.core.embedded import free_port
 from broadcaster.dashboard.cursor import REBASE
+from tests.support.load import sample
 from tests.support.nginx import Nginx, find_nginx
 from tests.support.polling import until
 from tests.support.procs import Proc, own_redis, parse_sse, start_frontend
@@ -240,6 +241,10 @@ async def test_a_connection_following_many_streams_is_one_connection(tmp_path: P
                 assert (ready["connections"], ready["viewers"]) == (1, 3), ready
                 refused = await client.get(f"{fe.url}/v1/streams/conn-0/events")
                 assert refused.status_code == 503 and refused.json()["error"] == "busy"
+                exposition = (await client.get(fe.url + "/metrics")).text
+                refusals = "broadcaster_viewers_refused_total"
+                assert sample(exposition, refusals, 'reason="connections"') == 1
+                assert sample(exposition, refusals, 'reason="admission_rate"') == 0
             await until(
                 lambda: httpx.get(fe.url + "/readyz").json()["connections"] == 0,
                 "closed",

@@ -13,16 +13,10 @@ import httpx
 import pytest
 
 from broadcaster.core.embedded import EmbeddedRedis, free_port
+from tests.support.load import sample
 from tests.support.procs import read_sse, start_frontend, start_worker
 
 pytestmark = pytest.mark.anyio
-
-
-def metric(text: str, name: str, labels: str = "") -> float:
-    for line in text.splitlines():
-        if line.startswith(f"{name}{labels} ") or line.startswith(f"{name}{{{labels}}} "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name}{labels} not in metrics:\n{text[:2000]}")
 
 
 async def test_metrics_and_json_logs(tmp_path: Path) -> None:
@@ -53,19 +47,19 @@ async def test_metrics_and_json_logs(tmp_path: Path) -> None:
             live = await read_sse(c, f"/v1/streams/{gid}/events")
             assert live.done
             text = (await c.get("/metrics")).text
-            assert metric(text, "broadcaster_events_appended_total") == 6
-            assert metric(text, "broadcaster_events_replayed_total") >= 18
-            assert metric(text, "broadcaster_events_delivered_total") >= 1
-            assert metric(text, "broadcaster_sse_connections") == 0
+            assert sample(text, "broadcaster_events_appended_total") == 6
+            assert sample(text, "broadcaster_events_replayed_total") >= 18
+            assert sample(text, "broadcaster_events_delivered_total") >= 1
+            assert sample(text, "broadcaster_sse_connections") == 0
             # The worker acks its job just after appending the terminal event, which the
             # viewer may have read already: the queue empties within moments, not at once.
             for _ in range(50):
-                if metric(text, "broadcaster_generations_queued") == 0:
+                if sample(text, "broadcaster_generations_queued") == 0:
                     break
                 await asyncio.sleep(0.1)
                 text = (await c.get("/metrics")).text
-            assert metric(text, "broadcaster_generations_queued") == 0
-            assert metric(text, "broadcaster_redis_read_seconds_count") >= 3
+            assert sample(text, "broadcaster_generations_queued") == 0
+            assert sample(text, "broadcaster_redis_read_seconds_count") >= 3
 
         deadline = time.monotonic() + 10
         while True:
@@ -73,15 +67,15 @@ async def test_metrics_and_json_logs(tmp_path: Path) -> None:
                 wtext = (await wc.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
             try:
                 assert (
-                    metric(wtext, "worker_generations_finished_total", 'outcome="completed"') == 1
+                    sample(wtext, "worker_generations_finished_total", 'outcome="completed"') == 1
                 )
                 break
             except AssertionError:
                 assert time.monotonic() < deadline, wtext
                 await asyncio.sleep(0.1)
-        assert metric(wtext, "worker_generations_running") == 0
-        assert metric(wtext, "worker_tokens_total", 'direction="output"') > 0
-        assert metric(wtext, "worker_events_appended_total") == live.ids[-1]
+        assert sample(wtext, "worker_generations_running") == 0
+        assert sample(wtext, "worker_tokens_total", 'direction="output"') > 0
+        assert sample(wtext, "worker_events_appended_total") == live.ids[-1]
     finally:
         fe.stop()
         worker.stop()

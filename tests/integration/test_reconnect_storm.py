@@ -14,7 +14,7 @@ import pytest
 
 from broadcaster.core import connection
 from broadcaster.core.eventlog import EventLog
-from tests.support.load import metric
+from tests.support.load import metric, sample
 from tests.support.monitor import commands_seen
 from tests.support.polling import poll
 from tests.support.procs import SSEResult, read_sse, start_frontend
@@ -105,12 +105,18 @@ async def test_past_the_admission_rate_viewers_wait_their_turn_or_are_told_to_re
             started = loop.time()
             results = await asyncio.gather(*(viewer(client) for _ in range(120)))
             took = loop.time() - started
+            exposition = (await client.get(fe.url + "/metrics")).text
     finally:
         fe.stop()
     assert all(ids == list(range(1, 52)) for ids in results), "every viewer got every event"
     print(
         f"120 viewers at 20/s (wait up to 1 s): {len(refused)} refusals, all served in {took:.1f} s"
     )
+    # The metrics say why: every refusal was the admission rate's, and some viewers waited.
+    refusals = "broadcaster_viewers_refused_total"
+    assert sample(exposition, refusals, 'reason="admission_rate"') == len(refused)
+    assert sample(exposition, refusals, 'reason="connections"') == 0
+    assert sample(exposition, "broadcaster_viewers_waited_turn_total") > 0
     # 20 at once, about 20 more waiting up to a second: the others were refused, first.
     assert len(refused) >= 50, len(refused)
     for r in refused:

@@ -5,7 +5,6 @@ and churn scenarios (tests/test_slow_viewer.py, tests/test_churn.py, tests/soak.
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from pathlib import Path
@@ -33,11 +32,16 @@ def redis_clients(client: redis_sync.Redis) -> int:
 
 def metric(base_url: str, name: str) -> float:
     """One unlabelled figure from a front-end's ``/metrics``."""
-    text = httpx.get(base_url + "/metrics", timeout=10).text
-    m = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.MULTILINE)
-    if m is None:
-        raise AssertionError(f"{name} not in /metrics")
-    return float(m.group(1))
+    return sample(httpx.get(base_url + "/metrics", timeout=10).text, name)
+
+
+def sample(exposition: str, name: str, labels: str = "") -> float:
+    """One sample of a ``/metrics`` exposition: ``name`` with ``labels`` (``a="b"``, in
+    the exposition's order; none for an unlabelled one)."""
+    for line in exposition.splitlines():
+        if line.startswith(f"{name}{labels} ") or line.startswith(f"{name}{{{labels}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name}{{{labels}}} not in /metrics:\n{exposition[:2000]}")
 
 
 def percentiles(values: list[float]) -> tuple[float, float, float]:
