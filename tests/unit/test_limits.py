@@ -87,7 +87,7 @@ def test_what_looks_like_an_eventsource() -> None:
 
 @pytest.mark.anyio
 async def test_a_refusal_is_a_retry_for_an_eventsource_unless_turned_off() -> None:
-    refused = busy("full", 2)
+    refused = busy("full", 2, "connections")
     for headers, retry, expected in (
         (CHROMIUM, True, 200),
         (CHROMIUM, False, 503),
