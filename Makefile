@@ -58,8 +58,9 @@ lint: $(BIN)/.installed
 # chromium-headless-shell (Chromium without its window layer: less CPU than chromium
 # --headless for the same pages, docs/testing.md) and nginx, and the observability tests
 # (tests/integration/test_dashboards.py, test_alert_rules.py) Debian's prometheus, whose
-# binaries /usr/bin/prometheus and /usr/bin/promtool are what they run (each installed here as root if its /usr/bin or
-# /usr/sbin binary of the package's name is missing; otherwise this says what to install);
+# binaries /usr/bin/prometheus and /usr/bin/promtool are what they run (each installed
+# here as root if its /usr/bin or /usr/sbin binary of the package's name is missing;
+# otherwise this says what to install);
 # the PostgreSQL example's test (tests/integration/test_chat_postgres.py) Debian's
 # postgresql, whose initdb and postgres (under /usr/lib/postgresql/<version>/bin) it runs
 # in a folder of its own on a free port (installed the same way);

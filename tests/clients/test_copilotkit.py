@@ -48,8 +48,8 @@ from tests.support.stacks import Stack, anthropic_stack
 EXAMPLE = ROOT / "examples" / "copilotkit"
 OWN_BROWSER = {SHARED_CHROMIUM: ""}
 """The scripts launch a Chromium of their own, in the test's profile: on the test process's
-shared one (over the DevTools protocol) the example's pages ran several times slower under
-``chromium --headless``, and under the headless shell the module costs no less there."""
+shared one (over the DevTools protocol) the example's pages ran slower under ``chromium
+--headless``, and under the headless shell the module costs no less there (docs/testing.md)."""
 BROWSER = ROOT / "tests" / "clients" / "browser"
 SCRIPT = BROWSER / "copilotkit.mjs"
 TABS = BROWSER / "copilotkit_tabs.mjs"

@@ -9,7 +9,7 @@ import { basename, dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 
 // Debian's headless shell (chromium-headless-shell): the same engine as /usr/bin/chromium
-// without its window layer, at about half the CPU for the same page.
+// without its window layer, for less CPU for the same page (docs/testing.md).
 export const CHROMIUM = "/usr/bin/chromium-headless-shell";
 
 // The shared browser's WebSocket address (tests/support/shared_chromium.py), if any.
