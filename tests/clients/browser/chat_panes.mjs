@@ -1,6 +1,9 @@
 // The demo page's chat panes as the browser scripts read them, wait on them and type into
-// them (chat.mjs, tabs.mjs, agent_chat.mjs, render.mjs): what each pane shows, the two
-// states a step waits for, and a message sent from a pane.
+// them (chat.mjs, tabs.mjs, agent_chat.mjs, render.mjs, reasoning.mjs, older.mjs): what
+// each pane shows, the two states a step waits for, a message sent from a pane, and the
+// frame of a script on the chat tab.
+
+import { openDemoPage, runToEnd, startScript } from "./common.mjs";
 
 // What each pane of `page` shows: its Chat's status, how the last answer ended, its
 // messages (their text, the retry note, their tool parts).
@@ -70,4 +73,41 @@ export async function sendInPane(page, paneIndex, text, remaining) {
   const pane = page.locator("#chat-tab section.chat-pane").nth(paneIndex);
   await pane.locator("input.chat-input").fill(text, { timeout: remaining() });
   await pane.locator("button.send").click({ timeout: remaining() });
+}
+
+// A browser script on the demo page's chat tab (render.mjs, reasoning.mjs, older.mjs),
+// its command line as startScript reads it: the page opened at `path` (a new chat unless
+// it names one) on a context of its own, then `body(s)`, whose result is printed as the
+// script's line of JSON (runToEnd); page errors fail it. `s`: the page, the chat id it
+// shows, `at(step)` to say what it does now (for a failure's message), `remaining()`,
+// and the screenshot's path.
+export async function runChatTabScript(name, timeoutMs, body, path = "/#chat") {
+  const { base, screenshot, openContext, fail, remaining, ...script } = await startScript(name, timeoutMs);
+  let step = "opening the chat tab";
+  let context = null;
+  let page = null;
+  const pageErrors = [];
+  async function run() {
+    const errors = { pageErrors, consoleErrors: [], httpErrors: [] };
+    ({ context, page } = await openDemoPage(openContext, base, remaining, errors, path));
+    await page.waitForFunction(() => document.querySelector("#chat-id").textContent !== "—", null, {
+      timeout: remaining(),
+      polling: 100,
+    });
+    const chatId = (await page.textContent("#chat-id")).trim();
+    const out = await body({ page, base, chatId, remaining, screenshot, at: (s) => (step = s) });
+    if (pageErrors.length) throw new Error(`page errors: ${JSON.stringify(pageErrors)}`);
+    return { chat_id: chatId, ...out };
+  }
+  await runToEnd(name, {
+    timeoutMs,
+    run,
+    step: () => step,
+    page: () => page,
+    paneStates: async () => (page ? JSON.stringify(await readPanes(page).catch(() => "(unavailable)")) : "(no page)"),
+    pageErrors,
+    screenshot,
+    fail,
+    cleanup: () => script.cleanup(context), // called once, at the end
+  });
 }

@@ -12,15 +12,7 @@
 // Exits non-zero, with a message on stderr, on failure or when the run takes longer than
 // 100 s.
 
-import { answerShown, readPanes, sendInPane, turnEnded } from "./chat_panes.mjs";
-import { openDemoPage, runToEnd, startScript } from "./common.mjs";
-
-const TIMEOUT_MS = 100_000;
-const { base, screenshot, openContext, fail, remaining, ...script } = await startScript("render.mjs", TIMEOUT_MS);
-let step = "starting";
-let context = null;
-let page = null;
-const pageErrors = [];
+import { answerShown, readPanes, runChatTabScript, sendInPane, turnEnded } from "./chat_panes.mjs";
 
 // Installed in the page: each pane's message elements as they are now (`keptMessages`),
 // and `readPane(section, kept)`, which says which of the kept elements are the nodes the
@@ -44,27 +36,18 @@ function keepMessages() {
   return panes.map((s, i) => window.readPane(s, window.keptMessages[i]));
 }
 
-async function run() {
-  step = "opening the chat tab";
-  const errors = { pageErrors, consoleErrors: [], httpErrors: [] };
-  ({ context, page } = await openDemoPage(openContext, base, remaining, errors, "/#chat"));
-  await page.waitForFunction(() => document.querySelector("#chat-id").textContent !== "—", null, {
-    timeout: remaining(),
-    polling: 100,
-  });
-  const chatId = (await page.textContent("#chat-id")).trim();
-
-  step = "the first turn";
+await runChatTabScript("render.mjs", 100_000, async ({ page, remaining, screenshot, at }) => {
+  at("the first turn");
   await sendInPane(page, 0, "The first question", remaining);
   await turnEnded(page, 2, "finish", remaining());
 
-  step = "the second turn: waiting until both panes show some of its answer";
+  at("the second turn: waiting until both panes show some of its answer");
   await sendInPane(page, 0, "And a second question", remaining);
   await answerShown(page, 4, remaining());
-  step = "keeping each pane's message elements";
+  at("keeping each pane's message elements");
   const before = await page.evaluate(keepMessages);
 
-  step = "waiting until the answer's text has grown in both panes, still streaming";
+  at("waiting until the answer's text has grown in both panes, still streaming");
   const grown = await page.waitForFunction(
     (shown) => {
       const panes = Array.from(document.querySelectorAll("#chat-tab section.chat-pane"));
@@ -79,25 +62,12 @@ async function run() {
   );
   const during = await grown.jsonValue();
 
-  step = "waiting until the second turn ends";
+  at("waiting until the second turn ends");
   await turnEnded(page, 4, "finish", remaining());
   const sender = await page.evaluate(() =>
     window.readPane(document.querySelector("#chat-tab section.chat-pane"), window.keptMessages[0]),
   );
   const panes = await readPanes(page);
   await page.screenshot({ path: screenshot, fullPage: true });
-  if (pageErrors.length) throw new Error(`page errors: ${JSON.stringify(pageErrors)}`);
-  return { chat_id: chatId, before, during, sender_after: sender, panes };
-}
-
-await runToEnd("render.mjs", {
-  timeoutMs: TIMEOUT_MS,
-  run,
-  step: () => step,
-  page: () => page,
-  paneStates: async () => (page ? JSON.stringify(await readPanes(page).catch(() => "(unavailable)")) : "(no page)"),
-  pageErrors,
-  screenshot,
-  fail,
-  cleanup: () => script.cleanup(context), // called once, at the end
+  return { before, during, sender_after: sender, panes };
 });

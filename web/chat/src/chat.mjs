@@ -22,7 +22,7 @@ class ObservedState {
   get messages() { return this._messages; }
   set messages(m) { this._messages = m; this.onChange(); }
   // A message is never changed in place here: a change is a new object in a new array, the
-  // other messages kept as they were (the pane redraws only the messages whose object is new).
+  // other messages kept as they were (the pane updates only the messages whose object is new).
   pushMessage(message) {
     this._messages = this._messages.concat([structuredClone(message)]); // the SDK keeps mutating its copy
     this.onChange();
