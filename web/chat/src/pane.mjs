@@ -147,13 +147,21 @@ export class ChatPane {
     }
   }
 
-  // The history page before the messages shown, put before them.
+  // The history page before the messages shown, put before them: one page at a time (a
+  // click while one loads, a double click's second, asks for nothing more).
   async loadOlder() {
-    if (!this.older) return;
-    const page = await this.session.messages(this.older);
-    this.chat.messages = [...page.messages, ...this.chat.messages];
-    this.older = page.older;
-    this.olderBtn.hidden = !this.older;
+    if (!this.older || this.olderBtn.disabled) return;
+    this.olderBtn.disabled = true;
+    try {
+      const page = await this.session.messages(this.older);
+      this.chat.messages = [...page.messages, ...this.chat.messages];
+      this.older = page.older;
+      this.olderBtn.hidden = !this.older;
+    } catch (err) {
+      this.session.errorEl.textContent = `older messages: ${err.message || err}`;
+    } finally {
+      this.olderBtn.disabled = false;
+    }
   }
 
   // A decision on a tool call the answer waits on, by the transport's respondToApproval:
