@@ -255,12 +255,14 @@ class Hub:
         *,
         subject: str | None = None,
         wants_presence: bool = False,
+        vouched: bool = False,
     ) -> tuple[Subscription, bytes] | None:
         """A viewer joins caught up with no task: its subscription, parked on ``writer``
         and handed over, and what the topic holds after ``after``, to write before the
-        loop runs again; None unless ``known`` vouches for the resume point."""
+        loop runs again; None unless ``known`` vouches for the resume point (``vouched``:
+        the caller has just seen it vouch, and nothing ran since)."""
         topic = self._topics.get(stream_id)
-        if topic is None or self.closing or not topic.vouches(after, tag):
+        if topic is None or self.closing or not (vouched or topic.vouches(after, tag)):
             return None
         held = topic.since(after)
         if held is None:
@@ -274,7 +276,7 @@ class Hub:
             sub.last = held[-1][1]
         sub.park(writer, self._now())
         sub.handed = True
-        return sub, b"".join(run[2] for run in held)
+        return sub, held[0][2] if len(held) == 1 else b"".join([run[2] for run in held])
 
     def leave(self, sub: Subscription) -> None:
         """``sub``'s viewer is gone: it stops counting, and its stream is unwatched once

@@ -5,7 +5,6 @@ long), then the rest, live."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from fastapi import Request
@@ -105,8 +104,8 @@ async def agui_response(
     # AG-UI's own view: exact, no presence notices nor marks, and no AI SDK chunk
     # (``reset-step``) reaches its readers.
     ask = from_request(request, [stream_id], query_resume=False)
-    exact = dataclasses.replace(
-        ask, resume=after or None, compact=False, presence=False, caught_up=False, reset_step=False
+    exact = ask._replace(
+        resume=after or None, compact=False, presence=False, caught_up=False, reset_step=False
     )
     return await stream_response(
         request,

@@ -5,7 +5,6 @@ generation and the run; and a resume's (``GET /v1/chat/{id}/stream``)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
@@ -74,7 +73,7 @@ async def answer(request: Request, chat_id: str, generation: str, base: int) -> 
     ask = from_request(request, [generation])
     return await stream_response(
         request,
-        dataclasses.replace(ask, resume=str(base) if base else None),
+        ask._replace(resume=str(base) if base else None),
         answer_headers(chat_id, generation, base),
         body_filter=lambda chunks: until_waiting(event_log, generation, chunks),
     )
@@ -117,8 +116,7 @@ async def run_answer(
         lone = b"" if meta["ended"] == "finish" else LONE_FINISH
         return Response(lone, media_type="text/event-stream", headers=UI_MESSAGES | headers)
     # Exact: never compacted, no presence notices nor marks.
-    exact = dataclasses.replace(
-        from_request(request, [generation]),
+    exact = from_request(request, [generation])._replace(
         resume=str(after),
         compact=False,
         presence=False,
@@ -213,6 +211,4 @@ async def resumed(
     headers = {GENERATION_HEADER: record.generation}
     # The AI SDK's resume replays the whole answer: folded, it is a few events, not one
     # per token (compact replays), and the message it rebuilds is the same.
-    return await stream_response(
-        request, dataclasses.replace(ask, compact=resume_point is None), headers
-    )
+    return await stream_response(request, ask._replace(compact=resume_point is None), headers)

@@ -21,8 +21,6 @@ import logging
 import re
 from typing import Any, Protocol, cast
 
-import httptools
-
 from broadcaster.transport.fast import FastPath, Opening
 from broadcaster.transport.line import Server, ViewerLine, answer
 
@@ -108,17 +106,15 @@ class HeadFirst(ViewerLine):
         self, fast: FastPath, target: bytes, headers: list[tuple[bytes, bytes]]
     ) -> Opening | bool | None:
         """True: answered; else the fast path's answer, for the HTTP protocol to act on
-        (a wait, or the app's), or ``NOT_ASKED`` (a target it does not read)."""
-        try:
-            url = httptools.parse_url(target)
-        except httptools.HttpParserInvalidURLError:
-            return NOT_ASKED
+        (a wait, or the app's). ``target`` is of ``plain_get``'s characters (no ``#``):
+        its path and query are either side of its first ``?``, as llhttp splits it."""
+        path, _, query = target.partition(b"?")
         try:
             peer = self.transport.get_extra_info("peername")
         except OSError:
             peer = None
-        client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
-        opening = fast.open(url.path, url.query, headers, client, settle=True)
+        client = peer if isinstance(peer, tuple) else None  # uvloop's: (host, port, ...)
+        opening = fast.open(path, query, headers, client, settle=True)
         if opening is None or opening.until is not None or opening.wait:
             return opening
         self._received = b""
@@ -148,10 +144,10 @@ _HEADER = re.compile(
 )
 """A header line: its name (RFC 9110's token), a colon, its value (less its leading
 whitespace; no control but a tab), CRLF; only at a line's start."""
-_MAYBE_NOT_PLAIN = re.compile(
-    rb"(?<=\n)(?:content-length|transfer-encoding|upgrade|expect|connection):", re.IGNORECASE
-)
-"""A head that may name one of ``_NOT_PLAIN`` (or a ``connection``), to look at closer."""
+_MAYBE_NOT_PLAIN = re.compile(rb"\n(?:content-length|transfer-encoding|upgrade|expect|connection):")
+"""In a head lowercased: it may name one of ``_NOT_PLAIN`` (or a ``connection``), to look
+at closer. (Lowercasing a copy and searching it without ``IGNORECASE`` or a lookbehind is
+several times faster on a browser's head of a dozen headers.)"""
 _NOT_PLAIN = frozenset((b"content-length", b"transfer-encoding", b"upgrade", b"expect"))
 """Headers of a request that is not a plain GET: a body, an upgrade, a 100-continue."""
 MAX_HEADERS = 256
@@ -178,7 +174,7 @@ def plain_get(
     if len(pairs) != received.count(b"\n", first + 2, end + 2) or len(pairs) > MAX_HEADERS:
         return None
     headers = [(name.lower(), value) for name, value in pairs]
-    if _MAYBE_NOT_PLAIN.search(received, first, end) is not None:
+    if _MAYBE_NOT_PLAIN.search(received.lower(), first, end) is not None:
         for name, value in headers:
             if name in _NOT_PLAIN or (name == b"connection" and value.lower() != b"keep-alive"):
                 return None

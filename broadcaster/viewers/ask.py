@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from starlette.requests import Request
 
@@ -23,10 +23,11 @@ from broadcaster.viewers.proxies import UNTRUSTED
 YES = ("1", "true")
 
 
-@dataclass(frozen=True, slots=True)
-class ViewerAsk:
+class ViewerAsk(NamedTuple):
     """A viewer's request: the streams it reads (one, for most routes), its resume point
-    as sent (None: from the start), its token, its address, and its flags."""
+    as sent (None: from the start), its token, its address, and its flags. (A tuple:
+    every viewer's request makes one, and a tuple is made several times faster than a
+    frozen dataclass.)"""
 
     stream_ids: tuple[str, ...]
     resume: str | None = None

@@ -71,8 +71,7 @@ class ViewerState(NamedTuple):
     turn: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class Admit:
+class Admit(NamedTuple):
     """Let in: the seq and history tag it saw (``(0, None)``: from the start), and who it
     is (its token's subject)."""
 
@@ -86,8 +85,7 @@ TURN: Wait = "turn"
 TOPIC: Wait = "topic"
 
 
-@dataclass(frozen=True, slots=True)
-class Later:
+class Later(NamedTuple):
     """Not yet: its turn at the admission rate comes in ``wait`` seconds (``TURN``), or
     (from the parser) its stream's topic here is to settle first (``TOPIC``)."""
 

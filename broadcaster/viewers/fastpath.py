@@ -117,7 +117,8 @@ class FastViewers:
             if not isinstance(admitted, Admit):
                 return None
             token = viewing.held(grant, ask.token)
-            return self._join(viewing, hub, ask, admitted, (send, writer, conn), token=token)
+            answer = (send, writer, conn)  # started at once: nothing ran since ``_decide``
+            return self._join(viewing, hub, ask, admitted, answer, token=token, vouched=not wait)
 
         return Opening(self.head, wait, start)
 
@@ -152,9 +153,11 @@ class FastViewers:
         answer: tuple[Send, Writer, Connection],
         *,
         token: Held | None,
+        vouched: bool,
     ) -> tuple[bytes, Callable[[], None]] | None:
         """The viewer joins its topic caught up, handed over (``response.Handed``), and
-        ends with its ``token``."""
+        ends with its ``token``; ``vouched``: the topic vouched for its resume point and
+        nothing ran since (``Hub.join``)."""
         send, writer, conn = answer
         stream_id = ask.stream_ids[0]
         joined = hub.join(
@@ -164,6 +167,7 @@ class FastViewers:
             writer,
             subject=admitted.subject,
             wants_presence=ask.presence,
+            vouched=vouched,
         )
         if joined is None:
             return None

@@ -9,7 +9,6 @@ route, whose token ``decide`` checks (``verifier``).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -164,7 +163,7 @@ async def admit_viewer(request: Request, ask: ViewerAsk) -> Slot:
     """Room for one more SSE response reading ``ask``'s streams (a dashboard's, a chat's
     stream, a Durable Stream's live reader), held until it ends: access and the resume
     point (of its own grammar) are the route's to check."""
-    slot, _ = await admit(request, dataclasses.replace(ask, resume=None))
+    slot, _ = await admit(request, ask._replace(resume=None))
     return slot
 
 
@@ -172,7 +171,7 @@ async def admit_long_poll(request: Request, ask: ViewerAsk) -> Slot:
     """Room for one more Durable Streams long-poll, held until it answers: the
     front-end's connection limit and the client's, not the admission rate (a long-poll
     comes back after every answer: it is one reader, not a herd)."""
-    unread = dataclasses.replace(ask, stream_ids=(), resume=None)
+    unread = ask._replace(stream_ids=(), resume=None)
     slot, _ = await admit(request, unread, turn=False)
     return slot
 

@@ -96,7 +96,7 @@ BAD_POINT = (400, "bad_resume_point")
 
 
 def ask(**changed: Any) -> ViewerAsk:
-    return replace(ASK, **changed)
+    return ASK._replace(**changed)
 
 
 ROWS: list[tuple[str, ViewerAsk, Known, Any]] = [
@@ -104,10 +104,10 @@ ROWS: list[tuple[str, ViewerAsk, Known, Any]] = [
     ("admitted at its resume point", ASK, Known(), IN),
     ("from the start", ask(resume=None), Known(), Admit(0, None, "u1")),
     ("a plain seq", ask(resume="5"), Known(), Admit(5, None, "u1")),
-    ("no tokens configured: anyone", ask(token=None), Known(None), replace(IN, subject=None)),
+    ("no tokens configured: anyone", ask(token=None), Known(None), IN._replace(subject=None)),
     ("a prefix entry", ask(token=jwt("s*")), Known(), IN),
-    ("a token naming nobody", ask(token=jwt("s1", sub=None)), Known(), replace(IN, subject=None)),
-    ("a legacy token of this stream", ask(token=legacy("s1")), Known(), replace(IN, subject=None)),
+    ("a token naming nobody", ask(token=jwt("s1", sub=None)), Known(), IN._replace(subject=None)),
+    ("a legacy token of this stream", ask(token=legacy("s1")), Known(), IN._replace(subject=None)),
     ("no token", ask(token=None), Known(), NO_TOKEN),
     ("not a token", ask(token="garbage"), Known(), NO_TOKEN),
     ("another stream's token", ask(token=jwt("s2")), Known(), (403, "forbidden")),
@@ -136,7 +136,7 @@ ROWS: list[tuple[str, ViewerAsk, Known, Any]] = [
 def test_decide(what: str, ask: ViewerAsk, known: Known, answer: Any) -> None:
     known.room.turns = 0
     decided = decide(ask, state(known, ask.token))
-    if isinstance(answer, tuple):
+    if refused(answer):
         assert isinstance(decided, Refusal), decided
         assert (decided.status, decided.code) == answer
         if decided.status in (429, 503):
@@ -149,7 +149,12 @@ def test_decide(what: str, ask: ViewerAsk, known: Known, answer: Any) -> None:
     assert took == (0 if what in NO_TURN else 1), "a turn at the rate only once let in"
 
 
-NO_TURN = {what for what, _, known, answer in ROWS if isinstance(answer, tuple) or not known.turn}
+def refused(answer: Any) -> bool:
+    """A row's answer is a refusal's (status, code) (``Admit`` and ``Later`` are tuples too)."""
+    return not isinstance(answer, (Admit, Later))
+
+
+NO_TURN = {what for what, _, known, answer in ROWS if refused(answer) or not known.turn}
 NO_TURN -= {"past the admission rate"}
 NO_TURN |= {"its topic here does not vouch"}
 """The rows whose viewer takes no turn at the admission rate: refused before it (or it

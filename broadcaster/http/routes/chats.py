@@ -10,7 +10,6 @@ owner.
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime
 from typing import Annotated, cast
 
@@ -141,5 +140,5 @@ async def chats_events(
     who = await _owner(request, owner)
     feed = await owners.opened(who)
     ask = from_request(request, [feed])
-    plain = dataclasses.replace(ask, compact=False, presence=False, caught_up=False)
+    plain = ask._replace(compact=False, presence=False, caught_up=False)
     return await stream_response(request, plain)
