@@ -287,7 +287,7 @@ class Hub:
             return
         sub.gone = True
         sub.handed = False
-        sub.resume = None
+        sub.armed = False
         sub.direct = None
         self._viewers -= 1
         self._connections -= sub.own

@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from broadcaster.core import sse
 from broadcaster.core.events import Event
@@ -62,6 +61,19 @@ alive that every other viewer has long been sent. Past it, the viewer reads from
 once its socket drains."""
 
 
+class Holder(Protocol):
+    """What holds a viewer handed over caught up (``viewers.response.Handed``)."""
+
+    def wake(self) -> None:
+        """The viewer has work no direct write can do."""
+        ...
+
+    def finish(self, last: bytes) -> bool:
+        """``last`` (a terminal run) and the response's end, in one write; False when
+        the socket refused it."""
+        ...
+
+
 class Subscription:
     """One viewer's bounded buffer of live runs. Never blocks the fan-out: when full, the
     newest are dropped and ``overflowed`` tells the viewer to refill from Redis. While the
@@ -75,15 +87,16 @@ class Subscription:
         "_bytes",
         "_limit",
         "_waiter",
+        "armed",
         "closed",
         "counted",
         "direct",
-        "direct_end",
         "ended",
         "farewell",
         "finished",
         "gone",
         "handed",
+        "holder",
         "keepalive",
         "last",
         "marked",
@@ -95,7 +108,6 @@ class Subscription:
         "ping_due",
         "presence",
         "quiet_since",
-        "resume",
         "subject",
         "topic",
     )
@@ -117,11 +129,14 @@ class Subscription:
         self.last = 0
         """The seq of the last event this viewer was sent (or handed to send)."""
         self.direct: Writer | None = None
-        self.direct_end: Writer | None = None
-        """Writes a terminal run and the response's end in one write (a ``Handed``'s);
-        else the run goes by ``direct`` and the end by its holder afterwards."""
+        self.holder: Holder | None = None
+        """Who holds it once it is handed over (a ``Handed``): it writes a terminal run
+        and the response's end in one write (``Holder.finish``), and is woken when the
+        viewer has work (``armed``); else the run goes by ``direct`` and the end by its
+        holder afterwards. (The holder itself, not two bound methods of it: every open
+        viewer keeps this.)"""
         self.finished = False
-        """The terminal event went out by ``direct_end``: the response is over."""
+        """The terminal event went out by ``Holder.finish``: the response is over."""
         self.quiet_since = 0.0
         """Loop time it went direct, or of its last ping: with its topic's last read,
         how long its socket has been silent."""
@@ -141,10 +156,10 @@ class Subscription:
         """It counts among its stream's viewers (presence), as ``subject``."""
         self.subject: str | None = None
         self.handed = False
-        """Handed over while caught up (``detach``), its task ended: ``resume`` is called
-        when it has work, and its holder leaves the hub for it."""
-        self.resume: Callable[[], None] | None = None
-        """Called (once) instead of waking a task, while it is handed over."""
+        """Handed over while caught up (``detach``), its task ended: its holder is woken
+        when it has work, and leaves the hub for it."""
+        self.armed = False
+        """Its holder is woken (once) instead of a task, while it is handed over."""
         self.gone = False
         """It left the hub (``Hub.leave``)."""
         self.marks = False
@@ -177,14 +192,14 @@ class Subscription:
 
     def _end_direct(self, w: Writer, run: Run) -> bool:
         """The terminal run straight to the socket: with the response's end, in one write,
-        when its holder offers that (``direct_end``). False if the socket refused it."""
-        end = self.direct_end
-        if not (end or w)(run[2]):
+        when it has a holder (``Holder.finish``). False if the socket refused it."""
+        holder = self.holder
+        if not (w(run[2]) if holder is None else holder.finish(run[2])):
             return False
         self.last = run[1]
         self.direct = None
         self.ended = True
-        self.finished = end is not None
+        self.finished = holder is not None
         self._wake()
         return True
 
@@ -245,9 +260,9 @@ class Subscription:
         if w is not None:
             if not w.done():
                 w.set_result(None)
-        elif self.resume is not None:
-            resume, self.resume = self.resume, None
-            resume()
+        elif self.armed and self.holder is not None:
+            self.armed = False
+            self.holder.wake()
 
     def take(self) -> list[Run]:
         runs, self._buf = self._buf, []

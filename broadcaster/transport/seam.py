@@ -2,7 +2,7 @@
 (``Connection``), and the one ASGI scope extension through which a response of the app
 reaches it (``CONNECTION``). Knows no uvicorn: ``wire`` implements it; the SSE response
 (``viewers/response.py``), the fast path (``viewers/fastpath.py``) and, through the
-functions it is handed, the fan-out (``fanout/subscription.py``'s ``direct_end`` and
+functions it is handed, the fan-out (``fanout/subscription.py``'s ``Holder.finish`` and
 ``Writer``) use it.
 """
 

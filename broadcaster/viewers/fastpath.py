@@ -194,4 +194,4 @@ class FastViewers:
         if admitted.tag is not None:
             viewing.resumed()
         self.answered += 1
-        return viewing.retry_field() + held, handed.lost
+        return viewing.retry_field() + held, handed

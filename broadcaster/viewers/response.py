@@ -219,7 +219,7 @@ class SSEResponse(Response):
             self._on_end,
             self._token,
         )
-        if not conn.detach(handed.lost):
+        if not conn.detach(handed):
             return False
         handed.hold(conn)
         self._handed = True
@@ -294,14 +294,14 @@ class Handed:
         """Held here from now on, on its detached connection: the fan-out writes a
         terminal event and the response's end in one write (``Connection.finish``)."""
         self.conn = conn
-        self.sub.resume = self.wake
-        self.sub.direct_end = conn.finish
+        self.sub.holder = self
+        self.sub.armed = True
 
     def detach(self, sub: Subscription) -> bool:
         """Caught up again: held here again, and the task ends."""
         if self.done:
             return False
-        sub.resume = self.wake
+        sub.armed = True
         return True
 
     def wake(self) -> None:
@@ -321,9 +321,13 @@ class Handed:
             return
         sub, conn = self.sub, self.conn
         if sub.only_ended() and conn is not None and (conn.finish(b"") or sub.finished):
-            self._end()  # the end written now, or by the fan-out (``direct_end``)
+            self._end()  # the end written now, or by the fan-out (``finish``)
         else:
             self._start()
+
+    def finish(self, last: bytes) -> bool:
+        """``Holder.finish``: on the connection it goes on on (``hold``)."""
+        return self.conn is not None and self.conn.finish(last)
 
     def _start(self) -> None:
         assert self.conn is not None
@@ -339,6 +343,8 @@ class Handed:
             task.cancel()  # ``_ran`` ends it
         else:
             self._end()
+
+    __call__ = lost  # the connection's ``on_lost`` is this object: no bound method to keep
 
     async def _run(self) -> None:
         sub = self.sub

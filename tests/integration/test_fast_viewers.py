@@ -354,7 +354,7 @@ async def test_the_end_of_a_stream_ends_every_handed_response_with_no_task(
             await c.until(b"0\r\n\r\n")
         assert len(spawned) <= 1, len(spawned)  # the first viewer's, were the app to answer it
         # The terminal event and the body's end went out in one write to each viewer,
-        # from the fan-out (``Subscription.direct_end``): these 30, and the first viewer
+        # from the fan-out (``Holder.finish``): these 30, and the first viewer
         # (``stream``).
         assert len(ends) == 31 and all(b"[DONE]" in e for e in ends), ends[:2]
         await until(lambda: front.hub.viewers == 0, "every viewer left")

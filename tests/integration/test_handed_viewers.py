@@ -187,7 +187,7 @@ def _states(front: Front, sid: str) -> str:
     subs = [sub for t in front.hub._topics.values() if t.stream_id == sid for sub in t.subs]
     return (
         "; ".join(
-            f"direct={sub.direct is not None} handed={sub.handed} resume={sub.resume is not None} "
+            f"direct={sub.direct is not None} handed={sub.handed} armed={sub.armed} "
             f"ping_at={None if sub.ping_at is None else round(sub.ping_at - now, 2)} "
             f"ping_due={sub.ping_due} silent={round(now - sub.silent_since(), 2)}"
             for sub in subs
