@@ -26,8 +26,8 @@ YES = ("1", "true")
 class ViewerAsk(NamedTuple):
     """A viewer's request: the streams it reads (one, for most routes), its resume point
     as sent (None: from the start), its token, its address, and its flags. (A tuple:
-    every viewer's request makes one, and a tuple is made several times faster than a
-    frozen dataclass.)"""
+    every viewer's request makes one, and a frozen dataclass sets each of its fields
+    through ``object.__setattr__``.)"""
 
     stream_ids: tuple[str, ...]
     resume: str | None = None

@@ -117,7 +117,7 @@ class FastViewers:
             if not isinstance(admitted, Admit):
                 return None
             token = viewing.held(grant, ask.token)
-            answer = (send, writer, conn)  # started at once: nothing ran since ``_decide``
+            answer = (send, writer, conn)
             return self._join(viewing, hub, ask, admitted, answer, token=token, vouched=not wait)
 
         return Opening(self.head, wait, start)
@@ -156,8 +156,8 @@ class FastViewers:
         vouched: bool,
     ) -> tuple[bytes, Callable[[], None]] | None:
         """The viewer joins its topic caught up, handed over (``response.Handed``), and
-        ends with its ``token``; ``vouched``: the topic vouched for its resume point and
-        nothing ran since (``Hub.join``)."""
+        ends with its ``token``; ``vouched``: it starts at once (no wait), so nothing ran
+        since ``_decide`` saw its topic vouch for the resume point (``Hub.join``)."""
         send, writer, conn = answer
         stream_id = ask.stream_ids[0]
         joined = hub.join(
