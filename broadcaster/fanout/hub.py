@@ -276,7 +276,7 @@ class Hub:
             sub.last = held[-1][1]
         sub.park(writer, self._now())
         sub.handed = True
-        return sub, held[0][2] if len(held) == 1 else b"".join([run[2] for run in held])
+        return sub, b"".join([run[2] for run in held])  # one run: that run's bytes, uncopied
 
     def leave(self, sub: Subscription) -> None:
         """``sub``'s viewer is gone: it stops counting, and its stream is unwatched once

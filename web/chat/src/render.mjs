@@ -180,14 +180,14 @@ export function renderMessages(container, messages, onDecide) {
   state.onDecide = onDecide;
   const decide = onDecide && ((id, approved) => state.onDecide(id, approved));
   const nearBottom = container.scrollHeight - container.scrollTop - container.clientHeight < 40;
-  const boxes = new Set(); // two messages of one id (none are) get two elements
+  const boxes = new Set();
   const byId = new Map();
   for (const message of messages) {
-    let box = (state.byId.get(message.id) || []).find((b) => !boxes.has(b));
-    if (!box) box = messageElement(message, decide);
+    let box = state.byId.get(message.id);
+    if (!box || boxes.has(box)) box = messageElement(message, decide); // an id seen twice: its own
     else if (shown.get(box).message !== message) drawMessage(box, message, decide);
     boxes.add(box);
-    byId.set(message.id, [...(byId.get(message.id) || []), box]);
+    if (!byId.has(message.id)) byId.set(message.id, box);
   }
   state.byId = byId;
   // Into place: the elements already where they belong stay put, untouched.
