@@ -397,7 +397,12 @@ def cluster_failover(cluster: LocalCluster) -> None:
     victim = next(s for s in cluster.servers if s.port == port)
     t0 = time.monotonic()
     victim.stop(signal.SIGKILL)
-    wait_for("no replica took the slots over", lambda: _promoted(cluster, victim.port), within=30)
+    wait_for(
+        "no replica took the slots over",
+        lambda: _promoted(cluster, victim.port),
+        within=30,
+        context=cluster.describe,
+    )
     t1 = time.monotonic()
     restart_node(cluster, victim)
     wait_for(

@@ -199,6 +199,10 @@ async def test_departed_viewers_are_forgotten(slow_frontend: Proc, redis_url: st
         await redis.aclose()
 
 
+async def _counted(seen: list[int], n: int) -> bool:
+    return len(seen) == n
+
+
 async def _all_left(listener: PubSub, counts: dict[str, int]) -> bool:
     """Counts the next message on a stream's channel (an event, or a viewer count): true
     once a count says every viewer left."""
@@ -229,11 +233,17 @@ async def test_redis_commands_per_event_do_not_depend_on_viewers(tmp_path: Path)
             for viewers in (1, 300):
                 sid = f"count-{viewers}"
                 await event_log.append(sid, [{"type": "a"}], kind="feed")
+                served: list[int] = []
+                url_ = fe.url + f"/v1/streams/{sid}/events"
+                started = functools.partial(served.append, 1)
                 tasks = [
-                    asyncio.create_task(read_sse(client, fe.url + f"/v1/streams/{sid}/events"))
+                    asyncio.create_task(read_sse(client, url_, started=started))
                     for _ in range(viewers)
                 ]
-                await _viewers(client, fe.url, viewers, 20)
+                # Subscribed, and served the history: what a joining viewer reads (the
+                # stream's seq, its first event) is read before the count starts.
+                all_served = functools.partial(_counted, served, viewers)
+                await poll(all_served, f"{viewers} viewer(s) served", 20, every=0.05)
                 # What the channel carries besides events: the viewer count, which the
                 # front-end publishes (coalesced) as viewers come and go.
                 listener = redis.pubsub()

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -433,8 +433,10 @@ async def read_sse(
     last_event_id: str | None = None,
     stop_after: int | None = None,
     headers: dict[str, str] | None = None,
+    started: Callable[[], object] | None = None,
 ) -> SSEResult:
-    """Read an SSE response to its end (or until ``stop_after`` events arrived)."""
+    """Read an SSE response to its end (or until ``stop_after`` events arrived);
+    ``started()`` is called once its first event with an id has arrived whole."""
     headers = {"accept": "text/event-stream", **(headers or {})}
     if last_event_id is not None:
         headers["last-event-id"] = last_event_id
@@ -446,6 +448,9 @@ async def read_sse(
         buf = bytearray()
         async for chunk in resp.aiter_raw():
             buf += chunk
+            if started is not None and (at := buf.find(b"id: ")) >= 0 and b"\n\n" in buf[at:]:
+                started()
+                started = None
             if stop_after is not None and buf.count(b"\nid: ") + buf.startswith(b"id: ") >= (
                 stop_after
             ):

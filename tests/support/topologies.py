@@ -158,6 +158,21 @@ class LocalCluster:
         nodes = [ClusterNode("127.0.0.1", s.port) for s in self.servers if s.alive()]
         return redis_sync.RedisCluster(startup_nodes=nodes)
 
+    def describe(self) -> str:
+        """Each node's view of the cluster and the end of its log: what a failover that
+        did not happen leaves to read."""
+        parts = []
+        for s in self.servers:
+            view = "(not running)"
+            if s.alive():
+                view = "(not answering)"
+                with contextlib.suppress(redis_sync.RedisError, OSError), s.client() as c:
+                    state = c.cluster("info")["cluster_state"]
+                    nodes = c.execute_command("CLUSTER", "NODES").decode(errors="replace")
+                    view = f"cluster_state {state}\n{nodes}"
+            parts.append(f"--- node {s.port}: {view}\n{_read(s.log)[-1500:]}")
+        return "\n".join(parts)
+
     def primary_of(self, key: str) -> Server:
         """The server that holds ``key`` now (asked of the cluster, after any failover)."""
         with self.client() as c:
