@@ -7,8 +7,12 @@ its address. Both panes must show the newest 50 messages; pane 1 then loads the 
 pages a click at a time, pane 2 with a double click first: after each page each pane shows
 the newest messages of the chat, whole, in the server's order, none twice, and at the end
 all of them, with no button left. Each older page is read once, with the cursor the
-server gave (``older``). The browser, node and tests/clients/browser's npm packages are
-needed: missing, the test fails and names them (never a skip).
+server gave (``older``). Then a race: the chat opened again, pane 1's next older page is
+held back while pane 2 begins a turn (pane 1 reads the newest page, one message on);
+once it comes, pane 1 asks again from its new first message, and shows the newest 100
+messages with none missing between the pages. The browser, node and
+tests/clients/browser's npm packages are needed: missing, the test fails and names them
+(never a skip).
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ def test_the_chat_tab_loads_older_pages_in_order_each_message_once(tmp_path: Pat
             env={"CHAT_ID": chat},
         )
         assert code == 0, f"older.mjs exited with {code}\n{err}\n{out}\n{stack.logs()}"
+        after = httpx.get(f"{stack.url}/v1/chat/{chat}/messages", timeout=10).json()["messages"]
     finally:
         browser.stop_browser_leftovers(profile)
         stack.stop()
@@ -108,3 +113,18 @@ def test_the_chat_tab_loads_older_pages_in_order_each_message_once(tmp_path: Pat
     befores = [parse_qs(q.lstrip("?")).get("before", [None])[0] for q in result["reads"]]
     assert [b for b in befores if b is not None] == cursors * 2, result["reads"]
     assert all(f"limit={PAGE}" in q for q in result["reads"]), result["reads"]
+
+    # The race: pane 1's older page was asked for before pane 2's turn and came after pane
+    # 1 showed the newest page with that turn's message. Pane 1 shows two pages that join:
+    # the chat's newest 100 messages, in order, none missing between them.
+    assert len(after) == len(history) + 1 and after[-1]["role"] == "user", after[-3:]
+    race = result["race"]
+    assert race["error"] == "", race
+    assert [m["id"] for m in race["messages"]] == [m["id"] for m in after[-2 * PAGE :]], [
+        m["id"] for m in race["messages"]
+    ]
+    # The page held back was asked from the newest page's first message as it was; the
+    # one shown, from the first message of the newest page with the turn.
+    race_befores = [parse_qs(q.lstrip("?")).get("before") for q in result["race_reads"]]
+    asked = [b[0] for b in race_befores if b]
+    assert asked == [cursors[0], after[-PAGE]["id"]], result["race_reads"]

@@ -6,13 +6,18 @@
 // The page opens the chat's address (#chat=<id>, a chat the server holds); once both panes
 // show its newest page, pane 1 loads the older pages a click at a time, and pane 2 with a
 // double click, then a click for each page left. Every read of the chat's messages the
-// page makes is noted (its query).
+// page makes is noted (its query). Then the race: the chat opened again, pane 1's next
+// older page is held back while pane 2 begins a turn (pane 1 reads the newest page), and
+// what pane 1 shows once that page came.
 // Prints ONE line of JSON: what the panes show at each step (each message's id, role and
 // text, whether the button for older messages shows) and those reads. Saves a screenshot.
 // Exits non-zero, with a message on stderr, on failure or when the run takes longer than
 // 100 s.
 
-import { runChatTabScript } from "./chat_panes.mjs";
+import { runChatTabScript, sendInPane } from "./chat_panes.mjs";
+
+const PAGE = 50; // the page's history page (web/chat/src/index.mjs)
+const RACE_TEXT = "a turn begun while older messages load";
 
 const chat = process.env.CHAT_ID;
 if (!chat) {
@@ -89,7 +94,54 @@ await runChatTabScript(
     }
     out.steps.push(await page.evaluate(shown));
     await page.screenshot({ path: screenshot, fullPage: true });
-    return { ...out, reads };
+    const pagingReads = reads.length;
+
+    // A turn begun while an older page loads. The chat is opened again (both panes show
+    // its newest page); pane 1's next older page is held back until pane 2 has sent a
+    // message and pane 1, told of the turn, shows the chat's new newest page. Then the
+    // held page comes: pane 1 must show messages that join, with no gap.
+    at("the race: opening the chat again");
+    await page.reload({ waitUntil: "load", timeout: remaining() });
+    await showing(page, 0, 1, remaining());
+    await showing(page, 1, 1, remaining());
+    let release, held;
+    const released = new Promise((resolve) => (release = resolve));
+    const heldBack = new Promise((resolve) => (held = resolve));
+    const olderPage = (url) => url.pathname === `/v1/chat/${chat}/messages` && url.searchParams.has("before");
+    await page.route(
+      olderPage,
+      async (route) => {
+        held();
+        await released;
+        await route.continue();
+      },
+      { times: 1 },
+    );
+    at("the race: pane 1 asks for older messages, its page held back");
+    await olderButton(0).click({ timeout: remaining() });
+    await heldBack;
+    at("the race: pane 2 begins a turn; pane 1 reads the newest page");
+    await sendInPane(page, 1, RACE_TEXT, remaining);
+    await page.waitForFunction(
+      (text) => {
+        const msgs = document.querySelectorAll("#chat-tab section.chat-pane")[0].querySelectorAll(".msg");
+        return msgs.length > 0 && msgs[msgs.length - 1].textContent.includes(text);
+      },
+      RACE_TEXT,
+      { timeout: remaining(), polling: 50 },
+    );
+    release();
+    at("the race: pane 1 shows an older page");
+    await page.waitForFunction(
+      (count) => {
+        const s = document.querySelectorAll("#chat-tab section.chat-pane")[0];
+        return !s.querySelector("button.older").disabled && s.querySelectorAll(".msg").length >= count;
+      },
+      2 * PAGE,
+      { timeout: remaining(), polling: 50 },
+    );
+    out.race = (await page.evaluate(shown))[0];
+    return { ...out, reads: reads.slice(0, pagingReads), race_reads: reads.slice(pagingReads) };
   },
   `/#chat=${chat}`,
 );

@@ -148,15 +148,23 @@ export class ChatPane {
   }
 
   // The history page before the messages shown, put before them: one page at a time (a
-  // click while one loads, a double click's second, asks for nothing more).
+  // click while one loads, a double click's second, asks for nothing more). A page must
+  // join what the pane shows when it arrives: a pane that read the chat's newest page
+  // meanwhile (a turn begun in another pane or tab) asks again from its new first
+  // message, rather than leave a gap between the two.
   async loadOlder() {
     if (!this.older || this.olderBtn.disabled) return;
     this.olderBtn.disabled = true;
     try {
-      const page = await this.session.messages(this.older);
-      this.chat.messages = [...page.messages, ...this.chat.messages];
-      this.older = page.older;
-      this.olderBtn.hidden = !this.older;
+      for (let tries = 0; this.older && tries < 3 && !this.closed; tries += 1) {
+        const before = this.older;
+        const page = await this.session.messages(before);
+        if (this.older !== before) continue;
+        this.chat.messages = [...page.messages, ...this.chat.messages];
+        this.older = page.older;
+        this.olderBtn.hidden = !this.older;
+        break;
+      }
     } catch (err) {
       this.session.errorEl.textContent = `older messages: ${err.message || err}`;
     } finally {
