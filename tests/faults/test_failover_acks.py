@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import gc
 import itertools
 import json
@@ -57,11 +56,10 @@ from tests.support.procs import Proc, start_frontend
 from tests.support.topologies import (
     LocalCluster,
     Server,
-    _cluster_ready,
     _start,
     _synced,
+    cluster_failover,
     pick_ports,
-    restart_node,
     server_binary,
     start_cluster,
     start_sentinel,
@@ -70,9 +68,6 @@ from worker.writer import StreamWriter
 
 pytestmark = pytest.mark.anyio
 
-ELECTION_WAIT = 20
-"""Seconds a cluster's replicas have to elect one after a primary is killed (they take 3
-to 5 with a node timeout of 2 s) before the test forces it."""
 FAILOVERS = int(os.environ.get("FAILOVER_ACKS_FAILOVERS", "2"))
 MODES = os.environ.get("FAILOVER_ACKS_MODES", "replicas,fsync").split(",")
 FSYNC_ARGS = ("--appendonly", "yes", "--appendfsync", "always")
@@ -389,77 +384,6 @@ def sentinel_failover(group: Group) -> None:
 def _moved_from(group: Group, port: int) -> bool:
     with contextlib.suppress(RuntimeError, redis_sync.RedisError, OSError):
         return group.primary_port() != port
-    return False
-
-
-def cluster_failover(cluster: LocalCluster) -> None:
-    """Kill a primary at random (``SIGKILL``), wait until its replica took its slots over,
-    start it again (it rejoins as that replica's replica) and wait until all synced."""
-    with cluster.client() as c:
-        ports = [int(n.port) for n in c.get_primaries()]
-    port = random.choice(ports)
-    victim = next(s for s in cluster.servers if s.port == port)
-    t0 = time.monotonic()
-    victim.stop(signal.SIGKILL)
-    promoted = functools.partial(_promoted, cluster, victim.port)
-    try:
-        wait_for("no replica took the slots over", promoted, within=ELECTION_WAIT)
-    except AssertionError:
-        # What an operator does when the replicas' election stalls (a vote denied, the
-        # next try 4 node timeouts later): this test is about the acknowledged writes
-        # across a failover, not how soon Redis elects. Said, with what the nodes saw.
-        seen = cluster.describe()
-        _force_failover(cluster, victim.port)
-        warnings.warn(
-            f"cluster: no replica took the slots over in {ELECTION_WAIT} s; forced "
-            f"(CLUSTER FAILOVER TAKEOVER). The nodes then:\n{seen}",
-            stacklevel=1,
-        )
-        wait_for("no replica took the slots over, forced", promoted, 30, context=cluster.describe)
-    t1 = time.monotonic()
-    restart_node(cluster, victim)
-    wait_for(
-        "the killed node did not rejoin", lambda: _cluster_ready(cluster.servers, 3), within=40
-    )
-    print(
-        f"[cluster failover] promoted in {t1 - t0:.1f} s, rejoined in {time.monotonic() - t1:.1f} s"
-    )
-
-
-def _force_failover(cluster: LocalCluster, port: int) -> None:
-    """``CLUSTER FAILOVER TAKEOVER`` on a replica of the (dead) primary on ``port``: no
-    vote asked, which is safe only because that primary is dead."""
-    for s in cluster.servers:
-        if s.port == port or not s.alive():
-            continue
-        with contextlib.suppress(redis_sync.RedisError, OSError), s.client() as c:
-            nodes = c.cluster("nodes")
-            dead = next(n["node_id"] for a, n in nodes.items() if _port_of(a) == port)
-            for addr, n in nodes.items():
-                if n["master_id"] == dead and "fail" not in n["flags"]:
-                    with redis_sync.Redis(port=_port_of(addr), socket_timeout=5) as replica:
-                        replica.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
-                    return
-    raise AssertionError(f"no replica of the primary on {port} to fail over to")
-
-
-def _port_of(addr: str) -> int:
-    """The port of a ``CLUSTER NODES`` address (``host:port@bus``)."""
-    return int(addr.partition("@")[0].rpartition(":")[2])
-
-
-def _promoted(cluster: LocalCluster, port: int) -> bool:
-    """The cluster is ok again, and the node on ``port`` serves no slot."""
-    for s in cluster.servers:
-        if s.port == port or not s.alive():
-            continue
-        with contextlib.suppress(redis_sync.RedisError, OSError), s.client() as c:
-            if c.cluster("info")["cluster_state"] != "ok":
-                return False
-            return not any(
-                _port_of(addr) == port and n.get("slots") for addr, n in c.cluster("nodes").items()
-            )
-        return False
     return False
 
 
