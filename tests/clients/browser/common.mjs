@@ -117,6 +117,34 @@ export async function openDemoPage(openContext, base, remaining, errors, path = 
   return { context, page };
 }
 
+// On the demo page: `prompt` typed into its prompt box, Generate clicked, and the
+// generation's id it then shows (the page's error, if it shows one instead, thrown).
+// `at(step)` is told what it does now (for a failure's message).
+export async function generate(page, prompt, remaining, at) {
+  at("typing the prompt");
+  const box = page.locator("#prompt");
+  await box.fill("", { timeout: remaining() });
+  await box.pressSequentially(prompt, { timeout: remaining() });
+  const typed = await box.inputValue();
+  if (typed !== prompt) throw new Error(`the textarea holds ${JSON.stringify(typed)}, not the prompt`);
+
+  at("clicking #generate");
+  await page.click("#generate", { timeout: remaining() });
+
+  at("waiting for the generation id");
+  await page.waitForFunction(
+    () => {
+      const t = document.querySelector("#generation-id").textContent.trim();
+      return (t && t !== "—") || document.querySelector("#error").textContent.trim();
+    },
+    null,
+    { timeout: remaining(), polling: 100 },
+  );
+  const formError = (await page.textContent("#error")).trim();
+  if (formError) throw new Error(`the page shows an error after Generate: ${formError}`);
+  return (await page.textContent("#generation-id")).trim();
+}
+
 // Run a browser script's `run()` under a deadline: print its result as one JSON line and
 // exit 0; on failure or timeout say where it was (and the panes' states), save a picture
 // of the page as it was next to the requested screenshot, and exit 1 (2 on timeout).

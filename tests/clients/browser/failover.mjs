@@ -19,7 +19,7 @@
 
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { openDemoPage, paneStates, runToEnd, startScript, stdinLines } from "./common.mjs";
+import { generate, openDemoPage, paneStates, runToEnd, startScript, stdinLines } from "./common.mjs";
 
 const TIMEOUT_MS = 60_000;
 const PANES = ["a", "b", "late", "flaky"];
@@ -89,28 +89,7 @@ async function run() {
     }
   }, PANES);
 
-  step = "typing the prompt";
-  const prompt = page.locator("#prompt");
-  await prompt.fill("", { timeout: remaining() });
-  await prompt.pressSequentially(PROMPT, { timeout: remaining() });
-  const typed = await prompt.inputValue();
-  if (typed !== PROMPT) throw new Error(`the textarea holds ${JSON.stringify(typed)}, not the prompt`);
-
-  step = "clicking #generate";
-  await page.click("#generate", { timeout: remaining() });
-
-  step = "waiting for the generation id";
-  await page.waitForFunction(
-    () => {
-      const t = document.querySelector("#generation-id").textContent.trim();
-      return (t && t !== "—") || document.querySelector("#error").textContent.trim();
-    },
-    null,
-    { timeout: remaining(), polling: 100 },
-  );
-  const generationId = (await page.textContent("#generation-id")).trim();
-  const formError = (await page.textContent("#error")).trim();
-  if (formError) throw new Error(`the page shows an error after Generate: ${formError}`);
+  const generationId = await generate(page, PROMPT, remaining, (s) => (step = s));
 
   step = `waiting until panes ${LIVE_PANES.join(", ")} show ${TEXT_BEFORE_KILL} characters`;
   await page.waitForFunction(
