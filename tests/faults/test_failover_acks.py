@@ -593,7 +593,11 @@ async def test_acknowledged_events_survive_sentinel_failovers(
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_acknowledged_events_survive_cluster_failovers(
-    request: pytest.FixtureRequest, mode: str, tmp_path: Path, killer: ThreadPoolExecutor
+    request: pytest.FixtureRequest,
+    mode: str,
+    tmp_path: Path,
+    killer: ThreadPoolExecutor,
+    record_property: Any,
 ) -> None:
     cluster: LocalCluster = request.getfixturevalue(
         "fsync_cluster" if mode == "fsync" else "cluster"
@@ -612,12 +616,13 @@ async def test_acknowledged_events_survive_cluster_failovers(
         with cluster.client() as c:
             return held(c.xrange(keys.log_key(sid)), kind)
 
+    stalls: list[str] = []  # elections forced (``cluster_failover``): told, not failed on
     with frontend(cluster.seed, tmp_path, f"acks-cluster-{mode}", env) as front:
         ledger, verdict, took = await run(
             url=cluster.url,
             front=front,
             mode=mode,
-            failover=lambda: cluster_failover(cluster),
+            failover=lambda: cluster_failover(cluster, stalls),
             stored=stored,
             failovers=FAILOVERS,
             names=names,
@@ -625,4 +630,6 @@ async def test_acknowledged_events_survive_cluster_failovers(
             killer=killer,
         )
     report("Cluster (3 primaries, a replica each)", mode, ledger, verdict, took)
+    if stalls:
+        record_property("summary", f"{len(stalls)} election(s) forced:\n" + "\n".join(stalls))
     check(mode, ledger, verdict)
