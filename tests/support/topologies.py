@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -44,8 +45,8 @@ from tests.support.procs import Proc, start_frontend, start_worker
 NODE_TIMEOUT_MS = 2000
 """Cluster: how long a primary may be silent before its replica takes over."""
 ELECTION_WAIT = 20
-"""Seconds a cluster's replicas have to elect one after a primary is killed (they take 3
-to 5 with a node timeout of 2 s) before ``cluster_failover`` forces it."""
+"""Seconds a cluster's replicas have to elect one after a primary is killed (a few node
+timeouts: docs/reliability.md) before ``cluster_failover`` forces it."""
 
 
 @contextlib.contextmanager
@@ -268,7 +269,7 @@ def cluster_failover(cluster: LocalCluster, stalls: list[str] | None = None) -> 
     victim = next(s for s in cluster.servers if s.port == port)
     t0 = time.monotonic()
     victim.stop(signal.SIGKILL)
-    promoted = functools.partial(_promoted, cluster, victim.port)
+    promoted = functools.partial(_promoted, cluster, port)
     try:
         wait_for("no replica took the slots over", promoted, within=ELECTION_WAIT)
     except AssertionError:
@@ -277,7 +278,7 @@ def cluster_failover(cluster: LocalCluster, stalls: list[str] | None = None) -> 
         # client sees across a failover, not how soon Redis elects. Said, with what the
         # nodes saw.
         seen = cluster.describe()
-        _force_failover(cluster, victim.port)
+        _force_failover(cluster, port)
         stall = (
             f"no replica took the slots of the primary on {port} over in {ELECTION_WAIT} s;"
             f" forced (CLUSTER FAILOVER TAKEOVER). The nodes then:\n{seen}"
@@ -299,38 +300,39 @@ def cluster_failover(cluster: LocalCluster, stalls: list[str] | None = None) -> 
 def _force_failover(cluster: LocalCluster, port: int) -> None:
     """``CLUSTER FAILOVER TAKEOVER`` on a replica of the (dead) primary on ``port``: no
     vote asked, which is safe only because that primary is dead."""
+    seen = _seen_without(cluster, port)
+    nodes = seen[1] if seen is not None else {}
+    dead = next((n["node_id"] for a, n in nodes.items() if _port_of(a) == port), None)
+    for addr, n in nodes.items():
+        if dead is not None and n["master_id"] == dead and "fail" not in n["flags"]:
+            with redis_sync.Redis(port=_port_of(addr), socket_timeout=5) as replica:
+                replica.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
+            return
+    raise AssertionError(f"no replica of the primary on {port} to fail over to")
+
+
+def _promoted(cluster: LocalCluster, port: int) -> bool:
+    """The cluster is ok again, and the node on ``port`` serves no slot."""
+    seen = _seen_without(cluster, port)
+    if seen is None or seen[0] != "ok":
+        return False
+    return not any(_port_of(addr) == port and n.get("slots") for addr, n in seen[1].items())
+
+
+def _seen_without(cluster: LocalCluster, port: int) -> tuple[str, dict[str, Any]] | None:
+    """The cluster's state and nodes (``CLUSTER NODES``, parsed) as the first running node
+    other than the one on ``port`` that answers sees them; None if none answers."""
     for s in cluster.servers:
         if s.port == port or not s.alive():
             continue
         with contextlib.suppress(redis_sync.RedisError, OSError), s.client() as c:
-            nodes = c.cluster("nodes")
-            dead = next(n["node_id"] for a, n in nodes.items() if _port_of(a) == port)
-            for addr, n in nodes.items():
-                if n["master_id"] == dead and "fail" not in n["flags"]:
-                    with redis_sync.Redis(port=_port_of(addr), socket_timeout=5) as replica:
-                        replica.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
-                    return
-    raise AssertionError(f"no replica of the primary on {port} to fail over to")
+            return c.cluster("info")["cluster_state"], c.cluster("nodes")
+    return None
 
 
 def _port_of(addr: str) -> int:
     """The port of a ``CLUSTER NODES`` address (``host:port@bus``)."""
     return int(addr.partition("@")[0].rpartition(":")[2])
-
-
-def _promoted(cluster: LocalCluster, port: int) -> bool:
-    """The cluster is ok again, and the node on ``port`` serves no slot."""
-    for s in cluster.servers:
-        if s.port == port or not s.alive():
-            continue
-        with contextlib.suppress(redis_sync.RedisError, OSError), s.client() as c:
-            if c.cluster("info")["cluster_state"] != "ok":
-                return False
-            return not any(
-                _port_of(addr) == port and n.get("slots") for addr, n in c.cluster("nodes").items()
-            )
-        return False
-    return False
 
 
 def _form_cluster(primaries: list[Server], replicas: list[Server]) -> None:
