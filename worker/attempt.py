@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -32,7 +33,7 @@ from worker.sessions import Opening, Sessions
 from worker.step_loop import StepRun, run_steps
 from worker.takeover import Plan, fresh, plan_attempt
 from worker.tools import ToolClash
-from worker.writer import StreamWriter, WritesLost
+from worker.writer import REDIS_DOWN, RETRY_MAX_S, StreamWriter, WritesLost
 
 log = logging.getLogger("worker.generation")
 
@@ -57,6 +58,33 @@ async def _claimed_request(
     return request, meta
 
 
+async def claim_surely(
+    generations: Generations, stream_id: str, owner: str, patience_s: float
+) -> Claim | None:
+    """``Generations.claim``, sent again while Redis does not answer (a failover, a cut
+    connection), for up to ``patience_s``, backing off as the writer's appends do. Every
+    try carries the same token: a claim whose reply was lost is found by it and answered
+    as it was made, rather than refused as held by this very worker, whose generation then
+    waited out the lease it had just taken."""
+    token = secrets.token_hex(8)
+    delay = 0.05
+    give_up_at = time.monotonic() + patience_s
+    while True:
+        try:
+            return await generations.claim(stream_id, owner, token=token)
+        except REDIS_DOWN as exc:
+            if time.monotonic() + delay > give_up_at:
+                raise
+            log.warning(
+                "generation %s: claim unanswered (%s); asking again in %.2fs",
+                stream_id,
+                exc,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+
+
 async def run_generation(
     generations: Generations,
     provider: Provider,
@@ -71,7 +99,7 @@ async def run_generation(
     writer (or a cancel) took the stream, ``Held`` if a live worker holds it, and
     ``StepBoundary`` at a step's end once ``stopping`` is set; cancellation stops the
     model call."""
-    claim = await generations.claim(stream_id, owner)
+    claim = await claim_surely(generations, stream_id, owner, policy.redis_patience_s)
     if claim is None:
         log.info("generation %s: already ended or gone; nothing to do", stream_id)
         return

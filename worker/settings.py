@@ -91,9 +91,10 @@ class WorkerSettings(RedisSettings, DurabilitySettings):
     retry_max_seconds: float = Field(20.0, ge=0)
     """The longest wait between two retries of a provider error."""
     redis_patience_seconds: float = Field(60.0, gt=0)
-    """How long an append is retried while Redis does not answer (it is conditional, so a
-    retry never writes twice); then the attempt fails and, after the lease, a worker takes
-    the generation over."""
+    """How long an append, or a claim, is retried while Redis does not answer (an append
+    is conditional and a claim carries its own token, so a retry never writes or counts
+    twice); then the attempt fails and, after the lease, a worker takes the generation
+    over."""
     read_timeout_seconds: float = Field(60.0, gt=0)
     """The model stream is given up after this long without a byte."""
     cancel_poll_seconds: float = Field(0.25, gt=0)

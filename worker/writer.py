@@ -59,8 +59,11 @@ class StepBoundary(Exception):
 
 _TERMINAL = frozenset({"finish", "error", "abort"})
 
+RETRY_MAX_S = 2.0
+"""The longest wait between two tries of a write Redis did not answer."""
 
-_REDIS_DOWN = (
+
+REDIS_DOWN = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
     redis_errors.ClusterDownError,
@@ -95,7 +98,7 @@ class StreamWriter:
         *,
         request: dict[str, Any] | None = None,
         patience_s: float = 60.0,
-        retry_max_s: float = 2.0,
+        retry_max_s: float = RETRY_MAX_S,
         stopping: asyncio.Event | None = None,
     ) -> None:
         self.metrics = metrics
@@ -184,7 +187,7 @@ class StreamWriter:
                     repair = None
                 self.seq = await self._append(b)
                 break
-            except _REDIS_DOWN as exc:
+            except REDIS_DOWN as exc:
                 if time.monotonic() + delay > give_up_at:
                     raise
                 repair = None  # the next refusal says where the stream is now

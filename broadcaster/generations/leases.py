@@ -208,7 +208,9 @@ class Leases:
         token = new_token(job.provider, job.entry_id)
         gid = job.generation_id
         try:
-            claim = await self.generations.claim(gid, token)
+            # The token is the claim's own too: a claim redis-py sends again after its
+            # reply was lost finds itself, not a hold of a live owner.
+            claim = await self.generations.claim(gid, token, token=token)
         except Held:
             if not job.taken_over:
                 await queue.done(job)  # a duplicate job of a live generation: dropped

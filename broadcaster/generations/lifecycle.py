@@ -143,16 +143,21 @@ class Generations:
         """Delete a generation that was created but never queued (nobody saw it)."""
         await self.log.redis.delete(*keys.stream_keys(stream_id))
 
-    async def claim(self, stream_id: str, owner: str, *, repair: bool = False) -> Claim | None:
+    async def claim(
+        self, stream_id: str, owner: str, *, repair: bool = False, token: str = ""
+    ) -> Claim | None:
         """Make ``owner`` the only writer of a generation and count the run (a lapsed hold
         counts a lost worker, ``Claim.lost``; ``repair``: the owner takes its own stream again
-        after a loss). None when it is gone or ended; ``Held`` when a live worker holds it."""
+        after a loss). None when it is gone or ended; ``Held`` when a live worker holds it.
+        ``token``: this claim's own, random: sent again with the same token after its
+        reply was lost, it finds the claim it made and answers as that one did (counting
+        nothing again), instead of ``Held`` by its own hold (``worker.attempt.claim_surely``)."""
         mode = "repair" if repair else ""
         dead = list(self.dead()) if self.dead is not None else []
         # Through the committer (BROADCASTER_DURABILITY), as an append: ``NotConfirmed``
         # if a failover could still lose it, which the worker treats as a lost connection.
         meta = keys.meta_key(stream_id)
-        args = [owner, self.lease_ms, mode, *dead]
+        args = [owner, self.lease_ms, mode, token, *dead]
         reply = await self.log.durability.script(self._claim, [meta], args)
         status, seq, attempt, lost = reply[:4]
         if status == b"HELD":

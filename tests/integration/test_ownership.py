@@ -75,6 +75,33 @@ async def test_only_a_lost_worker_counts_and_a_live_one_keeps_its_generation(
     assert await generations.claim(s, "c") == Claim(0, 3, 1)
 
 
+async def test_a_claim_sent_again_with_its_token_finds_itself(event_log: EventLog) -> None:
+    """docs/reliability.md, "A claim whose reply is lost": the same claim again (its
+    reply lost) is answered as it was made; another token of the same owner, or a claim
+    after another worker took the generation, is not."""
+    s = sid()
+    generations = Generations(event_log, lease_s=30)
+    assert await generations.create(s, REQUEST)
+    assert await generations.claim(s, "a", token="t1") == Claim(0, 1, 0)
+    assert await generations.claim(s, "a", token="t1") == Claim(0, 1, 0)  # counted once
+    with pytest.raises(Held):  # a's own hold, but not this claim's: a duplicate job
+        await generations.claim(s, "a", token="t2")
+    with pytest.raises(Held):
+        await generations.claim(s, "b", token="t1")  # someone else's claim is not b's
+    # a person's decision: the run after it says so, sent again too
+    await event_log.redis.hset(keys.meta_key(s), mapping={"held_at": 0, "resume": 1})
+    decided = Claim(0, 1, 1, decided=True)
+    assert await generations.claim(s, "b", token="t3") == decided
+    assert await generations.claim(s, "b", token="t3") == decided
+    # c takes it over once b's hold lapsed: b's claim sent that late is c's to refuse
+    await event_log.redis.hset(keys.meta_key(s), "held_at", 0)
+    assert await generations.claim(s, "c", token="t4") == Claim(0, 2, 2)
+    with pytest.raises(Held):
+        await generations.claim(s, "b", token="t3")
+    meta = await event_log.meta(s) or {}
+    assert (meta["owner"], meta["attempt"], meta["lost"]) == ("c", "2", "2")
+
+
 class CutQueue(JobQueue):
     """A job queue whose job XADD fails: the fault between a start's steps."""
 

@@ -1,6 +1,6 @@
 -- Make ARGV[1] the only writer of a generation, unless a live worker holds it.
--- KEYS: meta. ARGV: owner, lease (ms), mode ('' or 'repair'), then the workers the
--- claimer found dead (generations/liveness.py).
+-- KEYS: meta. ARGV: owner, lease (ms), mode ('' or 'repair'), the claim's token (''
+-- for none), then the workers the claimer found dead (generations/liveness.py).
 -- One owner at a time: a running generation whose owner refreshed its hold ('held_at',
 -- Redis time in ms, set here and by hold.lua) within the lease is that owner's, and the
 -- claim answers HELD (a duplicate job of a live generation; never a takeover), unless
@@ -10,12 +10,15 @@
 -- a run after a person's decision ('resume' set) goes on with the same number, and a
 -- repair ('repair': the writer taking its own stream again after Redis lost writes)
 -- counts nothing. A generation waiting for a person is nobody's to run.
+-- A claim sent again with the same token (its first reply was lost: a failover, a cut
+-- connection) finds itself the owner ('claim' is its token and what it decided): it
+-- answers as the first did, counting nothing again, whatever the hold's age.
 -- Returns {status, seq, attempt, lost, decided}: decided is 1 when this run follows a
 -- person's decision ('resume' was set), so no worker was lost under it.
 local meta = KEYS[1]
-local owner, lease, mode = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local owner, lease, mode, token = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local m = redis.call('HMGET', meta, 'kind', 'seq', 'ended', 'status', 'attempt', 'resume',
-  'owner', 'held_at', 'lost')
+  'owner', 'held_at', 'lost', 'claim')
 if m[1] ~= 'generation' then return {'NOSTREAM', 0, 0, 0} end
 local seq = tonumber(m[2])
 if m[3] then return {'ENDED', seq, 0, 0} end
@@ -27,8 +30,13 @@ if mode == 'repair' then
   redis.call('HSET', meta, 'owner', owner, 'status', 'running', 'held_at', now)
   return {'OK', seq, math.max(attempt, 1), lost}
 end
+if token ~= '' and m[4] == 'running' and m[7] == owner and m[10]
+    and string.sub(m[10], 1, -3) == token then
+  redis.call('HSET', meta, 'held_at', now)
+  return {'OK', seq, math.max(attempt, 1), lost, tonumber(string.sub(m[10], -1))}
+end
 local function dead(who)
-  for i = 4, #ARGV do
+  for i = 5, #ARGV do
     if ARGV[i] == who then return true end
   end
   return false
@@ -46,5 +54,6 @@ if m[6] then
 else
   attempt = redis.call('HINCRBY', meta, 'attempt', 1)
 end
-redis.call('HSET', meta, 'owner', owner, 'status', 'running', 'held_at', now)
+redis.call('HSET', meta, 'owner', owner, 'status', 'running', 'held_at', now,
+  'claim', token .. ':' .. decided)
 return {'OK', seq, attempt, lost, decided}
