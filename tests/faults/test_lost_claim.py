@@ -55,6 +55,11 @@ def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
         server.stop()
 
 
+def _port(server: EmbeddedRedis) -> int:
+    assert server.port is not None, "the Redis server has not started"
+    return server.port
+
+
 def _claim_sha() -> bytes:
     """What names the claim script in the worker's ``EVALSHA``."""
     text = script("claim.lua", "broadcaster.generations")
@@ -64,7 +69,7 @@ def _claim_sha() -> bytes:
 async def test_a_claim_whose_reply_is_lost_is_asked_again_and_runs_at_once(
     tmp_path: Path, own_redis: EmbeddedRedis
 ) -> None:
-    with ReplyCut(own_redis.port, _claim_sha(), cuts=CUTS) as relay:
+    with ReplyCut(_port(own_redis), _claim_sha(), cuts=CUTS) as relay:
         front = start_frontend(own_redis.url, tmp_path, "frontend")
         worker = start_worker(relay.url, tmp_path, "worker", LONG_LEASE)
         try:
@@ -99,7 +104,7 @@ async def test_a_lease_whose_claim_reply_is_lost_is_given_to_the_worker_asking(
     """The worker protocol's claim (``POST /v1/worker/claim``): the front-end's claim of
     the job, its reply lost and sent again by redis-py, finds itself, and the worker that
     asked gets the lease (it was dropped as a duplicate job of a live generation)."""
-    with ReplyCut(own_redis.port, _claim_sha()) as relay:
+    with ReplyCut(_port(own_redis), _claim_sha()) as relay:
         front = start_frontend(relay.url, tmp_path, "frontend")
         try:
             async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
