@@ -186,10 +186,10 @@ class Chats:
         self.on_turn: Callable[[str, int, NewTurn], Awaitable[None]] | None = None
         """Told of each turn a submit starts (its chat, number and turn): the owner's
         list and lifecycle feed (``chat/owners.py``)."""
-        self._submit = redis.register_script(_script("chat_submit.lua"))
+        self._submit = redis.register_script(chat_script("chat_submit.lua"))
         self._enqueue = redis.register_script(script("chat_enqueue.lua", "broadcaster.chat"))
         self._settle = redis.register_script(script("chat_settle.lua", "broadcaster.chat"))
-        self._seed = redis.register_script(_script("chat_seed.lua"))
+        self._seed = redis.register_script(chat_script("chat_seed.lua"))
 
     async def enqueue(self, chat_id: str, entry: dict[str, Any], limit: int) -> int:
         """Add a message to the chat's queue; its position (1: next), or 0 when the queue
@@ -434,7 +434,7 @@ def _chat_keys(chat_id: str) -> list[str]:
     ]
 
 
-def _script(name: str) -> str:
+def chat_script(name: str) -> str:
     """A chat script, after what they share (``chat_lib.lua``)."""
     return script("chat_lib.lua", "broadcaster.chat") + "\n" + script(name, "broadcaster.chat")
 

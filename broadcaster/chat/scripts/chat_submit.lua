@@ -15,9 +15,15 @@
 -- turn's JSON (without its number), owner, title, the messages kept (-1: none), then each
 -- pushed message's id, JSON and model turns' JSON, in order.
 -- Returns the new turn's number, or 0 when the chat's generation changed meanwhile.
+-- A submit sent again after its reply was lost (a failover, a cut connection) finds its
+-- own generation the chat's already (a new generation's id is new): it answers with its
+-- turn again, changing nothing.
 local chat, history, positions, turns, model = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local current = redis.call('HGET', chat, 'generation') or ''
-if current ~= ARGV[1] then return 0 end
+if current ~= ARGV[1] then
+  if current == ARGV[2] and current ~= '' then return tonumber(redis.call('HGET', chat, 'turn')) end
+  return 0
+end
 local ttl = tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))

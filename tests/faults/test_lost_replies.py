@@ -1,12 +1,13 @@
-"""A worker's claim whose reply is lost (docs/reliability.md, "A claim whose reply is
-lost") is asked again at once, with the same token, and goes on as the claim it made:
-not refused as held by its own hold, not left for its lease to lapse, no worker counted
-lost.
+"""Writes whose reply is lost (a failover, a cut connection) and that are sent again, by
+redis-py's own retries or by their caller, find what they did (docs/reliability.md, "A
+claim whose reply is lost"): a worker's claim of a generation, the worker protocol's
+claim, a request's claim of its ``Idempotency-Key``, a chat submit's turn. None is refused
+as if another had made it.
 
-On real processes: a front-end and a worker, the worker's Redis connections through a
-relay (``tests/support/reply_cut.py``) that lets the claim script run and cuts its
-connection before the reply comes back. The lease is far longer than the test, so a
-generation that had to wait for it could not complete here.
+On real processes: a front-end or a worker whose Redis connections go through a relay
+(``tests/support/reply_cut.py``) that lets the script run and cuts its connection before
+the reply comes back. The worker's lease is far longer than the test, so a generation
+that had to wait for it could not complete here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import httpx
 import pytest
 import redis as redis_sync
 
+from broadcaster.chat.records import chat_script
 from broadcaster.core.embedded import EmbeddedRedis
 from broadcaster.core.eventlog import script
 from tests.support.faults import (
@@ -60,10 +62,13 @@ def _port(server: EmbeddedRedis) -> int:
     return server.port
 
 
+def _sha(text: str) -> bytes:
+    """What names a script in an ``EVALSHA``: Redis names scripts by their SHA-1."""
+    return hashlib.sha1(text.encode()).hexdigest().encode()
+
+
 def _claim_sha() -> bytes:
-    """What names the claim script in the worker's ``EVALSHA``."""
-    text = script("claim.lua", "broadcaster.generations")
-    return hashlib.sha1(text.encode()).hexdigest().encode()  # Redis names scripts by SHA-1
+    return _sha(script("claim.lua", "broadcaster.generations"))
 
 
 async def test_a_claim_whose_reply_is_lost_is_asked_again_and_runs_at_once(
@@ -127,3 +132,55 @@ async def test_a_lease_whose_claim_reply_is_lost_is_given_to_the_worker_asking(
     finally:
         r.close()
     assert (meta["attempt"], meta.get("lost", "0"), meta["owner"]) == ("1", "0", job["lease"])
+
+
+async def test_an_idempotency_key_whose_claim_reply_is_lost_is_the_requests_own(
+    tmp_path: Path, own_redis: EmbeddedRedis
+) -> None:
+    """``POST /v1/generations`` with an ``Idempotency-Key``: the key's claim, sent again
+    after its reply was lost, is the request's (it was ``409`` "in flight", the request
+    its own first), and a retry of the request is answered as the first."""
+    needle = _sha(script("idempotency_claim.lua", "broadcaster.generations"))
+    key = {"idempotency-key": "lost-reply-1"}
+    with ReplyCut(_port(own_redis), needle) as relay:
+        front = start_frontend(relay.url, tmp_path, "frontend")
+        try:
+            async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+                ask = {"provider": "lost-idem", "wait_seconds": 0}  # the provider advertised
+                assert (await http.post("/v1/worker/claim", json=ask)).status_code == 204
+                body = {"provider": "lost-idem", "prompt": "a key's claim lost"}
+                first = await http.post("/v1/generations", json=body, headers=key)
+                again = await http.post("/v1/generations", json=body, headers=key)
+        finally:
+            stop_all([front])
+    assert relay.cut == 1, "the relay lost no reply: the fault never happened"
+    assert first.status_code == 202, first.text
+    assert again.status_code == 202, again.text
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["idempotent-replayed"] == "true"
+
+
+async def test_a_chat_submit_whose_reply_is_lost_takes_its_turn_once(
+    tmp_path: Path, own_redis: EmbeddedRedis
+) -> None:
+    """``POST /v1/chat``: the submit's script, sent again after its reply was lost, finds
+    its own generation the chat's (it was ``409``, another submit's as it seemed, with the
+    chat left naming a generation that never started); the answer streams, once."""
+    needle = _sha(chat_script("chat_submit.lua"))
+    with ReplyCut(_port(own_redis), needle) as relay:
+        front = start_frontend(relay.url, tmp_path, "frontend")
+        worker = start_worker(own_redis.url, tmp_path, "worker", LONG_LEASE)
+        try:
+            async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+                message = {"id": "u0", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
+                body = {"id": "lost-submit", "messages": [message], "max_tokens": 4}
+                answered = await http.post("/v1/chat", json=body)
+                listed = await http.get("/v1/chat/lost-submit/messages")
+        finally:
+            stop_all([worker, front])
+    assert relay.cut == 1, "the relay lost no reply: the fault never happened"
+    assert answered.status_code == 200, answered.text
+    gid = answered.headers["x-generation-id"]
+    assert b"finish" in answered.content
+    assert listed.status_code == 200, listed.text
+    assert [m["id"] for m in listed.json()["messages"]] == ["u0", gid]
