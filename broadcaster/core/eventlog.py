@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -357,7 +358,10 @@ class EventLog:
         extras: dict[str, Any] | None = None,
         stored: Sequence[tuple[str, bytes]] | None = None,
     ) -> list[str | bytes | int]:
-        """The append script's arguments (their order is the script's header)."""
+        """The append script's arguments (their order is the script's header). A feed's
+        append carries a token of its own: redis-py sends a command again when its
+        connection is cut before the reply, and the append, if it happened, then answers
+        as it did instead of writing its events twice (append.lua's header)."""
         batch = self.checked(events) if stored is None else stored
         if text_reset is not None:
             text = ("reset", text_reset)
@@ -379,6 +383,7 @@ class EventLog:
             "d" if self.webhooks else "",  # a feed this append creates: its webhook
             keys.OUTBOX_MAX_LEN,
             json.dumps(extras, separators=(",", ":")) if extras else "",
+            secrets.token_hex(8) if kind == "feed" else "",  # the append's own token
         ]
         for k, v in (meta or {}).items():
             args += [k, v]

@@ -184,3 +184,42 @@ async def test_a_chat_submit_whose_reply_is_lost_takes_its_turn_once(
     assert b"finish" in answered.content
     assert listed.status_code == 200, listed.text
     assert [m["id"] for m in listed.json()["messages"]] == ["u0", gid]
+
+
+@pytest.mark.parametrize("case", ["plain", "conditional", "the end"])
+async def test_a_publish_whose_reply_is_lost_is_appended_once(
+    tmp_path: Path, own_redis: EmbeddedRedis, case: str
+) -> None:
+    """``POST /v1/streams/{id}/events``: the append, sent again by redis-py after its reply
+    was lost, finds its own token among the stream's last appends and answers 201 with
+    its seq, nothing written again (it was written twice; with ``expected_last_event_id``
+    it was refused 409 ``conflict``; a terminal event, 409 ``ended``)."""
+    stream = "lost-publish-" + case.replace(" ", "-")
+    first = {"type": "data-note", "data": {"n": 1}}
+    event = {"type": "finish"} if case == "the end" else {"type": "data-note", "data": {"n": 2}}
+    query = "?expected_last_event_id=1" if case == "conditional" else ""
+    with ReplyCut(_port(own_redis), _sha(script("append.lua")), cuts=0) as relay:
+        front = start_frontend(relay.url, tmp_path, "frontend")
+        try:
+            async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+                url = f"/v1/streams/{stream}/events"
+                assert (await http.post(url, json=first)).status_code == 201
+                relay.cuts = 1  # the next append's reply is lost
+                published = await http.post(url + query, json=event)
+                after = await http.post(url, json={"type": "data-note", "data": {"n": 3}})
+        finally:
+            stop_all([front])
+    assert relay.cut == 1, "the relay lost no reply: the fault never happened"
+    assert published.status_code == 201, published.text
+    assert published.json() == {"last_event_id": 2}
+    r = redis_sync.Redis.from_url(own_redis.url)
+    try:
+        stored = stored_events(r, stream)
+    finally:
+        r.close()
+    then = [] if case == "the end" else [(3, "data-note")]
+    assert [(e.seq, e.type) for e in stored] == [(1, "data-note"), (2, event["type"]), *then]
+    if case == "the end":
+        assert after.status_code == 409 and after.json()["error"] == "ended", after.text
+    else:
+        assert after.json() == {"last_event_id": 3}, after.text

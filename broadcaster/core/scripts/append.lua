@@ -8,6 +8,12 @@
 -- "outbox": [type, data] queues that webhook event too; "zadd": a deadline (ms) puts the
 -- stream in its group's waiting set, "zrem": takes it out; "ltrim": n drops the first n
 -- steering messages (the ones this batch records). All under the stream's own hash tag.
+-- An append's token (ARGV[17], or ''): redis-py sends a command again when its connection
+-- is cut before the reply (a failover, a network fault), and an append must not write
+-- twice. The stream's metadata keeps the token of its last append ('once'): an append
+-- whose token is that one was made already, and answers {'OK', seq} with nothing
+-- written, whatever the stream's state (ended since). (Only the last: a retry follows the
+-- cut at once; another writer's append in between makes it an append again.)
 -- A generation's end also puts it in its group's unsettled set (keys.unsettled_key), for a
 -- front-end to add its usage to its user's totals.
 -- KEYS: log, meta, text, outbox, names, waiting set, steering list, unsettled set. ARGV: see
@@ -26,8 +32,8 @@ local max_events, max_bytes = tonumber(ARGV[8]), tonumber(ARGV[9])
 local channel, publish, push_max = ARGV[10], ARGV[11], tonumber(ARGV[12])
 local n_meta = tonumber(ARGV[13])
 local feed_webhook, outbox_max = ARGV[14], ARGV[15]
-local extras = ARGV[16]
-local first = 17 + 2 * n_meta
+local extras, once = ARGV[16], ARGV[17]
+local first = 18 + 2 * n_meta
 -- No publish command (''): the durability mode waits (core/durability.py). The messages
 -- are then returned, not published, and the committer publishes them once the write is
 -- confirmed: no front-end pushes an event that a failover could still lose.
@@ -54,7 +60,12 @@ end
 local t = redis.call('TIME')
 local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
 
-local m = redis.call('HMGET', meta, 'kind', 'seq', 'ended', 'owner', 'bytes', 'tag', 'webhook')
+local m = redis.call('HMGET', meta, 'kind', 'seq', 'ended', 'owner', 'bytes', 'tag', 'webhook',
+  'once')
+if once ~= '' and m[8] == once then
+  if publish == '' then return {'OK', tonumber(m[2]), {}} end
+  return {'OK', tonumber(m[2])}
+end
 local seq
 local create = false
 if not m[1] then
@@ -129,7 +140,11 @@ if create then
     updates[#updates + 1] = feed_webhook
   end
 end
-for j = 17, 16 + 2 * n_meta, 2 do
+if once ~= '' then
+  updates[#updates + 1] = 'once'
+  updates[#updates + 1] = once
+end
+for j = 18, 17 + 2 * n_meta, 2 do
   updates[#updates + 1] = ARGV[j]
   updates[#updates + 1] = ARGV[j + 1]
 end
