@@ -40,6 +40,10 @@ from broadcaster.viewers.refusals import Refusal
 from broadcaster.viewers.response import SSEResponse
 from broadcaster.viewers.slots import Slot, Slots
 
+RETRY_FIELDS = 10_000
+"""Most ``retry:`` fields a ``Viewing`` keeps made (the default jitter has 1,001 values;
+a wider one is formatted anew past these)."""
+
 Frame = Callable[[str], bytes]
 """What a response says when its token ends, for a reason (``expiry.Held.frame``)."""
 
@@ -94,6 +98,9 @@ class Viewing:
         """The open responses that end with their token."""
         self.revoked: Revoked | None = None
         """Whether a token is revoked now (``auth.revocations``), once known."""
+        self._retry_fields: dict[int, bytes] = {}
+        """``retry_field``'s bytes, made once per value: a herd's viewers draw from the
+        same few hundred or thousand values (``RETRY_FIELDS`` of them at most)."""
 
     def started(self, hub: Hub, log: EventLog, revoked: Revoked) -> None:
         self.hub, self.log, self.revoked = hub, log, revoked
@@ -131,8 +138,14 @@ class Viewing:
 
     def retry_field(self) -> bytes:
         """The ``retry:`` of one response, jittered (``BROADCASTER_RETRY_JITTER_MS``)."""
-        jitter = int(random.random() * (self.settings.retry_jitter_ms + 1))  # randint's, cheaper
-        return sse.retry(self.settings.retry_ms + jitter)
+        settings = self.settings
+        jitter = int(random.random() * (settings.retry_jitter_ms + 1))  # randint's, cheaper
+        field = self._retry_fields.get(jitter)
+        if field is None:
+            field = sse.retry(settings.retry_ms + jitter)
+            if len(self._retry_fields) < RETRY_FIELDS:
+                self._retry_fields[jitter] = field
+        return field
 
 
 def viewing_of(request: Request) -> Viewing:

@@ -1,12 +1,14 @@
 """The limits' pure parts (``viewers/slots.py``, ``viewers/refusals.py``,
 ``dashboard/cursor.py``'s resume points): slots per subject and per address, given back
 once and only once; what looks like a browser's EventSource, and the retry it is told; a
-resume point's positions cut to the streams a request covers and to the most a
-connection follows; and an SSE response that gives its slot back however it ends."""
+viewer's jittered retry (its bytes made once per value); a resume point's positions cut
+to the streams a request covers and to the most a connection follows; and an SSE
+response that gives its slot back however it ends."""
 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,8 +16,12 @@ import anyio
 import pytest
 from starlette.requests import Request
 
+from broadcaster.core import sse
 from broadcaster.core.sse import Writer
 from broadcaster.dashboard.cursor import BadResumePoint, Bases, parse
+from broadcaster.viewers import opening
+from broadcaster.viewers.decision import Limits
+from broadcaster.viewers.opening import ViewerSettings, Viewing
 from broadcaster.viewers.refusals import Refusal, answer, busy, is_eventsource, retry_body
 from broadcaster.viewers.response import SSEResponse
 from broadcaster.viewers.slots import Slots
@@ -117,6 +123,29 @@ def test_the_retry_is_jittered_and_names_no_event() -> None:
         assert retry is not None and 1000 <= retry <= 3000
         seen.add(retry)
     assert len(seen) > 10
+
+
+def viewing_of(retry_ms: int, jitter_ms: int) -> Viewing:
+    settings = ViewerSettings(retry_ms, jitter_ms, 10.0, 15.0, Limits(10, 10))
+    return Viewing(settings, Slots(0, 0), None, cut_off=lambda: None, resumed=lambda: None)
+
+
+def test_a_viewers_retry_is_drawn_as_ever_and_made_once_per_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``Viewing.retry_field``: ``retry_ms`` plus a uniform share of the jitter, the same
+    draw as a fresh format of each; the bytes of a value are made once, up to a bound."""
+    viewing = viewing_of(2000, 100)
+    random.seed(7)
+    fields = [viewing.retry_field() for _ in range(2000)]
+    random.seed(7)
+    assert fields == [sse.retry(2000 + int(random.random() * 101)) for _ in range(2000)]
+    assert {parse_sse(f)[1] for f in fields} == set(range(2000, 2101))
+    assert len({id(f) for f in fields}) == 101, "one bytes object per value"
+    monkeypatch.setattr(opening, "RETRY_FIELDS", 0)
+    wide = viewing_of(2000, 100)
+    assert parse_sse(wide.retry_field())[1] in range(2000, 2101)
+    assert wide._retry_fields == {}, "past the bound, each is made anew"
 
 
 def test_a_resume_point_names_at_most_the_streams_a_connection_follows() -> None:
