@@ -272,11 +272,14 @@ class Hub:
         self._enter(topic, sub, True, subject)
         sub.last = after
         if held:
-            held[0] = viewer.trim(held[0], after)
+            if held[0][0] <= after:  # else the run is the viewer's whole
+                held[0] = viewer.trim(held[0], after)
             sub.last = held[-1][1]
         sub.park(writer, self._now())
         sub.handed = True
-        return sub, b"".join([run[2] for run in held])  # one run: that run's bytes, uncopied
+        if len(held) == 1:  # mostly: a herd's viewers each get one run
+            return sub, held[0][2]
+        return sub, b"".join([run[2] for run in held])
 
     def leave(self, sub: Subscription) -> None:
         """``sub``'s viewer is gone: it stops counting, and its stream is unwatched once

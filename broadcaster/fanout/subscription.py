@@ -454,7 +454,7 @@ class Topic:
             return False
         if ready is None or not ready.done():
             return False
-        if tag is None:  # the start: ``_reaching(0) is not None``, without its loop
+        if tag is None:  # the start: ``since(0) is not None``, without its list
             if seq != 0 or self.cursor == 0:
                 return seq == 0
             for run in self.tail:  # the tail reaches back to the first event
@@ -476,17 +476,13 @@ class Topic:
     def since(self, seq: int) -> list[Run] | None:
         """The tail's runs after ``seq`` (the first may begin before it: the caller trims
         by seq); None unless the tail reaches back to ``seq`` (``[]`` at the cursor)."""
-        i = self._reaching(seq)
-        return None if i is None else list(itertools.islice(self.tail, i, None))
-
-    def _reaching(self, seq: int) -> int | None:
-        """Where in the tail the run after ``seq`` is (its length at the cursor); None
-        unless the tail reaches back to ``seq``."""
         if seq >= self.cursor:
-            return len(self.tail)
-        for i, run in enumerate(self.tail):
+            return []
+        tail = self.tail
+        for i, run in enumerate(tail):
             if run[0] > seq + 1:
                 return None
-            if run[1] >= seq + 1:
-                return i
+            if run[1] > seq:
+                # The whole tail, mostly: a herd from the start, or just behind.
+                return list(tail) if i == 0 else list(itertools.islice(tail, i, None))
         return None
