@@ -83,6 +83,8 @@ Trusted = Callable[[str, str], str | None]
 (None: the peer is no trusted proxy), as uvicorn's proxy headers middleware finds it."""
 
 RESET = RESET_HEADER.encode()
+READ = frozenset((b"last-event-id", b"authorization", b"x-forwarded-for", b"forwarded", RESET))
+"""The headers ``from_head`` reads (names lowercased, as the parser gives them)."""
 
 
 def from_head(
@@ -99,6 +101,8 @@ def from_head(
     rfc7239 = False
     asked: dict[str, str] = {}
     for name, value in headers:
+        if name not in READ:  # most of a browser's headers: one look, not five
+            continue
         if name == b"last-event-id":
             resume = value if resume is None else resume
         elif name == b"authorization":
