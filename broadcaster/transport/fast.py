@@ -5,7 +5,7 @@ with nothing pipelined behind it is parsed."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from broadcaster.core.sse import Writer
@@ -44,7 +44,7 @@ class FastPath(Protocol):
         self,
         path: bytes,
         query: bytes | None,
-        headers: list[tuple[bytes, bytes]],
+        headers: Sequence[tuple[bytes, bytes]],
         client: tuple[str, int] | None,
         *,
         settle: bool = True,

@@ -102,9 +102,7 @@ class HeadFirst(ViewerLine):
                 return
         self._to_http(received, asked)
 
-    def _ask(
-        self, fast: FastPath, target: bytes, headers: list[tuple[bytes, bytes]]
-    ) -> Opening | bool | None:
+    def _ask(self, fast: FastPath, target: bytes, headers: Headers) -> Opening | bool | None:
         """True: answered; else the fast path's answer, for the HTTP protocol to act on
         (a wait, or the app's). ``target`` is of ``plain_get``'s characters (no ``#``):
         its path and query are either side of its first ``?``, as llhttp splits it."""
@@ -154,14 +152,32 @@ MAX_HEADERS = 256
 """As ``wire.MAX_HEADERS``: a head with more goes to the HTTP protocol, which refuses it."""
 
 
-def plain_get(
-    received: bytes, end: int, max_head: int
-) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
+Headers = tuple[tuple[bytes, bytes], ...]
+"""A head's headers as ``plain_get`` reads them: a tuple, as one reading may be shared."""
+
+_last: list[Any] = [b"", 0, None]
+"""The last head ``plain_get`` read, the limit it was read with, and what it read."""
+
+
+def plain_get(received: bytes, end: int, max_head: int) -> tuple[bytes, Headers] | None:
     """The target and headers of ``received`` when it is one plain GET whose head ends at
     ``end`` (its blank line) and nothing follows: HTTP/1.1, keep-alive, no body, no
     upgrade, CRLF line ends, no folded or odd header, within the head's limits; the
     headers as uvicorn's protocol gives them (names lowercased, values without their
-    leading whitespace, as llhttp reads them). None: anything else."""
+    leading whitespace, as llhttp reads them). None: anything else.
+
+    A head like the last one is not read again: a herd's viewers of one stream, sent by
+    one program, send the very same bytes one after another, and comparing them costs a
+    fraction of reading them (one that differs mostly differs in length)."""
+    if received == _last[0] and max_head == _last[1]:
+        read: tuple[bytes, Headers] | None = _last[2]
+        return read
+    read = _plain_get(received, end, max_head)
+    _last[:] = (received, max_head, read)
+    return read
+
+
+def _plain_get(received: bytes, end: int, max_head: int) -> tuple[bytes, Headers] | None:
     if end + 4 != len(received) or end + 4 > max_head:
         return None
     first = received.find(b"\r\n")
@@ -173,7 +189,7 @@ def plain_get(
     pairs = _HEADER.findall(received, first + 2, end + 2)
     if len(pairs) != received.count(b"\n", first + 2, end + 2) or len(pairs) > MAX_HEADERS:
         return None
-    headers = [(name.lower(), value) for name, value in pairs]
+    headers = tuple([(name.lower(), value) for name, value in pairs])
     if _MAYBE_NOT_PLAIN.search(received.lower(), first, end) is not None:
         for name, value in headers:
             if name in _NOT_PLAIN or (name == b"connection" and value.lower() != b"keep-alive"):

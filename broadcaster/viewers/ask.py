@@ -90,7 +90,7 @@ READ = frozenset((b"last-event-id", b"authorization", b"x-forwarded-for", b"forw
 def from_head(
     stream_id: str,
     query: bytes | None,
-    headers: list[tuple[bytes, bytes]],
+    headers: Sequence[tuple[bytes, bytes]],
     client: tuple[str, int] | None,
     trusted: Trusted | None,
 ) -> ViewerAsk:

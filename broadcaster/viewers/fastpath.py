@@ -13,7 +13,7 @@ ARCHITECTURE.md, "The viewer's path".
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from starlette.types import Send
@@ -66,7 +66,7 @@ class FastViewers:
         self,
         path: bytes,
         query: bytes | None,
-        headers: list[tuple[bytes, bytes]],
+        headers: Sequence[tuple[bytes, bytes]],
         client: tuple[str, int] | None,
         *,
         settle: bool = True,

@@ -53,7 +53,7 @@ PLAIN = [
 def test_a_plain_get_is_read_as_llhttp_reads_it(head: bytes) -> None:
     url, headers, keep_alive = by_llhttp(head)
     assert keep_alive
-    assert read(head) == (url, headers)
+    assert read(head) == (url, tuple(headers))
 
 
 NOT_PLAIN = {
@@ -91,3 +91,13 @@ def test_a_head_over_the_limit_is_left_to_the_http_protocol() -> None:
     head = b"GET %s HTTP/1.1\r\nx: %s\r\n\r\n" % (TARGET, b"y" * 100)
     assert plain_get(head, head.find(b"\r\n\r\n"), len(head)) is not None
     assert plain_get(head, head.find(b"\r\n\r\n"), len(head) - 1) is None
+
+
+def test_a_head_like_the_last_is_read_once() -> None:
+    """A herd's heads alike in a row share one reading; any other head is read anew."""
+    first = read(PLAIN[0])
+    assert first is not None
+    assert read(bytes(bytearray(PLAIN[0]))) is first  # equal bytes, another object
+    assert read(PLAIN[1]) == (by_llhttp(PLAIN[1])[0], tuple(by_llhttp(PLAIN[1])[1]))
+    assert read(NOT_PLAIN["close"]) is None
+    assert read(PLAIN[0]) == first
