@@ -46,6 +46,11 @@ PRESENCE_EVERY = 1.0
 coalesced into the latest count."""
 
 
+def _running_time() -> float:
+    """The running loop's time (``Hub._now`` before the hub runs)."""
+    return asyncio.get_running_loop().time()
+
+
 class Hub:
     """The watched streams and their viewers. Use ``async with Hub(...)`` from the app's
     lifespan: it runs the subscriber, the repairer and the keepalive and check tasks, and
@@ -85,7 +90,10 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self.closing = False
         self._viewers = 0  # kept by subscribe: each viewer of each stream
-        self._connections = 0  # responses with subscriptions: read on every connect (the limit)
+        self.connections = 0
+        """Responses holding subscriptions (the connection limit's): read on every
+        connect, so an attribute, not a property (kept by ``_enter``, ``leave`` and
+        ``connection``)."""
         self.left = 0
         """Viewers that have left since start (the gc freezer thaws by it)."""
         self.admission = Admission(self.config.admit_per_second, self.config.admit_wait)
@@ -97,10 +105,14 @@ class Hub:
         """Who wants to hear of new streams (a connection following prefixes): called
         with each new stream's id, or None when announcements may have been missed."""
         self._created: dict[bytes, asyncio.Future[None]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None  # ``_now``
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._now: Callable[[], float] = _running_time
+        """The loop's time: once the hub runs, the ``time`` of the loop kept at start
+        itself (3.11 asks ``getpid`` for the running loop), called twice a connect."""
 
     async def __aenter__(self) -> Hub:
         self._loop = asyncio.get_running_loop()
+        self._now = self._loop.time
         await self.push.__aenter__()
         await self.repairer.__aenter__()
         self._tasks = [
@@ -165,26 +177,18 @@ class Hub:
             self.metrics.waited_turn.inc()
         return wait
 
-    def _now(self) -> float:
-        """The loop's time, from the loop kept at start (3.11 asks ``getpid`` for it)."""
-        return (self._loop or asyncio.get_running_loop()).time()
-
     @property
     def viewers(self) -> int:  # subscriptions: a connection following 50 streams is 50
         return self._viewers
 
-    @property
-    def connections(self) -> int:  # responses holding subscriptions (the connection limit's)
-        return self._connections
-
     @contextlib.contextmanager
     def connection(self) -> Iterator[None]:
         """A response that holds several subscriptions (each made with ``own=False``)."""
-        self._connections += 1
+        self.connections += 1
         try:
             yield
         finally:
-            self._connections -= 1
+            self.connections -= 1
 
     @property
     def streams(self) -> int:
@@ -241,7 +245,7 @@ class Hub:
             sub.drain(self.config.farewell())
         topic.subs.add(sub)
         self._viewers += 1
-        self._connections += sub.own
+        self.connections += sub.own
         if counted and self.presence is not None:
             sub.counted, sub.subject = True, subject
             self.presence.join(topic.stream_id, subject)
@@ -293,7 +297,7 @@ class Hub:
         sub.armed = False
         sub.direct = None
         self._viewers -= 1
-        self._connections -= sub.own
+        self.connections -= sub.own
         self.left += 1
         topic.subs.discard(sub)
         if sub.counted and self.presence is not None:
