@@ -81,7 +81,8 @@ class Presence:
         self._counts[stream_id] += 1
         if subject:
             self._subjects.setdefault(stream_id, Counter())[subject] += 1
-        self._mark(stream_id)
+        self._dirty.add(stream_id)  # ``_mark``'s, on every viewer's connect
+        self._wanted.set()
 
     def leave(self, stream_id: str, subject: str | None) -> None:
         self._counts[stream_id] -= 1

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from broadcaster.transport.fast import FastPath, Opening
 from broadcaster.transport.line import Server, ViewerLine, answer
@@ -64,7 +64,9 @@ class HeadFirst(ViewerLine):
     __slots__ = ("_http",)
 
     def __init__(self, http: type[Http]) -> None:
-        ViewerLine.__init__(self, None, cast(Server, http.lines))
+        lines = http.lines
+        assert lines is not None  # made by a server with the fast path: with its lines
+        ViewerLine.__init__(self, None, lines)
         self._http = http
         self._ended = HEAD  # ``line.answer`` opens it
 

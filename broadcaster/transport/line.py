@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any, cast
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
@@ -81,9 +81,10 @@ def head_of(defaults: list[tuple[bytes, bytes]], headers: bytes) -> bytes:
     are others."""
     if _heads[0] is not defaults or _heads[1] is not headers:
         lines = b"".join(b"%s: %s\r\n" % pair for pair in defaults)
-        head = b"%s%s%stransfer-encoding: chunked\r\n\r\n" % (STATUS_LINE[200], lines, headers)
-        _heads[:] = [defaults, headers, head]
-    return cast(bytes, _heads[2])
+        made = b"%s%s%stransfer-encoding: chunked\r\n\r\n" % (STATUS_LINE[200], lines, headers)
+        _heads[:] = [defaults, headers, made]
+    head: bytes = _heads[2]  # (no ``cast``: a call, on every connect)
+    return head
 
 
 class ViewerLine:
