@@ -98,12 +98,21 @@ class Viewing:
         """The open responses that end with their token."""
         self.revoked: Revoked | None = None
         """Whether a token is revoked now (``auth.revocations``), once known."""
+        self._states: dict[tuple[bool | None, bool], ViewerState] = {}
+        """``state`` without a grant, with this front-end's verifier, made once the hub
+        is there: every viewer without a JWT is decided on with one of these six."""
         self._retry_fields: dict[int, bytes] = {}
         """``retry_field``'s bytes, made once per value: a herd's viewers draw from the
         same few hundred or thousand values (``RETRY_FIELDS`` of them at most)."""
 
     def started(self, hub: Hub, log: EventLog, revoked: Revoked) -> None:
         self.hub, self.log, self.revoked = hub, log, revoked
+        limits, verifier = self.settings.limits, self.verifier
+        self._states = {
+            (vouched, turn): ViewerState(verifier, None, hub, self.slots, limits, vouched, turn)
+            for vouched in (None, True, False)
+            for turn in (True, False)
+        }
 
     def grant_revoked(self, grant: Grant) -> bool:
         revoked = self.revoked
@@ -132,6 +141,10 @@ class Viewing:
         vouched: bool | None = None,
         turn: bool = True,
     ) -> ViewerState:
+        if grant is None and verifier is self.verifier:
+            made = self._states.get((vouched, turn))
+            if made is not None:
+                return made
         assert self.hub is not None
         limits = self.settings.limits
         return ViewerState(verifier, grant, self.hub, self.slots, limits, vouched, turn)

@@ -16,11 +16,12 @@ import anyio
 import pytest
 from starlette.requests import Request
 
+from broadcaster.auth.tokens import Grant
 from broadcaster.core import sse
 from broadcaster.core.sse import Writer
 from broadcaster.dashboard.cursor import BadResumePoint, Bases, parse
 from broadcaster.viewers import opening
-from broadcaster.viewers.decision import Limits
+from broadcaster.viewers.decision import Limits, ViewerState
 from broadcaster.viewers.opening import ViewerSettings, Viewing
 from broadcaster.viewers.refusals import Refusal, answer, busy, is_eventsource, retry_body
 from broadcaster.viewers.response import SSEResponse
@@ -146,6 +147,25 @@ def test_a_viewers_retry_is_drawn_as_ever_and_made_once_per_value(
     wide = viewing_of(2000, 100)
     assert parse_sse(wide.retry_field())[1] in range(2000, 2101)
     assert wide._retry_fields == {}, "past the bound, each is made anew"
+
+
+def test_a_viewers_state_without_a_grant_is_made_once_and_is_as_made_anew() -> None:
+    """``Viewing.state``: with no JWT's grant and the front-end's own verifier (most
+    viewers), one of the states made at start, equal to one made anew; else made anew."""
+    viewing = viewing_of(2000, 100)
+    hub = object()
+    viewing.started(hub, object(), lambda *_: False)  # type: ignore[arg-type]
+    for vouched in (None, True, False):
+        for turn in (True, False):
+            state = viewing.state(None, verifier=None, vouched=vouched, turn=turn)
+            made = ViewerState(None, None, hub, viewing.slots, viewing.settings.limits)  # type: ignore[arg-type]
+            assert state == made._replace(vouched=vouched, turn=turn)
+            assert viewing.state(None, verifier=None, vouched=vouched, turn=turn) is state
+    grant = Grant("alice", read=("s1",))
+    granted = viewing.state(grant, verifier=None)
+    assert granted.grant is grant and granted.room is hub
+    other = object()
+    assert viewing.state(None, verifier=other).verifier is other  # type: ignore[arg-type]
 
 
 def test_a_resume_point_names_at_most_the_streams_a_connection_follows() -> None:
