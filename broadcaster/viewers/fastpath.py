@@ -58,6 +58,8 @@ class FastViewers:
         """Viewers answered so (a count the tests and the benches read)."""
         self._shared: tuple[Any, ...] = (None,)
         self._viewing: Viewing | None = None
+        self._path, self._stream_id = b"", ""
+        """The last path that named a stream, and the stream (read and checked once)."""
         lines = raw_headers(tuple(UI_MESSAGES.items()))
         self.head = b"".join(b"%s: %s\r\n" % pair for pair in lines)
         """The SSE response's headers, as the route's response sends them."""
@@ -86,8 +88,8 @@ class FastViewers:
             # With CORS, the app's middleware has a say in every answer's headers (``Vary:
             # Origin`` even without an ``Origin``): the app answers them all.
             return None
-        stream_id = path[len(PREFIX) : -len(SUFFIX)].decode("latin-1")
-        if not names.is_stream_id(stream_id):
+        stream_id = self._stream_of(path)
+        if stream_id is None:
             return None
         ask = from_head(stream_id, query, headers, client, self.trusted)
         if ask.compact or ask.caught_up or ask.reset_step:
@@ -121,6 +123,16 @@ class FastViewers:
             return self._join(viewing, hub, ask, admitted, answer, token=token, vouched=not wait)
 
         return Opening(self.head, wait, start)
+
+    def _stream_of(self, path: bytes) -> str | None:
+        """The stream ``path`` names (None: no stream id), read and checked once for a
+        herd's viewers, which ask for one stream one after another."""
+        if path != self._path:
+            stream_id = path[len(PREFIX) : -len(SUFFIX)].decode("latin-1")
+            if not names.is_stream_id(stream_id):
+                return None
+            self._path, self._stream_id = path, stream_id
+        return self._stream_id
 
     def _decide(
         self, viewing: Viewing, hub: Hub, ask: ViewerAsk, *, turn: bool

@@ -234,6 +234,11 @@ async def test_the_parser_and_the_app_answer_every_request_alike(front: Front) -
             request(path(sid), auth(token([sid])), "authorization: ", at),
         ),
         "an unknown stream": ("GET", request(path("parity-none"), auth(token(["parity-none"])))),
+        "a stream id out of its grammar": (
+            "GET",
+            request(path(sid + ":x"), auth(token([sid + ":x"]))),
+        ),
+        "valid, again after it": ("GET", request(path(sid), auth(token([sid])), at)),
     }
     answered: dict[str, int] = {}
     for name, (method, raw) in cases.items():
@@ -247,9 +252,10 @@ async def test_the_parser_and_the_app_answer_every_request_alike(front: Front) -
         await until(freed, f"{name}: its slot free")
         assert by_parser.key() == by_app.key(), (name, by_parser, by_app)
     # The parser's path answered what it may answer (else this compared the app with itself).
-    for name in ("valid", "prefix claim", "two Authorization headers"):
+    for name in ("valid", "prefix claim", "two Authorization headers", "valid, again after it"):
         assert answered[name] == 1, (name, answered)
-    for name in ("expired", "no token", "subject at its limit", "HEAD", "HTTP/1.0"):
+    not_read = ("expired", "no token", "subject at its limit", "HEAD", "HTTP/1.0")
+    for name in (*not_read, "a stream id out of its grammar"):
         assert answered[name] == 0, (name, answered)
     for w in holders:
         w.close()
