@@ -54,10 +54,13 @@ class Slots:
 
     def refusal(self, subject: str | None, address: str | None) -> Refusal | None:
         """429 if one more response would pass either client's limit; else None."""
-        if subject is not None and self.per_subject and self.subjects[subject] >= self.per_subject:
-            return too_many(f"{self.per_subject} open responses of this token's subject")
-        if address is not None and self.per_address and self.addresses[address] >= self.per_address:
-            return too_many(f"{self.per_address} open responses from this address")
+        # (``get``, not ``[]``: a Counter's missing key is a Python call, ``__missing__``,
+        # and most viewers' address holds nothing here yet.)
+        per_subject, per_address = self.per_subject, self.per_address
+        if subject is not None and per_subject and self.subjects.get(subject, 0) >= per_subject:
+            return too_many(f"{per_subject} open responses of this token's subject")
+        if address is not None and per_address and self.addresses.get(address, 0) >= per_address:
+            return too_many(f"{per_address} open responses from this address")
         return None
 
     def take(self, subject: str | None, address: str | None) -> Slot:
@@ -67,9 +70,9 @@ class Slots:
             raise refused
         self.open += 1
         if subject is not None:
-            self.subjects[subject] += 1
+            self.subjects[subject] = self.subjects.get(subject, 0) + 1
         if address is not None:
-            self.addresses[address] += 1
+            self.addresses[address] = self.addresses.get(address, 0) + 1
         return Slot(self, subject, address)
 
     def put_back(self, slot: Slot) -> None:
