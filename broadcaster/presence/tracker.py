@@ -80,7 +80,12 @@ class Presence:
     def join(self, stream_id: str, subject: str | None) -> None:
         self._counts[stream_id] += 1
         if subject:
-            self._subjects.setdefault(stream_id, Counter())[subject] += 1
+            # Not ``setdefault(stream_id, Counter())``, which makes a Counter each time, nor
+            # a Counter's ``[]``, whose missing key is a Python call (``__missing__``).
+            subjects = self._subjects.get(stream_id)
+            if subjects is None:
+                subjects = self._subjects[stream_id] = Counter()
+            subjects[subject] = subjects.get(subject, 0) + 1
         self._dirty.add(stream_id)  # ``_mark``'s, on every viewer's connect
         self._wanted.set()
 
