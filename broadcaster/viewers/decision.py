@@ -95,15 +95,20 @@ class Later(NamedTuple):
 
 Decision = Admit | Refusal | Later
 
+Point = tuple[int, str | None]
+"""A resume point as ``sse.parse_resume_point`` reads it: the seq, the history tag."""
 
-def decide(ask: ViewerAsk, state: ViewerState) -> Decision:
-    """Admit, refuse or later: every check, in the order of the module's list."""
+
+def decide(ask: ViewerAsk, state: ViewerState, point: Point | None = None) -> Decision:
+    """Admit, refuse or later: every check, in the order of the module's list. ``point``:
+    ``ask``'s resume point as its caller parsed it already (None: parsed here)."""
     grant = state.grant
     if state.verifier is not None:
         refused = read_refusal(state.verifier, ask.token, grant, ask.stream_ids)
         if refused is not None:
             return refused
-    point = sse.parse_resume_point(ask.resume)
+    if point is None:
+        point = sse.parse_resume_point(ask.resume)
     if point is None:
         return Refusal(400, "bad_resume_point", "Last-Event-ID is not an id this server issued")
     subject = grant.subject if grant is not None else None

@@ -154,7 +154,7 @@ class FastViewers:
             return None, None
         vouched = hub.vouches(ask.stream_ids[0], point[0], point[1])
         state = viewing.state(grant, verifier=verifier, vouched=vouched, turn=turn)
-        return decide(ask, state), grant
+        return decide(ask, state, point), grant
 
     def _join(
         self,
