@@ -26,7 +26,7 @@ from broadcaster.fanout.hub import Hub
 from broadcaster.transport.fast import Opening
 from broadcaster.transport.seam import Connection
 from broadcaster.viewers.ask import Trusted, ViewerAsk, from_head
-from broadcaster.viewers.decision import TOPIC, Admit, Decision, Later, decide
+from broadcaster.viewers.decision import TOPIC, Admit, Decision, Later, Point, decide
 from broadcaster.viewers.expiry import Held
 from broadcaster.viewers.headers import UI_MESSAGES
 from broadcaster.viewers.opening import Viewing
@@ -60,6 +60,9 @@ class FastViewers:
         self._viewing: Viewing | None = None
         self._path, self._stream_id = b"", ""
         """The last path that named a stream, and the stream (read and checked once)."""
+        self._resume: str | None = None
+        self._point: Point | None = sse.parse_resume_point(None)
+        """The last resume point sent, as sent and parsed (``_point_of``)."""
         lines = raw_headers(tuple(UI_MESSAGES.items()))
         self.head = b"".join(b"%s: %s\r\n" % pair for pair in lines)
         """The SSE response's headers, as the route's response sends them."""
@@ -134,6 +137,13 @@ class FastViewers:
             self._path, self._stream_id = path, stream_id
         return self._stream_id
 
+    def _point_of(self, resume: str | None) -> Point | None:
+        """``sse.parse_resume_point(resume)``, parsed once for the viewers that send it
+        in a row: a herd caught up resumes from its stream's newest event."""
+        if resume != self._resume:
+            self._resume, self._point = resume, sse.parse_resume_point(resume)
+        return self._point
+
     def _decide(
         self, viewing: Viewing, hub: Hub, ask: ViewerAsk, *, turn: bool
     ) -> tuple[Decision | None, Grant | None]:
@@ -149,7 +159,7 @@ class FastViewers:
             grant = verifier.grant_now(ask.token)
             if grant is None or viewing.grant_revoked(grant):
                 return None, None
-        point = sse.parse_resume_point(ask.resume)
+        point = self._point_of(ask.resume)
         if point is None or (point[1] is None and point[0] != 0):
             return None, None
         vouched = hub.vouches(ask.stream_ids[0], point[0], point[1])
