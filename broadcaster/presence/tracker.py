@@ -80,8 +80,8 @@ class Presence:
     def join(self, stream_id: str, subject: str | None) -> None:
         self._counts[stream_id] += 1
         if subject:
-            # Not ``setdefault(stream_id, Counter())``, which makes a Counter each time, nor
-            # a Counter's ``[]``, whose missing key is a Python call (``__missing__``).
+            # A Counter made for a stream's first subject only, and the count read with
+            # ``get`` (a Counter's missing key is a Python call, ``__missing__``).
             subjects = self._subjects.get(stream_id)
             if subjects is None:
                 subjects = self._subjects[stream_id] = Counter()
