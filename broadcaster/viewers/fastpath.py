@@ -113,19 +113,33 @@ class FastViewers:
         else:
             return None  # a refusal (or a question) the app answers
 
-        def start(
-            send: Send, writer: Writer, conn: Connection
-        ) -> tuple[bytes, Callable[[], None]] | None:
-            admitted: Decision | None = decided
-            if wait:  # things change while it waits
-                admitted, _ = self._decide(viewing, hub, ask, turn=False)
-            if not isinstance(admitted, Admit):
-                return None
-            token = viewing.held(grant, ask.token)
-            answer = (send, writer, conn)
-            return self._join(viewing, hub, ask, admitted, answer, token=token, vouched=not wait)
-
+        start = functools.partial(self._start, viewing, hub, ask, decided, grant)
         return Opening(self.head, wait, start)
+
+    def _start(  # noqa: PLR0917
+        self,
+        viewing: Viewing,
+        hub: Hub,
+        ask: ViewerAsk,
+        decided: Admit | Later,
+        grant: Grant | None,
+        send: Send,
+        writer: Writer,
+        conn: Connection,
+    ) -> tuple[bytes, Callable[[], None]] | None:
+        """``Opening.start`` of ``ask``, ``decided`` on by ``open`` (a ``functools.partial``
+        of this: one object a viewer, not a function and a cell for each name it reads).
+        A viewer that waited for its turn (``Later``) is decided on again: things change
+        while it waits."""
+        admitted: Decision | None = decided
+        waited = isinstance(decided, Later)
+        if waited:
+            admitted, _ = self._decide(viewing, hub, ask, turn=False)
+        if not isinstance(admitted, Admit):
+            return None
+        token = viewing.held(grant, ask.token)
+        answer = (send, writer, conn)
+        return self._join(viewing, hub, ask, admitted, answer, token=token, vouched=not waited)
 
     def _stream_of(self, path: bytes) -> str | None:
         """The stream ``path`` names (None: no stream id), read and checked once for a
