@@ -157,8 +157,9 @@ MAX_HEADERS = 256
 Headers = tuple[tuple[bytes, bytes], ...]
 """A head's headers as ``plain_get`` reads them: a tuple, as one reading may be shared."""
 
-_last: list[Any] = [b"", 0, None]
-"""The last head ``plain_get`` read, the limit it was read with, and what it read."""
+_last: list[tuple[bytes, int, tuple[bytes, Headers] | None]] = [(b"", 0, None)]
+"""The last head ``plain_get`` read, the limit it was read with, and what it read: one
+tuple, replaced whole, so that a reading is never another head's."""
 
 
 def plain_get(received: bytes, end: int, max_head: int) -> tuple[bytes, Headers] | None:
@@ -171,11 +172,11 @@ def plain_get(received: bytes, end: int, max_head: int) -> tuple[bytes, Headers]
     A head like the last one is not read again: a herd's viewers of one stream, sent by
     one program, send the very same bytes one after another, and comparing them costs a
     fraction of reading them (one that differs mostly differs in length)."""
-    if received == _last[0] and max_head == _last[1]:
-        read: tuple[bytes, Headers] | None = _last[2]
-        return read
+    last = _last[0]
+    if received == last[0] and max_head == last[1]:
+        return last[2]
     read = _plain_get(received, end, max_head)
-    _last[:] = (received, max_head, read)
+    _last[0] = (received, max_head, read)
     return read
 
 

@@ -58,10 +58,9 @@ class FastViewers:
         """Viewers answered so (a count the tests and the benches read)."""
         self._shared: tuple[Any, ...] = (None,)
         self._viewing: Viewing | None = None
-        self._path, self._stream_id = b"", ""
+        self._named: tuple[bytes, str] = (b"", "")
         """The last path that named a stream, and the stream (read and checked once)."""
-        self._resume: str | None = None
-        self._point: Point | None = sse.parse_resume_point(None)
+        self._parsed: tuple[str | None, Point | None] = (None, sse.parse_resume_point(None))
         """The last resume point sent, as sent and parsed (``_point_of``)."""
         lines = raw_headers(tuple(UI_MESSAGES.items()))
         self.head = b"".join(b"%s: %s\r\n" % pair for pair in lines)
@@ -144,19 +143,22 @@ class FastViewers:
     def _stream_of(self, path: bytes) -> str | None:
         """The stream ``path`` names (None: no stream id), read and checked once for a
         herd's viewers, which ask for one stream one after another."""
-        if path != self._path:
-            stream_id = path[len(PREFIX) : -len(SUFFIX)].decode("latin-1")
-            if not names.is_stream_id(stream_id):
-                return None
-            self._path, self._stream_id = path, stream_id
-        return self._stream_id
+        named = self._named
+        if path == named[0]:
+            return named[1]
+        stream_id = path[len(PREFIX) : -len(SUFFIX)].decode("latin-1")
+        if not names.is_stream_id(stream_id):
+            return None
+        self._named = (path, stream_id)
+        return stream_id
 
     def _point_of(self, resume: str | None) -> Point | None:
         """``sse.parse_resume_point(resume)``, parsed once for the viewers that send it
         in a row: a herd caught up resumes from its stream's newest event."""
-        if resume != self._resume:
-            self._resume, self._point = resume, sse.parse_resume_point(resume)
-        return self._point
+        parsed = self._parsed
+        if resume != parsed[0]:
+            parsed = self._parsed = (resume, sse.parse_resume_point(resume))
+        return parsed[1]
 
     def _decide(
         self, viewing: Viewing, hub: Hub, ask: ViewerAsk, *, turn: bool
