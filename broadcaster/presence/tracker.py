@@ -86,8 +86,7 @@ class Presence:
             if subjects is None:
                 subjects = self._subjects[stream_id] = Counter()
             subjects[subject] = subjects.get(subject, 0) + 1
-        self._dirty.add(stream_id)  # ``_mark``'s, on every viewer's connect
-        self._wanted.set()
+        self._mark(stream_id)
 
     def leave(self, stream_id: str, subject: str | None) -> None:
         self._counts[stream_id] -= 1
