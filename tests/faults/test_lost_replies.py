@@ -12,10 +12,12 @@ that had to wait for it could not complete here.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,6 +33,7 @@ from tests.support.faults import (
     stream_meta,
     wait_status,
 )
+from tests.support.polling import poll
 from tests.support.procs import start_frontend, start_worker, stop_all
 from tests.support.reply_cut import ReplyCut
 from worker.providers.fake import fake_reply
@@ -223,3 +226,45 @@ async def test_a_publish_whose_reply_is_lost_is_appended_once(
         assert after.status_code == 409 and after.json()["error"] == "ended", after.text
     else:
         assert after.json() == {"last_event_id": 3}, after.text
+
+
+async def test_a_queued_message_whose_reply_is_lost_is_queued_once(
+    tmp_path: Path, own_redis: EmbeddedRedis
+) -> None:
+    """``POST /v1/chat`` with ``multitask: enqueue`` while an answer runs: the queue's
+    push, sent again after its reply was lost, finds its entry the queue's last (it was
+    queued twice, and its answer run twice); the chat ends with one answer per message."""
+    needle = _sha(script("chat_enqueue.lua", "broadcaster.chat"))
+    slow = {**LONG_LEASE, "WORKER_FAKE_DELAY_MS": "60"}  # the first answer runs seconds
+
+    def message(text: str, mid: str) -> dict[str, Any]:
+        return {"id": mid, "role": "user", "parts": [{"type": "text", "text": text}]}
+
+    with ReplyCut(_port(own_redis), needle) as relay:
+        front = start_frontend(relay.url, tmp_path, "frontend")
+        worker = start_worker(own_redis.url, tmp_path, "worker", slow)
+        try:
+            async with httpx.AsyncClient(base_url=front.url, timeout=60) as http:
+                chat = {"id": "lost-queue", "max_tokens": 64}
+                first = asyncio.create_task(
+                    http.post("/v1/chat", json={**chat, "messages": [message("one", "u1")]})
+                )
+
+                async def running() -> bool:
+                    got = await http.get("/v1/chat/lost-queue/messages")
+                    return got.status_code == 200 and got.json().get("status") == "running"
+
+                await poll(running, "the first answer running", 30, every=0.05)
+                second = {**chat, "messages": [message("two", "u2")], "multitask": "enqueue"}
+                queued = await http.post("/v1/chat", json=second)
+                answered = await first
+                listed = await http.get("/v1/chat/lost-queue/messages")
+        finally:
+            stop_all([worker, front])
+    assert relay.cut == 1, "the relay lost no reply: the fault never happened"
+    assert answered.status_code == queued.status_code == 200, (answered.text, queued.text)
+    body = listed.json()
+    assert body["queued"] == [] and body["status"] == "completed", body
+    roles = [(m["role"], m["id"]) for m in body["messages"]]
+    assert [r for r, _ in roles] == ["user", "assistant", "user", "assistant"], roles
+    assert roles[3][1] == queued.headers["x-generation-id"], roles
