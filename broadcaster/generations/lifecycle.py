@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -123,6 +124,10 @@ class Generations:
                 url,
                 self.log.channel(stream_id),
                 self.log.publish,
+                # This create's own token: sent again after its reply was lost, it finds
+                # the generation it made (create_generation.lua), not one of that id.
+                "create",
+                secrets.token_hex(8),
                 *named(request),
             ],
         )

@@ -268,3 +268,30 @@ async def test_a_queued_message_whose_reply_is_lost_is_queued_once(
     roles = [(m["role"], m["id"]) for m in body["messages"]]
     assert [r for r, _ in roles] == ["user", "assistant", "user", "assistant"], roles
     assert roles[3][1] == queued.headers["x-generation-id"], roles
+
+
+async def test_a_generation_whose_create_reply_is_lost_is_created_once(
+    tmp_path: Path, own_redis: EmbeddedRedis
+) -> None:
+    """``POST /v1/generations``: the create, sent again after its reply was lost, finds
+    the generation it made (it was ``409 conflict``, the id taken by itself, and the
+    generation it had made left queued with no job); it is answered 202 and runs."""
+    needle = _sha(script("create_generation.lua", "broadcaster.generations"))
+    with ReplyCut(_port(own_redis), needle) as relay:
+        front = start_frontend(relay.url, tmp_path, "frontend")
+        worker = start_worker(own_redis.url, tmp_path, "worker", LONG_LEASE)
+        try:
+            async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as http:
+                gid = await create_generation(http, front.url, "a create's reply lost")
+                await wait_status(http, front.url, gid, {"completed"}, 60)
+        finally:
+            stop_all([worker, front])
+    assert relay.cut == 1, "the relay lost no reply: the fault never happened"
+    r = redis_sync.Redis.from_url(own_redis.url)
+    try:
+        meta = stream_meta(r, gid)
+        names = r.keys("*:meta")
+    finally:
+        r.close()
+    assert meta["attempt"] == "1", meta
+    assert len(names) == 1, names  # one generation made

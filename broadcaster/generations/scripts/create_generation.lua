@@ -10,7 +10,12 @@ local id = string.match(meta, '}:(.+):meta$')
 if not id or #id > 64 or not string.find(id, '^[A-Za-z0-9_%-]+$') then
   return redis.error_reply('INVALID not a stream id')
 end
-if redis.call('EXISTS', meta) == 1 then return 0 end
+-- The first pair is ('create', this create's token): a create sent again after its reply
+-- was lost (a failover, a cut connection) finds the generation it made, and answers 1.
+if redis.call('EXISTS', meta) == 1 then
+  if ARGV[7] == 'create' and redis.call('HGET', meta, 'create') == ARGV[8] then return 1 end
+  return 0
+end
 local t = redis.call('TIME')
 local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
 redis.call('HSET', meta, 'kind', 'generation', 'seq', 0, 'status', 'queued', 'attempt', 0,
