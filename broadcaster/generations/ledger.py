@@ -5,7 +5,9 @@ for a budget.
 The append that ends a generation puts it in its group's unsettled set; ``settle``
 takes it out, and only the call whose ``ZREM`` removed it adds the usage
 (``scripts/spend.lua``), so a generation counts once however many front-ends hear of
-it. A process dying between the two loses that count: at most once, never twice.
+it; the day keeps the generation it counted last, so a spend redis-py sends again after
+its reply was lost counts nothing twice. A process dying between the two loses that
+count: at most once, never twice.
 """
 
 from __future__ import annotations
@@ -123,6 +125,7 @@ class Ledger:
                 settled.provider,
                 settled.model,
                 MAX_MODELS_A_DAY,
+                settled.stream_id,  # counted once, a spend sent again notwithstanding
                 *(part for pair in counts for part in pair),
             ],
         )

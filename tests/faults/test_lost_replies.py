@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import httpx
 import pytest
 import redis as redis_sync
 
+from broadcaster.auth import credentials
 from broadcaster.chat.records import chat_script
 from broadcaster.core.embedded import EmbeddedRedis
 from broadcaster.core.eventlog import script
@@ -33,9 +35,10 @@ from tests.support.faults import (
     stream_meta,
     wait_status,
 )
-from tests.support.polling import poll
+from tests.support.polling import poll, until
 from tests.support.procs import start_frontend, start_worker, stop_all
 from tests.support.reply_cut import ReplyCut
+from tests.support.usage_calls import bearer, key_name
 from worker.providers.fake import fake_reply
 
 pytestmark = pytest.mark.anyio
@@ -295,3 +298,40 @@ async def test_a_generation_whose_create_reply_is_lost_is_created_once(
         r.close()
     assert meta["attempt"] == "1", meta
     assert len(names) == 1, names  # one generation made
+
+
+async def test_a_generation_whose_spend_reply_is_lost_is_counted_once(
+    tmp_path: Path, own_redis: EmbeddedRedis
+) -> None:
+    """A generation's usage added to its user's day (``spend.lua``), sent again after its
+    reply was lost, finds the generation counted already (it was counted twice, the
+    day's tokens and generations doubled, a budget crossed at half its size)."""
+    key = "lost-" + secrets.token_hex(8)
+    env = {"BROADCASTER_API_KEYS": credentials.hash_key(key) + ":admin+generate"}
+    needle = _sha(script("spend.lua", "broadcaster.generations"))
+    with ReplyCut(_port(own_redis), needle) as relay:
+        front = start_frontend(relay.url, tmp_path, "frontend", env)
+        worker = start_worker(own_redis.url, tmp_path, "worker", LONG_LEASE)
+        try:
+            async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+                auth = bearer(key)
+                body = {"prompt": "a spend's reply lost", "max_tokens": 8}
+                made = await http.post("/v1/generations", json=body, headers=auth)
+                assert made.status_code == 202, made.text
+                gid = made.json()["id"]
+
+                async def counted() -> dict[str, Any] | None:
+                    got = await http.get("/v1/usage", params={"user": key_name(key)}, headers=auth)
+                    found: dict[str, Any] = got.json()
+                    return found if got.status_code == 200 and found["generations"] else None
+
+                # Once the spend sent again is answered, the day's count is final.
+                await until(lambda: relay.answered, "the spend sent again answered", 30)
+                report = await poll(counted, "the generation counted", 30, every=0.1)
+                status = (await http.get(f"/v1/generations/{gid}", headers=auth)).json()
+        finally:
+            stop_all([worker, front])
+    assert relay.cut == 1, "the relay lost no reply: the fault never happened"
+    usage = status["usage"]
+    assert report["generations"] == 1, report
+    assert report["total_tokens"] == usage["input_tokens"] + usage["output_tokens"] > 0, report

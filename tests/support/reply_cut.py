@@ -22,13 +22,17 @@ import threading
 
 
 class ReplyCut:
-    """The relay on 127.0.0.1 (``url``); ``cut``: the replies lost so far."""
+    """The relay on 127.0.0.1 (``url``); ``cut``: the replies lost so far; ``answered``:
+    the needle's replies relayed since."""
 
     def __init__(self, upstream_port: int, needle: bytes, cuts: int = 1) -> None:
         self.upstream_port = upstream_port
         self.needle = needle
         self.cuts = cuts
         self.cut = 0
+        self.answered = 0
+        """Replies to the needle's command relayed (after the cuts): a write sent again
+        has been answered once this counts it."""
         self.port = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._ready = threading.Event()
@@ -106,7 +110,7 @@ class ReplyCut:
         self, reader: asyncio.StreamReader, up: asyncio.StreamWriter, armed: list[bool]
     ) -> None:
         while data := await reader.read(65536):
-            if self.needle in data and self.cut < self.cuts:
+            if self.needle in data:
                 armed[0] = True  # before Redis can answer
             up.write(data)
             await up.drain()
@@ -118,9 +122,11 @@ class ReplyCut:
         while data := await up.read(65536):
             if armed[0]:
                 armed[0] = False
-                if not data.startswith(b"-NOSCRIPT") and self.cut < self.cuts:
-                    self.cut += 1
-                    raise _Cut  # the reply is dropped and the connection cut
+                if not data.startswith(b"-NOSCRIPT"):
+                    if self.cut < self.cuts:
+                        self.cut += 1
+                        raise _Cut  # the reply is dropped and the connection cut
+                    self.answered += 1
             writer.write(data)
             await writer.drain()
         raise _Cut
