@@ -11,6 +11,7 @@ fork point, with the same seqs and tags, so a fork needs nothing of its source.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -29,7 +30,8 @@ MAX_SEQ = 10**13
 Lua prints numbers with ``%.14g``: below 10^14 they print as the integers they are."""
 
 
-def _ds_script(name: str) -> str:
+def ds_script(name: str) -> str:
+    """A Durable Streams script, after what they share (``ds_lib.lua``)."""
     return script("ds_lib.lua", "broadcaster.durable") + "\n" + script(name, "broadcaster.durable")
 
 
@@ -175,13 +177,13 @@ class DurableLog:
             self._owns_durability = False
         self.durability = durability
         self.publish, self.db = connection.publish_target(redis)
-        self._read = redis.register_script(_ds_script("ds_read.lua"))
-        self._create = redis.register_script(_ds_script("ds_create.lua"))
-        self._append = redis.register_script(_ds_script("ds_append.lua"))
-        self._copy = redis.register_script(_ds_script("ds_copy.lua"))
-        self._register = redis.register_script(_ds_script("ds_fork_register.lua"))
-        self._delete = redis.register_script(_ds_script("ds_delete.lua"))
-        self._unfork = redis.register_script(_ds_script("ds_unfork.lua"))
+        self._read = redis.register_script(ds_script("ds_read.lua"))
+        self._create = redis.register_script(ds_script("ds_create.lua"))
+        self._append = redis.register_script(ds_script("ds_append.lua"))
+        self._copy = redis.register_script(ds_script("ds_copy.lua"))
+        self._register = redis.register_script(ds_script("ds_fork_register.lua"))
+        self._delete = redis.register_script(ds_script("ds_delete.lua"))
+        self._unfork = redis.register_script(ds_script("ds_unfork.lua"))
 
     def channel(self, name: str) -> bytes:
         return keys.push_channel(name, self.db).encode()
@@ -332,6 +334,9 @@ class DurableLog:
             self.max_entries,
             self.max_bytes,
             *self._common(name),
+            # The append's own token: sent again by the Redis client after its reply was
+            # lost, it answers as it was made, not as a second append (ds_append.lua).
+            secrets.token_hex(8),
         ]
         for etype, data in entries:
             args += [etype, data]

@@ -28,6 +28,7 @@ from broadcaster.auth import credentials
 from broadcaster.chat.records import chat_script
 from broadcaster.core.embedded import EmbeddedRedis
 from broadcaster.core.eventlog import script
+from broadcaster.durable.storage import ds_script
 from tests.support.faults import (
     create_generation,
     owner_pid,
@@ -335,3 +336,31 @@ async def test_a_generation_whose_spend_reply_is_lost_is_counted_once(
     usage = status["usage"]
     assert report["generations"] == 1, report
     assert report["total_tokens"] == usage["input_tokens"] + usage["output_tokens"] > 0, report
+
+
+async def test_a_durable_stream_append_whose_reply_is_lost_is_appended_once(
+    tmp_path: Path, own_redis: EmbeddedRedis
+) -> None:
+    """``POST /v1/stream/{path}`` (Durable Streams, no producer headers): the append, sent
+    again after its reply was lost, finds its token the stream's last and answers as it
+    was made (it was appended twice)."""
+    needle = _sha(ds_script("ds_append.lua"))
+    with ReplyCut(_port(own_redis), needle) as relay:
+        front = start_frontend(relay.url, tmp_path, "frontend")
+        try:
+            async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+                url = "/v1/stream/lost-append"
+                made = await http.put(url, headers={"content-type": "text/plain"})
+                assert made.status_code == 201, made.text
+                appended = await http.post(
+                    url, headers={"content-type": "text/plain"}, content=b"once;"
+                )
+                then = await http.post(url, headers={"content-type": "text/plain"}, content=b"two;")
+                read = await http.get(url, params={"offset": "-1"})
+        finally:
+            stop_all([front])
+    assert relay.cut == 1, "the relay lost no reply: the fault never happened"
+    assert appended.status_code == 204, appended.text
+    assert then.status_code == 204, then.text
+    assert read.status_code == 200, read.text
+    assert read.content == b"once;two;"

@@ -3,21 +3,29 @@
 -- KEYS: log, meta, producers.
 -- ARGV: ct ('' without a body), Stream-Seq, producer id, epoch, seq ('' without producer
 --   headers), close ('1'/''), finalize ('1': the last step of making a fork), idle TTL,
---   max entries, max bytes, channel, publish command, push max, then {type, data} pairs.
+--   max entries, max bytes, channel, publish command, push max, the append's token (hex),
+--   then {type, data} pairs.
 -- Returns {status, dseq, dtag, closed, a, b}; see DurableLog.append for each status.
+-- The stream keeps the token of its last append ('once'): an append sent again after its
+-- reply was lost (a failover, a cut connection) finds it, and answers OK with the stream
+-- as it is, nothing written twice.
 local log, meta, producers = KEYS[1], KEYS[2], KEYS[3]
 local ct, wseq, pid, epoch_s, pseq_s = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local close, finalize = ARGV[6] == '1', ARGV[7] == '1'
 local idle, max_events, max_bytes = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local channel, cmd, push_max = ARGV[11], ARGV[12], tonumber(ARGV[13])
+local once = ARGV[14]
 local m = redis.call('HMGET', meta, 'kind', 'ct', 'seq', 'tag', 'dseq', 'dtag', 'ended',
-  'closed_by', 'wseq', 'deleted', 'pending', 'bytes', 'ttl', 'exp')
+  'closed_by', 'wseq', 'deleted', 'pending', 'bytes', 'ttl', 'exp', 'once')
 if not m[1] then return {'NOSTREAM', 0, '', '', '', ''} end
 if m[1] ~= 'ds' then return {'READONLY', 0, '', '', '', ''} end
 if m[10] then return {'GONE', 0, '', '', '', ''} end
 if m[11] and not finalize then return {'NOSTREAM', 0, '', '', '', ''} end
 local dseq, dtag = tonumber(m[5]), m[6] or ''
-local has_body = #ARGV > 13
+if once ~= '' and m[15] == once then
+  return {'OK', dseq, dtag, m[7] and '1' or '', '', ''}
+end
+local has_body = #ARGV > 14
 local tuple = ''
 if pid ~= '' then tuple = pid .. ':' .. epoch_s .. ':' .. pseq_s end
 
@@ -71,7 +79,7 @@ end
 -- 5. Limits (a close alone is always accepted).
 local entries = {}
 local added = 0
-for i = 14, #ARGV, 2 do
+for i = 15, #ARGV, 2 do
   entries[#entries + 1] = ARGV[i]
   entries[#entries + 1] = ARGV[i + 1]
   added = added + #ARGV[i + 1]
@@ -91,7 +99,7 @@ local tag, frames
 seq, tag, dseq, dtag, added, frames = add_entries(log, seq, m[4] or '', dseq, dtag, entries,
   push_max)
 local fields = {'seq', seq, 'tag', tag, 'dseq', dseq, 'dtag', dtag, 'bytes', size + added,
-  'updated_at', now_ms()}
+  'updated_at', now_ms(), 'once', once}
 if wseq ~= '' then fields[#fields + 1] = 'wseq'; fields[#fields + 1] = wseq end
 if close then
   fields[#fields + 1] = 'ended'; fields[#fields + 1] = 'closed'
