@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    JsonValue,
     Tag,
     model_validator,
 )
@@ -155,16 +156,23 @@ class RedactedThinkingBlock(PassThrough):
     data: str = Field(min_length=1)
 
 
-class OtherBlock(PassThrough):
-    """Any other block type: passed through as sent."""
-
-    type: str = Field(pattern=names.BLOCK_TYPE_PATTERN)
-
-
 BLOCK_TYPES = frozenset(
     {"text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking"}
 )
 """The content block types checked field by field; any other passes through as sent."""
+
+_CHECKED_TYPES: list[JsonValue] = [*sorted(BLOCK_TYPES)]
+
+
+class OtherBlock(PassThrough):
+    """Any other block type: passed through as sent. Its documented ``type`` excludes the
+    checked ones, as ``Block``'s discriminator does: else a text block would match both
+    ``TextBlock`` and this in the schema's ``oneOf``, and the document would refuse it."""
+
+    type: str = Field(
+        pattern=names.BLOCK_TYPE_PATTERN,
+        json_schema_extra={"not": {"enum": _CHECKED_TYPES}},
+    )
 
 
 def _block_tag(value: Any) -> str:

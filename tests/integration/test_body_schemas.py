@@ -31,6 +31,7 @@ from schemathesis import Case, GenerationMode
 from schemathesis.core import NotSet
 
 from broadcaster.auth import credentials
+from broadcaster.generations.request import GenerationRequest
 from broadcaster.http import openapi_requests
 from broadcaster.http.app import create_app
 from broadcaster.http.minting import TokenBody
@@ -267,6 +268,48 @@ async def app(redis_url: str) -> AsyncIterator[FastAPI]:
     application = create_app(settings, redis_url)
     async with application.router.lifespan_context(application):
         yield application
+
+
+_TOOL_TURNS = [
+    {"role": "user", "content": "add 1 and 2"},
+    {
+        "role": "assistant",
+        "content": [
+            {"type": "thinking", "thinking": "adding", "signature": ""},
+            {"type": "text", "text": "Adding."},
+            {"type": "tool_use", "id": "toolu_1", "name": "add", "input": {"a": 1, "b": 2}},
+        ],
+    },
+    {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "3"}],
+    },
+]
+BLOCK_BODIES = {
+    "text": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+    "a tool's turn": _TOOL_TURNS,
+    "an image by URL": [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "source": {"type": "url", "url": "https://x.test/a.png"}}
+            ],
+        }
+    ],
+    "a type of its own": [{"role": "user", "content": [{"type": "my_block", "x": 1}]}],
+}
+"""Messages of each kind of content block a generation's request takes."""
+
+
+@pytest.mark.parametrize("kind", sorted(BLOCK_BODIES))
+def test_every_kind_of_block_the_model_takes_the_document_allows(kind: str) -> None:
+    # The schema's blocks are a ``oneOf``: one of them alone must match each block (a
+    # checked type matched the pass-through block's pattern too, and was refused).
+    body = {"messages": BLOCK_BODIES[kind], "max_tokens": 8}
+    GenerationRequest.model_validate(body)
+    judge = jsonschema_rs.validator_for(OPERATIONS["POST /v1/generations"])
+    errors = [e.message[:300] for e in judge.iter_errors(body)]
+    assert not errors, errors
 
 
 def test_every_json_body_of_the_document_is_checked_here() -> None:
