@@ -1,8 +1,9 @@
 """Writes whose reply is lost (a failover, a cut connection) and that are sent again, by
 redis-py's own retries or by their caller, find what they did (docs/reliability.md, "A
 claim whose reply is lost"): a worker's claim of a generation, the worker protocol's
-claim, a request's claim of its ``Idempotency-Key``, a chat submit's turn. None is refused
-as if another had made it.
+claim, a request's claim of its ``Idempotency-Key``, a chat submit's turn, a queued
+message, a generation's create and its usage, a feed's and a Durable Stream's append.
+None is refused as if another had made it, and none is done twice.
 
 On real processes: a front-end or a worker whose Redis connections go through a relay
 (``tests/support/reply_cut.py``) that lets the script run and cuts its connection before
@@ -13,6 +14,7 @@ that had to wait for it could not complete here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import secrets
@@ -37,7 +39,7 @@ from tests.support.faults import (
     wait_status,
 )
 from tests.support.polling import poll, until
-from tests.support.procs import start_frontend, start_worker, stop_all
+from tests.support.procs import Proc, start_frontend, start_worker, stop_all
 from tests.support.reply_cut import ReplyCut
 from tests.support.usage_calls import bearer, key_name
 from worker.providers.fake import fake_reply
@@ -78,25 +80,47 @@ def _claim_sha() -> bytes:
     return _sha(script("claim.lua", "broadcaster.generations"))
 
 
+@contextlib.contextmanager
+def deployed(
+    redis: EmbeddedRedis,
+    tmp_path: Path,
+    needle: bytes,
+    *,
+    cuts: int = 1,
+    worker: dict[str, str] | None = None,
+    relayed: str = "frontend",
+    frontend: dict[str, str] | None = None,
+) -> Iterator[tuple[ReplyCut, Proc, Proc | None]]:
+    """A front-end on ``redis`` with ``frontend``'s environment, and a worker with
+    ``worker``'s (None: none); the one ``relayed`` names reaches Redis through a relay that
+    loses the reply of the script ``needle`` names, ``cuts`` times. All stopped on the way
+    out. Yields the relay, the front-end and the worker."""
+    with ReplyCut(_port(redis), needle, cuts) as relay:
+        url = {relayed: relay.url}
+        procs = [start_frontend(url.get("frontend", redis.url), tmp_path, "frontend", frontend)]
+        try:
+            if worker is not None:
+                procs.append(start_worker(url.get("worker", redis.url), tmp_path, "worker", worker))
+            yield relay, procs[0], procs[1] if worker is not None else None
+        finally:
+            stop_all(procs[::-1])
+
+
 async def test_a_claim_whose_reply_is_lost_is_asked_again_and_runs_at_once(
     tmp_path: Path, own_redis: EmbeddedRedis
 ) -> None:
-    with ReplyCut(_port(own_redis), _claim_sha(), cuts=CUTS) as relay:
-        front = start_frontend(own_redis.url, tmp_path, "frontend")
-        worker = start_worker(relay.url, tmp_path, "worker", LONG_LEASE)
-        try:
-            async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as http:
-                gid = await create_generation(http, front.url, "a claim's reply lost")
-                # Well within the lease (120 s): only a claim asked again can get here.
-                await wait_status(http, front.url, gid, {"completed"}, 60)
-        finally:
-            stop_all([worker, front])
-    r = redis_sync.Redis.from_url(own_redis.url)
-    try:
+    deployment = deployed(
+        own_redis, tmp_path, _claim_sha(), cuts=CUTS, worker=LONG_LEASE, relayed="worker"
+    )
+    with deployment as (relay, front, worker):
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as http:
+            gid = await create_generation(http, front.url, "a claim's reply lost")
+            # Well within the lease (120 s): only a claim asked again can get here.
+            await wait_status(http, front.url, gid, {"completed"}, 60)
+    assert worker is not None
+    with redis_sync.Redis.from_url(own_redis.url) as r:
         meta = stream_meta(r, gid)
         stored = stored_events(r, gid)
-    finally:
-        r.close()
     assert relay.cut == CUTS, f"the relay lost {relay.cut} claims' replies, not {CUTS}"
     # The claim that was made, answered again: one run, nobody lost, the lease untouched.
     assert (meta["attempt"], meta.get("lost", "0")) == ("1", "0"), meta
@@ -116,28 +140,21 @@ async def test_a_lease_whose_claim_reply_is_lost_is_given_to_the_worker_asking(
     """The worker protocol's claim (``POST /v1/worker/claim``): the front-end's claim of
     the job, its reply lost and sent again by redis-py, finds itself, and the worker that
     asked gets the lease (it was dropped as a duplicate job of a live generation)."""
-    with ReplyCut(_port(own_redis), _claim_sha()) as relay:
-        front = start_frontend(relay.url, tmp_path, "frontend")
-        try:
-            async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
-                ask = {"provider": "lost-claim", "wait_seconds": 0}
-                assert (await http.post("/v1/worker/claim", json=ask)).status_code == 204
-                body = {"provider": "lost-claim", "prompt": "a lease's claim lost"}
-                made = await http.post("/v1/generations", json=body)
-                assert made.status_code == 202, made.text
-                gid = made.json()["id"]
-                leased = await http.post("/v1/worker/claim", json={**ask, "wait_seconds": 10})
-        finally:
-            stop_all([front])
+    with deployed(own_redis, tmp_path, _claim_sha()) as (relay, front, _):
+        async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+            ask = {"provider": "lost-claim", "wait_seconds": 0}
+            assert (await http.post("/v1/worker/claim", json=ask)).status_code == 204
+            body = {"provider": "lost-claim", "prompt": "a lease's claim lost"}
+            made = await http.post("/v1/generations", json=body)
+            assert made.status_code == 202, made.text
+            gid = made.json()["id"]
+            leased = await http.post("/v1/worker/claim", json={**ask, "wait_seconds": 10})
     assert relay.cut == 1, "the relay lost no claim's reply: the fault never happened"
     assert leased.status_code == 200, leased.text
     job = leased.json()
     assert job["generation_id"] == gid
-    r = redis_sync.Redis.from_url(own_redis.url)
-    try:
+    with redis_sync.Redis.from_url(own_redis.url) as r:
         meta = stream_meta(r, gid)
-    finally:
-        r.close()
     assert (meta["attempt"], meta.get("lost", "0"), meta["owner"]) == ("1", "0", job["lease"])
 
 
@@ -149,17 +166,13 @@ async def test_an_idempotency_key_whose_claim_reply_is_lost_is_the_requests_own(
     its own first), and a retry of the request is answered as the first."""
     needle = _sha(script("idempotency_claim.lua", "broadcaster.generations"))
     key = {"idempotency-key": "lost-reply-1"}
-    with ReplyCut(_port(own_redis), needle) as relay:
-        front = start_frontend(relay.url, tmp_path, "frontend")
-        try:
-            async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
-                ask = {"provider": "lost-idem", "wait_seconds": 0}  # the provider advertised
-                assert (await http.post("/v1/worker/claim", json=ask)).status_code == 204
-                body = {"provider": "lost-idem", "prompt": "a key's claim lost"}
-                first = await http.post("/v1/generations", json=body, headers=key)
-                again = await http.post("/v1/generations", json=body, headers=key)
-        finally:
-            stop_all([front])
+    with deployed(own_redis, tmp_path, needle) as (relay, front, _):
+        async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+            ask = {"provider": "lost-idem", "wait_seconds": 0}  # the provider advertised
+            assert (await http.post("/v1/worker/claim", json=ask)).status_code == 204
+            body = {"provider": "lost-idem", "prompt": "a key's claim lost"}
+            first = await http.post("/v1/generations", json=body, headers=key)
+            again = await http.post("/v1/generations", json=body, headers=key)
     assert relay.cut == 1, "the relay lost no reply: the fault never happened"
     assert first.status_code == 202, first.text
     assert again.status_code == 202, again.text
@@ -174,17 +187,12 @@ async def test_a_chat_submit_whose_reply_is_lost_takes_its_turn_once(
     its own generation the chat's (it was ``409``, another submit's as it seemed, with the
     chat left naming a generation that never started); the answer streams, once."""
     needle = _sha(chat_script("chat_submit.lua"))
-    with ReplyCut(_port(own_redis), needle) as relay:
-        front = start_frontend(relay.url, tmp_path, "frontend")
-        worker = start_worker(own_redis.url, tmp_path, "worker", LONG_LEASE)
-        try:
-            async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
-                message = {"id": "u0", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
-                body = {"id": "lost-submit", "messages": [message], "max_tokens": 4}
-                answered = await http.post("/v1/chat", json=body)
-                listed = await http.get("/v1/chat/lost-submit/messages")
-        finally:
-            stop_all([worker, front])
+    with deployed(own_redis, tmp_path, needle, worker=LONG_LEASE) as (relay, front, _):
+        async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+            message = {"id": "u0", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
+            body = {"id": "lost-submit", "messages": [message], "max_tokens": 4}
+            answered = await http.post("/v1/chat", json=body)
+            listed = await http.get("/v1/chat/lost-submit/messages")
     assert relay.cut == 1, "the relay lost no reply: the fault never happened"
     assert answered.status_code == 200, answered.text
     gid = answered.headers["x-generation-id"]
@@ -198,32 +206,25 @@ async def test_a_publish_whose_reply_is_lost_is_appended_once(
     tmp_path: Path, own_redis: EmbeddedRedis, case: str
 ) -> None:
     """``POST /v1/streams/{id}/events``: the append, sent again by redis-py after its reply
-    was lost, finds its own token among the stream's last appends and answers 201 with
-    its seq, nothing written again (it was written twice; with ``expected_last_event_id``
-    it was refused 409 ``conflict``; a terminal event, 409 ``ended``)."""
+    was lost, finds its own token the stream's last and answers 201 with its seq, nothing
+    written again (it was written twice; with ``expected_last_event_id`` it was refused
+    409 ``conflict``; a terminal event, 409 ``ended``)."""
     stream = "lost-publish-" + case.replace(" ", "-")
     first = {"type": "data-note", "data": {"n": 1}}
     event = {"type": "finish"} if case == "the end" else {"type": "data-note", "data": {"n": 2}}
     query = "?expected_last_event_id=1" if case == "conditional" else ""
-    with ReplyCut(_port(own_redis), _sha(script("append.lua")), cuts=0) as relay:
-        front = start_frontend(relay.url, tmp_path, "frontend")
-        try:
-            async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
-                url = f"/v1/streams/{stream}/events"
-                assert (await http.post(url, json=first)).status_code == 201
-                relay.cuts = 1  # the next append's reply is lost
-                published = await http.post(url + query, json=event)
-                after = await http.post(url, json={"type": "data-note", "data": {"n": 3}})
-        finally:
-            stop_all([front])
+    with deployed(own_redis, tmp_path, _sha(script("append.lua")), cuts=0) as (relay, front, _):
+        async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+            url = f"/v1/streams/{stream}/events"
+            assert (await http.post(url, json=first)).status_code == 201
+            relay.cuts = 1  # the next append's reply is lost
+            published = await http.post(url + query, json=event)
+            after = await http.post(url, json={"type": "data-note", "data": {"n": 3}})
     assert relay.cut == 1, "the relay lost no reply: the fault never happened"
     assert published.status_code == 201, published.text
     assert published.json() == {"last_event_id": 2}
-    r = redis_sync.Redis.from_url(own_redis.url)
-    try:
+    with redis_sync.Redis.from_url(own_redis.url) as r:
         stored = stored_events(r, stream)
-    finally:
-        r.close()
     then = [] if case == "the end" else [(3, "data-note")]
     assert [(e.seq, e.type) for e in stored] == [(1, "data-note"), (2, event["type"]), *then]
     if case == "the end":
@@ -244,27 +245,22 @@ async def test_a_queued_message_whose_reply_is_lost_is_queued_once(
     def message(text: str, mid: str) -> dict[str, Any]:
         return {"id": mid, "role": "user", "parts": [{"type": "text", "text": text}]}
 
-    with ReplyCut(_port(own_redis), needle) as relay:
-        front = start_frontend(relay.url, tmp_path, "frontend")
-        worker = start_worker(own_redis.url, tmp_path, "worker", slow)
-        try:
-            async with httpx.AsyncClient(base_url=front.url, timeout=60) as http:
-                chat = {"id": "lost-queue", "max_tokens": 64}
-                first = asyncio.create_task(
-                    http.post("/v1/chat", json={**chat, "messages": [message("one", "u1")]})
-                )
+    with deployed(own_redis, tmp_path, needle, worker=slow) as (relay, front, _):
+        async with httpx.AsyncClient(base_url=front.url, timeout=60) as http:
+            chat = {"id": "lost-queue", "max_tokens": 64}
+            first = asyncio.create_task(
+                http.post("/v1/chat", json={**chat, "messages": [message("one", "u1")]})
+            )
 
-                async def running() -> bool:
-                    got = await http.get("/v1/chat/lost-queue/messages")
-                    return got.status_code == 200 and got.json().get("status") == "running"
+            async def running() -> bool:
+                got = await http.get("/v1/chat/lost-queue/messages")
+                return got.status_code == 200 and got.json().get("status") == "running"
 
-                await poll(running, "the first answer running", 30, every=0.05)
-                second = {**chat, "messages": [message("two", "u2")], "multitask": "enqueue"}
-                queued = await http.post("/v1/chat", json=second)
-                answered = await first
-                listed = await http.get("/v1/chat/lost-queue/messages")
-        finally:
-            stop_all([worker, front])
+            await poll(running, "the first answer running", 30, every=0.05)
+            second = {**chat, "messages": [message("two", "u2")], "multitask": "enqueue"}
+            queued = await http.post("/v1/chat", json=second)
+            answered = await first
+            listed = await http.get("/v1/chat/lost-queue/messages")
     assert relay.cut == 1, "the relay lost no reply: the fault never happened"
     assert answered.status_code == queued.status_code == 200, (answered.text, queued.text)
     body = listed.json()
@@ -281,22 +277,14 @@ async def test_a_generation_whose_create_reply_is_lost_is_created_once(
     the generation it made (it was ``409 conflict``, the id taken by itself, and the
     generation it had made left queued with no job); it is answered 202 and runs."""
     needle = _sha(script("create_generation.lua", "broadcaster.generations"))
-    with ReplyCut(_port(own_redis), needle) as relay:
-        front = start_frontend(relay.url, tmp_path, "frontend")
-        worker = start_worker(own_redis.url, tmp_path, "worker", LONG_LEASE)
-        try:
-            async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as http:
-                gid = await create_generation(http, front.url, "a create's reply lost")
-                await wait_status(http, front.url, gid, {"completed"}, 60)
-        finally:
-            stop_all([worker, front])
+    with deployed(own_redis, tmp_path, needle, worker=LONG_LEASE) as (relay, front, _):
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=2)) as http:
+            gid = await create_generation(http, front.url, "a create's reply lost")
+            await wait_status(http, front.url, gid, {"completed"}, 60)
     assert relay.cut == 1, "the relay lost no reply: the fault never happened"
-    r = redis_sync.Redis.from_url(own_redis.url)
-    try:
+    with redis_sync.Redis.from_url(own_redis.url) as r:
         meta = stream_meta(r, gid)
         names = r.keys("*:meta")
-    finally:
-        r.close()
     assert meta["attempt"] == "1", meta
     assert len(names) == 1, names  # one generation made
 
@@ -310,28 +298,24 @@ async def test_a_generation_whose_spend_reply_is_lost_is_counted_once(
     key = "lost-" + secrets.token_hex(8)
     env = {"BROADCASTER_API_KEYS": credentials.hash_key(key) + ":admin+generate"}
     needle = _sha(script("spend.lua", "broadcaster.generations"))
-    with ReplyCut(_port(own_redis), needle) as relay:
-        front = start_frontend(relay.url, tmp_path, "frontend", env)
-        worker = start_worker(own_redis.url, tmp_path, "worker", LONG_LEASE)
-        try:
-            async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
-                auth = bearer(key)
-                body = {"prompt": "a spend's reply lost", "max_tokens": 8}
-                made = await http.post("/v1/generations", json=body, headers=auth)
-                assert made.status_code == 202, made.text
-                gid = made.json()["id"]
+    deployment = deployed(own_redis, tmp_path, needle, worker=LONG_LEASE, frontend=env)
+    with deployment as (relay, front, _):
+        async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+            auth = bearer(key)
+            body = {"prompt": "a spend's reply lost", "max_tokens": 8}
+            made = await http.post("/v1/generations", json=body, headers=auth)
+            assert made.status_code == 202, made.text
+            gid = made.json()["id"]
 
-                async def counted() -> dict[str, Any] | None:
-                    got = await http.get("/v1/usage", params={"user": key_name(key)}, headers=auth)
-                    found: dict[str, Any] = got.json()
-                    return found if got.status_code == 200 and found["generations"] else None
+            async def counted() -> dict[str, Any] | None:
+                got = await http.get("/v1/usage", params={"user": key_name(key)}, headers=auth)
+                found: dict[str, Any] = got.json()
+                return found if got.status_code == 200 and found["generations"] else None
 
-                # Once the spend sent again is answered, the day's count is final.
-                await until(lambda: relay.answered, "the spend sent again answered", 30)
-                report = await poll(counted, "the generation counted", 30, every=0.1)
-                status = (await http.get(f"/v1/generations/{gid}", headers=auth)).json()
-        finally:
-            stop_all([worker, front])
+            # Once the spend sent again is answered, the day's count is final.
+            await until(lambda: relay.answered, "the spend sent again answered", 30)
+            report = await poll(counted, "the generation counted", 30, every=0.1)
+            status = (await http.get(f"/v1/generations/{gid}", headers=auth)).json()
     assert relay.cut == 1, "the relay lost no reply: the fault never happened"
     usage = status["usage"]
     assert report["generations"] == 1, report
@@ -345,20 +329,15 @@ async def test_a_durable_stream_append_whose_reply_is_lost_is_appended_once(
     again after its reply was lost, finds its token the stream's last and answers as it
     was made (it was appended twice)."""
     needle = _sha(ds_script("ds_append.lua"))
-    with ReplyCut(_port(own_redis), needle) as relay:
-        front = start_frontend(relay.url, tmp_path, "frontend")
-        try:
-            async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
-                url = "/v1/stream/lost-append"
-                made = await http.put(url, headers={"content-type": "text/plain"})
-                assert made.status_code == 201, made.text
-                appended = await http.post(
-                    url, headers={"content-type": "text/plain"}, content=b"once;"
-                )
-                then = await http.post(url, headers={"content-type": "text/plain"}, content=b"two;")
-                read = await http.get(url, params={"offset": "-1"})
-        finally:
-            stop_all([front])
+    text = {"content-type": "text/plain"}
+    with deployed(own_redis, tmp_path, needle) as (relay, front, _):
+        async with httpx.AsyncClient(base_url=front.url, timeout=30) as http:
+            url = "/v1/stream/lost-append"
+            made = await http.put(url, headers=text)
+            assert made.status_code == 201, made.text
+            appended = await http.post(url, headers=text, content=b"once;")
+            then = await http.post(url, headers=text, content=b"two;")
+            read = await http.get(url, params={"offset": "-1"})
     assert relay.cut == 1, "the relay lost no reply: the fault never happened"
     assert appended.status_code == 204, appended.text
     assert then.status_code == 204, then.text
