@@ -126,7 +126,6 @@ class Generations:
                 self.log.publish,
                 # This create's own token: sent again after its reply was lost, it finds
                 # the generation it made (create_generation.lua), not one of that id.
-                "create",
                 secrets.token_hex(8),
                 *named(request),
             ],

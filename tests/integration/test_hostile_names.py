@@ -26,6 +26,7 @@ from broadcaster.core import connection, keys
 from broadcaster.core.embedded import EmbeddedRedis
 from broadcaster.core.eventlog import EventLog, script
 from broadcaster.core.events import InvalidEvent
+from broadcaster.durable.storage import ds_script
 from broadcaster.webhooks.outbox import Outbox
 from tests.support.procs import Proc, read_sse, start_frontend
 
@@ -416,10 +417,7 @@ async def test_the_scripts_that_name_a_stream_refuse_a_name_that_is_none(
     redis = connection.command_client(stack[1])
     try:
         create = redis.register_script(script("create_generation.lua", "broadcaster.generations"))
-        durable = "broadcaster.durable"
-        ds_create = redis.register_script(
-            script("ds_lib.lua", durable) + "\n" + script("ds_create.lua", durable)
-        )
+        ds_create = redis.register_script(ds_script("ds_create.lua"))
         outbox_add = redis.register_script(script("outbox_add.lua", "broadcaster.webhooks"))
         for name in ("gen\n", "gen\r", "g\x85", "g٣", "x" * 65):
             with pytest.raises(ResponseError, match="INVALID"):
