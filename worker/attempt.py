@@ -33,7 +33,7 @@ from worker.sessions import Opening, Sessions
 from worker.step_loop import StepRun, run_steps
 from worker.takeover import Plan, fresh, plan_attempt
 from worker.tools import ToolClash
-from worker.writer import REDIS_DOWN, RETRY_MAX_S, StreamWriter, WritesLost
+from worker.writer import REDIS_DOWN, Backoff, StreamWriter, WritesLost
 
 log = logging.getLogger("worker.generation")
 
@@ -67,13 +67,13 @@ async def claim_surely(
     as it was made, rather than refused as held by this very worker, whose generation then
     waited out the lease it had just taken."""
     token = secrets.token_hex(8)
-    delay = 0.05
-    give_up_at = time.monotonic() + patience_s
+    backoff = Backoff(patience_s)
     while True:
         try:
             return await generations.claim(stream_id, owner, token=token)
         except REDIS_DOWN as exc:
-            if time.monotonic() + delay > give_up_at:
+            delay = backoff.next()
+            if delay is None:
                 raise
             log.warning(
                 "generation %s: claim unanswered (%s); asking again in %.2fs",
@@ -82,7 +82,6 @@ async def claim_surely(
                 delay,
             )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
 
 
 async def run_generation(

@@ -63,6 +63,24 @@ RETRY_MAX_S = 2.0
 """The longest wait between two tries of a write Redis did not answer."""
 
 
+class Backoff:
+    """The waits between tries of a write Redis does not answer: 50 ms, doubling to
+    ``cap``, for ``patience_s`` in all."""
+
+    def __init__(self, patience_s: float, cap: float = RETRY_MAX_S) -> None:
+        self.delay = 0.05
+        self.cap = cap
+        self.give_up_at = time.monotonic() + patience_s
+
+    def next(self) -> float | None:
+        """The wait before the next try; None once it would end past the patience."""
+        delay = self.delay
+        if time.monotonic() + delay > self.give_up_at:
+            return None
+        self.delay = min(delay * 2, self.cap)
+        return delay
+
+
 REDIS_DOWN = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
@@ -177,8 +195,7 @@ class StreamWriter:
         )
 
     async def _write(self, b: _Batch) -> None:
-        delay = 0.05
-        give_up_at = time.monotonic() + self.patience_s
+        backoff = Backoff(self.patience_s, self.retry_max_s)
         repair: Callable[[], Awaitable[None]] | None = None
         while True:
             try:
@@ -188,7 +205,8 @@ class StreamWriter:
                 self.seq = await self._append(b)
                 break
             except REDIS_DOWN as exc:
-                if time.monotonic() + delay > give_up_at:
+                delay = backoff.next()
+                if delay is None:
                     raise
                 repair = None  # the next refusal says where the stream is now
                 log.warning(
@@ -198,7 +216,6 @@ class StreamWriter:
                     delay,
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_s)
             except Fenced:
                 raise
             except StaleWriter as exc:
