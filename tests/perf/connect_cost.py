@@ -157,7 +157,10 @@ async def _measure(redis_url: str, head: bytes, connects: int, rounds: int) -> d
         got = b""
         async with asyncio.timeout(10):
             while b"data:" not in got:
-                got += await reader.read(65536)
+                more = await reader.read(65536)
+                if not more:
+                    raise RuntimeError(f"the first viewer's connection closed: {got[:500]!r}")
+                got += more
         http = front.server.config.http_protocol_class
         runs = [_round(http, head, connects) for _ in range(rounds)]
         memory = _round(http, head, connects, memory=True)
