@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline
-from redis.asyncio.connection import AbstractConnection, SSLConnection, parse_url
+from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import (
     Sentinel,
@@ -138,6 +138,74 @@ def _host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+class _WriteGuard(AbstractConnection):
+    """A connection whose write, when the connection was torn down under it, raises
+    redis-py's ``ConnectionError``, which its retries and every loop here handle.
+
+    redis-py 8.1 writes with ``self._writer.writelines`` in a task of its own (the socket
+    timeout's): when the connection is closed between the command's start and that
+    write (a pool's ``disconnect`` during a failover, a peer's reset), the write raises
+    ``AttributeError`` (``'NoneType' object has no attribute 'writelines'``), or, on the
+    Pythons whose transport clears its own callbacks on close, ``TypeError``. Neither is a
+    ``RedisError``: the command was not retried, and the caller took it for a defect (a
+    worker's generation then waited for its lease). redis-py has already closed the
+    connection by then; only the error is translated."""
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        try:
+            await super().send_packed_command(command, check_health)
+        except (AttributeError, TypeError) as exc:
+            if not closed_under_write(exc):
+                raise
+            raise RedisConnectionError("the connection closed as the command was written") from exc
+
+
+def closed_under_write(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write to a connection closed under it: something the write
+    needed was None, and the error came from redis-py's connection or from asyncio's
+    transport or stream (not from the caller's code)."""
+    if "NoneType" not in str(exc):
+        return False
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = str(tb.tb_frame.f_globals.get("__name__", ""))
+    return module == "redis.asyncio.connection" or module.startswith("asyncio.")
+
+
+_guarded_classes: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
+def _guarded_class(cls: type[AbstractConnection]) -> type[AbstractConnection]:
+    """``cls`` with ``_WriteGuard`` (one class made for each)."""
+    if issubclass(cls, _WriteGuard):
+        return cls
+    made = _guarded_classes.get(cls)
+    if made is None:
+        made = _guarded_classes[cls] = type(cls.__name__, (_WriteGuard, cls), {})
+    return made
+
+
+def guarded(client: Redis) -> Redis:
+    """``client``, whose connections (those it makes from now on) are ``_WriteGuard``'s:
+    a plain client's pool, or every node of a Cluster, those found later too."""
+    if isinstance(client, RedisCluster):
+        nodes = client.nodes_manager
+        kind = _guarded_class(nodes.connection_kwargs.get("connection_class", Connection))
+        nodes.connection_kwargs["connection_class"] = kind
+        client.connection_kwargs["connection_class"] = kind
+        for node in nodes.startup_nodes.values():
+            node.connection_class = kind
+        return client
+    pool = client.connection_pool
+    pool.connection_class = _guarded_class(pool.connection_class)
+    return client
+
+
 class _WaitingCluster(RedisCluster):
     """``RedisCluster`` whose callers wait (up to ``wait`` seconds) for a free connection.
 
@@ -176,7 +244,7 @@ class _WaitingPipeline(ClusterPipeline):
             return await super().execute(raise_on_error, allow_redirections)
 
 
-class _SentinelConnection(SentinelManagedConnection):
+class _SentinelConnection(_WriteGuard, SentinelManagedConnection):
     """A connection to the primary that asks the Sentinels where it is whenever it
     reconnects. redis-py's own reconnects a client's *dedicated* connection (a blocking
     reader's) to the address it had, so after a failover it would knock on the dead
@@ -247,7 +315,7 @@ def command_client(url: str, pool_size: int = 64, timeout: float = 5.0) -> Redis
             **target.options,
             **kwargs,
         )
-        return cast(Redis, cluster)
+        return guarded(cast(Redis, cluster))
     kwargs.update(
         redis_connect_func=_handshake,
         max_connections=pool_size,
@@ -257,7 +325,7 @@ def command_client(url: str, pool_size: int = 64, timeout: float = 5.0) -> Redis
     if target is not None:
         return _sentinel_client(target, _BlockingSentinelPool, **kwargs)
     pool = BlockingConnectionPool.from_url(url, **kwargs)
-    return Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
+    return guarded(Redis.from_pool(pool))  # owns the pool: aclose() closes its connections
 
 
 def blocking_client(url: str, block_ms: int, **options: Any) -> Redis:
@@ -269,7 +337,7 @@ def blocking_client(url: str, block_ms: int, **options: Any) -> Redis:
     kwargs = {**blocking_options(block_ms), **options}
     target = parse_target(url)
     if target is None:
-        return Redis.from_url(url, single_connection_client=True, **kwargs)
+        return guarded(Redis.from_url(url, single_connection_client=True, **kwargs))
     if target.kind == "sentinel":
         pool = _sentinel_client(target, _SentinelPool, **kwargs).connection_pool
         client = Redis(connection_pool=pool, single_connection_client=True)
@@ -284,7 +352,7 @@ def blocking_client(url: str, block_ms: int, **options: Any) -> Redis:
         **target.options,
         **kwargs,
     )
-    return cast(Redis, cluster)
+    return guarded(cast(Redis, cluster))
 
 
 @functools.cache

@@ -115,7 +115,10 @@ class Subscription:
         if node is None:
             raise ConnectionError("no node holds the job queues' slot")
         options = {**target.options, **connection.blocking_options(0), "protocol": 2}
-        return Redis(host=node.host, port=int(node.port), single_connection_client=True, **options)
+        client = Redis(
+            host=node.host, port=int(node.port), single_connection_client=True, **options
+        )
+        return connection.guarded(client)
 
     async def _subscribe(self, conn: AbstractConnection) -> None:
         await conn.send_command("SSUBSCRIBE" if self.sharded else "SUBSCRIBE", self.channel)
