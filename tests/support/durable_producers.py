@@ -12,7 +12,6 @@ import bisect
 import contextlib
 import json
 import signal
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import httpx
 
 from tests.support.polling import poll
 from tests.support.procs import Proc
+from tests.support.relay import Relay
 
 CT = "application/json"
 NEXT = "stream-next-offset"
@@ -290,77 +290,32 @@ async def kill_with_requests_in_flight(proc: Proc, producers: list[Producer], n:
     return flying
 
 
-class SlowReplies:
+class SlowReplies(Relay):
     """A TCP proxy on 127.0.0.1 to ``port`` whose replies come back ``delay`` seconds
-    late (requests go through at once), in a thread of its own: a front-end in another
-    zone than its Redis. Such a front-end's requests spend most of their time with their
-    write made and its answer on the way: killed, it dies with writes made and never
-    acknowledged, which the producers' retries must not duplicate. (Killed while it runs
-    next to Redis, a front-end has answered nearly every write it made: the window between
-    Redis's answer and the HTTP response is a fraction of a millisecond.)"""
+    late (requests go through at once), in a thread of its own (``relay.Relay``): a
+    front-end in another zone than its Redis. Such a front-end's requests spend most of
+    their time with their write made and its answer on the way: killed, it dies with
+    writes made and never acknowledged, which the producers' retries must not duplicate.
+    (Killed while it runs next to Redis, a front-end has answered nearly every write it
+    made: the window between Redis's answer and the HTTP response is a fraction of a
+    millisecond.)"""
 
     def __init__(self, port: int, delay: float) -> None:
-        self.target, self.delay = port, delay
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._server: asyncio.Server | None = None
+        super().__init__(port)
+        self.delay = delay
 
-    def __enter__(self) -> SlowReplies:
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._serve, "127.0.0.1", 0)
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
-
-    async def _shutdown(self) -> None:
-        """Every connection closed, then the listening socket."""
-        assert self._server is not None
-        self._server.close()
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self._server.wait_closed()
-        await asyncio.sleep(0.05)  # transports close on the loop's next turns
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        except OSError:
-            writer.close()
-            return
-        await asyncio.gather(
-            self._pump(reader, up_writer, 0.0),
-            self._pump(up_reader, writer, self.delay),
-            return_exceptions=True,
-        )
-
-    async def _pump(
-        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, delay: float
+    async def replies(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: object
     ) -> None:
+        """Each read written ``delay`` after it came, in order, reading on meanwhile."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
         async def feed() -> None:
             with contextlib.suppress(OSError):
-                while data := await src.read(65536):
-                    queue.put_nowait((loop.time() + delay, data))
-            queue.put_nowait((loop.time() + delay, b""))
+                while data := await reader.read(65536):
+                    queue.put_nowait((loop.time() + self.delay, data))
+            queue.put_nowait((loop.time() + self.delay, b""))
 
         feeding = asyncio.create_task(feed())
         try:
@@ -368,9 +323,10 @@ class SlowReplies:
                 due, data = await queue.get()
                 await asyncio.sleep(max(0.0, due - loop.time()))
                 if not data:
-                    break
-                dst.write(data)
-                await dst.drain()
+                    return
+                writer.write(data)
+                await writer.drain()
         finally:
             feeding.cancel()
-            dst.close()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeding
