@@ -40,6 +40,7 @@ from tests.support.faults import (
 )
 from tests.support.polling import poll, until
 from tests.support.procs import Proc, start_frontend, start_worker, stop_all
+from tests.support.procs import own_redis as redis_of_its_own
 from tests.support.reply_cut import ReplyCut
 from tests.support.usage_calls import bearer, key_name
 from worker.providers.fake import fake_reply
@@ -58,8 +59,7 @@ redis-py's."""
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
     """A Redis of the test's own: no worker of another test's deployment takes its job."""
-    server = EmbeddedRedis(tmp_path / "redis", persistent=False)
-    server.start(reuse=False)
+    server = redis_of_its_own(tmp_path / "redis")
     try:
         yield server
     finally:
