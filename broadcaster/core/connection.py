@@ -194,10 +194,9 @@ def guarded(client: Redis) -> Redis:
     """``client``, whose connections (those it makes from now on) are ``_WriteGuard``'s:
     a plain client's pool, or every node of a Cluster, those found later too."""
     if isinstance(client, RedisCluster):
-        nodes = client.nodes_manager
+        nodes = client.nodes_manager  # its kwargs, the client's: every node made later
         kind = _guarded_class(nodes.connection_kwargs.get("connection_class", Connection))
         nodes.connection_kwargs["connection_class"] = kind
-        client.connection_kwargs["connection_class"] = kind
         for node in nodes.startup_nodes.values():
             node.connection_class = kind
         return client

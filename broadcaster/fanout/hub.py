@@ -276,8 +276,7 @@ class Hub:
         self._enter(topic, sub, True, subject)
         sub.last = after
         if held:
-            if held[0][0] <= after:  # else the run is the viewer's whole
-                held[0] = viewer.trim(held[0], after)
+            held[0] = viewer.trim(held[0], after)
             sub.last = held[-1][1]
         sub.park(writer, self._now())
         sub.handed = True
