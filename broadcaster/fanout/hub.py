@@ -276,7 +276,8 @@ class Hub:
         self._enter(topic, sub, True, subject)
         sub.last = after
         if held:
-            held[0] = viewer.trim(held[0], after)
+            if held[0][0] <= after:  # else the run is the viewer's whole
+                held[0] = viewer.trim(held[0], after)
             sub.last = held[-1][1]
         sub.park(writer, self._now())
         sub.handed = True

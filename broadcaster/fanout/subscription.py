@@ -483,5 +483,6 @@ class Topic:
             if run[0] > seq + 1:
                 return None
             if run[1] > seq:
-                return list(itertools.islice(tail, i, None))
+                # The whole tail, mostly: a herd from the start, or just behind.
+                return list(tail) if i == 0 else list(itertools.islice(tail, i, None))
         return None
