@@ -23,6 +23,7 @@ from broadcaster.durable.storage import DurableLog, Entry, State
 from broadcaster.fanout.hub import Hub
 from broadcaster.fanout.keepalive import Keepalive
 from broadcaster.fanout.subscription import Form, Run, Subscription, Topic
+from broadcaster.fanout.viewer import wait_for_work
 
 _NOW = "now"
 """In a run's cache (``Topic.encoded``), the cursor interval of the protocol's clock when
@@ -195,7 +196,7 @@ async def sse(
             yield chunk
         keepalive = hub.config.keepalive
         while not (sub.ended or sub.closed):
-            woke = await _wait(sub, writer, keepalive)
+            woke = await wait_for_work(sub, writer, keepalive)
             if sub.closed or sub.ended:
                 return
             if not woke or sub.ping_due:
@@ -209,16 +210,6 @@ async def sse(
             else:
                 async for chunk in _buffered(log, sub):
                     yield chunk
-
-
-async def _wait(sub: Reader, writer: Writer | None, keepalive: float) -> bool:
-    if writer is not None and sub.idle():
-        sub.park(writer, asyncio.get_running_loop().time())
-        woke = await sub.wait(None)
-    else:
-        woke = await sub.wait(keepalive)
-    sub.direct = None
-    return woke
 
 
 async def _history(

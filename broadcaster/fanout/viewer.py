@@ -65,7 +65,7 @@ async def deliver(
                 sub.handed = True
                 return
             sub.direct = None
-        woke = await _wait(sub, writer, keepalive)
+        woke = await wait_for_work(sub, writer, keepalive)
         if sub.closed or sub.ended:
             break
         if sub.notice is not None:
@@ -86,11 +86,11 @@ async def deliver(
         yield frame
 
 
-async def _wait(sub: Subscription, writer: Writer | None, keepalive: float) -> bool:
-    """Wait for work. A caught-up viewer with a socket writer hands it to the fan-out
-    meanwhile (``park``): live frames and keepalives then go straight to the socket,
-    from the fan-out and from the hub's keepalive task, with no timer and no wakeup
-    here."""
+async def wait_for_work(sub: Subscription, writer: Writer | None, keepalive: float) -> bool:
+    """Wait for work (a viewer's here, a Durable Streams reader's in ``durable.live``). A
+    caught-up reader with a socket writer hands it to the fan-out meanwhile (``park``):
+    live frames and keepalives then go straight to the socket, from the fan-out and from
+    the hub's keepalive task, with no timer and no wakeup here."""
     if writer is not None and sub.idle():
         sub.park(writer, asyncio.get_running_loop().time())
         woke = await sub.wait(None)
