@@ -33,7 +33,9 @@ class Settings(RedisSettings, WebhookSettings, DurabilitySettings):
     """A ``: ping`` comment goes out after this much silence on an SSE response."""
     retry_ms: int = Field(500, ge=0)
     """The ``retry:`` an EventSource waits before reconnecting, at least: what a viewer of
-    a front-end that dies waits before its first try, whatever the jitter."""
+    a front-end that dies waits before its first try, whatever the jitter. Lower brings
+    such viewers back sooner (docs/performance.md), at more tries from each browser while
+    its front-end stays unreachable (an EventSource does not back off)."""
     retry_jitter_ms: int = Field(1000, ge=0)
     """Each response's ``retry:`` is ``retry_ms`` plus a random share of this: the viewers
     of a front-end that dies come back spread over this window, not in the same instant
