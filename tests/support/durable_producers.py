@@ -290,6 +290,10 @@ async def kill_with_requests_in_flight(proc: Proc, producers: list[Producer], n:
     return flying
 
 
+REPLIES_IN_FLIGHT = 1024
+"""Reads of replies a ``SlowReplies`` holds back at once, at most."""
+
+
 class SlowReplies(Relay):
     """A TCP proxy on 127.0.0.1 to ``port`` whose replies come back ``delay`` seconds
     late (requests go through at once), in a thread of its own (``relay.Relay``): a
@@ -309,13 +313,14 @@ class SlowReplies(Relay):
     ) -> None:
         """Each read written ``delay`` after it came, in order, reading on meanwhile."""
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        # Bounded: past it, reading waits (and TCP holds Redis back), as a slow link does.
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(REPLIES_IN_FLIGHT)
 
         async def feed() -> None:
             with contextlib.suppress(OSError):
                 while data := await reader.read(65536):
-                    queue.put_nowait((loop.time() + self.delay, data))
-            queue.put_nowait((loop.time() + self.delay, b""))
+                    await queue.put((loop.time() + self.delay, data))
+            await queue.put((loop.time() + self.delay, b""))
 
         feeding = asyncio.create_task(feed())
         try:

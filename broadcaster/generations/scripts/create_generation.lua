@@ -13,9 +13,9 @@ local id = string.match(meta, '}:(.+):meta$')
 if not id or #id > 64 or not string.find(id, '^[A-Za-z0-9_%-]+$') then
   return redis.error_reply('INVALID not a stream id')
 end
-local found = redis.call('HGET', meta, 'create')
-if found then return found == ARGV[7] and 1 or 0 end
-if redis.call('EXISTS', meta) == 1 then return 0 end
+if redis.call('EXISTS', meta) == 1 then
+  return redis.call('HGET', meta, 'create') == ARGV[7] and 1 or 0
+end
 local t = redis.call('TIME')
 local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
 redis.call('HSET', meta, 'kind', 'generation', 'seq', 0, 'status', 'queued', 'attempt', 0,
